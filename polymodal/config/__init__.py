@@ -1,0 +1,17 @@
+"""The configuration schema (pydantic v2): YAML in, validated objects out.
+
+Sections: ``modalities`` (kind, column(s), preprocess, encoder), ``fusion``, ``head``, ``loss``,
+``train`` and ``data``. An unknown key, a wrong type or an out-of-range value is a
+:class:`~polymodal.errors.ConfigError` naming the full key path, what is allowed and what was given.
+"""
+
+from polymodal.config.encoders import *  # noqa: F401,F403 - the component configs are part of the API
+from polymodal.config.model import *  # noqa: F401,F403
+from polymodal.config.modalities import *  # noqa: F401,F403
+from polymodal.config.root import Config, config_to_dict, json_schema, load_config, save_config
+from polymodal.config.train import DataConfig, EarlyStoppingConfig, LossConfig, TrainConfig
+
+__all__ = [
+    "Config", "DataConfig", "EarlyStoppingConfig", "LossConfig", "TrainConfig",
+    "config_to_dict", "json_schema", "load_config", "save_config",
+]

@@ -1,0 +1,283 @@
+"""Per-modality configs: which column to read, how to preprocess it, how to encode it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from polymodal.config.base import StrictModel
+from polymodal.config.encoders import (
+    AudioEncoder,
+    Cnn1dConfig,
+    HfConfig,
+    ImageCnnConfig,
+    ImageEncoder,
+    MelCnnConfig,
+    SignalEncoder,
+    TabularEncoder,
+    TabularMlpConfig,
+    TextEncoder,
+    TextRnnConfig,
+)
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+# --- preprocessing -----------------------------------------------------------------------------
+class ImageAugment(StrictModel):
+    """Training-only augmentation (torchvision transforms v2), applied after the cache."""
+
+    hflip: bool = False
+    rotate: Annotated[float, Field(ge=0, le=180)] = 0.0
+    translate: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+    scale: tuple[PositiveFloat, PositiveFloat] = (1.0, 1.0)
+    brightness: Annotated[float, Field(ge=0, le=1)] = 0.0
+    contrast: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class ImagePreprocess(StrictModel):
+    """Decode, convert colour, resize and normalise images.
+
+    Attributes:
+        size: output side (square) or ``[height, width]``.
+        color: ``rgb`` (3 channels), ``gray`` (1) or ``hsv`` (3).
+        resize: ``pad`` keeps the aspect ratio and pads, ``crop`` keeps it and centre-crops,
+            ``stretch`` ignores it.
+        normalize: ``unit`` scales to [0, 1]; ``standard`` subtracts a per-channel mean and divides
+            by a std, both fitted on the training images unless ``mean``/``std`` are given
+            (e.g. ImageNet's).
+        max_pixels: images with more pixels are refused (decompression-bomb guard).
+    """
+
+    size: PositiveInt | tuple[PositiveInt, PositiveInt] = 224
+    color: Literal["rgb", "gray", "hsv"] = "rgb"
+    resize: Literal["pad", "crop", "stretch"] = "pad"
+    normalize: Literal["unit", "standard"] = "unit"
+    mean: list[float] | None = None
+    std: list[PositiveFloat] | None = None
+    augment: ImageAugment | None = None
+    max_pixels: PositiveInt = 50_000_000
+
+    @model_validator(mode="after")
+    def _mean_std_match_channels(self) -> ImagePreprocess:
+        channels = 1 if self.color == "gray" else 3
+        for key in ("mean", "std"):
+            value = getattr(self, key)
+            if value is not None and len(value) != channels:
+                raise ValueError(
+                    f"{key} must have {channels} value(s) for color '{self.color}'; got {len(value)}"
+                )
+        return self
+
+
+class TextPreprocess(StrictModel):
+    """Clean and tokenise text.
+
+    Attributes:
+        tokenizer: ``word`` (vocabulary from the training data), ``wordpiece`` / ``bpe`` (trained
+            on the training corpus with the tokenizers library), ``pretrained`` (a local tokenizer
+            folder, ``tokenizer_path``; defaults to the ``hf`` encoder's folder).
+        vocab_size: cap on the vocabulary (special tokens included).
+        min_freq: words seen fewer times in training become the unknown token.
+        max_tokens: longer texts are truncated; batches are padded to their longest text.
+    """
+
+    lowercase: bool = True
+    strip_punctuation: bool = True
+    stopwords: bool = False
+    tokenizer: Literal["word", "wordpiece", "bpe", "pretrained"] = "word"
+    tokenizer_path: Path | None = None
+    vocab_size: Annotated[int, Field(ge=8)] = 20_000
+    min_freq: PositiveInt = 1
+    max_tokens: PositiveInt = 64
+
+    @model_validator(mode="after")
+    def _pretrained_needs_path(self) -> TextPreprocess:
+        if self.tokenizer != "pretrained" and self.tokenizer_path is not None:
+            raise ValueError(f"tokenizer_path is only used with tokenizer 'pretrained'; got '{self.tokenizer}'")
+        return self
+
+
+class AudioPreprocess(StrictModel):
+    """Decode, resample, trim/pad and featurise audio.
+
+    Attributes:
+        features: ``waveform`` (raw samples), ``spectrogram`` (log power), ``log_mel`` or ``mfcc``.
+        frame_ms / hop_ms: analysis window and step in milliseconds (10-30 ms frames are usual).
+        normalize: ``global`` standardises each feature bin with training statistics,
+            ``utterance`` standardises each clip on its own, ``none`` leaves values as they are.
+        max_seconds: clips are cut (``crop``: from the ``start`` or the ``center``) or zero-padded
+            to this length.
+    """
+
+    sample_rate: PositiveInt = 16_000
+    max_seconds: PositiveFloat = 1.0
+    crop: Literal["start", "center"] = "start"
+    features: Literal["waveform", "spectrogram", "log_mel", "mfcc"] = "log_mel"
+    frame_ms: Annotated[float, Field(ge=1.0, le=200.0)] = 25.0
+    hop_ms: Annotated[float, Field(ge=1.0, le=200.0)] = 10.0
+    n_mels: PositiveInt = 40
+    n_mfcc: PositiveInt = 13
+    fmin: Annotated[float, Field(ge=0.0)] = 0.0
+    fmax: PositiveFloat | None = None
+    normalize: Literal["global", "utterance", "none"] = "global"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AudioPreprocess:
+        if self.hop_ms > self.frame_ms:
+            raise ValueError(f"hop_ms ({self.hop_ms}) must not exceed frame_ms ({self.frame_ms})")
+        if self.features == "mfcc" and self.n_mfcc > self.n_mels:
+            raise ValueError(f"n_mfcc ({self.n_mfcc}) must not exceed n_mels ({self.n_mels})")
+        if self.fmax is not None and self.fmax > self.sample_rate / 2:
+            raise ValueError(f"fmax ({self.fmax}) must be at most sample_rate / 2 ({self.sample_rate / 2})")
+        return self
+
+
+class SignalSpectrogram(StrictModel):
+    """Short-time Fourier magnitude (log) per channel; the channels of the output become
+    ``channels x (n_fft // 2 + 1)`` frequency rows."""
+
+    n_fft: Annotated[int, Field(ge=4)] = 64
+    hop: PositiveInt = 32
+
+
+class SignalPreprocess(StrictModel):
+    """Read a 1-D multichannel recording and make it a fixed-length, standardised window.
+
+    Attributes:
+        key: array name inside ``.npz``/``.mat`` files (default: the only array, or ``data``).
+        channels: channel indices (or column names for ``.csv``) to keep; all when unset.
+        sample_rate / resample_to: when both are set, signals are resampled.
+        length: samples per window after resampling; longer signals are cropped, shorter padded.
+    """
+
+    key: str | None = None
+    channels: list[int] | list[str] | None = None
+    sample_rate: PositiveFloat | None = None
+    resample_to: PositiveFloat | None = None
+    length: PositiveInt = 1024
+    crop: Literal["start", "center"] = "start"
+    spectrogram: SignalSpectrogram | None = None
+    normalize: Literal["global", "sample", "none"] = "global"
+
+    @model_validator(mode="after")
+    def _resample_needs_rate(self) -> SignalPreprocess:
+        if self.resample_to is not None and self.sample_rate is None:
+            raise ValueError("resample_to needs sample_rate (the rate of the files)")
+        return self
+
+
+class TabularPreprocess(StrictModel):
+    """Numbers are imputed, optionally flagged when missing, and scaled; categories are indexed."""
+
+    impute: Literal["mean", "median", "zero"] = "mean"
+    missing_indicator: bool = True
+    scale: Literal["standard", "minmax", "none"] = "standard"
+    max_categories: Annotated[int, Field(ge=1)] = 1000
+    min_category_count: PositiveInt = 1
+
+
+# --- modalities --------------------------------------------------------------------------------
+class ModalityConfig(StrictModel):
+    """Fields shared by every modality."""
+
+    file_based: ClassVar[bool] = True
+    column: str
+
+
+class ImageModality(ModalityConfig):
+    kind: Literal["image"]
+    preprocess: ImagePreprocess = Field(default_factory=ImagePreprocess)
+    encoder: ImageEncoder = Field(default_factory=ImageCnnConfig)
+
+
+class TextModality(ModalityConfig):
+    file_based: ClassVar[bool] = False
+    kind: Literal["text"]
+    preprocess: TextPreprocess = Field(default_factory=TextPreprocess)
+    encoder: TextEncoder = Field(default_factory=TextRnnConfig)
+
+    @model_validator(mode="after")
+    def _tokenizer_follows_hf_encoder(self) -> TextModality:
+        """A pretrained text encoder brings its own tokenizer unless the user chose one."""
+        prep = self.preprocess
+        if isinstance(self.encoder, HfConfig):
+            if "tokenizer" not in prep.model_fields_set:
+                self.preprocess = prep.model_copy(update={"tokenizer": "pretrained", "tokenizer_path": self.encoder.path})
+            elif prep.tokenizer != "pretrained":
+                raise ValueError(
+                    f"encoder 'hf' needs the model's own tokenizer (preprocess.tokenizer: pretrained); "
+                    f"got tokenizer '{prep.tokenizer}'"
+                )
+        if self.preprocess.tokenizer == "pretrained" and self.preprocess.tokenizer_path is None:
+            raise ValueError("preprocess.tokenizer 'pretrained' needs preprocess.tokenizer_path (a local folder)")
+        return self
+
+
+class AudioModality(ModalityConfig):
+    kind: Literal["audio"]
+    preprocess: AudioPreprocess = Field(default_factory=AudioPreprocess)
+    encoder: AudioEncoder = Field(default_factory=MelCnnConfig)
+
+    @model_validator(mode="after")
+    def _encoder_fits_features(self) -> AudioModality:
+        if isinstance(self.encoder, MelCnnConfig) and self.preprocess.features == "waveform":
+            raise ValueError("encoder 'mel_cnn' needs spectral features; preprocess.features is 'waveform'")
+        return self
+
+
+class SignalModality(ModalityConfig):
+    kind: Literal["signal"]
+    preprocess: SignalPreprocess = Field(default_factory=SignalPreprocess)
+    encoder: SignalEncoder = Field(default_factory=Cnn1dConfig)
+
+
+class TabularModality(StrictModel):
+    """Several inline columns read as one modality.
+
+    Attributes:
+        columns: numeric columns.
+        categorical: categorical columns.
+    """
+
+    file_based: ClassVar[bool] = False
+    kind: Literal["tabular"]
+    columns: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+    preprocess: TabularPreprocess = Field(default_factory=TabularPreprocess)
+    encoder: TabularEncoder = Field(default_factory=TabularMlpConfig)
+
+    @model_validator(mode="after")
+    def _has_columns(self) -> TabularModality:
+        if not self.columns and not self.categorical:
+            raise ValueError("a tabular modality needs at least one entry in columns or categorical")
+        overlap = sorted(set(self.columns) & set(self.categorical))
+        if overlap:
+            raise ValueError(f"columns and categorical must not share names; both list {overlap}")
+        return self
+
+    @property
+    def all_columns(self) -> list[str]:
+        return [*self.columns, *self.categorical]
+
+
+AnyModality = Annotated[
+    ImageModality | TextModality | AudioModality | SignalModality | TabularModality,
+    Field(discriminator="kind"),
+]
+
+
+def modality_columns(modality: object) -> list[str]:
+    """The manifest columns a modality reads."""
+    if isinstance(modality, TabularModality):
+        return modality.all_columns
+    return [modality.column]  # type: ignore[attr-defined]
+
+
+__all__ = [
+    "AnyModality", "AudioModality", "AudioPreprocess", "ImageAugment", "ImageModality", "ImagePreprocess",
+    "ModalityConfig", "Probability", "SignalModality", "SignalPreprocess", "SignalSpectrogram",
+    "TabularModality", "TabularPreprocess", "TextModality", "TextPreprocess", "modality_columns",
+]

@@ -1,0 +1,142 @@
+"""Fusion and head configs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, PositiveInt
+
+from polymodal.config.base import StrictModel
+from polymodal.config.encoders import Dropout
+
+
+# --- fusion ------------------------------------------------------------------------------------
+class FusionConfig(StrictModel):
+    """Fields shared by every fusion.
+
+    Attributes:
+        missing: what an absent modality becomes before fusing: ``learned`` (a trained
+            missing-embedding per modality) or ``zero`` (nothing: zeros and masked out).
+    """
+
+    missing: Literal["learned", "zero"] = "learned"
+    dropout: Dropout = 0.0
+
+
+class ConcatFusionConfig(FusionConfig):
+    """Early fusion: concatenate the modality features (and presence flags)."""
+
+    name: Literal["concat"] = "concat"
+    dim: PositiveInt | None = Field(None, description="optional projection of the concatenation")
+
+
+class StackFusionConfig(FusionConfig):
+    """Project every modality to ``dim`` and stack them as tokens (B, M, dim)."""
+
+    name: Literal["stack"] = "stack"
+    dim: PositiveInt = 128
+
+
+class WeightedFusionConfig(FusionConfig):
+    """Project to ``dim``; average with learned weights, renormalised over the present modalities."""
+
+    name: Literal["weighted"] = "weighted"
+    dim: PositiveInt = 128
+
+
+class GatedFusionConfig(FusionConfig):
+    """Gated multimodal unit: per-sample gates (softmax over present modalities) weigh tanh projections."""
+
+    name: Literal["gated"] = "gated"
+    dim: PositiveInt = 128
+
+
+class TensorFusionConfig(FusionConfig):
+    """Tensor fusion: outer product of ``[1, z_m]`` over modalities, z_m projected to ``factor_dim``."""
+
+    name: Literal["tensor"] = "tensor"
+    factor_dim: PositiveInt = 16
+    dim: PositiveInt = 128
+
+
+class LowRankFusionConfig(FusionConfig):
+    """Low-rank multimodal fusion: the tensor-fusion product computed through rank-``rank`` factors."""
+
+    name: Literal["lowrank"] = "lowrank"
+    dim: PositiveInt = 128
+    rank: PositiveInt = 4
+
+
+class AttentionFusionConfig(FusionConfig):
+    """A Transformer over modality tokens.
+
+    Attributes:
+        tokens: use each encoder's token sequence where it has one (cross-modal attention between
+            image regions, words and audio frames); otherwise one token per modality.
+        cross: ``true`` adds a cross-attention block per modality, attending to the other modalities'
+            tokens, before the joint layers.
+    """
+
+    name: Literal["attention"] = "attention"
+    dim: PositiveInt = 128
+    layers: PositiveInt = 1
+    heads: PositiveInt = 4
+    ff: PositiveInt = 256
+    tokens: bool = False
+    cross: bool = False
+
+
+class LateFusionConfig(FusionConfig):
+    """Late fusion: a head per modality; logits averaged with learned weights over present modalities."""
+
+    name: Literal["late"] = "late"
+
+
+AnyFusion = Annotated[
+    ConcatFusionConfig | StackFusionConfig | WeightedFusionConfig | GatedFusionConfig | TensorFusionConfig
+    | LowRankFusionConfig | AttentionFusionConfig | LateFusionConfig,
+    Field(discriminator="name"),
+]
+
+
+# --- heads -------------------------------------------------------------------------------------
+class MlpHeadConfig(StrictModel):
+    """MLP over the fused vector (tokens are mean-pooled over their mask first)."""
+
+    name: Literal["mlp"] = "mlp"
+    hidden: list[PositiveInt] = Field(default=[128])
+    dropout: Dropout = 0.1
+
+
+class RnnHeadConfig(StrictModel):
+    """LSTM/GRU over the fused token sequence."""
+
+    name: Literal["rnn"] = "rnn"
+    hidden: PositiveInt = 128
+    cell: Literal["lstm", "gru"] = "gru"
+    bidirectional: bool = True
+    dropout: Dropout = 0.1
+
+
+class CnnHeadConfig(StrictModel):
+    """1-D convolutions over the fused token sequence, max-pooled."""
+
+    name: Literal["cnn"] = "cnn"
+    channels: PositiveInt = 128
+    kernel: PositiveInt = 3
+    dropout: Dropout = 0.1
+
+
+class TransformerHeadConfig(StrictModel):
+    """Transformer layers over the fused token sequence, read out through a learned query token."""
+
+    name: Literal["transformer"] = "transformer"
+    layers: PositiveInt = 1
+    heads: PositiveInt = 4
+    ff: PositiveInt = 256
+    dropout: Dropout = 0.1
+
+
+AnyHead = Annotated[
+    MlpHeadConfig | RnnHeadConfig | CnnHeadConfig | TransformerHeadConfig, Field(discriminator="name")
+]

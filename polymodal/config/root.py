@@ -1,0 +1,162 @@
+"""The top-level config and YAML I/O."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, model_validator
+
+from polymodal.config.base import StrictModel, validate
+from polymodal.config.model import (
+    AnyFusion,
+    AnyHead,
+    AttentionFusionConfig,
+    LateFusionConfig,
+    MlpHeadConfig,
+    StackFusionConfig,
+)
+from polymodal.config.modalities import AnyModality, modality_columns
+from polymodal.config.train import DataConfig, LossConfig, TrainConfig
+from polymodal.errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+Task = Literal["classification", "multilabel", "regression"]
+
+
+class Config(StrictModel):
+    """A complete polymodal experiment.
+
+    Attributes:
+        task: ``classification`` (one label per row), ``multilabel`` (several 0/1 target columns)
+            or ``regression`` (one or more numeric target columns).
+        target: the manifest column(s) holding the target.
+        modalities: named modalities; names are identifiers (letters, digits, underscores).
+    """
+
+    task: Task = "classification"
+    target: str | list[str]
+    modalities: dict[str, AnyModality] = Field(min_length=1)
+    fusion: AnyFusion = Field(default_factory=AttentionFusionConfig)
+    head: AnyHead = Field(default_factory=MlpHeadConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+
+    @property
+    def targets(self) -> list[str]:
+        return [self.target] if isinstance(self.target, str) else list(self.target)
+
+    @property
+    def modality_names(self) -> list[str]:
+        """Modality names in the canonical (sorted) order used everywhere."""
+        return sorted(self.modalities)
+
+    @model_validator(mode="after")
+    def _check_names(self) -> Config:
+        bad = [name for name in self.modalities if not _NAME.match(name)]
+        if bad:
+            raise ValueError(
+                f"modality names must be identifiers (letters, digits, underscore, not starting "
+                f"with a digit); got {bad}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_target(self) -> Config:
+        if self.task == "classification" and not isinstance(self.target, str):
+            if len(self.target) != 1:
+                raise ValueError(f"task 'classification' takes one target column; got {self.target}")
+        used = {col for m in self.modalities.values() for col in modality_columns(m)}
+        clash = sorted(set(self.targets) & used)
+        if clash:
+            raise ValueError(f"target column(s) {clash} are also read as modality inputs")
+        if self.loss.class_weights is not None and self.task != "classification":
+            raise ValueError(f"loss.class_weights applies to task 'classification' only; task is '{self.task}'")
+        return self
+
+    @model_validator(mode="after")
+    def _check_dropout_keys(self) -> Config:
+        dropout = self.train.modality_dropout
+        if isinstance(dropout, dict):
+            unknown = sorted(set(dropout) - set(self.modalities))
+            if unknown:
+                raise ValueError(
+                    f"train.modality_dropout names unknown modalities {unknown}; "
+                    f"modalities are {self.modality_names}"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _check_head_fits_fusion(self) -> Config:
+        token_fusions = (StackFusionConfig, AttentionFusionConfig)
+        if not isinstance(self.head, MlpHeadConfig) and not isinstance(self.fusion, token_fusions):
+            raise ValueError(
+                f"head '{self.head.name}' models a token sequence and needs fusion 'stack' or "
+                f"'attention'; fusion is '{self.fusion.name}'"
+            )
+        if isinstance(self.fusion, LateFusionConfig) and not isinstance(self.head, MlpHeadConfig):
+            raise ValueError(f"fusion 'late' builds one mlp head per modality; head is '{self.head.name}'")
+        return self
+
+
+def _resolve_paths(model: BaseModel, base: Path) -> None:
+    """Make every relative ``Path`` field absolute against ``base`` (the config file's folder)."""
+    for name in model.model_fields:
+        value = getattr(model, name)
+        if isinstance(value, Path) and not value.is_absolute():
+            object.__setattr__(model, name, (base / value).resolve())
+        elif isinstance(value, BaseModel):
+            _resolve_paths(value, base)
+        elif isinstance(value, dict):
+            for item in value.values():
+                if isinstance(item, BaseModel):
+                    _resolve_paths(item, base)
+
+
+def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
+    """Read a config from a YAML/JSON file, a dict or a Config.
+
+    Relative paths inside a file (weights, vectors, tokenizers) resolve against the file's folder.
+
+    Raises:
+        ConfigError: the file is missing or unparsable, or the content does not fit the schema;
+            every problem is listed with its key path.
+    """
+    if isinstance(source, Config):
+        return source
+    if isinstance(source, dict):
+        return validate(Config, source)
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError([f"config file not found: {path}"], source=str(path))
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as err:
+        raise ConfigError([f"cannot parse {path.name}: {err}"], source=str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"<root>: expected a mapping of keys; got {type(data).__name__}"], source=str(path))
+    config = validate(Config, data, source=str(path))
+    _resolve_paths(config, path.resolve().parent)
+    return config
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """A plain dict (JSON types only) that :func:`load_config` turns back into the same config."""
+    return config.model_dump(mode="json")
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (every default spelled out)."""
+    from polymodal.utils.io import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the config file."""
+    return Config.model_json_schema()

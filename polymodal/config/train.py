@@ -1,0 +1,88 @@
+"""Training, loss and data-handling configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
+
+from polymodal.config.base import StrictModel
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class EarlyStoppingConfig(StrictModel):
+    """Stop when the validation metric has not improved for ``patience`` epochs.
+
+    Attributes:
+        monitor: a validation metric (``loss``, ``accuracy``, ``macro_f1``, ``auroc``, ``rmse``...);
+            ``auto`` picks ``accuracy`` for classification and ``loss`` otherwise.
+    """
+
+    patience: PositiveInt = 5
+    monitor: str = "auto"
+    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class TrainConfig(StrictModel):
+    """Optimisation and run settings.
+
+    Attributes:
+        modality_dropout: probability that a present modality is hidden from a training sample (a
+            number for all modalities or ``{modality: p}``); at least one modality stays.
+        val_fraction: share of the training manifest held out for validation when no validation
+            manifest is given (stratified for classification).
+        num_workers: DataLoader workers; ``None`` chooses from the machine's cores.
+        precision: Lightning precision, e.g. ``32``, ``bf16-mixed``, ``16-mixed``.
+    """
+
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 1e-3
+    weight_decay: Annotated[float, Field(ge=0.0)] = 1e-2
+    scheduler: Literal["cosine", "onecycle", "none"] = "cosine"
+    warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
+    grad_clip: PositiveFloat | None = 1.0
+    early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig)
+    seed: NonNegativeInt = 0
+    deterministic: bool = True
+    modality_dropout: Probability | dict[str, Probability] = 0.0
+    val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    num_workers: NonNegativeInt | None = None
+    precision: Literal["32", "16-mixed", "bf16-mixed"] = "32"
+    accelerator: Literal["auto", "cpu", "gpu", "mps"] = "auto"
+    devices: PositiveInt | Literal["auto"] = 1
+    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
+    progress: bool = True
+
+
+class LossConfig(StrictModel):
+    """Task-loss options.
+
+    Attributes:
+        class_weights: ``balanced`` weighs classes inversely to their training frequency; a list
+            gives one weight per class (in the sorted order of the class labels).
+        label_smoothing: classification only.
+        regression: ``mse`` or ``huber`` (with ``huber_delta``).
+    """
+
+    class_weights: Literal["balanced"] | list[PositiveFloat] | None = None
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    regression: Literal["mse", "huber"] = "mse"
+    huber_delta: PositiveFloat = 1.0
+
+
+class DataConfig(StrictModel):
+    """How manifests are read.
+
+    Attributes:
+        on_error: what a corrupt or unreadable file does: ``raise`` (stop, naming the file and
+            row), ``skip`` (drop the row) or ``missing`` (mark that modality missing for the row).
+            Skipped files are listed in the run folder's ``skipped.csv``.
+        cache_dir: where preprocessed tensors are stored and reused; ``None`` keeps them in memory.
+    """
+
+    on_error: Literal["raise", "skip", "missing"] = "raise"
+    cache_dir: Path | None = None
+

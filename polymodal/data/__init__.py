@@ -1,0 +1,1 @@
+"""Data layer: manifests, per-modality preprocessing, encoding into arrays, the torch Dataset."""

@@ -1,0 +1,35 @@
+"""Built-in datasets: ``av-digits`` (embedded) and converters from a local folder laid out like
+``../shared/data`` (``fsdd-mnist``, ``mnist``, ``usps``, ``pneumoniamnist``, ``cwru``).
+
+Each writes files plus ``train.csv``, ``valid.csv`` and ``test.csv``, deterministically for a seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from polymodal.data.datasets import av_digits, cwru, fsdd_mnist, images  # noqa: F401 - registration
+from polymodal.data.datasets.base import DATASETS, DatasetSpec, summarise
+from polymodal.errors import DatasetSourceError
+
+
+def prepare(name: str, out: str | Path, source: str | Path | None = None, seed: int = 0, **options: Any) -> dict[str, Any]:
+    """Prepare a built-in dataset into ``out``; return its summary (rows per split...).
+
+    Raises:
+        KeyError: unknown dataset name.
+        DatasetSourceError: the dataset needs a source folder and none (or a wrong one) was given.
+    """
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset '{name}'; available: {sorted(DATASETS)}")
+    spec = DATASETS[name]
+    if spec.source is not None:
+        if source is None:
+            raise DatasetSourceError(f"dataset '{name}' needs --source: a folder holding {spec.source}")
+        if not Path(source).is_dir():
+            raise DatasetSourceError(f"dataset '{name}': source folder not found: {source}")
+    return spec.prepare(Path(out), Path(source) if source is not None else None, seed=seed, **options)
+
+
+__all__ = ["DATASETS", "DatasetSpec", "prepare", "summarise"]

@@ -1,0 +1,196 @@
+"""Manifests: one row per sample, one column per modality input, target column(s).
+
+A manifest is a CSV, Parquet or JSON-lines file, or a pandas DataFrame. Relative file paths
+resolve against the manifest's folder (a DataFrame's against ``root``, default the working
+directory). An empty cell means the modality is missing for that row.
+
+Validation reports every problem at once (missing columns, files that do not exist, empty or
+non-numeric targets), each with its row, so a user fixes a manifest in one pass.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polymodal.config import Config
+from polymodal.config.modalities import modality_columns
+from polymodal.errors import ManifestError
+
+READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+@dataclass
+class Manifest:
+    """A table of samples plus where it came from.
+
+    Attributes:
+        frame: the rows, with a fresh 0..N-1 index.
+        root: the folder relative paths resolve against.
+        name: how messages refer to it (the file name, or ``DataFrame``).
+        line_offset: file line of row 0 (2 for CSV with a header), or None when lines mean nothing.
+    """
+
+    frame: pd.DataFrame
+    root: Path
+    name: str
+    line_offset: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def where(self, row: int) -> str:
+        """Human location of a row, e.g. ``train.csv row 4 (line 6)``."""
+        line = f" (line {row + self.line_offset})" if self.line_offset is not None else ""
+        return f"{self.name} row {row}{line}"
+
+    def subset(self, rows: Iterable[int] | np.ndarray) -> Manifest:
+        """A manifest of the given rows (re-indexed from 0), same root and name."""
+        frame = self.frame.iloc[np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows)]
+        return Manifest(frame.reset_index(drop=True), self.root, self.name, None)
+
+    def resolve(self, value: object) -> str | None:
+        """The absolute path of a file cell, or None when the cell is empty."""
+        if is_empty(value):
+            return None
+        path = Path(str(value)).expanduser()
+        return str(path if path.is_absolute() else self.root / path)
+
+
+def is_empty(value: object) -> bool:
+    """True for the cells that mean 'missing': None, NaN, NA and blank strings."""
+    if value is None or value is pd.NA:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str | os.PathLike | None = None) -> Manifest:
+    """Read a manifest file or wrap a DataFrame.
+
+    Args:
+        source: a ``.csv``/``.tsv``/``.parquet``/``.jsonl`` path, a DataFrame or a Manifest.
+        root: folder for relative paths; defaults to the file's folder (or the working directory
+            for a DataFrame).
+
+    Raises:
+        ManifestError: the file does not exist, has an unsupported extension or cannot be parsed.
+    """
+    if isinstance(source, Manifest):
+        return source
+    if isinstance(source, pd.DataFrame):
+        base = Path(root) if root is not None else Path.cwd()
+        return Manifest(source.reset_index(drop=True), base.resolve(), "DataFrame", None)
+    path = Path(source)
+    if not path.is_file():
+        raise ManifestError([f"manifest file not found: {path}"], source=str(path))
+    fmt = READERS.get(path.suffix.lower())
+    if fmt is None:
+        raise ManifestError(
+            [f"unsupported manifest extension '{path.suffix}'; use one of {sorted(READERS)}"], source=str(path)
+        )
+    try:
+        if fmt == "csv":
+            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", keep_default_na=True)
+        elif fmt == "parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_json(path, lines=True)
+    except (ValueError, OSError, pd.errors.ParserError) as err:
+        raise ManifestError([f"cannot parse {path.name}: {err}"], source=str(path)) from None
+    base = Path(root) if root is not None else path.parent
+    return Manifest(frame.reset_index(drop=True), base.resolve(), path.name, 2 if fmt == "csv" else None)
+
+
+def _rows_text(rows: list[int], limit: int = 10) -> str:
+    shown = ", ".join(str(r) for r in rows[:limit])
+    return shown + (f" ... ({len(rows)} rows)" if len(rows) > limit else "")
+
+
+def validate_manifest(
+    manifest: Manifest,
+    config: Config,
+    *,
+    require_target: bool = True,
+    check_files: bool = True,
+    modalities: Iterable[str] | None = None,
+) -> None:
+    """Check a manifest against a config; raise one :class:`ManifestError` listing every problem.
+
+    Checks: every modality column exists, file cells name existing files, at least one modality is
+    present per row, target columns exist and hold no empty (or, for regression/multilabel,
+    non-numeric) values.
+
+    Args:
+        require_target: check the target columns (off for prediction).
+        check_files: stat every file cell.
+        modalities: the modalities to check (default: all in the config). Columns of other
+            modalities may be absent, e.g. when predicting with a subset of modalities.
+    """
+    frame = manifest.frame
+    names = list(modalities) if modalities is not None else config.modality_names
+    problems: list[str] = []
+    present_any = np.zeros(len(frame), dtype=bool)
+    for name in names:
+        modality = config.modalities[name]
+        missing_cols = [c for c in modality_columns(modality) if c not in frame.columns]
+        if missing_cols:
+            problems.append(
+                f"modality '{name}' reads column(s) {missing_cols}, not in {manifest.name} "
+                f"(columns: {list(frame.columns)})"
+            )
+            continue
+        for column in modality_columns(modality):
+            present_any |= ~frame[column].map(is_empty).to_numpy(dtype=bool)
+        if check_files and modality.file_based:
+            absent = [
+                (row, path)
+                for row, value in enumerate(frame[modality.column].tolist())
+                if (path := manifest.resolve(value)) is not None and not os.path.isfile(path)
+            ]
+            for row, path in absent[:20]:
+                problems.append(f"{manifest.where(row)}, column '{modality.column}': file not found: {path}")
+            if len(absent) > 20:
+                problems.append(f"column '{modality.column}': {len(absent) - 20} more missing files")
+    if not problems:
+        empty_rows = np.flatnonzero(~present_any).tolist()
+        if empty_rows:
+            problems.append(f"{manifest.name}: rows with no modality present: {_rows_text(empty_rows)}")
+    if require_target:
+        problems += _target_problems(manifest, config)
+    if problems:
+        raise ManifestError(problems, source=manifest.name)
+
+
+def _target_problems(manifest: Manifest, config: Config) -> list[str]:
+    frame = manifest.frame
+    problems = []
+    for column in config.targets:
+        if column not in frame.columns:
+            problems.append(f"target column '{column}' is not in {manifest.name} (columns: {list(frame.columns)})")
+            continue
+        values = frame[column]
+        empty = np.flatnonzero(values.map(is_empty).to_numpy(dtype=bool)).tolist()
+        if empty:
+            problems.append(f"target column '{column}' is empty in rows {_rows_text(empty)}")
+        if config.task in ("regression", "multilabel"):
+            numeric = pd.to_numeric(values, errors="coerce")
+            bad = np.flatnonzero(numeric.isna().to_numpy() & ~values.map(is_empty).to_numpy(dtype=bool)).tolist()
+            if bad:
+                examples = ", ".join(repr(values.iloc[r]) for r in bad[:3])
+                problems.append(
+                    f"target column '{column}' must be numeric for task '{config.task}'; "
+                    f"rows {_rows_text(bad)} hold {examples}"
+                )
+            elif config.task == "multilabel":
+                off = np.flatnonzero(~numeric.dropna().isin([0, 1]).to_numpy()).tolist()
+                if off:
+                    problems.append(f"target column '{column}' must hold 0 or 1 for task 'multilabel'")
+    return problems

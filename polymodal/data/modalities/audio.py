@@ -1,0 +1,142 @@
+"""Audio: soundfile decode (WAV, FLAC, OGG...) or ``.npy`` waveforms, mono mix-down, resampling,
+trim/pad, and batched features (waveform, log power spectrogram, log-mel, MFCC).
+
+Cached form: ``x`` float32 (T, F) frames x features (``waveform``: (N, 1) samples) and
+``length`` int32, the number of frames that hold audio (the rest is padding). Normalisation
+(global statistics or per utterance) happens at batch time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from polymodal.config.modalities import AudioModality, AudioPreprocess
+from polymodal.data import features as F
+from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
+from polymodal.errors import DecodeError
+
+
+def read_audio(path: str) -> tuple[np.ndarray, int]:
+    """Read a file as a mono float32 waveform and its sample rate (``.npy``: rate 0 = unknown)."""
+    if Path(path).suffix.lower() == ".npy":
+        try:
+            wave = np.load(path, allow_pickle=False).astype(np.float32)
+        except (OSError, ValueError) as err:
+            raise DecodeError(f"not a readable .npy array ({err})", path=path) from None
+        return (wave.mean(axis=-1) if wave.ndim == 2 else wave.reshape(-1)), 0
+    import soundfile
+
+    try:
+        wave, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as err:
+        raise DecodeError(f"unreadable or corrupt audio ({err})", path=path) from None
+    if wave.shape[0] == 0:
+        raise DecodeError("audio file holds no samples", path=path)
+    return wave.mean(axis=1), int(rate)
+
+
+def fit_length(wave: np.ndarray, n: int, crop: str) -> np.ndarray:
+    """Crop (from the start or the centre) or zero-pad a 1-D or (C, L) array to length ``n``."""
+    length = wave.shape[-1]
+    if length > n:
+        start = (length - n) // 2 if crop == "center" else 0
+        return wave[..., start:start + n]
+    if length < n:
+        pad = [(0, 0)] * (wave.ndim - 1) + [(0, n - length)]
+        return np.pad(wave, pad)
+    return wave
+
+
+@PREPROCESSORS.register(AudioModality)
+class AudioPreprocessor(Preprocessor):
+    """See the module docstring."""
+
+    kind = "audio"
+
+    def __init__(self, name: str, cfg: AudioPreprocess):
+        super().__init__(name)
+        self.cfg = cfg
+        self.n_samples = round(cfg.max_seconds * cfg.sample_rate)
+        self.n_fft = round(cfg.frame_ms * cfg.sample_rate / 1000)
+        self.hop = round(cfg.hop_ms * cfg.sample_rate / 1000)
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+
+    @classmethod
+    def from_config(cls, cfg: AudioModality, *, name: str) -> AudioPreprocessor:
+        return cls(name, cfg.preprocess)
+
+    @property
+    def n_features(self) -> int:
+        return {"waveform": 1, "spectrogram": self.n_fft // 2 + 1, "log_mel": self.cfg.n_mels,
+                "mfcc": self.cfg.n_mfcc}[self.cfg.features]
+
+    @property
+    def n_frames(self) -> int:
+        return self.n_samples if self.cfg.features == "waveform" else F.frames(self.n_samples, self.hop)
+
+    def decode(self, value: Any) -> tuple[np.ndarray, int]:
+        path = str(value)
+        wave, rate = read_audio(path)
+        if rate and rate != self.cfg.sample_rate:
+            import librosa
+
+            wave = librosa.resample(wave, orig_sr=rate, target_sr=self.cfg.sample_rate, res_type="soxr_hq")
+        if not np.isfinite(wave).all():
+            raise DecodeError("audio holds NaN or infinite samples", path=path)
+        valid = min(len(wave), self.n_samples)
+        return fit_length(wave.astype(np.float32, copy=False), self.n_samples, self.cfg.crop), valid
+
+    def featurize(self, samples: Sequence[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
+        waves = torch.from_numpy(np.stack([s[0] for s in samples]))  # (B, N)
+        valid = np.asarray([s[1] for s in samples], np.int64)
+        cfg = self.cfg
+        if cfg.features == "waveform":
+            return {"x": waves.unsqueeze(-1).numpy(), "length": valid.astype(np.int32)}
+        if cfg.features == "spectrogram":
+            feats = F.power_to_db(F.stft_power(waves, self.n_fft, self.hop))
+        elif cfg.features == "log_mel":
+            feats = F.log_mel(waves, cfg.sample_rate, self.n_fft, self.hop, cfg.n_mels, cfg.fmin, cfg.fmax)
+        else:
+            feats = F.mfcc(waves, cfg.sample_rate, self.n_fft, self.hop, cfg.n_mels, cfg.n_mfcc, cfg.fmin, cfg.fmax)
+        lengths = np.minimum(1 + valid // self.hop, self.n_frames).astype(np.int32)
+        return {"x": feats.numpy().astype(np.float32, copy=False), "length": lengths}
+
+    def spec(self) -> dict[str, ArraySpec]:
+        return {"x": ArraySpec((self.n_frames, self.n_features), "float32"), "length": ArraySpec((), "int32")}
+
+    def fit_features(self, arrays: Mapping[str, np.ndarray]) -> None:
+        if self.cfg.normalize == "global":
+            self.mean, self.std = channel_stats(arrays["x"], axis=2, valid=arrays["length"], time_axis=1)
+
+    def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        x = arrays["x"].float()  # (B, T, F)
+        lengths = arrays["length"].long().clamp_min(1)
+        mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]  # (B, T)
+        if self.cfg.normalize == "global":
+            if self.mean is None:
+                raise RuntimeError(f"audio modality '{self.name}': global normalisation used before fit")
+            x = (x - torch.as_tensor(self.mean)) / torch.as_tensor(self.std)
+        elif self.cfg.normalize == "utterance":
+            weights = mask.unsqueeze(-1).float()
+            count = weights.sum(dim=1, keepdim=True)
+            mean = (x * weights).sum(dim=1, keepdim=True) / count
+            var = ((x - mean).pow(2) * weights).sum(dim=1, keepdim=True) / count
+            x = (x - mean) / var.sqrt().clamp_min(1e-5)
+        return {"x": x * mask.unsqueeze(-1), "mask": mask}
+
+    def encoder_context(self) -> dict[str, Any]:
+        return {"n_features": self.n_features, "n_frames": self.n_frames}
+
+    def get_state(self) -> dict[str, Any]:
+        return {} if self.mean is None else {"mean": self.mean, "std": self.std}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        if "mean" in state:
+            self.mean = np.asarray(state["mean"], np.float32)
+            self.std = np.asarray(state["std"], np.float32)

@@ -1,0 +1,180 @@
+"""The preprocessor interface shared by every modality kind.
+
+A preprocessor turns manifest cells into fixed-shape arrays in four steps:
+
+1. ``fit(values)``: learn what encoding needs from the training cells (a vocabulary,
+   category lists, numeric statistics). Cheap, no file decoding for file-based kinds.
+2. ``decode(value)``: one cell -> one decoded sample (file read, colour conversion, resize,
+   resampling, crop/pad). Runs per sample, in a thread pool.
+3. ``featurize(samples)``: a chunk of decoded samples -> arrays with a leading batch axis
+   (vectorised: STFT and mel filterbanks run once per chunk on torch).
+4. ``to_batch(arrays, train)``: at batch time, arrays -> the encoder's keyword inputs
+   (normalisation with fitted statistics, training-only augmentation, trimming of padding).
+
+Steps 2-3 produce what the preprocessed-tensor cache stores; their output depends only on
+the config and the ``fit`` state, never on ``fit_features`` statistics, so refitting
+normalisation never invalidates the cache. ``fit_features`` learns those statistics from
+the featurised training arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+
+from polymodal.registry import Registry
+from polymodal.utils.io import atomic_write, atomic_write_json
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """Per-sample shape and dtype of one featurised array."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
+class Preprocessor(ABC):
+    """Base class; subclasses register against their modality config class in PREPROCESSORS.
+
+    Attributes:
+        name: the modality name (used in messages).
+        kind: the modality kind.
+        file_based: cells are file paths (True) or inline values (False).
+    """
+
+    kind: ClassVar[str]
+    file_based: ClassVar[bool] = True
+
+    def __init__(self, name: str):
+        self.name = name
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, cfg: Any, *, name: str) -> Preprocessor:
+        """Build from the modality config."""
+
+    # -- fitting ------------------------------------------------------------------------------
+    def fit(self, values: Sequence[Any]) -> None:  # noqa: B027 - optional hook
+        """Learn encoding state from the present training cells (default: nothing to learn)."""
+
+    def fit_features(self, arrays: Mapping[str, np.ndarray]) -> None:  # noqa: B027 - optional hook
+        """Learn batch-time statistics from featurised training arrays (present rows only)."""
+
+    # -- encoding -----------------------------------------------------------------------------
+    @abstractmethod
+    def decode(self, value: Any) -> Any:
+        """One cell -> one decoded sample. Raise DecodeError (or any OSError/ValueError) on bad input."""
+
+    @abstractmethod
+    def featurize(self, samples: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Decoded samples -> arrays with a leading axis of ``len(samples)``, shapes as in ``spec``."""
+
+    @abstractmethod
+    def spec(self) -> dict[str, ArraySpec]:
+        """Per-sample shape and dtype of every array ``featurize`` returns."""
+
+    @abstractmethod
+    def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        """Batched arrays -> the encoder's keyword inputs (``x``, optional ``mask``...)."""
+
+    def encoder_context(self) -> dict[str, Any]:
+        """What an encoder needs to know about its input (channels, vocabulary size...)."""
+        return {}
+
+    # -- state --------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """Fitted state: JSON values and numpy arrays only (no pickle)."""
+        return {}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore what :meth:`get_state` returned."""
+
+    def encoding_state(self) -> dict[str, Any]:
+        """The part of the state that ``decode``/``featurize`` depend on (cache key)."""
+        return {}
+
+    def fingerprint(self, config_json: str) -> str:
+        """A hash of everything that determines the featurised arrays for a given input."""
+        payload = json.dumps(
+            {"class": type(self).__qualname__, "config": config_json, "state": _jsonable(self.encoding_state())},
+            sort_keys=True,
+        )
+        return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+
+    def save(self, folder: Path) -> None:
+        """Write ``<name>.json`` (and ``<name>.safetensors`` for arrays) into ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        state = self.get_state()
+        arrays = {k: np.ascontiguousarray(v) for k, v in state.items() if isinstance(v, np.ndarray)}
+        plain = {k: v for k, v in state.items() if not isinstance(v, np.ndarray)}
+        atomic_write_json(folder / f"{self.name}.json", {"kind": self.kind, "state": plain, "arrays": sorted(arrays)})
+        if arrays:
+            atomic_write(folder / f"{self.name}.safetensors", lambda tmp: save_file(arrays, str(tmp)))
+
+    def load(self, folder: Path) -> None:
+        """Restore the state written by :meth:`save`."""
+        meta = json.loads((folder / f"{self.name}.json").read_text(encoding="utf-8"))
+        state = dict(meta["state"])
+        if meta.get("arrays"):
+            state.update(load_file(str(folder / f"{self.name}.safetensors")))
+        self.set_state(state)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16).hexdigest()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def channel_stats(
+    x: np.ndarray, axis: int, valid: np.ndarray | None = None, time_axis: int | None = None, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of every index along ``axis``, pooled over all other axes.
+
+    Streams over the leading (sample) axis in chunks, accumulating in float64, so it works on
+    memory-mapped arrays of any size.
+
+    Args:
+        x: (N, ...) array.
+        axis: the feature axis whose entries get their own statistics (>= 1).
+        valid: optional (N,) number of valid steps along ``time_axis`` per sample; steps beyond
+            it are padding and excluded.
+    """
+    total = np.zeros(x.shape[axis], np.float64)
+    total_sq = np.zeros(x.shape[axis], np.float64)
+    count = np.zeros(x.shape[axis], np.float64)
+    others = tuple(a for a in range(x.ndim) if a != axis)
+    for start in range(0, x.shape[0], chunk):
+        block = np.asarray(x[start:start + chunk], dtype=np.float64)
+        if valid is not None and time_axis is not None:
+            steps = np.arange(x.shape[time_axis])
+            keep = steps[None, :] < np.asarray(valid[start:start + chunk])[:, None]  # (n, T)
+            shape = [1] * x.ndim
+            shape[0], shape[time_axis] = keep.shape
+            weight = np.broadcast_to(keep.reshape(shape), block.shape)
+        else:
+            weight = np.ones_like(block)
+        total += (block * weight).sum(axis=others)
+        total_sq += (block * block * weight).sum(axis=others)
+        count += weight.sum(axis=others)
+    count = np.maximum(count, 1.0)
+    mean = total / count
+    var = np.maximum(total_sq / count - mean * mean, 0.0)
+    return mean.astype(np.float32), np.maximum(np.sqrt(var), 1e-6).astype(np.float32)
+
+
+PREPROCESSORS: Registry[Preprocessor] = Registry("preprocessor")

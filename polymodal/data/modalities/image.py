@@ -1,0 +1,173 @@
+"""Images: Pillow decode (PNG, JPEG, BMP, TIFF...) or ``.npy`` arrays, colour conversion, resize,
+normalisation, and training-only augmentation (torchvision transforms v2).
+
+Cached form: ``x`` uint8 (C, H, W). Normalisation and augmentation happen at batch time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from polymodal.config.modalities import ImageAugment, ImageModality, ImagePreprocess
+from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
+from polymodal.errors import DecodeError
+
+PIL_MODES = {"rgb": "RGB", "gray": "L", "hsv": "HSV"}
+
+
+def _to_pil(array: np.ndarray, path: str) -> Image.Image:
+    """An ``.npy`` array (H, W), (H, W, C) or (C, H, W) -> a Pillow image."""
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise DecodeError(f"expected an (H, W), (H, W, C) or (C, H, W) array; got shape {array.shape}", path=path)
+    if array.dtype != np.uint8:
+        values = array.astype(np.float32)
+        if not np.isfinite(values).all():
+            raise DecodeError("array holds NaN or infinite values", path=path)
+        if values.max(initial=0.0) <= 1.0:
+            values = values * 255.0
+        array = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def resize(image: Image.Image, size: tuple[int, int], mode: str) -> Image.Image:
+    """Resize to (height, width): ``stretch``, ``pad`` (fit inside, centre, black borders) or
+    ``crop`` (cover, centre-crop)."""
+    height, width = size
+    if mode == "stretch":
+        return image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    scale_fn = min if mode == "pad" else max
+    scale = scale_fn(width / image.width, height / image.height)
+    new_w = max(1, round(image.width * scale))
+    new_h = max(1, round(image.height * scale))
+    image = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    if mode == "crop":
+        left, top = (new_w - width) // 2, (new_h - height) // 2
+        return image.crop((left, top, left + width, top + height))
+    canvas = Image.new(image.mode, (width, height))
+    canvas.paste(image, ((width - new_w) // 2, (height - new_h) // 2))
+    return canvas
+
+
+def build_augment(cfg: ImageAugment) -> torch.nn.Module | None:
+    """torchvision v2 transforms for the configured augmentation (None when it does nothing)."""
+    from torchvision.transforms import v2
+
+    steps: list[torch.nn.Module] = []
+    if cfg.hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    if cfg.rotate or cfg.translate or cfg.scale != (1.0, 1.0):
+        steps.append(v2.RandomAffine(degrees=cfg.rotate, translate=(cfg.translate, cfg.translate) if cfg.translate else None,
+                                     scale=cfg.scale if cfg.scale != (1.0, 1.0) else None))
+    if cfg.brightness or cfg.contrast:
+        steps.append(v2.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast))
+    return v2.Compose(steps) if steps else None
+
+
+@PREPROCESSORS.register(ImageModality)
+class ImagePreprocessor(Preprocessor):
+    """See the module docstring. ``mean``/``std`` are per channel, on the [0, 1] scale."""
+
+    kind = "image"
+
+    def __init__(self, name: str, cfg: ImagePreprocess):
+        super().__init__(name)
+        self.cfg = cfg
+        self.size = (cfg.size, cfg.size) if isinstance(cfg.size, int) else tuple(cfg.size)
+        self.channels = 1 if cfg.color == "gray" else 3
+        self.mean = None if cfg.mean is None else np.asarray(cfg.mean, np.float32)
+        self.std = None if cfg.std is None else np.asarray(cfg.std, np.float32)
+        self._augment = build_augment(cfg.augment) if cfg.augment is not None else None
+
+    @classmethod
+    def from_config(cls, cfg: ImageModality, *, name: str) -> ImagePreprocessor:
+        return cls(name, cfg.preprocess)
+
+    def decode(self, value: Any) -> np.ndarray:
+        path = str(value)
+        if Path(path).suffix.lower() == ".npy":
+            try:
+                image = _to_pil(np.load(path, allow_pickle=False), path)
+            except (OSError, ValueError) as err:
+                raise DecodeError(f"not a readable .npy array ({err})", path=path) from None
+        else:
+            image = self._open(path)
+        target = PIL_MODES[self.cfg.color]
+        if image.mode != target:
+            if target == "HSV" and image.mode != "RGB":
+                image = image.convert("RGB")  # Pillow converts to HSV from RGB only
+            image = image.convert(target)
+        image = resize(image, self.size, self.cfg.resize)
+        array = np.asarray(image, dtype=np.uint8)
+        return array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))
+
+    def _open(self, path: str) -> Image.Image:
+        try:
+            image = Image.open(path)
+        except Image.DecompressionBombError as err:
+            raise DecodeError(f"refused as a decompression bomb ({err})", path=path) from None
+        except UnidentifiedImageError:
+            raise DecodeError("not a recognised image format (PNG, JPEG, BMP, TIFF, GIF, WebP...)", path=path) from None
+        except OSError as err:
+            raise DecodeError(str(err), path=path) from None
+        pixels = image.width * image.height
+        if pixels > self.cfg.max_pixels:
+            raise DecodeError(
+                f"image is {image.width}x{image.height} = {pixels:,} pixels, more than preprocess.max_pixels "
+                f"({self.cfg.max_pixels:,}); refused as a possible decompression bomb",
+                path=path,
+            )
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError) as err:
+            raise DecodeError(f"corrupt or truncated image ({err})", path=path) from None
+        if image.mode in ("I;16", "I", "F"):
+            array = np.asarray(image, dtype=np.float32)
+            top = float(array.max(initial=0.0)) or 1.0
+            image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8))
+        return image
+
+    def featurize(self, samples: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        return {"x": np.stack(samples).astype(np.uint8, copy=False)}
+
+    def spec(self) -> dict[str, ArraySpec]:
+        return {"x": ArraySpec((self.channels, *self.size), "uint8")}
+
+    def fit_features(self, arrays: Mapping[str, np.ndarray]) -> None:
+        if self.cfg.normalize == "standard" and self.cfg.mean is None:
+            mean, std = channel_stats(arrays["x"], axis=1)
+            self.mean, self.std = mean / 255.0, std / 255.0
+
+    def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        x = arrays["x"].float().div_(255.0)  # (B, C, H, W)
+        if train and self._augment is not None:
+            x = torch.stack([self._augment(img) for img in x])
+        if self.cfg.normalize == "standard":
+            if self.mean is None:
+                raise RuntimeError(f"image modality '{self.name}': standard normalisation used before fit")
+            mean = torch.as_tensor(self.mean).view(1, -1, 1, 1)
+            std = torch.as_tensor(self.std).view(1, -1, 1, 1)
+            x = (x - mean) / std
+        return {"x": x}
+
+    def encoder_context(self) -> dict[str, Any]:
+        return {"in_channels": self.channels, "size": self.size}
+
+    def get_state(self) -> dict[str, Any]:
+        if self.mean is None:
+            return {}
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        if "mean" in state:
+            self.mean = np.asarray(state["mean"], np.float32)
+            self.std = np.asarray(state["std"], np.float32)

@@ -1,0 +1,255 @@
+"""1-D signals (vibration, ECG, sensor channels): ``.npy``, ``.npz`` (a named array), ``.csv``,
+``.mat`` (scipy) or audio-format files; channel selection, resampling, fixed-length crop/pad,
+an optional per-channel spectrogram, standardisation with training statistics.
+
+Cached form: ``x`` float32 (C, L) (with a spectrogram: (C * F, T)) and ``length`` int32, the
+number of valid time steps. A 2-D array in a file is read as (samples, channels) when it has
+more rows than columns, else as (channels, samples).
+
+:func:`cut_windows` cuts long recordings into (optionally overlapping) windows and writes a
+manifest of the segments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from polymodal.config.modalities import SignalModality, SignalPreprocess
+from polymodal.data import features as F
+from polymodal.data.modalities.audio import fit_length
+from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
+from polymodal.errors import DecodeError
+
+SIGNAL_EXTENSIONS = (".npy", ".npz", ".csv", ".mat", ".wav", ".flac")
+
+
+def _pick_array(arrays: Mapping[str, Any], key: str | None, path: str) -> np.ndarray:
+    names = [k for k in arrays if not k.startswith("__")]
+    if key is not None:
+        if key not in arrays:
+            raise DecodeError(f"no array named '{key}' (preprocess.key); the file holds {names}", path=path)
+        return np.asarray(arrays[key])
+    if len(names) == 1:
+        return np.asarray(arrays[names[0]])
+    if "data" in names:
+        return np.asarray(arrays["data"])
+    raise DecodeError(f"the file holds several arrays {names}; choose one with preprocess.key", path=path)
+
+
+def read_signal(path: str, key: str | None = None, columns: list[str] | None = None) -> np.ndarray:
+    """Read a recording as a float32 (channels, samples) array."""
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                array = _pick_array(archive, key, path)
+        elif suffix == ".mat":
+            from scipy.io import loadmat
+
+            array = _pick_array(loadmat(path), key, path)
+        elif suffix == ".csv":
+            frame = pd.read_csv(path)
+            if columns is not None:
+                absent = [c for c in columns if c not in frame.columns]
+                if absent:
+                    raise DecodeError(f"columns {absent} (preprocess.channels) are not in the CSV; it has {list(frame.columns)}", path=path)
+                frame = frame[columns]
+            array = frame.to_numpy(dtype=np.float32).T
+            return np.ascontiguousarray(array)
+        elif suffix in (".wav", ".flac"):
+            import soundfile
+
+            array = soundfile.read(path, dtype="float32", always_2d=True)[0].T
+            return np.ascontiguousarray(array)
+        else:
+            raise DecodeError(f"unsupported signal file type '{suffix}'; use one of {SIGNAL_EXTENSIONS}", path=path)
+    except DecodeError:
+        raise
+    except (OSError, ValueError, KeyError, pd.errors.ParserError) as err:
+        raise DecodeError(f"unreadable or corrupt signal ({err})", path=path) from None
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[None, :]
+    elif array.ndim == 2:
+        array = array.T if array.shape[0] > array.shape[1] else array
+    else:
+        raise DecodeError(f"expected a 1-D or 2-D array; got shape {array.shape}", path=path)
+    return np.ascontiguousarray(array)
+
+
+@PREPROCESSORS.register(SignalModality)
+class SignalPreprocessor(Preprocessor):
+    """See the module docstring."""
+
+    kind = "signal"
+
+    def __init__(self, name: str, cfg: SignalPreprocess):
+        super().__init__(name)
+        self.cfg = cfg
+        self.n_channels: int | None = None
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+
+    @classmethod
+    def from_config(cls, cfg: SignalModality, *, name: str) -> SignalPreprocessor:
+        return cls(name, cfg.preprocess)
+
+    def fit(self, values: Sequence[Any]) -> None:
+        """Learn the channel count from the first training file."""
+        self.n_channels = self._read(str(values[0])).shape[0]
+
+    def _read(self, path: str) -> np.ndarray:
+        cfg = self.cfg
+        names = cfg.channels if cfg.channels and isinstance(cfg.channels[0], str) else None
+        array = read_signal(path, cfg.key, names)
+        if cfg.channels is not None and names is None:
+            bad = [c for c in cfg.channels if not -array.shape[0] <= c < array.shape[0]]
+            if bad:
+                raise DecodeError(f"channels {bad} (preprocess.channels) out of range; the signal has {array.shape[0]}", path=path)
+            array = array[list(cfg.channels)]
+        return array
+
+    def decode(self, value: Any) -> tuple[np.ndarray, int]:
+        path = str(value)
+        array = self._read(path)
+        if self.n_channels is not None and array.shape[0] != self.n_channels:
+            raise DecodeError(f"expected {self.n_channels} channel(s) as in training; got {array.shape[0]}", path=path)
+        cfg = self.cfg
+        if cfg.resample_to is not None and cfg.resample_to != cfg.sample_rate:
+            from fractions import Fraction
+
+            from scipy.signal import resample_poly
+
+            ratio = Fraction(cfg.resample_to / cfg.sample_rate).limit_denominator(1000)
+            array = resample_poly(array, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
+        if not np.isfinite(array).all():
+            raise DecodeError("signal holds NaN or infinite values", path=path)
+        valid = min(array.shape[-1], cfg.length)
+        return fit_length(array, cfg.length, cfg.crop), valid
+
+    @property
+    def _spectral(self) -> tuple[int, int] | None:
+        spec = self.cfg.spectrogram
+        return None if spec is None else (spec.n_fft, spec.hop)
+
+    def featurize(self, samples: Sequence[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
+        x = np.stack([s[0] for s in samples])  # (B, C, L)
+        valid = np.asarray([s[1] for s in samples], np.int64)
+        if self._spectral is None:
+            return {"x": x, "length": valid.astype(np.int32)}
+        n_fft, hop = self._spectral
+        b, c, n = x.shape
+        power = F.stft_power(torch.from_numpy(x.reshape(b * c, n)), n_fft, hop)  # (B*C, T, F)
+        spec = torch.log1p(power).reshape(b, c, power.shape[1], power.shape[2]).permute(0, 1, 3, 2)
+        lengths = np.minimum(1 + valid // hop, power.shape[1]).astype(np.int32)
+        return {"x": spec.reshape(b, -1, power.shape[1]).numpy(), "length": lengths}
+
+    def spec(self) -> dict[str, ArraySpec]:
+        return {"x": ArraySpec(self.shape, "float32"), "length": ArraySpec((), "int32")}
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(channels, steps) of one featurised sample."""
+        if self.n_channels is None:
+            raise RuntimeError(f"signal modality '{self.name}' is not fitted")
+        if self._spectral is None:
+            return (self.n_channels, self.cfg.length)
+        n_fft, hop = self._spectral
+        return (self.n_channels * (n_fft // 2 + 1), F.frames(self.cfg.length, hop))
+
+    def fit_features(self, arrays: Mapping[str, np.ndarray]) -> None:
+        if self.cfg.normalize == "global":
+            self.mean, self.std = channel_stats(arrays["x"], axis=1, valid=arrays["length"], time_axis=2)
+
+    def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        x = arrays["x"].float()  # (B, C, L)
+        lengths = arrays["length"].long().clamp_min(1)
+        mask = torch.arange(x.shape[-1])[None, :] < lengths[:, None]  # (B, L)
+        if self.cfg.normalize == "global":
+            if self.mean is None:
+                raise RuntimeError(f"signal modality '{self.name}': global normalisation used before fit")
+            x = (x - torch.as_tensor(self.mean)[None, :, None]) / torch.as_tensor(self.std)[None, :, None]
+        elif self.cfg.normalize == "sample":
+            weights = mask.unsqueeze(1).float()
+            count = weights.sum(dim=-1, keepdim=True)
+            mean = (x * weights).sum(dim=-1, keepdim=True) / count
+            var = ((x - mean).pow(2) * weights).sum(dim=-1, keepdim=True) / count
+            x = (x - mean) / var.sqrt().clamp_min(1e-6)
+        return {"x": x * mask.unsqueeze(1), "mask": mask}
+
+    def encoder_context(self) -> dict[str, Any]:
+        channels, steps = self.shape
+        return {"in_channels": channels, "length": steps}
+
+    def get_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"n_channels": self.n_channels}
+        if self.mean is not None:
+            state.update(mean=self.mean, std=self.std)
+        return state
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        self.n_channels = state.get("n_channels")
+        if "mean" in state:
+            self.mean = np.asarray(state["mean"], np.float32)
+            self.std = np.asarray(state["std"], np.float32)
+
+    def encoding_state(self) -> dict[str, Any]:
+        return {"n_channels": self.n_channels}
+
+
+def cut_windows(
+    recordings: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    path_column: str = "path",
+    window: int,
+    hop: int | None = None,
+    key: str | None = None,
+    keys: Sequence[str] | None = None,
+    max_windows: int | None = None,
+) -> pd.DataFrame:
+    """Cut long recordings into fixed windows saved as ``.npy`` files; return a manifest.
+
+    Args:
+        recordings: one row per recording; every other column is copied to each window's row.
+        window: samples per window.
+        hop: step between window starts (default ``window``: no overlap; smaller overlaps).
+        key: array name inside ``.npz``/``.mat`` files.
+        keys: several array names, each written as its own window file and column
+            (``<key>_path``), e.g. the drive-end and fan-end channels of one recording.
+        max_windows: keep at most this many windows per recording (evenly spaced).
+
+    Returns:
+        The segments manifest: copied columns, ``recording``, ``start`` and the window path column(s)
+        (relative to ``out_dir``).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hop = window if hop is None else hop
+    names = list(keys) if keys is not None else [key]
+    rows = []
+    for index, rec in enumerate(recordings.to_dict("records")):
+        source = str(rec[path_column])
+        arrays = {name: read_signal(source, name) for name in names}
+        length = min(a.shape[-1] for a in arrays.values())
+        starts = np.arange(0, length - window + 1, hop)
+        if max_windows is not None and len(starts) > max_windows:
+            starts = starts[np.linspace(0, len(starts) - 1, max_windows).round().astype(int)]
+        stem = Path(source).stem
+        for start in starts:
+            row = {k: v for k, v in rec.items() if k != path_column}
+            row.update(recording=stem, start=int(start))
+            for name, array in arrays.items():
+                rel = f"{stem}_{index}_{name or 'x'}_{start}.npy"
+                np.save(out / rel, array[:, start:start + window])
+                row[f"{name}_path" if keys is not None else "path"] = rel
+            rows.append(row)
+    return pd.DataFrame(rows)

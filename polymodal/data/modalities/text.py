@@ -1,0 +1,181 @@
+"""Text: cleaning (lower-casing, punctuation, English stop words) and tokenisation.
+
+Tokenisers: ``word`` (a vocabulary built from the training texts), ``wordpiece`` and ``bpe``
+(trained on the training texts with the tokenizers library) and ``pretrained`` (a local
+tokenizer folder read with transformers, never downloaded).
+
+Cached form: ``ids`` int32 (max_tokens,) padded with the pad id, ``length`` int32. At batch
+time the padding is trimmed to the longest text of the batch and an attention mask is built.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import torch
+
+from polymodal.config.modalities import TextModality, TextPreprocess
+from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
+from polymodal.errors import NotFittedError
+
+PAD, UNK = "[PAD]", "[UNK]"
+_PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
+
+
+def english_stop_words() -> frozenset[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return ENGLISH_STOP_WORDS
+
+
+def clean_text(text: str, cfg: TextPreprocess) -> str:
+    """Apply the configured lower-casing, punctuation stripping and stop-word removal."""
+    if cfg.lowercase:
+        text = text.lower()
+    if cfg.strip_punctuation:
+        text = _PUNCTUATION.sub(" ", text)
+    if cfg.stopwords:
+        stop = english_stop_words()
+        text = " ".join(w for w in text.split() if w.lower() not in stop)
+    return " ".join(text.split())
+
+
+def _train_subword(kind: str, texts: Sequence[str], cfg: TextPreprocess) -> Any:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    if kind == "wordpiece":
+        tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
+        trainer = trainers.WordPieceTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_freq, special_tokens=[PAD, UNK])
+    else:
+        tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+        trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_freq, special_tokens=[PAD, UNK])
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+@PREPROCESSORS.register(TextModality)
+class TextPreprocessor(Preprocessor):
+    """See the module docstring."""
+
+    kind = "text"
+    file_based = False
+
+    def __init__(self, name: str, cfg: TextPreprocess):
+        super().__init__(name)
+        self.cfg = cfg
+        self.vocab: list[str] | None = None  # word tokenizer
+        self.tokenizer_json: str | None = None  # wordpiece / bpe
+
+    @classmethod
+    def from_config(cls, cfg: TextModality, *, name: str) -> TextPreprocessor:
+        return cls(name, cfg.preprocess)
+
+    # -- fitting ------------------------------------------------------------------------------
+    def fit(self, values: Sequence[Any]) -> None:
+        texts = [clean_text(str(v), self.cfg) for v in values]
+        if self.cfg.tokenizer == "word":
+            counts = Counter(word for text in texts for word in text.split())
+            kept = [w for w, c in sorted(counts.items(), key=lambda wc: (-wc[1], wc[0])) if c >= self.cfg.min_freq]
+            self.vocab = [PAD, UNK, *kept[: self.cfg.vocab_size - 2]]
+        elif self.cfg.tokenizer in ("wordpiece", "bpe"):
+            self.tokenizer_json = _train_subword(self.cfg.tokenizer, texts, self.cfg).to_str()
+        self.__dict__.pop("_encoder", None)
+
+    @cached_property
+    def _encoder(self) -> Any:
+        """A callable text -> list of ids, built from the fitted state."""
+        cfg = self.cfg
+        if cfg.tokenizer == "word":
+            if self.vocab is None:
+                raise NotFittedError(f"text modality '{self.name}': the word vocabulary is not fitted")
+            index = {w: i for i, w in enumerate(self.vocab)}
+            return lambda text: [index.get(w, 1) for w in text.split()]
+        if cfg.tokenizer == "pretrained":
+            tokenizer = self._pretrained
+            return lambda text: tokenizer(text, truncation=True, max_length=cfg.max_tokens)["input_ids"]
+        if self.tokenizer_json is None:
+            raise NotFittedError(f"text modality '{self.name}': the {cfg.tokenizer} tokenizer is not fitted")
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_str(self.tokenizer_json)
+        return lambda text: tokenizer.encode(text).ids
+
+    @cached_property
+    def _pretrained(self) -> Any:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(self.cfg.tokenizer_path), local_files_only=True)
+
+    # -- encoding -----------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[str]:
+        """The tokens a text becomes (for inspection and token-level attributions)."""
+        ids = self.decode(text)
+        if self.cfg.tokenizer == "word":
+            return [self.vocab[i] for i in ids]
+        if self.cfg.tokenizer == "pretrained":
+            return self._pretrained.convert_ids_to_tokens(ids)
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_str(self.tokenizer_json)
+        return [tokenizer.id_to_token(i) for i in ids]
+
+    def decode(self, value: Any) -> list[int]:
+        ids = self._encoder(clean_text(str(value), self.cfg))
+        return ids[: self.cfg.max_tokens]
+
+    def featurize(self, samples: Sequence[list[int]]) -> dict[str, np.ndarray]:
+        ids = np.full((len(samples), self.cfg.max_tokens), self.pad_id, np.int32)
+        lengths = np.zeros(len(samples), np.int32)
+        for i, sample in enumerate(samples):
+            ids[i, : len(sample)] = sample
+            lengths[i] = len(sample)
+        return {"ids": ids, "length": lengths}
+
+    def spec(self) -> dict[str, ArraySpec]:
+        return {"ids": ArraySpec((self.cfg.max_tokens,), "int32"), "length": ArraySpec((), "int32")}
+
+    def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        lengths = arrays["length"].long()
+        longest = max(int(lengths.max()) if lengths.numel() else 1, 1)
+        ids = arrays["ids"][:, :longest].long()  # (B, T)
+        mask = torch.arange(longest)[None, :] < lengths[:, None]
+        return {"x": ids, "mask": mask}
+
+    # -- facts and state ----------------------------------------------------------------------
+    @property
+    def pad_id(self) -> int:
+        if self.cfg.tokenizer == "pretrained":
+            pad = self._pretrained.pad_token_id
+            return 0 if pad is None else int(pad)
+        return 0
+
+    @property
+    def vocab_size(self) -> int:
+        if self.cfg.tokenizer == "word":
+            return len(self.vocab or [])
+        if self.cfg.tokenizer == "pretrained":
+            return len(self._pretrained)
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_str(self.tokenizer_json).get_vocab_size()
+
+    def encoder_context(self) -> dict[str, Any]:
+        return {"vocab_size": self.vocab_size, "pad_id": self.pad_id, "max_tokens": self.cfg.max_tokens,
+                "vocab": self.vocab}
+
+    def get_state(self) -> dict[str, Any]:
+        return {"vocab": self.vocab, "tokenizer_json": self.tokenizer_json}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        self.vocab = state.get("vocab")
+        self.tokenizer_json = state.get("tokenizer_json")
+        self.__dict__.pop("_encoder", None)
+
+    def encoding_state(self) -> dict[str, Any]:
+        return self.get_state()

@@ -1,0 +1,126 @@
+"""The fitted data side of a model: every modality's preprocessor plus the target encoder.
+
+``DataPipeline.fit(train)`` learns them from a training manifest; ``encode(manifest)`` turns
+any manifest into an :class:`EncodedTable`; ``dataset(...)`` wraps it for torch. The state is
+saved as JSON/safetensors in the run folder's ``preprocessors/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from polymodal.config import Config
+from polymodal.data.dataset import MultimodalDataset
+from polymodal.data.encode import EncodedTable, encode_manifest, manifest_cells
+from polymodal.data.manifest import Manifest, read_manifest, validate_manifest
+from polymodal.data.modalities import Preprocessor, build_preprocessor
+from polymodal.data.targets import TargetEncoder
+from polymodal.errors import SchemaMismatchError
+from polymodal.utils.io import atomic_write_json
+
+DataSource = str | os.PathLike | pd.DataFrame | Manifest
+
+
+class DataPipeline:
+    """Preprocessors and target encoder for one config."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.preprocessors: dict[str, Preprocessor] = {
+            name: build_preprocessor(config.modalities[name], name) for name in config.modality_names
+        }
+        self.targets = TargetEncoder(config.task, config.targets)
+
+    # -- reading ------------------------------------------------------------------------------
+    def read(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None) -> Manifest:
+        """Read and validate a manifest (every problem reported at once).
+
+        Args:
+            modalities: restrict to these modalities (None: those whose columns the data has;
+                at least one must be there).
+        """
+        manifest = read_manifest(data)
+        names = self.check_modalities(modalities, manifest)
+        validate_manifest(manifest, self.config, require_target=require_target, modalities=names)
+        return manifest
+
+    def check_modalities(self, modalities: Iterable[str] | None, manifest: Manifest) -> list[str]:
+        """The modalities to use for a manifest, validated."""
+        from polymodal.config.modalities import modality_columns
+
+        known = self.config.modality_names
+        if modalities is not None:
+            chosen = list(modalities)
+            unknown = sorted(set(chosen) - set(known))
+            if unknown:
+                raise SchemaMismatchError(f"unknown modalities {unknown}; this model has {known}")
+            return sorted(chosen)
+        columns = set(manifest.frame.columns)
+        chosen = [n for n in known if any(c in columns for c in modality_columns(self.config.modalities[n]))]
+        if not chosen:
+            expected = {n: modality_columns(self.config.modalities[n]) for n in known}
+            raise SchemaMismatchError(
+                f"{manifest.name} has none of this model's modality columns; expected any of {expected}, "
+                f"got columns {list(manifest.frame.columns)}"
+            )
+        return chosen
+
+    # -- fitting and encoding -----------------------------------------------------------------
+    def fit(self, manifest: Manifest, progress: bool = False) -> tuple[EncodedTable, np.ndarray]:
+        """Fit every preprocessor and the target encoder on a training manifest.
+
+        Returns:
+            The encoded training table and its encoded targets.
+        """
+        for name, prep in self.preprocessors.items():
+            cells = [c for c in manifest_cells(manifest, self.config.modalities[name], prep.file_based) if c is not None]
+            if cells:
+                prep.fit(cells)
+        table = self.encode(manifest, progress=progress)
+        for name, prep in self.preprocessors.items():
+            mod = table.modalities[name]
+            if mod.present.any():
+                prep.fit_features({k: v[mod.present] for k, v in mod.arrays.items()})
+        self.targets.fit(manifest.subset(table.rows))
+        return table, self.encode_targets(manifest, table)
+
+    def encode(self, manifest: Manifest, progress: bool = False, modalities: Iterable[str] | None = None) -> EncodedTable:
+        """Encode a manifest; modalities outside ``modalities`` are marked absent everywhere."""
+        table = encode_manifest(manifest, self.preprocessors, self.config.modalities,
+                                on_error=self.config.data.on_error, progress=progress)
+        if modalities is not None:
+            for name in set(self.preprocessors) - set(modalities):
+                table.modalities[name].present[:] = False
+        return table
+
+    def encode_targets(self, manifest: Manifest, table: EncodedTable) -> np.ndarray:
+        return self.targets.encode(manifest.subset(table.rows))
+
+    def dataset(self, table: EncodedTable, targets: np.ndarray | None = None, train: bool = False) -> MultimodalDataset:
+        return MultimodalDataset(table, self.preprocessors, targets, train=train)
+
+    def contexts(self) -> dict[str, dict[str, Any]]:
+        """What each encoder needs to know about its input."""
+        return {name: prep.encoder_context() for name, prep in self.preprocessors.items()}
+
+    # -- state --------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for prep in self.preprocessors.values():
+            prep.save(folder)
+        atomic_write_json(folder / "targets.json", self.targets.get_state())
+
+    @classmethod
+    def load(cls, config: Config, folder: Path) -> DataPipeline:
+        pipeline = cls(config)
+        for prep in pipeline.preprocessors.values():
+            prep.load(folder)
+        pipeline.targets = TargetEncoder.from_state(json.loads((folder / "targets.json").read_text(encoding="utf-8")))
+        return pipeline

@@ -1,0 +1,100 @@
+"""The project's exception hierarchy.
+
+Every error a user can trigger with bad input is one of these. They subclass the built-in
+exception a Python user would expect (``ValueError``, ``FileNotFoundError``...) so that generic
+handlers keep working, and they carry the context needed to find the problem: the config key,
+the manifest, row, column, file and modality.
+
+Messages follow one template: what was wrong, where, what is allowed, what was received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class PolymodalError(Exception):
+    """Base class of every error raised on purpose by polymodal."""
+
+
+class ConfigError(PolymodalError, ValueError):
+    """A configuration file or object does not match the schema.
+
+    Attributes:
+        problems: one line per problem, each starting with the full key path.
+        source: the file the config came from, when known.
+    """
+
+    def __init__(self, problems: Sequence[str], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"Invalid config{where} ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class ManifestError(PolymodalError, ValueError):
+    """A manifest is unreadable or does not fit the config. Lists every problem found."""
+
+    def __init__(self, problems: Sequence[str], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f" {source}" if source else ""
+        shown = self.problems[:50]
+        more = len(self.problems) - len(shown)
+        lines = "\n".join(f"  - {p}" for p in shown)
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(f"Invalid manifest{where} ({len(self.problems)} problem(s)):\n{lines}{tail}")
+
+
+class DecodeError(PolymodalError, ValueError):
+    """A file or inline value could not be decoded into a sample.
+
+    Attributes:
+        modality: the modality being decoded.
+        path: the file, or None for an inline value.
+        row: the manifest row, when known.
+        reason: the decoder's own explanation.
+    """
+
+    def __init__(self, reason: str, *, path: str | None = None, modality: str | None = None,
+                 row: int | None = None, where: str | None = None):
+        self.reason = reason
+        self.path = path
+        self.modality = modality
+        self.row = row
+        parts = []
+        if modality is not None:
+            parts.append(f"modality '{modality}'")
+        if where is not None:
+            parts.append(where)
+        elif row is not None:
+            parts.append(f"row {row}")
+        if path is not None:
+            parts.append(f"file {path}")
+        location = ", ".join(parts)
+        super().__init__(f"Cannot decode {location}: {reason}" if location else f"Cannot decode: {reason}")
+
+    def located(self, *, modality: str, row: int, where: str) -> DecodeError:
+        """Return a copy that also names the modality and manifest row."""
+        return DecodeError(self.reason, path=self.path, modality=modality, row=row, where=where)
+
+
+class SchemaMismatchError(PolymodalError, ValueError):
+    """Data given to a fitted model does not match what it was trained on."""
+
+
+class NotFittedError(PolymodalError, RuntimeError):
+    """A component was used before ``fit``."""
+
+
+class DatasetSourceError(PolymodalError, FileNotFoundError):
+    """A built-in dataset's source folder is missing or laid out differently than expected."""
+
+
+class MissingDependencyError(PolymodalError, ImportError):
+    """An optional dependency is not installed."""
+
+    def __init__(self, package: str, purpose: str, extra: str | None = None):
+        hint = f"pip install 'polymodal[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(f"{purpose} needs the optional package '{package}'. Install it with: {hint}")

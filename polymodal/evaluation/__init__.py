@@ -1,0 +1,1 @@
+"""Evaluation layer: reports and plots (robustness, attribution and retrieval metrics grow here)."""

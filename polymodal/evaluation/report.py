@@ -1,0 +1,162 @@
+"""``report.html``: a self-contained page per run (plots embedded, also saved under ``plots/``).
+
+Sections: metrics table, learning curves, confusion matrix, model summary (parameters per
+module), training facts. Other layers add sections through :func:`write_report`'s ``extra``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from polymodal.utils.io import atomic_write, atomic_write_text
+
+if TYPE_CHECKING:
+    from polymodal.predictor import MultimodalPredictor
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
+h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
+table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
+.grid{display:flex;flex-wrap:wrap;gap:1rem}.grid figure{margin:0;flex:1 1 480px}
+"""
+
+
+def figure_png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def embed_png(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def table_html(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """An HTML table; floats shown with 4 significant decimals."""
+    if not rows:
+        return "<p>(none)</p>"
+    columns = list(columns or rows[0].keys())
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4f}" if np.isfinite(value) else "-"
+        return html.escape("-" if value is None else str(value))
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def learning_curves(history: pd.DataFrame) -> bytes | None:
+    if history.empty or "epoch" not in history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric_cols = [c for c in history.columns if c.startswith("val_") and c != "val_loss"]
+    fig, axes = plt.subplots(1, 2 if metric_cols else 1, figsize=(11 if metric_cols else 6, 4), squeeze=False)
+    ax = axes[0, 0]
+    for col in ("train_loss", "val_loss"):
+        if col in history:
+            ax.plot(history["epoch"] + 1, history[col], marker="o", label=col.replace("_", " "))
+    ax.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if metric_cols:
+        ax = axes[0, 1]
+        for col in metric_cols:
+            if col in ("val_ece", "val_log_loss"):
+                continue
+            ax.plot(history["epoch"] + 1, history[col], marker="o", label=col[4:].replace("_", " "))
+        ax.set(xlabel="epoch", title="Validation metrics")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    return figure_png(fig)
+
+
+def confusion_plot(matrix: Sequence[Sequence[int]], classes: Sequence[Any]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = np.asarray(matrix)
+    size = max(4.5, 0.55 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(values, cmap="Blues")
+    ax.set_xticks(range(len(classes)), [str(c) for c in classes], rotation=45 if len(classes) > 8 else 0)
+    ax.set_yticks(range(len(classes)), [str(c) for c in classes])
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
+    top = values.max() if values.size else 0
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=9, color="white" if v > top / 2 else "black")
+    return figure_png(fig)
+
+
+def parameter_rows(net: Any) -> list[dict[str, Any]]:
+    """Parameters per top-level part (each encoder, fusion, head)."""
+    rows = []
+    for name, enc in net.encoders.items():
+        rows.append(module_row(f"encoder: {name}", type(enc).__name__, enc))
+    rows.append(module_row("fusion", type(net.fusion).__name__, net.fusion))
+    if net.head is not None:
+        rows.append(module_row("head", type(net.head).__name__, net.head))
+    rows.append(module_row("total", "", net))
+    return rows
+
+
+def module_row(part: str, kind: str, module: Any) -> dict[str, Any]:
+    params = list(module.parameters())
+    return {"part": part, "module": kind, "parameters": sum(p.numel() for p in params),
+            "trainable": sum(p.numel() for p in params if p.requires_grad)}
+
+
+def write_report(predictor: MultimodalPredictor, run: Path, extra: Mapping[str, str] | None = None) -> Path:
+    """Write ``run/report.html`` and the plots in ``run/plots/``; return the report path."""
+    plots = run / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    cfg = predictor.config
+    sections = [f"<h1>polymodal run: {html.escape(run.name)}</h1>",
+                f"<p>Task <b>{cfg.task}</b>, target {html.escape(str(cfg.target))}, modalities "
+                + ", ".join(f"<b>{html.escape(n)}</b> ({m.kind}, {m.encoder.name})" for n, m in sorted(cfg.modalities.items()))
+                + f"; fusion <b>{cfg.fusion.name}</b>, head <b>{cfg.head.name}</b>.</p>"]
+    metric_rows = []
+    for split, scores in predictor.metrics.items():
+        if isinstance(scores, Mapping):
+            metric_rows.append({"split": split, **{k: v for k, v in scores.items() if not isinstance(v, list | dict)}})
+    sections.append("<h2>Metrics</h2>" + table_html(metric_rows))
+    figures = []
+    curves = learning_curves(predictor.history)
+    if curves is not None:
+        atomic_write(plots / "learning_curves.png", lambda tmp: tmp.write_bytes(curves))
+        figures.append(f"<figure>{embed_png(curves, 'learning curves')}</figure>")
+    chosen = predictor.metrics.get("test") or predictor.metrics.get("valid") or {}
+    if cfg.task == "classification" and chosen.get("confusion_matrix"):
+        png = confusion_plot(chosen["confusion_matrix"], predictor.pipeline.targets.classes)
+        atomic_write(plots / "confusion_matrix.png", lambda tmp: tmp.write_bytes(png))
+        split = "test" if predictor.metrics.get("test") else "valid"
+        figures.append(f"<figure>{embed_png(png, 'confusion matrix')}<figcaption>{split} set</figcaption></figure>")
+    if figures:
+        sections.append("<h2>Training</h2><div class='grid'>" + "".join(figures) + "</div>")
+    sections.append("<h2>Model</h2>" + table_html(parameter_rows(predictor.net)))
+    if predictor.info:
+        sections.append("<h2>Run facts</h2>" + table_html([{"fact": k, "value": v} for k, v in predictor.info.items()]))
+    for title, body in (extra or {}).items():
+        sections.append(f"<h2>{html.escape(title)}</h2>{body}")
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>polymodal report</title><style>{STYLE}</style></head><body>{''.join(sections)}</body></html>"
+    atomic_write_text(run / "report.html", page)
+    return run / "report.html"

@@ -1,0 +1,102 @@
+"""Task metrics as pure functions of numpy arrays (used by training, evaluation and benchmarks)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def expected_calibration_error(proba: np.ndarray, target: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top-class confidence over ``bins`` equal-width bins."""
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == target
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: int | None = None) -> dict[str, Any]:
+    """accuracy, macro_f1, auroc (one-vs-rest macro; None when a class is missing), ece, log_loss
+    and the confusion matrix (rows = true class)."""
+    from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
+
+    n_classes = n_classes or logits.shape[1]
+    proba = softmax(logits.astype(np.float64))
+    pred = proba.argmax(axis=1)
+    labels = np.arange(n_classes)
+    out: dict[str, Any] = {
+        "accuracy": float((pred == target).mean()),
+        "macro_f1": float(f1_score(target, pred, labels=labels, average="macro", zero_division=0)),
+        "ece": expected_calibration_error(proba, target),
+        "log_loss": float(-np.log(np.clip(proba[np.arange(len(target)), target], 1e-12, None)).mean()),
+    }
+    present = np.unique(target)
+    try:
+        if n_classes == 2 and len(present) == 2:
+            out["auroc"] = float(roc_auc_score(target, proba[:, 1]))
+        elif len(present) == n_classes:
+            out["auroc"] = float(roc_auc_score(target, proba, multi_class="ovr", average="macro", labels=labels))
+        else:
+            out["auroc"] = None
+    except ValueError:
+        out["auroc"] = None
+    out["confusion_matrix"] = confusion_matrix(target, pred, labels=labels).tolist()
+    return out
+
+
+def multilabel_metrics(logits: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+    """micro/macro F1, subset accuracy and macro AUROC over labels that have both values."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    proba = sigmoid(logits.astype(np.float64))
+    pred = (proba >= 0.5).astype(int)
+    target = target.astype(int)
+    aucs = [roc_auc_score(target[:, j], proba[:, j]) for j in range(target.shape[1]) if len(np.unique(target[:, j])) == 2]
+    return {
+        "subset_accuracy": float((pred == target).all(axis=1).mean()),
+        "micro_f1": float(f1_score(target, pred, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(target, pred, average="macro", zero_division=0)),
+        "auroc": float(np.mean(aucs)) if aucs else None,
+    }
+
+
+def regression_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+    """MAE, RMSE and R2 (averaged over target columns), on the values as given."""
+    from sklearn.metrics import r2_score
+
+    err = pred - target
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r2 = float(r2_score(target, pred)) if len(target) > 1 else None
+    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean())), "r2": r2}
+
+
+def task_metrics(task: str, outputs: np.ndarray, target: np.ndarray, n_classes: int | None = None) -> dict[str, Any]:
+    """Metrics for ``task`` from raw model outputs (regression: already on the original scale)."""
+    if task == "classification":
+        return classification_metrics(outputs, target, n_classes)
+    if task == "multilabel":
+        return multilabel_metrics(outputs, target)
+    return regression_metrics(outputs, target)
+
+
+# The metric early stopping and model selection watch by default, and whether higher is better.
+DEFAULT_MONITOR = {"classification": ("accuracy", "max"), "multilabel": ("macro_f1", "max"), "regression": ("loss", "min")}
+LOWER_IS_BETTER = {"loss", "mae", "rmse", "ece", "log_loss"}

@@ -1,0 +1,53 @@
+"""Audio encoders over spectrogram frames (B, T, F): a 2-D CNN (``mel_cnn``); the sequence
+encoders ``rnn`` and ``transformer`` live in :mod:`polymodal.models.encoders.sequence`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from polymodal.config.encoders import MelCnnConfig
+from polymodal.models.encoders.base import Encoder, EncoderOutput
+from polymodal.models.layers import downsample_mask, masked_max, masked_mean
+from polymodal.models.registry import ENCODERS
+
+
+@ENCODERS.register(MelCnnConfig)
+class MelCnn(Encoder):
+    """Conv-BN-ReLU-pool stages over the (time, frequency) plane; frequency is then averaged
+    away, leaving one token per (downsampled) frame; pooled = masked mean and max over time."""
+
+    def __init__(self, n_features: int, dim: int = 128, channels: tuple[int, ...] = (32, 64, 128),
+                 batch_norm: bool = True, dropout: float = 0.1):
+        super().__init__()
+        stages = []
+        width = 1
+        for out in channels:
+            stages.append(nn.Sequential(
+                nn.Conv2d(width, out, 3, padding=1, bias=not batch_norm),
+                nn.BatchNorm2d(out) if batch_norm else nn.Identity(),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2, ceil_mode=True),
+            ))
+            width = out
+        self.stages = nn.Sequential(*stages)
+        self.token_proj = nn.Linear(width, dim)
+        self.proj = nn.Sequential(nn.Linear(2 * width, dim), nn.GELU(), nn.Dropout(dropout))
+        self.output_dim = dim
+        self.to(memory_format=torch.channels_last)  # ~1.8x faster convolutions on CPU (oneDNN)
+
+    @classmethod
+    def from_config(cls, cfg: MelCnnConfig, *, n_features: int, **_: Any) -> MelCnn:
+        return cls(n_features, cfg.dim, tuple(cfg.channels), cfg.batch_norm, cfg.dropout)
+
+    def blocks(self) -> list[nn.Module]:
+        return [*self.stages, self.proj]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
+        fmap = self.stages(x.unsqueeze(1).contiguous(memory_format=torch.channels_last))  # (B, C, T', F')
+        frames = fmap.mean(dim=3).transpose(1, 2)  # (B, T', C)
+        mask = downsample_mask(mask, frames.shape[1])
+        pooled = self.proj(torch.cat([masked_mean(frames, mask), masked_max(frames, mask)], dim=-1))
+        return EncoderOutput(pooled, self.token_proj(frames), mask)

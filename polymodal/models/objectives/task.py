@@ -1,0 +1,45 @@
+"""Task losses: cross-entropy (class weights, label smoothing), BCE for multilabel, MSE/Huber."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from polymodal.models.objectives.base import LossOutput
+
+
+def task_loss(outputs: torch.Tensor, target: torch.Tensor, task: str, *, class_weights: torch.Tensor | None = None,
+              label_smoothing: float = 0.0, regression: str = "mse", huber_delta: float = 1.0) -> LossOutput:
+    """Loss of ``outputs`` against ``target``.
+
+    Args:
+        outputs: (B, K) logits (classification, multilabel) or values (regression).
+        target: (B,) class indices, or (B, K) 0/1 labels or standardised values.
+    """
+    if task == "classification":
+        loss = F.cross_entropy(outputs, target, weight=class_weights, label_smoothing=label_smoothing)
+        accuracy = (outputs.argmax(dim=-1) == target).float().mean()
+        return LossOutput(loss, {"accuracy": accuracy})
+    if task == "multilabel":
+        return LossOutput(F.binary_cross_entropy_with_logits(outputs, target.to(outputs.dtype)))
+    if regression == "huber":
+        return LossOutput(F.huber_loss(outputs, target.to(outputs.dtype), delta=huber_delta))
+    return LossOutput(F.mse_loss(outputs, target.to(outputs.dtype)))
+
+
+class TaskLoss(nn.Module):
+    """Module form of :func:`task_loss` holding the task options (class weights as a buffer)."""
+
+    def __init__(self, task: str, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0,
+                 regression: str = "mse", huber_delta: float = 1.0):
+        super().__init__()
+        self.task = task
+        self.register_buffer("class_weights", class_weights, persistent=False)
+        self.label_smoothing = label_smoothing
+        self.regression = regression
+        self.huber_delta = huber_delta
+
+    def forward(self, outputs: torch.Tensor, target: torch.Tensor) -> LossOutput:
+        return task_loss(outputs, target, self.task, class_weights=self.class_weights,
+                         label_smoothing=self.label_smoothing, regression=self.regression, huber_delta=self.huber_delta)

@@ -1,0 +1,49 @@
+"""Reading pretrained weights from local files, never from a hub and never by unpickling objects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from polymodal.errors import DecodeError
+
+_WRAPPERS = ("state_dict", "model", "model_state_dict", "module")
+
+
+def load_state_dict_file(path: str | Path, drop_prefixes: Sequence[str] = ("module.",)) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a PyTorch file (loaded with ``weights_only=True``).
+
+    Common wrappers (``{"state_dict": ...}``) are unwrapped and ``drop_prefixes`` stripped from keys.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DecodeError: the file is not a state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, OSError, ValueError) as err:
+            raise DecodeError(f"not a PyTorch state-dict file ({err})", path=str(path)) from None
+    while isinstance(state, dict) and len(state) == 1 and next(iter(state)) in _WRAPPERS:
+        state = next(iter(state.values()))
+    for key in _WRAPPERS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DecodeError("expected a mapping of parameter names to tensors", path=str(path))
+    out = {}
+    for key, value in state.items():
+        for prefix in drop_prefixes:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out

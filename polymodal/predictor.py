@@ -1,0 +1,314 @@
+"""``MultimodalPredictor``: the user-facing object that fits, evaluates, predicts, saves and loads.
+
+    pred = MultimodalPredictor.from_config("config.yaml").fit("train.csv", "valid.csv", out="runs/x")
+    pred.evaluate("test.csv")            # -> dict of metrics
+    pred.predict(df); pred.predict_proba(df)
+    MultimodalPredictor.load("runs/x")
+
+Run folder: ``config.yaml`` (resolved), ``model.safetensors``, ``preprocessors/`` (JSON and
+safetensors; nothing is pickled), ``metrics.json``, ``history.csv``, ``report.html``,
+``plots/``, ``checkpoints/``, ``logs/`` and ``skipped.csv`` when files were skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from polymodal.config import Config, load_config, save_config
+from polymodal.data.dataset import collate
+from polymodal.data.encode import EncodedTable, skipped_frame
+from polymodal.data.manifest import Manifest
+from polymodal.data.pipeline import DataPipeline, DataSource
+from polymodal.errors import NotFittedError, SchemaMismatchError
+from polymodal.metrics import DEFAULT_MONITOR, LOWER_IS_BETTER, softmax, sigmoid, task_metrics
+from polymodal.models import MultimodalNet, build_model
+from polymodal.models.objectives import TaskLoss
+from polymodal.utils.device import default_device, default_workers
+from polymodal.utils.io import atomic_write, atomic_write_json
+
+MODEL_FILE = "model.safetensors"
+
+
+class MultimodalPredictor:
+    """Fits and applies a multimodal model described by a :class:`~polymodal.config.Config`.
+
+    Attributes:
+        config: the validated config.
+        pipeline: fitted preprocessors and target encoder (after ``fit``/``load``).
+        net: the network (after ``fit``/``load``).
+        info: facts about the fit (seconds, parameters, best epoch, skipped files...).
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.pipeline: DataPipeline | None = None
+        self.net: MultimodalNet | None = None
+        self.history = pd.DataFrame()
+        self.info: dict[str, Any] = {}
+        self.metrics: dict[str, Any] = {}
+        self.last_skipped = pd.DataFrame()
+
+    @classmethod
+    def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> MultimodalPredictor:
+        """From a YAML/JSON file, a dict or a Config (validated; see ``polymodal config check``)."""
+        return cls(load_config(source))
+
+    # -- fitting ------------------------------------------------------------------------------
+    def fit(self, train: DataSource, valid: DataSource | None = None, *, test: DataSource | None = None,
+            out: str | os.PathLike | None = None, resume: bool = False) -> MultimodalPredictor:
+        """Fit preprocessing on ``train``, then train the network.
+
+        Args:
+            train: training manifest (path or DataFrame).
+            valid: validation manifest for early stopping and model selection; when None,
+                ``train.val_fraction`` of ``train`` is held out (stratified for classification).
+            test: optional manifest evaluated after training (metrics in ``metrics.json``).
+            out: run folder; checkpoints, logs and the final model are written there.
+            resume: continue an interrupted run in ``out`` from its last checkpoint.
+
+        Raises:
+            ManifestError / ConfigError / DecodeError: bad input, with every problem named.
+        """
+        import lightning as L
+
+        from polymodal.training.module import OptimSettings, PolymodalModule
+        from polymodal.training.trainer import fit_module
+
+        cfg = self.config
+        run_dir = Path(out) if out is not None else None
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.yaml")
+        L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+        pipeline = DataPipeline(cfg)
+        train_m = pipeline.read(train, require_target=True, modalities=cfg.modality_names)
+        if valid is None:
+            train_m, valid_m = self._split(train_m)
+        else:
+            valid_m = pipeline.read(valid, require_target=True, modalities=cfg.modality_names)
+        started = time.perf_counter()
+        train_table, train_y = pipeline.fit(train_m, progress=cfg.train.progress)
+        valid_table = pipeline.encode(valid_m, progress=cfg.train.progress)
+        valid_y = pipeline.encode_targets(valid_m, valid_table)
+        prep_seconds = time.perf_counter() - started
+        self.pipeline = pipeline
+
+        L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+        net = build_model(cfg, pipeline.contexts(), pipeline.targets.n_outputs)
+        module = PolymodalModule(
+            net, self._loss(train_y),
+            OptimSettings(cfg.train.lr, cfg.train.weight_decay, cfg.train.scheduler, cfg.train.warmup_epochs),
+            metrics=lambda outputs, target: task_metrics(cfg.task, outputs, target, pipeline.targets.n_outputs
+                                                         if cfg.task == "classification" else None),
+            modality_dropout=self._dropout_rates(),
+        )
+        monitor, mode = self._monitor()
+        result = fit_module(
+            module,
+            self._loader(train_table, train_y, train=True),
+            self._loader(valid_table, valid_y, train=False),
+            cfg.train, run_dir=run_dir, monitor=monitor, mode=mode, resume=resume,
+        )
+        self.net = net.eval()
+        self.history = result.history
+        skipped = train_table.skipped + valid_table.skipped
+        self.info = {
+            "train_rows": len(train_table), "valid_rows": len(valid_table),
+            "train_seconds": result.seconds, "preprocess_seconds": prep_seconds,
+            "best_epoch": result.best_epoch, f"best_val_{monitor}": result.best_score,
+            "epochs_run": len(result.history), "parameters": count_parameters(net),
+            "skipped_files": len(skipped),
+        }
+        self.last_skipped = skipped_frame(skipped)
+        self.metrics = {"valid": self._score(valid_table, valid_y)}
+        if test is not None:
+            self.metrics["test"] = self.evaluate(test)
+        if run_dir is not None:
+            self.save(run_dir)
+        return self
+
+    def _split(self, manifest: Manifest) -> tuple[Manifest, Manifest]:
+        from sklearn.model_selection import train_test_split
+
+        rows = np.arange(len(manifest))
+        stratify = None
+        if self.config.task == "classification":
+            labels = manifest.frame[self.config.targets[0]].astype(str).to_numpy()
+            counts = pd.Series(labels).value_counts()
+            n_valid = int(round(len(rows) * self.config.train.val_fraction))
+            if counts.min() >= 2 and n_valid >= counts.size:
+                stratify = labels
+        train_rows, valid_rows = train_test_split(rows, test_size=self.config.train.val_fraction,
+                                                  random_state=self.config.train.seed, stratify=stratify)
+        return manifest.subset(np.sort(train_rows)), manifest.subset(np.sort(valid_rows))
+
+    def _loss(self, train_y: np.ndarray) -> TaskLoss:
+        cfg = self.config
+        weights = None
+        if cfg.loss.class_weights == "balanced":
+            counts = np.bincount(train_y, minlength=self.pipeline.targets.n_outputs).astype(np.float64)
+            weights = torch.tensor(len(train_y) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+        elif isinstance(cfg.loss.class_weights, list):
+            if len(cfg.loss.class_weights) != self.pipeline.targets.n_outputs:
+                raise SchemaMismatchError(
+                    f"loss.class_weights has {len(cfg.loss.class_weights)} values but the training data has "
+                    f"{self.pipeline.targets.n_outputs} classes {self.pipeline.targets.classes}"
+                )
+            weights = torch.tensor(cfg.loss.class_weights, dtype=torch.float32)
+        return TaskLoss(cfg.task, weights, cfg.loss.label_smoothing, cfg.loss.regression, cfg.loss.huber_delta)
+
+    def _dropout_rates(self) -> dict[str, float]:
+        rate = self.config.train.modality_dropout
+        return dict(rate) if isinstance(rate, dict) else {n: float(rate) for n in self.config.modality_names}
+
+    def _monitor(self) -> tuple[str, str]:
+        stop = self.config.train.early_stopping
+        if stop is not None and stop.monitor != "auto":
+            return stop.monitor, "min" if stop.monitor in LOWER_IS_BETTER else "max"
+        return DEFAULT_MONITOR[self.config.task]
+
+    def _loader(self, table: EncodedTable, targets: np.ndarray | None, train: bool) -> DataLoader:
+        dataset = self.pipeline.dataset(table, targets, train=train)
+        augment = any(getattr(getattr(m, "preprocess", None), "augment", None) for m in self.config.modalities.values())
+        workers = self.config.train.num_workers
+        if workers is None:
+            workers = default_workers() if (train and augment) else 0
+        return DataLoader(
+            dataset, batch_size=self.config.train.batch_size, shuffle=train, collate_fn=collate,
+            num_workers=workers, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+            drop_last=train and len(dataset) > self.config.train.batch_size,
+        )
+
+    # -- inference ----------------------------------------------------------------------------
+    def _require_fitted(self) -> tuple[DataPipeline, MultimodalNet]:
+        if self.pipeline is None or self.net is None:
+            raise NotFittedError("this predictor is not fitted; call fit() or MultimodalPredictor.load()")
+        return self.pipeline, self.net
+
+    def _outputs(self, table: EncodedTable) -> np.ndarray:
+        """Raw network outputs (B, K) for an encoded table."""
+        _, net = self._require_fitted()
+        device = default_device()
+        net.to(device).eval()
+        outs = []
+        loader = self._loader(table, None, train=False)
+        with torch.inference_mode():
+            for batch in loader:
+                batch = move_to(batch, device)
+                outs.append(net(batch["inputs"], batch["present"]).float().cpu())
+        return torch.cat(outs).numpy() if outs else np.zeros((0, self.pipeline.targets.n_outputs), np.float32)
+
+    def _encode(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None
+                ) -> tuple[Manifest, EncodedTable]:
+        pipeline, _ = self._require_fitted()
+        names = None if modalities is None else list(modalities)
+        manifest = pipeline.read(data, require_target=require_target, modalities=names)
+        table = pipeline.encode(manifest, progress=self.config.train.progress,
+                                modalities=names if names is not None else pipeline.check_modalities(None, manifest))
+        self.last_skipped = skipped_frame(table.skipped)
+        return manifest, table
+
+    def _score(self, table: EncodedTable, targets: np.ndarray) -> dict[str, Any]:
+        outputs = self._outputs(table)
+        if self.config.task == "regression":
+            outputs, targets = self.pipeline.targets.decode_values(outputs), self.pipeline.targets.decode_values(targets)
+        n = self.pipeline.targets.n_outputs if self.config.task == "classification" else None
+        scores = task_metrics(self.config.task, outputs, targets, n)
+        scores["rows"] = int(len(targets))
+        return scores
+
+    def evaluate(self, data: DataSource, modalities: Iterable[str] | None = None) -> dict[str, Any]:
+        """Metrics on a labelled manifest: accuracy, macro-F1, AUROC, ECE, confusion matrix
+        (classification); micro/macro-F1, AUROC (multilabel); MAE, RMSE, R2 (regression).
+
+        Args:
+            modalities: evaluate with only these modalities present (the rest treated as missing).
+        """
+        manifest, table = self._encode(data, require_target=True, modalities=modalities)
+        return self._score(table, self.pipeline.encode_targets(manifest, table))
+
+    def predict_proba(self, data: DataSource, modalities: Iterable[str] | None = None) -> pd.DataFrame:
+        """Class probabilities (classification: softmax; multilabel: per-label sigmoid), one column
+        per class, indexed by manifest row."""
+        if self.config.task == "regression":
+            raise SchemaMismatchError("predict_proba needs a classification or multilabel model; this one does regression")
+        _, table = self._encode(data, require_target=False, modalities=modalities)
+        outputs = self._outputs(table)
+        proba = softmax(outputs) if self.config.task == "classification" else sigmoid(outputs)
+        columns = self.pipeline.targets.classes if self.config.task == "classification" else self.config.targets
+        return pd.DataFrame(proba, columns=columns, index=pd.Index(table.rows, name="row"))
+
+    def predict(self, data: DataSource, modalities: Iterable[str] | None = None) -> np.ndarray:
+        """Predicted labels (classification), 0/1 matrix (multilabel) or values (regression)."""
+        if self.config.task == "regression":
+            _, table = self._encode(data, require_target=False, modalities=modalities)
+            return self.pipeline.targets.decode_values(self._outputs(table))
+        proba = self.predict_proba(data, modalities)
+        if self.config.task == "multilabel":
+            return (proba.to_numpy() >= 0.5).astype(int)
+        return np.asarray(proba.columns)[proba.to_numpy().argmax(axis=1)]
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the run folder (see the module docstring); every file is written atomically."""
+        from safetensors.torch import save_model
+
+        pipeline, net = self._require_fitted()
+        run = Path(path)
+        run.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, run / "config.yaml")
+        atomic_write(run / MODEL_FILE, lambda tmp: save_model(net.cpu(), str(tmp)))
+        pipeline.save(run / "preprocessors")
+        atomic_write_json(run / "metrics.json", {**self.metrics, "training": self.info})
+        if not self.history.empty:
+            atomic_write(run / "history.csv", lambda tmp: self.history.to_csv(tmp, index=False))
+        if not self.last_skipped.empty:
+            atomic_write(run / "skipped.csv", lambda tmp: self.last_skipped.to_csv(tmp, index=False))
+        from polymodal.evaluation.report import write_report  # the report sits a layer above
+
+        write_report(self, run)
+        return run
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> MultimodalPredictor:
+        """Load a run folder written by :meth:`save` (no pickle is ever read)."""
+        from safetensors.torch import load_model
+
+        run = Path(path)
+        if not (run / MODEL_FILE).is_file():
+            raise FileNotFoundError(f"{run} is not a polymodal run folder: {MODEL_FILE} not found")
+        predictor = cls(load_config(run / "config.yaml"))
+        predictor.pipeline = DataPipeline.load(predictor.config, run / "preprocessors")
+        net = build_model(predictor.config, predictor.pipeline.contexts(), predictor.pipeline.targets.n_outputs)
+        load_model(net, str(run / MODEL_FILE))
+        predictor.net = net.eval()
+        if (run / "metrics.json").is_file():
+            stored = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+            predictor.info = stored.pop("training", {})
+            predictor.metrics = stored
+        if (run / "history.csv").is_file():
+            predictor.history = pd.read_csv(run / "history.csv")
+        return predictor
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    """A batch (nested dicts of tensors) on ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    return batch

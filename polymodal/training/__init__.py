@@ -1,0 +1,1 @@
+"""Training layer: the Lightning module and Trainer set-up (callbacks, loggers, strategies)."""

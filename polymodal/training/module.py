@@ -1,0 +1,154 @@
+"""The Lightning module: one training step, validation metrics, optimiser and schedule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from polymodal.models.model import MultimodalNet
+from polymodal.models.objectives import TaskLoss
+
+
+@dataclass
+class OptimSettings:
+    """What the optimiser and schedule need (from ``train`` in the config)."""
+
+    lr: float
+    weight_decay: float
+    scheduler: str
+    warmup_epochs: float
+    encoder_lr_scale: float = 1.0
+
+
+def drop_modalities(present: Mapping[str, torch.Tensor], rates: Mapping[str, float],
+                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Hide each present modality of each sample with its probability in ``rates``.
+
+    A sample never loses all its modalities: when every present one would be dropped, one of
+    them, chosen at random, is kept.
+    """
+    names = sorted(present)
+    original = torch.stack([present[n] for n in names], dim=1)  # (B, M)
+    device = original.device
+    probs = torch.tensor([rates.get(n, 0.0) for n in names], device=device)
+    drop = torch.rand(original.shape, device=device, generator=generator) < probs
+    kept = original & ~drop
+    empty = ~kept.any(dim=1) & original.any(dim=1)
+    if bool(empty.any()):
+        scores = torch.rand(original.shape, device=device, generator=generator) * original.float()
+        rescue = nn.functional.one_hot(scores.argmax(dim=1), len(names)).bool()
+        kept = torch.where(empty.unsqueeze(1), rescue & original, kept)
+    return {n: kept[:, i] for i, n in enumerate(names)}
+
+
+class PolymodalModule(L.LightningModule):
+    """Trains a :class:`MultimodalNet` on one task.
+
+    Args:
+        net: the network.
+        loss: the task loss.
+        optim: optimiser and schedule settings.
+        metrics: ``(outputs, targets) -> dict`` computed on the whole validation set each epoch.
+        modality_dropout: per-modality probability of hiding a present modality during training.
+    """
+
+    def __init__(self, net: MultimodalNet, loss: TaskLoss, optim: OptimSettings,
+                 metrics: Callable[[np.ndarray, np.ndarray], dict[str, Any]],
+                 modality_dropout: Mapping[str, float] | None = None):
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.optim = optim
+        self.metrics = metrics
+        self.modality_dropout = {k: v for k, v in (modality_dropout or {}).items() if v > 0}
+        self._val_outputs: list[torch.Tensor] = []
+        self._val_targets: list[torch.Tensor] = []
+
+    def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        return self.net(batch["inputs"], batch["present"])
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        present = batch["present"]
+        if self.modality_dropout:
+            present = drop_modalities(present, self.modality_dropout)
+        outputs = self.net(batch["inputs"], present)
+        result = self.loss(outputs, batch["target"])
+        size = outputs.shape[0]
+        self.log("train_loss", result.loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+        for key, value in result.logs.items():
+            self.log(f"train_{key}", value, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+        return result.loss
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        outputs = self(batch)
+        result = self.loss(outputs, batch["target"])
+        self.log("val_loss", result.loss, on_step=False, on_epoch=True, batch_size=outputs.shape[0], sync_dist=True)
+        self._val_outputs.append(outputs.detach().float())
+        self._val_targets.append(batch["target"].detach())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_outputs:
+            return
+        outputs = torch.cat(self._val_outputs)
+        targets = torch.cat(self._val_targets)
+        self._val_outputs.clear()
+        self._val_targets.clear()
+        if self.trainer.world_size > 1:  # every rank scores the whole validation set
+            outputs = self.all_gather(outputs).flatten(0, 1)
+            targets = self.all_gather(targets).flatten(0, 1)
+        scores = self.metrics(outputs.cpu().numpy(), targets.cpu().numpy())
+        for key, value in scores.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                self.log(f"val_{key}", float(value), sync_dist=False)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = parameter_groups(self.net, self.optim)
+        optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        if self.optim.scheduler == "onecycle":
+            max_lrs = [g["lr"] for g in groups]
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lrs, total_steps=total)
+        elif self.optim.scheduler == "cosine":
+            epochs = max(self.trainer.max_epochs or 1, 1)
+            warmup = int(total * self.optim.warmup_epochs / epochs)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, warmup))
+        else:
+            return {"optimizer": optimizer}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def cosine_with_warmup(total: int, warmup: int) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(total - warmup, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def parameter_groups(net: nn.Module, optim: OptimSettings) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and norms; pretrained encoders at
+    ``lr * encoder_lr_scale``. Frozen parameters are left out."""
+    pretrained = {id(p) for enc in getattr(net, "encoders", {}).values() if getattr(enc, "pretrained", False)
+                  for p in enc.parameters()}
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in net.named_parameters():
+        if not param.requires_grad:
+            continue
+        no_decay = param.dim() <= 1 or name.endswith(".bias")
+        buckets.setdefault((id(param) in pretrained, no_decay), []).append(param)
+    groups = []
+    for (is_pretrained, no_decay), params in sorted(buckets.items()):
+        lr = optim.lr * (optim.encoder_lr_scale if is_pretrained else 1.0)
+        groups.append({"params": params, "lr": lr, "weight_decay": 0.0 if no_decay else optim.weight_decay})
+    return groups

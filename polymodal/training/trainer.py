@@ -1,0 +1,175 @@
+"""Lightning Trainer set-up: callbacks (history, atomic checkpoints with best-weights restore,
+early stopping), loggers (CSV, TensorBoard), progress bar, precision and strategy."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+
+from polymodal.config.train import TrainConfig
+from polymodal.utils.io import atomic_write
+
+# Lightning's advice about DataLoader workers and logging intervals is noise for small in-memory data.
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=r".*The number of training batches.*")
+warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+
+
+class History(Callback):
+    """Collects the epoch metrics into a table; writes ``history.csv`` atomically each epoch."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """Runs after the epoch's validation, so train and validation metrics are both known."""
+        row: dict[str, Any] = {"epoch": trainer.current_epoch}
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
+        row["seconds"] = time.perf_counter() - self._start
+        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
+        if self.path is not None and trainer.is_global_zero:
+            atomic_write(self.path, lambda tmp: self.frame.to_csv(tmp, index=False))
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows = list(state.get("rows", []))
+
+
+class AtomicCheckpoint(Callback):
+    """Keeps the best weights (by ``monitor``) and, with a folder, writes ``last.ckpt`` (for
+    ``--resume``) and ``best.ckpt`` through a temp file and rename, so an interrupted run never
+    leaves a corrupt checkpoint. At the end of training the best weights are restored."""
+
+    def __init__(self, folder: Path | None, monitor: str, mode: str):
+        self.folder = folder
+        self.monitor = monitor
+        self.mode = mode
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self._best_state: dict[str, torch.Tensor] | None = None
+
+    def _improved(self, score: float) -> bool:
+        if self.best_score is None:
+            return True
+        return score < self.best_score if self.mode == "min" else score > self.best_score
+
+    def _save(self, trainer: L.Trainer, name: str) -> None:
+        """Every rank calls save_checkpoint (it synchronises); rank 0 writes, then renames."""
+        if self.folder is None:
+            return
+        tmp = self.folder / f".{name}.tmp"
+        trainer.save_checkpoint(tmp, weights_only=False)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.folder / name)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is not None and self._improved(float(value)):
+            self.best_score, self.best_epoch = float(value), trainer.current_epoch
+            self._best_state = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
+            self._save(trainer, "best.ckpt")
+        self._save(trainer, "last.ckpt")
+
+    def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self._best_state is not None:
+            module.load_state_dict(self._best_state)
+        elif self.folder is not None and (self.folder / "best.ckpt").is_file():  # resumed after the best epoch
+            state = torch.load(self.folder / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_score = state.get("best_score")
+        self.best_epoch = state.get("best_epoch")
+
+
+@dataclass
+class FitResult:
+    history: pd.DataFrame
+    best_epoch: int | None
+    best_score: float | None
+    seconds: float
+
+
+def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: str, steps_per_epoch: int
+                 ) -> tuple[L.Trainer, History, AtomicCheckpoint]:
+    """A Trainer configured from ``train`` settings; logs and checkpoints go under ``run_dir``."""
+    for name in ("lightning.pytorch", "lightning.fabric"):  # keep Lightning's info chatter out of our output
+        logging.getLogger(name).setLevel(logging.WARNING)
+    history = History(run_dir / "history.csv" if run_dir is not None else None)
+    checkpoint = AtomicCheckpoint(run_dir / "checkpoints" if run_dir is not None else None, f"val_{monitor}", mode)
+    callbacks: list[Callback] = [history, checkpoint]
+    if cfg.early_stopping is not None:
+        callbacks.append(EarlyStopping(f"val_{monitor}", patience=cfg.early_stopping.patience, mode=mode,
+                                       min_delta=cfg.early_stopping.min_delta, check_finite=False))
+    if cfg.progress:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(refresh_rate=max(1, steps_per_epoch // 20), leave=False))
+    loggers: list[Any] = False  # type: ignore[assignment]
+    if run_dir is not None:
+        from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+        loggers = [CSVLogger(run_dir / "logs", name="csv", version=""),
+                   TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False)]
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        precision=cfg.precision,
+        gradient_clip_val=cfg.grad_clip,
+        deterministic="warn" if cfg.deterministic else False,
+        callbacks=callbacks,
+        logger=loggers,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=cfg.progress,
+        num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        default_root_dir=str(run_dir) if run_dir is not None else None,
+    )
+    return trainer, history, checkpoint
+
+
+def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cfg: TrainConfig, *,
+               run_dir: Path | None, monitor: str, mode: str, resume: bool = False) -> FitResult:
+    """Train ``module``; restore its best weights; return the history."""
+    trainer, history, checkpoint = make_trainer(cfg, run_dir=run_dir, monitor=monitor, mode=mode,
+                                                steps_per_epoch=len(train_loader))
+    ckpt = None
+    if resume:
+        last = run_dir / "checkpoints" / "last.ckpt" if run_dir is not None else None
+        if last is None or not last.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
+        ckpt = str(last)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
+    seconds = time.perf_counter() - start
+    return FitResult(history.frame, checkpoint.best_epoch, checkpoint.best_score, seconds)

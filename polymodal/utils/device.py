@@ -1,0 +1,21 @@
+"""Device and worker defaults: use a GPU when there is one, never require it."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def default_device() -> torch.device:
+    """CUDA when available, then Apple MPS, else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def default_workers() -> int:
+    """DataLoader workers for work that benefits from them: all cores but one, at most 8."""
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
