@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from polymodal.errors import PolymodalError
@@ -42,7 +43,7 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except (PolymodalError, FileNotFoundError, KeyError) as err:
             message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -157,20 +158,10 @@ def predict(
     out: Annotated[Path, typer.Option("--out", help="Where to write predictions (.csv or .parquet).")],
 ) -> None:
     """Predict every row of a manifest; classification adds one probability column per class."""
-    import pandas as pd
-
     from polymodal.predictor import MultimodalPredictor
     from polymodal.utils.io import atomic_write
 
-    predictor = MultimodalPredictor.load(run)
-    if predictor.config.task == "regression":
-        values = predictor.predict(data)
-        frame = pd.DataFrame(values, columns=[f"pred_{c}" for c in predictor.config.targets])
-    else:
-        proba = predictor.predict_proba(data)
-        frame = proba.add_prefix("proba_").reset_index()
-        if predictor.config.task == "classification":
-            frame.insert(1, "prediction", proba.columns[proba.to_numpy().argmax(axis=1)])
+    frame = MultimodalPredictor.load(run).predict_frame(data).reset_index()
     writer = (lambda tmp: frame.to_parquet(tmp, index=False)) if out.suffix == ".parquet" else (
         lambda tmp: frame.to_csv(tmp, index=False))
     atomic_write(out, writer)

@@ -30,7 +30,7 @@ from polymodal.data.encode import EncodedTable, skipped_frame
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.errors import NotFittedError, SchemaMismatchError
-from polymodal.metrics import DEFAULT_MONITOR, LOWER_IS_BETTER, softmax, sigmoid, task_metrics
+from polymodal.metrics import DEFAULT_MONITOR, LOWER_IS_BETTER, sigmoid, softmax, task_metrics
 from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
 from polymodal.utils.device import default_device, default_workers
@@ -108,8 +108,7 @@ class MultimodalPredictor:
         module = PolymodalModule(
             net, self._loss(train_y),
             OptimSettings(cfg.train.lr, cfg.train.weight_decay, cfg.train.scheduler, cfg.train.warmup_epochs),
-            metrics=lambda outputs, target: task_metrics(cfg.task, outputs, target, pipeline.targets.n_outputs
-                                                         if cfg.task == "classification" else None),
+            metrics=self._metrics,
             modality_dropout=self._dropout_rates(),
         )
         monitor, mode = self._monitor()
@@ -167,6 +166,14 @@ class MultimodalPredictor:
             weights = torch.tensor(cfg.loss.class_weights, dtype=torch.float32)
         return TaskLoss(cfg.task, weights, cfg.loss.label_smoothing, cfg.loss.regression, cfg.loss.huber_delta)
 
+    def _metrics(self, outputs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+        """Task metrics on raw outputs; regression values are put back on the target's scale."""
+        targets = self.pipeline.targets
+        if self.config.task == "regression":
+            return task_metrics("regression", targets.decode_values(outputs), targets.decode_values(target))
+        return task_metrics(self.config.task, outputs, target,
+                            targets.n_outputs if self.config.task == "classification" else None)
+
     def _dropout_rates(self) -> dict[str, float]:
         rate = self.config.train.modality_dropout
         return dict(rate) if isinstance(rate, dict) else {n: float(rate) for n in self.config.modality_names}
@@ -219,11 +226,7 @@ class MultimodalPredictor:
         return manifest, table
 
     def _score(self, table: EncodedTable, targets: np.ndarray) -> dict[str, Any]:
-        outputs = self._outputs(table)
-        if self.config.task == "regression":
-            outputs, targets = self.pipeline.targets.decode_values(outputs), self.pipeline.targets.decode_values(targets)
-        n = self.pipeline.targets.n_outputs if self.config.task == "classification" else None
-        scores = task_metrics(self.config.task, outputs, targets, n)
+        scores = self._metrics(self._outputs(table), targets)
         scores["rows"] = int(len(targets))
         return scores
 
@@ -257,6 +260,25 @@ class MultimodalPredictor:
         if self.config.task == "multilabel":
             return (proba.to_numpy() >= 0.5).astype(int)
         return np.asarray(proba.columns)[proba.to_numpy().argmax(axis=1)]
+
+    def predict_frame(self, data: DataSource, modalities: Iterable[str] | None = None) -> pd.DataFrame:
+        """Predictions as a table indexed by manifest row: ``prediction`` and ``proba_<class>``
+        (classification), ``pred_<label>`` and ``proba_<label>`` (multilabel), ``pred_<target>``
+        (regression)."""
+        _, table = self._encode(data, require_target=False, modalities=modalities)
+        outputs = self._outputs(table)
+        index = pd.Index(table.rows, name="row")
+        task, targets = self.config.task, self.pipeline.targets
+        if task == "regression":
+            return pd.DataFrame(targets.decode_values(outputs), index=index,
+                                columns=[f"pred_{c}" for c in self.config.targets])
+        if task == "multilabel":
+            proba = sigmoid(outputs)
+            frame = pd.DataFrame((proba >= 0.5).astype(int), index=index, columns=[f"pred_{c}" for c in self.config.targets])
+            return frame.join(pd.DataFrame(proba, index=index, columns=[f"proba_{c}" for c in self.config.targets]))
+        proba = softmax(outputs)
+        frame = pd.DataFrame({"prediction": np.asarray(targets.classes, dtype=object)[proba.argmax(axis=1)]}, index=index)
+        return frame.join(pd.DataFrame(proba, index=index, columns=[f"proba_{c}" for c in targets.classes]))
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:

@@ -6,8 +6,8 @@ Sections: ``modalities`` (kind, column(s), preprocess, encoder), ``fusion``, ``h
 """
 
 from polymodal.config.encoders import *  # noqa: F401,F403 - the component configs are part of the API
-from polymodal.config.model import *  # noqa: F401,F403
 from polymodal.config.modalities import *  # noqa: F401,F403
+from polymodal.config.model import *  # noqa: F401,F403
 from polymodal.config.root import Config, config_to_dict, json_schema, load_config, save_config
 from polymodal.config.train import DataConfig, EarlyStoppingConfig, LossConfig, TrainConfig
 

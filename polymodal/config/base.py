@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from polymodal.errors import ConfigError
 
@@ -17,68 +17,134 @@ DISCRIMINATORS = ("kind", "name", "objective", "method")
 
 
 class StrictModel(BaseModel):
-    """A config section: unknown keys are errors that list the allowed keys."""
+    """A config section: unknown keys are errors (the message lists the allowed keys)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_unknown_keys(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        allowed = sorted(info.alias or name for name, info in cls.model_fields.items())
-        unknown = [key for key in data if key not in allowed]
-        if unknown:
-            hints = []
-            for key in unknown:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-            raise PydanticCustomError(
-                "unknown_key",
-                "unknown key {keys}; allowed keys: {allowed}",
-                {"keys": ", ".join(hints), "allowed": ", ".join(allowed)},
-            )
-        return data
+
+def _unwrap(annotation: Any, node: Any) -> Any:
+    """The member of ``annotation`` (Annotated / Optional / Union) that describes ``node``."""
+    if get_origin(annotation) is Annotated:
+        return _unwrap(get_args(annotation)[0], node)
+    if get_origin(annotation) in (Union, UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+        if isinstance(node, Mapping):
+            for model in models:
+                for key in DISCRIMINATORS:
+                    field = model.model_fields.get(key)
+                    if field is not None and node.get(key) in get_args(field.annotation):
+                        return model
+            if len(models) == 1:
+                return models[0]
+            dicts = [m for m in members if get_origin(m) is dict]
+            if dicts:
+                return dicts[0]
+    return annotation
 
 
-def _user_path(loc: tuple, data: Any) -> str:
+def _annotation_at(root: type[BaseModel], parts: list[str], data: Any) -> Any:
+    """The annotation describing the value at the user key path ``parts`` (None if unknown)."""
+    annotation: Any = root
+    node = data
+    for part in parts:
+        annotation = _unwrap(annotation, node)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part)
+            if field is None:
+                return None
+            annotation = field.annotation
+        elif get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+        else:
+            return None
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return annotation
+
+
+def _union_tags(annotation: Any) -> list[str]:
+    """The discriminator values a (discriminated) union accepts."""
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    tags = []
+    for member in get_args(annotation) if get_origin(annotation) in (Union, UnionType) else [annotation]:
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            for key in DISCRIMINATORS:
+                field = member.model_fields.get(key)
+                if field is not None and get_origin(field.annotation) is Literal:
+                    tags += [str(v) for v in get_args(field.annotation)]
+    return tags
+
+
+def _user_path(loc: tuple, data: Any, error_type: str) -> list[str]:
     """Turn a pydantic error location into the key path the user wrote.
 
-    Drops the union tags pydantic inserts (the value of ``kind``/``name``...) by walking the input
-    alongside the location.
+    Drops what pydantic inserts that the user never typed: the tag of a discriminated union
+    (``audio`` in ``modalities.spoken.audio.preprocess``) and the member labels of plain unions
+    (``int`` in ``int | list[int]``, ``dict[str,...]``), by walking the input alongside the location.
     """
     parts: list[str] = []
     node = data
-    for element in loc:
+    for i, element in enumerate(loc):
+        last = i == len(loc) - 1
         if isinstance(node, Mapping):
-            if element not in node and any(node.get(d) == element for d in DISCRIMINATORS):
-                continue  # the tag of a discriminated union
+            if element not in node and not (last and error_type == "missing"):
+                continue  # a union tag or member label
             parts.append(str(element))
             node = node.get(element)
         elif isinstance(element, str) and node is not None:
-            continue  # the member label of a plain union, e.g. 'int' in int | list[int]
+            continue  # the member label of a plain union
         else:
             parts.append(str(element))
             is_index = isinstance(node, list | tuple) and isinstance(element, int) and element < len(node)
             node = node[element] if is_index else None
-    return ".".join(parts) or "<root>"
+    return parts
 
 
-def format_validation_error(error: ValidationError, data: Any) -> list[str]:
+def _describe(err: Any, parts: list[str], root: type[BaseModel], data: Any) -> str:
+    path = ".".join(parts) or "<root>"
+    kind = err["type"]
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    if kind == "extra_forbidden":
+        section = _unwrap(_annotation_at(root, parts[:-1], data), _node(data, parts[:-1]))
+        allowed = sorted(section.model_fields) if isinstance(section, type) and issubclass(section, BaseModel) else []
+        close = difflib.get_close_matches(parts[-1], allowed, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{path}: unknown key '{parts[-1]}'{hint}; allowed keys: {', '.join(allowed)}"
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        tags = _union_tags(_annotation_at(root, parts, data))
+        key = str(err.get("ctx", {}).get("discriminator", "")).strip("'")
+        node = _node(data, parts)
+        got = node.get(key) if isinstance(node, Mapping) else node
+        what = f"'{key}' must be one of {tags}" if key else f"must be one of {tags}"
+        return f"{path}: {what}; got {got!r}" if got is not None else f"{path}: {what}, and it is missing"
+    message = err["msg"]
+    if kind == "value_error" and message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    got = err.get("input")
+    shown = "" if isinstance(got, Mapping) else f" (got {got!r})"
+    return f"{path}: {message}{shown}"
+
+
+def _node(data: Any, parts: list[str]) -> Any:
+    for part in parts:
+        if isinstance(data, Mapping):
+            data = data.get(part)
+        elif isinstance(data, list | tuple) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return None
+    return data
+
+
+def format_validation_error(error: ValidationError, data: Any, root: type[BaseModel]) -> list[str]:
     """One line per problem: ``key.path: what is wrong (got VALUE)``."""
     lines = []
     for err in error.errors(include_url=False):
-        path = _user_path(tuple(err["loc"]), data)
-        message = err["msg"]
-        if err["type"] == "missing":
-            lines.append(f"{path}: required key is missing")
-            continue
-        if err["type"] == "value_error" and message.startswith("Value error, "):
-            message = message[len("Value error, "):]
-        got = err.get("input")
-        shown = "" if err["type"] in ("unknown_key",) or isinstance(got, Mapping) else f" (got {got!r})"
-        lines.append(f"{path}: {message}{shown}")
-    return lines
+        parts = _user_path(tuple(err["loc"]), data, err["type"])
+        lines.append(_describe(err, parts, root, data))
+    return list(dict.fromkeys(lines))
 
 
 def validate(model: type[BaseModel], data: Any, source: str | None = None) -> Any:
@@ -86,4 +152,4 @@ def validate(model: type[BaseModel], data: Any, source: str | None = None) -> An
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, data), source=source) from None
+        raise ConfigError(format_validation_error(err, data, model), source=source) from None

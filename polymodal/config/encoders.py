@@ -5,11 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
 from polymodal.config.base import StrictModel
 
 Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+def check_heads(cfg: object) -> object:
+    """Attention splits ``dim`` evenly across ``heads``."""
+    dim, heads = cfg.dim, cfg.heads  # type: ignore[attr-defined]
+    if dim % heads:
+        raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
+    return cfg
 
 
 class EncoderConfig(StrictModel):
@@ -85,6 +93,10 @@ class SequenceTransformerConfig(EncoderConfig):
     dropout: Dropout = 0.1
     pooling: Literal["cls", "mean"] = "mean"
     stem_stride: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> SequenceTransformerConfig:
+        return check_heads(self)
 
 
 class MelCnnConfig(EncoderConfig):

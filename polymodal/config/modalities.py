@@ -205,7 +205,10 @@ class TextModality(ModalityConfig):
         prep = self.preprocess
         if isinstance(self.encoder, HfConfig):
             if "tokenizer" not in prep.model_fields_set:
-                self.preprocess = prep.model_copy(update={"tokenizer": "pretrained", "tokenizer_path": self.encoder.path})
+                update: dict[str, object] = {"tokenizer": "pretrained", "tokenizer_path": self.encoder.path}
+                # the model's tokenizer normalises text its own way; keep the text as written
+                update.update({k: False for k in ("lowercase", "strip_punctuation") if k not in prep.model_fields_set})
+                self.preprocess = prep.model_copy(update=update)
             elif prep.tokenizer != "pretrained":
                 raise ValueError(
                     f"encoder 'hf' needs the model's own tokenizer (preprocess.tokenizer: pretrained); "

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
 from polymodal.config.base import StrictModel
-from polymodal.config.encoders import Dropout
+from polymodal.config.encoders import Dropout, check_heads
 
 
 # --- fusion ------------------------------------------------------------------------------------
@@ -84,6 +84,10 @@ class AttentionFusionConfig(FusionConfig):
     ff: PositiveInt = 256
     tokens: bool = False
     cross: bool = False
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> AttentionFusionConfig:
+        return check_heads(self)
 
 
 class LateFusionConfig(FusionConfig):

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, Field, model_validator
 
 from polymodal.config.base import StrictModel, validate
+from polymodal.config.modalities import AnyModality, modality_columns
 from polymodal.config.model import (
     AnyFusion,
     AnyHead,
@@ -18,12 +19,20 @@ from polymodal.config.model import (
     LateFusionConfig,
     MlpHeadConfig,
     StackFusionConfig,
+    TensorFusionConfig,
+    TransformerHeadConfig,
 )
-from polymodal.config.modalities import AnyModality, modality_columns
 from polymodal.config.train import DataConfig, LossConfig, TrainConfig
 from polymodal.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_TENSOR_WIDTH = 65_536
+# validation metrics early stopping may watch, per task (see polymodal.metrics)
+MONITORS = {
+    "classification": ["loss", "accuracy", "macro_f1", "auroc", "ece", "log_loss"],
+    "multilabel": ["loss", "subset_accuracy", "micro_f1", "macro_f1", "auroc"],
+    "regression": ["loss", "mae", "rmse", "r2"],
+}
 Task = Literal["classification", "multilabel", "regression"]
 
 
@@ -91,6 +100,29 @@ class Config(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _check_fusion_size(self) -> Config:
+        if isinstance(self.fusion, TensorFusionConfig):
+            width = (self.fusion.factor_dim + 1) ** len(self.modalities)
+            if width > MAX_TENSOR_WIDTH:
+                raise ValueError(
+                    f"fusion 'tensor' with {len(self.modalities)} modalities and factor_dim {self.fusion.factor_dim} "
+                    f"makes a {width:,}-wide product (limit {MAX_TENSOR_WIDTH:,}); lower fusion.factor_dim or use "
+                    "fusion 'lowrank'"
+                )
+        dim = getattr(self.fusion, "dim", None)
+        if isinstance(self.head, TransformerHeadConfig) and dim is not None and dim % self.head.heads:
+            raise ValueError(f"head.heads ({self.head.heads}) must divide the fusion dim ({dim})")
+        return self
+
+    @model_validator(mode="after")
+    def _check_monitor(self) -> Config:
+        stop = self.train.early_stopping
+        if stop is not None and stop.monitor != "auto" and stop.monitor not in MONITORS[self.task]:
+            raise ValueError(f"train.early_stopping.monitor must be 'auto' or one of {MONITORS[self.task]} for task "
+                             f"'{self.task}'; got '{stop.monitor}'")
+        return self
+
+    @model_validator(mode="after")
     def _check_head_fits_fusion(self) -> Config:
         token_fusions = (StackFusionConfig, AttentionFusionConfig)
         if not isinstance(self.head, MlpHeadConfig) and not isinstance(self.fusion, token_fusions):
@@ -105,7 +137,7 @@ class Config(StrictModel):
 
 def _resolve_paths(model: BaseModel, base: Path) -> None:
     """Make every relative ``Path`` field absolute against ``base`` (the config file's folder)."""
-    for name in model.model_fields:
+    for name in type(model).model_fields:
         value = getattr(model, name)
         if isinstance(value, Path) and not value.is_absolute():
             object.__setattr__(model, name, (base / value).resolve())

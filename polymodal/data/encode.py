@@ -11,12 +11,14 @@ import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from polymodal.config.modalities import modality_columns
+from polymodal.data.cache import KEY_BYTES, FeatureStore, content_key, take
 from polymodal.data.manifest import Manifest, is_empty
 from polymodal.data.modalities.base import Preprocessor
 from polymodal.errors import DecodeError
@@ -58,7 +60,7 @@ class EncodedTable:
     def select(self, keep: np.ndarray) -> EncodedTable:
         """Rows where ``keep`` is True."""
         mods = {
-            name: EncodedModality({k: v[keep] for k, v in mod.arrays.items()}, mod.present[keep])
+            name: EncodedModality({k: take(v, keep) for k, v in mod.arrays.items()}, mod.present[keep])
             for name, mod in self.modalities.items()
         }
         return EncodedTable(mods, self.rows[keep], self.skipped)
@@ -89,8 +91,83 @@ def _decode_one(preprocessor: Preprocessor, value: Any) -> tuple[Any, DecodeErro
         return None, err
 
 
-def default_threads() -> int:
+THREADED_BYTES = 256 * 1024
+
+
+def decode_threads(preprocessor: Preprocessor, cells: list[Any], rows: list[int]) -> int:
+    """Threads for decoding: several only for file-based kinds with large files, where native
+    decoders (Pillow, libsndfile) release the GIL long enough to pay for the thread hand-off.
+    For small files (digits, short clips) a single thread is fastest."""
+    if not preprocessor.file_based or len(rows) < 64:
+        return 1
+    sample = [cells[r] for r in rows[:: max(1, len(rows) // 32)][:32]]
+    sizes = [os.path.getsize(c) for c in sample if isinstance(c, str) and os.path.isfile(c)]
+    if not sizes or sum(sizes) / len(sizes) < THREADED_BYTES:
+        return 1
     return max(1, min(8, (os.cpu_count() or 1) * 2))
+
+
+def _featurize_rows(preprocessor: Preprocessor, cells: list[Any], rows: list[int], manifest: Manifest, *,
+                    write: Any, on_error: str, progress: bool, label: str) -> tuple[list[int], list[Skipped]]:
+    """Decode ``cells[rows]`` (thread pool), featurise per chunk and ``write(positions, arrays)``,
+    where positions index into ``rows``. Returns the positions that succeeded and the skipped cells."""
+    done: list[int] = []
+    skipped: list[Skipped] = []
+    threads = decode_threads(preprocessor, cells, rows)
+
+    def decode(value: Any) -> tuple[Any, DecodeError | None]:
+        return _decode_one(preprocessor, value)
+
+    with progress_bar(len(rows), label, enabled=progress) as advance, ThreadPoolExecutor(threads) as pool:
+        for start in range(0, len(rows), CHUNK):
+            chunk = range(start, min(start + CHUNK, len(rows)))
+            values = [cells[rows[p]] for p in chunk]
+            results = list(pool.map(decode, values)) if threads > 1 else [decode(v) for v in values]
+            good, samples = [], []
+            for position, (sample, error) in zip(chunk, results):
+                if error is None:
+                    good.append(position)
+                    samples.append(sample)
+                    continue
+                row = rows[position]
+                located = error.located(modality=preprocessor.name, row=row, where=manifest.where(row))
+                if on_error == "raise":
+                    raise located
+                skipped.append(Skipped(preprocessor.name, row, manifest.where(row), error.path, error.reason))
+            if samples:
+                write(np.asarray(good), preprocessor.featurize(samples))
+                done += good
+            advance(len(chunk))
+    return done, skipped
+
+
+def _keys(preprocessor: Preprocessor, cells: list[Any], rows: list[int], manifest: Manifest, on_error: str
+          ) -> tuple[np.ndarray, np.ndarray, list[Skipped]]:
+    """Content keys of ``cells[rows]``, which of them could be read, and the unreadable files."""
+    keys = np.zeros(len(rows), f"S{KEY_BYTES}")
+    ok = np.ones(len(rows), bool)
+    skipped = []
+    threads = min(4, os.cpu_count() or 1) if preprocessor.file_based else 1  # hashing releases the GIL
+
+    def key(value: Any) -> bytes | OSError:
+        try:
+            return content_key(value, preprocessor.file_based)
+        except OSError as err:
+            return err
+
+    with ThreadPoolExecutor(threads) as pool:
+        for position, result in enumerate(pool.map(key, [cells[r] for r in rows])):
+            if isinstance(result, OSError):
+                row = rows[position]
+                error = DecodeError(f"unreadable file ({result})", path=str(cells[row]), modality=preprocessor.name,
+                                    row=row, where=manifest.where(row))
+                if on_error == "raise":
+                    raise error
+                skipped.append(Skipped(preprocessor.name, row, manifest.where(row), str(cells[row]), error.reason))
+                ok[position] = False
+            else:
+                keys[position] = result
+    return keys, ok, skipped
 
 
 def encode_modality(
@@ -100,7 +177,7 @@ def encode_modality(
     *,
     on_error: str = "raise",
     progress: bool = False,
-    out: Mapping[str, np.ndarray] | None = None,
+    cache_dir: Path | None = None,
 ) -> tuple[EncodedModality, list[Skipped]]:
     """Decode and featurise every present cell.
 
@@ -108,45 +185,62 @@ def encode_modality(
         cells: from :func:`manifest_cells`.
         on_error: ``raise`` stops at the first bad file (naming file, row and reason);
             ``skip``/``missing`` record it and leave the row absent.
-        out: preallocated arrays to fill (e.g. memory maps); allocated in memory when None.
+        cache_dir: with a folder, featurised items are read from / added to the on-disk
+            :class:`~polymodal.data.cache.FeatureStore` and the arrays returned are memory-mapped
+            views; without, arrays are built in memory.
 
     Raises:
         DecodeError: a cell could not be decoded and ``on_error`` is ``raise``.
     """
     n = len(cells)
     spec = preprocessor.spec()
-    arrays = dict(out) if out is not None else {k: np.zeros((n, *s.shape), s.dtype) for k, s in spec.items()}
-    present = np.zeros(n, bool)
-    skipped: list[Skipped] = []
     todo = [i for i, cell in enumerate(cells) if cell is not None]
-    threads = default_threads() if preprocessor.file_based else 1
+    label = f"encoding {preprocessor.name}"
+    if cache_dir is None:
+        arrays = {k: np.zeros((n, *s.shape), s.dtype) for k, s in spec.items()}
+        rows_np = np.asarray(todo, dtype=np.int64)
 
-    def decode(value: Any) -> tuple[Any, DecodeError | None]:
-        return _decode_one(preprocessor, value)
+        def write(positions: np.ndarray, feats: dict[str, np.ndarray]) -> None:
+            for key, value in feats.items():
+                arrays[key][rows_np[positions]] = value
 
-    with progress_bar(len(todo), f"encoding {preprocessor.name}", enabled=progress) as advance, \
-            ThreadPoolExecutor(threads) as pool:
-        for start in range(0, len(todo), CHUNK):
-            rows = todo[start:start + CHUNK]
-            results = list(pool.map(decode, [cells[i] for i in rows])) if threads > 1 else [decode(cells[i]) for i in rows]
-            good_rows, samples = [], []
-            for row, (sample, error) in zip(rows, results):
-                if error is None:
-                    good_rows.append(row)
-                    samples.append(sample)
-                    continue
-                located = error.located(modality=preprocessor.name, row=row, where=manifest.where(row))
-                if on_error == "raise":
-                    raise located
-                skipped.append(Skipped(preprocessor.name, row, manifest.where(row), error.path, error.reason))
-            if samples:
-                feats = preprocessor.featurize(samples)
-                index = np.asarray(good_rows)
-                for key, value in feats.items():
-                    arrays[key][index] = value
-                present[index] = True
-            advance(len(rows))
-    return EncodedModality(arrays, present), skipped
+        done, skipped = _featurize_rows(preprocessor, cells, todo, manifest, write=write, on_error=on_error,
+                                        progress=progress, label=label)
+        present = np.zeros(n, bool)
+        present[rows_np[np.asarray(done, dtype=np.int64)]] = True
+        return EncodedModality(arrays, present), skipped
+
+    store = FeatureStore(cache_dir, preprocessor.fingerprint(), spec)
+    keys, readable, skipped = _keys(preprocessor, cells, todo, manifest, on_error)
+    segment, _ = store.lookup(keys)
+    unique: dict[bytes, int] = {}  # one decode per distinct content
+    for p in np.flatnonzero(readable & (segment < 0)):
+        unique.setdefault(bytes(keys[p]), int(p))
+    new_positions = list(unique.values())
+    if new_positions:
+        tmp, out = store.open_segment(len(new_positions))
+        filled = np.zeros(len(new_positions), bool)
+
+        def write_store(positions: np.ndarray, feats: dict[str, np.ndarray]) -> None:
+            for key, value in feats.items():
+                out[key][positions] = value
+            filled[positions] = True
+
+        try:
+            _, bad = _featurize_rows(preprocessor, cells, [todo[p] for p in new_positions], manifest, write=write_store,
+                                     on_error=on_error, progress=progress, label=label)
+        except BaseException:
+            store.discard_segment(tmp)
+            raise
+        skipped += bad
+        store.commit_segment(tmp, out, keys[new_positions], filled)
+    segment, slot = store.lookup(keys)
+    segment[~readable] = -1
+    segment_of = np.full(n, -1, np.int64)
+    slot_of = np.zeros(n, np.int64)
+    rows_np = np.asarray(todo, dtype=np.int64)
+    segment_of[rows_np], slot_of[rows_np] = segment, slot
+    return EncodedModality(store.view(segment_of, slot_of), segment_of >= 0), skipped
 
 
 def encode_manifest(
@@ -156,6 +250,7 @@ def encode_manifest(
     *,
     on_error: str = "raise",
     progress: bool = False,
+    cache_dir: Path | None = None,
 ) -> EncodedTable:
     """Encode every modality of a manifest.
 
@@ -167,7 +262,8 @@ def encode_manifest(
     for name in sorted(preprocessors):
         prep = preprocessors[name]
         cells = manifest_cells(manifest, modality_cfgs[name], prep.file_based)
-        encoded[name], bad = encode_modality(prep, cells, manifest, on_error=on_error, progress=progress)
+        encoded[name], bad = encode_modality(prep, cells, manifest, on_error=on_error, progress=progress,
+                                              cache_dir=cache_dir)
         skipped += bad
     table = EncodedTable(encoded, np.arange(len(manifest)), skipped)
     keep = np.ones(len(manifest), bool)

@@ -27,7 +27,7 @@ def stft_power(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     window = torch.hann_window(n_fft, periodic=True, dtype=x.dtype, device=x.device)
     spec = torch.stft(x, n_fft=n_fft, hop_length=hop, win_length=n_fft, window=window, center=True,
                       pad_mode="constant", return_complex=True)  # (B, F, T)
-    return spec.abs().pow(2).transpose(1, 2)
+    return (spec.real.square() + spec.imag.square()).transpose(1, 2)  # |.|^2 without a square root
 
 
 @lru_cache(maxsize=16)
@@ -44,7 +44,7 @@ def dct_matrix(n_in: int, n_out: int) -> torch.Tensor:
     """(n_in, n_out) orthonormal DCT-II, the transform ``librosa.feature.mfcc`` applies."""
     from scipy.fft import dct
 
-    return torch.from_numpy(dct(np.eye(n_in), type=2, norm="ortho", axis=0)[:, :n_out].astype(np.float32))
+    return torch.from_numpy(dct(np.eye(n_in), type=2, norm="ortho", axis=1)[:, :n_out].astype(np.float32))  # row i = DCT of e_i
 
 
 def power_to_db(power: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from polymodal.config import Config
 from polymodal.config.modalities import modality_columns
 from polymodal.errors import ManifestError
 
-READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
+READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "json"}
 
 
 @dataclass
@@ -97,12 +97,14 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
             [f"unsupported manifest extension '{path.suffix}'; use one of {sorted(READERS)}"], source=str(path)
         )
     try:
-        if fmt == "csv":
-            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", keep_default_na=True)
+        if fmt == "csv":  # only empty cells are missing: the words NA, None, null stay text
+            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", keep_default_na=False,
+                                na_values=[""])
         elif fmt == "parquet":
             frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_json(path, lines=True)
+        else:  # JSON strings stay strings ("007"); .json is an array of records, .jsonl one per line
+            frame = pd.read_json(path, lines=fmt == "jsonl", orient=None if fmt == "jsonl" else "records",
+                                 dtype=False, convert_dates=False)
     except (ValueError, OSError, pd.errors.ParserError) as err:
         raise ManifestError([f"cannot parse {path.name}: {err}"], source=str(path)) from None
     base = Path(root) if root is not None else path.parent
@@ -137,11 +139,13 @@ def validate_manifest(
     frame = manifest.frame
     names = list(modalities) if modalities is not None else config.modality_names
     problems: list[str] = []
+    columns_missing = False
     present_any = np.zeros(len(frame), dtype=bool)
     for name in names:
         modality = config.modalities[name]
         missing_cols = [c for c in modality_columns(modality) if c not in frame.columns]
         if missing_cols:
+            columns_missing = True
             problems.append(
                 f"modality '{name}' reads column(s) {missing_cols}, not in {manifest.name} "
                 f"(columns: {list(frame.columns)})"
@@ -159,7 +163,7 @@ def validate_manifest(
                 problems.append(f"{manifest.where(row)}, column '{modality.column}': file not found: {path}")
             if len(absent) > 20:
                 problems.append(f"column '{modality.column}': {len(absent) - 20} more missing files")
-    if not problems:
+    if not columns_missing:
         empty_rows = np.flatnonzero(~present_any).tolist()
         if empty_rows:
             problems.append(f"{manifest.name}: rows with no modality present: {_rows_text(empty_rows)}")

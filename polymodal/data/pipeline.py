@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.config import Config
+from polymodal.data.cache import take
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.encode import EncodedTable, encode_manifest, manifest_cells
 from polymodal.data.manifest import Manifest, read_manifest, validate_manifest
@@ -87,21 +88,22 @@ class DataPipeline:
         for name, prep in self.preprocessors.items():
             mod = table.modalities[name]
             if mod.present.any():
-                prep.fit_features({k: v[mod.present] for k, v in mod.arrays.items()})
+                prep.fit_features({k: take(v, mod.present) for k, v in mod.arrays.items()})
         self.targets.fit(manifest.subset(table.rows))
         return table, self.encode_targets(manifest, table)
 
     def encode(self, manifest: Manifest, progress: bool = False, modalities: Iterable[str] | None = None) -> EncodedTable:
         """Encode a manifest; modalities outside ``modalities`` are marked absent everywhere."""
         table = encode_manifest(manifest, self.preprocessors, self.config.modalities,
-                                on_error=self.config.data.on_error, progress=progress)
+                                on_error=self.config.data.on_error, progress=progress,
+                                cache_dir=self.config.data.cache_dir)
         if modalities is not None:
             for name in set(self.preprocessors) - set(modalities):
                 table.modalities[name].present[:] = False
         return table
 
     def encode_targets(self, manifest: Manifest, table: EncodedTable) -> np.ndarray:
-        return self.targets.encode(manifest.subset(table.rows))
+        return self.targets.encode(manifest, table.rows)
 
     def dataset(self, table: EncodedTable, targets: np.ndarray | None = None, train: bool = False) -> MultimodalDataset:
         return MultimodalDataset(table, self.preprocessors, targets, train=train)

@@ -55,24 +55,28 @@ class TargetEncoder:
             self.std = np.maximum(values.std(axis=0), 1e-8).astype(np.float32)
         return self
 
-    def encode(self, manifest: Manifest) -> np.ndarray:
+    def encode(self, manifest: Manifest, rows: np.ndarray | None = None) -> np.ndarray:
         """(N,) int64 class indices, or (N, K) float32 for multilabel/regression.
+
+        Args:
+            rows: encode only these manifest rows (errors still name the manifest's own rows).
 
         Raises:
             SchemaMismatchError: a label not seen in training.
         """
-        frame = manifest.frame
+        rows = np.arange(len(manifest)) if rows is None else np.asarray(rows)
+        frame = manifest.frame.iloc[rows]
         if self.task == "classification":
             index = {c: i for i, c in enumerate(self.classes or [])}
             out = np.empty(len(frame), np.int64)
-            for row, value in enumerate(frame[self.columns[0]].tolist()):
+            for i, value in enumerate(frame[self.columns[0]].tolist()):
                 key = _plain(value)
                 if key not in index:
                     raise SchemaMismatchError(
-                        f"{manifest.where(row)}: label {key!r} in column '{self.columns[0]}' was not seen in "
+                        f"{manifest.where(int(rows[i]))}: label {key!r} in column '{self.columns[0]}' was not seen in "
                         f"training; known labels: {self.classes}"
                     )
-                out[row] = index[key]
+                out[i] = index[key]
             return out
         values = frame[self.columns].apply(pd.to_numeric).to_numpy(np.float32)
         if self.task == "regression":

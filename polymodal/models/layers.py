@@ -68,3 +68,67 @@ def transformer_encoder(dim: int, layers: int, heads: int, ff: int, dropout: flo
 def padding_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
     """A 'valid' mask (True = keep) -> PyTorch's key padding mask (True = ignore)."""
     return None if mask is None else ~mask
+
+
+def compact(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Move the valid tokens of ``x`` (B, T, D) to the front, in order, and zero the rest.
+
+    Fused token sequences can have holes (an absent modality in the middle); sequence models that
+    expect trailing padding (RNN, CNN heads) then see the same input whatever the batch held.
+    Returns the compacted tokens and the matching prefix mask.
+    """
+    if mask is None:
+        return x, None
+    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices  # valid positions first
+    packed = x.gather(1, order.unsqueeze(-1).expand_as(x))
+    prefix = mask.gather(1, order)
+    return packed.masked_fill(~prefix.unsqueeze(-1), 0.0), prefix
+
+
+def reverse_valid(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Reverse each sequence of ``x`` (B, T, D) within its valid length; padding stays at the end.
+
+    Applying it twice restores ``x``. With ``mask`` None the whole sequence is reversed.
+    """
+    if mask is None:
+        return x.flip(1)
+    steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, T)
+    lengths = mask.long().sum(dim=1, keepdim=True)  # (B, 1)
+    index = torch.where(steps < lengths, lengths - 1 - steps, steps)  # (B, T)
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+
+
+class MaskedRnn(nn.Module):
+    """A (bi)directional LSTM/GRU whose outputs at valid steps never depend on padding.
+
+    The backward direction runs over each sequence reversed within its own length, so trailing
+    padding is seen only after every valid step, as in the forward direction. Unlike packed
+    sequences this needs no sorting or host synchronisation and exports to ONNX.
+
+    Input (B, T, in_dim) and an optional (B, T) validity mask; output (B, T, hidden * directions).
+    """
+
+    def __init__(self, in_dim: int, hidden: int, layers: int = 1, cell: str = "gru", bidirectional: bool = True,
+                 dropout: float = 0.0):
+        super().__init__()
+        rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
+        directions = 2 if bidirectional else 1
+        self.forward_layers = nn.ModuleList(
+            rnn_cls(in_dim if i == 0 else hidden * directions, hidden, batch_first=True) for i in range(layers))
+        self.backward_layers = nn.ModuleList(
+            rnn_cls(in_dim if i == 0 else hidden * directions, hidden, batch_first=True) for i in range(layers)
+        ) if bidirectional else None
+        self.dropout = nn.Dropout(dropout)
+        self.output_dim = hidden * directions
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = x
+        for i, layer in enumerate(self.forward_layers):
+            if i > 0:
+                h = self.dropout(h)
+            out, _ = layer(h)
+            if self.backward_layers is not None:
+                back, _ = self.backward_layers[i](reverse_valid(h, mask))
+                out = torch.cat([out, reverse_valid(back, mask)], dim=-1)
+            h = out
+        return h

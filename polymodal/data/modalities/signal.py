@@ -24,7 +24,7 @@ from polymodal.config.modalities import SignalModality, SignalPreprocess
 from polymodal.data import features as F
 from polymodal.data.modalities.audio import fit_length
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
-from polymodal.errors import DecodeError
+from polymodal.errors import DecodeError, NotFittedError
 
 SIGNAL_EXTENSIONS = (".npy", ".npz", ".csv", ".mat", ".wav", ".flac")
 
@@ -90,6 +90,7 @@ class SignalPreprocessor(Preprocessor):
     """See the module docstring."""
 
     kind = "signal"
+    batch_time_fields = frozenset({"normalize"})
 
     def __init__(self, name: str, cfg: SignalPreprocess):
         super().__init__(name)
@@ -103,8 +104,17 @@ class SignalPreprocessor(Preprocessor):
         return cls(name, cfg.preprocess)
 
     def fit(self, values: Sequence[Any]) -> None:
-        """Learn the channel count from the first training file."""
-        self.n_channels = self._read(str(values[0])).shape[0]
+        """Learn the channel count from the first readable training file (unreadable ones are
+        reported, with their rows, when the manifest is encoded)."""
+        errors = []
+        for value in values:
+            try:
+                self.n_channels = self._read(str(value)).shape[0]
+                return
+            except DecodeError as err:
+                errors.append(err)
+        raise DecodeError(f"none of the {len(values)} training files could be read; first error: {errors[0].reason}",
+                          path=errors[0].path, modality=self.name)
 
     def _read(self, path: str) -> np.ndarray:
         cfg = self.cfg
@@ -159,7 +169,7 @@ class SignalPreprocessor(Preprocessor):
     def shape(self) -> tuple[int, int]:
         """(channels, steps) of one featurised sample."""
         if self.n_channels is None:
-            raise RuntimeError(f"signal modality '{self.name}' is not fitted")
+            raise NotFittedError(f"signal modality '{self.name}' is not fitted")
         if self._spectral is None:
             return (self.n_channels, self.cfg.length)
         n_fft, hop = self._spectral
@@ -175,7 +185,7 @@ class SignalPreprocessor(Preprocessor):
         mask = torch.arange(x.shape[-1])[None, :] < lengths[:, None]  # (B, L)
         if self.cfg.normalize == "global":
             if self.mean is None:
-                raise RuntimeError(f"signal modality '{self.name}': global normalisation used before fit")
+                raise NotFittedError(f"signal modality '{self.name}': global normalisation used before fit")
             x = (x - torch.as_tensor(self.mean)[None, :, None]) / torch.as_tensor(self.std)[None, :, None]
         elif self.cfg.normalize == "sample":
             weights = mask.unsqueeze(1).float()

@@ -36,7 +36,13 @@ def _number(value: Any, column: str) -> float:
 
 
 def _category(value: Any) -> str | None:
-    return None if is_empty(value) else str(value)
+    """The category key of a cell; whole-number floats are keyed like ints ('3.0' -> '3'), since a
+    column with a blank is read as float and the same column without one as int."""
+    if is_empty(value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 @PREPROCESSORS.register(TabularModality)
@@ -66,8 +72,22 @@ class TabularPreprocessor(Preprocessor):
         numbers = np.asarray([_number(v, c) for v, c in zip(row[:n], self.numeric)], np.float64)
         return numbers, [_category(v) for v in row[n:]]
 
+    def _split_lenient(self, row: Sequence[Any]) -> tuple[np.ndarray, list[str | None]]:
+        """Like _split, but unparsable numbers count as missing (encoding reports them, with their row)."""
+        try:
+            return self._split(row)
+        except DecodeError:
+            n = len(self.numeric)
+            numbers = []
+            for v, c in zip(row[:n], self.numeric):
+                try:
+                    numbers.append(_number(v, c))
+                except DecodeError:
+                    numbers.append(float("nan"))
+            return np.asarray(numbers, np.float64), [_category(v) for v in row[n:]]
+
     def fit(self, values: Sequence[Sequence[Any]]) -> None:
-        rows = [self._split(v) for v in values]
+        rows = [self._split_lenient(v) for v in values]
         numbers = np.stack([r[0] for r in rows]) if self.numeric else np.zeros((len(rows), 0))
         with np.errstate(all="ignore"):
             mean = np.nanmean(numbers, axis=0) if len(numbers) else np.zeros(0)
@@ -148,4 +168,4 @@ class TabularPreprocessor(Preprocessor):
             self._build_lookup()
 
     def encoding_state(self) -> dict[str, Any]:
-        return self.get_state()
+        return {**self.get_state(), "numeric": self.numeric, "categorical": self.categorical}

@@ -112,6 +112,13 @@ class TextPreprocessor(Preprocessor):
 
         return AutoTokenizer.from_pretrained(str(self.cfg.tokenizer_path), local_files_only=True)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (for spawned DataLoader workers): cached tokenizer closures are rebuilt lazily."""
+        state = dict(self.__dict__)
+        state.pop("_encoder", None)
+        state.pop("_pretrained", None)
+        return state
+
     # -- encoding -----------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[str]:
         """The tokens a text becomes (for inspection and token-level attributions)."""

@@ -43,7 +43,7 @@ class MelCnn(Encoder):
         return cls(n_features, cfg.dim, tuple(cfg.channels), cfg.batch_norm, cfg.dropout)
 
     def blocks(self) -> list[nn.Module]:
-        return [*self.stages, self.proj]
+        return [*self.stages, nn.ModuleList([self.proj, self.token_proj])]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
         fmap = self.stages(x.unsqueeze(1).contiguous(memory_format=torch.channels_last))  # (B, C, T', F')

@@ -59,7 +59,7 @@ class ImageCnn(Encoder):
                    cfg.batch_norm, cfg.dropout)
 
     def blocks(self) -> list[nn.Module]:
-        return [*self.stages, self.flat]
+        return [*self.stages, nn.ModuleList([self.flat, self.token_proj])]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
         fmap = self.stages(x.contiguous(memory_format=torch.channels_last))  # (B, C, h, w)
@@ -90,7 +90,10 @@ class ResNetEncoder(Encoder):
 
         net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
         if weights is not None:
-            net.load_state_dict(load_state_dict_file(weights, drop_prefixes=()), strict=False)
+            missing, unexpected = net.load_state_dict(load_state_dict_file(weights), strict=False)
+            if missing or unexpected:
+                raise ValueError(f"weights file {weights} does not fit torchvision resnet{depth}: missing keys "
+                                 f"{missing[:5]}, unexpected keys {unexpected[:5]}")
             self.pretrained = True
         net.conv1 = _adapt_first_conv(net.conv1, in_channels)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)

@@ -14,6 +14,7 @@ from torch import nn
 from polymodal.config.encoders import SequenceRnnConfig, SequenceTransformerConfig
 from polymodal.models.encoders.base import Encoder, EncoderOutput
 from polymodal.models.layers import (
+    MaskedRnn,
     downsample_mask,
     masked_max,
     masked_mean,
@@ -25,25 +26,22 @@ from polymodal.models.registry import ENCODERS
 
 
 class RnnCore(nn.Module):
-    """LSTM/GRU over (B, T, F) with masked pooling.
-
-    Padding sits at the end of each sequence and is zero; ``last`` pooling reads the forward
-    direction at the last valid step (and the backward direction at step 0).
+    """LSTM/GRU over (B, T, F) with masked pooling; padding never reaches a valid output
+    (:class:`~polymodal.models.layers.MaskedRnn`). ``last`` pooling reads the forward direction at
+    the last valid step and the backward direction at step 0.
     """
 
     def __init__(self, in_dim: int, hidden: int, layers: int, cell: str, bidirectional: bool, dropout: float,
                  pooling: str):
         super().__init__()
-        rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
-        self.rnn = rnn_cls(in_dim, hidden, layers, batch_first=True, bidirectional=bidirectional,
-                           dropout=dropout if layers > 1 else 0.0)
+        self.rnn = MaskedRnn(in_dim, hidden, layers, cell, bidirectional, dropout)
         self.pooling = pooling
         self.hidden = hidden
         self.bidirectional = bidirectional
         self.output_dim = hidden * (2 if bidirectional else 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> EncoderOutput:
-        out, _ = self.rnn(x)  # (B, T, H * directions)
+        out = self.rnn(x, mask)  # (B, T, H * directions)
         if self.pooling == "mean":
             pooled = masked_mean(out, mask)
         elif self.pooling == "max":

@@ -43,7 +43,7 @@ class Cnn1d(Encoder):
         return cls(in_channels, cfg.dim, tuple(cfg.channels), cfg.kernel, cfg.stem_stride, cfg.batch_norm, cfg.dropout)
 
     def blocks(self) -> list[nn.Module]:
-        return [*self.stages, self.proj]
+        return [*self.stages, nn.ModuleList([self.proj, self.token_proj])]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
         steps = self.stages(x).transpose(1, 2)  # (B, L', C)

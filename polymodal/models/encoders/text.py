@@ -130,6 +130,8 @@ class HfEncoder(Encoder):
         if not Path(path).is_dir():
             raise FileNotFoundError(f"encoder 'hf': model folder not found: {path}")
         self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
+        if getattr(self.model, "pooler", None) is not None:  # unused (we pool ourselves): drop its weights
+            self.model.pooler = None
         self.pooling = pooling
         self.pretrained = True
         self.output_dim = int(self.model.config.hidden_size)

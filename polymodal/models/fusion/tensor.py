@@ -15,11 +15,10 @@ import torch
 from torch import nn
 
 from polymodal.config.model import LowRankFusionConfig, TensorFusionConfig
+from polymodal.config.root import MAX_TENSOR_WIDTH
 from polymodal.models.encoders.base import EncoderOutput
 from polymodal.models.fusion.base import FusedOutput, Fusion
 from polymodal.models.registry import FUSIONS
-
-MAX_TENSOR_WIDTH = 65_536
 
 
 def _with_one(z: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from torch import nn
 
 from polymodal.config.model import CnnHeadConfig, MlpHeadConfig, RnnHeadConfig, TransformerHeadConfig
 from polymodal.models.fusion.base import FusedOutput
-from polymodal.models.layers import masked_max, masked_mean, mlp, padding_mask, transformer_encoder
+from polymodal.models.layers import MaskedRnn, compact, masked_max, masked_mean, mlp, padding_mask, transformer_encoder
 from polymodal.models.registry import HEADS
 
 
@@ -44,8 +44,7 @@ class RnnHead(nn.Module):
     def __init__(self, in_dim: int, n_outputs: int, hidden: int = 128, cell: str = "gru", bidirectional: bool = True,
                  dropout: float = 0.1):
         super().__init__()
-        rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
-        self.rnn = rnn_cls(in_dim, hidden, batch_first=True, bidirectional=bidirectional)
+        self.rnn = MaskedRnn(in_dim, hidden, 1, cell, bidirectional)
         self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden * (2 if bidirectional else 1), n_outputs))
 
     @classmethod
@@ -53,8 +52,8 @@ class RnnHead(nn.Module):
         return cls(in_dim, n_outputs, cfg.hidden, cfg.cell, cfg.bidirectional, cfg.dropout)
 
     def forward(self, fused: FusedOutput) -> torch.Tensor:
-        tokens, mask = _tokens(fused, "rnn")
-        out, _ = self.rnn(tokens)  # (B, T, H)
+        tokens, mask = compact(*_tokens(fused, "rnn"))  # valid tokens first, padding zeroed
+        out = self.rnn(tokens, mask)  # (B, T, H)
         return self.out(masked_mean(out, mask))
 
 
@@ -72,7 +71,7 @@ class CnnHead(nn.Module):
         return cls(in_dim, n_outputs, cfg.channels, cfg.kernel, cfg.dropout)
 
     def forward(self, fused: FusedOutput) -> torch.Tensor:
-        tokens, mask = _tokens(fused, "cnn")
+        tokens, mask = compact(*_tokens(fused, "cnn"))  # valid tokens first, padding zeroed
         maps = torch.relu(self.conv(tokens.transpose(1, 2)))[..., : tokens.shape[1]].transpose(1, 2)  # (B, T, C)
         return self.out(masked_max(maps, mask))
 

@@ -1,0 +1,97 @@
+"""Shared helpers for the benchmark scripts: arguments, machine facts, timing, result files.
+
+Every benchmark prints its tables and writes ``benchmarks/results/<name>.json``; ``run.py``
+collects those files into ``BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PACKAGES = ("polymodal", "torch", "torchvision", "lightning", "numpy", "librosa", "Pillow", "onnxruntime", "timm")
+
+
+def parser(description: str, data: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    if data:
+        p.add_argument("--data-root", type=Path, default=Path("../shared/data"),
+                       help="folder laid out like ../shared/data (fsdd/, mnist/, usps/, pneumoniamnist/, cwru/)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repetitions; figures are medians")
+    p.add_argument("--work", type=Path, default=Path("benchmarks/out"), help="scratch folder for prepared data and runs")
+    p.add_argument("--quick", action="store_true", help="a smaller, faster version (for smoke checks)")
+    return p
+
+
+def require_data(root: Path, *parts: str) -> Path:
+    path = root.joinpath(*parts)
+    if not path.exists():
+        sys.exit(f"benchmark data not found: {path} (pass --data-root pointing at a folder like ../shared/data)")
+    return path
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"cores": os.cpu_count(), "cpu": cpu, "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "python": platform.python_version(), "versions": versions}
+
+
+def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
+    """Median wall time of ``fn`` over ``repeats`` calls (and all the times)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def save(name: str, title: str, tables: dict[str, list[dict[str, Any]]], notes: Sequence[str] = (),
+         extra: dict[str, Any] | None = None) -> Path:
+    """Write ``results/<name>.json`` with the exact command, machine and the tables."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"name": name, "title": title, "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
+               "date": time.strftime("%Y-%m-%d"), "machine": machine(), "tables": tables, "notes": list(notes),
+               **(extra or {})}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    from polymodal.utils.tables import markdown_table
+
+    print(f"\n## {title}")
+    for caption, rows in tables.items():
+        print(f"\n{caption}\n\n{markdown_table(rows)}")
+    for note in notes:
+        print(f"- {note}")
+    print(f"\nsaved {path}")
+    return path

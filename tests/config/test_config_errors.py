@@ -1,0 +1,225 @@
+"""ConfigError messages: full key path, what is allowed, what was given; every problem at once."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from polymodal.config import load_config
+from polymodal.config.modalities import AudioPreprocess
+from polymodal.errors import ConfigError
+
+BASE: dict[str, Any] = {
+    "target": "label",
+    "modalities": {
+        "spoken": {"kind": "audio", "column": "audio_path",
+                   "preprocess": {"sample_rate": 8000, "n_mels": 40, "frame_ms": 25, "hop_ms": 10}},
+        "digit_image": {"kind": "image", "column": "image_path", "preprocess": {"size": 28, "color": "gray"}},
+    },
+}
+
+
+def config_with(**changes: Any) -> dict[str, Any]:
+    """BASE with dotted-path overrides, e.g. ``config_with(**{"train.lr": 0})``."""
+    data = copy.deepcopy(BASE)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return data
+
+
+def problems_of(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(data)
+    # the message lists every problem, so a user sees the same lines as `problems`
+    for line in info.value.problems:
+        assert line in str(info.value)
+    return info.value.problems
+
+
+def test_base_config_is_valid():
+    config = load_config(BASE)
+    assert config.modalities["spoken"].preprocess.n_mels == 40
+    assert config.modality_names == ["digit_image", "spoken"]
+
+
+def test_unknown_key_names_path_lists_allowed_keys_and_suggests_closest():
+    problems = problems_of(config_with(**{"modalities.spoken.preprocess.n_mel": 64}))
+    assert len(problems) == 1
+    line = problems[0]
+    assert line.startswith("modalities.spoken.preprocess.n_mel:")
+    assert "'n_mel'" in line
+    assert "did you mean 'n_mels'" in line
+    allowed = line.split("allowed keys:")[1]
+    assert sorted(k.strip() for k in allowed.split(",")) == sorted(AudioPreprocess.model_fields)
+
+
+def test_unknown_key_inside_discriminated_encoder_uses_the_users_path():
+    problems = problems_of(config_with(**{"modalities.spoken.encoder": {"name": "rnn", "hiden": 64}}))
+    assert len(problems) == 1
+    assert problems[0].startswith("modalities.spoken.encoder.hiden:")
+    assert "'hiden'" in problems[0] and "did you mean 'hidden'" in problems[0]
+    assert "rnn." not in problems[0]  # the union tag pydantic inserts is not part of the user's path
+
+
+def test_wrong_type_names_full_path_and_the_value_given():
+    problems = problems_of(config_with(**{"modalities.spoken.preprocess.n_mels": "forty"}))
+    assert len(problems) == 1
+    assert problems[0].startswith("modalities.spoken.preprocess.n_mels:")
+    assert "integer" in problems[0]
+    assert "(got 'forty')" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("modalities.spoken.preprocess.n_mels", 0, "greater than 0"),
+        ("modalities.spoken.preprocess.frame_ms", 500, "less than or equal to 200"),
+        ("train.early_stopping.patience", 0, "greater than 0"),
+        ("fusion", {"name": "attention", "dim": -1}, "greater than 0"),
+        ("task", "multi", "'classification', 'multilabel' or 'regression'"),
+    ],
+)
+def test_out_of_range_value_names_path_allowed_range_and_value(key, value, allowed):
+    problems = problems_of(config_with(**{key: value}))
+    path = key if not isinstance(value, dict) else f"{key}.dim"
+    given = value if not isinstance(value, dict) else value["dim"]
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{path}:")
+    assert allowed in problems[0]
+    assert f"(got {given!r})" in problems[0]
+
+
+def test_list_items_are_addressed_by_index():
+    problems = problems_of(config_with(**{"modalities.digit_image.encoder": {"name": "cnn", "channels": [32, -1]}}))
+    assert [p.split(":")[0] for p in problems] == ["modalities.digit_image.encoder.channels.1"]
+
+
+def test_unknown_discriminator_value_lists_allowed_names():
+    problems = problems_of(config_with(fusion={"name": "bogus"}))
+    assert problems[0].startswith("fusion:")
+    assert "'bogus'" in problems[0]
+    for name in ("concat", "stack", "weighted", "gated", "tensor", "lowrank", "attention", "late"):
+        assert f"'{name}'" in problems[0]
+
+
+def test_missing_required_key():
+    problems = problems_of({"target": "label"})
+    assert problems == ["modalities: required key is missing"]
+
+
+def test_all_problems_in_separate_sections_are_reported_at_once():
+    data = config_with(**{
+        "modalities.spoken.preprocess.n_mels": 0,
+        "modalities.digit_image.preprocess.size": "big",
+        "train.lr": "fast",
+        "train.batch_size": 0,
+        "fusion": {"name": "attention", "dimm": 64},
+    })
+    paths = {p.split(":")[0] for p in problems_of(data)}
+    assert paths == {
+        "modalities.spoken.preprocess.n_mels",
+        "modalities.digit_image.preprocess.size",
+        "train.lr",
+        "train.batch_size",
+        "fusion.dimm",
+    }
+
+
+def test_unknown_key_and_bad_value_in_the_same_section_are_both_reported():
+    data = config_with(**{"modalities.spoken.preprocess.n_mels": 0, "modalities.spoken.preprocess.colour": 1})
+    problems = problems_of(data)
+    assert any(p.startswith("modalities.spoken.preprocess") and "colour" in p for p in problems)  # the unknown key
+    assert any(p.startswith("modalities.spoken.preprocess.n_mels:") for p in problems)  # the out-of-range value
+
+
+def test_modality_dropout_mapping_value_error_names_the_users_path():
+    problems = problems_of(config_with(**{"train.modality_dropout": {"spoken": 1.5}}))
+    assert any(p.startswith("train.modality_dropout.spoken:") and "(got 1.5)" in p for p in problems)
+    assert not any("constrained-float" in p for p in problems)
+
+
+def test_missing_discriminator_lists_the_allowed_values():
+    problems = problems_of(config_with(**{"modalities.spoken": {"column": "audio_path"}}))
+    assert problems[0].startswith("modalities.spoken")
+    for kind in ("image", "text", "audio", "signal", "tabular"):
+        assert kind in problems[0]
+
+
+# --- cross-field validators ----------------------------------------------------------------------
+CROSS_FIELD_CASES = {
+    "hop longer than frame": (
+        {"modalities.spoken.preprocess.hop_ms": 30, "modalities.spoken.preprocess.frame_ms": 20},
+        "modalities.spoken.preprocess", ["hop_ms (30.0)", "frame_ms (20.0)"]),
+    "more mfcc than mels": (
+        {"modalities.spoken.preprocess.features": "mfcc", "modalities.spoken.preprocess.n_mfcc": 50},
+        "modalities.spoken.preprocess", ["n_mfcc (50)", "n_mels (40)"]),
+    "fmax above nyquist": (
+        {"modalities.spoken.preprocess.fmax": 5000}, "modalities.spoken.preprocess", ["fmax", "4000"]),
+    "mel_cnn on waveform": (
+        {"modalities.spoken.preprocess.features": "waveform"}, "modalities.spoken", ["mel_cnn", "waveform"]),
+    "tabular without columns": (
+        {"modalities.fields": {"kind": "tabular"}}, "modalities.fields", ["columns", "categorical"]),
+    "tabular column in both lists": (
+        {"modalities.fields": {"kind": "tabular", "columns": ["age"], "categorical": ["age"]}},
+        "modalities.fields", ["['age']"]),
+    "rnn head with concat fusion": (
+        {"head": {"name": "rnn"}, "fusion": {"name": "concat"}}, "<root>", ["head 'rnn'", "fusion is 'concat'"]),
+    "modality_dropout names unknown modality": (
+        {"train.modality_dropout": {"speech": 0.2}}, "<root>",
+        ["train.modality_dropout", "['speech']", "['digit_image', 'spoken']"]),
+    "modality names not identifiers": (
+        {"modalities.1st": {"kind": "image", "column": "a"}, "modalities.x-ray": {"kind": "image", "column": "b"}},
+        "<root>", ["identifiers", "'1st'", "'x-ray'"]),
+    "target read as an input": ({"target": "image_path"}, "<root>", ["['image_path']"]),
+    "class weights on regression": (
+        {"task": "regression", "loss.class_weights": "balanced"}, "<root>", ["class_weights", "'regression'"]),
+    "classification with two targets": ({"target": ["a", "b"]}, "<root>", ["one target column"]),
+    "gray image with rgb mean": (
+        {"modalities.digit_image.preprocess.mean": [0.1, 0.2, 0.3]}, "modalities.digit_image.preprocess",
+        ["mean must have 1 value", "got 3"]),
+    "resample_to without sample_rate": (
+        {"modalities.vib": {"kind": "signal", "column": "v", "preprocess": {"resample_to": 100}}},
+        "modalities.vib.preprocess", ["resample_to needs sample_rate"]),
+    "tokenizer_path without pretrained": (
+        {"modalities.notes": {"kind": "text", "column": "t", "preprocess": {"tokenizer_path": "tok"}}},
+        "modalities.notes.preprocess", ["tokenizer_path", "'word'"]),
+    "hf encoder with a word tokenizer": (
+        {"modalities.notes": {"kind": "text", "column": "t", "encoder": {"name": "hf", "path": "/m"},
+                              "preprocess": {"tokenizer": "word"}}},
+        "modalities.notes", ["encoder 'hf'", "tokenizer 'word'"]),
+}
+
+
+@pytest.mark.parametrize(("changes", "path", "fragments"), CROSS_FIELD_CASES.values(), ids=CROSS_FIELD_CASES.keys())
+def test_cross_field_validators(changes, path, fragments):
+    problems = problems_of(config_with(**changes))
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{path}:")
+    for fragment in fragments:
+        assert fragment in problems[0]
+
+
+def test_hf_encoder_makes_its_folder_the_pretrained_tokenizer():
+    config = load_config(config_with(**{"modalities.notes": {
+        "kind": "text", "column": "t", "encoder": {"name": "hf", "path": "/models/minilm"}}}))
+    prep = config.modalities["notes"].preprocess
+    assert prep.tokenizer == "pretrained"
+    assert str(prep.tokenizer_path) == "/models/minilm"
+
+
+def test_hf_encoder_keeps_an_explicit_pretrained_tokenizer_folder():
+    config = load_config(config_with(**{"modalities.notes": {
+        "kind": "text", "column": "t", "encoder": {"name": "hf", "path": "/models/minilm"},
+        "preprocess": {"tokenizer": "pretrained", "tokenizer_path": "/tokenizers/other"}}}))
+    assert str(config.modalities["notes"].preprocess.tokenizer_path) == "/tokenizers/other"
+
+
+def test_config_error_is_a_value_error():
+    with pytest.raises(ValueError, match="modalities"):
+        load_config({"target": "label"})

@@ -1,0 +1,170 @@
+"""YAML/JSON in and out, relative-path resolution, the JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from polymodal.config import Config, config_to_dict, json_schema, load_config, save_config
+from polymodal.errors import ConfigError
+
+RICH_YAML = """
+task: classification
+target: label
+modalities:
+  notes:
+    kind: text
+    column: report
+    encoder: {name: hf, path: models/minilm}
+  words:
+    kind: text
+    column: summary
+    encoder: {name: embedding_bag, vectors: vectors/glove.txt}
+  xray:
+    kind: image
+    column: image
+    preprocess: {size: [32, 48], color: gray, mean: [0.5], std: [0.25], augment: {hflip: true, scale: [0.9, 1.1]}}
+    encoder: {name: resnet, weights: /abs/resnet18.pth}
+  spoken:
+    kind: audio
+    column: audio
+    preprocess: {sample_rate: 8000, features: mfcc, n_mels: 40, n_mfcc: 20, frame_ms: 25, hop_ms: 10}
+  vib:
+    kind: signal
+    column: vibration
+    preprocess: {channels: [0, 2], spectrogram: {n_fft: 32, hop: 16}}
+  labs:
+    kind: tabular
+    columns: [age]
+    categorical: [sex]
+fusion: {name: attention, dim: 64, tokens: true}
+head: {name: rnn}
+train: {epochs: 3, modality_dropout: {xray: 0.2}, precision: bf16-mixed}
+data: {cache_dir: cache, on_error: skip}
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_yaml_gives_validated_objects(tmp_path):
+    config = load_config(write(tmp_path / "c.yaml", RICH_YAML))
+    assert isinstance(config, Config)
+    assert config.modalities["xray"].preprocess.size == (32, 48)
+    assert config.modalities["spoken"].preprocess.n_mfcc == 20
+    assert config.modalities["vib"].preprocess.spectrogram.n_fft == 32
+    assert config.train.modality_dropout == {"xray": 0.2}
+    assert config.fusion.name == "attention" and config.fusion.tokens is True
+    assert config.train.batch_size == 64  # unspecified keys take their defaults
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the working directory must not matter
+    folder = tmp_path / "experiments" / "one"
+    config = load_config(write(folder / "c.yaml", RICH_YAML))
+    assert config.modalities["notes"].encoder.path == folder / "models" / "minilm"
+    assert config.modalities["notes"].preprocess.tokenizer_path == folder / "models" / "minilm"
+    assert config.modalities["words"].encoder.vectors == folder / "vectors" / "glove.txt"
+    assert config.data.cache_dir == folder / "cache"
+    assert config.modalities["xray"].encoder.weights == Path("/abs/resnet18.pth")
+
+
+def test_json_config_file(tmp_path):
+    data = yaml.safe_load(RICH_YAML)
+    config = load_config(write(tmp_path / "sub" / "c.json", json.dumps(data)))
+    assert config.modalities["words"].encoder.vectors == tmp_path / "sub" / "vectors" / "glove.txt"
+
+
+def test_errors_from_a_file_name_the_file(tmp_path):
+    path = write(tmp_path / "c.yaml", RICH_YAML.replace("n_mfcc: 20", "n_mfcc: 0"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.source == str(path)
+    assert str(path) in str(info.value)
+    assert info.value.problems[0].startswith("modalities.spoken.preprocess.n_mfcc:")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        ("missing.yaml", None, "config file not found"),
+        ("broken.yaml", "target: [label\nmodalities: {", "cannot parse broken.yaml"),
+        ("list.yaml", "- a\n- b\n", "expected a mapping of keys; got list"),
+        ("broken.json", "{\"target\": ", "cannot parse broken.json"),
+    ],
+)
+def test_unreadable_config_files(tmp_path, name, text, fragment):
+    path = tmp_path / name
+    if text is not None:
+        write(path, text)
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(path)
+
+
+def test_save_then_load_round_trips_exactly(tmp_path):
+    config = load_config(write(tmp_path / "in" / "c.yaml", RICH_YAML))
+    save_config(config, tmp_path / "out" / "config.yaml")
+    again = load_config(tmp_path / "out" / "config.yaml")
+    assert again == config
+    assert config_to_dict(again) == config_to_dict(config)
+    save_config(again, tmp_path / "out2.yaml")
+    assert (tmp_path / "out2.yaml").read_text() == (tmp_path / "out" / "config.yaml").read_text()
+
+
+def test_saved_config_spells_out_defaults(tmp_path):
+    config = load_config({"target": "y", "modalities": {"img": {"kind": "image", "column": "x"}}})
+    save_config(config, tmp_path / "c.yaml")
+    saved = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    assert saved["train"]["epochs"] == config.train.epochs
+    assert saved["modalities"]["img"]["preprocess"]["size"] == 224
+    assert saved["modalities"]["img"]["encoder"]["name"] == "cnn"
+
+
+# --- JSON Schema -------------------------------------------------------------------------------
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if "$ref" in node else []
+        for key, value in node.items():
+            if key == "discriminator":
+                found += list(value.get("mapping", {}).values())
+            else:
+                found += _refs(value)
+        return found
+    if isinstance(node, list):
+        return [ref for item in node for ref in _refs(item)]
+    return []
+
+
+def test_json_schema_describes_the_top_level_keys():
+    schema = json.loads(json.dumps(json_schema()))  # serialisable as JSON
+    assert schema["type"] == "object"
+    assert set(schema["properties"]) == set(Config.model_fields)
+    assert set(schema["properties"]) >= {"task", "target", "modalities", "fusion", "head", "train", "data"}
+    assert set(schema["required"]) == {"target", "modalities"}
+    assert schema["additionalProperties"] is False
+
+
+def test_json_schema_references_resolve_and_sections_forbid_unknown_keys():
+    schema = json_schema()
+    definitions = schema["$defs"]
+    refs = _refs(schema)
+    assert refs, "the schema should reference its section definitions"
+    for ref in refs:
+        assert ref.startswith("#/$defs/")
+        assert ref.removeprefix("#/$defs/") in definitions
+    for name, definition in definitions.items():
+        if definition.get("type") == "object":
+            assert definition.get("additionalProperties") is False, name
+
+
+def test_json_schema_lists_the_modality_kinds():
+    modalities = json_schema()["properties"]["modalities"]["additionalProperties"]
+    assert modalities["discriminator"]["propertyName"] == "kind"
+    assert set(modalities["discriminator"]["mapping"]) == {"image", "text", "audio", "signal", "tabular"}

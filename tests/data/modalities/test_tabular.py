@@ -1,0 +1,115 @@
+"""Tabular preprocessing: numeric imputation/scaling/missing flags and categorical vocabularies."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polymodal.config.modalities import TabularPreprocess
+from polymodal.data.modalities.tabular import TabularPreprocessor
+from polymodal.errors import DecodeError, NotFittedError
+
+from ..helpers import as_tensors, encode_values
+
+NAN = float("nan")
+ROWS = [(1.0, 10.0, "red"), (2.0, NAN, "blue"), (NAN, 30.0, "red"), (5.0, 20.0, None)]
+
+
+def tabular(**options) -> TabularPreprocessor:
+    return TabularPreprocessor("labs", TabularPreprocess(**options), ["age", "dose"], ["colour"])
+
+
+def test_mean_imputation_standardisation_and_missing_flags():
+    prep = tabular()
+    prep.fit(ROWS)
+    age = np.array([1.0, 2.0, 8 / 3, 5.0])  # the missing age becomes the mean of 1, 2, 5
+    dose = np.array([10.0, 20.0, 30.0, 20.0])
+    np.testing.assert_allclose(prep.fill, [8 / 3, 20.0], rtol=1e-6)
+    np.testing.assert_allclose(prep.center, [age.mean(), dose.mean()], rtol=1e-6)
+    np.testing.assert_allclose(prep.scale, [age.std(), dose.std()], rtol=1e-6)
+    num, cat = prep.decode((NAN, 40.0, "blue"))
+    expected = [(8 / 3 - age.mean()) / age.std(), (40.0 - dose.mean()) / dose.std(), 1.0, 0.0]
+    np.testing.assert_allclose(num, expected, rtol=1e-5, atol=1e-6)
+    assert num.dtype == np.float32
+
+
+@pytest.mark.parametrize(("impute", "fill"), [("median", [2.0, 20.0]), ("zero", [0.0, 0.0])])
+def test_other_imputations(impute, fill):
+    prep = tabular(impute=impute, scale="none", missing_indicator=False)
+    prep.fit(ROWS)
+    num, _ = prep.decode((NAN, NAN, "red"))
+    np.testing.assert_allclose(num, fill)
+    assert prep.n_numeric_features == 2
+
+
+def test_minmax_scaling():
+    prep = tabular(scale="minmax", impute="zero", missing_indicator=False)
+    prep.fit([(0.0, 10.0, "a"), (4.0, 30.0, "b")])
+    num, _ = prep.decode((2.0, 40.0, "a"))
+    np.testing.assert_allclose(num, [0.5, 1.5])
+
+
+def test_constant_columns_are_not_divided_by_zero():
+    prep = tabular()
+    prep.fit([(3.0, 1.0, "a"), (3.0, 2.0, "a")])
+    num, _ = prep.decode((3.0, 1.5, "a"))
+    assert np.isfinite(num).all() and num[0] == 0.0
+
+
+def test_categorical_vocabulary_with_unknown_bucket_zero():
+    prep = tabular()
+    prep.fit(ROWS)
+    assert prep.categories == {"colour": ["blue", "red"]}
+    codes = [prep.decode((1.0, 1.0, c))[1][0] for c in ("blue", "red", "green", None)]
+    assert codes == [1, 2, 0, 0]
+    assert prep.encoder_context() == {"n_numeric": 4, "cardinalities": [3]}
+
+
+def test_rare_and_excess_categories_go_to_the_unknown_bucket():
+    values = [(1.0, 1.0, c) for c in ["a"] * 5 + ["b"] * 3 + ["c"] * 2 + ["d"]]
+    prep = tabular(min_category_count=2, max_categories=2)
+    prep.fit(values)
+    assert prep.categories == {"colour": ["a", "b"]}  # d is rare, c exceeds the two most frequent
+    assert prep.decode((1.0, 1.0, "c"))[1][0] == 0
+
+
+def test_featurize_and_to_batch_shapes():
+    prep = tabular()
+    prep.fit(ROWS)
+    arrays = encode_values(prep, ROWS)
+    assert arrays["num"].shape == (4, 4) and arrays["cat"].shape == (4, 1)
+    batch = prep.to_batch(as_tensors(arrays), train=False)
+    assert batch["x"].dtype.is_floating_point and batch["cat"].tolist() == [[2], [1], [2], [0]]
+
+
+def test_non_numeric_value_in_a_numeric_column_is_a_decode_error():
+    prep = tabular()
+    prep.fit(ROWS)
+    with pytest.raises(DecodeError, match=r"column 'dose' must be numeric; got 'lots'"):
+        prep.decode((1.0, "lots", "red"))
+    with pytest.raises(DecodeError, match="infinite"):
+        prep.decode((math.inf, 1.0, "red"))
+
+
+def test_numbers_written_as_strings_are_accepted():
+    prep = tabular(scale="none")
+    prep.fit([("1.5", "2", "a"), ("3", " ", "b")])
+    num, _ = prep.decode(("2.5", "", "a"))
+    np.testing.assert_allclose(num, [2.5, 2.0, 0.0, 1.0])
+
+
+def test_decode_before_fit_is_refused():
+    with pytest.raises(NotFittedError, match="labs"):
+        tabular().decode(ROWS[0])
+
+
+def test_integer_categories_survive_a_column_dtype_change():
+    prep = TabularPreprocessor("labs", TabularPreprocess(), [], ["ward"])
+    train = pd.DataFrame({"ward": [3, 4, None, 3]})  # the blank makes pandas store floats
+    prep.fit([(v,) for v in train["ward"].tolist()])
+    later = pd.DataFrame({"ward": [3, 4]})  # int64
+    codes = [prep.decode((v,))[1][0] for v in later["ward"].tolist()]
+    assert codes == [1, 2]

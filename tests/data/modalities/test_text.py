@@ -1,0 +1,179 @@
+"""Text preprocessing: cleaning, vocabularies and tokenizers, truncation, batching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from polymodal.config.modalities import TextPreprocess
+from polymodal.data.modalities.text import PAD, UNK, TextPreprocessor, clean_text
+from polymodal.errors import NotFittedError
+
+from ..helpers import as_tensors, encode_values
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog!",
+    "A quick brown dog; jumps over a lazy fox.",
+    "Foxes and dogs: quick, brown, lazy...",
+] * 3
+
+
+def text(**options) -> TextPreprocessor:
+    return TextPreprocessor("notes", TextPreprocess(**options))
+
+
+@pytest.mark.parametrize(
+    ("options", "raw", "cleaned"),
+    [
+        ({}, "  The CAT,  sat!  ", "the cat sat"),
+        ({"lowercase": False}, "The CAT sat", "The CAT sat"),
+        ({"strip_punctuation": False}, "Hi, you!", "hi, you!"),
+        ({}, "snake_case and e-mail... ok?", "snake case and e mail ok"),
+        ({"stopwords": True}, "The cat is on the mat", "cat mat"),
+        ({"stopwords": True, "lowercase": False}, "The Cat is ON the mat", "Cat mat"),
+    ],
+)
+def test_cleaning(options, raw, cleaned):
+    assert clean_text(raw, TextPreprocess(**options)) == cleaned
+
+
+def test_word_vocabulary_is_ordered_by_frequency_with_pad_and_unknown_first():
+    prep = text()
+    prep.fit(["b a a", "c a b", "d"])
+    assert prep.vocab == [PAD, UNK, "a", "b", "c", "d"]  # a x3, b x2, then ties alphabetically
+    assert prep.pad_id == 0
+    assert prep.decode("a b zebra d") == [2, 3, 1, 5]
+
+
+def test_word_vocabulary_min_freq_and_cap():
+    prep = text(min_freq=2)
+    prep.fit(["b a a", "c a b", "d"])
+    assert prep.vocab == [PAD, UNK, "a", "b"]
+    capped = text(vocab_size=8)
+    capped.fit([" ".join(f"w{i}" for i in range(20))] + ["w7 w3"])
+    assert len(capped.vocab) == 8
+    assert capped.vocab[2:4] == ["w3", "w7"]  # the most frequent words are kept
+    assert capped.decode("w19") == [1]
+
+
+def test_word_tokenizer_cleans_before_looking_up():
+    prep = text()
+    prep.fit(["Hello, World"])
+    assert prep.decode("HELLO world!!") == prep.decode("hello world") == [2, 3]
+    assert prep.tokenize("hello, there") == ["hello", UNK]
+
+
+def test_unfitted_tokenizer_is_refused():
+    with pytest.raises(NotFittedError, match="notes"):
+        text().decode("anything")
+
+
+def join_wordpieces(tokens: list[str]) -> str:
+    words: list[str] = []
+    for token in tokens:
+        if token.startswith("##") and words:
+            words[-1] += token[2:]
+        else:
+            words.append(token)
+    return " ".join(words)
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_subword_tokenizers_round_trip_seen_words(kind):
+    prep = text(tokenizer=kind, vocab_size=200)
+    prep.fit(CORPUS)
+    for raw in CORPUS[:3]:
+        cleaned = clean_text(raw, prep.cfg)
+        ids = prep.decode(raw)
+        tokens = prep.tokenize(raw)
+        assert len(tokens) == len(ids)
+        assert tokens == cleaned.split()  # every training word became one token
+    assert prep.tokenize("the") != [UNK]
+
+
+def test_wordpiece_splits_new_words_into_pieces_that_rejoin():
+    prep = text(tokenizer="wordpiece", vocab_size=200)
+    prep.fit(CORPUS)
+    tokens = prep.tokenize("foxy dogs")
+    assert any(t.startswith("##") for t in tokens) and UNK not in tokens
+    assert join_wordpieces(tokens) == "foxy dogs"
+
+
+def test_bpe_splits_new_words_into_pieces_that_rejoin():
+    prep = text(tokenizer="bpe", vocab_size=200)
+    prep.fit(CORPUS)
+    tokens = prep.tokenize("quickest")
+    assert len(tokens) > 1 and "".join(tokens) == "quickest"
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_subword_special_tokens_take_ids_zero_and_one(kind):
+    prep = text(tokenizer=kind, vocab_size=100)
+    prep.fit(CORPUS)
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(prep.tokenizer_json)
+    assert tokenizer.token_to_id(PAD) == 0 == prep.pad_id
+    assert tokenizer.token_to_id(UNK) == 1
+    assert prep.vocab_size == tokenizer.get_vocab_size()
+    assert prep.encoder_context()["vocab_size"] == prep.vocab_size
+
+
+@pytest.mark.parametrize("kind", ["word", "wordpiece"])
+def test_max_tokens_truncates(kind):
+    prep = text(tokenizer=kind, max_tokens=4)
+    prep.fit(CORPUS)
+    full = text(tokenizer=kind, max_tokens=64)
+    full.set_state(prep.get_state())
+    long_text = CORPUS[0]
+    assert len(full.decode(long_text)) == 9
+    assert prep.decode(long_text) == full.decode(long_text)[:4]
+    assert encode_values(prep, [long_text])["ids"].shape == (1, 4)
+
+
+def test_to_batch_trims_to_the_longest_text_and_masks_padding():
+    prep = text(max_tokens=10)
+    prep.fit(CORPUS)
+    arrays = encode_values(prep, ["quick fox", "the lazy brown dog", "dog"])
+    assert arrays["ids"].shape == (3, 10) and arrays["length"].tolist() == [2, 4, 1]
+    assert (arrays["ids"][0, 2:] == prep.pad_id).all()
+    batch = prep.to_batch(as_tensors(arrays), train=False)
+    assert batch["x"].shape == (3, 4) and batch["x"].dtype == torch.long
+    assert batch["mask"].tolist() == [[True, True, False, False], [True] * 4, [True, False, False, False]]
+    assert batch["x"][1].tolist() == prep.decode("the lazy brown dog")
+
+
+def test_to_batch_of_empty_texts_keeps_one_step():
+    prep = text()
+    prep.fit(CORPUS)
+    batch = prep.to_batch(as_tensors(encode_values(prep, ["!!!", "..."])), train=False)
+    assert batch["x"].shape == (2, 1) and not batch["mask"].any()
+
+
+@pytest.fixture
+def pretrained_folder(tmp_path):
+    """A tiny local WordPiece tokenizer saved with transformers, with [PAD] at id 3."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "the", "cat", "sat", "on", "mat", "##s"]
+    tokenizer = Tokenizer(models.WordPiece({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]").save_pretrained(tmp_path / "tok")
+    return tmp_path / "tok"
+
+
+def test_pretrained_tokenizer_from_a_local_folder(pretrained_folder):
+    prep = text(tokenizer="pretrained", tokenizer_path=pretrained_folder, max_tokens=5)
+    assert prep.tokenize("The cats sat") == ["[CLS]", "the", "cat", "##s", "[SEP]"]
+    assert prep.pad_id == 3
+    arrays = encode_values(prep, ["the cats sat on the mat", "cat"])
+    assert arrays["ids"][0].tolist() == [1, 4, 5, 9, 2]  # truncated to max_tokens, [SEP] kept
+    assert arrays["ids"][1].tolist() == [1, 5, 2, 3, 3]  # padded with the tokenizer's own pad id
+    assert prep.vocab_size == 10
+    np.testing.assert_array_equal(arrays["length"], [5, 3])

@@ -1,0 +1,126 @@
+"""Encoding a manifest: presence masks and the three ``on_error`` policies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polymodal.data.encode import skipped_frame
+from polymodal.data.manifest import read_manifest
+from polymodal.data.pipeline import DataPipeline
+from polymodal.errors import DecodeError
+
+from .helpers import MULTIMODAL, make_config, write_multimodal_manifest
+
+
+def pipeline(on_error: str = "raise", modalities=MULTIMODAL) -> DataPipeline:
+    return DataPipeline(make_config(modalities, data={"on_error": on_error}))
+
+
+def test_presence_masks_follow_empty_cells(tmp_path):
+    manifest = read_manifest(write_multimodal_manifest(tmp_path))
+    table, targets = pipeline().fit(manifest)
+    assert len(table) == 10 and table.rows.tolist() == list(range(10))
+    present = {name: mod.present.tolist() for name, mod in table.modalities.items()}
+    assert present["img"] == [i != 5 for i in range(10)]
+    assert present["notes"] == [i != 2 for i in range(10)]
+    assert present["labs"] == [i != 6 for i in range(10)]
+    assert not table.modalities["img"].arrays["x"][5].any()  # absent rows are zeros
+    assert table.modalities["img"].arrays["x"][4].any()
+    assert targets.tolist() == [i % 2 for i in range(10)]
+    assert table.skipped == []
+
+
+def test_on_error_raise_names_file_row_and_reason(tmp_path):
+    path = write_multimodal_manifest(tmp_path, broken_images=(3,))
+    with pytest.raises(DecodeError) as info:
+        pipeline("raise").fit(read_manifest(path))
+    error = info.value
+    assert error.modality == "img" and error.row == 3
+    assert error.path == str(tmp_path.resolve() / "images" / "3.png")
+    message = str(error)
+    assert "modality 'img'" in message
+    assert "train.csv row 3 (line 5)" in message
+    assert error.path in message
+    assert "not a recognised image format" in message
+
+
+def test_on_error_skip_drops_the_row_and_lists_it(tmp_path):
+    path = write_multimodal_manifest(tmp_path, broken_images=(3, 7))
+    table, targets = pipeline("skip").fit(read_manifest(path))
+    assert table.rows.tolist() == [0, 1, 2, 4, 5, 6, 8, 9]
+    assert len(targets) == 8 and targets.tolist() == [r % 2 for r in table.rows]
+    assert [(s.modality, s.row) for s in table.skipped] == [("img", 3), ("img", 7)]
+    assert table.skipped[0].path == str(tmp_path.resolve() / "images" / "3.png")
+    assert "not a recognised image format" in table.skipped[0].reason
+    for mod in table.modalities.values():
+        assert len(mod.present) == 8 and all(len(a) == 8 for a in mod.arrays.values())
+    frame = skipped_frame(table.skipped)
+    assert list(frame.columns) == ["modality", "row", "where", "path", "reason"]
+    assert frame["where"].tolist() == ["train.csv row 3 (line 5)", "train.csv row 7 (line 9)"]
+
+
+def test_on_error_missing_keeps_the_row_without_that_modality(tmp_path):
+    path = write_multimodal_manifest(tmp_path, broken_images=(3,))
+    table, _ = pipeline("missing").fit(read_manifest(path))
+    assert table.rows.tolist() == list(range(10))
+    assert table.modalities["img"].present.tolist() == [i not in (3, 5) for i in range(10)]
+    assert table.modalities["notes"].present[3] and table.modalities["labs"].present[3]
+    assert [(s.modality, s.row) for s in table.skipped] == [("img", 3)]
+
+
+def test_on_error_missing_drops_rows_left_with_no_modality(tmp_path):
+    path = write_multimodal_manifest(tmp_path, broken_images=(2,), no_text=(2,), no_labs=(2,))
+    table, _ = pipeline("missing").fit(read_manifest(path))
+    assert 2 not in table.rows.tolist() and len(table) == 9
+    assert [s.row for s in table.skipped] == [2]
+
+
+def test_modalities_outside_the_chosen_ones_are_absent(tmp_path):
+    manifest = read_manifest(write_multimodal_manifest(tmp_path))
+    pipe = pipeline()
+    pipe.fit(manifest)
+    table = pipe.encode(manifest, modalities=["notes"])
+    assert not table.modalities["img"].present.any() and not table.modalities["labs"].present.any()
+    assert table.modalities["notes"].present.sum() == 9
+
+
+def test_a_missing_file_is_a_decode_error_with_its_row(tmp_path):
+    path = write_multimodal_manifest(tmp_path)
+    (tmp_path / "images" / "4.png").unlink()
+    with pytest.raises(DecodeError) as info:
+        pipeline("raise").fit(read_manifest(path))
+    assert info.value.row == 4 and info.value.path.endswith("4.png")
+
+
+def test_on_error_skip_drops_a_non_numeric_tabular_value(tmp_path):
+    path = write_multimodal_manifest(tmp_path)
+    frame = pd.read_csv(path)
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[4, "age"] = "forty"
+    table, _ = pipeline("skip").fit(read_manifest(frame, root=tmp_path))
+    assert 4 not in table.rows.tolist()
+    assert [(s.modality, s.row) for s in table.skipped] == [("labs", 4)]
+
+
+def test_on_error_raise_names_the_row_of_a_non_numeric_tabular_value(tmp_path):
+    path = write_multimodal_manifest(tmp_path)
+    frame = pd.read_csv(path)
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[4, "age"] = "forty"
+    with pytest.raises(DecodeError) as info:
+        pipeline("raise").fit(read_manifest(frame, root=tmp_path))
+    assert info.value.row == 4 and info.value.modality == "labs"
+    assert "'forty'" in str(info.value)
+
+
+def test_on_error_skip_survives_a_corrupt_first_signal_file(tmp_path):
+    (tmp_path / "0.npy").write_bytes(b"garbage")
+    for i in (1, 2):
+        np.save(tmp_path / f"{i}.npy", np.ones((50, 2), np.float32) * i)
+    frame = pd.DataFrame({"sig": ["0.npy", "1.npy", "2.npy"], "y": ["a", "b", "a"]})
+    pipe = pipeline("skip", {"vib": {"kind": "signal", "column": "sig", "preprocess": {"length": 64}}})
+    table, _ = pipe.fit(read_manifest(frame, root=tmp_path))
+    assert table.rows.tolist() == [1, 2]
+    assert pipe.preprocessors["vib"].n_channels == 2

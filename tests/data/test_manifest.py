@@ -1,0 +1,240 @@
+"""Manifest reading (CSV, TSV, Parquet, JSONL, DataFrame) and validation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polymodal.data.encode import manifest_cells
+from polymodal.data.manifest import is_empty, read_manifest, validate_manifest
+from polymodal.errors import ManifestError
+
+from .helpers import make_config
+
+ROWS = [
+    {"image": "img/a.png", "text": "a cat", "age": 3.0, "y": "cat"},
+    {"image": "", "text": "a dog", "age": None, "y": "dog"},
+    {"image": "img/c.png", "text": None, "age": 5.0, "y": "cat"},
+]
+IMAGE_TEXT = {"image": {"kind": "image", "column": "image"}, "text": {"kind": "text", "column": "text"}}
+
+
+def write_manifest(folder, fmt: str, rows=ROWS) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(rows)
+    path = folder / f"train.{fmt}"
+    if fmt in ("csv", "tsv"):
+        frame.to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",")
+    elif fmt == "parquet":
+        frame.to_parquet(path)
+    else:
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "jsonl"])
+def test_every_format_reads_the_same_cells(tmp_path, fmt):
+    manifest = read_manifest(write_manifest(tmp_path / "m", fmt))
+    assert len(manifest) == 3
+    assert manifest.name == f"train.{fmt}"
+    assert manifest.root == (tmp_path / "m").resolve()
+    frame = manifest.frame
+    assert list(frame.columns) == ["image", "text", "age", "y"]
+    assert [is_empty(v) for v in frame["image"]] == [False, True, False]
+    assert [is_empty(v) for v in frame["text"]] == [False, False, True]
+    assert [is_empty(v) for v in frame["age"]] == [False, True, False]
+    assert frame["y"].tolist() == ["cat", "dog", "cat"]
+    assert frame["age"].iloc[2] == 5.0
+
+
+def test_dataframe_manifest_and_its_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    frame = pd.DataFrame(ROWS, index=[10, 20, 30])
+    default = read_manifest(frame)
+    assert default.name == "DataFrame"
+    assert default.root == tmp_path.resolve()
+    assert list(default.frame.index) == [0, 1, 2]
+    explicit = read_manifest(frame, root=tmp_path / "elsewhere")
+    assert explicit.resolve("img/a.png") == str((tmp_path / "elsewhere").resolve() / "img" / "a.png")
+
+
+def test_relative_paths_resolve_against_the_manifest_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    manifest = read_manifest(write_manifest(tmp_path / "data" / "split", "csv"))
+    folder = (tmp_path / "data" / "split").resolve()
+    cells = manifest_cells(manifest, make_config(IMAGE_TEXT).modalities["image"], file_based=True)
+    assert cells == [str(folder / "img" / "a.png"), None, str(folder / "img" / "c.png")]
+    assert manifest.resolve("/abs/x.png") == "/abs/x.png"
+
+
+@pytest.mark.parametrize("value", [None, float("nan"), pd.NA, "", "   ", "\t"])
+def test_empty_cells_mean_missing(value):
+    assert is_empty(value)
+
+
+@pytest.mark.parametrize("value", [0, 0.0, "0", "a", False])
+def test_values_are_not_missing(value):
+    assert not is_empty(value)
+
+
+def test_inline_cells_of_missing_rows_are_none(tmp_path):
+    manifest = read_manifest(write_manifest(tmp_path, "csv"))
+    cells = manifest_cells(manifest, make_config(IMAGE_TEXT).modalities["text"], file_based=False)
+    assert cells == ["a cat", "a dog", None]
+
+
+def test_csv_rows_know_their_file_line(tmp_path):
+    manifest = read_manifest(write_manifest(tmp_path, "csv"))
+    assert manifest.where(1) == "train.csv row 1 (line 3)"
+    assert read_manifest(write_manifest(tmp_path, "parquet")).where(1) == "train.parquet row 1"
+
+
+def test_jsonl_keeps_json_strings_as_strings(tmp_path):
+    rows = [{"code": "007", "text": "10", "y": 1}, {"code": "010", "text": "20", "y": 0}]
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    frame = read_manifest(path).frame
+    assert frame["code"].tolist() == ["007", "010"]
+    assert frame["text"].tolist() == ["10", "20"]
+
+
+def test_json_array_of_records_reads_one_row_per_record(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps([{"text": "a", "y": 1}, {"text": "b", "y": 0}]), encoding="utf-8")
+    frame = read_manifest(path).frame
+    assert list(frame.columns) == ["text", "y"]
+    assert frame["text"].tolist() == ["a", "b"]
+
+
+def test_csv_words_like_none_are_text_not_missing(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("text,y\nNA,1\nNone,0\nnull,1\n,0\n", encoding="utf-8")
+    frame = read_manifest(path).frame
+    assert [is_empty(v) for v in frame["text"]] == [False, False, False, True]
+
+
+# --- read errors -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("m.xlsx", b"whatever", "unsupported manifest extension '.xlsx'"),
+        ("m.parquet", b"this is not parquet", "cannot parse m.parquet"),
+        ("m.jsonl", b"{\"a\": 1}\n{not json\n", "cannot parse m.jsonl"),
+        ("m.csv", b"a,b\n1,2\n1,2,3,4\n", "cannot parse m.csv"),
+    ],
+)
+def test_unreadable_manifests(tmp_path, name, content, fragment):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ManifestError, match=fragment) as info:
+        read_manifest(path)
+    assert info.value.source == str(path)
+
+
+def test_missing_manifest_file(tmp_path):
+    with pytest.raises(ManifestError, match="manifest file not found"):
+        read_manifest(tmp_path / "nope.csv")
+
+
+# --- validation ----------------------------------------------------------------------------------
+def touch(folder, *names):
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"")
+
+
+def problems_of(manifest, config, **kwargs) -> list[str]:
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(manifest, config, **kwargs)
+    for line in info.value.problems:
+        assert line in str(info.value)
+    return info.value.problems
+
+
+def test_a_good_manifest_validates(tmp_path):
+    touch(tmp_path, "img/a.png", "img/c.png")
+    validate_manifest(read_manifest(write_manifest(tmp_path, "csv")), make_config(IMAGE_TEXT))
+
+
+def test_missing_columns_and_target_problems_are_reported_together(tmp_path):
+    config = make_config({**IMAGE_TEXT, "audio": {"kind": "audio", "column": "wav"}}, task="regression")
+    rows = [{"image": "", "text": "a", "y": 1.5}, {"image": "", "text": "b", "y": None},
+            {"image": "", "text": "c", "y": "heavy"}]
+    problems = problems_of(read_manifest(pd.DataFrame(rows)), config, check_files=False)
+    assert len(problems) == 3
+    assert "modality 'audio' reads column(s) ['wav']" in problems[0]
+    assert "target column 'y' is empty in rows 1" in problems[1]
+    assert "must be numeric for task 'regression'" in problems[2] and "rows 2 hold 'heavy'" in problems[2]
+
+
+def test_missing_files_are_listed_with_rows_alongside_target_problems(tmp_path):
+    touch(tmp_path, "img/a.png")
+    rows = [{"image": "img/a.png", "text": "a", "y": 1.0}, {"image": "img/gone.png", "text": "b", "y": None},
+            {"image": "img/lost.png", "text": "c", "y": "x"}]
+    config = make_config(IMAGE_TEXT, task="regression")
+    problems = problems_of(read_manifest(write_manifest(tmp_path, "csv", rows)), config)
+    joined = "\n".join(problems)
+    assert f"train.csv row 1 (line 3), column 'image': file not found: {tmp_path.resolve() / 'img/gone.png'}" in joined
+    assert "train.csv row 2 (line 4), column 'image': file not found" in joined
+    assert "target column 'y' is empty in rows 1" in joined
+    assert "rows 2 hold 'x'" in joined
+    assert len(problems) == 4
+
+
+def test_rows_without_any_modality_are_reported_with_target_problems(tmp_path):
+    rows = [{"image": None, "text": "a", "y": "cat"}, {"image": None, "text": " ", "y": None},
+            {"image": None, "text": None, "y": "dog"}]
+    problems = problems_of(read_manifest(pd.DataFrame(rows)), make_config(IMAGE_TEXT))
+    assert problems == ["DataFrame: rows with no modality present: 1, 2", "target column 'y' is empty in rows 1"]
+
+
+def test_missing_files_and_rows_without_modality_are_reported_together(tmp_path):
+    rows = [{"image": "img/gone.png", "text": "a", "y": "cat"}, {"image": None, "text": None, "y": "dog"}]
+    problems = problems_of(read_manifest(write_manifest(tmp_path, "csv", rows)), make_config(IMAGE_TEXT))
+    joined = "\n".join(problems)
+    assert "file not found" in joined
+    assert "rows with no modality present: 1" in joined
+
+
+def test_many_missing_files_are_capped_with_a_count(tmp_path):
+    rows = [{"image": f"img/{i}.png", "text": "t", "y": "a"} for i in range(25)]
+    problems = problems_of(read_manifest(pd.DataFrame(rows), root=tmp_path), make_config(IMAGE_TEXT))
+    assert sum("file not found" in p for p in problems) == 20
+    assert problems[-1] == "column 'image': 5 more missing files"
+
+
+def test_multilabel_targets_must_be_zero_or_one():
+    config = make_config(IMAGE_TEXT, task="multilabel", target=["a", "b"])
+    rows = [{"image": None, "text": "t", "a": 1, "b": 0}, {"image": None, "text": "u", "a": 2, "b": 1}]
+    problems = problems_of(read_manifest(pd.DataFrame(rows)), config)
+    assert problems == ["target column 'a' must hold 0 or 1 for task 'multilabel'"]
+
+
+def test_validation_options_limit_the_checks(tmp_path):
+    rows = [{"image": "img/gone.png", "y": None}]
+    manifest = read_manifest(pd.DataFrame(rows), root=tmp_path)
+    config = make_config(IMAGE_TEXT)
+    # only the image modality, no targets, no file checks: nothing left to complain about
+    validate_manifest(manifest, config, require_target=False, check_files=False, modalities=["image"])
+    assert "file not found" in problems_of(manifest, config, require_target=False, modalities=["image"])[0]
+    assert "target column 'y' is empty" in problems_of(manifest, config, check_files=False, modalities=["image"])[0]
+
+
+def test_manifest_error_lists_problems_as_lines():
+    error = ManifestError([f"problem {i}" for i in range(60)], source="m.csv")
+    text = str(error)
+    assert "Invalid manifest m.csv (60 problem(s))" in text
+    assert "  - problem 49" in text and "problem 50" not in text
+    assert "... and 10 more" in text
+    assert isinstance(error, ValueError)
+
+
+def test_subset_keeps_root_and_reindexes(tmp_path):
+    manifest = read_manifest(write_manifest(tmp_path, "csv"))
+    part = manifest.subset(np.array([2, 0]))
+    assert part.frame["y"].tolist() == ["cat", "cat"]
+    assert list(part.frame.index) == [0, 1]
+    assert part.root == manifest.root and part.name == manifest.name

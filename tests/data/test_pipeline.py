@@ -1,0 +1,116 @@
+"""DataPipeline: reading with validation, fitting, and the saved state."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polymodal.data.manifest import read_manifest
+from polymodal.data.pipeline import DataPipeline
+from polymodal.errors import ManifestError, SchemaMismatchError
+
+from .helpers import MULTIMODAL, assert_nested_equal, make_config, write_multimodal_manifest
+
+
+def test_saved_pipeline_encodes_like_the_fitted_one(tmp_path):
+    config = make_config(MULTIMODAL)
+    manifest = read_manifest(write_multimodal_manifest(tmp_path / "data"))
+    pipe = DataPipeline(config)
+    table, targets = pipe.fit(manifest)
+    pipe.save(tmp_path / "prep")
+    files = sorted(p.name for p in (tmp_path / "prep").iterdir())
+    assert files == sorted(["img.json", "notes.json", "labs.json", "targets.json"])  # no pickle anywhere
+
+    loaded = DataPipeline.load(config, tmp_path / "prep")
+    assert loaded.targets.classes == ["cat", "dog"]
+    assert loaded.contexts() == pipe.contexts()
+    again = loaded.encode(manifest)
+    np.testing.assert_array_equal(loaded.encode_targets(manifest, again), targets)
+    rows = list(range(len(table)))
+    assert_nested_equal(loaded.dataset(again, targets).__getitems__(rows),
+                        pipe.dataset(table, targets).__getitems__(rows))
+
+
+def test_targets_state_is_plain_json(tmp_path):
+    config = make_config(MULTIMODAL)
+    pipe = DataPipeline(config)
+    pipe.fit(read_manifest(write_multimodal_manifest(tmp_path)))
+    pipe.save(tmp_path / "prep")
+    state = json.loads((tmp_path / "prep" / "targets.json").read_text())
+    assert state["task"] == "classification" and state["classes"] == ["cat", "dog"]
+
+
+def test_read_validates_and_reports_every_problem(tmp_path):
+    path = write_multimodal_manifest(tmp_path)
+    frame = pd.read_csv(path)
+    frame.loc[1, "y"] = None
+    (tmp_path / "images" / "3.png").unlink()
+    frame.to_csv(path, index=False)
+    with pytest.raises(ManifestError) as info:
+        DataPipeline(make_config(MULTIMODAL)).read(path, require_target=True)
+    joined = "\n".join(info.value.problems)
+    assert "row 3 (line 5), column 'image': file not found" in joined
+    assert "target column 'y' is empty in rows 1" in joined
+
+
+def test_read_uses_the_modalities_the_manifest_has(tmp_path):
+    path = write_multimodal_manifest(tmp_path)
+    only_text = pd.read_csv(path)[["text", "y"]].drop(index=2)  # row 2 has no text
+    pipe = DataPipeline(make_config(MULTIMODAL))
+    manifest = pipe.read(only_text, require_target=True)
+    assert pipe.check_modalities(None, manifest) == ["notes"]
+    assert pipe.check_modalities(["notes", "img"], manifest) == ["img", "notes"]
+    with pytest.raises(SchemaMismatchError, match=r"unknown modalities \['audio'\]"):
+        pipe.check_modalities(["audio"], manifest)
+    with pytest.raises(SchemaMismatchError, match="none of this model's modality columns"):
+        pipe.read(pd.DataFrame({"other": [1], "y": ["cat"]}), require_target=False)
+
+
+def test_unseen_label_is_a_schema_mismatch(tmp_path):
+    path = write_multimodal_manifest(tmp_path)
+    pipe = DataPipeline(make_config(MULTIMODAL))
+    pipe.fit(read_manifest(path))
+    frame = pd.read_csv(path)
+    frame.loc[2, "y"] = "bird"
+    manifest = read_manifest(frame, root=tmp_path)
+    with pytest.raises(SchemaMismatchError, match="label 'bird'.*not seen in training"):
+        pipe.encode_targets(manifest, pipe.encode(manifest))
+
+
+def test_regression_targets_are_standardised_with_training_statistics(tmp_path):
+    path = write_multimodal_manifest(tmp_path)
+    frame = pd.read_csv(path).assign(y=np.arange(10, dtype=float) * 2)
+    pipe = DataPipeline(make_config(MULTIMODAL, task="regression"))
+    _, targets = pipe.fit(read_manifest(frame, root=tmp_path))
+    values = frame["y"].to_numpy()
+    np.testing.assert_allclose(targets[:, 0], (values - values.mean()) / values.std(), rtol=1e-5)
+    np.testing.assert_allclose(pipe.targets.decode_values(targets)[:, 0], values, rtol=1e-5, atol=1e-5)
+
+
+def test_feature_cache_gives_the_same_batches(tmp_path):
+    manifest = read_manifest(write_multimodal_manifest(tmp_path / "data"))
+    plain = DataPipeline(make_config(MULTIMODAL))
+    cached = DataPipeline(make_config(MULTIMODAL, data={"cache_dir": str(tmp_path / "cache")}))
+    rows = list(range(10))
+    expected = plain.dataset(*plain.fit(manifest)).__getitems__(rows)
+    assert_nested_equal(cached.dataset(*cached.fit(manifest)).__getitems__(rows), expected)
+    assert any((tmp_path / "cache").iterdir())
+    assert_nested_equal(cached.dataset(cached.encode(manifest)).__getitems__(rows),
+                        {k: v for k, v in expected.items() if k != "target"})  # second pass reads the cache
+
+
+def test_target_errors_name_the_original_row_after_skipped_rows(tmp_path):
+    pipe = DataPipeline(make_config(MULTIMODAL, data={"on_error": "skip"}))
+    pipe.fit(read_manifest(write_multimodal_manifest(tmp_path / "train")))
+    path = write_multimodal_manifest(tmp_path / "test", broken_images=(1,))
+    frame = pd.read_csv(path)
+    frame.loc[3, "y"] = "bird"
+    frame.to_csv(path, index=False)
+    manifest = read_manifest(path)
+    table = pipe.encode(manifest)
+    assert 1 not in table.rows.tolist()
+    with pytest.raises(SchemaMismatchError, match=r"train\.csv row 3 \(line 5\)"):
+        pipe.encode_targets(manifest, table)

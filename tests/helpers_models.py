@@ -1,0 +1,126 @@
+"""Tiny generated datasets and configs shared by the predictor and CLI tests.
+
+Every sample belongs to one of three classes ``a``, ``b``, ``c``; each modality carries the class:
+8x8 grey images get brighter with the class, 1-D signals get a larger offset, the tabular
+number ``x1`` grows with it. Some rows miss their image (empty cell).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+CLASSES = ["a", "b", "c"]
+
+
+def make_dataset(root: Path, n: int = 96, seed: int = 0) -> pd.DataFrame:
+    """Write ``n`` images and signals under ``root`` and return the manifest (relative paths)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        k = i % 3
+        image = rng.uniform(0, 40, (8, 8)) + 100 * k
+        Image.fromarray(image.clip(0, 255).astype(np.uint8), "L").save(root / f"img{i}.png")
+        signal = rng.normal(0.0, 0.5, (1, 32)).astype(np.float32) + 2.0 * (k - 1)
+        np.save(root / f"sig{i}.npy", signal)
+        rows.append({
+            "image": "" if i % 10 == 7 else f"img{i}.png",  # a few rows miss their image
+            "signal": f"sig{i}.npy",
+            "x1": float(k + rng.normal(0.0, 0.2)),
+            "x2": float(rng.normal()),
+            "color": ["red", "green", "blue"][int(rng.integers(3))],
+            "label": CLASSES[k],
+            "y": float(100.0 + 10.0 * k + rng.normal(0.0, 1.0)),
+            "tag_bright": int(k >= 1),
+            "tag_top": int(k == 2),
+        })
+    return pd.DataFrame(rows)
+
+
+def write_splits(root: Path, frame: pd.DataFrame) -> dict[str, Path]:
+    """train / valid / test CSVs (60% / 20% / 20% of the rows) next to the files."""
+    n = len(frame)
+    cut1, cut2 = int(n * 0.6), int(n * 0.8)
+    paths = {}
+    for name, part in (("train", frame.iloc[:cut1]), ("valid", frame.iloc[cut1:cut2]), ("test", frame.iloc[cut2:])):
+        paths[name] = root / f"{name}.csv"
+        part.to_csv(paths[name], index=False)
+    return paths
+
+
+IMAGE = {"kind": "image", "column": "image", "preprocess": {"size": 8, "color": "gray"},
+         "encoder": {"name": "cnn", "dim": 16, "channels": [8]}}
+SIGNAL = {"kind": "signal", "column": "signal", "preprocess": {"length": 32},
+          "encoder": {"name": "cnn1d", "dim": 16, "channels": [8], "kernel": 3}}
+TABULAR = {"kind": "tabular", "columns": ["x1", "x2"], "categorical": ["color"], "encoder": {"dim": 8, "hidden": [16]}}
+TRAIN = {"epochs": 3, "batch_size": 16, "lr": 0.01, "seed": 0, "progress": False, "num_workers": 0}
+
+
+def classification_config(**train: Any) -> dict[str, Any]:
+    """Image + tabular classification of ``label``."""
+    return {
+        "task": "classification",
+        "target": "label",
+        "modalities": {"img": copy.deepcopy(IMAGE), "tab": copy.deepcopy(TABULAR)},
+        "fusion": {"name": "concat"},
+        "head": {"name": "mlp", "hidden": [16]},
+        "train": {**TRAIN, **train},
+    }
+
+
+def regression_config(**train: Any) -> dict[str, Any]:
+    """Signal + tabular regression of ``y``."""
+    return {
+        "task": "regression",
+        "target": "y",
+        "modalities": {"sig": copy.deepcopy(SIGNAL), "tab": copy.deepcopy(TABULAR)},
+        "fusion": {"name": "weighted", "dim": 16},
+        "head": {"name": "mlp", "hidden": [16]},
+        "train": {**TRAIN, "epochs": 6, **train},
+    }
+
+
+def multilabel_config(**train: Any) -> dict[str, Any]:
+    """Image + signal multilabel prediction of ``tag_bright`` and ``tag_top``."""
+    return {
+        "task": "multilabel",
+        "target": ["tag_bright", "tag_top"],
+        "modalities": {"img": copy.deepcopy(IMAGE), "sig": copy.deepcopy(SIGNAL)},
+        "fusion": {"name": "gated", "dim": 16},
+        "head": {"name": "mlp", "hidden": [16]},
+        "train": {**TRAIN, "epochs": 4, **train},
+    }
+
+
+# -- tiny pretrained components saved to disk --------------------------------------------------
+BERT_WORDS = ["the", "a", "dark", "bright", "mid", "image", "signal", "is", "very", "quite"]
+
+
+def save_tiny_bert(folder: Path, seed: int = 0) -> Path:
+    """A 1-layer, 32-wide random BERT plus its WordPiece tokenizer, saved like a hub download."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *BERT_WORDS]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(str(folder))
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=37, max_position_embeddings=64)
+    BertModel(config).eval().save_pretrained(str(folder))
+    return folder
+
+
+def save_glove(path: Path, vectors: dict[str, list[float]], header: bool = False) -> Path:
+    """A GloVe-format text file (``word v1 v2 ...``), optionally with a word2vec ``V D`` header."""
+    lines = [f"{len(vectors)} {len(next(iter(vectors.values())))}"] if header else []
+    lines += [" ".join([word, *(repr(float(v)) for v in values)]) for word, values in vectors.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

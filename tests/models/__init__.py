@@ -1,0 +1,1 @@
+"""Tests of polymodal.models (encoders, fusions, heads, objectives, MultimodalNet)."""

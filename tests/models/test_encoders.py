@@ -1,0 +1,426 @@
+"""Encoder contract tests, driven by the ENCODERS registry (STYLE rule 16).
+
+Every registered encoder config is built for every modality kind it declares (``kinds``), with its
+defaults and with each other choice of its bool / Literal fields, and must honour the contract of
+``polymodal.models.encoders.base``: ``forward(**inputs) -> EncoderOutput(pooled (B, D), tokens
+(B, T, D) | None, token_mask (B, T) | None)`` with ``D == output_dim``, finite values, a gradient
+for every trainable parameter, and configs that refuse unknown keys and out-of-range numbers.
+"""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+import torch
+import torchvision
+from helpers_models import save_glove, save_tiny_bert
+from safetensors.torch import save_file
+
+import polymodal.models  # noqa: F401 - fills the registries
+from polymodal.config import load_config
+from polymodal.config.base import validate
+from polymodal.config.encoders import (
+    Cnn1dConfig,
+    EmbeddingBagConfig,
+    HfConfig,
+    ImageCnnConfig,
+    MelCnnConfig,
+    ResNetConfig,
+    TextRnnConfig,
+    TimmConfig,
+)
+from polymodal.config.modalities import AnyModality
+from polymodal.errors import ConfigError
+from polymodal.models.encoders.base import Encoder, EncoderOutput
+from polymodal.models.registry import ENCODERS
+
+from .helpers import (
+    BATCH,
+    CONTEXTS,
+    LENGTHS,
+    assert_all_parameters_get_gradients,
+    component_name,
+    make_inputs,
+    numeric_fields,
+    param,
+    perturb_parameters,
+    random_projection_loss,
+    required_file_fields,
+    rows,
+    variants,
+)
+
+def _modality_kind(modality_cls: type) -> str:
+    return typing.get_args(modality_cls.model_fields["kind"].annotation)[0]
+
+
+def _encoder_cases() -> list[tuple[str, type, str, dict]]:
+    """(id, config class, kind, overrides) for every registered encoder, kind and variant."""
+    return [(f"{impl.__name__}-{kind}-{variant_id}", cfg_cls, kind, overrides)
+            for cfg_cls, impl in ENCODERS.items() for kind in cfg_cls.kinds
+            for variant_id, overrides in variants(cfg_cls)]
+
+
+ENCODER_CASES = _encoder_cases()
+
+
+def _marks(cfg_cls: type, overrides: dict) -> list:
+    """The deeper ResNets take seconds per pass on a small CPU: run them with ``-m slow``."""
+    return [pytest.mark.slow] if cfg_cls is ResNetConfig and overrides.get("depth", 18) != 18 else []
+
+
+ALL_CASES = [pytest.param(cfg_cls, kind, overrides, id=case_id, marks=_marks(cfg_cls, overrides))
+             for case_id, cfg_cls, kind, overrides in ENCODER_CASES]
+
+
+def build_encoder(cfg_cls: type, kind: str, overrides: dict) -> Encoder:
+    files = required_file_fields(cfg_cls)
+    if files:
+        pytest.skip(f"{cfg_cls.__name__} needs a file or folder ({files}); tested below with a tiny saved model")
+    torch.manual_seed(0)
+    return ENCODERS.build(cfg_cls(**overrides), kind=kind, **CONTEXTS[kind])
+
+
+def check_output(out: EncoderOutput, encoder: Encoder, kind: str) -> None:
+    assert isinstance(out, EncoderOutput)
+    assert out.pooled.shape == (BATCH, encoder.output_dim)
+    assert out.pooled.is_floating_point() and torch.isfinite(out.pooled).all()
+    if out.tokens is None:
+        assert out.token_mask is None, "a token mask without tokens"
+        return
+    assert out.tokens.dim() == 3 and out.tokens.shape[0] == BATCH and out.tokens.shape[2] == encoder.output_dim
+    assert torch.isfinite(out.tokens).all()
+    if kind in LENGTHS:  # padded input: the padded steps must be marked invalid
+        assert out.token_mask is not None, "tokens over padded input need a token_mask"
+    if out.token_mask is not None:
+        assert out.token_mask.dtype == torch.bool and out.token_mask.shape == out.tokens.shape[:2]
+        valid = out.token_mask.sum(dim=1)
+        assert bool((valid >= 1).all()), "every sample keeps at least one valid token"
+        if kind in LENGTHS:
+            assert valid[-1] < valid[0], "the shortest sample must have fewer valid tokens than the longest"
+
+
+# -- forward / backward contract -------------------------------------------------------------
+@pytest.mark.parametrize(("cfg_cls", "kind", "overrides"), ALL_CASES)
+def test_forward_contract(cfg_cls, kind, overrides):
+    encoder = build_encoder(cfg_cls, kind, overrides).eval()
+    with torch.no_grad():
+        out = encoder(**make_inputs(kind))
+    check_output(out, encoder, kind)
+
+
+@pytest.mark.parametrize(("cfg_cls", "kind", "overrides"), ALL_CASES)
+def test_backward_reaches_every_parameter(cfg_cls, kind, overrides):
+    encoder = build_encoder(cfg_cls, kind, overrides).train()
+    perturb_parameters(encoder)
+    out = encoder(**make_inputs(kind))
+    random_projection_loss(out.pooled, out.tokens).backward()
+    assert_all_parameters_get_gradients(encoder)
+
+
+@pytest.mark.parametrize(("cfg_cls", "kind", "overrides"), [c for c in ALL_CASES if not c.values[2]])
+def test_eval_output_of_a_sample_does_not_depend_on_the_rest_of_the_batch(cfg_cls, kind, overrides):
+    encoder = build_encoder(cfg_cls, kind, overrides).eval()
+    inputs = make_inputs(kind)
+    with torch.no_grad():
+        full = encoder(**inputs)
+        for i in range(BATCH):
+            alone = encoder(**rows(inputs, [i]))
+            torch.testing.assert_close(alone.pooled[0], full.pooled[i], rtol=1e-4, atol=1e-5)
+
+
+def _text_cases() -> list:
+    cases = []
+    for case_id, cfg_cls, kind, overrides in ENCODER_CASES:
+        if kind != "text":
+            continue
+        cases.append(param(cfg_cls, kind, overrides, id=case_id))
+    return cases
+
+
+@pytest.mark.parametrize(("cfg_cls", "kind", "overrides"), _text_cases())
+def test_text_encoding_ignores_trailing_padding(cfg_cls, kind, overrides):
+    """Text batches are padded to their longest text, so padding must not change an encoding."""
+    encoder = build_encoder(cfg_cls, kind, overrides).eval()
+    pad = CONTEXTS["text"]["pad_id"]
+    ids = torch.tensor([[5, 9, 3, 7, 2]])
+    padded = torch.cat([ids, torch.full((1, 6), pad)], dim=1)
+    with torch.no_grad():
+        short = encoder(x=ids, mask=torch.ones_like(ids, dtype=torch.bool))
+        long = encoder(x=padded, mask=padded != pad)
+    torch.testing.assert_close(long.pooled, short.pooled, rtol=1e-4, atol=1e-5)
+    if short.tokens is not None:
+        torch.testing.assert_close(long.tokens[:, : ids.shape[1]], short.tokens, rtol=1e-4, atol=1e-5)
+
+
+# -- freezing --------------------------------------------------------------------------------
+def _default_cases() -> list:
+    return [param(cfg_cls, kind, id=case_id) for case_id, cfg_cls, kind, overrides in ENCODER_CASES if not overrides]
+
+
+@pytest.mark.parametrize(("cfg_cls", "kind"), _default_cases())
+def test_freeze_all_and_last_block(cfg_cls, kind):
+    encoder = build_encoder(cfg_cls, kind, {})
+    blocks = encoder.blocks()
+    assert blocks, "blocks() lists at least one layer"
+    encoder.freeze(1)
+    trainable = {id(p) for p in encoder.parameters() if p.requires_grad}
+    assert trainable == {id(p) for p in blocks[-1].parameters()}
+    encoder.freeze("all")
+    assert not any(p.requires_grad for p in encoder.parameters())
+    with pytest.raises(ValueError, match="blocks"):
+        encoder.freeze(len(blocks) + 1)
+
+
+@pytest.mark.parametrize(("cfg_cls", "kind"), _default_cases())
+def test_freezing_as_many_blocks_as_there_are_trains_everything(cfg_cls, kind):
+    """``blocks()`` lists the encoder's layers, so training the last len(blocks) blocks trains all."""
+    encoder = build_encoder(cfg_cls, kind, {})
+    encoder.freeze(len(encoder.blocks()))
+    frozen = [n for n, p in encoder.named_parameters() if not p.requires_grad]
+    assert not frozen, f"parameters outside every block: {frozen}"
+
+
+# -- configs ---------------------------------------------------------------------------------
+def _config_classes() -> list:
+    return [pytest.param(cfg_cls, id=cfg_cls.__name__) for cfg_cls, _ in ENCODERS.items()]
+
+
+def _base(cfg_cls: type) -> dict:
+    return {name: "some/folder" for name in required_file_fields(cfg_cls)}
+
+
+@pytest.mark.parametrize("cfg_cls", _config_classes())
+def test_config_refuses_unknown_key(cfg_cls):
+    with pytest.raises(ConfigError) as info:
+        validate(cfg_cls, {**_base(cfg_cls), "no_such_key": 1})
+    assert "no_such_key" in str(info.value) and "allowed keys" in str(info.value)
+
+
+def _numeric_cases() -> list:
+    return [pytest.param(cfg_cls, field, id=f"{cfg_cls.__name__}.{field}")
+            for cfg_cls, _ in ENCODERS.items() for field in numeric_fields(cfg_cls, _base(cfg_cls))]
+
+
+def test_every_encoder_config_has_numeric_fields_to_check():
+    with_numbers = {c.values[0] for c in _numeric_cases()}
+    without = [c.__name__ for c, _ in ENCODERS.items() if c not in with_numbers and c is not HfConfig]
+    assert not without, f"no numeric field found for {without}; the range test below would not cover them"
+
+
+@pytest.mark.parametrize(("cfg_cls", "field"), _numeric_cases())
+def test_config_refuses_negative_numbers(cfg_cls, field):
+    with pytest.raises(ConfigError) as info:
+        validate(cfg_cls, {**_base(cfg_cls), field: -1})
+    assert field in str(info.value)
+
+
+def _kind_cases() -> list:
+    return [pytest.param(cfg_cls, kind, id=f"{cfg_cls.__name__}-{kind}") for cfg_cls, _ in ENCODERS.items()
+            for kind in cfg_cls.kinds]
+
+
+def _modality_block(kind: str, encoder: dict) -> dict:
+    if kind == "tabular":
+        return {"kind": kind, "columns": ["x"], "encoder": encoder}
+    return {"kind": kind, "column": "x", "encoder": encoder}
+
+
+@pytest.mark.parametrize(("cfg_cls", "kind"), _kind_cases())
+def test_load_config_names_the_encoder_key_path(cfg_cls, kind):
+    good = {"name": component_name(cfg_cls), **_base(cfg_cls)} if "name" in cfg_cls.model_fields else _base(cfg_cls)
+    config = load_config({"target": "y", "modalities": {"m": _modality_block(kind, good)}})
+    assert type(config.modalities["m"].encoder) is cfg_cls
+    with pytest.raises(ConfigError) as info:
+        load_config({"target": "y", "modalities": {"m": _modality_block(kind, {**good, "bogus": 1})}})
+    assert any(p.startswith("modalities.m.encoder") and "bogus" in p for p in info.value.problems), info.value.problems
+
+
+def test_every_encoder_in_the_schema_is_registered_for_its_kind():
+    """The config unions (what users can write) and the registry (what can be built) agree, and
+    each config's ``kinds`` lists exactly the modality kinds that accept it."""
+    in_schema: dict[type, set[str]] = {}
+    for modality_cls in typing.get_args(typing.get_args(AnyModality)[0]):
+        kind = _modality_kind(modality_cls)
+        annotation = modality_cls.model_fields["encoder"].annotation
+        members = typing.get_args(annotation) or (annotation,)
+        for cfg_cls in members:
+            in_schema.setdefault(cfg_cls, set()).add(kind)
+    registered = {cfg_cls: set(cfg_cls.kinds) for cfg_cls, _ in ENCODERS.items()}
+    assert in_schema == registered
+
+
+# -- pretrained components from local files ---------------------------------------------------
+@pytest.fixture(scope="module")
+def resnet18_state(tmp_path_factory):
+    torch.manual_seed(1)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    folder = tmp_path_factory.mktemp("resnet")
+    torch.save(state, folder / "resnet18.pth")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "resnet18.safetensors"))
+    return state, folder
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_resnet_loads_local_weights(resnet18_state, suffix):
+    state, folder = resnet18_state
+    encoder = ENCODERS.build(ResNetConfig(weights=folder / f"resnet18{suffix}", dim=8), kind="image", in_channels=3)
+    assert encoder.pretrained
+    assert torch.equal(encoder.stem[0].weight, state["conv1.weight"])
+    assert torch.equal(encoder.layers[3][1].conv2.weight, state["layer4.1.conv2.weight"])
+    assert torch.equal(encoder.stem[1].running_mean, state["bn1.running_mean"])
+
+
+def test_resnet_adapts_rgb_weights_to_one_channel(resnet18_state):
+    state, folder = resnet18_state
+    encoder = ENCODERS.build(ResNetConfig(weights=folder / "resnet18.pth"), kind="image", in_channels=1)
+    torch.testing.assert_close(encoder.stem[0].weight, state["conv1.weight"].sum(dim=1, keepdim=True))
+    out = encoder(x=torch.rand(2, 1, 32, 32))
+    assert out.pooled.shape == (2, 512) and encoder.output_dim == 512
+
+
+def test_resnet_weights_from_missing_file_raise(tmp_path):
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        ENCODERS.build(ResNetConfig(weights=tmp_path / "nope.pth"), kind="image", in_channels=3)
+
+
+def test_resnet_refuses_weights_that_do_not_fit(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"backbone.conv.weight": torch.zeros(4, 3, 3, 3)}, path)
+    with pytest.raises(ValueError, match="does not fit"):
+        ENCODERS.build(ResNetConfig(weights=path), kind="image", in_channels=3)
+
+
+@pytest.fixture(scope="module")
+def timm_resnet18_file(tmp_path_factory):
+    import timm
+
+    torch.manual_seed(2)
+    state = timm.create_model("resnet18", pretrained=False).state_dict()  # with its classifier 'fc'
+    path = tmp_path_factory.mktemp("timm") / "resnet18.pth"
+    torch.save(state, path)
+    return state, path
+
+
+def test_timm_loads_local_weights_without_the_classifier(timm_resnet18_file):
+    state, path = timm_resnet18_file
+    encoder = ENCODERS.build(TimmConfig(arch="resnet18", weights=path, dim=8), kind="image", in_channels=3)
+    assert encoder.pretrained
+    assert torch.equal(encoder.backbone.conv1.weight, state["conv1.weight"])
+    assert torch.equal(encoder.backbone.layer4[1].bn2.weight, state["layer4.1.bn2.weight"])
+    assert encoder.data_config["input_size"] == (3, 224, 224)
+    assert encoder(x=torch.rand(2, 3, 32, 32)).pooled.shape == (2, 8)
+
+
+def test_timm_adapts_rgb_weights_to_one_channel(timm_resnet18_file):
+    state, path = timm_resnet18_file
+    encoder = ENCODERS.build(TimmConfig(arch="resnet18", weights=path), kind="image", in_channels=1)
+    torch.testing.assert_close(encoder.backbone.conv1.weight, state["conv1.weight"].sum(dim=1, keepdim=True))
+
+
+def test_timm_refuses_weights_of_another_architecture(resnet18_state, tmp_path):
+    path = tmp_path / "partial.pth"
+    torch.save({k: v for k, v in resnet18_state[0].items() if not k.startswith("layer4")}, path)
+    with pytest.raises(ValueError, match="does not fit timm 'resnet18'"):
+        ENCODERS.build(TimmConfig(arch="resnet18", weights=path), kind="image", in_channels=3)
+
+
+def test_timm_unknown_architecture_is_a_value_error():
+    with pytest.raises(ValueError, match="no_such_net"):
+        ENCODERS.build(TimmConfig(arch="no_such_net"), kind="image", in_channels=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    return save_tiny_bert(tmp_path_factory.mktemp("bert"))
+
+
+def _hf_inputs() -> dict[str, torch.Tensor]:
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], dtype=torch.bool)
+    ids = torch.tensor([[2, 5, 7, 8, 6, 3], [2, 9, 3, 0, 0, 0]])
+    return {"x": ids, "mask": mask}
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_hf_encoder_from_a_local_folder(tiny_bert, pooling):
+    from transformers import BertModel
+
+    encoder = ENCODERS.build(HfConfig(path=tiny_bert, pooling=pooling), kind="text", **CONTEXTS["text"]).eval()
+    saved = BertModel.from_pretrained(str(tiny_bert))
+    assert encoder.pretrained and encoder.output_dim == 32
+    assert torch.equal(encoder.model.embeddings.word_embeddings.weight, saved.embeddings.word_embeddings.weight)
+    inputs = _hf_inputs()
+    with torch.no_grad():
+        out = encoder(**inputs)
+        hidden = saved.eval()(input_ids=inputs["x"], attention_mask=inputs["mask"].long()).last_hidden_state
+    assert out.pooled.shape == (2, 32) and out.tokens.shape == (2, 6, 32)
+    assert torch.equal(out.token_mask, inputs["mask"])
+    mask = inputs["mask"]
+    expected = hidden[:, 0] if pooling == "cls" else (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    torch.testing.assert_close(out.pooled, expected, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # padding does not change the shorter text's encoding
+        short = encoder(x=inputs["x"][1:, :3], mask=inputs["mask"][1:, :3])
+    torch.testing.assert_close(short.pooled[0], out.pooled[1], rtol=1e-4, atol=1e-5)
+
+
+def test_hf_encoder_backward_reaches_every_parameter(tiny_bert):
+    encoder = ENCODERS.build(HfConfig(path=tiny_bert), kind="text", **CONTEXTS["text"]).train()
+    out = encoder(**_hf_inputs())
+    random_projection_loss(out.pooled, out.tokens).backward()
+    assert_all_parameters_get_gradients(encoder)
+
+
+def test_hf_encoder_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model folder not found"):
+        ENCODERS.build(HfConfig(path=tmp_path / "nope"), kind="text", **CONTEXTS["text"])
+
+
+VOCAB = ["<pad>", "<unk>", "cat", "dog", "fish"]
+VECTORS = {"zebra": [9.0, 9.0, 9.0, 9.0], "cat": [0.5, -1.0, 2.0, 0.25], "dog": [1.5, 0.0, -0.5, 3.0]}
+
+
+@pytest.mark.parametrize("header", [False, True])
+def test_embedding_bag_initialised_from_word_vectors(tmp_path, header):
+    path = save_glove(tmp_path / "vectors.txt", VECTORS, header=header)
+    encoder = ENCODERS.build(EmbeddingBagConfig(dim=4, vectors=path), kind="text", vocab_size=len(VOCAB), pad_id=0,
+                             vocab=VOCAB)
+    weight = encoder.embedding.weight
+    assert torch.equal(weight[2], torch.tensor(VECTORS["cat"]))
+    assert torch.equal(weight[3], torch.tensor(VECTORS["dog"]))
+    assert encoder.pretrained and encoder.coverage == pytest.approx(2 / 5)
+    out = encoder(x=torch.tensor([[2, 3, 0]]), mask=torch.tensor([[True, True, False]]))
+    expected = (torch.tensor(VECTORS["cat"]) + torch.tensor(VECTORS["dog"])) / 2
+    torch.testing.assert_close(out.pooled[0], expected)
+
+
+def test_embedding_bag_word_vectors_frozen_when_asked(tmp_path):
+    path = save_glove(tmp_path / "vectors.txt", VECTORS)
+    encoder = ENCODERS.build(EmbeddingBagConfig(dim=4, vectors=path, train_vectors=False), kind="text",
+                             vocab_size=len(VOCAB), pad_id=0, vocab=VOCAB)
+    assert not encoder.embedding.weight.requires_grad
+
+
+def test_embedding_bag_word_vectors_of_another_width(tmp_path):
+    path = save_glove(tmp_path / "vectors.txt", VECTORS)
+    with pytest.raises(ValueError, match="4-d; set encoder.dim to 4"):
+        ENCODERS.build(EmbeddingBagConfig(dim=8, vectors=path), kind="text", vocab_size=len(VOCAB), pad_id=0,
+                       vocab=VOCAB)
+
+
+def test_embedding_bag_word_vectors_need_a_word_vocabulary(tmp_path):
+    path = save_glove(tmp_path / "vectors.txt", VECTORS)
+    with pytest.raises(ValueError, match="tokenizer 'word'"):
+        ENCODERS.build(EmbeddingBagConfig(dim=4, vectors=path), kind="text", vocab_size=len(VOCAB), pad_id=0,
+                       vocab=None)
+
+
+def _dim_heads_cases() -> list:
+    return [pytest.param(cfg_cls, id=cfg_cls.__name__) for cfg_cls, _ in ENCODERS.items()
+            if {"dim", "heads"} <= set(cfg_cls.model_fields)]
+
+
+@pytest.mark.parametrize("cfg_cls", _dim_heads_cases())
+def test_config_refuses_dim_not_divisible_by_heads(cfg_cls):
+    with pytest.raises(ConfigError, match="heads"):
+        validate(cfg_cls, {"dim": 30, "heads": 4})

@@ -1,0 +1,207 @@
+"""Fusion contract tests, driven by the FUSIONS registry (STYLE rule 16).
+
+Every registered fusion config is built with its defaults and with each other choice of its bool /
+Literal fields, for both ``missing: learned`` and ``missing: zero``, over three modalities (one with
+a padded token sequence) where some samples lack some modalities. Contract
+(``polymodal.models.fusion.base``): ``forward(features, present) -> FusedOutput(pooled (B, D),
+tokens (B, T, D) | None, mask (B, T) | None)``, ``D == output_dim``; whatever an encoder produced
+for an absent sample never reaches the output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import polymodal.models  # noqa: F401 - fills the registries
+from polymodal.config import load_config
+from polymodal.config.base import validate
+from polymodal.config.model import AnyFusion, MlpHeadConfig
+from polymodal.errors import ConfigError
+from polymodal.models.encoders.base import EncoderOutput
+from polymodal.models.fusion.base import FusedOutput, Fusion
+from polymodal.models.registry import FUSIONS
+
+from .helpers import (
+    ABSENT,
+    FUSION_BATCH,
+    FUSION_DIMS,
+    assert_all_parameters_get_gradients,
+    assert_same,
+    component_name,
+    fill_absent,
+    fusion_features,
+    fusion_present,
+    max_change,
+    numeric_fields,
+    perturb_parameters,
+    random_projection_loss,
+    variants,
+)
+
+N_OUTPUTS = 3
+
+
+def _cases() -> list:
+    return [pytest.param(cfg_cls, {**overrides, "missing": missing}, id=f"{impl.__name__}-{variant_id}-{missing}")
+            for cfg_cls, impl in FUSIONS.items()
+            for variant_id, overrides in variants(cfg_cls, skip=("name", "missing"))
+            for missing in ("learned", "zero")]
+
+
+CASES = _cases()
+
+
+def build_fusion(cfg_cls: type, overrides: dict, dims: dict[str, int] = FUSION_DIMS) -> Fusion:
+    torch.manual_seed(0)
+    return FUSIONS.build(cfg_cls(**overrides), dims=dims, n_outputs=N_OUTPUTS, head=MlpHeadConfig(hidden=[8]))
+
+
+@pytest.mark.parametrize(("cfg_cls", "overrides"), CASES)
+def test_forward_contract(cfg_cls, overrides):
+    fusion = build_fusion(cfg_cls, overrides).eval()
+    assert fusion.names == sorted(FUSION_DIMS)
+    with torch.no_grad():
+        out = fusion(fusion_features(), fusion_present())
+    assert isinstance(out, FusedOutput)
+    expected_dim = N_OUTPUTS if fusion.produces_outputs else fusion.output_dim
+    assert out.pooled.shape == (FUSION_BATCH, expected_dim)
+    assert torch.isfinite(out.pooled).all()
+    if out.tokens is None:
+        assert out.mask is None
+    else:
+        assert out.tokens.dim() == 3 and out.tokens.shape[0] == FUSION_BATCH
+        assert torch.isfinite(out.tokens).all()
+        if out.mask is not None:
+            assert out.mask.dtype == torch.bool and out.mask.shape == out.tokens.shape[:2]
+
+
+@pytest.mark.parametrize(("cfg_cls", "overrides"), CASES)
+def test_backward_reaches_every_parameter(cfg_cls, overrides):
+    fusion = build_fusion(cfg_cls, overrides).train()
+    perturb_parameters(fusion)
+    features = {n: EncoderOutput(f.pooled.requires_grad_(), f.tokens.requires_grad_(), f.token_mask)
+                for n, f in fusion_features().items()}
+    out = fusion(features, fusion_present())
+    random_projection_loss(out.pooled, out.tokens).backward()
+    assert_all_parameters_get_gradients(fusion)
+    for name, feat in features.items():  # every present sample's features (pooled or tokens) are used
+        reach = torch.zeros(FUSION_BATCH)
+        for grad in (feat.pooled.grad, feat.tokens.grad):
+            if grad is not None:
+                assert torch.isfinite(grad).all()
+                reach += grad.abs().flatten(1).sum(dim=1)
+        present_rows = fusion_present()[name]
+        assert bool((reach[present_rows] > 0).all()), f"{name}: a present sample gets no gradient"
+
+
+@pytest.mark.parametrize("value", [1e6, math.nan], ids=["large", "nan"])
+@pytest.mark.parametrize(("cfg_cls", "overrides"), CASES)
+def test_absent_modalities_do_not_leak(cfg_cls, overrides, value):
+    fusion = build_fusion(cfg_cls, overrides).eval()
+    features, present = fusion_features(), fusion_present()
+    with torch.no_grad():
+        clean = fusion(features, present)
+        garbage = fusion(fill_absent(features, present, value), present)
+    assert_same(clean.pooled, garbage.pooled)
+    assert_same(clean.tokens, garbage.tokens)
+    assert_same(clean.mask, garbage.mask)
+
+
+@pytest.mark.parametrize(("cfg_cls", "overrides"), CASES)
+def test_present_modality_changes_only_its_own_samples(cfg_cls, overrides):
+    fusion = build_fusion(cfg_cls, overrides).eval()
+    features, present = fusion_features(), fusion_present()
+    changed = dict(features)
+    txt = features["txt"]
+    g = torch.Generator().manual_seed(5)  # random, not a constant shift (LayerNorm would remove that)
+    changed["txt"] = EncoderOutput(txt.pooled + torch.randn(txt.pooled.shape, generator=g),
+                                   txt.tokens + torch.randn(txt.tokens.shape, generator=g), txt.token_mask)
+    with torch.no_grad():
+        before = fusion(features, present).pooled
+        after = fusion(changed, present).pooled
+    for row in range(FUSION_BATCH):
+        if row in ABSENT["txt"]:
+            assert max_change(before[row], after[row]) == 0.0, f"row {row} lacks 'txt' but its output changed"
+        else:
+            scale = before[row].abs().max().item()
+            assert max_change(before[row], after[row]) > 1e-3 * scale, f"row {row} has 'txt' but its output ignores it"
+
+
+@pytest.mark.parametrize(("cfg_cls", "overrides"), CASES)
+def test_result_does_not_depend_on_modality_order(cfg_cls, overrides):
+    fusion = build_fusion(cfg_cls, overrides).eval()
+    features, present = fusion_features(), fusion_present()
+    reversed_features = dict(reversed(list(features.items())))
+    reversed_present = dict(reversed(list(present.items())))
+    with torch.no_grad():
+        assert_same(fusion(features, present).pooled, fusion(reversed_features, reversed_present).pooled, atol=0.0)
+    rebuilt = build_fusion(cfg_cls, overrides, dict(reversed(list(FUSION_DIMS.items())))).eval()
+    assert rebuilt.names == fusion.names
+    assert list(rebuilt.state_dict()) == list(fusion.state_dict())
+
+
+def test_learned_missing_embedding_stands_in_for_an_absent_modality():
+    cfg_cls = next(c for c, _ in FUSIONS.items() if component_name(c) == "concat")
+    fusion = build_fusion(cfg_cls, {"missing": "learned"}).eval()
+    features, present = fusion_features(), fusion_present()
+    with torch.no_grad():
+        out = fusion(features, present).pooled
+    row = ABSENT["txt"][0]
+    start = FUSION_DIMS["aud"] + FUSION_DIMS["img"]  # sorted: aud, img, txt, then presence flags
+    torch.testing.assert_close(out[row, start:start + FUSION_DIMS["txt"]], fusion.missing["txt"].detach())
+    flags = out[:, -len(FUSION_DIMS):]
+    assert torch.equal(flags, torch.stack([present[n] for n in sorted(FUSION_DIMS)], dim=1).float())
+
+
+# -- configs ---------------------------------------------------------------------------------
+def _config_classes() -> list:
+    return [pytest.param(cfg_cls, id=cfg_cls.__name__) for cfg_cls, _ in FUSIONS.items()]
+
+
+@pytest.mark.parametrize("cfg_cls", _config_classes())
+def test_config_refuses_unknown_key(cfg_cls):
+    with pytest.raises(ConfigError) as info:
+        validate(cfg_cls, {"no_such_key": 1})
+    assert "no_such_key" in str(info.value) and "allowed keys" in str(info.value)
+
+
+def _numeric_cases() -> list:
+    return [pytest.param(cfg_cls, field, id=f"{cfg_cls.__name__}.{field}")
+            for cfg_cls, _ in FUSIONS.items() for field in numeric_fields(cfg_cls, {})]
+
+
+@pytest.mark.parametrize(("cfg_cls", "field"), _numeric_cases())
+def test_config_refuses_negative_numbers(cfg_cls, field):
+    with pytest.raises(ConfigError) as info:
+        validate(cfg_cls, {field: -1})
+    assert field in str(info.value)
+
+
+@pytest.mark.parametrize("cfg_cls", _config_classes())
+def test_load_config_names_the_fusion_key_path(cfg_cls):
+    base = {"target": "y", "modalities": {"m": {"kind": "tabular", "columns": ["x"]}}}
+    assert type(load_config({**base, "fusion": {"name": component_name(cfg_cls)}}).fusion) is cfg_cls
+    with pytest.raises(ConfigError) as info:
+        load_config({**base, "fusion": {"name": component_name(cfg_cls), "dropout": 1.5}})
+    assert any(p.startswith("fusion.dropout") for p in info.value.problems), info.value.problems
+
+
+def test_every_fusion_in_the_schema_is_registered():
+    import typing
+
+    in_schema = set(typing.get_args(typing.get_args(AnyFusion)[0]))
+    assert in_schema == {cfg_cls for cfg_cls, _ in FUSIONS.items()}
+
+
+def _dim_cases() -> list:
+    return [pytest.param(cfg_cls, id=cfg_cls.__name__) for cfg_cls, _ in FUSIONS.items()
+            if "heads" in cfg_cls.model_fields and "dim" in cfg_cls.model_fields]
+
+
+@pytest.mark.parametrize("cfg_cls", _dim_cases())
+def test_config_refuses_dim_not_divisible_by_heads(cfg_cls):
+    with pytest.raises(ConfigError, match="heads"):
+        validate(cfg_cls, {"dim": 30, "heads": 4})

@@ -1,0 +1,214 @@
+"""The ``polymodal`` command (``polymodal.cli.app``), run in-process with typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from helpers_models import CLASSES, classification_config, make_dataset, regression_config, write_splits
+from typer.testing import CliRunner
+
+from polymodal import MultimodalPredictor
+from polymodal.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """Exit status 2, a readable message on stderr, and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit), f"the command crashed: {result.exception!r}"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("cli-data")
+    frame = make_dataset(root)
+    paths = write_splits(root, frame)
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump(classification_config()), encoding="utf-8")
+    return {"root": root, "config": config, **paths}
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli-runs") / "run"
+    result = invoke("train", data["config"], "--train", data["train"], "--valid", data["valid"], "--out", out)
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+# -- config ------------------------------------------------------------------------------------
+def test_config_schema_prints_json_schema():
+    result = invoke("config", "schema")
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert {"task", "target", "modalities", "fusion", "head", "train"} <= set(schema["properties"])
+    assert "target" in schema["required"] and "modalities" in schema["required"]
+
+
+def test_config_check_ok(data):
+    result = invoke("config", "check", data["config"])
+    assert result.exit_code == 0, result.output
+    assert "OK" in result.stdout and "img (image/cnn)" in result.stdout and "fusion concat" in result.stdout
+
+
+def test_config_check_names_the_bad_key(tmp_path):
+    config = classification_config()
+    config["modalities"]["img"]["encoder"]["dim"] = -1
+    config["train"]["epoch"] = 3
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert_user_error(invoke("config", "check", path), "modalities.img.encoder.dim", "epoch", "did you mean 'epochs'")
+
+
+def test_config_check_missing_file(tmp_path):
+    assert_user_error(invoke("config", "check", tmp_path / "nope.yaml"), "config file not found")
+
+
+# -- datasets ----------------------------------------------------------------------------------
+def test_datasets_list():
+    result = invoke("datasets", "list")
+    assert result.exit_code == 0
+    assert "av-digits" in result.stdout and "embedded" in result.stdout
+
+
+def test_datasets_prepare_unknown_name(tmp_path):
+    assert_user_error(invoke("datasets", "prepare", "no-such-set", "--out", tmp_path / "x"), "no-such-set", "av-digits")
+
+
+# -- train / evaluate / predict ----------------------------------------------------------------
+def test_train_writes_a_run(run):
+    out, result = run
+    for name in ("config.yaml", "model.safetensors", "metrics.json", "history.csv", "report.html"):
+        assert (out / name).is_file(), name
+    assert "valid metrics" in result.stdout and "accuracy" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["valid"]["accuracy"] >= 0.8
+
+
+def test_evaluate_json(run, data):
+    out, _ = run
+    result = invoke("evaluate", out, "--data", data["test"], "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["rows"] == len(pd.read_csv(data["test"]))
+    expected = MultimodalPredictor.load(out).evaluate(data["test"])
+    assert metrics["accuracy"] == pytest.approx(expected["accuracy"])
+    assert metrics["confusion_matrix"] == expected["confusion_matrix"]
+
+
+def test_evaluate_table(run, data):
+    out, _ = run
+    result = invoke("evaluate", out, "--data", data["test"])
+    assert result.exit_code == 0 and "accuracy" in result.stdout and "test.csv" in result.stdout
+
+
+def test_predict_writes_a_csv(run, data, tmp_path):
+    out, _ = run
+    preds = tmp_path / "preds.csv"
+    result = invoke("predict", out, "--data", data["test"], "--out", preds)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(preds)
+    test = pd.read_csv(data["test"])
+    assert list(frame.columns) == ["row", "prediction", *(f"proba_{c}" for c in CLASSES)]
+    assert len(frame) == len(test) and list(frame["row"]) == list(range(len(test)))
+    proba = frame[[f"proba_{c}" for c in CLASSES]].to_numpy()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert list(frame["prediction"]) == [CLASSES[i] for i in proba.argmax(axis=1)]
+    expected = MultimodalPredictor.load(out).predict_proba(data["test"]).to_numpy()
+    np.testing.assert_allclose(proba, expected, rtol=1e-6, atol=1e-7)
+    assert f"{len(test)} predictions" in result.stdout
+
+
+def test_predict_parquet(run, data, tmp_path):
+    out, _ = run
+    preds = tmp_path / "preds.parquet"
+    assert invoke("predict", out, "--data", data["test"], "--out", preds).exit_code == 0
+    frame = pd.read_parquet(preds)
+    assert len(frame) == len(pd.read_csv(data["test"])) and "prediction" in frame.columns
+
+
+@pytest.fixture(scope="module")
+def reg_run(data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli-reg")
+    config = folder / "reg.yaml"
+    config.write_text(yaml.safe_dump(regression_config(epochs=2)), encoding="utf-8")
+    out = folder / "run"
+    result = invoke("train", config, "--train", data["train"], "--valid", data["valid"], "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "mae" in result.stdout and "rmse" in result.stdout
+    return out
+
+
+def test_train_regression_and_predict(reg_run, data, tmp_path):
+    preds = tmp_path / "preds.csv"
+    result = invoke("predict", reg_run, "--data", data["test"], "--out", preds)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(preds)
+    assert "pred_y" in frame.columns and len(frame) == len(pd.read_csv(data["test"]))
+    expected = MultimodalPredictor.load(reg_run).predict(data["test"])[:, 0]
+    np.testing.assert_allclose(frame["pred_y"], expected, rtol=1e-6)
+
+
+def test_regression_predictions_carry_the_row_number(reg_run, data, tmp_path):
+    preds = tmp_path / "preds.csv"
+    assert invoke("predict", reg_run, "--data", data["test"], "--out", preds).exit_code == 0
+    frame = pd.read_csv(preds)
+    assert list(frame.columns) == ["row", "pred_y"]
+
+
+# -- user errors -------------------------------------------------------------------------------
+def test_missing_training_manifest(data, tmp_path):
+    result = invoke("train", data["config"], "--train", tmp_path / "nope.csv", "--out", tmp_path / "run")
+    assert_user_error(result, "manifest file not found", "nope.csv")
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_missing_evaluation_manifest(run, tmp_path):
+    out, _ = run
+    assert_user_error(invoke("evaluate", out, "--data", tmp_path / "nope.csv"), "manifest file not found")
+
+
+def test_evaluate_a_folder_that_is_not_a_run(data, tmp_path):
+    assert_user_error(invoke("evaluate", tmp_path, "--data", data["test"]), "not a polymodal run folder")
+
+
+def test_unseen_label_on_evaluate(run, data):
+    out, _ = run
+    frame = pd.read_csv(data["test"])
+    frame.loc[0, "label"] = "zebra"
+    frame.to_csv(data["root"] / "unseen.csv", index=False)
+    assert_user_error(invoke("evaluate", out, "--data", data["root"] / "unseen.csv"), "'zebra'")
+
+
+def test_error_messages_keep_square_brackets(data, tmp_path):
+    missing = tmp_path / "[exp1]" / "train.csv"
+    assert_user_error(invoke("train", data["config"], "--train", missing, "--out", tmp_path / "run"), "[exp1]")
+
+
+def test_misspelt_early_stopping_metric_is_a_config_error(data, tmp_path):
+    config = classification_config(epochs=1, early_stopping={"monitor": "acuracy"})
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert_user_error(invoke("config", "check", path), "acuracy")

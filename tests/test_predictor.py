@@ -1,0 +1,317 @@
+"""``MultimodalPredictor``: fit / evaluate / predict / save / load on tiny generated data.
+
+The data (see helpers_models.py) has three classes that every modality reveals, so a few epochs
+are enough for a model to do clearly better than chance. Fitted runs are shared per module; tests
+only read them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from helpers_models import (
+    CLASSES,
+    classification_config,
+    make_dataset,
+    multilabel_config,
+    regression_config,
+    save_tiny_bert,
+    write_splits,
+)
+
+from polymodal import MultimodalPredictor
+from polymodal.config import load_config
+from polymodal.errors import ConfigError, ManifestError, NotFittedError, SchemaMismatchError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is faster, and results do not depend on it here
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("data")
+    frame = make_dataset(root)
+    return {"root": root, "frame": frame, **write_splits(root, frame)}
+
+
+@pytest.fixture(scope="module")
+def clf(data, tmp_path_factory) -> tuple[MultimodalPredictor, Path]:
+    run = tmp_path_factory.mktemp("runs") / "clf"
+    predictor = MultimodalPredictor.from_config(classification_config()).fit(data["train"], data["valid"], out=run)
+    return predictor, run
+
+
+def absolute_paths(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """A DataFrame's relative paths resolve against the working directory: make them absolute."""
+    columns = ("image", "signal")
+    return frame.assign(**{c: [str(root / p) if isinstance(p, str) else p for p in frame[c]] for c in columns})
+
+
+def test_fit_learns_the_task(clf, data):
+    predictor, _ = clf
+    assert predictor.metrics["valid"]["accuracy"] >= 0.8
+    test_scores = predictor.evaluate(data["test"])
+    assert test_scores["accuracy"] >= 0.8
+    assert len(predictor.history) == 3 and list(predictor.history["epoch"]) == [0, 1, 2]
+    assert predictor.info["train_rows"] == len(pd.read_csv(data["train"]))
+    assert predictor.info["valid_rows"] == len(pd.read_csv(data["valid"]))
+    assert predictor.info["parameters"] == sum(p.numel() for p in predictor.net.parameters())
+
+
+def test_evaluate_agrees_with_predict(clf, data):
+    predictor, _ = clf
+    scores = predictor.evaluate(data["test"])
+    for key in ("accuracy", "macro_f1", "auroc", "ece", "log_loss", "confusion_matrix", "rows"):
+        assert key in scores
+    truth = pd.read_csv(data["test"])["label"].to_numpy()
+    assert scores["rows"] == len(truth)
+    assert scores["accuracy"] == pytest.approx(float((predictor.predict(data["test"]) == truth).mean()))
+    matrix = np.asarray(scores["confusion_matrix"])
+    assert matrix.shape == (3, 3) and matrix.sum() == len(truth)
+    assert list(matrix.sum(axis=1)) == [int((truth == c).sum()) for c in CLASSES]
+
+
+def test_predict_proba_and_predict(clf, data):
+    predictor, _ = clf
+    frame = pd.read_csv(data["test"])
+    proba = predictor.predict_proba(data["test"])
+    assert list(proba.columns) == CLASSES
+    assert list(proba.index) == list(range(len(frame))) and proba.index.name == "row"
+    assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-5) and ((proba >= 0) & (proba <= 1)).all().all()
+    labels = predictor.predict(data["test"])
+    assert labels.shape == (len(frame),) and set(labels) <= set(CLASSES)
+    assert list(labels) == list(proba.idxmax(axis=1))
+
+
+def test_rows_missing_a_modality_are_still_predicted(clf, data):
+    predictor, _ = clf
+    frame = pd.read_csv(data["test"])
+    assert frame["image"].isna().any(), "the test data should have rows without an image"
+    proba = predictor.predict_proba(absolute_paths(frame, data["root"]))
+    assert len(proba) == len(frame) and np.isfinite(proba.to_numpy()).all()
+
+
+def test_predict_from_a_dataframe_without_the_target(clf, data):
+    predictor, _ = clf
+    frame = absolute_paths(pd.read_csv(data["test"]).drop(columns=["label"]), data["root"])
+    pd.testing.assert_frame_equal(predictor.predict_proba(frame), predictor.predict_proba(data["test"]))
+
+
+# -- run folder, save / load -----------------------------------------------------------------
+def _is_pickle(path: Path) -> bool:
+    """A raw pickle stream (PROTO opcode first, STOP last), or a zip (torch.save) holding one."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith(".pkl") for name in archive.namelist())
+    raw = path.read_bytes()
+    return len(raw) >= 3 and raw[0] == 0x80 and 2 <= raw[1] <= 5 and raw.endswith(b".")
+
+
+def test_run_folder_layout(clf):
+    predictor, run = clf
+    for name in ("config.yaml", "model.safetensors", "metrics.json", "history.csv", "report.html",
+                 "checkpoints/last.ckpt", "preprocessors/targets.json"):
+        assert (run / name).is_file(), name
+    assert {p.stem for p in (run / "preprocessors").glob("*.json")} == {"img", "tab", "targets"}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["valid"]["accuracy"] == pytest.approx(predictor.metrics["valid"]["accuracy"])
+    assert metrics["training"]["epochs_run"] == 3
+    assert len(pd.read_csv(run / "history.csv")) == 3
+    assert "<html" in (run / "report.html").read_text(encoding="utf-8").lower()
+    assert load_config(run / "config.yaml") == predictor.config
+    pickles = [p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file() and _is_pickle(p)]
+    assert pickles, "the Lightning checkpoints are pickles: the detector must find them"
+    assert all(p.startswith("checkpoints/") and p.endswith(".ckpt") for p in pickles), pickles
+
+
+def test_save_load_round_trip_is_exact(clf, data, tmp_path):
+    predictor, run = clf
+    expected = predictor.predict_proba(data["test"])
+    loaded = MultimodalPredictor.load(run)
+    pd.testing.assert_frame_equal(loaded.predict_proba(data["test"]), expected, check_exact=True)
+    assert loaded.metrics["valid"] == json.loads(json.dumps(predictor.metrics["valid"]))
+    assert len(loaded.history) == 3
+    again = MultimodalPredictor.load(loaded.save(tmp_path / "copy"))
+    pd.testing.assert_frame_equal(again.predict_proba(data["test"]), expected, check_exact=True)
+
+
+def test_load_refuses_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        MultimodalPredictor.load(tmp_path)
+
+
+def test_predicting_before_fit():
+    with pytest.raises(NotFittedError):
+        MultimodalPredictor.from_config(classification_config()).predict(pd.DataFrame({"x1": [1.0]}))
+
+
+# -- schema checks on new data ---------------------------------------------------------------
+def test_unseen_label_is_named(clf, data):
+    predictor, _ = clf
+    frame = pd.read_csv(data["test"])
+    frame.loc[3, "label"] = "zebra"
+    with pytest.raises(SchemaMismatchError, match="'zebra'"):
+        predictor.evaluate(absolute_paths(frame, data["root"]))
+
+
+def test_data_without_any_modality_column(clf):
+    predictor, _ = clf
+    with pytest.raises(SchemaMismatchError, match="none of this model's modality columns"):
+        predictor.predict(pd.DataFrame({"something": [1, 2], "else": ["a", "b"]}))
+
+
+def test_restricting_to_one_modality(clf, data):
+    predictor, _ = clf
+    frame = pd.read_csv(data["test"])
+    only_tab = predictor.predict_proba(data["test"], modalities=["tab"])
+    no_image_column = predictor.predict_proba(frame.drop(columns=["image"]))
+    pd.testing.assert_frame_equal(only_tab, no_image_column)
+    full = predictor.predict_proba(data["test"])
+    has_image = frame["image"].notna().to_numpy()
+    assert not np.allclose(only_tab.to_numpy()[has_image], full.to_numpy()[has_image]), "the image must matter"
+    np.testing.assert_array_equal(only_tab.to_numpy()[~has_image], full.to_numpy()[~has_image])
+    scores = predictor.evaluate(data["test"], modalities=["tab"])
+    assert scores["rows"] == len(frame) and 0.0 <= scores["accuracy"] <= 1.0
+
+
+def test_unknown_modality_name(clf, data):
+    predictor, _ = clf
+    with pytest.raises(SchemaMismatchError, match="unknown modalities \\['sound'\\]"):
+        predictor.predict(data["test"], modalities=["sound"])
+
+
+def test_bad_manifest_is_reported_before_training(data, tmp_path):
+    frame = pd.read_csv(data["train"])
+    frame.loc[2, "image"] = "no_such_file.png"
+    frame.to_csv(data["root"] / "broken.csv", index=False)
+    with pytest.raises(ManifestError, match="no_such_file.png"):
+        MultimodalPredictor.from_config(classification_config()).fit(data["root"] / "broken.csv", out=tmp_path / "run")
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_class_weights_must_match_the_classes(data):
+    config = classification_config(epochs=1)
+    config["loss"] = {"class_weights": [1.0, 2.0]}
+    with pytest.raises(SchemaMismatchError, match="2 values but the training data has 3 classes"):
+        MultimodalPredictor.from_config(config).fit(data["train"], data["valid"])
+
+
+# -- config sources and determinism ----------------------------------------------------------
+def test_yaml_config_gives_the_same_model_as_the_dict(clf, data, tmp_path):
+    predictor, _ = clf
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(classification_config()), encoding="utf-8")
+    from_yaml = MultimodalPredictor.from_config(path).fit(data["train"], data["valid"])
+    assert from_yaml.config == predictor.config
+    pd.testing.assert_frame_equal(from_yaml.predict_proba(data["test"]), predictor.predict_proba(data["test"]),
+                                  check_exact=True)
+
+
+def test_another_seed_gives_another_model(clf, data):
+    predictor, _ = clf
+    other = MultimodalPredictor.from_config(classification_config(seed=1)).fit(data["train"], data["valid"])
+    ours, theirs = predictor.predict_proba(data["test"]), other.predict_proba(data["test"])
+    assert not np.allclose(theirs.to_numpy(), ours.to_numpy())
+
+
+def test_bad_config_is_a_config_error():
+    config = classification_config()
+    config["modalities"]["img"]["encoder"]["dim"] = -4
+    with pytest.raises(ConfigError) as info:
+        MultimodalPredictor.from_config(config)
+    assert any(p.startswith("modalities.img.encoder.dim") for p in info.value.problems)
+
+
+def test_validation_split_is_held_out_when_no_validation_data(data):
+    predictor = MultimodalPredictor.from_config(classification_config(epochs=1, val_fraction=0.25)).fit(data["train"])
+    n = len(pd.read_csv(data["train"]))
+    held_out = math.ceil(n * 0.25)  # scikit-learn's train_test_split rounds the test share up
+    assert predictor.info["valid_rows"] == held_out and predictor.info["train_rows"] == n - held_out
+    assert predictor.metrics["valid"]["rows"] == predictor.info["valid_rows"]
+    per_class = np.asarray(predictor.metrics["valid"]["confusion_matrix"]).sum(axis=1)
+    assert list(per_class) == [held_out // 3] * 3, "the held-out rows are stratified by class"
+
+
+# -- other tasks -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reg(data) -> MultimodalPredictor:
+    return MultimodalPredictor.from_config(regression_config()).fit(data["train"], data["valid"])
+
+
+def test_regression(reg, data):
+    scores = reg.evaluate(data["test"])
+    assert set(scores) >= {"mae", "rmse", "r2", "rows"}
+    truth = pd.read_csv(data["test"])["y"].to_numpy()
+    pred = reg.predict(data["test"])
+    assert pred.shape == (len(truth), 1)
+    assert scores["mae"] == pytest.approx(float(np.abs(pred[:, 0] - truth).mean()), rel=1e-5)
+    assert scores["rmse"] == pytest.approx(float(np.sqrt(((pred[:, 0] - truth) ** 2).mean())), rel=1e-5)
+    assert scores["r2"] > 0.5, "predictions are on the target's scale and follow it"
+    assert abs(pred.mean() - truth.mean()) < truth.std()
+    with pytest.raises(SchemaMismatchError, match="regression"):
+        reg.predict_proba(data["test"])
+
+
+def test_regression_history_is_in_the_targets_units(reg):
+    best = reg.history.loc[reg.history["epoch"] == reg.info["best_epoch"]].iloc[0]
+    assert best["val_mae"] == pytest.approx(reg.metrics["valid"]["mae"], rel=1e-3)
+    assert best["val_rmse"] == pytest.approx(reg.metrics["valid"]["rmse"], rel=1e-3)
+
+
+def test_multilabel(data):
+    predictor = MultimodalPredictor.from_config(multilabel_config()).fit(data["train"], data["valid"])
+    scores = predictor.evaluate(data["test"])
+    assert set(scores) >= {"micro_f1", "macro_f1", "subset_accuracy", "rows"}
+    assert scores["micro_f1"] >= 0.6
+    proba = predictor.predict_proba(data["test"])
+    assert list(proba.columns) == ["tag_bright", "tag_top"]
+    assert ((proba >= 0) & (proba <= 1)).all().all()
+    labels = predictor.predict(data["test"])
+    assert labels.shape == (len(proba), 2) and set(np.unique(labels)) <= {0, 1}
+    np.testing.assert_array_equal(labels, (proba.to_numpy() >= 0.5).astype(int))
+
+
+def test_text_modality_with_a_local_pretrained_model(data, tmp_path):
+    bert = save_tiny_bert(tmp_path / "bert")
+    frame = data["frame"].assign(caption=[["quite dark", "mid image", "very bright"][CLASSES.index(c)]
+                                          for c in data["frame"]["label"]])
+    config = classification_config(epochs=2)
+    config["modalities"] = {"cap": {"kind": "text", "column": "caption", "preprocess": {"max_tokens": 8},
+                                    "encoder": {"name": "hf", "path": str(bert)}},
+                            "tab": config["modalities"]["tab"]}
+    predictor = MultimodalPredictor.from_config(config).fit(frame.iloc[:60], frame.iloc[60:80], out=tmp_path / "run")
+    loaded = MultimodalPredictor.load(tmp_path / "run")
+    proba = loaded.predict_proba(frame.iloc[80:])
+    pd.testing.assert_frame_equal(proba, predictor.predict_proba(frame.iloc[80:]), check_exact=True)
+    assert not np.allclose(loaded.predict_proba(frame.iloc[80:], modalities=["cap"]).to_numpy(), proba.to_numpy())
+
+
+# -- resuming --------------------------------------------------------------------------------
+def test_resume_continues_an_interrupted_run(data, tmp_path):
+    run = tmp_path / "run"
+    MultimodalPredictor.from_config(classification_config(epochs=2)).fit(data["train"], data["valid"], out=run)
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0, 1]
+    resumed = MultimodalPredictor.from_config(classification_config(epochs=4)).fit(
+        data["train"], data["valid"], out=run, resume=True)
+    assert list(resumed.history["epoch"]) == [0, 1, 2, 3]
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0, 1, 2, 3]
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 4
+
+
+def test_resume_without_a_checkpoint(data, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        MultimodalPredictor.from_config(classification_config(epochs=1)).fit(
+            data["train"], data["valid"], out=tmp_path / "fresh", resume=True)

@@ -1,0 +1,1 @@
+"""Tests of polymodal.training (Lightning module, Trainer set-up)."""

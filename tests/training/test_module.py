@@ -1,0 +1,195 @@
+"""``polymodal.training.module``: modality dropout, the training step, optimiser groups, LR schedule."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from polymodal.models.objectives import TaskLoss
+from polymodal.training.module import (
+    OptimSettings,
+    PolymodalModule,
+    cosine_with_warmup,
+    drop_modalities,
+    parameter_groups,
+)
+
+
+def presence(rows: list[str], names: str = "abc") -> dict[str, torch.Tensor]:
+    """{'a': tensor([...]), ...} from strings like 'ab' (the modalities present in each sample)."""
+    return {n: torch.tensor([n in r for r in rows]) for n in names}
+
+
+def random_presence(n: int, seed: int = 0, names: str = "abc") -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {name: torch.rand(n, generator=g) < 0.7 for name in names}
+
+
+def matrix(present: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.stack([present[n] for n in sorted(present)], dim=1)
+
+
+# -- drop_modalities -------------------------------------------------------------------------
+def test_rate_one_always_hides_a_modality_unless_it_is_all_a_sample_has():
+    present = presence(["abc", "ab", "ac", "a", "bc", "", "a"] * 50)
+    g = torch.Generator().manual_seed(0)
+    out = drop_modalities(present, {"a": 1.0}, generator=g)
+    has_other = present["b"] | present["c"]
+    assert not out["a"][has_other].any(), "'a' survived in a sample that had another modality"
+    assert torch.equal(out["a"][~has_other], present["a"][~has_other]), "a sample lost its only modality"
+    assert torch.equal(out["b"], present["b"]) and torch.equal(out["c"], present["c"])
+
+
+@pytest.mark.parametrize("rates", [{}, {"a": 0.0, "b": 0.0, "c": 0.0}], ids=["no-rates", "zero-rates"])
+def test_rate_zero_changes_nothing(rates):
+    present = random_presence(500)
+    out = drop_modalities(present, rates, generator=torch.Generator().manual_seed(1))
+    assert sorted(out) == sorted(present)
+    for name in present:
+        assert torch.equal(out[name], present[name])
+
+
+def test_a_sample_never_loses_all_its_modalities_and_never_gains_one():
+    present = random_presence(4000, seed=2)
+    out = drop_modalities(present, {"a": 1.0, "b": 1.0, "c": 0.9}, generator=torch.Generator().manual_seed(3))
+    before, after = matrix(present), matrix(out)
+    assert not (after & ~before).any(), "a modality appeared that the sample did not have"
+    had_any = before.any(dim=1)
+    assert bool(after[had_any].any(dim=1).all()), "a sample lost every modality"
+    assert not after[~had_any].any(), "a sample without modalities gained one"
+
+
+def test_with_every_rate_one_each_sample_keeps_exactly_one_of_its_modalities_at_random():
+    present = presence(["abc"] * 6000 + ["ab"] * 6000)
+    out = matrix(drop_modalities(present, {"a": 1.0, "b": 1.0, "c": 1.0}, generator=torch.Generator().manual_seed(4)))
+    assert bool((out.sum(dim=1) == 1).all())
+    three, two = out[:6000].float().mean(dim=0), out[6000:].float().mean(dim=0)
+    torch.testing.assert_close(three, torch.full((3,), 1 / 3), atol=0.03, rtol=0)
+    torch.testing.assert_close(two, torch.tensor([0.5, 0.5, 0.0]), atol=0.03, rtol=0)
+
+
+def test_dropout_frequency_matches_the_rate():
+    present = presence(["abc"] * 20000)
+    out = drop_modalities(present, {"b": 0.3}, generator=torch.Generator().manual_seed(5))
+    assert abs((~out["b"]).float().mean().item() - 0.3) < 0.015
+    assert out["a"].all() and out["c"].all()
+
+
+def test_the_generator_makes_dropout_reproducible():
+    present = random_presence(1000, seed=6)
+    rates = {"a": 0.5, "b": 0.5, "c": 0.5}
+    first = drop_modalities(present, rates, generator=torch.Generator().manual_seed(7))
+    again = drop_modalities(present, rates, generator=torch.Generator().manual_seed(7))
+    other = drop_modalities(present, rates, generator=torch.Generator().manual_seed(8))
+    assert all(torch.equal(first[n], again[n]) for n in present)
+    assert not all(torch.equal(first[n], other[n]) for n in present)
+
+
+# -- the training step -------------------------------------------------------------------------
+class RecordingNet(nn.Module):
+    """Stands in for MultimodalNet: returns fixed logits and records what it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(2))
+        self.seen: list[dict[str, torch.Tensor]] = []
+
+    def forward(self, inputs, present):
+        self.seen.append({k: v.clone() for k, v in present.items()})
+        return self.bias.expand(len(next(iter(present.values()))), 2)
+
+
+def _module(rates: dict[str, float] | None) -> PolymodalModule:
+    return PolymodalModule(RecordingNet(), TaskLoss("classification"), OptimSettings(1e-3, 0.0, "none", 0.0),
+                           metrics=lambda outputs, target: {}, modality_dropout=rates)
+
+
+def _batch() -> dict:
+    present = presence(["ab"] * 64 + ["a"] * 8, names="ab")
+    return {"inputs": {}, "present": present, "target": torch.zeros(72, dtype=torch.long)}
+
+
+def _step(module: PolymodalModule, batch: dict) -> torch.Tensor:
+    with warnings.catch_warnings():  # self.log outside a Trainer only warns
+        warnings.simplefilter("ignore")
+        return module.training_step(batch, 0)
+
+
+def test_training_step_applies_modality_dropout():
+    module, batch = _module({"a": 1.0, "b": 0.0}), _batch()
+    loss = _step(module, batch)
+    seen = module.net.seen[-1]
+    assert not seen["a"][:64].any(), "rate 1.0 must hide 'a' wherever 'b' is there"
+    assert seen["a"][64:].all(), "samples with only 'a' keep it"
+    assert batch["present"]["a"].all(), "the batch itself is left untouched"
+    torch.testing.assert_close(loss, torch.tensor(math.log(2.0)))
+
+
+def test_training_step_without_dropout_passes_presence_through():
+    module, batch = _module({"a": 0.0}), _batch()
+    assert module.modality_dropout == {}
+    _step(module, batch)
+    assert all(torch.equal(module.net.seen[-1][n], batch["present"][n]) for n in "ab")
+
+
+def test_validation_never_drops_modalities():
+    module, batch = _module({"a": 1.0}), _batch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module.validation_step(batch, 0)
+    assert all(torch.equal(module.net.seen[-1][n], batch["present"][n]) for n in "ab")
+
+
+# -- schedule and optimiser groups -----------------------------------------------------------
+def test_cosine_with_warmup():
+    factor = cosine_with_warmup(total=110, warmup=10)
+    assert factor(0) == pytest.approx(0.1)
+    assert factor(4) == pytest.approx(0.5)
+    assert factor(9) == pytest.approx(1.0)
+    assert factor(10) == pytest.approx(1.0)
+    assert factor(60) == pytest.approx(0.5)
+    assert factor(110) == pytest.approx(0.0, abs=1e-12)
+    assert factor(500) == pytest.approx(0.0, abs=1e-12)
+    after = [factor(s) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(after, after[1:]))
+
+
+def test_cosine_without_warmup_starts_at_full_rate():
+    factor = cosine_with_warmup(total=100, warmup=0)
+    assert factor(0) == pytest.approx(1.0)
+    assert factor(50) == pytest.approx(0.5)
+
+
+class TinyNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        pretrained = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+        pretrained.pretrained = True
+        scratch = nn.Linear(4, 4)
+        frozen = nn.Linear(4, 4)
+        frozen.requires_grad_(False)
+        self.encoders = nn.ModuleDict({"pre": pretrained, "new": scratch, "ice": frozen})
+        self.head = nn.Linear(4, 2)
+
+
+def test_parameter_groups():
+    net = TinyNet()
+    groups = parameter_groups(net, OptimSettings(lr=1e-3, weight_decay=0.05, scheduler="none", warmup_epochs=0.0,
+                                                 encoder_lr_scale=0.1))
+    where = {}
+    for group in groups:
+        for p in group["params"]:
+            assert id(p) not in where, "a parameter is in two groups"
+            where[id(p)] = (group["lr"], group["weight_decay"])
+    names = {id(p): n for n, p in net.named_parameters()}
+    trainable = {id(p) for p in net.parameters() if p.requires_grad}
+    assert set(where) == trainable, "frozen parameters must be left out, trainable ones all in"
+    for pid, (lr, decay) in where.items():
+        name = names[pid]
+        assert lr == pytest.approx(1e-4 if name.startswith("encoders.pre") else 1e-3), name
+        no_decay = name.endswith(".bias") or name == "encoders.pre.1.weight"  # biases and norm weights
+        assert decay == (0.0 if no_decay else 0.05), name

@@ -1,0 +1,127 @@
+"""``polymodal.training.trainer``: history, atomic checkpoints with best-weights restore, early
+stopping and resuming, on a toy Lightning module whose validation score follows a script."""
+
+from __future__ import annotations
+
+import lightning as L
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from polymodal.config.train import TrainConfig
+from polymodal.training.trainer import fit_module
+
+
+class ScriptedModule(L.LightningModule):
+    """Trains a linear layer; its validation score for epoch e is ``script[e]``. Keeps a copy of
+    its weights at the end of every epoch (after validation, when checkpoints are taken)."""
+
+    def __init__(self, script: list[float], metric: str = "loss"):
+        super().__init__()
+        self.layer = torch.nn.Linear(3, 1)
+        self.script = script
+        self.metric = metric
+        self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.layer(x), y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log(f"val_{self.metric}", torch.tensor(self.script[self.current_epoch]), on_epoch=True)
+
+    def on_validation_epoch_end(self):
+        self.snapshots[self.current_epoch] = {k: v.detach().clone() for k, v in self.state_dict().items()}
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def loaders() -> tuple[DataLoader, DataLoader]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 3, generator=g)
+    y = x.sum(dim=1, keepdim=True)
+    return DataLoader(TensorDataset(x, y), batch_size=8), DataLoader(TensorDataset(x[:8], y[:8]), batch_size=8)
+
+
+def train_config(epochs: int, patience: int | None = None) -> TrainConfig:
+    stopping = None if patience is None else {"patience": patience}
+    return TrainConfig(epochs=epochs, progress=False, accelerator="cpu", early_stopping=stopping, grad_clip=None)
+
+
+def fit(module: ScriptedModule, epochs: int, run_dir=None, monitor="loss", mode="min", patience=None, resume=False):
+    train, valid = loaders()
+    L.seed_everything(0, verbose=False)
+    return fit_module(module, train, valid, train_config(epochs, patience), run_dir=run_dir, monitor=monitor,
+                      mode=mode, resume=resume)
+
+
+def same_weights(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(v, state[k]) for k, v in module.state_dict().items())
+
+
+def test_history_checkpoints_and_best_weights(tmp_path):
+    script = [3.0, 1.0, 2.0, 2.5]
+    module = ScriptedModule(script)
+    result = fit(module, epochs=4, run_dir=tmp_path)
+    assert list(result.history["epoch"]) == [0, 1, 2, 3]
+    assert list(result.history["val_loss"]) == pytest.approx(script)
+    assert (result.history["train_loss"] > 0).all() and (result.history["seconds"] >= 0).all()
+    assert result.best_epoch == 1 and result.best_score == pytest.approx(1.0)
+    assert same_weights(module, module.snapshots[1]), "the best epoch's weights are restored at the end"
+    assert not same_weights(module, module.snapshots[3])
+    on_disk = pd.read_csv(tmp_path / "history.csv")
+    assert list(on_disk["val_loss"]) == pytest.approx(script)
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and (tmp_path / "checkpoints" / "best.ckpt").is_file()
+    assert not list(tmp_path.rglob("*.tmp")), "temporary checkpoint files are renamed, never left behind"
+    assert (tmp_path / "logs" / "csv" / "metrics.csv").is_file()
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert best["epoch"] == 1
+    assert all(torch.equal(v, module.snapshots[1][k]) for k, v in best["state_dict"].items())
+
+
+def test_higher_is_better_metrics(tmp_path):
+    module = ScriptedModule([0.5, 0.9, 0.7], metric="accuracy")
+    result = fit(module, epochs=3, run_dir=tmp_path, monitor="accuracy", mode="max")
+    assert result.best_epoch == 1 and result.best_score == pytest.approx(0.9)
+    assert same_weights(module, module.snapshots[1])
+
+
+def test_without_a_run_folder_nothing_is_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    module = ScriptedModule([2.0, 1.0, 3.0])
+    result = fit(module, epochs=3)
+    assert len(result.history) == 3 and result.best_epoch == 1
+    assert same_weights(module, module.snapshots[1])
+    assert not list(tmp_path.iterdir()), f"files written without a run folder: {list(tmp_path.iterdir())}"
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
+    module = ScriptedModule([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    result = fit(module, epochs=6, run_dir=tmp_path, patience=2)
+    assert list(result.history["epoch"]) == [0, 1, 2]
+    assert result.best_epoch == 0 and same_weights(module, module.snapshots[0])
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path):
+    first = ScriptedModule([1.0, 5.0, 5.0, 5.0])
+    fit(first, epochs=2, run_dir=tmp_path)
+    assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [0, 1]
+    second = ScriptedModule([1.0, 5.0, 5.0, 5.0])
+    result = fit(second, epochs=4, run_dir=tmp_path, resume=True)
+    assert sorted(second.snapshots) == [2, 3], "the resumed run trains only the remaining epochs"
+    assert list(result.history["epoch"]) == [0, 1, 2, 3], "the history of the first run is kept"
+    assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [0, 1, 2, 3]
+    assert result.best_epoch == 0 and result.best_score == pytest.approx(1.0)
+    # The best epoch was in the first run: its weights come back from checkpoints/best.ckpt.
+    assert same_weights(second, first.snapshots[0])
+
+
+def test_resume_without_a_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
+        fit(ScriptedModule([1.0]), epochs=1, run_dir=tmp_path, resume=True)
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
+        fit(ScriptedModule([1.0]), epochs=1, run_dir=None, resume=True)
