@@ -33,6 +33,7 @@ from polymodal.errors import NotFittedError, SchemaMismatchError
 from polymodal.metrics import DEFAULT_MONITOR, LOWER_IS_BETTER, sigmoid, softmax, task_metrics
 from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
+from polymodal.training.terms import TaskTerm, Term, UnimodalTerm
 from polymodal.utils.device import default_device, default_workers
 from polymodal.utils.io import atomic_write, atomic_write_json
 
@@ -91,11 +92,11 @@ class MultimodalPredictor:
             save_config(cfg, run_dir / "config.yaml")
         L.seed_everything(cfg.train.seed, workers=True, verbose=False)
         pipeline = DataPipeline(cfg)
-        train_m = pipeline.read(train, require_target=True, modalities=cfg.modality_names)
+        train_m = pipeline.read(train, require_target=True, training=True)
         if valid is None:
             train_m, valid_m = self._split(train_m)
         else:
-            valid_m = pipeline.read(valid, require_target=True, modalities=cfg.modality_names)
+            valid_m = pipeline.read(valid, require_target=True, training=True)
         started = time.perf_counter()
         train_table, train_y = pipeline.fit(train_m, progress=cfg.train.progress)
         valid_table = pipeline.encode(valid_m, progress=cfg.train.progress)
@@ -105,11 +106,13 @@ class MultimodalPredictor:
 
         L.seed_everything(cfg.train.seed, workers=True, verbose=False)
         net = build_model(cfg, pipeline.contexts(), pipeline.targets.n_outputs)
+        loss = self._loss(train_y)
         module = PolymodalModule(
-            net, self._loss(train_y),
+            net, loss,
             OptimSettings(cfg.train.lr, cfg.train.weight_decay, cfg.train.scheduler, cfg.train.warmup_epochs),
             metrics=self._metrics,
             modality_dropout=self._dropout_rates(),
+            terms=self._terms(net, loss),
         )
         monitor, mode = self._monitor()
         result = fit_module(
@@ -165,6 +168,13 @@ class MultimodalPredictor:
                 )
             weights = torch.tensor(cfg.loss.class_weights, dtype=torch.float32)
         return TaskLoss(cfg.task, weights, cfg.loss.label_smoothing, cfg.loss.regression, cfg.loss.huber_delta)
+
+    def _terms(self, net: MultimodalNet, loss: TaskLoss) -> list[Term]:
+        """The loss terms of this config's training step."""
+        terms: list[Term] = [TaskTerm(loss)]
+        if net.has_unimodal:
+            terms.append(UnimodalTerm(loss, self.config.loss.unimodal_weight))
+        return terms
 
     def _metrics(self, outputs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
         """Task metrics on raw outputs; regression values are put back on the target's scale."""

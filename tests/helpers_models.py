@@ -59,7 +59,7 @@ IMAGE = {"kind": "image", "column": "image", "preprocess": {"size": 8, "color": 
 SIGNAL = {"kind": "signal", "column": "signal", "preprocess": {"length": 32},
           "encoder": {"name": "cnn1d", "dim": 16, "channels": [8], "kernel": 3}}
 TABULAR = {"kind": "tabular", "columns": ["x1", "x2"], "categorical": ["color"], "encoder": {"dim": 8, "hidden": [16]}}
-TRAIN = {"epochs": 3, "batch_size": 16, "lr": 0.01, "seed": 0, "progress": False, "num_workers": 0}
+TRAIN = {"epochs": 3, "batch_size": 8, "lr": 0.01, "seed": 0, "progress": False, "num_workers": 0}
 
 
 def classification_config(**train: Any) -> dict[str, Any]:

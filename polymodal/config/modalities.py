@@ -100,6 +100,18 @@ class TextPreprocess(StrictModel):
         return self
 
 
+class AudioAugment(StrictModel):
+    """Training-only SpecAugment-style augmentation on the (normalised) features, per sample:
+    up to ``time_masks`` masks of at most ``time_width`` frames and ``freq_masks`` masks of at
+    most ``freq_width`` bins are zeroed; ``shift`` rolls each clip by up to that many frames."""
+
+    time_masks: Annotated[int, Field(ge=0, le=10)] = 2
+    time_width: Annotated[int, Field(ge=1)] = 10
+    freq_masks: Annotated[int, Field(ge=0, le=10)] = 2
+    freq_width: Annotated[int, Field(ge=1)] = 6
+    shift: Annotated[int, Field(ge=0)] = 0
+
+
 class AudioPreprocess(StrictModel):
     """Decode, resample, trim/pad and featurise audio.
 
@@ -123,6 +135,7 @@ class AudioPreprocess(StrictModel):
     fmin: Annotated[float, Field(ge=0.0)] = 0.0
     fmax: PositiveFloat | None = None
     normalize: Literal["global", "utterance", "none"] = "global"
+    augment: AudioAugment | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> AudioPreprocess:
@@ -280,7 +293,7 @@ def modality_columns(modality: object) -> list[str]:
 
 
 __all__ = [
-    "AnyModality", "AudioModality", "AudioPreprocess", "ImageAugment", "ImageModality", "ImagePreprocess",
+    "AnyModality", "AudioAugment", "AudioModality", "AudioPreprocess", "ImageAugment", "ImageModality", "ImagePreprocess",
     "ModalityConfig", "Probability", "SignalModality", "SignalPreprocess", "SignalSpectrogram",
     "TabularModality", "TabularPreprocess", "TextModality", "TextPreprocess", "modality_columns",
 ]

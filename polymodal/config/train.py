@@ -65,9 +65,16 @@ class LossConfig(StrictModel):
             gives one weight per class (in the sorted order of the class labels).
         label_smoothing: classification only.
         regression: ``mse`` or ``huber`` (with ``huber_delta``).
+        unimodal_weight: weight of auxiliary per-modality losses: each modality also predicts the
+            target on its own (a linear head on its encoder output, or late fusion's own heads),
+            which keeps every encoder discriminative and stops one modality from leaning on
+            another (the failure of naive joint training that makes fusion lose to its best
+            modality; cf. Wang et al., "What makes training multi-modal classification networks
+            hard?", CVPR 2020). Used only with two or more modalities.
     """
 
     class_weights: Literal["balanced"] | list[PositiveFloat] | None = None
+    unimodal_weight: Annotated[float, Field(ge=0.0)] = 0.5
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     regression: Literal["mse", "huber"] = "mse"
     huber_delta: PositiveFloat = 1.0

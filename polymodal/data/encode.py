@@ -8,6 +8,7 @@ failed to decode) are zero rows with ``present = False``.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from polymodal.config.modalities import modality_columns
 from polymodal.data.cache import KEY_BYTES, FeatureStore, content_key, take
@@ -84,60 +86,79 @@ def manifest_cells(manifest: Manifest, modality_cfg: Any, file_based: bool) -> l
     return [None if is_empty(v) else v for v in values]
 
 
-def _decode_one(preprocessor: Preprocessor, value: Any) -> tuple[Any, DecodeError | None]:
-    try:
-        return preprocessor.decode(value), None
-    except DecodeError as err:
-        return None, err
+class _Chunks(torch.utils.data.Dataset):
+    """Chunk ``i`` of the values to encode -> (positions of the decoded items, their featurised
+    arrays, errors as (position, reason, path)). Runs in DataLoader worker processes."""
+
+    def __init__(self, preprocessor: Preprocessor, values: list[Any]):
+        self.preprocessor = preprocessor
+        self.values = values
+
+    def __len__(self) -> int:
+        return -(-len(self.values) // CHUNK)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, dict[str, np.ndarray], list[tuple[int, str, str | None]]]:
+        start = i * CHUNK
+        good, samples, errors = [], [], []
+        for position, value in enumerate(self.values[start:start + CHUNK], start):
+            try:
+                samples.append(self.preprocessor.decode(value))
+                good.append(position)
+            except DecodeError as err:
+                errors.append((position, err.reason, err.path))
+        feats = self.preprocessor.featurize(samples) if samples else {}
+        return np.asarray(good, dtype=np.int64), feats, errors
 
 
-THREADED_BYTES = 256 * 1024
+def _as_is(item: Any) -> Any:
+    return item
 
 
-def decode_threads(preprocessor: Preprocessor, cells: list[Any], rows: list[int]) -> int:
-    """Threads for decoding: several only for file-based kinds with large files, where native
-    decoders (Pillow, libsndfile) release the GIL long enough to pay for the thread hand-off.
-    For small files (digits, short clips) a single thread is fastest."""
-    if not preprocessor.file_based or len(rows) < 64:
-        return 1
-    sample = [cells[r] for r in rows[:: max(1, len(rows) // 32)][:32]]
-    sizes = [os.path.getsize(c) for c in sample if isinstance(c, str) and os.path.isfile(c)]
-    if not sizes or sum(sizes) / len(sizes) < THREADED_BYTES:
-        return 1
-    return max(1, min(8, (os.cpu_count() or 1) * 2))
+WORKER_MIN_SECONDS = 2.0
+
+
+def encode_workers(preprocessor: Preprocessor, seconds_left: float) -> int:
+    """Worker processes for the rest of an encoding pass: one per core (at most 8) when the work
+    left, estimated from the first chunk, is long enough to pay for starting them; else none."""
+    cores = os.cpu_count() or 1
+    if not preprocessor.file_based or cores < 2 or seconds_left < WORKER_MIN_SECONDS:
+        return 0
+    return min(8, cores)
 
 
 def _featurize_rows(preprocessor: Preprocessor, cells: list[Any], rows: list[int], manifest: Manifest, *,
                     write: Any, on_error: str, progress: bool, label: str) -> tuple[list[int], list[Skipped]]:
-    """Decode ``cells[rows]`` (thread pool), featurise per chunk and ``write(positions, arrays)``,
-    where positions index into ``rows``. Returns the positions that succeeded and the skipped cells."""
+    """Decode and featurise ``cells[rows]`` chunk by chunk and ``write(positions, arrays)``, where
+    positions index into ``rows``. The first chunk runs in-process and is timed; the rest goes to
+    worker processes when that estimate says they pay off. Returns the positions that succeeded
+    and the skipped cells."""
     done: list[int] = []
     skipped: list[Skipped] = []
-    threads = decode_threads(preprocessor, cells, rows)
+    chunks = _Chunks(preprocessor, [cells[r] for r in rows])
 
-    def decode(value: Any) -> tuple[Any, DecodeError | None]:
-        return _decode_one(preprocessor, value)
+    def consume(good: np.ndarray, feats: dict[str, np.ndarray], errors: list[tuple[int, str, str | None]]) -> None:
+        for position, reason, path in errors:
+            row = rows[position]
+            error = DecodeError(reason, path=path, modality=preprocessor.name, row=row, where=manifest.where(row))
+            if on_error == "raise":
+                raise error
+            skipped.append(Skipped(preprocessor.name, row, manifest.where(row), path, reason))
+        if len(good):
+            write(good, feats)
+            done.extend(good.tolist())
+        advance(len(good) + len(errors))
 
-    with progress_bar(len(rows), label, enabled=progress) as advance, ThreadPoolExecutor(threads) as pool:
-        for start in range(0, len(rows), CHUNK):
-            chunk = range(start, min(start + CHUNK, len(rows)))
-            values = [cells[rows[p]] for p in chunk]
-            results = list(pool.map(decode, values)) if threads > 1 else [decode(v) for v in values]
-            good, samples = [], []
-            for position, (sample, error) in zip(chunk, results):
-                if error is None:
-                    good.append(position)
-                    samples.append(sample)
-                    continue
-                row = rows[position]
-                located = error.located(modality=preprocessor.name, row=row, where=manifest.where(row))
-                if on_error == "raise":
-                    raise located
-                skipped.append(Skipped(preprocessor.name, row, manifest.where(row), error.path, error.reason))
-            if samples:
-                write(np.asarray(good), preprocessor.featurize(samples))
-                done += good
-            advance(len(chunk))
+    with progress_bar(len(rows), label, enabled=progress) as advance:
+        if len(chunks) == 0:
+            return done, skipped
+        started = time.perf_counter()
+        consume(*chunks[0])
+        workers = encode_workers(preprocessor, (time.perf_counter() - started) * (len(chunks) - 1))
+        rest = torch.utils.data.Subset(chunks, range(1, len(chunks)))
+        loader = torch.utils.data.DataLoader(rest, batch_size=None, shuffle=False, num_workers=workers,
+                                             collate_fn=_as_is, prefetch_factor=2 if workers else None)
+        for item in loader:
+            consume(*item)
     return done, skipped
 
 

@@ -123,6 +123,7 @@ def validate_manifest(
     require_target: bool = True,
     check_files: bool = True,
     modalities: Iterable[str] | None = None,
+    allow_empty_rows: bool = False,
 ) -> None:
     """Check a manifest against a config; raise one :class:`ManifestError` listing every problem.
 
@@ -135,6 +136,8 @@ def validate_manifest(
         check_files: stat every file cell.
         modalities: the modalities to check (default: all in the config). Columns of other
             modalities may be absent, e.g. when predicting with a subset of modalities.
+        allow_empty_rows: accept rows with no modality present (when the caller chose a subset
+            of modalities on purpose; the model then predicts from its missing-embeddings).
     """
     frame = manifest.frame
     names = list(modalities) if modalities is not None else config.modality_names
@@ -163,7 +166,7 @@ def validate_manifest(
                 problems.append(f"{manifest.where(row)}, column '{modality.column}': file not found: {path}")
             if len(absent) > 20:
                 problems.append(f"column '{modality.column}': {len(absent) - 20} more missing files")
-    if not columns_missing:
+    if not columns_missing and not allow_empty_rows:
         empty_rows = np.flatnonzero(~present_any).tolist()
         if empty_rows:
             problems.append(f"{manifest.name}: rows with no modality present: {_rows_text(empty_rows)}")

@@ -40,16 +40,22 @@ class DataPipeline:
         self.targets = TargetEncoder(config.task, config.targets)
 
     # -- reading ------------------------------------------------------------------------------
-    def read(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None) -> Manifest:
+    def read(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None,
+             training: bool = False) -> Manifest:
         """Read and validate a manifest (every problem reported at once).
 
         Args:
             modalities: restrict to these modalities (None: those whose columns the data has;
                 at least one must be there).
+            training: every modality's column must be there and every row must hold one.
         """
         manifest = read_manifest(data)
+        if training:
+            validate_manifest(manifest, self.config, require_target=require_target)
+            return manifest
         names = self.check_modalities(modalities, manifest)
-        validate_manifest(manifest, self.config, require_target=require_target, modalities=names)
+        validate_manifest(manifest, self.config, require_target=require_target, modalities=names,
+                          allow_empty_rows=modalities is not None)
         return manifest
 
     def check_modalities(self, modalities: Iterable[str] | None, manifest: Manifest) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -19,6 +19,13 @@ Inputs = Mapping[str, Mapping[str, torch.Tensor]]
 Present = Mapping[str, torch.Tensor]
 
 
+class NetOutput(NamedTuple):
+    """Training-time outputs: the task outputs and, with unimodal heads, each modality's own."""
+
+    outputs: torch.Tensor
+    unimodal: dict[str, torch.Tensor]
+
+
 class MultimodalNet(nn.Module):
     """Encoders (one per modality) -> fusion -> head.
 
@@ -26,6 +33,8 @@ class MultimodalNet(nn.Module):
         encoders: by modality name.
         fusion: combines the encoder outputs.
         head: maps the fused representation to task outputs; None when the fusion produces them.
+        unimodal_outputs: also predict from each modality alone (auxiliary heads used by the
+            unimodal loss); late fusion's own per-modality heads serve when present.
 
     Attributes:
         encode_present_only: run each encoder only on the samples where its modality is present
@@ -33,12 +42,17 @@ class MultimodalNet(nn.Module):
             off to get a graph without data-dependent shapes.
     """
 
-    def __init__(self, encoders: Mapping[str, Encoder], fusion: Fusion, head: nn.Module | None):
+    def __init__(self, encoders: Mapping[str, Encoder], fusion: Fusion, head: nn.Module | None,
+                 unimodal_outputs: int | None = None):
         super().__init__()
         self.names = sorted(encoders)
         self.encoders = nn.ModuleDict({n: encoders[n] for n in self.names})
         self.fusion = fusion
         self.head = head
+        self.unimodal = None
+        if unimodal_outputs is not None and not fusion.produces_outputs:
+            self.unimodal = nn.ModuleDict({n: nn.Linear(encoders[n].output_dim, unimodal_outputs) for n in self.names})
+        self.has_unimodal = unimodal_outputs is not None
         self.encode_present_only = True
 
     def _encode_one(self, name: str, kwargs: Mapping[str, torch.Tensor], present: torch.Tensor) -> EncoderOutput:
@@ -72,6 +86,17 @@ class MultimodalNet(nn.Module):
         fused = self.fuse(inputs, present)
         return fused.pooled if self.head is None else self.head(fused)
 
+    def forward_train(self, inputs: Inputs, present: Present) -> NetOutput:
+        """Task outputs plus, when the net has unimodal outputs, each modality's own (B, n_outputs)."""
+        features = self.encode(inputs, present)
+        fused = self.fusion(features, present)
+        outputs = fused.pooled if self.head is None else self.head(fused)
+        if not self.has_unimodal:
+            return NetOutput(outputs, {})
+        if self.unimodal is None:  # late fusion: its per-modality heads are the unimodal predictors
+            return NetOutput(outputs, {n: fused.tokens[:, i] for i, n in enumerate(self.names)})
+        return NetOutput(outputs, {n: self.unimodal[n](features[n].pooled) for n in self.names})
+
 
 def build_model(config: Any, contexts: Mapping[str, Mapping[str, Any]], n_outputs: int) -> MultimodalNet:
     """Build the network for a :class:`~polymodal.config.Config`.
@@ -89,4 +114,5 @@ def build_model(config: Any, contexts: Mapping[str, Mapping[str, Any]], n_output
     dims = {name: enc.output_dim for name, enc in encoders.items()}
     fusion = FUSIONS.build(config.fusion, dims=dims, n_outputs=n_outputs, head=config.head)
     head = None if fusion.produces_outputs else HEADS.build(config.head, in_dim=fusion.output_dim, n_outputs=n_outputs)
-    return MultimodalNet(encoders, fusion, head)
+    unimodal = n_outputs if config.loss.unimodal_weight > 0 and len(encoders) > 1 else None
+    return MultimodalNet(encoders, fusion, head, unimodal_outputs=unimodal)

@@ -14,6 +14,7 @@ from torch import nn
 
 from polymodal.models.model import MultimodalNet
 from polymodal.models.objectives import TaskLoss
+from polymodal.training.terms import StepContext, TaskTerm, Term
 
 
 @dataclass
@@ -53,18 +54,23 @@ class PolymodalModule(L.LightningModule):
 
     Args:
         net: the network.
-        loss: the task loss.
+        loss: the task loss (validation loss; the task term of training when ``terms`` is None).
         optim: optimiser and schedule settings.
         metrics: ``(outputs, targets) -> dict`` computed on the whole validation set each epoch.
         modality_dropout: per-modality probability of hiding a present modality during training.
+        terms: the loss terms summed at each training step (default: the task loss alone).
+
+    A training batch is either a labelled batch, or ``{"labeled": batch, "unlabeled": batch}``
+    when the run has an unlabelled manifest (domain adaptation, semi-supervised learning).
     """
 
     def __init__(self, net: MultimodalNet, loss: TaskLoss, optim: OptimSettings,
                  metrics: Callable[[np.ndarray, np.ndarray], dict[str, Any]],
-                 modality_dropout: Mapping[str, float] | None = None):
+                 modality_dropout: Mapping[str, float] | None = None, terms: list[Term] | None = None):
         super().__init__()
         self.net = net
         self.loss = loss
+        self.terms = nn.ModuleList(terms if terms is not None else [TaskTerm(loss)])
         self.optim = optim
         self.metrics = metrics
         self.modality_dropout = {k: v for k, v in (modality_dropout or {}).items() if v > 0}
@@ -74,17 +80,30 @@ class PolymodalModule(L.LightningModule):
     def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
         return self.net(batch["inputs"], batch["present"])
 
+    @property
+    def progress(self) -> float:
+        """Fraction of the planned optimisation steps done."""
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else 0
+        return min(1.0, self.global_step / total) if total else 0.0
+
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        present = batch["present"]
+        labeled, unlabeled = (batch["labeled"], batch.get("unlabeled")) if "labeled" in batch else (batch, None)
+        present = labeled["present"]
         if self.modality_dropout:
             present = drop_modalities(present, self.modality_dropout)
-        outputs = self.net(batch["inputs"], present)
-        result = self.loss(outputs, batch["target"])
-        size = outputs.shape[0]
-        self.log("train_loss", result.loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
-        for key, value in result.logs.items():
+        out = self.net.forward_train(labeled["inputs"], present)
+        ctx = StepContext(self, labeled, present, out, unlabeled, self.progress)
+        total, logs = None, {}
+        for term in self.terms:
+            result = term(ctx)
+            total = result.loss * term.weight if total is None else total + result.loss * term.weight
+            logs[f"{term.name}_loss"] = result.loss.detach()
+            logs.update({k if term.name == "task" else f"{term.name}_{k}": v for k, v in result.logs.items()})
+        size = out.outputs.shape[0]
+        self.log("train_loss", total, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+        for key, value in logs.items():
             self.log(f"train_{key}", value, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
-        return result.loss
+        return total
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         outputs = self(batch)
@@ -109,7 +128,7 @@ class PolymodalModule(L.LightningModule):
                 self.log(f"val_{key}", float(value), sync_dist=False)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        groups = parameter_groups(self.net, self.optim)
+        groups = parameter_groups(self, self.optim)
         optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         if self.optim.scheduler == "onecycle":
@@ -139,8 +158,8 @@ def cosine_with_warmup(total: int, warmup: int) -> Callable[[int], float]:
 def parameter_groups(net: nn.Module, optim: OptimSettings) -> list[dict[str, Any]]:
     """AdamW groups: no weight decay on biases and norms; pretrained encoders at
     ``lr * encoder_lr_scale``. Frozen parameters are left out."""
-    pretrained = {id(p) for enc in getattr(net, "encoders", {}).values() if getattr(enc, "pretrained", False)
-                  for p in enc.parameters()}
+    encoders = getattr(getattr(net, "net", net), "encoders", {})  # a LightningModule or a MultimodalNet
+    pretrained = {id(p) for enc in encoders.values() if getattr(enc, "pretrained", False) for p in enc.parameters()}
     buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in net.named_parameters():
         if not param.requires_grad:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from polymodal.models.model import NetOutput
 from polymodal.models.objectives import TaskLoss
 from polymodal.training.module import (
     OptimSettings,
@@ -101,6 +102,9 @@ class RecordingNet(nn.Module):
     def forward(self, inputs, present):
         self.seen.append({k: v.clone() for k, v in present.items()})
         return self.bias.expand(len(next(iter(present.values()))), 2)
+
+    def forward_train(self, inputs, present):
+        return NetOutput(self.forward(inputs, present), {})
 
 
 def _module(rates: dict[str, float] | None) -> PolymodalModule:

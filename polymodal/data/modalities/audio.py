@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polymodal.config.modalities import AudioModality, AudioPreprocess
+from polymodal.config.modalities import AudioAugment, AudioModality, AudioPreprocess
 from polymodal.data import features as F
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
@@ -82,12 +82,37 @@ def fit_length(wave: np.ndarray, n: int, crop: str) -> np.ndarray:
     return wave
 
 
+def _band_masks(count: int, width: int, size: int, limit: torch.Tensor) -> torch.Tensor:
+    """(B, size) True inside ``count`` random bands of at most ``width`` steps, each starting
+    before that sample's ``limit``."""
+    batch = limit.shape[0]
+    steps = torch.arange(size)
+    masked = torch.zeros(batch, size, dtype=torch.bool)
+    for _ in range(count):
+        widths = torch.randint(0, width + 1, (batch, 1))
+        starts = (torch.rand(batch, 1) * (limit.unsqueeze(1) - widths).clamp_min(1)).long()
+        masked |= (steps >= starts) & (steps < starts + widths)
+    return masked
+
+
+def spec_augment(x: torch.Tensor, lengths: torch.Tensor, cfg: AudioAugment) -> torch.Tensor:
+    """Time and frequency masking (and an optional roll) of (B, T, F) features, per sample."""
+    batch, frames, bins = x.shape
+    if cfg.shift:
+        offsets = torch.randint(-cfg.shift, cfg.shift + 1, (batch,))
+        index = (torch.arange(frames).unsqueeze(0) - offsets.unsqueeze(1)) % frames
+        x = x.gather(1, index.unsqueeze(-1).expand_as(x))
+    time = _band_masks(cfg.time_masks, cfg.time_width, frames, lengths)  # (B, T)
+    freq = _band_masks(cfg.freq_masks, cfg.freq_width, bins, torch.full((batch,), bins))  # (B, F)
+    return x.masked_fill(time.unsqueeze(-1) | freq.unsqueeze(1), 0.0)
+
+
 @PREPROCESSORS.register(AudioModality)
 class AudioPreprocessor(Preprocessor):
     """See the module docstring."""
 
     kind = "audio"
-    batch_time_fields = frozenset({"normalize"})
+    batch_time_fields = frozenset({"normalize", "augment"})
 
     def __init__(self, name: str, cfg: AudioPreprocess):
         super().__init__(name)
@@ -159,6 +184,8 @@ class AudioPreprocessor(Preprocessor):
             mean = (x * weights).sum(dim=1, keepdim=True) / count
             var = ((x - mean).pow(2) * weights).sum(dim=1, keepdim=True) / count
             x = (x - mean) / var.sqrt().clamp_min(1e-5)
+        if train and self.cfg.augment is not None:
+            x = spec_augment(x, lengths, self.cfg.augment)
         return {"x": x * mask.unsqueeze(-1), "mask": mask}
 
     def encoder_context(self) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Images: Pillow decode (PNG, JPEG, BMP, TIFF...) or ``.npy`` arrays, colour conversion, resize,
 normalisation, and training-only augmentation (torchvision transforms v2).
 
-Cached form: ``x`` uint8 (C, H, W). Normalisation and augmentation happen at batch time.
+Cached form: ``x`` uint8 (H, W, C). Normalisation and augmentation happen at batch time.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocesso
 from polymodal.errors import DecodeError, NotFittedError
 
 PIL_MODES = {"rgb": "RGB", "gray": "L", "hsv": "HSV"}
+EXIF_FORMATS = frozenset({"JPEG", "MPO", "TIFF", "WEBP", "HEIF"})
 
 
 def _to_pil(array: np.ndarray, path: str) -> Image.Image:
@@ -110,7 +111,7 @@ class ImagePreprocessor(Preprocessor):
             image = image.convert(target)
         image = resize(image, self.size, self.cfg.resize)
         array = np.asarray(image, dtype=np.uint8)
-        return array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))
+        return array[:, :, None] if array.ndim == 2 else array  # (H, W, C)
 
     def _open(self, path: str) -> Image.Image:
         try:
@@ -130,7 +131,8 @@ class ImagePreprocessor(Preprocessor):
             )
         try:
             image.load()
-            image = ImageOps.exif_transpose(image)  # phone photos: apply the EXIF orientation
+            if image.format in EXIF_FORMATS:  # phone photos: apply the EXIF orientation
+                image = ImageOps.exif_transpose(image)
         except (OSError, SyntaxError, ValueError) as err:
             raise DecodeError(f"corrupt or truncated image ({err})", path=path) from None
         if image.mode in ("I;16", "I", "F"):
@@ -143,15 +145,17 @@ class ImagePreprocessor(Preprocessor):
         return {"x": np.stack(samples).astype(np.uint8, copy=False)}
 
     def spec(self) -> dict[str, ArraySpec]:
-        return {"x": ArraySpec((self.channels, *self.size), "uint8")}
+        return {"x": ArraySpec((*self.size, self.channels), "uint8")}
 
     def fit_features(self, arrays: Mapping[str, np.ndarray]) -> None:
         if self.cfg.normalize == "standard" and self.cfg.mean is None:
-            mean, std = channel_stats(arrays["x"], axis=1)
+            mean, std = channel_stats(arrays["x"], axis=3)
             self.mean, self.std = mean / 255.0, std / 255.0
 
     def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
-        x = arrays["x"].float().div_(255.0)  # (B, C, H, W)
+        # stored (B, H, W, C): the permuted view is (B, C, H, W) in channels-last memory, the layout
+        # the convolutions run fastest on
+        x = arrays["x"].permute(0, 3, 1, 2).float().div_(255.0)
         if train and self._augment is not None:
             x = torch.stack([self._augment(img) for img in x])
         if self.cfg.normalize == "standard":

@@ -28,6 +28,21 @@ def task_loss(outputs: torch.Tensor, target: torch.Tensor, task: str, *, class_w
     return LossOutput(F.mse_loss(outputs, target.to(outputs.dtype)))
 
 
+def unimodal_loss(unimodal: dict[str, torch.Tensor], present: dict[str, torch.Tensor], target: torch.Tensor,
+                  loss: nn.Module) -> LossOutput:
+    """Mean over modalities of each modality's own task loss, on the samples where it is present."""
+    losses, logs = [], {}
+    for name, outputs in sorted(unimodal.items()):
+        rows = present[name]
+        if bool(rows.any()):
+            value = loss(outputs[rows], target[rows]).loss
+            losses.append(value)
+            logs[name] = value.detach()
+    if not losses:
+        return LossOutput(next(iter(unimodal.values())).sum() * 0.0, logs)
+    return LossOutput(torch.stack(losses).mean(), logs)
+
+
 class TaskLoss(nn.Module):
     """Module form of :func:`task_loss` holding the task options (class weights as a buffer)."""
 

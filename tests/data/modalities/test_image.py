@@ -9,13 +9,24 @@ from PIL import Image
 
 from polymodal.config.modalities import ImagePreprocess
 from polymodal.data.modalities.image import ImagePreprocessor
-from polymodal.errors import DecodeError
+from polymodal.errors import DecodeError, NotFittedError
 
 from ..helpers import as_tensors, encode_values, write_image
 
 
 def image(**options) -> ImagePreprocessor:
     return ImagePreprocessor("photo", ImagePreprocess(**{"size": 16, "resize": "stretch", **options}))
+
+
+def chw(x: np.ndarray) -> np.ndarray:
+    """Decoded images are cached (H, W, C); compare them as (C, H, W)."""
+    return x.transpose(2, 0, 1)
+
+
+
+def chw_batch(x: np.ndarray) -> np.ndarray:
+    """Cached batches are (B, H, W, C); batches for the encoder are (B, C, H, W)."""
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 def gradient_rgb(height: int = 16, width: int = 16) -> np.ndarray:
@@ -28,7 +39,7 @@ def gradient_rgb(height: int = 16, width: int = 16) -> np.ndarray:
 def test_file_formats_decode_like_pillow(tmp_path, suffix):
     pixels = gradient_rgb()
     path = write_image(tmp_path / f"a{suffix}", pixels)
-    x = image(color="rgb").decode(path)
+    x = chw(image(color="rgb").decode(path))
     assert x.dtype == np.uint8 and x.shape == (3, 16, 16)
     np.testing.assert_array_equal(x, np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1))
     if suffix != ".jpg":  # lossless formats give back the written pixels
@@ -46,14 +57,14 @@ def test_file_formats_decode_like_pillow(tmp_path, suffix):
 )
 def test_npy_arrays_decode_like_images(tmp_path, array):
     np.save(tmp_path / "a.npy", array)
-    x = image(color="rgb").decode(str(tmp_path / "a.npy"))
+    x = chw(image(color="rgb").decode(str(tmp_path / "a.npy")))
     np.testing.assert_array_equal(x, gradient_rgb().transpose(2, 0, 1))
 
 
 def test_npy_with_a_bad_shape_is_a_decode_error(tmp_path):
     np.save(tmp_path / "a.npy", np.zeros((2, 3, 4, 5), np.uint8))
     with pytest.raises(DecodeError, match=r"got shape \(2, 3, 4, 5\)"):
-        image().decode(str(tmp_path / "a.npy"))
+        chw(image().decode(str(tmp_path / "a.npy")))
 
 
 def test_sixteen_bit_tiff_is_scaled_to_eight_bits(tmp_path):
@@ -61,7 +72,7 @@ def test_sixteen_bit_tiff_is_scaled_to_eight_bits(tmp_path):
     path = tmp_path / "deep.tiff"
     Image.fromarray(pixels).save(path)
     assert Image.open(path).mode.startswith("I;16")
-    x = image(color="gray").decode(str(path))
+    x = chw(image(color="gray").decode(str(path)))
     assert x[0, 0, 0] == 0 and x[0, -1, -1] == 255
     assert np.all(np.diff(x[0].ravel().astype(int)) >= 0)  # order of intensities kept
 
@@ -71,7 +82,7 @@ def test_colour_conversion_and_channel_count(tmp_path, color, channels, pil_mode
     pixels = gradient_rgb()
     path = write_image(tmp_path / "a.png", pixels)
     prep = image(color=color)
-    x = prep.decode(path)
+    x = chw(prep.decode(path))
     assert x.shape == (channels, 16, 16)
     expected = np.asarray(Image.fromarray(pixels).convert(pil_mode))
     expected = expected[None] if expected.ndim == 2 else expected.transpose(2, 0, 1)
@@ -84,16 +95,16 @@ def test_gray_and_rgba_sources_become_three_channels(tmp_path, color):
     gray = write_image(tmp_path / "g.png", np.full((16, 16), 200, np.uint8))
     rgba = write_image(tmp_path / "a.png", np.dstack([gradient_rgb(), np.full((16, 16), 7, np.uint8)]))
     prep = image(color=color)
-    assert prep.decode(gray).shape == (3, 16, 16)
-    assert prep.decode(rgba).shape == (3, 16, 16)
+    assert chw(prep.decode(gray)).shape == (3, 16, 16)
+    assert chw(prep.decode(rgba)).shape == (3, 16, 16)
     if color == "rgb":
-        assert (prep.decode(gray) == 200).all()
-        np.testing.assert_array_equal(prep.decode(rgba), gradient_rgb().transpose(2, 0, 1))
+        assert (chw(prep.decode(gray)) == 200).all()
+        np.testing.assert_array_equal(chw(prep.decode(rgba)), gradient_rgb().transpose(2, 0, 1))
 
 
 def test_pad_keeps_aspect_with_black_bars(tmp_path):
     wide_white = write_image(tmp_path / "w.png", np.full((20, 40), 255, np.uint8))
-    x = image(size=32, resize="pad", color="gray").decode(wide_white)[0]
+    x = chw(image(size=32, resize="pad", color="gray").decode(wide_white))[0]
     assert x.shape == (32, 32)
     assert (x[:8] == 0).all() and (x[24:] == 0).all()  # 40x20 -> 32x16, centred
     assert (x[8:24] == 255).all()
@@ -115,7 +126,7 @@ def wide_with_square(tmp_path):
 
 @pytest.mark.parametrize(("mode", "box"), [("pad", (10, 10)), ("crop", (20, 20)), ("stretch", (20, 10))])
 def test_resize_modes_give_the_requested_shape(wide_with_square, mode, box):
-    x = image(size=40, resize=mode, color="gray").decode(wide_with_square)[0]
+    x = chw(image(size=40, resize=mode, color="gray").decode(wide_with_square))[0]
     assert x.shape == (40, 40)
     height, width = bright_box(x)
     # pad and crop keep the square square; stretch halves its width
@@ -125,7 +136,7 @@ def test_resize_modes_give_the_requested_shape(wide_with_square, mode, box):
 
 
 def test_rectangular_size_is_height_then_width(wide_with_square):
-    x = image(size=[12, 20], resize="crop", color="gray").decode(wide_with_square)
+    x = chw(image(size=[12, 20], resize="crop", color="gray").decode(wide_with_square))
     assert x.shape == (1, 12, 20)
 
 
@@ -134,7 +145,7 @@ def test_unit_normalisation(tmp_path):
     arrays = encode_values(prep, [write_image(tmp_path / "a.png", gradient_rgb())])
     x = prep.to_batch(as_tensors(arrays), train=False)["x"]
     assert x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1
-    torch.testing.assert_close(x, torch.from_numpy(arrays["x"]).float() / 255)
+    torch.testing.assert_close(x, torch.from_numpy(chw_batch(arrays["x"])).float() / 255)
 
 
 def test_standard_normalisation_fits_training_mean_and_std(tmp_path):
@@ -143,7 +154,7 @@ def test_standard_normalisation_fits_training_mean_and_std(tmp_path):
     prep = image(color="rgb", normalize="standard")
     arrays = encode_values(prep, paths)
     prep.fit_features(arrays)
-    pixels = arrays["x"].astype(np.float64) / 255
+    pixels = chw_batch(arrays["x"]).astype(np.float64) / 255
     np.testing.assert_allclose(prep.mean, pixels.mean(axis=(0, 2, 3)), rtol=1e-5)
     np.testing.assert_allclose(prep.std, pixels.std(axis=(0, 2, 3)), rtol=1e-5)
     x = prep.to_batch(as_tensors(arrays), train=False)["x"].double()
@@ -158,21 +169,21 @@ def test_given_mean_and_std_are_used_and_not_refitted(tmp_path):
     prep.fit_features(arrays)
     assert prep.mean.tolist() == pytest.approx([0.5, 0.4, 0.3])
     x = prep.to_batch(as_tensors(arrays), train=False)["x"]
-    expected = (torch.from_numpy(arrays["x"]).float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) \
+    expected = (torch.from_numpy(chw_batch(arrays["x"])).float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) \
         / torch.tensor([0.2, 0.25, 0.5]).view(1, 3, 1, 1)
     torch.testing.assert_close(x, expected)
 
 
 def test_standard_normalisation_before_fit_is_refused(tmp_path):
     prep = image(normalize="standard")
-    with pytest.raises(RuntimeError, match="before fit"):
+    with pytest.raises(NotFittedError, match="before fit"):
         prep.to_batch(as_tensors(encode_values(prep, [write_image(tmp_path / "a.png", gradient_rgb())])), train=False)
 
 
 def test_augmentation_only_in_training(tmp_path):
     prep = image(color="rgb", augment={"hflip": True})
     arrays = as_tensors(encode_values(prep, [write_image(tmp_path / f"{i}.png", gradient_rgb()) for i in range(32)]))
-    plain = arrays["x"].float() / 255
+    plain = arrays["x"].permute(0, 3, 1, 2).float() / 255
     torch.manual_seed(0)
     evaluation = prep.to_batch(arrays, train=False)["x"]
     torch.testing.assert_close(evaluation, plain, rtol=0, atol=0)
@@ -192,9 +203,9 @@ def test_no_augmentation_configured_means_training_batches_are_plain(tmp_path):
 def test_decompression_bomb_guard(tmp_path):
     path = write_image(tmp_path / "big.png", np.zeros((20, 30), np.uint8))
     with pytest.raises(DecodeError, match="decompression bomb") as info:
-        image(max_pixels=500).decode(path)
+        chw(image(max_pixels=500).decode(path))
     assert "20 = 600 pixels" in str(info.value) and info.value.path == path
-    assert image(max_pixels=600).decode(path).shape == (3, 16, 16)  # at the limit is fine
+    assert chw(image(max_pixels=600).decode(path)).shape == (3, 16, 16)  # at the limit is fine
 
 
 def test_truncated_image_names_the_file(tmp_path):
@@ -203,7 +214,7 @@ def test_truncated_image_names_the_file(tmp_path):
     write_image(path, rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(DecodeError, match="truncated") as info:
-        image().decode(str(path))
+        chw(image().decode(str(path)))
     assert info.value.path == str(path) and str(path) in str(info.value)
 
 
@@ -211,11 +222,11 @@ def test_not_an_image_names_the_file(tmp_path):
     path = tmp_path / "fake.jpg"
     path.write_bytes(b"definitely not a jpeg" * 10)
     with pytest.raises(DecodeError, match="not a recognised image format") as info:
-        image().decode(str(path))
+        chw(image().decode(str(path)))
     assert str(path) in str(info.value)
 
 
 def test_missing_file_is_a_decode_error(tmp_path):
     with pytest.raises(DecodeError) as info:
-        image().decode(str(tmp_path / "gone.png"))
+        chw(image().decode(str(tmp_path / "gone.png")))
     assert info.value.path == str(tmp_path / "gone.png")

@@ -1,0 +1,80 @@
+"""Loss terms: what a training step adds up.
+
+Every objective a run trains with is a :class:`Term` (an ``nn.Module``, so a term can own
+parameters, such as a domain discriminator or a learnable temperature). The Lightning module
+sums ``weight * term(ctx)`` over its terms; a new training recipe (alignment, domain
+adaptation, pseudo-labelling, distillation...) is a new term, not a new training loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from polymodal.models.model import NetOutput
+from polymodal.models.objectives import LossOutput, TaskLoss, unimodal_loss
+
+Batch = dict[str, Any]
+
+
+@dataclass
+class StepContext:
+    """Everything a term may need at one training step.
+
+    Attributes:
+        module: the LightningModule (``module.net`` is the network).
+        batch: the labelled batch (``inputs``, ``present``, ``target``...).
+        present: presence masks after modality dropout (what the network saw).
+        out: the network's training outputs on ``batch``.
+        unlabeled: a batch from the unlabelled manifest, when the run has one.
+        progress: fraction of training done, in [0, 1] (for schedules such as DANN's).
+    """
+
+    module: Any
+    batch: Batch
+    present: dict[str, torch.Tensor]
+    out: NetOutput
+    unlabeled: Batch | None
+    progress: float
+
+
+class Term(nn.Module):
+    """Base class: ``forward(ctx) -> LossOutput``; ``weight`` scales it in the total."""
+
+    name = "term"
+
+    def __init__(self, weight: float = 1.0):
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, ctx: StepContext) -> LossOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class TaskTerm(Term):
+    """The task loss on the fused outputs."""
+
+    name = "task"
+
+    def __init__(self, loss: TaskLoss, weight: float = 1.0):
+        super().__init__(weight)
+        self.loss = loss
+
+    def forward(self, ctx: StepContext) -> LossOutput:
+        return self.loss(ctx.out.outputs, ctx.batch["target"])
+
+
+class UnimodalTerm(Term):
+    """Each modality's own task loss, on the samples where the network saw it."""
+
+    name = "unimodal"
+
+    def __init__(self, loss: TaskLoss, weight: float):
+        super().__init__(weight)
+        self.loss = loss
+
+    def forward(self, ctx: StepContext) -> LossOutput:
+        return unimodal_loss(ctx.out.unimodal, ctx.present, ctx.batch["target"], self.loss)
