@@ -21,13 +21,9 @@ import polymodal.models  # noqa: F401 - fills the registries
 from polymodal.config import load_config
 from polymodal.config.base import validate
 from polymodal.config.encoders import (
-    Cnn1dConfig,
     EmbeddingBagConfig,
     HfConfig,
-    ImageCnnConfig,
-    MelCnnConfig,
     ResNetConfig,
-    TextRnnConfig,
     TimmConfig,
 )
 from polymodal.config.modalities import AnyModality
@@ -50,6 +46,7 @@ from .helpers import (
     rows,
     variants,
 )
+
 
 def _modality_kind(modality_cls: type) -> str:
     return typing.get_args(modality_cls.model_fields["kind"].annotation)[0]

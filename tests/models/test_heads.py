@@ -16,7 +16,7 @@ import torch
 import polymodal.models  # noqa: F401 - fills the registries
 from polymodal.config import load_config
 from polymodal.config.base import validate
-from polymodal.config.model import AnyHead, CnnHeadConfig, RnnHeadConfig
+from polymodal.config.model import AnyHead
 from polymodal.errors import ConfigError
 from polymodal.models.fusion.base import FusedOutput
 from polymodal.models.heads import build_head
