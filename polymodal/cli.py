@@ -60,6 +60,18 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
     console.print(table)
 
 
+def print_rows(rows: list[dict[str, Any]], title: str) -> None:
+    """A list of records as a table (floats with 4 decimals)."""
+    table = Table(title=title)
+    columns = list(rows[0]) if rows else []
+    for column in columns:
+        table.add_column(str(column), justify="left" if isinstance(rows[0][column], str) else "right")
+    for row in rows:
+        table.add_row(*("-" if row[c] is None else f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])
+                        for c in columns))
+    console.print(table)
+
+
 # -- config --------------------------------------------------------------------------------------
 @config_app.command("schema")
 def config_schema() -> None:
@@ -123,11 +135,17 @@ def train(
     valid: Annotated[Path | None, typer.Option("--valid", help="Validation manifest.")] = None,
     test: Annotated[Path | None, typer.Option("--test", help="Test manifest, evaluated after training.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's last checkpoint.")] = False,
+    unlabeled: Annotated[Path | None, typer.Option(
+        "--unlabeled", help="Unlabelled manifest for the config's transfer method (domain adaptation, "
+                            "semi-supervised).")] = None,
 ) -> None:
     """Train a model and write the run folder (model, preprocessors, metrics, report)."""
     from polymodal.predictor import MultimodalPredictor
 
-    predictor = MultimodalPredictor.from_config(config).fit(train, valid, test=test, out=out, resume=resume)
+    predictor = MultimodalPredictor.from_config(config).fit(train, valid, test=test, out=out, resume=resume,
+                                                            unlabeled=unlabeled)
+    if predictor.info.get("rank", 0) != 0:  # a secondary process of distributed training
+        return
     for split, scores in predictor.metrics.items():
         print_metrics(scores, f"{split} metrics")
     console.print(f"run written to [bold]{out}[/] (report: {out / 'report.html'})")
@@ -139,15 +157,83 @@ def evaluate(
     run: RunArg,
     data: DataOpt,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+    missing: Annotated[bool, typer.Option("--missing", help="Also evaluate every non-empty subset of modalities, "
+                                          "the others treated as missing.")] = False,
+    robustness: Annotated[bool, typer.Option("--robustness", help="Also corrupt one modality at a time at "
+                                             "severities 0-5 (every corruption of its kind).")] = False,
+    corruption: Annotated[list[str] | None, typer.Option("--corruption", help="Sweep only MODALITY or "
+                                                         "MODALITY:CORRUPTION (repeatable).")] = None,
+    reference: Annotated[Path | None, typer.Option("--reference", help="A reference run (e.g. late fusion) swept "
+                                                   "the same way, for effective robustness.")] = None,
+    rows: Annotated[int | None, typer.Option("--rows", min=1, help="--missing/--robustness on a seeded random "
+                                             "sample of at most this many rows.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the corruptions and the row sample.")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the --missing/--robustness tables and "
+                                             "plot (default RUN/evaluation).")] = None,
+    retrieval: Annotated[bool, typer.Option("--retrieval", help="Cross-modal retrieval instead: Recall@1/5/10, "
+                                            "mAP, median rank per direction (needs 'align').")] = False,
+    query: Annotated[str | None, typer.Option("--query", help="--retrieval: the query modality.")] = None,
+    gallery: Annotated[str | None, typer.Option("--gallery", help="--retrieval: the gallery modality.")] = None,
+    hits: Annotated[str, typer.Option("--hits", help="--retrieval: a hit is the query's own row (pair) or a row "
+                                      "with the same label (label); auto: label when the data has one.")] = "auto",
+    labels: Annotated[str | None, typer.Option("--labels", help="--retrieval: the label column (default: the "
+                                               "config's target).")] = None,
+    cca_train: Annotated[Path | None, typer.Option("--cca-train", help="--retrieval: also fit the linear-CCA "
+                                                   "baseline on this manifest's frozen features.")] = None,
+    cca_features: Annotated[str, typer.Option("--cca-features", help="--cca-train: 'encoder' outputs or "
+                                              "preprocessed 'input'.")] = "encoder",
 ) -> None:
     """Evaluate a trained model on a labelled manifest."""
     from polymodal.predictor import MultimodalPredictor
 
-    metrics = MultimodalPredictor.load(run).evaluate(data)
+    predictor = MultimodalPredictor.load(run)
+    if retrieval:  # see polymodal.cli_retrieval
+        from polymodal.cli_retrieval import show_retrieval
+
+        show_retrieval(predictor, data, query=query, gallery=gallery, hits=hits, labels=labels, cca_train=cca_train,
+                       cca_features=cca_features, as_json=as_json)
+        return
+    metrics = predictor.evaluate(data)
+    extra: dict[str, Any] = {}
+    if missing or robustness:
+        from polymodal.evaluation.commands import run_evaluations
+
+        ref = MultimodalPredictor.load(reference) if reference is not None else None
+        extra = run_evaluations(predictor, data, out or run / "evaluation", missing=missing, robustness=robustness,
+                                corruptions=corruption, reference=ref, max_rows=rows, seed=seed)
     if as_json:
-        print(json.dumps(metrics, indent=2))
-    else:
-        print_metrics(metrics, f"metrics on {data.name}")
+        print(json.dumps({**metrics, **extra}, indent=2))
+        return
+    print_metrics(metrics, f"metrics on {data.name}")
+    if "missing" in extra:
+        print_rows(extra["missing"], "modality subsets (the others missing)")
+    if "robustness" in extra:
+        print_rows(extra["robustness"]["table"], f"{extra['robustness']['metric']} by corruption severity (0-5)")
+    if extra:
+        console.print(f"tables written to {out or run / 'evaluation'}")
+
+
+@app.command()
+@user_errors
+def explain(
+    run: RunArg,
+    data: DataOpt,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for explain.html, shapley.csv and "
+                                             "importance.csv (default RUN/explain).")] = None,
+    rows: Annotated[int | None, typer.Option("--rows", min=1, help="Explain a seeded random sample of at most "
+                                             "this many rows.")] = None,
+    samples: Annotated[int, typer.Option("--samples", min=0, help="Rows that get heat-maps inside each "
+                                         "modality.")] = 4,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the row sample.")] = 0,
+) -> None:
+    """Attribute predictions to modalities (Shapley values) and, inside each, to pixels, tokens or
+    time-frequency bins (Integrated Gradients); write an HTML page."""
+    from polymodal.predictor import MultimodalPredictor
+
+    explanation = MultimodalPredictor.load(run).explain(data, max_rows=rows, samples=samples, seed=seed)
+    page = explanation.to_html(out or run / "explain")
+    print_rows(explanation.importance.to_dict("records"), "modality importance")
+    console.print(f"explanation written to {page}")
 
 
 @app.command()
@@ -179,6 +265,33 @@ def demo(
     from polymodal.demo import run_demo
 
     run_demo(out, size=size, epochs=epochs, console=console)
+
+
+@app.command()
+@user_errors
+def tune(
+    config: Annotated[Path, typer.Argument(help="YAML config with a 'tune' section (space, trials...).")],
+    train: Annotated[Path, typer.Option("--train", help="Training manifest.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for trials.csv, best_config.yaml, summary.json.")],
+    valid: Annotated[Path | None, typer.Option("--valid", help="Validation manifest (the metric is measured here).")] = None,
+    trials: Annotated[int | None, typer.Option("--trials", help="Number of trials (default: tune.trials).")] = None,
+) -> None:
+    """Search hyper-parameters with Optuna (TPE sampler, median pruning on the validation metric)."""
+    from polymodal.tune import run_search
+
+    def show(row: dict[str, Any]) -> None:
+        value = "-" if row["value"] is None else f"{row['value']:.4f}"
+        console.print(f"trial {row['trial']:>3}  {row['state']:<9} {value}  " + ", ".join(
+            f"{k}={v}" for k, v in row.items() if k not in ("trial", "state", "value", "seconds")))
+
+    table = run_search(config, train, valid, out, trials, on_trial=show)
+    print_rows(table.to_dict("records"), "trials")
+    console.print(f"best config: {out / 'best_config.yaml'}; all trials: {out / 'trials.csv'}")
+
+
+from polymodal.cli_retrieval import register as _register_retrieval  # noqa: E402,I001
+
+_register_retrieval(app)  # embed, index build, retrieve, zero-shot
 
 
 def main() -> None:  # pragma: no cover - console-script entry

@@ -95,6 +95,6 @@ class DatasetSourceError(PolymodalError, FileNotFoundError):
 class MissingDependencyError(PolymodalError, ImportError):
     """An optional dependency is not installed."""
 
-    def __init__(self, package: str, purpose: str, extra: str | None = None):
-        hint = f"pip install 'polymodal[{extra}]'" if extra else f"pip install {package}"
+    def __init__(self, package: str, purpose: str, extra: str | None = None, install: str | None = None):
+        hint = install or (f"pip install 'polymodal[{extra}]'" if extra else f"pip install {package}")
         super().__init__(f"{purpose} needs the optional package '{package}'. Install it with: {hint}")

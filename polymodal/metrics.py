@@ -98,5 +98,6 @@ def task_metrics(task: str, outputs: np.ndarray, target: np.ndarray, n_classes: 
 
 
 # The metric early stopping and model selection watch by default, and whether higher is better.
-DEFAULT_MONITOR = {"classification": ("accuracy", "max"), "multilabel": ("macro_f1", "max"), "regression": ("loss", "min")}
-LOWER_IS_BETTER = {"loss", "mae", "rmse", "ece", "log_loss"}
+DEFAULT_MONITOR = {"classification": ("accuracy", "max"), "multilabel": ("macro_f1", "max"), "regression": ("loss", "min"),
+                   "retrieval": ("map", "max")}
+LOWER_IS_BETTER = {"loss", "mae", "rmse", "ece", "log_loss", "median_rank"}

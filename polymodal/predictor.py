@@ -24,15 +24,20 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from polymodal.assets import localize_assets, restore_contexts, save_assets
 from polymodal.config import Config, load_config, save_config
 from polymodal.data.dataset import collate
+from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable, skipped_frame
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.errors import NotFittedError, SchemaMismatchError
+from polymodal.fewshot import use_support
 from polymodal.metrics import DEFAULT_MONITOR, LOWER_IS_BETTER, sigmoid, softmax, task_metrics
 from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
+from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, with_further_tasks
+from polymodal.training.finetune import finetune_callbacks
 from polymodal.training.terms import TaskTerm, Term, UnimodalTerm
 from polymodal.utils.device import default_device, default_workers
 from polymodal.utils.io import atomic_write, atomic_write_json
@@ -58,6 +63,7 @@ class MultimodalPredictor:
         self.info: dict[str, Any] = {}
         self.metrics: dict[str, Any] = {}
         self.last_skipped = pd.DataFrame()
+        self.diagnostics: dict[str, Any] = {}  # the report's subsets, importance, robustness... (see report.rows)
 
     @classmethod
     def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> MultimodalPredictor:
@@ -66,7 +72,8 @@ class MultimodalPredictor:
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, train: DataSource, valid: DataSource | None = None, *, test: DataSource | None = None,
-            out: str | os.PathLike | None = None, resume: bool = False) -> MultimodalPredictor:
+            out: str | os.PathLike | None = None, resume: bool = False,
+            unlabeled: DataSource | None = None, callbacks: list[Any] | None = None) -> MultimodalPredictor:
         """Fit preprocessing on ``train``, then train the network.
 
         Args:
@@ -76,6 +83,10 @@ class MultimodalPredictor:
             test: optional manifest evaluated after training (metrics in ``metrics.json``).
             out: run folder; checkpoints, logs and the final model are written there.
             resume: continue an interrupted run in ``out`` from its last checkpoint.
+            unlabeled: an unlabelled manifest for the ``transfer`` method (domain adaptation:
+                the target domain; semi-supervised: more rows of the same domain); default
+                ``transfer.unlabeled``.
+            callbacks: extra Lightning callbacks for the training run (e.g. a tuner's pruning).
 
         Raises:
             ManifestError / ConfigError / DecodeError: bad input, with every problem named.
@@ -84,6 +95,7 @@ class MultimodalPredictor:
 
         from polymodal.training.module import OptimSettings, PolymodalModule
         from polymodal.training.trainer import fit_module
+        from polymodal.training.transfer import TransferPlan
 
         cfg = self.config
         run_dir = Path(out) if out is not None else None
@@ -103,25 +115,35 @@ class MultimodalPredictor:
         valid_y = pipeline.encode_targets(valid_m, valid_table)
         prep_seconds = time.perf_counter() - started
         self.pipeline = pipeline
+        transfer = TransferPlan.prepare(cfg, pipeline, train_m, train_table, train_y, unlabeled, load_run=type(self).load)
 
         L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-        net = build_model(cfg, pipeline.contexts(), pipeline.targets.n_outputs)
+        net = build_model(cfg, pipeline.contexts(), pipeline.targets.n_outputs, pipeline.targets.task_outputs)
         loss = self._loss(train_y)
+        # frozen encoders with cache: true run once per input here, never in the training steps
+        train_table = attach_cached_features(cfg, net, pipeline, train_m, train_table, cfg.train.progress)
+        valid_table = attach_cached_features(cfg, net, pipeline, valid_m, valid_table, cfg.train.progress)
         module = PolymodalModule(
             net, loss,
-            OptimSettings(cfg.train.lr, cfg.train.weight_decay, cfg.train.scheduler, cfg.train.warmup_epochs),
+            OptimSettings(cfg.train.lr, cfg.train.weight_decay, cfg.train.scheduler, cfg.train.warmup_epochs,
+                          cfg.train.encoder_lr_scale),
             metrics=self._metrics,
             modality_dropout=self._dropout_rates(),
-            terms=self._terms(net, loss),
+            callbacks=finetune_callbacks(cfg, net) + list(callbacks or []),
+            terms=transfer.terms(net, self._terms(net, loss)),
         )
         monitor, mode = self._monitor()
         result = fit_module(
             module,
-            self._loader(train_table, train_y, train=True),
+            transfer.train_loader(self._loader(train_table, train_y, train=True)),
             self._loader(valid_table, valid_y, train=False),
             cfg.train, run_dir=run_dir, monitor=monitor, mode=mode, resume=resume,
         )
+        transfer.finish(net)
         self.net = net.eval()
+        if result.rank != 0:  # other DDP ranks: rank 0 evaluates and writes the run
+            self.info = {"rank": result.rank}
+            return self
         self.history = result.history
         skipped = train_table.skipped + valid_table.skipped
         self.info = {
@@ -129,12 +151,16 @@ class MultimodalPredictor:
             "train_seconds": result.seconds, "preprocess_seconds": prep_seconds,
             "best_epoch": result.best_epoch, f"best_val_{monitor}": result.best_score,
             "epochs_run": len(result.history), "parameters": count_parameters(net),
-            "skipped_files": len(skipped),
+            "skipped_files": len(skipped), **transfer.info,
         }
         self.last_skipped = skipped_frame(skipped)
         self.metrics = {"valid": self._score(valid_table, valid_y)}
         if test is not None:
             self.metrics["test"] = self.evaluate(test)
+        from polymodal.evaluation.diagnostics import diagnose  # the evaluation layer sits above
+
+        self.diagnostics = diagnose(self, test if test is not None else valid_m, "valid" if test is None else "test",
+                                    cfg.report)
         if run_dir is not None:
             self.save(run_dir)
         return self
@@ -156,6 +182,11 @@ class MultimodalPredictor:
 
     def _loss(self, train_y: np.ndarray) -> TaskLoss:
         cfg = self.config
+        if cfg.task == "retrieval":  # no task: the validation loss scores the embeddings
+            from polymodal.training.alignment import retrieval_validation_loss
+
+            return retrieval_validation_loss(cfg)
+        train_y = self.pipeline.targets.main_targets(train_y) if cfg.tasks else train_y  # multi-task: the main task
         weights = None
         if cfg.loss.class_weights == "balanced":
             counts = np.bincount(train_y, minlength=self.pipeline.targets.n_outputs).astype(np.float64)
@@ -167,18 +198,33 @@ class MultimodalPredictor:
                     f"{self.pipeline.targets.n_outputs} classes {self.pipeline.targets.classes}"
                 )
             weights = torch.tensor(cfg.loss.class_weights, dtype=torch.float32)
-        return TaskLoss(cfg.task, weights, cfg.loss.label_smoothing, cfg.loss.regression, cfg.loss.huber_delta)
+        main = TaskLoss(cfg.task, weights, cfg.loss.label_smoothing, cfg.loss.regression, cfg.loss.huber_delta)
+        return with_further_tasks(cfg, self.pipeline.targets, main)  # one loss per task with `tasks`
 
     def _terms(self, net: MultimodalNet, loss: TaskLoss) -> list[Term]:
         """The loss terms of this config's training step."""
+        from polymodal.training.alignment import build_align_term
+
+        if self.config.task == "retrieval":  # the alignment objective alone
+            return [build_align_term(self.config, net)]
         terms: list[Term] = [TaskTerm(loss)]
         if net.has_unimodal:
             terms.append(UnimodalTerm(loss, self.config.loss.unimodal_weight))
+        if self.config.align is not None:
+            terms.append(build_align_term(self.config, net))
         return terms
 
     def _metrics(self, outputs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
         """Task metrics on raw outputs; regression values are put back on the target's scale."""
         targets = self.pipeline.targets
+        if self.config.task == "retrieval":  # outputs are the aligned modalities' embeddings side by side
+            from polymodal.config.align import aligned_modalities, modality_pairs
+            from polymodal.evaluation.retrieval import stacked_validation_metrics
+
+            return stacked_validation_metrics(outputs, target, aligned_modalities(self.config),
+                                              modality_pairs(self.config))
+        if self.config.tasks:  # the main task's metrics, then `<task>/<metric>` for the others
+            return multitask_metrics(targets, outputs, target)
         if self.config.task == "regression":
             return task_metrics("regression", targets.decode_values(outputs), targets.decode_values(target))
         return task_metrics(self.config.task, outputs, target,
@@ -240,45 +286,73 @@ class MultimodalPredictor:
         scores["rows"] = int(len(targets))
         return scores
 
-    def evaluate(self, data: DataSource, modalities: Iterable[str] | None = None) -> dict[str, Any]:
+    def evaluate(self, data: DataSource, modalities: Iterable[str] | None = None, *,
+                 support: DataSource | None = None) -> dict[str, Any]:
         """Metrics on a labelled manifest: accuracy, macro-F1, AUROC, ECE, confusion matrix
         (classification); micro/macro-F1, AUROC (multilabel); MAE, RMSE, R2 (regression).
 
         Args:
             modalities: evaluate with only these modalities present (the rest treated as missing).
+            support: few-shot models (``transfer: protonet``): labelled rows whose classes'
+                prototypes classify ``data`` (see :mod:`polymodal.fewshot`).
         """
+        if support is not None:
+            with use_support(self, support):
+                return self.evaluate(data, modalities)
         manifest, table = self._encode(data, require_target=True, modalities=modalities)
         return self._score(table, self.pipeline.encode_targets(manifest, table))
 
-    def predict_proba(self, data: DataSource, modalities: Iterable[str] | None = None) -> pd.DataFrame:
+    def predict_proba(self, data: DataSource, modalities: Iterable[str] | None = None, *,
+                      support: DataSource | None = None) -> pd.DataFrame:
         """Class probabilities (classification: softmax; multilabel: per-label sigmoid), one column
-        per class, indexed by manifest row."""
-        if self.config.task == "regression":
-            raise SchemaMismatchError("predict_proba needs a classification or multilabel model; this one does regression")
+        per class, indexed by manifest row. ``support``: see :meth:`evaluate`."""
+        if support is not None:
+            with use_support(self, support):
+                return self.predict_proba(data, modalities)
+        if self.config.task in ("regression", "retrieval"):
+            raise SchemaMismatchError(f"predict_proba needs a classification or multilabel model; this one does "
+                                      f"{self.config.task}" + (" (use embed)" if self.config.task == "retrieval" else ""))
         _, table = self._encode(data, require_target=False, modalities=modalities)
-        outputs = self._outputs(table)
+        outputs = main_outputs(self.pipeline.targets, self._outputs(table))
         proba = softmax(outputs) if self.config.task == "classification" else sigmoid(outputs)
         columns = self.pipeline.targets.classes if self.config.task == "classification" else self.config.targets
         return pd.DataFrame(proba, columns=columns, index=pd.Index(table.rows, name="row"))
 
-    def predict(self, data: DataSource, modalities: Iterable[str] | None = None) -> np.ndarray:
-        """Predicted labels (classification), 0/1 matrix (multilabel) or values (regression)."""
+    def predict(self, data: DataSource, modalities: Iterable[str] | None = None, *,
+                support: DataSource | None = None) -> np.ndarray:
+        """Predicted labels (classification), 0/1 matrix (multilabel) or values (regression) of
+        the main task. ``support``: see :meth:`evaluate`."""
+        if support is not None:
+            with use_support(self, support):
+                return self.predict(data, modalities)
         if self.config.task == "regression":
             _, table = self._encode(data, require_target=False, modalities=modalities)
-            return self.pipeline.targets.decode_values(self._outputs(table))
+            return self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, self._outputs(table)))
         proba = self.predict_proba(data, modalities)
         if self.config.task == "multilabel":
             return (proba.to_numpy() >= 0.5).astype(int)
         return np.asarray(proba.columns)[proba.to_numpy().argmax(axis=1)]
 
-    def predict_frame(self, data: DataSource, modalities: Iterable[str] | None = None) -> pd.DataFrame:
+    def predict_frame(self, data: DataSource, modalities: Iterable[str] | None = None, *,
+                      support: DataSource | None = None) -> pd.DataFrame:
         """Predictions as a table indexed by manifest row: ``prediction`` and ``proba_<class>``
         (classification), ``pred_<label>`` and ``proba_<label>`` (multilabel), ``pred_<target>``
-        (regression)."""
+        (regression); further ``tasks`` add their columns prefixed by the task's name.
+        ``support``: see :meth:`evaluate`."""
+        if support is not None:
+            with use_support(self, support):
+                return self.predict_frame(data, modalities)
         _, table = self._encode(data, require_target=False, modalities=modalities)
         outputs = self._outputs(table)
         index = pd.Index(table.rows, name="row")
+        frame = self._frame(main_outputs(self.pipeline.targets, outputs), index)
+        return frame.join(further_task_frame(self.pipeline.targets, outputs, index))
+
+    def _frame(self, outputs: np.ndarray, index: pd.Index) -> pd.DataFrame:
+        """The main task's prediction columns from its raw outputs."""
         task, targets = self.config.task, self.pipeline.targets
+        if task == "retrieval":
+            raise SchemaMismatchError("a task 'retrieval' model makes no predictions; use embed ('polymodal embed')")
         if task == "regression":
             return pd.DataFrame(targets.decode_values(outputs), index=index,
                                 columns=[f"pred_{c}" for c in self.config.targets])
@@ -289,6 +363,43 @@ class MultimodalPredictor:
         proba = softmax(outputs)
         frame = pd.DataFrame({"prediction": np.asarray(targets.classes, dtype=object)[proba.argmax(axis=1)]}, index=index)
         return frame.join(pd.DataFrame(proba, index=index, columns=[f"proba_{c}" for c in targets.classes]))
+
+    def explain(self, data: DataSource, **options: Any) -> Any:
+        """What each modality contributed to each prediction: per-row Shapley values over
+        modalities, global importance and Integrated-Gradients maps inside each modality.
+
+        Returns an :class:`~polymodal.evaluation.attribution.Explanation` (``.values``,
+        ``.importance``, ``.to_html(folder)``); ``options`` are those of
+        :func:`polymodal.evaluation.attribution.explain` (``max_rows``, ``samples``, ``seed``...).
+        """
+        from polymodal.evaluation.attribution import explain  # the evaluation layer sits above
+
+        return explain(self, data, **options)
+
+    # -- shared embedding space (``align``) -----------------------------------------------------
+    def embed(self, data: DataSource, modality: str) -> pd.DataFrame:
+        """L2-normalised shared-space embeddings of one modality: (N, dim) indexed by manifest row,
+        columns ``e0 ..``; rows without the modality are left out. See :mod:`polymodal.retrieval`."""
+        from polymodal.retrieval.embed import embed_rows
+
+        return embed_rows(self, data, modality)
+
+    def evaluate_retrieval(self, data: DataSource, query: str | None = None, gallery: str | None = None, *,
+                           by: str = "auto", labels: str | None = None) -> dict[str, dict[str, Any]]:
+        """Recall@1/5/10, mAP and median rank of ``data``'s rows retrieved across modalities, per
+        direction ``query->gallery`` (default: every ordered pair of aligned modalities). A hit is
+        the query's own row (``by='pair'``) or a row with the same label (``by='label'``)."""
+        from polymodal.retrieval.search import evaluate_retrieval
+
+        return evaluate_retrieval(self, data, query, gallery, by=by, labels=labels)
+
+    def zero_shot(self, data: DataSource, modality: str, classes: Any, *, text_modality: str | None = None,
+                  template: str = "{}") -> pd.DataFrame:
+        """Classify ``modality`` rows by the nearest class-name embedding of the aligned text side:
+        ``prediction`` and ``score_<class>`` per manifest row (see :mod:`polymodal.retrieval.zero_shot`)."""
+        from polymodal.retrieval.zero_shot import zero_shot
+
+        return zero_shot(self, data, modality, classes, text_modality, template)
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -301,11 +412,14 @@ class MultimodalPredictor:
         save_config(self.config, run / "config.yaml")
         atomic_write(run / MODEL_FILE, lambda tmp: save_model(net.cpu(), str(tmp)))
         pipeline.save(run / "preprocessors")
+        save_assets(self.config, net, run)  # what pretrained encoders need besides their weights
         atomic_write_json(run / "metrics.json", {**self.metrics, "training": self.info})
         if not self.history.empty:
             atomic_write(run / "history.csv", lambda tmp: self.history.to_csv(tmp, index=False))
         if not self.last_skipped.empty:
             atomic_write(run / "skipped.csv", lambda tmp: self.last_skipped.to_csv(tmp, index=False))
+        if self.diagnostics:
+            atomic_write_json(run / "diagnostics.json", self.diagnostics)
         from polymodal.evaluation.report import write_report  # the report sits a layer above
 
         write_report(self, run)
@@ -319,9 +433,10 @@ class MultimodalPredictor:
         run = Path(path)
         if not (run / MODEL_FILE).is_file():
             raise FileNotFoundError(f"{run} is not a polymodal run folder: {MODEL_FILE} not found")
-        predictor = cls(load_config(run / "config.yaml"))
+        predictor = cls(localize_assets(load_config(run / "config.yaml"), run))
         predictor.pipeline = DataPipeline.load(predictor.config, run / "preprocessors")
-        net = build_model(predictor.config, predictor.pipeline.contexts(), predictor.pipeline.targets.n_outputs)
+        net = build_model(predictor.config, restore_contexts(predictor.pipeline.contexts()),
+                          predictor.pipeline.targets.n_outputs, predictor.pipeline.targets.task_outputs)
         load_model(net, str(run / MODEL_FILE))
         predictor.net = net.eval()
         if (run / "metrics.json").is_file():
@@ -330,6 +445,8 @@ class MultimodalPredictor:
             predictor.metrics = stored
         if (run / "history.csv").is_file():
             predictor.history = pd.read_csv(run / "history.csv")
+        if (run / "diagnostics.json").is_file():
+            predictor.diagnostics = json.loads((run / "diagnostics.json").read_text(encoding="utf-8"))
         return predictor
 
 

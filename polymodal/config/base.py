@@ -22,12 +22,22 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
 
+def _flat_members(annotation: Any) -> list[Any]:
+    """The members of a union, with Annotated wrappers and nested unions flattened
+    (``Optional[Annotated[A | B, discriminator]]`` -> ``[A, B, None]``)."""
+    if get_origin(annotation) is Annotated:
+        return _flat_members(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return [member for arg in get_args(annotation) for member in _flat_members(arg)]
+    return [annotation]
+
+
 def _unwrap(annotation: Any, node: Any) -> Any:
     """The member of ``annotation`` (Annotated / Optional / Union) that describes ``node``."""
     if get_origin(annotation) is Annotated:
         return _unwrap(get_args(annotation)[0], node)
     if get_origin(annotation) in (Union, UnionType):
-        members = [a for a in get_args(annotation) if a is not type(None)]
+        members = [a for a in _flat_members(annotation) if a is not type(None)]
         models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
         if isinstance(node, Mapping):
             for model in models:
@@ -67,7 +77,7 @@ def _union_tags(annotation: Any) -> list[str]:
     if get_origin(annotation) is Annotated:
         annotation = get_args(annotation)[0]
     tags = []
-    for member in get_args(annotation) if get_origin(annotation) in (Union, UnionType) else [annotation]:
+    for member in _flat_members(annotation):
         if isinstance(member, type) and issubclass(member, BaseModel):
             for key in DISCRIMINATORS:
                 field = member.model_fields.get(key)
@@ -123,7 +133,7 @@ def _describe(err: Any, parts: list[str], root: type[BaseModel], data: Any) -> s
     if kind == "value_error" and message.startswith("Value error, "):
         message = message[len("Value error, "):]
     got = err.get("input")
-    shown = "" if isinstance(got, Mapping) else f" (got {got!r})"
+    shown = "" if isinstance(got, Mapping | BaseModel) else f" (got {got!r})"  # a section: its problem says it
     return f"{path}: {message}{shown}"
 
 

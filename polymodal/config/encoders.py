@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
 from polymodal.config.base import StrictModel
+from polymodal.config.finetune import LocalPath, LoraConfig, UnfreezeConfig
 
 Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]
 
@@ -25,11 +25,38 @@ class EncoderConfig(StrictModel):
 
     Attributes:
         freeze: ``none`` trains everything, ``all`` freezes the encoder (linear probing), an integer
-            N trains only the last N blocks of a pretrained backbone.
+            N trains only the last N blocks of a pretrained backbone. Batch-norm layers of frozen
+            parts stay in eval mode (their running statistics are kept).
+        unfreeze: gradual unfreezing: more trailing blocks become trainable as epochs pass.
+        cache: compute the (frozen) encoder's outputs once per input and store them (on disk under
+            ``data.cache_dir``, memory-mapped, reused across epochs and runs; in memory without
+            it); training then never runs this encoder. Needs ``freeze: all``.
     """
 
     kinds: ClassVar[tuple[str, ...]] = ()
     freeze: Literal["none", "all"] | Annotated[int, Field(ge=0)] = "none"
+    unfreeze: UnfreezeConfig | None = None
+    cache: bool = False
+
+    @model_validator(mode="after")
+    def _check_fine_tuning(self) -> EncoderConfig:
+        lora = getattr(self, "lora", None)
+        if self.cache and (self.freeze != "all" or self.unfreeze is not None or lora is not None):
+            raise ValueError(f"cache: true stores the outputs of a frozen encoder; it needs freeze: all without "
+                             f"unfreeze or lora (got freeze: {self.freeze!r}, unfreeze: "
+                             f"{'set' if self.unfreeze is not None else None}, lora: {'set' if lora is not None else None})")
+        if self.unfreeze is not None and self.freeze == "none":
+            raise ValueError("unfreeze gradually trains frozen blocks; it needs freeze: all or a number of trailing "
+                             "blocks (got freeze: 'none')")
+        return self
+
+    def preprocess_defaults(self, preprocess: Any) -> dict[str, Any]:
+        """Preprocessing settings this encoder brings (input size, mean/std, sample rate...); they
+        apply wherever the user did not set the field (see ``follow_encoder_preprocess``)."""
+        return {}
+
+    def check_preprocess(self, preprocess: Any) -> None:
+        """Raise ValueError when ``preprocess`` cannot feed this encoder."""
 
 
 # --- image -------------------------------------------------------------------------------------
@@ -47,23 +74,37 @@ class ImageCnnConfig(EncoderConfig):
 
 
 class ResNetConfig(EncoderConfig):
-    """torchvision ResNet; ``weights`` is a local state-dict file (never downloaded)."""
+    """torchvision ResNet; ``weights`` is a local state-dict file (never downloaded). With weights,
+    images are standardised with ImageNet's mean and std unless ``preprocess`` says otherwise."""
 
     kinds: ClassVar[tuple[str, ...]] = ("image",)
     name: Literal["resnet"] = "resnet"
     depth: Literal[18, 34, 50] = 18
     dim: PositiveInt | None = None
-    weights: Path | None = None
+    weights: LocalPath | None = None
+
+    def preprocess_defaults(self, preprocess: Any) -> dict[str, Any]:
+        from polymodal.config.pretrained_data import imagenet_preprocess
+
+        return {} if self.weights is None else imagenet_preprocess(preprocess)
 
 
 class TimmConfig(EncoderConfig):
-    """Any timm architecture; ``weights`` is a local file (``.pth``/``.safetensors``)."""
+    """Any timm architecture; ``weights`` is a local file (``.pth``/``.safetensors``, or
+    ``pkg:efficientnet-lite0``). With weights, the architecture's own data config (input size,
+    mean, std, as timm declares it) sets the preprocessing fields the user leaves unset."""
 
     kinds: ClassVar[tuple[str, ...]] = ("image",)
     name: Literal["timm"] = "timm"
     arch: str = "resnet18"
     dim: PositiveInt | None = None
-    weights: Path | None = None
+    weights: LocalPath | None = None
+    lora: LoraConfig | None = None
+
+    def preprocess_defaults(self, preprocess: Any) -> dict[str, Any]:
+        from polymodal.config.pretrained_data import timm_preprocess
+
+        return {} if self.weights is None else timm_preprocess(self.arch, preprocess)
 
 
 # --- sequences (audio frames, signal samples) --------------------------------------------------
@@ -130,7 +171,7 @@ class EmbeddingBagConfig(EncoderConfig):
     kinds: ClassVar[tuple[str, ...]] = ("text",)
     name: Literal["embedding_bag"] = "embedding_bag"
     dim: PositiveInt = 128
-    vectors: Path | None = None
+    vectors: LocalPath | None = None
     train_vectors: bool = True
 
 
@@ -163,8 +204,42 @@ class HfConfig(EncoderConfig):
 
     kinds: ClassVar[tuple[str, ...]] = ("text",)
     name: Literal["hf"] = "hf"
-    path: Path
+    path: LocalPath
     pooling: Literal["cls", "mean"] = "mean"
+    lora: LoraConfig | None = None
+
+
+# --- pretrained audio --------------------------------------------------------------------------
+SPEECH_RATE = 16_000
+SPEECH_MIN_SAMPLES = (76 + 3) * 160  # one 76-frame embedding window of the 10 ms mel front end
+
+
+class SpeechEmbeddingConfig(EncoderConfig):
+    """Google's speech_embedding (a frozen ONNX model run with onnxruntime): 16 kHz waveform ->
+    32-bin mel frames (its own ONNX front end) -> one 96-d embedding per 76-frame (775 ms) window,
+    a window every ``window_step`` frames (10 ms each). Tokens are the windows; pooled is their
+    mean. ``path`` is the folder holding ``melspectrogram.onnx`` and ``embedding_model.onnx``
+    (``pkg:speech-embedding``). The modality's preprocessing follows it: 16 kHz raw waveform.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("audio",)
+    name: Literal["speech_embedding"] = "speech_embedding"
+    path: LocalPath
+    window_step: PositiveInt = 8
+    freeze: Literal["all"] = "all"
+
+    def preprocess_defaults(self, preprocess: Any) -> dict[str, Any]:
+        return {"sample_rate": SPEECH_RATE, "features": "waveform", "normalize": "none"}
+
+    def check_preprocess(self, preprocess: Any) -> None:
+        wanted = self.preprocess_defaults(preprocess)
+        wrong = {k: getattr(preprocess, k) for k, v in wanted.items() if getattr(preprocess, k) != v}
+        if wrong:
+            raise ValueError(f"encoder 'speech_embedding' takes the raw 16 kHz waveform (preprocess {wanted}); "
+                             f"got {wrong}")
+        if preprocess.max_seconds * SPEECH_RATE < SPEECH_MIN_SAMPLES:
+            raise ValueError(f"encoder 'speech_embedding' needs clips of at least {SPEECH_MIN_SAMPLES / SPEECH_RATE} s "
+                             f"(one 775 ms window); preprocess.max_seconds is {preprocess.max_seconds}")
 
 
 # --- tabular -----------------------------------------------------------------------------------
@@ -184,6 +259,7 @@ TextEncoder = Annotated[
     EmbeddingBagConfig | TextRnnConfig | TextCnnConfig | TextTransformerConfig | HfConfig,
     Field(discriminator="name"),
 ]
-AudioEncoder = Annotated[MelCnnConfig | SequenceRnnConfig | SequenceTransformerConfig, Field(discriminator="name")]
+AudioEncoder = Annotated[MelCnnConfig | SequenceRnnConfig | SequenceTransformerConfig | SpeechEmbeddingConfig,
+                        Field(discriminator="name")]
 SignalEncoder = Annotated[Cnn1dConfig | SequenceRnnConfig | SequenceTransformerConfig, Field(discriminator="name")]
 TabularEncoder = TabularMlpConfig

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
@@ -21,6 +20,7 @@ from polymodal.config.encoders import (
     TextEncoder,
     TextRnnConfig,
 )
+from polymodal.config.finetune import LocalPath, follow_encoder_preprocess
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -88,7 +88,7 @@ class TextPreprocess(StrictModel):
     strip_punctuation: bool = True
     stopwords: bool = False
     tokenizer: Literal["word", "wordpiece", "bpe", "pretrained"] = "word"
-    tokenizer_path: Path | None = None
+    tokenizer_path: LocalPath | None = None
     vocab_size: Annotated[int, Field(ge=8)] = 20_000
     min_freq: PositiveInt = 1
     max_tokens: PositiveInt = 64
@@ -205,6 +205,12 @@ class ImageModality(ModalityConfig):
     preprocess: ImagePreprocess = Field(default_factory=ImagePreprocess)
     encoder: ImageEncoder = Field(default_factory=ImageCnnConfig)
 
+    @model_validator(mode="after")
+    def _preprocess_follows_encoder(self) -> ImageModality:
+        """A pretrained backbone brings its input size and normalisation unless the user set them."""
+        follow_encoder_preprocess(self)
+        return self
+
 
 class TextModality(ModalityConfig):
     file_based: ClassVar[bool] = False
@@ -236,6 +242,12 @@ class AudioModality(ModalityConfig):
     kind: Literal["audio"]
     preprocess: AudioPreprocess = Field(default_factory=AudioPreprocess)
     encoder: AudioEncoder = Field(default_factory=MelCnnConfig)
+
+    @model_validator(mode="after")
+    def _preprocess_follows_encoder(self) -> AudioModality:
+        """A pretrained audio encoder brings its sample rate and features unless the user set them."""
+        follow_encoder_preprocess(self)
+        return self
 
     @model_validator(mode="after")
     def _encoder_fits_features(self) -> AudioModality:

@@ -10,7 +10,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, model_validator
 
+from polymodal.config.align import AnyAlign, check_align
 from polymodal.config.base import StrictModel, validate
+from polymodal.config.finetune import check_feature_cache
 from polymodal.config.modalities import AnyModality, modality_columns
 from polymodal.config.model import (
     AnyFusion,
@@ -22,7 +24,11 @@ from polymodal.config.model import (
     TensorFusionConfig,
     TransformerHeadConfig,
 )
+from polymodal.config.report import ReportConfig
+from polymodal.config.tasks import TaskSpec, check_tasks
 from polymodal.config.train import DataConfig, LossConfig, TrainConfig
+from polymodal.config.transfer import AnyTransfer, check_transfer
+from polymodal.config.tune import TuneConfig
 from polymodal.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -32,8 +38,9 @@ MONITORS = {
     "classification": ["loss", "accuracy", "macro_f1", "auroc", "ece", "log_loss"],
     "multilabel": ["loss", "subset_accuracy", "micro_f1", "macro_f1", "auroc"],
     "regression": ["loss", "mae", "rmse", "r2"],
+    "retrieval": ["loss", "map", "recall@1", "recall@5", "recall@10", "median_rank"],
 }
-Task = Literal["classification", "multilabel", "regression"]
+Task = Literal["classification", "multilabel", "regression", "retrieval"]
 
 
 class Config(StrictModel):
@@ -41,22 +48,31 @@ class Config(StrictModel):
 
     Attributes:
         task: ``classification`` (one label per row), ``multilabel`` (several 0/1 target columns)
-            or ``regression`` (one or more numeric target columns).
-        target: the manifest column(s) holding the target.
+            or ``regression`` (one or more numeric target columns); ``retrieval`` trains only the
+            ``align`` objective (a shared embedding space, no task head).
+        target: the manifest column(s) holding the target (optional for ``retrieval``, where it
+            names the class column used by ``align.positives: label`` and label-level evaluation).
         modalities: named modalities; names are identifiers (letters, digits, underscores).
     """
 
     task: Task = "classification"
-    target: str | list[str]
+    target: str | list[str] | None = None
     modalities: dict[str, AnyModality] = Field(min_length=1)
     fusion: AnyFusion = Field(default_factory=AttentionFusionConfig)
     head: AnyHead = Field(default_factory=MlpHeadConfig)
+    align: AnyAlign | None = None
+    tasks: dict[str, TaskSpec] | None = None
+    transfer: AnyTransfer | None = None
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    tune: TuneConfig | None = None
 
     @property
     def targets(self) -> list[str]:
+        if self.target is None:
+            return []
         return [self.target] if isinstance(self.target, str) else list(self.target)
 
     @property
@@ -76,6 +92,11 @@ class Config(StrictModel):
 
     @model_validator(mode="after")
     def _check_target(self) -> Config:
+        if self.target is None:
+            if self.task != "retrieval":
+                raise ValueError(f"target is required for task '{self.task}' (the target column(s)); only task "
+                                 "'retrieval' can do without")
+            return self
         if self.task == "classification" and not isinstance(self.target, str):
             if len(self.target) != 1:
                 raise ValueError(f"task 'classification' takes one target column; got {self.target}")
@@ -132,6 +153,26 @@ class Config(StrictModel):
             )
         if isinstance(self.fusion, LateFusionConfig) and not isinstance(self.head, MlpHeadConfig):
             raise ValueError(f"fusion 'late' builds one mlp head per modality; head is '{self.head.name}'")
+        return self
+
+    @model_validator(mode="after")
+    def _check_align(self) -> Config:
+        check_align(self)  # see polymodal.config.align
+        return self
+
+    @model_validator(mode="after")
+    def _check_tasks(self) -> Config:
+        check_tasks(self)  # see polymodal.config.tasks
+        return self
+
+    @model_validator(mode="after")
+    def _check_transfer(self) -> Config:
+        check_transfer(self)  # see polymodal.config.transfer
+        return self
+
+    @model_validator(mode="after")
+    def _check_feature_cache(self) -> Config:
+        check_feature_cache(self)  # see polymodal.config.finetune
         return self
 
 

@@ -29,17 +29,26 @@ class TrainConfig(StrictModel):
     """Optimisation and run settings.
 
     Attributes:
-        modality_dropout: probability that a present modality is hidden from a training sample (a
-            number for all modalities or ``{modality: p}``); at least one modality stays.
+        encoder_lr_scale: pretrained encoders (weights loaded from a file) train at
+            ``lr * encoder_lr_scale``; 0.1 is a common choice for fine-tuning.
+        modality_dropout: probability that a present modality is hidden from a training sample, through
+            the same path as a missing cell (a number for all modalities, or ``{modality: p}`` where
+            unnamed modalities get 0). A sample never loses all its modalities: when every one it
+            holds would be hidden, one of them, chosen at random, stays. Trains the model (and its
+            learned missing-embeddings) to predict from any subset of modalities.
         val_fraction: share of the training manifest held out for validation when no validation
             manifest is given (stratified for classification).
         num_workers: DataLoader workers; ``None`` chooses from the machine's cores.
         precision: Lightning precision, e.g. ``32``, ``bf16-mixed``, ``16-mixed``.
+        devices / strategy / num_nodes: distributed training on PyTorch's own engine through
+            Lightning: ``{devices: 4, strategy: ddp}`` runs 4 processes (GPUs, or CPU processes
+            with gloo); ``num_nodes`` > 1 under ``torchrun`` or SLURM (see the README).
     """
 
     epochs: PositiveInt = 20
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 1e-3
+    encoder_lr_scale: PositiveFloat = 1.0
     weight_decay: Annotated[float, Field(ge=0.0)] = 1e-2
     scheduler: Literal["cosine", "onecycle", "none"] = "cosine"
     warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
@@ -54,6 +63,7 @@ class TrainConfig(StrictModel):
     accelerator: Literal["auto", "cpu", "gpu", "mps"] = "auto"
     devices: PositiveInt | Literal["auto"] = 1
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
+    num_nodes: PositiveInt = 1
     progress: bool = True
 
 
@@ -71,6 +81,8 @@ class LossConfig(StrictModel):
             another (the failure of naive joint training that makes fusion lose to its best
             modality; cf. Wang et al., "What makes training multi-modal classification networks
             hard?", CVPR 2020). Used only with two or more modalities.
+        task_weighting: with further ``tasks``: ``fixed`` uses each task's ``weight``;
+            ``uncertainty`` learns them (homoscedastic uncertainty, Kendall et al., CVPR 2018).
     """
 
     class_weights: Literal["balanced"] | list[PositiveFloat] | None = None
@@ -78,6 +90,7 @@ class LossConfig(StrictModel):
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     regression: Literal["mse", "huber"] = "mse"
     huber_delta: PositiveFloat = 1.0
+    task_weighting: Literal["fixed", "uncertainty"] = "fixed"
 
 
 class DataConfig(StrictModel):
@@ -87,9 +100,13 @@ class DataConfig(StrictModel):
         on_error: what a corrupt or unreadable file does: ``raise`` (stop, naming the file and
             row), ``skip`` (drop the row) or ``missing`` (mark that modality missing for the row).
             Skipped files are listed in the run folder's ``skipped.csv``.
-        cache_dir: where preprocessed tensors are stored and reused; ``None`` keeps them in memory.
+        cache_dir: where preprocessed tensors are stored and reused across epochs and runs
+            (memory-mapped); ``None`` keeps them in memory.
+        memory_limit_gb: encoded data larger than this is never held in memory: without a
+            ``cache_dir`` it spills to a temporary folder (removed at exit) and is read lazily.
     """
 
     on_error: Literal["raise", "skip", "missing"] = "raise"
     cache_dir: Path | None = None
+    memory_limit_gb: PositiveFloat = 4.0
 

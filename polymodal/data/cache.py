@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from polymodal.data.arrays import content_bytes
 from polymodal.data.modalities.base import ArraySpec
 
 KEY_BYTES = 16
@@ -37,7 +38,10 @@ KEY_BYTES = 16
 def content_key(value: Any, file_based: bool) -> bytes:
     """Hash of an item's content: a file's bytes, or an inline value's text."""
     digest = hashlib.blake2b(digest_size=KEY_BYTES)
-    if file_based:
+    row_bytes = content_bytes(value) if file_based else None
+    if row_bytes is not None:
+        digest.update(row_bytes)
+    elif file_based:
         with open(value, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)

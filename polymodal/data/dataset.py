@@ -61,7 +61,8 @@ class MultimodalDataset(Dataset):
         inputs, present = {}, {}
         for name, mod in self.table.modalities.items():
             arrays = {k: torch.from_numpy(np.ascontiguousarray(v[sorted_idx][inverse])) for k, v in mod.arrays.items()}
-            inputs[name] = self.preprocessors[name].to_batch(arrays, self.train)
+            batcher = mod.batcher if mod.batcher is not None else self.preprocessors[name]
+            inputs[name] = batcher.to_batch(arrays, self.train)
             present[name] = torch.from_numpy(mod.present[idx])
         batch: Batch = {"inputs": inputs, "present": present, "index": torch.from_numpy(idx)}
         if self.targets is not None:

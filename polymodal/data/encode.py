@@ -31,10 +31,16 @@ CHUNK = 256
 
 @dataclass
 class EncodedModality:
-    """Arrays with a leading axis of N rows, and which rows hold the modality."""
+    """Arrays with a leading axis of N rows, and which rows hold the modality.
+
+    Attributes:
+        batcher: turns batched arrays into encoder inputs in place of the modality's preprocessor
+            (``to_batch``); set for precomputed encoder outputs (``polymodal.data.embeddings``).
+    """
 
     arrays: dict[str, np.ndarray]
     present: np.ndarray  # (N,) bool
+    batcher: Any = None
 
 
 @dataclass
@@ -62,7 +68,7 @@ class EncodedTable:
     def select(self, keep: np.ndarray) -> EncodedTable:
         """Rows where ``keep`` is True."""
         mods = {
-            name: EncodedModality({k: take(v, keep) for k, v in mod.arrays.items()}, mod.present[keep])
+            name: EncodedModality({k: take(v, keep) for k, v in mod.arrays.items()}, mod.present[keep], mod.batcher)
             for name, mod in self.modalities.items()
         }
         return EncodedTable(mods, self.rows[keep], self.skipped)
@@ -272,13 +278,19 @@ def encode_manifest(
     on_error: str = "raise",
     progress: bool = False,
     cache_dir: Path | None = None,
+    memory_limit_gb: float = float("inf"),
 ) -> EncodedTable:
     """Encode every modality of a manifest.
+
+    Encoded data that would exceed ``memory_limit_gb`` goes to a temporary on-disk store
+    (memory-mapped, read lazily) when no ``cache_dir`` is given.
 
     With ``on_error: skip`` rows with any undecodable file are dropped; with ``missing`` only
     that modality is marked absent (rows left with no modality at all are dropped). Either way
     every such file is listed in ``EncodedTable.skipped``.
     """
+    if cache_dir is None and encoded_bytes(preprocessors, len(manifest)) > memory_limit_gb * 2**30:
+        cache_dir = spill_folder()
     encoded, skipped = {}, []
     for name in sorted(preprocessors):
         prep = preprocessors[name]
@@ -293,6 +305,29 @@ def encode_manifest(
     if skipped:  # rows whose only modalities failed to decode
         keep &= np.any([m.present for m in encoded.values()], axis=0)
     return table if keep.all() else table.select(keep)
+
+
+def encoded_bytes(preprocessors: Mapping[str, Preprocessor], rows: int) -> int:
+    """Bytes the encoded arrays of ``rows`` rows take."""
+    per_row = sum(int(np.prod(s.shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize
+                  for p in preprocessors.values() for s in p.spec().values())
+    return per_row * rows
+
+
+_SPILL: list[Path] = []
+
+
+def spill_folder() -> Path:
+    """A process-wide temporary feature store for data too large for memory (removed at exit)."""
+    if not _SPILL:
+        import atexit
+        import shutil
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="polymodal-spill-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _SPILL.append(folder)
+    return _SPILL[0]
 
 
 def skipped_frame(skipped: list[Skipped]) -> pd.DataFrame:

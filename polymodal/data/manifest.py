@@ -21,6 +21,7 @@ import pandas as pd
 
 from polymodal.config import Config
 from polymodal.config.modalities import modality_columns
+from polymodal.data.arrays import split_row_ref
 from polymodal.errors import ManifestError
 
 READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "json"}
@@ -157,11 +158,17 @@ def validate_manifest(
         for column in modality_columns(modality):
             present_any |= ~frame[column].map(is_empty).to_numpy(dtype=bool)
         if check_files and modality.file_based:
-            absent = [
-                (row, path)
-                for row, value in enumerate(frame[modality.column].tolist())
-                if (path := manifest.resolve(value)) is not None and not os.path.isfile(path)
-            ]
+            exists: dict[str, bool] = {}  # rows of a packed .npy share one file: stat it once
+            absent = []
+            for row, value in enumerate(frame[modality.column].tolist()):
+                path = manifest.resolve(value)
+                if path is None:
+                    continue
+                file = split_row_ref(path)[0]
+                if file not in exists:
+                    exists[file] = os.path.isfile(file)
+                if not exists[file]:
+                    absent.append((row, path))
             for row, path in absent[:20]:
                 problems.append(f"{manifest.where(row)}, column '{modality.column}': file not found: {path}")
             if len(absent) > 20:

@@ -22,7 +22,7 @@ from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.encode import EncodedTable, encode_manifest, manifest_cells
 from polymodal.data.manifest import Manifest, read_manifest, validate_manifest
 from polymodal.data.modalities import Preprocessor, build_preprocessor
-from polymodal.data.targets import TargetEncoder
+from polymodal.data.multitarget import build_targets, targets_from_state
 from polymodal.errors import SchemaMismatchError
 from polymodal.utils.io import atomic_write_json
 
@@ -37,7 +37,7 @@ class DataPipeline:
         self.preprocessors: dict[str, Preprocessor] = {
             name: build_preprocessor(config.modalities[name], name) for name in config.modality_names
         }
-        self.targets = TargetEncoder(config.task, config.targets)
+        self.targets = build_targets(config)  # the main task's, plus one per further task (`tasks`)
 
     # -- reading ------------------------------------------------------------------------------
     def read(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None,
@@ -102,7 +102,8 @@ class DataPipeline:
         """Encode a manifest; modalities outside ``modalities`` are marked absent everywhere."""
         table = encode_manifest(manifest, self.preprocessors, self.config.modalities,
                                 on_error=self.config.data.on_error, progress=progress,
-                                cache_dir=self.config.data.cache_dir)
+                                cache_dir=self.config.data.cache_dir,
+                                memory_limit_gb=self.config.data.memory_limit_gb)
         if modalities is not None:
             for name in set(self.preprocessors) - set(modalities):
                 table.modalities[name].present[:] = False
@@ -130,5 +131,5 @@ class DataPipeline:
         pipeline = cls(config)
         for prep in pipeline.preprocessors.values():
             prep.load(folder)
-        pipeline.targets = TargetEncoder.from_state(json.loads((folder / "targets.json").read_text(encoding="utf-8")))
+        pipeline.targets = targets_from_state(json.loads((folder / "targets.json").read_text(encoding="utf-8")))
         return pipeline

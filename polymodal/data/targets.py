@@ -32,16 +32,26 @@ class TargetEncoder:
         self.std: np.ndarray | None = None
 
     @property
+    def categorical(self) -> bool:
+        """Class labels: task classification, or task retrieval with a target column."""
+        return self.task == "classification" or (self.task == "retrieval" and bool(self.columns))
+
+    @property
     def n_outputs(self) -> int:
-        if self.task == "classification":
+        if self.categorical:
             if self.classes is None:
                 raise NotFittedError("target encoder is not fitted")
             return len(self.classes)
         return len(self.columns)
 
+    @property
+    def task_outputs(self) -> dict[str, int] | None:
+        """Outputs per task of a multi-task model (see :mod:`polymodal.data.multitarget`); None: one task."""
+        return None
+
     def fit(self, manifest: Manifest) -> TargetEncoder:
         frame = manifest.frame
-        if self.task == "classification":
+        if self.categorical:
             values = [_plain(v) for v in frame[self.columns[0]].tolist() if not is_empty(v)]
             self.classes = sorted(set(values), key=lambda v: (isinstance(v, str), v))
             if len(self.classes) < 2:
@@ -66,7 +76,7 @@ class TargetEncoder:
         """
         rows = np.arange(len(manifest)) if rows is None else np.asarray(rows)
         frame = manifest.frame.iloc[rows]
-        if self.task == "classification":
+        if self.categorical:
             index = {c: i for i, c in enumerate(self.classes or [])}
             out = np.empty(len(frame), np.int64)
             for i, value in enumerate(frame[self.columns[0]].tolist()):
@@ -78,6 +88,8 @@ class TargetEncoder:
                     )
                 out[i] = index[key]
             return out
+        if self.task == "retrieval":  # no target column: no labels (-1), each row is its own pair
+            return np.full(len(frame), -1, np.int64)
         values = frame[self.columns].apply(pd.to_numeric).to_numpy(np.float32)
         if self.task == "regression":
             values = (values - self.mean) / self.std

@@ -112,9 +112,12 @@ def parameter_rows(net: Any) -> list[dict[str, Any]]:
     rows = []
     for name, enc in net.encoders.items():
         rows.append(module_row(f"encoder: {name}", type(enc).__name__, enc))
-    rows.append(module_row("fusion", type(net.fusion).__name__, net.fusion))
+    if net.fusion is not None:  # task 'retrieval' has none
+        rows.append(module_row("fusion", type(net.fusion).__name__, net.fusion))
     if net.head is not None:
         rows.append(module_row("head", type(net.head).__name__, net.head))
+    if getattr(net, "projections", None) is not None:
+        rows.append(module_row("alignment projections", type(net.projections).__name__, net.projections))
     rows.append(module_row("total", "", net))
     return rows
 
@@ -155,7 +158,10 @@ def write_report(predictor: MultimodalPredictor, run: Path, extra: Mapping[str, 
     sections.append("<h2>Model</h2>" + table_html(parameter_rows(predictor.net)))
     if predictor.info:
         sections.append("<h2>Run facts</h2>" + table_html([{"fact": k, "value": v} for k, v in predictor.info.items()]))
-    for title, body in (extra or {}).items():
+    from polymodal.evaluation.report_sections import diagnostic_sections  # imports this module
+
+    diagnostics = diagnostic_sections(getattr(predictor, "diagnostics", None), plots)
+    for title, body in {**diagnostics, **(extra or {})}.items():
         sections.append(f"<h2>{html.escape(title)}</h2>{body}")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>polymodal report</title><style>{STYLE}</style></head><body>{''.join(sections)}</body></html>"
     atomic_write_text(run / "report.html", page)

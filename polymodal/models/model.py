@@ -13,17 +13,23 @@ from polymodal.models import fusion as _fusion  # noqa: F401 - registration
 from polymodal.models import heads as _heads  # noqa: F401 - registration
 from polymodal.models.encoders.base import Encoder, EncoderOutput
 from polymodal.models.fusion.base import FusedOutput, Fusion
-from polymodal.models.registry import ENCODERS, FUSIONS, HEADS
+from polymodal.models.projection import Projections, build_projections
+from polymodal.models.registry import ENCODERS, FUSIONS
+from polymodal.models.task_heads import build_heads
 
 Inputs = Mapping[str, Mapping[str, torch.Tensor]]
 Present = Mapping[str, torch.Tensor]
 
 
 class NetOutput(NamedTuple):
-    """Training-time outputs: the task outputs and, with unimodal heads, each modality's own."""
+    """Training-time outputs: the task outputs and, with unimodal heads, each modality's own;
+    ``features`` are the encoder outputs they came from (alignment projects them); ``fused`` is
+    the fusion's output (domain adaptation aligns it, distillation matches it)."""
 
     outputs: torch.Tensor
     unimodal: dict[str, torch.Tensor]
+    features: dict[str, EncoderOutput] | None = None
+    fused: FusedOutput | None = None
 
 
 class MultimodalNet(nn.Module):
@@ -35,6 +41,9 @@ class MultimodalNet(nn.Module):
         head: maps the fused representation to task outputs; None when the fusion produces them.
         unimodal_outputs: also predict from each modality alone (auxiliary heads used by the
             unimodal loss); late fusion's own per-modality heads serve when present.
+        projections: heads into the shared alignment space (``align``), or None. With no
+            fusion (task ``retrieval``) the net's outputs are the aligned modalities' embeddings
+            side by side, (B, M * dim).
 
     Attributes:
         encode_present_only: run each encoder only on the samples where its modality is present
@@ -42,8 +51,8 @@ class MultimodalNet(nn.Module):
             off to get a graph without data-dependent shapes.
     """
 
-    def __init__(self, encoders: Mapping[str, Encoder], fusion: Fusion, head: nn.Module | None,
-                 unimodal_outputs: int | None = None):
+    def __init__(self, encoders: Mapping[str, Encoder], fusion: Fusion | None, head: nn.Module | None,
+                 unimodal_outputs: int | None = None, projections: Projections | None = None):
         super().__init__()
         self.names = sorted(encoders)
         self.encoders = nn.ModuleDict({n: encoders[n] for n in self.names})
@@ -53,9 +62,12 @@ class MultimodalNet(nn.Module):
         if unimodal_outputs is not None and not fusion.produces_outputs:
             self.unimodal = nn.ModuleDict({n: nn.Linear(encoders[n].output_dim, unimodal_outputs) for n in self.names})
         self.has_unimodal = unimodal_outputs is not None
+        self.projections = projections
         self.encode_present_only = True
 
     def _encode_one(self, name: str, kwargs: Mapping[str, torch.Tensor], present: torch.Tensor) -> EncoderOutput:
+        if "pooled" in kwargs:  # outputs stored by the frozen-feature cache: the encoder does not run
+            return precomputed_output(kwargs, present)
         encoder = self.encoders[name]
         if not self.encode_present_only or bool(present.all()):
             return encoder(**kwargs)
@@ -83,28 +95,59 @@ class MultimodalNet(nn.Module):
 
     def forward(self, inputs: Inputs, present: Present) -> torch.Tensor:
         """Task outputs (B, n_outputs): logits or regression values."""
-        fused = self.fuse(inputs, present)
+        return self.outputs_from_features(self.encode(inputs, present), present)
+
+    def outputs_from_features(self, features: Mapping[str, EncoderOutput], present: Present) -> torch.Tensor:
+        """Task outputs (B, n_outputs) from encoder outputs: fusion then head. ``present`` may hide
+        more modalities than the features were encoded with (the fusion masks them), which lets
+        modality attribution encode once and re-fuse under many presence masks."""
+        if self.fusion is None:  # alignment only (task 'retrieval'): the embeddings are the outputs
+            return self.projections.stack({n: features[n].pooled for n in self.projections.names}, present)
+        fused = self.fusion(features, present)
         return fused.pooled if self.head is None else self.head(fused)
 
     def forward_train(self, inputs: Inputs, present: Present) -> NetOutput:
         """Task outputs plus, when the net has unimodal outputs, each modality's own (B, n_outputs)."""
         features = self.encode(inputs, present)
+        if self.fusion is None:  # alignment only (task 'retrieval')
+            return NetOutput(self.outputs_from_features(features, present), {}, features)
         fused = self.fusion(features, present)
         outputs = fused.pooled if self.head is None else self.head(fused)
         if not self.has_unimodal:
-            return NetOutput(outputs, {})
+            return NetOutput(outputs, {}, features, fused)
         if self.unimodal is None:  # late fusion: its per-modality heads are the unimodal predictors
-            return NetOutput(outputs, {n: fused.tokens[:, i] for i, n in enumerate(self.names)})
-        return NetOutput(outputs, {n: self.unimodal[n](features[n].pooled) for n in self.names})
+            return NetOutput(outputs, {n: fused.tokens[:, i] for i, n in enumerate(self.names)}, features, fused)
+        return NetOutput(outputs, {n: self.unimodal[n](features[n].pooled) for n in self.names}, features, fused)
+
+    def embed(self, inputs: Inputs, present: Present) -> dict[str, torch.Tensor]:
+        """L2-normalised shared-space embeddings (B, dim) of the aligned modalities (needs ``align``);
+        rows where a modality is absent get the embedding of zero encoder features."""
+        features = self.encode(inputs, present)
+        return self.projections.embed({n: features[n].pooled for n in self.projections.names})
 
 
-def build_model(config: Any, contexts: Mapping[str, Mapping[str, Any]], n_outputs: int) -> MultimodalNet:
+def precomputed_output(stored: Mapping[str, torch.Tensor], present: torch.Tensor) -> EncoderOutput:
+    """Encoder outputs stored by the frozen-feature cache (``polymodal.data.embeddings``): ``pooled``
+    (B, D) and optionally ``tokens`` (B, T, D) with ``token_mask`` (B, T). Absent rows are zeroed and
+    masked, as when the encoder runs on the present rows only."""
+    keep = present.unsqueeze(-1)  # (B, 1)
+    pooled = stored["pooled"] * keep
+    if stored.get("tokens") is None:
+        return EncoderOutput(pooled)
+    mask = stored["token_mask"] & keep  # (B, T)
+    return EncoderOutput(pooled, stored["tokens"] * mask.unsqueeze(-1), mask)
+
+
+def build_model(config: Any, contexts: Mapping[str, Mapping[str, Any]], n_outputs: int,
+                task_outputs: Mapping[str, int] | None = None) -> MultimodalNet:
     """Build the network for a :class:`~polymodal.config.Config`.
 
     Args:
         contexts: per modality, what its fitted preprocessor says about the input
             (``Preprocessor.encoder_context()``).
-        n_outputs: classes, labels or regression targets.
+        n_outputs: classes, labels or regression targets (of the main task).
+        task_outputs: with further ``tasks``: outputs per task, the main one first; the net then
+            returns them side by side (see :mod:`polymodal.models.task_heads`).
     """
     encoders = {}
     for name, modality in config.modalities.items():
@@ -112,7 +155,12 @@ def build_model(config: Any, contexts: Mapping[str, Mapping[str, Any]], n_output
         encoder.freeze(modality.encoder.freeze)
         encoders[name] = encoder
     dims = {name: enc.output_dim for name, enc in encoders.items()}
+    projections = build_projections(config, dims)
+    if config.task == "retrieval":  # alignment only: no fusion and no head
+        return MultimodalNet(encoders, None, None, projections=projections)
+    head_outputs = n_outputs
+    n_outputs = sum(task_outputs.values()) if task_outputs else n_outputs  # every task's outputs side by side
     fusion = FUSIONS.build(config.fusion, dims=dims, n_outputs=n_outputs, head=config.head)
-    head = None if fusion.produces_outputs else HEADS.build(config.head, in_dim=fusion.output_dim, n_outputs=n_outputs)
+    head = None if fusion.produces_outputs else build_heads(config, fusion.output_dim, head_outputs, task_outputs)
     unimodal = n_outputs if config.loss.unimodal_weight > 0 and len(encoders) > 1 else None
-    return MultimodalNet(encoders, fusion, head, unimodal_outputs=unimodal)
+    return MultimodalNet(encoders, fusion, head, unimodal_outputs=unimodal, projections=projections)

@@ -9,3 +9,5 @@ from polymodal.registry import Registry
 ENCODERS: Registry[nn.Module] = Registry("encoder")
 FUSIONS: Registry[nn.Module] = Registry("fusion")
 HEADS: Registry[nn.Module] = Registry("head")
+PROJECTIONS: Registry[nn.Module] = Registry("projection")
+ALIGNMENTS: Registry[nn.Module] = Registry("alignment objective")

@@ -47,3 +47,13 @@ def load_state_dict_file(path: str | Path, drop_prefixes: Sequence[str] = ("modu
                 key = key[len(prefix):]
         out[key] = value
     return out
+
+
+WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".ot", ".tflite"})
+
+
+def small_files(folder: str | Path) -> list[str]:
+    """Files of a model folder other than weights (configs, tokenizer, vocabularies), relative to it."""
+    root = Path(folder)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and p.suffix.lower() not in WEIGHT_SUFFIXES and not p.name.startswith("."))

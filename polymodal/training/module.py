@@ -15,6 +15,7 @@ from torch import nn
 from polymodal.models.model import MultimodalNet
 from polymodal.models.objectives import TaskLoss
 from polymodal.training.terms import StepContext, TaskTerm, Term
+from polymodal.training.unlabeled import forward_with_unlabeled
 
 
 @dataclass
@@ -59,6 +60,7 @@ class PolymodalModule(L.LightningModule):
         metrics: ``(outputs, targets) -> dict`` computed on the whole validation set each epoch.
         modality_dropout: per-modality probability of hiding a present modality during training.
         terms: the loss terms summed at each training step (default: the task loss alone).
+        callbacks: Lightning callbacks this training needs (e.g. gradual unfreezing).
 
     A training batch is either a labelled batch, or ``{"labeled": batch, "unlabeled": batch}``
     when the run has an unlabelled manifest (domain adaptation, semi-supervised learning).
@@ -66,16 +68,22 @@ class PolymodalModule(L.LightningModule):
 
     def __init__(self, net: MultimodalNet, loss: TaskLoss, optim: OptimSettings,
                  metrics: Callable[[np.ndarray, np.ndarray], dict[str, Any]],
-                 modality_dropout: Mapping[str, float] | None = None, terms: list[Term] | None = None):
+                 modality_dropout: Mapping[str, float] | None = None, terms: list[Term] | None = None,
+                 callbacks: list[L.Callback] | None = None):
         super().__init__()
         self.net = net
         self.loss = loss
         self.terms = nn.ModuleList(terms if terms is not None else [TaskTerm(loss)])
+        self._callbacks = list(callbacks or [])
         self.optim = optim
         self.metrics = metrics
         self.modality_dropout = {k: v for k, v in (modality_dropout or {}).items() if v > 0}
         self._val_outputs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
+        self._val_index: list[torch.Tensor] = []
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        return list(self._callbacks)
 
     def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
         return self.net(batch["inputs"], batch["present"])
@@ -91,8 +99,9 @@ class PolymodalModule(L.LightningModule):
         present = labeled["present"]
         if self.modality_dropout:
             present = drop_modalities(present, self.modality_dropout)
-        out = self.net.forward_train(labeled["inputs"], present)
-        ctx = StepContext(self, labeled, present, out, unlabeled, self.progress)
+        out, unlabeled, unlabeled_out = forward_with_unlabeled(self.net, labeled["inputs"], present, unlabeled,
+                                                               self.terms)
+        ctx = StepContext(self, labeled, present, out, unlabeled, self.progress, unlabeled_out)
         total, logs = None, {}
         for term in self.terms:
             result = term(ctx)
@@ -111,17 +120,26 @@ class PolymodalModule(L.LightningModule):
         self.log("val_loss", result.loss, on_step=False, on_epoch=True, batch_size=outputs.shape[0], sync_dist=True)
         self._val_outputs.append(outputs.detach().float())
         self._val_targets.append(batch["target"].detach())
+        if "index" in batch:
+            self._val_index.append(batch["index"].detach())
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs:
             return
         outputs = torch.cat(self._val_outputs)
         targets = torch.cat(self._val_targets)
+        index = torch.cat(self._val_index) if self._val_index else None
         self._val_outputs.clear()
         self._val_targets.clear()
-        if self.trainer.world_size > 1:  # every rank scores the whole validation set
+        self._val_index.clear()
+        if self.trainer.world_size > 1 and index is not None:
+            # every rank scores the whole validation set; the distributed sampler pads it to a
+            # multiple of the world size, so rows seen twice are counted once
             outputs = self.all_gather(outputs).flatten(0, 1)
             targets = self.all_gather(targets).flatten(0, 1)
+            index = self.all_gather(index).flatten(0, 1)
+            keep = first_occurrences(index)
+            outputs, targets = outputs[keep], targets[keep]
         scores = self.metrics(outputs.cpu().numpy(), targets.cpu().numpy())
         for key, value in scores.items():
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
@@ -143,6 +161,15 @@ class PolymodalModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+def first_occurrences(values: torch.Tensor) -> torch.Tensor:
+    """Positions of the first occurrence of each distinct value in a 1-D tensor, in order."""
+    order = torch.argsort(values, stable=True)
+    sorted_values = values[order]
+    first = torch.ones_like(sorted_values, dtype=torch.bool)
+    first[1:] = sorted_values[1:] != sorted_values[:-1]
+    return torch.sort(order[first]).values
+
+
 def cosine_with_warmup(total: int, warmup: int) -> Callable[[int], float]:
     """LR multiplier: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
 
@@ -160,9 +187,11 @@ def parameter_groups(net: nn.Module, optim: OptimSettings) -> list[dict[str, Any
     ``lr * encoder_lr_scale``. Frozen parameters are left out."""
     encoders = getattr(getattr(net, "net", net), "encoders", {})  # a LightningModule or a MultimodalNet
     pretrained = {id(p) for enc in encoders.values() if getattr(enc, "pretrained", False) for p in enc.parameters()}
+    # frozen now, trained later (gradual unfreezing): in the optimiser from the start
+    pending = {id(p) for enc in encoders.values() if hasattr(enc, "pending_parameters") for p in enc.pending_parameters()}
     buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in net.named_parameters():
-        if not param.requires_grad:
+        if not param.requires_grad and id(param) not in pending:
             continue
         no_decay = param.dim() <= 1 or name.endswith(".bias")
         buckets.setdefault((id(param) in pretrained, no_decay), []).append(param)

@@ -29,8 +29,11 @@ class StepContext:
         batch: the labelled batch (``inputs``, ``present``, ``target``...).
         present: presence masks after modality dropout (what the network saw).
         out: the network's training outputs on ``batch``.
-        unlabeled: a batch from the unlabelled manifest, when the run has one.
+        unlabeled: a batch from the unlabelled manifest, when the run has one (with the views
+            terms added through :meth:`Term.prepare_unlabeled`).
         progress: fraction of training done, in [0, 1] (for schedules such as DANN's).
+        unlabeled_out: the network's training outputs on ``unlabeled`` (computed in the same
+            forward pass as ``out``; see :mod:`polymodal.training.unlabeled`).
     """
 
     module: Any
@@ -39,6 +42,7 @@ class StepContext:
     out: NetOutput
     unlabeled: Batch | None
     progress: float
+    unlabeled_out: NetOutput | None = None
 
 
 class Term(nn.Module):
@@ -52,6 +56,11 @@ class Term(nn.Module):
 
     def forward(self, ctx: StepContext) -> LossOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def prepare_unlabeled(self, batch: Batch) -> Batch:
+        """The unlabelled batch this term needs forwarded with the labelled one (default: as it
+        is); FixMatch appends a strongly augmented copy of every row."""
+        return batch
 
 
 class TaskTerm(Term):

@@ -24,6 +24,7 @@ from polymodal.utils.io import atomic_write
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=r".*The number of training batches.*")
 warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+warnings.filterwarnings("ignore", message=r".*torch.distributed.nn.functional.all_gather is deprecated.*")
 
 
 class History(Callback):
@@ -58,21 +59,25 @@ class History(Callback):
 
 
 class AtomicCheckpoint(Callback):
-    """Keeps the best weights (by ``monitor``) and, with a folder, writes ``last.ckpt`` (for
-    ``--resume``) and ``best.ckpt`` through a temp file and rename, so an interrupted run never
-    leaves a corrupt checkpoint. At the end of training the best weights are restored."""
+    """Keeps the best weights (by ``monitor``; ties broken by the lower validation loss) and, with
+    a folder, writes ``last.ckpt`` (for ``--resume``) and ``best.ckpt`` through a temp file and
+    rename, so an interrupted run never leaves a corrupt checkpoint. At the end of training the
+    best weights are restored."""
 
     def __init__(self, folder: Path | None, monitor: str, mode: str):
         self.folder = folder
         self.monitor = monitor
         self.mode = mode
         self.best_score: float | None = None
+        self.best_loss: float | None = None
         self.best_epoch: int | None = None
         self._best_state: dict[str, torch.Tensor] | None = None
 
-    def _improved(self, score: float) -> bool:
+    def _improved(self, score: float, loss: float | None) -> bool:
         if self.best_score is None:
             return True
+        if score == self.best_score and loss is not None and self.best_loss is not None:
+            return loss < self.best_loss  # coarse metrics such as accuracy tie often
         return score < self.best_score if self.mode == "min" else score > self.best_score
 
     def _save(self, trainer: L.Trainer, name: str) -> None:
@@ -86,8 +91,10 @@ class AtomicCheckpoint(Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)
-        if value is not None and self._improved(float(value)):
-            self.best_score, self.best_epoch = float(value), trainer.current_epoch
+        loss = trainer.callback_metrics.get("val_loss")
+        loss = None if loss is None else float(loss)
+        if value is not None and self._improved(float(value), loss):
+            self.best_score, self.best_loss, self.best_epoch = float(value), loss, trainer.current_epoch
             self._best_state = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
             self._save(trainer, "best.ckpt")
         self._save(trainer, "last.ckpt")
@@ -100,10 +107,11 @@ class AtomicCheckpoint(Callback):
             module.load_state_dict(state)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_epoch": self.best_epoch}
+        return {"best_score": self.best_score, "best_loss": self.best_loss, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_score = state.get("best_score")
+        self.best_loss = state.get("best_loss")
         self.best_epoch = state.get("best_epoch")
 
 
@@ -113,6 +121,18 @@ class FitResult:
     best_epoch: int | None
     best_score: float | None
     seconds: float
+    rank: int = 0  # global rank of this process (0 when not distributed)
+
+
+def make_strategy(name: str) -> Any:
+    """Lightning strategy for ``train.strategy``. DDP looks for unused parameters because some are
+    legitimately idle in a step (a missing-embedding when every sample has its modality, token
+    projections a pooled fusion does not read)."""
+    if name in ("ddp", "ddp_spawn"):
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(find_unused_parameters=True, start_method="spawn" if name == "ddp_spawn" else "popen")
+    return name
 
 
 def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: str, steps_per_epoch: int
@@ -140,7 +160,8 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
         max_epochs=cfg.epochs,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
-        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        strategy=make_strategy(cfg.strategy),
         precision=cfg.precision,
         gradient_clip_val=cfg.grad_clip,
         deterministic="warn" if cfg.deterministic else False,
@@ -172,4 +193,4 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
         warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
     seconds = time.perf_counter() - start
-    return FitResult(history.frame, checkpoint.best_epoch, checkpoint.best_score, seconds)
+    return FitResult(history.frame, checkpoint.best_epoch, checkpoint.best_score, seconds, trainer.global_rank)

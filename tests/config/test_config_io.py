@@ -147,7 +147,7 @@ def test_json_schema_describes_the_top_level_keys():
     assert schema["type"] == "object"
     assert set(schema["properties"]) == set(Config.model_fields)
     assert set(schema["properties"]) >= {"task", "target", "modalities", "fusion", "head", "train", "data"}
-    assert set(schema["required"]) == {"target", "modalities"}
+    assert set(schema["required"]) == {"modalities"}  # target is optional for task 'retrieval'
     assert schema["additionalProperties"] is False
 
 

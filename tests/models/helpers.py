@@ -102,7 +102,7 @@ def small(cfg_cls: type[BaseModel], width: int = 16) -> dict[str, Any]:
     return out
 
 
-def variants(cfg_cls: type[BaseModel], skip: tuple[str, ...] = ("name", "freeze")) -> Iterator[tuple[str, dict]]:
+def variants(cfg_cls: type[BaseModel], skip: tuple[str, ...] = ("name", "freeze", "cache")) -> Iterator[tuple[str, dict]]:
     """(id, overrides): the defaults, then (on a :func:`small` config) one override per other
     choice of every bool or Literal field, one field at a time."""
     yield "default", {}

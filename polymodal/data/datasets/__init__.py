@@ -9,7 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from polymodal.data.datasets import av_digits, cwru, fsdd_mnist, images  # noqa: F401 - registration
+from polymodal.data.datasets import (  # noqa: F401 - registration
+    av_digits,
+    cwru,
+    fsdd_mnist,
+    images,
+    openclipart,  # noqa: F401,I001 - registration
+)
 from polymodal.data.datasets.base import DATASETS, DatasetSpec, summarise
 from polymodal.errors import DatasetSourceError
 

@@ -17,6 +17,7 @@ import torch
 
 from polymodal.config.modalities import AudioAugment, AudioModality, AudioPreprocess
 from polymodal.data import features as F
+from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
 
@@ -50,11 +51,8 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
             raise DecodeError(f"unreadable audio ({err})", path=path) from None
         if fast is not None:
             return fast
-    if suffix == ".npy":
-        try:
-            wave = np.load(path, allow_pickle=False).astype(np.float32)
-        except (OSError, ValueError) as err:
-            raise DecodeError(f"not a readable .npy array ({err})", path=path) from None
+    if suffix == ".npy" or split_row_ref(path)[1] is not None:
+        wave = load_npy(path).astype(np.float32)
         if wave.ndim == 2:  # (samples, channels) or (channels, samples): channels is the short axis
             wave = wave.mean(axis=1 if wave.shape[0] > wave.shape[1] else 0)
         return wave.reshape(-1), 0

@@ -15,6 +15,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from polymodal.config.modalities import ImageAugment, ImageModality, ImagePreprocess
+from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
 
@@ -96,12 +97,8 @@ class ImagePreprocessor(Preprocessor):
 
     def decode(self, value: Any) -> np.ndarray:
         path = str(value)
-        if Path(path).suffix.lower() == ".npy":
-            try:
-                array = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as err:
-                raise DecodeError(f"not a readable .npy array ({err})", path=path) from None
-            image = _to_pil(array, path)
+        if Path(path).suffix.lower() == ".npy" or split_row_ref(path)[1] is not None:
+            image = _to_pil(load_npy(path), path)
         else:
             image = self._open(path)
         target = PIL_MODES[self.cfg.color]

@@ -22,6 +22,7 @@ import torch
 
 from polymodal.config.modalities import SignalModality, SignalPreprocess
 from polymodal.data import features as F
+from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.audio import fit_length
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
@@ -45,9 +46,11 @@ def _pick_array(arrays: Mapping[str, Any], key: str | None, path: str) -> np.nda
 def read_signal(path: str, key: str | None = None, columns: list[str] | None = None) -> np.ndarray:
     """Read a recording as a float32 (channels, samples) array."""
     suffix = Path(path).suffix.lower()
+    if split_row_ref(path)[1] is not None:
+        suffix = ".npy"
     try:
         if suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
+            array = load_npy(path)
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 array = _pick_array(archive, key, path)

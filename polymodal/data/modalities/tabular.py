@@ -45,6 +45,11 @@ def _category(value: Any) -> str | None:
     return str(value)
 
 
+def _as_row(value: Any) -> Sequence[Any]:
+    """A cell as a sequence of column values (a modality with a single column has scalar cells)."""
+    return value if isinstance(value, tuple | list) else (value,)
+
+
 @PREPROCESSORS.register(TabularModality)
 class TabularPreprocessor(Preprocessor):
     """See the module docstring."""
@@ -68,12 +73,14 @@ class TabularPreprocessor(Preprocessor):
         return cls(name, cfg.preprocess, list(cfg.columns), list(cfg.categorical))
 
     def _split(self, row: Sequence[Any]) -> tuple[np.ndarray, list[str | None]]:
+        row = _as_row(row)
         n = len(self.numeric)
         numbers = np.asarray([_number(v, c) for v, c in zip(row[:n], self.numeric)], np.float64)
         return numbers, [_category(v) for v in row[n:]]
 
     def _split_lenient(self, row: Sequence[Any]) -> tuple[np.ndarray, list[str | None]]:
         """Like _split, but unparsable numbers count as missing (encoding reports them, with their row)."""
+        row = _as_row(row)
         try:
             return self._split(row)
         except DecodeError:

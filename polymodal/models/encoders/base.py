@@ -8,6 +8,8 @@ same thing for every encoder.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -34,10 +36,13 @@ class Encoder(nn.Module):
     Attributes:
         output_dim: width D of ``pooled`` and ``tokens``.
         pretrained: True when weights were loaded from a file (gets the encoder learning rate).
+        unfreeze_schedule: set when blocks frozen now will be trained later (gradual unfreezing;
+            see ``polymodal.training.finetune``), so that they join the optimiser from the start.
     """
 
     output_dim: int
     pretrained: bool = False
+    unfreeze_schedule: Any = None
 
     @classmethod
     def from_config(cls, cfg: Any, **context: Any) -> Encoder:
@@ -48,16 +53,65 @@ class Encoder(nn.Module):
         return list(self.children())
 
     def freeze(self, spec: str | int) -> None:
-        """``all`` freezes every parameter; ``none`` none; N trains only the last N blocks."""
+        """``all`` freezes every parameter; ``none`` none; N trains only the last N blocks.
+
+        Adapters (LoRA) always stay trainable; batch-norm layers whose parameters are all frozen
+        are kept in eval mode (see :meth:`train`).
+        """
         if spec == "none":
             return
+        blocks = self.blocks()
+        if spec != "all" and spec > len(blocks):
+            raise ValueError(f"freeze: {spec} trailing blocks requested but the encoder has {len(blocks)}")
         for parameter in self.parameters():
             parameter.requires_grad_(False)
-        if spec == "all":
-            return
-        blocks = self.blocks()
-        if spec > len(blocks):
-            raise ValueError(f"freeze: {spec} trailing blocks requested but the encoder has {len(blocks)}")
-        for block in blocks[len(blocks) - spec:]:
-            for parameter in block.parameters():
-                parameter.requires_grad_(True)
+        if spec != "all":
+            for block in blocks[len(blocks) - spec:]:
+                for parameter in block.parameters():
+                    parameter.requires_grad_(True)
+        for parameter in self.adapter_parameters():
+            parameter.requires_grad_(True)
+        self.train(self.training)
+
+    def adapter_parameters(self) -> list[nn.Parameter]:
+        """Parameters of adapters added to a pretrained encoder (LoRA), which train even when the
+        encoder is frozen."""
+        from polymodal.models.lora import lora_parameters
+
+        return lora_parameters(self)
+
+    def pending_parameters(self) -> list[nn.Parameter]:
+        """Frozen parameters a gradual-unfreezing schedule will train later."""
+        if self.unfreeze_schedule is None:
+            return []
+        return [p for p in self.parameters() if not p.requires_grad]
+
+    def train(self, mode: bool = True) -> Encoder:
+        """Like ``nn.Module.train``, but batch-norm layers of frozen parts stay in eval mode, so
+        that training a head (or the last blocks) does not overwrite pretrained running statistics."""
+        super().train(mode)
+        if mode:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    own = list(module.parameters(recurse=False))
+                    if own and not any(p.requires_grad for p in own):
+                        module.eval()
+        return self
+
+    def assets(self) -> dict[str, tuple[Path, list[str]]]:
+        """Files outside the state dict that rebuilding this encoder needs (a model's config and
+        tokenizer, ONNX graphs), by config field: ``{field: (folder, file names in it)}``. A saved run
+        copies them, so that it loads without the original folder (see ``polymodal.assets``)."""
+        return {}
+
+    def weights_fingerprint(self) -> str:
+        """A hash of everything that determines the encoder's outputs: its class and every tensor
+        of its state (parameters and buffers). Keys the frozen-feature cache."""
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(f"{type(self).__module__}.{type(self).__qualname__}".encode())
+        for key, value in sorted(self.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(str(value.dtype).encode())
+            digest.update(repr(tuple(value.shape)).encode())
+            digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()

@@ -13,8 +13,11 @@ import torch
 from torch import nn
 
 from polymodal.config.encoders import ImageCnnConfig, ResNetConfig, TimmConfig
+from polymodal.config.finetune import LoraConfig
 from polymodal.models.encoders.base import Encoder, EncoderOutput
+from polymodal.models.lora import add_lora, linear_and_pointwise
 from polymodal.models.registry import ENCODERS
+from polymodal.models.state_dicts import convert_state_dict
 from polymodal.models.weights import load_state_dict_file
 
 
@@ -82,19 +85,24 @@ def _adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
 
 @ENCODERS.register(ResNetConfig)
 class ResNetEncoder(Encoder):
-    """torchvision ResNet-18/34/50 without its classifier; optional projection to ``dim``."""
+    """torchvision ResNet-18/34/50 without its classifier; optional projection to ``dim``.
 
-    def __init__(self, in_channels: int, depth: int = 18, dim: int | None = None, weights: Path | None = None):
+    ``restore=True`` builds the architecture without reading ``weights`` (a saved run's
+    ``model.safetensors`` supplies them).
+    """
+
+    def __init__(self, in_channels: int, depth: int = 18, dim: int | None = None, weights: Path | None = None,
+                 restore: bool = False):
         super().__init__()
         import torchvision
 
         net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
-        if weights is not None:
+        self.pretrained = weights is not None
+        if weights is not None and not restore:
             missing, unexpected = net.load_state_dict(load_state_dict_file(weights), strict=False)
             if missing or unexpected:
                 raise ValueError(f"weights file {weights} does not fit torchvision resnet{depth}: missing keys "
                                  f"{missing[:5]}, unexpected keys {unexpected[:5]}")
-            self.pretrained = True
         net.conv1 = _adapt_first_conv(net.conv1, in_channels)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layers = nn.Sequential(net.layer1, net.layer2, net.layer3, net.layer4)
@@ -104,8 +112,8 @@ class ResNetEncoder(Encoder):
         self.to(memory_format=torch.channels_last)
 
     @classmethod
-    def from_config(cls, cfg: ResNetConfig, *, in_channels: int, **_: Any) -> ResNetEncoder:
-        return cls(in_channels, cfg.depth, cfg.dim, cfg.weights)
+    def from_config(cls, cfg: ResNetConfig, *, in_channels: int, restore: bool = False, **_: Any) -> ResNetEncoder:
+        return cls(in_channels, cfg.depth, cfg.dim, cfg.weights, restore)
 
     def blocks(self) -> list[nn.Module]:
         return [self.stem, *self.layers, self.proj]
@@ -116,12 +124,17 @@ class ResNetEncoder(Encoder):
 
 @ENCODERS.register(TimmConfig)
 class TimmEncoder(Encoder):
-    """Any timm model as a feature extractor (``num_classes=0``); weights from a local file.
+    """Any timm model as a feature extractor (``num_classes=0``); weights from a local file, in
+    timm's layout or one that ``polymodal.models.state_dicts`` converts (lukemelas EfficientNet).
 
     ``data_config`` holds the model's own preprocessing (input size, mean, std) as timm resolves it.
+    ``lora`` adds LoRA adapters (default targets: every ``nn.Linear`` and 1x1 convolution).
+    ``restore=True`` builds the architecture without reading ``weights`` (a saved run's
+    ``model.safetensors`` supplies them).
     """
 
-    def __init__(self, arch: str, in_channels: int, dim: int | None = None, weights: Path | None = None):
+    def __init__(self, arch: str, in_channels: int, dim: int | None = None, weights: Path | None = None,
+                 lora: LoraConfig | None = None, restore: bool = False):
         super().__init__()
         import timm
 
@@ -129,8 +142,13 @@ class TimmEncoder(Encoder):
             self.backbone = timm.create_model(arch, pretrained=False, num_classes=0, in_chans=in_channels)
         except RuntimeError as err:  # timm's unknown-model error
             raise ValueError(f"timm has no architecture '{arch}' ({err})") from None
-        if weights is not None:
+        self.pretrained = weights is not None
+        if weights is not None and not restore:
             state = load_state_dict_file(weights)
+            try:
+                state = convert_state_dict(state, self.backbone)
+            except ValueError as err:
+                raise ValueError(f"weights file {weights} does not fit timm '{arch}': {err}") from None
             if in_channels != 3:
                 state = _adapt_state_channels(state, self.backbone, in_channels)
             missing, unexpected = self.backbone.load_state_dict(state, strict=False)
@@ -140,21 +158,26 @@ class TimmEncoder(Encoder):
                     f"weights file {weights} does not fit timm '{arch}': missing keys {missing[:5]}, "
                     f"unexpected keys {sorted(set(unexpected) - classifier)[:5]}"
                 )
-            self.pretrained = True
         self.data_config = timm.data.resolve_model_data_config(self.backbone)
         width = self.backbone.num_features
         self.proj = nn.Linear(width, dim) if dim is not None else nn.Identity()
         self.output_dim = dim or width
+        if lora is not None:
+            targets = lora.targets if lora.targets is not None else linear_and_pointwise(self.backbone)
+            add_lora(self.backbone, targets, lora.r, lora.alpha, lora.dropout)
 
     @classmethod
-    def from_config(cls, cfg: TimmConfig, *, in_channels: int, **_: Any) -> TimmEncoder:
-        return cls(cfg.arch, in_channels, cfg.dim, cfg.weights)
+    def from_config(cls, cfg: TimmConfig, *, in_channels: int, restore: bool = False, **_: Any) -> TimmEncoder:
+        return cls(cfg.arch, in_channels, cfg.dim, cfg.weights, cfg.lora, restore)
 
     def blocks(self) -> list[nn.Module]:
-        for name in ("blocks", "stages", "layers", "features"):
-            container = getattr(self.backbone, name, None)
-            if isinstance(container, nn.Sequential | nn.ModuleList):
-                return [*container, self.proj]
+        """[stem, *the backbone's stages (blocks/stages/layers/features), head + projection]."""
+        children = list(self.backbone.named_children())
+        for index, (name, container) in enumerate(children):
+            if name in ("blocks", "stages", "layers", "features") and isinstance(container, nn.Sequential | nn.ModuleList):
+                stem = nn.ModuleList([child for _, child in children[:index]])
+                head = nn.ModuleList([child for _, child in children[index + 1:]] + [self.proj])
+                return [stem, *container, head]
         return [*self.backbone.children(), self.proj]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:

@@ -11,10 +11,13 @@ import torch
 from torch import nn
 
 from polymodal.config.encoders import EmbeddingBagConfig, HfConfig, TextCnnConfig, TextRnnConfig, TextTransformerConfig
+from polymodal.config.finetune import LoraConfig
 from polymodal.models.encoders.base import Encoder, EncoderOutput
 from polymodal.models.encoders.sequence import RnnCore, TransformerCore
 from polymodal.models.layers import masked_max, masked_mean
+from polymodal.models.lora import add_lora
 from polymodal.models.registry import ENCODERS
+from polymodal.models.weights import small_files
 from polymodal.models.word_vectors import load_word_vectors
 
 
@@ -46,8 +49,13 @@ class EmbeddingBag(Encoder):
 
     @classmethod
     def from_config(cls, cfg: EmbeddingBagConfig, *, vocab_size: int, pad_id: int, vocab: list[str] | None = None,
-                    **_: Any) -> EmbeddingBag:
-        return cls(vocab_size, pad_id, cfg.dim, cfg.vectors, vocab, cfg.train_vectors)
+                    restore: bool = False, **_: Any) -> EmbeddingBag:
+        """``restore=True``: the word vectors come with a saved run's weights, not from ``vectors``."""
+        encoder = cls(vocab_size, pad_id, cfg.dim, None if restore else cfg.vectors, vocab, cfg.train_vectors)
+        if restore and cfg.vectors is not None:
+            encoder.pretrained = True
+            encoder.embedding.weight.requires_grad_(cfg.train_vectors)
+        return encoder
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
         tokens = self.embedding(x)  # (B, T, D)
@@ -121,24 +129,49 @@ class TextTransformer(Encoder):
 
 @ENCODERS.register(HfConfig)
 class HfEncoder(Encoder):
-    """A transformers ``AutoModel`` from a local folder (``local_files_only``), CLS or mean pooling."""
+    """A transformers ``AutoModel`` from a local folder (``local_files_only``), CLS or mean pooling.
 
-    def __init__(self, path: Path, pooling: str = "mean"):
+    ``lora`` adds LoRA adapters (default targets: peft's choice for the model type, e.g. BERT's
+    attention ``query`` and ``value``). ``restore=True`` builds the model from the folder's
+    ``config.json`` alone (a saved run's ``model.safetensors`` supplies the weights).
+    """
+
+    def __init__(self, path: Path, pooling: str = "mean", lora: LoraConfig | None = None, restore: bool = False):
         super().__init__()
-        from transformers import AutoModel
+        from transformers import AutoConfig, AutoModel
 
         if not Path(path).is_dir():
             raise FileNotFoundError(f"encoder 'hf': model folder not found: {path}")
-        self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
+        if restore:
+            self.model = AutoModel.from_config(AutoConfig.from_pretrained(str(path), local_files_only=True))
+        else:
+            self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
         if getattr(self.model, "pooler", None) is not None:  # unused (we pool ourselves): drop its weights
             self.model.pooler = None
+        self.path = Path(path)
         self.pooling = pooling
         self.pretrained = True
         self.output_dim = int(self.model.config.hidden_size)
+        if lora is not None:
+            add_lora(self.model, lora.targets if lora.targets is not None else self.lora_targets(), lora.r, lora.alpha,
+                     lora.dropout)
 
     @classmethod
-    def from_config(cls, cfg: HfConfig, **_: Any) -> HfEncoder:
-        return cls(cfg.path, cfg.pooling)
+    def from_config(cls, cfg: HfConfig, *, restore: bool = False, **_: Any) -> HfEncoder:
+        return cls(cfg.path, cfg.pooling, cfg.lora, restore)
+
+    def assets(self) -> dict[str, tuple[Path, list[str]]]:
+        """The folder's config, tokenizer and other small files; not its weights (the run has them)."""
+        return {"path": (self.path, small_files(self.path))}
+
+    def lora_targets(self) -> list[str]:
+        """peft's default LoRA targets for this model type, else every linear layer of the layers."""
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+        targets = DEFAULTS.get(getattr(self.model.config, "model_type", ""))
+        if targets:
+            return list(targets)
+        return [n for n, m in self.model.named_modules() if isinstance(m, nn.Linear)]
 
     def blocks(self) -> list[nn.Module]:
         encoder = getattr(self.model, "encoder", None)

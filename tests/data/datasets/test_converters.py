@@ -209,6 +209,7 @@ EXPECTED = {
     "usps": "usps/usps.h5",
     "pneumoniamnist": "pneumoniamnist/pneumoniamnist.npz",
     "cwru": "cwru/files.csv",
+    "openclipart": "svg",
 }
 
 

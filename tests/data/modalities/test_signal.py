@@ -170,7 +170,7 @@ def test_a_different_channel_count_than_in_training_is_a_decode_error(tmp_path):
 @pytest.mark.parametrize(
     ("name", "content", "fragment"),
     [
-        ("r.npy", b"garbage", "unreadable or corrupt signal"),
+        ("r.npy", b"garbage", "not a readable .npy array"),
         ("r.txt", b"1,2,3", "unsupported signal file type '.txt'"),
     ],
 )

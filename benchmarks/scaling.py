@@ -1,0 +1,117 @@
+"""Scaling: epoch time and peak memory for 10k, 100k and 1M synthetic samples.
+
+Each sample is a small image (16x16 gray) and a short signal (2 x 128), stored as rows of packed
+``.npy`` shards (``images_003.npy#1234``), the layout million-sample datasets use; the label
+depends on both. Every size trains the same small model for one epoch with the on-disk feature
+cache (memory-mapped, read lazily), in a fresh process so peak memory (max RSS) is its own.
+A fixed 2,000-row validation set keeps validation cost constant across sizes.
+
+Targets (issue 7): time grows linearly (per-sample epoch time within 20% from 10k to 1M) and
+peak memory stays within 1.5x from 10k to 1M.
+
+    python benchmarks/scaling.py [--sizes 10000 100000 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from _common import parser, save
+
+SHARD = 100_000
+VALID = 2_000
+
+
+def make_data(folder: Path, n: int, seed: int) -> Path:
+    """Write ``n`` samples (+ a fixed validation set) as packed shards and manifests."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if (folder / "train.csv").is_file():
+        return folder
+    rng = np.random.default_rng(seed)
+    frames = []
+    for part, count in (("valid", VALID), ("train", n)):
+        rows = []
+        for s, start in enumerate(range(0, count, SHARD)):
+            size = min(SHARD, count - start)
+            labels = rng.integers(0, 4, size)
+            images = rng.integers(0, 60, (size, 16, 16), dtype=np.uint8)
+            images[:, :8, :8] += (labels[:, None, None] % 2 * 150).astype(np.uint8)  # bright corner: bit 0
+            signals = rng.normal(0, 1, (size, 2, 128)).astype(np.float32)
+            signals[:, 0] += np.sin(np.linspace(0, 12 * np.pi, 128, dtype=np.float32)) * (labels[:, None] // 2) * 2
+            np.save(folder / f"{part}_img_{s:03d}.npy", images)
+            np.save(folder / f"{part}_sig_{s:03d}.npy", signals)
+            rows.append(pd.DataFrame({"image": [f"{part}_img_{s:03d}.npy#{i}" for i in range(size)],
+                                      "signal": [f"{part}_sig_{s:03d}.npy#{i}" for i in range(size)],
+                                      "label": labels}))
+        frames.append((part, pd.concat(rows, ignore_index=True)))
+    for part, frame in frames:
+        frame.to_csv(folder / f"{part}.csv", index=False)
+    return folder
+
+
+CONFIG = {
+    "task": "classification", "target": "label",
+    "modalities": {
+        "image": {"kind": "image", "column": "image", "preprocess": {"size": 16, "color": "gray", "normalize": "standard"},
+                  "encoder": {"name": "cnn", "channels": [8, 16], "dim": 32}},
+        "signal": {"kind": "signal", "column": "signal", "preprocess": {"length": 128},
+                   "encoder": {"name": "cnn1d", "channels": [8, 16], "dim": 32, "kernel": 5}},
+    },
+    "fusion": {"name": "concat"},
+    "head": {"name": "mlp", "hidden": [32]},
+    "train": {"epochs": 1, "batch_size": 256, "lr": 3e-3, "progress": False, "early_stopping": None},
+}
+
+
+def child(folder: Path, cache: Path) -> None:
+    """Run in a fresh process: encode (cold), then one training epoch; print JSON facts."""
+    from polymodal import MultimodalPredictor
+
+    config = {**CONFIG, "data": {"cache_dir": str(cache)}}
+    started = time.perf_counter()
+    predictor = MultimodalPredictor.from_config(config).fit(folder / "train.csv", folder / "valid.csv")
+    total = time.perf_counter() - started
+    epoch = float(predictor.history["seconds"].iloc[0])
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"epoch_seconds": epoch, "fit_seconds": total, "peak_rss_mb": peak_mb,
+                      "preprocess_seconds": predictor.info["preprocess_seconds"],
+                      "valid_accuracy": predictor.metrics["valid"]["accuracy"]}))
+
+
+def main() -> None:
+    p = parser(__doc__.split("\n")[0], data=False)
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(Path(args.child[0]), Path(args.child[1]))
+        return
+    sizes = [min(s, 20_000) for s in args.sizes] if args.quick else args.sizes
+    rows = []
+    for n in sizes:
+        folder = make_data(args.work / "scaling" / f"n{n}", n, seed=0)
+        cache = args.work / "scaling" / f"cache{n}"
+        result = subprocess.run([sys.executable, __file__, "--child", str(folder), str(cache)],
+                                capture_output=True, text=True, check=True)
+        facts = json.loads(result.stdout.strip().splitlines()[-1])
+        rows.append({"samples": n, **facts, "us_per_sample": facts["epoch_seconds"] / n * 1e6})
+        print(rows[-1], flush=True)
+    first, last = rows[0], rows[-1]
+    notes = [f"per-sample epoch time {last['samples']:,} vs {first['samples']:,}: "
+             f"x{last['us_per_sample'] / first['us_per_sample']:.2f} (target within 20%)",
+             f"peak memory {last['samples']:,} vs {first['samples']:,}: x{last['peak_rss_mb'] / first['peak_rss_mb']:.2f} "
+             "(target <= 1.5)",
+             "epoch = one pass over the training rows plus the fixed 2,000-row validation; fit includes cold encoding"]
+    save("scaling", "Scaling with the dataset size (packed .npy shards, on-disk feature cache)", {"one epoch": rows}, notes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""The shared-space commands of ``polymodal`` (registered on the main app when ``polymodal.cli`` loads):
+
+    polymodal embed RUN --data X --modality M --out emb.parquet
+    polymodal index build RUN --data X --modality M --out IDX [--id-column C]
+    polymodal retrieve RUN --index IDX --query Q --modality M2 [-k 10] [--out hits.csv]
+    polymodal zero-shot RUN --data X --modality M --classes "cat,dog" [--template "a photo of a {}"]
+    polymodal evaluate RUN --data X --retrieval [--query M --gallery M2 --hits label --cca-train T]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+RunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train'.")]
+DataOpt = Annotated[Path, typer.Option("--data", help="Manifest (CSV, Parquet or JSONL).")]
+ModalityOpt = Annotated[str, typer.Option("--modality", help="An aligned modality of the run.")]
+
+
+def _write_table(frame: Any, out: Path) -> None:
+    from polymodal.utils.io import atomic_write
+
+    if out.suffix == ".parquet":
+        atomic_write(out, lambda tmp: frame.to_parquet(tmp, index=False))
+    else:
+        atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def embed(
+    run: RunArg,
+    data: DataOpt,
+    modality: ModalityOpt,
+    out: Annotated[Path, typer.Option("--out", help="Embedding table to write (.parquet or .csv).")],
+) -> None:
+    """Write the shared-space embedding of one modality for every row that holds it."""
+    from polymodal.predictor import MultimodalPredictor
+    from polymodal.retrieval.embed import save_embeddings
+
+    frame = MultimodalPredictor.load(run).embed(data, modality)
+    save_embeddings(frame, out)
+    _console().print(f"{len(frame)} embeddings ({frame.shape[1]}-d) of '{modality}' written to {out}")
+
+
+def index_build(
+    run: RunArg,
+    data: DataOpt,
+    modality: ModalityOpt,
+    out: Annotated[Path, typer.Option("--out", help="Index folder to write.")],
+    id_column: Annotated[str | None, typer.Option("--id-column", help="Manifest column naming each item "
+                                                  "(default: the row number).")] = None,
+) -> None:
+    """Embed a gallery manifest's rows and index them with FAISS (exact cosine search)."""
+    from polymodal.predictor import MultimodalPredictor
+    from polymodal.retrieval.search import build_index
+
+    index = build_index(MultimodalPredictor.load(run), data, modality, id_column=id_column, run=run)
+    index.save(out)
+    _console().print(f"indexed {len(index)} '{modality}' items ({index.dim}-d) in {out}")
+
+
+def retrieve(
+    run: RunArg,
+    index: Annotated[Path, typer.Option("--index", help="Index folder from 'polymodal index build'.")],
+    query: Annotated[Path, typer.Option("--query", help="Manifest of queries.")],
+    modality: ModalityOpt,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Results per query.")] = 10,
+    out: Annotated[Path | None, typer.Option("--out", help="Write every hit to this .csv/.parquet.")] = None,
+) -> None:
+    """Find the k nearest gallery items of every query row (queries from any aligned modality)."""
+    from polymodal.predictor import MultimodalPredictor
+    from polymodal.retrieval.index import EmbeddingIndex
+    from polymodal.retrieval.search import retrieve as search
+
+    hits = search(MultimodalPredictor.load(run), EmbeddingIndex.load(index), query, modality, k, run=run)
+    if out is not None:
+        _write_table(hits, out)
+        _console().print(f"{len(hits)} hits for {hits['query'].nunique()} queries written to {out}")
+        return
+    _print_rows(hits.to_dict("records"), f"top {k} per query")
+
+
+def zero_shot(
+    run: RunArg,
+    data: DataOpt,
+    modality: ModalityOpt,
+    classes: Annotated[str, typer.Option("--classes", help="Comma-separated class names, or a JSON file "
+                                         "{class: prompt or [prompts]}.")],
+    template: Annotated[str, typer.Option("--template", help="Prompt for a bare class name.")] = "{}",
+    text_modality: Annotated[str | None, typer.Option("--text-modality", help="The aligned text modality "
+                                                      "(default: the only one).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write predictions to this .csv/.parquet.")] = None,
+) -> None:
+    """Classify rows by the nearest class-name embedding (no labelled training for these classes)."""
+    from polymodal.predictor import MultimodalPredictor
+
+    names: Any = [c.strip() for c in classes.split(",") if c.strip()]
+    if classes.endswith(".json") and Path(classes).is_file():
+        names = json.loads(Path(classes).read_text(encoding="utf-8"))
+    frame = MultimodalPredictor.load(run).zero_shot(data, modality, names, text_modality=text_modality,
+                                                    template=template).reset_index()
+    if out is not None:
+        _write_table(frame, out)
+        _console().print(f"{len(frame)} zero-shot predictions written to {out}")
+        return
+    counts = frame["prediction"].value_counts()
+    _print_rows([{"class": str(c), "rows": int(n)} for c, n in counts.items()], "zero-shot predictions")
+
+
+def _console() -> Any:
+    from polymodal.cli import console
+
+    return console
+
+
+def _print_rows(rows: list[dict[str, Any]], title: str) -> None:
+    from polymodal.cli import print_rows
+
+    print_rows(rows, title)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``embed``, ``index build``, ``retrieve`` and ``zero-shot`` to the ``polymodal`` app (called at
+    the end of ``polymodal.cli``; the CLI helpers are imported lazily so either module can load first)."""
+    from polymodal.cli import user_errors
+
+    index_app = typer.Typer(help="Build FAISS retrieval indexes over a modality's embeddings.", no_args_is_help=True)
+    index_app.command("build")(user_errors(index_build))
+    app.add_typer(index_app, name="index")
+    app.command()(user_errors(embed))
+    app.command()(user_errors(retrieve))
+    app.command("zero-shot")(user_errors(zero_shot))
+
+
+DISPLAY = {"recall@1": "R@1", "recall@5": "R@5", "recall@10": "R@10", "map": "mAP", "median_rank": "med. rank",
+           "queries": "queries", "gallery": "gallery"}
+
+
+def show_retrieval(predictor: Any, data: Path, *, query: str | None, gallery: str | None, hits: str,
+                   labels: str | None, cca_train: Path | None, cca_features: str, as_json: bool) -> None:
+    """``polymodal evaluate --retrieval``: metrics per direction, and the linear-CCA baseline."""
+    from polymodal.retrieval.search import cca_baseline, evaluate_retrieval
+
+    results: dict[str, Any] = {"model": evaluate_retrieval(predictor, data, query, gallery, by=hits, labels=labels)}
+    if cca_train is not None:
+        results["linear_cca"] = cca_baseline(predictor, cca_train, data, query, gallery, features=cca_features,
+                                             by=hits, labels=labels)
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    rows = [{"method": method, "direction": direction, "hits": scores["hits"],
+             **{short: scores[key] for key, short in DISPLAY.items()}}
+            for method, table in results.items() for direction, scores in table.items()]
+    _print_rows(rows, f"retrieval on {data.name}")

@@ -1,0 +1,248 @@
+"""The frozen-encoder feature cache: each input's embedding computed once, stored, reused.
+
+A frozen encoder (``freeze: all``) maps the same input to the same output in every epoch and
+every run, so with ``encoder.cache: true`` its outputs are computed once per distinct input and
+training never runs it: batches carry the stored outputs (``pooled`` (B, D), and with a
+token-level fusion ``tokens`` (B, T, D) + ``token_mask`` (B, T)) and ``MultimodalNet`` passes
+them straight to the fusion.
+
+On disk (``data.cache_dir``) embeddings live in a :class:`~polymodal.data.cache.FeatureStore`
+under ``<cache_dir>/embeddings/<fingerprint>/``: memory-mapped, append-only, atomically
+committed segments, keyed per item by the content hash of the input (file bytes or inline value).
+The fingerprint hashes
+
+- the encoder's weights (every tensor of its state; ONNX encoders hash their model files),
+- the preprocessing: config (including batch-time normalisation), fitted state, and
+- what is stored (pooled only, or tokens too),
+
+so changing any of them, or the input file, computes fresh embeddings, while the same input
+under another name or in another run is a hit. Without a ``cache_dir`` the embeddings are
+computed once per fit and held in memory.
+
+This module needs only ``torch``: the encoder is any module with the encoder face
+(``forward(**inputs) -> (pooled, tokens, token_mask)``, ``weights_fingerprint()``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from polymodal.data.cache import KEY_BYTES, FeatureStore, content_key
+from polymodal.data.encode import EncodedModality, EncodedTable, manifest_cells
+from polymodal.data.manifest import Manifest
+from polymodal.data.modalities.base import ArraySpec, Preprocessor, _jsonable
+from polymodal.utils.device import default_device
+from polymodal.utils.progress import progress_bar
+
+SUBFOLDER = "embeddings"
+BATCH = 64
+
+
+class PrecomputedBatcher:
+    """``to_batch`` for stored encoder outputs: the encoder-output keywords the network takes
+    in place of raw inputs (see ``MultimodalNet``)."""
+
+    def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        return {k: v.bool() if k == "token_mask" else v.float() for k, v in arrays.items()}
+
+
+def embedding_fingerprint(encoder: torch.nn.Module, preprocessor: Preprocessor, tokens: bool) -> str:
+    """Hash of the encoder's weights, the full preprocessing (config and fitted state) and the
+    stored layout: what determines an input's stored embedding."""
+    cfg = getattr(preprocessor, "cfg", None)
+    payload = json.dumps({
+        "encoder": encoder.weights_fingerprint(),
+        "preprocess": preprocessor.fingerprint(),
+        "preprocess_config": None if cfg is None else cfg.model_dump(mode="json"),
+        "preprocess_state": _jsonable(preprocessor.get_state()),
+        "tokens": tokens,
+    }, sort_keys=True)
+    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+
+
+def _run(encoder: torch.nn.Module, preprocessor: Preprocessor, arrays: Mapping[str, Any], rows: np.ndarray,
+         tokens: bool, device: torch.device) -> dict[str, np.ndarray]:
+    """The encoder's outputs for ``rows`` of the featurised ``arrays``."""
+    batch = {k: torch.from_numpy(np.ascontiguousarray(v[rows])) for k, v in arrays.items()}
+    inputs = {k: v.to(device) for k, v in preprocessor.to_batch(batch, False).items()}
+    out = encoder(**inputs)
+    result = {"pooled": out.pooled.float().cpu().numpy()}
+    if tokens:
+        if out.tokens is None:
+            raise ValueError(f"modality '{preprocessor.name}': the fusion reads encoder tokens, but this encoder "
+                             "returns only a pooled vector")
+        mask = out.token_mask if out.token_mask is not None else torch.ones(out.tokens.shape[:2], dtype=torch.bool)
+        result["tokens"] = out.tokens.float().cpu().numpy()
+        result["token_mask"] = mask.cpu().numpy()
+    return result
+
+
+class _Embedder:
+    """Runs one frozen encoder over chosen rows in batches (eval mode, no autograd), restoring
+    its mode and device afterwards."""
+
+    def __init__(self, encoder: torch.nn.Module, preprocessor: Preprocessor, modality: EncodedModality, tokens: bool,
+                 batch_size: int, progress: bool):
+        self.encoder, self.preprocessor, self.modality = encoder, preprocessor, modality
+        self.tokens, self.batch_size, self.progress = tokens, batch_size, progress
+        self.calls = 0
+
+    def __call__(self, rows: np.ndarray, write: Any) -> None:
+        """``write(positions, outputs)`` for consecutive batches of ``rows``."""
+        encoder = self.encoder
+        params = next(iter(encoder.parameters()), None)
+        home = params.device if params is not None else torch.device("cpu")
+        device = default_device()
+        was_training = encoder.training
+        encoder.to(device).eval()
+        try:
+            with torch.inference_mode(), progress_bar(len(rows), f"embedding {self.preprocessor.name}",
+                                                      enabled=self.progress) as advance:
+                for start in range(0, len(rows), self.batch_size):
+                    part = rows[start:start + self.batch_size]
+                    write(np.arange(start, start + len(part)), _run(encoder, self.preprocessor, self.modality.arrays,
+                                                                     part, self.tokens, device))
+                    self.calls += 1
+                    advance(len(part))
+        finally:
+            encoder.to(home).train(was_training)
+
+
+def embed_modality(encoder: torch.nn.Module, preprocessor: Preprocessor, modality: EncodedModality,
+                   keys: np.ndarray | None = None, *, cache_dir: Path | None = None, tokens: bool = False,
+                   batch_size: int = BATCH, progress: bool = False) -> EncodedModality:
+    """Replace a modality's featurised arrays by its frozen encoder's outputs.
+
+    Args:
+        modality: the encoded modality (N rows); only present rows are embedded.
+        keys: (N,) content keys (``S16``) of the rows, needed with ``cache_dir``.
+        cache_dir: the on-disk cache root (``data.cache_dir``), or None to keep results in memory.
+        tokens: also store token sequences and masks (for token-level fusion).
+
+    Returns:
+        The modality with arrays ``pooled`` (N, D) [+ ``tokens`` (N, T, D), ``token_mask`` (N, T)],
+        zero rows where absent, and a :class:`PrecomputedBatcher`.
+    """
+    n = len(modality.present)
+    rows = np.flatnonzero(modality.present)
+    run = _Embedder(encoder, preprocessor, modality, tokens, batch_size, progress)
+    if cache_dir is None:
+        arrays: dict[str, np.ndarray] = {}
+
+        def write_memory(positions: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
+            for key, value in outputs.items():
+                if key not in arrays:
+                    arrays[key] = np.zeros((n, *value.shape[1:]), value.dtype)
+                arrays[key][rows[positions]] = value
+
+        run(rows, write_memory)
+        if not arrays:  # nothing present: shapes are unknown, and nothing will read the rows
+            arrays = {"pooled": np.zeros((n, encoder.output_dim), np.float32)}
+        return EncodedModality(arrays, modality.present.copy(), PrecomputedBatcher())
+    if keys is None:
+        raise ValueError("embed_modality: content keys are needed to cache embeddings on disk")
+    root, fingerprint = Path(cache_dir) / SUBFOLDER, embedding_fingerprint(encoder, preprocessor, tokens)
+    store = _existing_store(root, fingerprint)
+    segment = store.lookup(keys[rows])[0] if store is not None else np.full(len(rows), -1, np.int64)
+    unique: dict[bytes, int] = {}  # one encoder pass per distinct content
+    for position in np.flatnonzero(segment < 0):
+        unique.setdefault(bytes(keys[rows[position]]), int(rows[position]))
+    todo = np.asarray(list(unique.values()), np.int64)
+    if len(todo):
+        store = _fill(store, root, fingerprint, run, todo, keys)
+    if store is None:  # nothing present, nothing stored
+        return embed_modality(encoder, preprocessor, modality, None, tokens=tokens, batch_size=batch_size)
+    segment, slot = store.lookup(keys[rows])
+    segment_of = np.full(n, -1, np.int64)
+    slot_of = np.zeros(n, np.int64)
+    segment_of[rows], slot_of[rows] = segment, slot
+    return EncodedModality(store.view(segment_of, slot_of), modality.present.copy(), PrecomputedBatcher())
+
+
+def _existing_store(root: Path, fingerprint: str) -> FeatureStore | None:
+    """The embedding store of ``fingerprint``, or None when nothing was stored under it yet (its
+    array layout, ``spec.json``, is written with the first segment)."""
+    spec_file = root / fingerprint / "spec.json"
+    if not spec_file.is_file():
+        return None
+    raw = json.loads(spec_file.read_text(encoding="utf-8"))
+    return FeatureStore(root, fingerprint, {k: ArraySpec(tuple(v["shape"]), v["dtype"]) for k, v in raw.items()})
+
+
+def _fill(store: FeatureStore | None, root: Path, fingerprint: str, run: _Embedder, todo: np.ndarray,
+          keys: np.ndarray) -> FeatureStore:
+    """Embed rows ``todo`` into one new segment (committed atomically); creates the store, and
+    its ``spec.json``, from the first batch's shapes when it does not exist yet."""
+    state: dict[str, Any] = {"store": store}
+
+    def write(positions: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
+        if "out" not in state:
+            if state["store"] is None:
+                from polymodal.utils.io import atomic_write_json
+
+                (root / fingerprint).mkdir(parents=True, exist_ok=True)
+                atomic_write_json(root / fingerprint / "spec.json",
+                                  {k: {"shape": list(v.shape[1:]), "dtype": v.dtype.str} for k, v in outputs.items()})
+                state["store"] = _existing_store(root, fingerprint)
+            state["tmp"], state["out"] = state["store"].open_segment(len(todo))
+            state["filled"] = np.zeros(len(todo), bool)
+        for key, value in outputs.items():
+            state["out"][key][positions] = value
+        state["filled"][positions] = True
+
+    try:
+        run(todo, write)
+    except BaseException:
+        if "tmp" in state:
+            state["store"].discard_segment(state["tmp"])
+        raise
+    state["store"].commit_segment(state["tmp"], state["out"], keys[todo], state["filled"])
+    return state["store"]
+
+
+def row_keys(cells: list[Any], rows: np.ndarray, present: np.ndarray, file_based: bool) -> np.ndarray:
+    """(N,) content keys of ``cells[rows]`` where ``present`` (zeros elsewhere); files are hashed
+    in a few threads (hashing releases the GIL)."""
+    keys = np.zeros(len(rows), f"S{KEY_BYTES}")
+    todo = np.flatnonzero(present)
+    with ThreadPoolExecutor(4 if file_based else 1) as pool:
+        for position, key in zip(todo, pool.map(lambda r: content_key(cells[r], file_based), rows[todo])):
+            keys[position] = key
+    return keys
+
+
+def attach_cached_features(config: Any, net: Any, pipeline: Any, manifest: Manifest, table: EncodedTable,
+                           progress: bool = False) -> EncodedTable:
+    """``table`` with every ``encoder.cache`` modality's arrays replaced by its encoder's stored
+    outputs (computed where missing); other modalities unchanged.
+
+    Args:
+        config: the run's Config. net: the MultimodalNet (``net.encoders[name]``).
+        pipeline: the fitted DataPipeline. manifest: the manifest ``table`` was encoded from.
+    """
+    names = [n for n in config.modality_names if getattr(config.modalities[n].encoder, "cache", False)]
+    if not names:
+        return table
+    tokens = bool(getattr(config.fusion, "tokens", False))
+    cache_dir = config.data.cache_dir
+    modalities = dict(table.modalities)
+    for name in names:
+        prep = pipeline.preprocessors[name]
+        mod = table.modalities[name]
+        if mod.batcher is not None:  # already embedded
+            continue
+        keys = None
+        if cache_dir is not None:
+            cells = manifest_cells(manifest, config.modalities[name], prep.file_based)
+            keys = row_keys(cells, table.rows, mod.present, prep.file_based)
+        modalities[name] = embed_modality(net.encoders[name], prep, mod, keys, cache_dir=cache_dir, tokens=tokens,
+                                          batch_size=config.train.batch_size, progress=progress)
+    return EncodedTable(modalities, table.rows, table.skipped)

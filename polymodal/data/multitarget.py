@@ -1,0 +1,177 @@
+"""Targets of a multi-task config: the main task's :class:`TargetEncoder` plus one per further task.
+
+Encoded targets are one float32 matrix (N, sum C_t): the main task's columns first, then each
+further task in sorted name order; a classification task takes one column (its class index), a
+multilabel or regression task one column per target. Model outputs follow the same order,
+K_t columns per task (see :class:`TaskSlot`).
+
+Towards single-task code the encoder looks like the main task's encoder (``task``, ``columns``,
+``classes``, ``decode_values``), so the main task is predicted, scored and reported as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from polymodal.config.tasks import MAIN_TASK
+from polymodal.data.manifest import Manifest, is_empty
+from polymodal.data.targets import TargetEncoder
+from polymodal.errors import ManifestError
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class TaskSlot:
+    """Where one task's outputs and targets sit.
+
+    Attributes:
+        name: the task's name (``main`` for the main task).
+        task: ``classification``, ``multilabel`` or ``regression``.
+        outputs: (start, stop) columns of the outputs.
+        targets: (start, stop) columns of the target matrix.
+    """
+
+    name: str
+    task: str
+    outputs: tuple[int, int]
+    targets: tuple[int, int]
+
+    def take_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs[:, self.outputs[0]:self.outputs[1]]
+
+    def take_targets(self, target: torch.Tensor) -> torch.Tensor:
+        """The task's targets: (B,) long class indices for classification, else (B, C) float."""
+        part = target[:, self.targets[0]:self.targets[1]]
+        return part[:, 0].round().long() if self.task == "classification" else part
+
+
+class MultiTargetEncoder:
+    """Encodes the main target and every further task's target.
+
+    Args:
+        main: the main task's encoder.
+        extras: further tasks' encoders by name.
+    """
+
+    def __init__(self, main: TargetEncoder, extras: Mapping[str, TargetEncoder]):
+        self.main = main
+        self.extras = {name: extras[name] for name in sorted(extras)}
+
+    # -- what single-task code reads: the main task ----------------------------------------------
+    @property
+    def task(self) -> str:
+        return self.main.task
+
+    @property
+    def columns(self) -> list[str]:
+        return self.main.columns
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return self.main.classes
+
+    def decode_values(self, outputs: np.ndarray) -> np.ndarray:
+        return self.main.decode_values(outputs)
+
+    # -- every task ---------------------------------------------------------------------------
+    @property
+    def encoders(self) -> dict[str, TargetEncoder]:
+        """Every task's encoder, the main one first."""
+        return {MAIN_TASK: self.main, **self.extras}
+
+    @property
+    def task_outputs(self) -> dict[str, int]:
+        """Output columns per task, in output order."""
+        return {name: enc.n_outputs for name, enc in self.encoders.items()}
+
+    @property
+    def n_outputs(self) -> int:
+        """The main task's outputs (as single-task code expects); ``total_outputs`` counts all."""
+        return self.main.n_outputs
+
+    @property
+    def total_outputs(self) -> int:
+        return sum(self.task_outputs.values())
+
+    @property
+    def slots(self) -> list[TaskSlot]:
+        """Where each task sits in the outputs and the target matrix."""
+        slots, out, col = [], 0, 0
+        for name, enc in self.encoders.items():
+            width = 1 if enc.task == "classification" else len(enc.columns)
+            slots.append(TaskSlot(name, enc.task, (out, out + enc.n_outputs), (col, col + width)))
+            out, col = out + enc.n_outputs, col + width
+        return slots
+
+    def _check(self, manifest: Manifest) -> None:
+        """Every further task's target columns are there, filled and (where needed) numeric."""
+        frame, problems = manifest.frame, []
+        for name, enc in self.extras.items():
+            for column in enc.columns:
+                if column not in frame.columns:
+                    problems.append(f"target column '{column}' of tasks.{name} is not in {manifest.name} "
+                                    f"(columns: {list(frame.columns)})")
+                    continue
+                empty = np.flatnonzero(frame[column].map(is_empty).to_numpy(dtype=bool))
+                if len(empty):
+                    problems.append(f"target column '{column}' of tasks.{name} is empty in rows "
+                                    f"{empty[:10].tolist()}{' ...' if len(empty) > 10 else ''}")
+                elif enc.task != "classification" and pd.to_numeric(frame[column], errors="coerce").isna().any():
+                    problems.append(f"target column '{column}' of tasks.{name} must be numeric for task '{enc.task}'")
+        if problems:
+            raise ManifestError(problems, source=manifest.name)
+
+    def fit(self, manifest: Manifest) -> MultiTargetEncoder:
+        self._check(manifest)
+        for enc in self.encoders.values():
+            enc.fit(manifest)
+        return self
+
+    def encode(self, manifest: Manifest, rows: np.ndarray | None = None) -> np.ndarray:
+        """(N, sum C_t) float32: every task's encoded targets side by side.
+
+        Raises:
+            ManifestError: a further task's column is missing, empty or not numeric.
+            SchemaMismatchError: a class label not seen in training.
+        """
+        self._check(manifest)
+        parts = []
+        for enc in self.encoders.values():
+            values = enc.encode(manifest, rows)
+            parts.append(values.astype(np.float32).reshape(len(values), -1))
+        return np.concatenate(parts, axis=1)
+
+    def main_targets(self, encoded: np.ndarray) -> np.ndarray:
+        """The main task's part of an encoded target matrix, as the main encoder would give it."""
+        slot = self.slots[0]
+        part = encoded[:, slot.targets[0]:slot.targets[1]]
+        return part[:, 0].round().astype(np.int64) if slot.task == "classification" else part
+
+    def get_state(self) -> dict[str, Any]:
+        return {"multitask": True, "main": self.main.get_state(),
+                "tasks": {name: enc.get_state() for name, enc in self.extras.items()}}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> MultiTargetEncoder:
+        return cls(TargetEncoder.from_state(state["main"]),
+                   {name: TargetEncoder.from_state(s) for name, s in state["tasks"].items()})
+
+
+def build_targets(config: Any) -> TargetEncoder | MultiTargetEncoder:
+    """The target encoder of a config: one task, or the main task plus ``tasks``."""
+    main = TargetEncoder(config.task, config.targets)
+    if not config.tasks:
+        return main
+    return MultiTargetEncoder(main, {name: TargetEncoder(spec.task, spec.targets) for name, spec in config.tasks.items()})
+
+
+def targets_from_state(state: Mapping[str, Any]) -> TargetEncoder | MultiTargetEncoder:
+    """Restore what ``get_state`` of either encoder wrote."""
+    return MultiTargetEncoder.from_state(state) if state.get("multitask") else TargetEncoder.from_state(state)

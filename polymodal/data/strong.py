@@ -1,0 +1,147 @@
+"""Strong augmentation (FixMatch's strong view) of batched encoder inputs, per modality kind.
+
+The weak view of a row is what its preprocessor's ``to_batch(arrays, train=True)`` gives (the
+modality's own training augmentation). The strong view perturbs that batch further, on the
+normalised tensors, with one random draw per sample:
+
+- image ``x`` (B, C, H, W): a random affine map (rotation, shear, scale, translation), contrast
+  and brightness jitter, and a cutout square covering ``erase`` of the image;
+- audio ``x`` (B, T, F): gain, additive noise, time and frequency masks covering ``erase``;
+- signal ``x`` (B, C, L): per-channel gain, additive noise, a circular time shift and a time mask;
+- tabular ``x``/``cat``: noise on the numbers, entries reset to the mean / unknown category;
+- text ``x`` (B, T) token ids: swaps of neighbouring tokens.
+
+``magnitude`` scales every perturbation. Padding (``mask``) is left as it is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import torch
+from torch.nn import functional as F
+
+Inputs = dict[str, torch.Tensor]
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    return torch.rand(n, generator=generator, device=device) * (high - low) + low
+
+
+def _bands(batch: int, size: int, width: torch.Tensor, generator: torch.Generator | None,
+           device: torch.device) -> torch.Tensor:
+    """(B, size) True inside one band per sample of ``width`` (B,) steps at a random start."""
+    starts = (torch.rand(batch, generator=generator, device=device) * (size - width + 1).clamp_min(1)).long()
+    steps = torch.arange(size, device=device)
+    return (steps >= starts[:, None]) & (steps < (starts + width)[:, None])
+
+
+def strong_image(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None) -> Inputs:
+    x = inputs["x"]
+    b, _, h, w = x.shape
+    dev = x.device
+    angle = _uniform(b, -30, 30, generator, dev) * magnitude * math.pi / 180
+    shear = _uniform(b, -0.3, 0.3, generator, dev) * magnitude
+    scale = 1 + _uniform(b, -0.2, 0.2, generator, dev) * magnitude
+    shift = _uniform(2 * b, -0.25, 0.25, generator, dev).view(b, 2) * magnitude  # in [-1, 1] grid units
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin + shear, shift[:, 0]], 1),
+                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (B, 2, 3)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = 1 + _uniform(b, -0.5, 0.5, generator, dev).view(b, 1, 1, 1) * magnitude
+    brightness = _uniform(b, -0.5, 0.5, generator, dev).view(b, 1, 1, 1) * magnitude
+    x = (x - mean) * contrast + mean + brightness
+    if erase > 0:
+        side_h, side_w = max(1, round(h * math.sqrt(erase))), max(1, round(w * math.sqrt(erase)))
+        rows = _bands(b, h, torch.full((b,), side_h, device=dev), generator, dev)  # (B, H)
+        cols = _bands(b, w, torch.full((b,), side_w, device=dev), generator, dev)  # (B, W)
+        x = x.masked_fill((rows[:, :, None] & cols[:, None, :]).unsqueeze(1), 0.0)
+    return {**inputs, "x": x}
+
+
+def strong_audio(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None) -> Inputs:
+    x = inputs["x"]  # (B, T, F), normalised
+    b, t, f = x.shape
+    dev = x.device
+    x = x * (1 + _uniform(b, -0.3, 0.3, generator, dev).view(b, 1, 1) * magnitude)
+    x = x + torch.randn(x.shape, generator=generator, device=dev) * (0.2 * magnitude)
+    if erase > 0:
+        time = _bands(b, t, (torch.rand(b, generator=generator, device=dev) * erase * t).long(), generator, dev)
+        freq = _bands(b, f, (torch.rand(b, generator=generator, device=dev) * erase * f).long(), generator, dev)
+        x = x.masked_fill(time.unsqueeze(-1) | freq.unsqueeze(1), 0.0)
+    mask = inputs.get("mask")
+    return {**inputs, "x": x if mask is None else x * mask.unsqueeze(-1)}
+
+
+def strong_signal(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None) -> Inputs:
+    x = inputs["x"]  # (B, C, L), normalised
+    b, c, length = x.shape
+    dev = x.device
+    x = x * (1 + _uniform(b * c, -0.3, 0.3, generator, dev).view(b, c, 1) * magnitude)
+    x = x + torch.randn(x.shape, generator=generator, device=dev) * (0.2 * magnitude)
+    limit = max(1, int(0.1 * magnitude * length))
+    offsets = torch.randint(-limit, limit + 1, (b,), generator=generator, device=dev)
+    index = (torch.arange(length, device=dev)[None, :] - offsets[:, None]) % length
+    x = x.gather(2, index.unsqueeze(1).expand(b, c, length))
+    if erase > 0:
+        time = _bands(b, length, (torch.rand(b, generator=generator, device=dev) * erase * length).long(), generator, dev)
+        x = x.masked_fill(time.unsqueeze(1), 0.0)
+    mask = inputs.get("mask")
+    return {**inputs, "x": x if mask is None else x * mask.unsqueeze(1)}
+
+
+def strong_tabular(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None) -> Inputs:
+    out = dict(inputs)
+    x = inputs.get("x")
+    if x is not None and x.numel():
+        dev = x.device
+        x = x + torch.randn(x.shape, generator=generator, device=dev) * (0.2 * magnitude)
+        out["x"] = x.masked_fill(torch.rand(x.shape, generator=generator, device=dev) < erase, 0.0)
+    cat = inputs.get("cat")
+    if cat is not None and cat.numel():
+        out["cat"] = cat.masked_fill(torch.rand(cat.shape, generator=generator, device=cat.device) < erase, 0)
+    return out
+
+
+def strong_text(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None) -> Inputs:
+    ids = inputs["x"]  # (B, T)
+    if ids.shape[1] < 2:
+        return dict(inputs)
+    mask = inputs.get("mask")
+    valid = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask
+    swap = torch.rand(ids.shape, generator=generator, device=ids.device) < erase * min(magnitude, 1.0)
+    swap[:, -1] = False
+    swap &= valid & torch.roll(valid, -1, dims=1)  # both positions hold real tokens
+    swap[:, 1:] &= ~swap[:, :-1]  # no overlapping swaps
+    shifted_left, shifted_right = torch.roll(ids, -1, dims=1), torch.roll(ids, 1, dims=1)
+    partner = torch.zeros_like(swap)
+    partner[:, 1:] = swap[:, :-1]
+    out = torch.where(swap, shifted_left, torch.where(partner, shifted_right, ids))
+    return {**inputs, "x": out}
+
+
+STRONG: dict[str, Callable[..., Inputs]] = {
+    "image": strong_image, "audio": strong_audio, "signal": strong_signal, "tabular": strong_tabular,
+    "text": strong_text,
+}
+
+
+def strong_view(inputs: Mapping[str, Inputs], kinds: Mapping[str, str], magnitude: float = 1.0, erase: float = 0.25,
+                generator: torch.Generator | None = None) -> dict[str, Inputs]:
+    """The strong view of a batch's ``inputs`` ({modality: {keyword: tensor}}).
+
+    Args:
+        kinds: modality kind by name (``image``, ``audio``, ``signal``, ``tabular``, ``text``).
+        magnitude: strength of every perturbation (0 leaves only the erasing).
+        erase: share of each sample masked out.
+    """
+    out = {}
+    for name, tensors in inputs.items():
+        kind = kinds[name]
+        if kind not in STRONG:
+            raise ValueError(f"no strong augmentation for modality '{name}' of kind '{kind}'; kinds: {sorted(STRONG)}")
+        out[name] = STRONG[kind](dict(tensors), magnitude, erase, generator)
+    return out

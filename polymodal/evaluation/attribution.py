@@ -1,0 +1,187 @@
+"""Modality attribution: what each modality contributed to each prediction.
+
+``explain(predictor, data)`` computes, per sample, Shapley values over modalities: the value of
+a coalition is the model's score (class probability, label probability or regression value)
+with only those modalities present, every other one hidden through the model's missing path
+(presence masks, as for a missing cell). Exact over all 2^M coalitions up to
+:data:`~polymodal.evaluation.shapley.EXACT_MAX_MODALITIES` modalities, permutation-sampled
+beyond. The global importance of a modality is its mean |Shapley value| and, on labelled data,
+how much the metric drops when it alone is removed. Within each modality, Captum's Integrated
+Gradients attribute the prediction to pixels, tokens, time-frequency bins or signal steps
+(:mod:`polymodal.evaluation.integrated_gradients`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from polymodal.errors import SchemaMismatchError
+from polymodal.evaluation.coalitions import coalition_outputs, mask_of
+from polymodal.evaluation.data import EvalData, load_eval_data, output_names, to_scores
+from polymodal.evaluation.integrated_gradients import WithinAttribution, within_modality
+from polymodal.evaluation.robustness import SWEEP_METRIC
+from polymodal.evaluation.shapley import (
+    EXACT_MAX_MODALITIES,
+    exact_shapley,
+    prefix_masks,
+    sample_orders,
+    sampled_shapley,
+    shapley_interactions,
+)
+
+if TYPE_CHECKING:
+    from polymodal.data.pipeline import DataSource
+    from polymodal.predictor import MultimodalPredictor
+
+
+@dataclass
+class Explanation:
+    """Attributions for N samples over M modalities and K outputs.
+
+    Attributes:
+        modalities: names, sorted (the M axis).
+        outputs: output names (classes, labels or targets; the K axis).
+        rows: (N,) row numbers in the explained manifest.
+        phi: (N, M, K) Shapley values of every output.
+        base: (N, K) scores with no modality present.
+        full: (N, K) scores with every modality the row holds present.
+        explained: (N,) the output explained per row (classification: the predicted class).
+        exact: exact Shapley values (else permutation-sampled).
+        interactions: (N, M, M, K) pairwise Shapley interactions (exact only), else None.
+        importance: per modality: ``mean_abs_shapley``, ``share``, ``mean_shapley`` and, with
+            labels, the metric with all modalities, without this one, the drop, and alone.
+        within: Integrated-Gradients attributions inside each modality for a few samples.
+    """
+
+    modalities: list[str]
+    outputs: list[Any]
+    rows: np.ndarray
+    phi: np.ndarray
+    base: np.ndarray
+    full: np.ndarray
+    explained: np.ndarray
+    exact: bool
+    interactions: np.ndarray | None
+    importance: pd.DataFrame
+    within: list[WithinAttribution] = field(default_factory=list)
+
+    def _pick(self, array: np.ndarray) -> np.ndarray:
+        """The explained output of each row: (N, ..., K) -> (N, ...)."""
+        return np.take_along_axis(array, self.explained.reshape(-1, *([1] * (array.ndim - 1))), axis=-1)[..., 0]
+
+    @property
+    def values(self) -> pd.DataFrame:
+        """Per row: the explained output, its score without any modality (``base``), each
+        modality's Shapley value, and the score with all present (``prediction`` = base + sum)."""
+        frame = pd.DataFrame(self._pick(self.phi), columns=self.modalities, index=pd.Index(self.rows, name="row"))
+        frame.insert(0, "base", self._pick(self.base))
+        frame.insert(0, "explained", np.asarray(self.outputs, dtype=object)[self.explained])
+        frame["prediction"] = self._pick(self.full)
+        return frame
+
+    def interaction_table(self) -> pd.DataFrame:
+        """Per modality pair: mean and mean |interaction| of the explained output (exact only)."""
+        if self.interactions is None:
+            return pd.DataFrame(columns=["modality_a", "modality_b", "mean_interaction", "mean_abs_interaction"])
+        picked = self._pick(self.interactions)  # (N, M, M)
+        rows = []
+        for i, a in enumerate(self.modalities):
+            for j in range(i + 1, len(self.modalities)):
+                rows.append({"modality_a": a, "modality_b": self.modalities[j],
+                             "mean_interaction": float(picked[:, i, j].mean()),
+                             "mean_abs_interaction": float(np.abs(picked[:, i, j]).mean())})
+        return pd.DataFrame(rows)
+
+    def to_html(self, folder: str | Path, title: str = "Modality attribution") -> Path:
+        """Write ``explain.html`` (plots and heat-maps embedded), ``shapley.csv`` and
+        ``importance.csv`` into ``folder``; return the page's path."""
+        from polymodal.evaluation.explain_page import write_explanation
+
+        return write_explanation(self, Path(folder), title)
+
+
+def _plan(m: int, permutations: int, seed: int) -> tuple[list[int], np.ndarray | None]:
+    """Coalition masks to evaluate, and the sampled orders (None when exact)."""
+    full = (1 << m) - 1
+    if m <= EXACT_MAX_MODALITIES:
+        return list(range(1 << m)), None
+    orders = sample_orders(m, permutations, seed)
+    extra = {1 << i for i in range(m)} | {full & ~(1 << i) for i in range(m)} | {full}
+    return sorted(prefix_masks(orders) | extra), orders
+
+
+def _importance(predictor: MultimodalPredictor, names: list[str], picked_phi: np.ndarray,
+                raw: dict[int, np.ndarray], targets: np.ndarray | None) -> pd.DataFrame:
+    mean_abs = np.abs(picked_phi).mean(axis=0) if len(picked_phi) else np.zeros(len(names))
+    total = float(mean_abs.sum())
+    frame = pd.DataFrame({"modality": names, "mean_abs_shapley": mean_abs,
+                          "share": mean_abs / total if total > 0 else np.zeros(len(names)),
+                          "mean_shapley": picked_phi.mean(axis=0) if len(picked_phi) else np.zeros(len(names))})
+    metric = SWEEP_METRIC.get(predictor.config.task)
+    if targets is not None and metric is not None and len(targets):
+        full = (1 << len(names)) - 1
+
+        def score(mask: int) -> float:
+            value = predictor._metrics(raw[mask], targets)[metric]
+            return float("nan") if value is None else float(value)
+
+        frame[f"{metric}_all"] = score(full)
+        frame[f"{metric}_without"] = [score(full & ~(1 << i)) for i in range(len(names))]
+        frame[f"{metric}_drop"] = frame[f"{metric}_all"] - frame[f"{metric}_without"]
+        frame[f"{metric}_alone"] = [score(1 << i) for i in range(len(names))]
+    return frame
+
+
+def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_rows: int | None = None,
+            seed: int = 0, samples: int = 4, permutations: int = 64, steps: int = 32,
+            output: Any | None = None) -> Explanation:
+    """Shapley values over modalities for every row (and Integrated Gradients within each
+    modality for the first ``samples`` rows).
+
+    Args:
+        data: a manifest (labels optional: with them, the importance table adds metric drops).
+        max_rows: explain a seeded random sample of at most this many rows.
+        seed: for the row sample and the sampled orders (beyond 6 modalities).
+        samples: rows that get within-modality attributions (0: none).
+        permutations: sampled orders when the model has more than 6 modalities.
+        steps: Integrated-Gradients interpolation steps.
+        output: the output to explain for multilabel / regression models (a label or target
+            column; default the first). Classification explains each row's predicted class.
+
+    Raises:
+        SchemaMismatchError: ``output`` is not one of the model's outputs.
+    """
+    if not isinstance(data, EvalData):
+        data = load_eval_data(predictor, data, require_target=None, max_rows=max_rows, seed=seed)
+    names = list(predictor.config.modality_names)
+    m = len(names)
+    masks, orders = _plan(m, permutations, seed)
+    by_name = [frozenset(n for i, n in enumerate(names) if mask >> i & 1) for mask in masks]
+    outputs = coalition_outputs(predictor, data.table, by_name)  # (C, N, K)
+    raw = {mask_of(c, names): outputs[k] for k, c in enumerate(by_name)}
+    values = {mask: to_scores(predictor, out) for mask, out in raw.items()}
+    phi = exact_shapley(values, m) if orders is None else sampled_shapley(values, orders)
+    full, base = values[(1 << m) - 1], values[0]
+    explained = _explained(predictor, full, output)
+    interactions = shapley_interactions(values, m) if orders is None and m > 1 else None
+    picked = np.take_along_axis(phi, explained[:, None, None], axis=-1)[..., 0]
+    importance = _importance(predictor, names, picked, raw, data.targets)
+    within = within_modality(predictor, data, np.arange(min(samples, len(data))), explained, steps) if samples else []
+    return Explanation(names, output_names(predictor), data.source_rows, phi, base, full, explained,
+                       orders is None, interactions, importance, within)
+
+
+def _explained(predictor: MultimodalPredictor, full: np.ndarray, output: Any | None) -> np.ndarray:
+    names = output_names(predictor)
+    if predictor.config.task == "classification" and output is None:
+        return full.argmax(axis=1)
+    if output is None:
+        return np.zeros(len(full), np.int64)
+    if output not in names:
+        raise SchemaMismatchError(f"output {output!r} to explain is not one of this model's outputs {names}")
+    return np.full(len(full), names.index(output), np.int64)

@@ -1,0 +1,92 @@
+"""The network's outputs when only a coalition (subset) of modalities is present.
+
+Presence masks are the model's own missing path: a modality outside the coalition is treated
+exactly like a missing cell (learned missing-embedding or masking, see ``fusion.missing``). Each
+batch is encoded once; the fusion and head then run on all coalitions at once, the encoder
+features repeated coalition-major, so 2^M coalitions cost little more than M encoder passes.
+
+A coalition is a ``frozenset`` of modality names; as a bit mask, bit ``i`` stands for the
+``i``-th name in sorted order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from itertools import combinations
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from polymodal.data.encode import EncodedTable
+from polymodal.evaluation.data import batches
+from polymodal.models.encoders.base import EncoderOutput
+from polymodal.utils.device import default_device
+
+if TYPE_CHECKING:
+    from polymodal.predictor import MultimodalPredictor
+
+Coalition = frozenset[str]
+MAX_FUSED_ROWS = 4096  # rows per fusion call (batch rows x coalitions)
+
+
+def all_subsets(names: Sequence[str], *, empty: bool = False) -> list[Coalition]:
+    """Every subset of ``names``, largest first (then by name); the empty one last, if asked."""
+    ordered = sorted(names)
+    sizes = range(len(ordered), -1 if empty else 0, -1)
+    return [frozenset(c) for size in sizes for c in combinations(ordered, size)]
+
+
+def subset_label(coalition: Iterable[str]) -> str:
+    """``audio+image``; ``(none)`` for the empty coalition."""
+    names = sorted(coalition)
+    return "+".join(names) if names else "(none)"
+
+
+def mask_of(coalition: Iterable[str], names: Sequence[str]) -> int:
+    """The bit mask of a coalition (bit i = ``names[i]``)."""
+    chosen = set(coalition)
+    return sum(1 << i for i, n in enumerate(names) if n in chosen)
+
+
+def _repeat(feature: EncoderOutput, index: torch.Tensor) -> EncoderOutput:
+    return EncoderOutput(*(None if t is None else t.index_select(0, index) for t in feature))
+
+
+def coalition_outputs(predictor: MultimodalPredictor, table: EncodedTable, coalitions: Sequence[Coalition],
+                      ) -> np.ndarray:
+    """Raw network outputs with only each coalition's modalities present.
+
+    A modality is present for a row when it is in the coalition and the row holds it.
+
+    Args:
+        table: the encoded rows.
+        coalitions: the subsets to evaluate.
+
+    Returns:
+        (C, N, K) outputs: coalition x row x output.
+    """
+    _, net = predictor._require_fitted()
+    device = default_device()
+    net.to(device).eval()
+    names = list(net.names)
+    keep = torch.tensor([[n in c for n in names] for c in coalitions], dtype=torch.bool, device=device)  # (C, M)
+    n_out = predictor.pipeline.targets.n_outputs
+    result = np.zeros((len(coalitions), len(table), n_out), np.float32)
+    start = 0
+    with torch.inference_mode():
+        for batch in batches(predictor, table):
+            present = batch["present"]
+            size = next(iter(present.values())).shape[0]
+            features = net.encode(batch["inputs"], present)
+            step = max(1, MAX_FUSED_ROWS // size)
+            for first in range(0, len(coalitions), step):
+                chunk = keep[first:first + step]  # (c, M)
+                index = torch.arange(size, device=device).repeat(chunk.shape[0])  # coalition-major
+                repeated = {n: _repeat(features[n], index) for n in names}
+                masks = {n: present[n].index_select(0, index) & chunk[:, i].repeat_interleave(size)
+                         for i, n in enumerate(names)}
+                out = net.outputs_from_features(repeated, masks)[:, :n_out].float().cpu().numpy()  # main task first
+                result[first:first + chunk.shape[0], start:start + size] = out.reshape(chunk.shape[0], size, n_out)
+            start += size
+    return result

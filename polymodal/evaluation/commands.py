@@ -1,0 +1,65 @@
+"""What ``polymodal evaluate --missing / --robustness`` compute and save (the CLI only prints).
+
+Files written into the output folder: ``missing.csv``; ``robustness_curves.csv``,
+``robustness_summary.csv`` and ``robustness.png``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from polymodal.evaluation.data import load_eval_data
+from polymodal.evaluation.plots import robustness_plot
+from polymodal.evaluation.robustness import RobustnessResult, robustness_sweep
+from polymodal.evaluation.subsets import evaluate_subsets
+from polymodal.utils.io import atomic_write
+
+if TYPE_CHECKING:
+    from polymodal.data.pipeline import DataSource
+    from polymodal.predictor import MultimodalPredictor
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def curves_wide(result: RobustnessResult) -> pd.DataFrame:
+    """One row per (modality, corruption): the metric at severities 0-5 (``s0``..``s5``), then the summary."""
+    wide = result.curves.pivot_table(index=["modality", "corruption"], columns="severity", values=result.metric,
+                                     sort=False)
+    wide.columns = [f"s{int(c)}" for c in wide.columns]
+    summary = result.summary.drop(columns=["clean", "worst"]).set_index(["modality", "corruption"])
+    return wide.join(summary).reset_index()
+
+
+def run_evaluations(predictor: MultimodalPredictor, data: DataSource, out: Path, *, missing: bool, robustness: bool,
+                    corruptions: Sequence[str] | None = None, reference: MultimodalPredictor | None = None,
+                    max_rows: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """Run the requested evaluations on one encoding of ``data`` and save their tables in ``out``.
+
+    Returns:
+        ``{"missing": [rows], "robustness": {"metric", "table": [wide rows], "curves": [rows]}}``
+        for the evaluations asked for.
+    """
+    encoded = load_eval_data(predictor, data, require_target=True, max_rows=max_rows, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {}
+    if missing:
+        table = evaluate_subsets(predictor, encoded)
+        atomic_write(out / "missing.csv", lambda tmp: table.to_csv(tmp, index=False))
+        result["missing"] = _records(table)
+    if robustness:
+        sweep = robustness_sweep(predictor, encoded, list(corruptions or []) or None, seed=seed, reference=reference)
+        wide = curves_wide(sweep)
+        atomic_write(out / "robustness_curves.csv", lambda tmp: sweep.curves.to_csv(tmp, index=False))
+        atomic_write(out / "robustness_summary.csv", lambda tmp: wide.to_csv(tmp, index=False))
+        if not sweep.curves.empty:
+            png = robustness_plot(sweep.curves, sweep.metric)
+            atomic_write(out / "robustness.png", lambda tmp: tmp.write_bytes(png))
+        result["robustness"] = {"metric": sweep.metric, "rows": sweep.rows, "table": _records(wide),
+                                "curves": _records(sweep.curves)}
+    return result

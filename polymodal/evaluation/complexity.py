@@ -1,0 +1,61 @@
+"""Complexity facts: peak memory and inference latency (per sample and per batch of 64)."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from polymodal.data.encode import EncodedTable
+from polymodal.utils.device import default_device
+
+if TYPE_CHECKING:
+    from polymodal.predictor import MultimodalPredictor
+
+LATENCY_BATCH = 64
+
+
+def peak_memory_mb() -> dict[str, float | None]:
+    """The process's peak resident memory so far (MB) and, on CUDA, the peak allocated GPU memory."""
+    import resource  # POSIX only
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_mb = peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    return {"peak_rss_mb": float(rss_mb), "peak_gpu_mb": gpu}
+
+
+def _median_ms(fn: Any, repeats: int, device: torch.device) -> float:
+    times = []
+    for _ in range(repeats + 1):  # the first call warms up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - started) * 1000.0)
+    return statistics.median(times[1:])
+
+
+def inference_latency(predictor: MultimodalPredictor, table: EncodedTable, repeats: int = 5) -> dict[str, Any]:
+    """Median wall time of the network's forward pass (preprocessing excluded) for one sample and
+    for a batch of 64 (rows of ``table`` repeated as needed), on the inference device."""
+    pipeline, net = predictor._require_fitted()
+    device = default_device()
+    net.to(device).eval()
+    dataset = pipeline.dataset(table)
+    from polymodal.predictor import move_to
+
+    def timed(size: int) -> float:
+        batch = move_to(dataset.__getitems__(np.resize(np.arange(len(table)), size).tolist()), device)
+        with torch.inference_mode():
+            return _median_ms(lambda: net(batch["inputs"], batch["present"]), repeats, device)
+
+    per_batch = timed(LATENCY_BATCH)
+    return {"device": device.type, "latency_ms_per_sample": timed(1), "latency_ms_per_batch_64": per_batch,
+            "throughput_samples_per_s": LATENCY_BATCH / per_batch * 1000.0 if per_batch > 0 else None}

@@ -1,0 +1,107 @@
+"""Reading and encoding a manifest for an evaluation (optionally a seeded sample of its rows),
+batching it for the network, and turning outputs into the scores attributions explain."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from polymodal.data.dataset import collate
+from polymodal.data.encode import EncodedTable
+from polymodal.data.manifest import Manifest, read_manifest
+from polymodal.metrics import sigmoid, softmax
+from polymodal.utils.device import default_device
+
+if TYPE_CHECKING:
+    from polymodal.data.pipeline import DataSource
+    from polymodal.predictor import MultimodalPredictor
+
+BATCH = 64
+
+
+@dataclass
+class EvalData:
+    """An encoded manifest ready for evaluation.
+
+    Attributes:
+        manifest: the rows evaluated (a sample of the source when ``max_rows`` cut it).
+        table: the encoded rows (rows that failed to decode are dropped, as in ``evaluate``).
+        targets: encoded targets aligned with ``table``, or None without labels.
+        sampled: (len(manifest),) the source manifest's row number of each manifest row.
+    """
+
+    manifest: Manifest
+    table: EncodedTable
+    targets: np.ndarray | None
+    sampled: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def source_rows(self) -> np.ndarray:
+        """(N,) the source manifest's row number of each table row."""
+        return self.sampled[self.table.rows]
+
+
+def sample_rows(n: int, max_rows: int | None, seed: int) -> np.ndarray:
+    """Sorted row numbers: all ``n`` rows, or a seeded random ``max_rows`` of them."""
+    if max_rows is None or n <= max_rows:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
+
+
+def load_eval_data(predictor: MultimodalPredictor, data: DataSource, *, require_target: bool | None,
+                   max_rows: int | None = None, seed: int = 0) -> EvalData:
+    """Read, validate, optionally sample and encode ``data`` with the predictor's pipeline.
+
+    Args:
+        require_target: True: the manifest must hold the target column(s); None: encode the
+            targets when the manifest has their columns.
+        max_rows: encode at most this many rows (a seeded random sample).
+    """
+    pipeline, _ = predictor._require_fitted()
+    if require_target is None:
+        data = read_manifest(data)
+        columns = predictor.config.targets
+        require_target = bool(columns) and all(c in data.frame.columns for c in columns)
+    manifest = pipeline.read(data, require_target=require_target)
+    chosen = sample_rows(len(manifest), max_rows, seed)
+    if len(chosen) < len(manifest):
+        manifest = manifest.subset(chosen)
+    table = pipeline.encode(manifest, progress=False, modalities=pipeline.check_modalities(None, manifest))
+    targets = pipeline.encode_targets(manifest, table) if require_target else None
+    return EvalData(manifest, table, targets, chosen)
+
+
+def batches(predictor: MultimodalPredictor, table: EncodedTable, batch_size: int = BATCH) -> Iterator[dict[str, Any]]:
+    """Evaluation batches of ``table`` (no augmentation, table order) on the inference device."""
+    pipeline, _ = predictor._require_fitted()
+    loader = DataLoader(pipeline.dataset(table), batch_size=batch_size, shuffle=False, collate_fn=collate)
+    device = default_device()
+    from polymodal.predictor import move_to
+
+    for batch in loader:
+        yield move_to(batch, device)
+
+
+def to_scores(predictor: MultimodalPredictor, outputs: np.ndarray) -> np.ndarray:
+    """Raw outputs (..., K) -> what attributions explain: class probabilities (classification:
+    softmax; multilabel: sigmoid) or regression values on the target's scale."""
+    task = predictor.config.task
+    if task == "classification":
+        return softmax(outputs.astype(np.float64))
+    if task == "multilabel":
+        return sigmoid(outputs.astype(np.float64))
+    return predictor.pipeline.targets.decode_values(outputs.astype(np.float64))
+
+
+def output_names(predictor: MultimodalPredictor) -> list[Any]:
+    """One name per output: class labels, multilabel columns or regression targets."""
+    if predictor.config.task == "classification":
+        return list(predictor.pipeline.targets.classes)
+    return list(predictor.config.targets)

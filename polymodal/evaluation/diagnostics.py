@@ -1,0 +1,78 @@
+"""The automatic diagnostics of a run (computed after ``fit``, shown in ``report.html``, stored
+in the run folder as ``diagnostics.json``).
+
+They use a bounded number of rows (``report.rows``) so that every fit stays quick: metrics per
+modality subset, Shapley modality importance, one noise corruption per modality at severities
+0-5, calibration (reliability bins, ECE) and complexity (parameters, training time, peak memory,
+inference latency). The full sweeps are ``polymodal evaluate --missing --robustness`` and
+``polymodal explain``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from polymodal.evaluation.attribution import explain
+from polymodal.evaluation.calibration import calibration_summary
+from polymodal.evaluation.coalitions import all_subsets
+from polymodal.evaluation.complexity import inference_latency, peak_memory_mb
+from polymodal.evaluation.data import load_eval_data
+from polymodal.evaluation.robustness import REPORT_CORRUPTIONS, SWEEP_METRIC, robustness_sweep
+from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES
+from polymodal.evaluation.subsets import evaluate_subsets
+from polymodal.multitask import main_task
+
+if TYPE_CHECKING:
+    from polymodal.config.report import ReportConfig
+    from polymodal.data.pipeline import DataSource
+    from polymodal.predictor import MultimodalPredictor
+
+
+def report_subsets(names: list[str]) -> list[frozenset[str]]:
+    """Every non-empty subset up to 6 modalities; beyond, all, each alone and each left out."""
+    if len(names) <= EXACT_MAX_MODALITIES:
+        return all_subsets(names)
+    every = frozenset(names)
+    return [every, *(every - {n} for n in names), *(frozenset({n}) for n in names)]
+
+
+def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: ReportConfig) -> dict[str, Any]:
+    """Compute the diagnostics on (a sample of) a labelled manifest.
+
+    Args:
+        data: the test manifest, else the validation rows.
+        split: its name in the report (``test`` or ``valid``).
+        cfg: the ``report`` config section.
+
+    Returns:
+        A JSON-ready dict (empty when ``cfg.rows`` is 0 or the task has no per-row outputs).
+    """
+    metric = SWEEP_METRIC.get(predictor.config.task)
+    if cfg.rows == 0 or metric is None:
+        return {}
+    started = time.perf_counter()
+    data = load_eval_data(predictor, data, require_target=True, max_rows=cfg.rows, seed=cfg.seed)
+    if len(data) == 0:
+        return {}
+    names = predictor.config.modality_names
+    out: dict[str, Any] = {"split": split, "rows": len(data), "metric": metric}
+    if len(names) > 1:
+        out["subsets"] = evaluate_subsets(predictor, data, report_subsets(names)).to_dict("records")
+        explanation = explain(predictor, data, seed=cfg.seed, samples=0)
+        out["importance"] = explanation.importance.to_dict("records")
+        out["interactions"] = explanation.interaction_table().to_dict("records")
+    if cfg.robustness:
+        corruptions = {n: [REPORT_CORRUPTIONS[m.kind]] for n, m in predictor.config.modalities.items()
+                       if m.kind in REPORT_CORRUPTIONS}
+        sweep = robustness_sweep(predictor, data, corruptions, seed=cfg.seed)
+        out["robustness"] = {"metric": sweep.metric, "curves": sweep.curves.to_dict("records"),
+                             "summary": sweep.summary.to_dict("records")}
+    if predictor.config.task == "classification":
+        outputs, targets = main_task(predictor.pipeline.targets, predictor._outputs(data.table), data.targets)
+        out["calibration"] = calibration_summary(outputs, targets)  # multi-task: the main task's
+    info = predictor.info
+    out["complexity"] = {"parameters": info.get("parameters"), "train_seconds": info.get("train_seconds"),
+                         **peak_memory_mb(), **inference_latency(predictor, data.table)}
+    out["seconds"] = time.perf_counter() - started
+    return out

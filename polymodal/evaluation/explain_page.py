@@ -1,0 +1,98 @@
+"""The explanation page: ``explain.html`` (self-contained) plus ``shapley.csv`` and ``importance.csv``."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from polymodal.evaluation.plots import (
+    bars_attribution,
+    image_attribution,
+    importance_plot,
+    lines_attribution,
+    map_attribution,
+    tokens_html,
+)
+from polymodal.evaluation.report import STYLE, embed_png, table_html
+from polymodal.utils.io import atomic_write, atomic_write_text
+
+if TYPE_CHECKING:
+    from polymodal.evaluation.attribution import Explanation
+    from polymodal.evaluation.integrated_gradients import WithinAttribution
+
+SHOWN_ROWS = 50
+
+
+def _metric_of(explanation: Explanation) -> str | None:
+    drops = [c for c in explanation.importance.columns if c.endswith("_drop")]
+    return drops[0][: -len("_drop")] if drops else None
+
+
+def within_html(item: WithinAttribution) -> str:
+    """One within-modality attribution as a figure (or highlighted tokens)."""
+    title = f"{item.modality} ({item.kind})"
+    if item.layout == "tokens":
+        return f"<figure>{tokens_html(item.labels or [], item.attribution)}<figcaption>{html.escape(title)}: " \
+               "token attributions (red: towards the explained output, blue: against)</figcaption></figure>"
+    if item.layout == "image":
+        png = image_attribution(item.display, item.attribution, title)
+    elif item.layout == "map":
+        png = map_attribution(item.display, item.attribution, title,
+                              "mel / frequency bin" if item.kind == "audio" else "channel x frequency bin")
+    elif item.layout == "lines":
+        png = lines_attribution(item.display, item.attribution, title)
+    else:
+        png = bars_attribution(item.labels or [], item.attribution, title)
+    return f"<figure>{embed_png(png, title)}</figure>"
+
+
+def explanation_html(explanation: Explanation, title: str) -> str:
+    """The page as HTML."""
+    values = explanation.values
+    n = len(values)
+    how = "exact (all coalitions)" if explanation.exact else "estimated from sampled modality orders"
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f"<p>{n} rows; modalities {', '.join(f'<b>{html.escape(m)}</b>' for m in explanation.modalities)}. "
+             f"Shapley values over modalities, {how}: a modality outside a coalition is hidden through the "
+             "model's missing-modality path. For each row they add up to the explained score with every "
+             "modality present minus the score with none (<code>base</code>). Classification explains the "
+             "probability of the predicted class.</p>"]
+    metric = _metric_of(explanation)
+    png = importance_plot(explanation.importance, metric)
+    parts.append("<h2>Global importance</h2>" + embed_png(png, "modality importance")
+                 + table_html(explanation.importance.to_dict("records")))
+    interactions = explanation.interaction_table()
+    if len(interactions):
+        parts.append("<h2>Interactions</h2><p>Pairwise Shapley interaction indices: positive when two modalities "
+                     "are worth more together than apart, negative when they are redundant.</p>"
+                     + table_html(interactions.to_dict("records")))
+    shown = values.head(SHOWN_ROWS).reset_index()
+    parts.append(f"<h2>Per-row Shapley values</h2><p>First {len(shown)} of {n} rows (all in "
+                 "<code>shapley.csv</code>).</p>" + table_html(shown.to_dict("records")))
+    if explanation.within:
+        parts.append("<h2>Inside each modality</h2><p>Integrated Gradients (Captum) of the explained output's "
+                     "logit with respect to each modality's input, the other inputs fixed; red pushes towards "
+                     "the output, blue against.</p>")
+        by_row: dict[int, list[WithinAttribution]] = {}
+        for item in explanation.within:
+            by_row.setdefault(item.row, []).append(item)
+        for row, items in by_row.items():
+            line = values.loc[row]
+            shares = ", ".join(f"{html.escape(m)} {line[m]:+.3f}" for m in explanation.modalities)
+            parts.append(f"<h3>Row {row}: explaining {html.escape(str(items[0].output))} "
+                         f"(score {line['prediction']:.3f}; Shapley {shares})</h3>"
+                         "<div class='grid'>" + "".join(within_html(i) for i in items) + "</div>")
+    body = "".join(parts)
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>" \
+           f"<style>{STYLE}</style></head><body>{body}</body></html>"
+
+
+def write_explanation(explanation: Explanation, folder: Path, title: str) -> Path:
+    """Write ``explain.html``, ``shapley.csv`` and ``importance.csv`` into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / "shapley.csv", lambda tmp: explanation.values.to_csv(tmp))
+    atomic_write(folder / "importance.csv", lambda tmp: explanation.importance.to_csv(tmp, index=False))
+    page = folder / "explain.html"
+    atomic_write_text(page, explanation_html(explanation, title))
+    return page

@@ -1,0 +1,169 @@
+"""Within-modality attributions with Captum's Integrated Gradients.
+
+For each modality and each chosen sample that holds it, the explained output's logit is
+attributed to the modality's encoder input, every other input held fixed: pixels (summed over
+channels), time-frequency bins of audio features, signal steps (or spectrogram bins), tabular
+numbers, and text tokens (Layer Integrated Gradients on the token embeddings, summed over the
+embedding axis). The baseline is all zeros (the training mean under standard normalisation);
+for text it is the padding token at every position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from polymodal.errors import MissingDependencyError
+from polymodal.evaluation.data import EvalData, batches, output_names
+
+if TYPE_CHECKING:
+    from polymodal.predictor import MultimodalPredictor
+
+
+@dataclass
+class WithinAttribution:
+    """One sample's attribution inside one modality.
+
+    Attributes:
+        row: row number in the explained manifest.
+        modality: modality name; ``kind`` its kind.
+        output: the output explained.
+        attribution: image (H, W); audio (F, T); signal (C, L) or spectrogram (C*F, T);
+            tabular (features,); text (tokens,).
+        display: what the attribution is drawn over: image uint8 (H, W, C); audio / signal the
+            model's input in the same layout as ``attribution``; tabular the standardised values.
+        labels: token strings (text) or feature names (tabular), else None.
+        layout: ``image``, ``map`` (2-D time-frequency), ``lines`` (signal channels), ``bars``
+            (tabular) or ``tokens`` (text).
+    """
+
+    row: int
+    modality: str
+    kind: str
+    output: Any
+    attribution: np.ndarray
+    display: np.ndarray | None
+    labels: list[str] | None
+    layout: str
+
+
+def _captum() -> Any:
+    try:
+        import captum.attr
+    except ImportError:
+        raise MissingDependencyError("captum", "within-modality attribution (Integrated Gradients)") from None
+    return captum.attr
+
+
+def embedding_layer(encoder: nn.Module) -> nn.Embedding:
+    """The token-embedding layer of a text encoder (transformers models: ``get_input_embeddings``)."""
+    model = getattr(encoder, "model", None)
+    if model is not None and hasattr(model, "get_input_embeddings"):
+        return model.get_input_embeddings()
+    for module in encoder.modules():
+        if isinstance(module, nn.Embedding):
+            return module
+    raise TypeError(f"text encoder {type(encoder).__name__} has no nn.Embedding to attribute tokens through")
+
+
+def _forward(net: nn.Module, inputs: Mapping[str, Mapping[str, torch.Tensor]], present: Mapping[str, torch.Tensor],
+             modality: str) -> tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]:
+    """A function ``f(x, *rest) -> logits`` with ``inputs[modality]['x']`` as ``x`` and every other
+    tensor (other inputs, presence masks) flattened into ``rest``, which Captum expands with x."""
+    slots = [(n, k) for n in sorted(inputs) for k in sorted(inputs[n]) if (n, k) != (modality, "x")]
+    names = sorted(present)
+
+    def forward(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        rebuilt: dict[str, dict[str, torch.Tensor]] = {n: {} for n in inputs}
+        rebuilt[modality]["x"] = x
+        for (n, k), value in zip(slots, rest):
+            rebuilt[n][k] = value
+        masks = dict(zip(names, rest[len(slots):]))
+        return net(rebuilt, masks)
+
+    extra = tuple(inputs[n][k] for n, k in slots) + tuple(present[n] for n in names)
+    return forward, extra
+
+
+def _attribute(predictor: MultimodalPredictor, modality: str, batch: dict[str, Any], target: torch.Tensor,
+               steps: int) -> torch.Tensor:
+    """Raw IG attributions, the shape of the modality's ``x`` (text: (B, T) after summing)."""
+    attr = _captum()
+    net = predictor.net
+    forward, extra = _forward(net, batch["inputs"], batch["present"], modality)
+    x = batch["inputs"][modality]["x"]
+    if predictor.config.modalities[modality].kind == "text":
+        pad = int(predictor.pipeline.preprocessors[modality].pad_id)
+        method = attr.LayerIntegratedGradients(forward, embedding_layer(net.encoders[modality]))
+        result = method.attribute(x, baselines=torch.full_like(x, pad), target=target, additional_forward_args=extra,
+                                  n_steps=steps)
+        return result.sum(dim=-1)  # (B, T)
+    method = attr.IntegratedGradients(forward)
+    return method.attribute(x.float(), baselines=torch.zeros_like(x, dtype=torch.float32), target=target,
+                            additional_forward_args=extra, n_steps=steps)
+
+
+def within_modality(predictor: MultimodalPredictor, data: EvalData, positions: np.ndarray, explained: np.ndarray,
+                    steps: int = 32) -> list[WithinAttribution]:
+    """Integrated-Gradients attributions for the table rows at ``positions``, every modality they hold.
+
+    Args:
+        positions: table positions of the samples to attribute.
+        explained: (N,) the output explained for every table row.
+        steps: interpolation steps.
+    """
+    _, net = predictor._require_fitted()
+    net.eval()
+    names = output_names(predictor)
+    out: list[WithinAttribution] = []
+    for modality in predictor.config.modality_names:
+        holds = np.zeros(len(data.table), bool)
+        holds[positions] = True
+        holds &= data.table.modalities[modality].present
+        if not holds.any():
+            continue
+        chosen = np.flatnonzero(holds)
+        sub = data.table.select(holds)
+        batch = next(batches(predictor, sub, batch_size=len(chosen)))
+        x = batch["inputs"][modality].get("x")
+        if x is None or x.shape[-1] == 0:
+            continue  # features precomputed by a frozen encoder, or a tabular modality with categories only
+        target = torch.as_tensor(explained[chosen], device=batch["index"].device)
+        with torch.enable_grad():
+            raw = _attribute(predictor, modality, batch, target, steps).detach().cpu().numpy()
+        for j, position in enumerate(chosen):
+            out.append(_describe(predictor, data, sub, batch, modality, j, int(position), raw[j],
+                                 names[int(explained[position])]))
+    return out
+
+
+def _describe(predictor: MultimodalPredictor, data: EvalData, sub: Any, batch: dict[str, Any], modality: str, j: int,
+              position: int, raw: np.ndarray, output: Any) -> WithinAttribution:
+    """Turn one sample's raw attribution into its display form."""
+    kind = predictor.config.modalities[modality].kind
+    inputs = batch["inputs"][modality]
+    row = int(data.source_rows[position])
+    x = inputs["x"][j].detach().cpu().numpy()
+    if kind == "image":
+        image = np.asarray(sub.modalities[modality].arrays["x"][j])  # stored uint8 (H, W, C)
+        return WithinAttribution(row, modality, kind, output, raw.sum(axis=0), image, None, "image")
+    length = int(inputs["mask"][j].sum()) if "mask" in inputs else None
+    if kind == "audio":  # (T, F) -> (F, T), padding trimmed
+        return WithinAttribution(row, modality, kind, output, raw[:length].T, x[:length].T, None, "map")
+    if kind == "signal":
+        spectral = predictor.config.modalities[modality].preprocess.spectrogram is not None
+        return WithinAttribution(row, modality, kind, output, raw[:, :length], x[:, :length], None,
+                                 "map" if spectral else "lines")
+    if kind == "tabular":
+        prep = predictor.pipeline.preprocessors[modality]
+        labels = list(prep.numeric) + ([f"{c} (missing)" for c in prep.numeric] if prep.cfg.missing_indicator else [])
+        return WithinAttribution(row, modality, kind, output, raw, x, labels, "bars")
+    prep = predictor.pipeline.preprocessors[modality]
+    cell = data.manifest.frame[predictor.config.modalities[modality].column].iloc[int(data.table.rows[position])]
+    tokens = prep.tokenize(str(cell))
+    return WithinAttribution(row, modality, kind, output, raw[:len(tokens)], None, tokens, "tokens")

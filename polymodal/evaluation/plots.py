@@ -1,0 +1,203 @@
+"""Matplotlib figures for the report and the explanation page, returned as PNG bytes.
+
+Every figure uses 11-point text or larger and a width that fits a report column, so it is
+readable without zooming.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from polymodal.evaluation.report import figure_png
+
+FONT = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10}
+PERCENT_METRICS = {"accuracy", "macro_f1", "subset_accuracy", "micro_f1"}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(FONT)
+    return plt
+
+
+def _scale(metric: str | None) -> tuple[float, str]:
+    """Plot metrics in percent when they are proportions."""
+    return (100.0, " (%)") if metric in PERCENT_METRICS else (1.0, "")
+
+
+def importance_plot(importance: pd.DataFrame, metric: str | None) -> bytes:
+    """Bars: each modality's share of the mean |Shapley value| and, when present, the metric
+    drop when that modality is removed."""
+    plt = _pyplot()
+    drop = f"{metric}_drop" if metric is not None else None
+    panels = 2 if drop is not None and drop in importance else 1
+    height = 1.2 + 0.5 * len(importance)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, height), squeeze=False)
+    names = importance["modality"].tolist()
+    ax = axes[0, 0]
+    ax.barh(names, importance["share"] * 100.0, color="#4477aa")
+    ax.set(xlabel="share of mean |Shapley value| (%)", title="Modality importance")
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    if panels == 2:
+        scale, unit = _scale(metric)
+        ax = axes[0, 1]
+        ax.barh(names, importance[drop] * scale, color="#cc6677")
+        ax.axvline(0.0, color="black", lw=0.8)
+        ax.set(xlabel=f"{metric} drop when removed{unit}", title="Removing one modality")
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def robustness_plot(curves: pd.DataFrame, metric: str) -> bytes:
+    """One panel per modality: the metric against corruption severity, a line per corruption
+    (dashed: the reference run, when there is one)."""
+    plt = _pyplot()
+    modalities = list(dict.fromkeys(curves["modality"]))
+    cols = min(3, len(modalities))
+    rows = -(-len(modalities) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
+    scale, unit = _scale(metric)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, modality in enumerate(modalities):
+        ax = axes[k // cols, k % cols]
+        part = curves[curves["modality"] == modality]
+        for c, (name, line) in enumerate(part.groupby("corruption", sort=False)):
+            line = line.sort_values("severity")
+            color = colors[c % len(colors)]
+            ax.plot(line["severity"], line[metric] * scale, marker="o", color=color, label=name)
+            if "reference" in line and line["reference"].notna().all():
+                ax.plot(line["severity"], line["reference"] * scale, ls="--", color=color, alpha=0.7,
+                        label=f"{name} (reference)")
+        ax.set(xlabel="severity", ylabel=f"{metric}{unit}", title=f"{modality} corrupted", xticks=range(6))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    for k in range(len(modalities), rows * cols):
+        axes[k // cols, k % cols].axis("off")
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def reliability_plot(bins: Sequence[Mapping[str, Any]], ece: float) -> bytes:
+    """Reliability diagram: accuracy against confidence per bin (bar width = bin), with the
+    diagonal of perfect calibration and each bin's share of samples."""
+    plt = _pyplot()
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(5.5, 6.0), height_ratios=[3, 1], sharex=True)
+    lows = np.asarray([b["low"] for b in bins])
+    widths = np.asarray([b["high"] - b["low"] for b in bins])
+    acc = np.asarray([np.nan if b["accuracy"] is None else b["accuracy"] for b in bins], np.float64)
+    conf = np.asarray([np.nan if b["confidence"] is None else b["confidence"] for b in bins], np.float64)
+    counts = np.asarray([b["count"] for b in bins], np.float64)
+    filled = counts > 0
+    ax.bar(lows[filled], acc[filled], width=widths[filled], align="edge", color="#4477aa", edgecolor="white",
+           label="accuracy")
+    centres = lows[filled] + widths[filled] / 2
+    ax.scatter(centres, conf[filled], color="#cc6677", marker="D", s=28, zorder=3, label="mean confidence")
+    ax.plot([0, 1], [0, 1], color="black", lw=1, ls="--", label="perfect calibration")
+    ax.set(ylabel="accuracy", title=f"Reliability (ECE {ece * 100:.2f}%)", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    hist.bar(lows, counts / max(counts.sum(), 1.0) * 100.0, width=widths, align="edge", color="#999999")
+    hist.set(xlabel="confidence (top-class probability)", ylabel="samples (%)")
+    hist.grid(alpha=0.3)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def _symmetric(attribution: np.ndarray) -> float:
+    top = float(np.abs(attribution).max()) if attribution.size else 0.0
+    return top if top > 0 else 1.0
+
+
+def image_attribution(image: np.ndarray, attribution: np.ndarray, title: str) -> bytes:
+    """The image, and the pixel attribution over it (red: towards the output, blue: against)."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(6.4, 3.4))
+    shown = image[..., 0] if image.shape[-1] == 1 else image
+    left.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+    left.set_title("input")
+    right.imshow(shown, cmap="gray" if shown.ndim == 2 else None, alpha=0.5)
+    top = _symmetric(attribution)
+    mapped = right.imshow(attribution, cmap="bwr", vmin=-top, vmax=top, alpha=0.75)
+    right.set_title("Integrated Gradients")
+    for ax in (left, right):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(mapped, ax=right, fraction=0.046)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def map_attribution(features: np.ndarray, attribution: np.ndarray, title: str, ylabel: str) -> bytes:
+    """A (bins, frames) input map and its attribution map, frames on the x axis."""
+    plt = _pyplot()
+    fig, (top_ax, bottom_ax) = plt.subplots(2, 1, figsize=(7.5, 5.2), sharex=True)
+    image = top_ax.imshow(features, aspect="auto", origin="lower", cmap="magma")
+    top_ax.set(ylabel=ylabel, title="model input")
+    fig.colorbar(image, ax=top_ax, fraction=0.03)
+    top = _symmetric(attribution)
+    image = bottom_ax.imshow(attribution, aspect="auto", origin="lower", cmap="bwr", vmin=-top, vmax=top)
+    bottom_ax.set(xlabel="frame", ylabel=ylabel, title="Integrated Gradients")
+    fig.colorbar(image, ax=bottom_ax, fraction=0.03)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def lines_attribution(signal: np.ndarray, attribution: np.ndarray, title: str) -> bytes:
+    """Each channel of a (C, L) signal, with its per-step attribution as bars underneath."""
+    plt = _pyplot()
+    channels = signal.shape[0]
+    fig, axes = plt.subplots(2 * channels, 1, figsize=(7.5, 1.0 + 2.6 * channels), squeeze=False, sharex=True,
+                             height_ratios=[3, 2] * channels)
+    steps = np.arange(signal.shape[1])
+    for c in range(channels):
+        line, bars = axes[2 * c, 0], axes[2 * c + 1, 0]
+        line.plot(steps, signal[c], color="#333333", lw=1.0)
+        line.set(ylabel=f"channel {c}")
+        line.grid(alpha=0.3)
+        bars.bar(steps, attribution[c], width=1.0, color=np.where(attribution[c] > 0, "#cc6677", "#4477aa"))
+        bars.axhline(0.0, color="black", lw=0.6)
+        bars.set(ylabel="attribution")
+        bars.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def bars_attribution(labels: Sequence[str], attribution: np.ndarray, title: str) -> bytes:
+    """Per-feature attribution bars (red: towards the output, blue: against)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 1.2 + 0.4 * len(labels)))
+    ax.barh(list(labels), attribution, color=["#cc6677" if v > 0 else "#4477aa" for v in attribution])
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.invert_yaxis()
+    ax.set(xlabel="attribution", title=title)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def tokens_html(tokens: Sequence[str], attribution: np.ndarray) -> str:
+    """Tokens as spans shaded by attribution (red: towards the output, blue: against)."""
+    top = _symmetric(np.asarray(attribution, np.float64))
+    spans = []
+    for token, value in zip(tokens, attribution):
+        alpha = min(1.0, abs(float(value)) / top)
+        color = f"rgba(204,102,119,{alpha:.2f})" if value > 0 else f"rgba(68,119,170,{alpha:.2f})"
+        spans.append(f'<span title="{float(value):+.4f}" style="background:{color};padding:2px 3px;'
+                     f'margin:1px;border-radius:3px;display:inline-block">{html.escape(str(token))}</span>')
+    return f'<p style="font-size:1.05rem;line-height:2">{"".join(spans)}</p>'

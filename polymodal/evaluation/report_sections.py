@@ -1,0 +1,66 @@
+"""The report sections drawn from a run's diagnostics (see :mod:`polymodal.evaluation.diagnostics`)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from polymodal.evaluation.plots import importance_plot, reliability_plot, robustness_plot
+from polymodal.evaluation.report import embed_png, table_html
+from polymodal.utils.io import atomic_write
+
+
+def _figure(png: bytes, plots: Path, name: str, alt: str) -> str:
+    atomic_write(plots / f"{name}.png", lambda tmp: tmp.write_bytes(png))
+    return f"<figure>{embed_png(png, alt)}</figure>"
+
+
+def _where(diagnostics: Mapping[str, Any]) -> str:
+    return f"<p>On {diagnostics['rows']} rows of the {html.escape(str(diagnostics['split']))} set.</p>"
+
+
+def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> dict[str, str]:
+    """``{title: html}`` for every diagnostic the run has (none for an empty dict)."""
+    if not diagnostics:
+        return {}
+    metric = diagnostics.get("metric")
+    where = _where(diagnostics)
+    sections: dict[str, str] = {}
+    if diagnostics.get("subsets"):
+        sections["Modality subsets"] = (
+            where + "<p>Each row hides the other modalities through the model's missing-modality path, as if "
+            "their cells were empty (full table for any data: <code>polymodal evaluate RUN --data X "
+            "--missing</code>).</p>" + table_html(diagnostics["subsets"]))
+    if diagnostics.get("importance"):
+        importance = pd.DataFrame(diagnostics["importance"])
+        body = _figure(importance_plot(importance, metric), plots, "modality_importance", "modality importance")
+        body += table_html(diagnostics["importance"])
+        if diagnostics.get("interactions"):
+            body += "<p>Pairwise Shapley interactions (positive: complementary, negative: redundant):</p>"
+            body += table_html(diagnostics["interactions"])
+        sections["Modality importance"] = (
+            where + "<p>Exact Shapley values over modalities of the predicted score (per-sample values and "
+            "within-modality heat-maps: <code>polymodal explain RUN --data X</code>).</p>" + body)
+    robustness = diagnostics.get("robustness")
+    if robustness and robustness.get("curves"):
+        curves = pd.DataFrame(robustness["curves"])
+        body = _figure(robustness_plot(curves, robustness["metric"]), plots, "robustness", "robustness curves")
+        sections["Robustness"] = (
+            where + "<p>One modality corrupted at a time, severities 0-5; <code>relative_robustness</code> is the "
+            "area under the curve (every corruption: <code>polymodal evaluate RUN --data X --robustness</code>)."
+            "</p>" + body + table_html(robustness["summary"]))
+    calibration = diagnostics.get("calibration")
+    if calibration:
+        body = _figure(reliability_plot(calibration["bins"], calibration["ece"]), plots, "reliability", "reliability")
+        sections["Calibration"] = where + f"<p>Expected calibration error {calibration['ece'] * 100:.2f}%.</p>" + body
+    complexity = diagnostics.get("complexity")
+    if complexity:
+        rows = [{"fact": k, "value": v} for k, v in complexity.items()]
+        sections["Complexity"] = ("<p>Latency: the network's forward pass on the inference device, preprocessing "
+                                  "excluded (median of 5). Peak memory: the training process's peak.</p>"
+                                  + table_html(rows))
+    return sections

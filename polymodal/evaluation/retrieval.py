@@ -1,0 +1,113 @@
+"""Retrieval metrics as pure functions of numpy arrays: Recall@K, mean average precision and
+median rank, for queries ranked against a gallery by similarity.
+
+A gallery item is *relevant* to a query when it is the query's own pair (the same manifest row)
+or, for label-level retrieval, when it has the same label. Ties in similarity keep gallery
+order (a stable sort), so results are deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+DEFAULT_KS = (1, 5, 10)
+CHUNK = 1024  # queries scored at a time (bounds the (Q, G) memory)
+
+
+def relevance(query_keys: np.ndarray, gallery_keys: np.ndarray) -> np.ndarray:
+    """(Q, G) bool: True where a query and a gallery item share a key (row id or label)."""
+    return np.asarray(query_keys)[:, None] == np.asarray(gallery_keys)[None, :]
+
+
+def ranks_of_relevant(similarity: np.ndarray, relevant: np.ndarray) -> list[np.ndarray]:
+    """Per query, the 1-based ranks of its relevant gallery items, ascending.
+
+    Args:
+        similarity: (Q, G), higher is closer.
+        relevant: (Q, G) bool.
+    """
+    order = np.argsort(-similarity, axis=1, kind="stable")  # (Q, G) gallery indices, best first
+    hits = np.take_along_axis(relevant, order, axis=1)  # (Q, G) relevance in ranked order
+    return [np.flatnonzero(row) + 1 for row in hits]
+
+
+def retrieval_metrics(similarity: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, Any]:
+    """Recall@K, mAP and median rank of queries against a gallery.
+
+    ``recall@K``: share of queries with at least one relevant item among the first K.
+    ``map``: mean over queries of the average precision over the whole ranking.
+    ``median_rank``: median over queries of the rank of the first relevant item (1 = best).
+    Queries without any relevant gallery item are left out (``queries_without_match``).
+
+    Args:
+        similarity: (Q, G), higher is closer.
+        relevant: (Q, G) bool.
+        ks: cut-offs for Recall@K.
+    """
+    similarity = np.asarray(similarity, dtype=np.float64)
+    relevant = np.asarray(relevant, dtype=bool)
+    if similarity.shape != relevant.shape or similarity.ndim != 2:
+        raise ValueError(f"similarity {similarity.shape} and relevant {relevant.shape} must be the same (Q, G) shape")
+    first, precisions = [], []
+    for start in range(0, similarity.shape[0], CHUNK):
+        for ranks in ranks_of_relevant(similarity[start:start + CHUNK], relevant[start:start + CHUNK]):
+            if ranks.size == 0:
+                continue
+            first.append(ranks[0])
+            precisions.append(float(np.mean(np.arange(1, ranks.size + 1) / ranks)))
+    scored = len(first)
+    out: dict[str, Any] = {}
+    first_arr = np.asarray(first)
+    for k in ks:
+        out[f"recall@{k}"] = float((first_arr <= k).mean()) if scored else float("nan")
+    out["map"] = float(np.mean(precisions)) if scored else float("nan")
+    out["median_rank"] = float(np.median(first_arr)) if scored else float("nan")
+    out["queries"] = scored
+    out["gallery"] = int(similarity.shape[1])
+    out["queries_without_match"] = int(similarity.shape[0] - scored)
+    return out
+
+
+def cross_modal_metrics(query: np.ndarray, gallery: np.ndarray, query_keys: np.ndarray, gallery_keys: np.ndarray,
+                        ks: Sequence[int] = DEFAULT_KS) -> dict[str, Any]:
+    """:func:`retrieval_metrics` for L2-normalised embeddings compared by cosine similarity.
+
+    Args:
+        query: (Q, D) query embeddings.
+        gallery: (G, D) gallery embeddings.
+        query_keys, gallery_keys: (Q,), (G,) row ids or labels; equal keys are relevant.
+    """
+    return retrieval_metrics(query @ gallery.T, relevance(query_keys, gallery_keys), ks)
+
+
+def stacked_validation_metrics(outputs: np.ndarray, labels: np.ndarray, names: Sequence[str],
+                               pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Validation metrics of an alignment-only model from its stacked outputs.
+
+    Every pair (a, b) is scored in both directions (queries from a, gallery from b, and back) on
+    the rows holding both; the metrics are averaged over directions. A hit is the same label
+    when every row has one (labels >= 0), else the row's own pair.
+
+    Args:
+        outputs: (N, M * dim) normalised embeddings of the M modalities side by side (zero where absent).
+        labels: (N,) class indices, or -1 for rows without a label.
+        names: the M modalities in stacking order.
+        pairs: the modality pairs to score.
+    """
+    views = dict(zip(names, np.split(np.asarray(outputs, dtype=np.float32), len(names), axis=1)))
+    labels = np.asarray(labels)
+    keys = labels if labels.size and (labels >= 0).all() else np.arange(len(labels))
+    results = []
+    for a, b in pairs:
+        rows = (np.abs(views[a]).sum(1) > 0) & (np.abs(views[b]).sum(1) > 0)
+        if rows.sum() < 2:
+            continue
+        for q, g in ((a, b), (b, a)):
+            results.append(cross_modal_metrics(views[q][rows], views[g][rows], keys[rows], keys[rows]))
+    if not results:
+        return {}
+    scalar = [k for k in results[0] if k not in ("queries", "gallery", "queries_without_match")]
+    return {k: float(np.mean([r[k] for r in results])) for k in scalar}

@@ -1,0 +1,63 @@
+"""Metrics with only a subset of the modalities present: every non-empty subset by default.
+
+A modality outside the subset is hidden through the model's missing path, exactly as if its
+cells were empty (see :mod:`polymodal.evaluation.coalitions`), so the table answers "how good
+is this model when only these sensors work?".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from polymodal.errors import SchemaMismatchError
+from polymodal.evaluation.coalitions import Coalition, all_subsets, coalition_outputs, subset_label
+from polymodal.evaluation.data import EvalData, load_eval_data
+
+if TYPE_CHECKING:
+    from polymodal.data.pipeline import DataSource
+    from polymodal.predictor import MultimodalPredictor
+
+
+def scalar_metrics(scores: Mapping[str, Any]) -> dict[str, Any]:
+    """The single-number entries of a metrics dict (no confusion matrix)."""
+    return {k: v for k, v in scores.items() if v is None or isinstance(v, int | float)}
+
+
+def evaluate_subsets(predictor: MultimodalPredictor, data: DataSource | EvalData,
+                     subsets: Sequence[Iterable[str]] | None = None, *, max_rows: int | None = None,
+                     seed: int = 0) -> pd.DataFrame:
+    """One row of metrics per modality subset.
+
+    Args:
+        data: a labelled manifest (or an encoded :class:`EvalData`).
+        subsets: the subsets to evaluate (default: every non-empty one, largest first).
+        max_rows: evaluate a seeded random sample of at most this many rows.
+
+    Returns:
+        Columns ``modalities`` (e.g. ``audio+image``), ``n_modalities``, ``rows_with_any`` (rows
+        holding at least one of them), then the task metrics.
+
+    Raises:
+        SchemaMismatchError: a subset names an unknown modality or is empty.
+    """
+    names = predictor.config.modality_names
+    chosen: list[Coalition] = all_subsets(names) if subsets is None else [frozenset(s) for s in subsets]
+    for subset in chosen:
+        unknown = sorted(subset - set(names))
+        if unknown or not subset:
+            raise SchemaMismatchError(f"modality subset {sorted(subset)} must be non-empty and use this model's "
+                                      f"modalities {names}; unknown: {unknown}")
+    if not isinstance(data, EvalData):
+        data = load_eval_data(predictor, data, require_target=True, max_rows=max_rows, seed=seed)
+    if data.targets is None:
+        raise SchemaMismatchError("evaluating modality subsets needs labelled data")
+    outputs = coalition_outputs(predictor, data.table, chosen)
+    rows = []
+    for subset, out in zip(chosen, outputs):
+        held = sum(data.table.modalities[n].present for n in subset) > 0
+        rows.append({"modalities": subset_label(subset), "n_modalities": len(subset),
+                     "rows_with_any": int(held.sum()), **scalar_metrics(predictor._metrics(out, data.targets))})
+    return pd.DataFrame(rows)

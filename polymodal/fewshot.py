@@ -1,0 +1,59 @@
+"""Few-shot prediction with a support set (models trained with ``transfer: {method: protonet}``).
+
+    pred.predict(query_df, support=support_df)     # labels from support_df's target column
+    pred.evaluate(query_df, support=support_df)    # metrics over the support set's classes
+
+The support rows are embedded, each of their classes' mean embedding becomes a prototype, and the
+query rows are classified by their nearest prototype. The support classes need not be the
+training classes. The model's own prototypes and classes are restored afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from polymodal.data.dataset import collate
+from polymodal.data.targets import TargetEncoder
+from polymodal.errors import SchemaMismatchError
+from polymodal.models.objectives.fewshot import class_prototypes
+from polymodal.models.task_heads import PrototypeHead
+from polymodal.training.fewshot import embed_rows
+from polymodal.utils.device import default_device
+
+
+@contextmanager
+def use_support(predictor: Any, support: Any) -> Iterator[None]:
+    """Within the block, ``predictor`` classifies by the prototypes of ``support``'s classes.
+
+    Args:
+        predictor: a fitted :class:`~polymodal.predictor.MultimodalPredictor` with a prototype head.
+        support: a labelled manifest (path or DataFrame) with at least two classes.
+
+    Raises:
+        SchemaMismatchError: the model is not a prototypical network, or the support set has
+            fewer than two classes.
+        ManifestError / DecodeError: the support manifest is bad.
+    """
+    pipeline, net = predictor._require_fitted()
+    if not isinstance(net.head, PrototypeHead):
+        raise SchemaMismatchError("support= needs a model trained with transfer: {method: protonet}; this one has a "
+                                  f"'{predictor.config.head.name}' head and no prototypes")
+    manifest = pipeline.read(support, require_target=True)
+    table = pipeline.encode(manifest, progress=False)
+    encoder = TargetEncoder("classification", predictor.config.targets).fit(manifest.subset(table.rows))
+    labels = torch.as_tensor(encoder.encode(manifest, table.rows), dtype=torch.long)
+    loader = DataLoader(pipeline.dataset(table), batch_size=predictor.config.train.batch_size, collate_fn=collate)
+    _, prototypes = class_prototypes(embed_rows(net, loader, default_device()), labels)
+    saved_prototypes, saved_targets = net.head.prototypes.detach().clone(), pipeline.targets
+    net.head.set_prototypes(prototypes)
+    pipeline.targets = encoder
+    try:
+        yield
+    finally:
+        net.head.set_prototypes(saved_prototypes)
+        pipeline.targets = saved_targets

@@ -1,0 +1,67 @@
+"""Multi-task loss: each task's own loss on its slice of the outputs and targets, weighted.
+
+A multi-task model returns the tasks' outputs side by side, (B, sum of K_t), and its targets are
+one float matrix (B, sum of C_t) where a classification task takes one column (the class index)
+and a multilabel or regression task one column per target. :class:`TaskSlot` says where each
+task lives in both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from polymodal.data.multitarget import TaskSlot
+from polymodal.models.objectives.base import LossOutput
+
+
+def multitask_loss(outputs: torch.Tensor, target: torch.Tensor, slots: Sequence[TaskSlot],
+                   losses: Mapping[str, nn.Module], weights: Mapping[str, float] | None = None,
+                   log_vars: torch.Tensor | None = None) -> LossOutput:
+    """Weighted sum of the tasks' losses.
+
+    Args:
+        outputs: (B, sum K_t); target: (B, sum C_t).
+        slots: the tasks, the main one first.
+        losses: each task's loss module (``(outputs, target) -> LossOutput``).
+        weights: fixed weights by task name (``task_weighting: fixed``).
+        log_vars: (T,) learned log-variances ``s_t`` (``task_weighting: uncertainty``); the total is
+            ``sum_t exp(-s_t) * L_t + s_t`` (Kendall et al., 2018) and ``weights`` is ignored.
+
+    Returns:
+        The total; logs the main task's own logs unprefixed, and ``<task>/loss`` (plus the task's
+        logs and, with learned weights, ``<task>/weight``) for every task.
+    """
+    total = outputs.new_zeros(())
+    logs: dict[str, torch.Tensor] = {}
+    for i, slot in enumerate(slots):
+        result = losses[slot.name](slot.take_outputs(outputs), slot.take_targets(target))
+        if log_vars is not None:
+            precision = torch.exp(-log_vars[i])
+            total = total + precision * result.loss + log_vars[i]
+            logs[f"{slot.name}/weight"] = precision.detach()
+        else:
+            total = total + (1.0 if weights is None else weights[slot.name]) * result.loss
+        logs[f"{slot.name}/loss"] = result.loss.detach()
+        for key, value in result.logs.items():
+            logs[key if i == 0 else f"{slot.name}/{key}"] = value
+    return LossOutput(total, logs)
+
+
+class MultiTaskLoss(nn.Module):
+    """Module form of :func:`multitask_loss`; holds each task's loss and, with learned weighting,
+    the log-variances (initialised to 0, i.e. weight 1)."""
+
+    def __init__(self, slots: Sequence[TaskSlot], losses: Mapping[str, nn.Module], weights: Mapping[str, float],
+                 learned: bool = False):
+        super().__init__()
+        self.slots = list(slots)
+        self.losses = nn.ModuleDict({s.name: losses[s.name] for s in self.slots})
+        self.weights = dict(weights)
+        self.log_vars = nn.Parameter(torch.zeros(len(self.slots))) if learned else None
+        self.task = self.slots[0].task  # the main task (what single-task code reads)
+
+    def forward(self, outputs: torch.Tensor, target: torch.Tensor) -> LossOutput:
+        return multitask_loss(outputs, target, self.slots, self.losses, self.weights, self.log_vars)

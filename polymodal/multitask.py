@@ -1,0 +1,99 @@
+"""Multi-task models at the predictor level: their loss, metrics and prediction columns.
+
+A config with further ``tasks`` trains one head per task (see :mod:`polymodal.config.tasks`).
+The main task is scored, selected on and predicted exactly like a single-task model; every
+further task adds its own metrics (``<task>/accuracy``, ``<task>/rmse``...) and prediction
+columns (``<task>_prediction``, ``<task>_proba_<class>``, ``<task>_pred_<column>``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from polymodal.config.tasks import MAIN_TASK
+from polymodal.data.multitarget import MultiTargetEncoder
+from polymodal.metrics import sigmoid, softmax, task_metrics
+from polymodal.models.objectives import TaskLoss
+from polymodal.models.objectives.multitask import MultiTaskLoss
+
+
+def with_further_tasks(config: Any, targets: Any, main_loss: TaskLoss) -> nn.Module:
+    """``main_loss`` alone for a single-task config, else a :class:`MultiTaskLoss` with one loss per
+    task (``loss.label_smoothing``, ``regression`` and ``huber_delta`` apply to every task; class
+    weights only to the main one)."""
+    if not isinstance(targets, MultiTargetEncoder):
+        return main_loss
+    losses: dict[str, nn.Module] = {MAIN_TASK: main_loss}
+    weights = {MAIN_TASK: 1.0}
+    for name, spec in config.tasks.items():
+        losses[name] = TaskLoss(spec.task, None, config.loss.label_smoothing, config.loss.regression,
+                                config.loss.huber_delta)
+        weights[name] = spec.weight
+    return MultiTaskLoss(targets.slots, losses, weights, learned=config.loss.task_weighting == "uncertainty")
+
+
+def main_outputs(targets: Any, outputs: np.ndarray) -> np.ndarray:
+    """The main task's columns of a model's outputs (all of them for a single-task model)."""
+    if not isinstance(targets, MultiTargetEncoder):
+        return outputs
+    start, stop = targets.slots[0].outputs
+    return outputs[:, start:stop]
+
+
+def main_task(targets: Any, outputs: np.ndarray, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The main task's outputs and encoded targets (unchanged for a single-task model)."""
+    if not isinstance(targets, MultiTargetEncoder):
+        return outputs, encoded
+    return main_outputs(targets, outputs), targets.main_targets(encoded)
+
+
+def multitask_metrics(targets: MultiTargetEncoder, outputs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+    """Every task's metrics: the main task's under their usual names, the others as ``<task>/<metric>``.
+
+    ``outputs`` may hold only the main task's columns (as modality-subset evaluation passes them);
+    the tasks whose columns are absent are then left out.
+    """
+    scores: dict[str, Any] = {}
+    for slot in targets.slots:
+        if slot.outputs[1] > outputs.shape[1]:
+            continue
+        enc = targets.encoders[slot.name]
+        out = outputs[:, slot.outputs[0]:slot.outputs[1]]
+        tgt = target[:, slot.targets[0]:slot.targets[1]]
+        if enc.task == "classification":
+            part = task_metrics("classification", out, tgt[:, 0].round().astype(np.int64), enc.n_outputs)
+        elif enc.task == "regression":
+            part = task_metrics("regression", enc.decode_values(out), enc.decode_values(tgt))
+        else:
+            part = task_metrics("multilabel", out, tgt)
+        scores.update(part if slot.name == MAIN_TASK else {f"{slot.name}/{k}": v for k, v in part.items()})
+    return scores
+
+
+def further_task_frame(targets: Any, outputs: np.ndarray, index: pd.Index) -> pd.DataFrame:
+    """Prediction columns of every further task (an empty frame for a single-task model)."""
+    frame = pd.DataFrame(index=index)
+    if not isinstance(targets, MultiTargetEncoder):
+        return frame
+    for slot in targets.slots[1:]:
+        enc = targets.encoders[slot.name]
+        out = outputs[:, slot.outputs[0]:slot.outputs[1]]
+        if enc.task == "classification":
+            proba = softmax(out)
+            frame[f"{slot.name}_prediction"] = np.asarray(enc.classes, dtype=object)[proba.argmax(axis=1)]
+            for j, cls in enumerate(enc.classes):
+                frame[f"{slot.name}_proba_{cls}"] = proba[:, j]
+        elif enc.task == "multilabel":
+            proba = sigmoid(out)
+            for j, column in enumerate(enc.columns):
+                frame[f"{slot.name}_pred_{column}"] = (proba[:, j] >= 0.5).astype(int)
+                frame[f"{slot.name}_proba_{column}"] = proba[:, j]
+        else:
+            values = enc.decode_values(out)
+            for j, column in enumerate(enc.columns):
+                frame[f"{slot.name}_pred_{column}"] = values[:, j]
+    return frame

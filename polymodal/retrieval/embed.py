@@ -1,0 +1,120 @@
+"""Per-row vectors of one modality from a fitted predictor: shared-space embeddings, frozen encoder
+features, or the preprocessed inputs themselves (for baselines), plus their file format.
+
+An embedding table is a DataFrame indexed by manifest row (``row``) with columns ``e0 .. e{D-1}``;
+on disk it is Parquet (or CSV), with the row as a column.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from polymodal.config.align import aligned_modalities
+from polymodal.data.embeddings import attach_cached_features
+from polymodal.data.encode import EncodedTable
+from polymodal.data.pipeline import DataSource
+from polymodal.errors import ManifestError, SchemaMismatchError
+from polymodal.predictor import MultimodalPredictor, move_to
+from polymodal.utils.device import default_device
+from polymodal.utils.io import atomic_write
+
+Kind = Literal["embedding", "encoder", "input"]
+KINDS = ("embedding", "encoder", "input")
+
+
+def check_aligned(predictor: MultimodalPredictor, modality: str) -> None:
+    """Raise unless ``modality`` has a projection into the predictor's shared space."""
+    names = aligned_modalities(predictor.config)
+    if not names:
+        raise SchemaMismatchError("this model has no shared embedding space: its config has no 'align' section; "
+                                  "train it with align: {objective: contrastive, ...}")
+    if modality not in names:
+        raise SchemaMismatchError(f"modality '{modality}' is not aligned; this model embeds {names}")
+
+
+def _run(predictor: MultimodalPredictor, table: EncodedTable, fn: Callable[[dict], torch.Tensor]) -> np.ndarray:
+    """``fn(batch) -> (B, D)`` over an encoded table, batched, on the default device."""
+    _, net = predictor._require_fitted()
+    device = default_device()
+    net.to(device).eval()
+    parts = []
+    with torch.inference_mode():
+        for batch in predictor._loader(table, None, train=False):
+            parts.append(fn(move_to(batch, device)).float().cpu())
+    return torch.cat(parts).numpy() if parts else np.zeros((0, 0), np.float32)
+
+
+def input_vectors(table: EncodedTable, modality: str) -> np.ndarray:
+    """The preprocessed inputs of a modality flattened to (N, F) float32 (numeric arrays only)."""
+    arrays = table.modalities[modality].arrays
+    parts = [np.asarray(v[np.arange(len(table))]).reshape(len(table), -1).astype(np.float32)
+             for k, v in sorted(arrays.items())
+             if np.dtype(v.dtype).kind in "fu" and v.ndim > 1]
+    if not parts:
+        raise SchemaMismatchError(f"modality '{modality}' has no numeric input arrays to use as features "
+                                  f"(arrays: {sorted(arrays)}); use kind 'encoder'")
+    return np.concatenate(parts, axis=1)
+
+
+def embed_rows(predictor: MultimodalPredictor, data: DataSource, modality: str, kind: Kind = "embedding"
+               ) -> pd.DataFrame:
+    """One vector per manifest row that holds ``modality`` (rows without it are left out).
+
+    Args:
+        kind: ``embedding``: the L2-normalised shared-space embedding (needs ``align``);
+            ``encoder``: the encoder's pooled features (frozen features for a frozen encoder);
+            ``input``: the preprocessed input arrays, flattened.
+
+    Returns:
+        (N, D) float32 values indexed by manifest row, columns ``e0 .. e{D-1}``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}; got '{kind}'")
+    if kind == "embedding":
+        check_aligned(predictor, modality)
+    manifest, table = predictor._encode(data, require_target=False, modalities=[modality])
+    table = table.select(table.modalities[modality].present)
+    if kind == "input":
+        values = input_vectors(table, modality)
+    else:  # a frozen encoder with ``cache: true`` is served from its feature store
+        table = attach_cached_features(predictor.config, predictor.net, predictor.pipeline, manifest, table)
+        net = predictor.net
+        if kind == "embedding":
+            values = _run(predictor, table, lambda b: net.embed(b["inputs"], b["present"])[modality])
+        else:
+            values = _run(predictor, table, lambda b: net.encode(b["inputs"], b["present"])[modality].pooled)
+    columns = [f"e{i}" for i in range(values.shape[1])] if len(values) else []
+    return pd.DataFrame(values, index=pd.Index(table.rows, name="row"), columns=columns)
+
+
+def save_embeddings(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write an embedding table (``.parquet`` or ``.csv``) atomically, the row index as a column."""
+    path = Path(path)
+    flat = frame.reset_index()
+    if path.suffix == ".parquet":
+        atomic_write(path, lambda tmp: flat.to_parquet(tmp, index=False))
+    elif path.suffix == ".csv":
+        atomic_write(path, lambda tmp: flat.to_csv(tmp, index=False, float_format="%.9g"))
+    else:
+        raise ValueError(f"embedding file must end in .parquet or .csv; got '{path.name}'")
+    return path
+
+
+def load_embeddings(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a table written by :func:`save_embeddings` (float32 values indexed by ``row``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"embedding file not found: {path}")
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    columns = [c for c in frame.columns if c != "row"]
+    if "row" not in frame.columns or any(not (c.startswith("e") and c[1:].isdigit()) for c in columns):
+        raise ManifestError([f"{path.name}: expected columns row, e0, e1, ...; got {list(frame.columns)[:8]}"],
+                            source=str(path))
+    return frame.set_index("row")[columns].astype(np.float32)

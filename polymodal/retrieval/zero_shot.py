@@ -1,0 +1,80 @@
+"""Zero-shot classification through the shared space: each class is the embedding of its name
+(or prompts) on the text side; a row is classified by its nearest class embedding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from polymodal.config.align import aligned_modalities
+from polymodal.config.modalities import modality_columns
+from polymodal.data.pipeline import DataSource
+from polymodal.errors import SchemaMismatchError
+from polymodal.predictor import MultimodalPredictor
+from polymodal.retrieval.embed import check_aligned, embed_rows
+
+Classes = Sequence[str] | Mapping[str, str | Sequence[str]]
+
+
+def text_side(predictor: MultimodalPredictor, text_modality: str | None) -> str:
+    """The aligned text modality that embeds class prompts (the only one, unless named)."""
+    if text_modality is not None:
+        check_aligned(predictor, text_modality)
+        if predictor.config.modalities[text_modality].kind != "text":
+            raise SchemaMismatchError(f"modality '{text_modality}' is of kind "
+                                      f"'{predictor.config.modalities[text_modality].kind}', not 'text'")
+        return text_modality
+    texts = [n for n in aligned_modalities(predictor.config) if predictor.config.modalities[n].kind == "text"]
+    if len(texts) != 1:
+        raise SchemaMismatchError(f"zero-shot classification embeds class names with an aligned text modality; this "
+                                  f"model has {texts or 'none'}" + ("; name one with text_modality" if texts else ""))
+    return texts[0]
+
+
+def class_embeddings(predictor: MultimodalPredictor, classes: Classes, text_modality: str | None = None,
+                     template: str = "{}") -> pd.DataFrame:
+    """One L2-normalised embedding per class: the normalised mean of its prompts' embeddings.
+
+    Args:
+        classes: class names (each prompt is ``template.format(name)``), or ``{class: prompt or
+            [prompts]}``.
+        template: how a bare class name becomes a prompt, e.g. ``"a drawing of a {}"``.
+
+    Returns:
+        (C, D) indexed by class name.
+    """
+    text = text_side(predictor, text_modality)
+    prompts = {str(c): [template.format(c)] for c in classes} if not isinstance(classes, Mapping) else {
+        str(c): [p] if isinstance(p, str) else list(p) for c, p in classes.items()}
+    if not prompts or any(not p for p in prompts.values()):
+        raise ValueError(f"zero-shot classification needs at least one prompt per class; got {prompts}")
+    flat = [(c, p) for c, ps in prompts.items() for p in ps]
+    column = modality_columns(predictor.config.modalities[text])[0]
+    embedded = embed_rows(predictor, pd.DataFrame({column: [p for _, p in flat]}), text)
+    if len(embedded) != len(flat):
+        raise SchemaMismatchError("every class prompt must be a non-empty text")
+    owners = np.array([c for c, _ in flat])
+    vectors = embedded.to_numpy()
+    means = np.stack([vectors[owners == c].mean(axis=0) for c in prompts])
+    means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    return pd.DataFrame(means, index=pd.Index(list(prompts), name="class"))
+
+
+def zero_shot(predictor: MultimodalPredictor, data: DataSource, modality: str, classes: Classes,
+              text_modality: str | None = None, template: str = "{}") -> pd.DataFrame:
+    """Classify every row of ``data`` holding ``modality`` by its nearest class embedding.
+
+    Returns:
+        Indexed by manifest row: ``prediction`` and one ``score_<class>`` column (cosine similarity)
+        per class.
+    """
+    check_aligned(predictor, modality)
+    centres = class_embeddings(predictor, classes, text_modality, template)
+    rows = embed_rows(predictor, data, modality)
+    scores = rows.to_numpy() @ centres.to_numpy().T  # (N, C)
+    names = np.asarray(centres.index, dtype=object)
+    frame = pd.DataFrame({"prediction": names[scores.argmax(axis=1)] if len(rows) else []}, index=rows.index)
+    return frame.join(pd.DataFrame(scores, index=rows.index, columns=[f"score_{c}" for c in names]))

@@ -1,0 +1,98 @@
+"""Domain adaptation as a loss term: DANN, CDAN(+E), multi-kernel MMD and CORAL.
+
+The labelled batch is the source domain, the unlabelled batch the target domain; both went
+through the network in one forward pass (:mod:`polymodal.training.unlabeled`). The term aligns
+the fused representation (``on: fused``) or chosen modalities' encoder outputs (``on: [audio]``),
+each with its own loss module (and discriminator), leaving the other modalities as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from polymodal.config.transfer import CdanConfig, CoralConfig, DannConfig, DomainConfig, MmdConfig
+from polymodal.models.objectives import LossOutput
+from polymodal.models.objectives.domain import CdanLoss, CoralLoss, DannLoss, MmdLoss
+from polymodal.training.terms import StepContext, Term
+
+FUSED = "fused"
+
+
+def build_domain_loss(cfg: DomainConfig, in_dim: int, n_classes: int, seed: int = 0) -> nn.Module:
+    """The loss module of one aligned representation of width ``in_dim``."""
+    if isinstance(cfg, CdanConfig):  # before DannConfig: CDAN's config extends DANN's
+        return CdanLoss(in_dim, n_classes, cfg.hidden, cfg.gamma, cfg.entropy, cfg.random_dim, cfg.max_outer, seed)
+    if isinstance(cfg, DannConfig):
+        return DannLoss(in_dim, cfg.hidden, cfg.gamma)
+    if isinstance(cfg, MmdConfig):
+        return MmdLoss(cfg.bandwidths)
+    if isinstance(cfg, CoralConfig):
+        return CoralLoss()
+    raise ValueError(f"not a domain-adaptation method: '{cfg.method}'")
+
+
+def aligned_dims(cfg: DomainConfig, net: Any) -> dict[str, int]:
+    """Width of every representation the method aligns, by key (``fused`` or a modality name)."""
+    if cfg.on == FUSED:
+        return {FUSED: net.fusion.output_dim}
+    return {name: net.encoders[name].output_dim for name in sorted(cfg.on)}
+
+
+def domain_features(ctx: StepContext, key: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source and target features of one representation, and the rows they come from.
+
+    Returns:
+        source (Bs', D), target (Bt', D), source rows (B,) bool, target rows (Bt,) bool: all rows for
+        the fused representation, the rows where the modality is present for an encoder's output.
+    """
+    out, target_out = ctx.out, ctx.unlabeled_out
+    if out is None or target_out is None or ctx.unlabeled is None:
+        raise ValueError("domain adaptation needs the unlabelled (target) batch; the training step has none")
+    if key == FUSED:
+        source, target = out.fused.pooled, target_out.fused.pooled
+        return (source, target, torch.ones(source.shape[0], dtype=torch.bool, device=source.device),
+                torch.ones(target.shape[0], dtype=torch.bool, device=target.device))
+    rows_s, rows_t = ctx.present[key], ctx.unlabeled["present"][key]
+    return out.features[key].pooled[rows_s], target_out.features[key].pooled[rows_t], rows_s, rows_t
+
+
+class DomainTerm(Term):
+    """The domain loss averaged over the aligned representations.
+
+    Args:
+        losses: a loss module per representation (``fused`` or modality names).
+        weight: weight in the training objective.
+        classes: the main task's columns of the outputs (CDAN conditions on their softmax).
+    """
+
+    name = "domain"
+
+    def __init__(self, losses: Mapping[str, nn.Module], weight: float, classes: slice):
+        super().__init__(weight)
+        self.losses = nn.ModuleDict(dict(losses))
+        self.classes = classes
+
+    def forward(self, ctx: StepContext) -> LossOutput:
+        values, logs = [], {}
+        for key, loss in self.losses.items():
+            source, target, rows_s, rows_t = domain_features(ctx, key)
+            if source.shape[0] < 2 or target.shape[0] < 2:
+                continue  # too few rows with this modality in the step to compare distributions
+            result = loss(source, target, source_logits=ctx.out.outputs[rows_s, self.classes],
+                          target_logits=ctx.unlabeled_out.outputs[rows_t, self.classes], progress=ctx.progress)
+            values.append(result.loss)
+            prefix = "" if len(self.losses) == 1 else f"{key}_"
+            logs.update({f"{prefix}{k}": v for k, v in result.logs.items()})
+        if not values:
+            return LossOutput(ctx.out.outputs.sum() * 0.0, logs)
+        return LossOutput(torch.stack(values).mean(), logs)
+
+
+def build_domain_term(cfg: DomainConfig, net: Any, n_classes: int, seed: int = 0) -> DomainTerm:
+    """The :class:`DomainTerm` of a ``transfer`` section for a built network."""
+    losses = {key: build_domain_loss(cfg, dim, n_classes, seed) for key, dim in aligned_dims(cfg, net).items()}
+    return DomainTerm(losses, cfg.weight, slice(0, n_classes))

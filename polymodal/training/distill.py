@@ -1,0 +1,100 @@
+"""Cross-modal distillation: a trained run teaches this one on paired training rows.
+
+The teacher (e.g. image + audio) runs once over the training rows before training, in eval
+mode and without augmentation; its class logits and fused representations are kept in memory
+(``teacher_outputs``). At each step the :class:`DistillTerm` looks up the rows of the batch and
+adds the KL divergence between the softened class distributions plus matching of the student's
+fused representation, through a learned linear map, to the teacher's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from polymodal.data.dataset import collate
+from polymodal.errors import SchemaMismatchError
+from polymodal.models.objectives import LossOutput
+from polymodal.models.objectives.distill import DistillLoss
+from polymodal.training.terms import StepContext, Term
+from polymodal.training.unlabeled import to_device
+
+
+@torch.no_grad()
+def teacher_outputs(teacher: Any, manifest: Any, rows: np.ndarray, device: torch.device
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's class logits (N, K) and fused representations (N, D) on ``rows`` of a manifest.
+
+    Args:
+        teacher: a fitted :class:`~polymodal.predictor.MultimodalPredictor`.
+        manifest: the student's training manifest; it must hold every teacher modality's column.
+        rows: manifest rows of the student's encoded training table, in its order.
+
+    Raises:
+        ManifestError: a teacher modality's column is missing.
+        SchemaMismatchError: the teacher could not encode every row the student trains on.
+    """
+    names = teacher.config.modality_names
+    subset = manifest.subset(rows)
+    checked = teacher.pipeline.read(subset, require_target=False, modalities=names)
+    table = teacher.pipeline.encode(checked, modalities=names)
+    if len(table) != len(rows):
+        raise SchemaMismatchError(f"the teacher encoded {len(table)} of the {len(rows)} training rows (the others "
+                                  "failed to decode for it); distillation needs the teacher's view of every row")
+    net = teacher.net.to(device).eval()
+    logits, fused = [], []
+    loader = DataLoader(teacher.pipeline.dataset(table), batch_size=256, collate_fn=collate)
+    for batch in loader:
+        batch = to_device(batch, device)
+        out = net.forward_train(batch["inputs"], batch["present"])
+        logits.append(out.outputs.float().cpu())
+        fused.append(out.fused.pooled.float().cpu())
+    return torch.cat(logits), torch.cat(fused)
+
+
+class DistillTerm(Term):
+    """KL on softened logits plus feature matching against precomputed teacher outputs.
+
+    Args:
+        logits / features: the teacher's (N, K) logits and (N, D_t) fused representation per
+            training-table row (looked up with the batch's ``index``).
+        student_dim: width of the student's fused representation.
+        classes: the main task's columns of the student's outputs.
+    """
+
+    name = "distill"
+
+    def __init__(self, logits: torch.Tensor, features: torch.Tensor, student_dim: int, temperature: float,
+                 feature_weight: float, weight: float, classes: slice):
+        super().__init__(weight)
+        self.register_buffer("teacher_logits", logits, persistent=False)
+        self.register_buffer("teacher_features", features, persistent=False)
+        self.loss = DistillLoss(student_dim, features.shape[1], temperature, feature_weight)
+        self.classes = classes
+
+    def forward(self, ctx: StepContext) -> LossOutput:
+        rows = ctx.batch["index"].to(self.teacher_logits.device)
+        return self.loss(ctx.out.outputs[:, self.classes], self.teacher_logits[rows], ctx.out.fused.pooled,
+                         self.teacher_features[rows])
+
+
+def check_teacher(teacher: Any, classes: list[Any] | None) -> None:
+    """The teacher predicts the same classes, in the same order, as the student will.
+
+    Raises:
+        SchemaMismatchError: it does not, or it is not a classification model.
+    """
+    if teacher.config.task != "classification":
+        raise SchemaMismatchError(f"transfer.teacher must be a classification run; it does '{teacher.config.task}'")
+    if list(teacher.pipeline.targets.classes) != list(classes or []):
+        raise SchemaMismatchError(f"transfer.teacher predicts classes {teacher.pipeline.targets.classes}, but this "
+                                  f"run's training data has {classes}")
+
+
+def distill_feature_dim(net: nn.Module) -> int:
+    """Width of a network's fused representation."""
+    return int(net.fusion.output_dim)

@@ -1,0 +1,80 @@
+"""Semi-supervised learning as loss terms: pseudo-labelling and FixMatch.
+
+Both read the network's outputs on the unlabelled batch, forwarded together with the labelled
+one (:mod:`polymodal.training.unlabeled`). FixMatch first appends a strongly augmented copy of
+each unlabelled row (:func:`polymodal.data.strong.strong_view`) on top of the modality's own
+training augmentation (the weak view).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from polymodal.data.strong import strong_view
+from polymodal.models.objectives import LossOutput
+from polymodal.models.objectives.semi import pseudo_label_loss
+from polymodal.training.terms import Batch, StepContext, Term
+from polymodal.training.unlabeled import concat_inputs
+
+
+def _unlabeled_logits(ctx: StepContext, classes: slice):
+    if ctx.unlabeled_out is None:
+        raise ValueError("semi-supervised learning needs the unlabelled batch; the training step has none")
+    return ctx.unlabeled_out.outputs[:, classes]
+
+
+class PseudoLabelTerm(Term):
+    """Confident predictions on unlabelled rows become their labels (Lee, 2013).
+
+    Args:
+        threshold: minimum top-class probability for a row to count.
+        rampup: fraction of training over which the loss is scaled up linearly from 0.
+        classes: the main task's columns of the outputs.
+    """
+
+    name = "pseudo"
+
+    def __init__(self, threshold: float, weight: float, rampup: float, classes: slice):
+        super().__init__(weight)
+        self.threshold = threshold
+        self.rampup = rampup
+        self.classes = classes
+
+    def forward(self, ctx: StepContext) -> LossOutput:
+        logits = _unlabeled_logits(ctx, self.classes)
+        result = pseudo_label_loss(logits, logits, self.threshold)
+        scale = 1.0 if self.rampup == 0 else min(1.0, ctx.progress / self.rampup)
+        return LossOutput(result.loss * scale, result.logs)
+
+
+class FixMatchTerm(Term):
+    """FixMatch (Sohn et al., 2020): the weak view's confident prediction labels the strong view.
+
+    Args:
+        kinds: modality kind by name (chooses each modality's strong augmentation).
+        threshold: minimum top-class probability of the weak view.
+        magnitude / erase: strength of the strong augmentation.
+        classes: the main task's columns of the outputs.
+    """
+
+    name = "fixmatch"
+
+    def __init__(self, kinds: Mapping[str, str], threshold: float, weight: float, magnitude: float, erase: float,
+                 classes: slice):
+        super().__init__(weight)
+        self.kinds = dict(kinds)
+        self.threshold = threshold
+        self.magnitude = magnitude
+        self.erase = erase
+        self.classes = classes
+
+    def prepare_unlabeled(self, batch: Batch) -> Batch:
+        """The weak rows followed by their strong copies."""
+        strong = {"inputs": strong_view(batch["inputs"], self.kinds, self.magnitude, self.erase),
+                  "present": batch["present"]}
+        return {**batch, **concat_inputs(batch, strong)}
+
+    def forward(self, ctx: StepContext) -> LossOutput:
+        logits = _unlabeled_logits(ctx, self.classes)
+        n = logits.shape[0] // 2
+        return pseudo_label_loss(logits[n:], logits[:n], self.threshold)

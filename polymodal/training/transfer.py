@@ -1,0 +1,170 @@
+"""What a run's ``transfer`` section adds to training: data, loss terms, a loader, a last step.
+
+``TransferPlan.prepare`` reads and encodes the unlabelled manifest (with the preprocessing fitted
+on the labelled one) or runs the distillation teacher over the training rows; ``terms`` adds the
+method's :class:`~polymodal.training.terms.Term`; ``train_loader`` pairs every labelled batch
+with an unlabelled one (Lightning's ``CombinedLoader`` in ``max_size_cycle`` mode: an epoch runs
+through the longer manifest, cycling the shorter) or makes the batches episodes (few-shot);
+``finish`` sets a prototypical network's class prototypes from the whole training set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch.utilities import CombinedLoader
+from torch.utils.data import DataLoader
+
+from polymodal.config.transfer import (
+    DistillConfig,
+    DomainConfig,
+    FixMatchConfig,
+    ProtoNetConfig,
+    PseudoLabelConfig,
+    UnlabeledConfig,
+)
+from polymodal.data.dataset import collate
+from polymodal.data.encode import EncodedTable
+from polymodal.errors import ConfigError
+from polymodal.training.adaptation import build_domain_term
+from polymodal.training.distill import DistillTerm, check_teacher, distill_feature_dim, teacher_outputs
+from polymodal.training.fewshot import PrototypicalTerm, episode_loader, set_class_prototypes
+from polymodal.training.semi import FixMatchTerm, PseudoLabelTerm
+from polymodal.training.terms import TaskTerm, Term
+from polymodal.utils.device import default_device
+
+UNLABELED_METHODS = ("dann", "cdan", "mmd", "coral", "pseudo_label", "fixmatch")
+
+
+class PairedLoader(CombinedLoader):
+    """``{"labeled": batch, "unlabeled": batch}`` batches; its length (steps per epoch) is known
+    before iteration: the longer loader's."""
+
+    def __init__(self, labeled: DataLoader, unlabeled: DataLoader):
+        super().__init__({"labeled": labeled, "unlabeled": unlabeled}, mode="max_size_cycle")
+
+    def __len__(self) -> int:
+        if self._iterator is not None:
+            return len(self._iterator)
+        return max(len(loader) for loader in self.flattened)
+
+
+def main_classes(targets: Any) -> slice:
+    """The output columns of the main task (all of them for a single-task model)."""
+    sizes = getattr(targets, "task_outputs", None)
+    return slice(0, next(iter(sizes.values())) if sizes else targets.n_outputs)
+
+
+def main_labels(targets: Any, encoded: np.ndarray) -> np.ndarray:
+    """The main task's class indices from encoded targets (single- or multi-task)."""
+    return targets.main_targets(encoded) if hasattr(targets, "main_targets") else encoded
+
+
+class TransferPlan:
+    """The transfer method of one fit (see the module docstring).
+
+    Attributes:
+        info: facts for the run's ``metrics.json`` (unlabelled rows, method).
+    """
+
+    def __init__(self, config: Any, pipeline: Any, train_table: EncodedTable, train_y: np.ndarray):
+        self.config = config
+        self.method = config.transfer
+        self.pipeline = pipeline
+        self.train_table = train_table
+        self.train_y = train_y
+        self.unlabeled_table: EncodedTable | None = None
+        self.teacher: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.info: dict[str, Any] = {} if self.method is None else {"transfer": self.method.method}
+
+    @classmethod
+    def prepare(cls, config: Any, pipeline: Any, train_manifest: Any, train_table: EncodedTable,
+                train_y: np.ndarray, unlabeled: Any | None = None,
+                load_run: Callable[[Path], Any] | None = None) -> TransferPlan:
+        """Check the method's inputs and load what it learns from.
+
+        Args:
+            unlabeled: the unlabelled manifest (path or DataFrame), or None to use
+                ``transfer.unlabeled``.
+            load_run: loads a saved run (``MultimodalPredictor.load``), for the distillation teacher.
+
+        Raises:
+            ConfigError: unlabelled data given to a method that does not use it, or missing for
+                one that needs it.
+            ManifestError / DecodeError: the unlabelled manifest or the teacher's inputs are bad.
+            SchemaMismatchError: the teacher does not fit this run.
+        """
+        plan = cls(config, pipeline, train_table, train_y)
+        method = plan.method
+        source = unlabeled if unlabeled is not None else getattr(method, "unlabeled", None)
+        if source is not None and not isinstance(method, UnlabeledConfig):
+            what = "no transfer method is configured" if method is None else f"transfer method '{method.method}'"
+            raise ConfigError([f"transfer: unlabelled data was given (fit(unlabeled=...) or --unlabeled) but {what} "
+                               f"learns from none; methods that do: {', '.join(UNLABELED_METHODS)}"])
+        if isinstance(method, UnlabeledConfig):
+            if source is None:
+                raise ConfigError([f"transfer.unlabeled: method '{method.method}' learns from an unlabelled manifest; "
+                                   "pass fit(unlabeled=...) or --unlabeled, or set transfer.unlabeled"])
+            manifest = pipeline.read(source, require_target=False, training=True)
+            plan.unlabeled_table = pipeline.encode(manifest, progress=config.train.progress)
+            plan.info["unlabeled_rows"] = len(plan.unlabeled_table)
+        if isinstance(method, DistillConfig):
+            if load_run is None:
+                raise ValueError("distillation needs load_run to load the teacher's run folder")
+            teacher = load_run(Path(method.teacher))
+            check_teacher(teacher, pipeline.targets.classes)
+            plan.teacher = teacher_outputs(teacher, train_manifest, np.asarray(train_table.rows), default_device())
+            plan.info["teacher"] = str(method.teacher)
+        return plan
+
+    def terms(self, net: Any, terms: list[Term]) -> list[Term]:
+        """The run's loss terms with the method's added (a prototypical network replaces the task
+        term: its head scores prototypes, which the episodes train)."""
+        method = self.method
+        classes = main_classes(self.pipeline.targets)
+        n_classes = classes.stop - classes.start
+        if method is None:
+            return terms
+        if isinstance(method, DomainConfig):
+            return [*terms, build_domain_term(method, net, n_classes, self.config.train.seed)]
+        if isinstance(method, PseudoLabelConfig):
+            return [*terms, PseudoLabelTerm(method.threshold, method.weight, method.rampup, classes)]
+        if isinstance(method, FixMatchConfig):
+            kinds = {name: m.kind for name, m in self.config.modalities.items()}
+            return [*terms, FixMatchTerm(kinds, method.threshold, method.weight, method.strong.magnitude,
+                                         method.strong.erase, classes)]
+        if isinstance(method, ProtoNetConfig):
+            return [PrototypicalTerm(method.shots, method.weight), *(t for t in terms if not isinstance(t, TaskTerm))]
+        if isinstance(method, DistillConfig):
+            logits, features = self.teacher
+            return [*terms, DistillTerm(logits, features, distill_feature_dim(net), method.temperature,
+                                        method.feature_weight, method.weight, classes)]
+        raise ValueError(f"unknown transfer method '{method.method}'")
+
+    def train_loader(self, labeled: DataLoader) -> Any:
+        """The training loader: ``labeled`` itself, paired with the unlabelled rows, or episodic."""
+        method = self.method
+        if self.unlabeled_table is not None:
+            size = method.unlabeled_batch_size or self.config.train.batch_size
+            dataset = self.pipeline.dataset(self.unlabeled_table, None, train=True)
+            unlabeled = DataLoader(dataset, batch_size=size, shuffle=True, collate_fn=collate,
+                                   num_workers=labeled.num_workers, persistent_workers=labeled.num_workers > 0,
+                                   drop_last=len(dataset) > size)
+            return PairedLoader(labeled, unlabeled)
+        if isinstance(method, ProtoNetConfig):
+            labels = main_labels(self.pipeline.targets, self.train_y)
+            return episode_loader(labeled.dataset, labels, ways=method.ways or int(labels.max()) + 1,
+                                  shots=method.shots, queries=method.queries, episodes=method.episodes,
+                                  seed=self.config.train.seed, collate=collate, num_workers=labeled.num_workers)
+        return labeled
+
+    def finish(self, net: Any) -> None:
+        """After training: a prototypical network's prototypes become the training classes' means."""
+        if isinstance(self.method, ProtoNetConfig):
+            loader = DataLoader(self.pipeline.dataset(self.train_table, None, train=False),
+                                batch_size=self.config.train.batch_size, collate_fn=collate)
+            set_class_prototypes(net, loader, main_labels(self.pipeline.targets, self.train_y), default_device())

@@ -1,0 +1,181 @@
+"""Hyper-parameter search with Optuna: ``polymodal tune CONFIG --trials N``.
+
+The config's ``tune:`` section names dotted config keys and their ranges or choices. Each trial
+trains the config with the sampled values (TPE sampler, seeded), reports the validation metric
+after every epoch so that a median pruner can stop hopeless trials early, and the search writes
+
+    <out>/trials.csv        one row per trial: number, state, value, seconds, the sampled values
+    <out>/best_config.yaml  the base config with the best values filled in (``tune`` removed)
+    <out>/summary.json      metric, direction, best value and parameters
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from polymodal.config import Config, config_to_dict, load_config
+from polymodal.config.base import DISCRIMINATORS
+from polymodal.config.tune import ChoiceParam, RangeParam
+from polymodal.errors import ConfigError
+from polymodal.metrics import DEFAULT_MONITOR, LOWER_IS_BETTER
+from polymodal.utils.io import atomic_write, atomic_write_json, atomic_write_text
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """``set_dotted(d, "train.lr", 1e-3)`` sets ``d["train"]["lr"]``, creating sections as needed."""
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError([f"tune.space.{key}: '{part}' is not a section of the config (it holds {child!r})"])
+        node = child
+    node[parts[-1]] = value
+
+
+def trial_config(base: dict[str, Any], values: dict[str, Any]) -> Config:
+    """The base config (as a dict) with sampled values applied, validated, ``tune`` removed.
+
+    A value for a component's selector (``fusion.name``, ``modalities.x.encoder.name``...) that
+    differs from the base replaces that section with the new component at its defaults (the
+    base's settings belong to the other component); it is applied before the section's other
+    sampled keys, which then adjust the new component.
+    """
+    data = copy.deepcopy(base)
+    data.pop("tune", None)
+    selectors = [k for k in values if k.rsplit(".", 1)[-1] in DISCRIMINATORS]
+    for key in selectors + [k for k in values if k not in selectors]:
+        section, _, field = key.rpartition(".")
+        node = _get(data, section)
+        if key in selectors and isinstance(node, dict) and node.get(field) != values[key]:
+            set_dotted(data, section, {field: values[key]})
+        else:
+            set_dotted(data, key, values[key])
+    return load_config(data)
+
+
+def _get(data: dict[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split(".") if dotted else []:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _suggest(trial: Any, key: str, param: RangeParam | ChoiceParam) -> Any:
+    if isinstance(param, ChoiceParam):
+        index = trial.suggest_categorical(key, list(range(len(param.choices))))  # any JSON value as a choice
+        return copy.deepcopy(param.choices[index])
+    if param.integer:
+        return trial.suggest_int(key, param.low, param.high, step=int(param.step or 1), log=param.log)
+    return trial.suggest_float(key, float(param.low), float(param.high), log=param.log,
+                               step=None if param.step is None else float(param.step))
+
+
+def _metric(config: Config) -> tuple[str, str]:
+    tune = config.tune
+    stop = config.train.early_stopping
+    if tune is not None and tune.metric != "auto":
+        name = tune.metric
+    elif stop is not None and stop.monitor != "auto":
+        name = stop.monitor
+    else:
+        name = DEFAULT_MONITOR[config.task][0]
+    return name, "minimize" if name in LOWER_IS_BETTER else "maximize"
+
+
+def pruning_callback(trial: Any, monitor: str) -> Any:
+    """A Lightning callback reporting ``val_<monitor>`` each epoch and stopping pruned trials."""
+    import lightning as L
+    import optuna
+
+    class _Pruning(L.Callback):
+        def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            if trainer.sanity_checking:
+                return
+            value = trainer.callback_metrics.get(f"val_{monitor}")
+            if value is None:
+                return
+            trial.report(float(value), step=trainer.current_epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {trainer.current_epoch}: val_{monitor} = {float(value):.4f}")
+
+    return _Pruning()
+
+
+def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path, trials: int | None = None,
+               on_trial: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
+    """Search the config's ``tune.space``; return (and write) the trials table.
+
+    Raises:
+        ConfigError: the config has no ``tune`` section, or a sampled value does not fit the schema.
+    """
+    import optuna
+
+    from polymodal.predictor import MultimodalPredictor
+
+    config = load_config(config_path)
+    if config.tune is None:
+        raise ConfigError(["tune: the config has no 'tune' section (space, trials...) to search"],
+                          source=str(config_path))
+    base = config_to_dict(config)
+    tune = config.tune
+    monitor, direction = _metric(config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for key in tune.space:  # every key must lead somewhere valid before any training starts
+        probe = tune.space[key]
+        sample = probe.choices[0] if isinstance(probe, ChoiceParam) else probe.low
+        trial_config(base, {key: sample})
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=tune.warmup_epochs)
+              if tune.pruner == "median" else optuna.pruners.NopPruner())
+    study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=tune.seed), pruner=pruner)
+    rows: list[dict[str, Any]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        values = {key: _suggest(trial, key, param) for key, param in tune.space.items()}
+        trial.set_user_attr("values", values)
+        predictor = MultimodalPredictor(trial_config(base, values))
+        predictor.config.train.progress = False
+        predictor.fit(train, valid, callbacks=[pruning_callback(trial, monitor)])
+        score = predictor.metrics["valid"].get(monitor)
+        if score is None:
+            raise ConfigError([f"tune.metric: the validation metrics have no '{monitor}'; "
+                               f"they are {sorted(predictor.metrics['valid'])}"])
+        return float(score)
+
+    def record(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
+        row = {"trial": trial.number, "state": trial.state.name.lower(), "value": trial.value, "seconds": seconds,
+               **{k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in trial.user_attrs["values"].items()}}
+        rows.append(row)
+        frame = pd.DataFrame(rows)
+        atomic_write(out / "trials.csv", lambda tmp: frame.to_csv(tmp, index=False))
+        if on_trial is not None:
+            on_trial(row)
+
+    started = time.perf_counter()
+    study.optimize(objective, n_trials=trials or tune.trials, callbacks=[record], catch=())
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        raise RuntimeError("no trial completed; see trials.csv for their states")
+    best = study.best_trial
+    best_config = trial_config(base, best.user_attrs["values"])
+    atomic_write_text(out / "best_config.yaml", yaml.safe_dump(config_to_dict(best_config), sort_keys=False))
+    atomic_write_json(out / "summary.json", {
+        "metric": f"val_{monitor}", "direction": direction, "best_value": best.value, "best_trial": best.number,
+        "best_values": best.user_attrs["values"], "trials": len(study.trials), "completed": len(completed),
+        "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+        "seconds": time.perf_counter() - started,
+    })
+    return pd.DataFrame(rows)

@@ -1,0 +1,133 @@
+"""Modality attribution on models trained on generated data where the answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from polymodal import MultimodalPredictor
+from polymodal.errors import SchemaMismatchError
+from polymodal.evaluation import attribution
+from polymodal.evaluation.coalitions import coalition_outputs
+from polymodal.evaluation.data import load_eval_data, to_scores
+
+from .helpers import tabular_config, two_tabular
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def fit(rule: str) -> tuple[MultimodalPredictor, pd.DataFrame]:
+    config = tabular_config(dropout=0.3, epochs=12, report={"rows": 0})
+    config["train"]["lr"] = 0.02
+    predictor = MultimodalPredictor.from_config(config).fit(two_tabular(300, rule, 0), two_tabular(100, rule, 1))
+    return predictor, two_tabular(200, rule, 2)
+
+
+@pytest.fixture(scope="module")
+def a_only():
+    """The label depends on modality a alone."""
+    predictor, test = fit("a")
+    return predictor, test, predictor.explain(test, samples=0)
+
+
+@pytest.fixture(scope="module")
+def xor():
+    """The label is a xor b: neither modality says anything alone."""
+    predictor, test = fit("xor")
+    return predictor, test, predictor.explain(test, samples=0)
+
+
+def share(explanation, modality: str) -> float:
+    table = explanation.importance.set_index("modality")
+    return float(table.loc[modality, "share"])
+
+
+def test_when_only_a_matters_a_gets_over_90_percent_of_the_shapley_mass(a_only):
+    predictor, _, explanation = a_only
+    assert explanation.exact
+    assert share(explanation, "a") > 0.9
+    table = explanation.importance.set_index("modality")
+    assert table.loc["a", "accuracy_all"] > 0.95
+    assert table.loc["a", "accuracy_drop"] > 0.3  # without a: chance
+    assert abs(table.loc["b", "accuracy_drop"]) < 0.05  # without b: nothing lost
+
+
+def test_when_both_are_needed_both_get_a_large_share_and_the_interaction_shows(xor, a_only):
+    _, _, explanation = xor
+    assert 0.3 < share(explanation, "a") < 0.7 and 0.3 < share(explanation, "b") < 0.7
+    table = explanation.importance.set_index("modality")
+    assert table.loc["a", "accuracy_all"] > 0.9
+    assert (table["accuracy_alone"] < 0.65).all(), "one modality alone should be near chance under xor"
+    interaction = float(explanation.interaction_table()["mean_interaction"].iloc[0])
+    baseline = float(a_only[2].interaction_table()["mean_interaction"].iloc[0])
+    assert interaction > 0.25
+    assert interaction > 10 * abs(baseline)
+
+
+@pytest.mark.parametrize("case", ["a_only", "xor"])
+def test_shapley_values_add_up_to_all_present_minus_none_present_for_every_sample(case, request):
+    _, _, explanation = request.getfixturevalue(case)
+    np.testing.assert_allclose(explanation.phi.sum(axis=1), explanation.full - explanation.base, atol=1e-9)
+    values = explanation.values
+    np.testing.assert_allclose(values["base"] + values[["a", "b"]].sum(axis=1), values["prediction"], atol=1e-9)
+    assert (values["prediction"] >= 0.5).all(), "classification explains the predicted (most probable) class"
+
+
+def test_coalition_outputs_match_running_the_model_with_the_other_modalities_missing(a_only):
+    predictor, test, _ = a_only
+    data = load_eval_data(predictor, test, require_target=True)
+    batched = coalition_outputs(predictor, data.table, [frozenset({"a"}), frozenset({"b"}), frozenset()])
+    for k, subset in enumerate([["a"], ["b"]]):
+        alone = predictor.predict_proba(test, modalities=subset).to_numpy()
+        np.testing.assert_allclose(to_scores(predictor, batched[k]), alone, atol=1e-5)
+    full = predictor.predict_proba(test).to_numpy()
+    np.testing.assert_allclose(to_scores(predictor, coalition_outputs(predictor, data.table, [frozenset("ab")])[0]),
+                               full, atol=1e-5)
+
+
+def test_beyond_the_exact_limit_sampled_orders_are_used_and_stay_efficient(a_only, monkeypatch):
+    predictor, test, exact = a_only
+    monkeypatch.setattr(attribution, "EXACT_MAX_MODALITIES", 1)
+    sampled = predictor.explain(test, samples=0, permutations=8)
+    assert not sampled.exact and sampled.interactions is None
+    np.testing.assert_allclose(sampled.phi.sum(axis=1), sampled.full - sampled.base, atol=1e-9)
+    np.testing.assert_allclose(sampled.phi, exact.phi, atol=1e-9)  # two modalities: both orders = all orders
+    assert "accuracy_drop" in sampled.importance
+
+
+def test_unlabelled_rows_and_a_missing_modality(a_only):
+    predictor, test, _ = a_only
+    rows = test.drop(columns=["label"]).head(20).copy()
+    rows.loc[rows.index[:5], ["b1", "b2"]] = np.nan  # these rows hold only modality a
+    explanation = predictor.explain(rows, samples=0)
+    assert not any(c.startswith("accuracy") for c in explanation.importance.columns)
+    values = explanation.values
+    assert len(values) == 20
+    assert (values["b"].iloc[:5] == 0.0).all(), "a modality a row does not hold cannot contribute"
+    assert (values["b"].iloc[5:] != 0.0).any()
+
+
+def test_the_output_to_explain_must_exist(a_only):
+    predictor, test, _ = a_only
+    with pytest.raises(SchemaMismatchError, match=r"'maybe'.*\['no', 'yes'\]"):
+        predictor.explain(test, samples=0, output="maybe")
+    forced = predictor.explain(test.head(10), samples=0, output="yes")
+    assert (forced.values["explained"] == "yes").all()
+
+
+def test_the_page_and_tables_are_written(a_only, tmp_path):
+    _, _, explanation = a_only
+    page = explanation.to_html(tmp_path / "explain")
+    text = page.read_text(encoding="utf-8")
+    assert text.count("<img") >= 1 and "Global importance" in text and "Interactions" in text
+    shapley = pd.read_csv(tmp_path / "explain" / "shapley.csv")
+    assert len(shapley) == len(explanation.values) and {"a", "b", "base", "prediction"} <= set(shapley.columns)
+    assert list(pd.read_csv(tmp_path / "explain" / "importance.csv")["modality"]) == ["a", "b"]

@@ -1,0 +1,130 @@
+"""Corruptions: severity 0 is the identity, higher severity changes the sample more, results are
+seeded; every registered corruption is covered through the registry."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import numpy as np
+import pytest
+
+from polymodal.errors import ConfigError
+from polymodal.evaluation.corruptions import CORRUPTIONS, SEVERITIES, Corruption, CorruptionRegistry
+
+REQUIRED = {
+    "image": {"gaussian_noise", "salt_pepper", "blur", "contrast", "rotation", "occlusion"},
+    "audio": {"white_noise", "time_dropout", "gain"},
+    "text": {"typos", "word_dropout", "word_swap"},
+    "signal": {"noise", "dropout", "drift"},
+    "tabular": {"missing", "swap"},
+}
+WORDS = "the quick brown fox jumps over the lazy dog while seven small birds sing loudly in the old garden".split()
+
+
+def sample(kind: str, seed: int) -> tuple[Any, list[Any]]:
+    """A realistic sample of each kind (and the pool of raw cells for raw-stage corruptions)."""
+    rng = np.random.default_rng(seed)
+    if kind == "image":  # a bright stroke on a dark background, like a digit
+        image = np.zeros((28, 28, 1), np.uint8)
+        image[6:22, 12:16] = 220
+        image[6:10, 8:20] = 200
+        return np.clip(image + rng.integers(0, 20, image.shape), 0, 255).astype(np.uint8), []
+    if kind == "audio":
+        t = np.arange(8000) / 8000
+        wave = (0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-3 * t)).astype(np.float32)
+        wave[6000:] = 0.0  # padding after the recorded part
+        return (wave, 6000), []
+    if kind == "text":
+        return " ".join(rng.permutation(WORDS)), []
+    if kind == "signal":
+        steps = np.arange(256)
+        array = np.stack([np.sin(steps / 7.0), np.cos(steps / 11.0) * 2.0]).astype(np.float32)
+        array[:, 200:] = 0.0
+        return (array, 200), []
+    pool = [tuple(rng.normal(size=4).round(3)) + (str(rng.choice(["red", "blue", "green"])),) for _ in range(50)]
+    return pool[0], pool
+
+
+def change(kind: str, name: str, clean: Any, corrupted: Any) -> float:
+    """How much a sample changed, in [0, ...): mean absolute difference (arrays), character edit
+    share (text), share of changed entries (tabular)."""
+    if kind == "image":
+        return float(np.abs(clean.astype(np.float32) - corrupted.astype(np.float32)).mean() / 255.0)
+    if kind in ("audio", "signal"):
+        return float(np.abs(clean[0] - corrupted[0]).mean())
+    if kind == "text":
+        return 1.0 - difflib.SequenceMatcher(None, clean, corrupted).ratio()
+    return float(np.mean([a != b for a, b in zip(clean, corrupted)]))
+
+
+@pytest.mark.parametrize("kind", sorted(REQUIRED))
+def test_every_kind_has_the_required_corruptions(kind):
+    assert REQUIRED[kind] <= set(CORRUPTIONS.names(kind))
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS), ids=lambda c: c.key)
+def test_severity_zero_is_the_identity(corruption: Corruption):
+    clean, pool = sample(corruption.kind, 0)
+    out = corruption(clean, 0, np.random.default_rng(0), pool)
+    assert change(corruption.kind, corruption.name, clean, out) == 0.0
+    if isinstance(clean, tuple) and isinstance(clean[0], np.ndarray):
+        assert out[1] == clean[1]
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS), ids=lambda c: c.key)
+def test_higher_severity_changes_the_input_more(corruption: Corruption):
+    changes = []
+    for severity in range(SEVERITIES + 1):
+        per_seed = []
+        for seed in range(12):
+            clean, pool = sample(corruption.kind, seed)
+            out = corruption(clean, severity, np.random.default_rng(100 + seed), pool)
+            per_seed.append(change(corruption.kind, corruption.name, clean, out))
+        changes.append(float(np.mean(per_seed)))
+    assert changes[0] == 0.0
+    assert changes[1] > 0.0, f"{corruption.key} does nothing at severity 1"
+    for low, high in zip(changes[1:], changes[2:]):
+        assert high >= low * 0.98, f"{corruption.key}: change per severity {np.round(changes, 4)} is not increasing"
+    assert changes[-1] > 1.5 * changes[1], f"{corruption.key}: severity 5 barely exceeds severity 1 {changes}"
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS), ids=lambda c: c.key)
+def test_corruptions_are_seeded_and_keep_the_sample_form(corruption: Corruption):
+    clean, pool = sample(corruption.kind, 3)
+    first = corruption(clean, 4, np.random.default_rng(7), pool)
+    again = corruption(clean, 4, np.random.default_rng(7), pool)
+    other = corruption(clean, 4, np.random.default_rng(8), pool)
+    assert change(corruption.kind, corruption.name, first, again) == 0.0
+    if corruption.kind == "image":
+        assert first.dtype == np.uint8 and first.shape == clean.shape
+    elif corruption.kind in ("audio", "signal"):
+        assert first[0].dtype == np.float32 and first[0].shape == clean[0].shape and first[1] == clean[1]
+        assert np.all(first[0][..., clean[1]:] == 0.0), "the padding after the valid part was changed"
+    elif corruption.kind == "tabular":
+        assert isinstance(first, tuple) and len(first) == len(clean)
+    if corruption.name not in ("gain", "contrast", "blur"):  # deterministic given the level
+        assert change(corruption.kind, corruption.name, first, other) > 0.0, "the seed has no effect"
+
+
+def test_audio_white_noise_hits_the_requested_snr():
+    (wave, valid), _ = sample("audio", 0)
+    corruption = CORRUPTIONS.get("audio", "white_noise")
+    for severity, snr in enumerate(corruption.levels, start=1):
+        noisy, _ = corruption((wave, valid), severity, np.random.default_rng(severity), [])
+        noise = noisy[:valid] - wave[:valid]
+        measured = 10 * np.log10(np.mean(wave[:valid] ** 2) / np.mean(noise ** 2))
+        assert abs(measured - snr) < 0.5
+
+
+def test_registry_refuses_duplicates_and_bad_levels_and_names_what_is_allowed():
+    registry = CorruptionRegistry()
+    registry.register("image", "x", levels=(1, 2, 3, 4, 5), unit="u")(lambda s, level, rng, pool: s)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("image", "x", levels=(1, 2, 3, 4, 5), unit="u")(lambda s, level, rng, pool: s)
+    with pytest.raises(ValueError, match="5 values"):
+        registry.register("image", "y", levels=(1, 2), unit="u")
+    with pytest.raises(ConfigError, match=r"'nope'.*'image'.*allowed: \['x'\]"):
+        registry.get("image", "nope")
+    with pytest.raises(ValueError, match="severity"):
+        registry.get("image", "x")(np.zeros(1), 6, np.random.default_rng(0))

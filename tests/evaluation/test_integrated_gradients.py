@@ -1,0 +1,100 @@
+"""Within-modality attributions (Captum Integrated Gradients) for every modality kind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from polymodal import MultimodalPredictor
+from polymodal.evaluation.data import batches, load_eval_data
+
+from .helpers import all_kinds_config, all_kinds_dataset
+
+SAMPLES = 2
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def explained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kinds")
+    frame = all_kinds_dataset(root)
+    frame.to_csv(root / "all.csv", index=False)
+    predictor = MultimodalPredictor.from_config(all_kinds_config()).fit(root / "all.csv")
+    return predictor, root / "all.csv", predictor.explain(root / "all.csv", samples=SAMPLES, steps=64)
+
+
+def target_logit(predictor, data, position: int, modality: str, target: int, baseline: bool) -> float:
+    """The explained logit for one row, with the modality's input as is or at the IG baseline."""
+    keep = np.zeros(len(data.table), bool)
+    keep[position] = True
+    batch = next(batches(predictor, data.table.select(keep), batch_size=1))
+    inputs = {name: dict(values) for name, values in batch["inputs"].items()}
+    if baseline:
+        x = inputs[modality]["x"]
+        pad = predictor.pipeline.preprocessors[modality].pad_id if modality == "text" else 0
+        inputs[modality]["x"] = torch.full_like(x, pad)
+    with torch.no_grad():
+        return float(predictor.net(inputs, batch["present"])[0, target])
+
+
+def test_every_kind_gets_an_attribution_for_every_sample(explained):
+    _, _, explanation = explained
+    kinds = {(item.modality, item.row) for item in explanation.within}
+    assert kinds == {(m, r) for m in ("audio", "image", "signal", "table", "text") for r in range(SAMPLES)}
+    predicted = explanation.values["explained"]
+    for item in explanation.within:
+        assert item.output == predicted.loc[item.row]
+        assert np.isfinite(item.attribution).all() and np.abs(item.attribution).sum() > 0
+
+
+def test_attributions_add_up_to_the_logit_change_from_the_baseline(explained):
+    """Integrated Gradients' completeness: the attributions of an input sum to f(input) - f(baseline)."""
+    predictor, path, explanation = explained
+    data = load_eval_data(predictor, path, require_target=True)
+    classes = predictor.pipeline.targets.classes
+    for item in explanation.within:
+        target = classes.index(item.output)
+        change = (target_logit(predictor, data, item.row, item.modality, target, baseline=False)
+                  - target_logit(predictor, data, item.row, item.modality, target, baseline=True))
+        total = float(item.attribution.sum())
+        assert total == pytest.approx(change, rel=0.05, abs=2e-3), (item.modality, item.row)
+
+
+def test_display_shapes_follow_each_kind(explained):
+    predictor, path, explanation = explained
+    items = {(i.modality, i.row): i for i in explanation.within}
+    image = items[("image", 0)]
+    assert image.layout == "image" and image.attribution.shape == (8, 8) and image.display.shape == (8, 8, 1)
+    assert image.display.dtype == np.uint8
+    audio = items[("audio", 0)]
+    assert audio.layout == "map" and audio.attribution.shape == audio.display.shape and audio.attribution.shape[0] == 16
+    frames = [items[("audio", r)].attribution.shape[1] for r in range(SAMPLES)]
+    assert frames[0] < frames[1], "audio padding frames are not trimmed per clip"
+    signal = items[("signal", 0)]
+    assert signal.layout == "lines" and signal.attribution.shape == (1, 32)
+    table = items[("table", 0)]
+    assert table.layout == "bars" and table.labels == ["x1", "x2", "x1 (missing)", "x2 (missing)"]
+    assert table.attribution.shape == (4,)
+    text = items[("text", 1)]
+    prep = predictor.pipeline.preprocessors["text"]
+    import pandas as pd
+
+    raw = pd.read_csv(path)["text"].iloc[1]
+    assert text.layout == "tokens" and text.labels == prep.tokenize(raw) and text.attribution.shape == (len(text.labels),)
+
+
+def test_the_page_shows_every_kind(explained, tmp_path):
+    _, _, explanation = explained
+    page = explanation.to_html(tmp_path).read_text(encoding="utf-8")
+    assert "Inside each modality" in page
+    assert page.count("<img") >= 1 + 4 * SAMPLES  # importance plot + image, audio, signal, table per sample
+    tokens = sum(len(item.labels) for item in explanation.within if item.modality == "text")
+    assert tokens > 0 and page.count("<span title=") == tokens  # one highlighted span per token

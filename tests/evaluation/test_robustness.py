@@ -1,0 +1,123 @@
+"""Robustness sweeps: corruption after decoding, seeded, never cached; summaries and references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers_models import classification_config, make_dataset, write_splits
+
+from polymodal import MultimodalPredictor
+from polymodal.errors import ConfigError, SchemaMismatchError
+from polymodal.evaluation.corruptions import CORRUPTIONS
+from polymodal.evaluation.data import load_eval_data
+from polymodal.evaluation.robustness import area, corrupt_table, parse_corruptions, robustness_sweep
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Image + tabular classifier, trained with an on-disk feature cache; saved to a run folder."""
+    root = tmp_path_factory.mktemp("data")
+    paths = write_splits(root, make_dataset(root, n=60))
+    cache = tmp_path_factory.mktemp("cache")
+    config = classification_config(modality_dropout=0.2)
+    config["data"] = {"cache_dir": str(cache)}
+    config["report"] = {"rows": 0}
+    folder = tmp_path_factory.mktemp("runs") / "clf"
+    predictor = MultimodalPredictor.from_config(config).fit(paths["train"], paths["valid"], out=folder)
+    return predictor, paths, cache, folder
+
+
+def snapshot(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+def test_sweep_starts_from_the_clean_metric_is_seeded_and_never_touches_the_cache(run):
+    predictor, paths, cache, _ = run
+    predictor.evaluate(paths["test"])  # the clean test rows are cached now
+    before = snapshot(cache)
+    first = robustness_sweep(predictor, paths["test"], ["img:gaussian_noise", "tab"])
+    assert snapshot(cache) == before, "corrupted features went into the feature cache"
+    again = robustness_sweep(predictor, paths["test"], ["img:gaussian_noise", "tab"])
+    assert first.curves.equals(again.curves)
+    clean = predictor.evaluate(paths["test"])["accuracy"]
+    curves = first.curves
+    assert set(zip(curves["modality"], curves["corruption"])) == {("img", "gaussian_noise"), ("tab", "missing"),
+                                                                  ("tab", "swap")}
+    assert (curves.groupby(["modality", "corruption"])["severity"].apply(list) == [list(range(6))] * 3).all()
+    assert (curves[curves["severity"] == 0]["accuracy"] == clean).all()
+    assert (curves["failed"] == 0).all()
+    levels = curves[(curves["corruption"] == "gaussian_noise") & (curves["severity"] > 0)]["level"].tolist()
+    assert levels == list(CORRUPTIONS.get("image", "gaussian_noise").levels)
+    summary = first.summary.set_index(["modality", "corruption"])
+    for key, part in curves.groupby(["modality", "corruption"]):
+        assert summary.loc[key, "relative_robustness"] == pytest.approx(area(part["accuracy"].tolist()))
+        assert summary.loc[key, "clean"] == clean
+        assert summary.loc[key, "worst"] == part[part["severity"] == 5]["accuracy"].item()
+
+
+def test_corrupted_table_changes_only_the_corrupted_modality_and_only_above_severity_zero(run):
+    predictor, paths, _, _ = run
+    data = load_eval_data(predictor, paths["test"], require_target=True)
+    noise = CORRUPTIONS.get("image", "gaussian_noise")
+    clean_img = np.asarray(data.table.modalities["img"].arrays["x"])
+    same, failed = corrupt_table(predictor, data, "img", noise, 0)
+    assert failed == 0
+    np.testing.assert_array_equal(np.asarray(same.modalities["img"].arrays["x"]), clean_img)
+    noisy, _ = corrupt_table(predictor, data, "img", noise, 5)
+    present = data.table.modalities["img"].present
+    np.testing.assert_array_equal(noisy.modalities["img"].present, present)
+    changed = np.asarray(noisy.modalities["img"].arrays["x"]) != clean_img
+    assert changed[present].reshape(present.sum(), -1).any(axis=1).all(), "a present image was not corrupted"
+    assert not changed[~present].any(), "an absent image got values"
+    for key, value in data.table.modalities["tab"].arrays.items():
+        np.testing.assert_array_equal(np.asarray(noisy.modalities["tab"].arrays[key]), np.asarray(value))
+
+
+def test_a_rows_noise_does_not_depend_on_which_other_rows_are_evaluated(run):
+    predictor, paths, _, _ = run
+    noise = CORRUPTIONS.get("image", "salt_pepper")
+    full = load_eval_data(predictor, paths["test"], require_target=True)
+    part = load_eval_data(predictor, paths["test"], require_target=True, max_rows=5, seed=3)
+    assert len(part) == 5
+    full_x = np.asarray(corrupt_table(predictor, full, "img", noise, 3)[0].modalities["img"].arrays["x"])
+    part_x = np.asarray(corrupt_table(predictor, part, "img", noise, 3)[0].modalities["img"].arrays["x"])
+    np.testing.assert_array_equal(part_x, full_x[part.source_rows])
+
+
+def test_a_reference_run_gives_effective_robustness(run):
+    predictor, paths, _, folder = run
+    reference = MultimodalPredictor.load(folder)
+    result = robustness_sweep(predictor, paths["test"], ["img:contrast"], reference=reference)
+    np.testing.assert_allclose(result.curves["reference"], result.curves["accuracy"])
+    assert result.summary["effective_robustness"].tolist() == pytest.approx([0.0])
+    other = MultimodalPredictor.from_config({**classification_config(), "modalities": {
+        "tab": classification_config()["modalities"]["tab"]}, "report": {"rows": 0}})
+    other.fit(paths["train"], paths["valid"])
+    with pytest.raises(SchemaMismatchError, match="modality 'img' of kind 'image'"):
+        robustness_sweep(predictor, paths["test"], ["img:contrast"], reference=other)
+
+
+def test_corruption_specs_are_checked(run):
+    predictor = run[0]
+    assert parse_corruptions(["img:blur", "img:blur"], predictor) == {"img": ["blur"]}
+    assert parse_corruptions(["img"], predictor) == {"img": CORRUPTIONS.names("image")}
+    assert parse_corruptions(None, predictor) == {"img": CORRUPTIONS.names("image"),
+                                                  "tab": CORRUPTIONS.names("tabular")}
+    with pytest.raises(SchemaMismatchError, match=r"unknown modality 'audio'.*\['img', 'tab'\]"):
+        parse_corruptions(["audio:white_noise"], predictor)
+    with pytest.raises(ConfigError, match=r"'white_noise'.*'image'.*allowed: \['gaussian_noise'"):
+        parse_corruptions(["img:white_noise"], predictor)
+
+
+def test_area_under_the_severity_curve():
+    assert area([0.8] * 6) == pytest.approx(0.8)
+    assert area([1.0, 0.8, 0.6, 0.4, 0.2, 0.0]) == pytest.approx(0.5)

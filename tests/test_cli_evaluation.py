@@ -1,0 +1,83 @@
+"""``polymodal evaluate --missing / --robustness`` and ``polymodal explain``."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from helpers_models import classification_config, make_dataset, write_splits
+from typer.testing import CliRunner
+
+from polymodal import MultimodalPredictor
+from polymodal.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    paths = write_splits(root, make_dataset(root, n=60))
+    folder = tmp_path_factory.mktemp("runs") / "clf"
+    config = {**classification_config(modality_dropout=0.2), "report": {"rows": 0}}
+    MultimodalPredictor.from_config(config).fit(paths["train"], paths["valid"], out=folder)
+    return folder, paths
+
+
+def test_missing_and_robustness_tables_in_json_and_files(run):
+    folder, paths = run
+    result = invoke("evaluate", folder, "--data", paths["test"], "--missing", "--robustness",
+                    "--corruption", "img:blur", "--corruption", "tab:missing", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["rows"] == 12 and "accuracy" in report
+    assert [r["modalities"] for r in report["missing"]] == ["img+tab", "img", "tab"]
+    table = report["robustness"]["table"]
+    assert [(r["modality"], r["corruption"]) for r in table] == [("img", "blur"), ("tab", "missing")]
+    assert all(r["s0"] == report["accuracy"] for r in table)
+    assert {"s1", "s5", "relative_robustness"} <= set(table[0])
+    out = folder / "evaluation"
+    assert len(pd.read_csv(out / "missing.csv")) == 3
+    assert len(pd.read_csv(out / "robustness_curves.csv")) == 12
+    assert (out / "robustness.png").stat().st_size > 1000
+
+
+def test_tables_are_printed_and_saved_where_asked_with_a_reference(run, tmp_path):
+    folder, paths = run
+    result = invoke("evaluate", folder, "--data", paths["test"], "--missing", "--robustness", "--corruption",
+                    "img:contrast", "--reference", folder, "--out", tmp_path / "eval")
+    assert result.exit_code == 0, result.output
+    assert "modality subsets" in result.stdout and "by corruption severity" in result.stdout
+    summary = pd.read_csv(tmp_path / "eval" / "robustness_summary.csv")
+    assert summary["effective_robustness"].tolist() == pytest.approx([0.0])  # a run against itself
+
+
+def test_unknown_corruption_is_a_user_error(run):
+    folder, paths = run
+    result = invoke("evaluate", folder, "--data", paths["test"], "--robustness", "--corruption", "img:fog")
+    assert result.exit_code == 2, result.output
+    assert "'fog'" in result.stderr and "gaussian_noise" in result.stderr and "Traceback" not in result.output
+
+
+def test_explain_writes_the_page(run, tmp_path):
+    folder, paths = run
+    result = invoke("explain", folder, "--data", paths["test"], "--samples", "1", "--out", tmp_path / "why")
+    assert result.exit_code == 0, result.output
+    assert "modality importance" in result.stdout and "explain.html" in result.stdout
+    page = (tmp_path / "why" / "explain.html").read_text(encoding="utf-8")
+    assert page.count("<img") >= 3  # importance, the image heat-map, the table's bars
+    assert len(pd.read_csv(tmp_path / "why" / "shapley.csv")) == 12

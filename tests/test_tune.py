@@ -1,0 +1,78 @@
+"""Hyper-parameter search (polymodal.tune)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from helpers_models import classification_config, make_dataset, write_splits
+
+from polymodal.config import load_config
+from polymodal.errors import ConfigError
+from polymodal.tune import pruning_callback, run_search, set_dotted, trial_config
+
+
+def test_set_dotted_creates_and_overrides_sections():
+    data = {"train": {"lr": 1.0}}
+    set_dotted(data, "train.lr", 0.5)
+    set_dotted(data, "fusion.dim", 32)
+    assert data == {"train": {"lr": 0.5}, "fusion": {"dim": 32}}
+    with pytest.raises(ConfigError, match="not a section"):
+        set_dotted({"train": 3}, "train.lr", 0.1)
+
+
+def test_trial_config_validates_sampled_values():
+    base = classification_config()
+    assert trial_config(base, {"train.lr": 0.02}).train.lr == 0.02
+    with pytest.raises(ConfigError, match="train.lr"):
+        trial_config(base, {"train.lr": -1.0})
+
+
+def test_pruning_callback_stops_a_trial_the_pruner_rejects():
+    class Trial:
+        reported: list = []
+
+        def report(self, value, step):
+            self.reported.append((step, value))
+
+        def should_prune(self):
+            return True
+
+    callback = pruning_callback(Trial(), "accuracy")
+    trainer = SimpleNamespace(sanity_checking=False, current_epoch=3,
+                              callback_metrics={"val_accuracy": __import__("torch").tensor(0.25)})
+    with pytest.raises(optuna.TrialPruned):
+        callback.on_validation_end(trainer, None)
+    assert Trial.reported == [(3, 0.25)]
+
+
+def test_search_writes_trials_and_the_best_config(tmp_path):
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=60))
+    config = classification_config(epochs=2)
+    config["tune"] = {"space": {"train.lr": {"low": 1e-3, "high": 3e-2, "log": True},
+                                "fusion.name": {"choices": ["concat", "late"]}},
+                      "trials": 3, "pruner": "none", "seed": 1}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    table = run_search(path, paths["train"], paths["valid"], tmp_path / "search")
+    trials = pd.read_csv(tmp_path / "search" / "trials.csv")
+    assert len(trials) == len(table) == 3 and (trials["state"] == "complete").all()
+    assert trials["train.lr"].between(1e-3, 3e-2).all() and set(trials["fusion.name"]) <= {"concat", "late"}
+    summary = json.loads((tmp_path / "search" / "summary.json").read_text())
+    assert summary["direction"] == "maximize" and summary["metric"] == "val_accuracy"
+    best = trials.loc[trials["value"].idxmax()]
+    assert summary["best_value"] == pytest.approx(best["value"])
+    best_config = load_config(tmp_path / "search" / "best_config.yaml")
+    assert best_config.tune is None
+    assert best_config.train.lr == pytest.approx(best["train.lr"]) and best_config.fusion.name == best["fusion.name"]
+
+
+def test_search_needs_a_tune_section(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(classification_config()), encoding="utf-8")
+    with pytest.raises(ConfigError, match="no 'tune' section"):
+        run_search(path, "train.csv", None, tmp_path / "out")
