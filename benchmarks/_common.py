@@ -23,11 +23,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PACKAGES = ("polymodal", "torch", "torchvision", "lightning", "numpy", "librosa", "Pillow", "onnxruntime", "timm")
 
 
-def parser(description: str, data: bool = True) -> argparse.ArgumentParser:
+def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    if data:
-        p.add_argument("--data-root", type=Path, default=Path("../shared/data"),
-                       help="folder laid out like ../shared/data (fsdd/, mnist/, usps/, pneumoniamnist/, cwru/)")
+    p.add_argument("--data-root", type=Path, default=Path("../shared/data"),
+                   help="folder laid out like ../shared/data (fsdd/, mnist/, usps/, pneumoniamnist/, cwru/)")
     p.add_argument("--repeats", type=int, default=3, help="timed repetitions; figures are medians")
     p.add_argument("--work", type=Path, default=Path("benchmarks/out"), help="scratch folder for prepared data and runs")
     p.add_argument("--quick", action="store_true", help="a smaller, faster version (for smoke checks)")

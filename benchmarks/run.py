@@ -20,7 +20,7 @@ from polymodal.utils.tables import markdown_table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-ORDER = ["preprocess", "overhead", "av_digits_real"]
+ORDER = ["preprocess", "cache", "overhead", "flops", "scaling", "ddp", "av_digits_real"]
 
 
 def available() -> list[str]:

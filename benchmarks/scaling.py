@@ -87,7 +87,7 @@ def child(folder: Path, cache: Path) -> None:
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n")[0], data=False)
+    p = parser(__doc__.split("\n")[0])  # --data-root is accepted (benchmarks/run.py passes it) but unused
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()

@@ -105,7 +105,7 @@ def pruning_callback(trial: Any, monitor: str) -> Any:
             value = trainer.callback_metrics.get(f"val_{monitor}")
             if value is None:
                 return
-            trial.report(float(value), step=trainer.current_epoch)
+            trial.report(round(float(value), 6), step=trainer.current_epoch)  # float32 -> a clean decimal
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {trainer.current_epoch}: val_{monitor} = {float(value):.4f}")
 

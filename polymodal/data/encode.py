@@ -168,6 +168,9 @@ def _featurize_rows(preprocessor: Preprocessor, cells: list[Any], rows: list[int
     return done, skipped
 
 
+KEY_CHUNK = 128
+
+
 def _keys(preprocessor: Preprocessor, cells: list[Any], rows: list[int], manifest: Manifest, on_error: str
           ) -> tuple[np.ndarray, np.ndarray, list[Skipped]]:
     """Content keys of ``cells[rows]``, which of them could be read, and the unreadable files."""
@@ -176,14 +179,20 @@ def _keys(preprocessor: Preprocessor, cells: list[Any], rows: list[int], manifes
     skipped = []
     threads = min(4, os.cpu_count() or 1) if preprocessor.file_based else 1  # hashing releases the GIL
 
-    def key(value: Any) -> bytes | OSError:
-        try:
-            return content_key(value, preprocessor.file_based)
-        except OSError as err:
-            return err
+    def chunk_keys(values: list[Any]) -> list[bytes | OSError]:
+        out: list[bytes | OSError] = []
+        for value in values:
+            try:
+                out.append(content_key(value, preprocessor.file_based))
+            except OSError as err:
+                out.append(err)
+        return out
 
-    with ThreadPoolExecutor(threads) as pool:
-        for position, result in enumerate(pool.map(key, [cells[r] for r in rows])):
+    values = [cells[r] for r in rows]
+    chunks = [values[i:i + KEY_CHUNK] for i in range(0, len(values), KEY_CHUNK)]  # a future per item costs more
+    with ThreadPoolExecutor(threads) as pool:                                     # than hashing a small file
+        results = (result for chunk in pool.map(chunk_keys, chunks) for result in chunk)
+        for position, result in enumerate(results):
             if isinstance(result, OSError):
                 row = rows[position]
                 error = DecodeError(f"unreadable file ({result})", path=str(cells[row]), modality=preprocessor.name,

@@ -60,8 +60,8 @@ class Manifest:
         """The absolute path of a file cell, or None when the cell is empty."""
         if is_empty(value):
             return None
-        path = Path(str(value)).expanduser()
-        return str(path if path.is_absolute() else self.root / path)
+        path = os.path.expanduser(str(value))  # string ops: this runs once per cell of large manifests
+        return path if os.path.isabs(path) else os.path.join(self.root, path)
 
 
 def is_empty(value: object) -> bool:
