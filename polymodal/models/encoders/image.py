@@ -159,7 +159,10 @@ class TimmEncoder(Encoder):
                     f"unexpected keys {sorted(set(unexpected) - classifier)[:5]}"
                 )
         self.data_config = timm.data.resolve_model_data_config(self.backbone)
-        width = self.backbone.num_features
+        # what forward_head(pre_logits=True) returns: wider than the feature map for architectures
+        # with a head convolution after pooling (MobileNetV3, GhostNet); tokens need this width too
+        width = int(getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features)
+        self.pooled_width = width
         self.proj = nn.Linear(width, dim) if dim is not None else nn.Identity()
         self.output_dim = dim or width
         if lora is not None:
@@ -184,7 +187,7 @@ class TimmEncoder(Encoder):
         feats = self.backbone.forward_features(x)
         pooled = self.proj(self.backbone.forward_head(feats, pre_logits=True))
         tokens = feats.flatten(2).transpose(1, 2) if feats.dim() == 4 else feats  # (B, T, C)
-        tokens = self.proj(tokens) if tokens.shape[-1] == self.backbone.num_features else None
+        tokens = self.proj(tokens) if tokens.shape[-1] == self.pooled_width else None  # else no tokens
         return EncoderOutput(pooled, tokens, None)
 
 

@@ -1,0 +1,35 @@
+"""Config YAML is read with YAML 1.2 booleans: ``on:`` is a key, ``true``/``false`` are booleans,
+and boolean fields still accept ``yes``."""
+
+from __future__ import annotations
+
+from polymodal.config import load_config, save_config
+from polymodal.config.yaml_loader import load_yaml
+
+DANN_ON_ONE_MODALITY = """
+task: classification
+target: label
+modalities:
+  mic: {kind: audio, column: audio}
+  cam: {kind: image, column: image, encoder: {name: cnn, cache: no}}
+transfer: {method: dann, on: [mic]}
+train: {progress: off, deterministic: true}
+"""
+
+
+def test_only_true_and_false_are_booleans():
+    assert load_yaml("{on: 1, off: 2, yes: 3, no: 4, y: 5, n: 6}") == {"on": 1, "off": 2, "yes": 3, "no": 4,
+                                                                     "y": 5, "n": 6}
+    assert load_yaml("[true, True, TRUE, false, False, FALSE]") == [True] * 3 + [False] * 3
+    assert load_yaml("[1, 1.5, null, '2026-01-01', text]") == [1, 1.5, None, "2026-01-01", "text"]
+
+
+def test_transfer_on_a_chosen_modality_reads_from_yaml_and_round_trips(tmp_path):
+    path = tmp_path / "dann.yaml"
+    path.write_text(DANN_ON_ONE_MODALITY, encoding="utf-8")
+    config = load_config(path)
+    assert config.transfer.method == "dann" and config.transfer.on == ["mic"]
+    assert config.modalities["cam"].encoder.cache is False  # "no" is still False for a boolean field
+    assert config.train.progress is False and config.train.deterministic is True
+    save_config(config, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == config

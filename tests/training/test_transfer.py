@@ -1,0 +1,244 @@
+"""Transfer recipes end to end through ``MultimodalPredictor.fit``: domain adaptation and
+semi-supervised learning from an unlabelled manifest, prototypical networks with a support set
+at prediction time, cross-modal distillation, multi-task heads and gradual unfreezing.
+
+Data: the tiny three-class image + signal + tabular set of ``helpers_models``; the unlabelled
+(target) manifest is its test rows without labels, with every tabular ``x1`` shifted (a change
+in one modality only).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from helpers_models import TABULAR, classification_config, make_dataset, write_splits
+
+from polymodal import MultimodalPredictor
+from polymodal.config.transfer import CoralConfig, DannConfig, MmdConfig
+from polymodal.data.dataset import collate
+from polymodal.errors import ConfigError, SchemaMismatchError
+from polymodal.training.adaptation import build_domain_term
+from polymodal.training.finetune import trainable_blocks
+from polymodal.training.terms import StepContext
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("data")
+    frame = make_dataset(root, n=60)
+    paths = write_splits(root, frame)
+    target = pd.read_csv(paths["test"]).drop(columns="label")
+    target["x1"] = target["x1"] + 3.0
+    paths["unlabeled"] = root / "unlabeled.csv"
+    target.to_csv(paths["unlabeled"], index=False)
+    return {"root": root, **paths, "n_unlabeled": len(target)}
+
+
+def config(transfer: dict | None = None, **train) -> dict:
+    cfg = classification_config(**{"epochs": 2, **train})
+    cfg["transfer"] = transfer
+    return cfg
+
+
+LOSS_COLUMN = {"dann": "train_domain_loss", "cdan": "train_domain_loss", "mmd": "train_domain_loss",
+               "coral": "train_domain_loss", "pseudo_label": "train_pseudo_loss", "fixmatch": "train_fixmatch_loss"}
+
+
+@pytest.mark.parametrize("method", sorted(LOSS_COLUMN))
+def test_unlabelled_methods_train_on_the_target_rows(data, method):
+    extra = {"threshold": 0.0} if method in ("pseudo_label", "fixmatch") else {}
+    pred = MultimodalPredictor.from_config(config({"method": method, **extra}))
+    pred.fit(data["train"], data["valid"], unlabeled=data["unlabeled"])
+    assert pred.info["transfer"] == method and pred.info["unlabeled_rows"] == data["n_unlabeled"]
+    losses = pred.history[LOSS_COLUMN[method]].to_numpy()
+    assert np.isfinite(losses).all() and (losses > 0).all()  # threshold 0: every unlabelled row counts
+    if method in ("dann", "cdan"):
+        assert 0.0 <= pred.history["train_domain_accuracy"].min() <= 1.0
+    assert pred.evaluate(data["test"])["rows"] == 12
+
+
+def test_unlabelled_data_without_a_method_that_uses_it_is_refused(data):
+    with pytest.raises(ConfigError, match="learns from none"):
+        MultimodalPredictor.from_config(config()).fit(data["train"], data["valid"], unlabeled=data["unlabeled"])
+
+
+def test_a_domain_method_without_unlabelled_data_is_refused(data):
+    with pytest.raises(ConfigError, match="transfer.unlabeled"):
+        MultimodalPredictor.from_config(config({"method": "coral"})).fit(data["train"], data["valid"])
+
+
+def test_transfer_unlabeled_in_the_config_is_used_without_fit_argument(data):
+    cfg = config({"method": "mmd", "unlabeled": str(data["unlabeled"])}, epochs=1)
+    pred = MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"])
+    assert pred.info["unlabeled_rows"] == data["n_unlabeled"]
+
+
+@pytest.mark.parametrize("method", ["dann", "mmd", "coral"])
+def test_adapting_one_modality_sends_gradients_to_its_encoder_only(data, method):
+    """``on: [tab]``: the domain loss reaches the tabular encoder and leaves the image encoder alone."""
+    pred = MultimodalPredictor.from_config(config(epochs=1)).fit(data["train"], data["valid"])
+    spec = {"dann": DannConfig, "mmd": MmdConfig, "coral": CoralConfig}[method](on=["tab"])
+    net = pred.net.train()
+    term = build_domain_term(spec, net, n_classes=3)
+    assert set(term.losses) == {"tab"}
+    source = collate([pred.pipeline.dataset(pred.pipeline.encode(pred.pipeline.read(data["train"],
+                                                                                   require_target=True)))[i]
+                      for i in range(16)])
+    target_m = pred.pipeline.read(data["unlabeled"], require_target=False)
+    target = collate([pred.pipeline.dataset(pred.pipeline.encode(target_m), None)[i] for i in range(12)])
+    out = net.forward_train(source["inputs"], source["present"])
+    target_out = net.forward_train(target["inputs"], target["present"])
+    ctx = StepContext(None, source, source["present"], out, target, 1.0, target_out)
+    net.zero_grad()
+    term(ctx).loss.backward()
+    tab_grads = [p.grad for p in net.encoders["tab"].parameters() if p.grad is not None]
+    assert tab_grads and any(float(g.abs().sum()) > 0 for g in tab_grads)
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in net.encoders["img"].parameters())
+
+
+def test_unknown_modality_to_adapt_is_a_config_error():
+    with pytest.raises(ConfigError, match="transfer.on"):
+        MultimodalPredictor.from_config(config({"method": "coral", "on": ["audio"]}))
+
+
+# -- few-shot -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def protonet(data) -> MultimodalPredictor:
+    cfg = config({"method": "protonet", "shots": 3, "queries": 4, "dim": 16}, epochs=4)
+    return MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"])
+
+
+def test_prototypical_network_classifies_the_test_rows(protonet, data):
+    assert protonet.evaluate(data["test"])["accuracy"] >= 0.75
+
+
+def test_support_set_brings_its_own_class_names_and_the_model_is_restored(protonet, data):
+    support = pd.read_csv(data["valid"])
+    support["label"] = support["label"].map({"a": "low", "b": "mid", "c": "high"})
+    support_path = data["root"] / "support_renamed.csv"
+    support.to_csv(support_path, index=False)
+    before = protonet.predict(data["test"])
+    renamed = protonet.predict(data["test"], support=support_path)
+    assert set(renamed) <= {"low", "mid", "high"}
+    truth = pd.read_csv(data["test"])["label"].map({"a": "low", "b": "mid", "c": "high"}).to_numpy()
+    assert (renamed == truth).mean() >= 0.75
+    assert (protonet.predict(data["test"]) == before).all()  # own prototypes and classes are back
+
+
+def test_a_saved_prototypical_network_predicts_the_same_with_and_without_support(protonet, data, tmp_path):
+    loaded = MultimodalPredictor.load(protonet.save(tmp_path / "run"))
+    assert (loaded.predict(data["test"]) == protonet.predict(data["test"])).all()
+    assert (loaded.predict(data["test"], support=data["valid"]) ==
+            protonet.predict(data["test"], support=data["valid"])).all()
+
+
+def test_support_set_on_a_model_without_prototypes_is_refused(data):
+    pred = MultimodalPredictor.from_config(config(epochs=1)).fit(data["train"], data["valid"])
+    with pytest.raises(SchemaMismatchError, match="protonet"):
+        pred.predict(data["test"], support=data["valid"])
+
+
+# -- distillation ---------------------------------------------------------------------------------
+def test_a_two_modality_teacher_teaches_a_tabular_only_student(data, tmp_path):
+    teacher = MultimodalPredictor.from_config(config(epochs=3)).fit(data["train"], data["valid"], out=tmp_path / "t")
+    student_cfg = config({"method": "distill", "teacher": str(tmp_path / "t"), "temperature": 2.0}, epochs=2)
+    student_cfg["modalities"] = {"tab": copy.deepcopy(TABULAR)}
+    student = MultimodalPredictor.from_config(student_cfg).fit(data["train"], data["valid"])
+    assert student.info["teacher"] == str(tmp_path / "t")
+    kl = student.history["train_distill_loss"].to_numpy()
+    assert np.isfinite(kl).all() and kl[-1] < kl[0]  # the student moves towards the teacher
+    assert student.config.modality_names == ["tab"] and teacher.config.modality_names == ["img", "tab"]
+
+
+def test_a_teacher_with_other_classes_is_refused(data, tmp_path):
+    frame = pd.read_csv(data["train"])
+    frame["label"] = frame["label"].replace({"c": "z"})
+    other = data["root"] / "other_classes.csv"
+    frame.to_csv(other, index=False)
+    MultimodalPredictor.from_config(config(epochs=1)).fit(other, other, out=tmp_path / "t")
+    cfg = config({"method": "distill", "teacher": str(tmp_path / "t")}, epochs=1)
+    with pytest.raises(SchemaMismatchError, match="predicts classes"):
+        MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"])
+
+
+# -- multi-task -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("weighting", ["fixed", "uncertainty"])
+def test_further_tasks_get_their_own_heads_metrics_and_columns(data, weighting):
+    cfg = config(epochs=5)
+    cfg["tasks"] = {"bright": {"task": "classification", "target": "tag_bright"},
+                    "level": {"task": "regression", "target": "y"}}
+    cfg["loss"] = {"task_weighting": weighting}
+    if weighting == "fixed":
+        cfg["tasks"]["level"]["weight"] = 0.5
+    learned = {}
+
+    class _LogVars(L.Callback):
+        def on_train_end(self, trainer, module):
+            log_vars = module.loss.log_vars
+            learned["log_vars"] = None if log_vars is None else log_vars.detach().clone()
+
+    pred = MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], callbacks=[_LogVars()])
+    scores = pred.evaluate(data["test"])
+    assert {"accuracy", "bright/accuracy", "level/rmse"} <= set(scores)
+    assert scores["accuracy"] >= 0.5  # chance: 1/3
+    if weighting == "fixed":
+        assert learned["log_vars"] is None
+    else:  # one learned log-variance per task (main, bright, level), moved away from 0 by training
+        assert learned["log_vars"].shape == (3,) and float(learned["log_vars"].abs().min()) > 0
+    frame = pred.predict_frame(data["test"])
+    assert {"bright_prediction", "level_pred_y"} <= set(frame.columns)
+    assert set(frame["bright_prediction"]) <= {0, 1}
+
+
+# -- gradual unfreezing ---------------------------------------------------------------------------
+def test_trainable_blocks_follow_the_schedule():
+    from polymodal.config.finetune import UnfreezeConfig
+
+    schedule = UnfreezeConfig(start=1, every=2, blocks=1)
+    assert [trainable_blocks("all", schedule, e, 4) for e in range(7)] == [0, 1, 1, 2, 2, 3, 3]
+    assert [trainable_blocks(1, schedule, e, 3) for e in range(6)] == [1, 2, 2, 3, 3, 3]
+
+
+class _CountTrainable(L.Callback):
+    def __init__(self):
+        self.counts: list[int] = []
+
+    def on_train_epoch_start(self, trainer, module):  # runs after the unfreezing callback's
+        encoder = module.net.encoders["img"]
+        self.counts.append(sum(p.numel() for p in encoder.parameters() if p.requires_grad))
+
+
+def test_gradual_unfreezing_trains_more_blocks_each_epoch_and_never_the_first(data):
+    cfg = config(epochs=3)
+    cfg["modalities"]["img"]["encoder"] = {"name": "cnn", "dim": 16, "channels": [4, 8], "freeze": "all",
+                                           "unfreeze": {"start": 1, "every": 1, "blocks": 1}}
+    counter = _CountTrainable()
+    pred = MultimodalPredictor.from_config(cfg)
+    initial = None
+
+    class _Initial(L.Callback):
+        def on_train_start(self, trainer, module):
+            nonlocal initial
+            initial = {k: v.clone() for k, v in module.net.encoders["img"].state_dict().items()}
+
+    pred.fit(data["train"], data["valid"], callbacks=[_Initial(), counter])
+    blocks = pred.net.encoders["img"].blocks()
+    sizes = [sum(p.numel() for p in b.parameters()) for b in blocks]  # stage 1, stage 2, projections
+    assert counter.counts == [0, sizes[-1], sizes[-1] + sizes[-2]]
+    final = pred.net.encoders["img"].state_dict()
+    first_stage = [k for k in final if k.startswith("stages.0.") and "num_batches" not in k]
+    assert first_stage and all(torch.equal(final[k], initial[k]) for k in first_stage)
+    assert not torch.equal(final["stages.1.0.weight"], initial["stages.1.0.weight"])
