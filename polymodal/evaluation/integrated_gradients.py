@@ -150,7 +150,8 @@ def _describe(predictor: MultimodalPredictor, data: EvalData, sub: Any, batch: d
     row = int(data.source_rows[position])
     x = inputs["x"][j].detach().cpu().numpy()
     if kind == "image":
-        image = np.asarray(sub.modalities[modality].arrays["x"][j])  # stored uint8 (H, W, C)
+        image = np.asarray(sub.modalities[modality].arrays["x"][[j]][0])  # stored uint8 (H, W, C); [[j]]: cached
+        # arrays (SegmentedArray) take index arrays only
         return WithinAttribution(row, modality, kind, output, raw.sum(axis=0), image, None, "image")
     length = int(inputs["mask"][j].sum()) if "mask" in inputs else None
     if kind == "audio":  # (T, F) -> (F, T), padding trimmed

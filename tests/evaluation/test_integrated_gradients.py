@@ -98,3 +98,15 @@ def test_the_page_shows_every_kind(explained, tmp_path):
     assert page.count("<img") >= 1 + 4 * SAMPLES  # importance plot + image, audio, signal, table per sample
     tokens = sum(len(item.labels) for item in explanation.within if item.modality == "text")
     assert tokens > 0 and page.count("<span title=") == tokens  # one highlighted span per token
+
+
+def test_heat_maps_work_on_features_read_back_from_the_cache(explained, tmp_path, monkeypatch):
+    """With ``data.cache_dir`` the encoded arrays are memory-mapped segments, not numpy arrays."""
+    predictor, path, explanation = explained
+    monkeypatch.setattr(predictor.config.data, "cache_dir", tmp_path / "cache")
+    predictor.explain(path, samples=0)  # fills the cache
+    assert any((tmp_path / "cache").iterdir())
+    cached = predictor.explain(path, samples=1, steps=4)
+    image = next(i for i in cached.within if i.modality == "image")
+    expected = next(i for i in explanation.within if i.modality == "image" and i.row == image.row)
+    np.testing.assert_array_equal(image.display, expected.display)
