@@ -1,0 +1,155 @@
+"""Retrieval metrics (Recall@K, mAP, median rank) against brute-force references, the stacked
+validation metrics of an alignment-only model, and the linear-CCA baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from polymodal.errors import NotFittedError
+from polymodal.evaluation.cca_baseline import LinearCca
+from polymodal.evaluation.retrieval import (
+    cross_modal_metrics,
+    relevance,
+    retrieval_metrics,
+    stacked_validation_metrics,
+)
+
+
+def brute_force(similarity: np.ndarray, relevant: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
+    """The textbook definitions, one query at a time, with Python sorting (ties keep gallery order)."""
+    firsts, aps = [], []
+    for sims, rel in zip(similarity.tolist(), relevant.tolist()):
+        order = sorted(range(len(sims)), key=lambda j: -sims[j])
+        hits = [rel[j] for j in order]
+        if not any(hits):
+            continue
+        firsts.append(hits.index(True) + 1)
+        found, precisions = 0, []
+        for rank, hit in enumerate(hits, start=1):
+            if hit:
+                found += 1
+                precisions.append(found / rank)
+        aps.append(sum(precisions) / len(precisions))
+    out = {f"recall@{k}": sum(f <= k for f in firsts) / len(firsts) for k in ks}
+    out["map"] = sum(aps) / len(aps)
+    out["median_rank"] = float(np.median(firsts))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metrics_match_brute_force_with_label_hits(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    similarity = rng.normal(size=(23, 31))
+    relevant = relevance(rng.integers(0, 4, 23), rng.integers(0, 4, 31))
+    got = retrieval_metrics(similarity, relevant)
+    for key, value in brute_force(similarity, relevant).items():
+        assert got[key] == pytest.approx(value), key
+    assert got["gallery"] == 31 and got["queries"] + got["queries_without_match"] == 23
+
+
+def test_metrics_match_brute_force_with_ties_and_queries_without_a_match() -> None:
+    rng = np.random.default_rng(3)
+    similarity = rng.integers(0, 3, size=(12, 15)).astype(float)  # many ties
+    relevant = rng.random((12, 15)) < 0.15
+    relevant[4] = False  # a query with nothing to find
+    got = retrieval_metrics(similarity, relevant)
+    for key, value in brute_force(similarity, relevant).items():
+        assert got[key] == pytest.approx(value), key
+    assert got["queries_without_match"] == int((~relevant.any(axis=1)).sum()) >= 1
+
+
+def test_metrics_on_a_hand_made_ranking() -> None:
+    similarity = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.1]])
+    relevant = np.array([[False, True, True], [True, False, False]])
+    # query 0 ranks gallery 0, 2, 1: relevant at ranks 2 and 3 -> AP = (1/2 + 2/3) / 2, first at 2
+    # query 1 ranks gallery 1, 0, 2: relevant at rank 2 -> AP = 1/2, first at 2
+    got = retrieval_metrics(similarity, relevant, ks=(1, 2))
+    assert got["recall@1"] == 0.0 and got["recall@2"] == 1.0
+    assert got["map"] == pytest.approx(((1 / 2 + 2 / 3) / 2 + 1 / 2) / 2)
+    assert got["median_rank"] == 2.0
+
+
+def test_metrics_refuse_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match=r"\(Q, G\)"):
+        retrieval_metrics(np.zeros((2, 3)), np.zeros((2, 4), bool))
+
+
+def test_cross_modal_metrics_use_cosine_of_normalised_rows() -> None:
+    rng = np.random.default_rng(0)
+    gallery = rng.normal(size=(20, 8))
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    got = cross_modal_metrics(gallery.copy(), gallery, np.arange(20), np.arange(20))
+    assert got["recall@1"] == 1.0 and got["map"] == 1.0 and got["median_rank"] == 1.0
+
+
+def test_stacked_validation_metrics_average_both_directions_on_shared_rows() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(10, 4))
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    b = a.copy()
+    b[[1, 2]] = b[[2, 1]]  # rows 1 and 2 of b are swapped: 8 of 10 pairs retrieve themselves
+    b[9] = 0.0  # row 9 lacks modality b
+    outputs = np.concatenate([a, b], axis=1)
+    got = stacked_validation_metrics(outputs, -np.ones(10, int), ["a", "b"], [("a", "b")])
+    rows = np.arange(9)
+    forward = cross_modal_metrics(a[rows], b[rows], rows, rows)
+    backward = cross_modal_metrics(b[rows], a[rows], rows, rows)
+    assert got["recall@1"] == pytest.approx((forward["recall@1"] + backward["recall@1"]) / 2)
+    assert got["recall@1"] == pytest.approx(7 / 9)
+    assert "queries" not in got
+
+
+def test_linear_cca_agrees_with_scikit_learn() -> None:
+    from sklearn.cross_decomposition import CCA
+
+    rng = np.random.default_rng(0)
+
+    def mixing(size: int) -> np.ndarray:  # well conditioned, so the small ridge of ours does not matter
+        return np.linalg.qr(rng.normal(size=(size, size)))[0] * np.linspace(1.0, 2.0, size)
+
+    shared = rng.normal(size=(400, 2))
+    xa = np.hstack([shared, rng.normal(size=(400, 3))]) @ mixing(5)
+    noisy = shared + np.array([0.2, 0.6]) * rng.normal(size=(400, 2))  # two distinct canonical correlations
+    xb = np.hstack([noisy, rng.normal(size=(400, 2))]) @ mixing(4)
+    ours = LinearCca(dim=2, pca=None).fit(xa, xb)
+    ua, ub = CCA(n_components=2, max_iter=1000, tol=1e-9).fit(xa, xb).transform(xa, xb)
+    theirs = [abs(np.corrcoef(ua[:, i], ub[:, i])[0, 1]) for i in range(2)]
+    assert np.allclose(ours.correlations, theirs, atol=1e-3)
+    assert ours.correlations[0] > 0.95 > 0.9 > ours.correlations[1] > 0.8  # the shared signal is found
+
+
+def test_linear_cca_recovers_pairs_related_by_a_linear_map() -> None:
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(6, 9))
+    train = rng.normal(size=(300, 6))
+    test = rng.normal(size=(100, 6))
+    model = LinearCca(dim=6, pca=None).fit(train, train @ weights + 0.01 * rng.normal(size=(300, 9)))
+    qa, gb = model.transform(test, 0), model.transform(test @ weights, 1)
+    assert np.allclose(np.linalg.norm(qa, axis=1), 1.0, atol=1e-5)
+    assert cross_modal_metrics(qa, gb, np.arange(100), np.arange(100))["recall@1"] > 0.95
+
+
+def test_linear_cca_weights_components_by_their_correlation() -> None:
+    rng = np.random.default_rng(1)
+    train, test = rng.normal(size=(400, 4)), rng.normal(size=(100, 4))
+    noise = np.array([0.05, 0.05, 0.05, 3.0])  # the last component is barely shared: mostly noise
+
+    def view_b(x: np.ndarray) -> np.ndarray:
+        return x + noise * rng.normal(size=x.shape)
+
+    b_train, b_test = view_b(train), view_b(test)
+    recall = {}
+    for power in (0.0, 4.0):
+        model = LinearCca(dim=4, pca=None, power=power).fit(train, b_train)
+        qa, gb = model.transform(test, 0), model.transform(b_test, 1)
+        recall[power] = cross_modal_metrics(qa, gb, np.arange(100), np.arange(100))["recall@1"]
+    assert model.correlations[-1] < 0.5 < 0.99 < model.correlations[0]
+    assert recall[4.0] > recall[0.0] + 0.1, recall
+
+
+def test_linear_cca_refuses_unpaired_rows_and_use_before_fit() -> None:
+    with pytest.raises(ValueError, match="paired rows"):
+        LinearCca().fit(np.zeros((5, 2)), np.zeros((4, 2)))
+    with pytest.raises(NotFittedError, match="fit"):
+        LinearCca().transform(np.zeros((2, 2)), 0)

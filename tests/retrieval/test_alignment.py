@@ -1,0 +1,217 @@
+"""Alignment end to end through ``MultimodalPredictor`` on tiny generated tables: a known linear map
+between two modalities is recovered; embeddings survive save/load; a FAISS index built from a
+run answers queries from the other modality; alignment beside a classification task with label
+positives, three modalities and an anchor gives zero-shot classification by class names; frozen
+encoders served from the feature cache; the VAE objective; the linear-CCA baseline."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from polymodal import MultimodalPredictor
+from polymodal.errors import SchemaMismatchError
+from polymodal.retrieval import build_index, cca_baseline, retrieve
+from polymodal.retrieval.index import EmbeddingIndex
+
+DIM = 6
+COLORS = ["red", "green", "blue"]
+TRAIN = {"batch_size": 32, "lr": 1e-2, "seed": 0, "progress": False, "num_workers": 0, "early_stopping": None}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def linear_pairs(n: int, seed: int = 0) -> pd.DataFrame:
+    """Modality ``a`` is Gaussian; modality ``b`` is a fixed linear map of it plus a little noise."""
+    rng = np.random.default_rng(seed)
+    weights = np.random.default_rng(100).normal(size=(DIM, DIM))
+    xa = rng.normal(size=(n, DIM))
+    xb = xa @ weights + 0.05 * rng.normal(size=(n, DIM))
+    return pd.DataFrame({**{f"a{i}": xa[:, i] for i in range(DIM)}, **{f"b{i}": xb[:, i] for i in range(DIM)}})
+
+
+def tab(prefix: str, **encoder: Any) -> dict[str, Any]:
+    return {"kind": "tabular", "columns": [f"{prefix}{i}" for i in range(DIM)],
+            "encoder": {"dim": 32, "hidden": [32], "dropout": 0.0, **encoder}}
+
+
+def retrieval_config(objective: str = "contrastive", epochs: int = 15, **align: Any) -> dict[str, Any]:
+    return {"task": "retrieval", "modalities": {"a": tab("a"), "b": tab("b")},
+            "align": {"objective": objective, "dim": 16, **align},
+            "train": {**TRAIN, "epochs": epochs}, "report": {"rows": 0}}
+
+
+@pytest.fixture(scope="module")
+def pairs() -> dict[str, pd.DataFrame]:
+    frame = linear_pairs(300)
+    return {"train": frame.iloc[:200], "valid": frame.iloc[200:240],
+            "test": frame.iloc[240:].reset_index(drop=True)}
+
+
+@pytest.fixture(scope="module")
+def contrastive(pairs, tmp_path_factory) -> tuple[MultimodalPredictor, Path]:
+    run = tmp_path_factory.mktemp("runs") / "contrastive"
+    predictor = MultimodalPredictor.from_config(retrieval_config()).fit(pairs["train"], pairs["valid"], out=run)
+    return predictor, run
+
+
+def test_contrastive_recovers_a_linear_map(contrastive, pairs) -> None:
+    predictor, _ = contrastive
+    results = predictor.evaluate_retrieval(pairs["test"])
+    assert set(results) == {"a->b", "b->a"}
+    for direction, scores in results.items():
+        assert scores["hits"] == "pair" and scores["queries"] == 60 and scores["gallery"] == 60
+        assert scores["recall@1"] > 0.95, (direction, scores)
+    assert predictor.metrics["valid"]["recall@1"] > 0.9  # validation scores the embeddings during training
+
+
+def test_untrained_alignment_is_far_from_that(pairs) -> None:
+    """The same model with a learning rate too small to move it: the pairs are not found."""
+    cfg = retrieval_config(epochs=1)
+    cfg["train"]["lr"] = 1e-9
+    predictor = MultimodalPredictor.from_config(cfg).fit(pairs["train"], pairs["valid"])
+    assert predictor.evaluate_retrieval(pairs["test"])["a->b"]["recall@1"] < 0.5
+
+
+def test_embeddings_are_normalised_and_survive_save_and_load(contrastive, pairs) -> None:
+    predictor, run = contrastive
+    test = pairs["test"].copy()
+    test.loc[3, [f"b{i}" for i in range(DIM)]] = np.nan  # an all-empty tabular modality is absent
+    embedded = predictor.embed(test, modality="a")
+    assert embedded.shape == (60, 16) and list(embedded.columns[:2]) == ["e0", "e1"]
+    assert np.allclose(np.linalg.norm(embedded.to_numpy(), axis=1), 1.0, atol=1e-5)
+    again = MultimodalPredictor.load(run).embed(test, modality="a")
+    pd.testing.assert_frame_equal(embedded, again)
+
+
+def test_index_built_from_a_run_answers_queries_of_the_other_modality(contrastive, pairs, tmp_path) -> None:
+    predictor, run = contrastive
+    index = build_index(predictor, pairs["test"], "b", run=run)
+    assert len(index) == 60 and index.meta["modality"] == "b" and index.meta["model"] is not None
+    hits = retrieve(predictor, EmbeddingIndex.load(index.save(tmp_path / "idx")), pairs["test"], "a", k=3, run=run)
+    top = hits[hits["rank"] == 1]
+    assert len(hits) == 180 and (top["query"].to_numpy() == top["id"].to_numpy()).mean() > 0.95
+    assert hits.equals(retrieve(predictor, index, pairs["test"], "a", k=3))
+
+
+def test_an_index_from_another_model_is_refused(contrastive, pairs, tmp_path) -> None:
+    predictor, run = contrastive
+    index = build_index(predictor, pairs["test"], "b", run=run)
+    index.meta["model"] = "0" * 32
+    with pytest.raises(SchemaMismatchError, match="built with another model"):
+        retrieve(predictor, index, pairs["test"], "a", run=run)
+
+
+def test_linear_cca_baseline_on_inputs_and_encoder_features(contrastive, pairs) -> None:
+    predictor, _ = contrastive
+    on_inputs = cca_baseline(predictor, pairs["train"], pairs["test"], features="input", dim=DIM, pca=None)
+    assert set(on_inputs) == {"a->b", "b->a"}
+    assert on_inputs["a->b"]["recall@1"] > 0.95  # the relation is linear: CCA finds it
+    on_encoders = cca_baseline(predictor, pairs["train"], pairs["test"], "a", "b", features="encoder", dim=8)
+    assert set(on_encoders) == {"a->b"} and on_encoders["a->b"]["gallery"] == 60
+    with pytest.raises(ValueError, match="not on the learned embeddings"):
+        cca_baseline(predictor, pairs["train"], pairs["test"], features="embedding")
+
+
+def test_unaligned_models_and_modalities_are_refused(contrastive, pairs) -> None:
+    predictor, _ = contrastive
+    with pytest.raises(SchemaMismatchError, match="modality 'c' is not aligned; this model embeds \\['a', 'b'\\]"):
+        predictor.embed(pairs["test"], modality="c")
+    with pytest.raises(SchemaMismatchError, match="this one does retrieval \\(use embed\\)"):
+        predictor.predict(pairs["test"])
+
+
+@pytest.mark.parametrize("objective, options", [("triplet", {"margin": 0.3}), ("cca", {"decorrelation": 0.1})])
+def test_triplet_and_soft_cca_align_the_pairs(objective: str, options: dict[str, Any], pairs) -> None:
+    predictor = MultimodalPredictor.from_config(retrieval_config(objective, **options))
+    predictor.fit(pairs["train"], pairs["valid"])
+    results = predictor.evaluate_retrieval(pairs["test"], "a", "b")
+    assert results["a->b"]["recall@1"] > 0.8, results
+
+
+def test_vae_embeds_either_modality_alone(pairs) -> None:
+    predictor = MultimodalPredictor.from_config(retrieval_config("vae", epochs=20, beta=0.1, hidden=[32]))
+    predictor.fit(pairs["train"], pairs["valid"])
+    only_b = pairs["test"][[f"b{i}" for i in range(DIM)]]
+    assert predictor.embed(only_b, "b").shape == (60, 16)
+    results = predictor.evaluate_retrieval(pairs["test"], "b", "a")
+    assert results["b->a"]["recall@10"] > 0.5, results  # chance: 10 / 60
+
+
+def test_alignment_with_frozen_encoders_served_from_the_feature_cache(pairs, tmp_path) -> None:
+    cfg = retrieval_config(projection={"name": "mlp", "hidden": [32], "dropout": 0.0}, epochs=25)
+    cfg["modalities"]["a"] = tab("a", freeze="all", cache=True)
+    cfg["data"] = {"cache_dir": str(tmp_path / "cache")}
+    predictor = MultimodalPredictor.from_config(cfg).fit(pairs["train"], pairs["valid"])
+    assert any((tmp_path / "cache").rglob("*")), "the frozen encoder's outputs are stored in the cache"
+    frozen = dict(predictor.net.encoders["a"].named_parameters())
+    assert frozen and not any(p.requires_grad for p in frozen.values())
+    assert predictor.evaluate_retrieval(pairs["test"], "a", "b")["a->b"]["recall@1"] > 0.9
+
+
+# -- beside a task: label positives, three modalities, an anchor, zero-shot ---------------------------
+def colour_rows(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    k = np.arange(n) % 3
+    adjectives = np.array(["a", "one", "some", "this"])
+    return pd.DataFrame({
+        "x0": 2.0 * k + rng.normal(0, 0.3, n), "x1": rng.normal(size=n),
+        "y0": -2.0 * k + rng.normal(0, 0.3, n), "y1": rng.normal(size=n),
+        "caption": [f"{adjectives[rng.integers(4)]} {COLORS[i]} thing" for i in k],
+        "label": [COLORS[i] for i in k],
+    })
+
+
+@pytest.fixture(scope="module")
+def with_task() -> MultimodalPredictor:
+    def numbers(*columns: str) -> dict[str, Any]:
+        return {"kind": "tabular", "columns": list(columns), "encoder": {"dim": 16, "hidden": [16], "dropout": 0.0}}
+
+    cfg = {
+        "task": "classification", "target": "label",
+        "modalities": {"x": numbers("x0", "x1"), "y": numbers("y0", "y1"),
+                       "caption": {"kind": "text", "column": "caption",
+                                   "encoder": {"name": "embedding_bag", "dim": 16}}},
+        "fusion": {"name": "concat"}, "head": {"name": "mlp", "hidden": [16]},
+        "align": {"objective": "contrastive", "dim": 8, "positives": "label", "anchor": "caption", "weight": 0.5},
+        "train": {**TRAIN, "epochs": 12}, "report": {"rows": 0},
+    }
+    return MultimodalPredictor.from_config(copy.deepcopy(cfg)).fit(colour_rows(150, 0), colour_rows(30, 1))
+
+
+def test_alignment_beside_a_task_keeps_the_task(with_task) -> None:
+    test = colour_rows(60, 2)
+    assert with_task.evaluate(test)["accuracy"] > 0.9
+    assert (with_task.predict(test) == test["label"]).mean() > 0.9
+
+
+def test_label_positives_make_same_class_rows_hits(with_task) -> None:
+    results = with_task.evaluate_retrieval(colour_rows(60, 2), "x", "y")
+    assert results["x->y"]["hits"] == "label" and results["x->y"]["map"] > 0.9, results
+
+
+def test_zero_shot_classifies_by_class_name_embeddings(with_task) -> None:
+    test = colour_rows(60, 3)
+    for modality in ("x", "y"):
+        predicted = with_task.zero_shot(test.drop(columns="caption"), modality, COLORS, template="the {} thing")
+        assert list(predicted.columns) == ["prediction", "score_red", "score_green", "score_blue"]
+        assert (predicted["prediction"].to_numpy() == test["label"].to_numpy()).mean() > 0.9, modality
+    prompts = {"red": ["red", "a red thing"], "green": "green", "blue": ["blue"]}
+    assert (with_task.zero_shot(test, "x", prompts)["prediction"] == test["label"]).mean() > 0.9
+
+
+def test_zero_shot_needs_an_aligned_text_modality(contrastive, pairs) -> None:
+    with pytest.raises(SchemaMismatchError, match="embeds class names with an aligned text modality"):
+        contrastive[0].zero_shot(pairs["test"], "a", ["x", "y"])

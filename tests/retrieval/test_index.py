@@ -1,0 +1,76 @@
+"""The FAISS index (exact cosine search, saved and loaded as files, no pickle) and the embedding
+table format."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polymodal.errors import ManifestError, SchemaMismatchError
+from polymodal.retrieval.embed import load_embeddings, save_embeddings
+from polymodal.retrieval.index import EmbeddingIndex
+
+
+def unit_rows(n: int, d: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_search_matches_brute_force_cosine_ranking() -> None:
+    gallery, queries = unit_rows(50, 8, 0), unit_rows(7, 8, 1)
+    index = EmbeddingIndex.build(3.0 * gallery)  # scale does not matter: vectors are normalised
+    scores, positions = index.search(queries, k=5)
+    sims = queries @ gallery.T
+    expected = np.argsort(-sims, axis=1)[:, :5]
+    assert np.array_equal(positions, expected)
+    assert np.allclose(scores, np.take_along_axis(sims, expected, axis=1), atol=1e-5)
+
+
+def test_index_saved_and_loaded_gives_identical_results(tmp_path) -> None:
+    gallery, queries = unit_rows(40, 6, 2), unit_rows(9, 6, 3)
+    ids = [f"item{i}" for i in range(40)]
+    index = EmbeddingIndex.build(gallery, ids, {"modality": "image", "model": "abc"})
+    folder = index.save(tmp_path / "idx")
+    assert sorted(p.name for p in folder.iterdir()) == ["index.faiss", "index.json"]
+    assert json.loads((folder / "index.json").read_text())["ids"] == ids
+    again = EmbeddingIndex.load(folder)
+    assert again.meta == {"modality": "image", "model": "abc"} and again.ids == ids and again.dim == 6
+    before, after = index.search_frame(queries, 4), again.search_frame(queries, 4)
+    pd.testing.assert_frame_equal(before, after)
+    assert before["id"].iloc[0] == ids[int(np.argmax(queries[0] @ gallery.T))]
+    assert before["rank"].tolist()[:4] == [1, 2, 3, 4]
+
+
+def test_k_is_capped_at_the_gallery_size_and_bad_queries_are_refused() -> None:
+    index = EmbeddingIndex.build(unit_rows(3, 4, 0))
+    scores, _ = index.search(unit_rows(2, 4, 1), k=10)
+    assert scores.shape == (2, 3)
+    with pytest.raises(SchemaMismatchError, match="5-d but the index holds 4-d"):
+        index.search(unit_rows(2, 5, 1))
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        index.search(unit_rows(2, 4, 1), k=0)
+
+
+def test_loading_a_folder_without_an_index_names_the_missing_file(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="index.faiss not found"):
+        EmbeddingIndex.load(tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_embedding_table_round_trip(tmp_path, suffix: str) -> None:
+    values = unit_rows(5, 3, 4)
+    frame = pd.DataFrame(values, index=pd.Index([0, 2, 3, 7, 9], name="row"), columns=["e0", "e1", "e2"])
+    again = load_embeddings(save_embeddings(frame, tmp_path / f"emb{suffix}"))
+    pd.testing.assert_frame_equal(again, frame.astype(np.float32))
+
+
+def test_embedding_tables_refuse_other_formats_and_columns(tmp_path) -> None:
+    frame = pd.DataFrame({"e0": [1.0]}, index=pd.Index([0], name="row"))
+    with pytest.raises(ValueError, match="must end in .parquet or .csv; got 'emb.npy'"):
+        save_embeddings(frame, tmp_path / "emb.npy")
+    pd.DataFrame({"row": [0], "x": [1.0]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ManifestError, match="expected columns row, e0"):
+        load_embeddings(tmp_path / "bad.csv")

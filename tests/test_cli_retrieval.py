@@ -1,0 +1,125 @@
+"""The shared-space commands: ``embed``, ``index build``, ``retrieve``, ``zero-shot`` and
+``evaluate --retrieval`` (with the linear-CCA baseline), run in-process with typer's CliRunner."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from polymodal import MultimodalPredictor
+from polymodal.cli import app
+
+runner = CliRunner()
+COLORS = ["red", "green", "blue"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def rows(n: int, seed: int) -> pd.DataFrame:
+    """A number pair and a caption per row; all three reveal the colour."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(n) % 3
+    return pd.DataFrame({"x0": 2.0 * k + rng.normal(0, 0.3, n), "x1": rng.normal(size=n),
+                         "caption": [f"a {COLORS[i]} one" for i in k], "label": [COLORS[i] for i in k],
+                         "name": [f"item{i}" for i in range(n)]})
+
+
+CONFIG = {
+    "task": "retrieval", "target": "label",
+    "modalities": {"x": {"kind": "tabular", "columns": ["x0", "x1"], "encoder": {"dim": 16, "hidden": [16]}},
+                   "caption": {"kind": "text", "column": "caption", "encoder": {"name": "embedding_bag", "dim": 16}}},
+    "align": {"objective": "contrastive", "dim": 8, "positives": "label"},
+    "train": {"epochs": 10, "batch_size": 32, "lr": 1e-2, "seed": 0, "progress": False, "num_workers": 0,
+              "early_stopping": None},
+    "report": {"rows": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("cli_retrieval")
+    paths = {name: root / f"{name}.csv" for name in ("train", "valid", "test")}
+    for path, (n, seed) in zip(paths.values(), [(120, 0), (30, 1), (30, 2)]):
+        rows(n, seed).to_csv(path, index=False)
+    run = root / "run"
+    MultimodalPredictor.from_config(copy.deepcopy(CONFIG)).fit(paths["train"], paths["valid"], out=run)
+    return {"root": root, "run": run, **paths}
+
+
+def test_embed_writes_one_normalised_vector_per_row(setup) -> None:
+    out = setup["root"] / "emb.parquet"
+    result = invoke("embed", setup["run"], "--data", setup["test"], "--modality", "x", "--out", out)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(out)
+    assert list(frame.columns) == ["row"] + [f"e{i}" for i in range(8)] and frame["row"].tolist() == list(range(30))
+    assert np.allclose(np.linalg.norm(frame.drop(columns="row").to_numpy(), axis=1), 1.0, atol=1e-5)
+
+
+def test_index_build_then_retrieve_from_the_other_modality(setup) -> None:
+    index = setup["root"] / "idx"
+    result = invoke("index", "build", setup["run"], "--data", setup["test"], "--modality", "caption", "--out", index,
+                    "--id-column", "name")
+    assert result.exit_code == 0, result.output
+    assert "indexed 30 'caption' items (8-d)" in result.output
+    hits_path = setup["root"] / "hits.csv"
+    result = invoke("retrieve", setup["run"], "--index", index, "--query", setup["test"], "--modality", "x",
+                    "-k", "5", "--out", hits_path)
+    assert result.exit_code == 0, result.output
+    hits = pd.read_csv(hits_path)
+    assert list(hits.columns) == ["query", "rank", "id", "score"] and len(hits) == 150
+    test = pd.read_csv(setup["test"]).set_index("name")
+    top = hits[hits["rank"] == 1]
+    same_colour = test.loc[top["id"], "label"].to_numpy() == pd.read_csv(setup["test"])["label"].to_numpy()[top["query"]]
+    assert same_colour.mean() > 0.9
+
+
+def test_evaluate_retrieval_reports_both_directions_beside_linear_cca(setup) -> None:
+    result = invoke("evaluate", setup["run"], "--data", setup["test"], "--retrieval", "--cca-train", setup["train"],
+                    "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report) == {"model", "linear_cca"}
+    assert set(report["model"]) == {"x->caption", "caption->x"}
+    scores = report["model"]["x->caption"]
+    assert scores["hits"] == "label" and scores["map"] > 0.9
+    assert {"recall@1", "recall@5", "recall@10", "map", "median_rank"} <= set(report["linear_cca"]["caption->x"])
+    table = invoke("evaluate", setup["run"], "--data", setup["test"], "--retrieval", "--hits", "pair")
+    assert table.exit_code == 0 and "R@10" in table.output and "mAP" in table.output
+
+
+def test_zero_shot_command(setup) -> None:
+    out = setup["root"] / "zs.csv"
+    result = invoke("zero-shot", setup["run"], "--data", setup["test"], "--modality", "x", "--classes", "red,green,blue",
+                    "--template", "a {} one", "--out", out)
+    assert result.exit_code == 0, result.output
+    predicted = pd.read_csv(out)
+    assert (predicted["prediction"].to_numpy() == pd.read_csv(setup["test"])["label"].to_numpy()).mean() > 0.9
+
+
+def test_user_mistakes_exit_2_with_a_message(setup) -> None:
+    result = invoke("embed", setup["run"], "--data", setup["test"], "--modality", "audio", "--out",
+                    setup["root"] / "e.parquet")
+    assert result.exit_code == 2 and "modality 'audio' is not aligned" in result.stderr
+    result = invoke("retrieve", setup["run"], "--index", setup["root"] / "nowhere", "--query", setup["test"],
+                    "--modality", "x")
+    assert result.exit_code == 2 and "index.faiss not found" in result.stderr
+    result = invoke("evaluate", setup["run"], "--data", setup["test"], "--retrieval", "--cca-train", setup["train"],
+                    "--cca-features", "input")
+    assert result.exit_code == 2 and "modality 'caption' has no numeric input arrays" in result.stderr
+    assert "Traceback" not in result.output
