@@ -1,0 +1,142 @@
+"""Batch prediction of large manifests: chunk by chunk, with a progress bar, resumable.
+
+``predict_to_file(predictor, data, out)`` predicts ``chunk_rows`` rows at a time (only one chunk's
+files are decoded and held in memory), writes each finished chunk to ``.<out name>.parts/`` next
+to ``out``, and at the end joins the parts into ``out`` (``.csv`` or ``.parquet``, atomically)
+and removes the folder. After an interruption, ``resume=True`` skips the chunks already written,
+provided the manifest and chunk size are the ones the parts were made from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from polymodal.data.manifest import read_manifest
+from polymodal.data.pipeline import DataSource
+from polymodal.errors import SchemaMismatchError
+from polymodal.utils.io import atomic_write, atomic_write_json
+from polymodal.utils.progress import progress_bar
+
+FORMATS = (".csv", ".parquet")
+STATE_FILE = "progress.json"
+
+
+@dataclass
+class BatchReport:
+    """Rows written, chunks computed now and chunks reused from an interrupted run."""
+
+    out: Path
+    rows: int
+    chunks_done: int
+    chunks_resumed: int
+
+
+def parts_folder(out: Path) -> Path:
+    return out.parent / f".{out.name}.parts"
+
+
+def _fingerprint(frame: pd.DataFrame) -> str:
+    return str(int(pd.util.hash_pandas_object(frame, index=True).sum() % (1 << 63)))
+
+
+def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *, chunk_rows: int = 1024,
+                    resume: bool = False, progress: bool = True,
+                    on_chunk: Callable[[int], None] | None = None) -> BatchReport:
+    """Predict every row of ``data`` into ``out`` (see the module docstring).
+
+    Args:
+        predictor: a fitted :class:`~polymodal.predictor.MultimodalPredictor`.
+        chunk_rows: rows decoded and predicted at a time.
+        resume: continue from the parts an interrupted call left; False starts over.
+        on_chunk: called with each chunk's index after it is written (progress hooks, tests).
+
+    Raises:
+        SchemaMismatchError: unsupported output suffix, bad chunk size, or parts from another manifest.
+        ManifestError: the manifest does not fit the model (checked before any prediction).
+    """
+    out = Path(out)
+    if out.suffix.lower() not in FORMATS:
+        raise SchemaMismatchError(f"predictions can be written as {list(FORMATS)}; got '{out.name}'")
+    if chunk_rows < 1:
+        raise SchemaMismatchError(f"chunk_rows must be at least 1; got {chunk_rows}")
+    pipeline, _ = predictor._require_fitted()
+    manifest = pipeline.read(read_manifest(data), require_target=False)  # every problem reported before work starts
+    state = {"source": manifest.name, "rows": len(manifest), "chunk_rows": chunk_rows,
+             "fingerprint": _fingerprint(manifest.frame)}
+    parts = parts_folder(out)
+    if parts.is_dir() and resume:
+        found = json.loads((parts / STATE_FILE).read_text(encoding="utf-8")) if (parts / STATE_FILE).is_file() else {}
+        if found != state:
+            raise SchemaMismatchError(
+                f"cannot resume: the partial predictions in {parts} were made from {found.get('source')} "
+                f"({found.get('rows')} rows, chunk_rows {found.get('chunk_rows')}); this call has {manifest.name} "
+                f"({len(manifest)} rows, chunk_rows {chunk_rows}). Run without --resume to start over")
+    elif parts.is_dir():
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(parts / STATE_FILE, state)
+    starts = list(range(0, len(manifest), chunk_rows))
+    done = resumed = 0
+    shown = predictor.config.train.progress
+    predictor.config.train.progress = False  # one bar for the whole manifest, not one per chunk
+    try:
+        with progress_bar(len(manifest), f"predicting {manifest.name}", enabled=progress, min_total=1) as advance:
+            for index, start in enumerate(starts):
+                part = parts / f"part-{index:06d}.parquet"
+                rows = range(start, min(start + chunk_rows, len(manifest)))
+                if part.is_file():
+                    resumed += 1
+                else:
+                    frame = predictor.predict_frame(manifest.subset(rows))
+                    frame.index = frame.index + start  # manifest row numbers
+                    frame = frame.reset_index()
+                    atomic_write(part, lambda tmp, f=frame: f.to_parquet(tmp, index=False))
+                    done += 1
+                    if on_chunk is not None:
+                        on_chunk(index)
+                advance(len(rows))
+    finally:
+        predictor.config.train.progress = shown
+    written = join_parts([parts / f"part-{i:06d}.parquet" for i in range(len(starts))], out)
+    shutil.rmtree(parts)
+    return BatchReport(out, written, done, resumed)
+
+
+def join_parts(files: list[Path], out: Path) -> int:
+    """Concatenate parquet parts into ``out`` (CSV or Parquet), streaming one part at a time."""
+    import pyarrow.parquet as pq
+
+    total = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal total
+        if out.suffix.lower() == ".parquet":
+            writer = None
+            try:
+                for file in files:
+                    table = pq.read_table(file)
+                    writer = writer or pq.ParquetWriter(str(tmp), table.schema)
+                    writer.write_table(table)
+                    total += table.num_rows
+            finally:
+                if writer is not None:
+                    writer.close()
+            if writer is None:
+                pd.DataFrame({"row": []}).to_parquet(tmp, index=False)
+            return
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            for i, file in enumerate(files):
+                frame = pd.read_parquet(file)
+                frame.to_csv(handle, index=False, header=i == 0)
+                total += len(frame)
+
+    atomic_write(out, write)
+    return total

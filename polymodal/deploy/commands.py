@@ -1,0 +1,128 @@
+"""The deployment commands of ``polymodal`` (registered on the main app when ``polymodal.cli`` loads):
+
+    polymodal export RUN [--format onnx|torchscript] [--data X] [--quantize] [--out DIR]
+    polymodal serve RUN [--host 127.0.0.1] [--port 8000] [--token T] [--quantized]
+
+``polymodal predict`` (chunked, resumable batch prediction) lives in ``polymodal.cli`` and runs
+:mod:`polymodal.deploy.batch`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from polymodal.deploy.runtime import META_FILE
+
+RunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train' (or its export folder).")]
+EXPORT_FOLDER = "export"
+
+
+def export(
+    run: RunArg,
+    fmt: Annotated[str, typer.Option("--format", help="onnx (runs with numpy + onnxruntime) or torchscript.")] = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", help="Export folder (default RUN/export).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Held-out manifest for the parity check (and int8 "
+                                                             "accuracy); without it synthetic arrays check the graph.")] = None,
+    rows: Annotated[int, typer.Option("--rows", help="Manifest rows used by the checks.")] = 256,
+    tolerance: Annotated[float, typer.Option("--tolerance", help="Largest allowed |exported - eager|.")] = 1e-4,
+    quantize: Annotated[bool, typer.Option("--quantize", help="Also write dynamic int8 weights (model.int8.onnx).")] = False,
+) -> None:
+    """Export the network (per-modality inputs and presence masks, dynamic batch) with its preprocessing
+    state as JSON, and check it against the eager model (fails when they differ by more than --tolerance)."""
+    from polymodal.cli import console
+    from polymodal.deploy.export import export_run
+    from polymodal.predictor import MultimodalPredictor
+
+    report = export_run(MultimodalPredictor.load(run), out or run / EXPORT_FOLDER, fmt=fmt, data=data, rows=rows,
+                        tolerance=tolerance, quantize=quantize)
+    parity = report.parity
+    console.print(f"exported {', '.join(report.files)} to {report.folder}")
+    console.print(f"parity on {parity['source']}: max |exported - eager| = {parity['graph_max_abs_diff']:.2e} "
+                  f"(allowed {tolerance:g})")
+    if "runtime_max_abs_diff" in parity:
+        console.print(f"numpy runtime + ONNX vs eager predictor on {parity['runtime_rows']} rows: "
+                      f"max diff {parity['runtime_max_abs_diff']:.2e}")
+    q = report.quantized
+    if q:
+        accuracy = (f"; accuracy {q['accuracy']:.4f} -> {q['accuracy_int8']:.4f} on {q['rows']} rows"
+                    if "accuracy" in q else "")
+        console.print(f"int8: {q['size_bytes'] / 1e6:.2f} MB (float {q['float_size_bytes'] / 1e6:.2f} MB), "
+                      f"max output diff {q['max_abs_diff']:.3g}, speed-up x{q['speedup_batch']:.2f} at batch 64{accuracy}")
+
+
+def export_folder(run: Path) -> Path:
+    """The export to serve: ``run`` itself, ``run/export``, or a fresh export of ``run``."""
+    from polymodal.cli import console
+
+    if (run / META_FILE).is_file():
+        return run
+    if (run / EXPORT_FOLDER / META_FILE).is_file():
+        return run / EXPORT_FOLDER
+    from polymodal.deploy.export import export_run
+    from polymodal.predictor import MultimodalPredictor
+
+    report = export_run(MultimodalPredictor.load(run), run / EXPORT_FOLDER)
+    console.print(f"exported {run} to {report.folder} (graph parity {report.parity['graph_max_abs_diff']:.1e}; "
+                  f"run 'polymodal export {run} --data HELD_OUT.csv' to check preprocessing too)")
+    return report.folder
+
+
+def serve(
+    run: RunArg,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    token: Annotated[str | None, typer.Option("--token", envvar="POLYMODAL_TOKEN",
+                                              help="Require 'Authorization: Bearer <token>' (or set POLYMODAL_TOKEN).")] = None,
+    quantized: Annotated[bool, typer.Option("--quantized", help="Serve the int8 graph (export --quantize).")] = False,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Most requests batched together.")] = 32,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch waits for more requests.")] = 5.0,
+    max_request_mb: Annotated[float, typer.Option("--max-request-mb", help="Largest request body.")] = 10.0,
+    max_audio_seconds: Annotated[float, typer.Option("--max-audio-seconds", help="Longest audio clip.")] = 30.0,
+    max_text_chars: Annotated[int, typer.Option("--max-text-chars", help="Longest text.")] = 10_000,
+    threads: Annotated[int | None, typer.Option("--threads", help="onnxruntime threads (default: its own).")] = None,
+) -> None:
+    """Serve the model over HTTP: the web page at /, POST /predict and /explain, GET /health and /metadata,
+    OpenAPI docs at /docs."""
+    from pydantic import ValidationError
+
+    from polymodal.cli import console
+    from polymodal.deploy.runtime import Runtime
+    from polymodal.deploy.server import create_app
+    from polymodal.deploy.settings import LOOPBACK, ServeSettings
+    from polymodal.errors import ConfigError
+
+    token = token or None  # an empty POLYMODAL_TOKEN means no token
+    try:
+        settings = ServeSettings(host=host, port=port, token=token, quantized=quantized, max_batch=max_batch,
+                                 max_wait_ms=max_wait_ms, max_request_bytes=max(1, int(max_request_mb * 1024 * 1024)),
+                                 max_audio_seconds=max_audio_seconds, max_text_chars=max_text_chars, threads=threads)
+    except ValidationError as err:
+        raise ConfigError([f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']} (got {e['input']!r})"
+                           for e in err.errors()], source="polymodal serve options") from None
+    folder = export_folder(run)
+    app = create_app(Runtime.load(folder, quantized=quantized, threads=threads), settings)
+    if host not in (LOOPBACK, "localhost", "::1") and token is None:
+        console.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach it can use the model")
+    console.print(f"serving {folder} on http://{host}:{port}/ (docs at /docs)")
+    run_server(app, settings)
+
+
+def run_server(app: Any, settings: Any) -> None:
+    try:
+        import uvicorn
+    except ImportError:
+        from polymodal.errors import MissingDependencyError
+
+        raise MissingDependencyError("uvicorn", "polymodal serve", extra="serve") from None
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``export`` and ``serve`` to the ``polymodal`` app (called at the end of ``polymodal.cli``)."""
+    from polymodal.cli import user_errors
+
+    app.command()(user_errors(export))
+    app.command()(user_errors(serve))

@@ -1,0 +1,213 @@
+"""``polymodal export``: a run folder -> an ONNX (or TorchScript) graph plus ``deploy.json``.
+
+The graph (:mod:`polymodal.deploy.graph`) takes every modality's featurised arrays and presence
+mask with a dynamic batch axis. ``deploy.json`` carries what the numpy runtime
+(:mod:`polymodal.deploy.runtime`) needs to featurise raw inputs: each modality's settings and
+fitted state (vocabularies, statistics, the mel filterbank), the classes and the task.
+
+Every export is checked: the exported graph and the eager network are run on the same rows
+(held-out manifest rows when ``data`` is given, with some modalities hidden; synthetic arrays
+otherwise) and must agree to ``tolerance`` (max absolute difference of the raw outputs). With
+``data``, the runtime's own numpy preprocessing is checked end to end against the eager
+predictor too. A failed check raises :class:`~polymodal.deploy.errors.ExportError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from polymodal import __version__
+from polymodal.config.modalities import modality_columns
+from polymodal.data.multitarget import MultiTargetEncoder
+from polymodal.data.pipeline import DataSource
+from polymodal.deploy.errors import ExportError
+from polymodal.deploy.graph import OUTPUT, ExportedGraph, GraphInput, example_feeds, exportable_ops, graph_inputs
+from polymodal.deploy.runtime import META_FILE
+from polymodal.utils.io import atomic_write, atomic_write_json
+
+FORMATS = ("onnx", "torchscript")
+ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model.torchscript.pt"
+OPSET = 18
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote and measured.
+
+    Attributes:
+        folder: the export folder.
+        files: the graph files written.
+        parity: ``graph_max_abs_diff`` (exported vs eager on the same arrays), ``rows``, and with a
+            manifest ``runtime_max_abs_diff`` (numpy preprocessing + ONNX vs the eager predictor).
+        quantized: with ``quantize``: ``max_abs_diff`` to the float graph and, on labelled data,
+            ``accuracy`` / ``accuracy_int8``.
+    """
+
+    folder: Path
+    files: list[str]
+    parity: dict[str, Any]
+    quantized: dict[str, Any] = field(default_factory=dict)
+
+
+def modality_meta(predictor: Any, name: str, inputs: list[GraphInput]) -> dict[str, Any]:
+    """A modality's entry in ``deploy.json``: kind, columns, settings, fitted state, graph inputs."""
+    cfg = predictor.config.modalities[name]
+    prep = predictor.pipeline.preprocessors[name]
+    unsupported = runtime_limitation(cfg)
+    if unsupported is not None:
+        raise ExportError(f"modality '{name}' ({cfg.kind}): {unsupported}; the numpy runtime cannot featurise it")
+    state = {k: np.asarray(v).tolist() if isinstance(v, np.ndarray) else v for k, v in prep.get_state().items()}
+    prep_cfg = cfg.preprocess.model_dump(mode="json")
+    if cfg.kind == "audio" and prep_cfg["features"] in ("log_mel", "mfcc"):
+        from polymodal.data import features as F
+
+        state["mel_bank"] = F.mel_filterbank(prep_cfg["sample_rate"], prep.n_fft, prep_cfg["n_mels"], prep_cfg["fmin"],
+                                             prep_cfg["fmax"]).numpy().tolist()
+        if prep_cfg["features"] == "mfcc":
+            state["dct"] = F.dct_matrix(prep_cfg["n_mels"], prep_cfg["n_mfcc"]).numpy().tolist()
+    if cfg.kind == "text" and prep_cfg["stopwords"]:
+        from polymodal.data.modalities.text import english_stop_words
+
+        state["stop_words"] = sorted(english_stop_words())
+    meta = {"kind": cfg.kind, "preprocess": prep_cfg, "state": state,
+            "inputs": {i.key: {"shape": list(i.shape), "dtype": i.dtype} for i in inputs
+                       if i.modality == name and i.key != "present"}}
+    if cfg.kind == "tabular":
+        meta.update(columns=list(cfg.columns), categorical=list(cfg.categorical))
+    else:
+        meta["column"] = modality_columns(cfg)[0]
+    return meta
+
+
+def runtime_limitation(cfg: Any) -> str | None:
+    """Why the numpy runtime cannot featurise a modality config, or None when it can."""
+    from polymodal.deploy.features import FEATURES
+
+    prep = cfg.preprocess
+    if cfg.kind not in FEATURES:
+        return f"kind '{cfg.kind}' has no numpy preprocessing (the runtime supports {sorted(FEATURES)})"
+    if cfg.kind == "text" and prep.tokenizer == "pretrained":
+        return "tokenizer 'pretrained' needs transformers"
+    if cfg.kind == "signal" and prep.resample_to is not None and prep.resample_to != prep.sample_rate:
+        return "resampling (preprocess.resample_to) is not implemented"
+    if cfg.kind == "signal" and (prep.key is not None or prep.channels is not None):
+        return "preprocess.key / preprocess.channels select from .npz/.mat/.csv files; the runtime reads arrays and .npy"
+    if getattr(cfg.encoder, "cache", False):
+        return "a cached frozen encoder stores features outside the graph"
+    return None
+
+
+def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
+    cfg, targets = predictor.config, predictor.pipeline.targets
+    main = targets.slots[0].outputs if isinstance(targets, MultiTargetEncoder) else (0, targets.n_outputs)
+    main_targets = targets.main if isinstance(targets, MultiTargetEncoder) else targets
+    meta: dict[str, Any] = {
+        "format_version": 1, "polymodal_version": __version__, "task": cfg.task,
+        "target": cfg.targets, "main_outputs": list(main),
+        "classes": [str(c) for c in main_targets.classes] if cfg.task == "classification" else list(cfg.targets),
+        "modalities": {name: modality_meta(predictor, name, inputs) for name in sorted(cfg.modalities)},
+        "graph": {"inputs": [{"name": i.name, "shape": ["batch", *i.shape], "dtype": i.dtype} for i in inputs],
+                  "output": OUTPUT, "opset": OPSET},
+    }
+    if cfg.task == "regression":
+        meta["target_scaling"] = [main_targets.mean.tolist(), main_targets.std.tolist()]
+    return meta
+
+
+def export_onnx(graph: ExportedGraph, path: Path) -> None:
+    """Trace the graph and write it with a dynamic batch axis on every input and the output."""
+    feeds = example_feeds(graph.inputs, batch=2)
+    args = tuple(torch.from_numpy(feeds[i.name]) for i in graph.inputs)
+    names = [i.name for i in graph.inputs]
+    axes = {n: {0: "batch"} for n in [*names, OUTPUT]}
+
+    def write(tmp: Path) -> None:
+        # the TorchScript-based exporter: tracing turns the batch-time trimming of text padding
+        # (a data-dependent length) into the fixed max_tokens, where torch.export refuses it
+        torch.onnx.export(graph, args, str(tmp), input_names=names, output_names=[OUTPUT], dynamic_axes=axes,
+                          opset_version=OPSET, dynamo=False)
+
+    with exportable_ops(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the traced constants are intended (see above)
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
+        # the graph takes no initial RNN state, so any batch size works (the tests run several)
+        warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size other than 1", UserWarning)
+        atomic_write(path, write)
+
+
+def export_torchscript(graph: ExportedGraph, path: Path) -> None:
+    feeds = example_feeds(graph.inputs, batch=2)
+    with exportable_ops(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", "`torch.jit.trace", FutureWarning)  # TorchScript is what was asked for
+        traced = torch.jit.trace(graph, tuple(torch.from_numpy(feeds[i.name]) for i in graph.inputs), check_trace=False)
+    atomic_write(path, lambda tmp: traced.save(str(tmp)))
+
+
+def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", data: DataSource | None = None,
+               rows: int = 256, tolerance: float = 1e-4, quantize: bool = False) -> ExportReport:
+    """Export a fitted predictor into ``out`` and check it (see the module docstring).
+
+    Args:
+        fmt: ``onnx`` (runnable by :class:`~polymodal.deploy.runtime.Runtime`) or ``torchscript``.
+        data: a manifest whose first ``rows`` rows are used for the parity check (and, with labels,
+            the int8 accuracy); None: synthetic arrays check the graph only.
+        tolerance: the largest allowed absolute difference between exported and eager outputs.
+        quantize: also write ``model.int8.onnx`` (dynamic int8 weights; ONNX only).
+
+    Raises:
+        ExportError: unsupported format or modality setting, or a failed parity check.
+    """
+    from polymodal.deploy.parity import check_graph, check_runtime, quantize_and_measure
+
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format '{fmt}'; use one of {list(FORMATS)}")
+    if quantize and fmt != "onnx":
+        raise ExportError(f"--quantize needs --format onnx; got --format {fmt}")
+    pipeline, net = predictor._require_fitted()
+    if predictor.config.task == "retrieval":
+        raise ExportError("a task 'retrieval' model has no outputs to serve; export needs a predicting task")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    net = net.cpu().eval()
+    inputs = graph_inputs(pipeline.preprocessors)
+    meta = build_meta(predictor, inputs)
+    graph = ExportedGraph(net, pipeline.preprocessors).eval()
+    previous = net.encode_present_only
+    net.encode_present_only = False  # every encoder runs on every row: no data-dependent shapes
+    try:
+        if fmt == "onnx":
+            export_onnx(graph, folder / ONNX_FILE)
+            meta["graph"]["file"] = ONNX_FILE
+        else:
+            export_torchscript(graph, folder / TORCHSCRIPT_FILE)
+            meta["graph"]["torchscript_file"] = TORCHSCRIPT_FILE
+    finally:
+        net.encode_present_only = previous
+    files = [meta["graph"].get("file") or TORCHSCRIPT_FILE]
+    manifest, table = (None, None) if data is None else predictor._encode(data, require_target=False, modalities=None)
+    parity = check_graph(predictor, folder, meta, table, rows, tolerance)
+    meta["graph"].setdefault("file", None)
+    meta["graph"]["quantized_file"] = None
+    atomic_write_json(folder / META_FILE, {**meta, "parity": parity})
+    if fmt == "onnx" and manifest is not None:
+        parity.update(check_runtime(predictor, folder, manifest, rows, tolerance))
+    report = ExportReport(folder, files, parity)
+    if quantize:
+        report.quantized = quantize_and_measure(predictor, folder, meta, manifest, rows)
+        meta["graph"]["quantized_file"] = INT8_FILE
+        files.append(INT8_FILE)
+    atomic_write_json(folder / META_FILE, {**meta, "parity": parity, "quantized": report.quantized or None})
+    return report
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / META_FILE).read_text(encoding="utf-8"))

@@ -1,0 +1,377 @@
+"""Per-modality preprocessing in numpy, from an export's JSON state (no torch).
+
+Each class mirrors the ``decode`` + ``featurize`` steps of the training-time preprocessor of its
+kind (``polymodal.data.modalities``) and produces the same cached-form arrays, which the exported
+graph then normalises itself. The export's parity check compares the two on held-out rows.
+
+Accepted values per kind:
+
+- image: encoded file bytes (PNG, JPEG, BMP, GIF, TIFF, WebP; decoded with Pillow), a file path,
+  or a uint8 array (H, W) / (H, W, C).
+- audio: WAV bytes or path (16-bit PCM with the standard library; other encodings with
+  ``soundfile`` when installed), or a ``(waveform, sample_rate)`` pair. Another sample rate than
+  the model's is resampled linearly (training used soxr; expect tiny differences).
+- text: a string. signal: an array (C, L) or ``.npy`` bytes/path. tabular: a mapping column -> value.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import wave
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from polymodal.deploy.errors import RequestError
+from polymodal.errors import MissingDependencyError
+
+AMIN = 1e-10
+_PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
+
+
+def read_bytes(value: Any) -> bytes:
+    """File content from bytes or a path."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return Path(str(value)).read_bytes()
+
+
+class Features:
+    """Base class: ``featurize(values)`` -> the modality's arrays (N, ...) for its graph inputs.
+
+    Args:
+        name: the modality name.
+        meta: the modality's entry in ``deploy.json`` (``kind``, ``preprocess``, ``state``, ``inputs``).
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, meta: Mapping[str, Any]):
+        self.name = name
+        self.cfg = dict(meta["preprocess"])
+        self.state = dict(meta.get("state") or {})
+        self.inputs = {k: (tuple(v["shape"]), v["dtype"]) for k, v in meta["inputs"].items()}
+
+    def decode(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def stack(self, samples: Sequence[Any]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def featurize(self, values: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Decoded and stacked arrays of ``values`` (all present)."""
+        return self.stack([self.decode(v) for v in values])
+
+    def empty(self, n: int) -> dict[str, np.ndarray]:
+        """Zero arrays for ``n`` rows where the modality is absent."""
+        return {k: np.zeros((n, *shape), dtype) for k, (shape, dtype) in self.inputs.items()}
+
+    def fail(self, message: str, code: str = "bad_input", status: int = 422) -> RequestError:
+        return RequestError(f"modality '{self.name}' ({self.kind}): {message}", status=status, code=code, field=self.name)
+
+
+# --- image -------------------------------------------------------------------------------------
+class ImageFeatures(Features):
+    kind = "image"
+    MODES: ClassVar[dict[str, str]] = {"rgb": "RGB", "gray": "L", "hsv": "HSV"}
+    EXIF_FORMATS: ClassVar[frozenset[str]] = frozenset({"JPEG", "MPO", "TIFF", "WEBP", "HEIF"})
+
+    def decode(self, value: Any) -> np.ndarray:
+        try:
+            from PIL import Image, ImageOps
+        except ImportError:
+            raise MissingDependencyError("Pillow", "decoding image files in the runtime") from None
+        if isinstance(value, np.ndarray):
+            array = value[..., 0] if value.ndim == 3 and value.shape[-1] == 1 else value
+            if array.ndim not in (2, 3) or array.dtype != np.uint8:
+                raise self.fail(f"expected a uint8 (H, W) or (H, W, C) array; got {array.dtype} {value.shape}")
+            image = Image.fromarray(array)
+        else:
+            image = self.open(read_bytes(value))
+            if image.format in self.EXIF_FORMATS:
+                image = ImageOps.exif_transpose(image)
+            if image.mode in ("I;16", "I", "F"):
+                array = np.asarray(image, dtype=np.float32)
+                top = float(array.max(initial=0.0)) or 1.0
+                image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8))
+        target = self.MODES[self.cfg["color"]]
+        if image.mode != target:
+            if target == "HSV" and image.mode != "RGB":
+                image = image.convert("RGB")
+            image = image.convert(target)
+        size = self.cfg["size"]
+        height, width = (size, size) if isinstance(size, int) else size
+        array = np.asarray(resize(image, (height, width), self.cfg["resize"]), dtype=np.uint8)
+        return array[:, :, None] if array.ndim == 2 else array
+
+    def open(self, data: bytes) -> Any:
+        """A loaded Pillow image, refusing what the model's ``max_pixels`` refuses."""
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as err:
+            raise self.fail(f"refused as a decompression bomb ({err})", "too_many_pixels", 413) from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            raise self.fail("not a recognised image (PNG, JPEG, BMP, GIF, TIFF, WebP)",
+                            "unsupported_type", 415) from None
+        pixels = image.width * image.height
+        if pixels > self.cfg["max_pixels"]:
+            raise self.fail(f"image is {image.width}x{image.height} = {pixels:,} pixels; at most "
+                            f"{self.cfg['max_pixels']:,} are allowed", "too_many_pixels", 413)
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError) as err:
+            raise self.fail(f"corrupt or truncated image ({err})", "corrupt_file") from None
+        return image
+
+    def stack(self, samples: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        return {"x": np.stack(samples).astype(np.uint8, copy=False)}
+
+
+def resize(image: Any, size: tuple[int, int], mode: str) -> Any:
+    """Resize a Pillow image to (height, width) as ``polymodal.data.modalities.image.resize`` does."""
+    from PIL import Image
+
+    height, width = size
+    if mode == "stretch":
+        return image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    scale = (min if mode == "pad" else max)(width / image.width, height / image.height)
+    new_w, new_h = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+    image = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    if mode == "crop":
+        left, top = (new_w - width) // 2, (new_h - height) // 2
+        return image.crop((left, top, left + width, top + height))
+    canvas = Image.new(image.mode, (width, height))
+    canvas.paste(image, ((width - new_w) // 2, (height - new_h) // 2))
+    return canvas
+
+
+# --- audio -------------------------------------------------------------------------------------
+def read_wav(data: bytes) -> tuple[np.ndarray, int]:
+    """Mono float32 waveform and sample rate of WAV bytes (16-bit PCM here, else ``soundfile``)."""
+    try:
+        with wave.open(io.BytesIO(data), "rb") as handle:
+            if handle.getsampwidth() == 2 and handle.getcomptype() == "NONE":
+                channels, rate = handle.getnchannels(), handle.getframerate()
+                pcm = np.frombuffer(handle.readframes(handle.getnframes()), "<i2")
+                if pcm.size and pcm.size % channels == 0:
+                    mono = pcm.reshape(-1, channels).mean(axis=1, dtype=np.float32)
+                    return mono * np.float32(1 / 32768), rate
+    except (wave.Error, EOFError):
+        pass  # not plain PCM WAV: libsndfile may still read it
+    try:
+        import soundfile
+    except ImportError:
+        raise MissingDependencyError("soundfile", "decoding audio other than 16-bit PCM WAV") from None
+    try:
+        samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, OSError, TypeError):
+        raise RequestError("not a readable audio file (WAV, FLAC, OGG)", status=415, code="unsupported_type") from None
+    return samples.mean(axis=1), int(rate)
+
+
+def stft_power(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """(B, N) -> (B, 1 + N // hop, n_fft // 2 + 1) power of a centred, zero-padded periodic-Hann STFT."""
+    pad = n_fft // 2
+    padded = np.pad(x.astype(np.float64), ((0, 0), (pad, pad)))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=1)[:, ::hop]  # (B, T, n_fft)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    spec = np.fft.rfft(frames * window, axis=-1)
+    return (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
+
+
+class AudioFeatures(Features):
+    kind = "audio"
+
+    def __init__(self, name: str, meta: Mapping[str, Any]):
+        super().__init__(name, meta)
+        cfg = self.cfg
+        self.rate = int(cfg["sample_rate"])
+        self.n_samples = round(cfg["max_seconds"] * self.rate)
+        self.n_fft = round(cfg["frame_ms"] * self.rate / 1000)
+        self.hop = round(cfg["hop_ms"] * self.rate / 1000)
+
+    def decode(self, value: Any) -> tuple[np.ndarray, int]:
+        if isinstance(value, tuple):
+            samples, rate = np.asarray(value[0], np.float32).reshape(-1), int(value[1])
+        else:
+            samples, rate = read_wav(read_bytes(value))
+        if samples.size == 0:
+            raise self.fail("the audio holds no samples", "empty_file")
+        if rate != self.rate:  # linear interpolation onto the model's rate
+            n_out = max(1, round(samples.size * self.rate / rate))
+            samples = np.interp(np.arange(n_out) * (rate / self.rate), np.arange(samples.size), samples).astype(np.float32)
+        if not np.isfinite(samples).all():
+            raise self.fail("the audio holds NaN or infinite samples", "bad_input")
+        valid = min(samples.size, self.n_samples)
+        return fit_length(samples, self.n_samples, self.cfg["crop"]), valid
+
+    def stack(self, samples: Sequence[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
+        waves = np.stack([s[0] for s in samples])  # (B, N)
+        valid = np.asarray([s[1] for s in samples], np.int64)
+        features = self.cfg["features"]
+        if features == "waveform":
+            return {"x": waves[:, :, None].astype(np.float32), "length": valid.astype(np.int32)}
+        power = stft_power(waves, self.n_fft, self.hop)
+        if features != "spectrogram":
+            power = power @ np.asarray(self.state["mel_bank"], np.float32)
+        feats = 10.0 * np.log10(np.maximum(power, AMIN))
+        if features == "mfcc":
+            feats = feats @ np.asarray(self.state["dct"], np.float32)
+        lengths = np.minimum(1 + valid // self.hop, feats.shape[1]).astype(np.int32)
+        return {"x": feats.astype(np.float32), "length": lengths}
+
+
+def fit_length(x: np.ndarray, n: int, crop: str) -> np.ndarray:
+    """Crop (``start`` / ``center``) or zero-pad the last axis to ``n``."""
+    length = x.shape[-1]
+    if length > n:
+        start = (length - n) // 2 if crop == "center" else 0
+        return x[..., start:start + n]
+    out = np.zeros((*x.shape[:-1], n), np.float32)
+    out[..., :length] = x
+    return out
+
+
+# --- text --------------------------------------------------------------------------------------
+class TextFeatures(Features):
+    kind = "text"
+
+    def __init__(self, name: str, meta: Mapping[str, Any]):
+        super().__init__(name, meta)
+        self.stop = frozenset(self.state.get("stop_words") or ())
+        self.max_tokens = int(self.cfg["max_tokens"])
+        if self.cfg["tokenizer"] == "word":
+            index = {w: i for i, w in enumerate(self.state["vocab"])}
+            self.encode = lambda text: [index.get(w, 1) for w in text.split()]
+        else:  # wordpiece / bpe: the trained tokenizer's JSON
+            try:
+                from tokenizers import Tokenizer
+            except ImportError:
+                raise MissingDependencyError("tokenizers", f"text modality '{name}' ({self.cfg['tokenizer']})") from None
+            tokenizer = Tokenizer.from_str(self.state["tokenizer_json"])
+            self.encode = lambda text: tokenizer.encode(text).ids
+
+    def clean(self, text: str) -> str:
+        if self.cfg["lowercase"]:
+            text = text.lower()
+        if self.cfg["strip_punctuation"]:
+            text = _PUNCTUATION.sub(" ", text)
+        if self.cfg["stopwords"]:
+            text = " ".join(w for w in text.split() if w.lower() not in self.stop)
+        return " ".join(text.split())
+
+    def decode(self, value: Any) -> list[int]:
+        if not isinstance(value, str):
+            raise self.fail(f"expected a string; got {type(value).__name__}")
+        return self.encode(self.clean(value))[: self.max_tokens]
+
+    def stack(self, samples: Sequence[list[int]]) -> dict[str, np.ndarray]:
+        ids = np.zeros((len(samples), self.max_tokens), np.int32)
+        lengths = np.zeros(len(samples), np.int32)
+        for i, sample in enumerate(samples):
+            ids[i, : len(sample)] = sample
+            lengths[i] = len(sample)
+        return {"ids": ids, "length": lengths}
+
+
+# --- tabular -----------------------------------------------------------------------------------
+class TabularFeatures(Features):
+    kind = "tabular"
+
+    def __init__(self, name: str, meta: Mapping[str, Any]):
+        super().__init__(name, meta)
+        self.numeric = list(meta["columns"])
+        self.categorical = list(meta["categorical"])
+        self.lookup = {c: {v: i + 1 for i, v in enumerate(cats)} for c, cats in self.state["categories"].items()}
+
+    def number(self, value: Any, column: str) -> float:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return math.nan
+        if isinstance(value, bool):
+            raise self.fail(f"column '{column}' must be numeric; got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise self.fail(f"column '{column}' must be numeric; got {str(value)[:40]!r}") from None
+        if math.isinf(number):
+            raise self.fail(f"column '{column}' holds an infinite value")
+        return number
+
+    @staticmethod
+    def category(value: Any) -> str | None:
+        if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+    def decode(self, value: Any) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(value, Mapping):
+            raise self.fail(f"expected a mapping of columns {self.numeric + self.categorical}; got {type(value).__name__}")
+        numbers = np.asarray([self.number(value.get(c), c) for c in self.numeric], np.float64)
+        missing = np.isnan(numbers)
+        fill, center, scale = (np.asarray(self.state[k], np.float32) for k in ("fill", "center", "scale"))
+        scaled = (np.where(missing, fill, numbers) - center) / scale
+        num = np.concatenate([scaled, missing.astype(np.float64)]) if self.cfg["missing_indicator"] else scaled
+        cats = [self.lookup[c].get(self.category(value.get(c)), 0) for c in self.categorical]
+        with np.errstate(over="ignore"):
+            num32 = num.astype(np.float32)
+        if not np.isfinite(num32).all():
+            bad = [c for c, v in zip(self.numeric, num32) if not np.isfinite(v)]
+            raise self.fail(f"columns {bad} are out of range once scaled (float32 overflows)")
+        return num32, np.asarray(cats, np.int64)
+
+    def stack(self, samples: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+        n = len(samples)
+        return {"num": np.stack([s[0] for s in samples]).reshape(n, -1).astype(np.float32),
+                "cat": np.stack([s[1] for s in samples]).reshape(n, len(self.categorical))}
+
+
+# --- signal ------------------------------------------------------------------------------------
+class SignalFeatures(Features):
+    kind = "signal"
+
+    def decode(self, value: Any) -> tuple[np.ndarray, int]:
+        if isinstance(value, np.ndarray):
+            array = value
+        else:
+            try:
+                array = np.load(io.BytesIO(read_bytes(value)), allow_pickle=False)
+            except (ValueError, OSError, EOFError) as err:
+                raise self.fail(f"not a readable .npy array ({err})", "corrupt_file") from None
+        if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
+            raise self.fail("expected a numeric .npy array")
+        array = np.asarray(array, np.float32)
+        if array.ndim == 1:
+            array = array[None, :]
+        elif array.ndim == 2 and array.shape[0] > array.shape[1]:
+            array = array.T  # (samples, channels) -> (channels, samples)
+        channels = int(self.state["n_channels"])
+        if array.ndim != 2 or array.shape[0] != channels:
+            raise self.fail(f"expected {channels} channel(s) as in training; got an array of shape {array.shape}")
+        if not np.isfinite(array).all():
+            raise self.fail("the signal holds NaN or infinite values")
+        length = int(self.cfg["length"])
+        return fit_length(array, length, self.cfg["crop"]), min(array.shape[-1], length)
+
+    def stack(self, samples: Sequence[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
+        x = np.stack([s[0] for s in samples])  # (B, C, L)
+        valid = np.asarray([s[1] for s in samples], np.int64)
+        spec = self.cfg.get("spectrogram")
+        if spec is None:
+            return {"x": x, "length": valid.astype(np.int32)}
+        b, c, n = x.shape
+        power = stft_power(x.reshape(b * c, n), spec["n_fft"], spec["hop"])  # (B*C, T, F)
+        feats = np.log1p(power).reshape(b, c, power.shape[1], power.shape[2]).transpose(0, 1, 3, 2)
+        lengths = np.minimum(1 + valid // spec["hop"], power.shape[1]).astype(np.int32)
+        return {"x": feats.reshape(b, -1, power.shape[1]).astype(np.float32), "length": lengths}
+
+
+FEATURES: dict[str, type[Features]] = {cls.kind: cls for cls in
+                                       (ImageFeatures, AudioFeatures, TextFeatures, TabularFeatures, SignalFeatures)}

@@ -1,0 +1,205 @@
+"""The checks every export runs, and the int8 quantisation with its measured cost.
+
+- :func:`check_graph`: the exported graph vs the eager network on the same featurised arrays,
+  including rows with modalities hidden (the presence-mask path).
+- :func:`check_runtime`: raw manifest cells through the numpy runtime + ONNX vs the eager
+  predictor (preprocessing included).
+- :func:`quantize_and_measure`: dynamic int8 weights (onnxruntime.quantization), their output
+  difference, accuracy change on labelled rows and latency speed-up.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from polymodal.data.encode import EncodedTable
+from polymodal.data.manifest import Manifest
+from polymodal.deploy.errors import ExportError
+from polymodal.deploy.graph import example_feeds, graph_inputs
+
+CHECK_BATCH = 64
+# int8 weights for the matrix products only: onnxruntime's dynamic ConvInteger is slower on CPU
+# than float convolutions (measured 6x slower on the av-digits CNNs), so convolutions stay float
+QUANTIZED_OPS = ("MatMul", "Gemm")
+
+
+def table_feeds(table: EncodedTable, rows: np.ndarray, hide: bool) -> dict[str, np.ndarray]:
+    """Graph feeds of an encoded table's ``rows``; ``hide``: row i hides modality (i mod (M + 1))
+    when that is a modality index (so every modality is hidden on some rows, none on others)."""
+    names = sorted(table.modalities)
+    feeds = {}
+    for m, name in enumerate(names):
+        mod = table.modalities[name]
+        for key, value in mod.arrays.items():
+            feeds[f"{name}.{key}"] = np.ascontiguousarray(np.asarray(value[rows]))
+        present = np.asarray(mod.present[rows], bool).copy()
+        if hide and len(names) > 1:
+            present &= (np.arange(len(rows)) % (len(names) + 1)) != m
+        feeds[f"{name}.present"] = present
+    return feeds
+
+
+def eager_outputs(predictor: Any, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The eager network on graph feeds, through the preprocessors' own ``to_batch`` (batch-time
+    trimming included) and the net's usual present-rows-only encoding."""
+    pipeline, net = predictor._require_fitted()
+    inputs, present = {}, {}
+    for name, prep in pipeline.preprocessors.items():
+        arrays = {k.split(".", 1)[1]: torch.from_numpy(v) for k, v in feeds.items()
+                  if k.startswith(f"{name}.") and not k.endswith(".present")}
+        inputs[name] = prep.to_batch(arrays, False)
+        present[name] = torch.from_numpy(feeds[f"{name}.present"])
+    with torch.inference_mode():
+        return net.cpu().eval()(inputs, present).float().numpy()
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _runner(folder: Path, meta: Mapping[str, Any]) -> Any:
+    """``run(feeds) -> outputs`` for the export's graph (ONNX or TorchScript)."""
+    graph = meta["graph"]
+    if graph.get("file"):
+        session = _session(folder / graph["file"])
+        names = [i["name"] for i in graph["inputs"]]
+        return lambda feeds: session.run(["outputs"], {n: feeds[n] for n in names})[0]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`torch.jit.load", FutureWarning)
+        module = torch.jit.load(str(folder / graph["torchscript_file"]))
+    names = [i["name"] for i in graph["inputs"]]
+
+    def run(feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            return module(*(torch.from_numpy(feeds[n]) for n in names)).numpy()
+
+    return run
+
+
+def _batched(fn: Any, feeds: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    return np.concatenate([fn({k: v[s:s + CHECK_BATCH] for k, v in feeds.items()}) for s in range(0, n, CHECK_BATCH)])
+
+
+def check_graph(predictor: Any, folder: Path, meta: Mapping[str, Any], table: EncodedTable | None, rows: int,
+                tolerance: float) -> dict[str, Any]:
+    """Max |exported - eager| over the check rows; raises ExportError above ``tolerance``."""
+    run = _runner(folder, meta)
+    if table is None:
+        feeds_list = [example_feeds(graph_inputs(predictor.pipeline.preprocessors), batch=min(rows, CHECK_BATCH), seed=1)]
+        source = "synthetic arrays"
+    else:
+        chosen = np.arange(min(rows, len(table)))
+        feeds_list = [table_feeds(table, chosen, hide=False), table_feeds(table, chosen, hide=True)]
+        source = f"{len(chosen)} manifest rows, as given and with modalities hidden"
+    worst, n = 0.0, 0
+    for feeds in feeds_list:
+        count = len(next(iter(feeds.values())))
+        exported = _batched(run, feeds, count)
+        eager = _batched(lambda f: eager_outputs(predictor, f), feeds, count)
+        worst = max(worst, float(np.abs(exported - eager).max(initial=0.0)))
+        n += count
+    if not worst <= tolerance:  # also catches NaN
+        raise ExportError(f"parity check failed: exported and eager outputs differ by up to {worst:.3g} on {source}; "
+                          f"allowed {tolerance:g}. The graph in {folder} must not be used")
+    return {"graph_max_abs_diff": worst, "rows": n, "source": source, "tolerance": tolerance}
+
+
+def manifest_rows(runtime: Any, manifest: Manifest, rows: int) -> list[dict[str, Any]]:
+    """Runtime rows (modality -> path / text / {column: value}) of a manifest's first ``rows``."""
+    from polymodal.data.manifest import is_empty
+
+    out = []
+    for _, record in manifest.frame.head(rows).iterrows():
+        row: dict[str, Any] = {}
+        for name, spec in runtime.meta["modalities"].items():
+            if spec["kind"] == "tabular":
+                values = {c: record.get(c) for c in [*spec["columns"], *spec["categorical"]]}
+                if not all(is_empty(v) for v in values.values()):
+                    row[name] = {c: None if is_empty(v) else v for c, v in values.items()}
+            elif spec["column"] in record and not is_empty(record[spec["column"]]):
+                value = record[spec["column"]]
+                row[name] = value if spec["kind"] == "text" else manifest.resolve(value)
+        out.append(row)
+    return out
+
+
+def check_runtime(predictor: Any, folder: Path, manifest: Manifest, rows: int, tolerance: float) -> dict[str, Any]:
+    """Max |runtime - eager predictor| of the raw outputs on a manifest's first rows."""
+    from polymodal.deploy.runtime import Runtime
+
+    runtime = Runtime.load(folder)
+    head = manifest.subset(np.arange(min(rows, len(manifest))))
+    table = predictor._encode(head, require_target=False, modalities=None)[1]
+    chosen = [int(r) for r in table.rows]  # rows that decoded (on_error: skip drops some)
+    cells = manifest_rows(runtime, head, len(head))
+    kept = [cells[r] for r in chosen if cells[r]]
+    eager = predictor._outputs(table)[[i for i, r in enumerate(chosen) if cells[r]]]
+    got = np.concatenate([runtime.run(runtime.featurize(kept[s:s + CHECK_BATCH])) for s in range(0, len(kept), CHECK_BATCH)])
+    worst = float(np.abs(got - eager).max(initial=0.0))
+    if not worst <= tolerance:
+        raise ExportError(f"runtime parity check failed: numpy preprocessing + ONNX and the eager predictor differ by up "
+                          f"to {worst:.3g} on {len(kept)} rows of {manifest.name}; allowed {tolerance:g}")
+    return {"runtime_max_abs_diff": worst, "runtime_rows": len(kept)}
+
+
+def latency(run: Any, feeds: Mapping[str, np.ndarray], repeats: int = 20) -> float:
+    """Median seconds of ``run(feeds)`` (after one warm-up call)."""
+    run(feeds)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(feeds)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def quantize_and_measure(predictor: Any, folder: Path, meta: Mapping[str, Any], manifest: Manifest | None,
+                         rows: int) -> dict[str, Any]:
+    """Write ``model.int8.onnx`` (dynamic int8 weights of MatMul/Gemm/Conv...) and measure it."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from polymodal.deploy.export import INT8_FILE
+
+    quantize_dynamic(str(folder / meta["graph"]["file"]), str(folder / INT8_FILE), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=list(QUANTIZED_OPS))
+    names = [i["name"] for i in meta["graph"]["inputs"]]
+    float_s, int8_s = _session(folder / meta["graph"]["file"]), _session(folder / INT8_FILE)
+    if manifest is None:
+        feeds = example_feeds(graph_inputs(predictor.pipeline.preprocessors), batch=min(rows, CHECK_BATCH), seed=2)
+        labels = None
+    else:
+        head = manifest.subset(np.arange(min(rows, len(manifest))))
+        table = predictor._encode(head, require_target=False, modalities=None)[1]
+        feeds = table_feeds(table, np.arange(len(table)), hide=False)
+        target = predictor.config.targets[0]
+        labels = head.frame[target].iloc[table.rows] if target in head.frame and predictor.config.task == "classification" else None
+    def fp(f: Mapping[str, np.ndarray]) -> np.ndarray:
+        return float_s.run(["outputs"], {n: f[n] for n in names})[0]
+
+    def q8(f: Mapping[str, np.ndarray]) -> np.ndarray:
+        return int8_s.run(["outputs"], {n: f[n] for n in names})[0]
+
+    count = len(next(iter(feeds.values())))
+    out_fp, out_q8 = _batched(fp, feeds, count), _batched(q8, feeds, count)
+    batch = {k: v[:CHECK_BATCH] for k, v in feeds.items()}
+    result: dict[str, Any] = {
+        "file": INT8_FILE, "ops": list(QUANTIZED_OPS), "rows": count, "max_abs_diff": float(np.abs(out_fp - out_q8).max(initial=0.0)),
+        "size_bytes": (folder / INT8_FILE).stat().st_size, "float_size_bytes": (folder / meta["graph"]["file"]).stat().st_size,
+        "speedup_batch": latency(fp, batch) / latency(q8, batch),
+    }
+    if labels is not None and labels.notna().all():
+        classes = np.asarray(meta["classes"])
+        truth = labels.astype(str).to_numpy()
+        start, stop = meta["main_outputs"]
+        result["accuracy"] = float((classes[out_fp[:, start:stop].argmax(1)] == truth).mean())
+        result["accuracy_int8"] = float((classes[out_q8[:, start:stop].argmax(1)] == truth).mean())
+    return result

@@ -1,0 +1,212 @@
+"""Turn an HTTP request body into one runtime row, enforcing the service's limits.
+
+Two body formats carry the same inputs (any subset of the model's modalities; a plain
+``application/x-www-form-urlencoded`` form works like multipart for text and tabular fields):
+
+- ``multipart/form-data``: one file per image / audio / signal modality (field = modality name),
+  a form field per text modality (field = modality name) and per tabular column (field = column).
+- ``application/json``: ``{"<image modality>": "<base64 file>", "<text modality>": "text",
+  "<tabular modality>": {"<column>": value}}``.
+
+Every problem raises :class:`~polymodal.deploy.errors.RequestError` with its HTTP status: 400
+malformed body, 413 over a limit, 415 unsupported file type, 422 unusable or missing values.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import wave
+from collections.abc import Mapping
+from typing import Any
+
+from polymodal.deploy.errors import RequestError
+from polymodal.deploy.features import read_wav
+from polymodal.deploy.runtime import Runtime
+from polymodal.deploy.settings import ServeSettings
+
+# leading bytes of the file types each kind accepts: (offset, bytes, type name)
+SIGNATURES = {
+    "image": [(0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"\xff\xd8\xff", "JPEG"), (0, b"GIF8", "GIF"), (0, b"BM", "BMP"),
+              (0, b"II*\x00", "TIFF"), (0, b"MM\x00*", "TIFF"), (8, b"WEBP", "WebP")],
+    "audio": [(8, b"WAVE", "WAV"), (0, b"fLaC", "FLAC"), (0, b"OggS", "OGG")],
+    "signal": [(0, b"\x93NUMPY", "NPY")],
+}
+FILE_KINDS = frozenset(SIGNATURES)
+
+
+def accepted_types(kind: str) -> list[str]:
+    return sorted({name for _, _, name in SIGNATURES[kind]})
+
+
+def file_type(kind: str, data: bytes) -> str | None:
+    """The recognised type name of a file's content, or None."""
+    return next((name for offset, magic, name in SIGNATURES[kind] if data[offset:offset + len(magic)] == magic), None)
+
+
+class RequestParser:
+    """Validates request inputs against a runtime's modalities and the service's limits."""
+
+    def __init__(self, runtime: Runtime, settings: ServeSettings):
+        self.runtime = runtime
+        self.settings = settings
+        self.kinds = {name: spec["kind"] for name, spec in runtime.meta["modalities"].items()}
+        self.columns = {c: name for name, spec in runtime.meta["modalities"].items() if spec["kind"] == "tabular"
+                        for c in [*spec["columns"], *spec["categorical"]]}
+
+    # -- bodies -------------------------------------------------------------------------------
+    def from_json(self, body: bytes) -> dict[str, Any]:
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise RequestError(f"the body is not valid JSON ({err})", code="malformed_body") from None
+        if not isinstance(data, dict):
+            raise RequestError(f"the JSON body must be an object keyed by modality {sorted(self.kinds)}; "
+                               f"got {type(data).__name__}", status=422, code="malformed_body")
+        row: dict[str, Any] = {}
+        for name, value in data.items():
+            kind = self._kind(name)
+            if value is None:
+                continue
+            if kind in FILE_KINDS:
+                row[name] = self.file(name, self._base64(name, value))
+            elif kind == "text":
+                row[name] = self.text(name, value)
+            else:
+                row[name] = self.tabular(name, value)
+        return self.finish(row)
+
+    def from_form(self, form: Mapping[str, list[Any]]) -> dict[str, Any]:
+        """``form``: field name -> its values (strings, or uploads with ``.file`` / ``.filename``)."""
+        row: dict[str, Any] = {}
+        for field, values in form.items():
+            if len(values) != 1:
+                raise RequestError(f"field '{field}' was sent {len(values)} times; send it once", status=422,
+                                   code="duplicate_field", field=field)
+            value = values[0]
+            if field in self.columns:
+                if not isinstance(value, str):
+                    raise RequestError(f"tabular column '{field}' must be a form field, not a file", status=422,
+                                       code="bad_input", field=field)
+                row.setdefault(self.columns[field], {})[field] = value if value.strip() else None
+                continue
+            kind = self._kind(field)
+            if kind in FILE_KINDS:
+                if isinstance(value, str):
+                    raise RequestError(f"modality '{field}' ({kind}) must be sent as a file upload; got a text field",
+                                       status=422, code="bad_input", field=field)
+                row[field] = self.file(field, value.file.read())
+            elif kind == "text":
+                if not isinstance(value, str):
+                    raise RequestError(f"text modality '{field}' must be a form field, not a file", status=422,
+                                       code="bad_input", field=field)
+                if value.strip():
+                    row[field] = self.text(field, value)
+            else:
+                raise RequestError(f"tabular modality '{field}' is sent as one form field per column "
+                                   f"{sorted(c for c, n in self.columns.items() if n == field)}", status=422,
+                                   code="unknown_field", field=field)
+        for name, values in list(row.items()):
+            if self.kinds[name] == "tabular":
+                row[name] = self.tabular(name, values)
+        return self.finish(row)
+
+    def finish(self, row: dict[str, Any]) -> dict[str, Any]:
+        if not row:
+            raise RequestError(f"no input given; send at least one of the modalities {sorted(self.kinds)} "
+                               "(see GET /metadata)", status=422, code="missing_input")
+        return row
+
+    # -- values -------------------------------------------------------------------------------
+    def _kind(self, name: str) -> str:
+        if name not in self.kinds:
+            allowed = sorted(self.kinds) + sorted(self.columns)
+            raise RequestError(f"unknown field '{name}'; this model accepts {allowed}", status=422,
+                               code="unknown_field", field=name)
+        return self.kinds[name]
+
+    @staticmethod
+    def _base64(name: str, value: Any) -> bytes:
+        if not isinstance(value, str):
+            raise RequestError(f"modality '{name}' must be a base64 string in JSON; got {type(value).__name__}",
+                               status=422, code="bad_input", field=name)
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(f"modality '{name}' is not valid base64", status=422, code="bad_base64",
+                               field=name) from None
+
+    def file(self, name: str, data: bytes) -> Any:
+        """Check a file's type and size limits; returns what the runtime decodes."""
+        kind = self.kinds[name]
+        found = file_type(kind, data)
+        if found is None:
+            raise RequestError(f"unsupported file type for {kind} modality '{name}'; accepted: "
+                               f"{', '.join(accepted_types(kind))}; got {len(data)} bytes starting {data[:8]!r}",
+                               status=415, code="unsupported_type", field=name)
+        if kind == "image":
+            self._check_pixels(name, data)
+        elif kind == "audio":
+            return self._audio(name, data)
+        return data
+
+    def _check_pixels(self, name: str, data: bytes) -> None:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
+            raise RequestError(f"image modality '{name}': unreadable image ({err})", status=422, code="corrupt_file",
+                               field=name) from None
+        limit = self.settings.max_image_pixels
+        if width * height > limit:
+            raise RequestError(f"image modality '{name}' is {width}x{height} = {width * height:,} pixels; at most "
+                               f"{limit:,} are allowed", status=413, code="too_many_pixels", field=name)
+
+    def _audio(self, name: str, data: bytes) -> tuple[Any, int]:
+        try:
+            samples, rate = read_wav(data)
+        except (RequestError, wave.Error, EOFError, ValueError) as err:
+            raise RequestError(f"audio modality '{name}': unreadable audio ({err})", status=422, code="corrupt_file",
+                               field=name) from None
+        if rate <= 0 or samples.size == 0:
+            raise RequestError(f"audio modality '{name}' holds no samples", status=422, code="empty_file", field=name)
+        seconds = samples.size / rate
+        if seconds > self.settings.max_audio_seconds:
+            raise RequestError(f"audio modality '{name}' lasts {seconds:.1f} s; at most "
+                               f"{self.settings.max_audio_seconds:g} s are allowed", status=413,
+                               code="too_long", field=name)
+        return samples, rate
+
+    def text(self, name: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise RequestError(f"text modality '{name}' must be a string; got {type(value).__name__}", status=422,
+                               code="bad_input", field=name)
+        if len(value) > self.settings.max_text_chars:
+            raise RequestError(f"text modality '{name}' has {len(value):,} characters; at most "
+                               f"{self.settings.max_text_chars:,} are allowed", status=413, code="too_long", field=name)
+        return value
+
+    def tabular(self, name: str, value: Any) -> dict[str, Any]:
+        spec = self.runtime.meta["modalities"][name]
+        columns = [*spec["columns"], *spec["categorical"]]
+        if not isinstance(value, dict):
+            raise RequestError(f"tabular modality '{name}' must be an object of columns {columns}; got "
+                               f"{type(value).__name__}", status=422, code="bad_input", field=name)
+        unknown = sorted(set(value) - set(columns))
+        if unknown:
+            raise RequestError(f"tabular modality '{name}' has no columns {unknown}; allowed {columns}", status=422,
+                               code="unknown_field", field=name)
+        for column, cell in value.items():
+            if cell is not None and not isinstance(cell, int | float | str) or isinstance(cell, bool):
+                raise RequestError(f"column '{column}' of '{name}' must be a number, a string or null; got "
+                                   f"{type(cell).__name__}", status=422, code="bad_input", field=column)
+            if isinstance(cell, str) and len(cell) > self.settings.max_text_chars:
+                raise RequestError(f"column '{column}' of '{name}' is longer than {self.settings.max_text_chars:,} "
+                                   "characters", status=413, code="too_long", field=column)
+        features = self.runtime.features[name]
+        features.decode(value)  # numbers that do not parse fail here, with the column named
+        return value

@@ -1,0 +1,176 @@
+"""Run an exported model with numpy + onnxruntime only (no torch).
+
+An export folder (``polymodal export RUN``) holds ``model.onnx`` (and ``model.int8.onnx`` when
+quantised) and ``deploy.json``: the task, the classes, each modality's kind, columns, preprocessing
+settings and fitted state, the graph's inputs, and the parity figures measured at export.
+
+    from polymodal.deploy.runtime import Runtime
+
+    rt = Runtime.load("runs/x/export")
+    rows = [{"image": open("3.png", "rb").read(), "audio": open("3.wav", "rb").read()},
+            {"audio": "speech/7.wav"}]                        # any subset of modalities per row
+    rt.predict(rows)          # ['3', '7']
+    rt.predict_proba(rows)    # (2, K) probabilities
+    rt.explain(rows)          # (2, M) exact Shapley contributions of each modality
+
+A row maps modality names to values (see :mod:`polymodal.deploy.features` for what each kind
+accepts); a tabular modality's value maps its columns to values. Absent modalities are masked
+inside the graph, as in training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polymodal.deploy.errors import ExportError, RequestError
+from polymodal.deploy.features import FEATURES, Features
+from polymodal.errors import MissingDependencyError
+
+META_FILE = "deploy.json"
+Row = Mapping[str, Any]
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+class Runtime:
+    """An exported model: preprocessing in numpy, the network in onnxruntime.
+
+    Attributes:
+        meta: the parsed ``deploy.json``.
+        names: modality names in graph order (sorted).
+        features: per modality, its numpy preprocessing.
+    """
+
+    def __init__(self, folder: Path, meta: Mapping[str, Any], session: Any):
+        self.folder = folder
+        self.meta = dict(meta)
+        self.session = session
+        self.names = sorted(meta["modalities"])
+        self.features: dict[str, Features] = {
+            name: FEATURES[spec["kind"]](name, spec) for name, spec in meta["modalities"].items()}
+        self.input_names = [i["name"] for i in meta["graph"]["inputs"]]
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, *, quantized: bool = False, threads: int | None = None) -> Runtime:
+        """Open an export folder.
+
+        Args:
+            quantized: run ``model.int8.onnx`` (dynamic int8 weights) instead of ``model.onnx``.
+            threads: onnxruntime intra-op threads (None: its default).
+        """
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MissingDependencyError("onnxruntime", "running an exported model", extra="serve") from None
+        folder = Path(folder)
+        if not (folder / META_FILE).is_file():
+            raise FileNotFoundError(f"{folder} is not an export folder: {META_FILE} not found "
+                                    f"(write one with 'polymodal export RUN')")
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        key = "quantized_file" if quantized else "file"
+        if meta["graph"].get(key) is None:
+            raise ExportError(f"{folder} has no {'int8 ' if quantized else ''}ONNX graph "
+                              f"(export with --format onnx{' --quantize' if quantized else ''})")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(folder / meta["graph"][key]), options, providers=["CPUExecutionProvider"])
+        return cls(folder, meta, session)
+
+    # -- preprocessing ------------------------------------------------------------------------
+    def check_row(self, row: Row, index: int = 0) -> None:
+        unknown = sorted(set(row) - set(self.names))
+        if unknown:
+            raise RequestError(f"row {index}: unknown modalities {unknown}; this model has {self.names}",
+                               code="unknown_field", field=unknown[0])
+        if not any(row.get(n) is not None for n in self.names):
+            raise RequestError(f"row {index}: no modality given; send at least one of {self.names}",
+                               code="missing_input")
+
+    def featurize(self, rows: Sequence[Row]) -> dict[str, np.ndarray]:
+        """Graph feeds for a batch of rows: every modality's arrays plus its presence mask."""
+        for i, row in enumerate(rows):
+            self.check_row(row, i)
+        feeds: dict[str, np.ndarray] = {}
+        for name in self.names:
+            present = np.asarray([row.get(name) is not None for row in rows], bool)
+            arrays = self.features[name].empty(len(rows))
+            if present.any():
+                got = self.features[name].featurize([row[name] for row in rows if row.get(name) is not None])
+                for key, value in got.items():
+                    arrays[key][present] = value
+            feeds.update({f"{name}.{key}": value for key, value in arrays.items()})
+            feeds[f"{name}.present"] = present
+        return feeds
+
+    # -- the network --------------------------------------------------------------------------
+    def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Raw outputs (B, K) of the graph for prepared feeds."""
+        return self.session.run(["outputs"], {n: feeds[n] for n in self.input_names})[0]
+
+    def outputs(self, rows: Sequence[Row]) -> np.ndarray:
+        """Raw outputs of the main task (B, K): logits (classification, multilabel) or values."""
+        start, stop = self.meta["main_outputs"]
+        return self.run(self.featurize(rows))[:, start:stop]
+
+    def scores(self, outputs: np.ndarray) -> np.ndarray:
+        """Probabilities (classification: softmax, multilabel: sigmoid) or de-standardised values."""
+        task = self.meta["task"]
+        if task == "classification":
+            return softmax(outputs)
+        if task == "multilabel":
+            return 1.0 / (1.0 + np.exp(-outputs))
+        mean, std = self.meta["target_scaling"]
+        return outputs * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
+
+    def predict_proba(self, rows: Sequence[Row]) -> np.ndarray:
+        """(B, K) class probabilities; columns in ``meta['classes']`` order."""
+        if self.meta["task"] not in ("classification", "multilabel"):
+            raise RequestError(f"predict_proba needs a classification or multilabel model; this one does {self.meta['task']}")
+        return self.scores(self.outputs(rows))
+
+    def predict(self, rows: Sequence[Row]) -> list[Any]:
+        """Labels (classification), 0/1 lists (multilabel) or value lists (regression)."""
+        scores = self.scores(self.outputs(rows))
+        if self.meta["task"] == "classification":
+            return [self.meta["classes"][i] for i in scores.argmax(axis=1)]
+        if self.meta["task"] == "multilabel":
+            return (scores >= 0.5).astype(int).tolist()
+        return scores.tolist()
+
+    def explain(self, rows: Sequence[Row], feeds: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """Exact Shapley contributions (B, M) of each modality (``names`` order) to each row's score.
+
+        The score is the predicted class's probability (classification), the mean label
+        probability (multilabel) or the first value (regression); a coalition is evaluated by
+        masking the other modalities as absent, and the empty coalition is every modality absent.
+        Contributions add up to score(all given) - score(none).
+        """
+        from polymodal.evaluation.shapley import exact_shapley  # numpy only
+
+        feeds = dict(self.featurize(rows) if feeds is None else feeds)
+        given = np.stack([feeds[f"{n}.present"] for n in self.names], axis=1)  # (B, M)
+        m, start, stop = len(self.names), *self.meta["main_outputs"]
+        full = self.scores(self.run(feeds)[:, start:stop])
+        pick = full.argmax(axis=1) if self.meta["task"] == "classification" else None
+        values = {}
+        for mask in range(1 << m):
+            keep = np.asarray([(mask >> i) & 1 for i in range(m)], bool)
+            masked = {**feeds, **{f"{n}.present": given[:, i] & keep[i] for i, n in enumerate(self.names)}}
+            scores = self.scores(self.run(masked)[:, start:stop])
+            if pick is not None:
+                score = scores[np.arange(len(scores)), pick]
+            else:
+                score = scores.mean(axis=1) if self.meta["task"] == "multilabel" else scores[:, 0]
+            values[mask] = score[:, None]
+        return exact_shapley(values, m)[:, :, 0]

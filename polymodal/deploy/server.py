@@ -1,0 +1,218 @@
+"""The HTTP service (FastAPI) over an exported model: ``create_app(runtime, settings)``.
+
+Routes: ``GET /`` (the web page), ``GET /health``, ``GET /metadata``, ``POST /predict``,
+``POST /explain``, plus ``/docs`` and ``/openapi.json``. Request bodies are described in
+:mod:`polymodal.deploy.requests`; every error is JSON ``{"error": {"code", "message", "field"}}``
+with a 4xx status. With a token set, ``/predict``, ``/explain`` and ``/metadata`` need
+``Authorization: Bearer <token>``. Predictions are micro-batched (:mod:`polymodal.deploy.batching`).
+
+(No ``from __future__ import annotations`` here: FastAPI reads the route signatures at run time,
+and their types are imported inside :func:`create_app`, fastapi being an optional dependency.)
+"""
+
+
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl
+
+import numpy as np
+
+from polymodal import __version__
+from polymodal.deploy.batching import MicroBatcher
+from polymodal.deploy.errors import RequestError
+from polymodal.deploy.requests import FILE_KINDS, RequestParser, accepted_types
+from polymodal.deploy.runtime import Runtime
+from polymodal.deploy.settings import ServeSettings
+from polymodal.errors import MissingDependencyError
+
+ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "object", "properties": {
+    "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": ["string", "null"]}}}}}
+
+
+def body_schemas(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
+    """OpenAPI request bodies (JSON and multipart) for this model's modalities."""
+    json_props: dict[str, Any] = {}
+    form_props: dict[str, Any] = {}
+    for name, spec in runtime.meta["modalities"].items():
+        kind = spec["kind"]
+        if kind in FILE_KINDS:
+            accept = ", ".join(accepted_types(kind))
+            json_props[name] = {"type": "string", "format": "byte", "description": f"{kind} file ({accept}), base64"}
+            form_props[name] = {"type": "string", "format": "binary", "description": f"{kind} file ({accept})"}
+        elif kind == "text":
+            json_props[name] = form_props[name] = {"type": "string", "maxLength": settings.max_text_chars}
+        else:
+            columns = [*spec["columns"], *spec["categorical"]]
+            json_props[name] = {"type": "object", "additionalProperties": False, "properties": {
+                c: {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]} for c in columns}}
+            form_props.update({c: {"type": "string", "description": f"column of tabular modality '{name}'"}
+                               for c in columns})
+    return {"required": True, "content": {
+        "application/json": {"schema": {"type": "object", "properties": json_props, "additionalProperties": False,
+                                        "minProperties": 1}},
+        "multipart/form-data": {"schema": {"type": "object", "properties": form_props}},
+    }}
+
+
+def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
+    """The FastAPI application serving ``runtime`` (see the module docstring)."""
+    try:
+        from fastapi import Depends, FastAPI, Request
+        from fastapi.responses import HTMLResponse, JSONResponse
+        from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+        from starlette.concurrency import run_in_threadpool
+        from starlette.exceptions import HTTPException
+        from starlette.formparsers import MultiPartException, MultiPartParser
+    except ImportError:
+        raise MissingDependencyError("fastapi", "polymodal serve", extra="serve") from None
+    settings = settings or ServeSettings()
+    parser = RequestParser(runtime, settings)
+    batcher = MicroBatcher(runtime.run, settings.max_batch, settings.max_wait_ms)
+    meta = runtime.meta
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="polymodal model", version=__version__, lifespan=lifespan,
+                  description=f"A {meta['task']} model over {', '.join(runtime.names)} (polymodal {__version__}).")
+    bearer = HTTPBearer(auto_error=False)
+
+    def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if settings.token is None:
+            return
+        if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), settings.token.encode()):
+            raise RequestError("missing or wrong bearer token; send 'Authorization: Bearer <token>'", status=401,
+                               code="unauthorized")
+
+    @app.exception_handler(RequestError)
+    async def request_error(_: Request, err: RequestError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+        return JSONResponse(err.to_json(), status_code=err.status, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, err: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": {"code": "http_error", "message": str(err.detail), "field": None}},
+                            status_code=err.status_code, headers=getattr(err, "headers", None))
+
+    async def read_row(request: Request) -> dict[str, Any]:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > settings.max_request_bytes:
+            raise RequestError(f"the request body has {int(declared):,} bytes; at most {settings.max_request_bytes:,} "
+                               "are allowed", status=413, code="too_large")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > settings.max_request_bytes:
+                raise RequestError(f"the request body exceeds {settings.max_request_bytes:,} bytes", status=413,
+                                   code="too_large")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/json":
+            return await run_in_threadpool(parser.from_json, body)
+        if kind == "multipart/form-data":
+            async def replay() -> AsyncIterator[bytes]:
+                yield body
+
+            try:
+                form = await MultiPartParser(request.headers, replay(), max_files=16, max_fields=256).parse()
+            except MultiPartException as err:
+                raise RequestError(f"malformed multipart body ({err.message})", code="malformed_body") from None
+            fields: dict[str, list[Any]] = {}
+            for key, value in form.multi_items():
+                fields.setdefault(key, []).append(value)
+            return await run_in_threadpool(parser.from_form, fields)
+        if kind == "application/x-www-form-urlencoded":  # a plain HTML form: text and tabular fields only
+            try:
+                pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body),
+                                  max_num_fields=256)
+            except (UnicodeDecodeError, ValueError) as err:
+                raise RequestError(f"malformed form body ({err})", code="malformed_body") from None
+            fields = {}
+            for key, value in pairs:
+                fields.setdefault(key, []).append(value)
+            return await run_in_threadpool(parser.from_form, fields)
+        raise RequestError(f"unsupported content type '{kind or 'none'}'; send multipart/form-data, "
+                           "application/x-www-form-urlencoded or application/json",
+                           status=415, code="unsupported_media_type")
+
+    def result(outputs: np.ndarray, row: dict[str, Any]) -> dict[str, Any]:
+        start, stop = meta["main_outputs"]
+        scores = runtime.scores(outputs[None, start:stop])[0]
+        out: dict[str, Any] = {"task": meta["task"], "modalities": sorted(row)}
+        if meta["task"] == "classification":
+            out["prediction"] = meta["classes"][int(scores.argmax())]
+            out["probabilities"] = {c: float(p) for c, p in zip(meta["classes"], scores)}
+        elif meta["task"] == "multilabel":
+            out["prediction"] = [c for c, p in zip(meta["classes"], scores) if p >= 0.5]
+            out["probabilities"] = {c: float(p) for c, p in zip(meta["classes"], scores)}
+        else:
+            out["prediction"] = {c: float(v) for c, v in zip(meta["classes"], scores)}
+        return out
+
+    post = {"openapi_extra": {"requestBody": body_schemas(runtime, settings)},
+            "responses": {s: {"description": d, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+                          for s, d in ((400, "malformed body"), (401, "bearer token"), (413, "over a limit"),
+                                       (415, "unsupported type"), (422, "unusable input"))}}
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(resources.files("polymodal.deploy").joinpath("static/index.html").read_text("utf-8"))
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness, and how many requests and batches have run."""
+        stats = batcher.stats
+        return {"status": "ok", "requests": stats.requests, "batches": stats.batches, "largest_batch": stats.largest}
+
+    @app.get("/metadata", dependencies=[Depends(authorised)])
+    async def metadata() -> dict[str, Any]:
+        """The model's task, classes and modalities (with the fields and file types they accept)."""
+        modalities = {}
+        for name, spec in meta["modalities"].items():
+            entry: dict[str, Any] = {"kind": spec["kind"]}
+            if spec["kind"] == "tabular":
+                entry.update(columns=spec["columns"], categorical=spec["categorical"])
+            elif spec["kind"] in FILE_KINDS:
+                entry["accept"] = accepted_types(spec["kind"])
+            if spec["kind"] == "audio":
+                entry["sample_rate"] = spec["preprocess"]["sample_rate"]
+            modalities[name] = entry
+        return {"polymodal_version": __version__, "task": meta["task"], "target": meta["target"],
+                "classes": meta["classes"], "modalities": modalities, "auth": settings.token is not None,
+                "quantized": settings.quantized, "parity": meta.get("parity"),
+                "limits": settings.model_dump(include={"max_request_bytes", "max_image_pixels", "max_audio_seconds",
+                                                       "max_text_chars"})}
+
+    @app.post("/predict", dependencies=[Depends(authorised)], **post)
+    async def predict(request: Request) -> dict[str, Any]:
+        """Predict one sample from any subset of the modalities (multipart or JSON)."""
+        row = await read_row(request)
+        feeds = await run_in_threadpool(runtime.featurize, [row])
+        return result(await batcher.submit(feeds), row)
+
+    @app.post("/explain", dependencies=[Depends(authorised)], **post)
+    async def explain(request: Request) -> dict[str, Any]:
+        """The prediction plus each given modality's contribution (exact Shapley value) to the explained score."""
+        row = await read_row(request)
+        feeds = await run_in_threadpool(runtime.featurize, [row])
+        outputs = await batcher.submit(feeds)
+        phi = (await run_in_threadpool(runtime.explain, [row], feeds))[0]
+        out = result(outputs, row)
+        start, stop = meta["main_outputs"]
+        scores = runtime.scores(outputs[None, start:stop])[0]
+        score = float(scores.max()) if meta["task"] == "classification" else float(
+            scores.mean() if meta["task"] == "multilabel" else scores[0])
+        out["explained"] = out["prediction"] if meta["task"] == "classification" else "score"
+        out["score"] = score
+        out["base"] = score - float(phi.sum())
+        out["contributions"] = {n: float(v) for n, v in zip(runtime.names, phi)}
+        return out
+
+    return app

@@ -1,0 +1,41 @@
+"""Settings of the HTTP service (``polymodal serve``): limits, authentication, micro-batching."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from polymodal.config.base import StrictModel
+
+LOOPBACK = "127.0.0.1"
+
+
+class ServeSettings(StrictModel):
+    """What ``polymodal serve`` accepts and how it batches.
+
+    Attributes:
+        host: interface to bind; loopback unless told otherwise.
+        port: TCP port.
+        token: when set, ``/predict``, ``/explain`` and ``/metadata`` need ``Authorization: Bearer <token>``.
+        max_request_bytes: the largest request body (413 above).
+        max_image_pixels: the largest image (width x height) a request may carry (413 above).
+        max_audio_seconds: the longest audio clip (413 above).
+        max_text_chars: the longest text (413 above).
+        max_batch: most requests run through the network together.
+        max_wait_ms: how long the first request of a batch waits for others to join it.
+        threads: onnxruntime intra-op threads (None: its default).
+        quantized: serve the int8 graph of the export.
+    """
+
+    host: str = LOOPBACK
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    token: str | None = None
+    max_request_bytes: PositiveInt = 10 * 1024 * 1024
+    max_image_pixels: PositiveInt = 4096 * 4096
+    max_audio_seconds: PositiveFloat = 30.0
+    max_text_chars: PositiveInt = 10_000
+    max_batch: Annotated[int, Field(ge=1, le=1024)] = 32
+    max_wait_ms: Annotated[float, Field(ge=0.0, le=1000.0)] = 5.0
+    threads: PositiveInt | None = None
+    quantized: bool = False

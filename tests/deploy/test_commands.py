@@ -1,0 +1,69 @@
+"""The deployment commands: export, serve (without binding a port) and the resumable predict."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from polymodal.cli import app
+from polymodal.deploy import commands
+
+runner = CliRunner()
+
+
+def test_export_command_writes_and_reports(trained, dataset, tmp_path):
+    _, run = trained
+    out = tmp_path / "exp"
+    result = runner.invoke(app, ["export", str(run), "--data", str(dataset["test"]), "--out", str(out), "--rows", "12"])
+    assert result.exit_code == 0, result.output
+    assert "parity on 12 manifest rows" in result.output and "numpy runtime + ONNX vs eager predictor" in result.output
+    meta = json.loads((out / "deploy.json").read_text())
+    assert meta["parity"]["rows"] == 24 and meta["graph"]["file"] == "model.onnx"
+
+
+def test_export_user_errors_exit_2(trained, tmp_path):
+    _, run = trained
+    result = runner.invoke(app, ["export", str(run), "--format", "tflite", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "unknown export format 'tflite'" in result.output
+    result = runner.invoke(app, ["export", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "not a polymodal run folder" in result.output
+
+
+def test_serve_binds_loopback_and_reads_the_token_from_the_environment(exported, monkeypatch):
+    folder, _ = exported
+    started = {}
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: started.update(app=app, settings=settings))
+    result = runner.invoke(app, ["serve", str(folder.parent)], env={"POLYMODAL_TOKEN": "abc"})
+    assert result.exit_code == 0, result.output
+    settings = started["settings"]
+    assert settings.host == "127.0.0.1" and settings.port == 8000 and settings.token == "abc"
+    assert "serving" in result.output and str(folder) in result.output
+    result = runner.invoke(app, ["serve", str(folder), "--host", "0.0.0.0"], env={"POLYMODAL_TOKEN": ""})
+    assert "without --token" in result.output
+
+
+def test_serve_rejects_bad_limits(exported, monkeypatch):
+    folder, _ = exported
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: None)
+    result = runner.invoke(app, ["serve", str(folder), "--max-batch", "0"])
+    assert result.exit_code == 2 and "--max-batch" in result.output and "got 0" in result.output
+
+
+def test_predict_command_streams_to_parquet(trained, dataset, tmp_path):
+    _, run = trained
+    out = tmp_path / "p.parquet"
+    result = runner.invoke(app, ["predict", str(run), "--data", str(dataset["test"]), "--out", str(out),
+                                 "--chunk-rows", "4"])
+    assert result.exit_code == 0, result.output
+    assert "18 predictions written" in result.output
+    assert pd.read_parquet(out)["row"].tolist() == list(range(18))
+    result = runner.invoke(app, ["predict", str(run), "--data", str(dataset["test"]), "--out", str(tmp_path / "p.txt")])
+    assert result.exit_code == 2 and "got 'p.txt'" in result.output
+
+
+@pytest.fixture(autouse=True)
+def _wide_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")

@@ -1,0 +1,125 @@
+"""Export: the ONNX graph, deploy.json, the built-in parity check, int8 and TorchScript."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from polymodal.deploy.errors import ExportError
+from polymodal.deploy.export import export_run
+from polymodal.deploy.graph import _adaptive_max_pool1d
+from polymodal.deploy.parity import check_graph
+from polymodal.deploy.runtime import Runtime
+
+
+def test_graph_has_per_modality_inputs_masks_and_dynamic_batch(exported):
+    folder, _ = exported
+    model = onnx.load(str(folder / "model.onnx"))
+    inputs = {i.name: i.type.tensor_type for i in model.graph.input}
+    expected = {"audio.length", "audio.x", "audio.present", "image.x", "image.present", "labs.cat", "labs.num",
+                "labs.present", "notes.ids", "notes.length", "notes.present"}
+    assert set(inputs) == expected
+    for tensor_type in inputs.values():
+        assert tensor_type.shape.dim[0].dim_param, "the batch axis must be symbolic"
+    assert inputs["image.present"].elem_type == onnx.TensorProto.BOOL
+    assert inputs["image.x"].elem_type == onnx.TensorProto.UINT8
+
+
+def test_deploy_json_holds_the_preprocessing_state(exported, trained):
+    folder, report = exported
+    meta = json.loads((folder / "deploy.json").read_text())
+    predictor, _ = trained
+    assert meta["classes"] == ["a", "b", "c"] and meta["task"] == "classification"
+    assert meta["modalities"]["notes"]["state"]["vocab"] == predictor.pipeline.preprocessors["notes"].vocab
+    assert np.allclose(meta["modalities"]["image"]["state"]["mean"], predictor.pipeline.preprocessors["image"].mean)
+    assert np.asarray(meta["modalities"]["audio"]["state"]["mel_bank"]).shape == (129, 16)  # n_fft 256 -> 129 bins
+    assert meta["modalities"]["labs"]["columns"] == ["x1"] and meta["modalities"]["labs"]["categorical"] == ["color"]
+    assert meta["parity"]["graph_max_abs_diff"] <= 1e-4 and report.parity["runtime_max_abs_diff"] <= 1e-4
+
+
+def test_runtime_matches_the_eager_predictor_on_any_batch_size(exported, dataset, trained):
+    folder, _ = exported
+    predictor, _ = trained
+    runtime = Runtime.load(folder)
+    from polymodal.data.manifest import read_manifest
+    from polymodal.deploy.parity import manifest_rows
+
+    manifest = read_manifest(dataset["test"])
+    rows = manifest_rows(runtime, manifest, len(manifest))
+    eager = predictor.predict_proba(dataset["test"]).to_numpy()
+    for size in (1, 5, len(rows)):
+        got = np.concatenate([runtime.predict_proba(rows[s:s + size]) for s in range(0, len(rows), size)])
+        np.testing.assert_allclose(got, eager, atol=1e-5)
+    assert runtime.predict(rows) == list(predictor.predict(dataset["test"]))
+
+
+def test_runtime_featurizes_exactly_like_training(exported, dataset, trained):
+    folder, _ = exported
+    predictor, _ = trained
+    runtime = Runtime.load(folder)
+    root = dataset["root"]
+    for name, value in (("image", str(root / "i0.png")), ("audio", str(root / "a0.wav")),
+                        ("notes", "The blue, LARGE one - number 2!"), ("labs", {"x1": None, "color": "purple"})):
+        prep = predictor.pipeline.preprocessors[name]
+        cell = tuple(value.values()) if isinstance(value, dict) else value
+        want = prep.featurize([prep.decode(cell)])
+        got = runtime.features[name].featurize([value])
+        assert set(got) == set(want)
+        for key in want:
+            assert got[key].dtype == want[key].dtype, (name, key)
+            np.testing.assert_allclose(got[key], want[key], atol=2e-4, err_msg=f"{name}.{key}")
+
+
+def test_parity_failure_is_loud(exported, trained):
+    folder, _ = exported
+    predictor, _ = trained
+    meta = json.loads((folder / "deploy.json").read_text())
+    original = predictor.net.head
+    predictor.net.head = torch.nn.Sequential(original, torch.nn.Identity())
+    with torch.no_grad():  # the eager model drifts from the exported graph
+        last = [m for m in original.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last.bias += 1e-3
+    try:
+        with pytest.raises(ExportError, match="parity check failed.*allowed 0.0001"):
+            check_graph(predictor, folder, meta, None, rows=8, tolerance=1e-4)
+    finally:
+        with torch.no_grad():
+            last.bias -= 1e-3
+        predictor.net.head = original
+
+
+def test_quantized_graph_is_reported_and_runs(exported):
+    folder, report = exported
+    q = report.quantized
+    ops = {n.op_type for n in onnx.load(str(folder / "model.int8.onnx")).graph.node}
+    assert "DynamicQuantizeLinear" in ops and "MatMulInteger" in ops  # int8 matrix products
+    assert {"accuracy", "accuracy_int8", "speedup_batch", "max_abs_diff"} <= set(q)
+    assert 0 < q["max_abs_diff"] < 1.0  # quantised, not identical, not broken
+    runtime = Runtime.load(folder, quantized=True)
+    proba = runtime.predict_proba([{"notes": "red small"}, {"labs": {"x1": 2.0, "color": "blue"}}])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_torchscript_export_matches_eager(trained, tmp_path):
+    predictor, _ = trained
+    report = export_run(predictor, tmp_path / "ts", fmt="torchscript")
+    assert (tmp_path / "ts" / "model.torchscript.pt").is_file()
+    assert report.parity["graph_max_abs_diff"] <= 1e-4 and report.parity["source"] == "synthetic arrays"
+
+
+def test_bad_format_and_quantize_combination(trained, tmp_path):
+    predictor, _ = trained
+    with pytest.raises(ExportError, match="unknown export format 'tflite'; use one of"):
+        export_run(predictor, tmp_path / "x", fmt="tflite")
+    with pytest.raises(ExportError, match="--quantize needs --format onnx"):
+        export_run(predictor, tmp_path / "x", fmt="torchscript", quantize=True)
+
+
+def test_adaptive_max_pool_replacement_is_exact():
+    x = torch.randn(3, 2, 101)
+    for size in (1, 13, 50, 101):
+        assert torch.equal(_adaptive_max_pool1d(x, size), torch.nn.functional.adaptive_max_pool1d(x, size))

@@ -1,0 +1,77 @@
+"""The numpy + onnxruntime runtime: torch-free, input forms, row validation, explanations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from polymodal.deploy.errors import RequestError
+from polymodal.deploy.features import read_wav
+from polymodal.deploy.runtime import Runtime
+
+from .helpers import png_bytes, tone, wav_bytes
+
+
+@pytest.fixture(scope="module")
+def runtime(exported) -> Runtime:
+    return Runtime.load(exported[0])
+
+
+def test_runs_with_torch_unimportable(exported, dataset):
+    script = (
+        "import sys; sys.modules['torch'] = None\n"  # any 'import torch' now raises ImportError
+        "from polymodal.deploy.runtime import Runtime\n"
+        f"rt = Runtime.load({str(exported[0])!r})\n"
+        f"print(rt.predict([{{'image': {str(dataset['root'] / 'i2.png')!r}, 'notes': 'blue large'}}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in ("['a']", "['b']", "['c']")
+
+
+def test_arrays_and_bytes_give_the_same_result(runtime):
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 255, (10, 12), dtype=np.uint8)
+    wav = wav_bytes(tone(1, rng))
+    samples, rate = read_wav(wav)
+    from_files = runtime.predict_proba([{"image": png_bytes(pixels), "audio": wav}])
+    from_arrays = runtime.predict_proba([{"image": pixels, "audio": (samples, rate)}])
+    np.testing.assert_array_equal(from_files, from_arrays)
+
+
+def test_rows_are_validated(runtime):
+    with pytest.raises(RequestError, match=r"row 1: unknown modalities \['video'\]; this model has"):
+        runtime.predict([{"notes": "red"}, {"video": b""}])
+    with pytest.raises(RequestError, match="row 0: no modality given"):
+        runtime.predict([{"notes": None}])
+    with pytest.raises(RequestError, match="modality 'image' .*not a recognised image"):
+        runtime.predict([{"image": b"GIF89a-not-really"}])
+
+
+def test_explain_is_exact_shapley_over_presence_masks(runtime):
+    names = runtime.names  # audio, image, labs, notes
+    rows = [{"image": png_bytes(np.full((10, 12), 200, np.uint8)), "notes": "blue large", "labs": {"x1": 2.0}},
+            {"notes": "red small"}]
+    phi = runtime.explain(rows)
+    feeds = runtime.featurize(rows)
+    proba = runtime.predict_proba(rows)
+    none = runtime.scores(runtime.run({**feeds, **{f"{n}.present": np.zeros(2, bool) for n in names}}))
+    k = proba.argmax(axis=1)
+    assert phi[:, names.index("audio")].tolist() == [0.0, 0.0]  # never given: no contribution
+    np.testing.assert_allclose(phi.sum(axis=1), proba[[0, 1], k] - none[[0, 1], k], atol=1e-6)  # efficiency
+    # a row with one modality: its Shapley value is all of the change from no input
+    assert phi[1, names.index("notes")] == pytest.approx(proba[1, k[1]] - none[1, k[1]], abs=1e-6)
+    assert phi[1, names.index("image")] == 0.0
+
+
+def test_image_limits_follow_the_model(runtime):
+    features = runtime.features["image"]
+    features.cfg = {**features.cfg, "max_pixels": 1000}
+    try:
+        with pytest.raises(RequestError, match="image is 100x40 = 4,000 pixels; at most 1,000"):
+            features.decode(png_bytes(np.zeros((40, 100), np.uint8)))
+    finally:
+        features.cfg = {**features.cfg, "max_pixels": 50_000_000}

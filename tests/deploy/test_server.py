@@ -1,0 +1,166 @@
+"""The HTTP service: routes, both body formats, limits as 4xx JSON, bearer token, micro-batching."""
+
+from __future__ import annotations
+
+import base64
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from polymodal.deploy.runtime import Runtime
+from polymodal.deploy.server import create_app
+from polymodal.deploy.settings import ServeSettings
+
+from .helpers import png_bytes, tone, wav_bytes
+
+TOKEN = "t0ken"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def runtime(exported) -> Runtime:
+    return Runtime.load(exported[0])
+
+
+@pytest.fixture(scope="module")
+def client(runtime):
+    settings = ServeSettings(max_request_bytes=200_000, max_image_pixels=64 * 64, max_audio_seconds=1.0,
+                             max_text_chars=100, max_wait_ms=50, max_batch=8)
+    with TestClient(create_app(runtime, settings)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def sample():
+    rng = np.random.default_rng(3)
+    image = (rng.uniform(0, 60, (10, 12)) + 180).astype(np.uint8)
+    return {"image": png_bytes(image), "audio": wav_bytes(tone(2, rng)), "notes": "a blue large thing",
+            "labs": {"x1": 2.1, "color": "red"}}
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_health_metadata_and_docs(client):
+    assert client.get("/health").json()["status"] == "ok"
+    meta = client.get("/metadata").json()
+    assert meta["classes"] == ["a", "b", "c"]
+    assert meta["modalities"]["labs"] == {"kind": "tabular", "columns": ["x1"], "categorical": ["color"]}
+    assert meta["modalities"]["audio"]["sample_rate"] == 8000 and "PNG" in meta["modalities"]["image"]["accept"]
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "multipart/form-data"}
+    assert set(body["multipart/form-data"]["schema"]["properties"]) == {"image", "audio", "notes", "x1", "color"}
+    assert "<title>polymodal model</title>" in client.get("/").text
+
+
+def test_multipart_and_json_give_the_runtime_prediction(client, runtime, sample):
+    files = {"image": ("x.png", sample["image"], "image/png"), "audio": ("x.wav", sample["audio"], "audio/wav")}
+    form = {"notes": sample["notes"], "x1": "2.1", "color": "red"}
+    multipart = client.post("/predict", files=files, data=form).json()
+    as_json = client.post("/predict", json={"image": b64(sample["image"]), "audio": b64(sample["audio"]),
+                                            "notes": sample["notes"], "labs": sample["labs"]}).json()
+    want = runtime.predict_proba([sample])[0]
+    for out in (multipart, as_json):
+        assert out["modalities"] == ["audio", "image", "labs", "notes"]
+        np.testing.assert_allclose([out["probabilities"][c] for c in "abc"], want, atol=1e-6)
+        assert out["prediction"] == "abc"[int(want.argmax())]
+
+
+@pytest.mark.parametrize("subset", [["notes"], ["labs"], ["image", "notes"], ["audio"]])
+def test_any_subset_of_modalities(client, runtime, sample, subset):
+    body = {k: (b64(v) if isinstance(v, bytes) else v) for k, v in sample.items() if k in subset}
+    out = client.post("/predict", json=body).json()
+    assert out["modalities"] == sorted(subset)
+    want = runtime.predict_proba([{k: sample[k] for k in subset}])[0]
+    np.testing.assert_allclose([out["probabilities"][c] for c in "abc"], want, atol=1e-6)
+
+
+def test_explain_contributions_add_up(client, sample):
+    out = client.post("/explain", json={"notes": sample["notes"], "labs": sample["labs"]}).json()
+    contributions = out["contributions"]
+    assert set(contributions) == {"audio", "image", "labs", "notes"}
+    assert contributions["audio"] == 0.0 and contributions["image"] == 0.0  # not sent: no contribution
+    assert out["score"] == pytest.approx(out["probabilities"][out["explained"]])
+    assert out["base"] + sum(contributions.values()) == pytest.approx(out["score"], abs=1e-6)
+
+
+def big_png(side: int) -> bytes:
+    return png_bytes(np.zeros((side, side), np.uint8))
+
+
+@pytest.mark.parametrize(("kwargs", "status", "code", "field"), [
+    ({"json": {"image": b64(b"GIF89a" + b"\0" * 100)}}, 422, "corrupt_file", "image"),
+    ({"files": {"image": ("notes.txt", b"hello there", "text/plain")}}, 415, "unsupported_type", "image"),
+    ({"files": {"audio": ("x.mp3", b"ID3\x04\0\0\0\0", "audio/mpeg")}}, 415, "unsupported_type", "audio"),
+    ({"json": {"image": b64(big_png(65))}}, 413, "too_many_pixels", "image"),
+    ({"json": {"audio": b64(wav_bytes(np.zeros(8000 * 2, np.float32)))}}, 413, "too_long", "audio"),
+    ({"json": {"notes": "word " * 30}}, 413, "too_long", "notes"),
+    ({"json": {"image": "not base64!"}}, 422, "bad_base64", "image"),
+    ({"json": {}}, 422, "missing_input", None),
+    ({"data": {"unknown": "1"}}, 422, "unknown_field", "unknown"),
+    ({"json": {"labs": {"x1": "twelve"}}}, 422, "bad_input", "labs"),
+    ({"json": {"labs": {"height": 3}}}, 422, "unknown_field", "labs"),
+    ({"json": [1, 2]}, 422, "malformed_body", None),
+    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "malformed_body", None),
+    ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "unsupported_media_type", None),
+    ({"content": b"x" * 200_001, "headers": {"content-type": "application/json"}}, 413, "too_large", None),
+    ({"files": {"notes": ("a.txt", b"text as a file", "text/plain")}}, 422, "bad_input", "notes"),
+])
+def test_bad_requests_get_clear_4xx_json(client, kwargs, status, code, field):
+    response = client.post("/predict", **kwargs)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and error["field"] == field
+    assert len(error["message"]) > 20
+
+
+def test_limit_messages_name_the_limit_and_the_value(client):
+    error = client.post("/predict", json={"image": b64(big_png(65))}).json()["error"]["message"]
+    assert "65x65 = 4,225 pixels" in error and "4,096" in error
+    error = client.post("/predict", json={"labs": {"x1": "twelve"}}).json()["error"]["message"]
+    assert "'x1'" in error and "twelve" in error
+
+
+def test_bearer_token(runtime, sample):
+    with TestClient(create_app(runtime, ServeSettings(token=TOKEN))) as c:
+        assert c.get("/health").status_code == 200  # open, for load balancers
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+            response = c.post("/predict", json={"notes": "red"}, headers=headers)
+            assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
+            assert response.headers["www-authenticate"] == "Bearer"
+        assert c.get("/metadata").status_code == 401
+        assert c.post("/predict", json={"notes": "red"}, headers=AUTH).status_code == 200
+        assert c.get("/metadata", headers=AUTH).json()["auth"] is True
+
+
+def test_concurrent_requests_are_micro_batched(client, runtime):
+    texts = [f"{w} thing {i}" for i, w in enumerate(["red small", "green medium", "blue large"] * 8)]
+    before = client.get("/health").json()
+    with ThreadPoolExecutor(16) as pool:
+        outs = list(pool.map(lambda t: client.post("/predict", json={"notes": t}).json(), texts))
+    after = client.get("/health").json()
+    assert after["requests"] - before["requests"] == len(texts)
+    assert after["batches"] - before["batches"] < len(texts)  # several requests shared a run
+    assert after["largest_batch"] > 1
+    want = runtime.predict_proba([{"notes": t} for t in texts])
+    got = np.asarray([[o["probabilities"][c] for c in "abc"] for o in outs])
+    np.testing.assert_allclose(got, want, atol=1e-6)  # each request got its own row back
+
+
+def test_audio_at_another_rate_is_resampled(client, runtime):
+    t = np.arange(16000 // 5) / 16000  # 0.2 s at 16 kHz; the model runs at 8 kHz
+    wav16k = wav_bytes((0.4 * np.sin(2 * np.pi * 1300 * t)).astype(np.float32), rate=16000)
+    samples, valid = runtime.features["audio"].decode(wav16k)
+    assert valid == 1600 and samples.shape == (2000,)  # 0.2 s at 8 kHz, padded to max_seconds 0.25
+    out = client.post("/predict", files={"audio": ("a.wav", io.BytesIO(wav16k), "audio/wav")})
+    assert out.status_code == 200 and sum(out.json()["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_numbers_that_overflow_float32_are_refused(client):
+    response = client.post("/predict", json={"labs": {"x1": 1e300}})
+    assert response.status_code == 422 and "['x1'] are out of range" in response.json()["error"]["message"]
