@@ -1,0 +1,67 @@
+"""Anomaly-detection metrics and the validation threshold, as pure functions of numpy arrays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def threshold_at_fpr(normal_scores: np.ndarray, fpr: float) -> float:
+    """The score above which a fraction ``fpr`` of ``normal_scores`` lies (the flag threshold).
+
+    Args:
+        normal_scores: (N,) scores of normal validation samples.
+        fpr: target false-positive rate in (0, 1).
+
+    Raises:
+        ValueError: no normal scores.
+    """
+    scores = np.asarray(normal_scores, np.float64)
+    if scores.size == 0:
+        raise ValueError("the flag threshold needs normal validation samples; the validation data has none")
+    return float(np.quantile(scores, 1.0 - fpr, method="higher"))
+
+
+def fpr_at_tpr(scores: np.ndarray, labels: np.ndarray, tpr: float = 0.95) -> float:
+    """False-positive rate at the lowest threshold that flags at least ``tpr`` of the anomalies.
+
+    Args:
+        scores: (N,) higher = more anomalous.
+        labels: (N,) 1 anomaly, 0 normal.
+    """
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels).astype(bool)
+    anomalous = np.sort(scores[labels])[::-1]
+    need = int(np.ceil(tpr * anomalous.size))
+    cut = anomalous[need - 1]  # flag score >= cut catches at least `need` anomalies
+    return float((scores[~labels] >= cut).mean())
+
+
+def anomaly_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> dict[str, Any]:
+    """AUROC, AUPRC (average precision, anomalies positive), FPR at 95% TPR and, with a threshold,
+    the flag's false-positive and true-positive rates.
+
+    Args:
+        scores: (N,) higher = more anomalous.
+        labels: (N,) 1 anomaly, 0 normal.
+        threshold: samples with a score above it are flagged.
+
+    Returns:
+        ``auroc``/``auprc``/``fpr@95tpr`` (None when one class is absent), ``flag_fpr``,
+        ``flag_tpr`` (None without the class), ``anomalies``, ``normals``.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels).astype(int)
+    both = 0 < labels.sum() < labels.size
+    out: dict[str, Any] = {
+        "auroc": float(roc_auc_score(labels, scores)) if both else None,
+        "auprc": float(average_precision_score(labels, scores)) if both else None,
+        "fpr@95tpr": fpr_at_tpr(scores, labels) if both else None,
+        "anomalies": int(labels.sum()), "normals": int((labels == 0).sum()),
+    }
+    if threshold is not None:
+        flags = scores > threshold
+        out["flag_fpr"] = float(flags[labels == 0].mean()) if (labels == 0).any() else None
+        out["flag_tpr"] = float(flags[labels == 1].mean()) if (labels == 1).any() else None
+    return out

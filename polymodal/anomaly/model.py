@@ -1,0 +1,152 @@
+"""The network every anomaly scorer shares: encoders -> fusion -> a bias-free latent projection,
+plus per-modality decoders (reconstruction) and a pair head (cross-modal consistency).
+
+Plain ``nn.Module``s; no training, no file I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from polymodal.models import encoders as _encoders  # noqa: F401 - registration
+from polymodal.models import fusion as _fusion  # noqa: F401 - registration
+from polymodal.models.encoders.base import Encoder, EncoderOutput
+from polymodal.models.fusion.base import Fusion
+from polymodal.models.model import MultimodalNet
+from polymodal.models.registry import ENCODERS, FUSIONS
+
+Inputs = Mapping[str, Mapping[str, torch.Tensor]]
+Present = Mapping[str, torch.Tensor]
+
+
+def reconstruction_target(x: torch.Tensor, size: int) -> torch.Tensor:
+    """A fixed-size summary of one modality's preprocessed input: the flattened input,
+    average-pooled (or repeated) to ``size`` values.
+
+    Args:
+        x: (B, ...) float input of any per-sample shape (image (C, H, W), signal (C, L),
+            audio (T, F), video (T, C, H, W)).
+
+    Returns:
+        (B, size) float.
+    """
+    return F.adaptive_avg_pool1d(x.float().flatten(1).unsqueeze(1), size).squeeze(1)
+
+
+def reconstructable(inputs: Mapping[str, torch.Tensor]) -> bool:
+    """True when a modality's input ``x`` is a float tensor (token ids are not reconstructed)."""
+    x = inputs.get("x")
+    return x is not None and torch.is_floating_point(x)
+
+
+class AnomalyNet(nn.Module):
+    """Encoders (one per modality) -> fusion -> latent (B, L); decoders and a pair head on top.
+
+    Args:
+        encoders: by modality name.
+        fusion: combines the encoder outputs into one (B, D) vector.
+        latent_dim: L, width of the bias-free latent projection (Deep SVDD needs no bias so that
+            the trivial constant solution is not available through it).
+        recon_size: values each modality's decoder reconstructs (see :func:`reconstruction_target`).
+        decoder_hidden: hidden units of each decoder MLP and of the pair head.
+    """
+
+    def __init__(self, encoders: Mapping[str, Encoder], fusion: Fusion, latent_dim: int, recon_size: int,
+                 decoder_hidden: int):
+        super().__init__()
+        # reuse the classifier's encode step (present-only encoding, cached-feature inputs)
+        self.backbone = MultimodalNet(encoders, fusion, None)
+        self.names = self.backbone.names
+        self.recon_size = recon_size
+        self.latent = nn.Linear(fusion.output_dim, latent_dim, bias=False)
+        self.decoders = nn.ModuleDict({
+            n: nn.Sequential(nn.Linear(latent_dim, decoder_hidden), nn.ReLU(), nn.Linear(decoder_hidden, recon_size))
+            for n in self.names
+        })
+        self.pair_head = nn.Sequential(nn.Linear(fusion.output_dim, decoder_hidden), nn.ReLU(),
+                                       nn.Linear(decoder_hidden, 1))
+        self.latent_dim = latent_dim
+
+    @property
+    def encoders(self) -> nn.ModuleDict:
+        """The encoders by modality name (the optimiser gives pretrained ones their own rate)."""
+        return self.backbone.encoders
+
+    def encode(self, inputs: Inputs, present: Present) -> dict[str, EncoderOutput]:
+        """Every modality's encoder output (zeros where it is absent)."""
+        return self.backbone.encode(inputs, present)
+
+    def fuse(self, features: Mapping[str, EncoderOutput], present: Present) -> torch.Tensor:
+        """The fused representation (B, D)."""
+        return self.backbone.fusion(features, present).pooled
+
+    def forward(self, inputs: Inputs, present: Present) -> torch.Tensor:
+        """The latent (B, L) of each sample."""
+        return self.latent(self.fuse(self.encode(inputs, present), present))
+
+    def reconstruction_errors(self, inputs: Inputs, present: Present, z: torch.Tensor
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample, per-modality mean squared reconstruction error from the latent.
+
+        Returns:
+            errors (B, M) and a mask (B, M), True where the modality is present and
+            reconstructable; modalities in sorted name order.
+        """
+        errors, masks = [], []
+        for name in self.names:
+            if not reconstructable(inputs[name]):
+                errors.append(z.new_zeros(z.shape[0]))
+                masks.append(torch.zeros_like(present[name]))
+                continue
+            target = reconstruction_target(inputs[name]["x"], self.recon_size)  # (B, S)
+            errors.append((self.decoders[name](z) - target).pow(2).mean(dim=1))
+            masks.append(present[name])
+        return torch.stack(errors, dim=1), torch.stack(masks, dim=1)
+
+    def pair_logits(self, features: Mapping[str, EncoderOutput], present: Present) -> torch.Tensor:
+        """(B,) logit that the modalities of each row do not belong together."""
+        return self.pair_head(self.fuse(features, present)).squeeze(1)
+
+
+def shuffle_modality(features: Mapping[str, EncoderOutput], present: Present, name: str,
+                     generator: torch.Generator | None = None) -> tuple[dict[str, EncoderOutput], dict[str, torch.Tensor]]:
+    """Features and presence with modality ``name`` moved to other rows (a random derangement of
+    the batch), so that every row pairs that modality with another sample's.
+
+    Returns:
+        the shuffled features and presence masks (other modalities unchanged).
+    """
+    batch = present[name].shape[0]
+    shift = int(torch.randint(1, max(batch, 2), (1,), generator=generator))
+    order = torch.randperm(batch, generator=generator)
+    perm = torch.empty_like(order)
+    perm[order] = order.roll(shift)  # a cyclic shift over a random order: no row keeps its own
+    perm = perm.to(present[name].device)
+    feat = features[name]
+    moved = EncoderOutput(feat.pooled[perm], None if feat.tokens is None else feat.tokens[perm],
+                          None if feat.token_mask is None else feat.token_mask[perm])
+    return {**features, name: moved}, {**present, name: present[name][perm]}
+
+
+def build_anomaly_net(config: Any, contexts: Mapping[str, Mapping[str, Any]]) -> AnomalyNet:
+    """The network for a ``task: anomaly`` config.
+
+    Args:
+        contexts: per modality, what its fitted preprocessor says about the input.
+    """
+    from polymodal.config.anomaly import AnomalyConfig
+
+    settings = config.anomaly if config.anomaly is not None else AnomalyConfig()
+    encoders = {}
+    for name, modality in config.modalities.items():
+        encoder = ENCODERS.build(modality.encoder, kind=modality.kind, **contexts[name])
+        encoder.freeze(modality.encoder.freeze)
+        encoders[name] = encoder
+    dims = {name: enc.output_dim for name, enc in encoders.items()}
+    fusion = FUSIONS.build(config.fusion, dims=dims, n_outputs=1, head=config.head)
+    return AnomalyNet(encoders, fusion, settings.latent_dim, settings.recon_size, settings.decoder_hidden)

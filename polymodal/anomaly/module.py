@@ -1,0 +1,67 @@
+"""The Lightning module of anomaly training: one scorer's loss in one training phase."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from polymodal.anomaly.model import AnomalyNet
+from polymodal.anomaly.scorers import AnomalyScorer
+from polymodal.training.module import OptimSettings, cosine_with_warmup, parameter_groups
+
+
+class AnomalyModel(nn.Module):
+    """The network and its scorer (whose fitted statistics are buffers): one state dict."""
+
+    def __init__(self, net: AnomalyNet, scorer: AnomalyScorer):
+        super().__init__()
+        self.net = net
+        self.scorer = scorer
+
+    def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """(B,) anomaly scores."""
+        return self.scorer.score(self.net, batch)
+
+
+class AnomalyModule(L.LightningModule):
+    """Trains ``model.net`` with ``model.scorer.loss(..., phase)``; logs ``train_loss``/``val_loss``.
+
+    Args:
+        model: network and scorer.
+        phase: the scorer's training phase (e.g. Deep SVDD's ``pretrain`` then ``svdd``).
+        optim: optimiser and schedule settings (``train`` in the config).
+    """
+
+    def __init__(self, model: AnomalyModel, phase: str, optim: OptimSettings):
+        super().__init__()
+        self.model = model
+        self.phase = phase
+        self.optim = optim
+
+    def _step(self, batch: Mapping[str, Any], prefix: str) -> torch.Tensor:
+        result = self.model.scorer.loss(self.model.net, batch, self.phase)
+        size = batch["index"].shape[0]
+        self.log(f"{prefix}_loss", result.loss, on_step=False, on_epoch=True, batch_size=size)
+        for key, value in result.logs.items():
+            self.log(f"{prefix}_{key}", value, on_step=False, on_epoch=True, batch_size=size)
+        return result.loss
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = parameter_groups(self.model.net, self.optim)
+        optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
+        if self.optim.scheduler != "cosine":
+            return {"optimizer": optimizer}
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = int(total * self.optim.warmup_epochs / max(self.trainer.max_epochs or 1, 1))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

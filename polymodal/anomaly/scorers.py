@@ -1,0 +1,220 @@
+"""Anomaly scorers behind one small interface.
+
+A scorer says how the shared :class:`~polymodal.anomaly.model.AnomalyNet` is trained
+(``loss`` per training phase), what it learns from the normal training data after training
+(``fit``: scales, a centre, a Gaussian) and how a batch is scored (``score``: higher = more
+anomalous). Its fitted statistics are buffers, so they travel in ``model.safetensors`` with the
+weights. Scorers register by their config name in ``SCORERS``.
+
+Rows carry an anomaly label in ``batch["target"]``: 0 normal, 1 a labelled anomaly, -1 unknown
+(treated as normal). Labelled anomalies in the training data are never fitted as normal: the
+reconstruction and Gaussian ignore them, Deep SVDD pushes them away from the centre (Deep SAD,
+Ruff et al., 2020), the consistency head learns them as mismatched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from polymodal.anomaly.model import AnomalyNet, shuffle_modality
+from polymodal.models.objectives import LossOutput
+
+Batch = Mapping[str, Any]
+SCORERS: dict[str, type[AnomalyScorer]] = {}
+
+
+def register_scorer(name: str) -> Callable[[type[AnomalyScorer]], type[AnomalyScorer]]:
+    """Class decorator: register a scorer under its config name (``anomaly.scorer``); refuses duplicates."""
+
+    def decorator(cls: type[AnomalyScorer]) -> type[AnomalyScorer]:
+        if name in SCORERS:
+            raise ValueError(f"anomaly scorer '{name}' is already registered by {SCORERS[name].__qualname__}")
+        cls.name = name
+        SCORERS[name] = cls
+        return cls
+
+    return decorator
+
+
+def _normal_rows(batch: Batch, size: int, device: torch.device) -> torch.Tensor:
+    """(B,) True for rows not labelled anomalous."""
+    target = batch.get("target")
+    return torch.ones(size, dtype=torch.bool, device=device) if target is None else target.to(device) != 1
+
+
+def _reconstruction(net: AnomalyNet, batch: Batch, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    errors, mask = net.reconstruction_errors(batch["inputs"], batch["present"], z)  # (B, M) each
+    return errors, mask.float()
+
+
+class AnomalyScorer(nn.Module):
+    """Base class.
+
+    Attributes:
+        name: the config name.
+        phases: training phases in order, each with its fraction of ``train.epochs``.
+    """
+
+    name: ClassVar[str]
+    phases: ClassVar[tuple[tuple[str, float], ...]] = (("train", 1.0),)
+
+    def __init__(self, n_modalities: int, latent_dim: int, pretrain_fraction: float = 0.5):
+        super().__init__()
+        self.register_buffer("threshold", torch.tensor(float("inf")))
+        self.register_buffer("scale", torch.ones(n_modalities))
+
+    def loss(self, net: AnomalyNet, batch: Batch, phase: str) -> LossOutput:
+        """Training loss of one batch in ``phase``."""
+        return self.reconstruction_loss(net, batch)
+
+    def reconstruction_loss(self, net: AnomalyNet, batch: Batch) -> LossOutput:
+        """Mean squared reconstruction error over the present modalities of the normal rows."""
+        z = net(batch["inputs"], batch["present"])
+        errors, mask = _reconstruction(net, batch, z)
+        mask = mask * _normal_rows(batch, z.shape[0], z.device).unsqueeze(1)
+        loss = (errors * mask).sum() / mask.sum().clamp_min(1.0)
+        return LossOutput(loss, {"reconstruction": loss.detach()})
+
+    def start_phase(self, net: AnomalyNet, phase: str, batches: Callable[[], Iterable[Batch]]) -> None:  # noqa: B027
+        """Called before each training phase (Deep SVDD fixes its centre here)."""
+
+    @torch.no_grad()
+    def fit(self, net: AnomalyNet, batches: Iterable[Batch]) -> None:
+        """Learn statistics from the normal training rows after training (default: each modality's
+        mean reconstruction error, so that modalities weigh equally in the score)."""
+        total, count = torch.zeros_like(self.scale), torch.zeros_like(self.scale)
+        for batch in batches:
+            z = net(batch["inputs"], batch["present"])
+            errors, mask = _reconstruction(net, batch, z)
+            mask = mask * _normal_rows(batch, z.shape[0], z.device).unsqueeze(1)
+            total += (errors * mask).sum(dim=0)
+            count += mask.sum(dim=0)
+        self.scale.copy_(torch.where(count > 0, total / count.clamp_min(1.0), torch.ones_like(total)).clamp_min(1e-8))
+
+    def score(self, net: AnomalyNet, batch: Batch) -> torch.Tensor:
+        """(B,) anomaly scores; higher = more anomalous."""
+        z = net(batch["inputs"], batch["present"])
+        errors, mask = _reconstruction(net, batch, z)
+        return (errors / self.scale * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+
+
+@register_scorer("autoencoder")
+class ReconstructionScorer(AnomalyScorer):
+    """Reconstruction error of the multimodal autoencoder, each modality's error divided by its
+    mean on the training data, averaged over the present modalities."""
+
+
+@register_scorer("deep_svdd")
+class DeepSvddScorer(AnomalyScorer):
+    """Autoencoder pre-training, then the squared distance of the latent to a fixed centre
+    (the mean latent of the normal training rows after pre-training) is minimised (one-class
+    Deep SVDD); labelled anomalies are pushed away by the inverse distance (Deep SAD)."""
+
+    phases = (("pretrain", 0.5), ("svdd", 0.5))
+
+    def __init__(self, n_modalities: int, latent_dim: int, pretrain_fraction: float = 0.5):
+        super().__init__(n_modalities, latent_dim)
+        self.phases = (("pretrain", pretrain_fraction), ("svdd", 1.0 - pretrain_fraction))
+        self.register_buffer("center", torch.zeros(latent_dim))
+
+    def loss(self, net: AnomalyNet, batch: Batch, phase: str) -> LossOutput:
+        if phase == "pretrain":
+            return self.reconstruction_loss(net, batch)
+        z = net(batch["inputs"], batch["present"])
+        dist = (z - self.center).pow(2).sum(dim=1)  # (B,)
+        normal = _normal_rows(batch, z.shape[0], z.device)
+        per_row = torch.where(normal, dist, 1.0 / (dist + 1e-6))
+        loss = per_row.mean()
+        return LossOutput(loss, {"distance": dist[normal].mean().detach() if bool(normal.any()) else dist.new_zeros(())})
+
+    @torch.no_grad()
+    def start_phase(self, net: AnomalyNet, phase: str, batches: Callable[[], Iterable[Batch]]) -> None:
+        if phase != "svdd":
+            return
+        total, count = torch.zeros_like(self.center), 0
+        for batch in batches():
+            z = net(batch["inputs"], batch["present"])
+            z = z[_normal_rows(batch, z.shape[0], z.device)]
+            total += z.sum(dim=0)
+            count += z.shape[0]
+        center = total / max(count, 1)
+        # a coordinate near zero is easy to reach with zero weights: keep it away (Ruff et al., 2018)
+        eps = 0.1
+        center = torch.where(center.abs() < eps, torch.where(center < 0, -eps, eps), center)
+        self.center.copy_(center)
+
+    def fit(self, net: AnomalyNet, batches: Iterable[Batch]) -> None:
+        """Nothing to learn after training: the centre was fixed before the SVDD phase."""
+
+    def score(self, net: AnomalyNet, batch: Batch) -> torch.Tensor:
+        return (net(batch["inputs"], batch["present"]) - self.center).pow(2).sum(dim=1)
+
+
+@register_scorer("mahalanobis")
+class MahalanobisScorer(AnomalyScorer):
+    """Squared Mahalanobis distance of the autoencoder's latent to a Gaussian fitted on the
+    normal training rows (Ledoit-Wolf shrunk covariance)."""
+
+    def __init__(self, n_modalities: int, latent_dim: int, pretrain_fraction: float = 0.5):
+        super().__init__(n_modalities, latent_dim)
+        self.register_buffer("mean", torch.zeros(latent_dim))
+        self.register_buffer("precision", torch.eye(latent_dim))
+
+    @torch.no_grad()
+    def fit(self, net: AnomalyNet, batches: Iterable[Batch]) -> None:
+        from sklearn.covariance import LedoitWolf
+
+        latents = []
+        for batch in batches:
+            z = net(batch["inputs"], batch["present"])
+            latents.append(z[_normal_rows(batch, z.shape[0], z.device)].double().cpu())
+        z = torch.cat(latents).numpy()
+        estimate = LedoitWolf().fit(z)
+        self.mean.copy_(torch.as_tensor(estimate.location_, dtype=self.mean.dtype))
+        self.precision.copy_(torch.as_tensor(estimate.precision_, dtype=self.precision.dtype))
+
+    def score(self, net: AnomalyNet, batch: Batch) -> torch.Tensor:
+        d = net(batch["inputs"], batch["present"]) - self.mean  # (B, L)
+        return ((d @ self.precision) * d).sum(dim=1)
+
+
+@register_scorer("consistency")
+class ConsistencyScorer(AnomalyScorer):
+    """A pair classifier over the fused representation: real rows (label 0) against rows whose
+    modality was moved to another sample (label 1), one shuffled copy per modality after the
+    first (sorted names); labelled anomalies count as label 1. The score is the classifier's logit:
+    "these modalities do not belong together"."""
+
+    def loss(self, net: AnomalyNet, batch: Batch, phase: str) -> LossOutput:
+        present = batch["present"]
+        features = net.encode(batch["inputs"], present)
+        logits = [net.pair_logits(features, present)]
+        normal = _normal_rows(batch, logits[0].shape[0], logits[0].device)
+        labels = [(~normal).float()]
+        for name in net.names[1:]:
+            shuffled, shuffled_present = shuffle_modality(features, present, name)
+            logits.append(net.pair_logits(shuffled, shuffled_present))
+            labels.append(torch.ones_like(labels[0]))
+        logit, label = torch.cat(logits), torch.cat(labels)
+        loss = F.binary_cross_entropy_with_logits(logit, label)
+        accuracy = ((logit > 0).float() == label).float().mean()
+        return LossOutput(loss, {"pair_accuracy": accuracy.detach()})
+
+    def fit(self, net: AnomalyNet, batches: Iterable[Batch]) -> None:
+        """Nothing to learn after training."""
+
+    def score(self, net: AnomalyNet, batch: Batch) -> torch.Tensor:
+        present = batch["present"]
+        return net.pair_logits(net.encode(batch["inputs"], present), present)
+
+
+def build_scorer(name: str, n_modalities: int, latent_dim: int, pretrain_fraction: float) -> AnomalyScorer:
+    """The scorer registered as ``name``."""
+    if name not in SCORERS:
+        raise ValueError(f"anomaly.scorer must be one of {sorted(SCORERS)}; got '{name}'")
+    return SCORERS[name](n_modalities, latent_dim, pretrain_fraction)

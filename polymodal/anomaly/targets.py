@@ -1,0 +1,61 @@
+"""Anomaly labels: the target column's values -> 0 (normal), 1 (anomaly), -1 (no label)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from polymodal.data.manifest import Manifest, is_empty
+
+
+def _key(value: Any) -> str:
+    """Labels compare as text, so that ``0`` in a YAML list matches ``0`` read from a CSV."""
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+class AnomalyTargets:
+    """Encodes the optional target column of a ``task: anomaly`` config (same face as the
+    classifier's target encoder, so the data pipeline can hold it).
+
+    Args:
+        columns: the target column, or none.
+        normal: the values that mean normal; any other value is an anomaly.
+    """
+
+    task = "anomaly"
+    n_outputs = 1
+    task_outputs = None
+
+    def __init__(self, columns: Sequence[str], normal: Sequence[Any]):
+        self.columns = list(columns)
+        self.normal = [_key(v) for v in normal]
+
+    def fit(self, manifest: Manifest) -> AnomalyTargets:
+        """Nothing to learn: the normal values come from the config."""
+        return self
+
+    def labels(self, manifest: Manifest, rows: np.ndarray | None = None) -> list[Any]:
+        """The raw target values of ``rows`` (None where there is no target)."""
+        rows = np.arange(len(manifest)) if rows is None else np.asarray(rows)
+        if not self.columns or self.columns[0] not in manifest.frame.columns:
+            return [None] * len(rows)
+        values = manifest.frame[self.columns[0]].to_numpy(dtype=object)[rows]
+        return [None if is_empty(v) else (v.item() if hasattr(v, "item") else v) for v in values]
+
+    def encode(self, manifest: Manifest, rows: np.ndarray | None = None) -> np.ndarray:
+        """(N,) int64: 0 normal, 1 anomaly, -1 no label."""
+        normal = set(self.normal)
+        return np.asarray([-1 if v is None else int(_key(v) not in normal) for v in self.labels(manifest, rows)],
+                          np.int64)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"task": self.task, "columns": self.columns, "normal": self.normal, "classes": None}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> AnomalyTargets:
+        return cls(state["columns"], state["normal"])

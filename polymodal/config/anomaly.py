@@ -1,0 +1,86 @@
+"""The ``anomaly:`` section: detection trained on normal samples (``task: anomaly``).
+
+    task: anomaly
+    target: label                     # optional: evaluation labels; training rows must be normal
+    anomaly:
+      scorer: autoencoder             # autoencoder | deep_svdd | mahalanobis | consistency
+      normal: [Normal]                # target values that mean "normal"; every other value is an anomaly
+      target_fpr: 0.05                # the flag threshold: this false-positive rate on validation normals
+
+Every scorer shares one network: the modalities' encoders, the fusion and a bias-free projection
+to a ``latent_dim`` space. ``autoencoder`` trains per-modality decoders that reconstruct each
+(preprocessed) input from the fused latent and scores the reconstruction error; ``deep_svdd``
+pre-trains that autoencoder, then pulls the latents of normal samples towards their centre and
+scores the distance to it (Ruff et al., 2018); ``mahalanobis`` fits a Gaussian (Ledoit-Wolf
+shrinkage) to the autoencoder's latents of the training samples and scores the Mahalanobis
+distance; ``consistency`` trains a pair classifier on real rows against rows whose modalities were
+shuffled across samples, and scores "these modalities do not belong together".
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, PositiveInt
+
+from polymodal.config.base import StrictModel
+
+Scorer = Literal["autoencoder", "deep_svdd", "mahalanobis", "consistency"]
+
+
+class AnomalyConfig(StrictModel):
+    """Anomaly detection settings.
+
+    Attributes:
+        scorer: how a sample is scored (see the module docstring); higher = more anomalous.
+        normal: the target value(s) that mean normal; rows with another value are anomalies
+            (training rows with another value are an error: the detector learns normal data only).
+        target_fpr: the threshold that flags a sample is the score quantile at which this fraction
+            of the validation normals would be flagged.
+        latent_dim: width of the fused latent space.
+        recon_size: each modality's preprocessed input is average-pooled to this many values and
+            reconstructed by a decoder MLP of ``decoder_hidden`` units (``autoencoder``,
+            ``deep_svdd`` pre-training, ``mahalanobis``); token-id inputs (text) are not reconstructed.
+        use_labelled_anomalies: False (default) drops training rows labelled anomalous before
+            anything is fitted (preprocessing statistics included): training sees normal data only.
+            True keeps a few labelled anomalies: Deep SVDD pushes them away from its centre
+            (Deep SAD), the consistency head learns them as mismatched; the reconstruction and the
+            Gaussian still fit normal rows only.
+        pretrain_fraction: ``deep_svdd``: fraction of ``train.epochs`` spent pre-training the
+            autoencoder before the centre is fixed.
+    """
+
+    scorer: Scorer = "autoencoder"
+    normal: list[str | int] = Field(default_factory=lambda: ["normal", 0])
+    target_fpr: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
+    latent_dim: PositiveInt = 32
+    recon_size: Annotated[int, Field(ge=4, le=65_536)] = 1024
+    decoder_hidden: PositiveInt = 256
+    pretrain_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    use_labelled_anomalies: bool = False
+
+
+def check_anomaly(config: Any) -> None:
+    """Cross-field rules of ``task: anomaly`` (called by the root config's validator).
+
+    Raises:
+        ValueError: an ``anomaly`` section without ``task: anomaly``, a fusion that produces task
+            outputs itself, further ``tasks``, ``align`` or ``transfer`` with anomaly detection, or
+            the consistency scorer with a single modality.
+    """
+    anomaly = getattr(config, "anomaly", None)
+    if config.task != "anomaly":
+        if anomaly is not None:
+            raise ValueError(f"the anomaly section is used by task 'anomaly' only; task is '{config.task}'")
+        return
+    if config.fusion.name == "late":
+        raise ValueError("task 'anomaly' scores a fused latent; fusion 'late' has none (use concat, attention...)")
+    for key in ("tasks", "align", "transfer"):
+        if getattr(config, key, None) is not None:
+            raise ValueError(f"task 'anomaly' does not combine with '{key}'; remove it")
+    if anomaly is not None and anomaly.scorer == "consistency" and len(config.modalities) < 2:
+        raise ValueError(f"anomaly.scorer 'consistency' compares modalities and needs at least 2; this config has "
+                         f"{sorted(config.modalities)}")
+
+
+__all__ = ["AnomalyConfig", "Scorer", "check_anomaly"]

@@ -1,0 +1,179 @@
+"""Reading videos: frames with PyAV (mp4/avi/webm/mkv/mov), a folder of frame images or a ``.npy``
+of frames; the audio track of a container as a mono waveform; frame sampling.
+
+PyAV (FFmpeg bindings, ``pip install av``) is imported lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from polymodal.errors import DecodeError, MissingDependencyError
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv"})
+FRAME_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+def _av() -> Any:
+    try:
+        import av
+    except ImportError:
+        raise MissingDependencyError("av", "decoding video files (mp4, avi, webm...)") from None
+    return av
+
+
+def sample_indices(total: int, frames: int, sampling: str, stride: int) -> np.ndarray:
+    """Which of ``total`` frames to keep.
+
+    Args:
+        total: frames in the clip (>= 1).
+        frames: frames wanted.
+        sampling: ``uniform`` (evenly over the clip; repeats frames of a short clip) or ``stride``
+            (every ``stride``-th frame from the start, at most ``frames``; fewer for a short clip).
+
+    Returns:
+        (K,) int64 indices, K == ``frames`` for ``uniform``, K <= ``frames`` for ``stride``.
+    """
+    if sampling == "uniform":
+        return np.linspace(0, total - 1, frames).round().astype(np.int64)
+    return np.arange(0, total, stride, dtype=np.int64)[:frames]
+
+
+def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int) -> list[Image.Image]:
+    """Decode the first video stream of a container; keep the frames ``pick(total)`` selects."""
+    av = _av()
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise DecodeError("the file holds no video stream", path=path)
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            decoded = []
+            for frame in container.decode(stream):
+                decoded.append(frame)
+                if len(decoded) > max_frames:
+                    raise DecodeError(f"video has more than preprocess.max_frames ({max_frames:,}) frames", path=path)
+            if not decoded:
+                raise DecodeError("the video stream holds no frames", path=path)
+            return [decoded[i].to_image() for i in pick(len(decoded))]
+    except DecodeError:
+        raise
+    except (av.FFmpegError, OSError) as err:
+        raise DecodeError(f"unreadable or corrupt video ({err})", path=path) from None
+
+
+def _folder_frames(path: str, pick: Callable[[int], np.ndarray]) -> list[Image.Image]:
+    files = sorted(p for p in Path(path).iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+    if not files:
+        raise DecodeError(f"frame folder holds no images ({', '.join(sorted(FRAME_SUFFIXES))})", path=path)
+    out = []
+    for index in pick(len(files)):
+        try:
+            with Image.open(files[index]) as image:
+                image.load()
+                out.append(image.copy())
+        except OSError as err:
+            raise DecodeError(f"unreadable frame {files[index].name} ({err})", path=path) from None
+    return out
+
+
+def read_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int,
+                npy: Callable[[str], np.ndarray]) -> list[Image.Image]:
+    """The selected frames of a video file, a frame folder or a ``.npy`` of frames, as Pillow images.
+
+    Args:
+        pick: total frame count -> indices to keep (see :func:`sample_indices`).
+        max_frames: refuse longer clips.
+        npy: reads a ``.npy`` (or row reference) into (T, H, W[, C]) frames.
+
+    Raises:
+        DecodeError: unreadable, corrupt or empty input, with the path and the decoder's reason.
+    """
+    if Path(path).is_dir():
+        return _folder_frames(path, pick)
+    suffix = Path(path).suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return _container_frames(path, pick, max_frames)
+    array = npy(path)
+    if array.ndim not in (3, 4) or array.shape[0] == 0:
+        raise DecodeError(f"expected a (T, H, W) or (T, H, W, C) array of frames; got shape {array.shape}", path=path)
+    if array.shape[0] > max_frames:
+        raise DecodeError(f"video has {array.shape[0]:,} frames, more than preprocess.max_frames ({max_frames:,})",
+                          path=path)
+    from polymodal.data.modalities.image import _to_pil
+
+    return [_to_pil(array[i], path) for i in pick(array.shape[0])]
+
+
+def read_video_audio(path: str) -> tuple[np.ndarray, int]:
+    """The first audio stream of a video container as a mono float32 waveform and its sample rate.
+
+    Raises:
+        DecodeError: no audio stream, or an unreadable file.
+    """
+    av = _av()
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                raise DecodeError("the video file holds no audio track", path=path)
+            stream = container.streams.audio[0]
+            rate = int(stream.codec_context.sample_rate or stream.rate)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            chunks = [out.to_ndarray().reshape(-1)
+                      for frame in container.decode(stream) for out in resampler.resample(frame)]
+            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    except DecodeError:
+        raise
+    except (av.FFmpegError, OSError) as err:
+        raise DecodeError(f"unreadable or corrupt video ({err})", path=path) from None
+    wave = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    if wave.size == 0:
+        raise DecodeError("the audio track holds no samples", path=path)
+    return wave, rate
+
+
+def write_video(path: str, frames: np.ndarray, fps: int = 10, audio: np.ndarray | None = None,
+                sample_rate: int = 8000, codec: str | None = None) -> None:
+    """Write (T, H, W) grey or (T, H, W, 3) RGB uint8 frames (and an optional mono float waveform
+    in [-1, 1] as an audio track) to a container chosen by the suffix: ``.mp4``/``.mkv``/``.mov``
+    (H.264 or MPEG-4 + AAC), ``.avi`` (MPEG-4 + PCM), ``.webm`` (VP9 + Opus).
+
+    Used by the synthetic datasets and the tests; H and W should be even.
+    """
+    av = _av()
+    suffix = Path(path).suffix.lower()
+    video_codec = codec or {".webm": "libvpx-vp9", ".avi": "mpeg4"}.get(suffix, "libx264")
+    audio_codec = {".webm": "libopus", ".avi": "pcm_s16le"}.get(suffix, "aac")
+    rgb = np.repeat(frames[..., None], 3, axis=-1) if frames.ndim == 3 else frames
+    with av.open(path, mode="w") as container:
+        stream = container.add_stream(video_codec, rate=fps)
+        stream.width, stream.height = rgb.shape[2], rgb.shape[1]
+        stream.pix_fmt = "yuv420p"
+        a_stream = None
+        if audio is not None:
+            rate = 48_000 if audio_codec == "libopus" else sample_rate
+            a_stream = container.add_stream(audio_codec, rate=rate)
+            a_stream.layout = "mono"
+        for image in rgb:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+        if a_stream is not None:
+            wave = np.asarray(audio, np.float32)
+            if a_stream.rate != sample_rate:
+                import librosa
+
+                wave = librosa.resample(wave, orig_sr=sample_rate, target_sr=a_stream.rate)
+            pcm = np.clip(wave * 32767, -32768, 32767).astype(np.int16)[None, :]
+            frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+            frame.sample_rate = a_stream.rate
+            for packet in a_stream.encode(frame):
+                container.mux(packet)
+            for packet in a_stream.encode():
+                container.mux(packet)

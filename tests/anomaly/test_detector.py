@@ -1,0 +1,164 @@
+"""``task: anomaly`` end to end on tiny synthetic two-sensor data written into tmp_path.
+
+Normal rows: sensor ``a`` carries a sine of frequency f, sensor ``b`` a cosine of the same f
+(f varies per row). ``fault`` rows: ``b`` runs at 3f (a signal never seen in training).
+``mismatch`` rows: ``b`` comes from another row (its own f): each sensor alone looks normal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polymodal import MultimodalPredictor
+from polymodal.anomaly import SCORERS, AnomalyDetector
+from polymodal.config import load_config
+from polymodal.errors import ConfigError, ManifestError
+
+LENGTH = 64
+
+
+def write_rows(folder: Path, name: str, n: int, kind: str, seed: int) -> list[dict[str, str]]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(LENGTH) / LENGTH
+    rows = []
+    for i in range(n):
+        f = rng.uniform(2.0, 6.0)
+        fb = 3 * f if kind == "fault" else (f + rng.choice([-1, 1]) * rng.uniform(1.5, 3.0) if kind == "mismatch" else f)
+        a = np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(LENGTH)
+        b = np.cos(2 * np.pi * fb * t) + 0.05 * rng.standard_normal(LENGTH)
+        paths = {}
+        for key, wave in (("a", a), ("b", b)):
+            paths[key] = f"{name}_{kind}_{i}_{key}.npy"
+            np.save(folder / paths[key], wave.astype(np.float32))
+        rows.append({**paths, "label": kind})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("anomaly")
+    splits = {"train": [("normal", 96)], "valid": [("normal", 24)],
+              "test": [("normal", 24), ("fault", 24), ("mismatch", 24)]}
+    for seed, (split, parts) in enumerate(splits.items()):
+        rows = [r for k, (kind, n) in enumerate(parts) for r in write_rows(folder, split, n, kind, seed=10 * seed + k)]
+        pd.DataFrame(rows).to_csv(folder / f"{split}.csv", index=False)
+    return folder
+
+
+def config(scorer: str, epochs: int = 12, **anomaly: object) -> dict:
+    signal = {"kind": "signal", "preprocess": {"length": LENGTH},
+              "encoder": {"name": "cnn1d", "dim": 16, "channels": [8, 16]}}
+    return {"task": "anomaly", "target": "label",
+            "modalities": {"a": {**signal, "column": "a"}, "b": {**signal, "column": "b"}},
+            "fusion": {"name": "concat"},
+            "anomaly": {"scorer": scorer, "latent_dim": 8, "recon_size": 64, "decoder_hidden": 32, **anomaly},
+            "train": {"epochs": epochs, "batch_size": 16, "lr": 3e-3, "progress": False, "early_stopping": None}}
+
+
+def test_every_scorer_is_registered():
+    assert set(SCORERS) == {"autoencoder", "deep_svdd", "mahalanobis", "consistency"}
+
+
+@pytest.mark.parametrize("scorer", ["autoencoder", "mahalanobis",
+                                    pytest.param("deep_svdd", marks=pytest.mark.slow)])
+def test_scorer_trained_on_normals_detects_unseen_faults(data, tmp_path, scorer):
+    det = MultimodalPredictor.from_config(config(scorer)).fit(data / "train.csv", data / "valid.csv",
+                                                              test=data / "test.csv", out=tmp_path / "run")
+    assert isinstance(det, AnomalyDetector)
+    test = det.metrics["test"]
+    assert test["per_label_auroc"]["fault"] > 0.85, test
+    assert test["normals"] == 24 and test["anomalies"] == 48
+    # the threshold was set on validation normals at the target rate
+    assert det.metrics["valid"]["flag_fpr"] <= 0.05 + 1e-9
+    assert {"auroc", "auprc", "fpr@95tpr", "flag_tpr"} <= set(test)
+
+
+def test_consistency_scorer_detects_mismatched_sensors(data):
+    det = AnomalyDetector.from_config(config("consistency", epochs=25)).fit(data / "train.csv", data / "valid.csv")
+    scores = det.evaluate(data / "test.csv")["per_label_auroc"]
+    assert scores["mismatch"] > 0.8, scores
+
+
+def test_run_folder_round_trip_gives_identical_scores_and_flags(data, tmp_path):
+    det = MultimodalPredictor.from_config(config("mahalanobis", epochs=2)).fit(data / "train.csv", data / "valid.csv",
+                                                                               out=tmp_path / "run")
+    before = det.predict_frame(data / "test.csv")
+    again = MultimodalPredictor.load(tmp_path / "run")
+    assert isinstance(again, AnomalyDetector)
+    after = again.predict_frame(data / "test.csv")
+    pd.testing.assert_frame_equal(before, after)
+    assert list(after.columns) == ["score", "flag"]
+    threshold = again.info["threshold"]
+    assert (after["flag"] == (after["score"] > threshold)).all()
+    assert not any(p.suffix in (".pt", ".pkl", ".ckpt") for p in (tmp_path / "run").iterdir())
+
+
+def test_labelled_anomalies_in_training_are_dropped_unless_asked_for(data, tmp_path):
+    mixed = pd.concat([pd.read_csv(data / "train.csv"), pd.read_csv(data / "test.csv").query("label == 'fault'")])
+    mixed.to_csv(data / "mixed.csv", index=False)
+    det = AnomalyDetector.from_config(config("autoencoder", epochs=1)).fit(data / "mixed.csv", data / "valid.csv")
+    assert det.info["train_anomalies_dropped"] == 24 and det.info["train_rows"] == 96
+    sad = AnomalyDetector.from_config(config("deep_svdd", epochs=2, use_labelled_anomalies=True)).fit(
+        data / "mixed.csv", data / "valid.csv")
+    assert sad.info["train_anomalies"] == 24 and sad.info["train_rows"] == 120
+
+
+def test_training_on_anomalies_only_is_refused(data):
+    with pytest.raises(ManifestError, match="labelled anomalous"):
+        AnomalyDetector.from_config(config("autoencoder", epochs=1, normal=["nothing"])).fit(
+            data / "train.csv", data / "valid.csv")
+
+
+def test_without_a_target_every_training_row_is_normal_and_evaluate_explains(data):
+    cfg = config("autoencoder", epochs=1)
+    del cfg["target"]
+    det = AnomalyDetector.from_config(cfg).fit(data / "train.csv", data / "valid.csv")
+    assert len(det.predict(data / "test.csv")) == 72
+    with pytest.raises(ValueError, match="no target column"):
+        det.evaluate(data / "test.csv")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"task": "classification", "anomaly": {"scorer": "autoencoder"}}, "used by task 'anomaly' only"),
+    ({"fusion": {"name": "late"}}, "fusion 'late'"),
+    ({"anomaly": {"target_fpr": 1.5}}, "anomaly.target_fpr"),
+    ({"anomaly": {"scorer": "isolation_forest"}}, "anomaly.scorer"),
+])
+def test_config_errors_name_the_problem(change, message):
+    cfg = {**config("autoencoder"), **change}
+    with pytest.raises(ConfigError, match=message):
+        load_config(cfg)
+
+
+def test_consistency_needs_two_modalities():
+    cfg = config("consistency")
+    del cfg["modalities"]["b"]
+    with pytest.raises(ConfigError, match="at least 2"):
+        load_config(cfg)
+
+
+def test_cli_trains_evaluates_and_predicts_an_anomaly_run(data, tmp_path):
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config("mahalanobis", epochs=1)))
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(tmp_path / "cfg.yaml"), "--train", str(data / "train.csv"),
+                                 "--valid", str(data / "valid.csv"), "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["evaluate", str(run), "--data", str(data / "test.csv"), "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output)
+    assert set(metrics["per_label_auroc"]) == {"fault", "mismatch"} and metrics["rows"] == 72
+    result = runner.invoke(app, ["predict", str(run), "--data", str(data / "test.csv"), "--out", str(tmp_path / "p.csv")])
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["row", "score", "flag"]

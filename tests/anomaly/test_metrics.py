@@ -1,0 +1,42 @@
+"""Anomaly metrics and the validation threshold, on hand-made scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from polymodal.anomaly.metrics import anomaly_metrics, fpr_at_tpr, threshold_at_fpr
+
+
+def test_threshold_flags_at_most_the_target_share_of_normals():
+    normal = np.arange(100, dtype=float)  # 0..99
+    threshold = threshold_at_fpr(normal, 0.05)
+    assert (normal > threshold).mean() == pytest.approx(0.05, abs=0.011)
+    assert (normal > threshold).mean() <= 0.05
+
+
+def test_threshold_needs_normal_samples():
+    with pytest.raises(ValueError, match="normal validation samples"):
+        threshold_at_fpr(np.zeros(0), 0.05)
+
+
+def test_fpr_at_95_tpr_counts_normals_above_the_cut():
+    # 20 anomalies at 10..29; normals at 0..9 and one at 15: catching 19 of 20 anomalies needs cut 11
+    scores = np.r_[np.arange(10, 30), np.arange(10), 15.0]
+    labels = np.r_[np.ones(20), np.zeros(11)]
+    assert fpr_at_tpr(scores, labels) == pytest.approx(1 / 11)
+
+
+def test_perfect_and_inverted_scores():
+    labels = np.r_[np.zeros(5), np.ones(5)]
+    good = anomaly_metrics(np.arange(10.0), labels, threshold=4.5)
+    assert good["auroc"] == 1.0 and good["auprc"] == 1.0 and good["fpr@95tpr"] == 0.0
+    assert good["flag_fpr"] == 0.0 and good["flag_tpr"] == 1.0
+    bad = anomaly_metrics(-np.arange(10.0), labels)
+    assert bad["auroc"] == 0.0 and bad["fpr@95tpr"] == 1.0
+
+
+def test_one_class_only_gives_none_not_a_number():
+    out = anomaly_metrics(np.arange(4.0), np.zeros(4), threshold=1.5)
+    assert out["auroc"] is None and out["auprc"] is None and out["flag_tpr"] is None
+    assert out["flag_fpr"] == 0.5

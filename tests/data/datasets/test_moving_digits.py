@@ -1,0 +1,53 @@
+"""``moving-digits``: moving MNIST digits with the spoken FSDD digit as the audio track, from a tiny
+fake source; normal clips for training, three kinds of anomalies for testing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from polymodal.data.datasets import prepare
+from polymodal.data.datasets.moving_digits import moving_frames
+from polymodal.data.video_io import read_frames, read_video_audio, sample_indices
+
+from . import fake_sources as fake
+
+
+def test_moving_frames_keep_the_whole_digit_inside_and_move_it():
+    digit = np.zeros((28, 28), np.uint8)
+    digit[10:18, 12:16] = 200
+    clip = moving_frames(digit, frames=12, size=48, rng=np.random.default_rng(0))
+    assert clip.shape == (12, 48, 48)
+    assert (clip.reshape(12, -1).sum(axis=1) == int(digit.sum())).all()  # never clipped by a border
+    centres = [np.argwhere(frame).mean(axis=0) for frame in clip]
+    steps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+    assert steps.mean() > 1.5  # it moves every frame (bouncing off the borders)
+
+
+def test_splits_labels_and_anomalies(tmp_path):
+    source = tmp_path / "source"
+    fake.make_fsdd(source, {"jackson": 6})  # indices 0-4 feed test clips, 5 the others
+    fake.make_mnist(source, n=200)
+    out = tmp_path / "out"
+    summary = prepare("moving-digits", out, source=source, n_train=6, n_valid=2, test_normal=2, test_per_anomaly=2,
+                      frames=4, size=32, fps=4)
+    assert summary["rows"] == {"train": 6, "valid": 2, "test": 8}
+    parts = {s: pd.read_csv(out / f"{s}.csv") for s in ("train", "valid", "test")}
+    assert set(parts["train"]["label"]) == set(parts["valid"]["label"]) == {"normal"}
+    assert parts["test"]["label"].value_counts().to_dict() == {
+        "normal": 2, "mismatched_audio": 2, "frozen_frames": 2, "dropped_audio": 2}
+    for split, frame in parts.items():
+        index = frame["recording"].str.extract(r"_(\d+)\.wav$")[0].astype(int)
+        assert ((index < 5) == (split == "test")).all()  # test clips use FSDD's test recordings
+        assert (frame["video"] == frame["audio"]).all()
+        mismatched = frame["label"] == "mismatched_audio"
+        assert (frame["digit"][mismatched] != frame["audio_digit"][mismatched]).all()
+        assert (frame["digit"][~mismatched] == frame["audio_digit"][~mismatched]).all()
+    for row in parts["test"].itertuples():
+        path = str(out / row.video)
+        frames = np.stack([np.asarray(f.convert("L"), np.float32) for f in read_frames(
+            path, lambda n: sample_indices(n, 4, "uniform", 1), 100, np.load)])
+        still = np.abs(frames - frames[0]).max() < 20  # codec noise only
+        assert still == (row.label == "frozen_frames"), row
+        wave, _ = read_video_audio(path)
+        assert (np.abs(wave).max() < 1e-3) == (row.label == "dropped_audio"), row

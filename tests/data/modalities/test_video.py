@@ -1,0 +1,150 @@
+"""Video decoding (PyAV containers, frame folders, ``.npy``), frame sampling, image-style frame
+preprocessing, the audio track as an audio modality, and corrupt files. Tiny clips are written
+into tmp_path; frame ``i`` is a flat grey of brightness ``20 * i`` so sampled frames are recognisable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from polymodal.config import load_config
+from polymodal.config.modalities import AudioModality, VideoModality
+from polymodal.data.modalities import build_preprocessor
+from polymodal.data.pipeline import DataPipeline
+from polymodal.data.video_io import sample_indices, write_video
+from polymodal.errors import DecodeError
+
+from ..helpers import as_tensors
+
+FRAMES = 10
+
+
+def clip(frames: int = FRAMES, size: tuple[int, int] = (16, 24)) -> np.ndarray:
+    """(T, H, W) uint8, frame i filled with 20 * i."""
+    return np.stack([np.full(size, 20 * i, np.uint8) for i in range(frames)])
+
+
+def tone(seconds: float = 1.0, rate: int = 8000, hz: float = 440.0) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * hz * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+
+
+def video(**preprocess: object) -> object:
+    return build_preprocessor(VideoModality(kind="video", column="v", preprocess={"size": 8, "color": "gray",
+                                                                                   "resize": "stretch", **preprocess}), "v")
+
+
+def brightness(x: np.ndarray) -> np.ndarray:
+    """Per-frame mean of a decoded (T, H, W, C) clip."""
+    return x.reshape(x.shape[0], -1).mean(axis=1)
+
+
+def test_sample_indices_uniform_and_stride():
+    np.testing.assert_array_equal(sample_indices(10, 4, "uniform", 1), [0, 3, 6, 9])
+    np.testing.assert_array_equal(sample_indices(3, 5, "uniform", 1), [0, 0, 1, 2, 2])  # short clip repeats
+    np.testing.assert_array_equal(sample_indices(10, 3, "stride", 3), [0, 3, 6])
+    np.testing.assert_array_equal(sample_indices(4, 3, "stride", 3), [0, 3])  # fewer than asked
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi", ".webm"])
+def test_containers_decode_the_sampled_frames(tmp_path, suffix):
+    path = tmp_path / f"clip{suffix}"
+    write_video(str(path), clip(), fps=10)
+    x, length = video(frames=4).decode(str(path))
+    assert x.shape == (4, 8, 8, 1) and length == 4
+    # frames 0, 3, 6, 9 -> brightness 0, 60, 120, 180 (lossy codecs: a few levels off)
+    np.testing.assert_allclose(brightness(x), [0, 60, 120, 180], atol=8)
+
+
+def test_frame_folder_and_npy_are_exact(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(clip()):
+        Image.fromarray(frame).save(folder / f"{i:04d}.png")
+    np.save(tmp_path / "clip.npy", clip())
+    for source in (folder, tmp_path / "clip.npy"):
+        x, length = video(frames=3, sampling="stride", stride=4).decode(str(source))
+        assert length == 3
+        np.testing.assert_array_equal(brightness(x), [0, 80, 160])
+
+
+def test_stride_on_a_short_clip_pads_and_masks(tmp_path):
+    np.save(tmp_path / "short.npy", clip(frames=3))
+    prep = video(frames=4, sampling="stride", stride=2)
+    arrays = prep.featurize([prep.decode(str(tmp_path / "short.npy"))])
+    assert arrays["length"].tolist() == [2]
+    assert not arrays["x"][0, 2:].any()  # padding is zeros
+    batch = prep.to_batch(as_tensors(arrays), train=False)
+    assert batch["x"].shape == (1, 4, 1, 8, 8)  # (B, T, C, H, W)
+    assert batch["mask"].tolist() == [[True, True, False, False]]
+
+
+def test_frames_are_normalised_like_images(tmp_path):
+    np.save(tmp_path / "a.npy", clip())
+    prep = video(frames=5, normalize="standard")
+    arrays = prep.featurize([prep.decode(str(tmp_path / "a.npy"))])
+    prep.fit_features(arrays)
+    x = prep.to_batch(as_tensors(arrays), train=False)["x"]
+    assert abs(float(x.mean())) < 1e-4 and abs(float(x.std(unbiased=False)) - 1.0) < 1e-3
+    assert prep.encoder_context() == {"in_channels": 1, "size": (8, 8), "frames": 5}
+
+
+def test_audio_track_of_a_video_is_an_audio_modality(tmp_path):
+    path = tmp_path / "talk.mp4"
+    write_video(str(path), clip(), fps=10, audio=tone(), sample_rate=8000)
+    prep = build_preprocessor(AudioModality(kind="audio", column="a", preprocess={
+        "sample_rate": 8000, "max_seconds": 1.0, "features": "waveform", "normalize": "none"},
+        encoder={"name": "rnn"}), "a")
+    wave = prep.featurize([prep.decode(str(path))])["x"][0, :, 0]
+    spectrum = np.abs(np.fft.rfft(wave))
+    assert abs(np.argmax(spectrum) * 8000 / len(wave) - 440) < 5  # the 440 Hz tone came through
+
+
+def test_video_without_audio_track_fails_naming_the_file(tmp_path):
+    path = tmp_path / "mute.mp4"
+    write_video(str(path), clip(), fps=10)
+    prep = build_preprocessor(AudioModality(kind="audio", column="a", preprocess={"sample_rate": 8000}), "a")
+    with pytest.raises(DecodeError, match="no audio track") as err:
+        prep.decode(str(path))
+    assert str(path) in str(err.value)
+
+
+def test_corrupt_video_fails_or_is_skipped_like_other_files(tmp_path):
+    write_video(str(tmp_path / "good.mp4"), clip(), fps=10)
+    (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
+    pd.DataFrame({"v": ["good.mp4", "bad.mp4"], "y": [0, 1]}).to_csv(tmp_path / "m.csv", index=False)
+
+    def pipeline(on_error: str) -> DataPipeline:
+        return DataPipeline(load_config({
+            "task": "classification", "target": "y", "data": {"on_error": on_error},
+            "modalities": {"v": {"kind": "video", "column": "v", "preprocess": {"size": 8, "frames": 2}}}}))
+
+    strict = pipeline("raise")
+    with pytest.raises(DecodeError, match="corrupt video") as err:
+        strict.encode(strict.read(tmp_path / "m.csv", require_target=True))
+    assert "bad.mp4" in str(err.value) and "row" in str(err.value)
+
+    lenient = pipeline("skip")
+    table = lenient.encode(lenient.read(tmp_path / "m.csv", require_target=True))
+    assert table.rows.tolist() == [0]
+    assert [Path(s.path).name for s in table.skipped] == ["bad.mp4"]
+
+
+def test_overlong_video_is_refused(tmp_path):
+    np.save(tmp_path / "long.npy", clip(frames=12))
+    with pytest.raises(DecodeError, match="max_frames"):
+        video(max_frames=10).decode(str(tmp_path / "long.npy"))
+
+
+def test_video_config_refuses_augment_and_unknown_keys():
+    from polymodal.errors import ConfigError
+
+    base = {"task": "classification", "target": "y", "modalities": {"v": {"kind": "video", "column": "v"}}}
+    with pytest.raises(ConfigError, match="augment is not supported for video"):
+        load_config({**base, "modalities": {"v": {"kind": "video", "column": "v",
+                                                  "preprocess": {"augment": {"hflip": True}}}}})
+    with pytest.raises(ConfigError, match="fps"):
+        load_config({**base, "modalities": {"v": {"kind": "video", "column": "v", "preprocess": {"fps": 3}}}})
