@@ -65,7 +65,8 @@ def print_rows(rows: list[dict[str, Any]], title: str) -> None:
     table = Table(title=title)
     columns = list(rows[0]) if rows else []
     for column in columns:
-        table.add_column(str(column), justify="left" if isinstance(rows[0][column], str) else "right")
+        table.add_column(str(column), justify="left" if isinstance(rows[0][column], str) else "right",
+                         overflow="fold")  # narrow consoles (pipes: 80 columns) wrap instead of cutting values
     for row in rows:
         table.add_row(*("-" if row[c] is None else f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])
                         for c in columns))
@@ -242,16 +243,17 @@ def predict(
     run: RunArg,
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Where to write predictions (.csv or .parquet).")],
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows decoded and predicted at a time.")] = 1024,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted prediction into --out.")] = False,
 ) -> None:
-    """Predict every row of a manifest; classification adds one probability column per class."""
+    """Predict every row of a manifest, chunk by chunk with a progress bar (resumable; see
+    polymodal.deploy.batch); classification adds one probability column per class."""
+    from polymodal.deploy.batch import predict_to_file
     from polymodal.predictor import MultimodalPredictor
-    from polymodal.utils.io import atomic_write
 
-    frame = MultimodalPredictor.load(run).predict_frame(data).reset_index()
-    writer = (lambda tmp: frame.to_parquet(tmp, index=False)) if out.suffix == ".parquet" else (
-        lambda tmp: frame.to_csv(tmp, index=False))
-    atomic_write(out, writer)
-    console.print(f"{len(frame)} predictions written to {out}")
+    report = predict_to_file(MultimodalPredictor.load(run), data, out, chunk_rows=chunk_rows, resume=resume)
+    resumed = f" ({report.chunks_resumed} chunk(s) reused from the interrupted run)" if report.chunks_resumed else ""
+    console.print(f"{report.rows} predictions written to {out}{resumed}")
 
 
 @app.command()
@@ -292,6 +294,9 @@ def tune(
 from polymodal.cli_retrieval import register as _register_retrieval  # noqa: E402,I001
 
 _register_retrieval(app)  # embed, index build, retrieve, zero-shot
+from polymodal.deploy.commands import register as _register_deploy  # noqa: E402,I001
+
+_register_deploy(app)  # export, serve
 
 
 def main() -> None:  # pragma: no cover - console-script entry

@@ -37,7 +37,9 @@ VARIANTS: list[tuple[str, list[str], dict[str, Any]]] = [
 ]
 
 
-def demo_config(modalities: list[str], fusion: dict[str, Any], epochs: int) -> dict[str, Any]:
+def demo_config(modalities: list[str], fusion: dict[str, Any], epochs: int, cache: Path | None = None
+                ) -> dict[str, Any]:
+    """One variant's config; variants share ``cache`` so each file is decoded and featurised once."""
     specs = {"image": IMAGE, "audio": AUDIO}
     return {
         "task": "classification",
@@ -47,6 +49,7 @@ def demo_config(modalities: list[str], fusion: dict[str, Any], epochs: int) -> d
         "head": {"name": "mlp", "hidden": [64], "dropout": 0.1},
         "train": {"epochs": epochs, "batch_size": 64, "lr": 2e-3, "seed": 0, "progress": False,
                   "modality_dropout": 0.0, "early_stopping": None},
+        "data": {"cache_dir": str(cache) if cache is not None else None},
     }
 
 
@@ -77,7 +80,7 @@ def run_demo(out: Path, size: int = 5000, epochs: int = 5, console: Console | No
     rows = []
     for name, modalities, fusion in VARIANTS:
         started = time.perf_counter()
-        predictor = MultimodalPredictor.from_config(demo_config(modalities, fusion, epochs))
+        predictor = MultimodalPredictor.from_config(demo_config(modalities, fusion, epochs, out / "cache"))
         run_dir = out / "runs" / name.replace(" ", "_")
         predictor.fit(data / "train.csv", data / "valid.csv", test=data / "test.csv", out=run_dir)
         test = predictor.metrics["test"]

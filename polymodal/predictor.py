@@ -67,8 +67,15 @@ class MultimodalPredictor:
 
     @classmethod
     def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> MultimodalPredictor:
-        """From a YAML/JSON file, a dict or a Config (validated; see ``polymodal config check``)."""
-        return cls(load_config(source))
+        """From a YAML/JSON file, a dict or a Config (validated; see ``polymodal config check``).
+        A ``task: anomaly`` config gets an :class:`~polymodal.anomaly.detector.AnomalyDetector`
+        (same fit / evaluate / predict_frame / save face)."""
+        config = load_config(source)
+        if config.task == "anomaly":
+            from polymodal.anomaly.detector import AnomalyDetector
+
+            return AnomalyDetector(config)  # type: ignore[return-value]
+        return cls(config)
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, train: DataSource, valid: DataSource | None = None, *, test: DataSource | None = None,
@@ -433,6 +440,10 @@ class MultimodalPredictor:
         run = Path(path)
         if not (run / MODEL_FILE).is_file():
             raise FileNotFoundError(f"{run} is not a polymodal run folder: {MODEL_FILE} not found")
+        if load_config(run / "config.yaml").task == "anomaly":  # an anomaly detector's run
+            from polymodal.anomaly.detector import AnomalyDetector
+
+            return AnomalyDetector.load(run)  # type: ignore[return-value]
         predictor = cls(localize_assets(load_config(run / "config.yaml"), run))
         predictor.pipeline = DataPipeline.load(predictor.config, run / "preprocessors")
         net = build_model(predictor.config, restore_contexts(predictor.pipeline.contexts()),

@@ -21,6 +21,7 @@ from polymodal.config.encoders import (
     TextRnnConfig,
 )
 from polymodal.config.finetune import LocalPath, follow_encoder_preprocess
+from polymodal.config.video import FrameCnnConfig, VideoEncoder
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -262,6 +263,44 @@ class SignalModality(ModalityConfig):
     encoder: SignalEncoder = Field(default_factory=Cnn1dConfig)
 
 
+class VideoPreprocess(ImagePreprocess):
+    """Decode a video (mp4/avi/webm/mkv/mov with PyAV, a folder of frame images, or a ``.npy`` of
+    (T, H, W[, C]) frames), sample ``frames`` frames, and treat each like an image (colour, resize,
+    normalisation: the image settings).
+
+    Attributes:
+        frames: frames per clip.
+        sampling: ``uniform`` spreads them over the whole clip (a short clip repeats frames);
+            ``stride`` takes every ``stride``-th frame from the start (a short clip is zero-padded
+            and masked).
+        max_frames: clips with more frames are refused (a guard against decoding hours of video).
+    """
+
+    size: PositiveInt | tuple[PositiveInt, PositiveInt] = 64
+    frames: Annotated[int, Field(ge=1, le=1024)] = 8
+    sampling: Literal["uniform", "stride"] = "uniform"
+    stride: PositiveInt = 1
+    max_frames: PositiveInt = 100_000
+
+    @model_validator(mode="after")
+    def _no_augment(self) -> VideoPreprocess:
+        if self.augment is not None:
+            raise ValueError("augment is not supported for video (frames would be augmented independently)")
+        return self
+
+
+class VideoModality(ModalityConfig):
+    kind: Literal["video"]
+    preprocess: VideoPreprocess = Field(default_factory=VideoPreprocess)
+    encoder: VideoEncoder = Field(default_factory=FrameCnnConfig)
+
+    @model_validator(mode="after")
+    def _preprocess_follows_encoder(self) -> VideoModality:
+        """A pretrained frame encoder brings its input size and normalisation unless the user set them."""
+        follow_encoder_preprocess(self)
+        return self
+
+
 class TabularModality(StrictModel):
     """Several inline columns read as one modality.
 
@@ -292,7 +331,7 @@ class TabularModality(StrictModel):
 
 
 AnyModality = Annotated[
-    ImageModality | TextModality | AudioModality | SignalModality | TabularModality,
+    ImageModality | TextModality | AudioModality | SignalModality | TabularModality | VideoModality,
     Field(discriminator="kind"),
 ]
 
@@ -308,4 +347,5 @@ __all__ = [
     "AnyModality", "AudioAugment", "AudioModality", "AudioPreprocess", "ImageAugment", "ImageModality", "ImagePreprocess",
     "ModalityConfig", "Probability", "SignalModality", "SignalPreprocess", "SignalSpectrogram",
     "TabularModality", "TabularPreprocess", "TextModality", "TextPreprocess", "modality_columns",
+    "VideoModality", "VideoPreprocess", "FrameCnnConfig",
 ]

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, Field, model_validator
 
 from polymodal.config.align import AnyAlign, check_align
+from polymodal.config.anomaly import AnomalyConfig, check_anomaly
 from polymodal.config.base import StrictModel, validate
 from polymodal.config.finetune import check_feature_cache
 from polymodal.config.modalities import AnyModality, modality_columns
@@ -29,6 +30,7 @@ from polymodal.config.tasks import TaskSpec, check_tasks
 from polymodal.config.train import DataConfig, LossConfig, TrainConfig
 from polymodal.config.transfer import AnyTransfer, check_transfer
 from polymodal.config.tune import TuneConfig
+from polymodal.config.yaml_loader import load_yaml
 from polymodal.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -39,8 +41,9 @@ MONITORS = {
     "multilabel": ["loss", "subset_accuracy", "micro_f1", "macro_f1", "auroc"],
     "regression": ["loss", "mae", "rmse", "r2"],
     "retrieval": ["loss", "map", "recall@1", "recall@5", "recall@10", "median_rank"],
+    "anomaly": ["loss"],
 }
-Task = Literal["classification", "multilabel", "regression", "retrieval"]
+Task = Literal["classification", "multilabel", "regression", "retrieval", "anomaly"]
 
 
 class Config(StrictModel):
@@ -68,6 +71,7 @@ class Config(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     tune: TuneConfig | None = None
+    anomaly: AnomalyConfig | None = None  # task 'anomaly' (see polymodal.config.anomaly)
 
     @property
     def targets(self) -> list[str]:
@@ -93,7 +97,7 @@ class Config(StrictModel):
     @model_validator(mode="after")
     def _check_target(self) -> Config:
         if self.target is None:
-            if self.task != "retrieval":
+            if self.task not in ("retrieval", "anomaly"):
                 raise ValueError(f"target is required for task '{self.task}' (the target column(s)); only task "
                                  "'retrieval' can do without")
             return self
@@ -171,6 +175,11 @@ class Config(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _check_anomaly(self) -> Config:
+        check_anomaly(self)  # see polymodal.config.anomaly
+        return self
+
+    @model_validator(mode="after")
     def _check_feature_cache(self) -> Config:
         check_feature_cache(self)  # see polymodal.config.finetune
         return self
@@ -208,7 +217,7 @@ def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
         raise ConfigError([f"config file not found: {path}"], source=str(path))
     text = path.read_text(encoding="utf-8")
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix == ".json" else load_yaml(text)  # YAML 1.2 booleans: `on:` is a key
     except (yaml.YAMLError, json.JSONDecodeError) as err:
         raise ConfigError([f"cannot parse {path.name}: {err}"], source=str(path)) from None
     if not isinstance(data, dict):

@@ -82,7 +82,7 @@ def test_wrong_type_names_full_path_and_the_value_given():
         ("modalities.spoken.preprocess.frame_ms", 500, "less than or equal to 200"),
         ("train.early_stopping.patience", 0, "greater than 0"),
         ("fusion", {"name": "attention", "dim": -1}, "greater than 0"),
-        ("task", "multi", "'classification', 'multilabel', 'regression' or 'retrieval'"),
+        ("task", "multi", "'classification', 'multilabel', 'regression', 'retrieval' or 'anomaly'"),
     ],
 )
 def test_out_of_range_value_names_path_allowed_range_and_value(key, value, allowed):

@@ -167,4 +167,4 @@ def test_json_schema_references_resolve_and_sections_forbid_unknown_keys():
 def test_json_schema_lists_the_modality_kinds():
     modalities = json_schema()["properties"]["modalities"]["additionalProperties"]
     assert modalities["discriminator"]["propertyName"] == "kind"
-    assert set(modalities["discriminator"]["mapping"]) == {"image", "text", "audio", "signal", "tabular"}
+    assert set(modalities["discriminator"]["mapping"]) == {"image", "text", "audio", "signal", "tabular", "video"}

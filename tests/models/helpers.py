@@ -30,9 +30,10 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "audio": {"n_features": 12, "n_frames": 20},
     "signal": {"in_channels": 2, "length": 32},
     "tabular": {"n_numeric": 3, "cardinalities": [4, 5]},
+    "video": {"in_channels": 3, "size": (16, 16), "frames": 5},
 }
 # Valid steps per sample for the sequence kinds: one full sample, the others padded.
-LENGTHS = {"text": [12, 7, 3, 1], "audio": [20, 13, 6, 2], "signal": [32, 21, 9, 3]}
+LENGTHS = {"text": [12, 7, 3, 1], "audio": [20, 13, 6, 2], "signal": [32, 21, 9, 3], "video": [5, 4, 2, 1]}
 
 
 def length_mask(lengths: list[int], steps: int) -> torch.Tensor:
@@ -62,6 +63,10 @@ def make_inputs(kind: str, generator: torch.Generator | None = None) -> dict[str
     if kind == "tabular":
         cat = torch.stack([torch.randint(0, c, (BATCH,), generator=g) for c in ctx["cardinalities"]], dim=1)
         return {"x": torch.randn(BATCH, ctx["n_numeric"], generator=g), "cat": cat}
+    if kind == "video":
+        mask = length_mask(LENGTHS["video"], ctx["frames"])
+        x = torch.rand(BATCH, ctx["frames"], ctx["in_channels"], *ctx["size"], generator=g)
+        return {"x": x * mask[:, :, None, None, None], "mask": mask}
     raise AssertionError(f"no test inputs for modality kind '{kind}'; add them to tests/models/helpers.py")
 
 

@@ -14,6 +14,7 @@ from polymodal.data.datasets import (  # noqa: F401 - registration
     cwru,
     fsdd_mnist,
     images,
+    moving_digits,
     openclipart,  # noqa: F401,I001 - registration
 )
 from polymodal.data.datasets.base import DATASETS, DatasetSpec, summarise

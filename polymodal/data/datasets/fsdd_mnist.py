@@ -33,16 +33,16 @@ _NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
 DEFAULT_TEST_SPEAKERS = ("theo", "yweweler")
 
 
-def read_fsdd(source: Path) -> pd.DataFrame:
-    """One row per recording: path, digit, speaker, index."""
-    folder = require(source / "fsdd" / "recordings", "the FSDD recordings folder", "fsdd-mnist")
+def read_fsdd(source: Path, dataset: str = "fsdd-mnist") -> pd.DataFrame:
+    """One row per recording: path, digit, speaker, index (``dataset`` names the caller in errors)."""
+    folder = require(source / "fsdd" / "recordings", "the FSDD recordings folder", dataset)
     rows = []
     for path in sorted(folder.glob("*.wav")):
         match = _NAME.match(path.name)
         if match:
             rows.append({"path": path, "digit": int(match[1]), "speaker": match[2], "index": int(match[3])})
     if not rows:
-        raise DatasetSourceError(f"dataset 'fsdd-mnist': no recordings named DIGIT_SPEAKER_INDEX.wav in {folder}")
+        raise DatasetSourceError(f"dataset '{dataset}': no recordings named DIGIT_SPEAKER_INDEX.wav in {folder}")
     return pd.DataFrame(rows)
 
 

@@ -1,6 +1,6 @@
 """One preprocessor per modality kind, registered in ``PREPROCESSORS`` against its modality config."""
 
-from polymodal.data.modalities import audio, image, signal, tabular, text  # noqa: F401 - registration
+from polymodal.data.modalities import audio, image, signal, tabular, text, video  # noqa: F401 - registration
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 
 

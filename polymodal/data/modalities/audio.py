@@ -19,6 +19,7 @@ from polymodal.config.modalities import AudioAugment, AudioModality, AudioPrepro
 from polymodal.data import features as F
 from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
+from polymodal.data.video_io import VIDEO_SUFFIXES, read_video_audio
 from polymodal.errors import DecodeError, NotFittedError
 
 
@@ -51,6 +52,8 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
             raise DecodeError(f"unreadable audio ({err})", path=path) from None
         if fast is not None:
             return fast
+    if suffix in VIDEO_SUFFIXES:  # the audio track of a video file (PyAV)
+        return read_video_audio(path)
     if suffix == ".npy" or split_row_ref(path)[1] is not None:
         wave = load_npy(path).astype(np.float32)
         if wave.ndim == 2:  # (samples, channels) or (channels, samples): channels is the short axis

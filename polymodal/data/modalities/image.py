@@ -101,6 +101,10 @@ class ImagePreprocessor(Preprocessor):
             image = _to_pil(load_npy(path), path)
         else:
             image = self._open(path)
+        return self.from_pil(image)
+
+    def from_pil(self, image: Image.Image) -> np.ndarray:
+        """A decoded Pillow image -> colour-converted, resized uint8 (H, W, C) (also used per video frame)."""
         target = PIL_MODES[self.cfg.color]
         if image.mode != target:
             if target == "HSV" and image.mode != "RGB":

@@ -210,6 +210,7 @@ EXPECTED = {
     "pneumoniamnist": "pneumoniamnist/pneumoniamnist.npz",
     "cwru": "cwru/files.csv",
     "openclipart": "svg",
+    "moving-digits": "fsdd/recordings",
 }
 
 

@@ -17,6 +17,7 @@ from polymodal.config.modalities import (
     SignalModality,
     TabularModality,
     TextModality,
+    VideoModality,
 )
 from polymodal.data.modalities import PREPROCESSORS, Preprocessor, build_preprocessor
 
@@ -63,6 +64,17 @@ def tabular_case(tmp: Path) -> tuple[Any, list[Any], list[Any]]:
     return cfg, train, [(7.0, float("nan"), "z"), (2.0, 2.0, "y")]
 
 
+def video_case(tmp: Path) -> tuple[Any, list[Any], list[Any]]:
+    cfg = VideoModality(kind="video", column="v", preprocess={"size": 8, "frames": 3, "normalize": "standard",
+                                                               "sampling": "stride", "stride": 2})
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(4):  # 3..6 frames: the stride leaves 2 or 3, so short clips are padded
+        np.save(tmp / f"{i}.npy", rng.integers(0, 256, (3 + i, 10, 12, 3), dtype=np.uint8))
+        paths.append(str(tmp / f"{i}.npy"))
+    return cfg, paths[:3], paths[3:]
+
+
 CASES: dict[str, Case] = {
     "audio-log_mel": audio_case,
     "audio-mfcc": lambda tmp: audio_case(tmp, features="mfcc", n_mfcc=10),
@@ -73,6 +85,7 @@ CASES: dict[str, Case] = {
     "signal-global": signal_case,
     "signal-spectrogram": lambda tmp: signal_case(tmp, spectrogram={"n_fft": 16, "hop": 8}),
     "tabular": tabular_case,
+    "video-standard": video_case,
 }
 
 
