@@ -115,11 +115,11 @@ def read_drawings(svg_root: Path) -> pd.DataFrame:
                   "keywords text", source="svg/<category>/**/*.svg (e.g. /usr/share/openclipart)")
 def prepare_openclipart(out: Path, source: Path, seed: int = 0, size: int = 224, test_size: int = 1000,
                         valid_size: int = 500, workers: int | None = None, **_: Any) -> dict[str, Any]:
+    out, svg_root = Path(out), require(Path(source) / "svg", "the openclipart svg folder", "openclipart")
     try:
         import cairosvg  # noqa: F401
     except ImportError:
         raise MissingDependencyError("cairosvg", "rendering the openclipart drawings") from None
-    out, svg_root = Path(out), require(Path(source) / "svg", "the openclipart svg folder", "openclipart")
     drawings = read_drawings(svg_root)
     if len(drawings) <= test_size + valid_size:
         raise DatasetSourceError(f"dataset 'openclipart': {len(drawings)} drawings with text in {svg_root}; need more "
