@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from polymodal import MultimodalPredictor
 from polymodal.config import ReportConfig
@@ -20,14 +19,6 @@ from polymodal.evaluation.robustness import REPORT_CORRUPTIONS, corrupt_table
 from .helpers import all_kinds_config, all_kinds_dataset
 
 SECTIONS = ("Modality subsets", "Modality importance", "Robustness", "Calibration", "Complexity")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

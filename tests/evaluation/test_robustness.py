@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from helpers_models import classification_config, make_dataset, write_splits
 
 from polymodal import MultimodalPredictor
@@ -12,14 +11,6 @@ from polymodal.errors import ConfigError, SchemaMismatchError
 from polymodal.evaluation.corruptions import CORRUPTIONS
 from polymodal.evaluation.data import load_eval_data
 from polymodal.evaluation.robustness import area, corrupt_table, parse_corruptions, robustness_sweep
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
