@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 from helpers_models import CLASSES, classification_config, make_dataset, regression_config, write_splits
 from typer.testing import CliRunner
@@ -16,14 +15,6 @@ from polymodal import MultimodalPredictor
 from polymodal.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def invoke(*args: str):

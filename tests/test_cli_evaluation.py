@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 from helpers_models import classification_config, make_dataset, write_splits
 from typer.testing import CliRunner
 
@@ -14,14 +13,6 @@ from polymodal import MultimodalPredictor
 from polymodal.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def invoke(*args):

@@ -7,7 +7,6 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 from helpers_models import classification_config, make_dataset, write_splits
 from typer.testing import CliRunner
@@ -15,14 +14,6 @@ from typer.testing import CliRunner
 from polymodal.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 from helpers_models import (
     CLASSES,
@@ -30,14 +29,6 @@ from helpers_models import (
 from polymodal import MultimodalPredictor
 from polymodal.config import load_config
 from polymodal.errors import ConfigError, ManifestError, NotFittedError, SchemaMismatchError
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: one thread is faster, and results do not depend on it here
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,6 @@ from polymodal import MultimodalPredictor
 from polymodal.data.embeddings import SUBFOLDER
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict:
     import timm

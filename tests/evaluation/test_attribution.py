@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from polymodal import MultimodalPredictor
 from polymodal.errors import SchemaMismatchError
@@ -14,14 +13,6 @@ from polymodal.evaluation.coalitions import coalition_outputs
 from polymodal.evaluation.data import load_eval_data, to_scores
 
 from .helpers import tabular_config, two_tabular
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def fit(rule: str) -> tuple[MultimodalPredictor, pd.DataFrame]:

@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from polymodal import MultimodalPredictor
 from polymodal.errors import SchemaMismatchError
 from polymodal.evaluation.subsets import evaluate_subsets
 
 from .helpers import tabular_config, two_tabular
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def fit(dropout: float) -> MultimodalPredictor:

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from polymodal import MultimodalPredictor
 from polymodal.errors import SchemaMismatchError
@@ -23,14 +22,6 @@ from polymodal.retrieval.index import EmbeddingIndex
 DIM = 6
 COLORS = ["red", "green", "blue"]
 TRAIN = {"batch_size": 32, "lr": 1e-2, "seed": 0, "progress": False, "num_workers": 0, "early_stopping": None}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def linear_pairs(n: int, seed: int = 0) -> pd.DataFrame:

@@ -1,0 +1,19 @@
+"""Suite-wide test settings.
+
+The tests train and run tiny models: one intra-op torch thread is faster than several (and much
+faster when other processes share the cores) and changes no result any test checks. Module scope,
+so it also covers the module-scoped fixtures that train models.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
