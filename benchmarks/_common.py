@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,28 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="timed repetitions; figures are medians")
     p.add_argument("--work", type=Path, default=Path("benchmarks/out"), help="scratch folder for prepared data and runs")
     p.add_argument("--quick", action="store_true", help="a smaller, faster version (for smoke checks)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="independent fits run in this many processes at once (many cores or a GPU; accuracy "
+                        "benchmarks only: timings are measured with --jobs 1)")
     return p
+
+
+def _worker_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple[Any, ...]], jobs: int) -> list[Any]:
+    """``[fn(*task) for task in tasks]``, in ``jobs`` spawned processes when ``jobs > 1`` (each with
+    its share of the CPU threads; CUDA needs spawn, not fork). ``fn`` must be a module-level function."""
+    tasks = list(tasks)
+    if jobs <= 1 or len(tasks) <= 1:
+        return [fn(*task) for task in tasks]
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_threads, initargs=(threads,)) as pool:
+        return list(pool.map(fn, *zip(*tasks)))
 
 
 def require_data(root: Path, *parts: str) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from _common import mean_std, parser, require_data, save
+from _common import mean_std, parser, require_data, run_tasks, save
 
 from polymodal import MultimodalPredictor
 from polymodal.data.datasets import prepare
@@ -68,6 +68,18 @@ def datasets(root: Path, work: Path) -> dict[str, Path]:
     return {"source": source, "source_valid": mnist / "valid.csv", "target": target, "target_test": usps / "test.csv"}
 
 
+def fit_one(name: str, seed: int, epochs: int, paths: dict[str, Path], cache: Path) -> tuple[float, float, float]:
+    """USPS test accuracy, fit seconds and MNIST validation accuracy of one method and seed."""
+    started = time.perf_counter()
+    predictor = MultimodalPredictor.from_config(config(METHODS[name], seed, epochs, cache))
+    unlabeled = paths["target"] if METHODS[name] is not None else None
+    predictor.fit(paths["source"], paths["source_valid"], unlabeled=unlabeled)
+    accuracy = predictor.evaluate(paths["target_test"])["accuracy"] * 100
+    seconds = time.perf_counter() - started
+    print(f"{name:<12} seed {seed}: USPS test {accuracy:.2f}%  ({seconds:.0f} s)", flush=True)
+    return accuracy, seconds, predictor.metrics["valid"]["accuracy"] * 100
+
+
 def main() -> None:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=3)
@@ -78,22 +90,15 @@ def main() -> None:
     paths = datasets(args.data_root, args.work / "transfer")
     seeds = list(range(1 if args.quick else args.seeds))
     epochs = 2 if args.quick else args.epochs
+    tasks = [(name, seed, epochs, paths, args.work / "cache") for name in args.methods for seed in seeds]
+    results = dict(zip([(t[0], t[1]) for t in tasks], run_tasks(fit_one, tasks, args.jobs)))
     rows = []
     for name in args.methods:
-        accs, secs = [], []
-        for seed in seeds:
-            started = time.perf_counter()
-            predictor = MultimodalPredictor.from_config(config(METHODS[name], seed, epochs, args.work / "cache"))
-            unlabeled = paths["target"] if METHODS[name] is not None else None
-            predictor.fit(paths["source"], paths["source_valid"], unlabeled=unlabeled)
-            accs.append(predictor.evaluate(paths["target_test"])["accuracy"] * 100)
-            secs.append(time.perf_counter() - started)
-            print(f"{name:<12} seed {seed}: USPS test {accs[-1]:.2f}%  ({secs[-1]:.0f} s)", flush=True)
+        accs, secs, valid = zip(*(results[(name, seed)] for seed in seeds))
         mean, std = mean_std(accs)
         rows.append({"method": name, "usps_test_accuracy_%": round(mean, 2), "std": round(std, 2),
                      "runs": [round(a, 2) for a in accs], "reference_TLlib_%": REFERENCE.get(name),
-                     "fit_seconds": round(mean_std(secs)[0]), "mnist_valid_accuracy_%":
-                     round(predictor.metrics["valid"]["accuracy"] * 100, 2)})
+                     "fit_seconds": round(mean_std(secs)[0]), "mnist_valid_accuracy_%": round(mean_std(valid)[0], 2)})
     by = {r["method"]: r["usps_test_accuracy_%"] for r in rows}
     best = max((r for r in rows if r["method"] != "source only"), key=lambda r: r["usps_test_accuracy_%"], default=None)
     notes = [f"{len(seeds)} seed(s); {epochs} epochs, batch 64 labelled + 64 unlabelled, AdamW lr 1e-3 with cosine "
