@@ -7,12 +7,12 @@
 
 Run folder: ``config.yaml`` (resolved), ``model.safetensors``, ``preprocessors/`` (JSON and
 safetensors; nothing is pickled), ``metrics.json``, ``history.csv``, ``report.html``,
-``plots/``, ``checkpoints/``, ``logs/`` and ``skipped.csv`` when files were skipped.
+``plots/``, ``checkpoints/``, ``logs/`` and ``skipped.csv`` when files were skipped
+(see :mod:`polymodal.runfolder`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable
@@ -24,28 +24,31 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from polymodal import runfolder
 from polymodal.assets import localize_assets, restore_contexts, save_assets
-from polymodal.config import Config, load_config, save_config
-from polymodal.data.dataset import collate
+from polymodal.config import Config, load_config
+from polymodal.data.dataset import data_loader
 from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable, skipped_frame
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
+from polymodal.data.split import stratified_holdout
 from polymodal.errors import NotFittedError, SchemaMismatchError
+from polymodal.estimator import Estimator, count_parameters
 from polymodal.fewshot import use_support
 from polymodal.metrics import DEFAULT_MONITOR, LOWER_IS_BETTER, sigmoid, softmax, task_metrics
 from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
 from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, with_further_tasks
+from polymodal.runfolder import MODEL_FILE
 from polymodal.training.finetune import finetune_callbacks
 from polymodal.training.terms import TaskTerm, Term, UnimodalTerm
-from polymodal.utils.device import default_device, default_workers
-from polymodal.utils.io import atomic_write, atomic_write_json
+from polymodal.utils.device import default_workers, move_to
 
-MODEL_FILE = "model.safetensors"
+__all__ = ["MODEL_FILE", "MultimodalPredictor", "count_parameters", "move_to"]  # the last three moved; kept importable here
 
 
-class MultimodalPredictor:
+class MultimodalPredictor(Estimator):
     """Fits and applies a multimodal model described by a :class:`~polymodal.config.Config`.
 
     Attributes:
@@ -53,16 +56,12 @@ class MultimodalPredictor:
         pipeline: fitted preprocessors and target encoder (after ``fit``/``load``).
         net: the network (after ``fit``/``load``).
         info: facts about the fit (seconds, parameters, best epoch, skipped files...).
+        metrics / history / last_skipped: see :class:`~polymodal.estimator.Estimator`.
     """
 
     def __init__(self, config: Config):
-        self.config = config
-        self.pipeline: DataPipeline | None = None
+        super().__init__(config)
         self.net: MultimodalNet | None = None
-        self.history = pd.DataFrame()
-        self.info: dict[str, Any] = {}
-        self.metrics: dict[str, Any] = {}
-        self.last_skipped = pd.DataFrame()
         self.diagnostics: dict[str, Any] = {}  # the report's subsets, importance, robustness... (see report.rows)
 
     @classmethod
@@ -98,33 +97,21 @@ class MultimodalPredictor:
         Raises:
             ManifestError / ConfigError / DecodeError: bad input, with every problem named.
         """
-        import lightning as L
-
         from polymodal.training.module import OptimSettings, PolymodalModule
         from polymodal.training.trainer import fit_module
         from polymodal.training.transfer import TransferPlan
 
         cfg = self.config
-        run_dir = Path(out) if out is not None else None
-        if run_dir is not None:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, run_dir / "config.yaml")
-        L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+        run_dir = runfolder.start_run(out, cfg)
+        self._seed()
         pipeline = DataPipeline(cfg)
-        train_m = pipeline.read(train, require_target=True, training=True)
-        if valid is None:
-            train_m, valid_m = self._split(train_m)
-        else:
-            valid_m = pipeline.read(valid, require_target=True, training=True)
+        train_m, valid_m = self._read_fit_data(pipeline, train, valid, require_target=True)
         started = time.perf_counter()
-        train_table, train_y = pipeline.fit(train_m, progress=cfg.train.progress)
-        valid_table = pipeline.encode(valid_m, progress=cfg.train.progress)
-        valid_y = pipeline.encode_targets(valid_m, valid_table)
+        train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m)
         prep_seconds = time.perf_counter() - started
-        self.pipeline = pipeline
         transfer = TransferPlan.prepare(cfg, pipeline, train_m, train_table, train_y, unlabeled, load_run=type(self).load)
 
-        L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+        self._seed()
         net = build_model(cfg, pipeline.contexts(), pipeline.targets.n_outputs, pipeline.targets.task_outputs)
         loss = self._loss(train_y)
         # frozen encoders with cache: true run once per input here, never in the training steps
@@ -173,19 +160,8 @@ class MultimodalPredictor:
         return self
 
     def _split(self, manifest: Manifest) -> tuple[Manifest, Manifest]:
-        from sklearn.model_selection import train_test_split
-
-        rows = np.arange(len(manifest))
-        stratify = None
-        if self.config.task == "classification":
-            labels = manifest.frame[self.config.targets[0]].astype(str).to_numpy()
-            counts = pd.Series(labels).value_counts()
-            n_valid = int(round(len(rows) * self.config.train.val_fraction))
-            if counts.min() >= 2 and n_valid >= counts.size:
-                stratify = labels
-        train_rows, valid_rows = train_test_split(rows, test_size=self.config.train.val_fraction,
-                                                  random_state=self.config.train.seed, stratify=stratify)
-        return manifest.subset(np.sort(train_rows)), manifest.subset(np.sort(valid_rows))
+        label = self.config.targets[0] if self.config.task == "classification" else None
+        return stratified_holdout(manifest, self.config.train.val_fraction, self.config.train.seed, label)
 
     def _loss(self, train_y: np.ndarray) -> TaskLoss:
         cfg = self.config
@@ -248,16 +224,14 @@ class MultimodalPredictor:
         return DEFAULT_MONITOR[self.config.task]
 
     def _loader(self, table: EncodedTable, targets: np.ndarray | None, train: bool) -> DataLoader:
-        dataset = self.pipeline.dataset(table, targets, train=train)
+        """As :meth:`Estimator._loader`, with ``train.num_workers`` workers (default: several when
+        training with augmentation) and pinned memory on a GPU."""
         augment = any(getattr(getattr(m, "preprocess", None), "augment", None) for m in self.config.modalities.values())
         workers = self.config.train.num_workers
         if workers is None:
             workers = default_workers() if (train and augment) else 0
-        return DataLoader(
-            dataset, batch_size=self.config.train.batch_size, shuffle=train, collate_fn=collate,
-            num_workers=workers, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
-            drop_last=train and len(dataset) > self.config.train.batch_size,
-        )
+        return data_loader(self.pipeline.dataset(table, targets, train=train), self.config.train.batch_size,
+                           train=train, workers=workers, pin_memory=torch.cuda.is_available())
 
     # -- inference ----------------------------------------------------------------------------
     def _require_fitted(self) -> tuple[DataPipeline, MultimodalNet]:
@@ -267,26 +241,9 @@ class MultimodalPredictor:
 
     def _outputs(self, table: EncodedTable) -> np.ndarray:
         """Raw network outputs (B, K) for an encoded table."""
-        _, net = self._require_fitted()
-        device = default_device()
-        net.to(device).eval()
-        outs = []
-        loader = self._loader(table, None, train=False)
-        with torch.inference_mode():
-            for batch in loader:
-                batch = move_to(batch, device)
-                outs.append(net(batch["inputs"], batch["present"]).float().cpu())
-        return torch.cat(outs).numpy() if outs else np.zeros((0, self.pipeline.targets.n_outputs), np.float32)
-
-    def _encode(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None
-                ) -> tuple[Manifest, EncodedTable]:
-        pipeline, _ = self._require_fitted()
-        names = None if modalities is None else list(modalities)
-        manifest = pipeline.read(data, require_target=require_target, modalities=names)
-        table = pipeline.encode(manifest, progress=self.config.train.progress,
-                                modalities=names if names is not None else pipeline.check_modalities(None, manifest))
-        self.last_skipped = skipped_frame(table.skipped)
-        return manifest, table
+        pipeline, net = self._require_fitted()
+        return self._infer(net, table, lambda batch: net(batch["inputs"], batch["present"]),
+                           (0, pipeline.targets.n_outputs))
 
     def _score(self, table: EncodedTable, targets: np.ndarray) -> dict[str, Any]:
         scores = self._metrics(self._outputs(table), targets)
@@ -410,23 +367,12 @@ class MultimodalPredictor:
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the run folder (see the module docstring); every file is written atomically."""
-        from safetensors.torch import save_model
-
+        """Write the run folder (see :mod:`polymodal.runfolder`); every file is written atomically."""
         pipeline, net = self._require_fitted()
-        run = Path(path)
-        run.mkdir(parents=True, exist_ok=True)
-        save_config(self.config, run / "config.yaml")
-        atomic_write(run / MODEL_FILE, lambda tmp: save_model(net.cpu(), str(tmp)))
-        pipeline.save(run / "preprocessors")
+        run = runfolder.write_model(path, self.config, net, pipeline)
         save_assets(self.config, net, run)  # what pretrained encoders need besides their weights
-        atomic_write_json(run / "metrics.json", {**self.metrics, "training": self.info})
-        if not self.history.empty:
-            atomic_write(run / "history.csv", lambda tmp: self.history.to_csv(tmp, index=False))
-        if not self.last_skipped.empty:
-            atomic_write(run / "skipped.csv", lambda tmp: self.last_skipped.to_csv(tmp, index=False))
-        if self.diagnostics:
-            atomic_write_json(run / "diagnostics.json", self.diagnostics)
+        self._write_results(run)
+        runfolder.write_diagnostics(run, self.diagnostics)
         from polymodal.evaluation.report import write_report  # the report sits a layer above
 
         write_report(self, run)
@@ -435,40 +381,18 @@ class MultimodalPredictor:
     @classmethod
     def load(cls, path: str | os.PathLike) -> MultimodalPredictor:
         """Load a run folder written by :meth:`save` (no pickle is ever read)."""
-        from safetensors.torch import load_model
-
-        run = Path(path)
-        if not (run / MODEL_FILE).is_file():
-            raise FileNotFoundError(f"{run} is not a polymodal run folder: {MODEL_FILE} not found")
-        if load_config(run / "config.yaml").task == "anomaly":  # an anomaly detector's run
+        run = runfolder.check_run(path)
+        config = runfolder.read_config(run)
+        if config.task == "anomaly":  # an anomaly detector's run
             from polymodal.anomaly.detector import AnomalyDetector
 
             return AnomalyDetector.load(run)  # type: ignore[return-value]
-        predictor = cls(localize_assets(load_config(run / "config.yaml"), run))
-        predictor.pipeline = DataPipeline.load(predictor.config, run / "preprocessors")
+        predictor = cls(localize_assets(config, run))
+        predictor.pipeline = runfolder.load_pipeline(run, predictor.config)
         net = build_model(predictor.config, restore_contexts(predictor.pipeline.contexts()),
                           predictor.pipeline.targets.n_outputs, predictor.pipeline.targets.task_outputs)
-        load_model(net, str(run / MODEL_FILE))
+        runfolder.load_weights(net, run)
         predictor.net = net.eval()
-        if (run / "metrics.json").is_file():
-            stored = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-            predictor.info = stored.pop("training", {})
-            predictor.metrics = stored
-        if (run / "history.csv").is_file():
-            predictor.history = pd.read_csv(run / "history.csv")
-        if (run / "diagnostics.json").is_file():
-            predictor.diagnostics = json.loads((run / "diagnostics.json").read_text(encoding="utf-8"))
+        predictor._read_results(run)
+        predictor.diagnostics = runfolder.read_diagnostics(run)
         return predictor
-
-
-def count_parameters(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def move_to(batch: Any, device: torch.device) -> Any:
-    """A batch (nested dicts of tensors) on ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: move_to(v, device) for k, v in batch.items()}
-    return batch

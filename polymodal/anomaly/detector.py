@@ -8,7 +8,7 @@
 ``MultimodalPredictor.from_config`` / ``load`` hand ``task: anomaly`` configs and runs to this
 class, so ``polymodal train / evaluate / predict`` work unchanged. Run folder: ``config.yaml``,
 ``model.safetensors`` (network + the scorer's statistics and threshold), ``preprocessors/``,
-``metrics.json``, ``history.csv``.
+``metrics.json``, ``history.csv`` (see :mod:`polymodal.runfolder`).
 """
 
 from __future__ import annotations
@@ -21,28 +21,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import DataLoader
 
+from polymodal import runfolder
 from polymodal.anomaly.metrics import anomaly_metrics, threshold_at_fpr
 from polymodal.anomaly.model import build_anomaly_net
 from polymodal.anomaly.module import AnomalyModel, AnomalyModule
 from polymodal.anomaly.scorers import build_scorer
 from polymodal.anomaly.targets import AnomalyTargets
-from polymodal.config import Config, load_config, save_config
+from polymodal.config import Config, load_config
 from polymodal.config.anomaly import AnomalyConfig
-from polymodal.data.dataset import collate
 from polymodal.data.encode import EncodedTable, skipped_frame
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
+from polymodal.data.split import random_holdout
 from polymodal.errors import ManifestError, NotFittedError, SchemaMismatchError
-from polymodal.utils.device import default_device
-from polymodal.utils.io import atomic_write, atomic_write_json
-
-MODEL_FILE = "model.safetensors"
+from polymodal.estimator import Estimator, count_parameters
 
 
-class AnomalyDetector:
+class AnomalyDetector(Estimator):
     """Fits and applies an anomaly detector described by a ``task: anomaly`` config.
 
     Attributes:
@@ -51,19 +47,15 @@ class AnomalyDetector:
         pipeline: fitted preprocessors (after ``fit``/``load``).
         model: network + scorer (after ``fit``/``load``).
         metrics / info: validation (and test) metrics; facts about the fit.
+        history / last_skipped: see :class:`~polymodal.estimator.Estimator`.
     """
 
     def __init__(self, config: Config):
         if config.task != "anomaly":
             raise SchemaMismatchError(f"AnomalyDetector needs a config with task 'anomaly'; got '{config.task}'")
-        self.config = config
+        super().__init__(config)
         self.settings = config.anomaly if config.anomaly is not None else AnomalyConfig()
-        self.pipeline: DataPipeline | None = None
         self.model: AnomalyModel | None = None
-        self.history = pd.DataFrame()
-        self.metrics: dict[str, Any] = {}
-        self.info: dict[str, Any] = {}
-        self.last_skipped = pd.DataFrame()
 
     @classmethod
     def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> AnomalyDetector:
@@ -98,8 +90,6 @@ class AnomalyDetector:
         Raises:
             ManifestError / DecodeError: bad input, every problem named.
         """
-        import lightning as L
-
         from polymodal.training.module import OptimSettings
         from polymodal.training.trainer import fit_module
 
@@ -107,16 +97,10 @@ class AnomalyDetector:
             raise SchemaMismatchError("task 'anomaly' supports neither --resume, an unlabelled manifest nor extra "
                                       "callbacks")
         cfg = self.config
-        run_dir = Path(out) if out is not None else None
-        if run_dir is not None:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, run_dir / "config.yaml")
-        L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+        run_dir = runfolder.start_run(out, cfg)
+        self._seed()
         pipeline = self._new_pipeline()
-        train_m = pipeline.read(train, require_target=bool(cfg.targets), training=True)
-        valid_m = pipeline.read(valid, require_target=bool(cfg.targets), training=True) if valid is not None else None
-        if valid_m is None:
-            train_m, valid_m = self._split(train_m)
+        train_m, valid_m = self._read_fit_data(pipeline, train, valid, require_target=bool(cfg.targets))
         normal = pipeline.targets.encode(train_m) != 1
         if not normal.any():
             raise ManifestError([f"every training row is labelled anomalous (normal values: {self.settings.normal}); "
@@ -126,11 +110,8 @@ class AnomalyDetector:
             dropped = int((~normal).sum())
             train_m = train_m.subset(np.flatnonzero(normal))
         started = time.perf_counter()
-        train_table, train_y = pipeline.fit(train_m, progress=cfg.train.progress)
-        valid_table = pipeline.encode(valid_m, progress=cfg.train.progress)
-        valid_y = pipeline.encode_targets(valid_m, valid_table)
-        self.pipeline = pipeline
-        L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+        train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m)
+        self._seed()
         model = self._build_model(pipeline)
         optim = OptimSettings(cfg.train.lr, cfg.train.weight_decay, cfg.train.scheduler, cfg.train.warmup_epochs,
                               cfg.train.encoder_lr_scale)
@@ -159,7 +140,7 @@ class AnomalyDetector:
                      "train_seconds": seconds,
                      "preprocess_seconds": time.perf_counter() - started - seconds,
                      "scorer": self.settings.scorer, "threshold": float(model.scorer.threshold),
-                     "parameters": sum(p.numel() for p in model.parameters()), "skipped_files": len(skipped)}
+                     "parameters": count_parameters(model), "skipped_files": len(skipped)}
         self.last_skipped = skipped_frame(skipped)
         self.metrics = {"valid": self._metrics(valid_scores, valid_y, pipeline.targets.labels(valid_m, valid_table.rows))}
         if test is not None:
@@ -176,16 +157,8 @@ class AnomalyDetector:
         keep = y != 1
         return table.select(keep), np.zeros(int(keep.sum()), np.int64)
 
-    def _split(self, manifest: Manifest) -> tuple[Manifest, Manifest]:
-        rng = np.random.default_rng(self.config.train.seed)
-        rows = rng.permutation(len(manifest))
-        n_valid = max(1, int(round(len(rows) * self.config.train.val_fraction)))
-        return manifest.subset(np.sort(rows[n_valid:])), manifest.subset(np.sort(rows[:n_valid]))
-
-    def _loader(self, table: EncodedTable, targets: np.ndarray | None, train: bool) -> DataLoader:
-        dataset = self.pipeline.dataset(table, targets, train=train)
-        return DataLoader(dataset, batch_size=self.config.train.batch_size, shuffle=train, collate_fn=collate,
-                          num_workers=0, drop_last=train and len(dataset) > self.config.train.batch_size)
+    def _split(self, manifest: Manifest) -> tuple[Manifest, Manifest]:  # no labels needed
+        return random_holdout(manifest, self.config.train.val_fraction, self.config.train.seed)
 
     # -- inference ----------------------------------------------------------------------------
     def _require_fitted(self) -> tuple[DataPipeline, AnomalyModel]:
@@ -195,25 +168,8 @@ class AnomalyDetector:
 
     def _scores(self, table: EncodedTable) -> np.ndarray:
         """(N,) anomaly scores of an encoded table."""
-        from polymodal.predictor import move_to
-
         _, model = self._require_fitted()
-        device = default_device()
-        model.to(device).eval()
-        out = []
-        with torch.inference_mode():
-            for batch in self._loader(table, None, train=False):
-                out.append(model(move_to(batch, device)).float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
-
-    def _encode(self, data: DataSource, require_target: bool, modalities: Any = None) -> tuple[Manifest, EncodedTable]:
-        pipeline, _ = self._require_fitted()
-        names = None if modalities is None else list(modalities)
-        manifest = pipeline.read(data, require_target=require_target, modalities=names)
-        table = pipeline.encode(manifest, progress=self.config.train.progress,
-                                modalities=names if names is not None else pipeline.check_modalities(None, manifest))
-        self.last_skipped = skipped_frame(table.skipped)
-        return manifest, table
+        return self._infer(model, table, model, (0,))
 
     def predict_frame(self, data: DataSource, modalities: Any = None, **_: Any) -> pd.DataFrame:
         """``score`` (higher = more anomalous) and ``flag`` (score above the validation threshold)
@@ -255,41 +211,22 @@ class AnomalyDetector:
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write the run folder (see the module docstring)."""
-        from safetensors.torch import save_model
-
         pipeline, model = self._require_fitted()
-        run = Path(path)
-        run.mkdir(parents=True, exist_ok=True)
-        save_config(self.config, run / "config.yaml")
-        atomic_write(run / MODEL_FILE, lambda tmp: save_model(model.cpu(), str(tmp)))
-        pipeline.save(run / "preprocessors")
-        atomic_write_json(run / "metrics.json", {**self.metrics, "training": self.info})
-        if not self.history.empty:
-            atomic_write(run / "history.csv", lambda tmp: self.history.to_csv(tmp, index=False))
-        if not self.last_skipped.empty:
-            atomic_write(run / "skipped.csv", lambda tmp: self.last_skipped.to_csv(tmp, index=False))
+        run = runfolder.write_model(path, self.config, model, pipeline)
+        self._write_results(run)
         return run
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> AnomalyDetector:
         """Load a run folder written by :meth:`save` (no pickle is read)."""
-        from safetensors.torch import load_model
-
-        run = Path(path)
-        if not (run / MODEL_FILE).is_file():
-            raise FileNotFoundError(f"{run} is not a polymodal run folder: {MODEL_FILE} not found")
-        detector = cls(load_config(run / "config.yaml"))
-        pipeline = DataPipeline.load(detector.config, run / "preprocessors")
+        run = runfolder.check_run(path)
+        detector = cls(runfolder.read_config(run))
+        pipeline = runfolder.load_pipeline(run, detector.config)
         pipeline.targets = AnomalyTargets.from_state(
-            json.loads((run / "preprocessors" / "targets.json").read_text(encoding="utf-8")))
+            json.loads((run / runfolder.PREPROCESSORS / "targets.json").read_text(encoding="utf-8")))
         detector.pipeline = pipeline
         model = detector._build_model(pipeline)
-        load_model(model, str(run / MODEL_FILE))
+        runfolder.load_weights(model, run)
         detector.model = model.eval()
-        if (run / "metrics.json").is_file():
-            stored = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-            detector.info = stored.pop("training", {})
-            detector.metrics = stored
-        if (run / "history.csv").is_file():
-            detector.history = pd.read_csv(run / "history.csv")
+        detector._read_results(run)
         return detector

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from polymodal.data.encode import EncodedTable
 from polymodal.data.modalities.base import Preprocessor
@@ -78,6 +78,20 @@ def collate(items: Batch | list[Batch]) -> Batch:
     if len(items) == 1:
         return items[0]
     return _concat(items)
+
+
+def data_loader(dataset: MultimodalDataset, batch_size: int, *, train: bool, workers: int = 0,
+                pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over ``dataset`` with :func:`collate`; shuffled and without a short last batch
+    when ``train``.
+
+    Args:
+        workers: worker processes (0: load in the calling process).
+        pin_memory: page-locked batches, for faster copies to a GPU.
+    """
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train, collate_fn=collate, num_workers=workers,
+                      persistent_workers=workers > 0, pin_memory=pin_memory,
+                      drop_last=train and len(dataset) > batch_size)
 
 
 def _concat(items: list[Any]) -> Any:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from polymodal.data.encode import EncodedTable
-from polymodal.utils.device import default_device
+from polymodal.utils.device import default_device, move_to
 
 if TYPE_CHECKING:
     from polymodal.predictor import MultimodalPredictor
@@ -49,7 +49,6 @@ def inference_latency(predictor: MultimodalPredictor, table: EncodedTable, repea
     device = default_device()
     net.to(device).eval()
     dataset = pipeline.dataset(table)
-    from polymodal.predictor import move_to
 
     def timed(size: int) -> float:
         batch = move_to(dataset.__getitems__(np.resize(np.arange(len(table)), size).tolist()), device)

@@ -14,7 +14,7 @@ from polymodal.data.dataset import collate
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.metrics import sigmoid, softmax
-from polymodal.utils.device import default_device
+from polymodal.utils.device import default_device, move_to
 
 if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource
@@ -83,8 +83,6 @@ def batches(predictor: MultimodalPredictor, table: EncodedTable, batch_size: int
     pipeline, _ = predictor._require_fitted()
     loader = DataLoader(pipeline.dataset(table), batch_size=batch_size, shuffle=False, collate_fn=collate)
     device = default_device()
-    from polymodal.predictor import move_to
-
     for batch in loader:
         yield move_to(batch, device)
 

@@ -21,8 +21,7 @@ from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import ManifestError, SchemaMismatchError
-from polymodal.predictor import MultimodalPredictor, move_to
-from polymodal.utils.device import default_device
+from polymodal.predictor import MultimodalPredictor
 from polymodal.utils.io import atomic_write
 
 Kind = Literal["embedding", "encoder", "input"]
@@ -42,13 +41,7 @@ def check_aligned(predictor: MultimodalPredictor, modality: str) -> None:
 def _run(predictor: MultimodalPredictor, table: EncodedTable, fn: Callable[[dict], torch.Tensor]) -> np.ndarray:
     """``fn(batch) -> (B, D)`` over an encoded table, batched, on the default device."""
     _, net = predictor._require_fitted()
-    device = default_device()
-    net.to(device).eval()
-    parts = []
-    with torch.inference_mode():
-        for batch in predictor._loader(table, None, train=False):
-            parts.append(fn(move_to(batch, device)).float().cpu())
-    return torch.cat(parts).numpy() if parts else np.zeros((0, 0), np.float32)
+    return predictor._infer(net, table, fn, (0, 0))
 
 
 def input_vectors(table: EncodedTable, modality: str) -> np.ndarray:

@@ -20,9 +20,10 @@ from polymodal.data.pipeline import DataSource
 from polymodal.errors import SchemaMismatchError
 from polymodal.evaluation.cca_baseline import LinearCca
 from polymodal.evaluation.retrieval import DEFAULT_KS, cross_modal_metrics
-from polymodal.predictor import MODEL_FILE, MultimodalPredictor
+from polymodal.predictor import MultimodalPredictor
 from polymodal.retrieval.embed import Kind, check_aligned, embed_rows
 from polymodal.retrieval.index import EmbeddingIndex, file_digest
+from polymodal.runfolder import MODEL_FILE
 
 By = Literal["auto", "pair", "label"]
 

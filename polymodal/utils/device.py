@@ -1,8 +1,9 @@
-"""Device and worker defaults: use a GPU when there is one, never require it."""
+"""Device and worker defaults (use a GPU when there is one, never require it) and moving batches there."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 
@@ -19,3 +20,12 @@ def default_device() -> torch.device:
 def default_workers() -> int:
     """DataLoader workers for work that benefits from them: all cores but one, at most 8."""
     return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    """A batch (nested dicts of tensors) on ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    return batch

@@ -1,0 +1,138 @@
+"""``Estimator``: what :class:`~polymodal.predictor.MultimodalPredictor` and
+:class:`~polymodal.anomaly.detector.AnomalyDetector` share.
+
+That is the config, the fitted data pipeline, the facts of the fit (``history``, ``info``,
+``metrics``, ``last_skipped``), reading and encoding manifests, batching, batched inference and
+the results part of the run folder (:mod:`polymodal.runfolder`). A subclass keeps its network in
+its own attribute and brings ``_require_fitted``, ``_split`` (how ``valid`` is held out of
+``train`` when none is given), ``fit``, ``evaluate``, ``predict``, ``save`` and ``load``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from polymodal.config import Config
+from polymodal.data.dataset import Batch, data_loader
+from polymodal.data.encode import EncodedTable, skipped_frame
+from polymodal.data.manifest import Manifest
+from polymodal.data.pipeline import DataPipeline, DataSource
+from polymodal.runfolder import read_results, write_results
+from polymodal.utils.device import default_device, move_to
+
+
+class Estimator:
+    """Base of the objects that fit on a manifest and save a run folder.
+
+    Attributes:
+        config: the validated config.
+        pipeline: fitted preprocessors and target encoder (after ``fit``/``load``).
+        history: one row per training epoch.
+        info: facts about the fit (rows, seconds, parameters, skipped files...).
+        metrics: ``{"valid": .., "test": ..}`` from the fit.
+        last_skipped: the files skipped by the latest fit or encoding.
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.pipeline: DataPipeline | None = None
+        self.history = pd.DataFrame()
+        self.info: dict[str, Any] = {}
+        self.metrics: dict[str, Any] = {}
+        self.last_skipped = pd.DataFrame()
+
+    def _require_fitted(self) -> tuple[DataPipeline, torch.nn.Module]:
+        """The fitted pipeline and network.
+
+        Raises:
+            NotFittedError: neither ``fit`` nor ``load`` has run.
+        """
+        raise NotImplementedError
+
+    def _split(self, manifest: Manifest) -> tuple[Manifest, Manifest]:
+        """(train, valid) held out of a training manifest when no validation one is given."""
+        raise NotImplementedError
+
+    # -- fitting ------------------------------------------------------------------------------
+    def _seed(self) -> None:
+        """Seed every random generator (Python, numpy, torch, data workers) with ``train.seed``."""
+        import lightning as L
+
+        L.seed_everything(self.config.train.seed, workers=True, verbose=False)
+
+    def _read_fit_data(self, pipeline: DataPipeline, train: DataSource, valid: DataSource | None, *,
+                       require_target: bool) -> tuple[Manifest, Manifest]:
+        """The validated training and validation manifests; ``valid`` None: held out of ``train``."""
+        train_m = pipeline.read(train, require_target=require_target, training=True)
+        if valid is None:
+            return self._split(train_m)
+        return train_m, pipeline.read(valid, require_target=require_target, training=True)
+
+    def _fit_pipeline(self, pipeline: DataPipeline, train_m: Manifest, valid_m: Manifest
+                      ) -> tuple[EncodedTable, np.ndarray, EncodedTable, np.ndarray]:
+        """Fit ``pipeline`` on ``train_m`` (it becomes ``self.pipeline``) and encode both manifests.
+
+        Returns:
+            The training table and targets, then the validation table and targets.
+        """
+        progress = self.config.train.progress
+        train_table, train_y = pipeline.fit(train_m, progress=progress)
+        valid_table = pipeline.encode(valid_m, progress=progress)
+        valid_y = pipeline.encode_targets(valid_m, valid_table)
+        self.pipeline = pipeline
+        return train_table, train_y, valid_table, valid_y
+
+    def _loader(self, table: EncodedTable, targets: np.ndarray | None, train: bool) -> DataLoader:
+        """Batches of ``table`` (with ``targets`` when given); augmented and shuffled when ``train``."""
+        return data_loader(self.pipeline.dataset(table, targets, train=train), self.config.train.batch_size,
+                           train=train)
+
+    # -- inference ----------------------------------------------------------------------------
+    def _encode(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None
+                ) -> tuple[Manifest, EncodedTable]:
+        """Read and encode ``data`` with the fitted pipeline (``modalities``: only these present);
+        its skipped files become ``last_skipped``."""
+        pipeline, _ = self._require_fitted()
+        names = None if modalities is None else list(modalities)
+        manifest = pipeline.read(data, require_target=require_target, modalities=names)
+        table = pipeline.encode(manifest, progress=self.config.train.progress,
+                                modalities=names if names is not None else pipeline.check_modalities(None, manifest))
+        self.last_skipped = skipped_frame(table.skipped)
+        return manifest, table
+
+    def _infer(self, module: torch.nn.Module, table: EncodedTable, forward: Callable[[Batch], torch.Tensor],
+               empty_shape: tuple[int, ...]) -> np.ndarray:
+        """``forward(batch)`` over ``table`` in batches, with ``module`` in eval mode on the default
+        device.
+
+        Returns:
+            The outputs (N, ...) as float32, of ``empty_shape`` when ``table`` has no rows.
+        """
+        device = default_device()
+        module.to(device).eval()
+        outs = []
+        with torch.inference_mode():
+            for batch in self._loader(table, None, train=False):
+                outs.append(forward(move_to(batch, device)).float().cpu())
+        return torch.cat(outs).numpy() if outs else np.zeros(empty_shape, np.float32)
+
+    # -- persistence --------------------------------------------------------------------------
+    def _write_results(self, run: Path) -> None:
+        """``metrics.json``, ``history.csv`` and ``skipped.csv`` (see :mod:`polymodal.runfolder`)."""
+        write_results(run, self.metrics, self.info, self.history, self.last_skipped)
+
+    def _read_results(self, run: Path) -> None:
+        """``metrics``, ``info`` and ``history`` from a run folder (left empty where missing)."""
+        results = read_results(run)
+        self.metrics, self.info, self.history = results.metrics, results.info, results.history
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
