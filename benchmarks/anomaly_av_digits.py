@@ -70,13 +70,13 @@ def main() -> None:
     require_data(args.data_root, "fsdd", "recordings")
     data = args.work / ("moving_digits_quick" if args.quick else "moving_digits")
     sizes = dict(n_train=60, n_valid=20, test_normal=20, test_per_anomaly=20) if args.quick else \
-        dict(n_train=400, n_valid=80, test_normal=80, test_per_anomaly=80)
+        dict(n_train=2000, n_valid=200, test_normal=80, test_per_anomaly=80)
     if not (data / "dataset.json").is_file():
         from polymodal.data.datasets import prepare
 
         prepare("moving-digits", data, args.data_root, **sizes)
     seeds = range(1 if args.quick else args.repeats)
-    epochs = 3 if args.quick else 15
+    epochs = 3 if args.quick else 30
     rows, per_seed = [], []
     for scorer in SCORERS:
         runs = []

@@ -1,11 +1,14 @@
 """The network every anomaly scorer shares: encoders -> fusion -> a bias-free latent projection,
-plus per-modality decoders (reconstruction) and a pair head (cross-modal consistency).
+plus per-modality decoders (reconstruction) and per-modality projections into one shared space
+(cross-modal consistency).
 
 Plain ``nn.Module``s; no training, no file I/O.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +21,7 @@ from polymodal.models import fusion as _fusion  # noqa: F401 - registration
 from polymodal.models.encoders.base import Encoder, EncoderOutput
 from polymodal.models.fusion.base import Fusion
 from polymodal.models.model import MultimodalNet
+from polymodal.models.projection import MlpProjection
 from polymodal.models.registry import ENCODERS, FUSIONS
 
 Inputs = Mapping[str, Mapping[str, torch.Tensor]]
@@ -45,7 +49,8 @@ def reconstructable(inputs: Mapping[str, torch.Tensor]) -> bool:
 
 
 class AnomalyNet(nn.Module):
-    """Encoders (one per modality) -> fusion -> latent (B, L); decoders and a pair head on top.
+    """Encoders (one per modality) -> fusion -> latent (B, L); decoders and shared-space
+    projections on top.
 
     Args:
         encoders: by modality name.
@@ -53,7 +58,7 @@ class AnomalyNet(nn.Module):
         latent_dim: L, width of the bias-free latent projection (Deep SVDD needs no bias so that
             the trivial constant solution is not available through it).
         recon_size: values each modality's decoder reconstructs (see :func:`reconstruction_target`).
-        decoder_hidden: hidden units of each decoder MLP and of the pair head.
+        decoder_hidden: hidden units of each decoder MLP and of each shared-space projection.
     """
 
     def __init__(self, encoders: Mapping[str, Encoder], fusion: Fusion, latent_dim: int, recon_size: int,
@@ -68,8 +73,12 @@ class AnomalyNet(nn.Module):
             n: nn.Sequential(nn.Linear(latent_dim, decoder_hidden), nn.ReLU(), nn.Linear(decoder_hidden, recon_size))
             for n in self.names
         })
-        self.pair_head = nn.Sequential(nn.Linear(fusion.output_dim, decoder_hidden), nn.ReLU(),
-                                       nn.Linear(decoder_hidden, 1))
+        # each modality's encoder output -> the shared (aligned) space of the consistency scorer
+        self.pair_projections = nn.ModuleDict({
+            n: MlpProjection(encoders[n].output_dim, latent_dim, hidden=(decoder_hidden,), dropout=0.0)
+            for n in self.names
+        })
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))  # CLIP's learnable temperature
         self.latent_dim = latent_dim
 
     @property
@@ -108,29 +117,28 @@ class AnomalyNet(nn.Module):
             masks.append(present[name])
         return torch.stack(errors, dim=1), torch.stack(masks, dim=1)
 
-    def pair_logits(self, features: Mapping[str, EncoderOutput], present: Present) -> torch.Tensor:
-        """(B,) logit that the modalities of each row do not belong together."""
-        return self.pair_head(self.fuse(features, present)).squeeze(1)
+    def shared_embeddings(self, features: Mapping[str, EncoderOutput]) -> dict[str, torch.Tensor]:
+        """Each modality's unit-length embedding (B, L) in the shared space."""
+        return {n: F.normalize(self.pair_projections[n](features[n].pooled), dim=-1) for n in self.names}
 
+    def similarity_scale(self) -> torch.Tensor:
+        """1 / temperature of the shared-space similarities (clamped at 100, as in CLIP)."""
+        return self.logit_scale.exp().clamp(max=100.0)
 
-def shuffle_modality(features: Mapping[str, EncoderOutput], present: Present, name: str,
-                     generator: torch.Generator | None = None) -> tuple[dict[str, EncoderOutput], dict[str, torch.Tensor]]:
-    """Features and presence with modality ``name`` moved to other rows (a random derangement of
-    the batch), so that every row pairs that modality with another sample's.
+    def pair_agreement(self, features: Mapping[str, EncoderOutput], present: Present
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cosine similarity of every modality pair of each row in the shared space.
 
-    Returns:
-        the shuffled features and presence masks (other modalities unchanged).
-    """
-    batch = present[name].shape[0]
-    shift = int(torch.randint(1, max(batch, 2), (1,), generator=generator))
-    order = torch.randperm(batch, generator=generator)
-    perm = torch.empty_like(order)
-    perm[order] = order.roll(shift)  # a cyclic shift over a random order: no row keeps its own
-    perm = perm.to(present[name].device)
-    feat = features[name]
-    moved = EncoderOutput(feat.pooled[perm], None if feat.tokens is None else feat.tokens[perm],
-                          None if feat.token_mask is None else feat.token_mask[perm])
-    return {**features, name: moved}, {**present, name: present[name][perm]}
+        Returns:
+            similarities (B, P) and a mask (B, P), True where both modalities are present;
+            pairs ``itertools.combinations`` of the sorted names.
+        """
+        z = self.shared_embeddings(features)
+        sims, masks = [], []
+        for a, b in itertools.combinations(self.names, 2):
+            sims.append((z[a] * z[b]).sum(dim=-1))
+            masks.append(present[a].bool() & present[b].bool())
+        return torch.stack(sims, dim=1), torch.stack(masks, dim=1)
 
 
 def build_anomaly_net(config: Any, contexts: Mapping[str, Mapping[str, Any]]) -> AnomalyNet:

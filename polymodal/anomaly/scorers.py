@@ -9,11 +9,12 @@ weights. Scorers register by their config name in ``SCORERS``.
 Rows carry an anomaly label in ``batch["target"]``: 0 normal, 1 a labelled anomaly, -1 unknown
 (treated as normal). Labelled anomalies in the training data are never fitted as normal: the
 reconstruction and Gaussian ignore them, Deep SVDD pushes them away from the centre (Deep SAD,
-Ruff et al., 2020), the consistency head learns them as mismatched.
+Ruff et al., 2020), the consistency scorer pulls their modalities apart.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -21,8 +22,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from polymodal.anomaly.model import AnomalyNet, shuffle_modality
+from polymodal.anomaly.model import AnomalyNet
 from polymodal.models.objectives import LossOutput
+from polymodal.models.objectives.align import info_nce
 
 Batch = Mapping[str, Any]
 SCORERS: dict[str, type[AnomalyScorer]] = {}
@@ -185,24 +187,35 @@ class MahalanobisScorer(AnomalyScorer):
 
 @register_scorer("consistency")
 class ConsistencyScorer(AnomalyScorer):
-    """A pair classifier over the fused representation: real rows (label 0) against rows whose
-    modality was moved to another sample (label 1), one shuffled copy per modality after the
-    first (sorted names); labelled anomalies count as label 1. The score is the classifier's logit:
-    "these modalities do not belong together"."""
+    """Cross-modal agreement in a shared space: each modality is projected into one space and
+    every pair of modalities is aligned on the normal rows with symmetric InfoNCE (CLIP: a row's
+    own pair against the batch's other rows); labelled anomalies have their pairs pushed apart.
+    The score is the scaled cosine *dissimilarity* averaged over the row's present pairs: "these
+    modalities do not belong together". A row with fewer than two present modalities scores 0.
+    """
 
     def loss(self, net: AnomalyNet, batch: Batch, phase: str) -> LossOutput:
         present = batch["present"]
-        features = net.encode(batch["inputs"], present)
-        logits = [net.pair_logits(features, present)]
-        normal = _normal_rows(batch, logits[0].shape[0], logits[0].device)
-        labels = [(~normal).float()]
-        for name in net.names[1:]:
-            shuffled, shuffled_present = shuffle_modality(features, present, name)
-            logits.append(net.pair_logits(shuffled, shuffled_present))
-            labels.append(torch.ones_like(labels[0]))
-        logit, label = torch.cat(logits), torch.cat(labels)
-        loss = F.binary_cross_entropy_with_logits(logit, label)
-        accuracy = ((logit > 0).float() == label).float().mean()
+        z = net.shared_embeddings(net.encode(batch["inputs"], present))
+        scale = net.similarity_scale()
+        first = next(iter(z.values()))
+        normal = _normal_rows(batch, first.shape[0], first.device)
+        losses, hits = [], []
+        for a, b in itertools.combinations(net.names, 2):
+            both = present[a].bool() & present[b].bool()
+            rows = both & normal
+            if int(rows.sum()) >= 2:
+                aligned = info_nce(z[a][rows], z[b][rows], scale)
+                losses.append(aligned.loss)
+                hits.append(aligned.logs["accuracy"])
+            apart = both & ~normal
+            if bool(apart.any()):  # labelled anomalies: their own pair should disagree
+                losses.append(F.softplus(scale * (z[a][apart] * z[b][apart]).sum(-1)).mean())
+        if not losses:  # no row with two present modalities: nothing to align in this batch
+            zero = scale * 0.0
+            return LossOutput(zero, {"pair_accuracy": zero.detach()})
+        loss = torch.stack(losses).mean()
+        accuracy = torch.stack(hits).mean() if hits else loss.new_zeros(())
         return LossOutput(loss, {"pair_accuracy": accuracy.detach()})
 
     def fit(self, net: AnomalyNet, batches: Iterable[Batch]) -> None:
@@ -210,7 +223,9 @@ class ConsistencyScorer(AnomalyScorer):
 
     def score(self, net: AnomalyNet, batch: Batch) -> torch.Tensor:
         present = batch["present"]
-        return net.pair_logits(net.encode(batch["inputs"], present), present)
+        sims, mask = net.pair_agreement(net.encode(batch["inputs"], present), present)
+        mask = mask.float()
+        return -net.similarity_scale() * (sims * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
 
 
 def build_scorer(name: str, n_modalities: int, latent_dim: int, pretrain_fraction: float) -> AnomalyScorer:

@@ -13,8 +13,9 @@ to a ``latent_dim`` space. ``autoencoder`` trains per-modality decoders that rec
 pre-trains that autoencoder, then pulls the latents of normal samples towards their centre and
 scores the distance to it (Ruff et al., 2018); ``mahalanobis`` fits a Gaussian (Ledoit-Wolf
 shrinkage) to the autoencoder's latents of the training samples and scores the Mahalanobis
-distance; ``consistency`` trains a pair classifier on real rows against rows whose modalities were
-shuffled across samples, and scores "these modalities do not belong together".
+distance; ``consistency`` projects each modality into one shared space, aligns every pair of
+modalities on the normal rows with symmetric InfoNCE (the batch's other rows are the mismatched
+pairs) and scores the pairs' cosine dissimilarity: "these modalities do not belong together".
 """
 
 from __future__ import annotations
@@ -37,14 +38,14 @@ class AnomalyConfig(StrictModel):
             (training rows with another value are an error: the detector learns normal data only).
         target_fpr: the threshold that flags a sample is the score quantile at which this fraction
             of the validation normals would be flagged.
-        latent_dim: width of the fused latent space.
+        latent_dim: width of the fused latent space (and of the consistency scorer's shared space).
         recon_size: each modality's preprocessed input is average-pooled to this many values and
             reconstructed by a decoder MLP of ``decoder_hidden`` units (``autoencoder``,
             ``deep_svdd`` pre-training, ``mahalanobis``); token-id inputs (text) are not reconstructed.
         use_labelled_anomalies: False (default) drops training rows labelled anomalous before
             anything is fitted (preprocessing statistics included): training sees normal data only.
             True keeps a few labelled anomalies: Deep SVDD pushes them away from its centre
-            (Deep SAD), the consistency head learns them as mismatched; the reconstruction and the
+            (Deep SAD), the consistency scorer pulls their modalities apart; the reconstruction and the
             Gaussian still fit normal rows only.
         pretrain_fraction: ``deep_svdd``: fraction of ``train.epochs`` spent pre-training the
             autoencoder before the centre is fixed.
