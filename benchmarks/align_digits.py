@@ -21,17 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from _common import parser, require_data, save
+from av_digits_real import AUDIO, IMAGE  # the same encoders as the fusion benchmark
 
 from polymodal import MultimodalPredictor
 from polymodal.data.datasets import prepare
 from polymodal.retrieval import cca_baseline
 
-IMAGE = {"kind": "image", "column": "image", "preprocess": {"size": 28, "color": "gray", "normalize": "standard"},
-         "encoder": {"name": "cnn", "channels": [32, 64], "dim": 128, "dropout": 0.2}}
-AUDIO = {"kind": "audio", "column": "audio",
-         "preprocess": {"sample_rate": 8000, "max_seconds": 1.0, "features": "log_mel", "n_mels": 40,
-                        "frame_ms": 25, "hop_ms": 10, "normalize": "utterance"},
-         "encoder": {"name": "mel_cnn", "channels": [16, 32, 64], "dim": 128, "dropout": 0.2}}
 METHODS: dict[str, dict[str, Any]] = {
     "contrastive": {"objective": "contrastive"},
     "triplet": {"objective": "triplet", "margin": 0.2},

@@ -23,17 +23,11 @@ from typing import Any
 
 import pandas as pd
 from _common import mean_std, parser, require_data, save
+from transfer_digits import METHODS  # the same five methods
 
 from polymodal import MultimodalPredictor
 from polymodal.data.datasets import prepare
 
-METHODS: dict[str, dict[str, Any] | None] = {
-    "source only": None,
-    "DANN": {"method": "dann"},
-    "CDAN+E": {"method": "cdan", "entropy": True},
-    "MMD": {"method": "mmd"},
-    "CORAL": {"method": "coral"},
-}
 SOURCE, TARGET = 0, 3
 
 

@@ -21,7 +21,7 @@ from polymodal.errors import SchemaMismatchError
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.distill import DistillLoss
 from polymodal.training.terms import StepContext, Term
-from polymodal.training.unlabeled import to_device
+from polymodal.utils.device import move_to
 
 
 @torch.no_grad()
@@ -49,7 +49,7 @@ def teacher_outputs(teacher: Any, manifest: Any, rows: np.ndarray, device: torch
     logits, fused = [], []
     loader = DataLoader(teacher.pipeline.dataset(table), batch_size=256, collate_fn=collate)
     for batch in loader:
-        batch = to_device(batch, device)
+        batch = move_to(batch, device)
         out = net.forward_train(batch["inputs"], batch["present"])
         logits.append(out.outputs.float().cpu())
         fused.append(out.fused.pooled.float().cpu())

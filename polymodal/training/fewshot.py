@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Sampler
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.fewshot import class_prototypes, prototypical_loss
 from polymodal.training.terms import StepContext, Term
-from polymodal.training.unlabeled import to_device
+from polymodal.utils.device import move_to
 
 
 class EpisodeSampler(Sampler[list[int]]):
@@ -90,7 +90,7 @@ def embed_rows(net: torch.nn.Module, loader: DataLoader, device: torch.device) -
     net.to(device).eval()
     chunks = []
     for batch in loader:
-        batch = to_device(batch, device)
+        batch = move_to(batch, device)
         fused = net.fuse(batch["inputs"], batch["present"])
         chunks.append(net.head.embed(fused).float().cpu())
     return torch.cat(chunks)

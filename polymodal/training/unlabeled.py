@@ -32,15 +32,6 @@ def take_rows(value: Any, rows: slice) -> Any:
     return value
 
 
-def to_device(value: Any, device: torch.device) -> Any:
-    """``value`` (tensors in dicts) on ``device``."""
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, Mapping):
-        return {k: to_device(v, device) for k, v in value.items()}
-    return value
-
-
 def concat_inputs(first: Batch, second: Batch) -> Batch:
     """The ``inputs`` and ``present`` of two batches stacked (variable-length inputs are padded)."""
     return collate([{"inputs": first["inputs"], "present": first["present"]},

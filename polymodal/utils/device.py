@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -23,9 +24,9 @@ def default_workers() -> int:
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
-    """A batch (nested dicts of tensors) on ``device``."""
+    """A batch (tensors in nested mappings) on ``device``; anything else is returned as is."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
+    if isinstance(batch, Mapping):
         return {k: move_to(v, device) for k, v in batch.items()}
     return batch
