@@ -15,7 +15,9 @@ robustness). On the test set it measures, for the fused models:
 
 Target (issue 5): with modality dropout, the fused model loses at most 1 point against the
 image-only model when the audio is removed, at most 2 points against the audio-only model when
-the image is removed, and its both-present accuracy is at least that without dropout.
+the image is removed, and its both-present accuracy is at least that without dropout. The
+default dropout hides the dominant image more often than the audio (``image=0.6,audio=0.2``):
+with one rate for both (0.3) the audio path alone stayed 11 points below the audio-only model.
 
     python benchmarks/missing_robustness.py --data-root ../shared/data
 """
@@ -45,7 +47,18 @@ SWEEP = {"image": ["gaussian_noise"], "audio": ["white_noise"]}
 PRESENT = {"both": "audio+image", "image only (audio missing)": "image", "audio only (image missing)": "audio"}
 
 
-def fit(modalities: list[str], fusion: str, seed: int, dropout: float, args: Any) -> MultimodalPredictor:
+def dropout_setting(text: str) -> float | dict[str, float]:
+    """``0.3`` -> 0.3; ``image=0.5,audio=0.2`` -> {"image": 0.5, "audio": 0.2}."""
+    if "=" not in text:
+        return float(text)
+    return {name.strip(): float(p) for name, p in (item.split("=", 1) for item in text.split(","))}
+
+
+def describe(dropout: float | dict[str, float]) -> str:
+    return f"{dropout:g}" if isinstance(dropout, float) else ", ".join(f"{k} {v:g}" for k, v in dropout.items())
+
+
+def fit(modalities: list[str], fusion: str, seed: int, dropout: float | dict[str, float], args: Any) -> MultimodalPredictor:
     cfg = config(modalities, fusion, seed, args.epochs, args.work / "cache")
     cfg["train"]["modality_dropout"] = dropout
     cfg["report"] = {"rows": 0}  # this script measures the diagnostics itself
@@ -97,7 +110,8 @@ def main() -> None:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--dropout", type=float, default=0.3, help="train.modality_dropout of the dropout model")
+    p.add_argument("--dropout", type=dropout_setting, default="image=0.6,audio=0.2",
+                   help="train.modality_dropout of the dropout model: a probability, or per modality 'image=0.5,audio=0.2'")
     p.add_argument("--sweep-rows", type=int, default=400,
                    help="robustness curves on a seeded sample of this many test rows (each severity re-decodes them)")
     p.add_argument("--retrain-single", action="store_true",
@@ -112,7 +126,7 @@ def main() -> None:
         args.epochs, args.sweep_rows = min(args.epochs, 2), min(args.sweep_rows, 300)
     seeds = list(range(1 if args.quick else args.seeds))
     reused = None if (args.retrain_single or args.quick) else single_from(RESULTS / "av_digits_real.json", seeds)
-    fused = {f"{DEFAULT_FUSION}, no dropout": 0.0, f"{DEFAULT_FUSION}, modality dropout {args.dropout:g}": args.dropout}
+    fused = {f"{DEFAULT_FUSION}, no dropout": 0.0, f"{DEFAULT_FUSION}, modality dropout {describe(args.dropout)}": args.dropout}
     single: dict[str, list[float]] = {"image only": [], "audio only": []}
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in [*fused, "late, no dropout"]}
     started = time.perf_counter()
@@ -132,7 +146,7 @@ def main() -> None:
 
 
 def report(args: Any, single: dict[str, list[float]], results: dict[str, list[dict[str, Any]]],
-           fused: dict[str, float], seconds: float, reused: bool) -> None:
+           fused: dict[str, Any], seconds: float, reused: bool) -> None:
     """Aggregate the seeds done so far and save the tables, notes and figure."""
     accuracy = [{"model": f"{name} model", "both": None, "image only (audio missing)": pm(v) if name == "image only" else None,
                  "audio only (image missing)": pm(v) if name == "audio only" else None} for name, v in single.items()]
