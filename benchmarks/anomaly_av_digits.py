@@ -10,7 +10,7 @@ Decoding throughput: frames per second of PyAV decoding alone, and of the whole 
 preprocessing (decode, sample 8 frames, grey, resize), on this dataset's clips and on a 640x480
 H.264 clip of 120 frames.
 
-    flock /tmp/polymodal-bench.lock .venv/bin/python benchmarks/anomaly_av_digits.py --data-root ../shared/data
+    python benchmarks/anomaly_av_digits.py --data-root ../shared/data
 """
 
 from __future__ import annotations
