@@ -162,3 +162,13 @@ def test_cli_trains_evaluates_and_predicts_an_anomaly_run(data, tmp_path):
     result = runner.invoke(app, ["predict", str(run), "--data", str(data / "test.csv"), "--out", str(tmp_path / "p.csv")])
     assert result.exit_code == 0, result.output
     assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["row", "score", "flag"]
+
+
+def test_consistency_scores_a_row_with_one_modality_as_neutral(data):
+    det = AnomalyDetector.from_config(config("consistency", epochs=1)).fit(data / "train.csv", data / "valid.csv")
+    rows = pd.read_csv(data / "test.csv").head(8)
+    rows[["a", "b"]] = rows[["a", "b"]].map(lambda name: str(data / name))  # a DataFrame has no folder
+    both = det.predict_frame(rows)["score"].to_numpy()
+    rows["b"] = None  # sensor b missing: nothing to compare sensor a with
+    alone = det.predict_frame(rows)["score"].to_numpy()
+    assert np.all(alone == 0.0) and np.any(both != 0.0)
