@@ -12,6 +12,13 @@ so an interrupted run never leaves a partial segment and concurrent writers neve
 Lookups use a sorted key array (16 bytes per item) rather than a dict, so the index of a
 million items costs ~16 MB.
 
+Hashing a file's bytes on every run would make a warm run read the whole dataset again, so a
+:class:`StatMemo` (``<cache_dir>/stat-memo/``) remembers each file's content key under its
+identity (path, row, size, mtime, ctime, inode), as git's index does: a warm run stats the file
+instead of reading it. A file written shortly before it was hashed is not remembered (a second
+write within the file system's timestamp resolution would leave its identity unchanged), and any
+change of size or times (ctime covers tools that restore the mtime) hashes it again.
+
 :class:`SegmentedArray` presents rows scattered over segments as one array: indexing with
 integers or slices gathers just those rows from the memory maps, so a dataset larger than
 memory is never loaded whole.
@@ -22,14 +29,16 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from polymodal.data.arrays import content_bytes
+from polymodal.data.arrays import content_bytes, split_row_ref
 from polymodal.data.modalities.base import ArraySpec
 
 KEY_BYTES = 16
@@ -48,6 +57,166 @@ def content_key(value: Any, file_based: bool) -> bytes:
     else:
         digest.update(repr(value).encode("utf-8"))
     return digest.digest()
+
+
+def stat_key(path: str, row: int | None, stat: os.stat_result) -> bytes:
+    """Hash of a file's identity: where it is (path and ``#row``), its size, times and inode."""
+    ident = f"{path}\0{row}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\0{stat.st_ino}\0{stat.st_dev}"
+    return hashlib.blake2b(ident.encode("utf-8", "surrogateescape"), digest_size=KEY_BYTES).digest()
+
+
+class SortedKeys:
+    """A sorted array of keys with a payload per key, looked up with ``searchsorted``."""
+
+    def __init__(self, keys: np.ndarray, *payloads: np.ndarray):
+        order = np.argsort(keys, kind="stable")
+        self.keys = keys[order]
+        self.payloads = [p[order] for p in payloads]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(found mask, position in the sorted order; valid where found)."""
+        if not len(self.keys):
+            return np.zeros(len(keys), bool), np.zeros(len(keys), np.int64)
+        pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return self.keys[pos] == keys, pos
+
+
+class StatMemo:
+    """Content keys remembered by file identity (see the module docstring).
+
+    Stored as append-only ``.npy`` record files (stat key, content key), one per :meth:`flush`,
+    written atomically; when more than ``MERGE_AT`` accumulate, they are merged into one.
+    """
+
+    MERGE_AT = 16
+    SETTLE_NS = 2_000_000_000  # files modified this recently before hashing are not remembered
+
+    def __init__(self, root: Path):
+        self.folder = Path(root) / "stat-memo"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._pending: list[np.ndarray] = []
+        self._load()
+
+    def _files(self) -> list[Path]:
+        return sorted(p for p in self.folder.glob("*.npy") if not p.name.startswith("."))
+
+    def _load(self) -> None:
+        parts = [np.load(p) for p in self._files()]
+        records = np.concatenate(parts) if parts else np.zeros(0, self.dtype())
+        self._index = SortedKeys(records["stat"], records["content"])
+
+    @staticmethod
+    def dtype() -> np.dtype:
+        return np.dtype([("stat", f"S{KEY_BYTES}"), ("content", f"S{KEY_BYTES}")])
+
+    def lookup(self, stat_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(content keys, found mask) for the given stat keys."""
+        found, pos = self._index.find(stat_keys)
+        content = np.zeros(len(stat_keys), f"S{KEY_BYTES}")
+        if found.any():
+            content[found] = self._index.payloads[0][pos[found]]
+        return content, found
+
+    def add(self, stat_keys: np.ndarray, content_keys: np.ndarray) -> None:
+        """Remember new (stat key, content key) pairs at the next :meth:`flush`."""
+        if len(stat_keys):
+            records = np.zeros(len(stat_keys), self.dtype())
+            records["stat"], records["content"] = stat_keys, content_keys
+            self._pending.append(records)
+
+    def flush(self) -> None:
+        """Write the pairs added since the last flush as one file, atomically; merge the files
+        when there are too many."""
+        if not self._pending:
+            return
+        self._write(np.concatenate(self._pending), f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npy")
+        self._pending = []
+        files = self._files()
+        if len(files) > self.MERGE_AT:  # concurrent mergers may both write the union: harmless
+            merged = np.unique(np.concatenate([np.load(p) for p in files]))
+            self._write(merged, f"{time.time_ns():020d}-merged-{uuid.uuid4().hex[:8]}.npy")
+            for path in files:
+                path.unlink(missing_ok=True)
+        self._load()
+
+    def _write(self, records: np.ndarray, name: str) -> None:
+        tmp = self.folder / f".tmp-{uuid.uuid4().hex}.npy"
+        np.save(tmp, records)
+        os.replace(tmp, self.folder / name)
+
+
+KEY_CHUNK = 128  # values per thread task: a future per item costs more than hashing a small file
+
+
+def _threaded(fn: Callable[[Any], Any], values: Sequence[Any], threads: int) -> list[Any]:
+    """``[fn(v) for v in values]`` with exceptions returned in place of results, in ``threads``
+    threads (file reads and hashing release the GIL)."""
+    def chunk(part: Sequence[Any]) -> list[Any]:
+        out: list[Any] = []
+        for value in part:
+            try:
+                out.append(fn(value))
+            except OSError as err:
+                out.append(err)
+        return out
+
+    parts = [values[i:i + KEY_CHUNK] for i in range(0, len(values), KEY_CHUNK)]
+    if threads <= 1 or len(parts) <= 1:
+        return [r for part in parts for r in chunk(part)]
+    with ThreadPoolExecutor(threads) as pool:
+        return [r for part in pool.map(chunk, parts) for r in part]
+
+
+def _identity(value: str) -> tuple[bytes, int]:
+    """(stat key, last content change in ns) of a file cell."""
+    file, row = split_row_ref(value)
+    stat = os.stat(file)
+    return stat_key(file, row, stat), stat.st_mtime_ns
+
+
+def content_keys(values: Sequence[Any], file_based: bool, memo: StatMemo | None = None
+                 ) -> tuple[np.ndarray, dict[int, OSError]]:
+    """Content keys of ``values`` (file cells or inline values), and the files that could not be
+    read, by position.
+
+    With a ``memo``, a file whose identity is remembered is not read again; the others are hashed
+    and, once settled, added to it (written at ``memo.flush()``).
+    """
+    keys = np.zeros(len(values), f"S{KEY_BYTES}")
+    errors: dict[int, OSError] = {}
+    if not file_based:
+        for position, value in enumerate(values):
+            keys[position] = content_key(value, False)
+        return keys, errors
+    threads = min(4, os.cpu_count() or 1)
+    todo = np.arange(len(values))
+    if memo is not None:
+        idents = np.zeros(len(values), f"S{KEY_BYTES}")
+        changed = np.zeros(len(values), np.int64)
+        for position, result in enumerate(_threaded(_identity, values, threads)):
+            if isinstance(result, OSError):
+                errors[position] = result
+            else:
+                idents[position], changed[position] = result
+        remembered, found = memo.lookup(idents)
+        found[list(errors)] = False
+        keys[found] = remembered[found]
+        todo = np.flatnonzero(~found)
+        todo = todo[~np.isin(todo, list(errors))]
+    hashed_at = time.time_ns()
+    for position, result in zip(todo.tolist(), _threaded(lambda v: content_key(v, True), [values[p] for p in todo], threads)):
+        if isinstance(result, OSError):
+            errors[position] = result
+        else:
+            keys[position] = result
+    if memo is not None:
+        hashed = todo[~np.isin(todo, list(errors))]
+        settled = hashed[changed[hashed] < hashed_at - StatMemo.SETTLE_NS]
+        memo.add(idents[settled], keys[settled])
+    return keys, errors
 
 
 class SegmentedArray:
@@ -114,20 +283,18 @@ class FeatureStore:
         all_keys = np.concatenate(keys) if keys else np.zeros(0, f"S{KEY_BYTES}")
         seg = np.concatenate([np.full(len(k), i) for i, k in enumerate(keys)]) if keys else np.zeros(0, np.int64)
         slot = np.concatenate([np.arange(len(k)) for k in keys]) if keys else np.zeros(0, np.int64)
-        order = np.argsort(all_keys, kind="stable")
-        self._keys, self._seg, self._slot = all_keys[order], seg[order], slot[order]
+        self._index = SortedKeys(all_keys, seg.astype(np.int32), slot.astype(np.int32))
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._index)
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(segment, slot) of each key; segment -1 where the key is not stored."""
-        pos = np.searchsorted(self._keys, keys)
-        pos_clipped = np.minimum(pos, max(len(self._keys) - 1, 0))
-        found = (pos < len(self._keys)) & (self._keys[pos_clipped] == keys) if len(self._keys) else np.zeros(len(keys), bool)
-        seg = np.where(found, self._seg[pos_clipped] if len(self._keys) else -1, -1)
-        slot = np.where(found, self._slot[pos_clipped] if len(self._keys) else 0, 0)
-        return seg.astype(np.int64), slot.astype(np.int64)
+        found, pos = self._index.find(keys)
+        seg, slot = np.full(len(keys), -1, np.int32), np.zeros(len(keys), np.int32)
+        seg[found] = self._index.payloads[0][pos[found]]
+        slot[found] = self._index.payloads[1][pos[found]]
+        return seg, slot
 
     def open_segment(self, n_items: int) -> tuple[Path, dict[str, np.ndarray]]:
         """A temp segment folder and writable memory maps for ``n_items`` new items."""

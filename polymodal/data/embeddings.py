@@ -28,15 +28,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from polymodal.data.cache import KEY_BYTES, FeatureStore, content_key
-from polymodal.data.encode import EncodedModality, EncodedTable, manifest_cells
+from polymodal.data.cache import KEY_BYTES, FeatureStore, StatMemo, content_keys
+from polymodal.data.encode import EncodedModality, EncodedTable, gather_cells, manifest_cells
 from polymodal.data.manifest import Manifest
 from polymodal.data.modalities.base import ArraySpec, Preprocessor, _jsonable
 from polymodal.utils.device import default_device
@@ -208,14 +207,22 @@ def _fill(store: FeatureStore | None, root: Path, fingerprint: str, run: _Embedd
     return state["store"]
 
 
-def row_keys(cells: list[Any], rows: np.ndarray, present: np.ndarray, file_based: bool) -> np.ndarray:
-    """(N,) content keys of ``cells[rows]`` where ``present`` (zeros elsewhere); files are hashed
-    in a few threads (hashing releases the GIL)."""
+def row_keys(cells: list[Any], rows: np.ndarray, present: np.ndarray, file_based: bool, cache_dir: Path) -> np.ndarray:
+    """(N,) content keys of ``cells[rows]`` where ``present`` (zeros elsewhere), through the cache
+    folder's stat memo.
+
+    Raises:
+        OSError: a file that was decoded a moment ago can no longer be read.
+    """
     keys = np.zeros(len(rows), f"S{KEY_BYTES}")
     todo = np.flatnonzero(present)
-    with ThreadPoolExecutor(4 if file_based else 1) as pool:
-        for position, key in zip(todo, pool.map(lambda r: content_key(cells[r], file_based), rows[todo])):
-            keys[position] = key
+    memo = StatMemo(cache_dir) if file_based else None
+    hashed, errors = content_keys(gather_cells(cells, rows[todo]), file_based, memo)
+    if memo is not None:
+        memo.flush()
+    if errors:
+        raise next(iter(errors.values()))
+    keys[todo] = hashed
     return keys
 
 
@@ -242,7 +249,7 @@ def attach_cached_features(config: Any, net: Any, pipeline: Any, manifest: Manif
         keys = None
         if cache_dir is not None:
             cells = manifest_cells(manifest, config.modalities[name], prep.file_based)
-            keys = row_keys(cells, table.rows, mod.present, prep.file_based)
+            keys = row_keys(cells, table.rows, mod.present, prep.file_based, Path(cache_dir))
         modalities[name] = embed_modality(net.encoders[name], prep, mod, keys, cache_dir=cache_dir, tokens=tokens,
                                           batch_size=config.train.batch_size, progress=progress)
     return EncodedTable(modalities, table.rows, table.skipped)

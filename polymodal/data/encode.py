@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ import pandas as pd
 import torch
 
 from polymodal.config.modalities import modality_columns
-from polymodal.data.cache import KEY_BYTES, FeatureStore, content_key, take
-from polymodal.data.manifest import Manifest, is_empty
+from polymodal.data.cache import KEY_BYTES, FeatureStore, StatMemo, content_keys, take
+from polymodal.data.manifest import BLOCK, Cells, Manifest
 from polymodal.data.modalities.base import Preprocessor
 from polymodal.errors import DecodeError
 from polymodal.utils.progress import progress_bar
@@ -74,39 +73,37 @@ class EncodedTable:
         return EncodedTable(mods, self.rows[keep], self.skipped)
 
 
-def manifest_cells(manifest: Manifest, modality_cfg: Any, file_based: bool) -> list[Any]:
-    """The cell of every row for one modality: an absolute path, an inline value, a tuple of
-    values (tabular), or None when the modality is missing for that row."""
-    columns = modality_columns(modality_cfg)
-    frame = manifest.frame
-    absent = [c for c in columns if c not in frame.columns]
-    if len(columns) > 1:
-        data = [frame[c].tolist() if c in frame.columns else [None] * len(frame) for c in columns]
-        rows = list(zip(*data)) if data else [()] * len(frame)
-        return [None if all(is_empty(v) for v in row) else row for row in rows]
-    if absent:
-        return [None] * len(frame)
-    values = frame[columns[0]].tolist()
-    if file_based:
-        return [manifest.resolve(v) for v in values]
-    return [None if is_empty(v) else v for v in values]
+def manifest_cells(manifest: Manifest, modality_cfg: Any, file_based: bool) -> Cells:
+    """The cells of one modality (see :class:`~polymodal.data.manifest.Cells`): an absolute path,
+    an inline value, a tuple of values (tabular), or None when the modality is missing for that row."""
+    return Cells(manifest, modality_columns(modality_cfg), file_based)
+
+
+def gather_cells(cells: Sequence[Any], rows: np.ndarray) -> list[Any]:
+    """``cells[rows]``: a :class:`Cells` view reads just those manifest rows; a list is indexed."""
+    return cells[rows] if isinstance(cells, Cells) else [cells[r] for r in rows.tolist()]
+
+
+def _present(cells: Sequence[Any]) -> np.ndarray:
+    return cells.present() if isinstance(cells, Cells) else np.array([c is not None for c in cells], bool)
 
 
 class _Chunks(torch.utils.data.Dataset):
-    """Chunk ``i`` of the values to encode -> (positions of the decoded items, their featurised
+    """Chunk ``i`` of ``cells[rows]`` -> (positions of the decoded items, their featurised
     arrays, errors as (position, reason, path)). Runs in DataLoader worker processes."""
 
-    def __init__(self, preprocessor: Preprocessor, values: list[Any]):
+    def __init__(self, preprocessor: Preprocessor, cells: Sequence[Any], rows: np.ndarray):
         self.preprocessor = preprocessor
-        self.values = values
+        self.cells = cells
+        self.rows = rows
 
     def __len__(self) -> int:
-        return -(-len(self.values) // CHUNK)
+        return -(-len(self.rows) // CHUNK)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, dict[str, np.ndarray], list[tuple[int, str, str | None]]]:
         start = i * CHUNK
         good, samples, errors = [], [], []
-        for position, value in enumerate(self.values[start:start + CHUNK], start):
+        for position, value in enumerate(gather_cells(self.cells, self.rows[start:start + CHUNK]), start):
             try:
                 samples.append(self.preprocessor.decode(value))
                 good.append(position)
@@ -132,26 +129,26 @@ def encode_workers(preprocessor: Preprocessor, seconds_left: float) -> int:
     return min(8, cores)
 
 
-def _featurize_rows(preprocessor: Preprocessor, cells: list[Any], rows: list[int], manifest: Manifest, *,
-                    write: Any, on_error: str, progress: bool, label: str) -> tuple[list[int], list[Skipped]]:
+def _featurize_rows(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.ndarray, manifest: Manifest, *,
+                    write: Any, on_error: str, progress: bool, label: str) -> tuple[np.ndarray, list[Skipped]]:
     """Decode and featurise ``cells[rows]`` chunk by chunk and ``write(positions, arrays)``, where
     positions index into ``rows``. The first chunk runs in-process and is timed; the rest goes to
-    worker processes when that estimate says they pay off. Returns the positions that succeeded
-    and the skipped cells."""
-    done: list[int] = []
+    worker processes when that estimate says they pay off. Returns which positions succeeded
+    (bool mask) and the skipped cells."""
+    done = np.zeros(len(rows), bool)
     skipped: list[Skipped] = []
-    chunks = _Chunks(preprocessor, [cells[r] for r in rows])
+    chunks = _Chunks(preprocessor, cells, rows)
 
     def consume(good: np.ndarray, feats: dict[str, np.ndarray], errors: list[tuple[int, str, str | None]]) -> None:
         for position, reason, path in errors:
-            row = rows[position]
+            row = int(rows[position])
             error = DecodeError(reason, path=path, modality=preprocessor.name, row=row, where=manifest.where(row))
             if on_error == "raise":
                 raise error
             skipped.append(Skipped(preprocessor.name, row, manifest.where(row), path, reason))
         if len(good):
             write(good, feats)
-            done.extend(good.tolist())
+            done[good] = True
         advance(len(good) + len(errors))
 
     with progress_bar(len(rows), label, enabled=progress) as advance:
@@ -168,47 +165,33 @@ def _featurize_rows(preprocessor: Preprocessor, cells: list[Any], rows: list[int
     return done, skipped
 
 
-KEY_CHUNK = 128
-
-
-def _keys(preprocessor: Preprocessor, cells: list[Any], rows: list[int], manifest: Manifest, on_error: str
-          ) -> tuple[np.ndarray, np.ndarray, list[Skipped]]:
-    """Content keys of ``cells[rows]``, which of them could be read, and the unreadable files."""
+def _keys(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.ndarray, manifest: Manifest, on_error: str,
+          memo: StatMemo | None) -> tuple[np.ndarray, np.ndarray, list[Skipped]]:
+    """Content keys of ``cells[rows]`` (block by block), which of them could be read, and the
+    unreadable files."""
     keys = np.zeros(len(rows), f"S{KEY_BYTES}")
     ok = np.ones(len(rows), bool)
     skipped = []
-    threads = min(4, os.cpu_count() or 1) if preprocessor.file_based else 1  # hashing releases the GIL
-
-    def chunk_keys(values: list[Any]) -> list[bytes | OSError]:
-        out: list[bytes | OSError] = []
-        for value in values:
-            try:
-                out.append(content_key(value, preprocessor.file_based))
-            except OSError as err:
-                out.append(err)
-        return out
-
-    values = [cells[r] for r in rows]
-    chunks = [values[i:i + KEY_CHUNK] for i in range(0, len(values), KEY_CHUNK)]  # a future per item costs more
-    with ThreadPoolExecutor(threads) as pool:                                     # than hashing a small file
-        results = (result for chunk in pool.map(chunk_keys, chunks) for result in chunk)
-        for position, result in enumerate(results):
-            if isinstance(result, OSError):
-                row = rows[position]
-                error = DecodeError(f"unreadable file ({result})", path=str(cells[row]), modality=preprocessor.name,
-                                    row=row, where=manifest.where(row))
-                if on_error == "raise":
-                    raise error
-                skipped.append(Skipped(preprocessor.name, row, manifest.where(row), str(cells[row]), error.reason))
-                ok[position] = False
-            else:
-                keys[position] = result
+    for start in range(0, len(rows), BLOCK):
+        block = rows[start:start + BLOCK]
+        values = gather_cells(cells, block)
+        keys[start:start + len(block)], errors = content_keys(values, preprocessor.file_based, memo)
+        for position, err in sorted(errors.items()):
+            row = int(block[position])
+            error = DecodeError(f"unreadable file ({err})", path=str(values[position]), modality=preprocessor.name,
+                                row=row, where=manifest.where(row))
+            if on_error == "raise":
+                raise error
+            skipped.append(Skipped(preprocessor.name, row, manifest.where(row), str(values[position]), error.reason))
+            ok[start + position] = False
+    if memo is not None:
+        memo.flush()
     return keys, ok, skipped
 
 
 def encode_modality(
     preprocessor: Preprocessor,
-    cells: list[Any],
+    cells: Sequence[Any],
     manifest: Manifest,
     *,
     on_error: str = "raise",
@@ -218,7 +201,7 @@ def encode_modality(
     """Decode and featurise every present cell.
 
     Args:
-        cells: from :func:`manifest_cells`.
+        cells: from :func:`manifest_cells` (or a list of cells, None where absent).
         on_error: ``raise`` stops at the first bad file (naming file, row and reason);
             ``skip``/``missing`` record it and leave the row absent.
         cache_dir: with a folder, featurised items are read from / added to the on-disk
@@ -230,41 +213,38 @@ def encode_modality(
     """
     n = len(cells)
     spec = preprocessor.spec()
-    todo = [i for i, cell in enumerate(cells) if cell is not None]
+    todo = np.flatnonzero(_present(cells))
     label = f"encoding {preprocessor.name}"
     if cache_dir is None:
         arrays = {k: np.zeros((n, *s.shape), s.dtype) for k, s in spec.items()}
-        rows_np = np.asarray(todo, dtype=np.int64)
 
         def write(positions: np.ndarray, feats: dict[str, np.ndarray]) -> None:
             for key, value in feats.items():
-                arrays[key][rows_np[positions]] = value
+                arrays[key][todo[positions]] = value
 
         done, skipped = _featurize_rows(preprocessor, cells, todo, manifest, write=write, on_error=on_error,
                                         progress=progress, label=label)
         present = np.zeros(n, bool)
-        present[rows_np[np.asarray(done, dtype=np.int64)]] = True
+        present[todo[done]] = True
         return EncodedModality(arrays, present), skipped
 
     store = FeatureStore(cache_dir, preprocessor.fingerprint(), spec)
-    keys, readable, skipped = _keys(preprocessor, cells, todo, manifest, on_error)
+    memo = StatMemo(cache_dir) if preprocessor.file_based else None
+    keys, readable, skipped = _keys(preprocessor, cells, todo, manifest, on_error, memo)
     segment, _ = store.lookup(keys)
-    unique: dict[bytes, int] = {}  # one decode per distinct content
-    for p in np.flatnonzero(readable & (segment < 0)):
-        unique.setdefault(bytes(keys[p]), int(p))
-    new_positions = list(unique.values())
-    if new_positions:
+    missing = np.flatnonzero(readable & (segment < 0))
+    _, first = np.unique(keys[missing], return_index=True)  # one decode per distinct content
+    new_positions = np.sort(missing[first])
+    if len(new_positions):
         tmp, out = store.open_segment(len(new_positions))
-        filled = np.zeros(len(new_positions), bool)
 
         def write_store(positions: np.ndarray, feats: dict[str, np.ndarray]) -> None:
             for key, value in feats.items():
                 out[key][positions] = value
-            filled[positions] = True
 
         try:
-            _, bad = _featurize_rows(preprocessor, cells, [todo[p] for p in new_positions], manifest, write=write_store,
-                                     on_error=on_error, progress=progress, label=label)
+            filled, bad = _featurize_rows(preprocessor, cells, todo[new_positions], manifest, write=write_store,
+                                          on_error=on_error, progress=progress, label=label)
         except BaseException:
             store.discard_segment(tmp)
             raise
@@ -272,10 +252,9 @@ def encode_modality(
         store.commit_segment(tmp, out, keys[new_positions], filled)
     segment, slot = store.lookup(keys)
     segment[~readable] = -1
-    segment_of = np.full(n, -1, np.int64)
-    slot_of = np.zeros(n, np.int64)
-    rows_np = np.asarray(todo, dtype=np.int64)
-    segment_of[rows_np], slot_of[rows_np] = segment, slot
+    segment_of = np.full(n, -1, np.int32)
+    slot_of = np.zeros(n, np.int32)
+    segment_of[todo], slot_of[todo] = segment, slot
     return EncodedModality(store.view(segment_of, slot_of), segment_of >= 0), skipped
 
 

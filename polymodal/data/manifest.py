@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +64,66 @@ class Manifest:
         return path if os.path.isabs(path) else os.path.join(self.root, path)
 
 
+BLOCK = 65_536  # rows turned into Python objects at a time
+
+
+class Cells(Sequence):
+    """The cells of one modality, read from the manifest only when asked for.
+
+    ``cells[i]`` is an absolute path (file modalities), an inline value, a tuple of values
+    (multi-column tabular), or None where the modality is missing. Indexing with a slice or an
+    integer array reads just those rows and returns a list, and iteration goes block by block,
+    so a million-row manifest never becomes a million Python objects at once.
+    """
+
+    def __init__(self, manifest: Manifest, columns: Sequence[str], file_based: bool, rows: np.ndarray | None = None):
+        self.manifest = manifest
+        self.columns = list(columns)
+        self.file_based = file_based
+        self._rows = rows  # None: every manifest row, in order
+
+    def __len__(self) -> int:
+        return len(self.manifest) if self._rows is None else len(self._rows)
+
+    def __getitem__(self, index):  # type: ignore[override]  # int -> cell, slice / int array -> list
+        if isinstance(index, (int, np.integer)):
+            return self._take(self._manifest_rows(np.array([index])))[0]
+        if isinstance(index, slice):
+            index = np.arange(*index.indices(len(self)))
+        return self._take(self._manifest_rows(np.asarray(index, dtype=np.int64)))
+
+    def __iter__(self) -> Iterator:
+        for start in range(0, len(self), BLOCK):
+            yield from self[start:start + BLOCK]
+
+    def subset(self, index: np.ndarray) -> Cells:
+        """A view of the cells at ``index`` (positions in this view)."""
+        return Cells(self.manifest, self.columns, self.file_based, self._manifest_rows(np.asarray(index, np.int64)))
+
+    def present(self) -> np.ndarray:
+        """(len,) bool: where the modality is present."""
+        out = np.zeros(len(self), bool)
+        for start in range(0, len(self), BLOCK):
+            columns = self._raw(self._manifest_rows(np.arange(start, min(start + BLOCK, len(self)))))
+            out[start:start + BLOCK] = [not all(is_empty(v) for v in row) for row in zip(*columns)]
+        return out
+
+    def _manifest_rows(self, index: np.ndarray) -> np.ndarray:
+        return index if self._rows is None else self._rows[index]
+
+    def _raw(self, rows: np.ndarray) -> list[list]:
+        frame = self.manifest.frame
+        return [frame[c].iloc[rows].tolist() if c in frame.columns else [None] * len(rows) for c in self.columns]
+
+    def _take(self, rows: np.ndarray) -> list:
+        columns = self._raw(rows)
+        if len(columns) > 1:
+            return [None if all(is_empty(v) for v in row) else row for row in zip(*columns)]
+        if self.file_based:
+            return [self.manifest.resolve(v) for v in columns[0]]
+        return [None if is_empty(v) else v for v in columns[0]]
+
+
 def is_empty(value: object) -> bool:
     """True for the cells that mean 'missing': None, NaN, NA and blank strings."""
     if value is None or value is pd.NA:
@@ -104,8 +164,9 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
         elif fmt == "parquet":
             frame = pd.read_parquet(path)
         else:  # JSON strings stay strings ("007"); .json is an array of records, .jsonl one per line
+            dates = {"convert_dates": False} if int(pd.__version__.split(".")[0]) < 3 else {}  # pandas 3: dtype=False
             frame = pd.read_json(path, lines=fmt == "jsonl", orient=None if fmt == "jsonl" else "records",
-                                 dtype=False, convert_dates=False)
+                                 dtype=False, **dates)
     except (ValueError, OSError, pd.errors.ParserError) as err:
         raise ManifestError([f"cannot parse {path.name}: {err}"], source=str(path)) from None
     base = Path(root) if root is not None else path.parent
@@ -155,20 +216,21 @@ def validate_manifest(
                 f"(columns: {list(frame.columns)})"
             )
             continue
-        for column in modality_columns(modality):
-            present_any |= ~frame[column].map(is_empty).to_numpy(dtype=bool)
+        cells = Cells(manifest, modality_columns(modality), modality.file_based)
+        present = cells.present()
+        present_any |= present
         if check_files and modality.file_based:
             exists: dict[str, bool] = {}  # rows of a packed .npy share one file: stat it once
             absent = []
-            for row, value in enumerate(frame[modality.column].tolist()):
-                path = manifest.resolve(value)
-                if path is None:
-                    continue
-                file = split_row_ref(path)[0]
-                if file not in exists:
-                    exists[file] = os.path.isfile(file)
-                if not exists[file]:
-                    absent.append((row, path))
+            rows = np.flatnonzero(present)
+            for start in range(0, len(rows), BLOCK):
+                block = rows[start:start + BLOCK]
+                for row, path in zip(block.tolist(), cells[block]):
+                    file = split_row_ref(path)[0]
+                    if file not in exists:
+                        exists[file] = os.path.isfile(file)
+                    if not exists[file]:
+                        absent.append((row, path))
             for row, path in absent[:20]:
                 problems.append(f"{manifest.where(row)}, column '{modality.column}': file not found: {path}")
             if len(absent) > 20:

@@ -87,15 +87,16 @@ class DataPipeline:
             The encoded training table and its encoded targets.
         """
         for name, prep in self.preprocessors.items():
-            cells = [c for c in manifest_cells(manifest, self.config.modalities[name], prep.file_based) if c is not None]
-            if cells:
-                prep.fit(cells)
+            cells = manifest_cells(manifest, self.config.modalities[name], prep.file_based)
+            present = np.flatnonzero(cells.present())
+            if len(present):
+                prep.fit(cells.subset(present))
         table = self.encode(manifest, progress=progress)
         for name, prep in self.preprocessors.items():
             mod = table.modalities[name]
             if mod.present.any():
                 prep.fit_features({k: take(v, mod.present) for k, v in mod.arrays.items()})
-        self.targets.fit(manifest.subset(table.rows))
+        self.targets.fit(manifest if len(table) == len(manifest) else manifest.subset(table.rows))
         return table, self.encode_targets(manifest, table)
 
     def encode(self, manifest: Manifest, progress: bool = False, modalities: Iterable[str] | None = None) -> EncodedTable:

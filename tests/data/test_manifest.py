@@ -66,7 +66,7 @@ def test_relative_paths_resolve_against_the_manifest_folder(tmp_path, monkeypatc
     manifest = read_manifest(write_manifest(tmp_path / "data" / "split", "csv"))
     folder = (tmp_path / "data" / "split").resolve()
     cells = manifest_cells(manifest, make_config(IMAGE_TEXT).modalities["image"], file_based=True)
-    assert cells == [str(folder / "img" / "a.png"), None, str(folder / "img" / "c.png")]
+    assert list(cells) == [str(folder / "img" / "a.png"), None, str(folder / "img" / "c.png")]
     assert manifest.resolve("/abs/x.png") == "/abs/x.png"
 
 
@@ -83,7 +83,20 @@ def test_values_are_not_missing(value):
 def test_inline_cells_of_missing_rows_are_none(tmp_path):
     manifest = read_manifest(write_manifest(tmp_path, "csv"))
     cells = manifest_cells(manifest, make_config(IMAGE_TEXT).modalities["text"], file_based=False)
-    assert cells == ["a cat", "a dog", None]
+    assert list(cells) == ["a cat", "a dog", None]
+
+
+def test_cells_read_just_the_rows_asked_for_and_views_keep_manifest_rows(tmp_path):
+    manifest = read_manifest(write_manifest(tmp_path, "csv"))
+    cells = manifest_cells(manifest, make_config(IMAGE_TEXT).modalities["text"], file_based=False)
+    assert len(cells) == 3 and cells[1] == "a dog" and cells[2] is None
+    assert cells[np.array([2, 0])] == [None, "a cat"]
+    assert cells[1:] == ["a dog", None]
+    assert cells.present().tolist() == [True, True, False]
+    view = cells.subset(np.array([2, 1]))
+    assert len(view) == 2 and list(view) == [None, "a dog"] and view[1] == "a dog"
+    assert view.present().tolist() == [False, True]
+    assert view.subset(np.array([1]))[0] == "a dog"  # a view of a view still maps to manifest row 1
 
 
 def test_csv_rows_know_their_file_line(tmp_path):

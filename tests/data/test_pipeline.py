@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from polymodal.data import cache
 from polymodal.data.manifest import read_manifest
+from polymodal.data.modalities.image import ImagePreprocessor
 from polymodal.data.pipeline import DataPipeline
 from polymodal.errors import ManifestError, SchemaMismatchError
 
@@ -100,6 +104,31 @@ def test_feature_cache_gives_the_same_batches(tmp_path):
     assert any((tmp_path / "cache").iterdir())
     assert_nested_equal(cached.dataset(cached.encode(manifest)).__getitems__(rows),
                         {k: v for k, v in expected.items() if k != "target"})  # second pass reads the cache
+
+
+def test_a_warm_cache_pass_neither_reads_nor_decodes_files(tmp_path, monkeypatch):
+    path = write_multimodal_manifest(tmp_path / "data")
+    past = time.time() - 100  # files written well before the run: their identity is remembered
+    for image in (tmp_path / "data" / "images").iterdir():
+        os.utime(image, (past, past))
+    manifest = read_manifest(path)
+    config = make_config(MULTIMODAL, data={"cache_dir": str(tmp_path / "cache")})
+    cold = DataPipeline(config)
+    rows = list(range(10))
+    expected = cold.dataset(cold.fit(manifest)[0]).__getitems__(rows)
+    plain_key = cache.content_key
+
+    def inline_only(value, file_based):
+        assert not file_based, f"{value} was read on a warm pass"
+        return plain_key(value, file_based)
+
+    def no_decode(self, value):
+        raise AssertionError(f"{value} was decoded on a warm pass")
+
+    monkeypatch.setattr(cache, "content_key", inline_only)
+    monkeypatch.setattr(ImagePreprocessor, "decode", no_decode)
+    warm = DataPipeline(config)
+    assert_nested_equal(warm.dataset(warm.fit(manifest)[0]).__getitems__(rows), expected)
 
 
 def test_target_errors_name_the_original_row_after_skipped_rows(tmp_path):

@@ -1,0 +1,109 @@
+"""Content keys and the stat memo: a warm pass stats files instead of reading them, and any change
+of a file's content, size or times is hashed again."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from polymodal.data import cache
+from polymodal.data.cache import KEY_BYTES, StatMemo, content_key, content_keys
+
+
+def _hashes(values, file_based=True):
+    """Plain content hashes, as stored (numpy fixed-width bytes)."""
+    return np.array([content_key(v, file_based) for v in values], f"S{KEY_BYTES}")
+
+
+def _keys(values, cache_dir):
+    """content_keys through the memo of ``cache_dir``, as one pass of an encoding run."""
+    memo = StatMemo(cache_dir)
+    out = content_keys(values, True, memo)
+    memo.flush()
+    return out
+
+
+def _write(path, data: bytes, age_s: float = 100.0):
+    path.write_bytes(data)
+    past = time.time() - age_s
+    os.utime(path, (past, past))
+    return str(path)
+
+
+def _no_reads(monkeypatch):
+    def refuse(value, file_based):
+        raise AssertionError(f"{value} was read although its identity is remembered")
+
+    monkeypatch.setattr(cache, "content_key", refuse)
+
+
+def test_keys_equal_plain_content_hashes_and_a_warm_pass_reads_nothing(tmp_path, monkeypatch):
+    files = [_write(tmp_path / f"f{i}.bin", i.to_bytes(2, "little") * 25) for i in range(300)]  # several thread chunks
+    cold, errors = _keys(files, tmp_path / "cache")
+    assert not errors
+    np.testing.assert_array_equal(cold, _hashes(files))
+    _no_reads(monkeypatch)
+    warm, errors = _keys(files, tmp_path / "cache")  # a new process, same folder
+    assert not errors
+    np.testing.assert_array_equal(warm, cold)
+
+
+def test_an_edited_file_is_hashed_again(tmp_path):
+    path = tmp_path / "a.bin"
+    first = _write(path, b"x" * 10, age_s=200)
+    before, _ = _keys([first], tmp_path / "cache")
+    _write(path, b"y" * 10, age_s=100)  # same size, other content, another (old) mtime
+    after, _ = _keys([first], tmp_path / "cache")
+    assert after[0] == _hashes([first])[0] != before[0]
+
+
+def test_a_file_changed_within_the_clock_resolution_is_not_remembered(tmp_path, monkeypatch):
+    fresh = _write(tmp_path / "new.bin", b"abc", age_s=0)
+    settled = _write(tmp_path / "old.bin", b"def", age_s=100)
+    _keys([fresh, settled], tmp_path / "cache")
+    reads = []
+    monkeypatch.setattr(cache, "content_key", lambda value, file_based: reads.append(value) or b"k" * 16)
+    _keys([fresh, settled], tmp_path / "cache")
+    assert reads == [fresh]  # the settled file came from the memo, the fresh one was read again
+
+
+def test_rows_of_a_packed_array_are_keyed_by_their_own_content(tmp_path, monkeypatch):
+    shard = tmp_path / "shard.npy"
+    np.save(shard, np.array([[1, 2], [3, 4], [1, 2]], np.int16))
+    past = time.time() - 100
+    os.utime(shard, (past, past))
+    cells = [f"{shard}#{i}" for i in range(3)]
+    cold, _ = _keys(cells, tmp_path / "cache")
+    assert cold[0] == cold[2] != cold[1]  # equal rows share a key
+    _no_reads(monkeypatch)
+    warm, _ = _keys(cells, tmp_path / "cache")
+    np.testing.assert_array_equal(warm, cold)
+
+
+def test_unreadable_files_are_reported_by_position(tmp_path):
+    good = _write(tmp_path / "good.bin", b"ok")
+    keys, errors = content_keys([str(tmp_path / "gone.bin"), good, str(tmp_path)], True, StatMemo(tmp_path / "cache"))
+    assert sorted(errors) == [0, 2]
+    assert isinstance(errors[0], FileNotFoundError)
+    assert keys[1] == _hashes([good])[0]
+
+
+def test_memo_files_are_merged_and_still_answer(tmp_path, monkeypatch):
+    monkeypatch.setattr(StatMemo, "MERGE_AT", 3)
+    files = [_write(tmp_path / f"f{i}.bin", bytes([i])) for i in range(6)]
+    expected = []
+    for path in files:  # one memo file per pass
+        keys, _ = _keys([path], tmp_path / "cache")
+        expected.append(keys[0])
+    assert len(list((tmp_path / "cache" / "stat-memo").glob("*.npy"))) <= 3
+    _no_reads(monkeypatch)
+    keys, _ = _keys(files, tmp_path / "cache")
+    np.testing.assert_array_equal(keys, np.array(expected))
+
+
+@pytest.mark.parametrize("value", ["some text", 3.5, ("a", 1.0)])
+def test_inline_values_are_keyed_by_their_text(value):
+    keys, errors = content_keys([value, value], False)
+    assert not errors
+    np.testing.assert_array_equal(keys, _hashes([value, value], file_based=False))
