@@ -16,7 +16,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,9 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1,
                    help="independent fits run in this many processes at once (many cores or a GPU; accuracy "
                         "benchmarks only: timings are measured with --jobs 1)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the fits an interrupted run finished (recorded in WORK/journal-<benchmark>.jsonl) "
+                        "instead of running them again")
     return p
 
 
@@ -44,16 +47,51 @@ def _worker_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple[Any, ...]], jobs: int) -> list[Any]:
+def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple[Any, ...]], jobs: int, journal: Path | None = None,
+              resume: bool = False) -> list[Any]:
     """``[fn(*task) for task in tasks]``, in ``jobs`` spawned processes when ``jobs > 1`` (each with
-    its share of the CPU threads; CUDA needs spawn, not fork). ``fn`` must be a module-level function."""
+    its share of the CPU threads; CUDA needs spawn, not fork). ``fn`` must be a module-level
+    function returning JSON-serialisable results.
+
+    With a ``journal`` (JSON lines), each result is appended the moment its task finishes, so a
+    run stopped part-way (a time limit, a lost machine) keeps what it finished; with ``resume``
+    the tasks already in the journal are not run again.
+    """
     tasks = list(tasks)
-    if jobs <= 1 or len(tasks) <= 1:
-        return [fn(*task) for task in tasks]
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_threads, initargs=(threads,)) as pool:
-        return list(pool.map(fn, *zip(*tasks)))
+    keys = [json.dumps(task, default=str) for task in tasks]
+    done: dict[str, Any] = {}
+    if journal is not None and resume and journal.is_file():
+        for line in journal.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # the last line of a killed run may be cut short
+                continue
+            done[entry["task"]] = entry["result"]
+    todo = [i for i, key in enumerate(keys) if key not in done]
+    if journal is not None and journal.is_file() and not journal.read_bytes().endswith(b"\n"):
+        with journal.open("a", encoding="utf-8") as handle:  # end a line a killed run cut short
+            handle.write("\n")
+    if todo and done:
+        print(f"resuming: {len(tasks) - len(todo)} of {len(tasks)} fits taken from {journal}", flush=True)
+
+    def record(i: int, result: Any) -> None:
+        done[keys[i]] = json.loads(json.dumps(result))  # the same types whether fresh or resumed
+        if journal is not None:
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            with journal.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"task": keys[i], "result": result}) + "\n")
+
+    if jobs <= 1 or len(todo) <= 1:
+        for i in todo:
+            record(i, fn(*tasks[i]))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_threads, initargs=(threads,)) as pool:
+            futures = {pool.submit(fn, *tasks[i]): i for i in todo}
+            for future in as_completed(futures):
+                record(futures[future], future.result())
+    return [done[key] for key in keys]
 
 
 def require_data(root: Path, *parts: str) -> Path:

@@ -101,7 +101,7 @@ def fit_one(name: str, encoder: dict[str, Any], preprocess: dict[str, Any], trai
 
 def quality(paths: dict[str, Path], args: Any, seeds: list[int], cache: Path) -> list[dict[str, Any]]:
     tasks = [(name, *variant, seed, paths, cache) for name, variant in variants(args).items() for seed in seeds]
-    results = run_tasks(fit_one, tasks, args.jobs)
+    results = run_tasks(fit_one, tasks, args.jobs, args.work / "journal-pneumonia_transfer.jsonl", args.resume)
     rows = []
     for name in variants(args):
         runs = [r for t, r in zip(tasks, results) if t[0] == name]

@@ -91,7 +91,7 @@ def main() -> None:
     seeds = list(range(1 if args.quick else args.seeds))
     epochs = 2 if args.quick else args.epochs
     tasks = [(name, seed, epochs, paths, args.work / "cache") for name in args.methods for seed in seeds]
-    results = dict(zip([(t[0], t[1]) for t in tasks], run_tasks(fit_one, tasks, args.jobs)))
+    results = dict(zip([(t[0], t[1]) for t in tasks], run_tasks(fit_one, tasks, args.jobs, args.work / "journal-transfer_digits.jsonl", args.resume)))
     rows = []
     for name in args.methods:
         accs, secs, valid = zip(*(results[(name, seed)] for seed in seeds))
