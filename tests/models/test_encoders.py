@@ -38,7 +38,6 @@ from .helpers import (
     assert_all_parameters_get_gradients,
     component_name,
     make_inputs,
-    numeric_fields,
     param,
     perturb_parameters,
     random_projection_loss,
@@ -46,6 +45,7 @@ from .helpers import (
     rows,
     variants,
 )
+from .test_component_configs import base, numeric_cases
 
 
 def _modality_kind(modality_cls: type) -> str:
@@ -184,33 +184,10 @@ def _config_classes() -> list:
     return [pytest.param(cfg_cls, id=cfg_cls.__name__) for cfg_cls, _ in ENCODERS.items()]
 
 
-def _base(cfg_cls: type) -> dict:
-    return {name: "some/folder" for name in required_file_fields(cfg_cls)}
-
-
-@pytest.mark.parametrize("cfg_cls", _config_classes())
-def test_config_refuses_unknown_key(cfg_cls):
-    with pytest.raises(ConfigError) as info:
-        validate(cfg_cls, {**_base(cfg_cls), "no_such_key": 1})
-    assert "no_such_key" in str(info.value) and "allowed keys" in str(info.value)
-
-
-def _numeric_cases() -> list:
-    return [pytest.param(cfg_cls, field, id=f"{cfg_cls.__name__}.{field}")
-            for cfg_cls, _ in ENCODERS.items() for field in numeric_fields(cfg_cls, _base(cfg_cls))]
-
-
 def test_every_encoder_config_has_numeric_fields_to_check():
-    with_numbers = {c.values[0] for c in _numeric_cases()}
+    with_numbers = {c.values[0] for c in numeric_cases([c for c, _ in ENCODERS.items()])}
     without = [c.__name__ for c, _ in ENCODERS.items() if c not in with_numbers and c is not HfConfig]
-    assert not without, f"no numeric field found for {without}; the range test below would not cover them"
-
-
-@pytest.mark.parametrize(("cfg_cls", "field"), _numeric_cases())
-def test_config_refuses_negative_numbers(cfg_cls, field):
-    with pytest.raises(ConfigError) as info:
-        validate(cfg_cls, {**_base(cfg_cls), field: -1})
-    assert field in str(info.value)
+    assert not without, f"no numeric field found for {without}; the range test would not cover them"
 
 
 def _kind_cases() -> list:
@@ -226,7 +203,7 @@ def _modality_block(kind: str, encoder: dict) -> dict:
 
 @pytest.mark.parametrize(("cfg_cls", "kind"), _kind_cases())
 def test_load_config_names_the_encoder_key_path(cfg_cls, kind):
-    good = {"name": component_name(cfg_cls), **_base(cfg_cls)} if "name" in cfg_cls.model_fields else _base(cfg_cls)
+    good = {"name": component_name(cfg_cls), **base(cfg_cls)} if "name" in cfg_cls.model_fields else base(cfg_cls)
     config = load_config({"target": "y", "modalities": {"m": _modality_block(kind, good)}})
     assert type(config.modalities["m"].encoder) is cfg_cls
     with pytest.raises(ConfigError) as info:
