@@ -75,7 +75,7 @@ class TargetEncoder:
             SchemaMismatchError: a label not seen in training.
         """
         rows = np.arange(len(manifest)) if rows is None else np.asarray(rows)
-        frame = manifest.frame.iloc[rows]
+        frame = manifest.frame[[c for c in self.columns if c in manifest.frame.columns]].iloc[rows]  # not every column
         if self.categorical:
             index = {c: i for i, c in enumerate(self.classes or [])}
             out = np.empty(len(frame), np.int64)
