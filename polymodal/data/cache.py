@@ -9,8 +9,9 @@ edited one is a miss.
 Storage is append-only: each encoding pass that meets new items writes one *segment*
 (``segments/<id>/<array>.npy`` + ``keys.npy``) into a temp folder and renames it into place,
 so an interrupted run never leaves a partial segment and concurrent writers never clash.
-Lookups use a sorted key array (16 bytes per item) rather than a dict, so the index of a
-million items costs ~16 MB.
+Each segment (and each memo part below) also holds its keys sorted (``index_keys.npy``, with
+``index_values.npy``), memory-mapped and binary-searched: a lookup reads a few pages per key
+and nothing is loaded whole, so opening a store of a million items costs no memory.
 
 Hashing a file's bytes on every run would make a warm run read the whole dataset again, so a
 :class:`StatMemo` (``<cache_dir>/stat-memo/``) remembers each file's content key under its
@@ -65,30 +66,51 @@ def stat_key(path: str, row: int | None, stat: os.stat_result) -> bytes:
     return hashlib.blake2b(ident.encode("utf-8", "surrogateescape"), digest_size=KEY_BYTES).digest()
 
 
-class SortedKeys:
-    """A sorted array of keys with a payload per key, looked up with ``searchsorted``."""
+class SortedIndex:
+    """Keys sorted ascending with one value each, looked up by binary search.
 
-    def __init__(self, keys: np.ndarray, *payloads: np.ndarray):
+    Loaded from ``index_keys.npy`` / ``index_values.npy`` memory-mapped, a lookup touches about
+    log2(n) pages per key; nothing is read whole.
+    """
+
+    KEYS, VALUES = "index_keys.npy", "index_values.npy"
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray):
+        self.keys, self.values = keys, values
+
+    @classmethod
+    def build(cls, keys: np.ndarray, values: np.ndarray) -> SortedIndex:
         order = np.argsort(keys, kind="stable")
-        self.keys = keys[order]
-        self.payloads = [p[order] for p in payloads]
+        return cls(keys[order], values[order])
+
+    @classmethod
+    def open(cls, folder: Path) -> SortedIndex:
+        return cls(np.load(folder / cls.KEYS, mmap_mode="r"), np.load(folder / cls.VALUES, mmap_mode="r"))
+
+    def save(self, folder: Path) -> None:
+        np.save(folder / self.KEYS, self.keys)
+        np.save(folder / self.VALUES, self.values)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(found mask, position in the sorted order; valid where found)."""
+        """(found mask, the value of each found key; 0 elsewhere)."""
+        values = np.zeros(len(keys), self.values.dtype)
         if not len(self.keys):
-            return np.zeros(len(keys), bool), np.zeros(len(keys), np.int64)
+            return np.zeros(len(keys), bool), values
         pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        return self.keys[pos] == keys, pos
+        found = np.asarray(self.keys[pos] == keys)
+        values[found] = self.values[pos[found]]
+        return found, values
 
 
 class StatMemo:
     """Content keys remembered by file identity (see the module docstring).
 
-    Stored as append-only ``.npy`` record files (stat key, content key), one per :meth:`flush`,
-    written atomically; when more than ``MERGE_AT`` accumulate, they are merged into one.
+    Stored as append-only parts, one per :meth:`flush`: folders holding a :class:`SortedIndex`
+    (stat key -> content key), written to a temp folder and renamed into place. When more than
+    ``MERGE_AT`` accumulate, they are merged into one.
     """
 
     MERGE_AT = 16
@@ -97,55 +119,49 @@ class StatMemo:
     def __init__(self, root: Path):
         self.folder = Path(root) / "stat-memo"
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._pending: list[np.ndarray] = []
-        self._load()
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.parts = [SortedIndex.open(p) for p in self._part_folders()]
 
-    def _files(self) -> list[Path]:
-        return sorted(p for p in self.folder.glob("*.npy") if not p.name.startswith("."))
-
-    def _load(self) -> None:
-        parts = [np.load(p) for p in self._files()]
-        records = np.concatenate(parts) if parts else np.zeros(0, self.dtype())
-        self._index = SortedKeys(records["stat"], records["content"])
-
-    @staticmethod
-    def dtype() -> np.dtype:
-        return np.dtype([("stat", f"S{KEY_BYTES}"), ("content", f"S{KEY_BYTES}")])
+    def _part_folders(self) -> list[Path]:
+        return sorted(p for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def lookup(self, stat_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(content keys, found mask) for the given stat keys."""
-        found, pos = self._index.find(stat_keys)
         content = np.zeros(len(stat_keys), f"S{KEY_BYTES}")
-        if found.any():
-            content[found] = self._index.payloads[0][pos[found]]
+        found = np.zeros(len(stat_keys), bool)
+        for part in self.parts:
+            hit, values = part.find(stat_keys)
+            content[hit] = values[hit]
+            found |= hit
         return content, found
 
     def add(self, stat_keys: np.ndarray, content_keys: np.ndarray) -> None:
         """Remember new (stat key, content key) pairs at the next :meth:`flush`."""
         if len(stat_keys):
-            records = np.zeros(len(stat_keys), self.dtype())
-            records["stat"], records["content"] = stat_keys, content_keys
-            self._pending.append(records)
+            self._pending.append((stat_keys, content_keys))
 
     def flush(self) -> None:
-        """Write the pairs added since the last flush as one file, atomically; merge the files
-        when there are too many."""
+        """Write the pairs added since the last flush as one part, atomically; merge the parts
+        when there are too many. (Lookups keep answering from the parts as they were opened.)"""
         if not self._pending:
             return
-        self._write(np.concatenate(self._pending), f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npy")
+        stat, content = (np.concatenate(a) for a in zip(*self._pending))
         self._pending = []
-        files = self._files()
-        if len(files) > self.MERGE_AT:  # concurrent mergers may both write the union: harmless
-            merged = np.unique(np.concatenate([np.load(p) for p in files]))
-            self._write(merged, f"{time.time_ns():020d}-merged-{uuid.uuid4().hex[:8]}.npy")
-            for path in files:
-                path.unlink(missing_ok=True)
-        self._load()
+        self._write(SortedIndex.build(stat, content))
+        folders = self._part_folders()
+        if len(folders) > self.MERGE_AT:  # concurrent mergers may both write the union: harmless
+            parts = [SortedIndex.open(f) for f in folders]
+            stat, first = np.unique(np.concatenate([p.keys for p in parts]), return_index=True)
+            self._write(SortedIndex(stat, np.concatenate([p.values for p in parts])[first]))
+            del parts
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
 
-    def _write(self, records: np.ndarray, name: str) -> None:
-        tmp = self.folder / f".tmp-{uuid.uuid4().hex}.npy"
-        np.save(tmp, records)
-        os.replace(tmp, self.folder / name)
+    def _write(self, index: SortedIndex) -> None:
+        tmp = self.folder / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        index.save(tmp)
+        os.replace(tmp, self.folder / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}")
 
 
 KEY_CHUNK = 128  # values per thread task: a future per item costs more than hashing a small file
@@ -277,23 +293,26 @@ class FeatureStore:
     def _load_index(self) -> None:
         names = sorted(p.name for p in (self.folder / "segments").iterdir() if p.is_dir() and not p.name.startswith("."))
         self.segment_names = names
-        self.arrays = [{k: np.load(self.folder / "segments" / n / f"{k}.npy", mmap_mode="r") for k in self.spec}
-                       for n in names]
-        keys = [np.load(self.folder / "segments" / n / "keys.npy") for n in names]
-        all_keys = np.concatenate(keys) if keys else np.zeros(0, f"S{KEY_BYTES}")
-        seg = np.concatenate([np.full(len(k), i) for i, k in enumerate(keys)]) if keys else np.zeros(0, np.int64)
-        slot = np.concatenate([np.arange(len(k)) for k in keys]) if keys else np.zeros(0, np.int64)
-        self._index = SortedKeys(all_keys, seg.astype(np.int32), slot.astype(np.int32))
+        folders = [self.folder / "segments" / n for n in names]
+        self.arrays = [{k: np.load(f / f"{k}.npy", mmap_mode="r") for k in self.spec} for f in folders]
+        self.indexes = [self._segment_index(f) for f in folders]
+
+    @staticmethod
+    def _segment_index(folder: Path) -> SortedIndex:
+        if (folder / SortedIndex.VALUES).is_file():
+            return SortedIndex.open(folder)
+        keys = np.load(folder / "keys.npy")  # a segment written before the sorted index existed
+        return SortedIndex.build(keys, np.arange(len(keys), dtype=np.int32))
 
     def __len__(self) -> int:
-        return len(self._index)
+        return sum(len(index) for index in self.indexes)
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(segment, slot) of each key; segment -1 where the key is not stored."""
-        found, pos = self._index.find(keys)
         seg, slot = np.full(len(keys), -1, np.int32), np.zeros(len(keys), np.int32)
-        seg[found] = self._index.payloads[0][pos[found]]
-        slot[found] = self._index.payloads[1][pos[found]]
+        for number, index in enumerate(self.indexes):
+            hit, slots = index.find(keys)
+            seg[hit], slot[hit] = number, slots[hit]
         return seg, slot
 
     def open_segment(self, n_items: int) -> tuple[Path, dict[str, np.ndarray]]:
@@ -318,6 +337,7 @@ class FeatureStore:
             for array in arrays.values():
                 array.flush()
         np.save(tmp / "keys.npy", keys[filled])
+        SortedIndex.build(keys[filled], np.arange(int(filled.sum()), dtype=np.int32)).save(tmp)
         os.replace(tmp, self.folder / "segments" / f"{len(self.segment_names):05d}-{uuid.uuid4().hex[:8]}")
         self._load_index()
 

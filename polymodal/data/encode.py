@@ -23,6 +23,7 @@ from polymodal.data.cache import KEY_BYTES, FeatureStore, StatMemo, content_keys
 from polymodal.data.manifest import BLOCK, Cells, Manifest
 from polymodal.data.modalities.base import Preprocessor
 from polymodal.errors import DecodeError
+from polymodal.utils.memory import release_memory
 from polymodal.utils.progress import progress_bar
 
 CHUNK = 256
@@ -285,6 +286,7 @@ def encode_manifest(
         cells = manifest_cells(manifest, modality_cfgs[name], prep.file_based)
         encoded[name], bad = encode_modality(prep, cells, manifest, on_error=on_error, progress=progress,
                                               cache_dir=cache_dir)
+        release_memory(len(cells))  # keys, lookups and decode buffers of this modality's pass
         skipped += bad
     table = EncodedTable(encoded, np.arange(len(manifest)), skipped)
     keep = np.ones(len(manifest), bool)

@@ -25,6 +25,7 @@ from polymodal.data.modalities import Preprocessor, build_preprocessor
 from polymodal.data.multitarget import build_targets, targets_from_state
 from polymodal.errors import SchemaMismatchError
 from polymodal.utils.io import atomic_write_json
+from polymodal.utils.memory import release_memory
 
 DataSource = str | os.PathLike | pd.DataFrame | Manifest
 
@@ -52,10 +53,11 @@ class DataPipeline:
         manifest = read_manifest(data)
         if training:
             validate_manifest(manifest, self.config, require_target=require_target)
-            return manifest
-        names = self.check_modalities(modalities, manifest)
-        validate_manifest(manifest, self.config, require_target=require_target, modalities=names,
-                          allow_empty_rows=modalities is not None)
+        else:
+            names = self.check_modalities(modalities, manifest)
+            validate_manifest(manifest, self.config, require_target=require_target, modalities=names,
+                              allow_empty_rows=modalities is not None)
+        release_memory(len(manifest))  # the parser's and the validation's buffers
         return manifest
 
     def check_modalities(self, modalities: Iterable[str] | None, manifest: Manifest) -> list[str]:
