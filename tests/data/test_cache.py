@@ -140,3 +140,14 @@ def test_a_segment_without_a_sorted_index_is_still_found(tmp_path):
     store = FeatureStore(tmp_path, "fp", {"x": ArraySpec((2,), "<f4")})
     segment, slot = store.lookup(np.array([b"e" * 16, b"k" * 16], f"S{KEY_BYTES}"))
     np.testing.assert_array_equal(store.view(segment, slot)["x"][np.arange(2)][:, 0], [6.0, 5.0])
+
+
+def test_memory_is_released_after_large_passes_only(monkeypatch):
+    from polymodal.utils import memory
+
+    calls = []
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: calls.append)
+    assert not memory.release_memory(memory.LARGE_ROWS - 1) and calls == []
+    assert memory.release_memory(memory.LARGE_ROWS) and calls == [0]
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: None)  # not glibc: nothing to call
+    assert not memory.release_memory(10 * memory.LARGE_ROWS)
