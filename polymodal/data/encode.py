@@ -36,11 +36,13 @@ class EncodedModality:
     Attributes:
         batcher: turns batched arrays into encoder inputs in place of the modality's preprocessor
             (``to_batch``); set for precomputed encoder outputs (``polymodal.data.embeddings``).
+        keys: what identifies each row's content in the cache (zeros where absent).
     """
 
     arrays: dict[str, np.ndarray]
     present: np.ndarray  # (N,) bool
     batcher: Any = None
+    keys: np.ndarray | None = None  # (N,) content keys of the rows, when read through the feature cache
 
 
 @dataclass
@@ -68,7 +70,8 @@ class EncodedTable:
     def select(self, keep: np.ndarray) -> EncodedTable:
         """Rows where ``keep`` is True."""
         mods = {
-            name: EncodedModality({k: take(v, keep) for k, v in mod.arrays.items()}, mod.present[keep], mod.batcher)
+            name: EncodedModality({k: take(v, keep) for k, v in mod.arrays.items()}, mod.present[keep], mod.batcher,
+                                  None if mod.keys is None else mod.keys[keep])
             for name, mod in self.modalities.items()
         }
         return EncodedTable(mods, self.rows[keep], self.skipped)
@@ -256,7 +259,9 @@ def encode_modality(
     segment_of = np.full(n, -1, np.int32)
     slot_of = np.zeros(n, np.int32)
     segment_of[todo], slot_of[todo] = segment, slot
-    return EncodedModality(store.view(segment_of, slot_of), segment_of >= 0), skipped
+    row_keys = np.zeros(n, f"S{KEY_BYTES}")
+    row_keys[todo[segment >= 0]] = keys[segment >= 0]
+    return EncodedModality(store.view(segment_of, slot_of), segment_of >= 0, keys=row_keys), skipped
 
 
 def encode_manifest(

@@ -7,8 +7,11 @@ saved as JSON/safetensors in the run folder's ``preprocessors/``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ import pandas as pd
 from polymodal.config import Config
 from polymodal.data.cache import take
 from polymodal.data.dataset import MultimodalDataset
-from polymodal.data.encode import EncodedTable, encode_manifest, manifest_cells
+from polymodal.data.encode import EncodedModality, EncodedTable, encode_manifest, manifest_cells
 from polymodal.data.manifest import Manifest, read_manifest, validate_manifest
 from polymodal.data.modalities import Preprocessor, build_preprocessor
 from polymodal.data.multitarget import build_targets, targets_from_state
@@ -97,9 +100,34 @@ class DataPipeline:
         for name, prep in self.preprocessors.items():
             mod = table.modalities[name]
             if mod.present.any():
-                prep.fit_features({k: take(v, mod.present) for k, v in mod.arrays.items()})
+                self._fit_statistics(prep, mod)
         self.targets.fit(manifest if len(table) == len(manifest) else manifest.subset(table.rows))
         return table, self.encode_targets(manifest, table)
+
+    def _fit_statistics(self, prep: Preprocessor, mod: EncodedModality) -> None:
+        """``prep.fit_features`` on the present rows; with a feature cache, the fitted state is
+        stored under ``<cache>/<fingerprint>/statistics/<digest>/``, the digest covering the
+        preprocessing settings and the content keys of those rows in order, and a later fit on the
+        same rows restores it instead of another pass over their features."""
+        cache_dir = self.config.data.cache_dir
+        if cache_dir is None or mod.keys is None:
+            prep.fit_features({k: take(v, mod.present) for k, v in mod.arrays.items()})
+            return
+        fingerprint = prep.fingerprint()
+        settings = json.dumps(prep.cfg.model_dump(mode="json") if hasattr(prep, "cfg") else {}, sort_keys=True)
+        digest = hashlib.blake2b(settings.encode(), digest_size=16)
+        digest.update(np.ascontiguousarray(mod.keys[mod.present]).tobytes())
+        folder = Path(cache_dir) / fingerprint / "statistics" / digest.hexdigest()
+        if folder.is_dir():
+            prep.load(folder)
+            return
+        prep.fit_features({k: take(v, mod.present) for k, v in mod.arrays.items()})
+        tmp = folder.parent / f".tmp-{uuid.uuid4().hex}"
+        prep.save(tmp)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process stored the same statistics first
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def encode(self, manifest: Manifest, progress: bool = False, modalities: Iterable[str] | None = None) -> EncodedTable:
         """Encode a manifest; modalities outside ``modalities`` are marked absent everywhere."""

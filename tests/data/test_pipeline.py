@@ -12,11 +12,20 @@ import pytest
 
 from polymodal.data import cache
 from polymodal.data.manifest import read_manifest
+from polymodal.data.modalities.base import Preprocessor
 from polymodal.data.modalities.image import ImagePreprocessor
 from polymodal.data.pipeline import DataPipeline
 from polymodal.errors import ManifestError, SchemaMismatchError
 
-from .helpers import MULTIMODAL, assert_nested_equal, make_config, write_multimodal_manifest
+from .helpers import (
+    MULTIMODAL,
+    assert_nested_equal,
+    make_config,
+    tone,
+    write_image,
+    write_multimodal_manifest,
+    write_wav,
+)
 
 
 def test_saved_pipeline_encodes_like_the_fitted_one(tmp_path):
@@ -129,6 +138,47 @@ def test_a_warm_cache_pass_neither_reads_nor_decodes_files(tmp_path, monkeypatch
     monkeypatch.setattr(ImagePreprocessor, "decode", no_decode)
     warm = DataPipeline(config)
     assert_nested_equal(warm.dataset(warm.fit(manifest)[0]).__getitems__(rows), expected)
+
+
+STATISTICS = {
+    "img": {"kind": "image", "column": "image", "preprocess": {"size": 8, "color": "gray", "normalize": "standard"}},
+    "voice": {"kind": "audio", "column": "audio", "preprocess": {"sample_rate": 8000, "normalize": "global"}},
+    "vib": {"kind": "signal", "column": "signal", "preprocess": {"length": 64, "normalize": "global"}},
+}
+
+
+def _statistics_manifest(folder, n=8):
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(n):
+        image = write_image(folder / f"{i}.png", rng.integers(0, 256, (10, 10), dtype=np.uint8))
+        audio = write_wav(folder / f"{i}.wav", tone(200 + 50 * i, 0.2, 8000, seed=i), 8000)
+        np.save(folder / f"{i}.npy", rng.normal(i, 1 + i, (2, 64)).astype(np.float32))
+        rows.append({"image": image, "audio": audio, "signal": str(folder / f"{i}.npy"), "y": i % 2})
+    pd.DataFrame(rows).to_csv(folder / "train.csv", index=False)
+    return folder / "train.csv"
+
+
+def test_fitted_statistics_are_stored_and_restored_for_the_same_rows(tmp_path, monkeypatch):
+    manifest = read_manifest(_statistics_manifest(tmp_path / "data"))
+    config = make_config(STATISTICS, data={"cache_dir": str(tmp_path / "cache")})
+    cold = DataPipeline(config)
+    rows = list(range(8))
+    expected = cold.dataset(cold.fit(manifest)[0]).__getitems__(rows)
+    assert cold.preprocessors["voice"].mean is not None and cold.preprocessors["img"].mean is not None
+
+    def no_pass(self, arrays):
+        raise AssertionError(f"{self.name}: statistics recomputed for the same rows")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Preprocessor, "fit_features", no_pass)
+        for cls in {type(p) for p in cold.preprocessors.values()}:
+            patch.setattr(cls, "fit_features", no_pass)
+        warm = DataPipeline(config)
+        assert_nested_equal(warm.dataset(warm.fit(manifest)[0]).__getitems__(rows), expected)
+    fewer = DataPipeline(config)  # other training rows: other statistics, computed afresh
+    fewer.fit(manifest.subset(range(4)))
+    assert not np.allclose(fewer.preprocessors["vib"].mean, cold.preprocessors["vib"].mean)
 
 
 def test_target_errors_name_the_original_row_after_skipped_rows(tmp_path):
