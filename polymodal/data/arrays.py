@@ -8,6 +8,7 @@ files, and a row is read without loading its shard.
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 
@@ -25,7 +26,8 @@ def split_row_ref(path: str) -> tuple[str, int | None]:
 
 
 @lru_cache(maxsize=128)
-def _shard(path: str) -> np.ndarray:
+def _shard(path: str, identity: tuple[int, ...]) -> np.ndarray:
+    """A shard memory-mapped once per identity: a file replaced under the same path is mapped anew."""
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
@@ -39,7 +41,8 @@ def load_npy(path: str) -> np.ndarray:
     try:
         if row is None:
             return np.load(file, allow_pickle=False)
-        shard = _shard(file)
+        stat = os.stat(file)
+        shard = _shard(file, (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
     except (OSError, ValueError) as err:
         raise DecodeError(f"not a readable .npy array ({err})", path=path) from None
     if row >= shard.shape[0]:

@@ -16,9 +16,10 @@ and nothing is loaded whole, so opening a store of a million items costs no memo
 Hashing a file's bytes on every run would make a warm run read the whole dataset again, so a
 :class:`StatMemo` (``<cache_dir>/stat-memo/``) remembers each file's content key under its
 identity (path, row, size, mtime, ctime, inode), as git's index does: a warm run stats the file
-instead of reading it. A file written shortly before it was hashed is not remembered (a second
-write within the file system's timestamp resolution would leave its identity unchanged), and any
-change of size or times (ctime covers tools that restore the mtime) hashes it again.
+instead of reading it. A file written or copied shortly before it was hashed (mtime or ctime
+within ``StatMemo.SETTLE_NS``) is not remembered, as a second write within the file system's
+timestamp resolution could leave its identity unchanged; any change of size or times hashes
+it again.
 
 :class:`SegmentedArray` presents rows scattered over segments as one array: indexing with
 integers or slices gathers just those rows from the memory maps, so a dataset larger than
@@ -41,6 +42,7 @@ import numpy as np
 
 from polymodal.data.arrays import content_bytes, split_row_ref
 from polymodal.data.modalities.base import ArraySpec
+from polymodal.errors import DecodeError
 
 KEY_BYTES = 16
 
@@ -88,8 +90,11 @@ class SortedIndex:
         return cls(np.load(folder / cls.KEYS, mmap_mode="r"), np.load(folder / cls.VALUES, mmap_mode="r"))
 
     def save(self, folder: Path) -> None:
-        np.save(folder / self.KEYS, self.keys)
-        np.save(folder / self.VALUES, self.values)
+        """Write both files atomically, the values last: their presence marks a complete index."""
+        for name, array in ((self.KEYS, self.keys), (self.VALUES, self.values)):
+            tmp = folder / f".tmp-{uuid.uuid4().hex}.npy"
+            np.save(tmp, array)
+            os.replace(tmp, folder / name)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -120,7 +125,16 @@ class StatMemo:
         self.folder = Path(root) / "stat-memo"
         self.folder.mkdir(parents=True, exist_ok=True)
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
-        self.parts = [SortedIndex.open(p) for p in self._part_folders()]
+        self.parts = self._open_parts()
+
+    def _open_parts(self) -> list[SortedIndex]:
+        parts = []
+        for folder in self._part_folders():
+            try:
+                parts.append(SortedIndex.open(folder))
+            except OSError:  # merged away by another process while we listed: its records live on
+                continue
+        return parts
 
     def _part_folders(self) -> list[Path]:
         return sorted(p for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -149,13 +163,18 @@ class StatMemo:
         self._pending = []
         self._write(SortedIndex.build(stat, content))
         folders = self._part_folders()
-        if len(folders) > self.MERGE_AT:  # concurrent mergers may both write the union: harmless
-            parts = [SortedIndex.open(f) for f in folders]
+        if len(folders) > self.MERGE_AT:
+            parts = [SortedIndex.open(f) for f in folders if (f / SortedIndex.VALUES).is_file()]
             stat, first = np.unique(np.concatenate([p.keys for p in parts]), return_index=True)
             self._write(SortedIndex(stat, np.concatenate([p.values for p in parts])[first]))
             del parts
-            for folder in folders:
-                shutil.rmtree(folder, ignore_errors=True)
+            for folder in folders:  # hidden first, so readers never meet a half-deleted part
+                trash = self.folder / f".trash-{uuid.uuid4().hex}"
+                try:
+                    os.replace(folder, trash)
+                except OSError:  # another process merged it away already
+                    continue
+                shutil.rmtree(trash, ignore_errors=True)
 
     def _write(self, index: SortedIndex) -> None:
         tmp = self.folder / f".tmp-{uuid.uuid4().hex}"
@@ -175,7 +194,7 @@ def _threaded(fn: Callable[[Any], Any], values: Sequence[Any], threads: int) -> 
         for value in part:
             try:
                 out.append(fn(value))
-            except OSError as err:
+            except (OSError, DecodeError) as err:  # missing file; a packed row outside its shard
                 out.append(err)
         return out
 
@@ -187,14 +206,15 @@ def _threaded(fn: Callable[[Any], Any], values: Sequence[Any], threads: int) -> 
 
 
 def _identity(value: str) -> tuple[bytes, int]:
-    """(stat key, last content change in ns) of a file cell."""
+    """(stat key, last change in ns) of a file cell; ctime counts too, as copies that keep the
+    source's mtime (``cp -p``, ``rsync -t``, tar) get a fresh ctime."""
     file, row = split_row_ref(value)
     stat = os.stat(file)
-    return stat_key(file, row, stat), stat.st_mtime_ns
+    return stat_key(file, row, stat), max(stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def content_keys(values: Sequence[Any], file_based: bool, memo: StatMemo | None = None
-                 ) -> tuple[np.ndarray, dict[int, OSError]]:
+                 ) -> tuple[np.ndarray, dict[int, Exception]]:
     """Content keys of ``values`` (file cells or inline values), and the files that could not be
     read, by position.
 
@@ -202,7 +222,7 @@ def content_keys(values: Sequence[Any], file_based: bool, memo: StatMemo | None 
     and, once settled, added to it (written at ``memo.flush()``).
     """
     keys = np.zeros(len(values), f"S{KEY_BYTES}")
-    errors: dict[int, OSError] = {}
+    errors: dict[int, Exception] = {}
     if not file_based:
         for position, value in enumerate(values):
             keys[position] = content_key(value, False)
@@ -213,7 +233,7 @@ def content_keys(values: Sequence[Any], file_based: bool, memo: StatMemo | None 
         idents = np.zeros(len(values), f"S{KEY_BYTES}")
         changed = np.zeros(len(values), np.int64)
         for position, result in enumerate(_threaded(_identity, values, threads)):
-            if isinstance(result, OSError):
+            if isinstance(result, Exception):
                 errors[position] = result
             else:
                 idents[position], changed[position] = result
@@ -224,7 +244,7 @@ def content_keys(values: Sequence[Any], file_based: bool, memo: StatMemo | None 
         todo = todo[~np.isin(todo, list(errors))]
     hashed_at = time.time_ns()
     for position, result in zip(todo.tolist(), _threaded(lambda v: content_key(v, True), [values[p] for p in todo], threads)):
-        if isinstance(result, OSError):
+        if isinstance(result, Exception):
             errors[position] = result
         else:
             keys[position] = result
@@ -299,10 +319,10 @@ class FeatureStore:
 
     @staticmethod
     def _segment_index(folder: Path) -> SortedIndex:
-        if (folder / SortedIndex.VALUES).is_file():
-            return SortedIndex.open(folder)
-        keys = np.load(folder / "keys.npy")  # a segment written before the sorted index existed
-        return SortedIndex.build(keys, np.arange(len(keys), dtype=np.int32))
+        if not (folder / SortedIndex.VALUES).is_file():  # written before the sorted index existed: add it
+            keys = np.load(folder / "keys.npy")
+            SortedIndex.build(keys, np.arange(len(keys), dtype=np.int32)).save(folder)
+        return SortedIndex.open(folder)
 
     def __len__(self) -> int:
         return sum(len(index) for index in self.indexes)

@@ -90,7 +90,7 @@ class Cells(Sequence):
             return self._take(self._manifest_rows(np.array([index])))[0]
         if isinstance(index, slice):
             index = np.arange(*index.indices(len(self)))
-        return self._take(self._manifest_rows(np.asarray(index, dtype=np.int64)))
+        return self._take(self._manifest_rows(_positions(index)))
 
     def __iter__(self) -> Iterator:
         for start in range(0, len(self), BLOCK):
@@ -98,7 +98,7 @@ class Cells(Sequence):
 
     def subset(self, index: np.ndarray) -> Cells:
         """A view of the cells at ``index`` (positions in this view)."""
-        return Cells(self.manifest, self.columns, self.file_based, self._manifest_rows(np.asarray(index, np.int64)))
+        return Cells(self.manifest, self.columns, self.file_based, self._manifest_rows(_positions(index)))
 
     def present(self) -> np.ndarray:
         """(len,) bool: where the modality is present."""
@@ -122,6 +122,12 @@ class Cells(Sequence):
         if self.file_based:
             return [self.manifest.resolve(v) for v in columns[0]]
         return [None if is_empty(v) else v for v in columns[0]]
+
+
+def _positions(index: Iterable[int] | np.ndarray) -> np.ndarray:
+    """Integer positions from integers or a boolean mask."""
+    index = np.asarray(index)
+    return np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64, copy=False)
 
 
 def is_empty(value: object) -> bool:

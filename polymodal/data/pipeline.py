@@ -114,13 +114,16 @@ class DataPipeline:
             prep.fit_features({k: take(v, mod.present) for k, v in mod.arrays.items()})
             return
         fingerprint = prep.fingerprint()
-        settings = json.dumps(prep.cfg.model_dump(mode="json") if hasattr(prep, "cfg") else {}, sort_keys=True)
-        digest = hashlib.blake2b(settings.encode(), digest_size=16)
+        settings = {"name": prep.name, "config": prep.cfg.model_dump(mode="json") if hasattr(prep, "cfg") else {}}
+        digest = hashlib.blake2b(json.dumps(settings, sort_keys=True).encode(), digest_size=16)
         digest.update(np.ascontiguousarray(mod.keys[mod.present]).tobytes())
         folder = Path(cache_dir) / fingerprint / "statistics" / digest.hexdigest()
         if folder.is_dir():
-            prep.load(folder)
-            return
+            try:
+                prep.load(folder)
+                return
+            except (OSError, KeyError, ValueError):  # unreadable or from an older state format: fit again
+                pass
         prep.fit_features({k: take(v, mod.present) for k, v in mod.arrays.items()})
         tmp = folder.parent / f".tmp-{uuid.uuid4().hex}"
         prep.save(tmp)

@@ -25,10 +25,21 @@ def _keys(values, cache_dir):
     return out
 
 
-def _write(path, data: bytes, age_s: float = 100.0):
+SETTLE_S = 0.2
+
+
+@pytest.fixture(autouse=True)
+def short_settle(monkeypatch):
+    """Files count as settled SETTLE_S after their last change (mtime or ctime), not 2 s."""
+    monkeypatch.setattr(StatMemo, "SETTLE_NS", int(SETTLE_S * 1e9))
+
+
+def settle():
+    time.sleep(SETTLE_S + 0.05)
+
+
+def _write(path, data: bytes):
     path.write_bytes(data)
-    past = time.time() - age_s
-    os.utime(path, (past, past))
     return str(path)
 
 
@@ -41,6 +52,7 @@ def _no_reads(monkeypatch):
 
 def test_keys_equal_plain_content_hashes_and_a_warm_pass_reads_nothing(tmp_path, monkeypatch):
     files = [_write(tmp_path / f"f{i}.bin", i.to_bytes(2, "little") * 25) for i in range(300)]  # several thread chunks
+    settle()
     cold, errors = _keys(files, tmp_path / "cache")
     assert not errors
     np.testing.assert_array_equal(cold, _hashes(files))
@@ -52,16 +64,19 @@ def test_keys_equal_plain_content_hashes_and_a_warm_pass_reads_nothing(tmp_path,
 
 def test_an_edited_file_is_hashed_again(tmp_path):
     path = tmp_path / "a.bin"
-    first = _write(path, b"x" * 10, age_s=200)
+    first = _write(path, b"x" * 10)
+    settle()
     before, _ = _keys([first], tmp_path / "cache")
-    _write(path, b"y" * 10, age_s=100)  # same size, other content, another (old) mtime
+    _write(path, b"y" * 10)  # same size, other content
+    settle()
     after, _ = _keys([first], tmp_path / "cache")
     assert after[0] == _hashes([first])[0] != before[0]
 
 
 def test_a_file_changed_within_the_clock_resolution_is_not_remembered(tmp_path, monkeypatch):
-    fresh = _write(tmp_path / "new.bin", b"abc", age_s=0)
-    settled = _write(tmp_path / "old.bin", b"def", age_s=100)
+    settled = _write(tmp_path / "old.bin", b"def")
+    settle()
+    fresh = _write(tmp_path / "new.bin", b"abc")
     _keys([fresh, settled], tmp_path / "cache")
     reads = []
     monkeypatch.setattr(cache, "content_key", lambda value, file_based: reads.append(value) or b"k" * 16)
@@ -72,8 +87,7 @@ def test_a_file_changed_within_the_clock_resolution_is_not_remembered(tmp_path, 
 def test_rows_of_a_packed_array_are_keyed_by_their_own_content(tmp_path, monkeypatch):
     shard = tmp_path / "shard.npy"
     np.save(shard, np.array([[1, 2], [3, 4], [1, 2]], np.int16))
-    past = time.time() - 100
-    os.utime(shard, (past, past))
+    settle()
     cells = [f"{shard}#{i}" for i in range(3)]
     cold, _ = _keys(cells, tmp_path / "cache")
     assert cold[0] == cold[2] != cold[1]  # equal rows share a key
@@ -93,6 +107,7 @@ def test_unreadable_files_are_reported_by_position(tmp_path):
 def test_memo_files_are_merged_and_still_answer(tmp_path, monkeypatch):
     monkeypatch.setattr(StatMemo, "MERGE_AT", 3)
     files = [_write(tmp_path / f"f{i}.bin", bytes([i])) for i in range(6)]
+    settle()
     expected = []
     for path in files:  # one memo file per pass
         keys, _ = _keys([path], tmp_path / "cache")
@@ -151,3 +166,30 @@ def test_memory_is_released_after_large_passes_only(monkeypatch):
     assert memory.release_memory(memory.LARGE_ROWS) and calls == [0]
     monkeypatch.setattr(memory, "_malloc_trim", lambda: None)  # not glibc: nothing to call
     assert not memory.release_memory(10 * memory.LARGE_ROWS)
+
+
+def test_a_copy_that_keeps_the_old_mtime_is_not_remembered_until_settled(tmp_path):
+    path = tmp_path / "copied.bin"
+    _write(path, b"abc")
+    past = time.time() - 100
+    os.utime(path, (past, past))  # like cp -p: an old mtime, but a fresh ctime
+    memo = StatMemo(tmp_path / "cache")
+    content_keys([str(path)], True, memo)
+    assert memo._pending == []
+
+
+def test_a_shard_replaced_under_the_same_path_is_read_anew(tmp_path):
+    shard = tmp_path / "shard.npy"
+    np.save(shard, np.array([[1, 2]], np.int16))
+    before, _ = content_keys([f"{shard}#0"], True)
+    np.save(tmp_path / "new.npy", np.array([[7, 8]], np.int16))
+    os.replace(tmp_path / "new.npy", shard)
+    after, _ = content_keys([f"{shard}#0"], True)
+    assert after[0] == _hashes([f"{shard}#0"])[0] != before[0]
+
+
+def test_a_packed_row_outside_its_shard_is_reported_not_raised(tmp_path):
+    shard = tmp_path / "shard.npy"
+    np.save(shard, np.zeros((2, 3), np.float32))
+    _, errors = content_keys([f"{shard}#1", f"{shard}#5"], True, StatMemo(tmp_path / "cache"))
+    assert list(errors) == [1] and "outside" in str(errors[1])

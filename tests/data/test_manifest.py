@@ -92,6 +92,7 @@ def test_cells_read_just_the_rows_asked_for_and_views_keep_manifest_rows(tmp_pat
     assert len(cells) == 3 and cells[1] == "a dog" and cells[2] is None
     assert cells[np.array([2, 0])] == [None, "a cat"]
     assert cells[1:] == ["a dog", None]
+    assert cells[np.array([False, True, True])] == ["a dog", None]  # a mask selects, it is not rows 0 and 1
     assert cells.present().tolist() == [True, True, False]
     view = cells.subset(np.array([2, 1]))
     assert len(view) == 2 and list(view) == [None, "a dog"] and view[1] == "a dog"

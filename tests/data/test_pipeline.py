@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import numpy as np
@@ -116,10 +115,9 @@ def test_feature_cache_gives_the_same_batches(tmp_path):
 
 
 def test_a_warm_cache_pass_neither_reads_nor_decodes_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache.StatMemo, "SETTLE_NS", 200_000_000)  # files settle after 0.2 s, not 2 s
     path = write_multimodal_manifest(tmp_path / "data")
-    past = time.time() - 100  # files written well before the run: their identity is remembered
-    for image in (tmp_path / "data" / "images").iterdir():
-        os.utime(image, (past, past))
+    time.sleep(0.25)  # written before the run: their identity is remembered
     manifest = read_manifest(path)
     config = make_config(MULTIMODAL, data={"cache_dir": str(tmp_path / "cache")})
     cold = DataPipeline(config)
@@ -193,3 +191,15 @@ def test_target_errors_name_the_original_row_after_skipped_rows(tmp_path):
     assert 1 not in table.rows.tolist()
     with pytest.raises(SchemaMismatchError, match=r"train\.csv row 3 \(line 5\)"):
         pipe.encode_targets(manifest, table)
+
+
+def test_two_modalities_on_one_column_keep_their_own_statistics(tmp_path):
+    manifest = read_manifest(_statistics_manifest(tmp_path / "data"))
+    twins = {"a": STATISTICS["img"], "b": STATISTICS["img"]}  # same column, same settings
+    config = make_config(twins, data={"cache_dir": str(tmp_path / "cache")})
+    cold = DataPipeline(config)
+    cold.fit(manifest)
+    warm = DataPipeline(config)
+    warm.fit(manifest)  # restores each modality's statistics from its own entry
+    for name in twins:
+        np.testing.assert_array_equal(warm.preprocessors[name].mean, cold.preprocessors[name].mean)
