@@ -82,11 +82,18 @@ class ContrastiveAlignConfig(AlignConfig):
 
 
 class TripletAlignConfig(AlignConfig):
-    """Hinge loss with the hardest in-batch negative (VSE++); with label positives, batch-hard
-    triplets (hardest positive against hardest negative)."""
+    """Hinge loss against an in-batch negative; with label positives, against the hardest positive.
+
+    Attributes:
+        negatives: ``hardest``: the most similar negative (VSE++; strong once the encoders are
+            pretrained, but from scratch it can collapse every embedding onto one point);
+            ``semihard``: the most similar negative that is still less similar than the positive
+            (FaceNet), the easiest negative when there is none.
+    """
 
     objective: Literal["triplet"] = "triplet"
     margin: PositiveFloat = 0.2
+    negatives: Literal["hardest", "semihard"] = "hardest"
 
 
 class CcaAlignConfig(AlignConfig):

@@ -74,6 +74,26 @@ def test_triplet_loss_uses_the_hardest_negative() -> None:
     assert result.logs["gap"].item() == pytest.approx((0.4 + 0.8 + 1.0 + 0.2) / 4, abs=1e-6)
 
 
+def test_semihard_triplet_takes_the_closest_negative_below_the_positive() -> None:
+    za = torch.eye(3)
+    zb = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, 0.6, 0.8]])
+    # sims [[1, .8, 0], [0, .6, .6], [0, 0, .8]], margin .5
+    # a->b: a0 pos 1, negs .8/0 -> .8: .3 | a1 pos .6, negs 0/.6 -> semi-hard 0: 0 (hardest .6: .5) | a2: 0
+    # b->a: b0 col [1, 0, 0]: 0 | b1 col [.8, .6, 0] pos .6 -> semi-hard 0: 0 (hardest .8: .7) | b2 col [0, .6, .8]: .3
+    assert triplet_loss(za, zb, 0.5, negatives="semihard").loss.item() == pytest.approx(0.6 / 6, abs=1e-6)
+    assert triplet_loss(za, zb, 0.5).loss.item() == pytest.approx(1.8 / 6, abs=1e-6)
+
+
+def test_semihard_triplet_falls_back_to_the_easiest_negative() -> None:
+    za = torch.eye(3)
+    zb = torch.tensor([[0.2, 0.0, math.sqrt(0.96)], [0.5, math.sqrt(0.75), 0.0], [0.9, math.sqrt(0.19), 0.0]])
+    # sims [[.2, .5, .9], [0, .866, .436], [.980, 0, 0]], margin .1
+    # a0: pos .2, no negative below -> easiest .5: .4 | a1: semi-hard .436 < .866: 0 | a2: pos 0, none below -> easiest 0: .1
+    # b0 col [.2, 0, .98]: semi-hard 0: 0 | b1 col [.5, .866, 0]: 0 | b2 col [.9, .436, 0]: pos 0 -> easiest .436: .536
+    expected = (0.4 + 0.1 + 0.1 + math.sqrt(0.19)) / 6
+    assert triplet_loss(za, zb, 0.1, negatives="semihard").loss.item() == pytest.approx(expected, abs=1e-5)
+
+
 def test_triplet_loss_with_label_positives_takes_the_hardest_positive() -> None:
     za = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
     zb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])

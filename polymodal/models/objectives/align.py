@@ -79,19 +79,22 @@ def info_nce(za: torch.Tensor, zb: torch.Tensor, logit_scale: torch.Tensor | flo
     return LossOutput(loss, {"accuracy": hit.detach()})
 
 
-def triplet_loss(za: torch.Tensor, zb: torch.Tensor, margin: float, positives: torch.Tensor | None = None
-                 ) -> LossOutput:
-    """Hinge triplet loss on cosine similarity with the hardest in-batch negative (VSE++).
+def triplet_loss(za: torch.Tensor, zb: torch.Tensor, margin: float, positives: torch.Tensor | None = None,
+                 negatives: str = "hardest") -> LossOutput:
+    """Hinge triplet loss on cosine similarity against one in-batch negative per anchor.
 
-    For anchor a_i: ``max(0, margin + max_{j not in P_i} cos(a_i, b_j) - min_{j in P_i} cos(a_i, b_j))``
-    (with one positive per row, the min is the partner itself; with label positives it is the
-    hardest positive, as in batch-hard mining). Averaged over anchors of both directions;
-    anchors without any negative are left out.
+    For anchor a_i with positive similarity ``p_i = min_{j in P_i} cos(a_i, b_j)`` (with one
+    positive per row, the partner itself; with label positives the hardest positive, as in
+    batch-hard mining): ``max(0, margin + n_i - p_i)``, where ``n_i`` is the most similar
+    negative (``hardest``, VSE++) or the most similar negative below ``p_i`` (``semihard``,
+    FaceNet; the least similar negative when none is below). Averaged over anchors of both
+    directions; anchors without any negative are left out.
 
     Args:
         za, zb: (B, D) paired embeddings (normalised here).
-        margin: the required gap between the positive and the hardest negative.
+        margin: the required gap between the positive and the negative.
         positives: (B, B) bool (default: the diagonal).
+        negatives: ``hardest`` or ``semihard``.
     """
     sims = F.normalize(za, dim=-1) @ F.normalize(zb, dim=-1).T  # (B, B)
     if positives is None:
@@ -99,9 +102,14 @@ def triplet_loss(za: torch.Tensor, zb: torch.Tensor, margin: float, positives: t
 
     def direction(s: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hardest_pos = s.masked_fill(~pos, math.inf).amin(dim=1)
-        hardest_neg = s.masked_fill(pos, -math.inf).amax(dim=1)
+        negative = s.masked_fill(pos, -math.inf).amax(dim=1)
+        if negatives == "semihard":
+            below = ~pos & (s < hardest_pos[:, None])
+            semihard = s.masked_fill(~below, -math.inf).amax(dim=1)
+            easiest = s.masked_fill(pos, math.inf).amin(dim=1)
+            negative = torch.where(below.any(dim=1), semihard, easiest)
         valid = (~pos).any(dim=1)
-        return F.relu(margin + hardest_neg - hardest_pos)[valid], (hardest_pos - hardest_neg)[valid]
+        return F.relu(margin + negative - hardest_pos)[valid], (hardest_pos - negative)[valid]
 
     loss_ab, gap_ab = direction(sims, positives)
     loss_ba, gap_ba = direction(sims.T, positives.T)
@@ -224,18 +232,19 @@ class ContrastiveObjective(PairwiseObjective):
 
 @ALIGNMENTS.register(TripletAlignConfig)
 class TripletObjective(PairwiseObjective):
-    """:func:`triplet_loss` with a fixed margin."""
+    """:func:`triplet_loss` with a fixed margin and a negative-mining rule."""
 
-    def __init__(self, pairs: Sequence[tuple[str, str]], margin: float = 0.2):
+    def __init__(self, pairs: Sequence[tuple[str, str]], margin: float = 0.2, negatives: str = "hardest"):
         super().__init__(pairs)
         self.margin = margin
+        self.negatives = negatives
 
     @classmethod
     def from_config(cls, cfg: TripletAlignConfig, *, pairs: Sequence[tuple[str, str]], **_: Any) -> TripletObjective:
-        return cls(pairs, cfg.margin)
+        return cls(pairs, cfg.margin, cfg.negatives)
 
     def pair_loss(self, za: torch.Tensor, zb: torch.Tensor, positives: torch.Tensor) -> LossOutput:
-        return triplet_loss(za, zb, self.margin, positives)
+        return triplet_loss(za, zb, self.margin, positives, self.negatives)
 
 
 @ALIGNMENTS.register(CcaAlignConfig)
