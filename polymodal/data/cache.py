@@ -321,7 +321,11 @@ class FeatureStore:
     def _segment_index(folder: Path) -> SortedIndex:
         if not (folder / SortedIndex.VALUES).is_file():  # written before the sorted index existed: add it
             keys = np.load(folder / "keys.npy")
-            SortedIndex.build(keys, np.arange(len(keys), dtype=np.int32)).save(folder)
+            index = SortedIndex.build(keys, np.arange(len(keys), dtype=np.int32))
+            try:
+                index.save(folder)
+            except OSError:  # a read-only cache: keep the index in memory
+                return index
         return SortedIndex.open(folder)
 
     def __len__(self) -> int:
