@@ -33,6 +33,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -123,7 +124,6 @@ class StatMemo:
 
     def __init__(self, root: Path):
         self.folder = Path(root) / "stat-memo"
-        self.folder.mkdir(parents=True, exist_ok=True)
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self.parts = self._open_parts()
 
@@ -137,6 +137,8 @@ class StatMemo:
         return parts
 
     def _part_folders(self) -> list[Path]:
+        if not self.folder.is_dir():
+            return []
         return sorted(p for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def lookup(self, stat_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +163,13 @@ class StatMemo:
             return
         stat, content = (np.concatenate(a) for a in zip(*self._pending))
         self._pending = []
-        self._write(SortedIndex.build(stat, content))
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._write(SortedIndex.build(stat, content))
+        except OSError as err:  # a read-only cache still answers; the next run hashes these files again
+            warnings.warn(f"cannot write the stat memo in {self.folder} ({err}); files will be hashed again next run",
+                          stacklevel=2)
+            return
         folders = self._part_folders()
         if len(folders) > self.MERGE_AT:
             parts = [SortedIndex.open(f) for f in folders if (f / SortedIndex.VALUES).is_file()]

@@ -126,10 +126,10 @@ class DataPipeline:
                 pass
         prep.fit_features({k: take(v, mod.present) for k, v in mod.arrays.items()})
         tmp = folder.parent / f".tmp-{uuid.uuid4().hex}"
-        prep.save(tmp)
         try:
+            prep.save(tmp)
             os.replace(tmp, folder)
-        except OSError:  # another process stored the same statistics first
+        except OSError:  # stored by another process first, or a read-only cache: fitted anyway
             shutil.rmtree(tmp, ignore_errors=True)
 
     def encode(self, manifest: Manifest, progress: bool = False, modalities: Iterable[str] | None = None) -> EncodedTable:

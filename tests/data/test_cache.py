@@ -193,3 +193,17 @@ def test_a_packed_row_outside_its_shard_is_reported_not_raised(tmp_path):
     np.save(shard, np.zeros((2, 3), np.float32))
     _, errors = content_keys([f"{shard}#1", f"{shard}#5"], True, StatMemo(tmp_path / "cache"))
     assert list(errors) == [1] and "outside" in str(errors[1])
+
+
+def test_a_memo_that_cannot_be_written_warns_and_still_answers(tmp_path, monkeypatch):
+    files = [_write(tmp_path / f"f{i}.bin", bytes([i])) for i in range(3)]
+    settle()
+
+    def read_only(self, index):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(StatMemo, "_write", read_only)
+    with pytest.warns(UserWarning, match="cannot write the stat memo"):
+        keys, errors = _keys(files, tmp_path / "cache")
+    assert not errors
+    np.testing.assert_array_equal(keys, _hashes(files))
