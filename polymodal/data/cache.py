@@ -44,6 +44,7 @@ import numpy as np
 from polymodal.data.arrays import content_bytes, split_row_ref
 from polymodal.data.modalities.base import ArraySpec
 from polymodal.errors import DecodeError
+from polymodal.utils.io import atomic_path
 
 KEY_BYTES = 16
 
@@ -93,9 +94,8 @@ class SortedIndex:
     def save(self, folder: Path) -> None:
         """Write both files atomically, the values last: their presence marks a complete index."""
         for name, array in ((self.KEYS, self.keys), (self.VALUES, self.values)):
-            tmp = folder / f".tmp-{uuid.uuid4().hex}.npy"
-            np.save(tmp, array)
-            os.replace(tmp, folder / name)
+            with atomic_path(folder / name) as tmp, open(tmp, "wb") as handle:
+                np.save(handle, array)
 
     def __len__(self) -> int:
         return len(self.keys)
