@@ -50,7 +50,15 @@ def _unwrap(annotation: Any, node: Any) -> Any:
             dicts = [m for m in members if get_origin(m) is dict]
             if dicts:
                 return dicts[0]
+        lists = [m for m in members if get_origin(_strip(m)) is list]
+        if isinstance(node, list | tuple) and lists:
+            return _strip(lists[0])
     return annotation
+
+
+def _strip(annotation: Any) -> Any:
+    """``annotation`` without an ``Annotated`` wrapper."""
+    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
 
 
 def _annotation_at(root: type[BaseModel], parts: list[str], data: Any) -> Any:
@@ -66,9 +74,11 @@ def _annotation_at(root: type[BaseModel], parts: list[str], data: Any) -> Any:
             annotation = field.annotation
         elif get_origin(annotation) is dict:
             annotation = get_args(annotation)[1]
+        elif get_origin(annotation) is list and part.isdigit():
+            annotation = get_args(annotation)[0]
         else:
             return None
-        node = node.get(part) if isinstance(node, Mapping) else None
+        node = _node(node, [part])
     return annotation
 
 
@@ -148,13 +158,21 @@ def _node(data: Any, parts: list[str]) -> Any:
     return data
 
 
+# what a member of a plain union (``A | list[A]``) says when the value has the other member's shape
+SHAPE_ERRORS = ("dict_type", "list_type", "model_type", "model_attributes_type")
+
+
 def format_validation_error(error: ValidationError, data: Any, root: type[BaseModel]) -> list[str]:
-    """One line per problem: ``key.path: what is wrong (got VALUE)``."""
-    lines = []
-    for err in error.errors(include_url=False):
-        parts = _user_path(tuple(err["loc"]), data, err["type"])
-        lines.append(_describe(err, parts, root, data))
-    return list(dict.fromkeys(lines))
+    """One line per problem: ``key.path: what is wrong (got VALUE)``.
+
+    A union member's complaint that the value has the wrong shape (``should be a valid list``) is
+    left out when another member accepted that shape and found a problem in the value itself.
+    """
+    found = [(err, _user_path(tuple(err["loc"]), data, err["type"])) for err in error.errors(include_url=False)]
+    explained = {tuple(parts[:i]) for err, parts in found if err["type"] not in SHAPE_ERRORS
+                 for i in range(len(parts) + 1)}
+    return list(dict.fromkeys(_describe(err, parts, root, data) for err, parts in found
+                              if not (err["type"] in SHAPE_ERRORS and tuple(parts) in explained)))
 
 
 def validate(model: type[BaseModel], data: Any, source: str | None = None) -> Any:

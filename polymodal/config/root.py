@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, model_validator
@@ -65,13 +65,20 @@ class Config(StrictModel):
     head: AnyHead = Field(default_factory=MlpHeadConfig)
     align: AnyAlign | None = None
     tasks: dict[str, TaskSpec] | None = None
-    transfer: AnyTransfer | None = None
+    transfer: AnyTransfer | Annotated[list[AnyTransfer], Field(min_length=1)] | None = None
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     tune: TuneConfig | None = None
     anomaly: AnomalyConfig | None = None  # task 'anomaly' (see polymodal.config.anomaly)
+
+    @property
+    def transfers(self) -> list[Any]:
+        """The transfer methods in the order written (``transfer`` holds one method or a list)."""
+        if self.transfer is None:
+            return []
+        return list(self.transfer) if isinstance(self.transfer, list) else [self.transfer]
 
     @property
     def targets(self) -> list[str]:
@@ -193,8 +200,8 @@ def _resolve_paths(model: BaseModel, base: Path) -> None:
             object.__setattr__(model, name, (base / value).resolve())
         elif isinstance(value, BaseModel):
             _resolve_paths(value, base)
-        elif isinstance(value, dict):
-            for item in value.values():
+        elif isinstance(value, dict | list):
+            for item in value.values() if isinstance(value, dict) else value:
                 if isinstance(item, BaseModel):
                     _resolve_paths(item, base)
 

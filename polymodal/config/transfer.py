@@ -1,11 +1,13 @@
 """The ``transfer:`` section: domain adaptation, semi-supervised learning, few-shot learning and
-cross-modal distillation. One method per run, chosen by ``method``.
+cross-modal distillation. A run uses one method, chosen by ``method``, or a list of methods
+whose loss terms add up (all learn from the same unlabelled manifest):
 
     transfer: {method: dann, on: fused}                  # labelled source + unlabelled target (--unlabeled)
     transfer: {method: mmd, on: [audio]}                 # adapt only the audio encoder (a new microphone)
     transfer: {method: fixmatch, threshold: 0.95}        # labelled + unlabelled rows of one domain
     transfer: {method: protonet, shots: 5, queries: 10}  # episodic training; predict(df, support=...)
     transfer: {method: distill, teacher: runs/teacher}   # a trained run teaches this one
+    transfer: [{method: cdan}, {method: fixmatch}]       # align the domains and self-train on the target
 
 Methods that learn from unlabelled rows take them from ``fit(..., unlabeled=...)`` (CLI
 ``--unlabeled``) or, when that is not given, from ``unlabeled`` in this section.
@@ -204,11 +206,38 @@ def check_transfer(config: Any) -> None:
     """Cross-field rules of the ``transfer`` section (called by the root config's validator).
 
     Raises:
-        ValueError: the method does not fit the task, the modalities or the fusion.
+        ValueError: a method does not fit the task, the modalities or the fusion, or the methods of
+            a list do not combine.
     """
-    transfer = config.transfer
-    if transfer is None:
-        return
+    methods = config.transfers
+    if len(methods) > 1:
+        _check_combination(methods)
+    for transfer in methods:
+        _check_method(transfer, config)
+
+
+def _check_combination(methods: list[Any]) -> None:
+    """Methods of a list add their loss terms; they must not repeat or disagree on shared inputs."""
+    names = [m.method for m in methods]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"transfer lists method(s) {repeated} more than once; each method may appear once")
+    if "protonet" in names:
+        raise ValueError("transfer method 'protonet' trains on episodes with its own head and loss; it cannot be "
+                         f"combined with other methods (got {names})")
+    domain = [m.method for m in methods if isinstance(m, DomainConfig)]
+    if len(domain) > 1:
+        raise ValueError(f"transfer lists several domain-adaptation methods {domain}; use one of them "
+                         "(it may be combined with pseudo_label, fixmatch or distill)")
+    unlabeled = [m for m in methods if isinstance(m, UnlabeledConfig)]
+    for field in ("unlabeled", "unlabeled_batch_size"):
+        values = {str(getattr(m, field)) for m in unlabeled if getattr(m, field) is not None}
+        if len(values) > 1:
+            raise ValueError(f"transfer: the methods {names} share one unlabelled manifest, but their "
+                             f"'{field}' values differ: {sorted(values)}; set it on one method only")
+
+
+def _check_method(transfer: Any, config: Any) -> None:
     if config.task == "retrieval":
         raise ValueError(f"transfer method '{transfer.method}' trains a task head; task 'retrieval' has none")
     if transfer.uses_predictions and config.task != "classification":

@@ -79,10 +79,10 @@ def build_heads(config: Any, in_dim: int, n_outputs: int, task_outputs: Mapping[
         n_outputs: outputs of the main task (all tasks together with ``task_outputs``).
         task_outputs: outputs per task, the main task first (multi-task configs).
     """
-    transfer = getattr(config, "transfer", None)
-    if transfer is not None and transfer.method == "protonet":
-        embed = HEADS.build(config.head, in_dim=in_dim, n_outputs=transfer.dim)
-        return PrototypeHead(embed, n_outputs, transfer.dim)
+    protonet = next((m for m in getattr(config, "transfers", ()) if m.method == "protonet"), None)
+    if protonet is not None:
+        embed = HEADS.build(config.head, in_dim=in_dim, n_outputs=protonet.dim)
+        return PrototypeHead(embed, n_outputs, protonet.dim)
     if not getattr(config, "tasks", None):
         return HEADS.build(config.head, in_dim=in_dim, n_outputs=n_outputs)
     if task_outputs is None:

@@ -18,6 +18,7 @@ from polymodal.config.transfer import CdanConfig, CoralConfig, DannConfig, Domai
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.domain import CdanLoss, CoralLoss, DannLoss, MmdLoss
 from polymodal.training.terms import StepContext, Term
+from polymodal.training.unlabeled import take_rows, view_rows
 
 FUSED = "fused"
 
@@ -42,22 +43,26 @@ def aligned_dims(cfg: DomainConfig, net: Any) -> dict[str, int]:
     return {name: net.encoders[name].output_dim for name in sorted(cfg.on)}
 
 
-def domain_features(ctx: StepContext, key: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Source and target features of one representation, and the rows they come from.
+def domain_features(ctx: StepContext, key: str, classes: slice
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source and target features of one representation, and the class logits of those rows.
+
+    The target rows are the unlabelled rows as loaded (not views other terms appended). For the
+    fused representation every row counts; for an encoder's output, the rows where the modality
+    is present.
 
     Returns:
-        source (Bs', D), target (Bt', D), source rows (B,) bool, target rows (Bt,) bool: all rows for
-        the fused representation, the rows where the modality is present for an encoder's output.
+        source features (Bs', D), target features (Bt', D), source logits (Bs', C), target logits (Bt', C).
     """
     out, target_out = ctx.out, ctx.unlabeled_out
     if out is None or target_out is None or ctx.unlabeled is None:
         raise ValueError("domain adaptation needs the unlabelled (target) batch; the training step has none")
+    target_out = take_rows(target_out, view_rows(ctx.unlabeled))
     if key == FUSED:
-        source, target = out.fused.pooled, target_out.fused.pooled
-        return (source, target, torch.ones(source.shape[0], dtype=torch.bool, device=source.device),
-                torch.ones(target.shape[0], dtype=torch.bool, device=target.device))
-    rows_s, rows_t = ctx.present[key], ctx.unlabeled["present"][key]
-    return out.features[key].pooled[rows_s], target_out.features[key].pooled[rows_t], rows_s, rows_t
+        return out.fused.pooled, target_out.fused.pooled, out.outputs[:, classes], target_out.outputs[:, classes]
+    rows_s, rows_t = ctx.present[key], ctx.unlabeled["present"][key][view_rows(ctx.unlabeled)]
+    return (out.features[key].pooled[rows_s], target_out.features[key].pooled[rows_t],
+            out.outputs[rows_s, classes], target_out.outputs[rows_t, classes])
 
 
 class DomainTerm(Term):
@@ -79,11 +84,11 @@ class DomainTerm(Term):
     def forward(self, ctx: StepContext) -> LossOutput:
         values, logs = [], {}
         for key, loss in self.losses.items():
-            source, target, rows_s, rows_t = domain_features(ctx, key)
+            source, target, source_logits, target_logits = domain_features(ctx, key, self.classes)
             if source.shape[0] < 2 or target.shape[0] < 2:
                 continue  # too few rows with this modality in the step to compare distributions
-            result = loss(source, target, source_logits=ctx.out.outputs[rows_s, self.classes],
-                          target_logits=ctx.unlabeled_out.outputs[rows_t, self.classes], progress=ctx.progress)
+            result = loss(source, target, source_logits=source_logits, target_logits=target_logits,
+                          progress=ctx.progress)
             values.append(result.loss)
             prefix = "" if len(self.losses) == 1 else f"{key}_"
             logs.update({f"{prefix}{k}": v for k, v in result.logs.items()})

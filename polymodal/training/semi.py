@@ -14,13 +14,13 @@ from polymodal.data.strong import strong_view
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.semi import pseudo_label_loss
 from polymodal.training.terms import Batch, StepContext, Term
-from polymodal.training.unlabeled import concat_inputs
+from polymodal.training.unlabeled import ROWS, add_view, take_rows, view_rows
 
 
-def _unlabeled_logits(ctx: StepContext, classes: slice):
-    if ctx.unlabeled_out is None:
+def _unlabeled_logits(ctx: StepContext, classes: slice, view: str = ROWS):
+    if ctx.unlabeled_out is None or ctx.unlabeled is None:
         raise ValueError("semi-supervised learning needs the unlabelled batch; the training step has none")
-    return ctx.unlabeled_out.outputs[:, classes]
+    return ctx.unlabeled_out.outputs[view_rows(ctx.unlabeled, view), classes]
 
 
 class PseudoLabelTerm(Term):
@@ -47,6 +47,9 @@ class PseudoLabelTerm(Term):
         return LossOutput(result.loss * scale, result.logs)
 
 
+STRONG = "strong"  # FixMatch's view of the unlabelled batch
+
+
 class FixMatchTerm(Term):
     """FixMatch (Sohn et al., 2020): the weak view's confident prediction labels the strong view.
 
@@ -69,12 +72,12 @@ class FixMatchTerm(Term):
         self.classes = classes
 
     def prepare_unlabeled(self, batch: Batch) -> Batch:
-        """The weak rows followed by their strong copies."""
-        strong = {"inputs": strong_view(batch["inputs"], self.kinds, self.magnitude, self.erase),
-                  "present": batch["present"]}
-        return {**batch, **concat_inputs(batch, strong)}
+        """The batch followed by a strong copy of its rows (view ``strong``)."""
+        weak = take_rows({"inputs": batch["inputs"], "present": batch["present"]}, view_rows(batch))
+        strong = {"inputs": strong_view(weak["inputs"], self.kinds, self.magnitude, self.erase),
+                  "present": weak["present"]}
+        return add_view(batch, STRONG, strong)
 
     def forward(self, ctx: StepContext) -> LossOutput:
-        logits = _unlabeled_logits(ctx, self.classes)
-        n = logits.shape[0] // 2
-        return pseudo_label_loss(logits[n:], logits[:n], self.threshold)
+        weak = _unlabeled_logits(ctx, self.classes)
+        return pseudo_label_loss(_unlabeled_logits(ctx, self.classes, STRONG), weak, self.threshold)

@@ -1,8 +1,9 @@
 """What a run's ``transfer`` section adds to training: data, loss terms, a loader, a last step.
 
 ``TransferPlan.prepare`` reads and encodes the unlabelled manifest (with the preprocessing fitted
-on the labelled one) or runs the distillation teacher over the training rows; ``terms`` adds the
-method's :class:`~polymodal.training.terms.Term`; ``train_loader`` pairs every labelled batch
+on the labelled one) or runs the distillation teacher over the training rows; ``terms`` adds each
+method's :class:`~polymodal.training.terms.Term` (a list of methods adds up their terms, which
+share one unlabelled batch); ``train_loader`` pairs every labelled batch
 with an unlabelled one (Lightning's ``CombinedLoader`` in ``max_size_cycle`` mode: an epoch runs
 through the longer manifest, cycling the shorter) or makes the batches episodes (few-shot);
 ``finish`` sets a prototypical network's class prototypes from the whole training set.
@@ -65,7 +66,7 @@ def main_labels(targets: Any, encoded: np.ndarray) -> np.ndarray:
 
 
 class TransferPlan:
-    """The transfer method of one fit (see the module docstring).
+    """The transfer method(s) of one fit (see the module docstring).
 
     Attributes:
         info: facts for the run's ``metrics.json`` (unlabelled rows, method).
@@ -73,13 +74,14 @@ class TransferPlan:
 
     def __init__(self, config: Any, pipeline: Any, train_table: EncodedTable, train_y: np.ndarray):
         self.config = config
-        self.method = config.transfer
+        self.methods = config.transfers
+        self.protonet = next((m for m in self.methods if isinstance(m, ProtoNetConfig)), None)  # always alone
         self.pipeline = pipeline
         self.train_table = train_table
         self.train_y = train_y
         self.unlabeled_table: EncodedTable | None = None
         self.teacher: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.info: dict[str, Any] = {} if self.method is None else {"transfer": self.method.method}
+        self.info: dict[str, Any] = {"transfer": "+".join(m.method for m in self.methods)} if self.methods else {}
 
     @classmethod
     def prepare(cls, config: Any, pipeline: Any, train_manifest: Any, train_table: EncodedTable,
@@ -99,36 +101,41 @@ class TransferPlan:
             SchemaMismatchError: the teacher does not fit this run.
         """
         plan = cls(config, pipeline, train_table, train_y)
-        method = plan.method
-        source = unlabeled if unlabeled is not None else getattr(method, "unlabeled", None)
-        if source is not None and not isinstance(method, UnlabeledConfig):
-            what = "no transfer method is configured" if method is None else f"transfer method '{method.method}'"
+        learners = [m for m in plan.methods if isinstance(m, UnlabeledConfig)]
+        source = unlabeled if unlabeled is not None else next(
+            (m.unlabeled for m in learners if m.unlabeled is not None), None)
+        if source is not None and not learners:
+            names = [m.method for m in plan.methods]
+            what = "no transfer method is configured" if not names else f"transfer method(s) {names}"
             raise ConfigError([f"transfer: unlabelled data was given (fit(unlabeled=...) or --unlabeled) but {what} "
                                f"learns from none; methods that do: {', '.join(UNLABELED_METHODS)}"])
-        if isinstance(method, UnlabeledConfig):
+        if learners:
             if source is None:
-                raise ConfigError([f"transfer.unlabeled: method '{method.method}' learns from an unlabelled manifest; "
-                                   "pass fit(unlabeled=...) or --unlabeled, or set transfer.unlabeled"])
+                raise ConfigError([f"transfer.unlabeled: method '{learners[0].method}' learns from an unlabelled "
+                                   "manifest; pass fit(unlabeled=...) or --unlabeled, or set transfer.unlabeled"])
             manifest = pipeline.read(source, require_target=False, training=True)
             plan.unlabeled_table = pipeline.encode(manifest, progress=config.train.progress)
             plan.info["unlabeled_rows"] = len(plan.unlabeled_table)
-        if isinstance(method, DistillConfig):
+        distill = next((m for m in plan.methods if isinstance(m, DistillConfig)), None)
+        if distill is not None:
             if load_run is None:
                 raise ValueError("distillation needs load_run to load the teacher's run folder")
-            teacher = load_run(Path(method.teacher))
+            teacher = load_run(Path(distill.teacher))
             check_teacher(teacher, pipeline.targets.classes)
             plan.teacher = teacher_outputs(teacher, train_manifest, np.asarray(train_table.rows), default_device())
-            plan.info["teacher"] = str(method.teacher)
+            plan.info["teacher"] = str(distill.teacher)
         return plan
 
     def terms(self, net: Any, terms: list[Term]) -> list[Term]:
-        """The run's loss terms with the method's added (a prototypical network replaces the task
+        """The run's loss terms with each method's added (a prototypical network replaces the task
         term: its head scores prototypes, which the episodes train)."""
-        method = self.method
+        for method in self.methods:
+            terms = self._add_term(method, net, terms)
+        return terms
+
+    def _add_term(self, method: Any, net: Any, terms: list[Term]) -> list[Term]:
         classes = main_classes(self.pipeline.targets)
         n_classes = classes.stop - classes.start
-        if method is None:
-            return terms
         if isinstance(method, DomainConfig):
             return [*terms, build_domain_term(method, net, n_classes, self.config.train.seed)]
         if isinstance(method, PseudoLabelConfig):
@@ -147,24 +154,25 @@ class TransferPlan:
 
     def train_loader(self, labeled: DataLoader) -> Any:
         """The training loader: ``labeled`` itself, paired with the unlabelled rows, or episodic."""
-        method = self.method
         if self.unlabeled_table is not None:
-            size = method.unlabeled_batch_size or self.config.train.batch_size
+            sizes = [m.unlabeled_batch_size for m in self.methods if getattr(m, "unlabeled_batch_size", None)]
+            size = sizes[0] if sizes else self.config.train.batch_size
             dataset = self.pipeline.dataset(self.unlabeled_table, None, train=True)
             unlabeled = DataLoader(dataset, batch_size=size, shuffle=True, collate_fn=collate,
                                    num_workers=labeled.num_workers, persistent_workers=labeled.num_workers > 0,
                                    drop_last=len(dataset) > size)
             return PairedLoader(labeled, unlabeled)
-        if isinstance(method, ProtoNetConfig):
+        if self.protonet is not None:
+            proto = self.protonet
             labels = main_labels(self.pipeline.targets, self.train_y)
-            return episode_loader(labeled.dataset, labels, ways=method.ways or int(labels.max()) + 1,
-                                  shots=method.shots, queries=method.queries, episodes=method.episodes,
+            return episode_loader(labeled.dataset, labels, ways=proto.ways or int(labels.max()) + 1,
+                                  shots=proto.shots, queries=proto.queries, episodes=proto.episodes,
                                   seed=self.config.train.seed, collate=collate, num_workers=labeled.num_workers)
         return labeled
 
     def finish(self, net: Any) -> None:
         """After training: a prototypical network's prototypes become the training classes' means."""
-        if isinstance(self.method, ProtoNetConfig):
+        if self.protonet is not None:
             loader = DataLoader(self.pipeline.dataset(self.train_table, None, train=False),
                                 batch_size=self.config.train.batch_size, collate_fn=collate)
             set_class_prototypes(net, loader, main_labels(self.pipeline.targets, self.train_y), default_device())

@@ -5,7 +5,10 @@ Running both batches through the network as one (as DANN, CDAN and FixMatch do) 
 batch normalisation see both domains in every step, so its running statistics, used at test
 time, describe the target domain too. Terms may add views of the unlabelled batch first
 (:meth:`~polymodal.training.terms.Term.prepare_unlabeled`; FixMatch appends a strongly
-augmented copy); the outputs come back split into the labelled part and the unlabelled part.
+augmented copy with :func:`add_view`); the outputs come back split into the labelled part and
+the unlabelled part. ``batch["views"]`` says which rows of the unlabelled part are which view:
+``views["rows"]`` the rows as loaded, so terms that combine (CDAN + FixMatch) each read the rows
+they mean.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from polymodal.data.dataset import collate
 from polymodal.models.model import MultimodalNet, NetOutput
 
 Batch = dict[str, Any]
+ROWS = "rows"  # the view of the unlabelled rows as loaded
 
 
 def take_rows(value: Any, rows: slice) -> Any:
@@ -38,6 +42,25 @@ def concat_inputs(first: Batch, second: Batch) -> Batch:
                     {"inputs": second["inputs"], "present": second["present"]}])
 
 
+def batch_rows(batch: Batch) -> int:
+    """Rows of a batch (its presence masks are (B,) per modality)."""
+    return next(iter(batch["present"].values())).shape[0]
+
+
+def add_view(batch: Batch, name: str, view: Batch) -> Batch:
+    """``batch`` with the rows of ``view`` (``inputs`` and ``present``) appended, and their
+    place recorded as ``batch["views"][name]``."""
+    start = batch_rows(batch)
+    views = {**batch.get("views", {ROWS: slice(0, start)}), name: slice(start, start + batch_rows(view))}
+    return {**batch, **concat_inputs(batch, view), "views": views}
+
+
+def view_rows(batch: Batch, name: str = ROWS) -> slice:
+    """Which rows of the (prepared) unlabelled batch hold view ``name``."""
+    views = batch.get("views")
+    return views[name] if views is not None else slice(0, batch_rows(batch))
+
+
 def forward_with_unlabeled(net: MultimodalNet, inputs: Mapping[str, Any], present: Mapping[str, torch.Tensor],
                            unlabeled: Batch | None, terms: Iterable[Any]
                            ) -> tuple[NetOutput, Batch | None, NetOutput | None]:
@@ -53,6 +76,7 @@ def forward_with_unlabeled(net: MultimodalNet, inputs: Mapping[str, Any], presen
     """
     if unlabeled is None:
         return net.forward_train(inputs, present), None, None
+    unlabeled = {**unlabeled, "views": {ROWS: slice(0, batch_rows(unlabeled))}}
     for term in terms:
         unlabeled = term.prepare_unlabeled(unlabeled)
     n = next(iter(present.values())).shape[0]

@@ -223,3 +223,41 @@ def test_hf_encoder_keeps_an_explicit_pretrained_tokenizer_folder():
 def test_config_error_is_a_value_error():
     with pytest.raises(ValueError, match="modalities"):
         load_config({"target": "label"})
+
+
+# -- transfer: one method or a list of methods ----------------------------------------------------
+def test_a_list_of_transfer_methods_validates_in_order():
+    config = load_config(config_with(transfer=[{"method": "cdan"}, {"method": "fixmatch", "threshold": 0.9}]))
+    assert [m.method for m in config.transfers] == ["cdan", "fixmatch"]
+    assert config.transfers[1].threshold == 0.9
+    assert load_config(config_with(transfer={"method": "mmd"})).transfers[0].method == "mmd"
+    assert load_config(BASE).transfers == []
+
+
+def test_an_error_inside_a_transfer_list_names_its_index_without_the_other_shape():
+    problems = problems_of(config_with(transfer=[{"method": "cdan"}, {"method": "fixmatch", "threshold": 2}]))
+    assert problems == ["transfer.1.threshold: Input should be less than 1 (got 2)"]
+    problems = problems_of(config_with(transfer=[{"method": "dann"}, {"method": "nope"}]))
+    assert len(problems) == 1 and problems[0].startswith("transfer.1: 'method' must be one of [")
+    assert "'fixmatch'" in problems[0] and problems[0].endswith("got 'nope'")
+
+
+def test_an_error_in_a_single_transfer_method_does_not_mention_lists():
+    problems = problems_of(config_with(transfer={"method": "dann", "hidden": [0]}))
+    assert problems == ["transfer.hidden.0: Input should be greater than 0 (got 0)"]
+    # a value that is neither shape gets both shapes named
+    problems = problems_of(config_with(transfer=5))
+    assert len(problems) == 2 and any("valid list" in p for p in problems)
+
+
+@pytest.mark.parametrize("methods, message", [
+    ([{"method": "fixmatch"}, {"method": "fixmatch"}], "more than once"),
+    ([{"method": "dann"}, {"method": "mmd"}], "several domain-adaptation methods ['dann', 'mmd']"),
+    ([{"method": "protonet"}, {"method": "pseudo_label"}], "cannot be combined"),
+    ([{"method": "coral", "unlabeled": "a.csv"}, {"method": "fixmatch", "unlabeled": "b.csv"}],
+     "'unlabeled' values differ"),
+    ([], "at least 1 item"),
+])
+def test_transfer_methods_that_do_not_combine_are_refused(methods, message):
+    problems = problems_of(config_with(transfer=methods))
+    assert len(problems) == 1 and message in problems[0]

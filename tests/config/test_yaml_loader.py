@@ -33,3 +33,15 @@ def test_transfer_on_a_chosen_modality_reads_from_yaml_and_round_trips(tmp_path)
     assert config.train.progress is False and config.train.deterministic is True
     save_config(config, tmp_path / "saved.yaml")
     assert load_config(tmp_path / "saved.yaml") == config
+
+
+def test_a_list_of_transfer_methods_resolves_paths_and_round_trips(tmp_path):
+    text = DANN_ON_ONE_MODALITY.replace("transfer: {method: dann, on: [mic]}",
+                                        "transfer: [{method: dann, on: [mic]}, {method: fixmatch, unlabeled: t.csv}]")
+    path = tmp_path / "dann_fixmatch.yaml"
+    path.write_text(text, encoding="utf-8")
+    config = load_config(path)
+    assert [m.method for m in config.transfers] == ["dann", "fixmatch"]
+    assert config.transfers[1].unlabeled == (tmp_path / "t.csv").resolve()  # relative to the config file
+    save_config(config, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == config

@@ -24,7 +24,9 @@ from polymodal.data.dataset import collate
 from polymodal.errors import ConfigError, SchemaMismatchError
 from polymodal.training.adaptation import build_domain_term
 from polymodal.training.finetune import trainable_blocks
+from polymodal.training.semi import FixMatchTerm
 from polymodal.training.terms import StepContext
+from polymodal.training.unlabeled import forward_with_unlabeled
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +106,45 @@ def test_adapting_one_modality_sends_gradients_to_its_encoder_only(data, method)
 def test_unknown_modality_to_adapt_is_a_config_error():
     with pytest.raises(ConfigError, match="transfer.on"):
         MultimodalPredictor.from_config(config({"method": "coral", "on": ["audio"]}))
+
+
+# -- several methods in one run -------------------------------------------------------------------
+def test_a_domain_method_and_fixmatch_train_together_and_the_run_reloads(data, tmp_path):
+    cfg = config([{"method": "cdan"}, {"method": "fixmatch", "threshold": 0.0}])
+    pred = MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], unlabeled=data["unlabeled"])
+    assert pred.info["transfer"] == "cdan+fixmatch" and pred.info["unlabeled_rows"] == data["n_unlabeled"]
+    for column in ("train_domain_loss", "train_fixmatch_loss"):
+        losses = pred.history[column].to_numpy()
+        assert np.isfinite(losses).all() and (losses > 0).all()
+    loaded = MultimodalPredictor.load(pred.save(tmp_path / "run"))
+    assert [m.method for m in loaded.config.transfers] == ["cdan", "fixmatch"]
+    assert (loaded.predict(data["test"]) == pred.predict(data["test"])).all()
+
+
+def test_a_domain_term_reads_the_unlabelled_rows_not_the_views_fixmatch_appends(data):
+    """With FixMatch beside it, the domain loss compares the source batch with the target rows as
+    loaded: the same value as without FixMatch (eval mode, so batch norm does not mix the rows)."""
+    pred = MultimodalPredictor.from_config(config(epochs=1)).fit(data["train"], data["valid"])
+    net = pred.net.eval()
+    pipeline = pred.pipeline
+    source_table = pipeline.encode(pipeline.read(data["train"], require_target=True))
+    source = collate([pipeline.dataset(source_table)[i] for i in range(16)])
+    target_table = pipeline.encode(pipeline.read(data["unlabeled"], require_target=False))
+    target = collate([pipeline.dataset(target_table, None)[i] for i in range(12)])
+    domain = build_domain_term(CoralConfig(), net, n_classes=3)
+    fixmatch = FixMatchTerm({"img": "image", "sig": "signal", "tab": "tabular"}, 0.0, 1.0, 1.0, 0.25, slice(0, 3))
+
+    def domain_loss(terms: list) -> tuple[torch.Tensor, dict]:
+        out, unlabeled, target_out = forward_with_unlabeled(net, source["inputs"], source["present"], target, terms)
+        ctx = StepContext(None, source, source["present"], out, unlabeled, 1.0, target_out)
+        return domain(ctx).loss, unlabeled
+
+    with torch.no_grad():
+        alone, plain = domain_loss([domain])
+        combined, prepared = domain_loss([domain, fixmatch])
+    assert plain["views"] == {"rows": slice(0, 12)}
+    assert prepared["views"] == {"rows": slice(0, 12), "strong": slice(12, 24)}
+    assert float(alone) > 0 and torch.allclose(alone, combined)
 
 
 # -- few-shot -------------------------------------------------------------------------------------
