@@ -28,6 +28,7 @@ import numpy as np
 
 from polymodal.deploy.errors import RequestError
 from polymodal.errors import MissingDependencyError
+from polymodal.utils.images import resize_image
 
 AMIN = 1e-10
 _PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
@@ -105,7 +106,7 @@ class ImageFeatures(Features):
             image = image.convert(target)
         size = self.cfg["size"]
         height, width = (size, size) if isinstance(size, int) else size
-        array = np.asarray(resize(image, (height, width), self.cfg["resize"]), dtype=np.uint8)
+        array = np.asarray(resize_image(image, (height, width), self.cfg["resize"]), dtype=np.uint8)
         return array[:, :, None] if array.ndim == 2 else array
 
     def open(self, data: bytes) -> Any:
@@ -133,24 +134,6 @@ class ImageFeatures(Features):
         return {"x": np.stack(samples).astype(np.uint8, copy=False)}
 
 
-def resize(image: Any, size: tuple[int, int], mode: str) -> Any:
-    """Resize a Pillow image to (height, width) as ``polymodal.data.modalities.image.resize`` does."""
-    from PIL import Image
-
-    height, width = size
-    if mode == "stretch":
-        return image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    scale = (min if mode == "pad" else max)(width / image.width, height / image.height)
-    new_w, new_h = max(1, round(image.width * scale)), max(1, round(image.height * scale))
-    image = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    if mode == "crop":
-        left, top = (new_w - width) // 2, (new_h - height) // 2
-        return image.crop((left, top, left + width, top + height))
-    canvas = Image.new(image.mode, (width, height))
-    canvas.paste(image, ((width - new_w) // 2, (height - new_h) // 2))
-    return canvas
-
-
 # --- audio -------------------------------------------------------------------------------------
 def read_wav(data: bytes) -> tuple[np.ndarray, int]:
     """Mono float32 waveform and sample rate of WAV bytes (16-bit PCM here, else ``soundfile``)."""
@@ -162,7 +145,7 @@ def read_wav(data: bytes) -> tuple[np.ndarray, int]:
                 if pcm.size and pcm.size % channels == 0:
                     mono = pcm.reshape(-1, channels).mean(axis=1, dtype=np.float32)
                     return mono * np.float32(1 / 32768), rate
-    except (wave.Error, EOFError):
+    except (wave.Error, EOFError, RuntimeError):  # the stdlib raises a bare RuntimeError for a chunk past the end
         pass  # not plain PCM WAV: libsndfile may still read it
     try:
         import soundfile

@@ -51,6 +51,13 @@ def test_rows_are_validated(runtime):
         runtime.predict([{"image": b"GIF89a-not-really"}])
 
 
+def test_a_wav_with_a_chunk_past_the_end_is_an_unsupported_file():
+    data = b"RIFF" + (16).to_bytes(4, "little") + b"WAVEjunk" + (1 << 24).to_bytes(4, "little") + b"\0" * 4
+    with pytest.raises(RequestError, match="not a readable audio file") as info:
+        read_wav(data)
+    assert info.value.status == 415
+
+
 def test_explain_is_exact_shapley_over_presence_masks(runtime):
     names = runtime.names  # audio, image, labs, notes
     rows = [{"image": png_bytes(np.full((10, 12), 200, np.uint8)), "notes": "blue large", "labs": {"x1": 2.0}},

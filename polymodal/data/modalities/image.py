@@ -18,6 +18,7 @@ from polymodal.config.modalities import ImageAugment, ImageModality, ImagePrepro
 from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
+from polymodal.utils.images import resize_image
 
 PIL_MODES = {"rgb": "RGB", "gray": "L", "hsv": "HSV"}
 EXIF_FORMATS = frozenset({"JPEG", "MPO", "TIFF", "WEBP", "HEIF"})
@@ -39,25 +40,6 @@ def _to_pil(array: np.ndarray, path: str) -> Image.Image:
             values = values * 255.0
         array = np.clip(np.rint(values), 0, 255).astype(np.uint8)
     return Image.fromarray(array)
-
-
-def resize(image: Image.Image, size: tuple[int, int], mode: str) -> Image.Image:
-    """Resize to (height, width): ``stretch``, ``pad`` (fit inside, centre, black borders) or
-    ``crop`` (cover, centre-crop)."""
-    height, width = size
-    if mode == "stretch":
-        return image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    scale_fn = min if mode == "pad" else max
-    scale = scale_fn(width / image.width, height / image.height)
-    new_w = max(1, round(image.width * scale))
-    new_h = max(1, round(image.height * scale))
-    image = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    if mode == "crop":
-        left, top = (new_w - width) // 2, (new_h - height) // 2
-        return image.crop((left, top, left + width, top + height))
-    canvas = Image.new(image.mode, (width, height))
-    canvas.paste(image, ((width - new_w) // 2, (height - new_h) // 2))
-    return canvas
 
 
 def build_augment(cfg: ImageAugment) -> torch.nn.Module | None:
@@ -110,7 +92,7 @@ class ImagePreprocessor(Preprocessor):
             if target == "HSV" and image.mode != "RGB":
                 image = image.convert("RGB")  # Pillow converts to HSV from RGB only
             image = image.convert(target)
-        image = resize(image, self.size, self.cfg.resize)
+        image = resize_image(image, self.size, self.cfg.resize)
         array = np.asarray(image, dtype=np.uint8)
         return array[:, :, None] if array.ndim == 2 else array  # (H, W, C)
 

@@ -189,6 +189,15 @@ def test_corrupt_wav_names_the_file(tmp_path):
     assert str(path) in str(info.value)
 
 
+def test_wav_with_a_chunk_past_the_end_is_a_decode_error(tmp_path):
+    """The standard library's parser raises a bare RuntimeError on this one."""
+    path = tmp_path / "long_chunk.wav"
+    path.write_bytes(b"RIFF" + (16).to_bytes(4, "little") + b"WAVEjunk" + (1 << 24).to_bytes(4, "little") + b"\0" * 4)
+    with pytest.raises(DecodeError, match="corrupt audio") as info:
+        audio().decode(str(path))
+    assert info.value.path == str(path)
+
+
 def test_empty_wav_is_a_decode_error(tmp_path):
     path = write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32), SR)
     with pytest.raises(DecodeError, match="no samples"):
