@@ -11,7 +11,9 @@ Storage is append-only: each encoding pass that meets new items writes one *segm
 so an interrupted run never leaves a partial segment and concurrent writers never clash.
 Each segment (and each memo part below) also holds its keys sorted (``index_keys.npy``, with
 ``index_values.npy``), memory-mapped and binary-searched: a lookup reads a few pages per key
-and nothing is loaded whole, so opening a store of a million items costs no memory.
+and nothing is loaded whole, so opening a store of a million items costs no memory. When many
+runs have added segments, their indexes are merged into one (``merged/``), so a lookup stays a
+single binary search.
 
 Hashing a file's bytes on every run would make a warm run read the whole dataset again, so a
 :class:`StatMemo` (``<cache_dir>/stat-memo/``) remembers each file's content key under its
@@ -29,6 +31,7 @@ memory is never loaded whole.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -310,7 +313,16 @@ class SegmentedArray:
 
 
 class FeatureStore:
-    """Featurised items of one preprocessing fingerprint (see the module docstring)."""
+    """Featurised items of one preprocessing fingerprint (see the module docstring).
+
+    Each segment has its own sorted index; once more than ``MERGE_AT`` segments would be searched
+    one by one, their keys are merged into one index (``merged/<id>/``: keys -> segment and slot,
+    with the names of the segments it covers), so a lookup stays one binary search however many
+    runs added segments. The arrays stay where they were written.
+    """
+
+    MERGE_AT = 16
+    SLOT_BITS = 32  # a merged value packs (position in its covered segments << 32) | slot
 
     def __init__(self, root: Path, fingerprint: str, spec: Mapping[str, ArraySpec]):
         self.folder = Path(root) / fingerprint
@@ -323,7 +335,54 @@ class FeatureStore:
         self.segment_names = names
         folders = [self.folder / "segments" / n for n in names]
         self.arrays = [{k: np.load(f / f"{k}.npy", mmap_mode="r") for k in self.spec} for f in folders]
-        self.indexes = [self._segment_index(f) for f in folders]
+        self.merged, covered = self._open_merged(set(names))
+        number = {name: i for i, name in enumerate(names)}
+        self.merged_segments = np.array([number[n] for n in covered], np.int32)  # covered position -> segment
+        merged = set(covered)
+        self.indexes = {i: self._segment_index(f) for i, f in enumerate(folders) if names[i] not in merged}
+
+    def _merged_folders(self) -> list[Path]:
+        folder = self.folder / "merged"
+        if not folder.is_dir():
+            return []
+        return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+
+    def _open_merged(self, present: set[str]) -> tuple[SortedIndex | None, list[str]]:
+        """The newest merged index whose segments all exist, and the names it covers."""
+        for folder in self._merged_folders():
+            try:
+                covered = json.loads((folder / "segments.json").read_text(encoding="utf-8"))
+                if set(covered) <= present:
+                    return SortedIndex.open(folder), covered
+            except (OSError, ValueError):  # being replaced by another process's merge: try the next
+                continue
+        return None, []
+
+    def _merge(self) -> None:
+        """One index over every segment's keys (the first copy of a key stored twice wins)."""
+        keys = [index.keys for index in self.indexes.values()]
+        values = [(np.int64(number) << self.SLOT_BITS) | np.asarray(index.values, np.int64)
+                  for number, index in self.indexes.items()]
+        if self.merged is not None:
+            packed = np.asarray(self.merged.values, np.int64)
+            keys.append(self.merged.keys)
+            values.append((self.merged_segments[packed >> self.SLOT_BITS].astype(np.int64) << self.SLOT_BITS)
+                          | (packed & ((1 << self.SLOT_BITS) - 1)))
+        unique, first = np.unique(np.concatenate(keys), return_index=True)
+        old = self._merged_folders()
+        tmp = self.folder / "merged" / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir(parents=True)
+        SortedIndex(unique, np.concatenate(values)[first]).save(tmp)
+        with atomic_path(tmp / "segments.json") as path:
+            path.write_text(json.dumps(self.segment_names), encoding="utf-8")
+        os.replace(tmp, self.folder / "merged" / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}")
+        for folder in old:  # hidden first, so a reader never opens a half-deleted index
+            trash = folder.parent / f".trash-{uuid.uuid4().hex}"
+            try:
+                os.replace(folder, trash)
+            except OSError:  # another process removed it already
+                continue
+            shutil.rmtree(trash, ignore_errors=True)
 
     @staticmethod
     def _segment_index(folder: Path) -> SortedIndex:
@@ -337,12 +396,16 @@ class FeatureStore:
         return SortedIndex.open(folder)
 
     def __len__(self) -> int:
-        return sum(len(index) for index in self.indexes)
+        return (0 if self.merged is None else len(self.merged)) + sum(len(index) for index in self.indexes.values())
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(segment, slot) of each key; segment -1 where the key is not stored."""
         seg, slot = np.full(len(keys), -1, np.int32), np.zeros(len(keys), np.int32)
-        for number, index in enumerate(self.indexes):
+        if self.merged is not None:
+            hit, packed = self.merged.find(keys)
+            seg[hit] = self.merged_segments[packed[hit] >> self.SLOT_BITS]
+            slot[hit] = packed[hit] & ((1 << self.SLOT_BITS) - 1)
+        for number, index in self.indexes.items():
             hit, slots = index.find(keys)
             seg[hit], slot[hit] = number, slots[hit]
         return seg, slot
@@ -372,6 +435,13 @@ class FeatureStore:
         SortedIndex.build(keys[filled], np.arange(int(filled.sum()), dtype=np.int32)).save(tmp)
         os.replace(tmp, self.folder / "segments" / f"{len(self.segment_names):05d}-{uuid.uuid4().hex[:8]}")
         self._load_index()
+        if len(self.indexes) > self.MERGE_AT:
+            try:
+                self._merge()
+            except OSError as err:  # lookups still work, segment by segment
+                warnings.warn(f"cannot merge the segment indexes of {self.folder} ({err})", stacklevel=2)
+                return
+            self._load_index()
 
     def discard_segment(self, tmp: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -2,6 +2,7 @@
 of a file's content, size or times is hashed again."""
 
 import os
+import shutil
 import time
 
 import numpy as np
@@ -155,6 +156,34 @@ def test_a_segment_without_a_sorted_index_is_still_found(tmp_path):
     store = FeatureStore(tmp_path, "fp", {"x": ArraySpec((2,), "<f4")})
     segment, slot = store.lookup(np.array([b"e" * 16, b"k" * 16], f"S{KEY_BYTES}"))
     np.testing.assert_array_equal(store.view(segment, slot)["x"][np.arange(2)][:, 0], [6.0, 5.0])
+
+
+def test_many_segments_are_merged_into_one_index_that_finds_every_item(tmp_path, monkeypatch):
+    monkeypatch.setattr(FeatureStore, "MERGE_AT", 2)
+    batches = [[(bytes([65 + i]) * 16, float(i))] for i in range(7)]  # 7 segments, one item each
+    store = _store_with_segments(tmp_path, *batches[:3])  # the 3rd segment triggers a merge
+    assert store.merged is not None and store.indexes == {}
+    store = _store_with_segments(tmp_path, *batches[3:])  # 2 more searched alone, then a merge of the old + 3
+    merged = [p for p in (tmp_path / "fp" / "merged").iterdir() if not p.name.startswith(".")]
+    assert len(merged) == 1  # the older merged index was replaced
+    for reopened in (store, FeatureStore(tmp_path, "fp", {"x": ArraySpec((2,), "<f4")})):
+        assert len(reopened.segment_names) == 7 and len(reopened) == 7 and len(reopened.indexes) <= 2
+        keys = np.array([bytes([65 + i]) * 16 for i in (6, 0, 3, 5)] + [b"z" * 16], f"S{KEY_BYTES}")
+        segment, slot = reopened.lookup(keys)
+        assert segment[-1] == -1
+        np.testing.assert_array_equal(reopened.view(segment, slot)["x"][np.arange(5)][:, 0], [6, 0, 3, 5, 0])
+
+
+def test_a_merged_index_over_a_removed_segment_is_ignored(tmp_path, monkeypatch):
+    monkeypatch.setattr(FeatureStore, "MERGE_AT", 1)
+    _store_with_segments(tmp_path, [(b"a" * 16, 1.0)], [(b"b" * 16, 2.0)])
+    first = sorted((tmp_path / "fp" / "segments").iterdir())[0]
+    shutil.rmtree(first)  # a user cleaned up by hand
+    store = FeatureStore(tmp_path, "fp", {"x": ArraySpec((2,), "<f4")})
+    assert store.merged is None
+    segment, slot = store.lookup(np.array([b"a" * 16, b"b" * 16], f"S{KEY_BYTES}"))
+    assert segment[0] == -1
+    assert store.view(segment, slot)["x"][np.arange(2)][1, 0] == 2.0
 
 
 def test_memory_is_released_after_large_passes_only(monkeypatch):
