@@ -57,8 +57,8 @@ def add_view(batch: Batch, name: str, view: Batch) -> Batch:
 
 def view_rows(batch: Batch, name: str = ROWS) -> slice:
     """Which rows of the (prepared) unlabelled batch hold view ``name``."""
-    views = batch.get("views")
-    return views[name] if views is not None else slice(0, batch_rows(batch))
+    views = batch.get("views") or {ROWS: slice(0, batch_rows(batch))}
+    return views[name]
 
 
 def forward_with_unlabeled(net: MultimodalNet, inputs: Mapping[str, Any], present: Mapping[str, torch.Tensor],
