@@ -30,17 +30,33 @@ from polymodal.utils.io import atomic_write, atomic_write_json, atomic_write_tex
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """``set_dotted(d, "train.lr", 1e-3)`` sets ``d["train"]["lr"]``, creating sections as needed."""
-    node = data
+    """``set_dotted(d, "train.lr", 1e-3)`` sets ``d["train"]["lr"]``, creating sections as needed;
+    a number indexes a list (``transfer.1.threshold``: the second method of a list)."""
+    node: Any = data
     parts = key.split(".")
     for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
+        child = _child(node, part)
+        if child is None and isinstance(node, dict):
             child = node[part] = {}
-        if not isinstance(child, dict):
+        if not isinstance(child, dict | list):
             raise ConfigError([f"tune.space.{key}: '{part}' is not a section of the config (it holds {child!r})"])
         node = child
-    node[parts[-1]] = value
+    if isinstance(node, list):
+        if not (parts[-1].isdigit() and int(parts[-1]) < len(node)):
+            raise ConfigError([f"tune.space.{key}: '{parts[-1]}' is not an index of the list (it has {len(node)} "
+                               "items)"])
+        node[int(parts[-1])] = value
+    else:
+        node[parts[-1]] = value
+
+
+def _child(node: Any, part: str) -> Any:
+    """``node[part]``: a key of a section, a position in a list; None where there is none."""
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        return node[int(part)]
+    return None
 
 
 def trial_config(base: dict[str, Any], values: dict[str, Any]) -> Config:
@@ -67,7 +83,7 @@ def trial_config(base: dict[str, Any], values: dict[str, Any]) -> Config:
 def _get(data: dict[str, Any], dotted: str) -> Any:
     node: Any = data
     for part in dotted.split(".") if dotted else []:
-        node = node.get(part) if isinstance(node, dict) else None
+        node = _child(node, part)
     return node
 
 

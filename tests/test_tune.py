@@ -32,6 +32,15 @@ def test_trial_config_validates_sampled_values():
         trial_config(base, {"train.lr": -1.0})
 
 
+def test_a_method_inside_a_transfer_list_is_addressed_by_its_index():
+    base = {**classification_config(), "transfer": [{"method": "cdan"}, {"method": "fixmatch"}]}
+    config = trial_config(base, {"transfer.1.threshold": 0.8, "transfer.0.method": "dann"})
+    assert [m.method for m in config.transfers] == ["dann", "fixmatch"] and config.transfers[1].threshold == 0.8
+    assert base["transfer"][1] == {"method": "fixmatch"}  # the base is not modified
+    with pytest.raises(ConfigError, match="'2' is not an index of the list"):
+        set_dotted({"transfer": [{}, {}]}, "transfer.2", {})
+
+
 def test_pruning_callback_stops_a_trial_the_pruner_rejects():
     class Trial:
         reported: list = []

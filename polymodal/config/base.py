@@ -131,7 +131,8 @@ def _describe(err: Any, parts: list[str], root: type[BaseModel], data: Any) -> s
         allowed = sorted(section.model_fields) if isinstance(section, type) and issubclass(section, BaseModel) else []
         close = difflib.get_close_matches(parts[-1], allowed, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"{path}: unknown key '{parts[-1]}'{hint}; allowed keys: {', '.join(allowed)}"
+        listed = f"; allowed keys: {', '.join(allowed)}" if allowed else ""  # empty: a union of several sections
+        return f"{path}: unknown key '{parts[-1]}'{hint}{listed}"
     if kind in ("union_tag_not_found", "union_tag_invalid"):
         tags = _union_tags(_annotation_at(root, parts, data))
         key = str(err.get("ctx", {}).get("discriminator", "")).strip("'")
@@ -166,13 +167,12 @@ def format_validation_error(error: ValidationError, data: Any, root: type[BaseMo
     """One line per problem: ``key.path: what is wrong (got VALUE)``.
 
     A union member's complaint that the value has the wrong shape (``should be a valid list``) is
-    left out when another member accepted that shape and found a problem in the value itself.
+    left out when another member accepted the shape and found a problem further inside the value.
     """
     found = [(err, _user_path(tuple(err["loc"]), data, err["type"])) for err in error.errors(include_url=False)]
-    explained = {tuple(parts[:i]) for err, parts in found if err["type"] not in SHAPE_ERRORS
-                 for i in range(len(parts) + 1)}
+    inside = {tuple(parts[:i]) for _, parts in found for i in range(len(parts))}  # strict prefixes
     return list(dict.fromkeys(_describe(err, parts, root, data) for err, parts in found
-                              if not (err["type"] in SHAPE_ERRORS and tuple(parts) in explained)))
+                              if not (err["type"] in SHAPE_ERRORS and tuple(parts) in inside)))
 
 
 def validate(model: type[BaseModel], data: Any, source: str | None = None) -> Any:

@@ -212,8 +212,8 @@ def check_transfer(config: Any) -> None:
     methods = config.transfers
     if len(methods) > 1:
         _check_combination(methods)
-    for transfer in methods:
-        _check_method(transfer, config)
+    for i, transfer in enumerate(methods):
+        _check_method(transfer, config, "transfer" if len(methods) == 1 else f"transfer.{i}")
 
 
 def _check_combination(methods: list[Any]) -> None:
@@ -237,7 +237,8 @@ def _check_combination(methods: list[Any]) -> None:
                              f"'{field}' values differ: {sorted(values)}; set it on one method only")
 
 
-def _check_method(transfer: Any, config: Any) -> None:
+def _check_method(transfer: Any, config: Any, key: str) -> None:
+    """The rules of one method; ``key`` is where it is written (``transfer`` or ``transfer.<i>``)."""
     if config.task == "retrieval":
         raise ValueError(f"transfer method '{transfer.method}' trains a task head; task 'retrieval' has none")
     if transfer.uses_predictions and config.task != "classification":
@@ -246,7 +247,7 @@ def _check_method(transfer: Any, config: Any) -> None:
     if isinstance(transfer, DomainConfig) and isinstance(transfer.on, list):
         unknown = sorted(set(transfer.on) - set(config.modalities))
         if unknown or not transfer.on:
-            raise ValueError(f"transfer.on must be 'fused' or a non-empty list of modalities from "
+            raise ValueError(f"{key}.on must be 'fused' or a non-empty list of modalities from "
                              f"{config.modality_names}; got {transfer.on}")
     if isinstance(transfer, ProtoNetConfig):
         if config.fusion.name == "late":

@@ -372,10 +372,13 @@ class FeatureStore:
         old = self._merged_folders()
         tmp = self.folder / "merged" / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir(parents=True)
-        SortedIndex(unique, np.concatenate(values)[first]).save(tmp)
-        with atomic_path(tmp / "segments.json") as path:
-            path.write_text(json.dumps(self.segment_names), encoding="utf-8")
-        os.replace(tmp, self.folder / "merged" / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}")
+        try:
+            SortedIndex(unique, np.concatenate(values)[first]).save(tmp)
+            with atomic_path(tmp / "segments.json") as path:
+                path.write_text(json.dumps(self.segment_names), encoding="utf-8")
+            os.replace(tmp, self.folder / "merged" / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # gone already unless writing failed
         for folder in old:  # hidden first, so a reader never opens a half-deleted index
             trash = folder.parent / f".trash-{uuid.uuid4().hex}"
             try:

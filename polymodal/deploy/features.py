@@ -145,7 +145,7 @@ def read_wav(data: bytes) -> tuple[np.ndarray, int]:
                 if pcm.size and pcm.size % channels == 0:
                     mono = pcm.reshape(-1, channels).mean(axis=1, dtype=np.float32)
                     return mono * np.float32(1 / 32768), rate
-    except (wave.Error, EOFError, RuntimeError):  # the stdlib raises a bare RuntimeError for a chunk past the end
+    except (wave.Error, EOFError, RuntimeError, ValueError):  # RuntimeError: a chunk past the end; ValueError: odd bytes
         pass  # not plain PCM WAV: libsndfile may still read it
     try:
         import soundfile

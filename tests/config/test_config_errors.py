@@ -256,8 +256,22 @@ def test_an_error_in_a_single_transfer_method_does_not_mention_lists():
     ([{"method": "protonet"}, {"method": "pseudo_label"}], "cannot be combined"),
     ([{"method": "coral", "unlabeled": "a.csv"}, {"method": "fixmatch", "unlabeled": "b.csv"}],
      "'unlabeled' values differ"),
-    ([], "at least 1 item"),
 ])
 def test_transfer_methods_that_do_not_combine_are_refused(methods, message):
     problems = problems_of(config_with(transfer=methods))
     assert len(problems) == 1 and message in problems[0]
+    assert any("at least 1 item" in p for p in problems_of(config_with(transfer=[])))
+
+
+def test_a_rule_broken_by_one_method_of_a_list_names_its_index():
+    problems = problems_of(config_with(transfer=[{"method": "fixmatch"}, {"method": "coral", "on": ["camera"]}]))
+    assert len(problems) == 1 and "transfer.1.on must be 'fused' or a non-empty list" in problems[0]
+
+
+def test_a_wrong_value_of_a_scalar_or_list_field_names_both_shapes():
+    """``on: audio`` must say that a list would do; a wrong-shape hint is only dropped when the
+    other shape found a problem deeper inside the value."""
+    problems = problems_of(config_with(transfer={"method": "dann", "on": "spoken"}))
+    assert any("'fused'" in p for p in problems) and any("valid list" in p for p in problems)
+    problems = problems_of({**BASE, "tune": {"space": {"train.lr": {"choices": 3}}}})
+    assert any(p.startswith("tune.space.train.lr.choices") and "valid list" in p for p in problems)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+import wave
 
 import numpy as np
 import pytest
@@ -56,6 +58,18 @@ def test_a_wav_with_a_chunk_past_the_end_is_an_unsupported_file():
     with pytest.raises(RequestError, match="not a readable audio file") as info:
         read_wav(data)
     assert info.value.status == 415
+
+
+def test_a_truncated_wav_reads_its_whole_samples():
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(8000)
+        handle.writeframes(b"\x01\x02" * 50)
+    samples, rate = read_wav(buffer.getvalue()[:44] + b"\x01\x02\x03")  # claims 100 bytes, holds 3
+    assert rate == 8000
+    np.testing.assert_array_equal(samples, np.array([0x0201 / 32768], np.float32))
 
 
 def test_explain_is_exact_shapley_over_presence_masks(runtime):

@@ -34,7 +34,7 @@ def _read_pcm_wav(path: str) -> tuple[np.ndarray, int] | None:
                 return None
             channels, rate, frames = handle.getnchannels(), handle.getframerate(), handle.getnframes()
             data = np.frombuffer(handle.readframes(frames), "<i2")
-    except (wave.Error, EOFError, RuntimeError):  # RuntimeError: the stdlib's answer to a chunk past the end
+    except (wave.Error, EOFError, RuntimeError, ValueError):  # RuntimeError: a chunk past the end; ValueError: odd bytes
         return None  # e.g. WAVE_FORMAT_EXTENSIBLE or float WAV: let libsndfile decide
     if data.size == 0 or data.size % channels:
         return None

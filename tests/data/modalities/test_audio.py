@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import librosa
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import soundfile
 import torch
 
 from polymodal.config.modalities import AudioPreprocess
-from polymodal.data.modalities.audio import AudioPreprocessor
+from polymodal.data.modalities.audio import AudioPreprocessor, read_audio
 from polymodal.errors import DecodeError
 
 from ..helpers import as_tensors, encode_values, tone, write_wav
@@ -196,6 +198,21 @@ def test_wav_with_a_chunk_past_the_end_is_a_decode_error(tmp_path):
     with pytest.raises(DecodeError, match="corrupt audio") as info:
         audio().decode(str(path))
     assert info.value.path == str(path)
+
+
+def truncated_wav() -> bytes:
+    """A 16-bit mono PCM WAV whose data chunk claims 100 bytes but holds 3 (one whole sample)."""
+    fmt = struct.pack("<HHIIHH", 1, 1, SR, SR * 2, 2, 16)  # PCM, mono, rate, byte rate, block align, bits
+    return (b"RIFF" + struct.pack("<I", 36 + 100) + b"WAVEfmt " + struct.pack("<I", 16) + fmt
+            + b"data" + struct.pack("<I", 100) + b"\x01\x02\x03")
+
+
+def test_a_truncated_wav_reads_its_whole_samples(tmp_path):
+    path = tmp_path / "truncated.wav"
+    path.write_bytes(truncated_wav())
+    samples, rate = read_audio(str(path))
+    assert rate == SR
+    np.testing.assert_array_equal(samples, np.array([0x0201 / 32768], np.float32))
 
 
 def test_empty_wav_is_a_decode_error(tmp_path):
