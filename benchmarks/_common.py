@@ -25,8 +25,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PACKAGES = ("polymodal", "torch", "torchvision", "lightning", "numpy", "librosa", "Pillow", "onnxruntime", "timm")
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def parser(description: str, *, seeds: int | None = None, epochs: int | None = None, epochs_help: str | None = None,
+           methods: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The options every benchmark has, plus ``--seeds`` / ``--epochs`` / ``--methods`` (a subset of
+    ``methods``, all by default) for those that give their defaults."""
     p = argparse.ArgumentParser(description=description)
+    if seeds is not None:
+        p.add_argument("--seeds", type=int, default=seeds)
+    if epochs is not None:
+        p.add_argument("--epochs", type=int, default=epochs, help=epochs_help)
+    if methods is not None:
+        p.add_argument("--methods", nargs="*", default=list(methods), help=f"subset of {list(methods)}")
     p.add_argument("--data-root", type=Path, default=Path("../shared/data"),
                    help="folder laid out like ../shared/data (fsdd/, mnist/, usps/, pneumoniamnist/, cwru/)")
     p.add_argument("--repeats", type=int, default=3, help="timed repetitions; figures are medians")

@@ -57,10 +57,8 @@ def row(method: str, scores: dict[str, Any], seconds: float | None) -> dict[str,
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n")[0])
-    p.add_argument("--epochs", type=int, default=12)
+    p = parser(__doc__.split("\n")[0], epochs=12, methods=METHODS)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--methods", nargs="*", default=list(METHODS), help=f"subset of {list(METHODS)}")
     args = p.parse_args()
     require_data(args.data_root, "fsdd", "recordings")
     data = args.work / "fsdd_mnist_speaker"

@@ -115,12 +115,10 @@ def zero_shot_row(method: str, predicted: np.ndarray, truth: np.ndarray) -> dict
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n")[0])  # --data-root is accepted (benchmarks/run.py passes it) but unused
+    p = parser(__doc__.split("\n")[0], epochs=40, methods=METHODS)  # --data-root is accepted (benchmarks/run.py passes it) but unused
     p.add_argument("--openclipart", type=Path, default=Path("/usr/share/openclipart"),
                    help="the openclipart-svg folder (holding svg/)")
-    p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--methods", nargs="*", default=list(METHODS), help=f"subset of {list(METHODS)}")
     args = p.parse_args()
     if not (args.openclipart / "svg").is_dir():
         print(f"skipped: no Openclipart drawings at {args.openclipart / 'svg'}; install them with "

@@ -52,9 +52,7 @@ def config(modalities: list[str], fusion: str, seed: int, epochs: int, cache: Pa
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=15)
+    p = parser(__doc__.split("\n")[0], seeds=3, epochs=15)
     args = p.parse_args()
     require_data(args.data_root, "fsdd", "recordings")
     data = args.work / "fsdd_mnist_speaker"

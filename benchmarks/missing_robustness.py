@@ -107,9 +107,7 @@ def single_from(path: Path, seeds: list[int]) -> dict[str, list[float]] | None:
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=15)
+    p = parser(__doc__.split("\n")[0], seeds=3, epochs=15)
     p.add_argument("--dropout", type=dropout_setting, default="image=0.6,audio=0.2",
                    help="train.modality_dropout of the dropout model: a probability, or per modality 'image=0.5,audio=0.2'")
     p.add_argument("--sweep-rows", type=int, default=400,

@@ -141,9 +141,7 @@ def cache_speed(paths: dict[str, Path], args: Any, cache: Path) -> list[dict[str
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=15, help="scratch CNN and linear probe")
+    p = parser(__doc__.split("\n")[0], seeds=3, epochs=15, epochs_help="scratch CNN and linear probe")
     p.add_argument("--finetune-epochs", type=int, default=2)
     p.add_argument("--size", type=int, default=64, help="input size of every EfficientNet variant")
     p.add_argument("--finetune-blocks", type=int, default=3)

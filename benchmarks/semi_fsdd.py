@@ -76,11 +76,8 @@ def datasets(root: Path, work: Path, fraction: float) -> dict[str, Path]:
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=12, help="passes over the unlabelled manifest")
+    p = parser(__doc__.split("\n")[0], seeds=3, epochs=12, epochs_help="passes over the unlabelled manifest", methods=METHODS)
     p.add_argument("--fraction", type=float, default=0.1, help="share of training rows that keep their label")
-    p.add_argument("--methods", nargs="*", default=list(METHODS), help=f"subset of {list(METHODS)}")
     args = p.parse_args()
     require_data(args.data_root, "fsdd", "recordings")
     paths = datasets(args.data_root, args.work, args.fraction)

@@ -70,10 +70,7 @@ def datasets(root: Path, work: Path) -> dict[str, Path]:
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--methods", nargs="*", default=list(METHODS), help=f"subset of {list(METHODS)}")
+    p = parser(__doc__.split("\n")[0], seeds=3, epochs=12, methods=METHODS)
     args = p.parse_args()
     require_data(args.data_root, "cwru", "files.csv")
     paths = datasets(args.data_root, args.work)

@@ -88,10 +88,7 @@ def fit_one(name: str, seed: int, epochs: int, paths: dict[str, Path], cache: Pa
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--methods", nargs="*", default=list(METHODS), help=f"subset of {list(METHODS)}")
+    p = parser(__doc__.split("\n")[0], seeds=3, epochs=12, methods=METHODS)
     args = p.parse_args()
     require_data(args.data_root, "usps", "usps.h5")
     paths = datasets(args.data_root, args.work / "transfer")
