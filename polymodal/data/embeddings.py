@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from polymodal.data.cache import KEY_BYTES, FeatureStore, StatMemo, content_keys
+from polymodal.data.cache import FeatureStore
+from polymodal.data.content_keys import KEY_BYTES, StatMemo, content_keys
 from polymodal.data.encode import EncodedModality, EncodedTable, gather_cells, manifest_cells
 from polymodal.data.manifest import Manifest
 from polymodal.data.modalities.base import ArraySpec, Preprocessor, _jsonable

@@ -19,7 +19,8 @@ import pandas as pd
 import torch
 
 from polymodal.config.modalities import modality_columns
-from polymodal.data.cache import KEY_BYTES, FeatureStore, StatMemo, content_keys, take
+from polymodal.data.cache import FeatureStore, take
+from polymodal.data.content_keys import KEY_BYTES, StatMemo, content_keys
 from polymodal.data.manifest import BLOCK, Cells, Manifest
 from polymodal.data.modalities.base import Preprocessor
 from polymodal.errors import DecodeError

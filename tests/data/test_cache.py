@@ -8,8 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from polymodal.data import cache
-from polymodal.data.cache import KEY_BYTES, FeatureStore, SortedIndex, StatMemo, content_key, content_keys
+from polymodal.data import content_keys as keys_module
+from polymodal.data.cache import FeatureStore, SortedIndex
+from polymodal.data.content_keys import KEY_BYTES, StatMemo, content_key, content_keys
 from polymodal.data.modalities.base import ArraySpec
 
 
@@ -48,7 +49,7 @@ def _no_reads(monkeypatch):
     def refuse(value, file_based):
         raise AssertionError(f"{value} was read although its identity is remembered")
 
-    monkeypatch.setattr(cache, "content_key", refuse)
+    monkeypatch.setattr(keys_module, "content_key", refuse)
 
 
 def test_keys_equal_plain_content_hashes_and_a_warm_pass_reads_nothing(tmp_path, monkeypatch):
@@ -80,7 +81,7 @@ def test_a_file_changed_within_the_clock_resolution_is_not_remembered(tmp_path, 
     fresh = _write(tmp_path / "new.bin", b"abc")
     _keys([fresh, settled], tmp_path / "cache")
     reads = []
-    monkeypatch.setattr(cache, "content_key", lambda value, file_based: reads.append(value) or b"k" * 16)
+    monkeypatch.setattr(keys_module, "content_key", lambda value, file_based: reads.append(value) or b"k" * 16)
     _keys([fresh, settled], tmp_path / "cache")
     assert reads == [fresh]  # the settled file came from the memo, the fresh one was read again
 

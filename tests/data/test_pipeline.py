@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polymodal.data import cache
+from polymodal.data import content_keys as keys_module
 from polymodal.data.manifest import read_manifest
 from polymodal.data.modalities.base import Preprocessor
 from polymodal.data.modalities.image import ImagePreprocessor
@@ -115,7 +115,7 @@ def test_feature_cache_gives_the_same_batches(tmp_path):
 
 
 def test_a_warm_cache_pass_neither_reads_nor_decodes_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(cache.StatMemo, "SETTLE_NS", 200_000_000)  # files settle after 0.2 s, not 2 s
+    monkeypatch.setattr(keys_module.StatMemo, "SETTLE_NS", 200_000_000)  # files settle after 0.2 s, not 2 s
     path = write_multimodal_manifest(tmp_path / "data")
     time.sleep(0.25)  # written before the run: their identity is remembered
     manifest = read_manifest(path)
@@ -123,7 +123,7 @@ def test_a_warm_cache_pass_neither_reads_nor_decodes_files(tmp_path, monkeypatch
     cold = DataPipeline(config)
     rows = list(range(10))
     expected = cold.dataset(cold.fit(manifest)[0]).__getitems__(rows)
-    plain_key = cache.content_key
+    plain_key = keys_module.content_key
 
     def inline_only(value, file_based):
         assert not file_based, f"{value} was read on a warm pass"
@@ -132,7 +132,7 @@ def test_a_warm_cache_pass_neither_reads_nor_decodes_files(tmp_path, monkeypatch
     def no_decode(self, value):
         raise AssertionError(f"{value} was decoded on a warm pass")
 
-    monkeypatch.setattr(cache, "content_key", inline_only)
+    monkeypatch.setattr(keys_module, "content_key", inline_only)
     monkeypatch.setattr(ImagePreprocessor, "decode", no_decode)
     warm = DataPipeline(config)
     assert_nested_equal(warm.dataset(warm.fit(manifest)[0]).__getitems__(rows), expected)
