@@ -82,6 +82,40 @@ class SortedIndex:
         return found, values
 
 
+def visible_folders(parent: Path) -> list[Path]:
+    """The subfolders of ``parent`` in name order, without hidden ones (temp and trash)."""
+    if not parent.is_dir():
+        return []
+    return sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def publish_index(parent: Path, index: SortedIndex, segments: list[str] | None = None) -> None:
+    """Write ``index`` (and the ``segments`` it covers) into a temp folder of ``parent`` and rename it
+    into place under a time-ordered name, so readers see a complete index or none."""
+    tmp = parent / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir(parents=True)
+    try:
+        index.save(tmp)
+        if segments is not None:
+            with atomic_path(tmp / "segments.json") as path:
+                path.write_text(json.dumps(segments), encoding="utf-8")
+        os.replace(tmp, parent / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already unless writing failed
+
+
+def remove_folders(folders: Sequence[Path]) -> None:
+    """Delete index folders another index replaced: hidden first, so a reader never opens a
+    half-deleted one; one already gone (removed by another process) is skipped."""
+    for folder in folders:
+        trash = folder.parent / f".trash-{uuid.uuid4().hex}"
+        try:
+            os.replace(folder, trash)
+        except OSError:
+            continue
+        shutil.rmtree(trash, ignore_errors=True)
+
+
 class SegmentedArray:
     """Rows gathered from several memory-mapped segments, looking like one (N, ...) array.
 
@@ -147,7 +181,7 @@ class FeatureStore:
         self._load_index()
 
     def _load_index(self) -> None:
-        names = sorted(p.name for p in (self.folder / "segments").iterdir() if p.is_dir() and not p.name.startswith("."))
+        names = [p.name for p in visible_folders(self.folder / "segments")]
         self.segment_names = names
         folders = [self.folder / "segments" / n for n in names]
         self.arrays = [{k: np.load(f / f"{k}.npy", mmap_mode="r") for k in self.spec} for f in folders]
@@ -157,15 +191,9 @@ class FeatureStore:
         merged = set(covered)
         self.indexes = {i: self._segment_index(f) for i, f in enumerate(folders) if names[i] not in merged}
 
-    def _merged_folders(self) -> list[Path]:
-        folder = self.folder / "merged"
-        if not folder.is_dir():
-            return []
-        return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
-
     def _open_merged(self, present: set[str]) -> tuple[SortedIndex | None, list[str]]:
         """The newest merged index whose segments all exist, and the names it covers."""
-        for folder in self._merged_folders():
+        for folder in reversed(visible_folders(self.folder / "merged")):
             try:
                 covered = json.loads((folder / "segments.json").read_text(encoding="utf-8"))
                 if set(covered) <= present:
@@ -185,23 +213,9 @@ class FeatureStore:
             values.append((self.merged_segments[packed >> self.SLOT_BITS].astype(np.int64) << self.SLOT_BITS)
                           | (packed & ((1 << self.SLOT_BITS) - 1)))
         unique, first = np.unique(np.concatenate(keys), return_index=True)
-        old = self._merged_folders()
-        tmp = self.folder / "merged" / f".tmp-{uuid.uuid4().hex}"
-        tmp.mkdir(parents=True)
-        try:
-            SortedIndex(unique, np.concatenate(values)[first]).save(tmp)
-            with atomic_path(tmp / "segments.json") as path:
-                path.write_text(json.dumps(self.segment_names), encoding="utf-8")
-            os.replace(tmp, self.folder / "merged" / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)  # gone already unless writing failed
-        for folder in old:  # hidden first, so a reader never opens a half-deleted index
-            trash = folder.parent / f".trash-{uuid.uuid4().hex}"
-            try:
-                os.replace(folder, trash)
-            except OSError:  # another process removed it already
-                continue
-            shutil.rmtree(trash, ignore_errors=True)
+        old = visible_folders(self.folder / "merged")
+        publish_index(self.folder / "merged", SortedIndex(unique, np.concatenate(values)[first]), self.segment_names)
+        remove_folders(old)
 
     @staticmethod
     def _segment_index(folder: Path) -> SortedIndex:

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.data.arrays import content_bytes, split_row_ref
-from polymodal.data.cache import SortedIndex
+from polymodal.data.cache import SortedIndex, publish_index, remove_folders, visible_folders
 from polymodal.errors import DecodeError
 
 KEY_BYTES = 16
@@ -73,17 +71,12 @@ class StatMemo:
 
     def _open_parts(self) -> list[SortedIndex]:
         parts = []
-        for folder in self._part_folders():
+        for folder in visible_folders(self.folder):
             try:
                 parts.append(SortedIndex.open(folder))
             except OSError:  # merged away by another process while we listed: its records live on
                 continue
         return parts
-
-    def _part_folders(self) -> list[Path]:
-        if not self.folder.is_dir():
-            return []
-        return sorted(p for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def lookup(self, stat_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(content keys, found mask) for the given stat keys."""
@@ -109,30 +102,18 @@ class StatMemo:
         self._pending = []
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._write(SortedIndex.build(stat, content))
+            publish_index(self.folder, SortedIndex.build(stat, content))
         except OSError as err:  # a read-only cache still answers; the next run hashes these files again
             warnings.warn(f"cannot write the stat memo in {self.folder} ({err}); files will be hashed again next run",
                           stacklevel=2)
             return
-        folders = self._part_folders()
+        folders = visible_folders(self.folder)
         if len(folders) > self.MERGE_AT:
             parts = [SortedIndex.open(f) for f in folders if (f / SortedIndex.VALUES).is_file()]
             stat, first = np.unique(np.concatenate([p.keys for p in parts]), return_index=True)
-            self._write(SortedIndex(stat, np.concatenate([p.values for p in parts])[first]))
+            publish_index(self.folder, SortedIndex(stat, np.concatenate([p.values for p in parts])[first]))
             del parts
-            for folder in folders:  # hidden first, so readers never meet a half-deleted part
-                trash = self.folder / f".trash-{uuid.uuid4().hex}"
-                try:
-                    os.replace(folder, trash)
-                except OSError:  # another process merged it away already
-                    continue
-                shutil.rmtree(trash, ignore_errors=True)
-
-    def _write(self, index: SortedIndex) -> None:
-        tmp = self.folder / f".tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        index.save(tmp)
-        os.replace(tmp, self.folder / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}")
+            remove_folders(folders)
 
 
 KEY_CHUNK = 128  # values per thread task: a future per item costs more than hashing a small file

@@ -229,10 +229,10 @@ def test_a_memo_that_cannot_be_written_warns_and_still_answers(tmp_path, monkeyp
     files = [_write(tmp_path / f"f{i}.bin", bytes([i])) for i in range(3)]
     settle()
 
-    def read_only(self, index):
+    def read_only(parent, index, segments=None):
         raise PermissionError("read-only file system")
 
-    monkeypatch.setattr(StatMemo, "_write", read_only)
+    monkeypatch.setattr(keys_module, "publish_index", read_only)
     with pytest.warns(UserWarning, match="cannot write the stat memo"):
         keys, errors = _keys(files, tmp_path / "cache")
     assert not errors
