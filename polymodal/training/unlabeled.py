@@ -79,7 +79,7 @@ def forward_with_unlabeled(net: MultimodalNet, inputs: Mapping[str, Any], presen
     unlabeled = {**unlabeled, "views": {ROWS: slice(0, batch_rows(unlabeled))}}
     for term in terms:
         unlabeled = term.prepare_unlabeled(unlabeled)
-    n = next(iter(present.values())).shape[0]
+    n = batch_rows({"present": present})
     joint = concat_inputs({"inputs": inputs, "present": present}, unlabeled)
     out = net.forward_train(joint["inputs"], joint["present"])
     return take_rows(out, slice(0, n)), unlabeled, take_rows(out, slice(n, None))
