@@ -8,7 +8,8 @@ edited one is a miss.
 
 Storage is append-only: each encoding pass that meets new items writes one *segment*
 (``segments/<id>/<array>.npy`` + ``keys.npy``) into a temp folder and renames it into place,
-so an interrupted run never leaves a partial segment and concurrent writers never clash.
+so an interrupted run never leaves a partial segment and concurrent writers never clash (what a
+killed process leaves in a temp folder is swept when a store opens a day later).
 Each segment (and each stat-memo part) also holds its keys sorted (``index_keys.npy``, with
 ``index_values.npy``), memory-mapped and binary-searched: a lookup reads a few pages per key
 and nothing is loaded whole, so opening a store of a million items costs no memory. When many
@@ -104,6 +105,47 @@ def publish_index(parent: Path, index: SortedIndex, segments: list[str] | None =
         shutil.rmtree(tmp, ignore_errors=True)  # gone already unless writing failed
 
 
+STALE_TEMP_S = 24 * 3600  # a temp folder nothing wrote to for this long belongs to a killed process
+
+
+def sweep_leftovers(parent: Path) -> None:
+    """Remove what killed processes left in ``parent``: trash folders (always: nothing reads
+    them), and temp folders none of whose files changed for ``STALE_TEMP_S``."""
+    if not parent.is_dir():
+        return
+    now = time.time()
+    for folder in parent.iterdir():
+        try:
+            stale = folder.name.startswith(".trash-") or (
+                folder.name.startswith(".tmp-") and now - max(p.stat().st_mtime for p in (folder, *folder.iterdir()))
+                > STALE_TEMP_S)
+        except OSError:  # renamed into place or removed meanwhile
+            continue
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def open_indexes(folders: Sequence[Path]) -> list[SortedIndex]:
+    """The indexes in ``folders``, skipping any that another process merged away meanwhile
+    (its entries live on in the index that replaced it)."""
+    indexes = []
+    for folder in folders:
+        try:
+            indexes.append(SortedIndex.open(folder))
+        except OSError:
+            continue
+    return indexes
+
+
+def publish_merged(parent: Path, keys: Sequence[np.ndarray], values: Sequence[np.ndarray], replaced: Sequence[Path],
+                   segments: list[str] | None = None) -> None:
+    """Publish one index of all ``keys`` -> ``values`` into ``parent`` (the first copy of a key stored
+    twice wins), then remove the ``replaced`` index folders."""
+    unique, first = np.unique(np.concatenate(keys), return_index=True)
+    publish_index(parent, SortedIndex(unique, np.concatenate(values)[first]), segments)
+    remove_folders(replaced)
+
+
 def remove_folders(folders: Sequence[Path]) -> None:
     """Delete index folders another index replaced: hidden first, so a reader never opens a
     half-deleted one; one already gone (removed by another process) is skipped."""
@@ -178,6 +220,8 @@ class FeatureStore:
         self.folder = Path(root) / fingerprint
         self.spec = dict(spec)
         (self.folder / "segments").mkdir(parents=True, exist_ok=True)
+        for parent in (self.folder / "segments", self.folder / "merged"):
+            sweep_leftovers(parent)
         self._load_index()
 
     def _load_index(self) -> None:
@@ -212,10 +256,7 @@ class FeatureStore:
             keys.append(self.merged.keys)
             values.append((self.merged_segments[packed >> self.SLOT_BITS].astype(np.int64) << self.SLOT_BITS)
                           | (packed & ((1 << self.SLOT_BITS) - 1)))
-        unique, first = np.unique(np.concatenate(keys), return_index=True)
-        old = visible_folders(self.folder / "merged")
-        publish_index(self.folder / "merged", SortedIndex(unique, np.concatenate(values)[first]), self.segment_names)
-        remove_folders(old)
+        publish_merged(self.folder / "merged", keys, values, visible_folders(self.folder / "merged"), self.segment_names)
 
     @staticmethod
     def _segment_index(folder: Path) -> SortedIndex:

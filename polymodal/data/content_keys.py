@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.data.arrays import content_bytes, split_row_ref
-from polymodal.data.cache import SortedIndex, publish_index, remove_folders, visible_folders
+from polymodal.data.cache import SortedIndex, open_indexes, publish_index, publish_merged, sweep_leftovers, visible_folders
 from polymodal.errors import DecodeError
 
 KEY_BYTES = 16
@@ -67,16 +67,8 @@ class StatMemo:
     def __init__(self, root: Path):
         self.folder = Path(root) / "stat-memo"
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
-        self.parts = self._open_parts()
-
-    def _open_parts(self) -> list[SortedIndex]:
-        parts = []
-        for folder in visible_folders(self.folder):
-            try:
-                parts.append(SortedIndex.open(folder))
-            except OSError:  # merged away by another process while we listed: its records live on
-                continue
-        return parts
+        sweep_leftovers(self.folder)
+        self.parts = open_indexes(visible_folders(self.folder))
 
     def lookup(self, stat_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(content keys, found mask) for the given stat keys."""
@@ -108,12 +100,11 @@ class StatMemo:
                           stacklevel=2)
             return
         folders = visible_folders(self.folder)
-        if len(folders) > self.MERGE_AT:
-            parts = [SortedIndex.open(f) for f in folders if (f / SortedIndex.VALUES).is_file()]
-            stat, first = np.unique(np.concatenate([p.keys for p in parts]), return_index=True)
-            publish_index(self.folder, SortedIndex(stat, np.concatenate([p.values for p in parts])[first]))
-            del parts
-            remove_folders(folders)
+        if len(folders) > self.MERGE_AT and (parts := open_indexes(folders)):
+            try:
+                publish_merged(self.folder, [p.keys for p in parts], [p.values for p in parts], folders)
+            except OSError as err:  # every part still answers; a later flush merges them
+                warnings.warn(f"cannot merge the stat memo's parts in {self.folder} ({err})", stacklevel=2)
 
 
 KEY_CHUNK = 128  # values per thread task: a future per item costs more than hashing a small file

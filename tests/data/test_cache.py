@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from polymodal.data import content_keys as keys_module
-from polymodal.data.cache import FeatureStore, SortedIndex
+from polymodal.data.cache import STALE_TEMP_S, FeatureStore, SortedIndex
 from polymodal.data.content_keys import KEY_BYTES, StatMemo, content_key, content_keys
 from polymodal.data.modalities.base import ArraySpec
 
@@ -185,6 +185,39 @@ def test_a_merged_index_over_a_removed_segment_is_ignored(tmp_path, monkeypatch)
     segment, slot = store.lookup(np.array([b"a" * 16, b"b" * 16], f"S{KEY_BYTES}"))
     assert segment[0] == -1
     assert store.view(segment, slot)["x"][np.arange(2)][1, 0] == 2.0
+
+
+def test_a_merged_index_maps_to_segments_by_name_not_position(tmp_path, monkeypatch):
+    monkeypatch.setattr(FeatureStore, "MERGE_AT", 2)
+    late = FeatureStore(tmp_path, "fp", {"x": ArraySpec((2,), "<f4")})  # a second writer, opened on an empty store
+    _store_with_segments(tmp_path, *[[(bytes([65 + i]) * 16, float(i))] for i in range(3)])  # merged
+    tmp, arrays = late.open_segment(1)
+    arrays["x"][:] = [[9.0, 9.0]]
+    late.commit_segment(tmp, arrays, np.array([b"z" * 16], f"S{KEY_BYTES}"), np.ones(1, bool))
+    written = [p for p in (tmp_path / "fp" / "segments").iterdir() if (p / "keys.npy").is_file()
+               and np.load(p / "keys.npy")[0] == b"z" * 16]
+    written[0].rename(written[0].parent / "00000-00000000")  # its name sorts before every merged segment
+    store = FeatureStore(tmp_path, "fp", {"x": ArraySpec((2,), "<f4")})
+    assert store.merged is not None and store.merged_segments.tolist() == [1, 2, 3]
+    keys = np.array([b"z" * 16] + [bytes([65 + i]) * 16 for i in (2, 0, 1)], f"S{KEY_BYTES}")
+    segment, slot = store.lookup(keys)
+    np.testing.assert_array_equal(store.view(segment, slot)["x"][np.arange(4)][:, 0], [9, 2, 0, 1])
+
+
+@pytest.mark.parametrize("parent", ["fp/segments", "fp/merged", "stat-memo"])
+def test_what_a_killed_process_left_is_swept_when_stale(tmp_path, parent):
+    folder = tmp_path / parent
+    for name in (".trash-a", ".tmp-old", ".tmp-live"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "x.npy").write_bytes(b"0")
+    old = time.time() - STALE_TEMP_S - 60
+    for path in (folder / ".tmp-old", folder / ".tmp-old" / "x.npy"):
+        os.utime(path, (old, old))
+    if parent.startswith("fp"):
+        FeatureStore(tmp_path, "fp", {"x": ArraySpec((2,), "<f4")})
+    else:
+        StatMemo(tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == [".tmp-live"]
 
 
 def test_memory_is_released_after_large_passes_only(monkeypatch):
