@@ -283,9 +283,12 @@ class VideoPreprocess(ImagePreprocess):
     max_frames: PositiveInt = 100_000
 
     @model_validator(mode="after")
-    def _no_augment(self) -> VideoPreprocess:
+    def _checks(self) -> VideoPreprocess:
         if self.augment is not None:
             raise ValueError("augment is not supported for video (frames would be augmented independently)")
+        if "stride" in self.model_fields_set and self.sampling != "stride":
+            raise ValueError(f"stride applies with sampling: stride; sampling is '{self.sampling}' "
+                             "(set sampling: stride, or drop stride)")
         return self
 
 

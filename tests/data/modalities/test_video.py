@@ -148,3 +148,7 @@ def test_video_config_refuses_augment_and_unknown_keys():
                                                   "preprocess": {"augment": {"hflip": True}}}}})
     with pytest.raises(ConfigError, match="fps"):
         load_config({**base, "modalities": {"v": {"kind": "video", "column": "v", "preprocess": {"fps": 3}}}})
+    with pytest.raises(ConfigError, match=r"modalities\.v\.preprocess.*stride applies with sampling: stride"):
+        load_config({**base, "modalities": {"v": {"kind": "video", "column": "v", "preprocess": {"stride": 2}}}})
+    strided = {"kind": "video", "column": "v", "preprocess": {"sampling": "stride", "stride": 2}}
+    assert load_config({**base, "modalities": {"v": strided}}).modalities["v"].preprocess.stride == 2
