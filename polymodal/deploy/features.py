@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import math
 import re
-import wave
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,6 +28,7 @@ import numpy as np
 from polymodal.deploy.errors import RequestError
 from polymodal.errors import MissingDependencyError
 from polymodal.utils.images import resize_image
+from polymodal.utils.wav import read_pcm_wav
 
 AMIN = 1e-10
 _PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
@@ -137,16 +137,9 @@ class ImageFeatures(Features):
 # --- audio -------------------------------------------------------------------------------------
 def read_wav(data: bytes) -> tuple[np.ndarray, int]:
     """Mono float32 waveform and sample rate of WAV bytes (16-bit PCM here, else ``soundfile``)."""
-    try:
-        with wave.open(io.BytesIO(data), "rb") as handle:
-            if handle.getsampwidth() == 2 and handle.getcomptype() == "NONE":
-                channels, rate = handle.getnchannels(), handle.getframerate()
-                pcm = np.frombuffer(handle.readframes(handle.getnframes()), "<i2")
-                if pcm.size and pcm.size % channels == 0:
-                    mono = pcm.reshape(-1, channels).mean(axis=1, dtype=np.float32)
-                    return mono * np.float32(1 / 32768), rate
-    except (wave.Error, EOFError, RuntimeError, ValueError):  # RuntimeError: a chunk past the end; ValueError: odd bytes
-        pass  # not plain PCM WAV: libsndfile may still read it
+    fast = read_pcm_wav(io.BytesIO(data))
+    if fast is not None:
+        return fast
     try:
         import soundfile
     except ImportError:
