@@ -35,7 +35,8 @@ def parser(description: str, *, seeds: int | None = None, epochs: int | None = N
     if epochs is not None:
         p.add_argument("--epochs", type=int, default=epochs, help=epochs_help)
     if methods is not None:
-        p.add_argument("--methods", nargs="*", default=list(methods), help=f"subset of {list(methods)}")
+        p.add_argument("--methods", nargs="*", default=list(methods), choices=list(methods), metavar="METHOD",
+                       help=f"subset of {list(methods)}")
     p.add_argument("--data-root", type=Path, default=Path("../shared/data"),
                    help="folder laid out like ../shared/data (fsdd/, mnist/, usps/, pneumoniamnist/, cwru/)")
     p.add_argument("--repeats", type=int, default=3, help="timed repetitions; figures are medians")

@@ -34,20 +34,18 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     a number indexes a list (``transfer.1.threshold``: the second method of a list)."""
     node: Any = data
     parts = key.split(".")
-    for part in parts[:-1]:
+    for i, part in enumerate(parts):
+        if isinstance(node, list) and not (part.isdigit() and int(part) < len(node)):
+            raise ConfigError([f"tune.space.{key}: '{part}' is not an index of the list (it has {len(node)} items)"])
+        if i == len(parts) - 1:
+            break
         child = _child(node, part)
         if child is None and isinstance(node, dict):
             child = node[part] = {}
         if not isinstance(child, dict | list):
             raise ConfigError([f"tune.space.{key}: '{part}' is not a section of the config (it holds {child!r})"])
         node = child
-    if isinstance(node, list):
-        if not (parts[-1].isdigit() and int(parts[-1]) < len(node)):
-            raise ConfigError([f"tune.space.{key}: '{parts[-1]}' is not an index of the list (it has {len(node)} "
-                               "items)"])
-        node[int(parts[-1])] = value
-    else:
-        node[parts[-1]] = value
+    node[int(parts[-1]) if isinstance(node, list) else parts[-1]] = value
 
 
 def _child(node: Any, part: str) -> Any:

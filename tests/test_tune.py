@@ -37,8 +37,9 @@ def test_a_method_inside_a_transfer_list_is_addressed_by_its_index():
     config = trial_config(base, {"transfer.1.threshold": 0.8, "transfer.0.method": "dann"})
     assert [m.method for m in config.transfers] == ["dann", "fixmatch"] and config.transfers[1].threshold == 0.8
     assert base["transfer"][1] == {"method": "fixmatch"}  # the base is not modified
-    with pytest.raises(ConfigError, match="'2' is not an index of the list"):
-        set_dotted({"transfer": [{}, {}]}, "transfer.2", {})
+    for key in ("transfer.2", "transfer.5.threshold", "transfer.x.threshold"):
+        with pytest.raises(ConfigError, match=rf"tune.space.{key}: '.' is not an index of the list \(it has 2 items"):
+            set_dotted({"transfer": [{}, {}]}, key, 0.5)
 
 
 def test_pruning_callback_stops_a_trial_the_pruner_rejects():

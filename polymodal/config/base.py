@@ -50,15 +50,10 @@ def _unwrap(annotation: Any, node: Any) -> Any:
             dicts = [m for m in members if get_origin(m) is dict]
             if dicts:
                 return dicts[0]
-        lists = [m for m in members if get_origin(_strip(m)) is list]
+        lists = [m for m in members if get_origin(m) is list]
         if isinstance(node, list | tuple) and lists:
-            return _strip(lists[0])
+            return lists[0]
     return annotation
-
-
-def _strip(annotation: Any) -> Any:
-    """``annotation`` without an ``Annotated`` wrapper."""
-    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
 
 
 def _annotation_at(root: type[BaseModel], parts: list[str], data: Any) -> Any:
@@ -161,16 +156,19 @@ def _node(data: Any, parts: list[str]) -> Any:
 
 # what a member of a plain union (``A | list[A]``) says when the value has the other member's shape
 SHAPE_ERRORS = ("dict_type", "list_type", "model_type", "model_attributes_type")
+LENGTH_ERRORS = ("too_short", "too_long")  # a member that says these accepted the value's shape
 
 
 def format_validation_error(error: ValidationError, data: Any, root: type[BaseModel]) -> list[str]:
     """One line per problem: ``key.path: what is wrong (got VALUE)``.
 
     A union member's complaint that the value has the wrong shape (``should be a valid list``) is
-    left out when another member accepted the shape and found a problem further inside the value.
+    left out when another member accepted the shape: it found a problem further inside the value,
+    or only the value's length is wrong (``transfer: []``).
     """
     found = [(err, _user_path(tuple(err["loc"]), data, err["type"])) for err in error.errors(include_url=False)]
     inside = {tuple(parts[:i]) for _, parts in found for i in range(len(parts))}  # strict prefixes
+    inside |= {tuple(parts) for err, parts in found if err["type"] in LENGTH_ERRORS}
     return list(dict.fromkeys(_describe(err, parts, root, data) for err, parts in found
                               if not (err["type"] in SHAPE_ERRORS and tuple(parts) in inside)))
 

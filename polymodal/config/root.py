@@ -80,6 +80,10 @@ class Config(StrictModel):
             return []
         return list(self.transfer) if isinstance(self.transfer, list) else [self.transfer]
 
+    def transfer_key(self, index: int) -> str:
+        """The config key of ``transfers[index]`` for error messages: ``transfer`` or ``transfer.<index>``."""
+        return f"transfer.{index}" if isinstance(self.transfer, list) else "transfer"
+
     @property
     def targets(self) -> list[str]:
         if self.target is None:

@@ -213,7 +213,7 @@ def check_transfer(config: Any) -> None:
     if len(methods) > 1:
         _check_combination(methods)
     for i, transfer in enumerate(methods):
-        _check_method(transfer, config, "transfer" if len(methods) == 1 else f"transfer.{i}")
+        _check_method(transfer, config, config.transfer_key(i))
 
 
 def _check_combination(methods: list[Any]) -> None:

@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 
 from polymodal.data.arrays import content_bytes, split_row_ref
-from polymodal.data.cache import SortedIndex, open_indexes, publish_index, publish_merged, sweep_leftovers, visible_folders
+from polymodal.data.cache import (
+    SortedIndex,
+    open_indexes,
+    publish_index,
+    publish_merged,
+    sweep_leftovers,
+    visible_folders,
+)
 from polymodal.errors import DecodeError
 
 KEY_BYTES = 16

@@ -111,7 +111,8 @@ class TransferPlan:
                                f"learns from none; methods that do: {', '.join(UNLABELED_METHODS)}"])
         if learners:
             if source is None:
-                raise ConfigError([f"transfer.unlabeled: method '{learners[0].method}' learns from an unlabelled "
+                key = config.transfer_key(next(i for i, m in enumerate(plan.methods) if m is learners[0]))
+                raise ConfigError([f"{key}.unlabeled: method '{learners[0].method}' learns from an unlabelled "
                                    "manifest; pass fit(unlabeled=...) or --unlabeled, or set transfer.unlabeled"])
             manifest = pipeline.read(source, require_target=False, training=True)
             plan.unlabeled_table = pipeline.encode(manifest, progress=config.train.progress)

@@ -51,14 +51,16 @@ def add_view(batch: Batch, name: str, view: Batch) -> Batch:
     """``batch`` with the rows of ``view`` (``inputs`` and ``present``) appended, and their
     place recorded as ``batch["views"][name]``."""
     start = batch_rows(batch)
-    views = {**batch.get("views", {ROWS: slice(0, start)}), name: slice(start, start + batch_rows(view))}
+    views = {**batch["views"], name: slice(start, start + batch_rows(view))}
     return {**batch, **concat_inputs(batch, view), "views": views}
 
 
 def view_rows(batch: Batch, name: str = ROWS) -> slice:
     """Which rows of the (prepared) unlabelled batch hold view ``name``."""
-    views = batch.get("views") or {ROWS: slice(0, batch_rows(batch))}
-    return views[name]
+    if name not in batch["views"]:
+        raise KeyError(f"the unlabelled batch has no view '{name}' (it has {sorted(batch['views'])}); "
+                       "the term that adds it must come first in prepare_unlabeled")
+    return batch["views"][name]
 
 
 def forward_with_unlabeled(net: MultimodalNet, inputs: Mapping[str, Any], present: Mapping[str, torch.Tensor],

@@ -260,12 +260,18 @@ def test_an_error_in_a_single_transfer_method_does_not_mention_lists():
 def test_transfer_methods_that_do_not_combine_are_refused(methods, message):
     problems = problems_of(config_with(transfer=methods))
     assert len(problems) == 1 and message in problems[0]
-    assert any("at least 1 item" in p for p in problems_of(config_with(transfer=[])))
+
+
+def test_an_empty_transfer_list_is_one_problem_about_its_length():
+    assert problems_of(config_with(transfer=[])) == [
+        "transfer: List should have at least 1 item after validation, not 0 (got [])"]
 
 
 def test_a_rule_broken_by_one_method_of_a_list_names_its_index():
     problems = problems_of(config_with(transfer=[{"method": "fixmatch"}, {"method": "coral", "on": ["camera"]}]))
     assert len(problems) == 1 and "transfer.1.on must be 'fused' or a non-empty list" in problems[0]
+    problems = problems_of(config_with(transfer=[{"method": "coral", "on": ["camera"]}]))  # a list of one
+    assert len(problems) == 1 and "transfer.0.on must be" in problems[0]
 
 
 def test_a_wrong_value_of_a_scalar_or_list_field_names_both_shapes():

@@ -69,9 +69,11 @@ def test_unlabelled_data_without_a_method_that_uses_it_is_refused(data):
         MultimodalPredictor.from_config(config()).fit(data["train"], data["valid"], unlabeled=data["unlabeled"])
 
 
-def test_a_domain_method_without_unlabelled_data_is_refused(data):
-    with pytest.raises(ConfigError, match="transfer.unlabeled"):
-        MultimodalPredictor.from_config(config({"method": "coral"})).fit(data["train"], data["valid"])
+@pytest.mark.parametrize("transfer, key", [({"method": "coral"}, "transfer.unlabeled"),
+                                           ([{"method": "coral"}], "transfer.0.unlabeled")])
+def test_a_domain_method_without_unlabelled_data_is_refused(data, transfer, key):
+    with pytest.raises(ConfigError, match=f"{key}: method 'coral'"):
+        MultimodalPredictor.from_config(config(transfer)).fit(data["train"], data["valid"])
 
 
 def test_transfer_unlabeled_in_the_config_is_used_without_fit_argument(data):
@@ -121,7 +123,8 @@ def test_a_domain_method_and_fixmatch_train_together_and_the_run_reloads(data, t
     assert (loaded.predict(data["test"]) == pred.predict(data["test"])).all()
 
 
-def test_a_domain_term_reads_the_unlabelled_rows_not_the_views_fixmatch_appends(data):
+@pytest.mark.parametrize("on", ["fused", ["img"]])
+def test_a_domain_term_reads_the_unlabelled_rows_not_the_views_fixmatch_appends(data, on):
     """With FixMatch beside it, the domain loss compares the source batch with the target rows as
     loaded: the same value as without FixMatch (eval mode, so batch norm does not mix the rows)."""
     pred = MultimodalPredictor.from_config(config(epochs=1)).fit(data["train"], data["valid"])
@@ -131,7 +134,7 @@ def test_a_domain_term_reads_the_unlabelled_rows_not_the_views_fixmatch_appends(
     source = collate([pipeline.dataset(source_table)[i] for i in range(16)])
     target_table = pipeline.encode(pipeline.read(data["unlabeled"], require_target=False))
     target = collate([pipeline.dataset(target_table, None)[i] for i in range(12)])
-    domain = build_domain_term(CoralConfig(), net, n_classes=3)
+    domain = build_domain_term(CoralConfig(on=on), net, n_classes=3)
     fixmatch = FixMatchTerm({"img": "image", "sig": "signal", "tab": "tabular"}, 0.0, 1.0, 1.0, 0.25, slice(0, 3))
 
     def domain_loss(terms: list) -> tuple[torch.Tensor, dict]:
