@@ -97,9 +97,8 @@ def publish_index(parent: Path, index: SortedIndex, segments: list[str] | None =
     tmp.mkdir(parents=True)
     try:
         index.save(tmp)
-        if segments is not None:
-            with atomic_path(tmp / "segments.json") as path:
-                path.write_text(json.dumps(segments), encoding="utf-8")
+        if segments is not None:  # inside the temp folder: renamed into place with it
+            (tmp / "segments.json").write_text(json.dumps(segments), encoding="utf-8")
         os.replace(tmp, parent / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already unless writing failed
