@@ -286,7 +286,7 @@ class VideoPreprocess(ImagePreprocess):
     def _checks(self) -> VideoPreprocess:
         if self.augment is not None:
             raise ValueError("augment is not supported for video (frames would be augmented independently)")
-        if "stride" in self.model_fields_set and self.sampling != "stride":
+        if self.stride != 1 and self.sampling != "stride":  # (a saved config writes the default stride 1)
             raise ValueError(f"stride applies with sampling: stride; sampling is '{self.sampling}' "
                              "(set sampling: stride, or drop stride)")
         return self
