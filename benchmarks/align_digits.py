@@ -29,7 +29,7 @@ from polymodal.retrieval import cca_baseline
 
 METHODS: dict[str, dict[str, Any]] = {
     "contrastive": {"objective": "contrastive"},
-    "triplet": {"objective": "triplet", "margin": 0.2},
+    "triplet": {"objective": "triplet", "margin": 0.2, "negatives": "hardest"},
     "triplet, semi-hard negatives": {"objective": "triplet", "margin": 0.2, "negatives": "semihard"},
     "cca (soft CCA)": {"objective": "cca", "decorrelation": 0.1},
     "contrastive, label positives": {"objective": "contrastive", "positives": "label"},

@@ -51,7 +51,7 @@ MLP = {"name": "mlp", "hidden": [512], "dropout": 0.1}
 METHODS: dict[str, dict[str, Any]] = {
     "contrastive": {"objective": "contrastive", "projection": MLP},
     "contrastive, linear projections": {"objective": "contrastive"},
-    "triplet": {"objective": "triplet", "margin": 0.2, "projection": MLP},
+    "triplet": {"objective": "triplet", "margin": 0.2, "negatives": "hardest", "projection": MLP},
     "triplet, semi-hard negatives": {"objective": "triplet", "margin": 0.2, "negatives": "semihard", "projection": MLP},
     "cca (soft CCA)": {"objective": "cca", "decorrelation": 0.1, "projection": MLP},
     "vae": {"objective": "vae", "beta": 0.1, "projection": MLP},

@@ -35,6 +35,7 @@ def problem(data: dict[str, Any]) -> str:
 def test_defaults_and_discriminated_objectives() -> None:
     cfg = load_config(config(align={"objective": "triplet", "projection": {"name": "mlp", "hidden": [32]}}))
     assert cfg.align.objective == "triplet" and cfg.align.margin == 0.2 and cfg.align.dim == 128
+    assert cfg.align.negatives == "semihard"
     assert cfg.align.projection.name == "mlp" and cfg.align.projection.hidden == [32]
     assert cfg.align.positives == "pair" and cfg.target is None
     assert load_config(config(align={"objective": "contrastive"})).align.projection.name == "linear"

@@ -69,7 +69,7 @@ def test_triplet_loss_uses_the_hardest_negative() -> None:
     margin = 0.5
     # sims [[1, 0.6], [0, 0.8]]: a0: max(0, 0.5 + 0.6 - 1) = 0.1; a1: max(0, 0.5 + 0 - 0.8) = 0
     # b0 (column 0: [1, 0]): max(0, 0.5 + 0 - 1) = 0; b1 (column 1: [0.6, 0.8]): 0.5 + 0.6 - 0.8 = 0.3
-    result = triplet_loss(ZA, ZB, margin)
+    result = triplet_loss(ZA, ZB, margin, negatives="hardest")
     assert result.loss.item() == pytest.approx((0.1 + 0.0 + 0.0 + 0.3) / 4, abs=1e-6)
     assert result.logs["gap"].item() == pytest.approx((0.4 + 0.8 + 1.0 + 0.2) / 4, abs=1e-6)
 
@@ -81,7 +81,7 @@ def test_semihard_triplet_takes_the_closest_negative_below_the_positive() -> Non
     # a->b: a0 pos 1, negs .8/0 -> .8: .3 | a1 pos .6, negs 0/.6 -> semi-hard 0: 0 (hardest .6: .5) | a2: 0
     # b->a: b0 col [1, 0, 0]: 0 | b1 col [.8, .6, 0] pos .6 -> semi-hard 0: 0 (hardest .8: .7) | b2 col [0, .6, .8]: .3
     assert triplet_loss(za, zb, 0.5, negatives="semihard").loss.item() == pytest.approx(0.6 / 6, abs=1e-6)
-    assert triplet_loss(za, zb, 0.5).loss.item() == pytest.approx(1.8 / 6, abs=1e-6)
+    assert triplet_loss(za, zb, 0.5, negatives="hardest").loss.item() == pytest.approx(1.8 / 6, abs=1e-6)
 
 
 def test_semihard_triplet_falls_back_to_the_easiest_negative() -> None:
@@ -102,7 +102,7 @@ def test_triplet_loss_with_label_positives_takes_the_hardest_positive() -> None:
     # a0: hardest pos min(1, .6) = .6, hardest neg 0 -> 0.2 + 0 - .6 < 0 -> 0 ; a1: pos 1, neg .8 -> 0 ; a2 as a0 -> 0
     # b->a (columns): b0 [1, 0, 1]: pos min(1, 1)=1, neg 0 -> 0 ; b1 [0, 1, 0]: pos 1, neg 0 -> 0
     # b2 [.6, .8, .6]: pos .6, neg .8 -> 0.2 + .8 - .6 = 0.4
-    assert triplet_loss(za, zb, 0.2, positives).loss.item() == pytest.approx(0.4 / 6, abs=1e-6)
+    assert triplet_loss(za, zb, 0.2, positives, negatives="hardest").loss.item() == pytest.approx(0.4 / 6, abs=1e-6)
 
 
 def test_triplet_loss_without_negatives_is_a_zero_that_keeps_the_graph() -> None:

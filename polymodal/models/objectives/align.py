@@ -80,7 +80,7 @@ def info_nce(za: torch.Tensor, zb: torch.Tensor, logit_scale: torch.Tensor | flo
 
 
 def triplet_loss(za: torch.Tensor, zb: torch.Tensor, margin: float, positives: torch.Tensor | None = None,
-                 negatives: str = "hardest") -> LossOutput:
+                 negatives: str = "semihard") -> LossOutput:
     """Hinge triplet loss on cosine similarity against one in-batch negative per anchor.
 
     For anchor a_i with positive similarity ``p_i = min_{j in P_i} cos(a_i, b_j)`` (with one
@@ -234,7 +234,7 @@ class ContrastiveObjective(PairwiseObjective):
 class TripletObjective(PairwiseObjective):
     """:func:`triplet_loss` with a fixed margin and a negative-mining rule."""
 
-    def __init__(self, pairs: Sequence[tuple[str, str]], margin: float = 0.2, negatives: str = "hardest"):
+    def __init__(self, pairs: Sequence[tuple[str, str]], margin: float = 0.2, negatives: str = "semihard"):
         super().__init__(pairs)
         self.margin = margin
         self.negatives = negatives
