@@ -204,3 +204,12 @@ def test_misspelt_early_stopping_metric_is_a_config_error(data, tmp_path):
     path = tmp_path / "typo.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     assert_user_error(invoke("config", "check", path), "acuracy")
+
+
+def test_progress_bars_draw_on_stderr_so_stdout_stays_clean(capsys):
+    from polymodal.utils.progress import progress_bar
+
+    with progress_bar(500, "decoding") as advance:
+        advance(500)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err  # (not a terminal: rich writes only the line it leaves)
