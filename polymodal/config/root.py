@@ -80,6 +80,11 @@ class Config(StrictModel):
             return []
         return list(self.transfer) if isinstance(self.transfer, list) else [self.transfer]
 
+    @property
+    def protonet(self) -> Any:
+        """The ``protonet`` transfer method when configured (it is always alone), else None."""
+        return next((m for m in self.transfers if m.method == "protonet"), None)
+
     def transfer_key(self, index: int) -> str:
         """The config key of ``transfers[index]`` for error messages: ``transfer`` or ``transfer.<index>``."""
         return f"transfer.{index}" if isinstance(self.transfer, list) else "transfer"

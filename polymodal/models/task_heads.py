@@ -79,7 +79,7 @@ def build_heads(config: Any, in_dim: int, n_outputs: int, task_outputs: Mapping[
         n_outputs: outputs of the main task (all tasks together with ``task_outputs``).
         task_outputs: outputs per task, the main task first (multi-task configs).
     """
-    protonet = next((m for m in getattr(config, "transfers", ()) if m.method == "protonet"), None)
+    protonet = getattr(config, "protonet", None)
     if protonet is not None:
         embed = HEADS.build(config.head, in_dim=in_dim, n_outputs=protonet.dim)
         return PrototypeHead(embed, n_outputs, protonet.dim)

@@ -75,7 +75,7 @@ class TransferPlan:
     def __init__(self, config: Any, pipeline: Any, train_table: EncodedTable, train_y: np.ndarray):
         self.config = config
         self.methods = config.transfers
-        self.protonet = next((m for m in self.methods if isinstance(m, ProtoNetConfig)), None)  # always alone
+        self.protonet = config.protonet
         self.pipeline = pipeline
         self.train_table = train_table
         self.train_y = train_y
