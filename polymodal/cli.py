@@ -54,9 +54,12 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
-        if isinstance(value, list | dict):
-            continue
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        if isinstance(value, dict):  # e.g. per_label_auroc: one row per entry
+            rows = [(f"{key}.{k}", v) for k, v in value.items() if not isinstance(v, list | dict)]
+        else:
+            rows = [] if isinstance(value, list) else [(key, value)]  # matrices are in the JSON and the report
+        for name, v in rows:
+            table.add_row(name, f"{v:.4f}" if isinstance(v, float) else str(v))
     console.print(table)
 
 
@@ -149,7 +152,8 @@ def train(
         return
     for split, scores in predictor.metrics.items():
         print_metrics(scores, f"{split} metrics")
-    console.print(f"run written to [bold]{out}[/] (report: {out / 'report.html'})")
+    report = out / "report.html"
+    console.print(f"run written to [bold]{out}[/]" + (f" (report: {report})" if report.is_file() else ""))
 
 
 @app.command()

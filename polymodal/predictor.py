@@ -375,7 +375,7 @@ class MultimodalPredictor(Estimator):
         runfolder.write_diagnostics(run, self.diagnostics)
         from polymodal.evaluation.report import write_report  # the report sits a layer above
 
-        write_report(self, run)
+        write_report(self, run, net)
         return run
 
     @classmethod

@@ -8,7 +8,7 @@
 ``MultimodalPredictor.from_config`` / ``load`` hand ``task: anomaly`` configs and runs to this
 class, so ``polymodal train / evaluate / predict`` work unchanged. Run folder: ``config.yaml``,
 ``model.safetensors`` (network + the scorer's statistics and threshold), ``preprocessors/``,
-``metrics.json``, ``history.csv`` (see :mod:`polymodal.runfolder`).
+``metrics.json``, ``history.csv`` (see :mod:`polymodal.runfolder`), ``report.html`` with ``plots/``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ class AnomalyDetector(Estimator):
         model: network + scorer (after ``fit``/``load``).
         metrics / info: validation (and test) metrics; facts about the fit.
         history / last_skipped: see :class:`~polymodal.estimator.Estimator`.
+        valid_scores: (scores, labels) of the validation rows of the last ``fit`` (for the
+            report; None after ``load``).
     """
 
     def __init__(self, config: Config):
@@ -56,6 +58,7 @@ class AnomalyDetector(Estimator):
         super().__init__(config)
         self.settings = config.anomaly if config.anomaly is not None else AnomalyConfig()
         self.model: AnomalyModel | None = None
+        self.valid_scores: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> AnomalyDetector:
@@ -133,6 +136,7 @@ class AnomalyDetector(Estimator):
         self.model = model
         valid_scores = self._scores(valid_table)
         model.scorer.threshold.fill_(threshold_at_fpr(valid_scores[valid_y != 1], self.settings.target_fpr))
+        self.valid_scores = (valid_scores, valid_y)
         self.history = pd.concat(histories, ignore_index=True)
         skipped = train_table.skipped + valid_table.skipped
         self.info = {"train_rows": len(train_table), "valid_rows": len(valid_table),
@@ -214,6 +218,12 @@ class AnomalyDetector(Estimator):
         pipeline, model = self._require_fitted()
         run = runfolder.write_model(path, self.config, model, pipeline)
         self._write_results(run)
+        from polymodal.anomaly.report import anomaly_sections  # the report sits a layer above
+        from polymodal.evaluation.report import write_report
+
+        scores, y = self.valid_scores or (None, None)
+        write_report(self, run, model, anomaly_sections(self.metrics, float(model.scorer.threshold), scores, y,
+                                                        run / "plots"))
         return run
 
     @classmethod

@@ -19,7 +19,7 @@ import pandas as pd
 from polymodal.utils.io import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
-    from polymodal.predictor import MultimodalPredictor
+    from polymodal.estimator import Estimator
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
@@ -67,6 +67,8 @@ def learning_curves(history: pd.DataFrame) -> bytes | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if "phase" in history:  # phases trained one after another (anomaly scorers), epochs counted across them
+        history = history.assign(epoch=np.arange(len(history)))
     metric_cols = [c for c in history.columns if c.startswith("val_") and c != "val_loss"]
     fig, axes = plt.subplots(1, 2 if metric_cols else 1, figsize=(11 if metric_cols else 6, 4), squeeze=False)
     ax = axes[0, 0]
@@ -108,17 +110,21 @@ def confusion_plot(matrix: Sequence[Sequence[int]], classes: Sequence[Any]) -> b
 
 
 def parameter_rows(net: Any) -> list[dict[str, Any]]:
-    """Parameters per top-level part (each encoder, fusion, head)."""
+    """Parameters per part: each encoder, and every other module beside the encoders (fusion,
+    head, projections, decoders, scorer...); a module that holds the encoders deeper (an anomaly
+    model's network) is opened up. The last row is the total."""
+    return [*_part_rows(net), module_row("total", "", net)]
+
+
+def _part_rows(module: Any) -> list[dict[str, Any]]:
     rows = []
-    for name, enc in net.encoders.items():
-        rows.append(module_row(f"encoder: {name}", type(enc).__name__, enc))
-    if net.fusion is not None:  # task 'retrieval' has none
-        rows.append(module_row("fusion", type(net.fusion).__name__, net.fusion))
-    if net.head is not None:
-        rows.append(module_row("head", type(net.head).__name__, net.head))
-    if getattr(net, "projections", None) is not None:
-        rows.append(module_row("alignment projections", type(net.projections).__name__, net.projections))
-    rows.append(module_row("total", "", net))
+    for name, child in module.named_children():
+        if name == "encoders":
+            rows += [module_row(f"encoder: {n}", type(e).__name__, e) for n, e in child.items()]
+        elif any(path.endswith("encoders") for path, _ in child.named_modules()):
+            rows += _part_rows(child)
+        elif any(True for _ in child.parameters()):
+            rows.append(module_row(name, type(child).__name__, child))
     return rows
 
 
@@ -128,15 +134,22 @@ def module_row(part: str, kind: str, module: Any) -> dict[str, Any]:
             "trainable": sum(p.numel() for p in params if p.requires_grad)}
 
 
-def write_report(predictor: MultimodalPredictor, run: Path, extra: Mapping[str, str] | None = None) -> Path:
-    """Write ``run/report.html`` and the plots in ``run/plots/``; return the report path."""
+def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, str] | None = None) -> Path:
+    """Write ``run/report.html`` and the plots in ``run/plots/``; return the report path.
+
+    Args:
+        predictor: a fitted MultimodalPredictor or AnomalyDetector (config, metrics, history, info).
+        net: its network, summarised part by part.
+        extra: further sections, title -> HTML.
+    """
     plots = run / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     cfg = predictor.config
     sections = [f"<h1>polymodal run: {html.escape(run.name)}</h1>",
                 f"<p>Task <b>{cfg.task}</b>, target {html.escape(str(cfg.target))}, modalities "
                 + ", ".join(f"<b>{html.escape(n)}</b> ({m.kind}, {m.encoder.name})" for n, m in sorted(cfg.modalities.items()))
-                + f"; fusion <b>{cfg.fusion.name}</b>, head <b>{cfg.head.name}</b>.</p>"]
+                + f"; fusion <b>{cfg.fusion.name}</b>"
+                + ("" if cfg.task == "anomaly" else f", head <b>{cfg.head.name}</b>") + ".</p>"]
     metric_rows = []
     for split, scores in predictor.metrics.items():
         if isinstance(scores, Mapping):
@@ -155,7 +168,7 @@ def write_report(predictor: MultimodalPredictor, run: Path, extra: Mapping[str, 
         figures.append(f"<figure>{embed_png(png, 'confusion matrix')}<figcaption>{split} set</figcaption></figure>")
     if figures:
         sections.append("<h2>Training</h2><div class='grid'>" + "".join(figures) + "</div>")
-    sections.append("<h2>Model</h2>" + table_html(parameter_rows(predictor.net)))
+    sections.append("<h2>Model</h2>" + table_html(parameter_rows(net)))
     if predictor.info:
         sections.append("<h2>Run facts</h2>" + table_html([{"fact": k, "value": v} for k, v in predictor.info.items()]))
     from polymodal.evaluation.report_sections import diagnostic_sections  # imports this module

@@ -85,6 +85,7 @@ def test_consistency_scorer_detects_mismatched_sensors(data):
 
 def test_run_folder_round_trip_gives_identical_scores_and_flags(data, tmp_path):
     det = MultimodalPredictor.from_config(config("mahalanobis", epochs=2)).fit(data / "train.csv", data / "valid.csv",
+                                                                               test=data / "test.csv",
                                                                                out=tmp_path / "run")
     before = det.predict_frame(data / "test.csv")
     again = MultimodalPredictor.load(tmp_path / "run")
@@ -95,6 +96,18 @@ def test_run_folder_round_trip_gives_identical_scores_and_flags(data, tmp_path):
     threshold = again.info["threshold"]
     assert (after["flag"] == (after["score"] > threshold)).all()
     assert not any(p.suffix in (".pt", ".pkl", ".ckpt") for p in (tmp_path / "run").iterdir())
+
+
+def test_an_anomaly_run_writes_a_report_with_per_label_auroc_and_the_score_distribution(data, tmp_path):
+    det = AnomalyDetector.from_config(config("mahalanobis", epochs=2)).fit(
+        data / "train.csv", data / "valid.csv", test=data / "test.csv", out=tmp_path / "run")
+    page = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    per_label = det.metrics["test"]["per_label_auroc"]
+    for label in ("fault", "mismatch"):
+        assert f"<td>{label}</td><td>-</td><td>{per_label[label]:.4f}</td>" in page  # valid: normal rows only
+    assert f"{det.info['threshold']:.4g}</b> are flagged" in page
+    assert (tmp_path / "run" / "plots" / "anomaly_scores.png").stat().st_size > 1000
+    assert "<td>encoder: a</td>" in page and "<td>encoder: b</td>" in page and "<td>decoders</td>" in page
 
 
 def test_labelled_anomalies_in_training_are_dropped_unless_asked_for(data, tmp_path):
@@ -159,6 +172,8 @@ def test_cli_trains_evaluates_and_predicts_an_anomaly_run(data, tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output)
     assert set(metrics["per_label_auroc"]) == {"fault", "mismatch"} and metrics["rows"] == 72
+    result = runner.invoke(app, ["evaluate", str(run), "--data", str(data / "test.csv")])
+    assert "per_label_auroc.fault" in result.output and "per_label_auroc.mismatch" in result.output
     result = runner.invoke(app, ["predict", str(run), "--data", str(data / "test.csv"), "--out", str(tmp_path / "p.csv")])
     assert result.exit_code == 0, result.output
     assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["row", "score", "flag"]

@@ -68,7 +68,7 @@ def test_report_shows_the_sections_and_the_run_keeps_them(fitted, tmp_path):
     stored = json.loads((run / "diagnostics.json").read_text(encoding="utf-8"))
     loaded = MultimodalPredictor.load(run)
     assert loaded.diagnostics == stored and stored["rows"] == predictor.diagnostics["rows"]
-    again = write_report(loaded, tmp_path).read_text(encoding="utf-8")
+    again = write_report(loaded, tmp_path, loaded.net).read_text(encoding="utf-8")
     assert all(f"<h2>{title}</h2>" in again for title in SECTIONS)
 
 
@@ -79,7 +79,7 @@ def test_rows_zero_switches_the_diagnostics_off(fitted, tmp_path):
     assert few["rows"] == 4 and "robustness" not in few
     predictor_copy = MultimodalPredictor.load(fitted[2])
     predictor_copy.diagnostics = {}
-    page = write_report(predictor_copy, tmp_path).read_text(encoding="utf-8")
+    page = write_report(predictor_copy, tmp_path, predictor_copy.net).read_text(encoding="utf-8")
     assert not any(f"<h2>{title}</h2>" in page for title in SECTIONS)
 
 
