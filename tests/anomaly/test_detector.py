@@ -110,6 +110,7 @@ def test_an_anomaly_run_writes_a_report_with_per_label_auroc_and_the_score_distr
     assert "<td>encoder: a</td>" in page and "<td>encoder: b</td>" in page and "<td>decoders</td>" in page
 
 
+
 def test_labelled_anomalies_in_training_are_dropped_unless_asked_for(data, tmp_path):
     mixed = pd.concat([pd.read_csv(data / "train.csv"), pd.read_csv(data / "test.csv").query("label == 'fault'")])
     mixed.to_csv(data / "mixed.csv", index=False)
@@ -126,11 +127,12 @@ def test_training_on_anomalies_only_is_refused(data):
             data / "train.csv", data / "valid.csv")
 
 
-def test_without_a_target_every_training_row_is_normal_and_evaluate_explains(data):
+def test_without_a_target_every_training_row_is_normal_and_evaluate_explains(data, tmp_path):
     cfg = config("autoencoder", epochs=1)
     del cfg["target"]
-    det = AnomalyDetector.from_config(cfg).fit(data / "train.csv", data / "valid.csv")
+    det = AnomalyDetector.from_config(cfg).fit(data / "train.csv", data / "valid.csv", out=tmp_path / "run")
     assert len(det.predict(data / "test.csv")) == 72
+    assert (tmp_path / "run" / "plots" / "anomaly_scores.png").is_file()  # every validation row as normal
     with pytest.raises(ValueError, match="no target column"):
         det.evaluate(data / "test.csv")
 

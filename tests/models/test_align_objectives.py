@@ -108,7 +108,7 @@ def test_triplet_loss_with_label_positives_takes_the_hardest_positive() -> None:
 def test_triplet_loss_without_negatives_is_a_zero_that_keeps_the_graph() -> None:
     za = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
     positives = torch.ones(2, 2, dtype=torch.bool)
-    result = triplet_loss(za, ZB, 0.2, positives)
+    result = triplet_loss(za, ZB, 0.2, positives, negatives="semihard")
     assert result.loss.item() == 0.0
     result.loss.backward()
     assert za.grad is not None
@@ -198,7 +198,8 @@ def test_pairwise_objective_averages_over_its_pairs() -> None:
     z = embeddings()
     present = {n: torch.ones(6, dtype=torch.bool) for n in z}
     objective = build_objective(TripletAlignConfig(dim=4, margin=0.3), [("x", "y"), ("x", "z")], {})
-    expected = (triplet_loss(z["x"], z["y"], 0.3).loss + triplet_loss(z["x"], z["z"], 0.3).loss) / 2
+    expected = (triplet_loss(z["x"], z["y"], 0.3, negatives="semihard").loss  # the config's default
+                + triplet_loss(z["x"], z["z"], 0.3, negatives="semihard").loss) / 2
     assert objective(AlignInputs(z, {}, present)).loss.item() == pytest.approx(expected.item(), abs=1e-6)
 
 

@@ -79,8 +79,8 @@ def info_nce(za: torch.Tensor, zb: torch.Tensor, logit_scale: torch.Tensor | flo
     return LossOutput(loss, {"accuracy": hit.detach()})
 
 
-def triplet_loss(za: torch.Tensor, zb: torch.Tensor, margin: float, positives: torch.Tensor | None = None,
-                 negatives: str = "semihard") -> LossOutput:
+def triplet_loss(za: torch.Tensor, zb: torch.Tensor, margin: float, positives: torch.Tensor | None = None, *,
+                 negatives: str) -> LossOutput:
     """Hinge triplet loss on cosine similarity against one in-batch negative per anchor.
 
     For anchor a_i with positive similarity ``p_i = min_{j in P_i} cos(a_i, b_j)`` (with one
@@ -234,7 +234,7 @@ class ContrastiveObjective(PairwiseObjective):
 class TripletObjective(PairwiseObjective):
     """:func:`triplet_loss` with a fixed margin and a negative-mining rule."""
 
-    def __init__(self, pairs: Sequence[tuple[str, str]], margin: float = 0.2, negatives: str = "semihard"):
+    def __init__(self, pairs: Sequence[tuple[str, str]], margin: float, negatives: str):
         super().__init__(pairs)
         self.margin = margin
         self.negatives = negatives
@@ -244,7 +244,7 @@ class TripletObjective(PairwiseObjective):
         return cls(pairs, cfg.margin, cfg.negatives)
 
     def pair_loss(self, za: torch.Tensor, zb: torch.Tensor, positives: torch.Tensor) -> LossOutput:
-        return triplet_loss(za, zb, self.margin, positives, self.negatives)
+        return triplet_loss(za, zb, self.margin, positives, negatives=self.negatives)
 
 
 @ALIGNMENTS.register(CcaAlignConfig)
