@@ -32,9 +32,12 @@ def anomaly_sections(metrics: dict[str, Any], threshold: float, valid_scores: np
     if valid_scores is not None and valid_y is not None:
         from polymodal.evaluation.plots import score_histogram
 
-        known = valid_y >= 0  # without a target column every row is unlabelled: shown as normal
-        labelled = known if known.any() else np.ones_like(known)
-        png = score_histogram(valid_scores[labelled], valid_y[labelled] == 1, threshold, "validation")
+        known = valid_y >= 0
+        if known.any():
+            png = score_histogram(valid_scores[known], valid_y[known] == 1, threshold, "validation")
+        else:  # no target column: every row is unlabelled
+            png = score_histogram(valid_scores, np.zeros(len(valid_scores), bool), threshold, "validation",
+                                  normal_label="unlabelled")
         if png is not None:
             plots.mkdir(parents=True, exist_ok=True)
             atomic_write(plots / "anomaly_scores.png", lambda tmp: tmp.write_bytes(png))

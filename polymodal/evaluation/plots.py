@@ -203,9 +203,11 @@ def tokens_html(tokens: Sequence[str], attribution: np.ndarray) -> str:
     return f'<p style="font-size:1.05rem;line-height:2">{"".join(spans)}</p>'
 
 
-def score_histogram(scores: np.ndarray, anomalous: np.ndarray, threshold: float, split: str) -> bytes | None:
+def score_histogram(scores: np.ndarray, anomalous: np.ndarray, threshold: float, split: str,
+                    normal_label: str = "normal") -> bytes | None:
     """Anomaly scores of normal and anomalous rows (log-scaled when they span decades), with the
-    flag threshold; None when no score is finite."""
+    flag threshold; None when no score is finite. ``normal_label`` names the rows not marked
+    anomalous (``unlabelled`` when there are no labels)."""
     finite = np.isfinite(scores)
     scores, anomalous = scores[finite], anomalous[finite]
     if not len(scores):
@@ -215,7 +217,7 @@ def score_histogram(scores: np.ndarray, anomalous: np.ndarray, threshold: float,
     low, high = scores.min(), scores.max()
     wide = low > 0 and high > 1000 * low
     bins = np.geomspace(low, high, 41) if wide else np.histogram_bin_edges(scores, 40)
-    ax.hist(scores[~anomalous], bins=bins, alpha=0.6, color="tab:blue", label=f"normal ({int((~anomalous).sum())})")
+    ax.hist(scores[~anomalous], bins=bins, alpha=0.6, color="tab:blue", label=f"{normal_label} ({int((~anomalous).sum())})")
     if anomalous.any():
         ax.hist(scores[anomalous], bins=bins, alpha=0.6, color="tab:red", label=f"anomalous ({int(anomalous.sum())})")
     ax.axvline(threshold, color="black", linestyle="--", label="flag threshold")
