@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -116,9 +117,18 @@ def _user_path(loc: tuple, data: Any, error_type: str) -> list[str]:
     return parts
 
 
+# a cross-field rule checked on the whole config names the key it is about first: "align.anchor must..."
+RULE_KEY = re.compile(r"^([A-Za-z_]\w*(?:\.[\w-]+)+):? (.+)$", re.DOTALL)
+
+
 def _describe(err: Any, parts: list[str], root: type[BaseModel], data: Any) -> str:
     path = ".".join(parts) or "<root>"
     kind = err["type"]
+    if kind == "value_error" and not parts:  # reported under the dotted key its message starts with
+        message = err["msg"].removeprefix("Value error, ")
+        rule = RULE_KEY.match(message)
+        if rule and rule.group(1).split(".")[0] in root.model_fields:
+            return f"{rule.group(1)}: {rule.group(2)}"
     if kind == "missing":
         return f"{path}: required key is missing"
     if kind == "extra_forbidden":

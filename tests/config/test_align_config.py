@@ -69,13 +69,13 @@ def test_ranges_are_checked() -> None:
 
 
 @pytest.mark.parametrize("align, needle", [
-    ({"objective": "contrastive", "modalities": ["a", "x"]}, "align.modalities names unknown modalities ['x']"),
-    ({"objective": "contrastive", "modalities": ["a", "a"]}, "align.modalities lists a modality twice"),
-    ({"objective": "contrastive", "anchor": "x"}, "align.anchor must be one of the aligned modalities ['a', 'b', 'c']; "
+    ({"objective": "contrastive", "modalities": ["a", "x"]}, "align.modalities: names unknown modalities ['x']"),
+    ({"objective": "contrastive", "modalities": ["a", "a"]}, "align.modalities: lists a modality twice"),
+    ({"objective": "contrastive", "anchor": "x"}, "align.anchor: must be one of the aligned modalities ['a', 'b', 'c']; "
                                                   "got 'x'"),
-    ({"objective": "cca", "positives": "label"}, "align.positives 'label' works with objectives 'contrastive' and "
+    ({"objective": "cca", "positives": "label"}, "align.positives: 'label' works with objectives 'contrastive' and "
                                                  "'triplet'; objective is 'cca'"),
-    ({"objective": "triplet", "positives": "label"}, "align.positives 'label' needs class labels"),
+    ({"objective": "triplet", "positives": "label"}, "align.positives: 'label' needs class labels"),
     ({"objective": "contrastive", "modalities": ["a", "b"]}, "task 'retrieval' uses only the aligned modalities"),
 ])
 def test_cross_field_rules(align: dict[str, Any], needle: str) -> None:
@@ -86,4 +86,4 @@ def test_label_positives_with_a_target_are_accepted() -> None:
     cfg = load_config(config(align={"objective": "contrastive", "positives": "label"}, target="y"))
     assert cfg.align.positives == "label" and cfg.targets == ["y"]
     problem_text = problem(config("regression", {"objective": "contrastive", "positives": "label"}, target="y"))
-    assert "align.positives 'label' needs class labels" in problem_text
+    assert "align.positives: 'label' needs class labels" in problem_text

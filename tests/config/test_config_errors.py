@@ -171,14 +171,14 @@ CROSS_FIELD_CASES = {
     "rnn head with concat fusion": (
         {"head": {"name": "rnn"}, "fusion": {"name": "concat"}}, "<root>", ["head 'rnn'", "fusion is 'concat'"]),
     "modality_dropout names unknown modality": (
-        {"train.modality_dropout": {"speech": 0.2}}, "<root>",
-        ["train.modality_dropout", "['speech']", "['digit_image', 'spoken']"]),
+        {"train.modality_dropout": {"speech": 0.2}}, "train.modality_dropout",
+        ["names unknown modalities ['speech']", "['digit_image', 'spoken']"]),
     "modality names not identifiers": (
         {"modalities.1st": {"kind": "image", "column": "a"}, "modalities.x-ray": {"kind": "image", "column": "b"}},
         "<root>", ["identifiers", "'1st'", "'x-ray'"]),
     "target read as an input": ({"target": "image_path"}, "<root>", ["['image_path']"]),
     "class weights on regression": (
-        {"task": "regression", "loss.class_weights": "balanced"}, "<root>", ["class_weights", "'regression'"]),
+        {"task": "regression", "loss.class_weights": "balanced"}, "loss.class_weights", ["'regression'"]),
     "classification with two targets": ({"target": ["a", "b"]}, "<root>", ["one target column"]),
     "gray image with rgb mean": (
         {"modalities.digit_image.preprocess.mean": [0.1, 0.2, 0.3]}, "modalities.digit_image.preprocess",
@@ -269,9 +269,9 @@ def test_an_empty_transfer_list_is_one_problem_about_its_length():
 
 def test_a_rule_broken_by_one_method_of_a_list_names_its_index():
     problems = problems_of(config_with(transfer=[{"method": "fixmatch"}, {"method": "coral", "on": ["camera"]}]))
-    assert len(problems) == 1 and "transfer.1.on must be 'fused' or a non-empty list" in problems[0]
+    assert len(problems) == 1 and "transfer.1.on: must be 'fused' or a non-empty list" in problems[0]
     problems = problems_of(config_with(transfer=[{"method": "coral", "on": ["camera"]}]))  # a list of one
-    assert len(problems) == 1 and "transfer.0.on must be" in problems[0]
+    assert len(problems) == 1 and "transfer.0.on: must be" in problems[0]
 
 
 def test_a_wrong_value_of_a_scalar_or_list_field_names_both_shapes():
