@@ -122,7 +122,7 @@ def _as_is(item: Any) -> Any:
     return item
 
 
-WORKER_MIN_SECONDS = 2.0
+WORKER_MIN_SECONDS = 0.5
 
 
 def encode_workers(preprocessor: Preprocessor, seconds_left: float) -> int:

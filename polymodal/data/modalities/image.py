@@ -88,11 +88,12 @@ class ImagePreprocessor(Preprocessor):
     def from_pil(self, image: Image.Image) -> np.ndarray:
         """A decoded Pillow image -> colour-converted, resized uint8 (H, W, C) (also used per video frame)."""
         target = PIL_MODES[self.cfg.color]
-        if image.mode != target:
-            if target == "HSV" and image.mode != "RGB":
+        if image.mode == "L" and target == "RGB":  # grey -> RGB copies one channel: resize that one first
+            image = resize_image(image, self.size, self.cfg.resize).convert(target)
+        else:
+            if image.mode != target and target == "HSV" and image.mode != "RGB":
                 image = image.convert("RGB")  # Pillow converts to HSV from RGB only
-            image = image.convert(target)
-        image = resize_image(image, self.size, self.cfg.resize)
+            image = resize_image(image.convert(target) if image.mode != target else image, self.size, self.cfg.resize)
         array = np.asarray(image, dtype=np.uint8)
         return array[:, :, None] if array.ndim == 2 else array  # (H, W, C)
 

@@ -10,6 +10,7 @@ from PIL import Image
 from polymodal.config.modalities import ImagePreprocess
 from polymodal.data.modalities.image import ImagePreprocessor
 from polymodal.errors import DecodeError, NotFittedError
+from polymodal.utils.images import resize_image
 
 from ..helpers import as_tensors, encode_values, write_image
 
@@ -100,6 +101,19 @@ def test_gray_and_rgba_sources_become_three_channels(tmp_path, color):
     if color == "rgb":
         assert (chw(prep.decode(gray)) == 200).all()
         np.testing.assert_array_equal(chw(prep.decode(rgba)), gradient_rgb().transpose(2, 0, 1))
+
+
+@pytest.mark.parametrize("resize", ["stretch", "pad", "crop"])
+def test_gray_source_resized_to_rgb_matches_convert_then_resize(tmp_path, resize):
+    """A grey source is resized before its channel is copied to RGB (the cheaper order); the
+    pixels must equal Pillow's convert-to-RGB-then-resize."""
+    pixels = np.random.default_rng(0).integers(0, 256, (13, 29), dtype=np.uint8)
+    path = write_image(tmp_path / "g.png", pixels)
+    prep = image(color="rgb", resize=resize, size=[24, 20])
+    expected = np.asarray(resize_image(Image.fromarray(pixels).convert("RGB"), (24, 20), resize))
+    got = prep.decode(path)
+    assert got.shape == (24, 20, 3)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_pad_keeps_aspect_with_black_bars(tmp_path):
