@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from _common import mean_std, parser, require_data, save
+from _common import keep_best, mean_std, parser, require_data, save
 
 from polymodal import MultimodalPredictor
 from polymodal.data.datasets import prepare
@@ -51,7 +51,7 @@ def config(transfer: dict[str, Any] | None, seed: int, epochs: int, cache: Path)
         "head": {"name": "mlp", "hidden": [], "dropout": 0.2},
         "transfer": transfer,
         "train": {"epochs": epochs, "batch_size": BATCH, "lr": 2e-3, "seed": seed, "progress": False,
-                  "early_stopping": None, "num_workers": 0},
+                  "early_stopping": keep_best("accuracy", epochs), "num_workers": 0},
         "data": {"cache_dir": str(cache)},  # decoded log-mels are reused across runs
         "report": {"rows": 0},
     }

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from _common import mean_std, parser, require_data, save
+from _common import keep_best, mean_std, parser, require_data, save
 from transfer_digits import METHODS  # the same five methods
 
 from polymodal import MultimodalPredictor
@@ -45,7 +45,7 @@ def config(transfer: dict[str, Any] | None, seed: int, epochs: int) -> dict[str,
         "head": {"name": "mlp", "hidden": [64], "dropout": 0.1},
         "transfer": transfer,
         "train": {"epochs": epochs, "batch_size": 32, "lr": 2e-3, "seed": seed, "progress": False,
-                  "early_stopping": None, "num_workers": 0},
+                  "early_stopping": keep_best("accuracy", epochs), "num_workers": 0},
         "report": {"rows": 0},
     }
 

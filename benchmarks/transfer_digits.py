@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from _common import mean_std, parser, require_data, run_tasks, save
+from _common import keep_best, mean_std, parser, require_data, run_tasks, save
 
 from polymodal import MultimodalPredictor
 from polymodal.data.datasets import prepare
@@ -55,7 +55,7 @@ def config(transfer: dict[str, Any] | list[dict[str, Any]] | None, seed: int, ep
         "head": {"name": "mlp", "hidden": [], "dropout": 0.0},
         "transfer": transfer,
         "train": {"epochs": epochs, "batch_size": 64, "lr": 1e-3, "seed": seed, "progress": False,
-                  "early_stopping": None, "num_workers": 1},
+                  "early_stopping": keep_best("accuracy", epochs), "num_workers": 1},
         "data": {"cache_dir": str(cache)},  # decoded digits are reused across runs
         "report": {"rows": 0},
     }

@@ -25,7 +25,7 @@ from polymodal.config import Config, config_to_dict, load_config
 from polymodal.config.base import DISCRIMINATORS
 from polymodal.config.tune import ChoiceParam, RangeParam
 from polymodal.errors import ConfigError
-from polymodal.metrics import DEFAULT_MONITOR, LOWER_IS_BETTER
+from polymodal.metrics import LOWER_IS_BETTER
 from polymodal.utils.io import atomic_write, atomic_write_json, atomic_write_text
 
 
@@ -95,6 +95,11 @@ def _suggest(trial: Any, key: str, param: RangeParam | ChoiceParam) -> Any:
                                step=None if param.step is None else float(param.step))
 
 
+# What a search optimises when neither ``tune.metric`` nor early stopping names a metric: the
+# task's headline figure (early stopping's own default, the loss, is a poor thing to rank models by).
+HEADLINE = {"classification": "accuracy", "multilabel": "macro_f1", "regression": "rmse", "retrieval": "map"}
+
+
 def _metric(config: Config) -> tuple[str, str]:
     tune = config.tune
     stop = config.train.early_stopping
@@ -103,8 +108,20 @@ def _metric(config: Config) -> tuple[str, str]:
     elif stop is not None and stop.monitor != "auto":
         name = stop.monitor
     else:
-        name = DEFAULT_MONITOR[config.task][0]
+        name = HEADLINE[config.task]
     return name, "minimize" if name in LOWER_IS_BETTER else "maximize"
+
+
+def _score(predictor: Any, metric: str) -> float:
+    """``val_<metric>`` of the epoch whose weights the fit kept (the last one if none was chosen)."""
+    history = predictor.history
+    column = f"val_{metric}"
+    if column not in history.columns:
+        known = sorted(c.removeprefix("val_") for c in history.columns if c.startswith("val_"))
+        raise ConfigError([f"tune.metric: the validation metrics have no '{metric}'; they are {known}"])
+    best = predictor.info.get("best_epoch")
+    rows = history[history["epoch"] == best] if best is not None else history
+    return float((rows if len(rows) else history)[column].iloc[-1])
 
 
 def pruning_callback(trial: Any, monitor: str) -> Any:
@@ -162,11 +179,7 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
         predictor = MultimodalPredictor(trial_config(base, values))
         predictor.config.train.progress = False
         predictor.fit(train, valid, callbacks=[pruning_callback(trial, monitor)])
-        score = predictor.metrics["valid"].get(monitor)
-        if score is None:
-            raise ConfigError([f"tune.metric: the validation metrics have no '{monitor}'; "
-                               f"they are {sorted(predictor.metrics['valid'])}"])
-        return float(score)
+        return _score(predictor, monitor)
 
     def record(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None

@@ -62,6 +62,16 @@ def test_fit_learns_the_task(clf, data):
     assert predictor.info["parameters"] == sum(p.numel() for p in predictor.net.parameters())
 
 
+def test_the_kept_epoch_is_the_validation_loss_minimum_by_default(clf):
+    """Validation accuracy on a few rows plateaus while the loss still falls: the
+    default monitor is the loss, so the kept weights are those of its lowest epoch."""
+    predictor, _ = clf
+    history = predictor.history.set_index("epoch")
+    assert "best_val_loss" in predictor.info
+    assert predictor.info["best_epoch"] == history["val_loss"].idxmin()
+    assert predictor.info["best_val_loss"] == pytest.approx(history["val_loss"].min())
+
+
 def test_evaluate_agrees_with_predict(clf, data):
     predictor, _ = clf
     scores = predictor.evaluate(data["test"])

@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from helpers_models import classification_config, make_dataset, write_splits
+from helpers_models import classification_config, make_dataset, regression_config, write_splits
 
 from polymodal.config import load_config
 from polymodal.errors import ConfigError
@@ -79,6 +79,42 @@ def test_search_writes_trials_and_the_best_config(tmp_path):
     best_config = load_config(tmp_path / "search" / "best_config.yaml")
     assert best_config.tune is None
     assert best_config.train.lr == pytest.approx(best["train.lr"]) and best_config.fusion.name == best["fusion.name"]
+
+
+def tuned(tmp_path, config, **tune):
+    config["tune"] = {"space": {"train.lr": {"low": 1e-3, "high": 3e-2, "log": True}}, "trials": 2,
+                      "pruner": "none", "seed": 0, **tune}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def test_regression_search_minimises_rmse_at_the_kept_epoch(tmp_path):
+    """auto: the headline metric of the task (rmse for regression), read at the epoch whose weights
+    each trial keeps (the validation-loss best)."""
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=60))
+    run_search(tuned(tmp_path, regression_config(epochs=3)), paths["train"], paths["valid"], tmp_path / "search")
+    summary = json.loads((tmp_path / "search" / "summary.json").read_text())
+    assert summary["metric"] == "val_rmse" and summary["direction"] == "minimize"
+    best = load_config(tmp_path / "search" / "best_config.yaml")
+    from polymodal import MultimodalPredictor
+
+    predictor = MultimodalPredictor(best).fit(paths["train"], paths["valid"])
+    history = predictor.history.set_index("epoch")
+    kept = predictor.info["best_epoch"]
+    assert kept == history["val_loss"].idxmin()
+    assert summary["best_value"] == pytest.approx(history.loc[kept, "val_rmse"], rel=1e-4)
+
+
+def test_search_on_the_validation_loss_and_an_unknown_metric(tmp_path):
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=60))
+    run_search(tuned(tmp_path, classification_config(epochs=2), metric="loss"), paths["train"], paths["valid"],
+               tmp_path / "loss")
+    summary = json.loads((tmp_path / "loss" / "summary.json").read_text())
+    assert summary["metric"] == "val_loss" and summary["direction"] == "minimize" and summary["completed"] == 2
+    with pytest.raises(ConfigError, match=r"tune.metric: the validation metrics have no 'r2'; they are \[.*'accuracy'"):
+        run_search(tuned(tmp_path, classification_config(epochs=1), metric="r2"), paths["train"], paths["valid"],
+                   tmp_path / "r2")
 
 
 def test_search_needs_a_tune_section(tmp_path):

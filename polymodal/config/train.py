@@ -17,7 +17,8 @@ class EarlyStoppingConfig(StrictModel):
 
     Attributes:
         monitor: a validation metric (``loss``, ``accuracy``, ``macro_f1``, ``auroc``, ``rmse``...);
-            ``auto`` picks ``accuracy`` for classification and ``loss`` otherwise.
+            ``auto`` picks the task's validation ``loss`` (``map`` for retrieval). The same metric
+            chooses the weights restored at the end (with ``early_stopping: null`` too).
     """
 
     patience: PositiveInt = 5

@@ -49,7 +49,9 @@ class TuneConfig(StrictModel):
         space: dotted config keys (``train.lr``, ``fusion.name``, ``modalities.audio.encoder.dim``)
             to a range (``{low, high}``, optionally ``log: true`` or ``step``) or ``{choices: [...]}``.
         trials: how many configurations to train.
-        metric: validation metric to optimise; ``auto`` uses early stopping's monitor.
+        metric: validation metric to optimise (its value at the epoch each trial keeps); ``auto``
+            uses early stopping's monitor when one is named, else the task's headline metric
+            (``accuracy``, ``macro_f1``, ``rmse``, ``map``).
         pruner: ``median`` stops a trial whose validation metric falls below the median of earlier
             trials at the same epoch (after ``warmup_epochs``); ``none`` never stops early.
         seed: seed of the sampler (TPE), so a search can be repeated.
