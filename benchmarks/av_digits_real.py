@@ -79,11 +79,12 @@ def main() -> None:
     best = max(rows[2:], key=lambda r: r["test_accuracy_%"])
     default = next(r for r in rows if r["model"] == f"fusion: {DEFAULT_FUSION}")
     notes = [
-        f"best single modality {single:.2f}%; best fusion {best['model']} {best['test_accuracy_%']:.2f}% "
+        f"best single modality {single:.2f}%; best fusion {best['model'].removeprefix('fusion: ')} {best['test_accuracy_%']:.2f}% "
         f"({best['test_accuracy_%'] - single:+.2f} points; target >= +1)",
         f"default fusion ({DEFAULT_FUSION}) {default['test_accuracy_%']:.2f}% ({default['test_accuracy_%'] - single:+.2f} "
         "points against the best single modality; target >= 0)",
-        f"{len(seeds)} seeds, up to {args.epochs} epochs with early stopping (patience 5) on validation accuracy",
+        f"{len(seeds)} seeds, up to {args.epochs} epochs with early stopping (patience 5) on the validation loss "
+        "(the default monitor; the best-loss epoch is kept)",
     ]
     save("av_digits_real", "FSDD + MNIST, split by speaker (test speakers theo, yweweler)", {"test accuracy": rows},
          notes)

@@ -193,7 +193,7 @@ def report(args: Any, single: dict[str, list[float]], results: dict[str, list[di
         "a missing modality is hidden through the model's missing path (learned missing-embedding), as an empty "
         "manifest cell would be; relative robustness = area under accuracy vs severity (severities mapped to "
         "[0, 1]); effective robustness = AUC - AUC_late - (clean - clean_late)",
-        f"{len(single['image only'])} seed(s), up to {args.epochs} epochs with early stopping (patience 5); test set "
+        f"{len(single['image only'])} seed(s), up to {args.epochs} epochs with early stopping (patience 5) on the validation loss; test set "
         f"{'300 sampled' if args.quick else 'all 1000'} rows (robustness curves: a seeded sample of "
         f"{args.sweep_rows}); curves plotted in benchmarks/results/missing_robustness.png; "
         f"{seconds:.0f} s in all",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ import yaml
 
 from polymodal.config import Config, config_to_dict, load_config
 from polymodal.config.base import DISCRIMINATORS
+from polymodal.config.root import MONITORS
 from polymodal.config.tune import ChoiceParam, RangeParam
 from polymodal.errors import ConfigError
 from polymodal.metrics import LOWER_IS_BETTER
@@ -97,7 +99,8 @@ def _suggest(trial: Any, key: str, param: RangeParam | ChoiceParam) -> Any:
 
 # What a search optimises when neither ``tune.metric`` nor early stopping names a metric: the
 # task's headline figure (early stopping's own default, the loss, is a poor thing to rank models by).
-HEADLINE = {"classification": "accuracy", "multilabel": "macro_f1", "regression": "rmse", "retrieval": "map"}
+HEADLINE = {"classification": "accuracy", "multilabel": "macro_f1", "regression": "rmse", "retrieval": "map",
+            "anomaly": "loss"}
 
 
 def _metric(config: Config) -> tuple[str, str]:
@@ -109,6 +112,9 @@ def _metric(config: Config) -> tuple[str, str]:
         name = stop.monitor
     else:
         name = HEADLINE[config.task]
+    if name not in MONITORS[config.task]:
+        raise ConfigError([f"tune.metric: '{name}' is not a validation metric of task '{config.task}'; "
+                           f"allowed: {MONITORS[config.task]}"])
     return name, "minimize" if name in LOWER_IS_BETTER else "maximize"
 
 
@@ -121,7 +127,10 @@ def _score(predictor: Any, metric: str) -> float:
         raise ConfigError([f"tune.metric: the validation metrics have no '{metric}'; they are {known}"])
     best = predictor.info.get("best_epoch")
     rows = history[history["epoch"] == best] if best is not None else history
-    return float((rows if len(rows) else history)[column].iloc[-1])
+    value = float((rows if len(rows) else history)[column].iloc[-1])
+    if not math.isfinite(value):
+        raise ValueError(f"val_{metric} of the kept epoch is {value}; the trial cannot be ranked")
+    return value
 
 
 def pruning_callback(trial: Any, monitor: str) -> Any:

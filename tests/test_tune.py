@@ -13,7 +13,7 @@ from helpers_models import classification_config, make_dataset, regression_confi
 
 from polymodal.config import load_config
 from polymodal.errors import ConfigError
-from polymodal.tune import pruning_callback, run_search, set_dotted, trial_config
+from polymodal.tune import _score, pruning_callback, run_search, set_dotted, trial_config
 
 
 def test_set_dotted_creates_and_overrides_sections():
@@ -112,9 +112,23 @@ def test_search_on_the_validation_loss_and_an_unknown_metric(tmp_path):
                tmp_path / "loss")
     summary = json.loads((tmp_path / "loss" / "summary.json").read_text())
     assert summary["metric"] == "val_loss" and summary["direction"] == "minimize" and summary["completed"] == 2
-    with pytest.raises(ConfigError, match=r"tune.metric: the validation metrics have no 'r2'; they are \[.*'accuracy'"):
+    with pytest.raises(ConfigError, match=r"tune.metric: 'r2' is not a validation metric of task 'classification'; "
+                                          r"allowed: \[.*'accuracy'"):
         run_search(tuned(tmp_path, classification_config(epochs=1), metric="r2"), paths["train"], paths["valid"],
                    tmp_path / "r2")
+    assert not (tmp_path / "r2" / "trials.csv").exists(), "refused before any trial trained"
+
+
+def test_a_trial_is_scored_at_the_epoch_it_keeps_not_the_last():
+    history = pd.DataFrame({"epoch": [0, 1, 2, 3], "val_loss": [0.9, 0.4, 0.5, 0.6],
+                            "val_accuracy": [0.5, 0.8, 0.9, 0.7]})
+    assert _score(SimpleNamespace(history=history, info={"best_epoch": 1}), "accuracy") == pytest.approx(0.8)
+    assert _score(SimpleNamespace(history=history, info={"best_epoch": None}), "accuracy") == pytest.approx(0.7)
+    with pytest.raises(ConfigError, match=r"no 'rmse'; they are \['accuracy', 'loss'\]"):
+        _score(SimpleNamespace(history=history, info={"best_epoch": 1}), "rmse")
+    history.loc[1, "val_accuracy"] = float("nan")
+    with pytest.raises(ValueError, match="val_accuracy of the kept epoch is nan"):
+        _score(SimpleNamespace(history=history, info={"best_epoch": 1}), "accuracy")
 
 
 def test_search_needs_a_tune_section(tmp_path):

@@ -7,6 +7,7 @@ failed to decode) are zero rows with ``present = False``.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -122,14 +123,19 @@ def _as_is(item: Any) -> Any:
     return item
 
 
-WORKER_MIN_SECONDS = 0.5
+# Work left in a pass that pays for starting workers: forked ones start in tens of milliseconds;
+# spawned ones (macOS, Windows, forkserver) import torch again, a second or more each.
+WORKER_MIN_SECONDS = {"fork": 0.5}
+SPAWNED_WORKER_MIN_SECONDS = 5.0
 
 
 def encode_workers(preprocessor: Preprocessor, seconds_left: float) -> int:
     """Worker processes for the rest of an encoding pass: one per core (at most 8) when the work
     left, estimated from the first chunk, is long enough to pay for starting them; else none."""
     cores = os.cpu_count() or 1
-    if not preprocessor.file_based or cores < 2 or seconds_left < WORKER_MIN_SECONDS:
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    minimum = WORKER_MIN_SECONDS.get(method, SPAWNED_WORKER_MIN_SECONDS)
+    if not preprocessor.file_based or cores < 2 or seconds_left < minimum:
         return 0
     return min(8, cores)
 

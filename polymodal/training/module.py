@@ -14,6 +14,7 @@ from torch import nn
 
 from polymodal.models.model import MultimodalNet
 from polymodal.models.objectives import TaskLoss
+from polymodal.models.objectives.multitask import MultiTaskLoss
 from polymodal.training.terms import StepContext, TaskTerm, Term
 from polymodal.training.unlabeled import forward_with_unlabeled
 
@@ -117,7 +118,12 @@ class PolymodalModule(L.LightningModule):
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         outputs = self(batch)
         result = self.loss(outputs, batch["target"])
-        self.log("val_loss", result.loss, on_step=False, on_epoch=True, batch_size=outputs.shape[0], sync_dist=True)
+        losses = {"val_loss": result.loss}
+        if isinstance(self.loss, MultiTaskLoss):  # val_loss (early stopping's default) is the main task's
+            losses = {"val_loss": self.loss.main_loss(result), "val_total_loss": result.loss,
+                      **{f"val_{k}": v for k, v in result.logs.items() if k.endswith("/loss")}}
+        for key, value in losses.items():
+            self.log(key, value, on_step=False, on_epoch=True, batch_size=outputs.shape[0], sync_dist=True)
         self._val_outputs.append(outputs.detach().float())
         self._val_targets.append(batch["target"].detach())
         if "index" in batch:

@@ -107,9 +107,12 @@ class AtomicCheckpoint(Callback):
             module.load_state_dict(state)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_loss": self.best_loss, "best_epoch": self.best_epoch}
+        return {"monitor": self.monitor, "best_score": self.best_score, "best_loss": self.best_loss,
+                "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("monitor", "val_accuracy") != self.monitor:  # saved watching another metric: start afresh
+            return  # (checkpoints before the monitor was saved watched the then-default accuracy)
         self.best_score = state.get("best_score")
         self.best_loss = state.get("best_loss")
         self.best_epoch = state.get("best_epoch")

@@ -124,3 +124,18 @@ def test_on_error_skip_survives_a_corrupt_first_signal_file(tmp_path):
     table, _ = pipe.fit(read_manifest(frame, root=tmp_path))
     assert table.rows.tolist() == [1, 2]
     assert pipe.preprocessors["vib"].n_channels == 2
+
+
+@pytest.mark.parametrize(("method", "seconds", "workers"), [("fork", 1.0, 4), ("fork", 0.2, 0), ("spawn", 1.0, 0),
+                                                           ("forkserver", 1.0, 0), ("spawn", 6.0, 4)])
+def test_encode_workers_pay_for_their_start(monkeypatch, method, seconds, workers):
+    """Forked workers start cheaply; spawned ones import torch again, so they need more work left."""
+    import multiprocessing
+    from types import SimpleNamespace
+
+    from polymodal.data.encode import encode_workers
+
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: method)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert encode_workers(SimpleNamespace(file_based=True), seconds) == workers
+    assert encode_workers(SimpleNamespace(file_based=False), 100.0) == 0  # inline values: nothing to decode

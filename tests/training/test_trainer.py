@@ -120,6 +120,17 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     assert same_weights(second, first.snapshots[0])
 
 
+def test_resume_watching_another_metric_does_not_compare_across_metrics(tmp_path):
+    """A run started on validation accuracy (higher is better) and resumed on the loss must not
+    compare a loss with the saved best accuracy: the best is chosen afresh."""
+    first = ScriptedModule([0.9, 0.95, 0.0, 0.0], metric="accuracy")
+    fit(first, epochs=2, run_dir=tmp_path, monitor="accuracy", mode="max")
+    second = ScriptedModule([9.0, 9.0, 3.0, 2.0], metric="loss")
+    result = fit(second, epochs=4, run_dir=tmp_path, resume=True)
+    assert result.best_epoch == 3 and result.best_score == pytest.approx(2.0)
+    assert same_weights(second, second.snapshots[3])
+
+
 def test_resume_without_a_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
         fit(ScriptedModule([1.0]), epochs=1, run_dir=tmp_path, resume=True)

@@ -233,6 +233,12 @@ def test_further_tasks_get_their_own_heads_metrics_and_columns(data, weighting):
         assert learned["log_vars"] is None
     else:  # one learned log-variance per task (main, bright, level), moved away from 0 by training
         assert learned["log_vars"].shape == (3,) and float(learned["log_vars"].abs().min()) > 0
+    history = pred.history  # early stopping and the kept epoch watch the main task's own loss
+    main = [c for c in history.columns if c.startswith("val_") and c.endswith("/loss") and
+            not c.startswith(("val_bright/", "val_level/"))]
+    assert len(main) == 1 and {"val_bright/loss", "val_level/loss", "val_total_loss"} <= set(history.columns)
+    np.testing.assert_allclose(history["val_loss"], history[main[0]], rtol=1e-5)
+    assert (history["val_total_loss"] - history["val_loss"]).abs().min() > 1e-3
     frame = pred.predict_frame(data["test"])
     assert {"bright_prediction", "level_pred_y"} <= set(frame.columns)
     assert set(frame["bright_prediction"]) <= {0, 1}

@@ -65,3 +65,8 @@ class MultiTaskLoss(nn.Module):
 
     def forward(self, outputs: torch.Tensor, target: torch.Tensor) -> LossOutput:
         return multitask_loss(outputs, target, self.slots, self.losses, self.weights, self.log_vars)
+
+    def main_loss(self, result: LossOutput) -> torch.Tensor:
+        """The main task's own loss in ``result`` (what model selection watches: the total also
+        holds the further tasks and, with learned weights, the ``s_t`` terms)."""
+        return result.logs[f"{self.slots[0].name}/loss"]
