@@ -51,6 +51,10 @@ def drop_modalities(present: Mapping[str, torch.Tensor], rates: Mapping[str, flo
     return {n: kept[:, i] for i, n in enumerate(names)}
 
 
+VALIDATION_DROPOUT_DRAWS = 4  # modality-dropout masks per validation batch
+VALIDATION_DROPOUT_SEED = 1_000_003
+
+
 class PolymodalModule(L.LightningModule):
     """Trains a :class:`MultimodalNet` on one task.
 
@@ -115,13 +119,29 @@ class PolymodalModule(L.LightningModule):
             self.log(f"train_{key}", value, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         return total
 
+    def _selection_loss(self, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``val_loss`` (early stopping's default) and, for several tasks, the losses beside it: a
+        multi-task run watches its main task's own loss."""
+        result = self.loss(outputs, target)
+        if not isinstance(self.loss, MultiTaskLoss):
+            return {"val_loss": result.loss}
+        return {"val_loss": self.loss.main_loss(result), "val_total_loss": result.loss,
+                **{f"val_{k}": v for k, v in result.logs.items() if k.endswith("/loss")}}
+
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         outputs = self(batch)
-        result = self.loss(outputs, batch["target"])
-        losses = {"val_loss": result.loss}
-        if isinstance(self.loss, MultiTaskLoss):  # val_loss (early stopping's default) is the main task's
-            losses = {"val_loss": self.loss.main_loss(result), "val_total_loss": result.loss,
-                      **{f"val_{k}": v for k, v in result.logs.items() if k.endswith("/loss")}}
+        losses = self._selection_loss(outputs, batch["target"])
+        if self.modality_dropout:
+            # the loss the model is trained for: its rows under the same modality dropout, with masks
+            # seeded by the batch (the same every epoch); the metrics below still see whole rows
+            losses["val_full_loss"] = losses["val_loss"]
+            present = batch["present"]
+            generator = torch.Generator(device=next(iter(present.values())).device)
+            generator.manual_seed(VALIDATION_DROPOUT_SEED + batch_idx)
+            draws = [self._selection_loss(self.net(batch["inputs"], drop_modalities(present, self.modality_dropout,
+                                                                                     generator)), batch["target"])
+                     for _ in range(VALIDATION_DROPOUT_DRAWS)]
+            losses["val_loss"] = torch.stack([d["val_loss"] for d in draws]).mean()
         for key, value in losses.items():
             self.log(key, value, on_step=False, on_epoch=True, batch_size=outputs.shape[0], sync_dist=True)
         self._val_outputs.append(outputs.detach().float())

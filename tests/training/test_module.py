@@ -140,12 +140,55 @@ def test_training_step_without_dropout_passes_presence_through():
     assert all(torch.equal(module.net.seen[-1][n], batch["present"][n]) for n in "ab")
 
 
-def test_validation_never_drops_modalities():
-    module, batch = _module({"a": 1.0}), _batch()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        module.validation_step(batch, 0)
-    assert all(torch.equal(module.net.seen[-1][n], batch["present"][n]) for n in "ab")
+class PresenceNet(RecordingNet):
+    """Logits that depend on whether 'a' is present: class 0 gets 2 when it is, else 0."""
+
+    def forward(self, inputs, present):
+        self.seen.append({k: v.clone() for k, v in present.items()})
+        a = present["a"].float() * 2.0
+        return torch.stack([a, torch.zeros_like(a)], dim=1) + self.bias
+
+
+def _validate(module: PolymodalModule, batch: dict, batch_idx: int = 0) -> dict[str, torch.Tensor]:
+    logged: dict[str, torch.Tensor] = {}
+    module.log = lambda key, value, **_: logged.__setitem__(key, value)
+    module.validation_step(batch, batch_idx)
+    return logged
+
+
+def test_validation_metrics_see_whole_rows_and_the_loss_sees_the_training_dropout():
+    """With modality dropout, val_loss (what selects the kept epoch) is the loss under the same
+    dropout, with masks seeded by the batch; the outputs for the metrics come from whole rows."""
+    module = PolymodalModule(PresenceNet(), TaskLoss("classification"), OptimSettings(1e-3, 0.0, "none", 0.0),
+                             metrics=lambda outputs, target: {}, modality_dropout={"a": 1.0})
+    batch = _batch()
+    logged = _validate(module, batch)
+    first, *draws = module.net.seen
+    assert all(torch.equal(first[n], batch["present"][n]) for n in "ab"), "the metrics' pass sees whole rows"
+    assert len(draws) == 4 and all(not d["a"][:64].any() and d["a"][64:].all() for d in draws)
+    full = -torch.log_softmax(torch.tensor([2.0, 0.0]), 0)[0]  # 'a' present: logits (2, 0), target 0
+    hidden = torch.tensor(math.log(2.0))  # 'a' hidden: logits (0, 0)
+    torch.testing.assert_close(logged["val_full_loss"], full)
+    torch.testing.assert_close(logged["val_loss"], (64 * hidden + 8 * full) / 72)
+    torch.testing.assert_close(module._val_outputs[-1][0], torch.tensor([2.0, 0.0]))
+
+
+def test_validation_dropout_masks_repeat_every_epoch():
+    module = PolymodalModule(PresenceNet(), TaskLoss("classification"), OptimSettings(1e-3, 0.0, "none", 0.0),
+                             metrics=lambda outputs, target: {}, modality_dropout={"a": 0.5, "b": 0.5})
+    batch = _batch()
+    first = _validate(module, batch, batch_idx=3)["val_loss"]
+    masks = [d["a"] for d in module.net.seen[1:]]
+    module.net.seen.clear()
+    assert torch.equal(_validate(module, batch, batch_idx=3)["val_loss"], first)
+    assert all(torch.equal(a, d["a"]) for a, d in zip(masks, module.net.seen[1:], strict=True))
+    assert not all(torch.equal(masks[0], m) for m in masks[1:]), "the draws differ from each other"
+
+
+def test_validation_without_dropout_logs_the_plain_loss():
+    module, batch = _module({"a": 0.0}), _batch()
+    logged = _validate(module, batch)
+    assert set(logged) == {"val_loss"} and len(module.net.seen) == 1
 
 
 # -- schedule and optimiser groups -----------------------------------------------------------
