@@ -125,7 +125,7 @@ def _as_is(item: Any) -> Any:
 
 # Work left in a pass that pays for starting workers: forked ones start in tens of milliseconds;
 # spawned ones (macOS, Windows, forkserver) import torch again, a second or more each.
-WORKER_MIN_SECONDS = {"fork": 0.5}
+WORKER_MIN_SECONDS = {"fork": 1.0}
 SPAWNED_WORKER_MIN_SECONDS = 5.0
 
 

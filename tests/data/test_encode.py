@@ -126,7 +126,7 @@ def test_on_error_skip_survives_a_corrupt_first_signal_file(tmp_path):
     assert pipe.preprocessors["vib"].n_channels == 2
 
 
-@pytest.mark.parametrize(("method", "seconds", "workers"), [("fork", 1.0, 4), ("fork", 0.2, 0), ("spawn", 1.0, 0),
+@pytest.mark.parametrize(("method", "seconds", "workers"), [("fork", 1.5, 4), ("fork", 0.8, 0), ("spawn", 1.5, 0),
                                                            ("forkserver", 1.0, 0), ("spawn", 6.0, 4)])
 def test_encode_workers_pay_for_their_start(monkeypatch, method, seconds, workers):
     """Forked workers start cheaply; spawned ones import torch again, so they need more work left."""
