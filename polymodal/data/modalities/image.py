@@ -91,9 +91,11 @@ class ImagePreprocessor(Preprocessor):
         if image.mode == "L" and target == "RGB":  # grey -> RGB copies one channel: resize that one first
             image = resize_image(image, self.size, self.cfg.resize).convert(target)
         else:
-            if image.mode != target and target == "HSV" and image.mode != "RGB":
-                image = image.convert("RGB")  # Pillow converts to HSV from RGB only
-            image = resize_image(image.convert(target) if image.mode != target else image, self.size, self.cfg.resize)
+            if image.mode != target:
+                if target == "HSV" and image.mode != "RGB":
+                    image = image.convert("RGB")  # Pillow converts to HSV from RGB only
+                image = image.convert(target)
+            image = resize_image(image, self.size, self.cfg.resize)
         array = np.asarray(image, dtype=np.uint8)
         return array[:, :, None] if array.ndim == 2 else array  # (H, W, C)
 
