@@ -7,6 +7,7 @@ import pytest
 from helpers_models import classification_config, make_dataset, write_splits
 
 from polymodal import MultimodalPredictor
+from polymodal.data.content_keys import StatMemo
 from polymodal.errors import ConfigError, SchemaMismatchError
 from polymodal.evaluation.corruptions import CORRUPTIONS
 from polymodal.evaluation.data import load_eval_data
@@ -31,8 +32,12 @@ def snapshot(folder):
     return sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
 
 
-def test_sweep_starts_from_the_clean_metric_is_seeded_and_never_touches_the_cache(run):
+def test_sweep_starts_from_the_clean_metric_is_seeded_and_never_touches_the_cache(run, monkeypatch):
     predictor, paths, cache, _ = run
+    # The files were written moments ago: let the stat memo remember them at once, so that the
+    # clean evaluation below leaves the cache complete whatever the test's timing (otherwise the
+    # sweep's own clean pass could remember them later, a legitimate write of clean identities).
+    monkeypatch.setattr(StatMemo, "SETTLE_NS", 0)
     predictor.evaluate(paths["test"])  # the clean test rows are cached now
     before = snapshot(cache)
     first = robustness_sweep(predictor, paths["test"], ["img:gaussian_noise", "tab"])
