@@ -31,6 +31,30 @@ def _shard(path: str, identity: tuple[int, ...]) -> np.ndarray:
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
+def open_shard(file: str, stat: os.stat_result | None = None, *, path: str | None = None) -> np.ndarray:
+    """The ``.npy`` shard ``file``, memory-mapped (``stat``: its ``os.stat``, when already taken).
+
+    Raises:
+        DecodeError: unreadable file (named as ``path``, the cell, when given).
+    """
+    try:
+        stat = stat or os.stat(file)
+        return _shard(file, (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
+    except (OSError, ValueError) as err:
+        raise DecodeError(f"not a readable .npy array ({err})", path=path or file) from None
+
+
+def shard_row(shard: np.ndarray, row: int, path: str) -> np.ndarray:
+    """Row ``row`` of a shard, copied out of the memory map.
+
+    Raises:
+        DecodeError: a row outside the shard (``path``: the cell, for the message).
+    """
+    if row >= shard.shape[0]:
+        raise DecodeError(f"row {row} is outside the array, which has {shard.shape[0]} rows", path=path)
+    return np.array(shard[row])
+
+
 def load_npy(path: str) -> np.ndarray:
     """The array a ``.npy`` cell names (a whole file, or one row of a shard).
 
@@ -38,22 +62,14 @@ def load_npy(path: str) -> np.ndarray:
         DecodeError: unreadable file, or a row outside the shard.
     """
     file, row = split_row_ref(path)
-    try:
-        if row is None:
-            return np.load(file, allow_pickle=False)
-        stat = os.stat(file)
-        shard = _shard(file, (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
-    except (OSError, ValueError) as err:
-        raise DecodeError(f"not a readable .npy array ({err})", path=path) from None
-    if row >= shard.shape[0]:
-        raise DecodeError(f"row {row} is outside the array, which has {shard.shape[0]} rows", path=path)
-    return np.array(shard[row])
-
-
-def content_bytes(path: str) -> bytes | None:
-    """The bytes that identify a row reference's content (None for ordinary files)."""
-    file, row = split_row_ref(path)
     if row is None:
-        return None
-    sample = load_npy(path)
+        try:
+            return np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise DecodeError(f"not a readable .npy array ({err})", path=path) from None
+    return shard_row(open_shard(file, path=path), row, path)
+
+
+def sample_bytes(sample: np.ndarray) -> bytes:
+    """The bytes that identify one shard row's content: dtype, shape and data."""
     return f"{sample.dtype.str}{sample.shape}".encode() + sample.tobytes()

@@ -18,14 +18,14 @@ import hashlib
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from polymodal.data.arrays import content_bytes, split_row_ref
+from polymodal.data.arrays import load_npy, open_shard, sample_bytes, shard_row, split_row_ref
 from polymodal.data.cache import (
     SortedIndex,
     open_indexes,
@@ -39,18 +39,21 @@ from polymodal.errors import DecodeError
 KEY_BYTES = 16
 
 
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=KEY_BYTES).digest()
+
+
 def content_key(value: Any, file_based: bool) -> bytes:
-    """Hash of an item's content: a file's bytes, or an inline value's text."""
+    """Hash of an item's content: a file's bytes, a shard row's dtype, shape and bytes
+    (``shard.npy#12``), or an inline value's text."""
+    if not file_based:
+        return _digest(repr(value).encode("utf-8"))
+    if split_row_ref(value)[1] is not None:
+        return _digest(sample_bytes(load_npy(value)))
     digest = hashlib.blake2b(digest_size=KEY_BYTES)
-    row_bytes = content_bytes(value) if file_based else None
-    if row_bytes is not None:
-        digest.update(row_bytes)
-    elif file_based:
-        with open(value, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    else:
-        digest.update(repr(value).encode("utf-8"))
+    with open(value, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.digest()
 
 
@@ -125,7 +128,7 @@ def _threaded(fn: Callable[[Any], Any], values: Sequence[Any], threads: int) -> 
         for value in part:
             try:
                 out.append(fn(value))
-            except (OSError, DecodeError) as err:  # missing file; a packed row outside its shard
+            except OSError as err:  # a missing or unreadable file
                 out.append(err)
         return out
 
@@ -136,12 +139,35 @@ def _threaded(fn: Callable[[Any], Any], values: Sequence[Any], threads: int) -> 
         return [r for part in pool.map(chunk, parts) for r in part]
 
 
-def _identity(value: str) -> tuple[bytes, int]:
-    """(stat key, last change in ns) of a file cell; ctime counts too, as copies that keep the
-    source's mtime (``cp -p``, ``rsync -t``, tar) get a fresh ctime."""
-    file, row = split_row_ref(value)
-    stat = os.stat(file)
-    return stat_key(file, row, stat), max(stat.st_mtime_ns, stat.st_ctime_ns)
+def _stat_once(files: Sequence[str], threads: int) -> dict[str, os.stat_result | OSError]:
+    """``os.stat`` of each distinct file (a shard is stat'ed once for all its rows)."""
+    distinct = list(dict.fromkeys(files))
+    return dict(zip(distinct, _threaded(os.stat, distinct, threads)))
+
+
+def _shard_row_keys(values: Sequence[str], refs: Sequence[tuple[str, int | None]], positions: Sequence[int],
+                    stats: Mapping[str, os.stat_result | OSError]) -> dict[int, bytes | Exception]:
+    """Content keys of shard rows (``shard.npy#12``), by position: each shard is opened once and
+    its rows hashed straight from the memory map (the same keys as :func:`content_key`)."""
+    by_shard: dict[str, list[int]] = {}
+    for position in positions:
+        by_shard.setdefault(refs[position][0], []).append(position)
+    out: dict[int, bytes | Exception] = {}
+    for file, group in by_shard.items():
+        stat = stats[file]
+        try:
+            if isinstance(stat, OSError):
+                raise stat
+            shard = open_shard(file, stat)
+        except (OSError, DecodeError) as err:
+            out.update(dict.fromkeys(group, err))
+            continue
+        for position in group:
+            try:
+                out[position] = _digest(sample_bytes(shard_row(shard, refs[position][1], values[position])))
+            except DecodeError as err:
+                out[position] = err
+    return out
 
 
 def content_keys(values: Sequence[Any], file_based: bool, memo: StatMemo | None = None
@@ -150,7 +176,9 @@ def content_keys(values: Sequence[Any], file_based: bool, memo: StatMemo | None 
     read, by position.
 
     With a ``memo``, a file whose identity is remembered is not read again; the others are hashed
-    and, once settled, added to it (written at ``memo.flush()``).
+    and, once settled, added to it (written at ``memo.flush()``). Identities use the time a file
+    last changed, ctime included, as copies that keep the source's mtime (``cp -p``,
+    ``rsync -t``, tar) get a fresh ctime.
     """
     keys = np.zeros(len(values), f"S{KEY_BYTES}")
     errors: dict[int, Exception] = {}
@@ -159,22 +187,30 @@ def content_keys(values: Sequence[Any], file_based: bool, memo: StatMemo | None 
             keys[position] = content_key(value, False)
         return keys, errors
     threads = min(4, os.cpu_count() or 1)
+    refs = [split_row_ref(v) for v in values]
+    stats = _stat_once([f for f, row in refs if memo is not None or row is not None], threads)
     todo = np.arange(len(values))
     if memo is not None:
         idents = np.zeros(len(values), f"S{KEY_BYTES}")
         changed = np.zeros(len(values), np.int64)
-        for position, result in enumerate(_threaded(_identity, values, threads)):
-            if isinstance(result, Exception):
-                errors[position] = result
+        for position, (file, row) in enumerate(refs):
+            stat = stats[file]
+            if isinstance(stat, OSError):
+                errors[position] = stat
             else:
-                idents[position], changed[position] = result
+                idents[position] = stat_key(file, row, stat)
+                changed[position] = max(stat.st_mtime_ns, stat.st_ctime_ns)
         remembered, found = memo.lookup(idents)
         found[list(errors)] = False
         keys[found] = remembered[found]
         todo = np.flatnonzero(~found)
         todo = todo[~np.isin(todo, list(errors))]
     hashed_at = time.time_ns()
-    for position, result in zip(todo.tolist(), _threaded(lambda v: content_key(v, True), [values[p] for p in todo], threads)):
+    rows = [p for p in todo.tolist() if refs[p][1] is not None]
+    files = [p for p in todo.tolist() if refs[p][1] is None]
+    results = _shard_row_keys(values, refs, rows, stats)
+    results.update(zip(files, _threaded(lambda v: content_key(v, True), [values[p] for p in files], threads)))
+    for position, result in results.items():
         if isinstance(result, Exception):
             errors[position] = result
         else:

@@ -12,6 +12,7 @@ from polymodal.data import content_keys as keys_module
 from polymodal.data.cache import STALE_TEMP_S, FeatureStore, SortedIndex
 from polymodal.data.content_keys import KEY_BYTES, StatMemo, content_key, content_keys
 from polymodal.data.modalities.base import ArraySpec
+from polymodal.errors import DecodeError
 
 
 def _hashes(values, file_based=True):
@@ -49,7 +50,14 @@ def _no_reads(monkeypatch):
     def refuse(value, file_based):
         raise AssertionError(f"{value} was read although its identity is remembered")
 
+    real_rows = keys_module._shard_row_keys
+
+    def refuse_rows(values, refs, positions, stats):
+        assert not positions, f"{[values[p] for p in positions]} were read although their identities are remembered"
+        return real_rows(values, refs, positions, stats)
+
     monkeypatch.setattr(keys_module, "content_key", refuse)
+    monkeypatch.setattr(keys_module, "_shard_row_keys", refuse_rows)
 
 
 def test_keys_equal_plain_content_hashes_and_a_warm_pass_reads_nothing(tmp_path, monkeypatch):
@@ -96,6 +104,26 @@ def test_rows_of_a_packed_array_are_keyed_by_their_own_content(tmp_path, monkeyp
     _no_reads(monkeypatch)
     warm, _ = _keys(cells, tmp_path / "cache")
     np.testing.assert_array_equal(warm, cold)
+
+
+@pytest.mark.parametrize("memo", [False, True])
+def test_shard_rows_keyed_in_bulk_match_one_by_one_and_report_bad_rows(tmp_path, monkeypatch, memo):
+    shard = tmp_path / "shard.npy"
+    np.save(shard, np.arange(40, dtype=np.float32).reshape(10, 4))
+    other = tmp_path / "other.npy"
+    np.save(other, np.ones((2, 3), np.uint8))
+    cells = [f"{shard}#{i}" for i in (3, 0, 9)] + [f"{other}#1", f"{shard}#10", f"{tmp_path / 'gone.npy'}#0"]
+    memo = StatMemo(tmp_path / "cache") if memo else None
+    stats = []
+    real_stat = os.stat
+    monkeypatch.setattr(keys_module.os, "stat", lambda path, *a, **k: stats.append(str(path)) or real_stat(path, *a, **k))
+    keys, errors = content_keys(cells, True, memo)
+    assert sorted(stats) == sorted([str(shard), str(other), str(tmp_path / "gone.npy")])  # one stat per shard
+    monkeypatch.setattr(keys_module.os, "stat", real_stat)
+    assert sorted(errors) == [4, 5]
+    assert isinstance(errors[4], DecodeError) and "row 10 is outside the array, which has 10 rows" in str(errors[4])
+    assert isinstance(errors[5], FileNotFoundError)
+    np.testing.assert_array_equal(keys[:4], _hashes(cells[:4]))  # the one-row-at-a-time path
 
 
 def test_unreadable_files_are_reported_by_position(tmp_path):
