@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import threading
@@ -164,6 +165,7 @@ def main() -> None:
     for n in sizes:
         folder = make_data(args.work / "scaling" / f"n{n}", n, seed=0)
         cache = args.work / "scaling" / f"cache{n}"
+        shutil.rmtree(cache, ignore_errors=True)  # cold encoding, every run
         result = subprocess.run([sys.executable, __file__, "--child", str(folder), str(cache)],
                                 capture_output=True, text=True, check=True)
         facts = json.loads(result.stdout.strip().splitlines()[-1])
