@@ -41,7 +41,8 @@ CONFIG = {
         "audio": {"kind": "audio", "column": "audio",
                   "preprocess": {"sample_rate": 8000, "max_seconds": 1.0, "features": "log_mel", "n_mels": 40,
                                  "frame_ms": 25, "hop_ms": 10, "normalize": "utterance"},
-                  "encoder": {"name": "mel_cnn", "channels": [16, 32, 64], "dim": 128, "dropout": 0.2}},
+                  "encoder": {"name": "mel_cnn", "channels": [16, 32, 64], "dim": 128, "dropout": 0.2,
+                              "frequency": "mean"}},  # the measured model
     },
     "fusion": {"name": "attention", "dim": 128},
     "head": {"name": "mlp", "hidden": [128], "dropout": 0.2},

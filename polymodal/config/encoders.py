@@ -141,7 +141,15 @@ class SequenceTransformerConfig(EncoderConfig):
 
 
 class MelCnnConfig(EncoderConfig):
-    """2-D CNN over a (time, frequency) spectrogram."""
+    """2-D CNN over a (time, frequency) spectrogram.
+
+    Attributes:
+        frequency: how each frame's remaining frequency bins become its token: ``flatten``
+            keeps them side by side (channels x bins), so where in the spectrum a pattern sits
+            (formants) survives; ``mean`` averages them away (invariant to frequency shifts,
+            and blind to them). On FSDD digits from unseen speakers: 75.6% vs 45.4% test
+            accuracy (``benchmarks/semi_fsdd.py`` config, all 1,800 labels, 15 epochs, seed 0).
+    """
 
     kinds: ClassVar[tuple[str, ...]] = ("audio",)
     name: Literal["mel_cnn"] = "mel_cnn"
@@ -149,6 +157,7 @@ class MelCnnConfig(EncoderConfig):
     channels: list[PositiveInt] = Field(default=[32, 64, 128], min_length=1)
     batch_norm: bool = True
     dropout: Dropout = 0.1
+    frequency: Literal["flatten", "mean"] = "flatten"
 
 
 class Cnn1dConfig(EncoderConfig):

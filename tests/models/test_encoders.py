@@ -398,3 +398,17 @@ def _dim_heads_cases() -> list:
 def test_config_refuses_dim_not_divisible_by_heads(cfg_cls):
     with pytest.raises(ConfigError, match="heads"):
         validate(cfg_cls, {"dim": 30, "heads": 4})
+
+
+@pytest.mark.parametrize("n_features", [13, 16, 40])
+def test_mel_cnn_flatten_keeps_each_remaining_frequency_bin_apart(n_features):
+    from polymodal.config.encoders import MelCnnConfig
+
+    torch.manual_seed(0)
+    encoder = ENCODERS.build(MelCnnConfig(channels=[4, 4, 4], dim=8), kind="audio", n_features=n_features, n_frames=20)
+    bins = n_features
+    for _ in range(3):  # each stage halves frequency, rounding up
+        bins = -(-bins // 2)
+    assert encoder.token_proj.in_features == 4 * bins  # channels x remaining bins, not channels alone
+    out = encoder(torch.randn(2, 20, n_features))
+    assert out.pooled.shape == (2, 8) and out.tokens.shape == (2, 3, 8)
