@@ -104,13 +104,22 @@ class TextPreprocess(StrictModel):
 class AudioAugment(StrictModel):
     """Training-only SpecAugment-style augmentation on the (normalised) features, per sample:
     up to ``time_masks`` masks of at most ``time_width`` frames and ``freq_masks`` masks of at
-    most ``freq_width`` bins are zeroed; ``shift`` rolls each clip by up to that many frames."""
+    most ``freq_width`` bins are zeroed; ``shift`` rolls each clip by up to that many frames.
+
+    Attributes:
+        warp: stretch the frequency axis by a factor drawn from ``[1 - warp, 1 + warp]``,
+            anchored at the lowest bin: vocal-tract-length perturbation (Jaitly & Hinton, 2013),
+            which makes a few training voices stand for many; 0.1 is usual.
+        stretch: stretch the time axis likewise, anchored at the first frame (speaking rate).
+    """
 
     time_masks: Annotated[int, Field(ge=0, le=10)] = 2
     time_width: Annotated[int, Field(ge=1)] = 10
     freq_masks: Annotated[int, Field(ge=0, le=10)] = 2
     freq_width: Annotated[int, Field(ge=1)] = 6
     shift: Annotated[int, Field(ge=0)] = 0
+    warp: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    stretch: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
 
 class AudioPreprocess(StrictModel):

@@ -78,9 +78,29 @@ def _band_masks(count: int, width: int, size: int, limit: torch.Tensor) -> torch
     return masked
 
 
-def spec_augment(x: torch.Tensor, lengths: torch.Tensor, cfg: AudioAugment) -> torch.Tensor:
-    """Time and frequency masking (and an optional roll) of (B, T, F) features, per sample."""
+def stretch_axes(x: torch.Tensor, time: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
+    """(B, T, F) features stretched per sample by ``time`` (B,) along frames and ``freq`` (B,)
+    along bins, both anchored at index 0 (bilinear; what moves past the end is cut, what is
+    uncovered is zero)."""
     batch, frames, bins = x.shape
+    t = torch.linspace(-1.0, 1.0, frames)
+    f = torch.linspace(-1.0, 1.0, bins)
+    src_t = (t[None, :] + 1.0) / time[:, None] - 1.0  # (B, T): where each output frame reads from
+    src_f = (f[None, :] + 1.0) / freq[:, None] - 1.0  # (B, F)
+    grid = torch.stack(torch.broadcast_tensors(src_f[:, None, :], src_t[:, :, None]), dim=-1)  # (B, T, F, 2)
+    out = torch.nn.functional.grid_sample(x.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros",
+                                          align_corners=True)
+    return out.squeeze(1)
+
+
+def spec_augment(x: torch.Tensor, lengths: torch.Tensor, cfg: AudioAugment) -> torch.Tensor:
+    """Time and frequency stretching, masking and an optional roll of (B, T, F) features, per sample."""
+    batch, frames, bins = x.shape
+    if cfg.warp or cfg.stretch:
+        def factors(limit: float) -> torch.Tensor:
+            return 1.0 + (torch.rand(batch) * 2.0 - 1.0) * limit
+
+        x = stretch_axes(x, factors(cfg.stretch), factors(cfg.warp))
     if cfg.shift:
         offsets = torch.randint(-cfg.shift, cfg.shift + 1, (batch,))
         index = (torch.arange(frames).unsqueeze(0) - offsets.unsqueeze(1)) % frames

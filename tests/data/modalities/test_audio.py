@@ -1,4 +1,5 @@
-"""Audio preprocessing: decoding, resampling, crop/pad, features against librosa, normalisation."""
+"""Audio preprocessing: decoding, resampling, crop/pad, features against librosa, normalisation,
+training-time augmentation."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 import soundfile
 import torch
 
-from polymodal.config.modalities import AudioPreprocess
-from polymodal.data.modalities.audio import AudioPreprocessor, read_audio
+from polymodal.config.modalities import AudioAugment, AudioPreprocess
+from polymodal.data.modalities.audio import AudioPreprocessor, read_audio, spec_augment, stretch_axes
 from polymodal.errors import DecodeError
 
 from ..helpers import as_tensors, encode_values, tone, write_wav
@@ -224,3 +225,37 @@ def test_empty_wav_is_a_decode_error(tmp_path):
 def test_encoder_context_describes_the_features():
     prep = audio(features="mfcc", n_mfcc=13, max_seconds=1.0)
     assert prep.encoder_context() == {"n_features": 13, "n_frames": 1 + 8000 // 80}
+
+
+def test_stretch_axes_is_the_identity_at_one_and_rescales_each_axis_from_index_zero():
+    frames, bins = 6, 9
+    ramp = torch.arange(bins, dtype=torch.float32).expand(2, frames, bins)  # x[b, t, j] = j
+    same = stretch_axes(ramp, torch.ones(2), torch.ones(2))
+    torch.testing.assert_close(same, ramp)
+    out = stretch_axes(ramp, torch.ones(2), torch.tensor([2.0, 0.5]))
+    k = torch.arange(bins, dtype=torch.float32)
+    torch.testing.assert_close(out[0], (k / 2).expand(frames, bins))  # stretched: bin k reads bin k/2
+    shrunk = torch.where(2 * k <= bins - 1, 2 * k, torch.zeros(()))  # squeezed: bin k reads 2k, zeros past the end
+    torch.testing.assert_close(out[1], shrunk.expand(frames, bins))
+    steps = torch.arange(frames, dtype=torch.float32)[None, :, None].expand(1, frames, bins)  # x[0, t, j] = t
+    torch.testing.assert_close(stretch_axes(steps, torch.tensor([2.0]), torch.ones(1))[0], (steps[0] / 2))
+
+
+def test_spec_augment_masks_bands_and_warps_only_when_asked():
+    torch.manual_seed(0)
+    x = torch.randn(16, 40, 24) + 5.0  # no value is 0 before masking
+    lengths = torch.full((16,), 40)
+    masked = spec_augment(x, lengths, AudioAugment(time_masks=1, time_width=5, freq_masks=1, freq_width=3))
+    zero = masked == 0
+    kept = ~zero
+    assert torch.equal(masked[kept], x[kept])  # masking only zeroes; nothing else moves
+    freq_band = zero.all(dim=1)  # (B, F) bins zeroed over every frame
+    time_band = zero.all(dim=2)  # (B, T)
+    assert torch.equal(zero, freq_band[:, None, :] | time_band[:, :, None])
+    assert freq_band.sum(dim=1).max() <= 3 and time_band.sum(dim=1).max() <= 5
+    assert freq_band.any() and time_band.any()
+    unwarped = spec_augment(x, lengths, AudioAugment(time_masks=0, freq_masks=0))
+    assert torch.equal(unwarped, x)
+    warped = spec_augment(x, lengths, AudioAugment(time_masks=0, freq_masks=0, warp=0.2, stretch=0.1))
+    assert warped.shape == x.shape and not torch.allclose(warped, x)
+    torch.testing.assert_close(warped[:, 0, 0], x[:, 0, 0])  # anchored at the first frame and lowest bin
