@@ -62,8 +62,22 @@ def check_run(path: str | os.PathLike) -> Path:
     return run
 
 
+# Keys added after run folders were first written, by encoder name, with the behaviour of the
+# versions before them (a new default that differs would rebuild another network).
+PREDATED_DEFAULTS: dict[str, dict[str, Any]] = {"mel_cnn": {"frequency": "mean"}}
+
+
 def read_config(run: Path) -> Config:
-    return load_config(run / CONFIG_FILE)
+    """The run's config. A saved ``config.yaml`` lists every key, so one it lacks predates that
+    key: it takes the behaviour the run was trained with (``PREDATED_DEFAULTS``), not today's
+    default."""
+    config = load_config(run / CONFIG_FILE)
+    for modality in config.modalities.values():
+        encoder = modality.encoder
+        for key, old in PREDATED_DEFAULTS.get(encoder.name, {}).items():
+            if key not in encoder.model_fields_set:
+                setattr(encoder, key, old)
+    return config
 
 
 def write_model(path: str | os.PathLike, config: Config, model: torch.nn.Module, pipeline: DataPipeline) -> Path:

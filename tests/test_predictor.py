@@ -316,3 +316,31 @@ def test_resume_without_a_checkpoint(data, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         MultimodalPredictor.from_config(classification_config(epochs=1)).fit(
             data["train"], data["valid"], out=tmp_path / "fresh", resume=True)
+
+
+def test_a_run_saved_before_a_key_existed_loads_with_the_behaviour_it_was_trained_with(tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.arange(800) / 8000
+    rows = []
+    for i in range(24):
+        np.save(tmp_path / f"a{i}.npy", (np.sin(2 * np.pi * (300 + 900 * (i % 2)) * t) + rng.normal(0, 0.1, t.size))
+                .astype(np.float32))
+        rows.append({"audio": f"a{i}.npy", "label": f"c{i % 2}"})
+    pd.DataFrame(rows).to_csv(tmp_path / "data.csv", index=False)
+    config = {"task": "classification", "target": "label",
+              "modalities": {"audio": {"kind": "audio", "column": "audio",
+                                       "preprocess": {"sample_rate": 8000, "max_seconds": 0.1, "n_mels": 16},
+                                       "encoder": {"name": "mel_cnn", "dim": 8, "channels": [4], "frequency": "mean"}}},
+              "train": {"epochs": 1, "batch_size": 8, "progress": False, "num_workers": 0}, "report": {"rows": 0}}
+    run = tmp_path / "run"
+    predictor = MultimodalPredictor.from_config(config).fit(tmp_path / "data.csv", tmp_path / "data.csv", out=run)
+    expected = predictor.predict_proba(tmp_path / "data.csv")
+    saved = (run / "config.yaml").read_text(encoding="utf-8")
+    assert "frequency: mean" in saved
+    (run / "config.yaml").write_text(saved.replace("      frequency: mean\n", ""), encoding="utf-8")  # as written before the key
+    old = MultimodalPredictor.load(run)
+    assert old.config.modalities["audio"].encoder.frequency == "mean"
+    pd.testing.assert_frame_equal(old.predict_proba(tmp_path / "data.csv"), expected)
+    assert MultimodalPredictor.from_config(config | {"modalities": {"audio": {
+        **config["modalities"]["audio"], "encoder": {"name": "mel_cnn"}}}}).config.modalities["audio"].encoder.frequency \
+        == "flatten"  # a new config gets today's default
