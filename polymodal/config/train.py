@@ -82,12 +82,20 @@ class LossConfig(StrictModel):
             another (the failure of naive joint training that makes fusion lose to its best
             modality; cf. Wang et al., "What makes training multi-modal classification networks
             hard?", CVPR 2020). Used only with two or more modalities.
+        subset_weight: weight of the task loss of each modality alone, through the fused network's
+            missing path (fusion and head run again with the other modalities hidden, on the same
+            encoder features). Trains the predictions made when only one modality arrives without
+            taking whole rows away from training, as ``train.modality_dropout`` does; 0 turns it
+            off. Used only with two or more modalities. The kept epoch then follows the same
+            objective: ``val_loss`` is ``(whole-row loss + weight * subset loss) / (1 + weight)``,
+            with ``val_full_loss`` and ``val_subset_loss`` logged beside it.
         task_weighting: with further ``tasks``: ``fixed`` uses each task's ``weight``;
             ``uncertainty`` learns them (homoscedastic uncertainty, Kendall et al., CVPR 2018).
     """
 
     class_weights: Literal["balanced"] | list[PositiveFloat] | None = None
     unimodal_weight: Annotated[float, Field(ge=0.0)] = 0.5
+    subset_weight: Annotated[float, Field(ge=0.0)] = 0.0
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     regression: Literal["mse", "huber"] = "mse"
     huber_delta: PositiveFloat = 1.0

@@ -15,7 +15,7 @@ from torch import nn
 from polymodal.models.model import MultimodalNet
 from polymodal.models.objectives import TaskLoss
 from polymodal.models.objectives.multitask import MultiTaskLoss
-from polymodal.training.terms import StepContext, TaskTerm, Term
+from polymodal.training.terms import StepContext, SubsetTerm, TaskTerm, Term
 from polymodal.training.unlabeled import forward_with_unlabeled
 
 
@@ -129,7 +129,12 @@ class PolymodalModule(L.LightningModule):
                 **{f"val_{k}": v for k, v in result.logs.items() if k.endswith("/loss")}}
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        outputs = self(batch)
+        subset = next((t for t in self.terms if isinstance(t, SubsetTerm)), None)
+        if subset is None:
+            outputs = self(batch)
+        else:  # encoded once, fused again per modality below
+            features = self.net.encode(batch["inputs"], batch["present"])
+            outputs = self.net.outputs_from_features(features, batch["present"])
         losses = self._selection_loss(outputs, batch["target"])
         if self.modality_dropout:
             # the loss the model is trained for: its rows under the same modality dropout, with masks
@@ -142,6 +147,14 @@ class PolymodalModule(L.LightningModule):
                                                                                      generator)), batch["target"])
                      for _ in range(VALIDATION_DROPOUT_DRAWS)]
             losses["val_loss"] = torch.stack([d["val_loss"] for d in draws]).mean()
+        if subset is not None:
+            # selection follows the subset objective too: each modality alone, on the rows that hold it
+            losses.setdefault("val_full_loss", losses["val_loss"])
+            present, target = batch["present"], batch["target"]
+            alone = [self._selection_loss(out[present[name]], target[present[name]])["val_loss"]
+                     for name, out in SubsetTerm.alone_outputs(self.net, features, present).items()]
+            losses["val_subset_loss"] = torch.stack(alone).mean()
+            losses["val_loss"] = (losses["val_loss"] + subset.weight * losses["val_subset_loss"]) / (1 + subset.weight)
         for key, value in losses.items():
             self.log(key, value, on_step=False, on_epoch=True, batch_size=outputs.shape[0], sync_dist=True)
         self._val_outputs.append(outputs.detach().float())

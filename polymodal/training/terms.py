@@ -87,3 +87,36 @@ class UnimodalTerm(Term):
 
     def forward(self, ctx: StepContext) -> LossOutput:
         return unimodal_loss(ctx.out.unimodal, ctx.present, ctx.batch["target"], self.loss)
+
+
+class SubsetTerm(Term):
+    """The task loss of each modality alone through the fused network's missing path.
+
+    From the encoder features of the step (computed once), the fusion and the head run again
+    once per modality with every other modality hidden, as when only that modality arrives at
+    prediction time; the term is the mean over modalities of the task loss on the samples where
+    that modality was seen. Unlike modality dropout, every sample trains the whole-row path and
+    every single-modality path at each step (multi-task training over modality subsets, cf. Ma
+    et al., "Are Multimodal Transformers Robust to Missing Modality?", CVPR 2022).
+    """
+
+    name = "subset"
+
+    def __init__(self, loss: TaskLoss, weight: float):
+        super().__init__(weight)
+        self.loss = loss
+
+    @staticmethod
+    def alone_outputs(net: Any, features: dict[str, Any], present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per modality, the network's outputs (B, n_outputs) with only that modality shown
+        (rows that lack it get outputs too, which callers leave out)."""
+        alone = {}
+        for name, rows in sorted(present.items()):
+            if bool(rows.any()):
+                shown = {n: rows if n == name else torch.zeros_like(p) for n, p in present.items()}
+                alone[name] = net.outputs_from_features(features, shown)
+        return alone
+
+    def forward(self, ctx: StepContext) -> LossOutput:
+        alone = self.alone_outputs(ctx.module.net, ctx.out.features, ctx.present)
+        return unimodal_loss(alone, ctx.present, ctx.batch["target"], self.loss)

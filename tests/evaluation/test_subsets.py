@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from polymodal import MultimodalPredictor
+from polymodal.data.dataset import collate
 from polymodal.errors import SchemaMismatchError
 from polymodal.evaluation.subsets import evaluate_subsets
+from polymodal.models.objectives import TaskLoss
+from polymodal.training.terms import StepContext, SubsetTerm
 
 from .helpers import tabular_config, two_tabular
 
 
-def fit(dropout: float) -> MultimodalPredictor:
+def fit(dropout: float, subset_weight: float = 0.0) -> MultimodalPredictor:
     """The default fusion (attention) on data where b alone is perfect and a alone about 87%
     right. Auxiliary unimodal losses are off: they also teach each modality to stand alone, and
-    this test isolates what modality dropout does."""
+    these tests isolate what modality dropout and the subset loss do."""
     config = tabular_config(dropout=dropout, epochs=10, fusion="attention", report={"rows": 0},
-                            loss={"unimodal_weight": 0.0})
+                            loss={"unimodal_weight": 0.0, "subset_weight": subset_weight})
     return MultimodalPredictor.from_config(config).fit(two_tabular(300, "redundant", 0), two_tabular(100, "redundant", 1))
 
 
@@ -37,6 +41,11 @@ def without_dropout():
     return fit(0.0)
 
 
+@pytest.fixture(scope="module")
+def with_subset_loss():
+    return fit(0.0, subset_weight=1.0)
+
+
 def accuracies(predictor, rows) -> dict[str, float]:
     table = evaluate_subsets(predictor, rows)
     return dict(zip(table["modalities"], table["accuracy"]))
@@ -48,6 +57,40 @@ def test_modality_dropout_keeps_accuracy_when_a_modality_is_removed(with_dropout
     assert trained["a+b"] > 0.95 and plain["a+b"] > 0.95
     assert trained["a"] > 0.8, f"with dropout, a alone should stay near its ~87% ceiling; got {trained}"
     assert trained["a"] > plain["a"] + 0.2, f"dropout {trained} vs none {plain}"
+
+
+def test_subset_loss_keeps_accuracy_when_a_modality_is_removed(with_subset_loss, without_dropout, test_rows):
+    trained = accuracies(with_subset_loss, test_rows)
+    plain = accuracies(without_dropout, test_rows)
+    assert trained["a+b"] > 0.95
+    assert trained["a"] > 0.8, f"with the subset loss, a alone should stay near its ~87% ceiling; got {trained}"
+    assert trained["a"] > plain["a"] + 0.2, f"subset loss {trained} vs none {plain}"
+
+
+def test_subset_term_is_the_mean_task_loss_of_each_modality_alone(with_subset_loss, test_rows):
+    """The term re-fuses the step's features with the other modalities hidden: the same as
+    predicting from that modality alone, on the rows that hold it."""
+    pred = with_subset_loss
+    rows = test_rows.head(24).copy()
+    rows.loc[rows.index[:6], ["a1", "a2"]] = np.nan  # six rows lack a
+    manifest = pred.pipeline.read(rows, require_target=True)
+    encoded = pred.pipeline.encode(manifest)
+    dataset = pred.pipeline.dataset(encoded, pred.pipeline.encode_targets(manifest, encoded))
+    batch = collate([dataset[i] for i in range(len(rows))])
+    net, loss = pred.net.eval(), TaskLoss("classification")
+    with torch.no_grad():
+        out = net.forward_train(batch["inputs"], batch["present"])
+        ctx = StepContext(None, batch, batch["present"], out, None, 1.0)
+        ctx.module = type("Module", (), {"net": net})()
+        value = SubsetTerm(loss, 1.0)(ctx)
+        expected = []
+        for name in ("a", "b"):
+            keep = batch["present"][name]
+            alone = net(batch["inputs"], {n: keep if n == name else torch.zeros_like(keep) for n in ("a", "b")})
+            expected.append(loss(alone[keep], batch["target"][keep]).loss)
+    assert int((~batch["present"]["a"]).sum()) == 6
+    assert float(value.loss) == pytest.approx(float(torch.stack(expected).mean()), abs=1e-5)
+    assert set(value.logs) == {"a", "b"}
 
 
 def test_subset_table_matches_evaluating_with_only_those_modalities(with_dropout, test_rows):
