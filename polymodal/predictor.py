@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from polymodal.models.objectives import TaskLoss
 from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, with_further_tasks
 from polymodal.runfolder import MODEL_FILE
 from polymodal.training.finetune import finetune_callbacks
-from polymodal.training.terms import TaskTerm, Term, UnimodalTerm
+from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
 from polymodal.utils.device import default_workers, move_to
 
 __all__ = ["MODEL_FILE", "MultimodalPredictor", "count_parameters", "move_to"]  # the last three moved; kept importable here
@@ -149,6 +150,11 @@ class MultimodalPredictor(Estimator):
         }
         self.last_skipped = skipped_frame(skipped)
         self.metrics = {"valid": self._score(valid_table, valid_y)}
+        if cfg.task == "retrieval":
+            from polymodal.evaluation.retrieval import collapse_warning
+
+            if (message := collapse_warning(self.metrics["valid"])) is not None:
+                warnings.warn(message, stacklevel=2)
         if test is not None:
             self.metrics["test"] = self.evaluate(test)
         from polymodal.evaluation.diagnostics import diagnose  # the evaluation layer sits above
@@ -193,6 +199,8 @@ class MultimodalPredictor(Estimator):
         terms: list[Term] = [TaskTerm(loss)]
         if net.has_unimodal:
             terms.append(UnimodalTerm(loss, self.config.loss.unimodal_weight))
+        if self.config.loss.subset_weight > 0 and len(net.names) > 1:
+            terms.append(SubsetTerm(loss, self.config.loss.subset_weight))
         if self.config.align is not None:
             terms.append(build_align_term(self.config, net))
         return terms

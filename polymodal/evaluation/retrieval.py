@@ -83,13 +83,37 @@ def cross_modal_metrics(query: np.ndarray, gallery: np.ndarray, query_keys: np.n
     return retrieval_metrics(query @ gallery.T, relevance(query_keys, gallery_keys), ks)
 
 
+COLLAPSED_SPREAD = 0.01  # below this, the rows of a modality sit on (nearly) one point
+
+
+def spread(embeddings: np.ndarray) -> float:
+    """How far apart L2-normalised embeddings lie: ``1 - ||mean||^2``, which is one minus the mean
+    cosine similarity over all ordered pairs of rows (self-pairs included). 0 when every row has
+    the same embedding (a collapsed space), near 1 when they point every way."""
+    mean = np.asarray(embeddings, dtype=np.float64).mean(axis=0)
+    return float(1.0 - mean @ mean)
+
+
+def collapse_warning(metrics: dict[str, Any]) -> str | None:
+    """A sentence for the user when the validation ``spread`` says the shared space collapsed."""
+    value = metrics.get("spread")
+    if value is None or value >= COLLAPSED_SPREAD:
+        return None
+    return (f"the shared space collapsed: validation embeddings of different rows are nearly identical (spread "
+            f"{value:.4f}, below {COLLAPSED_SPREAD}; 0 is one point), so every query ranks the gallery alike. "
+            "A triplet or CCA objective trained from scratch can settle there; it always can when paired rows are "
+            "related only through their class (positives: pair makes the other rows of the class negatives): "
+            "use objective: contrastive, or positives: label when the rows carry labels")
+
+
 def stacked_validation_metrics(outputs: np.ndarray, labels: np.ndarray, names: Sequence[str],
                                pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """Validation metrics of an alignment-only model from its stacked outputs.
 
     Every pair (a, b) is scored in both directions (queries from a, gallery from b, and back) on
     the rows holding both; the metrics are averaged over directions. A hit is the same label
-    when every row has one (labels >= 0), else the row's own pair.
+    when every row has one (labels >= 0), else the row's own pair. ``spread`` is the smallest
+    :func:`spread` of a modality's embeddings (near 0: the space collapsed).
 
     Args:
         outputs: (N, M * dim) normalised embeddings of the M modalities side by side (zero where absent).
@@ -110,4 +134,7 @@ def stacked_validation_metrics(outputs: np.ndarray, labels: np.ndarray, names: S
     if not results:
         return {}
     scalar = [k for k in results[0] if k not in ("queries", "gallery", "queries_without_match")]
-    return {k: float(np.mean([r[k] for r in results])) for k in scalar}
+    metrics = {k: float(np.mean([r[k] for r in results])) for k in scalar}
+    present = {n: np.abs(v).sum(1) > 0 for n, v in views.items()}
+    metrics["spread"] = min(spread(views[n][present[n]]) for n in names if present[n].sum() >= 2)
+    return metrics

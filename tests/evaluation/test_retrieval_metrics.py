@@ -9,9 +9,11 @@ import pytest
 from polymodal.errors import NotFittedError
 from polymodal.evaluation.cca_baseline import LinearCca
 from polymodal.evaluation.retrieval import (
+    collapse_warning,
     cross_modal_metrics,
     relevance,
     retrieval_metrics,
+    spread,
     stacked_validation_metrics,
 )
 
@@ -98,6 +100,26 @@ def test_stacked_validation_metrics_average_both_directions_on_shared_rows() -> 
     assert got["recall@1"] == pytest.approx((forward["recall@1"] + backward["recall@1"]) / 2)
     assert got["recall@1"] == pytest.approx(7 / 9)
     assert "queries" not in got
+    assert got["spread"] == pytest.approx(min(spread(a), spread(b[:9])))
+
+
+def test_spread_is_one_minus_the_mean_pairwise_cosine() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(7, 3))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    assert spread(z) == pytest.approx(1 - (z @ z.T).mean())
+    assert spread(np.tile(z[:1], (5, 1))) == pytest.approx(0.0, abs=1e-12)
+    assert spread(np.array([[1.0, 0.0], [-1.0, 0.0]])) == pytest.approx(1.0)
+
+
+def test_a_collapsed_space_is_reported_and_a_spread_one_is_not() -> None:
+    a = np.tile([[0.6, 0.8]], (6, 1)) + 1e-4 * np.arange(6)[:, None]
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    collapsed = stacked_validation_metrics(np.concatenate([a, a[::-1]], 1), np.arange(6) % 2, ["a", "b"], [("a", "b")])
+    assert collapsed["spread"] < 1e-6
+    assert "collapsed" in collapse_warning(collapsed) and "positives: label" in collapse_warning(collapsed)
+    assert collapse_warning({"map": 0.5, "spread": 0.4}) is None
+    assert collapse_warning({"map": 0.5}) is None
 
 
 def test_linear_cca_agrees_with_scikit_learn() -> None:

@@ -206,3 +206,16 @@ def test_zero_shot_classifies_by_class_name_embeddings(with_task) -> None:
 def test_zero_shot_needs_an_aligned_text_modality(contrastive, pairs) -> None:
     with pytest.raises(SchemaMismatchError, match="embeds class names with an aligned text modality"):
         contrastive[0].zero_shot(pairs["test"], "a", ["x", "y"])
+
+
+def test_fit_warns_when_the_validation_space_collapsed(pairs, monkeypatch) -> None:
+    """The warning is driven by the validation ``spread``: with the threshold raised above any
+    possible spread every space counts as collapsed, and fit says so."""
+    from polymodal.evaluation import retrieval
+
+    predictor = MultimodalPredictor.from_config(retrieval_config(epochs=1))
+    monkeypatch.setattr(retrieval, "COLLAPSED_SPREAD", 2.0)
+    with pytest.warns(UserWarning, match="shared space collapsed"):
+        predictor.fit(pairs["train"], pairs["valid"])
+    assert 0.0 < predictor.metrics["valid"]["spread"] <= 1.0
+    assert "val_spread" in predictor.history.columns
