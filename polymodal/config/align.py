@@ -87,9 +87,11 @@ class TripletAlignConfig(AlignConfig):
     Attributes:
         negatives: ``semihard`` (default): the most similar negative that is still less similar
             than the positive (FaceNet), the easiest negative when there is none; ``hardest``:
-            the most similar negative (VSE++). Measured on our benchmarks, semi-hard wins both
-            from scratch (where hardest collapses every embedding onto one point) and on frozen
-            pretrained features.
+            the most similar negative (VSE++). Measured on our benchmarks, semi-hard beats
+            hardest on frozen pretrained features. When pairs are related only through a class
+            (any image of the spoken digit), use ``positives: label``: with ``pair`` the other
+            rows of the class are negatives as similar as the positive, the hinge cannot fall
+            below the margin, and the space can collapse onto one point (fit warns).
     """
 
     objective: Literal["triplet"] = "triplet"

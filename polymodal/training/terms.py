@@ -89,7 +89,7 @@ class UnimodalTerm(Term):
         return unimodal_loss(ctx.out.unimodal, ctx.present, ctx.batch["target"], self.loss)
 
 
-class SubsetTerm(Term):
+class SubsetTerm(UnimodalTerm):
     """The task loss of each modality alone through the fused network's missing path.
 
     From the encoder features of the step (computed once), the fusion and the head run again
@@ -101,10 +101,6 @@ class SubsetTerm(Term):
     """
 
     name = "subset"
-
-    def __init__(self, loss: TaskLoss, weight: float):
-        super().__init__(weight)
-        self.loss = loss
 
     @staticmethod
     def alone_outputs(net: Any, features: dict[str, Any], present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
