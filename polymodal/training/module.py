@@ -153,8 +153,9 @@ class PolymodalModule(L.LightningModule):
             present, target = batch["present"], batch["target"]
             alone = [self._selection_loss(out[present[name]], target[present[name]])["val_loss"]
                      for name, out in SubsetTerm.alone_outputs(self.net, features, present).items()]
-            losses["val_subset_loss"] = torch.stack(alone).mean()
-            losses["val_loss"] = (losses["val_loss"] + subset.weight * losses["val_subset_loss"]) / (1 + subset.weight)
+            if alone:
+                losses["val_subset_loss"] = torch.stack(alone).mean()
+                losses["val_loss"] = (losses["val_loss"] + subset.weight * losses["val_subset_loss"]) / (1 + subset.weight)
         for key, value in losses.items():
             self.log(key, value, on_step=False, on_epoch=True, batch_size=outputs.shape[0], sync_dist=True)
         self._val_outputs.append(outputs.detach().float())

@@ -67,6 +67,13 @@ def test_subset_loss_keeps_accuracy_when_a_modality_is_removed(with_subset_loss,
     assert trained["a"] > plain["a"] + 0.2, f"subset loss {trained} vs none {plain}"
 
 
+def test_a_subset_loss_run_is_selected_on_whole_rows_and_each_modality_alone(with_subset_loss):
+    history = with_subset_loss.history
+    expected = (history["val_full_loss"] + 1.0 * history["val_subset_loss"]) / 2.0
+    np.testing.assert_allclose(history["val_loss"], expected, rtol=1e-5)
+    assert history["val_subset_loss"].iloc[-1] > history["val_full_loss"].iloc[-1]  # a alone is the weaker path
+
+
 def test_subset_term_is_the_mean_task_loss_of_each_modality_alone(with_subset_loss, test_rows):
     """The term re-fuses the step's features with the other modalities hidden: the same as
     predicting from that modality alone, on the rows that hold it."""
