@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -151,10 +150,9 @@ class MultimodalPredictor(Estimator):
         self.last_skipped = skipped_frame(skipped)
         self.metrics = {"valid": self._score(valid_table, valid_y)}
         if cfg.task == "retrieval":
-            from polymodal.evaluation.retrieval import collapse_warning
+            from polymodal.evaluation.retrieval import warn_if_collapsed
 
-            if (message := collapse_warning(self.metrics["valid"])) is not None:
-                warnings.warn(message, stacklevel=2)
+            warn_if_collapsed(self.metrics["valid"])
         if test is not None:
             self.metrics["test"] = self.evaluate(test)
         from polymodal.evaluation.diagnostics import diagnose  # the evaluation layer sits above

@@ -8,6 +8,7 @@ order (a stable sort), so results are deterministic.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -104,6 +105,12 @@ def collapse_warning(metrics: dict[str, Any]) -> str | None:
             "A triplet or CCA objective trained from scratch can settle there; it always can when paired rows are "
             "related only through their class (positives: pair makes the other rows of the class negatives): "
             "use objective: contrastive, or positives: label when the rows carry labels")
+
+
+def warn_if_collapsed(metrics: dict[str, Any]) -> None:
+    """Warn (at the caller of ``fit``) when :func:`collapse_warning` has something to say."""
+    if (message := collapse_warning(metrics)) is not None:
+        warnings.warn(message, stacklevel=3)
 
 
 def stacked_validation_metrics(outputs: np.ndarray, labels: np.ndarray, names: Sequence[str],

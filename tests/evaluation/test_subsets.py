@@ -3,6 +3,8 @@ whatever modalities a row holds."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -87,8 +89,7 @@ def test_subset_term_is_the_mean_task_loss_of_each_modality_alone(with_subset_lo
     net, loss = pred.net.eval(), TaskLoss("classification")
     with torch.no_grad():
         out = net.forward_train(batch["inputs"], batch["present"])
-        ctx = StepContext(None, batch, batch["present"], out, None, 1.0)
-        ctx.module = type("Module", (), {"net": net})()
+        ctx = StepContext(SimpleNamespace(net=net), batch, batch["present"], out, None, 1.0)
         value = SubsetTerm(loss, 1.0)(ctx)
         expected = []
         for name in ("a", "b"):
