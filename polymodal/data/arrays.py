@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from polymodal.errors import DecodeError
+from polymodal.utils.npy import npy_from_file
 
 _ROW = re.compile(r"^(?P<file>.+\.npy)#(?P<row>\d+)$", re.IGNORECASE)
 
@@ -64,7 +65,7 @@ def load_npy(path: str) -> np.ndarray:
     file, row = split_row_ref(path)
     if row is None:
         try:
-            return np.load(file, allow_pickle=False)
+            return npy_from_file(file)
         except (OSError, ValueError) as err:
             raise DecodeError(f"not a readable .npy array ({err})", path=path) from None
     return shard_row(open_shard(file, path=path), row, path)

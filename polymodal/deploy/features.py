@@ -28,6 +28,7 @@ import numpy as np
 from polymodal.deploy.errors import RequestError
 from polymodal.errors import MissingDependencyError
 from polymodal.utils.images import resize_image
+from polymodal.utils.npy import npy_from_bytes
 from polymodal.utils.wav import read_pcm_wav
 
 AMIN = 1e-10
@@ -318,7 +319,7 @@ class SignalFeatures(Features):
             array = value
         else:
             try:
-                array = np.load(io.BytesIO(read_bytes(value)), allow_pickle=False)
+                array = npy_from_bytes(read_bytes(value))
             except (ValueError, OSError, EOFError) as err:
                 raise self.fail(f"not a readable .npy array ({err})", "corrupt_file") from None
         if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):

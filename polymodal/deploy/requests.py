@@ -62,6 +62,9 @@ class RequestParser:
             data = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise RequestError(f"the body is not valid JSON ({err})", code="malformed_body") from None
+        except RecursionError:
+            raise RequestError("the JSON body is nested too deeply; send an object keyed by modality",
+                               code="malformed_body") from None
         if not isinstance(data, dict):
             raise RequestError(f"the JSON body must be an object keyed by modality {sorted(self.kinds)}; "
                                f"got {type(data).__name__}", status=422, code="malformed_body")

@@ -98,3 +98,14 @@ def test_image_limits_follow_the_model(runtime):
             features.decode(png_bytes(np.zeros((40, 100), np.uint8)))
     finally:
         features.cfg = {**features.cfg, "max_pixels": 50_000_000}
+
+
+def test_a_signal_npy_whose_header_promises_terabytes_is_a_corrupt_file():
+    from polymodal.deploy.features import SignalFeatures
+
+    meta = {"kind": "signal", "preprocess": {}, "state": {"n_channels": 1}, "inputs": {}}
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (1, 10**12)})
+    with pytest.raises(RequestError, match="modality 'vib' .*4,000,000,000,000 bytes.*truncated or corrupt") as info:
+        SignalFeatures("vib", meta).decode(header.getvalue() + b"\0" * 64)
+    assert info.value.code == "corrupt_file" and info.value.status == 422

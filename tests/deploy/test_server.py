@@ -107,6 +107,7 @@ def big_png(side: int) -> bytes:
     ({"json": {"labs": {"height": 3}}}, 422, "unknown_field", "labs"),
     ({"json": [1, 2]}, 422, "malformed_body", None),
     ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "malformed_body", None),
+    ({"content": b"[" * 100_000, "headers": {"content-type": "application/json"}}, 400, "malformed_body", None),
     ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "unsupported_media_type", None),
     ({"content": b"x" * 200_001, "headers": {"content-type": "application/json"}}, 413, "too_large", None),
     ({"files": {"notes": ("a.txt", b"text as a file", "text/plain")}}, 422, "bad_input", "notes"),
