@@ -20,9 +20,9 @@ from polymodal.models import encoders as _encoders  # noqa: F401 - registration
 from polymodal.models import fusion as _fusion  # noqa: F401 - registration
 from polymodal.models.encoders.base import Encoder, EncoderOutput
 from polymodal.models.fusion.base import Fusion
-from polymodal.models.model import MultimodalNet
+from polymodal.models.model import MultimodalNet, build_encoders
 from polymodal.models.projection import MlpProjection
-from polymodal.models.registry import ENCODERS, FUSIONS
+from polymodal.models.registry import FUSIONS
 
 Inputs = Mapping[str, Mapping[str, torch.Tensor]]
 Present = Mapping[str, torch.Tensor]
@@ -150,11 +150,7 @@ def build_anomaly_net(config: Any, contexts: Mapping[str, Mapping[str, Any]]) ->
     from polymodal.config.anomaly import AnomalyConfig
 
     settings = config.anomaly if config.anomaly is not None else AnomalyConfig()
-    encoders = {}
-    for name, modality in config.modalities.items():
-        encoder = ENCODERS.build(modality.encoder, kind=modality.kind, **contexts[name])
-        encoder.freeze(modality.encoder.freeze)
-        encoders[name] = encoder
+    encoders = build_encoders(config, contexts)
     dims = {name: enc.output_dim for name, enc in encoders.items()}
     fusion = FUSIONS.build(config.fusion, dims=dims, n_outputs=1, head=config.head)
     return AnomalyNet(encoders, fusion, settings.latent_dim, settings.recon_size, settings.decoder_hidden)

@@ -138,6 +138,21 @@ def precomputed_output(stored: Mapping[str, torch.Tensor], present: torch.Tensor
     return EncoderOutput(pooled, stored["tokens"] * mask.unsqueeze(-1), mask)
 
 
+def build_encoders(config: Any, contexts: Mapping[str, Mapping[str, Any]]) -> dict[str, Encoder]:
+    """One encoder per modality of ``config``, frozen as its ``encoder.freeze`` says.
+
+    Args:
+        contexts: per modality, what its fitted preprocessor says about the input
+            (``Preprocessor.encoder_context()``).
+    """
+    encoders = {}
+    for name, modality in config.modalities.items():
+        encoder = ENCODERS.build(modality.encoder, kind=modality.kind, **contexts[name])
+        encoder.freeze(modality.encoder.freeze)
+        encoders[name] = encoder
+    return encoders
+
+
 def build_model(config: Any, contexts: Mapping[str, Mapping[str, Any]], n_outputs: int,
                 task_outputs: Mapping[str, int] | None = None) -> MultimodalNet:
     """Build the network for a :class:`~polymodal.config.Config`.
@@ -149,11 +164,7 @@ def build_model(config: Any, contexts: Mapping[str, Mapping[str, Any]], n_output
         task_outputs: with further ``tasks``: outputs per task, the main one first; the net then
             returns them side by side (see :mod:`polymodal.models.task_heads`).
     """
-    encoders = {}
-    for name, modality in config.modalities.items():
-        encoder = ENCODERS.build(modality.encoder, kind=modality.kind, **contexts[name])
-        encoder.freeze(modality.encoder.freeze)
-        encoders[name] = encoder
+    encoders = build_encoders(config, contexts)
     dims = {name: enc.output_dim for name, enc in encoders.items()}
     projections = build_projections(config, dims)
     if config.task == "retrieval":  # alignment only: no fusion and no head
