@@ -10,13 +10,21 @@ Every export is checked: the exported graph and the eager network are run on the
 otherwise) and must agree to ``tolerance`` (max absolute difference of the raw outputs). With
 ``data``, the runtime's own numpy preprocessing is checked end to end against the eager
 predictor too. A failed check raises :class:`~polymodal.deploy.errors.ExportError`.
+
+An export is atomic: it is built and checked in a hidden sibling folder that replaces ``out``
+(an older export) only once every check passed, so a failed export leaves the previous export,
+or nothing, behind and never a graph that failed its check next to a ``deploy.json``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +44,7 @@ from polymodal.utils.io import atomic_write, atomic_write_json
 FORMATS = ("onnx", "torchscript")
 ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model.torchscript.pt"
 OPSET = 18
+EXPORT_FILES = (ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE, META_FILE)
 
 
 @dataclass
@@ -157,6 +166,7 @@ def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", dat
     """Export a fitted predictor into ``out`` and check it (see the module docstring).
 
     Args:
+        out: the export folder; an older export there is replaced only when the new one passes its checks.
         fmt: ``onnx`` (runnable by :class:`~polymodal.deploy.runtime.Runtime`) or ``torchscript``.
         data: a manifest whose first ``rows`` rows are used for the parity check (and, with labels,
             the int8 accuracy); None: synthetic arrays check the graph only.
@@ -164,19 +174,34 @@ def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", dat
         quantize: also write ``model.int8.onnx`` (dynamic int8 weights; ONNX only).
 
     Raises:
-        ExportError: unsupported format or modality setting, or a failed parity check.
+        ExportError: unsupported format or modality setting, ``out`` holding other files than an
+            export, or a failed check (``out`` is then left as it was).
     """
-    from polymodal.deploy.parity import check_graph, check_runtime, quantize_and_measure
-
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format '{fmt}'; use one of {list(FORMATS)}")
     if quantize and fmt != "onnx":
         raise ExportError(f"--quantize needs --format onnx; got --format {fmt}")
-    pipeline, net = predictor._require_fitted()
+    predictor._require_fitted()
     if predictor.config.task == "retrieval":
         raise ExportError("a task 'retrieval' model has no outputs to serve; export needs a predicting task")
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    check_replaceable(folder)
+    kept = f"{folder} keeps its previous export" if (folder / META_FILE).is_file() else f"nothing was written to {folder}"
+    try:
+        with staged_folder(folder) as staging:
+            report = write_export(predictor, staging, fmt, data, rows, tolerance, quantize)
+    except ExportError as err:
+        raise ExportError(f"{err}; {kept}") from err
+    report.folder = folder
+    return report
+
+
+def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None, rows: int, tolerance: float,
+                 quantize: bool) -> ExportReport:
+    """Write the graph and ``deploy.json`` into the empty ``folder`` and run every check there."""
+    from polymodal.deploy.parity import check_graph, check_runtime, quantize_and_measure
+
+    pipeline, net = predictor._require_fitted()
     net = net.cpu().eval()
     inputs = graph_inputs(pipeline.preprocessors)
     meta = build_meta(predictor, inputs)
@@ -197,7 +222,7 @@ def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", dat
     parity = check_graph(predictor, folder, meta, table, rows, tolerance)
     meta["graph"].setdefault("file", None)
     meta["graph"]["quantized_file"] = None
-    atomic_write_json(folder / META_FILE, {**meta, "parity": parity})
+    atomic_write_json(folder / META_FILE, {**meta, "parity": parity})  # the runtime check loads it
     if fmt == "onnx" and manifest is not None:
         parity.update(check_runtime(predictor, folder, manifest, rows, tolerance))
     report = ExportReport(folder, files, parity)
@@ -207,6 +232,48 @@ def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", dat
         files.append(INT8_FILE)
     atomic_write_json(folder / META_FILE, {**meta, "parity": parity, "quantized": report.quantized or None})
     return report
+
+
+def check_replaceable(folder: Path) -> None:
+    """Refuse an ``out`` that an export must not replace: a file, or a folder with other files."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ExportError(f"export folder {folder} is a file; --out must name a new or an export folder")
+    others = sorted(p.name for p in folder.iterdir() if p.name not in EXPORT_FILES)
+    if others:
+        raise ExportError(f"export folder {folder} holds files that are not part of an export {others[:5]}; an export "
+                          f"replaces its whole folder, so --out must name a new or an export folder "
+                          f"(exports hold only {list(EXPORT_FILES)})")
+
+
+@contextmanager
+def staged_folder(folder: Path) -> Iterator[Path]:
+    """Yield a new hidden sibling of ``folder``; on success it replaces ``folder``, on error it is removed."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(f".{folder.name}.{secrets.token_hex(4)}.tmp")
+    staging.mkdir()  # not mkdtemp: the export keeps the usual permissions
+    try:
+        yield staging
+        replace_folder(staging, folder)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def replace_folder(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``, replacing an existing ``target`` folder (restored if the move fails)."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = new.with_name(f"{new.name}.old")
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except OSError:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old)
 
 
 def read_meta(folder: Path) -> dict[str, Any]:

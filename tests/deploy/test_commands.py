@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -50,6 +51,41 @@ def test_serve_rejects_bad_limits(exported, monkeypatch):
     monkeypatch.setattr(commands, "run_server", lambda app, settings: None)
     result = runner.invoke(app, ["serve", str(folder), "--max-batch", "0"])
     assert result.exit_code == 2 and "--max-batch" in result.output and "got 0" in result.output
+
+
+def test_export_without_data_warns_that_only_synthetic_arrays_were_checked(trained, tmp_path):
+    _, run = trained
+    result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "exp"), "--rows", "8"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())  # rich wraps long lines
+    assert "parity on synthetic arrays" in output
+    assert "warning: the export was checked on synthetic arrays only" in output
+    assert f"polymodal export {run} --data HELD_OUT.csv" in output
+
+
+def test_serve_exports_a_run_without_export_and_warns(trained, tmp_path, monkeypatch):
+    _, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("export", "checkpoints", "logs", "plots", "report.html"))
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: None)
+    result = runner.invoke(app, ["serve", str(copy)])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert (copy / "export" / "deploy.json").is_file() and f"serving {copy / 'export'}" in output
+    assert "warning: the export was checked on synthetic arrays only" in output
+
+
+def test_serve_max_image_pixels_reaches_the_settings(exported, monkeypatch):
+    folder, _ = exported
+    started = {}
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: started.update(settings=settings))
+    result = runner.invoke(app, ["serve", str(folder), "--max-image-pixels", "1024"])
+    assert result.exit_code == 0, result.output
+    assert started["settings"].max_image_pixels == 1024
+    assert runner.invoke(app, ["serve", str(folder)]).exit_code == 0
+    assert started["settings"].max_image_pixels == 4096 * 4096
+    result = runner.invoke(app, ["serve", str(folder), "--max-image-pixels", "0"])
+    assert result.exit_code == 2 and "--max-image-pixels" in result.output and "got 0" in result.output
 
 
 def test_predict_command_streams_to_parquet(trained, dataset, tmp_path):

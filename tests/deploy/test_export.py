@@ -123,3 +123,43 @@ def test_adaptive_max_pool_replacement_is_exact():
     x = torch.randn(3, 2, 101)
     for size in (1, 13, 50, 101):
         assert torch.equal(_adaptive_max_pool1d(x, size), torch.nn.functional.adaptive_max_pool1d(x, size))
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_failed_runtime_check_leaves_nothing_servable(trained, dataset, tmp_path, monkeypatch):
+    from polymodal.deploy import parity
+
+    predictor, _ = trained
+    real = parity.check_runtime
+    monkeypatch.setattr(parity, "check_runtime", lambda p, f, m, rows, tolerance: real(p, f, m, rows, -1.0))
+    out = tmp_path / "export"
+    with pytest.raises(ExportError, match=r"runtime parity check failed.*nothing was written to"):
+        export_run(predictor, out, data=dataset["test"], rows=8)
+    assert list(tmp_path.iterdir()) == []  # no deploy.json, no graph, no staging folder
+
+
+def test_failed_export_keeps_the_previous_export(trained, tmp_path, monkeypatch):
+    from polymodal.deploy import parity
+
+    predictor, _ = trained
+    out = tmp_path / "export"
+    export_run(predictor, out, rows=8)
+    before = _snapshot(out)
+    real = parity.check_graph
+    monkeypatch.setattr(parity, "check_graph", lambda p, f, meta, table, rows, tolerance: real(p, f, meta, table, rows, -1.0))
+    with pytest.raises(ExportError, match=rf"parity check failed.*{out.name} keeps its previous export"):
+        export_run(predictor, out, fmt="torchscript", rows=8)
+    assert _snapshot(out) == before and [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+def test_export_replaces_only_an_export_folder(trained, tmp_path):
+    predictor, _ = trained
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"weights")
+    with pytest.raises(ExportError, match=r"holds files that are not part of an export \['model.safetensors'\]"):
+        export_run(predictor, out)
+    assert [p.name for p in out.iterdir()] == ["model.safetensors"]
