@@ -25,7 +25,7 @@ from polymodal.data.encode import EncodedTable, skipped_frame
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.runfolder import read_results, write_results
-from polymodal.utils.device import default_device, move_to
+from polymodal.utils.device import default_device, default_workers, move_to
 
 
 class Estimator:
@@ -90,9 +90,18 @@ class Estimator:
         return train_table, train_y, valid_table, valid_y
 
     def _loader(self, table: EncodedTable, targets: np.ndarray | None, train: bool) -> DataLoader:
-        """Batches of ``table`` (with ``targets`` when given); augmented and shuffled when ``train``."""
+        """Batches of ``table`` (with ``targets`` when given); augmented and shuffled when ``train``.
+
+        ``train.num_workers`` worker processes (None: several when training with augmentation,
+        else none), kept alive between epochs, and pinned memory on a GPU.
+        """
+        workers = self.config.train.num_workers
+        if workers is None:
+            augment = any(getattr(getattr(m, "preprocess", None), "augment", None)
+                          for m in self.config.modalities.values())
+            workers = default_workers() if (train and augment) else 0
         return data_loader(self.pipeline.dataset(table, targets, train=train), self.config.train.batch_size,
-                           train=train)
+                           train=train, workers=workers, pin_memory=torch.cuda.is_available())
 
     # -- inference ----------------------------------------------------------------------------
     def _encode(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None

@@ -22,12 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 from polymodal import runfolder
 from polymodal.assets import localize_assets, restore_contexts, save_assets
 from polymodal.config import Config, load_config
-from polymodal.data.dataset import data_loader
 from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable, skipped_frame
 from polymodal.data.manifest import Manifest
@@ -43,7 +41,7 @@ from polymodal.multitask import further_task_frame, main_outputs, multitask_metr
 from polymodal.runfolder import MODEL_FILE
 from polymodal.training.finetune import finetune_callbacks
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
-from polymodal.utils.device import default_workers, move_to
+from polymodal.utils.device import move_to
 
 __all__ = ["MODEL_FILE", "MultimodalPredictor", "count_parameters", "move_to"]  # the last three moved; kept importable here
 
@@ -228,16 +226,6 @@ class MultimodalPredictor(Estimator):
         if stop is not None and stop.monitor != "auto":
             return stop.monitor, "min" if stop.monitor in LOWER_IS_BETTER else "max"
         return DEFAULT_MONITOR[self.config.task]
-
-    def _loader(self, table: EncodedTable, targets: np.ndarray | None, train: bool) -> DataLoader:
-        """As :meth:`Estimator._loader`, with ``train.num_workers`` workers (default: several when
-        training with augmentation) and pinned memory on a GPU."""
-        augment = any(getattr(getattr(m, "preprocess", None), "augment", None) for m in self.config.modalities.values())
-        workers = self.config.train.num_workers
-        if workers is None:
-            workers = default_workers() if (train and augment) else 0
-        return data_loader(self.pipeline.dataset(table, targets, train=train), self.config.train.batch_size,
-                           train=train, workers=workers, pin_memory=torch.cuda.is_available())
 
     # -- inference ----------------------------------------------------------------------------
     def _require_fitted(self) -> tuple[DataPipeline, MultimodalNet]:

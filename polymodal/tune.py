@@ -185,7 +185,7 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
     def objective(trial: optuna.Trial) -> float:
         values = {key: _suggest(trial, key, param) for key, param in tune.space.items()}
         trial.set_user_attr("values", values)
-        predictor = MultimodalPredictor(trial_config(base, values))
+        predictor = MultimodalPredictor.from_config(trial_config(base, values))  # task anomaly: a detector
         predictor.config.train.progress = False
         predictor.fit(train, valid, callbacks=[pruning_callback(trial, monitor)])
         return _score(predictor, monitor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -117,6 +118,34 @@ def test_search_on_the_validation_loss_and_an_unknown_metric(tmp_path):
         run_search(tuned(tmp_path, classification_config(epochs=1), metric="r2"), paths["train"], paths["valid"],
                    tmp_path / "r2")
     assert not (tmp_path / "r2" / "trials.csv").exists(), "refused before any trial trained"
+
+
+def test_an_anomaly_search_prunes_on_the_last_phase_and_ranks_the_kept_epoch(tmp_path, monkeypatch):
+    """task anomaly: each trial is an AnomalyDetector; Deep SVDD's pruning reports come from its
+    last phase (pre-training's reconstruction loss is another quantity) and the trial's value is
+    that phase's validation loss at the kept (best) epoch."""
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 48), ("valid", 16)):
+        pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n)}).to_csv(tmp_path / f"{name}.csv", index=False)
+    config = {"task": "anomaly", "modalities": {"tab": {"kind": "tabular", "columns": ["x1", "x2"],
+                                                        "encoder": {"dim": 8, "hidden": [16]}}},
+              "fusion": {"name": "concat"}, "anomaly": {"scorer": "deep_svdd", "latent_dim": 4},
+              "train": {"epochs": 4, "batch_size": 16, "seed": 0, "num_workers": 0}}
+    reports: dict[int, list] = {}
+    report = optuna.Trial.report
+
+    def recording(trial, value, step):
+        reports.setdefault(trial.number, []).append((step, value))
+        report(trial, value, step)
+
+    monkeypatch.setattr(optuna.Trial, "report", recording)
+    table = run_search(tuned(tmp_path, config), tmp_path / "train.csv", tmp_path / "valid.csv", tmp_path / "search")
+    summary = json.loads((tmp_path / "search" / "summary.json").read_text())
+    assert summary["metric"] == "val_loss" and summary["direction"] == "minimize" and summary["completed"] == 2
+    for row in table.itertuples():
+        assert [step for step, _ in reports[row.trial]] == [0, 1]  # the 2 epochs of the svdd phase
+        assert row.value == pytest.approx(min(v for _, v in reports[row.trial]), abs=1e-5)
+    assert load_config(tmp_path / "search" / "best_config.yaml").task == "anomaly"
 
 
 def test_a_trial_is_scored_at_the_epoch_it_keeps_not_the_last():

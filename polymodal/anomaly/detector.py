@@ -88,7 +88,9 @@ class AnomalyDetector(Estimator):
                 ``train.val_fraction`` of ``train``.
             test: optional labelled manifest evaluated after training.
             out: run folder.
-            resume / unlabeled / callbacks: not supported by anomaly detection (must be unset).
+            resume / unlabeled: not supported by anomaly detection (must be unset).
+            callbacks: extra Lightning callbacks for the training run of the last phase (e.g. a
+                tuner's pruning: its validation loss is the one the kept weights were chosen by).
 
         Raises:
             ManifestError / DecodeError: bad input, every problem named.
@@ -96,9 +98,8 @@ class AnomalyDetector(Estimator):
         from polymodal.training.module import OptimSettings
         from polymodal.training.trainer import fit_module
 
-        if resume or unlabeled is not None or callbacks:
-            raise SchemaMismatchError("task 'anomaly' supports neither --resume, an unlabelled manifest nor extra "
-                                      "callbacks")
+        if resume or unlabeled is not None:
+            raise SchemaMismatchError("task 'anomaly' supports neither --resume nor an unlabelled manifest")
         cfg = self.config
         run_dir = runfolder.start_run(out, cfg)
         self._seed()
@@ -125,7 +126,8 @@ class AnomalyDetector(Estimator):
             model.scorer.start_phase(model.net.eval(), phase, lambda: self._loader(train_table, train_y, train=False))
             epochs = max(1, round(cfg.train.epochs * share))
             last = k == len(phases) - 1
-            result = fit_module(AnomalyModule(model.train(), phase, optim), train_loader,
+            module = AnomalyModule(model.train(), phase, optim, callbacks=callbacks if last else None)
+            result = fit_module(module, train_loader,
                                 self._loader(*self._validation_rows(valid_table, valid_y), train=False),
                                 cfg.train.model_copy(update={"epochs": epochs}), run_dir=run_dir if last else None,
                                 monitor="loss", mode="min")
@@ -134,6 +136,9 @@ class AnomalyDetector(Estimator):
         model.eval()
         model.scorer.fit(model.net, self._loader(train_table, train_y, train=False))
         self.model = model
+        if result.rank != 0:  # other DDP ranks: rank 0 sets the threshold, evaluates and writes the run
+            self.info = {"rank": result.rank}
+            return self
         valid_scores = self._scores(valid_table)
         model.scorer.threshold.fill_(threshold_at_fpr(valid_scores[valid_y != 1], self.settings.target_fpr))
         self.valid_scores = (valid_scores, valid_y)
@@ -141,7 +146,7 @@ class AnomalyDetector(Estimator):
         skipped = train_table.skipped + valid_table.skipped
         self.info = {"train_rows": len(train_table), "valid_rows": len(valid_table),
                      "train_anomalies": int((train_y == 1).sum()), "train_anomalies_dropped": dropped,
-                     "train_seconds": seconds,
+                     "train_seconds": seconds, "best_epoch": result.best_epoch,  # of the last phase
                      "preprocess_seconds": time.perf_counter() - started - seconds,
                      "scorer": self.settings.scorer, "threshold": float(model.scorer.threshold),
                      "parameters": count_parameters(model), "skipped_files": len(skipped)}

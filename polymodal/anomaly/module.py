@@ -34,20 +34,27 @@ class AnomalyModule(L.LightningModule):
         model: network and scorer.
         phase: the scorer's training phase (e.g. Deep SVDD's ``pretrain`` then ``svdd``).
         optim: optimiser and schedule settings (``train`` in the config).
+        callbacks: extra Lightning callbacks for this phase's run (e.g. a tuner's pruning).
     """
 
-    def __init__(self, model: AnomalyModel, phase: str, optim: OptimSettings):
+    def __init__(self, model: AnomalyModel, phase: str, optim: OptimSettings,
+                 callbacks: list[L.Callback] | None = None):
         super().__init__()
         self.model = model
         self.phase = phase
         self.optim = optim
+        self._callbacks = list(callbacks or [])
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        return list(self._callbacks)
 
     def _step(self, batch: Mapping[str, Any], prefix: str) -> torch.Tensor:
         result = self.model.scorer.loss(self.model.net, batch, self.phase)
         size = batch["index"].shape[0]
-        self.log(f"{prefix}_loss", result.loss, on_step=False, on_epoch=True, batch_size=size)
+        # sync_dist: under DDP the epoch value is the mean over every rank's batches
+        self.log(f"{prefix}_loss", result.loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         for key, value in result.logs.items():
-            self.log(f"{prefix}_{key}", value, on_step=False, on_epoch=True, batch_size=size)
+            self.log(f"{prefix}_{key}", value, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         return result.loss
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:

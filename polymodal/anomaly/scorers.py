@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from polymodal.anomaly.model import AnomalyNet
 from polymodal.models.objectives import LossOutput
-from polymodal.models.objectives.align import info_nce
+from polymodal.models.objectives.align import gather_across_ranks, info_nce
 
 Batch = Mapping[str, Any]
 SCORERS: dict[str, type[AnomalyScorer]] = {}
@@ -189,17 +189,20 @@ class MahalanobisScorer(AnomalyScorer):
 class ConsistencyScorer(AnomalyScorer):
     """Cross-modal agreement in a shared space: each modality is projected into one space and
     every pair of modalities is aligned on the normal rows with symmetric InfoNCE (CLIP: a row's
-    own pair against the batch's other rows); labelled anomalies have their pairs pushed apart.
+    own pair against the batch's other rows, every rank's under DDP); labelled anomalies have
+    their pairs pushed apart.
     The score is the scaled cosine *dissimilarity* averaged over the row's present pairs: "these
     modalities do not belong together". A row with fewer than two present modalities scores 0.
     """
 
     def loss(self, net: AnomalyNet, batch: Batch, phase: str) -> LossOutput:
-        present = batch["present"]
-        z = net.shared_embeddings(net.encode(batch["inputs"], present))
+        z = net.shared_embeddings(net.encode(batch["inputs"], batch["present"]))
         scale = net.similarity_scale()
         first = next(iter(z.values()))
-        normal = _normal_rows(batch, first.shape[0], first.device)
+        normal = gather_across_ranks(_normal_rows(batch, first.shape[0], first.device))
+        # under DDP every rank's rows (differentiably), so the negatives are the global batch (CLIP)
+        z = {n: gather_across_ranks(e) for n, e in z.items()}
+        present = {n: gather_across_ranks(batch["present"][n]) for n in z}
         losses, hits = [], []
         for a, b in itertools.combinations(net.names, 2):
             both = present[a].bool() & present[b].bool()

@@ -7,6 +7,7 @@ Normal rows: sensor ``a`` carries a sine of frequency f, sensor ``b`` a cosine o
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,40 @@ def test_consistency_scores_a_row_with_one_modality_as_neutral(data):
     rows["b"] = None  # sensor b missing: nothing to compare sensor a with
     alone = det.predict_frame(rows)["score"].to_numpy()
     assert np.all(alone == 0.0) and np.any(both != 0.0)
+
+
+def tabular_config(**train: object) -> dict:
+    """One tabular modality (no files to write), no target: every row is normal."""
+    return {"task": "anomaly", "modalities": {"tab": {"kind": "tabular", "columns": ["x1", "x2"],
+                                                      "encoder": {"dim": 8, "hidden": [16]}}},
+            "fusion": {"name": "concat"}, "anomaly": {"scorer": "autoencoder", "latent_dim": 4},
+            "train": {"epochs": 1, "batch_size": 8, "progress": False, "early_stopping": None, **train}}
+
+
+def tabular_rows(n: int = 24) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n)})
+
+
+@pytest.mark.parametrize(("workers", "expected"), [(2, 2), (None, 0)])  # None: none without augmentation
+def test_the_detector_loader_honours_the_worker_settings(workers, expected):
+    import torch
+
+    det = AnomalyDetector.from_config(tabular_config(num_workers=workers))
+    pipeline = det._new_pipeline()
+    train_m, valid_m = det._read_fit_data(pipeline, tabular_rows(), tabular_rows(), require_target=False)
+    table, y, _, _ = det._fit_pipeline(pipeline, train_m, valid_m)
+    loader = det._loader(table, y, train=True)
+    assert loader.num_workers == expected and loader.persistent_workers == (expected > 0)
+    assert loader.pin_memory == torch.cuda.is_available()
+
+
+def test_only_rank_zero_writes_the_run(tmp_path, monkeypatch):
+    """Other DDP ranks return after training: no threshold, evaluation or run folder from them."""
+    from polymodal.training import trainer
+
+    fit_module = trainer.fit_module
+    monkeypatch.setattr(trainer, "fit_module", lambda *a, **k: dataclasses.replace(fit_module(*a, **k), rank=1))
+    det = AnomalyDetector.from_config(tabular_config()).fit(tabular_rows(), tabular_rows(), out=tmp_path / "run")
+    assert det.info == {"rank": 1} and det.metrics == {}
+    assert not (tmp_path / "run" / "model.safetensors").exists()
