@@ -119,13 +119,16 @@ def datasets_prepare(
     out: Annotated[Path, typer.Option("--out", help="Folder to write files and manifests into.")],
     source: Annotated[Path | None, typer.Option("--source", help="Folder laid out like ../shared/data.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for splits and pairing.")] = 0,
-    split: Annotated[str | None, typer.Option(help="fsdd-mnist: 'speaker' or 'official'.")] = None,
+    split: Annotated[str | None, typer.Option(help="fsdd-mnist: 'speaker' (default) or 'official'.")] = None,
+    test_speaker: Annotated[list[str] | None, typer.Option(
+        "--test-speaker", help="fsdd-mnist --split speaker: a speaker held out for test (repeatable; default "
+                               "theo and yweweler).")] = None,
 ) -> None:
     """Write a dataset's files plus train.csv, valid.csv and test.csv."""
     from polymodal.data.datasets import prepare, summarise
 
-    options = {"split": split} if split is not None else {}
-    prepare(name, out, source, seed, **options)
+    options: dict[str, Any] = {"split": split, "test_speakers": test_speaker}
+    prepare(name, out, source, seed, **{k: v for k, v in options.items() if v is not None})  # None: not given
     console.print(summarise(out))
 
 

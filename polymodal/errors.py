@@ -92,6 +92,20 @@ class DatasetSourceError(PolymodalError, FileNotFoundError):
     """A built-in dataset's source folder is missing or laid out differently than expected."""
 
 
+class DatasetOptionError(PolymodalError, ValueError):
+    """An option given to a built-in dataset is one it does not take, or has a value it does not allow.
+
+    Attributes:
+        dataset: the dataset's name.
+        option: the option's name (``split``, ``test_speakers``...).
+    """
+
+    def __init__(self, message: str, *, dataset: str, option: str):
+        self.dataset = dataset
+        self.option = option
+        super().__init__(message)
+
+
 class MissingDependencyError(PolymodalError, ImportError):
     """An optional dependency is not installed."""
 

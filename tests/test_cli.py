@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from data.datasets import fake_sources
 from helpers_models import CLASSES, classification_config, make_dataset, regression_config, write_splits
 from typer.testing import CliRunner
 
@@ -89,6 +90,51 @@ def test_datasets_prepare_unknown_name(tmp_path):
     assert_user_error(invoke("datasets", "prepare", "no-such-set", "--out", tmp_path / "x"), "no-such-set", "av-digits")
 
 
+@pytest.fixture(scope="module")
+def fsdd_source(tmp_path_factory):
+    """A tiny source folder laid out like ../shared/data: 3 speakers, 10 MNIST-like images per digit."""
+    source = tmp_path_factory.mktemp("fsdd-source")
+    fake_sources.make_fsdd(source, {"jackson": 2, "nicolas": 1, "theo": 1})
+    fake_sources.make_mnist(source, n=100)
+    return source
+
+
+def prepare_fsdd(source, out, *args: str):
+    return invoke("datasets", "prepare", "fsdd-mnist", "--source", source, "--out", out, *args)
+
+
+def test_datasets_prepare_chooses_the_test_speakers(fsdd_source, tmp_path):
+    result = prepare_fsdd(fsdd_source, tmp_path / "fm", "--test-speaker", "nicolas", "--test-speaker", "theo")
+    assert result.exit_code == 0, result.output
+    test, train = (pd.read_csv(tmp_path / "fm" / f"{s}.csv") for s in ("test", "train"))
+    assert set(test["speaker"]) == {"nicolas", "theo"} and len(test) == 20
+    assert set(train["speaker"]) == {"jackson"}
+    assert json.loads((tmp_path / "fm" / "dataset.json").read_text())["test_speakers"] == ["nicolas", "theo"]
+
+
+def test_datasets_prepare_unknown_test_speaker_lists_the_speakers_found(fsdd_source, tmp_path):
+    assert_user_error(prepare_fsdd(fsdd_source, tmp_path / "fm", "--test-speaker", "george"),
+                      "['george']", "speakers found: ['jackson', 'nicolas', 'theo']")
+
+
+def test_datasets_prepare_test_speaker_needs_the_speaker_split(fsdd_source, tmp_path):
+    assert_user_error(prepare_fsdd(fsdd_source, tmp_path / "fm", "--split", "official", "--test-speaker", "theo"),
+                      "--test-speaker", "only allowed with split 'speaker'")
+
+
+def test_datasets_prepare_unknown_split_names_the_allowed_ones(fsdd_source, tmp_path):
+    assert_user_error(prepare_fsdd(fsdd_source, tmp_path / "fm", "--split", "bogus"),
+                      "split must be 'speaker' or 'official'", "got 'bogus'")
+    assert not (tmp_path / "fm").exists()
+
+
+@pytest.mark.parametrize("option", [("--split", "speaker"), ("--test-speaker", "theo")], ids=lambda o: o[0])
+def test_datasets_prepare_refuses_options_the_dataset_does_not_take(option, fsdd_source, tmp_path):
+    result = invoke("datasets", "prepare", "mnist", "--source", fsdd_source, "--out", tmp_path / "m", *option)
+    assert_user_error(result, "dataset 'mnist' does not take the option", "options it takes: none")
+    assert not (tmp_path / "m").exists()
+
+
 # -- train / evaluate / predict ----------------------------------------------------------------
 def test_train_writes_a_run(run):
     out, result = run
@@ -168,6 +214,28 @@ def test_regression_predictions_carry_the_row_number(reg_run, data, tmp_path):
     assert invoke("predict", reg_run, "--data", data["test"], "--out", preds).exit_code == 0
     frame = pd.read_csv(preds)
     assert list(frame.columns) == ["row", "pred_y"]
+
+
+def test_train_resume_continues_the_run(data, tmp_path):
+    out, config = tmp_path / "run", tmp_path / "config.yaml"
+    args = ("train", config, "--train", data["train"], "--valid", data["valid"], "--out", out)
+    config.write_text(yaml.safe_dump(classification_config(epochs=1)), encoding="utf-8")
+    assert invoke(*args).exit_code == 0
+    first = pd.read_csv(out / "history.csv")
+    config.write_text(yaml.safe_dump(classification_config(epochs=2)), encoding="utf-8")
+    result = invoke(*args, "--resume")
+    assert result.exit_code == 0, result.output
+    history = pd.read_csv(out / "history.csv")
+    assert list(history["epoch"]) == [0, 1]
+    # epoch 0 is the first run's row, its measured seconds included: only epoch 1 was trained again
+    pd.testing.assert_frame_equal(history.iloc[:1], first)
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["epochs"] == 2
+    assert "valid metrics" in result.stdout and (out / "model.safetensors").is_file()
+
+
+def test_train_resume_without_a_checkpoint(data, tmp_path):
+    result = invoke("train", data["config"], "--train", data["train"], "--out", tmp_path / "fresh", "--resume")
+    assert_user_error(result, "no checkpoint")
 
 
 # -- user errors -------------------------------------------------------------------------------

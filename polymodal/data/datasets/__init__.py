@@ -18,7 +18,7 @@ from polymodal.data.datasets import (  # noqa: F401 - registration
     openclipart,  # noqa: F401,I001 - registration
 )
 from polymodal.data.datasets.base import DATASETS, DatasetSpec, summarise
-from polymodal.errors import DatasetSourceError
+from polymodal.errors import DatasetOptionError, DatasetSourceError
 
 
 def prepare(name: str, out: str | Path, source: str | Path | None = None, seed: int = 0, **options: Any) -> dict[str, Any]:
@@ -26,11 +26,17 @@ def prepare(name: str, out: str | Path, source: str | Path | None = None, seed: 
 
     Raises:
         KeyError: unknown dataset name.
+        DatasetOptionError: an option the dataset does not take, or a value it does not allow.
         DatasetSourceError: the dataset needs a source folder and none (or a wrong one) was given.
     """
     if name not in DATASETS:
         raise KeyError(f"unknown dataset '{name}'; available: {sorted(DATASETS)}")
     spec = DATASETS[name]
+    for option, value in options.items():
+        if option not in spec.options:
+            takes = ", ".join(f"'{o}'" for o in spec.options) or "none"
+            raise DatasetOptionError(f"dataset '{name}' does not take the option '{option}' (options it takes: "
+                                     f"{takes}); got {option}={value!r}", dataset=name, option=option)
     if spec.source is not None:
         if source is None:
             raise DatasetSourceError(f"dataset '{name}' needs --source: a folder holding {spec.source}")

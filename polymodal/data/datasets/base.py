@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,6 +35,13 @@ class DatasetSpec:
     description: str
     prepare: Callable[..., dict[str, Any]]
     source: str | None = None
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The keyword options ``prepare`` takes besides the output folder, the source and the seed."""
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return tuple(p.name for p in inspect.signature(self.prepare).parameters.values()
+                     if p.kind in kinds and p.name not in ("out", "source", "seed"))
 
 
 DATASETS: dict[str, DatasetSpec] = {}

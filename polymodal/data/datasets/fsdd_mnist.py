@@ -3,8 +3,8 @@
 Source layout (like ``../shared/data``): ``fsdd/recordings/{digit}_{speaker}_{index}.wav`` and
 ``mnist/t10k-images-idx3-ubyte.gz`` + ``mnist/t10k-labels-idx1-ubyte.gz``.
 
-Splits: ``speaker`` (default) holds out whole speakers (``test_speakers``) so test voices are
-unseen; ``official`` uses FSDD's split (recording index 0-4 is test). In both, test rows get
+Splits: ``speaker`` (default) holds out whole speakers (``test_speakers``, default theo and
+yweweler) so test voices are unseen; ``official`` uses FSDD's split (recording index 0-4 is test). In both, test rows get
 MNIST images never used by training rows, and 10% of the training rows become validation.
 """
 
@@ -27,9 +27,10 @@ from polymodal.data.datasets.base import (
     save_images,
     write_splits,
 )
-from polymodal.errors import DatasetSourceError
+from polymodal.errors import DatasetOptionError, DatasetSourceError
 
 _NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
+SPLITS = ("speaker", "official")
 DEFAULT_TEST_SPEAKERS = ("theo", "yweweler")
 
 
@@ -55,19 +56,23 @@ def read_mnist_test(source: Path, dataset: str) -> tuple[np.ndarray, np.ndarray]
 @register_dataset("fsdd-mnist", "FSDD spoken digits + MNIST images of the same digit (speaker or official split)",
                   source="fsdd/recordings/*.wav and mnist/t10k-*.gz")
 def prepare_fsdd_mnist(out: Path, source: Path, seed: int = 0, split: str = "speaker",
-                       test_speakers: Sequence[str] = DEFAULT_TEST_SPEAKERS, **_: Any) -> dict[str, Any]:
+                       test_speakers: Sequence[str] | None = None, **_: Any) -> dict[str, Any]:
+    """Write images, audio and ``train/valid/test.csv`` into ``out``.
+
+    Args:
+        split: one of ``SPLITS``.
+        test_speakers: the speakers held out for test with split ``speaker`` (None: ``DEFAULT_TEST_SPEAKERS``).
+    """
     out, source = Path(out), Path(source)
+    _check_split(split, test_speakers)
     clips = read_fsdd(source)
     images, labels = read_mnist_test(source, "fsdd-mnist")
     if split == "speaker":
-        unknown = sorted(set(test_speakers) - set(clips["speaker"]))
-        if unknown:
-            raise DatasetSourceError(f"dataset 'fsdd-mnist': test speakers {unknown} not in {sorted(clips['speaker'].unique())}")
+        test_speakers = DEFAULT_TEST_SPEAKERS if test_speakers is None else tuple(test_speakers)
+        _check_test_speakers(test_speakers, sorted(clips["speaker"].unique()), source)
         is_test = clips["speaker"].isin(test_speakers).to_numpy()
-    elif split == "official":
+    else:  # official
         is_test = (clips["index"] < 5).to_numpy()
-    else:
-        raise ValueError(f"split must be 'speaker' or 'official'; got '{split}'")
     rng = np.random.default_rng(seed)
     # Images: per digit, a disjoint pool for test rows and for train/valid rows.
     pools: dict[tuple[str, int], list[int]] = {}
@@ -96,3 +101,27 @@ def prepare_fsdd_mnist(out: Path, source: Path, seed: int = 0, split: str = "spe
         frames[name] = pd.DataFrame(records)
     return write_splits(out, frames, {"name": "fsdd-mnist", "seed": seed, "split": split, "target": "label",
                                       "test_speakers": list(test_speakers) if split == "speaker" else None})
+
+
+def _check_split(split: str, test_speakers: Sequence[str] | None) -> None:
+    if split not in SPLITS:
+        allowed = " or ".join(f"'{s}'" for s in SPLITS)
+        raise DatasetOptionError(f"dataset 'fsdd-mnist': split must be {allowed}; got '{split}'",
+                                 dataset="fsdd-mnist", option="split")
+    if test_speakers is not None and split != "speaker":
+        raise DatasetOptionError(f"dataset 'fsdd-mnist': test speakers (--test-speaker) are only allowed with split "
+                                 f"'speaker'; got split '{split}' with test speakers {list(test_speakers)}",
+                                 dataset="fsdd-mnist", option="test_speakers")
+
+
+def _check_test_speakers(test_speakers: Sequence[str], found: list[str], source: Path) -> None:
+    """The held-out speakers must exist in the source and leave at least one speaker for training."""
+    unknown = sorted(set(test_speakers) - set(found))
+    if unknown:
+        raise DatasetOptionError(f"dataset 'fsdd-mnist': test speakers {unknown} not in the recordings of "
+                                 f"{source / 'fsdd' / 'recordings'}; speakers found: {found}",
+                                 dataset="fsdd-mnist", option="test_speakers")
+    if not test_speakers or set(test_speakers) == set(found):
+        raise DatasetOptionError(f"dataset 'fsdd-mnist': the test speakers must be at least one of the speakers "
+                                 f"found and leave at least one for training; found {found}, got {list(test_speakers)}",
+                                 dataset="fsdd-mnist", option="test_speakers")

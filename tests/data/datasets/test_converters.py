@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from polymodal.data.datasets import DATASETS, prepare
-from polymodal.errors import DatasetSourceError
+from polymodal.errors import DatasetOptionError, DatasetSourceError
 
 from . import fake_sources as fake
 
@@ -87,9 +87,37 @@ def test_fsdd_mnist_same_seed_same_manifests(fsdd_source, tmp_path):
     assert (tmp_path / "a" / "train.csv").read_bytes() != (tmp_path / "c" / "train.csv").read_bytes()
 
 
-def test_fsdd_mnist_unknown_test_speaker(fsdd_source, tmp_path):
-    with pytest.raises(DatasetSourceError, match=r"test speakers \['george'\] not in"):
-        prepare("fsdd-mnist", tmp_path / "out", source=fsdd_source, test_speakers=["george"])
+def test_fsdd_mnist_unknown_test_speaker_lists_the_speakers_found(fsdd_source, tmp_path):
+    with pytest.raises(DatasetOptionError, match=r"test speakers \['george'\] not in") as info:
+        prepare("fsdd-mnist", tmp_path / "out", source=fsdd_source, test_speakers=["george", "theo"])
+    assert "speakers found: ['jackson', 'nicolas', 'theo', 'yweweler']" in str(info.value)
+    assert info.value.option == "test_speakers" and not (tmp_path / "out").exists()
+
+
+def test_fsdd_mnist_holds_out_the_chosen_test_speakers(fsdd_source, tmp_path):
+    summary = prepare("fsdd-mnist", tmp_path / "out", source=fsdd_source, test_speakers=["nicolas", "theo"])
+    parts = read_splits(tmp_path / "out")
+    assert summary["rows"] == {"train": 36, "valid": 4, "test": 30}  # nicolas 20 + theo 10; 10% of 40 -> valid
+    assert set(parts["test"]["speaker"]) == {"nicolas", "theo"}
+    assert set(parts["train"]["speaker"]) | set(parts["valid"]["speaker"]) == {"jackson", "yweweler"}
+    assert summary["test_speakers"] == ["nicolas", "theo"]
+
+
+@pytest.mark.parametrize("speakers", [[], ["jackson", "nicolas", "theo", "yweweler"]], ids=["none", "all"])
+def test_fsdd_mnist_test_speakers_must_leave_a_train_speaker(speakers, fsdd_source, tmp_path):
+    with pytest.raises(DatasetOptionError, match="leave at least one for training"):
+        prepare("fsdd-mnist", tmp_path / "out", source=fsdd_source, test_speakers=speakers)
+
+
+def test_fsdd_mnist_unknown_split_names_the_allowed_ones(fsdd_source, tmp_path):
+    with pytest.raises(DatasetOptionError, match="split must be 'speaker' or 'official'; got 'bogus'") as info:
+        prepare("fsdd-mnist", tmp_path / "out", source=fsdd_source, split="bogus")
+    assert isinstance(info.value, ValueError) and info.value.option == "split"
+
+
+def test_fsdd_mnist_test_speakers_only_with_the_speaker_split(fsdd_source, tmp_path):
+    with pytest.raises(DatasetOptionError, match="only allowed with split 'speaker'; got split 'official'"):
+        prepare("fsdd-mnist", tmp_path / "out", source=fsdd_source, split="official", test_speakers=["theo"])
 
 
 # --- mnist ---------------------------------------------------------------------------------------
@@ -295,6 +323,15 @@ def test_converter_given_a_wrong_source_says_what_was_expected(name, make, fragm
     with pytest.raises(DatasetSourceError) as info:
         prepare(name, tmp_path / "out", source=tmp_path / "source")
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("name", [n for n, spec in DATASETS.items() if "split" not in spec.options])
+def test_an_option_the_dataset_does_not_take_is_refused(name, tmp_path):
+    (tmp_path / "empty").mkdir()  # refused before the source is even looked at
+    with pytest.raises(DatasetOptionError, match=f"dataset '{name}' does not take the option 'split'") as info:
+        prepare(name, tmp_path / "out", source=tmp_path / "empty", split="speaker")
+    assert "got split='speaker'" in str(info.value) and info.value.dataset == name
+    assert not (tmp_path / "out").exists()
 
 
 def test_unknown_dataset_lists_the_available_ones(tmp_path):
