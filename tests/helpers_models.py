@@ -102,15 +102,24 @@ def multilabel_config(**train: Any) -> dict[str, Any]:
 BERT_WORDS = ["the", "a", "dark", "bright", "mid", "image", "signal", "is", "very", "quite"]
 
 
-def save_tiny_bert(folder: Path, seed: int = 0) -> Path:
-    """A 1-layer, 32-wide random BERT plus its WordPiece tokenizer, saved like a hub download."""
+def save_tiny_bert(folder: Path, seed: int = 0, model_max_length: int | None = None,
+                   max_seq_length: int | None = None) -> Path:
+    """A 1-layer, 32-wide random BERT (64 positions) plus its WordPiece tokenizer, saved like a hub
+    download. ``model_max_length`` goes into ``tokenizer_config.json`` (default: transformers' huge
+    placeholder); ``max_seq_length`` writes a sentence-transformers ``sentence_bert_config.json``."""
+    import json
+
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *BERT_WORDS]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(str(folder))
+    limit = {} if model_max_length is None else {"model_max_length": model_max_length}
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True, **limit).save_pretrained(str(folder))
+    if max_seq_length is not None:
+        (folder / "sentence_bert_config.json").write_text(
+            json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}), encoding="utf-8")
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=37, max_position_embeddings=64)

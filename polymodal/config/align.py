@@ -7,7 +7,7 @@ align:
   projection: {name: mlp}       # linear | mlp, one head per aligned modality
   positives: pair               # pair (rows are pairs) | label (rows of the same class)
   weight: 0.5                   # beside a task loss; task 'retrieval' trains alignment alone
-  anchor: null                  # null: every pair of modalities; a name: each modality to it
+  anchor: null                  # null: every pair of modalities; a name: each modality to it (not with vae)
 ```
 """
 
@@ -57,7 +57,7 @@ class AlignConfig(StrictModel):
             where the alignment loss is the only loss).
         modalities: the modalities to align (default: all); each gets a projection head.
         anchor: ``null`` aligns every pair of modalities; a modality name aligns each other
-            modality to that one only.
+            modality to that one only (not with objective ``vae``, which aligns them all at once).
     """
 
     dim: PositiveInt = 128
@@ -174,6 +174,10 @@ def check_align(config: Config) -> None:
     if config.task == "retrieval" and names != known:
         raise ValueError(f"task 'retrieval' uses only the aligned modalities; align.modalities is {names} but "
                          f"the config has {known} (drop the others or list them all)")
+    if align.anchor is not None and isinstance(align, VaeAlignConfig):
+        raise ValueError(f"align.anchor must be null with objective 'vae', whose joint posterior aligns every aligned "
+                         f"modality {names} at once (drop anchor, or use objective 'contrastive', 'triplet' or "
+                         f"'cca'); got '{align.anchor}'")
     if align.anchor is not None and align.anchor not in names:
         raise ValueError(f"align.anchor must be one of the aligned modalities {names}; got '{align.anchor}'")
     if align.positives == "label":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PositiveInt, model_validator
@@ -208,14 +210,49 @@ class TextTransformerConfig(SequenceTransformerConfig):
     kinds: ClassVar[tuple[str, ...]] = ("text",)
 
 
+# where a transformers model folder declares its longest input, in order of preference
+MAX_LENGTH_KEYS = (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length"))
+MAX_SANE_TOKENS = 4096  # transformers writes a huge placeholder model_max_length when the model has none
+
+
+def folder_max_tokens(folder: Path) -> int | None:
+    """The longest input (in tokens) a local transformers model folder declares: sentence-transformers'
+    ``max_seq_length``, else the tokenizer's ``model_max_length`` when it is a real limit (at most
+    4096); None when the folder declares neither (or does not exist).
+
+    Raises:
+        ValueError: one of those files cannot be read or is not a JSON object.
+    """
+    for name, key in MAX_LENGTH_KEYS:
+        file = Path(folder) / name
+        if not file.is_file():
+            continue
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"encoder 'hf': cannot read {file}: {err}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"encoder 'hf': {file} must hold a JSON object; got {type(data).__name__}")
+        value = data.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_SANE_TOKENS:
+            return value
+    return None
+
+
 class HfConfig(EncoderConfig):
-    """A transformers ``AutoModel`` read from a local folder (no hub access)."""
+    """A transformers ``AutoModel`` read from a local folder (no hub access). The text modality
+    takes the folder's tokenizer and its maximum input length (``preprocess.max_tokens``) unless
+    the user set them."""
 
     kinds: ClassVar[tuple[str, ...]] = ("text",)
     name: Literal["hf"] = "hf"
     path: LocalPath
     pooling: Literal["cls", "mean"] = "mean"
     lora: LoraConfig | None = None
+
+    def preprocess_defaults(self, preprocess: Any) -> dict[str, Any]:
+        max_tokens = folder_max_tokens(self.path)
+        return {} if max_tokens is None else {"max_tokens": max_tokens}
 
 
 # --- pretrained audio --------------------------------------------------------------------------

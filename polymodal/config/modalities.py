@@ -230,7 +230,8 @@ class TextModality(ModalityConfig):
 
     @model_validator(mode="after")
     def _tokenizer_follows_hf_encoder(self) -> TextModality:
-        """A pretrained text encoder brings its own tokenizer unless the user chose one."""
+        """A pretrained text encoder brings its own tokenizer and maximum input length unless the user
+        chose them."""
         prep = self.preprocess
         if isinstance(self.encoder, HfConfig):
             if "tokenizer" not in prep.model_fields_set:
@@ -243,6 +244,7 @@ class TextModality(ModalityConfig):
                     f"encoder 'hf' needs the model's own tokenizer (preprocess.tokenizer: pretrained); "
                     f"got tokenizer '{prep.tokenizer}'"
                 )
+            follow_encoder_preprocess(self)  # max_tokens: the folder's own limit
         if self.preprocess.tokenizer == "pretrained" and self.preprocess.tokenizer_path is None:
             raise ValueError("preprocess.tokenizer 'pretrained' needs preprocess.tokenizer_path (a local folder)")
         return self

