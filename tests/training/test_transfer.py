@@ -19,7 +19,7 @@ import torch
 from helpers_models import TABULAR, classification_config, make_dataset, write_splits
 
 from polymodal import MultimodalPredictor
-from polymodal.config.transfer import CoralConfig, DannConfig, MmdConfig
+from polymodal.config.transfer import CdanConfig, CoralConfig, DannConfig, MmdConfig
 from polymodal.data.dataset import collate
 from polymodal.errors import ConfigError, SchemaMismatchError
 from polymodal.training.adaptation import build_domain_term
@@ -82,11 +82,11 @@ def test_transfer_unlabeled_in_the_config_is_used_without_fit_argument(data):
     assert pred.info["unlabeled_rows"] == data["n_unlabeled"]
 
 
-@pytest.mark.parametrize("method", ["dann", "mmd", "coral"])
+@pytest.mark.parametrize("method", ["cdan", "dann", "mmd", "coral"])
 def test_adapting_one_modality_sends_gradients_to_its_encoder_only(data, method):
     """``on: [tab]``: the domain loss reaches the tabular encoder and leaves the image encoder alone."""
     pred = MultimodalPredictor.from_config(config(epochs=1)).fit(data["train"], data["valid"])
-    spec = {"dann": DannConfig, "mmd": MmdConfig, "coral": CoralConfig}[method](on=["tab"])
+    spec = {"cdan": CdanConfig, "dann": DannConfig, "mmd": MmdConfig, "coral": CoralConfig}[method](on=["tab"])
     net = pred.net.train()
     term = build_domain_term(spec, net, n_classes=3)
     assert set(term.losses) == {"tab"}

@@ -1,0 +1,140 @@
+"""FixMatch's strong view (``polymodal.data.strong``): per modality kind, a perturbation that keeps
+shapes, dtypes and padding, stays within the valid ids (tokens, categories), erases what
+``erase`` says, is reproducible with a seeded generator, and leaves its input tensors unchanged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from polymodal.data.strong import STRONG, strong_view
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def lengths_mask(lengths: list[int], size: int) -> torch.Tensor:
+    return torch.arange(size)[None, :] < torch.tensor(lengths)[:, None]  # (B, size)
+
+
+def batch(kind: str) -> dict[str, torch.Tensor]:
+    """A batch as the kind's ``to_batch`` gives it (padding zeroed, masks bool), values away from 0."""
+    g = seeded(123)
+    if kind == "image":
+        return {"x": torch.rand(4, 3, 16, 16, generator=g) + 0.5}  # (B, C, H, W)
+    if kind == "audio":
+        mask = lengths_mask([20, 12, 7, 20], 20)
+        return {"x": (torch.rand(4, 20, 8, generator=g) + 0.5) * mask.unsqueeze(-1), "mask": mask}  # (B, T, F)
+    if kind == "signal":
+        mask = lengths_mask([32, 20, 9, 32], 32)
+        return {"x": (torch.rand(4, 2, 32, generator=g) + 0.5) * mask.unsqueeze(1), "mask": mask}  # (B, C, L)
+    if kind == "tabular":
+        return {"x": torch.rand(4, 5, generator=g) + 0.5, "cat": torch.randint(1, 7, (4, 3), generator=g)}
+    mask = lengths_mask([10, 6, 2, 1], 10)
+    return {"x": torch.randint(2, 50, (4, 10), generator=g) * mask, "mask": mask}  # text (B, T), pad id 0
+
+
+def snapshot(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in inputs.items()}
+
+
+@pytest.mark.parametrize("kind", sorted(STRONG))
+def test_strong_view_changes_the_values_and_keeps_keys_shapes_dtypes_and_the_input(kind):
+    inputs = batch(kind)
+    before = snapshot(inputs)
+    out = STRONG[kind](inputs, 1.0, 0.5, seeded())
+    assert set(out) == set(inputs)
+    for key in inputs:
+        assert out[key].shape == inputs[key].shape and out[key].dtype == inputs[key].dtype, key
+        assert torch.equal(inputs[key], before[key]), f"{key} was changed in place"
+    assert not torch.equal(out["x"], inputs["x"])
+    assert torch.isfinite(out["x"].float()).all()
+    if "mask" in inputs:
+        assert torch.equal(out["mask"], inputs["mask"])
+
+
+@pytest.mark.parametrize("kind", sorted(STRONG))
+def test_the_same_seed_gives_the_same_view_and_another_seed_another(kind):
+    inputs = batch(kind)
+    first, again = STRONG[kind](inputs, 1.0, 0.5, seeded(1)), STRONG[kind](inputs, 1.0, 0.5, seeded(1))
+    other = STRONG[kind](inputs, 1.0, 0.5, seeded(2))
+    assert all(torch.equal(first[k], again[k]) for k in inputs)
+    assert not all(torch.equal(first[k], other[k]) for k in inputs)
+
+
+@pytest.mark.parametrize("kind", ["audio", "signal", "text"])
+def test_padding_stays_padding(kind):
+    inputs = batch(kind)
+    out = STRONG[kind](inputs, 1.0, 0.5, seeded())
+    pad = ~inputs["mask"]  # (B, T) or (B, L)
+    values = out["x"] if kind == "text" else out["x"].transpose(1, 2) if kind == "signal" else out["x"]
+    assert pad.any() and (values[pad] == 0).all()
+
+
+def test_image_magnitude_zero_leaves_only_a_cutout_square_of_the_erased_share():
+    inputs = batch("image")
+    out = STRONG["image"](inputs, 0.0, 0.25, seeded())["x"]
+    erased = (out == 0).all(dim=1)  # (B, H, W): every channel zeroed
+    for sample in erased:
+        rows, cols = sample.any(dim=1).nonzero().flatten(), sample.any(dim=0).nonzero().flatten()
+        assert (len(rows), len(cols)) == (8, 8)  # side round(16 * sqrt(0.25))
+        assert rows.diff().eq(1).all() and cols.diff().eq(1).all() and int(sample.sum()) == 64
+    kept = ~erased.unsqueeze(1).expand_as(out)
+    torch.testing.assert_close(out[kept], inputs["x"][kept])  # identity affine map, no jitter
+    torch.testing.assert_close(STRONG["image"](inputs, 0.0, 0.0, seeded())["x"], inputs["x"])
+
+
+def test_audio_magnitude_zero_leaves_only_one_time_band_and_one_frequency_band_erased():
+    inputs = batch("audio")
+    out = STRONG["audio"](inputs, 0.0, 0.5, seeded())["x"]
+    erased = (out == 0) & (inputs["x"] != 0)  # (B, T, F)
+    assert erased.any()
+    torch.testing.assert_close(out[~erased], inputs["x"][~erased])
+    for sample, valid in zip(erased, inputs["mask"]):
+        sample = sample[valid]  # (T_valid, F)
+        frames, bins = sample.all(dim=1), sample.all(dim=0)  # whole frames, whole bins
+        assert torch.equal(sample, frames[:, None] | bins[None, :])  # nothing erased outside the two bands
+        frames, bins = frames.nonzero().flatten(), bins.nonzero().flatten()
+        assert frames.diff().eq(1).all() and bins.diff().eq(1).all()
+        assert len(frames) <= 10 and len(bins) <= 4  # at most erase * size
+    torch.testing.assert_close(STRONG["audio"](inputs, 0.0, 0.0, seeded())["x"], inputs["x"])
+
+
+def test_tabular_entries_are_kept_or_reset_to_the_mean_and_the_unknown_category():
+    inputs = batch("tabular")
+    out = STRONG["tabular"](inputs, 0.0, 0.5, seeded())
+    reset_x, reset_cat = out["x"] == 0, out["cat"] == 0
+    assert reset_x.any() and (~reset_x).any() and reset_cat.any() and (~reset_cat).any()
+    assert torch.equal(out["x"][~reset_x], inputs["x"][~reset_x])
+    assert torch.equal(out["cat"][~reset_cat], inputs["cat"][~reset_cat])
+    noisy = STRONG["tabular"](inputs, 1.0, 0.0, seeded())
+    assert torch.equal(noisy["cat"], inputs["cat"]) and not torch.equal(noisy["x"], inputs["x"])
+    empty = {"x": torch.zeros(4, 0), "cat": torch.zeros(4, 0, dtype=torch.long)}
+    assert all(v.shape == (4, 0) for v in STRONG["tabular"](empty, 1.0, 0.5, seeded()).values())
+
+
+def test_text_only_swaps_neighbouring_real_tokens():
+    inputs = batch("text")
+    ids, mask = inputs["x"], inputs["mask"]
+    out = STRONG["text"](inputs, 1.0, 1.0, seeded())["x"]
+    assert not torch.equal(out, ids)
+    for row, new, valid in zip(ids, out, mask):
+        assert torch.equal(new.sort().values, row.sort().values)  # the same tokens, reordered
+        moved = (new != row).nonzero().flatten()
+        for i in moved.tolist():
+            assert valid[i] and (new[i] == row[i - 1] or (i + 1 < len(row) and new[i] == row[i + 1]))
+    assert torch.equal(out[3], ids[3])  # one token: nothing to swap
+    assert torch.equal(STRONG["text"](inputs, 1.0, 0.0, seeded())["x"], ids)
+    short = {"x": ids[:, :1], "mask": mask[:, :1]}
+    assert torch.equal(STRONG["text"](short, 1.0, 1.0, seeded())["x"], short["x"])
+
+
+def test_strong_view_dispatches_by_kind_and_adds_no_modality_the_batch_lacks():
+    inputs = {"photo": batch("image"), "notes": batch("text")}
+    kinds = {"photo": "image", "notes": "text", "table": "tabular"}  # no tabular inputs in this batch
+    out = strong_view(inputs, kinds, 1.0, 0.25, seeded(3))
+    assert set(out) == {"photo", "notes"}
+    torch.testing.assert_close(out["photo"]["x"], STRONG["image"](inputs["photo"], 1.0, 0.25, seeded(3))["x"])
+    with pytest.raises(ValueError, match="modality 'clip' of kind 'video'"):
+        strong_view({"clip": {"x": torch.zeros(1, 2, 3, 8, 8)}}, {"clip": "video"})
