@@ -67,7 +67,11 @@ def robustness_plot(curves: pd.DataFrame, metric: str) -> bytes:
     modalities = list(dict.fromkeys(curves["modality"]))
     cols = min(3, len(modalities))
     rows = -(-len(modalities) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
+    # the legend goes under each panel, two entries a line, so that it never covers the curves
+    entries = curves.groupby("modality")["corruption"].nunique().max() * (2 if "reference" in curves else 1)
+    legend_height = 0.3 * -(-int(entries) // 2)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, (3.9 + legend_height) * rows), squeeze=False,
+                             layout="constrained")
     scale, unit = _scale(metric)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, modality in enumerate(modalities):
@@ -82,10 +86,9 @@ def robustness_plot(curves: pd.DataFrame, metric: str) -> bytes:
                         label=f"{name} (reference)")
         ax.set(xlabel="severity", ylabel=f"{metric}{unit}", title=f"{modality} corrupted", xticks=range(6))
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize="small", frameon=False)
     for k in range(len(modalities), rows * cols):
         axes[k // cols, k % cols].axis("off")
-    fig.tight_layout()
     return figure_png(fig)
 
 
