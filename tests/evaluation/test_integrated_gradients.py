@@ -102,3 +102,20 @@ def test_heat_maps_work_on_features_read_back_from_the_cache(explained, tmp_path
     image = next(i for i in cached.within if i.modality == "image")
     expected = next(i for i in explanation.within if i.modality == "image" and i.row == image.row)
     np.testing.assert_array_equal(image.display, expected.display)
+
+
+def test_a_signal_spectrogram_gets_a_time_frequency_map(tmp_path):
+    frame = all_kinds_dataset(tmp_path)
+    frame.to_csv(tmp_path / "all.csv", index=False)
+    config = all_kinds_config()
+    config["modalities"] = {"signal": {**config["modalities"]["signal"],
+                                       "preprocess": {"length": 32, "spectrogram": {"n_fft": 8, "hop": 4}}},
+                            "table": config["modalities"]["table"]}
+    predictor = MultimodalPredictor.from_config(config).fit(tmp_path / "all.csv")
+    explanation = predictor.explain(tmp_path / "all.csv", samples=1, steps=16)
+    signal = next(item for item in explanation.within if item.modality == "signal")
+    assert signal.layout == "map"
+    assert signal.attribution.shape == signal.display.shape and signal.attribution.shape[0] == 8 // 2 + 1
+    assert signal.attribution.shape[1] > 1 and np.abs(signal.attribution).sum() > 0
+    page = explanation.to_html(tmp_path / "page").read_text(encoding="utf-8")
+    assert page.count("<img") >= 2  # importance plot + the map
