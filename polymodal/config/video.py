@@ -3,10 +3,12 @@ kinds in :mod:`polymodal.config.modalities`."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import BeforeValidator, Field, PositiveInt, ValidationError, ValidationInfo, model_validator
 
+from polymodal.config.base import format_validation_error
 from polymodal.config.encoders import Dropout, EncoderConfig, ImageCnnConfig, ImageEncoder, check_heads
 
 
@@ -49,6 +51,32 @@ class FrameCnnConfig(EncoderConfig):
         self.frame.check_preprocess(preprocess)
 
 
-VideoEncoder = FrameCnnConfig
+IMAGE_ENCODERS: dict[str, type[EncoderConfig]] = {
+    cls.model_fields["name"].default: cls for cls in get_args(get_args(ImageEncoder)[0])}
 
-__all__ = ["FrameCnnConfig", "VideoEncoder"]
+
+def image_encoder_per_frame(value: Any, info: ValidationInfo) -> Any:
+    """An image encoder written directly on a video modality (``encoder: {name: resnet, ...}``) is
+    shorthand for ``frame_cnn`` with that frame encoder, ``temporal: mean`` and no projection
+    (``dim: null``); the stored config is the explicit ``frame_cnn`` form."""
+    if isinstance(value, Mapping):
+        name = value.get("name", "frame_cnn")
+        if name == "frame_cnn":
+            return value
+        if not isinstance(name, str) or name not in IMAGE_ENCODERS:
+            raise ValueError(f"encoder '{name}' is neither a video encoder nor an image encoder; allowed: "
+                             f"'frame_cnn', or an image encoder run on every frame ({', '.join(IMAGE_ENCODERS)}); "
+                             f"got name: {name!r}")
+        cls = IMAGE_ENCODERS[name]
+        try:
+            value = cls.model_validate(value, context=info.context)  # a config file's folder
+        except ValidationError as err:  # its problems, under the keys the user wrote
+            raise ValueError("; ".join(format_validation_error(err, value, cls))) from None
+    if isinstance(value, tuple(IMAGE_ENCODERS.values())):
+        return FrameCnnConfig(frame=value, temporal="mean", dim=None)
+    return value
+
+
+VideoEncoder = Annotated[FrameCnnConfig, BeforeValidator(image_encoder_per_frame)]
+
+__all__ = ["FrameCnnConfig", "VideoEncoder", "image_encoder_per_frame"]

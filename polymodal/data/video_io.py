@@ -44,23 +44,77 @@ def sample_indices(total: int, frames: int, sampling: str, stride: int) -> np.nd
     return np.arange(0, total, stride, dtype=np.int64)[:frames]
 
 
+def _video_stream(container: Any, path: str) -> Any:
+    if not container.streams.video:
+        raise DecodeError("the file holds no video stream", path=path)
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def _to_image(frame: Any) -> Image.Image:
+    """A decoded frame as a Pillow image: the only copy of a frame that decoding keeps."""
+    return frame.to_image()
+
+
+def _reported_frames(path: str) -> int:
+    """The frame count in the container's header (0 when it has none: webm, mkv)."""
+    with _av().open(path) as container:
+        return int(_video_stream(container, path).frames)
+
+
+def _decode(path: str, keep: set[int], limit: int | None, max_frames: int) -> tuple[dict[int, Image.Image], int]:
+    """Decode frames in order, converting only those whose index is in ``keep``.
+
+    Returns:
+        The kept frames by index, and how many frames were read (at most ``limit``; None: all).
+    """
+    kept: dict[int, Image.Image] = {}
+    seen = 0
+    with _av().open(path) as container:
+        for frame in container.decode(_video_stream(container, path)):
+            if seen in keep:
+                kept[seen] = _to_image(frame)
+            seen += 1
+            if seen > max_frames:
+                raise DecodeError(f"video has more than preprocess.max_frames ({max_frames:,}) frames", path=path)
+            if limit is not None and seen >= limit:
+                break
+    return kept, seen
+
+
 def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int) -> list[Image.Image]:
-    """Decode the first video stream of a container; keep the frames ``pick(total)`` selects."""
+    """Decode the first video stream of a container; keep the frames ``pick(total)`` selects.
+
+    Only the selected frames are ever held (never the whole clip). The frame count comes from the
+    container's header where it has one (mp4, avi, mov); decoding reads one frame past it to check
+    it, or stops right after the last selected frame when the selection would be the same for any
+    longer clip (``stride`` with all its frames). Without a header count (webm, mkv) the first pass
+    keeps the selection for the longest allowed clip while it counts, and a second pass takes the
+    selection for the true count (decoding twice rather than holding the clip). A count the decoded
+    frames contradict is replaced by theirs, so the frames are exactly those ``pick`` selects from
+    all decoded frames. (A filled ``stride`` never reads past its last frame, so ``max_frames``
+    refuses a longer clip only through its header count.)
+    """
     av = _av()
     try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                raise DecodeError("the file holds no video stream", path=path)
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            decoded = []
-            for frame in container.decode(stream):
-                decoded.append(frame)
-                if len(decoded) > max_frames:
-                    raise DecodeError(f"video has more than preprocess.max_frames ({max_frames:,}) frames", path=path)
-            if not decoded:
+        total = _reported_frames(path) or max_frames  # no header count: assume the longest clip allowed
+        if total > max_frames:
+            raise DecodeError(f"video has {total:,} frames, more than preprocess.max_frames ({max_frames:,})",
+                              path=path)
+        while True:
+            wanted = pick(total)
+            length_free = np.array_equal(wanted, pick(max_frames + 1))  # as for a clip too long to allow
+            limit = int(wanted.max()) + 1 if length_free else total + 1  # one past the count: is it right?
+            kept, seen = _decode(path, set(wanted.tolist()), limit, max_frames)
+            if seen == 0:
                 raise DecodeError("the video stream holds no frames", path=path)
-            return [decoded[i].to_image() for i in pick(len(decoded))]
+            if seen == (limit if length_free else total):
+                return [kept[i] for i in wanted]
+            # a wrong count: the stream ended at ``seen``, or it goes on past the count (count it all)
+            total = seen if seen < limit else _decode(path, set(), None, max_frames)[1]
+            if set(pick(total).tolist()) <= kept.keys():
+                return [kept[i] for i in pick(total)]
     except DecodeError:
         raise
     except (av.FFmpegError, OSError) as err:

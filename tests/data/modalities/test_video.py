@@ -49,6 +49,68 @@ def test_sample_indices_uniform_and_stride():
     np.testing.assert_array_equal(sample_indices(4, 3, "stride", 3), [0, 3])  # fewer than asked
 
 
+def noise_clip(frames: int, seed: int = 0) -> np.ndarray:
+    """(T, 16, 24, 3) uint8 random frames: every decoded frame differs from its neighbours."""
+    return np.random.default_rng(seed).integers(0, 256, (frames, 16, 24, 3), dtype=np.uint8)
+
+
+def decode_all_then_pick(path: str, pick) -> list[np.ndarray]:
+    """The earlier behaviour: every frame of the clip decoded and held, then the sampled ones kept."""
+    import av
+
+    with av.open(path) as container:
+        decoded = list(container.decode(container.streams.video[0]))
+        return [np.asarray(decoded[i].to_image()) for i in pick(len(decoded))]
+
+
+SAMPLINGS = [(4, "uniform", 1), (45, "uniform", 1), (5, "stride", 3), (20, "stride", 4), (1, "uniform", 1)]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])  # the frame count is in the header / must be counted
+@pytest.mark.parametrize("reported", [None, 20, 45])  # None: the header's own count; else a wrong one
+def test_selective_decoding_keeps_the_frames_of_decoding_everything(tmp_path, monkeypatch, suffix, reported):
+    from polymodal.data import video_io
+
+    path = str(tmp_path / f"clip{suffix}")
+    write_video(path, noise_clip(30), fps=10)
+    if reported is not None:  # a header that lies: too few or too many frames (the clip has 30)
+        monkeypatch.setattr(video_io, "_reported_frames", lambda _: reported)
+    for frames, sampling, stride in SAMPLINGS:
+        def pick(total, frames=frames, sampling=sampling, stride=stride):
+            return sample_indices(total, frames, sampling, stride)
+
+        got = video_io.read_frames(path, pick, 1000, np.load)
+        expected = decode_all_then_pick(path, pick)
+        assert len(got) == len(expected) == len(pick(30))
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), b)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+@pytest.mark.parametrize(("frames", "sampling", "stride", "expected"),
+                         [(4, "uniform", 1, [0, 20, 39, 59]), (3, "stride", 5, [0, 5, 10])])
+def test_decoding_a_long_clip_converts_only_the_sampled_frames(tmp_path, monkeypatch, suffix, frames, sampling, stride,
+                                                               expected):
+    from polymodal.data import video_io
+
+    path = str(tmp_path / f"long{suffix}")
+    write_video(path, noise_clip(60), fps=10)
+    converted: list[np.ndarray] = []
+
+    def to_image(frame: object) -> Image.Image:
+        converted.append(np.asarray(frame.to_image()))
+        return frame.to_image()
+
+    monkeypatch.setattr(video_io, "_to_image", to_image)
+    got = video_io.read_frames(path, lambda n: sample_indices(n, frames, sampling, stride), 100_000, np.load)
+    everything = decode_all_then_pick(path, lambda n: np.arange(n))
+    for image, index in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(np.asarray(image), everything[index])
+    # the 60 frames are never all held: with a header count (mp4) or a filled stride, one pass converts
+    # just the sampled frames; a headerless uniform sampling (webm) also keeps frame 0 while it counts
+    assert len(converted) == (frames + 1 if (suffix, sampling) == (".webm", "uniform") else frames)
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".avi", ".webm"])
 def test_containers_decode_the_sampled_frames(tmp_path, suffix):
     path = tmp_path / f"clip{suffix}"
@@ -135,8 +197,11 @@ def test_corrupt_video_fails_or_is_skipped_like_other_files(tmp_path):
 
 def test_overlong_video_is_refused(tmp_path):
     np.save(tmp_path / "long.npy", clip(frames=12))
-    with pytest.raises(DecodeError, match="max_frames"):
-        video(max_frames=10).decode(str(tmp_path / "long.npy"))
+    write_video(str(tmp_path / "long.mp4"), clip(frames=12), fps=10)  # the header says 12
+    write_video(str(tmp_path / "long.webm"), clip(frames=12), fps=10)  # no header count: counted
+    for name in ("long.npy", "long.mp4", "long.webm"):
+        with pytest.raises(DecodeError, match="max_frames"):
+            video(max_frames=10).decode(str(tmp_path / name))
 
 
 def test_video_config_refuses_augment_and_unknown_keys():
