@@ -32,6 +32,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 RunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train'.")]
 DataOpt = Annotated[Path, typer.Option("--data", help="Manifest (CSV, Parquet or JSONL).")]
+SupportOpt = Annotated[Path | None, typer.Option("--support", help="Few-shot models (transfer: protonet): a labelled "
+                                                 "manifest whose classes' prototypes classify --data.")]
 
 
 def user_errors(fn: F) -> F:
@@ -61,6 +63,20 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
         for name, v in rows:
             table.add_row(name, f"{v:.4f}" if isinstance(v, float) else str(v))
     console.print(table)
+
+
+def print_skipped(skipped: Any, listed: Path, on_error: str, shown: int = 5) -> None:
+    """Warn (on stderr) how many and which files were skipped, the first ``shown`` of them, and
+    where the full list was written."""
+    effect = "rows with one are left out" if on_error == "skip" else "their modality counts as missing in those rows"
+    err_console.print(f"[bold yellow]warning:[/] {len(skipped)} unreadable file(s) skipped (data.on_error: "
+                      f"{on_error}); {effect}:", highlight=False, soft_wrap=True)
+    for record in skipped.head(shown).to_dict("records"):
+        err_console.print(escape(f"  {record['where']}, modality '{record['modality']}': {record['path']} "
+                                 f"({record['reason']})"), highlight=False, soft_wrap=True)
+    if len(skipped) > shown:
+        err_console.print(f"  ... and {len(skipped) - shown} more", highlight=False)
+    err_console.print(escape(f"  full list: {listed}"), highlight=False, soft_wrap=True)
 
 
 def print_rows(rows: list[dict[str, Any]], title: str) -> None:
@@ -190,25 +206,34 @@ def evaluate(
                                                    "baseline on this manifest's frozen features.")] = None,
     cca_features: Annotated[str, typer.Option("--cca-features", help="--cca-train: 'encoder' outputs or "
                                               "preprocessed 'input'.")] = "encoder",
+    support: SupportOpt = None,
 ) -> None:
     """Evaluate a trained model on a labelled manifest."""
     from polymodal.predictor import MultimodalPredictor
+    from polymodal.runfolder import SKIPPED_FILE, write_skipped
 
     predictor = MultimodalPredictor.load(run)
     if retrieval:  # see polymodal.cli_retrieval
         from polymodal.cli_retrieval import show_retrieval
 
-        show_retrieval(predictor, data, query=query, gallery=gallery, hits=hits, labels=labels, cca_train=cca_train,
-                       cca_features=cca_features, as_json=as_json)
+        with predictor.using_support(support):  # retrieval models take none: a clear error
+            show_retrieval(predictor, data, query=query, gallery=gallery, hits=hits, labels=labels,
+                           cca_train=cca_train, cca_features=cca_features, as_json=as_json)
         return
-    metrics = predictor.evaluate(data)
-    extra: dict[str, Any] = {}
-    if missing or robustness:
-        from polymodal.evaluation.commands import run_evaluations
+    with predictor.using_support(support):
+        metrics = predictor.evaluate(data)
+        listed = (out or run / "evaluation") / SKIPPED_FILE
+        write_skipped(listed, predictor.eval_skipped)  # (a stale list of an earlier evaluation goes)
+        if not predictor.eval_skipped.empty:
+            print_skipped(predictor.eval_skipped, listed, predictor.config.data.on_error)
+        extra: dict[str, Any] = {}
+        if missing or robustness:
+            from polymodal.evaluation.commands import run_evaluations
 
-        ref = MultimodalPredictor.load(reference) if reference is not None else None
-        extra = run_evaluations(predictor, data, out or run / "evaluation", missing=missing, robustness=robustness,
-                                corruptions=corruption, reference=ref, max_rows=rows, seed=seed)
+            ref = MultimodalPredictor.load(reference) if reference is not None else None
+            extra = run_evaluations(predictor, data, out or run / "evaluation", missing=missing,
+                                    robustness=robustness, corruptions=corruption, reference=ref, max_rows=rows,
+                                    seed=seed)
     if as_json:
         print(json.dumps({**metrics, **extra}, indent=2))
         return
@@ -252,13 +277,18 @@ def predict(
     out: Annotated[Path, typer.Option("--out", help="Where to write predictions (.csv or .parquet).")],
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows decoded and predicted at a time.")] = 1024,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted prediction into --out.")] = False,
+    support: SupportOpt = None,
 ) -> None:
     """Predict every row of a manifest, chunk by chunk with a progress bar (resumable; see
-    polymodal.deploy.batch); classification adds one probability column per class."""
+    polymodal.deploy.batch); each row carries its manifest row number, classification adds one
+    probability column per class."""
     from polymodal.deploy.batch import predict_to_file
     from polymodal.predictor import MultimodalPredictor
 
-    report = predict_to_file(MultimodalPredictor.load(run), data, out, chunk_rows=chunk_rows, resume=resume)
+    predictor = MultimodalPredictor.load(run)
+    report = predict_to_file(predictor, data, out, chunk_rows=chunk_rows, resume=resume, support=support)
+    if report.skipped_file is not None:
+        print_skipped(report.skipped, report.skipped_file, predictor.config.data.on_error)
     resumed = f" ({report.chunks_resumed} chunk(s) reused from the interrupted run)" if report.chunks_resumed else ""
     console.print(f"{report.rows} predictions written to {out}{resumed}")
 

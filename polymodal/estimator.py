@@ -2,7 +2,7 @@
 :class:`~polymodal.anomaly.detector.AnomalyDetector` share.
 
 That is the config, the fitted data pipeline, the facts of the fit (``history``, ``info``,
-``metrics``, ``last_skipped``), reading and encoding manifests, batching, batched inference and
+``metrics``, ``last_skipped``), the files skipped by the latest evaluation (``eval_skipped``), reading and encoding manifests, batching, batched inference and
 the results part of the run folder (:mod:`polymodal.runfolder`). A subclass keeps its network in
 its own attribute and brings ``_require_fitted``, ``_split`` (how ``valid`` is held out of
 ``train`` when none is given), ``fit``, ``evaluate``, ``predict``, ``save`` and ``load``.
@@ -10,7 +10,8 @@ its own attribute and brings ``_require_fitted``, ``_split`` (how ``valid`` is h
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from polymodal.data.dataset import Batch, data_loader
 from polymodal.data.encode import EncodedTable, skipped_frame
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
+from polymodal.errors import SchemaMismatchError
 from polymodal.runfolder import read_results, write_results
 from polymodal.utils.device import default_device, default_workers, move_to
 
@@ -37,7 +39,9 @@ class Estimator:
         history: one row per training epoch.
         info: facts about the fit (rows, seconds, parameters, skipped files...).
         metrics: ``{"valid": .., "test": ..}`` from the fit.
-        last_skipped: the files skipped by the latest fit or encoding.
+        last_skipped: the files skipped by the fit (``split`` column: train, valid or test), written
+            to the run folder's ``skipped.csv``; later evaluations leave it alone.
+        eval_skipped: the files skipped by the latest evaluate / predict (or the fit's test set).
     """
 
     def __init__(self, config: Config):
@@ -47,6 +51,7 @@ class Estimator:
         self.info: dict[str, Any] = {}
         self.metrics: dict[str, Any] = {}
         self.last_skipped = pd.DataFrame()
+        self.eval_skipped = pd.DataFrame()
 
     def _require_fitted(self) -> tuple[DataPipeline, torch.nn.Module]:
         """The fitted pipeline and network.
@@ -107,14 +112,27 @@ class Estimator:
     def _encode(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None
                 ) -> tuple[Manifest, EncodedTable]:
         """Read and encode ``data`` with the fitted pipeline (``modalities``: only these present);
-        its skipped files become ``last_skipped``."""
+        its skipped files become ``eval_skipped``."""
         pipeline, _ = self._require_fitted()
         names = None if modalities is None else list(modalities)
         manifest = pipeline.read(data, require_target=require_target, modalities=names)
         table = pipeline.encode(manifest, progress=self.config.train.progress,
                                 modalities=names if names is not None else pipeline.check_modalities(None, manifest))
-        self.last_skipped = skipped_frame(table.skipped)
+        self.eval_skipped = skipped_frame(table.skipped)
         return manifest, table
+
+    @contextmanager
+    def using_support(self, support: DataSource | None) -> Iterator[None]:
+        """Within the block, classify by the prototypes of ``support``'s classes (few-shot models,
+        see :mod:`polymodal.fewshot`); ``None`` changes nothing.
+
+        Raises:
+            SchemaMismatchError: a support set for a model that takes none.
+        """
+        if support is not None:
+            raise SchemaMismatchError(f"a support set needs a model trained with transfer: {{method: protonet}}; "
+                                      f"this is a task '{self.config.task}' model")
+        yield
 
     def _infer(self, module: torch.nn.Module, table: EncodedTable, forward: Callable[[Batch], torch.Tensor],
                empty_shape: tuple[int, ...]) -> np.ndarray:
@@ -138,9 +156,17 @@ class Estimator:
         write_results(run, self.metrics, self.info, self.history, self.last_skipped)
 
     def _read_results(self, run: Path) -> None:
-        """``metrics``, ``info`` and ``history`` from a run folder (left empty where missing)."""
+        """``metrics``, ``info``, ``history`` and ``last_skipped`` from a run folder (left empty where
+        missing)."""
         results = read_results(run)
         self.metrics, self.info, self.history = results.metrics, results.info, results.history
+        self.last_skipped = results.skipped
+
+
+def skipped_by_split(skipped: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The skipped-file tables of several manifests as one, with a ``split`` column naming each."""
+    frames = [frame.assign(split=name) for name, frame in skipped.items() if not frame.empty]
+    return pd.concat(frames, ignore_index=True) if frames else skipped_frame([]).assign(split=[])
 
 
 def count_parameters(module: torch.nn.Module) -> int:

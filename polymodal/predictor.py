@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import stratified_holdout
 from polymodal.errors import NotFittedError, SchemaMismatchError
-from polymodal.estimator import Estimator, count_parameters
+from polymodal.estimator import Estimator, count_parameters, skipped_by_split
 from polymodal.fewshot import use_support
 from polymodal.metrics import DEFAULT_MONITOR, LOWER_IS_BETTER, sigmoid, softmax, task_metrics
 from polymodal.models import MultimodalNet, build_model
@@ -137,15 +138,15 @@ class MultimodalPredictor(Estimator):
             self.info = {"rank": result.rank}
             return self
         self.history = result.history
-        skipped = train_table.skipped + valid_table.skipped
+        skipped = {"train": skipped_frame(train_table.skipped), "valid": skipped_frame(valid_table.skipped)}
         self.info = {
             "train_rows": len(train_table), "valid_rows": len(valid_table),
             "train_seconds": result.seconds, "preprocess_seconds": prep_seconds,
             "best_epoch": result.best_epoch, f"best_val_{monitor}": result.best_score,
             "epochs_run": len(result.history), "parameters": count_parameters(net),
-            "skipped_files": len(skipped), **transfer.info,
+            "skipped_files": len(train_table.skipped) + len(valid_table.skipped), **transfer.info,
         }
-        self.last_skipped = skipped_frame(skipped)
+        self.last_skipped = skipped_by_split(skipped)
         self.metrics = {"valid": self._score(valid_table, valid_y)}
         if cfg.task == "retrieval":
             from polymodal.evaluation.retrieval import warn_if_collapsed
@@ -153,6 +154,7 @@ class MultimodalPredictor(Estimator):
             warn_if_collapsed(self.metrics["valid"])
         if test is not None:
             self.metrics["test"] = self.evaluate(test)
+            self.last_skipped = skipped_by_split({**skipped, "test": self.eval_skipped})  # the run keeps all three
         from polymodal.evaluation.diagnostics import diagnose  # the evaluation layer sits above
 
         self.diagnostics = diagnose(self, test if test is not None else valid_m, "valid" if test is None else "test",
@@ -305,6 +307,16 @@ class MultimodalPredictor(Estimator):
         index = pd.Index(table.rows, name="row")
         frame = self._frame(main_outputs(self.pipeline.targets, outputs), index)
         return frame.join(further_task_frame(self.pipeline.targets, outputs, index))
+
+    @contextmanager
+    def using_support(self, support: DataSource | None) -> Iterator[None]:
+        """Within the block, classify by the prototypes of ``support``'s classes (see
+        :func:`polymodal.fewshot.use_support`); ``None`` changes nothing."""
+        if support is None:
+            yield
+            return
+        with use_support(self, support):
+            yield
 
     def _frame(self, outputs: np.ndarray, index: pd.Index) -> pd.DataFrame:
         """The main task's prediction columns from its raw outputs."""

@@ -8,7 +8,8 @@ Shared by :class:`~polymodal.predictor.MultimodalPredictor` and
     preprocessors/       fitted preprocessing and target state (JSON and safetensors)
     metrics.json         ``{"valid": .., "test": .., "training": info}``
     history.csv          one row per epoch (when training ran)
-    skipped.csv          files skipped while encoding (when there were any)
+    skipped.csv          files skipped while encoding the fit's manifests (when there were any;
+                         its ``split`` column names the manifest: train, valid or test)
     diagnostics.json     the report's subsets, importance, robustness... (predictor only)
 
 A predictor's run also holds ``assets/`` (:mod:`polymodal.assets`), ``report.html``,
@@ -115,18 +116,27 @@ def write_results(run: Path, metrics: dict[str, Any], info: dict[str, Any], hist
     atomic_write_json(run / METRICS_FILE, {**metrics, "training": info})
     if not history.empty:
         atomic_write(run / HISTORY_FILE, lambda tmp: history.to_csv(tmp, index=False))
-    if not skipped.empty:
-        atomic_write(run / SKIPPED_FILE, lambda tmp: skipped.to_csv(tmp, index=False))
+    write_skipped(run / SKIPPED_FILE, skipped)
+
+
+def write_skipped(path: Path, skipped: pd.DataFrame) -> None:
+    """Write the skipped-file table to ``path`` (CSV) when it has rows; else remove a stale one."""
+    if skipped.empty:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: skipped.to_csv(tmp, index=False))
 
 
 @dataclass
 class RunResults:
-    """What :func:`write_results` wrote: ``metrics`` per split, ``info`` (facts about the fit) and
-    the epoch ``history``."""
+    """What :func:`write_results` wrote: ``metrics`` per split, ``info`` (facts about the fit), the
+    epoch ``history`` and the ``skipped`` files."""
 
     metrics: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    skipped: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def read_results(run: Path) -> RunResults:
@@ -138,6 +148,8 @@ def read_results(run: Path) -> RunResults:
         results.metrics = stored
     if (run / HISTORY_FILE).is_file():
         results.history = pd.read_csv(run / HISTORY_FILE)
+    if (run / SKIPPED_FILE).is_file():
+        results.skipped = pd.read_csv(run / SKIPPED_FILE)
     return results
 
 

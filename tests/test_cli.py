@@ -187,6 +187,67 @@ def test_predict_parquet(run, data, tmp_path):
     assert len(frame) == len(pd.read_csv(data["test"])) and "prediction" in frame.columns
 
 
+def test_a_misnamed_modality_column_is_warned_about(run, data):
+    out, _ = run
+    pd.read_csv(data["test"]).rename(columns={"image": "img_path"}).to_csv(data["root"] / "renamed.csv", index=False)
+    with pytest.warns(UserWarning, match=r"renamed.csv has no column 'image' \(modality img\).*'img_path'"):
+        result = invoke("evaluate", out, "--data", data["root"] / "renamed.csv", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == len(pd.read_csv(data["test"]))
+
+
+def test_missing_modality_evaluation_does_not_warn(run, data, tmp_path, recwarn):
+    out, _ = run
+    result = invoke("evaluate", out, "--data", data["test"], "--missing", "--out", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    assert {row["modalities"] for row in json.loads(result.stdout)["missing"]} >= {"img", "tab"}
+    assert [str(w.message) for w in recwarn if "has no column" in str(w.message)] == []
+
+
+@pytest.fixture(scope="module")
+def fewshot_run(data, tmp_path_factory):
+    """A prototypical network, and the test rows and a support set with the classes renamed."""
+    folder = tmp_path_factory.mktemp("cli-fewshot")
+    config = classification_config(epochs=4)
+    config["transfer"] = {"method": "protonet", "shots": 3, "queries": 4, "dim": 16}
+    (folder / "protonet.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    out = folder / "run"
+    result = invoke("train", folder / "protonet.yaml", "--train", data["train"], "--valid", data["valid"], "--out", out)
+    assert result.exit_code == 0, result.output
+    names = {"a": "low", "b": "mid", "c": "high"}
+    for split in ("valid", "test"):  # beside the images: the relative paths still resolve
+        frame = pd.read_csv(data[split])
+        frame.assign(label=frame["label"].map(names)).to_csv(data["root"] / f"{split}_renamed.csv", index=False)
+    return out, data["root"] / "valid_renamed.csv", data["root"] / "test_renamed.csv"
+
+
+def test_predict_and_evaluate_with_a_support_set(fewshot_run, data, tmp_path):
+    out, support, test = fewshot_run
+    preds = tmp_path / "preds.csv"
+    result = invoke("predict", out, "--data", data["test"], "--out", preds, "--support", support)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(preds)
+    assert list(frame.columns) == ["row", "prediction", "proba_high", "proba_low", "proba_mid"]
+    expected = MultimodalPredictor.load(out).predict_frame(data["test"], support=support)
+    assert list(frame["prediction"]) == list(expected["prediction"])
+    truth = pd.read_csv(test)["label"]
+    assert (frame["prediction"] == truth).mean() >= 0.75
+    result = invoke("evaluate", out, "--data", test, "--support", support, "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["accuracy"] == pytest.approx((frame["prediction"] == truth).mean())
+    assert_user_error(invoke("evaluate", out, "--data", test), "not seen in training")  # no support: a, b, c
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_support_set_for_a_model_without_prototypes_is_refused(command, run, data, tmp_path):
+    out, _ = run
+    extra = ("--out", tmp_path / "preds.csv") if command == "predict" else ()
+    result = invoke(command, out, "--data", data["test"], "--support", data["valid"], *extra)
+    assert_user_error(result, "support", "protonet")
+    assert not (tmp_path / "preds.csv").exists()
+
+
 @pytest.fixture(scope="module")
 def reg_run(data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli-reg")

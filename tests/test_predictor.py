@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -178,7 +179,8 @@ def test_restricting_to_one_modality(clf, data):
     predictor, _ = clf
     frame = pd.read_csv(data["test"])
     only_tab = predictor.predict_proba(data["test"], modalities=["tab"])
-    no_image_column = predictor.predict_proba(frame.drop(columns=["image"]))
+    with pytest.warns(UserWarning, match="no column 'image'"):
+        no_image_column = predictor.predict_proba(frame.drop(columns=["image"]))
     pd.testing.assert_frame_equal(only_tab, no_image_column)
     full = predictor.predict_proba(data["test"])
     has_image = frame["image"].notna().to_numpy()
@@ -186,6 +188,27 @@ def test_restricting_to_one_modality(clf, data):
     np.testing.assert_array_equal(only_tab.to_numpy()[~has_image], full.to_numpy()[~has_image])
     scores = predictor.evaluate(data["test"], modalities=["tab"])
     assert scores["rows"] == len(frame) and 0.0 <= scores["accuracy"] <= 1.0
+
+
+def test_a_misnamed_modality_column_is_named_in_a_warning(clf, data):
+    predictor, _ = clf
+    frame = absolute_paths(pd.read_csv(data["test"]), data["root"]).rename(columns={"image": "img_path"})
+    with pytest.warns(UserWarning, match=r"DataFrame has no column 'image' \(modality img\): predicting without it"
+                      ) as caught:
+        renamed = predictor.predict_proba(frame)
+    assert "unrecognised columns: ['img_path', 'signal', 'y', 'tag_bright', 'tag_top']" in str(caught[0].message)
+    pd.testing.assert_frame_equal(renamed, predictor.predict_proba(data["test"], modalities=["tab"]))  # still predicts
+
+
+def test_no_warning_when_a_modality_is_left_out_on_purpose(clf, data):
+    predictor, _ = clf
+    frame = pd.read_csv(data["test"]).drop(columns=["image"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor.predict_proba(frame, modalities=["tab"])
+        predictor.evaluate(data["test"], modalities=["tab"])
+        predictor.evaluate(data["test"])  # every column there
+    assert [str(w.message) for w in caught if "has no column" in str(w.message)] == []
 
 
 def test_unknown_modality_name(clf, data):

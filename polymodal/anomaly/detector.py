@@ -35,7 +35,7 @@ from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import random_holdout
 from polymodal.errors import ManifestError, NotFittedError, SchemaMismatchError
-from polymodal.estimator import Estimator, count_parameters
+from polymodal.estimator import Estimator, count_parameters, skipped_by_split
 
 
 class AnomalyDetector(Estimator):
@@ -143,17 +143,18 @@ class AnomalyDetector(Estimator):
         model.scorer.threshold.fill_(threshold_at_fpr(valid_scores[valid_y != 1], self.settings.target_fpr))
         self.valid_scores = (valid_scores, valid_y)
         self.history = pd.concat(histories, ignore_index=True)
-        skipped = train_table.skipped + valid_table.skipped
+        skipped = {"train": skipped_frame(train_table.skipped), "valid": skipped_frame(valid_table.skipped)}
         self.info = {"train_rows": len(train_table), "valid_rows": len(valid_table),
                      "train_anomalies": int((train_y == 1).sum()), "train_anomalies_dropped": dropped,
                      "train_seconds": seconds, "best_epoch": result.best_epoch,  # of the last phase
                      "preprocess_seconds": time.perf_counter() - started - seconds,
                      "scorer": self.settings.scorer, "threshold": float(model.scorer.threshold),
-                     "parameters": count_parameters(model), "skipped_files": len(skipped)}
-        self.last_skipped = skipped_frame(skipped)
+                     "parameters": count_parameters(model), "skipped_files": len(train_table.skipped) + len(valid_table.skipped)}
+        self.last_skipped = skipped_by_split(skipped)
         self.metrics = {"valid": self._metrics(valid_scores, valid_y, pipeline.targets.labels(valid_m, valid_table.rows))}
         if test is not None:
             self.metrics["test"] = self.evaluate(test)
+            self.last_skipped = skipped_by_split({**skipped, "test": self.eval_skipped})  # the run keeps all three
         if run_dir is not None:
             self.save(run_dir)
         return self

@@ -108,7 +108,9 @@ class DataConfig(StrictModel):
     Attributes:
         on_error: what a corrupt or unreadable file does: ``raise`` (stop, naming the file and
             row), ``skip`` (drop the row) or ``missing`` (mark that modality missing for the row).
-            Skipped files are listed in the run folder's ``skipped.csv``.
+            Skipped files are always listed: the fit's in the run folder's ``skipped.csv`` (column
+            ``split``), ``evaluate``'s in ``evaluation/skipped.csv``, ``predict``'s in
+            ``<out stem>.skipped.csv``, and a warning names the first few.
         cache_dir: where preprocessed tensors are stored and reused across epochs and runs
             (memory-mapped); ``None`` keeps them in memory.
         memory_limit_gb: encoded data larger than this is never held in memory: without a

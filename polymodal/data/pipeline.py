@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ class DataPipeline:
 
         Args:
             modalities: restrict to these modalities (None: those whose columns the data has;
-                at least one must be there).
+                at least one must be there, and a warning names the absent ones).
             training: every modality's column must be there and every row must hold one.
         """
         manifest = read_manifest(data)
@@ -58,6 +59,8 @@ class DataPipeline:
             validate_manifest(manifest, self.config, require_target=require_target)
         else:
             names = self.check_modalities(modalities, manifest)
+            if modalities is None:
+                self._warn_absent(names, manifest)
             validate_manifest(manifest, self.config, require_target=require_target, modalities=names,
                               allow_empty_rows=modalities is not None)
         release_memory(len(manifest))  # the parser's and the validation's buffers
@@ -83,6 +86,25 @@ class DataPipeline:
                 f"got columns {list(manifest.frame.columns)}"
             )
         return chosen
+
+    def _warn_absent(self, chosen: list[str], manifest: Manifest) -> None:
+        """Warn that the model's modalities outside ``chosen`` have no column in ``manifest`` (they
+        are treated as missing in every row), naming the manifest's columns the model does not read."""
+        from polymodal.config.modalities import modality_columns
+
+        absent = {n: modality_columns(self.config.modalities[n]) for n in self.config.modality_names if n not in chosen}
+        if not absent:
+            return
+        read = {c for m in self.config.modalities.values() for c in modality_columns(m)} | set(self.config.targets)
+        for task in (self.config.tasks or {}).values():
+            read |= set(task.targets)
+        unknown = [str(c) for c in manifest.frame.columns if c not in read]
+        missing = ", ".join((f"column {cols[0]!r}" if len(cols) == 1 else f"columns {cols}") + f" (modality {n})"
+                            for n, cols in absent.items())
+        extra = "" if not unknown else f"; unrecognised columns: {unknown[:10]}" + (
+            f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+        warnings.warn(f"{manifest.name} has no {missing}: predicting without {'it' if len(absent) == 1 else 'them'} "
+                      f"(missing in every row){extra}", UserWarning, stacklevel=3)
 
     # -- fitting and encoding -----------------------------------------------------------------
     def fit(self, manifest: Manifest, progress: bool = False) -> tuple[EncodedTable, np.ndarray]:

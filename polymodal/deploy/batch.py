@@ -4,7 +4,11 @@
 files are decoded and held in memory), writes each finished chunk to ``.<out name>.parts/`` next
 to ``out``, and at the end joins the parts into ``out`` (``.csv`` or ``.parquet``, atomically)
 and removes the folder. After an interruption, ``resume=True`` skips the chunks already written,
-provided the manifest and chunk size are the ones the parts were made from.
+provided the manifest, chunk size and support set are the ones the parts were made from.
+
+Every row gets its manifest row number (column ``row``); rows dropped for an unreadable file
+(``data.on_error: skip``) are missing from ``out`` and listed, with the file and the reason, in
+``<out stem>.skipped.csv`` beside it (removed when nothing was skipped).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ import pandas as pd
 from polymodal.data.manifest import read_manifest
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import SchemaMismatchError
+from polymodal.runfolder import write_skipped
 from polymodal.utils.io import atomic_write, atomic_write_json
 from polymodal.utils.progress import progress_bar
 
@@ -31,12 +36,20 @@ STATE_FILE = "progress.json"
 
 @dataclass
 class BatchReport:
-    """Rows written, chunks computed now and chunks reused from an interrupted run."""
+    """Rows written, chunks computed now and chunks reused from an interrupted run, and the files
+    skipped (written to ``skipped_file`` when there are any)."""
 
     out: Path
     rows: int
     chunks_done: int
     chunks_resumed: int
+    skipped: pd.DataFrame = field(default_factory=pd.DataFrame)
+    skipped_file: Path | None = None
+
+
+def skipped_path(out: Path) -> Path:
+    """Where the files skipped while predicting into ``out`` are listed: ``<stem>.skipped.csv``."""
+    return out.with_name(f"{out.stem}.skipped.csv")
 
 
 def parts_folder(out: Path) -> Path:
@@ -48,7 +61,7 @@ def _fingerprint(frame: pd.DataFrame) -> str:
 
 
 def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *, chunk_rows: int = 1024,
-                    resume: bool = False, progress: bool = True,
+                    resume: bool = False, progress: bool = True, support: DataSource | None = None,
                     on_chunk: Callable[[int], None] | None = None) -> BatchReport:
     """Predict every row of ``data`` into ``out`` (see the module docstring).
 
@@ -56,10 +69,13 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
         predictor: a fitted :class:`~polymodal.predictor.MultimodalPredictor`.
         chunk_rows: rows decoded and predicted at a time.
         resume: continue from the parts an interrupted call left; False starts over.
+        support: few-shot models: labelled rows whose classes' prototypes classify ``data``
+            (see :mod:`polymodal.fewshot`).
         on_chunk: called with each chunk's index after it is written (progress hooks, tests).
 
     Raises:
-        SchemaMismatchError: unsupported output suffix, bad chunk size, or parts from another manifest.
+        SchemaMismatchError: unsupported output suffix, bad chunk size, parts from another manifest,
+            or a support set for a model that takes none.
         ManifestError: the manifest does not fit the model (checked before any prediction).
     """
     out = Path(out)
@@ -71,6 +87,8 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     manifest = pipeline.read(read_manifest(data), require_target=False)  # every problem reported before work starts
     state = {"source": manifest.name, "rows": len(manifest), "chunk_rows": chunk_rows,
              "fingerprint": _fingerprint(manifest.frame)}
+    if support is not None:
+        state["support"] = _fingerprint(read_manifest(support).frame)
     parts = parts_folder(out)
     if parts.is_dir() and resume:
         found = json.loads((parts / STATE_FILE).read_text(encoding="utf-8")) if (parts / STATE_FILE).is_file() else {}
@@ -78,7 +96,9 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
             raise SchemaMismatchError(
                 f"cannot resume: the partial predictions in {parts} were made from {found.get('source')} "
                 f"({found.get('rows')} rows, chunk_rows {found.get('chunk_rows')}); this call has {manifest.name} "
-                f"({len(manifest)} rows, chunk_rows {chunk_rows}). Run without --resume to start over")
+                f"({len(manifest)} rows, chunk_rows {chunk_rows})"
+                + (", another support set" if found.get("support") != state.get("support") else "")
+                + ". Run without --resume to start over")
     elif parts.is_dir():
         shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
@@ -88,7 +108,8 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     shown = predictor.config.train.progress
     predictor.config.train.progress = False  # one bar for the whole manifest, not one per chunk
     try:
-        with progress_bar(len(manifest), f"predicting {manifest.name}", enabled=progress, min_total=1) as advance:
+        with predictor.using_support(support), \
+                progress_bar(len(manifest), f"predicting {manifest.name}", enabled=progress, min_total=1) as advance:
             for index, start in enumerate(starts):
                 part = parts / f"part-{index:06d}.parquet"
                 rows = range(start, min(start + chunk_rows, len(manifest)))
@@ -98,6 +119,12 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
                     frame = predictor.predict_frame(manifest.subset(rows))
                     frame.index = frame.index + start  # manifest row numbers
                     frame = frame.reset_index()
+                    skipped = predictor.eval_skipped
+                    if not skipped.empty:  # written before its part: a resumed run finds both or the list alone
+                        skipped = skipped.assign(row=skipped["row"] + start)
+                        skipped["where"] = [manifest.where(r) for r in skipped["row"]]
+                        atomic_write(parts / f"skipped-{index:06d}.parquet",
+                                     lambda tmp, f=skipped: f.to_parquet(tmp, index=False))
                     atomic_write(part, lambda tmp, f=frame: f.to_parquet(tmp, index=False))
                     done += 1
                     if on_chunk is not None:
@@ -106,8 +133,11 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     finally:
         predictor.config.train.progress = shown
     written = join_parts([parts / f"part-{i:06d}.parquet" for i in range(len(starts))], out)
+    lists = [pd.read_parquet(f) for f in sorted(parts.glob("skipped-*.parquet"))]
+    skipped = pd.concat(lists, ignore_index=True) if lists else pd.DataFrame()
+    write_skipped(skipped_path(out), skipped)
     shutil.rmtree(parts)
-    return BatchReport(out, written, done, resumed)
+    return BatchReport(out, written, done, resumed, skipped, None if skipped.empty else skipped_path(out))
 
 
 def join_parts(files: list[Path], out: Path) -> int:

@@ -72,7 +72,10 @@ def test_read_uses_the_modalities_the_manifest_has(tmp_path):
     path = write_multimodal_manifest(tmp_path)
     only_text = pd.read_csv(path)[["text", "y"]].drop(index=2)  # row 2 has no text
     pipe = DataPipeline(make_config(MULTIMODAL))
-    manifest = pipe.read(only_text, require_target=True)
+    with pytest.warns(UserWarning, match=r"no column 'image' \(modality img\), columns \['age', 'colour'\] "
+                                         r"\(modality labs\): predicting without them") as caught:
+        manifest = pipe.read(only_text.assign(extra=1), require_target=True)
+    assert "unrecognised columns: ['extra']" in str(caught[0].message)
     assert pipe.check_modalities(None, manifest) == ["notes"]
     assert pipe.check_modalities(["notes", "img"], manifest) == ["img", "notes"]
     with pytest.raises(SchemaMismatchError, match=r"unknown modalities \['audio'\]"):

@@ -67,3 +67,34 @@ def test_bad_output_and_manifest_are_refused_before_work(trained, dataset, tmp_p
     with pytest.raises(SchemaMismatchError, match="none of this model's modality columns"):
         predict_to_file(predictor, bad, tmp_path / "p.csv")
     assert not parts_folder(tmp_path / "p.csv").exists()
+
+
+def test_skipped_rows_are_listed_beside_the_predictions_across_a_resume(trained, dataset, tmp_path, monkeypatch):
+    predictor, _ = trained
+    monkeypatch.setattr(predictor.config.data, "on_error", "skip")
+    frame = pd.read_csv(dataset["test"])
+    for column in ("image", "audio"):  # the copy lives in tmp_path: absolute paths
+        frame[column] = [str(dataset["root"] / p) if isinstance(p, str) else p for p in frame[column]]
+    for row in (1, 7):  # chunks 0 and 1 of 5 rows
+        (tmp_path / f"bad{row}.png").write_bytes(b"not a png")
+        frame.loc[row, "image"] = str(tmp_path / f"bad{row}.png")
+    out = tmp_path / "preds.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_file(predictor, frame, out, chunk_rows=5, progress=False,
+                        on_chunk=lambda i: (_ for _ in ()).throw(KeyboardInterrupt))
+    report = predict_to_file(predictor, frame, out, chunk_rows=5, resume=True, progress=False)
+    assert report.chunks_resumed == 1 and report.rows == 16
+    assert 1 not in pd.read_parquet(out)["row"].tolist() and 7 not in pd.read_parquet(out)["row"].tolist()
+    listed = pd.read_csv(tmp_path / "preds.skipped.csv")
+    assert report.skipped_file == tmp_path / "preds.skipped.csv"
+    assert listed["row"].tolist() == [1, 7] and listed["modality"].tolist() == ["image", "image"]
+    assert listed["where"].tolist() == ["DataFrame row 1", "DataFrame row 7"]
+    predict_to_file(predictor, frame.drop(index=[1, 7]), out, progress=False)
+    assert not (tmp_path / "preds.skipped.csv").exists()  # a clean run leaves no stale list
+
+
+def test_a_support_set_needs_a_few_shot_model(trained, dataset, tmp_path):
+    predictor, _ = trained
+    with pytest.raises(SchemaMismatchError, match="protonet"):
+        predict_to_file(predictor, dataset["test"], tmp_path / "p.csv", support=dataset["train"], progress=False)
+    assert not (tmp_path / "p.csv").exists()

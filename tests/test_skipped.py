@@ -1,0 +1,98 @@
+"""Files skipped with ``data.on_error: skip`` are never lost: the run folder's ``skipped.csv``
+keeps the fit's (train / valid / test) whatever is evaluated later, and ``polymodal evaluate`` /
+``polymodal predict`` name the files they skip and write them beside their output."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+from helpers_models import classification_config, make_dataset, write_splits
+from typer.testing import CliRunner
+
+from polymodal import MultimodalPredictor
+from polymodal.cli import app
+
+runner = CliRunner()
+
+
+def corrupt(root, *images: str) -> None:
+    for name in images:
+        (root / name).write_bytes(b"not a png")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("skipped")
+    paths = write_splits(root, make_dataset(root, n=45))  # train rows 0-26, valid 27-35, test 36-44
+    corrupt(root, "img3.png", "img38.png")  # train row 3, test row 2
+    config = classification_config(epochs=1)
+    config["data"] = {"on_error": "skip"}
+    paths["config"] = root / "config.yaml"
+    paths["config"].write_text(yaml.safe_dump(config), encoding="utf-8")
+    return {"root": root, **paths}
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("skipped-run") / "run"
+    predictor = MultimodalPredictor.from_config(data["config"]).fit(data["train"], data["valid"], test=data["test"],
+                                                                    out=out)
+    return predictor, out
+
+
+def test_the_run_lists_the_training_skips_when_a_test_set_is_evaluated(run):
+    predictor, out = run
+    listed = pd.read_csv(out / "skipped.csv")
+    assert list(zip(listed["split"], listed["row"], listed["path"].map(lambda p: p.rsplit("/", 1)[-1]))) == [
+        ("train", 3, "img3.png"), ("test", 2, "img38.png")]
+    assert predictor.info["skipped_files"] == 1  # train and valid
+    assert predictor.metrics["test"]["rows"] == 8
+
+
+def test_a_later_evaluation_does_not_replace_the_fit_skips(run, data, tmp_path):
+    predictor, out = run
+    assert predictor.evaluate(data["valid"])["rows"] == 9 and predictor.eval_skipped.empty
+    predictor.save(tmp_path / "again")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again" / "skipped.csv"), pd.read_csv(out / "skipped.csv"))
+    loaded = MultimodalPredictor.load(out)
+    loaded.evaluate(data["test"])
+    assert len(loaded.eval_skipped) == 1
+    loaded.save(tmp_path / "loaded")  # a loaded run keeps its fit's list too
+    assert list(pd.read_csv(tmp_path / "loaded" / "skipped.csv")["split"]) == ["train", "test"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_cli_evaluate_names_the_skipped_files_and_writes_them(run, data):
+    _, out = run
+    result = invoke("evaluate", out, "--data", data["test"], "--json")
+    assert result.exit_code == 0, result.output
+    assert '"rows": 8' in result.stdout
+    assert "1 unreadable file(s) skipped" in result.stderr and "img38.png" in result.stderr
+    listed = pd.read_csv(out / "evaluation" / "skipped.csv")
+    assert list(listed["row"]) == [2] and listed["path"].iloc[0].endswith("img38.png")
+    assert list(pd.read_csv(out / "skipped.csv")["split"]) == ["train", "test"]  # the run's own list is untouched
+
+
+def test_cli_predict_lists_the_skipped_rows_beside_the_predictions(run, data, tmp_path):
+    _, out = run
+    manifest = pd.read_csv(data["test"])
+    manifest["image"] = [str(data["root"] / p) if isinstance(p, str) else p for p in manifest["image"]]
+    bad = [2, 3, 4, 5, 6, 8]  # over three chunks of 4 rows
+    for row in bad:
+        manifest.loc[row, "image"] = str(tmp_path / f"bad{row}.png")
+        corrupt(tmp_path, f"bad{row}.png")
+    manifest.to_csv(tmp_path / "query.csv", index=False)
+    preds = tmp_path / "preds.csv"
+    result = invoke("predict", out, "--data", tmp_path / "query.csv", "--out", preds, "--chunk-rows", 4)
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(preds)["row"]) == [0, 1, 7]  # the gap is explicit: manifest row numbers
+    listed = pd.read_csv(tmp_path / "preds.skipped.csv")
+    assert list(listed["row"]) == bad and list(listed["path"]) == [str(tmp_path / f"bad{r}.png") for r in bad]
+    assert listed["where"].iloc[-1].startswith("query.csv row 8")
+    assert "6 unreadable file(s) skipped" in result.stderr and "bad2.png" in result.stderr
+    assert "... and 1 more" in result.stderr and "bad8.png" not in result.stderr
+    assert "3 predictions written" in result.stdout
