@@ -158,7 +158,7 @@ def check_align(config: Config) -> None:
     align = config.align
     if align is None:
         if config.task == "retrieval":
-            raise ValueError("task 'retrieval' trains an alignment and needs an 'align' section "
+            raise ValueError("align: task 'retrieval' trains an alignment and needs an 'align' section "
                              "(e.g. align: {objective: contrastive, dim: 64})")
         return
     known = config.modality_names
@@ -170,10 +170,10 @@ def check_align(config: Config) -> None:
             raise ValueError(f"align.modalities lists a modality twice: {align.modalities}")
     names = aligned_modalities(config)
     if len(names) < 2:
-        raise ValueError(f"align needs at least two modalities to align; the config has {names}")
+        raise ValueError(f"align: needs at least two modalities to align; the config has {names}")
     if config.task == "retrieval" and names != known:
-        raise ValueError(f"task 'retrieval' uses only the aligned modalities; align.modalities is {names} but "
-                         f"the config has {known} (drop the others or list them all)")
+        raise ValueError(f"align.modalities: task 'retrieval' uses only the aligned modalities; align.modalities is "
+                         f"{names} but the config has {known} (drop the others or list them all)")
     if align.anchor is not None and isinstance(align, VaeAlignConfig):
         raise ValueError(f"align.anchor must be null with objective 'vae', whose joint posterior aligns every aligned "
                          f"modality {names} at once (drop anchor, or use objective 'contrastive', 'triplet' or "

@@ -72,13 +72,14 @@ def check_anomaly(config: Any) -> None:
     anomaly = getattr(config, "anomaly", None)
     if config.task != "anomaly":
         if anomaly is not None:
-            raise ValueError(f"the anomaly section is used by task 'anomaly' only; task is '{config.task}'")
+            raise ValueError(f"anomaly: the section is used by task 'anomaly' only; task is '{config.task}'")
         return
     if config.fusion.name == "late":
-        raise ValueError("task 'anomaly' scores a fused latent; fusion 'late' has none (use concat, attention...)")
+        raise ValueError("fusion.name: task 'anomaly' scores a fused latent; fusion 'late' has none "
+                         "(use concat, attention...)")
     for key in ("tasks", "align", "transfer"):
         if getattr(config, key, None) is not None:
-            raise ValueError(f"task 'anomaly' does not combine with '{key}'; remove it")
+            raise ValueError(f"{key}: task 'anomaly' does not combine with '{key}'; remove it")
     if anomaly is not None and anomaly.scorer == "consistency" and len(config.modalities) < 2:
         raise ValueError(f"anomaly.scorer 'consistency' compares modalities and needs at least 2; this config has "
                          f"{sorted(config.modalities)}")

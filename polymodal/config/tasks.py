@@ -83,7 +83,7 @@ def check_tasks(config: Any) -> None:
         if config.loss.task_weighting == "uncertainty" and "weight" in spec.model_fields_set:
             raise ValueError(f"tasks.{name}.weight is set, but loss.task_weighting 'uncertainty' learns the weights")
     if config.fusion.name == "late" and any(spec.head is not None for spec in tasks.values()):
-        raise ValueError("fusion 'late' builds its own per-modality heads; tasks cannot choose a head")
+        raise ValueError("tasks: fusion 'late' builds its own per-modality heads; tasks cannot choose a head")
 
 
 __all__ = ["MAIN_TASK", "TaskSpec", "check_tasks"]

@@ -148,6 +148,8 @@ class FixMatchConfig(UnlabeledConfig):
     The weak view is the modality's own training augmentation; ``strong`` adds the strong one."""
 
     uses_predictions: ClassVar[bool] = True
+    # the modality kinds that have a strong view (polymodal.data.strong.STRONG; a test keeps them equal)
+    kinds: ClassVar[tuple[str, ...]] = ("audio", "image", "signal", "tabular", "text")
     method: Literal["fixmatch"] = "fixmatch"
     threshold: Confidence = 0.95
     strong: StrongAugment = Field(default_factory=StrongAugment)
@@ -221,13 +223,13 @@ def _check_combination(methods: list[Any]) -> None:
     names = [m.method for m in methods]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError(f"transfer lists method(s) {repeated} more than once; each method may appear once")
+        raise ValueError(f"transfer: lists method(s) {repeated} more than once; each method may appear once")
     if "protonet" in names:
-        raise ValueError("transfer method 'protonet' trains on episodes with its own head and loss; it cannot be "
+        raise ValueError("transfer: method 'protonet' trains on episodes with its own head and loss; it cannot be "
                          f"combined with other methods (got {names})")
     domain = [m.method for m in methods if isinstance(m, DomainConfig)]
     if len(domain) > 1:
-        raise ValueError(f"transfer lists several domain-adaptation methods {domain}; use one of them "
+        raise ValueError(f"transfer: lists several domain-adaptation methods {domain}; use one of them "
                          "(it may be combined with pseudo_label, fixmatch or distill)")
     unlabeled = [m for m in methods if isinstance(m, UnlabeledConfig)]
     for field in ("unlabeled", "unlabeled_batch_size"):
@@ -240,21 +242,29 @@ def _check_combination(methods: list[Any]) -> None:
 def _check_method(transfer: Any, config: Any, key: str) -> None:
     """The rules of one method; ``key`` is where it is written (``transfer`` or ``transfer.<i>``)."""
     if config.task == "retrieval":
-        raise ValueError(f"transfer method '{transfer.method}' trains a task head; task 'retrieval' has none")
+        raise ValueError(f"{key}.method: transfer method '{transfer.method}' trains a task head; task 'retrieval' "
+                         "has none")
     if transfer.uses_predictions and config.task != "classification":
-        raise ValueError(f"transfer method '{transfer.method}' needs class predictions: task must be "
+        raise ValueError(f"{key}.method: transfer method '{transfer.method}' needs class predictions: task must be "
                          f"'classification'; got '{config.task}'")
     if isinstance(transfer, DomainConfig) and isinstance(transfer.on, list):
         unknown = sorted(set(transfer.on) - set(config.modalities))
         if unknown or not transfer.on:
             raise ValueError(f"{key}.on must be 'fused' or a non-empty list of modalities from "
                              f"{config.modality_names}; got {transfer.on}")
+    if isinstance(transfer, FixMatchConfig):
+        for name in config.modality_names:
+            kind = config.modalities[name].kind
+            if kind not in transfer.kinds:
+                raise ValueError(f"{key}.method: transfer method 'fixmatch' needs a strong augmentation of every "
+                                 f"modality, and modality '{name}' is of kind '{kind}', which has none (kinds with "
+                                 f"one: {list(transfer.kinds)}); use method 'pseudo_label', or drop modality '{name}'")
     if isinstance(transfer, ProtoNetConfig):
         if config.fusion.name == "late":
-            raise ValueError("transfer method 'protonet' embeds the fused representation with the head; "
+            raise ValueError(f"{key}.method: transfer method 'protonet' embeds the fused representation with the head; "
                              "fusion 'late' has no shared head (use another fusion)")
         if config.tasks:
-            raise ValueError("transfer method 'protonet' trains one classification task; remove `tasks`")
+            raise ValueError(f"{key}.method: transfer method 'protonet' trains one classification task; remove `tasks`")
 
 
 __all__ = [

@@ -7,11 +7,13 @@ normalised tensors, with one random draw per sample:
 - image ``x`` (B, C, H, W): a random affine map (rotation, shear, scale, translation), contrast
   and brightness jitter, and a cutout square covering ``erase`` of the image;
 - audio ``x`` (B, T, F): gain, additive noise, time and frequency masks covering ``erase``;
-- signal ``x`` (B, C, L): per-channel gain, additive noise, a circular time shift and a time mask;
+- signal ``x`` (B, C, L): per-channel gain, additive noise, a circular time shift (up to
+  ``0.1 * magnitude`` of the length, at least one sample when ``magnitude`` > 0) and a time mask;
 - tabular ``x``/``cat``: noise on the numbers, entries reset to the mean / unknown category;
 - text ``x`` (B, T) token ids: swaps of neighbouring tokens.
 
-``magnitude`` scales every perturbation. Padding (``mask``) is left as it is.
+``magnitude`` scales every perturbation; 0 leaves only the erasing (text swaps scale with both, so
+none are left). Padding (``mask``) is left as it is.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def strong_signal(inputs: Inputs, magnitude: float, erase: float, generator: tor
     dev = x.device
     x = x * (1 + _uniform(b * c, -0.3, 0.3, generator, dev).view(b, c, 1) * magnitude)
     x = x + torch.randn(x.shape, generator=generator, device=dev) * (0.2 * magnitude)
-    limit = max(1, int(0.1 * magnitude * length))
+    limit = max(1, int(0.1 * magnitude * length)) if magnitude > 0 else 0  # magnitude 0: no shift
     offsets = torch.randint(-limit, limit + 1, (b,), generator=generator, device=dev)
     index = (torch.arange(length, device=dev)[None, :] - offsets[:, None]) % length
     x = x.gather(2, index.unsqueeze(1).expand(b, c, length))

@@ -52,14 +52,14 @@ def test_every_pair_or_each_to_the_anchor() -> None:
 
 
 def test_retrieval_needs_an_align_section() -> None:
-    assert "task 'retrieval' trains an alignment and needs an 'align' section" in problem(config())
+    assert "align: task 'retrieval' trains an alignment and needs an 'align' section" in problem(config())
 
 
 def test_unknown_objective_and_projection_list_the_choices() -> None:
     message = problem(config(align={"objective": "clip"}))
     assert "align" in message and "'contrastive', 'triplet', 'cca', 'vae'" in message and "clip" in message
     message = problem(config(align={"objective": "contrastive", "projection": {"name": "deep"}}))
-    assert "align.projection: 'name' must be one of ['linear', 'mlp']; got 'deep'" in message
+    assert "align.projection.name: must be one of ['linear', 'mlp']; got 'deep'" in message
 
 
 def test_ranges_are_checked() -> None:
@@ -76,7 +76,8 @@ def test_ranges_are_checked() -> None:
     ({"objective": "cca", "positives": "label"}, "align.positives: 'label' works with objectives 'contrastive' and "
                                                  "'triplet'; objective is 'cca'"),
     ({"objective": "triplet", "positives": "label"}, "align.positives: 'label' needs class labels"),
-    ({"objective": "contrastive", "modalities": ["a", "b"]}, "task 'retrieval' uses only the aligned modalities"),
+    ({"objective": "contrastive", "modalities": ["a", "b"]},
+     "align.modalities: task 'retrieval' uses only the aligned modalities"),
     ({"objective": "vae", "anchor": "b"}, "align.anchor: must be null with objective 'vae', whose joint posterior "
                                           "aligns every aligned modality ['a', 'b', 'c'] at once"),
     ({"objective": "vae", "anchor": "x"}, "(drop anchor, or use objective 'contrastive', 'triplet' or 'cca'); got 'x'"),

@@ -100,12 +100,19 @@ def test_list_items_are_addressed_by_index():
     assert [p.split(":")[0] for p in problems] == ["modalities.digit_image.encoder.channels.1"]
 
 
-def test_unknown_discriminator_value_lists_allowed_names():
+def test_unknown_discriminator_value_is_reported_at_its_own_key_and_lists_allowed_names():
     problems = problems_of(config_with(fusion={"name": "bogus"}))
-    assert problems[0].startswith("fusion:")
-    assert "'bogus'" in problems[0]
+    assert len(problems) == 1
+    assert problems[0].startswith("fusion.name: must be one of [")
+    assert problems[0].endswith("; got 'bogus'")
     for name in ("concat", "stack", "weighted", "gated", "tensor", "lowrank", "attention", "late"):
         assert f"'{name}'" in problems[0]
+    problems = problems_of(config_with(**{"modalities.digit_image.kind": "imag"}))
+    assert len(problems) == 1
+    assert problems[0].startswith("modalities.digit_image.kind: must be one of [")
+    assert problems[0].endswith("; got 'imag'")
+    for kind in ("image", "text", "audio", "signal", "tabular", "video"):
+        assert f"'{kind}'" in problems[0]
 
 
 def test_missing_required_key():
@@ -144,9 +151,10 @@ def test_modality_dropout_mapping_value_error_names_the_users_path():
     assert not any("constrained-float" in p for p in problems)
 
 
-def test_missing_discriminator_lists_the_allowed_values():
+def test_missing_discriminator_is_reported_at_its_own_key_and_lists_the_allowed_values():
     problems = problems_of(config_with(**{"modalities.spoken": {"column": "audio_path"}}))
-    assert problems[0].startswith("modalities.spoken")
+    assert len(problems) == 1
+    assert problems[0].startswith("modalities.spoken.kind: required key is missing; must be one of [")
     for kind in ("image", "text", "audio", "signal", "tabular"):
         assert kind in problems[0]
 
@@ -169,17 +177,21 @@ CROSS_FIELD_CASES = {
         {"modalities.fields": {"kind": "tabular", "columns": ["age"], "categorical": ["age"]}},
         "modalities.fields", ["['age']"]),
     "rnn head with concat fusion": (
-        {"head": {"name": "rnn"}, "fusion": {"name": "concat"}}, "<root>", ["head 'rnn'", "fusion is 'concat'"]),
+        {"head": {"name": "rnn"}, "fusion": {"name": "concat"}}, "head.name",
+        ["head 'rnn'", "'stack' or 'attention'", "fusion is 'concat'"]),
+    "transformer head heads not dividing the fusion dim": (
+        {"head": {"name": "transformer", "heads": 3}, "fusion": {"name": "stack", "dim": 10}}, "head.heads",
+        ["fusion dim (10)", "got 3"]),
     "modality_dropout names unknown modality": (
         {"train.modality_dropout": {"speech": 0.2}}, "train.modality_dropout",
         ["names unknown modalities ['speech']", "['digit_image', 'spoken']"]),
     "modality names not identifiers": (
         {"modalities.1st": {"kind": "image", "column": "a"}, "modalities.x-ray": {"kind": "image", "column": "b"}},
-        "<root>", ["identifiers", "'1st'", "'x-ray'"]),
-    "target read as an input": ({"target": "image_path"}, "<root>", ["['image_path']"]),
+        "modalities", ["identifiers", "'1st'", "'x-ray'"]),
+    "target read as an input": ({"target": "image_path"}, "target", ["['image_path']"]),
     "class weights on regression": (
         {"task": "regression", "loss.class_weights": "balanced"}, "loss.class_weights", ["'regression'"]),
-    "classification with two targets": ({"target": ["a", "b"]}, "<root>", ["one target column"]),
+    "classification with two targets": ({"target": ["a", "b"]}, "target", ["one target column", "['a', 'b']"]),
     "gray image with rgb mean": (
         {"modalities.digit_image.preprocess.mean": [0.1, 0.2, 0.3]}, "modalities.digit_image.preprocess",
         ["mean must have 1 value", "got 3"]),
@@ -193,6 +205,13 @@ CROSS_FIELD_CASES = {
         {"modalities.notes": {"kind": "text", "column": "t", "encoder": {"name": "hf", "path": "/m"},
                               "preprocess": {"tokenizer": "word"}}},
         "modalities.notes", ["encoder 'hf'", "tokenizer 'word'"]),
+    "fixmatch with a video modality": (
+        {"modalities.clip": {"kind": "video", "column": "v"}, "transfer": {"method": "fixmatch"}}, "transfer.method",
+        ["'fixmatch'", "modality 'clip'", "kind 'video'", "['audio', 'image', 'signal', 'tabular', 'text']",
+         "method 'pseudo_label'"]),
+    "regression with fixmatch": (
+        {"task": "regression", "transfer": [{"method": "coral"}, {"method": "fixmatch"}]}, "transfer.1.method",
+        ["'fixmatch' needs class predictions", "got 'regression'"]),
 }
 
 
@@ -238,7 +257,7 @@ def test_an_error_inside_a_transfer_list_names_its_index_without_the_other_shape
     problems = problems_of(config_with(transfer=[{"method": "cdan"}, {"method": "fixmatch", "threshold": 2}]))
     assert problems == ["transfer.1.threshold: Input should be less than 1 (got 2)"]
     problems = problems_of(config_with(transfer=[{"method": "dann"}, {"method": "nope"}]))
-    assert len(problems) == 1 and problems[0].startswith("transfer.1: 'method' must be one of [")
+    assert len(problems) == 1 and problems[0].startswith("transfer.1.method: must be one of [")
     assert "'fixmatch'" in problems[0] and problems[0].endswith("got 'nope'")
 
 

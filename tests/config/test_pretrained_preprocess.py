@@ -86,7 +86,35 @@ def test_hf_folder_brings_its_sentence_transformers_max_seq_length(tmp_path):
     ids = prep.decode(" ".join(["very dark image"] * 20))  # 60 words
     assert len(ids) == 24 and prep.spec()["ids"].shape == (24,)
     assert text_modality(folder, max_tokens=16).preprocess.max_tokens == 16  # what the user set wins
-    assert text_modality(folder, max_tokens=DEFAULT_MAX_TOKENS).preprocess.max_tokens == DEFAULT_MAX_TOKENS
+    assert text_modality(folder, max_tokens=24).preprocess.max_tokens == 24  # up to the model's own limit
+
+
+def test_max_tokens_above_the_hf_folders_declared_limit_is_refused(tmp_path):
+    folder = save_tiny_bert(tmp_path / "bert", model_max_length=48, max_seq_length=24)
+    with pytest.raises(ConfigError) as info:
+        text_modality(folder, max_tokens=DEFAULT_MAX_TOKENS)
+    assert info.value.problems == [
+        f"modalities.notes.preprocess.max_tokens: must be at most 24, the longest input the model in {folder} "
+        f"declares; got {DEFAULT_MAX_TOKENS}"]
+    unlimited = save_tiny_bert(tmp_path / "placeholder")  # declares no real limit: nothing to refuse
+    assert text_modality(unlimited, max_tokens=512).preprocess.max_tokens == 512
+
+
+def test_a_relative_hf_folder_in_a_yaml_file_is_read_from_the_files_folder(tmp_path, monkeypatch):
+    folder = save_tiny_bert(tmp_path / "sub" / "models" / "bert", model_max_length=48, max_seq_length=24)
+    file = tmp_path / "sub" / "config.yaml"
+    yaml = "target: y\nmodalities:\n  notes: {kind: text, column: t, encoder: {name: hf, path: models/bert}}\n"
+    file.write_text(yaml, encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # models/bert does not exist relative to the working directory
+    modality = load_config(file).modalities["notes"]
+    assert modality.preprocess.max_tokens == 24  # the folder's sentence-transformers limit, not the default
+    assert modality.encoder.path == folder.resolve() and modality.preprocess.tokenizer_path == folder.resolve()
+    file.write_text(file.read_text(encoding="utf-8").replace("column: t,", "column: t, preprocess: {max_tokens: 32},"),
+                    encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"modalities\.notes\.preprocess\.max_tokens: must be at most 24"):
+        load_config(file)
 
 
 def test_hf_folder_without_sentence_config_brings_a_real_tokenizer_limit_only(tmp_path):

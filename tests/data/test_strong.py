@@ -101,6 +101,28 @@ def test_audio_magnitude_zero_leaves_only_one_time_band_and_one_frequency_band_e
     torch.testing.assert_close(STRONG["audio"](inputs, 0.0, 0.0, seeded())["x"], inputs["x"])
 
 
+def test_signal_magnitude_zero_leaves_only_one_time_band_erased_without_a_shift():
+    inputs = batch("signal")
+    for seed in range(8):  # a shift of even one sample would move every value
+        torch.testing.assert_close(STRONG["signal"](inputs, 0.0, 0.0, seeded(seed))["x"], inputs["x"])
+    out = STRONG["signal"](inputs, 0.0, 0.5, seeded())["x"]
+    erased = (out == 0) & (inputs["x"] != 0)  # (B, C, L)
+    assert erased.any()
+    torch.testing.assert_close(out[~erased], inputs["x"][~erased])
+    for sample, valid in zip(erased, inputs["mask"]):
+        sample = sample[:, valid]  # (C, L_valid)
+        steps = sample.all(dim=0)  # whole time steps, every channel
+        assert torch.equal(sample, steps[None, :].expand_as(sample))  # nothing erased outside the band
+        steps = steps.nonzero().flatten()
+        assert steps.diff().eq(1).all() and len(steps) <= 16  # one band of at most erase * length
+
+
+def test_the_config_refuses_fixmatch_for_exactly_the_kinds_without_a_strong_view():
+    from polymodal.config.transfer import FixMatchConfig
+
+    assert sorted(FixMatchConfig.kinds) == sorted(STRONG)
+
+
 def test_tabular_entries_are_kept_or_reset_to_the_mean_and_the_unknown_category():
     inputs = batch("tabular")
     out = STRONG["tabular"](inputs, 0.0, 0.5, seeded())
