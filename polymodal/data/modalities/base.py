@@ -11,6 +11,8 @@ A preprocessor turns manifest cells into fixed-shape arrays in four steps:
 4. ``to_batch(arrays, train)``: at batch time, arrays -> the encoder's keyword inputs
    (normalisation with fitted statistics, training-only augmentation, trimming of padding).
 
+``transform(values)`` chains steps 2-4 for a list of cells, as the pipeline does.
+
 Steps 2-3 produce what the preprocessed-tensor cache stores; their output depends only on
 the config and the ``fit`` state, never on ``fit_features`` statistics, so refitting
 normalisation never invalidates the cache. ``fit_features`` learns those statistics from
@@ -86,6 +88,31 @@ class Preprocessor(ABC):
     @abstractmethod
     def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         """Batched arrays -> the encoder's keyword inputs (``x``, optional ``mask``...)."""
+
+    def transform(self, values: Sequence[Any], train: bool = False) -> dict[str, torch.Tensor]:
+        """Cells -> the encoder's keyword inputs, through the chain the data pipeline runs.
+
+        ``decode`` each cell, ``featurize`` them as one chunk (what encoding a manifest stores),
+        then ``to_batch`` (what the dataset does when it batches those rows). Needs the state of
+        ``fit`` (and of ``fit_features`` where the batch step normalises with it).
+
+        Args:
+            values: present cells as a manifest gives them: a resolved file path, an inline
+                value, or for tabular a tuple of the column values. An absent modality is the
+                model's missing path, not a cell to transform.
+            train: apply training-only augmentation.
+
+        Returns:
+            The encoder inputs (``x``, optional ``mask``...), leading axis ``len(values)``.
+
+        Raises:
+            DecodeError: a cell could not be decoded.
+        """
+        if len(values) == 0:  # as an empty table is encoded: arrays of zero rows
+            arrays = {k: np.zeros((0, *s.shape), s.dtype) for k, s in self.spec().items()}
+        else:
+            arrays = self.featurize([self.decode(value) for value in values])
+        return self.to_batch({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, train)
 
     def encoder_context(self) -> dict[str, Any]:
         """What an encoder needs to know about its input (channels, vocabulary size...)."""

@@ -129,6 +129,29 @@ def test_wav_encodings_decode_to_the_same_waveform(tmp_path, subtype):
     np.testing.assert_allclose(decoded, soundfile.read(path, dtype="float32")[0], atol=1e-6)
 
 
+@pytest.mark.parametrize("rate", [SR, 16_000], ids=["model-rate", "resampled"])
+def test_flac_decodes_to_the_samples_of_the_same_16_bit_wav(tmp_path, rate):
+    """FLAC is lossless: it decodes (mixed down and resampled alike) to what the WAV decodes to.
+    The samples are written as integers: libsndfile rounds floats to 16 bits differently per format."""
+    stereo = np.stack([tone(440, 0.5, rate, seed=1), tone(700, 0.5, rate, seed=2)], axis=1)
+    pcm = np.round(stereo * 32767).astype(np.int16)
+    wav, wav_valid = audio().decode(write_wav(tmp_path / "a.wav", pcm, rate, subtype="PCM_16"))
+    flac, flac_valid = audio().decode(write_wav(tmp_path / "a.flac", pcm, rate, subtype="PCM_16"))
+    assert flac.dtype == np.float32 and flac_valid == wav_valid == 4000
+    np.testing.assert_array_equal(flac, wav)
+    if rate == SR:
+        np.testing.assert_allclose(flac, pcm.mean(axis=1) / 32768, atol=1e-7)
+
+
+def test_ogg_vorbis_decodes_to_the_waveform_within_the_codec_error(tmp_path):
+    wave = tone(440, 0.5, SR, seed=3)
+    decoded, valid = audio().decode(write_wav(tmp_path / "a.ogg", wave, SR, subtype="VORBIS"))
+    assert decoded.dtype == np.float32 and len(decoded) == valid == 4000
+    assert np.corrcoef(decoded, wave)[0, 1] > 0.9, "lossy, but the same waveform, aligned in time"
+    assert dominant_frequency(decoded, SR) == pytest.approx(440, abs=2)
+    assert np.abs(decoded - wave).mean() < 0.1 * np.abs(wave).mean()
+
+
 def test_npy_waveforms_are_read_at_the_configured_rate(tmp_path):
     wave = tone(300, 0.5, SR)
     np.save(tmp_path / "w.npy", wave)

@@ -1,5 +1,6 @@
-"""Contract tests run for every registered preprocessor: ``spec`` describes ``featurize``, and the
-fitted state survives save/load into a fresh instance (JSON + safetensors, no pickle)."""
+"""Contract tests run for every registered preprocessor: ``spec`` describes ``featurize``, the
+fitted state survives save/load into a fresh instance (JSON + safetensors, no pickle), and
+``transform`` gives the batch the data pipeline gives (encode, then a dataset batch)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from polymodal.config.modalities import (
     AudioModality,
@@ -19,6 +21,8 @@ from polymodal.config.modalities import (
     TextModality,
     VideoModality,
 )
+from polymodal.data.dataset import MultimodalDataset
+from polymodal.data.encode import EncodedTable, encode_modality
 from polymodal.data.modalities import PREPROCESSORS, Preprocessor, build_preprocessor
 
 from ..helpers import as_tensors, assert_nested_equal, encode_values, tone, write_image, write_wav
@@ -149,3 +153,47 @@ def test_fingerprint_follows_the_encoding_state_not_the_batch_statistics(tmp_pat
     before = prep.fingerprint()
     prep.fit_features(encode_values(prep, train))  # normalisation statistics do not change cached features
     assert prep.mean is not None and prep.fingerprint() == before
+
+
+def pipeline_dataset(prep: Preprocessor, values: list[Any], train: bool = False) -> MultimodalDataset:
+    """The data pipeline's dataset over ``values``: encoded (decoded and featurised chunk by chunk,
+    as for a manifest) into a table, batched by the torch dataset."""
+    encoded, skipped = encode_modality(prep, values, manifest=None)  # the manifest only names rows in errors
+    assert not skipped and encoded.present.all()
+    return MultimodalDataset(EncodedTable({prep.name: encoded}, np.arange(len(values))), {prep.name: prep}, train=train)
+
+
+def pipeline_batch(dataset: MultimodalDataset) -> dict[str, Any]:
+    """The encoder inputs of a batch of every row of ``dataset``, in order."""
+    (name,) = dataset.preprocessors
+    return dataset.__getitems__(list(range(len(dataset))))["inputs"][name]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_transform_gives_the_pipelines_batch(tmp_path, name):
+    cfg, train, new = CASES[name](tmp_path)
+    prep = build_preprocessor(cfg, "m")
+    prep.fit(train)
+    prep.fit_features(encode_values(prep, train))
+    values = new + train[::-1]  # unseen cells first, then training ones out of order
+    got = prep.transform(values)
+    assert all(v.shape[0] == len(values) for v in got.values())
+    assert_nested_equal(got, pipeline_batch(pipeline_dataset(prep, values)))
+    empty = prep.transform([])
+    assert set(empty) == set(got) and all(v.shape[0] == 0 for v in empty.values())
+    assert_nested_equal(empty, pipeline_batch(pipeline_dataset(prep, [])))
+
+
+def test_transform_applies_training_augmentation_only_when_asked(tmp_path):
+    cfg, train, _ = audio_case(tmp_path, augment={"time_masks": 2, "time_width": 8, "freq_masks": 2, "freq_width": 4})
+    prep = build_preprocessor(cfg, "m")
+    prep.fit(train)
+    prep.fit_features(encode_values(prep, train))
+    dataset = pipeline_dataset(prep, train, train=True)  # encoding draws random seeds too: before seeding
+    torch.manual_seed(0)
+    augmented = prep.transform(train, train=True)
+    torch.manual_seed(0)
+    assert_nested_equal(augmented, pipeline_batch(dataset))
+    plain = prep.transform(train)
+    assert_nested_equal(plain, pipeline_batch(pipeline_dataset(prep, train)))
+    assert not torch.equal(augmented["x"], plain["x"]), "train=True must mask some bands"

@@ -1,0 +1,116 @@
+"""What ``report.html`` of a trained run shows: the metrics of ``metrics.json``, the learning curves and
+confusion matrix (embedded, and saved as valid PNGs under ``plots/``), the model's parameter counts
+and the run facts."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from polymodal import MultimodalPredictor
+from polymodal.evaluation.report import write_report
+
+from .helpers import tabular_config, two_tabular
+
+EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    frame = two_tabular(90, "a")
+    paths = {}
+    for name, part in (("train", frame[:60]), ("valid", frame[60:75]), ("test", frame[75:])):
+        paths[name] = root / f"{name}.csv"
+        part.to_csv(paths[name], index=False)
+    config = {**tabular_config(epochs=EPOCHS), "report": {"rows": 0}}  # no diagnostics: the core sections only
+    out = root / "run"
+    predictor = MultimodalPredictor.from_config(config).fit(paths["train"], paths["valid"], test=paths["test"], out=out)
+    return predictor, out
+
+
+def sections(page: str) -> dict[str, str]:
+    """``{h2 title: the HTML up to the next h2}``."""
+    parts = re.split(r"<h2>(.*?)</h2>", page)
+    return {html.unescape(title): body for title, body in zip(parts[1::2], parts[2::2])}
+
+
+def table(body: str) -> list[dict[str, str]]:
+    """The first table of ``body`` as one dict per row, keyed by the header cells."""
+    rows = [re.findall(r"<t[dh]>(.*?)</t[dh]>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
+    return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+
+
+def embedded_png(body: str, alt: str) -> bytes:
+    match = re.search(rf'<img alt="{alt}" src="data:image/png;base64,([A-Za-z0-9+/=]+)">', body)
+    assert match, f"no embedded '{alt}' image"
+    return base64.b64decode(match[1])
+
+
+def test_the_report_has_the_core_sections_in_order(run):
+    _, out = run
+    assert list(sections((out / "report.html").read_text(encoding="utf-8"))) == ["Metrics", "Training", "Model",
+                                                                                  "Run facts"]
+
+
+def test_the_metrics_table_shows_every_number_of_metrics_json(run):
+    _, out = run
+    stored = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    rows = {r["split"]: r for r in table(sections((out / "report.html").read_text(encoding="utf-8"))["Metrics"])}
+    assert set(rows) == {"valid", "test"}
+    for split, row in rows.items():
+        assert {"accuracy", "macro_f1", "auroc", "log_loss", "rows"} <= set(row)
+        assert row["accuracy"] == f"{stored[split]['accuracy']:.4f}"
+        for key, shown in row.items():
+            if key != "split":
+                assert float(shown) == pytest.approx(stored[split][key], abs=5e-5), f"{split} {key}"
+    assert int(rows["test"]["rows"]) == 15 and int(rows["valid"]["rows"]) == 15
+
+
+def test_the_model_table_counts_the_networks_parameters(run):
+    predictor, out = run
+    rows = {r["part"]: r for r in table(sections((out / "report.html").read_text(encoding="utf-8"))["Model"])}
+    total = sum(p.numel() for p in predictor.net.parameters())
+    assert int(rows["total"]["parameters"]) == total == predictor.info["parameters"]
+    assert int(rows["total"]["trainable"]) == total
+    encoders = predictor.net.encoders
+    for name in ("a", "b"):
+        assert int(rows[f"encoder: {name}"]["parameters"]) == sum(p.numel() for p in encoders[name].parameters())
+    assert sum(int(r["parameters"]) for part, r in rows.items() if part != "total") == total
+
+
+def test_the_run_facts_are_those_of_the_training(run):
+    predictor, out = run
+    facts = {r["fact"]: r["value"] for r in table(sections((out / "report.html").read_text(encoding="utf-8"))["Run facts"])}
+    assert int(facts["epochs_run"]) == EPOCHS and int(facts["train_rows"]) == 60 and int(facts["valid_rows"]) == 15
+    assert int(facts["best_epoch"]) == predictor.info["best_epoch"]
+
+
+@pytest.mark.parametrize(("name", "alt"), [("learning_curves", "learning curves"), ("confusion_matrix", "confusion matrix")])
+def test_the_plots_are_saved_as_valid_pngs_and_embedded(run, name, alt):
+    _, out = run
+    png = (out / "plots" / f"{name}.png").read_bytes()
+    assert embedded_png(sections((out / "report.html").read_text(encoding="utf-8"))["Training"], alt) == png
+    with Image.open(io.BytesIO(png)) as image:
+        image.verify()
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.format == "PNG" and min(image.size) > 200
+        pixels = np.asarray(image.convert("L"))
+    assert len(np.unique(pixels)) > 10, "the plot is blank"
+
+
+def test_the_confusion_matrix_falls_back_to_the_validation_set(run, tmp_path):
+    _, out = run
+    loaded = MultimodalPredictor.load(out)
+    del loaded.metrics["test"]
+    body = sections(write_report(loaded, tmp_path, loaded.net).read_text(encoding="utf-8"))
+    assert [r["split"] for r in table(body["Metrics"])] == ["valid"]
+    assert "<figcaption>valid set</figcaption>" in body["Training"]
+    assert (tmp_path / "plots" / "confusion_matrix.png").is_file()
