@@ -30,7 +30,7 @@ from polymodal.anomaly import anomaly_metrics, threshold_at_fpr
 from polymodal.data.datasets import prepare
 
 RECIPE = Path(__file__).resolve().parent.parent / "examples" / "cwru_anomaly" / "config.yaml"
-SCORERS = ("autoencoder", "deep_svdd", "mahalanobis")
+SCORERS = ("autoencoder", "deep_svdd", "mahalanobis", "consistency")
 
 
 METRICS = ("auroc", "auprc", "fpr@95tpr", "flag_fpr", "flag_tpr")
