@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import uuid
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from polymodal.data.multitarget import build_targets, targets_from_state
 from polymodal.errors import SchemaMismatchError
 from polymodal.utils.io import atomic_write_json
 from polymodal.utils.memory import release_memory
+from polymodal.utils.warn import warn_user
 
 DataSource = str | os.PathLike | pd.DataFrame | Manifest
 
@@ -103,8 +103,8 @@ class DataPipeline:
                             for n, cols in absent.items())
         extra = "" if not unknown else f"; unrecognised columns: {unknown[:10]}" + (
             f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
-        warnings.warn(f"{manifest.name} has no {missing}: predicting without {'it' if len(absent) == 1 else 'them'} "
-                      f"(missing in every row){extra}", UserWarning, stacklevel=3)
+        warn_user(f"{manifest.name} has no {missing}: predicting without {'it' if len(absent) == 1 else 'them'} "
+                      f"(missing in every row){extra}")
 
     # -- fitting and encoding -----------------------------------------------------------------
     def fit(self, manifest: Manifest, progress: bool = False) -> tuple[EncodedTable, np.ndarray]:

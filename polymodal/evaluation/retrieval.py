@@ -8,11 +8,12 @@ order (a stable sort), so results are deterministic.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from polymodal.utils.warn import warn_user
 
 DEFAULT_KS = (1, 5, 10)
 CHUNK = 1024  # queries scored at a time (bounds the (Q, G) memory)
@@ -110,7 +111,7 @@ def collapse_warning(metrics: dict[str, Any]) -> str | None:
 def warn_if_collapsed(metrics: dict[str, Any]) -> None:
     """Warn (at the caller of ``fit``) when :func:`collapse_warning` has something to say."""
     if (message := collapse_warning(metrics)) is not None:
-        warnings.warn(message, stacklevel=3)
+        warn_user(message)
 
 
 def stacked_validation_metrics(outputs: np.ndarray, labels: np.ndarray, names: Sequence[str],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -206,3 +207,14 @@ def test_two_modalities_on_one_column_keep_their_own_statistics(tmp_path):
     warm.fit(manifest)  # restores each modality's statistics from its own entry
     for name in twins:
         np.testing.assert_array_equal(warm.preprocessors[name].mean, cold.preprocessors[name].mean)
+
+
+def test_a_pipeline_warning_points_at_the_users_call(tmp_path):
+    path = write_multimodal_manifest(tmp_path)
+    only_text = pd.read_csv(path)[["text", "y"]].drop(index=2)  # row 2 has no text
+    pipe = DataPipeline(make_config(MULTIMODAL))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe.read(only_text, require_target=True); line = __import__("inspect").currentframe().f_lineno  # noqa: E702
+    assert len(caught) == 1 and "predicting without them" in str(caught[0].message)
+    assert caught[0].filename == __file__ and caught[0].lineno == line

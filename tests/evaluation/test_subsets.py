@@ -123,7 +123,9 @@ def test_rows_with_any_counts_rows_that_hold_one_of_the_subset(with_dropout, tes
 
 def test_a_manifest_with_only_one_modality_predicts_like_that_subset(with_dropout, test_rows):
     only_a = test_rows[["a1", "a2"]].head(50)
-    proba = with_dropout.predict_proba(only_a).to_numpy()
+    with pytest.warns(UserWarning, match=r"no columns \['b1', 'b2'\] \(modality b\): predicting without it") as caught:
+        proba = with_dropout.predict_proba(only_a).to_numpy()
+    assert caught[0].filename == __file__  # attributed to the caller, not to polymodal's internals
     subset = with_dropout.predict_proba(test_rows.head(50), modalities=["a"]).to_numpy()
     np.testing.assert_allclose(proba, subset, atol=1e-6)
     mixed = test_rows.head(50).copy()
