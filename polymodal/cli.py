@@ -202,8 +202,11 @@ def evaluate(
                                       "with the same label (label); auto: label when the data has one.")] = "auto",
     labels: Annotated[str | None, typer.Option("--labels", help="--retrieval: the label column (default: the "
                                                "config's target).")] = None,
-    cca_train: Annotated[Path | None, typer.Option("--cca-train", help="--retrieval: also fit the linear-CCA "
-                                                   "baseline on this manifest's frozen features.")] = None,
+    cca_train: Annotated[Path | None, typer.Option("--cca-train", help="--retrieval: fit the linear-CCA baseline "
+                                                   "on this manifest's frozen features (default: the run's "
+                                                   "training manifest).")] = None,
+    cca: Annotated[bool, typer.Option("--cca/--no-cca", help="--retrieval: report the linear-CCA baseline beside "
+                                      "the model.")] = True,
     cca_features: Annotated[str, typer.Option("--cca-features", help="--cca-train: 'encoder' outputs or "
                                               "preprocessed 'input'.")] = "encoder",
     support: SupportOpt = None,
@@ -216,9 +219,15 @@ def evaluate(
     if retrieval:  # see polymodal.cli_retrieval
         from polymodal.cli_retrieval import show_retrieval
 
+        if cca and cca_train is None:
+            found = predictor.recorded_manifest(["train"])
+            cca_train = None if found is None else found[1]
+            if cca_train is None:
+                err_console.print("[bold yellow]warning:[/] no linear-CCA baseline: the run recorded no training "
+                                  "manifest that still exists; give one with --cca-train", highlight=False)
         with predictor.using_support(support):  # retrieval models take none: a clear error
             show_retrieval(predictor, data, query=query, gallery=gallery, hits=hits, labels=labels,
-                           cca_train=cca_train, cca_features=cca_features, as_json=as_json)
+                           cca_train=cca_train if cca else None, cca_features=cca_features, as_json=as_json)
         return
     with predictor.using_support(support):
         metrics = predictor.evaluate(data)

@@ -10,6 +10,7 @@ its own attribute and brings ``_require_fitted``, ``_split`` (how ``valid`` is h
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,9 @@ from polymodal.errors import SchemaMismatchError
 from polymodal.runfolder import read_results, write_results
 from polymodal.utils.device import default_device, default_workers, move_to
 
+# the manifests a fit records (``info["<split>_manifest"]``), in the order a held-out check prefers them
+MANIFEST_SPLITS = ("test", "valid", "train")
+
 
 class Estimator:
     """Base of the objects that fit on a manifest and save a run folder.
@@ -37,7 +41,8 @@ class Estimator:
         config: the validated config.
         pipeline: fitted preprocessors and target encoder (after ``fit``/``load``).
         history: one row per training epoch.
-        info: facts about the fit (rows, seconds, parameters, skipped files...).
+        info: facts about the fit (rows, seconds, parameters, skipped files, the manifests given
+            as files: ``train_manifest``, ``valid_manifest``, ``test_manifest``...).
         metrics: ``{"valid": .., "test": ..}`` from the fit.
         last_skipped: the files skipped by the fit (``split`` column: train, valid or test), written
             to the run folder's ``skipped.csv``; later evaluations leave it alone.
@@ -121,6 +126,15 @@ class Estimator:
         self.eval_skipped = skipped_frame(table.skipped)
         return manifest, table
 
+    def recorded_manifest(self, splits: Iterable[str] = MANIFEST_SPLITS) -> tuple[str, Path] | None:
+        """The first of ``splits`` whose manifest the fit recorded and which still exists, as
+        ``(split, path)``; None when there is none (manifests given as DataFrames, or moved)."""
+        for split in splits:
+            path = self.info.get(f"{split}_manifest")
+            if path is not None and Path(path).is_file():
+                return split, Path(path)
+        return None
+
     @contextmanager
     def using_support(self, support: DataSource | None) -> Iterator[None]:
         """Within the block, classify by the prototypes of ``support``'s classes (few-shot models,
@@ -161,6 +175,13 @@ class Estimator:
         results = read_results(run)
         self.metrics, self.info, self.history = results.metrics, results.info, results.history
         self.last_skipped = results.skipped
+
+
+def manifest_paths(**sources: DataSource | None) -> dict[str, str]:
+    """``{"<split>_manifest": absolute path}`` for the sources given as files (a DataFrame has no
+    path to record): the run remembers what it was fitted and tested on."""
+    return {f"{split}_manifest": str(Path(source).resolve()) for split, source in sources.items()
+            if isinstance(source, (str, os.PathLike))}
 
 
 def skipped_by_split(skipped: dict[str, pd.DataFrame]) -> pd.DataFrame:

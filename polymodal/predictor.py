@@ -33,7 +33,7 @@ from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import stratified_holdout
 from polymodal.errors import NotFittedError, SchemaMismatchError
-from polymodal.estimator import Estimator, count_parameters, skipped_by_split
+from polymodal.estimator import Estimator, count_parameters, manifest_paths, skipped_by_split
 from polymodal.fewshot import use_support
 from polymodal.metrics import DEFAULT_MONITOR, LOWER_IS_BETTER, sigmoid, softmax, task_metrics
 from polymodal.models import MultimodalNet, build_model
@@ -145,6 +145,7 @@ class MultimodalPredictor(Estimator):
             "best_epoch": result.best_epoch, f"best_val_{monitor}": result.best_score,
             "epochs_run": len(result.history), "parameters": count_parameters(net),
             "skipped_files": len(train_table.skipped) + len(valid_table.skipped), **transfer.info,
+            **manifest_paths(train=train, valid=valid, test=test),
         }
         self.last_skipped = skipped_by_split(skipped)
         self.metrics = {"valid": self._score(valid_table, valid_y)}
@@ -158,7 +159,7 @@ class MultimodalPredictor(Estimator):
         from polymodal.evaluation.diagnostics import diagnose  # the evaluation layer sits above
 
         self.diagnostics = diagnose(self, test if test is not None else valid_m, "valid" if test is None else "test",
-                                    cfg.report)
+                                    cfg.report, train=train_m)
         if run_dir is not None:
             self.save(run_dir)
         return self

@@ -94,6 +94,34 @@ def test_evaluate_retrieval_reports_both_directions_beside_linear_cca(setup) -> 
     assert table.exit_code == 0 and "R@10" in table.output and "mAP" in table.output
 
 
+def test_the_cca_baseline_is_fitted_on_the_runs_training_manifest_by_default(setup, tmp_path, monkeypatch) -> None:
+    from polymodal.retrieval import search
+
+    fitted_on = []
+    real = search.cca_baseline
+    monkeypatch.setattr(search, "cca_baseline", lambda p, train, *a, **k: fitted_on.append(train) or real(p, train, *a, **k))
+    args = ("evaluate", setup["run"], "--data", setup["test"], "--retrieval", "--json")
+    explicit = json.loads(invoke(*args, "--cca-train", setup["train"]).stdout)
+    default = invoke(*args)
+    assert default.exit_code == 0, default.output
+    assert json.loads(default.stdout) == explicit and fitted_on == [setup["train"], setup["train"].resolve()]
+    other = tmp_path / "other.csv"
+    rows(60, 7).to_csv(other, index=False)
+    assert invoke(*args, "--cca-train", other).exit_code == 0 and fitted_on[-1] == other
+    assert set(json.loads(invoke(*args, "--no-cca").stdout)) == {"model"} and len(fitted_on) == 3
+
+
+def test_without_a_recorded_training_manifest_the_baseline_is_skipped_with_a_warning(setup, tmp_path) -> None:
+    run = tmp_path / "run"
+    frame = pd.read_csv(setup["train"])
+    MultimodalPredictor.from_config({**copy.deepcopy(CONFIG), "train": {**CONFIG["train"], "epochs": 1}}).fit(
+        frame, frame.iloc[:30], out=run)
+    result = invoke("evaluate", run, "--data", setup["test"], "--retrieval", "--json")
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)) == {"model"}
+    assert "no linear-CCA baseline: the run recorded no training manifest" in " ".join(result.stderr.split())
+
+
 def test_zero_shot_command(setup) -> None:
     out = setup["root"] / "zs.csv"
     result = invoke("zero-shot", setup["run"], "--data", setup["test"], "--modality", "x", "--classes", "red,green,blue",

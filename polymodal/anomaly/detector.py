@@ -35,7 +35,7 @@ from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import random_holdout
 from polymodal.errors import ManifestError, NotFittedError, SchemaMismatchError
-from polymodal.estimator import Estimator, count_parameters, skipped_by_split
+from polymodal.estimator import Estimator, count_parameters, manifest_paths, skipped_by_split
 
 
 class AnomalyDetector(Estimator):
@@ -149,7 +149,8 @@ class AnomalyDetector(Estimator):
                      "train_seconds": seconds, "best_epoch": result.best_epoch,  # of the last phase
                      "preprocess_seconds": time.perf_counter() - started - seconds,
                      "scorer": self.settings.scorer, "threshold": float(model.scorer.threshold),
-                     "parameters": count_parameters(model), "skipped_files": len(train_table.skipped) + len(valid_table.skipped)}
+                     "parameters": count_parameters(model), "skipped_files": len(train_table.skipped) + len(valid_table.skipped),
+                     **manifest_paths(train=train, valid=valid, test=test)}
         self.last_skipped = skipped_by_split(skipped)
         self.metrics = {"valid": self._metrics(valid_scores, valid_y, pipeline.targets.labels(valid_m, valid_table.rows))}
         if test is not None:

@@ -25,7 +25,8 @@ def export(
     fmt: Annotated[str, typer.Option("--format", help="onnx (runs with numpy + onnxruntime) or torchscript.")] = "onnx",
     out: Annotated[Path | None, typer.Option("--out", help="Export folder (default RUN/export).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Held-out manifest for the parity check (and int8 "
-                                                             "accuracy); without it synthetic arrays check the graph.")] = None,
+                                                             "accuracy); default: the run's test, else validation, "
+                                                             "else training manifest.")] = None,
     rows: Annotated[int, typer.Option("--rows", help="Manifest rows used by the checks.")] = 256,
     tolerance: Annotated[float, typer.Option("--tolerance", help="Largest allowed |exported - eager|.")] = 1e-4,
     quantize: Annotated[bool, typer.Option("--quantize", help="Also write dynamic int8 weights (model.int8.onnx).")] = False,
@@ -36,7 +37,9 @@ def export(
     from polymodal.deploy.export import export_run
     from polymodal.predictor import MultimodalPredictor
 
-    report = export_run(MultimodalPredictor.load(run), out or run / EXPORT_FOLDER, fmt=fmt, data=data, rows=rows,
+    predictor = MultimodalPredictor.load(run)
+    data = data or recorded_rows(predictor)
+    report = export_run(predictor, out or run / EXPORT_FOLDER, fmt=fmt, data=data, rows=rows,
                         tolerance=tolerance, quantize=quantize)
     parity = report.parity
     console.print(f"exported {', '.join(report.files)} to {report.folder}")
@@ -66,20 +69,38 @@ def export_folder(run: Path) -> Path:
     from polymodal.deploy.export import export_run
     from polymodal.predictor import MultimodalPredictor
 
-    report = export_run(MultimodalPredictor.load(run), run / EXPORT_FOLDER)
-    console.print(f"exported {run} to {report.folder} (graph parity {report.parity['graph_max_abs_diff']:.1e})")
-    warn_synthetic_only(run)
+    predictor = MultimodalPredictor.load(run)
+    data = recorded_rows(predictor)
+    report = export_run(predictor, run / EXPORT_FOLDER, data=data)
+    console.print(f"exported {run} to {report.folder} (parity on {report.parity['source']}: "
+                  f"{report.parity['graph_max_abs_diff']:.1e})")
+    if data is None:
+        warn_synthetic_only(run)
     return report.folder
 
 
-def warn_synthetic_only(run: Path) -> None:
-    """Say that an export without ``--data`` checked the graph on synthetic arrays only. (A run
-    folder does not record its manifests, so there are no held-out rows to fall back on.)"""
+def recorded_rows(predictor: Any) -> Path | None:
+    """The manifest the export checks when none is given: the run's recorded test, validation or
+    training manifest (the first that still exists), announced; None when the run recorded none."""
     from polymodal.cli import console
 
-    console.print(f"[yellow]warning:[/] the export was checked on synthetic arrays only: neither the graph on real "
-                  f"rows nor the numpy preprocessing was compared with the eager model; run 'polymodal export {run} "
-                  f"--data HELD_OUT.csv' to check both on held-out rows")
+    found = predictor.recorded_manifest()
+    if found is None:
+        return None
+    split, path = found
+    console.print(f"checking the export on the run's {split} manifest {path} (--data chooses another)",
+                  highlight=False, soft_wrap=True)
+    return path
+
+
+def warn_synthetic_only(run: Path) -> None:
+    """Say that an export checked the graph on synthetic arrays only (the run was fitted on
+    DataFrames, or its manifests moved, and no ``--data`` was given)."""
+    from polymodal.cli import console
+
+    console.print(f"[yellow]warning:[/] the export was checked on synthetic arrays only (the run recorded no manifest "
+                  f"that still exists): neither the graph on real rows nor the numpy preprocessing was compared with "
+                  f"the eager model; run 'polymodal export {run} --data HELD_OUT.csv' to check both on held-out rows")
 
 
 def serve(

@@ -37,17 +37,35 @@ def report_subsets(names: list[str]) -> list[frozenset[str]]:
     return [every, *(every - {n} for n in names), *(frozenset({n}) for n in names)]
 
 
-def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: ReportConfig) -> dict[str, Any]:
+def retrieval_beside_cca(predictor: MultimodalPredictor, data: DataSource, train: DataSource) -> list[dict[str, Any]]:
+    """Retrieval metrics of the model on ``data``, every direction, beside linear CCA fitted on
+    ``train``'s frozen encoder features (:func:`polymodal.retrieval.search.cca_baseline`)."""
+    from polymodal.retrieval.search import cca_baseline, evaluate_retrieval
+
+    results = {"model": evaluate_retrieval(predictor, data), "linear_cca": cca_baseline(predictor, train, data)}
+    return [{"method": method, "direction": direction, **scores}
+            for method, table in results.items() for direction, scores in table.items()]
+
+
+def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: ReportConfig,
+             train: DataSource | None = None) -> dict[str, Any]:
     """Compute the diagnostics on (a sample of) a labelled manifest.
 
     Args:
         data: the test manifest, else the validation rows.
         split: its name in the report (``test`` or ``valid``).
         cfg: the ``report`` config section.
+        train: the training rows; a retrieval run's diagnostics are its retrieval metrics on
+            ``data`` beside the linear-CCA baseline fitted on them.
 
     Returns:
         A JSON-ready dict (empty when ``cfg.rows`` is 0 or the task has no per-row outputs).
     """
+    if cfg.rows and predictor.config.task == "retrieval" and train is not None:
+        started = time.perf_counter()
+        rows = retrieval_beside_cca(predictor, data, train)
+        return {"split": split, "rows": max(r["queries"] for r in rows), "retrieval": rows,
+                "seconds": time.perf_counter() - started}
     metric = SWEEP_METRIC.get(predictor.config.task)
     if cfg.rows == 0 or metric is None:
         return {}

@@ -30,6 +30,11 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
     metric = diagnostics.get("metric")
     where = _where(diagnostics)
     sections: dict[str, str] = {}
+    if diagnostics.get("retrieval"):
+        sections["Retrieval beside linear CCA"] = (
+            where + "<p>Each direction <code>query-&gt;gallery</code> of the learned shared space, and of the "
+            "baseline: linear CCA fitted on the training rows' frozen encoder features (other data: "
+            "<code>polymodal evaluate RUN --data X --retrieval</code>).</p>" + table_html(diagnostics["retrieval"]))
     if diagnostics.get("subsets"):
         sections["Modality subsets"] = (
             where + "<p>Each row hides the other modalities through the model's missing-modality path, as if "

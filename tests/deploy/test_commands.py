@@ -53,26 +53,57 @@ def test_serve_rejects_bad_limits(exported, monkeypatch):
     assert result.exit_code == 2 and "--max-batch" in result.output and "got 0" in result.output
 
 
-def test_export_without_data_warns_that_only_synthetic_arrays_were_checked(trained, tmp_path):
+def forget_manifests(run) -> None:
+    """Make ``run`` a run fitted on DataFrames: its metrics.json records no manifest."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["training"] = {k: v for k, v in metrics["training"].items() if not k.endswith("_manifest")}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+
+
+def copy_run(run, to):
+    shutil.copytree(run, to, ignore=shutil.ignore_patterns("export", "checkpoints", "logs", "plots", "report.html"))
+    return to
+
+
+def test_export_without_data_checks_the_rows_of_the_manifest_the_run_recorded(trained, dataset, tmp_path):
     _, run = trained
+    metrics = json.loads((run / "metrics.json").read_text())["training"]
+    assert metrics["train_manifest"] == str(dataset["train"].resolve())
+    assert metrics["valid_manifest"] == str(dataset["test"].resolve()) and "test_manifest" not in metrics
     result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "exp"), "--rows", "8"])
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())  # rich wraps long lines
+    assert f"checking the export on the run's valid manifest {dataset['test'].resolve()}" in output
+    assert "parity on 8 manifest rows" in output and "numpy runtime + ONNX vs eager predictor" in output
+    assert "synthetic" not in output
+
+
+def test_export_of_a_run_without_manifests_warns_that_only_synthetic_arrays_were_checked(trained, tmp_path):
+    _, run = trained
+    copy = copy_run(run, tmp_path / "run")
+    forget_manifests(copy)
+    result = runner.invoke(app, ["export", str(copy), "--out", str(tmp_path / "exp"), "--rows", "8"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
     assert "parity on synthetic arrays" in output
     assert "warning: the export was checked on synthetic arrays only" in output
-    assert f"polymodal export {run} --data HELD_OUT.csv" in output
+    assert f"polymodal export {copy} --data HELD_OUT.csv" in output
 
 
-def test_serve_exports_a_run_without_export_and_warns(trained, tmp_path, monkeypatch):
+@pytest.mark.parametrize("recorded", [True, False])
+def test_serve_exports_a_run_without_export(trained, dataset, tmp_path, monkeypatch, recorded):
     _, run = trained
-    copy = tmp_path / "run"
-    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("export", "checkpoints", "logs", "plots", "report.html"))
+    copy = copy_run(run, tmp_path / "run")
+    if not recorded:
+        forget_manifests(copy)
     monkeypatch.setattr(commands, "run_server", lambda app, settings: None)
     result = runner.invoke(app, ["serve", str(copy)])
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
     assert (copy / "export" / "deploy.json").is_file() and f"serving {copy / 'export'}" in output
-    assert "warning: the export was checked on synthetic arrays only" in output
+    if recorded:
+        assert f"the run's valid manifest {dataset['test'].resolve()}" in output and "manifest rows" in output
+    assert ("warning: the export was checked on synthetic arrays only" in output) is not recorded
 
 
 def test_serve_max_image_pixels_reaches_the_settings(exported, monkeypatch):

@@ -116,6 +116,22 @@ def test_linear_cca_baseline_on_inputs_and_encoder_features(contrastive, pairs) 
         cca_baseline(predictor, pairs["train"], pairs["test"], features="embedding")
 
 
+def test_the_report_shows_every_direction_beside_linear_cca_fitted_on_the_training_rows(pairs, tmp_path) -> None:
+    config = {**retrieval_config(epochs=3), "report": {"rows": 100}}
+    run = tmp_path / "run"
+    predictor = MultimodalPredictor.from_config(config).fit(pairs["train"], pairs["valid"], test=pairs["test"], out=run)
+    rows = pd.DataFrame(MultimodalPredictor.load(run).diagnostics["retrieval"]).set_index(["method", "direction"])
+    baseline = cca_baseline(predictor, pairs["train"], pairs["test"])
+    model = predictor.evaluate_retrieval(pairs["test"])
+    for direction in ("a->b", "b->a"):
+        for method, expected in (("linear_cca", baseline), ("model", model)):
+            for metric in ("recall@1", "recall@10", "map", "median_rank"):
+                assert rows.loc[(method, direction), metric] == pytest.approx(expected[direction][metric])
+    assert rows.loc[("model", "a->b"), "queries"] == 60
+    page = (run / "report.html").read_text()
+    assert "Retrieval beside linear CCA" in page and "linear_cca" in page and "On 60 rows of the test set" in page
+
+
 def test_unaligned_models_and_modalities_are_refused(contrastive, pairs) -> None:
     predictor, _ = contrastive
     with pytest.raises(SchemaMismatchError, match="modality 'c' is not aligned; this model embeds \\['a', 'b'\\]"):
