@@ -165,12 +165,15 @@ def main() -> None:
     for n in sizes:
         folder = make_data(args.work / "scaling" / f"n{n}", n, seed=0)
         cache = args.work / "scaling" / f"cache{n}"
-        shutil.rmtree(cache, ignore_errors=True)  # cold encoding, every run
-        result = subprocess.run([sys.executable, __file__, "--child", str(folder), str(cache)],
-                                capture_output=True, text=True, check=True)
-        facts = json.loads(result.stdout.strip().splitlines()[-1])
+        runs = []
+        for _ in range(1 if args.quick else args.repeats):  # each in a fresh process with a cold cache
+            shutil.rmtree(cache, ignore_errors=True)
+            result = subprocess.run([sys.executable, __file__, "--child", str(folder), str(cache)],
+                                    capture_output=True, text=True, check=True)
+            runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        facts = {key: float(np.median([r[key] for r in runs])) for key in runs[0]}  # medians of the repeats
         rows.append({"samples": n, **facts, "us_per_sample": facts["epoch_seconds"] / n * 1e6,
-                     "train_us_per_sample": facts["train_pass_seconds"] / n * 1e6})
+                     "train_us_per_sample": facts["train_pass_seconds"] / n * 1e6, "repeats": len(runs)})
         print(rows[-1], flush=True)
     first, last = rows[0], rows[-1]
     n = np.array([r["samples"] for r in rows], float)
@@ -188,7 +191,8 @@ def main() -> None:
              f"x{last['peak_private_mb'] / first['peak_private_mb']:.2f} (target <= 1.5); peak RSS including the "
              f"mapped cache pages: x{last['peak_rss_mb'] / first['peak_rss_mb']:.2f}",
              "epoch = one pass over the training rows plus the fixed 2,000-row validation; training pass = epoch "
-             "start to the start of validation (loader start-up included); fit includes cold encoding"]
+             "start to the start of validation (loader start-up included); fit includes cold encoding",
+             "each figure is the median of --repeats fresh processes per size, each encoding into an empty cache"]
     save("scaling", "Scaling with the dataset size (packed .npy shards, on-disk feature cache)", {"one epoch": rows}, notes)
 
 
