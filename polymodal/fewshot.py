@@ -41,8 +41,8 @@ def use_support(predictor: Any, support: Any) -> Iterator[None]:
     """
     pipeline, net = predictor._require_fitted()
     if not isinstance(net.head, PrototypeHead):
-        raise SchemaMismatchError("support= needs a model trained with transfer: {method: protonet}; this one has a "
-                                  f"'{predictor.config.head.name}' head and no prototypes")
+        raise SchemaMismatchError("a support set needs a model trained with transfer: {method: protonet}; this one "
+                                  f"has a '{predictor.config.head.name}' head and no prototypes")
     manifest = pipeline.read(support, require_target=True)
     table = pipeline.encode(manifest, progress=False)
     encoder = TargetEncoder("classification", predictor.config.targets).fit(manifest.subset(table.rows))

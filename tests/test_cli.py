@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from polymodal import MultimodalPredictor
 from polymodal.cli import app
+from polymodal.deploy.batch import parts_folder
 
 runner = CliRunner()
 
@@ -246,6 +247,7 @@ def test_a_support_set_for_a_model_without_prototypes_is_refused(command, run, d
     result = invoke(command, out, "--data", data["test"], "--support", data["valid"], *extra)
     assert_user_error(result, "support", "protonet")
     assert not (tmp_path / "preds.csv").exists()
+    assert not parts_folder(tmp_path / "preds.csv").exists()  # refused before the parts folder is made
 
 
 @pytest.fixture(scope="module")

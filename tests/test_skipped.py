@@ -62,6 +62,24 @@ def test_a_later_evaluation_does_not_replace_the_fit_skips(run, data, tmp_path):
     assert list(pd.read_csv(tmp_path / "loaded" / "skipped.csv")["split"]) == ["train", "test"]
 
 
+def test_rows_split_off_for_validation_are_named_by_their_row_in_the_file(data, tmp_path):
+    train = pd.read_csv(data["train"])
+    train["image"] = [str(data["root"] / p) if isinstance(p, str) else p for p in train["image"]]
+    assert train.loc[[5, 20], "image"].map(lambda p: isinstance(p, str)).all()
+    for row in (5, 20):
+        train.loc[row, "image"] = str(tmp_path / f"bad{row}.png")
+        corrupt(tmp_path, f"bad{row}.png")
+    train.to_csv(tmp_path / "train.csv", index=False)
+    config = {**classification_config(epochs=1), "data": {"on_error": "skip"}}
+    config["train"]["val_fraction"] = 0.3
+    predictor = MultimodalPredictor.from_config(config).fit(tmp_path / "train.csv", out=tmp_path / "run")
+    listed = pd.read_csv(tmp_path / "run" / "skipped.csv").sort_values("row")
+    assert list(listed["row"]) == [3, 5, 20] and set(listed["split"]) <= {"train", "valid"}  # img3.png: the fixture's
+    assert list(listed["where"]) == ["train.csv row 3 (line 5)", "train.csv row 5 (line 7)", "train.csv row 20 (line 22)"]
+    assert list(listed["path"])[1:] == [str(tmp_path / "bad5.png"), str(tmp_path / "bad20.png")]
+    assert predictor.info["train_rows"] + predictor.info["valid_rows"] == len(train) - 3
+
+
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 

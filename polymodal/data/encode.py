@@ -49,13 +49,18 @@ class EncodedModality:
 
 @dataclass
 class Skipped:
-    """A file (or inline value) that could not be decoded and was skipped."""
+    """A file (or inline value) that could not be decoded and was skipped.
+
+    ``row`` indexes the encoded manifest; ``source_row`` is that row's number in the manifest
+    file (they differ for a subset, e.g. the rows a validation split left for training).
+    """
 
     modality: str
     row: int
     where: str
     path: str | None
     reason: str
+    source_row: int
 
 
 @dataclass
@@ -153,10 +158,11 @@ def _featurize_rows(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.n
     def consume(good: np.ndarray, feats: dict[str, np.ndarray], errors: list[tuple[int, str, str | None]]) -> None:
         for position, reason, path in errors:
             row = int(rows[position])
-            error = DecodeError(reason, path=path, modality=preprocessor.name, row=row, where=manifest.where(row))
+            error = DecodeError(reason, path=path, modality=preprocessor.name, row=manifest.source_row(row),
+                                where=manifest.where(row))
             if on_error == "raise":
                 raise error
-            skipped.append(Skipped(preprocessor.name, row, manifest.where(row), path, reason))
+            skipped.append(Skipped(preprocessor.name, row, manifest.where(row), path, reason, manifest.source_row(row)))
         if len(good):
             write(good, feats)
             done[good] = True
@@ -190,10 +196,11 @@ def _keys(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.ndarray, ma
         for position, err in sorted(errors.items()):
             row = int(block[position])
             error = DecodeError(f"unreadable file ({err})", path=str(values[position]), modality=preprocessor.name,
-                                row=row, where=manifest.where(row))
+                                row=manifest.source_row(row), where=manifest.where(row))
             if on_error == "raise":
                 raise error
-            skipped.append(Skipped(preprocessor.name, row, manifest.where(row), str(values[position]), error.reason))
+            skipped.append(Skipped(preprocessor.name, row, manifest.where(row), str(values[position]), error.reason,
+                                   manifest.source_row(row)))
             ok[start + position] = False
     if memo is not None:
         memo.flush()
@@ -333,5 +340,8 @@ def spill_folder() -> Path:
 
 
 def skipped_frame(skipped: list[Skipped]) -> pd.DataFrame:
-    """The skipped files as a table (written to ``skipped.csv`` in the run folder)."""
-    return pd.DataFrame([s.__dict__ for s in skipped], columns=["modality", "row", "where", "path", "reason"])
+    """The skipped files as a table (written to ``skipped.csv`` in the run folder); ``row`` is the
+    row's number in the manifest file."""
+    records = [{"modality": s.modality, "row": s.source_row, "where": s.where, "path": s.path, "reason": s.reason}
+               for s in skipped]
+    return pd.DataFrame(records, columns=["modality", "row", "where", "path", "reason"])

@@ -36,25 +36,36 @@ class Manifest:
         root: the folder relative paths resolve against.
         name: how messages refer to it (the file name, or ``DataFrame``).
         line_offset: file line of row 0 (2 for CSV with a header), or None when lines mean nothing.
+        source_rows: for a :meth:`subset`, each row's number in the manifest it was read as
+            (None: the rows are that manifest's own, 0..N-1); messages name the source row.
     """
 
     frame: pd.DataFrame
     root: Path
     name: str
     line_offset: int | None = None
+    source_rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.frame)
 
+    def source_row(self, row: int) -> int:
+        """The number of ``row`` in the manifest this one was read as (itself unless a subset)."""
+        return int(row if self.source_rows is None else self.source_rows[row])
+
     def where(self, row: int) -> str:
-        """Human location of a row, e.g. ``train.csv row 4 (line 6)``."""
+        """Human location of a row, e.g. ``train.csv row 4 (line 6)``; a subset's row is named by
+        its place in the file."""
+        row = self.source_row(row)
         line = f" (line {row + self.line_offset})" if self.line_offset is not None else ""
         return f"{self.name} row {row}{line}"
 
     def subset(self, rows: Iterable[int] | np.ndarray) -> Manifest:
-        """A manifest of the given rows (re-indexed from 0), same root and name."""
-        frame = self.frame.iloc[np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows)]
-        return Manifest(frame.reset_index(drop=True), self.root, self.name, None)
+        """A manifest of the given rows (re-indexed from 0), same root and name; messages about
+        its rows still name their rows (and lines) in the source manifest."""
+        rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, dtype=np.int64)
+        source = rows if self.source_rows is None else self.source_rows[rows]
+        return Manifest(self.frame.iloc[rows].reset_index(drop=True), self.root, self.name, self.line_offset, source)
 
     def resolve(self, value: object) -> str | None:
         """The absolute path of a file cell, or None when the cell is empty."""

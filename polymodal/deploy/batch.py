@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from polymodal.data.manifest import read_manifest
+from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import SchemaMismatchError
 from polymodal.runfolder import write_skipped
@@ -75,7 +75,8 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
 
     Raises:
         SchemaMismatchError: unsupported output suffix, bad chunk size, parts from another manifest,
-            or a support set for a model that takes none.
+            or a support set for a model that takes none (refused, like a bad support manifest,
+            before any file is written).
         ManifestError: the manifest does not fit the model (checked before any prediction).
     """
     out = Path(out)
@@ -90,46 +91,30 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     if support is not None:
         state["support"] = _fingerprint(read_manifest(support).frame)
     parts = parts_folder(out)
-    if parts.is_dir() and resume:
-        found = json.loads((parts / STATE_FILE).read_text(encoding="utf-8")) if (parts / STATE_FILE).is_file() else {}
-        if found != state:
-            raise SchemaMismatchError(
-                f"cannot resume: the partial predictions in {parts} were made from {found.get('source')} "
-                f"({found.get('rows')} rows, chunk_rows {found.get('chunk_rows')}); this call has {manifest.name} "
-                f"({len(manifest)} rows, chunk_rows {chunk_rows})"
-                + (", another support set" if found.get("support") != state.get("support") else "")
-                + ". Run without --resume to start over")
-    elif parts.is_dir():
-        shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(parts / STATE_FILE, state)
+    reuse = resume and parts.is_dir()
+    if reuse:
+        _check_resumable(parts, state)
     starts = list(range(0, len(manifest), chunk_rows))
     done = resumed = 0
     shown = predictor.config.train.progress
     predictor.config.train.progress = False  # one bar for the whole manifest, not one per chunk
     try:
-        with predictor.using_support(support), \
-                progress_bar(len(manifest), f"predicting {manifest.name}", enabled=progress, min_total=1) as advance:
-            for index, start in enumerate(starts):
-                part = parts / f"part-{index:06d}.parquet"
-                rows = range(start, min(start + chunk_rows, len(manifest)))
-                if part.is_file():
-                    resumed += 1
-                else:
-                    frame = predictor.predict_frame(manifest.subset(rows))
-                    frame.index = frame.index + start  # manifest row numbers
-                    frame = frame.reset_index()
-                    skipped = predictor.eval_skipped
-                    if not skipped.empty:  # written before its part: a resumed run finds both or the list alone
-                        skipped = skipped.assign(row=skipped["row"] + start)
-                        skipped["where"] = [manifest.where(r) for r in skipped["row"]]
-                        atomic_write(parts / f"skipped-{index:06d}.parquet",
-                                     lambda tmp, f=skipped: f.to_parquet(tmp, index=False))
-                    atomic_write(part, lambda tmp, f=frame: f.to_parquet(tmp, index=False))
-                    done += 1
-                    if on_chunk is not None:
-                        on_chunk(index)
-                advance(len(rows))
+        with predictor.using_support(support):  # a support set the model cannot take: refused before any file is written
+            if parts.is_dir() and not reuse:
+                shutil.rmtree(parts)
+            parts.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(parts / STATE_FILE, state)
+            with progress_bar(len(manifest), f"predicting {manifest.name}", enabled=progress, min_total=1) as advance:
+                for index, start in enumerate(starts):
+                    rows = range(start, min(start + chunk_rows, len(manifest)))
+                    if (parts / f"part-{index:06d}.parquet").is_file():
+                        resumed += 1
+                    else:
+                        _predict_chunk(predictor, manifest, rows, parts, index)
+                        done += 1
+                        if on_chunk is not None:
+                            on_chunk(index)
+                    advance(len(rows))
     finally:
         predictor.config.train.progress = shown
     written = join_parts([parts / f"part-{i:06d}.parquet" for i in range(len(starts))], out)
@@ -140,8 +125,40 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     return BatchReport(out, written, done, resumed, skipped, None if skipped.empty else skipped_path(out))
 
 
+def _check_resumable(parts: Path, state: dict[str, Any]) -> None:
+    """Refuse to resume from parts made from another manifest, chunk size or support set."""
+    found = json.loads((parts / STATE_FILE).read_text(encoding="utf-8")) if (parts / STATE_FILE).is_file() else {}
+    if found != state:
+        raise SchemaMismatchError(
+            f"cannot resume: the partial predictions in {parts} were made from {found.get('source')} "
+            f"({found.get('rows')} rows, chunk_rows {found.get('chunk_rows')}); this call has {state['source']} "
+            f"({state['rows']} rows, chunk_rows {state['chunk_rows']})"
+            + (", another support set" if found.get("support") != state.get("support") else "")
+            + ". Run without --resume to start over")
+
+
+def _predict_chunk(predictor: Any, manifest: Manifest, rows: range, parts: Path, index: int) -> None:
+    """Predict ``rows`` of ``manifest`` into ``part-<index>.parquet``, their skipped files into
+    ``skipped-<index>.parquet`` (written first: a resumed run finds both or the list alone, and
+    recomputes the chunk), or remove a stale list of an interrupted run when nothing is skipped."""
+    frame = predictor.predict_frame(manifest.subset(rows))
+    frame.index = frame.index + rows.start  # manifest row numbers
+    frame = frame.reset_index()
+    listed = parts / f"skipped-{index:06d}.parquet"
+    skipped = predictor.eval_skipped  # rows already named by their manifest row (the subset keeps them)
+    if skipped.empty:
+        listed.unlink(missing_ok=True)
+    else:
+        atomic_write(listed, lambda tmp: skipped.to_parquet(tmp, index=False))
+    atomic_write(parts / f"part-{index:06d}.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+
+
 def join_parts(files: list[Path], out: Path) -> int:
-    """Concatenate parquet parts into ``out`` (CSV or Parquet), streaming one part at a time."""
+    """Concatenate parquet parts into ``out`` (CSV or Parquet), streaming one part at a time.
+
+    A column that is all null in some parts (an empty part: every row of its chunk skipped) takes
+    its type from the parts that have values; with no rows at all, ``out`` has the columns alone.
+    """
     import pyarrow.parquet as pq
 
     total = 0
@@ -149,18 +166,12 @@ def join_parts(files: list[Path], out: Path) -> int:
     def write(tmp: Path) -> None:
         nonlocal total
         if out.suffix.lower() == ".parquet":
-            writer = None
-            try:
+            schema = _joined_schema(files)
+            with pq.ParquetWriter(str(tmp), schema) as writer:
                 for file in files:
-                    table = pq.read_table(file)
-                    writer = writer or pq.ParquetWriter(str(tmp), table.schema)
+                    table = pq.read_table(file).cast(schema)
                     writer.write_table(table)
                     total += table.num_rows
-            finally:
-                if writer is not None:
-                    writer.close()
-            if writer is None:
-                pd.DataFrame({"row": []}).to_parquet(tmp, index=False)
             return
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
             for i, file in enumerate(files):
@@ -170,3 +181,17 @@ def join_parts(files: list[Path], out: Path) -> int:
 
     atomic_write(out, write)
     return total
+
+
+def _joined_schema(files: list[Path]) -> Any:
+    """One schema for all ``files``: a null-typed column takes the type the others give it; the
+    (pandas) metadata comes from a part with rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not files:
+        return pa.schema([pa.field("row", pa.int64())])
+    with_rows = [pq.read_metadata(f).num_rows > 0 for f in files]
+    schemas = [pq.read_schema(f) for f, rows in zip(files, with_rows, strict=True) if rows]
+    schemas += [pq.read_schema(f) for f, rows in zip(files, with_rows, strict=True) if not rows]
+    return pa.unify_schemas(schemas, promote_options="default")  # "default": only null gives way to another type

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -52,7 +54,7 @@ def test_resume_refuses_parts_of_another_manifest(trained, dataset, tmp_path):
     out = tmp_path / "preds.csv"
     with pytest.raises(KeyboardInterrupt):
         predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False,
-                        on_chunk=lambda i: (_ for _ in ()).throw(KeyboardInterrupt))
+                        on_chunk=stop)
     with pytest.raises(SchemaMismatchError, match="cannot resume.*chunk_rows 5.*chunk_rows 4"):
         predict_to_file(predictor, dataset["test"], out, chunk_rows=4, resume=True, progress=False)
     report = predict_to_file(predictor, dataset["test"], out, chunk_rows=4, progress=False)  # no resume: start over
@@ -69,19 +71,29 @@ def test_bad_output_and_manifest_are_refused_before_work(trained, dataset, tmp_p
     assert not parts_folder(tmp_path / "p.csv").exists()
 
 
+def with_bad_images(dataset: dict, folder: Path, rows: list[int]) -> pd.DataFrame:
+    """The test manifest (absolute paths: the copy lives in ``folder``) with ``rows``' images corrupt."""
+    frame = pd.read_csv(dataset["test"])
+    for column in ("image", "audio"):
+        frame[column] = [str(dataset["root"] / p) if isinstance(p, str) else p for p in frame[column]]
+    for row in rows:
+        (folder / f"bad{row}.png").write_bytes(b"not a png")
+        frame.loc[row, "image"] = str(folder / f"bad{row}.png")
+    return frame
+
+
+def stop(index: int) -> None:
+    raise KeyboardInterrupt
+
+
 def test_skipped_rows_are_listed_beside_the_predictions_across_a_resume(trained, dataset, tmp_path, monkeypatch):
     predictor, _ = trained
     monkeypatch.setattr(predictor.config.data, "on_error", "skip")
-    frame = pd.read_csv(dataset["test"])
-    for column in ("image", "audio"):  # the copy lives in tmp_path: absolute paths
-        frame[column] = [str(dataset["root"] / p) if isinstance(p, str) else p for p in frame[column]]
-    for row in (1, 7):  # chunks 0 and 1 of 5 rows
-        (tmp_path / f"bad{row}.png").write_bytes(b"not a png")
-        frame.loc[row, "image"] = str(tmp_path / f"bad{row}.png")
+    frame = with_bad_images(dataset, tmp_path, [1, 7])  # chunks 0 and 1 of 5 rows
     out = tmp_path / "preds.parquet"
     with pytest.raises(KeyboardInterrupt):
         predict_to_file(predictor, frame, out, chunk_rows=5, progress=False,
-                        on_chunk=lambda i: (_ for _ in ()).throw(KeyboardInterrupt))
+                        on_chunk=stop)
     report = predict_to_file(predictor, frame, out, chunk_rows=5, resume=True, progress=False)
     assert report.chunks_resumed == 1 and report.rows == 16
     assert 1 not in pd.read_parquet(out)["row"].tolist() and 7 not in pd.read_parquet(out)["row"].tolist()
@@ -98,3 +110,59 @@ def test_a_support_set_needs_a_few_shot_model(trained, dataset, tmp_path):
     with pytest.raises(SchemaMismatchError, match="protonet"):
         predict_to_file(predictor, dataset["test"], tmp_path / "p.csv", support=dataset["train"], progress=False)
     assert not (tmp_path / "p.csv").exists()
+    assert not parts_folder(tmp_path / "p.csv").exists()  # refused before the parts folder is made
+
+
+def read(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out) if out.suffix == ".csv" else pd.read_parquet(out)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_a_chunk_with_every_row_skipped_joins_with_the_others(trained, dataset, tmp_path, monkeypatch, suffix):
+    predictor, _ = trained
+    monkeypatch.setattr(predictor.config.data, "on_error", "skip")
+    want = predictor.predict_frame(dataset["test"]).reset_index()
+    out = tmp_path / f"preds{suffix}"
+    report = predict_to_file(predictor, with_bad_images(dataset, tmp_path, [0, 1, 2, 3]), out, chunk_rows=4,
+                             progress=False)  # chunk 0 is an empty part
+    got = read(out)
+    assert report.rows == 14 and got["row"].tolist() == list(range(4, 18))
+    assert list(got.columns) == list(want.columns)
+    assert got["prediction"].tolist() == want["prediction"].iloc[4:].tolist()
+    np.testing.assert_allclose(got["proba_a"], want["proba_a"].iloc[4:], atol=1e-6)
+    assert report.skipped["row"].tolist() == [0, 1, 2, 3]
+    assert pd.read_csv(tmp_path / "preds.skipped.csv")["row"].tolist() == [0, 1, 2, 3]
+    assert not parts_folder(out).exists()
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_every_row_skipped_gives_an_empty_table_with_the_columns(trained, dataset, tmp_path, monkeypatch, suffix):
+    predictor, _ = trained
+    monkeypatch.setattr(predictor.config.data, "on_error", "skip")
+    out = tmp_path / f"preds{suffix}"
+    report = predict_to_file(predictor, with_bad_images(dataset, tmp_path, list(range(18))), out, chunk_rows=8,
+                             progress=False)
+    got = read(out)
+    assert report.rows == 0 and got.empty
+    assert list(got.columns) == ["row", "prediction", "proba_a", "proba_b", "proba_c"]
+    assert report.skipped["row"].tolist() == list(range(18))
+    assert not parts_folder(out).exists()
+
+
+def test_a_file_fixed_before_resume_is_no_longer_listed_as_skipped(trained, dataset, tmp_path, monkeypatch):
+    predictor, _ = trained
+    monkeypatch.setattr(predictor.config.data, "on_error", "skip")
+    frame = with_bad_images(dataset, tmp_path, [1])
+    out = tmp_path / "preds.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_file(predictor, frame, out, chunk_rows=5, progress=False, on_chunk=stop)
+    parts = parts_folder(out)
+    assert (parts / "skipped-000000.parquet").is_file()
+    (parts / "part-000000.parquet").unlink()  # interrupted after chunk 0's skipped list, before its part
+    good = next(p for p in frame["image"] if isinstance(p, str) and "bad" not in p)
+    (tmp_path / "bad1.png").write_bytes(Path(good).read_bytes())  # the file is fixed before resuming
+    report = predict_to_file(predictor, frame, out, chunk_rows=5, resume=True, progress=False)
+    assert report.chunks_done == 4 and report.chunks_resumed == 0
+    assert report.rows == 18 and pd.read_parquet(out)["row"].tolist() == list(range(18))
+    assert report.skipped.empty and report.skipped_file is None
+    assert not (tmp_path / "preds.skipped.csv").exists()
