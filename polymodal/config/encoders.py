@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -210,39 +211,76 @@ class TextTransformerConfig(SequenceTransformerConfig):
     kinds: ClassVar[tuple[str, ...]] = ("text",)
 
 
-# where a transformers model folder declares its longest input, in order of preference
-MAX_LENGTH_KEYS = (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length"))
+# What a local transformers model folder declares about input length. sentence-transformers'
+# ``max_seq_length`` is the length it truncates to by default (MiniLM: 256), not what the model can
+# take (512 position embeddings): it is a default only, never the limit.
+DEFAULT_LENGTH_KEYS = (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length"))
+LIMIT_KEYS = (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length"))
 MAX_SANE_TOKENS = 4096  # transformers writes a huge placeholder model_max_length when the model has none
 
 
-def folder_max_tokens(folder: Path) -> int | None:
-    """The longest input (in tokens) a local transformers model folder declares: sentence-transformers'
-    ``max_seq_length``, else the tokenizer's ``model_max_length`` when it is a real limit (at most
-    4096); None when the folder declares neither (or does not exist).
+@dataclass(frozen=True)
+class TokenLengths:
+    """Input lengths (in tokens) a local transformers model folder declares.
+
+    Attributes:
+        default: the length to truncate to unless the user chose one: sentence-transformers'
+            ``max_seq_length``, else the tokenizer's ``model_max_length``; at most ``limit``.
+            None when the folder declares neither.
+        limit: the longest input the model takes: the smaller of ``max_position_embeddings``
+            (``config.json``) and the tokenizer's ``model_max_length``. None when it declares neither.
+        limit_source: where ``limit`` comes from (``max_position_embeddings in config.json``).
+    """
+
+    default: int | None = None
+    limit: int | None = None
+    limit_source: str | None = None
+
+
+def _declared_tokens(folder: Path, name: str, key: str) -> int | None:
+    """``key`` of the JSON file ``folder/name`` when it is a real token count (a tokenizer's
+    ``model_max_length`` placeholder, above 4096, is not); None when the file or key is absent.
 
     Raises:
-        ValueError: one of those files cannot be read or is not a JSON object.
+        ValueError: the file cannot be read or is not a JSON object.
     """
-    for name, key in MAX_LENGTH_KEYS:
-        file = Path(folder) / name
-        if not file.is_file():
-            continue
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"encoder 'hf': cannot read {file}: {err}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"encoder 'hf': {file} must hold a JSON object; got {type(data).__name__}")
-        value = data.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_SANE_TOKENS:
-            return value
-    return None
+    file = Path(folder) / name
+    if not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"encoder 'hf': cannot read {file}: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"encoder 'hf': {file} must hold a JSON object; got {type(data).__name__}")
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        return None
+    return None if key == "model_max_length" and value > MAX_SANE_TOKENS else value
+
+
+def folder_token_lengths(folder: Path) -> TokenLengths:
+    """The default and the longest input length of the model in ``folder`` (see :class:`TokenLengths`;
+    all None when the folder does not exist).
+
+    Raises:
+        ValueError: one of the folder's JSON files cannot be read or is not a JSON object.
+    """
+    limits = [(tokens, f"{key} in {name}") for name, key in LIMIT_KEYS
+              if (tokens := _declared_tokens(folder, name, key)) is not None]
+    limit, source = min(limits, key=lambda found: found[0]) if limits else (None, None)
+    default = next((tokens for name, key in DEFAULT_LENGTH_KEYS
+                    if (tokens := _declared_tokens(folder, name, key)) is not None), None)
+    if default is not None and limit is not None:
+        default = min(default, limit)
+    return TokenLengths(default, limit, source)
 
 
 class HfConfig(EncoderConfig):
     """A transformers ``AutoModel`` read from a local folder (no hub access). The text modality
-    takes the folder's tokenizer and its maximum input length (``preprocess.max_tokens``) unless
-    the user set them."""
+    takes the folder's tokenizer and its default input length (``preprocess.max_tokens``:
+    sentence-transformers' ``max_seq_length``, else the tokenizer's ``model_max_length``) unless
+    the user set them; ``max_tokens`` may go up to the model's real limit (its position embeddings)."""
 
     kinds: ClassVar[tuple[str, ...]] = ("text",)
     name: Literal["hf"] = "hf"
@@ -251,14 +289,18 @@ class HfConfig(EncoderConfig):
     lora: LoraConfig | None = None
 
     def preprocess_defaults(self, preprocess: Any) -> dict[str, Any]:
-        max_tokens = folder_max_tokens(self.path)
-        return {} if max_tokens is None else {"max_tokens": max_tokens}
+        lengths = folder_token_lengths(self.path)
+        if lengths.default is not None:
+            return {"max_tokens": lengths.default}
+        if lengths.limit is not None and preprocess.max_tokens > lengths.limit:  # the field's default: too long
+            return {"max_tokens": lengths.limit}
+        return {}
 
     def check_preprocess(self, preprocess: Any) -> None:
-        limit = folder_max_tokens(self.path)  # longer inputs would run past the model's position embeddings
-        if limit is not None and preprocess.max_tokens > limit:
-            raise ValueError(f"preprocess.max_tokens must be at most {limit}, the longest input the model in "
-                             f"{self.path} declares; got {preprocess.max_tokens}")
+        lengths = folder_token_lengths(self.path)  # longer inputs would run past the model's position embeddings
+        if lengths.limit is not None and preprocess.max_tokens > lengths.limit:
+            raise ValueError(f"preprocess.max_tokens must be at most {lengths.limit}, the longest input the model in "
+                             f"{self.path} takes ({lengths.limit_source}); got {preprocess.max_tokens}")
 
 
 # --- pretrained audio --------------------------------------------------------------------------

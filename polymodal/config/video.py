@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BeforeValidator, Field, PositiveInt, ValidationError, ValidationInfo, model_validator
+from pydantic_core import PydanticCustomError
 
 from polymodal.config.base import format_validation_error
 from polymodal.config.encoders import Dropout, EncoderConfig, ImageCnnConfig, ImageEncoder, check_heads
@@ -19,7 +20,11 @@ class FrameCnnConfig(EncoderConfig):
     Attributes:
         frame: the per-frame image encoder (``cnn``, ``resnet``, ``timm`` with local pretrained
             weights...; its own ``freeze`` applies). A pretrained frame encoder brings its input
-            size and normalisation to the video preprocessing, as it does for images.
+            size and normalisation to the video preprocessing, as it does for images. Gradual
+            unfreezing and the feature cache work on the whole video encoder, so ``unfreeze`` and
+            ``cache`` are written on ``frame_cnn`` itself; ``frame.cache`` is taken as ``cache`` when
+            ``frame_cnn`` has no weights of its own (``temporal: mean``, ``dim: null``), and refused
+            otherwise.
         temporal: ``mean`` (masked average of the frame vectors), ``gru`` (bidirectional GRU of
             ``dim`` units per direction, averaged) or ``transformer`` (``layers`` of self-attention
             with learned frame positions, averaged).
@@ -43,6 +48,29 @@ class FrameCnnConfig(EncoderConfig):
             check_heads(self)  # the transformer splits dim across heads
         return self
 
+    @model_validator(mode="after")
+    def _frame_settings_the_video_encoder_reads(self) -> FrameCnnConfig:
+        if self.frame.unfreeze is not None:  # finetune_callbacks schedules the modality's encoder only
+            raise ValueError("frame.unfreeze: gradual unfreezing is scheduled on the whole video encoder, never on "
+                             "its frame encoder; write unfreeze (and freeze) on frame_cnn itself; got frame.unfreeze: "
+                             f"{_flow(self.frame.unfreeze.model_dump())}")
+        if not self.frame.cache:
+            return self
+        if self.temporal != "mean" or self.dim is not None:
+            raise ValueError(f"frame.cache: the feature cache stores the whole video encoder's outputs, and this "
+                             f"frame_cnn has weights of its own (temporal: {self.temporal}, dim: {self.dim}); write "
+                             f"cache: true with freeze: all on frame_cnn itself (its temporal model is then frozen "
+                             f"too), or drop frame.cache; got frame.cache: true")
+        if self.freeze not in ("none", "all") or self.unfreeze is not None:
+            raise ValueError(f"frame.cache: the feature cache stores the outputs of a frozen video encoder, but "
+                             f"frame_cnn trains part of it (freeze: {self.freeze!r}, unfreeze: "
+                             f"{'set' if self.unfreeze is not None else None}); drop frame.cache, or set freeze: all without "
+                             f"unfreeze on frame_cnn")
+        # nothing of frame_cnn's own to train: caching the frame encoder caches the video encoder
+        self.frame = self.frame.model_copy(update={"cache": False})
+        self.freeze, self.cache = "all", True  # in this order: cache needs freeze: all
+        return self
+
     def preprocess_defaults(self, preprocess: Any) -> dict[str, Any]:
         """The frame encoder's own input size and normalisation (pretrained backbones)."""
         return self.frame.preprocess_defaults(preprocess)
@@ -55,10 +83,69 @@ IMAGE_ENCODERS: dict[str, type[EncoderConfig]] = {
     cls.model_fields["name"].default: cls for cls in get_args(get_args(ImageEncoder)[0])}
 
 
+def _flow(value: Any) -> str:
+    """``value`` as YAML flow text (``{start: 2, every: 1}``), for the hints of error messages."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{key}: {_flow(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_flow(item) for item in value) + "]"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _location(path: str, value: Mapping) -> tuple[str | int, ...]:
+    """The key path ``a.0.b`` of a problem inside ``value`` as a pydantic location (list indices
+    as ints); ``<root>`` (a rule of the whole section) is the empty location."""
+    if path == "<root>":
+        return ()
+    location: list[str | int] = []
+    node: Any = value
+    for part in path.split("."):
+        if isinstance(node, list | tuple) and part.isdigit():
+            location.append(int(part))
+            node = node[int(part)] if int(part) < len(node) else None
+        else:
+            location.append(part)
+            node = node.get(part) if isinstance(node, Mapping) else None
+    return tuple(location)
+
+
+def _shorthand_problems(value: Mapping, cls: type[EncoderConfig], info: ValidationInfo) -> list[tuple[tuple, str]]:
+    """``(location in value, message)`` for each problem of the image encoder ``value`` written on a
+    video: keys only ``frame_cnn`` has, ``unfreeze`` (scheduled on the whole video encoder), and
+    whatever ``cls`` refuses, worded against ``cls`` (its allowed keys)."""
+    name = value["name"]
+    frame_only = [key for key in value if key in FrameCnnConfig.model_fields and key not in cls.model_fields
+                  and key != "frame"]  # (frame: the user meant name: frame_cnn; an unknown key says so)
+    written = {"temporal": "gru"} if "temporal" not in frame_only else {}  # layers, heads: of gru/transformer
+    explicit = _flow({**written, **{key: value[key] for key in frame_only}})[1:-1]
+    problems = [((key,), f"unknown key '{key}' for image encoder '{name}', which runs on every frame with "
+                         f"temporal: mean; {key} is a frame_cnn key: write the explicit form "
+                         f"{{name: frame_cnn, frame: {{name: {name}, ...}}, {explicit}}}") for key in frame_only]
+    if "unfreeze" in value:
+        problems.append((("unfreeze",), f"gradual unfreezing is scheduled on the whole video encoder, never on "
+                                        f"its frame encoder; write the explicit form {{name: frame_cnn, frame: "
+                                        f"{{name: {name}, ...}}, freeze: {_flow(value.get('freeze', 'all'))}, "
+                                        f"unfreeze: {_flow(value['unfreeze'])}}}"))
+    rest = {key: item for key, item in value.items() if key not in frame_only and key != "unfreeze"}
+    try:
+        cls.model_validate(rest, context=info.context)  # a config file's folder
+    except ValidationError as err:
+        for line in format_validation_error(err, rest, cls):  # "key.path: message", or "<root>: message"
+            path, _, message = line.partition(": ")
+            problems.append((_location(path, rest), message))
+    return problems
+
+
 def image_encoder_per_frame(value: Any, info: ValidationInfo) -> Any:
     """An image encoder written directly on a video modality (``encoder: {name: resnet, ...}``) is
     shorthand for ``frame_cnn`` with that frame encoder, ``temporal: mean`` and no projection
-    (``dim: null``); the stored config is the explicit ``frame_cnn`` form."""
+    (``dim: null``); the stored config is the explicit ``frame_cnn`` form. Its ``freeze`` stays on
+    the frame encoder; its ``cache`` becomes frame_cnn's (see :class:`FrameCnnConfig`).
+
+    Raises:
+        ValidationError: one problem per key of the shorthand, located under the encoder's own
+            key path (``modalities.v.encoder.depth``).
+    """
     if isinstance(value, Mapping):
         name = value.get("name", "frame_cnn")
         if name == "frame_cnn":
@@ -68,10 +155,12 @@ def image_encoder_per_frame(value: Any, info: ValidationInfo) -> Any:
                              f"'frame_cnn', or an image encoder run on every frame ({', '.join(IMAGE_ENCODERS)}); "
                              f"got name: {name!r}")
         cls = IMAGE_ENCODERS[name]
-        try:
-            value = cls.model_validate(value, context=info.context)  # a config file's folder
-        except ValidationError as err:  # its problems, under the keys the user wrote
-            raise ValueError("; ".join(format_validation_error(err, value, cls))) from None
+        problems = _shorthand_problems(value, cls, info)
+        if problems:  # each under the key the user wrote; the message already says what it got
+            raise ValidationError.from_exception_data("encoder", [
+                {"type": PydanticCustomError("encoder_shorthand", message), "loc": location, "input": value}
+                for location, message in problems])
+        value = cls.model_validate(value, context=info.context)
     if isinstance(value, tuple(IMAGE_ENCODERS.values())):
         return FrameCnnConfig(frame=value, temporal="mean", dim=None)
     return value

@@ -78,6 +78,14 @@ def text_modality(folder, **preprocess):
     return config.modalities["notes"]
 
 
+def set_position_embeddings(folder, positions):
+    """Rewrite the folder's ``config.json`` as a model with ``positions`` position embeddings."""
+    file = folder / "config.json"
+    file.write_text(json.dumps({**json.loads(file.read_text(encoding="utf-8")), "max_position_embeddings": positions}),
+                    encoding="utf-8")
+    return folder
+
+
 def test_hf_folder_brings_its_sentence_transformers_max_seq_length(tmp_path):
     folder = save_tiny_bert(tmp_path / "bert", model_max_length=48, max_seq_length=24)
     modality = text_modality(folder)
@@ -86,18 +94,46 @@ def test_hf_folder_brings_its_sentence_transformers_max_seq_length(tmp_path):
     ids = prep.decode(" ".join(["very dark image"] * 20))  # 60 words
     assert len(ids) == 24 and prep.spec()["ids"].shape == (24,)
     assert text_modality(folder, max_tokens=16).preprocess.max_tokens == 16  # what the user set wins
-    assert text_modality(folder, max_tokens=24).preprocess.max_tokens == 24  # up to the model's own limit
 
 
-def test_max_tokens_above_the_hf_folders_declared_limit_is_refused(tmp_path):
+def test_max_seq_length_is_a_default_not_the_limit(tmp_path):
+    # like all-MiniLM-L6-v2: truncates to 256 by default, takes 512 (position embeddings, tokenizer)
     folder = save_tiny_bert(tmp_path / "bert", model_max_length=48, max_seq_length=24)
+    modality = text_modality(folder, max_tokens=40)  # above max_seq_length, within the model's limit
+    assert modality.preprocess.max_tokens == 40
+    ids = build_preprocessor(modality, "notes").decode(" ".join(["very dark image"] * 20))
+    assert len(ids) == 40
+    assert text_modality(folder, max_tokens=48).preprocess.max_tokens == 48  # up to the real limit
+
+
+def test_max_tokens_above_the_models_real_limit_is_refused_naming_where_it_comes_from(tmp_path):
+    folder = save_tiny_bert(tmp_path / "bert", model_max_length=48, max_seq_length=24)  # 64 position embeddings
     with pytest.raises(ConfigError) as info:
-        text_modality(folder, max_tokens=DEFAULT_MAX_TOKENS)
+        text_modality(folder, max_tokens=49)
     assert info.value.problems == [
-        f"modalities.notes.preprocess.max_tokens: must be at most 24, the longest input the model in {folder} "
-        f"declares; got {DEFAULT_MAX_TOKENS}"]
-    unlimited = save_tiny_bert(tmp_path / "placeholder")  # declares no real limit: nothing to refuse
-    assert text_modality(unlimited, max_tokens=512).preprocess.max_tokens == 512
+        f"modalities.notes.preprocess.max_tokens: must be at most 48, the longest input the model in {folder} "
+        f"takes (model_max_length in tokenizer_config.json); got 49"]
+    placeholder = save_tiny_bert(tmp_path / "placeholder")  # no real tokenizer limit: the position embeddings
+    assert text_modality(placeholder, max_tokens=64).preprocess.max_tokens == 64
+    with pytest.raises(ConfigError) as info:
+        text_modality(placeholder, max_tokens=512)
+    assert info.value.problems == [
+        f"modalities.notes.preprocess.max_tokens: must be at most 64, the longest input the model in {placeholder} "
+        f"takes (max_position_embeddings in config.json); got 512"]
+    set_position_embeddings(folder, 32)  # the smaller of the two limits wins
+    with pytest.raises(ConfigError, match=r"must be at most 32, .* \(max_position_embeddings in config\.json\); "
+                                          r"got 40"):
+        text_modality(folder, max_tokens=40)
+
+
+def test_a_saved_config_with_max_tokens_above_max_seq_length_loads(tmp_path):
+    from polymodal.config.root import save_config
+
+    folder = save_tiny_bert(tmp_path / "bert", model_max_length=48, max_seq_length=24)
+    save_config(load_config({"target": "y", "modalities": {"notes": {
+        "kind": "text", "column": "t", "preprocess": {"max_tokens": 48}, "encoder": {"name": "hf", "path": str(folder)}}}}),
+        tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml").modalities["notes"].preprocess.max_tokens == 48
 
 
 def test_a_relative_hf_folder_in_a_yaml_file_is_read_from_the_files_folder(tmp_path, monkeypatch):
@@ -113,7 +149,9 @@ def test_a_relative_hf_folder_in_a_yaml_file_is_read_from_the_files_folder(tmp_p
     assert modality.encoder.path == folder.resolve() and modality.preprocess.tokenizer_path == folder.resolve()
     file.write_text(file.read_text(encoding="utf-8").replace("column: t,", "column: t, preprocess: {max_tokens: 32},"),
                     encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"modalities\.notes\.preprocess\.max_tokens: must be at most 24"):
+    assert load_config(file).modalities["notes"].preprocess.max_tokens == 32  # above max_seq_length: allowed
+    file.write_text(file.read_text(encoding="utf-8").replace("max_tokens: 32", "max_tokens: 60"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"modalities\.notes\.preprocess\.max_tokens: must be at most 48"):
         load_config(file)
 
 
@@ -123,6 +161,13 @@ def test_hf_folder_without_sentence_config_brings_a_real_tokenizer_limit_only(tm
     assert json.loads((placeholder / "tokenizer_config.json").read_text())["model_max_length"] > 4096
     assert text_modality(placeholder).preprocess.max_tokens == DEFAULT_MAX_TOKENS
     assert text_modality(tmp_path / "not-there").preprocess.max_tokens == DEFAULT_MAX_TOKENS
+
+
+def test_a_model_shorter_than_the_default_max_tokens_caps_the_default(tmp_path):
+    folder = set_position_embeddings(save_tiny_bert(tmp_path / "short"), DEFAULT_MAX_TOKENS // 2)
+    assert text_modality(folder).preprocess.max_tokens == DEFAULT_MAX_TOKENS // 2  # not refused: the user set nothing
+    sentence = set_position_embeddings(save_tiny_bert(tmp_path / "st", max_seq_length=48), 32)
+    assert text_modality(sentence).preprocess.max_tokens == 32  # a max_seq_length past the model's limit
 
 
 def test_hf_folder_with_an_unreadable_sentence_config_is_a_config_error(tmp_path):

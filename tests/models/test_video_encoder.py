@@ -86,8 +86,88 @@ def test_a_video_encoder_name_that_is_no_image_encoder_is_refused():
     with pytest.raises(ConfigError, match=r"modalities\.v\.encoder: encoder 'rnn' is neither.*'frame_cnn'.*cnn, "
                                           r"resnet, timm.*got name: 'rnn'"):
         video_config({"name": "rnn"})
-    with pytest.raises(ConfigError, match=r"modalities\.v\.encoder: dpeth: unknown key 'dpeth'.*allowed keys: .*depth"):
+    with pytest.raises(ConfigError, match=r"modalities\.v\.encoder\.dpeth: unknown key 'dpeth'.*allowed keys: .*depth"):
         video_config({"name": "resnet", "dpeth": 18})
+
+
+def problems_of(encoder: dict) -> list[str]:
+    import pytest
+
+    from polymodal.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        video_config(encoder)
+    return info.value.problems
+
+
+def test_each_problem_of_the_shorthand_is_reported_under_its_own_key():
+    assert problems_of({"name": "cnn", "kernal": 3, "dim": 0, "channels": [4, 0]}) == [
+        "modalities.v.encoder.dim: Input should be greater than 0 (got 0)",
+        "modalities.v.encoder.channels.1: Input should be greater than 0 (got 0)",
+        "modalities.v.encoder.kernal: unknown key 'kernal' (did you mean 'kernel'?); allowed keys: batch_norm, cache, "
+        "channels, convs_per_stage, dim, dropout, freeze, kernel, name, unfreeze"]
+    # a rule of the image encoder names its key, relative to the encoder, with no "<root>"
+    assert problems_of({"name": "resnet", "cache": True}) == [
+        "modalities.v.encoder.cache: true stores the outputs of a frozen encoder; it needs freeze: all without "
+        "unfreeze or lora (got freeze: 'none', unfreeze: None, lora: None)"]
+
+
+def test_frame_cnn_keys_on_the_shorthand_point_to_the_explicit_form():
+    assert problems_of({"name": "resnet", "temporal": "gru"}) == [
+        "modalities.v.encoder.temporal: unknown key 'temporal' for image encoder 'resnet', which runs on every frame "
+        "with temporal: mean; temporal is a frame_cnn key: write the explicit form "
+        "{name: frame_cnn, frame: {name: resnet, ...}, temporal: gru}"]
+    problems = problems_of({"name": "cnn", "layers": 2, "heads": 2, "dpeth": 1})
+    assert [p.split(":")[0] for p in problems] == [f"modalities.v.encoder.{key}" for key in ("layers", "heads", "dpeth")]
+    assert problems[0].endswith("write the explicit form {name: frame_cnn, frame: {name: cnn, ...}, temporal: gru, "
+                                "layers: 2, heads: 2}")
+
+
+def test_unfreeze_on_a_frame_encoder_is_refused_where_it_is_written():
+    assert problems_of({"name": "resnet", "freeze": "none", "unfreeze": {"every": 2}}) == [
+        "modalities.v.encoder.unfreeze: gradual unfreezing is scheduled on the whole video encoder, never on its "
+        "frame encoder; write the explicit form {name: frame_cnn, frame: {name: resnet, ...}, freeze: none, "
+        "unfreeze: {every: 2}}"]
+    assert problems_of({"name": "frame_cnn", "frame": {"name": "resnet", "freeze": 1, "unfreeze": {}}}) == [
+        "modalities.v.encoder.frame.unfreeze: gradual unfreezing is scheduled on the whole video encoder, never on "
+        "its frame encoder; write unfreeze (and freeze) on frame_cnn itself; got frame.unfreeze: "
+        "{start: 1, every: 1, blocks: 1}"]
+    explicit = video_config({"name": "frame_cnn", "frame": {"name": "resnet", "dim": 8}, "freeze": 1,
+                             "unfreeze": {"every": 2}}).modalities["v"].encoder
+    assert explicit.unfreeze.every == 2 and explicit.frame.unfreeze is None
+
+
+def test_cache_on_the_shorthand_caches_the_video_encoder():
+    from polymodal.config import config_to_dict, load_config
+
+    shorthand = video_config({"name": "resnet", "dim": 8, "freeze": "all", "cache": True})
+    cfg = shorthand.modalities["v"].encoder
+    # the feature cache (attach_cached_features, check_feature_cache) reads the modality's encoder
+    assert cfg.cache and cfg.freeze == "all" and not cfg.frame.cache and cfg.frame.freeze == "all"
+    stored = config_to_dict(shorthand)
+    assert stored["modalities"]["v"]["encoder"]["cache"] is True
+    assert stored["modalities"]["v"]["encoder"]["frame"]["cache"] is False
+    assert load_config(stored).modalities["v"].encoder == cfg
+    # the stored form from before (frame.cache, nothing of frame_cnn's own to train) means the same
+    written = video_config({"name": "frame_cnn", "temporal": "mean", "dim": None,
+                            "frame": {"name": "resnet", "dim": 8, "freeze": "all", "cache": True}})
+    assert written.modalities["v"].encoder == cfg
+    encoder = ENCODERS.build(cfg, kind="video", **CONTEXT)
+    encoder.freeze(cfg.freeze)  # as MultimodalNet does
+    assert not any(p.requires_grad for p in encoder.parameters())
+
+
+def test_frame_cache_is_refused_where_frame_cnn_trains_weights_of_its_own():
+    assert problems_of({"name": "frame_cnn", "temporal": "gru", "dim": 8,
+                        "frame": {"name": "resnet", "freeze": "all", "cache": True}}) == [
+        "modalities.v.encoder.frame.cache: the feature cache stores the whole video encoder's outputs, and this "
+        "frame_cnn has weights of its own (temporal: gru, dim: 8); write cache: true with freeze: all on frame_cnn "
+        "itself (its temporal model is then frozen too), or drop frame.cache; got frame.cache: true"]
+    assert problems_of({"name": "frame_cnn", "dim": None, "freeze": 1,
+                        "frame": {"name": "resnet", "freeze": "all", "cache": True}}) == [
+        "modalities.v.encoder.frame.cache: the feature cache stores the outputs of a frozen video encoder, but "
+        "frame_cnn trains part of it (freeze: 1, unfreeze: None); drop frame.cache, or set freeze: all without "
+        "unfreeze on frame_cnn"]
 
 
 def test_a_pretrained_frame_encoder_loads_local_weights_and_brings_its_preprocessing(tmp_path):
@@ -104,3 +184,16 @@ def test_a_pretrained_frame_encoder_loads_local_weights_and_brings_its_preproces
     assert encoder.pretrained
     assert torch.equal(encoder.frame.backbone.conv1[0].weight, state["conv1.0.weight"])
     assert encoder(torch.rand(1, 2, 3, 32, 32)).pooled.shape == (1, encoder.output_dim)
+
+
+def test_a_parameter_free_temporal_mean_adds_no_block_to_freeze_or_unfreeze():
+    from polymodal.config.video import FrameCnnConfig as Cfg
+
+    frame = {"name": "cnn", "channels": [4, 8], "dim": 8}
+    mean = ENCODERS.build(Cfg(frame=frame, temporal="mean", dim=None), kind="video", **CONTEXT)
+    projected = ENCODERS.build(Cfg(frame=frame, temporal="mean", dim=4), kind="video", **CONTEXT)
+    assert len(projected.blocks()) == len(mean.blocks()) + 1 and len(mean.blocks()) == len(mean.frame.blocks())
+    mean.freeze(1)  # the last frame block trains, as freeze: 1 says
+    last = mean.frame.blocks()[-1]
+    assert all(p.requires_grad for p in last.parameters())
+    assert not any(p.requires_grad for b in mean.frame.blocks()[:-1] for p in b.parameters())

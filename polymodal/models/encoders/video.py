@@ -64,8 +64,12 @@ class FrameEncoder(Encoder):
         return cls(frame, cfg.temporal, frames, cfg.dim, cfg.layers, cfg.heads, cfg.dropout)
 
     def blocks(self) -> list[nn.Module]:
-        temporal = [self.temporal] if self.temporal_kind != "transformer" else [
-            nn.ModuleList([self.input_proj, self.temporal]), _ParameterHolder(self.position)]
+        """The frame encoder's blocks, then the temporal model's (none for a parameter-free mean:
+        ``freeze: N`` and gradual unfreezing count only blocks that train)."""
+        if self.temporal_kind == "transformer":
+            temporal = [nn.ModuleList([self.input_proj, self.temporal]), _ParameterHolder(self.position)]
+        else:
+            temporal = [self.temporal] if any(True for _ in self.temporal.parameters()) else []
         return [*self.frame.blocks(), *temporal]
 
     def frame_vectors(self, frames: torch.Tensor) -> torch.Tensor:
