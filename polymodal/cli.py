@@ -219,6 +219,8 @@ def evaluate(
     if retrieval:  # see polymodal.cli_retrieval
         from polymodal.cli_retrieval import show_retrieval
 
+        if not cca and cca_train is not None:
+            raise typer.BadParameter("--cca-train fits the baseline that --no-cca turns off; give one of them")
         if cca and cca_train is None:
             found = predictor.recorded_manifest(["train"])
             cca_train = None if found is None else found[1]

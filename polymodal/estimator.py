@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from polymodal.config import Config
+from polymodal.data.content_keys import content_key
 from polymodal.data.dataset import Batch, data_loader
 from polymodal.data.encode import EncodedTable, skipped_frame
 from polymodal.data.manifest import Manifest
@@ -29,6 +30,7 @@ from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.errors import SchemaMismatchError
 from polymodal.runfolder import read_results, write_results
 from polymodal.utils.device import default_device, default_workers, move_to
+from polymodal.utils.warn import warn_user
 
 # the manifests a fit records (``info["<split>_manifest"]``), in the order a held-out check prefers them
 MANIFEST_SPLITS = ("test", "valid", "train")
@@ -41,8 +43,9 @@ class Estimator:
         config: the validated config.
         pipeline: fitted preprocessors and target encoder (after ``fit``/``load``).
         history: one row per training epoch.
-        info: facts about the fit (rows, seconds, parameters, skipped files, the manifests given
-            as files: ``train_manifest``, ``valid_manifest``, ``test_manifest``...).
+        info: facts about the fit (rows, seconds, parameters, ``skipped_files`` of the train and
+            valid manifests, the manifests given as files: ``train_manifest``, ``valid_manifest``,
+            ``test_manifest`` and their content keys...).
         metrics: ``{"valid": .., "test": ..}`` from the fit.
         last_skipped: the files skipped by the fit (``split`` column: train, valid or test), written
             to the run folder's ``skipped.csv``; later evaluations leave it alone.
@@ -128,10 +131,15 @@ class Estimator:
 
     def recorded_manifest(self, splits: Iterable[str] = MANIFEST_SPLITS) -> tuple[str, Path] | None:
         """The first of ``splits`` whose manifest the fit recorded and which still exists, as
-        ``(split, path)``; None when there is none (manifests given as DataFrames, or moved)."""
+        ``(split, path)``; None when there is none (manifests given as DataFrames, or moved).
+        A file whose content changed since the fit is returned with a warning."""
         for split in splits:
             path = self.info.get(f"{split}_manifest")
             if path is not None and Path(path).is_file():
+                key = self.info.get(f"{split}_manifest_key")
+                if key is not None and content_key(path, file_based=True).hex() != key:
+                    warn_user(f"the run's {split} manifest {path} changed since the fit (its content is not the "
+                              "file the run was trained with); using it as it is now")
                 return split, Path(path)
         return None
 
@@ -178,10 +186,16 @@ class Estimator:
 
 
 def manifest_paths(**sources: DataSource | None) -> dict[str, str]:
-    """``{"<split>_manifest": absolute path}`` for the sources given as files (a DataFrame has no
-    path to record): the run remembers what it was fitted and tested on."""
-    return {f"{split}_manifest": str(Path(source).resolve()) for split, source in sources.items()
-            if isinstance(source, (str, os.PathLike))}
+    """``{"<split>_manifest": absolute path, "<split>_manifest_key": content hash}`` for the
+    sources given as files (a DataFrame has no path to record): the run remembers what it was
+    fitted and tested on, and can tell when a file by that name changed since."""
+    recorded = {}
+    for split, source in sources.items():
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source).resolve()
+            recorded[f"{split}_manifest"] = str(path)
+            recorded[f"{split}_manifest_key"] = content_key(str(path), file_based=True).hex()
+    return recorded
 
 
 def skipped_by_split(skipped: dict[str, pd.DataFrame]) -> pd.DataFrame:

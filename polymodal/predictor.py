@@ -43,6 +43,7 @@ from polymodal.runfolder import MODEL_FILE
 from polymodal.training.finetune import finetune_callbacks
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
 from polymodal.utils.device import move_to
+from polymodal.utils.warn import warn_user
 
 __all__ = ["MODEL_FILE", "MultimodalPredictor", "count_parameters", "move_to"]  # the last three moved; kept importable here
 
@@ -158,8 +159,13 @@ class MultimodalPredictor(Estimator):
             self.last_skipped = skipped_by_split({**skipped, "test": self.eval_skipped})  # the run keeps all three
         from polymodal.evaluation.diagnostics import diagnose  # the evaluation layer sits above
 
-        self.diagnostics = diagnose(self, test if test is not None else valid_m, "valid" if test is None else "test",
-                                    cfg.report, train=train_m)
+        try:
+            self.diagnostics = diagnose(self, test if test is not None else valid_m,
+                                        "valid" if test is None else "test", cfg.report, train=train_m)
+        except Exception as err:  # noqa: BLE001 - optional analysis: the trained model is saved all the same
+            self.diagnostics = {"error": f"{type(err).__name__}: {err}"}
+            warn_user(f"the report's diagnostics failed ({self.diagnostics['error']}); the model is saved without "
+                      "them (polymodal evaluate / explain compute them on any manifest)")
         if run_dir is not None:
             self.save(run_dir)
         return self

@@ -109,6 +109,8 @@ def test_the_cca_baseline_is_fitted_on_the_runs_training_manifest_by_default(set
     rows(60, 7).to_csv(other, index=False)
     assert invoke(*args, "--cca-train", other).exit_code == 0 and fitted_on[-1] == other
     assert set(json.loads(invoke(*args, "--no-cca").stdout)) == {"model"} and len(fitted_on) == 3
+    contradiction = invoke(*args, "--no-cca", "--cca-train", other)
+    assert contradiction.exit_code == 2 and "--no-cca turns off" in contradiction.output
 
 
 def test_without_a_recorded_training_manifest_the_baseline_is_skipped_with_a_warning(setup, tmp_path) -> None:

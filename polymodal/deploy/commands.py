@@ -34,13 +34,11 @@ def export(
     """Export the network (per-modality inputs and presence masks, dynamic batch) with its preprocessing
     state as JSON, and check it against the eager model (fails when they differ by more than --tolerance)."""
     from polymodal.cli import console
-    from polymodal.deploy.export import export_run
     from polymodal.predictor import MultimodalPredictor
 
     predictor = MultimodalPredictor.load(run)
-    data = data or recorded_rows(predictor)
-    report = export_run(predictor, out or run / EXPORT_FOLDER, fmt=fmt, data=data, rows=rows,
-                        tolerance=tolerance, quantize=quantize)
+    report, data = export_checked(predictor, out or run / EXPORT_FOLDER, data, fmt=fmt, rows=rows,
+                                  tolerance=tolerance, quantize=quantize)
     parity = report.parity
     console.print(f"exported {', '.join(report.files)} to {report.folder}")
     console.print(f"parity on {parity['source']}: max |exported - eager| = {parity['graph_max_abs_diff']:.2e} "
@@ -66,17 +64,35 @@ def export_folder(run: Path) -> Path:
         return run
     if (run / EXPORT_FOLDER / META_FILE).is_file():
         return run / EXPORT_FOLDER
-    from polymodal.deploy.export import export_run
     from polymodal.predictor import MultimodalPredictor
 
     predictor = MultimodalPredictor.load(run)
-    data = recorded_rows(predictor)
-    report = export_run(predictor, run / EXPORT_FOLDER, data=data)
+    report, data = export_checked(predictor, run / EXPORT_FOLDER, None)
     console.print(f"exported {run} to {report.folder} (parity on {report.parity['source']}: "
                   f"{report.parity['graph_max_abs_diff']:.1e})")
     if data is None:
         warn_synthetic_only(run)
     return report.folder
+
+
+def export_checked(predictor: Any, out: Path, data: Path | None, **options: Any) -> tuple[Any, Path | None]:
+    """``export_run`` checked on ``data``, else on the run's recorded manifest; when the recorded
+    rows cannot be read or decoded any more (files moved), on synthetic arrays, with a warning.
+    Returns the report and the manifest the check used (None: synthetic arrays)."""
+    from polymodal.cli import err_console
+    from polymodal.deploy.export import export_run
+    from polymodal.errors import DecodeError, ManifestError
+
+    if data is not None:
+        return export_run(predictor, out, data=data, **options), data
+    recorded = recorded_rows(predictor)
+    if recorded is not None:
+        try:
+            return export_run(predictor, out, data=recorded, **options), recorded
+        except (DecodeError, ManifestError) as err:
+            err_console.print(f"[bold yellow]warning:[/] the run's manifest {recorded} cannot be read any more "
+                              f"({err}); checking on synthetic arrays instead", highlight=False, soft_wrap=True)
+    return export_run(predictor, out, data=None, **options), None
 
 
 def recorded_rows(predictor: Any) -> Path | None:

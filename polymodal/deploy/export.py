@@ -34,6 +34,7 @@ import torch
 
 from polymodal import __version__
 from polymodal.config.modalities import modality_columns
+from polymodal.data.manifest import read_manifest
 from polymodal.data.multitarget import MultiTargetEncoder
 from polymodal.data.pipeline import DataSource
 from polymodal.deploy.errors import ExportError
@@ -218,7 +219,11 @@ def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None
     finally:
         net.encode_present_only = previous
     files = [meta["graph"].get("file") or TORCHSCRIPT_FILE]
-    manifest, table = (None, None) if data is None else predictor._encode(data, require_target=False, modalities=None)
+    manifest, table = None, None
+    if data is not None:  # only the rows the checks use are read and decoded
+        head = read_manifest(data)
+        head = head.subset(np.arange(min(rows, len(head)))) if len(head) > rows else head
+        manifest, table = predictor._encode(head, require_target=False, modalities=None)
     parity = check_graph(predictor, folder, meta, table, rows, tolerance)
     meta["graph"].setdefault("file", None)
     meta["graph"]["quantized_file"] = None

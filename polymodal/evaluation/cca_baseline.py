@@ -18,6 +18,8 @@ import numpy as np
 
 from polymodal.errors import NotFittedError
 
+MIN_CCA_ROWS = 3  # paired rows linear CCA needs at the least
+
 
 def _inverse_sqrt(cov: np.ndarray) -> np.ndarray:
     values, vectors = np.linalg.eigh(cov)
@@ -84,8 +86,8 @@ class LinearCca:
     def fit(self, xa: np.ndarray, xb: np.ndarray) -> LinearCca:
         """Fit on paired rows: ``xa`` (N, Fa) and ``xb`` (N, Fb)."""
         xa, xb = np.asarray(xa, np.float64), np.asarray(xb, np.float64)
-        if len(xa) != len(xb) or len(xa) < 3:
-            raise ValueError(f"linear CCA needs paired rows (at least 3); got {len(xa)} and {len(xb)}")
+        if len(xa) != len(xb) or len(xa) < MIN_CCA_ROWS:
+            raise ValueError(f"linear CCA needs paired rows (at least {MIN_CCA_ROWS}); got {len(xa)} and {len(xb)}")
         self._views = [self._reducer(xa), self._reducer(xb)]
         ra, rb = self._views[0].transform(xa), self._views[1].transform(xb)
         dim = min(self.dim, ra.shape[1], rb.shape[1], len(xa) - 1)

@@ -13,8 +13,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.evaluation.attribution import explain
 from polymodal.evaluation.calibration import calibration_summary
+from polymodal.evaluation.cca_baseline import MIN_CCA_ROWS
 from polymodal.evaluation.coalitions import all_subsets
 from polymodal.evaluation.complexity import inference_latency, peak_memory_mb
 from polymodal.evaluation.data import load_eval_data
@@ -37,14 +41,31 @@ def report_subsets(names: list[str]) -> list[frozenset[str]]:
     return [every, *(every - {n} for n in names), *(frozenset({n}) for n in names)]
 
 
-def retrieval_beside_cca(predictor: MultimodalPredictor, data: DataSource, train: DataSource) -> list[dict[str, Any]]:
-    """Retrieval metrics of the model on ``data``, every direction, beside linear CCA fitted on
-    ``train``'s frozen encoder features (:func:`polymodal.retrieval.search.cca_baseline`)."""
+CCA_TRAIN_ROWS = 10_000  # training rows (a seeded sample when there are more) the report's CCA baseline is fitted on
+
+
+def sample_rows(data: DataSource, rows: int, seed: int) -> Manifest:
+    """At most ``rows`` rows of ``data``, a seeded random sample in manifest order."""
+    manifest = read_manifest(data)
+    if len(manifest) <= rows:
+        return manifest
+    return manifest.subset(np.sort(np.random.default_rng(seed).choice(len(manifest), rows, replace=False)))
+
+
+def retrieval_beside_cca(predictor: MultimodalPredictor, data: DataSource, train: DataSource,
+                         cfg: ReportConfig) -> dict[str, Any]:
+    """Retrieval metrics of the model on (a sample of ``report.rows`` of) ``data``, every
+    direction, beside linear CCA fitted on (up to ``CCA_TRAIN_ROWS`` of) ``train``'s frozen
+    encoder features (:func:`polymodal.retrieval.search.cca_baseline`)."""
     from polymodal.retrieval.search import cca_baseline, evaluate_retrieval
 
-    results = {"model": evaluate_retrieval(predictor, data), "linear_cca": cca_baseline(predictor, train, data)}
-    return [{"method": method, "direction": direction, **scores}
-            for method, table in results.items() for direction, scores in table.items()]
+    rows, fit_rows = sample_rows(data, cfg.rows, cfg.seed), sample_rows(train, CCA_TRAIN_ROWS, cfg.seed)
+    results = {"model": evaluate_retrieval(predictor, rows)}
+    if len(fit_rows) >= MIN_CCA_ROWS:
+        results["linear_cca"] = cca_baseline(predictor, fit_rows, rows)
+    return {"rows": len(rows), "cca_train_rows": len(fit_rows),
+            "retrieval": [{"method": method, "direction": direction, **scores}
+                          for method, table in results.items() for direction, scores in table.items()]}
 
 
 def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: ReportConfig,
@@ -56,15 +77,14 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
         split: its name in the report (``test`` or ``valid``).
         cfg: the ``report`` config section.
         train: the training rows; a retrieval run's diagnostics are its retrieval metrics on
-            ``data`` beside the linear-CCA baseline fitted on them.
+            ``data`` beside the linear-CCA baseline fitted on them (:func:`retrieval_beside_cca`).
 
     Returns:
         A JSON-ready dict (empty when ``cfg.rows`` is 0 or the task has no per-row outputs).
     """
     if cfg.rows and predictor.config.task == "retrieval" and train is not None:
         started = time.perf_counter()
-        rows = retrieval_beside_cca(predictor, data, train)
-        return {"split": split, "rows": max(r["queries"] for r in rows), "retrieval": rows,
+        return {"split": split, **retrieval_beside_cca(predictor, data, train, cfg),
                 "seconds": time.perf_counter() - started}
     metric = SWEEP_METRIC.get(predictor.config.task)
     if cfg.rows == 0 or metric is None:

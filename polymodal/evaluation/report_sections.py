@@ -27,13 +27,18 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
     """``{title: html}`` for every diagnostic the run has (none for an empty dict)."""
     if not diagnostics:
         return {}
+    if "error" in diagnostics:
+        return {"Diagnostics": f"<p>The diagnostics failed after training ({html.escape(diagnostics['error'])}); "
+                               "<code>polymodal evaluate RUN --data X --missing --robustness</code> and "
+                               "<code>polymodal explain RUN --data X</code> compute them on any manifest.</p>"}
     metric = diagnostics.get("metric")
     where = _where(diagnostics)
     sections: dict[str, str] = {}
     if diagnostics.get("retrieval"):
         sections["Retrieval beside linear CCA"] = (
             where + "<p>Each direction <code>query-&gt;gallery</code> of the learned shared space, and of the "
-            "baseline: linear CCA fitted on the training rows' frozen encoder features (other data: "
+            f"baseline: linear CCA fitted on {diagnostics.get('cca_train_rows', 'the')} training rows' frozen encoder "
+            "features (other data: "
             "<code>polymodal evaluate RUN --data X --retrieval</code>).</p>" + table_html(diagnostics["retrieval"]))
     if diagnostics.get("subsets"):
         sections["Modality subsets"] = (

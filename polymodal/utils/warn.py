@@ -3,11 +3,12 @@ inside the package the warning is raised (so ``-W error`` and warning filters po
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
 
-PACKAGE = str(Path(__file__).resolve().parent.parent)
+PACKAGE = str(Path(__file__).resolve().parent.parent) + os.sep  # a sibling such as polymodal_x/ is not inside
 
 
 def caller_stacklevel() -> int:

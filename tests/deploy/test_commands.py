@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import pandas as pd
 import pytest
@@ -78,6 +79,26 @@ def test_export_without_data_checks_the_rows_of_the_manifest_the_run_recorded(tr
     assert "synthetic" not in output
 
 
+def test_a_recorded_manifest_that_changed_since_the_fit_is_named_in_a_warning(trained, dataset, tmp_path):
+    _, run = trained
+    copy = copy_run(run, tmp_path / "run")
+    held_out = tmp_path / "valid.csv"
+    shutil.copy(dataset["test"], held_out)
+    metrics = json.loads((copy / "metrics.json").read_text())
+    assert metrics["training"]["valid_manifest_key"] == metrics["training"]["valid_manifest_key"].lower()
+    metrics["training"]["valid_manifest"] = str(held_out)  # the same content: no warning
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    from polymodal import MultimodalPredictor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert MultimodalPredictor.load(copy).recorded_manifest() == ("valid", held_out)
+    frame = pd.read_csv(held_out)
+    frame.iloc[:-1].to_csv(held_out, index=False)  # regenerated: one row fewer
+    with pytest.warns(UserWarning, match=r"valid manifest .*valid.csv changed since the fit"):
+        assert MultimodalPredictor.load(copy).recorded_manifest() == ("valid", held_out)
+
+
 def test_export_of_a_run_without_manifests_warns_that_only_synthetic_arrays_were_checked(trained, tmp_path):
     _, run = trained
     copy = copy_run(run, tmp_path / "run")
@@ -88,6 +109,37 @@ def test_export_of_a_run_without_manifests_warns_that_only_synthetic_arrays_were
     assert "parity on synthetic arrays" in output
     assert "warning: the export was checked on synthetic arrays only" in output
     assert f"polymodal export {copy} --data HELD_OUT.csv" in output
+
+
+def test_export_reads_only_the_rows_its_checks_use(trained, dataset, tmp_path):
+    _, run = trained
+    frame = pd.read_csv(dataset["test"])
+    for column in ("image", "audio"):
+        frame[column] = [str(dataset["root"] / p) if isinstance(p, str) else p for p in frame[column]]
+    frame.loc[len(frame) - 1, "image"] = str(tmp_path / "gone.png")  # past --rows: never decoded
+    frame.to_csv(tmp_path / "held_out.csv", index=False)
+    result = runner.invoke(app, ["export", str(run), "--data", str(tmp_path / "held_out.csv"), "--out",
+                                 str(tmp_path / "exp"), "--rows", "8"])
+    assert result.exit_code == 0, result.output
+    assert "parity on 8 manifest rows" in " ".join(result.output.split())
+
+
+def test_serve_falls_back_to_synthetic_arrays_when_the_recorded_files_moved(trained, dataset, tmp_path, monkeypatch):
+    _, run = trained
+    copy = copy_run(run, tmp_path / "run")
+    frame = pd.read_csv(dataset["test"])
+    frame["image"] = [str(tmp_path / "moved" / p) if isinstance(p, str) else p for p in frame["image"]]
+    frame.to_csv(tmp_path / "valid.csv", index=False)
+    metrics = json.loads((copy / "metrics.json").read_text())
+    metrics["training"] = {**metrics["training"], "valid_manifest": str(tmp_path / "valid.csv")}
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: None)
+    result = runner.invoke(app, ["serve", str(copy)])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert f"the run's manifest {tmp_path / 'valid.csv'} cannot be read any more" in output
+    assert "file not found" in output and "warning: the export was checked on synthetic arrays only" in output
+    assert (copy / "export" / "deploy.json").is_file()
 
 
 @pytest.mark.parametrize("recorded", [True, False])

@@ -114,3 +114,22 @@ def test_the_confusion_matrix_falls_back_to_the_validation_set(run, tmp_path):
     assert [r["split"] for r in table(body["Metrics"])] == ["valid"]
     assert "<figcaption>valid set</figcaption>" in body["Training"]
     assert (tmp_path / "plots" / "confusion_matrix.png").is_file()
+
+
+def test_failed_diagnostics_do_not_lose_the_trained_model(tmp_path, monkeypatch):
+    from polymodal.evaluation import diagnostics
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the sweep broke")
+
+    monkeypatch.setattr(diagnostics, "diagnose", broken)
+    frame = two_tabular(60, "a")
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match=r"diagnostics failed \(RuntimeError: the sweep broke\); the model is saved"):
+        predictor = MultimodalPredictor.from_config(tabular_config(epochs=1)).fit(frame[:45], frame[45:], out=out)
+    loaded = MultimodalPredictor.load(out)
+    assert loaded.diagnostics == {"error": "RuntimeError: the sweep broke"}
+    np.testing.assert_allclose(loaded.predict_proba(frame[45:]).to_numpy(), predictor.predict_proba(frame[45:]).to_numpy(),
+                               atol=1e-6)
+    body = sections((out / "report.html").read_text(encoding="utf-8"))
+    assert "The diagnostics failed after training (RuntimeError: the sweep broke)" in body["Diagnostics"]

@@ -120,7 +120,9 @@ def test_the_report_shows_every_direction_beside_linear_cca_fitted_on_the_traini
     config = {**retrieval_config(epochs=3), "report": {"rows": 100}}
     run = tmp_path / "run"
     predictor = MultimodalPredictor.from_config(config).fit(pairs["train"], pairs["valid"], test=pairs["test"], out=run)
-    rows = pd.DataFrame(MultimodalPredictor.load(run).diagnostics["retrieval"]).set_index(["method", "direction"])
+    diagnostics = MultimodalPredictor.load(run).diagnostics
+    assert diagnostics["rows"] == 60 and diagnostics["cca_train_rows"] == 200  # both fewer than the limits
+    rows = pd.DataFrame(diagnostics["retrieval"]).set_index(["method", "direction"])
     baseline = cca_baseline(predictor, pairs["train"], pairs["test"])
     model = predictor.evaluate_retrieval(pairs["test"])
     for direction in ("a->b", "b->a"):
@@ -130,6 +132,20 @@ def test_the_report_shows_every_direction_beside_linear_cca_fitted_on_the_traini
     assert rows.loc[("model", "a->b"), "queries"] == 60
     page = (run / "report.html").read_text()
     assert "Retrieval beside linear CCA" in page and "linear_cca" in page and "On 60 rows of the test set" in page
+    assert "linear CCA fitted on 200 training rows" in page
+
+
+def test_the_reports_retrieval_table_samples_report_rows(pairs, tmp_path) -> None:
+    from polymodal.evaluation.diagnostics import sample_rows
+
+    sample = sample_rows(pairs["test"], 25, seed=0)
+    assert len(sample) == 25 and list(sample.source_rows) == sorted(set(sample.source_rows))
+    config = {**retrieval_config(epochs=1), "report": {"rows": 25}}
+    predictor = MultimodalPredictor.from_config(config).fit(pairs["train"], pairs["valid"], test=pairs["test"])
+    rows = predictor.diagnostics["retrieval"]
+    assert predictor.diagnostics["rows"] == 25 and {r["queries"] for r in rows} == {25}
+    expected = predictor.evaluate_retrieval(pairs["test"].iloc[sample.source_rows].reset_index(drop=True))
+    assert rows[0]["map"] == pytest.approx(expected[rows[0]["direction"]]["map"])
 
 
 def test_unaligned_models_and_modalities_are_refused(contrastive, pairs) -> None:
