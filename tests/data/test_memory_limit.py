@@ -64,6 +64,9 @@ def test_a_limit_below_the_encoded_size_spills_to_memory_maps(spill, manifest):
     in_memory, y_memory = kept.fit(kept.read(manifest, require_target=True, training=True))
     assert not spilled_files(spill), "data under the limit must stay in memory"
     assert all(type(a) is np.ndarray for m in in_memory.modalities.values() for a in m.arrays.values())
+    assert len(in_memory.rows) == len(pd.read_csv(manifest)), "every row encoded: the size is that of the whole file"
+    assert size == sum(a.nbytes for m in in_memory.modalities.values() for a in m.arrays.values()), \
+        "the estimated size is what the encoded arrays take"
 
     spilling = DataPipeline(config(size * 0.99 / GB))
     spilled, y_spilled = spilling.fit(spilling.read(manifest, require_target=True, training=True))

@@ -67,6 +67,8 @@ def test_the_metrics_table_shows_every_number_of_metrics_json(run):
     assert set(rows) == {"valid", "test"}
     for split, row in rows.items():
         assert {"accuracy", "macro_f1", "auroc", "log_loss", "rows"} <= set(row)
+        numbers = {k for k, v in stored[split].items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        assert set(row) - {"split"} == numbers, f"{split}: every number of metrics.json, and only those"
         assert row["accuracy"] == f"{stored[split]['accuracy']:.4f}"
         for key, shown in row.items():
             if key != "split":
@@ -83,6 +85,11 @@ def test_the_model_table_counts_the_networks_parameters(run):
     encoders = predictor.net.encoders
     for name in ("a", "b"):
         assert int(rows[f"encoder: {name}"]["parameters"]) == sum(p.numel() for p in encoders[name].parameters())
+    for name, child in predictor.net.named_children():  # every other part is counted as the module it names
+        if name != "encoders":
+            assert int(rows[name]["parameters"]) == sum(p.numel() for p in child.parameters()) > 0, name
+    assert set(rows) == {"total", *(f"encoder: {n}" for n in encoders),
+                         *(n for n, _ in predictor.net.named_children() if n != "encoders")}  # no "other" remainder
     assert sum(int(r["parameters"]) for part, r in rows.items() if part != "total") == total
 
 
@@ -90,7 +97,11 @@ def test_the_run_facts_are_those_of_the_training(run):
     predictor, out = run
     facts = {r["fact"]: r["value"] for r in table(sections((out / "report.html").read_text(encoding="utf-8"))["Run facts"])}
     assert int(facts["epochs_run"]) == EPOCHS and int(facts["train_rows"]) == 60 and int(facts["valid_rows"]) == 15
-    assert int(facts["best_epoch"]) == predictor.info["best_epoch"]
+    assert set(facts) == set(predictor.info), "every fact the run recorded, and only those"
+    history = predictor.history
+    best = int(history["val_loss"].idxmin())  # the epoch whose validation loss was lowest
+    assert int(facts["best_epoch"]) == predictor.info["best_epoch"] == int(history["epoch"][best])
+    assert float(facts["best_val_loss"]) == pytest.approx(history["val_loss"][best], abs=5e-5)
 
 
 @pytest.mark.parametrize(("name", "alt"), [("learning_curves", "learning curves"), ("confusion_matrix", "confusion matrix")])
@@ -106,13 +117,23 @@ def test_the_plots_are_saved_as_valid_pngs_and_embedded(run, name, alt):
     assert len(np.unique(pixels)) > 10, "the plot is blank"
 
 
-def test_the_confusion_matrix_falls_back_to_the_validation_set(run, tmp_path):
+def test_the_confusion_matrix_falls_back_to_the_validation_set(run, tmp_path, monkeypatch):
+    from polymodal.evaluation import report
+
     _, out = run
+    plotted = []
+    draw = report.confusion_plot
+    monkeypatch.setattr(report, "confusion_plot", lambda matrix, classes: plotted.append(matrix) or draw(matrix, classes))
     loaded = MultimodalPredictor.load(out)
+    assert loaded.metrics["test"]["confusion_matrix"] != loaded.metrics["valid"]["confusion_matrix"]
+    body = sections(write_report(loaded, tmp_path / "with_test", loaded.net).read_text(encoding="utf-8"))
+    assert "<figcaption>test set</figcaption>" in body["Training"]
+    assert plotted == [loaded.metrics["test"]["confusion_matrix"]]  # the test set's matrix while there is one
     del loaded.metrics["test"]
     body = sections(write_report(loaded, tmp_path, loaded.net).read_text(encoding="utf-8"))
     assert [r["split"] for r in table(body["Metrics"])] == ["valid"]
     assert "<figcaption>valid set</figcaption>" in body["Training"]
+    assert plotted[1:] == [loaded.metrics["valid"]["confusion_matrix"]]
     assert (tmp_path / "plots" / "confusion_matrix.png").is_file()
 
 

@@ -102,6 +102,15 @@ def test_decoding_a_long_clip_converts_only_the_sampled_frames(tmp_path, monkeyp
         return frame.to_image()
 
     monkeypatch.setattr(video_io, "_to_image", to_image)
+    passes: list[int] = []  # frames read by each decoding pass
+    decode = video_io._decode
+
+    def counted(*args, **kwargs):
+        kept, seen = decode(*args, **kwargs)
+        passes.append(seen)
+        return kept, seen
+
+    monkeypatch.setattr(video_io, "_decode", counted)
     got = video_io.read_frames(path, lambda n: sample_indices(n, frames, sampling, stride), 100_000, np.load)
     everything = decode_all_then_pick(path, lambda n: np.arange(n))
     for image, index in zip(got, expected, strict=True):
@@ -109,6 +118,8 @@ def test_decoding_a_long_clip_converts_only_the_sampled_frames(tmp_path, monkeyp
     # the 60 frames are never all held: with a header count (mp4) or a filled stride, one pass converts
     # just the sampled frames; a headerless uniform sampling (webm) also keeps frame 0 while it counts
     assert len(converted) == (frames + 1 if (suffix, sampling) == (".webm", "uniform") else frames)
+    # a filled stride stops right after its last frame; uniform reads the clip (twice without a header count)
+    assert passes == ([expected[-1] + 1] if sampling == "stride" else [60, 60] if suffix == ".webm" else [60])
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".avi", ".webm"])
