@@ -65,6 +65,7 @@ def fit(modalities: list[str], fusion: str, seed: int, args: Any, dropout: float
         subset_weight: float = 0.0) -> MultimodalPredictor:
     cfg = config(modalities, fusion, seed, args.epochs, args.work / "cache")
     cfg["train"]["modality_dropout"] = dropout
+    cfg["train"]["early_stopping"] = {"patience": args.patience}
     cfg["loss"] = {"subset_weight": subset_weight}
     cfg["report"] = {"rows": 0}  # this script measures the diagnostics itself
     data = args.work / "fsdd_mnist_speaker"
@@ -118,6 +119,8 @@ def main() -> None:
     p.add_argument("--subset-weight", type=float, default=1.0,
                    help="loss.subset_weight of the subset-loss model (each modality alone through the missing path, "
                         "every step; no dropout); 0 leaves that model out")
+    p.add_argument("--patience", type=int, default=5,
+                   help="early-stopping patience (epochs without a better validation loss) of every model")
     p.add_argument("--sweep-rows", type=int, default=400,
                    help="robustness curves on a seeded sample of this many test rows (each severity re-decodes them)")
     p.add_argument("--retrain-single", action="store_true",
@@ -131,7 +134,8 @@ def main() -> None:
     if args.quick:
         args.epochs, args.sweep_rows = min(args.epochs, 2), min(args.sweep_rows, 300)
     seeds = list(range(1 if args.quick else args.seeds))
-    reused = None if (args.retrain_single or args.quick) else single_from(RESULTS / "av_digits_real.json", seeds)
+    same_protocol = args.epochs == 15 and args.patience == 5  # that of av_digits_real.py
+    reused = None if (args.retrain_single or args.quick or not same_protocol) else single_from(RESULTS / "av_digits_real.json", seeds)
     fused: dict[str, dict[str, Any]] = {
         f"{DEFAULT_FUSION}, no dropout": {},
         f"{DEFAULT_FUSION}, modality dropout {describe(args.dropout)}": {"dropout": args.dropout}}
@@ -213,7 +217,7 @@ def report(args: Any, single: dict[str, list[float]], results: dict[str, list[di
         "a missing modality is hidden through the model's missing path (learned missing-embedding), as an empty "
         "manifest cell would be; relative robustness = area under accuracy vs severity (severities mapped to "
         "[0, 1]); effective robustness = AUC - AUC_late - (clean - clean_late)",
-        f"{len(single['image only'])} seed(s), up to {args.epochs} epochs with early stopping (patience 5) on the validation loss; test set "
+        f"{len(single['image only'])} seed(s), up to {args.epochs} epochs with early stopping (patience {args.patience}) on the validation loss; test set "
         f"{'300 sampled' if args.quick else 'all 1000'} rows (robustness curves: a seeded sample of "
         f"{args.sweep_rows}); curves plotted in benchmarks/results/missing_robustness.png; "
         f"{seconds:.0f} s in all",
