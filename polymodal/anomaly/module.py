@@ -11,7 +11,7 @@ from torch import nn
 
 from polymodal.anomaly.model import AnomalyNet
 from polymodal.anomaly.scorers import AnomalyScorer
-from polymodal.training.module import OptimSettings, cosine_with_warmup, parameter_groups
+from polymodal.training.module import BatchModule, OptimSettings, cosine_with_warmup, parameter_groups
 
 
 class AnomalyModel(nn.Module):
@@ -27,7 +27,7 @@ class AnomalyModel(nn.Module):
         return self.scorer.score(self.net, batch)
 
 
-class AnomalyModule(L.LightningModule):
+class AnomalyModule(BatchModule):
     """Trains ``model.net`` with ``model.scorer.loss(..., phase)``; logs ``train_loss``/``val_loss``.
 
     Args:

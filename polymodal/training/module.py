@@ -17,6 +17,7 @@ from polymodal.models.objectives import TaskLoss
 from polymodal.models.objectives.multitask import MultiTaskLoss
 from polymodal.training.terms import StepContext, SubsetTerm, TaskTerm, Term
 from polymodal.training.unlabeled import forward_with_unlabeled
+from polymodal.utils.device import move_to
 
 
 @dataclass
@@ -55,7 +56,16 @@ VALIDATION_DROPOUT_DRAWS = 4  # modality-dropout masks per validation batch
 VALIDATION_DROPOUT_SEED = 1_000_003
 
 
-class PolymodalModule(L.LightningModule):
+class BatchModule(L.LightningModule):
+    """A LightningModule whose batches (tensors in nested dicts) move to the device with
+    :func:`~polymodal.utils.device.move_to`: Lightning's generic collection walk costs a few
+    milliseconds per step on these batches, a tenth of a small model's step on CPU."""
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        return move_to(batch, device)
+
+
+class PolymodalModule(BatchModule):
     """Trains a :class:`MultimodalNet` on one task.
 
     Args:

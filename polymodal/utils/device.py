@@ -24,9 +24,12 @@ def default_workers() -> int:
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
-    """A batch (tensors in nested mappings) on ``device``; anything else is returned as is."""
+    """A batch (tensors in nested mappings, lists and tuples) on ``device``; anything else is
+    returned as is."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
         return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(move_to(v, device) for v in batch)
     return batch
