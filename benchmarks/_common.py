@@ -117,6 +117,18 @@ def require_data(root: Path, *parts: str) -> Path:
     return path
 
 
+def fsdd_mnist_by_speaker(args: Any) -> Path:
+    """The FSDD + MNIST set split by speaker (test voices never heard in training) under
+    ``args.work``, prepared from ``args.data_root`` the first time; its folder."""
+    from polymodal.data.datasets import prepare
+
+    require_data(args.data_root, "fsdd", "recordings")
+    data = args.work / "fsdd_mnist_speaker"
+    if not (data / "dataset.json").is_file():
+        prepare("fsdd-mnist", data, args.data_root, seed=0, split="speaker")
+    return data
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:

@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import parser, require_data, save
+from _common import fsdd_mnist_by_speaker, parser, save
 from av_digits_real import AUDIO, IMAGE  # the same encoders as the fusion benchmark
 
 from polymodal import MultimodalPredictor
-from polymodal.data.datasets import prepare
 from polymodal.retrieval import cca_baseline
 
 METHODS: dict[str, dict[str, Any]] = {
@@ -61,10 +60,7 @@ def main() -> None:
     p = parser(__doc__.split("\n")[0], epochs=12, methods=METHODS)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    require_data(args.data_root, "fsdd", "recordings")
-    data = args.work / "fsdd_mnist_speaker"
-    if not (data / "dataset.json").is_file():
-        prepare("fsdd-mnist", data, args.data_root, seed=0, split="speaker")
+    data = fsdd_mnist_by_speaker(args)
     train, valid, test = (data / f"{s}.csv" for s in ("train", "valid", "test"))
     epochs = 2 if args.quick else args.epochs
     rows: list[dict[str, Any]] = []

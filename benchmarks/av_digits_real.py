@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import mean_std, parser, require_data, save
+from _common import fsdd_mnist_by_speaker, mean_std, parser, save
 
 from polymodal import MultimodalPredictor
 from polymodal.config import Config
-from polymodal.data.datasets import prepare
 
 IMAGE = {"kind": "image", "column": "image", "preprocess": {"size": 28, "color": "gray", "normalize": "standard"},
          "encoder": {"name": "cnn", "channels": [32, 64], "dim": 128, "dropout": 0.2}}
@@ -54,10 +53,7 @@ def config(modalities: list[str], fusion: str, seed: int, epochs: int, cache: Pa
 def main() -> None:
     p = parser(__doc__.split("\n")[0], seeds=3, epochs=15)
     args = p.parse_args()
-    require_data(args.data_root, "fsdd", "recordings")
-    data = args.work / "fsdd_mnist_speaker"
-    if not (data / "dataset.json").is_file():
-        prepare("fsdd-mnist", data, args.data_root, seed=0, split="speaker")
+    data = fsdd_mnist_by_speaker(args)
     cache = args.work / "cache"
     variants = [("image only", ["image"], "concat"), ("audio only", ["audio"], "concat")]
     variants += [(f"fusion: {f}", ["image", "audio"], f) for f in FUSIONS]

@@ -27,11 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import parser, require_data, save
+from _common import fsdd_mnist_by_speaker, parser, save
 from overhead import CONFIG
 
 from polymodal import MultimodalPredictor
-from polymodal.data.datasets import prepare
 from polymodal.data.pipeline import DataPipeline
 
 
@@ -82,10 +81,7 @@ def cold_warm(measure, data: Path, repeats: int) -> tuple[list[float], list[floa
 
 def main() -> None:
     args = parser(__doc__.split("\n")[0]).parse_args()
-    require_data(args.data_root, "fsdd", "recordings")
-    data = args.work / "fsdd_mnist_speaker"
-    if not (data / "dataset.json").is_file():
-        prepare("fsdd-mnist", data, args.data_root, seed=0, split="speaker")
+    data = fsdd_mnist_by_speaker(args)
     rows, ratios = [], {}
     for label, measure in [("encoding the training manifest", encode_only), ("data path of one epoch", data_epoch), ("one-epoch fit (small CNNs)", fit_epoch)]:
         with tempfile.TemporaryDirectory(prefix="polymodal-cache-warmup-") as warmup:

@@ -21,10 +21,8 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import parser, require_data, save
+from _common import fsdd_mnist_by_speaker, parser, save
 from overhead import CONFIG
-
-from polymodal.data.datasets import prepare
 
 
 def train(config: dict, data: Path, out: Path, threads: int) -> tuple[float, dict]:
@@ -47,10 +45,7 @@ def main() -> None:
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--epochs", type=int, default=5)
     args = p.parse_args()
-    require_data(args.data_root, "fsdd", "recordings")
-    data = args.work / "fsdd_mnist_speaker"
-    if not (data / "dataset.json").is_file():
-        prepare("fsdd-mnist", data, args.data_root, seed=0, split="speaker")
+    data = fsdd_mnist_by_speaker(args)
     cores, n = os.cpu_count() or 1, args.processes
     batch = CONFIG["train"]["batch_size"]
     single_cfg = {**CONFIG, "train": {**CONFIG["train"], "epochs": args.epochs}}

@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import median_time, parser, require_data, save
+from _common import fsdd_mnist_by_speaker, median_time, parser, save
 
 from polymodal import MultimodalPredictor
-from polymodal.data.datasets import prepare
 from polymodal.data.manifest import read_manifest
 from polymodal.deploy.export import export_run
 from polymodal.deploy.parity import eager_outputs, manifest_rows, table_feeds
@@ -95,10 +94,7 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=500)
     p.add_argument("--concurrency", type=int, default=16)
     args = p.parse_args()
-    require_data(args.data_root, "fsdd", "recordings")
-    data = args.work / "fsdd_mnist_speaker"
-    if not (data / "dataset.json").is_file():
-        prepare("fsdd-mnist", data, args.data_root, seed=0, split="speaker")
+    data = fsdd_mnist_by_speaker(args)
     run = args.run or args.work / "deploy" / "run"
     if not (run / "model.safetensors").is_file():
         MultimodalPredictor.from_config(CONFIG).fit(data / "train.csv", data / "valid.csv", out=run)

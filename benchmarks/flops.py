@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from _common import parser, require_data, save
+from _common import fsdd_mnist_by_speaker, parser, save
 from overhead import CONFIG
 from torch.utils.flop_counter import FlopCounterMode
 
 from polymodal import MultimodalPredictor
-from polymodal.data.datasets import prepare
 
 MLP_CONFIG = {
     "task": "classification", "target": "label",
@@ -99,10 +98,7 @@ def main() -> None:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--matmul", type=int, default=1024)
     args = p.parse_args()
-    require_data(args.data_root, "fsdd", "recordings")
-    data = args.work / "fsdd_mnist_speaker"
-    if not (data / "dataset.json").is_file():
-        prepare("fsdd-mnist", data, args.data_root, seed=0, split="speaker")
+    data = fsdd_mnist_by_speaker(args)
     floor = matmul_flops(args.matmul, args.repeats)
     print(f"matmul floor: {floor / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
     models = {

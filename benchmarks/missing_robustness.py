@@ -35,11 +35,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from _common import RESULTS, mean_std, parser, require_data, save
+from _common import RESULTS, fsdd_mnist_by_speaker, mean_std, parser, save
 from av_digits_real import DEFAULT_FUSION, config
 
 from polymodal import MultimodalPredictor
-from polymodal.data.datasets import prepare
 from polymodal.evaluation.attribution import explain
 from polymodal.evaluation.data import load_eval_data
 from polymodal.evaluation.plots import robustness_plot
@@ -127,10 +126,7 @@ def main() -> None:
                    help="train the image-only and audio-only models here instead of reading their accuracies from "
                         "results/av_digits_real.json (same data, configs and seeds)")
     args = p.parse_args()
-    require_data(args.data_root, "fsdd", "recordings")
-    data = args.work / "fsdd_mnist_speaker"
-    if not (data / "dataset.json").is_file():
-        prepare("fsdd-mnist", data, args.data_root, seed=0, split="speaker")
+    data = fsdd_mnist_by_speaker(args)
     if args.quick:
         args.epochs, args.sweep_rows = min(args.epochs, 2), min(args.sweep_rows, 300)
     seeds = list(range(1 if args.quick else args.seeds))

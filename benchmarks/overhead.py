@@ -23,10 +23,9 @@ import statistics
 import time
 
 import torch
-from _common import parser, require_data, save
+from _common import fsdd_mnist_by_speaker, parser, save
 
 from polymodal import MultimodalPredictor
-from polymodal.data.datasets import prepare
 from polymodal.data.pipeline import DataPipeline
 from polymodal.models import build_model
 from polymodal.training.module import OptimSettings, cosine_with_warmup, parameter_groups
@@ -98,10 +97,7 @@ def main() -> None:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, default=3)
     args = p.parse_args()
-    require_data(args.data_root, "fsdd", "recordings")
-    data = args.work / "fsdd_mnist_speaker"
-    if not (data / "dataset.json").is_file():
-        prepare("fsdd-mnist", data, args.data_root, seed=0, split="speaker")
+    data = fsdd_mnist_by_speaker(args)
     config = {**CONFIG, "train": {**CONFIG["train"], "epochs": args.epochs}}
     pipeline = DataPipeline(MultimodalPredictor.from_config(config).config)
     train_table, train_y = pipeline.fit(pipeline.read(data / "train.csv", require_target=True))
