@@ -43,7 +43,6 @@ from polymodal.runfolder import MODEL_FILE
 from polymodal.training.finetune import finetune_callbacks
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
 from polymodal.utils.device import move_to
-from polymodal.utils.warn import warn_user
 
 __all__ = ["MODEL_FILE", "MultimodalPredictor", "count_parameters", "move_to"]  # the last three moved; kept importable here
 
@@ -157,15 +156,10 @@ class MultimodalPredictor(Estimator):
         if test is not None:
             self.metrics["test"] = self.evaluate(test)
             self.last_skipped = skipped_by_split({**skipped, "test": self.eval_skipped})  # the run keeps all three
-        from polymodal.evaluation.diagnostics import diagnose  # the evaluation layer sits above
+        from polymodal.evaluation.diagnostics import diagnose_after_fit  # the evaluation layer sits above
 
-        try:
-            self.diagnostics = diagnose(self, test if test is not None else valid_m,
-                                        "valid" if test is None else "test", cfg.report, train=train_m)
-        except Exception as err:  # noqa: BLE001 - optional analysis: the trained model is saved all the same
-            self.diagnostics = {"error": f"{type(err).__name__}: {err}"}
-            warn_user(f"the report's diagnostics failed ({self.diagnostics['error']}); the model is saved without "
-                      "them (polymodal evaluate / explain compute them on any manifest)")
+        self.diagnostics = diagnose_after_fit(self, test if test is not None else valid_m,
+                                              "valid" if test is None else "test", cfg.report, train=train_m)
         if run_dir is not None:
             self.save(run_dir)
         return self

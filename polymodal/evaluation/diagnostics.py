@@ -26,6 +26,7 @@ from polymodal.evaluation.robustness import REPORT_CORRUPTIONS, SWEEP_METRIC, ro
 from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES
 from polymodal.evaluation.subsets import evaluate_subsets
 from polymodal.multitask import main_task
+from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
     from polymodal.config.report import ReportConfig
@@ -114,3 +115,16 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
                          **peak_memory_mb(), **inference_latency(predictor, data.table)}
     out["seconds"] = time.perf_counter() - started
     return out
+
+
+def diagnose_after_fit(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: ReportConfig,
+                       train: DataSource | None = None) -> dict[str, Any]:
+    """:func:`diagnose`, as ``fit`` runs it: these are optional analyses, so a failure does not
+    lose the trained model; it becomes a warning and ``{"error": ...}`` (shown in the report)."""
+    try:
+        return diagnose(predictor, data, split, cfg, train=train)
+    except Exception as err:  # noqa: BLE001 - reported: warning, diagnostics.json and report.html
+        error = f"{type(err).__name__}: {err}"
+        warn_user(f"the report's diagnostics failed ({error}); the model is saved without them (polymodal "
+                  "evaluate / explain compute them on any manifest)")
+        return {"error": error}
