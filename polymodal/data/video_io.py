@@ -57,29 +57,37 @@ def _to_image(frame: Any) -> Image.Image:
     return frame.to_image()
 
 
-def _reported_frames(path: str) -> int:
-    """The frame count in the container's header (0 when it has none: webm, mkv)."""
-    with _av().open(path) as container:
-        return int(_video_stream(container, path).frames)
+def _reported_frames(stream: Any) -> int:
+    """The frame count in the stream's header (0 when it has none: webm, mkv)."""
+    return int(stream.frames)
 
 
-def _decode(path: str, keep: set[int], limit: int | None, max_frames: int) -> tuple[dict[int, Image.Image], int]:
-    """Decode frames in order, converting only those whose index is in ``keep``.
+def _decode(path: str, keep: set[int], limit: int | None, max_frames: int,
+            container: Any = None) -> tuple[dict[int, Image.Image], int]:
+    """Decode frames in order, converting only those whose index is in ``keep``; from ``container``
+    when given (opened and not yet decoded), else from a fresh open of ``path``.
 
     Returns:
         The kept frames by index, and how many frames were read (at most ``limit``; None: all).
     """
+    if container is None:
+        with _av().open(path) as opened:
+            return _read(opened, path, keep, limit, max_frames)
+    return _read(container, path, keep, limit, max_frames)
+
+
+def _read(container: Any, path: str, keep: set[int], limit: int | None,
+          max_frames: int) -> tuple[dict[int, Image.Image], int]:
     kept: dict[int, Image.Image] = {}
     seen = 0
-    with _av().open(path) as container:
-        for frame in container.decode(_video_stream(container, path)):
-            if seen in keep:
-                kept[seen] = _to_image(frame)
-            seen += 1
-            if seen > max_frames:
-                raise DecodeError(f"video has more than preprocess.max_frames ({max_frames:,}) frames", path=path)
-            if limit is not None and seen >= limit:
-                break
+    for frame in container.decode(_video_stream(container, path)):
+        if seen in keep:
+            kept[seen] = _to_image(frame)
+        seen += 1
+        if seen > max_frames:
+            raise DecodeError(f"video has more than preprocess.max_frames ({max_frames:,}) frames", path=path)
+        if limit is not None and seen >= limit:
+            break
     return kept, seen
 
 
@@ -98,23 +106,26 @@ def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: 
     """
     av = _av()
     try:
-        total = _reported_frames(path) or max_frames  # no header count: assume the longest clip allowed
-        if total > max_frames:
-            raise DecodeError(f"video has {total:,} frames, more than preprocess.max_frames ({max_frames:,})",
-                              path=path)
-        while True:
-            wanted = pick(total)
-            length_free = np.array_equal(wanted, pick(max_frames + 1))  # as for a clip too long to allow
-            limit = int(wanted.max()) + 1 if length_free else total + 1  # one past the count: is it right?
-            kept, seen = _decode(path, set(wanted.tolist()), limit, max_frames)
-            if seen == 0:
-                raise DecodeError("the video stream holds no frames", path=path)
-            if seen == (limit if length_free else total):
-                return [kept[i] for i in wanted]
-            # a wrong count: the stream ended at ``seen``, or it goes on past the count (count it all)
-            total = seen if seen < limit else _decode(path, set(), None, max_frames)[1]
-            if set(pick(total).tolist()) <= kept.keys():
-                return [kept[i] for i in pick(total)]
+        with av.open(path) as container:  # the header count and the first pass: one open
+            total = _reported_frames(_video_stream(container, path)) or max_frames  # none: the longest allowed
+            if total > max_frames:
+                raise DecodeError(f"video has {total:,} frames, more than preprocess.max_frames ({max_frames:,})",
+                                  path=path)
+            unread = container
+            while True:
+                wanted = pick(total)
+                length_free = np.array_equal(wanted, pick(max_frames + 1))  # as for a clip too long to allow
+                limit = int(wanted.max()) + 1 if length_free else total + 1  # one past the count: is it right?
+                kept, seen = _decode(path, set(wanted.tolist()), limit, max_frames, unread)
+                unread = None  # a later pass opens the file again
+                if seen == 0:
+                    raise DecodeError("the video stream holds no frames", path=path)
+                if seen == (limit if length_free else total):
+                    return [kept[i] for i in wanted]
+                # a wrong count: the stream ended at ``seen``, or it goes on past the count (count it all)
+                total = seen if seen < limit else _decode(path, set(), None, max_frames)[1]
+                if set(pick(total).tolist()) <= kept.keys():
+                    return [kept[i] for i in pick(total)]
     except DecodeError:
         raise
     except (av.FFmpegError, OSError) as err:
