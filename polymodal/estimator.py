@@ -2,8 +2,9 @@
 :class:`~polymodal.anomaly.detector.AnomalyDetector` share.
 
 That is the config, the fitted data pipeline, the facts of the fit (``history``, ``info``,
-``metrics``, ``last_skipped``), the files skipped by the latest evaluation (``eval_skipped``), reading and encoding manifests, batching, batched inference and
-the results part of the run folder (:mod:`polymodal.runfolder`). A subclass keeps its network in
+``metrics``, ``last_skipped``), the files skipped by the latest evaluation (``eval_skipped``),
+reading and encoding manifests, batching, batched inference and the results part of the run
+folder (:mod:`polymodal.runfolder`). A subclass keeps its network in
 its own attribute and brings ``_require_fitted``, ``_split`` (how ``valid`` is held out of
 ``train`` when none is given), ``fit``, ``evaluate``, ``predict``, ``save`` and ``load``.
 """

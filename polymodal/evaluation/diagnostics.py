@@ -13,15 +13,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.evaluation.attribution import explain
 from polymodal.evaluation.calibration import calibration_summary
 from polymodal.evaluation.cca_baseline import MIN_CCA_ROWS
 from polymodal.evaluation.coalitions import all_subsets
 from polymodal.evaluation.complexity import inference_latency, peak_memory_mb
-from polymodal.evaluation.data import load_eval_data
+from polymodal.evaluation.data import load_eval_data, sample_rows
 from polymodal.evaluation.robustness import REPORT_CORRUPTIONS, SWEEP_METRIC, robustness_sweep
 from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES
 from polymodal.evaluation.subsets import evaluate_subsets
@@ -45,12 +43,12 @@ def report_subsets(names: list[str]) -> list[frozenset[str]]:
 CCA_TRAIN_ROWS = 10_000  # training rows (a seeded sample when there are more) the report's CCA baseline is fitted on
 
 
-def sample_rows(data: DataSource, rows: int, seed: int) -> Manifest:
-    """At most ``rows`` rows of ``data``, a seeded random sample in manifest order."""
+def sampled_manifest(data: DataSource, rows: int, seed: int) -> Manifest:
+    """At most ``rows`` rows of ``data``, a seeded random sample in manifest order
+    (:func:`~polymodal.evaluation.data.sample_rows`)."""
     manifest = read_manifest(data)
-    if len(manifest) <= rows:
-        return manifest
-    return manifest.subset(np.sort(np.random.default_rng(seed).choice(len(manifest), rows, replace=False)))
+    chosen = sample_rows(len(manifest), rows, seed)
+    return manifest if len(chosen) == len(manifest) else manifest.subset(chosen)
 
 
 def retrieval_beside_cca(predictor: MultimodalPredictor, data: DataSource, train: DataSource,
@@ -60,7 +58,7 @@ def retrieval_beside_cca(predictor: MultimodalPredictor, data: DataSource, train
     encoder features (:func:`polymodal.retrieval.search.cca_baseline`)."""
     from polymodal.retrieval.search import cca_baseline, evaluate_retrieval
 
-    rows, fit_rows = sample_rows(data, cfg.rows, cfg.seed), sample_rows(train, CCA_TRAIN_ROWS, cfg.seed)
+    rows, fit_rows = sampled_manifest(data, cfg.rows, cfg.seed), sampled_manifest(train, CCA_TRAIN_ROWS, cfg.seed)
     results = {"model": evaluate_retrieval(predictor, rows)}
     if len(fit_rows) >= MIN_CCA_ROWS:
         results["linear_cca"] = cca_baseline(predictor, fit_rows, rows)
