@@ -50,11 +50,8 @@ class AnomalyModule(BatchModule):
 
     def _step(self, batch: Mapping[str, Any], prefix: str) -> torch.Tensor:
         result = self.model.scorer.loss(self.model.net, batch, self.phase)
-        size = batch["index"].shape[0]
-        # sync_dist: under DDP the epoch value is the mean over every rank's batches
-        self.log(f"{prefix}_loss", result.loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
-        for key, value in result.logs.items():
-            self.log(f"{prefix}_{key}", value, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+        self.log_epoch_mean(prefix, {f"{prefix}_loss": result.loss, **{f"{prefix}_{k}": v for k, v in result.logs.items()}},
+                            batch["index"].shape[0])
         return result.loss
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:

@@ -54,13 +54,9 @@ class MultimodalDataset(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> Batch:
         idx = np.asarray(indices, dtype=np.int64)
-        order = np.argsort(idx, kind="stable")  # sorted reads are faster on memory maps
-        sorted_idx = idx[order]
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(len(order))
         inputs, present = {}, {}
         for name, mod in self.table.modalities.items():
-            arrays = {k: torch.from_numpy(np.ascontiguousarray(v[sorted_idx][inverse])) for k, v in mod.arrays.items()}
+            arrays = {k: torch.from_numpy(_gather(v, idx)) for k, v in mod.arrays.items()}
             batcher = mod.batcher if mod.batcher is not None else self.preprocessors[name]
             inputs[name] = batcher.to_batch(arrays, self.train)
             present[name] = torch.from_numpy(mod.present[idx])
@@ -68,6 +64,17 @@ class MultimodalDataset(Dataset):
         if self.targets is not None:
             batch["target"] = torch.from_numpy(self.targets[idx])
         return batch
+
+
+def _gather(array: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``array[idx]`` as a new contiguous array; a memory map is read in row order (faster on
+    disk), then put back in the order asked for."""
+    if not isinstance(array, np.memmap):
+        return np.ascontiguousarray(array[idx])
+    order = np.argsort(idx, kind="stable")
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return np.ascontiguousarray(np.asarray(array[idx[order]])[inverse])
 
 
 def collate(items: Batch | list[Batch]) -> Batch:

@@ -3,9 +3,9 @@ early stopping), loggers (CSV, TensorBoard), progress bar, precision and strateg
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -80,24 +80,29 @@ class AtomicCheckpoint(Callback):
             return loss < self.best_loss  # coarse metrics such as accuracy tie often
         return score < self.best_score if self.mode == "min" else score > self.best_score
 
-    def _save(self, trainer: L.Trainer, name: str) -> None:
-        """Every rank calls save_checkpoint (it synchronises); rank 0 writes, then renames."""
+    def _save(self, trainer: L.Trainer, improved: bool) -> None:
+        """Every rank calls save_checkpoint (it synchronises); rank 0 writes ``last.ckpt`` through a
+        temp file and rename, and after an improvement copies it to ``best.ckpt`` the same way
+        (one serialisation per epoch)."""
         if self.folder is None:
             return
-        tmp = self.folder / f".{name}.tmp"
+        tmp = self.folder / ".last.ckpt.tmp"
         trainer.save_checkpoint(tmp, weights_only=False)
         if trainer.is_global_zero:
-            os.replace(tmp, self.folder / name)
+            os.replace(tmp, self.folder / "last.ckpt")
+            if improved:
+                shutil.copyfile(self.folder / "last.ckpt", self.folder / ".best.ckpt.tmp")
+                os.replace(self.folder / ".best.ckpt.tmp", self.folder / "best.ckpt")
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)
         loss = trainer.callback_metrics.get("val_loss")
         loss = None if loss is None else float(loss)
-        if value is not None and self._improved(float(value), loss):
+        improved = value is not None and self._improved(float(value), loss)
+        if improved:
             self.best_score, self.best_loss, self.best_epoch = float(value), loss, trainer.current_epoch
-            self._best_state = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
-            self._save(trainer, "best.ckpt")
-        self._save(trainer, "last.ckpt")
+            self._best_state = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+        self._save(trainer, improved)
 
     def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if self._best_state is not None:

@@ -153,7 +153,29 @@ def _validate(module: PolymodalModule, batch: dict, batch_idx: int = 0) -> dict[
     logged: dict[str, torch.Tensor] = {}
     module.log = lambda key, value, **_: logged.__setitem__(key, value)
     module.validation_step(batch, batch_idx)
+    module._log_epoch_means("val")  # what the validation epoch's end does
     return logged
+
+
+def test_epoch_means_are_weighted_by_batch_size_and_logged_once_per_epoch():
+    module = _module({"a": 0.0})
+    calls: list[tuple[str, torch.Tensor, dict]] = []
+    module.log = lambda key, value, **kw: calls.append((key, value, kw))
+    module.log_epoch_mean("train", {"train_loss": torch.tensor(1.0), "train_x": 4.0}, 2)
+    module.log_epoch_mean("train", {"train_loss": torch.tensor(3.0), "train_x": 0.0}, 6)
+    module.log_epoch_mean("val", {"val_loss": torch.tensor(7.0)}, 5)
+    assert calls == [], "nothing reaches Lightning per batch"
+    module._log_epoch_means("train")
+    assert [c[0] for c in calls] == ["train_loss", "train_x"]
+    torch.testing.assert_close(calls[0][1], torch.tensor(2.5))  # (2 * 1 + 6 * 3) / 8
+    torch.testing.assert_close(calls[1][1], torch.tensor(1.0))
+    assert calls[0][2]["batch_size"] == 8 and calls[0][2]["on_epoch"] and not calls[0][2]["on_step"]
+    calls.clear()
+    module._log_epoch_means("val")
+    assert [c[0] for c in calls] == ["val_loss"]
+    calls.clear()
+    module._log_epoch_means("train")
+    assert calls == [], "a logged epoch starts the next from zero"
 
 
 def test_validation_metrics_see_whole_rows_and_the_loss_sees_the_training_dropout():

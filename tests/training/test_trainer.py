@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from polymodal.config.train import TrainConfig
+from polymodal.training.module import BatchModule
 from polymodal.training.trainer import fit_module
 
 
@@ -136,3 +137,37 @@ def test_resume_without_a_checkpoint(tmp_path):
         fit(ScriptedModule([1.0]), epochs=1, run_dir=tmp_path, resume=True)
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
         fit(ScriptedModule([1.0]), epochs=1, run_dir=None, resume=True)
+
+
+class MeanLoggingModule(BatchModule):
+    """Logs each batch's mean input through ``log_epoch_mean``: the epoch value must be the mean
+    over every row, whatever the batch sizes."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(3, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        self.log_epoch_mean("train", {"train_x": x.mean()}, len(x))
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, _ = batch
+        self.log_epoch_mean("val", {"val_loss": x.mean()}, len(x))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_epoch_means_reach_history_and_loggers_weighted_by_rows(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(20, 3, generator=g) + torch.arange(20.0)[:, None], torch.zeros(20, 1)
+    train = DataLoader(TensorDataset(x, y), batch_size=8)  # batches of 8, 8 and 4
+    valid = DataLoader(TensorDataset(x[:7], y[:7]), batch_size=3)  # 3, 3 and 1
+    result = fit_module(MeanLoggingModule(), train, valid, train_config(2), run_dir=tmp_path, monitor="loss",
+                        mode="min")
+    assert list(result.history["train_x"]) == pytest.approx([x.mean().item()] * 2, rel=1e-6)
+    assert list(result.history["val_loss"]) == pytest.approx([x[:7].mean().item()] * 2, rel=1e-6)
+    logged = pd.read_csv(tmp_path / "logs" / "csv" / "metrics.csv")
+    assert logged["train_x"].dropna().tolist() == pytest.approx([x.mean().item()] * 2, rel=1e-6)

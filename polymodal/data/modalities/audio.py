@@ -180,7 +180,7 @@ class AudioPreprocessor(Preprocessor):
         if self.cfg.normalize == "global":
             if self.mean is None:
                 raise NotFittedError(f"audio modality '{self.name}': global normalisation used before fit")
-            x = (x - torch.as_tensor(self.mean)) / torch.as_tensor(self.std)
+            x = (x - torch.as_tensor(self.mean)).div_(torch.as_tensor(self.std))
         elif self.cfg.normalize == "utterance":
             weights = mask.unsqueeze(-1).float()
             count = weights.sum(dim=1, keepdim=True)

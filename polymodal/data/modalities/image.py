@@ -149,7 +149,7 @@ class ImagePreprocessor(Preprocessor):
                 raise NotFittedError(f"image modality '{self.name}': standard normalisation used before fit")
             mean = torch.as_tensor(self.mean).view(1, -1, 1, 1)
             std = torch.as_tensor(self.std).view(1, -1, 1, 1)
-            x = (x - mean) / std
+            x = (x - mean).div_(std)
         return {"x": x}
 
     def encoder_context(self) -> dict[str, Any]:
