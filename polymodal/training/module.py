@@ -64,46 +64,49 @@ class BatchModule(L.LightningModule):
     milliseconds per step on these batches, a tenth of a small model's step on CPU.
 
     Per-batch values (losses) are summed here by :meth:`log_epoch_mean` and handed to Lightning
-    once per epoch, as their mean weighted by batch size: each ``self.log`` call walks Lightning's
-    result collection, about a millisecond on CPU, so several per step cost more than the
-    optimiser. The training means are logged at the epoch's last batch, before validation and
-    the epoch-end callbacks read them; the validation means when the validation epoch ends.
+    once per epoch, each as its mean over the rows of the batches that reported it: each
+    ``self.log`` call walks Lightning's result collection, about a millisecond on CPU, so several
+    per step cost more than the optimiser. The training means are logged at the epoch's last
+    batch, before validation and the epoch-end callbacks read them; the validation means when the
+    validation epoch ends.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._epoch_sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "val": {}}
-        self._epoch_rows = {"train": 0, "val": 0}
+        # per stage: metric name -> (sum of value x rows, rows)
+        self._epoch_sums: dict[str, dict[str, tuple[torch.Tensor, int]]] = {"train": {}, "val": {}}
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         return move_to(batch, device)
 
     def log_epoch_mean(self, stage: str, values: Mapping[str, torch.Tensor | float], size: int) -> None:
-        """Add one batch of ``size`` rows to the epoch means of ``values`` (full metric names)."""
+        """Add one batch of ``size`` rows to the epoch means of ``values`` (full metric names); a
+        value some batches do not report (a loss term with nothing to score) averages over the
+        batches that do."""
         sums = self._epoch_sums[stage]
         for key, value in values.items():
             value = torch.as_tensor(value).detach().float() * size
-            sums[key] = value if key not in sums else sums[key] + value
-        self._epoch_rows[stage] += size
+            total, rows = sums.get(key, (0.0, 0))
+            sums[key] = (value + total, rows + size)
 
     def _log_epoch_means(self, stage: str) -> None:
-        rows, sums = self._epoch_rows[stage], self._epoch_sums[stage]
         # sync_dist: under DDP the epoch value is the mean over every rank's rows
-        for key, total in sums.items():
+        for key, (total, rows) in self._epoch_sums[stage].items():
             self.log(key, total / rows, on_step=False, on_epoch=True, batch_size=rows, sync_dist=True)
-        self._epoch_sums[stage], self._epoch_rows[stage] = {}, 0
+        self._epoch_sums[stage] = {}
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.trainer.is_last_batch:
             self._log_epoch_means("train")
 
     def on_train_epoch_end(self) -> None:
-        if self._epoch_rows["train"]:  # an epoch whose end the data loader did not announce
-            self._log_epoch_means("train")
+        # Only when the loader never announced its last batch: the means then still reach the
+        # loggers and early stopping, but not the callbacks Lightning runs before this hook
+        # (the history), so every loader here reports its end.
+        self._log_epoch_means("train")
 
     def on_validation_epoch_end(self) -> None:
-        if self._epoch_rows["val"]:
-            self._log_epoch_means("val")
+        self._log_epoch_means("val")
 
 
 class PolymodalModule(BatchModule):

@@ -81,18 +81,19 @@ class AtomicCheckpoint(Callback):
         return score < self.best_score if self.mode == "min" else score > self.best_score
 
     def _save(self, trainer: L.Trainer, improved: bool) -> None:
-        """Every rank calls save_checkpoint (it synchronises); rank 0 writes ``last.ckpt`` through a
-        temp file and rename, and after an improvement copies it to ``best.ckpt`` the same way
-        (one serialisation per epoch)."""
+        """Every rank calls save_checkpoint (it synchronises); rank 0 writes the epoch's checkpoint
+        once, to a temp file, copies it onto ``best.ckpt`` after an improvement (temp file +
+        rename), then renames it onto ``last.ckpt``: a ``last.ckpt`` that records a best epoch is
+        never on disk before that epoch's ``best.ckpt``."""
         if self.folder is None:
             return
         tmp = self.folder / ".last.ckpt.tmp"
         trainer.save_checkpoint(tmp, weights_only=False)
         if trainer.is_global_zero:
-            os.replace(tmp, self.folder / "last.ckpt")
             if improved:
-                shutil.copyfile(self.folder / "last.ckpt", self.folder / ".best.ckpt.tmp")
+                shutil.copyfile(tmp, self.folder / ".best.ckpt.tmp")
                 os.replace(self.folder / ".best.ckpt.tmp", self.folder / "best.ckpt")
+            os.replace(tmp, self.folder / "last.ckpt")
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)

@@ -163,13 +163,17 @@ def test_epoch_means_are_weighted_by_batch_size_and_logged_once_per_epoch():
     module.log = lambda key, value, **kw: calls.append((key, value, kw))
     module.log_epoch_mean("train", {"train_loss": torch.tensor(1.0), "train_x": 4.0}, 2)
     module.log_epoch_mean("train", {"train_loss": torch.tensor(3.0), "train_x": 0.0}, 6)
+    module.log_epoch_mean("train", {"train_loss": torch.tensor(0.5), "train_rare": 9.0}, 4)
     module.log_epoch_mean("val", {"val_loss": torch.tensor(7.0)}, 5)
     assert calls == [], "nothing reaches Lightning per batch"
     module._log_epoch_means("train")
-    assert [c[0] for c in calls] == ["train_loss", "train_x"]
-    torch.testing.assert_close(calls[0][1], torch.tensor(2.5))  # (2 * 1 + 6 * 3) / 8
-    torch.testing.assert_close(calls[1][1], torch.tensor(1.0))
-    assert calls[0][2]["batch_size"] == 8 and calls[0][2]["on_epoch"] and not calls[0][2]["on_step"]
+    assert [c[0] for c in calls] == ["train_loss", "train_x", "train_rare"]
+    torch.testing.assert_close(calls[0][1], torch.tensor(22 / 12))  # (2 * 1 + 6 * 3 + 4 * 0.5) / 12
+    # a value some batches do not report averages over the rows of those that do
+    torch.testing.assert_close(calls[1][1], torch.tensor(1.0))  # (2 * 4 + 6 * 0) / 8
+    torch.testing.assert_close(calls[2][1], torch.tensor(9.0))
+    assert calls[0][2]["batch_size"] == 12 and calls[0][2]["on_epoch"] and not calls[0][2]["on_step"]
+    assert calls[1][2]["batch_size"] == 8 and calls[2][2]["batch_size"] == 4
     calls.clear()
     module._log_epoch_means("val")
     assert [c[0] for c in calls] == ["val_loss"]

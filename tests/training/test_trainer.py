@@ -3,6 +3,8 @@ stopping and resuming, on a toy Lightning module whose validation score follows 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import pandas as pd
 import pytest
@@ -171,3 +173,21 @@ def test_epoch_means_reach_history_and_loggers_weighted_by_rows(tmp_path):
     assert list(result.history["val_loss"]) == pytest.approx([x[:7].mean().item()] * 2, rel=1e-6)
     logged = pd.read_csv(tmp_path / "logs" / "csv" / "metrics.csv")
     assert logged["train_x"].dropna().tolist() == pytest.approx([x.mean().item()] * 2, rel=1e-6)
+
+
+def test_best_checkpoint_lands_before_the_last_that_names_it(tmp_path, monkeypatch):
+    """A crash between the two renames must not leave a last.ckpt recording a best epoch whose
+    best.ckpt is not on disk yet: on an improvement best.ckpt is replaced first."""
+    import polymodal.training.trainer as trainer_module
+
+    renamed: list[str] = []
+    real_replace = trainer_module.os.replace
+
+    def replace(src, dst):
+        if Path(dst).suffix == ".ckpt":
+            renamed.append(Path(dst).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(trainer_module.os, "replace", replace)
+    fit(ScriptedModule([3.0, 1.0, 2.0]), epochs=3, run_dir=tmp_path)
+    assert renamed == ["best.ckpt", "last.ckpt", "best.ckpt", "last.ckpt", "last.ckpt"]
