@@ -89,6 +89,11 @@ class BatchModule(L.LightningModule):
             total, rows = sums.get(key, (0.0, 0))
             sums[key] = (value + total, rows + size)
 
+    def running_mean(self, stage: str, key: str) -> float | None:
+        """The mean of ``key`` over the batches of the epoch so far (None before the first)."""
+        total, rows = self._epoch_sums[stage].get(key, (None, 0))
+        return float(total / rows) if rows else None
+
     def _log_epoch_means(self, stage: str) -> None:
         # sync_dist: under DDP the epoch value is the mean over every rank's rows
         for key, (total, rows) in self._epoch_sums[stage].items():

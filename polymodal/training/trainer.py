@@ -4,6 +4,7 @@ early stopping), loggers (CSV, TensorBoard), progress bar, precision and strateg
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
@@ -15,7 +16,7 @@ from typing import Any
 import lightning as L
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 
 from polymodal.config.train import TrainConfig
 from polymodal.utils.io import atomic_write
@@ -124,6 +125,31 @@ class AtomicCheckpoint(Callback):
         self.best_epoch = state.get("best_epoch")
 
 
+class TrainingProgressBar(RichProgressBar):
+    """A rich progress bar showing the epoch's running training loss and the monitored
+    validation value of the last epoch, read at most every ``interval`` seconds (reading the
+    running loss waits for the device)."""
+
+    def __init__(self, monitor: str, interval: float = 0.5):
+        super().__init__(refresh_rate=10, leave=False)
+        self.monitor = monitor
+        self.interval = interval
+        self._shown: dict[str, float] = {}
+        self._read_at = -math.inf
+
+    def get_metrics(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Any]:
+        now = time.monotonic()
+        if now - self._read_at >= self.interval:
+            self._read_at = now
+            running = getattr(module, "running_mean", None)
+            loss = running("train", "train_loss") if running is not None else None
+            if loss is None:  # between epochs: the last epoch's mean
+                loss = trainer.callback_metrics.get("train_loss")
+            value = trainer.callback_metrics.get(self.monitor)
+            self._shown = {k: round(float(v), 4) for k, v in (("loss", loss), (self.monitor, value)) if v is not None}
+        return self._shown
+
+
 @dataclass
 class FitResult:
     history: pd.DataFrame
@@ -156,9 +182,7 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
         callbacks.append(EarlyStopping(f"val_{monitor}", patience=cfg.early_stopping.patience, mode=mode,
                                        min_delta=cfg.early_stopping.min_delta, check_finite=False))
     if cfg.progress:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar(refresh_rate=max(1, steps_per_epoch // 20), leave=False))
+        callbacks.append(TrainingProgressBar(f"val_{monitor}"))
     loggers: list[Any] = False  # type: ignore[assignment]
     if run_dir is not None:
         from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger

@@ -191,3 +191,22 @@ def test_best_checkpoint_lands_before_the_last_that_names_it(tmp_path, monkeypat
     monkeypatch.setattr(trainer_module.os, "replace", replace)
     fit(ScriptedModule([3.0, 1.0, 2.0]), epochs=3, run_dir=tmp_path)
     assert renamed == ["best.ckpt", "last.ckpt", "best.ckpt", "last.ckpt", "last.ckpt"]
+
+
+def test_progress_bar_shows_the_running_loss_and_the_monitored_value_throttled():
+    from types import SimpleNamespace
+
+    from polymodal.training.trainer import TrainingProgressBar
+
+    module = MeanLoggingModule()
+    trainer = SimpleNamespace(callback_metrics={"val_accuracy": torch.tensor(0.75), "train_loss": torch.tensor(9.0)})
+    bar = TrainingProgressBar("val_accuracy", interval=3600.0)
+    module.log_epoch_mean("train", {"train_loss": torch.tensor(2.0)}, 2)
+    module.log_epoch_mean("train", {"train_loss": torch.tensor(5.0)}, 1)
+    assert bar.get_metrics(trainer, module) == {"loss": 3.0, "val_accuracy": 0.75}
+    module.log_epoch_mean("train", {"train_loss": torch.tensor(7.0)}, 3)
+    assert bar.get_metrics(trainer, module)["loss"] == 3.0, "read at most once per interval"
+    bar.interval = 0.0
+    assert bar.get_metrics(trainer, module)["loss"] == 5.0  # (4 + 5 + 21) / 6
+    module._epoch_sums["train"] = {}  # the epoch's means were handed to Lightning
+    assert bar.get_metrics(trainer, module) == {"loss": 9.0, "val_accuracy": 0.75}
