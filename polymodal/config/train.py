@@ -39,6 +39,10 @@ class TrainConfig(StrictModel):
             learned missing-embeddings) to predict from any subset of modalities.
         val_fraction: share of the training manifest held out for validation when no validation
             manifest is given (stratified for classification).
+        deterministic: deterministic kernels (``torch.use_deterministic_algorithms``, warning
+            where an operation has none), so a seed gives the same model on the same machine;
+            uninitialised memory is not NaN-filled (``torch.utils.deterministic``), which would
+            cost several percent of a step.
         num_workers: DataLoader workers; ``None`` chooses from the machine's cores.
         precision: Lightning precision, e.g. ``32``, ``bf16-mixed``, ``16-mixed``.
         devices / strategy / num_nodes: distributed training on PyTorch's own engine through

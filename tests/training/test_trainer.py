@@ -210,3 +210,14 @@ def test_progress_bar_shows_the_running_loss_and_the_monitored_value_throttled()
     assert bar.get_metrics(trainer, module)["loss"] == 5.0  # (4 + 5 + 21) / 6
     module._epoch_sums["train"] = {}  # the epoch's means were handed to Lightning
     assert bar.get_metrics(trainer, module) == {"loss": 9.0, "val_accuracy": 0.75}
+
+
+def test_deterministic_training_does_not_nan_fill_new_tensors(monkeypatch):
+    """Deterministic kernels stay on (a seed gives the same model, see test_predictor); PyTorch's
+    NaN-filling of every new tensor, a debugging aid costing several percent of a step, is off."""
+    from polymodal.training.trainer import make_trainer
+
+    monkeypatch.setattr(torch.utils.deterministic, "fill_uninitialized_memory", True)
+    make_trainer(train_config(1), run_dir=None, monitor="loss", mode="min", steps_per_epoch=1)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
