@@ -83,6 +83,23 @@ def test_an_edited_file_is_hashed_again(tmp_path):
     assert after[0] == _hashes([first])[0] != before[0]
 
 
+def test_an_edit_that_restores_size_and_mtime_is_caught_by_the_ctime(tmp_path):
+    """Like ``touch -r`` after an edit (or an unpacker restoring times): same path, inode, size and
+    mtime, but the change time moved, so the file is hashed again."""
+    path = tmp_path / "a.bin"
+    first = _write(path, b"x" * 10)
+    past = time.time_ns() - 100 * 10**9
+    os.utime(path, ns=(past, past))
+    settle()
+    before, _ = _keys([first], tmp_path / "cache")
+    _write(path, b"y" * 10)
+    os.utime(path, ns=(past, past))
+    assert path.stat().st_mtime_ns == past
+    settle()
+    after, _ = _keys([first], tmp_path / "cache")
+    assert after[0] == _hashes([first])[0] != before[0]
+
+
 def test_a_file_changed_within_the_clock_resolution_is_not_remembered(tmp_path, monkeypatch):
     settled = _write(tmp_path / "old.bin", b"def")
     settle()
@@ -272,10 +289,12 @@ def test_a_copy_that_keeps_the_old_mtime_is_not_remembered_until_settled(tmp_pat
 def test_a_shard_replaced_under_the_same_path_is_read_anew(tmp_path):
     shard = tmp_path / "shard.npy"
     np.save(shard, np.array([[1, 2]], np.int16))
-    before, _ = content_keys([f"{shard}#0"], True)
+    settle()
+    before, _ = _keys([f"{shard}#0"], tmp_path / "cache")  # remembered by the memo
     np.save(tmp_path / "new.npy", np.array([[7, 8]], np.int16))
     os.replace(tmp_path / "new.npy", shard)
-    after, _ = content_keys([f"{shard}#0"], True)
+    settle()
+    after, _ = _keys([f"{shard}#0"], tmp_path / "cache")
     assert after[0] == _hashes([f"{shard}#0"])[0] != before[0]
 
 

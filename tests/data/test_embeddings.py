@@ -105,6 +105,20 @@ def test_changed_weights_invalidate(tmp_path):
     assert other.rows_seen == 11
 
 
+def test_a_pooled_only_store_is_not_reused_when_tokens_are_needed(tmp_path):
+    """The stored layout is part of the key: a fusion over encoder tokens does not read a store
+    that holds only pooled vectors (same encoder, same preprocessing)."""
+    path = _manifest(tmp_path / "data")
+    pooled_only = Run(_config(tmp_path / "cache"), path)
+    pooled_only.cached()
+    with_tokens = Run(_config(tmp_path / "cache", tokens=True), path)
+    assert (with_tokens.net.encoders["img"].weights_fingerprint()
+            == pooled_only.net.encoders["img"].weights_fingerprint())
+    arrays = with_tokens.cached().modalities["img"].arrays
+    assert with_tokens.rows_seen == 11
+    assert {"pooled", "tokens", "token_mask"} <= set(arrays)
+
+
 def test_changed_preprocessing_invalidates(tmp_path):
     path = _manifest(tmp_path / "data")
     Run(_config(tmp_path / "cache"), path).cached()

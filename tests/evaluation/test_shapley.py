@@ -39,6 +39,17 @@ def test_pure_xor_splits_the_value_and_shows_the_interaction():
     assert interactions[0, 0] == 0.0
 
 
+def test_interactions_weigh_coalitions_of_every_size_among_three_players():
+    # v = 1 when players 0 and 1 are both in: by hand, I[0,1] = 1/2 (S = {}) + 1/2 (S = {2}) = 1,
+    # and the dummy player 2 interacts with nobody.
+    pair = shapley_interactions(game(3, lambda s: 1.0 if {0, 1} <= s else 0.0), 3)[0, :, :, 0]
+    assert pair[0, 1] == pytest.approx(1.0)
+    assert pair[0, 2] == pytest.approx(0.0) and pair[1, 2] == pytest.approx(0.0)
+    # unanimity of all three: every pair gets 1 / (|T| - 1) = 1/2
+    unanimity = shapley_interactions(game(3, lambda s: 1.0 if s == {0, 1, 2} else 0.0), 3)[0, :, :, 0]
+    np.testing.assert_allclose(unanimity[np.triu_indices(3, 1)], 0.5)
+
+
 def test_redundant_players_interact_negatively():
     values = game(2, lambda s: 1.0 if s else 0.0)  # either alone is enough
     assert shapley_interactions(values, 2)[0, 0, 1, 0] == pytest.approx(-1.0)

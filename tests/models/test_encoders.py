@@ -127,6 +127,27 @@ def test_eval_output_of_a_sample_does_not_depend_on_the_rest_of_the_batch(cfg_cl
             torch.testing.assert_close(alone.pooled[0], full.pooled[i], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize(("cfg_cls", "kind", "overrides"), [c for c in ALL_CASES if not c.values[2]])
+def test_weights_fingerprint_follows_every_parameter_and_buffer(cfg_cls, kind, overrides):
+    """It keys the frozen-feature cache: equal for equal weights, different when any tensor of the
+    state differs, a batch-norm running statistic as much as a weight."""
+    encoder = build_encoder(cfg_cls, kind, overrides)
+    fingerprint = encoder.weights_fingerprint()
+    assert build_encoder(cfg_cls, kind, overrides).weights_fingerprint() == fingerprint
+    state = encoder.state_dict()
+    floating = [key for key, value in state.items() if value.is_floating_point() and value.numel()]
+    params = {name for name, _ in encoder.named_parameters()}
+    chosen = [k for k in floating if k in params][:1] + [k for k in floating if k not in params]
+    for key in chosen:
+        original = state[key].clone()
+        with torch.no_grad():
+            state[key].add_(0.5)
+        assert encoder.weights_fingerprint() != fingerprint, f"changing '{key}' left the fingerprint unchanged"
+        with torch.no_grad():
+            state[key].copy_(original)
+    assert encoder.weights_fingerprint() == fingerprint
+
+
 def _text_cases() -> list:
     cases = []
     for case_id, cfg_cls, kind, overrides in ENCODER_CASES:

@@ -22,6 +22,7 @@ from polymodal.config.model import AnyFusion, MlpHeadConfig
 from polymodal.errors import ConfigError
 from polymodal.models.encoders.base import EncoderOutput
 from polymodal.models.fusion.base import FusedOutput, Fusion
+from polymodal.models.fusion.tensor import LowRankFusion
 from polymodal.models.registry import FUSIONS
 
 from .helpers import (
@@ -140,6 +141,57 @@ def test_result_does_not_depend_on_modality_order(cfg_cls, overrides):
     rebuilt = build_fusion(cfg_cls, overrides, dict(reversed(list(FUSION_DIMS.items())))).eval()
     assert rebuilt.names == fusion.names
     assert list(rebuilt.state_dict()) == list(fusion.state_dict())
+
+
+ZERO_CASES = [case for case in CASES if case.values[1]["missing"] == "zero"]
+
+
+def _perturb_modality_parameters(fusion: Fusion, names: list[str]) -> int:
+    """Add noise to every parameter that belongs to one of ``names`` (a ``<module>.<name>`` entry),
+    except the rows of a low-rank factor that multiply the constant 1 of ``[1, z_m]``: that
+    term is present for an absent modality by design (``polymodal.models.fusion.tensor``).
+    Returns how many parameters were changed."""
+    g = torch.Generator().manual_seed(3)
+    changed = 0
+    with torch.no_grad():
+        for key, p in fusion.named_parameters():
+            if not set(key.split(".")) & set(names):
+                continue
+            noise = torch.randn(p.shape, generator=g)
+            if isinstance(fusion, LowRankFusion) and key.startswith("factors."):
+                noise[:, 0] = 0.0
+            p.add_(noise)
+            changed += 1
+    return changed
+
+
+@pytest.mark.parametrize(("cfg_cls", "overrides"), ZERO_CASES)
+def test_zero_missing_leaves_out_the_absent_modality(cfg_cls, overrides):
+    """With ``missing: zero`` an absent modality is left out, not fed in as zeros: a sample's
+    output does not depend on the fusion's parameters for the modalities it lacks (their
+    projections, gates, heads, tokens), only on those of the modalities it has."""
+    fusion = build_fusion(cfg_cls, overrides).eval()
+    features, present = fusion_features(), fusion_present()
+    only_img = [row for row in range(FUSION_BATCH) if row in ABSENT["aud"] and row in ABSENT["txt"]]
+    assert only_img, "the fixture needs a sample with a single modality"
+    with torch.no_grad():
+        before = fusion(features, present).pooled
+        changed = _perturb_modality_parameters(fusion, ["aud", "txt"])
+        after = fusion(features, present).pooled
+    assert_same(before[only_img], after[only_img], atol=1e-5)
+    if not changed:  # no per-modality parameters (concat without projection): nothing else to check
+        return
+    both = [row for row in range(FUSION_BATCH) if row not in ABSENT["aud"] and row not in ABSENT["txt"]]
+    assert max_change(before[both], after[both]) > 1e-3, "the perturbed parameters should matter where the modalities are present"
+
+
+def test_masked_softmax_weights_only_the_masked_in_entries():
+    logits = torch.tensor([[0.0, 1.0, 2.0], [3.0, -1.0, 0.5], [1.0, 1.0, 1.0]])
+    mask = torch.tensor([[True, False, True], [False, True, False], [False, False, False]])
+    weights = Fusion.masked_softmax(logits, mask)
+    e0, e2 = math.exp(0.0), math.exp(2.0)
+    expected = torch.tensor([[e0 / (e0 + e2), 0.0, e2 / (e0 + e2)], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    torch.testing.assert_close(weights, expected)
 
 
 def test_learned_missing_embedding_stands_in_for_an_absent_modality():

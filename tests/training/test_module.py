@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import types
 import warnings
 
 import pytest
@@ -209,6 +210,44 @@ def test_validation_dropout_masks_repeat_every_epoch():
     assert torch.equal(_validate(module, batch, batch_idx=3)["val_loss"], first)
     assert all(torch.equal(a, d["a"]) for a, d in zip(masks, module.net.seen[1:], strict=True))
     assert not all(torch.equal(masks[0], m) for m in masks[1:]), "the draws differ from each other"
+
+
+def test_validation_loss_is_the_mean_over_rows_across_uneven_batches():
+    module = PolymodalModule(PresenceNet(), TaskLoss("classification"), OptimSettings(1e-3, 0.0, "none", 0.0),
+                             metrics=lambda outputs, target: {})
+    logged: dict[str, torch.Tensor] = {}
+    module.log = lambda key, value, **_: logged.__setitem__(key, value)
+    three_with_a = {"inputs": {}, "present": presence(["ab"] * 3, names="ab"), "target": torch.zeros(3, dtype=torch.long)}
+    one_without = {"inputs": {}, "present": presence(["b"], names="ab"), "target": torch.zeros(1, dtype=torch.long)}
+    module.validation_step(three_with_a, 0)
+    module.validation_step(one_without, 1)
+    module._log_epoch_means("val")
+    with_a = -torch.log_softmax(torch.tensor([2.0, 0.0]), 0)[0]
+    without = torch.tensor(math.log(2.0))
+    torch.testing.assert_close(logged["val_loss"], (3 * with_a + without) / 4)
+
+
+def test_distributed_validation_counts_each_row_once(monkeypatch):
+    """Under DDP every rank's validation outputs are gathered; the distributed sampler pads the set
+    to a multiple of the world size by repeating rows, which the metrics must see once."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def metrics(outputs, target):
+        seen["outputs"], seen["target"] = torch.as_tensor(outputs), torch.as_tensor(target)
+        return {}
+
+    module = PolymodalModule(RecordingNet(), TaskLoss("classification"), OptimSettings(1e-3, 0.0, "none", 0.0),
+                             metrics=metrics)
+    rank0 = (torch.tensor([[0.0, 1.0], [2.0, 3.0]]), torch.tensor([0, 1]), torch.tensor([0, 2]))
+    rank1 = (torch.tensor([[4.0, 5.0], [0.0, 1.0]]), torch.tensor([1, 0]), torch.tensor([1, 0]))  # row 0 again: padding
+    module._val_outputs, module._val_targets, module._val_index = [rank0[0]], [rank0[1]], [rank0[2]]
+    gathered = iter(torch.stack([a, b]) for a, b in zip(rank0, rank1, strict=True))
+    monkeypatch.setattr(module, "all_gather", lambda tensor: next(gathered))
+    monkeypatch.setattr(type(module), "trainer", property(lambda self: types.SimpleNamespace(world_size=2)))
+    module.log = lambda *args, **kwargs: None
+    module.on_validation_epoch_end()
+    torch.testing.assert_close(seen["outputs"], torch.tensor([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]))
+    assert seen["target"].tolist() == [0, 1, 1]
 
 
 def test_validation_without_dropout_logs_the_plain_loss():

@@ -20,11 +20,12 @@ class ScriptedModule(L.LightningModule):
     """Trains a linear layer; its validation score for epoch e is ``script[e]``. Keeps a copy of
     its weights at the end of every epoch (after validation, when checkpoints are taken)."""
 
-    def __init__(self, script: list[float], metric: str = "loss"):
+    def __init__(self, script: list[float], metric: str = "loss", losses: list[float] | None = None):
         super().__init__()
         self.layer = torch.nn.Linear(3, 1)
         self.script = script
         self.metric = metric
+        self.losses = losses  # val_loss per epoch beside another metric
         self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
 
     def training_step(self, batch, batch_idx):
@@ -35,6 +36,8 @@ class ScriptedModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         self.log(f"val_{self.metric}", torch.tensor(self.script[self.current_epoch]), on_epoch=True)
+        if self.losses is not None:
+            self.log("val_loss", torch.tensor(self.losses[self.current_epoch]), on_epoch=True)
 
     def on_validation_epoch_end(self):
         self.snapshots[self.current_epoch] = {k: v.detach().clone() for k, v in self.state_dict().items()}
@@ -91,6 +94,15 @@ def test_higher_is_better_metrics(tmp_path):
     result = fit(module, epochs=3, run_dir=tmp_path, monitor="accuracy", mode="max")
     assert result.best_epoch == 1 and result.best_score == pytest.approx(0.9)
     assert same_weights(module, module.snapshots[1])
+
+
+@pytest.mark.parametrize(("losses", "best"), [([1.0, 0.8, 0.4], 2), ([1.0, 0.4, 0.8], 1), ([1.0, 0.4, 0.4], 1)])
+def test_a_tie_on_the_metric_is_broken_by_the_lower_validation_loss(losses, best):
+    """Accuracy on a few hundred rows ties often; a full tie keeps the earlier epoch."""
+    module = ScriptedModule([0.5, 0.9, 0.9], metric="accuracy", losses=losses)
+    result = fit(module, epochs=3, monitor="accuracy", mode="max")
+    assert result.best_epoch == best
+    assert same_weights(module, module.snapshots[best])
 
 
 def test_without_a_run_folder_nothing_is_written(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ fitted state survives save/load into a fresh instance (JSON + safetensors, no pi
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,55 @@ def test_fingerprint_follows_the_encoding_state_not_the_batch_statistics(tmp_pat
     before = prep.fingerprint()
     prep.fit_features(encode_values(prep, train))  # normalisation statistics do not change cached features
     assert prep.mean is not None and prep.fingerprint() == before
+
+
+def _literal_choices(annotation: Any) -> list[Any]:
+    """The choices of a ``Literal`` annotation, also inside ``X | None``."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return list(typing.get_args(annotation))
+    return [c for arg in typing.get_args(annotation) for c in _literal_choices(arg)]
+
+
+def _preprocess_variants(cfg: Any) -> list[tuple[str, Any]]:
+    """The modality config with one bool or Literal preprocessing field changed, for every other
+    valid choice of every such field."""
+    preprocess = cfg.preprocess.model_dump()
+    out = []
+    for name, field in type(cfg.preprocess).model_fields.items():
+        choices = [not field.default] if field.annotation is bool else _literal_choices(field.annotation)
+        for choice in choices:
+            if choice == preprocess[name]:
+                continue
+            try:
+                variant = type(cfg).model_validate({**cfg.model_dump(), "preprocess": {**preprocess, name: choice}})
+            except ValueError:  # a combination the schema refuses
+                continue
+            out.append((f"{name}={choice}", variant))
+    return out
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_equal_fingerprints_mean_equal_features(tmp_path, name):
+    """The fingerprint keys the tensor cache, so a setting that changes what ``featurize`` gives
+    must change it; settings applied at batch time (``batch_time_fields``) must not change the
+    features, or a warm cache would serve stale ones."""
+    cfg, train, new = CASES[name](tmp_path)
+    variants = _preprocess_variants(cfg)
+    if not variants:
+        pytest.skip(f"{type(cfg.preprocess).__name__} has no bool or Literal settings")
+
+    def featurised(config: Any) -> tuple[str, dict[str, np.ndarray]]:
+        prep = build_preprocessor(config, "m")
+        prep.fit(train)
+        return prep.fingerprint(), encode_values(prep, train + new)
+
+    fingerprint, arrays = featurised(cfg)
+    for variant_id, variant in variants:
+        other_fingerprint, other = featurised(variant)
+        same = set(arrays) == set(other) and all(
+            arrays[k].shape == other[k].shape and np.array_equal(arrays[k], other[k], equal_nan=True) for k in arrays)
+        if other_fingerprint == fingerprint:
+            assert same, f"{variant_id} changes the features but not the fingerprint"
 
 
 def pipeline_dataset(prep: Preprocessor, values: list[Any], train: bool = False) -> MultimodalDataset:

@@ -1,0 +1,52 @@
+"""Atomic writes: the target holds either its old bytes or the complete new ones, never a mix,
+and no temporary file is left behind either way."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from polymodal.utils.io import atomic_path, atomic_write, atomic_write_json
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_a_complete_write_replaces_the_target(tmp_path):
+    target = tmp_path / "sub" / "model.bin"  # the folder is created
+    atomic_write(target, lambda tmp: tmp.write_bytes(b"new"))
+    assert target.read_bytes() == b"new"
+    atomic_write_json(target, {"a": [1, 2]})
+    assert json.loads(target.read_text()) == {"a": [1, 2]}
+    assert _leftovers(target.parent) == []
+
+
+def test_a_failed_write_keeps_the_old_target_and_removes_the_temp_file(tmp_path):
+    target = tmp_path / "model.bin"
+    target.write_bytes(b"old and complete")
+
+    def half_write(tmp):
+        tmp.write_bytes(b"ne")
+        raise KeyboardInterrupt  # an interrupted run
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, half_write)
+    assert target.read_bytes() == b"old and complete"
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_failed_first_write_leaves_no_target(tmp_path):
+    target = tmp_path / "metrics.json"
+    with pytest.raises(TypeError, match="not JSON serialisable"):
+        atomic_write_json(target, {"bad": object()})
+    assert not target.exists() and _leftovers(tmp_path) == []
+
+
+def test_the_temp_path_is_beside_the_target(tmp_path):
+    """Same folder, so the final rename stays on one file system (atomic)."""
+    with atomic_path(tmp_path / "x.csv") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".x.csv.")
+        tmp.write_text("a")
+    assert (tmp_path / "x.csv").read_text() == "a"
