@@ -15,6 +15,21 @@ def test_threshold_flags_at_most_the_target_share_of_normals():
     assert (normal > threshold).mean() <= 0.05
 
 
+def test_threshold_is_the_next_normal_score_above_the_quantile():
+    # the 0.85 quantile of 0..9 lies between 7 and 8; flagging above 7 would flag 20% of normals
+    normal = np.arange(10, dtype=float)
+    threshold = threshold_at_fpr(normal, 0.15)
+    assert threshold == 8.0
+    assert (normal > threshold).mean() == 0.1
+
+
+def test_a_score_equal_to_the_threshold_is_not_flagged():
+    labels = np.array([0, 0, 1, 1])
+    out = anomaly_metrics(np.array([1.0, 2.0, 2.0, 3.0]), labels, threshold=2.0)
+    assert out["flag_fpr"] == 0.0  # the normal at exactly 2.0 stays unflagged
+    assert out["flag_tpr"] == 0.5  # so does the anomaly at 2.0
+
+
 def test_threshold_needs_normal_samples():
     with pytest.raises(ValueError, match="normal validation samples"):
         threshold_at_fpr(np.zeros(0), 0.05)
@@ -25,6 +40,13 @@ def test_fpr_at_95_tpr_counts_normals_above_the_cut():
     scores = np.r_[np.arange(10, 30), np.arange(10), 15.0]
     labels = np.r_[np.ones(20), np.zeros(11)]
     assert fpr_at_tpr(scores, labels) == pytest.approx(1 / 11)
+
+
+def test_fpr_at_95_tpr_leaves_normals_below_the_cut_unflagged():
+    # as above plus a normal at 10.5: below the cut 11 (the 19th anomaly), above the 20th anomaly
+    scores = np.r_[np.arange(10, 30), np.arange(10), 15.0, 10.5]
+    labels = np.r_[np.ones(20), np.zeros(12)]
+    assert fpr_at_tpr(scores, labels) == pytest.approx(1 / 12)  # only the normal at 15
 
 
 def test_perfect_and_inverted_scores():

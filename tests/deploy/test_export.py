@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import onnx
 import pytest
 import torch
 
+from polymodal.data.manifest import read_manifest
 from polymodal.deploy.errors import ExportError
 from polymodal.deploy.export import export_run
 from polymodal.deploy.graph import _adaptive_max_pool1d
-from polymodal.deploy.parity import check_graph
+from polymodal.deploy.parity import check_graph, manifest_rows, quantize_and_measure
 from polymodal.deploy.runtime import Runtime
 
 
@@ -92,16 +94,65 @@ def test_parity_failure_is_loud(exported, trained):
         predictor.net.head = original
 
 
-def test_quantized_graph_is_reported_and_runs(exported):
+def test_parity_takes_the_worst_difference_over_every_feed_set(exported, trained, dataset, monkeypatch):
+    from polymodal.deploy import parity
+
+    folder, _ = exported
+    predictor, _ = trained
+    meta = json.loads((folder / "deploy.json").read_text())
+    table = predictor._encode(read_manifest(dataset["test"]), require_target=False, modalities=None)[1]
+    real, calls = parity._runner, []
+
+    def runner(f, m):
+        run = real(f, m)
+
+        def off_on_first_pass(feeds):  # 8 rows: one call per feed set; only the first (as given) is off
+            calls.append(1)
+            return run(feeds) + (1e-2 if len(calls) == 1 else 0.0)
+
+        return off_on_first_pass
+
+    monkeypatch.setattr(parity, "_runner", runner)
+    with pytest.raises(ExportError, match=r"differ by up to 0\.01 on 8 manifest rows"):
+        check_graph(predictor, folder, meta, table, rows=8, tolerance=1e-4)
+    assert len(calls) == 2  # both feed sets ran; the last one matched
+
+
+def test_quantized_graph_is_reported_and_runs(exported, trained, dataset):
     folder, report = exported
     q = report.quantized
     ops = {n.op_type for n in onnx.load(str(folder / "model.int8.onnx")).graph.node}
     assert "DynamicQuantizeLinear" in ops and "MatMulInteger" in ops  # int8 matrix products
     assert {"accuracy", "accuracy_int8", "speedup_batch", "max_abs_diff"} <= set(q)
     assert 0 < q["max_abs_diff"] < 1.0  # quantised, not identical, not broken
+    # the reported accuracies, recomputed: the eager predictor and the int8 runtime on the same rows
+    predictor, _ = trained
+    truth = dataset["frame"].iloc[42:]["label"].to_numpy()
+    assert q["rows"] == len(truth)
+    assert q["accuracy"] == pytest.approx((predictor.predict(dataset["test"]) == truth).mean())
     runtime = Runtime.load(folder, quantized=True)
+    rows = manifest_rows(runtime, read_manifest(dataset["test"]), len(truth))
+    assert q["accuracy_int8"] == pytest.approx((np.asarray(runtime.predict(rows)) == truth).mean())
+    assert abs(q["accuracy_int8"] - q["accuracy"]) <= 2 / len(truth)  # int8 costs at most two of the rows
     proba = runtime.predict_proba([{"notes": "red small"}, {"labs": {"x1": 2.0, "color": "blue"}}])
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_quantized_accuracy_is_measured_against_the_labels(exported, trained, dataset, tmp_path):
+    folder = shutil.copytree(exported[0], tmp_path / "export")  # the shared export stays untouched
+    predictor, _ = trained
+    meta = json.loads((folder / "deploy.json").read_text())
+    frame = dataset["frame"].iloc[42:].reset_index(drop=True)
+    wrong = frame["label"].map({"a": "b", "b": "c", "c": "a"})
+    frame["label"] = frame["label"].where(frame.index >= 6, wrong)  # the first six labels are wrong
+    manifest = read_manifest(frame, root=dataset["root"])
+    q = quantize_and_measure(predictor, folder, meta, manifest, rows=len(frame))
+    truth = frame["label"].to_numpy()
+    runtime = Runtime.load(folder, quantized=True)
+    eager = (predictor.predict(manifest) == truth).mean()
+    int8 = (np.asarray(runtime.predict(manifest_rows(runtime, manifest, len(frame)))) == truth).mean()
+    assert q["rows"] == 18 and eager <= 12 / 18  # the six wrong labels count against it
+    assert q["accuracy"] == pytest.approx(eager) and q["accuracy_int8"] == pytest.approx(int8)
 
 
 def test_torchscript_export_matches_eager(trained, tmp_path):

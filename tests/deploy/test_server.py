@@ -100,6 +100,7 @@ def big_png(side: int) -> bytes:
     ({"json": {"image": b64(big_png(65))}}, 413, "too_many_pixels", "image"),
     ({"json": {"audio": b64(wav_bytes(np.zeros(8000 * 2, np.float32)))}}, 413, "too_long", "audio"),
     ({"json": {"notes": "word " * 30}}, 413, "too_long", "notes"),
+    ({"json": {"labs": {"color": "r" * 101}}}, 413, "too_long", "color"),
     ({"json": {"image": "not base64!"}}, 422, "bad_base64", "image"),
     ({"json": {}}, 422, "missing_input", None),
     ({"data": {"unknown": "1"}}, 422, "unknown_field", "unknown"),
@@ -118,6 +119,18 @@ def test_bad_requests_get_clear_4xx_json(client, kwargs, status, code, field):
     error = response.json()["error"]
     assert error["code"] == code and error["field"] == field
     assert len(error["message"]) > 20
+
+
+def test_a_chunked_body_over_the_limit_is_refused_while_streaming(client):
+    def chunks():  # no Content-Length: the size is only known while reading
+        for _ in range(3):
+            yield b"x" * 100_000
+
+    response = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert response.request.headers.get("content-length") is None
+    assert response.status_code == 413, response.text
+    error = response.json()["error"]
+    assert error["code"] == "too_large" and "200,000 bytes" in error["message"]
 
 
 def test_limit_messages_name_the_limit_and_the_value(client):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from polymodal import MultimodalPredictor
@@ -19,6 +20,16 @@ from polymodal.evaluation.robustness import REPORT_CORRUPTIONS, corrupt_table
 from .helpers import all_kinds_config, all_kinds_dataset
 
 SECTIONS = ("Modality subsets", "Modality importance", "Robustness", "Calibration", "Complexity")
+
+
+def top_class_ece(proba: np.ndarray, classes: np.ndarray, truth: np.ndarray, bins: int = 15) -> float:
+    """ECE written out: per equal-width bin of the top-class confidence, |accuracy - confidence|,
+    weighted by the bin's share of the rows."""
+    confidence = proba.max(axis=1)
+    correct = classes[proba.argmax(axis=1)] == truth
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    return float(sum((which == b).mean() * abs(correct[which == b].mean() - confidence[which == b].mean())
+                     for b in np.unique(which)))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +62,9 @@ def test_fit_computes_every_diagnostic_on_the_test_rows(fitted):
     assert len(curves) == 5 * 6 and all(c["failed"] == 0 for c in curves)
     calibration = diag["calibration"]
     assert sum(b["count"] for b in calibration["bins"]) == 6
-    assert calibration["ece"] == pytest.approx(predictor.metrics["test"]["ece"])
+    proba = predictor.predict_proba(paths["test"])
+    truth = pd.read_csv(paths["test"])["label"].to_numpy()[proba.index]
+    assert calibration["ece"] == pytest.approx(top_class_ece(proba.to_numpy(), np.asarray(proba.columns), truth))
     complexity = diag["complexity"]
     assert complexity["parameters"] == predictor.info["parameters"]
     assert complexity["latency_ms_per_sample"] > 0 and complexity["latency_ms_per_batch_64"] > 0

@@ -29,6 +29,16 @@ def test_search_matches_brute_force_cosine_ranking() -> None:
     assert np.allclose(scores, np.take_along_axis(sims, expected, axis=1), atol=1e-5)
 
 
+def test_query_scale_does_not_change_ids_or_scores() -> None:
+    gallery, queries = unit_rows(30, 8, 4), unit_rows(5, 8, 5)
+    index = EmbeddingIndex.build(gallery)
+    unit_scores, unit_positions = index.search(queries, k=4)
+    scores, positions = index.search(3.0 * queries, k=4)  # scores are cosines, not dot products
+    assert np.array_equal(positions, unit_positions)
+    assert np.allclose(scores, unit_scores, atol=1e-6)
+    assert scores.max() <= 1.0 + 1e-5
+
+
 def test_index_saved_and_loaded_gives_identical_results(tmp_path) -> None:
     gallery, queries = unit_rows(40, 6, 2), unit_rows(9, 6, 3)
     ids = [f"item{i}" for i in range(40)]

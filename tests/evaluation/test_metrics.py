@@ -1,0 +1,36 @@
+"""Task metrics (polymodal.metrics) on hand-made outputs with hand-computed expected values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from polymodal.metrics import expected_calibration_error, multilabel_metrics
+
+
+def logit(p: float) -> float:
+    return float(np.log(p / (1.0 - p)))
+
+
+def test_ece_weights_each_bin_by_its_share_of_samples():
+    # three confident right answers (confidence 0.9, gap 0.1) and one wrong answer at 0.7 (gap 0.7),
+    # in different bins of 15: ECE = 3/4 * 0.1 + 1/4 * 0.7 = 0.25
+    proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.7, 0.3]])
+    target = np.array([0, 0, 0, 1])
+    assert expected_calibration_error(proba, target) == pytest.approx(0.25)
+
+
+def test_multilabel_counts_probabilities_from_one_half_up_as_positive():
+    # rows: (target, probabilities) -> predicted
+    #   [1, 0]  0.55, 0.20  -> [1, 0]
+    #   [0, 1]  0.10, 0.90  -> [0, 1]
+    #   [1, 1]  0.50, 0.70  -> [1, 1]   (exactly 0.5 is positive)
+    #   [0, 0]  0.30, 0.45  -> [0, 0]
+    #   [1, 0]  0.20, 0.10  -> [0, 0]   (a missed label)
+    target = np.array([[1, 0], [0, 1], [1, 1], [0, 0], [1, 0]])
+    proba = [[0.55, 0.2], [0.1, 0.9], [0.5, 0.7], [0.3, 0.45], [0.2, 0.1]]
+    logits = np.array([[logit(p) for p in row] for row in proba])
+    out = multilabel_metrics(logits, target)
+    assert out["subset_accuracy"] == pytest.approx(4 / 5)
+    assert out["micro_f1"] == pytest.approx(8 / 9)  # TP 4, FP 0, FN 1: 2*4 / (2*4 + 0 + 1)
+    assert out["macro_f1"] == pytest.approx((4 / 5 + 1.0) / 2)  # label 0: TP 2, FN 1; label 1: perfect
