@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ModelWrapValidatorHandler, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from polymodal.errors import ConfigError
 
@@ -18,9 +19,93 @@ DISCRIMINATORS = ("kind", "name", "objective", "method")
 
 
 class StrictModel(BaseModel):
-    """A config section: unknown keys are errors (the message lists the allowed keys)."""
+    """A config section: unknown keys are errors (the message lists the allowed keys), and a
+    boolean is not a number (pydantic would read ``epochs: true`` as 1)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _no_bool_for_numbers(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        """Refuse a boolean given for a number field (a field validator cannot do it for every field:
+        pydantic forbids them on the discriminator fields), reported under the field's key beside
+        every other problem of the section."""
+        found = {}
+        if isinstance(data, Mapping):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(key, str) else None
+                problem = None if field is None else bool_for_number(field.annotation, value)
+                if problem is not None:
+                    found[key] = (problem, value)
+        if not found:
+            return handler(data)
+        errors: list[InitErrorDetails] = [
+            {"type": PydanticCustomError("bool_for_number", problem), "loc": (key,), "input": value}
+            for key, (problem, value) in found.items()]
+        try:
+            handler({key: value for key, value in data.items() if key not in found})  # the section's other problems
+        except ValidationError as err:
+            errors += [_error_details(e) for e in err.errors(include_url=False)  # a rule across keys (at the
+                       if e["loc"] and e["loc"][:1] not in [(key,) for key in found]]  # root) saw defaults
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+
+
+def _error_details(error: Any) -> InitErrorDetails:
+    """A reported error made raisable again: a pydantic error type as it was, a custom one as a
+    :class:`PydanticCustomError` with the same type name and message."""
+    details: InitErrorDetails = {"type": error["type"], "loc": error["loc"], "input": error["input"]}
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    try:
+        ValidationError.from_exception_data("check", [details])  # builds (not raises) a known type
+        return details
+    except (KeyError, TypeError, ValueError):  # pydantic-core: unknown error type
+        pass
+    return {"type": PydanticCustomError(error["type"], error["msg"]), "loc": error["loc"], "input": error["input"]}
+
+
+def _takes_bool(member: Any) -> bool:
+    return member is bool or member is Any or (get_origin(member) is Literal and any(
+        isinstance(v, bool) for v in get_args(member)))
+
+
+def _item_annotation(container: Any, index: int) -> Any:
+    """The annotation of item ``index`` of a ``list[A]`` / ``tuple[A, B]`` / ``tuple[A, ...]``."""
+    args = get_args(container)
+    if not args:
+        return Any
+    if get_origin(container) is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+        return args[index] if index < len(args) else Any
+    return args[0]
+
+
+def bool_for_number(annotation: Any, value: Any) -> str | None:
+    """What is wrong when ``value`` puts a boolean where ``annotation`` wants a number (at any depth
+    of lists, tuples and dicts), else None: ``must be an integer, not a boolean``."""
+    members = _flat_members(annotation)
+    if isinstance(value, bool):
+        if any(_takes_bool(m) for m in members):
+            return None
+        numbers = [m for m in members if m in (int, float)]
+        if not numbers:
+            return None  # not a number field: pydantic says what it wants
+        choices = [repr(v) for m in members if get_origin(m) is Literal for v in get_args(m)]
+        wanted = [*choices, "an integer" if numbers == [int] else "a number"]
+        listed = wanted[0] if len(wanted) == 1 else f"{', '.join(wanted[:-1])} or {wanted[-1]}"
+        return f"must be {listed}, not a boolean"
+    if isinstance(value, list | tuple):
+        containers = [m for m in members if get_origin(m) in (list, tuple, set, frozenset)]
+        for index, item in enumerate(value):
+            problem = next((p for c in containers if (p := bool_for_number(_item_annotation(c, index), item))), None)
+            if problem is not None:
+                return f"item {index} {problem}"
+    if isinstance(value, Mapping):
+        dicts = [m for m in members if get_origin(m) is dict and len(get_args(m)) == 2]
+        for key, item in value.items():
+            problem = next((p for d in dicts if (p := bool_for_number(get_args(d)[1], item))), None)
+            if problem is not None:
+                return f"value of '{key}' {problem}"
+    return None
 
 
 def _flat_members(annotation: Any) -> list[Any]:
@@ -182,8 +267,9 @@ def _node(data: Any, parts: list[str]) -> Any:
 
 
 # what a member of a plain union (``A | list[A]``) says when the value has the other member's shape
-SHAPE_ERRORS = ("dict_type", "list_type", "model_type", "model_attributes_type")
+SHAPE_ERRORS = ("dict_type", "list_type", "tuple_type", "int_type", "float_type", "model_type", "model_attributes_type")
 LENGTH_ERRORS = ("too_short", "too_long")  # a member that says these accepted the value's shape
+RANGE_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")  # and these
 
 
 def format_validation_error(error: ValidationError, data: Any, root: type[BaseModel]) -> list[str]:
@@ -191,11 +277,11 @@ def format_validation_error(error: ValidationError, data: Any, root: type[BaseMo
 
     A union member's complaint that the value has the wrong shape (``should be a valid list``) is
     left out when another member accepted the shape: it found a problem further inside the value,
-    or only the value's length is wrong (``transfer: []``).
+    or only the value's length or range is wrong (``transfer: []``, ``size: 5000``).
     """
     found = [(err, _user_path(tuple(err["loc"]), data, err["type"])) for err in error.errors(include_url=False)]
     inside = {tuple(parts[:i]) for _, parts in found for i in range(len(parts))}  # strict prefixes
-    inside |= {tuple(parts) for err, parts in found if err["type"] in LENGTH_ERRORS}
+    inside |= {tuple(parts) for err, parts in found if err["type"] in LENGTH_ERRORS + RANGE_ERRORS}
     return list(dict.fromkeys(_describe(err, parts, root, data) for err, parts in found
                               if not (err["type"] in SHAPE_ERRORS and tuple(parts) in inside)))
 

@@ -21,9 +21,19 @@ from polymodal.config.encoders import (
     TextRnnConfig,
 )
 from polymodal.config.finetune import LocalPath, follow_encoder_preprocess
+from polymodal.config.mel import empty_mel_filters, frame_samples, most_mel_filters
 from polymodal.config.video import FrameCnnConfig, VideoEncoder
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+# Upper bounds where a larger value is surely a typo and would exhaust memory before any error:
+MAX_IMAGE_SIDE = 4096  # pixels per side of a resized image or video frame (4K); 3 x 4096^2 floats = 200 MB
+MAX_TEXT_TOKENS = 131_072  # tokens per text: the longest contexts (128k) that transformers models take
+MAX_VOCAB = 10_000_000  # vocabulary entries (an embedding row each)
+MAX_AUDIO_SECONDS = 3600.0  # one hour per clip: 57.6M samples at 16 kHz, 230 MB per clip
+MAX_SAMPLE_RATE = 384_000  # Hz: the highest rate audio hardware records
+MAX_SIGNAL_LENGTH = 16_777_216  # samples per signal window (2^24)
+ImageSide = Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)]
 
 
 # --- preprocessing -----------------------------------------------------------------------------
@@ -42,7 +52,7 @@ class ImagePreprocess(StrictModel):
     """Decode, convert colour, resize and normalise images.
 
     Attributes:
-        size: output side (square) or ``[height, width]``.
+        size: output side (square) or ``[height, width]``; at most 4096 pixels a side.
         color: ``rgb`` (3 channels), ``gray`` (1) or ``hsv`` (3).
         resize: ``pad`` keeps the aspect ratio and pads, ``crop`` keeps it and centre-crops,
             ``stretch`` ignores it.
@@ -52,7 +62,7 @@ class ImagePreprocess(StrictModel):
         max_pixels: images with more pixels are refused (decompression-bomb guard).
     """
 
-    size: PositiveInt | tuple[PositiveInt, PositiveInt] = 224
+    size: ImageSide | tuple[ImageSide, ImageSide] = 224
     color: Literal["rgb", "gray", "hsv"] = "rgb"
     resize: Literal["pad", "crop", "stretch"] = "pad"
     normalize: Literal["unit", "standard"] = "unit"
@@ -80,9 +90,10 @@ class TextPreprocess(StrictModel):
         tokenizer: ``word`` (vocabulary from the training data), ``wordpiece`` / ``bpe`` (trained
             on the training corpus with the tokenizers library), ``pretrained`` (a local tokenizer
             folder, ``tokenizer_path``; defaults to the ``hf`` encoder's folder).
-        vocab_size: cap on the vocabulary (special tokens included).
+        vocab_size: cap on the vocabulary (special tokens included); at most 10,000,000.
         min_freq: words seen fewer times in training become the unknown token.
-        max_tokens: longer texts are truncated; batches are padded to their longest text.
+        max_tokens: longer texts are truncated; batches are padded to their longest text; at most
+            131,072.
     """
 
     lowercase: bool = True
@@ -90,9 +101,9 @@ class TextPreprocess(StrictModel):
     stopwords: bool = False
     tokenizer: Literal["word", "wordpiece", "bpe", "pretrained"] = "word"
     tokenizer_path: LocalPath | None = None
-    vocab_size: Annotated[int, Field(ge=8)] = 20_000
+    vocab_size: Annotated[int, Field(ge=8, le=MAX_VOCAB)] = 20_000
     min_freq: PositiveInt = 1
-    max_tokens: PositiveInt = 64
+    max_tokens: Annotated[int, Field(gt=0, le=MAX_TEXT_TOKENS)] = 64
 
     @model_validator(mode="after")
     def _pretrained_needs_path(self) -> TextPreprocess:
@@ -130,12 +141,16 @@ class AudioPreprocess(StrictModel):
         frame_ms / hop_ms: analysis window and step in milliseconds (10-30 ms frames are usual).
         normalize: ``global`` standardises each feature bin with training statistics,
             ``utterance`` standardises each clip on its own, ``none`` leaves values as they are.
+        sample_rate: at most 384,000 Hz.
         max_seconds: clips are cut (``crop``: from the ``start`` or the ``center``) or zero-padded
-            to this length.
+            to this length; at most 3600 (an hour).
+        n_mels: mel filters (``log_mel``, ``mfcc``): at most the ``n_fft // 2 + 1`` bins of a frame
+            (``n_fft = round(frame_ms * sample_rate / 1000)``), and few enough that every filter
+            covers a bin (see :func:`check_audio_frames`).
     """
 
-    sample_rate: PositiveInt = 16_000
-    max_seconds: PositiveFloat = 1.0
+    sample_rate: Annotated[int, Field(gt=0, le=MAX_SAMPLE_RATE)] = 16_000
+    max_seconds: Annotated[float, Field(gt=0.0, le=MAX_AUDIO_SECONDS)] = 1.0
     crop: Literal["start", "center"] = "start"
     features: Literal["waveform", "spectrogram", "log_mel", "mfcc"] = "log_mel"
     frame_ms: Annotated[float, Field(ge=1.0, le=200.0)] = 25.0
@@ -157,6 +172,56 @@ class AudioPreprocess(StrictModel):
             raise ValueError(f"fmax ({self.fmax}) must be at most sample_rate / 2 ({self.sample_rate / 2})")
         return self
 
+    @model_validator(mode="after")
+    def _frames_fit(self) -> AudioPreprocess:
+        check_audio_frames(self)
+        return self
+
+
+def check_audio_frames(prep: AudioPreprocess) -> None:
+    """The frames that ``frame_ms``, ``hop_ms`` and ``sample_rate`` make must hold samples, and
+    the mel filters must fit in their spectrum (see :mod:`polymodal.config.mel`):
+
+    - ``n_fft = round(frame_ms * sample_rate / 1000)`` at least 2 and the hop at least 1 sample;
+    - ``fmin`` below ``fmax`` (or ``sample_rate / 2``);
+    - ``n_mels`` at most the ``n_fft // 2 + 1`` FFT bins, and no mel filter empty (without a bin
+      strictly inside it: librosa's "Empty filters" warning, a constant feature).
+
+    Raises:
+        ValueError: naming the key, what is allowed and what was given.
+    """
+    if prep.features == "waveform":
+        return
+    setting = f"frame_ms {prep.frame_ms:g} at sample_rate {prep.sample_rate}"
+    n_fft = frame_samples(prep.frame_ms, prep.sample_rate)
+    if n_fft < 2:
+        raise ValueError(f"frame_ms: a frame must hold at least 2 samples for features '{prep.features}'; "
+                         f"{setting} gives {n_fft}")
+    hop = frame_samples(prep.hop_ms, prep.sample_rate)
+    if hop < 1:
+        raise ValueError(f"hop_ms: the hop must be at least 1 sample; hop_ms {prep.hop_ms:g} at sample_rate "
+                         f"{prep.sample_rate} gives {hop}")
+    if prep.features == "spectrogram":
+        return
+    top = prep.sample_rate / 2 if prep.fmax is None else prep.fmax
+    if prep.fmin >= top:
+        raise ValueError(f"fmin: must be below fmax ({top:g} Hz{' = sample_rate / 2' if prep.fmax is None else ''}); "
+                         f"got {prep.fmin:g}")
+    n_bins = n_fft // 2 + 1
+    if prep.n_mels > n_bins:
+        raise ValueError(f"n_mels: must be at most {n_bins}, the FFT bins of a {n_fft}-sample frame ({setting}: "
+                         f"n_fft // 2 + 1); got {prep.n_mels} (lower n_mels, or raise frame_ms)")
+    empty = empty_mel_filters(prep.sample_rate, n_fft, prep.n_mels, prep.fmin, prep.fmax)
+    if empty:
+        fits = most_mel_filters(prep.sample_rate, n_fft, prep.fmin, prep.fmax, below=prep.n_mels)
+        shown = ", ".join(map(str, empty[:5])) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        advice = f"n_mels {fits} fits" if fits is not None else f"widen fmin..fmax ({prep.fmin:g}..{top:g} Hz)"
+        raise ValueError(
+            f"n_mels: {prep.n_mels} mel filters between {prep.fmin:g} and {top:g} Hz are too narrow for FFT bins "
+            f"{prep.sample_rate / n_fft:g} Hz apart ({setting}): filter(s) {shown} would cover no bin and "
+            f"always be zero; {advice} (or raise frame_ms); got {prep.n_mels}"
+        )
+
 
 class SignalSpectrogram(StrictModel):
     """Short-time Fourier magnitude (log) per channel; the channels of the output become
@@ -173,14 +238,15 @@ class SignalPreprocess(StrictModel):
         key: array name inside ``.npz``/``.mat`` files (default: the only array, or ``data``).
         channels: channel indices (or column names for ``.csv``) to keep; all when unset.
         sample_rate / resample_to: when both are set, signals are resampled.
-        length: samples per window after resampling; longer signals are cropped, shorter padded.
+        length: samples per window after resampling; longer signals are cropped, shorter padded;
+            at most 2^24.
     """
 
     key: str | None = None
     channels: list[int] | list[str] | None = None
     sample_rate: PositiveFloat | None = None
     resample_to: PositiveFloat | None = None
-    length: PositiveInt = 1024
+    length: Annotated[int, Field(gt=0, le=MAX_SIGNAL_LENGTH)] = 1024
     crop: Literal["start", "center"] = "start"
     spectrogram: SignalSpectrogram | None = None
     normalize: Literal["global", "sample", "none"] = "global"
@@ -287,7 +353,7 @@ class VideoPreprocess(ImagePreprocess):
         max_frames: clips with more frames are refused (a guard against decoding hours of video).
     """
 
-    size: PositiveInt | tuple[PositiveInt, PositiveInt] = 64
+    size: ImageSide | tuple[ImageSide, ImageSide] = 64
     frames: Annotated[int, Field(ge=1, le=1024)] = 8
     sampling: Literal["uniform", "stride"] = "uniform"
     stride: PositiveInt = 1
@@ -358,7 +424,8 @@ def modality_columns(modality: object) -> list[str]:
 
 
 __all__ = [
-    "AnyModality", "AudioAugment", "AudioModality", "AudioPreprocess", "ImageAugment", "ImageModality", "ImagePreprocess",
+    "MAX_AUDIO_SECONDS", "MAX_IMAGE_SIDE", "MAX_SAMPLE_RATE", "MAX_SIGNAL_LENGTH", "MAX_TEXT_TOKENS", "MAX_VOCAB",
+    "AnyModality", "AudioAugment", "check_audio_frames", "AudioModality", "AudioPreprocess", "ImageAugment", "ImageModality", "ImagePreprocess",
     "ModalityConfig", "Probability", "SignalModality", "SignalPreprocess", "SignalSpectrogram",
     "TabularModality", "TabularPreprocess", "TextModality", "TextPreprocess", "modality_columns",
     "VideoModality", "VideoPreprocess", "FrameCnnConfig",

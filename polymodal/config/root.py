@@ -30,7 +30,7 @@ from polymodal.config.tasks import TaskSpec, check_tasks
 from polymodal.config.train import DataConfig, LossConfig, TrainConfig
 from polymodal.config.transfer import AnyTransfer, check_transfer
 from polymodal.config.tune import TuneConfig
-from polymodal.config.yaml_loader import load_yaml
+from polymodal.config.yaml_loader import DuplicateKeyError, load_yaml
 from polymodal.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -215,14 +215,26 @@ def _resolve_paths(model: BaseModel, base: Path) -> None:
                     _resolve_paths(item, base)
 
 
+def _read_text(path: Path) -> str:
+    """The file's text; a file that is not UTF-8 is a :class:`ConfigError` naming the first bad byte."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ConfigError([f"{path.name} is not UTF-8 text: byte {err.start} (line {line}) is "
+                           f"{raw[err.start:err.start + 1]!r} ({err.reason}); save the file as UTF-8"],
+                          source=str(path)) from None
+
+
 def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
     """Read a config from a YAML/JSON file, a dict or a Config.
 
     Relative paths inside a file (weights, vectors, tokenizers) resolve against the file's folder.
 
     Raises:
-        ConfigError: the file is missing or unparsable, or the content does not fit the schema;
-            every problem is listed with its key path.
+        ConfigError: the file is missing, not UTF-8 text or unparsable, a YAML mapping repeats a
+            key, or the content does not fit the schema; every problem is listed with its key path.
     """
     if isinstance(source, Config):
         return source
@@ -231,9 +243,11 @@ def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
     path = Path(source)
     if not path.is_file():
         raise ConfigError([f"config file not found: {path}"], source=str(path))
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     try:
         data = json.loads(text) if path.suffix == ".json" else load_yaml(text)  # YAML 1.2 booleans: `on:` is a key
+    except DuplicateKeyError as err:
+        raise ConfigError(err.problems, source=str(path)) from None
     except (yaml.YAMLError, json.JSONDecodeError) as err:
         raise ConfigError([f"cannot parse {path.name}: {err}"], source=str(path)) from None
     if not isinstance(data, dict):

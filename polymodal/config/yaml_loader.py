@@ -5,6 +5,9 @@ PyYAML follows YAML 1.1, where ``on``, ``off``, ``yes``, ``no``, ``y`` and ``n``
 ``true`` / ``false`` (any capitalisation PyYAML accepts) are booleans, as in YAML 1.2 and JSON;
 the other words stay strings. Boolean fields still accept ``yes`` / ``on``: pydantic turns those
 strings into ``True``.
+
+A key given twice in one mapping is an error (:class:`DuplicateKeyError`, naming the key path and
+both lines); PyYAML would silently keep the last value.
 """
 
 from __future__ import annotations
@@ -28,13 +31,71 @@ Yaml12BoolLoader.yaml_implicit_resolvers = {
 Yaml12BoolLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """Keys given more than once in one mapping.
+
+    Attributes:
+        problems: one line per repeated key: ``key.path: duplicate key (first on line A, again on line B)...``.
+    """
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def duplicate_keys(loader: yaml.SafeLoader, root: yaml.Node) -> list[str]:
+    """Every key that a mapping of the node tree ``root`` holds twice, with its path and lines."""
+    problems: list[str] = []
+    seen_nodes: set[int] = set()  # anchors and aliases can share (or nest) nodes
+
+    def walk(node: yaml.Node, path: list[str]) -> None:
+        if id(node) in seen_nodes:
+            return
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE:
+                    key = loader.construct_object(key_node)
+                    line = key_node.start_mark.line + 1
+                    where = ".".join([*path, str(key)])
+                    if key in first_line:
+                        problems.append(f"{where}: duplicate key (first on line {first_line[key]}, again on line "
+                                        f"{line}); a key may appear only once per mapping")
+                    else:
+                        first_line[key] = line
+                    walk(value_node, [*path, str(key)])
+                else:
+                    walk(value_node, path)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, [*path, str(index)])
+
+    walk(root, [])
+    return problems
+
+
 def load_yaml(text: str) -> Any:
     """Parse YAML text (safe: plain data only) with YAML 1.2 booleans.
 
     Raises:
+        DuplicateKeyError: a mapping holds a key twice (every such key is listed).
         yaml.YAMLError: the text is not valid YAML.
     """
-    return yaml.load(text, Loader=Yaml12BoolLoader)  # noqa: S506 - a SafeLoader subclass
+    loader = Yaml12BoolLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        problems = duplicate_keys(loader, node)
+        if problems:
+            raise DuplicateKeyError(problems)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
-__all__ = ["Yaml12BoolLoader", "load_yaml"]
+__all__ = ["DuplicateKeyError", "Yaml12BoolLoader", "duplicate_keys", "load_yaml"]

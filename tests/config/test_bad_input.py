@@ -1,0 +1,281 @@
+"""Bad input a config review found accepted or crashing: a file that is not UTF-8, a YAML key given
+twice, mel filters that cannot fit the FFT bins, booleans for numbers, and values so large they
+can only be typos. Each is a ConfigError naming the key path, what is allowed and what was given."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import warnings
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from polymodal.cli import app
+from polymodal.config import load_config
+from polymodal.config.mel import empty_mel_filters, frame_samples, most_mel_filters
+from polymodal.config.yaml_loader import DuplicateKeyError, load_yaml
+from polymodal.errors import ConfigError
+
+BASE: dict[str, Any] = {
+    "target": "label",
+    "modalities": {
+        "spoken": {"kind": "audio", "column": "audio_path",
+                   "preprocess": {"sample_rate": 8000, "n_mels": 40, "frame_ms": 25, "hop_ms": 10}},
+        "digit_image": {"kind": "image", "column": "image_path", "preprocess": {"size": 28, "color": "gray"}},
+        "caption": {"kind": "text", "column": "caption"},
+    },
+}
+AUDIO = "modalities.spoken.preprocess"
+
+
+def config_with(**changes: Any) -> dict[str, Any]:
+    """BASE with dotted-path overrides, e.g. ``config_with(**{"train.lr": 0})``."""
+    data = copy.deepcopy(BASE)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return data
+
+
+def problems_of(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(data)
+    return info.value.problems
+
+
+def invoke(*args: Any):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """Exit status 2, the message on stderr, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), f"the command crashed: {result.exception!r}"
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+# -- a file that is not UTF-8 ------------------------------------------------------------------------
+LATIN1 = "target: label\nmodalities:\n  caption: {kind: text, column: légende}\n".encode("latin-1")
+
+
+def test_a_config_file_that_is_not_utf8_names_the_file_and_the_byte(tmp_path):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(LATIN1)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.source == str(path)
+    offset = LATIN1.index(b"\xe9")
+    assert info.value.problems == [f"binary.yaml is not UTF-8 text: byte {offset} (line 3) is b'\\xe9' "
+                                   "(invalid continuation byte); save the file as UTF-8"]
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["train"]])
+def test_the_cli_reports_a_non_utf8_config_without_a_traceback(tmp_path, command):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")  # an image saved under a config's name
+    extra = ["--train", tmp_path / "train.csv", "--out", tmp_path / "run"] if command == ["train"] else []
+    assert_user_error(invoke(*command, path, *extra), "binary.yaml is not UTF-8 text: byte 0 (line 1)")
+
+
+def test_a_utf8_config_with_non_ascii_text_still_loads(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text(LATIN1.decode("latin-1"), encoding="utf-8")
+    assert load_config(path).modalities["caption"].column == "légende"
+
+
+# -- a YAML key given twice --------------------------------------------------------------------------
+TWO_IMAGES = """\
+target: label
+modalities:
+  image: {kind: image, column: photo}
+  audio: {kind: audio, column: clip}
+  image:
+    kind: image
+    column: scan
+train: {epochs: 3, lr: 0.01, epochs: 4}
+"""
+
+
+def test_a_duplicate_yaml_key_is_refused_with_its_path_and_both_lines(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text(TWO_IMAGES, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.source == str(path)
+    assert info.value.problems == [  # every repeated key at once
+        "modalities.image: duplicate key (first on line 3, again on line 5); a key may appear only once per mapping",
+        "train.epochs: duplicate key (first on line 8, again on line 8); a key may appear only once per mapping",
+    ]
+
+
+def test_duplicate_keys_inside_lists_and_at_the_root():
+    with pytest.raises(DuplicateKeyError) as info:
+        load_yaml("transfer:\n  - {method: dann}\n  - method: coral\n    method: mmd\ntask: a\ntask: b\n")
+    assert [p.split(":")[0] for p in info.value.problems] == ["transfer.1.method", "task"]
+    assert "first on line 3, again on line 4" in info.value.problems[0]
+
+
+def test_keys_that_only_look_alike_anchors_and_merges_are_not_duplicates():
+    text = "base: &b {dim: 8, layers: 1}\nhead: {<<: *b, dim: 16}\nother: *b\n1: int key\n'1': str key\n"
+    assert load_yaml(text) == {"base": {"dim": 8, "layers": 1}, "head": {"dim": 16, "layers": 1},
+                               "other": {"dim": 8, "layers": 1}, 1: "int key", "1": "str key"}
+    assert load_yaml("a: {x: 1}\nb: {x: 1}\n") == {"a": {"x": 1}, "b": {"x": 1}}  # the same key in two mappings
+    assert load_yaml("") is None
+
+
+def test_the_cli_lists_duplicate_keys(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text(TWO_IMAGES, encoding="utf-8")
+    assert_user_error(invoke("config", "check", path), "modalities.image: duplicate key (first on line 3, again on line 5)")
+
+
+# -- mel filters that do not fit the FFT bins --------------------------------------------------------
+def test_n_mels_above_the_fft_bins_is_refused():
+    problems = problems_of(config_with(**{f"{AUDIO}.n_mels": 4000}))  # 25 ms at 8 kHz: n_fft 200, 101 bins
+    assert problems == [f"{AUDIO}.n_mels: must be at most 101, the FFT bins of a 200-sample frame (frame_ms 25 at "
+                        "sample_rate 8000: n_fft // 2 + 1); got 4000 (lower n_mels, or raise frame_ms)"]
+
+
+def test_n_mels_that_leaves_mel_filters_empty_is_refused():
+    data = config_with(**{f"{AUDIO}.sample_rate": 16000, f"{AUDIO}.frame_ms": 10, f"{AUDIO}.n_mels": 80})
+    (problem,) = problems_of(data)  # 81 bins, 100 Hz apart: the lowest filters fall between two bins
+    assert problem.startswith(f"{AUDIO}.n_mels: 80 mel filters between 0 and 8000 Hz are too narrow for FFT bins "
+                              "100 Hz apart (frame_ms 10 at sample_rate 16000): filter(s) ")
+    suggested = int(problem.split("; n_mels ")[1].split()[0])
+    assert 0 < suggested < 80 and not empty_mel_filters(16000, 160, suggested, 0.0, None)
+    assert problem.endswith("fits (or raise frame_ms); got 80")
+    config = load_config(config_with(**{f"{AUDIO}.sample_rate": 16000, f"{AUDIO}.frame_ms": 10,
+                                        f"{AUDIO}.n_mels": suggested}))
+    assert config.modalities["spoken"].preprocess.n_mels == suggested
+
+
+def test_a_band_too_narrow_for_even_one_filter_is_refused():
+    data = config_with(**{f"{AUDIO}.fmin": 100.0, f"{AUDIO}.fmax": 110.0, f"{AUDIO}.n_mels": 1,
+                          f"{AUDIO}.features": "log_mel"})
+    (problem,) = problems_of(data)
+    assert problem.startswith(f"{AUDIO}.n_mels: 1 mel filters between 100 and 110 Hz")
+    assert "widen fmin..fmax (100..110 Hz)" in problem
+
+
+@pytest.mark.parametrize(("changes", "key", "fragment"), [
+    ({"fmin": 4000.0}, "fmin", "must be below fmax (4000 Hz = sample_rate / 2); got 4000"),
+    ({"fmin": 3000.0, "fmax": 2000.0}, "fmin", "must be below fmax (2000 Hz); got 3000"),
+    ({"sample_rate": 1000, "frame_ms": 1, "hop_ms": 1}, "frame_ms",
+     "a frame must hold at least 2 samples for features 'log_mel'; frame_ms 1 at sample_rate 1000 gives 1"),
+    ({"sample_rate": 400, "frame_ms": 10, "hop_ms": 1}, "hop_ms",
+     "the hop must be at least 1 sample; hop_ms 1 at sample_rate 400 gives 0"),
+])
+def test_frames_and_bands_the_features_cannot_use(changes, key, fragment):
+    data = config_with(**{f"{AUDIO}.{k}": v for k, v in changes.items()})
+    assert problems_of(data) == [f"{AUDIO}.{key}: {fragment}"]
+
+
+def test_mel_settings_are_not_checked_where_no_mel_filters_are_made():
+    for features in ("waveform", "spectrogram"):
+        config = load_config(config_with(**{f"{AUDIO}.n_mels": 4000, f"{AUDIO}.features": features,
+                                            "modalities.spoken.encoder": {"name": "rnn"}}))
+        assert config.modalities["spoken"].preprocess.n_mels == 4000
+
+
+def test_n_mfcc_above_n_mels_is_still_refused():
+    problems = problems_of(config_with(**{f"{AUDIO}.features": "mfcc", f"{AUDIO}.n_mfcc": 41}))
+    assert problems == [f"{AUDIO}: n_mfcc (41) must not exceed n_mels (40)"]
+
+
+def test_empty_mel_filters_match_librosas_warning():
+    librosa = pytest.importorskip("librosa")
+    empties = 0
+    grid = itertools.product([8000, 16000, 22050], [5, 10, 25, 32], [16, 40, 64, 80, 128], [0.0, 300.0, 1500.0],
+                             [None, 3999.5])
+    for rate, frame_ms, n_mels, fmin, fmax in grid:
+        n_fft = frame_samples(frame_ms, rate)
+        if n_mels > n_fft // 2 + 1:
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+        warned = any("Empty filters" in str(w.message) for w in caught)
+        empty = empty_mel_filters(rate, n_fft, n_mels, fmin, fmax)
+        assert bool(empty) == warned, (rate, frame_ms, n_mels, fmin, fmax)
+        empties += warned
+    assert empties >= 5  # the grid holds both kinds
+
+
+def test_most_mel_filters_fits_and_is_none_when_nothing_fits():
+    best = most_mel_filters(16000, 160, 0.0, None, below=81)
+    assert best is not None and not empty_mel_filters(16000, 160, best, 0.0, None)
+    assert empty_mel_filters(16000, 160, best + 10, 0.0, None)
+    assert most_mel_filters(8000, 200, 100.0, 110.0, below=5) is None
+
+
+# -- booleans are not numbers ------------------------------------------------------------------------
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("train.epochs", True, "must be an integer, not a boolean (got True)"),
+    ("train.lr", False, "must be a number, not a boolean (got False)"),
+    ("loss.class_weights", [1.0, True], "item 1 must be a number, not a boolean (got [1.0, True])"),
+    ("modalities.digit_image.preprocess.size", [True, 28], "item 0 must be an integer, not a boolean (got [True, 28])"),
+    ("modalities.digit_image.encoder", {"name": "cnn", "freeze": True}, None),
+    ("train.modality_dropout", {"spoken": True}, "value of 'spoken' must be a number, not a boolean"),
+])
+def test_a_boolean_for_a_number_is_refused(key, value, expected):
+    problems = problems_of(config_with(**{key: value}))
+    if expected is None:  # a union of words and an integer lists the words
+        assert problems == [f"{key}.freeze: must be 'none', 'all' or an integer, not a boolean (got True)"]
+    else:
+        assert problems == [f"{key}: {expected}"]
+
+
+def test_a_boolean_for_a_number_is_listed_beside_the_sections_other_problems():
+    problems = problems_of(config_with(**{"train": {"epochs": True, "lr": -1, "epoch": 3,
+                                                    "early_stopping": {"patience": False}}}))
+    assert sorted(problems) == sorted([
+        "train.epochs: must be an integer, not a boolean (got True)",
+        "train.lr: Input should be greater than 0 (got -1)",
+        "train.early_stopping.patience: must be an integer, not a boolean (got False)",
+        problems[[p.split(":")[0] for p in problems].index("train.epoch")],
+    ])
+    assert any(p.startswith("train.epoch: unknown key 'epoch' (did you mean 'epochs'?)") for p in problems)
+
+
+def test_numbers_and_booleans_from_yaml_still_validate(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text("target: label\nmodalities:\n  caption: {kind: text, column: caption}\n"
+                    "train: {epochs: 3, lr: 1, batch_size: 8, deterministic: yes, progress: false}\n", encoding="utf-8")
+    train = load_config(path).train
+    assert (train.epochs, train.batch_size) == (3, 8)
+    assert isinstance(train.lr, float) and train.lr == 1.0  # an integer is a fine float
+    assert train.deterministic is True and train.progress is False
+
+
+# -- values too large to be meant --------------------------------------------------------------------
+@pytest.mark.parametrize(("key", "value", "limit"), [
+    (f"{AUDIO}.max_seconds", 1e9, "3600"),
+    (f"{AUDIO}.sample_rate", 10_000_000, "384000"),
+    ("modalities.digit_image.preprocess.size", 5000, "4096"),
+    ("modalities.caption.preprocess.max_tokens", 10**9, "131072"),
+    ("modalities.caption.preprocess.vocab_size", 10**9, "10000000"),
+])
+def test_a_value_above_its_limit_is_refused_with_the_limit(key, value, limit):
+    assert problems_of(config_with(**{key: value})) == [
+        f"{key}: Input should be less than or equal to {limit} (got {value!r})"]
+
+
+def test_a_side_above_the_limit_in_a_size_pair_is_refused():
+    key = "modalities.digit_image.preprocess.size"
+    assert problems_of(config_with(**{key: [28, 5000]})) == [
+        f"{key}.1: Input should be less than or equal to 4096 (got 5000)"]
+
+
+def test_values_at_the_limits_are_accepted():
+    config = load_config(config_with(**{f"{AUDIO}.max_seconds": 3600, "modalities.digit_image.preprocess.size": 4096,
+                                        "modalities.caption.preprocess.max_tokens": 131_072}))
+    assert config.modalities["spoken"].preprocess.max_seconds == 3600.0
+    assert config.modalities["digit_image"].preprocess.size == 4096
+    assert config.modalities["caption"].preprocess.max_tokens == 131_072
