@@ -31,7 +31,7 @@ def train(config: dict, data: Path, out: Path, threads: int) -> tuple[float, dic
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     command = [sys.executable, "-m", "polymodal.cli", "train", str(path), "--train", str(data / "train.csv"),
-               "--valid", str(data / "valid.csv"), "--out", str(out)]
+               "--valid", str(data / "valid.csv"), "--out", str(out), "--overwrite"]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - started

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -36,17 +37,39 @@ SupportOpt = Annotated[Path | None, typer.Option("--support", help="Few-shot mod
                                                  "manifest whose classes' prototypes classify --data.")]
 
 
+# Operating-system errors about a path the user gave: a file or folder that is missing, is a file
+# where a folder is needed (or the reverse), or cannot be written.
+PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def _path_error_message(err: OSError) -> str:
+    if isinstance(err, FileNotFoundError) and err.filename is None:
+        return str(err)  # polymodal's own "not found" messages
+    path = err.filename if err.filename is not None else ""
+    reason = err.strerror or str(err)
+    return f"{reason}: {path}" if path else reason
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    return f"warning: {message}\n"
+
+
 def user_errors(fn: F) -> F:
-    """Turn polymodal's own errors (and missing files) into a message and exit status 2."""
+    """Turn polymodal's own errors (and errors about paths the user gave) into one message and
+    exit status 2; print warnings as ``warning: ...`` lines, without source locations."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        formatter, warnings.formatwarning = warnings.formatwarning, _format_warning
         try:
             return fn(*args, **kwargs)
-        except (PolymodalError, FileNotFoundError, KeyError) as err:
-            message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            err_console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+        except (PolymodalError, *PATH_ERRORS) as err:
+            message = str(err) if isinstance(err, PolymodalError) else _path_error_message(err)
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        finally:
+            warnings.formatwarning = formatter
 
     return wrapper  # type: ignore[return-value]
 
@@ -158,17 +181,24 @@ def train(
     valid: Annotated[Path | None, typer.Option("--valid", help="Validation manifest.")] = None,
     test: Annotated[Path | None, typer.Option("--test", help="Test manifest, evaluated after training.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out (refused "
+                                            "otherwise).")] = False,
     unlabeled: Annotated[Path | None, typer.Option(
         "--unlabeled", help="Unlabelled manifest for the config's transfer method (domain adaptation, "
                             "semi-supervised).")] = None,
 ) -> None:
     """Train a model and write the run folder (model, preprocessors, metrics, report)."""
     from polymodal.predictor import MultimodalPredictor
+    from polymodal.runfolder import SKIPPED_FILE
 
+    if resume and overwrite:
+        raise typer.BadParameter("--resume continues the run in --out and --overwrite replaces it; give one of them")
     predictor = MultimodalPredictor.from_config(config).fit(train, valid, test=test, out=out, resume=resume,
-                                                            unlabeled=unlabeled)
+                                                            overwrite=overwrite, unlabeled=unlabeled)
     if predictor.info.get("rank", 0) != 0:  # a secondary process of distributed training
         return
+    if not predictor.last_skipped.empty:
+        print_skipped(predictor.last_skipped, out / SKIPPED_FILE, predictor.config.data.on_error)
     for split, scores in predictor.metrics.items():
         print_metrics(scores, f"{split} metrics")
     report = out / "report.html"

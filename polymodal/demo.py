@@ -92,7 +92,7 @@ def run_demo(out: Path, size: int = 5000, epochs: int = 5, console: Console | No
         started = time.perf_counter()
         predictor = MultimodalPredictor.from_config(demo_config(modalities, fusion, epochs, out / "cache"))
         run_dir = out / "runs" / name.replace(" ", "_")
-        predictor.fit(data / "train.csv", data / "valid.csv", test=data / "test.csv", out=run_dir)
+        predictor.fit(data / "train.csv", data / "valid.csv", test=data / "test.csv", out=run_dir, overwrite=True)
         test = predictor.metrics["test"]
         rows.append({"model": name, "fusion": fusion["name"] if len(modalities) > 1 else "-",
                      "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],

@@ -112,3 +112,15 @@ class MissingDependencyError(PolymodalError, ImportError):
     def __init__(self, package: str, purpose: str, extra: str | None = None, install: str | None = None):
         hint = install or (f"pip install 'polymodal[{extra}]'" if extra else f"pip install {package}")
         super().__init__(f"{purpose} needs the optional package '{package}'. Install it with: {hint}")
+
+
+class UnknownNameError(PolymodalError, KeyError):
+    """A name (dataset, component...) that is not one of those available; the message lists them."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class RunFolderError(PolymodalError, ValueError):
+    """A run folder cannot be written or read: it already holds a run that would be replaced, it
+    belongs to another config (``--resume``), or one of its files is missing or damaged."""

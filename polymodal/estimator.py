@@ -28,7 +28,7 @@ from polymodal.data.dataset import Batch, data_loader
 from polymodal.data.encode import EncodedTable, skipped_frame
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
-from polymodal.errors import SchemaMismatchError
+from polymodal.errors import PolymodalError, SchemaMismatchError
 from polymodal.runfolder import read_results, write_results
 from polymodal.utils.device import default_device, default_workers, move_to
 from polymodal.utils.warn import warn_user
@@ -81,13 +81,29 @@ class Estimator:
 
         L.seed_everything(self.config.train.seed, workers=True, verbose=False)
 
-    def _read_fit_data(self, pipeline: DataPipeline, train: DataSource, valid: DataSource | None, *,
-                       require_target: bool) -> tuple[Manifest, Manifest]:
-        """The validated training and validation manifests; ``valid`` None: held out of ``train``."""
+    def _read_fit_data(self, pipeline: DataPipeline, train: DataSource, valid: DataSource | None,
+                       test: DataSource | None, *, require_target: bool) -> tuple[Manifest, Manifest, Manifest | None]:
+        """The validated training, validation and test manifests, all read before training starts
+        (a mistake in the test manifest is reported before, not after, the epochs); ``valid``
+        None: held out of ``train``."""
         train_m = pipeline.read(train, require_target=require_target, training=True)
         if valid is None:
-            return self._split(train_m)
-        return train_m, pipeline.read(valid, require_target=require_target, training=True)
+            train_m, valid_m = self._split(train_m)
+        else:
+            valid_m = pipeline.read(valid, require_target=require_target, training=True)
+        return train_m, valid_m, None if test is None else pipeline.read(test, require_target=True)
+
+    def _evaluate_test(self, test: Manifest, run_dir: Path | None) -> dict[str, Any]:
+        """``evaluate(test)`` after a fit. When it fails (say, a corrupt file in the test manifest),
+        the trained model is saved to ``run_dir`` first, then the error is raised."""
+        try:
+            return self.evaluate(test)
+        except PolymodalError:
+            if run_dir is not None:
+                self.save(run_dir)
+                warn_user(f"the test manifest could not be evaluated; the trained model is saved in {run_dir} "
+                          "(evaluate it with 'polymodal evaluate' once the manifest is fixed)")
+            raise
 
     def _fit_pipeline(self, pipeline: DataPipeline, train_m: Manifest, valid_m: Manifest
                       ) -> tuple[EncodedTable, np.ndarray, EncodedTable, np.ndarray]:

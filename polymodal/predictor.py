@@ -77,7 +77,7 @@ class MultimodalPredictor(Estimator):
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, train: DataSource, valid: DataSource | None = None, *, test: DataSource | None = None,
-            out: str | os.PathLike | None = None, resume: bool = False,
+            out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
             unlabeled: DataSource | None = None, callbacks: list[Any] | None = None) -> MultimodalPredictor:
         """Fit preprocessing on ``train``, then train the network.
 
@@ -85,9 +85,13 @@ class MultimodalPredictor(Estimator):
             train: training manifest (path or DataFrame).
             valid: validation manifest for early stopping and model selection; when None,
                 ``train.val_fraction`` of ``train`` is held out (stratified for classification).
-            test: optional manifest evaluated after training (metrics in ``metrics.json``).
-            out: run folder; checkpoints, logs and the final model are written there.
-            resume: continue an interrupted run in ``out`` from its last checkpoint.
+            test: optional manifest evaluated after training (metrics in ``metrics.json``); read and
+                checked with the others before training starts.
+            out: run folder; checkpoints, logs and the final model are written there. A folder
+                that already holds a run is refused unless ``resume`` or ``overwrite``.
+            resume: continue an interrupted run in ``out`` from its last checkpoint (same config,
+                except how long and where it trains: ``runfolder.RESUMABLE_KEYS``).
+            overwrite: replace the run already in ``out``.
             unlabeled: an unlabelled manifest for the ``transfer`` method (domain adaptation:
                 the target domain; semi-supervised: more rows of the same domain); default
                 ``transfer.unlabeled``.
@@ -95,16 +99,17 @@ class MultimodalPredictor(Estimator):
 
         Raises:
             ManifestError / ConfigError / DecodeError: bad input, with every problem named.
+            RunFolderError: ``out`` holds a run (see ``out``), or the run to resume is another config's.
         """
         from polymodal.training.module import OptimSettings, PolymodalModule
         from polymodal.training.trainer import fit_module
         from polymodal.training.transfer import TransferPlan
 
         cfg = self.config
-        run_dir = runfolder.start_run(out, cfg)
         self._seed()
         pipeline = DataPipeline(cfg)
-        train_m, valid_m = self._read_fit_data(pipeline, train, valid, require_target=True)
+        train_m, valid_m, test_m = self._read_fit_data(pipeline, train, valid, test, require_target=True)
+        run_dir = runfolder.start_run(out, cfg, resume=resume, overwrite=overwrite)
         started = time.perf_counter()
         train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m)
         prep_seconds = time.perf_counter() - started
@@ -153,12 +158,12 @@ class MultimodalPredictor(Estimator):
             from polymodal.evaluation.retrieval import warn_if_collapsed
 
             warn_if_collapsed(self.metrics["valid"])
-        if test is not None:
-            self.metrics["test"] = self.evaluate(test)
+        if test_m is not None:
+            self.metrics["test"] = self._evaluate_test(test_m, run_dir)
             self.last_skipped = skipped_by_split({**skipped, "test": self.eval_skipped})  # the run keeps all three
         from polymodal.evaluation.diagnostics import diagnose_after_fit  # the evaluation layer sits above
 
-        self.diagnostics = diagnose_after_fit(self, test if test is not None else valid_m,
+        self.diagnostics = diagnose_after_fit(self, test_m if test_m is not None else valid_m,
                                               "valid" if test is None else "test", cfg.report, train=train_m)
         if run_dir is not None:
             self.save(run_dir)

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ import torch
 
 from polymodal.config import Config, load_config, save_config
 from polymodal.data.pipeline import DataPipeline
+from polymodal.errors import PolymodalError, RunFolderError
 from polymodal.utils.io import atomic_write, atomic_write_json
 
 CONFIG_FILE = "config.yaml"
@@ -39,16 +43,92 @@ METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 SKIPPED_FILE = "skipped.csv"
 DIAGNOSTICS_FILE = "diagnostics.json"
+CHECKPOINTS = "checkpoints"
+LAST_CHECKPOINT = f"{CHECKPOINTS}/last.ckpt"
 
 
-def start_run(out: str | os.PathLike | None, config: Config) -> Path | None:
-    """Create the run folder ``out`` (when given) and write its ``config.yaml`` before training."""
+def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = False, overwrite: bool = False
+              ) -> Path | None:
+    """Create the run folder ``out`` (when given) and write its ``config.yaml`` before training.
+
+    Called once the inputs have been checked, so a mistake leaves an existing folder as it was.
+
+    Raises:
+        RunFolderError: ``out`` is a file; it already holds a trained model or an interrupted
+            run and neither ``resume`` nor ``overwrite`` was asked for; ``resume`` with a config
+            that differs from the run's in more than :data:`RESUMABLE_KEYS`.
+        FileNotFoundError: ``resume`` and the run has no checkpoint to resume from.
+    """
     if out is None:
+        if resume:
+            raise FileNotFoundError("--resume: no checkpoint to resume from without a run folder")
         return None
     run = Path(out)
+    if run.exists() and not run.is_dir():
+        raise RunFolderError(f"the run folder {run} is a file; give a folder (new or an earlier run's) as --out")
+    last = run / LAST_CHECKPOINT
+    if resume:
+        if not last.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
+        check_resumable(run, config)
+    elif (run / MODEL_FILE).is_file() or last.is_file():
+        if not overwrite:
+            what = "a trained model" if (run / MODEL_FILE).is_file() else f"an interrupted run ({LAST_CHECKPOINT})"
+            hint = "" if (run / MODEL_FILE).is_file() else ", --resume to continue it"
+            raise RunFolderError(f"{run} already holds {what}; give another --out{hint}, or --overwrite to replace it")
+        clear_run(run)
     run.mkdir(parents=True, exist_ok=True)
     save_config(config, run / CONFIG_FILE)
     return run
+
+
+# What a run writes into its folder (a predictor's or an anomaly detector's); --overwrite removes
+# these and nothing else the folder may hold.
+RUN_ENTRIES = (CONFIG_FILE, MODEL_FILE, PREPROCESSORS, METRICS_FILE, HISTORY_FILE, SKIPPED_FILE, DIAGNOSTICS_FILE,
+               CHECKPOINTS, "logs", "assets", "plots", "report.html", "evaluation")
+
+
+def clear_run(run: Path) -> None:
+    """Remove an earlier run's files from ``run`` (see :data:`RUN_ENTRIES`)."""
+    for name in RUN_ENTRIES:
+        path = run / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+# Settings a resumed run may change: how long and where it trains, not what it trains.
+RESUMABLE_KEYS = frozenset({"train.epochs", "train.early_stopping", "train.progress", "train.num_workers",
+                            "train.accelerator", "train.devices", "train.num_nodes", "train.strategy", "report"})
+
+
+def check_resumable(run: Path, config: Config) -> None:
+    """Refuse to resume ``run`` with a config that would build or train another model.
+
+    Raises:
+        RunFolderError: the keys that differ (beyond :data:`RESUMABLE_KEYS`), old and new values.
+    """
+    saved = _flatten(read_config(run).model_dump(mode="json"))
+    given = _flatten(config.model_dump(mode="json"))
+    changed = [key for key in sorted(set(saved) | set(given))
+               if saved.get(key) != given.get(key)
+               and not any(key == k or key.startswith(f"{k}.") for k in RESUMABLE_KEYS)]
+    if changed:
+        lines = "; ".join(f"{k}: {saved.get(k)!r} -> {given.get(k)!r}" for k in changed[:10])
+        more = f" (and {len(changed) - 10} more)" if len(changed) > 10 else ""
+        raise RunFolderError(f"--resume: {run} was trained with another config: {lines}{more}. Resume with its "
+                             f"{run / CONFIG_FILE}, or start a new run")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as ``{"a.b.c": leaf}``."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 def check_run(path: str | os.PathLike) -> Path:
@@ -97,16 +177,37 @@ def write_model(path: str | os.PathLike, config: Config, model: torch.nn.Module,
     return run
 
 
+@contextmanager
+def reading(run: Path, name: str) -> Iterator[None]:
+    """Report a missing, truncated or unreadable run file ``name`` as a :class:`RunFolderError`
+    that names it, instead of the reader's own exception."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except PolymodalError:
+        raise
+    except FileNotFoundError as err:
+        missing = Path(err.filename).relative_to(run) if err.filename and Path(err.filename).is_relative_to(run) else name
+        raise RunFolderError(f"the run {run} is incomplete: {missing} is missing; retrain it or restore the "
+                             "file") from None
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # JSONDecodeError is a ValueError
+        raise RunFolderError(f"the run {run} is damaged: {name} cannot be read ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''}); retrain it or restore the file") from None
+
+
 def load_pipeline(run: Path, config: Config) -> DataPipeline:
     """The fitted preprocessors and target encoder of ``preprocessors/``."""
-    return DataPipeline.load(config, run / PREPROCESSORS)
+    with reading(run, f"{PREPROCESSORS}/"):
+        return DataPipeline.load(config, run / PREPROCESSORS)
 
 
 def load_weights(model: torch.nn.Module, run: Path) -> None:
     """Fill ``model`` (built from the run's config and preprocessors) from ``model.safetensors``."""
     from safetensors.torch import load_model
 
-    load_model(model, str(run / MODEL_FILE))
+    with reading(run, MODEL_FILE):
+        load_model(model, str(run / MODEL_FILE))
 
 
 def write_results(run: Path, metrics: dict[str, Any], info: dict[str, Any], history: pd.DataFrame,
@@ -143,13 +244,16 @@ def read_results(run: Path) -> RunResults:
     """What :func:`write_results` wrote; the empty default where a file is missing."""
     results = RunResults()
     if (run / METRICS_FILE).is_file():
-        stored = json.loads((run / METRICS_FILE).read_text(encoding="utf-8"))
+        with reading(run, METRICS_FILE):
+            stored = json.loads((run / METRICS_FILE).read_text(encoding="utf-8"))
         results.info = stored.pop("training", {})
         results.metrics = stored
     if (run / HISTORY_FILE).is_file():
-        results.history = pd.read_csv(run / HISTORY_FILE)
+        with reading(run, HISTORY_FILE):
+            results.history = pd.read_csv(run / HISTORY_FILE)
     if (run / SKIPPED_FILE).is_file():
-        results.skipped = pd.read_csv(run / SKIPPED_FILE)
+        with reading(run, SKIPPED_FILE):
+            results.skipped = pd.read_csv(run / SKIPPED_FILE)
     return results
 
 
@@ -163,4 +267,5 @@ def read_diagnostics(run: Path) -> dict[str, Any]:
     """``diagnostics.json``; empty when the run has none."""
     if not (run / DIAGNOSTICS_FILE).is_file():
         return {}
-    return json.loads((run / DIAGNOSTICS_FILE).read_text(encoding="utf-8"))
+    with reading(run, DIAGNOSTICS_FILE):
+        return json.loads((run / DIAGNOSTICS_FILE).read_text(encoding="utf-8"))

@@ -77,8 +77,8 @@ class AnomalyDetector(Estimator):
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, train: DataSource, valid: DataSource | None = None, *, test: DataSource | None = None,
-            out: str | os.PathLike | None = None, resume: bool = False, unlabeled: DataSource | None = None,
-            callbacks: list[Any] | None = None) -> AnomalyDetector:
+            out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
+            unlabeled: DataSource | None = None, callbacks: list[Any] | None = None) -> AnomalyDetector:
         """Fit preprocessing and the network on ``train`` (normal rows; rows labelled anomalous are
         kept out of what is learned as normal), then the scorer's statistics, then the flag
         threshold on ``valid``'s normal rows at ``anomaly.target_fpr``.
@@ -87,7 +87,7 @@ class AnomalyDetector(Estimator):
             valid: validation manifest (early stopping, threshold); None holds out
                 ``train.val_fraction`` of ``train``.
             test: optional labelled manifest evaluated after training.
-            out: run folder.
+            out: run folder (one that already holds a run is refused unless ``overwrite``).
             resume / unlabeled: not supported by anomaly detection (must be unset).
             callbacks: extra Lightning callbacks for the training run of the last phase (e.g. a
                 tuner's pruning: its validation loss is the one the kept weights were chosen by).
@@ -101,10 +101,10 @@ class AnomalyDetector(Estimator):
         if resume or unlabeled is not None:
             raise SchemaMismatchError("task 'anomaly' supports neither --resume nor an unlabelled manifest")
         cfg = self.config
-        run_dir = runfolder.start_run(out, cfg)
         self._seed()
         pipeline = self._new_pipeline()
-        train_m, valid_m = self._read_fit_data(pipeline, train, valid, require_target=bool(cfg.targets))
+        train_m, valid_m, test_m = self._read_fit_data(pipeline, train, valid, test, require_target=bool(cfg.targets))
+        run_dir = runfolder.start_run(out, cfg, overwrite=overwrite)
         normal = pipeline.targets.encode(train_m) != 1
         if not normal.any():
             raise ManifestError([f"every training row is labelled anomalous (normal values: {self.settings.normal}); "
@@ -153,8 +153,8 @@ class AnomalyDetector(Estimator):
                      **manifest_paths(train=train, valid=valid, test=test)}
         self.last_skipped = skipped_by_split(skipped)
         self.metrics = {"valid": self._metrics(valid_scores, valid_y, pipeline.targets.labels(valid_m, valid_table.rows))}
-        if test is not None:
-            self.metrics["test"] = self.evaluate(test)
+        if test_m is not None:
+            self.metrics["test"] = self._evaluate_test(test_m, run_dir)
             self.last_skipped = skipped_by_split({**skipped, "test": self.eval_skipped})  # the run keeps all three
         if run_dir is not None:
             self.save(run_dir)

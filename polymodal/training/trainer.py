@@ -9,6 +9,7 @@ import os
 import shutil
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 
 from polymodal.config.train import TrainConfig
+from polymodal.errors import RunFolderError
 from polymodal.utils.io import atomic_write
 
 # Lightning's advice about DataLoader workers and logging intervals is noise for small in-memory data.
@@ -215,6 +217,24 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
     return trainer, history, checkpoint
 
 
+def check_checkpoint(path: Path) -> None:
+    """Refuse a damaged checkpoint before training starts from it (a checkpoint is a zip archive:
+    every member's CRC is checked).
+
+    Raises:
+        RunFolderError: the file is not a complete archive.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        reason = None if bad is None else f"{bad} fails its CRC check"
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        reason = str(err)
+    if reason is not None:
+        raise RunFolderError(f"--resume: the checkpoint {path} is damaged ({reason}); training cannot continue from "
+                             "it. Start again with --overwrite")
+
+
 def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cfg: TrainConfig, *,
                run_dir: Path | None, monitor: str, mode: str, resume: bool = False) -> FitResult:
     """Train ``module``; restore its best weights; return the history."""
@@ -225,6 +245,7 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
         last = run_dir / "checkpoints" / "last.ckpt" if run_dir is not None else None
         if last is None or not last.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
+        check_checkpoint(last)
         ckpt = str(last)
     start = time.perf_counter()
     with warnings.catch_warnings():

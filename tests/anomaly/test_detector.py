@@ -211,7 +211,7 @@ def test_the_detector_loader_honours_the_worker_settings(workers, expected):
 
     det = AnomalyDetector.from_config(tabular_config(num_workers=workers))
     pipeline = det._new_pipeline()
-    train_m, valid_m = det._read_fit_data(pipeline, tabular_rows(), tabular_rows(), require_target=False)
+    train_m, valid_m, _ = det._read_fit_data(pipeline, tabular_rows(), tabular_rows(), None, require_target=False)
     table, y, _, _ = det._fit_pipeline(pipeline, train_m, valid_m)
     loader = det._loader(table, y, train=True)
     assert loader.num_workers == expected and loader.persistent_workers == (expected > 0)

@@ -18,19 +18,19 @@ from polymodal.data.datasets import (  # noqa: F401 - registration
     openclipart,  # noqa: F401,I001 - registration
 )
 from polymodal.data.datasets.base import DATASETS, DatasetSpec, summarise
-from polymodal.errors import DatasetOptionError, DatasetSourceError
+from polymodal.errors import DatasetOptionError, DatasetSourceError, UnknownNameError
 
 
 def prepare(name: str, out: str | Path, source: str | Path | None = None, seed: int = 0, **options: Any) -> dict[str, Any]:
     """Prepare a built-in dataset into ``out``; return its summary (rows per split...).
 
     Raises:
-        KeyError: unknown dataset name.
+        UnknownNameError: unknown dataset name (a KeyError).
         DatasetOptionError: an option the dataset does not take, or a value it does not allow.
         DatasetSourceError: the dataset needs a source folder and none (or a wrong one) was given.
     """
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset '{name}'; available: {sorted(DATASETS)}")
+        raise UnknownNameError(f"unknown dataset '{name}'; available: {sorted(DATASETS)}")
     spec = DATASETS[name]
     for option, value in options.items():
         if option not in spec.options:

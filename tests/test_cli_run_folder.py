@@ -1,0 +1,174 @@
+"""The run folder under mistakes: a run is never replaced or corrupted by a command that fails, a
+finished or interrupted run is only replaced when asked, ``--resume`` refuses another config, a
+damaged run is named as such, and paths that cannot be written are one-line errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+from helpers_models import classification_config, make_dataset, write_splits
+from test_cli import assert_user_error, invoke
+
+from polymodal import MultimodalPredictor
+from polymodal.errors import RunFolderError
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("runfolder-data")
+    paths = write_splits(root, make_dataset(root))
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump(classification_config(epochs=1)), encoding="utf-8")
+    return {"root": root, "config": config, **paths}
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runfolder-runs") / "run"
+    result = invoke("train", data["config"], "--train", data["train"], "--valid", data["valid"], "--out", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _copy(run, tmp_path):
+    return shutil.copytree(run, tmp_path / "run")
+
+
+def _train(data, out, *extra, config=None, train=None):
+    return invoke("train", config or data["config"], "--train", train or data["train"], "--valid", data["valid"],
+                  "--out", out, *extra)
+
+
+def _beside_the_data(data, frame: pd.DataFrame, name: str):
+    """Write a manifest next to the generated files (its relative paths resolve there)."""
+    path = data["root"] / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _snapshot(run) -> dict[str, bytes]:
+    return {p.relative_to(run).as_posix(): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_a_finished_run_is_not_replaced_unless_asked(data, trained, tmp_path):
+    run = _copy(trained, tmp_path)
+    before = _snapshot(run)
+    assert_user_error(_train(data, run), "already holds a trained model", "--overwrite")
+    assert _snapshot(run) == before
+    (run / "notes.txt").write_text("mine")  # a file of the user's own survives the overwrite
+    result = _train(data, run, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert (run / "notes.txt").read_text() == "mine"
+    assert MultimodalPredictor.load(run).info["epochs_run"] == 1
+
+
+def test_a_bad_manifest_leaves_the_existing_run_untouched(data, trained, tmp_path):
+    run = _copy(trained, tmp_path)
+    before = _snapshot(run)
+    broken = pd.read_csv(data["train"])
+    broken.loc[3, "image"] = "gone.png"
+    broken.to_csv(data["root"] / "broken.csv", index=False)
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(classification_config(epochs=3)), encoding="utf-8")
+    assert_user_error(_train(data, run, "--overwrite", config=other, train=data["root"] / "broken.csv"), "gone.png")
+    assert _snapshot(run) == before, "the refused run's files changed"
+    assert MultimodalPredictor.load(run).predict(data["test"]) is not None
+
+
+def test_an_interrupted_run_needs_resume_or_overwrite(data, trained, tmp_path):
+    run = _copy(trained, tmp_path)
+    (run / "model.safetensors").unlink()  # interrupted: checkpoints but no final model
+    assert_user_error(_train(data, run), "an interrupted run", "--resume")
+
+
+def test_resume_refuses_a_config_that_trains_another_model(data, trained, tmp_path):
+    run = _copy(trained, tmp_path)
+    before = _snapshot(run)
+    changed = classification_config(epochs=2)
+    changed["modalities"]["img"]["encoder"]["channels"] = [4]
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(changed), encoding="utf-8")
+    assert_user_error(_train(data, run, "--resume", config=path), "another config",
+                      "modalities.img.encoder.channels: [8] -> [4]")
+    assert _snapshot(run) == before
+
+
+def test_a_damaged_checkpoint_is_refused_before_training(data, trained, tmp_path):
+    run = _copy(trained, tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    longer = tmp_path / "longer.yaml"
+    longer.write_text(yaml.safe_dump(classification_config(epochs=2)), encoding="utf-8")
+    assert_user_error(_train(data, run, "--resume", config=longer), "checkpoint", "is damaged", "--overwrite")
+
+
+def test_the_test_manifest_is_checked_before_training(data, tmp_path):
+    frame = pd.read_csv(data["test"])
+    frame.loc[1, "image"] = "missing.png"
+    manifest = _beside_the_data(data, frame, "test_missing.csv")
+    out = tmp_path / "run"
+    result = _train(data, out, "--test", manifest)
+    assert_user_error(result, "1 problem(s)", "missing.png")
+    assert not out.exists(), "nothing is written before the inputs are checked"
+
+
+def test_a_test_manifest_failing_after_training_keeps_the_trained_model(data, tmp_path):
+    frame = pd.read_csv(data["test"])
+    row = frame.index[frame["image"].fillna("") != ""][0]
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    frame.loc[row, "image"] = str(tmp_path / "corrupt.png")
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="the trained model is saved"):
+        result = _train(data, out, "--test", _beside_the_data(data, frame, "test_corrupt.csv"))
+    assert_user_error(result, "corrupt.png")
+    assert MultimodalPredictor.load(out).predict(data["valid"]) is not None
+
+
+@pytest.mark.parametrize(("damage", "fragment"), [
+    (lambda run: (run / "model.safetensors").write_bytes(b"\x00\x01"), "is damaged: model.safetensors"),
+    (lambda run: (run / "preprocessors" / "img.json").write_text("{not json"), "is damaged: preprocessors/"),
+    (lambda run: (run / "preprocessors" / "img.json").unlink(), "is incomplete: preprocessors/img.json is missing"),
+    (lambda run: (run / "metrics.json").write_text("[1, 2"), "is damaged: metrics.json"),
+], ids=["weights", "preprocessor", "missing-preprocessor", "metrics"])
+def test_a_damaged_run_is_named_as_such(data, trained, tmp_path, damage, fragment):
+    run = _copy(trained, tmp_path)
+    damage(run)
+    assert_user_error(invoke("predict", run, "--data", data["test"], "--out", tmp_path / "p.csv"), fragment)
+    with pytest.raises(RunFolderError, match="retrain it or restore"):
+        MultimodalPredictor.load(run)
+
+
+def test_an_output_path_that_cannot_be_written_is_one_line(data, trained, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    assert_user_error(invoke("predict", trained, "--data", data["test"], "--out", tmp_path / "afile" / "p.csv"),
+                      "Not a directory", "afile")
+    assert_user_error(_train(data, tmp_path / "afile"), "is a file")
+
+
+def test_files_skipped_in_training_are_warned_about(data, tmp_path):
+    frame = pd.read_csv(data["train"])
+    rows = frame.index[frame["image"].fillna("") != ""][:2]
+    for i, row in enumerate(rows):
+        (tmp_path / f"bad{i}.png").write_bytes(b"garbage")
+        frame.loc[row, "image"] = str(tmp_path / f"bad{i}.png")
+    manifest = _beside_the_data(data, frame, "train_skip.csv")
+    config = classification_config(epochs=1)
+    config["data"] = {"on_error": "skip"}
+    path = tmp_path / "skip.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = _train(data, tmp_path / "run", config=path, train=manifest)
+    assert result.exit_code == 0, result.output
+    assert "2 unreadable file(s) skipped" in result.stderr and "bad0.png" in result.stderr
+    assert len(pd.read_csv(tmp_path / "run" / "skipped.csv")) == 2
+
+
+def test_an_internal_key_error_is_not_passed_off_as_a_user_mistake(trained, data, monkeypatch):
+    def broken(path):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(MultimodalPredictor, "load", broken)
+    result = invoke("evaluate", trained, "--data", data["test"])
+    assert result.exit_code == 1 and isinstance(result.exception, KeyError)
