@@ -212,6 +212,15 @@ CROSS_FIELD_CASES = {
     "regression with fixmatch": (
         {"task": "regression", "transfer": [{"method": "coral"}, {"method": "fixmatch"}]}, "transfer.1.method",
         ["'fixmatch' needs class predictions", "got 'regression'"]),
+    "further task on the main target": (
+        {"tasks": {"speaker": {"task": "classification", "target": "label"}}}, "tasks.speaker",
+        ["target column 'label'", "already the target of target"]),
+    "two further tasks on one column": (
+        {"tasks": {"age": {"task": "regression", "target": "years"}, "band": {"task": "regression", "target": "years"}}},
+        "tasks.band", ["target column 'years'", "already the target of tasks.age"]),
+    "learned task weights with a weight set to its default": (
+        {"tasks": {"speaker": {"target": "who", "weight": 1.0}}, "loss.task_weighting": "uncertainty"},
+        "tasks.speaker.weight", ["'uncertainty' learns the weights"]),
 }
 
 

@@ -166,3 +166,19 @@ def test_a_file_fixed_before_resume_is_no_longer_listed_as_skipped(trained, data
     assert report.rows == 18 and pd.read_parquet(out)["row"].tolist() == list(range(18))
     assert report.skipped.empty and report.skipped_file is None
     assert not (tmp_path / "preds.skipped.csv").exists()
+
+
+def test_resume_refuses_parts_of_a_manifest_edited_in_place(trained, dataset, tmp_path):
+    predictor, _ = trained
+    manifest = tmp_path / "rows.csv"
+    frame = pd.read_csv(dataset["test"], keep_default_na=False)
+    for column in ("image", "audio"):  # the copy lives elsewhere: its file paths become absolute
+        frame[column] = [str(dataset["root"] / p) if p else "" for p in frame[column]]
+    frame.to_csv(manifest, index=False)
+    out = tmp_path / "preds.csv"
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_file(predictor, manifest, out, chunk_rows=5, progress=False, on_chunk=stop)
+    frame.loc[7, "x1"] = "99.0"  # same file, same row count, same chunk size: other content
+    frame.to_csv(manifest, index=False)
+    with pytest.raises(SchemaMismatchError, match="cannot resume"):
+        predict_to_file(predictor, manifest, out, chunk_rows=5, resume=True, progress=False)

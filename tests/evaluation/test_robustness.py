@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers_models import classification_config, make_dataset, write_splits
 
@@ -11,7 +12,7 @@ from polymodal.data.content_keys import StatMemo
 from polymodal.errors import ConfigError, SchemaMismatchError
 from polymodal.evaluation.corruptions import CORRUPTIONS
 from polymodal.evaluation.data import load_eval_data
-from polymodal.evaluation.robustness import area, corrupt_table, parse_corruptions, robustness_sweep
+from polymodal.evaluation.robustness import _summary, area, corrupt_table, parse_corruptions, robustness_sweep
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +118,13 @@ def test_corruption_specs_are_checked(run):
 def test_area_under_the_severity_curve():
     assert area([0.8] * 6) == pytest.approx(0.8)
     assert area([1.0, 0.8, 0.6, 0.4, 0.2, 0.0]) == pytest.approx(0.5)
+
+
+def test_effective_robustness_is_the_area_gain_over_the_reference_minus_the_clean_gain():
+    curves = pd.DataFrame({"modality": "img", "corruption": "blur", "severity": [0, 1, 2],
+                           "accuracy": [1.0, 0.8, 0.6], "reference": [0.9, 0.5, 0.1]})
+    row = _summary(curves, "accuracy").iloc[0]
+    # areas over severities mapped to [0, 1]: model (1.8 + 1.4) / 4 = 0.8, reference (1.4 + 0.6) / 4 = 0.5
+    assert row["relative_robustness"] == pytest.approx(0.8)
+    assert row["effective_robustness"] == pytest.approx(0.8 - 0.5 - (1.0 - 0.9))
+    assert (row["clean"], row["worst"]) == (1.0, 0.6)

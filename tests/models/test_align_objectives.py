@@ -18,7 +18,7 @@ from polymodal.models.objectives.align import (
     soft_cca_loss,
     triplet_loss,
 )
-from polymodal.models.objectives.vae import gaussian_kl, product_of_experts, vae_loss
+from polymodal.models.objectives.vae import gaussian_kl, product_of_experts, standardise, vae_loss
 
 # unit vectors: a0 = (1, 0), a1 = (0, 1); b0 = (1, 0), b1 = (0.6, 0.8)
 ZA = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -160,6 +160,28 @@ def test_vae_loss_without_sampling_is_the_deterministic_elbo() -> None:
     expected = part(4 / 3, 1 / 3) + part(0.5, 0.5) + part(1.5, 0.5)  # joint, a alone, b alone
     assert result.loss.item() == pytest.approx(expected, abs=1e-5)
     assert set(result.logs) == {"kl_joint", "kl_a", "kl_b"}
+
+
+def test_vae_loss_reconstructs_only_the_modalities_a_row_holds() -> None:
+    decoders = {"a": torch.nn.Identity(), "b": torch.nn.Identity()}
+    mus = {"a": torch.tensor([[1.0]]), "b": torch.tensor([[3.0]])}
+    logvars = {"a": torch.zeros(1, 1), "b": torch.zeros(1, 1)}
+    targets = {"a": torch.tensor([[0.0]]), "b": torch.tensor([[2.0]])}
+    present = {"a": torch.tensor([True]), "b": torch.tensor([False])}  # b is absent: no expert, no target
+    result = vae_loss(mus, logvars, targets, present, decoders, beta=1.0, sample=False)
+    # joint and a-alone posteriors are both a's expert with the prior: mean 1/2, variance 1/2; b alone covers no row
+    recon = 0.5 * (0.5 - 0.0) ** 2  # a's target only
+    kl = 0.5 * (0.5 + 0.25 - 1.0 - math.log(0.5))
+    assert result.loss.item() == pytest.approx(2 * (recon + kl) / 2, abs=1e-6)
+    assert set(result.logs) == {"kl_joint", "kl_a"}
+
+
+def test_reconstruction_targets_are_standardised_with_the_present_rows_only() -> None:
+    features = torch.tensor([[0.0], [2.0], [100.0]])
+    out = standardise(features, torch.tensor([True, True, False]))
+    # present rows 0 and 2: mean 1, sample std sqrt(((0 - 1)^2 + (2 - 1)^2) / 1) = sqrt(2)
+    expected = (torch.tensor([[0.0], [2.0], [100.0]]) - 1.0) / math.sqrt(2.0)
+    torch.testing.assert_close(out, expected)
 
 
 def embeddings(batch: int = 6, dim: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:

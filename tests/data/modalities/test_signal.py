@@ -214,3 +214,14 @@ def test_cut_windows_several_keys_and_a_cap(tmp_path):
     for row in segments.itertuples():
         np.testing.assert_array_equal(np.load(tmp_path / "out" / row.de_path)[0], de[row.start:row.start + 200])
         np.testing.assert_array_equal(np.load(tmp_path / "out" / row.fe_path)[0], fe[row.start:row.start + 200])
+
+
+def test_spectrogram_length_counts_the_frames_of_the_valid_samples(tmp_path):
+    path = save_as(tmp_path / "short.npy", recording(channels=2, samples=100))
+    prep = signal(length=256, spectrogram={"n_fft": 32, "hop": 16})
+    prep.fit([path])
+    arrays = encode_values(prep, [path])
+    frames = librosa.stft(np.zeros(100, np.float32), n_fft=32, hop_length=16, center=True).shape[1]  # 7
+    assert arrays["length"].tolist() == [frames]
+    batch = prep.to_batch(as_tensors(arrays), train=False)
+    assert int(batch["mask"][0].sum()) == frames and batch["mask"][0, :frames].all()

@@ -113,3 +113,12 @@ def test_integer_categories_survive_a_column_dtype_change():
     later = pd.DataFrame({"ward": [3, 4]})  # int64
     codes = [prep.decode((v,))[1][0] for v in later["ward"].tolist()]
     assert codes == [1, 2]
+
+
+@pytest.mark.parametrize("impute", ["mean", "median"])
+def test_a_column_missing_in_every_training_row_is_filled_with_zero(impute):
+    prep = tabular(impute=impute, scale="none")
+    prep.fit([(NAN, 1.0, "a"), (NAN, 3.0, "b"), (NAN, 2.0, "a")])
+    np.testing.assert_array_equal(prep.fill, [0.0, 2.0])  # age has no value to average: 0; dose: mean = median = 2
+    num, _ = prep.decode((NAN, NAN, "a"))
+    np.testing.assert_array_equal(num, [0.0, 2.0, 1.0, 1.0])  # filled values, then both missing flags

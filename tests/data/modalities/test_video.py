@@ -228,3 +228,14 @@ def test_video_config_refuses_augment_and_unknown_keys():
         load_config({**base, "modalities": {"v": {"kind": "video", "column": "v", "preprocess": {"stride": 2}}}})
     strided = {"kind": "video", "column": "v", "preprocess": {"sampling": "stride", "stride": 2}}
     assert load_config({**base, "modalities": {"v": strided}}).modalities["v"].preprocess.stride == 2
+
+
+def test_standard_statistics_leave_out_the_padding_frames(tmp_path):
+    np.save(tmp_path / "short.npy", clip(frames=3))  # brightness 0, 20, 40
+    prep = video(frames=5, sampling="stride", stride=1, normalize="standard")
+    arrays = prep.featurize([prep.decode(str(tmp_path / "short.npy"))])
+    assert arrays["length"].tolist() == [3]
+    prep.fit_features(arrays)
+    values = np.array([0.0, 20.0, 40.0]) / 255.0  # the three real frames, every pixel alike
+    np.testing.assert_allclose(prep.frame.mean, [values.mean()], rtol=1e-6)
+    np.testing.assert_allclose(prep.frame.std, [values.std()], rtol=1e-6)

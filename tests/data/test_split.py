@@ -1,0 +1,45 @@
+"""Validation hold-outs: stratified when every class can be represented, random otherwise; sizes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polymodal.data.manifest import read_manifest
+from polymodal.data.split import random_holdout, stratified_holdout
+
+
+def manifest(labels: list[str]):
+    return read_manifest(pd.DataFrame({"x": np.arange(len(labels)), "label": labels}))
+
+
+def assert_partition(train, valid, n: int) -> None:
+    a, b = train.frame["x"].tolist(), valid.frame["x"].tolist()
+    assert a == sorted(a) and b == sorted(b)  # each side keeps the manifest's order
+    assert sorted(a + b) == list(range(n))
+
+
+def test_stratified_holdout_gives_every_class_a_validation_row():
+    labels = ["a", "b", "c"] * 4
+    train, valid = stratified_holdout(manifest(labels), 0.25, seed=0, label_column="label")
+    assert_partition(train, valid, 12)
+    assert sorted(valid.frame["label"]) == ["a", "b", "c"]
+
+
+def test_too_few_validation_rows_for_one_per_class_fall_back_to_a_random_split():
+    labels = ["a", "b", "c"] * 2  # every class has two rows, but 20% of 6 rows cannot hold three classes
+    train, valid = stratified_holdout(manifest(labels), 0.2, seed=0, label_column="label")
+    assert_partition(train, valid, 6)
+    assert len(valid) == math.ceil(6 * 0.2)  # scikit-learn rounds the test share up
+
+
+@pytest.mark.parametrize(("n", "fraction", "expected"), [(9, 0.3, 3), (10, 0.01, 1)])
+def test_random_holdout_rounds_the_fraction_and_keeps_at_least_one_row(n, fraction, expected):
+    train, valid = random_holdout(manifest(["a"] * n), fraction, seed=0)
+    assert_partition(train, valid, n)
+    assert len(valid) == expected  # round(2.7) = 3; round(0.1) = 0 -> at least 1
+    again = random_holdout(manifest(["a"] * n), fraction, seed=0)[1]
+    assert again.frame["x"].tolist() == valid.frame["x"].tolist()

@@ -1,0 +1,102 @@
+"""Transfer loss terms on hand-made step contexts: which view FixMatch labels, the pseudo-label
+ramp-up, distillation's row lookup, prototypes per class index, and the main task's columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from polymodal.data.manifest import read_manifest
+from polymodal.data.multitarget import MultiTargetEncoder
+from polymodal.data.targets import TargetEncoder
+from polymodal.models.fusion.base import FusedOutput
+from polymodal.models.model import NetOutput
+from polymodal.models.task_heads import PrototypeHead
+from polymodal.training.distill import DistillTerm
+from polymodal.training.fewshot import EpisodeSampler, set_class_prototypes
+from polymodal.training.semi import FixMatchTerm, PseudoLabelTerm
+from polymodal.training.terms import StepContext
+from polymodal.training.transfer import main_classes
+
+
+def unlabeled_context(outputs: torch.Tensor, views: dict[str, slice], progress: float = 1.0) -> StepContext:
+    return StepContext(None, {}, {}, None, {"views": views}, progress, NetOutput(outputs, {}))
+
+
+def test_fixmatch_labels_the_strong_view_with_the_confident_weak_view():
+    weak = torch.tensor([[5.0, 0.0], [0.1, 0.0]])  # row 0 confident (p = 0.993), row 1 not (p = 0.52)
+    strong = torch.tensor([[0.0, 1.0], [1.0, 0.0]], requires_grad=True)  # neither confident
+    outputs = torch.cat([weak, strong])
+    term = FixMatchTerm({}, threshold=0.9, weight=1.0, magnitude=1.0, erase=0.0, classes=slice(0, 2))
+    result = term(unlabeled_context(outputs, {"rows": slice(0, 2), "strong": slice(2, 4)}))
+    expected = F.cross_entropy(strong[:1], torch.tensor([0])) / 2  # one confident row, averaged over both
+    assert result.loss.item() == pytest.approx(expected.item())
+    assert result.logs["mask"].item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(("progress", "scale"), [(0.25, 0.5), (0.5, 1.0), (1.0, 1.0)])
+def test_pseudo_label_ramp_up_rises_linearly_then_stays_at_one(progress, scale):
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+    plain = F.cross_entropy(logits, torch.tensor([0, 2])).item()  # threshold 0: every row is its own label
+    term = PseudoLabelTerm(threshold=0.0, weight=1.0, rampup=0.5, classes=slice(0, 3))
+    loss = term(unlabeled_context(logits, {"rows": slice(0, 2)}, progress)).loss.item()
+    assert loss == pytest.approx(scale * plain)
+
+
+def test_distillation_looks_up_the_teacher_rows_of_the_batch():
+    gen = torch.Generator().manual_seed(0)
+    teacher_logits, teacher_features = torch.randn(4, 3, generator=gen), torch.randn(4, 5, generator=gen)
+    term = DistillTerm(teacher_logits, teacher_features, student_dim=2, temperature=2.0, feature_weight=0.5,
+                       weight=1.0, classes=slice(0, 3))
+    student, pooled = torch.randn(2, 3, generator=gen), torch.randn(2, 2, generator=gen)
+    rows = torch.tensor([3, 1])  # the batch holds training rows 3 and 1, in that order
+    out = NetOutput(student, {}, None, FusedOutput(pooled, None, None))
+    result = term(StepContext(None, {"index": rows}, {}, out, None, 1.0))
+    p_t = F.softmax(teacher_logits[rows] / 2, dim=1)
+    kl = (p_t * (p_t.log() - F.log_softmax(student / 2, dim=1))).sum(1).mean() * 4
+    feature = F.mse_loss(term.loss.project(pooled), teacher_features[rows])
+    assert result.loss.item() == pytest.approx((kl + 0.5 * feature).item(), rel=1e-5)
+
+
+class _Embedder(nn.Module):
+    """A network whose fused representation is its input ``z`` and whose head holds prototypes."""
+
+    def __init__(self, n_classes: int, dim: int):
+        super().__init__()
+        self.head = PrototypeHead(nn.Identity(), n_classes, dim)
+
+    def fuse(self, inputs, present):
+        return inputs["z"]
+
+
+def test_class_prototypes_land_at_their_class_index_and_absent_classes_keep_theirs():
+    net = _Embedder(3, 2)
+    net.head.set_prototypes(torch.full((3, 2), 7.0))
+    z = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [0.0, 6.0]])
+    loader = [{"inputs": {"z": z[:2]}, "present": {}}, {"inputs": {"z": z[2:]}, "present": {}}]
+    set_class_prototypes(net, loader, np.array([0, 0, 2, 2]), torch.device("cpu"))  # no row of class 1
+    torch.testing.assert_close(net.head.prototypes, torch.tensor([[1.0, 0.0], [7.0, 7.0], [0.0, 5.0]]))
+
+
+def test_main_classes_are_the_main_tasks_columns_of_a_multi_task_model():
+    frame = pd.DataFrame({"label": ["a", "b", "c", "a"], "h": [1.0, 2.0, 3.0, 4.0], "w": [0.0, 1.0, 0.0, 1.0]})
+    manifest = read_manifest(frame)
+    single = TargetEncoder("classification", ["label"]).fit(manifest)
+    assert main_classes(single) == slice(0, 3)
+    multi = MultiTargetEncoder(TargetEncoder("classification", ["label"]),
+                               {"size": TargetEncoder("regression", ["h", "w"])}).fit(manifest)
+    assert main_classes(multi) == slice(0, 3)  # not the 3 + 2 outputs of both tasks
+
+
+def test_episodes_leave_out_classes_with_no_row_beyond_the_support_shots():
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2])  # class 2 has only the two support rows, no query
+    sampler = EpisodeSampler(labels, ways=3, shots=2, queries=1, episodes=20, seed=0)
+    assert sampler.ways == 2
+    for episode in sampler:
+        assert len(episode) == 6 and set(labels[episode]) == {0, 1}  # two classes of shots + queries rows
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        EpisodeSampler(np.array([0, 0, 0, 1, 1]), ways=2, shots=2, queries=1, episodes=1)
