@@ -4,8 +4,10 @@ A manifest is a CSV, Parquet or JSON-lines file, or a pandas DataFrame. Relative
 resolve against the manifest's folder (a DataFrame's against ``root``, default the working
 directory). An empty cell means the modality is missing for that row.
 
-Validation reports every problem at once (missing columns, files that do not exist, empty or
-non-numeric targets), each with its row, so a user fixes a manifest in one pass.
+Validation reports every problem at once (missing columns, file cells that are not paths or name
+files that do not exist, empty, non-numeric or infinite targets), each with its row, so a user
+fixes a manifest in one pass. A manifest without rows, or whose column names repeat, is refused
+when read.
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
     if isinstance(source, Manifest):
         return source
     if isinstance(source, pd.DataFrame):
+        _check_table(list(source.columns), len(source), "DataFrame")
         base = Path(root) if root is not None else Path.cwd()
         return Manifest(source.reset_index(drop=True), base.resolve(), "DataFrame", None)
     path = Path(source)
@@ -176,18 +179,45 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
         )
     try:
         if fmt == "csv":  # only empty cells are missing: the words NA, None, null stay text
-            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", keep_default_na=False,
-                                na_values=[""])
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            header = _csv_header(path, sep)  # as written: pandas renames a repeated name ('image.1')
+            frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
         elif fmt == "parquet":
             frame = pd.read_parquet(path)
         else:  # JSON strings stay strings ("007"); .json is an array of records, .jsonl one per line
             dates = {"convert_dates": False} if int(pd.__version__.split(".")[0]) < 3 else {}  # pandas 3: dtype=False
             frame = pd.read_json(path, lines=fmt == "jsonl", orient=None if fmt == "jsonl" else "records",
                                  dtype=False, **dates)
+    except pd.errors.EmptyDataError:  # not even a header row
+        raise ManifestError([f"{path.name} has no rows (the file is empty); a manifest needs a header row and "
+                             "at least one sample"], source=str(path)) from None
     except (ValueError, OSError, pd.errors.ParserError) as err:
         raise ManifestError([f"cannot parse {path.name}: {err}"], source=str(path)) from None
+    _check_table(header if fmt == "csv" else list(frame.columns), len(frame), path.name, str(path))
     base = Path(root) if root is not None else path.parent
     return Manifest(frame.reset_index(drop=True), base.resolve(), path.name, 2 if fmt == "csv" else None)
+
+
+def _csv_header(path: Path, sep: str) -> list[str]:
+    """The column names of a CSV/TSV file as its header row spells them.
+
+    Raises:
+        pandas.errors.EmptyDataError: the file is empty.
+    """
+    names = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+    return [str(name) for name in names.iloc[0].tolist()]
+
+
+def _check_table(columns: list, n_rows: int, name: str, source: str | None = None) -> None:
+    """Refuse a manifest whose column names repeat, or that has no rows."""
+    counts = pd.Series([str(c) for c in columns], dtype=object).value_counts(sort=False)
+    repeated = [f"'{column}' ({count} times)" for column, count in counts.items() if count > 1]
+    if repeated:
+        raise ManifestError([f"{name}: column names must be distinct; repeated: {', '.join(repeated)} "
+                             f"(columns: {[str(c) for c in columns]})"], source=source or name)
+    if n_rows == 0:
+        raise ManifestError([f"{name} has no rows (columns: {[str(c) for c in columns]}); a manifest needs "
+                             "at least one sample"], source=source or name)
 
 
 def _rows_text(rows: list[int], limit: int = 10) -> str:
@@ -206,9 +236,9 @@ def validate_manifest(
 ) -> None:
     """Check a manifest against a config; raise one :class:`ManifestError` listing every problem.
 
-    Checks: every modality column exists, file cells name existing files, at least one modality is
-    present per row, target columns exist and hold no empty (or, for regression/multilabel,
-    non-numeric) values.
+    Checks: the manifest has rows, every modality column exists, file cells are paths (strings)
+    naming existing files, at least one modality is present per row, target columns exist and
+    hold no empty (or, for regression/multilabel, non-numeric or infinite) values.
 
     Args:
         require_target: check the target columns (off for prediction).
@@ -219,6 +249,9 @@ def validate_manifest(
             of modalities on purpose; the model then predicts from its missing-embeddings).
     """
     frame = manifest.frame
+    if len(frame) == 0:
+        raise ManifestError([f"{manifest.name} has no rows (columns: {list(frame.columns)}); a manifest needs at "
+                             "least one sample"], source=manifest.name)
     names = list(modalities) if modalities is not None else config.modality_names
     problems: list[str] = []
     columns_missing = False
@@ -236,10 +269,18 @@ def validate_manifest(
         cells = Cells(manifest, modality_columns(modality), modality.file_based)
         present = cells.present()
         present_any |= present
+        rows = np.flatnonzero(present)
+        if modality.file_based:
+            mistyped = _non_path_rows(frame[modality.column], rows)
+            problems += [f"{manifest.where(row)}, column '{modality.column}': expected a file path (string), got "
+                         f"{_describe(value)}" for row, value in mistyped[:20]]
+            if len(mistyped) > 20:
+                problems.append(f"column '{modality.column}': {len(mistyped) - 20} more cells that are not file paths")
+            if mistyped:  # reported above, not again as missing files
+                rows = np.setdiff1d(rows, np.array([row for row, _ in mistyped], np.int64))
         if check_files and modality.file_based:
             exists: dict[str, bool] = {}  # rows of a packed .npy share one file: stat it once
             absent = []
-            rows = np.flatnonzero(present)
             for start in range(0, len(rows), BLOCK):
                 block = rows[start:start + BLOCK]
                 for row, path in zip(block.tolist(), cells[block]):
@@ -262,6 +303,32 @@ def validate_manifest(
         raise ManifestError(problems, source=manifest.name)
 
 
+def _non_path_rows(column: pd.Series, rows: np.ndarray) -> list[tuple[int, object]]:
+    """(row, cell) of the cells at ``rows`` that are not a path (a string or ``os.PathLike``)."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.StringDtype):
+        return []  # every present cell is a string
+    if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_datetime64_any_dtype(dtype):
+        return list(zip(rows.tolist(), column.iloc[rows].tolist()))  # no present cell is a path
+    bad = []
+    for start in range(0, len(rows), BLOCK):
+        block = rows[start:start + BLOCK]
+        bad += [(row, value) for row, value in zip(block.tolist(), column.iloc[block].tolist())
+                if not isinstance(value, (str, os.PathLike))]
+    return bad
+
+
+def _describe(value: object, limit: int = 60) -> str:
+    """``int 1``, ``bytes b'a.wav'``, ``ndarray array([1, 2])``: a cell's type and (shortened) value."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= limit else text[:limit] + '...'}"
+
+
+def _shown(value: object) -> str:
+    """A cell as messages quote it: ``'heavy'``, ``inf`` (numpy scalars as Python's)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _target_problems(manifest: Manifest, config: Config) -> list[str]:
     frame = manifest.frame
     problems = []
@@ -276,13 +343,20 @@ def _target_problems(manifest: Manifest, config: Config) -> list[str]:
         if config.task in ("regression", "multilabel"):
             numeric = pd.to_numeric(values, errors="coerce")
             bad = np.flatnonzero(numeric.isna().to_numpy() & ~values.map(is_empty).to_numpy(dtype=bool)).tolist()
+            infinite = np.flatnonzero(np.isinf(numeric.to_numpy(np.float64, na_value=np.nan))).tolist()
             if bad:
-                examples = ", ".join(repr(values.iloc[r]) for r in bad[:3])
+                examples = ", ".join(_shown(values.iloc[r]) for r in bad[:3])
                 problems.append(
                     f"target column '{column}' must be numeric for task '{config.task}'; "
                     f"rows {_rows_text(bad)} hold {examples}"
                 )
-            elif config.task == "multilabel":
+            if infinite:
+                examples = ", ".join(_shown(values.iloc[r]) for r in infinite[:3])
+                problems.append(
+                    f"target column '{column}' must hold finite numbers for task '{config.task}'; "
+                    f"rows {_rows_text(infinite)} hold {examples}"
+                )
+            if config.task == "multilabel" and not bad and not infinite:
                 off = np.flatnonzero(~numeric.dropna().isin([0, 1]).to_numpy()).tolist()
                 if off:
                     problems.append(f"target column '{column}' must hold 0 or 1 for task 'multilabel'")

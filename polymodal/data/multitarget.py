@@ -121,10 +121,15 @@ class MultiTargetEncoder:
                     continue
                 empty = np.flatnonzero(frame[column].map(is_empty).to_numpy(dtype=bool))
                 if len(empty):
-                    problems.append(f"target column '{column}' of tasks.{name} is empty in rows "
-                                    f"{empty[:10].tolist()}{' ...' if len(empty) > 10 else ''}")
-                elif enc.task != "classification" and pd.to_numeric(frame[column], errors="coerce").isna().any():
-                    problems.append(f"target column '{column}' of tasks.{name} must be numeric for task '{enc.task}'")
+                    problems.append(f"target column '{column}' of tasks.{name} is empty in rows {_rows(empty)}")
+                elif enc.task != "classification":
+                    numeric = pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+                    for rows, what in ((np.flatnonzero(np.isnan(numeric)), "be numeric"),
+                                       (np.flatnonzero(np.isinf(numeric)), "hold finite numbers")):
+                        if len(rows):
+                            held = ", ".join(repr(_scalar(frame[column].iloc[r])) for r in rows[:3])
+                            problems.append(f"target column '{column}' of tasks.{name} must {what} for task "
+                                            f"'{enc.task}'; rows {_rows(rows)} hold {held}")
         if problems:
             raise ManifestError(problems, source=manifest.name)
 
@@ -162,6 +167,15 @@ class MultiTargetEncoder:
     def from_state(cls, state: Mapping[str, Any]) -> MultiTargetEncoder:
         return cls(TargetEncoder.from_state(state["main"]),
                    {name: TargetEncoder.from_state(s) for name, s in state["tasks"].items()})
+
+
+def _scalar(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _rows(rows: np.ndarray) -> str:
+    """The first ten row numbers, then ``...``."""
+    return f"{rows[:10].tolist()}{' ...' if len(rows) > 10 else ''}"
 
 
 def build_targets(config: Any) -> TargetEncoder | MultiTargetEncoder:

@@ -6,10 +6,23 @@ side keeps the manifest's row order.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
 from polymodal.data.manifest import Manifest
+from polymodal.data.targets import label_key
+from polymodal.errors import ManifestError
+
+
+def _check_size(manifest: Manifest, fraction: float, n_valid: int) -> None:
+    """Refuse a manifest too small to keep a training row and a validation row."""
+    if n_valid < 1 or len(manifest) - n_valid < 1:
+        raise ManifestError(
+            [f"{manifest.name} has {len(manifest)} row(s): too few to hold out a validation share of "
+             f"train.val_fraction={fraction} and keep at least one row on each side; pass a validation manifest "
+             "or change train.val_fraction"], source=manifest.name)
 
 
 def stratified_holdout(manifest: Manifest, fraction: float, seed: int, label_column: str | None = None
@@ -17,18 +30,23 @@ def stratified_holdout(manifest: Manifest, fraction: float, seed: int, label_col
     """(train, valid) with ``fraction`` of the rows in ``valid`` (scikit-learn's ``train_test_split``).
 
     Args:
-        label_column: stratify by this column's values (as strings) when every class has two rows
-            or more and ``valid`` can hold one row of each; None: a plain random split.
+        label_column: stratify by this column's labels (see :func:`~polymodal.data.targets.label_key`)
+            when every class has two rows or more and each side can hold one row of each; None: a
+            plain random split.
+
+    Raises:
+        ManifestError: too few rows to keep one on each side.
     """
     from sklearn.model_selection import train_test_split
 
     rows = np.arange(len(manifest))
+    n_valid = math.ceil(len(rows) * fraction)  # as scikit-learn counts a float test_size
+    _check_size(manifest, fraction, n_valid)
     stratify = None
     if label_column is not None:
-        labels = manifest.frame[label_column].astype(str).to_numpy()
+        labels = manifest.frame[label_column].map(label_key).to_numpy()  # 0, '0' and 0.0: one class
         counts = pd.Series(labels).value_counts()
-        n_valid = int(round(len(rows) * fraction))
-        if counts.min() >= 2 and n_valid >= counts.size:
+        if counts.min() >= 2 and int(round(len(rows) * fraction)) >= counts.size and len(rows) - n_valid >= counts.size:
             stratify = labels
     train_rows, valid_rows = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
     return manifest.subset(np.sort(train_rows)), manifest.subset(np.sort(valid_rows))
@@ -36,7 +54,12 @@ def stratified_holdout(manifest: Manifest, fraction: float, seed: int, label_col
 
 def random_holdout(manifest: Manifest, fraction: float, seed: int) -> tuple[Manifest, Manifest]:
     """(train, valid) with ``round(fraction * rows)`` rows, at least one, in ``valid``, drawn by a
-    numpy generator; no labels needed."""
+    numpy generator; no labels needed.
+
+    Raises:
+        ManifestError: too few rows to keep one on each side.
+    """
     rows = np.random.default_rng(seed).permutation(len(manifest))
     n_valid = max(1, int(round(len(rows) * fraction)))
+    _check_size(manifest, fraction, n_valid)
     return manifest.subset(np.sort(rows[n_valid:])), manifest.subset(np.sort(rows[:n_valid]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,9 @@ import pandas as pd
 
 from polymodal.data.manifest import Manifest, is_empty
 from polymodal.errors import NotFittedError, SchemaMismatchError
+from polymodal.utils.warn import warn_user
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 def _plain(value: Any) -> Any:
@@ -17,11 +21,52 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def label_key(value: Any) -> str:
+    """The form class labels are matched by, whatever type a manifest reader gave the column:
+    int ``0``, text ``'0'`` and Parquet's float ``0.0`` are all ``'0'``; other values are
+    their text (``'cat'``, ``'0.5'``, ``'007'``: text is never reinterpreted)."""
+    value = _plain(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _is_number(key: str) -> bool:
+    return _NUMBER.match(key.strip()) is not None
+
+
+def _class_order(key: str) -> tuple:
+    """Numbers first, in numeric order, then text in alphabetical order."""
+    return (0, float(key), key) if _is_number(key) else (1, 0.0, key)
+
+
+def _warn_mixed(manifest: Manifest, column: str) -> None:
+    """Warn when a label column mixes numbers with text (``0, 1, ..., 'seven'``): likely a typo, and
+    each distinct text is its own class. Names the rows of the smaller group."""
+    values = manifest.frame[column]
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return
+    number, text = [], []
+    for row, value in enumerate(values.tolist()):
+        if not is_empty(value):
+            (number if _is_number(label_key(value)) else text).append(row)
+    if not number or not text:
+        return
+    odd = text if len(text) <= len(number) else number
+    shown = "; ".join(f"{_plain(values.iloc[r])!r} in {manifest.where(r)}" for r in odd[:5])
+    more = f" and {len(odd) - 5} more rows" if len(odd) > 5 else ""
+    warn_user(f"target column '{column}' of {manifest.name} mixes numbers ({len(number)} rows) with text "
+              f"({len(text)} rows): {shown}{more}; each distinct value is its own class; fix the column if that "
+              "is a typo")
+
+
 class TargetEncoder:
     """Encodes the target column(s) of a manifest for one task.
 
-    Classification labels keep their original values (ints or strings) in ``classes``, sorted;
-    regression targets are standardised with training mean/std and de-standardised on output.
+    Classification labels keep their original values (ints or strings) in ``classes``, numbers
+    first in numeric order, then text; labels are matched by :func:`label_key`, so a column read
+    as ints, as text or as floats names the same classes. Regression targets are standardised
+    with training mean/std and de-standardised on output.
     """
 
     def __init__(self, task: str, columns: list[str]):
@@ -52,8 +97,12 @@ class TargetEncoder:
     def fit(self, manifest: Manifest) -> TargetEncoder:
         frame = manifest.frame
         if self.categorical:
-            values = [_plain(v) for v in frame[self.columns[0]].tolist() if not is_empty(v)]
-            self.classes = sorted(set(values), key=lambda v: (isinstance(v, str), v))
+            first: dict[str, Any] = {}  # label key -> the first value spelling it, kept for outputs
+            for value in frame[self.columns[0]].tolist():
+                if not is_empty(value):
+                    first.setdefault(label_key(value), _plain(value))
+            self.classes = [first[key] for key in sorted(first, key=_class_order)]
+            _warn_mixed(manifest, self.columns[0])
             if len(self.classes) < 2:
                 raise SchemaMismatchError(
                     f"classification needs at least 2 classes in target column '{self.columns[0]}' of "
@@ -77,16 +126,17 @@ class TargetEncoder:
         rows = np.arange(len(manifest)) if rows is None else np.asarray(rows)
         frame = manifest.frame[[c for c in self.columns if c in manifest.frame.columns]].iloc[rows]  # not every column
         if self.categorical:
-            index = {c: i for i, c in enumerate(self.classes or [])}
+            index = {label_key(c): i for i, c in enumerate(self.classes or [])}  # a saved run's classes too
             out = np.empty(len(frame), np.int64)
+            unseen = []  # (row, value)
             for i, value in enumerate(frame[self.columns[0]].tolist()):
-                key = _plain(value)
-                if key not in index:
-                    raise SchemaMismatchError(
-                        f"{manifest.where(int(rows[i]))}: label {key!r} in column '{self.columns[0]}' was not seen in "
-                        f"training; known labels: {self.classes}"
-                    )
-                out[i] = index[key]
+                position = index.get(label_key(value))
+                if position is None:
+                    unseen.append((int(rows[i]), _plain(value)))
+                    position = -1
+                out[i] = position
+            if unseen:
+                raise SchemaMismatchError(self._unseen_message(manifest, unseen))
             return out
         if self.task == "retrieval":  # no target column: no labels (-1), each row is its own pair
             return np.full(len(frame), -1, np.int64)
@@ -94,6 +144,15 @@ class TargetEncoder:
         if self.task == "regression":
             values = (values - self.mean) / self.std
         return values
+
+    def _unseen_message(self, manifest: Manifest, unseen: list[tuple[int, Any]]) -> str:
+        """The first unseen label with its row, then (a few of) the other rows holding one."""
+        (row, value), others = unseen[0], unseen[1:]
+        message = f"{manifest.where(row)}: label {value!r} in column '{self.columns[0]}' was not seen in training"
+        if others:
+            shown = "; ".join(f"{v!r} in {manifest.where(r)}" for r, v in others[:4])
+            message += f"; {len(others)} more rows hold unseen labels: {shown}{' ...' if len(others) > 4 else ''}"
+        return f"{message}; known labels: {self.classes}"
 
     def decode_values(self, outputs: np.ndarray) -> np.ndarray:
         """Regression outputs back on the original scale."""

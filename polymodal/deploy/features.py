@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from polymodal.deploy.errors import RequestError
-from polymodal.errors import MissingDependencyError
+from polymodal.errors import DecodeError, MissingDependencyError
 from polymodal.utils.images import resize_image
 from polymodal.utils.npy import npy_from_bytes
 from polymodal.utils.wav import read_pcm_wav
@@ -138,7 +138,10 @@ class ImageFeatures(Features):
 # --- audio -------------------------------------------------------------------------------------
 def read_wav(data: bytes) -> tuple[np.ndarray, int]:
     """Mono float32 waveform and sample rate of WAV bytes (16-bit PCM here, else ``soundfile``)."""
-    fast = read_pcm_wav(io.BytesIO(data))
+    try:
+        fast = read_pcm_wav(io.BytesIO(data))
+    except DecodeError as err:  # a truncated upload
+        raise RequestError(err.reason, status=422, code="corrupt_file") from None
     if fast is not None:
         return fast
     try:

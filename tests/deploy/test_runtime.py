@@ -60,18 +60,18 @@ def test_a_wav_with_a_chunk_past_the_end_is_an_unsupported_file():
     assert info.value.status == 415
 
 
-def test_a_truncated_wav_reads_its_whole_samples(monkeypatch):
+def test_a_truncated_wav_is_refused_as_a_corrupt_file(monkeypatch):
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as handle:
         handle.setnchannels(1)
         handle.setsampwidth(2)
         handle.setframerate(8000)
         handle.writeframes(b"\x01\x02" * 50)
-    data = buffer.getvalue()[:44] + b"\x01\x02\x03"  # claims 100 bytes, holds 3
-    monkeypatch.setitem(sys.modules, "soundfile", None)  # the runtime without libsndfile still reads it
-    samples, rate = read_wav(data)
-    assert rate == 8000
-    np.testing.assert_array_equal(samples, np.array([0x0201 / 32768], np.float32))
+    data = buffer.getvalue()[:44] + b"\x01\x02\x03"  # claims 50 frames, holds 1
+    monkeypatch.setitem(sys.modules, "soundfile", None)  # decided without libsndfile
+    with pytest.raises(RequestError, match="header declares 50 frames, the file holds 1") as info:
+        read_wav(data)
+    assert info.value.code == "corrupt_file" and info.value.status == 422
 
 
 def test_explain_is_exact_shapley_over_presence_masks(runtime):

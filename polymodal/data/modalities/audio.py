@@ -21,11 +21,18 @@ from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.data.video_io import VIDEO_SUFFIXES, read_video_audio
 from polymodal.errors import DecodeError, NotFittedError
-from polymodal.utils.wav import read_pcm_wav
+from polymodal.utils.wav import read_pcm_wav, truncation_reason, wav_frames
+
+NO_SAMPLES = "audio file holds no samples"
 
 
 def read_audio(path: str) -> tuple[np.ndarray, int]:
-    """Read a file as a mono float32 waveform and its sample rate (``.npy``: rate 0 = unknown)."""
+    """Read a file as a mono float32 waveform and its sample rate (``.npy``: rate 0 = unknown).
+
+    Raises:
+        DecodeError: unreadable, corrupt or truncated file, no samples, or a ``.npy`` array that
+            is not numeric 1-D samples or 2-D samples x channels.
+    """
     suffix = Path(path).suffix.lower()
     if suffix == ".wav":
         try:
@@ -37,18 +44,46 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
     if suffix in VIDEO_SUFFIXES:  # the audio track of a video file (PyAV)
         return read_video_audio(path)
     if suffix == ".npy" or split_row_ref(path)[1] is not None:
-        wave = load_npy(path).astype(np.float32)
-        if wave.ndim == 2:  # (samples, channels) or (channels, samples): channels is the short axis
-            wave = wave.mean(axis=1 if wave.shape[0] > wave.shape[1] else 0)
-        return wave.reshape(-1), 0
+        return _npy_wave(path), 0
+    return _soundfile_wave(path, suffix)
+
+
+def _npy_wave(path: str) -> np.ndarray:
+    """The mono waveform of a ``.npy`` cell: (samples,), or (samples, channels) / (channels,
+    samples) mixed down over the short axis."""
+    wave = load_npy(path)
+    if wave.dtype.kind not in "iuf":
+        raise DecodeError(f"expected a numeric (integer or float) array of audio samples, got dtype {wave.dtype}",
+                          path=path)
+    if wave.ndim not in (1, 2):
+        raise DecodeError(f"expected 1-D samples or a 2-D (samples, channels) array, got shape {wave.shape}",
+                          path=path)
+    if wave.size == 0:
+        raise DecodeError(NO_SAMPLES, path=path)
+    wave = wave.astype(np.float32)
+    if wave.ndim == 2:  # (samples, channels) or (channels, samples): channels is the short axis
+        wave = wave.mean(axis=1 if wave.shape[0] > wave.shape[1] else 0)
+    return wave
+
+
+def _soundfile_wave(path: str, suffix: str) -> tuple[np.ndarray, int]:
+    """libsndfile decode, refusing a file that holds fewer frames than its header declares."""
     import soundfile
 
     try:
-        wave, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        declared = wav_frames(path) if suffix == ".wav" else None  # libsndfile clips a WAV's count silently
+        with soundfile.SoundFile(path) as handle:
+            frames, rate = handle.frames, handle.samplerate
+            wave = handle.read(dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, OSError) as err:
         raise DecodeError(f"unreadable or corrupt audio ({err})", path=path) from None
+    if declared is not None and declared[1] < declared[0]:
+        raise DecodeError(truncation_reason(*declared), path=path)
+    if wave.shape[0] < frames:
+        raise DecodeError(f"truncated audio: header declares {frames} frames, the file holds {wave.shape[0]}",
+                          path=path)
     if wave.shape[0] == 0:
-        raise DecodeError("audio file holds no samples", path=path)
+        raise DecodeError(NO_SAMPLES, path=path)
     return wave.mean(axis=1), int(rate)
 
 

@@ -231,12 +231,13 @@ def truncated_wav() -> bytes:
             + b"data" + struct.pack("<I", 100) + b"\x01\x02\x03")
 
 
-def test_a_truncated_wav_reads_its_whole_samples(tmp_path):
+def test_a_truncated_wav_is_a_decode_error(tmp_path):
+    """Not a shorter clip: the header declares 50 frames and the file holds one."""
     path = tmp_path / "truncated.wav"
     path.write_bytes(truncated_wav())
-    samples, rate = read_audio(str(path))
-    assert rate == SR
-    np.testing.assert_array_equal(samples, np.array([0x0201 / 32768], np.float32))
+    with pytest.raises(DecodeError, match="truncated WAV: header declares 50 frames, the file holds 1") as info:
+        read_audio(str(path))
+    assert info.value.path == str(path)
 
 
 def test_empty_wav_is_a_decode_error(tmp_path):

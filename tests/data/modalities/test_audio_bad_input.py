@@ -1,0 +1,100 @@
+"""Audio files that are not what they claim: truncated WAVs (both decoders) and ``.npy`` arrays that
+are not numeric 1-D/2-D samples; each is a DecodeError naming the file, and ``on_error: skip``
+lists the file like any other corrupt one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile
+
+from polymodal.data.manifest import read_manifest
+from polymodal.data.modalities.audio import read_audio
+from polymodal.data.pipeline import DataPipeline
+from polymodal.errors import DecodeError
+
+from ..helpers import make_config, tone, write_wav
+
+SR = 8000
+
+
+def truncate(path: str, keep: float) -> str:
+    """Cut a file to ``keep`` of its bytes, leaving its header's sizes as they were."""
+    data = open(path, "rb").read()
+    with open(path, "wb") as handle:
+        handle.write(data[:int(len(data) * keep)])
+    return path
+
+
+@pytest.mark.parametrize(("subtype", "holds"), [("PCM_16", 2652), ("FLOAT", 2653), ("PCM_24", 2656)])
+def test_a_truncated_wav_is_refused_by_either_decoder(tmp_path, subtype, holds):
+    """PCM_16 takes the standard-library path, FLOAT and PCM_24 libsndfile's, which by itself
+    would clip the frame count to what the file holds."""
+    path = truncate(write_wav(tmp_path / "clip.wav", tone(440, 1.0, SR), SR, subtype=subtype), 1 / 3)
+    assert soundfile.info(path).frames == holds  # libsndfile hides the truncation
+    with pytest.raises(DecodeError, match=f"truncated WAV: header declares 8000 frames, the file holds {holds}$") \
+            as info:
+        read_audio(path)
+    assert info.value.path == path
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])
+def test_a_whole_wav_with_a_chunk_after_its_data_still_reads(tmp_path, subtype):
+    """Only a short data chunk is truncation: a complete file reads every frame."""
+    wave = tone(440, 0.25, SR)
+    path = write_wav(tmp_path / "clip.wav", wave, SR, subtype=subtype)
+    samples, rate = read_audio(path)
+    assert rate == SR and len(samples) == len(wave)
+
+
+def test_a_truncated_wav_is_skipped_and_listed(tmp_path):
+    paths = [write_wav(tmp_path / f"{i}.wav", tone(200 + 50 * i, 0.2, SR, seed=i), SR, subtype="PCM_16")
+             for i in range(4)]
+    truncate(paths[2], 0.5)
+    config = make_config({"voice": {"kind": "audio", "column": "audio", "preprocess": {"sample_rate": SR}}},
+                         data={"on_error": "skip"})
+    manifest = read_manifest(pd.DataFrame({"audio": paths, "y": [0, 1, 0, 1]}))
+    table, _ = DataPipeline(config).fit(manifest)
+    assert table.rows.tolist() == [0, 1, 3]
+    assert [(s.modality, s.row, s.path) for s in table.skipped] == [("voice", 2, paths[2])]
+    assert "truncated WAV: header declares 1600 frames, the file holds" in table.skipped[0].reason
+
+
+def save(tmp_path, array: np.ndarray) -> str:
+    path = str(tmp_path / "clip.npy")
+    np.save(path, array)
+    return path
+
+
+def test_a_string_npy_is_a_decode_error_naming_the_file(tmp_path):
+    path = save(tmp_path, np.array(["a", "b", "c"]))
+    with pytest.raises(DecodeError, match=r"expected a numeric \(integer or float\) array of audio samples, got "
+                                          r"dtype <U1") as info:
+        read_audio(path)
+    assert info.value.path == path
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 2, 2, 2), (4, 3, 2), ()])
+def test_an_npy_that_is_not_1d_or_2d_is_refused(tmp_path, shape):
+    path = save(tmp_path, np.ones(shape, np.float32))
+    with pytest.raises(DecodeError, match=r"expected 1-D samples or a 2-D \(samples, channels\) array, got shape "
+                                          + r"\(" + ", ".join(map(str, shape))):
+        read_audio(path)
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 2)])
+def test_an_npy_without_samples_is_refused_like_an_empty_wav(tmp_path, shape):
+    empty_wav = write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32), SR)
+    with pytest.raises(DecodeError) as wav_error:
+        read_audio(empty_wav)
+    with pytest.raises(DecodeError) as npy_error:
+        read_audio(save(tmp_path, np.zeros(shape, np.float32)))
+    assert npy_error.value.reason == wav_error.value.reason == "audio file holds no samples"
+
+
+def test_numeric_npy_clips_still_read(tmp_path):
+    stereo = np.stack([np.arange(6), np.arange(6) + 2], axis=1).astype(np.int16)  # (samples, channels)
+    samples, rate = read_audio(save(tmp_path, stereo))
+    assert rate == 0
+    np.testing.assert_array_equal(samples, np.arange(6, dtype=np.float32) + 1)

@@ -1,0 +1,80 @@
+"""Class labels match whatever type a manifest reader gave the column (int 0, text '0', Parquet's
+0.0), keep the user's values for outputs, and a saved vocabulary still encodes; a label column
+mixing numbers with text is named, row by row."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from polymodal.data.manifest import read_manifest
+from polymodal.data.targets import TargetEncoder, label_key
+from polymodal.errors import SchemaMismatchError
+
+
+def fit(labels: list) -> TargetEncoder:
+    return TargetEncoder("classification", ["y"]).fit(read_manifest(pd.DataFrame({"y": labels})))
+
+
+@pytest.mark.parametrize(("value", "key"), [(0, "0"), ("0", "0"), (0.0, "0"), (7.0, "7"), (0.5, "0.5"),
+                                            ("007", "007"), ("cat", "cat"), (True, "True")])
+def test_label_key(value, key):
+    assert label_key(value) == key
+
+
+def csv(tmp_path, name: str, labels: list) -> str:
+    path = tmp_path / name
+    path.write_text("y\n" + "".join(f"{v}\n" for v in labels))
+    return str(path)
+
+
+def test_a_text_label_among_numbers_is_named_and_ints_still_match(tmp_path):
+    """The CSV reader types a column with 'seven' in it as text ('0', '1', ...); a manifest of ints
+    then names the same classes."""
+    train = read_manifest(csv(tmp_path, "train.csv", [0, 1, 2, 1, "seven", 0]))
+    with pytest.warns(UserWarning, match=r"target column 'y' of train.csv mixes numbers \(5 rows\) with text "
+                                         r"\(1 rows\): 'seven' in train.csv row 4 \(line 6\)"):
+        enc = TargetEncoder("classification", ["y"]).fit(train)
+    assert enc.classes == ["0", "1", "2", "seven"]  # the user's values, numbers in numeric order
+    valid = read_manifest(csv(tmp_path, "valid.csv", [2, 0, 1]))
+    assert valid.frame["y"].tolist() == [2, 0, 1]  # ints this time
+    assert enc.encode(valid).tolist() == [2, 0, 1]
+
+
+def test_numeric_text_labels_sort_by_value():
+    enc = fit(["10", "2", "1", "x"])
+    assert enc.classes == ["1", "2", "10", "x"]
+
+
+def test_int_float_and_text_spellings_of_a_label_are_one_class(tmp_path):
+    frame = pd.DataFrame({"y": [0, 1, 2, None]})  # the gap makes Parquet and pandas store floats
+    frame.to_parquet(tmp_path / "t.parquet")
+    parquet = read_manifest(tmp_path / "t.parquet").subset([0, 1, 2])
+    enc = TargetEncoder("classification", ["y"]).fit(read_manifest(pd.DataFrame({"y": [2, 0, 1]})))
+    assert enc.encode(parquet).tolist() == [0, 1, 2]
+    assert enc.encode(read_manifest(pd.DataFrame({"y": ["1", "0"]}))).tolist() == [1, 0]
+    merged = fit([0, "0", 1.0, "1"])
+    assert merged.classes == [0, 1.0]  # the first spelling of each class is kept
+
+
+def test_a_saved_vocabulary_encodes_manifests_typed_either_way():
+    """Runs saved before labels were matched by key stored their values as the reader gave them."""
+    for saved, labels in ((["0", "1", "seven"], [1, 0]), ([0, 1, 2], ["1", "0"]), ([0.0, 1.0], [1, 0])):
+        enc = TargetEncoder.from_state({"task": "classification", "columns": ["y"], "classes": saved,
+                                        "mean": None, "std": None})
+        assert enc.encode(read_manifest(pd.DataFrame({"y": labels}))).tolist() == [1, 0]
+
+
+def test_unseen_labels_name_every_row_that_holds_one():
+    enc = fit([0, 1, 2])
+    with pytest.raises(SchemaMismatchError) as info:
+        enc.encode(read_manifest(pd.DataFrame({"y": ["0", "1", "3", "2", "seven"]})))
+    assert str(info.value) == ("DataFrame row 2: label '3' in column 'y' was not seen in training; 1 more rows hold "
+                               "unseen labels: 'seven' in DataFrame row 4; known labels: [0, 1, 2]")
+
+
+def test_a_column_of_numbers_or_of_text_alone_gives_no_warning(recwarn):
+    fit([0, 1, 1])
+    fit(["cat", "dog"])
+    fit(["1", "2"])
+    assert not [w for w in recwarn if "mixes numbers" in str(w.message)]

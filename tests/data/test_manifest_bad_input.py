@@ -1,0 +1,129 @@
+"""Manifests that cannot be used as given: no rows, repeated column names, file cells that are not
+paths, infinite regression targets. Each is a ManifestError naming what and where."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polymodal.data.manifest import Manifest, read_manifest, validate_manifest
+from polymodal.data.multitarget import build_targets
+from polymodal.errors import ManifestError
+
+from .helpers import make_config
+
+IMAGE = {"image": {"kind": "image", "column": "image"}}
+
+
+def problems(info: pytest.ExceptionInfo) -> list[str]:
+    return info.value.problems
+
+
+@pytest.mark.parametrize(("suffix", "text"), [(".csv", "image,label\n"), (".tsv", "image\tlabel\n"),
+                                              (".csv", "image,label\n\n\n")])
+def test_a_manifest_with_only_a_header_has_no_rows(tmp_path, suffix, text):
+    path = tmp_path / f"train{suffix}"
+    path.write_text(text)
+    with pytest.raises(ManifestError) as info:
+        read_manifest(path)
+    assert problems(info) == [f"train{suffix} has no rows (columns: ['image', 'label']); a manifest needs at least "
+                              "one sample"]
+
+
+def test_an_empty_file_and_other_formats_without_rows(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ManifestError, match="empty.csv has no rows"):
+        read_manifest(tmp_path / "empty.csv")
+    empty = pd.DataFrame({"image": pd.Series([], dtype=str), "label": pd.Series([], dtype=int)})
+    empty.to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(ManifestError, match="t.parquet has no rows"):
+        read_manifest(tmp_path / "t.parquet")
+    (tmp_path / "t.jsonl").write_text("")
+    with pytest.raises(ManifestError, match="t.jsonl has no rows"):
+        read_manifest(tmp_path / "t.jsonl")
+
+
+def test_an_empty_dataframe_has_no_rows():
+    with pytest.raises(ManifestError, match=r"DataFrame has no rows \(columns: \['image', 'y'\]\)"):
+        read_manifest(pd.DataFrame({"image": [], "y": []}))
+    with pytest.raises(ManifestError, match=r"DataFrame has no rows \(columns: \[\]\)"):
+        read_manifest(pd.DataFrame())
+
+
+def test_validating_a_manifest_without_rows_says_so(tmp_path):
+    empty = Manifest(pd.DataFrame({"image": [], "y": []}), tmp_path, "train.csv", 2)
+    with pytest.raises(ManifestError, match="train.csv has no rows"):
+        validate_manifest(empty, make_config(IMAGE))
+
+
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_repeated_column_names_are_refused_not_renamed(tmp_path, sep):
+    path = tmp_path / ("train.csv" if sep == "," else "train.tsv")
+    path.write_text(sep.join(["image", "audio", "image", "y", "y", "y"]) + "\n" + sep.join("abcdef") + "\n")
+    with pytest.raises(ManifestError) as info:
+        read_manifest(path)
+    (message,) = problems(info)
+    assert message.startswith(f"{path.name}: column names must be distinct; repeated: 'image' (2 times), 'y' (3 times)")
+    assert "image.1" not in message
+
+
+def test_repeated_column_names_in_a_dataframe_are_refused():
+    frame = pd.DataFrame([["a.png", "b.png", 0]], columns=["image", "image", "y"])
+    with pytest.raises(ManifestError, match=r"repeated: 'image' \(2 times\)"):
+        read_manifest(frame)
+
+
+def test_a_header_that_only_looks_like_a_renamed_column_is_fine(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("image,image.1,y\na.png,b.png,0\n")
+    assert list(read_manifest(path).frame.columns) == ["image", "image.1", "y"]
+
+
+def test_file_cells_that_are_not_paths_name_their_type_and_value(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    frame = pd.DataFrame({"image": ["a.png", 1, b"a.png", np.arange(3), None], "y": [0, 1, 0, 1, 0]})
+    manifest = read_manifest(frame, root=tmp_path)
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(manifest, make_config(IMAGE))
+    assert problems(info) == [
+        "DataFrame row 1, column 'image': expected a file path (string), got int 1",
+        "DataFrame row 2, column 'image': expected a file path (string), got bytes b'a.png'",
+        "DataFrame row 3, column 'image': expected a file path (string), got ndarray array([0, 1, 2])",
+        "DataFrame: rows with no modality present: 4",
+    ]
+
+
+def test_a_numeric_file_column_is_reported_even_without_checking_files(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("image,y\n1,0\n2,1\n")
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(read_manifest(path), make_config(IMAGE), check_files=False)
+    assert problems(info) == ["train.csv row 0 (line 2), column 'image': expected a file path (string), got int 1",
+                              "train.csv row 1 (line 3), column 'image': expected a file path (string), got int 2"]
+
+
+def test_path_objects_are_file_paths(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    manifest = read_manifest(pd.DataFrame({"image": [tmp_path / "a.png"], "y": [0]}))
+    validate_manifest(manifest, make_config(IMAGE))  # no error
+
+
+@pytest.mark.parametrize("task", ["regression", "multilabel"])
+def test_infinite_targets_are_refused_with_their_rows(tmp_path, task):
+    (tmp_path / "a.png").write_bytes(b"")
+    path = tmp_path / "train.csv"
+    path.write_text("image,y\na.png,1\na.png,inf\na.png,0\na.png,-inf\n")
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(read_manifest(path), make_config(IMAGE, task=task))
+    assert problems(info) == [f"target column 'y' must hold finite numbers for task '{task}'; rows 1, 3 hold "
+                              "inf, -inf"]
+
+
+def test_infinite_targets_of_a_further_task_are_refused(tmp_path):
+    config = make_config(IMAGE, task="classification", tasks={"size": {"task": "regression", "target": "size"}})
+    frame = pd.DataFrame({"image": ["a.png"] * 3, "y": [0, 1, 0], "size": [1.0, np.inf, 2.0]})
+    with pytest.raises(ManifestError) as info:
+        build_targets(config).fit(read_manifest(frame))
+    assert problems(info) == ["target column 'size' of tasks.size must hold finite numbers for task 'regression'; "
+                              "rows [1] hold inf"]
