@@ -304,7 +304,9 @@ def explain(
     time-frequency bins (Integrated Gradients); write an HTML page."""
     from polymodal.predictor import MultimodalPredictor
 
-    explanation = MultimodalPredictor.load(run).explain(data, max_rows=rows, samples=samples, seed=seed)
+    predictor = MultimodalPredictor.load(run)
+    predictor.require("explain")
+    explanation = predictor.explain(data, max_rows=rows, samples=samples, seed=seed)
     page = explanation.to_html(out or run / "explain")
     print_rows(explanation.importance.to_dict("records"), "modality importance")
     console.print(f"explanation written to {page}")

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,10 @@ class Estimator:
         eval_skipped: the files skipped by the latest evaluate / predict (or the fit's test set).
     """
 
+    # What this kind of estimator cannot do, by capability ("subset evaluation", "robustness
+    # sweeps", "explain", "export"), with the reason (see :meth:`require`).
+    unsupported: ClassVar[dict[str, str]] = {}
+
     def __init__(self, config: Config):
         self.config = config
         self.pipeline: DataPipeline | None = None
@@ -73,6 +77,16 @@ class Estimator:
     def _split(self, manifest: Manifest) -> tuple[Manifest, Manifest]:
         """(train, valid) held out of a training manifest when no validation one is given."""
         raise NotImplementedError
+
+    def require(self, capability: str) -> None:
+        """Raise a clear error when ``capability`` is one this estimator does not have.
+
+        Raises:
+            SchemaMismatchError: naming the capability, the task and why.
+        """
+        reason = self.unsupported.get(capability)
+        if reason is not None:
+            raise SchemaMismatchError(f"{capability} is not available for task '{self.config.task}': {reason}")
 
     # -- fitting ------------------------------------------------------------------------------
     def _seed(self) -> None:

@@ -52,6 +52,16 @@ class AnomalyDetector(Estimator):
             report; None after ``load``).
     """
 
+    _SCORES = ("an anomaly detector outputs one score per row from a scorer over the fused features, "
+               "not class outputs; ")
+    unsupported = {
+        "subset evaluation (--missing)": _SCORES + "score rows with a modality left empty through predict instead",
+        "robustness sweeps (--robustness)": _SCORES + "score corrupted copies of your files through predict instead",
+        "explain": _SCORES + "modality attributions are computed for classification, multilabel and regression",
+        "export": "the scorer (autoencoder error, Deep SVDD, Mahalanobis, consistency) has no exported graph; "
+                  "serve the run folder with the Python API (AnomalyDetector.load) instead",
+    }
+
     def __init__(self, config: Config):
         if config.task != "anomaly":
             raise SchemaMismatchError(f"AnomalyDetector needs a config with task 'anomaly'; got '{config.task}'")

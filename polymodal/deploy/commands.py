@@ -128,7 +128,7 @@ def serve(
     quantized: Annotated[bool, typer.Option("--quantized", help="Serve the int8 graph (export --quantize).")] = False,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Most requests batched together.")] = 32,
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch waits for more requests.")] = 5.0,
-    max_request_mb: Annotated[float, typer.Option("--max-request-mb", help="Largest request body.")] = 10.0,
+    max_request_mb: Annotated[float, typer.Option("--max-request-mb", min=0.001, help="Largest request body.")] = 10.0,
     max_image_pixels: Annotated[int, typer.Option("--max-image-pixels", help="Largest image (width x height).")] = 4096 * 4096,
     max_audio_seconds: Annotated[float, typer.Option("--max-audio-seconds", help="Longest audio clip.")] = 30.0,
     max_text_chars: Annotated[int, typer.Option("--max-text-chars", help="Longest text.")] = 10_000,
@@ -153,12 +153,37 @@ def serve(
     except ValidationError as err:
         raise ConfigError([f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']} (got {e['input']!r})"
                            for e in err.errors()], source="polymodal serve options") from None
+    check_address(host, port)
     folder = export_folder(run)
     app = create_app(Runtime.load(folder, quantized=quantized, threads=threads), settings)
     if host not in (LOOPBACK, "localhost", "::1") and token is None:
         console.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach it can use the model")
     console.print(f"serving {folder} on http://{host}:{port}/ (docs at /docs)")
     run_server(app, settings)
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, before loading anything, an interface that does not resolve or a port already taken
+    (uvicorn would log them and exit with status 3).
+
+    Raises:
+        ConfigError: naming ``--host`` or ``--port``.
+    """
+    import socket
+
+    from polymodal.errors import ConfigError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise ConfigError([f"--host: '{host}' is not an address or name of this machine ({err})"],
+                          source="polymodal serve options") from None
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise ConfigError([f"--port: cannot listen on {host}:{port} ({err.strerror or err}); another program "
+                               "may be using it: choose another --port"], source="polymodal serve options") from None
 
 
 def run_server(app: Any, settings: Any) -> None:

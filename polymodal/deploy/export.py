@@ -183,6 +183,7 @@ def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", dat
     if quantize and fmt != "onnx":
         raise ExportError(f"--quantize needs --format onnx; got --format {fmt}")
     predictor._require_fitted()
+    predictor.require("export")
     if predictor.config.task == "retrieval":
         raise ExportError("a task 'retrieval' model has no outputs to serve; export needs a predicting task")
     folder = Path(out)

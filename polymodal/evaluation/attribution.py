@@ -156,6 +156,7 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     Raises:
         SchemaMismatchError: ``output`` is not one of the model's outputs.
     """
+    predictor.require("explain")
     if not isinstance(data, EvalData):
         data = load_eval_data(predictor, data, require_target=None, max_rows=max_rows, seed=seed)
     names = list(predictor.config.modality_names)

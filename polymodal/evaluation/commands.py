@@ -45,6 +45,10 @@ def run_evaluations(predictor: MultimodalPredictor, data: DataSource, out: Path,
         ``{"missing": [rows], "robustness": {"metric", "table": [wide rows], "curves": [rows]}}``
         for the evaluations asked for.
     """
+    if missing:
+        predictor.require("subset evaluation (--missing)")
+    if robustness:
+        predictor.require("robustness sweeps (--robustness)")
     encoded = load_eval_data(predictor, data, require_target=True, max_rows=max_rows, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {}

@@ -180,6 +180,14 @@ def test_cli_trains_evaluates_and_predicts_an_anomaly_run(data, tmp_path):
     result = runner.invoke(app, ["predict", str(run), "--data", str(data / "test.csv"), "--out", str(tmp_path / "p.csv")])
     assert result.exit_code == 0, result.output
     assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["row", "score", "flag"]
+    # what an anomaly run cannot do is refused with the reason, not a traceback
+    for command, fragment in ((["evaluate", str(run), "--data", str(data / "test.csv"), "--missing"], "--missing"),
+                              (["evaluate", str(run), "--data", str(data / "test.csv"), "--robustness"], "--robustness"),
+                              (["explain", str(run), "--data", str(data / "test.csv")], "explain"),
+                              (["export", str(run)], "export")):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+        assert f"{fragment}" in result.stderr and "not available for task 'anomaly'" in result.stderr
 
 
 def test_consistency_scores_a_row_with_one_modality_as_neutral(data):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import warnings
 
 import pandas as pd
@@ -12,8 +13,27 @@ from typer.testing import CliRunner
 
 from polymodal.cli import app
 from polymodal.deploy import commands
+from polymodal.errors import ConfigError
 
 runner = CliRunner()
+real_check_address = commands.check_address
+
+
+@pytest.fixture(autouse=True)
+def no_port_probe(monkeypatch):
+    """These tests never bind a port (the default 8000 may be taken on a test machine)."""
+    monkeypatch.setattr(commands, "check_address", lambda host, port: None)
+
+
+def test_an_address_that_cannot_be_served_is_refused_before_loading():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"--port: cannot listen on 127.0.0.1:{port}.*choose another --port"):
+            real_check_address("127.0.0.1", port)
+    with pytest.raises(ConfigError, match="--host: '999.1.1.1' is not an address"):
+        real_check_address("999.1.1.1", 8000)
 
 
 def test_export_command_writes_and_reports(trained, dataset, tmp_path):

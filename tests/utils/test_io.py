@@ -4,6 +4,8 @@ and no temporary file is left behind either way."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -50,3 +52,13 @@ def test_the_temp_path_is_beside_the_target(tmp_path):
         assert tmp.parent == tmp_path and tmp.name.startswith(".x.csv.")
         tmp.write_text("a")
     assert (tmp_path / "x.csv").read_text() == "a"
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """0666 less the umask, as any new file (a temp file's 0600 would make shared runs unreadable)."""
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "model.bin", lambda tmp: tmp.write_bytes(b"x"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "model.bin").stat().st_mode) == 0o644
