@@ -132,8 +132,8 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML or JSON config.
 
     config = load_config(file)
     names = ", ".join(f"{n} ({m.kind}/{m.encoder.name})" for n, m in sorted(config.modalities.items()))
-    console.print(f"[green]OK[/] {file}: task {config.task}, modalities {names}, fusion {config.fusion.name}, "
-                  f"head {config.head.name}")
+    head = "" if config.task == "retrieval" else f", head {config.head.name}"  # alignment alone trains no head
+    console.print(f"[green]OK[/] {file}: task {config.task}, modalities {names}, fusion {config.fusion.name}{head}")
 
 
 # -- datasets ------------------------------------------------------------------------------------
@@ -162,12 +162,24 @@ def datasets_prepare(
     test_speaker: Annotated[list[str] | None, typer.Option(
         "--test-speaker", help="fsdd-mnist --split speaker: a speaker held out for test (repeatable; default "
                                "theo and yweweler).")] = None,
+    size: Annotated[int | None, typer.Option("--size", min=1, help="av-digits: rows in total (at most 5000; fewer "
+                                             "for a quick try); moving-digits: frame side; openclipart: image "
+                                             "side, in pixels.")] = None,
 ) -> None:
     """Write a dataset's files plus train.csv, valid.csv and test.csv."""
-    from polymodal.data.datasets import prepare, summarise
+    from polymodal.data.datasets import DATASETS, prepare, summarise
+    from polymodal.errors import DatasetOptionError
 
-    options: dict[str, Any] = {"split": split, "test_speakers": test_speaker}
-    prepare(name, out, source, seed, **{k: v for k, v in options.items() if v is not None})  # None: not given
+    flags = {"split": "--split", "test_speakers": "--test-speaker", "size": "--size"}  # option -> command-line flag
+    options: dict[str, Any] = {"split": split, "test_speakers": test_speaker, "size": size}
+    try:
+        prepare(name, out, source, seed, **{k: v for k, v in options.items() if v is not None})  # None: not given
+    except DatasetOptionError as err:
+        if err.option in DATASETS[err.dataset].options:  # a value it does not allow: the message says which
+            raise
+        takes = ", ".join(flags[o] for o in DATASETS[err.dataset].options if o in flags) or "none"
+        raise DatasetOptionError(f"dataset '{err.dataset}' does not take {flags[err.option]} (options it takes: "
+                                 f"{takes})", dataset=err.dataset, option=err.option) from None
     console.print(summarise(out))
 
 
@@ -216,7 +228,8 @@ def evaluate(
     robustness: Annotated[bool, typer.Option("--robustness", help="Also corrupt one modality at a time at "
                                              "severities 0-5 (every corruption of its kind).")] = False,
     corruption: Annotated[list[str] | None, typer.Option("--corruption", help="Sweep only MODALITY or "
-                                                         "MODALITY:CORRUPTION (repeatable).")] = None,
+                                                         "MODALITY:CORRUPTION (repeatable; implies "
+                                                         "--robustness).")] = None,
     reference: Annotated[Path | None, typer.Option("--reference", help="A reference run (e.g. late fusion) swept "
                                                    "the same way, for effective robustness.")] = None,
     rows: Annotated[int | None, typer.Option("--rows", min=1, help="--missing/--robustness on a seeded random "
@@ -245,6 +258,7 @@ def evaluate(
     from polymodal.predictor import MultimodalPredictor
     from polymodal.runfolder import SKIPPED_FILE, write_skipped
 
+    robustness = robustness or bool(corruption)
     predictor = MultimodalPredictor.load(run)
     if retrieval:  # see polymodal.cli_retrieval
         from polymodal.cli_retrieval import show_retrieval

@@ -153,6 +153,8 @@ class Estimator:
         """Read and encode ``data`` with the fitted pipeline (``modalities``: only these present);
         its skipped files become ``eval_skipped``."""
         pipeline, _ = self._require_fitted()
+        if isinstance(modalities, str):  # one modality by name
+            modalities = [modalities]
         names = None if modalities is None else list(modalities)
         manifest = pipeline.read(data, require_target=require_target, modalities=names)
         table = pipeline.encode(manifest, progress=self.config.train.progress,

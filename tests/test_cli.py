@@ -132,8 +132,20 @@ def test_datasets_prepare_unknown_split_names_the_allowed_ones(fsdd_source, tmp_
 @pytest.mark.parametrize("option", [("--split", "speaker"), ("--test-speaker", "theo")], ids=lambda o: o[0])
 def test_datasets_prepare_refuses_options_the_dataset_does_not_take(option, fsdd_source, tmp_path):
     result = invoke("datasets", "prepare", "mnist", "--source", fsdd_source, "--out", tmp_path / "m", *option)
-    assert_user_error(result, "dataset 'mnist' does not take the option", "options it takes: none")
+    assert_user_error(result, f"dataset 'mnist' does not take {option[0]}", "options it takes: none")
     assert not (tmp_path / "m").exists()
+
+
+def test_datasets_prepare_lists_the_flags_a_dataset_takes(tmp_path):
+    result = invoke("datasets", "prepare", "av-digits", "--out", tmp_path / "a", "--split", "official")
+    assert_user_error(result, "dataset 'av-digits' does not take --split (options it takes: --size)")
+
+
+def test_datasets_prepare_size_makes_a_smaller_av_digits(tmp_path):
+    result = invoke("datasets", "prepare", "av-digits", "--out", tmp_path / "a", "--size", "40")
+    assert result.exit_code == 0, result.output
+    rows = sum(len(pd.read_csv(tmp_path / "a" / f"{split}.csv")) for split in ("train", "valid", "test"))
+    assert rows == 40
 
 
 # -- train / evaluate / predict ----------------------------------------------------------------
@@ -344,3 +356,14 @@ def test_progress_bars_draw_on_stderr_so_stdout_stays_clean(capsys):
         advance(500)
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err  # (not a terminal: rich writes only the line it leaves)
+
+
+def test_config_check_of_a_retrieval_config_names_no_head(tmp_path):
+    config = classification_config()
+    config.update(task="retrieval", align={"objective": "contrastive", "dim": 8})
+    config.pop("target")
+    path = tmp_path / "align.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = invoke("config", "check", path)
+    assert result.exit_code == 0, result.output
+    assert "task retrieval" in result.stdout and "head" not in result.stdout

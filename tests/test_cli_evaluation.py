@@ -57,6 +57,14 @@ def test_tables_are_printed_and_saved_where_asked_with_a_reference(run, tmp_path
     assert summary["effective_robustness"].tolist() == pytest.approx([0.0])  # a run against itself
 
 
+def test_a_corruption_alone_asks_for_its_sweep(run):
+    folder, paths = run
+    result = invoke("evaluate", folder, "--data", paths["test"], "--corruption", "img:blur", "--json")
+    assert result.exit_code == 0, result.output
+    table = json.loads(result.stdout)["robustness"]["table"]
+    assert [(r["modality"], r["corruption"]) for r in table] == [("img", "blur")]
+
+
 def test_unknown_corruption_is_a_user_error(run):
     folder, paths = run
     result = invoke("evaluate", folder, "--data", paths["test"], "--robustness", "--corruption", "img:fog")

@@ -217,6 +217,22 @@ def test_unknown_modality_name(clf, data):
         predictor.predict(data["test"], modalities=["sound"])
 
 
+def test_one_modality_by_name_and_an_empty_choice(clf, data):
+    predictor, _ = clf
+    pd.testing.assert_frame_equal(predictor.predict_proba(data["test"], modalities="tab"),
+                                  predictor.predict_proba(data["test"], modalities=["tab"]))
+    with pytest.raises(SchemaMismatchError, match=r"no modality chosen \(modalities=\[\]\)"):
+        predictor.predict(data["test"], modalities=[])
+
+
+@pytest.mark.parametrize("data_arg", [[{"image": "a.png"}], {"image": ["a.png"]}, None, 3],
+                         ids=["list", "dict", "none", "int"])
+def test_data_that_is_not_a_manifest_is_named_by_type(clf, data_arg):
+    predictor, _ = clf
+    with pytest.raises(ManifestError, match=f"got {type(data_arg).__name__}"):
+        predictor.predict(data_arg)
+
+
 def test_bad_manifest_is_reported_before_training(data, tmp_path):
     frame = pd.read_csv(data["train"])
     frame.loc[2, "image"] = "no_such_file.png"

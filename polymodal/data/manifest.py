@@ -169,6 +169,10 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
         _check_table(list(source.columns), len(source), "DataFrame")
         base = Path(root) if root is not None else Path.cwd()
         return Manifest(source.reset_index(drop=True), base.resolve(), "DataFrame", None)
+    if not isinstance(source, str | os.PathLike):
+        raise ManifestError([f"expected a manifest file path (CSV, TSV, Parquet, JSONL) or a pandas DataFrame, got "
+                             f"{type(source).__name__}" + (" (wrap rows in pd.DataFrame(...))"
+                                                           if isinstance(source, list | dict) else "")])
     path = Path(source)
     if not path.is_file():
         raise ManifestError([f"manifest file not found: {path}"], source=str(path))

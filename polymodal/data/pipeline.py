@@ -73,6 +73,8 @@ class DataPipeline:
         known = self.config.modality_names
         if modalities is not None:
             chosen = list(modalities)
+            if not chosen:
+                raise SchemaMismatchError(f"no modality chosen (modalities=[]); name at least one of {known}")
             unknown = sorted(set(chosen) - set(known))
             if unknown:
                 raise SchemaMismatchError(f"unknown modalities {unknown}; this model has {known}")
