@@ -40,7 +40,6 @@ from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
 from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, with_further_tasks
 from polymodal.runfolder import MODEL_FILE
-from polymodal.training.finetune import finetune_callbacks
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
 from polymodal.utils.device import move_to
 
@@ -101,6 +100,7 @@ class MultimodalPredictor(Estimator):
             ManifestError / ConfigError / DecodeError: bad input, with every problem named.
             RunFolderError: ``out`` holds a run (see ``out``), or the run to resume is another config's.
         """
+        from polymodal.training.finetune import finetune_callbacks  # Lightning: imported for training only
         from polymodal.training.module import OptimSettings, PolymodalModule
         from polymodal.training.trainer import fit_module
         from polymodal.training.transfer import TransferPlan
