@@ -86,8 +86,9 @@ def zero_shot(
     run: RunArg,
     data: DataOpt,
     modality: ModalityOpt,
+    # help is rich markup: without the backslash, --help would drop "[prompts]" as a markup tag
     classes: Annotated[str, typer.Option("--classes", help="Comma-separated class names, or a JSON file "
-                                         "{class: prompt or [prompts]}.")],
+                                         "{class: prompt or \\[prompts]}.")],
     template: Annotated[str, typer.Option("--template", help="Prompt for a bare class name.")] = "{}",
     text_modality: Annotated[str | None, typer.Option("--text-modality", help="The aligned text modality "
                                                       "(default: the only one).")] = None,

@@ -144,3 +144,20 @@ def test_user_mistakes_exit_2_with_a_message(setup) -> None:
                     "--cca-features", "input")
     assert result.exit_code == 2 and "modality 'caption' has no numeric input arrays" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", [["embed"], ["index", "build"], ["retrieve"], ["zero-shot"]])
+def test_help_shows_every_option_help_in_full(command) -> None:
+    """Help strings are rich markup: an unescaped ``[prompts]`` used to vanish from ``--help``."""
+    import typer
+
+    click_command = typer.main.get_command(app)
+    for name in command:
+        click_command = click_command.commands[name]
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "400"}, terminal_width=400)
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.split())
+    helps = [p.help for p in click_command.params if getattr(p, "help", None)]
+    assert helps
+    for text in helps:
+        assert " ".join(text.replace("\\[", "[").split()) in shown

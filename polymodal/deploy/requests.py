@@ -46,6 +46,12 @@ def file_type(kind: str, data: bytes) -> str | None:
     return next((name for offset, magic, name in SIGNATURES[kind] if data[offset:offset + len(magic)] == magic), None)
 
 
+def undecodable_field(field: str, charset: str) -> RequestError:
+    """The error for a form field whose bytes are not text in the body's charset."""
+    return RequestError(f"form field '{field}' is not valid {charset} text; send text and tabular fields "
+                        f"{charset}-encoded", status=422, code="bad_encoding", field=field)
+
+
 class RequestParser:
     """Validates request inputs against a runtime's modalities and the service's limits."""
 

@@ -11,6 +11,7 @@ and their types are imported inside :func:`create_app`, fastapi being an optiona
 """
 
 
+import functools
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ import numpy as np
 from polymodal import __version__
 from polymodal.deploy.batching import MicroBatcher
 from polymodal.deploy.errors import RequestError
-from polymodal.deploy.requests import FILE_KINDS, RequestParser, accepted_types
+from polymodal.deploy.requests import FILE_KINDS, RequestParser, accepted_types, undecodable_field
 from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.settings import ServeSettings
 from polymodal.errors import MissingDependencyError
@@ -57,6 +58,40 @@ def body_schemas(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
     }}
 
 
+@functools.cache
+def strict_multipart_parser() -> type:
+    """starlette's ``MultiPartParser``, recording what it lets pass: ``ended`` (False when the body
+    stops before its closing boundary, whose parts starlette drops without a word) and
+    ``undecodable`` (form fields not valid in the body's ``charset``, which starlette would read
+    as Latin-1)."""
+    from starlette.formparsers import MultiPartParser
+
+    class StrictMultiPartParser(MultiPartParser):
+        def __init__(self, *args: Any, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.ended = False
+            self.undecodable: list[str] = []
+
+        @property
+        def charset(self) -> str:
+            return self._charset or "utf-8"
+
+        def on_part_end(self) -> None:
+            part = self._current_part
+            if part.file is None:
+                try:
+                    bytes(part.data).decode(self.charset)
+                except UnicodeDecodeError:
+                    self.undecodable.append(part.field_name)
+            super().on_part_end()
+
+        def on_end(self) -> None:
+            self.ended = True
+            super().on_end()
+
+    return StrictMultiPartParser
+
+
 def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
     """The FastAPI application serving ``runtime`` (see the module docstring)."""
     try:
@@ -65,7 +100,7 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
         from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
         from starlette.concurrency import run_in_threadpool
         from starlette.exceptions import HTTPException
-        from starlette.formparsers import MultiPartException, MultiPartParser
+        from starlette.formparsers import MultiPartException
     except ImportError:
         raise MissingDependencyError("fastapi", "polymodal serve", extra="serve") from None
     settings = settings or ServeSettings()
@@ -120,22 +155,35 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
             async def replay() -> AsyncIterator[bytes]:
                 yield body
 
+            multipart = strict_multipart_parser()(request.headers, replay(), max_files=16, max_fields=256)
             try:
-                form = await MultiPartParser(request.headers, replay(), max_files=16, max_fields=256).parse()
+                form = await multipart.parse()
             except MultiPartException as err:
                 raise RequestError(f"malformed multipart body ({err.message})", code="malformed_body") from None
+            if not multipart.ended or multipart.undecodable:
+                await form.close()
+                if not multipart.ended:
+                    raise RequestError("malformed multipart body (it ends before its closing boundary)",
+                                       code="malformed_body")
+                raise undecodable_field(multipart.undecodable[0], multipart.charset)
             fields: dict[str, list[Any]] = {}
             for key, value in form.multi_items():
                 fields.setdefault(key, []).append(value)
             return await run_in_threadpool(parser.from_form, fields)
         if kind == "application/x-www-form-urlencoded":  # a plain HTML form: text and tabular fields only
             try:
+                # surrogateescape keeps the bytes of a non-UTF-8 %XX escape, so the field can be named below
                 pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body),
-                                  max_num_fields=256)
+                                  max_num_fields=256, errors="surrogateescape")
             except (UnicodeDecodeError, ValueError) as err:
                 raise RequestError(f"malformed form body ({err})", code="malformed_body") from None
             fields = {}
             for key, value in pairs:
+                for text in (key, value):
+                    try:
+                        text.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise undecodable_field(key.encode("utf-8", "replace").decode(), "utf-8") from None
                 fields.setdefault(key, []).append(value)
             return await run_in_threadpool(parser.from_form, fields)
         raise RequestError(f"unsupported content type '{kind or 'none'}'; send multipart/form-data, "

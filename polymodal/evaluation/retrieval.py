@@ -9,11 +9,15 @@ order (a stable sort), so results are deterministic.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from polymodal.config.align import LABEL_POSITIVES, ContrastiveAlignConfig
 from polymodal.utils.warn import warn_user
+
+if TYPE_CHECKING:
+    from polymodal.config.align import AlignConfig
 
 DEFAULT_KS = (1, 5, 10)
 CHUNK = 1024  # queries scored at a time (bounds the (Q, G) memory)
@@ -96,21 +100,49 @@ def spread(embeddings: np.ndarray) -> float:
     return float(1.0 - mean @ mean)
 
 
-def collapse_warning(metrics: dict[str, Any]) -> str | None:
-    """A sentence for the user when the validation ``spread`` says the shared space collapsed."""
+def collapse_warning(metrics: dict[str, Any], align: AlignConfig | None = None) -> str | None:
+    """A sentence for the user when the validation ``spread`` says the shared space collapsed.
+
+    Args:
+        metrics: validation metrics holding ``spread``.
+        align: the run's ``align`` config; the advice names only changes it has not made
+            (None: generic advice).
+    """
     value = metrics.get("spread")
     if value is None or value >= COLLAPSED_SPREAD:
         return None
     return (f"the shared space collapsed: validation embeddings of different rows are nearly identical (spread "
             f"{value:.4f}, below {COLLAPSED_SPREAD}; 0 is one point), so every query ranks the gallery alike. "
-            "A triplet or CCA objective trained from scratch can settle there; it always can when paired rows are "
-            "related only through their class (positives: pair makes the other rows of the class negatives): "
-            "use objective: contrastive, or positives: label when the rows carry labels")
+            + _collapse_advice(align))
 
 
-def warn_if_collapsed(metrics: dict[str, Any]) -> None:
+_CLASS_PAIRS = ("paired rows are related only through their class (positives: pair makes the other rows of the "
+               "class negatives)")
+
+
+def _collapse_advice(align: AlignConfig | None) -> str:
+    if align is None:
+        return (f"A triplet or CCA objective trained from scratch can settle there; it always can when {_CLASS_PAIRS}: "
+                "use objective: contrastive, or positives: label when the rows carry labels")
+    if isinstance(align, ContrastiveAlignConfig) and align.positives == "label":
+        return ("The run already uses objective: contrastive with positives: label, so look at the data: each row's "
+                "modalities must belong together and its label be right")
+    if isinstance(align, ContrastiveAlignConfig):
+        return (f"The run already uses objective: contrastive; when {_CLASS_PAIRS}, use positives: label (the rows "
+                "need labels), else check that each row's modalities belong together")
+    if align.positives == "label":  # triplet
+        return (f"With objective: {align.objective} the space can settle there even with positives: label: "
+                "use objective: contrastive")
+    if isinstance(align, LABEL_POSITIVES):  # triplet with pair positives
+        return (f"With objective: {align.objective} the space can settle there; it always can when {_CLASS_PAIRS}: "
+                "use objective: contrastive, or positives: label when the rows carry labels")
+    return (f"With objective: {align.objective} the space can settle there when trained from scratch: use objective: "
+            "contrastive (with positives: label when paired rows are related only through their class)")
+
+
+def warn_if_collapsed(metrics: dict[str, Any], align: AlignConfig | None = None) -> None:
     """Warn (at the caller of ``fit``) when :func:`collapse_warning` has something to say."""
-    if (message := collapse_warning(metrics)) is not None:
+    if (message := collapse_warning(metrics, align)) is not None:
         warn_user(message)
 
 

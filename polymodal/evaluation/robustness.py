@@ -9,6 +9,8 @@ data give the same numbers.
 
 Summary per (modality, corruption):
 
+- ``worst``: the lowest metric over severities 0-5 (a curve need not fall monotonically, so
+  this is not always the severity-5 value, which is the curves' last point).
 - ``relative_robustness``: the area under metric-vs-severity, severities mapped to [0, 1]
   (trapezoid rule); it equals the clean metric for a model noise does not affect.
 - ``effective_robustness`` (with a reference run, typically late fusion):
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource
     from polymodal.predictor import MultimodalPredictor
 
-# the metric a sweep reports, per task (higher is better for each)
+# the metric a sweep reports, per task (higher is better for each: ``worst`` is the minimum)
 SWEEP_METRIC = {"classification": "accuracy", "multilabel": "macro_f1", "regression": "r2"}
 # the corruption the automatic report sweeps, per modality kind (the CLI sweeps every registered one)
 REPORT_CORRUPTIONS = {"image": "gaussian_noise", "audio": "white_noise", "text": "typos", "signal": "noise",
@@ -154,8 +156,8 @@ class RobustnessResult:
         metric: the metric swept (``accuracy``, ``macro_f1`` or ``r2``).
         curves: one row per (modality, corruption, severity): ``level``, ``unit``, the metric,
             ``failed`` (cells that no longer decoded) and, with a reference, ``reference``.
-        summary: one row per (modality, corruption): ``clean``, ``worst``,
-            ``relative_robustness`` and, with a reference, ``effective_robustness``.
+        summary: one row per (modality, corruption): ``clean``, ``worst`` (the lowest metric at
+            any severity), ``relative_robustness`` and, with a reference, ``effective_robustness``.
         rows: rows evaluated.
     """
 
@@ -239,7 +241,7 @@ def _summary(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
     for (modality, corruption), part in curves.groupby(["modality", "corruption"], sort=False):
         part = part.sort_values("severity")
         values = part[metric].to_numpy(np.float64)
-        row = {"modality": modality, "corruption": corruption, "clean": values[0], "worst": values[-1],
+        row = {"modality": modality, "corruption": corruption, "clean": values[0], "worst": values.min(),
                "relative_robustness": area(values)}
         if "reference" in part and part["reference"].notna().all():
             ref = part["reference"].to_numpy(np.float64)

@@ -151,6 +151,13 @@ class TrainingProgressBar(RichProgressBar):
             self._shown = {k: round(float(v), 4) for k, v in (("loss", loss), (self.monitor, value)) if v is not None}
         return self._shown
 
+    def _get_train_description(self, current_epoch: int) -> str:
+        # Lightning counts from 0 ("Epoch 0/0" for one epoch); show "Epoch 1/1", padded as Lightning pads it
+        description = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:  # -1: no limit
+            description += f"/{self.trainer.max_epochs}"
+        return f"{description:{len(self.validation_description)}}"
+
 
 @dataclass
 class FitResult:

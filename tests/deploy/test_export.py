@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -14,7 +15,13 @@ from polymodal.data.manifest import read_manifest
 from polymodal.deploy.errors import ExportError
 from polymodal.deploy.export import export_run
 from polymodal.deploy.graph import _adaptive_max_pool1d
-from polymodal.deploy.parity import check_graph, manifest_rows, quantize_and_measure
+from polymodal.deploy.parity import (
+    PREPROCESSING_HINT,
+    _without_preprocessing_hint,
+    check_graph,
+    manifest_rows,
+    quantize_and_measure,
+)
 from polymodal.deploy.runtime import Runtime
 
 
@@ -214,3 +221,20 @@ def test_export_replaces_only_an_export_folder(trained, tmp_path):
     with pytest.raises(ExportError, match=r"holds files that are not part of an export \['model.safetensors'\]"):
         export_run(predictor, out)
     assert [p.name for p in out.iterdir()] == ["model.safetensors"]
+
+
+def test_quantizing_drops_only_onnxruntimes_preprocessing_hint(exported, trained, tmp_path, caplog):
+    """``export --quantize`` printed "WARNING:root:Please consider to run pre-processing..."."""
+    folder = shutil.copytree(exported[0], tmp_path / "export")  # the shared export stays untouched
+    meta = json.loads((folder / "deploy.json").read_text())
+    root = logging.getLogger()
+    filters = list(root.filters)
+    with caplog.at_level(logging.WARNING):
+        quantize_and_measure(trained[0], folder, meta, None, rows=8)
+        logging.warning("a root warning after quantising")
+        with _without_preprocessing_hint():
+            logging.warning(PREPROCESSING_HINT + ". Refer to example: ...")
+            logging.warning("another onnxruntime warning")
+    assert "pre-processing" not in caplog.text
+    assert "a root warning after quantising" in caplog.text and "another onnxruntime warning" in caplog.text
+    assert root.filters == filters

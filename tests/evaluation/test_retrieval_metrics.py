@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from polymodal.config.align import CcaAlignConfig, ContrastiveAlignConfig, TripletAlignConfig
 from polymodal.errors import NotFittedError
 from polymodal.evaluation.cca_baseline import LinearCca
 from polymodal.evaluation.retrieval import (
@@ -175,3 +176,20 @@ def test_linear_cca_refuses_unpaired_rows_and_use_before_fit() -> None:
         LinearCca().fit(np.zeros((5, 2)), np.zeros((4, 2)))
     with pytest.raises(NotFittedError, match="fit"):
         LinearCca().transform(np.zeros((2, 2)), 0)
+
+
+@pytest.mark.parametrize(("align", "advised", "not_advised"), [
+    (ContrastiveAlignConfig(positives="label"), ["look at the data"], ["use objective: contrastive", "use positives"]),
+    (ContrastiveAlignConfig(), ["already uses objective: contrastive", "use positives: label"],
+     ["use objective: contrastive"]),
+    (TripletAlignConfig(), ["use objective: contrastive", "or positives: label"], []),
+    (TripletAlignConfig(positives="label"), ["use objective: contrastive"], ["or positives: label"]),
+    (CcaAlignConfig(), ["use objective: contrastive (with positives: label"], ["or positives: label"]),
+])
+def test_the_collapse_advice_names_only_changes_the_config_has_not_made(align, advised, not_advised) -> None:
+    message = collapse_warning({"spread": 0.0}, align)
+    assert message.startswith("the shared space collapsed")
+    for text in advised:
+        assert text in message
+    for text in not_advised:
+        assert text not in message

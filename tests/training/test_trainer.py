@@ -233,3 +233,17 @@ def test_deterministic_training_does_not_nan_fill_new_tensors(monkeypatch):
     make_trainer(train_config(1), run_dir=None, monitor="loss", mode="min", steps_per_epoch=1)
     assert torch.are_deterministic_algorithms_enabled()
     assert torch.utils.deterministic.fill_uninitialized_memory is False
+
+
+@pytest.mark.parametrize(("max_epochs", "shown"), [(2, ["Epoch 1/2", "Epoch 2/2"]), (1, ["Epoch 1/1"]),
+                                                   (-1, ["Epoch 1", "Epoch 2"])])
+def test_progress_bar_counts_epochs_from_one(max_epochs, shown):
+    """Lightning's description reads ``Epoch 0/0`` for a one-epoch run; users count from 1."""
+    from types import SimpleNamespace
+
+    from polymodal.training.trainer import TrainingProgressBar
+
+    bar = TrainingProgressBar("val_accuracy")
+    bar.setup(SimpleNamespace(max_epochs=max_epochs, is_global_zero=True), MeanLoggingModule(), "fit")
+    # the description Lightning's on_train_epoch_start gives the bar's training task
+    assert [bar._get_train_description(epoch).strip() for epoch in range(len(shown))] == shown
