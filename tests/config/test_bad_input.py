@@ -4,7 +4,6 @@ can only be typos. Each is a ConfigError naming the key path, what is allowed an
 
 from __future__ import annotations
 
-import copy
 import itertools
 import warnings
 from typing import Any
@@ -17,6 +16,8 @@ from polymodal.config import load_config
 from polymodal.config.mel import empty_mel_filters, frame_samples, most_mel_filters
 from polymodal.config.yaml_loader import DuplicateKeyError, load_yaml
 from polymodal.errors import ConfigError
+
+from .helpers import with_changes
 
 BASE: dict[str, Any] = {
     "target": "label",
@@ -32,14 +33,7 @@ AUDIO = "modalities.spoken.preprocess"
 
 def config_with(**changes: Any) -> dict[str, Any]:
     """BASE with dotted-path overrides, e.g. ``config_with(**{"train.lr": 0})``."""
-    data = copy.deepcopy(BASE)
-    for dotted, value in changes.items():
-        *parents, last = dotted.split(".")
-        node = data
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
-    return data
+    return with_changes(BASE, changes)
 
 
 def problems_of(data: dict[str, Any]) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -10,6 +9,8 @@ import pytest
 from polymodal.config import load_config
 from polymodal.config.modalities import AudioPreprocess
 from polymodal.errors import ConfigError
+
+from .helpers import with_changes
 
 BASE: dict[str, Any] = {
     "target": "label",
@@ -23,14 +24,7 @@ BASE: dict[str, Any] = {
 
 def config_with(**changes: Any) -> dict[str, Any]:
     """BASE with dotted-path overrides, e.g. ``config_with(**{"train.lr": 0})``."""
-    data = copy.deepcopy(BASE)
-    for dotted, value in changes.items():
-        *parents, last = dotted.split(".")
-        node = data
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
-    return data
+    return with_changes(BASE, changes)
 
 
 def problems_of(data: dict[str, Any]) -> list[str]:
