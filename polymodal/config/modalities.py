@@ -273,6 +273,7 @@ class ModalityConfig(StrictModel):
     """Fields shared by every modality."""
 
     file_based: ClassVar[bool] = True
+    folder_cells: ClassVar[bool] = False  # a cell may name a folder (video: a folder of frame images)
     column: str
 
 
@@ -370,6 +371,7 @@ class VideoPreprocess(ImagePreprocess):
 
 
 class VideoModality(ModalityConfig):
+    folder_cells: ClassVar[bool] = True
     kind: Literal["video"]
     preprocess: VideoPreprocess = Field(default_factory=VideoPreprocess)
     encoder: VideoEncoder = Field(default_factory=FrameCnnConfig)

@@ -242,7 +242,8 @@ def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
         return validate(Config, source)
     path = Path(source)
     if not path.is_file():
-        raise ConfigError([f"config file not found: {path}"], source=str(path))
+        what = "is a folder, not a config file" if path.is_dir() else "config file not found"
+        raise ConfigError([f"{what}: {path}"], source=str(path))
     text = _read_text(path)
     try:
         data = json.loads(text) if path.suffix == ".json" else load_yaml(text)  # YAML 1.2 booleans: `on:` is a key

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat as stat_module
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +38,7 @@ from polymodal.data.cache import (
 from polymodal.errors import DecodeError
 
 KEY_BYTES = 16
+NEVER_SETTLED = np.iinfo(np.int64).max  # a change time that keeps an item out of the stat memo
 
 
 def _digest(data: bytes) -> bytes:
@@ -51,10 +53,19 @@ def content_key(value: Any, file_based: bool) -> bytes:
     if split_row_ref(value)[1] is not None:
         return _digest(sample_bytes(load_npy(value)))
     digest = hashlib.blake2b(digest_size=KEY_BYTES)
-    with open(value, "rb") as handle:
+    if os.path.isdir(value):  # a folder of frames: each file's name and bytes, in name order
+        for entry in sorted((e for e in os.scandir(value) if e.is_file()), key=lambda e: e.name):
+            digest.update(entry.name.encode("utf-8", "surrogateescape") + b"\0")
+            _hash_file(digest, entry.path)
+        return digest.digest()
+    _hash_file(digest, value)
+    return digest.digest()
+
+
+def _hash_file(digest: Any, path: str) -> None:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.digest()
 
 
 def stat_key(path: str, row: int | None, stat: os.stat_result) -> bytes:
@@ -199,7 +210,9 @@ def content_keys(values: Sequence[Any], file_based: bool, memo: StatMemo | None 
                 errors[position] = stat
             else:
                 idents[position] = stat_key(file, row, stat)
-                changed[position] = max(stat.st_mtime_ns, stat.st_ctime_ns)
+                # a folder's times do not move when a file in it is edited: never remembered
+                changed[position] = NEVER_SETTLED if stat_module.S_ISDIR(stat.st_mode) else max(stat.st_mtime_ns,
+                                                                                                  stat.st_ctime_ns)
         remembered, found = memo.lookup(idents)
         found[list(errors)] = False
         keys[found] = remembered[found]

@@ -175,7 +175,8 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
                                                            if isinstance(source, list | dict) else "")])
     path = Path(source)
     if not path.is_file():
-        raise ManifestError([f"manifest file not found: {path}"], source=str(path))
+        what = "is a folder, not a manifest file" if path.is_dir() else "manifest file not found"
+        raise ManifestError([f"{what}: {path}"], source=str(path))
     fmt = READERS.get(path.suffix.lower())
     if fmt is None:
         raise ManifestError(
@@ -290,11 +291,12 @@ def validate_manifest(
                 for row, path in zip(block.tolist(), cells[block]):
                     file = split_row_ref(path)[0]
                     if file not in exists:
-                        exists[file] = os.path.isfile(file)
+                        exists[file] = os.path.isfile(file) or (modality.folder_cells and os.path.isdir(file))
                     if not exists[file]:
                         absent.append((row, path))
             for row, path in absent[:20]:
-                problems.append(f"{manifest.where(row)}, column '{modality.column}': file not found: {path}")
+                what = "a folder, not a file" if os.path.isdir(split_row_ref(path)[0]) else "file not found"
+                problems.append(f"{manifest.where(row)}, column '{modality.column}': {what}: {path}")
             if len(absent) > 20:
                 problems.append(f"column '{modality.column}': {len(absent) - 20} more missing files")
     if not columns_missing and not allow_empty_rows:

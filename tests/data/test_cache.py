@@ -100,6 +100,23 @@ def test_an_edit_that_restores_size_and_mtime_is_caught_by_the_ctime(tmp_path):
     assert after[0] == _hashes([first])[0] != before[0]
 
 
+def test_a_frame_folder_is_keyed_by_its_frames_and_never_remembered_by_its_own_times(tmp_path):
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for name in ("000.png", "001.png"):
+        _write(folder / name, name.encode() * 4)
+    settle()
+    first, errors = _keys([str(folder)], tmp_path / "cache")
+    assert not errors
+    _write(folder / "001.png", b"x" * 28)  # edited in place, same size: the folder's times stay
+    settle()
+    edited, _ = _keys([str(folder)], tmp_path / "cache")
+    assert edited[0] != first[0]
+    os.rename(folder / "001.png", folder / "002.png")  # a renamed frame changes the order of frames
+    renamed, _ = _keys([str(folder)], tmp_path / "cache")
+    assert renamed[0] not in (first[0], edited[0])
+
+
 def test_a_file_changed_within_the_clock_resolution_is_not_remembered(tmp_path, monkeypatch):
     settled = _write(tmp_path / "old.bin", b"def")
     settle()
@@ -145,9 +162,10 @@ def test_shard_rows_keyed_in_bulk_match_one_by_one_and_report_bad_rows(tmp_path,
 
 def test_unreadable_files_are_reported_by_position(tmp_path):
     good = _write(tmp_path / "good.bin", b"ok")
-    keys, errors = content_keys([str(tmp_path / "gone.bin"), good, str(tmp_path)], True, StatMemo(tmp_path / "cache"))
+    inside_a_file = str(tmp_path / "good.bin" / "x")
+    keys, errors = content_keys([str(tmp_path / "gone.bin"), good, inside_a_file], True, StatMemo(tmp_path / "cache"))
     assert sorted(errors) == [0, 2]
-    assert isinstance(errors[0], FileNotFoundError)
+    assert isinstance(errors[0], FileNotFoundError) and isinstance(errors[2], NotADirectoryError)
     assert keys[1] == _hashes([good])[0]
 
 

@@ -127,3 +127,18 @@ def test_infinite_targets_of_a_further_task_are_refused(tmp_path):
         build_targets(config).fit(read_manifest(frame))
     assert problems(info) == ["target column 'size' of tasks.size must hold finite numbers for task 'regression'; "
                               "rows [1] hold inf"]
+
+
+def test_a_folder_is_a_video_cell_but_not_an_image_cell(tmp_path):
+    (tmp_path / "clip").mkdir()
+    frame = pd.DataFrame({"v": ["clip"], "img": ["clip"], "y": ["a"]})
+    manifest = read_manifest(frame, root=tmp_path)
+    config = make_config({"video": {"kind": "video", "column": "v"}, "image": {"kind": "image", "column": "img"}})
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(manifest, config, require_target=True)
+    assert problems(info) == [f"DataFrame row 0, column 'img': a folder, not a file: {tmp_path / 'clip'}"]
+
+
+def test_a_folder_given_as_the_manifest_is_named_as_a_folder(tmp_path):
+    with pytest.raises(ManifestError, match="is a folder, not a manifest file"):
+        read_manifest(tmp_path)
