@@ -115,6 +115,13 @@ def runtime_limitation(cfg: Any) -> str | None:
     return None
 
 
+def _json_label(label: Any) -> Any:
+    """A class label as JSON keeps it: numbers stay numbers (numpy scalars become Python ones), so
+    the runtime and the service predict the same values as the predictor; anything else as text."""
+    value = label.item() if hasattr(label, "item") else label
+    return value if isinstance(value, bool | int | float | str) else str(value)
+
+
 def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
     cfg, targets = predictor.config, predictor.pipeline.targets
     main = targets.slots[0].outputs if isinstance(targets, MultiTargetEncoder) else (0, targets.n_outputs)
@@ -122,7 +129,7 @@ def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "format_version": 1, "polymodal_version": __version__, "task": cfg.task,
         "target": cfg.targets, "main_outputs": list(main),
-        "classes": [str(c) for c in main_targets.classes] if cfg.task == "classification" else list(cfg.targets),
+        "classes": [_json_label(c) for c in main_targets.classes] if cfg.task == "classification" else list(cfg.targets),
         "modalities": {name: modality_meta(predictor, name, inputs) for name in sorted(cfg.modalities)},
         "graph": {"inputs": [{"name": i.name, "shape": ["batch", *i.shape], "dtype": i.dtype} for i in inputs],
                   "output": OUTPUT, "opset": OPSET},

@@ -196,10 +196,10 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
         out: dict[str, Any] = {"task": meta["task"], "modalities": sorted(row)}
         if meta["task"] == "classification":
             out["prediction"] = meta["classes"][int(scores.argmax())]
-            out["probabilities"] = {c: float(p) for c, p in zip(meta["classes"], scores)}
+            out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
         elif meta["task"] == "multilabel":
             out["prediction"] = [c for c, p in zip(meta["classes"], scores) if p >= 0.5]
-            out["probabilities"] = {c: float(p) for c, p in zip(meta["classes"], scores)}
+            out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
         else:
             out["prediction"] = {c: float(v) for c, v in zip(meta["classes"], scores)}
         return out

@@ -238,3 +238,12 @@ def test_quantizing_drops_only_onnxruntimes_preprocessing_hint(exported, trained
     assert "pre-processing" not in caplog.text
     assert "a root warning after quantising" in caplog.text and "another onnxruntime warning" in caplog.text
     assert root.filters == filters
+
+
+def test_class_labels_keep_their_json_type():
+    """deploy.json keeps numbers as numbers, so the runtime and the service predict the values the
+    predictor does (7, not "7")."""
+    from polymodal.deploy.export import _json_label
+
+    labels = [np.int64(7), np.float64(0.5), "seven", np.str_("x"), True]
+    assert json.loads(json.dumps([_json_label(v) for v in labels])) == [7, 0.5, "seven", "x", True]
