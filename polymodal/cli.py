@@ -203,8 +203,6 @@ def train(
     from polymodal.predictor import MultimodalPredictor
     from polymodal.runfolder import SKIPPED_FILE
 
-    if resume and overwrite:
-        raise typer.BadParameter("--resume continues the run in --out and --overwrite replaces it; give one of them")
     predictor = MultimodalPredictor.from_config(config).fit(train, valid, test=test, out=out, resume=resume,
                                                             overwrite=overwrite, unlabeled=unlabeled)
     if predictor.info.get("rank", 0) != 0:  # a secondary process of distributed training
@@ -255,11 +253,16 @@ def evaluate(
     support: SupportOpt = None,
 ) -> None:
     """Evaluate a trained model on a labelled manifest."""
+    from polymodal.estimator import ROBUSTNESS, SUBSETS
     from polymodal.predictor import MultimodalPredictor
     from polymodal.runfolder import SKIPPED_FILE, write_skipped
 
     robustness = robustness or bool(corruption)
     predictor = MultimodalPredictor.load(run)
+    if missing:  # refused before the plain evaluation runs
+        predictor.require(SUBSETS)
+    if robustness:
+        predictor.require(ROBUSTNESS)
     if retrieval:  # see polymodal.cli_retrieval
         from polymodal.cli_retrieval import show_retrieval
 
@@ -316,10 +319,11 @@ def explain(
 ) -> None:
     """Attribute predictions to modalities (Shapley values) and, inside each, to pixels, tokens or
     time-frequency bins (Integrated Gradients); write an HTML page."""
+    from polymodal.estimator import EXPLAIN
     from polymodal.predictor import MultimodalPredictor
 
     predictor = MultimodalPredictor.load(run)
-    predictor.require("explain")
+    predictor.require(EXPLAIN)
     explanation = predictor.explain(data, max_rows=rows, samples=samples, seed=seed)
     page = explanation.to_html(out or run / "explain")
     print_rows(explanation.importance.to_dict("records"), "modality importance")

@@ -37,6 +37,13 @@ from polymodal.utils.warn import warn_user
 MANIFEST_SPLITS = ("test", "valid", "train")
 
 
+# capabilities an estimator may lack (see Estimator.require)
+SUBSETS = "subset evaluation (--missing)"
+ROBUSTNESS = "robustness sweeps (--robustness)"
+EXPLAIN = "explain"
+EXPORT = "export"
+
+
 class Estimator:
     """Base of the objects that fit on a manifest and save a run folder.
 
@@ -53,8 +60,8 @@ class Estimator:
         eval_skipped: the files skipped by the latest evaluate / predict (or the fit's test set).
     """
 
-    # What this kind of estimator cannot do, by capability ("subset evaluation", "robustness
-    # sweeps", "explain", "export"), with the reason (see :meth:`require`).
+    # What this kind of estimator cannot do, by capability (SUBSETS, ROBUSTNESS, EXPLAIN, EXPORT),
+    # with the reason (see :meth:`require`).
     unsupported: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: Config):

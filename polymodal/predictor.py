@@ -106,10 +106,10 @@ class MultimodalPredictor(Estimator):
         from polymodal.training.transfer import TransferPlan
 
         cfg = self.config
+        runfolder.check_out(out, cfg, resume=resume, overwrite=overwrite)  # before reading any data
         self._seed()
         pipeline = DataPipeline(cfg)
         train_m, valid_m, test_m = self._read_fit_data(pipeline, train, valid, test, require_target=True)
-        run_dir = runfolder.start_run(out, cfg, resume=resume, overwrite=overwrite)
         started = time.perf_counter()
         train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m)
         prep_seconds = time.perf_counter() - started
@@ -131,6 +131,7 @@ class MultimodalPredictor(Estimator):
             terms=transfer.terms(net, self._terms(net, loss)),
         )
         monitor, mode = self._monitor()
+        run_dir = runfolder.start_run(out, cfg, resume=resume, overwrite=overwrite)  # the first write
         result = fit_module(
             module,
             transfer.train_loader(self._loader(train_table, train_y, train=True)),

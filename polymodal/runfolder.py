@@ -34,7 +34,7 @@ import torch
 from polymodal.config import Config, load_config, save_config
 from polymodal.data.pipeline import DataPipeline
 from polymodal.errors import PolymodalError, RunFolderError
-from polymodal.utils.io import atomic_write, atomic_write_json
+from polymodal.utils.io import atomic_write, atomic_write_json, damaged_zip
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.safetensors"
@@ -47,22 +47,23 @@ CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = f"{CHECKPOINTS}/last.ckpt"
 
 
-def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = False, overwrite: bool = False
-              ) -> Path | None:
-    """Create the run folder ``out`` (when given) and write its ``config.yaml`` before training.
-
-    Called once the inputs have been checked, so a mistake leaves an existing folder as it was.
+def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = False, overwrite: bool = False
+              ) -> None:
+    """Check, before any data is read and without writing anything, that a fit may use ``out``.
 
     Raises:
-        RunFolderError: ``out`` is a file; it already holds a trained model or an interrupted
-            run and neither ``resume`` nor ``overwrite`` was asked for; ``resume`` with a config
-            that differs from the run's in more than :data:`RESUMABLE_KEYS`.
+        RunFolderError: ``resume`` and ``overwrite`` together; ``out`` is a file; it already holds
+            a trained model or an interrupted run and neither ``resume`` nor ``overwrite`` was
+            asked for; ``resume`` with a config that differs from the run's beyond
+            :data:`RESUMABLE_KEYS`, or with a damaged checkpoint.
         FileNotFoundError: ``resume`` and the run has no checkpoint to resume from.
     """
+    if resume and overwrite:
+        raise RunFolderError("--resume continues the run in --out and --overwrite replaces it; give one of them")
     if out is None:
         if resume:
             raise FileNotFoundError("--resume: no checkpoint to resume from without a run folder")
-        return None
+        return
     run = Path(out)
     if run.exists() and not run.is_dir():
         raise RunFolderError(f"the run folder {run} is a file; give a folder (new or an earlier run's) as --out")
@@ -71,11 +72,40 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
         if not last.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
         check_resumable(run, config)
-    elif (run / MODEL_FILE).is_file() or last.is_file():
-        if not overwrite:
-            what = "a trained model" if (run / MODEL_FILE).is_file() else f"an interrupted run ({LAST_CHECKPOINT})"
-            hint = "" if (run / MODEL_FILE).is_file() else ", --resume to continue it"
-            raise RunFolderError(f"{run} already holds {what}; give another --out{hint}, or --overwrite to replace it")
+        check_checkpoint(last)
+    elif ((run / MODEL_FILE).is_file() or last.is_file()) and not overwrite:
+        what = "a trained model" if (run / MODEL_FILE).is_file() else f"an interrupted run ({LAST_CHECKPOINT})"
+        hint = "" if (run / MODEL_FILE).is_file() else ", --resume to continue it"
+        raise RunFolderError(f"{run} already holds {what}; give another --out{hint}, or --overwrite to replace it")
+
+
+def check_checkpoint(path: Path) -> None:
+    """Refuse a damaged checkpoint before training starts from it.
+
+    Raises:
+        RunFolderError: the file is not a complete archive (see ``utils.io.damaged_zip``).
+    """
+    reason = damaged_zip(path)
+    if reason is not None:
+        raise RunFolderError(f"--resume: the checkpoint {path} is damaged ({reason}); training cannot continue from "
+                             "it. Start again with --overwrite")
+
+
+def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = False, overwrite: bool = False
+              ) -> Path | None:
+    """Create the run folder ``out`` (when given) and write its ``config.yaml``, right before
+    training: the inputs have been read, checked and preprocessed by then, so a mistake (or a
+    corrupt file) leaves an existing folder as it was. With ``overwrite``, the earlier run's own
+    files (:data:`RUN_ENTRIES`) are removed first.
+
+    Raises:
+        See :func:`check_out`, which runs again here (the folder may have changed meanwhile).
+    """
+    check_out(out, config, resume=resume, overwrite=overwrite)
+    if out is None:
+        return None
+    run = Path(out)
+    if not resume and ((run / MODEL_FILE).is_file() or (run / LAST_CHECKPOINT).is_file()):
         clear_run(run)
     run.mkdir(parents=True, exist_ok=True)
     save_config(config, run / CONFIG_FILE)
@@ -85,7 +115,8 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
 # What a run writes into its folder (a predictor's or an anomaly detector's); --overwrite removes
 # these and nothing else the folder may hold.
 RUN_ENTRIES = (CONFIG_FILE, MODEL_FILE, PREPROCESSORS, METRICS_FILE, HISTORY_FILE, SKIPPED_FILE, DIAGNOSTICS_FILE,
-               CHECKPOINTS, "logs", "assets", "plots", "report.html", "evaluation")
+               CHECKPOINTS, "logs", "assets", "plots", "report.html", "evaluation", "explain",
+               "export")  # polymodal export's default folder: serve must not find the old model there
 
 
 def clear_run(run: Path) -> None:
@@ -100,7 +131,8 @@ def clear_run(run: Path) -> None:
 
 # Settings a resumed run may change: how long and where it trains, not what it trains.
 RESUMABLE_KEYS = frozenset({"train.epochs", "train.early_stopping", "train.progress", "train.num_workers",
-                            "train.accelerator", "train.devices", "train.num_nodes", "train.strategy", "report"})
+                            "train.accelerator", "train.devices", "train.num_nodes", "train.strategy", "report",
+                            "data.cache_dir", "data.memory_limit_gb"})
 
 
 def check_resumable(run: Path, config: Config) -> None:
@@ -152,7 +184,7 @@ def read_config(run: Path) -> Config:
     """The run's config. A saved ``config.yaml`` lists every key, so one it lacks predates that
     key: it takes the behaviour the run was trained with (``PREDATED_DEFAULTS``), not today's
     default."""
-    config = load_config(run / CONFIG_FILE)
+    config = load_config(run / CONFIG_FILE, saved_run=True)
     for modality in config.modalities.values():
         encoder = modality.encoder
         for key, old in PREDATED_DEFAULTS.get(encoder.name, {}).items():

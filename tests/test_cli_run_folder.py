@@ -59,9 +59,11 @@ def test_a_finished_run_is_not_replaced_unless_asked(data, trained, tmp_path):
     assert_user_error(_train(data, run), "already holds a trained model", "--overwrite")
     assert _snapshot(run) == before
     (run / "notes.txt").write_text("mine")  # a file of the user's own survives the overwrite
+    (run / "export").mkdir()
+    (run / "export" / "deploy.json").write_text("{}")  # the old model's export: serve must not find it
     result = _train(data, run, "--overwrite")
     assert result.exit_code == 0, result.output
-    assert (run / "notes.txt").read_text() == "mine"
+    assert (run / "notes.txt").read_text() == "mine" and not (run / "export").exists()
     assert MultimodalPredictor.load(run).info["epochs_run"] == 1
 
 
@@ -76,6 +78,26 @@ def test_a_bad_manifest_leaves_the_existing_run_untouched(data, trained, tmp_pat
     assert_user_error(_train(data, run, "--overwrite", config=other, train=data["root"] / "broken.csv"), "gone.png")
     assert _snapshot(run) == before, "the refused run's files changed"
     assert MultimodalPredictor.load(run).predict(data["test"]) is not None
+
+
+def test_a_corrupt_training_file_under_overwrite_leaves_the_old_run(data, trained, tmp_path):
+    """The old run is only cleared right before training: a file that fails to decode while
+    preprocessing stops the command with the old run intact."""
+    run = _copy(trained, tmp_path)
+    before = _snapshot(run)
+    frame = pd.read_csv(data["train"])
+    row = frame.index[frame["image"].fillna("") != ""][0]
+    (tmp_path / "corrupt.png").write_bytes(b"not an image")
+    frame.loc[row, "image"] = str(tmp_path / "corrupt.png")
+    result = _train(data, run, "--overwrite", train=_beside_the_data(data, frame, "train_corrupt.csv"))
+    assert_user_error(result, "corrupt.png")
+    assert _snapshot(run) == before
+
+
+def test_resume_and_overwrite_together_are_refused_in_python_too(data, trained, tmp_path):
+    predictor = MultimodalPredictor.from_config(data["config"])
+    with pytest.raises(RunFolderError, match="give one of them"):
+        predictor.fit(data["train"], data["valid"], out=trained, resume=True, overwrite=True)
 
 
 def test_an_interrupted_run_needs_resume_or_overwrite(data, trained, tmp_path):

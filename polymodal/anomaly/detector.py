@@ -35,7 +35,16 @@ from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import random_holdout
 from polymodal.errors import ManifestError, NotFittedError, SchemaMismatchError
-from polymodal.estimator import Estimator, count_parameters, manifest_paths, skipped_by_split
+from polymodal.estimator import (
+    EXPLAIN,
+    EXPORT,
+    ROBUSTNESS,
+    SUBSETS,
+    Estimator,
+    count_parameters,
+    manifest_paths,
+    skipped_by_split,
+)
 
 
 class AnomalyDetector(Estimator):
@@ -55,10 +64,10 @@ class AnomalyDetector(Estimator):
     _SCORES = ("an anomaly detector outputs one score per row from a scorer over the fused features, "
                "not class outputs; ")
     unsupported = {
-        "subset evaluation (--missing)": _SCORES + "score rows with a modality left empty through predict instead",
-        "robustness sweeps (--robustness)": _SCORES + "score corrupted copies of your files through predict instead",
-        "explain": _SCORES + "modality attributions are computed for classification, multilabel and regression",
-        "export": "the scorer (autoencoder error, Deep SVDD, Mahalanobis, consistency) has no exported graph; "
+        SUBSETS: _SCORES + "score rows with a modality left empty through predict instead",
+        ROBUSTNESS: _SCORES + "score corrupted copies of your files through predict instead",
+        EXPLAIN: _SCORES + "modality attributions are computed for classification, multilabel and regression",
+        EXPORT: "the scorer (autoencoder error, Deep SVDD, Mahalanobis, consistency) has no exported graph; "
                   "serve the run folder with the Python API (AnomalyDetector.load) instead",
     }
 
@@ -111,10 +120,10 @@ class AnomalyDetector(Estimator):
         if resume or unlabeled is not None:
             raise SchemaMismatchError("task 'anomaly' supports neither --resume nor an unlabelled manifest")
         cfg = self.config
+        runfolder.check_out(out, cfg, overwrite=overwrite)  # before reading any data
         self._seed()
         pipeline = self._new_pipeline()
         train_m, valid_m, test_m = self._read_fit_data(pipeline, train, valid, test, require_target=bool(cfg.targets))
-        run_dir = runfolder.start_run(out, cfg, overwrite=overwrite)
         normal = pipeline.targets.encode(train_m) != 1
         if not normal.any():
             raise ManifestError([f"every training row is labelled anomalous (normal values: {self.settings.normal}); "
@@ -132,6 +141,7 @@ class AnomalyDetector(Estimator):
         train_loader = self._loader(train_table, train_y, train=True)
         histories, seconds = [], 0.0
         phases = model.scorer.phases
+        run_dir = runfolder.start_run(out, cfg, overwrite=overwrite)  # the first write
         for k, (phase, share) in enumerate(phases):
             model.scorer.start_phase(model.net.eval(), phase, lambda: self._loader(train_table, train_y, train=False))
             epochs = max(1, round(cfg.train.epochs * share))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, ValidationInfo, model_validator
 
 from polymodal.config.base import StrictModel
 from polymodal.config.encoders import (
@@ -23,6 +23,7 @@ from polymodal.config.encoders import (
 from polymodal.config.finetune import LocalPath, follow_encoder_preprocess
 from polymodal.config.mel import empty_mel_filters, frame_samples, most_mel_filters
 from polymodal.config.video import FrameCnnConfig, VideoEncoder
+from polymodal.utils.warn import warn_user
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -173,8 +174,14 @@ class AudioPreprocess(StrictModel):
         return self
 
     @model_validator(mode="after")
-    def _frames_fit(self) -> AudioPreprocess:
-        check_audio_frames(self)
+    def _frames_fit(self, info: ValidationInfo) -> AudioPreprocess:
+        try:
+            check_audio_frames(self)
+        except ValueError as err:
+            if not (info.context or {}).get("saved_run"):
+                raise
+            # a run trained before this check (librosa only warned) still loads and predicts as trained
+            warn_user(f"this run's audio settings would be refused for a new run: {err}")
         return self
 
 

@@ -227,10 +227,12 @@ def _read_text(path: Path) -> str:
                           source=str(path)) from None
 
 
-def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
+def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool = False) -> Config:
     """Read a config from a YAML/JSON file, a dict or a Config.
 
     Relative paths inside a file (weights, vectors, tokenizers) resolve against the file's folder.
+    ``saved_run``: the ``config.yaml`` of a trained run, which loads even where a check added since
+    would refuse it for a new run (with a warning).
 
     Raises:
         ConfigError: the file is missing, not UTF-8 text or unparsable, a YAML mapping repeats a
@@ -254,7 +256,7 @@ def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
     if not isinstance(data, dict):
         raise ConfigError([f"<root>: expected a mapping of keys; got {type(data).__name__}"], source=str(path))
     base = path.resolve().parent
-    config = validate(Config, data, source=str(path), context={"base": base})  # local files resolve first
+    config = validate(Config, data, source=str(path), context={"base": base, "saved_run": saved_run})  # local files resolve first
     _resolve_paths(config, base)  # and every other path after
     return config
 

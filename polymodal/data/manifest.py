@@ -215,7 +215,8 @@ def _csv_header(path: Path, sep: str) -> list[str]:
 
 def _check_table(columns: list, n_rows: int, name: str, source: str | None = None) -> None:
     """Refuse a manifest whose column names repeat, or that has no rows."""
-    counts = pd.Series([str(c) for c in columns], dtype=object).value_counts(sort=False)
+    named = [str(c) for c in columns if str(c).strip()]  # blank names (a spreadsheet's stray columns) are not repeats
+    counts = pd.Series(named, dtype=object).value_counts(sort=False)
     repeated = [f"'{column}' ({count} times)" for column, count in counts.items() if count > 1]
     if repeated:
         raise ManifestError([f"{name}: column names must be distinct; repeated: {', '.join(repeated)} "

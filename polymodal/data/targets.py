@@ -21,11 +21,21 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+_LEADING_ZERO = re.compile(r"^[+-]?0\d")  # '007', '01': codes, not numbers
+
+
 def label_key(value: Any) -> str:
     """The form class labels are matched by, whatever type a manifest reader gave the column:
-    int ``0``, text ``'0'`` and Parquet's float ``0.0`` are all ``'0'``; other values are
-    their text (``'cat'``, ``'0.5'``, ``'007'``: text is never reinterpreted)."""
+    int ``0``, float ``0.0`` (Parquet, or a CSV column pandas read as floats) and the texts
+    ``'0'`` and ``'0.0'`` (the same column read as text because another row holds a word) are all
+    ``'0'``; ``0.5`` and ``'0.50'`` are ``'0.5'``. Other values are their text: ``'cat'``, and
+    codes with leading zeros such as ``'007'``, are never read as numbers."""
     value = _plain(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not _is_number(text) or _LEADING_ZERO.match(text):
+            return value
+        value = float(text)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -169,6 +170,7 @@ def check_address(host: str, port: int) -> None:
     Raises:
         ConfigError: naming ``--host`` or ``--port``.
     """
+    import errno
     import socket
 
     from polymodal.errors import ConfigError
@@ -179,11 +181,15 @@ def check_address(host: str, port: int) -> None:
         raise ConfigError([f"--host: '{host}' is not an address or name of this machine ({err})"],
                           source="polymodal serve options") from None
     with socket.socket(family, kind, proto) as probe:
+        if os.name == "posix":  # as uvicorn binds: a port whose old connections wait in TIME_WAIT is free
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
         except OSError as err:
-            raise ConfigError([f"--port: cannot listen on {host}:{port} ({err.strerror or err}); another program "
-                               "may be using it: choose another --port"], source="polymodal serve options") from None
+            hint = ("another program is using it: choose another --port" if err.errno == errno.EADDRINUSE
+                    else "choose another --port or --host")
+            raise ConfigError([f"--port: cannot listen on {host}:{port} ({err.strerror or err}); {hint}"],
+                              source="polymodal serve options") from None
 
 
 def run_server(app: Any, settings: Any) -> None:

@@ -40,6 +40,7 @@ from polymodal.data.pipeline import DataSource
 from polymodal.deploy.errors import ExportError
 from polymodal.deploy.graph import OUTPUT, ExportedGraph, GraphInput, example_feeds, exportable_ops, graph_inputs
 from polymodal.deploy.runtime import META_FILE
+from polymodal.estimator import EXPORT
 from polymodal.utils.io import atomic_write, atomic_write_json
 
 FORMATS = ("onnx", "torchscript")
@@ -190,7 +191,7 @@ def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", dat
     if quantize and fmt != "onnx":
         raise ExportError(f"--quantize needs --format onnx; got --format {fmt}")
     predictor._require_fitted()
-    predictor.require("export")
+    predictor.require(EXPORT)
     if predictor.config.task == "retrieval":
         raise ExportError("a task 'retrieval' model has no outputs to serve; export needs a predicting task")
     folder = Path(out)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.errors import SchemaMismatchError
+from polymodal.estimator import EXPLAIN
 from polymodal.evaluation.coalitions import coalition_outputs, mask_of
 from polymodal.evaluation.data import EvalData, load_eval_data, output_names, to_scores
 from polymodal.evaluation.integrated_gradients import WithinAttribution, within_modality
@@ -156,7 +157,7 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     Raises:
         SchemaMismatchError: ``output`` is not one of the model's outputs.
     """
-    predictor.require("explain")
+    predictor.require(EXPLAIN)
     if not isinstance(data, EvalData):
         data = load_eval_data(predictor, data, require_target=None, max_rows=max_rows, seed=seed)
     names = list(predictor.config.modality_names)

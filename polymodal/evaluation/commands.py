@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from polymodal.estimator import ROBUSTNESS, SUBSETS
 from polymodal.evaluation.data import load_eval_data
 from polymodal.evaluation.plots import robustness_plot
 from polymodal.evaluation.robustness import RobustnessResult, robustness_sweep
@@ -46,9 +47,9 @@ def run_evaluations(predictor: MultimodalPredictor, data: DataSource, out: Path,
         for the evaluations asked for.
     """
     if missing:
-        predictor.require("subset evaluation (--missing)")
+        predictor.require(SUBSETS)
     if robustness:
-        predictor.require("robustness sweeps (--robustness)")
+        predictor.require(ROBUSTNESS)
     encoded = load_eval_data(predictor, data, require_target=True, max_rows=max_rows, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {}

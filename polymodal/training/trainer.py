@@ -9,7 +9,6 @@ import os
 import shutil
 import time
 import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 
 from polymodal.config.train import TrainConfig
-from polymodal.errors import RunFolderError
+from polymodal.runfolder import check_checkpoint
 from polymodal.utils.io import atomic_write
 
 # Lightning's advice about DataLoader workers and logging intervals is noise for small in-memory data.
@@ -222,24 +221,6 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
         default_root_dir=str(run_dir) if run_dir is not None else None,
     )
     return trainer, history, checkpoint
-
-
-def check_checkpoint(path: Path) -> None:
-    """Refuse a damaged checkpoint before training starts from it (a checkpoint is a zip archive:
-    every member's CRC is checked).
-
-    Raises:
-        RunFolderError: the file is not a complete archive.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-        reason = None if bad is None else f"{bad} fails its CRC check"
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        reason = str(err)
-    if reason is not None:
-        raise RunFolderError(f"--resume: the checkpoint {path} is damaged ({reason}); training cannot continue from "
-                             "it. Start again with --overwrite")
 
 
 def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cfg: TrainConfig, *,

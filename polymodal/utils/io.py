@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,3 +65,14 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serialisable")
+
+
+def damaged_zip(path: Path) -> str | None:
+    """Why the zip archive ``path`` (a PyTorch or Lightning checkpoint) is damaged, or None when
+    every member passes its CRC check."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        return str(err)
+    return None if bad is None else f"{bad} fails its CRC check"

@@ -14,7 +14,16 @@ import numpy as np
 
 from polymodal.errors import DecodeError
 
-UNKNOWN_SIZE = 0xFFFFFFFF  # a data chunk size streaming writers leave when the length is not known
+# Streaming writers that cannot seek back leave a placeholder data size: 0xFFFFFFFF (ffmpeg),
+# 0x7FFFFFFF or just under it (arecord, sox), or 0. A declared size from here up is read as
+# unknown (its whole frames are used) rather than as a truncated file: real WAV data of 2 GiB
+# or more is rare, and what it would miss is only a truncated copy of one.
+STREAMED_AT = 0x7FFF0000
+
+
+def size_unknown(declared_bytes: int) -> bool:
+    """Whether a WAV data chunk's declared size is a streaming writer's placeholder."""
+    return declared_bytes == 0 or declared_bytes >= STREAMED_AT
 
 
 def truncation_reason(declared: int, held: int) -> str:
@@ -43,7 +52,7 @@ def read_pcm_wav(source: str | BinaryIO) -> tuple[np.ndarray, int] | None:
     except (wave.Error, EOFError, RuntimeError):  # RuntimeError: a chunk past the end
         return None
     held = len(raw) // (2 * channels)
-    if held < declared and declared != UNKNOWN_SIZE // (2 * channels):
+    if held < declared and not size_unknown(declared * 2 * channels):
         raise DecodeError(truncation_reason(declared, held), path=source if isinstance(source, str) else None)
     raw = raw[:held * 2 * channels]  # whole frames (a streamed file of unknown size)
     if not raw:
@@ -59,8 +68,7 @@ def wav_frames(path: str) -> tuple[int, int] | None:
 
     Returns:
         None when the file is not RIFF/WAVE, its chunks cannot be walked up to ``data``, or the
-        data size is left unknown (0 or 0xFFFFFFFF, as streaming writers leave it): the decoder
-        judges those.
+        data size is a streaming writer's placeholder (:func:`size_unknown`): the decoder judges those.
 
     Raises:
         OSError: the file cannot be opened or read.
@@ -81,7 +89,7 @@ def wav_frames(path: str) -> tuple[int, int] | None:
                     return None
                 block_align = struct.unpack("<H", fmt[12:14])[0]
             elif chunk_id == b"data":
-                if not block_align or chunk_size in (0, UNKNOWN_SIZE):
+                if not block_align or size_unknown(chunk_size):
                     return None
                 held = min(chunk_size, size - offset - 8)
                 return chunk_size // block_align, held // block_align

@@ -9,6 +9,7 @@ import warnings
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from polymodal.cli import app
@@ -273,3 +274,17 @@ def test_values_at_the_limits_are_accepted():
     assert config.modalities["spoken"].preprocess.max_seconds == 3600.0
     assert config.modalities["digit_image"].preprocess.size == 4096
     assert config.modalities["caption"].preprocess.max_tokens == 131_072
+
+
+def test_a_saved_run_trained_before_the_mel_check_still_loads(tmp_path):
+    """librosa only warned about empty mel filters, so runs with such settings exist: their
+    config.yaml loads (with a warning) while a new config with the same settings is refused."""
+    from polymodal.runfolder import read_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config_with(**{f"{AUDIO}.n_mels": 128})), encoding="utf-8")
+    with pytest.raises(ConfigError, match="n_mels"):
+        load_config(path)
+    with pytest.warns(UserWarning, match="would be refused for a new run"):
+        config = read_config(tmp_path)
+    assert config.modalities["spoken"].preprocess.n_mels == 128

@@ -17,7 +17,8 @@ def fit(labels: list) -> TargetEncoder:
 
 
 @pytest.mark.parametrize(("value", "key"), [(0, "0"), ("0", "0"), (0.0, "0"), (7.0, "7"), (0.5, "0.5"),
-                                            ("007", "007"), ("cat", "cat"), (True, "True")])
+                                            ("007", "007"), ("cat", "cat"), (True, "True"), ("1.0", "1"),
+                                            ("0.50", "0.5"), (" 3 ", "3"), ("-0", "0"), ("01.5", "01.5")])
 def test_label_key(value, key):
     assert label_key(value) == key
 
@@ -78,3 +79,14 @@ def test_a_column_of_numbers_or_of_text_alone_gives_no_warning(recwarn):
     fit(["cat", "dog"])
     fit(["1", "2"])
     assert not [w for w in recwarn if "mixes numbers" in str(w.message)]
+
+
+def test_a_number_read_as_text_beside_a_word_matches_the_same_number_read_as_a_float(tmp_path):
+    """pandas reads a CSV column of 1.0, 2.0 as floats, but as text ('1.0') when another row holds a
+    word: the two spellings must name the same classes."""
+    (tmp_path / "train.csv").write_text("y\n1.0\n2.0\ncat\n")
+    (tmp_path / "test.csv").write_text("y\n1.0\n2.0\n")
+    encoder = TargetEncoder("classification", ["y"])
+    with pytest.warns(UserWarning, match="mixes numbers"):
+        encoder.fit(read_manifest(tmp_path / "train.csv"))
+    assert encoder.encode(read_manifest(tmp_path / "test.csv")).tolist() == [0, 1]

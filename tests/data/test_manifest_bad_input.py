@@ -142,3 +142,9 @@ def test_a_folder_is_a_video_cell_but_not_an_image_cell(tmp_path):
 def test_a_folder_given_as_the_manifest_is_named_as_a_folder(tmp_path):
     with pytest.raises(ManifestError, match="is a folder, not a manifest file"):
         read_manifest(tmp_path)
+
+
+def test_blank_column_names_from_a_spreadsheet_are_not_repeats(tmp_path):
+    (tmp_path / "m.csv").write_text("x,y,,\n1,a,,\n2,b,,\n")  # a spreadsheet's stray empty columns
+    manifest = read_manifest(tmp_path / "m.csv")
+    assert list(manifest.frame.columns[:2]) == ["x", "y"] and len(manifest) == 2

@@ -48,6 +48,22 @@ def test_a_whole_wav_with_a_chunk_after_its_data_still_reads(tmp_path, subtype):
     assert rate == SR and len(samples) == len(wave)
 
 
+@pytest.mark.parametrize("placeholder", [0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000])
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])
+def test_a_streamed_wav_with_a_placeholder_size_reads_its_whole_frames(tmp_path, subtype, placeholder):
+    """Writers that stream to a pipe cannot go back to fill in the data size; such a file is
+    whole, not truncated."""
+    wave = tone(440, 0.25, SR)
+    path = write_wav(tmp_path / "clip.wav", wave, SR, subtype=subtype)
+    data = bytearray(open(path, "rb").read())
+    at = data.index(b"data") + 4
+    data[at:at + 4] = placeholder.to_bytes(4, "little")
+    data[4:8] = min(placeholder, 0xFFFFFFFF).to_bytes(4, "little")  # the RIFF size too, as the writer left it
+    open(path, "wb").write(bytes(data))
+    samples, rate = read_audio(path)
+    assert rate == SR and len(samples) == len(wave)
+
+
 def test_a_truncated_wav_is_skipped_and_listed(tmp_path):
     paths = [write_wav(tmp_path / f"{i}.wav", tone(200 + 50 * i, 0.2, SR, seed=i), SR, subtype="PCM_16")
              for i in range(4)]
