@@ -389,7 +389,7 @@ def test_a_run_saved_before_a_key_existed_loads_with_the_behaviour_it_was_traine
 
 def test_using_a_model_does_not_import_the_training_engine():
     """Lightning takes seconds to import; load / predict / evaluate never need it (only fit does)."""
-    code = ("import sys, polymodal.predictor, polymodal.cli, polymodal.deploy.batch; "
+    code = ("import sys, polymodal.predictor, polymodal.cli, polymodal.deploy.batch, polymodal.anomaly.detector; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'torchmetrics')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -24,8 +24,7 @@ import pandas as pd
 
 from polymodal import runfolder
 from polymodal.anomaly.metrics import anomaly_metrics, threshold_at_fpr
-from polymodal.anomaly.model import build_anomaly_net
-from polymodal.anomaly.module import AnomalyModel, AnomalyModule
+from polymodal.anomaly.model import AnomalyModel, build_anomaly_net
 from polymodal.anomaly.scorers import build_scorer
 from polymodal.anomaly.targets import AnomalyTargets
 from polymodal.config import Config, load_config
@@ -114,6 +113,7 @@ class AnomalyDetector(Estimator):
         Raises:
             ManifestError / DecodeError: bad input, every problem named.
         """
+        from polymodal.anomaly.module import AnomalyModule  # Lightning: imported for training only
         from polymodal.training.module import OptimSettings
         from polymodal.training.trainer import fit_module
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -23,6 +23,9 @@ from polymodal.models.fusion.base import Fusion
 from polymodal.models.model import MultimodalNet, build_encoders
 from polymodal.models.projection import MlpProjection
 from polymodal.models.registry import FUSIONS
+
+if TYPE_CHECKING:  # the scorers build on this module
+    from polymodal.anomaly.scorers import AnomalyScorer
 
 Inputs = Mapping[str, Mapping[str, torch.Tensor]]
 Present = Mapping[str, torch.Tensor]
@@ -154,3 +157,16 @@ def build_anomaly_net(config: Any, contexts: Mapping[str, Mapping[str, Any]]) ->
     dims = {name: enc.output_dim for name, enc in encoders.items()}
     fusion = FUSIONS.build(config.fusion, dims=dims, n_outputs=1, head=config.head)
     return AnomalyNet(encoders, fusion, settings.latent_dim, settings.recon_size, settings.decoder_hidden)
+
+
+class AnomalyModel(nn.Module):
+    """The network and its scorer (whose fitted statistics are buffers): one state dict."""
+
+    def __init__(self, net: AnomalyNet, scorer: AnomalyScorer):
+        super().__init__()
+        self.net = net
+        self.scorer = scorer
+
+    def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """(B,) anomaly scores."""
+        return self.scorer.score(self.net, batch)

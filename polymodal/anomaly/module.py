@@ -7,24 +7,9 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import nn
 
-from polymodal.anomaly.model import AnomalyNet
-from polymodal.anomaly.scorers import AnomalyScorer
+from polymodal.anomaly.model import AnomalyModel
 from polymodal.training.module import BatchModule, OptimSettings, cosine_with_warmup, parameter_groups
-
-
-class AnomalyModel(nn.Module):
-    """The network and its scorer (whose fitted statistics are buffers): one state dict."""
-
-    def __init__(self, net: AnomalyNet, scorer: AnomalyScorer):
-        super().__init__()
-        self.net = net
-        self.scorer = scorer
-
-    def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """(B,) anomaly scores."""
-        return self.scorer.score(self.net, batch)
 
 
 class AnomalyModule(BatchModule):
