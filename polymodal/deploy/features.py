@@ -29,7 +29,7 @@ from polymodal.deploy.errors import RequestError
 from polymodal.errors import DecodeError, MissingDependencyError
 from polymodal.utils.images import resize_image
 from polymodal.utils.npy import npy_from_bytes
-from polymodal.utils.wav import read_pcm_wav
+from polymodal.utils.wav import read_pcm_wav, truncation_reason, wav_frames
 
 AMIN = 1e-10
 _PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
@@ -152,6 +152,9 @@ def read_wav(data: bytes) -> tuple[np.ndarray, int]:
         samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, OSError, TypeError):
         raise RequestError("not a readable audio file (WAV, FLAC, OGG)", status=415, code="unsupported_type") from None
+    declared = wav_frames(io.BytesIO(data))  # libsndfile clips a truncated WAV's frame count silently
+    if declared is not None and declared[1] < declared[0]:
+        raise RequestError(truncation_reason(*declared), status=422, code="corrupt_file")
     return samples.mean(axis=1), int(rate)
 
 

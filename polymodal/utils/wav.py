@@ -62,7 +62,7 @@ def read_pcm_wav(source: str | BinaryIO) -> tuple[np.ndarray, int] | None:
     return mono * np.float32(1 / 32768), rate
 
 
-def wav_frames(path: str) -> tuple[int, int] | None:
+def wav_frames(source: str | BinaryIO) -> tuple[int, int] | None:
     """(frames the header declares, whole frames the file holds) of a RIFF/WAVE file, read from its
     ``fmt `` and ``data`` chunk headers alone.
 
@@ -73,25 +73,32 @@ def wav_frames(path: str) -> tuple[int, int] | None:
     Raises:
         OSError: the file cannot be opened or read.
     """
-    size = os.path.getsize(path)
+    if not isinstance(source, str):  # bytes in memory (an upload)
+        return _wav_frames(source, source.seek(0, os.SEEK_END))
+    with open(source, "rb") as handle:
+        return _wav_frames(handle, os.path.getsize(source))
+
+
+def _wav_frames(handle: BinaryIO, size: int) -> tuple[int, int] | None:
+    """:func:`wav_frames` of an open file of ``size`` bytes."""
     block_align = None
-    with open(path, "rb") as handle:
-        head = handle.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
-        offset = 12
-        while offset + 8 <= size:
-            handle.seek(offset)
-            chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
-            if chunk_id == b"fmt ":
-                fmt = handle.read(14)
-                if len(fmt) < 14:
-                    return None
-                block_align = struct.unpack("<H", fmt[12:14])[0]
-            elif chunk_id == b"data":
-                if not block_align or size_unknown(chunk_size):
-                    return None
-                held = min(chunk_size, size - offset - 8)
-                return chunk_size // block_align, held // block_align
-            offset += 8 + chunk_size + chunk_size % 2  # chunks are padded to an even size
+    handle.seek(0)
+    head = handle.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset = 12
+    while offset + 8 <= size:
+        handle.seek(offset)
+        chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
+        if chunk_id == b"fmt ":
+            fmt = handle.read(14)
+            if len(fmt) < 14:
+                return None
+            block_align = struct.unpack("<H", fmt[12:14])[0]
+        elif chunk_id == b"data":
+            if not block_align or size_unknown(chunk_size):
+                return None
+            held = min(chunk_size, size - offset - 8)
+            return chunk_size // block_align, held // block_align
+        offset += 8 + chunk_size + chunk_size % 2  # chunks are padded to an even size
     return None

@@ -109,3 +109,17 @@ def test_a_signal_npy_whose_header_promises_terabytes_is_a_corrupt_file():
     with pytest.raises(RequestError, match="modality 'vib' .*4,000,000,000,000 bytes.*truncated or corrupt") as info:
         SignalFeatures("vib", meta).decode(header.getvalue() + b"\0" * 64)
     assert info.value.code == "corrupt_file" and info.value.status == 422
+
+
+def test_a_truncated_float_wav_is_refused_too():
+    """Float and 24-bit WAVs go through libsndfile, which would read the cut file as a shorter clip."""
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.zeros(800, np.float32), 8000, format="WAV", subtype="FLOAT")
+    data = buffer.getvalue()
+    with pytest.raises(RequestError, match="header declares 800 frames, the file holds 2") as info:
+        read_wav(data[:len(data) - 798 * 4])
+    assert info.value.code == "corrupt_file"
+    samples, rate = read_wav(data)
+    assert len(samples) == 800 and rate == 8000
