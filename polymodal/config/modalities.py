@@ -21,7 +21,7 @@ from polymodal.config.encoders import (
     TextRnnConfig,
 )
 from polymodal.config.finetune import LocalPath, follow_encoder_preprocess
-from polymodal.config.mel import empty_mel_filters, frame_samples, most_mel_filters
+from polymodal.config.mel import check_audio_frames
 from polymodal.config.video import FrameCnnConfig, VideoEncoder
 from polymodal.utils.warn import warn_user
 
@@ -183,51 +183,6 @@ class AudioPreprocess(StrictModel):
             # a run trained before this check (librosa only warned) still loads and predicts as trained
             warn_user(f"this run's audio settings would be refused for a new run: {err}")
         return self
-
-
-def check_audio_frames(prep: AudioPreprocess) -> None:
-    """The frames that ``frame_ms``, ``hop_ms`` and ``sample_rate`` make must hold samples, and
-    the mel filters must fit in their spectrum (see :mod:`polymodal.config.mel`):
-
-    - ``n_fft = round(frame_ms * sample_rate / 1000)`` at least 2 and the hop at least 1 sample;
-    - ``fmin`` below ``fmax`` (or ``sample_rate / 2``);
-    - ``n_mels`` at most the ``n_fft // 2 + 1`` FFT bins, and no mel filter empty (without a bin
-      strictly inside it: librosa's "Empty filters" warning, a constant feature).
-
-    Raises:
-        ValueError: naming the key, what is allowed and what was given.
-    """
-    if prep.features == "waveform":
-        return
-    setting = f"frame_ms {prep.frame_ms:g} at sample_rate {prep.sample_rate}"
-    n_fft = frame_samples(prep.frame_ms, prep.sample_rate)
-    if n_fft < 2:
-        raise ValueError(f"frame_ms: a frame must hold at least 2 samples for features '{prep.features}'; "
-                         f"{setting} gives {n_fft}")
-    hop = frame_samples(prep.hop_ms, prep.sample_rate)
-    if hop < 1:
-        raise ValueError(f"hop_ms: the hop must be at least 1 sample; hop_ms {prep.hop_ms:g} at sample_rate "
-                         f"{prep.sample_rate} gives {hop}")
-    if prep.features == "spectrogram":
-        return
-    top = prep.sample_rate / 2 if prep.fmax is None else prep.fmax
-    if prep.fmin >= top:
-        raise ValueError(f"fmin: must be below fmax ({top:g} Hz{' = sample_rate / 2' if prep.fmax is None else ''}); "
-                         f"got {prep.fmin:g}")
-    n_bins = n_fft // 2 + 1
-    if prep.n_mels > n_bins:
-        raise ValueError(f"n_mels: must be at most {n_bins}, the FFT bins of a {n_fft}-sample frame ({setting}: "
-                         f"n_fft // 2 + 1); got {prep.n_mels} (lower n_mels, or raise frame_ms)")
-    empty = empty_mel_filters(prep.sample_rate, n_fft, prep.n_mels, prep.fmin, prep.fmax)
-    if empty:
-        fits = most_mel_filters(prep.sample_rate, n_fft, prep.fmin, prep.fmax, below=prep.n_mels)
-        shown = ", ".join(map(str, empty[:5])) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
-        advice = f"n_mels {fits} fits" if fits is not None else f"widen fmin..fmax ({prep.fmin:g}..{top:g} Hz)"
-        raise ValueError(
-            f"n_mels: {prep.n_mels} mel filters between {prep.fmin:g} and {top:g} Hz are too narrow for FFT bins "
-            f"{prep.sample_rate / n_fft:g} Hz apart ({setting}): filter(s) {shown} would cover no bin and "
-            f"always be zero; {advice} (or raise frame_ms); got {prep.n_mels}"
-        )
 
 
 class SignalSpectrogram(StrictModel):
@@ -434,7 +389,7 @@ def modality_columns(modality: object) -> list[str]:
 
 __all__ = [
     "MAX_AUDIO_SECONDS", "MAX_IMAGE_SIDE", "MAX_SAMPLE_RATE", "MAX_SIGNAL_LENGTH", "MAX_TEXT_TOKENS", "MAX_VOCAB",
-    "AnyModality", "AudioAugment", "check_audio_frames", "AudioModality", "AudioPreprocess", "ImageAugment", "ImageModality", "ImagePreprocess",
+    "AnyModality", "AudioAugment", "AudioModality", "AudioPreprocess", "ImageAugment", "ImageModality", "ImagePreprocess",
     "ModalityConfig", "Probability", "SignalModality", "SignalPreprocess", "SignalSpectrogram",
     "TabularModality", "TabularPreprocess", "TextModality", "TextPreprocess", "modality_columns",
     "VideoModality", "VideoPreprocess", "FrameCnnConfig",

@@ -18,17 +18,10 @@ from polymodal.config.mel import empty_mel_filters, frame_samples, most_mel_filt
 from polymodal.config.yaml_loader import DuplicateKeyError, load_yaml
 from polymodal.errors import ConfigError
 
+from .helpers import BASE as CONFIG_BASE
 from .helpers import with_changes
 
-BASE: dict[str, Any] = {
-    "target": "label",
-    "modalities": {
-        "spoken": {"kind": "audio", "column": "audio_path",
-                   "preprocess": {"sample_rate": 8000, "n_mels": 40, "frame_ms": 25, "hop_ms": 10}},
-        "digit_image": {"kind": "image", "column": "image_path", "preprocess": {"size": 28, "color": "gray"}},
-        "caption": {"kind": "text", "column": "caption"},
-    },
-}
+BASE = with_changes(CONFIG_BASE, {"modalities.caption": {"kind": "text", "column": "caption"}})
 AUDIO = "modalities.spoken.preprocess"
 
 

@@ -10,16 +10,7 @@ from polymodal.config import load_config
 from polymodal.config.modalities import AudioPreprocess
 from polymodal.errors import ConfigError
 
-from .helpers import with_changes
-
-BASE: dict[str, Any] = {
-    "target": "label",
-    "modalities": {
-        "spoken": {"kind": "audio", "column": "audio_path",
-                   "preprocess": {"sample_rate": 8000, "n_mels": 40, "frame_ms": 25, "hop_ms": 10}},
-        "digit_image": {"kind": "image", "column": "image_path", "preprocess": {"size": 28, "color": "gray"}},
-    },
-}
+from .helpers import BASE, with_changes
 
 
 def config_with(**changes: Any) -> dict[str, Any]:
