@@ -47,9 +47,10 @@ CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = f"{CHECKPOINTS}/last.ckpt"
 
 
-def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = False, overwrite: bool = False
-              ) -> None:
-    """Check, before any data is read and without writing anything, that a fit may use ``out``.
+def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = False, overwrite: bool = False,
+              verify_checkpoint: bool = True) -> None:
+    """Check, before any data is read and without writing anything, that a fit may use ``out``
+    (``verify_checkpoint``: also read the checkpoint to resume from through, for its CRCs).
 
     Raises:
         RunFolderError: ``resume`` and ``overwrite`` together; ``out`` is a file; it already holds
@@ -72,7 +73,8 @@ def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = F
         if not last.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
         check_resumable(run, config)
-        check_checkpoint(last)
+        if verify_checkpoint:
+            check_checkpoint(last)
     elif ((run / MODEL_FILE).is_file() or last.is_file()) and not overwrite:
         what = "a trained model" if (run / MODEL_FILE).is_file() else f"an interrupted run ({LAST_CHECKPOINT})"
         hint = "" if (run / MODEL_FILE).is_file() else ", --resume to continue it"
@@ -99,9 +101,10 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
     files (:data:`RUN_ENTRIES`) are removed first.
 
     Raises:
-        See :func:`check_out`, which runs again here (the folder may have changed meanwhile).
+        See :func:`check_out`, which runs again here (the folder may have changed meanwhile; the
+        checkpoint was verified when the fit started).
     """
-    check_out(out, config, resume=resume, overwrite=overwrite)
+    check_out(out, config, resume=resume, overwrite=overwrite, verify_checkpoint=False)
     if out is None:
         return None
     run = Path(out)

@@ -19,7 +19,6 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 
 from polymodal.config.train import TrainConfig
-from polymodal.runfolder import check_checkpoint
 from polymodal.utils.io import atomic_write
 
 # Lightning's advice about DataLoader workers and logging intervals is noise for small in-memory data.
@@ -233,8 +232,7 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
         last = run_dir / "checkpoints" / "last.ckpt" if run_dir is not None else None
         if last is None or not last.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
-        check_checkpoint(last)
-        ckpt = str(last)
+        ckpt = str(last)  # its CRCs were checked before any data was read (runfolder.check_out)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
