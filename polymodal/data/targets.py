@@ -11,14 +11,10 @@ import pandas as pd
 
 from polymodal.data.manifest import Manifest, is_empty
 from polymodal.errors import NotFittedError, SchemaMismatchError
+from polymodal.utils.io import python_scalar
 from polymodal.utils.warn import warn_user
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python scalars (JSON-able, comparable across CSV round trips)."""
-    return value.item() if hasattr(value, "item") else value
 
 
 _LEADING_ZERO = re.compile(r"^[+-]?0\d")  # '007', '01': codes, not numbers
@@ -30,7 +26,7 @@ def label_key(value: Any) -> str:
     ``'0'`` and ``'0.0'`` (the same column read as text because another row holds a word) are all
     ``'0'``; ``0.5`` and ``'0.50'`` are ``'0.5'``. Other values are their text: ``'cat'``, and
     codes with leading zeros such as ``'007'``, are never read as numbers."""
-    value = _plain(value)
+    value = python_scalar(value)
     if isinstance(value, str):
         text = value.strip()
         if not _is_number(text) or _LEADING_ZERO.match(text):
@@ -50,20 +46,31 @@ def _class_order(key: str) -> tuple:
     return (0, float(key), key) if _is_number(key) else (1, 0.0, key)
 
 
-def _warn_mixed(manifest: Manifest, column: str) -> None:
+def _distinct_labels(values: pd.Series) -> tuple[np.ndarray, list[Any], list[str]]:
+    """``(codes, uniques, keys)``: each row's index into its column's distinct values (in order of
+    first appearance; -1 for an empty cell), those values, and their :func:`label_key`. Labels are
+    keyed once per distinct value, not per row."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    uniques = [python_scalar(u) for u in uniques]
+    empty = [i for i, u in enumerate(uniques) if is_empty(u)]  # blank text (NaN is already -1)
+    if empty:
+        codes = np.where(np.isin(codes, empty), -1, codes)
+    return codes, uniques, [label_key(u) for u in uniques]
+
+
+def _warn_mixed(manifest: Manifest, column: str, codes: np.ndarray, keys: list[str]) -> None:
     """Warn when a label column mixes numbers with text (``0, 1, ..., 'seven'``): likely a typo, and
     each distinct text is its own class. Names the rows of the smaller group."""
     values = manifest.frame[column]
     if pd.api.types.is_numeric_dtype(values.dtype):
         return
-    number, text = [], []
-    for row, value in enumerate(values.tolist()):
-        if not is_empty(value):
-            (number if _is_number(label_key(value)) else text).append(row)
-    if not number or not text:
+    numeric = np.array([_is_number(k) for k in keys] + [False], bool)  # the last entry: empty cells (-1)
+    filled = codes >= 0
+    number, text = np.flatnonzero(filled & numeric[codes]), np.flatnonzero(filled & ~numeric[codes])
+    if not len(number) or not len(text):
         return
     odd = text if len(text) <= len(number) else number
-    shown = "; ".join(f"{_plain(values.iloc[r])!r} in {manifest.where(r)}" for r in odd[:5])
+    shown = "; ".join(f"{python_scalar(values.iloc[r])!r} in {manifest.where(r)}" for r in odd[:5])
     more = f" and {len(odd) - 5} more rows" if len(odd) > 5 else ""
     warn_user(f"target column '{column}' of {manifest.name} mixes numbers ({len(number)} rows) with text "
               f"({len(text)} rows): {shown}{more}; each distinct value is its own class; fix the column if that "
@@ -107,12 +114,12 @@ class TargetEncoder:
     def fit(self, manifest: Manifest) -> TargetEncoder:
         frame = manifest.frame
         if self.categorical:
+            codes, uniques, keys = _distinct_labels(frame[self.columns[0]])
             first: dict[str, Any] = {}  # label key -> the first value spelling it, kept for outputs
-            for value in frame[self.columns[0]].tolist():
-                if not is_empty(value):
-                    first.setdefault(label_key(value), _plain(value))
+            for code in pd.unique(codes[codes >= 0]):  # in order of first appearance
+                first.setdefault(keys[code], uniques[code])
             self.classes = [first[key] for key in sorted(first, key=_class_order)]
-            _warn_mixed(manifest, self.columns[0])
+            _warn_mixed(manifest, self.columns[0], codes, keys)
             if len(self.classes) < 2:
                 raise SchemaMismatchError(
                     f"classification needs at least 2 classes in target column '{self.columns[0]}' of "
@@ -137,14 +144,11 @@ class TargetEncoder:
         frame = manifest.frame[[c for c in self.columns if c in manifest.frame.columns]].iloc[rows]  # not every column
         if self.categorical:
             index = {label_key(c): i for i, c in enumerate(self.classes or [])}  # a saved run's classes too
-            out = np.empty(len(frame), np.int64)
-            unseen = []  # (row, value)
-            for i, value in enumerate(frame[self.columns[0]].tolist()):
-                position = index.get(label_key(value))
-                if position is None:
-                    unseen.append((int(rows[i]), _plain(value)))
-                    position = -1
-                out[i] = position
+            column = frame[self.columns[0]]
+            codes, uniques, keys = _distinct_labels(column)
+            positions = np.array([index.get(k, -1) for k in keys] + [-1], np.int64)  # last: empty cells
+            out = positions[codes]
+            unseen = [(int(rows[i]), python_scalar(column.iloc[i])) for i in np.flatnonzero(out < 0)]
             if unseen:
                 raise SchemaMismatchError(self._unseen_message(manifest, unseen))
             return out
