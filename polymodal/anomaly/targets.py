@@ -8,14 +8,8 @@ from typing import Any
 import numpy as np
 
 from polymodal.data.manifest import Manifest, is_empty
-
-
-def _key(value: Any) -> str:
-    """Labels compare as text, so that ``0`` in a YAML list matches ``0`` read from a CSV."""
-    value = value.item() if hasattr(value, "item") else value
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
+from polymodal.data.targets import label_key
+from polymodal.utils.io import python_scalar
 
 
 class AnomalyTargets:
@@ -33,7 +27,7 @@ class AnomalyTargets:
 
     def __init__(self, columns: Sequence[str], normal: Sequence[Any]):
         self.columns = list(columns)
-        self.normal = [_key(v) for v in normal]
+        self.normal = [label_key(v) for v in normal]
 
     def fit(self, manifest: Manifest) -> AnomalyTargets:
         """Nothing to learn: the normal values come from the config."""
@@ -45,12 +39,12 @@ class AnomalyTargets:
         if not self.columns or self.columns[0] not in manifest.frame.columns:
             return [None] * len(rows)
         values = manifest.frame[self.columns[0]].to_numpy(dtype=object)[rows]
-        return [None if is_empty(v) else (v.item() if hasattr(v, "item") else v) for v in values]
+        return [None if is_empty(v) else python_scalar(v) for v in values]
 
     def encode(self, manifest: Manifest, rows: np.ndarray | None = None) -> np.ndarray:
         """(N,) int64: 0 normal, 1 anomaly, -1 no label."""
         normal = set(self.normal)
-        return np.asarray([-1 if v is None else int(_key(v) not in normal) for v in self.labels(manifest, rows)],
+        return np.asarray([-1 if v is None else int(label_key(v) not in normal) for v in self.labels(manifest, rows)],
                           np.int64)
 
     def get_state(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from polymodal.config import Config
 from polymodal.config.modalities import modality_columns
 from polymodal.data.arrays import split_row_ref
 from polymodal.errors import ManifestError
+from polymodal.utils.io import python_scalar
 
 READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "json"}
 
@@ -333,7 +334,7 @@ def _describe(value: object, limit: int = 60) -> str:
 
 def _shown(value: object) -> str:
     """A cell as messages quote it: ``'heavy'``, ``inf`` (numpy scalars as Python's)."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
+    return repr(python_scalar(value))
 
 
 def _target_problems(manifest: Manifest, config: Config) -> list[str]:

@@ -22,6 +22,7 @@ from polymodal.config.tasks import MAIN_TASK
 from polymodal.data.manifest import Manifest, is_empty
 from polymodal.data.targets import TargetEncoder
 from polymodal.errors import ManifestError
+from polymodal.utils.io import python_scalar
 
 if TYPE_CHECKING:
     import torch
@@ -127,7 +128,7 @@ class MultiTargetEncoder:
                     for rows, what in ((np.flatnonzero(np.isnan(numeric)), "be numeric"),
                                        (np.flatnonzero(np.isinf(numeric)), "hold finite numbers")):
                         if len(rows):
-                            held = ", ".join(repr(_scalar(frame[column].iloc[r])) for r in rows[:3])
+                            held = ", ".join(repr(python_scalar(frame[column].iloc[r])) for r in rows[:3])
                             problems.append(f"target column '{column}' of tasks.{name} must {what} for task "
                                             f"'{enc.task}'; rows {_rows(rows)} hold {held}")
         if problems:
@@ -167,10 +168,6 @@ class MultiTargetEncoder:
     def from_state(cls, state: Mapping[str, Any]) -> MultiTargetEncoder:
         return cls(TargetEncoder.from_state(state["main"]),
                    {name: TargetEncoder.from_state(s) for name, s in state["tasks"].items()})
-
-
-def _scalar(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _rows(rows: np.ndarray) -> str:

@@ -46,7 +46,7 @@ def stratified_holdout(manifest: Manifest, fraction: float, seed: int, label_col
     if label_column is not None:
         labels = manifest.frame[label_column].map(label_key).to_numpy()  # 0, '0' and 0.0: one class
         counts = pd.Series(labels).value_counts()
-        if counts.min() >= 2 and int(round(len(rows) * fraction)) >= counts.size and len(rows) - n_valid >= counts.size:
+        if counts.min() >= 2 and min(n_valid, len(rows) - n_valid) >= counts.size:  # one row of each class a side
             stratify = labels
     train_rows, valid_rows = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
     return manifest.subset(np.sort(train_rows)), manifest.subset(np.sort(valid_rows))

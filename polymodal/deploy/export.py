@@ -41,7 +41,7 @@ from polymodal.deploy.errors import ExportError
 from polymodal.deploy.graph import OUTPUT, ExportedGraph, GraphInput, example_feeds, exportable_ops, graph_inputs
 from polymodal.deploy.runtime import META_FILE
 from polymodal.estimator import EXPORT
-from polymodal.utils.io import atomic_write, atomic_write_json
+from polymodal.utils.io import atomic_write, atomic_write_json, python_scalar
 
 FORMATS = ("onnx", "torchscript")
 ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model.torchscript.pt"
@@ -119,7 +119,7 @@ def runtime_limitation(cfg: Any) -> str | None:
 def _json_label(label: Any) -> Any:
     """A class label as JSON keeps it: numbers stay numbers (numpy scalars become Python ones), so
     the runtime and the service predict the same values as the predictor; anything else as text."""
-    value = label.item() if hasattr(label, "item") else label
+    value = python_scalar(label)
     return value if isinstance(value, bool | int | float | str) else str(value)
 
 

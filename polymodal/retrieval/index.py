@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.errors import MissingDependencyError, SchemaMismatchError
-from polymodal.utils.io import atomic_path, atomic_write_json
+from polymodal.utils.io import atomic_path, atomic_write_json, python_scalar
 
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
@@ -76,7 +76,7 @@ class EmbeddingIndex:
         vectors = _normalised(vectors)
         index = _faiss().IndexFlatIP(vectors.shape[1])
         index.add(vectors)
-        return cls(index, list(range(len(vectors))) if ids is None else [_plain(i) for i in ids], meta)
+        return cls(index, list(range(len(vectors))) if ids is None else [python_scalar(i) for i in ids], meta)
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest gallery vectors of each query.
@@ -139,8 +139,3 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected a non-empty (N, D) array of vectors; got shape {vectors.shape}")
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12))
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python scalars (JSON-able)."""
-    return value.item() if hasattr(value, "item") else value

@@ -1,6 +1,8 @@
 """Atomic file writes: a temp file in the same folder, flushed, then renamed over the target.
 
 An interrupted run therefore never leaves a half-written model, checkpoint or table behind.
+Also what writing and reading files needs beside that: JSON-able values (:func:`python_scalar`)
+and a zip archive's integrity (:func:`damaged_zip`, for checkpoints).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 @contextmanager
@@ -57,6 +61,12 @@ def atomic_write_text(target: Path, text: str) -> None:
 
 def atomic_write_json(target: Path, data: Any) -> None:
     atomic_write_text(target, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def python_scalar(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (JSON-able, and shown as Python shows it);
+    anything else as it is."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _json_default(value: Any) -> Any:
