@@ -318,6 +318,8 @@ def _non_path_rows(column: pd.Series, rows: np.ndarray) -> list[tuple[int, objec
         return []  # every present cell is a string
     if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_datetime64_any_dtype(dtype):
         return list(zip(rows.tolist(), column.iloc[rows].tolist()))  # no present cell is a path
+    if pd.api.types.infer_dtype(column.iloc[rows], skipna=True) in ("string", "empty"):
+        return []  # every cell text (one pass in C): the usual case
     bad = []
     for start in range(0, len(rows), BLOCK):
         block = rows[start:start + BLOCK]
