@@ -49,6 +49,16 @@ class StrictModel(BaseModel):
                        if e["loc"] and e["loc"][:1] not in [(key,) for key in found]]  # root) saw defaults
         raise ValidationError.from_exception_data(cls.__name__, errors)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assignment is validated (``validate_assignment``), and a boolean for a number refused
+        there too: pydantic hands the wrap validator the model, not the assigned value."""
+        field = type(self).model_fields.get(name)
+        problem = None if field is None else bool_for_number(field.annotation, value)
+        if problem is not None:
+            raise ValidationError.from_exception_data(type(self).__name__, [
+                {"type": PydanticCustomError("bool_for_number", problem), "loc": (name,), "input": value}])
+        super().__setattr__(name, value)
+
 
 def _error_details(error: Any) -> InitErrorDetails:
     """A reported error made raisable again: a pydantic error type as it was, a custom one as a

@@ -25,12 +25,12 @@ from polymodal.config.model import (
     TensorFusionConfig,
     TransformerHeadConfig,
 )
+from polymodal.config.parsing import DuplicateKeyError, load_json, load_yaml
 from polymodal.config.report import ReportConfig
 from polymodal.config.tasks import TaskSpec, check_tasks
 from polymodal.config.train import DataConfig, LossConfig, TrainConfig
 from polymodal.config.transfer import AnyTransfer, check_transfer
 from polymodal.config.tune import TuneConfig
-from polymodal.config.yaml_loader import DuplicateKeyError, load_yaml
 from polymodal.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -248,7 +248,7 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
         raise ConfigError([f"{what}: {path}"], source=str(path))
     text = _read_text(path)
     try:
-        data = json.loads(text) if path.suffix == ".json" else load_yaml(text)  # YAML 1.2 booleans: `on:` is a key
+        data = load_json(text) if path.suffix == ".json" else load_yaml(text)  # YAML 1.2 booleans: `on:` is a key
     except DuplicateKeyError as err:
         raise ConfigError(err.problems, source=str(path)) from None
     except (yaml.YAMLError, json.JSONDecodeError) as err:

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from polymodal.cli import app
 from polymodal.config import load_config
 from polymodal.config.mel import empty_mel_filters, frame_samples, most_mel_filters
-from polymodal.config.yaml_loader import DuplicateKeyError, load_yaml
+from polymodal.config.parsing import DuplicateKeyError, load_json, load_yaml
 from polymodal.errors import ConfigError
 
 from .helpers import BASE as CONFIG_BASE
@@ -116,6 +117,20 @@ def test_keys_that_only_look_alike_anchors_and_merges_are_not_duplicates():
                                "other": {"dim": 8, "layers": 1}, 1: "int key", "1": "str key"}
     assert load_yaml("a: {x: 1}\nb: {x: 1}\n") == {"a": {"x": 1}, "b": {"x": 1}}  # the same key in two mappings
     assert load_yaml("") is None
+
+
+def test_a_duplicate_json_key_is_refused_with_its_path(tmp_path):
+    path = tmp_path / "twice.json"
+    path.write_text('{"task": "classification", "target": "label", "modalities": {"image": {"kind": "image", '
+                    '"column": "a"}, "image": {"kind": "image", "column": "b"}},'
+                    ' "transfer": [{"method": "dann", "method": "mmd", "method": "coral"}]}', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [
+        "modalities.image: duplicate key (given 2 times); a key may appear only once per object",
+        "transfer.0.method: duplicate key (given 3 times); a key may appear only once per object",
+    ]
+    assert load_json('{"a": {"x": 1}, "b": {"x": 1}}') == {"a": {"x": 1}, "b": {"x": 1}}  # one key per object
 
 
 def test_the_cli_lists_duplicate_keys(tmp_path):
@@ -230,6 +245,16 @@ def test_a_boolean_for_a_number_is_listed_beside_the_sections_other_problems():
         problems[[p.split(":")[0] for p in problems].index("train.epoch")],
     ])
     assert any(p.startswith("train.epoch: unknown key 'epoch' (did you mean 'epochs'?)") for p in problems)
+
+
+def test_a_boolean_assigned_to_a_number_is_refused_too():
+    config = load_config(config_with())
+    with pytest.raises(ValidationError, match="must be an integer, not a boolean"):
+        config.train.epochs = True
+    with pytest.raises(ValidationError, match=r"item 1 must be a number, not a boolean"):
+        config.loss.class_weights = [1.0, True]
+    config.train.epochs, config.train.deterministic = 7, False  # numbers and booleans where they belong
+    assert (config.train.epochs, config.train.deterministic) == (7, False)
 
 
 def test_numbers_and_booleans_from_yaml_still_validate(tmp_path):

@@ -4,7 +4,7 @@ and boolean fields still accept ``yes``."""
 from __future__ import annotations
 
 from polymodal.config import load_config, save_config
-from polymodal.config.yaml_loader import load_yaml
+from polymodal.config.parsing import load_yaml
 
 DANN_ON_ONE_MODALITY = """
 task: classification

@@ -1,4 +1,4 @@
-"""YAML reading with YAML 1.2 booleans.
+"""Config file parsing: YAML with YAML 1.2 booleans, and JSON; a repeated key is an error in both.
 
 PyYAML follows YAML 1.1, where ``on``, ``off``, ``yes``, ``no``, ``y`` and ``n`` are booleans, so
 ``transfer: {method: dann, on: fused}`` would arrive with the key ``True``. Here only
@@ -6,13 +6,15 @@ PyYAML follows YAML 1.1, where ``on``, ``off``, ``yes``, ``no``, ``y`` and ``n``
 the other words stay strings. Boolean fields still accept ``yes`` / ``on``: pydantic turns those
 strings into ``True``.
 
-A key given twice in one mapping is an error (:class:`DuplicateKeyError`, naming the key path and
-both lines); PyYAML would silently keep the last value.
+A key given twice in one mapping is an error (:class:`DuplicateKeyError`, naming the key path and,
+for YAML, both lines); PyYAML and the json module would silently keep the last value.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections import Counter
 from typing import Any
 
 import yaml
@@ -98,4 +100,38 @@ def load_yaml(text: str) -> Any:
         loader.dispose()
 
 
-__all__ = ["DuplicateKeyError", "Yaml12BoolLoader", "duplicate_keys", "load_yaml"]
+def load_json(text: str) -> Any:
+    """Parse JSON text.
+
+    Raises:
+        DuplicateKeyError: an object holds a key twice (every such key is listed with its path).
+        json.JSONDecodeError: the text is not valid JSON.
+    """
+    repeated: dict[int, list[tuple[str, int]]] = {}  # id of a parsed object -> its repeated keys
+
+    def build(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) < len(pairs):
+            repeated[id(obj)] = [(k, n) for k, n in Counter(k for k, _ in pairs).items() if n > 1]
+        return obj
+
+    data = json.loads(text, object_pairs_hook=build)
+    if not repeated:
+        return data
+    problems: list[str] = []
+
+    def walk(value: Any, path: list[str]) -> None:
+        if isinstance(value, dict):
+            problems.extend(f"{'.'.join([*path, key])}: duplicate key (given {n} times); a key may appear only "
+                            f"once per object" for key, n in repeated.get(id(value), []))
+            for key, item in value.items():
+                walk(item, [*path, key])
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, [*path, str(index)])
+
+    walk(data, [])
+    raise DuplicateKeyError(problems)
+
+
+__all__ = ["DuplicateKeyError", "Yaml12BoolLoader", "duplicate_keys", "load_json", "load_yaml"]
