@@ -149,6 +149,24 @@ def test_a_test_manifest_failing_after_training_keeps_the_trained_model(data, tm
     assert MultimodalPredictor.load(out).predict(data["valid"]) is not None
 
 
+def test_the_test_manifest_is_read_and_checked_once(data, tmp_path, monkeypatch):
+    import polymodal.data.pipeline as pipeline
+
+    checked = []
+    validate = pipeline.validate_manifest
+    monkeypatch.setattr(pipeline, "validate_manifest", lambda manifest, *a, **k: (
+        checked.append(manifest.name), validate(manifest, *a, **k))[1])
+    test = _beside_the_data(data, pd.read_csv(data["test"]).drop(columns=["image"]), "test_no_image.csv")
+    with pytest.warns(UserWarning, match="predicting without it") as caught:
+        predictor = MultimodalPredictor.from_config(classification_config(epochs=1)).fit(
+            data["train"], data["valid"], test=test)
+    assert sorted(checked) == sorted(["train.csv", "valid.csv", "test_no_image.csv"])
+    assert len([w for w in caught if "test_no_image.csv has no column" in str(w.message)]) == 1
+    assert predictor.metrics["test"]["rows"] == len(pd.read_csv(test))
+    assert predictor.evaluate(test) == predictor.metrics["test"]  # read again from the file: checked again
+    assert checked.count("test_no_image.csv") == 2
+
+
 @pytest.mark.parametrize(("damage", "fragment"), [
     (lambda run: (run / "model.safetensors").write_bytes(b"\x00\x01"), "is damaged: model.safetensors"),
     (lambda run: (run / "preprocessors" / "img.json").write_text("{not json"), "is damaged: preprocessors/"),

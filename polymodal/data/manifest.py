@@ -41,6 +41,8 @@ class Manifest:
         line_offset: file line of row 0 (2 for CSV with a header), or None when lines mean nothing.
         source_rows: for a :meth:`subset`, each row's number in the manifest it was read as
             (None: the rows are that manifest's own, 0..N-1); messages name the source row.
+        checked: the config and settings it was validated for (set by ``DataPipeline.read``, which
+            does not validate it again for the same ones); None: not validated.
     """
 
     frame: pd.DataFrame
@@ -48,6 +50,7 @@ class Manifest:
     name: str
     line_offset: int | None = None
     source_rows: np.ndarray | None = None
+    checked: tuple | None = None
 
     def __len__(self) -> int:
         return len(self.frame)

@@ -54,6 +54,11 @@ class DataPipeline:
                 at least one must be there, and a warning names the absent ones).
             training: every modality's column must be there and every row must hold one.
         """
+        modalities = None if modalities is None else list(modalities)
+        check = (require_target, None if modalities is None else sorted(modalities), training)
+        if isinstance(data, Manifest) and data.checked is not None and data.checked[0] is self.config \
+                and data.checked[1:] == check:  # validated before (the test manifest read before training)
+            return data
         manifest = read_manifest(data)
         if training:
             validate_manifest(manifest, self.config, require_target=require_target)
@@ -64,6 +69,7 @@ class DataPipeline:
             validate_manifest(manifest, self.config, require_target=require_target, modalities=names,
                               allow_empty_rows=modalities is not None)
         release_memory(len(manifest))  # the parser's and the validation's buffers
+        manifest.checked = (self.config, *check)
         return manifest
 
     def check_modalities(self, modalities: Iterable[str] | None, manifest: Manifest) -> list[str]:
