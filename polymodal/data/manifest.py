@@ -80,6 +80,17 @@ class Manifest:
         path = os.path.expanduser(str(value))  # string ops: this runs once per cell of large manifests
         return path if os.path.isabs(path) else os.path.join(self.root, path)
 
+    def resolve_all(self, values: Iterable[object]) -> list[str | None]:
+        """:meth:`resolve` of each value; a relative path string (the common cell) is joined to the
+        root by concatenation, which is what ``os.path.join`` does with it on POSIX, at a sixth of
+        the cost."""
+        if os.name != "posix":
+            return [self.resolve(v) for v in values]
+        root = os.fspath(self.root)
+        prefix = root if root.endswith("/") or not root else root + "/"
+        return [prefix + v if type(v) is str and v[:1] not in ("/", "~", "") and not v.isspace()
+                else self.resolve(v) for v in values]
+
 
 BLOCK = 65_536  # rows turned into Python objects at a time
 
@@ -137,7 +148,7 @@ class Cells(Sequence):
         if len(columns) > 1:
             return [None if all(is_empty(v) for v in row) else row for row in zip(*columns)]
         if self.file_based:
-            return [self.manifest.resolve(v) for v in columns[0]]
+            return self.manifest.resolve_all(columns[0])
         return [None if is_empty(v) else v for v in columns[0]]
 
 

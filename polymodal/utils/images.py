@@ -12,6 +12,8 @@ def resize_image(image: Any, size: tuple[int, int], mode: str) -> Any:
     from PIL import Image
 
     height, width = size
+    if image.size == (width, height):  # every mode would return a copy of it
+        return image
     if mode == "stretch":
         return image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
     scale = (min if mode == "pad" else max)(width / image.width, height / image.height)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -68,6 +70,18 @@ def test_relative_paths_resolve_against_the_manifest_folder(tmp_path, monkeypatc
     cells = manifest_cells(manifest, make_config(IMAGE_TEXT).modalities["image"], file_based=True)
     assert list(cells) == [str(folder / "img" / "a.png"), None, str(folder / "img" / "c.png")]
     assert manifest.resolve("/abs/x.png") == "/abs/x.png"
+
+
+@pytest.mark.parametrize("root", ["/data/set", "/", "rel/folder"])
+def test_cells_resolve_in_blocks_as_one_by_one(root, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    manifest = read_manifest(pd.DataFrame(ROWS), root=root)
+    manifest.root = Path(root)  # as given, relative too (read_manifest makes it absolute)
+    values = ["a/b.png", "x.npy#3", "/abs/p", "~/h.wav", "~", "", "  ", "\t", None, float("nan"), pd.NA, " lead",
+              "./rel", "../up", "a//b", "é.wav"]
+    expected = [None if is_empty(v) else os.path.join(root, os.path.expanduser(v)) for v in values]
+    assert manifest.resolve_all(values) == expected == [manifest.resolve(v) for v in values]
+    assert expected[3] == f"{tmp_path}/h.wav" and expected[0] == os.path.join(root, "a/b.png")
 
 
 @pytest.mark.parametrize("value", [None, float("nan"), pd.NA, "", "   ", "\t"])

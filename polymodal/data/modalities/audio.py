@@ -8,8 +8,8 @@ Cached form: ``x`` float32 (T, F) frames x features (``waveform``: (N, 1) sample
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
         DecodeError: unreadable, corrupt or truncated file, no samples, or a ``.npy`` array that
             is not numeric 1-D samples or 2-D samples x channels.
     """
-    suffix = Path(path).suffix.lower()
+    suffix = os.path.splitext(path)[1].lower()
     if suffix == ".wav":
         try:
             fast = read_pcm_wav(path)

@@ -6,8 +6,8 @@ Cached form: ``x`` uint8 (H, W, C). Normalisation and augmentation happen at bat
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,12 @@ EXIF_FORMATS = frozenset({"JPEG", "MPO", "TIFF", "WEBP", "HEIF"})
 
 def _to_pil(array: np.ndarray, path: str) -> Image.Image:
     """An ``.npy`` array (H, W), (H, W, C) or (C, H, W) -> a Pillow image."""
+    return Image.fromarray(_image_array(array, path))
+
+
+def _image_array(array: np.ndarray, path: str) -> np.ndarray:
+    """An ``.npy`` array (H, W), (H, W, C) or (C, H, W) -> uint8 (H, W) or (H, W, 3|4), the
+    layouts Pillow reads as L, RGB and RGBA (floats in [0, 1] are scaled to [0, 255])."""
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
         array = np.moveaxis(array, 0, -1)
     if array.ndim == 3 and array.shape[-1] == 1:
@@ -39,7 +45,7 @@ def _to_pil(array: np.ndarray, path: str) -> Image.Image:
         if values.max(initial=0.0) <= 1.0:
             values = values * 255.0
         array = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-    return Image.fromarray(array)
+    return array
 
 
 def build_augment(cfg: ImageAugment) -> torch.nn.Module | None:
@@ -79,8 +85,12 @@ class ImagePreprocessor(Preprocessor):
 
     def decode(self, value: Any) -> np.ndarray:
         path = str(value)
-        if Path(path).suffix.lower() == ".npy" or split_row_ref(path)[1] is not None:
-            image = _to_pil(load_npy(path), path)
+        if os.path.splitext(path)[1].lower() == ".npy" or split_row_ref(path)[1] is not None:
+            array = _image_array(load_npy(path), path)
+            if array.shape[:2] == self.size and (array.shape[2:], self.cfg.color) in (((), "gray"), ((3,), "rgb")):
+                # already what the Pillow round trip (same mode, same size) would return
+                return np.array(array if array.ndim == 3 else array[:, :, None], dtype=np.uint8)
+            image = Image.fromarray(array)
         else:
             image = self._open(path)
         return self.from_pil(image)

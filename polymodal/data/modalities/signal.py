@@ -12,6 +12,7 @@ manifest of the segments.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def _pick_array(arrays: Mapping[str, Any], key: str | None, path: str) -> np.nda
 
 def read_signal(path: str, key: str | None = None, columns: list[str] | None = None) -> np.ndarray:
     """Read a recording as a float32 (channels, samples) array."""
-    suffix = Path(path).suffix.lower()
+    suffix = os.path.splitext(path)[1].lower()
     if split_row_ref(path)[1] is not None:
         suffix = ".npy"
     try:

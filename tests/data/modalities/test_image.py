@@ -62,6 +62,31 @@ def test_npy_arrays_decode_like_images(tmp_path, array):
     np.testing.assert_array_equal(x, gradient_rgb().transpose(2, 0, 1))
 
 
+@pytest.mark.parametrize("color", ["gray", "rgb", "hsv"])
+@pytest.mark.parametrize("layout", ["hw", "hw1", "hwc", "chw", "hwa", "float01", "shard-row"])
+def test_arrays_at_the_target_size_decode_as_pillow_converts_them(tmp_path, color, layout):
+    """Arrays already at the size are decoded without a resize (and, where the colour matches, without
+    Pillow at all): the result is what Pillow's conversion of the same pixels gives."""
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    pixels = {"hw": rgba[..., 0], "hw1": rgba[..., :1], "hwc": rgba[..., :3], "chw": rgba[..., :3].transpose(2, 0, 1),
+              "hwa": rgba, "float01": rgba[..., :3] / np.float32(255), "shard-row": rgba[..., :3]}[layout]
+    if layout == "shard-row":
+        np.save(tmp_path / "shard.npy", np.stack([pixels[::-1], pixels]))
+        cell = f"{tmp_path / 'shard.npy'}#1"
+    else:
+        np.save(tmp_path / "a.npy", np.ascontiguousarray(pixels))
+        cell = str(tmp_path / "a.npy")
+    source = {"hw": "L", "hw1": "L", "hwa": "RGBA"}.get(layout, "RGB")
+    reference = Image.fromarray(rgba[..., 0] if source == "L" else rgba if source == "RGBA" else rgba[..., :3])
+    reference = np.asarray(reference.convert("RGB").convert("HSV") if color == "hsv" else
+                           reference.convert({"gray": "L", "rgb": "RGB"}[color]))
+    for resize in ("stretch", "pad", "crop"):
+        x = image(color=color, resize=resize).decode(cell)
+        assert x.dtype == np.uint8 and x.shape == (16, 16, 1 if color == "gray" else 3)
+        np.testing.assert_array_equal(x, reference.reshape(x.shape))
+
+
 def test_npy_with_a_bad_shape_is_a_decode_error(tmp_path):
     np.save(tmp_path / "a.npy", np.zeros((2, 3, 4, 5), np.uint8))
     with pytest.raises(DecodeError, match=r"got shape \(2, 3, 4, 5\)"):
