@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.data.manifest import Manifest, is_empty
-from polymodal.data.targets import label_key
+from polymodal.data.targets import distinct_labels, label_key
 from polymodal.utils.io import python_scalar
 
 
@@ -43,9 +43,12 @@ class AnomalyTargets:
 
     def encode(self, manifest: Manifest, rows: np.ndarray | None = None) -> np.ndarray:
         """(N,) int64: 0 normal, 1 anomaly, -1 no label."""
+        rows = np.arange(len(manifest)) if rows is None else np.asarray(rows)
+        if not self.columns or self.columns[0] not in manifest.frame.columns:
+            return np.full(len(rows), -1, np.int64)
+        codes, _, keys = distinct_labels(manifest.frame[self.columns[0]].iloc[rows])  # keyed per distinct value
         normal = set(self.normal)
-        return np.asarray([-1 if v is None else int(label_key(v) not in normal) for v in self.labels(manifest, rows)],
-                          np.int64)
+        return np.asarray([int(k not in normal) for k in keys] + [-1], np.int64)[codes]  # last: empty cells
 
     def get_state(self) -> dict[str, Any]:
         return {"task": self.task, "columns": self.columns, "normal": self.normal, "classes": None}

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.data.manifest import Manifest
-from polymodal.data.targets import label_key
+from polymodal.data.targets import distinct_labels
 from polymodal.errors import ManifestError
 
 
@@ -30,7 +30,7 @@ def stratified_holdout(manifest: Manifest, fraction: float, seed: int, label_col
     """(train, valid) with ``fraction`` of the rows in ``valid`` (scikit-learn's ``train_test_split``).
 
     Args:
-        label_column: stratify by this column's labels (see :func:`~polymodal.data.targets.label_key`)
+        label_column: stratify by this column's labels (matched as :func:`~polymodal.data.targets.label_key` does)
             when every class has two rows or more and each side can hold one row of each; None: a
             plain random split.
 
@@ -44,7 +44,8 @@ def stratified_holdout(manifest: Manifest, fraction: float, seed: int, label_col
     _check_size(manifest, fraction, n_valid)
     stratify = None
     if label_column is not None:
-        labels = manifest.frame[label_column].map(label_key).to_numpy()  # 0, '0' and 0.0: one class
+        codes, _, keys = distinct_labels(manifest.frame[label_column])  # 0, '0' and 0.0: one class
+        labels = np.asarray([*keys, ""], dtype=object)[codes]  # keyed once per distinct value
         counts = pd.Series(labels).value_counts()
         if counts.min() >= 2 and min(n_valid, len(rows) - n_valid) >= counts.size:  # one row of each class a side
             stratify = labels

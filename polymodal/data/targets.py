@@ -18,6 +18,7 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 _LEADING_ZERO = re.compile(r"^[+-]?0\d")  # '007', '01': codes, not numbers
+_INTEGER = re.compile(r"^[+-]?\d+$")
 
 
 def label_key(value: Any) -> str:
@@ -31,7 +32,7 @@ def label_key(value: Any) -> str:
         text = value.strip()
         if not _is_number(text) or _LEADING_ZERO.match(text):
             return value
-        value = float(text)
+        value = int(text) if _INTEGER.match(text) else float(text)  # int: exact past 2**53
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -46,7 +47,7 @@ def _class_order(key: str) -> tuple:
     return (0, float(key), key) if _is_number(key) else (1, 0.0, key)
 
 
-def _distinct_labels(values: pd.Series) -> tuple[np.ndarray, list[Any], list[str]]:
+def distinct_labels(values: pd.Series) -> tuple[np.ndarray, list[Any], list[str]]:
     """``(codes, uniques, keys)``: each row's index into its column's distinct values (in order of
     first appearance; -1 for an empty cell), those values, and their :func:`label_key`. Labels are
     keyed once per distinct value, not per row."""
@@ -114,7 +115,7 @@ class TargetEncoder:
     def fit(self, manifest: Manifest) -> TargetEncoder:
         frame = manifest.frame
         if self.categorical:
-            codes, uniques, keys = _distinct_labels(frame[self.columns[0]])
+            codes, uniques, keys = distinct_labels(frame[self.columns[0]])
             first: dict[str, Any] = {}  # label key -> the first value spelling it, kept for outputs
             for code in pd.unique(codes[codes >= 0]):  # in order of first appearance
                 first.setdefault(keys[code], uniques[code])
@@ -143,9 +144,9 @@ class TargetEncoder:
         rows = np.arange(len(manifest)) if rows is None else np.asarray(rows)
         frame = manifest.frame[[c for c in self.columns if c in manifest.frame.columns]].iloc[rows]  # not every column
         if self.categorical:
-            index = {label_key(c): i for i, c in enumerate(self.classes or [])}  # a saved run's classes too
+            index = self._class_index()
             column = frame[self.columns[0]]
-            codes, uniques, keys = _distinct_labels(column)
+            codes, uniques, keys = distinct_labels(column)
             positions = np.array([index.get(k, -1) for k in keys] + [-1], np.int64)  # last: empty cells
             out = positions[codes]
             unseen = [(int(rows[i]), python_scalar(column.iloc[i])) for i in np.flatnonzero(out < 0)]
@@ -158,6 +159,19 @@ class TargetEncoder:
         if self.task == "regression":
             values = (values - self.mean) / self.std
         return values
+
+    def _class_index(self) -> dict[str, int]:
+        """:func:`label_key` of each class -> its index. Classes fitted apart that match as one
+        (a run saved before labels were matched by key, e.g. ``[1, "1"]``) are refused: rows of
+        either would all be given the last."""
+        index: dict[str, int] = {}
+        for i, c in enumerate(self.classes or []):
+            first = index.setdefault(label_key(c), i)
+            if first != i:
+                raise SchemaMismatchError(
+                    f"classes {self.classes[first]!r} and {c!r} of this model match as one label "
+                    f"({label_key(c)!r}): labels are matched by value whatever their type; retrain the model")
+        return index
 
     def _unseen_message(self, manifest: Manifest, unseen: list[tuple[int, Any]]) -> str:
         """The first unseen label with its row, then (a few of) the other rows holding one."""

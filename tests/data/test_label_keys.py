@@ -18,7 +18,10 @@ def fit(labels: list) -> TargetEncoder:
 
 @pytest.mark.parametrize(("value", "key"), [(0, "0"), ("0", "0"), (0.0, "0"), (7.0, "7"), (0.5, "0.5"),
                                             ("007", "007"), ("cat", "cat"), (True, "True"), ("1.0", "1"),
-                                            ("0.50", "0.5"), (" 3 ", "3"), ("-0", "0"), ("01.5", "01.5")])
+                                            ("0.50", "0.5"), (" 3 ", "3"), ("-0", "0"), ("01.5", "01.5"),
+                                            ("+7", "7"), ("1e3", "1000"),
+                                            ("9007199254740993", "9007199254740993"),  # past 2**53: exact
+                                            (9007199254740993, "9007199254740993")])
 def test_label_key(value, key):
     assert label_key(value) == key
 
@@ -90,3 +93,17 @@ def test_a_number_read_as_text_beside_a_word_matches_the_same_number_read_as_a_f
     with pytest.warns(UserWarning, match="mixes numbers"):
         encoder.fit(read_manifest(tmp_path / "train.csv"))
     assert encoder.encode(read_manifest(tmp_path / "test.csv")).tolist() == [0, 1]
+
+
+def test_integer_ids_past_float_precision_stay_distinct_classes():
+    enc = fit(["9007199254740993", "9007199254740992", "unknown", "9007199254740993"])
+    assert enc.classes == ["9007199254740992", "9007199254740993", "unknown"]
+    assert enc.encode(read_manifest(pd.DataFrame({"y": [9007199254740993, 9007199254740992]}))).tolist() == [1, 0]
+
+
+def test_saved_classes_that_match_as_one_label_are_refused():
+    """A vocabulary fitted before labels were matched by value could hold 1 and '1' apart; encoding
+    with it would give every such row the last of them."""
+    enc = TargetEncoder.from_state({"task": "classification", "columns": ["y"], "classes": [1, "1", "cat"]})
+    with pytest.raises(SchemaMismatchError, match=r"classes 1 and '1' of this model match as one label \('1'\)"):
+        enc.encode(read_manifest(pd.DataFrame({"y": ["cat"]})))
