@@ -140,8 +140,13 @@ def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
     return meta
 
 
-def export_onnx(graph: ExportedGraph, path: Path) -> None:
-    """Trace the graph and write it with a dynamic batch axis on every input and the output."""
+def export_onnx(graph: ExportedGraph, path: Path) -> set[str]:
+    """Trace the graph and write it with a dynamic batch axis on every input and the output.
+
+    Returns:
+        The names of the inputs the written graph takes: the exporter drops an input nothing
+        reads (a tabular modality's empty ``cat`` array when it has no categorical column).
+    """
     feeds = example_feeds(graph.inputs, batch=2)
     args = tuple(torch.from_numpy(feeds[i.name]) for i in graph.inputs)
     names = [i.name for i in graph.inputs]
@@ -159,6 +164,9 @@ def export_onnx(graph: ExportedGraph, path: Path) -> None:
         # the graph takes no initial RNN state, so any batch size works (the tests run several)
         warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size other than 1", UserWarning)
         atomic_write(path, write)
+    import onnx
+
+    return {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
 
 
 def export_torchscript(graph: ExportedGraph, path: Path) -> None:
@@ -220,7 +228,8 @@ def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None
     net.encode_present_only = False  # every encoder runs on every row: no data-dependent shapes
     try:
         if fmt == "onnx":
-            export_onnx(graph, folder / ONNX_FILE)
+            taken = export_onnx(graph, folder / ONNX_FILE)
+            meta["graph"]["inputs"] = [i for i in meta["graph"]["inputs"] if i["name"] in taken]
             meta["graph"]["file"] = ONNX_FILE
         else:
             export_torchscript(graph, folder / TORCHSCRIPT_FILE)

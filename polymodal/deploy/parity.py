@@ -227,9 +227,11 @@ def quantize_and_measure(predictor: Any, folder: Path, meta: Mapping[str, Any], 
         "speedup_batch": latency(fp, batch) / latency(q8, batch),
     }
     if labels is not None and labels.notna().all():
-        classes = np.asarray(meta["classes"])
-        truth = labels.astype(str).to_numpy()
+        from polymodal.data.targets import label_key
+
+        index = {label_key(c): i for i, c in enumerate(meta["classes"])}  # 7, "7" and 7.0 are one label
+        truth = np.array([index.get(label_key(v), -1) for v in labels])
         start, stop = meta["main_outputs"]
-        result["accuracy"] = float((classes[out_fp[:, start:stop].argmax(1)] == truth).mean())
-        result["accuracy_int8"] = float((classes[out_q8[:, start:stop].argmax(1)] == truth).mean())
+        result["accuracy"] = float((out_fp[:, start:stop].argmax(1) == truth).mean())
+        result["accuracy_int8"] = float((out_q8[:, start:stop].argmax(1) == truth).mean())
     return result

@@ -61,16 +61,31 @@ def body_schemas(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
 @functools.cache
 def strict_multipart_parser() -> type:
     """starlette's ``MultiPartParser``, recording what it lets pass: ``ended`` (False when the body
-    stops before its closing boundary, whose parts starlette drops without a word) and
+    stops before its closing boundary, whose parts starlette drops without a word),
     ``undecodable`` (form fields not valid in the body's ``charset``, which starlette would read
-    as Latin-1)."""
-    from starlette.formparsers import MultiPartParser
+    as Latin-1) and ``unknown_charset`` (a ``charset`` parameter naming no codec, which starlette
+    would also replace by Latin-1; the body is then not parsed)."""
+    import codecs
+
+    from starlette.formparsers import MultiPartParser, parse_options_header
 
     class StrictMultiPartParser(MultiPartParser):
         def __init__(self, *args: Any, **kwargs: Any):
             super().__init__(*args, **kwargs)
             self.ended = False
             self.undecodable: list[str] = []
+            self.unknown_charset: str | None = None
+
+        async def parse(self) -> Any:
+            charset = parse_options_header(self.headers.get("Content-Type", ""))[1].get(b"charset")
+            if charset is not None:
+                name = charset.decode("latin-1") if isinstance(charset, bytes) else str(charset)
+                try:
+                    codecs.lookup(name)
+                except LookupError:
+                    self.unknown_charset = name
+                    return None
+            return await super().parse()
 
         @property
         def charset(self) -> str:
@@ -160,6 +175,9 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
                 form = await multipart.parse()
             except MultiPartException as err:
                 raise RequestError(f"malformed multipart body ({err.message})", code="malformed_body") from None
+            if multipart.unknown_charset is not None:
+                raise RequestError(f"unknown charset {multipart.unknown_charset!r} in the Content-Type; send the "
+                                   "form UTF-8-encoded", status=415, code="unsupported_charset")
             if not multipart.ended or multipart.undecodable:
                 await form.close()
                 if not multipart.ended:

@@ -162,6 +162,44 @@ def test_quantized_accuracy_is_measured_against_the_labels(exported, trained, da
     assert q["accuracy"] == pytest.approx(eager) and q["accuracy_int8"] == pytest.approx(int8)
 
 
+def test_quantized_accuracy_matches_numeric_labels_whatever_their_type(exported, trained, dataset, tmp_path):
+    """deploy.json keeps class labels with their JSON type (0, not "0"); labels read as text or
+    floats still match them."""
+    folder = shutil.copytree(exported[0], tmp_path / "export")
+    predictor, _ = trained
+    meta = json.loads((folder / "deploy.json").read_text())
+    assert meta["classes"] == ["a", "b", "c"]
+    frame = dataset["frame"].iloc[42:].reset_index(drop=True)
+    as_text = quantize_and_measure(predictor, folder, meta, read_manifest(frame, root=dataset["root"]), rows=len(frame))
+    numbered = frame.assign(label=[{"a": 0.0, "b": "1", "c": 2}[v] for v in frame["label"]])
+    q = quantize_and_measure(predictor, folder, {**meta, "classes": [0, 1, 2]},
+                             read_manifest(numbered, root=dataset["root"]), rows=len(frame))
+    assert q["accuracy"] == as_text["accuracy"] >= 0.5 and q["accuracy_int8"] == as_text["accuracy_int8"]
+
+
+def test_a_table_without_categorical_columns_exports_and_runs(tmp_path):
+    """The exporter drops the graph input nothing reads (the empty ``cat`` array); deploy.json lists
+    the inputs the graph takes, and the runtime feeds just those."""
+    import pandas as pd
+
+    from polymodal import MultimodalPredictor
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 90)
+    frame = pd.DataFrame({"x1": y + rng.normal(0, 0.1, 90), "x2": rng.normal(size=90), "label": y})
+    config = {"task": "classification", "target": "label",
+              "modalities": {"tab": {"kind": "tabular", "columns": ["x1", "x2"], "encoder": {"dim": 8}}},
+              "train": {"epochs": 2, "batch_size": 16, "progress": False}}
+    predictor = MultimodalPredictor.from_config(config).fit(frame.iloc[:60], frame.iloc[60:])
+    report = export_run(predictor, tmp_path / "export", data=frame, rows=90, quantize=True)
+    meta = json.loads((tmp_path / "export" / "deploy.json").read_text())
+    assert [i["name"] for i in meta["graph"]["inputs"]] == ["tab.num", "tab.present"]
+    assert report.parity["runtime_max_abs_diff"] <= 1e-4 and report.quantized["rows"] == 90
+    runtime = Runtime.load(tmp_path / "export")
+    np.testing.assert_array_equal(np.asarray(runtime.predict([{"tab": {"x1": v, "x2": 0.0}} for v in frame["x1"]])),
+                                  predictor.predict(frame.drop(columns="x2").assign(x2=0.0)))
+
+
 def test_torchscript_export_matches_eager(trained, tmp_path):
     predictor, _ = trained
     report = export_run(predictor, tmp_path / "ts", fmt="torchscript")

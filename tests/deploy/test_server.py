@@ -199,6 +199,18 @@ def test_a_multipart_body_without_its_closing_boundary_is_malformed(client):
         assert error["code"] == "malformed_body" and "closing boundary" in error["message"]
 
 
+def test_a_multipart_charset_that_names_no_codec_is_refused(client):
+    """starlette would read the body as Latin-1 instead."""
+    body = multipart_body(("x1", b"2.1"), ("notes", b"caf\xc3\xa9 blue"))
+    for charset, status in (("bogus", 415), ("utf-8", 200), ("UTF8", 200)):
+        response = client.post("/predict", content=body["content"], headers={
+            "content-type": f"multipart/form-data; boundary=XYZ; charset={charset}"})
+        assert response.status_code == status, response.text
+    error = client.post("/predict", content=body["content"], headers={
+        "content-type": "multipart/form-data; boundary=XYZ; charset=bogus"}).json()["error"]
+    assert error["code"] == "unsupported_charset" and "'bogus'" in error["message"]
+
+
 @pytest.mark.parametrize("kwargs", [
     multipart_body(("x1", b"2.1"), ("notes", b"caf\xe9 blue")),  # Latin-1, not UTF-8
     {"content": b"x1=2.1&notes=caf%E9+blue", "headers": {"content-type": "application/x-www-form-urlencoded"}},
