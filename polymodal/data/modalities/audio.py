@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from polymodal.config.mel import frame_samples
 from polymodal.config.modalities import AudioAugment, AudioModality, AudioPreprocess
 from polymodal.data import features as F
 from polymodal.data.arrays import load_npy, split_row_ref
@@ -66,6 +67,11 @@ def _npy_wave(path: str) -> np.ndarray:
     return wave
 
 
+# libsndfile formats whose frame count is estimated (an MP3 without a Xing/Info header: from its
+# size and bit rate), so fewer frames read is not truncation
+ESTIMATED_LENGTH_FORMATS = frozenset({"MP3", "MPEG"})  # soundfile names MPEG Layer III "MP3"
+
+
 def _soundfile_wave(path: str, suffix: str) -> tuple[np.ndarray, int]:
     """libsndfile decode, refusing a file that holds fewer frames than its header declares."""
     import soundfile
@@ -73,13 +79,13 @@ def _soundfile_wave(path: str, suffix: str) -> tuple[np.ndarray, int]:
     try:
         declared = wav_frames(path) if suffix == ".wav" else None  # libsndfile clips a WAV's count silently
         with soundfile.SoundFile(path) as handle:
-            frames, rate = handle.frames, handle.samplerate
+            frames, rate, fmt = handle.frames, handle.samplerate, handle.format
             wave = handle.read(dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, OSError) as err:
         raise DecodeError(f"unreadable or corrupt audio ({err})", path=path) from None
     if declared is not None and declared[1] < declared[0]:
         raise DecodeError(truncation_reason(*declared), path=path)
-    if wave.shape[0] < frames:
+    if wave.shape[0] < frames and fmt not in ESTIMATED_LENGTH_FORMATS:
         raise DecodeError(f"truncated audio: header declares {frames} frames, the file holds {wave.shape[0]}",
                           path=path)
     if wave.shape[0] == 0:
@@ -156,8 +162,8 @@ class AudioPreprocessor(Preprocessor):
         super().__init__(name)
         self.cfg = cfg
         self.n_samples = round(cfg.max_seconds * cfg.sample_rate)
-        self.n_fft = round(cfg.frame_ms * cfg.sample_rate / 1000)
-        self.hop = round(cfg.hop_ms * cfg.sample_rate / 1000)
+        self.n_fft = frame_samples(cfg.frame_ms, cfg.sample_rate)  # as the config's mel checks count them
+        self.hop = frame_samples(cfg.hop_ms, cfg.sample_rate)
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
 

@@ -39,6 +39,26 @@ def test_a_truncated_wav_is_refused_by_either_decoder(tmp_path, subtype, holds):
     assert info.value.path == path
 
 
+def test_an_mp3_whose_length_libsndfile_estimates_still_reads(tmp_path):
+    """Without a Xing/Info header an MP3's frame count is estimated from its size and bit rate,
+    and may exceed what decoding gives: that is not truncation."""
+    av = pytest.importorskip("av")
+    path = str(tmp_path / "clip.mp3")
+    with av.open(path, "w", format="mp3", options={"write_xing": "0"}) as out:
+        stream = out.add_stream("libmp3lame" if "libmp3lame" in av.codecs_available else "mp3", rate=16000,
+                                layout="mono")
+        stream.bit_rate = 32000
+        frame = av.AudioFrame.from_ndarray(tone(440, 3.0, 16000)[None, :].astype(np.float32), format="flt",
+                                           layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    with soundfile.SoundFile(path) as handle:
+        assert handle.format == "MP3" and handle.frames > len(handle.read())  # the estimate overshoots
+    wave, rate = read_audio(path)
+    assert rate == 16000 and 2.9 * rate < len(wave) <= 3.1 * rate
+
+
 @pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])
 def test_a_whole_wav_with_a_chunk_after_its_data_still_reads(tmp_path, subtype):
     """Only a short data chunk is truncation: a complete file reads every frame."""
