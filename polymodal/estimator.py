@@ -28,7 +28,7 @@ from polymodal.data.dataset import Batch, data_loader
 from polymodal.data.encode import EncodedTable, skipped_frame
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
-from polymodal.errors import PolymodalError, SchemaMismatchError
+from polymodal.errors import SchemaMismatchError
 from polymodal.runfolder import read_results, write_results
 from polymodal.utils.device import default_device, default_workers, move_to
 from polymodal.utils.warn import warn_user
@@ -115,20 +115,23 @@ class Estimator:
         return train_m, valid_m, None if test is None else pipeline.read(test, require_target=True)
 
     def _evaluate_test(self, test: Manifest, run_dir: Path | None) -> dict[str, Any]:
-        """``evaluate(test)`` after a fit. When it fails (say, a corrupt file in the test manifest),
-        the trained model is saved to ``run_dir`` first, then the error is raised."""
+        """``evaluate(test)`` after a fit. When it fails (say, a corrupt file in the test manifest, or
+        a file system error), the trained model is saved to ``run_dir`` first, then the error is
+        raised."""
         try:
             return self.evaluate(test)
-        except PolymodalError:
+        except Exception:
             if run_dir is not None:
                 self.save(run_dir)
                 warn_user(f"the test manifest could not be evaluated; the trained model is saved in {run_dir} "
                           "(evaluate it with 'polymodal evaluate' once the manifest is fixed)")
             raise
 
-    def _fit_pipeline(self, pipeline: DataPipeline, train_m: Manifest, valid_m: Manifest
-                      ) -> tuple[EncodedTable, np.ndarray, EncodedTable, np.ndarray]:
-        """Fit ``pipeline`` on ``train_m`` (it becomes ``self.pipeline``) and encode both manifests.
+    def _fit_pipeline(self, pipeline: DataPipeline, train_m: Manifest, valid_m: Manifest,
+                      test_m: Manifest | None = None) -> tuple[EncodedTable, np.ndarray, EncodedTable, np.ndarray]:
+        """Fit ``pipeline`` on ``train_m`` (it becomes ``self.pipeline``) and encode both manifests;
+        ``test_m``'s targets are encoded too, so a label the training did not see is refused
+        before the epochs (and before ``--overwrite`` clears the earlier run), not after them.
 
         Returns:
             The training table and targets, then the validation table and targets.
@@ -137,6 +140,8 @@ class Estimator:
         train_table, train_y = pipeline.fit(train_m, progress=progress)
         valid_table = pipeline.encode(valid_m, progress=progress)
         valid_y = pipeline.encode_targets(valid_m, valid_table)
+        if test_m is not None:
+            pipeline.targets.encode(test_m)
         self.pipeline = pipeline
         return train_table, train_y, valid_table, valid_y
 

@@ -48,9 +48,10 @@ LAST_CHECKPOINT = f"{CHECKPOINTS}/last.ckpt"
 
 
 def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = False, overwrite: bool = False,
-              verify_checkpoint: bool = True) -> None:
+              verify_checkpoint: bool = True, resumable: bool = True) -> None:
     """Check, before any data is read and without writing anything, that a fit may use ``out``
-    (``verify_checkpoint``: also read the checkpoint to resume from through, for its CRCs).
+    (``verify_checkpoint``: also read the checkpoint to resume from through, for its CRCs;
+    ``resumable``: whether the estimator can resume, so a refusal may suggest ``--resume``).
 
     Raises:
         RunFolderError: ``resume`` and ``overwrite`` together; ``out`` is a file; it already holds
@@ -75,10 +76,16 @@ def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = F
         check_resumable(run, config)
         if verify_checkpoint:
             check_checkpoint(last)
-    elif ((run / MODEL_FILE).is_file() or last.is_file()) and not overwrite:
-        what = "a trained model" if (run / MODEL_FILE).is_file() else f"an interrupted run ({LAST_CHECKPOINT})"
-        hint = "" if (run / MODEL_FILE).is_file() else ", --resume to continue it"
+    elif (held := held_run(run)) is not None and not overwrite:
+        what = "a trained model" if held == MODEL_FILE else f"an interrupted run ({LAST_CHECKPOINT})"
+        hint = ", --resume to continue it" if held == LAST_CHECKPOINT and resumable else ""
         raise RunFolderError(f"{run} already holds {what}; give another --out{hint}, or --overwrite to replace it")
+
+
+def held_run(run: Path) -> str | None:
+    """What makes ``run`` hold a run: its trained model (:data:`MODEL_FILE`), else the checkpoint of
+    an interrupted one (:data:`LAST_CHECKPOINT`); None for a new or unrelated folder."""
+    return next((name for name in (MODEL_FILE, LAST_CHECKPOINT) if (run / name).is_file()), None)
 
 
 def check_checkpoint(path: Path) -> None:
@@ -93,8 +100,8 @@ def check_checkpoint(path: Path) -> None:
                              "it. Start again with --overwrite")
 
 
-def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = False, overwrite: bool = False
-              ) -> Path | None:
+def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = False, overwrite: bool = False,
+              resumable: bool = True) -> Path | None:
     """Create the run folder ``out`` (when given) and write its ``config.yaml``, right before
     training: the inputs have been read, checked and preprocessed by then, so a mistake (or a
     corrupt file) leaves an existing folder as it was. With ``overwrite``, the earlier run's own
@@ -104,11 +111,11 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
         See :func:`check_out`, which runs again here (the folder may have changed meanwhile; the
         checkpoint was verified when the fit started).
     """
-    check_out(out, config, resume=resume, overwrite=overwrite, verify_checkpoint=False)
+    check_out(out, config, resume=resume, overwrite=overwrite, verify_checkpoint=False, resumable=resumable)
     if out is None:
         return None
     run = Path(out)
-    if not resume and ((run / MODEL_FILE).is_file() or (run / LAST_CHECKPOINT).is_file()):
+    if not resume and held_run(run) is not None:
         clear_run(run)
     run.mkdir(parents=True, exist_ok=True)
     save_config(config, run / CONFIG_FILE)
@@ -226,7 +233,8 @@ def reading(run: Path, name: str) -> Iterator[None]:
         missing = Path(err.filename).relative_to(run) if err.filename and Path(err.filename).is_relative_to(run) else name
         raise RunFolderError(f"the run {run} is incomplete: {missing} is missing; retrain it or restore the "
                              "file") from None
-    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # JSONDecodeError is a ValueError
+    except (OSError, ValueError, RuntimeError, SafetensorError,  # JSONDecodeError is a ValueError
+            TypeError, AttributeError, KeyError) as err:  # readable, but not the structure the file has
         raise RunFolderError(f"the run {run} is damaged: {name} cannot be read ({type(err).__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else ''}); retrain it or restore the file") from None
 
@@ -281,7 +289,9 @@ def read_results(run: Path) -> RunResults:
     if (run / METRICS_FILE).is_file():
         with reading(run, METRICS_FILE):
             stored = json.loads((run / METRICS_FILE).read_text(encoding="utf-8"))
-        results.info = stored.pop("training", {})
+            if not isinstance(stored, dict):
+                raise ValueError(f"expected a JSON object, found {type(stored).__name__}")
+            results.info = stored.pop("training", {})
         results.metrics = stored
     if (run / HISTORY_FILE).is_file():
         with reading(run, HISTORY_FILE):

@@ -137,6 +137,17 @@ def test_the_test_manifest_is_checked_before_training(data, tmp_path):
     assert not out.exists(), "nothing is written before the inputs are checked"
 
 
+def test_a_test_label_the_training_did_not_see_is_refused_before_training(data, trained, tmp_path):
+    """Refused before the epochs, and before --overwrite clears the run already there."""
+    frame = pd.read_csv(data["test"])
+    frame.loc[2, "label"] = "zzz"
+    run = _copy(trained, tmp_path)
+    before = _snapshot(run)
+    result = _train(data, run, "--overwrite", "--test", _beside_the_data(data, frame, "test_unseen.csv"))
+    assert_user_error(result, "test_unseen.csv row 2 (line 4): label 'zzz' in column 'label' was not seen in training")
+    assert _snapshot(run) == before
+
+
 def test_a_test_manifest_failing_after_training_keeps_the_trained_model(data, tmp_path):
     frame = pd.read_csv(data["test"])
     row = frame.index[frame["image"].fillna("") != ""][0]
@@ -172,7 +183,9 @@ def test_the_test_manifest_is_read_and_checked_once(data, tmp_path, monkeypatch)
     (lambda run: (run / "preprocessors" / "img.json").write_text("{not json"), "is damaged: preprocessors/"),
     (lambda run: (run / "preprocessors" / "img.json").unlink(), "is incomplete: preprocessors/img.json is missing"),
     (lambda run: (run / "metrics.json").write_text("[1, 2"), "is damaged: metrics.json"),
-], ids=["weights", "preprocessor", "missing-preprocessor", "metrics"])
+    (lambda run: (run / "metrics.json").write_text("[1]"), "is damaged: metrics.json"),
+    (lambda run: (run / "preprocessors" / "targets.json").write_text("[]"), "is damaged: preprocessors/"),
+], ids=["weights", "preprocessor", "missing-preprocessor", "metrics", "metrics-shape", "targets-shape"])
 def test_a_damaged_run_is_named_as_such(data, trained, tmp_path, damage, fragment):
     run = _copy(trained, tmp_path)
     damage(run)

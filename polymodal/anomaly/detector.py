@@ -120,7 +120,10 @@ class AnomalyDetector(Estimator):
         if resume or unlabeled is not None:
             raise SchemaMismatchError("task 'anomaly' supports neither --resume nor an unlabelled manifest")
         cfg = self.config
-        runfolder.check_out(out, cfg, overwrite=overwrite)  # before reading any data
+        if test is not None and not cfg.targets:
+            raise SchemaMismatchError("a test manifest is evaluated against its labels, but this anomaly config has "
+                                      "no target column; set target (and anomaly.normal) or leave the test out")
+        runfolder.check_out(out, cfg, overwrite=overwrite, resumable=False)  # before reading any data
         self._seed()
         pipeline = self._new_pipeline()
         train_m, valid_m, test_m = self._read_fit_data(pipeline, train, valid, test, require_target=bool(cfg.targets))
@@ -141,7 +144,7 @@ class AnomalyDetector(Estimator):
         train_loader = self._loader(train_table, train_y, train=True)
         histories, seconds = [], 0.0
         phases = model.scorer.phases
-        run_dir = runfolder.start_run(out, cfg, overwrite=overwrite)  # the first write
+        run_dir = runfolder.start_run(out, cfg, overwrite=overwrite, resumable=False)  # the first write
         for k, (phase, share) in enumerate(phases):
             model.scorer.start_phase(model.net.eval(), phase, lambda: self._loader(train_table, train_y, train=False))
             epochs = max(1, round(cfg.train.epochs * share))

@@ -17,7 +17,7 @@ import pytest
 from polymodal import MultimodalPredictor
 from polymodal.anomaly import SCORERS, AnomalyDetector
 from polymodal.config import load_config
-from polymodal.errors import ConfigError, ManifestError
+from polymodal.errors import ConfigError, ManifestError, RunFolderError, SchemaMismatchError
 
 LENGTH = 64
 
@@ -136,6 +136,25 @@ def test_without_a_target_every_training_row_is_normal_and_evaluate_explains(dat
     assert (tmp_path / "run" / "plots" / "anomaly_scores.png").is_file()  # every validation row as normal
     with pytest.raises(ValueError, match="no target column"):
         det.evaluate(data / "test.csv")
+
+
+def test_a_test_manifest_without_a_target_column_is_refused_before_training(data, tmp_path):
+    cfg = config("autoencoder", epochs=1)
+    del cfg["target"]
+    with pytest.raises(SchemaMismatchError, match="no target column; set target"):
+        AnomalyDetector.from_config(cfg).fit(data / "train.csv", data / "valid.csv", test=data / "test.csv",
+                                             out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_interrupted_anomaly_run_is_not_offered_resume(data, tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(RunFolderError) as info:
+        AnomalyDetector.from_config(config("autoencoder", epochs=1)).fit(data / "train.csv", data / "valid.csv", out=run)
+    assert "holds an interrupted run" in str(info.value) and "--overwrite" in str(info.value)
+    assert "--resume" not in str(info.value)
 
 
 @pytest.mark.parametrize(("change", "message"), [
