@@ -107,12 +107,14 @@ def load_json(text: str) -> Any:
         DuplicateKeyError: an object holds a key twice (every such key is listed with its path).
         json.JSONDecodeError: the text is not valid JSON.
     """
-    repeated: dict[int, list[tuple[str, int]]] = {}  # id of a parsed object -> its repeated keys
+    # id of a parsed object -> (the object, its repeated keys); holding the object keeps its id from
+    # being reused by a later one should a repeated key's value be dropped
+    repeated: dict[int, tuple[dict, list[tuple[str, int]]]] = {}
 
     def build(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         obj = dict(pairs)
         if len(obj) < len(pairs):
-            repeated[id(obj)] = [(k, n) for k, n in Counter(k for k, _ in pairs).items() if n > 1]
+            repeated[id(obj)] = (obj, [(k, n) for k, n in Counter(k for k, _ in pairs).items() if n > 1])
         return obj
 
     data = json.loads(text, object_pairs_hook=build)
@@ -123,7 +125,7 @@ def load_json(text: str) -> Any:
     def walk(value: Any, path: list[str]) -> None:
         if isinstance(value, dict):
             problems.extend(f"{'.'.join([*path, key])}: duplicate key (given {n} times); a key may appear only "
-                            f"once per object" for key, n in repeated.get(id(value), []))
+                            f"once per object" for key, n in repeated.get(id(value), (None, []))[1])
             for key, item in value.items():
                 walk(item, [*path, key])
         elif isinstance(value, list):

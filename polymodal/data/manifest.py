@@ -241,7 +241,7 @@ def _check_table(columns: list, n_rows: int, name: str, source: str | None = Non
                              "at least one sample"], source=source or name)
 
 
-def _rows_text(rows: list[int], limit: int = 10) -> str:
+def _rows_text(rows: Sequence[int] | np.ndarray, limit: int = 10) -> str:
     shown = ", ".join(str(r) for r in rows[:limit])
     return shown + (f" ... ({len(rows)} rows)" if len(rows) > limit else "")
 
@@ -270,9 +270,7 @@ def validate_manifest(
             of modalities on purpose; the model then predicts from its missing-embeddings).
     """
     frame = manifest.frame
-    if len(frame) == 0:
-        raise ManifestError([f"{manifest.name} has no rows (columns: {list(frame.columns)}); a manifest needs at "
-                             "least one sample"], source=manifest.name)
+    _check_table(list(frame.columns), len(frame), manifest.name)  # a Manifest built without read_manifest too
     names = list(modalities) if modalities is not None else config.modality_names
     problems: list[str] = []
     columns_missing = False
@@ -354,34 +352,38 @@ def _shown(value: object) -> str:
 
 
 def _target_problems(manifest: Manifest, config: Config) -> list[str]:
+    return [p for column in config.targets for p in target_problems(manifest, column, config.task)]
+
+
+def target_problems(manifest: Manifest, column: str, task: str, what: str | None = None) -> list[str]:
+    """The problems of one target column: not in the manifest, empty cells and, for regression
+    and multilabel, values that are not numbers, infinite or (multilabel) not 0/1. Rows are named
+    as the manifest file numbers them (a subset's too).
+
+    Args:
+        what: how messages name the column (default ``target column '<column>'``).
+    """
+    what = what or f"target column '{column}'"
     frame = manifest.frame
-    problems = []
-    for column in config.targets:
-        if column not in frame.columns:
-            problems.append(f"target column '{column}' is not in {manifest.name} (columns: {list(frame.columns)})")
-            continue
-        values = frame[column]
-        empty = np.flatnonzero(values.map(is_empty).to_numpy(dtype=bool)).tolist()
-        if empty:
-            problems.append(f"target column '{column}' is empty in rows {_rows_text(empty)}")
-        if config.task in ("regression", "multilabel"):
-            numeric = pd.to_numeric(values, errors="coerce")
-            bad = np.flatnonzero(numeric.isna().to_numpy() & ~values.map(is_empty).to_numpy(dtype=bool)).tolist()
-            infinite = np.flatnonzero(np.isinf(numeric.to_numpy(np.float64, na_value=np.nan))).tolist()
-            if bad:
+    if column not in frame.columns:
+        return [f"{what} is not in {manifest.name} (columns: {list(frame.columns)})"]
+    values = frame[column]
+
+    def rows(positions: np.ndarray) -> str:
+        return _rows_text(positions if manifest.source_rows is None else manifest.source_rows[positions])
+
+    empty_mask = values.map(is_empty).to_numpy(dtype=bool)
+    empty = np.flatnonzero(empty_mask)
+    problems = [f"{what} is empty in rows {rows(empty)}"] if len(empty) else []
+    if task in ("regression", "multilabel"):
+        numeric = pd.to_numeric(values, errors="coerce")
+        as_float = numeric.to_numpy(np.float64, na_value=np.nan)
+        for bad, must in ((np.flatnonzero(np.isnan(as_float) & ~empty_mask), "be numeric"),
+                          (np.flatnonzero(np.isinf(as_float)), "hold finite numbers")):
+            if len(bad):
                 examples = ", ".join(_shown(values.iloc[r]) for r in bad[:3])
-                problems.append(
-                    f"target column '{column}' must be numeric for task '{config.task}'; "
-                    f"rows {_rows_text(bad)} hold {examples}"
-                )
-            if infinite:
-                examples = ", ".join(_shown(values.iloc[r]) for r in infinite[:3])
-                problems.append(
-                    f"target column '{column}' must hold finite numbers for task '{config.task}'; "
-                    f"rows {_rows_text(infinite)} hold {examples}"
-                )
-            if config.task == "multilabel" and not bad and not infinite:
-                off = np.flatnonzero(~numeric.dropna().isin([0, 1]).to_numpy()).tolist()
-                if off:
-                    problems.append(f"target column '{column}' must hold 0 or 1 for task 'multilabel'")
+                problems.append(f"{what} must {must} for task '{task}'; rows {rows(bad)} hold {examples}")
+        if task == "multilabel" and np.isfinite(as_float[~empty_mask]).all() \
+                and not numeric.dropna().isin([0, 1]).all():
+            problems.append(f"{what} must hold 0 or 1 for task 'multilabel'")
     return problems

@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from polymodal.config.tasks import MAIN_TASK
-from polymodal.data.manifest import Manifest, is_empty
+from polymodal.data.manifest import Manifest, target_problems
 from polymodal.data.targets import TargetEncoder
 from polymodal.errors import ManifestError
-from polymodal.utils.io import python_scalar
 
 if TYPE_CHECKING:
     import torch
@@ -113,24 +111,8 @@ class MultiTargetEncoder:
 
     def _check(self, manifest: Manifest) -> None:
         """Every further task's target columns are there, filled and (where needed) numeric."""
-        frame, problems = manifest.frame, []
-        for name, enc in self.extras.items():
-            for column in enc.columns:
-                if column not in frame.columns:
-                    problems.append(f"target column '{column}' of tasks.{name} is not in {manifest.name} "
-                                    f"(columns: {list(frame.columns)})")
-                    continue
-                empty = np.flatnonzero(frame[column].map(is_empty).to_numpy(dtype=bool))
-                if len(empty):
-                    problems.append(f"target column '{column}' of tasks.{name} is empty in rows {_rows(empty)}")
-                elif enc.task != "classification":
-                    numeric = pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64, na_value=np.nan)
-                    for rows, what in ((np.flatnonzero(np.isnan(numeric)), "be numeric"),
-                                       (np.flatnonzero(np.isinf(numeric)), "hold finite numbers")):
-                        if len(rows):
-                            held = ", ".join(repr(python_scalar(frame[column].iloc[r])) for r in rows[:3])
-                            problems.append(f"target column '{column}' of tasks.{name} must {what} for task "
-                                            f"'{enc.task}'; rows {_rows(rows)} hold {held}")
+        problems = [p for name, enc in self.extras.items() for column in enc.columns
+                    for p in target_problems(manifest, column, enc.task, f"target column '{column}' of tasks.{name}")]
         if problems:
             raise ManifestError(problems, source=manifest.name)
 
@@ -168,11 +150,6 @@ class MultiTargetEncoder:
     def from_state(cls, state: Mapping[str, Any]) -> MultiTargetEncoder:
         return cls(TargetEncoder.from_state(state["main"]),
                    {name: TargetEncoder.from_state(s) for name, s in state["tasks"].items()})
-
-
-def _rows(rows: np.ndarray) -> str:
-    """The first ten row numbers, then ``...``."""
-    return f"{rows[:10].tolist()}{' ...' if len(rows) > 10 else ''}"
 
 
 def build_targets(config: Any) -> TargetEncoder | MultiTargetEncoder:

@@ -126,7 +126,21 @@ def test_infinite_targets_of_a_further_task_are_refused(tmp_path):
     with pytest.raises(ManifestError) as info:
         build_targets(config).fit(read_manifest(frame))
     assert problems(info) == ["target column 'size' of tasks.size must hold finite numbers for task 'regression'; "
-                              "rows [1] hold inf"]
+                              "rows 1 hold inf"]
+
+
+def test_further_task_target_problems_name_the_rows_of_the_file(tmp_path):
+    """Checked at fit time on the rows a validation split left for training: the message names the
+    row as the manifest file numbers it."""
+    config = make_config(IMAGE, task="classification", tasks={"size": {"task": "regression", "target": "size"}})
+    frame = pd.DataFrame({"image": ["a.png"] * 6, "y": [0, 1, 0, 1, 0, 1],
+                          "size": [1.0, 2.0, 3.0, "big", 5.0, np.inf]})
+    kept = read_manifest(frame).subset(np.array([0, 3, 4, 5]))
+    with pytest.raises(ManifestError) as info:
+        build_targets(config).fit(kept)
+    assert problems(info) == [
+        "target column 'size' of tasks.size must be numeric for task 'regression'; rows 3 hold 'big'",
+        "target column 'size' of tasks.size must hold finite numbers for task 'regression'; rows 5 hold inf"]
 
 
 def test_a_folder_is_a_video_cell_but_not_an_image_cell(tmp_path):
