@@ -71,6 +71,11 @@ def load_npy(path: str) -> np.ndarray:
     return shard_row(open_shard(file, path=path), row, path)
 
 
+def sample_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    """The dtype and shape part of :func:`sample_bytes` (the same for every row of a shard)."""
+    return f"{dtype.str}{tuple(shape)}".encode()
+
+
 def sample_bytes(sample: np.ndarray) -> bytes:
     """The bytes that identify one shard row's content: dtype, shape and data."""
-    return f"{sample.dtype.str}{sample.shape}".encode() + sample.tobytes()
+    return sample_header(sample.dtype, sample.shape) + sample.tobytes()

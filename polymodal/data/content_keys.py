@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from polymodal.data.arrays import load_npy, open_shard, sample_bytes, shard_row, split_row_ref
+from polymodal.data.arrays import load_npy, open_shard, sample_bytes, sample_header, shard_row, split_row_ref
 from polymodal.data.cache import (
     SortedIndex,
     open_indexes,
@@ -156,6 +156,9 @@ def _stat_once(files: Sequence[str], threads: int) -> dict[str, os.stat_result |
     return dict(zip(distinct, _threaded(os.stat, distinct, threads)))
 
 
+ROWS_PER_READ = 4096  # shard rows read with one fancy index when hashing them
+
+
 def _shard_row_keys(values: Sequence[str], refs: Sequence[tuple[str, int | None]], positions: Sequence[int],
                     stats: Mapping[str, os.stat_result | OSError]) -> dict[int, bytes | Exception]:
     """Content keys of shard rows (``shard.npy#12``), by position: each shard is opened once and
@@ -173,11 +176,18 @@ def _shard_row_keys(values: Sequence[str], refs: Sequence[tuple[str, int | None]
         except (OSError, DecodeError) as err:
             out.update(dict.fromkeys(group, err))
             continue
-        for position in group:
+        rows = np.array([refs[p][1] for p in group], np.int64)
+        for position in np.flatnonzero(rows >= shard.shape[0]).tolist():  # the message shard_row gives
             try:
-                out[position] = _digest(sample_bytes(shard_row(shard, refs[position][1], values[position])))
+                shard_row(shard, int(rows[position]), values[group[position]])
             except DecodeError as err:
-                out[position] = err
+                out[group[position]] = err
+        inside = np.flatnonzero(rows < shard.shape[0])
+        prefix = sample_header(shard.dtype, shard.shape[1:])
+        for start in range(0, len(inside), ROWS_PER_READ):  # one fancy index per block, bounded memory
+            take = inside[start:start + ROWS_PER_READ]
+            block = np.ascontiguousarray(np.asarray(shard)[rows[take]])
+            out.update((group[i], _digest(prefix + sample.tobytes())) for i, sample in zip(take.tolist(), block))
     return out
 
 

@@ -133,7 +133,11 @@ class Cells(Sequence):
         out = np.zeros(len(self), bool)
         for start in range(0, len(self), BLOCK):
             columns = self._raw(self._manifest_rows(np.arange(start, min(start + BLOCK, len(self)))))
-            out[start:start + BLOCK] = [not all(is_empty(v) for v in row) for row in zip(*columns)]
+            if len(columns) == 1:  # the usual cell, a non-blank string, decided without a call
+                out[start:start + BLOCK] = [(v != "" and not v.isspace()) if type(v) is str else not is_empty(v)
+                                            for v in columns[0]]
+            else:
+                out[start:start + BLOCK] = [not all(is_empty(v) for v in row) for row in zip(*columns)]
         return out
 
     def _manifest_rows(self, index: np.ndarray) -> np.ndarray:
