@@ -176,20 +176,26 @@ def check_address(host: str, port: int) -> None:
     from polymodal.errors import ConfigError
 
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        addresses = dict.fromkeys(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
     except (socket.gaierror, UnicodeError) as err:
         raise ConfigError([f"--host: '{host}' is not an address or name of this machine ({err})"],
                           source="polymodal serve options") from None
-    with socket.socket(family, kind, proto) as probe:
-        if os.name == "posix":  # as uvicorn binds: a port whose old connections wait in TIME_WAIT is free
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as err:
-            hint = ("another program is using it: choose another --port" if err.errno == errno.EADDRINUSE
-                    else "choose another --port or --host")
-            raise ConfigError([f"--port: cannot listen on {host}:{port} ({err.strerror or err}); {hint}"],
-                              source="polymodal serve options") from None
+    # uvicorn listens on every address the name resolves to (asyncio's create_server), as probed here
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            if os.name == "posix":  # as asyncio binds: a port whose old connections wait in TIME_WAIT is free
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as err:
+                if err.errno == errno.EADDRNOTAVAIL and len(addresses) > 1:
+                    continue  # an address family this machine has not enabled: asyncio skips it too
+                hint = ("another program is using it: choose another --port" if err.errno == errno.EADDRINUSE
+                        else "choose another --port or --host")
+                raise ConfigError([f"--port: cannot listen on {host}:{port} ({err.strerror or err}); {hint}"],
+                                  source="polymodal serve options") from None
 
 
 def run_server(app: Any, settings: Any) -> None:

@@ -36,6 +36,23 @@ def test_an_address_that_cannot_be_served_is_refused_before_loading():
         real_check_address("999.1.1.1", 8000)
 
 
+def test_every_address_a_host_name_resolves_to_is_probed(monkeypatch):
+    """uvicorn listens on each address of a name (asyncio's create_server): a port taken on the
+    second is refused too, and an address family the machine lacks is skipped."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.2", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        entry = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+        monkeypatch.setattr(socket, "getaddrinfo", lambda host, p, **kw: [
+            (*entry, ("127.0.0.1", p)), (*entry, ("127.0.0.2", p))])
+        with pytest.raises(ConfigError, match=rf"cannot listen on twohomes:{port}.*another program is using it"):
+            real_check_address("twohomes", port)
+        monkeypatch.setattr(socket, "getaddrinfo", lambda host, p, **kw: [
+            (*entry, ("127.0.0.1", p)), (*entry, ("192.0.2.1", p))])  # TEST-NET: not this machine's
+        real_check_address("twohomes", port)  # 127.0.0.1 is free; the absent address is skipped
+
+
 def test_export_command_writes_and_reports(trained, dataset, tmp_path):
     _, run = trained
     out = tmp_path / "exp"
