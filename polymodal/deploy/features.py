@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,6 +34,7 @@ from polymodal.utils.wav import read_pcm_wav, truncation_reason, wav_frames
 
 AMIN = 1e-10
 _PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
+UNK_ID = 1  # [UNK] of the word vocabulary and trained subword tokenizers (polymodal.data.modalities.text)
 
 
 def read_bytes(value: Any) -> bytes:
@@ -241,6 +243,7 @@ class TextFeatures(Features):
             self.encode = lambda text: tokenizer.encode(text).ids
 
     def clean(self, text: str) -> str:
+        text = unicodedata.normalize("NFC", text)
         if self.cfg["lowercase"]:
             text = text.lower()
         if self.cfg["strip_punctuation"]:
@@ -252,7 +255,7 @@ class TextFeatures(Features):
     def decode(self, value: Any) -> list[int]:
         if not isinstance(value, str):
             raise self.fail(f"expected a string; got {type(value).__name__}")
-        return self.encode(self.clean(value))[: self.max_tokens]
+        return self.encode(self.clean(value))[: self.max_tokens] or [UNK_ID]  # as in training: one unknown token
 
     def stack(self, samples: Sequence[list[int]]) -> dict[str, np.ndarray]:
         ids = np.zeros((len(samples), self.max_tokens), np.int32)

@@ -66,8 +66,13 @@ def transformer_encoder(dim: int, layers: int, heads: int, ff: int, dropout: flo
 
 
 def padding_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
-    """A 'valid' mask (True = keep) -> PyTorch's key padding mask (True = ignore)."""
-    return None if mask is None else ~mask
+    """A 'valid' mask (True = keep) -> PyTorch's key padding mask (True = ignore). A row with no
+    valid position (an absent input, run anyway in an exported graph) keeps its first one:
+    attention over no key at all is NaN, which would reach the row's output."""
+    if mask is None:
+        return None
+    first = ~(mask[:, :1] | ~mask.any(dim=1, keepdim=True))
+    return torch.cat([first, ~mask[:, 1:]], dim=1)
 
 
 def compact(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -44,6 +44,16 @@ def test_arrays_and_bytes_give_the_same_result(runtime):
     np.testing.assert_array_equal(from_files, from_arrays)
 
 
+@pytest.mark.parametrize("value", ["!!!", "", "cafe\u0301 blue", "blue large"])
+def test_text_is_tokenized_as_in_training(runtime, trained, value):
+    """Including a text that cleans to nothing (one unknown token) and a decomposed accent."""
+    predictor, _ = trained
+    assert runtime.features["notes"].decode(value) == predictor.pipeline.preprocessors["notes"].decode(value)
+    if not value.strip("!"):
+        assert runtime.features["notes"].decode(value) == [1]
+    assert np.isfinite(runtime.predict_proba([{"notes": value}])).all()
+
+
 def test_rows_are_validated(runtime):
     with pytest.raises(RequestError, match=r"row 1: unknown modalities \['video'\]; this model has"):
         runtime.predict([{"notes": "red"}, {"video": b""}])

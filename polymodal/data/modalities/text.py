@@ -11,6 +11,7 @@ time the padding is trimmed to the longest text of the batch and an attention ma
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import cached_property
@@ -24,6 +25,7 @@ from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocesso
 from polymodal.errors import NotFittedError
 
 PAD, UNK = "[PAD]", "[UNK]"
+UNK_ID = 1  # [UNK]'s id in the word vocabulary and the trained subword tokenizers ([PAD] is 0)
 _PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
 
 
@@ -34,7 +36,9 @@ def english_stop_words() -> frozenset[str]:
 
 
 def clean_text(text: str, cfg: TextPreprocess) -> str:
-    """Apply the configured lower-casing, punctuation stripping and stop-word removal."""
+    """Apply the configured lower-casing, punctuation stripping and stop-word removal, to the
+    text's Unicode NFC form (a decomposed accent would otherwise be stripped as punctuation)."""
+    text = unicodedata.normalize("NFC", text)
     if cfg.lowercase:
         text = text.lower()
     if cfg.strip_punctuation:
@@ -133,8 +137,10 @@ class TextPreprocessor(Preprocessor):
         return [tokenizer.id_to_token(i) for i in ids]
 
     def decode(self, value: Any) -> list[int]:
+        """A text's token ids; one that cleans to nothing (punctuation, stop words) is one unknown
+        token, so that every present text has a position to attend to."""
         ids = self._encoder(clean_text(str(value), self.cfg))
-        return ids[: self.cfg.max_tokens]
+        return ids[: self.cfg.max_tokens] or [self.unk_id]
 
     def featurize(self, samples: Sequence[list[int]]) -> dict[str, np.ndarray]:
         ids = np.full((len(samples), self.cfg.max_tokens), self.pad_id, np.int32)
@@ -161,6 +167,13 @@ class TextPreprocessor(Preprocessor):
             pad = self._pretrained.pad_token_id
             return 0 if pad is None else int(pad)
         return 0
+
+    @property
+    def unk_id(self) -> int:
+        if self.cfg.tokenizer == "pretrained":
+            unk = self._pretrained.unk_token_id
+            return self.pad_id if unk is None else int(unk)
+        return UNK_ID
 
     @property
     def vocab_size(self) -> int:

@@ -144,11 +144,32 @@ def test_to_batch_trims_to_the_longest_text_and_masks_padding():
     assert batch["x"][1].tolist() == prep.decode("the lazy brown dog")
 
 
-def test_to_batch_of_empty_texts_keeps_one_step():
-    prep = text()
+@pytest.mark.parametrize("kind", ["word", "wordpiece", "bpe"])
+def test_a_text_that_cleans_to_nothing_is_one_unknown_token(kind):
+    """Punctuation or stop words only: one [UNK] to attend to, not an all-padding row (whose
+    attention would be NaN)."""
+    prep = text(tokenizer=kind, stopwords=True, vocab_size=60, min_freq=1)
     prep.fit(CORPUS)
-    batch = prep.to_batch(as_tensors(encode_values(prep, ["!!!", "..."])), train=False)
-    assert batch["x"].shape == (2, 1) and not batch["mask"].any()
+    unknown = 1
+    assert prep.tokenize("?") == [UNK] and prep.decode("!!!") == [unknown] == prep.decode("the of and")
+    batch = prep.to_batch(as_tensors(encode_values(prep, ["!!!", "...", ""])), train=False)
+    assert batch["x"].tolist() == [[unknown]] * 3 and batch["mask"].all()
+
+
+def test_decomposed_accents_tokenize_as_composed_ones():
+    prep = text()
+    prep.fit(["café au lait", "un café"])
+    assert prep.decode("cafe\u0301") == prep.decode("café") != [1]
+    assert clean_text("Cafe\u0301!", TextPreprocess()) == "café"
+
+
+def test_a_transformer_over_a_row_with_no_valid_token_stays_finite():
+    from polymodal.models.encoders.sequence import TransformerCore
+
+    core = TransformerCore(dim=8, layers=1, heads=2, ff=16, dropout=0.0, pooling="mean").eval()
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    out = core(torch.randn(2, 3, 8), mask)
+    assert torch.isfinite(out.pooled).all() and torch.isfinite(out.tokens).all()
 
 
 @pytest.fixture
