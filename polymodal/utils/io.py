@@ -86,3 +86,22 @@ def damaged_zip(path: Path) -> str | None:
     except (zipfile.BadZipFile, OSError, EOFError) as err:
         return str(err)
     return None if bad is None else f"{bad} fails its CRC check"
+
+
+def folder_digest(folder: str | os.PathLike, skip_suffixes: tuple[str, ...] = ()) -> str:
+    """A hash of the files directly in ``folder`` (names and bytes, in name order), leaving out
+    those ending in ``skip_suffixes``; "" when it is not a folder. Keys caches on the content of
+    a local model or tokenizer folder."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    path = Path(folder)
+    if not path.is_dir():
+        return ""
+    for entry in sorted((e for e in path.iterdir() if e.is_file() and not e.name.endswith(skip_suffixes)),
+                        key=lambda e: e.name):
+        digest.update(entry.name.encode("utf-8", "surrogateescape") + b"\0")
+        with open(entry, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

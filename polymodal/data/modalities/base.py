@@ -56,6 +56,9 @@ class Preprocessor(ABC):
 
     kind: ClassVar[str]
     file_based: ClassVar[bool] = True
+    # Raised whenever ``decode``/``featurize`` change what they produce for some input, so that
+    # features cached by the earlier code are not reused (it is part of the fingerprint).
+    featurize_version: ClassVar[int] = 1
 
     def __init__(self, name: str):
         self.name = name
@@ -142,7 +145,8 @@ class Preprocessor(ABC):
     def fingerprint(self) -> str:
         """A hash of everything that determines the featurised arrays for a given input."""
         payload = json.dumps(
-            {"class": f"{type(self).__module__}.{type(self).__qualname__}", "config": self.encoding_config(),
+            {"class": f"{type(self).__module__}.{type(self).__qualname__}", "version": self.featurize_version,
+             "config": self.encoding_config(),
              "state": _jsonable(self.encoding_state()), "spec": {k: [list(v.shape), v.dtype] for k, v in self.spec().items()}},
             sort_keys=True,
         )

@@ -23,8 +23,10 @@ import torch
 from polymodal.config.modalities import TextModality, TextPreprocess
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import NotFittedError
+from polymodal.utils.io import folder_digest
 
 PAD, UNK = "[PAD]", "[UNK]"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".h5", ".msgpack", ".ckpt")
 UNK_ID = 1  # [UNK]'s id in the word vocabulary and the trained subword tokenizers ([PAD] is 0)
 _PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
 
@@ -69,6 +71,7 @@ class TextPreprocessor(Preprocessor):
 
     kind = "text"
     file_based = False
+    featurize_version = 2  # 2: an empty cleaned text is one [UNK]; NFC before cleaning
 
     def __init__(self, name: str, cfg: TextPreprocess):
         super().__init__(name)
@@ -121,6 +124,7 @@ class TextPreprocessor(Preprocessor):
         state = dict(self.__dict__)
         state.pop("_encoder", None)
         state.pop("_pretrained", None)
+        state.pop("_tokenizer_digest", None)
         return state
 
     # -- encoding -----------------------------------------------------------------------------
@@ -198,4 +202,15 @@ class TextPreprocessor(Preprocessor):
         self.__dict__.pop("_encoder", None)
 
     def encoding_state(self) -> dict[str, Any]:
-        return self.get_state()
+        """The fitted vocabulary or tokenizer; for a pretrained tokenizer, the content of its folder
+        (another tokenizer saved at the same path gives other ids)."""
+        state = self.get_state()
+        if self.cfg.tokenizer == "pretrained":
+            state["tokenizer_files"] = self._tokenizer_digest
+        return state
+
+    @cached_property
+    def _tokenizer_digest(self) -> str:
+        """The pretrained tokenizer folder's files, model weights left out (a model folder often
+        holds both)."""
+        return folder_digest(self.cfg.tokenizer_path, skip_suffixes=WEIGHT_SUFFIXES)

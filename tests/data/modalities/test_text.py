@@ -189,6 +189,16 @@ def pretrained_folder(tmp_path):
     return tmp_path / "tok"
 
 
+def test_another_tokenizer_saved_at_the_same_path_changes_the_fingerprint(pretrained_folder):
+    """Cached token ids must not outlive the tokenizer that made them; weights in the folder do not count."""
+    before = text(tokenizer="pretrained", tokenizer_path=pretrained_folder).fingerprint()
+    (pretrained_folder / "model.safetensors").write_bytes(b"weights")
+    assert text(tokenizer="pretrained", tokenizer_path=pretrained_folder).fingerprint() == before
+    vocab = pretrained_folder / "tokenizer.json"
+    vocab.write_text(vocab.read_text().replace('"cat"', '"dog"'))
+    assert text(tokenizer="pretrained", tokenizer_path=pretrained_folder).fingerprint() != before
+
+
 def test_pretrained_tokenizer_from_a_local_folder(pretrained_folder):
     prep = text(tokenizer="pretrained", tokenizer_path=pretrained_folder, max_tokens=5)
     assert prep.tokenize("The cats sat") == ["[CLS]", "the", "cat", "##s", "[SEP]"]
