@@ -207,6 +207,17 @@ def _keys(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.ndarray, ma
     return keys, ok, skipped
 
 
+def _same_content_skipped(bad: list[Skipped], keys: np.ndarray, failed: np.ndarray, missing: np.ndarray,
+                          todo: np.ndarray, cells: Sequence[Any], manifest: Manifest, name: str) -> list[Skipped]:
+    """The other rows whose content is that of a file that failed to decode: one decode per
+    distinct content stood for them, so they are skipped (and listed) with the same reason."""
+    by_row = {s.row: s.reason for s in bad}
+    reason = {keys[p]: by_row[int(todo[p])] for p in failed.tolist()}
+    rest = missing[np.isin(keys[missing], list(reason)) & ~np.isin(missing, failed)]
+    return [Skipped(name, int(row), manifest.where(int(row)), str(value), reason[keys[p]], manifest.source_row(int(row)))
+            for p, row, value in zip(rest.tolist(), todo[rest], gather_cells(cells, todo[rest]))]
+
+
 def encode_modality(
     preprocessor: Preprocessor,
     cells: Sequence[Any],
@@ -266,7 +277,8 @@ def encode_modality(
         except BaseException:
             store.discard_segment(tmp)
             raise
-        skipped += bad
+        skipped += bad + _same_content_skipped(bad, keys, new_positions[~filled], missing, todo, cells, manifest,
+                                               preprocessor.name)
         store.commit_segment(tmp, out, keys[new_positions], filled)
     segment, slot = store.lookup(keys)
     segment[~readable] = -1

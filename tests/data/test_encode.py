@@ -61,6 +61,23 @@ def test_on_error_skip_drops_the_row_and_lists_it(tmp_path):
     assert frame["where"].tolist() == ["train.csv row 3 (line 5)", "train.csv row 7 (line 9)"]
 
 
+@pytest.mark.parametrize("on_error", ["skip", "missing"])
+def test_the_feature_cache_skips_and_lists_every_row_of_a_bad_content(tmp_path, on_error):
+    """Rows 3, 7 and 8 name byte-identical corrupt files (8 the same file as 3): the cache decodes
+    each content once, and still skips and lists all three, as encoding without it does."""
+    path = write_multimodal_manifest(tmp_path, broken_images=(3, 7))
+    frame = pd.read_csv(path)
+    frame.loc[8, "image"] = frame.loc[3, "image"]
+    frame.to_csv(path, index=False)
+    results = []
+    for data in ({"on_error": on_error}, {"on_error": on_error, "cache_dir": str(tmp_path / "cache")}):
+        table, _ = DataPipeline(make_config(MULTIMODAL, data=data)).fit(read_manifest(path))
+        results.append((table.rows.tolist(), table.modalities["img"].present.tolist(),
+                        sorted((s.row, s.path, s.reason) for s in table.skipped)))
+    assert results[0] == results[1]
+    assert [row for row, _, _ in results[1][2]] == [3, 7, 8]
+
+
 def test_on_error_missing_keeps_the_row_without_that_modality(tmp_path):
     path = write_multimodal_manifest(tmp_path, broken_images=(3,))
     table, _ = pipeline("missing").fit(read_manifest(path))
