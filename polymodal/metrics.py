@@ -68,7 +68,9 @@ def multilabel_metrics(logits: np.ndarray, target: np.ndarray) -> dict[str, Any]
     proba = sigmoid(logits.astype(np.float64))
     pred = (proba >= 0.5).astype(int)
     target = target.astype(int)
-    aucs = [roc_auc_score(target[:, j], proba[:, j]) for j in range(target.shape[1]) if len(np.unique(target[:, j])) == 2]
+    finite = bool(np.isfinite(proba).all())  # a diverged model's NaN outputs have no AUROC
+    aucs = [roc_auc_score(target[:, j], proba[:, j]) for j in range(target.shape[1])
+            if finite and len(np.unique(target[:, j])) == 2]
     return {
         "subset_accuracy": float((pred == target).all(axis=1).mean()),
         "micro_f1": float(f1_score(target, pred, average="micro", zero_division=0)),
@@ -84,7 +86,7 @@ def regression_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, Any]:
     err = pred - target
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r2 = float(r2_score(target, pred)) if len(target) > 1 else None
+        r2 = float(r2_score(target, pred)) if len(target) > 1 and np.isfinite(pred).all() else None  # NaN: diverged
     return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean())), "r2": r2}
 
 

@@ -29,6 +29,7 @@ from polymodal.config.tune import ChoiceParam, RangeParam
 from polymodal.errors import ConfigError
 from polymodal.metrics import LOWER_IS_BETTER
 from polymodal.utils.io import atomic_write, atomic_write_json, atomic_write_text
+from polymodal.utils.warn import warn_user
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -122,14 +123,15 @@ def _score(predictor: Any, metric: str) -> float:
     """``val_<metric>`` of the epoch whose weights the fit kept (the last one if none was chosen)."""
     history = predictor.history
     column = f"val_{metric}"
-    if column not in history.columns:
-        known = sorted(c.removeprefix("val_") for c in history.columns if c.startswith("val_"))
-        raise ConfigError([f"tune.metric: the validation metrics have no '{metric}'; they are {known}"])
     best = predictor.info.get("best_epoch")
     rows = history[history["epoch"] == best] if best is not None else history
-    value = float((rows if len(rows) else history)[column].iloc[-1])
-    if not math.isfinite(value):
-        raise ValueError(f"val_{metric} of the kept epoch is {value}; the trial cannot be ranked")
+    # a metric is logged only where finite: absent, it never was (the trial diverged, or it is
+    # undefined on these validation rows)
+    value = float((rows if len(rows) else history)[column].iloc[-1]) if column in history.columns else math.nan
+    if not math.isfinite(value):  # Optuna records a NaN value as a failed trial and goes on
+        warn_user(f"val_{metric} of the kept epoch is not a number (the trial diverged, or the metric is "
+                  "undefined on the validation rows): the trial is not ranked")
+        return math.nan
     return value
 
 

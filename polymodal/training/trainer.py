@@ -75,7 +75,11 @@ class AtomicCheckpoint(Callback):
         self._best_state: dict[str, torch.Tensor] | None = None
 
     def _improved(self, score: float, loss: float | None) -> bool:
-        if self.best_score is None:
+        """Whether an epoch's monitored ``score`` beats the best so far (a non-finite score, from a
+        diverged epoch, never does; any finite one beats none)."""
+        if not math.isfinite(score):
+            return self.best_score is None
+        if self.best_score is None or not math.isfinite(self.best_score):
             return True
         if score == self.best_score and loss is not None and self.best_loss is not None:
             return loss < self.best_loss  # coarse metrics such as accuracy tie often

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polymodal.metrics import expected_calibration_error, multilabel_metrics
+from polymodal.metrics import expected_calibration_error, multilabel_metrics, regression_metrics
 
 
 def logit(p: float) -> float:
@@ -34,3 +34,13 @@ def test_multilabel_counts_probabilities_from_one_half_up_as_positive():
     assert out["subset_accuracy"] == pytest.approx(4 / 5)
     assert out["micro_f1"] == pytest.approx(8 / 9)  # TP 4, FP 0, FN 1: 2*4 / (2*4 + 0 + 1)
     assert out["macro_f1"] == pytest.approx((4 / 5 + 1.0) / 2)  # label 0: TP 2, FN 1; label 1: perfect
+
+
+def test_metrics_of_a_diverged_model_are_nan_not_an_error():
+    """NaN outputs (a diverged trial of a search) leave the scores undefined instead of raising."""
+    nan = np.full((4, 2), np.nan)
+    target = np.array([[0, 1], [1, 0], [1, 1], [0, 0]])
+    scores = multilabel_metrics(nan, target)
+    assert scores["auroc"] is None and scores["subset_accuracy"] == 0.25  # NaN >= 0.5 is False: all zeros
+    reg = regression_metrics(nan[:, :1], target[:, :1].astype(float))
+    assert reg["r2"] is None and np.isnan(reg["mae"]) and np.isnan(reg["rmse"])

@@ -96,6 +96,17 @@ def test_higher_is_better_metrics(tmp_path):
     assert same_weights(module, module.snapshots[1])
 
 
+@pytest.mark.parametrize(("script", "mode", "best"), [([float("nan"), 0.9, 0.5, 0.3], "min", 3),
+                                                     ([0.9, float("nan"), 0.5], "min", 2),
+                                                     ([float("nan"), 0.4, 0.8], "max", 2)])
+def test_a_diverged_epoch_is_never_the_best(script, mode, best):
+    """A NaN score compares false with everything: once best, it would stay best and its weights
+    be restored."""
+    module = ScriptedModule(script)
+    result = fit(module, epochs=len(script), monitor="loss", mode=mode)
+    assert result.best_epoch == best and same_weights(module, module.snapshots[best])
+
+
 @pytest.mark.parametrize(("losses", "best"), [([1.0, 0.8, 0.4], 2), ([1.0, 0.4, 0.8], 1), ([1.0, 0.4, 0.4], 1)])
 def test_a_tie_on_the_metric_is_broken_by_the_lower_validation_loss(losses, best):
     """Accuracy on a few hundred rows ties often; a full tie keeps the earlier epoch."""

@@ -149,7 +149,7 @@ class DannLoss(nn.Module):
         coeff = dann_schedule(progress, self.gamma)
         domain = self.discriminator(gradient_reverse(torch.cat([source, target]), coeff))
         out = domain_adversarial_loss(domain[: source.shape[0]], domain[source.shape[0]:])
-        out.logs["coeff"] = torch.tensor(coeff)
+        out.logs["coeff"] = out.loss.new_tensor(coeff)  # on the loss's device (logged with sync_dist)
         return out
 
 
@@ -186,7 +186,7 @@ class CdanLoss(nn.Module):
         ns = source.shape[0]
         weights = (entropy_weights(probs[:ns]), entropy_weights(probs[ns:])) if self.entropy else (None, None)
         out = domain_adversarial_loss(domain[:ns], domain[ns:], *weights)
-        out.logs["coeff"] = torch.tensor(coeff)
+        out.logs["coeff"] = out.loss.new_tensor(coeff)  # on the loss's device (logged with sync_dist)
         return out
 
 
