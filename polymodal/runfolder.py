@@ -156,6 +156,10 @@ def check_resumable(run: Path, config: Config) -> None:
     changed = [key for key in sorted(set(saved) | set(given))
                if saved.get(key) != given.get(key)
                and not any(key == k or key.startswith(f"{k}.") for k in RESUMABLE_KEYS)]
+    if not changed and saved.get("train.scheduler") == "onecycle" and saved.get("train.epochs") != given.get("train.epochs"):
+        raise RunFolderError(f"--resume: {run} trains with the one-cycle schedule, which spans the "
+                             f"{saved['train.epochs']} epochs it started with; resume with train.epochs: "
+                             f"{saved['train.epochs']}, or start a new run (the cosine schedule may be extended)")
     if changed:
         lines = "; ".join(f"{k}: {saved.get(k)!r} -> {given.get(k)!r}" for k in changed[:10])
         more = f" (and {len(changed) - 10} more)" if len(changed) > 10 else ""

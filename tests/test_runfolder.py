@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from polymodal.config import load_config, save_config
-from polymodal.runfolder import CONFIG_FILE, read_config
+from polymodal.errors import RunFolderError
+from polymodal.runfolder import CONFIG_FILE, check_resumable, read_config
 
 AUDIO = {"target": "label", "modalities": {"audio": {"kind": "audio", "column": "audio",
                                                      "encoder": {"name": "mel_cnn", "dim": 8}}}}
@@ -17,3 +20,23 @@ def test_a_saved_key_is_kept_and_a_missing_one_takes_the_predated_default(tmp_pa
     (tmp_path / CONFIG_FILE).write_text("\n".join(line for line in text.splitlines() if "frequency:" not in line),
                                         encoding="utf-8")  # as written before the key existed
     assert read_config(tmp_path).modalities["audio"].encoder.frequency == "mean"
+
+
+def test_a_one_cycle_run_resumes_only_with_its_epochs(tmp_path):
+    """The one-cycle schedule's length is fixed when it starts (stepping past it is an error);
+    cosine (a step multiplier) may be extended."""
+    from helpers_models import classification_config
+
+    def config(epochs: int, scheduler: str):
+        spec = classification_config(epochs=epochs)
+        spec["train"]["scheduler"] = scheduler
+        return load_config(spec)
+
+    for scheduler in ("onecycle", "cosine"):
+        save_config(config(2, scheduler), tmp_path / CONFIG_FILE)
+        check_resumable(tmp_path, config(2, scheduler))
+        if scheduler == "onecycle":
+            with pytest.raises(RunFolderError, match="one-cycle schedule, which spans the 2 epochs"):
+                check_resumable(tmp_path, config(4, scheduler))
+        else:
+            check_resumable(tmp_path, config(4, scheduler))
