@@ -38,7 +38,8 @@ class StackFusionConfig(FusionConfig):
 
 
 class WeightedFusionConfig(FusionConfig):
-    """Project to ``dim``; average with learned weights, renormalised over the present modalities."""
+    """Project to ``dim``; average with learned weights, renormalised over the present modalities
+    (all of them with learned missing-embeddings, which stand in for an absent one)."""
 
     name: Literal["weighted"] = "weighted"
     dim: PositiveInt = 128

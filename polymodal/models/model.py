@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
@@ -30,6 +31,22 @@ class NetOutput(NamedTuple):
     unimodal: dict[str, torch.Tensor]
     features: dict[str, EncoderOutput] | None = None
     fused: FusedOutput | None = None
+
+
+@contextmanager
+def batch_norms_frozen_for_one_row(module: nn.Module, rows: int) -> Iterator[None]:
+    """Training a batch of one row (a modality present in a single row of the batch, or a last
+    batch of one): batch norm has no batch statistics over a 1x1 feature map, so its layers use
+    their running statistics for this call (and do not update them)."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training] \
+        if rows == 1 and module.training else []
+    for norm in norms:
+        norm.eval()
+    try:
+        yield
+    finally:
+        for norm in norms:
+            norm.train()
 
 
 class MultimodalNet(nn.Module):
@@ -70,13 +87,15 @@ class MultimodalNet(nn.Module):
             return precomputed_output(kwargs, present)
         encoder = self.encoders[name]
         if not self.encode_present_only or bool(present.all()):
-            return encoder(**kwargs)
+            with batch_norms_frozen_for_one_row(encoder, present.shape[0]):
+                return encoder(**kwargs)
         batch = present.shape[0]
         if not bool(present.any()):
             any_input = next(iter(kwargs.values()))
             return EncoderOutput(torch.zeros(batch, encoder.output_dim, device=any_input.device))
         rows = present.nonzero().squeeze(1)
-        out = encoder(**{k: v.index_select(0, rows) for k, v in kwargs.items()})
+        with batch_norms_frozen_for_one_row(encoder, rows.shape[0]):
+            out = encoder(**{k: v.index_select(0, rows) for k, v in kwargs.items()})
         pooled = out.pooled.new_zeros(batch, out.pooled.shape[1]).index_copy(0, rows, out.pooled)
         if out.tokens is None:
             return EncoderOutput(pooled)

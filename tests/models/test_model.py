@@ -188,6 +188,26 @@ def test_encode_runs_each_encoder_on_its_present_samples_only():
                 assert not encoded[name].token_mask[~keep].any(), f"{name}: absent samples have valid tokens"
 
 
+@pytest.mark.parametrize("present_rows", [1, 2])
+def test_batch_norm_trains_on_a_modality_present_in_one_row(present_rows):
+    """A ResNet on 28 px images ends on a 1x1 map: batch statistics of one row do not exist, so its
+    batch norms use their running statistics for that call, and are training again after it."""
+    from polymodal.models.encoders.image import ResNetEncoder
+    from polymodal.models.fusion.simple import ConcatFusion
+    from polymodal.models.heads import MlpHead
+
+    encoder = ResNetEncoder(1, 18, 16)
+    fusion = ConcatFusion({"img": 16})
+    net = MultimodalNet({"img": encoder}, fusion, MlpHead(fusion.output_dim, 3)).train()
+    present = {"img": torch.arange(4) < present_rows}
+    before = encoder.stem[1].running_mean.clone()
+    out = net.forward_train({"img": {"x": torch.randn(4, 1, 28, 28)}}, present)
+    assert torch.isfinite(out.outputs).all()
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.training for m in norms)
+    assert torch.equal(encoder.stem[1].running_mean, before) == (present_rows == 1)  # one row: stats untouched
+
+
 def test_a_modality_absent_from_the_whole_batch_is_not_encoded():
     net = _net()
     inputs, present = batch()
@@ -237,11 +257,17 @@ def test_build_model_reads_weights_relative_to_the_config_file(tmp_path):
     assert out.shape == (2, 2)
 
 
-def test_late_fusion_averages_the_heads_of_the_present_modalities():
-    net = build({"name": "late", "missing": "zero"}, {"name": "mlp", "hidden": [8]}).eval()
+@pytest.mark.parametrize("missing", ["zero", "learned"])
+def test_late_fusion_averages_the_heads_of_the_present_modalities(missing):
+    """With learned missing-embeddings too: an absent modality's head does not vote (only a row
+    with nothing present falls back on the missing-embeddings' heads)."""
+    net = build({"name": "late", "missing": missing}, {"name": "mlp", "hidden": [8]}).eval()
     assert net.head is None
     assert sorted(net.fusion.heads) == sorted(MODALITIES)
     inputs, present = batch()
+    for name in MODALITIES:  # row 0 has nothing present
+        present[name][0] = False
+    present[sorted(MODALITIES)[0]][1] = True
     with torch.no_grad():
         fused = net.fuse(inputs, present)
         out = net(inputs, present)
@@ -249,6 +275,8 @@ def test_late_fusion_averages_the_heads_of_the_present_modalities():
     names = sorted(MODALITIES)
     for row in range(BATCH):
         used = torch.stack([present[n][row] for n in names])
+        if not used.any() and missing == "learned":
+            used = torch.ones_like(used)
         assert torch.equal(fused.mask[row], used)
         weights = torch.softmax(net.fusion.logits.detach()[used], dim=0)
         expected = (weights[:, None] * fused.tokens[row, used]).sum(dim=0)

@@ -18,7 +18,9 @@ from polymodal.models.registry import FUSIONS
 @FUSIONS.register(LateFusionConfig)
 class LateFusion(Fusion):
     """Each modality gets its own MLP head (built from the ``head`` config); the task outputs are
-    averaged with learned weights, renormalised over the modalities present in each sample.
+    averaged with learned weights, renormalised over the modalities present in each sample. A
+    sample with none present gets the heads' outputs on the learned missing-embeddings
+    (``missing: learned``; zeros with ``missing: zero``).
 
     ``FusedOutput.tokens`` carries the per-modality outputs (B, M, n_outputs) and ``mask`` which
     of them were used, so objectives can also train each head on its own.
@@ -40,7 +42,9 @@ class LateFusion(Fusion):
         return cls(dims, n_outputs, tuple(head.hidden), head.dropout, cfg.missing, cfg.dropout)
 
     def forward(self, features: Mapping[str, EncoderOutput], present: Mapping[str, torch.Tensor]) -> FusedOutput:
-        pooled, mask = self.fill(features, present)
+        pooled, filled = self.fill(features, present)
         outputs = torch.stack([self.heads[n](pooled[n]) for n in self.names], dim=1)  # (B, M, K)
+        real = torch.stack([present[n] for n in self.names], dim=1)  # (B, M)
+        mask = torch.where(real.any(dim=1, keepdim=True), real, filled)  # the present heads; else the filled ones
         weights = self.masked_softmax(self.logits.expand(mask.shape), mask)  # (B, M)
         return FusedOutput((weights.unsqueeze(-1) * outputs).sum(dim=1), outputs, mask)

@@ -76,7 +76,8 @@ class StackFusion(_Projected):
 @FUSIONS.register(WeightedFusionConfig)
 class WeightedFusion(_Projected):
     """Weighted average of projected modalities; one learned weight per modality, softmax over
-    the modalities present in each sample."""
+    the modalities present in each sample (with learned missing-embeddings, over all of them: the
+    embedding stands in for an absent modality)."""
 
     def __init__(self, dims: Mapping[str, int], dim: int = 128, missing: str = "learned", dropout: float = 0.0):
         super().__init__(dims, dim, missing, dropout)
@@ -91,7 +92,8 @@ class WeightedFusion(_Projected):
 @FUSIONS.register(GatedFusionConfig)
 class GatedFusion(Fusion):
     """Gated multimodal unit (Arevalo et al., 2017) for M modalities: h_m = tanh(W_m z_m), gates
-    g = softmax(W_g [z_1..z_M]) over present modalities, output sum_m g_m h_m."""
+    g = softmax(W_g [z_1..z_M]) over present modalities (all of them with learned missing-embeddings,
+    which stand in for an absent one), output sum_m g_m h_m."""
 
     def __init__(self, dims: Mapping[str, int], dim: int = 128, missing: str = "learned", dropout: float = 0.0):
         super().__init__(dims, missing)
