@@ -75,6 +75,10 @@ class ImagePreprocess(StrictModel):
     @model_validator(mode="after")
     def _mean_std_match_channels(self) -> ImagePreprocess:
         channels = 1 if self.color == "gray" else 3
+        if (self.mean is None) != (self.std is None):
+            given, absent = ("mean", "std") if self.std is None else ("std", "mean")
+            raise ValueError(f"{given} is given without {absent}: give both (e.g. ImageNet's) or neither "
+                             "(both fitted on the training images)")
         for key in ("mean", "std"):
             value = getattr(self, key)
             if value is not None and len(value) != channels:

@@ -30,7 +30,7 @@ from polymodal.deploy.errors import RequestError
 from polymodal.errors import DecodeError, MissingDependencyError
 from polymodal.utils.images import resize_image
 from polymodal.utils.npy import npy_from_bytes
-from polymodal.utils.wav import read_pcm_wav, truncation_reason, wav_frames
+from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
 
 AMIN = 1e-10
 _PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
@@ -183,7 +183,11 @@ class AudioFeatures(Features):
 
     def decode(self, value: Any) -> tuple[np.ndarray, int]:
         if isinstance(value, tuple):
-            samples, rate = np.asarray(value[0], np.float32).reshape(-1), int(value[1])
+            samples, rate = np.asarray(value[0]), int(value[1])
+            if samples.dtype.kind not in "iuf" or samples.ndim not in (1, 2):
+                raise self.fail(f"expected numeric samples, 1-D or 2-D (samples x channels); got dtype "
+                                f"{samples.dtype}, shape {samples.shape}", "bad_input")
+            samples = mono_samples(samples)  # as training reads an array: stereo mixed down, PCM scaled
         else:
             samples, rate = read_wav(read_bytes(value))
         if samples.size == 0:

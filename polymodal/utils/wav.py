@@ -102,3 +102,17 @@ def _wav_frames(handle: BinaryIO, size: int) -> tuple[int, int] | None:
             return chunk_size // block_align, held // block_align
         offset += 8 + chunk_size + chunk_size % 2  # chunks are padded to an even size
     return None
+
+
+def mono_samples(array: np.ndarray) -> np.ndarray:
+    """Samples as float32 mono: integer PCM scaled onto [-1, 1) as a WAV file of them reads
+    (unsigned centred on half its range), and a 2-D (samples, channels) or (channels, samples)
+    array averaged over its short axis, the channels."""
+    if array.dtype.kind in "iu":
+        info = np.iinfo(array.dtype)
+        half = (int(info.max) - int(info.min) + 1) / 2
+        array = (array.astype(np.float64) - (int(info.min) + half)) / half
+    wave = np.asarray(array, np.float32)
+    if wave.ndim == 2:
+        wave = wave.mean(axis=1 if wave.shape[0] > wave.shape[1] else 0)
+    return wave

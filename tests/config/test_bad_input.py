@@ -247,6 +247,12 @@ def test_a_boolean_for_a_number_is_listed_beside_the_sections_other_problems():
     assert any(p.startswith("train.epoch: unknown key 'epoch' (did you mean 'epochs'?)") for p in problems)
 
 
+@pytest.mark.parametrize(("given", "absent"), [("mean", "std"), ("std", "mean")])
+def test_an_image_mean_without_its_std_is_refused(given, absent):
+    problems = problems_of(config_with(**{f"modalities.digit_image.preprocess.{given}": [0.5]}))
+    assert any(f"{given} is given without {absent}" in p for p in problems), problems
+
+
 def test_a_boolean_assigned_to_a_number_is_refused_too():
     config = load_config(config_with())
     with pytest.raises(ValidationError, match="must be an integer, not a boolean"):

@@ -178,7 +178,8 @@ CROSS_FIELD_CASES = {
         {"task": "regression", "loss.class_weights": "balanced"}, "loss.class_weights", ["'regression'"]),
     "classification with two targets": ({"target": ["a", "b"]}, "target", ["one target column", "['a', 'b']"]),
     "gray image with rgb mean": (
-        {"modalities.digit_image.preprocess.mean": [0.1, 0.2, 0.3]}, "modalities.digit_image.preprocess",
+        {"modalities.digit_image.preprocess.mean": [0.1, 0.2, 0.3], "modalities.digit_image.preprocess.std": [0.5]},
+        "modalities.digit_image.preprocess",
         ["mean must have 1 value", "got 3"]),
     "resample_to without sample_rate": (
         {"modalities.vib": {"kind": "signal", "column": "v", "preprocess": {"resample_to": 100}}},

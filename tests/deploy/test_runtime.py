@@ -54,6 +54,19 @@ def test_text_is_tokenized_as_in_training(runtime, trained, value):
     assert np.isfinite(runtime.predict_proba([{"notes": value}])).all()
 
 
+def test_an_audio_array_is_read_as_training_reads_one(runtime, trained, tmp_path):
+    """Stereo (samples, channels) mixed down, integer PCM scaled: not interleaved into one long clip."""
+    predictor, _ = trained
+    rng = np.random.default_rng(3)
+    stereo = (rng.uniform(-0.5, 0.5, (4000, 2)) * 32767).astype(np.int16)
+    np.save(tmp_path / "clip.npy", stereo)
+    rate = predictor.config.modalities["audio"].preprocess.sample_rate
+    served = runtime.features["audio"].decode((stereo, rate))
+    trained_on = predictor.pipeline.preprocessors["audio"].decode(str(tmp_path / "clip.npy"))
+    np.testing.assert_allclose(served[0], trained_on[0], atol=1e-6)
+    assert served[1] == trained_on[1]
+
+
 def test_rows_are_validated(runtime):
     with pytest.raises(RequestError, match=r"row 1: unknown modalities \['video'\]; this model has"):
         runtime.predict([{"notes": "red"}, {"video": b""}])

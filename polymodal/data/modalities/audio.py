@@ -22,7 +22,7 @@ from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.data.video_io import VIDEO_SUFFIXES, read_video_audio
 from polymodal.errors import DecodeError, NotFittedError
-from polymodal.utils.wav import read_pcm_wav, truncation_reason, wav_frames
+from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
 
 NO_SAMPLES = "audio file holds no samples"
 
@@ -61,10 +61,7 @@ def _npy_wave(path: str) -> np.ndarray:
                           path=path)
     if wave.size == 0:
         raise DecodeError(NO_SAMPLES, path=path)
-    wave = wave.astype(np.float32)
-    if wave.ndim == 2:  # (samples, channels) or (channels, samples): channels is the short axis
-        wave = wave.mean(axis=1 if wave.shape[0] > wave.shape[1] else 0)
-    return wave
+    return mono_samples(wave)  # integer PCM scaled as a WAV file of it reads
 
 
 # libsndfile formats whose frame count is estimated (an MP3 without a Xing/Info header: from its
@@ -156,6 +153,7 @@ class AudioPreprocessor(Preprocessor):
     """See the module docstring."""
 
     kind = "audio"
+    featurize_version = 2  # 2: integer .npy samples scaled onto [-1, 1) as WAV files are
     batch_time_fields = frozenset({"normalize", "augment"})
 
     def __init__(self, name: str, cfg: AudioPreprocess):

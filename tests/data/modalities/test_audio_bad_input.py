@@ -130,7 +130,22 @@ def test_an_npy_without_samples_is_refused_like_an_empty_wav(tmp_path, shape):
 
 
 def test_numeric_npy_clips_still_read(tmp_path):
-    stereo = np.stack([np.arange(6), np.arange(6) + 2], axis=1).astype(np.int16)  # (samples, channels)
+    stereo = np.stack([np.arange(6), np.arange(6) + 2], axis=1).astype(np.float32)  # (samples, channels)
     samples, rate = read_audio(save(tmp_path, stereo))
     assert rate == 0
     np.testing.assert_array_equal(samples, np.arange(6, dtype=np.float32) + 1)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_U8", "PCM_32"])
+def test_integer_npy_samples_read_as_the_same_pcm_in_a_wav_file(tmp_path, subtype):
+    """A model trained on int16 arrays and served WAV uploads sees one scale."""
+    wave = tone(440, 0.05, SR) * 0.8
+    wav = write_wav(tmp_path / "clip.wav", wave, SR, subtype=subtype)
+    dtype = {"PCM_16": "int16", "PCM_U8": "uint8", "PCM_32": "int32"}[subtype]
+    pcm = soundfile.read(wav, dtype={"PCM_U8": "int16"}.get(subtype, dtype))[0]
+    if subtype == "PCM_U8":  # soundfile gives 8-bit as int16 << 8; stored unsigned: + 128
+        pcm = (pcm // 256 + 128).astype(np.uint8)
+    from_wav, _ = read_audio(wav)
+    from_npy, _ = read_audio(save(tmp_path, np.stack([pcm, pcm], axis=1).astype(dtype)))  # stereo, same both sides
+    np.testing.assert_allclose(from_npy, from_wav, atol=1e-6)
+    assert np.abs(from_npy).max() == pytest.approx(np.abs(wave).max(), abs=0.01)  # the scale of the samples written
