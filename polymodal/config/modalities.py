@@ -209,7 +209,7 @@ class SignalPreprocess(StrictModel):
     """
 
     key: str | None = None
-    channels: list[int] | list[str] | None = None
+    channels: Annotated[list[int] | list[str], Field(min_length=1)] | None = None
     sample_rate: PositiveFloat | None = None
     resample_to: PositiveFloat | None = None
     length: Annotated[int, Field(gt=0, le=MAX_SIGNAL_LENGTH)] = 1024

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from polymodal.errors import DecodeError, MissingDependencyError
+from polymodal.utils.images import to_8bit
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv"})
 FRAME_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
@@ -141,7 +142,7 @@ def _folder_frames(path: str, pick: Callable[[int], np.ndarray]) -> list[Image.I
         try:
             with Image.open(files[index]) as image:
                 image.load()
-                out.append(image.copy())
+                out.append(to_8bit(image.copy()))  # 16-bit frames as image files are read
         except OSError as err:
             raise DecodeError(f"unreadable frame {files[index].name} ({err})", path=path) from None
     return out

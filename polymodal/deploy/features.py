@@ -28,7 +28,7 @@ import numpy as np
 
 from polymodal.deploy.errors import RequestError
 from polymodal.errors import DecodeError, MissingDependencyError
-from polymodal.utils.images import resize_image
+from polymodal.utils.images import resize_image, to_8bit
 from polymodal.utils.npy import npy_from_bytes
 from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
 
@@ -98,10 +98,7 @@ class ImageFeatures(Features):
             image = self.open(read_bytes(value))
             if image.format in self.EXIF_FORMATS:
                 image = ImageOps.exif_transpose(image)
-            if image.mode in ("I;16", "I", "F"):
-                array = np.asarray(image, dtype=np.float32)
-                top = float(array.max(initial=0.0)) or 1.0
-                image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8))
+            image = to_8bit(image)  # 16-bit scans and float images, as in training
         target = self.MODES[self.cfg["color"]]
         if image.mode != target:
             if target == "HSV" and image.mode != "RGB":

@@ -25,3 +25,23 @@ def resize_image(image: Any, size: tuple[int, int], mode: str) -> Any:
     canvas = Image.new(image.mode, (width, height))
     canvas.paste(image, ((width - new_w) // 2, (height - new_h) // 2))
     return canvas
+
+
+def to_8bit(image: Any) -> Any:
+    """A Pillow image whose pixels are wider than 8 bits (16-bit in either byte order, 32-bit
+    integer or float) as 8-bit grey, scaled by its own maximum (medical and scientific images
+    rarely use their type's full range); other modes are returned as they are."""
+    if not (image.mode.startswith("I;16") or image.mode in ("I", "F")):
+        return image
+    import numpy as np
+    from PIL import Image
+
+    return Image.fromarray(scaled_to_8bit(np.asarray(image, dtype=np.float32)))
+
+
+def scaled_to_8bit(values: Any) -> Any:
+    """A numeric array as uint8: scaled by its maximum onto [0, 255] (clipped below at 0)."""
+    import numpy as np
+
+    top = float(values.max(initial=0.0)) or 1.0
+    return np.clip(values / top * 255.0, 0, 255).astype(np.uint8)

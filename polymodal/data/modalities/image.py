@@ -18,7 +18,7 @@ from polymodal.config.modalities import ImageAugment, ImageModality, ImagePrepro
 from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
-from polymodal.utils.images import resize_image
+from polymodal.utils.images import resize_image, scaled_to_8bit, to_8bit
 
 PIL_MODES = {"rgb": "RGB", "gray": "L", "hsv": "HSV"}
 EXIF_FORMATS = frozenset({"JPEG", "MPO", "TIFF", "WEBP", "HEIF"})
@@ -31,18 +31,25 @@ def _to_pil(array: np.ndarray, path: str) -> Image.Image:
 
 def _image_array(array: np.ndarray, path: str) -> np.ndarray:
     """An ``.npy`` array (H, W), (H, W, C) or (C, H, W) -> uint8 (H, W) or (H, W, 3|4), the
-    layouts Pillow reads as L, RGB and RGBA (floats in [0, 1] are scaled to [0, 255])."""
+    layouts Pillow reads as L, RGB and RGBA. Values in [0, 1] (floats, binary masks) are scaled to
+    [0, 255]; integers past 255 (16-bit scans) are scaled by the image's maximum, as 16-bit image
+    files are; other values are taken as 8-bit ones (rounded, clipped)."""
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
         array = np.moveaxis(array, 0, -1)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
         raise DecodeError(f"expected an (H, W), (H, W, C) or (C, H, W) array; got shape {array.shape}", path=path)
+    if array.dtype.kind not in "iufb":
+        raise DecodeError(f"expected numeric pixels; the array's dtype is {array.dtype}", path=path)
     if array.dtype != np.uint8:
         values = array.astype(np.float32)
         if not np.isfinite(values).all():
             raise DecodeError("array holds NaN or infinite values", path=path)
-        if values.max(initial=0.0) <= 1.0:
+        top = values.max(initial=0.0)
+        if array.dtype.kind in "iu" and top > 255:
+            return scaled_to_8bit(values)
+        if top <= 1.0:
             values = values * 255.0
         array = np.clip(np.rint(values), 0, 255).astype(np.uint8)
     return array
@@ -68,6 +75,7 @@ class ImagePreprocessor(Preprocessor):
     """See the module docstring. ``mean``/``std`` are per channel, on the [0, 1] scale."""
 
     kind = "image"
+    featurize_version = 2  # 2: 16-bit arrays and big-endian 16-bit files scaled by their maximum
     batch_time_fields = frozenset({"normalize", "mean", "std", "augment"})
 
     def __init__(self, name: str, cfg: ImagePreprocess):
@@ -131,11 +139,7 @@ class ImagePreprocessor(Preprocessor):
                 image = ImageOps.exif_transpose(image)
         except (OSError, SyntaxError, ValueError) as err:
             raise DecodeError(f"corrupt or truncated image ({err})", path=path) from None
-        if image.mode in ("I;16", "I", "F"):
-            array = np.asarray(image, dtype=np.float32)
-            top = float(array.max(initial=0.0)) or 1.0
-            image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8))
-        return image
+        return to_8bit(image)  # 16-bit scans and float images
 
     def featurize(self, samples: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         return {"x": np.stack(samples).astype(np.uint8, copy=False)}

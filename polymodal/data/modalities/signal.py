@@ -49,6 +49,9 @@ def read_signal(path: str, key: str | None = None, columns: list[str] | None = N
     suffix = os.path.splitext(path)[1].lower()
     if split_row_ref(path)[1] is not None:
         suffix = ".npy"
+    if columns is not None and suffix != ".csv":
+        raise DecodeError(f"preprocess.channels names columns {columns}, which only a .csv file has; give "
+                          f"channel indices for {suffix} files", path=path)
     try:
         if suffix == ".npy":
             array = load_npy(path)
@@ -77,9 +80,16 @@ def read_signal(path: str, key: str | None = None, columns: list[str] | None = N
             raise DecodeError(f"unsupported signal file type '{suffix}'; use one of {SIGNAL_EXTENSIONS}", path=path)
     except DecodeError:
         raise
+    except NotImplementedError as err:  # scipy: a MATLAB v7.3 (HDF5) file
+        raise DecodeError(f"unsupported .mat file ({err}); save it with MATLAB's -v7 option", path=path) from None
     except (OSError, ValueError, KeyError, pd.errors.ParserError) as err:
         raise DecodeError(f"unreadable or corrupt signal ({err})", path=path) from None
-    array = np.asarray(array, dtype=np.float32)
+    array = np.asarray(array)
+    if array.dtype.kind not in "iufb":
+        raise DecodeError(f"expected numeric samples; the array's dtype is {array.dtype}", path=path)
+    array = array.astype(np.float32)
+    if array.size == 0:
+        raise DecodeError(f"the signal holds no samples (shape {array.shape})", path=path)
     if array.ndim == 1:
         array = array[None, :]
     elif array.ndim == 2:

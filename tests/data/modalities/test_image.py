@@ -87,6 +87,29 @@ def test_arrays_at_the_target_size_decode_as_pillow_converts_them(tmp_path, colo
         np.testing.assert_array_equal(x, reference.reshape(x.shape))
 
 
+def test_16_bit_pixels_are_scaled_alike_from_arrays_and_files_of_either_byte_order(tmp_path):
+    """A 0..60000 ramp: a uint16 .npy, a 16-bit PNG (I;16) and a big-endian TIFF (I;16B) all come out
+    scaled by their maximum, not clipped at 255; integers up to 255 stay 8-bit values."""
+    ramp = (np.arange(16, dtype=np.uint16) * 4000).reshape(4, 4)
+    np.save(tmp_path / "ramp.npy", ramp)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    Image.fromarray(ramp.astype(">u2")).save(tmp_path / "ramp.tif")
+    assert Image.open(tmp_path / "ramp.tif").mode == "I;16B"
+    expected = (ramp / 60000 * 255).astype(np.uint8)
+    prep = image(size=4, color="gray")
+    for name in ("ramp.npy", "ramp.png", "ramp.tif"):
+        np.testing.assert_array_equal(prep.decode(str(tmp_path / name))[..., 0], expected, err_msg=name)
+    eight_bit = np.arange(16, dtype=np.int64).reshape(4, 4) * 17  # Python ints saved as int64
+    np.save(tmp_path / "ints.npy", eight_bit)
+    np.testing.assert_array_equal(prep.decode(str(tmp_path / "ints.npy"))[..., 0], eight_bit)
+
+
+def test_an_npy_of_text_is_a_decode_error(tmp_path):
+    np.save(tmp_path / "a.npy", np.array([["a", "b"], ["c", "d"]]))
+    with pytest.raises(DecodeError, match="expected numeric pixels; the array's dtype is <U1"):
+        image().decode(str(tmp_path / "a.npy"))
+
+
 def test_npy_with_a_bad_shape_is_a_decode_error(tmp_path):
     np.save(tmp_path / "a.npy", np.zeros((2, 3, 4, 5), np.uint8))
     with pytest.raises(DecodeError, match=r"got shape \(2, 3, 4, 5\)"):

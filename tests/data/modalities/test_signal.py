@@ -89,6 +89,21 @@ def test_channel_selection_by_csv_column(tmp_path):
         signal(channels=["ch9"]).decode(path)
 
 
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".wav"])
+def test_channel_names_outside_a_csv_are_refused_not_ignored(tmp_path, suffix):
+    path = save_as(tmp_path / f"r{suffix}", recording() / 10)
+    with pytest.raises(DecodeError, match=r"channels names columns \['ch1'\], which only a .csv file has"):
+        signal(channels=["ch1"]).decode(path)
+
+
+@pytest.mark.parametrize(("array", "fragment"), [(np.array(["a", "b", "c"]), "expected numeric samples"),
+                                                 (np.zeros((2, 0), np.float32), "holds no samples")])
+def test_text_or_empty_arrays_are_decode_errors(tmp_path, array, fragment):
+    np.save(tmp_path / "r.npy", array)
+    with pytest.raises(DecodeError, match=fragment):
+        signal().decode(str(tmp_path / "r.npy"))
+
+
 def test_channel_index_out_of_range(tmp_path):
     with pytest.raises(DecodeError, match=r"channels \[5\] .* out of range"):
         signal(channels=[5]).decode(save_as(tmp_path / "r.npy", recording()))

@@ -144,6 +144,19 @@ def test_frame_folder_and_npy_are_exact(tmp_path):
         np.testing.assert_array_equal(brightness(x), [0, 80, 160])
 
 
+def test_16_bit_frames_in_a_folder_read_as_16_bit_images_do(tmp_path):
+    from polymodal.config.modalities import ImageModality
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    ramp = (np.arange(16 * 24, dtype=np.uint16) * 150).reshape(16, 24)
+    Image.fromarray(ramp).save(folder / "0000.png")
+    image = build_preprocessor(ImageModality(kind="image", column="c", preprocess={"size": [16, 24], "color": "gray"}), "i")
+    x, _ = video(frames=1, size=[16, 24]).decode(str(folder))
+    np.testing.assert_array_equal(x[0], image.decode(str(folder / "0000.png")))
+    assert x.max() == 255 and len(np.unique(x)) > 200  # scaled by the maximum, not clipped at 255
+
+
 def test_stride_on_a_short_clip_pads_and_masks(tmp_path):
     np.save(tmp_path / "short.npy", clip(frames=3))
     prep = video(frames=4, sampling="stride", stride=2)
