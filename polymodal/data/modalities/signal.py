@@ -104,6 +104,7 @@ class SignalPreprocessor(Preprocessor):
     """See the module docstring."""
 
     kind = "signal"
+    featurize_version = 2  # 2: empty or non-numeric arrays and misapplied channel names are refused
     batch_time_fields = frozenset({"normalize"})
 
     def __init__(self, name: str, cfg: SignalPreprocess):
