@@ -391,10 +391,18 @@ def modality_columns(modality: object) -> list[str]:
     return [modality.column]  # type: ignore[attr-defined]
 
 
+def text_columns(modality: object) -> list[str]:
+    """The manifest columns a modality reads as text, never as numbers: all but a table's
+    numeric columns (file paths, texts, categories)."""
+    if isinstance(modality, TabularModality):
+        return list(modality.categorical)
+    return modality_columns(modality)
+
+
 __all__ = [
     "MAX_AUDIO_SECONDS", "MAX_IMAGE_SIDE", "MAX_SAMPLE_RATE", "MAX_SIGNAL_LENGTH", "MAX_TEXT_TOKENS", "MAX_VOCAB",
     "AnyModality", "AudioAugment", "AudioModality", "AudioPreprocess", "ImageAugment", "ImageModality", "ImagePreprocess",
     "ModalityConfig", "Probability", "SignalModality", "SignalPreprocess", "SignalSpectrogram",
-    "TabularModality", "TabularPreprocess", "TextModality", "TextPreprocess", "modality_columns",
+    "TabularModality", "TabularPreprocess", "TextModality", "TextPreprocess", "modality_columns", "text_columns",
     "VideoModality", "VideoPreprocess", "FrameCnnConfig",
 ]

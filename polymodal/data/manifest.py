@@ -171,13 +171,18 @@ def is_empty(value: object) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str | os.PathLike | None = None) -> Manifest:
+def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str | os.PathLike | None = None,
+                  text_columns: Iterable[str] = ()) -> Manifest:
     """Read a manifest file or wrap a DataFrame.
 
     Args:
         source: a ``.csv``/``.tsv``/``.parquet``/``.jsonl`` path, a DataFrame or a Manifest.
         root: folder for relative paths; defaults to the file's folder (or the working directory
             for a DataFrame).
+        text_columns: CSV columns read as the text they hold, not as the numbers pandas would
+            guess from one file (a zip code ``02139`` stays ``02139``, a code column stays ``12``
+            where a blank cell would make it ``12.0``): file paths, texts and categories
+            (:meth:`DataPipeline.read_raw` names them). Parquet and JSON keep their own types.
 
     Raises:
         ManifestError: the file does not exist, has an unsupported extension or cannot be parsed.
@@ -205,7 +210,8 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
         if fmt == "csv":  # only empty cells are missing: the words NA, None, null stay text
             sep = "\t" if path.suffix.lower() == ".tsv" else ","
             header = _csv_header(path, sep)  # as written: pandas renames a repeated name ('image.1')
-            frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
+            as_text = {c: str for c in text_columns if c in header}
+            frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""], dtype=as_text or None)
         elif fmt == "parquet":
             frame = pd.read_parquet(path)
         else:  # JSON strings stay strings ("007"); .json is an array of records, .jsonl one per line

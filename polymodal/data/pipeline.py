@@ -59,7 +59,7 @@ class DataPipeline:
         if isinstance(data, Manifest) and data.checked is not None and data.checked[0] is self.config \
                 and data.checked[1:] == check:  # validated before (the test manifest read before training)
             return data
-        manifest = read_manifest(data)
+        manifest = self.read_raw(data)
         if training:
             validate_manifest(manifest, self.config, require_target=require_target)
         else:
@@ -71,6 +71,13 @@ class DataPipeline:
         release_memory(len(manifest))  # the parser's and the validation's buffers
         manifest.checked = (self.config, *check)
         return manifest
+
+    def read_raw(self, data: DataSource) -> Manifest:
+        """``data`` as a Manifest, not validated; a CSV's modality columns are read as text (see
+        :func:`~polymodal.data.manifest.read_manifest`)."""
+        from polymodal.config.modalities import text_columns
+
+        return read_manifest(data, text_columns=[c for m in self.config.modalities.values() for c in text_columns(m)])
 
     def check_modalities(self, modalities: Iterable[str] | None, manifest: Manifest) -> list[str]:
         """The modalities to use for a manifest, validated."""

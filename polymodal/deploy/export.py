@@ -34,7 +34,6 @@ import torch
 
 from polymodal import __version__
 from polymodal.config.modalities import modality_columns
-from polymodal.data.manifest import read_manifest
 from polymodal.data.multitarget import MultiTargetEncoder
 from polymodal.data.pipeline import DataSource
 from polymodal.deploy.errors import ExportError
@@ -239,7 +238,7 @@ def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None
     files = [meta["graph"].get("file") or TORCHSCRIPT_FILE]
     manifest, table = None, None
     if data is not None:  # only the rows the checks use are read and decoded
-        head = read_manifest(data)
+        head = predictor.pipeline.read_raw(data)
         head = head.subset(np.arange(min(rows, len(head)))) if len(head) > rows else head
         manifest, table = predictor._encode(head, require_target=False, modalities=None)
     parity = check_graph(predictor, folder, meta, table, rows, tolerance)

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from polymodal.data.dataset import collate
 from polymodal.data.encode import EncodedTable
-from polymodal.data.manifest import Manifest, read_manifest
+from polymodal.data.manifest import Manifest
 from polymodal.metrics import sigmoid, softmax
 from polymodal.utils.device import default_device, move_to
 
@@ -66,7 +66,7 @@ def load_eval_data(predictor: MultimodalPredictor, data: DataSource, *, require_
     """
     pipeline, _ = predictor._require_fitted()
     if require_target is None:
-        data = read_manifest(data)
+        data = pipeline.read_raw(data)
         columns = predictor.config.targets
         require_target = bool(columns) and all(c in data.frame.columns for c in columns)
     manifest = pipeline.read(data, require_target=require_target)

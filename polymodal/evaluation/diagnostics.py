@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from polymodal.data.manifest import Manifest, read_manifest
+from polymodal.data.manifest import Manifest
 from polymodal.evaluation.attribution import explain
 from polymodal.evaluation.calibration import calibration_summary
 from polymodal.evaluation.cca_baseline import MIN_CCA_ROWS
@@ -43,10 +43,10 @@ def report_subsets(names: list[str]) -> list[frozenset[str]]:
 CCA_TRAIN_ROWS = 10_000  # training rows (a seeded sample when there are more) the report's CCA baseline is fitted on
 
 
-def sampled_manifest(data: DataSource, rows: int, seed: int) -> Manifest:
+def sampled_manifest(predictor: MultimodalPredictor, data: DataSource, rows: int, seed: int) -> Manifest:
     """At most ``rows`` rows of ``data``, a seeded random sample in manifest order
     (:func:`~polymodal.evaluation.data.sample_rows`)."""
-    manifest = read_manifest(data)
+    manifest = predictor.pipeline.read_raw(data)
     chosen = sample_rows(len(manifest), rows, seed)
     return manifest if len(chosen) == len(manifest) else manifest.subset(chosen)
 
@@ -58,7 +58,8 @@ def retrieval_beside_cca(predictor: MultimodalPredictor, data: DataSource, train
     encoder features (:func:`polymodal.retrieval.search.cca_baseline`)."""
     from polymodal.retrieval.search import cca_baseline, evaluate_retrieval
 
-    rows, fit_rows = sampled_manifest(data, cfg.rows, cfg.seed), sampled_manifest(train, CCA_TRAIN_ROWS, cfg.seed)
+    rows = sampled_manifest(predictor, data, cfg.rows, cfg.seed)
+    fit_rows = sampled_manifest(predictor, train, CCA_TRAIN_ROWS, cfg.seed)
     results = {"model": evaluate_retrieval(predictor, rows)}
     if len(fit_rows) >= MIN_CCA_ROWS:
         results["linear_cca"] = cca_baseline(predictor, fit_rows, rows)

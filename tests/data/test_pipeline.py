@@ -47,6 +47,27 @@ def test_saved_pipeline_encodes_like_the_fitted_one(tmp_path):
                         pipe.dataset(table, targets).__getitems__(rows))
 
 
+def test_csv_categories_and_texts_are_read_as_written_whatever_else_the_file_holds(tmp_path):
+    """pandas guesses each CSV's column types: zip 02139 would be 2139 in a file of numbers only and
+    '02139' beside a word; a code column with a blank would read 12.0. Modality columns are read as
+    text, so training and prediction see the same tokens and categories."""
+    config = make_config({"place": {"kind": "tabular", "columns": ["x"], "categorical": ["zip"]},
+                          "code": {"kind": "text", "column": "code"}})
+    (tmp_path / "train.csv").write_text("x,zip,code,y\n1,02139,12,a\n2,10001,,b\n3,02139,7,a\n")
+    (tmp_path / "new.csv").write_text("x,zip,code,y\n1,02139,12,a\n2,A0A1,7,b\n")
+    pipeline = DataPipeline(config)
+    train = pipeline.read(tmp_path / "train.csv", require_target=True, training=True)
+    assert train.frame["zip"].tolist() == ["02139", "10001", "02139"] and train.frame["x"].tolist() == [1, 2, 3]
+    pipeline.fit(train)
+    assert pipeline.preprocessors["place"].categories["zip"] == ["02139", "10001"]
+    assert pipeline.preprocessors["code"].vocab[2:] == ["12", "7"]
+    new = pipeline.read(tmp_path / "new.csv", require_target=True)
+    table = pipeline.encode(new)
+    zips = table.modalities["place"].arrays["cat"][:, 0].tolist()
+    assert zips[0] == 1 and zips[1] == 0  # 02139 is the first category; A0A1 is unknown
+    assert pipeline.preprocessors["code"].decode("12") == table.modalities["code"].arrays["ids"][0, :1].tolist()
+
+
 def test_targets_state_is_plain_json(tmp_path):
     config = make_config(MULTIMODAL)
     pipe = DataPipeline(config)

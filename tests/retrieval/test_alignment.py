@@ -138,10 +138,10 @@ def test_the_report_shows_every_direction_beside_linear_cca_fitted_on_the_traini
 def test_the_reports_retrieval_table_samples_report_rows(pairs, tmp_path) -> None:
     from polymodal.evaluation.diagnostics import sampled_manifest
 
-    sample = sampled_manifest(pairs["test"], 25, seed=0)
-    assert len(sample) == 25 and list(sample.source_rows) == sorted(set(sample.source_rows))
     config = {**retrieval_config(epochs=1), "report": {"rows": 25}}
     predictor = MultimodalPredictor.from_config(config).fit(pairs["train"], pairs["valid"], test=pairs["test"])
+    sample = sampled_manifest(predictor, pairs["test"], 25, seed=0)
+    assert len(sample) == 25 and list(sample.source_rows) == sorted(set(sample.source_rows))
     rows = predictor.diagnostics["retrieval"]
     assert predictor.diagnostics["rows"] == 25 and {r["queries"] for r in rows} == {25}
     expected = predictor.evaluate_retrieval(pairs["test"].iloc[sample.source_rows].reset_index(drop=True))
