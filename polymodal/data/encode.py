@@ -113,15 +113,10 @@ class _Chunks(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, dict[str, np.ndarray], list[tuple[int, str, str | None]]]:
         start = i * CHUNK
-        good, samples, errors = [], [], []
-        for position, value in enumerate(gather_cells(self.cells, self.rows[start:start + CHUNK]), start):
-            try:
-                samples.append(self.preprocessor.decode(value))
-                good.append(position)
-            except DecodeError as err:
-                errors.append((position, err.reason, err.path))
+        good, samples, errors = self.preprocessor.decode_chunk(gather_cells(self.cells, self.rows[start:start + CHUNK]))
         feats = self.preprocessor.featurize(samples) if samples else {}
-        return np.asarray(good, dtype=np.int64), feats, errors
+        return (np.asarray(good, dtype=np.int64) + start, feats,
+                [(start + position, err.reason, err.path) for position, err in errors])
 
 
 def _as_is(item: Any) -> Any:

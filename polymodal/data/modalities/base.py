@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
+from polymodal.errors import DecodeError
 from polymodal.registry import Registry
 from polymodal.utils.io import atomic_write, atomic_write_json
 
@@ -91,6 +92,19 @@ class Preprocessor(ABC):
     @abstractmethod
     def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         """Batched arrays -> the encoder's keyword inputs (``x``, optional ``mask``...)."""
+
+    def decode_chunk(self, values: Sequence[Any]) -> tuple[list[int], list[Any], list[tuple[int, DecodeError]]]:
+        """Decode a chunk of cells: the positions decoded, their samples, and ``(position, error)``
+        of the others. One ``decode`` per cell; a modality whose cells are cheap to decode
+        together (tabular) overrides it."""
+        good, samples, errors = [], [], []
+        for position, value in enumerate(values):
+            try:
+                samples.append(self.decode(value))
+                good.append(position)
+            except DecodeError as err:
+                errors.append((position, err))
+        return good, samples, errors
 
     def transform(self, values: Sequence[Any], train: bool = False) -> dict[str, torch.Tensor]:
         """Cells -> the encoder's keyword inputs, through the chain the data pipeline runs.

@@ -72,30 +72,34 @@ class TabularPreprocessor(Preprocessor):
     def from_config(cls, cfg: TabularModality, *, name: str) -> TabularPreprocessor:
         return cls(name, cfg.preprocess, list(cfg.columns), list(cfg.categorical))
 
-    def _split(self, row: Sequence[Any]) -> tuple[np.ndarray, list[str | None]]:
-        row = _as_row(row)
-        n = len(self.numeric)
-        numbers = np.asarray([_number(v, c) for v, c in zip(row[:n], self.numeric)], np.float64)
-        return numbers, [_category(v) for v in row[n:]]
-
-    def _split_lenient(self, row: Sequence[Any]) -> tuple[np.ndarray, list[str | None]]:
-        """Like _split, but unparsable numbers count as missing (encoding reports them, with their row)."""
-        row = _as_row(row)
-        try:
-            return self._split(row)
-        except DecodeError:
-            n = len(self.numeric)
-            numbers = []
-            for v, c in zip(row[:n], self.numeric):
+    def _columns(self, values: Sequence[Any]) -> tuple[np.ndarray, list[list[str | None]], dict[int, DecodeError]]:
+        """A chunk of cells column by column: the numbers (N, n_numeric), NaN where empty or
+        unparsable; each categorical column's keys; and the first problem of each row that has one
+        (a value that is not a number, or is infinite)."""
+        rows = [_as_row(v) for v in values]
+        columns = list(zip(*rows)) if rows else [()] * (len(self.numeric) + len(self.categorical))
+        numbers = np.full((len(rows), len(self.numeric)), np.nan)
+        errors: dict[int, DecodeError] = {}
+        for j, name in enumerate(self.numeric):
+            column = numbers[:, j]
+            try:  # the usual column, numbers and empty cells (None, NaN), converted in one go
+                column[:] = np.array(columns[j], dtype=np.float64)
+                if np.isfinite(column[~np.isnan(column)]).all():
+                    continue
+            except (TypeError, ValueError):
+                pass
+            for i, value in enumerate(columns[j]):  # else cell by cell, naming the first bad one of a row
                 try:
-                    numbers.append(_number(v, c))
-                except DecodeError:
-                    numbers.append(float("nan"))
-            return np.asarray(numbers, np.float64), [_category(v) for v in row[n:]]
+                    column[i] = _number(value, name)
+                except DecodeError as err:
+                    errors.setdefault(i, err)
+        n = len(self.numeric)
+        return numbers, [[_category(v) for v in columns[n + j]] for j in range(len(self.categorical))], errors
 
     def fit(self, values: Sequence[Sequence[Any]]) -> None:
-        rows = [self._split_lenient(v) for v in values]
-        numbers = np.stack([r[0] for r in rows]) if self.numeric else np.zeros((len(rows), 0))
+        """Imputation values, scaling and category vocabularies from the training cells (a value
+        that is not a number counts as missing here; encoding reports it with its row)."""
+        numbers, categories, _ = self._columns(list(values))
         with np.errstate(all="ignore"):
             mean = np.nanmean(numbers, axis=0) if len(numbers) else np.zeros(0)
         mean = np.where(np.isnan(mean), 0.0, mean)
@@ -117,24 +121,33 @@ class TabularPreprocessor(Preprocessor):
         self.scale = np.where(scale > 1e-12, scale, 1.0).astype(np.float32)
         self.categories = {}
         for j, column in enumerate(self.categorical):
-            counts = Counter(r[1][j] for r in rows if r[1][j] is not None)
+            counts = Counter(key for key in categories[j] if key is not None)
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             kept = [k for k, c in ranked if c >= self.cfg.min_category_count][: self.cfg.max_categories]
             self.categories[column] = sorted(kept)
         self._build_lookup()
 
     def decode(self, value: Any) -> tuple[np.ndarray, np.ndarray]:
+        good, samples, errors = self.decode_chunk([value])
+        if errors:
+            raise errors[0][1]
+        return samples[0]
+
+    def decode_chunk(self, values: Sequence[Any]) -> tuple[list[int], list[Any], list[tuple[int, DecodeError]]]:
+        """Every cell of a chunk at once: numbers imputed and scaled as one array, categories looked up
+        column by column. A sample is a row's ``(num, cat)`` arrays."""
         if self.categories is None:
             raise NotFittedError(f"tabular modality '{self.name}' is not fitted")
-        numbers, cats = self._split(value)
+        numbers, categories, errors = self._columns(values)
         missing = np.isnan(numbers)
         scaled = (np.where(missing, self.fill, numbers) - self.center) / self.scale
-        num = np.concatenate([scaled, missing.astype(np.float64)]) if self.cfg.missing_indicator else scaled
-        index = [
-            0 if cat is None or cat not in self._lookup[col] else self._lookup[col][cat]
-            for col, cat in zip(self.categorical, cats)
-        ]
-        return num.astype(np.float32), np.asarray(index, np.int64)
+        num = (np.concatenate([scaled, missing], axis=1) if self.cfg.missing_indicator else scaled).astype(np.float32)
+        cat = np.zeros((len(numbers), len(self.categorical)), np.int64)
+        for j, column in enumerate(self.categorical):
+            lookup = self._lookup[column]
+            cat[:, j] = [lookup.get(key, 0) if key is not None else 0 for key in categories[j]]
+        good = [i for i in range(len(numbers)) if i not in errors]
+        return good, [(num[i], cat[i]) for i in good], sorted(errors.items())
 
     def _build_lookup(self) -> None:
         self._lookup = {col: {c: i + 1 for i, c in enumerate(cats)} for col, cats in (self.categories or {}).items()}

@@ -94,6 +94,25 @@ def test_non_numeric_value_in_a_numeric_column_is_a_decode_error():
         prep.decode((math.inf, 1.0, "red"))
 
 
+def test_a_chunk_decodes_as_its_cells_do_one_by_one():
+    """Cells decoded together (as encoding does) give each row what decoding it alone gives; a bad
+    cell fails its row only, with the message decoding that row alone raises."""
+    prep = tabular()
+    prep.fit(ROWS)
+    chunk = [(1.0, 2.0, "red"), (1.0, "lots", "red"), ("3", None, "green"), (math.inf, 1.0, None), (2, True, "blue")]
+    good, samples, errors = prep.decode_chunk(chunk)
+    assert good == [0, 2, 4] and [position for position, _ in errors] == [1, 3]
+    for position, (num, cat) in zip(good, samples):
+        alone = prep.decode(chunk[position])
+        np.testing.assert_array_equal(num, alone[0])
+        np.testing.assert_array_equal(cat, alone[1])
+    for position, err in errors:
+        with pytest.raises(DecodeError) as info:
+            prep.decode(chunk[position])
+        assert err.reason == info.value.reason
+    assert "column 'dose' must be numeric; got 'lots'" in errors[0][1].reason
+
+
 def test_numbers_written_as_strings_are_accepted():
     prep = tabular(scale="none")
     prep.fit([("1.5", "2", "a"), ("3", " ", "b")])
