@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 import torch
 from torch.nn import functional as F
 
+from polymodal.data.modalities.base import roll_within
+
 Inputs = dict[str, torch.Tensor]
 
 
@@ -86,12 +88,11 @@ def strong_signal(inputs: Inputs, magnitude: float, erase: float, generator: tor
     x = x + torch.randn(x.shape, generator=generator, device=dev) * (0.2 * magnitude)
     limit = max(1, int(0.1 * magnitude * length)) if magnitude > 0 else 0  # magnitude 0: no shift
     offsets = torch.randint(-limit, limit + 1, (b,), generator=generator, device=dev)
-    index = (torch.arange(length, device=dev)[None, :] - offsets[:, None]) % length
-    x = x.gather(2, index.unsqueeze(1).expand(b, c, length))
+    mask = inputs.get("mask")  # (B, L) valid samples of a shorter recording
+    x = roll_within(x, offsets, None if mask is None else mask.sum(dim=1), dim=2)  # its padding stays padding
     if erase > 0:
         time = _bands(b, length, (torch.rand(b, generator=generator, device=dev) * erase * length).long(), generator, dev)
         x = x.masked_fill(time.unsqueeze(1), 0.0)
-    mask = inputs.get("mask")
     return {**inputs, "x": x if mask is None else x * mask.unsqueeze(1)}
 
 

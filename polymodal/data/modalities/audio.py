@@ -19,7 +19,7 @@ from polymodal.config.mel import frame_samples
 from polymodal.config.modalities import AudioAugment, AudioModality, AudioPreprocess
 from polymodal.data import features as F
 from polymodal.data.arrays import load_npy, split_row_ref
-from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
+from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats, roll_within
 from polymodal.data.video_io import VIDEO_SUFFIXES, read_video_audio
 from polymodal.errors import DecodeError, NotFittedError
 from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
@@ -139,10 +139,8 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, cfg: AudioAugment) -> t
             return 1.0 + (torch.rand(batch) * 2.0 - 1.0) * limit
 
         x = stretch_axes(x, factors(cfg.stretch), factors(cfg.warp))
-    if cfg.shift:
-        offsets = torch.randint(-cfg.shift, cfg.shift + 1, (batch,))
-        index = (torch.arange(frames).unsqueeze(0) - offsets.unsqueeze(1)) % frames
-        x = x.gather(1, index.unsqueeze(-1).expand_as(x))
+    if cfg.shift:  # rolled within each clip's frames: its padding stays padding
+        x = roll_within(x, torch.randint(-cfg.shift, cfg.shift + 1, (batch,)), lengths, dim=1)
     time = _band_masks(cfg.time_masks, cfg.time_width, frames, lengths)  # (B, T)
     freq = _band_masks(cfg.freq_masks, cfg.freq_width, bins, torch.full((batch,), bins))  # (B, F)
     return x.masked_fill(time.unsqueeze(-1) | freq.unsqueeze(1), 0.0)
@@ -226,8 +224,8 @@ class AudioPreprocessor(Preprocessor):
             mean = (x * weights).sum(dim=1, keepdim=True) / count
             var = ((x - mean).pow(2) * weights).sum(dim=1, keepdim=True) / count
             x = (x - mean) / var.sqrt().clamp_min(1e-5)
-        if train and self.cfg.augment is not None:
-            x = spec_augment(x, lengths, self.cfg.augment)
+        if train and self.cfg.augment is not None:  # padding zeroed first: stretching reads zeros past a clip
+            x = spec_augment(x * mask.unsqueeze(-1), lengths, self.cfg.augment)
         return {"x": x * mask.unsqueeze(-1), "mask": mask}
 
     def encoder_context(self) -> dict[str, Any]:

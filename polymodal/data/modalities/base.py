@@ -195,6 +195,18 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def roll_within(x: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor | None, dim: int) -> torch.Tensor:
+    """Each sample of ``x`` rolled by ``offsets`` (B,) steps along ``dim``, within its first
+    ``lengths`` (B,) steps (all of them when None): padding never rolls into a clip."""
+    size = x.shape[dim]
+    steps = torch.arange(size, device=x.device).unsqueeze(0)  # (1, S)
+    valid = torch.full_like(offsets, size) if lengths is None else lengths.clamp(1, size)
+    index = torch.where(steps < valid[:, None], (steps - offsets[:, None]) % valid[:, None], steps)  # (B, S)
+    shape = [1] * x.dim()
+    shape[0], shape[dim] = x.shape[0], size
+    return x.gather(dim, index.view(shape).expand_as(x))
+
+
 def channel_stats(
     x: np.ndarray, axis: int, valid: np.ndarray | None = None, time_axis: int | None = None, chunk: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:

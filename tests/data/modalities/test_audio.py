@@ -265,6 +265,18 @@ def test_stretch_axes_is_the_identity_at_one_and_rescales_each_axis_from_index_z
     torch.testing.assert_close(stretch_axes(steps, torch.tensor([2.0]), torch.ones(1))[0], (steps[0] / 2))
 
 
+def test_shift_rolls_each_clip_within_its_own_frames():
+    """A 5-frame clip padded to 8: the roll stays inside the 5 frames, whatever the padding held."""
+    x = torch.arange(1.0, 17.0).view(2, 8, 1).repeat(1, 1, 3)
+    lengths = torch.tensor([5, 8])
+    torch.manual_seed(0)
+    out = spec_augment(x, lengths, AudioAugment(time_masks=0, freq_masks=0, shift=3))
+    for row, length in enumerate(lengths.tolist()):
+        valid, rolled = x[row, :length, 0].tolist(), out[row, :length, 0].tolist()
+        assert sorted(rolled) == valid and any(rolled[k:] + rolled[:k] == valid for k in range(length))
+        assert out[row, length:, 0].tolist() == x[row, length:, 0].tolist()  # padding left where it was
+
+
 def test_spec_augment_masks_bands_and_warps_only_when_asked():
     torch.manual_seed(0)
     x = torch.randn(16, 40, 24) + 5.0  # no value is 0 before masking
