@@ -1,10 +1,11 @@
 """The generative alignment objective: a multimodal VAE with a product-of-experts posterior
 (MVAE, Wu & Goodman 2018).
 
-Each aligned modality m gives a Gaussian posterior ``q(z | x_m) = N(mu_m, var_m)``: ``mu_m`` is
-its projection (so the retrieval embedding is the posterior mean), ``log var_m`` comes from a
-linear head on its encoder features. The joint posterior of the modalities present in a row is
-the product of these experts and the prior ``N(0, I)``. Every posterior (the joint one and each
+Each aligned modality m gives a Gaussian expert ``N(mu_m, var_m)``: ``mu_m`` is its projection
+(the retrieval embedding is this expert's mean), ``log var_m`` comes from a linear head on its
+encoder features. The posterior of the modalities present in a row, one or several, is the
+product of their experts and the prior ``N(0, I)`` (so a single modality's posterior mean is
+``mu_m`` shrunk towards 0 by ``1 / (1 + var_m)`` per dimension, not ``mu_m`` itself). Every posterior (the joint one and each
 single-modality one) must reconstruct every present modality's encoder features, which ties the
 single-modality posteriors together: either modality alone embeds a row.
 """
