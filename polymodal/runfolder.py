@@ -34,7 +34,7 @@ import torch
 from polymodal.config import Config, load_config, save_config
 from polymodal.data.pipeline import DataPipeline
 from polymodal.errors import PolymodalError, RunFolderError
-from polymodal.utils.io import atomic_write, atomic_write_json, damaged_zip
+from polymodal.utils.io import atomic_write, atomic_write_json, damaged_zip, folder_digest
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.safetensors"
@@ -208,7 +208,11 @@ def read_config(run: Path) -> Config:
 
 
 def write_model(path: str | os.PathLike, config: Config, model: torch.nn.Module, pipeline: DataPipeline) -> Path:
-    """Write what rebuilds the model: ``config.yaml``, ``model.safetensors`` and ``preprocessors/``.
+    """Write what rebuilds the model: ``config.yaml``, ``preprocessors/`` and, last,
+    ``model.safetensors``, whose metadata records a digest of the preprocessors' files: a save
+    interrupted between the files (each written atomically) leaves a run that
+    :func:`load_weights` names as damaged, never new weights read with old preprocessors. (The
+    config stays editable: one that no longer fits the weights fails to load them anyway.)
 
     Returns:
         The run folder (created when missing).
@@ -218,9 +222,13 @@ def write_model(path: str | os.PathLike, config: Config, model: torch.nn.Module,
     run = Path(path)
     run.mkdir(parents=True, exist_ok=True)
     save_config(config, run / CONFIG_FILE)
-    atomic_write(run / MODEL_FILE, lambda tmp: save_model(model.cpu(), str(tmp)))
     pipeline.save(run / PREPROCESSORS)
+    metadata = {PREPROCESSORS_KEY: folder_digest(run / PREPROCESSORS)}
+    atomic_write(run / MODEL_FILE, lambda tmp: save_model(model.cpu(), str(tmp), metadata=metadata))
     return run
+
+
+PREPROCESSORS_KEY = "polymodal.preprocessors"  # model.safetensors metadata: the digest of preprocessors/
 
 
 @contextmanager
@@ -251,9 +259,16 @@ def load_pipeline(run: Path, config: Config) -> DataPipeline:
 
 def load_weights(model: torch.nn.Module, run: Path) -> None:
     """Fill ``model`` (built from the run's config and preprocessors) from ``model.safetensors``."""
+    from safetensors import safe_open
     from safetensors.torch import load_model
 
     with reading(run, MODEL_FILE):
+        with safe_open(str(run / MODEL_FILE), framework="pt") as handle:
+            recorded = (handle.metadata() or {}).get(PREPROCESSORS_KEY)  # runs saved before it have none
+        if recorded is not None and recorded != folder_digest(run / PREPROCESSORS):
+            raise RunFolderError(f"the run {run} is damaged: {PREPROCESSORS}/ is not the one {MODEL_FILE} was "
+                                 "saved with (an interrupted save, or files copied from another run); retrain it "
+                                 "or restore the files")
         load_model(model, str(run / MODEL_FILE))
 
 

@@ -185,7 +185,10 @@ def test_the_test_manifest_is_read_and_checked_once(data, tmp_path, monkeypatch)
     (lambda run: (run / "metrics.json").write_text("[1, 2"), "is damaged: metrics.json"),
     (lambda run: (run / "metrics.json").write_text("[1]"), "is damaged: metrics.json"),
     (lambda run: (run / "preprocessors" / "targets.json").write_text("[]"), "is damaged: preprocessors/"),
-], ids=["weights", "preprocessor", "missing-preprocessor", "metrics", "metrics-shape", "targets-shape"])
+    (lambda run: (run / "preprocessors" / "targets.json").write_text(
+        (run / "preprocessors" / "targets.json").read_text().replace('"a"', '"z"')), "preprocessors/ is not the one"),
+], ids=["weights", "preprocessor", "missing-preprocessor", "metrics", "metrics-shape", "targets-shape",
+        "other-preprocessors"])
 def test_a_damaged_run_is_named_as_such(data, trained, tmp_path, damage, fragment):
     run = _copy(trained, tmp_path)
     damage(run)
