@@ -210,8 +210,13 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
         if fmt == "csv":  # only empty cells are missing: the words NA, None, null stay text
             sep = "\t" if path.suffix.lower() == ".tsv" else ","
             header = _csv_header(path, sep)  # as written: pandas renames a repeated name ('image.1')
-            as_text = {c: str for c in text_columns if c in header}
-            frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""], dtype=as_text or None)
+            frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
+            guessed = [c for c in dict.fromkeys(text_columns) if c in frame.columns and header.count(c) == 1
+                       and not isinstance(frame[c].dtype, pd.StringDtype)]
+            if guessed:  # typed as numbers by this file: read those columns again as text (passing dtype
+                # up front would build every text column through Python objects, twice the memory)
+                again = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""], usecols=guessed, dtype=str)
+                frame[guessed] = again[guessed]
         elif fmt == "parquet":
             frame = pd.read_parquet(path)
         else:  # JSON strings stay strings ("007"); .json is an array of records, .jsonl one per line
