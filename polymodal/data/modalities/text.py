@@ -51,6 +51,14 @@ def clean_text(text: str, cfg: TextPreprocess) -> str:
     return " ".join(text.split())
 
 
+def cell_text(value: Any) -> str:
+    """A text cell as text; a whole-number float (a Parquet or DataFrame column of codes with a
+    blank, typed float) reads as the integer it holds, 12 rather than 12.0, as a CSV cell does."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _train_subword(kind: str, texts: Sequence[str], cfg: TextPreprocess) -> Any:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
@@ -71,7 +79,7 @@ class TextPreprocessor(Preprocessor):
 
     kind = "text"
     file_based = False
-    featurize_version = 2  # 2: an empty cleaned text is one [UNK]; NFC before cleaning
+    featurize_version = 3  # 2: an empty cleaned text is one [UNK]; NFC before cleaning. 3: cell_text
 
     def __init__(self, name: str, cfg: TextPreprocess):
         super().__init__(name)
@@ -85,7 +93,7 @@ class TextPreprocessor(Preprocessor):
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, values: Sequence[Any]) -> None:
-        texts = [clean_text(str(v), self.cfg) for v in values]
+        texts = [clean_text(cell_text(v), self.cfg) for v in values]
         if self.cfg.tokenizer == "word":
             counts = Counter(word for text in texts for word in text.split())
             kept = [w for w, c in sorted(counts.items(), key=lambda wc: (-wc[1], wc[0])) if c >= self.cfg.min_freq]
@@ -143,7 +151,7 @@ class TextPreprocessor(Preprocessor):
     def decode(self, value: Any) -> list[int]:
         """A text's token ids; one that cleans to nothing (punctuation, stop words) is one unknown
         token, so that every present text has a position to attend to."""
-        ids = self._encoder(clean_text(str(value), self.cfg))
+        ids = self._encoder(clean_text(cell_text(value), self.cfg))
         return ids[: self.cfg.max_tokens] or [self.unk_id]
 
     def featurize(self, samples: Sequence[list[int]]) -> dict[str, np.ndarray]:

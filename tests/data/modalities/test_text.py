@@ -156,6 +156,13 @@ def test_a_text_that_cleans_to_nothing_is_one_unknown_token(kind):
     assert batch["x"].tolist() == [[unknown]] * 3 and batch["mask"].all()
 
 
+def test_a_float_column_of_codes_tokenizes_as_its_integers():
+    prep = text()
+    prep.fit([12.0, 7.0, 3.5])
+    assert prep.vocab[2:] == ["12", "3", "5", "7"]
+    assert prep.decode(12.0) == prep.decode("12") == prep.decode(12) != [1]
+
+
 def test_decomposed_accents_tokenize_as_composed_ones():
     prep = text()
     prep.fit(["café au lait", "un café"])
