@@ -120,7 +120,7 @@ class Estimator:
         raised."""
         try:
             return self.evaluate(test)
-        except Exception:
+        except Exception:  # not swallowed: the model is saved, then the error goes on
             if run_dir is not None:
                 self.save(run_dir)
                 warn_user(f"the test manifest could not be evaluated; the trained model is saved in {run_dir} "
