@@ -36,6 +36,7 @@ from polymodal.data.cache import (
     visible_folders,
 )
 from polymodal.errors import DecodeError
+from polymodal.utils.io import hash_file, hash_folder
 
 KEY_BYTES = 16
 NEVER_SETTLED = np.iinfo(np.int64).max  # a change time that keeps an item out of the stat memo
@@ -54,18 +55,10 @@ def content_key(value: Any, file_based: bool) -> bytes:
         return _digest(sample_bytes(load_npy(value)))
     digest = hashlib.blake2b(digest_size=KEY_BYTES)
     if os.path.isdir(value):  # a folder of frames: each file's name and bytes, in name order
-        for entry in sorted((e for e in os.scandir(value) if e.is_file()), key=lambda e: e.name):
-            digest.update(entry.name.encode("utf-8", "surrogateescape") + b"\0")
-            _hash_file(digest, entry.path)
-        return digest.digest()
-    _hash_file(digest, value)
+        hash_folder(digest, value)
+    else:
+        hash_file(digest, value)
     return digest.digest()
-
-
-def _hash_file(digest: Any, path: str) -> None:
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
 
 
 def stat_key(path: str, row: int | None, stat: os.stat_result) -> bytes:

@@ -94,14 +94,24 @@ def folder_digest(folder: str | os.PathLike, skip_suffixes: tuple[str, ...] = ()
     a local model or tokenizer folder."""
     import hashlib
 
-    digest = hashlib.blake2b(digest_size=16)
-    path = Path(folder)
-    if not path.is_dir():
+    if not os.path.isdir(folder):
         return ""
-    for entry in sorted((e for e in path.iterdir() if e.is_file() and not e.name.endswith(skip_suffixes)),
-                        key=lambda e: e.name):
-        digest.update(entry.name.encode("utf-8", "surrogateescape") + b"\0")
-        with open(entry, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+    digest = hashlib.blake2b(digest_size=16)
+    hash_folder(digest, folder, skip_suffixes)
     return digest.hexdigest()
+
+
+def hash_folder(digest: Any, folder: str | os.PathLike, skip_suffixes: tuple[str, ...] = ()) -> None:
+    """Feed ``digest`` each file directly in ``folder`` (but those ending in ``skip_suffixes``):
+    its name, a NUL, its bytes, in name order."""
+    entries = (e for e in os.scandir(folder) if e.is_file() and not e.name.endswith(skip_suffixes))
+    for entry in sorted(entries, key=lambda e: e.name):
+        digest.update(entry.name.encode("utf-8", "surrogateescape") + b"\0")
+        hash_file(digest, entry.path)
+
+
+def hash_file(digest: Any, path: str | os.PathLike) -> None:
+    """Feed ``digest`` a file's bytes, a megabyte at a time."""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
