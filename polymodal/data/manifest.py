@@ -171,6 +171,15 @@ def is_empty(value: object) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+def cell_text(value: object) -> str:
+    """A cell's value as text; a whole-number float reads as the integer it holds (``12``, not
+    ``12.0``): a column of codes with a blank is typed float by Parquet and DataFrames, and the
+    same cell of a CSV reads ``12``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str | os.PathLike | None = None,
                   text_columns: Iterable[str] = ()) -> Manifest:
     """Read a manifest file or wrap a DataFrame.

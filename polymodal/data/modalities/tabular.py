@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from polymodal.config.modalities import TabularModality, TabularPreprocess
-from polymodal.data.manifest import is_empty
+from polymodal.data.manifest import cell_text, is_empty
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import DecodeError, NotFittedError
 
@@ -36,13 +36,9 @@ def _number(value: Any, column: str) -> float:
 
 
 def _category(value: Any) -> str | None:
-    """The category key of a cell; whole-number floats are keyed like ints ('3.0' -> '3'), since a
-    column with a blank is read as float and the same column without one as int."""
-    if is_empty(value):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    """The category key of a cell (None when empty); whole-number floats are keyed like ints
+    ('3.0' -> '3'), see :func:`~polymodal.data.manifest.cell_text`."""
+    return None if is_empty(value) else cell_text(value)
 
 
 def _as_row(value: Any) -> Sequence[Any]:

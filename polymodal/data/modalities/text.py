@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from polymodal.config.modalities import TextModality, TextPreprocess
+from polymodal.data.manifest import cell_text
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import NotFittedError
 from polymodal.utils.io import folder_digest
@@ -49,14 +50,6 @@ def clean_text(text: str, cfg: TextPreprocess) -> str:
         stop = english_stop_words()
         text = " ".join(w for w in text.split() if w.lower() not in stop)
     return " ".join(text.split())
-
-
-def cell_text(value: Any) -> str:
-    """A text cell as text; a whole-number float (a Parquet or DataFrame column of codes with a
-    blank, typed float) reads as the integer it holds, 12 rather than 12.0, as a CSV cell does."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _train_subword(kind: str, texts: Sequence[str], cfg: TextPreprocess) -> Any:
