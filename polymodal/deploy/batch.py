@@ -85,7 +85,7 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     if chunk_rows < 1:
         raise SchemaMismatchError(f"chunk_rows must be at least 1; got {chunk_rows}")
     pipeline, _ = predictor._require_fitted()
-    manifest = pipeline.read(pipeline.read_raw(data), require_target=False)  # every problem reported before work starts
+    manifest = pipeline.read(data, require_target=False)  # every problem reported before work starts
     state = {"source": manifest.name, "rows": len(manifest), "chunk_rows": chunk_rows,
              "fingerprint": _fingerprint(manifest.frame)}
     if support is not None:

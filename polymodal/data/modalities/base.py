@@ -109,7 +109,7 @@ class Preprocessor(ABC):
     def transform(self, values: Sequence[Any], train: bool = False) -> dict[str, torch.Tensor]:
         """Cells -> the encoder's keyword inputs, through the chain the data pipeline runs.
 
-        ``decode`` each cell, ``featurize`` them as one chunk (what encoding a manifest stores),
+        ``decode_chunk`` the cells, ``featurize`` them (what encoding a manifest stores),
         then ``to_batch`` (what the dataset does when it batches those rows). Needs the state of
         ``fit`` (and of ``fit_features`` where the batch step normalises with it).
 
@@ -128,7 +128,10 @@ class Preprocessor(ABC):
         if len(values) == 0:  # as an empty table is encoded: arrays of zero rows
             arrays = {k: np.zeros((0, *s.shape), s.dtype) for k, s in self.spec().items()}
         else:
-            arrays = self.featurize([self.decode(value) for value in values])
+            _, samples, errors = self.decode_chunk(values)
+            if errors:
+                raise errors[0][1]
+            arrays = self.featurize(samples)
         return self.to_batch({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, train)
 
     def encoder_context(self) -> dict[str, Any]:
