@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from polymodal.data.manifest import Manifest, is_empty
+from polymodal.data.cells import is_empty
+from polymodal.data.manifest import Manifest
 from polymodal.data.targets import distinct_labels, label_key
 from polymodal.utils.io import python_scalar
 

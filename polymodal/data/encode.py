@@ -21,8 +21,9 @@ import torch
 
 from polymodal.config.modalities import modality_columns
 from polymodal.data.cache import FeatureStore, take
+from polymodal.data.cells import BLOCK, Cells
 from polymodal.data.content_keys import KEY_BYTES, StatMemo, content_keys
-from polymodal.data.manifest import BLOCK, Cells, Manifest
+from polymodal.data.manifest import Manifest
 from polymodal.data.modalities.base import Preprocessor
 from polymodal.errors import DecodeError
 from polymodal.utils.memory import release_memory
@@ -85,7 +86,7 @@ class EncodedTable:
 
 
 def manifest_cells(manifest: Manifest, modality_cfg: Any, file_based: bool) -> Cells:
-    """The cells of one modality (see :class:`~polymodal.data.manifest.Cells`): an absolute path,
+    """The cells of one modality (see :class:`~polymodal.data.cells.Cells`): an absolute path,
     an inline value, a tuple of values (tabular), or None when the modality is missing for that row."""
     return Cells(manifest, modality_columns(modality_cfg), file_based)
 

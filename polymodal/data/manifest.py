@@ -12,9 +12,8 @@ when read.
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pandas as pd
 from polymodal.config import Config
 from polymodal.config.modalities import modality_columns
 from polymodal.data.arrays import split_row_ref
+from polymodal.data.cells import BLOCK, Cells, is_empty
 from polymodal.errors import ManifestError
 from polymodal.utils.io import python_scalar
 
@@ -90,94 +90,6 @@ class Manifest:
         prefix = root if root.endswith("/") or not root else root + "/"
         return [prefix + v if type(v) is str and v[:1] not in ("/", "~", "") and not v.isspace()
                 else self.resolve(v) for v in values]
-
-
-BLOCK = 65_536  # rows turned into Python objects at a time
-
-
-class Cells(Sequence):
-    """The cells of one modality, read from the manifest only when asked for.
-
-    ``cells[i]`` is an absolute path (file modalities), an inline value, a tuple of values
-    (multi-column tabular), or None where the modality is missing. Indexing with a slice or an
-    integer array reads just those rows and returns a list, and iteration goes block by block,
-    so a million-row manifest never becomes a million Python objects at once.
-    """
-
-    def __init__(self, manifest: Manifest, columns: Sequence[str], file_based: bool, rows: np.ndarray | None = None):
-        self.manifest = manifest
-        self.columns = list(columns)
-        self.file_based = file_based
-        self._rows = rows  # None: every manifest row, in order
-
-    def __len__(self) -> int:
-        return len(self.manifest) if self._rows is None else len(self._rows)
-
-    def __getitem__(self, index):  # type: ignore[override]  # int -> cell, slice / int array -> list
-        if isinstance(index, (int, np.integer)):
-            return self._take(self._manifest_rows(np.array([index])))[0]
-        if isinstance(index, slice):
-            index = np.arange(*index.indices(len(self)))
-        return self._take(self._manifest_rows(_positions(index)))
-
-    def __iter__(self) -> Iterator:
-        for start in range(0, len(self), BLOCK):
-            yield from self[start:start + BLOCK]
-
-    def subset(self, index: np.ndarray) -> Cells:
-        """A view of the cells at ``index`` (positions in this view)."""
-        return Cells(self.manifest, self.columns, self.file_based, self._manifest_rows(_positions(index)))
-
-    def present(self) -> np.ndarray:
-        """(len,) bool: where the modality is present."""
-        out = np.zeros(len(self), bool)
-        for start in range(0, len(self), BLOCK):
-            columns = self._raw(self._manifest_rows(np.arange(start, min(start + BLOCK, len(self)))))
-            if len(columns) == 1:  # the usual cell, a non-blank string, decided without a call
-                out[start:start + BLOCK] = [(v != "" and not v.isspace()) if type(v) is str else not is_empty(v)
-                                            for v in columns[0]]
-            else:
-                out[start:start + BLOCK] = [not all(is_empty(v) for v in row) for row in zip(*columns)]
-        return out
-
-    def _manifest_rows(self, index: np.ndarray) -> np.ndarray:
-        return index if self._rows is None else self._rows[index]
-
-    def _raw(self, rows: np.ndarray) -> list[list]:
-        frame = self.manifest.frame
-        return [frame[c].iloc[rows].tolist() if c in frame.columns else [None] * len(rows) for c in self.columns]
-
-    def _take(self, rows: np.ndarray) -> list:
-        columns = self._raw(rows)
-        if len(columns) > 1:
-            return [None if all(is_empty(v) for v in row) else row for row in zip(*columns)]
-        if self.file_based:
-            return self.manifest.resolve_all(columns[0])
-        return [None if is_empty(v) else v for v in columns[0]]
-
-
-def _positions(index: Iterable[int] | np.ndarray) -> np.ndarray:
-    """Integer positions from integers or a boolean mask."""
-    index = np.asarray(index)
-    return np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64, copy=False)
-
-
-def is_empty(value: object) -> bool:
-    """True for the cells that mean 'missing': None, NaN, NA and blank strings."""
-    if value is None or value is pd.NA:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
-
-
-def cell_text(value: object) -> str:
-    """A cell's value as text; a whole-number float reads as the integer it holds (``12``, not
-    ``12.0``): a column of codes with a blank is typed float by Parquet and DataFrames, and the
-    same cell of a CSV reads ``12``."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str | os.PathLike | None = None,

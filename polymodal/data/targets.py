@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polymodal.data.manifest import Manifest, is_empty
+from polymodal.data.cells import is_empty
+from polymodal.data.manifest import Manifest
 from polymodal.errors import NotFittedError, SchemaMismatchError
 from polymodal.utils.io import python_scalar
 from polymodal.utils.warn import warn_user

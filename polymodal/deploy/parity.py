@@ -117,7 +117,7 @@ def check_graph(predictor: Any, folder: Path, meta: Mapping[str, Any], table: En
 
 def manifest_rows(runtime: Any, manifest: Manifest, rows: int) -> list[dict[str, Any]]:
     """Runtime rows (modality -> path / text / {column: value}) of a manifest's first ``rows``."""
-    from polymodal.data.manifest import is_empty
+    from polymodal.data.cells import is_empty
 
     out = []
     for _, record in manifest.frame.head(rows).iterrows():

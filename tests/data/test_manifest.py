@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from polymodal.data.cells import is_empty
 from polymodal.data.encode import manifest_cells
-from polymodal.data.manifest import is_empty, read_manifest, validate_manifest
+from polymodal.data.manifest import read_manifest, validate_manifest
 from polymodal.errors import ManifestError
 
 from .helpers import make_config

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from polymodal.config.modalities import TabularModality, TabularPreprocess
-from polymodal.data.manifest import cell_text, is_empty
+from polymodal.data.cells import cell_text, is_empty
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import DecodeError, NotFittedError
 

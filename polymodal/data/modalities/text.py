@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from polymodal.config.modalities import TextModality, TextPreprocess
-from polymodal.data.manifest import cell_text
+from polymodal.data.cells import cell_text
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import NotFittedError
 from polymodal.utils.io import folder_digest
