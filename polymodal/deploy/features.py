@@ -28,7 +28,7 @@ import numpy as np
 
 from polymodal.deploy.errors import RequestError
 from polymodal.errors import DecodeError, MissingDependencyError
-from polymodal.utils.images import resize_image, to_8bit
+from polymodal.utils.images import converted, resize_image, to_8bit
 from polymodal.utils.npy import npy_from_bytes
 from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
 
@@ -99,11 +99,7 @@ class ImageFeatures(Features):
             if image.format in self.EXIF_FORMATS:
                 image = ImageOps.exif_transpose(image)
             image = to_8bit(image)  # 16-bit scans and float images, as in training
-        target = self.MODES[self.cfg["color"]]
-        if image.mode != target:
-            if target == "HSV" and image.mode != "RGB":
-                image = image.convert("RGB")
-            image = image.convert(target)
+        image = converted(image, self.MODES[self.cfg["color"]], self.cfg.get("background"))
         size = self.cfg["size"]
         height, width = (size, size) if isinstance(size, int) else size
         array = np.asarray(resize_image(image, (height, width), self.cfg["resize"]), dtype=np.uint8)

@@ -27,6 +27,24 @@ def resize_image(image: Any, size: tuple[int, int], mode: str) -> Any:
     return canvas
 
 
+def converted(image: Any, target: str, background: str | None) -> Any:
+    """A Pillow image in mode ``target`` (``RGB``, ``L`` or ``HSV``). An image with transparency
+    (RGBA, LA, or a palette with a transparent colour) is first composited onto a ``white`` or
+    ``black`` background: Pillow's own conversion drops alpha, showing whatever colour the file
+    stores under transparent pixels (``background=None`` keeps that, as runs exported before the
+    ``background`` setting were trained)."""
+    from PIL import Image
+
+    if background is not None and image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+        fill = (255, 255, 255, 255) if background == "white" else (0, 0, 0, 255)
+        image = Image.alpha_composite(Image.new("RGBA", image.size, fill), image.convert("RGBA")).convert("RGB")
+    if image.mode == target:
+        return image
+    if target == "HSV" and image.mode != "RGB":
+        image = image.convert("RGB")  # Pillow converts to HSV from RGB only
+    return image.convert(target)
+
+
 def to_8bit(image: Any) -> Any:
     """A Pillow image whose pixels are wider than 8 bits (16-bit in either byte order, 32-bit
     integer or float) as 8-bit grey, scaled by its own maximum (medical and scientific images

@@ -1,5 +1,5 @@
 """The runtime's numpy preprocessing on its own (no trained model): signal spectrograms against
-the training-time preprocessor and librosa, audio at another sample rate."""
+the training-time preprocessor and librosa, audio at another sample rate, transparent images."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from types import SimpleNamespace
 
 import librosa
 import numpy as np
+import pytest
+from PIL import Image
 
-from polymodal.config.modalities import AudioModality, SignalModality
+from polymodal.config.modalities import AudioModality, ImageModality, SignalModality
 from polymodal.data.modalities import build_preprocessor
 from polymodal.deploy.export import modality_meta
-from polymodal.deploy.features import AudioFeatures, SignalFeatures
+from polymodal.deploy.features import AudioFeatures, ImageFeatures, SignalFeatures
 
 
 def test_signal_spectrogram_and_valid_frames_match_the_training_preprocessor(tmp_path):
@@ -40,3 +42,27 @@ def test_audio_at_another_sample_rate_is_resampled_onto_the_models_rate():
     expected = np.sin(2 * np.pi * 440 * np.arange(400) / 8000)
     np.testing.assert_allclose(wave[:400], expected, atol=0.01)  # linear interpolation of a 440 Hz sine
     assert not wave[400:].any()
+
+
+@pytest.mark.parametrize(("background", "fill"), [("white", 255), ("black", 0)])
+@pytest.mark.parametrize("color", ["rgb", "gray"])
+def test_transparent_pixels_show_the_background_in_training_and_the_runtime(tmp_path, background, fill, color):
+    """An RGBA PNG whose transparent pixels store random colours: they come out as the background,
+    half-transparent ones halfway to it, opaque ones as stored; the runtime decodes the same bytes alike."""
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (8, 8, 4), dtype=np.uint8)
+    rgba[:4, :, 3] = 0  # top half transparent
+    rgba[4:6, :, 3] = 255  # opaque
+    rgba[6:, :, 3] = 128
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    cfg = ImageModality(kind="image", column="img", preprocess={"size": 8, "color": color, "background": background})
+    prep = build_preprocessor(cfg, "img")
+    x = prep.decode(str(tmp_path / "a.png")).astype(np.int16)
+    rgb = rgba[..., :3].astype(np.int16)
+    if color == "gray":
+        rgb = np.asarray(Image.fromarray(rgba[..., :3]).convert("L"), np.int16)[..., None]
+    assert (x[:4] == fill).all()
+    np.testing.assert_array_equal(x[4:6], rgb[4:6])
+    np.testing.assert_allclose(x[6:], (rgb[6:] + fill) / 2, atol=2)
+    runtime = ImageFeatures("img", {"preprocess": cfg.preprocess.model_dump(mode="json"), "state": {}, "inputs": {}})
+    np.testing.assert_array_equal(runtime.decode((tmp_path / "a.png").read_bytes()), x)

@@ -18,7 +18,7 @@ from polymodal.config.modalities import ImageAugment, ImageModality, ImagePrepro
 from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
-from polymodal.utils.images import resize_image, scaled_to_8bit, to_8bit
+from polymodal.utils.images import converted, resize_image, scaled_to_8bit, to_8bit
 
 PIL_MODES = {"rgb": "RGB", "gray": "L", "hsv": "HSV"}
 EXIF_FORMATS = frozenset({"JPEG", "MPO", "TIFF", "WEBP", "HEIF"})
@@ -75,7 +75,7 @@ class ImagePreprocessor(Preprocessor):
     """See the module docstring. ``mean``/``std`` are per channel, on the [0, 1] scale."""
 
     kind = "image"
-    featurize_version = 2  # 2: 16-bit arrays and big-endian 16-bit files scaled by their maximum
+    featurize_version = 3  # 2: 16-bit arrays and big-endian 16-bit files scaled by their maximum; 3: alpha composited
     batch_time_fields = frozenset({"normalize", "mean", "std", "augment"})
 
     def __init__(self, name: str, cfg: ImagePreprocess):
@@ -109,11 +109,7 @@ class ImagePreprocessor(Preprocessor):
         if image.mode == "L" and target == "RGB":  # grey -> RGB copies one channel: resize that one first
             image = resize_image(image, self.size, self.cfg.resize).convert(target)
         else:
-            if image.mode != target:
-                if target == "HSV" and image.mode != "RGB":
-                    image = image.convert("RGB")  # Pillow converts to HSV from RGB only
-                image = image.convert(target)
-            image = resize_image(image, self.size, self.cfg.resize)
+            image = resize_image(converted(image, target, self.cfg.background), self.size, self.cfg.resize)
         array = np.asarray(image, dtype=np.uint8)
         return array[:, :, None] if array.ndim == 2 else array  # (H, W, C)
 

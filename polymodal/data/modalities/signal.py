@@ -44,6 +44,18 @@ def _pick_array(arrays: Mapping[str, Any], key: str | None, path: str) -> np.nda
     raise DecodeError(f"the file holds several arrays {names}; choose one with preprocess.key", path=path)
 
 
+def _csv_has_header(path: str) -> bool:
+    """Whether a signal CSV's first row names its columns: it does unless every field is a number."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = handle.readline()
+    for field in first.strip().split(","):
+        try:
+            float(field.strip().strip('"'))
+        except ValueError:
+            return True
+    return False
+
+
 def read_signal(path: str, key: str | None = None, columns: list[str] | None = None) -> np.ndarray:
     """Read a recording as a float32 (channels, samples) array."""
     suffix = os.path.splitext(path)[1].lower()
@@ -63,7 +75,11 @@ def read_signal(path: str, key: str | None = None, columns: list[str] | None = N
 
             array = _pick_array(loadmat(path), key, path)
         elif suffix == ".csv":
-            frame = pd.read_csv(path)
+            has_header = _csv_has_header(path)
+            if columns is not None and not has_header:
+                raise DecodeError(f"preprocess.channels names columns {columns}, but the CSV has no header row "
+                                  "(its first row is numbers); give channel indices instead", path=path)
+            frame = pd.read_csv(path, header=0 if has_header else None)
             if columns is not None:
                 absent = [c for c in columns if c not in frame.columns]
                 if absent:
@@ -104,7 +120,7 @@ class SignalPreprocessor(Preprocessor):
     """See the module docstring."""
 
     kind = "signal"
-    featurize_version = 2  # 2: empty or non-numeric arrays and misapplied channel names are refused
+    featurize_version = 3  # 2: empty or non-numeric arrays and misapplied channel names are refused; 3: headerless CSVs
     batch_time_fields = frozenset({"normalize"})
 
     def __init__(self, name: str, cfg: SignalPreprocess):

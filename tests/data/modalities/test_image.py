@@ -79,6 +79,8 @@ def test_arrays_at_the_target_size_decode_as_pillow_converts_them(tmp_path, colo
         cell = str(tmp_path / "a.npy")
     source = {"hw": "L", "hw1": "L", "hwa": "RGBA"}.get(layout, "RGB")
     reference = Image.fromarray(rgba[..., 0] if source == "L" else rgba if source == "RGBA" else rgba[..., :3])
+    if source == "RGBA":  # transparent pixels show the (white) background
+        reference = Image.alpha_composite(Image.new("RGBA", reference.size, (255, 255, 255, 255)), reference)
     reference = np.asarray(reference.convert("RGB").convert("HSV") if color == "hsv" else
                            reference.convert({"gray": "L", "rgb": "RGB"}[color]))
     for resize in ("stretch", "pad", "crop"):
@@ -156,7 +158,7 @@ def test_colour_conversion_and_channel_count(tmp_path, color, channels, pil_mode
 @pytest.mark.parametrize("color", ["rgb", "hsv"])
 def test_gray_and_rgba_sources_become_three_channels(tmp_path, color):
     gray = write_image(tmp_path / "g.png", np.full((16, 16), 200, np.uint8))
-    rgba = write_image(tmp_path / "a.png", np.dstack([gradient_rgb(), np.full((16, 16), 7, np.uint8)]))
+    rgba = write_image(tmp_path / "a.png", np.dstack([gradient_rgb(), np.full((16, 16), 255, np.uint8)]))
     prep = image(color=color)
     assert chw(prep.decode(gray)).shape == (3, 16, 16)
     assert chw(prep.decode(rgba)).shape == (3, 16, 16)

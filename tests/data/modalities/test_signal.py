@@ -89,6 +89,18 @@ def test_channel_selection_by_csv_column(tmp_path):
         signal(channels=["ch9"]).decode(path)
 
 
+def test_a_headerless_csv_keeps_its_first_sample(tmp_path):
+    data = recording(channels=2, samples=50)
+    path = tmp_path / "r.csv"
+    np.savetxt(path, data.T, delimiter=",", fmt="%.6f")
+    np.testing.assert_allclose(read_signal(str(path)), data, atol=1e-5)
+    with pytest.raises(DecodeError, match="the CSV has no header row"):
+        signal(channels=["ch1"]).decode(str(path))
+    header = tmp_path / "h.csv"
+    header.write_text("time,-1e3\n" + "\n".join(f"{a},{b}" for a, b in data.T[:5]) + "\n")
+    assert read_signal(str(header)).shape == (2, 5)  # one non-number names the columns
+
+
 @pytest.mark.parametrize("suffix", [".npy", ".npz", ".wav"])
 def test_channel_names_outside_a_csv_are_refused_not_ignored(tmp_path, suffix):
     path = save_as(tmp_path / f"r{suffix}", recording() / 10)
