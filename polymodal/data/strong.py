@@ -9,7 +9,9 @@ normalised tensors, with one random draw per sample:
 - audio ``x`` (B, T, F): gain, additive noise, time and frequency masks covering ``erase``;
 - signal ``x`` (B, C, L): per-channel gain, additive noise, a circular time shift (up to
   ``0.1 * magnitude`` of the length, at least one sample when ``magnitude`` > 0) and a time mask;
-- tabular ``x``/``cat``: noise on the numbers, entries reset to the mean / unknown category;
+- tabular ``x``/``cat``: entries replaced by the same column's value in a random row of the batch
+  (a draw from the column's marginal, as in SCARF), a number's missing flag with it; noise on the
+  numbers (not on the flags);
 - text ``x`` (B, T) token ids: swaps of neighbouring tokens.
 
 ``magnitude`` scales every perturbation; 0 leaves only the erasing (text swaps scale with both, so
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -96,16 +99,29 @@ def strong_signal(inputs: Inputs, magnitude: float, erase: float, generator: tor
     return {**inputs, "x": x if mask is None else x * mask.unsqueeze(1)}
 
 
-def strong_tabular(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None) -> Inputs:
+def strong_tabular(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
+                   flags: int = 0) -> Inputs:
+    """``flags``: the trailing columns of ``x`` that are missing-indicator flags, one per number."""
     out = dict(inputs)
     x = inputs.get("x")
     if x is not None and x.numel():
-        dev = x.device
-        x = x + torch.randn(x.shape, generator=generator, device=dev) * (0.2 * magnitude)
-        out["x"] = x.masked_fill(torch.rand(x.shape, generator=generator, device=dev) < erase, 0.0)
+        b, dev = x.shape[0], x.device
+        values = x[:, : x.shape[1] - flags]
+        n = values.shape[1]
+        source = torch.randint(0, b, values.shape, generator=generator, device=dev)  # a random row per entry
+        erased = torch.rand(values.shape, generator=generator, device=dev) < erase
+        values = torch.where(erased, values.gather(0, source), values)
+        values = values + torch.randn(values.shape, generator=generator, device=dev) * (0.2 * magnitude)
+        if flags:  # a flag travels with its number, and is not noised
+            marks = x[:, n:]
+            out["x"] = torch.cat([values, torch.where(erased, marks.gather(0, source), marks)], dim=1)
+        else:
+            out["x"] = values
     cat = inputs.get("cat")
     if cat is not None and cat.numel():
-        out["cat"] = cat.masked_fill(torch.rand(cat.shape, generator=generator, device=cat.device) < erase, 0)
+        source = torch.randint(0, cat.shape[0], cat.shape, generator=generator, device=cat.device)
+        erased = torch.rand(cat.shape, generator=generator, device=cat.device) < erase
+        out["cat"] = torch.where(erased, cat.gather(0, source), cat)
     return out
 
 
@@ -133,18 +149,21 @@ STRONG: dict[str, Callable[..., Inputs]] = {
 
 
 def strong_view(inputs: Mapping[str, Inputs], kinds: Mapping[str, str], magnitude: float = 1.0, erase: float = 0.25,
-                generator: torch.Generator | None = None) -> dict[str, Inputs]:
+                generator: torch.Generator | None = None,
+                options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Inputs]:
     """The strong view of a batch's ``inputs`` ({modality: {keyword: tensor}}).
 
     Args:
         kinds: modality kind by name (``image``, ``audio``, ``signal``, ``tabular``, ``text``).
         magnitude: strength of every perturbation (0 leaves only the erasing).
         erase: share of each sample masked out.
+        options: per modality, the layout its kind's function needs
+            (:meth:`~polymodal.data.modalities.base.Preprocessor.strong_options`).
     """
     out = {}
     for name, tensors in inputs.items():
         kind = kinds[name]
         if kind not in STRONG:
             raise ValueError(f"no strong augmentation for modality '{name}' of kind '{kind}'; kinds: {sorted(STRONG)}")
-        out[name] = STRONG[kind](dict(tensors), magnitude, erase, generator)
+        out[name] = STRONG[kind](dict(tensors), magnitude, erase, generator, **(options or {}).get(name, {}))
     return out

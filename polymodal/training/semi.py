@@ -9,6 +9,7 @@ training augmentation (the weak view).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from polymodal.data.strong import strong_view
 from polymodal.models.objectives import LossOutput
@@ -55,6 +56,7 @@ class FixMatchTerm(Term):
 
     Args:
         kinds: modality kind by name (chooses each modality's strong augmentation).
+        options: per modality, its preprocessor's ``strong_options()`` (the batch's layout).
         threshold: minimum top-class probability of the weak view.
         magnitude / erase: strength of the strong augmentation.
         classes: the main task's columns of the outputs.
@@ -63,9 +65,10 @@ class FixMatchTerm(Term):
     name = "fixmatch"
 
     def __init__(self, kinds: Mapping[str, str], threshold: float, weight: float, magnitude: float, erase: float,
-                 classes: slice):
+                 classes: slice, options: Mapping[str, Mapping[str, Any]] | None = None):
         super().__init__(weight)
         self.kinds = dict(kinds)
+        self.options = dict(options or {})
         self.threshold = threshold
         self.magnitude = magnitude
         self.erase = erase
@@ -74,7 +77,8 @@ class FixMatchTerm(Term):
     def prepare_unlabeled(self, batch: Batch) -> Batch:
         """The batch followed by a strong copy of its rows (view ``strong``)."""
         weak = take_rows({"inputs": batch["inputs"], "present": batch["present"]}, view_rows(batch))
-        strong = {"inputs": strong_view(weak["inputs"], self.kinds, self.magnitude, self.erase),
+        strong = {"inputs": strong_view(weak["inputs"], self.kinds, self.magnitude, self.erase,
+                                         options=self.options),
                   "present": weak["present"]}
         return add_view(batch, STRONG, strong)
 

@@ -143,8 +143,9 @@ class TransferPlan:
             return [*terms, PseudoLabelTerm(method.threshold, method.weight, method.rampup, classes)]
         if isinstance(method, FixMatchConfig):
             kinds = {name: m.kind for name, m in self.config.modalities.items()}
+            options = {name: prep.strong_options() for name, prep in self.pipeline.preprocessors.items()}
             return [*terms, FixMatchTerm(kinds, method.threshold, method.weight, method.strong.magnitude,
-                                         method.strong.erase, classes)]
+                                         method.strong.erase, classes, options)]
         if isinstance(method, ProtoNetConfig):
             return [PrototypicalTerm(method.shots, method.weight), *(t for t in terms if not isinstance(t, TaskTerm))]
         if isinstance(method, DistillConfig):

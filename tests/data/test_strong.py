@@ -123,17 +123,30 @@ def test_the_config_refuses_fixmatch_for_exactly_the_kinds_without_a_strong_view
     assert sorted(FixMatchConfig.kinds) == sorted(STRONG)
 
 
-def test_tabular_entries_are_kept_or_reset_to_the_mean_and_the_unknown_category():
+def test_tabular_entries_are_kept_or_drawn_from_the_same_column_of_another_row():
     inputs = batch("tabular")
     out = STRONG["tabular"](inputs, 0.0, 0.5, seeded())
-    reset_x, reset_cat = out["x"] == 0, out["cat"] == 0
-    assert reset_x.any() and (~reset_x).any() and reset_cat.any() and (~reset_cat).any()
-    assert torch.equal(out["x"][~reset_x], inputs["x"][~reset_x])
-    assert torch.equal(out["cat"][~reset_cat], inputs["cat"][~reset_cat])
+    for key in ("x", "cat"):
+        changed = out[key] != inputs[key]
+        assert changed.any() and (~changed).any()
+        for column in range(inputs[key].shape[1]):  # every value is one the column holds in the batch
+            assert set(out[key][:, column].tolist()) <= set(inputs[key][:, column].tolist())
     noisy = STRONG["tabular"](inputs, 1.0, 0.0, seeded())
     assert torch.equal(noisy["cat"], inputs["cat"]) and not torch.equal(noisy["x"], inputs["x"])
     empty = {"x": torch.zeros(4, 0), "cat": torch.zeros(4, 0, dtype=torch.long)}
     assert all(v.shape == (4, 0) for v in STRONG["tabular"](empty, 1.0, 0.5, seeded()).values())
+
+
+def test_tabular_missing_flags_are_not_noised_and_travel_with_their_numbers():
+    """x = [3 numbers | their 3 flags]: a row's number taken from another row brings that row's flag."""
+    numbers = torch.arange(24, dtype=torch.float32).view(8, 3)  # row r, column c: 3r + c
+    flags = (torch.arange(24).view(8, 3) % 2).float()  # row r's flag for column c: (3r + c) % 2
+    inputs = {"x": torch.cat([numbers, flags], 1), "cat": torch.zeros(8, 0, dtype=torch.long)}
+    out = STRONG["tabular"](inputs, 0.0, 0.5, seeded(), flags=3)["x"]
+    assert not torch.equal(out, inputs["x"])
+    torch.testing.assert_close(out[:, 3:], out[:, :3] % 2)  # each flag still belongs to its number
+    noisy = STRONG["tabular"](inputs, 1.0, 0.0, seeded(), flags=3)["x"]
+    assert torch.equal(noisy[:, 3:], flags) and not torch.equal(noisy[:, :3], numbers)
 
 
 def test_text_only_swaps_neighbouring_real_tokens():

@@ -138,6 +138,11 @@ class Preprocessor(ABC):
         """What an encoder needs to know about its input (channels, vocabulary size...)."""
         return {}
 
+    def strong_options(self) -> dict[str, Any]:
+        """What the kind's strong augmentation (:mod:`polymodal.data.strong`) needs to know about
+        the batch's layout."""
+        return {}
+
     # -- state --------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         """Fitted state: JSON values and numpy arrays only (no pickle)."""

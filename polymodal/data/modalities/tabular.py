@@ -169,6 +169,9 @@ class TabularPreprocessor(Preprocessor):
         cards = [len(self.categories[c]) + 1 for c in self.categorical] if self.categories is not None else []
         return {"n_numeric": self.n_numeric_features, "cardinalities": cards}
 
+    def strong_options(self) -> dict[str, Any]:
+        return {"flags": len(self.numeric) if self.cfg.missing_indicator else 0}  # x = [numbers | their flags]
+
     def get_state(self) -> dict[str, Any]:
         if self.categories is None:
             return {}

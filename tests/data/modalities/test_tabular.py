@@ -34,6 +34,8 @@ def test_mean_imputation_standardisation_and_missing_flags():
     expected = [(8 / 3 - age.mean()) / age.std(), (40.0 - dose.mean()) / dose.std(), 1.0, 0.0]
     np.testing.assert_allclose(num, expected, rtol=1e-5, atol=1e-6)
     assert num.dtype == np.float32
+    assert prep.strong_options() == {"flags": 2}  # FixMatch's strong view keeps the last 2 as flags
+    assert tabular(missing_indicator=False).strong_options() == {"flags": 0}
 
 
 @pytest.mark.parametrize(("impute", "fill"), [("median", [2.0, 20.0]), ("zero", [0.0, 0.0])])
