@@ -10,6 +10,7 @@ the mean embedding of each training class; prediction with a support set replace
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -26,13 +27,19 @@ class EpisodeSampler(Sampler[list[int]]):
     """Batches of row indices, each an episode: per chosen class, ``shots`` support rows then up to
     ``queries`` query rows (fewer when the class has fewer rows).
 
+    Under DDP each rank draws its own episodes (a stream seeded by ``seed`` and its rank), and the
+    ``episodes`` of an epoch are shared out between the ranks (``shards_by_rank``: Lightning must
+    not put a distributed sampler in front of it).
+
     Args:
         labels: (N,) class index of every training row.
         ways: classes per episode (at most the number of classes).
         shots / queries: rows per class.
-        episodes: episodes per epoch.
+        episodes: episodes per epoch (over all ranks).
         seed: the episodes of successive epochs continue one seeded random stream.
     """
+
+    shards_by_rank = True
 
     def __init__(self, labels: np.ndarray, ways: int, shots: int, queries: int, episodes: int, seed: int = 0):
         self.by_class = {int(c): np.flatnonzero(labels == c) for c in np.unique(labels)}
@@ -43,13 +50,23 @@ class EpisodeSampler(Sampler[list[int]]):
         self.classes = np.asarray(usable)
         self.ways = min(ways, len(usable))
         self.shots, self.queries, self.episodes = shots, queries, episodes
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        self.rng: np.random.Generator | None = None  # made on the first epoch, once the rank is known
+
+    @staticmethod
+    def _rank_and_world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
 
     def __len__(self) -> int:
-        return self.episodes
+        return math.ceil(self.episodes / self._rank_and_world()[1])
 
     def __iter__(self) -> Iterator[list[int]]:
-        for _ in range(self.episodes):
+        if self.rng is None:
+            rank = self._rank_and_world()[0]
+            self.rng = np.random.default_rng(self.seed if rank == 0 else [self.seed, rank])
+        for _ in range(len(self)):
             episode = []
             for c in self.rng.choice(self.classes, size=self.ways, replace=False):
                 rows = self.by_class[int(c)]

@@ -181,9 +181,11 @@ def make_strategy(name: str) -> Any:
     return name
 
 
-def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: str, steps_per_epoch: int
-                 ) -> tuple[L.Trainer, History, AtomicCheckpoint]:
-    """A Trainer configured from ``train`` settings; logs and checkpoints go under ``run_dir``."""
+def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: str, steps_per_epoch: int,
+                 distributed_sampler: bool = True) -> tuple[L.Trainer, History, AtomicCheckpoint]:
+    """A Trainer configured from ``train`` settings; logs and checkpoints go under ``run_dir``.
+    ``distributed_sampler=False``: under DDP, the loaders share out their rows themselves (every
+    rank then scores the whole validation set, counted once)."""
     for name in ("lightning.pytorch", "lightning.fabric"):  # keep Lightning's info chatter out of our output
         logging.getLogger(name).setLevel(logging.WARNING)
     history = History(run_dir / "history.csv" if run_dir is not None else None)
@@ -220,6 +222,7 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
         enable_model_summary=False,
         enable_progress_bar=cfg.progress,
         num_sanity_val_steps=0,
+        use_distributed_sampler=distributed_sampler,
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
         default_root_dir=str(run_dir) if run_dir is not None else None,
     )
@@ -229,8 +232,9 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
 def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cfg: TrainConfig, *,
                run_dir: Path | None, monitor: str, mode: str, resume: bool = False) -> FitResult:
     """Train ``module``; restore its best weights; return the history."""
+    shards_by_rank = getattr(getattr(train_loader, "batch_sampler", None), "shards_by_rank", False)  # episodes
     trainer, history, checkpoint = make_trainer(cfg, run_dir=run_dir, monitor=monitor, mode=mode,
-                                                steps_per_epoch=len(train_loader))
+                                                steps_per_epoch=len(train_loader), distributed_sampler=not shards_by_rank)
     ckpt = None
     if resume:
         last = run_dir / "checkpoints" / "last.ckpt" if run_dir is not None else None

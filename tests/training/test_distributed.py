@@ -49,3 +49,15 @@ def test_two_process_ddp_matches_the_single_process_run(tmp_path):
     assert len(ddp_history) == 4  # rank 0 wrote one row per epoch; no second writer
     # same optimisation, same data: the validation loss after the last epoch agrees
     assert ddp_history["val_loss"].iloc[-1] == pytest.approx(single_history["val_loss"].iloc[-1], abs=0.2)
+
+
+def test_two_process_ddp_trains_a_prototypical_network_on_episodes(tmp_path):
+    """The episode sampler shares its episodes out between the ranks itself (Lightning cannot put a
+    distributed sampler in front of it); each rank then scores the whole validation set, counted once."""
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=235))
+    config = classification_config(epochs=3, devices=2, strategy="ddp", accelerator="cpu")
+    config["transfer"] = {"method": "protonet", "shots": 3, "queries": 4, "dim": 16}
+    metrics = train(config, paths, tmp_path / "ddp")
+    assert metrics["valid"]["rows"] == 47
+    assert metrics["valid"]["accuracy"] >= 0.8
+    assert len(pd.read_csv(tmp_path / "ddp" / "history.csv")) == 3

@@ -100,3 +100,16 @@ def test_episodes_leave_out_classes_with_no_row_beyond_the_support_shots():
         assert len(episode) == 6 and set(labels[episode]) == {0, 1}  # two classes of shots + queries rows
     with pytest.raises(ValueError, match="at least 2 classes"):
         EpisodeSampler(np.array([0, 0, 0, 1, 1]), ways=2, shots=2, queries=1, episodes=1)
+
+
+def test_under_ddp_each_rank_draws_its_own_share_of_the_episodes(monkeypatch):
+    labels = np.repeat(np.arange(6), 10)
+    single = list(EpisodeSampler(labels, ways=3, shots=2, queries=2, episodes=7, seed=5))
+    ranks = []
+    for rank in (0, 1):
+        monkeypatch.setattr(EpisodeSampler, "_rank_and_world", staticmethod(lambda rank=rank: (rank, 2)))
+        sampler = EpisodeSampler(labels, ways=3, shots=2, queries=2, episodes=7, seed=5)
+        assert len(sampler) == 4  # ceil(7 / 2)
+        ranks.append(list(sampler))
+    assert ranks[0] == single[:4]  # rank 0 continues the single-process stream
+    assert all(a != b for a, b in zip(*ranks))  # rank 1 draws other episodes
