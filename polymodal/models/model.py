@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -12,7 +11,7 @@ from torch import nn
 from polymodal.models import encoders as _encoders  # noqa: F401 - registration
 from polymodal.models import fusion as _fusion  # noqa: F401 - registration
 from polymodal.models import heads as _heads  # noqa: F401 - registration
-from polymodal.models.encoders.base import Encoder, EncoderOutput
+from polymodal.models.encoders.base import Encoder, EncoderOutput, batch_norms_frozen_for_one_row
 from polymodal.models.fusion.base import FusedOutput, Fusion
 from polymodal.models.projection import Projections, build_projections
 from polymodal.models.registry import ENCODERS, FUSIONS
@@ -31,22 +30,6 @@ class NetOutput(NamedTuple):
     unimodal: dict[str, torch.Tensor]
     features: dict[str, EncoderOutput] | None = None
     fused: FusedOutput | None = None
-
-
-@contextmanager
-def batch_norms_frozen_for_one_row(module: nn.Module, rows: int) -> Iterator[None]:
-    """Training a batch of one row (a modality present in a single row of the batch, or a last
-    batch of one): batch norm has no batch statistics over a 1x1 feature map, so its layers use
-    their running statistics for this call (and do not update them)."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training] \
-        if rows == 1 and module.training else []
-    for norm in norms:
-        norm.eval()
-    try:
-        yield
-    finally:
-        for norm in norms:
-            norm.train()
 
 
 class MultimodalNet(nn.Module):

@@ -31,6 +31,25 @@ def test_padded_frames_do_not_change_the_output():
         assert not a.tokens[0, 2:].any() and a.token_mask.tolist() == mask.tolist()
 
 
+def test_padded_frames_stay_out_of_the_frame_encoders_batch_statistics_in_training():
+    mask = torch.tensor([[True, False, False, False], [True, True, True, False]])
+    x = torch.rand(2, 4, 1, 16, 16)
+    noisy = x.clone()
+    noisy[~mask] = torch.rand(int((~mask).sum()), 1, 16, 16) * 100
+    outputs, stats = [], []
+    for clip in (x, noisy):
+        encoder = build(temporal="mean").train()
+        outputs.append(encoder(clip, mask).pooled)
+        norms = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert norms  # the frame CNN normalises with batch statistics
+        stats.append(torch.cat([torch.cat([m.running_mean, m.running_var]) for m in norms]))
+    torch.testing.assert_close(outputs[0], outputs[1])
+    torch.testing.assert_close(stats[0], stats[1])
+    one = build(temporal="mean").train()  # one real frame in the whole batch: running statistics
+    single = one(x[:1], mask[:1]).pooled
+    assert torch.isfinite(single).all()
+
+
 def test_temporal_models_see_frame_order():
     x = torch.rand(1, 4, 1, 16, 16)
     reversed_clip = x.flip(1)

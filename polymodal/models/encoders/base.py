@@ -9,6 +9,8 @@ same thing for every encoder.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -115,3 +117,19 @@ class Encoder(nn.Module):
             digest.update(repr(tuple(value.shape)).encode())
             digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()
+
+
+@contextmanager
+def batch_norms_frozen_for_one_row(module: nn.Module, rows: int) -> Iterator[None]:
+    """Training a batch of one row (a modality present in a single row of the batch, or a last
+    batch of one): batch norm has no batch statistics over a 1x1 feature map, so its layers use
+    their running statistics for this call (and do not update them)."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training] \
+        if rows == 1 and module.training else []
+    for norm in norms:
+        norm.eval()
+    try:
+        yield
+    finally:
+        for norm in norms:
+            norm.train()

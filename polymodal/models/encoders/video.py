@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from polymodal.config.video import FrameCnnConfig
-from polymodal.models.encoders.base import Encoder, EncoderOutput
+from polymodal.models.encoders.base import Encoder, EncoderOutput, batch_norms_frozen_for_one_row
 from polymodal.models.registry import ENCODERS
 
 
@@ -86,7 +86,15 @@ class FrameEncoder(Encoder):
         batch, steps = x.shape[:2]
         if mask is None:
             mask = torch.ones(batch, steps, dtype=torch.bool, device=x.device)
-        per_frame = self.frame_vectors(x.flatten(0, 1)).view(batch, steps, -1)  # (B, T, D_frame)
+        frames, real = x.flatten(0, 1), mask.flatten()
+        if bool(real.all()) or not bool(real.any()):
+            per_frame = self.frame_vectors(frames)
+        else:  # the padding of shorter clips stays out of the frame encoder (and its batch norm statistics)
+            rows = real.nonzero().squeeze(1)
+            with batch_norms_frozen_for_one_row(self.frame, rows.shape[0]):
+                vectors = self.frame_vectors(frames.index_select(0, rows))
+            per_frame = vectors.new_zeros(frames.shape[0], vectors.shape[1]).index_copy(0, rows, vectors)
+        per_frame = per_frame.view(batch, steps, -1)  # (B, T, D_frame)
         if self.temporal_kind == "mean":
             tokens = self.temporal(per_frame)  # (B, T, D)
         elif self.temporal_kind == "gru":
