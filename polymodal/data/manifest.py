@@ -93,7 +93,7 @@ class Manifest:
 
 
 def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str | os.PathLike | None = None,
-                  text_columns: Iterable[str] = ()) -> Manifest:
+                  text_columns: Iterable[str] = (), label_columns: Iterable[str] = ()) -> Manifest:
     """Read a manifest file or wrap a DataFrame.
 
     Args:
@@ -104,6 +104,8 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
             guess from one file (a zip code ``02139`` stays ``02139``, a code column stays ``12``
             where a blank cell would make it ``12.0``): file paths, texts and categories
             (:meth:`DataPipeline.read_raw` names them). Parquet and JSON keep their own types.
+        label_columns: CSV columns of class labels: numbers where pandas reads them as numbers
+            without changing a label (7, 7.5), their text where it would (codes ``01``, ``007``).
 
     Raises:
         ManifestError: the file does not exist, has an unsupported extension or cannot be parsed.
@@ -132,12 +134,17 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
             sep = "\t" if path.suffix.lower() == ".tsv" else ","
             header = _csv_header(path, sep)  # as written: pandas renames a repeated name ('image.1')
             frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
-            guessed = [c for c in dict.fromkeys(text_columns) if c in frame.columns and header.count(c) == 1
-                       and not isinstance(frame[c].dtype, pd.StringDtype)]
-            if guessed:  # typed as numbers by this file: read those columns again as text (passing dtype
-                # up front would build every text column through Python objects, twice the memory)
-                again = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""], usecols=guessed, dtype=str)
+            typed = [c for c in frame.columns if header.count(c) == 1 and pd.api.types.is_numeric_dtype(frame[c])]
+            guessed = [c for c in dict.fromkeys(text_columns) if c in typed]
+            labels = [c for c in dict.fromkeys(label_columns) if c in typed and c not in guessed]
+            if guessed or labels:  # typed as numbers by this file: read those columns again as text (passing
+                # dtype up front would build every text column through Python objects, twice the memory)
+                again = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""], usecols=guessed + labels,
+                                    dtype=str)
                 frame[guessed] = again[guessed]
+                for column in labels:
+                    if _numbers_change_labels(again[column], frame[column]):
+                        frame[column] = again[column]
         elif fmt == "parquet":
             frame = pd.read_parquet(path)
         else:  # JSON strings stay strings ("007"); .json is an array of records, .jsonl one per line
@@ -152,6 +159,15 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
     _check_table(header if fmt == "csv" else list(frame.columns), len(frame), path.name, str(path))
     base = Path(root) if root is not None else path.parent
     return Manifest(frame.reset_index(drop=True), base.resolve(), path.name, 2 if fmt == "csv" else None)
+
+
+def _numbers_change_labels(text: pd.Series, numbers: pd.Series) -> bool:
+    """Whether reading a label column as numbers changes a label (``007`` -> 7), judged by
+    :func:`~polymodal.data.targets.label_key`, the form labels are matched by."""
+    from polymodal.data.targets import label_key  # targets reads manifests
+
+    pairs = pd.DataFrame({"text": text, "number": numbers}).dropna().drop_duplicates()
+    return any(label_key(t) != label_key(n) for t, n in zip(pairs["text"], pairs["number"]))
 
 
 def _csv_header(path: Path, sep: str) -> list[str]:

@@ -73,11 +73,16 @@ class DataPipeline:
         return manifest
 
     def read_raw(self, data: DataSource) -> Manifest:
-        """``data`` as a Manifest, not validated; a CSV's modality columns are read as text (see
+        """``data`` as a Manifest, not validated; a CSV's modality columns are read as text and its
+        class labels keep their text where numbers would change them (see
         :func:`~polymodal.data.manifest.read_manifest`)."""
         from polymodal.config.modalities import text_columns
 
-        return read_manifest(data, text_columns=[c for m in self.config.modalities.values() for c in text_columns(m)])
+        cfg = self.config
+        labels = list(cfg.targets) if cfg.task in ("classification", "anomaly", "retrieval") else []
+        labels += [c for task in (cfg.tasks or {}).values() if task.task == "classification" for c in task.targets]
+        return read_manifest(data, text_columns=[c for m in cfg.modalities.values() for c in text_columns(m)],
+                             label_columns=labels)
 
     def check_modalities(self, modalities: Iterable[str] | None, manifest: Manifest) -> list[str]:
         """The modalities to use for a manifest, validated."""

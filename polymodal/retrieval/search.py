@@ -49,7 +49,7 @@ def build_index(predictor: MultimodalPredictor, data: DataSource, modality: str,
         raise SchemaMismatchError(f"no row of the data holds modality '{modality}'; nothing to index")
     ids: Sequence[Any] = frame.index.tolist()
     if id_column is not None:
-        manifest = read_manifest(data)
+        manifest = read_manifest(data, text_columns=[id_column])  # ids '007' stay '007'
         if id_column not in manifest.frame.columns:
             raise SchemaMismatchError(f"id column '{id_column}' is not in {manifest.name} "
                                       f"(columns: {list(manifest.frame.columns)})")
@@ -81,8 +81,8 @@ def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: Dat
 
 def _keys(data: DataSource, by: By, labels: str | None, predictor: MultimodalPredictor) -> tuple[np.ndarray, str]:
     """Per manifest row, what decides relevance: the row itself, or its label."""
-    frame = read_manifest(data).frame
     column = labels if labels is not None else (predictor.config.targets[0] if predictor.config.targets else None)
+    frame = read_manifest(data, label_columns=[column] if column is not None else []).frame
     if by == "auto":
         by = "label" if column is not None and column in frame.columns else "pair"
     if by == "pair":

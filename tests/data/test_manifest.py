@@ -130,6 +130,25 @@ def test_jsonl_keeps_json_strings_as_strings(tmp_path):
     assert frame["text"].tolist() == ["10", "20"]
 
 
+def test_csv_class_labels_keep_their_text_only_where_numbers_would_change_them(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("code,digit,score,other\n01,7,7.50,01\n10,8,,02\n007,9,8,03\n", encoding="utf-8")
+    frame = read_manifest(path, label_columns=["code", "digit", "score"]).frame
+    assert frame["code"].tolist() == ["01", "10", "007"]  # codes: a number would lose their zeros
+    assert frame["digit"].tolist() == [7, 8, 9] and pd.api.types.is_integer_dtype(frame["digit"])
+    assert frame["score"].iloc[[0, 2]].tolist() == [7.5, 8.0]  # 7.50 and 7.5 are one label
+    assert frame["other"].tolist() == [1, 2, 3]  # not a label column: pandas' guess stands
+
+
+def test_classes_of_a_csv_label_column_of_codes_are_the_codes(tmp_path):
+    from polymodal.data.targets import TargetEncoder
+
+    path = tmp_path / "m.csv"
+    path.write_text("y\n01\n02\n1\n", encoding="utf-8")
+    encoder = TargetEncoder("classification", ["y"]).fit(read_manifest(path, label_columns=["y"]))
+    assert sorted(encoder.classes) == ["01", "02", "1"]  # three classes, not two
+
+
 def test_json_array_of_records_reads_one_row_per_record(tmp_path):
     path = tmp_path / "m.json"
     path.write_text(json.dumps([{"text": "a", "y": 1}, {"text": "b", "y": 0}]), encoding="utf-8")

@@ -68,6 +68,18 @@ def test_csv_categories_and_texts_are_read_as_written_whatever_else_the_file_hol
     assert pipeline.preprocessors["code"].decode("12") == table.modalities["code"].arrays["ids"][0, :1].tolist()
 
 
+@pytest.mark.parametrize(("section", "target"), [({}, "y"), ({"tasks": {"grade": {"task": "classification",
+                                                                                 "target": "grade"}}}, "grade")])
+def test_csv_class_labels_that_are_codes_keep_their_zeros(tmp_path, section, target):
+    config = make_config({"place": {"kind": "tabular", "columns": ["x"]}}, **section)
+    (tmp_path / "train.csv").write_text("x,y,grade\n1,01,01\n2,02,02\n3,10,10\n")
+    pipeline = DataPipeline(config)
+    frame = pipeline.read(tmp_path / "train.csv", require_target=True, training=True).frame
+    assert frame[target].tolist() == ["01", "02", "10"]
+    regression = make_config({"place": {"kind": "tabular", "columns": ["x"]}}, task="regression")
+    assert DataPipeline(regression).read(tmp_path / "train.csv", require_target=True).frame["y"].tolist() == [1, 2, 10]
+
+
 def test_targets_state_is_plain_json(tmp_path):
     config = make_config(MULTIMODAL)
     pipe = DataPipeline(config)
