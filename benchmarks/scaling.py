@@ -10,7 +10,11 @@ Targets (issue 7): time grows linearly (per-sample time of the training pass wit
 to 1M; the epoch's fixed validation and set-up are reported beside it) and
 peak memory stays within 1.5x from 10k to 1M.
 
-    python benchmarks/scaling.py [--sizes 10000 100000 1000000]
+    python benchmarks/scaling.py [--sizes 10000 100000 1000000] [--manifest arrow]
+
+``--manifest arrow`` trains from the same manifests converted to Arrow IPC files
+(``polymodal manifest convert``), which are read memory-mapped: the manifest's paths then cost
+no private memory (results in ``scaling_arrow.json``).
 """
 
 from __future__ import annotations
@@ -128,7 +132,20 @@ def epoch_phases():
     return Phases()
 
 
-def child(folder: Path, cache: Path) -> None:
+def manifests(folder: Path, fmt: str) -> tuple[Path, Path]:
+    """The training and validation manifests in ``fmt`` (``csv``, or ``arrow`` converted from them)."""
+    paths = tuple(folder / f"{part}.{fmt}" for part in ("train", "valid"))
+    if fmt == "arrow":
+        from polymodal.data.arrow_manifest import convert_manifest
+
+        for path in paths:
+            if not path.is_file():
+                convert_manifest(path.with_suffix(".csv"), path, text_columns=["image", "signal"],
+                                 label_columns=["label"])
+    return paths  # type: ignore[return-value]
+
+
+def child(folder: Path, cache: Path, fmt: str = "csv") -> None:
     """Run in a fresh process: encode (cold), then one training epoch; print JSON facts."""
     from polymodal import MultimodalPredictor
 
@@ -137,8 +154,8 @@ def child(folder: Path, cache: Path) -> None:
     config = {**CONFIG, "data": {"cache_dir": str(cache)}}
     phases = epoch_phases()
     started = time.perf_counter()
-    predictor = MultimodalPredictor.from_config(config).fit(folder / "train.csv", folder / "valid.csv",
-                                                            callbacks=[phases])
+    train, valid = manifests(folder, fmt)
+    predictor = MultimodalPredictor.from_config(config).fit(train, valid, callbacks=[phases])
     total = time.perf_counter() - started
     epoch = float(predictor.history["seconds"].iloc[0])
     marks = phases.marks
@@ -180,10 +197,12 @@ def notes_for(rows: list[dict]) -> list[str]:
 def main() -> None:
     p = parser(__doc__.split("\n")[0])  # --data-root is accepted (benchmarks/run.py passes it) but unused
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    p.add_argument("--manifest", choices=["csv", "arrow"], default="csv",
+                   help="manifest format the fits read (arrow: memory-mapped Arrow IPC files)")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        child(Path(args.child[0]), Path(args.child[1]))
+        child(Path(args.child[0]), Path(args.child[1]), args.manifest)
         return
     sizes = [min(s, 20_000) for s in args.sizes] if args.quick else args.sizes
     rows = []
@@ -193,15 +212,20 @@ def main() -> None:
         runs = []
         for _ in range(1 if args.quick else args.repeats):  # each in a fresh process with a cold cache
             shutil.rmtree(cache, ignore_errors=True)
-            result = subprocess.run([sys.executable, __file__, "--child", str(folder), str(cache)],
-                                    capture_output=True, text=True, check=True)
+            manifests(folder, args.manifest)  # converted outside the timed process
+            result = subprocess.run([sys.executable, __file__, "--child", str(folder), str(cache),
+                                     "--manifest", args.manifest], capture_output=True, text=True, check=True)
             runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
         facts = {key: float(np.median([r[key] for r in runs])) for key in runs[0]}  # medians of the repeats
         rows.append({"samples": n, **facts, "us_per_sample": facts["epoch_seconds"] / n * 1e6,
                      "train_us_per_sample": facts["train_pass_seconds"] / n * 1e6, "repeats": len(runs)})
         print(rows[-1], flush=True)
-    save("scaling", "Scaling with the dataset size (packed .npy shards, on-disk feature cache)", {"one epoch": rows},
-         notes_for(rows))
+    if args.manifest == "csv":
+        save("scaling", "Scaling with the dataset size (packed .npy shards, on-disk feature cache)",
+             {"one epoch": rows}, notes_for(rows))
+    else:
+        save(f"scaling_{args.manifest}", "Scaling with the dataset size, manifests as memory-mapped Arrow files",
+             {"one epoch": rows}, notes_for(rows))
 
 
 if __name__ == "__main__":

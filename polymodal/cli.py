@@ -32,7 +32,7 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 RunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train'.")]
-DataOpt = Annotated[Path, typer.Option("--data", help="Manifest (CSV, Parquet or JSONL).")]
+DataOpt = Annotated[Path, typer.Option("--data", help="Manifest (CSV, Parquet, JSONL or Arrow).")]
 SupportOpt = Annotated[Path | None, typer.Option("--support", help="Few-shot models (transfer: protonet): a labelled "
                                                  "manifest whose classes' prototypes classify --data.")]
 
@@ -395,6 +395,9 @@ _register_retrieval(app)  # embed, index build, retrieve, zero-shot
 from polymodal.deploy.commands import register as _register_deploy  # noqa: E402,I001
 
 _register_deploy(app)  # export, serve
+from polymodal.data.commands import register as _register_data  # noqa: E402,I001
+
+_register_data(app)  # manifest convert
 
 
 def main() -> None:  # pragma: no cover - console-script entry

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 RunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train'.")]
-DataOpt = Annotated[Path, typer.Option("--data", help="Manifest (CSV, Parquet or JSONL).")]
+DataOpt = Annotated[Path, typer.Option("--data", help="Manifest (CSV, Parquet, JSONL or Arrow).")]
 ModalityOpt = Annotated[str, typer.Option("--modality", help="An aligned modality of the run.")]
 
 

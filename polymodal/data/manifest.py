@@ -27,7 +27,8 @@ from polymodal.data.cells import BLOCK, Cells, is_empty
 from polymodal.errors import ManifestError
 from polymodal.utils.io import python_scalar
 
-READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "json"}
+READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "json",
+           ".arrow": "arrow", ".feather": "arrow"}
 
 
 @dataclass
@@ -97,9 +98,10 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
     """Read a manifest file or wrap a DataFrame.
 
     Args:
-        source: a ``.csv``/``.tsv``/``.parquet``/``.jsonl`` path, a DataFrame or a Manifest.
-        root: folder for relative paths; defaults to the file's folder (or the working directory
-            for a DataFrame).
+        source: a ``.csv``/``.tsv``/``.parquet``/``.jsonl``/``.arrow`` path, a DataFrame or a
+            Manifest. An Arrow IPC file is memory-mapped (:mod:`polymodal.data.arrow_manifest`).
+        root: folder for relative paths; defaults to the file's folder (an Arrow manifest's
+            recorded one), or the working directory for a DataFrame.
         text_columns: CSV columns read as the text they hold, not as the numbers pandas would
             guess from one file (a zip code ``02139`` stays ``02139``, a code column stays ``12``
             where a blank cell would make it ``12.0``): file paths, texts and categories
@@ -147,6 +149,11 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
                         frame[column] = again[column]
         elif fmt == "parquet":
             frame = pd.read_parquet(path)
+        elif fmt == "arrow":
+            from polymodal.data.arrow_manifest import read_arrow
+
+            frame, recorded = read_arrow(path)
+            root = root if root is not None else recorded
         else:  # JSON strings stay strings ("007"); .json is an array of records, .jsonl one per line
             dates = {"convert_dates": False} if int(pd.__version__.split(".")[0]) < 3 else {}  # pandas 3: dtype=False
             frame = pd.read_json(path, lines=fmt == "jsonl", orient=None if fmt == "jsonl" else "records",

@@ -34,6 +34,17 @@ from polymodal.utils.warn import warn_user
 DataSource = str | os.PathLike | pd.DataFrame | Manifest
 
 
+def csv_columns(config: Config) -> dict[str, list[str]]:
+    """How a config reads a CSV manifest's columns (``read_manifest``'s ``text_columns`` and
+    ``label_columns``): its modalities' file, text and category columns as text; its class labels
+    as labels."""
+    from polymodal.config.modalities import text_columns
+
+    labels = list(config.targets) if config.task in ("classification", "anomaly", "retrieval") else []
+    labels += [c for task in (config.tasks or {}).values() if task.task == "classification" for c in task.targets]
+    return {"text_columns": [c for m in config.modalities.values() for c in text_columns(m)], "label_columns": labels}
+
+
 class DataPipeline:
     """Preprocessors and target encoder for one config."""
 
@@ -76,13 +87,7 @@ class DataPipeline:
         """``data`` as a Manifest, not validated; a CSV's modality columns are read as text and its
         class labels keep their text where numbers would change them (see
         :func:`~polymodal.data.manifest.read_manifest`)."""
-        from polymodal.config.modalities import text_columns
-
-        cfg = self.config
-        labels = list(cfg.targets) if cfg.task in ("classification", "anomaly", "retrieval") else []
-        labels += [c for task in (cfg.tasks or {}).values() if task.task == "classification" for c in task.targets]
-        return read_manifest(data, text_columns=[c for m in cfg.modalities.values() for c in text_columns(m)],
-                             label_columns=labels)
+        return read_manifest(data, **csv_columns(self.config))
 
     def check_modalities(self, modalities: Iterable[str] | None, manifest: Manifest) -> list[str]:
         """The modalities to use for a manifest, validated."""

@@ -1,0 +1,95 @@
+"""Arrow IPC manifests: read memory-mapped (strings not copied into memory), converted from
+Parquet row group by row group and from CSV as a config reads it, relative paths resolving against
+the source's folder wherever the Arrow file is written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from polymodal.cli import app
+from polymodal.data.arrow_manifest import convert_manifest
+from polymodal.data.manifest import read_manifest
+from polymodal.data.pipeline import DataPipeline, csv_columns
+from polymodal.errors import ManifestError
+
+from .helpers import MULTIMODAL, make_config, write_multimodal_manifest
+
+
+def test_parquet_converts_row_group_by_row_group_and_paths_resolve_against_its_folder(tmp_path):
+    source = tmp_path / "data" / "m.parquet"
+    source.parent.mkdir()
+    frame = pd.DataFrame({"image": [f"img/{i}.png" if i % 7 else None for i in range(1000)],
+                          "x": np.arange(1000) / 4, "y": np.arange(1000) % 3})
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), source, row_group_size=128)
+    assert pq.ParquetFile(source).num_row_groups == 8
+    out = tmp_path / "elsewhere" / "m.arrow"
+    out.parent.mkdir()
+    assert convert_manifest(source, out) == 1000
+    manifest = read_manifest(out)
+    pd.testing.assert_frame_equal(manifest.frame, read_manifest(source).frame, check_dtype=False)
+    assert manifest.root == source.parent.resolve()
+    assert manifest.resolve(manifest.frame["image"][1]) == str(source.parent.resolve() / "img/1.png")
+    assert manifest.resolve(manifest.frame["image"][0]) is None  # an empty cell is still missing
+    assert read_manifest(out, root=tmp_path).root == tmp_path.resolve()  # an explicit root wins
+
+
+def test_string_columns_are_memory_mapped_not_copied(tmp_path):
+    n = 200_000
+    frame = pd.DataFrame({"path": [f"images/sample_{i:09d}.png" for i in range(n)], "y": np.zeros(n, np.int8)})
+    frame.to_parquet(tmp_path / "m.parquet")
+    convert_manifest(tmp_path / "m.parquet", tmp_path / "m.arrow")
+    string_bytes = len(frame) * len("images/sample_000000000.png")
+    del frame
+    before = pa.total_allocated_bytes()
+    manifest = read_manifest(tmp_path / "m.arrow")
+    assert manifest.frame["path"][n - 1] == f"images/sample_{n - 1:09d}.png"
+    assert pa.total_allocated_bytes() - before < string_bytes / 20  # ~5 MB of paths: neither copied nor re-offset
+
+
+def test_a_csv_converts_as_its_config_reads_it(tmp_path):
+    path = write_multimodal_manifest(tmp_path / "data")
+    frame = pd.read_csv(path)
+    frame["colour"] = ["007" if i % 2 else "010" for i in range(len(frame))]  # category codes pandas would read as 7, 10
+    frame.to_csv(path, index=False)
+    config = make_config(MULTIMODAL)
+    convert_manifest(path, tmp_path / "m.arrow", **csv_columns(config))
+    pipeline = DataPipeline(config)
+    arrow = pipeline.read(tmp_path / "m.arrow", require_target=True, training=True)
+    csv = pipeline.read(path, require_target=True, training=True)
+    assert arrow.frame["colour"].tolist() == csv.frame["colour"].tolist() == ["010", "007"] * 5
+    table, targets = pipeline.fit(csv)
+    again = pipeline.encode(arrow)
+    np.testing.assert_array_equal(pipeline.encode_targets(arrow, again), targets)
+    for name, encoded in table.modalities.items():
+        for key, values in encoded.arrays.items():
+            np.testing.assert_array_equal(again.modalities[name].arrays[key], values, err_msg=f"{name}.{key}")
+
+
+def test_a_compressed_feather_file_is_read_too(tmp_path):
+    frame = pd.DataFrame({"text": ["a", None, "c"], "y": [1, 2, 3]})
+    frame.to_feather(tmp_path / "m.feather")  # lz4 by default: decompressed into memory
+    assert read_manifest(tmp_path / "m.feather").frame["text"].tolist()[::2] == ["a", "c"]
+
+
+def test_an_unreadable_arrow_file_is_named(tmp_path):
+    (tmp_path / "bad.arrow").write_bytes(b"not arrow at all")
+    with pytest.raises(ManifestError, match="cannot parse bad.arrow"):
+        read_manifest(tmp_path / "bad.arrow")
+    with pytest.raises(ManifestError, match="already an Arrow manifest"):
+        convert_manifest(tmp_path / "bad.arrow", tmp_path / "again.arrow")
+
+
+def test_the_convert_command(tmp_path):
+    source = tmp_path / "m.parquet"
+    pd.DataFrame({"text": ["a b", "c"], "y": [0, 1]}).to_parquet(source)
+    runner = CliRunner()
+    result = runner.invoke(app, ["manifest", "convert", str(source), str(tmp_path / "m.arrow")])
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 rows" in result.output and read_manifest(tmp_path / "m.arrow").frame["text"].tolist() == ["a b", "c"]
+    result = runner.invoke(app, ["manifest", "convert", str(source), str(tmp_path / "m.csv")])
+    assert result.exit_code == 2 and "must end in .arrow or .feather" in result.output
