@@ -189,21 +189,24 @@ def check_run(path: str | os.PathLike) -> Path:
     return run
 
 
-# Keys added after run folders were first written, by encoder name, with the behaviour of the
-# versions before them (a new default that differs would rebuild another network).
+# Keys added after run folders were first written, with the behaviour of the versions before them
+# (a new default that differs would rebuild another network, or read inputs another way): by
+# encoder name, and by modality kind for preprocessing.
 PREDATED_DEFAULTS: dict[str, dict[str, Any]] = {"mel_cnn": {"frequency": "mean"}}
+PREDATED_PREPROCESS: dict[str, dict[str, Any]] = {"image": {"background": None}, "video": {"background": None}}
 
 
 def read_config(run: Path) -> Config:
     """The run's config. A saved ``config.yaml`` lists every key, so one it lacks predates that
-    key: it takes the behaviour the run was trained with (``PREDATED_DEFAULTS``), not today's
-    default."""
+    key: it takes the behaviour the run was trained with (``PREDATED_DEFAULTS``,
+    ``PREDATED_PREPROCESS``), not today's default."""
     config = load_config(run / CONFIG_FILE, saved_run=True)
     for modality in config.modalities.values():
-        encoder = modality.encoder
-        for key, old in PREDATED_DEFAULTS.get(encoder.name, {}).items():
-            if key not in encoder.model_fields_set:
-                setattr(encoder, key, old)
+        for section, predated in ((modality.encoder, PREDATED_DEFAULTS.get(modality.encoder.name, {})),
+                                  (modality.preprocess, PREDATED_PREPROCESS.get(modality.kind, {}))):
+            for key, old in predated.items():
+                if key not in section.model_fields_set:
+                    setattr(section, key, old)
     return config
 
 

@@ -22,6 +22,16 @@ def test_a_saved_key_is_kept_and_a_missing_one_takes_the_predated_default(tmp_pa
     assert read_config(tmp_path).modalities["audio"].encoder.frequency == "mean"
 
 
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_an_image_config_saved_before_background_keeps_dropping_alpha(tmp_path, kind):
+    save_config(load_config({"target": "y", "modalities": {"m": {"kind": kind, "column": "m"}}}), tmp_path / CONFIG_FILE)
+    assert read_config(tmp_path).modalities["m"].preprocess.background == "white"
+    text = (tmp_path / CONFIG_FILE).read_text(encoding="utf-8")
+    (tmp_path / CONFIG_FILE).write_text("\n".join(line for line in text.splitlines() if "background:" not in line),
+                                        encoding="utf-8")
+    assert read_config(tmp_path).modalities["m"].preprocess.background is None
+
+
 def test_a_one_cycle_run_resumes_only_with_its_epochs(tmp_path):
     """The one-cycle schedule's length is fixed when it starts (stepping past it is an error);
     cosine (a step multiplier) may be extended."""

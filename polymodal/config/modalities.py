@@ -61,8 +61,10 @@ class ImagePreprocess(StrictModel):
             by a std, both fitted on the training images unless ``mean``/``std`` are given
             (e.g. ImageNet's).
         max_pixels: images with more pixels are refused (decompression-bomb guard).
-        background: what shows through transparent pixels (PNG/WebP/GIF alpha): the image is
-            composited onto ``white`` or ``black`` before colour conversion.
+        background: what shows through transparent pixels (alpha, a GIF's transparent colour):
+            the image is composited onto ``white`` or ``black`` before colour conversion; ``null``
+            drops the transparency as Pillow does (the colours stored under it show; runs saved
+            before this setting read that way).
     """
 
     size: ImageSide | tuple[ImageSide, ImageSide] = 224
@@ -73,7 +75,7 @@ class ImagePreprocess(StrictModel):
     std: list[PositiveFloat] | None = None
     augment: ImageAugment | None = None
     max_pixels: PositiveInt = 50_000_000
-    background: Literal["white", "black"] = "white"
+    background: Literal["white", "black"] | None = "white"
 
     @model_validator(mode="after")
     def _mean_std_match_channels(self) -> ImagePreprocess:

@@ -1,13 +1,16 @@
-"""Arrow IPC manifests (``.arrow``, ``.feather``): read memory-mapped, so a manifest of many
-millions of rows costs next to no private memory; its file paths and texts are read from the
-mapped file (the operating system's page cache) when a block of rows is used, not held in RAM.
+"""Arrow IPC manifests (``.arrow``, ``.feather``): read memory-mapped, so the file paths and texts
+of a manifest of many millions of rows cost no private memory; they are read from the mapped
+file (the operating system's page cache) when a block of rows is used, not held in RAM.
 
 :func:`convert_manifest` writes one from a Parquet file row group by row group (memory stays flat
-however large the file) or from a CSV, TSV or JSONL manifest. The file's folder, recorded in its
-schema metadata, stays the root that relative paths resolve against, wherever the ``.arrow``
-file is written. Buffers are written uncompressed and strings as large strings, the form
-pandas wraps without a copy; other Arrow files (compressed Feather, 32-bit string offsets) are
-read too, at the cost of decompressing or converting into memory.
+however large the file) or from a CSV, TSV or JSONL manifest. The source's folder stays the root
+that relative paths resolve against, wherever the ``.arrow`` file is written (recorded in its
+schema metadata relative to it, so the two can move together). Buffers are written uncompressed and strings as large strings, the form pandas
+wraps without a copy; other Arrow files (compressed Feather, 32-bit string offsets, the streaming
+format) are read too, at the cost of decompressing or converting them into memory.
+
+A manifest used whole stays mapped; a subset of its rows (a validation split taken from it by
+``val_fraction``, a chunk of batch prediction) is a copy of those rows.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-ROOT_KEY = b"polymodal.root"  # schema metadata: the folder relative paths resolve against
+ROOT_KEY = b"polymodal.root"  # schema metadata: the source's folder, relative to the .arrow file's
 BATCH_ROWS = 65_536
 
 
@@ -37,25 +40,53 @@ def read_arrow(path: Path) -> tuple[pd.DataFrame, Path | None]:
     """The manifest's rows (string columns memory-mapped) and the root recorded in it, if any.
 
     Raises:
-        pyarrow.ArrowInvalid: not an Arrow IPC file.
+        ValueError: not an Arrow IPC file (file or stream format), or one pandas cannot take.
     """
     import pyarrow as pa
 
-    table = pa.ipc.open_file(pa.memory_map(os.fspath(path))).read_all()  # the map lives as long as its buffers
-    strings = _string_dtype()
-    frame = table.to_pandas(types_mapper=lambda t: strings if pa.types.is_string(t) or pa.types.is_large_string(t)
-                            else None)
+    source = pa.memory_map(os.fspath(path))  # it lives as long as the buffers read from it
+    try:
+        try:
+            table = pa.ipc.open_file(source).read_all()
+        except pa.ArrowInvalid:  # the streaming format (e.g. a Hugging Face datasets cache file)
+            source.seek(0)
+            table = pa.ipc.open_stream(source).read_all()
+        strings = _string_dtype()
+        frame = table.to_pandas(types_mapper=lambda t: strings if pa.types.is_string(t) or pa.types.is_large_string(t)
+                                else None)
+    except pa.ArrowException as err:
+        raise ValueError(str(err)) from None
     root = (table.schema.metadata or {}).get(ROOT_KEY)
-    return frame, Path(root.decode()) if root else None
+    return frame, path.parent / root.decode() if root else None
 
 
-def _large_strings(schema: Any) -> Any:
-    """``schema`` with its strings as Arrow's large strings (64-bit offsets), the layout pandas
-    wraps without converting the offsets (an 8-byte copy per row otherwise)."""
+def _arrow_schema(schema: Any, root: str) -> Any:
+    """``schema`` with its strings (plain or dictionary-encoded) as large strings, the layout
+    pandas wraps without a copy (its offsets are 64-bit; a dictionary would be decoded into
+    memory), and the root recorded beside the pandas metadata."""
     import pyarrow as pa
 
-    return pa.schema([field.with_type(pa.large_string()) if pa.types.is_string(field.type) else field
-                      for field in schema], metadata=schema.metadata)
+    def text(t: Any) -> bool:
+        return pa.types.is_string(t) or (pa.types.is_dictionary(t) and pa.types.is_string(t.value_type))
+
+    fields = [field.with_type(pa.large_string()) if text(field.type) else field for field in schema]
+    return pa.schema(fields, metadata={**(schema.metadata or {}), ROOT_KEY: root.encode()})
+
+
+def _frame_table(frame: pd.DataFrame) -> Any:
+    """An Arrow table of a manifest's frame; a column that mixes numbers and text (JSON, a large
+    CSV pandas typed in chunks) is written as its cells' text."""
+    import pyarrow as pa
+
+    from polymodal.data.cells import cell_text, is_empty
+
+    arrays = []
+    for column in frame.columns:
+        try:
+            arrays.append(pa.array(frame[column], from_pandas=True))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays.append(pa.array([None if is_empty(v) else cell_text(v) for v in frame[column]], pa.large_string()))
+    return pa.Table.from_arrays(arrays, names=[str(c) for c in frame.columns])
 
 
 def convert_manifest(source: str | os.PathLike, out: str | os.PathLike, *, text_columns: Iterable[str] = (),
@@ -66,7 +97,7 @@ def convert_manifest(source: str | os.PathLike, out: str | os.PathLike, *, text_
     reads them, e.g. a config's modality columns). Written atomically.
 
     Raises:
-        ManifestError: the source cannot be read.
+        ManifestError: the source cannot be read or converted.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -80,26 +111,25 @@ def convert_manifest(source: str | os.PathLike, out: str | os.PathLike, *, text_
         raise ManifestError([f"{source.name} is already an Arrow manifest"], source=str(source))
     if not source.is_file():  # read_manifest says why (missing, a folder)
         read_manifest(source)
-    root = {ROOT_KEY: os.fspath(source.parent.resolve()).encode()}
-    if READERS.get(source.suffix.lower()) == "parquet":
-        try:
+    root = os.path.relpath(source.parent.resolve(), out.parent.resolve())  # both may move together
+    try:
+        if READERS.get(source.suffix.lower()) == "parquet":
             parquet = pq.ParquetFile(source)
-        except (OSError, pa.ArrowInvalid) as err:
-            raise ManifestError([f"cannot parse {source.name}: {err}"], source=str(source)) from None
-        schema = _large_strings(parquet.schema_arrow).with_metadata(root)
-        tables = (pa.Table.from_batches([b]).cast(schema) for b in parquet.iter_batches(batch_size=BATCH_ROWS))
-        rows = parquet.metadata.num_rows
-    else:
-        manifest = read_manifest(source, text_columns=text_columns, label_columns=label_columns)
-        table = pa.Table.from_pandas(manifest.frame, preserve_index=False)
-        schema = _large_strings(table.schema).with_metadata(root)
-        tables = iter([table.cast(schema)])
-        rows = table.num_rows
+            schema = _arrow_schema(parquet.schema_arrow, root)
+            parts = (pa.Table.from_batches([b]).cast(schema) for b in parquet.iter_batches(batch_size=BATCH_ROWS))
+            rows = parquet.metadata.num_rows
+        else:
+            table = _frame_table(read_manifest(source, text_columns=text_columns, label_columns=label_columns).frame)
+            schema = _arrow_schema(table.schema, root)
+            parts = iter([table.cast(schema)])
+            rows = table.num_rows
 
-    def write(tmp: Path) -> None:
-        with pa.ipc.new_file(os.fspath(tmp), schema) as writer:
-            for part in tables:
-                writer.write_table(part, max_chunksize=BATCH_ROWS)
+        def write(tmp: Path) -> None:
+            with pa.ipc.new_file(os.fspath(tmp), schema) as writer:
+                for part in parts:
+                    writer.write_table(part, max_chunksize=BATCH_ROWS)
 
-    atomic_write(out, write)
+        atomic_write(out, write)
+    except (pa.ArrowException, OSError) as err:
+        raise ManifestError([f"cannot convert {source.name}: {err}"], source=str(source)) from None
     return rows

@@ -13,6 +13,7 @@ when read.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,17 +136,21 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
         if fmt == "csv":  # only empty cells are missing: the words NA, None, null stay text
             sep = "\t" if path.suffix.lower() == ".tsv" else ","
             header = _csv_header(path, sep)  # as written: pandas renames a repeated name ('image.1')
-            frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
-            typed = [c for c in frame.columns if header.count(c) == 1 and pd.api.types.is_numeric_dtype(frame[c])]
+            with warnings.catch_warnings():  # mixed types in a large file's column: the columns that
+                warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # matter are read as text below
+                frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
+            # typed by this file: numbers, or (a large file, read in chunks) numbers in some rows only
+            typed = [c for c in frame.columns if header.count(c) == 1 and not isinstance(frame[c].dtype, pd.StringDtype)]
             guessed = [c for c in dict.fromkeys(text_columns) if c in typed]
             labels = [c for c in dict.fromkeys(label_columns) if c in typed and c not in guessed]
-            if guessed or labels:  # typed as numbers by this file: read those columns again as text (passing
-                # dtype up front would build every text column through Python objects, twice the memory)
+            if guessed or labels:  # read those columns again as text (passing dtype up front would build
+                # every text column through Python objects, twice the memory)
                 again = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""], usecols=guessed + labels,
                                     dtype=str)
                 frame[guessed] = again[guessed]
-                for column in labels:
-                    if _numbers_change_labels(again[column], frame[column]):
+                for column in labels:  # text unless all numbers, and numbers that keep every label
+                    numeric = pd.api.types.is_numeric_dtype(frame[column])
+                    if not numeric or _numbers_change_labels(again[column], frame[column]):
                         frame[column] = again[column]
         elif fmt == "parquet":
             frame = pd.read_parquet(path)
@@ -257,15 +262,19 @@ def validate_manifest(
             if mistyped:  # reported above, not again as missing files
                 rows = np.setdiff1d(rows, np.array([row for row, _ in mistyped], np.int64))
         if check_files and modality.file_based:
-            exists: dict[str, bool] = {}  # rows of a packed .npy share one file: stat it once
+            shards: dict[str, bool] = {}  # rows of a packed .npy share one file: stat it once
             absent = []
             for start in range(0, len(rows), BLOCK):
                 block = rows[start:start + BLOCK]
                 for row, path in zip(block.tolist(), cells[block]):
-                    file = split_row_ref(path)[0]
-                    if file not in exists:
-                        exists[file] = os.path.isfile(file) or (modality.folder_cells and os.path.isdir(file))
-                    if not exists[file]:
+                    file, packed = split_row_ref(path)
+                    if packed is None:  # a file of its own: nothing to remember (a million paths would be)
+                        found = os.path.isfile(file) or (modality.folder_cells and os.path.isdir(file))
+                    else:
+                        found = shards.get(file)
+                        if found is None:
+                            found = shards[file] = os.path.isfile(file)
+                    if not found:
                         absent.append((row, path))
             for row, path in absent[:20]:
                 what = "a folder, not a file" if os.path.isdir(split_row_ref(path)[0]) else "file not found"

@@ -10,12 +10,14 @@ normalised tensors, with one random draw per sample:
 - signal ``x`` (B, C, L): per-channel gain, additive noise, a circular time shift (up to
   ``0.1 * magnitude`` of the length, at least one sample when ``magnitude`` > 0) and a time mask;
 - tabular ``x``/``cat``: entries replaced by the same column's value in a random row of the batch
-  (a draw from the column's marginal, as in SCARF), a number's missing flag with it; noise on the
-  numbers (not on the flags);
+  that holds the table (a draw from the column's marginal, as in SCARF), a number's missing flag
+  with it; noise on the numbers (not on the flags);
 - text ``x`` (B, T) token ids: swaps of neighbouring tokens.
 
 ``magnitude`` scales every perturbation; 0 leaves only the erasing (text swaps scale with both, so
-none are left). Padding (``mask``) is left as it is.
+none are left). Padding (``mask``) is left as it is. Every function also takes ``present``, (B,)
+True on the rows that hold the modality (an absent row's inputs are zeros); only the table's
+redrawing reads it.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def _bands(batch: int, size: int, width: torch.Tensor, generator: torch.Generato
     return (steps >= starts[:, None]) & (steps < (starts + width)[:, None])
 
 
-def strong_image(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None) -> Inputs:
+def strong_image(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
+                 present: torch.Tensor | None = None) -> Inputs:
     x = inputs["x"]
     b, _, h, w = x.shape
     dev = x.device
@@ -69,7 +72,8 @@ def strong_image(inputs: Inputs, magnitude: float, erase: float, generator: torc
     return {**inputs, "x": x}
 
 
-def strong_audio(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None) -> Inputs:
+def strong_audio(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
+                 present: torch.Tensor | None = None) -> Inputs:
     x = inputs["x"]  # (B, T, F), normalised
     b, t, f = x.shape
     dev = x.device
@@ -83,7 +87,8 @@ def strong_audio(inputs: Inputs, magnitude: float, erase: float, generator: torc
     return {**inputs, "x": x if mask is None else x * mask.unsqueeze(-1)}
 
 
-def strong_signal(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None) -> Inputs:
+def strong_signal(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
+                  present: torch.Tensor | None = None) -> Inputs:
     x = inputs["x"]  # (B, C, L), normalised
     b, c, length = x.shape
     dev = x.device
@@ -99,16 +104,25 @@ def strong_signal(inputs: Inputs, magnitude: float, erase: float, generator: tor
     return {**inputs, "x": x if mask is None else x * mask.unsqueeze(1)}
 
 
+def _source_rows(shape: torch.Size, present: torch.Tensor | None, generator: torch.Generator | None,
+                 device: torch.device) -> torch.Tensor:
+    """(B, K) a random row for every entry, among the rows that hold the modality (all when
+    ``present`` is None or marks none)."""
+    rows = torch.arange(shape[0], device=device) if present is None or not bool(present.any()) \
+        else present.nonzero().squeeze(1)
+    return rows[torch.randint(0, len(rows), shape, generator=generator, device=device)]
+
+
 def strong_tabular(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
-                   flags: int = 0) -> Inputs:
+                   present: torch.Tensor | None = None, flags: int = 0) -> Inputs:
     """``flags``: the trailing columns of ``x`` that are missing-indicator flags, one per number."""
     out = dict(inputs)
     x = inputs.get("x")
     if x is not None and x.numel():
-        b, dev = x.shape[0], x.device
+        dev = x.device
         values = x[:, : x.shape[1] - flags]
         n = values.shape[1]
-        source = torch.randint(0, b, values.shape, generator=generator, device=dev)  # a random row per entry
+        source = _source_rows(values.shape, present, generator, dev)
         erased = torch.rand(values.shape, generator=generator, device=dev) < erase
         values = torch.where(erased, values.gather(0, source), values)
         values = values + torch.randn(values.shape, generator=generator, device=dev) * (0.2 * magnitude)
@@ -119,13 +133,14 @@ def strong_tabular(inputs: Inputs, magnitude: float, erase: float, generator: to
             out["x"] = values
     cat = inputs.get("cat")
     if cat is not None and cat.numel():
-        source = torch.randint(0, cat.shape[0], cat.shape, generator=generator, device=cat.device)
+        source = _source_rows(cat.shape, present, generator, cat.device)
         erased = torch.rand(cat.shape, generator=generator, device=cat.device) < erase
         out["cat"] = torch.where(erased, cat.gather(0, source), cat)
     return out
 
 
-def strong_text(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None) -> Inputs:
+def strong_text(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
+                present: torch.Tensor | None = None) -> Inputs:
     ids = inputs["x"]  # (B, T)
     if ids.shape[1] < 2:
         return dict(inputs)
@@ -149,8 +164,8 @@ STRONG: dict[str, Callable[..., Inputs]] = {
 
 
 def strong_view(inputs: Mapping[str, Inputs], kinds: Mapping[str, str], magnitude: float = 1.0, erase: float = 0.25,
-                generator: torch.Generator | None = None,
-                options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Inputs]:
+                generator: torch.Generator | None = None, options: Mapping[str, Mapping[str, Any]] | None = None,
+                present: Mapping[str, torch.Tensor] | None = None) -> dict[str, Inputs]:
     """The strong view of a batch's ``inputs`` ({modality: {keyword: tensor}}).
 
     Args:
@@ -159,11 +174,14 @@ def strong_view(inputs: Mapping[str, Inputs], kinds: Mapping[str, str], magnitud
         erase: share of each sample masked out.
         options: per modality, the layout its kind's function needs
             (:meth:`~polymodal.data.modalities.base.Preprocessor.strong_options`).
+        present: per modality, (B,) True on the rows that hold it (a table's redrawn entries come
+            from those rows only, never from an absent row's zeros).
     """
     out = {}
     for name, tensors in inputs.items():
         kind = kinds[name]
         if kind not in STRONG:
             raise ValueError(f"no strong augmentation for modality '{name}' of kind '{kind}'; kinds: {sorted(STRONG)}")
-        out[name] = STRONG[kind](dict(tensors), magnitude, erase, generator, **(options or {}).get(name, {}))
+        out[name] = STRONG[kind](dict(tensors), magnitude, erase, generator, (present or {}).get(name),
+                                 **(options or {}).get(name, {}))
     return out

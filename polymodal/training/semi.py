@@ -78,7 +78,7 @@ class FixMatchTerm(Term):
         """The batch followed by a strong copy of its rows (view ``strong``)."""
         weak = take_rows({"inputs": batch["inputs"], "present": batch["present"]}, view_rows(batch))
         strong = {"inputs": strong_view(weak["inputs"], self.kinds, self.magnitude, self.erase,
-                                         options=self.options),
+                                         options=self.options, present=weak["present"]),
                   "present": weak["present"]}
         return add_view(batch, STRONG, strong)
 

@@ -29,13 +29,14 @@ def resize_image(image: Any, size: tuple[int, int], mode: str) -> Any:
 
 def converted(image: Any, target: str, background: str | None) -> Any:
     """A Pillow image in mode ``target`` (``RGB``, ``L`` or ``HSV``). An image with transparency
-    (RGBA, LA, or a palette with a transparent colour) is first composited onto a ``white`` or
-    ``black`` background: Pillow's own conversion drops alpha, showing whatever colour the file
-    stores under transparent pixels (``background=None`` keeps that, as runs exported before the
-    ``background`` setting were trained)."""
+    (an alpha channel, a palette's transparent entry or a PNG colour key) is first composited
+    onto a ``white`` or ``black`` background: Pillow's own conversion drops alpha, showing
+    whatever colour the file stores under transparent pixels (``background=None`` keeps that, as
+    runs saved before the ``background`` setting were trained)."""
     from PIL import Image
 
-    if background is not None and image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+    transparent = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+    if background is not None and transparent:
         fill = (255, 255, 255, 255) if background == "white" else (0, 0, 0, 255)
         image = Image.alpha_composite(Image.new("RGBA", image.size, fill), image.convert("RGBA")).convert("RGB")
     if image.mode == target:

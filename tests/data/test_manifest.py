@@ -140,6 +140,18 @@ def test_csv_class_labels_keep_their_text_only_where_numbers_would_change_them(t
     assert frame["other"].tolist() == [1, 2, 3]  # not a label column: pandas' guess stands
 
 
+def test_a_large_csv_column_pandas_types_in_chunks_is_read_as_text_and_labels(tmp_path):
+    """pandas reads a large CSV in chunks: a column of numbers with a few codes further down comes
+    out mixed (ints, then strings); modality and label columns are read as text all the same."""
+    n = 300_000
+    codes = ["12"] * n
+    codes[-3:] = ["A3", "007", "A3"]
+    pd.DataFrame({"code": codes, "y": codes}).to_csv(tmp_path / "m.csv", index=False)
+    assert pd.read_csv(tmp_path / "m.csv")["code"].map(type).nunique() == 2  # pandas' own reading: mixed
+    frame = read_manifest(tmp_path / "m.csv", text_columns=["code"], label_columns=["y"]).frame
+    assert frame["code"].iloc[[0, -2]].tolist() == ["12", "007"] and frame["y"].iloc[[0, -2]].tolist() == ["12", "007"]
+
+
 def test_classes_of_a_csv_label_column_of_codes_are_the_codes(tmp_path):
     from polymodal.data.targets import TargetEncoder
 

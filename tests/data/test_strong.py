@@ -149,6 +149,18 @@ def test_tabular_missing_flags_are_not_noised_and_travel_with_their_numbers():
     assert torch.equal(noisy[:, 3:], flags) and not torch.equal(noisy[:, :3], numbers)
 
 
+def test_tabular_entries_are_redrawn_from_rows_that_hold_the_table_only():
+    present = torch.tensor([True, False, True, False, True, True])
+    x = torch.where(present[:, None], torch.rand(6, 4, generator=seeded(1)) + 1, torch.zeros(6, 4))  # absent: zeros
+    cat = torch.where(present[:, None], torch.randint(1, 5, (6, 2), generator=seeded(2)), torch.zeros(6, 2).long())
+    out = STRONG["tabular"]({"x": x, "cat": cat}, 0.0, 1.0, seeded(), present)  # every entry redrawn
+    assert (out["x"][present] >= 1).all() and (out["cat"][present] >= 1).all()
+    views = strong_view({"t": {"x": x, "cat": cat}}, {"t": "tabular"}, 0.0, 1.0, seeded(), present={"t": present})
+    assert torch.equal(views["t"]["x"], out["x"])
+    anywhere = STRONG["tabular"]({"x": x, "cat": cat}, 0.0, 1.0, seeded())  # without the mask: zeros come in
+    assert (anywhere["x"][present] == 0).any()
+
+
 def test_text_only_swaps_neighbouring_real_tokens():
     inputs = batch("text")
     ids, mask = inputs["x"], inputs["mask"]

@@ -45,15 +45,18 @@ def _pick_array(arrays: Mapping[str, Any], key: str | None, path: str) -> np.nda
 
 
 def _csv_has_header(path: str) -> bool:
-    """Whether a signal CSV's first row names its columns: it does unless every field is a number."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    """Whether a signal CSV's first row names its columns: it does when a field is not a number,
+    and when the fields are the column numbers ``0,1,...`` written as integers (what
+    ``pandas.DataFrame(array).to_csv`` writes); any other row of numbers is the first sample."""
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:  # -sig: Excel's byte-order mark
         first = handle.readline()
-    for field in first.strip().split(","):
+    fields = [f.strip().strip('"') for f in first.strip().split(",")]
+    for field in fields:
         try:
-            float(field.strip().strip('"'))
+            float(field or 0)  # an empty field is a missing sample value, not a name
         except ValueError:
             return True
-    return False
+    return fields == [str(i) for i in range(len(fields))]
 
 
 def read_signal(path: str, key: str | None = None, columns: list[str] | None = None) -> np.ndarray:
@@ -79,7 +82,7 @@ def read_signal(path: str, key: str | None = None, columns: list[str] | None = N
             if columns is not None and not has_header:
                 raise DecodeError(f"preprocess.channels names columns {columns}, but the CSV has no header row "
                                   "(its first row is numbers); give channel indices instead", path=path)
-            frame = pd.read_csv(path, header=0 if has_header else None)
+            frame = pd.read_csv(path, header=0 if has_header else None, encoding="utf-8-sig")
             if columns is not None:
                 absent = [c for c in columns if c not in frame.columns]
                 if absent:

@@ -99,6 +99,13 @@ def test_a_headerless_csv_keeps_its_first_sample(tmp_path):
     header = tmp_path / "h.csv"
     header.write_text("time,-1e3\n" + "\n".join(f"{a},{b}" for a, b in data.T[:5]) + "\n")
     assert read_signal(str(header)).shape == (2, 5)  # one non-number names the columns
+    pd.DataFrame(data.T[:5]).to_csv(tmp_path / "p.csv", index=False)  # header 0,1: pandas' column numbers
+    np.testing.assert_allclose(read_signal(str(tmp_path / "p.csv")), data[:, :5], rtol=1e-6)
+    excel = tmp_path / "e.csv"  # Excel's "CSV UTF-8": a byte-order mark, and a first sample with a blank
+    excel.write_bytes(b"\xef\xbb\xbf1.5,\n2.5,3.5\n")
+    assert read_signal(str(excel)).shape == (2, 2)
+    (tmp_path / "z.csv").write_text("0.0,1.0\n2.0,3.0\n")  # numbers that are not integers: a sample
+    np.testing.assert_array_equal(read_signal(str(tmp_path / "z.csv")), [[0, 2], [1, 3]])
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".npz", ".wav"])
