@@ -60,6 +60,23 @@ def _fingerprint(frame: pd.DataFrame) -> str:
     return str(int(pd.util.hash_pandas_object(frame, index=True).sum() % (1 << 63)))
 
 
+def _model_fingerprint(predictor: Any) -> str:
+    """A hash of the network's weights and the preprocessing: partial predictions of another model
+    (another run, or this one trained further) are not resumed."""
+    import hashlib
+
+    import torch
+
+    pipeline, net = predictor._require_fitted()
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in net.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    for name, prep in sorted(pipeline.preprocessors.items()):
+        digest.update(f"{name}:{prep.fingerprint()}".encode())
+    return digest.hexdigest()
+
+
 def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *, chunk_rows: int = 1024,
                     resume: bool = False, progress: bool = True, support: DataSource | None = None,
                     on_chunk: Callable[[int], None] | None = None) -> BatchReport:
@@ -87,7 +104,7 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     pipeline, _ = predictor._require_fitted()
     manifest = pipeline.read(data, require_target=False)  # every problem reported before work starts
     state = {"source": manifest.name, "rows": len(manifest), "chunk_rows": chunk_rows,
-             "fingerprint": _fingerprint(manifest.frame)}
+             "fingerprint": _fingerprint(manifest.frame), "model": _model_fingerprint(predictor)}
     if support is not None:
         state["support"] = _fingerprint(read_manifest(support).frame)
     parts = parts_folder(out)
@@ -126,7 +143,7 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
 
 
 def _check_resumable(parts: Path, state: dict[str, Any]) -> None:
-    """Refuse to resume from parts made from another manifest, chunk size or support set."""
+    """Refuse to resume from parts made from another manifest, chunk size, support set or model."""
     found = json.loads((parts / STATE_FILE).read_text(encoding="utf-8")) if (parts / STATE_FILE).is_file() else {}
     if found != state:
         raise SchemaMismatchError(
@@ -134,6 +151,7 @@ def _check_resumable(parts: Path, state: dict[str, Any]) -> None:
             f"({found.get('rows')} rows, chunk_rows {found.get('chunk_rows')}); this call has {state['source']} "
             f"({state['rows']} rows, chunk_rows {state['chunk_rows']})"
             + (", another support set" if found.get("support") != state.get("support") else "")
+            + (", another model" if found.get("model") != state.get("model") else "")
             + ". Run without --resume to start over")
 
 

@@ -55,8 +55,11 @@ class MicroBatcher:
             try:
                 await self._task
             except asyncio.CancelledError:
-                pass  # the loop ends by cancellation; nothing is lost (pending futures are cancelled below)
+                pass  # the loop ends by cancellation; its batch in hand was cancelled by the loop itself
             self._task = None
+        while self._queue is not None and not self._queue.empty():  # requests queued behind it: cancelled too
+            _, future = self._queue.get_nowait()
+            future.cancel()
 
     async def submit(self, feeds: Feeds) -> np.ndarray:
         """Outputs (K,) for one row of feeds (each array with a leading axis of 1)."""
@@ -67,9 +70,18 @@ class MicroBatcher:
         return await future
 
     async def _loop(self) -> None:
+        items: list[tuple[Feeds, asyncio.Future[np.ndarray]]] = []
+        try:
+            await self._batches(items)
+        finally:  # stopped (cancelled) with a batch in hand: its requests end instead of waiting forever
+            for _, future in items:
+                future.cancel()
+
+    async def _batches(self, items: list[tuple[Feeds, asyncio.Future[np.ndarray]]]) -> None:
         queue, loop = self._queue, asyncio.get_running_loop()
         while True:
-            items = [await queue.get()]
+            items.clear()
+            items.append(await queue.get())
             deadline = time.monotonic() + self.max_wait
             while len(items) < self.max_batch:
                 left = deadline - time.monotonic()

@@ -99,7 +99,10 @@ class ImageFeatures(Features):
             if image.format in self.EXIF_FORMATS:
                 image = ImageOps.exif_transpose(image)
             image = to_8bit(image)  # 16-bit scans and float images, as in training
-        image = converted(image, self.MODES[self.cfg["color"]], self.cfg.get("background"))
+        try:
+            image = converted(image, self.MODES[self.cfg["color"]], self.cfg.get("background"))
+        except ValueError as err:  # a colour mode Pillow does not convert (LAB, ...)
+            raise self.fail(f"unsupported image colour mode {image.mode} ({err})", "unsupported_type", 415) from None
         size = self.cfg["size"]
         height, width = (size, size) if isinstance(size, int) else size
         array = np.asarray(resize_image(image, (height, width), self.cfg["resize"]), dtype=np.uint8)
@@ -131,8 +134,10 @@ class ImageFeatures(Features):
 
 
 # --- audio -------------------------------------------------------------------------------------
-def read_wav(data: bytes) -> tuple[np.ndarray, int]:
-    """Mono float32 waveform and sample rate of WAV bytes (16-bit PCM here, else ``soundfile``)."""
+def read_wav(data: bytes, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 waveform and sample rate of WAV bytes (16-bit PCM here, else ``soundfile``).
+    ``max_seconds``: a compressed file (FLAC, OGG) is decoded no further than one frame past it,
+    so a small upload cannot expand into gigabytes (a 16-bit WAV is no larger decoded than sent)."""
     try:
         fast = read_pcm_wav(io.BytesIO(data))
     except DecodeError as err:  # a truncated upload
@@ -144,13 +149,27 @@ def read_wav(data: bytes) -> tuple[np.ndarray, int]:
     except ImportError:
         raise MissingDependencyError("soundfile", "decoding audio other than 16-bit PCM WAV") from None
     try:
-        samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(io.BytesIO(data)) as audio:
+            rate = audio.samplerate
+            frames = -1 if max_seconds is None or rate <= 0 else math.floor(max_seconds * rate) + 1
+            samples = audio.read(frames=frames, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, OSError, TypeError):
         raise RequestError("not a readable audio file (WAV, FLAC, OGG)", status=415, code="unsupported_type") from None
     declared = wav_frames(io.BytesIO(data))  # libsndfile clips a truncated WAV's frame count silently
     if declared is not None and declared[1] < declared[0]:
         raise RequestError(truncation_reason(*declared), status=422, code="corrupt_file")
     return samples.mean(axis=1), int(rate)
+
+
+def audio_seconds(data: bytes) -> float | None:
+    """An audio file's duration as its header declares it, or None when it declares none."""
+    try:
+        import soundfile
+
+        info = soundfile.info(io.BytesIO(data))
+    except (ImportError, RuntimeError, OSError, TypeError, ValueError):  # LibsndfileError is a RuntimeError
+        return None  # no soundfile, or a header it cannot read: the length is unknown
+    return info.frames / info.samplerate if info.samplerate > 0 and 0 < info.frames < 2**62 else None
 
 
 def stft_power(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -177,6 +196,8 @@ class AudioFeatures(Features):
     def decode(self, value: Any) -> tuple[np.ndarray, int]:
         if isinstance(value, tuple):
             samples, rate = np.asarray(value[0]), int(value[1])
+            if rate <= 0:
+                raise self.fail(f"the sample rate must be positive; got {rate}", "bad_input")
             if samples.dtype.kind not in "iuf" or samples.ndim not in (1, 2):
                 raise self.fail(f"expected numeric samples, 1-D or 2-D (samples x channels); got dtype "
                                 f"{samples.dtype}, shape {samples.shape}", "bad_input")
@@ -282,6 +303,8 @@ class TabularFeatures(Features):
             number = float(value)
         except (TypeError, ValueError):
             raise self.fail(f"column '{column}' must be numeric; got {str(value)[:40]!r}") from None
+        except OverflowError:  # an integer too large for a float
+            raise self.fail(f"column '{column}' holds a number out of range") from None
         if math.isinf(number):
             raise self.fail(f"column '{column}' holds an infinite value")
         return number
@@ -328,8 +351,9 @@ class SignalFeatures(Features):
                 array = npy_from_bytes(read_bytes(value))
             except (ValueError, OSError, EOFError) as err:
                 raise self.fail(f"not a readable .npy array ({err})", "corrupt_file") from None
-        if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
-            raise self.fail("expected a numeric .npy array")
+        if not isinstance(array, np.ndarray) or array.dtype.kind not in "iufb":  # as training reads one
+            raise self.fail(f"expected a real-valued numeric .npy array; got dtype "
+                            f"{getattr(array, 'dtype', type(array).__name__)}")
         array = np.asarray(array, np.float32)
         if array.ndim == 1:
             array = array[None, :]

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from polymodal.deploy.errors import RequestError
-from polymodal.deploy.features import read_wav
-from polymodal.deploy.runtime import Runtime
+from polymodal.deploy.features import audio_seconds, read_wav
+from polymodal.deploy.runtime import Runtime, given
 from polymodal.deploy.settings import ServeSettings
 
 # leading bytes of the file types each kind accepts: (offset, bytes, type name)
@@ -66,7 +66,7 @@ class RequestParser:
     def from_json(self, body: bytes) -> dict[str, Any]:
         try:
             data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        except ValueError as err:  # not JSON, not UTF-8, or an integer past Python's 4,300 digits
             raise RequestError(f"the body is not valid JSON ({err})", code="malformed_body") from None
         except RecursionError:
             raise RequestError("the JSON body is nested too deeply; send an object keyed by modality",
@@ -123,6 +123,7 @@ class RequestParser:
         return self.finish(row)
 
     def finish(self, row: dict[str, Any]) -> dict[str, Any]:
+        row = {name: value for name, value in row.items() if given(value)}  # blank text, empty tables: missing
         if not row:
             raise RequestError(f"no input given; send at least one of the modalities {sorted(self.kinds)} "
                                "(see GET /metadata)", status=422, code="missing_input")
@@ -130,6 +131,11 @@ class RequestParser:
 
     # -- values -------------------------------------------------------------------------------
     def _kind(self, name: str) -> str:
+        if name in self.columns and name not in self.kinds:  # a table's column sent on its own in JSON
+            table = self.columns[name]
+            raise RequestError(f"'{name}' is a column of tabular modality '{table}': send it inside that "
+                               f"modality, {{\"{table}\": {{\"{name}\": ...}}}}", status=422, code="unknown_field",
+                               field=name)
         if name not in self.kinds:
             allowed = sorted(self.kinds) + sorted(self.columns)
             raise RequestError(f"unknown field '{name}'; this model accepts {allowed}", status=422,
@@ -167,26 +173,32 @@ class RequestParser:
         try:
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
-            raise RequestError(f"image modality '{name}': unreadable image ({err})", status=422, code="corrupt_file",
-                               field=name) from None
+        except Image.DecompressionBombError as err:
+            raise RequestError(f"image modality '{name}' refused as a decompression bomb ({err})", status=413,
+                               code="too_many_pixels", field=name) from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+            reason = "not a recognised image" if isinstance(err, UnidentifiedImageError) else str(err)
+            raise RequestError(f"image modality '{name}': unreadable image ({reason})", status=422,
+                               code="corrupt_file", field=name) from None
         limit = self.settings.max_image_pixels
         if width * height > limit:
             raise RequestError(f"image modality '{name}' is {width}x{height} = {width * height:,} pixels; at most "
                                f"{limit:,} are allowed", status=413, code="too_many_pixels", field=name)
 
     def _audio(self, name: str, data: bytes) -> tuple[Any, int]:
+        limit = self.settings.max_audio_seconds
         try:
-            samples, rate = read_wav(data)
+            samples, rate = read_wav(data, max_seconds=limit)  # decoded no further than the limit
         except (RequestError, wave.Error, EOFError, ValueError) as err:
             raise RequestError(f"audio modality '{name}': unreadable audio ({err})", status=422, code="corrupt_file",
                                field=name) from None
         if rate <= 0 or samples.size == 0:
             raise RequestError(f"audio modality '{name}' holds no samples", status=422, code="empty_file", field=name)
         seconds = samples.size / rate
-        if seconds > self.settings.max_audio_seconds:
-            raise RequestError(f"audio modality '{name}' lasts {seconds:.1f} s; at most "
-                               f"{self.settings.max_audio_seconds:g} s are allowed", status=413,
+        if seconds > limit:
+            declared = audio_seconds(data)  # the header's length, where it tells one
+            length = f"lasts {declared:.1f} s" if declared is not None and declared > limit else f"is longer than {limit:g} s"
+            raise RequestError(f"audio modality '{name}' {length}; at most {limit:g} s are allowed", status=413,
                                code="too_long", field=name)
         return samples, rate
 

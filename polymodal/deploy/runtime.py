@@ -21,6 +21,7 @@ inside the graph, as in training.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,6 +35,18 @@ from polymodal.errors import MissingDependencyError
 
 META_FILE = "deploy.json"
 Row = Mapping[str, Any]
+
+
+def given(value: Any) -> bool:
+    """Whether a row's value holds its modality: not None, a blank string, NaN, or a table whose
+    cells are all empty (what training reads as a missing modality)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, Mapping):
+        return any(given(cell) for cell in value.values())
+    return True
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -93,7 +106,7 @@ class Runtime:
         if unknown:
             raise RequestError(f"row {index}: unknown modalities {unknown}; this model has {self.names}",
                                code="unknown_field", field=unknown[0])
-        if not any(row.get(n) is not None for n in self.names):
+        if not any(given(row.get(n)) for n in self.names):
             raise RequestError(f"row {index}: no modality given; send at least one of {self.names}",
                                code="missing_input")
 
@@ -103,10 +116,10 @@ class Runtime:
             self.check_row(row, i)
         feeds: dict[str, np.ndarray] = {}
         for name in self.names:
-            present = np.asarray([row.get(name) is not None for row in rows], bool)
+            present = np.asarray([given(row.get(name)) for row in rows], bool)
             arrays = self.features[name].empty(len(rows))
             if present.any():
-                got = self.features[name].featurize([row[name] for row in rows if row.get(name) is not None])
+                got = self.features[name].featurize([row[name] for row, held in zip(rows, present) if held])
                 for key, value in got.items():
                     arrays[key][present] = value
             feeds.update({f"{name}.{key}": value for key, value in arrays.items()})

@@ -61,6 +61,28 @@ def test_resume_refuses_parts_of_another_manifest(trained, dataset, tmp_path):
     assert report.chunks_resumed == 0 and len(pd.read_csv(out)) == 18
 
 
+def test_resume_refuses_parts_of_another_model(trained, dataset, tmp_path):
+    """Partial predictions of this run before it was trained further are not mixed into the output."""
+    import torch
+
+    predictor, _ = trained
+    out = tmp_path / "preds.csv"
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False, on_chunk=stop)
+    weight = next(p for p in predictor.net.parameters() if p.requires_grad)
+    saved = weight.detach().clone()
+    try:
+        with torch.no_grad():
+            weight.add_(0.5)  # "trained further"
+        with pytest.raises(SchemaMismatchError, match="another model"):
+            predict_to_file(predictor, dataset["test"], out, chunk_rows=5, resume=True, progress=False)
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+    report = predict_to_file(predictor, dataset["test"], out, chunk_rows=5, resume=True, progress=False)
+    assert report.chunks_resumed == 1  # the same model again: its part is reused
+
+
 def test_bad_output_and_manifest_are_refused_before_work(trained, dataset, tmp_path):
     predictor, _ = trained
     with pytest.raises(SchemaMismatchError, match=r"\['.csv', '.parquet'\]; got 'p.xlsx'"):

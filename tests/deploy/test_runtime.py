@@ -51,7 +51,11 @@ def test_text_is_tokenized_as_in_training(runtime, trained, value):
     assert runtime.features["notes"].decode(value) == predictor.pipeline.preprocessors["notes"].decode(value)
     if not value.strip("!"):
         assert runtime.features["notes"].decode(value) == [1]
-    assert np.isfinite(runtime.predict_proba([{"notes": value}])).all()
+    if value:
+        assert np.isfinite(runtime.predict_proba([{"notes": value}])).all()
+    else:  # an empty cell: the modality is missing, as in a manifest
+        with pytest.raises(RequestError, match="no modality given"):
+            runtime.predict_proba([{"notes": value}])
 
 
 def test_an_audio_array_is_read_as_training_reads_one(runtime, trained, tmp_path):
@@ -132,6 +136,21 @@ def test_a_signal_npy_whose_header_promises_terabytes_is_a_corrupt_file():
     with pytest.raises(RequestError, match="modality 'vib' .*4,000,000,000,000 bytes.*truncated or corrupt") as info:
         SignalFeatures("vib", meta).decode(header.getvalue() + b"\0" * 64)
     assert info.value.code == "corrupt_file" and info.value.status == 422
+
+
+def test_signal_and_audio_arrays_are_taken_or_refused_as_training_takes_them():
+    from polymodal.deploy.features import AudioFeatures, SignalFeatures
+
+    signal = SignalFeatures("vib", {"kind": "signal", "preprocess": {"length": 4, "crop": "start"},
+                                    "state": {"n_channels": 1}, "inputs": {}})
+    with pytest.raises(RequestError, match="real-valued numeric"):
+        signal.decode(np.ones(4, np.complex64))  # the imaginary part is not dropped silently
+    x, valid = signal.decode(np.array([True, False, True, True]))  # booleans read as 0/1, as training reads them
+    assert x.tolist() == [[1.0, 0.0, 1.0, 1.0]] and valid == 4
+    audio = AudioFeatures("a", {"preprocess": {"sample_rate": 8000, "max_seconds": 0.1, "frame_ms": 25, "hop_ms": 10,
+                                               "crop": "start", "features": "waveform"}, "state": {}, "inputs": {}})
+    with pytest.raises(RequestError, match="sample rate must be positive"):
+        audio.decode((np.zeros(10, np.float32), 0))
 
 
 def test_a_truncated_float_wav_is_refused_too():

@@ -80,6 +80,27 @@ def test_any_subset_of_modalities(client, runtime, sample, subset):
     np.testing.assert_allclose([out["probabilities"][c] for c in "abc"], want, atol=1e-6)
 
 
+def test_blank_text_and_an_empty_table_are_missing_modalities_as_in_training(client, runtime, sample):
+    body = {"image": b64(sample["image"]), "notes": "  ", "labs": {"x1": None, "color": ""}}
+    out = client.post("/predict", json=body).json()
+    assert out["modalities"] == ["image"]
+    want = runtime.predict_proba([{"image": sample["image"]}])[0]
+    np.testing.assert_allclose([out["probabilities"][c] for c in "abc"], want, atol=1e-6)
+    np.testing.assert_allclose(runtime.predict_proba([{"image": sample["image"], "notes": "", "labs": {"x1": None}}])[0],
+                               want, atol=1e-6)  # the Python runtime reads them alike
+    explained = client.post("/explain", json=body).json()
+    assert explained["contributions"]["notes"] == 0.0 and explained["contributions"]["labs"] == 0.0
+
+
+def test_a_flac_over_the_limit_is_refused_with_its_length_and_never_decoded_whole(client):
+    from polymodal.deploy.features import read_wav
+
+    samples, rate = read_wav(flac_bytes(100.0), max_seconds=1.0)
+    assert rate == 8000 and samples.size == 8001  # one frame past the limit, not 800,000
+    error = client.post("/predict", json={"audio": b64(flac_bytes(100.0))}).json()["error"]
+    assert "lasts 100.0 s" in error["message"]
+
+
 def test_explain_contributions_add_up(client, sample):
     out = client.post("/explain", json={"notes": sample["notes"], "labs": sample["labs"]}).json()
     contributions = out["contributions"]
@@ -91,6 +112,23 @@ def test_explain_contributions_add_up(client, sample):
 
 def big_png(side: int) -> bytes:
     return png_bytes(np.zeros((side, side), np.uint8))
+
+
+def flac_bytes(seconds: float) -> bytes:
+    """Silence as FLAC: a few kilobytes that decode into far more samples than a WAV of the same size."""
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.zeros(int(seconds * 8000), np.float32), 8000, format="FLAC")
+    return buffer.getvalue()
+
+
+def lab_tiff() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("LAB", (4, 4)).save(buffer, format="TIFF")  # the served model reads gray: LAB -> L is refused
+    return buffer.getvalue()
 
 
 @pytest.mark.parametrize(("kwargs", "status", "code", "field"), [
@@ -112,6 +150,13 @@ def big_png(side: int) -> bytes:
     ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "unsupported_media_type", None),
     ({"content": b"x" * 200_001, "headers": {"content-type": "application/json"}}, 413, "too_large", None),
     ({"files": {"notes": ("a.txt", b"text as a file", "text/plain")}}, 422, "bad_input", "notes"),
+    ({"json": {"audio": b64(flac_bytes(100.0))}}, 413, "too_long", "audio"),
+    ({"json": {"labs": {"x1": 10 ** 400}}}, 422, "bad_input", "labs"),
+    ({"content": b'{"notes": ' + b"9" * 5000 + b"}", "headers": {"content-type": "application/json"}}, 400,
+     "malformed_body", None),
+    ({"json": {"x1": 1.0}}, 422, "unknown_field", "x1"),
+    ({"json": {"image": b64(lab_tiff())}}, 415, "unsupported_type", "image"),
+    ({"json": {"notes": "   ", "labs": {"x1": None, "color": ""}}}, 422, "missing_input", None),
 ])
 def test_bad_requests_get_clear_4xx_json(client, kwargs, status, code, field):
     response = client.post("/predict", **kwargs)
@@ -222,3 +267,11 @@ def test_a_form_field_that_is_not_utf8_is_refused_by_name(client, kwargs):
     assert error["code"] == "bad_encoding" and error["field"] == "notes" and "utf-8" in error["message"]
     assert client.post("/predict", **{**kwargs, "content": kwargs["content"].replace(b"\xe9", b"e").replace(
         b"%E9", b"e")}).status_code == 200  # the same body in UTF-8 is served
+
+
+def test_an_image_pillow_refuses_as_a_bomb_is_too_many_pixels(client, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow refuses past twice this: 20 x 20 = 400
+    error = client.post("/predict", json={"image": b64(png_bytes(np.zeros((20, 20), np.uint8)))}).json()["error"]
+    assert error["code"] == "too_many_pixels" and "decompression bomb" in error["message"]

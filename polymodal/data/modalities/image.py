@@ -101,7 +101,10 @@ class ImagePreprocessor(Preprocessor):
             image = Image.fromarray(array)
         else:
             image = self._open(path)
-        return self.from_pil(image)
+        try:
+            return self.from_pil(image)
+        except ValueError as err:  # a colour mode Pillow does not convert (LAB, ...)
+            raise DecodeError(f"unsupported image colour mode {image.mode} ({err})", path=path) from None
 
     def from_pil(self, image: Image.Image) -> np.ndarray:
         """A decoded Pillow image -> colour-converted, resized uint8 (H, W, C) (also used per video frame)."""

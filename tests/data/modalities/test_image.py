@@ -308,3 +308,10 @@ def test_missing_file_is_a_decode_error(tmp_path):
     with pytest.raises(DecodeError) as info:
         chw(image().decode(str(tmp_path / "gone.png")))
     assert info.value.path == str(tmp_path / "gone.png")
+
+
+def test_a_colour_mode_pillow_cannot_convert_is_a_decode_error_naming_the_file(tmp_path):
+    Image.new("LAB", (4, 4)).save(tmp_path / "lab.tif")
+    with pytest.raises(DecodeError, match="unsupported image colour mode LAB") as err:
+        image(color="gray").decode(str(tmp_path / "lab.tif"))  # Pillow converts LAB to RGB only
+    assert "lab.tif" in str(err.value)
