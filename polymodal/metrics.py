@@ -33,8 +33,9 @@ def expected_calibration_error(proba: np.ndarray, target: np.ndarray, bins: int 
 
 
 def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: int | None = None) -> dict[str, Any]:
-    """accuracy, macro_f1, auroc (one-vs-rest macro; None when a class is missing), ece, log_loss
-    and the confusion matrix (rows = true class)."""
+    """accuracy, macro_f1 (over the classes in the targets or the predictions, as scikit-learn's
+    default: a class absent from both is not scored 0), auroc (one-vs-rest macro; None when a class
+    is missing), ece, log_loss and the confusion matrix (rows = true class)."""
     from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
     n_classes = n_classes or logits.shape[1]
@@ -43,7 +44,7 @@ def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: in
     labels = np.arange(n_classes)
     out: dict[str, Any] = {
         "accuracy": float((pred == target).mean()),
-        "macro_f1": float(f1_score(target, pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(target, pred, labels=np.union1d(target, pred), average="macro", zero_division=0)),
         "ece": expected_calibration_error(proba, target),
         "log_loss": float(-np.log(np.clip(proba[np.arange(len(target)), target], 1e-12, None)).mean()),
     }
@@ -87,7 +88,8 @@ def regression_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         r2 = float(r2_score(target, pred)) if len(target) > 1 and np.isfinite(pred).all() else None  # NaN: diverged
-    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean())), "r2": r2}
+    rmse = np.sqrt((err.reshape(len(err), -1) ** 2).mean(axis=0)).mean()  # each target's, averaged
+    return {"mae": float(np.abs(err).mean()), "rmse": float(rmse), "r2": r2}
 
 
 def task_metrics(task: str, outputs: np.ndarray, target: np.ndarray, n_classes: int | None = None) -> dict[str, Any]:
@@ -106,3 +108,12 @@ def task_metrics(task: str, outputs: np.ndarray, target: np.ndarray, n_classes: 
 DEFAULT_MONITOR = {"classification": ("loss", "min"), "multilabel": ("loss", "min"), "regression": ("loss", "min"),
                    "retrieval": ("map", "max")}
 LOWER_IS_BETTER = {"loss", "mae", "rmse", "ece", "log_loss", "median_rank"}
+
+
+def monitored(task: str, early_stopping: Any) -> tuple[str, str]:
+    """The validation metric a run selects its epoch by and whether lower (``min``) or higher
+    (``max``) is better: ``early_stopping.monitor`` unless ``auto`` (or no early stopping), else the
+    task's default."""
+    if early_stopping is not None and early_stopping.monitor != "auto":
+        return early_stopping.monitor, "min" if early_stopping.monitor in LOWER_IS_BETTER else "max"
+    return DEFAULT_MONITOR[task]

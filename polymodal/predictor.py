@@ -13,6 +13,7 @@ safetensors; nothing is pickled), ``metrics.json``, ``history.csv``, ``report.ht
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -32,10 +33,10 @@ from polymodal.data.encode import EncodedTable, skipped_frame
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import stratified_holdout
-from polymodal.errors import NotFittedError, SchemaMismatchError
+from polymodal.errors import ConfigError, NotFittedError, SchemaMismatchError
 from polymodal.estimator import Estimator, count_parameters, manifest_paths, skipped_by_split
 from polymodal.fewshot import use_support
-from polymodal.metrics import DEFAULT_MONITOR, LOWER_IS_BETTER, sigmoid, softmax, task_metrics
+from polymodal.metrics import monitored, sigmoid, softmax, task_metrics
 from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
 from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, with_further_tasks
@@ -131,6 +132,7 @@ class MultimodalPredictor(Estimator):
             terms=transfer.terms(net, self._terms(net, loss)),
         )
         monitor, mode = self._monitor()
+        self._check_monitor(monitor, valid_y)
         run_dir = runfolder.start_run(out, cfg, resume=resume, overwrite=overwrite)  # the first write
         result = fit_module(
             module,
@@ -230,11 +232,20 @@ class MultimodalPredictor(Estimator):
         rate = self.config.train.modality_dropout
         return dict(rate) if isinstance(rate, dict) else {n: float(rate) for n in self.config.modality_names}
 
+    def _check_monitor(self, monitor: str, valid_y: np.ndarray) -> None:
+        """Refuse, before training, a monitored metric the validation rows leave undefined (AUROC
+        without every class, R2 of one row): early stopping would have nothing to compare."""
+        if monitor == "loss" or self.config.task == "retrieval":
+            return
+        width = self.pipeline.targets.n_outputs
+        value = self._metrics(np.zeros((len(valid_y), width), np.float32), valid_y).get(monitor)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigError([f"train.early_stopping.monitor: '{monitor}' is undefined on the {len(valid_y)} "
+                               "validation rows (AUROC needs every class among them, R2 at least two rows); "
+                               "monitor another metric, or give validation rows that define it"])
+
     def _monitor(self) -> tuple[str, str]:
-        stop = self.config.train.early_stopping
-        if stop is not None and stop.monitor != "auto":
-            return stop.monitor, "min" if stop.monitor in LOWER_IS_BETTER else "max"
-        return DEFAULT_MONITOR[self.config.task]
+        return monitored(self.config.task, self.config.train.early_stopping)
 
     # -- inference ----------------------------------------------------------------------------
     def _require_fitted(self) -> tuple[DataPipeline, MultimodalNet]:

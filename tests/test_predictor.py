@@ -192,6 +192,16 @@ def test_restricting_to_one_modality(clf, data):
     assert scores["rows"] == len(frame) and 0.0 <= scores["accuracy"] <= 1.0
 
 
+def test_the_files_of_a_modality_left_out_are_not_read(clf, data, tmp_path):
+    """A broken sensor: its files are corrupt, and predicting without it must not decode them."""
+    predictor, _ = clf
+    frame = absolute_paths(pd.read_csv(data["test"]), data["root"])
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    broken = frame.assign(image=[str(tmp_path / "broken.png") if isinstance(p, str) else p for p in frame["image"]])
+    pd.testing.assert_frame_equal(predictor.predict_proba(broken, modalities=["tab"]),
+                                  predictor.predict_proba(frame, modalities=["tab"]))
+
+
 def test_a_misnamed_modality_column_is_named_in_a_warning(clf, data):
     predictor, _ = clf
     frame = absolute_paths(pd.read_csv(data["test"]), data["root"]).rename(columns={"image": "img_path"})
@@ -393,3 +403,36 @@ def test_using_a_model_does_not_import_the_training_engine():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'torchmetrics')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_monitored_metric_the_validation_rows_leave_undefined_is_refused_before_training(data, tmp_path):
+    valid = pd.read_csv(data["valid"])
+    valid = valid[valid["label"] != valid["label"].iloc[0]]  # one class missing: no AUROC
+    (data["root"] / "valid_two_classes.csv").write_text(valid.to_csv(index=False), encoding="utf-8")
+    config = classification_config(early_stopping={"monitor": "auroc", "patience": 2})
+    with pytest.raises(ConfigError, match="train.early_stopping.monitor: 'auroc' is undefined on the"):
+        MultimodalPredictor.from_config(config).fit(data["train"], data["root"] / "valid_two_classes.csv",
+                                                    out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before the run folder was written
+    config["train"]["early_stopping"]["monitor"] = "macro_f1"  # defined on any rows
+    predictor = MultimodalPredictor.from_config({**config, "train": {**config["train"], "epochs": 1}})
+    predictor.fit(data["train"], data["root"] / "valid_two_classes.csv")
+
+
+def test_a_diverged_epochs_metrics_are_nan_in_the_history_not_the_last_epochs(data):
+    import lightning as L
+    import torch
+
+    class Diverge(L.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            if trainer.current_epoch >= 0:  # after epoch 0 was validated (validation runs first)
+                with torch.no_grad():
+                    for parameter in module.parameters():
+                        parameter.fill_(float("nan"))
+
+    predictor = MultimodalPredictor.from_config(regression_config(epochs=3))
+    predictor.fit(data["train"], data["valid"], callbacks=[Diverge()])
+    history = predictor.history
+    assert np.isfinite(history["val_rmse"].iloc[0])
+    assert history["val_rmse"].iloc[1:].isna().all() and history["val_r2"].iloc[1:].isna().all()
+    assert predictor.info["best_epoch"] == 0

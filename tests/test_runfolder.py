@@ -50,3 +50,17 @@ def test_a_one_cycle_run_resumes_only_with_its_epochs(tmp_path):
                 check_resumable(tmp_path, config(4, scheduler))
         else:
             check_resumable(tmp_path, config(4, scheduler))
+
+
+def test_a_run_resumes_only_with_the_metric_it_selects_its_epoch_by(tmp_path):
+    from helpers_models import classification_config
+
+    def config(early_stopping):
+        return load_config({**classification_config(), "train": {**classification_config()["train"],
+                                                                   "early_stopping": early_stopping}})
+
+    save_config(config({"monitor": "auto", "patience": 3}), tmp_path / CONFIG_FILE)
+    check_resumable(tmp_path, config({"monitor": "loss", "patience": 5}))  # auto is the loss; patience may change
+    check_resumable(tmp_path, config(None))  # no early stopping: still the best validation loss
+    with pytest.raises(RunFolderError, match="selects its best epoch by validation loss; resuming it by accuracy"):
+        check_resumable(tmp_path, config({"monitor": "accuracy", "patience": 3}))

@@ -13,6 +13,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,15 @@ class DataPipeline:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def encode(self, manifest: Manifest, progress: bool = False, modalities: Iterable[str] | None = None) -> EncodedTable:
-        """Encode a manifest; modalities outside ``modalities`` are marked absent everywhere."""
+        """Encode a manifest; modalities outside ``modalities`` are absent everywhere (their files
+        are not read: a broken sensor's files do not stop a prediction without it)."""
+        if modalities is not None:
+            from polymodal.config.modalities import modality_columns
+
+            chosen = {c for n in modalities for c in modality_columns(self.config.modalities[n])}
+            left_out = [c for n in self.preprocessors if n not in set(modalities)
+                        for c in modality_columns(self.config.modalities[n]) if c not in chosen]
+            manifest = replace(manifest, frame=manifest.frame.drop(columns=left_out, errors="ignore"))
         table = encode_manifest(manifest, self.preprocessors, self.config.modalities,
                                 on_error=self.config.data.on_error, progress=progress,
                                 cache_dir=self.config.data.cache_dir,

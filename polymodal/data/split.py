@@ -31,8 +31,8 @@ def stratified_holdout(manifest: Manifest, fraction: float, seed: int, label_col
 
     Args:
         label_column: stratify by this column's labels (matched as :func:`~polymodal.data.targets.label_key` does)
-            when every class has two rows or more and each side can hold one row of each; None: a
-            plain random split.
+            when each side can hold one row of each class; the row of a class that has only one stays
+            in training (held out, it would be a label training never saw). None: a plain random split.
 
     Raises:
         ManifestError: too few rows to keep one on each side.
@@ -42,15 +42,18 @@ def stratified_holdout(manifest: Manifest, fraction: float, seed: int, label_col
     rows = np.arange(len(manifest))
     n_valid = math.ceil(len(rows) * fraction)  # as scikit-learn counts a float test_size
     _check_size(manifest, fraction, n_valid)
-    stratify = None
+    stratify, kept = None, rows[:0]
     if label_column is not None:
         codes, _, keys = distinct_labels(manifest.frame[label_column])  # 0, '0' and 0.0: one class
         labels = np.asarray([*keys, ""], dtype=object)[codes]  # keyed once per distinct value
         counts = pd.Series(labels).value_counts()
+        single = np.isin(labels, counts.index[counts == 1].to_numpy())
+        if single.any() and len(rows) - single.sum() - n_valid >= 1:  # a class of one row trains, never validates
+            kept, rows, labels, counts = rows[single], rows[~single], labels[~single], counts[counts > 1]
         if counts.min() >= 2 and min(n_valid, len(rows) - n_valid) >= counts.size:  # one row of each class a side
             stratify = labels
-    train_rows, valid_rows = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
-    return manifest.subset(np.sort(train_rows)), manifest.subset(np.sort(valid_rows))
+    train_rows, valid_rows = train_test_split(rows, test_size=n_valid, random_state=seed, stratify=stratify)
+    return manifest.subset(np.sort(np.concatenate([train_rows, kept]))), manifest.subset(np.sort(valid_rows))
 
 
 def random_holdout(manifest: Manifest, fraction: float, seed: int) -> tuple[Manifest, Manifest]:

@@ -238,9 +238,10 @@ class PolymodalModule(BatchModule):
             keep = first_occurrences(index)
             outputs, targets = outputs[keep], targets[keep]
         scores = self.metrics(outputs.cpu().numpy(), targets.cpu().numpy())
-        for key, value in scores.items():
-            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-                self.log(f"val_{key}", float(value), sync_dist=False)
+        for key, value in scores.items():  # undefined (None) or diverged (NaN, inf): NaN, never last epoch's value
+            if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+                number = float("nan") if value is None or not math.isfinite(value) else float(value)
+                self.log(f"val_{key}", number, sync_dist=False)
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = parameter_groups(self, self.optim)

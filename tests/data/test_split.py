@@ -36,6 +36,15 @@ def test_too_few_validation_rows_for_one_per_class_fall_back_to_a_random_split()
     assert len(valid) == math.ceil(6 * 0.2)  # scikit-learn rounds the test share up
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_a_class_of_one_row_stays_in_training_and_the_others_stay_stratified(seed):
+    labels = ["a", "b"] * 10 + ["rare"]
+    train, valid = stratified_holdout(manifest(labels), 0.2, seed=seed, label_column="label")
+    assert_partition(train, valid, 21)
+    assert "rare" in train.frame["label"].tolist()  # held out, it would be a label training never saw
+    assert sorted(set(valid.frame["label"])) == ["a", "b"] and len(valid) == math.ceil(21 * 0.2)
+
+
 @pytest.mark.parametrize(("n", "fraction", "expected"), [(9, 0.3, 3), (10, 0.01, 1)])
 def test_random_holdout_rounds_the_fraction_and_keeps_at_least_one_row(n, fraction, expected):
     train, valid = random_holdout(manifest(["a"] * n), fraction, seed=0)

@@ -44,3 +44,20 @@ def test_metrics_of_a_diverged_model_are_nan_not_an_error():
     assert scores["auroc"] is None and scores["subset_accuracy"] == 0.25  # NaN >= 0.5 is False: all zeros
     reg = regression_metrics(nan[:, :1], target[:, :1].astype(float))
     assert reg["r2"] is None and np.isnan(reg["mae"]) and np.isnan(reg["rmse"])
+
+
+def test_macro_f1_scores_the_classes_present_not_those_absent_from_targets_and_predictions():
+    from polymodal.metrics import classification_metrics
+
+    target = np.array([0, 0, 1, 1, 2, 2])
+    perfect = classification_metrics(np.eye(5)[target] * 5, target, 5)
+    assert perfect["macro_f1"] == pytest.approx(1.0)  # classes 3 and 4 appear nowhere: not scored 0
+    wrong = np.array([0, 0, 1, 1, 2, 3])  # one row predicted as class 3, which no row is
+    out = classification_metrics(np.eye(5)[wrong] * 5, target, 5)
+    assert out["macro_f1"] == pytest.approx((1 + 1 + 2 / 3 + 0) / 4)  # class 3 counts: a false positive
+
+
+def test_regression_rmse_is_each_targets_averaged():
+    pred = np.array([[1.0, 10.0], [2.0, 20.0]])
+    target = np.array([[0.0, 10.0], [2.0, 16.0]])
+    assert regression_metrics(pred, target)["rmse"] == pytest.approx((np.sqrt(0.5) + np.sqrt(8.0)) / 2)
