@@ -283,18 +283,19 @@ class MultimodalPredictor(Estimator):
     def predict_proba(self, data: DataSource, modalities: Iterable[str] | None = None, *,
                       support: DataSource | None = None) -> pd.DataFrame:
         """Class probabilities (classification: softmax; multilabel: per-label sigmoid), one column
-        per class, indexed by manifest row. ``support``: see :meth:`evaluate`."""
+        per class, indexed by manifest row (a DataFrame's own index, when it has one). ``support``:
+        see :meth:`evaluate`."""
         if support is not None:
             with use_support(self, support):
                 return self.predict_proba(data, modalities)
         if self.config.task in ("regression", "retrieval"):
             raise SchemaMismatchError(f"predict_proba needs a classification or multilabel model; this one does "
                                       f"{self.config.task}" + (" (use embed)" if self.config.task == "retrieval" else ""))
-        _, table = self._encode(data, require_target=False, modalities=modalities)
+        manifest, table = self._encode(data, require_target=False, modalities=modalities)
         outputs = main_outputs(self.pipeline.targets, self._outputs(table))
         proba = softmax(outputs) if self.config.task == "classification" else sigmoid(outputs)
         columns = self.pipeline.targets.classes if self.config.task == "classification" else self.config.targets
-        return pd.DataFrame(proba, columns=columns, index=pd.Index(table.rows, name="row"))
+        return pd.DataFrame(proba, columns=columns, index=manifest.row_index(table.rows))
 
     def predict(self, data: DataSource, modalities: Iterable[str] | None = None, *,
                 support: DataSource | None = None) -> np.ndarray:
@@ -313,16 +314,17 @@ class MultimodalPredictor(Estimator):
 
     def predict_frame(self, data: DataSource, modalities: Iterable[str] | None = None, *,
                       support: DataSource | None = None) -> pd.DataFrame:
-        """Predictions as a table indexed by manifest row: ``prediction`` and ``proba_<class>``
+        """Predictions as a table indexed by manifest row (a DataFrame's own index, when it has
+        one): ``prediction`` and ``proba_<class>``
         (classification), ``pred_<label>`` and ``proba_<label>`` (multilabel), ``pred_<target>``
         (regression); further ``tasks`` add their columns prefixed by the task's name.
         ``support``: see :meth:`evaluate`."""
         if support is not None:
             with use_support(self, support):
                 return self.predict_frame(data, modalities)
-        _, table = self._encode(data, require_target=False, modalities=modalities)
+        manifest, table = self._encode(data, require_target=False, modalities=modalities)
         outputs = self._outputs(table)
-        index = pd.Index(table.rows, name="row")
+        index = manifest.row_index(table.rows)
         frame = self._frame(main_outputs(self.pipeline.targets, outputs), index)
         return frame.join(further_task_frame(self.pipeline.targets, outputs, index))
 

@@ -436,3 +436,20 @@ def test_a_diverged_epochs_metrics_are_nan_in_the_history_not_the_last_epochs(da
     assert np.isfinite(history["val_rmse"].iloc[0])
     assert history["val_rmse"].iloc[1:].isna().all() and history["val_r2"].iloc[1:].isna().all()
     assert predictor.info["best_epoch"] == 0
+
+
+def test_a_dataframes_own_index_labels_the_predictions_and_the_messages(clf, data):
+    predictor, _ = clf
+    frame = absolute_paths(pd.read_csv(data["test"]), data["root"])
+    shuffled = frame.sample(frac=1, random_state=0).set_axis(np.arange(1000, 1000 + len(frame)))
+    proba = predictor.predict_proba(shuffled)
+    assert proba.index.tolist() == shuffled.index.tolist()  # joins back onto the caller's rows
+    assert shuffled.join(proba)[list(proba.columns)].notna().all().all()
+    positional = predictor.predict_proba(shuffled.reset_index(drop=True))
+    assert positional.index.tolist() == list(range(len(frame)))  # a default index: row numbers, as before
+    np.testing.assert_allclose(proba.to_numpy(), positional.to_numpy(), atol=1e-6)
+    assert predictor.predict_frame(shuffled).index.tolist() == shuffled.index.tolist()
+    broken = shuffled.copy()
+    broken.loc[1003, "image"] = str(data["root"] / "missing.png")
+    with pytest.raises(ManifestError, match=r"DataFrame row 3 \(index 1003\), column 'image': file not found"):
+        predictor.predict_proba(broken)

@@ -207,11 +207,11 @@ class AnomalyDetector(Estimator):
 
     def predict_frame(self, data: DataSource, modalities: Any = None, **_: Any) -> pd.DataFrame:
         """``score`` (higher = more anomalous) and ``flag`` (score above the validation threshold)
-        per manifest row."""
-        _, table = self._encode(data, require_target=False, modalities=modalities)
+        per manifest row (a DataFrame's own index, when it has one)."""
+        manifest, table = self._encode(data, require_target=False, modalities=modalities)
         scores = self._scores(table)
         threshold = float(self.model.scorer.threshold)
-        return pd.DataFrame({"score": scores, "flag": scores > threshold}, index=pd.Index(table.rows, name="row"))
+        return pd.DataFrame({"score": scores, "flag": scores > threshold}, index=manifest.row_index(table.rows))
 
     def predict(self, data: DataSource, modalities: Any = None, **_: Any) -> np.ndarray:
         """(N,) bool flags."""

@@ -45,6 +45,8 @@ class Manifest:
             (None: the rows are that manifest's own, 0..N-1); messages name the source row.
         checked: the config and settings it was validated for (set by ``DataPipeline.read``, which
             does not validate it again for the same ones); None: not validated.
+        labels: a DataFrame's own index, when it is not 0..N-1: predictions are indexed by it and
+            messages name it (None: rows are numbered 0..N-1).
     """
 
     frame: pd.DataFrame
@@ -53,6 +55,7 @@ class Manifest:
     line_offset: int | None = None
     source_rows: np.ndarray | None = None
     checked: tuple | None = None
+    labels: pd.Index | None = None
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -66,14 +69,24 @@ class Manifest:
         its place in the file."""
         row = self.source_row(row)
         line = f" (line {row + self.line_offset})" if self.line_offset is not None else ""
-        return f"{self.name} row {row}{line}"
+        label = f" (index {python_scalar(self.labels[row])!r})" if self.labels is not None else ""
+        return f"{self.name} row {row}{line}{label}"
+
+    def row_index(self, rows: np.ndarray) -> pd.Index:
+        """How results name ``rows``: the DataFrame's own index labels when it had some, else the
+        row numbers (``row``) in the manifest this one was read as."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.labels is None:
+            return pd.Index(rows, name="row")
+        return self.labels[rows if self.source_rows is None else self.source_rows[rows]]
 
     def subset(self, rows: Iterable[int] | np.ndarray) -> Manifest:
         """A manifest of the given rows (re-indexed from 0), same root and name; messages about
         its rows still name their rows (and lines) in the source manifest."""
         rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, dtype=np.int64)
         source = rows if self.source_rows is None else self.source_rows[rows]
-        return Manifest(self.frame.iloc[rows].reset_index(drop=True), self.root, self.name, self.line_offset, source)
+        return Manifest(self.frame.iloc[rows].reset_index(drop=True), self.root, self.name, self.line_offset, source,
+                        labels=self.labels)
 
     def resolve(self, value: object) -> str | None:
         """The absolute path of a file cell, or None when the cell is empty."""
@@ -118,7 +131,8 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
     if isinstance(source, pd.DataFrame):
         _check_table(list(source.columns), len(source), "DataFrame")
         base = Path(root) if root is not None else Path.cwd()
-        return Manifest(source.reset_index(drop=True), base.resolve(), "DataFrame", None)
+        labels = None if source.index.equals(pd.RangeIndex(len(source))) else source.index
+        return Manifest(source.reset_index(drop=True), base.resolve(), "DataFrame", None, labels=labels)
     if not isinstance(source, str | os.PathLike):
         raise ManifestError([f"expected a manifest file path (CSV, TSV, Parquet, JSONL) or a pandas DataFrame, got "
                              f"{type(source).__name__}" + (" (wrap rows in pd.DataFrame(...))"

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,7 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
         raise SchemaMismatchError(f"chunk_rows must be at least 1; got {chunk_rows}")
     pipeline, _ = predictor._require_fitted()
     manifest = pipeline.read(data, require_target=False)  # every problem reported before work starts
+    manifest = replace(manifest, labels=None)  # the output's `row` is the row number, a DataFrame's too
     state = {"source": manifest.name, "rows": len(manifest), "chunk_rows": chunk_rows,
              "fingerprint": _fingerprint(manifest.frame), "model": _model_fingerprint(predictor)}
     if support is not None:
