@@ -171,9 +171,10 @@ def read_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int,
     if array.shape[0] > max_frames:
         raise DecodeError(f"video has {array.shape[0]:,} frames, more than preprocess.max_frames ({max_frames:,})",
                           path=path)
-    from polymodal.data.modalities.image import _to_pil
+    from polymodal.data.modalities.image import _to_pil, pixels_to_8bit
 
-    return [_to_pil(array[i], path) for i in pick(array.shape[0])]
+    clip = pixels_to_8bit(np.asarray(array), path)  # one scale for the clip, not one guess per frame
+    return [_to_pil(clip[i], path) for i in pick(array.shape[0])]
 
 
 def read_video_audio(path: str) -> tuple[np.ndarray, int]:

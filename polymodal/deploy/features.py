@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,12 +26,12 @@ import numpy as np
 
 from polymodal.deploy.errors import RequestError
 from polymodal.errors import DecodeError, MissingDependencyError
-from polymodal.utils.images import converted, resize_image, to_8bit
+from polymodal.utils.images import EXIF_FORMATS, converted, resize_image, to_8bit
 from polymodal.utils.npy import npy_from_bytes
+from polymodal.utils.text import clean
 from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
 
 AMIN = 1e-10
-_PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
 UNK_ID = 1  # [UNK] of the word vocabulary and trained subword tokenizers (polymodal.data.modalities.text)
 
 
@@ -82,7 +80,6 @@ class Features:
 class ImageFeatures(Features):
     kind = "image"
     MODES: ClassVar[dict[str, str]] = {"rgb": "RGB", "gray": "L", "hsv": "HSV"}
-    EXIF_FORMATS: ClassVar[frozenset[str]] = frozenset({"JPEG", "MPO", "TIFF", "WEBP", "HEIF"})
 
     def decode(self, value: Any) -> np.ndarray:
         try:
@@ -96,7 +93,7 @@ class ImageFeatures(Features):
             image = Image.fromarray(array)
         else:
             image = self.open(read_bytes(value))
-            if image.format in self.EXIF_FORMATS:
+            if image.format in EXIF_FORMATS:
                 image = ImageOps.exif_transpose(image)
             image = to_8bit(image)  # 16-bit scans and float images, as in training
         try:
@@ -261,14 +258,8 @@ class TextFeatures(Features):
             self.encode = lambda text: tokenizer.encode(text).ids
 
     def clean(self, text: str) -> str:
-        text = unicodedata.normalize("NFC", text)
-        if self.cfg["lowercase"]:
-            text = text.lower()
-        if self.cfg["strip_punctuation"]:
-            text = _PUNCTUATION.sub(" ", text)
-        if self.cfg["stopwords"]:
-            text = " ".join(w for w in text.split() if w.lower() not in self.stop)
-        return " ".join(text.split())
+        return clean(text, lowercase=self.cfg["lowercase"], strip_punctuation=self.cfg["strip_punctuation"],
+                     stop_words=self.stop if self.cfg["stopwords"] else ())
 
     def decode(self, value: Any) -> list[int]:
         if not isinstance(value, str):
@@ -322,7 +313,7 @@ class TabularFeatures(Features):
             raise self.fail(f"expected a mapping of columns {self.numeric + self.categorical}; got {type(value).__name__}")
         numbers = np.asarray([self.number(value.get(c), c) for c in self.numeric], np.float64)
         missing = np.isnan(numbers)
-        fill, center, scale = (np.asarray(self.state[k], np.float32) for k in ("fill", "center", "scale"))
+        fill, center, scale = (np.asarray(self.state[k], np.float64) for k in ("fill", "center", "scale"))
         scaled = (np.where(missing, fill, numbers) - center) / scale
         num = np.concatenate([scaled, missing.astype(np.float64)]) if self.cfg["missing_indicator"] else scaled
         cats = [self.lookup[c].get(self.category(value.get(c)), 0) for c in self.categorical]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# formats whose files carry an EXIF orientation (phone photos, screenshots saved as PNG)
+EXIF_FORMATS = frozenset({"JPEG", "MPO", "TIFF", "WEBP", "HEIF", "PNG"})
+
 
 def resize_image(image: Any, size: tuple[int, int], mode: str) -> Any:
     """Resize a Pillow image to (height, width): ``stretch``, ``pad`` (fit inside, centre, black

@@ -44,7 +44,7 @@ def test_arrays_and_bytes_give_the_same_result(runtime):
     np.testing.assert_array_equal(from_files, from_arrays)
 
 
-@pytest.mark.parametrize("value", ["!!!", "", "cafe\u0301 blue", "blue large"])
+@pytest.mark.parametrize("value", ["!!!", "", "cafe\u0301 blue", "blue large", "नमस्ते blue", "我喜欢 blue"])
 def test_text_is_tokenized_as_in_training(runtime, trained, value):
     """Including a text that cleans to nothing (one unknown token) and a decomposed accent."""
     predictor, _ = trained

@@ -18,10 +18,9 @@ from polymodal.config.modalities import ImageAugment, ImageModality, ImagePrepro
 from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
-from polymodal.utils.images import converted, resize_image, scaled_to_8bit, to_8bit
+from polymodal.utils.images import EXIF_FORMATS, converted, resize_image, scaled_to_8bit, to_8bit
 
 PIL_MODES = {"rgb": "RGB", "gray": "L", "hsv": "HSV"}
-EXIF_FORMATS = frozenset({"JPEG", "MPO", "TIFF", "WEBP", "HEIF"})
 
 
 def _to_pil(array: np.ndarray, path: str) -> Image.Image:
@@ -40,19 +39,27 @@ def _image_array(array: np.ndarray, path: str) -> np.ndarray:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
         raise DecodeError(f"expected an (H, W), (H, W, C) or (C, H, W) array; got shape {array.shape}", path=path)
+    return pixels_to_8bit(array, path)
+
+
+def pixels_to_8bit(array: np.ndarray, path: str) -> np.ndarray:
+    """Numeric pixels of any shape as uint8, one scale for the whole array (a clip's frames share
+    it): values in [0, 1] (floats, binary masks) times 255; integers past 255 (16-bit scans) by
+    the array's maximum, as 16-bit image files are; other values taken as 8-bit ones (rounded,
+    clipped)."""
     if array.dtype.kind not in "iufb":
         raise DecodeError(f"expected numeric pixels; the array's dtype is {array.dtype}", path=path)
-    if array.dtype != np.uint8:
-        values = array.astype(np.float32)
-        if not np.isfinite(values).all():
-            raise DecodeError("array holds NaN or infinite values", path=path)
-        top = values.max(initial=0.0)
-        if array.dtype.kind in "iu" and top > 255:
-            return scaled_to_8bit(values)
-        if top <= 1.0:
-            values = values * 255.0
-        array = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-    return array
+    if array.dtype == np.uint8:
+        return array
+    values = array.astype(np.float32)
+    if not np.isfinite(values).all():
+        raise DecodeError("array holds NaN or infinite values", path=path)
+    top = values.max(initial=0.0)
+    if array.dtype.kind in "iu" and top > 255:
+        return scaled_to_8bit(values)
+    if top <= 1.0:
+        values = values * 255.0
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
 def build_augment(cfg: ImageAugment) -> torch.nn.Module | None:
@@ -75,7 +82,8 @@ class ImagePreprocessor(Preprocessor):
     """See the module docstring. ``mean``/``std`` are per channel, on the [0, 1] scale."""
 
     kind = "image"
-    featurize_version = 3  # 2: 16-bit arrays and big-endian 16-bit files scaled by their maximum; 3: alpha composited
+    featurize_version = 4  # 2: 16-bit arrays and big-endian 16-bit files scaled by their maximum; 3: alpha composited;
+    # 4: PNG EXIF orientation
     batch_time_fields = frozenset({"normalize", "mean", "std", "augment"})
 
     def __init__(self, name: str, cfg: ImagePreprocess):

@@ -10,6 +10,7 @@ Cached form: ``num`` float32 (n_numeric [+ n_numeric missing flags]) and ``cat``
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -52,6 +53,7 @@ class TabularPreprocessor(Preprocessor):
 
     kind = "tabular"
     file_based = False
+    featurize_version = 2  # 2: imputation and scaling in float64 (the fitted state too)
 
     def __init__(self, name: str, cfg: TabularPreprocess, numeric: list[str], categorical: list[str]):
         super().__init__(name)
@@ -96,7 +98,8 @@ class TabularPreprocessor(Preprocessor):
         """Imputation values, scaling and category vocabularies from the training cells (a value
         that is not a number counts as missing here; encoding reports it with its row)."""
         numbers, categories, _ = self._columns(list(values))
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # an all-missing column's mean: NaN, filled with 0 below
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(numbers, axis=0) if len(numbers) else np.zeros(0)
         mean = np.where(np.isnan(mean), 0.0, mean)
         if self.cfg.impute == "median":
@@ -112,9 +115,11 @@ class TabularPreprocessor(Preprocessor):
             center, scale = filled.min(axis=0), filled.max(axis=0) - filled.min(axis=0)
         else:
             center, scale = np.zeros(len(self.numeric)), np.ones(len(self.numeric))
-        self.fill = fill.astype(np.float32)
-        self.center = center.astype(np.float32)
-        self.scale = np.where(scale > 1e-12, scale, 1.0).astype(np.float32)
+        # float64, as scikit-learn's scalers keep them: a float32 mean of Unix times (1.7e9) is off by
+        # up to 64, which shifts the whole standardised column
+        self.fill = fill.astype(np.float64)
+        self.center = center.astype(np.float64)
+        self.scale = np.where(scale > 1e-12, scale, 1.0).astype(np.float64)
         self.categories = {}
         for j, column in enumerate(self.categorical):
             counts = Counter(key for key in categories[j] if key is not None)
@@ -180,9 +185,9 @@ class TabularPreprocessor(Preprocessor):
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         if "categories" in state:
-            self.fill = np.asarray(state["fill"], np.float32)
-            self.center = np.asarray(state["center"], np.float32)
-            self.scale = np.asarray(state["scale"], np.float32)
+            self.fill = np.asarray(state["fill"], np.float64)
+            self.center = np.asarray(state["center"], np.float64)
+            self.scale = np.asarray(state["scale"], np.float64)
             self.categories = {k: list(v) for k, v in state["categories"].items()}
             self._build_lookup()
 

@@ -10,8 +10,6 @@ time the padding is trimmed to the longest text of the batch and an attention ma
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import cached_property
@@ -25,11 +23,11 @@ from polymodal.data.cells import cell_text
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import NotFittedError
 from polymodal.utils.io import folder_digest
+from polymodal.utils.text import clean
 
 PAD, UNK = "[PAD]", "[UNK]"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".h5", ".msgpack", ".ckpt")
 UNK_ID = 1  # [UNK]'s id in the word vocabulary and the trained subword tokenizers ([PAD] is 0)
-_PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
 
 
 def english_stop_words() -> frozenset[str]:
@@ -39,17 +37,10 @@ def english_stop_words() -> frozenset[str]:
 
 
 def clean_text(text: str, cfg: TextPreprocess) -> str:
-    """Apply the configured lower-casing, punctuation stripping and stop-word removal, to the
-    text's Unicode NFC form (a decomposed accent would otherwise be stripped as punctuation)."""
-    text = unicodedata.normalize("NFC", text)
-    if cfg.lowercase:
-        text = text.lower()
-    if cfg.strip_punctuation:
-        text = _PUNCTUATION.sub(" ", text)
-    if cfg.stopwords:
-        stop = english_stop_words()
-        text = " ".join(w for w in text.split() if w.lower() not in stop)
-    return " ".join(text.split())
+    """Apply the configured lower-casing, punctuation stripping and stop-word removal (see
+    :func:`polymodal.utils.text.clean`, which the deployment runtime applies too)."""
+    return clean(text, lowercase=cfg.lowercase, strip_punctuation=cfg.strip_punctuation,
+                 stop_words=english_stop_words() if cfg.stopwords else ())
 
 
 def _train_subword(kind: str, texts: Sequence[str], cfg: TextPreprocess) -> Any:
@@ -72,7 +63,7 @@ class TextPreprocessor(Preprocessor):
 
     kind = "text"
     file_based = False
-    featurize_version = 3  # 2: an empty cleaned text is one [UNK]; NFC before cleaning. 3: cell_text
+    featurize_version = 4  # 2: an empty cleaned text is one [UNK]; NFC before cleaning. 3: cell_text. 4: marks kept, CJK spaced
 
     def __init__(self, name: str, cfg: TextPreprocess):
         super().__init__(name)

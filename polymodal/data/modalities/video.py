@@ -28,7 +28,8 @@ class VideoPreprocessor(Preprocessor):
     over all frames of the training clips."""
 
     kind = "video"
-    featurize_version = 3  # 2: 16-bit frames in folders scaled as 16-bit image files are; 3: alpha composited
+    featurize_version = 4  # 2: 16-bit frames in folders scaled as 16-bit image files are; 3: alpha composited;
+    # 4: a .npy clip scaled once, not frame by frame
     batch_time_fields = frozenset({"normalize", "mean", "std", "augment"})
 
     def __init__(self, name: str, cfg: VideoPreprocess):

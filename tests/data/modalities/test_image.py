@@ -118,15 +118,16 @@ def test_npy_with_a_bad_shape_is_a_decode_error(tmp_path):
         chw(image().decode(str(tmp_path / "a.npy")))
 
 
-def test_exif_orientation_is_applied(tmp_path):
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_exif_orientation_is_applied(tmp_path, suffix):
     """A phone photo stored sideways with EXIF orientation 6 ("rotate 90 degrees clockwise to
-    view") decodes the way a viewer shows it."""
+    view") decodes the way a viewer shows it, from a JPEG or a PNG."""
     pixels = np.kron(np.arange(4, dtype=np.uint8).reshape(2, 2) * 80, np.ones((8, 8), np.uint8))  # 16x16, 4 flat blocks
     pixels = np.repeat(pixels[:, :, None], 3, axis=2)
     exif = Image.Exif()
     exif[0x0112] = 6  # the Orientation tag
-    path = tmp_path / "sideways.jpg"
-    Image.fromarray(pixels).save(path, exif=exif, quality=100)
+    path = tmp_path / f"sideways{suffix}"
+    Image.fromarray(pixels).save(path, exif=exif, **({"quality": 100} if suffix == ".jpg" else {}))
     x = chw(image(color="rgb").decode(str(path))).astype(int)
     expected = np.rot90(pixels, k=-1).transpose(2, 0, 1).astype(int)
     assert np.abs(x - expected).max() <= 8  # JPEG rounding; unrotated blocks would be off by 80 or more

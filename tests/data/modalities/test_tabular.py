@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -143,3 +144,21 @@ def test_a_column_missing_in_every_training_row_is_filled_with_zero(impute):
     np.testing.assert_array_equal(prep.fill, [0.0, 2.0])  # age has no value to average: 0; dose: mean = median = 2
     num, _ = prep.decode((NAN, NAN, "a"))
     np.testing.assert_array_equal(num, [0.0, 2.0, 1.0, 1.0])  # filled values, then both missing flags
+
+
+@pytest.mark.parametrize("scale", ["standard", "minmax"])
+def test_large_magnitude_columns_scale_as_scikit_learn_does(scale):
+    """Unix times (1.7e9) are 128 apart in float32: the fitted mean and minimum must be float64."""
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    rng = np.random.default_rng(0)
+    times = 1.7e9 + 50 + rng.standard_normal(200) * 10
+    rows = [(t, 1.0, "red") for t in times]
+    prep = tabular(scale=scale, missing_indicator=False)
+    prep.fit(rows)
+    got = np.stack([prep.decode(r)[0] for r in rows])[:, 0]
+    reference = (StandardScaler() if scale == "standard" else MinMaxScaler()).fit_transform(times[:, None])[:, 0]
+    np.testing.assert_allclose(got, reference, atol=1e-5)
+    again = tabular(scale=scale, missing_indicator=False)
+    again.set_state(json.loads(json.dumps(prep.get_state())))  # the JSON state keeps float64
+    np.testing.assert_array_equal(np.stack([again.decode(r)[0] for r in rows])[:, 0], got)

@@ -32,6 +32,11 @@ def text(**options) -> TextPreprocessor:
         ({}, "snake_case and e-mail... ok?", "snake case and e mail ok"),
         ({"stopwords": True}, "The cat is on the mat", "cat mat"),
         ({"stopwords": True, "lowercase": False}, "The Cat is ON the mat", "Cat mat"),
+        ({}, "नमस्ते, दुनिया!", "नमस्ते दुनिया"),  # vowel signs and viramas are marks, not punctuation
+        ({}, "สวัสดีครับ", "สวัสดีครับ"),
+        ({}, "தமிழ் மொழி", "தமிழ் மொழி"),
+        ({}, "price: $5 → 10€ 🙂 ok", "price 5 10 ok"),  # symbols and emoji go, as punctuation does
+        ({}, "我喜欢机器学习。你呢？", "我 喜 欢 机 器 学 习 你 呢"),  # ideographs are words of their own
     ],
 )
 def test_cleaning(options, raw, cleaned):
@@ -44,6 +49,12 @@ def test_word_vocabulary_is_ordered_by_frequency_with_pad_and_unknown_first():
     assert prep.vocab == [PAD, UNK, "a", "b", "c", "d"]  # a x3, b x2, then ties alphabetically
     assert prep.pad_id == 0
     assert prep.decode("a b zebra d") == [2, 3, 1, 5]
+
+
+def test_an_unseen_chinese_text_shares_the_words_it_has_with_training():
+    prep = text()
+    prep.fit(["我喜欢机器学习", "我喜欢猫"])
+    assert prep.tokenize("我喜欢狗") == ["我", "喜", "欢", UNK]  # only 狗 is new
 
 
 def test_word_vocabulary_min_freq_and_cap():

@@ -157,6 +157,19 @@ def test_16_bit_frames_in_a_folder_read_as_16_bit_images_do(tmp_path):
     assert x.max() == 255 and len(np.unique(x)) > 200  # scaled by the maximum, not clipped at 255
 
 
+@pytest.mark.parametrize(("levels", "dtype", "expected"), [
+    ([0.5, 1.0, 2.0, 50.0, 200.0], np.float32, [0, 1, 2, 50, 200]),  # 0..255 floats: no frame taken as [0, 1]
+    ([100, 300, 1000, 4000, 65535], np.uint16, [0, 1, 4, 16, 255]),  # 16-bit: scaled by the clip's maximum
+])
+def test_a_npy_clip_is_scaled_once_not_frame_by_frame(tmp_path, levels, dtype, expected):
+    """A fade-in stays a fade-in: each frame's own range would map the dark frames to full white."""
+    frames = np.stack([np.full((8, 8), level, dtype) for level in levels])
+    np.save(tmp_path / "fade.npy", frames)
+    x, _ = video(frames=len(levels)).decode(str(tmp_path / "fade.npy"))
+    np.testing.assert_allclose(brightness(x), expected, atol=1)
+    assert (np.diff(brightness(x)) >= 0).all()
+
+
 def test_stride_on_a_short_clip_pads_and_masks(tmp_path):
     np.save(tmp_path / "short.npy", clip(frames=3))
     prep = video(frames=4, sampling="stride", stride=2)

@@ -1,0 +1,39 @@
+"""Text cleaning shared by training-time preprocessing and the torch-free deployment runtime
+(standard library only), so both read a text alike.
+
+Punctuation and symbols are found by Unicode category (``P*``, ``S*``): the vowel signs and
+viramas of Devanagari, Thai or Tamil are combining marks (``M*``) and stay inside their words,
+where a ``[^\\w\\s]`` pattern would cut ``नमस्ते`` into fragments. CJK ideographs are set apart
+as words of their own (as BERT's basic tokenizer does), since those scripts write no spaces.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Collection
+from functools import lru_cache
+
+_CJK = re.compile("([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef\U0002f800-\U0002fa1f])")
+
+
+@lru_cache(maxsize=1)
+def _punctuation_table() -> dict[int, str]:
+    """Every punctuation or symbol code point of the basic and supplementary multilingual planes
+    (emoji included) -> a space; later planes hold ideographs and tags, neither."""
+    return {cp: " " for cp in range(0x20000) if unicodedata.category(chr(cp))[0] in "PS"}
+
+
+def clean(text: str, *, lowercase: bool, strip_punctuation: bool, stop_words: Collection[str] = ()) -> str:
+    """The text's NFC form (a decomposed accent would otherwise count as a mark of its own),
+    lower-cased, without punctuation and symbols, without stop words, CJK ideographs spaced, and
+    whitespace collapsed."""
+    text = unicodedata.normalize("NFC", text)
+    if lowercase:
+        text = text.lower()
+    if strip_punctuation:
+        text = text.translate(_punctuation_table())
+    text = _CJK.sub(r" \1 ", text)
+    if stop_words:
+        return " ".join(w for w in text.split() if w.lower() not in stop_words)
+    return " ".join(text.split())
