@@ -192,6 +192,27 @@ def test_freeze_all_and_last_block(cfg_cls, kind):
 
 
 @pytest.mark.parametrize(("cfg_cls", "kind"), _default_cases())
+def test_a_frozen_encoder_in_train_mode_computes_as_at_inference(cfg_cls, kind):
+    """No dropout and no batch-statistics update in a wholly frozen encoder: training a head over it
+    sees the features the frozen-feature cache would store."""
+    overrides = {"dropout": 0.5} if "dropout" in cfg_cls.model_fields else {}
+    encoder = build_encoder(cfg_cls, kind, overrides)
+    encoder.freeze("all")
+    encoder.train()
+    buffers = {k: v.clone() for k, v in encoder.state_dict().items()}
+    inputs = make_inputs(kind)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        first = encoder(**inputs).pooled
+        torch.manual_seed(2)
+        second = encoder(**inputs).pooled
+        expected = encoder.eval()(**inputs).pooled
+    torch.testing.assert_close(first, second)
+    torch.testing.assert_close(first, expected)
+    assert all(torch.equal(v, buffers[k]) for k, v in encoder.state_dict().items())
+
+
+@pytest.mark.parametrize(("cfg_cls", "kind"), _default_cases())
 def test_freezing_as_many_blocks_as_there_are_trains_everything(cfg_cls, kind):
     """``blocks()`` lists the encoder's layers, so training the last len(blocks) blocks trains all."""
     encoder = build_encoder(cfg_cls, kind, {})

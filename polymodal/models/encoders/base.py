@@ -89,15 +89,13 @@ class Encoder(nn.Module):
         return [p for p in self.parameters() if not p.requires_grad]
 
     def train(self, mode: bool = True) -> Encoder:
-        """Like ``nn.Module.train``, but batch-norm layers of frozen parts stay in eval mode, so
-        that training a head (or the last blocks) does not overwrite pretrained running statistics."""
+        """Like ``nn.Module.train``, but frozen parts stay in eval mode: a part whose parameters
+        are all frozen runs as at inference (no dropout, no drop-path: a frozen encoder gives the
+        features the frozen-feature cache stores), and batch-norm layers with frozen weights keep
+        their pretrained running statistics while the trained blocks or a head learn."""
         super().train(mode)
         if mode:
-            for module in self.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    own = list(module.parameters(recurse=False))
-                    if own and not any(p.requires_grad for p in own):
-                        module.eval()
+            _freeze_modes(self)
         return self
 
     def assets(self) -> dict[str, tuple[Path, list[str]]]:
@@ -117,6 +115,20 @@ class Encoder(nn.Module):
             digest.update(repr(tuple(value.shape)).encode())
             digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()
+
+
+def _freeze_modes(module: nn.Module) -> None:
+    """Put the frozen parts of ``module`` (in train mode) into eval mode, top down."""
+    own = list(module.parameters())
+    if own and not any(p.requires_grad for p in own):
+        module.eval()  # wholly frozen: dropout and batch norm as at inference
+        return
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        weights = list(module.parameters(recurse=False))
+        if weights and not any(p.requires_grad for p in weights):
+            module.eval()
+    for child in module.children():
+        _freeze_modes(child)
 
 
 @contextmanager
