@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 
 def threshold_at_fpr(normal_scores: np.ndarray, fpr: float) -> float:
-    """The score above which a fraction ``fpr`` of ``normal_scores`` lies (the flag threshold).
+    """The score above which a fraction ``fpr`` of ``normal_scores`` lies (the flag threshold):
+    ``floor(fpr * N)`` of the N scores are above it (one of 20 at 5%), fewer only where scores tie.
 
     Args:
         normal_scores: (N,) scores of normal validation samples.
@@ -20,7 +22,8 @@ def threshold_at_fpr(normal_scores: np.ndarray, fpr: float) -> float:
     scores = np.asarray(normal_scores, np.float64)
     if scores.size == 0:
         raise ValueError("the flag threshold needs normal validation samples; the validation data has none")
-    return float(np.quantile(scores, 1.0 - fpr, method="higher"))
+    allowed = math.floor(fpr * scores.size + 1e-9)  # normal samples the threshold may flag
+    return float(np.sort(scores)[scores.size - allowed - 1])
 
 
 def fpr_at_tpr(scores: np.ndarray, labels: np.ndarray, tpr: float = 0.95) -> float:

@@ -187,6 +187,9 @@ def check_align(config: Config) -> None:
         if config.task not in ("classification", "retrieval") or not config.targets:
             raise ValueError("align.positives 'label' needs class labels: task 'classification', or task "
                              "'retrieval' with a 'target' column")
+        if getattr(config, "tasks", None):
+            raise ValueError(f"align.positives 'label' cannot be combined with further tasks ({sorted(config.tasks)}): "
+                             "use positives 'pair', or train the alignment without 'tasks'")
 
 
 __all__ = [

@@ -47,6 +47,8 @@ def class_embeddings(predictor: MultimodalPredictor, classes: Classes, text_moda
         (C, D) indexed by class name.
     """
     text = text_side(predictor, text_modality)
+    if "{}" not in template:
+        raise ValueError(f"template must hold '{{}}' where the class name goes; got {template!r}")
     prompts = {str(c): [template.format(c)] for c in classes} if not isinstance(classes, Mapping) else {
         str(c): [p] if isinstance(p, str) else list(p) for c, p in classes.items()}
     if not prompts or any(not p for p in prompts.values()):
@@ -60,7 +62,14 @@ def class_embeddings(predictor: MultimodalPredictor, classes: Classes, text_moda
     vectors = embedded.to_numpy()
     means = np.stack([vectors[owners == c].mean(axis=0) for c in prompts])
     means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-    return pd.DataFrame(means, index=pd.Index(list(prompts), name="class"))
+    names = list(prompts)
+    same = [(names[i], names[j]) for i in range(len(names)) for j in range(i + 1, len(names))
+            if float(means[i] @ means[j]) > 1 - 1e-6]
+    if same:  # every row would go to the first of them
+        raise SchemaMismatchError(f"classes {same[:5]} embed alike: the text modality '{text}' reads their prompts as "
+                                  "the same tokens (words outside its vocabulary become one unknown token); use "
+                                  "names or prompts with words it was trained on, or a pretrained tokenizer")
+    return pd.DataFrame(means, index=pd.Index(names, name="class"))
 
 
 def zero_shot(predictor: MultimodalPredictor, data: DataSource, modality: str, classes: Classes,

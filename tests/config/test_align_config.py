@@ -91,3 +91,10 @@ def test_label_positives_with_a_target_are_accepted() -> None:
     assert cfg.align.positives == "label" and cfg.targets == ["y"]
     problem_text = problem(config("regression", {"objective": "contrastive", "positives": "label"}, target="y"))
     assert "align.positives: 'label' needs class labels" in problem_text
+
+
+def test_label_positives_with_further_tasks_are_refused() -> None:
+    """With further tasks the batch's target is every task's columns: not one label per row."""
+    data = config("classification", {"objective": "contrastive", "positives": "label"}, target="y")
+    data["tasks"] = {"parity": {"task": "classification", "target": "p"}}
+    assert "align.positives: 'label' cannot be combined with further tasks (['parity'])" in problem(data)

@@ -43,3 +43,18 @@ def test_zero_shot_scores_are_cosine_similarities(fake_model):
     np.testing.assert_allclose(out["score_cat"], [1 / math.sqrt(2)] * 2)
     np.testing.assert_allclose(out["score_dog"], [0.6, 0.8])
     assert out["prediction"].tolist() == ["cat", "dog"]  # 0.707 > 0.6, then 0.8 > 0.707
+
+
+def test_classes_that_embed_alike_are_refused_not_all_sent_to_the_first(fake_model):
+    """Names outside a word vocabulary all become [UNK]: their embeddings are one and the same."""
+    from polymodal.errors import SchemaMismatchError
+
+    PROMPTS.update({"zebra": [2.0, 0.0], "okapi": [5.0, 0.0]})  # the same direction as p1
+    try:
+        with pytest.raises(SchemaMismatchError, match=r"classes \[\('cat', 'zebra'\), \('cat', 'okapi'\)"):
+            zs.class_embeddings(fake_model, {"cat": "p1", "zebra": "zebra", "okapi": "okapi", "dog": "p3"})
+    finally:
+        for key in ("zebra", "okapi"):
+            PROMPTS.pop(key)
+    with pytest.raises(ValueError, match="template must hold"):
+        zs.class_embeddings(fake_model, ["p1", "p3"], template="a drawing")
