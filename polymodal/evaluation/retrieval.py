@@ -2,8 +2,9 @@
 median rank, for queries ranked against a gallery by similarity.
 
 A gallery item is *relevant* to a query when it is the query's own pair (the same manifest row)
-or, for label-level retrieval, when it has the same label. Ties in similarity keep gallery
-order (a stable sort), so results are deterministic.
+or, for label-level retrieval, when it has the same label. Ties in similarity are ranked
+pessimistically, the irrelevant items of a tie first: a space that maps everything to one point
+scores nothing, instead of whatever the gallery's order would give it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def ranks_of_relevant(similarity: np.ndarray, relevant: np.ndarray) -> list[np.n
         similarity: (Q, G), higher is closer.
         relevant: (Q, G) bool.
     """
-    order = np.argsort(-similarity, axis=1, kind="stable")  # (Q, G) gallery indices, best first
+    order = np.lexsort((relevant, -similarity), axis=1)  # (Q, G) best first; in a tie, the irrelevant first
     hits = np.take_along_axis(relevant, order, axis=1)  # (Q, G) relevance in ranked order
     return [np.flatnonzero(row) + 1 for row in hits]
 

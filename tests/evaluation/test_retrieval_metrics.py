@@ -20,10 +20,11 @@ from polymodal.evaluation.retrieval import (
 
 
 def brute_force(similarity: np.ndarray, relevant: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
-    """The textbook definitions, one query at a time, with Python sorting (ties keep gallery order)."""
+    """The textbook definitions, one query at a time, with Python sorting (in a tie, the irrelevant
+    items first: the pessimistic count)."""
     firsts, aps = [], []
     for sims, rel in zip(similarity.tolist(), relevant.tolist()):
-        order = sorted(range(len(sims)), key=lambda j: -sims[j])
+        order = sorted(range(len(sims)), key=lambda j: (-sims[j], rel[j]))
         hits = [rel[j] for j in order]
         if not any(hits):
             continue
@@ -193,3 +194,14 @@ def test_the_collapse_advice_names_only_changes_the_config_has_not_made(align, a
         assert text in message
     for text in not_advised:
         assert text not in message
+
+
+def test_ties_rank_the_irrelevant_items_first_so_a_collapsed_space_scores_nothing():
+    from polymodal.evaluation.retrieval import retrieval_metrics
+
+    labels = np.repeat(np.arange(10), 10)
+    relevant = labels[:, None] == labels[None, :]  # the gallery sorted by label: its order would flatter
+    out = retrieval_metrics(np.zeros((100, 100)), relevant)
+    assert out["recall@1"] == out["recall@10"] == 0.0 and out["median_rank"] == 91
+    distinct = retrieval_metrics(np.array([[0.9, 0.5, 0.5]]), np.array([[False, True, False]]))
+    assert distinct["median_rank"] == 3  # tied with an irrelevant item: counted behind it
