@@ -31,7 +31,7 @@ def config(data: dict, tmp_path, **encoder) -> dict:
     cfg = classification_config(epochs=2)
     cfg["modalities"]["img"]["preprocess"] = {"size": 16, "color": "gray"}
     cfg["modalities"]["img"]["encoder"] = {"name": "timm", "arch": "mobilenetv3_small_050", "weights": str(data["weights"]),
-                                           "dim": 16, "freeze": "all", **encoder}
+                                           "freeze": "all", **encoder}
     cfg["data"] = {"cache_dir": str(tmp_path / "cache")}
     return cfg
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, ValidationInfo, model_validator
 
 from polymodal.config.base import StrictModel
 from polymodal.config.finetune import LocalPath, LoraConfig, UnfreezeConfig
@@ -42,12 +42,18 @@ class EncoderConfig(StrictModel):
     cache: bool = False
 
     @model_validator(mode="after")
-    def _check_fine_tuning(self) -> EncoderConfig:
+    def _check_fine_tuning(self, info: ValidationInfo) -> EncoderConfig:
         lora = getattr(self, "lora", None)
         if self.cache and (self.freeze != "all" or self.unfreeze is not None or lora is not None):
             raise ValueError(f"cache: true stores the outputs of a frozen encoder; it needs freeze: all without "
                              f"unfreeze or lora (got freeze: {self.freeze!r}, unfreeze: "
                              f"{'set' if self.unfreeze is not None else None}, lora: {'set' if lora is not None else None})")
+        projection = type(self).model_fields.get("dim")  # optional on pretrained backbones: a new layer
+        if (self.freeze == "all" and self.unfreeze is None and projection is not None and projection.default is None
+                and getattr(self, "dim", None) is not None and not (info.context or {}).get("saved_run")):
+            raise ValueError(f"dim: {self.dim} adds a projection after the backbone, which freeze: all would keep at its "
+                             "random initialisation; drop dim (the head learns the mapping), or freeze a number "
+                             "of trailing blocks instead")
         if self.unfreeze is not None and self.freeze == "none":
             raise ValueError("unfreeze gradually trains frozen blocks; it needs freeze: all or a number of trailing "
                              "blocks (got freeze: 'none')")

@@ -295,3 +295,19 @@ def test_a_wrong_value_of_a_scalar_or_list_field_names_both_shapes():
     assert any("'fused'" in p for p in problems) and any("valid list" in p for p in problems)
     problems = problems_of({**BASE, "tune": {"space": {"train.lr": {"choices": 3}}}})
     assert any(p.startswith("tune.space.train.lr.choices") and "valid list" in p for p in problems)
+
+
+def test_a_new_projection_on_a_wholly_frozen_backbone_is_refused_but_a_saved_run_loads(tmp_path):
+    from polymodal.config import load_config, save_config
+
+    spec = {"target": "y", "modalities": {"i": {"kind": "image", "column": "i",
+                                                "encoder": {"name": "timm", "arch": "resnet18", "dim": 16,
+                                                            "freeze": "all"}}}}
+    with pytest.raises(ConfigError, match="adds a projection after the backbone, which freeze: all would keep"):
+        load_config(spec)
+    without = load_config({**spec, "modalities": {"i": {**spec["modalities"]["i"], "encoder": {
+        "name": "timm", "arch": "resnet18", "freeze": "all"}}}})
+    save_config(without, tmp_path / "config.yaml")
+    text = (tmp_path / "config.yaml").read_text(encoding="utf-8").replace("dim: null", "dim: 16")
+    (tmp_path / "config.yaml").write_text(text, encoding="utf-8")
+    assert load_config(tmp_path / "config.yaml", saved_run=True).modalities["i"].encoder.dim == 16  # trained so

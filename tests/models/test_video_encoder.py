@@ -159,7 +159,7 @@ def test_unfreeze_on_a_frame_encoder_is_refused_where_it_is_written():
 def test_cache_on_the_shorthand_caches_the_video_encoder():
     from polymodal.config import config_to_dict, load_config
 
-    shorthand = video_config({"name": "resnet", "dim": 8, "freeze": "all", "cache": True})
+    shorthand = video_config({"name": "resnet", "freeze": "all", "cache": True})
     cfg = shorthand.modalities["v"].encoder
     # the feature cache (attach_cached_features, check_feature_cache) reads the modality's encoder
     assert cfg.cache and cfg.freeze == "all" and not cfg.frame.cache and cfg.frame.freeze == "all"
@@ -169,7 +169,7 @@ def test_cache_on_the_shorthand_caches_the_video_encoder():
     assert load_config(stored).modalities["v"].encoder == cfg
     # the stored form from before (frame.cache, nothing of frame_cnn's own to train) means the same
     written = video_config({"name": "frame_cnn", "temporal": "mean", "dim": None,
-                            "frame": {"name": "resnet", "dim": 8, "freeze": "all", "cache": True}})
+                            "frame": {"name": "resnet", "freeze": "all", "cache": True}})
     assert written.modalities["v"].encoder == cfg
     encoder = ENCODERS.build(cfg, kind="video", **CONTEXT)
     encoder.freeze(cfg.freeze)  # as MultimodalNet does
