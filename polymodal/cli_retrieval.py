@@ -98,7 +98,9 @@ def zero_shot(
     from polymodal.predictor import MultimodalPredictor
 
     names: Any = [c.strip() for c in classes.split(",") if c.strip()]
-    if classes.endswith(".json") and Path(classes).is_file():
+    if classes.endswith(".json"):  # a file of names or {class: prompts}, not a class called "x.json"
+        if not Path(classes).is_file():
+            raise FileNotFoundError(f"--classes names a JSON file that does not exist: {classes}")
         names = json.loads(Path(classes).read_text(encoding="utf-8"))
     frame = MultimodalPredictor.load(run).zero_shot(data, modality, names, text_modality=text_modality,
                                                     template=template).reset_index()

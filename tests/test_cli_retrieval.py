@@ -143,6 +143,8 @@ def test_user_mistakes_exit_2_with_a_message(setup) -> None:
     result = invoke("evaluate", setup["run"], "--data", setup["test"], "--retrieval", "--cca-train", setup["train"],
                     "--cca-features", "input")
     assert result.exit_code == 2 and "modality 'caption' has no numeric input arrays" in result.stderr
+    result = invoke("zero-shot", setup["run"], "--data", setup["test"], "--modality", "x", "--classes", "nope.json")
+    assert result.exit_code == 2 and "--classes names a JSON file that does not exist: nope.json" in result.stderr
     assert "Traceback" not in result.output
 
 

@@ -35,9 +35,10 @@ class AnomalyConfig(StrictModel):
     Attributes:
         scorer: how a sample is scored (see the module docstring); higher = more anomalous.
         normal: the target value(s) that mean normal; rows with another value are anomalies
-            (training rows with another value are an error: the detector learns normal data only).
-        target_fpr: the threshold that flags a sample is the score quantile at which this fraction
-            of the validation normals would be flagged.
+            (training rows with another value are dropped unless ``use_labelled_anomalies``; a
+            training manifest with no normal row is an error).
+        target_fpr: the flag threshold lets ``floor(target_fpr x N)`` of the N validation normals
+            above it.
         latent_dim: width of the fused latent space (and of the consistency scorer's shared space).
         recon_size: each modality's preprocessed input is average-pooled to this many values and
             reconstructed by a decoder MLP of ``decoder_hidden`` units (``autoencoder``,
