@@ -157,7 +157,7 @@ def datasets_prepare(
     name: Annotated[str, typer.Argument(help="Dataset name (see 'datasets list').")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write files and manifests into.")],
     source: Annotated[Path | None, typer.Option("--source", help="Folder laid out like ../shared/data.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for splits and pairing.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed for splits and pairing.")] = 0,
     split: Annotated[str | None, typer.Option(help="fsdd-mnist: 'speaker' (default) or 'official'.")] = None,
     test_speaker: Annotated[list[str] | None, typer.Option(
         "--test-speaker", help="fsdd-mnist --split speaker: a speaker held out for test (repeatable; default "
@@ -232,7 +232,7 @@ def evaluate(
                                                    "the same way, for effective robustness.")] = None,
     rows: Annotated[int | None, typer.Option("--rows", min=1, help="--missing/--robustness on a seeded random "
                                              "sample of at most this many rows.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the corruptions and the row sample.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the corruptions and the row sample.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for the --missing/--robustness tables and "
                                              "plot (default RUN/evaluation).")] = None,
     retrieval: Annotated[bool, typer.Option("--retrieval", help="Cross-modal retrieval instead: Recall@1/5/10, "
@@ -293,7 +293,9 @@ def evaluate(
                                     robustness=robustness, corruptions=corruption, reference=ref, max_rows=rows,
                                     seed=seed)
     if as_json:
-        print(json.dumps({**metrics, **extra}, indent=2))
+        from polymodal.utils.io import finite_json
+
+        print(json.dumps(finite_json({**metrics, **extra}), indent=2, default=str))
         return
     print_metrics(metrics, f"metrics on {data.name}")
     if "missing" in extra:
@@ -315,7 +317,7 @@ def explain(
                                              "this many rows.")] = None,
     samples: Annotated[int, typer.Option("--samples", min=0, help="Rows that get heat-maps inside each "
                                          "modality.")] = 4,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the row sample.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the row sample.")] = 0,
 ) -> None:
     """Attribute predictions to modalities (Shapley values) and, inside each, to pixels, tokens or
     time-frequency bins (Integrated Gradients); write an HTML page."""
@@ -358,8 +360,8 @@ def predict(
 @user_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the dataset and the runs.")] = Path("runs/demo"),
-    size: Annotated[int, typer.Option(help="Rows of av-digits to use (max 5000).")] = 5000,
-    epochs: Annotated[int, typer.Option(help="Epochs per model.")] = 5,
+    size: Annotated[int, typer.Option(min=20, max=5000, help="Rows of av-digits to use.")] = 5000,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs per model.")] = 5,
 ) -> None:
     """Prepare av-digits, train image-only, audio-only and several fusions, compare them."""
     from polymodal.demo import run_demo

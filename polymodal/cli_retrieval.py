@@ -95,13 +95,18 @@ def zero_shot(
     out: Annotated[Path | None, typer.Option("--out", help="Write predictions to this .csv/.parquet.")] = None,
 ) -> None:
     """Classify rows by the nearest class-name embedding (no labelled training for these classes)."""
+    from polymodal.errors import ConfigError
     from polymodal.predictor import MultimodalPredictor
 
     names: Any = [c.strip() for c in classes.split(",") if c.strip()]
     if classes.endswith(".json"):  # a file of names or {class: prompts}, not a class called "x.json"
         if not Path(classes).is_file():
             raise FileNotFoundError(f"--classes names a JSON file that does not exist: {classes}")
-        names = json.loads(Path(classes).read_text(encoding="utf-8"))
+        try:
+            names = json.loads(Path(classes).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ConfigError([f"--classes {classes}: not valid JSON ({err}); give a list of names or "
+                               "{class: prompt or [prompts]}"], source=classes) from None
     frame = MultimodalPredictor.load(run).zero_shot(data, modality, names, text_modality=text_modality,
                                                     template=template).reset_index()
     if out is not None:

@@ -108,6 +108,8 @@ class MultimodalPredictor(Estimator):
 
         cfg = self.config
         runfolder.check_out(out, cfg, resume=resume, overwrite=overwrite)  # before reading any data
+        if resume and out is not None:
+            runfolder.check_resumed_data(Path(out), {"train": train, "valid": valid})
         self._seed()
         pipeline = DataPipeline(cfg)
         train_m, valid_m, test_m = self._read_fit_data(pipeline, train, valid, test, require_target=True)

@@ -176,6 +176,30 @@ def check_resumable(run: Path, config: Config) -> None:
                              f"{run / CONFIG_FILE}, or start a new run")
 
 
+def check_resumed_data(run: Path, data: dict[str, Any]) -> None:
+    """Refuse to resume a finished run (one with ``metrics.json``) on other training or validation
+    manifests than those it recorded: more epochs on other rows (a validation share held out of
+    rows it trained on, when ``--valid`` is left out) would not continue the same run.
+
+    Args:
+        data: ``{"train": path or DataFrame, "valid": path, DataFrame or None}`` as given.
+
+    Raises:
+        RunFolderError: naming the manifest the run recorded and the one given.
+    """
+    metrics = run / METRICS_FILE
+    if not metrics.is_file():
+        return  # an interrupted run: nothing recorded yet
+    recorded = json.loads(metrics.read_text(encoding="utf-8")).get("training", {})
+    for split, given in data.items():
+        before = recorded.get(f"{split}_manifest")
+        now = str(Path(given).resolve()) if isinstance(given, str | os.PathLike) else None
+        if before is not None and now != before:
+            flag = f"--{split}"
+            raise RunFolderError(f"--resume: {run} trained with {flag} {before}; resume it with the same {flag} "
+                                 f"(given: {now or ('none' if given is None else 'a DataFrame')})")
+
+
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dicts as ``{"a.b.c": leaf}``."""
     if not isinstance(value, dict):

@@ -145,6 +145,10 @@ def test_user_mistakes_exit_2_with_a_message(setup) -> None:
     assert result.exit_code == 2 and "modality 'caption' has no numeric input arrays" in result.stderr
     result = invoke("zero-shot", setup["run"], "--data", setup["test"], "--modality", "x", "--classes", "nope.json")
     assert result.exit_code == 2 and "--classes names a JSON file that does not exist: nope.json" in result.stderr
+    bad = setup["root"] / "bad.json"
+    bad.write_text('["red", "green"', encoding="utf-8")
+    result = invoke("zero-shot", setup["run"], "--data", setup["test"], "--modality", "x", "--classes", bad)
+    assert result.exit_code == 2 and "not valid JSON" in result.stderr
     assert "Traceback" not in result.output
 
 

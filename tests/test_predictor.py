@@ -31,7 +31,7 @@ from helpers_models import (
 
 from polymodal import MultimodalPredictor
 from polymodal.config import load_config
-from polymodal.errors import ConfigError, ManifestError, NotFittedError, SchemaMismatchError
+from polymodal.errors import ConfigError, ManifestError, NotFittedError, RunFolderError, SchemaMismatchError
 
 
 @pytest.fixture(scope="module")
@@ -361,6 +361,10 @@ def test_resume_continues_an_interrupted_run(data, tmp_path):
     assert list(resumed.history["epoch"]) == [0, 1, 2, 3]
     assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0, 1, 2, 3]
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 4
+    for valid in (None, data["test"]):  # a validation share of rows it trained on, or other rows
+        with pytest.raises(RunFolderError, match=r"trained with --valid .*valid\.csv; resume it with the same --valid"):
+            MultimodalPredictor.from_config(classification_config(epochs=5)).fit(data["train"], valid, out=run,
+                                                                                 resume=True)
 
 
 def test_resume_without_a_checkpoint(data, tmp_path):

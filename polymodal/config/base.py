@@ -19,10 +19,11 @@ DISCRIMINATORS = ("kind", "name", "objective", "method")
 
 
 class StrictModel(BaseModel):
-    """A config section: unknown keys are errors (the message lists the allowed keys), and a
-    boolean is not a number (pydantic would read ``epochs: true`` as 1)."""
+    """A config section: unknown keys are errors (the message lists the allowed keys), a boolean
+    is not a number (pydantic would read ``epochs: true`` as 1), and numbers are finite (``lr: .inf``
+    would train a NaN model)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
 
     @model_validator(mode="wrap")
     @classmethod

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
 from polymodal.config.base import StrictModel
 
@@ -65,6 +65,11 @@ class TrainConfig(StrictModel):
     val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
     num_workers: NonNegativeInt | None = None
     precision: Literal["32", "16-mixed", "bf16-mixed"] = "32"
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        return "32" if value == 32 and not isinstance(value, bool) else value  # YAML reads a bare 32 as a number
     accelerator: Literal["auto", "cpu", "gpu", "mps"] = "auto"
     devices: PositiveInt | Literal["auto"] = 1
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"

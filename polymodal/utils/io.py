@@ -60,7 +60,22 @@ def atomic_write_text(target: Path, text: str) -> None:
 
 
 def atomic_write_json(target: Path, data: Any) -> None:
-    atomic_write_text(target, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """``data`` as strict JSON: a NaN or infinite number (an undefined metric, a diverged loss) is
+    written ``null``, as JSON has no such numbers (``NaN`` breaks strict parsers)."""
+    atomic_write_text(target, json.dumps(finite_json(data), indent=2, sort_keys=False, default=_json_default,
+                                         allow_nan=False) + "\n")
+
+
+def finite_json(data: Any) -> Any:
+    """``data`` with every non-finite float (numpy's too) replaced by None, nested dicts and lists
+    included."""
+    if isinstance(data, dict):
+        return {key: finite_json(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_json(value) for value in data]
+    if isinstance(data, float | np.floating) and not np.isfinite(data):
+        return None
+    return data
 
 
 def python_scalar(value: Any) -> Any:

@@ -311,3 +311,14 @@ def test_a_new_projection_on_a_wholly_frozen_backbone_is_refused_but_a_saved_run
     text = (tmp_path / "config.yaml").read_text(encoding="utf-8").replace("dim: null", "dim: 16")
     (tmp_path / "config.yaml").write_text(text, encoding="utf-8")
     assert load_config(tmp_path / "config.yaml", saved_run=True).modalities["i"].encoder.dim == 16  # trained so
+
+
+@pytest.mark.parametrize("key", ["lr", "weight_decay", "grad_clip"])
+def test_an_infinite_number_is_refused_where_a_finite_one_is_meant(key):
+    data = with_changes(BASE, {f"train.{key}": float("inf")})
+    with pytest.raises(ConfigError, match=f"train.{key}: Input should be a finite number"):
+        load_config(data)
+
+
+def test_precision_32_written_as_a_number_is_the_default_precision():
+    assert load_config(with_changes(BASE, {"train.precision": 32})).train.precision == "32"

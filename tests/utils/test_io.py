@@ -62,3 +62,12 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "model.bin").stat().st_mode) == 0o644
+
+
+def test_json_files_are_strict_json_undefined_numbers_written_null(tmp_path):
+    import numpy as np
+
+    atomic_write_json(tmp_path / "m.json", {"ece": float("nan"), "nested": [np.float32("inf"), 1.5], "n": 3})
+    text = (tmp_path / "m.json").read_text(encoding="utf-8")
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"ece": None, "nested": [None, 1.5], "n": 3}

@@ -17,7 +17,7 @@ from polymodal.data.datasets import (  # noqa: F401 - registration
     moving_digits,
     openclipart,  # noqa: F401,I001 - registration
 )
-from polymodal.data.datasets.base import DATASETS, DatasetSpec, summarise
+from polymodal.data.datasets.base import DATASETS, SPLITS, DatasetSpec, summarise
 from polymodal.errors import DatasetOptionError, DatasetSourceError, UnknownNameError
 
 
@@ -42,7 +42,14 @@ def prepare(name: str, out: str | Path, source: str | Path | None = None, seed: 
             raise DatasetSourceError(f"dataset '{name}' needs --source: a folder holding {spec.source}")
         if not Path(source).is_dir():
             raise DatasetSourceError(f"dataset '{name}': source folder not found: {source}")
-    return spec.prepare(Path(out), Path(source) if source is not None else None, seed=seed, **options)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out must be a folder; {out} is a file")
+    # a dataset is complete once its dataset.json is written, last: an earlier one goes first, so an
+    # interrupted preparation over it (files half overwritten) never passes for a complete dataset
+    for stale in (out / "dataset.json", *(out / f"{split}.csv" for split in SPLITS)):
+        stale.unlink(missing_ok=True)
+    return spec.prepare(out, Path(source) if source is not None else None, seed=seed, **options)
 
 
 __all__ = ["DATASETS", "DatasetSpec", "prepare", "summarise"]

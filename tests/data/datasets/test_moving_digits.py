@@ -51,3 +51,15 @@ def test_splits_labels_and_anomalies(tmp_path):
         assert still == (row.label == "frozen_frames"), row
         wave, _ = read_video_audio(path)
         assert (np.abs(wave).max() < 1e-3) == (row.label == "dropped_audio"), row
+
+
+def test_a_frame_side_too_small_for_a_digit_or_odd_is_refused(tmp_path):
+    import pytest
+
+    from polymodal.errors import DatasetOptionError
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for size in (10, 49):
+        with pytest.raises(DatasetOptionError, match=f"an even --size of at least 28 .*got {size}"):
+            prepare("moving-digits", tmp_path / "out", source=source, size=size)
