@@ -68,6 +68,10 @@ def user_errors(fn: F) -> F:
             message = str(err) if isinstance(err, PolymodalError) else _path_error_message(err)
             err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT; files are written atomically
+            hint = " (the same command with --resume continues it)" if "resume" in kwargs else ""
+            err_console.print(f"interrupted{hint}", highlight=False)
+            raise typer.Exit(130) from None
         finally:
             warnings.formatwarning = formatter
 

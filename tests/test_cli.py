@@ -367,3 +367,18 @@ def test_config_check_of_a_retrieval_config_names_no_head(tmp_path):
     result = invoke("config", "check", path)
     assert result.exit_code == 0, result.output
     assert "task retrieval" in result.stdout and "head" not in result.stdout
+
+
+def test_ctrl_c_ends_a_command_with_one_line_and_status_130(capsys):
+    import typer
+
+    from polymodal.cli import user_errors
+
+    @user_errors
+    def train(resume: bool = False) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(typer.Exit) as stopped:
+        train(resume=False)
+    assert stopped.value.exit_code == 130
+    assert "interrupted (the same command with --resume continues it)" in capsys.readouterr().err

@@ -107,6 +107,8 @@ def convert_manifest(source: str | os.PathLike, out: str | os.PathLike, *, text_
     from polymodal.utils.io import atomic_write
 
     source, out = Path(source), Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(f"the Arrow manifest to write is a folder: {out}")
     if READERS.get(source.suffix.lower()) == "arrow":
         raise ManifestError([f"{source.name} is already an Arrow manifest"], source=str(source))
     if not source.is_file():  # read_manifest says why (missing, a folder)

@@ -101,6 +101,8 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
         raise SchemaMismatchError(f"predictions can be written as {list(FORMATS)}; got '{out.name}'")
     if chunk_rows < 1:
         raise SchemaMismatchError(f"chunk_rows must be at least 1; got {chunk_rows}")
+    if out.is_dir():  # found now, not after every row is predicted
+        raise IsADirectoryError(f"--out must be a file (.csv or .parquet); {out} is a folder")
     pipeline, _ = predictor._require_fitted()
     manifest = pipeline.read(data, require_target=False)  # every problem reported before work starts
     manifest = replace(manifest, labels=None)  # the output's `row` is the row number, a DataFrame's too

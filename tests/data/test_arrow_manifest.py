@@ -119,3 +119,10 @@ def test_dictionary_parquet_columns_mixed_json_columns_and_arrow_streams_convert
     with pa.ipc.new_stream(str(tmp_path / "s.arrow"), table.schema) as writer:  # the streaming format
         writer.write_table(table)
     assert read_manifest(tmp_path / "s.arrow").frame["y"].tolist() == [0, 1, 0, 1]
+
+
+def test_converting_onto_a_folder_names_the_folder(tmp_path):
+    pd.DataFrame({"text": ["a"], "y": [0]}).to_parquet(tmp_path / "m.parquet")
+    (tmp_path / "taken.arrow").mkdir()
+    with pytest.raises(IsADirectoryError, match="the Arrow manifest to write is a folder"):
+        convert_manifest(tmp_path / "m.parquet", tmp_path / "taken.arrow")

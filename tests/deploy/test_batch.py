@@ -87,6 +87,9 @@ def test_bad_output_and_manifest_are_refused_before_work(trained, dataset, tmp_p
     predictor, _ = trained
     with pytest.raises(SchemaMismatchError, match=r"\['.csv', '.parquet'\]; got 'p.xlsx'"):
         predict_to_file(predictor, dataset["test"], tmp_path / "p.xlsx")
+    (tmp_path / "taken.csv").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        predict_to_file(predictor, dataset["test"], tmp_path / "taken.csv")
     bad = dataset["frame"].iloc[:3].drop(columns=["image", "audio", "text", "x1", "color"])
     with pytest.raises(SchemaMismatchError, match="none of this model's modality columns"):
         predict_to_file(predictor, bad, tmp_path / "p.csv")
