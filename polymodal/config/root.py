@@ -252,7 +252,11 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
     except DuplicateKeyError as err:
         raise ConfigError(err.problems, source=str(path)) from None
     except (yaml.YAMLError, json.JSONDecodeError) as err:
-        raise ConfigError([f"cannot parse {path.name}: {err}"], source=str(path)) from None
+        reason = str(err).replace('in "<unicode string>"', f'in "{path.name}"')  # PyYAML names no file of its own
+        raise ConfigError([f"cannot parse {path.name}: {reason}"], source=str(path)) from None
+    if data is None:
+        raise ConfigError([f"{path.name} is empty; a config needs at least 'modalities' (see polymodal config schema)"],
+                          source=str(path))
     if not isinstance(data, dict):
         raise ConfigError([f"<root>: expected a mapping of keys; got {type(data).__name__}"], source=str(path))
     base = path.resolve().parent

@@ -96,6 +96,8 @@ def _keys(data: DataSource, by: By, labels: str | None, predictor: MultimodalPre
 def directions(predictor: MultimodalPredictor, query: str | None, gallery: str | None) -> list[tuple[str, str]]:
     """The (query, gallery) modality pairs to score: the given one, or every ordered pair."""
     names = aligned_modalities(predictor.config)
+    if not names:  # the same message as embedding from such a model
+        check_aligned(predictor, query or gallery or "")
     if query is not None and gallery is not None:
         for name in (query, gallery):
             check_aligned(predictor, name)

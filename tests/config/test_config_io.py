@@ -95,7 +95,8 @@ def test_errors_from_a_file_name_the_file(tmp_path):
     ("name", "text", "fragment"),
     [
         ("missing.yaml", None, "config file not found"),
-        ("broken.yaml", "target: [label\nmodalities: {", "cannot parse broken.yaml"),
+        ("broken.yaml", "target: [label\nmodalities: {", 'cannot parse broken.yaml(.|\n)*in "broken.yaml", line'),
+        ("empty.yaml", "", "empty.yaml is empty; a config needs at least 'modalities'"),
         ("list.yaml", "- a\n- b\n", "expected a mapping of keys; got list"),
         ("broken.json", "{\"target\": ", "cannot parse broken.json"),
     ],

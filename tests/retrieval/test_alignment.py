@@ -251,3 +251,15 @@ def test_fit_warns_when_the_validation_space_collapsed(pairs, monkeypatch) -> No
         predictor.fit(pairs["train"], pairs["valid"])
     assert 0.0 < predictor.metrics["valid"]["spread"] <= 1.0
     assert "val_spread" in predictor.history.columns
+
+
+def test_retrieval_evaluation_of_a_model_without_align_says_so():
+    from types import SimpleNamespace
+
+    from polymodal.config import load_config
+    from polymodal.errors import SchemaMismatchError
+    from polymodal.retrieval.search import directions
+
+    config = load_config({"target": "y", "modalities": {"t": {"kind": "tabular", "columns": ["x"]}}})
+    with pytest.raises(SchemaMismatchError, match="no shared embedding space: its config has no 'align' section"):
+        directions(SimpleNamespace(config=config), None, None)
