@@ -370,11 +370,12 @@ class MultimodalPredictor(Estimator):
 
     # -- shared embedding space (``align``) -----------------------------------------------------
     def embed(self, data: DataSource, modality: str) -> pd.DataFrame:
-        """L2-normalised shared-space embeddings of one modality: (N, dim) indexed by manifest row,
-        columns ``e0 ..``; rows without the modality are left out. See :mod:`polymodal.retrieval`."""
+        """L2-normalised shared-space embeddings of one modality: (N, dim) indexed by manifest row
+        (a DataFrame's own index, when it has one), columns ``e0 ..``; rows without the modality
+        are left out. See :mod:`polymodal.retrieval`."""
         from polymodal.retrieval.embed import embed_rows
 
-        return embed_rows(self, data, modality)
+        return embed_rows(self, data, modality, labelled=True)
 
     def evaluate_retrieval(self, data: DataSource, query: str | None = None, gallery: str | None = None, *,
                            by: str = "auto", labels: str | None = None) -> dict[str, dict[str, Any]]:

@@ -56,14 +56,17 @@ def input_vectors(table: EncodedTable, modality: str) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def embed_rows(predictor: MultimodalPredictor, data: DataSource, modality: str, kind: Kind = "embedding"
-               ) -> pd.DataFrame:
+def embed_rows(predictor: MultimodalPredictor, data: DataSource, modality: str, kind: Kind = "embedding",
+               *, labelled: bool = False) -> pd.DataFrame:
     """One vector per manifest row that holds ``modality`` (rows without it are left out).
 
     Args:
         kind: ``embedding``: the L2-normalised shared-space embedding (needs ``align``);
             ``encoder``: the encoder's pooled features (frozen features for a frozen encoder);
             ``input``: the preprocessed input arrays, flattened.
+
+        labelled: index a DataFrame's rows by its own index (as ``predict_proba`` does) rather
+            than by row number (what metrics that look rows up by position need).
 
     Returns:
         (N, D) float32 values indexed by manifest row, columns ``e0 .. e{D-1}``.
@@ -84,7 +87,8 @@ def embed_rows(predictor: MultimodalPredictor, data: DataSource, modality: str, 
         else:
             values = _run(predictor, table, lambda b: net.encode(b["inputs"], b["present"])[modality].pooled)
     columns = [f"e{i}" for i in range(values.shape[1])] if len(values) else []
-    return pd.DataFrame(values, index=pd.Index(table.rows, name="row"), columns=columns)
+    index = manifest.row_index(table.rows) if labelled else pd.Index(table.rows, name="row")
+    return pd.DataFrame(values, index=index, columns=columns)
 
 
 def save_embeddings(frame: pd.DataFrame, path: str | os.PathLike) -> Path:

@@ -63,7 +63,8 @@ def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: Dat
     """The ``k`` best gallery items for every query row holding ``modality``.
 
     Returns:
-        One line per (query, rank): ``query`` (manifest row), ``rank`` (1 = best), ``id``, ``score``.
+        One line per (query, rank): ``query`` (manifest row, or a DataFrame's own index), ``rank``
+        (1 = best), ``id``, ``score``.
 
     Raises:
         SchemaMismatchError: the index was built by another model or has another width.
@@ -73,7 +74,7 @@ def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: Dat
     if built_with is not None and using is not None and built_with != using:
         raise SchemaMismatchError(f"the index was built with another model (digest {built_with}); this run's model "
                                   f"is {using}: rebuild the index with 'polymodal index build'")
-    frame = embed_rows(predictor, queries, modality)
+    frame = embed_rows(predictor, queries, modality, labelled=True)
     if len(frame) == 0:
         raise SchemaMismatchError(f"no query row holds modality '{modality}'")
     return index.search_frame(frame.to_numpy(), k, query_ids=frame.index.tolist())

@@ -77,12 +77,12 @@ def zero_shot(predictor: MultimodalPredictor, data: DataSource, modality: str, c
     """Classify every row of ``data`` holding ``modality`` by its nearest class embedding.
 
     Returns:
-        Indexed by manifest row: ``prediction`` and one ``score_<class>`` column (cosine similarity)
-        per class.
+        Indexed by manifest row (a DataFrame's own index, when it has one): ``prediction`` and one
+        ``score_<class>`` column (cosine similarity) per class.
     """
     check_aligned(predictor, modality)
     centres = class_embeddings(predictor, classes, text_modality, template)
-    rows = embed_rows(predictor, data, modality)
+    rows = embed_rows(predictor, data, modality, labelled=True)
     scores = rows.to_numpy() @ centres.to_numpy().T  # (N, C)
     names = np.asarray(centres.index, dtype=object)
     frame = pd.DataFrame({"prediction": names[scores.argmax(axis=1)] if len(rows) else []}, index=rows.index)

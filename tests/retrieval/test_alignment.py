@@ -85,6 +85,10 @@ def test_embeddings_are_normalised_and_survive_save_and_load(contrastive, pairs)
     assert np.allclose(np.linalg.norm(embedded.to_numpy(), axis=1), 1.0, atol=1e-5)
     again = MultimodalPredictor.load(run).embed(test, modality="a")
     pd.testing.assert_frame_equal(embedded, again)
+    labelled = test.set_axis(np.arange(500, 500 + len(test)))  # a DataFrame's own index labels the rows
+    by_label = predictor.embed(labelled, modality="a")
+    assert by_label.index.tolist() == list(range(500, 560))
+    np.testing.assert_array_equal(by_label.to_numpy(), embedded.to_numpy())
 
 
 def test_index_built_from_a_run_answers_queries_of_the_other_modality(contrastive, pairs, tmp_path) -> None:

@@ -18,7 +18,7 @@ PROMPTS = {"p1": [1.0, 0.0], "p2": [0.0, 1.0], "p3": [3.0, 4.0]}  # the text sid
 
 @pytest.fixture
 def fake_model(monkeypatch):
-    def embed_rows(predictor, data, modality):
+    def embed_rows(predictor, data, modality, labelled=False):
         if modality == "caption":
             return pd.DataFrame([PROMPTS[p] for p in data["caption"]])
         return pd.DataFrame(np.asarray(data["vec"].tolist(), np.float64), index=data.index)
