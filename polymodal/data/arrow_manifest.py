@@ -102,7 +102,7 @@ def convert_manifest(source: str | os.PathLike, out: str | os.PathLike, *, text_
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from polymodal.data.manifest import READERS, read_manifest
+    from polymodal.data.manifest import READERS, check_table, read_manifest
     from polymodal.errors import ManifestError
     from polymodal.utils.io import atomic_write
 
@@ -117,6 +117,7 @@ def convert_manifest(source: str | os.PathLike, out: str | os.PathLike, *, text_
     try:
         if READERS.get(source.suffix.lower()) == "parquet":
             parquet = pq.ParquetFile(source)
+            check_table(list(parquet.schema_arrow.names), parquet.metadata.num_rows, source.name, str(source))
             schema = _arrow_schema(parquet.schema_arrow, root)
             parts = (pa.Table.from_batches([b]).cast(schema) for b in parquet.iter_batches(batch_size=BATCH_ROWS))
             rows = parquet.metadata.num_rows

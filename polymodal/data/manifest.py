@@ -129,7 +129,7 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
     if isinstance(source, Manifest):
         return source
     if isinstance(source, pd.DataFrame):
-        _check_table(list(source.columns), len(source), "DataFrame")
+        check_table(list(source.columns), len(source), "DataFrame")
         base = Path(root) if root is not None else Path.cwd()
         labels = None if source.index.equals(pd.RangeIndex(len(source))) else source.index
         return Manifest(source.reset_index(drop=True), base.resolve(), "DataFrame", None, labels=labels)
@@ -182,7 +182,7 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
                              "at least one sample"], source=str(path)) from None
     except (ValueError, OSError, pd.errors.ParserError) as err:
         raise ManifestError([f"cannot parse {path.name}: {err}"], source=str(path)) from None
-    _check_table(header if fmt == "csv" else list(frame.columns), len(frame), path.name, str(path))
+    check_table(header if fmt == "csv" else list(frame.columns), len(frame), path.name, str(path))
     base = Path(root) if root is not None else path.parent
     return Manifest(frame.reset_index(drop=True), base.resolve(), path.name, 2 if fmt == "csv" else None)
 
@@ -206,7 +206,7 @@ def _csv_header(path: Path, sep: str) -> list[str]:
     return [str(name) for name in names.iloc[0].tolist()]
 
 
-def _check_table(columns: list, n_rows: int, name: str, source: str | None = None) -> None:
+def check_table(columns: list, n_rows: int, name: str, source: str | None = None) -> None:
     """Refuse a manifest whose column names repeat, or that has no rows."""
     named = [str(c) for c in columns if str(c).strip()]  # blank names (a spreadsheet's stray columns) are not repeats
     counts = pd.Series(named, dtype=object).value_counts(sort=False)
@@ -248,7 +248,7 @@ def validate_manifest(
             of modalities on purpose; the model then predicts from its missing-embeddings).
     """
     frame = manifest.frame
-    _check_table(list(frame.columns), len(frame), manifest.name)  # a Manifest built without read_manifest too
+    check_table(list(frame.columns), len(frame), manifest.name)  # a Manifest built without read_manifest too
     names = list(modalities) if modalities is not None else config.modality_names
     problems: list[str] = []
     columns_missing = False

@@ -126,3 +126,12 @@ def test_converting_onto_a_folder_names_the_folder(tmp_path):
     (tmp_path / "taken.arrow").mkdir()
     with pytest.raises(IsADirectoryError, match="the Arrow manifest to write is a folder"):
         convert_manifest(tmp_path / "m.parquet", tmp_path / "taken.arrow")
+
+
+def test_a_parquet_file_without_rows_is_refused_when_converted_not_when_read(tmp_path):
+    from polymodal.errors import ManifestError
+
+    pd.DataFrame({"text": pd.Series([], dtype=str), "y": pd.Series([], dtype=int)}).to_parquet(tmp_path / "e.parquet")
+    with pytest.raises(ManifestError, match="e.parquet has no rows"):
+        convert_manifest(tmp_path / "e.parquet", tmp_path / "e.arrow")
+    assert not (tmp_path / "e.arrow").exists()

@@ -37,6 +37,9 @@ def prepare(name: str, out: str | Path, source: str | Path | None = None, seed: 
             takes = ", ".join(f"'{o}'" for o in spec.options) or "none"
             raise DatasetOptionError(f"dataset '{name}' does not take the option '{option}' (options it takes: "
                                      f"{takes}); got {option}={value!r}", dataset=name, option=option)
+    if spec.source is None and source is not None:
+        raise DatasetOptionError(f"dataset '{name}' is embedded and takes no --source; got {source}", dataset=name,
+                                 option="source")
     if spec.source is not None:
         if source is None:
             raise DatasetSourceError(f"dataset '{name}' needs --source: a folder holding {spec.source}")

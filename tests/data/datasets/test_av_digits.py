@@ -129,3 +129,10 @@ def test_a_size_that_leaves_a_split_empty_or_exceeds_the_images_is_refused(tmp_p
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(NotADirectoryError, match="--out must be a folder"):
         prepare("av-digits", tmp_path / "file", size=60, progress=False)
+
+
+def test_an_embedded_dataset_refuses_a_source_instead_of_ignoring_it(tmp_path):
+    from polymodal.errors import DatasetOptionError
+
+    with pytest.raises(DatasetOptionError, match="'av-digits' is embedded and takes no --source"):
+        prepare("av-digits", tmp_path / "x", source=tmp_path, size=60, progress=False)
