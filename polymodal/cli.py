@@ -131,10 +131,15 @@ def config_schema() -> None:
 @config_app.command("check")
 @user_errors
 def config_check(file: Annotated[Path, typer.Argument(help="YAML or JSON config.")]) -> None:
-    """Validate a config file; list every problem with its key path."""
+    """Validate a config file; list every problem with its key path (files it names included)."""
     from polymodal.config import load_config
+    from polymodal.config.root import missing_paths
+    from polymodal.errors import ConfigError
 
     config = load_config(file)
+    missing = missing_paths(config)
+    if missing:
+        raise ConfigError(missing, source=str(file))
     names = ", ".join(f"{n} ({m.kind}/{m.encoder.name})" for n, m in sorted(config.modalities.items()))
     head = "" if config.task == "retrieval" else f", head {config.head.name}"  # alignment alone trains no head
     console.print(f"[green]OK[/] {file}: task {config.task}, modalities {names}, fusion {config.fusion.name}{head}")

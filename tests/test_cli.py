@@ -382,3 +382,13 @@ def test_ctrl_c_ends_a_command_with_one_line_and_status_130(capsys):
         train(resume=False)
     assert stopped.value.exit_code == 130
     assert "interrupted (the same command with --resume continues it)" in capsys.readouterr().err
+
+
+def test_config_check_names_the_files_a_config_refers_to_that_do_not_exist(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("target: y\nmodalities:\n  img: {kind: image, column: img, encoder: {name: resnet, weights: "
+                    "nowts/r18.pt}}\ndata: {cache_dir: not_yet}\n", encoding="utf-8")
+    result = invoke("config", "check", path)
+    assert result.exit_code == 2
+    assert f"modalities.img.encoder.weights: not found: {tmp_path / 'nowts' / 'r18.pt'}" in result.stderr
+    assert "cache_dir" not in result.stderr  # a folder the run creates

@@ -215,6 +215,23 @@ def _resolve_paths(model: BaseModel, base: Path) -> None:
                     _resolve_paths(item, base)
 
 
+def missing_paths(model: BaseModel, prefix: str = "") -> list[str]:
+    """``key.path: not found: /abs/path`` for every file or folder the config names (weights,
+    word vectors, model folders, a teacher run, unlabelled data) that does not exist; folders a
+    run creates (``data.cache_dir``) are not looked for."""
+    problems = []
+    for name in type(model).model_fields:
+        value, key = getattr(model, name), f"{prefix}{name}"
+        if isinstance(value, Path) and name != "cache_dir" and not value.exists():
+            problems.append(f"{key}: not found: {value}")
+        elif isinstance(value, BaseModel):
+            problems += missing_paths(value, f"{key}.")
+        elif isinstance(value, dict | list):
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            problems += [p for k, item in items if isinstance(item, BaseModel) for p in missing_paths(item, f"{key}.{k}.")]
+    return problems
+
+
 def _read_text(path: Path) -> str:
     """The file's text; a file that is not UTF-8 is a :class:`ConfigError` naming the first bad byte."""
     raw = path.read_bytes()
