@@ -23,10 +23,6 @@ from polymodal.errors import PolymodalError
 
 app = typer.Typer(help="Multimodal deep learning: train, evaluate, predict and inspect models over images, "
                        "text, audio, signals and tables.", no_args_is_help=True, add_completion=False)
-config_app = typer.Typer(help="Inspect and validate config files.", no_args_is_help=True)
-datasets_app = typer.Typer(help="Built-in datasets.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
-app.add_typer(datasets_app, name="datasets")
 console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -117,79 +113,6 @@ def print_rows(rows: list[dict[str, Any]], title: str) -> None:
         table.add_row(*("-" if row[c] is None else f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])
                         for c in columns))
     console.print(table)
-
-
-# -- config --------------------------------------------------------------------------------------
-@config_app.command("schema")
-def config_schema() -> None:
-    """Print the JSON Schema of the config file."""
-    from polymodal.config import json_schema
-
-    print(json.dumps(json_schema(), indent=2))
-
-
-@config_app.command("check")
-@user_errors
-def config_check(file: Annotated[Path, typer.Argument(help="YAML or JSON config.")]) -> None:
-    """Validate a config file; list every problem with its key path (files it names included)."""
-    from polymodal.config import load_config
-    from polymodal.config.root import missing_paths
-    from polymodal.errors import ConfigError
-
-    config = load_config(file)
-    missing = missing_paths(config)
-    if missing:
-        raise ConfigError(missing, source=str(file))
-    names = ", ".join(f"{n} ({m.kind}/{m.encoder.name})" for n, m in sorted(config.modalities.items()))
-    head = "" if config.task == "retrieval" else f", head {config.head.name}"  # alignment alone trains no head
-    console.print(f"[green]OK[/] {file}: task {config.task}, modalities {names}, fusion {config.fusion.name}{head}")
-
-
-# -- datasets ------------------------------------------------------------------------------------
-@datasets_app.command("list")
-def datasets_list() -> None:
-    """List the built-in datasets and what each needs."""
-    from polymodal.data.datasets import DATASETS
-
-    table = Table(title="built-in datasets")
-    table.add_column("name")
-    table.add_column("description")
-    table.add_column("--source must hold")
-    for spec in DATASETS.values():
-        table.add_row(spec.name, spec.description, spec.source or "(embedded: nothing)")
-    console.print(table)
-
-
-@datasets_app.command("prepare")
-@user_errors
-def datasets_prepare(
-    name: Annotated[str, typer.Argument(help="Dataset name (see 'datasets list').")],
-    out: Annotated[Path, typer.Option("--out", help="Folder to write files and manifests into.")],
-    source: Annotated[Path | None, typer.Option("--source", help="Folder laid out like ../shared/data.")] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Seed for splits and pairing.")] = 0,
-    split: Annotated[str | None, typer.Option(help="fsdd-mnist: 'speaker' (default) or 'official'.")] = None,
-    test_speaker: Annotated[list[str] | None, typer.Option(
-        "--test-speaker", help="fsdd-mnist --split speaker: a speaker held out for test (repeatable; default "
-                               "theo and yweweler).")] = None,
-    size: Annotated[int | None, typer.Option("--size", min=1, help="av-digits: rows in total (at most 5000; fewer "
-                                             "for a quick try); moving-digits: frame side; openclipart: image "
-                                             "side, in pixels.")] = None,
-) -> None:
-    """Write a dataset's files plus train.csv, valid.csv and test.csv."""
-    from polymodal.data.datasets import DATASETS, prepare, summarise
-    from polymodal.errors import DatasetOptionError
-
-    flags = {"split": "--split", "test_speakers": "--test-speaker", "size": "--size"}  # option -> command-line flag
-    options: dict[str, Any] = {"split": split, "test_speakers": test_speaker, "size": size}
-    try:
-        prepare(name, out, source, seed, **{k: v for k, v in options.items() if v is not None})  # None: not given
-    except DatasetOptionError as err:
-        if err.option in DATASETS[err.dataset].options:  # a value it does not allow: the message says which
-            raise
-        takes = ", ".join(flags[o] for o in DATASETS[err.dataset].options if o in flags) or "none"
-        raise DatasetOptionError(f"dataset '{err.dataset}' does not take {flags[err.option]} (options it takes: "
-                                 f"{takes})", dataset=err.dataset, option=err.option) from None
-    console.print(summarise(out))
 
 
 # -- training and use ----------------------------------------------------------------------------
@@ -406,9 +329,12 @@ _register_retrieval(app)  # embed, index build, retrieve, zero-shot
 from polymodal.deploy.commands import register as _register_deploy  # noqa: E402,I001
 
 _register_deploy(app)  # export, serve
+from polymodal.config.commands import register as _register_config  # noqa: E402,I001
+
+_register_config(app)  # config schema, config check
 from polymodal.data.commands import register as _register_data  # noqa: E402,I001
 
-_register_data(app)  # manifest convert
+_register_data(app)  # datasets list, datasets prepare, manifest convert
 
 
 def main() -> None:  # pragma: no cover - console-script entry

@@ -392,3 +392,8 @@ def test_config_check_names_the_files_a_config_refers_to_that_do_not_exist(tmp_p
     assert result.exit_code == 2
     assert f"modalities.img.encoder.weights: not found: {tmp_path / 'nowts' / 'r18.pt'}" in result.stderr
     assert "cache_dir" not in result.stderr  # a folder the run creates
+
+
+def test_datasets_prepare_names_the_flag_an_embedded_dataset_does_not_take(tmp_path):
+    result = invoke("datasets", "prepare", "av-digits", "--out", tmp_path / "x", "--source", tmp_path, "--size", "60")
+    assert_user_error(result, "dataset 'av-digits' does not take --source (options it takes: --size)")

@@ -1,14 +1,63 @@
-"""The manifest commands of ``polymodal`` (registered on the main app when ``polymodal.cli`` loads):
+"""The data commands of ``polymodal`` (registered on the main app when ``polymodal.cli`` loads):
 
+    polymodal datasets list
+    polymodal datasets prepare NAME --out DIR [--source DIR] [--seed N] [--split S] [--size N]
     polymodal manifest convert SOURCE OUT.arrow [--config CONFIG]
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+
+def datasets_list() -> None:
+    """List the built-in datasets and what each needs."""
+    from rich.table import Table
+
+    from polymodal.cli import console
+    from polymodal.data.datasets import DATASETS
+
+    table = Table(title="built-in datasets")
+    table.add_column("name")
+    table.add_column("description")
+    table.add_column("--source must hold")
+    for spec in DATASETS.values():
+        table.add_row(spec.name, spec.description, spec.source or "(embedded: nothing)")
+    console.print(table)
+
+
+def datasets_prepare(
+    name: Annotated[str, typer.Argument(help="Dataset name (see 'datasets list').")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write files and manifests into.")],
+    source: Annotated[Path | None, typer.Option("--source", help="Folder laid out like ../shared/data.")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Seed for splits and pairing.")] = 0,
+    split: Annotated[str | None, typer.Option(help="fsdd-mnist: 'speaker' (default) or 'official'.")] = None,
+    test_speaker: Annotated[list[str] | None, typer.Option(
+        "--test-speaker", help="fsdd-mnist --split speaker: a speaker held out for test (repeatable; default "
+                               "theo and yweweler).")] = None,
+    size: Annotated[int | None, typer.Option("--size", min=1, help="av-digits: rows in total (at most 5000; fewer "
+                                             "for a quick try); moving-digits: frame side; openclipart: image "
+                                             "side, in pixels.")] = None,
+) -> None:
+    """Write a dataset's files plus train.csv, valid.csv and test.csv."""
+    from polymodal.cli import console
+    from polymodal.data.datasets import DATASETS, prepare, summarise
+    from polymodal.errors import DatasetOptionError
+
+    flags = {"split": "--split", "test_speakers": "--test-speaker", "size": "--size", "source": "--source"}
+    options: dict[str, Any] = {"split": split, "test_speakers": test_speaker, "size": size}
+    try:
+        prepare(name, out, source, seed, **{k: v for k, v in options.items() if v is not None})  # None: not given
+    except DatasetOptionError as err:
+        if err.option in DATASETS[err.dataset].options:  # a value it does not allow: the message says which
+            raise
+        takes = ", ".join(flags[o] for o in DATASETS[err.dataset].options if o in flags) or "none"
+        raise DatasetOptionError(f"dataset '{err.dataset}' does not take {flags[err.option]} (options it takes: "
+                                 f"{takes})", dataset=err.dataset, option=err.option) from None
+    console.print(summarise(out))
 
 
 def convert(
@@ -36,9 +85,14 @@ def convert(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``manifest convert`` to the ``polymodal`` app (called at the end of ``polymodal.cli``)."""
+    """Add the ``datasets`` and ``manifest`` groups to the ``polymodal`` app (called at the end of
+    ``polymodal.cli``)."""
     from polymodal.cli import user_errors
 
+    datasets_app = typer.Typer(help="Built-in datasets.", no_args_is_help=True)
+    datasets_app.command("list")(datasets_list)
+    datasets_app.command("prepare")(user_errors(datasets_prepare))
+    app.add_typer(datasets_app, name="datasets")
     manifest_app = typer.Typer(help="Manifest files.", no_args_is_help=True)
     manifest_app.command("convert")(user_errors(convert))
     app.add_typer(manifest_app, name="manifest")

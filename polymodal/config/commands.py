@@ -1,0 +1,46 @@
+"""The config commands of ``polymodal`` (registered on the main app when ``polymodal.cli`` loads):
+
+    polymodal config schema
+    polymodal config check FILE
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def config_schema() -> None:
+    """Print the JSON Schema of the config file."""
+    from polymodal.config import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+
+
+def config_check(file: Annotated[Path, typer.Argument(help="YAML or JSON config.")]) -> None:
+    """Validate a config file; list every problem with its key path (files it names included)."""
+    from polymodal.cli import console
+    from polymodal.config import load_config
+    from polymodal.config.root import missing_paths
+    from polymodal.errors import ConfigError
+
+    config = load_config(file)
+    missing = missing_paths(config)
+    if missing:
+        raise ConfigError(missing, source=str(file))
+    names = ", ".join(f"{n} ({m.kind}/{m.encoder.name})" for n, m in sorted(config.modalities.items()))
+    head = "" if config.task == "retrieval" else f", head {config.head.name}"  # alignment alone trains no head
+    console.print(f"[green]OK[/] {file}: task {config.task}, modalities {names}, fusion {config.fusion.name}{head}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``config`` group to the ``polymodal`` app (called at the end of ``polymodal.cli``)."""
+    from polymodal.cli import user_errors
+
+    config_app = typer.Typer(help="Inspect and validate config files.", no_args_is_help=True)
+    config_app.command("schema")(config_schema)
+    config_app.command("check")(user_errors(config_check))
+    app.add_typer(config_app, name="config")
