@@ -3,12 +3,13 @@ single cell means (empty: the modality is missing; its text)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from polymodal.utils.values import blank
 
 if TYPE_CHECKING:  # a Cells view reads a Manifest's frame and resolves its paths
     from polymodal.data.manifest import Manifest
@@ -85,11 +86,7 @@ def _positions(index: Iterable[int] | np.ndarray) -> np.ndarray:
 
 def is_empty(value: object) -> bool:
     """True for the cells that mean 'missing': None, NaN, NA and blank strings."""
-    if value is None or value is pd.NA:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
+    return value is pd.NA or blank(value)
 
 
 def cell_text(value: object) -> str:

@@ -29,6 +29,7 @@ from polymodal.errors import DecodeError, MissingDependencyError
 from polymodal.utils.images import EXIF_FORMATS, converted, resize_image, to_8bit
 from polymodal.utils.npy import npy_from_bytes
 from polymodal.utils.text import clean
+from polymodal.utils.values import blank
 from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
 
 AMIN = 1e-10
@@ -302,7 +303,7 @@ class TabularFeatures(Features):
 
     @staticmethod
     def category(value: Any) -> str | None:
-        if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip()):
+        if blank(value):
             return None
         if isinstance(value, float) and value.is_integer():
             return str(int(value))

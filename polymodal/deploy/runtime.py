@@ -21,7 +21,6 @@ inside the graph, as in training.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 from polymodal.deploy.errors import ExportError, RequestError
 from polymodal.deploy.features import FEATURES, Features
 from polymodal.errors import MissingDependencyError
+from polymodal.utils.values import blank
 
 META_FILE = "deploy.json"
 Row = Mapping[str, Any]
@@ -40,13 +40,9 @@ Row = Mapping[str, Any]
 def given(value: Any) -> bool:
     """Whether a row's value holds its modality: not None, a blank string, NaN, or a table whose
     cells are all empty (what training reads as a missing modality)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return False
-    if isinstance(value, str):
-        return bool(value.strip())
     if isinstance(value, Mapping):
         return any(given(cell) for cell in value.values())
-    return True
+    return not blank(value)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
