@@ -133,7 +133,7 @@ class MultimodalPredictor(Estimator):
             callbacks=finetune_callbacks(cfg, net) + list(callbacks or []),
             terms=transfer.terms(net, self._terms(net, loss)),
         )
-        monitor, mode = self._monitor()
+        monitor, mode = monitored(cfg.task, cfg.train.early_stopping)
         self._check_monitor(monitor, valid_y)
         run_dir = runfolder.start_run(out, cfg, resume=resume, overwrite=overwrite)  # the first write
         result = fit_module(
@@ -245,9 +245,6 @@ class MultimodalPredictor(Estimator):
             raise ConfigError([f"train.early_stopping.monitor: '{monitor}' is undefined on the {len(valid_y)} "
                                "validation rows (AUROC needs every class among them, R2 at least two rows); "
                                "monitor another metric, or give validation rows that define it"])
-
-    def _monitor(self) -> tuple[str, str]:
-        return monitored(self.config.task, self.config.train.early_stopping)
 
     # -- inference ----------------------------------------------------------------------------
     def _require_fitted(self) -> tuple[DataPipeline, MultimodalNet]:
