@@ -319,7 +319,8 @@ class VideoPreprocess(ImagePreprocess):
 
     Attributes:
         frames: frames per clip.
-        sampling: ``uniform`` spreads them over the whole clip (a short clip repeats frames);
+        sampling: ``uniform`` spreads them evenly over the whole clip, in time where a container
+            stamps its frames (a variable-frame-rate clip), else by index (a short clip repeats frames);
             ``stride`` takes every ``stride``-th frame from the start (a short clip is zero-padded
             and masked).
         max_frames: clips with more frames are refused (a guard against decoding hours of video).

@@ -1,5 +1,6 @@
 """Reading videos: frames with PyAV (mp4/avi/webm/mkv/mov), a folder of frame images or a ``.npy``
-of frames; the audio track of a container as a mono waveform; frame sampling.
+of frames; the audio track of a container as a mono waveform; frame sampling (by index, or by
+timestamp on a variable-frame-rate container).
 
 PyAV (FFmpeg bindings, ``pip install av``) is imported lazily.
 """
@@ -43,6 +44,29 @@ def sample_indices(total: int, frames: int, sampling: str, stride: int) -> np.nd
     if sampling == "uniform":
         return np.linspace(0, total - 1, frames).round().astype(np.int64)
     return np.arange(0, total, stride, dtype=np.int64)[:frames]
+
+
+def sample_times(times: np.ndarray, frames: int) -> np.ndarray:
+    """``frames`` frames spread evenly in time: the frame on screen at each of ``frames`` evenly
+    spaced instants from the first frame's timestamp to the last's.
+
+    On a constant-rate clip (gaps between timestamps equal within a tick or 1%, as timestamp
+    rounding leaves them) this is exactly ``uniform`` sampling by index; on a variable-frame-rate
+    clip (a phone that slows down in the dark, a recorder that drops frames) it follows the clock,
+    not the frame count.
+
+    Args:
+        times: (N,) presentation timestamps of the clip's frames in display order, any unit.
+        frames: frames wanted.
+
+    Returns:
+        (frames,) int64 indices into ``times``.
+    """
+    gaps = np.diff(times)
+    if len(gaps) < 2 or np.ptp(gaps) <= max(1, 0.01 * float(np.median(gaps))):
+        return sample_indices(len(times), frames, "uniform", 1)
+    instants = np.linspace(float(times[0]), float(times[-1]), frames)
+    return np.searchsorted(times, instants, side="right").astype(np.int64) - 1
 
 
 def _video_stream(container: Any, path: str) -> Any:
@@ -92,13 +116,36 @@ def _read(container: Any, path: str, keep: set[int], limit: int | None,
     return kept, seen
 
 
-def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int) -> list[Image.Image]:
-    """Decode the first video stream of a container; keep the frames ``pick(total)`` selects.
+def _packet_times(path: str) -> np.ndarray | None:
+    """The presentation timestamps of the first video stream's packets, in display order, read by
+    demuxing alone (no decoding); None when some packet carries none (then frames are counted)."""
+    with _av().open(path) as container:
+        stream = _video_stream(container, path)
+        stamps = [packet.pts for packet in container.demux(stream) if packet.size]
+    if not stamps or any(stamp is None for stamp in stamps):
+        return None
+    return np.sort(np.asarray(stamps, np.int64))
+
+
+def _timed(pick: Callable[[int], np.ndarray], times: np.ndarray, chosen: np.ndarray) -> Callable[[int], np.ndarray]:
+    """``pick`` that answers ``chosen`` for a clip of as many frames as ``times`` stamps (and
+    samples by index should decoding find another count)."""
+    def timed(total: int) -> np.ndarray:
+        return chosen if total == len(times) else pick(total)
+    return timed
+
+
+def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int,
+                      by_time: Callable[[np.ndarray], np.ndarray] | None = None) -> list[Image.Image]:
+    """Decode the first video stream of a container; keep the frames ``pick(total)`` selects, or
+    ``by_time(timestamps)`` where given and the stream's packets carry timestamps (a demuxing pass
+    reads them, and their count is the frame count).
 
     Only the selected frames are ever held (never the whole clip). The frame count comes from the
-    container's header where it has one (mp4, avi, mov); decoding reads one frame past it to check
+    timestamps where they are read, else from the container's header where it has one (mp4, avi,
+    mov); decoding reads one frame past it to check
     it, or stops right after the last selected frame when the selection would be the same for any
-    longer clip (``stride`` with all its frames). Without a header count (webm, mkv) the first pass
+    longer clip (``stride`` with all its frames). Without a count (webm, mkv, sampled by index) the first pass
     keeps the selection for the longest allowed clip while it counts, and a second pass takes the
     selection for the true count (decoding twice rather than holding the clip). A count the decoded
     frames contradict is replaced by theirs, so the frames are exactly those ``pick`` selects from
@@ -107,8 +154,12 @@ def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: 
     """
     av = _av()
     try:
+        times = _packet_times(path) if by_time is not None else None
+        if times is not None and by_time is not None:
+            pick = _timed(pick, times, by_time(times))
         with av.open(path) as container:  # the header count and the first pass: one open
-            total = _reported_frames(_video_stream(container, path)) or max_frames  # none: the longest allowed
+            total = len(times) if times is not None else _reported_frames(_video_stream(container, path))
+            total = total or max_frames  # no count: the longest allowed
             if total > max_frames:
                 raise DecodeError(f"video has {total:,} frames, more than preprocess.max_frames ({max_frames:,})",
                                   path=path)
@@ -149,13 +200,16 @@ def _folder_frames(path: str, pick: Callable[[int], np.ndarray]) -> list[Image.I
 
 
 def read_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int,
-                npy: Callable[[str], np.ndarray]) -> list[Image.Image]:
+                npy: Callable[[str], np.ndarray],
+                by_time: Callable[[np.ndarray], np.ndarray] | None = None) -> list[Image.Image]:
     """The selected frames of a video file, a frame folder or a ``.npy`` of frames, as Pillow images.
 
     Args:
         pick: total frame count -> indices to keep (see :func:`sample_indices`).
         max_frames: refuse longer clips.
         npy: reads a ``.npy`` (or row reference) into (T, H, W[, C]) frames.
+        by_time: a container's frame timestamps -> indices to keep (see :func:`sample_times`);
+            used instead of ``pick`` when given and the container stamps its frames.
 
     Raises:
         DecodeError: unreadable, corrupt or empty input, with the path and the decoder's reason.
@@ -164,7 +218,7 @@ def read_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int,
         return _folder_frames(path, pick)
     suffix = Path(path).suffix.lower()
     if suffix in VIDEO_SUFFIXES:
-        return _container_frames(path, pick, max_frames)
+        return _container_frames(path, pick, max_frames, by_time)
     array = npy(path)
     if array.ndim not in (3, 4) or array.shape[0] == 0:
         raise DecodeError(f"expected a (T, H, W) or (T, H, W, C) array of frames; got shape {array.shape}", path=path)

@@ -1,5 +1,6 @@
 """Video: PyAV decode (mp4, avi, webm, mkv, mov...), a folder of frame images or a ``.npy`` of
-frames; ``frames`` frames sampled uniformly or with a stride; every frame converted, resized and
+frames; ``frames`` frames sampled uniformly (in time, by the frames' timestamps, where a container
+stamps them) or with a stride; every frame converted, resized and
 normalised exactly like an image (the image preprocessor's own functions do it).
 
 Cached form: ``x`` uint8 (T, H, W, C) and ``length`` int32, the number of real frames (the rest
@@ -19,7 +20,7 @@ from polymodal.config.modalities import ImagePreprocess, VideoModality, VideoPre
 from polymodal.data.arrays import load_npy
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.data.modalities.image import ImagePreprocessor
-from polymodal.data.video_io import read_frames, sample_indices
+from polymodal.data.video_io import read_frames, sample_indices, sample_times
 
 
 @PREPROCESSORS.register(VideoModality)
@@ -28,8 +29,8 @@ class VideoPreprocessor(Preprocessor):
     over all frames of the training clips."""
 
     kind = "video"
-    featurize_version = 4  # 2: 16-bit frames in folders scaled as 16-bit image files are; 3: alpha composited;
-    # 4: a .npy clip scaled once, not frame by frame
+    featurize_version = 5  # 2: 16-bit frames in folders scaled as 16-bit image files are; 3: alpha composited;
+    # 4: a .npy clip scaled once, not frame by frame; 5: uniform sampling in time on variable-frame-rate containers
     batch_time_fields = frozenset({"normalize", "mean", "std", "augment"})
 
     def __init__(self, name: str, cfg: VideoPreprocess):
@@ -45,9 +46,13 @@ class VideoPreprocessor(Preprocessor):
     def _pick(self, total: int) -> np.ndarray:
         return sample_indices(total, self.cfg.frames, self.cfg.sampling, self.cfg.stride)
 
+    def _pick_times(self, times: np.ndarray) -> np.ndarray:
+        return sample_times(times, self.cfg.frames)
+
     def decode(self, value: Any) -> tuple[np.ndarray, int]:
         """One clip -> ((T, H, W, C) uint8 zero-padded to ``frames``, number of real frames)."""
-        images = read_frames(str(value), self._pick, self.cfg.max_frames, load_npy)
+        by_time = self._pick_times if self.cfg.sampling == "uniform" else None
+        images = read_frames(str(value), self._pick, self.cfg.max_frames, load_npy, by_time)
         frames = np.stack([self.frame.from_pil(image) for image in images])  # (K, H, W, C)
         out = np.zeros((self.cfg.frames, *frames.shape[1:]), np.uint8)
         out[:len(frames)] = frames

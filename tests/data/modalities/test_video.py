@@ -15,7 +15,7 @@ from polymodal.config import load_config
 from polymodal.config.modalities import AudioModality, VideoModality
 from polymodal.data.modalities import build_preprocessor
 from polymodal.data.pipeline import DataPipeline
-from polymodal.data.video_io import sample_indices, write_video
+from polymodal.data.video_io import sample_indices, sample_times, write_video
 from polymodal.errors import DecodeError
 
 from ..helpers import as_tensors
@@ -47,6 +47,74 @@ def test_sample_indices_uniform_and_stride():
     np.testing.assert_array_equal(sample_indices(3, 5, "uniform", 1), [0, 0, 1, 2, 2])  # short clip repeats
     np.testing.assert_array_equal(sample_indices(10, 3, "stride", 3), [0, 3, 6])
     np.testing.assert_array_equal(sample_indices(4, 3, "stride", 3), [0, 3])  # fewer than asked
+
+
+def test_sample_times_follows_the_clock_and_is_index_sampling_at_a_constant_rate():
+    # 10 frames in the first 0.1 s, then 5 frames 0.5 s apart (to 2.5 s): instants 0, 0.625, 1.25, 1.875, 2.5 s
+    times = np.asarray([10 * i for i in range(10)] + [500 + 500 * i for i in range(5)])  # ms
+    np.testing.assert_array_equal(sample_times(times, 5), [0, 10, 11, 12, 14])
+    assert sample_indices(15, 5, "uniform", 1).tolist() == [0, 4, 7, 10, 14]  # by index: 4 of 5 in the burst
+    # constant rate, timestamps rounded to whole ticks (30 fps in ms): exactly index sampling
+    rounded = np.round(np.arange(45) * 1000 / 30).astype(np.int64)
+    for frames in (4, 7, 45, 60):
+        np.testing.assert_array_equal(sample_times(rounded, frames), sample_indices(45, frames, "uniform", 1))
+    np.testing.assert_array_equal(sample_times(np.asarray([0]), 3), [0, 0, 0])
+    np.testing.assert_array_equal(sample_times(np.asarray([0, 7]), 3), [0, 0, 1])
+
+
+def write_stamped(path: str, values: list[int], stamps_ms: list[int]) -> None:
+    """A clip whose frame i is grey level ``values[i]`` shown at ``stamps_ms[i]`` (variable rate)."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(path, mode="w") as container:
+        stream = container.add_stream("libx264" if path.endswith((".mp4", ".mkv")) else "libvpx-vp9", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for value, stamp in zip(values, stamps_ms, strict=True):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), value, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = stamp, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm"])
+def test_uniform_sampling_of_a_variable_frame_rate_clip_is_uniform_in_time(tmp_path, suffix):
+    path = str(tmp_path / f"vfr{suffix}")
+    stamps = [10 * i for i in range(10)] + [500 + 500 * i for i in range(5)]  # a burst, then slow frames
+    write_stamped(path, [15 * i for i in range(15)], stamps)
+    x, length = video(frames=5).decode(path)
+    assert length == 5
+    # the frames on screen at 0, 0.625, 1.25, 1.875 and 2.5 s: 0, 10, 11, 12, 14 (grey 15 * index, lossy)
+    np.testing.assert_allclose(brightness(x), [0, 150, 165, 180, 210], atol=6)
+    x, _ = video(frames=3, sampling="stride", stride=5).decode(path)  # stride counts frames, not time
+    np.testing.assert_allclose(brightness(x), [0, 75, 150], atol=6)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_timestamps_count_the_frames_so_a_headerless_clip_decodes_once(tmp_path, monkeypatch, suffix):
+    from polymodal.data import video_io
+
+    path = str(tmp_path / f"clip{suffix}")
+    write_video(path, noise_clip(30), fps=10)
+    passes: list[int] = []
+    decode = video_io._decode
+
+    def counted(*args, **kwargs):
+        kept, seen = decode(*args, **kwargs)
+        passes.append(seen)
+        return kept, seen
+
+    monkeypatch.setattr(video_io, "_decode", counted)
+    got = video_io.read_frames(path, lambda n: sample_indices(n, 4, "uniform", 1), 1000, np.load,
+                               lambda times: sample_times(times, 4))
+    assert passes == [30]  # webm has no header count: the stamps gave it, one pass instead of two
+    for image, expected in zip(got, decode_all_then_pick(path, lambda n: sample_indices(n, 4, "uniform", 1)),
+                               strict=True):
+        np.testing.assert_array_equal(np.asarray(image), expected)
 
 
 def noise_clip(frames: int, seed: int = 0) -> np.ndarray:
