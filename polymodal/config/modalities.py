@@ -208,6 +208,10 @@ class SignalPreprocess(StrictModel):
     Attributes:
         key: array name inside ``.npz``/``.mat`` files (default: the only array, or ``data``).
         channels: channel indices (or column names for ``.csv``) to keep; all when unset.
+        layout: how a 2-D ``.npy`` / ``.npz`` / ``.mat`` array is laid out: ``channels_first``
+            (C, T), ``channels_last`` (T, C), or ``auto`` (the longer axis is time: set one of the
+            others when a clip can be shorter than its channel count). A CSV's columns and an
+            audio file's channels are always channels.
         sample_rate / resample_to: when both are set, signals are resampled.
         length: samples per window after resampling; longer signals are cropped, shorter padded;
             at most 2^24.
@@ -215,6 +219,7 @@ class SignalPreprocess(StrictModel):
 
     key: str | None = None
     channels: Annotated[list[int] | list[str], Field(min_length=1)] | None = None
+    layout: Literal["auto", "channels_first", "channels_last"] = "auto"
     sample_rate: PositiveFloat | None = None
     resample_to: PositiveFloat | None = None
     length: Annotated[int, Field(gt=0, le=MAX_SIGNAL_LENGTH)] = 1024

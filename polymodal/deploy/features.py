@@ -28,6 +28,7 @@ from polymodal.deploy.errors import RequestError
 from polymodal.errors import DecodeError, MissingDependencyError
 from polymodal.utils.images import EXIF_FORMATS, converted, resize_image, to_8bit
 from polymodal.utils.npy import npy_from_bytes
+from polymodal.utils.signals import channels_first
 from polymodal.utils.text import clean
 from polymodal.utils.values import blank
 from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
@@ -346,11 +347,7 @@ class SignalFeatures(Features):
         if not isinstance(array, np.ndarray) or array.dtype.kind not in "iufb":  # as training reads one
             raise self.fail(f"expected a real-valued numeric .npy array; got dtype "
                             f"{getattr(array, 'dtype', type(array).__name__)}")
-        array = np.asarray(array, np.float32)
-        if array.ndim == 1:
-            array = array[None, :]
-        elif array.ndim == 2 and array.shape[0] > array.shape[1]:
-            array = array.T  # (samples, channels) -> (channels, samples)
+        array = channels_first(np.asarray(array, np.float32), self.cfg.get("layout", "auto"))
         channels = int(self.state["n_channels"])
         if array.ndim != 2 or array.shape[0] != channels:
             raise self.fail(f"expected {channels} channel(s) as in training; got an array of shape {array.shape}")

@@ -147,6 +147,12 @@ def test_signal_and_audio_arrays_are_taken_or_refused_as_training_takes_them():
         signal.decode(np.ones(4, np.complex64))  # the imaginary part is not dropped silently
     x, valid = signal.decode(np.array([True, False, True, True]))  # booleans read as 0/1, as training reads them
     assert x.tolist() == [[1.0, 0.0, 1.0, 1.0]] and valid == 4
+    wide = SignalFeatures("vib", {"kind": "signal", "preprocess": {"length": 2, "crop": "start", "layout": "channels_first"},
+                                  "state": {"n_channels": 3}, "inputs": {}})
+    short = np.arange(6, dtype=np.float32).reshape(3, 2)  # 3 channels of 2 samples: auto would read 2 channels
+    assert wide.decode(short)[0].tolist() == short.tolist()
+    with pytest.raises(RequestError, match=r"expected 3 channel\(s\) as in training; got an array of shape \(2, 3\)"):
+        wide.decode(short.T)  # the same layout as in training, or the wrong channels
     audio = AudioFeatures("a", {"preprocess": {"sample_rate": 8000, "max_seconds": 0.1, "frame_ms": 25, "hop_ms": 10,
                                                "crop": "start", "features": "waveform"}, "state": {}, "inputs": {}})
     with pytest.raises(RequestError, match="sample rate must be positive"):

@@ -27,6 +27,7 @@ from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.audio import fit_length
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
+from polymodal.utils.signals import channels_first
 
 SIGNAL_EXTENSIONS = (".npy", ".npz", ".csv", ".mat", ".wav", ".flac")
 
@@ -59,8 +60,15 @@ def _csv_has_header(path: str) -> bool:
     return fields == [str(i) for i in range(len(fields))]
 
 
-def read_signal(path: str, key: str | None = None, columns: list[str] | None = None) -> np.ndarray:
-    """Read a recording as a float32 (channels, samples) array."""
+def read_signal(path: str, key: str | None = None, columns: list[str] | None = None,
+                layout: str = "auto") -> np.ndarray:
+    """Read a recording as a float32 (channels, samples) array.
+
+    Args:
+        key: the array's name inside a ``.npz`` / ``.mat`` file.
+        columns: the CSV columns to keep (a CSV's columns are its channels).
+        layout: how a 2-D ``.npy`` / ``.npz`` / ``.mat`` array is laid out (:func:`channels_first`).
+    """
     suffix = os.path.splitext(path)[1].lower()
     if split_row_ref(path)[1] is not None:
         suffix = ".npy"
@@ -109,13 +117,9 @@ def read_signal(path: str, key: str | None = None, columns: list[str] | None = N
     array = array.astype(np.float32)
     if array.size == 0:
         raise DecodeError(f"the signal holds no samples (shape {array.shape})", path=path)
-    if array.ndim == 1:
-        array = array[None, :]
-    elif array.ndim == 2:
-        array = array.T if array.shape[0] > array.shape[1] else array
-    else:
+    if array.ndim > 2:
         raise DecodeError(f"expected a 1-D or 2-D array; got shape {array.shape}", path=path)
-    return np.ascontiguousarray(array)
+    return np.ascontiguousarray(channels_first(array, layout))
 
 
 @PREPROCESSORS.register(SignalModality)
@@ -153,7 +157,7 @@ class SignalPreprocessor(Preprocessor):
     def _read(self, path: str) -> np.ndarray:
         cfg = self.cfg
         names = cfg.channels if cfg.channels and isinstance(cfg.channels[0], str) else None
-        array = read_signal(path, cfg.key, names)
+        array = read_signal(path, cfg.key, names, cfg.layout)
         if cfg.channels is not None and names is None:
             bad = [c for c in cfg.channels if not -array.shape[0] <= c < array.shape[0]]
             if bad:

@@ -69,6 +69,27 @@ def test_one_dimensional_arrays_are_one_channel(tmp_path):
     assert array.shape == (1, 50) and array[0, 49] == 49
 
 
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".mat"])
+def test_layout_reads_a_clip_shorter_than_its_channel_count(tmp_path, suffix):
+    data = recording(channels=6, samples=4)  # (6, 4): the longer axis is the channels
+    path = tmp_path / f"r{suffix}"
+    if suffix == ".npy":
+        np.save(path, data)
+    elif suffix == ".npz":
+        np.savez(path, vib=data)
+    else:
+        from scipy.io import savemat
+
+        savemat(path, {"data": data})
+    assert read_signal(str(path)).shape == (4, 6)  # auto guesses time is the longer axis: wrong here
+    np.testing.assert_array_equal(read_signal(str(path), layout="channels_first"), data)
+    np.save(tmp_path / "t.npy", data.T)  # (4, 6) stored samples by channels
+    np.testing.assert_array_equal(read_signal(str(tmp_path / "t.npy"), layout="channels_last"), data)
+    x, length = signal(layout="channels_first", length=8).decode(str(path))
+    assert x.shape == (6, 8) and length == 4
+    np.testing.assert_array_equal(x[:, :4], data)
+
+
 @pytest.mark.parametrize(("channels", "expected"), [([2, 0], [2, 0]), ([-1], [2])])
 def test_channel_selection_by_index(tmp_path, channels, expected):
     data = recording()

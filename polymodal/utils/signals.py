@@ -1,0 +1,26 @@
+"""The layout of a recording's array: shared by training-time decoding and the torch-free runtime."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def channels_first(array: np.ndarray, layout: str = "auto") -> np.ndarray:
+    """A 1-D or 2-D recording as (channels, samples).
+
+    Args:
+        array: (samples,), or 2-D in ``layout``.
+        layout: ``channels_first`` (C, T) as stored; ``channels_last`` (T, C), transposed;
+            ``auto``: the longer axis is time (wrong for a clip shorter than its channel count,
+            which then needs one of the other two).
+
+    Returns:
+        (C, T) array (a view where it can be); arrays of other ranks are returned as given.
+    """
+    if array.ndim == 1:
+        return array[None, :]
+    if array.ndim != 2:
+        return array
+    if layout == "channels_last" or (layout == "auto" and array.shape[0] > array.shape[1]):
+        return array.T
+    return array
