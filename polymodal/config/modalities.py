@@ -154,6 +154,9 @@ class AudioPreprocess(StrictModel):
         sample_rate: at most 384,000 Hz.
         max_seconds: clips are cut (``crop``: from the ``start`` or the ``center``) or zero-padded
             to this length; at most 3600 (an hour).
+        top_db: clip each clip's dB features (``spectrogram``, ``log_mel``, ``mfcc``'s mel energies)
+            at this many dB below its peak, as librosa's ``power_to_db`` and ``feature.mfcc`` do
+            by default (80); None: no clipping (silence stays at -100 dB).
         n_mels: mel filters (``log_mel``, ``mfcc``): at most the ``n_fft // 2 + 1`` bins of a frame
             (``n_fft = round(frame_ms * sample_rate / 1000)``), and few enough that every filter
             covers a bin (see :func:`check_audio_frames`).
@@ -169,6 +172,7 @@ class AudioPreprocess(StrictModel):
     n_mfcc: PositiveInt = 13
     fmin: Annotated[float, Field(ge=0.0)] = 0.0
     fmax: PositiveFloat | None = None
+    top_db: PositiveFloat | None = None
     normalize: Literal["global", "utterance", "none"] = "global"
     augment: AudioAugment | None = None
 
@@ -180,6 +184,8 @@ class AudioPreprocess(StrictModel):
             raise ValueError(f"n_mfcc ({self.n_mfcc}) must not exceed n_mels ({self.n_mels})")
         if self.fmax is not None and self.fmax > self.sample_rate / 2:
             raise ValueError(f"fmax ({self.fmax}) must be at most sample_rate / 2 ({self.sample_rate / 2})")
+        if self.top_db is not None and self.features == "waveform":
+            raise ValueError("top_db clips dB features (spectrogram, log_mel, mfcc); features is 'waveform'")
         return self
 
     @model_validator(mode="after")

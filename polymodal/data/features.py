@@ -47,22 +47,27 @@ def dct_matrix(n_in: int, n_out: int) -> torch.Tensor:
     return torch.from_numpy(dct(np.eye(n_in), type=2, norm="ortho", axis=1)[:, :n_out].astype(np.float32))  # row i = DCT of e_i
 
 
-def power_to_db(power: torch.Tensor) -> torch.Tensor:
-    """10 log10(max(power, 1e-10)), librosa's ``power_to_db(ref=1.0, top_db=None)``."""
-    return 10.0 * torch.log10(power.clamp_min(AMIN))
+def power_to_db(power: torch.Tensor, top_db: float | None = None) -> torch.Tensor:
+    """10 log10(max(power, 1e-10)), librosa's ``power_to_db(ref=1.0, top_db=top_db)`` of each
+    clip: (B, T, F) power; with ``top_db``, values below a clip's peak minus ``top_db`` are raised
+    to it."""
+    db = 10.0 * torch.log10(power.clamp_min(AMIN))
+    if top_db is not None:
+        db = torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - top_db)
+    return db
 
 
 def log_mel(x: torch.Tensor, sample_rate: int, n_fft: int, hop: int, n_mels: int, fmin: float = 0.0,
-            fmax: float | None = None) -> torch.Tensor:
+            fmax: float | None = None, top_db: float | None = None) -> torch.Tensor:
     """(B, N) waveforms -> (B, T, n_mels) log-mel energies in dB."""
     bank = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax).to(x.device, x.dtype)
-    return power_to_db(stft_power(x, n_fft, hop) @ bank)
+    return power_to_db(stft_power(x, n_fft, hop) @ bank, top_db)
 
 
 def mfcc(x: torch.Tensor, sample_rate: int, n_fft: int, hop: int, n_mels: int, n_mfcc: int, fmin: float = 0.0,
-         fmax: float | None = None) -> torch.Tensor:
+         fmax: float | None = None, top_db: float | None = None) -> torch.Tensor:
     """(B, N) waveforms -> (B, T, n_mfcc) MFCCs."""
-    mel_db = log_mel(x, sample_rate, n_fft, hop, n_mels, fmin, fmax)
+    mel_db = log_mel(x, sample_rate, n_fft, hop, n_mels, fmin, fmax, top_db)
     return mel_db @ dct_matrix(n_mels, n_mfcc).to(x.device, x.dtype)
 
 

@@ -223,6 +223,9 @@ class AudioFeatures(Features):
         if features != "spectrogram":
             power = power @ np.asarray(self.state["mel_bank"], np.float32)
         feats = 10.0 * np.log10(np.maximum(power, AMIN))
+        top_db = self.cfg.get("top_db")
+        if top_db is not None:  # clipped below each clip's peak, as training's power_to_db does
+            feats = np.maximum(feats, feats.max(axis=(1, 2), keepdims=True) - top_db)
         if features == "mfcc":
             feats = feats @ np.asarray(self.state["dct"], np.float32)
         lengths = np.minimum(1 + valid // self.hop, feats.shape[1]).astype(np.int32)

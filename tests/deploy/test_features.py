@@ -1,5 +1,5 @@
-"""The runtime's numpy preprocessing on its own (no trained model): signal spectrograms against
-the training-time preprocessor and librosa, audio at another sample rate, transparent images."""
+"""The runtime's numpy preprocessing on its own (no trained model): signal spectrograms and audio
+features against the training-time preprocessor, audio at another sample rate, transparent images."""
 
 from __future__ import annotations
 
@@ -31,6 +31,25 @@ def test_signal_spectrogram_and_valid_frames_match_the_training_preprocessor(tmp
     frames = librosa.stft(np.zeros(100, np.float32), n_fft=32, hop_length=16, center=True).shape[1]  # 7
     assert got["length"].tolist() == want["length"].tolist() == [frames]
     np.testing.assert_allclose(got["x"], want["x"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("features", ["spectrogram", "log_mel", "mfcc"])
+@pytest.mark.parametrize("top_db", [None, 50.0])
+def test_audio_features_match_the_training_preprocessor(features, top_db):
+    cfg = AudioModality(kind="audio", column="a", preprocess={"sample_rate": 8000, "max_seconds": 0.2, "n_mels": 20,
+                                                             "features": features, "top_db": top_db,
+                                                             "normalize": "none"})
+    prep = build_preprocessor(cfg, "a")
+    fake = SimpleNamespace(config=SimpleNamespace(modalities={"a": cfg}),
+                           pipeline=SimpleNamespace(preprocessors={"a": prep}))
+    runtime = AudioFeatures("a", modality_meta(fake, "a", []))
+    rng = np.random.default_rng(0)
+    clips = [(0.3 * np.sin(2 * np.pi * 300 * np.arange(800) / 8000) + 0.01 * rng.standard_normal(800)).astype(np.float32),
+             (0.5 * rng.standard_normal(1600)).astype(np.float32)]  # a short clip (padded) and a full one
+    got = runtime.featurize([(c, 8000) for c in clips])
+    want = prep.featurize([(np.pad(c, (0, 1600 - len(c))), len(c)) for c in clips])
+    np.testing.assert_allclose(got["x"], want["x"], rtol=1e-4, atol=2e-3)
+    assert got["length"].tolist() == want["length"].tolist()
 
 
 def test_audio_at_another_sample_rate_is_resampled_onto_the_models_rate():

@@ -195,11 +195,12 @@ class AudioPreprocessor(Preprocessor):
         if cfg.features == "waveform":
             return {"x": waves.unsqueeze(-1).numpy(), "length": valid.astype(np.int32)}
         if cfg.features == "spectrogram":
-            feats = F.power_to_db(F.stft_power(waves, self.n_fft, self.hop))
+            feats = F.power_to_db(F.stft_power(waves, self.n_fft, self.hop), cfg.top_db)
         elif cfg.features == "log_mel":
-            feats = F.log_mel(waves, cfg.sample_rate, self.n_fft, self.hop, cfg.n_mels, cfg.fmin, cfg.fmax)
+            feats = F.log_mel(waves, cfg.sample_rate, self.n_fft, self.hop, cfg.n_mels, cfg.fmin, cfg.fmax, cfg.top_db)
         else:
-            feats = F.mfcc(waves, cfg.sample_rate, self.n_fft, self.hop, cfg.n_mels, cfg.n_mfcc, cfg.fmin, cfg.fmax)
+            feats = F.mfcc(waves, cfg.sample_rate, self.n_fft, self.hop, cfg.n_mels, cfg.n_mfcc, cfg.fmin, cfg.fmax,
+                           cfg.top_db)
         lengths = np.minimum(1 + valid // self.hop, self.n_frames).astype(np.int32)
         return {"x": feats.numpy().astype(np.float32, copy=False), "length": lengths}
 

@@ -27,11 +27,12 @@ def audio(**options) -> AudioPreprocessor:
 
 
 def librosa_log_mel(wave: np.ndarray, prep: AudioPreprocessor) -> np.ndarray:
+    """librosa's log-mel of a clip with ``prep``'s settings (its ``top_db`` too)."""
     cfg = prep.cfg
     power = librosa.feature.melspectrogram(
         y=wave, sr=cfg.sample_rate, n_fft=prep.n_fft, win_length=prep.n_fft, hop_length=prep.hop, window="hann",
         center=True, pad_mode="constant", power=2.0, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
-    return librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None)  # (n_mels, T)
+    return librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=cfg.top_db)  # (n_mels, T)
 
 
 @pytest.fixture
@@ -41,34 +42,49 @@ def clips(tmp_path):
             write_wav(tmp_path / "short.wav", tone(1200, 0.2, SR, seed=2), SR)]
 
 
+@pytest.mark.parametrize("top_db", [None, 80.0])  # 80: librosa's default, which the padded clip reaches
 @pytest.mark.parametrize("band", [{}, {"fmin": 100.0, "fmax": 3000.0}])
-def test_log_mel_matches_librosa(clips, band):
-    prep = audio(features="log_mel", **band)
+def test_log_mel_matches_librosa(clips, band, top_db):
+    prep = audio(features="log_mel", top_db=top_db, **band)
     decoded = [prep.decode(path) for path in clips]
     x = prep.featurize(decoded)["x"]
     for i, (wave, _) in enumerate(decoded):
         np.testing.assert_allclose(x[i], librosa_log_mel(wave, prep).T, atol=2e-3, rtol=0)
+    floor = x[1].max() - 80.0  # the short clip's padding: -100 dB, or clipped to 80 dB below its peak
+    assert (x[1].min() == pytest.approx(floor, abs=1e-3)) == (top_db is not None)
 
 
-def test_mfcc_matches_librosa(clips):
-    prep = audio(features="mfcc", n_mfcc=13)
+@pytest.mark.parametrize("top_db", [None, 80.0])
+def test_mfcc_matches_librosa(clips, top_db):
+    prep = audio(features="mfcc", n_mfcc=13, top_db=top_db)
     decoded = [prep.decode(path) for path in clips]
     x = prep.featurize(decoded)["x"]
     for i, (wave, _) in enumerate(decoded):
         ref = librosa.feature.mfcc(S=librosa_log_mel(wave, prep), n_mfcc=13, dct_type=2, norm="ortho")
         np.testing.assert_allclose(x[i], ref.T, atol=2e-3, rtol=0)
+    if top_db is not None:  # librosa's own MFCC from the waveform (its top_db is 80) agrees
+        cfg = prep.cfg
+        ref = librosa.feature.mfcc(y=decoded[1][0], sr=SR, n_mfcc=13, n_fft=prep.n_fft, hop_length=prep.hop,
+                                   n_mels=cfg.n_mels, pad_mode="constant")
+        np.testing.assert_allclose(x[1], ref.T, atol=2e-3, rtol=0)
 
 
-def test_spectrogram_matches_librosa(clips):
-    prep = audio(features="spectrogram")
+@pytest.mark.parametrize("top_db", [None, 60.0])
+def test_spectrogram_matches_librosa(clips, top_db):
+    prep = audio(features="spectrogram", top_db=top_db)
     decoded = [prep.decode(path) for path in clips]
     x = prep.featurize(decoded)["x"]
     assert x.shape == (2, prep.n_frames, prep.n_fft // 2 + 1)
     for i, (wave, _) in enumerate(decoded):
         stft = librosa.stft(wave, n_fft=prep.n_fft, hop_length=prep.hop, win_length=prep.n_fft, window="hann",
                             center=True, pad_mode="constant")
-        ref = librosa.power_to_db(np.abs(stft) ** 2, ref=1.0, amin=1e-10, top_db=None)
+        ref = librosa.power_to_db(np.abs(stft) ** 2, ref=1.0, amin=1e-10, top_db=top_db)
         np.testing.assert_allclose(x[i], ref.T, atol=2e-3, rtol=0)
+
+
+def test_top_db_on_waveforms_is_refused():
+    with pytest.raises(ValueError, match="top_db clips dB features .*features is 'waveform'"):
+        AudioPreprocess(features="waveform", top_db=80)
 
 
 def test_waveform_features_are_the_samples(clips):
