@@ -100,15 +100,7 @@ def test_timestamps_count_the_frames_so_a_headerless_clip_decodes_once(tmp_path,
 
     path = str(tmp_path / f"clip{suffix}")
     write_video(path, noise_clip(30), fps=10)
-    passes: list[int] = []
-    decode = video_io._decode
-
-    def counted(*args, **kwargs):
-        kept, seen = decode(*args, **kwargs)
-        passes.append(seen)
-        return kept, seen
-
-    monkeypatch.setattr(video_io, "_decode", counted)
+    passes = count_passes(monkeypatch)
     got = video_io.read_frames(path, lambda n: sample_indices(n, 4, "uniform", 1), 1000, np.load,
                                lambda times: sample_times(times, 4))
     assert passes == [30]  # webm has no header count: the stamps gave it, one pass instead of two
@@ -129,6 +121,22 @@ def decode_all_then_pick(path: str, pick) -> list[np.ndarray]:
     with av.open(path) as container:
         decoded = list(container.decode(container.streams.video[0]))
         return [np.asarray(decoded[i].to_image()) for i in pick(len(decoded))]
+
+
+def count_passes(monkeypatch) -> list[int]:
+    """The frames read by each decoding pass of a container, recorded as decoding goes."""
+    from polymodal.data import video_io
+
+    passes: list[int] = []
+    decode = video_io._decode
+
+    def counted(*args, **kwargs):
+        kept, seen = decode(*args, **kwargs)
+        passes.append(seen)
+        return kept, seen
+
+    monkeypatch.setattr(video_io, "_decode", counted)
+    return passes
 
 
 SAMPLINGS = [(4, "uniform", 1), (45, "uniform", 1), (5, "stride", 3), (20, "stride", 4), (1, "uniform", 1)]
@@ -170,15 +178,7 @@ def test_decoding_a_long_clip_converts_only_the_sampled_frames(tmp_path, monkeyp
         return frame.to_image()
 
     monkeypatch.setattr(video_io, "_to_image", to_image)
-    passes: list[int] = []  # frames read by each decoding pass
-    decode = video_io._decode
-
-    def counted(*args, **kwargs):
-        kept, seen = decode(*args, **kwargs)
-        passes.append(seen)
-        return kept, seen
-
-    monkeypatch.setattr(video_io, "_decode", counted)
+    passes = count_passes(monkeypatch)
     got = video_io.read_frames(path, lambda n: sample_indices(n, frames, sampling, stride), 100_000, np.load)
     everything = decode_all_then_pick(path, lambda n: np.arange(n))
     for image, index in zip(got, expected, strict=True):
