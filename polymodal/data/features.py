@@ -1,7 +1,7 @@
 """Batched spectral features on torch: power spectrogram, log-mel, MFCC.
 
 These match librosa (``melspectrogram`` with a periodic Hann window, ``center=True`` and zero
-padding; ``power_to_db`` without ``top_db``; ``mfcc`` with an orthonormal DCT-II) to float
+padding; ``power_to_db`` with ``top_db`` taken per clip, or none; ``mfcc`` with an orthonormal DCT-II) to float
 precision, but run once over a whole batch instead of once per clip.
 """
 

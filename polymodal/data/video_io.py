@@ -50,10 +50,11 @@ def sample_times(times: np.ndarray, frames: int) -> np.ndarray:
     """``frames`` frames spread evenly in time: the frame on screen at each of ``frames`` evenly
     spaced instants from the first frame's timestamp to the last's.
 
-    On a constant-rate clip (gaps between timestamps equal within a tick or 1%, as timestamp
-    rounding leaves them) this is exactly ``uniform`` sampling by index; on a variable-frame-rate
-    clip (a phone that slows down in the dark, a recorder that drops frames) it follows the clock,
-    not the frame count.
+    On a constant-rate clip (every timestamp within a tick, or 1% of a frame, of a straight line
+    from the first to the last, as timestamp rounding leaves them) this is exactly ``uniform``
+    sampling by index, and so it is where two frames share a timestamp (stamps not to be trusted);
+    on a variable-frame-rate clip (a phone that slows down in the dark, a recorder that drops
+    frames) it follows the clock, not the frame count.
 
     Args:
         times: (N,) presentation timestamps of the clip's frames in display order, any unit.
@@ -62,9 +63,12 @@ def sample_times(times: np.ndarray, frames: int) -> np.ndarray:
     Returns:
         (frames,) int64 indices into ``times``.
     """
-    gaps = np.diff(times)
-    if len(gaps) < 2 or np.ptp(gaps) <= max(1, 0.01 * float(np.median(gaps))):
-        return sample_indices(len(times), frames, "uniform", 1)
+    n = len(times)
+    stamps = np.asarray(times, np.float64)
+    step = (stamps[-1] - stamps[0]) / max(n - 1, 1)
+    drift = np.abs(stamps - (stamps[0] + step * np.arange(n))).max() if n > 2 else 0.0
+    if drift <= max(1.0, 0.01 * step) or (np.diff(stamps) <= 0).any():
+        return sample_indices(n, frames, "uniform", 1)
     instants = np.linspace(float(times[0]), float(times[-1]), frames)
     return np.searchsorted(times, instants, side="right").astype(np.int64) - 1
 
@@ -116,12 +120,21 @@ def _read(container: Any, path: str, keep: set[int], limit: int | None,
     return kept, seen
 
 
-def _packet_times(path: str) -> np.ndarray | None:
-    """The presentation timestamps of the first video stream's packets, in display order, read by
-    demuxing alone (no decoding); None when some packet carries none (then frames are counted)."""
+def _packet_times(path: str, max_frames: int) -> np.ndarray | None:
+    """The presentation timestamps of the first video stream's frames, in display order, read by
+    demuxing alone (no decoding): its packets with data, less those an edit list trims (which the
+    decoder drops). None when some packet carries none (then frames are counted by decoding).
+
+    Raises:
+        DecodeError: more than ``max_frames`` frames (found as soon as the count passes it).
+    """
+    stamps = []
     with _av().open(path) as container:
-        stream = _video_stream(container, path)
-        stamps = [packet.pts for packet in container.demux(stream) if packet.size]
+        for packet in container.demux(_video_stream(container, path)):
+            if packet.size and not packet.is_discard:
+                stamps.append(packet.pts)
+                if len(stamps) > max_frames:
+                    raise DecodeError(f"video has more than preprocess.max_frames ({max_frames:,}) frames", path=path)
     if not stamps or any(stamp is None for stamp in stamps):
         return None
     return np.sort(np.asarray(stamps, np.int64))
@@ -139,7 +152,8 @@ def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: 
                       by_time: Callable[[np.ndarray], np.ndarray] | None = None) -> list[Image.Image]:
     """Decode the first video stream of a container; keep the frames ``pick(total)`` selects, or
     ``by_time(timestamps)`` where given and the stream's packets carry timestamps (a demuxing pass
-    reads them, and their count is the frame count).
+    reads them, and their count is taken as the frame count; should decoding find another, the
+    frames are sampled by index).
 
     Only the selected frames are ever held (never the whole clip). The frame count comes from the
     timestamps where they are read, else from the container's header where it has one (mp4, avi,
@@ -154,15 +168,15 @@ def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: 
     """
     av = _av()
     try:
-        times = _packet_times(path) if by_time is not None else None
-        if times is not None and by_time is not None:
-            pick = _timed(pick, times, by_time(times))
         with av.open(path) as container:  # the header count and the first pass: one open
-            total = len(times) if times is not None else _reported_frames(_video_stream(container, path))
-            total = total or max_frames  # no count: the longest allowed
-            if total > max_frames:
+            total = _reported_frames(_video_stream(container, path))
+            if total > max_frames:  # refused before reading the file, where the header says so
                 raise DecodeError(f"video has {total:,} frames, more than preprocess.max_frames ({max_frames:,})",
                                   path=path)
+            times = _packet_times(path, max_frames) if by_time is not None else None
+            if times is not None and by_time is not None:
+                pick, total = _timed(pick, times, by_time(times)), len(times)
+            total = total or max_frames  # no count: the longest allowed
             unread = container
             while True:
                 wanted = pick(total)

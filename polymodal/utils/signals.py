@@ -16,7 +16,12 @@ def channels_first(array: np.ndarray, layout: str = "auto") -> np.ndarray:
 
     Returns:
         (C, T) array (a view where it can be); arrays of other ranks are returned as given.
+
+    Raises:
+        ValueError: an unknown ``layout``.
     """
+    if layout not in ("auto", "channels_first", "channels_last"):
+        raise ValueError(f"layout must be auto, channels_first or channels_last; got {layout!r}")
     if array.ndim == 1:
         return array[None, :]
     if array.ndim != 2:

@@ -44,12 +44,17 @@ def test_audio_features_match_the_training_preprocessor(features, top_db):
                            pipeline=SimpleNamespace(preprocessors={"a": prep}))
     runtime = AudioFeatures("a", modality_meta(fake, "a", []))
     rng = np.random.default_rng(0)
-    clips = [(0.3 * np.sin(2 * np.pi * 300 * np.arange(800) / 8000) + 0.01 * rng.standard_normal(800)).astype(np.float32),
-             (0.5 * rng.standard_normal(1600)).astype(np.float32)]  # a short clip (padded) and a full one
+    # a quiet short clip (padded) and a loud full one, peaks ~40 dB apart: each is clipped below its own
+    clips = [(0.003 * np.sin(2 * np.pi * 300 * np.arange(800) / 8000)
+              + 1e-4 * rng.standard_normal(800)).astype(np.float32),
+             (0.5 * rng.standard_normal(1600)).astype(np.float32)]
     got = runtime.featurize([(c, 8000) for c in clips])
     want = prep.featurize([(np.pad(c, (0, 1600 - len(c))), len(c)) for c in clips])
     np.testing.assert_allclose(got["x"], want["x"], rtol=1e-4, atol=2e-3)
     assert got["length"].tolist() == want["length"].tolist()
+    if top_db is not None and features != "mfcc":  # the quiet clip's padding sits at its own floor, not the loud one's
+        quiet = got["x"][0]
+        assert quiet.min() == pytest.approx(quiet.max() - top_db, abs=1e-3) and quiet.max() < got["x"][1].max() - 20
 
 
 def test_audio_at_another_sample_rate_is_resampled_onto_the_models_rate():

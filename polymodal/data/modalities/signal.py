@@ -85,6 +85,8 @@ def read_signal(path: str, key: str | None = None, columns: list[str] | None = N
             from scipy.io import loadmat
 
             array = _pick_array(loadmat(path), key, path)
+            if array.ndim == 2 and 1 in array.shape:  # MATLAB has no 1-D arrays: a row or column vector is one
+                array = array.reshape(-1)
         elif suffix == ".csv":
             has_header = _csv_has_header(path)
             if columns is not None and not has_header:
@@ -117,7 +119,7 @@ def read_signal(path: str, key: str | None = None, columns: list[str] | None = N
     array = array.astype(np.float32)
     if array.size == 0:
         raise DecodeError(f"the signal holds no samples (shape {array.shape})", path=path)
-    if array.ndim > 2:
+    if array.ndim not in (1, 2):
         raise DecodeError(f"expected a 1-D or 2-D array; got shape {array.shape}", path=path)
     return np.ascontiguousarray(channels_first(array, layout))
 
@@ -263,8 +265,10 @@ def cut_windows(
     key: str | None = None,
     keys: Sequence[str] | None = None,
     max_windows: int | None = None,
+    layout: str = "auto",
 ) -> pd.DataFrame:
-    """Cut long recordings into fixed windows saved as ``.npy`` files; return a manifest.
+    """Cut long recordings into fixed windows saved as (channels, window) ``.npy`` files; return a
+    manifest (read them with ``layout: channels_first`` when a window is shorter than its channel count).
 
     Args:
         recordings: one row per recording; every other column is copied to each window's row.
@@ -274,6 +278,7 @@ def cut_windows(
         keys: several array names, each written as its own window file and column
             (``<key>_path``), e.g. the drive-end and fan-end channels of one recording.
         max_windows: keep at most this many windows per recording (evenly spaced).
+        layout: how the recordings' 2-D arrays are laid out (:func:`read_signal`).
 
     Returns:
         The segments manifest: copied columns, ``recording``, ``start`` and the window path column(s)
@@ -286,7 +291,7 @@ def cut_windows(
     rows = []
     for index, rec in enumerate(recordings.to_dict("records")):
         source = str(rec[path_column])
-        arrays = {name: read_signal(source, name) for name in names}
+        arrays = {name: read_signal(source, name, layout=layout) for name in names}
         length = min(a.shape[-1] for a in arrays.values())
         starts = np.arange(0, length - window + 1, hop)
         if max_windows is not None and len(starts) > max_windows:

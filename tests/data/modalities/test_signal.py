@@ -90,6 +90,34 @@ def test_layout_reads_a_clip_shorter_than_its_channel_count(tmp_path, suffix):
     np.testing.assert_array_equal(x[:, :4], data)
 
 
+@pytest.mark.parametrize("layout", ["auto", "channels_first", "channels_last"])
+@pytest.mark.parametrize("shape", [(1, 100), (100, 1)])  # a row or a column vector: MATLAB has no 1-D arrays
+def test_a_mat_vector_is_one_channel_in_any_layout(tmp_path, layout, shape):
+    from scipy.io import savemat
+
+    savemat(tmp_path / "v.mat", {"data": np.arange(100, dtype=np.float64).reshape(shape)})
+    array = read_signal(str(tmp_path / "v.mat"), layout=layout)
+    assert array.shape == (1, 100) and array[0, 99] == 99
+
+
+def test_an_unknown_layout_is_refused():
+    from polymodal.utils.signals import channels_first
+
+    with pytest.raises(ValueError, match="layout must be auto, channels_first or channels_last; got 'rows'"):
+        channels_first(np.zeros((2, 3)), "rows")
+    with pytest.raises(ValueError, match="channels_first"):
+        SignalPreprocess(layout="rows")
+
+
+def test_cut_windows_reads_the_recordings_in_the_layout_given(tmp_path):
+    data = recording(channels=6, samples=5)  # shorter than its channel count
+    np.save(tmp_path / "short.npy", data)
+    segments = cut_windows(pd.DataFrame({"path": [str(tmp_path / "short.npy")]}), tmp_path / "win", window=2,
+                           layout="channels_first")
+    assert segments["start"].tolist() == [0, 2]
+    np.testing.assert_array_equal(np.load(tmp_path / "win" / segments["path"][1]), data[:, 2:4])
+
+
 @pytest.mark.parametrize(("channels", "expected"), [([2, 0], [2, 0]), ([-1], [2])])
 def test_channel_selection_by_index(tmp_path, channels, expected):
     data = recording()
@@ -137,7 +165,9 @@ def test_channel_names_outside_a_csv_are_refused_not_ignored(tmp_path, suffix):
 
 
 @pytest.mark.parametrize(("array", "fragment"), [(np.array(["a", "b", "c"]), "expected numeric samples"),
-                                                 (np.zeros((2, 0), np.float32), "holds no samples")])
+                                                 (np.zeros((2, 0), np.float32), "holds no samples"),
+                                                 (np.float32(3.0), r"expected a 1-D or 2-D array; got shape \(\)"),
+                                                 (np.zeros((2, 3, 4), np.float32), "expected a 1-D or 2-D array")])
 def test_text_or_empty_arrays_are_decode_errors(tmp_path, array, fragment):
     np.save(tmp_path / "r.npy", array)
     with pytest.raises(DecodeError, match=fragment):

@@ -4,6 +4,7 @@ into tmp_path; frame ``i`` is a flat grey of brightness ``20 * i`` so sampled fr
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -60,21 +61,22 @@ def test_sample_times_follows_the_clock_and_is_index_sampling_at_a_constant_rate
         np.testing.assert_array_equal(sample_times(rounded, frames), sample_indices(45, frames, "uniform", 1))
     np.testing.assert_array_equal(sample_times(np.asarray([0]), 3), [0, 0, 0])
     np.testing.assert_array_equal(sample_times(np.asarray([0, 7]), 3), [0, 0, 1])
+    # a repeated stamp: the stamps are not trusted, frames are sampled by index
+    np.testing.assert_array_equal(sample_times(np.asarray([0, 0, 33, 67, 100, 500]), 3), [0, 2, 5])
 
 
-def write_stamped(path: str, values: list[int], stamps_ms: list[int]) -> None:
-    """A clip whose frame i is grey level ``values[i]`` shown at ``stamps_ms[i]`` (variable rate)."""
-    from fractions import Fraction
-
+def write_stamped(path: str, values: list[int], stamps: list[int], tick: Fraction = Fraction(1, 1000)) -> None:
+    """A clip whose frame i is grey level ``values[i]`` shown at ``stamps[i]`` ticks (variable rate)."""
     import av
 
+    codec = {".webm": "libvpx-vp9", ".avi": "mpeg4"}.get(Path(path).suffix, "libx264")
     with av.open(path, mode="w") as container:
-        stream = container.add_stream("libx264" if path.endswith((".mp4", ".mkv")) else "libvpx-vp9", rate=30)
+        stream = container.add_stream(codec, rate=30)
         stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, 1000)
-        for value, stamp in zip(values, stamps_ms, strict=True):
+        stream.codec_context.time_base = tick
+        for value, stamp in zip(values, stamps, strict=True):
             frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), value, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = stamp, Fraction(1, 1000)
+            frame.pts, frame.time_base = stamp, tick
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
@@ -92,6 +94,44 @@ def test_uniform_sampling_of_a_variable_frame_rate_clip_is_uniform_in_time(tmp_p
     np.testing.assert_allclose(brightness(x), [0, 150, 165, 180, 210], atol=6)
     x, _ = video(frames=3, sampling="stride", stride=5).decode(path)  # stride counts frames, not time
     np.testing.assert_allclose(brightness(x), [0, 75, 150], atol=6)
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mp4"])
+def test_a_recorder_dropping_frames_in_a_one_tick_per_frame_time_base_is_sampled_in_time(tmp_path, suffix):
+    # 30 fps for 1 s, then every other frame dropped for 2 s; an AVI's time base is one frame (1/30 s)
+    stamps = list(range(30)) + list(range(31, 90, 2))
+    path = str(tmp_path / f"half{suffix}")
+    write_stamped(path, [4 * i for i in range(len(stamps))], stamps, Fraction(1, 30))
+    x, _ = video(frames=7).decode(path)
+    # on screen at 0, 14.8, 29.7, 44.5, 59.3, 74.2 and 89 ticks: frames 0, 14, 29, 36, 44, 51, 59 (by index: 0, 10, 20...)
+    np.testing.assert_allclose(brightness(x), [4 * i for i in (0, 14, 29, 36, 44, 51, 59)], atol=6)
+
+
+def test_frames_an_edit_list_trims_are_not_counted(tmp_path):
+    # three lead-in frames before the clip's start (negative stamps): the mp4 muxer writes an edit
+    # list, the demuxer marks their packets discarded, and decoding drops them
+    stamps = [-30, -20, -10] + [10 * i for i in range(10)] + [500 + 500 * i for i in range(5)]
+    path = str(tmp_path / "trimmed.mp4")
+    write_stamped(path, [255] * 3 + [15 * i for i in range(15)], stamps)
+    x, _ = video(frames=5).decode(path)
+    np.testing.assert_allclose(brightness(x), [0, 150, 165, 180, 210], atol=6)  # as the untrimmed clip, in time
+
+
+def test_a_clip_over_max_frames_by_its_header_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from polymodal.data import video_io
+
+    path = str(tmp_path / "long.mp4")
+    write_video(path, noise_clip(40), fps=10)
+    monkeypatch.setattr(video_io, "_packet_times", lambda *_: pytest.fail("the file was demuxed"))
+    with pytest.raises(DecodeError, match=r"video has 40 frames, more than preprocess.max_frames \(10\)"):
+        video(frames=4, max_frames=10).decode(path)
+
+
+def test_a_headerless_clip_over_max_frames_is_refused_while_its_timestamps_are_read(tmp_path):
+    path = str(tmp_path / "long.webm")
+    write_video(path, noise_clip(40), fps=10)
+    with pytest.raises(DecodeError, match=r"more than preprocess.max_frames \(10\)"):
+        video(frames=4, max_frames=10).decode(path)
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".webm"])
