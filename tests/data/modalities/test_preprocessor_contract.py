@@ -25,6 +25,7 @@ from polymodal.config.modalities import (
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.encode import EncodedTable, encode_modality
 from polymodal.data.modalities import PREPROCESSORS, Preprocessor, build_preprocessor
+from polymodal.errors import DecodeError
 
 from ..helpers import as_tensors, assert_nested_equal, encode_values, tone, write_image, write_wav
 
@@ -191,15 +192,21 @@ def test_equal_fingerprints_mean_equal_features(tmp_path, name):
     if not variants:
         pytest.skip(f"{type(cfg.preprocess).__name__} has no bool or Literal settings")
 
-    def featurised(config: Any) -> tuple[str, dict[str, np.ndarray]]:
+    def featurised(config: Any) -> tuple[str, dict[str, np.ndarray] | None]:
+        """The fingerprint and the features, or None where the setting cannot read the case's inputs
+        (``layout: channels_first`` on (samples, channels) arrays of several lengths)."""
         prep = build_preprocessor(config, "m")
         prep.fit(train)
-        return prep.fingerprint(), encode_values(prep, train + new)
+        try:
+            return prep.fingerprint(), encode_values(prep, train + new)
+        except DecodeError:
+            return prep.fingerprint(), None
 
     fingerprint, arrays = featurised(cfg)
+    assert arrays is not None
     for variant_id, variant in variants:
         other_fingerprint, other = featurised(variant)
-        same = set(arrays) == set(other) and all(
+        same = other is not None and set(arrays) == set(other) and all(
             arrays[k].shape == other[k].shape and np.array_equal(arrays[k], other[k], equal_nan=True) for k in arrays)
         if other_fingerprint == fingerprint:
             assert same, f"{variant_id} changes the features but not the fingerprint"
