@@ -9,6 +9,7 @@ from polymodal.config.align import *  # noqa: F401,F403
 from polymodal.config.encoders import *  # noqa: F401,F403 - the component configs are part of the API
 from polymodal.config.modalities import *  # noqa: F401,F403
 from polymodal.config.model import *  # noqa: F401,F403
+from polymodal.config.preprocess import *  # noqa: F401,F403
 from polymodal.config.report import ReportConfig
 from polymodal.config.root import Config, config_to_dict, json_schema, load_config, save_config
 from polymodal.config.tasks import *  # noqa: F401,F403

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # the config class that holds these settings
-    from polymodal.config.modalities import AudioPreprocess
+    from polymodal.config.preprocess import AudioPreprocess
 
 # Slaney's mel scale (librosa.hz_to_mel with htk=False): linear below 1 kHz, logarithmic above
 _F_SP = 200.0 / 3

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from polymodal.config import load_config
-from polymodal.config.modalities import AudioPreprocess
+from polymodal.config.preprocess import AudioPreprocess
 from polymodal.errors import ConfigError
 
 from .helpers import BASE, with_changes

@@ -14,7 +14,7 @@ from helpers_models import save_tiny_bert
 
 from polymodal import pretrained
 from polymodal.config import load_config
-from polymodal.config.modalities import TextPreprocess
+from polymodal.config.preprocess import TextPreprocess
 from polymodal.data.modalities import build_preprocessor
 from polymodal.errors import ConfigError, MissingDependencyError
 

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from polymodal.config.modalities import ImageAugment, ImageModality, ImagePreprocess
+from polymodal.config.modalities import ImageModality
+from polymodal.config.preprocess import ImageAugment, ImagePreprocess
 from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError

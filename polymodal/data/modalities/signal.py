@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from polymodal.config.modalities import SignalModality, SignalPreprocess
+from polymodal.config.modalities import SignalModality
+from polymodal.config.preprocess import SignalPreprocess
 from polymodal.data import features as F
 from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.audio import fit_length

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from polymodal.config.modalities import TabularModality, TabularPreprocess
+from polymodal.config.modalities import TabularModality
+from polymodal.config.preprocess import TabularPreprocess
 from polymodal.data.cells import cell_text, is_empty
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import DecodeError, NotFittedError

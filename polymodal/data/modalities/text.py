@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from polymodal.config.modalities import TextModality, TextPreprocess
+from polymodal.config.modalities import TextModality
+from polymodal.config.preprocess import TextPreprocess
 from polymodal.data.cells import cell_text
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import NotFittedError

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from polymodal.config.modalities import ImagePreprocess, VideoModality, VideoPreprocess
+from polymodal.config.modalities import VideoModality
+from polymodal.config.preprocess import ImagePreprocess, VideoPreprocess
 from polymodal.data.arrays import load_npy
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.data.modalities.image import ImagePreprocessor

@@ -11,7 +11,7 @@ import pytest
 import soundfile
 import torch
 
-from polymodal.config.modalities import AudioAugment, AudioPreprocess
+from polymodal.config.preprocess import AudioAugment, AudioPreprocess
 from polymodal.data.modalities.audio import AudioPreprocessor, read_audio, spec_augment, stretch_axes
 from polymodal.errors import DecodeError
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from polymodal.config.modalities import ImagePreprocess
+from polymodal.config.preprocess import ImagePreprocess
 from polymodal.data.modalities.image import ImagePreprocessor
 from polymodal.errors import DecodeError, NotFittedError
 from polymodal.utils.images import resize_image

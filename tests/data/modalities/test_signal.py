@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from polymodal.config.modalities import SignalPreprocess
+from polymodal.config.preprocess import SignalPreprocess
 from polymodal.data.modalities.signal import SignalPreprocessor, cut_windows, read_signal
 from polymodal.errors import DecodeError
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polymodal.config.modalities import TabularPreprocess
+from polymodal.config.preprocess import TabularPreprocess
 from polymodal.data.modalities.tabular import TabularPreprocessor
 from polymodal.errors import DecodeError, NotFittedError
 

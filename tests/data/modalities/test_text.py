@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from polymodal.config.modalities import TextPreprocess
+from polymodal.config.preprocess import TextPreprocess
 from polymodal.data.modalities.text import PAD, UNK, TextPreprocessor, clean_text
 from polymodal.errors import NotFittedError
 

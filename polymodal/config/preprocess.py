@@ -1,0 +1,274 @@
+"""What each kind's preprocessing accepts: the ``preprocess`` section of a modality (image, text,
+audio, signal, tabular, video), with the bounds past which a value is surely a typo."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, ValidationInfo, model_validator
+
+from polymodal.config.base import StrictModel
+from polymodal.config.finetune import LocalPath
+from polymodal.config.mel import check_audio_frames
+from polymodal.utils.warn import warn_user
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+# Upper bounds where a larger value is surely a typo and would exhaust memory before any error:
+MAX_IMAGE_SIDE = 4096  # pixels per side of a resized image or video frame (4K); 3 x 4096^2 floats = 200 MB
+MAX_TEXT_TOKENS = 131_072  # tokens per text: the longest contexts (128k) that transformers models take
+MAX_VOCAB = 10_000_000  # vocabulary entries (an embedding row each)
+MAX_AUDIO_SECONDS = 3600.0  # one hour per clip: 57.6M samples at 16 kHz, 230 MB per clip
+MAX_SAMPLE_RATE = 384_000  # Hz: the highest rate audio hardware records
+MAX_SIGNAL_LENGTH = 16_777_216  # samples per signal window (2^24)
+ImageSide = Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)]
+
+
+# --- preprocessing -----------------------------------------------------------------------------
+class ImageAugment(StrictModel):
+    """Training-only augmentation (torchvision transforms v2), applied after the cache."""
+
+    hflip: bool = False
+    rotate: Annotated[float, Field(ge=0, le=180)] = 0.0
+    translate: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+    scale: tuple[PositiveFloat, PositiveFloat] = (1.0, 1.0)
+    brightness: Annotated[float, Field(ge=0, le=1)] = 0.0
+    contrast: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class ImagePreprocess(StrictModel):
+    """Decode, convert colour, resize and normalise images.
+
+    Attributes:
+        size: output side (square) or ``[height, width]``; at most 4096 pixels a side.
+        color: ``rgb`` (3 channels), ``gray`` (1) or ``hsv`` (3).
+        resize: ``pad`` keeps the aspect ratio and pads, ``crop`` keeps it and centre-crops,
+            ``stretch`` ignores it.
+        normalize: ``unit`` scales to [0, 1]; ``standard`` subtracts a per-channel mean and divides
+            by a std, both fitted on the training images unless ``mean``/``std`` are given
+            (e.g. ImageNet's).
+        max_pixels: images with more pixels are refused (decompression-bomb guard).
+        background: what shows through transparent pixels (alpha, a GIF's transparent colour):
+            the image is composited onto ``white`` or ``black`` before colour conversion; ``null``
+            drops the transparency as Pillow does (the colours stored under it show; runs saved
+            before this setting read that way).
+    """
+
+    size: ImageSide | tuple[ImageSide, ImageSide] = 224
+    color: Literal["rgb", "gray", "hsv"] = "rgb"
+    resize: Literal["pad", "crop", "stretch"] = "pad"
+    normalize: Literal["unit", "standard"] = "unit"
+    mean: list[float] | None = None
+    std: list[PositiveFloat] | None = None
+    augment: ImageAugment | None = None
+    max_pixels: PositiveInt = 50_000_000
+    background: Literal["white", "black"] | None = "white"
+
+    @model_validator(mode="after")
+    def _mean_std_match_channels(self) -> ImagePreprocess:
+        channels = 1 if self.color == "gray" else 3
+        if (self.mean is None) != (self.std is None):
+            given, absent = ("mean", "std") if self.std is None else ("std", "mean")
+            raise ValueError(f"{given} is given without {absent}: give both (e.g. ImageNet's) or neither "
+                             "(both fitted on the training images)")
+        for key in ("mean", "std"):
+            value = getattr(self, key)
+            if value is not None and len(value) != channels:
+                raise ValueError(
+                    f"{key} must have {channels} value(s) for color '{self.color}'; got {len(value)}"
+                )
+        return self
+
+
+class TextPreprocess(StrictModel):
+    """Clean and tokenise text.
+
+    Attributes:
+        tokenizer: ``word`` (vocabulary from the training data), ``wordpiece`` / ``bpe`` (trained
+            on the training corpus with the tokenizers library), ``pretrained`` (a local tokenizer
+            folder, ``tokenizer_path``; defaults to the ``hf`` encoder's folder).
+        vocab_size: cap on the vocabulary (special tokens included); at most 10,000,000.
+        min_freq: words seen fewer times in training become the unknown token.
+        max_tokens: longer texts are truncated; batches are padded to their longest text; at most
+            131,072.
+    """
+
+    lowercase: bool = True
+    strip_punctuation: bool = True
+    stopwords: bool = False
+    tokenizer: Literal["word", "wordpiece", "bpe", "pretrained"] = "word"
+    tokenizer_path: LocalPath | None = None
+    vocab_size: Annotated[int, Field(ge=8, le=MAX_VOCAB)] = 20_000
+    min_freq: PositiveInt = 1
+    max_tokens: Annotated[int, Field(gt=0, le=MAX_TEXT_TOKENS)] = 64
+
+    @model_validator(mode="after")
+    def _pretrained_needs_path(self) -> TextPreprocess:
+        if self.tokenizer != "pretrained" and self.tokenizer_path is not None:
+            raise ValueError(f"tokenizer_path is only used with tokenizer 'pretrained'; got '{self.tokenizer}'")
+        return self
+
+
+class AudioAugment(StrictModel):
+    """Training-only SpecAugment-style augmentation on the (normalised) features, per sample:
+    up to ``time_masks`` masks of at most ``time_width`` frames and ``freq_masks`` masks of at
+    most ``freq_width`` bins are zeroed; ``shift`` rolls each clip by up to that many frames.
+
+    Attributes:
+        warp: stretch the frequency axis by a factor drawn from ``[1 - warp, 1 + warp]``,
+            anchored at the lowest bin: vocal-tract-length perturbation (Jaitly & Hinton, 2013),
+            which makes a few training voices stand for many; 0.1 is usual.
+        stretch: stretch the time axis likewise, anchored at the first frame (speaking rate).
+    """
+
+    time_masks: Annotated[int, Field(ge=0, le=10)] = 2
+    time_width: Annotated[int, Field(ge=1)] = 10
+    freq_masks: Annotated[int, Field(ge=0, le=10)] = 2
+    freq_width: Annotated[int, Field(ge=1)] = 6
+    shift: Annotated[int, Field(ge=0)] = 0
+    warp: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    stretch: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+
+class AudioPreprocess(StrictModel):
+    """Decode, resample, trim/pad and featurise audio.
+
+    Attributes:
+        features: ``waveform`` (raw samples), ``spectrogram`` (log power), ``log_mel`` or ``mfcc``.
+        frame_ms / hop_ms: analysis window and step in milliseconds (10-30 ms frames are usual).
+        normalize: ``global`` standardises each feature bin with training statistics,
+            ``utterance`` standardises each clip on its own, ``none`` leaves values as they are.
+        sample_rate: at most 384,000 Hz.
+        max_seconds: clips are cut (``crop``: from the ``start`` or the ``center``) or zero-padded
+            to this length; at most 3600 (an hour).
+        top_db: clip each clip's dB features (``spectrogram``, ``log_mel``, ``mfcc``'s mel energies)
+            at this many dB below its peak, as librosa's ``power_to_db`` and ``feature.mfcc`` do
+            by default (80); None: no clipping (silence stays at -100 dB).
+        n_mels: mel filters (``log_mel``, ``mfcc``): at most the ``n_fft // 2 + 1`` bins of a frame
+            (``n_fft = round(frame_ms * sample_rate / 1000)``), and few enough that every filter
+            covers a bin (see :func:`check_audio_frames`).
+    """
+
+    sample_rate: Annotated[int, Field(gt=0, le=MAX_SAMPLE_RATE)] = 16_000
+    max_seconds: Annotated[float, Field(gt=0.0, le=MAX_AUDIO_SECONDS)] = 1.0
+    crop: Literal["start", "center"] = "start"
+    features: Literal["waveform", "spectrogram", "log_mel", "mfcc"] = "log_mel"
+    frame_ms: Annotated[float, Field(ge=1.0, le=200.0)] = 25.0
+    hop_ms: Annotated[float, Field(ge=1.0, le=200.0)] = 10.0
+    n_mels: PositiveInt = 40
+    n_mfcc: PositiveInt = 13
+    fmin: Annotated[float, Field(ge=0.0)] = 0.0
+    fmax: PositiveFloat | None = None
+    top_db: PositiveFloat | None = None
+    normalize: Literal["global", "utterance", "none"] = "global"
+    augment: AudioAugment | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AudioPreprocess:
+        if self.hop_ms > self.frame_ms:
+            raise ValueError(f"hop_ms ({self.hop_ms}) must not exceed frame_ms ({self.frame_ms})")
+        if self.features == "mfcc" and self.n_mfcc > self.n_mels:
+            raise ValueError(f"n_mfcc ({self.n_mfcc}) must not exceed n_mels ({self.n_mels})")
+        if self.fmax is not None and self.fmax > self.sample_rate / 2:
+            raise ValueError(f"fmax ({self.fmax}) must be at most sample_rate / 2 ({self.sample_rate / 2})")
+        if self.top_db is not None and self.features == "waveform":
+            raise ValueError("top_db clips dB features (spectrogram, log_mel, mfcc); features is 'waveform'")
+        return self
+
+    @model_validator(mode="after")
+    def _frames_fit(self, info: ValidationInfo) -> AudioPreprocess:
+        try:
+            check_audio_frames(self)
+        except ValueError as err:
+            if not (info.context or {}).get("saved_run"):
+                raise
+            # a run trained before this check (librosa only warned) still loads and predicts as trained
+            warn_user(f"this run's audio settings would be refused for a new run: {err}")
+        return self
+
+
+class SignalSpectrogram(StrictModel):
+    """Short-time Fourier magnitude (log) per channel; the channels of the output become
+    ``channels x (n_fft // 2 + 1)`` frequency rows."""
+
+    n_fft: Annotated[int, Field(ge=4)] = 64
+    hop: PositiveInt = 32
+
+
+class SignalPreprocess(StrictModel):
+    """Read a 1-D multichannel recording and make it a fixed-length, standardised window.
+
+    Attributes:
+        key: array name inside ``.npz``/``.mat`` files (default: the only array, or ``data``).
+        channels: channel indices (or column names for ``.csv``) to keep; all when unset.
+        layout: how a 2-D ``.npy`` / ``.npz`` / ``.mat`` array is laid out: ``channels_first``
+            (C, T), ``channels_last`` (T, C), or ``auto`` (the longer axis is time: set one of the
+            others when a clip can be shorter than its channel count). A CSV's columns and an
+            audio file's channels are always channels.
+        sample_rate / resample_to: when both are set, signals are resampled.
+        length: samples per window after resampling; longer signals are cropped, shorter padded;
+            at most 2^24.
+    """
+
+    key: str | None = None
+    channels: Annotated[list[int] | list[str], Field(min_length=1)] | None = None
+    layout: Literal["auto", "channels_first", "channels_last"] = "auto"
+    sample_rate: PositiveFloat | None = None
+    resample_to: PositiveFloat | None = None
+    length: Annotated[int, Field(gt=0, le=MAX_SIGNAL_LENGTH)] = 1024
+    crop: Literal["start", "center"] = "start"
+    spectrogram: SignalSpectrogram | None = None
+    normalize: Literal["global", "sample", "none"] = "global"
+
+    @model_validator(mode="after")
+    def _resample_needs_rate(self) -> SignalPreprocess:
+        if self.resample_to is not None and self.sample_rate is None:
+            raise ValueError("resample_to needs sample_rate (the rate of the files)")
+        return self
+
+
+class TabularPreprocess(StrictModel):
+    """Numbers are imputed, optionally flagged when missing, and scaled; categories are indexed."""
+
+    impute: Literal["mean", "median", "zero"] = "mean"
+    missing_indicator: bool = True
+    scale: Literal["standard", "minmax", "none"] = "standard"
+    max_categories: Annotated[int, Field(ge=1)] = 1000
+    min_category_count: PositiveInt = 1
+
+
+class VideoPreprocess(ImagePreprocess):
+    """Decode a video (mp4/avi/webm/mkv/mov with PyAV, a folder of frame images, or a ``.npy`` of
+    (T, H, W[, C]) frames), sample ``frames`` frames, and treat each like an image (colour, resize,
+    normalisation: the image settings).
+
+    Attributes:
+        frames: frames per clip.
+        sampling: ``uniform`` spreads them evenly over the whole clip, in time where a container
+            stamps its frames (a variable-frame-rate clip), else by index (a short clip repeats frames);
+            ``stride`` takes every ``stride``-th frame from the start (a short clip is zero-padded
+            and masked).
+        max_frames: clips with more frames are refused (a guard against decoding hours of video).
+    """
+
+    size: ImageSide | tuple[ImageSide, ImageSide] = 64
+    frames: Annotated[int, Field(ge=1, le=1024)] = 8
+    sampling: Literal["uniform", "stride"] = "uniform"
+    stride: PositiveInt = 1
+    max_frames: PositiveInt = 100_000
+
+    @model_validator(mode="after")
+    def _checks(self) -> VideoPreprocess:
+        if self.augment is not None:
+            raise ValueError("augment is not supported for video (frames would be augmented independently)")
+        if self.stride != 1 and self.sampling != "stride":  # (a saved config writes the default stride 1)
+            raise ValueError(f"stride applies with sampling: stride; sampling is '{self.sampling}' "
+                             "(set sampling: stride, or drop stride)")
+        return self
+
+
+__all__ = [
+    "MAX_AUDIO_SECONDS", "MAX_IMAGE_SIDE", "MAX_SAMPLE_RATE", "MAX_SIGNAL_LENGTH", "MAX_TEXT_TOKENS", "MAX_VOCAB",
+    "AudioAugment", "AudioPreprocess", "ImageAugment", "ImagePreprocess", "ImageSide", "Probability",
+    "SignalPreprocess", "SignalSpectrogram", "TabularPreprocess", "TextPreprocess", "VideoPreprocess",
+]
