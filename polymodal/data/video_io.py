@@ -157,9 +157,9 @@ def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: 
 
     Only the selected frames are ever held (never the whole clip). The frame count comes from the
     timestamps where they are read, else from the container's header where it has one (mp4, avi,
-    mov); decoding reads one frame past it to check
-    it, or stops right after the last selected frame when the selection would be the same for any
-    longer clip (``stride`` with all its frames). Without a count (webm, mkv, sampled by index) the first pass
+    mov); decoding reads one frame past it to check it, or stops right after the last selected
+    frame when the selection would be the same for any longer clip (``stride`` with all its
+    frames). Without a count (webm, mkv, sampled by index) the first pass
     keeps the selection for the longest allowed clip while it counts, and a second pass takes the
     selection for the true count (decoding twice rather than holding the clip). A count the decoded
     frames contradict is replaced by theirs, so the frames are exactly those ``pick`` selects from
