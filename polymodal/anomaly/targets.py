@@ -37,17 +37,16 @@ class AnomalyTargets:
     def labels(self, manifest: Manifest, rows: np.ndarray | None = None) -> list[Any]:
         """The raw target values of ``rows`` (None where there is no target)."""
         rows = np.arange(len(manifest)) if rows is None else np.asarray(rows)
-        if not self.columns or self.columns[0] not in manifest.frame.columns:
+        if not self.columns or self.columns[0] not in manifest.columns:
             return [None] * len(rows)
-        values = manifest.frame[self.columns[0]].to_numpy(dtype=object)[rows]
-        return [None if is_empty(v) else python_scalar(v) for v in values]
+        return [None if is_empty(v) else python_scalar(v) for v in manifest.take(self.columns[0], rows)]
 
     def encode(self, manifest: Manifest, rows: np.ndarray | None = None) -> np.ndarray:
         """(N,) int64: 0 normal, 1 anomaly, -1 no label."""
         rows = np.arange(len(manifest)) if rows is None else np.asarray(rows)
-        if not self.columns or self.columns[0] not in manifest.frame.columns:
+        if not self.columns or self.columns[0] not in manifest.columns:
             return np.full(len(rows), -1, np.int64)
-        codes, _, keys = distinct_labels(manifest.frame[self.columns[0]].iloc[rows])  # keyed per distinct value
+        codes, _, keys = distinct_labels(manifest.select(self.columns[:1], rows)[self.columns[0]])  # keyed per distinct value
         normal = set(self.normal)
         return np.asarray([int(k not in normal) for k in keys] + [-1], np.int64)[codes]  # last: empty cells
 

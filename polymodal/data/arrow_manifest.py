@@ -9,8 +9,9 @@ schema metadata relative to it, so the two can move together). Buffers are writt
 wraps without a copy; other Arrow files (compressed Feather, 32-bit string offsets, the streaming
 format) are read too, at the cost of decompressing or converting them into memory.
 
-A manifest used whole stays mapped; a subset of its rows (a validation split taken from it by
-``val_fraction``, a chunk of batch prediction) is a copy of those rows.
+A subset of its rows (the validation share ``val_fraction`` holds out, a chunk of batch
+prediction) is a view of the mapped table (:meth:`~polymodal.data.manifest.Manifest.subset`): the
+data path copies only the block of cells it is reading.
 """
 
 from __future__ import annotations

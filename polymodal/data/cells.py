@@ -66,8 +66,8 @@ class Cells(Sequence):
         return index if self._rows is None else self._rows[index]
 
     def _raw(self, rows: np.ndarray) -> list[list]:
-        frame = self.manifest.frame
-        return [frame[c].iloc[rows].tolist() if c in frame.columns else [None] * len(rows) for c in self.columns]
+        manifest = self.manifest
+        return [manifest.take(c, rows) if c in manifest.columns else [None] * len(rows) for c in self.columns]
 
     def _take(self, rows: np.ndarray) -> list:
         columns = self._raw(rows)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -36,20 +37,25 @@ READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet"
 class Manifest:
     """A table of samples plus where it came from.
 
+    A :meth:`subset` is a view: it shares the table it was taken from and names its rows there, so
+    holding out a validation share of a memory-mapped manifest of millions of rows copies none of
+    its paths or texts. The data path reads a view through :meth:`select` and :meth:`take`, which
+    copy only the columns and rows asked for; :attr:`frame` builds the view's own DataFrame.
+
     Attributes:
-        frame: the rows, with a fresh 0..N-1 index.
+        data: the table as read, all its rows (index 0..N-1).
         root: the folder relative paths resolve against.
         name: how messages refer to it (the file name, or ``DataFrame``).
         line_offset: file line of row 0 (2 for CSV with a header), or None when lines mean nothing.
-        source_rows: for a :meth:`subset`, each row's number in the manifest it was read as
-            (None: the rows are that manifest's own, 0..N-1); messages name the source row.
+        source_rows: for a :meth:`subset`, each row's position in ``data``, which is its number in
+            the manifest as read (None: every row of ``data``, in order); messages name that row.
         checked: the config and settings it was validated for (set by ``DataPipeline.read``, which
             does not validate it again for the same ones); None: not validated.
         labels: a DataFrame's own index, when it is not 0..N-1: predictions are indexed by it and
             messages name it (None: rows are numbered 0..N-1).
     """
 
-    frame: pd.DataFrame
+    data: pd.DataFrame
     root: Path
     name: str
     line_offset: int | None = None
@@ -58,7 +64,38 @@ class Manifest:
     labels: pd.Index | None = None
 
     def __len__(self) -> int:
-        return len(self.frame)
+        return len(self.data) if self.source_rows is None else len(self.source_rows)
+
+    @property
+    def columns(self) -> pd.Index:
+        return self.data.columns
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """The rows as a DataFrame indexed 0..N-1: ``data`` itself, or a subset's rows copied once."""
+        return self.data if self.source_rows is None else self.select(list(self.data.columns))
+
+    def select(self, columns: Sequence[str], rows: np.ndarray | None = None) -> pd.DataFrame:
+        """``columns`` at ``rows`` (positions in this manifest; None: all), indexed 0..n-1: a copy of
+        just those cells."""
+        picked = self.data[list(columns)]
+        if rows is None and self.source_rows is None:
+            return picked
+        return picked.iloc[self._data_rows(rows)].reset_index(drop=True)
+
+    def column(self, name: str) -> pd.Series:
+        """One column's values, indexed 0..N-1."""
+        return self.select([name])[name]
+
+    def take(self, column: str, rows: np.ndarray) -> list:
+        """The cells of ``column`` at ``rows`` (positions in this manifest) as Python objects."""
+        return self.data[column].iloc[self._data_rows(rows)].tolist()
+
+    def _data_rows(self, rows: np.ndarray | None) -> np.ndarray:
+        """Positions in ``data`` of this manifest's ``rows`` (None: all of them)."""
+        if rows is None:
+            return np.arange(len(self.data)) if self.source_rows is None else self.source_rows
+        return rows if self.source_rows is None else self.source_rows[rows]
 
     def source_row(self, row: int) -> int:
         """The number of ``row`` in the manifest this one was read as (itself unless a subset)."""
@@ -78,15 +115,17 @@ class Manifest:
         rows = np.asarray(rows, dtype=np.int64)
         if self.labels is None:
             return pd.Index(rows, name="row")
-        return self.labels[rows if self.source_rows is None else self.source_rows[rows]]
+        return self.labels[self._data_rows(rows)]
 
     def subset(self, rows: Iterable[int] | np.ndarray) -> Manifest:
-        """A manifest of the given rows (re-indexed from 0), same root and name; messages about
+        """A view of the given rows (numbered from 0), same table, root and name; messages about
         its rows still name their rows (and lines) in the source manifest."""
         rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, dtype=np.int64)
-        source = rows if self.source_rows is None else self.source_rows[rows]
-        return Manifest(self.frame.iloc[rows].reset_index(drop=True), self.root, self.name, self.line_offset, source,
-                        labels=self.labels)
+        return Manifest(self.data, self.root, self.name, self.line_offset, self._data_rows(rows), labels=self.labels)
+
+    def without_columns(self, columns: Iterable[str]) -> Manifest:
+        """The same rows without ``columns`` (those it has), e.g. the files of modalities left out."""
+        return replace(self, data=self.data.drop(columns=list(columns), errors="ignore"))
 
     def resolve(self, value: object) -> str | None:
         """The absolute path of a file cell, or None when the cell is empty."""
@@ -247,20 +286,20 @@ def validate_manifest(
         allow_empty_rows: accept rows with no modality present (when the caller chose a subset
             of modalities on purpose; the model then predicts from its missing-embeddings).
     """
-    frame = manifest.frame
-    check_table(list(frame.columns), len(frame), manifest.name)  # a Manifest built without read_manifest too
+    columns = list(manifest.columns)
+    check_table(columns, len(manifest), manifest.name)  # a Manifest built without read_manifest too
     names = list(modalities) if modalities is not None else config.modality_names
     problems: list[str] = []
     columns_missing = False
-    present_any = np.zeros(len(frame), dtype=bool)
+    present_any = np.zeros(len(manifest), dtype=bool)
     for name in names:
         modality = config.modalities[name]
-        missing_cols = [c for c in modality_columns(modality) if c not in frame.columns]
+        missing_cols = [c for c in modality_columns(modality) if c not in columns]
         if missing_cols:
             columns_missing = True
             problems.append(
                 f"modality '{name}' reads column(s) {missing_cols}, not in {manifest.name} "
-                f"(columns: {list(frame.columns)})"
+                f"(columns: {columns})"
             )
             continue
         cells = Cells(manifest, modality_columns(modality), modality.file_based)
@@ -268,7 +307,7 @@ def validate_manifest(
         present_any |= present
         rows = np.flatnonzero(present)
         if modality.file_based:
-            mistyped = _non_path_rows(frame[modality.column], rows)
+            mistyped = _non_path_rows(manifest.column(modality.column), rows)
             problems += [f"{manifest.where(row)}, column '{modality.column}': expected a file path (string), got "
                          f"{_describe(value)}" for row, value in mistyped[:20]]
             if len(mistyped) > 20:
@@ -346,10 +385,9 @@ def target_problems(manifest: Manifest, column: str, task: str, what: str | None
         what: how messages name the column (default ``target column '<column>'``).
     """
     what = what or f"target column '{column}'"
-    frame = manifest.frame
-    if column not in frame.columns:
-        return [f"{what} is not in {manifest.name} (columns: {list(frame.columns)})"]
-    values = frame[column]
+    if column not in manifest.columns:
+        return [f"{what} is not in {manifest.name} (columns: {list(manifest.columns)})"]
+    values = manifest.column(column)
 
     def rows(positions: np.ndarray) -> str:
         return _rows_text(positions if manifest.source_rows is None else manifest.source_rows[positions])

@@ -13,7 +13,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +102,13 @@ class DataPipeline:
             if unknown:
                 raise SchemaMismatchError(f"unknown modalities {unknown}; this model has {known}")
             return sorted(chosen)
-        columns = set(manifest.frame.columns)
+        columns = set(manifest.columns)
         chosen = [n for n in known if any(c in columns for c in modality_columns(self.config.modalities[n]))]
         if not chosen:
             expected = {n: modality_columns(self.config.modalities[n]) for n in known}
             raise SchemaMismatchError(
                 f"{manifest.name} has none of this model's modality columns; expected any of {expected}, "
-                f"got columns {list(manifest.frame.columns)}"
+                f"got columns {list(manifest.columns)}"
             )
         return chosen
 
@@ -124,7 +123,7 @@ class DataPipeline:
         read = {c for m in self.config.modalities.values() for c in modality_columns(m)} | set(self.config.targets)
         for task in (self.config.tasks or {}).values():
             read |= set(task.targets)
-        unknown = [str(c) for c in manifest.frame.columns if c not in read]
+        unknown = [str(c) for c in manifest.columns if c not in read]
         missing = ", ".join((f"column {cols[0]!r}" if len(cols) == 1 else f"columns {cols}") + f" (modality {n})"
                             for n, cols in absent.items())
         extra = "" if not unknown else f"; unrecognised columns: {unknown[:10]}" + (
@@ -189,7 +188,7 @@ class DataPipeline:
             chosen = {c for n in modalities for c in modality_columns(self.config.modalities[n])}
             left_out = [c for n in self.preprocessors if n not in set(modalities)
                         for c in modality_columns(self.config.modalities[n]) if c not in chosen]
-            manifest = replace(manifest, frame=manifest.frame.drop(columns=left_out, errors="ignore"))
+            manifest = manifest.without_columns(left_out)
         table = encode_manifest(manifest, self.preprocessors, self.config.modalities,
                                 on_error=self.config.data.on_error, progress=progress,
                                 cache_dir=self.config.data.cache_dir,

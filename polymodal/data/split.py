@@ -44,7 +44,7 @@ def stratified_holdout(manifest: Manifest, fraction: float, seed: int, label_col
     _check_size(manifest, fraction, n_valid)
     stratify, kept = None, rows[:0]
     if label_column is not None:
-        codes, _, keys = distinct_labels(manifest.frame[label_column])  # 0, '0' and 0.0: one class
+        codes, _, keys = distinct_labels(manifest.column(label_column))  # 0, '0' and 0.0: one class
         labels = np.asarray([*keys, ""], dtype=object)[codes]  # keyed once per distinct value
         counts = pd.Series(labels).value_counts()
         single = np.isin(labels, counts.index[counts == 1].to_numpy())

@@ -63,7 +63,7 @@ def distinct_labels(values: pd.Series) -> tuple[np.ndarray, list[Any], list[str]
 def _warn_mixed(manifest: Manifest, column: str, codes: np.ndarray, keys: list[str]) -> None:
     """Warn when a label column mixes numbers with text (``0, 1, ..., 'seven'``): likely a typo, and
     each distinct text is its own class. Names the rows of the smaller group."""
-    values = manifest.frame[column]
+    values = manifest.column(column)
     if pd.api.types.is_numeric_dtype(values.dtype):
         return
     numeric = np.array([_is_number(k) for k in keys] + [False], bool)  # the last entry: empty cells (-1)
@@ -114,9 +114,8 @@ class TargetEncoder:
         return None
 
     def fit(self, manifest: Manifest) -> TargetEncoder:
-        frame = manifest.frame
         if self.categorical:
-            codes, uniques, keys = distinct_labels(frame[self.columns[0]])
+            codes, uniques, keys = distinct_labels(manifest.column(self.columns[0]))
             first: dict[str, Any] = {}  # label key -> the first value spelling it, kept for outputs
             for code in pd.unique(codes[codes >= 0]):  # in order of first appearance
                 first.setdefault(keys[code], uniques[code])
@@ -128,7 +127,7 @@ class TargetEncoder:
                     f"{manifest.name}; found {self.classes}"
                 )
         elif self.task == "regression":
-            values = frame[self.columns].apply(pd.to_numeric).to_numpy(np.float64)
+            values = manifest.select(self.columns).apply(pd.to_numeric).to_numpy(np.float64)
             self.mean = values.mean(axis=0).astype(np.float32)
             self.std = np.maximum(values.std(axis=0), 1e-8).astype(np.float32)
         return self
@@ -143,7 +142,7 @@ class TargetEncoder:
             SchemaMismatchError: a label not seen in training.
         """
         rows = np.arange(len(manifest)) if rows is None else np.asarray(rows)
-        frame = manifest.frame[[c for c in self.columns if c in manifest.frame.columns]].iloc[rows]  # not every column
+        frame = manifest.select([c for c in self.columns if c in manifest.columns], rows)  # not every column
         if self.categorical:
             index = self._class_index()
             column = frame[self.columns[0]]

@@ -53,6 +53,34 @@ def test_string_columns_are_memory_mapped_not_copied(tmp_path):
     assert pa.total_allocated_bytes() - before < string_bytes / 20
 
 
+
+def test_a_held_out_split_of_a_mapped_manifest_copies_no_paths(tmp_path):
+    from polymodal.data.cells import Cells
+    from polymodal.data.split import stratified_holdout
+    from polymodal.data.targets import TargetEncoder
+
+    n = 200_000
+    frame = pd.DataFrame({"path": [f"images/sample_{i:09d}.png" for i in range(n)], "y": np.arange(n) % 4})
+    frame.to_parquet(tmp_path / "m.parquet")
+    convert_manifest(tmp_path / "m.parquet", tmp_path / "m.arrow")
+    string_bytes = n * len("images/sample_000000000.png")
+    del frame
+    manifest = read_manifest(tmp_path / "m.arrow")
+    before = pa.total_allocated_bytes()
+    train, valid = stratified_holdout(manifest, 0.1, seed=0, label_column="y")
+    assert pa.total_allocated_bytes() - before < string_bytes / 20  # both sides view the mapped table
+    assert len(train) + len(valid) == n and len(valid) == n // 10
+    rows = valid.source_rows
+    cells = Cells(valid, ["path"], file_based=True)  # the subset's own rows, read through the view
+    assert cells[[0, len(valid) - 1]] == [str(tmp_path / f"images/sample_{r:09d}.png") for r in rows[[0, -1]]]
+    assert cells.subset(np.array([2]))[0] == str(tmp_path / f"images/sample_{rows[2]:09d}.png")
+    encoder = TargetEncoder("classification", ["y"]).fit(train)
+    np.testing.assert_array_equal(encoder.encode(valid, np.array([0, 5])), rows[[0, 5]] % 4)
+    assert valid.where(3) == f"m.arrow row {rows[3]}"
+    again = valid.subset(np.array([3, 1]))  # a view of a view names the table's rows
+    assert list(again.source_rows) == [rows[3], rows[1]] and again.data is manifest.data
+    assert again.frame["path"].tolist() == [f"images/sample_{r:09d}.png" for r in (rows[3], rows[1])]
+
 def test_a_csv_converts_as_its_config_reads_it(tmp_path):
     path = write_multimodal_manifest(tmp_path / "data")
     frame = pd.read_csv(path)
