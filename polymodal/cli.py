@@ -22,7 +22,8 @@ from rich.table import Table
 from polymodal.errors import PolymodalError
 
 app = typer.Typer(help="Multimodal deep learning: train, evaluate, predict and inspect models over images, "
-                       "text, audio, signals and tables.", no_args_is_help=True, add_completion=False)
+                       "text, audio, signals and tables.", no_args_is_help=True, add_completion=False,
+                  rich_markup_mode="markdown")  # help paragraphs rewrapped to the terminal
 console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])

@@ -397,3 +397,13 @@ def test_config_check_names_the_files_a_config_refers_to_that_do_not_exist(tmp_p
 def test_datasets_prepare_names_the_flag_an_embedded_dataset_does_not_take(tmp_path):
     result = invoke("datasets", "prepare", "av-digits", "--out", tmp_path / "x", "--source", tmp_path, "--size", "60")
     assert_user_error(result, "dataset 'av-digits' does not take --source (options it takes: --size)")
+
+
+def test_the_command_list_rewraps_each_commands_help_to_the_terminal():
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.strip("│ ").split()) for line in result.output.splitlines()]
+    # the docstring breaks this sentence after 'or'; a wide terminal shows it on one line
+    assert any("inside each, to pixels, tokens or time-frequency bins (Integrated Gradients)" in line for line in lines)
+    serve = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert "Authorization: Bearer TOKEN" in serve.output  # markdown would drop an <angle-bracketed> word

@@ -125,7 +125,7 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
     token: Annotated[str | None, typer.Option("--token", envvar="POLYMODAL_TOKEN",
-                                              help="Require 'Authorization: Bearer <token>' (or set POLYMODAL_TOKEN).")] = None,
+                                              help="Require 'Authorization: Bearer TOKEN' (or set POLYMODAL_TOKEN).")] = None,
     quantized: Annotated[bool, typer.Option("--quantized", help="Serve the int8 graph (export --quantize).")] = False,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Most requests batched together.")] = 32,
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch waits for more requests.")] = 5.0,
