@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from polymodal.errors import ConfigError
 from polymodal.models import encoders as _encoders  # noqa: F401 - registration
 from polymodal.models import fusion as _fusion  # noqa: F401 - registration
 from polymodal.models import heads as _heads  # noqa: F401 - registration
@@ -150,7 +151,10 @@ def build_encoders(config: Any, contexts: Mapping[str, Mapping[str, Any]]) -> di
     encoders = {}
     for name, modality in config.modalities.items():
         encoder = ENCODERS.build(modality.encoder, kind=modality.kind, **contexts[name])
-        encoder.freeze(modality.encoder.freeze)
+        try:
+            encoder.freeze(modality.encoder.freeze)
+        except ValueError as err:  # more blocks than the encoder has: only known once it is built
+            raise ConfigError([f"modalities.{name}.encoder.{err}"]) from None
         encoders[name] = encoder
     return encoders
 

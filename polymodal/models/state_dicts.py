@@ -20,6 +20,17 @@ State = dict[str, torch.Tensor]
 _EFFICIENTNET_OUTER = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
                        "_fc": "classifier"}
 _BLOCK = re.compile(r"^_blocks\.(\d+)\.(.+)$")
+# a lukemelas block's modules and a module's tensors in registration order, the order timm's match;
+# a file may list them otherwise (safetensors sorts its keys)
+_BLOCK_MODULES = ("_expand_conv", "_bn0", "_depthwise_conv", "_bn1", "_se_reduce", "_se_expand", "_project_conv", "_bn2")
+_MODULE_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+def _registration_order(key: str) -> tuple[int, int]:
+    """Sort key of a lukemelas block tensor (``_blocks.N.<module>.<tensor>``); unknown names go last."""
+    module, _, tensor = _BLOCK.match(key)[2].partition(".")
+    rank = _BLOCK_MODULES.index(module) if module in _BLOCK_MODULES else len(_BLOCK_MODULES)
+    return rank, _MODULE_TENSORS.index(tensor) if tensor in _MODULE_TENSORS else len(_MODULE_TENSORS)
 
 
 def is_lukemelas_efficientnet(state: State) -> bool:
@@ -32,7 +43,7 @@ def lukemelas_to_timm_efficientnet(state: State, model: nn.Module) -> State:
     Stem and head modules are renamed by table; the blocks are matched in order: lukemelas block
     ``n`` is timm's ``n``-th block counted across stages, and within a block the tensors line up in
     registration order (expand conv, bn, depthwise conv, bn, [squeeze-excite], project conv, bn in
-    both). Every pair is checked for equal shapes.
+    both), whatever order the file lists them in. Every pair is checked for equal shapes.
 
     Raises:
         ValueError: the checkpoint does not fit the model (names the first mismatch).
@@ -57,7 +68,7 @@ def lukemelas_to_timm_efficientnet(state: State, model: nn.Module) -> State:
         raise ValueError(f"checkpoint has {len(theirs)} blocks; timm '{type(model).__name__}' has {len(timm_blocks)}")
     for index, prefix in enumerate(timm_blocks):
         ours = [k for k in own if k.startswith(prefix)]
-        keys = theirs[index]
+        keys = sorted(theirs[index], key=_registration_order)
         if len(ours) != len(keys):
             raise ValueError(f"block {index}: checkpoint has {len(keys)} tensors, {prefix[:-1]} has {len(ours)}")
         for src, dst in zip(keys, ours):

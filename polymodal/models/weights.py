@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,14 +26,22 @@ def load_state_dict_file(path: str | Path, drop_prefixes: Sequence[str] = ("modu
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
+        try:
+            state = load_file(str(path))
+        except SafetensorError as err:
+            raise DecodeError(f"not a safetensors file ({err})", path=str(path)) from None
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, OSError, ValueError) as err:
-            raise DecodeError(f"not a PyTorch state-dict file ({err})", path=str(path)) from None
+        except pickle.UnpicklingError:  # a pickled model object, or not a PyTorch file at all
+            raise DecodeError("not a PyTorch state-dict file: it is another format, or holds objects other than "
+                              "tensors (a whole pickled model?), which are never unpickled; save "
+                              "`model.state_dict()` with torch.save or safetensors", path=str(path)) from None
+        except (RuntimeError, OSError, ValueError, KeyError, EOFError) as err:  # KeyError, EOFError: not a torch file
+            raise DecodeError(f"not a PyTorch state-dict file ({type(err).__name__}: {err})", path=str(path)) from None
     while isinstance(state, dict) and len(state) == 1 and next(iter(state)) in _WRAPPERS:
         state = next(iter(state.values()))
     for key in _WRAPPERS:

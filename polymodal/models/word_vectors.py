@@ -1,6 +1,7 @@
 """Word vectors from local files, for initialising text embeddings.
 
-Formats: GloVe/word2vec text (``word v1 v2 ...`` per line, optionally ``.gz``), or a folder (or
+Formats: GloVe/word2vec text (``word v1 v2 ...`` per line, optionally ``.gz``; a word may hold
+spaces, the last D fields being its vector), or a folder (or
 ``.npy`` path) holding a ``(V, D)`` ``.npy`` matrix beside a word list (``.parquet`` with one
 string column, or ``.txt`` with one word per line) in the same row order.
 """
@@ -52,7 +53,7 @@ def load_word_vectors(path: str | Path, vocab: Sequence[str]) -> tuple[np.ndarra
 
     Raises:
         FileNotFoundError: no such file or folder.
-        DecodeError: the file is not in a known format.
+        DecodeError: the file is not in a known format, or holds no word of ``vocab``.
     """
     path = Path(path)
     if not path.exists():
@@ -67,22 +68,34 @@ def load_word_vectors(path: str | Path, vocab: Sequence[str]) -> tuple[np.ndarra
             if i is not None:
                 out[i] = matrix[row]
                 found.append(i)
+        if not found:
+            raise DecodeError("no vocabulary word has a vector in this file", path=str(path))
         return out, sorted(found)
     opener = gzip.open if path.suffix == ".gz" else open
-    out, found = None, []
+    out, found, dim = None, [], None
     with opener(path, "rt", encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, 1):
             word, _, rest = line.rstrip("\n").partition(" ")
-            if line_no == 1 and len(rest.split()) == 1:  # word2vec header "V D"
+            fields = rest.split()
+            if line_no == 1 and len(fields) == 1:  # word2vec header "V D"
+                dim = int(fields[0]) if fields[0].isdigit() else None
                 continue
+            if not fields:  # a blank line or a word without a vector
+                continue
+            dim = len(fields) if dim is None else dim  # the first vector's width
+            if len(fields) > dim:  # a word with spaces in it (GloVe 840B has ". . ." and "at name@domain.com")
+                word, fields = " ".join([word, *fields[:-dim]]), fields[-dim:]
             i = index.get(word)
             if i is None:
                 continue
-            values = np.asarray(rest.split(), np.float32)
+            if len(fields) != dim:
+                raise DecodeError(f"line {line_no} has {len(fields)} values, expected {dim}", path=str(path))
+            try:
+                values = np.asarray(fields, np.float32)
+            except ValueError:
+                raise DecodeError(f"line {line_no} ('{word}'): expected {dim} numbers after the word", path=str(path)) from None
             if out is None:
-                out = np.zeros((len(vocab), len(values)), np.float32)
-            if len(values) != out.shape[1]:
-                raise DecodeError(f"line {line_no} has {len(values)} values, expected {out.shape[1]}", path=str(path))
+                out = np.zeros((len(vocab), dim), np.float32)
             out[i] = values
             found.append(i)
     if out is None:

@@ -239,6 +239,15 @@ def test_build_model_applies_each_encoder_freeze_setting():
     assert all(p.requires_grad for p in net.fusion.parameters()) and all(p.requires_grad for p in net.head.parameters())
 
 
+def test_freezing_more_blocks_than_an_encoder_has_names_the_config_key():
+    modalities = {name: {**m, "encoder": {**m["encoder"]}} for name, m in MODALITIES.items()}
+    modalities["img"]["encoder"]["freeze"] = 50
+    config = load_config(config_dict({"name": "concat"}, {"name": "mlp"}, modalities))
+    with pytest.raises(ConfigError, match=r"modalities\.img\.encoder\.freeze: 50 trailing blocks .* has 2; use a number "
+                                          r"from 0 to 2"):
+        build_model(config, CONTEXT, N_OUTPUTS)
+
+
 def test_build_model_reads_weights_relative_to_the_config_file(tmp_path):
     torch.manual_seed(3)
     state = torchvision.models.resnet18(weights=None).state_dict()

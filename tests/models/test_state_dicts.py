@@ -79,3 +79,18 @@ def test_timm_blocks_cover_stem_stages_and_head(lite0):
     encoder.freeze(1)
     trainable = {n.split(".")[1] for n, p in encoder.named_parameters() if p.requires_grad}
     assert trainable == {"conv_head", "bn2"}
+
+
+def test_lukemelas_checkpoint_loads_from_safetensors_whatever_its_key_order(lite0, tmp_path):
+    """A safetensors file lists its keys sorted (``_bn0`` before ``_depthwise_conv``...), not in
+    registration order: the blocks' tensors must still land on the right timm tensors."""
+    from safetensors.torch import save_file
+
+    model, path = lite0
+    file = tmp_path / "efficientnet-lite0.safetensors"
+    save_file({k: v.contiguous() for k, v in torch.load(path, weights_only=True).items()}, str(file))
+    encoder = ENCODERS.build(TimmConfig(arch="efficientnet_lite0", weights=file), kind="image", in_channels=3)
+    own = encoder.backbone.state_dict()
+    for key, value in model.state_dict().items():
+        if not key.startswith("classifier"):
+            assert torch.equal(own[key], value), key

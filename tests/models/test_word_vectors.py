@@ -43,3 +43,27 @@ def test_a_word_list_of_another_length_than_the_matrix_is_refused(tmp_path):
     save_matrix_folder(tmp_path / "data", rows=len(WORDS) + 1)
     with pytest.raises(DecodeError, match=r"has 6 rows but glove_6B_index.parquet lists 5 words"):
         load_word_vectors(tmp_path / "data", ["king"])
+
+
+@pytest.mark.parametrize("by", ["folder", "text"])
+def test_a_file_holding_no_vocabulary_word_is_a_decode_error(tmp_path, by):
+    """Both formats say so (the matrix format used to return no row, and the encoder then failed
+    indexing its embedding with an empty float tensor)."""
+    if by == "folder":
+        save_matrix_folder(tmp_path / "data")
+        path = tmp_path / "data"
+    else:
+        path = tmp_path / "vectors.txt"
+        path.write_text("king 1 2\nqueen 3 4\n")
+    with pytest.raises(DecodeError, match="no vocabulary word has a vector"):
+        load_word_vectors(path, ["<pad>", "notaword"])
+
+
+def test_glove_text_words_holding_spaces_keep_the_rows_aligned(tmp_path):
+    """GloVe 840B has tokens with spaces (". . .", "at name@domain.com"): the vector is the last D
+    fields of the line and the word everything before them."""
+    path = tmp_path / "glove.840B.3d.txt"
+    path.write_text(", 1 2 3\n. . . 4 5 6\n. 7 8 9\nat name@domain.com 1 1 1\n", encoding="utf-8")
+    vectors, found = load_word_vectors(path, ["<pad>", ".", "at name@domain.com", ". . ."])
+    assert found == [1, 2, 3]
+    np.testing.assert_array_equal(vectors[1:], [[7, 8, 9], [1, 1, 1], [4, 5, 6]])

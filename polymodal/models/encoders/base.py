@@ -64,7 +64,8 @@ class Encoder(nn.Module):
             return
         blocks = self.blocks()
         if spec != "all" and spec > len(blocks):
-            raise ValueError(f"freeze: {spec} trailing blocks requested but the encoder has {len(blocks)}")
+            raise ValueError(f"freeze: {spec} trailing blocks requested, but encoder {type(self).__name__} has "
+                             f"{len(blocks)}; use a number from 0 to {len(blocks)}, 'all' or 'none'")
         for parameter in self.parameters():
             parameter.requires_grad_(False)
         if spec != "all":
