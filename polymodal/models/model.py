@@ -12,7 +12,7 @@ from polymodal.errors import ConfigError
 from polymodal.models import encoders as _encoders  # noqa: F401 - registration
 from polymodal.models import fusion as _fusion  # noqa: F401 - registration
 from polymodal.models import heads as _heads  # noqa: F401 - registration
-from polymodal.models.encoders.base import Encoder, EncoderOutput, batch_norms_frozen_for_one_row
+from polymodal.models.encoders.base import Encoder, EncoderOutput, FreezeError, batch_norms_frozen_for_one_row
 from polymodal.models.fusion.base import FusedOutput, Fusion
 from polymodal.models.projection import Projections, build_projections
 from polymodal.models.registry import ENCODERS, FUSIONS
@@ -150,10 +150,10 @@ def build_encoders(config: Any, contexts: Mapping[str, Mapping[str, Any]]) -> di
     """
     encoders = {}
     for name, modality in config.modalities.items():
-        encoder = ENCODERS.build(modality.encoder, kind=modality.kind, **contexts[name])
-        try:
+        try:  # more blocks to freeze than the encoder has: only known once it is built
+            encoder = ENCODERS.build(modality.encoder, kind=modality.kind, **contexts[name])
             encoder.freeze(modality.encoder.freeze)
-        except ValueError as err:  # more blocks than the encoder has: only known once it is built
+        except FreezeError as err:
             raise ConfigError([f"modalities.{name}.encoder.{err}"]) from None
         encoders[name] = encoder
     return encoders

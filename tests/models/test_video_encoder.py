@@ -3,6 +3,7 @@ output, the frame encoder's own ``freeze`` applies, and any image encoder can ru
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import polymodal.models  # noqa: F401 - fills the registries
@@ -216,3 +217,12 @@ def test_a_parameter_free_temporal_mean_adds_no_block_to_freeze_or_unfreeze():
     last = mean.frame.blocks()[-1]
     assert all(p.requires_grad for p in last.parameters())
     assert not any(p.requires_grad for b in mean.frame.blocks()[:-1] for p in b.parameters())
+
+
+def test_freezing_more_frame_encoder_blocks_than_it_has_names_frame_freeze():
+    from polymodal.models.encoders.base import FreezeError
+
+    cfg = FrameCnnConfig(frame={"name": "cnn", "channels": [4], "dim": 8, "freeze": 50}, dim=8)
+    with pytest.raises(FreezeError, match=r"^frame\.freeze: 50 trailing blocks requested, but encoder ImageCnn has") as err:
+        ENCODERS.build(cfg, kind="video", **CONTEXT)
+    assert err.value.key == "frame.freeze"  # build_encoders prefixes modalities.<name>.encoder.

@@ -32,6 +32,15 @@ class EncoderOutput(NamedTuple):
     token_mask: torch.Tensor | None = None
 
 
+class FreezeError(ValueError):
+    """A ``freeze`` setting the built encoder cannot honour (more blocks than it has), with the key
+    path under the encoder's config (``freeze``, ``frame.freeze``) so callers can name the config key."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
 class Encoder(nn.Module):
     """Base class: subclasses set ``output_dim`` and implement ``forward`` and ``from_config``.
 
@@ -64,8 +73,8 @@ class Encoder(nn.Module):
             return
         blocks = self.blocks()
         if spec != "all" and spec > len(blocks):
-            raise ValueError(f"freeze: {spec} trailing blocks requested, but encoder {type(self).__name__} has "
-                             f"{len(blocks)}; use a number from 0 to {len(blocks)}, 'all' or 'none'")
+            raise FreezeError("freeze", f"{spec} trailing blocks requested, but encoder {type(self).__name__} has "
+                              f"{len(blocks)}; use a number from 0 to {len(blocks)}, 'all' or 'none'")
         for parameter in self.parameters():
             parameter.requires_grad_(False)
         if spec != "all":

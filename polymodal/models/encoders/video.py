@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from polymodal.config.video import FrameCnnConfig
-from polymodal.models.encoders.base import Encoder, EncoderOutput, batch_norms_frozen_for_one_row
+from polymodal.models.encoders.base import Encoder, EncoderOutput, FreezeError, batch_norms_frozen_for_one_row
 from polymodal.models.registry import ENCODERS
 
 
@@ -60,7 +60,10 @@ class FrameEncoder(Encoder):
     def from_config(cls, cfg: FrameCnnConfig, *, frames: int, restore: bool = False, **context: Any) -> FrameEncoder:
         context = {k: v for k, v in context.items() if k != "kind"}
         frame = ENCODERS.build(cfg.frame, kind="image", restore=restore, **context)
-        frame.freeze(cfg.frame.freeze)
+        try:
+            frame.freeze(cfg.frame.freeze)
+        except FreezeError as err:
+            raise FreezeError(f"frame.{err.key}", err.message) from None
         return cls(frame, cfg.temporal, frames, cfg.dim, cfg.layers, cfg.heads, cfg.dropout)
 
     def blocks(self) -> list[nn.Module]:
