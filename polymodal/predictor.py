@@ -124,6 +124,7 @@ class MultimodalPredictor(Estimator):
         # frozen encoders with cache: true run once per input here, never in the training steps
         train_table = attach_cached_features(cfg, net, pipeline, train_m, train_table, cfg.train.progress)
         valid_table = attach_cached_features(cfg, net, pipeline, valid_m, valid_table, cfg.train.progress)
+        transfer.attach_cached_features(net)  # and the unlabelled rows
         module = PolymodalModule(
             net, loss,
             OptimSettings(cfg.train.lr, cfg.train.weight_decay, cfg.train.scheduler, cfg.train.warmup_epochs,

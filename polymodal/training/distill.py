@@ -27,7 +27,8 @@ from polymodal.utils.device import move_to
 @torch.no_grad()
 def teacher_outputs(teacher: Any, manifest: Any, rows: np.ndarray, device: torch.device
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher's class logits (N, K) and fused representations (N, D) on ``rows`` of a manifest.
+    """The teacher's outputs (N, K) (a multi-task teacher's: every task's columns) and fused
+    representations (N, D) on ``rows`` of a manifest.
 
     Args:
         teacher: a fitted :class:`~polymodal.predictor.MultimodalPredictor`.

@@ -49,7 +49,10 @@ class GradualUnfreezing(Callback):
         for name, (encoder, freeze, schedule) in self.plans.items():
             count = trainable_blocks(freeze, schedule, trainer.current_epoch, len(encoder.blocks()))
             if count != self.trainable.get(name):
-                encoder.freeze(count)  # also re-applies batch-norm modes
+                encoder.freeze(count)
+                # re-applies the modes: an encoder frozen whole was put in eval mode, and its
+                # unfrozen blocks must train (batch-norm statistics, dropout) from now on
+                encoder.train(module.training)
                 self.trainable[name] = count
 
 

@@ -75,10 +75,13 @@ class FixMatchTerm(Term):
         self.classes = classes
 
     def prepare_unlabeled(self, batch: Batch) -> Batch:
-        """The batch followed by a strong copy of its rows (view ``strong``)."""
+        """The batch followed by a strong copy of its rows (view ``strong``). A modality whose
+        inputs are its frozen encoder's stored outputs (``encoder.cache``) is copied as it is."""
         weak = take_rows({"inputs": batch["inputs"], "present": batch["present"]}, view_rows(batch))
-        strong = {"inputs": strong_view(weak["inputs"], self.kinds, self.magnitude, self.erase,
-                                         options=self.options, present=weak["present"]),
+        raw = {name: x for name, x in weak["inputs"].items() if "pooled" not in x}
+        augmented = strong_view(raw, self.kinds, self.magnitude, self.erase, options=self.options,
+                                present=weak["present"])
+        strong = {"inputs": {name: augmented.get(name, x) for name, x in weak["inputs"].items()},
                   "present": weak["present"]}
         return add_view(batch, STRONG, strong)
 

@@ -29,6 +29,7 @@ from polymodal.config.transfer import (
     UnlabeledConfig,
 )
 from polymodal.data.dataset import collate
+from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
 from polymodal.errors import ConfigError
 from polymodal.training.adaptation import build_domain_term
@@ -80,6 +81,7 @@ class TransferPlan:
         self.train_table = train_table
         self.train_y = train_y
         self.unlabeled_table: EncodedTable | None = None
+        self.unlabeled_manifest: Any | None = None
         self.teacher: tuple[torch.Tensor, torch.Tensor] | None = None
         self.info: dict[str, Any] = {"transfer": "+".join(m.method for m in self.methods)} if self.methods else {}
 
@@ -114,8 +116,8 @@ class TransferPlan:
                 key = config.transfer_key(next(i for i, m in enumerate(plan.methods) if m is learners[0]))
                 raise ConfigError([f"{key}.unlabeled: method '{learners[0].method}' learns from an unlabelled "
                                    "manifest; pass fit(unlabeled=...) or --unlabeled, or set transfer.unlabeled"])
-            manifest = pipeline.read(source, require_target=False, training=True)
-            plan.unlabeled_table = pipeline.encode(manifest, progress=config.train.progress)
+            plan.unlabeled_manifest = pipeline.read(source, require_target=False, training=True)
+            plan.unlabeled_table = pipeline.encode(plan.unlabeled_manifest, progress=config.train.progress)
             plan.info["unlabeled_rows"] = len(plan.unlabeled_table)
         distill = next((m for m in plan.methods if isinstance(m, DistillConfig)), None)
         if distill is not None:
@@ -123,9 +125,17 @@ class TransferPlan:
                 raise ValueError("distillation needs load_run to load the teacher's run folder")
             teacher = load_run(Path(distill.teacher))
             check_teacher(teacher, pipeline.targets.classes)
-            plan.teacher = teacher_outputs(teacher, train_manifest, np.asarray(train_table.rows), default_device())
+            logits, features = teacher_outputs(teacher, train_manifest, np.asarray(train_table.rows), default_device())
+            plan.teacher = logits[:, main_classes(teacher.pipeline.targets)], features  # a multi-task teacher's main task
             plan.info["teacher"] = str(distill.teacher)
         return plan
+
+    def attach_cached_features(self, net: Any) -> None:
+        """Embed the unlabelled rows of ``encoder.cache`` modalities with ``net``'s frozen encoders,
+        as the labelled rows are, so that both batches hold the same inputs."""
+        if self.unlabeled_table is not None:
+            self.unlabeled_table = attach_cached_features(self.config, net, self.pipeline, self.unlabeled_manifest,
+                                                          self.unlabeled_table, self.config.train.progress)
 
     def terms(self, net: Any, terms: list[Term]) -> list[Term]:
         """The run's loss terms with each method's added (a prototypical network replaces the task

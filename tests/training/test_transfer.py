@@ -122,6 +122,17 @@ def test_a_domain_method_and_fixmatch_train_together_and_the_run_reloads(data, t
     assert (loaded.predict(data["test"]) == pred.predict(data["test"])).all()
 
 
+@pytest.mark.parametrize("method", ["dann", "fixmatch"])
+def test_unlabelled_rows_of_a_cached_frozen_encoder_are_embedded_like_the_labelled_ones(data, method):
+    """``cache: true`` replaces the labelled rows' images by stored encoder outputs; the unlabelled
+    rows must be embedded too (FixMatch's strong view copies the stored outputs as they are)."""
+    cfg = config({"method": method, **({"threshold": 0.0} if method == "fixmatch" else {})}, epochs=1)
+    cfg["modalities"]["img"]["encoder"].update({"freeze": "all", "cache": True})
+    pred = MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], unlabeled=data["unlabeled"])
+    losses = pred.history[LOSS_COLUMN[method]].to_numpy()
+    assert np.isfinite(losses).all() and (losses > 0).all()
+
+
 @pytest.mark.parametrize("on", ["fused", ["img"]])
 def test_a_domain_term_reads_the_unlabelled_rows_not_the_views_fixmatch_appends(data, on):
     """With FixMatch beside it, the domain loss compares the source batch with the target rows as
@@ -196,6 +207,16 @@ def test_a_two_modality_teacher_teaches_a_tabular_only_student(data, tmp_path):
     kl = student.history["train_distill_loss"].to_numpy()
     assert np.isfinite(kl).all() and kl[-1] < kl[0]  # the student moves towards the teacher
     assert student.config.modality_names == ["tab"] and teacher.config.modality_names == ["img", "tab"]
+
+
+def test_a_multi_task_teacher_teaches_its_main_task(data, tmp_path):
+    teacher_cfg = config(epochs=1)
+    teacher_cfg["tasks"] = {"level": {"task": "regression", "target": "y"}}  # 3 class logits + 1 value
+    MultimodalPredictor.from_config(teacher_cfg).fit(data["train"], data["valid"], out=tmp_path / "t")
+    student_cfg = config({"method": "distill", "teacher": str(tmp_path / "t")}, epochs=1)
+    student_cfg["modalities"] = {"tab": copy.deepcopy(TABULAR)}
+    student = MultimodalPredictor.from_config(student_cfg).fit(data["train"], data["valid"])
+    assert np.isfinite(student.history["train_distill_loss"].to_numpy()).all()
 
 
 def test_a_teacher_with_other_classes_is_refused(data, tmp_path):
@@ -283,3 +304,24 @@ def test_gradual_unfreezing_trains_more_blocks_each_epoch_and_never_the_first(da
     first_stage = [k for k in final if k.startswith("stages.0.") and "num_batches" not in k]
     assert first_stage and all(torch.equal(final[k], initial[k]) for k in first_stage)
     assert not torch.equal(final["stages.1.0.weight"], initial["stages.1.0.weight"])
+
+
+def test_blocks_unfrozen_from_a_wholly_frozen_encoder_train_their_batch_norm_and_dropout(data):
+    cfg = config(epochs=3)
+    cfg["modalities"]["img"]["encoder"] = {"name": "cnn", "dim": 16, "channels": [4, 8], "freeze": "all",
+                                           "unfreeze": {"start": 1, "every": 1, "blocks": 1}}
+    modes: list[list[tuple[bool, bool]]] = []
+
+    class _Modes(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if batch_idx == 0:  # (block trains, its batch-norm and dropout layers in training mode)
+                blocks = module.net.encoders["img"].blocks()
+                modes.append([(any(p.requires_grad for p in b.parameters()),
+                               all(m.training for m in b.modules()
+                                   if isinstance(m, torch.nn.modules.batchnorm._BatchNorm | torch.nn.Dropout)))
+                              for b in blocks])
+
+    MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], callbacks=[_Modes()])
+    assert [[trains for trains, _ in epoch] for epoch in modes] == [[False] * 3, [False, False, True],
+                                                                  [False, True, True]]
+    assert all(trains == training for epoch in modes for trains, training in epoch)

@@ -106,7 +106,8 @@ def mmd_loss(source: torch.Tensor, target: torch.Tensor, bandwidths: Sequence[fl
 
 def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Squared differences of the feature means plus of the covariance matrices (both averaged
-    over entries), as in Deep CORAL with the means added.
+    over entries), as in Deep CORAL with the means added. The covariance term is ``||C_s - C_t||^2 / d^2``,
+    4x Deep CORAL's ``1 / (4 d^2)`` normalisation: a weight ``w`` here is the paper's ``4 w``.
 
     Args:
         source: (Bs, D); target: (Bt, D).
