@@ -29,7 +29,10 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def curves_wide(result: RobustnessResult) -> pd.DataFrame:
-    """One row per (modality, corruption): the metric at severities 0-5 (``s0``..``s5``), then the summary."""
+    """One row per (modality, corruption): the metric at severities 0-5 (``s0``..``s5``), then the summary
+    (no rows when the data held none of the swept modalities)."""
+    if result.curves.empty:
+        return result.summary.drop(columns=["clean", "worst"])
     wide = result.curves.pivot_table(index=["modality", "corruption"], columns="severity", values=result.metric,
                                      sort=False)
     wide.columns = [f"s{int(c)}" for c in wide.columns]

@@ -13,9 +13,9 @@ featurisation and never touch the feature cache (see :mod:`polymodal.evaluation.
 
 Decoded forms: image ``uint8 (H, W, C)``; audio ``(wave (N,) float32, valid samples)``; signal
 ``(array (C, L) float32, valid steps)``. Raw forms: text ``str``; tabular ``tuple`` of the
-modality's column values. ``pool`` is every raw cell of the modality in the evaluated data (a
-corruption may draw values from other rows); ``rng`` is seeded per row, so results do not
-depend on chunking or worker processes.
+modality's column values (the value itself for a single-column modality). ``pool`` is every
+raw cell of the modality in the evaluated data (a corruption may draw values from other rows);
+``rng`` is seeded per row, so results do not depend on chunking or worker processes.
 """
 
 from __future__ import annotations
@@ -311,22 +311,33 @@ def signal_drift(sample: tuple[np.ndarray, int], level: float, rng: np.random.Ge
     return out, valid
 
 
-# -- tabular: the raw tuple of column values -------------------------------------------------------
+# -- tabular: the raw tuple of column values (a single-column modality's cell is the value itself) ---
+def _row(cell: Any) -> tuple:
+    """A tabular cell as a tuple of column values (a single-column modality has scalar cells)."""
+    return tuple(cell) if isinstance(cell, tuple | list) else (cell,)
+
+
+def _like(cell: Any, values: Sequence[Any]) -> Any:
+    """``values`` in the form of ``cell``: a tuple, or the one value of a scalar cell."""
+    return tuple(values) if isinstance(cell, tuple | list) else values[0]
+
+
 @CORRUPTIONS.register("tabular", "missing", levels=(0.1, 0.2, 0.3, 0.4, 0.5), unit="fraction of entries blanked",
                       stage="raw")
-def tabular_missing(values: Sequence[Any], level: float, rng: np.random.Generator, pool: Sequence[Any]) -> tuple:
+def tabular_missing(values: Any, level: float, rng: np.random.Generator, pool: Sequence[Any]) -> Any:
     """Each entry blanked (then imputed like any missing value) with probability ``level``."""
-    return tuple(None if blank else v for v, blank in zip(values, rng.random(len(values)) < level))
+    row = _row(values)
+    return _like(values, [None if blank else v for v, blank in zip(row, rng.random(len(row)) < level)])
 
 
 @CORRUPTIONS.register("tabular", "swap", levels=(0.1, 0.2, 0.3, 0.4, 0.5), unit="fraction of entries swapped",
                       stage="raw")
-def tabular_swap(values: Sequence[Any], level: float, rng: np.random.Generator, pool: Sequence[Any]) -> tuple:
+def tabular_swap(values: Any, level: float, rng: np.random.Generator, pool: Sequence[Any]) -> Any:
     """Each entry, with probability ``level``, replaced by the same field of another random row
     (a record mix-up); unchanged when the data has a single row."""
-    out = list(values)
+    out = list(_row(values))
     if len(pool) < 2:
-        return tuple(out)
+        return _like(values, out)
     for j in np.flatnonzero(rng.random(len(out)) < level):
-        out[j] = pool[int(rng.integers(len(pool)))][j]
-    return tuple(out)
+        out[j] = _row(pool[int(rng.integers(len(pool)))])[j]
+    return _like(values, out)

@@ -159,15 +159,23 @@ def map_attribution(features: np.ndarray, attribution: np.ndarray, title: str, y
     return figure_png(fig)
 
 
+MAX_CHANNELS = 16  # signal channels drawn at most by :func:`lines_attribution` (those of largest total |attribution|)
+
+
 def lines_attribution(signal: np.ndarray, attribution: np.ndarray, title: str) -> bytes:
-    """Each channel of a (C, L) signal, with its per-step attribution as bars underneath."""
+    """Each channel of a (C, L) signal, with its per-step attribution as bars underneath; beyond
+    :data:`MAX_CHANNELS` channels, those with the largest total |attribution|, in channel order."""
     plt = _pyplot()
-    channels = signal.shape[0]
+    shown = np.arange(signal.shape[0])
+    if len(shown) > MAX_CHANNELS:
+        shown = np.sort(np.argsort(-np.abs(attribution).sum(axis=1), kind="stable")[:MAX_CHANNELS])
+        title = f"{title}: the {MAX_CHANNELS} most attributed of {signal.shape[0]} channels"
+    channels = len(shown)
     fig, axes = plt.subplots(2 * channels, 1, figsize=(7.5, 1.0 + 2.6 * channels), squeeze=False, sharex=True,
                              height_ratios=[3, 2] * channels)
     steps = np.arange(signal.shape[1])
-    for c in range(channels):
-        line, bars = axes[2 * c, 0], axes[2 * c + 1, 0]
+    for k, c in enumerate(shown):
+        line, bars = axes[2 * k, 0], axes[2 * k + 1, 0]
         line.plot(steps, signal[c], color="#333333", lw=1.0)
         line.set(ylabel=f"channel {c}")
         line.grid(alpha=0.3)
@@ -181,9 +189,17 @@ def lines_attribution(signal: np.ndarray, attribution: np.ndarray, title: str) -
     return figure_png(fig)
 
 
+MAX_BARS = 40  # features drawn at most by :func:`bars_attribution` (those of largest |attribution|)
+
+
 def bars_attribution(labels: Sequence[str], attribution: np.ndarray, title: str) -> bytes:
-    """Per-feature attribution bars (red: towards the output, blue: against)."""
+    """Per-feature attribution bars (red: towards the output, blue: against); beyond
+    :data:`MAX_BARS` features, only the largest in magnitude, in feature order."""
     plt = _pyplot()
+    if len(labels) > MAX_BARS:
+        keep = np.sort(np.argsort(-np.abs(attribution), kind="stable")[:MAX_BARS])
+        title = f"{title}: the {MAX_BARS} largest of {len(labels)} features"
+        labels, attribution = [labels[k] for k in keep], np.asarray(attribution)[keep]
     fig, ax = plt.subplots(figsize=(6.0, 1.2 + 0.4 * len(labels)))
     ax.barh(list(labels), attribution, color=["#cc6677" if v > 0 else "#4477aa" for v in attribution])
     ax.axvline(0.0, color="black", lw=0.8)

@@ -90,22 +90,33 @@ def learning_curves(history: pd.DataFrame) -> bytes | None:
     return figure_png(fig)
 
 
+CONFUSION_MAX_INCHES = 16.0  # the figure grows with the classes up to this side
+CONFUSION_MAX_COUNTS = 30  # classes up to which every cell shows its count
+CONFUSION_MAX_LABELS = 60  # tick labels shown at most (every k-th class beyond)
+
+
 def confusion_plot(matrix: Sequence[Sequence[int]], classes: Sequence[Any]) -> bytes:
+    """The confusion matrix as a heat-map; with many classes the figure stops growing, the cell
+    counts are left out and only every k-th class is labelled, so that it stays readable and quick."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     values = np.asarray(matrix)
-    size = max(4.5, 0.55 * len(classes) + 2)
+    n = len(classes)
+    size = min(max(4.5, 0.55 * n + 2), CONFUSION_MAX_INCHES)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(values, cmap="Blues")
-    ax.set_xticks(range(len(classes)), [str(c) for c in classes], rotation=45 if len(classes) > 8 else 0)
-    ax.set_yticks(range(len(classes)), [str(c) for c in classes])
+    ticks = range(0, n, -(-n // CONFUSION_MAX_LABELS) if n else 1)
+    labels = [str(classes[k]).replace("$", r"\$") for k in ticks]  # a class name is text, never mathtext
+    ax.set_xticks(ticks, labels, rotation=45 if n > 8 else 0, ha="right" if n > 8 else "center")
+    ax.set_yticks(ticks, labels)
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
     top = values.max() if values.size else 0
-    for (i, j), v in np.ndenumerate(values):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=9, color="white" if v > top / 2 else "black")
+    if n <= CONFUSION_MAX_COUNTS:
+        for (i, j), v in np.ndenumerate(values):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=9, color="white" if v > top / 2 else "black")
     return figure_png(fig)
 
 

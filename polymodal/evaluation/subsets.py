@@ -33,7 +33,8 @@ def evaluate_subsets(predictor: MultimodalPredictor, data: DataSource | EvalData
 
     Args:
         data: a labelled manifest (or an encoded :class:`EvalData`).
-        subsets: the subsets to evaluate (default: every non-empty one, largest first).
+        subsets: the subsets to evaluate (default: every non-empty one, largest first); a bare
+            modality name is the subset of that modality alone.
         max_rows: evaluate a seeded random sample of at most this many rows.
 
     Returns:
@@ -44,7 +45,8 @@ def evaluate_subsets(predictor: MultimodalPredictor, data: DataSource | EvalData
         SchemaMismatchError: a subset names an unknown modality or is empty.
     """
     names = predictor.config.modality_names
-    chosen: list[Coalition] = all_subsets(names) if subsets is None else [frozenset(s) for s in subsets]
+    chosen: list[Coalition] = all_subsets(names) if subsets is None else [
+        frozenset([s] if isinstance(s, str) else s) for s in subsets]  # a bare name: that modality alone
     for subset in chosen:
         unknown = sorted(subset - set(names))
         if unknown or not subset:

@@ -128,3 +128,13 @@ def test_registry_refuses_duplicates_and_bad_levels_and_names_what_is_allowed():
         registry.get("image", "nope")
     with pytest.raises(ValueError, match="severity"):
         registry.get("image", "x")(np.zeros(1), 6, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED["tabular"]))
+def test_tabular_corruptions_keep_the_scalar_cells_of_a_single_column_modality(name):
+    """A tabular modality with one column has scalar cells (a number or a category), not tuples."""
+    corruption = CORRUPTIONS.get("tabular", name)
+    for clean, pool in ((3.25, [3.25, -1.5, 7.0]), ("red", ["red", "blue", "green"])):
+        outs = [corruption(clean, 5, np.random.default_rng(seed), pool) for seed in range(40)]
+        assert all(out is None or out in pool for out in outs), f"{name} broke the cell {clean!r}: {outs[:5]}"
+        assert any(out != clean for out in outs), f"{name} never changed the cell {clean!r}"

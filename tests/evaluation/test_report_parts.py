@@ -1,14 +1,17 @@
-"""Building blocks of ``report.html``: the model summary and the anomaly score histogram."""
+"""Building blocks of ``report.html``: the model summary, the confusion matrix and the anomaly score histogram."""
 
 from __future__ import annotations
+
+import io
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
-from polymodal.evaluation.plots import score_histogram
-from polymodal.evaluation.report import parameter_rows
+from polymodal.evaluation.plots import MAX_BARS, MAX_CHANNELS, bars_attribution, lines_attribution, score_histogram
+from polymodal.evaluation.report import confusion_plot, parameter_rows
 
 
 class Backbone(nn.Module):
@@ -51,3 +54,53 @@ def test_the_score_histogram_draws_any_finite_scores(scores):
 
 def test_the_score_histogram_of_no_finite_score_is_none():
     assert score_histogram(np.array([np.nan, np.inf]), np.array([False, True]), 1.0, "validation") is None
+
+
+def test_the_confusion_matrix_of_many_classes_stays_a_readable_size():
+    """It grew 60 px per class (7,500 px and 12 s for 120 classes; 1,000 classes: a 60,000 px square)."""
+    n = 120
+    matrix = (np.eye(n, dtype=int) * 5 + np.random.default_rng(0).integers(0, 2, (n, n))).tolist()
+    width, height = Image.open(io.BytesIO(confusion_plot(matrix, [f"class {k}" for k in range(n)]))).size
+    assert max(width, height) <= 2000
+    small = Image.open(io.BytesIO(confusion_plot([[3, 1], [0, 4]], ["no", "yes"]))).size
+    assert max(small) < max(width, height)
+
+
+def test_confusion_matrix_class_names_are_drawn_as_text_not_mathtext():
+    """'$\\frac$' made matplotlib's mathtext parser raise; '$50-$100' lost its dollar signs."""
+    png = confusion_plot([[2, 0, 0], [0, 1, 0], [0, 1, 3]], ["<$50", "$50-$100", "$\\frac$"])
+    assert Image.open(io.BytesIO(png)).size[0] > 0
+
+
+def test_tabular_attribution_bars_of_many_features_show_the_largest(monkeypatch):
+    """300 features made a 13,000 px tall figure; now the MAX_BARS largest |attributions| are drawn."""
+    import matplotlib.axes
+
+    attribution = np.zeros(300)
+    attribution[[7, 150, 299]] = [-2.0, 1.0, 3.0]
+    labels = [f"f{k}" for k in range(300)]
+    drawn = []
+    barh = matplotlib.axes.Axes.barh
+    monkeypatch.setattr(matplotlib.axes.Axes, "barh",
+                        lambda self, y, width, **kw: drawn.append((list(y), list(width))) or barh(self, y, width, **kw))
+    png = bars_attribution(labels, attribution, "tab")
+    assert Image.open(io.BytesIO(png)).size[1] < 2500
+    shown, widths = drawn[0]
+    assert len(shown) == MAX_BARS and shown.index("f7") < shown.index("f150") < shown.index("f299")
+    assert min(widths) == -2.0 and max(widths) == 3.0
+
+
+def test_signal_attribution_lines_of_many_channels_show_the_most_attributed(monkeypatch):
+    """64 channels made an 18,000 px tall figure of 128 panels; now MAX_CHANNELS of them, by total |attribution|."""
+    import polymodal.evaluation.plots as plots
+
+    rng = np.random.default_rng(0)
+    attribution = rng.normal(0.0, 0.01, (64, 40))
+    attribution[50] += 1.0
+    figures = []
+    draw = plots.figure_png
+    monkeypatch.setattr(plots, "figure_png", lambda fig: figures.append(fig) or draw(fig))
+    png = lines_attribution(rng.normal(size=(64, 40)), attribution, "sig")
+    assert Image.open(io.BytesIO(png)).size[1] < 2.6 * 110 * (MAX_CHANNELS + 1)
+    names = [ax.get_ylabel() for ax in figures[0].axes if ax.get_ylabel().startswith("channel")]
+    assert len(names) == MAX_CHANNELS and "channel 50" in names

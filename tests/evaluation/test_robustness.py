@@ -10,6 +10,7 @@ from helpers_models import classification_config, make_dataset, write_splits
 from polymodal import MultimodalPredictor
 from polymodal.data.content_keys import StatMemo
 from polymodal.errors import ConfigError, SchemaMismatchError
+from polymodal.evaluation.commands import run_evaluations
 from polymodal.evaluation.corruptions import CORRUPTIONS
 from polymodal.evaluation.data import load_eval_data
 from polymodal.evaluation.robustness import _summary, area, corrupt_table, parse_corruptions, robustness_sweep
@@ -136,3 +137,14 @@ def test_worst_is_the_lowest_metric_over_severities_not_the_last_one():
                            "accuracy": [0.775, 0.70, 0.65, 0.80, 0.82, 0.85]})
     row = _summary(curves, "accuracy").iloc[0]
     assert (row["clean"], row["worst"]) == (0.775, 0.65)
+
+
+def test_a_sweep_over_a_modality_the_data_never_holds_gives_empty_tables(run, tmp_path):
+    """``polymodal evaluate --robustness --corruption img`` on rows without images: nothing to corrupt."""
+    predictor, paths, _, _ = run
+    frame = pd.read_csv(paths["test"]).assign(image="")
+    frame.to_csv(tmp_path / "no_images.csv", index=False)
+    result = run_evaluations(predictor, tmp_path / "no_images.csv", tmp_path / "out", missing=False, robustness=True,
+                             corruptions=["img"])
+    assert result["robustness"]["table"] == [] and result["robustness"]["curves"] == []
+    assert pd.read_csv(tmp_path / "out" / "robustness_summary.csv").empty

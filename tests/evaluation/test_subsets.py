@@ -139,3 +139,10 @@ def test_unknown_or_empty_subsets_are_refused(with_dropout, test_rows):
         evaluate_subsets(with_dropout, test_rows, [["a", "c"]])
     with pytest.raises(SchemaMismatchError, match="non-empty"):
         evaluate_subsets(with_dropout, test_rows, [[]])
+
+
+def test_a_bare_modality_name_is_that_modality_alone_not_its_letters(with_dropout, test_rows):
+    table = evaluate_subsets(with_dropout, test_rows, ["b", ["a", "b"]])
+    assert list(table["modalities"]) == ["b", "a+b"]
+    with pytest.raises(SchemaMismatchError, match=r"unknown: \['ab'\]"):  # not the letters 'a' and 'b'
+        evaluate_subsets(with_dropout, test_rows, ["ab"])
