@@ -11,6 +11,7 @@ import pandas as pd
 
 from polymodal.evaluation.plots import importance_plot, reliability_plot, robustness_plot
 from polymodal.evaluation.report import embed_png, table_html
+from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES
 from polymodal.utils.io import atomic_write
 
 
@@ -52,8 +53,9 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
         if diagnostics.get("interactions"):
             body += "<p>Pairwise Shapley interactions (positive: complementary, negative: redundant):</p>"
             body += table_html(diagnostics["interactions"])
+        how = "Exact" if len(importance) <= EXACT_MAX_MODALITIES else "Sampled (permutation estimates of)"
         sections["Modality importance"] = (
-            where + "<p>Exact Shapley values over modalities of the predicted score (per-sample values and "
+            where + f"<p>{how} Shapley values over modalities of the predicted score (per-sample values and "
             "within-modality heat-maps: <code>polymodal explain RUN --data X</code>).</p>" + body)
     robustness = diagnostics.get("robustness")
     if robustness and robustness.get("curves"):

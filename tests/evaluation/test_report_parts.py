@@ -104,3 +104,14 @@ def test_signal_attribution_lines_of_many_channels_show_the_most_attributed(monk
     assert Image.open(io.BytesIO(png)).size[1] < 2.6 * 110 * (MAX_CHANNELS + 1)
     names = [ax.get_ylabel() for ax in figures[0].axes if ax.get_ylabel().startswith("channel")]
     assert len(names) == MAX_CHANNELS and "channel 50" in names
+
+
+@pytest.mark.parametrize(("modalities", "how"), [(2, "Exact"), (7, "Sampled (permutation estimates of)")])
+def test_the_importance_section_says_whether_its_shapley_values_are_exact(tmp_path, modalities, how):
+    from polymodal.evaluation.report_sections import diagnostic_sections
+
+    importance = [{"modality": f"m{i}", "mean_abs_shapley": 0.1, "share": 1 / modalities, "mean_shapley": 0.1}
+                  for i in range(modalities)]
+    sections = diagnostic_sections({"rows": 10, "split": "valid", "metric": "accuracy", "importance": importance},
+                                   tmp_path)
+    assert f"{how} Shapley values over modalities" in sections["Modality importance"]
