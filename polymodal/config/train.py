@@ -30,8 +30,10 @@ class TrainConfig(StrictModel):
     """Optimisation and run settings.
 
     Attributes:
-        encoder_lr_scale: pretrained encoders (weights loaded from a file) train at
-            ``lr * encoder_lr_scale``; 0.1 is a common choice for fine-tuning.
+        encoder_lr_scale: the weights pretrained encoders load from a file train at
+            ``lr * encoder_lr_scale``; 0.1 is a common choice for fine-tuning. What such an encoder adds
+            from scratch (its ``dim`` projection, LoRA adapters, a video encoder's temporal model)
+            trains at ``lr``.
         modality_dropout: probability that a present modality is hidden from a training sample, through
             the same path as a missing cell (a number for all modalities, or ``{modality: p}`` where
             unnamed modalities get 0). A sample never loses all its modalities: when every one it

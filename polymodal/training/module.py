@@ -281,10 +281,12 @@ def cosine_with_warmup(total: int, warmup: int) -> Callable[[int], float]:
 
 
 def parameter_groups(net: nn.Module, optim: OptimSettings) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on biases and norms; pretrained encoders at
-    ``lr * encoder_lr_scale``. Frozen parameters are left out."""
+    """AdamW groups: no weight decay on biases and norms; the weights pretrained encoders loaded at
+    ``lr * encoder_lr_scale`` (what they add from scratch, a projection or LoRA adapters, at ``lr``).
+    Frozen parameters are left out."""
     encoders = getattr(getattr(net, "net", net), "encoders", {})  # a LightningModule or a MultimodalNet
     pretrained = {id(p) for enc in encoders.values() if getattr(enc, "pretrained", False) for p in enc.parameters()}
+    pretrained -= {id(p) for enc in encoders.values() for p in getattr(enc, "new_parameters", list)()}
     # frozen now, trained later (gradual unfreezing): in the optimiser from the start
     pending = {id(p) for enc in encoders.values() if hasattr(enc, "pending_parameters") for p in enc.pending_parameters()}
     buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}

@@ -305,3 +305,30 @@ def test_parameter_groups():
         assert lr == pytest.approx(1e-4 if name.startswith("encoders.pre") else 1e-3), name
         no_decay = name.endswith(".bias") or name == "encoders.pre.1.weight"  # biases and norm weights
         assert decay == (0.0 if no_decay else 0.05), name
+
+
+def test_what_a_pretrained_encoder_adds_from_scratch_trains_at_the_full_rate(tmp_path):
+    import timm
+
+    from polymodal.config.encoders import TimmConfig
+    from polymodal.config.video import FrameCnnConfig
+    from polymodal.models.registry import ENCODERS
+
+    torch.save(timm.create_model("resnet18", num_classes=0).state_dict(), tmp_path / "r18.pth")
+    image = ENCODERS.build(TimmConfig(arch="resnet18", weights=tmp_path / "r18.pth", dim=8, lora={"r": 2}),
+                           kind="image", in_channels=3)
+    video = ENCODERS.build(FrameCnnConfig(frame={"name": "timm", "arch": "resnet18", "weights": tmp_path / "r18.pth"},
+                                          temporal="gru", dim=8), kind="video", in_channels=3, size=(32, 32), frames=4)
+    net = nn.Module()
+    net.encoders = nn.ModuleDict({"img": image, "vid": video})
+    groups = parameter_groups(net, OptimSettings(lr=1e-3, weight_decay=0.0, scheduler="none", warmup_epochs=0.0,
+                                                 encoder_lr_scale=0.1))
+    rate = {id(p): g["lr"] for g in groups for p in g["params"]}
+    for name, p in net.named_parameters():
+        if not p.requires_grad:  # the LoRA-adapted backbone's own weights: frozen, left out
+            assert id(p) not in rate, name
+            continue
+        new = ".proj." in name or ".lora_" in name or name.startswith("encoders.vid.temporal.")  # made, not loaded
+        assert rate[id(p)] == pytest.approx(1e-3 if new else 1e-4), name
+    names = [n for n, p in net.named_parameters() if p.requires_grad]
+    assert all(any(part in n for n in names) for part in (".proj.", ".lora_", ".temporal.", "vid.frame.backbone."))

@@ -92,6 +92,12 @@ class Encoder(nn.Module):
 
         return lora_parameters(self)
 
+    def new_parameters(self) -> list[nn.Parameter]:
+        """Parameters a pretrained encoder adds to the weights it loads (LoRA adapters here; a
+        projection, a temporal model in subclasses): they start from scratch, so they train at the
+        full learning rate, not at ``train.encoder_lr_scale``'s."""
+        return self.adapter_parameters()
+
     def pending_parameters(self) -> list[nn.Parameter]:
         """Frozen parameters a gradual-unfreezing schedule will train later."""
         if self.unfreeze_schedule is None:

@@ -118,6 +118,9 @@ class ResNetEncoder(Encoder):
     def blocks(self) -> list[nn.Module]:
         return [self.stem, *self.layers, self.proj]
 
+    def new_parameters(self) -> list[nn.Parameter]:
+        return [*super().new_parameters(), *self.proj.parameters()]
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
         return _feature_map_output(self.layers(self.stem(x.contiguous(memory_format=torch.channels_last))), self.proj)
 
@@ -182,6 +185,9 @@ class TimmEncoder(Encoder):
                 head = nn.ModuleList([child for _, child in children[index + 1:]] + [self.proj])
                 return [stem, *container, head]
         return [*self.backbone.children(), self.proj]
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        return [*super().new_parameters(), *self.proj.parameters()]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
         feats = self.backbone.forward_features(x)

@@ -66,6 +66,11 @@ class FrameEncoder(Encoder):
             raise FreezeError(f"frame.{err.key}", err.message) from None
         return cls(frame, cfg.temporal, frames, cfg.dim, cfg.layers, cfg.heads, cfg.dropout)
 
+    def new_parameters(self) -> list[nn.Parameter]:
+        """Everything but the frame encoder's loaded weights (the temporal model is new)."""
+        loaded = {id(p) for p in self.frame.parameters()} - {id(p) for p in self.frame.new_parameters()}
+        return [p for p in self.parameters() if id(p) not in loaded]
+
     def blocks(self) -> list[nn.Module]:
         """The frame encoder's blocks, then the temporal model's (none for a parameter-free mean:
         ``freeze: N`` and gradual unfreezing count only blocks that train)."""
