@@ -247,6 +247,12 @@ def _check_method(transfer: Any, config: Any, key: str) -> None:
     if transfer.uses_predictions and config.task != "classification":
         raise ValueError(f"{key}.method: transfer method '{transfer.method}' needs class predictions: task must be "
                          f"'classification'; got '{config.task}'")
+    if isinstance(transfer, DomainConfig):  # each step compares the source rows' distribution with the target's
+        for field, size in (("train.batch_size", config.train.batch_size),
+                            (f"{key}.unlabeled_batch_size", transfer.unlabeled_batch_size)):
+            if size is not None and size < 2:
+                raise ValueError(f"{field}: domain adaptation ('{transfer.method}') compares the source and target "
+                                 f"rows of each step and needs batches of at least 2 rows; got {size}")
     if isinstance(transfer, DomainConfig) and isinstance(transfer.on, list):
         unknown = sorted(set(transfer.on) - set(config.modalities))
         if unknown or not transfer.on:

@@ -31,7 +31,7 @@ from polymodal.config.transfer import (
 from polymodal.data.dataset import collate
 from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
-from polymodal.errors import ConfigError
+from polymodal.errors import ConfigError, ManifestError
 from polymodal.training.adaptation import build_domain_term
 from polymodal.training.distill import DistillTerm, check_teacher, distill_feature_dim, teacher_outputs
 from polymodal.training.fewshot import PrototypicalTerm, episode_loader, set_class_prototypes
@@ -119,6 +119,11 @@ class TransferPlan:
             plan.unlabeled_manifest = pipeline.read(source, require_target=False, training=True)
             plan.unlabeled_table = pipeline.encode(plan.unlabeled_manifest, progress=config.train.progress)
             plan.info["unlabeled_rows"] = len(plan.unlabeled_table)
+            domain = next((m for m in learners if isinstance(m, DomainConfig)), None)
+            if domain is not None and len(plan.unlabeled_table) < 2:  # a step compares two distributions
+                raise ManifestError([f"{plan.unlabeled_manifest.name}: method '{domain.method}' compares the source "
+                                     "and target distributions of each step and needs at least 2 unlabelled rows; "
+                                     f"got {len(plan.unlabeled_table)}"], source=plan.unlabeled_manifest.name)
         distill = next((m for m in plan.methods if isinstance(m, DistillConfig)), None)
         if distill is not None:
             if load_run is None:

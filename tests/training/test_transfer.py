@@ -21,7 +21,7 @@ from helpers_models import TABULAR, classification_config, make_dataset, write_s
 from polymodal import MultimodalPredictor
 from polymodal.config.transfer import CdanConfig, CoralConfig, DannConfig, MmdConfig
 from polymodal.data.dataset import collate
-from polymodal.errors import ConfigError, SchemaMismatchError
+from polymodal.errors import ConfigError, ManifestError, SchemaMismatchError
 from polymodal.training.adaptation import build_domain_term
 from polymodal.training.finetune import trainable_blocks
 from polymodal.training.semi import FixMatchTerm
@@ -74,6 +74,19 @@ def test_unlabelled_data_without_a_method_that_uses_it_is_refused(data):
 def test_a_domain_method_without_unlabelled_data_is_refused(data, transfer, key):
     with pytest.raises(ConfigError, match=f"{key}: method 'coral'"):
         MultimodalPredictor.from_config(config(transfer)).fit(data["train"], data["valid"])
+
+
+
+def test_a_domain_method_needs_two_target_rows_per_step(data):
+    one = data["root"] / "one.csv"  # beside the files it names
+    pd.read_csv(data["unlabeled"]).head(1).to_csv(one, index=False)
+    with pytest.raises(ManifestError, match=r"one.csv: method 'mmd' compares [\s\S]* at least 2 unlabelled rows; got 1"):
+        MultimodalPredictor.from_config(config({"method": "mmd"})).fit(data["train"], data["valid"], unlabeled=one)
+    with pytest.raises(ConfigError, match=r"transfer.unlabeled_batch_size: domain adaptation \('dann'\) .* got 1"):
+        MultimodalPredictor.from_config(config({"method": "dann", "unlabeled_batch_size": 1}))
+    with pytest.raises(ConfigError, match=r"train.batch_size: domain adaptation \('coral'\)"):
+        MultimodalPredictor.from_config(config({"method": "coral"}, batch_size=1))
+    MultimodalPredictor.from_config(config({"method": "pseudo_label"}, batch_size=1))  # one row per step is fine
 
 
 def test_transfer_unlabeled_in_the_config_is_used_without_fit_argument(data):
