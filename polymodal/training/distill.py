@@ -72,15 +72,16 @@ class DistillTerm(Term):
     def __init__(self, logits: torch.Tensor, features: torch.Tensor, student_dim: int, temperature: float,
                  feature_weight: float, weight: float, classes: slice):
         super().__init__(weight)
-        self.register_buffer("teacher_logits", logits, persistent=False)
-        self.register_buffer("teacher_features", features, persistent=False)
+        # plain CPU tensors, not buffers: DDP would broadcast buffers from rank 0 at every step, and a
+        # GPU needs only each batch's rows
+        self.teacher_logits, self.teacher_features = logits.cpu(), features.cpu()
         self.loss = DistillLoss(student_dim, features.shape[1], temperature, feature_weight)
         self.classes = classes
 
     def forward(self, ctx: StepContext) -> LossOutput:
-        rows = ctx.batch["index"].to(self.teacher_logits.device)
-        return self.loss(ctx.out.outputs[:, self.classes], self.teacher_logits[rows], ctx.out.fused.pooled,
-                         self.teacher_features[rows])
+        rows, device = ctx.batch["index"].cpu(), ctx.out.outputs.device
+        return self.loss(ctx.out.outputs[:, self.classes], self.teacher_logits[rows].to(device), ctx.out.fused.pooled,
+                         self.teacher_features[rows].to(device))
 
 
 def check_teacher(teacher: Any, classes: list[Any] | None) -> None:
