@@ -7,6 +7,7 @@ import json
 import os
 import stat
 
+import numpy as np
 import pytest
 
 from polymodal.utils.io import atomic_path, atomic_write, atomic_write_json
@@ -55,13 +56,18 @@ def test_the_temp_path_is_beside_the_target(tmp_path):
 
 
 def test_written_files_get_the_usual_permissions(tmp_path):
-    """0666 less the umask, as any new file (a temp file's 0600 would make shared runs unreadable)."""
+    """0666 less the umask, as any new file (a temp file's 0600 would make shared runs unreadable),
+    also from a writer that makes its own file private (safetensors' save_file does)."""
+    from safetensors.numpy import save_file
+
     old = os.umask(0o022)
     try:
         atomic_write(tmp_path / "model.bin", lambda tmp: tmp.write_bytes(b"x"))
+        atomic_write(tmp_path / "state.safetensors", lambda tmp: save_file({"w": np.zeros(2)}, str(tmp)))
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "model.bin").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "state.safetensors").stat().st_mode) == 0o644
 
 
 def test_json_files_are_strict_json_undefined_numbers_written_null(tmp_path):
