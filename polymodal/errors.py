@@ -34,9 +34,14 @@ class ConfigError(PolymodalError, ValueError):
 
 
 class ManifestError(PolymodalError, ValueError):
-    """A manifest is unreadable or does not fit the config. Lists every problem found."""
+    """A manifest is unreadable or does not fit the config. Lists every problem found.
 
-    def __init__(self, problems: Sequence[str], source: str | None = None):
+    Args:
+        folded: problems a line stands for beyond itself (``40 more missing files`` is 40 problems
+            in one line: 39 folded), so that the count names every problem.
+    """
+
+    def __init__(self, problems: Sequence[str], source: str | None = None, folded: int = 0):
         self.problems = list(problems)
         self.source = source
         where = f" {source}" if source else ""
@@ -44,7 +49,7 @@ class ManifestError(PolymodalError, ValueError):
         more = len(self.problems) - len(shown)
         lines = "\n".join(f"  - {p}" for p in shown)
         tail = f"\n  ... and {more} more" if more > 0 else ""
-        super().__init__(f"Invalid manifest{where} ({len(self.problems)} problem(s)):\n{lines}{tail}")
+        super().__init__(f"Invalid manifest{where} ({len(self.problems) + folded} problem(s)):\n{lines}{tail}")
 
 
 class DecodeError(PolymodalError, ValueError):

@@ -290,6 +290,7 @@ def validate_manifest(
     check_table(columns, len(manifest), manifest.name)  # a Manifest built without read_manifest too
     names = list(modalities) if modalities is not None else config.modality_names
     problems: list[str] = []
+    folded = 0  # problems counted in a 'N more ...' line
     columns_missing = False
     present_any = np.zeros(len(manifest), dtype=bool)
     for name in names:
@@ -312,6 +313,7 @@ def validate_manifest(
                          f"{_describe(value)}" for row, value in mistyped[:20]]
             if len(mistyped) > 20:
                 problems.append(f"column '{modality.column}': {len(mistyped) - 20} more cells that are not file paths")
+                folded += len(mistyped) - 21  # problems this one line stands for, beyond itself
             if mistyped:  # reported above, not again as missing files
                 rows = np.setdiff1d(rows, np.array([row for row, _ in mistyped], np.int64))
         if check_files and modality.file_based:
@@ -334,6 +336,7 @@ def validate_manifest(
                 problems.append(f"{manifest.where(row)}, column '{modality.column}': {what}: {path}")
             if len(absent) > 20:
                 problems.append(f"column '{modality.column}': {len(absent) - 20} more missing files")
+                folded += len(absent) - 21
     if not columns_missing and not allow_empty_rows:
         empty_rows = np.flatnonzero(~present_any).tolist()
         if empty_rows:
@@ -341,7 +344,7 @@ def validate_manifest(
     if require_target:
         problems += _target_problems(manifest, config)
     if problems:
-        raise ManifestError(problems, source=manifest.name)
+        raise ManifestError(problems, source=manifest.name, folded=folded)
 
 
 def _non_path_rows(column: pd.Series, rows: np.ndarray) -> list[tuple[int, object]]:

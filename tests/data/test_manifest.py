@@ -264,6 +264,8 @@ def test_many_missing_files_are_capped_with_a_count(tmp_path):
     problems = problems_of(read_manifest(pd.DataFrame(rows), root=tmp_path), make_config(IMAGE_TEXT))
     assert sum("file not found" in p for p in problems) == 20
     assert problems[-1] == "column 'image': 5 more missing files"
+    with pytest.raises(ManifestError, match=r"\(25 problem\(s\)\)"):  # every missing file counted, not the lines
+        validate_manifest(read_manifest(pd.DataFrame(rows), root=tmp_path), make_config(IMAGE_TEXT))
 
 
 def test_multilabel_targets_must_be_zero_or_one():
