@@ -366,7 +366,19 @@ def test_config_check_of_a_retrieval_config_names_no_head(tmp_path):
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     result = invoke("config", "check", path)
     assert result.exit_code == 0, result.output
-    assert "task retrieval" in result.stdout and "head" not in result.stdout
+    assert "task retrieval" in result.stdout and "align contrastive (8-d)" in " ".join(result.stdout.split())
+    assert "head" not in result.stdout and "fusion" not in result.stdout  # the alignment trains alone
+
+
+def test_config_check_of_an_anomaly_config_names_its_scorer_not_a_head(tmp_path):
+    config = classification_config()
+    config.update(task="anomaly", anomaly={"scorer": "deep_svdd"})
+    config.pop("target")
+    path = tmp_path / "anomaly.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = invoke("config", "check", path)
+    assert result.exit_code == 0, result.output
+    assert "fusion concat, scorer deep_svdd" in " ".join(result.stdout.split()) and "head" not in result.stdout
 
 
 def test_ctrl_c_ends_a_command_with_one_line_and_status_130(capsys):

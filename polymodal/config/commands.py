@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,8 +32,18 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML or JSON config.
     if missing:
         raise ConfigError(missing, source=str(file))
     names = ", ".join(f"{n} ({m.kind}/{m.encoder.name})" for n, m in sorted(config.modalities.items()))
-    head = "" if config.task == "retrieval" else f", head {config.head.name}"  # alignment alone trains no head
-    console.print(f"[green]OK[/] {file}: task {config.task}, modalities {names}, fusion {config.fusion.name}{head}")
+    console.print(f"[green]OK[/] {file}: task {config.task}, modalities {names}, {_model_parts(config)}")
+
+
+def _model_parts(config: Any) -> str:
+    """What the config trains beside the encoders: an alignment alone trains no fusion or head, an
+    anomaly detector scores its fused latent without a head; an alignment beside a task is named too."""
+    align = f"align {config.align.objective} ({config.align.dim}-d)" if config.align is not None else ""
+    if config.task == "retrieval":
+        return align
+    parts = [f"fusion {config.fusion.name}"]
+    parts.append(f"scorer {config.anomaly.scorer}" if config.task == "anomaly" else f"head {config.head.name}")
+    return ", ".join(parts + ([align] if align else []))
 
 
 def register(app: typer.Typer) -> None:
