@@ -39,7 +39,7 @@ MANIFEST_SPLITS = ("test", "valid", "train")
 
 # capabilities an estimator may lack (see Estimator.require)
 SUBSETS = "subset evaluation (--missing)"
-ROBUSTNESS = "robustness sweeps (--robustness)"
+ROBUSTNESS = "a robustness sweep (--robustness)"
 EXPLAIN = "explain"
 EXPORT = "export"
 

@@ -117,8 +117,12 @@ class AnomalyDetector(Estimator):
         from polymodal.training.module import OptimSettings
         from polymodal.training.trainer import fit_module
 
-        if resume or unlabeled is not None:
-            raise SchemaMismatchError("task 'anomaly' supports neither --resume nor an unlabelled manifest")
+        if resume:
+            raise SchemaMismatchError("task 'anomaly' cannot resume a run (its scorer is fitted after the epochs); "
+                                      "train it again with --overwrite")
+        if unlabeled is not None:
+            raise SchemaMismatchError("task 'anomaly' learns from no unlabelled manifest (its training rows are the "
+                                      "normal samples); drop --unlabeled")
         cfg = self.config
         if test is not None and not cfg.targets:
             raise SchemaMismatchError("a test manifest is evaluated against its labels, but this anomaly config has "

@@ -155,6 +155,9 @@ def test_an_interrupted_anomaly_run_is_not_offered_resume(data, tmp_path):
         AnomalyDetector.from_config(config("autoencoder", epochs=1)).fit(data / "train.csv", data / "valid.csv", out=run)
     assert "holds an interrupted run" in str(info.value) and "--overwrite" in str(info.value)
     assert "--resume" not in str(info.value)
+    with pytest.raises(SchemaMismatchError, match="cannot resume a run .*; train it again with --overwrite"):
+        AnomalyDetector.from_config(config("autoencoder", epochs=1)).fit(data / "train.csv", data / "valid.csv",
+                                                                          out=run, resume=True)
 
 
 @pytest.mark.parametrize(("change", "message"), [
