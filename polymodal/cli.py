@@ -103,8 +103,8 @@ def print_skipped(skipped: Any, listed: Path, on_error: str, shown: int = 5) -> 
     err_console.print(escape(f"  full list: {listed}"), highlight=False, soft_wrap=True)
 
 
-def print_rows(rows: list[dict[str, Any]], title: str) -> None:
-    """A list of records as a table (floats with 4 decimals)."""
+def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None) -> None:
+    """A list of records as a table (floats with 4 decimals), then ``note`` on a line of its own."""
     table = Table(title=title)
     columns = list(rows[0]) if rows else []
     for column in columns:
@@ -114,6 +114,8 @@ def print_rows(rows: list[dict[str, Any]], title: str) -> None:
         table.add_row(*("-" if row[c] is None else f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])
                         for c in columns))
     console.print(table)
+    if note:
+        console.print(note)
 
 
 # -- training and use ----------------------------------------------------------------------------

@@ -61,6 +61,9 @@ def index_build(
     _console().print(f"indexed {len(index)} '{modality}' items ({index.dim}-d) in {out}")
 
 
+SHOWN_QUERIES = 10  # queries whose hits retrieve prints without --out
+
+
 def retrieve(
     run: RunArg,
     index: Annotated[Path, typer.Option("--index", help="Index folder from 'polymodal index build'.")],
@@ -79,7 +82,13 @@ def retrieve(
         _write_table(hits, out)
         _console().print(f"{len(hits)} hits for {hits['query'].nunique()} queries written to {out}")
         return
-    _print_rows(hits.to_dict("records"), f"top {k} per query")
+    queries = hits["query"].unique()
+    if len(queries) <= SHOWN_QUERIES:
+        _print_rows(hits.to_dict("records"), f"top {k} per query")
+        return
+    shown = hits[hits["query"].isin(queries[:SHOWN_QUERIES])]
+    _print_rows(shown.to_dict("records"), f"top {k} per query",
+                f"the first {SHOWN_QUERIES} of {len(queries):,} queries; --out FILE writes every hit")
 
 
 def zero_shot(
@@ -123,10 +132,10 @@ def _console() -> Any:
     return console
 
 
-def _print_rows(rows: list[dict[str, Any]], title: str) -> None:
+def _print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None) -> None:
     from polymodal.cli import print_rows
 
-    print_rows(rows, title)
+    print_rows(rows, title, note)
 
 
 def register(app: typer.Typer) -> None:

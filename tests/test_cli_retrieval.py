@@ -78,6 +78,12 @@ def test_index_build_then_retrieve_from_the_other_modality(setup) -> None:
     top = hits[hits["rank"] == 1]
     same_colour = test.loc[top["id"], "label"].to_numpy() == pd.read_csv(setup["test"])["label"].to_numpy()[top["query"]]
     assert same_colour.mean() > 0.9
+    shown = runner.invoke(app, [str(a) for a in ("retrieve", setup["run"], "--index", index, "--query", setup["test"],
+                                                 "--modality", "x", "-k", "2")], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "the first 10 of 30 queries; --out FILE writes every hit" in shown.output
+    printed = [line.split("│")[1].strip() for line in shown.output.splitlines() if line.count("│") >= 4]
+    assert sorted({int(q) for q in printed if q.isdigit()}) == list(range(10))  # those queries' hits only
 
 
 def test_evaluate_retrieval_reports_both_directions_beside_linear_cca(setup) -> None:
