@@ -61,7 +61,8 @@ def run_evaluations(predictor: MultimodalPredictor, data: DataSource, out: Path,
         atomic_write(out / "missing.csv", lambda tmp: table.to_csv(tmp, index=False))
         result["missing"] = _records(table)
     if robustness:
-        sweep = robustness_sweep(predictor, encoded, list(corruptions or []) or None, seed=seed, reference=reference)
+        sweep = robustness_sweep(predictor, encoded, list(corruptions or []) or None, seed=seed, reference=reference,
+                                 progress=True)
         wide = curves_wide(sweep)
         atomic_write(out / "robustness_curves.csv", lambda tmp: sweep.curves.to_csv(tmp, index=False))
         atomic_write(out / "robustness_summary.csv", lambda tmp: wide.to_csv(tmp, index=False))

@@ -33,6 +33,7 @@ from polymodal.data.modalities.base import ArraySpec, Preprocessor
 from polymodal.errors import SchemaMismatchError
 from polymodal.evaluation.corruptions import CORRUPTIONS, SEVERITIES, Corruption
 from polymodal.evaluation.data import EvalData, load_eval_data
+from polymodal.utils.progress import progress_bar
 
 if TYPE_CHECKING:
     import torch
@@ -168,32 +169,37 @@ class RobustnessResult:
 
 
 def _sweep_curves(predictor: MultimodalPredictor, data: EvalData, corruptions: Mapping[str, Sequence[str]],
-                  seed: int) -> list[dict[str, Any]]:
+                  seed: int, progress: str | None = None) -> list[dict[str, Any]]:
+    """The curve rows; ``progress``: the description of a progress bar over the corrupted evaluations."""
     if data.targets is None:
         raise SchemaMismatchError("a robustness sweep needs labelled data")
     metric = SWEEP_METRIC[predictor.config.task]
     clean = predictor._metrics(predictor._outputs(data.table), data.targets)[metric]
+    # a modality the data never holds has nothing to corrupt
+    swept = {m: names for m, names in corruptions.items() if data.table.modalities[m].present.any()}
     rows = []
-    for modality, names in corruptions.items():
-        if not data.table.modalities[modality].present.any():
-            continue  # the data never holds this modality: nothing to corrupt
-        kind = predictor.config.modalities[modality].kind
-        for name in names:
-            corruption = CORRUPTIONS.get(kind, name)
-            rows.append({"modality": modality, "corruption": name, "severity": 0, "level": None,
-                         "unit": corruption.unit, metric: clean, "failed": 0})
-            for severity in range(1, SEVERITIES + 1):
-                table, failed = corrupt_table(predictor, data, modality, corruption, severity, seed)
-                score = predictor._metrics(predictor._outputs(table), data.targets)[metric]
-                rows.append({"modality": modality, "corruption": name, "severity": severity,
-                             "level": corruption.levels[severity - 1], "unit": corruption.unit, metric: score,
-                             "failed": failed})
+    cells = sum(len(names) for names in swept.values()) * SEVERITIES
+    with progress_bar(cells, progress or "", enabled=progress is not None, min_total=1) as advance:
+        for modality, names in swept.items():
+            kind = predictor.config.modalities[modality].kind
+            for name in names:
+                corruption = CORRUPTIONS.get(kind, name)
+                rows.append({"modality": modality, "corruption": name, "severity": 0, "level": None,
+                             "unit": corruption.unit, metric: clean, "failed": 0})
+                for severity in range(1, SEVERITIES + 1):
+                    table, failed = corrupt_table(predictor, data, modality, corruption, severity, seed)
+                    score = predictor._metrics(predictor._outputs(table), data.targets)[metric]
+                    rows.append({"modality": modality, "corruption": name, "severity": severity,
+                                 "level": corruption.levels[severity - 1], "unit": corruption.unit, metric: score,
+                                 "failed": failed})
+                    advance(1)
     return rows
 
 
 def robustness_sweep(predictor: MultimodalPredictor, data: DataSource | EvalData,
                      corruptions: Mapping[str, Sequence[str]] | Sequence[str] | None = None, *, seed: int = 0,
-                     max_rows: int | None = None, reference: MultimodalPredictor | None = None) -> RobustnessResult:
+                     max_rows: int | None = None, reference: MultimodalPredictor | None = None,
+                     progress: bool = False) -> RobustnessResult:
     """Evaluate ``predictor`` with one modality corrupted at a time, at severities 0..5.
 
     Args:
@@ -204,18 +210,20 @@ def robustness_sweep(predictor: MultimodalPredictor, data: DataSource | EvalData
         max_rows: evaluate a seeded random sample of at most this many rows.
         reference: a second run (e.g. late fusion) swept identically, for effective robustness;
             it must have the swept modalities under the same names and kinds.
+        progress: show a progress bar over the corrupted evaluations (modality x corruption x severity).
     """
     if corruptions is None or not isinstance(corruptions, Mapping):
         corruptions = parse_corruptions(corruptions, predictor)
     if not isinstance(data, EvalData):
         data = load_eval_data(predictor, data, require_target=True, max_rows=max_rows, seed=seed)
     metric = SWEEP_METRIC[predictor.config.task]
-    curves = pd.DataFrame(_sweep_curves(predictor, data, corruptions, seed))
+    curves = pd.DataFrame(_sweep_curves(predictor, data, corruptions, seed, "robustness sweep" if progress else None))
     if reference is not None:
         _check_reference(predictor, reference, corruptions)
         ref_data = load_eval_data(reference, data.manifest, require_target=True)
         ref_data.sampled = data.sampled  # the same rows get the same noise
-        ref = pd.DataFrame(_sweep_curves(reference, ref_data, corruptions, seed))
+        ref = pd.DataFrame(_sweep_curves(reference, ref_data, corruptions, seed,
+                                         "robustness sweep (reference)" if progress else None))
         if not ref.empty:
             curves = curves.merge(ref[["modality", "corruption", "severity", metric]].rename(
                 columns={metric: "reference"}), on=["modality", "corruption", "severity"], how="left")

@@ -148,3 +148,23 @@ def test_a_sweep_over_a_modality_the_data_never_holds_gives_empty_tables(run, tm
                              corruptions=["img"])
     assert result["robustness"]["table"] == [] and result["robustness"]["curves"] == []
     assert pd.read_csv(tmp_path / "out" / "robustness_summary.csv").empty
+
+
+def test_a_sweep_shows_its_progress_over_every_corrupted_evaluation(run, monkeypatch):
+    from contextlib import contextmanager
+
+    from polymodal.evaluation import robustness
+
+    bars = []
+
+    @contextmanager
+    def recorder(total, description, enabled=True, min_total=200):
+        bars.append({"total": total, "description": description, "enabled": enabled, "done": 0})
+        yield lambda n: bars[-1].update(done=bars[-1]["done"] + n)
+
+    monkeypatch.setattr(robustness, "progress_bar", recorder)
+    predictor, paths, _, _ = run
+    robustness_sweep(predictor, paths["test"], ["img:gaussian_noise", "tab"], progress=True)
+    assert bars == [{"total": 15, "description": "robustness sweep", "enabled": True, "done": 15}]  # 3 x 5 severities
+    robustness_sweep(predictor, paths["test"], ["tab:swap"])
+    assert bars[-1]["enabled"] is False  # the report's sweep stays quiet
