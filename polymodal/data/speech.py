@@ -96,34 +96,39 @@ def _synth_chunk(jobs: list[Job], out: Path) -> None:
     np.savez(out, rate=np.asarray(engine.sample_rate), **waves)
 
 
-def synthesize(jobs: list[Job], workers: int = 2) -> tuple[int, list[np.ndarray]]:
+def synthesize(jobs: list[Job], workers: int = 2, progress: bool = False) -> tuple[int, list[np.ndarray]]:
     """Speak every job reproducibly (see the module docstring); returns (sample rate, waveforms).
 
     Each chunk of jobs runs in a fresh ``python -m polymodal.data.speech`` process (plain
-    subprocesses rather than multiprocessing, which would re-import the caller's main script).
+    subprocesses rather than multiprocessing, which would re-import the caller's main script);
+    ``progress`` shows a bar advanced as chunks finish.
     """
     import subprocess
     import sys
     import tempfile
 
+    from polymodal.utils.progress import progress_bar
+
     chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
     waves: list[np.ndarray] = []
     rate = 0
-    with tempfile.TemporaryDirectory(prefix="polymodal-speech-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="polymodal-speech-") as tmp, \
+            progress_bar(len(jobs), "synthesising spoken digits (eSpeak NG)", enabled=progress, min_total=1) as advance:
         paths = [Path(tmp) / f"chunk{i}" for i in range(len(chunks))]
         for path, chunk in zip(paths, chunks):
             path.with_suffix(".json").write_text(json.dumps(chunk), encoding="utf-8")
-        pending = list(paths)
-        running: list[subprocess.Popen] = []
+        pending = list(zip(paths, chunks))
+        running: list[tuple[subprocess.Popen, int]] = []
         while pending or running:
             while pending and len(running) < max(1, workers):
-                path = pending.pop(0)
-                running.append(subprocess.Popen([sys.executable, "-m", "polymodal.data.speech", str(path)],
-                                                stderr=subprocess.PIPE))
-            proc = running.pop(0)
+                path, chunk = pending.pop(0)
+                running.append((subprocess.Popen([sys.executable, "-m", "polymodal.data.speech", str(path)],
+                                                 stderr=subprocess.PIPE), len(chunk)))
+            proc, size = running.pop(0)
             _, err = proc.communicate()
             if proc.returncode != 0:
                 raise RuntimeError(f"speech synthesis worker failed: {err.decode(errors='replace')[-2000:]}")
+            advance(size)
         for path, chunk in zip(paths, chunks):
             with np.load(path.with_suffix(".npz")) as data:
                 rate = int(data["rate"])

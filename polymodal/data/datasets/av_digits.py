@@ -75,9 +75,7 @@ def prepare_av_digits(out: Path, source: Path | None = None, seed: int = 0, size
             job = (WORDS[int(labels[row])], voice, int(rng.integers(120, 230)), int(rng.integers(15, 85)),
                    int(rng.integers(10, 90)), int(rng.integers(2**31 - 1)))
             plan.append((split, int(row), voice, job))
-    if progress:
-        print(f"synthesising {len(plan)} spoken digits with eSpeak NG ...", flush=True)
-    rate, waves = synthesize([p[3] for p in plan])
+    rate, waves = synthesize([p[3] for p in plan], progress=progress)
     (out / "audio").mkdir(parents=True, exist_ok=True)
     frames = {}
     for split in ("train", "valid", "test"):

@@ -136,3 +136,24 @@ def test_an_embedded_dataset_refuses_a_source_instead_of_ignoring_it(tmp_path):
 
     with pytest.raises(DatasetOptionError, match="'av-digits' is embedded and takes no --source"):
         prepare("av-digits", tmp_path / "x", source=tmp_path, size=60, progress=False)
+
+
+def test_speech_synthesis_advances_its_progress_bar_as_chunks_finish(monkeypatch):
+    from contextlib import contextmanager
+
+    import polymodal.utils.progress
+    from polymodal.data import speech
+
+    bars = []
+
+    @contextmanager
+    def recorder(total, description, enabled=True, min_total=200):
+        bars.append({"total": total, "enabled": enabled, "steps": []})
+        yield bars[-1]["steps"].append
+
+    monkeypatch.setattr(polymodal.utils.progress, "progress_bar", recorder)
+    monkeypatch.setattr(speech, "CHUNK", 2)
+    jobs = [("one", TRAIN_VOICES[0], 150, 50, 50, 1), ("two", TRAIN_VOICES[0], 150, 50, 50, 2),
+            ("three", TRAIN_VOICES[0], 150, 50, 50, 3)]
+    _, waves = speech.synthesize(jobs, workers=1, progress=True)
+    assert len(waves) == 3 and bars == [{"total": 3, "enabled": True, "steps": [2, 1]}]
