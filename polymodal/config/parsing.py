@@ -38,10 +38,13 @@ class DuplicateKeyError(yaml.YAMLError):
 
     Attributes:
         problems: one line per repeated key: ``key.path: duplicate key (first on line A, again on line B)...``.
+        data: the document read with the last value of each repeated key, so that its other
+            problems can be listed beside these.
     """
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], data: Any = None):
         self.problems = problems
+        self.data = data
         super().__init__("; ".join(problems))
 
 
@@ -93,9 +96,10 @@ def load_yaml(text: str) -> Any:
         if node is None:
             return None
         problems = duplicate_keys(loader, node)
+        data = loader.construct_document(node)
         if problems:
-            raise DuplicateKeyError(problems)
-        return loader.construct_document(node)
+            raise DuplicateKeyError(problems, data)
+        return data
     finally:
         loader.dispose()
 
@@ -133,7 +137,7 @@ def load_json(text: str) -> Any:
                 walk(item, [*path, str(index)])
 
     walk(data, [])
-    raise DuplicateKeyError(problems)
+    raise DuplicateKeyError(problems, data)
 
 
 __all__ = ["DuplicateKeyError", "Yaml12BoolLoader", "duplicate_keys", "load_json", "load_yaml"]

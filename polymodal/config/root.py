@@ -266,8 +266,15 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
     text = _read_text(path)
     try:
         data = load_json(text) if path.suffix == ".json" else load_yaml(text)  # YAML 1.2 booleans: `on:` is a key
-    except DuplicateKeyError as err:
-        raise ConfigError(err.problems, source=str(path)) from None
+    except DuplicateKeyError as err:  # listed with the document's other problems (read with the last values)
+        others: list[str] = []
+        if isinstance(err.data, dict):
+            try:
+                validate(Config, err.data, source=str(path), context={"base": path.resolve().parent,
+                                                                      "saved_run": saved_run})
+            except ConfigError as invalid:
+                others = invalid.problems
+        raise ConfigError(err.problems + others, source=str(path)) from None
     except (yaml.YAMLError, json.JSONDecodeError) as err:
         reason = str(err).replace('in "<unicode string>"', f'in "{path.name}"')  # PyYAML names no file of its own
         raise ConfigError([f"cannot parse {path.name}: {reason}"], source=str(path)) from None

@@ -104,6 +104,18 @@ def test_a_duplicate_yaml_key_is_refused_with_its_path_and_both_lines(tmp_path):
     ]
 
 
+
+def test_duplicate_keys_are_listed_with_the_configs_other_problems(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text(TWO_IMAGES.replace("epochs: 4", "epochs: true") + "task: classification\ntask: regression\n"
+                    "zzz: 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    keys = [p.split(":")[0] for p in info.value.problems]
+    assert keys[:3] == ["modalities.image", "train.epochs", "task"]  # the repeated keys first, then the rest
+    assert any(p.startswith("train.epochs:") and "integer" in p for p in info.value.problems[3:])
+    assert any(p.startswith("zzz") for p in info.value.problems[3:])
+
 def test_duplicate_keys_inside_lists_and_at_the_root():
     with pytest.raises(DuplicateKeyError) as info:
         load_yaml("transfer:\n  - {method: dann}\n  - method: coral\n    method: mmd\ntask: a\ntask: b\n")
