@@ -85,15 +85,19 @@ class Estimator:
         """(train, valid) held out of a training manifest when no validation one is given."""
         raise NotImplementedError
 
-    def require(self, capability: str) -> None:
+    def require(self, capability: str, asked: str | None = None) -> None:
         """Raise a clear error when ``capability`` is one this estimator does not have.
+
+        Args:
+            asked: what the message calls it when the user asked for it under another name
+                (``serving`` needs ``export``); default ``capability``.
 
         Raises:
             SchemaMismatchError: naming the capability, the task and why.
         """
         reason = self.unsupported.get(capability)
         if reason is not None:
-            raise SchemaMismatchError(f"{capability} is not available for task '{self.config.task}': {reason}")
+            raise SchemaMismatchError(f"{asked or capability} is not available for task '{self.config.task}': {reason}")
 
     # -- fitting ------------------------------------------------------------------------------
     def _seed(self) -> None:

@@ -68,7 +68,7 @@ def export_folder(run: Path) -> Path:
     from polymodal.predictor import MultimodalPredictor
 
     predictor = MultimodalPredictor.load(run)
-    report, data = export_checked(predictor, run / EXPORT_FOLDER, None)
+    report, data = export_checked(predictor, run / EXPORT_FOLDER, None, purpose="serving")
     console.print(f"exported {run} to {report.folder} (parity on {report.parity['source']}: "
                   f"{report.parity['graph_max_abs_diff']:.1e})")
     if data is None:
@@ -76,14 +76,19 @@ def export_folder(run: Path) -> Path:
     return report.folder
 
 
-def export_checked(predictor: Any, out: Path, data: Path | None, **options: Any) -> tuple[Any, Path | None]:
+def export_checked(predictor: Any, out: Path, data: Path | None, *, fmt: str = "onnx", quantize: bool = False,
+                   purpose: str = "export", **options: Any) -> tuple[Any, Path | None]:
     """``export_run`` checked on ``data``, else on the run's recorded manifest; when the recorded
     rows cannot be read or decoded any more (files moved), on synthetic arrays, with a warning.
+    What no data can change (the format, the task, ``out``) is refused first, before a manifest
+    is named or read; ``purpose`` (``export`` or ``serving``) is what those refusals call it.
     Returns the report and the manifest the check used (None: synthetic arrays)."""
     from polymodal.cli import err_console
-    from polymodal.deploy.export import export_run
+    from polymodal.deploy.export import check_exportable, export_run
     from polymodal.errors import DecodeError, ManifestError
 
+    check_exportable(predictor, out, fmt=fmt, quantize=quantize, purpose=purpose)
+    options.update(fmt=fmt, quantize=quantize)
     if data is not None:
         return export_run(predictor, out, data=data, **options), data
     recorded = recorded_rows(predictor)
@@ -140,10 +145,10 @@ def serve(
     from pydantic import ValidationError
 
     from polymodal.cli import console
+    from polymodal.deploy.errors import OptionError
     from polymodal.deploy.runtime import Runtime
     from polymodal.deploy.server import create_app
     from polymodal.deploy.settings import LOOPBACK, ServeSettings
-    from polymodal.errors import ConfigError
 
     token = token or None  # an empty POLYMODAL_TOKEN means no token
     try:
@@ -152,8 +157,8 @@ def serve(
                                  max_image_pixels=max_image_pixels, max_audio_seconds=max_audio_seconds,
                                  max_text_chars=max_text_chars, threads=threads)
     except ValidationError as err:
-        raise ConfigError([f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']} (got {e['input']!r})"
-                           for e in err.errors()], source="polymodal serve options") from None
+        raise OptionError([f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']} (got {e['input']!r})"
+                           for e in err.errors()]) from None
     check_address(host, port)
     folder = export_folder(run)
     app = create_app(Runtime.load(folder, quantized=quantized, threads=threads), settings)
@@ -168,18 +173,17 @@ def check_address(host: str, port: int) -> None:
     (uvicorn would log them and exit with status 3).
 
     Raises:
-        ConfigError: naming ``--host`` or ``--port``.
+        OptionError: naming ``--host`` or ``--port``.
     """
     import errno
     import socket
 
-    from polymodal.errors import ConfigError
+    from polymodal.deploy.errors import OptionError
 
     try:
         addresses = dict.fromkeys(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
     except (socket.gaierror, UnicodeError) as err:
-        raise ConfigError([f"--host: '{host}' is not an address or name of this machine ({err})"],
-                          source="polymodal serve options") from None
+        raise OptionError([f"--host: '{host}' is not an address or name of this machine ({err})"]) from None
     # uvicorn listens on every address the name resolves to (asyncio's create_server), as probed here
     for family, kind, proto, _, address in addresses:
         with socket.socket(family, kind, proto) as probe:
@@ -194,8 +198,7 @@ def check_address(host: str, port: int) -> None:
                     continue  # an address family this machine has not enabled: asyncio skips it too
                 hint = ("another program is using it: choose another --port" if err.errno == errno.EADDRINUSE
                         else "choose another --port or --host")
-                raise ConfigError([f"--port: cannot listen on {host}:{port} ({err.strerror or err}); {hint}"],
-                                  source="polymodal serve options") from None
+                raise OptionError([f"--port: cannot listen on {host}:{port} ({err.strerror or err}); {hint}"]) from None
 
 
 def run_server(app: Any, settings: Any) -> None:

@@ -2,11 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from polymodal.errors import PolymodalError
 
 
 class ExportError(PolymodalError, RuntimeError):
     """A model cannot be exported, or the exported graph disagrees with the eager model."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of an error from another library (the ONNX exporter appends the
+    whole traced graph to its message), prefixed with its type when the message is empty."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def onnxruntime_errors() -> tuple[type[Exception], ...]:
+    """The exception classes onnxruntime raises (its C++ status codes: ``NotImplemented``, ``Fail``,
+    ``InvalidGraph``...; they derive from ``Exception`` only); none without onnxruntime."""
+    try:
+        from onnxruntime.capi import onnxruntime_pybind11_state as state
+    except ImportError:
+        return ()
+    return tuple(c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception))
+
+
+class OptionError(PolymodalError, ValueError):
+    """A command-line option of ``polymodal serve`` has a value it cannot use (no config file is
+    involved, so the message names the option, not a config).
+
+    Attributes:
+        problems: one line per problem, each starting with the option (``--port: ...``).
+    """
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
 
 
 class RequestError(PolymodalError, ValueError):

@@ -36,7 +36,7 @@ from polymodal import __version__
 from polymodal.config.modalities import modality_columns
 from polymodal.data.multitarget import MultiTargetEncoder
 from polymodal.data.pipeline import DataSource
-from polymodal.deploy.errors import ExportError
+from polymodal.deploy.errors import ExportError, first_line, onnxruntime_errors
 from polymodal.deploy.graph import OUTPUT, ExportedGraph, GraphInput, example_feeds, exportable_ops, graph_inputs
 from polymodal.deploy.runtime import META_FILE
 from polymodal.estimator import EXPORT
@@ -157,12 +157,15 @@ def export_onnx(graph: ExportedGraph, path: Path) -> set[str]:
         torch.onnx.export(graph, args, str(tmp), input_names=names, output_names=[OUTPUT], dynamic_axes=axes,
                           opset_version=OPSET, dynamo=False)
 
-    with exportable_ops(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the traced constants are intended (see above)
-        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
-        # the graph takes no initial RNN state, so any batch size works (the tests run several)
-        warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size other than 1", UserWarning)
-        atomic_write(path, write)
+    try:
+        with exportable_ops(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the traced constants are intended (see above)
+            warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
+            # the graph takes no initial RNN state, so any batch size works (the tests run several)
+            warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size other than 1", UserWarning)
+            atomic_write(path, write)
+    except RuntimeError as err:  # torch.onnx's OnnxExporterError (an unsupported operator...) and tracing errors
+        raise ExportError(f"the ONNX exporter cannot translate this network: {first_line(err)}") from err
     import onnx
 
     return {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
@@ -170,10 +173,14 @@ def export_onnx(graph: ExportedGraph, path: Path) -> set[str]:
 
 def export_torchscript(graph: ExportedGraph, path: Path) -> None:
     feeds = example_feeds(graph.inputs, batch=2)
-    with exportable_ops(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", "`torch.jit.trace", FutureWarning)  # TorchScript is what was asked for
-        traced = torch.jit.trace(graph, tuple(torch.from_numpy(feeds[i.name]) for i in graph.inputs), check_trace=False)
+    try:
+        with exportable_ops(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", "`torch.jit.trace", FutureWarning)  # TorchScript is what was asked for
+            traced = torch.jit.trace(graph, tuple(torch.from_numpy(feeds[i.name]) for i in graph.inputs),
+                                     check_trace=False)
+    except RuntimeError as err:
+        raise ExportError(f"TorchScript tracing cannot translate this network: {first_line(err)}") from err
     atomic_write(path, lambda tmp: traced.save(str(tmp)))
 
 
@@ -191,26 +198,48 @@ def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", dat
 
     Raises:
         ExportError: unsupported format or modality setting, ``out`` holding other files than an
-            export, or a failed check (``out`` is then left as it was).
+            export, a graph the exporter or onnxruntime cannot handle, or a failed check (``out``
+            is then left as it was).
+        SchemaMismatchError: a task that has no exported graph (see :func:`check_exportable`).
+    """
+    check_exportable(predictor, out, fmt=fmt, quantize=quantize)
+    folder = Path(out)
+    kept = f"{folder} keeps its previous export" if (folder / META_FILE).is_file() else f"nothing was written to {folder}"
+    try:
+        with staged_folder(folder) as staging:
+            report = write_export(predictor, staging, fmt, data, rows, tolerance, quantize)
+    except onnxruntime_errors() as err:  # creating, running or quantising the graph's session
+        raise ExportError(f"onnxruntime cannot run the exported graph: {first_line(err)}; {kept}") from err
+    except ExportError as err:
+        raise ExportError(f"{err}; {kept}") from err
+    report.folder = folder
+    return report
+
+
+def check_exportable(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", quantize: bool = False,
+                     purpose: str = "export") -> None:
+    """Refuse what no data can make exportable, before any manifest is read: an unknown format,
+    ``quantize`` without ONNX, an unfitted model, a task without an exported graph, an ``out``
+    that an export must not replace.
+
+    Args:
+        purpose: what the messages call the export: ``export``, or ``serving`` for ``polymodal
+            serve`` (which exports a run on the fly).
+
+    Raises:
+        ExportError: a bad format, option combination or ``out``; a retrieval model.
+        SchemaMismatchError: a task whose estimator has no exported graph (anomaly).
+        NotFittedError: neither ``fit`` nor ``load`` has run.
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format '{fmt}'; use one of {list(FORMATS)}")
     if quantize and fmt != "onnx":
         raise ExportError(f"--quantize needs --format onnx; got --format {fmt}")
     predictor._require_fitted()
-    predictor.require(EXPORT)
+    predictor.require(EXPORT, purpose)
     if predictor.config.task == "retrieval":
-        raise ExportError("a task 'retrieval' model has no outputs to serve; export needs a predicting task")
-    folder = Path(out)
-    check_replaceable(folder)
-    kept = f"{folder} keeps its previous export" if (folder / META_FILE).is_file() else f"nothing was written to {folder}"
-    try:
-        with staged_folder(folder) as staging:
-            report = write_export(predictor, staging, fmt, data, rows, tolerance, quantize)
-    except ExportError as err:
-        raise ExportError(f"{err}; {kept}") from err
-    report.folder = folder
-    return report
+        raise ExportError(f"a task 'retrieval' model has no outputs to serve; {purpose} needs a predicting task")
+    check_replaceable(Path(out))
 
 
 def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None, rows: int, tolerance: float,

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from polymodal.deploy.errors import ExportError, RequestError
+from polymodal.deploy.errors import ExportError, RequestError, first_line, onnxruntime_errors
 from polymodal.deploy.features import FEATURES, Features
 from polymodal.errors import MissingDependencyError
 from polymodal.utils.values import blank
@@ -75,6 +75,9 @@ class Runtime:
         Args:
             quantized: run ``model.int8.onnx`` (dynamic int8 weights) instead of ``model.onnx``.
             threads: onnxruntime intra-op threads (None: its default).
+
+        Raises:
+            ExportError: the export has no such graph, or onnxruntime cannot load it.
         """
         try:
             import onnxruntime as ort
@@ -93,7 +96,12 @@ class Runtime:
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(folder / meta["graph"][key]), options, providers=["CPUExecutionProvider"])
+        graph = folder / meta["graph"][key]
+        try:
+            session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        except onnxruntime_errors() as err:
+            raise ExportError(f"onnxruntime cannot load {graph}: {first_line(err)}; write the export again with "
+                              f"'polymodal export RUN'") from err
         return cls(folder, meta, session)
 
     # -- preprocessing ------------------------------------------------------------------------

@@ -72,3 +72,45 @@ def server(exported) -> str:
     yield f"http://127.0.0.1:{port}/"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def late_run(tmp_path_factory, one_thread) -> tuple[MultimodalPredictor, Path]:
+    """A tiny late-fusion run (two tabular modalities, some rows missing one), fitted on a
+    DataFrame: it records no manifest, so its export checks synthetic arrays unless given data."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 60)
+    frame = pd.DataFrame({"x1": y + rng.normal(0, 0.2, 60), "x2": y - rng.normal(0, 0.2, 60), "label": y})
+    frame.loc[::7, "x1"] = np.nan  # the presence-mask path of the late fusion's weights
+    frame.loc[3::7, "x2"] = np.nan
+    cfg = {"task": "classification", "target": "label",
+           "modalities": {"a": {"kind": "tabular", "columns": ["x1"], "encoder": {"dim": 4, "hidden": [8]}},
+                          "b": {"kind": "tabular", "columns": ["x2"], "encoder": {"dim": 4, "hidden": [8]}}},
+           "fusion": {"name": "late"}, "head": {"name": "mlp", "hidden": [8]},
+           "train": {"epochs": 1, "batch_size": 16, "seed": 0, "progress": False, "num_workers": 0}}
+    run = tmp_path_factory.mktemp("late_runs") / "run"
+    predictor = MultimodalPredictor.from_config(cfg).fit(frame.iloc[:40], frame.iloc[40:], out=run)
+    return predictor, run
+
+
+@pytest.fixture(scope="session")
+def anomaly_run(tmp_path_factory, one_thread) -> Path:
+    """A tiny anomaly run fitted on manifest files, so it records them (as ``export`` would check them)."""
+    import numpy as np
+    import pandas as pd
+
+    from polymodal.anomaly import AnomalyDetector
+
+    root = tmp_path_factory.mktemp("anomaly_run")
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 32), ("valid", 16)):
+        pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n)}).to_csv(root / f"{name}.csv", index=False)
+    cfg = {"task": "anomaly", "modalities": {"tab": {"kind": "tabular", "columns": ["x1", "x2"],
+                                                     "encoder": {"dim": 8, "hidden": [16]}}},
+           "fusion": {"name": "concat"}, "anomaly": {"scorer": "autoencoder", "latent_dim": 4},
+           "train": {"epochs": 1, "batch_size": 8, "progress": False, "early_stopping": None, "num_workers": 0}}
+    AnomalyDetector.from_config(cfg).fit(root / "train.csv", root / "valid.csv", out=root / "run")
+    return root / "run"

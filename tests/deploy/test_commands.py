@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from polymodal.cli import app
 from polymodal.deploy import commands
-from polymodal.errors import ConfigError
+from polymodal.deploy.errors import OptionError
 
 runner = CliRunner()
 real_check_address = commands.check_address
@@ -30,10 +30,27 @@ def test_an_address_that_cannot_be_served_is_refused_before_loading():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(ConfigError, match=rf"--port: cannot listen on 127.0.0.1:{port}.*choose another --port"):
+        with pytest.raises(OptionError, match=rf"^--port: cannot listen on 127.0.0.1:{port}.*choose another --port"):
             real_check_address("127.0.0.1", port)
-    with pytest.raises(ConfigError, match="--host: '999.1.1.1' is not an address"):
+    with pytest.raises(OptionError, match="^--host: '999.1.1.1' is not an address"):
         real_check_address("999.1.1.1", 8000)
+
+
+def test_serve_names_a_taken_port_or_a_bad_host_as_an_option_not_a_config(exported, monkeypatch):
+    """No config file is involved: the message names the option, not an "Invalid config"."""
+    monkeypatch.setattr(commands, "check_address", real_check_address)
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: pytest.fail("a refused address was served"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", str(exported[0]), "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: --port: cannot listen on 127.0.0.1:{port} (")
+    assert "Invalid config" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = runner.invoke(app, ["serve", str(exported[0]), "--host", "999.1.1.1"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: --host: '999.1.1.1' is not an address")
+    assert "Invalid config" not in result.stderr
 
 
 def test_every_address_a_host_name_resolves_to_is_probed(monkeypatch):
@@ -46,7 +63,7 @@ def test_every_address_a_host_name_resolves_to_is_probed(monkeypatch):
         entry = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
         monkeypatch.setattr(socket, "getaddrinfo", lambda host, p, **kw: [
             (*entry, ("127.0.0.1", p)), (*entry, ("127.0.0.2", p))])
-        with pytest.raises(ConfigError, match=rf"cannot listen on twohomes:{port}.*another program is using it"):
+        with pytest.raises(OptionError, match=rf"cannot listen on twohomes:{port}.*another program is using it"):
             real_check_address("twohomes", port)
         monkeypatch.setattr(socket, "getaddrinfo", lambda host, p, **kw: [
             (*entry, ("127.0.0.1", p)), (*entry, ("192.0.2.1", p))])  # TEST-NET: not this machine's
@@ -71,6 +88,50 @@ def test_export_user_errors_exit_2(trained, tmp_path):
     assert result.exit_code == 2 and "not a polymodal run folder" in result.output
 
 
+def test_export_refuses_what_no_data_can_fix_before_naming_the_manifest(trained, anomaly_run, tmp_path):
+    """A task without an exported graph, or an ``--out`` holding other files, is refused before the
+    recorded manifest is announced (and read)."""
+    _, run = trained
+    result = runner.invoke(app, ["export", str(anomaly_run)])
+    assert result.exit_code == 2 and "export is not available for task 'anomaly'" in result.stderr
+    assert "checking the export" not in result.output
+    assert not (anomaly_run / "export").exists()
+    result = runner.invoke(app, ["export", str(run), "--out", str(run / "plots")])
+    assert result.exit_code == 2 and "holds files that are not part of an export" in result.stderr
+    assert "checking the export" not in result.output
+    result = runner.invoke(app, ["export", str(run), "--format", "torchscript", "--quantize", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "--quantize needs --format onnx" in result.stderr
+    assert "checking the export" not in result.output and not (tmp_path / "x").exists()
+
+
+def test_serve_refuses_a_run_without_an_exported_graph_naming_serving(anomaly_run, monkeypatch):
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: pytest.fail("an anomaly run was served"))
+    result = runner.invoke(app, ["serve", str(anomaly_run)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: serving is not available for task 'anomaly': the scorer")
+    assert "export is not available" not in result.stderr and "checking the export" not in result.output
+
+
+def test_an_export_onnxruntime_cannot_run_is_one_line_not_a_traceback(late_run, tmp_path, monkeypatch):
+    from polymodal.models.fusion.late import LateFusion
+
+    from .test_export import _late_forward_with_where_on_bools
+
+    _, run = late_run
+    monkeypatch.setattr(LateFusion, "forward", _late_forward_with_where_on_bools)
+    result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "exp")])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert result.stderr.startswith("error: onnxruntime cannot run the exported graph: [ONNXRuntimeError]")
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "exp").exists()
+
+
+def test_a_late_fusion_run_exports_from_the_command_line(late_run, tmp_path):
+    _, run = late_run
+    result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "exp")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "exp" / "deploy.json").read_text())["parity"]["graph_max_abs_diff"] <= 1e-4
+
+
 def test_serve_binds_loopback_and_reads_the_token_from_the_environment(exported, monkeypatch):
     folder, _ = exported
     started = {}
@@ -89,6 +150,7 @@ def test_serve_rejects_bad_limits(exported, monkeypatch):
     monkeypatch.setattr(commands, "run_server", lambda app, settings: None)
     result = runner.invoke(app, ["serve", str(folder), "--max-batch", "0"])
     assert result.exit_code == 2 and "--max-batch" in result.output and "got 0" in result.output
+    assert result.stderr.startswith("error: --max-batch: ") and "Invalid config" not in result.stderr
 
 
 def forget_manifests(run) -> None:

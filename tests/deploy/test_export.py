@@ -285,3 +285,69 @@ def test_class_labels_keep_their_json_type():
 
     labels = [np.int64(7), np.float64(0.5), "seven", np.str_("x"), True]
     assert json.loads(json.dumps([_json_label(v) for v in labels])) == [7, 0.5, "seven", "x", True]
+
+
+# -- late fusion, and what the exporter and onnxruntime refuse ------------------------------
+def test_a_late_fusion_run_exports_and_matches_eager(late_run, tmp_path):
+    """Every late-fusion export failed: onnxruntime has no ``Where`` kernel for bool tensors."""
+    import pandas as pd
+
+    predictor, _ = late_run
+    frame = pd.DataFrame({"x1": [0.1, np.nan, 2.0, 1.0, 1.5], "x2": [0.0, 1.2, np.nan, 2.1, -0.3],
+                          "label": [0, 1, 2, 1, 2]})
+    report = export_run(predictor, tmp_path / "export", data=frame)
+    assert report.parity["source"] == "5 manifest rows, as given and with modalities hidden"
+    assert report.parity["graph_max_abs_diff"] <= 1e-4 and report.parity["runtime_max_abs_diff"] <= 1e-4
+    runtime = Runtime.load(tmp_path / "export")
+    rows = [{"a": {"x1": 0.1}, "b": {"x2": 0.0}}, {"b": {"x2": 1.2}}, {"a": {"x1": 2.0}}]
+    np.testing.assert_allclose(runtime.predict_proba(rows), predictor.predict_proba(frame.iloc[:3]).to_numpy(),
+                               atol=1e-5)
+
+
+def _late_forward_with_where_on_bools(self, features, present):
+    """``LateFusion.forward`` as it was: ``torch.where`` on bool tensors, which onnxruntime cannot run."""
+    from polymodal.models.fusion.base import FusedOutput
+
+    pooled, filled = self.fill(features, present)
+    outputs = torch.stack([self.heads[n](pooled[n]) for n in self.names], dim=1)
+    real = torch.stack([present[n] for n in self.names], dim=1)
+    mask = torch.where(real.any(dim=1, keepdim=True), real, filled)
+    weights = self.masked_softmax(self.logits.expand(mask.shape), mask)
+    return FusedOutput((weights.unsqueeze(-1) * outputs).sum(dim=1), outputs, mask)
+
+
+def test_a_graph_onnxruntime_cannot_run_is_an_export_error(late_run, tmp_path, monkeypatch):
+    from polymodal.models.fusion.late import LateFusion
+
+    predictor, _ = late_run
+    monkeypatch.setattr(LateFusion, "forward", _late_forward_with_where_on_bools)
+    with pytest.raises(ExportError, match=r"^onnxruntime cannot run the exported graph: \[ONNXRuntimeError\] : 9 : "
+                                          r"NOT_IMPLEMENTED : .*Where.*; nothing was written to .*export$"):
+        export_run(predictor, tmp_path / "export")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_operator_the_exporter_cannot_translate_is_an_export_error(late_run, tmp_path, monkeypatch):
+    from polymodal.models.fusion.late import LateFusion
+
+    predictor, _ = late_run
+    real = LateFusion.forward
+
+    def with_histc(self, features, present):
+        out = real(self, features, present)
+        return type(out)(out.pooled + 0.0 * torch.histc(out.pooled, bins=2).sum(), out.tokens, out.mask)
+
+    monkeypatch.setattr(LateFusion, "forward", with_histc)
+    with pytest.raises(ExportError) as caught:
+        export_run(predictor, tmp_path / "export")
+    assert str(caught.value) == ("the ONNX exporter cannot translate this network: Exporting the operator 'aten::histc' "
+                                 f"to ONNX opset version 18 is not supported; nothing was written to {tmp_path / 'export'}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_graph_onnxruntime_cannot_load_is_named_when_the_export_is_opened(exported, tmp_path):
+    folder = shutil.copytree(exported[0], tmp_path / "export")
+    (folder / "model.onnx").write_bytes(b"not a graph")
+    with pytest.raises(ExportError, match=rf"^onnxruntime cannot load {folder / 'model.onnx'}: \[ONNXRuntimeError\].*"
+                                          r"write the export again with 'polymodal export RUN'$"):
+        Runtime.load(folder)

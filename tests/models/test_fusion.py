@@ -11,6 +11,7 @@ for an absent sample never reaches the output.
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ import polymodal.models  # noqa: F401 - fills the registries
 from polymodal.config import load_config
 from polymodal.config.base import validate
 from polymodal.config.model import AnyFusion, MlpHeadConfig
+from polymodal.deploy.export import OPSET
 from polymodal.errors import ConfigError
 from polymodal.models.encoders.base import EncoderOutput
 from polymodal.models.fusion.base import FusedOutput, Fusion
@@ -205,6 +207,77 @@ def test_learned_missing_embedding_stands_in_for_an_absent_modality():
     torch.testing.assert_close(out[row, start:start + FUSION_DIMS["txt"]], fusion.missing["txt"].detach())
     flags = out[:, -len(FUSION_DIMS):]
     assert torch.equal(flags, torch.stack([present[n] for n in sorted(FUSION_DIMS)], dim=1).float())
+
+
+class _FlatFusion(torch.nn.Module):
+    """A fusion over flat tensors (per modality, sorted: pooled, tokens, token mask, present), as
+    the exported graph calls it; returns the pooled output."""
+
+    def __init__(self, fusion: Fusion):
+        super().__init__()
+        self.fusion = fusion
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        features, present = {}, {}
+        for i, name in enumerate(sorted(FUSION_DIMS)):
+            pooled, tokens, mask, flags = tensors[4 * i:4 * i + 4]
+            features[name] = EncoderOutput(pooled, tokens, mask if name == "txt" else None)
+            present[name] = flags
+        return self.fusion(features, present).pooled
+
+
+def _flat(features: dict[str, EncoderOutput], present: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    out = []
+    for name in sorted(FUSION_DIMS):
+        feat = features[name]
+        mask = feat.token_mask if feat.token_mask is not None else torch.ones(feat.tokens.shape[:2], dtype=torch.bool)
+        out += [feat.pooled, feat.tokens, mask, present[name]]
+    return out
+
+
+@pytest.mark.parametrize(("cfg_cls", "overrides"), CASES)
+def test_onnx_export_runs_in_onnxruntime_like_eager(cfg_cls, overrides, tmp_path):
+    """``polymodal export`` traces the fusion into ONNX and runs it with onnxruntime, which lacks
+    some kernels (``Where`` on bool tensors made every late-fusion export fail); the graph must
+    load and match eager, also on a sample with no modality present."""
+    ort = pytest.importorskip("onnxruntime")
+    from polymodal.deploy.graph import exportable_ops
+
+    fusion = build_fusion(cfg_cls, overrides).eval()
+    features, present = fusion_features(), fusion_present()
+    names = [f"i{k}" for k in range(4 * len(FUSION_DIMS))]
+    with exportable_ops(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and legacy-exporter notices
+        torch.onnx.export(_FlatFusion(fusion).eval(), tuple(_flat(features, present)), str(tmp_path / "f.onnx"),
+                          input_names=names, opset_version=OPSET, dynamo=False)
+    session = ort.InferenceSession(str(tmp_path / "f.onnx"), providers=["CPUExecutionProvider"])
+    taken = {i.name for i in session.get_inputs()}  # the exporter drops inputs nothing reads
+    none_present = {n: flags.clone().index_fill_(0, torch.tensor([4]), False) for n, flags in present.items()}
+    for flags in (present, none_present):
+        feeds = {n: t.numpy() for n, t in zip(names, _flat(features, flags), strict=True) if n in taken}
+        with torch.no_grad():
+            eager = fusion(features, flags).pooled
+        torch.testing.assert_close(torch.from_numpy(session.run(None, feeds)[0]), eager, atol=1e-5, rtol=1e-5)
+
+
+def test_late_fusion_weights_the_present_heads_else_the_filled_ones():
+    """Late fusion's mask: the present modalities; on a sample with none, every head on its learned
+    missing-embedding (``missing: learned``), or none (``missing: zero``, output 0)."""
+    cfg_cls = next(c for c, _ in FUSIONS.items() if component_name(c) == "late")
+    features = fusion_features()
+    present = {n: flags.clone().index_fill_(0, torch.tensor([4]), False) for n, flags in fusion_present().items()}
+    real = torch.stack([present[n] for n in sorted(FUSION_DIMS)], dim=1)
+    for missing in ("learned", "zero"):
+        fusion = build_fusion(cfg_cls, {"missing": missing}).eval()
+        with torch.no_grad():
+            out = fusion(features, present)
+        expected = real.clone()
+        expected[4] = missing == "learned"
+        assert torch.equal(out.mask, expected), missing
+        if missing == "zero":
+            assert torch.equal(out.pooled[4], torch.zeros(N_OUTPUTS))
+        else:
+            torch.testing.assert_close(out.pooled[4], out.tokens[4].mean(dim=0))  # equal logits: equal weights
 
 
 # -- configs ---------------------------------------------------------------------------------

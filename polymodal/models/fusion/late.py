@@ -45,6 +45,7 @@ class LateFusion(Fusion):
         pooled, filled = self.fill(features, present)
         outputs = torch.stack([self.heads[n](pooled[n]) for n in self.names], dim=1)  # (B, M, K)
         real = torch.stack([present[n] for n in self.names], dim=1)  # (B, M)
-        mask = torch.where(real.any(dim=1, keepdim=True), real, filled)  # the present heads; else the filled ones
+        # the present heads; else the filled ones (logical ops, not where(): onnxruntime has no Where on bools)
+        mask = real | (filled & ~real.any(dim=1, keepdim=True))  # (B, M)
         weights = self.masked_softmax(self.logits.expand(mask.shape), mask)  # (B, M)
         return FusedOutput((weights.unsqueeze(-1) * outputs).sum(dim=1), outputs, mask)
