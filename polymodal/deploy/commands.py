@@ -57,8 +57,9 @@ def export(
                       f"max output diff {q['max_abs_diff']:.3g}, speed-up x{q['speedup_batch']:.2f} at batch 64{accuracy}")
 
 
-def export_folder(run: Path) -> Path:
-    """The export to serve: ``run`` itself, ``run/export``, or a fresh export of ``run``."""
+def export_folder(run: Path, quantize: bool = False) -> Path:
+    """The export to serve: ``run`` itself, ``run/export``, or a fresh export of ``run`` (with its
+    int8 graph when ``quantize``)."""
     from polymodal.cli import console
 
     if (run / META_FILE).is_file():
@@ -68,7 +69,7 @@ def export_folder(run: Path) -> Path:
     from polymodal.predictor import MultimodalPredictor
 
     predictor = MultimodalPredictor.load(run)
-    report, data = export_checked(predictor, run / EXPORT_FOLDER, None, purpose="serving")
+    report, data = export_checked(predictor, run / EXPORT_FOLDER, None, quantize=quantize, purpose="serving")
     console.print(f"exported {run} to {report.folder} (parity on {report.parity['source']}: "
                   f"{report.parity['graph_max_abs_diff']:.1e})")
     if data is None:
@@ -160,7 +161,7 @@ def serve(
         raise OptionError([f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']} (got {e['input']!r})"
                            for e in err.errors()]) from None
     check_address(host, port)
-    folder = export_folder(run)
+    folder = export_folder(run, quantize=quantized)
     app = create_app(Runtime.load(folder, quantized=quantized, threads=threads), settings)
     if host not in (LOOPBACK, "localhost", "::1") and token is None:
         console.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach it can use the model")

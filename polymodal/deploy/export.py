@@ -239,7 +239,9 @@ def check_exportable(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx
     predictor.require(EXPORT, purpose)
     if predictor.config.task == "retrieval":
         raise ExportError(f"a task 'retrieval' model has no outputs to serve; {purpose} needs a predicting task")
-    check_replaceable(Path(out))
+    check_replaceable(Path(out), "--out must name a new or an export folder" if purpose == "export" else
+                      f"{purpose} exports the run into it: move those files, or export the run elsewhere "
+                      "('polymodal export RUN --out DIR') and serve DIR")
 
 
 def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None, rows: int, tolerance: float,
@@ -285,17 +287,17 @@ def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None
     return report
 
 
-def check_replaceable(folder: Path) -> None:
-    """Refuse an ``out`` that an export must not replace: a file, or a folder with other files."""
+def check_replaceable(folder: Path, hint: str = "--out must name a new or an export folder") -> None:
+    """Refuse an ``out`` that an export must not replace: a file, or a folder with other files;
+    ``hint`` says what to do instead."""
     if not folder.exists():
         return
     if not folder.is_dir():
-        raise ExportError(f"export folder {folder} is a file; --out must name a new or an export folder")
+        raise ExportError(f"export folder {folder} is a file; {hint}")
     others = sorted(p.name for p in folder.iterdir() if p.name not in EXPORT_FILES)
     if others:
         raise ExportError(f"export folder {folder} holds files that are not part of an export {others[:5]}; an export "
-                          f"replaces its whole folder, so --out must name a new or an export folder "
-                          f"(exports hold only {list(EXPORT_FILES)})")
+                          f"replaces its whole folder (exports hold only {list(EXPORT_FILES)}), so {hint}")
 
 
 @contextmanager

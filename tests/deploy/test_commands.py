@@ -112,6 +112,25 @@ def test_serve_refuses_a_run_without_an_exported_graph_naming_serving(anomaly_ru
     assert "export is not available" not in result.stderr and "checking the export" not in result.output
 
 
+
+def test_serve_quantized_exports_the_int8_graph_and_names_a_cluttered_export_folder(late_run, tmp_path, monkeypatch):
+    import shutil
+
+    served = []
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: served.append(app))
+    _, run = late_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("export"))
+    result = runner.invoke(app, ["serve", str(copy), "--quantized"])
+    assert result.exit_code == 0, result.output
+    assert served and (copy / "export" / "model.int8.onnx").is_file()  # exported with its int8 graph, then served
+    shutil.rmtree(copy / "export")
+    (copy / "export").mkdir()
+    (copy / "export" / "notes.txt").write_text("mine")
+    result = runner.invoke(app, ["serve", str(copy)])
+    assert result.exit_code == 2 and "serving exports the run into it" in result.stderr
+    assert "--out must name" not in result.stderr  # serve has no --out of its own
+
 def test_an_export_onnxruntime_cannot_run_is_one_line_not_a_traceback(late_run, tmp_path, monkeypatch):
     from polymodal.models.fusion.late import LateFusion
 
