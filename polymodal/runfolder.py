@@ -58,7 +58,8 @@ def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = F
         RunFolderError: ``resume`` and ``overwrite`` together; ``out`` is a file; it already holds
             a trained model or an interrupted run and neither ``resume`` nor ``overwrite`` was
             asked for; ``resume`` with a config that differs from the run's beyond
-            :data:`RESUMABLE_KEYS`, or with a damaged checkpoint.
+            :data:`RESUMABLE_KEYS`, of a run that finished training (:func:`check_unfinished`),
+            or with a damaged checkpoint.
         FileNotFoundError: ``resume`` and the run has no checkpoint to resume from.
     """
     if resume and overwrite:
@@ -75,6 +76,7 @@ def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = F
         if not last.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
         check_resumable(run, config)
+        check_unfinished(run, config)
         if verify_checkpoint:
             check_checkpoint(last)
     elif (held := held_run(run)) is not None and not overwrite:
@@ -174,6 +176,33 @@ def check_resumable(run: Path, config: Config) -> None:
         more = f" (and {len(changed) - 10} more)" if len(changed) > 10 else ""
         raise RunFolderError(f"--resume: {run} was trained with another config: {lines}{more}. Resume with its "
                              f"{run / CONFIG_FILE}, or start a new run")
+
+
+def check_unfinished(run: Path, config: Config) -> None:
+    """Refuse to resume a run that finished training (it has ``metrics.json``) when ``config``
+    would train it no further: it ran ``train.epochs`` epochs or more, or early stopping ended it
+    and ``train.early_stopping`` is unchanged. Resuming it would train nothing (or one epoch
+    early stopping would end again) yet rewrite its model, metrics and report.
+
+    Raises:
+        RunFolderError: naming the epochs the run trained, and what would train it further.
+    """
+    if not (run / METRICS_FILE).is_file():
+        return  # an interrupted run: training continues
+    results = read_results(run)
+    epochs = results.info.get("epochs_run", len(results.history) if not results.history.empty else None)
+    if epochs is None:
+        return  # the run does not say how far it trained
+    saved = read_config(run).train
+    again = "give --overwrite to train it again, or another --out"
+    if epochs >= config.train.epochs:
+        raise RunFolderError(f"--resume: {run} already finished its {epochs} epochs (train.epochs: "
+                             f"{config.train.epochs}); nothing to resume. Raise train.epochs to train it longer, "
+                             f"or {again}")
+    if epochs < saved.epochs and config.train.early_stopping == saved.early_stopping:
+        raise RunFolderError(f"--resume: {run} already finished: early stopping ended it after {epochs} of its "
+                             f"{saved.epochs} epochs; nothing to resume. Change train.early_stopping to train it "
+                             f"longer, or {again}")
 
 
 def check_resumed_data(run: Path, data: dict[str, Any]) -> None:

@@ -349,15 +349,6 @@ def test_misspelt_early_stopping_metric_is_a_config_error(data, tmp_path):
     assert_user_error(invoke("config", "check", path), "acuracy")
 
 
-def test_progress_bars_draw_on_stderr_so_stdout_stays_clean(capsys):
-    from polymodal.utils.progress import progress_bar
-
-    with progress_bar(500, "decoding") as advance:
-        advance(500)
-    captured = capsys.readouterr()
-    assert captured.out == "" and captured.err  # (not a terminal: rich writes only the line it leaves)
-
-
 def test_config_check_of_a_retrieval_config_names_no_head(tmp_path):
     config = classification_config()
     config.update(task="retrieval", align={"objective": "contrastive", "dim": 8})

@@ -228,3 +228,19 @@ def test_an_internal_key_error_is_not_passed_off_as_a_user_mistake(trained, data
     monkeypatch.setattr(MultimodalPredictor, "load", broken)
     result = invoke("evaluate", trained, "--data", data["test"])
     assert result.exit_code == 1 and isinstance(result.exception, KeyError)
+
+
+def test_resume_of_a_finished_run_changes_nothing_and_says_so(data, trained, tmp_path):
+    """A finished run resumed with the epochs it ran has nothing to train: the command is refused
+    (before any data is read) instead of rewriting its model, metrics and report."""
+    run = _copy(trained, tmp_path)
+    before = _snapshot(run)
+    assert_user_error(_train(data, run, "--resume"), "already finished its 1 epochs", "nothing to resume",
+                      "train.epochs", "--overwrite")
+    assert _snapshot(run) == before
+    fewer = classification_config(epochs=1)  # any number of epochs it has already run
+    fewer["train"]["early_stopping"] = None  # a resumable key, but nothing left to train either way
+    path = tmp_path / "fewer.yaml"
+    path.write_text(yaml.safe_dump(fewer), encoding="utf-8")
+    assert_user_error(_train(data, run, "--resume", config=path), "already finished its 1 epochs")
+    assert _snapshot(run) == before

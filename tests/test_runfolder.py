@@ -64,3 +64,52 @@ def test_a_run_resumes_only_with_the_metric_it_selects_its_epoch_by(tmp_path):
     check_resumable(tmp_path, config(None))  # no early stopping: still the best validation loss
     with pytest.raises(RunFolderError, match="selects its best epoch by validation loss; resuming it by accuracy"):
         check_resumable(tmp_path, config({"monitor": "accuracy", "patience": 3}))
+
+
+def _finished_run(tmp_path, epochs: int, epochs_run: int, patience: int | None):
+    """A run folder as a finished fit leaves it, as far as ``check_out(resume=True)`` reads it."""
+    import json
+
+    from polymodal.runfolder import LAST_CHECKPOINT, METRICS_FILE
+
+    save_config(_config(epochs, patience), tmp_path / CONFIG_FILE)
+    (tmp_path / LAST_CHECKPOINT).parent.mkdir()
+    (tmp_path / LAST_CHECKPOINT).write_bytes(b"")
+    (tmp_path / METRICS_FILE).write_text(json.dumps({"valid": {}, "training": {"epochs_run": epochs_run}}))
+
+
+def _config(epochs: int, patience: int | None):
+    from helpers_models import classification_config
+
+    spec = classification_config(epochs=epochs)
+    spec["train"]["early_stopping"] = None if patience is None else {"patience": patience}
+    return load_config(spec)
+
+
+@pytest.mark.parametrize(("epochs", "epochs_run", "patience", "given", "refused"), [
+    (3, 3, 2, (3, 2), "already finished its 3 epochs"),
+    (3, 3, 2, (2, None), "already finished its 3 epochs"),  # fewer epochs: nothing left either
+    (3, 3, 2, (5, 2), None),  # more epochs: continues
+    (6, 3, 2, (6, 2), "early stopping ended it after 3 of its 6 epochs"),
+    (6, 3, 2, (8, 2), "early stopping ended it after 3 of its 6 epochs"),  # it would stop again
+    (6, 3, 2, (6, 4), None),  # more patience: continues
+    (6, 3, 2, (6, None), None),  # no early stopping: the 3 epochs left
+])
+def test_resume_refuses_a_run_that_finished_training(tmp_path, epochs, epochs_run, patience, given, refused):
+    from polymodal.runfolder import check_out
+
+    _finished_run(tmp_path, epochs, epochs_run, patience)
+    if refused is None:
+        check_out(tmp_path, _config(*given), resume=True, verify_checkpoint=False)
+        return
+    with pytest.raises(RunFolderError, match=refused) as info:
+        check_out(tmp_path, _config(*given), resume=True, verify_checkpoint=False)
+    assert "nothing to resume" in str(info.value) and "--overwrite" in str(info.value)
+
+
+def test_resume_continues_an_interrupted_run_whatever_its_epochs(tmp_path):
+    from polymodal.runfolder import METRICS_FILE, check_out
+
+    _finished_run(tmp_path, 3, 3, 2)
+    (tmp_path / METRICS_FILE).unlink()  # interrupted after its last checkpoint, before the results
+    check_out(tmp_path, _config(3, 2), resume=True, verify_checkpoint=False)

@@ -68,13 +68,17 @@ class BatchModule(L.LightningModule):
     ``self.log`` call walks Lightning's result collection, about a millisecond on CPU, so several
     per step cost more than the optimiser. The training means are logged at the epoch's last
     batch, before validation and the epoch-end callbacks read them; the validation means when the
-    validation epoch ends.
+    validation epoch ends. The validation values (:meth:`log_validation`) reach the callbacks
+    (early stopping, the history) then, but the loggers only with the training epoch's values at
+    its end, so that ``logs/`` holds one row per epoch rather than a validation row and a
+    training row.
     """
 
     def __init__(self) -> None:
         super().__init__()
         # per stage: metric name -> (sum of value x rows, rows)
         self._epoch_sums: dict[str, dict[str, tuple[torch.Tensor, int]]] = {"train": {}, "val": {}}
+        self._validation_keys: set[str] = set()  # logged for the callbacks, not yet for the loggers
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         return move_to(batch, device)
@@ -94,10 +98,17 @@ class BatchModule(L.LightningModule):
         total, rows = self._epoch_sums[stage].get(key, (None, 0))
         return float(total / rows) if rows else None
 
+    def log_validation(self, key: str, value: torch.Tensor | float, **kwargs: Any) -> None:
+        """``self.log`` a validation epoch value for the callbacks now; the loggers get it with the
+        training epoch's values, in the same row (see :meth:`on_train_epoch_end`)."""
+        self.log(key, value, logger=False, **kwargs)
+        self._validation_keys.add(key)
+
     def _log_epoch_means(self, stage: str) -> None:
         # sync_dist: under DDP the epoch value is the mean over every rank's rows
+        log = self.log if stage == "train" else self.log_validation
         for key, (total, rows) in self._epoch_sums[stage].items():
-            self.log(key, total / rows, on_step=False, on_epoch=True, batch_size=rows, sync_dist=True)
+            log(key, total / rows, on_step=False, on_epoch=True, batch_size=rows, sync_dist=True)
         self._epoch_sums[stage] = {}
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -109,6 +120,13 @@ class BatchModule(L.LightningModule):
         # loggers and early stopping, but not the callbacks Lightning runs before this hook
         # (the history), so every loader here reports its end.
         self._log_epoch_means("train")
+        # the epoch's validation values, as the callbacks saw them (already reduced over ranks),
+        # now reach the loggers beside the training means
+        seen = self.trainer.callback_metrics
+        values = {key: seen[key] for key in sorted(self._validation_keys) if key in seen}
+        self._validation_keys = set()
+        if values:
+            self.log_dict(values, on_step=False, on_epoch=True, sync_dist=False)
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch_means("val")
@@ -241,7 +259,7 @@ class PolymodalModule(BatchModule):
         for key, value in scores.items():  # undefined (None) or diverged (NaN, inf): NaN, never last epoch's value
             if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
                 number = float("nan") if value is None or not math.isfinite(value) else float(value)
-                self.log(f"val_{key}", number, sync_dist=False)
+                self.log_validation(f"val_{key}", number, sync_dist=False)
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = parameter_groups(self, self.optim)

@@ -3,6 +3,7 @@ early stopping), loggers (CSV, TensorBoard), progress bar, precision and strateg
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
@@ -17,6 +18,8 @@ import lightning as L
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from polymodal.config.train import TrainConfig
 from polymodal.utils.io import atomic_write
@@ -129,29 +132,71 @@ class AtomicCheckpoint(Callback):
         self.best_epoch = state.get("best_epoch")
 
 
-class TrainingProgressBar(RichProgressBar):
-    """A rich progress bar showing the epoch's running training loss and the monitored
-    validation value of the last epoch, read at most every ``interval`` seconds (reading the
-    running loss waits for the device)."""
+class ConfiguredEarlyStopping(EarlyStopping):
+    """Lightning's early stopping, whose patience on ``--resume`` is the config's (Lightning's
+    restores the checkpoint's, so a resumed run could not be given more). Made to check when
+    validation ends, so that the epoch's checkpoint (taken when the training epoch ends) holds
+    the epoch's own count of epochs without improvement."""
 
-    def __init__(self, monitor: str, interval: float = 0.5):
-        super().__init__(refresh_rate=10, leave=False)
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = patience
+
+
+class TrainingProgressBar(RichProgressBar):
+    """A rich progress bar showing the epoch's running training loss and the monitored value of
+    the latest validation, so that at an epoch's end the two are that epoch's (its
+    ``history.csv`` row) and, while the next epoch trains, its running loss beside the validation
+    before it.
+
+    The running loss is read at every training step when ``every_step`` (None: when the module is
+    on the CPU); else, as on an accelerator, where reading it waits for the device, at most every
+    ``interval`` seconds, and always at an epoch's first and last step."""
+
+    def __init__(self, monitor: str, interval: float = 0.5, every_step: bool | None = None):
+        super().__init__(refresh_rate=10, leave=False, console_kwargs={"stderr": True})  # stdout stays the command's
         self.monitor = monitor
         self.interval = interval
-        self._shown: dict[str, float] = {}
+        self.every_step = every_step
+        self._loss: float | None = None
+        self._value: float | None = None
         self._read_at = -math.inf
 
-    def get_metrics(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Any]:
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._read_at = -math.inf  # the epoch's first step replaces the last epoch's loss
+        super().on_train_epoch_start(trainer, module)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        # before the module's own hook, which hands the epoch's sums to Lightning after its last step
+        running = getattr(module, "running_mean", None)
+        every_step = module.device.type == "cpu" if self.every_step is None else self.every_step
         now = time.monotonic()
-        if now - self._read_at >= self.interval:
+        if running is not None and (every_step or trainer.is_last_batch or now - self._read_at >= self.interval):
             self._read_at = now
-            running = getattr(module, "running_mean", None)
-            loss = running("train", "train_loss") if running is not None else None
-            if loss is None:  # between epochs: the last epoch's mean
-                loss = trainer.callback_metrics.get("train_loss")
-            value = trainer.callback_metrics.get(self.monitor)
-            self._shown = {k: round(float(v), 4) for k, v in (("loss", loss), (self.monitor, value)) if v is not None}
-        return self._shown
+            loss = running("train", "train_loss")
+            self._loss = self._loss if loss is None else round(loss, 4)
+        super().on_train_batch_end(trainer, module, outputs, batch, batch_idx)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if getattr(module, "running_mean", None) is None:  # a module logging through Lightning alone
+            self._loss = self._read(trainer, "train_loss", self._loss)  # the epoch's mean, known from now on
+        super().on_train_epoch_end(trainer, module)
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._value = self._read(trainer, self.monitor, self._value)
+        super().on_validation_end(trainer, module)
+
+    @staticmethod
+    def _read(trainer: L.Trainer, key: str, default: float | None) -> float | None:
+        value = trainer.callback_metrics.get(key)
+        return default if value is None else round(float(value), 4)
+
+    def get_metrics(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Any]:
+        """What the bar shows: ``loss`` and the monitored value, once known (read in the hooks above)."""
+        return {k: v for k, v in (("loss", self._loss), (self.monitor, self._value)) if v is not None}
 
     def _get_train_description(self, current_epoch: int) -> str:
         # Lightning counts from 0 ("Epoch 0/0" for one epoch); show "Epoch 1/1", padded as Lightning pads it
@@ -159,6 +204,30 @@ class TrainingProgressBar(RichProgressBar):
         if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:  # -1: no limit
             description += f"/{self.trainer.max_epochs}"
         return f"{description:{len(self.validation_description)}}"
+
+
+class EpochCSVLogger(CSVLogger):
+    """Lightning's CSV logger, writing ``logs/csv/metrics.csv``, that with ``resume`` keeps the
+    rows of the epochs before the checkpoint (Lightning's own empties the file when it starts)."""
+
+    def __init__(self, root: Path, *, resume: bool):
+        super().__init__(root, name="csv", version="")
+        path = Path(self.log_dir) / "metrics.csv"
+        self._earlier: list[dict[str, str]] = []
+        if resume and path.is_file():
+            with path.open(newline="", encoding="utf-8") as file:
+                self._earlier = list(csv.DictReader(file))
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:  # type: ignore[override]
+        if self._earlier:  # the resumed run's first row: the earlier epochs' rows go first, as written
+            first = metrics.get("epoch")
+            for row in self._earlier:
+                if first is None or not row.get("epoch") or float(row["epoch"]) < float(first):
+                    values = {k: v for k, v in row.items() if k != "step" and v not in ("", None)}
+                    super().log_metrics(values, int(row["step"]) if row.get("step") else None)
+            self._earlier = []
+        super().log_metrics(metrics, step)
 
 
 @dataclass
@@ -182,18 +251,20 @@ def make_strategy(name: str) -> Any:
 
 
 def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: str, steps_per_epoch: int,
-                 distributed_sampler: bool = True) -> tuple[L.Trainer, History, AtomicCheckpoint]:
+                 distributed_sampler: bool = True, resume: bool = False) -> tuple[L.Trainer, History, AtomicCheckpoint]:
     """A Trainer configured from ``train`` settings; logs and checkpoints go under ``run_dir``.
     ``distributed_sampler=False``: under DDP, the loaders share out their rows themselves (every
-    rank then scores the whole validation set, counted once)."""
+    rank then scores the whole validation set, counted once). ``resume``: the CSV log keeps the
+    rows of the epochs before the checkpoint."""
     for name in ("lightning.pytorch", "lightning.fabric"):  # keep Lightning's info chatter out of our output
         logging.getLogger(name).setLevel(logging.WARNING)
     history = History(run_dir / "history.csv" if run_dir is not None else None)
     checkpoint = AtomicCheckpoint(run_dir / "checkpoints" if run_dir is not None else None, f"val_{monitor}", mode)
     callbacks: list[Callback] = [history, checkpoint]
     if cfg.early_stopping is not None:
-        callbacks.append(EarlyStopping(f"val_{monitor}", patience=cfg.early_stopping.patience, mode=mode,
-                                       min_delta=cfg.early_stopping.min_delta, check_finite=False))
+        callbacks.append(ConfiguredEarlyStopping(f"val_{monitor}", patience=cfg.early_stopping.patience, mode=mode,
+                                                 min_delta=cfg.early_stopping.min_delta, check_finite=False,
+                                                 check_on_train_epoch_end=False))
     if cfg.progress:
         callbacks.append(TrainingProgressBar(f"val_{monitor}"))
     if cfg.deterministic:
@@ -203,9 +274,9 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
         torch.utils.deterministic.fill_uninitialized_memory = False
     loggers: list[Any] = False  # type: ignore[assignment]
     if run_dir is not None:
-        from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+        from lightning.pytorch.loggers import TensorBoardLogger
 
-        loggers = [CSVLogger(run_dir / "logs", name="csv", version=""),
+        loggers = [EpochCSVLogger(run_dir / "logs", resume=resume),
                    TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False)]
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
@@ -234,7 +305,8 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
     """Train ``module``; restore its best weights; return the history."""
     shards_by_rank = getattr(getattr(train_loader, "batch_sampler", None), "shards_by_rank", False)  # episodes
     trainer, history, checkpoint = make_trainer(cfg, run_dir=run_dir, monitor=monitor, mode=mode,
-                                                steps_per_epoch=len(train_loader), distributed_sampler=not shards_by_rank)
+                                                steps_per_epoch=len(train_loader), distributed_sampler=not shards_by_rank,
+                                                resume=resume)
     ckpt = None
     if resume:
         last = run_dir / "checkpoints" / "last.ckpt" if run_dir is not None else None

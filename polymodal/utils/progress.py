@@ -1,6 +1,8 @@
 """Progress bars for long work (rich), silent when disabled or when there is little to do.
 
-They draw on stderr, so what a command prints on stdout (``evaluate --json``) stays clean."""
+They draw on stderr, so what a command prints on stdout (``evaluate --json``) stays clean, and
+only where someone watches it: on a terminal or in a notebook. Elsewhere (a pipe, a file, a CI
+log) they print nothing, not even the empty line a finished transient rich bar leaves."""
 
 from __future__ import annotations
 
@@ -8,16 +10,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
+def _ignore(n: int) -> None:
+    """``advance`` where no bar is shown."""
+
+
 @contextmanager
 def progress_bar(total: int, description: str, enabled: bool = True, min_total: int = 200) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; shows a rich progress bar when enabled and ``total >= min_total``."""
+    """Yield ``advance(n)``; shows a rich progress bar on stderr when enabled, ``total >= min_total``
+    and stderr is an interactive terminal or a notebook."""
     if not enabled or total < min_total:
-        yield lambda n: None
+        yield _ignore
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    console = Console(stderr=True)
+    if not (console.is_interactive or console.is_jupyter):
+        yield _ignore
+        return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True, console=Console(stderr=True)) as bar:
+                  transient=True, console=console) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)

@@ -157,6 +157,16 @@ def test_resume_watching_another_metric_does_not_compare_across_metrics(tmp_path
     assert same_weights(second, second.snapshots[3])
 
 
+def test_resume_with_more_patience_trains_until_the_new_patience_runs_out(tmp_path):
+    """Early stopping ended the run (patience 1); resumed with patience 3, it waits 3 epochs
+    without improvement, not the checkpoint's 1."""
+    script = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    first = fit(ScriptedModule(script), epochs=8, run_dir=tmp_path, patience=1)
+    assert list(first.history["epoch"]) == [0, 1]
+    resumed = fit(ScriptedModule(script), epochs=8, run_dir=tmp_path, patience=3, resume=True)
+    assert list(resumed.history["epoch"]) == [0, 1, 2, 3]  # epochs 1, 2 and 3 without improvement
+
+
 def test_resume_without_a_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
         fit(ScriptedModule([1.0]), epochs=1, run_dir=tmp_path, resume=True)
@@ -216,23 +226,112 @@ def test_best_checkpoint_lands_before_the_last_that_names_it(tmp_path, monkeypat
     assert renamed == ["best.ckpt", "last.ckpt", "best.ckpt", "last.ckpt", "last.ckpt"]
 
 
-def test_progress_bar_shows_the_running_loss_and_the_monitored_value_throttled():
-    from types import SimpleNamespace
+class EpochScriptedModule(BatchModule):
+    """Its training loss is each batch's mean input times (epoch + 1); its validation loss
+    ``0.5 ** epoch``: every epoch's values differ, so a bar pairing two epochs shows."""
 
-    from polymodal.training.trainer import TrainingProgressBar
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(3, 1)
+        self.shown: list[tuple[str, int, dict]] = []  # what the bar displays after each step / epoch
 
-    module = MeanLoggingModule()
-    trainer = SimpleNamespace(callback_metrics={"val_accuracy": torch.tensor(0.75), "train_loss": torch.tensor(9.0)})
-    bar = TrainingProgressBar("val_accuracy", interval=3600.0)
-    module.log_epoch_mean("train", {"train_loss": torch.tensor(2.0)}, 2)
-    module.log_epoch_mean("train", {"train_loss": torch.tensor(5.0)}, 1)
-    assert bar.get_metrics(trainer, module) == {"loss": 3.0, "val_accuracy": 0.75}
-    module.log_epoch_mean("train", {"train_loss": torch.tensor(7.0)}, 3)
-    assert bar.get_metrics(trainer, module)["loss"] == 3.0, "read at most once per interval"
-    bar.interval = 0.0
-    assert bar.get_metrics(trainer, module)["loss"] == 5.0  # (4 + 5 + 21) / 6
-    module._epoch_sums["train"] = {}  # the epoch's means were handed to Lightning
-    assert bar.get_metrics(trainer, module) == {"loss": 9.0, "val_accuracy": 0.75}
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        self.log_epoch_mean("train", {"train_loss": x.mean() * (self.current_epoch + 1)}, len(x))
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, _ = batch
+        self.log_epoch_mean("val", {"val_loss": torch.tensor(0.5 ** self.current_epoch)}, len(x))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    def configure_callbacks(self):
+        module = self
+
+        class Recorder(L.Callback):  # runs after the progress bar's hooks (the trainer's callbacks come first)
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                module.shown.append(("step", trainer.current_epoch, displayed(trainer)))
+
+            def on_train_epoch_end(self, trainer, pl_module):
+                module.shown.append(("end", trainer.current_epoch, displayed(trainer)))
+
+        return [Recorder()]
+
+
+def displayed(trainer: L.Trainer) -> dict[str, float]:
+    """The metrics the rich progress bar's metrics column renders now."""
+    return dict(trainer.progress_bar_callback._metric_component._metrics)
+
+
+def fit_with_bar(tmp_path, monkeypatch, every_step: bool | None = None) -> tuple[EpochScriptedModule, pd.DataFrame]:
+    import polymodal.training.trainer as trainer_module
+
+    if every_step is not None:  # the bar as it runs on an accelerator, throttled (here: never by time)
+        bar = trainer_module.TrainingProgressBar
+        monkeypatch.setattr(trainer_module, "TrainingProgressBar",
+                            lambda monitor: bar(monitor, interval=3600.0, every_step=every_step))
+    x = torch.arange(20.0)[:, None].repeat(1, 3)  # rows 0..19: batches of 8, 8 and 4 with means 3.5, 11.5, 17.5
+    train = DataLoader(TensorDataset(x, torch.zeros(20, 1)), batch_size=8)
+    valid = DataLoader(TensorDataset(x[:4], torch.zeros(4, 1)), batch_size=4)
+    module = EpochScriptedModule()
+    cfg = TrainConfig(epochs=3, progress=True, accelerator="cpu", grad_clip=None)
+    fit_module(module, train, valid, cfg, run_dir=tmp_path, monitor="loss", mode="min")
+    return module, pd.read_csv(tmp_path / "history.csv")
+
+
+RUNNING = [3.5, 7.5, 9.5]  # the running mean of the batch means, weighted by rows, after each step
+
+
+def test_progress_bar_shows_the_running_loss_of_the_epoch_beside_the_last_validation(tmp_path, monkeypatch):
+    module, history = fit_with_bar(tmp_path, monkeypatch)
+    assert list(history["train_loss"]) == pytest.approx([9.5, 19.0, 28.5])
+    assert list(history["val_loss"]) == pytest.approx([1.0, 0.5, 0.25])
+    expected = []
+    for epoch in range(3):
+        before = {} if epoch == 0 else {"val_loss": history["val_loss"][epoch - 1]}  # the latest validation
+        expected += [("step", epoch, {"loss": mean * (epoch + 1), **before}) for mean in RUNNING]
+        # the epoch's end: its own history.csv row, never a value of the epoch before
+        expected.append(("end", epoch, {"loss": history["train_loss"][epoch], "val_loss": history["val_loss"][epoch]}))
+    assert [(kind, epoch, sorted(shown)) for kind, epoch, shown in module.shown] == \
+        [(kind, epoch, sorted(shown)) for kind, epoch, shown in expected]
+    for (_, _, shown), (_, _, wanted) in zip(module.shown, expected, strict=True):
+        assert shown == pytest.approx(wanted, abs=1e-4)
+
+
+def test_a_throttled_progress_bar_still_reads_each_epochs_first_and_last_step(tmp_path, monkeypatch):
+    """On an accelerator the running loss is read at most every ``interval`` seconds (it waits
+    for the device), but an epoch never starts with the last epoch's loss nor ends with a stale one."""
+    module, history = fit_with_bar(tmp_path, monkeypatch, every_step=False)
+    losses = [(kind, epoch, shown["loss"]) for kind, epoch, shown in module.shown]
+    expected = []
+    for epoch in range(3):
+        first, last = RUNNING[0] * (epoch + 1), RUNNING[2] * (epoch + 1)
+        expected += [("step", epoch, first), ("step", epoch, first), ("step", epoch, last),
+                     ("end", epoch, history["train_loss"][epoch])]
+    assert [(kind, epoch) for kind, epoch, _ in losses] == [(kind, epoch) for kind, epoch, _ in expected]
+    assert [loss for *_, loss in losses] == pytest.approx([loss for *_, loss in expected], abs=1e-4)
+    assert [shown.get("val_loss") for kind, _, shown in module.shown if kind == "end"] == \
+        pytest.approx(list(history["val_loss"]))
+
+
+def test_the_csv_log_holds_one_row_per_epoch_with_training_and_validation_values(tmp_path, monkeypatch):
+    _, history = fit_with_bar(tmp_path, monkeypatch)
+    logged = pd.read_csv(tmp_path / "logs" / "csv" / "metrics.csv")
+    assert list(logged["epoch"]) == [0, 1, 2]
+    assert list(logged["train_loss"]) == pytest.approx(list(history["train_loss"]))
+    assert list(logged["val_loss"]) == pytest.approx(list(history["val_loss"]))
+
+
+def test_a_resumed_run_keeps_the_csv_rows_of_its_earlier_epochs(tmp_path):
+    """Lightning's CSV logger empties ``metrics.csv`` when it starts; a resumed run keeps its rows."""
+    fit(ScriptedModule([3.0, 2.0, 1.0, 0.5]), epochs=2, run_dir=tmp_path)
+    fit(ScriptedModule([3.0, 2.0, 1.0, 0.5]), epochs=4, run_dir=tmp_path, resume=True)
+    logged = pd.read_csv(tmp_path / "logs" / "csv" / "metrics.csv")
+    epochs = logged.dropna(subset=["val_loss"])
+    assert list(epochs["epoch"]) == [0, 1, 2, 3]
+    assert list(epochs["val_loss"]) == pytest.approx([3.0, 2.0, 1.0, 0.5])
 
 
 def test_deterministic_training_does_not_nan_fill_new_tensors(monkeypatch):

@@ -1,0 +1,45 @@
+"""``polymodal.utils.progress``: a bar where someone watches stderr, nothing anywhere else."""
+
+from __future__ import annotations
+
+import pytest
+
+from polymodal.utils.progress import progress_bar
+
+
+def run_bar(total: int = 300, **kwargs) -> None:
+    with progress_bar(total, "encoding image", **kwargs) as advance:
+        for _ in range(total):
+            advance(1)
+
+
+def as_terminal(monkeypatch) -> None:
+    """Make rich take the captured stderr for an interactive terminal."""
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    monkeypatch.setenv("TERM", "xterm-256color")
+
+
+def test_a_bar_on_a_non_terminal_prints_nothing(capsys, monkeypatch):
+    """stderr captured (not a tty), as under ``polymodal evaluate ... --json 2> log``: a finished
+    transient rich bar used to leave an empty line there, one per bar."""
+    for name in ("TTY_COMPATIBLE", "TTY_INTERACTIVE", "FORCE_COLOR"):  # rich's overrides of isatty()
+        monkeypatch.delenv(name, raising=False)
+    run_bar()
+    run_bar()
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_a_bar_on_a_terminal_draws_on_stderr(capsys, monkeypatch):
+    as_terminal(monkeypatch)
+    run_bar()
+    captured = capsys.readouterr()
+    assert "encoding image" in captured.err and captured.out == ""
+
+
+@pytest.mark.parametrize(("total", "kwargs"), [(300, {"enabled": False}), (10, {})])
+def test_a_disabled_or_short_bar_prints_nothing_even_on_a_terminal(capsys, monkeypatch, total, kwargs):
+    as_terminal(monkeypatch)
+    run_bar(total, **kwargs)
+    assert capsys.readouterr().err == ""
