@@ -319,11 +319,11 @@ class TabularFeatures(Features):
         numbers = np.asarray([self.number(value.get(c), c) for c in self.numeric], np.float64)
         missing = np.isnan(numbers)
         fill, center, scale = (np.asarray(self.state[k], np.float64) for k in ("fill", "center", "scale"))
-        scaled = (np.where(missing, fill, numbers) - center) / scale
-        num = np.concatenate([scaled, missing.astype(np.float64)]) if self.cfg["missing_indicator"] else scaled
-        cats = [self.lookup[c].get(self.category(value.get(c)), 0) for c in self.categorical]
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore"):  # a value out of range once scaled is refused below
+            scaled = (np.where(missing, fill, numbers) - center) / scale
+            num = np.concatenate([scaled, missing.astype(np.float64)]) if self.cfg["missing_indicator"] else scaled
             num32 = num.astype(np.float32)
+        cats = [self.lookup[c].get(self.category(value.get(c)), 0) for c in self.categorical]
         if not np.isfinite(num32).all():
             bad = [c for c, v in zip(self.numeric, num32) if not np.isfinite(v)]
             raise self.fail(f"columns {bad} are out of range once scaled (float32 overflows)")
