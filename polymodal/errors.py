@@ -126,6 +126,19 @@ class UnknownNameError(PolymodalError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class OptionError(PolymodalError, ValueError):
+    """A command-line option (or the argument of a call it maps to) has a value that cannot be
+    used, or does not fit the config; no config file is at fault, so the message names the option.
+
+    Attributes:
+        problems: one line per problem, each starting with the option (``--port: ...``).
+    """
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
 class RunFolderError(PolymodalError, ValueError):
     """A run folder cannot be written or read: it already holds a run that would be replaced, it
     belongs to another config (``--resume``), or one of its files is missing or damaged."""

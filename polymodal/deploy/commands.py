@@ -146,10 +146,10 @@ def serve(
     from pydantic import ValidationError
 
     from polymodal.cli import console
-    from polymodal.deploy.errors import OptionError
     from polymodal.deploy.runtime import Runtime
     from polymodal.deploy.server import create_app
     from polymodal.deploy.settings import LOOPBACK, ServeSettings
+    from polymodal.errors import OptionError
 
     token = token or None  # an empty POLYMODAL_TOKEN means no token
     try:
@@ -179,7 +179,7 @@ def check_address(host: str, port: int) -> None:
     import errno
     import socket
 
-    from polymodal.deploy.errors import OptionError
+    from polymodal.errors import OptionError
 
     try:
         addresses = dict.fromkeys(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))

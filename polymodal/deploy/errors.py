@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from polymodal.errors import PolymodalError
 
 
@@ -26,19 +24,6 @@ def onnxruntime_errors() -> tuple[type[Exception], ...]:
     except ImportError:
         return ()
     return tuple(c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception))
-
-
-class OptionError(PolymodalError, ValueError):
-    """A command-line option of ``polymodal serve`` has a value it cannot use (no config file is
-    involved, so the message names the option, not a config).
-
-    Attributes:
-        problems: one line per problem, each starting with the option (``--port: ...``).
-    """
-
-    def __init__(self, problems: Sequence[str]):
-        self.problems = list(problems)
-        super().__init__("; ".join(self.problems))
 
 
 class RequestError(PolymodalError, ValueError):

@@ -31,7 +31,7 @@ from polymodal.config.transfer import (
 from polymodal.data.dataset import collate
 from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
-from polymodal.errors import ConfigError, ManifestError
+from polymodal.errors import ConfigError, ManifestError, OptionError
 from polymodal.training.adaptation import build_domain_term
 from polymodal.training.distill import DistillTerm, check_teacher, distill_feature_dim, teacher_outputs
 from polymodal.training.fewshot import PrototypicalTerm, episode_loader, set_class_prototypes
@@ -108,9 +108,10 @@ class TransferPlan:
             (m.unlabeled for m in learners if m.unlabeled is not None), None)
         if source is not None and not learners:
             names = [m.method for m in plan.methods]
-            what = "no transfer method is configured" if not names else f"transfer method(s) {names}"
-            raise ConfigError([f"transfer: unlabelled data was given (fit(unlabeled=...) or --unlabeled) but {what} "
-                               f"learns from none; methods that do: {', '.join(UNLABELED_METHODS)}"])
+            what = ("no transfer method is configured" if not names
+                    else f"the configured transfer method(s) {names} learn from none")
+            raise OptionError([f"--unlabeled (fit(unlabeled=...)): unlabelled data was given, but {what}; set "
+                               f"transfer.method to one that does: {', '.join(UNLABELED_METHODS)}"])
         if learners:
             if source is None:
                 key = config.transfer_key(next(i for i, m in enumerate(plan.methods) if m is learners[0]))

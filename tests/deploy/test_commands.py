@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from polymodal.cli import app
 from polymodal.deploy import commands
-from polymodal.deploy.errors import OptionError
+from polymodal.errors import OptionError
 
 runner = CliRunner()
 real_check_address = commands.check_address

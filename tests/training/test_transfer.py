@@ -21,7 +21,7 @@ from helpers_models import TABULAR, classification_config, make_dataset, write_s
 from polymodal import MultimodalPredictor
 from polymodal.config.transfer import CdanConfig, CoralConfig, DannConfig, MmdConfig
 from polymodal.data.dataset import collate
-from polymodal.errors import ConfigError, ManifestError, SchemaMismatchError
+from polymodal.errors import ConfigError, ManifestError, OptionError, SchemaMismatchError
 from polymodal.training.adaptation import build_domain_term
 from polymodal.training.finetune import trainable_blocks
 from polymodal.training.semi import FixMatchTerm
@@ -65,7 +65,8 @@ def test_unlabelled_methods_train_on_the_target_rows(data, method):
 
 
 def test_unlabelled_data_without_a_method_that_uses_it_is_refused(data):
-    with pytest.raises(ConfigError, match="learns from none"):
+    with pytest.raises(OptionError, match=r"^--unlabeled \(fit\(unlabeled=...\)\): unlabelled data was given, but no "
+                                          "transfer method is configured; set transfer.method to one that does: dann"):
         MultimodalPredictor.from_config(config()).fit(data["train"], data["valid"], unlabeled=data["unlabeled"])
 
 
