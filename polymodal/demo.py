@@ -17,7 +17,7 @@ from rich.table import Table
 
 from polymodal.errors import ConfigError
 from polymodal.utils.io import atomic_write, atomic_write_text
-from polymodal.utils.tables import markdown_table
+from polymodal.utils.tables import markdown_table, print_table
 
 IMAGE = {"kind": "image", "column": "image",
          "preprocess": {"size": 28, "color": "gray", "normalize": "standard"},
@@ -108,6 +108,6 @@ def run_demo(out: Path, size: int = 5000, epochs: int = 5, console: Console | No
     for row in rows:
         shown.add_row(row["model"], row["fusion"], f"{row['test_accuracy']:.3f}", f"{row['test_macro_f1']:.3f}",
                       f"{row['parameters']:,}", f"{row['train_seconds']:.1f}")
-    console.print(shown)
+    print_table(console, shown)
     console.print(f"reports: {out / 'runs'}/*/report.html; table: {out / 'comparison.md'}")
     return table

@@ -19,6 +19,7 @@ def datasets_list() -> None:
 
     from polymodal.cli import console
     from polymodal.data.datasets import DATASETS
+    from polymodal.utils.tables import print_table
 
     table = Table(title="built-in datasets")
     table.add_column("name")
@@ -26,7 +27,7 @@ def datasets_list() -> None:
     table.add_column("--source must hold")
     for spec in DATASETS.values():
         table.add_row(spec.name, spec.description, spec.source or "(embedded: nothing)")
-    console.print(table)
+    print_table(console, table)
 
 
 def datasets_prepare(

@@ -1,4 +1,5 @@
-"""Plain Markdown tables (no extra dependency)."""
+"""Tables: plain Markdown (no extra dependency), and rich tables printed whole where output is
+not a terminal."""
 
 from __future__ import annotations
 
@@ -24,3 +25,18 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(format_value(r.get(c), digits) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def print_table(console: Any, table: Any) -> None:
+    """Print a rich ``table``; where output is not a terminal (a pipe, a file, a CI log: 80 columns
+    by default) at its natural width, so that no number or name is broken across lines."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    width = console.measure(table, options=console.options.update(max_width=10_000)).maximum
+    narrow = console.width
+    console.width = max(width, narrow)  # print(width=...) would be capped at the console's width
+    try:
+        console.print(table)
+    finally:
+        console.width = narrow
