@@ -28,7 +28,7 @@ from polymodal.data.dataset import Batch, data_loader
 from polymodal.data.encode import EncodedTable, skipped_frame
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
-from polymodal.errors import SchemaMismatchError
+from polymodal.errors import ConfigError, SchemaMismatchError
 from polymodal.runfolder import read_results, write_results
 from polymodal.utils.device import default_device, default_workers, move_to
 from polymodal.utils.warn import warn_user
@@ -110,7 +110,13 @@ class Estimator:
                        test: DataSource | None, *, require_target: bool) -> tuple[Manifest, Manifest, Manifest | None]:
         """The validated training, validation and test manifests, all read before training starts
         (a mistake in the test manifest is reported before, not after, the epochs); ``valid``
-        None: held out of ``train``."""
+        None: held out of ``train``. Every file or folder the config names (weights, word vectors,
+        a teacher run...) is looked for first, and those missing are named by their keys."""
+        from polymodal.config.root import missing_paths
+
+        missing = missing_paths(self.config)
+        if missing:
+            raise ConfigError(missing)
         train_m = pipeline.read(train, require_target=require_target, training=True)
         if valid is None:
             train_m, valid_m = self._split(train_m)

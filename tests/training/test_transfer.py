@@ -244,6 +244,15 @@ def test_a_teacher_with_other_classes_is_refused(data, tmp_path):
         MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"])
 
 
+
+def test_a_teacher_that_is_not_there_is_named_by_its_key_before_any_data_is_read(data, tmp_path, monkeypatch):
+    cfg = config({"method": "distill", "teacher": str(tmp_path / "no_such_run")}, epochs=1)
+    from polymodal.data.pipeline import DataPipeline
+
+    monkeypatch.setattr(DataPipeline, "read", lambda *a, **k: pytest.fail("data was read"))
+    with pytest.raises(ConfigError, match=f"transfer.teacher: not found: {tmp_path / 'no_such_run'}"):
+        MultimodalPredictor.from_config(cfg).fit(data["train"])
+
 # -- multi-task -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("weighting", ["fixed", "uncertainty"])
 def test_further_tasks_get_their_own_heads_metrics_and_columns(data, weighting):
