@@ -76,9 +76,9 @@ def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = F
         if not last.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
         check_resumable(run, config)
-        check_unfinished(run, config)
         if verify_checkpoint:
             check_checkpoint(last)
+        check_unfinished(run, config)
     elif (held := held_run(run)) is not None and not overwrite:
         what = "a trained model" if held == MODEL_FILE else f"an interrupted run ({LAST_CHECKPOINT})"
         hint = ", --resume to continue it" if held == LAST_CHECKPOINT and resumable else ""
@@ -178,31 +178,40 @@ def check_resumable(run: Path, config: Config) -> None:
                              f"{run / CONFIG_FILE}, or start a new run")
 
 
+def checkpoint_state(path: Path) -> dict[str, Any]:
+    """A Lightning checkpoint's bookkeeping: ``epoch`` (of the last finished epoch, from 0) and the
+    callbacks' states, read memory-mapped (the weights are not loaded)."""
+    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)  # the run's own file
+    return {"epoch": int(state.get("epoch", -1)), "callbacks": dict(state.get("callbacks", {}))}
+
+
 def check_unfinished(run: Path, config: Config) -> None:
     """Refuse to resume a run that finished training (it has ``metrics.json``) when ``config``
-    would train it no further: it ran ``train.epochs`` epochs or more, or early stopping ended it
-    and ``train.early_stopping`` is unchanged. Resuming it would train nothing (or one epoch
-    early stopping would end again) yet rewrite its model, metrics and report.
+    would train it no further: its last checkpoint closed epoch ``train.epochs`` or later, or
+    early stopping ended it and ``train.early_stopping`` keeps its patience. Resuming it would
+    train nothing (or one epoch early stopping would end again) yet rewrite its model, metrics and
+    report. The epochs are read from the checkpoint, not from ``metrics.json``, which a resume
+    interrupted before its first checkpoint leaves behind from the run before it.
 
     Raises:
         RunFolderError: naming the epochs the run trained, and what would train it further.
     """
     if not (run / METRICS_FILE).is_file():
-        return  # an interrupted run: training continues
-    results = read_results(run)
-    epochs = results.info.get("epochs_run", len(results.history) if not results.history.empty else None)
-    if epochs is None:
-        return  # the run does not say how far it trained
-    saved = read_config(run).train
+        return  # interrupted before its end: training (or the writing of its results) continues
+    state = checkpoint_state(run / LAST_CHECKPOINT)
+    epochs = state["epoch"] + 1
     again = "give --overwrite to train it again, or another --out"
     if epochs >= config.train.epochs:
         raise RunFolderError(f"--resume: {run} already finished its {epochs} epochs (train.epochs: "
                              f"{config.train.epochs}); nothing to resume. Raise train.epochs to train it longer, "
                              f"or {again}")
-    if epochs < saved.epochs and config.train.early_stopping == saved.early_stopping:
-        raise RunFolderError(f"--resume: {run} already finished: early stopping ended it after {epochs} of its "
-                             f"{saved.epochs} epochs; nothing to resume. Change train.early_stopping to train it "
-                             f"longer, or {again}")
+    stopper = next((v for k, v in state["callbacks"].items() if k.startswith("EarlyStopping")), None)
+    stop = config.train.early_stopping
+    if stopper is not None and stopper.get("stopped_epoch", 0) > 0 and stop is not None \
+            and stop.patience <= stopper.get("patience", stop.patience):
+        raise RunFolderError(f"--resume: {run} already finished: early stopping ended it after {epochs} epochs "
+                             f"(patience {stop.patience}); nothing to resume. Raise train.early_stopping.patience "
+                             f"or remove early_stopping to train it longer, or {again}")
 
 
 def check_resumed_data(run: Path, data: dict[str, Any]) -> None:

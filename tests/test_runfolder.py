@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from polymodal.config import load_config, save_config
 from polymodal.errors import RunFolderError
@@ -74,7 +75,10 @@ def _finished_run(tmp_path, epochs: int, epochs_run: int, patience: int | None):
 
     save_config(_config(epochs, patience), tmp_path / CONFIG_FILE)
     (tmp_path / LAST_CHECKPOINT).parent.mkdir()
-    (tmp_path / LAST_CHECKPOINT).write_bytes(b"")
+    stopped = epochs_run - 1 if patience is not None and epochs_run < epochs else 0  # early stopping's epoch
+    torch.save({"epoch": epochs_run - 1, "callbacks": {  # Lightning's bookkeeping, as check_out reads it
+        "EarlyStopping{'monitor': 'val_loss', 'mode': 'min'}": {"stopped_epoch": stopped, "patience": patience}}},
+        tmp_path / LAST_CHECKPOINT)
     (tmp_path / METRICS_FILE).write_text(json.dumps({"valid": {}, "training": {"epochs_run": epochs_run}}))
 
 
@@ -90,10 +94,13 @@ def _config(epochs: int, patience: int | None):
     (3, 3, 2, (3, 2), "already finished its 3 epochs"),
     (3, 3, 2, (2, None), "already finished its 3 epochs"),  # fewer epochs: nothing left either
     (3, 3, 2, (5, 2), None),  # more epochs: continues
-    (6, 3, 2, (6, 2), "early stopping ended it after 3 of its 6 epochs"),
-    (6, 3, 2, (8, 2), "early stopping ended it after 3 of its 6 epochs"),  # it would stop again
+    (6, 3, 2, (6, 2), "early stopping ended it after 3 epochs"),
+    (6, 3, 2, (8, 2), "early stopping ended it after 3 epochs"),  # it would stop again
     (6, 3, 2, (6, 4), None),  # more patience: continues
     (6, 3, 2, (6, None), None),  # no early stopping: the 3 epochs left
+    # a run of 1 epoch resumed for 3, interrupted before its first new checkpoint: config.yaml says 3,
+    # metrics.json is the 1-epoch run's: the checkpoint says 1 epoch, and no early stop
+    (3, 1, None, (3, None), None),
 ])
 def test_resume_refuses_a_run_that_finished_training(tmp_path, epochs, epochs_run, patience, given, refused):
     from polymodal.runfolder import check_out

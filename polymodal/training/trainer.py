@@ -19,7 +19,6 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.utilities import rank_zero_only
 
 from polymodal.config.train import TrainConfig
 from polymodal.utils.io import atomic_write
@@ -138,6 +137,13 @@ class ConfiguredEarlyStopping(EarlyStopping):
     validation ends, so that the epoch's checkpoint (taken when the training epoch ends) holds
     the epoch's own count of epochs without improvement."""
 
+    @property
+    def state_key(self) -> str:
+        """Lightning's own key (it names the class): checkpoints written by ``EarlyStopping`` itself
+        resume with their count, and :func:`~polymodal.runfolder.check_unfinished` finds it."""
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode).replace(type(self).__name__,
+                                                                                      "EarlyStopping", 1)
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         patience = self.patience
         super().load_state_dict(state_dict)
@@ -207,27 +213,30 @@ class TrainingProgressBar(RichProgressBar):
 
 
 class EpochCSVLogger(CSVLogger):
-    """Lightning's CSV logger, writing ``logs/csv/metrics.csv``, that with ``resume`` keeps the
-    rows of the epochs before the checkpoint (Lightning's own empties the file when it starts)."""
+    """Lightning's CSV logger, writing ``logs/csv/metrics.csv``; a resumed run keeps the rows of the
+    epochs before ``resume_epoch`` (Lightning's own logger empties the file when it starts): they
+    are written back as soon as it has, so a resumed run interrupted again loses none of them."""
 
-    def __init__(self, root: Path, *, resume: bool):
+    def __init__(self, root: Path, *, resume_epoch: int | None = None):
         super().__init__(root, name="csv", version="")
         path = Path(self.log_dir) / "metrics.csv"
         self._earlier: list[dict[str, str]] = []
-        if resume and path.is_file():
+        if resume_epoch is not None and path.is_file():
             with path.open(newline="", encoding="utf-8") as file:
-                self._earlier = list(csv.DictReader(file))
+                self._earlier = [row for row in csv.DictReader(file)
+                                 if row.get("epoch") and float(row["epoch"]) < resume_epoch]
 
-    @rank_zero_only
-    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:  # type: ignore[override]
-        if self._earlier:  # the resumed run's first row: the earlier epochs' rows go first, as written
-            first = metrics.get("epoch")
+    @property
+    def experiment(self) -> Any:
+        made = self._experiment is not None
+        writer = super().experiment  # Lightning's writer removes metrics.csv when it is made
+        if not made and self._earlier:
             for row in self._earlier:
-                if first is None or not row.get("epoch") or float(row["epoch"]) < float(first):
-                    values = {k: v for k, v in row.items() if k != "step" and v not in ("", None)}
-                    super().log_metrics(values, int(row["step"]) if row.get("step") else None)
-            self._earlier = []
-        super().log_metrics(metrics, step)
+                writer.log_metrics({k: v for k, v in row.items() if k != "step" and v not in ("", None)},
+                                   int(row["step"]) if row.get("step") else None)
+            writer.save()
+        self._earlier = []
+        return writer
 
 
 @dataclass
@@ -251,11 +260,12 @@ def make_strategy(name: str) -> Any:
 
 
 def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: str, steps_per_epoch: int,
-                 distributed_sampler: bool = True, resume: bool = False) -> tuple[L.Trainer, History, AtomicCheckpoint]:
+                 distributed_sampler: bool = True, resume_epoch: int | None = None
+                 ) -> tuple[L.Trainer, History, AtomicCheckpoint]:
     """A Trainer configured from ``train`` settings; logs and checkpoints go under ``run_dir``.
     ``distributed_sampler=False``: under DDP, the loaders share out their rows themselves (every
-    rank then scores the whole validation set, counted once). ``resume``: the CSV log keeps the
-    rows of the epochs before the checkpoint."""
+    rank then scores the whole validation set, counted once). ``resume_epoch``: the first epoch of
+    a resumed run (the CSV log keeps the rows of the epochs before it)."""
     for name in ("lightning.pytorch", "lightning.fabric"):  # keep Lightning's info chatter out of our output
         logging.getLogger(name).setLevel(logging.WARNING)
     history = History(run_dir / "history.csv" if run_dir is not None else None)
@@ -276,7 +286,7 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
     if run_dir is not None:
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        loggers = [EpochCSVLogger(run_dir / "logs", resume=resume),
+        loggers = [EpochCSVLogger(run_dir / "logs", resume_epoch=resume_epoch),
                    TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False)]
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
@@ -303,16 +313,23 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
 def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cfg: TrainConfig, *,
                run_dir: Path | None, monitor: str, mode: str, resume: bool = False) -> FitResult:
     """Train ``module``; restore its best weights; return the history."""
+    from polymodal.errors import ManifestError
+    from polymodal.runfolder import checkpoint_state
+
+    if hasattr(val_loader, "__len__") and len(val_loader) == 0:
+        raise ManifestError(["the validation data holds no row to evaluate; early stopping and the weights kept "
+                             "at the end follow it"])
     shards_by_rank = getattr(getattr(train_loader, "batch_sampler", None), "shards_by_rank", False)  # episodes
-    trainer, history, checkpoint = make_trainer(cfg, run_dir=run_dir, monitor=monitor, mode=mode,
-                                                steps_per_epoch=len(train_loader), distributed_sampler=not shards_by_rank,
-                                                resume=resume)
-    ckpt = None
+    ckpt, resume_epoch = None, None
     if resume:
         last = run_dir / "checkpoints" / "last.ckpt" if run_dir is not None else None
         if last is None or not last.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
         ckpt = str(last)  # its CRCs were checked before any data was read (runfolder.check_out)
+        resume_epoch = checkpoint_state(last)["epoch"] + 1
+    trainer, history, checkpoint = make_trainer(cfg, run_dir=run_dir, monitor=monitor, mode=mode,
+                                                steps_per_epoch=len(train_loader), distributed_sampler=not shards_by_rank,
+                                                resume_epoch=resume_epoch)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="lightning")

@@ -334,6 +334,31 @@ def test_a_resumed_run_keeps_the_csv_rows_of_its_earlier_epochs(tmp_path):
     assert list(epochs["val_loss"]) == pytest.approx([3.0, 2.0, 1.0, 0.5])
 
 
+
+class FailingModule(ScriptedModule):
+    """Fails at its first training step (a resumed run interrupted again at once)."""
+
+    def training_step(self, batch, batch_idx):
+        raise RuntimeError("interrupted")
+
+
+def test_a_resume_interrupted_before_its_first_epoch_ends_keeps_the_earlier_csv_rows(tmp_path):
+    fit(ScriptedModule([3.0, 2.0, 1.0, 0.5]), epochs=2, run_dir=tmp_path)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(FailingModule([3.0, 2.0, 1.0, 0.5]), epochs=4, run_dir=tmp_path, resume=True)
+    logged = pd.read_csv(tmp_path / "logs" / "csv" / "metrics.csv")  # Lightning's logger had removed it
+    assert list(logged.dropna(subset=["val_loss"])["epoch"]) == [0, 1]
+
+
+def test_early_stopping_keeps_lightnings_checkpoint_key():
+    """Checkpoints written by Lightning's own EarlyStopping resume with their count, and
+    check_unfinished finds the state under that key."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from polymodal.training.trainer import ConfiguredEarlyStopping
+
+    assert ConfiguredEarlyStopping("val_loss", mode="min").state_key == EarlyStopping("val_loss", mode="min").state_key
+
 def test_deterministic_training_does_not_nan_fill_new_tensors(monkeypatch):
     """Deterministic kernels stay on (a seed gives the same model, see test_predictor); PyTorch's
     NaN-filling of every new tensor, a debugging aid costing several percent of a step, is off."""
@@ -357,3 +382,15 @@ def test_progress_bar_counts_epochs_from_one(max_epochs, shown):
     bar.setup(SimpleNamespace(max_epochs=max_epochs, is_global_zero=True), MeanLoggingModule(), "fit")
     # the description Lightning's on_train_epoch_start gives the bar's training task
     assert [bar._get_train_description(epoch).strip() for epoch in range(len(shown))] == shown
+
+
+def test_validation_data_without_a_row_is_refused():
+    """Early stopping and the kept weights follow the validation rows; with none they would
+    silently never act."""
+    from polymodal.errors import ManifestError
+
+    train, _ = loaders()
+    empty = DataLoader(TensorDataset(torch.zeros(0, 3), torch.zeros(0, 1)), batch_size=8)
+    with pytest.raises(ManifestError, match="the validation data holds no row"):
+        fit_module(ScriptedModule([1.0]), train, empty, train_config(1, patience=1), run_dir=None, monitor="loss",
+                   mode="min")
