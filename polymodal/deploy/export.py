@@ -165,7 +165,7 @@ def export_onnx(graph: ExportedGraph, path: Path) -> set[str]:
             warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size other than 1", UserWarning)
             atomic_write(path, write)
     except RuntimeError as err:  # torch.onnx's OnnxExporterError (an unsupported operator...) and tracing errors
-        raise ExportError(f"the ONNX exporter cannot translate this network: {first_line(err)}") from err
+        raise ExportError(f"exporting to ONNX failed: {first_line(err)}") from err
     import onnx
 
     return {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
@@ -180,7 +180,7 @@ def export_torchscript(graph: ExportedGraph, path: Path) -> None:
             traced = torch.jit.trace(graph, tuple(torch.from_numpy(feeds[i.name]) for i in graph.inputs),
                                      check_trace=False)
     except RuntimeError as err:
-        raise ExportError(f"TorchScript tracing cannot translate this network: {first_line(err)}") from err
+        raise ExportError(f"tracing to TorchScript failed: {first_line(err)}") from err
     atomic_write(path, lambda tmp: traced.save(str(tmp)))
 
 

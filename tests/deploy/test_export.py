@@ -340,7 +340,7 @@ def test_an_operator_the_exporter_cannot_translate_is_an_export_error(late_run, 
     monkeypatch.setattr(LateFusion, "forward", with_histc)
     with pytest.raises(ExportError) as caught:
         export_run(predictor, tmp_path / "export")
-    assert str(caught.value) == ("the ONNX exporter cannot translate this network: Exporting the operator 'aten::histc' "
+    assert str(caught.value) == ("exporting to ONNX failed: Exporting the operator 'aten::histc' "
                                  f"to ONNX opset version 18 is not supported; nothing was written to {tmp_path / 'export'}")
     assert list(tmp_path.iterdir()) == []
 
