@@ -44,7 +44,9 @@ def prepare(name: str, out: str | Path, source: str | Path | None = None, seed: 
         if source is None:
             raise DatasetSourceError(f"dataset '{name}' needs --source: a folder holding {spec.source}")
         if not Path(source).is_dir():
-            raise DatasetSourceError(f"dataset '{name}': source folder not found: {source}")
+            looked = "" if Path(source).is_absolute() else f" (looked for {Path(source).resolve()}: a relative --source " \
+                                                           f"resolves against the working folder {Path.cwd()})"
+            raise DatasetSourceError(f"dataset '{name}': source folder not found: {source}{looked}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out must be a folder; {out} is a file")

@@ -255,6 +255,14 @@ def test_converter_without_source_says_what_it_needs(name, tmp_path):
         prepare(name, tmp_path / "out", source=tmp_path / "nowhere")
 
 
+def test_a_relative_source_that_is_not_there_names_where_it_was_looked_for(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetSourceError) as info:
+        prepare("mnist", tmp_path / "out", source=Path("../shared/data"))
+    assert f"(looked for {(tmp_path / '../shared/data').resolve()}: a relative --source resolves against the " \
+           f"working folder {tmp_path})" in str(info.value)
+
+
 @pytest.mark.parametrize("name", EXPECTED)
 def test_converter_given_an_empty_folder_names_the_expected_file(name, tmp_path):
     (tmp_path / "empty").mkdir()
