@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from polymodal.errors import PolymodalError
+from polymodal.utils.tables import print_table
 
 app = typer.Typer(help="Multimodal deep learning: train, evaluate, predict and inspect models over images, "
                        "text, audio, signals and tables.", no_args_is_help=True, add_completion=False,
@@ -85,8 +86,8 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
         else:
             rows = [] if isinstance(value, list) else [(key, value)]  # matrices are in the JSON and the report
         for name, v in rows:
-            table.add_row(name, f"{v:.4f}" if isinstance(v, float) else str(v))
-    console.print(table)
+            table.add_row(name, "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v))  # None: undefined
+    print_table(console, table)
 
 
 def print_skipped(skipped: Any, listed: Path, on_error: str, shown: int = 5) -> None:
@@ -113,7 +114,7 @@ def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None) 
     for row in rows:
         table.add_row(*("-" if row[c] is None else f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])
                         for c in columns))
-    console.print(table)
+    print_table(console, table)
     if note:
         console.print(note)
 
@@ -312,6 +313,8 @@ def tune(
     out: Annotated[Path, typer.Option("--out", help="Folder for trials.csv, best_config.yaml, summary.json.")],
     valid: Annotated[Path | None, typer.Option("--valid", help="Validation manifest (the metric is measured here).")] = None,
     trials: Annotated[int | None, typer.Option("--trials", help="Number of trials (default: tune.trials).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier search's trials.csv, "
+                                            "best_config.yaml and summary.json in --out (refused otherwise).")] = False,
 ) -> None:
     """Search hyper-parameters with Optuna (TPE sampler, median pruning on the validation metric)."""
     from polymodal.tune import run_search
@@ -321,7 +324,7 @@ def tune(
         console.print(f"trial {row['trial']:>3}  {row['state']:<9} {value}  " + ", ".join(
             f"{k}={v}" for k, v in row.items() if k not in ("trial", "state", "value", "seconds")))
 
-    table = run_search(config, train, valid, out, trials, on_trial=show)
+    table = run_search(config, train, valid, out, trials, on_trial=show, overwrite=overwrite)
     print_rows(table.to_dict("records"), "trials")
     console.print(f"best config: {out / 'best_config.yaml'}; all trials: {out / 'trials.csv'}")
 

@@ -7,6 +7,9 @@ after every epoch so that a median pruner can stop hopeless trials early, and th
     <out>/trials.csv        one row per trial: number, state, value, seconds, the sampled values
     <out>/best_config.yaml  the base config with the best values filled in (``tune`` removed)
     <out>/summary.json      metric, direction, best value and parameters
+
+An ``<out>`` that already holds these files is refused unless ``overwrite`` is given, which
+removes them (and nothing else the folder holds) before the first trial.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from polymodal.config import Config, config_to_dict, load_config
 from polymodal.config.base import DISCRIMINATORS
 from polymodal.config.root import MONITORS
 from polymodal.config.tune import ChoiceParam, RangeParam
-from polymodal.errors import ConfigError
+from polymodal.errors import ConfigError, RunFolderError
 from polymodal.metrics import LOWER_IS_BETTER
 from polymodal.utils.io import atomic_write, atomic_write_json, atomic_write_text
 from polymodal.utils.warn import warn_user
@@ -154,12 +157,38 @@ def pruning_callback(trial: Any, monitor: str) -> Any:
     return _Pruning()
 
 
+# What a search writes into --out; --overwrite removes these and nothing else the folder may hold.
+TUNE_FILES = ("trials.csv", "best_config.yaml", "summary.json")
+
+
+def check_tune_out(out: str | Path, *, overwrite: bool = False) -> None:
+    """Check, without writing anything, that a search may write its results into ``out``.
+
+    Raises:
+        RunFolderError: ``out`` is a file, or it already holds an earlier search's results
+            (:data:`TUNE_FILES`) and ``overwrite`` was not asked for.
+    """
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise RunFolderError(f"the search folder {folder} is a file; give a folder (new or an earlier search's) "
+                             "as --out")
+    held = [name for name in TUNE_FILES if (folder / name).exists()]
+    if held and not overwrite:
+        raise RunFolderError(f"{folder} already holds a search's results ({', '.join(held)}); give another --out, "
+                             "or --overwrite to replace them")
+
+
 def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path, trials: int | None = None,
-               on_trial: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
+               on_trial: Callable[[dict[str, Any]], None] | None = None, *, overwrite: bool = False) -> pd.DataFrame:
     """Search the config's ``tune.space``; return (and write) the trials table.
+
+    Args:
+        overwrite: replace an earlier search's results in ``out`` (:data:`TUNE_FILES`); without
+            it, such a folder is refused before any trial trains.
 
     Raises:
         ConfigError: the config has no ``tune`` section, or a sampled value does not fit the schema.
+        RunFolderError: see :func:`check_tune_out`.
     """
     import optuna
 
@@ -173,11 +202,14 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
     tune = config.tune
     monitor, direction = _metric(config)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_tune_out(out, overwrite=overwrite)
     for key in tune.space:  # every key must lead somewhere valid before any training starts
         probe = tune.space[key]
         sample = probe.choices[0] if isinstance(probe, ChoiceParam) else probe.low
         trial_config(base, {key: sample})
+    out.mkdir(parents=True, exist_ok=True)
+    for name in TUNE_FILES:  # an earlier search's (--overwrite): none of them may outlive this one
+        (out / name).unlink(missing_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=tune.warmup_epochs)
               if tune.pruner == "median" else optuna.pruners.NopPruner())

@@ -14,7 +14,7 @@ import yaml
 from helpers_models import classification_config, make_dataset, regression_config, write_splits
 
 from polymodal.config import load_config
-from polymodal.errors import ConfigError
+from polymodal.errors import ConfigError, RunFolderError
 from polymodal.tune import _score, pruning_callback, run_search, set_dotted, trial_config
 
 
@@ -182,3 +182,52 @@ def test_search_needs_a_tune_section(tmp_path):
     path.write_text(yaml.safe_dump(classification_config()), encoding="utf-8")
     with pytest.raises(ConfigError, match="no 'tune' section"):
         run_search(path, "train.csv", None, tmp_path / "out")
+
+
+def test_a_second_search_into_the_same_folder_is_refused_unless_overwrite(tmp_path, monkeypatch):
+    """``polymodal tune`` run again with the same --out refuses, before any trial trains, to replace
+    the earlier search's results; --overwrite replaces them and leaves the folder's other files."""
+    from typer.testing import CliRunner
+
+    from polymodal import MultimodalPredictor
+    from polymodal.cli import app
+
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=40))
+    config = tuned(tmp_path, classification_config(epochs=1), trials=1)
+    out = tmp_path / "search"
+    args = ["tune", str(config), "--train", str(paths["train"]), "--valid", str(paths["valid"]), "--out", str(out)]
+    runner = CliRunner()
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    before = {name: (out / name).read_bytes() for name in ("trials.csv", "summary.json", "best_config.yaml")}
+    fits = []
+    fit = MultimodalPredictor.fit
+    monkeypatch.setattr(MultimodalPredictor, "fit", lambda self, *a, **k: fits.append(1) or fit(self, *a, **k))
+
+    again = runner.invoke(app, args + ["--trials", "2"])
+    assert again.exit_code == 2
+    assert f"{out} already holds a search's results (trials.csv, best_config.yaml, summary.json); give another " \
+           "--out, or --overwrite to replace them" in " ".join(again.output.split())
+    assert fits == [], "refused before any trial trained"
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+    partial = tmp_path / "partial"  # any one of a search's files is enough
+    partial.mkdir()
+    (partial / "summary.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(RunFolderError, match=r"already holds a search's results \(summary.json\)"):
+        run_search(config, paths["train"], paths["valid"], partial)
+    assert fits == []
+
+    replaced = runner.invoke(app, args + ["--trials", "2", "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert len(fits) == 2 and len(pd.read_csv(out / "trials.csv")) == 2
+    assert json.loads((out / "summary.json").read_text())["trials"] == 2 and (out / "best_config.yaml").is_file()
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_a_search_folder_that_is_a_file_is_refused(tmp_path):
+    path = tuned(tmp_path, classification_config(epochs=1))
+    (tmp_path / "taken").write_text("x", encoding="utf-8")
+    with pytest.raises(RunFolderError, match="the search folder .*taken is a file"):
+        run_search(path, "train.csv", None, tmp_path / "taken")

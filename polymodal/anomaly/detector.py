@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal import runfolder
-from polymodal.anomaly.metrics import anomaly_metrics, threshold_at_fpr
+from polymodal.anomaly.metrics import anomaly_metrics, threshold_at_fpr, undefined_note
 from polymodal.anomaly.model import AnomalyModel, build_anomaly_net
 from polymodal.anomaly.scorers import build_scorer
 from polymodal.anomaly.targets import AnomalyTargets
@@ -58,6 +58,8 @@ class AnomalyDetector(Estimator):
         history / last_skipped: see :class:`~polymodal.estimator.Estimator`.
         valid_scores: (scores, labels) of the validation rows of the last ``fit`` (for the
             report; None after ``load``).
+        test_scores: the same for the test manifest of the last ``fit``; None when it had none.
+        eval_scores: the same for the rows of the latest ``evaluate`` (or the fit's test).
     """
 
     _SCORES = ("an anomaly detector outputs one score per row from a scorer over the fused features, "
@@ -77,6 +79,8 @@ class AnomalyDetector(Estimator):
         self.settings = config.anomaly if config.anomaly is not None else AnomalyConfig()
         self.model: AnomalyModel | None = None
         self.valid_scores: tuple[np.ndarray, np.ndarray] | None = None
+        self.test_scores: tuple[np.ndarray, np.ndarray] | None = None
+        self.eval_scores: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> AnomalyDetector:
@@ -168,7 +172,7 @@ class AnomalyDetector(Estimator):
             return self
         valid_scores = self._scores(valid_table)
         model.scorer.threshold.fill_(threshold_at_fpr(valid_scores[valid_y != 1], self.settings.target_fpr))
-        self.valid_scores = (valid_scores, valid_y)
+        self.valid_scores, self.test_scores = (valid_scores, valid_y), None
         self.history = pd.concat(histories, ignore_index=True)
         skipped = {"train": skipped_frame(train_table.skipped), "valid": skipped_frame(valid_table.skipped)}
         self.info = {"train_rows": len(train_table), "valid_rows": len(valid_table),
@@ -179,9 +183,11 @@ class AnomalyDetector(Estimator):
                      "parameters": count_parameters(model), "skipped_files": len(train_table.skipped) + len(valid_table.skipped),
                      **manifest_paths(train=train, valid=valid, test=test)}
         self.last_skipped = skipped_by_split(skipped)
-        self.metrics = {"valid": self._metrics(valid_scores, valid_y, pipeline.targets.labels(valid_m, valid_table.rows))}
+        self.metrics = {"valid": self._metrics(valid_scores, valid_y, pipeline.targets.labels(valid_m, valid_table.rows),
+                                               subject="validation holds", validation=True)}
         if test_m is not None:
             self.metrics["test"] = self._evaluate_test(test_m, run_dir)
+            self.test_scores = self.eval_scores
             self.last_skipped = skipped_by_split({**skipped, "test": self.eval_skipped})  # the run keeps all three
         if run_dir is not None:
             self.save(run_dir)
@@ -232,9 +238,14 @@ class AnomalyDetector(Estimator):
             raise SchemaMismatchError("evaluate needs labels, but this anomaly config has no target column")
         manifest, table = self._encode(data, require_target=True, modalities=modalities)
         labels = self.pipeline.targets.labels(manifest, table.rows)
-        return self._metrics(self._scores(table), self.pipeline.targets.encode(manifest, table.rows), labels)
+        scores, y = self._scores(table), self.pipeline.targets.encode(manifest, table.rows)
+        self.eval_scores = (scores, y)
+        return self._metrics(scores, y, labels)
 
-    def _metrics(self, scores: np.ndarray, y: np.ndarray, labels: list[Any]) -> dict[str, Any]:
+    def _metrics(self, scores: np.ndarray, y: np.ndarray, labels: list[Any], subject: str = "the evaluated rows hold",
+                 validation: bool = False) -> dict[str, Any]:
+        """:func:`anomaly_metrics` of the labelled rows, with ``per_label_auroc``, ``rows`` and, where
+        a metric is undefined, a ``note`` saying why (see :func:`undefined_note`)."""
         known = y >= 0
         out = anomaly_metrics(scores[known], y[known], float(self.model.scorer.threshold))
         normal = known & (y == 0)
@@ -244,6 +255,9 @@ class AnomalyDetector(Estimator):
             per_label[label] = anomaly_metrics(scores[rows], y[rows])["auroc"]
         out["per_label_auroc"] = per_label
         out["rows"] = int(len(scores))
+        note = undefined_note(out, subject, validation)
+        if note is not None:
+            out["note"] = note
         return out
 
     # -- persistence --------------------------------------------------------------------------
@@ -255,8 +269,9 @@ class AnomalyDetector(Estimator):
         from polymodal.anomaly.report import anomaly_sections  # the report sits a layer above
         from polymodal.evaluation.report import write_report
 
-        scores, y = self.valid_scores or (None, None)
-        write_report(self, run, model, anomaly_sections(self.metrics, float(model.scorer.threshold), scores, y,
+        scored = {split: pair for split, pair in (("valid", self.valid_scores), ("test", self.test_scores))
+                  if pair is not None}
+        write_report(self, run, model, anomaly_sections(self.metrics, float(model.scorer.threshold), scored,
                                                         run / "plots"))
         return run
 

@@ -68,3 +68,24 @@ def anomaly_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | N
         out["flag_fpr"] = float(flags[labels == 0].mean()) if (labels == 0).any() else None
         out["flag_tpr"] = float(flags[labels == 1].mean()) if (labels == 1).any() else None
     return out
+
+
+def undefined_note(metrics: dict[str, Any], subject: str, validation: bool = False) -> str | None:
+    """Why ``metrics`` (from :func:`anomaly_metrics`) leave some values undefined (None), in words;
+    None when every value is defined.
+
+    Args:
+        subject: the rows, as the sentence's subject ("validation holds", "the evaluated rows hold").
+        validation: the rows the flag threshold is chosen on (the note says on which of them).
+    """
+    anomalies, normals = metrics["anomalies"], metrics["normals"]
+    if anomalies and normals:
+        return None
+    if not anomalies and not normals:
+        note = (f"{subject} no labelled rows: AUROC, AUPRC, FPR@95TPR and the flag rates need normal and "
+                "anomalous rows")
+        return note + ("; the threshold is chosen on all of its rows" if validation else "")
+    if not anomalies:
+        note = f"{subject} no anomalies: AUROC, AUPRC and FPR@95TPR need both classes, flag_tpr needs anomalies"
+        return note + ("; the threshold is chosen on its normal rows" if validation else "")
+    return f"{subject} no normal rows: AUROC, AUPRC and FPR@95TPR need both classes, flag_fpr needs normal rows"

@@ -112,6 +112,79 @@ def test_an_anomaly_run_writes_a_report_with_per_label_auroc_and_the_score_distr
 
 
 
+@pytest.fixture
+def plotted(monkeypatch):
+    """What the report's score histogram is drawn from: (split name, rows, anomalous rows) per call."""
+    import polymodal.evaluation.plots as plots
+
+    calls = []
+    draw = plots.score_histogram
+
+    def recorder(scores, anomalous, threshold, split, **kwargs):
+        calls.append((split, len(scores), int(np.sum(anomalous))))
+        return draw(scores, anomalous, threshold, split, **kwargs)
+
+    monkeypatch.setattr(plots, "score_histogram", recorder)
+    return calls
+
+
+def test_the_report_plots_the_test_scores_when_the_test_manifest_holds_anomalies(data, tmp_path, plotted):
+    """Validation holds normal rows only (training on normal data): the plot that compares normal
+    against anomalous scores is drawn from the fit's test manifest, and says so."""
+    AnomalyDetector.from_config(config("mahalanobis", epochs=1)).fit(
+        data / "train.csv", data / "valid.csv", test=data / "test.csv", out=tmp_path / "run")
+    assert plotted == [("test", 72, 48)]
+    page = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert "<figcaption>Anomaly scores of the test rows against the flag threshold.</figcaption>" in page
+    assert (tmp_path / "run" / "plots" / "anomaly_scores.png").stat().st_size > 1000
+
+
+def test_without_test_anomalies_the_validation_scores_are_plotted_and_the_caption_says_why(data, tmp_path, plotted):
+    pd.read_csv(data / "test.csv").query("label == 'normal'").to_csv(data / "normal_test.csv", index=False)
+    for name, test in (("no_test", None), ("normal_test", data / "normal_test.csv")):
+        AnomalyDetector.from_config(config("mahalanobis", epochs=1)).fit(
+            data / "train.csv", data / "valid.csv", test=test, out=tmp_path / name)
+        page = (tmp_path / name / "report.html").read_text(encoding="utf-8")
+        assert "Anomaly scores of the validation rows against the flag threshold. The validation rows hold no " \
+               "anomalies, so only normal rows are shown; give the fit a test manifest with anomalies" in page
+    assert plotted == [("validation", 24, 0), ("validation", 24, 0)]
+
+
+NO_ANOMALIES = ("validation holds no anomalies: AUROC, AUPRC and FPR@95TPR need both classes, flag_tpr needs "
+                "anomalies; the threshold is chosen on its normal rows")
+
+
+def test_validation_metrics_left_undefined_by_normal_rows_only_say_why(data, tmp_path):
+    """AUROC... need both classes: the values stay null in metrics.json, and a note beside them,
+    printed by ``polymodal train`` and shown in the report, says why."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config("mahalanobis", epochs=1)), encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", str(path), "--train", str(data / "train.csv"), "--valid",
+                                      str(data / "valid.csv"), "--test", str(data / "test.csv"), "--out",
+                                      str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert " ".join(NO_ANOMALIES.split()) in " ".join(result.output.replace("│", " ").split())
+    stored = json.loads((tmp_path / "run" / "metrics.json").read_text(encoding="utf-8"))
+    valid, test = stored["valid"], stored["test"]
+    assert valid["note"] == NO_ANOMALIES and valid["anomalies"] == 0 and valid["normals"] == 24
+    assert valid["auroc"] is None and valid["auprc"] is None and valid["fpr@95tpr"] is None
+    assert valid["flag_tpr"] is None and isinstance(valid["flag_fpr"], float)
+    assert "note" not in test and isinstance(test["auroc"], float)  # both classes: nothing undefined
+    assert NO_ANOMALIES in (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+
+    det = AnomalyDetector.load(tmp_path / "run")
+    pd.read_csv(data / "test.csv").query("label == 'fault'").to_csv(data / "faults.csv", index=False)
+    assert det.evaluate(data / "faults.csv")["note"] == ("the evaluated rows hold no normal rows: AUROC, AUPRC and FPR@95TPR "
+                                                 "need both classes, flag_fpr needs normal rows")
+
+
 def test_labelled_anomalies_in_training_are_dropped_unless_asked_for(data, tmp_path):
     mixed = pd.concat([pd.read_csv(data / "train.csv"), pd.read_csv(data / "test.csv").query("label == 'fault'")])
     mixed.to_csv(data / "mixed.csv", index=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polymodal.anomaly.metrics import anomaly_metrics, fpr_at_tpr, threshold_at_fpr
+from polymodal.anomaly.metrics import anomaly_metrics, fpr_at_tpr, threshold_at_fpr, undefined_note
 
 
 @pytest.mark.parametrize(("n", "fpr", "flagged"), [(100, 0.05, 5), (20, 0.05, 1), (200, 0.05, 10), (100, 0.29, 29),
@@ -63,3 +63,20 @@ def test_one_class_only_gives_none_not_a_number():
     out = anomaly_metrics(np.arange(4.0), np.zeros(4), threshold=1.5)
     assert out["auroc"] is None and out["auprc"] is None and out["flag_tpr"] is None
     assert out["flag_fpr"] == 0.5
+
+
+def test_the_note_on_undefined_metrics_names_the_missing_class():
+    scores = np.array([0.1, 0.2, 0.9])
+    assert undefined_note(anomaly_metrics(scores, np.array([0, 0, 1]), 0.5), "validation holds", True) is None
+    normals_only = anomaly_metrics(scores, np.array([0, 0, 0]), 0.5)
+    assert normals_only["auroc"] is None and normals_only["flag_tpr"] is None
+    assert undefined_note(normals_only, "validation holds", validation=True) == (
+        "validation holds no anomalies: AUROC, AUPRC and FPR@95TPR need both classes, flag_tpr needs anomalies; "
+        "the threshold is chosen on its normal rows")
+    assert undefined_note(normals_only, "the evaluated rows hold").endswith("flag_tpr needs anomalies")
+    assert undefined_note(anomaly_metrics(scores, np.array([1, 1, 1]), 0.5), "the evaluated rows hold") == (
+        "the evaluated rows hold no normal rows: AUROC, AUPRC and FPR@95TPR need both classes, flag_fpr needs "
+        "normal rows")
+    assert undefined_note(anomaly_metrics(scores[:0], np.array([], int), 0.5), "validation holds", True) == (
+        "validation holds no labelled rows: AUROC, AUPRC, FPR@95TPR and the flag rates need normal and anomalous "
+        "rows; the threshold is chosen on all of its rows")

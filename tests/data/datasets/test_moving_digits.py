@@ -63,3 +63,36 @@ def test_a_frame_side_too_small_for_a_digit_or_odd_is_refused(tmp_path):
     for size in (10, 49):
         with pytest.raises(DatasetOptionError, match=f"an even --size of at least 28 .*got {size}"):
             prepare("moving-digits", tmp_path / "out", source=source, size=size)
+
+
+def test_preparation_advances_its_progress_bar_once_per_clip_written(tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    import polymodal.utils.progress
+    from polymodal.data import video_io
+
+    events = []
+
+    @contextmanager
+    def recorder(total, description, enabled=True, min_total=200):
+        events.append(("bar", total, enabled, min_total))
+        yield lambda n: events.append(("advance", n, len(list((tmp_path / "out" / "clips").glob("*.mp4")))))
+        events.append(("closed",))
+
+    monkeypatch.setattr(polymodal.utils.progress, "progress_bar", recorder)
+    write = video_io.write_video
+    monkeypatch.setattr(video_io, "write_video", lambda *a, **k: (events.append(("clip",)), write(*a, **k))[1])
+    source = tmp_path / "source"
+    fake.make_fsdd(source, {"jackson": 6})
+    fake.make_mnist(source, n=200)
+    prepare("moving-digits", tmp_path / "out", source=source, n_train=2, n_valid=1, test_normal=1, test_per_anomaly=1,
+            frames=4, size=32, fps=4)
+    # one bar over every clip of the three splits (drawn even for a few: each clip is slow)...
+    assert events[0] == ("bar", 7, True, 1) and events[-1] == ("closed",)
+    # ...advanced by one right after each clip is written, by the count on disk
+    assert events[1:-1] == [e for i in range(1, 8) for e in (("clip",), ("advance", 1, i))]
+
+    events.clear()
+    prepare("moving-digits", tmp_path / "quiet", source=source, n_train=1, n_valid=1, test_normal=1,
+            test_per_anomaly=1, frames=4, size=32, fps=4, progress=False)
+    assert events[0] == ("bar", 6, False, 1)
