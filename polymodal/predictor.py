@@ -163,7 +163,7 @@ class MultimodalPredictor(Estimator):
         if cfg.task == "retrieval":
             from polymodal.evaluation.retrieval import warn_if_collapsed
 
-            warn_if_collapsed(self.metrics["valid"], cfg.align)
+            warn_if_collapsed(self.metrics["valid"], cfg.align, epochs=len(result.history))
         if test_m is not None:
             self.metrics["test"] = self._evaluate_test(test_m, run_dir)
             self.last_skipped = skipped_by_split({**skipped, "test": self.eval_skipped})  # the run keeps all three

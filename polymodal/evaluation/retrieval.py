@@ -91,6 +91,7 @@ def cross_modal_metrics(query: np.ndarray, gallery: np.ndarray, query_keys: np.n
 
 
 COLLAPSED_SPREAD = 0.01  # below this, the rows of a modality sit on (nearly) one point
+FEW_EPOCHS = 5  # a collapsed space after fewer epochs may only be under-trained
 
 
 def spread(embeddings: np.ndarray) -> float:
@@ -101,20 +102,26 @@ def spread(embeddings: np.ndarray) -> float:
     return float(1.0 - mean @ mean)
 
 
-def collapse_warning(metrics: dict[str, Any], align: AlignConfig | None = None) -> str | None:
+def collapse_warning(metrics: dict[str, Any], align: AlignConfig | None = None, epochs: int | None = None
+                     ) -> str | None:
     """A sentence for the user when the validation ``spread`` says the shared space collapsed.
 
     Args:
         metrics: validation metrics holding ``spread``.
         align: the run's ``align`` config; the advice names only changes it has not made
             (None: generic advice).
+        epochs: the epochs the run trained; below :data:`FEW_EPOCHS` the first advice is to train
+            longer (a space starts near one point and spreads out as it trains).
     """
     value = metrics.get("spread")
     if value is None or value >= COLLAPSED_SPREAD:
         return None
-    return (f"the shared space collapsed: validation embeddings of different rows are nearly identical (spread "
-            f"{value:.4f}, below {COLLAPSED_SPREAD}; 0 is one point), so every query ranks the gallery alike. "
-            + _collapse_advice(align))
+    message = (f"the shared space collapsed: validation embeddings of different rows are nearly identical (spread "
+               f"{value:.4f}, below {COLLAPSED_SPREAD}; 0 is one point), so every query ranks the gallery alike. ")
+    if epochs is not None and epochs < FEW_EPOCHS:
+        return message + (f"The run trained for {epochs} epoch(s) only: train longer first (train.epochs). If it "
+                          "stays collapsed: " + _collapse_advice(align))
+    return message + _collapse_advice(align)
 
 
 _CLASS_PAIRS = ("paired rows are related only through their class (positives: pair makes the other rows of the "
@@ -141,9 +148,9 @@ def _collapse_advice(align: AlignConfig | None) -> str:
             "contrastive (with positives: label when paired rows are related only through their class)")
 
 
-def warn_if_collapsed(metrics: dict[str, Any], align: AlignConfig | None = None) -> None:
+def warn_if_collapsed(metrics: dict[str, Any], align: AlignConfig | None = None, epochs: int | None = None) -> None:
     """Warn (at the caller of ``fit``) when :func:`collapse_warning` has something to say."""
-    if (message := collapse_warning(metrics, align)) is not None:
+    if (message := collapse_warning(metrics, align, epochs)) is not None:
         warn_user(message)
 
 

@@ -122,6 +122,9 @@ def test_a_collapsed_space_is_reported_and_a_spread_one_is_not() -> None:
     assert "collapsed" in collapse_warning(collapsed) and "positives: label" in collapse_warning(collapsed)
     assert collapse_warning({"map": 0.5, "spread": 0.4}) is None
     assert collapse_warning({"map": 0.5}) is None
+    brief = collapse_warning(collapsed, epochs=1)  # a space starts near one point: too short a run is the first cause
+    assert "trained for 1 epoch(s) only: train longer first" in brief and "positives: label" in brief
+    assert "train longer" not in collapse_warning(collapsed, epochs=20)
 
 
 def test_linear_cca_agrees_with_scikit_learn() -> None:
