@@ -361,6 +361,16 @@ def test_config_check_of_a_retrieval_config_names_no_head(tmp_path):
     assert "head" not in result.stdout and "fusion" not in result.stdout  # the alignment trains alone
 
 
+
+def test_config_check_names_the_transfer_methods(tmp_path):
+    config = classification_config()
+    config["transfer"] = [{"method": "cdan"}, {"method": "fixmatch"}]
+    path = tmp_path / "adapt.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = invoke("config", "check", path)
+    assert result.exit_code == 0, result.output
+    assert "head mlp, transfer cdan+fixmatch" in " ".join(result.stdout.split())
+
 def test_config_check_of_an_anomaly_config_names_its_scorer_not_a_head(tmp_path):
     config = classification_config()
     config.update(task="anomaly", anomaly={"scorer": "deep_svdd"})

@@ -37,13 +37,15 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML or JSON config.
 
 def _model_parts(config: Any) -> str:
     """What the config trains beside the encoders: an alignment alone trains no fusion or head, an
-    anomaly detector scores its fused latent without a head; an alignment beside a task is named too."""
-    align = f"align {config.align.objective} ({config.align.dim}-d)" if config.align is not None else ""
+    anomaly detector scores its fused latent without a head; an alignment beside a task and the
+    transfer methods are named too."""
+    align = [f"align {config.align.objective} ({config.align.dim}-d)"] if config.align is not None else []
+    transfer = [f"transfer {'+'.join(m.method for m in config.transfers)}"] if config.transfers else []
     if config.task == "retrieval":
-        return align
-    parts = [f"fusion {config.fusion.name}"]
-    parts.append(f"scorer {config.anomaly.scorer}" if config.task == "anomaly" else f"head {config.head.name}")
-    return ", ".join(parts + ([align] if align else []))
+        return ", ".join(align + transfer)
+    parts = [f"fusion {config.fusion.name}",
+             f"scorer {config.anomaly.scorer}" if config.task == "anomaly" else f"head {config.head.name}"]
+    return ", ".join(parts + align + transfer)
 
 
 def register(app: typer.Typer) -> None:
