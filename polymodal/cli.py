@@ -119,6 +119,11 @@ def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None) 
         console.print(note)
 
 
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE", help="Set a config key for this run, e.g. --set train.epochs=1 (value read as "
+                                       "YAML; repeatable; the run's config.yaml records it).")]
+
+
 # -- training and use ----------------------------------------------------------------------------
 @app.command()
 @user_errors
@@ -134,13 +139,17 @@ def train(
     unlabeled: Annotated[Path | None, typer.Option(
         "--unlabeled", help="Unlabelled manifest for the config's transfer method (domain adaptation, "
                             "semi-supervised).")] = None,
+    set_: SetOpt = None,
 ) -> None:
     """Train a model and write the run folder (model, preprocessors, metrics, report)."""
+    from polymodal.config import load_config
+    from polymodal.config.overrides import parse_overrides
     from polymodal.predictor import MultimodalPredictor
     from polymodal.runfolder import SKIPPED_FILE
 
-    predictor = MultimodalPredictor.from_config(config).fit(train, valid, test=test, out=out, resume=resume,
-                                                            overwrite=overwrite, unlabeled=unlabeled)
+    cfg = load_config(config, overrides=parse_overrides(set_ or []))
+    predictor = MultimodalPredictor.from_config(cfg).fit(train, valid, test=test, out=out, resume=resume,
+                                                         overwrite=overwrite, unlabeled=unlabeled)
     if predictor.info.get("rank", 0) != 0:  # a secondary process of distributed training
         return
     if not predictor.last_skipped.empty:
@@ -315,8 +324,10 @@ def tune(
     trials: Annotated[int | None, typer.Option("--trials", help="Number of trials (default: tune.trials).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier search's trials.csv, "
                                             "best_config.yaml and summary.json in --out (refused otherwise).")] = False,
+    set_: SetOpt = None,
 ) -> None:
     """Search hyper-parameters with Optuna (TPE sampler, median pruning on the validation metric)."""
+    from polymodal.config.overrides import parse_overrides
     from polymodal.tune import run_search
 
     def show(row: dict[str, Any]) -> None:
@@ -324,7 +335,8 @@ def tune(
         console.print(f"trial {row['trial']:>3}  {row['state']:<9} {value}  " + ", ".join(
             f"{k}={v}" for k, v in row.items() if k not in ("trial", "state", "value", "seconds")))
 
-    table = run_search(config, train, valid, out, trials, on_trial=show, overwrite=overwrite)
+    table = run_search(config, train, valid, out, trials, on_trial=show, overwrite=overwrite,
+                       overrides=parse_overrides(set_ or []))
     print_rows(table.to_dict("records"), "trials")
     console.print(f"best config: {out / 'best_config.yaml'}; all trials: {out / 'trials.csv'}")
 

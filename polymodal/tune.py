@@ -27,40 +27,13 @@ import yaml
 
 from polymodal.config import Config, config_to_dict, load_config
 from polymodal.config.base import DISCRIMINATORS
+from polymodal.config.overrides import child_of, set_dotted
 from polymodal.config.root import MONITORS
 from polymodal.config.tune import ChoiceParam, RangeParam
 from polymodal.errors import ConfigError, RunFolderError
 from polymodal.metrics import LOWER_IS_BETTER
 from polymodal.utils.io import atomic_write, atomic_write_json, atomic_write_text
 from polymodal.utils.warn import warn_user
-
-
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """``set_dotted(d, "train.lr", 1e-3)`` sets ``d["train"]["lr"]``, creating sections as needed;
-    a number indexes a list (``transfer.1.threshold``: the second method of a list)."""
-    node: Any = data
-    parts = key.split(".")
-    for i, part in enumerate(parts):
-        if isinstance(node, list) and not (part.isdigit() and int(part) < len(node)):
-            raise ConfigError([f"tune.space.{key}: '{part}' is not an index of the list (it has {len(node)} items)"])
-        if i == len(parts) - 1:
-            break
-        child = _child(node, part)
-        if child is None and isinstance(node, dict):
-            child = node[part] = {}
-        if not isinstance(child, dict | list):
-            raise ConfigError([f"tune.space.{key}: '{part}' is not a section of the config (it holds {child!r})"])
-        node = child
-    node[int(parts[-1]) if isinstance(node, list) else parts[-1]] = value
-
-
-def _child(node: Any, part: str) -> Any:
-    """``node[part]``: a key of a section, a position in a list; None where there is none."""
-    if isinstance(node, dict):
-        return node.get(part)
-    if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-        return node[int(part)]
-    return None
 
 
 def trial_config(base: dict[str, Any], values: dict[str, Any]) -> Config:
@@ -78,16 +51,16 @@ def trial_config(base: dict[str, Any], values: dict[str, Any]) -> Config:
         section, _, field = key.rpartition(".")
         node = _get(data, section)
         if key in selectors and isinstance(node, dict) and node.get(field) != values[key]:
-            set_dotted(data, section, {field: values[key]})
+            set_dotted(data, section, {field: values[key]}, where="tune.space.")
         else:
-            set_dotted(data, key, values[key])
+            set_dotted(data, key, values[key], where="tune.space.")
     return load_config(data)
 
 
 def _get(data: dict[str, Any], dotted: str) -> Any:
     node: Any = data
     for part in dotted.split(".") if dotted else []:
-        node = _child(node, part)
+        node = child_of(node, part)
     return node
 
 
@@ -179,10 +152,13 @@ def check_tune_out(out: str | Path, *, overwrite: bool = False) -> None:
 
 
 def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path, trials: int | None = None,
-               on_trial: Callable[[dict[str, Any]], None] | None = None, *, overwrite: bool = False) -> pd.DataFrame:
+               on_trial: Callable[[dict[str, Any]], None] | None = None, *, overwrite: bool = False,
+               overrides: dict[str, Any] | None = None) -> pd.DataFrame:
     """Search the config's ``tune.space``; return (and write) the trials table.
 
     Args:
+        overrides: dotted config keys set before the search (``--set``; see
+            :mod:`polymodal.config.overrides`).
         overwrite: replace an earlier search's results in ``out`` (:data:`TUNE_FILES`); without
             it, such a folder is refused before any trial trains.
 
@@ -194,7 +170,7 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
 
     from polymodal.predictor import MultimodalPredictor
 
-    config = load_config(config_path)
+    config = load_config(config_path, overrides=overrides)
     if config.tune is None:
         raise ConfigError(["tune: the config has no 'tune' section (space, trials...) to search"],
                           source=str(config_path))

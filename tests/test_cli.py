@@ -51,6 +51,18 @@ def run(data, tmp_path_factory):
     return out, result
 
 
+
+def test_train_sets_config_keys_from_the_command_line(data, tmp_path):
+    out = tmp_path / "quick"
+    result = invoke("train", data["config"], "--train", data["train"], "--valid", data["valid"], "--out", out,
+                    "--set", "train.epochs=1", "--set", "head.hidden=[8]")
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["train"]["epochs"] == 1 and saved["head"]["hidden"] == [8]  # the run records what it trained
+    assert len(pd.read_csv(out / "history.csv")) == 1
+    assert_user_error(invoke("train", data["config"], "--train", data["train"], "--out", tmp_path / "x",
+                             "--set", "train.epochs"), "--set: expected KEY=VALUE")
+
 # -- config ------------------------------------------------------------------------------------
 def test_config_schema_prints_json_schema():
     result = invoke("config", "schema")

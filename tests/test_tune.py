@@ -14,8 +14,9 @@ import yaml
 from helpers_models import classification_config, make_dataset, regression_config, write_splits
 
 from polymodal.config import load_config
+from polymodal.config.overrides import set_dotted
 from polymodal.errors import ConfigError, RunFolderError
-from polymodal.tune import _score, pruning_callback, run_search, set_dotted, trial_config
+from polymodal.tune import _score, pruning_callback, run_search, trial_config
 
 
 def test_set_dotted_creates_and_overrides_sections():
@@ -182,6 +183,9 @@ def test_search_needs_a_tune_section(tmp_path):
     path.write_text(yaml.safe_dump(classification_config()), encoding="utf-8")
     with pytest.raises(ConfigError, match="no 'tune' section"):
         run_search(path, "train.csv", None, tmp_path / "out")
+    tuned_path = tuned(tmp_path, classification_config(epochs=1))
+    with pytest.raises(ConfigError, match="no 'tune' section"):  # --set reaches the config searched
+        run_search(tuned_path, "train.csv", None, tmp_path / "out", overrides={"tune": None})
 
 
 def test_a_second_search_into_the_same_folder_is_refused_unless_overwrite(tmp_path, monkeypatch):

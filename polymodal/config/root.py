@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +27,7 @@ from polymodal.config.model import (
     TensorFusionConfig,
     TransformerHeadConfig,
 )
+from polymodal.config.overrides import apply_overrides
 from polymodal.config.parsing import DuplicateKeyError, load_json, load_yaml
 from polymodal.config.report import ReportConfig
 from polymodal.config.tasks import TaskSpec, check_tasks
@@ -244,17 +247,24 @@ def _read_text(path: Path) -> str:
                           source=str(path)) from None
 
 
-def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool = False) -> Config:
+def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool = False,
+                overrides: Mapping[str, Any] | None = None) -> Config:
     """Read a config from a YAML/JSON file, a dict or a Config.
 
     Relative paths inside a file (weights, vectors, tokenizers) resolve against the file's folder.
     ``saved_run``: the ``config.yaml`` of a trained run, which loads even where a check added since
-    would refuse it for a new run (with a warning).
+    would refuse it for a new run (with a warning). ``overrides``: dotted keys set before the
+    config is validated (``{"train.epochs": 1}``, the command line's ``--set``; see
+    :mod:`polymodal.config.overrides`).
 
     Raises:
         ConfigError: the file is missing, not UTF-8 text or unparsable, a YAML mapping repeats a
             key, or the content does not fit the schema; every problem is listed with its key path.
     """
+    if overrides and not isinstance(source, str | Path):  # a dict or a Config: edited as a copy
+        data = config_to_dict(source) if isinstance(source, Config) else copy.deepcopy(source)
+        apply_overrides(data, overrides)
+        return validate(Config, data)
     if isinstance(source, Config):
         return source
     if isinstance(source, dict):
@@ -270,6 +280,7 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
         others: list[str] = []
         if isinstance(err.data, dict):
             try:
+                apply_overrides(err.data, overrides or {})
                 validate(Config, err.data, source=str(path), context={"base": path.resolve().parent,
                                                                       "saved_run": saved_run})
             except ConfigError as invalid:
@@ -283,6 +294,8 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
                           source=str(path))
     if not isinstance(data, dict):
         raise ConfigError([f"<root>: expected a mapping of keys; got {type(data).__name__}"], source=str(path))
+    if overrides:
+        apply_overrides(data, overrides)
     base = path.resolve().parent
     config = validate(Config, data, source=str(path), context={"base": base, "saved_run": saved_run})  # local files resolve first
     _resolve_paths(config, base)  # and every other path after

@@ -1,0 +1,75 @@
+"""Dotted-key edits of a config's data before it is validated: ``--set train.epochs=1`` on the
+command line, and the values a hyper-parameter search samples (``tune.space``).
+
+A key walks sections by name and lists by position (``transfer.1.threshold``: the second method
+of a list); missing sections are created. A value on the command line is read as YAML 1.2
+(``1`` a number, ``true`` a boolean, ``[16, 32]`` a list, ``null`` none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from polymodal.errors import ConfigError, OptionError
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "") -> None:
+    """``set_dotted(d, "train.lr", 1e-3)`` sets ``d["train"]["lr"]``, creating sections as needed;
+    a number indexes a list. ``where`` prefixes the key in messages (``tune.space.``, ``--set ``).
+
+    Raises:
+        ConfigError: the key runs through a value that is not a section, or past a list's end.
+    """
+    node: Any = data
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if isinstance(node, list) and not (part.isdigit() and int(part) < len(node)):
+            raise ConfigError([f"{where}{key}: '{part}' is not an index of the list (it has {len(node)} items)"])
+        if i == len(parts) - 1:
+            break
+        child = child_of(node, part)
+        if child is None and isinstance(node, dict):
+            child = node[part] = {}
+        if not isinstance(child, dict | list):
+            raise ConfigError([f"{where}{key}: '{part}' is not a section of the config (it holds {child!r})"])
+        node = child
+    node[int(parts[-1]) if isinstance(node, list) else parts[-1]] = value
+
+
+def child_of(node: Any, part: str) -> Any:
+    """``node[part]``: a key of a section, a position in a list; None where there is none."""
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        return node[int(part)]
+    return None
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["train.epochs=1", "fusion.name=late"]`` -> ``{"train.epochs": 1, "fusion.name": "late"}``.
+
+    Raises:
+        OptionError: an item without ``=`` or a key, or a value that is not YAML.
+    """
+    import yaml
+
+    from polymodal.config.parsing import load_yaml
+
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise OptionError([f"--set: expected KEY=VALUE with a dotted config key (train.epochs=1); got {item!r}"])
+        try:
+            overrides[key] = load_yaml(text) if text.strip() else None
+        except yaml.YAMLError as err:
+            raise OptionError([f"--set {key}: the value {text!r} is not YAML ({err})"]) from None
+    return overrides
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Set each dotted key of ``overrides`` in ``data`` (in place; see :func:`set_dotted`)."""
+    for key, value in overrides.items():
+        set_dotted(data, key, value, where="--set ")

@@ -1,0 +1,46 @@
+"""``--set KEY=VALUE``: dotted config keys set before validation, values read as YAML 1.2."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from helpers_models import classification_config
+
+from polymodal.config import load_config
+from polymodal.config.overrides import parse_overrides
+from polymodal.errors import ConfigError, OptionError
+
+
+def test_values_are_read_as_yaml():
+    assert parse_overrides(["train.epochs=1", "train.deterministic=true", "fusion.name=late", "head.hidden=[16, 8]",
+                            "train.early_stopping=null", "data.cache_dir="]) == {
+        "train.epochs": 1, "train.deterministic": True, "fusion.name": "late", "head.hidden": [16, 8],
+        "train.early_stopping": None, "data.cache_dir": None}
+    assert parse_overrides(["train.seed=on"]) == {"train.seed": "on"}  # YAML 1.2: 'on' is text
+
+
+@pytest.mark.parametrize(("item", "fragment"), [("train.epochs", "expected KEY=VALUE"), ("=1", "expected KEY=VALUE"),
+                                                ("train..epochs=1", "expected KEY=VALUE"),
+                                                ("head.hidden=[1, 2", "--set head.hidden: the value")])
+def test_malformed_items_are_option_errors(item, fragment):
+    with pytest.raises(OptionError, match=fragment.replace("[", r"\[")):
+        parse_overrides([item])
+
+
+def test_a_file_with_overrides_keeps_its_relative_paths_and_validates_the_result(tmp_path):
+    spec = classification_config(epochs=5)
+    spec["data"] = {"cache_dir": "cache"}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    config = load_config(tmp_path / "c.yaml", overrides={"train.epochs": 1, "train.lr": 0.5})
+    assert (config.train.epochs, config.train.lr) == (1, 0.5)
+    assert config.data.cache_dir == (tmp_path / "cache").resolve()  # still the file's folder
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_config(tmp_path / "c.yaml", overrides={"train.epochs": 0})  # the schema's range applies
+    with pytest.raises(ConfigError, match="--set train.epochs.x: 'epochs' is not a section"):
+        load_config(tmp_path / "c.yaml", overrides={"train.epochs.x": 1})
+
+
+def test_a_dict_is_edited_as_a_copy():
+    spec = classification_config(epochs=5)
+    assert load_config(spec, overrides={"train.epochs": 2}).train.epochs == 2
+    assert spec["train"]["epochs"] == 5
