@@ -42,7 +42,7 @@ def test_a_method_inside_a_transfer_list_is_addressed_by_its_index():
     assert base["transfer"][1] == {"method": "fixmatch"}  # the base is not modified
     for key in ("transfer.2", "transfer.5.threshold", "transfer.x.threshold"):
         with pytest.raises(ConfigError, match=rf"tune.space.{key}: '.' is not an index of the list \(it has 2 items"):
-            set_dotted({"transfer": [{}, {}]}, key, 0.5)
+            set_dotted({"transfer": [{}, {}]}, key, 0.5, where="tune.space.")
 
 
 def test_pruning_callback_stops_a_trial_the_pruner_rejects():
