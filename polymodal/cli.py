@@ -283,8 +283,10 @@ def predict(
     run: RunArg,
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Where to write predictions (.csv or .parquet).")],
-    chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows decoded and predicted at a time.")] = 1024,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows decoded and predicted at a time.")] = 1024,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted prediction into --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the file already at --out (refused "
+                                            "otherwise).")] = False,
     support: SupportOpt = None,
 ) -> None:
     """Predict every row of a manifest, chunk by chunk with a progress bar (resumable; see
@@ -294,7 +296,8 @@ def predict(
     from polymodal.predictor import MultimodalPredictor
 
     predictor = MultimodalPredictor.load(run)
-    report = predict_to_file(predictor, data, out, chunk_rows=chunk_rows, resume=resume, support=support)
+    report = predict_to_file(predictor, data, out, chunk_rows=chunk_rows, resume=resume, overwrite=overwrite,
+                             support=support)
     if report.skipped_file is not None:
         print_skipped(report.skipped, report.skipped_file, predictor.config.data.on_error)
     resumed = f" ({report.chunks_resumed} chunk(s) reused from the interrupted run)" if report.chunks_resumed else ""

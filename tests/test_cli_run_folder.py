@@ -200,7 +200,7 @@ def test_a_damaged_run_is_named_as_such(data, trained, tmp_path, damage, fragmen
 def test_an_output_path_that_cannot_be_written_is_one_line(data, trained, tmp_path):
     (tmp_path / "afile").write_text("x")
     assert_user_error(invoke("predict", trained, "--data", data["test"], "--out", tmp_path / "afile" / "p.csv"),
-                      "Not a directory", "afile")
+                      "is a file, not a folder", "afile")
     assert_user_error(_train(data, tmp_path / "afile"), "is a file")
 
 

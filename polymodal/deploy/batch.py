@@ -25,7 +25,7 @@ import pandas as pd
 
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.pipeline import DataSource
-from polymodal.errors import SchemaMismatchError
+from polymodal.errors import OptionError, SchemaMismatchError
 from polymodal.runfolder import write_skipped
 from polymodal.utils.io import atomic_write, atomic_write_json
 from polymodal.utils.progress import progress_bar
@@ -78,14 +78,16 @@ def _model_fingerprint(predictor: Any) -> str:
 
 
 def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *, chunk_rows: int = 1024,
-                    resume: bool = False, progress: bool = True, support: DataSource | None = None,
-                    on_chunk: Callable[[int], None] | None = None) -> BatchReport:
+                    resume: bool = False, overwrite: bool = False, progress: bool = True,
+                    support: DataSource | None = None, on_chunk: Callable[[int], None] | None = None) -> BatchReport:
     """Predict every row of ``data`` into ``out`` (see the module docstring).
 
     Args:
         predictor: a fitted :class:`~polymodal.predictor.MultimodalPredictor`.
         chunk_rows: rows decoded and predicted at a time.
         resume: continue from the parts an interrupted call left; False starts over.
+        overwrite: replace a file already at ``out`` (refused otherwise, unless ``resume`` finishes
+            an interrupted call into it); the manifest being predicted is never replaced.
         support: few-shot models: labelled rows whose classes' prototypes classify ``data``
             (see :mod:`polymodal.fewshot`).
         on_chunk: called with each chunk's index after it is written (progress hooks, tests).
@@ -103,6 +105,12 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
         raise SchemaMismatchError(f"chunk_rows must be at least 1; got {chunk_rows}")
     if out.is_dir():  # found now, not after every row is predicted
         raise IsADirectoryError(f"--out must be a file (.csv or .parquet); {out} is a folder")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise NotADirectoryError(f"--out {out}: {out.parent} is a file, not a folder")
+    if isinstance(data, str | os.PathLike) and out.exists() and out.resolve() == Path(data).resolve():
+        raise OptionError([f"--out {out} is the manifest being predicted; write the predictions to another file"])
+    if out.exists() and not overwrite and not (resume and parts_folder(out).is_dir()):
+        raise OptionError([f"--out {out} already exists; give --overwrite to replace it, or another --out"])
     pipeline, _ = predictor._require_fitted()
     manifest = pipeline.read(data, require_target=False)  # every problem reported before work starts
     manifest = replace(manifest, labels=None)  # the output's `row` is the row number, a DataFrame's too

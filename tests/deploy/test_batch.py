@@ -126,7 +126,7 @@ def test_skipped_rows_are_listed_beside_the_predictions_across_a_resume(trained,
     assert report.skipped_file == tmp_path / "preds.skipped.csv"
     assert listed["row"].tolist() == [1, 7] and listed["modality"].tolist() == ["image", "image"]
     assert listed["where"].tolist() == ["DataFrame row 1", "DataFrame row 7"]
-    predict_to_file(predictor, frame.drop(index=[1, 7]), out, progress=False)
+    predict_to_file(predictor, frame.drop(index=[1, 7]), out, overwrite=True, progress=False)
     assert not (tmp_path / "preds.skipped.csv").exists()  # a clean run leaves no stale list
 
 
@@ -207,3 +207,21 @@ def test_resume_refuses_parts_of_a_manifest_edited_in_place(trained, dataset, tm
     frame.to_csv(manifest, index=False)
     with pytest.raises(SchemaMismatchError, match="cannot resume"):
         predict_to_file(predictor, manifest, out, chunk_rows=5, resume=True, progress=False)
+
+
+def test_an_existing_out_is_replaced_only_when_asked_and_never_the_manifest(trained, dataset, tmp_path):
+    from polymodal.errors import OptionError
+
+    predictor, _ = trained
+    manifest = dataset["root"] / "test_guarded.csv"  # beside the files it names
+    manifest.write_bytes(dataset["test"].read_bytes())
+    before = manifest.read_bytes()
+    with pytest.raises(OptionError, match="is the manifest being predicted"):
+        predict_to_file(predictor, manifest, manifest, overwrite=True, progress=False)
+    mine = tmp_path / "keep.csv"
+    mine.write_text("hello\n")
+    with pytest.raises(OptionError, match="already exists; give --overwrite"):
+        predict_to_file(predictor, manifest, mine, progress=False)
+    assert mine.read_text() == "hello\n" and manifest.read_bytes() == before
+    predict_to_file(predictor, manifest, mine, overwrite=True, progress=False)
+    assert list(pd.read_csv(mine)["row"]) == list(range(len(pd.read_csv(manifest))))
