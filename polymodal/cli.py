@@ -224,9 +224,11 @@ def evaluate(
                            cca_train=cca_train if cca else None, cca_features=cca_features, as_json=as_json)
         return
     with predictor.using_support(support):
-        metrics = predictor.evaluate(data)
         listed = (out or run / "evaluation") / SKIPPED_FILE
-        write_skipped(listed, predictor.eval_skipped)  # (a stale list of an earlier evaluation goes)
+        try:
+            metrics = predictor.evaluate(data)
+        finally:  # this evaluation's list (a stale one of an earlier evaluation goes), even when it failed
+            write_skipped(listed, predictor.eval_skipped)
         if not predictor.eval_skipped.empty:
             print_skipped(predictor.eval_skipped, listed, predictor.config.data.on_error)
         extra: dict[str, Any] = {}

@@ -28,7 +28,7 @@ from polymodal.data.dataset import Batch, data_loader
 from polymodal.data.encode import EncodedTable, skipped_frame
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
-from polymodal.errors import ConfigError, SchemaMismatchError
+from polymodal.errors import ConfigError, ManifestError, SchemaMismatchError
 from polymodal.runfolder import read_results, write_results
 from polymodal.utils.device import default_device, default_workers, move_to
 from polymodal.utils.warn import warn_user
@@ -182,6 +182,10 @@ class Estimator:
         table = pipeline.encode(manifest, progress=self.config.train.progress,
                                 modalities=names if names is not None else pipeline.check_modalities(None, manifest))
         self.eval_skipped = skipped_frame(table.skipped)
+        if require_target and len(table) == 0:  # scores of no row: refused, not computed
+            raise ManifestError([f"{manifest.name}: no row is left to evaluate: each of its {len(manifest)} row(s) "
+                                 f"had an unreadable file, skipped ({len(table.skipped)} file(s); data.on_error: "
+                                 f"{self.config.data.on_error})"], source=manifest.name)
         return manifest, table
 
     def recorded_manifest(self, splits: Iterable[str] = MANIFEST_SPLITS) -> tuple[str, Path] | None:

@@ -244,3 +244,18 @@ def test_resume_of_a_finished_run_changes_nothing_and_says_so(data, trained, tmp
     path.write_text(yaml.safe_dump(fewer), encoding="utf-8")
     assert_user_error(_train(data, run, "--resume", config=path), "already finished its 1 epochs")
     assert _snapshot(run) == before
+
+
+def test_an_evaluation_whose_every_row_is_skipped_is_one_line_and_lists_them(data, tmp_path):
+    config = classification_config(epochs=1)
+    config["data"] = {"on_error": "skip"}
+    path = tmp_path / "skip.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert _train(data, tmp_path / "run", config=path).exit_code == 0
+    (tmp_path / "garbage.png").write_bytes(b"garbage")
+    frame = pd.read_csv(data["test"]).head(3).assign(image=str(tmp_path / "garbage.png"))
+    manifest = _beside_the_data(data, frame, "all_bad.csv")
+    result = invoke("evaluate", tmp_path / "run", "--data", manifest)
+    assert_user_error(result, "all_bad.csv: no row is left to evaluate: each of its 3 row(s) had an unreadable file")
+    listed = pd.read_csv(tmp_path / "run" / "evaluation" / "skipped.csv")  # this evaluation's, not an earlier one's
+    assert len(listed) == 3 and set(listed["path"]) == {str(tmp_path / "garbage.png")}
