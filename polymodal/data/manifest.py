@@ -192,14 +192,24 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
             with warnings.catch_warnings():  # mixed types in a large file's column: the columns that
                 warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # matter are read as text below
                 frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
+            index_col: bool | None = None
+            if not isinstance(frame.index, pd.RangeIndex):  # rows longer than the header: pandas made their
+                _check_trailing_delimiters(path, sep, header)  # first fields an index and shifted every column
+                index_col = False  # only empty fields past the header (a spreadsheet's trailing commas): dropped
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+                    warnings.simplefilter("ignore", pd.errors.ParserWarning)
+                    frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""], index_col=False)
             # typed by this file: numbers, or (a large file, read in chunks) numbers in some rows only
             typed = [c for c in frame.columns if header.count(c) == 1 and not isinstance(frame[c].dtype, pd.StringDtype)]
             guessed = [c for c in dict.fromkeys(text_columns) if c in typed]
             labels = [c for c in dict.fromkeys(label_columns) if c in typed and c not in guessed]
             if guessed or labels:  # read those columns again as text (passing dtype up front would build
                 # every text column through Python objects, twice the memory)
-                again = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""], usecols=guessed + labels,
-                                    dtype=str)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", pd.errors.ParserWarning)  # trailing delimiters, checked above
+                    again = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""], usecols=guessed + labels,
+                                        dtype=str, index_col=index_col)
                 frame[guessed] = again[guessed]
                 for column in labels:  # text unless all numbers, and numbers that keep every label
                     numeric = pd.api.types.is_numeric_dtype(frame[column])
@@ -219,6 +229,8 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
     except pd.errors.EmptyDataError:  # not even a header row
         raise ManifestError([f"{path.name} has no rows (the file is empty); a manifest needs a header row and "
                              "at least one sample"], source=str(path)) from None
+    except ManifestError:
+        raise
     except (ValueError, OSError, pd.errors.ParserError) as err:
         raise ManifestError([f"cannot parse {path.name}: {err}"], source=str(path)) from None
     check_table(header if fmt == "csv" else list(frame.columns), len(frame), path.name, str(path))
@@ -243,6 +255,25 @@ def _csv_header(path: Path, sep: str) -> list[str]:
     """
     names = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
     return [str(name) for name in names.iloc[0].tolist()]
+
+
+def _check_trailing_delimiters(path: Path, sep: str, header: list[str]) -> None:
+    """Allow data rows longer than the header only by empty fields (``a,b,c,``: the trailing
+    delimiters spreadsheets write); a row with more values is refused with its line.
+
+    Raises:
+        ManifestError: the first line holding a value past the header's columns.
+    """
+    import csv
+
+    with path.open(newline="", encoding="utf-8-sig") as file:
+        rows = csv.reader(file, delimiter=sep)
+        for i, row in enumerate(rows):
+            extra = row[len(header):]
+            if i > 0 and any(field.strip() for field in extra):
+                raise ManifestError([f"{path.name} line {rows.line_num} has {len(row)} fields, but the header names "
+                                     f"{len(header)} columns {header}; its extra values {extra[:3]} belong to no "
+                                     "column (a delimiter inside a value must be quoted)"], source=str(path))
 
 
 def check_table(columns: list, n_rows: int, name: str, source: str | None = None) -> None:

@@ -162,3 +162,23 @@ def test_blank_column_names_from_a_spreadsheet_are_not_repeats(tmp_path):
     (tmp_path / "m.csv").write_text("x,y,,\n1,a,,\n2,b,,\n")  # a spreadsheet's stray empty columns
     manifest = read_manifest(tmp_path / "m.csv")
     assert list(manifest.frame.columns[:2]) == ["x", "y"] and len(manifest) == 2
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_trailing_delimiters_after_every_row_are_dropped_not_shifted_into_an_index(tmp_path, suffix):
+    sep = "\t" if suffix == ".tsv" else ","
+    path = tmp_path / f"m{suffix}"
+    path.write_text(sep.join(["image", "audio", "label"]) + "\n" + "".join(
+        sep.join([f"i{k}.png", f"a{k}.wav", str(k % 2)]) + sep + "\n" for k in range(3)), encoding="utf-8")
+    frame = read_manifest(path, text_columns=["image", "audio"], label_columns=["label"]).frame
+    assert list(frame.columns) == ["image", "audio", "label"]  # pandas alone made 'image' the index
+    assert frame["image"].tolist() == ["i0.png", "i1.png", "i2.png"] and frame["label"].tolist() == [0, 1, 0]
+
+
+def test_a_row_with_a_value_past_the_header_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "m.csv"
+    # the first data row, longer than the header, made pandas guess an index (a quoted line break counts)
+    path.write_text('image,audio,label\n"i\n0.png",a0.wav,0,,oops\ni1.png,a1.wav,1,,\n', encoding="utf-8")
+    with pytest.raises(ManifestError, match=r"m.csv line 3 has 5 fields, but the header names 3 columns "
+                                            r"\['image', 'audio', 'label'\]; its extra values \['', 'oops'\]"):
+        read_manifest(path)
