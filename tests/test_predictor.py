@@ -212,6 +212,19 @@ def test_a_misnamed_modality_column_is_named_in_a_warning(clf, data):
     pd.testing.assert_frame_equal(renamed, predictor.predict_proba(data["test"], modalities=["tab"]))  # still predicts
 
 
+
+def test_a_modality_column_empty_in_every_row_is_named_in_a_warning(clf, data):
+    predictor, _ = clf
+    frame = absolute_paths(pd.read_csv(data["test"]), data["root"]).assign(image=" ")
+    with pytest.warns(UserWarning, match=r"DataFrame: column 'image' \(modality img\) is empty in every row: "
+                                         "predicting without it"):
+        blank = predictor.predict_proba(frame)
+    pd.testing.assert_frame_equal(blank, predictor.predict_proba(data["test"], modalities=["tab"]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor.predict_proba(frame, modalities=["tab"])  # left out on purpose: no warning
+    assert [str(w.message) for w in caught if "empty in every row" in str(w.message)] == []
+
 def test_no_warning_when_a_modality_is_left_out_on_purpose(clf, data):
     predictor, _ = clf
     frame = pd.read_csv(data["test"]).drop(columns=["image"])

@@ -114,8 +114,18 @@ class DataPipeline:
 
     def _warn_absent(self, chosen: list[str], manifest: Manifest) -> None:
         """Warn that the model's modalities outside ``chosen`` have no column in ``manifest`` (they
-        are treated as missing in every row), naming the manifest's columns the model does not read."""
+        are treated as missing in every row), naming the manifest's columns the model does not read;
+        and that those of ``chosen`` whose column is empty in every row are missing too."""
         from polymodal.config.modalities import modality_columns
+
+        blank = [n for n in chosen if all(_all_empty(manifest.column(c)) for c in modality_columns(
+            self.config.modalities[n]) if c in manifest.columns)]
+        if blank:
+            what = ", ".join(f"column{'s' if len(cols) > 1 else ''} {cols if len(cols) > 1 else repr(cols[0])} "
+                             f"(modality {n})" for n in blank
+                             for cols in [modality_columns(self.config.modalities[n])])
+            warn_user(f"{manifest.name}: {what} {'is' if len(blank) == 1 else 'are'} empty in every row: predicting "
+                      f"without {'it' if len(blank) == 1 else 'them'}")
 
         absent = {n: modality_columns(self.config.modalities[n]) for n in self.config.modality_names if n not in chosen}
         if not absent:
@@ -222,3 +232,14 @@ class DataPipeline:
             prep.load(folder)
         pipeline.targets = targets_from_state(json.loads((folder / "targets.json").read_text(encoding="utf-8")))
         return pipeline
+
+
+def _all_empty(column: pd.Series) -> bool:
+    """Whether every cell of a manifest column is empty (NaN, None or blank text), vectorised."""
+    filled = column.notna()
+    if not filled.any():
+        return True
+    if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+        return False
+    text = column[filled].astype("string")
+    return bool(text.str.strip().eq("").all())
