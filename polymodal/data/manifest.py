@@ -119,9 +119,12 @@ class Manifest:
 
     def subset(self, rows: Iterable[int] | np.ndarray) -> Manifest:
         """A view of the given rows (numbered from 0), same table, root and name; messages about
-        its rows still name their rows (and lines) in the source manifest."""
+        its rows still name their rows (and lines) in the source manifest. Every check is of a row
+        or a column, so a validated manifest's subset counts as validated (``checked``): a chunk
+        of batch prediction is not checked (or warned about) again."""
         rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, dtype=np.int64)
-        return Manifest(self.data, self.root, self.name, self.line_offset, self._data_rows(rows), labels=self.labels)
+        return Manifest(self.data, self.root, self.name, self.line_offset, self._data_rows(rows), self.checked,
+                        self.labels)
 
     def without_columns(self, columns: Iterable[str]) -> Manifest:
         """The same rows without ``columns`` (those it has), e.g. the files of modalities left out."""
@@ -302,6 +305,7 @@ def validate_manifest(
     check_files: bool = True,
     modalities: Iterable[str] | None = None,
     allow_empty_rows: bool = False,
+    allow_partial_columns: bool = False,
 ) -> None:
     """Check a manifest against a config; raise one :class:`ManifestError` listing every problem.
 
@@ -316,6 +320,8 @@ def validate_manifest(
             modalities may be absent, e.g. when predicting with a subset of modalities.
         allow_empty_rows: accept rows with no modality present (when the caller chose a subset
             of modalities on purpose; the model then predicts from its missing-embeddings).
+        allow_partial_columns: accept a multi-column modality (a table) with some of its columns
+            absent, their cells missing in every row (prediction: imputed as missing values are).
     """
     columns = list(manifest.columns)
     check_table(columns, len(manifest), manifest.name)  # a Manifest built without read_manifest too
@@ -327,6 +333,8 @@ def validate_manifest(
     for name in names:
         modality = config.modalities[name]
         missing_cols = [c for c in modality_columns(modality) if c not in columns]
+        if allow_partial_columns and len(missing_cols) < len(modality_columns(modality)):
+            missing_cols = []  # the columns there are read; the others are missing values
         if missing_cols:
             columns_missing = True
             problems.append(

@@ -78,7 +78,7 @@ class DataPipeline:
             if modalities is None:
                 self._warn_absent(names, manifest)
             validate_manifest(manifest, self.config, require_target=require_target, modalities=names,
-                              allow_empty_rows=modalities is not None)
+                              allow_empty_rows=modalities is not None, allow_partial_columns=True)
         release_memory(len(manifest))  # the parser's and the validation's buffers
         manifest.checked = (self.config, *check)
         return manifest
@@ -118,6 +118,13 @@ class DataPipeline:
         and that those of ``chosen`` whose column is empty in every row are missing too."""
         from polymodal.config.modalities import modality_columns
 
+        partial = {n: [c for c in modality_columns(self.config.modalities[n]) if c not in manifest.columns]
+                   for n in chosen}
+        for n, cols in partial.items():
+            if cols:  # a table read without some of its columns
+                warn_user(f"{manifest.name} has no column{'s' if len(cols) > 1 else ''} {cols} of modality {n}: "
+                          f"{'they are' if len(cols) > 1 else 'it is'} missing in every row (imputed as any "
+                          "missing value)")
         blank = [n for n in chosen if all(_all_empty(manifest.column(c)) for c in modality_columns(
             self.config.modalities[n]) if c in manifest.columns)]
         if blank:

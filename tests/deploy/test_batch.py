@@ -225,3 +225,16 @@ def test_an_existing_out_is_replaced_only_when_asked_and_never_the_manifest(trai
     assert mine.read_text() == "hello\n" and manifest.read_bytes() == before
     predict_to_file(predictor, manifest, mine, overwrite=True, progress=False)
     assert list(pd.read_csv(mine)["row"]) == list(range(len(pd.read_csv(manifest))))
+
+
+def test_a_chunked_prediction_checks_and_warns_once(trained, dataset, tmp_path):
+    import warnings
+
+    predictor, _ = trained
+    manifest = dataset["root"] / "test_no_x1.csv"  # beside the files it names
+    pd.read_csv(dataset["test"]).drop(columns=["x1"]).to_csv(manifest, index=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predict_to_file(predictor, manifest, tmp_path / "p.csv", chunk_rows=3, progress=False)
+    absent = [str(w.message) for w in caught if "has no column ['x1']" in str(w.message)]
+    assert len(absent) == 1, absent  # the chunks are views of the checked manifest, not read again
