@@ -271,6 +271,8 @@ def explain(
     from polymodal.estimator import EXPLAIN
     from polymodal.predictor import MultimodalPredictor
 
+    if out is not None and out.exists() and not out.is_dir():  # found before the work, not after
+        raise NotADirectoryError(f"--out must be a folder (explain.html, shapley.csv...); {out} is a file")
     predictor = MultimodalPredictor.load(run)
     predictor.require(EXPLAIN)
     explanation = predictor.explain(data, max_rows=rows, samples=samples, seed=seed)

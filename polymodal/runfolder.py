@@ -255,6 +255,10 @@ def check_run(path: str | os.PathLike) -> Path:
         FileNotFoundError: the folder holds no ``model.safetensors``.
     """
     run = Path(path)
+    if not run.exists():
+        raise FileNotFoundError(f"run folder not found: {run}")
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run} is a file, not a run folder (give the folder 'polymodal train --out' wrote)")
     if not (run / MODEL_FILE).is_file():
         raise FileNotFoundError(f"{run} is not a polymodal run folder: {MODEL_FILE} not found")
     return run

@@ -339,6 +339,16 @@ def test_missing_evaluation_manifest(run, tmp_path):
 
 def test_evaluate_a_folder_that_is_not_a_run(data, tmp_path):
     assert_user_error(invoke("evaluate", tmp_path, "--data", data["test"]), "not a polymodal run folder")
+    assert_user_error(invoke("evaluate", tmp_path / "nonexist", "--data", data["test"]),
+                      f"run folder not found: {tmp_path / 'nonexist'}")
+    assert_user_error(invoke("evaluate", data["config"], "--data", data["test"]), "is a file, not a run folder")
+
+
+def test_explain_into_a_file_is_refused_before_the_work(run, data, tmp_path):
+    out, _ = run
+    (tmp_path / "p.csv").write_text("mine")
+    assert_user_error(invoke("explain", out, "--data", data["test"], "--out", tmp_path / "p.csv"),
+                      f"--out must be a folder (explain.html, shapley.csv...); {tmp_path / 'p.csv'} is a file")
 
 
 def test_unseen_label_on_evaluate(run, data):

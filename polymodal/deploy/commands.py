@@ -29,7 +29,7 @@ def export(
                                                              "accuracy); default: the run's test, else validation, "
                                                              "else training manifest.")] = None,
     rows: Annotated[int, typer.Option("--rows", min=1, help="Manifest rows used by the checks.")] = 256,
-    tolerance: Annotated[float, typer.Option("--tolerance", help="Largest allowed |exported - eager|.")] = 1e-4,
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Largest allowed |exported - eager|.")] = 1e-4,
     quantize: Annotated[bool, typer.Option("--quantize", help="Also write dynamic int8 weights (model.int8.onnx).")] = False,
 ) -> None:
     """Export the network (per-modality inputs and presence masks, dynamic batch) with its preprocessing

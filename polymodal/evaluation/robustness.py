@@ -30,7 +30,7 @@ import pandas as pd
 
 from polymodal.data.encode import EncodedModality, EncodedTable, encode_modality, manifest_cells
 from polymodal.data.modalities.base import ArraySpec, Preprocessor
-from polymodal.errors import SchemaMismatchError
+from polymodal.errors import ConfigError, OptionError, SchemaMismatchError
 from polymodal.evaluation.corruptions import CORRUPTIONS, SEVERITIES, Corruption
 from polymodal.evaluation.data import EvalData, load_eval_data
 from polymodal.utils.progress import progress_bar
@@ -127,17 +127,20 @@ def parse_corruptions(specs: Sequence[str] | None, predictor: MultimodalPredicto
     name means every corruption of its kind; None or empty means every corruption of every modality.
 
     Raises:
-        ConfigError / SchemaMismatchError: unknown modality or corruption (allowed ones listed).
+        OptionError: unknown modality or corruption, named as ``--corruption`` (allowed ones listed).
     """
     modalities = predictor.config.modalities
     chosen: dict[str, list[str]] = {}
     for spec in specs or [f"{name}" for name in predictor.config.modality_names]:
         name, _, corruption = spec.partition(":")
         if name not in modalities:
-            raise SchemaMismatchError(f"corruption '{spec}': unknown modality '{name}'; this model has "
-                                      f"{predictor.config.modality_names}")
+            raise OptionError([f"--corruption {spec}: unknown modality '{name}'; this model has "
+                               f"{predictor.config.modality_names}"])
         kind = modalities[name].kind
-        names = [CORRUPTIONS.get(kind, corruption).name] if corruption else CORRUPTIONS.names(kind)
+        try:
+            names = [CORRUPTIONS.get(kind, corruption).name] if corruption else CORRUPTIONS.names(kind)
+        except ConfigError as err:
+            raise OptionError([f"--corruption {spec}: {problem}" for problem in err.problems]) from None
         chosen.setdefault(name, [])
         chosen[name] += [n for n in names if n not in chosen[name]]
     return chosen

@@ -9,7 +9,7 @@ from helpers_models import classification_config, make_dataset, write_splits
 
 from polymodal import MultimodalPredictor
 from polymodal.data.content_keys import StatMemo
-from polymodal.errors import ConfigError, SchemaMismatchError
+from polymodal.errors import OptionError, SchemaMismatchError
 from polymodal.evaluation.commands import run_evaluations
 from polymodal.evaluation.corruptions import CORRUPTIONS
 from polymodal.evaluation.data import load_eval_data
@@ -110,9 +110,10 @@ def test_corruption_specs_are_checked(run):
     assert parse_corruptions(["img"], predictor) == {"img": CORRUPTIONS.names("image")}
     assert parse_corruptions(None, predictor) == {"img": CORRUPTIONS.names("image"),
                                                   "tab": CORRUPTIONS.names("tabular")}
-    with pytest.raises(SchemaMismatchError, match=r"unknown modality 'audio'.*\['img', 'tab'\]"):
+    with pytest.raises(OptionError, match=r"^--corruption audio:white_noise: unknown modality 'audio'.*\['img', 'tab'\]"):
         parse_corruptions(["audio:white_noise"], predictor)
-    with pytest.raises(ConfigError, match=r"'white_noise'.*'image'.*allowed: \['gaussian_noise'"):
+    with pytest.raises(OptionError, match=r"^--corruption img:white_noise: corruption 'white_noise'.*'image'.*allowed: "
+                                          r"\['gaussian_noise'"):
         parse_corruptions(["img:white_noise"], predictor)
 
 
