@@ -117,6 +117,11 @@ class Estimator:
         missing = missing_paths(self.config)
         if missing:
             raise ConfigError(missing)
+        if isinstance(train, str | os.PathLike) and isinstance(valid, str | os.PathLike) \
+                and Path(train).resolve() == Path(valid).resolve():
+            warn_user(f"the validation manifest is the training manifest ({valid}): early stopping and the weights "
+                      "kept at the end follow rows the model trains on; give held-out rows, or no --valid to hold "
+                      "out train.val_fraction")
         train_m = pipeline.read(train, require_target=require_target, training=True)
         if valid is None:
             train_m, valid_m = self._split(train_m)

@@ -479,3 +479,8 @@ def test_a_dataframes_own_index_labels_the_predictions_and_the_messages(clf, dat
     broken.loc[1003, "image"] = str(data["root"] / "missing.png")
     with pytest.raises(ManifestError, match=r"DataFrame row 3 \(index 1003\), column 'image': file not found"):
         predictor.predict_proba(broken)
+
+
+def test_training_on_the_validation_rows_is_warned_about(data):
+    with pytest.warns(UserWarning, match="the validation manifest is the training manifest"):
+        MultimodalPredictor.from_config(classification_config(epochs=1)).fit(data["train"], str(data["train"]))

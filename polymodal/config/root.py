@@ -247,6 +247,9 @@ def _read_text(path: Path) -> str:
                           source=str(path)) from None
 
 
+_MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".arrow", ".feather")  # see data.manifest
+
+
 def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool = False,
                 overrides: Mapping[str, Any] | None = None) -> Config:
     """Read a config from a YAML/JSON file, a dict or a Config.
@@ -273,6 +276,9 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
     if not path.is_file():
         what = "is a folder, not a config file" if path.is_dir() else "config file not found"
         raise ConfigError([f"{what}: {path}"], source=str(path))
+    if path.suffix.lower() in _MANIFEST_SUFFIXES:  # arguments swapped, most likely
+        raise ConfigError([f"{path.name} is a manifest ({path.suffix}), not a config (YAML or JSON); the config "
+                           "comes first: polymodal train CONFIG --train MANIFEST"], source=str(path))
     text = _read_text(path)
     try:
         data = load_json(text) if path.suffix == ".json" else load_yaml(text)  # YAML 1.2 booleans: `on:` is a key

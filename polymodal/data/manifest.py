@@ -376,6 +376,9 @@ def validate_manifest(
             if len(absent) > 20:
                 problems.append(f"column '{modality.column}': {len(absent) - 20} more missing files")
                 folded += len(absent) - 21
+            if absent and (hint := _working_folder_hint(manifest, modality.column, absent[0][0])):
+                problems.append(hint)
+                folded -= 1  # advice, not a problem of its own
     if not columns_missing and not allow_empty_rows:
         empty_rows = np.flatnonzero(~present_any).tolist()
         if empty_rows:
@@ -384,6 +387,20 @@ def validate_manifest(
         problems += _target_problems(manifest, config)
     if problems:
         raise ManifestError(problems, source=manifest.name, folded=folded)
+
+
+def _working_folder_hint(manifest: Manifest, column: str, row: int) -> str | None:
+    """Advice when a missing file's relative path names a file relative to the working folder: the
+    manifest was written from there, but its paths resolve against its own folder."""
+    cell = manifest.take(column, np.array([row]))[0]
+    if not isinstance(cell, str) or os.path.isabs(os.path.expanduser(cell)):
+        return None
+    file = split_row_ref(cell)[0]
+    if Path.cwd().resolve() == manifest.root.resolve() or not os.path.exists(file):
+        return None
+    return (f"column '{column}': relative paths resolve against the manifest's folder {manifest.root}, but "
+            f"{file!r} is a file relative to the working folder {Path.cwd()}: write the paths relative to the "
+            "manifest's folder, or absolute")
 
 
 def _non_path_rows(column: pd.Series, rows: np.ndarray) -> list[tuple[int, object]]:

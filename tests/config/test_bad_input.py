@@ -324,3 +324,12 @@ def test_a_saved_run_trained_before_the_mel_check_still_loads(tmp_path):
     with pytest.warns(UserWarning, match="would be refused for a new run"):
         config = read_config(tmp_path)
     assert config.modalities["spoken"].preprocess.n_mels == 128
+
+
+
+def test_a_manifest_given_as_the_config_says_the_arguments_are_swapped(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("image,label\na.png,1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"train.csv is a manifest \(.csv\), not a config \(YAML or JSON\); the "
+                                          "config comes first: polymodal train CONFIG --train MANIFEST"):
+        load_config(path)

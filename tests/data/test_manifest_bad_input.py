@@ -182,3 +182,20 @@ def test_a_row_with_a_value_past_the_header_is_refused_with_its_line(tmp_path):
     with pytest.raises(ManifestError, match=r"m.csv line 3 has 5 fields, but the header names 3 columns "
                                             r"\['image', 'audio', 'label'\]; its extra values \['', 'oops'\]"):
         read_manifest(path)
+
+
+def test_paths_written_relative_to_the_working_folder_get_advice(tmp_path, monkeypatch):
+    (tmp_path / "data" / "img").mkdir(parents=True)
+    (tmp_path / "data" / "img" / "a.png").write_bytes(b"x")
+    (tmp_path / "lists").mkdir()
+    path = tmp_path / "lists" / "m.csv"
+    pd.DataFrame({"image": ["data/img/a.png"], "y": ["cat"]}).to_csv(path, index=False)
+    monkeypatch.chdir(tmp_path)
+    config = make_config({"image": {"kind": "image", "column": "image"}})
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(read_manifest(path), config)
+    assert "(1 problem(s))" in str(info.value)  # the advice is not counted as a problem
+    assert info.value.problems[1] == (
+        f"column 'image': relative paths resolve against the manifest's folder {tmp_path / 'lists'}, but "
+        f"'data/img/a.png' is a file relative to the working folder {tmp_path}: write the paths relative to the "
+        "manifest's folder, or absolute")
