@@ -85,7 +85,7 @@ def test_export_user_errors_exit_2(trained, tmp_path):
     result = runner.invoke(app, ["export", str(run), "--format", "tflite", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "unknown export format 'tflite'" in result.output
     result = runner.invoke(app, ["export", str(tmp_path / "missing")])
-    assert result.exit_code == 2 and "not a polymodal run folder" in result.output
+    assert result.exit_code == 2 and f"run folder not found: {tmp_path / 'missing'}" in result.output
 
 
 def test_export_refuses_what_no_data_can_fix_before_naming_the_manifest(trained, anomaly_run, tmp_path):
