@@ -26,8 +26,7 @@ import pandas as pd
 import yaml
 
 from polymodal.config import Config, config_to_dict, load_config
-from polymodal.config.base import DISCRIMINATORS
-from polymodal.config.overrides import child_of, set_dotted
+from polymodal.config.overrides import apply_values
 from polymodal.config.root import MONITORS
 from polymodal.config.tune import ChoiceParam, RangeParam
 from polymodal.errors import ConfigError, RunFolderError
@@ -46,22 +45,8 @@ def trial_config(base: dict[str, Any], values: dict[str, Any]) -> Config:
     """
     data = copy.deepcopy(base)
     data.pop("tune", None)
-    selectors = [k for k in values if k.rsplit(".", 1)[-1] in DISCRIMINATORS]
-    for key in selectors + [k for k in values if k not in selectors]:
-        section, _, field = key.rpartition(".")
-        node = _get(data, section)
-        if key in selectors and isinstance(node, dict) and node.get(field) != values[key]:
-            set_dotted(data, section, {field: values[key]}, where="tune.space.")
-        else:
-            set_dotted(data, key, values[key], where="tune.space.")
+    apply_values(data, values, where="tune.space.")
     return load_config(data)
-
-
-def _get(data: dict[str, Any], dotted: str) -> Any:
-    node: Any = data
-    for part in dotted.split(".") if dotted else []:
-        node = child_of(node, part)
-    return node
 
 
 def _suggest(trial: Any, key: str, param: RangeParam | ChoiceParam) -> Any:

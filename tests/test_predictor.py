@@ -216,14 +216,14 @@ def test_a_misnamed_modality_column_is_named_in_a_warning(clf, data):
 def test_a_modality_column_empty_in_every_row_is_named_in_a_warning(clf, data):
     predictor, _ = clf
     frame = absolute_paths(pd.read_csv(data["test"]), data["root"]).assign(image=" ")
-    with pytest.warns(UserWarning, match=r"DataFrame: column 'image' \(modality img\) is empty in every row: "
+    with pytest.warns(UserWarning, match=r"DataFrame: modality img \(column 'image'\) has no value in any row: "
                                          "predicting without it"):
         blank = predictor.predict_proba(frame)
     pd.testing.assert_frame_equal(blank, predictor.predict_proba(data["test"], modalities=["tab"]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         predictor.predict_proba(frame, modalities=["tab"])  # left out on purpose: no warning
-    assert [str(w.message) for w in caught if "empty in every row" in str(w.message)] == []
+    assert [str(w.message) for w in caught if "has no value in any row" in str(w.message)] == []
 
 
 def test_a_table_without_some_of_its_columns_predicts_with_them_missing(clf, data):
@@ -233,6 +233,15 @@ def test_a_table_without_some_of_its_columns_predicts_with_them_missing(clf, dat
                                          r"row \(imputed as any missing value\)"):
         without = predictor.predict_proba(frame.drop(columns=["x2"]))
     pd.testing.assert_frame_equal(without, predictor.predict_proba(frame.assign(x2=float("nan"))))
+
+
+def test_image_bytes_in_a_path_column_are_named_not_decoded_as_text(clf, data):
+    from polymodal.errors import ManifestError
+
+    predictor, _ = clf
+    frame = absolute_paths(pd.read_csv(data["test"]), data["root"]).assign(image=b"\x89PNG\r\n")
+    with pytest.raises(ManifestError, match="column 'image': expected a file path \\(string\\), got bytes"):
+        predictor.predict_proba(frame)
 
 def test_no_warning_when_a_modality_is_left_out_on_purpose(clf, data):
     predictor, _ = clf

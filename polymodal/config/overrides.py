@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from polymodal.config.base import DISCRIMINATORS
 from polymodal.errors import ConfigError, OptionError
 
 
@@ -62,6 +63,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
             raise OptionError([f"--set: expected KEY=VALUE with a dotted config key (train.epochs=1); got {item!r}"])
+        overrides.pop(key, None)  # a key given again: set in its last place (dicts keep the first)
         try:
             overrides[key] = load_yaml(text) if text.strip() else None
         except yaml.YAMLError as err:
@@ -69,7 +71,26 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return overrides
 
 
+def apply_values(data: dict[str, Any], values: Mapping[str, Any], where: str = "") -> None:
+    """Set each dotted key of ``values`` in ``data`` (in place; see :func:`set_dotted`).
+
+    A value for a component's selector (``fusion.name``, ``modalities.x.encoder.name``,
+    ``transfer.0.method``...) that differs from the config's replaces that section with the new
+    component at its defaults (the old settings belong to the other component); selectors are set
+    before the other keys, which then adjust the new component.
+    """
+    selectors = [k for k in values if k.rsplit(".", 1)[-1] in DISCRIMINATORS]
+    for key in selectors + [k for k in values if k not in selectors]:
+        section, _, field = key.rpartition(".")
+        node: Any = data
+        for part in section.split(".") if section else []:
+            node = child_of(node, part)
+        if key in selectors and isinstance(node, dict) and node.get(field) != values[key]:
+            set_dotted(data, section, {field: values[key]}, where=where)
+        else:
+            set_dotted(data, key, values[key], where=where)
+
+
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
-    """Set each dotted key of ``overrides`` in ``data`` (in place; see :func:`set_dotted`)."""
-    for key, value in overrides.items():
-        set_dotted(data, key, value, where="--set ")
+    """The command line's ``--set`` values (see :func:`apply_values`)."""
+    apply_values(data, overrides, where="--set ")

@@ -196,8 +196,8 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
                 warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # matter are read as text below
                 frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
             index_col: bool | None = None
-            if not isinstance(frame.index, pd.RangeIndex):  # rows longer than the header: pandas made their
-                _check_trailing_delimiters(path, sep, header)  # first fields an index and shifted every column
+            if _first_row_longer(path, sep, len(header)):  # pandas made the extra leading fields an index and
+                _check_trailing_delimiters(path, sep, header)  # shifted every column (a RangeIndex when numbers)
                 index_col = False  # only empty fields past the header (a spreadsheet's trailing commas): dropped
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", pd.errors.DtypeWarning)
@@ -260,6 +260,17 @@ def _csv_header(path: Path, sep: str) -> list[str]:
     return [str(name) for name in names.iloc[0].tolist()]
 
 
+def _first_row_longer(path: Path, sep: str, columns: int) -> bool:
+    """Whether the first data record has more fields than the header (what makes pandas read its
+    leading fields as an index)."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8-sig") as file:
+        rows = csv.reader(file, delimiter=sep)
+        next(rows, None)
+        return len(next(rows, [])) > columns
+
+
 def _check_trailing_delimiters(path: Path, sep: str, header: list[str]) -> None:
     """Allow data rows longer than the header only by empty fields (``a,b,c,``: the trailing
     delimiters spreadsheets write); a row with more values is refused with its line.
@@ -275,8 +286,9 @@ def _check_trailing_delimiters(path: Path, sep: str, header: list[str]) -> None:
             extra = row[len(header):]
             if i > 0 and any(field.strip() for field in extra):
                 raise ManifestError([f"{path.name} line {rows.line_num} has {len(row)} fields, but the header names "
-                                     f"{len(header)} columns {header}; its extra values {extra[:3]} belong to no "
-                                     "column (a delimiter inside a value must be quoted)"], source=str(path))
+                                     f"{len(header)} columns {header}: fields {extra[:3]} belong to no column. A "
+                                     "delimiter inside a value must be quoted; row names (R's write.table) need a "
+                                     "column name in the header, or write the file without them"], source=str(path))
 
 
 def check_table(columns: list, n_rows: int, name: str, source: str | None = None) -> None:

@@ -127,12 +127,10 @@ class DataPipeline:
                           "missing value)")
         blank = [n for n in chosen if all(_all_empty(manifest.column(c)) for c in modality_columns(
             self.config.modalities[n]) if c in manifest.columns)]
-        if blank:
-            what = ", ".join(f"column{'s' if len(cols) > 1 else ''} {cols if len(cols) > 1 else repr(cols[0])} "
-                             f"(modality {n})" for n in blank
-                             for cols in [modality_columns(self.config.modalities[n])])
-            warn_user(f"{manifest.name}: {what} {'is' if len(blank) == 1 else 'are'} empty in every row: predicting "
-                      f"without {'it' if len(blank) == 1 else 'them'}")
+        for n in blank:
+            cols = [c for c in modality_columns(self.config.modalities[n]) if c in manifest.columns]
+            where = f"column '{cols[0]}'" if len(cols) == 1 else f"columns {cols}"
+            warn_user(f"{manifest.name}: modality {n} ({where}) has no value in any row: predicting without it")
 
         absent = {n: modality_columns(self.config.modalities[n]) for n in self.config.modality_names if n not in chosen}
         if not absent:
@@ -248,5 +246,8 @@ def _all_empty(column: pd.Series) -> bool:
         return True
     if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
         return False
-    text = column[filled].astype("string")
+    try:
+        text = column[filled].astype("string")
+    except (UnicodeDecodeError, TypeError, ValueError):  # bytes or other objects: not blank (validation names them)
+        return False
     return bool(text.str.strip().eq("").all())

@@ -44,3 +44,19 @@ def test_a_dict_is_edited_as_a_copy():
     spec = classification_config(epochs=5)
     assert load_config(spec, overrides={"train.epochs": 2}).train.epochs == 2
     assert spec["train"]["epochs"] == 5
+
+
+def test_setting_a_component_name_starts_that_component_from_its_defaults(tmp_path):
+    spec = classification_config()
+    spec["fusion"] = {"name": "attention", "dim": 128}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    late = load_config(tmp_path / "c.yaml", overrides=parse_overrides(["fusion.name=late"]))
+    assert late.fusion.name == "late"  # attention's dim belongs to attention: not carried over
+    same = load_config(tmp_path / "c.yaml", overrides=parse_overrides(["fusion.name=attention", "fusion.heads=2"]))
+    assert (same.fusion.dim, same.fusion.heads) == (128, 2)  # the same component keeps its settings
+
+
+def test_a_key_given_again_counts_in_its_last_place():
+    overrides = parse_overrides(["head.hidden.0=4", "head.hidden=[8]", "head.hidden.0=5"])
+    assert list(overrides.items()) == [("head.hidden", [8]), ("head.hidden.0", 5)]
+    assert load_config(classification_config(), overrides=overrides).head.hidden == [5]

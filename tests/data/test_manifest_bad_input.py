@@ -180,7 +180,7 @@ def test_a_row_with_a_value_past_the_header_is_refused_with_its_line(tmp_path):
     # the first data row, longer than the header, made pandas guess an index (a quoted line break counts)
     path.write_text('image,audio,label\n"i\n0.png",a0.wav,0,,oops\ni1.png,a1.wav,1,,\n', encoding="utf-8")
     with pytest.raises(ManifestError, match=r"m.csv line 3 has 5 fields, but the header names 3 columns "
-                                            r"\['image', 'audio', 'label'\]; its extra values \['', 'oops'\]"):
+                                            r"\['image', 'audio', 'label'\]: fields \['', 'oops'\] belong to no column"):
         read_manifest(path)
 
 
@@ -199,3 +199,12 @@ def test_paths_written_relative_to_the_working_folder_get_advice(tmp_path, monke
         f"column 'image': relative paths resolve against the manifest's folder {tmp_path / 'lists'}, but "
         f"'data/img/a.png' is a file relative to the working folder {tmp_path}: write the paths relative to the "
         "manifest's folder, or absolute")
+
+
+def test_trailing_delimiters_after_an_integer_id_column_are_dropped_too(tmp_path):
+    """pandas turns evenly stepped integer ids it took for an index into a RangeIndex: the rows'
+    length, not the index type, tells."""
+    path = tmp_path / "m.csv"
+    path.write_text("id,image,label\n1,a.png,x,\n2,b.png,y,\n3,c.png,z,\n", encoding="utf-8")
+    frame = read_manifest(path, text_columns=["image"]).frame
+    assert frame.to_dict("list") == {"id": [1, 2, 3], "image": ["a.png", "b.png", "c.png"], "label": ["x", "y", "z"]}
