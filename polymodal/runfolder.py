@@ -180,8 +180,15 @@ def check_resumable(run: Path, config: Config) -> None:
 
 def checkpoint_state(path: Path) -> dict[str, Any]:
     """A Lightning checkpoint's bookkeeping: ``epoch`` (of the last finished epoch, from 0) and the
-    callbacks' states, read memory-mapped (the weights are not loaded)."""
-    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)  # the run's own file
+    callbacks' states, read memory-mapped (the weights are not loaded) and without unpickling any
+    object (``weights_only``: our checkpoints hold tensors and plain values only). A checkpoint
+    holding other objects reads as epoch -1 without callbacks: nothing known, nothing refused."""
+    import pickle
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        return {"epoch": -1, "callbacks": {}}
     return {"epoch": int(state.get("epoch", -1)), "callbacks": dict(state.get("callbacks", {}))}
 
 
