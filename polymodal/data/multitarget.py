@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from polymodal.config.tasks import MAIN_TASK
-from polymodal.data.manifest import Manifest, target_problems
+from polymodal.data.manifest import Manifest
 from polymodal.data.targets import TargetEncoder
+from polymodal.data.validation import target_problems
 from polymodal.errors import ManifestError
 
 if TYPE_CHECKING:

@@ -23,9 +23,10 @@ from polymodal.config import Config
 from polymodal.data.cache import take
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.encode import EncodedModality, EncodedTable, encode_manifest, manifest_cells
-from polymodal.data.manifest import Manifest, read_manifest, validate_manifest
+from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.modalities import Preprocessor, build_preprocessor
 from polymodal.data.multitarget import build_targets, targets_from_state
+from polymodal.data.validation import validate_manifest
 from polymodal.errors import SchemaMismatchError
 from polymodal.utils.io import atomic_write_json
 from polymodal.utils.memory import release_memory

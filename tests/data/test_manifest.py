@@ -12,7 +12,8 @@ import pytest
 
 from polymodal.data.cells import is_empty
 from polymodal.data.encode import manifest_cells
-from polymodal.data.manifest import read_manifest, validate_manifest
+from polymodal.data.manifest import read_manifest
+from polymodal.data.validation import validate_manifest
 from polymodal.errors import ManifestError
 
 from .helpers import make_config

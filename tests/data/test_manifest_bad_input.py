@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polymodal.data.manifest import Manifest, read_manifest, validate_manifest
+from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.multitarget import build_targets
+from polymodal.data.validation import validate_manifest
 from polymodal.errors import ManifestError
 
 from .helpers import make_config

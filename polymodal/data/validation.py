@@ -1,0 +1,197 @@
+"""Manifest validation against a config: every problem found at once (missing columns, file
+cells that are not paths or name files that do not exist, rows without any modality, empty,
+non-numeric or infinite targets), each with its row, so that a user fixes a manifest in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polymodal.config import Config
+from polymodal.config.modalities import modality_columns
+from polymodal.data.arrays import split_row_ref
+from polymodal.data.cells import BLOCK, Cells, is_empty
+from polymodal.data.manifest import Manifest, check_table
+from polymodal.errors import ManifestError
+from polymodal.utils.io import python_scalar
+
+
+def _rows_text(rows: Sequence[int] | np.ndarray, limit: int = 10) -> str:
+    shown = ", ".join(str(r) for r in rows[:limit])
+    return shown + (f" ... ({len(rows)} rows)" if len(rows) > limit else "")
+
+
+def validate_manifest(
+    manifest: Manifest,
+    config: Config,
+    *,
+    require_target: bool = True,
+    check_files: bool = True,
+    modalities: Iterable[str] | None = None,
+    allow_empty_rows: bool = False,
+    allow_partial_columns: bool = False,
+) -> None:
+    """Check a manifest against a config; raise one :class:`ManifestError` listing every problem.
+
+    Checks: the manifest has rows, every modality column exists, file cells are paths (strings)
+    naming existing files, at least one modality is present per row, target columns exist and
+    hold no empty (or, for regression/multilabel, non-numeric or infinite) values.
+
+    Args:
+        require_target: check the target columns (off for prediction).
+        check_files: stat every file cell.
+        modalities: the modalities to check (default: all in the config). Columns of other
+            modalities may be absent, e.g. when predicting with a subset of modalities.
+        allow_empty_rows: accept rows with no modality present (when the caller chose a subset
+            of modalities on purpose; the model then predicts from its missing-embeddings).
+        allow_partial_columns: accept a multi-column modality (a table) with some of its columns
+            absent, their cells missing in every row (prediction: imputed as missing values are).
+    """
+    columns = list(manifest.columns)
+    check_table(columns, len(manifest), manifest.name)  # a Manifest built without read_manifest too
+    names = list(modalities) if modalities is not None else config.modality_names
+    problems: list[str] = []
+    folded = 0  # problems counted in a 'N more ...' line
+    columns_missing = False
+    present_any = np.zeros(len(manifest), dtype=bool)
+    for name in names:
+        modality = config.modalities[name]
+        missing_cols = [c for c in modality_columns(modality) if c not in columns]
+        if allow_partial_columns and len(missing_cols) < len(modality_columns(modality)):
+            missing_cols = []  # the columns there are read; the others are missing values
+        if missing_cols:
+            columns_missing = True
+            problems.append(
+                f"modality '{name}' reads column(s) {missing_cols}, not in {manifest.name} "
+                f"(columns: {columns})"
+            )
+            continue
+        cells = Cells(manifest, modality_columns(modality), modality.file_based)
+        present = cells.present()
+        present_any |= present
+        rows = np.flatnonzero(present)
+        if modality.file_based:
+            mistyped = _non_path_rows(manifest.column(modality.column), rows)
+            problems += [f"{manifest.where(row)}, column '{modality.column}': expected a file path (string), got "
+                         f"{_describe(value)}" for row, value in mistyped[:20]]
+            if len(mistyped) > 20:
+                problems.append(f"column '{modality.column}': {len(mistyped) - 20} more cells that are not file paths")
+                folded += len(mistyped) - 21  # problems this one line stands for, beyond itself
+            if mistyped:  # reported above, not again as missing files
+                rows = np.setdiff1d(rows, np.array([row for row, _ in mistyped], np.int64))
+        if check_files and modality.file_based:
+            shards: dict[str, bool] = {}  # rows of a packed .npy share one file: stat it once
+            absent = []
+            for start in range(0, len(rows), BLOCK):
+                block = rows[start:start + BLOCK]
+                for row, path in zip(block.tolist(), cells[block]):
+                    file, packed = split_row_ref(path)
+                    if packed is None:  # a file of its own: nothing to remember (a million paths would be)
+                        found = os.path.isfile(file) or (modality.folder_cells and os.path.isdir(file))
+                    else:
+                        found = shards.get(file)
+                        if found is None:
+                            found = shards[file] = os.path.isfile(file)
+                    if not found:
+                        absent.append((row, path))
+            for row, path in absent[:20]:
+                what = "a folder, not a file" if os.path.isdir(split_row_ref(path)[0]) else "file not found"
+                problems.append(f"{manifest.where(row)}, column '{modality.column}': {what}: {path}")
+            if len(absent) > 20:
+                problems.append(f"column '{modality.column}': {len(absent) - 20} more missing files")
+                folded += len(absent) - 21
+            if absent and (hint := _working_folder_hint(manifest, modality.column, absent[0][0])):
+                problems.append(hint)
+                folded -= 1  # advice, not a problem of its own
+    if not columns_missing and not allow_empty_rows:
+        empty_rows = np.flatnonzero(~present_any).tolist()
+        if empty_rows:
+            problems.append(f"{manifest.name}: rows with no modality present: {_rows_text(empty_rows)}")
+    if require_target:
+        problems += _target_problems(manifest, config)
+    if problems:
+        raise ManifestError(problems, source=manifest.name, folded=folded)
+
+
+def _working_folder_hint(manifest: Manifest, column: str, row: int) -> str | None:
+    """Advice when a missing file's relative path names a file relative to the working folder: the
+    manifest was written from there, but its paths resolve against its own folder."""
+    cell = manifest.take(column, np.array([row]))[0]
+    if not isinstance(cell, str) or os.path.isabs(os.path.expanduser(cell)):
+        return None
+    file = split_row_ref(cell)[0]
+    if Path.cwd().resolve() == manifest.root.resolve() or not os.path.exists(file):
+        return None
+    return (f"column '{column}': relative paths resolve against the manifest's folder {manifest.root}, but "
+            f"{file!r} is a file relative to the working folder {Path.cwd()}: write the paths relative to the "
+            "manifest's folder, or absolute")
+
+
+def _non_path_rows(column: pd.Series, rows: np.ndarray) -> list[tuple[int, object]]:
+    """(row, cell) of the cells at ``rows`` that are not a path (a string or ``os.PathLike``)."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.StringDtype):
+        return []  # every present cell is a string
+    if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_datetime64_any_dtype(dtype):
+        return list(zip(rows.tolist(), column.iloc[rows].tolist()))  # no present cell is a path
+    if pd.api.types.infer_dtype(column.iloc[rows], skipna=True) in ("string", "empty"):
+        return []  # every cell text (one pass in C): the usual case
+    bad = []
+    for start in range(0, len(rows), BLOCK):
+        block = rows[start:start + BLOCK]
+        bad += [(row, value) for row, value in zip(block.tolist(), column.iloc[block].tolist())
+                if not isinstance(value, (str, os.PathLike))]
+    return bad
+
+
+def _describe(value: object, limit: int = 60) -> str:
+    """``int 1``, ``bytes b'a.wav'``, ``ndarray array([1, 2])``: a cell's type and (shortened) value."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= limit else text[:limit] + '...'}"
+
+
+def _shown(value: object) -> str:
+    """A cell as messages quote it: ``'heavy'``, ``inf`` (numpy scalars as Python's)."""
+    return repr(python_scalar(value))
+
+
+def _target_problems(manifest: Manifest, config: Config) -> list[str]:
+    return [p for column in config.targets for p in target_problems(manifest, column, config.task)]
+
+
+def target_problems(manifest: Manifest, column: str, task: str, what: str | None = None) -> list[str]:
+    """The problems of one target column: not in the manifest, empty cells and, for regression
+    and multilabel, values that are not numbers, infinite or (multilabel) not 0/1. Rows are named
+    as the manifest file numbers them (a subset's too).
+
+    Args:
+        what: how messages name the column (default ``target column '<column>'``).
+    """
+    what = what or f"target column '{column}'"
+    if column not in manifest.columns:
+        return [f"{what} is not in {manifest.name} (columns: {list(manifest.columns)})"]
+    values = manifest.column(column)
+
+    def rows(positions: np.ndarray) -> str:
+        return _rows_text(positions if manifest.source_rows is None else manifest.source_rows[positions])
+
+    empty_mask = values.map(is_empty).to_numpy(dtype=bool)
+    empty = np.flatnonzero(empty_mask)
+    problems = [f"{what} is empty in rows {rows(empty)}"] if len(empty) else []
+    if task in ("regression", "multilabel"):
+        numeric = pd.to_numeric(values, errors="coerce")
+        as_float = numeric.to_numpy(np.float64, na_value=np.nan)
+        for bad, must in ((np.flatnonzero(np.isnan(as_float) & ~empty_mask), "be numeric"),
+                          (np.flatnonzero(np.isinf(as_float)), "hold finite numbers")):
+            if len(bad):
+                examples = ", ".join(_shown(values.iloc[r]) for r in bad[:3])
+                problems.append(f"{what} must {must} for task '{task}'; rows {rows(bad)} hold {examples}")
+        if task == "multilabel" and np.isfinite(as_float[~empty_mask]).all() \
+                and not numeric.dropna().isin([0, 1]).all():
+            problems.append(f"{what} must hold 0 or 1 for task 'multilabel'")
+    return problems
