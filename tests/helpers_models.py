@@ -102,6 +102,18 @@ def multilabel_config(**train: Any) -> dict[str, Any]:
 BERT_WORDS = ["the", "a", "dark", "bright", "mid", "image", "signal", "is", "very", "quite"]
 
 
+def tabular_anomaly(root: Path, sizes: dict[str, int], scorer: str, **train: Any) -> dict[str, Any]:
+    """Write normal rows of two numeric columns (``<split>.csv`` in ``root``, seeded) and return a
+    tiny ``task: anomaly`` config over them."""
+    rng = np.random.default_rng(0)
+    for name, n in sizes.items():
+        pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n)}).to_csv(root / f"{name}.csv", index=False)
+    return {"task": "anomaly", "modalities": {"tab": {"kind": "tabular", "columns": ["x1", "x2"],
+                                                      "encoder": {"dim": 8, "hidden": [16]}}},
+            "fusion": {"name": "concat"}, "anomaly": {"scorer": scorer, "latent_dim": 4},
+            "train": {"num_workers": 0, **train}}
+
+
 def save_tiny_bert(folder: Path, seed: int = 0, model_max_length: int | None = None,
                    max_seq_length: int | None = None) -> Path:
     """A 1-layer, 32-wide random BERT (64 positions) plus its WordPiece tokenizer, saved like a hub

@@ -6,12 +6,11 @@ import json
 import math
 from types import SimpleNamespace
 
-import numpy as np
 import optuna
 import pandas as pd
 import pytest
 import yaml
-from helpers_models import classification_config, make_dataset, regression_config, write_splits
+from helpers_models import classification_config, make_dataset, regression_config, tabular_anomaly, write_splits
 
 from polymodal.config import load_config
 from polymodal.config.overrides import set_dotted
@@ -142,13 +141,7 @@ def test_an_anomaly_search_prunes_on_the_last_phase_and_ranks_the_kept_epoch(tmp
     """task anomaly: each trial is an AnomalyDetector; Deep SVDD's pruning reports come from its
     last phase (pre-training's reconstruction loss is another quantity) and the trial's value is
     that phase's validation loss at the kept (best) epoch."""
-    rng = np.random.default_rng(0)
-    for name, n in (("train", 48), ("valid", 16)):
-        pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n)}).to_csv(tmp_path / f"{name}.csv", index=False)
-    config = {"task": "anomaly", "modalities": {"tab": {"kind": "tabular", "columns": ["x1", "x2"],
-                                                        "encoder": {"dim": 8, "hidden": [16]}}},
-              "fusion": {"name": "concat"}, "anomaly": {"scorer": "deep_svdd", "latent_dim": 4},
-              "train": {"epochs": 4, "batch_size": 16, "seed": 0, "num_workers": 0}}
+    config = tabular_anomaly(tmp_path, {"train": 48, "valid": 16}, "deep_svdd", epochs=4, batch_size=16, seed=0)
     reports: dict[int, list] = {}
     report = optuna.Trial.report
 

@@ -99,18 +99,12 @@ def late_run(tmp_path_factory, one_thread) -> tuple[MultimodalPredictor, Path]:
 @pytest.fixture(scope="session")
 def anomaly_run(tmp_path_factory, one_thread) -> Path:
     """A tiny anomaly run fitted on manifest files, so it records them (as ``export`` would check them)."""
-    import numpy as np
-    import pandas as pd
+    from helpers_models import tabular_anomaly
 
     from polymodal.anomaly import AnomalyDetector
 
     root = tmp_path_factory.mktemp("anomaly_run")
-    rng = np.random.default_rng(0)
-    for name, n in (("train", 32), ("valid", 16)):
-        pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n)}).to_csv(root / f"{name}.csv", index=False)
-    cfg = {"task": "anomaly", "modalities": {"tab": {"kind": "tabular", "columns": ["x1", "x2"],
-                                                     "encoder": {"dim": 8, "hidden": [16]}}},
-           "fusion": {"name": "concat"}, "anomaly": {"scorer": "autoencoder", "latent_dim": 4},
-           "train": {"epochs": 1, "batch_size": 8, "progress": False, "early_stopping": None, "num_workers": 0}}
+    cfg = tabular_anomaly(root, {"train": 32, "valid": 16}, "autoencoder", epochs=1, batch_size=8, progress=False,
+                          early_stopping=None)
     AnomalyDetector.from_config(cfg).fit(root / "train.csv", root / "valid.csv", out=root / "run")
     return root / "run"
