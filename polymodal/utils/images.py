@@ -38,8 +38,7 @@ def converted(image: Any, target: str, background: str | None) -> Any:
     runs saved before the ``background`` setting were trained)."""
     from PIL import Image
 
-    transparent = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
-    if background is not None and transparent:
+    if background is not None and has_transparency(image):
         fill = (255, 255, 255, 255) if background == "white" else (0, 0, 0, 255)
         image = Image.alpha_composite(Image.new("RGBA", image.size, fill), image.convert("RGBA")).convert("RGB")
     if image.mode == target:
@@ -47,6 +46,25 @@ def converted(image: Any, target: str, background: str | None) -> Any:
     if target == "HSV" and image.mode != "RGB":
         image = image.convert("RGB")  # Pillow converts to HSV from RGB only
     return image.convert(target)
+
+
+def has_transparency(image: Any) -> bool:
+    """Whether a Pillow image has an alpha channel, a palette's transparent entry or a PNG colour key."""
+    return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+
+
+def converted_and_resized(image: Any, target: str, background: str | None, size: tuple[int, int],
+                          mode: str) -> Any:
+    """A Pillow image in mode ``target`` at (height, width) ``size``: :func:`converted`, then
+    :func:`resize_image`, in the order that keeps the colours right. ``HSV`` is resized as RGB
+    and converted afterwards (hue is an angle: interpolated as a number, a red of hue 250 next to
+    one of hue 5 would blend into a cyan of hue 128); a grey source without transparency is
+    resized before it becomes RGB (its three channels are copies, so one is resized, not three)."""
+    if target == "HSV":
+        return converted(resize_image(converted(image, "RGB", background), size, mode), "HSV", None)
+    if image.mode == "L" and target == "RGB" and not (background is not None and has_transparency(image)):
+        return resize_image(image, size, mode).convert("RGB")
+    return resize_image(converted(image, target, background), size, mode)
 
 
 def to_8bit(image: Any) -> Any:

@@ -3,8 +3,13 @@
 
 Punctuation and symbols are found by Unicode category (``P*``, ``S*``): the vowel signs and
 viramas of Devanagari, Thai or Tamil are combining marks (``M*``) and stay inside their words,
-where a ``[^\\w\\s]`` pattern would cut ``नमस्ते`` into fragments. CJK ideographs are set apart
-as words of their own (as BERT's basic tokenizer does), since those scripts write no spaces.
+where a ``[^\\w\\s]`` pattern would cut ``नमस्ते`` into fragments. The invisible characters that
+emoji sequences leave behind go with them: format characters (``Cf``: the zero-width joiner
+U+200D that glues a family emoji, the soft hyphen, tag characters), the variation selectors
+(U+FE0F after a heart) and the keycap mark U+20E3. Those are deleted rather than spaced, as
+BERT's basic tokenizer deletes them, so a word written with a zero-width (non-)joiner inside it
+(Devanagari, Persian) stays one word. CJK ideographs are set apart as words of their own (as
+BERT's basic tokenizer does), since those scripts write no spaces.
 """
 
 from __future__ import annotations
@@ -17,17 +22,30 @@ from functools import lru_cache
 _CJK = re.compile("([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef\U0002f800-\U0002fa1f])")
 
 
+# variation selectors (Unicode category Mn, as marks are) and the combining enclosing keycap (Me) of emoji
+_INVISIBLE = (*range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0), 0x20E3)
+
+
 @lru_cache(maxsize=1)
-def _punctuation_table() -> dict[int, str]:
+def _punctuation_table() -> dict[int, str | None]:
     """Every punctuation or symbol code point of the basic and supplementary multilingual planes
-    (emoji included) -> a space; later planes hold ideographs and tags, neither."""
-    return {cp: " " for cp in range(0x20000) if unicodedata.category(chr(cp))[0] in "PS"}
+    (emoji included) -> a space; format characters (``Cf``, tags in plane 14 included) and the
+    invisible marks of emoji sequences -> nothing. Later planes hold ideographs, neither."""
+    table: dict[int, str | None] = {}
+    for cp in (*range(0x20000), *range(0xE0000, 0xE0080)):
+        category = unicodedata.category(chr(cp))
+        if category[0] in "PS":
+            table[cp] = " "
+        elif category == "Cf":
+            table[cp] = None
+    table.update(dict.fromkeys(_INVISIBLE))
+    return table
 
 
 def clean(text: str, *, lowercase: bool, strip_punctuation: bool, stop_words: Collection[str] = ()) -> str:
     """The text's NFC form (a decomposed accent would otherwise count as a mark of its own),
-    lower-cased, without punctuation and symbols, without stop words, CJK ideographs spaced, and
-    whitespace collapsed."""
+    lower-cased, without punctuation, symbols and the invisible characters of emoji sequences,
+    without stop words, CJK ideographs spaced, and whitespace collapsed."""
     text = unicodedata.normalize("NFC", text)
     if lowercase:
         text = text.lower()

@@ -53,7 +53,12 @@ def read_pcm_wav(source: str | BinaryIO) -> tuple[np.ndarray, int] | None:
         return None
     held = len(raw) // (2 * channels)
     if held < declared and not size_unknown(declared * 2 * channels):
-        raise DecodeError(truncation_reason(declared, held), path=source if isinstance(source, str) else None)
+        # the standard library stops at the RIFF size (bytes 4-8), which some writers understate:
+        # the data chunk is only truncated when it runs past the end of the file itself
+        raw = _data_chunk_bytes(source) or raw
+        held = len(raw) // (2 * channels)
+        if held < declared:
+            raise DecodeError(truncation_reason(declared, held), path=source if isinstance(source, str) else None)
     raw = raw[:held * 2 * channels]  # whole frames (a streamed file of unknown size)
     if not raw:
         return None
@@ -81,6 +86,40 @@ def wav_frames(source: str | BinaryIO) -> tuple[int, int] | None:
 
 def _wav_frames(handle: BinaryIO, size: int) -> tuple[int, int] | None:
     """:func:`wav_frames` of an open file of ``size`` bytes."""
+    found = _data_chunk(handle, size)
+    if found is None:
+        return None
+    start, declared, block_align = found
+    if not block_align or size_unknown(declared):
+        return None
+    held = min(declared, size - start)
+    return declared // block_align, held // block_align
+
+
+def _data_chunk_bytes(source: str | BinaryIO) -> bytes | None:
+    """The bytes of a WAV file's data chunk, as many of its declared size as the file holds,
+    found by walking the chunks up to the file's real end (whatever its RIFF size says); None
+    when they cannot be walked to a data chunk."""
+    if not isinstance(source, str):
+        return _read_data_chunk(source, source.seek(0, os.SEEK_END))
+    with open(source, "rb") as handle:
+        return _read_data_chunk(handle, os.path.getsize(source))
+
+
+def _read_data_chunk(handle: BinaryIO, size: int) -> bytes | None:
+    """:func:`_data_chunk_bytes` of an open file of ``size`` bytes."""
+    found = _data_chunk(handle, size)
+    if found is None:
+        return None
+    start, declared, _ = found
+    handle.seek(start)
+    return handle.read(min(declared, size - start))
+
+
+def _data_chunk(handle: BinaryIO, size: int) -> tuple[int, int, int | None] | None:
+    """(offset of the data, declared data bytes, the ``fmt `` chunk's block align, None when no
+    ``fmt `` chunk comes first) of a RIFF/WAVE file of ``size`` bytes, walking its chunk headers
+    up to ``data``; None when it is not RIFF/WAVE or the walk ends before a data chunk."""
     block_align = None
     handle.seek(0)
     head = handle.read(12)
@@ -96,10 +135,7 @@ def _wav_frames(handle: BinaryIO, size: int) -> tuple[int, int] | None:
                 return None
             block_align = struct.unpack("<H", fmt[12:14])[0]
         elif chunk_id == b"data":
-            if not block_align or size_unknown(chunk_size):
-                return None
-            held = min(chunk_size, size - offset - 8)
-            return chunk_size // block_align, held // block_align
+            return offset + 8, chunk_size, block_align
         offset += 8 + chunk_size + chunk_size % 2  # chunks are padded to an even size
     return None
 

@@ -19,7 +19,7 @@ from polymodal.config.preprocess import ImageAugment, ImagePreprocess
 from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
-from polymodal.utils.images import EXIF_FORMATS, converted, resize_image, scaled_to_8bit, to_8bit
+from polymodal.utils.images import EXIF_FORMATS, converted_and_resized, scaled_to_8bit, to_8bit
 
 PIL_MODES = {"rgb": "RGB", "gray": "L", "hsv": "HSV"}
 
@@ -83,8 +83,8 @@ class ImagePreprocessor(Preprocessor):
     """See the module docstring. ``mean``/``std`` are per channel, on the [0, 1] scale."""
 
     kind = "image"
-    featurize_version = 4  # 2: 16-bit arrays and big-endian 16-bit files scaled by their maximum; 3: alpha composited;
-    # 4: PNG EXIF orientation
+    featurize_version = 5  # 2: 16-bit arrays and big-endian 16-bit files scaled by their maximum; 3: alpha composited;
+    # 4: PNG EXIF orientation; 5: HSV resized as RGB, a grey PNG's colour key composited for rgb
     batch_time_fields = frozenset({"normalize", "mean", "std", "augment"})
 
     def __init__(self, name: str, cfg: ImagePreprocess):
@@ -117,37 +117,36 @@ class ImagePreprocessor(Preprocessor):
 
     def from_pil(self, image: Image.Image) -> np.ndarray:
         """A decoded Pillow image -> colour-converted, resized uint8 (H, W, C) (also used per video frame)."""
-        target = PIL_MODES[self.cfg.color]
-        if image.mode == "L" and target == "RGB":  # grey -> RGB copies one channel: resize that one first
-            image = resize_image(image, self.size, self.cfg.resize).convert(target)
-        else:
-            image = resize_image(converted(image, target, self.cfg.background), self.size, self.cfg.resize)
+        image = converted_and_resized(image, PIL_MODES[self.cfg.color], self.cfg.background, self.size, self.cfg.resize)
         array = np.asarray(image, dtype=np.uint8)
         return array[:, :, None] if array.ndim == 2 else array  # (H, W, C)
 
     def _open(self, path: str) -> Image.Image:
+        """The file's (first) frame, loaded and detached from the file, which is closed on return
+        (a multi-frame GIF, TIFF or WebP would otherwise hold it open to seek its other frames)."""
         try:
-            image = Image.open(path)
+            opened = Image.open(path)
         except Image.DecompressionBombError as err:
             raise DecodeError(f"refused as a decompression bomb ({err})", path=path) from None
         except UnidentifiedImageError:
             raise DecodeError("not a recognised image format (PNG, JPEG, BMP, TIFF, GIF, WebP...)", path=path) from None
         except OSError as err:
             raise DecodeError(str(err), path=path) from None
-        pixels = image.width * image.height
-        if pixels > self.cfg.max_pixels:
-            raise DecodeError(
-                f"image is {image.width}x{image.height} = {pixels:,} pixels, more than preprocess.max_pixels "
-                f"({self.cfg.max_pixels:,}); refused as a possible decompression bomb",
-                path=path,
-            )
-        try:
-            image.load()
-            if image.format in EXIF_FORMATS:  # phone photos: apply the EXIF orientation
-                image = ImageOps.exif_transpose(image)
-        except (OSError, SyntaxError, ValueError) as err:
-            raise DecodeError(f"corrupt or truncated image ({err})", path=path) from None
-        return to_8bit(image)  # 16-bit scans and float images
+        with opened:
+            pixels = opened.width * opened.height
+            if pixels > self.cfg.max_pixels:
+                raise DecodeError(
+                    f"image is {opened.width}x{opened.height} = {pixels:,} pixels, more than preprocess.max_pixels "
+                    f"({self.cfg.max_pixels:,}); refused as a possible decompression bomb",
+                    path=path,
+                )
+            try:
+                opened.load()
+                image = ImageOps.exif_transpose(opened) if opened.format in EXIF_FORMATS else opened  # phone photos
+            except (OSError, SyntaxError, ValueError) as err:
+                raise DecodeError(f"corrupt or truncated image ({err})", path=path) from None
+            image = to_8bit(image)  # 16-bit scans and float images
+            return image.copy() if image is opened else image  # closing the file frees the opened image
 
     def featurize(self, samples: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         return {"x": np.stack(samples).astype(np.uint8, copy=False)}

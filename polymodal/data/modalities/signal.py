@@ -12,6 +12,7 @@ manifest of the segments.
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,18 +48,55 @@ def _pick_array(arrays: Mapping[str, Any], key: str | None, path: str) -> np.nda
 
 
 def _csv_has_header(path: str) -> bool:
-    """Whether a signal CSV's first row names its columns: it does when a field is not a number,
-    and when the fields are the column numbers ``0,1,...`` written as integers (what
-    ``pandas.DataFrame(array).to_csv`` writes); any other row of numbers is the first sample."""
+    """Whether a signal CSV's first row names its columns: it does when none of its fields is a
+    number (an empty field is neither), and when the fields are the column numbers ``0,1,...``
+    written as integers (what ``pandas.DataFrame(array).to_csv`` writes). Any other row is the
+    first sample, so a row that mixes numbers and text is a sample with a bad value, not a header."""
     with open(path, encoding="utf-8-sig", errors="replace") as handle:  # -sig: Excel's byte-order mark
         first = handle.readline()
     fields = [f.strip().strip('"') for f in first.strip().split(",")]
-    for field in fields:
-        try:
-            float(field or 0)  # an empty field is a missing sample value, not a name
-        except ValueError:
-            return True
+    names = [field for field in fields if field]  # an empty field is a missing sample value, not a name
+    if names and not any(_is_number(field) for field in names):
+        return True
     return fields == [str(i) for i in range(len(fields))]
+
+
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_line(path: str, row: int, has_header: bool) -> int | None:
+    """The (1-based) line of a CSV file that holds data row ``row`` (0-based, as pandas counts
+    them: the header and blank lines skipped), or None past the end."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+        reader = csv.reader(handle)
+        index = -1 if has_header else 0
+        for record in reader:
+            if not any(field.strip() for field in record):  # pandas skips blank lines
+                continue
+            if index == row:
+                return reader.line_num
+            index += 1
+    return None
+
+
+def _first_non_number(frame: pd.DataFrame) -> tuple[int, Any, Any] | None:
+    """(data row, column label, value) of a frame's first cell that is neither a number nor empty."""
+    found = None
+    for position, label in enumerate(frame.columns):
+        column = frame.iloc[:, position]
+        if column.dtype.kind != "O":
+            continue
+        bad = pd.to_numeric(column, errors="coerce").isna() & column.notna()
+        if bad.any():
+            row = int(np.argmax(bad.to_numpy()))
+            if found is None or row < found[0]:
+                found = (row, label, column.iloc[row])
+    return found
 
 
 def read_signal(path: str, key: str | None = None, columns: list[str] | None = None,
@@ -99,6 +137,13 @@ def read_signal(path: str, key: str | None = None, columns: list[str] | None = N
                 if absent:
                     raise DecodeError(f"columns {absent} (preprocess.channels) are not in the CSV; it has {list(frame.columns)}", path=path)
                 frame = frame[columns]
+            bad = _first_non_number(frame)
+            if bad is not None:
+                row, label, value = bad
+                line = _csv_line(path, row, has_header)
+                column = f"'{label}'" if has_header else f"{label} (counting from 0)"
+                raise DecodeError(f"CSV line {line}, column {column} holds {value!r}; signal samples must be numbers",
+                                  path=path)
             array = frame.to_numpy(dtype=np.float32).T
             return np.ascontiguousarray(array)
         elif suffix in (".wav", ".flac"):
@@ -130,7 +175,8 @@ class SignalPreprocessor(Preprocessor):
     """See the module docstring."""
 
     kind = "signal"
-    featurize_version = 3  # 2: empty or non-numeric arrays and misapplied channel names are refused; 3: headerless CSVs
+    featurize_version = 4  # 2: empty or non-numeric arrays and misapplied channel names are refused; 3: headerless CSVs;
+    # 4: a CSV's first row that mixes numbers and text is a sample (with a bad value), not a header
     batch_time_fields = frozenset({"normalize"})
 
     def __init__(self, name: str, cfg: SignalPreprocess):
@@ -174,6 +220,8 @@ class SignalPreprocessor(Preprocessor):
         if self.n_channels is not None and array.shape[0] != self.n_channels:
             raise DecodeError(f"expected {self.n_channels} channel(s) as in training; got {array.shape[0]}", path=path)
         cfg = self.cfg
+        if not np.isfinite(array).all():
+            raise DecodeError(self._non_finite(array, path), path=path)
         if cfg.resample_to is not None and cfg.resample_to != cfg.sample_rate:
             from fractions import Fraction
 
@@ -181,10 +229,24 @@ class SignalPreprocessor(Preprocessor):
 
             ratio = Fraction(cfg.resample_to / cfg.sample_rate).limit_denominator(1000)
             array = resample_poly(array, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
-        if not np.isfinite(array).all():
-            raise DecodeError("signal holds NaN or infinite values", path=path)
+        if not np.isfinite(array).all():  # resampled values past float32's range
+            raise DecodeError("the resampled signal holds values past float32's range", path=path)
         valid = min(array.shape[-1], cfg.length)
         return fit_length(array, cfg.length, cfg.crop), valid
+
+    @staticmethod
+    def _non_finite(array: np.ndarray, path: str) -> str:
+        """The message for a (C, L) signal, as read from ``path``, that holds NaN or an infinity:
+        where the first is (the earliest sample, the lowest channel among ties; for a CSV file
+        also its line)."""
+        sample, channel = np.argwhere(~np.isfinite(array.T))[0]
+        where = f"channel {channel}, sample {sample}"
+        if os.path.splitext(path)[1].lower() == ".csv":  # a CSV's samples are its data rows
+            line = _csv_line(path, int(sample), _csv_has_header(path))
+            where += f" (CSV line {line})" if line is not None else ""
+        count = int((~np.isfinite(array)).sum())
+        return (f"signal holds {count} NaN or infinite value(s), the first ({array[channel, sample]}) at {where}; "
+                "samples must be finite")
 
     @property
     def _spectral(self) -> tuple[int, int] | None:

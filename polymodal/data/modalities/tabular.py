@@ -54,7 +54,7 @@ class TabularPreprocessor(Preprocessor):
 
     kind = "tabular"
     file_based = False
-    featurize_version = 2  # 2: imputation and scaling in float64 (the fitted state too)
+    featurize_version = 3  # 2: imputation and scaling in float64 (the fitted state too); 3: infinities kept out of fit
 
     def __init__(self, name: str, cfg: TabularPreprocess, numeric: list[str], categorical: list[str]):
         super().__init__(name)
@@ -72,8 +72,8 @@ class TabularPreprocessor(Preprocessor):
         return cls(name, cfg.preprocess, list(cfg.columns), list(cfg.categorical))
 
     def _columns(self, values: Sequence[Any]) -> tuple[np.ndarray, list[list[str | None]], dict[int, DecodeError]]:
-        """A chunk of cells column by column: the numbers (N, n_numeric), NaN where empty or
-        unparsable; each categorical column's keys; and the first problem of each row that has one
+        """A chunk of cells column by column: the numbers (N, n_numeric), NaN where empty, unparsable
+        or infinite; each categorical column's keys; and the first problem of each row that has one
         (a value that is not a number, or is infinite)."""
         rows = [_as_row(v) for v in values]
         columns = list(zip(*rows)) if rows else [()] * (len(self.numeric) + len(self.categorical))
@@ -91,14 +91,16 @@ class TabularPreprocessor(Preprocessor):
                 try:
                     column[i] = _number(value, name)
                 except DecodeError as err:
+                    column[i] = np.nan  # the vectorised pass may have left an infinity here
                     errors.setdefault(i, err)
         n = len(self.numeric)
         return numbers, [[_category(v) for v in columns[n + j]] for j in range(len(self.categorical))], errors
 
     def fit(self, values: Sequence[Sequence[Any]]) -> None:
         """Imputation values, scaling and category vocabularies from the training cells (a value
-        that is not a number counts as missing here; encoding reports it with its row)."""
+        that is not a finite number counts as missing here; encoding reports it with its row)."""
         numbers, categories, _ = self._columns(list(values))
+        numbers = np.where(np.isfinite(numbers), numbers, np.nan)  # no infinity may reach the statistics
         with warnings.catch_warnings():  # an all-missing column's mean: NaN, filled with 0 below
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(numbers, axis=0) if len(numbers) else np.zeros(0)

@@ -64,7 +64,8 @@ class TextPreprocessor(Preprocessor):
 
     kind = "text"
     file_based = False
-    featurize_version = 4  # 2: an empty cleaned text is one [UNK]; NFC before cleaning. 3: cell_text. 4: marks kept, CJK spaced
+    featurize_version = 5  # 2: an empty cleaned text is one [UNK]; NFC before cleaning. 3: cell_text. 4: marks kept, CJK spaced.
+    # 5: format characters and variation selectors (emoji sequences) deleted
 
     def __init__(self, name: str, cfg: TextPreprocess):
         super().__init__(name)

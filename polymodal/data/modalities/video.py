@@ -30,8 +30,9 @@ class VideoPreprocessor(Preprocessor):
     over all frames of the training clips."""
 
     kind = "video"
-    featurize_version = 5  # 2: 16-bit frames in folders scaled as 16-bit image files are; 3: alpha composited;
-    # 4: a .npy clip scaled once, not frame by frame; 5: uniform sampling in time on variable-frame-rate containers
+    featurize_version = 6  # 2: 16-bit frames in folders scaled as 16-bit image files are; 3: alpha composited;
+    # 4: a .npy clip scaled once, not frame by frame; 5: uniform sampling in time on variable-frame-rate containers;
+    # 6: HSV frames resized as RGB, a grey frame's colour key composited for rgb (ImagePreprocessor.from_pil)
     batch_time_fields = frozenset({"normalize", "mean", "std", "augment"})
 
     def __init__(self, name: str, cfg: VideoPreprocess):

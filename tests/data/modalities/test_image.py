@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -316,3 +319,46 @@ def test_a_colour_mode_pillow_cannot_convert_is_a_decode_error_naming_the_file(t
     with pytest.raises(DecodeError, match="unsupported image colour mode LAB") as err:
         image(color="gray").decode(str(tmp_path / "lab.tif"))  # Pillow converts LAB to RGB only
     assert "lab.tif" in str(err.value)
+
+
+def test_hsv_is_resized_as_rgb_so_hue_does_not_blend_across_its_wrap(tmp_path):
+    """Two reds either side of hue 0 (about 250 and 3 on Pillow's 0-255 scale): interpolated as
+    numbers their hues would meet near 128, a cyan. Resized as RGB and then converted, the pixels
+    where they meet stay red: what converting Pillow's RGB resize gives."""
+    pixels = np.zeros((8, 16, 3), np.uint8)
+    pixels[:, :8] = [255, 0, 40]
+    pixels[:, 8:] = [255, 40, 0]
+    path = write_image(tmp_path / "reds.png", pixels)
+    for resize in ("stretch", "pad", "crop"):
+        got = image(color="hsv", size=[4, 6], resize=resize).decode(path)
+        expected = np.asarray(resize_image(Image.fromarray(pixels), (4, 6), resize).convert("HSV"))
+        np.testing.assert_array_equal(got, expected)
+    hue = image(color="hsv", size=[4, 8]).decode(path)[..., 0].astype(int)
+    assert ((hue < 20) | (hue > 235)).all()  # red everywhere, no hue from the far side of the circle
+
+
+@pytest.mark.parametrize("background", ["white", "black"])
+def test_a_grey_png_colour_key_shows_the_background_in_rgb_as_in_gray(tmp_path, background):
+    """A grey PNG whose tRNS chunk makes the value 7 transparent: those pixels are the background in
+    ``rgb`` as they are in ``gray`` (the grey-to-RGB shortcut must not skip the compositing)."""
+    pixels = np.full((16, 16), 7, np.uint8)
+    pixels[4:12, 4:12] = 200
+    path = write_image(tmp_path / "key.png", pixels, transparency=7)
+    fill = 255 if background == "white" else 0
+    expected = np.where(pixels == 7, fill, pixels).astype(np.uint8)
+    gray = image(color="gray", background=background).decode(path)
+    rgb = image(color="rgb", background=background).decode(path)
+    np.testing.assert_array_equal(gray[..., 0], expected)
+    np.testing.assert_array_equal(rgb, np.repeat(expected[..., None], 3, axis=2))
+    np.testing.assert_array_equal(image(color="rgb", background=None).decode(path)[..., 0], pixels)  # as stored
+
+
+def test_an_animated_gif_decodes_its_first_frame_and_closes_the_file(tmp_path):
+    frames = [Image.fromarray(np.full((16, 16, 3), colour, np.uint8)) for colour in ([255, 0, 0], [0, 0, 255])]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        x = image(color="rgb").decode(str(tmp_path / "anim.gif"))
+        gc.collect()  # an unclosed file warns when its image is collected
+    assert (x == [255, 0, 0]).all()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

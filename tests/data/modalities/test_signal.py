@@ -146,8 +146,8 @@ def test_a_headerless_csv_keeps_its_first_sample(tmp_path):
     with pytest.raises(DecodeError, match="the CSV has no header row"):
         signal(channels=["ch1"]).decode(str(path))
     header = tmp_path / "h.csv"
-    header.write_text("time,-1e3\n" + "\n".join(f"{a},{b}" for a, b in data.T[:5]) + "\n")
-    assert read_signal(str(header)).shape == (2, 5)  # one non-number names the columns
+    header.write_text("time,volts\n" + "\n".join(f"{a},{b}" for a, b in data.T[:5]) + "\n")
+    assert read_signal(str(header)).shape == (2, 5)  # no field is a number: the columns' names
     pd.DataFrame(data.T[:5]).to_csv(tmp_path / "p.csv", index=False)  # header 0,1: pandas' column numbers
     np.testing.assert_allclose(read_signal(str(tmp_path / "p.csv")), data[:, :5], rtol=1e-6)
     excel = tmp_path / "e.csv"  # Excel's "CSV UTF-8": a byte-order mark, and a first sample with a blank
@@ -267,11 +267,40 @@ def test_unreadable_signal_files(tmp_path, name, content, fragment):
     assert str(path) in str(info.value)
 
 
-def test_non_finite_values_are_a_decode_error(tmp_path):
+def test_non_finite_values_are_a_decode_error_naming_the_first(tmp_path):
     data = recording()
+    data[2, 7] = np.inf
     data[1, 5] = np.nan
-    with pytest.raises(DecodeError, match="NaN"):
+    data[0, 9] = np.nan
+    with pytest.raises(DecodeError, match=r"3 NaN or infinite value\(s\), the first \(nan\) at channel 1, sample 5;"):
         signal().decode(save_as(tmp_path / "r.npy", data))
+
+
+def test_a_non_finite_csv_value_is_named_with_its_line(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("a,b\n1.0,2.0\n\n3.0,inf\n4.0,5.0\n")  # a blank line, which pandas skips
+    with pytest.raises(DecodeError, match=r"the first \(inf\) at channel 1, sample 1 \(CSV line 4\)"):
+        signal().decode(str(path))
+
+
+def test_a_first_csv_row_that_mixes_numbers_and_text_is_a_sample_with_a_bad_value(tmp_path):
+    """Only a first row with no number in it names the columns: ``0.1260,n/a`` is the first sample
+    (its missing value refused), not a header that drops it; ``0.5,abc`` is a sample with a cell
+    that is not a number, refused with its line and column."""
+    rows = "\n".join(f"{0.1 * i:.2f},{0.2 * i:.2f}" for i in range(1, 6)) + "\n"
+    missing = tmp_path / "missing.csv"
+    missing.write_text("0.1260,n/a\n" + rows)
+    with pytest.raises(DecodeError, match=r"channel 1, sample 0 \(CSV line 1\)"):
+        signal().decode(str(missing))
+    text = tmp_path / "text.csv"
+    text.write_text("0.5,abc\n" + rows)
+    with pytest.raises(DecodeError, match=r"CSV line 1, column 1 \(counting from 0\) holds 'abc'; signal samples must"):
+        read_signal(str(text))
+    later = tmp_path / "later.csv"
+    later.write_text("x,y\n" + rows + "0.7,oops\n")
+    with pytest.raises(DecodeError, match=r"CSV line 7, column 'y' holds 'oops'") as info:
+        signal().decode(str(later))
+    assert str(later) in str(info.value)
 
 
 # --- cut_windows ---------------------------------------------------------------------------------

@@ -162,3 +162,20 @@ def test_large_magnitude_columns_scale_as_scikit_learn_does(scale):
     again = tabular(scale=scale, missing_indicator=False)
     again.set_state(json.loads(json.dumps(prep.get_state())))  # the JSON state keeps float64
     np.testing.assert_array_equal(np.stack([again.decode(r)[0] for r in rows])[:, 0], got)
+
+
+@pytest.mark.parametrize("infinity", [math.inf, -math.inf, "inf", "1e400"])
+def test_an_infinite_training_value_is_kept_out_of_the_fitted_statistics(infinity):
+    """An infinity (a float, or text that parses as one) counts as missing in fit, as a string does,
+    and encoding refuses its row naming the column; the other rows encode to finite numbers."""
+    prep = TabularPreprocessor("labs", TabularPreprocess(), ["x"], [])
+    rows = [(1.0,), (2.0,), (infinity,), (3.0,)]
+    prep.fit(rows)
+    np.testing.assert_allclose(prep.fill, [2.0])  # the mean of 1, 2, 3
+    np.testing.assert_allclose(prep.center, [2.0])
+    np.testing.assert_allclose(prep.scale, [np.std([1.0, 2.0, 2.0, 3.0])])
+    good, samples, errors = prep.decode_chunk(rows)
+    assert good == [0, 1, 3] and [position for position, _ in errors] == [2]
+    assert "column 'x' holds an infinite value" in errors[0][1].reason
+    assert all(np.isfinite(num).all() for num, _ in samples)
+    np.testing.assert_allclose(samples[0][0], [-1.0 / np.std([1.0, 2.0, 2.0, 3.0]), 0.0], rtol=1e-6)

@@ -37,6 +37,16 @@ def text(**options) -> TextPreprocessor:
         ({}, "தமிழ் மொழி", "தமிழ் மொழி"),
         ({}, "price: $5 → 10€ 🙂 ok", "price 5 10 ok"),  # symbols and emoji go, as punctuation does
         ({}, "我喜欢机器学习。你呢？", "我 喜 欢 机 器 学 习 你 呢"),  # ideographs are words of their own
+        # emoji sequences leave nothing behind: a variation selector (U+FE0F), skin tone, zero-width
+        # joiners (U+200D), a keycap (U+20E3), a flag's tag characters (plane 14)
+        ({}, "I love \U0001f355 \u2764\ufe0f \U0001f44d\U0001f3fd \U0001f468\u200d\U0001f469\u200d\U0001f467",
+         "i love"),
+        ({}, "1\ufe0f\u20e3 go\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f", "1 go"),
+        ({}, "co\u00adoperate \ufeffnow", "cooperate now"),  # a soft hyphen and a byte-order mark: deleted
+        # a zero-width (non-)joiner inside a Devanagari or Persian word is deleted, not a word break
+        ({}, "\u0915\u094d\u200d\u0937 \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+         "\u0915\u094d\u0937 \u0645\u06cc\u062e\u0648\u0627\u0647\u0645"),
+        ({"strip_punctuation": False}, "ok\u2764\ufe0f", "ok\u2764\ufe0f"),  # kept with the symbols they belong to
     ],
 )
 def test_cleaning(options, raw, cleaned):
