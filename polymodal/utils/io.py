@@ -70,6 +70,38 @@ def atomic_write_json(target: Path, data: Any) -> None:
                                          allow_nan=False) + "\n")
 
 
+TABLE_SUFFIXES = (".csv", ".parquet")  # what write_table writes
+
+
+def check_table_path(path: str | os.PathLike, what: str = "--out") -> Path:
+    """``path`` as a :class:`Path` when :func:`write_table` can write it: a ``.csv`` or ``.parquet``
+    name that is not a folder, in a folder that is not a file. Checked before any work is done.
+
+    Raises:
+        OptionError: naming ``what`` (the option or argument that gave the path).
+    """
+    from polymodal.errors import OptionError
+
+    path = Path(path)
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise OptionError([f"{what}: tables are written as {' or '.join(TABLE_SUFFIXES)}; got '{path.name}'"])
+    if path.is_dir():
+        raise OptionError([f"{what}: {path} is a folder; name a {' or '.join(TABLE_SUFFIXES)} file"])
+    if path.parent.exists() and not path.parent.is_dir():
+        raise OptionError([f"{what}: {path.parent} is a file, not a folder"])
+    return path
+
+
+def write_table(frame: Any, path: str | os.PathLike, *, what: str = "--out", float_format: str | None = None) -> Path:
+    """Write a DataFrame (its index dropped) atomically as CSV or Parquet, chosen by the suffix."""
+    path = check_table_path(path, what)
+    if path.suffix.lower() == ".parquet":
+        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    else:
+        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format=float_format))
+    return path
+
+
 def finite_json(data: Any) -> Any:
     """``data`` with every non-finite float (numpy's too) replaced by None, nested dicts and lists
     included."""
