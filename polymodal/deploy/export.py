@@ -18,7 +18,6 @@ or nothing, behind and never a graph that failed its check next to a ``deploy.js
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -327,7 +326,3 @@ def replace_folder(new: Path, target: Path) -> None:
         os.replace(old, target)
         raise
     shutil.rmtree(old)
-
-
-def read_meta(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / META_FILE).read_text(encoding="utf-8"))
