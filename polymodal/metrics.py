@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from polymodal.config.task_metrics import TASK_METRICS, direction
 from polymodal.utils.scores import sigmoid, softmax
 
 
@@ -110,19 +111,11 @@ def task_metrics(task: str, outputs: np.ndarray, target: np.ndarray, n_classes: 
     return regression_metrics(outputs, target)
 
 
-# The metric early stopping and model selection watch by default, and whether higher is better.
-# Supervised tasks watch the validation loss: accuracy on a few hundred validation rows moves in
-# coarse steps and plateaus (often at 100% on rows like the training ones) while the model still
-# improves, so stopping on it keeps an early, under-trained epoch.
-DEFAULT_MONITOR = {"classification": ("loss", "min"), "multilabel": ("loss", "min"), "regression": ("loss", "min"),
-                   "retrieval": ("map", "max")}
-LOWER_IS_BETTER = {"loss", "mae", "rmse", "ece", "log_loss", "median_rank"}
-
-
 def monitored(task: str, early_stopping: Any) -> tuple[str, str]:
     """The validation metric a run selects its epoch by and whether lower (``min``) or higher
     (``max``) is better: ``early_stopping.monitor`` unless ``auto`` (or no early stopping), else the
     task's default."""
     if early_stopping is not None and early_stopping.monitor != "auto":
-        return early_stopping.monitor, "min" if early_stopping.monitor in LOWER_IS_BETTER else "max"
-    return DEFAULT_MONITOR[task]
+        return early_stopping.monitor, direction(early_stopping.monitor)
+    name = TASK_METRICS[task].default_monitor
+    return name, direction(name)
