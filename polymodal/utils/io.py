@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import stat
 import zipfile
 from collections.abc import Callable, Iterator
@@ -50,6 +51,46 @@ def _new_temp_file(target: Path) -> Path:
             return path
         except FileExistsError:  # another writer's name: draw again
             continue
+
+
+def durable_replace(source: Path, target: Path) -> None:
+    """Flush ``source`` (a file another writer produced) to disk, then rename it onto ``target``:
+    after a crash ``target`` is the old file or the whole new one."""
+    with open(source, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(source, target)
+
+
+@contextmanager
+def atomic_folder(target: Path, *, replace: bool = True) -> Iterator[Path]:
+    """Yield a new, empty, hidden folder beside ``target``; when the block succeeds it becomes
+    ``target`` in one rename, so readers see the whole folder or none.
+
+    An existing ``target`` is replaced (``replace``; put back if the move fails) or kept (another
+    writer stored it first: the new folder is dropped). On error the staging folder is removed.
+    Staging folders are named ``.tmp-*`` (what :func:`polymodal.data.cache.sweep_leftovers` clears
+    after a killed process).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".tmp-{secrets.token_hex(8)}-{target.name}")
+    staging.mkdir()  # not mkdtemp: the folder keeps the usual permissions
+    try:
+        yield staging
+        if not target.exists():
+            os.replace(staging, target)
+        elif replace:
+            old = target.with_name(f".tmp-{secrets.token_hex(8)}-old-{target.name}")
+            os.replace(target, old)
+            try:
+                os.replace(staging, target)
+            except OSError:
+                os.replace(old, target)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def atomic_write(target: Path, write: Callable[[Path], Any]) -> None:
