@@ -7,29 +7,39 @@ from typing import Any
 
 import numpy as np
 
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+from polymodal.config.task_metrics import TASK_METRICS, direction
+from polymodal.utils.scores import sigmoid, softmax
 
 
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
+def reliability_bins(proba: np.ndarray, target: np.ndarray, bins: int = 15) -> list[dict[str, Any]]:
+    """Per equal-width bin of the top-class confidence: its edges, sample count, mean confidence
+    and accuracy (what a reliability diagram draws).
 
-
-def expected_calibration_error(proba: np.ndarray, target: np.ndarray, bins: int = 15) -> float:
-    """ECE of the top-class confidence over ``bins`` equal-width bins."""
+    Args:
+        proba: (N, K) class probabilities.
+        target: (N,) true class indices.
+        bins: number of bins over [0, 1].
+    """
     confidence = proba.max(axis=1)
     correct = proba.argmax(axis=1) == target
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    ece = 0.0
+    out = []
     for b in range(bins):
         in_bin = which == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+        count = int(in_bin.sum())
+        out.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": count,
+                    "confidence": float(confidence[in_bin].mean()) if count else None,
+                    "accuracy": float(correct[in_bin].mean()) if count else None})
+    return out
+
+
+def expected_calibration_error(proba: np.ndarray, target: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top-class confidence over ``bins`` equal-width bins: the count-weighted mean gap
+    between confidence and accuracy of :func:`reliability_bins`."""
+    total = max(len(proba), 1)
+    return float(sum(b["count"] / total * abs(b["accuracy"] - b["confidence"])
+                     for b in reliability_bins(proba, target, bins) if b["count"]))
 
 
 def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: int | None = None) -> dict[str, Any]:
@@ -101,19 +111,11 @@ def task_metrics(task: str, outputs: np.ndarray, target: np.ndarray, n_classes: 
     return regression_metrics(outputs, target)
 
 
-# The metric early stopping and model selection watch by default, and whether higher is better.
-# Supervised tasks watch the validation loss: accuracy on a few hundred validation rows moves in
-# coarse steps and plateaus (often at 100% on rows like the training ones) while the model still
-# improves, so stopping on it keeps an early, under-trained epoch.
-DEFAULT_MONITOR = {"classification": ("loss", "min"), "multilabel": ("loss", "min"), "regression": ("loss", "min"),
-                   "retrieval": ("map", "max")}
-LOWER_IS_BETTER = {"loss", "mae", "rmse", "ece", "log_loss", "median_rank"}
-
-
 def monitored(task: str, early_stopping: Any) -> tuple[str, str]:
     """The validation metric a run selects its epoch by and whether lower (``min``) or higher
     (``max``) is better: ``early_stopping.monitor`` unless ``auto`` (or no early stopping), else the
     task's default."""
     if early_stopping is not None and early_stopping.monitor != "auto":
-        return early_stopping.monitor, "min" if early_stopping.monitor in LOWER_IS_BETTER else "max"
-    return DEFAULT_MONITOR[task]
+        return early_stopping.monitor, direction(early_stopping.monitor)
+    name = TASK_METRICS[task].default_monitor
+    return name, direction(name)

@@ -16,9 +16,10 @@ from torch import nn
 
 from polymodal.config.tasks import MAIN_TASK
 from polymodal.data.multitarget import MultiTargetEncoder
-from polymodal.metrics import sigmoid, softmax, task_metrics
+from polymodal.metrics import task_metrics
 from polymodal.models.objectives import TaskLoss
 from polymodal.models.objectives.multitask import MultiTaskLoss
+from polymodal.utils.scores import decisions, probabilities
 
 
 def with_further_tasks(config: Any, targets: Any, main_loss: TaskLoss) -> nn.Module:
@@ -83,14 +84,15 @@ def further_task_frame(targets: Any, outputs: np.ndarray, index: pd.Index) -> pd
         enc = targets.encoders[slot.name]
         out = outputs[:, slot.outputs[0]:slot.outputs[1]]
         if enc.task == "classification":
-            proba = softmax(out)
-            frame[f"{slot.name}_prediction"] = np.asarray(enc.classes, dtype=object)[proba.argmax(axis=1)]
+            proba = probabilities(enc.task, out)
+            frame[f"{slot.name}_prediction"] = np.asarray(enc.classes, dtype=object)[decisions(enc.task, proba)]
             for j, cls in enumerate(enc.classes):
                 frame[f"{slot.name}_proba_{cls}"] = proba[:, j]
         elif enc.task == "multilabel":
-            proba = sigmoid(out)
+            proba = probabilities(enc.task, out)
+            chosen = decisions(enc.task, proba)
             for j, column in enumerate(enc.columns):
-                frame[f"{slot.name}_pred_{column}"] = (proba[:, j] >= 0.5).astype(int)
+                frame[f"{slot.name}_pred_{column}"] = chosen[:, j]
                 frame[f"{slot.name}_proba_{column}"] = proba[:, j]
         else:
             values = enc.decode_values(out)

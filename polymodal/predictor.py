@@ -36,15 +36,12 @@ from polymodal.data.split import stratified_holdout
 from polymodal.errors import ConfigError, NotFittedError, SchemaMismatchError
 from polymodal.estimator import Estimator, count_parameters, manifest_paths, skipped_by_split
 from polymodal.fewshot import use_support
-from polymodal.metrics import monitored, sigmoid, softmax, task_metrics
+from polymodal.metrics import monitored, task_metrics
 from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
 from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, with_further_tasks
-from polymodal.runfolder import MODEL_FILE
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
-from polymodal.utils.device import move_to
-
-__all__ = ["MODEL_FILE", "MultimodalPredictor", "count_parameters", "move_to"]  # the last three moved; kept importable here
+from polymodal.utils.scores import decisions, probabilities
 
 
 class MultimodalPredictor(Estimator):
@@ -293,7 +290,7 @@ class MultimodalPredictor(Estimator):
                                       f"{self.config.task}" + (" (use embed)" if self.config.task == "retrieval" else ""))
         manifest, table = self._encode(data, require_target=False, modalities=modalities)
         outputs = main_outputs(self.pipeline.targets, self._outputs(table))
-        proba = softmax(outputs) if self.config.task == "classification" else sigmoid(outputs)
+        proba = probabilities(self.config.task, outputs)
         columns = self.pipeline.targets.classes if self.config.task == "classification" else self.config.targets
         return pd.DataFrame(proba, columns=columns, index=manifest.row_index(table.rows))
 
@@ -308,9 +305,8 @@ class MultimodalPredictor(Estimator):
             _, table = self._encode(data, require_target=False, modalities=modalities)
             return self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, self._outputs(table)))
         proba = self.predict_proba(data, modalities)
-        if self.config.task == "multilabel":
-            return (proba.to_numpy() >= 0.5).astype(int)
-        return np.asarray(proba.columns)[proba.to_numpy().argmax(axis=1)]
+        chosen = decisions(self.config.task, proba.to_numpy())
+        return chosen if self.config.task == "multilabel" else np.asarray(proba.columns)[chosen]
 
     def predict_frame(self, data: DataSource, modalities: Iterable[str] | None = None, *,
                       support: DataSource | None = None) -> pd.DataFrame:
@@ -347,11 +343,11 @@ class MultimodalPredictor(Estimator):
             return pd.DataFrame(targets.decode_values(outputs), index=index,
                                 columns=[f"pred_{c}" for c in self.config.targets])
         if task == "multilabel":
-            proba = sigmoid(outputs)
-            frame = pd.DataFrame((proba >= 0.5).astype(int), index=index, columns=[f"pred_{c}" for c in self.config.targets])
+            proba = probabilities(task, outputs)
+            frame = pd.DataFrame(decisions(task, proba), index=index, columns=[f"pred_{c}" for c in self.config.targets])
             return frame.join(pd.DataFrame(proba, index=index, columns=[f"proba_{c}" for c in self.config.targets]))
-        proba = softmax(outputs)
-        frame = pd.DataFrame({"prediction": np.asarray(targets.classes, dtype=object)[proba.argmax(axis=1)]}, index=index)
+        proba = probabilities(task, outputs)
+        frame = pd.DataFrame({"prediction": np.asarray(targets.classes, dtype=object)[decisions(task, proba)]}, index=index)
         return frame.join(pd.DataFrame(proba, index=index, columns=[f"proba_{c}" for c in targets.classes]))
 
     def explain(self, data: DataSource, **options: Any) -> Any:

@@ -34,7 +34,7 @@ import torch
 from polymodal.config import Config, load_config, save_config
 from polymodal.data.pipeline import DataPipeline
 from polymodal.errors import PolymodalError, RunFolderError
-from polymodal.metrics import DEFAULT_MONITOR, monitored
+from polymodal.metrics import monitored
 from polymodal.utils.io import atomic_write, atomic_write_json, damaged_zip, folder_digest
 
 CONFIG_FILE = "config.yaml"
@@ -164,13 +164,12 @@ def check_resumable(run: Path, config: Config) -> None:
         raise RunFolderError(f"--resume: {run} trains with the one-cycle schedule, which spans the "
                              f"{saved['train.epochs']} epochs it started with; resume with train.epochs: "
                              f"{saved['train.epochs']}, or start a new run (the cosine schedule may be extended)")
-    if old_config.task in DEFAULT_MONITOR:  # the metric the kept epoch is chosen by
-        before = monitored(old_config.task, old_config.train.early_stopping)[0]
-        after = monitored(config.task, config.train.early_stopping)[0]
-        if before != after:
-            raise RunFolderError(f"--resume: {run} selects its best epoch by validation {before}; resuming it by "
-                                 f"{after} would ignore the epochs before the resume (train.early_stopping.monitor: "
-                                 f"{before}, or start a new run)")
+    before = monitored(old_config.task, old_config.train.early_stopping)[0]  # the metric the kept epoch is chosen by
+    after = monitored(config.task, config.train.early_stopping)[0]
+    if before != after:
+        raise RunFolderError(f"--resume: {run} selects its best epoch by validation {before}; resuming it by "
+                             f"{after} would ignore the epochs before the resume (train.early_stopping.monitor: "
+                             f"{before}, or start a new run)")
     if changed:
         lines = "; ".join(f"{k}: {saved.get(k)!r} -> {given.get(k)!r}" for k in changed[:10])
         more = f" (and {len(changed) - 10} more)" if len(changed) > 10 else ""

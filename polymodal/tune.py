@@ -27,10 +27,9 @@ import yaml
 
 from polymodal.config import Config, config_to_dict, load_config
 from polymodal.config.overrides import apply_values
-from polymodal.config.root import MONITORS
+from polymodal.config.task_metrics import TASK_METRICS, direction
 from polymodal.config.tune import ChoiceParam, RangeParam
 from polymodal.errors import ConfigError, RunFolderError
-from polymodal.metrics import LOWER_IS_BETTER
 from polymodal.utils.io import atomic_write, atomic_write_json, atomic_write_text
 from polymodal.utils.warn import warn_user
 
@@ -59,12 +58,6 @@ def _suggest(trial: Any, key: str, param: RangeParam | ChoiceParam) -> Any:
                                step=None if param.step is None else float(param.step))
 
 
-# What a search optimises when neither ``tune.metric`` nor early stopping names a metric: the
-# task's headline figure (early stopping's own default, the loss, is a poor thing to rank models by).
-HEADLINE = {"classification": "accuracy", "multilabel": "macro_f1", "regression": "rmse", "retrieval": "map",
-            "anomaly": "loss"}
-
-
 def _metric(config: Config) -> tuple[str, str]:
     tune = config.tune
     stop = config.train.early_stopping
@@ -73,11 +66,11 @@ def _metric(config: Config) -> tuple[str, str]:
     elif stop is not None and stop.monitor != "auto":
         name = stop.monitor
     else:
-        name = HEADLINE[config.task]
-    if name not in MONITORS[config.task]:
+        name = TASK_METRICS[config.task].headline
+    if name not in TASK_METRICS[config.task].monitors:
         raise ConfigError([f"tune.metric: '{name}' is not a validation metric of task '{config.task}'; "
-                           f"allowed: {MONITORS[config.task]}"])
-    return name, "minimize" if name in LOWER_IS_BETTER else "maximize"
+                           f"allowed: {list(TASK_METRICS[config.task].monitors)}"])
+    return name, f"{direction(name)}imize"
 
 
 def _score(predictor: Any, metric: str) -> float:

@@ -7,13 +7,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import yaml
+from helpers_cli import invoke
 from helpers_models import classification_config, make_dataset, write_splits
-from typer.testing import CliRunner
 
 from polymodal import MultimodalPredictor
-from polymodal.cli import app
-
-runner = CliRunner()
 
 
 def corrupt(root, *images: str) -> None:
@@ -81,10 +78,6 @@ def test_rows_split_off_for_validation_are_named_by_their_row_in_the_file(data, 
     assert list(listed["where"]) == ["train.csv row 3 (line 5)", "train.csv row 5 (line 7)", "train.csv row 20 (line 22)"]
     assert list(listed["path"])[1:] == [str(tmp_path / "bad5.png"), str(tmp_path / "bad20.png")]
     assert predictor.info["train_rows"] + predictor.info["valid_rows"] == len(train) - 3
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def test_cli_evaluate_names_the_skipped_files_and_writes_them(run, data):

@@ -30,6 +30,7 @@ from polymodal.config.model import (
 from polymodal.config.overrides import apply_overrides
 from polymodal.config.parsing import DuplicateKeyError, load_json, load_yaml
 from polymodal.config.report import ReportConfig
+from polymodal.config.task_metrics import TASK_METRICS
 from polymodal.config.tasks import TaskSpec, check_tasks
 from polymodal.config.train import DataConfig, LossConfig, TrainConfig
 from polymodal.config.transfer import AnyTransfer, check_transfer
@@ -38,14 +39,6 @@ from polymodal.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_TENSOR_WIDTH = 65_536
-# validation metrics early stopping may watch, per task (see polymodal.metrics)
-MONITORS = {
-    "classification": ["loss", "accuracy", "macro_f1", "auroc", "ece", "log_loss"],
-    "multilabel": ["loss", "subset_accuracy", "micro_f1", "macro_f1", "auroc"],
-    "regression": ["loss", "mae", "rmse", "r2"],
-    "retrieval": ["loss", "map", "recall@1", "recall@5", "recall@10", "median_rank"],
-    "anomaly": ["loss"],
-}
 Task = Literal["classification", "multilabel", "regression", "retrieval", "anomaly"]
 
 
@@ -161,8 +154,8 @@ class Config(StrictModel):
     @model_validator(mode="after")
     def _check_monitor(self) -> Config:
         stop = self.train.early_stopping
-        if stop is not None and stop.monitor != "auto" and stop.monitor not in MONITORS[self.task]:
-            raise ValueError(f"train.early_stopping.monitor must be 'auto' or one of {MONITORS[self.task]} for task "
+        if stop is not None and stop.monitor != "auto" and stop.monitor not in TASK_METRICS[self.task].monitors:
+            raise ValueError(f"train.early_stopping.monitor must be 'auto' or one of {list(TASK_METRICS[self.task].monitors)} for task "
                              f"'{self.task}'; got '{stop.monitor}'")
         return self
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.data.modalities.base import ArraySpec
-from polymodal.utils.io import atomic_path
+from polymodal.utils.io import atomic_folder, atomic_path
 
 
 class SortedIndex:
@@ -93,15 +93,10 @@ def visible_folders(parent: Path) -> list[Path]:
 def publish_index(parent: Path, index: SortedIndex, segments: list[str] | None = None) -> None:
     """Write ``index`` (and the ``segments`` it covers) into a temp folder of ``parent`` and rename it
     into place under a time-ordered name, so readers see a complete index or none."""
-    tmp = parent / f".tmp-{uuid.uuid4().hex}"
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_folder(parent / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}") as tmp:
         index.save(tmp)
         if segments is not None:  # inside the temp folder: renamed into place with it
             (tmp / "segments.json").write_text(json.dumps(segments), encoding="utf-8")
-        os.replace(tmp, parent / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # gone already unless writing failed
 
 
 STALE_TEMP_S = 24 * 3600  # a temp folder nothing wrote to for this long belongs to a killed process

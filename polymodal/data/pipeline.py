@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from polymodal.data.modalities import Preprocessor, build_preprocessor
 from polymodal.data.multitarget import build_targets, targets_from_state
 from polymodal.data.validation import validate_manifest
 from polymodal.errors import SchemaMismatchError
-from polymodal.utils.io import atomic_write_json
+from polymodal.utils.io import atomic_folder, atomic_write_json
 from polymodal.utils.memory import release_memory
 from polymodal.utils.warn import warn_user
 
@@ -188,12 +186,11 @@ class DataPipeline:
             except (OSError, KeyError, ValueError):  # unreadable or from an older state format: fit again
                 pass
         prep.fit_features({k: take(v, mod.present) for k, v in mod.arrays.items()})
-        tmp = folder.parent / f".tmp-{uuid.uuid4().hex}"
         try:
-            prep.save(tmp)
-            os.replace(tmp, folder)
-        except OSError:  # stored by another process first, or a read-only cache: fitted anyway
-            shutil.rmtree(tmp, ignore_errors=True)
+            with atomic_folder(folder, replace=False) as tmp:  # another process may store it first: kept
+                prep.save(tmp)
+        except OSError:  # a read-only cache: fitted anyway
+            pass
 
     def encode(self, manifest: Manifest, progress: bool = False, modalities: Iterable[str] | None = None) -> EncodedTable:
         """Encode a manifest; modalities outside ``modalities`` are absent everywhere (their files

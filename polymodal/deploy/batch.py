@@ -27,10 +27,9 @@ from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import OptionError, SchemaMismatchError
 from polymodal.runfolder import write_skipped
-from polymodal.utils.io import atomic_write, atomic_write_json
+from polymodal.utils.io import atomic_write, atomic_write_json, check_table_path
 from polymodal.utils.progress import progress_bar
 
-FORMATS = (".csv", ".parquet")
 STATE_FILE = "progress.json"
 
 
@@ -93,20 +92,15 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
         on_chunk: called with each chunk's index after it is written (progress hooks, tests).
 
     Raises:
-        SchemaMismatchError: unsupported output suffix, bad chunk size, parts from another manifest,
+        OptionError: ``out`` is not a ``.csv`` / ``.parquet`` file name in a folder.
+        SchemaMismatchError: bad chunk size, parts from another manifest,
             or a support set for a model that takes none (refused, like a bad support manifest,
             before any file is written).
         ManifestError: the manifest does not fit the model (checked before any prediction).
     """
-    out = Path(out)
-    if out.suffix.lower() not in FORMATS:
-        raise SchemaMismatchError(f"predictions can be written as {list(FORMATS)}; got '{out.name}'")
+    out = check_table_path(out)  # found now, not after every row is predicted
     if chunk_rows < 1:
         raise SchemaMismatchError(f"chunk_rows must be at least 1; got {chunk_rows}")
-    if out.is_dir():  # found now, not after every row is predicted
-        raise IsADirectoryError(f"--out must be a file (.csv or .parquet); {out} is a folder")
-    if out.parent.exists() and not out.parent.is_dir():
-        raise NotADirectoryError(f"--out {out}: {out.parent} is a file, not a folder")
     if isinstance(data, str | os.PathLike) and out.exists() and out.resolve() == Path(data).resolve():
         raise OptionError([f"--out {out} is the manifest being predicted; write the predictions to another file"])
     if out.exists() and not overwrite and not (resume and parts_folder(out).is_dir()):

@@ -18,13 +18,8 @@ or nothing, behind and never a graph that failed its check next to a ``deploy.js
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import shutil
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +35,7 @@ from polymodal.deploy.errors import ExportError, first_line, onnxruntime_errors
 from polymodal.deploy.graph import OUTPUT, ExportedGraph, GraphInput, example_feeds, exportable_ops, graph_inputs
 from polymodal.deploy.runtime import META_FILE
 from polymodal.estimator import EXPORT
-from polymodal.utils.io import atomic_write, atomic_write_json, python_scalar
+from polymodal.utils.io import atomic_folder, atomic_write, atomic_write_json, python_scalar
 
 FORMATS = ("onnx", "torchscript")
 ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model.torchscript.pt"
@@ -206,7 +201,7 @@ def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", dat
     folder = Path(out)
     kept = f"{folder} keeps its previous export" if (folder / META_FILE).is_file() else f"nothing was written to {folder}"
     try:
-        with staged_folder(folder) as staging:
+        with atomic_folder(folder) as staging:
             report = write_export(predictor, staging, fmt, data, rows, tolerance, quantize)
     except onnxruntime_errors() as err:  # creating, running or quantising the graph's session
         raise ExportError(f"onnxruntime cannot run the exported graph: {first_line(err)}; {kept}") from err
@@ -298,36 +293,3 @@ def check_replaceable(folder: Path, hint: str = "--out must name a new or an exp
     if others:
         raise ExportError(f"export folder {folder} holds files that are not part of an export {others[:5]}; an export "
                           f"replaces its whole folder (exports hold only {list(EXPORT_FILES)}), so {hint}")
-
-
-@contextmanager
-def staged_folder(folder: Path) -> Iterator[Path]:
-    """Yield a new hidden sibling of ``folder``; on success it replaces ``folder``, on error it is removed."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.with_name(f".{folder.name}.{secrets.token_hex(4)}.tmp")
-    staging.mkdir()  # not mkdtemp: the export keeps the usual permissions
-    try:
-        yield staging
-        replace_folder(staging, folder)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-
-
-def replace_folder(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``, replacing an existing ``target`` folder (restored if the move fails)."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = new.with_name(f"{new.name}.old")
-    os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except OSError:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old)
-
-
-def read_meta(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / META_FILE).read_text(encoding="utf-8"))

@@ -28,13 +28,12 @@ from polymodal.deploy.errors import RequestError
 from polymodal.errors import DecodeError, MissingDependencyError
 from polymodal.utils.images import EXIF_FORMATS, converted, resize_image, to_8bit
 from polymodal.utils.npy import npy_from_bytes
-from polymodal.utils.signals import channels_first
-from polymodal.utils.text import clean
+from polymodal.utils.signals import channels_first, fit_length
+from polymodal.utils.text import UNK_ID, clean
 from polymodal.utils.values import blank
 from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
 
 AMIN = 1e-10
-UNK_ID = 1  # [UNK] of the word vocabulary and trained subword tokenizers (polymodal.data.modalities.text)
 
 
 def read_bytes(value: Any) -> bytes:
@@ -230,17 +229,6 @@ class AudioFeatures(Features):
             feats = feats @ np.asarray(self.state["dct"], np.float32)
         lengths = np.minimum(1 + valid // self.hop, feats.shape[1]).astype(np.int32)
         return {"x": feats.astype(np.float32), "length": lengths}
-
-
-def fit_length(x: np.ndarray, n: int, crop: str) -> np.ndarray:
-    """Crop (``start`` / ``center``) or zero-pad the last axis to ``n``."""
-    length = x.shape[-1]
-    if length > n:
-        start = (length - n) // 2 if crop == "center" else 0
-        return x[..., start:start + n]
-    out = np.zeros((*x.shape[:-1], n), np.float32)
-    out[..., :length] = x
-    return out
 
 
 # --- text --------------------------------------------------------------------------------------

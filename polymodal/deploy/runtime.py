@@ -31,6 +31,7 @@ import numpy as np
 from polymodal.deploy.errors import ExportError, RequestError, first_line, onnxruntime_errors
 from polymodal.deploy.features import FEATURES, Features
 from polymodal.errors import MissingDependencyError
+from polymodal.utils.scores import decisions, explained_score, probabilities
 from polymodal.utils.values import blank
 
 META_FILE = "deploy.json"
@@ -43,11 +44,6 @@ def given(value: Any) -> bool:
     if isinstance(value, Mapping):
         return any(given(cell) for cell in value.values())
     return not blank(value)
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 class Runtime:
@@ -143,10 +139,8 @@ class Runtime:
     def scores(self, outputs: np.ndarray) -> np.ndarray:
         """Probabilities (classification: softmax, multilabel: sigmoid) or de-standardised values."""
         task = self.meta["task"]
-        if task == "classification":
-            return softmax(outputs)
-        if task == "multilabel":
-            return 1.0 / (1.0 + np.exp(-outputs))
+        if task in ("classification", "multilabel"):
+            return probabilities(task, outputs)
         mean, std = self.meta["target_scaling"]
         return outputs * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
 
@@ -158,12 +152,10 @@ class Runtime:
 
     def predict(self, rows: Sequence[Row]) -> list[Any]:
         """Labels (classification), 0/1 lists (multilabel) or value lists (regression)."""
-        scores = self.scores(self.outputs(rows))
-        if self.meta["task"] == "classification":
-            return [self.meta["classes"][i] for i in scores.argmax(axis=1)]
-        if self.meta["task"] == "multilabel":
-            return (scores >= 0.5).astype(int).tolist()
-        return scores.tolist()
+        task, scores = self.meta["task"], self.scores(self.outputs(rows))
+        if task == "classification":
+            return [self.meta["classes"][i] for i in decisions(task, scores)]
+        return decisions(task, scores).tolist() if task == "multilabel" else scores.tolist()
 
     def explain(self, rows: Sequence[Row], feeds: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """Exact Shapley contributions (B, M) of each modality (``names`` order) to each row's score.
@@ -179,15 +171,10 @@ class Runtime:
         given = np.stack([feeds[f"{n}.present"] for n in self.names], axis=1)  # (B, M)
         m, start, stop = len(self.names), *self.meta["main_outputs"]
         full = self.scores(self.run(feeds)[:, start:stop])
-        pick = full.argmax(axis=1) if self.meta["task"] == "classification" else None
+        pick = full.argmax(axis=1) if self.meta["task"] == "classification" else None  # the class of all given
         values = {}
         for mask in range(1 << m):
             keep = np.asarray([(mask >> i) & 1 for i in range(m)], bool)
             masked = {**feeds, **{f"{n}.present": given[:, i] & keep[i] for i, n in enumerate(self.names)}}
-            scores = self.scores(self.run(masked)[:, start:stop])
-            if pick is not None:
-                score = scores[np.arange(len(scores)), pick]
-            else:
-                score = scores.mean(axis=1) if self.meta["task"] == "multilabel" else scores[:, 0]
-            values[mask] = score[:, None]
+            values[mask] = explained_score(self.meta["task"], self.scores(self.run(masked)[:, start:stop]), pick)[:, None]
         return exact_shapley(values, m)[:, :, 0]

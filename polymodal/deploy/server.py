@@ -28,6 +28,7 @@ from polymodal.deploy.requests import FILE_KINDS, RequestParser, accepted_types,
 from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.settings import ServeSettings
 from polymodal.errors import MissingDependencyError
+from polymodal.utils.scores import decisions, explained_score
 
 ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "object", "properties": {
     "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": ["string", "null"]}}}}}
@@ -216,7 +217,7 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
             out["prediction"] = meta["classes"][int(scores.argmax())]
             out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
         elif meta["task"] == "multilabel":
-            out["prediction"] = [c for c, p in zip(meta["classes"], scores) if p >= 0.5]
+            out["prediction"] = [c for c, chosen in zip(meta["classes"], decisions("multilabel", scores)) if chosen]
             out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
         else:
             out["prediction"] = {c: float(v) for c, v in zip(meta["classes"], scores)}
@@ -273,8 +274,7 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
         out = result(outputs, row)
         start, stop = meta["main_outputs"]
         scores = runtime.scores(outputs[None, start:stop])[0]
-        score = float(scores.max()) if meta["task"] == "classification" else float(
-            scores.mean() if meta["task"] == "multilabel" else scores[0])
+        score = float(explained_score(meta["task"], scores[None])[0])
         out["explained"] = out["prediction"] if meta["task"] == "classification" else "score"
         out["score"] = score
         out["base"] = score - float(phi.sum())

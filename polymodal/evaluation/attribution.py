@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from polymodal.config.task_metrics import TASK_METRICS
 from polymodal.errors import SchemaMismatchError
 from polymodal.estimator import EXPLAIN
 from polymodal.evaluation.coalitions import coalition_outputs, mask_of
 from polymodal.evaluation.data import EvalData, load_eval_data, output_names, to_scores
 from polymodal.evaluation.integrated_gradients import WithinAttribution, within_modality
-from polymodal.evaluation.robustness import SWEEP_METRIC
 from polymodal.evaluation.shapley import (
     EXACT_MAX_MODALITIES,
     exact_shapley,
@@ -123,7 +123,7 @@ def _importance(predictor: MultimodalPredictor, names: list[str], picked_phi: np
     frame = pd.DataFrame({"modality": names, "mean_abs_shapley": mean_abs,
                           "share": mean_abs / total if total > 0 else np.zeros(len(names)),
                           "mean_shapley": picked_phi.mean(axis=0) if len(picked_phi) else np.zeros(len(names))})
-    metric = SWEEP_METRIC.get(predictor.config.task)
+    metric = TASK_METRICS[predictor.config.task].sweep
     if targets is not None and metric is not None and len(targets):
         full = (1 << len(names)) - 1
 

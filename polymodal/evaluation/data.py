@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader
 from polymodal.data.dataset import collate
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
-from polymodal.metrics import sigmoid, softmax
 from polymodal.utils.device import default_device, move_to
+from polymodal.utils.scores import sigmoid, softmax
 
 if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from polymodal.config.task_metrics import TASK_METRICS
 from polymodal.data.manifest import Manifest
 from polymodal.evaluation.attribution import explain
 from polymodal.evaluation.calibration import calibration_summary
@@ -20,7 +21,7 @@ from polymodal.evaluation.cca_baseline import MIN_CCA_ROWS
 from polymodal.evaluation.coalitions import all_subsets
 from polymodal.evaluation.complexity import inference_latency, peak_memory_mb
 from polymodal.evaluation.data import load_eval_data, sample_rows
-from polymodal.evaluation.robustness import REPORT_CORRUPTIONS, SWEEP_METRIC, robustness_sweep
+from polymodal.evaluation.robustness import REPORT_CORRUPTIONS, robustness_sweep
 from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES
 from polymodal.evaluation.subsets import evaluate_subsets
 from polymodal.multitask import main_task
@@ -86,7 +87,7 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
         started = time.perf_counter()
         return {"split": split, **retrieval_beside_cca(predictor, data, train, cfg),
                 "seconds": time.perf_counter() - started}
-    metric = SWEEP_METRIC.get(predictor.config.task)
+    metric = TASK_METRICS[predictor.config.task].sweep
     if cfg.rows == 0 or metric is None:
         return {}
     started = time.perf_counter()

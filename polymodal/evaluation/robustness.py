@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from polymodal.config.task_metrics import TASK_METRICS
 from polymodal.data.encode import EncodedModality, EncodedTable, encode_modality, manifest_cells
 from polymodal.data.modalities.base import ArraySpec, Preprocessor
 from polymodal.errors import ConfigError, OptionError, SchemaMismatchError
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource
     from polymodal.predictor import MultimodalPredictor
 
-# the metric a sweep reports, per task (higher is better for each: ``worst`` is the minimum)
-SWEEP_METRIC = {"classification": "accuracy", "multilabel": "macro_f1", "regression": "r2"}
 # the corruption the automatic report sweeps, per modality kind (the CLI sweeps every registered one)
 REPORT_CORRUPTIONS = {"image": "gaussian_noise", "audio": "white_noise", "text": "typos", "signal": "noise",
                       "tabular": "missing"}
@@ -176,7 +175,7 @@ def _sweep_curves(predictor: MultimodalPredictor, data: EvalData, corruptions: M
     """The curve rows; ``progress``: the description of a progress bar over the corrupted evaluations."""
     if data.targets is None:
         raise SchemaMismatchError("a robustness sweep needs labelled data")
-    metric = SWEEP_METRIC[predictor.config.task]
+    metric = TASK_METRICS[predictor.config.task].sweep
     clean = predictor._metrics(predictor._outputs(data.table), data.targets)[metric]
     # a modality the data never holds has nothing to corrupt
     swept = {m: names for m, names in corruptions.items() if data.table.modalities[m].present.any()}
@@ -219,7 +218,7 @@ def robustness_sweep(predictor: MultimodalPredictor, data: DataSource | EvalData
         corruptions = parse_corruptions(corruptions, predictor)
     if not isinstance(data, EvalData):
         data = load_eval_data(predictor, data, require_target=True, max_rows=max_rows, seed=seed)
-    metric = SWEEP_METRIC[predictor.config.task]
+    metric = TASK_METRICS[predictor.config.task].sweep
     curves = pd.DataFrame(_sweep_curves(predictor, data, corruptions, seed, "robustness sweep" if progress else None))
     if reference is not None:
         _check_reference(predictor, reference, corruptions)

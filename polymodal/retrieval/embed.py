@@ -22,7 +22,7 @@ from polymodal.data.encode import EncodedTable
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import ManifestError, SchemaMismatchError
 from polymodal.predictor import MultimodalPredictor
-from polymodal.utils.io import atomic_write
+from polymodal.utils.io import write_table
 
 Kind = Literal["embedding", "encoder", "input"]
 KINDS = ("embedding", "encoder", "input")
@@ -91,17 +91,9 @@ def embed_rows(predictor: MultimodalPredictor, data: DataSource, modality: str, 
     return pd.DataFrame(values, index=index, columns=columns)
 
 
-def save_embeddings(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+def save_embeddings(frame: pd.DataFrame, path: str | os.PathLike, what: str = "path") -> Path:
     """Write an embedding table (``.parquet`` or ``.csv``) atomically, the row index as a column."""
-    path = Path(path)
-    flat = frame.reset_index()
-    if path.suffix == ".parquet":
-        atomic_write(path, lambda tmp: flat.to_parquet(tmp, index=False))
-    elif path.suffix == ".csv":
-        atomic_write(path, lambda tmp: flat.to_csv(tmp, index=False, float_format="%.9g"))
-    else:
-        raise ValueError(f"embedding file must end in .parquet or .csv; got '{path.name}'")
-    return path
+    return write_table(frame.reset_index(), path, what=what, float_format="%.9g")
 
 
 def load_embeddings(path: str | os.PathLike) -> pd.DataFrame:

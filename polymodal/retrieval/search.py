@@ -17,7 +17,7 @@ import pandas as pd
 from polymodal.config.align import aligned_modalities
 from polymodal.data.manifest import read_manifest
 from polymodal.data.pipeline import DataSource
-from polymodal.errors import SchemaMismatchError
+from polymodal.errors import OptionError, SchemaMismatchError
 from polymodal.evaluation.cca_baseline import LinearCca
 from polymodal.evaluation.retrieval import DEFAULT_KS, cross_modal_metrics
 from polymodal.predictor import MultimodalPredictor
@@ -142,8 +142,8 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
             pretrained encoders) or ``input`` (the preprocessed inputs, flattened).
         dim, pca: see :class:`~polymodal.evaluation.cca_baseline.LinearCca`.
     """
-    if features == "embedding":
-        raise ValueError("the CCA baseline runs on 'encoder' or 'input' features, not on the learned embeddings")
+    if features not in ("encoder", "input"):
+        raise OptionError([f"--cca-features: the CCA baseline runs on 'encoder' or 'input' features; got {features!r}"])
     keys, how = _keys(data, by, labels, predictor)
     train_features: dict[str, pd.DataFrame] = {}
     test_features: dict[str, pd.DataFrame] = {}

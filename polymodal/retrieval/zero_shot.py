@@ -12,7 +12,7 @@ import pandas as pd
 from polymodal.config.align import aligned_modalities
 from polymodal.config.modalities import modality_columns
 from polymodal.data.pipeline import DataSource
-from polymodal.errors import SchemaMismatchError
+from polymodal.errors import OptionError, SchemaMismatchError
 from polymodal.predictor import MultimodalPredictor
 from polymodal.retrieval.embed import check_aligned, embed_rows
 
@@ -48,11 +48,11 @@ def class_embeddings(predictor: MultimodalPredictor, classes: Classes, text_moda
     """
     text = text_side(predictor, text_modality)
     if "{}" not in template:
-        raise ValueError(f"template must hold '{{}}' where the class name goes; got {template!r}")
+        raise OptionError([f"--template: must hold '{{}}' where the class name goes; got {template!r}"])
     prompts = {str(c): [template.format(c)] for c in classes} if not isinstance(classes, Mapping) else {
         str(c): [p] if isinstance(p, str) else list(p) for c, p in classes.items()}
     if not prompts or any(not p for p in prompts.values()):
-        raise ValueError(f"zero-shot classification needs at least one prompt per class; got {prompts}")
+        raise OptionError([f"--classes: zero-shot classification needs at least one prompt per class; got {prompts}"])
     flat = [(c, p) for c, ps in prompts.items() for p in ps]
     column = modality_columns(predictor.config.modalities[text])[0]
     embedded = embed_rows(predictor, pd.DataFrame({column: [p for _, p in flat]}), text)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from polymodal.errors import ConfigError
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.fewshot import class_prototypes, prototypical_loss
 from polymodal.training.terms import StepContext, Term
@@ -45,8 +46,8 @@ class EpisodeSampler(Sampler[list[int]]):
         self.by_class = {int(c): np.flatnonzero(labels == c) for c in np.unique(labels)}
         usable = [c for c, rows in self.by_class.items() if len(rows) > shots]
         if len(usable) < 2:
-            raise ValueError(f"episodes need at least 2 classes with more than shots={shots} rows; "
-                             f"rows per class: { {c: len(r) for c, r in self.by_class.items()} }")
+            raise ConfigError([f"transfer.shots: episodes need at least 2 classes with more than shots={shots} "
+                               f"training rows; rows per class: { {c: len(r) for c, r in self.by_class.items()} }"])
         self.classes = np.asarray(usable)
         self.ways = min(ways, len(usable))
         self.shots, self.queries, self.episodes = shots, queries, episodes

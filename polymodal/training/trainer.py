@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 import shutil
 import time
 import warnings
@@ -21,7 +20,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from polymodal.config.train import TrainConfig
-from polymodal.utils.io import atomic_write
+from polymodal.utils.io import atomic_write, durable_replace
 
 # Lightning's advice about DataLoader workers and logging intervals is noise for small in-memory data.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -99,8 +98,8 @@ class AtomicCheckpoint(Callback):
         if trainer.is_global_zero:
             if improved:
                 shutil.copyfile(tmp, self.folder / ".best.ckpt.tmp")
-                os.replace(self.folder / ".best.ckpt.tmp", self.folder / "best.ckpt")
-            os.replace(tmp, self.folder / "last.ckpt")
+                durable_replace(self.folder / ".best.ckpt.tmp", self.folder / "best.ckpt")
+            durable_replace(tmp, self.folder / "last.ckpt")
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import stat
 import zipfile
 from collections.abc import Callable, Iterator
@@ -52,6 +53,46 @@ def _new_temp_file(target: Path) -> Path:
             continue
 
 
+def durable_replace(source: Path, target: Path) -> None:
+    """Flush ``source`` (a file another writer produced) to disk, then rename it onto ``target``:
+    after a crash ``target`` is the old file or the whole new one."""
+    with open(source, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(source, target)
+
+
+@contextmanager
+def atomic_folder(target: Path, *, replace: bool = True) -> Iterator[Path]:
+    """Yield a new, empty, hidden folder beside ``target``; when the block succeeds it becomes
+    ``target`` in one rename, so readers see the whole folder or none.
+
+    An existing ``target`` is replaced (``replace``; put back if the move fails) or kept (another
+    writer stored it first: the new folder is dropped). On error the staging folder is removed.
+    Staging folders are named ``.tmp-*`` (what :func:`polymodal.data.cache.sweep_leftovers` clears
+    after a killed process).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".tmp-{secrets.token_hex(8)}-{target.name}")
+    staging.mkdir()  # not mkdtemp: the folder keeps the usual permissions
+    try:
+        yield staging
+        if not target.exists():
+            os.replace(staging, target)
+        elif replace:
+            old = target.with_name(f".tmp-{secrets.token_hex(8)}-old-{target.name}")
+            os.replace(target, old)
+            try:
+                os.replace(staging, target)
+            except OSError:
+                os.replace(old, target)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 def atomic_write(target: Path, write: Callable[[Path], Any]) -> None:
     """Call ``write(tmp_path)`` and move the result onto ``target`` atomically."""
     with atomic_path(target) as tmp:
@@ -68,6 +109,38 @@ def atomic_write_json(target: Path, data: Any) -> None:
     written ``null``, as JSON has no such numbers (``NaN`` breaks strict parsers)."""
     atomic_write_text(target, json.dumps(finite_json(data), indent=2, sort_keys=False, default=_json_default,
                                          allow_nan=False) + "\n")
+
+
+TABLE_SUFFIXES = (".csv", ".parquet")  # what write_table writes
+
+
+def check_table_path(path: str | os.PathLike, what: str = "--out") -> Path:
+    """``path`` as a :class:`Path` when :func:`write_table` can write it: a ``.csv`` or ``.parquet``
+    name that is not a folder, in a folder that is not a file. Checked before any work is done.
+
+    Raises:
+        OptionError: naming ``what`` (the option or argument that gave the path).
+    """
+    from polymodal.errors import OptionError
+
+    path = Path(path)
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise OptionError([f"{what}: tables are written as {' or '.join(TABLE_SUFFIXES)}; got '{path.name}'"])
+    if path.is_dir():
+        raise OptionError([f"{what}: {path} is a folder; name a {' or '.join(TABLE_SUFFIXES)} file"])
+    if path.parent.exists() and not path.parent.is_dir():
+        raise OptionError([f"{what}: {path.parent} is a file, not a folder"])
+    return path
+
+
+def write_table(frame: Any, path: str | os.PathLike, *, what: str = "--out", float_format: str | None = None) -> Path:
+    """Write a DataFrame (its index dropped) atomically as CSV or Parquet, chosen by the suffix."""
+    path = check_table_path(path, what)
+    if path.suffix.lower() == ".parquet":
+        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    else:
+        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format=float_format))
+    return path
 
 
 def finite_json(data: Any) -> Any:

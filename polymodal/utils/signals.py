@@ -29,3 +29,16 @@ def channels_first(array: np.ndarray, layout: str = "auto") -> np.ndarray:
     if layout == "channels_last" or (layout == "auto" and array.shape[0] > array.shape[1]):
         return array.T
     return array
+
+
+def fit_length(wave: np.ndarray, n: int, crop: str) -> np.ndarray:
+    """Crop (from the start or the centre) or zero-pad a 1-D or (C, L) array to length ``n``."""
+    length = wave.shape[-1]
+    if length > n:
+        start = (length - n) // 2 if crop == "center" else 0
+        return wave[..., start:start + n]
+    if length < n:
+        out = np.zeros((*wave.shape[:-1], n), wave.dtype)
+        out[..., :length] = wave
+        return out
+    return wave

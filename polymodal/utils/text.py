@@ -55,3 +55,6 @@ def clean(text: str, *, lowercase: bool, strip_punctuation: bool, stop_words: Co
     if stop_words:
         return " ".join(w for w in text.split() if w.lower() not in stop_words)
     return " ".join(text.split())
+
+
+UNK_ID = 1  # [UNK]: the id of an unknown token in the word vocabulary and trained subword tokenizers ([PAD] is 0)

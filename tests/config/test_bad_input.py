@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers_cli import assert_user_error, invoke
 from pydantic import ValidationError
-from typer.testing import CliRunner
 
-from polymodal.cli import app
 from polymodal.config import load_config
 from polymodal.config.mel import empty_mel_filters, frame_samples, most_mel_filters
 from polymodal.config.parsing import DuplicateKeyError, load_json, load_yaml
@@ -35,19 +34,6 @@ def problems_of(data: dict[str, Any]) -> list[str]:
     with pytest.raises(ConfigError) as info:
         load_config(data)
     return info.value.problems
-
-
-def invoke(*args: Any):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    """Exit status 2, the message on stderr, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), f"the command crashed: {result.exception!r}"
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
 
 
 # -- a file that is not UTF-8 ------------------------------------------------------------------------
@@ -102,7 +88,6 @@ def test_a_duplicate_yaml_key_is_refused_with_its_path_and_both_lines(tmp_path):
         "modalities.image: duplicate key (first on line 3, again on line 5); a key may appear only once per mapping",
         "train.epochs: duplicate key (first on line 8, again on line 8); a key may appear only once per mapping",
     ]
-
 
 
 def test_duplicate_keys_are_listed_with_the_configs_other_problems(tmp_path):
@@ -324,7 +309,6 @@ def test_a_saved_run_trained_before_the_mel_check_still_loads(tmp_path):
     with pytest.warns(UserWarning, match="would be refused for a new run"):
         config = read_config(tmp_path)
     assert config.modalities["spoken"].preprocess.n_mels == 128
-
 
 
 def test_a_manifest_given_as_the_config_says_the_arguments_are_swapped(tmp_path):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from polymodal.deploy.batch import parts_folder, predict_to_file
-from polymodal.errors import SchemaMismatchError
+from polymodal.errors import OptionError, SchemaMismatchError
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -85,10 +85,10 @@ def test_resume_refuses_parts_of_another_model(trained, dataset, tmp_path):
 
 def test_bad_output_and_manifest_are_refused_before_work(trained, dataset, tmp_path):
     predictor, _ = trained
-    with pytest.raises(SchemaMismatchError, match=r"\['.csv', '.parquet'\]; got 'p.xlsx'"):
+    with pytest.raises(OptionError, match=r"--out: tables are written as .csv or .parquet; got 'p.xlsx'"):
         predict_to_file(predictor, dataset["test"], tmp_path / "p.xlsx")
     (tmp_path / "taken.csv").mkdir()
-    with pytest.raises(IsADirectoryError, match="is a folder"):
+    with pytest.raises(OptionError, match="taken.csv is a folder"):
         predict_to_file(predictor, dataset["test"], tmp_path / "taken.csv")
     bad = dataset["frame"].iloc[:3].drop(columns=["image", "audio", "text", "x1", "color"])
     with pytest.raises(SchemaMismatchError, match="none of this model's modality columns"):

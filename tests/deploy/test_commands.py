@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from polymodal.cli import app
-from polymodal.deploy import commands
+from polymodal.cli import deploy as commands
 from polymodal.errors import OptionError
 
 runner = CliRunner()

@@ -10,10 +10,10 @@ from helpers_models import classification_config, make_dataset, write_splits
 from polymodal import MultimodalPredictor
 from polymodal.data.content_keys import StatMemo
 from polymodal.errors import OptionError, SchemaMismatchError
-from polymodal.evaluation.commands import run_evaluations
 from polymodal.evaluation.corruptions import CORRUPTIONS
 from polymodal.evaluation.data import load_eval_data
 from polymodal.evaluation.robustness import _summary, area, corrupt_table, parse_corruptions, robustness_sweep
+from polymodal.evaluation.sweeps import run_evaluations
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from polymodal import MultimodalPredictor
-from polymodal.errors import SchemaMismatchError
+from polymodal.errors import OptionError, SchemaMismatchError
 from polymodal.retrieval import build_index, cca_baseline, retrieve
 from polymodal.retrieval.index import EmbeddingIndex
 
@@ -116,7 +116,7 @@ def test_linear_cca_baseline_on_inputs_and_encoder_features(contrastive, pairs) 
     assert on_inputs["a->b"]["recall@1"] > 0.95  # the relation is linear: CCA finds it
     on_encoders = cca_baseline(predictor, pairs["train"], pairs["test"], "a", "b", features="encoder", dim=8)
     assert set(on_encoders) == {"a->b"} and on_encoders["a->b"]["gallery"] == 60
-    with pytest.raises(ValueError, match="not on the learned embeddings"):
+    with pytest.raises(OptionError, match="--cca-features: .* got 'embedding'"):
         cca_baseline(predictor, pairs["train"], pairs["test"], features="embedding")
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polymodal.errors import ManifestError, SchemaMismatchError
+from polymodal.errors import ManifestError, OptionError, SchemaMismatchError
 from polymodal.retrieval.embed import load_embeddings, save_embeddings
 from polymodal.retrieval.index import EmbeddingIndex
 
@@ -79,7 +79,7 @@ def test_embedding_table_round_trip(tmp_path, suffix: str) -> None:
 
 def test_embedding_tables_refuse_other_formats_and_columns(tmp_path) -> None:
     frame = pd.DataFrame({"e0": [1.0]}, index=pd.Index([0], name="row"))
-    with pytest.raises(ValueError, match="must end in .parquet or .csv; got 'emb.npy'"):
+    with pytest.raises(OptionError, match=r"path: tables are written as .csv or .parquet; got 'emb.npy'"):
         save_embeddings(frame, tmp_path / "emb.npy")
     pd.DataFrame({"row": [0], "x": [1.0]}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ManifestError, match="expected columns row, e0"):

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from polymodal.errors import OptionError
+
 zs = importlib.import_module("polymodal.retrieval.zero_shot")  # the module (the package exports a function of its name)
 
 PROMPTS = {"p1": [1.0, 0.0], "p2": [0.0, 1.0], "p3": [3.0, 4.0]}  # the text side's (unnormalised) vectors
@@ -56,5 +58,5 @@ def test_classes_that_embed_alike_are_refused_not_all_sent_to_the_first(fake_mod
     finally:
         for key in ("zebra", "okapi"):
             PROMPTS.pop(key)
-    with pytest.raises(ValueError, match="template must hold"):
+    with pytest.raises(OptionError, match="--template: must hold"):
         zs.class_embeddings(fake_model, ["p1", "p3"], template="a drawing")

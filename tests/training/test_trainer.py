@@ -3,6 +3,7 @@ stopping and resuming, on a toy Lightning module whose validation score follows 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning as L
@@ -211,17 +212,15 @@ def test_epoch_means_reach_history_and_loggers_weighted_by_rows(tmp_path):
 def test_best_checkpoint_lands_before_the_last_that_names_it(tmp_path, monkeypatch):
     """A crash between the two renames must not leave a last.ckpt recording a best epoch whose
     best.ckpt is not on disk yet: on an improvement best.ckpt is replaced first."""
-    import polymodal.training.trainer as trainer_module
-
     renamed: list[str] = []
-    real_replace = trainer_module.os.replace
+    real_replace = os.replace
 
     def replace(src, dst):
         if Path(dst).suffix == ".ckpt":
             renamed.append(Path(dst).name)
         real_replace(src, dst)
 
-    monkeypatch.setattr(trainer_module.os, "replace", replace)
+    monkeypatch.setattr(os, "replace", replace)  # every rename, wherever it is made
     fit(ScriptedModule([3.0, 1.0, 2.0]), epochs=3, run_dir=tmp_path)
     assert renamed == ["best.ckpt", "last.ckpt", "best.ckpt", "last.ckpt", "last.ckpt"]
 

@@ -10,7 +10,7 @@ import stat
 import numpy as np
 import pytest
 
-from polymodal.utils.io import atomic_path, atomic_write, atomic_write_json
+from polymodal.utils.io import atomic_folder, atomic_path, atomic_write, atomic_write_json, durable_replace
 
 
 def _leftovers(folder):
@@ -77,3 +77,41 @@ def test_json_files_are_strict_json_undefined_numbers_written_null(tmp_path):
     text = (tmp_path / "m.json").read_text(encoding="utf-8")
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"ece": None, "nested": [None, 1.5], "n": 3}
+
+
+def test_a_folder_appears_whole_and_replaces_the_old_one(tmp_path):
+    target = tmp_path / "export"
+    with atomic_folder(target) as staging:
+        (staging / "a.txt").write_text("new")
+        assert not target.exists() and staging.parent == tmp_path and staging.name.startswith(".tmp-")
+    assert (target / "a.txt").read_text() == "new"
+    with atomic_folder(target) as staging:
+        (staging / "b.txt").write_text("newer")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]  # the old folder's files went with it
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no staging or old folder left
+
+
+def test_a_failed_folder_write_keeps_the_old_folder(tmp_path):
+    target = tmp_path / "export"
+    target.mkdir()
+    (target / "a.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_folder(target) as staging:
+        (staging / "a.txt").write_text("half")
+        raise RuntimeError("interrupted")
+    assert (target / "a.txt").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+def test_a_folder_another_writer_stored_first_is_kept_without_replace(tmp_path):
+    target = tmp_path / "statistics"
+    with atomic_folder(target, replace=False) as staging:
+        (staging / "mean.json").write_text("mine")
+        target.mkdir()
+        (target / "mean.json").write_text("theirs")  # stored meanwhile by another process
+    assert (target / "mean.json").read_text() == "theirs" and [p.name for p in tmp_path.iterdir()] == ["statistics"]
+
+
+def test_a_durable_replace_moves_the_file(tmp_path):
+    (tmp_path / "new.tmp").write_bytes(b"checkpoint")
+    (tmp_path / "last.ckpt").write_bytes(b"old")
+    durable_replace(tmp_path / "new.tmp", tmp_path / "last.ckpt")
+    assert (tmp_path / "last.ckpt").read_bytes() == b"checkpoint" and not (tmp_path / "new.tmp").exists()

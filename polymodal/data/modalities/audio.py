@@ -23,6 +23,7 @@ from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats, roll_within
 from polymodal.data.video_io import VIDEO_SUFFIXES, read_video_audio
 from polymodal.errors import DecodeError, NotFittedError
+from polymodal.utils.signals import fit_length
 from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
 
 NO_SAMPLES = "audio file holds no samples"
@@ -89,19 +90,6 @@ def _soundfile_wave(path: str, suffix: str) -> tuple[np.ndarray, int]:
     if wave.shape[0] == 0:
         raise DecodeError(NO_SAMPLES, path=path)
     return wave.mean(axis=1), int(rate)
-
-
-def fit_length(wave: np.ndarray, n: int, crop: str) -> np.ndarray:
-    """Crop (from the start or the centre) or zero-pad a 1-D or (C, L) array to length ``n``."""
-    length = wave.shape[-1]
-    if length > n:
-        start = (length - n) // 2 if crop == "center" else 0
-        return wave[..., start:start + n]
-    if length < n:
-        out = np.zeros((*wave.shape[:-1], n), wave.dtype)
-        out[..., :length] = wave
-        return out
-    return wave
 
 
 def _band_masks(count: int, width: int, size: int, limit: torch.Tensor) -> torch.Tensor:

@@ -26,10 +26,9 @@ from polymodal.config.modalities import SignalModality
 from polymodal.config.preprocess import SignalPreprocess
 from polymodal.data import features as F
 from polymodal.data.arrays import load_npy, split_row_ref
-from polymodal.data.modalities.audio import fit_length
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
-from polymodal.utils.signals import channels_first
+from polymodal.utils.signals import channels_first, fit_length
 
 SIGNAL_EXTENSIONS = (".npy", ".npz", ".csv", ".mat", ".wav", ".flac")
 

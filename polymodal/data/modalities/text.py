@@ -24,11 +24,10 @@ from polymodal.data.cells import cell_text
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import NotFittedError
 from polymodal.utils.io import folder_digest
-from polymodal.utils.text import clean
+from polymodal.utils.text import UNK_ID, clean
 
 PAD, UNK = "[PAD]", "[UNK]"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".h5", ".msgpack", ".ckpt")
-UNK_ID = 1  # [UNK]'s id in the word vocabulary and the trained subword tokenizers ([PAD] is 0)
 
 
 def english_stop_words() -> frozenset[str]:

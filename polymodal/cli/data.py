@@ -1,4 +1,4 @@
-"""The data commands of ``polymodal`` (registered on the main app when ``polymodal.cli`` loads):
+"""The data commands of ``polymodal``:
 
     polymodal datasets list
     polymodal datasets prepare NAME --out DIR [--source DIR] [--seed N] [--split S] [--size N]
@@ -12,12 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
+from polymodal.cli.common import console, user_errors
+
 
 def datasets_list() -> None:
     """List the built-in datasets and what each needs."""
     from rich.table import Table
 
-    from polymodal.cli import console
     from polymodal.data.datasets import DATASETS
     from polymodal.utils.tables import print_table
 
@@ -44,7 +45,6 @@ def datasets_prepare(
                                              "side, in pixels.")] = None,
 ) -> None:
     """Write a dataset's files plus train.csv, valid.csv and test.csv."""
-    from polymodal.cli import console
     from polymodal.data.datasets import DATASETS, prepare, summarise
     from polymodal.errors import DatasetOptionError
 
@@ -71,7 +71,6 @@ def convert(
     """Write a manifest as an Arrow IPC file, which training and prediction read memory-mapped: its
     paths and texts cost no private memory however many rows it has. Parquet is converted row group
     by row group; relative paths keep resolving against SOURCE's folder."""
-    from polymodal.cli import console
     from polymodal.config import load_config
     from polymodal.data.arrow_manifest import convert_manifest
     from polymodal.data.manifest import READERS
@@ -86,9 +85,7 @@ def convert(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``datasets`` and ``manifest`` groups to the ``polymodal`` app (called at the end of
-    ``polymodal.cli``)."""
-    from polymodal.cli import user_errors
+    """Add the ``datasets`` and ``manifest`` groups to the ``polymodal`` app."""
 
     datasets_app = typer.Typer(help="Built-in datasets.", no_args_is_help=True)
     datasets_app.command("list")(datasets_list)

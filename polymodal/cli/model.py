@@ -1,132 +1,28 @@
-"""The ``polymodal`` command: a thin layer over :class:`~polymodal.predictor.MultimodalPredictor`.
-
-User mistakes (bad config, bad manifest, unreadable file...) print one clear message and exit
-with status 2, without a traceback.
-"""
+"""The commands over one model: ``train``, ``evaluate``, ``explain``, ``predict``, ``demo`` and ``tune``
+(thin layers over :class:`~polymodal.predictor.MultimodalPredictor`)."""
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from polymodal.errors import PolymodalError
-from polymodal.utils.tables import print_table
-
-app = typer.Typer(help="Multimodal deep learning: train, evaluate, predict and inspect models over images, "
-                       "text, audio, signals and tables.", no_args_is_help=True, add_completion=False,
-                  rich_markup_mode="markdown")  # help paragraphs rewrapped to the terminal
-console = Console()
-err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-RunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train'.")]
-DataOpt = Annotated[Path, typer.Option("--data", help="Manifest (CSV, Parquet, JSONL or Arrow).")]
-SupportOpt = Annotated[Path | None, typer.Option("--support", help="Few-shot models (transfer: protonet): a labelled "
-                                                 "manifest whose classes' prototypes classify --data.")]
+from polymodal.cli.common import (
+    DataOpt,
+    RunArg,
+    SetOpt,
+    SupportOpt,
+    console,
+    err_console,
+    print_metrics,
+    print_rows,
+    print_skipped,
+    user_errors,
+)
 
 
-# Operating-system errors about a path the user gave: a file or folder that is missing, is a file
-# where a folder is needed (or the reverse), or cannot be written.
-PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
-
-
-def _path_error_message(err: OSError) -> str:
-    if isinstance(err, FileNotFoundError) and err.filename is None:
-        return str(err)  # polymodal's own "not found" messages
-    path = err.filename if err.filename is not None else ""
-    reason = err.strerror or str(err)
-    return f"{reason}: {path}" if path else reason
-
-
-def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                    line: str | None = None) -> str:
-    return f"warning: {message}\n"
-
-
-def user_errors(fn: F) -> F:
-    """Turn polymodal's own errors (and errors about paths the user gave) into one message and
-    exit status 2; print warnings as ``warning: ...`` lines, without source locations."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        formatter, warnings.formatwarning = warnings.formatwarning, _format_warning
-        try:
-            return fn(*args, **kwargs)
-        except (PolymodalError, *PATH_ERRORS) as err:
-            message = str(err) if isinstance(err, PolymodalError) else _path_error_message(err)
-            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT; files are written atomically
-            hint = " (the same command with --resume continues it)" if "resume" in kwargs else ""
-            err_console.print(f"interrupted{hint}", highlight=False)
-            raise typer.Exit(130) from None
-        finally:
-            warnings.formatwarning = formatter
-
-    return wrapper  # type: ignore[return-value]
-
-
-def print_metrics(metrics: dict[str, Any], title: str) -> None:
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in metrics.items():
-        if isinstance(value, dict):  # e.g. per_label_auroc: one row per entry
-            rows = [(f"{key}.{k}", v) for k, v in value.items() if not isinstance(v, list | dict)]
-        else:
-            rows = [] if isinstance(value, list) else [(key, value)]  # matrices are in the JSON and the report
-        for name, v in rows:
-            table.add_row(name, "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v))  # None: undefined
-    print_table(console, table)
-
-
-def print_skipped(skipped: Any, listed: Path, on_error: str, shown: int = 5) -> None:
-    """Warn (on stderr) how many and which files were skipped, the first ``shown`` of them, and
-    where the full list was written."""
-    effect = "rows with one are left out" if on_error == "skip" else "their modality counts as missing in those rows"
-    err_console.print(f"[bold yellow]warning:[/] {len(skipped)} unreadable file(s) skipped (data.on_error: "
-                      f"{on_error}); {effect}:", highlight=False, soft_wrap=True)
-    for record in skipped.head(shown).to_dict("records"):
-        err_console.print(escape(f"  {record['where']}, modality '{record['modality']}': {record['path']} "
-                                 f"({record['reason']})"), highlight=False, soft_wrap=True)
-    if len(skipped) > shown:
-        err_console.print(f"  ... and {len(skipped) - shown} more", highlight=False)
-    err_console.print(escape(f"  full list: {listed}"), highlight=False, soft_wrap=True)
-
-
-def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None) -> None:
-    """A list of records as a table (floats with 4 decimals), then ``note`` on a line of its own."""
-    table = Table(title=title)
-    columns = list(rows[0]) if rows else []
-    for column in columns:
-        table.add_column(str(column), justify="left" if isinstance(rows[0][column], str) else "right",
-                         overflow="fold")  # narrow consoles (pipes: 80 columns) wrap instead of cutting values
-    for row in rows:
-        table.add_row(*("-" if row[c] is None else f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])
-                        for c in columns))
-    print_table(console, table)
-    if note:
-        console.print(note)
-
-
-SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", metavar="KEY=VALUE", help="Set a config key for this run, e.g. --set train.epochs=1 (value read as "
-                                       "YAML; repeatable; the run's config.yaml records it).")]
-
-
-# -- training and use ----------------------------------------------------------------------------
-@app.command()
-@user_errors
 def train(
     config: Annotated[Path, typer.Argument(help="YAML config.")],
     train: Annotated[Path, typer.Option("--train", help="Training manifest.")],
@@ -160,8 +56,6 @@ def train(
     console.print(f"run written to [bold]{out}[/]" + (f" (report: {report})" if report.is_file() else ""))
 
 
-@app.command()
-@user_errors
 def evaluate(
     run: RunArg,
     data: DataOpt,
@@ -208,8 +102,8 @@ def evaluate(
         predictor.require(SUBSETS)
     if robustness:
         predictor.require(ROBUSTNESS)
-    if retrieval:  # see polymodal.cli_retrieval
-        from polymodal.cli_retrieval import show_retrieval
+    if retrieval:  # see polymodal.cli.retrieval
+        from polymodal.cli.retrieval import show_retrieval
 
         if not cca and cca_train is not None:
             raise typer.BadParameter("--cca-train fits the baseline that --no-cca turns off; give one of them")
@@ -233,7 +127,7 @@ def evaluate(
             print_skipped(predictor.eval_skipped, listed, predictor.config.data.on_error)
         extra: dict[str, Any] = {}
         if missing or robustness:
-            from polymodal.evaluation.commands import run_evaluations
+            from polymodal.evaluation.sweeps import run_evaluations
 
             ref = MultimodalPredictor.load(reference) if reference is not None else None
             extra = run_evaluations(predictor, data, out or run / "evaluation", missing=missing,
@@ -253,8 +147,6 @@ def evaluate(
         console.print(f"tables written to {out or run / 'evaluation'}")
 
 
-@app.command()
-@user_errors
 def explain(
     run: RunArg,
     data: DataOpt,
@@ -281,8 +173,6 @@ def explain(
     console.print(f"explanation written to {page}")
 
 
-@app.command()
-@user_errors
 def predict(
     run: RunArg,
     data: DataOpt,
@@ -308,8 +198,6 @@ def predict(
     console.print(f"{report.rows} predictions written to {out}{resumed}")
 
 
-@app.command()
-@user_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the dataset and the runs.")] = Path("runs/demo"),
     size: Annotated[int, typer.Option(min=20, max=5000, help="Rows of av-digits to use.")] = 5000,
@@ -321,8 +209,6 @@ def demo(
     run_demo(out, size=size, epochs=epochs, console=console)
 
 
-@app.command()
-@user_errors
 def tune(
     config: Annotated[Path, typer.Argument(help="YAML config with a 'tune' section (space, trials...).")],
     train: Annotated[Path, typer.Option("--train", help="Training manifest.")],
@@ -348,23 +234,7 @@ def tune(
     console.print(f"best config: {out / 'best_config.yaml'}; all trials: {out / 'trials.csv'}")
 
 
-from polymodal.cli_retrieval import register as _register_retrieval  # noqa: E402,I001
-
-_register_retrieval(app)  # embed, index build, retrieve, zero-shot
-from polymodal.deploy.commands import register as _register_deploy  # noqa: E402,I001
-
-_register_deploy(app)  # export, serve
-from polymodal.config.commands import register as _register_config  # noqa: E402,I001
-
-_register_config(app)  # config schema, config check
-from polymodal.data.commands import register as _register_data  # noqa: E402,I001
-
-_register_data(app)  # datasets list, datasets prepare, manifest convert
-
-
-def main() -> None:  # pragma: no cover - console-script entry
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+def register(app: typer.Typer) -> None:
+    """Add ``train``, ``evaluate``, ``explain``, ``predict``, ``demo`` and ``tune`` to the ``polymodal`` app."""
+    for command in (train, evaluate, explain, predict, demo, tune):
+        app.command()(user_errors(command))

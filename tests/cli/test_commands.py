@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 from data.datasets import fake_sources
+from helpers_cli import assert_user_error, invoke
 from helpers_models import CLASSES, classification_config, make_dataset, regression_config, write_splits
 from typer.testing import CliRunner
 
@@ -17,20 +18,6 @@ from polymodal.cli import app
 from polymodal.deploy.batch import parts_folder
 
 runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    """Exit status 2, a readable message on stderr, and no traceback."""
-    assert result.exit_code == 2, result.output
-    assert "error:" in result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
-    assert "Traceback" not in result.output
-    assert isinstance(result.exception, SystemExit), f"the command crashed: {result.exception!r}"
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +36,6 @@ def run(data, tmp_path_factory):
     result = invoke("train", data["config"], "--train", data["train"], "--valid", data["valid"], "--out", out)
     assert result.exit_code == 0, result.output
     return out, result
-
 
 
 def test_train_sets_config_keys_from_the_command_line(data, tmp_path):
@@ -381,7 +367,6 @@ def test_config_check_of_a_retrieval_config_names_no_head(tmp_path):
     assert result.exit_code == 0, result.output
     assert "task retrieval" in result.stdout and "align contrastive (8-d)" in " ".join(result.stdout.split())
     assert "head" not in result.stdout and "fusion" not in result.stdout  # the alignment trains alone
-
 
 
 def test_config_check_names_the_transfer_methods(tmp_path):

@@ -1,4 +1,4 @@
-"""The config commands of ``polymodal`` (registered on the main app when ``polymodal.cli`` loads):
+"""The config commands of ``polymodal``:
 
     polymodal config schema
     polymodal config check FILE
@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from polymodal.cli.common import console, user_errors
+
 
 def config_schema() -> None:
     """Print the JSON Schema of the config file."""
@@ -22,7 +24,6 @@ def config_schema() -> None:
 
 def config_check(file: Annotated[Path, typer.Argument(help="YAML or JSON config.")]) -> None:
     """Validate a config file; list every problem with its key path (files it names included)."""
-    from polymodal.cli import console
     from polymodal.config import load_config
     from polymodal.config.root import missing_paths
     from polymodal.errors import ConfigError
@@ -49,8 +50,7 @@ def _model_parts(config: Any) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``config`` group to the ``polymodal`` app (called at the end of ``polymodal.cli``)."""
-    from polymodal.cli import user_errors
+    """Add the ``config`` group to the ``polymodal`` app."""
 
     config_app = typer.Typer(help="Inspect and validate config files.", no_args_is_help=True)
     config_app.command("schema")(config_schema)

@@ -9,8 +9,8 @@ import shutil
 import pandas as pd
 import pytest
 import yaml
+from helpers_cli import assert_user_error, invoke
 from helpers_models import classification_config, make_dataset, write_splits
-from test_cli import assert_user_error, invoke
 
 from polymodal import MultimodalPredictor
 from polymodal.errors import RunFolderError

@@ -1,4 +1,4 @@
-"""The shared-space commands of ``polymodal`` (registered on the main app when ``polymodal.cli`` loads):
+"""The shared-space commands of ``polymodal``:
 
     polymodal embed RUN --data X --modality M --out emb.parquet
     polymodal index build RUN --data X --modality M --out IDX [--id-column C]
@@ -15,18 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-RunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train'.")]
-DataOpt = Annotated[Path, typer.Option("--data", help="Manifest (CSV, Parquet, JSONL or Arrow).")]
-ModalityOpt = Annotated[str, typer.Option("--modality", help="An aligned modality of the run.")]
-
-
-def _write_table(frame: Any, out: Path) -> None:
-    from polymodal.utils.io import atomic_write
-
-    if out.suffix == ".parquet":
-        atomic_write(out, lambda tmp: frame.to_parquet(tmp, index=False))
-    else:
-        atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+from polymodal.cli.common import DataOpt, ModalityOpt, RunArg, console, print_rows, user_errors
+from polymodal.utils.io import check_table_path, write_table
 
 
 def embed(
@@ -39,9 +29,10 @@ def embed(
     from polymodal.predictor import MultimodalPredictor
     from polymodal.retrieval.embed import save_embeddings
 
+    check_table_path(out)
     frame = MultimodalPredictor.load(run).embed(data, modality)
-    save_embeddings(frame, out)
-    _console().print(f"{len(frame)} embeddings ({frame.shape[1]}-d) of '{modality}' written to {out}")
+    save_embeddings(frame, out, what="--out")
+    console.print(f"{len(frame)} embeddings ({frame.shape[1]}-d) of '{modality}' written to {out}")
 
 
 def index_build(
@@ -58,7 +49,7 @@ def index_build(
 
     index = build_index(MultimodalPredictor.load(run), data, modality, id_column=id_column, run=run)
     index.save(out)
-    _console().print(f"indexed {len(index)} '{modality}' items ({index.dim}-d) in {out}")
+    console.print(f"indexed {len(index)} '{modality}' items ({index.dim}-d) in {out}")
 
 
 SHOWN_QUERIES = 10  # queries whose hits retrieve prints without --out
@@ -77,17 +68,19 @@ def retrieve(
     from polymodal.retrieval.index import EmbeddingIndex
     from polymodal.retrieval.search import retrieve as search
 
+    if out is not None:
+        check_table_path(out)
     hits = search(MultimodalPredictor.load(run), EmbeddingIndex.load(index), query, modality, k, run=run)
     if out is not None:
-        _write_table(hits, out)
-        _console().print(f"{len(hits)} hits for {hits['query'].nunique()} queries written to {out}")
+        write_table(hits, out)
+        console.print(f"{len(hits)} hits for {hits['query'].nunique()} queries written to {out}")
         return
     queries = hits["query"].unique()
     if len(queries) <= SHOWN_QUERIES:
-        _print_rows(hits.to_dict("records"), f"top {k} per query")
+        print_rows(hits.to_dict("records"), f"top {k} per query")
         return
     shown = hits[hits["query"].isin(queries[:SHOWN_QUERIES])]
-    _print_rows(shown.to_dict("records"), f"top {k} per query",
+    print_rows(shown.to_dict("records"), f"top {k} per query",
                 f"the first {SHOWN_QUERIES} of {len(queries):,} queries; --out FILE writes every hit")
 
 
@@ -107,6 +100,8 @@ def zero_shot(
     from polymodal.errors import ConfigError
     from polymodal.predictor import MultimodalPredictor
 
+    if out is not None:
+        check_table_path(out)
     names: Any = [c.strip() for c in classes.split(",") if c.strip()]
     if classes.endswith(".json"):  # a file of names or {class: prompts}, not a class called "x.json"
         if not Path(classes).is_file():
@@ -119,30 +114,15 @@ def zero_shot(
     frame = MultimodalPredictor.load(run).zero_shot(data, modality, names, text_modality=text_modality,
                                                     template=template).reset_index()
     if out is not None:
-        _write_table(frame, out)
-        _console().print(f"{len(frame)} zero-shot predictions written to {out}")
+        write_table(frame, out)
+        console.print(f"{len(frame)} zero-shot predictions written to {out}")
         return
     counts = frame["prediction"].value_counts()
-    _print_rows([{"class": str(c), "rows": int(n)} for c, n in counts.items()], "zero-shot predictions")
-
-
-def _console() -> Any:
-    from polymodal.cli import console
-
-    return console
-
-
-def _print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None) -> None:
-    from polymodal.cli import print_rows
-
-    print_rows(rows, title, note)
+    print_rows([{"class": str(c), "rows": int(n)} for c, n in counts.items()], "zero-shot predictions")
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``embed``, ``index build``, ``retrieve`` and ``zero-shot`` to the ``polymodal`` app (called at
-    the end of ``polymodal.cli``; the CLI helpers are imported lazily so either module can load first)."""
-    from polymodal.cli import user_errors
-
+    """Add ``embed``, ``index build``, ``retrieve`` and ``zero-shot`` to the ``polymodal`` app."""
     index_app = typer.Typer(help="Build FAISS retrieval indexes over a modality's embeddings.", no_args_is_help=True)
     index_app.command("build")(user_errors(index_build))
     app.add_typer(index_app, name="index")
@@ -158,8 +138,11 @@ DISPLAY = {"recall@1": "R@1", "recall@5": "R@5", "recall@10": "R@10", "map": "mA
 def show_retrieval(predictor: Any, data: Path, *, query: str | None, gallery: str | None, hits: str,
                    labels: str | None, cca_train: Path | None, cca_features: str, as_json: bool) -> None:
     """``polymodal evaluate --retrieval``: metrics per direction, and the linear-CCA baseline."""
+    from polymodal.errors import OptionError
     from polymodal.retrieval.search import cca_baseline, evaluate_retrieval
 
+    if cca_train is not None and cca_features not in ("encoder", "input"):  # refused before the model's evaluation
+        raise OptionError([f"--cca-features: 'encoder' or 'input'; got {cca_features!r}"])
     results: dict[str, Any] = {"model": evaluate_retrieval(predictor, data, query, gallery, by=hits, labels=labels)}
     if cca_train is not None:
         results["linear_cca"] = cca_baseline(predictor, cca_train, data, query, gallery, features=cca_features,
@@ -170,4 +153,4 @@ def show_retrieval(predictor: Any, data: Path, *, query: str | None, gallery: st
     rows = [{"method": method, "direction": direction, "hits": scores["hits"],
              **{short: scores[key] for key, short in DISPLAY.items()}}
             for method, table in results.items() for direction, scores in table.items()]
-    _print_rows(rows, f"retrieval on {data.name}")
+    print_rows(rows, f"retrieval on {data.name}")

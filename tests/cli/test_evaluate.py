@@ -6,17 +6,10 @@ import json
 
 import pandas as pd
 import pytest
+from helpers_cli import invoke
 from helpers_models import classification_config, make_dataset, write_splits
-from typer.testing import CliRunner
 
 from polymodal import MultimodalPredictor
-from polymodal.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers_cli import assert_user_error, invoke
 from typer.testing import CliRunner
 
 from polymodal import MultimodalPredictor
@@ -16,10 +17,6 @@ from polymodal.cli import app
 
 runner = CliRunner()
 COLORS = ["red", "green", "blue"]
-
-
-def invoke(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def rows(n: int, seed: int) -> pd.DataFrame:
@@ -156,6 +153,14 @@ def test_user_mistakes_exit_2_with_a_message(setup) -> None:
     result = invoke("zero-shot", setup["run"], "--data", setup["test"], "--modality", "x", "--classes", bad)
     assert result.exit_code == 2 and "not valid JSON" in result.stderr
     assert "Traceback" not in result.output
+    for command in (["retrieve", setup["run"], "--index", setup["root"] / "nowhere", "--query", setup["test"]],
+                    ["zero-shot", setup["run"], "--data", setup["test"], "--classes", "red,green"],
+                    ["embed", setup["run"], "--data", setup["test"]]):  # refused before the index or model is read
+        assert_user_error(invoke(*command, "--modality", "x", "--out", setup["root"] / "hits.json"),
+                          "--out: tables are written as .csv or .parquet; got 'hits.json'")
+    assert not (setup["root"] / "hits.json").exists()
+    assert_user_error(invoke("zero-shot", setup["run"], "--data", setup["test"], "--modality", "x", "--classes", "a,b",
+                             "--template", "a drawing"), "--template: must hold '{}'")
 
 
 @pytest.mark.parametrize("command", [["embed"], ["index", "build"], ["retrieve"], ["zero-shot"]])

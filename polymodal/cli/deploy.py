@@ -1,9 +1,9 @@
-"""The deployment commands of ``polymodal`` (registered on the main app when ``polymodal.cli`` loads):
+"""The deployment commands of ``polymodal``:
 
     polymodal export RUN [--format onnx|torchscript] [--data X] [--quantize] [--out DIR]
     polymodal serve RUN [--host 127.0.0.1] [--port 8000] [--token T] [--quantized] [--max-* limits]
 
-``polymodal predict`` (chunked, resumable batch prediction) lives in ``polymodal.cli`` and runs
+``polymodal predict`` (chunked, resumable batch prediction) lives in :mod:`polymodal.cli.model` and runs
 :mod:`polymodal.deploy.batch`.
 """
 
@@ -15,14 +15,15 @@ from typing import Annotated, Any
 
 import typer
 
+from polymodal.cli.common import console, err_console, user_errors
 from polymodal.deploy.runtime import META_FILE
 
-RunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train' (or its export folder).")]
+ExportRunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train' (or its export folder).")]
 EXPORT_FOLDER = "export"
 
 
 def export(
-    run: RunArg,
+    run: ExportRunArg,
     fmt: Annotated[str, typer.Option("--format", help="onnx (runs with numpy + onnxruntime) or torchscript.")] = "onnx",
     out: Annotated[Path | None, typer.Option("--out", help="Export folder (default RUN/export).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Held-out manifest for the parity check (and int8 "
@@ -34,7 +35,6 @@ def export(
 ) -> None:
     """Export the network (per-modality inputs and presence masks, dynamic batch) with its preprocessing
     state as JSON, and check it against the eager model (fails when they differ by more than --tolerance)."""
-    from polymodal.cli import console
     from polymodal.predictor import MultimodalPredictor
 
     predictor = MultimodalPredictor.load(run)
@@ -60,7 +60,6 @@ def export(
 def export_folder(run: Path, quantize: bool = False) -> Path:
     """The export to serve: ``run`` itself, ``run/export``, or a fresh export of ``run`` (with its
     int8 graph when ``quantize``)."""
-    from polymodal.cli import console
 
     if (run / META_FILE).is_file():
         return run
@@ -84,7 +83,6 @@ def export_checked(predictor: Any, out: Path, data: Path | None, *, fmt: str = "
     What no data can change (the format, the task, ``out``) is refused first, before a manifest
     is named or read; ``purpose`` (``export`` or ``serving``) is what those refusals call it.
     Returns the report and the manifest the check used (None: synthetic arrays)."""
-    from polymodal.cli import err_console
     from polymodal.deploy.export import check_exportable, export_run
     from polymodal.errors import DecodeError, ManifestError
 
@@ -105,7 +103,6 @@ def export_checked(predictor: Any, out: Path, data: Path | None, *, fmt: str = "
 def recorded_rows(predictor: Any) -> Path | None:
     """The manifest the export checks when none is given: the run's recorded test, validation or
     training manifest (the first that still exists), announced; None when the run recorded none."""
-    from polymodal.cli import console
 
     found = predictor.recorded_manifest()
     if found is None:
@@ -119,7 +116,6 @@ def recorded_rows(predictor: Any) -> Path | None:
 def warn_synthetic_only(run: Path) -> None:
     """Say that an export checked the graph on synthetic arrays only (the run was fitted on
     DataFrames, or its manifests moved, and no ``--data`` was given)."""
-    from polymodal.cli import console
 
     console.print(f"[yellow]warning:[/] the export was checked on synthetic arrays only (the run recorded no manifest "
                   f"that still exists): neither the graph on real rows nor the numpy preprocessing was compared with "
@@ -127,7 +123,7 @@ def warn_synthetic_only(run: Path) -> None:
 
 
 def serve(
-    run: RunArg,
+    run: ExportRunArg,
     host: Annotated[str, typer.Option("--host", help="Interface to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
     token: Annotated[str | None, typer.Option("--token", envvar="POLYMODAL_TOKEN",
@@ -145,7 +141,6 @@ def serve(
     OpenAPI docs at /docs."""
     from pydantic import ValidationError
 
-    from polymodal.cli import console
     from polymodal.deploy.runtime import Runtime
     from polymodal.deploy.server import create_app
     from polymodal.deploy.settings import LOOPBACK, ServeSettings
@@ -213,8 +208,7 @@ def run_server(app: Any, settings: Any) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``export`` and ``serve`` to the ``polymodal`` app (called at the end of ``polymodal.cli``)."""
-    from polymodal.cli import user_errors
+    """Add ``export`` and ``serve`` to the ``polymodal`` app."""
 
     app.command()(user_errors(export))
     app.command()(user_errors(serve))

@@ -1,0 +1,123 @@
+"""What every ``polymodal`` command shares: the consoles, the error wrapper, the common
+arguments and the printers.
+
+User mistakes (bad config, bad manifest, unreadable file...) print one clear message and exit
+with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from polymodal.errors import PolymodalError
+from polymodal.utils.tables import print_table
+
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+RunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train'.")]
+DataOpt = Annotated[Path, typer.Option("--data", help="Manifest (CSV, Parquet, JSONL or Arrow).")]
+ModalityOpt = Annotated[str, typer.Option("--modality", help="An aligned modality of the run.")]
+SupportOpt = Annotated[Path | None, typer.Option("--support", help="Few-shot models (transfer: protonet): a labelled "
+                                                 "manifest whose classes' prototypes classify --data.")]
+
+
+# Operating-system errors about a path the user gave: a file or folder that is missing, is a file
+# where a folder is needed (or the reverse), or cannot be written.
+PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def _path_error_message(err: OSError) -> str:
+    if isinstance(err, FileNotFoundError) and err.filename is None:
+        return str(err)  # polymodal's own "not found" messages
+    path = err.filename if err.filename is not None else ""
+    reason = err.strerror or str(err)
+    return f"{reason}: {path}" if path else reason
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    return f"warning: {message}\n"
+
+
+def user_errors(fn: F) -> F:
+    """Turn polymodal's own errors (and errors about paths the user gave) into one message and
+    exit status 2; print warnings as ``warning: ...`` lines, without source locations."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        formatter, warnings.formatwarning = warnings.formatwarning, _format_warning
+        try:
+            return fn(*args, **kwargs)
+        except (PolymodalError, *PATH_ERRORS) as err:
+            message = str(err) if isinstance(err, PolymodalError) else _path_error_message(err)
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT; files are written atomically
+            hint = " (the same command with --resume continues it)" if "resume" in kwargs else ""
+            err_console.print(f"interrupted{hint}", highlight=False)
+            raise typer.Exit(130) from None
+        finally:
+            warnings.formatwarning = formatter
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_metrics(metrics: dict[str, Any], title: str) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if isinstance(value, dict):  # e.g. per_label_auroc: one row per entry
+            rows = [(f"{key}.{k}", v) for k, v in value.items() if not isinstance(v, list | dict)]
+        else:
+            rows = [] if isinstance(value, list) else [(key, value)]  # matrices are in the JSON and the report
+        for name, v in rows:
+            table.add_row(name, "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v))  # None: undefined
+    print_table(console, table)
+
+
+def print_skipped(skipped: Any, listed: Path, on_error: str, shown: int = 5) -> None:
+    """Warn (on stderr) how many and which files were skipped, the first ``shown`` of them, and
+    where the full list was written."""
+    effect = "rows with one are left out" if on_error == "skip" else "their modality counts as missing in those rows"
+    err_console.print(f"[bold yellow]warning:[/] {len(skipped)} unreadable file(s) skipped (data.on_error: "
+                      f"{on_error}); {effect}:", highlight=False, soft_wrap=True)
+    for record in skipped.head(shown).to_dict("records"):
+        path = record["path"] if isinstance(record["path"], str) and record["path"] else None  # None: an inline value
+        err_console.print(escape(f"  {record['where']}, modality '{record['modality']}': "
+                                 + (f"{path} ({record['reason']})" if path else record["reason"])),
+                          highlight=False, soft_wrap=True)
+    if len(skipped) > shown:
+        err_console.print(f"  ... and {len(skipped) - shown} more", highlight=False)
+    err_console.print(escape(f"  full list: {listed}"), highlight=False, soft_wrap=True)
+
+
+def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None) -> None:
+    """A list of records as a table (floats with 4 decimals), then ``note`` on a line of its own."""
+    table = Table(title=title)
+    columns = list(rows[0]) if rows else []
+    for column in columns:
+        table.add_column(str(column), justify="left" if isinstance(rows[0][column], str) else "right",
+                         overflow="fold")  # narrow consoles (pipes: 80 columns) wrap instead of cutting values
+    for row in rows:
+        table.add_row(*("-" if row[c] is None else f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])
+                        for c in columns))
+    print_table(console, table)
+    if note:
+        console.print(note)
+
+
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE", help="Set a config key for this run, e.g. --set train.epochs=1 (value read as "
+                                       "YAML; repeatable; the run's config.yaml records it).")]

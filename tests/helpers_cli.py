@@ -1,0 +1,24 @@
+"""Running the ``polymodal`` command in-process (typer's CliRunner) and checking a user error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from typer.testing import CliRunner
+
+from polymodal.cli import app
+
+
+def invoke(*args: Any):
+    """``polymodal ARGS...`` (each argument as text); the result holds exit_code, output and stderr."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """Exit status 2, a readable message on stderr holding every fragment, and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), f"the command crashed: {result.exception!r}"
+    assert "Traceback" not in result.output
+    assert "error:" in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
