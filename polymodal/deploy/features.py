@@ -26,7 +26,7 @@ import numpy as np
 
 from polymodal.deploy.errors import RequestError
 from polymodal.errors import DecodeError, MissingDependencyError
-from polymodal.utils.images import EXIF_FORMATS, converted, resize_image, to_8bit
+from polymodal.utils.images import EXIF_FORMATS, converted_and_resized, to_8bit
 from polymodal.utils.npy import npy_from_bytes
 from polymodal.utils.signals import channels_first, fit_length
 from polymodal.utils.text import UNK_ID, clean
@@ -97,13 +97,14 @@ class ImageFeatures(Features):
             if image.format in EXIF_FORMATS:
                 image = ImageOps.exif_transpose(image)
             image = to_8bit(image)  # 16-bit scans and float images, as in training
-        try:
-            image = converted(image, self.MODES[self.cfg["color"]], self.cfg.get("background"))
-        except ValueError as err:  # a colour mode Pillow does not convert (LAB, ...)
-            raise self.fail(f"unsupported image colour mode {image.mode} ({err})", "unsupported_type", 415) from None
         size = self.cfg["size"]
         height, width = (size, size) if isinstance(size, int) else size
-        array = np.asarray(resize_image(image, (height, width), self.cfg["resize"]), dtype=np.uint8)
+        try:  # as training does (HSV resized as RGB)
+            image = converted_and_resized(image, self.MODES[self.cfg["color"]], self.cfg.get("background"),
+                                          (height, width), self.cfg["resize"])
+        except ValueError as err:  # a colour mode Pillow does not convert (LAB, ...)
+            raise self.fail(f"unsupported image colour mode {image.mode} ({err})", "unsupported_type", 415) from None
+        array = np.asarray(image, dtype=np.uint8)
         return array[:, :, None] if array.ndim == 2 else array
 
     def open(self, data: bytes) -> Any:

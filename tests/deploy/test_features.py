@@ -90,3 +90,16 @@ def test_transparent_pixels_show_the_background_in_training_and_the_runtime(tmp_
     np.testing.assert_allclose(x[6:], (rgb[6:] + fill) / 2, atol=2)
     runtime = ImageFeatures("img", {"preprocess": cfg.preprocess.model_dump(mode="json"), "state": {}, "inputs": {}})
     np.testing.assert_array_equal(runtime.decode((tmp_path / "a.png").read_bytes()), x)
+
+
+@pytest.mark.parametrize("resize", ["stretch", "pad", "crop"])
+def test_hsv_images_are_resized_as_in_training(tmp_path, resize):
+    """Two reds either side of hue 0 resized to another shape: the runtime resizes as RGB and
+    converts afterwards, as training does (resized in HSV, their hues would blend into a cyan)."""
+    pixels = np.zeros((8, 16, 3), np.uint8)
+    pixels[:, :8], pixels[:, 8:] = [255, 0, 40], [255, 40, 0]
+    Image.fromarray(pixels).save(tmp_path / "reds.png")
+    cfg = ImageModality(kind="image", column="img", preprocess={"size": [4, 6], "color": "hsv", "resize": resize})
+    trained = build_preprocessor(cfg, "img").decode(str(tmp_path / "reds.png"))
+    runtime = ImageFeatures("img", {"preprocess": cfg.preprocess.model_dump(mode="json"), "state": {}, "inputs": {}})
+    np.testing.assert_array_equal(runtime.decode((tmp_path / "reds.png").read_bytes()), trained)
