@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader
 from polymodal.data.dataset import collate
 from polymodal.data.targets import TargetEncoder
 from polymodal.errors import SchemaMismatchError
+from polymodal.models.heads import PrototypeHead
 from polymodal.models.objectives.fewshot import class_prototypes
-from polymodal.models.task_heads import PrototypeHead
 from polymodal.training.fewshot import embed_rows
 from polymodal.utils.device import default_device
 

@@ -11,12 +11,11 @@ from torch import nn
 from polymodal.errors import ConfigError
 from polymodal.models import encoders as _encoders  # noqa: F401 - registration
 from polymodal.models import fusion as _fusion  # noqa: F401 - registration
-from polymodal.models import heads as _heads  # noqa: F401 - registration
 from polymodal.models.encoders.base import Encoder, EncoderOutput, FreezeError, batch_norms_frozen_for_one_row
 from polymodal.models.fusion.base import FusedOutput, Fusion
+from polymodal.models.heads import build_heads
 from polymodal.models.projection import Projections, build_projections
 from polymodal.models.registry import ENCODERS, FUSIONS
-from polymodal.models.task_heads import build_heads
 
 Inputs = Mapping[str, Mapping[str, torch.Tensor]]
 Present = Mapping[str, torch.Tensor]
@@ -168,7 +167,7 @@ def build_model(config: Any, contexts: Mapping[str, Mapping[str, Any]], n_output
             (``Preprocessor.encoder_context()``).
         n_outputs: classes, labels or regression targets (of the main task).
         task_outputs: with further ``tasks``: outputs per task, the main one first; the net then
-            returns them side by side (see :mod:`polymodal.models.task_heads`).
+            returns them side by side (see :mod:`polymodal.models.heads.task`).
     """
     encoders = build_encoders(config, contexts)
     dims = {name: enc.output_dim for name, enc in encoders.items()}

@@ -2,7 +2,7 @@
 
 An :class:`EpisodeSampler` makes every training batch an episode: ``ways`` classes, for each
 ``shots`` support rows followed by ``queries`` query rows. The :class:`PrototypicalTerm` embeds
-them with the network's :class:`~polymodal.models.task_heads.PrototypeHead`, classifies the
+them with the network's :class:`~polymodal.models.heads.PrototypeHead`, classifies the
 queries by their nearest support prototype, and keeps the head's running prototypes (used for
 validation) up to date. After training, :func:`set_class_prototypes` sets the prototypes to
 the mean embedding of each training class; prediction with a support set replaces them.

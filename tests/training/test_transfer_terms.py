@@ -14,8 +14,8 @@ from polymodal.data.manifest import read_manifest
 from polymodal.data.multitarget import MultiTargetEncoder
 from polymodal.data.targets import TargetEncoder
 from polymodal.models.fusion.base import FusedOutput
+from polymodal.models.heads import PrototypeHead
 from polymodal.models.model import NetOutput
-from polymodal.models.task_heads import PrototypeHead
 from polymodal.training.distill import DistillTerm
 from polymodal.training.fewshot import EpisodeSampler, set_class_prototypes
 from polymodal.training.semi import FixMatchTerm, PseudoLabelTerm
