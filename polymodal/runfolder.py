@@ -35,6 +35,7 @@ from polymodal.config import Config, load_config, save_config
 from polymodal.data.pipeline import DataPipeline
 from polymodal.errors import PolymodalError, RunFolderError
 from polymodal.metrics import monitored
+from polymodal.training.checkpoints import checkpoint_state
 from polymodal.utils.io import atomic_write, atomic_write_json, damaged_zip, folder_digest
 
 CONFIG_FILE = "config.yaml"
@@ -175,20 +176,6 @@ def check_resumable(run: Path, config: Config) -> None:
         more = f" (and {len(changed) - 10} more)" if len(changed) > 10 else ""
         raise RunFolderError(f"--resume: {run} was trained with another config: {lines}{more}. Resume with its "
                              f"{run / CONFIG_FILE}, or start a new run")
-
-
-def checkpoint_state(path: Path) -> dict[str, Any]:
-    """A Lightning checkpoint's bookkeeping: ``epoch`` (of the last finished epoch, from 0) and the
-    callbacks' states, read memory-mapped (the weights are not loaded) and without unpickling any
-    object (``weights_only``: our checkpoints hold tensors and plain values only). A checkpoint
-    holding other objects reads as epoch -1 without callbacks: nothing known, nothing refused."""
-    import pickle
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError:
-        return {"epoch": -1, "callbacks": {}}
-    return {"epoch": int(state.get("epoch", -1)), "callbacks": dict(state.get("callbacks", {}))}
 
 
 def check_unfinished(run: Path, config: Config) -> None:

@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from polymodal.config.train import TrainConfig
+from polymodal.training.checkpoints import checkpoint_state
 from polymodal.utils.io import atomic_write, durable_replace
 
 # Lightning's advice about DataLoader workers and logging intervals is noise for small in-memory data.
@@ -313,7 +314,6 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
                run_dir: Path | None, monitor: str, mode: str, resume: bool = False) -> FitResult:
     """Train ``module``; restore its best weights; return the history."""
     from polymodal.errors import ManifestError
-    from polymodal.runfolder import checkpoint_state
 
     if hasattr(val_loader, "__len__") and len(val_loader) == 0:
         raise ManifestError(["the validation data holds no row to evaluate; early stopping and the weights kept "
