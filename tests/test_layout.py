@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,35 @@ def test_every_module_has_a_line_in_the_layout() -> None:
                if p.name not in listed.get(f"{p.parent.relative_to(ROOT / 'polymodal')}/".replace("./", ""), set())]
     if missing:
         pytest.fail(f"modules without a line in docs/layout.md: {missing}")
+
+
+# The layers of docs/layout.md, lowest first: a module imports from its own layer or lower ones.
+LAYER = {"errors": 0, "utils": 0, "registry": 0, "pretrained": 0, "__version__": 0, "config": 1, "data": 2,
+         "metrics": 2, "models": 3, "assets": 3, "training": 4, "runfolder": 5, "estimator": 5, "multitask": 5,
+         "fewshot": 5, "predictor": 5, "anomaly": 6, "evaluation": 6, "retrieval": 6, "tune": 6, "demo": 6,
+         "deploy": 7, "cli": 8, "__init__": 9, "__main__": 9}
+FACADE = "polymodal/predictor.py"  # MultimodalPredictor's explain / embed / zero_shot... call the layer above, lazily
+
+
+def _part(module: str) -> str:
+    return module.split(".")[1] if "." in module else "__init__"
+
+
+def test_no_module_imports_a_layer_above_its_own() -> None:
+    upward = []
+    for path in sorted((ROOT / "polymodal").rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        source = _part(".".join(rel.with_suffix("").parts))
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top_level = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("polymodal")):
+                continue
+            targets = [node.module] if node.module != "polymodal" else [f"polymodal.{a.name}" for a in node.names]
+            for target in targets:
+                if LAYER[_part(target)] <= LAYER[source]:
+                    continue
+                if str(rel) == FACADE and id(node) not in top_level:
+                    continue
+                upward.append(f"{rel}:{node.lineno} imports {target}")
+    assert not upward, upward
