@@ -70,18 +70,20 @@ def retrieve(
 
     if out is not None:
         check_table_path(out)
-    hits = search(MultimodalPredictor.load(run), EmbeddingIndex.load(index), query, modality, k, run=run)
+    gallery = EmbeddingIndex.load(index)
+    hits = search(MultimodalPredictor.load(run), gallery, query, modality, k, run=run)
     if out is not None:
         write_table(hits, out)
         console.print(f"{len(hits)} hits for {hits['query'].nunique()} queries written to {out}")
         return
+    title = f"top {k} per query" if k < len(gallery) else f"top {len(gallery)} per query (the whole gallery)"
     queries = hits["query"].unique()
     if len(queries) <= SHOWN_QUERIES:
-        print_rows(hits.to_dict("records"), f"top {k} per query")
+        print_rows(hits.to_dict("records"), title)
         return
     shown = hits[hits["query"].isin(queries[:SHOWN_QUERIES])]
-    print_rows(shown.to_dict("records"), f"top {k} per query",
-                f"the first {SHOWN_QUERIES} of {len(queries):,} queries; --out FILE writes every hit")
+    print_rows(shown.to_dict("records"), title,
+               f"the first {SHOWN_QUERIES} of {len(queries):,} queries; --out FILE writes every hit")
 
 
 def zero_shot(
@@ -97,11 +99,14 @@ def zero_shot(
     out: Annotated[Path | None, typer.Option("--out", help="Write predictions to this .csv/.parquet.")] = None,
 ) -> None:
     """Classify rows by the nearest class-name embedding (no labelled training for these classes)."""
-    from polymodal.errors import ConfigError
+    from polymodal.errors import ConfigError, OptionError
     from polymodal.predictor import MultimodalPredictor
 
     if out is not None:
         check_table_path(out)
+    if not classes.strip():
+        raise OptionError(["--classes: empty; give comma-separated class names ('cat,dog') or a JSON file of names "
+                           "or {class: prompt or [prompts]}"])
     names: Any = [c.strip() for c in classes.split(",") if c.strip()]
     if classes.endswith(".json"):  # a file of names or {class: prompts}, not a class called "x.json"
         if not Path(classes).is_file():
@@ -111,6 +116,9 @@ def zero_shot(
         except json.JSONDecodeError as err:
             raise ConfigError([f"--classes {classes}: not valid JSON ({err}); give a list of names or "
                                "{class: prompt or [prompts]}"], source=classes) from None
+        if not isinstance(names, list | dict):  # a JSON text "one" is not the classes o, n, e
+            raise OptionError([f"--classes {classes}: the file must hold a list of class names or "
+                               f"{{class: prompt or [prompts]}}; it holds a JSON {type(names).__name__}: {names!r}"])
     frame = MultimodalPredictor.load(run).zero_shot(data, modality, names, text_modality=text_modality,
                                                     template=template).reset_index()
     if out is not None:
@@ -140,6 +148,7 @@ def show_retrieval(predictor: Any, data: Path, *, query: str | None, gallery: st
     """``polymodal evaluate --retrieval``: metrics per direction, and the linear-CCA baseline."""
     from polymodal.errors import OptionError
     from polymodal.retrieval.search import cca_baseline, evaluate_retrieval
+    from polymodal.utils.io import finite_json
 
     if cca_train is not None and cca_features not in ("encoder", "input"):  # refused before the model's evaluation
         raise OptionError([f"--cca-features: 'encoder' or 'input'; got {cca_features!r}"])
@@ -148,7 +157,7 @@ def show_retrieval(predictor: Any, data: Path, *, query: str | None, gallery: st
         results["linear_cca"] = cca_baseline(predictor, cca_train, data, query, gallery, features=cca_features,
                                              by=hits, labels=labels)
     if as_json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(finite_json(results), indent=2, allow_nan=False))  # an undefined metric is null
         return
     rows = [{"method": method, "direction": direction, "hits": scores["hits"],
              **{short: scores[key] for key, short in DISPLAY.items()}}

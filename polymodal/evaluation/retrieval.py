@@ -117,11 +117,21 @@ def collapse_warning(metrics: dict[str, Any], align: AlignConfig | None = None, 
     if value is None or value >= COLLAPSED_SPREAD:
         return None
     message = (f"the shared space collapsed: validation embeddings of different rows are nearly identical (spread "
-               f"{value:.4f}, below {COLLAPSED_SPREAD}; 0 is one point), so every query ranks the gallery alike. ")
+               f"{_shown_below(value, COLLAPSED_SPREAD)}, below {COLLAPSED_SPREAD}; 0 is one point), so every query "
+               "ranks the gallery alike. ")
     if epochs is not None and epochs < FEW_EPOCHS:
         return message + (f"The run trained for {epochs} epoch(s) only: train longer first (train.epochs). If it "
                           "stays collapsed: " + _collapse_advice(align))
     return message + _collapse_advice(align)
+
+
+def _shown_below(value: float, limit: float) -> str:
+    """``value`` with 4 decimals, or as many more as it takes to read below ``limit`` (0.00996
+    is not shown as 0.0100 beside a limit of 0.01)."""
+    for decimals in range(4, 12):
+        if float(text := f"{value:.{decimals}f}") < limit:
+            return text
+    return repr(value)
 
 
 _CLASS_PAIRS = ("paired rows are related only through their class (positives: pair makes the other rows of the "

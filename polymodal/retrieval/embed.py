@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from polymodal.config.align import aligned_modalities
+from polymodal.config.modalities import modality_columns
 from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
 from polymodal.data.pipeline import DataSource
@@ -70,6 +71,9 @@ def embed_rows(predictor: MultimodalPredictor, data: DataSource, modality: str, 
 
     Returns:
         (N, D) float32 values indexed by manifest row, columns ``e0 .. e{D-1}``.
+
+    Raises:
+        SchemaMismatchError: no row of ``data`` holds ``modality``.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}; got '{kind}'")
@@ -77,6 +81,10 @@ def embed_rows(predictor: MultimodalPredictor, data: DataSource, modality: str, 
         check_aligned(predictor, modality)
     manifest, table = predictor._encode(data, require_target=False, modalities=[modality])
     table = table.select(table.modalities[modality].present)
+    if len(table) == 0:
+        columns = modality_columns(predictor.config.modalities[modality])
+        raise SchemaMismatchError(f"no row of {manifest.name} holds modality '{modality}' (column(s) {columns} are "
+                                  f"empty or absent in all {len(manifest)} rows); nothing to embed")
     if kind == "input":
         values = input_vectors(table, modality)
     else:  # a frozen encoder with ``cache: true`` is served from its feature store
@@ -86,7 +94,7 @@ def embed_rows(predictor: MultimodalPredictor, data: DataSource, modality: str, 
             values = _run(predictor, table, lambda b: net.embed(b["inputs"], b["present"])[modality])
         else:
             values = _run(predictor, table, lambda b: net.encode(b["inputs"], b["present"])[modality].pooled)
-    columns = [f"e{i}" for i in range(values.shape[1])] if len(values) else []
+    columns = [f"e{i}" for i in range(values.shape[1])]
     index = manifest.row_index(table.rows) if labelled else pd.Index(table.rows, name="row")
     return pd.DataFrame(values, index=index, columns=columns)
 

@@ -2,7 +2,8 @@
 identity of every vector kept beside it.
 
 On disk an index is a folder: ``index.faiss`` (written by ``faiss.write_index``) and
-``index.json`` (the ids, the modality, the model it was built with); nothing is pickled.
+``index.json`` (the ids, the modality, the digest of the model weights it was built with);
+nothing is pickled.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
-from polymodal.errors import MissingDependencyError, SchemaMismatchError
+from polymodal.errors import MissingDependencyError, RunFolderError, SchemaMismatchError
 from polymodal.utils.io import atomic_path, atomic_write_json, python_scalar
 
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
-FORMAT = 1
+FORMAT = 2  # 2: ``model`` is the digest of the weights (:func:`weights_digest`); 1: of the run's model file
 
 
 def _faiss() -> Any:
@@ -42,13 +44,29 @@ def file_digest(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def weights_digest(module: torch.nn.Module) -> str:
+    """A short hash of a network's state dict (names, dtypes, shapes and values), wherever it came
+    from: a fitted predictor's network and the same network loaded from its run folder agree."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(module.state_dict().items()):
+        if not isinstance(tensor, torch.Tensor):  # a module's extra state
+            digest.update(f"{name}|{tensor!r}|".encode())
+            continue
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 class EmbeddingIndex:
     """Exact cosine-similarity search over a gallery of embeddings (``faiss.IndexFlatIP``).
 
     Args:
         index: a FAISS index holding the gallery vectors.
         ids: one JSON value per vector (a manifest row, a path, an id column's value).
-        meta: what built it: ``modality``, ``model`` digest, ``manifest``...
+        meta: what built it: ``modality``, ``model`` (:func:`weights_digest` of the network),
+            ``id_column``... (an index saved in format 1 has ``model_file`` instead: the digest
+            of its run's ``model.safetensors``).
     """
 
     def __init__(self, index: Any, ids: Sequence[Any], meta: dict[str, Any] | None = None):
@@ -86,7 +104,8 @@ class EmbeddingIndex:
 
         Returns:
             scores (Q, k) cosine similarities, best first, and positions (Q, k) into the gallery
-            (``ids[position]`` names the item); k is capped at the gallery size.
+            (``ids[position]`` names the item; -1 where FAISS found nothing, e.g. for a query
+            holding NaN); k is capped at the gallery size.
         """
         queries = _normalised(queries)
         if queries.shape[1] != self.dim:
@@ -98,15 +117,17 @@ class EmbeddingIndex:
         return scores, positions
 
     def search_frame(self, queries: np.ndarray, k: int = 10, query_ids: Sequence[Any] | None = None) -> pd.DataFrame:
-        """:meth:`search` as a long table: ``query``, ``rank`` (1 = best), ``id``, ``score``."""
+        """:meth:`search` as a long table: ``query``, ``rank`` (1 = best), ``id``, ``score``; the
+        places where FAISS found nothing (position -1) are left out, not named ``ids[-1]``."""
         scores, positions = self.search(queries, k)
         query_ids = list(range(len(queries))) if query_ids is None else list(query_ids)
         q, r = np.meshgrid(np.arange(scores.shape[0]), np.arange(scores.shape[1]), indexing="ij")
+        found = positions.ravel() >= 0
         return pd.DataFrame({
-            "query": [query_ids[i] for i in q.ravel()],
-            "rank": r.ravel() + 1,
-            "id": [self.ids[p] for p in positions.ravel()],
-            "score": scores.ravel(),
+            "query": [query_ids[i] for i in q.ravel()[found]],
+            "rank": r.ravel()[found] + 1,
+            "id": [self.ids[p] for p in positions.ravel()[found]],
+            "score": scores.ravel()[found],
         })
 
     def save(self, folder: str | os.PathLike) -> Path:
@@ -121,17 +142,60 @@ class EmbeddingIndex:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> EmbeddingIndex:
-        """Read an index folder written by :meth:`save`."""
+        """Read an index folder written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: a file of the folder is missing.
+            RunFolderError: a file is damaged (truncated, not JSON, not a FAISS index) or the two
+                disagree (ids and vectors); the message names the file.
+        """
         folder = Path(folder)
         for name in (INDEX_FILE, META_FILE):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"{folder} is not a polymodal index folder: {name} not found")
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        meta = _read_meta(folder)
+        try:
+            index = _faiss().read_index(str(folder / INDEX_FILE))
+        except RuntimeError as err:  # faiss reports a truncated or foreign file as a RuntimeError
+            reason = str(err).strip().split("failed: ")[-1].replace(" (Success)", "")  # FAISS: "... failed: read error in"
+            raise _damaged(folder, INDEX_FILE, "a FAISS index written by 'polymodal index build'",
+                           f"a truncated or foreign file (FAISS: {reason})") from None
         ids = meta.pop("ids")
-        for key in ("format", "dim", "size"):
-            meta.pop(key, None)
-        return cls(_faiss().read_index(str(folder / INDEX_FILE)), ids, meta)
+        recorded = {key: meta.pop(key, None) for key in ("format", "dim", "size")}
+        if index.ntotal != len(ids):
+            raise _damaged(folder, INDEX_FILE, f"{len(ids)} vectors, one per id in {META_FILE}",
+                           f"{index.ntotal} vectors")
+        if recorded["dim"] is not None and recorded["dim"] != index.d:
+            raise _damaged(folder, INDEX_FILE, f"{recorded['dim']}-d vectors (as {META_FILE} records)",
+                           f"{index.d}-d vectors")
+        if recorded["format"] == 1 and meta.get("model") is not None:  # the digest of a run's model file
+            meta["model_file"] = meta.pop("model")
+        return cls(index, ids, meta)
 
+
+def _damaged(folder: Path, name: str, expected: str, found: str) -> RunFolderError:
+    return RunFolderError(f"the index {folder} is damaged: {name} should hold {expected}; found {found}. "
+                          "Rebuild it with 'polymodal index build'")
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    """``index.json`` as a dict holding an ``ids`` list and a known ``format``."""
+    expected = "a JSON object with the index's ids and metadata"
+    text = (folder / META_FILE).read_bytes()
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        found = "an empty file" if not text.strip() else f"text that is not JSON ({err})"
+        raise _damaged(folder, META_FILE, expected, found) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("ids"), list):
+        found = (f"a JSON {type(meta).__name__}" if not isinstance(meta, dict)
+                 else f"keys {sorted(meta)} (no 'ids' list)")
+        raise _damaged(folder, META_FILE, expected, found)
+    version = meta.get("format")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT:
+        raise _damaged(folder, META_FILE, f"format 1 to {FORMAT}", f"format {version!r} (written by a newer "
+                       "polymodal, or not an index file)")
+    return meta
 
 def _normalised(vectors: np.ndarray) -> np.ndarray:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)

@@ -15,83 +15,198 @@ import numpy as np
 import pandas as pd
 
 from polymodal.config.align import aligned_modalities
-from polymodal.data.manifest import read_manifest
+from polymodal.data.cells import is_empty
+from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.pipeline import DataSource
-from polymodal.errors import OptionError, SchemaMismatchError
-from polymodal.evaluation.cca_baseline import LinearCca
+from polymodal.data.targets import distinct_labels
+from polymodal.errors import ManifestError, OptionError, SchemaMismatchError
+from polymodal.evaluation.cca_baseline import MIN_CCA_ROWS, LinearCca
 from polymodal.evaluation.retrieval import DEFAULT_KS, cross_modal_metrics
 from polymodal.predictor import MultimodalPredictor
 from polymodal.retrieval.embed import Kind, check_aligned, embed_rows
-from polymodal.retrieval.index import EmbeddingIndex, file_digest
+from polymodal.retrieval.index import EmbeddingIndex, file_digest, weights_digest
 from polymodal.runfolder import MODEL_FILE
+from polymodal.utils.io import python_scalar
+from polymodal.utils.warn import warn_user
 
 By = Literal["auto", "pair", "label"]
+BY = ("pair", "label", "auto")
+SHOWN = 5  # offending ids or rows a message names
 
 
 def model_digest(run: str | os.PathLike | None) -> str | None:
-    """The content hash of a run's model file, or None without a run folder."""
+    """The content hash of a run's model file, or None without a run folder (what an index saved
+    in format 1 recorded as ``model``; see :func:`check_index_model`)."""
     if run is None or not (Path(run) / MODEL_FILE).is_file():
         return None
     return file_digest(Path(run) / MODEL_FILE)
+
+
+def predictor_digest(predictor: MultimodalPredictor) -> str:
+    """The :func:`~polymodal.retrieval.index.weights_digest` of a fitted predictor's network: the
+    same for the predictor that was fitted and for its run folder loaded again."""
+    _, net = predictor._require_fitted()
+    return weights_digest(net)
+
+
+def check_index_model(predictor: MultimodalPredictor, index: EmbeddingIndex,
+                      run: str | os.PathLike | None = None) -> None:
+    """Refuse an index built with another model; warn when that cannot be checked.
+
+    Args:
+        run: the predictor's run folder: only an index saved in format 1 needs it (it recorded
+            the digest of the run's model file, not of the weights).
+
+    Raises:
+        SchemaMismatchError: the index records another model.
+    """
+    rebuild = "rebuild the index with this model ('polymodal index build', or build_index)"
+    built_with = index.meta.get("model")
+    if built_with is not None:
+        using = predictor_digest(predictor)
+        if built_with != using:
+            raise SchemaMismatchError(f"the index was built with another model (weights digest {built_with}); this "
+                                      f"model's is {using}: {rebuild}")
+        return
+    legacy = index.meta.get("model_file")
+    if legacy is not None:
+        using = model_digest(run)
+        if using is None:
+            warn_user(f"the index (format 1) records only the digest of its run's {MODEL_FILE}, and no run folder was "
+                      f"given (run=): whether it was built with this model is not checked; {rebuild}")
+        elif legacy != using:
+            raise SchemaMismatchError(f"the index was built with another model ({MODEL_FILE} digest {legacy}); the run "
+                                      f"{run} has {using}: {rebuild}")
+        return
+    warn_user(f"the index records no model (made with EmbeddingIndex.build, or by build_index before it recorded "
+              f"one): it is not checked that its vectors come from this model (another model's would give meaningless "
+              f"scores); {rebuild}")
 
 
 def build_index(predictor: MultimodalPredictor, data: DataSource, modality: str, *, id_column: str | None = None,
                 run: str | os.PathLike | None = None) -> EmbeddingIndex:
     """Embed every row of ``data`` holding ``modality`` and index the embeddings.
 
+    The index records the digest of the predictor's weights, so :func:`retrieve` refuses queries
+    from another model.
+
     Args:
-        id_column: the manifest column naming each item (default: the manifest row number).
-        run: the run folder the predictor came from (its model digest is stored, so queries
-            from another model are refused).
+        id_column: the manifest column naming each item (default: the manifest row number, or a
+            DataFrame's own index, as :func:`retrieve` and ``embed`` name rows). Ids must be
+            unique and non-empty.
+        run: accepted for older calls; not needed (the weights identify the model).
+
+    Raises:
+        SchemaMismatchError: no row holds ``modality``, or ``id_column`` is not a column.
+        ManifestError: the ids repeat or are empty.
     """
-    frame = embed_rows(predictor, data, modality)
-    if len(frame) == 0:
-        raise SchemaMismatchError(f"no row of the data holds modality '{modality}'; nothing to index")
-    ids: Sequence[Any] = frame.index.tolist()
-    if id_column is not None:
-        manifest = read_manifest(data, text_columns=[id_column])  # ids '007' stay '007'
-        if id_column not in manifest.frame.columns:
-            raise SchemaMismatchError(f"id column '{id_column}' is not in {manifest.name} "
-                                      f"(columns: {list(manifest.frame.columns)})")
-        ids = manifest.frame[id_column].iloc[frame.index.to_numpy()].tolist()
-    meta = {"modality": modality, "model": model_digest(run), "id_column": id_column}
+    del run  # the weights digest replaces the run folder's file digest
+    frame = embed_rows(predictor, data, modality)  # indexed by position in the manifest
+    positions = frame.index.to_numpy()
+    if id_column is None and isinstance(data, str | os.PathLike):
+        ids: list[Any] = positions.tolist()  # a file's rows are named by their number
+    else:
+        manifest = read_manifest(data, text_columns=[id_column] if id_column is not None else [])  # '007' stays '007'
+        if id_column is None:
+            ids = [python_scalar(i) for i in manifest.row_index(positions)]
+            _check_ids(ids, positions, manifest, "the DataFrame's index")
+        else:
+            if id_column not in manifest.columns:
+                raise SchemaMismatchError(f"id column '{id_column}' is not in {manifest.name} "
+                                          f"(columns: {list(manifest.columns)})")
+            ids = [python_scalar(v) for v in manifest.take(id_column, positions)]
+            _check_ids(ids, positions, manifest, f"id column '{id_column}'")
+    meta = {"modality": modality, "model": predictor_digest(predictor), "id_column": id_column}
     return EmbeddingIndex.build(frame.to_numpy(), ids, meta)
+
+
+def _check_ids(ids: list[Any], positions: np.ndarray, manifest: Manifest, what: str) -> None:
+    """Refuse empty or repeated ids among the indexed rows, naming the rows and values."""
+    def places(rows: list[int]) -> str:
+        return ", ".join(manifest.where(r) for r in rows[:SHOWN]) + (", ..." if len(rows) > SHOWN else "")
+
+    problems = []
+    empty = [int(p) for i, p in zip(ids, positions) if is_empty(i)]
+    if empty:
+        problems.append(f"{what} is empty at {len(empty)} indexed row(s): {places(empty)}; every item needs an id")
+    rows_of: dict[Any, list[int]] = {}
+    for value, position in zip(ids, positions):
+        if not is_empty(value):
+            rows_of.setdefault(value, []).append(int(position))
+    repeated = [(value, rows) for value, rows in rows_of.items() if len(rows) > 1]
+    problems += [f"{what}: {value!r} names {len(rows)} rows: {places(rows)}; ids must be unique"
+                 for value, rows in repeated[:SHOWN]]
+    if len(repeated) > SHOWN:
+        problems.append(f"{what}: {len(repeated) - SHOWN} more repeated value(s)")
+    if problems:
+        raise ManifestError(problems, source=manifest.name, folded=max(len(repeated) - SHOWN - 1, 0))
 
 
 def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: DataSource, modality: str, k: int = 10,
              run: str | os.PathLike | None = None) -> pd.DataFrame:
     """The ``k`` best gallery items for every query row holding ``modality``.
 
+    Args:
+        run: the predictor's run folder; needed only to check an index saved in format 1.
+
     Returns:
         One line per (query, rank): ``query`` (manifest row, or a DataFrame's own index), ``rank``
         (1 = best), ``id``, ``score``.
 
     Raises:
-        SchemaMismatchError: the index was built by another model or has another width.
+        SchemaMismatchError: the index was built by another model, has another width, or no
+            query row holds ``modality``.
     """
     check_aligned(predictor, modality)
-    built_with, using = index.meta.get("model"), model_digest(run)
-    if built_with is not None and using is not None and built_with != using:
-        raise SchemaMismatchError(f"the index was built with another model (digest {built_with}); this run's model "
-                                  f"is {using}: rebuild the index with 'polymodal index build'")
+    check_index_model(predictor, index, run)
     frame = embed_rows(predictor, queries, modality, labelled=True)
-    if len(frame) == 0:
-        raise SchemaMismatchError(f"no query row holds modality '{modality}'")
     return index.search_frame(frame.to_numpy(), k, query_ids=frame.index.tolist())
+
+
+def label_keys(values: pd.Series) -> np.ndarray:
+    """(N,) float: equal for rows whose labels match as training matches them
+    (:func:`~polymodal.data.targets.label_key`: 7, 7.0 and '7' are one label); NaN for an empty
+    label, which equals nothing, not even the same row's."""
+    codes, _, keys = distinct_labels(values)
+    classes = pd.factorize(pd.Series(keys, dtype=object))[0]  # distinct values -> the label they read as
+    out = np.full(len(codes), np.nan)
+    filled = codes >= 0
+    out[filled] = classes[codes[filled]]
+    return out
 
 
 def _keys(data: DataSource, by: By, labels: str | None, predictor: MultimodalPredictor) -> tuple[np.ndarray, str]:
     """Per manifest row, what decides relevance: the row itself, or its label."""
+    if by not in BY:
+        raise OptionError([f"--hits: pair, label or auto; got {by!r}"])
     column = labels if labels is not None else (predictor.config.targets[0] if predictor.config.targets else None)
-    frame = read_manifest(data, label_columns=[column] if column is not None else []).frame
+    manifest = read_manifest(data, label_columns=[column] if column is not None else [])
+    if labels is not None and labels not in manifest.columns:
+        raise OptionError([f"--labels: column {labels!r} is not in {manifest.name} (columns: {list(manifest.columns)})"])
     if by == "auto":
-        by = "label" if column is not None and column in frame.columns else "pair"
+        by = "label" if column is not None and column in manifest.columns else "pair"
     if by == "pair":
-        return np.arange(len(frame)), "pair"
-    if column is None or column not in frame.columns:
+        return np.arange(len(manifest)), "pair"
+    if column is None or column not in manifest.columns:
         raise SchemaMismatchError(f"label-level retrieval needs a label column in the data; got "
-                                  f"{column!r}, columns {list(frame.columns)}")
-    return frame[column].astype(str).to_numpy(), "label"
+                                  f"{column!r}, columns {list(manifest.columns)}")
+    return label_keys(manifest.column(column)), "label"
+
+
+def _warn_unmatched(direction: str, scores: dict[str, Any], how: str) -> None:
+    """Say how many queries had no relevant gallery item (they are left out of the metrics)."""
+    missing = scores["queries_without_match"]
+    if not missing:
+        return
+    total = missing + scores["queries"]
+    why = ("no gallery row shares its label, or its label is empty" if how == "label"
+           else "its own row does not hold the gallery modality")
+    if missing == total:
+        warn_user(f"{direction}: none of the {total} queries has a relevant gallery item ({why}; hits: {how}): the "
+                  "metrics are undefined (NaN; null in JSON)")
+    else:
+        warn_user(f"{direction}: {missing} of {total} queries have no relevant gallery item ({why}; hits: {how}) "
+                  "and are left out of the metrics")
 
 
 def directions(predictor: MultimodalPredictor, query: str | None, gallery: str | None) -> list[tuple[str, str]]:
@@ -102,6 +217,10 @@ def directions(predictor: MultimodalPredictor, query: str | None, gallery: str |
     if query is not None and gallery is not None:
         for name in (query, gallery):
             check_aligned(predictor, name)
+        if query == gallery:  # each query would find its own row first
+            raise OptionError([f"--gallery: '{gallery}' is also the query modality; retrieval is scored across "
+                               f"modalities (a query's own row would be its best hit: R@1 = 1.0); choose another of "
+                               f"{names}"])
         return [(query, gallery)]
     chosen = [(q, g) for q, g in permutations(names, 2) if (query is None or q == query) and (gallery is None or g == gallery)]
     if not chosen:
@@ -116,8 +235,15 @@ def evaluate_retrieval(predictor: MultimodalPredictor, data: DataSource, query: 
 
     Queries are the rows holding the query modality, the gallery the rows holding the gallery
     modality. A hit is the query's own row (``by: pair``) or a row with the same label
-    (``by: label``; ``labels`` names the column, default the config's target); ``auto`` uses
-    labels when the data has that column.
+    (``by: label``; ``labels`` names the column, default the config's target; labels match as
+    in training, 7 and 7.0 alike, and an empty label matches nothing); ``auto`` uses labels when
+    the data has that column. The query and gallery modalities must differ. Queries without any
+    relevant gallery item are left out of the metrics, with a warning.
+
+    Raises:
+        OptionError: ``by`` is not pair, label or auto; ``labels`` is not a column;
+            ``query == gallery``.
+        SchemaMismatchError: no row holds one of the modalities.
     """
     keys, how = _keys(data, by, labels, predictor)
     results = {}
@@ -128,6 +254,7 @@ def evaluate_retrieval(predictor: MultimodalPredictor, data: DataSource, query: 
                 cache[name] = embed_rows(predictor, data, name)
         qf, gf = cache[q], cache[g]
         scores = cross_modal_metrics(qf.to_numpy(), gf.to_numpy(), keys[qf.index.to_numpy()], keys[gf.index.to_numpy()], ks)
+        _warn_unmatched(f"{q}->{g}", scores, how)
         results[f"{q}->{g}"] = {"hits": how, **scores}
     return results
 
@@ -157,6 +284,10 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
         a, b = sorted((q, g))
         if (a, b) not in models:  # one fit serves both directions
             paired = train_features[a].index.intersection(train_features[b].index)
+            if len(paired) < MIN_CCA_ROWS:
+                raise SchemaMismatchError(f"linear CCA is fitted on the rows holding both '{a}' and '{b}': "
+                                          f"{_source_name(train)} has {len(paired)} such row(s); at least "
+                                          f"{MIN_CCA_ROWS} are needed")
             models[(a, b)] = LinearCca(dim, pca).fit(train_features[a].loc[paired].to_numpy(),
                                                     train_features[b].loc[paired].to_numpy())
         model = models[(a, b)]
@@ -165,3 +296,10 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
                                      keys[qf.index.to_numpy()], keys[gf.index.to_numpy()], ks)
         results[f"{q}->{g}"] = {"hits": how, **scores}
     return results
+
+
+def _source_name(data: DataSource) -> str:
+    """How messages name a manifest given as a path, a DataFrame or a Manifest."""
+    if isinstance(data, Manifest):
+        return data.name
+    return "the DataFrame" if isinstance(data, pd.DataFrame) else str(data)

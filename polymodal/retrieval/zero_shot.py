@@ -34,25 +34,58 @@ def text_side(predictor: MultimodalPredictor, text_modality: str | None) -> str:
     return texts[0]
 
 
+MIN_CLASSES = 2  # with one class every row is predicted alike
+
+
+def class_prompts(classes: Classes, template: str = "{}") -> dict[str, list[str]]:
+    """Each class's prompts: ``template`` with ``{}`` replaced by a bare name, or the prompts given.
+
+    Raises:
+        OptionError: fewer than two classes, a repeated name, a name or prompt that is not a
+            non-empty text, or a template without ``{}``.
+    """
+    if not isinstance(template, str) or "{}" not in template:
+        raise OptionError([f"--template: must hold '{{}}' where the class name goes; got {template!r}"])
+    allowed = "a list of class names, or {class: prompt or [prompts]}"
+    if isinstance(classes, str | bytes) or not isinstance(classes, Mapping | Sequence):
+        raise OptionError([f"--classes: expected {allowed}; got {type(classes).__name__} {classes!r}"])
+    names = list(classes.keys() if isinstance(classes, Mapping) else classes)
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise OptionError([f"--classes: class names must be non-empty texts; got {bad[:5]!r} in {names[:10]!r}"])
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise OptionError([f"--classes: each class must be named once; {repeated} repeat(s) in {names!r}"])
+    if len(names) < MIN_CLASSES:
+        raise OptionError([f"--classes: zero-shot classification needs at least {MIN_CLASSES} classes; got "
+                           f"{len(names)}: {names!r}"])
+    if not isinstance(classes, Mapping):
+        return {name: [template.replace("{}", name)] for name in names}  # not format(): '{x}' is text
+    prompts: dict[str, list[str]] = {}
+    for name, given in classes.items():
+        listed = [given] if isinstance(given, str) else given
+        if not isinstance(listed, list | tuple) or not listed or any(not isinstance(p, str) or not p.strip()
+                                                                      for p in listed):
+            raise OptionError([f"--classes: class {name!r} needs a prompt or a non-empty list of prompts, each a "
+                               f"non-empty text; got {given!r}"])
+        prompts[name] = list(listed)
+    return prompts
+
+
 def class_embeddings(predictor: MultimodalPredictor, classes: Classes, text_modality: str | None = None,
                      template: str = "{}") -> pd.DataFrame:
     """One L2-normalised embedding per class: the normalised mean of its prompts' embeddings.
 
     Args:
-        classes: class names (each prompt is ``template.format(name)``), or ``{class: prompt or
-            [prompts]}``.
+        classes: at least two distinct class names (each prompt is ``template`` with ``{}``
+            replaced by the name), or ``{class: prompt or [prompts]}``.
         template: how a bare class name becomes a prompt, e.g. ``"a drawing of a {}"``.
 
     Returns:
         (C, D) indexed by class name.
     """
+    prompts = class_prompts(classes, template)
     text = text_side(predictor, text_modality)
-    if "{}" not in template:
-        raise OptionError([f"--template: must hold '{{}}' where the class name goes; got {template!r}"])
-    prompts = {str(c): [template.format(c)] for c in classes} if not isinstance(classes, Mapping) else {
-        str(c): [p] if isinstance(p, str) else list(p) for c, p in classes.items()}
-    if not prompts or any(not p for p in prompts.values()):
-        raise OptionError([f"--classes: zero-shot classification needs at least one prompt per class; got {prompts}"])
     flat = [(c, p) for c, ps in prompts.items() for p in ps]
     column = modality_columns(predictor.config.modalities[text])[0]
     embedded = embed_rows(predictor, pd.DataFrame({column: [p for _, p in flat]}), text)
@@ -79,11 +112,16 @@ def zero_shot(predictor: MultimodalPredictor, data: DataSource, modality: str, c
     Returns:
         Indexed by manifest row (a DataFrame's own index, when it has one): ``prediction`` and one
         ``score_<class>`` column (cosine similarity) per class.
+
+    Raises:
+        OptionError: bad ``classes`` or ``template`` (see :func:`class_prompts`).
+        SchemaMismatchError: no row of ``data`` holds ``modality``.
     """
+    class_prompts(classes, template)  # refused before the model is asked anything
     check_aligned(predictor, modality)
     centres = class_embeddings(predictor, classes, text_modality, template)
     rows = embed_rows(predictor, data, modality, labelled=True)
     scores = rows.to_numpy() @ centres.to_numpy().T  # (N, C)
     names = np.asarray(centres.index, dtype=object)
-    frame = pd.DataFrame({"prediction": names[scores.argmax(axis=1)] if len(rows) else []}, index=rows.index)
+    frame = pd.DataFrame({"prediction": names[scores.argmax(axis=1)]}, index=rows.index)
     return frame.join(pd.DataFrame(scores, index=rows.index, columns=[f"score_{c}" for c in names]))

@@ -178,3 +178,72 @@ def test_help_shows_every_option_help_in_full(command) -> None:
     assert helps
     for text in helps:
         assert " ".join(text.replace("\\[", "[").split()) in shown
+
+
+def test_retrieve_names_the_whole_gallery_and_refuses_another_runs_index(setup, tmp_path) -> None:
+    index = tmp_path / "idx"
+    assert invoke("index", "build", setup["run"], "--data", setup["test"], "--modality", "caption", "--out",
+                  index).exit_code == 0
+    shown = runner.invoke(app, [str(a) for a in ("retrieve", setup["run"], "--index", index, "--query", setup["test"],
+                                                 "--modality", "x", "-k", "500")], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "top 30 per query (the whole gallery)" in " ".join(shown.output.split()) and "top 500" not in shown.output
+    other = tmp_path / "other"
+    frame = pd.read_csv(setup["train"])
+    MultimodalPredictor.from_config({**copy.deepcopy(CONFIG), "train": {**CONFIG["train"], "epochs": 1}}).fit(
+        frame, frame.iloc[:30], out=other)
+    assert_user_error(invoke("retrieve", other, "--index", index, "--query", setup["test"], "--modality", "x"),
+                      "the index was built with another model (weights digest")
+
+
+def test_evaluate_retrieval_json_stays_strict_when_no_query_has_a_relevant_item(setup, tmp_path) -> None:
+    data = tmp_path / "unmatched.csv"
+    frame = rows(20, 5).assign(label=[f"only{i}" for i in range(20)])  # every row its own label
+    frame.loc[:9, "caption"] = ""  # rows 0-9: x only; 10-19: caption only
+    frame.loc[10:, ["x0", "x1"]] = np.nan
+    frame.to_csv(data, index=False)
+    with pytest.warns(UserWarning, match="x->caption: none of the 10 queries has a relevant gallery item"):
+        result = invoke("evaluate", setup["run"], "--data", data, "--retrieval", "--no-cca", "--json")
+    assert result.exit_code == 0, result.output
+    assert "NaN" not in result.stdout
+    report = json.loads(result.stdout)["model"]["x->caption"]
+    assert report["map"] is None and report["queries"] == 0 and report["queries_without_match"] == 10
+
+
+def test_a_modality_empty_in_every_row_is_a_user_error_in_every_command(setup, tmp_path) -> None:
+    data = tmp_path / "no_x.csv"
+    rows(12, 3).assign(x0=np.nan, x1=np.nan).to_csv(data, index=False)
+    expected = "no row of no_x.csv holds modality 'x' (column(s) ['x0', 'x1'] are empty or absent in all 12 rows)"
+    assert_user_error(invoke("embed", setup["run"], "--data", data, "--modality", "x", "--out",
+                             tmp_path / "e.parquet"), expected)
+    assert not (tmp_path / "e.parquet").exists()
+    assert_user_error(invoke("evaluate", setup["run"], "--data", data, "--retrieval", "--no-cca"), expected)
+    assert_user_error(invoke("zero-shot", setup["run"], "--data", data, "--modality", "x", "--classes",
+                             "red,green,blue"), expected)
+    assert_user_error(invoke("evaluate", setup["run"], "--data", setup["test"], "--retrieval", "--cca-train", data),
+                      expected)  # the CCA training manifest
+
+
+@pytest.mark.parametrize("given, message", [
+    ("", "--classes: empty; give comma-separated class names"),
+    ("red", "--classes: zero-shot classification needs at least 2 classes; got 1: ['red']"),
+    ("red,green,red", "--classes: each class must be named once; ['red'] repeat(s)"),
+    ('"one"', "the file must hold a list of class names or {class: prompt or [prompts]}; it holds a JSON str: 'one'"),
+    ('{"one": 5, "two": "two"}', "--classes: class 'one' needs a prompt or a non-empty list of prompts"),
+    ("[1, 2]", "--classes: class names must be non-empty texts; got [1, 2]"),
+])
+def test_zero_shot_refuses_bad_classes(setup, tmp_path, given: str, message: str) -> None:
+    classes = given
+    if given and given[0] in '"{[':  # a JSON file
+        classes = tmp_path / "classes.json"
+        classes.write_text(given, encoding="utf-8")
+    assert_user_error(invoke("zero-shot", setup["run"], "--data", setup["test"], "--modality", "x", "--classes",
+                             classes), message)
+
+
+def test_zero_shot_template_braces_other_than_the_name_are_text(setup) -> None:
+    result = invoke("zero-shot", setup["run"], "--data", setup["test"], "--modality", "x", "--classes",
+                    "red,green,blue", "--template", "a {} one {x}")
+    assert result.exit_code == 0, result.output
+    assert_user_error(invoke("zero-shot", setup["run"], "--data", setup["test"], "--modality", "x", "--classes",
+                             "red,green", "--template", "a {0} one"), "--template: must hold '{}'", "got 'a {0} one'")

@@ -208,3 +208,10 @@ def test_ties_rank_the_irrelevant_items_first_so_a_collapsed_space_scores_nothin
     assert out["recall@1"] == out["recall@10"] == 0.0 and out["median_rank"] == 91
     distinct = retrieval_metrics(np.array([[0.9, 0.5, 0.5]]), np.array([[False, True, False]]))
     assert distinct["median_rank"] == 3  # tied with an irrelevant item: counted behind it
+
+
+@pytest.mark.parametrize("value, shown", [(0.00996, "0.00996"), (0.0099999, "0.0099999"), (0.0025, "0.0025"),
+                                          (0.0, "0.0000")])
+def test_the_collapse_warning_shows_the_spread_below_the_limit_it_names(value: float, shown: str) -> None:
+    message = collapse_warning({"spread": value})
+    assert f"(spread {shown}, below 0.01;" in message

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from polymodal import MultimodalPredictor
 from polymodal.errors import OptionError, SchemaMismatchError
@@ -267,3 +268,115 @@ def test_retrieval_evaluation_of_a_model_without_align_says_so():
     config = load_config({"target": "y", "modalities": {"t": {"kind": "tabular", "columns": ["x"]}}})
     with pytest.raises(SchemaMismatchError, match="no shared embedding space: its config has no 'align' section"):
         directions(SimpleNamespace(config=config), None, None)
+
+
+# -- what retrieval refuses or warns about ---------------------------------------------------------
+def test_an_index_built_in_python_records_the_weights_and_refuses_another_model(contrastive, pairs) -> None:
+    """No run folder is needed: the digest of the weights identifies the model, the same for the
+    fitted predictor and its run folder loaded again."""
+    predictor, run = contrastive
+    index = build_index(predictor, pairs["test"], "b")
+    assert index.meta["model"] is not None
+    hits = retrieve(MultimodalPredictor.load(run), index, pairs["test"], "a", k=3)
+    assert len(hits) == 180
+    other = copy.deepcopy(predictor)
+    with torch.no_grad():
+        next(other.net.parameters()).add_(1e-3)
+    with pytest.raises(SchemaMismatchError, match="built with another model \\(weights digest "):
+        retrieve(other, index, pairs["test"], "a")
+    index.meta["model"] = None
+    with pytest.warns(UserWarning, match="the index records no model"):
+        retrieve(predictor, index, pairs["test"], "a")
+
+
+def test_an_index_saved_in_format_1_is_checked_against_the_run_folder(contrastive, pairs, tmp_path) -> None:
+    import json
+    import warnings
+
+    from polymodal.retrieval.search import model_digest
+
+    predictor, run = contrastive
+    folder = build_index(predictor, pairs["test"], "b").save(tmp_path / "idx")
+    meta = json.loads((folder / "index.json").read_text())
+    (folder / "index.json").write_text(json.dumps({**meta, "format": 1, "model": model_digest(run)}))
+    old = EmbeddingIndex.load(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        retrieve(predictor, old, pairs["test"], "a", run=run)
+    with pytest.warns(UserWarning, match="records only the digest of its run's model.safetensors"):
+        retrieve(predictor, old, pairs["test"], "a")
+    old.meta["model_file"] = "0" * 32
+    with pytest.raises(SchemaMismatchError, match="built with another model \\(model.safetensors digest 0000"):
+        retrieve(predictor, old, pairs["test"], "a", run=run)
+
+
+def test_index_ids_follow_a_dataframes_own_index_as_queries_do(contrastive, pairs) -> None:
+    predictor, _ = contrastive
+    labelled = pairs["test"].set_axis([f"r{i}" for i in range(60)])[::-1]  # its own, reversed index
+    index = build_index(predictor, labelled, "b")
+    assert index.ids == list(labelled.index)
+    top = retrieve(predictor, index, labelled, "a", k=1)
+    assert (top["query"] == top["id"]).mean() > 0.95  # a row's pair is named as the query names it
+
+
+def test_repeated_or_empty_item_ids_are_refused_naming_rows_and_values(contrastive, pairs) -> None:
+    from polymodal.errors import ManifestError
+
+    predictor, _ = contrastive
+    named = pairs["test"].assign(name=[f"n{i}" for i in range(60)])
+    named.loc[7, "name"] = "n3"
+    named.loc[5, "name"] = ""
+    with pytest.raises(ManifestError) as caught:
+        build_index(predictor, named, "b", id_column="name")
+    message = str(caught.value)
+    assert "id column 'name' is empty at 1 indexed row(s): DataFrame row 5" in message
+    assert "id column 'name': 'n3' names 2 rows: DataFrame row 3, DataFrame row 7; ids must be unique" in message
+    with pytest.raises(ManifestError, match="the DataFrame's index: 'x' names 2 rows: DataFrame row 0 \\(index 'x'\\)"):
+        build_index(predictor, pairs["test"].set_axis(["x", "x"] + [f"r{i}" for i in range(58)]), "b")
+
+
+def test_same_modality_retrieval_and_bad_hit_options_are_refused(contrastive, pairs) -> None:
+    predictor, _ = contrastive
+    with pytest.raises(OptionError, match="--gallery: 'a' is also the query modality; .* choose another of \\['a', 'b'\\]"):
+        predictor.evaluate_retrieval(pairs["test"], "a", "a")
+    for by in ("foo", "pairs"):
+        with pytest.raises(OptionError, match=f"--hits: pair, label or auto; got '{by}'"):
+            predictor.evaluate_retrieval(pairs["test"], by=by)
+    with pytest.raises(OptionError, match=r"--labels: column 'tag' is not in DataFrame \(columns: \['a0', 'a1'"):
+        predictor.evaluate_retrieval(pairs["test"], labels="tag")
+
+
+def test_label_hits_match_labels_as_training_does(contrastive, pairs) -> None:
+    """7, 7.0 and '7' are one label (label_key); an empty label matches no row."""
+    predictor, _ = contrastive
+    clean = pairs["test"].assign(tag=[7, 8] * 30)
+    messy = pairs["test"].assign(tag=pd.Series([7, 8.0, "7", 8, 7.0, "8"] * 10, dtype=object))
+    expected = predictor.evaluate_retrieval(clean, "a", "b", by="label", labels="tag")["a->b"]
+    assert predictor.evaluate_retrieval(messy, "a", "b", by="label", labels="tag")["a->b"] == expected
+    with_empty = clean.assign(tag=clean["tag"].astype(object))
+    with_empty.loc[[0, 1, 2], "tag"] = None
+    with pytest.warns(UserWarning, match="a->b: 3 of 60 queries have no relevant gallery item"):
+        scores = predictor.evaluate_retrieval(with_empty, "a", "b", by="label", labels="tag")["a->b"]
+    assert scores["queries_without_match"] == 3 and scores["queries"] == 57
+
+
+def test_a_modality_empty_in_every_row_names_the_modality_and_the_manifest(contrastive, pairs) -> None:
+    predictor, _ = contrastive
+    no_b = pairs["test"].assign(**{f"b{i}": np.nan for i in range(DIM)})
+    match = r"no row of DataFrame holds modality 'b' \(column\(s\) \['b0', 'b1', .*\] are empty or absent in all 60 rows\)"
+    with pytest.raises(SchemaMismatchError, match=match):
+        predictor.embed(no_b, "b")
+    with pytest.raises(SchemaMismatchError, match=match):
+        predictor.evaluate_retrieval(no_b)
+    with pytest.raises(SchemaMismatchError, match=match):
+        cca_baseline(predictor, no_b, pairs["test"])  # a CCA training manifest without the modality
+
+
+def test_cca_training_rows_without_pairs_name_the_manifest_and_modalities(contrastive, pairs) -> None:
+    predictor, _ = contrastive
+    apart = pairs["train"].reset_index(drop=True).copy()
+    apart.loc[:99, [f"b{i}" for i in range(DIM)]] = np.nan  # rows 0-99 hold only a, the others only b
+    apart.loc[100:, [f"a{i}" for i in range(DIM)]] = np.nan
+    with pytest.raises(SchemaMismatchError, match="linear CCA is fitted on the rows holding both 'a' and 'b': the "
+                                                  "DataFrame has 0 such row\\(s\\); at least 3 are needed"):
+        cca_baseline(predictor, apart, pairs["test"])

@@ -84,3 +84,51 @@ def test_embedding_tables_refuse_other_formats_and_columns(tmp_path) -> None:
     pd.DataFrame({"row": [0], "x": [1.0]}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ManifestError, match="expected columns row, e0"):
         load_embeddings(tmp_path / "bad.csv")
+
+
+def test_faiss_positions_of_minus_one_are_dropped_not_named_by_the_last_id() -> None:
+    """FAISS answers -1 where it found nothing (a query holding NaN): no row may say ids[-1]."""
+    index = EmbeddingIndex.build(unit_rows(4, 3, 0), ["a", "b", "c", "d"])
+    queries = unit_rows(2, 3, 1)
+    queries[1, 0] = np.nan
+    _, positions = index.search(queries, k=4)
+    assert (positions[1] == -1).all()
+    hits = index.search_frame(queries, k=4, query_ids=["q0", "q1"])
+    assert hits["query"].tolist() == ["q0"] * 4 and sorted(hits["id"]) == ["a", "b", "c", "d"]
+
+
+@pytest.fixture
+def saved(tmp_path):
+    return EmbeddingIndex.build(unit_rows(5, 4, 0), [f"i{k}" for k in range(5)], {"model": "m"}).save(tmp_path / "idx")
+
+
+@pytest.mark.parametrize("damage, fragments", [
+    (lambda f: (f / "index.json").write_text(""), ["index.json should hold a JSON object", "found an empty file"]),
+    (lambda f: (f / "index.json").write_text((f / "index.json").read_text()[:40]),
+     ["index.json should hold a JSON object", "text that is not JSON"]),
+    (lambda f: (f / "index.json").write_text('["i0"]'), ["index.json", "found a JSON list"]),
+    (lambda f: (f / "index.faiss").write_bytes((f / "index.faiss").read_bytes()[:60]),
+     ["index.faiss should hold a FAISS index", "a truncated or foreign file (FAISS: read error"]),
+    (lambda f: (f / "index.json").write_text(json.dumps({**json.loads((f / "index.json").read_text()),
+                                                         "ids": ["i0", "i1", "i2"]})),
+     ["index.faiss should hold 3 vectors, one per id in index.json; found 5 vectors"]),
+    (lambda f: (f / "index.json").write_text(json.dumps({**json.loads((f / "index.json").read_text()), "format": 9})),
+     ["index.json should hold format 1 to 2; found format 9"]),
+], ids=["empty-json", "truncated-json", "json-list", "truncated-faiss", "fewer-ids", "newer-format"])
+def test_a_damaged_index_folder_names_the_file_what_was_expected_and_found(saved, damage, fragments) -> None:
+    from polymodal.errors import RunFolderError
+
+    damage(saved)
+    with pytest.raises(RunFolderError) as caught:
+        EmbeddingIndex.load(saved)
+    message = str(caught.value)
+    assert f"the index {saved} is damaged" in message and "Rebuild it with 'polymodal index build'" in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_an_index_saved_in_format_1_keeps_its_model_file_digest_apart(saved) -> None:
+    meta = json.loads((saved / "index.json").read_text())
+    (saved / "index.json").write_text(json.dumps({**meta, "format": 1, "model": "filedigest"}))
+    loaded = EmbeddingIndex.load(saved)
+    assert loaded.meta == {"model_file": "filedigest"} and len(loaded) == 5
