@@ -1,7 +1,9 @@
-"""Reading pretrained weights from local files, never from a hub and never by unpickling objects."""
+"""Weights: reading pretrained ones from local files (never from a hub, never by unpickling
+objects), and the digest that names a network's weights wherever they came from."""
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,3 +68,20 @@ def small_files(folder: str | Path) -> list[str]:
     root = Path(folder)
     return sorted(str(p.relative_to(root)) for p in root.rglob("*")
                   if p.is_file() and p.suffix.lower() not in WEIGHT_SUFFIXES and not p.name.startswith("."))
+
+
+def state_digest(module: torch.nn.Module, salt: str = "") -> str:
+    """A hash of everything a network's outputs depend on in its state: every tensor's name, dtype,
+    shape and bytes (parameters and buffers; a module's extra state by its repr), after ``salt``
+    (e.g. the class name). A fitted network and the same one loaded from its run folder agree."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(salt.encode())
+    for key, value in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        if not isinstance(value, torch.Tensor):
+            digest.update(repr(value).encode())
+            continue
+        digest.update(str(value.dtype).encode())
+        digest.update(repr(tuple(value.shape)).encode())
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

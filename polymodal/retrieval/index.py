@@ -17,14 +17,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from polymodal.errors import MissingDependencyError, RunFolderError, SchemaMismatchError
-from polymodal.utils.io import atomic_path, atomic_write_json, python_scalar
+from polymodal.utils.io import atomic_path, atomic_write_json, hash_file, python_scalar
 
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
-FORMAT = 2  # 2: ``model`` is the digest of the weights (:func:`weights_digest`); 1: of the run's model file
+FORMAT = 2  # 2: ``model`` is the digest of the weights (``models.weights.state_digest``); 1: of the run's model file
 
 
 def _faiss() -> Any:
@@ -36,25 +35,9 @@ def _faiss() -> Any:
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    """A short content hash of a file (identifies the model an index was built with)."""
+    """A short content hash of a file (the run's model file an index of format 1 recorded)."""
     digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """A short hash of a network's state dict (names, dtypes, shapes and values), wherever it came
-    from: a fitted predictor's network and the same network loaded from its run folder agree."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(module.state_dict().items()):
-        if not isinstance(tensor, torch.Tensor):  # a module's extra state
-            digest.update(f"{name}|{tensor!r}|".encode())
-            continue
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    hash_file(digest, path)
     return digest.hexdigest()
 
 
@@ -64,7 +47,7 @@ class EmbeddingIndex:
     Args:
         index: a FAISS index holding the gallery vectors.
         ids: one JSON value per vector (a manifest row, a path, an id column's value).
-        meta: what built it: ``modality``, ``model`` (:func:`weights_digest` of the network),
+        meta: what built it: ``modality``, ``model`` (:func:`~polymodal.models.weights.state_digest` of the network),
             ``id_column``... (an index saved in format 1 has ``model_file`` instead: the digest
             of its run's ``model.safetensors``).
     """

@@ -22,9 +22,10 @@ from polymodal.data.targets import distinct_labels
 from polymodal.errors import ManifestError, OptionError, SchemaMismatchError
 from polymodal.evaluation.cca_baseline import MIN_CCA_ROWS, LinearCca
 from polymodal.evaluation.retrieval import DEFAULT_KS, cross_modal_metrics
+from polymodal.models.weights import state_digest
 from polymodal.predictor import MultimodalPredictor
 from polymodal.retrieval.embed import Kind, check_aligned, embed_rows
-from polymodal.retrieval.index import EmbeddingIndex, file_digest, weights_digest
+from polymodal.retrieval.index import EmbeddingIndex, file_digest
 from polymodal.runfolder import MODEL_FILE
 from polymodal.utils.io import python_scalar
 from polymodal.utils.warn import warn_user
@@ -43,10 +44,10 @@ def model_digest(run: str | os.PathLike | None) -> str | None:
 
 
 def predictor_digest(predictor: MultimodalPredictor) -> str:
-    """The :func:`~polymodal.retrieval.index.weights_digest` of a fitted predictor's network: the
+    """The :func:`~polymodal.models.weights.state_digest` of a fitted predictor's network: the
     same for the predictor that was fitted and for its run folder loaded again."""
     _, net = predictor._require_fitted()
-    return weights_digest(net)
+    return state_digest(net)
 
 
 def check_index_model(predictor: MultimodalPredictor, index: EmbeddingIndex,

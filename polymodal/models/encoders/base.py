@@ -8,7 +8,6 @@ same thing for every encoder.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+
+from polymodal.models.weights import state_digest
 
 
 class EncoderOutput(NamedTuple):
@@ -123,14 +124,7 @@ class Encoder(nn.Module):
     def weights_fingerprint(self) -> str:
         """A hash of everything that determines the encoder's outputs: its class and every tensor
         of its state (parameters and buffers). Keys the frozen-feature cache."""
-        digest = hashlib.blake2b(digest_size=16)
-        digest.update(f"{type(self).__module__}.{type(self).__qualname__}".encode())
-        for key, value in sorted(self.state_dict().items()):
-            digest.update(key.encode())
-            digest.update(str(value.dtype).encode())
-            digest.update(repr(tuple(value.shape)).encode())
-            digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()
+        return state_digest(self, f"{type(self).__module__}.{type(self).__qualname__}")
 
 
 def _freeze_modes(module: nn.Module) -> None:
