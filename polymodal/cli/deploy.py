@@ -1,6 +1,7 @@
 """The deployment commands of ``polymodal``:
 
     polymodal export RUN [--format onnx|torchscript] [--data X] [--quantize] [--out DIR]
+        (DIR: RUN/export, or RUN/export_torchscript for TorchScript)
     polymodal serve RUN [--host 127.0.0.1] [--port 8000] [--token T] [--quantized] [--max-* limits]
 
 ``polymodal predict`` (chunked, resumable batch prediction) lives in :mod:`polymodal.cli.model` and runs
@@ -20,12 +21,15 @@ from polymodal.deploy.runtime import META_FILE
 
 ExportRunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train' (or its export folder).")]
 EXPORT_FOLDER = "export"
+TORCHSCRIPT_FOLDER = "export_torchscript"  # beside the ONNX export that 'polymodal serve RUN' runs
 
 
 def export(
     run: ExportRunArg,
     fmt: Annotated[str, typer.Option("--format", help="onnx (runs with numpy + onnxruntime) or torchscript.")] = "onnx",
-    out: Annotated[Path | None, typer.Option("--out", help="Export folder (default RUN/export).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Export folder (default RUN/export; "
+                                                           f"RUN/{TORCHSCRIPT_FOLDER} for --format torchscript, so "
+                                                           "the ONNX export that serve runs stays).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Held-out manifest for the parity check (and int8 "
                                                              "accuracy); default: the run's test, else validation, "
                                                              "else training manifest.")] = None,
@@ -38,7 +42,8 @@ def export(
     from polymodal.predictor import MultimodalPredictor
 
     predictor = MultimodalPredictor.load(run)
-    report, data = export_checked(predictor, out or run / EXPORT_FOLDER, data, fmt=fmt, rows=rows,
+    default = run / (TORCHSCRIPT_FOLDER if fmt == "torchscript" else EXPORT_FOLDER)
+    report, data = export_checked(predictor, out or default, data, fmt=fmt, rows=rows,
                                   tolerance=tolerance, quantize=quantize)
     parity = report.parity
     console.print(f"exported {', '.join(report.files)} to {report.folder}")
@@ -54,7 +59,9 @@ def export(
         accuracy = (f"; accuracy {q['accuracy']:.4f} -> {q['accuracy_int8']:.4f} on {q['rows']} rows"
                     if "accuracy" in q else "")
         console.print(f"int8: {q['size_bytes'] / 1e6:.2f} MB (float {q['float_size_bytes'] / 1e6:.2f} MB), "
-                      f"max output diff {q['max_abs_diff']:.3g}, speed-up x{q['speedup_batch']:.2f} at batch 64{accuracy}")
+                      f"max output diff {q['max_abs_diff']:.3g}, speed-up x{q['speedup_row']:.2f} at batch 1, "
+                      f"x{q['speedup_batch']:.2f} on {q['speedup_rows']} rows (int8 runs one row at a time, float "
+                      f"as one batch){accuracy}")
 
 
 def export_folder(run: Path, quantize: bool = False) -> Path:
@@ -160,7 +167,8 @@ def serve(
     app = create_app(Runtime.load(folder, quantized=quantized, threads=threads), settings)
     if host not in (LOOPBACK, "localhost", "::1") and token is None:
         console.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach it can use the model")
-    console.print(f"serving {folder} on http://{host}:{port}/ (docs at /docs)")
+    console.print(f"serving {folder} on http://{host}:{port}/ (API docs at /docs, which loads Swagger UI from "
+                  "cdn.jsdelivr.net; the OpenAPI schema at /openapi.json)")
     run_server(app, settings)
 
 

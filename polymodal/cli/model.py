@@ -179,8 +179,9 @@ def predict(
     out: Annotated[Path, typer.Option("--out", help="Where to write predictions (.csv or .parquet).")],
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows decoded and predicted at a time.")] = 1024,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted prediction into --out.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the file already at --out (refused "
-                                            "otherwise).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the file already at --out, or discard "
+                                            "the finished chunks of an interrupted prediction into it (both "
+                                            "refused otherwise).")] = False,
     support: SupportOpt = None,
 ) -> None:
     """Predict every row of a manifest, chunk by chunk with a progress bar (resumable; see

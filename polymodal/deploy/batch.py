@@ -4,7 +4,9 @@
 files are decoded and held in memory), writes each finished chunk to ``.<out name>.parts/`` next
 to ``out``, and at the end joins the parts into ``out`` (``.csv`` or ``.parquet``, atomically)
 and removes the folder. After an interruption, ``resume=True`` skips the chunks already written,
-provided the manifest, chunk size and support set are the ones the parts were made from.
+provided the manifest, chunk size, support set and model are the ones the parts were made from;
+``overwrite=True`` discards them and starts over; with neither, the call is refused rather than
+deleting finished work.
 
 Every row gets its manifest row number (column ``row``); rows dropped for an unreadable file
 (``data.on_error: skip``) are missing from ``out`` and listed, with the file and the reason, in
@@ -55,6 +57,11 @@ def parts_folder(out: Path) -> Path:
     return out.parent / f".{out.name}.parts"
 
 
+def chunks_done(parts: Path) -> int:
+    """How many finished chunks an interrupted call left in ``parts`` (0 when there is no folder)."""
+    return len(list(parts.glob("part-*.parquet"))) if parts.is_dir() else 0
+
+
 def _fingerprint(frame: pd.DataFrame) -> str:
     return str(int(pd.util.hash_pandas_object(frame, index=True).sum() % (1 << 63)))
 
@@ -62,18 +69,10 @@ def _fingerprint(frame: pd.DataFrame) -> str:
 def _model_fingerprint(predictor: Any) -> str:
     """A hash of the network's weights and the preprocessing: partial predictions of another model
     (another run, or this one trained further) are not resumed."""
-    import hashlib
-
-    import torch
+    from polymodal.models.weights import state_digest
 
     pipeline, net = predictor._require_fitted()
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in net.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    for name, prep in sorted(pipeline.preprocessors.items()):
-        digest.update(f"{name}:{prep.fingerprint()}".encode())
-    return digest.hexdigest()
+    return state_digest(net, "".join(f"{name}:{prep.fingerprint()};" for name, prep in sorted(pipeline.preprocessors.items())))
 
 
 def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *, chunk_rows: int = 1024,
@@ -84,15 +83,18 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     Args:
         predictor: a fitted :class:`~polymodal.predictor.MultimodalPredictor`.
         chunk_rows: rows decoded and predicted at a time.
-        resume: continue from the parts an interrupted call left; False starts over.
+        resume: continue from the parts an interrupted call left.
         overwrite: replace a file already at ``out`` (refused otherwise, unless ``resume`` finishes
-            an interrupted call into it); the manifest being predicted is never replaced.
+            an interrupted call into it), and without ``resume`` discard the chunks an interrupted
+            call left (refused otherwise); the manifest being predicted is never replaced.
         support: few-shot models: labelled rows whose classes' prototypes classify ``data``
             (see :mod:`polymodal.fewshot`).
         on_chunk: called with each chunk's index after it is written (progress hooks, tests).
 
     Raises:
-        OptionError: ``out`` is not a ``.csv`` / ``.parquet`` file name in a folder.
+        OptionError: ``out`` is not a ``.csv`` / ``.parquet`` file name in a folder, or is taken:
+            a file there, or finished chunks of an interrupted call, without ``overwrite`` (or
+            ``resume``).
         SchemaMismatchError: bad chunk size, parts from another manifest,
             or a support set for a model that takes none (refused, like a bad support manifest,
             before any file is written).
@@ -105,6 +107,10 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
         raise OptionError([f"--out {out} is the manifest being predicted; write the predictions to another file"])
     if out.exists() and not overwrite and not (resume and parts_folder(out).is_dir()):
         raise OptionError([f"--out {out} already exists; give --overwrite to replace it, or another --out"])
+    finished = chunks_done(parts_folder(out))
+    if finished and not resume and not overwrite:
+        raise OptionError([f"--out {out}: {finished} chunk(s) of an interrupted prediction into it are already done "
+                           f"(in {parts_folder(out)}): --resume to continue, --overwrite to start over"])
     pipeline, _ = predictor._require_fitted()
     manifest = pipeline.read(data, require_target=False)  # every problem reported before work starts
     manifest = replace(manifest, labels=None)  # the output's `row` is the row number, a DataFrame's too
@@ -157,7 +163,7 @@ def _check_resumable(parts: Path, state: dict[str, Any]) -> None:
             f"({state['rows']} rows, chunk_rows {state['chunk_rows']})"
             + (", another support set" if found.get("support") != state.get("support") else "")
             + (", another model" if found.get("model") != state.get("model") else "")
-            + ". Run without --resume to start over")
+            + ". Give --overwrite instead of --resume to start over")
 
 
 def _predict_chunk(predictor: Any, manifest: Manifest, rows: range, parts: Path, index: int) -> None:

@@ -167,16 +167,45 @@ def export_onnx(graph: ExportedGraph, path: Path) -> set[str]:
 
 
 def export_torchscript(graph: ExportedGraph, path: Path) -> None:
+    """Trace the graph into a TorchScript module for inference.
+
+    The module takes the graph inputs positionally in ``deploy.json``'s ``graph.inputs`` order, or
+    by keyword under their names with ``.`` turned into ``_`` (``audio.x`` -> ``audio_x``;
+    ``module.code`` shows the signature), and returns the outputs (B, K). Its parameters are saved
+    without ``requires_grad``, so its outputs carry no autograd graph whatever the caller's grad
+    mode (a loaded module is for inference; load the run's weights to train).
+    """
     feeds = example_feeds(graph.inputs, batch=2)
     try:
-        with exportable_ops(), warnings.catch_warnings():
+        with exportable_ops(), warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", "`torch.jit.trace", FutureWarning)  # TorchScript is what was asked for
             traced = torch.jit.trace(graph, tuple(torch.from_numpy(feeds[i.name]) for i in graph.inputs),
                                      check_trace=False)
     except RuntimeError as err:
         raise ExportError(f"tracing to TorchScript failed: {first_line(err)}") from err
-    atomic_write(path, lambda tmp: traced.save(str(tmp)))
+    _name_arguments(traced, [i.name for i in graph.inputs])
+    trainable = [p for p in traced.parameters() if p.requires_grad]  # shared with the predictor's network
+    for param in trainable:
+        param.requires_grad_(False)
+    try:
+        atomic_write(path, lambda tmp: traced.save(str(tmp)))
+    finally:
+        for param in trainable:
+            param.requires_grad_(True)
+
+
+def _name_arguments(traced: Any, names: list[str]) -> None:
+    """Give the traced ``forward`` its inputs' names (``audio.x`` -> ``audio_x``) instead of
+    ``argument_1``...; left as traced when some name is no Python identifier once dots are replaced."""
+    import keyword
+
+    arguments = [name.replace(".", "_") for name in names]
+    if len(set(arguments)) < len(arguments) or any(not a.isidentifier() or keyword.iskeyword(a) for a in arguments):
+        return
+    values = list(traced.forward.graph.inputs())[1:]  # after self
+    for value, argument in zip(values, arguments, strict=True):
+        value.setDebugName(argument)
 
 
 def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", data: DataSource | None = None,

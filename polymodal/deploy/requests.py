@@ -6,7 +6,13 @@ Two body formats carry the same inputs (any subset of the model's modalities; a 
 - ``multipart/form-data``: one file per image / audio / signal modality (field = modality name),
   a form field per text modality (field = modality name) and per tabular column (field = column).
 - ``application/json``: ``{"<image modality>": "<base64 file>", "<text modality>": "text",
-  "<tabular modality>": {"<column>": value}}``.
+  "<tabular modality>": {"<column>": value}}``. The base64 may be line-wrapped (whitespace is
+  ignored, as MIME and ``base64.encodebytes`` wrap it) and may carry a ``data:<type>;base64,``
+  prefix (a data URL, as ``FileReader.readAsDataURL`` gives).
+
+As in a manifest, an empty value is a missing modality: blank text, a table whose cells are all
+empty, an empty file (a zero-byte part, which is also what an HTML file input sends when no file
+is chosen) or an empty base64 string.
 
 Every problem raises :class:`~polymodal.deploy.errors.RequestError` with its HTTP status: 400
 malformed body, 413 over a limit, 415 unsupported file type, 422 unusable or missing values.
@@ -80,7 +86,9 @@ class RequestParser:
             if value is None:
                 continue
             if kind in FILE_KINDS:
-                row[name] = self.file(name, self._base64(name, value))
+                data = self._base64(name, value)
+                if data:  # "" is an empty file: a missing modality, as blank text is
+                    row[name] = self.file(name, data)
             elif kind == "text":
                 row[name] = self.text(name, value)
             else:
@@ -104,9 +112,13 @@ class RequestParser:
             kind = self._kind(field)
             if kind in FILE_KINDS:
                 if isinstance(value, str):
+                    if not value.strip():  # an empty field: a missing modality
+                        continue
                     raise RequestError(f"modality '{field}' ({kind}) must be sent as a file upload; got a text field",
                                        status=422, code="bad_input", field=field)
-                row[field] = self.file(field, value.file.read())
+                data = value.file.read()
+                if data:  # a zero-byte part (an HTML file input with no file chosen): a missing modality
+                    row[field] = self.file(field, data)
             elif kind == "text":
                 if not isinstance(value, str):
                     raise RequestError(f"text modality '{field}' must be a form field, not a file", status=422,
@@ -144,14 +156,24 @@ class RequestParser:
 
     @staticmethod
     def _base64(name: str, value: Any) -> bytes:
+        """A JSON file value's bytes: standard base64, whitespace (line breaks) ignored, optionally
+        after a ``data:<type>;base64,`` prefix."""
         if not isinstance(value, str):
             raise RequestError(f"modality '{name}' must be a base64 string in JSON; got {type(value).__name__}",
                                status=422, code="bad_input", field=name)
+        payload = value
+        if value[:5].lower() == "data:":
+            header, comma, payload = value.partition(",")
+            if not comma or not header.lower().rstrip().endswith(";base64"):
+                raise RequestError(f"modality '{name}': a data URL must be base64-encoded, 'data:<type>;base64,"
+                                   f"<data>'; got {header[:40]!r}", status=422, code="bad_base64", field=name)
         try:
-            return base64.b64decode(value, validate=True)
+            return base64.b64decode("".join(payload.split()), validate=True)
         except (binascii.Error, ValueError):
-            raise RequestError(f"modality '{name}' is not valid base64", status=422, code="bad_base64",
-                               field=name) from None
+            raise RequestError(f"modality '{name}' is not valid base64: send the file's bytes as standard base64 "
+                               "(A-Z, a-z, 0-9, '+', '/', '=' padding; spaces and line breaks are ignored), "
+                               f"optionally after a 'data:<type>;base64,' prefix; got {len(value):,} characters "
+                               f"starting {value[:20]!r}", status=422, code="bad_base64", field=name) from None
 
     def file(self, name: str, data: bytes) -> Any:
         """Check a file's type and size limits; returns what the runtime decodes."""

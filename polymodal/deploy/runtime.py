@@ -38,6 +38,22 @@ META_FILE = "deploy.json"
 Row = Mapping[str, Any]
 
 
+def run_graph(session: Any, names: Sequence[str], feeds: Mapping[str, np.ndarray], *,
+              row_by_row: bool = False) -> np.ndarray:
+    """Raw outputs (B, K) of an onnxruntime session for prepared feeds.
+
+    Args:
+        names: the graph's input names (the feeds may hold more arrays).
+        row_by_row: run each row on its own (B calls of batch 1). A dynamically quantised graph
+            needs it: it quantises activations with one scale for the whole input tensor, so
+            without it a row's answer would depend on the other rows of its batch.
+    """
+    if not row_by_row or len(feeds[names[0]]) <= 1:
+        return session.run(["outputs"], {n: feeds[n] for n in names})[0]
+    count = len(feeds[names[0]])
+    return np.concatenate([session.run(["outputs"], {n: feeds[n][i:i + 1] for n in names})[0] for i in range(count)])
+
+
 def given(value: Any) -> bool:
     """Whether a row's value holds its modality: not None, a blank string, NaN, or a table whose
     cells are all empty (what training reads as a missing modality)."""
@@ -53,12 +69,15 @@ class Runtime:
         meta: the parsed ``deploy.json``.
         names: modality names in graph order (sorted).
         features: per modality, its numpy preprocessing.
+        quantized: whether the session runs the int8 graph; it then runs each row on its own, so
+            any batch gives every row the answer it gets alone (see :func:`run_graph`).
     """
 
-    def __init__(self, folder: Path, meta: Mapping[str, Any], session: Any):
+    def __init__(self, folder: Path, meta: Mapping[str, Any], session: Any, quantized: bool = False):
         self.folder = folder
         self.meta = dict(meta)
         self.session = session
+        self.quantized = quantized
         self.names = sorted(meta["modalities"])
         self.features: dict[str, Features] = {
             name: FEATURES[spec["kind"]](name, spec) for name, spec in meta["modalities"].items()}
@@ -69,7 +88,8 @@ class Runtime:
         """Open an export folder.
 
         Args:
-            quantized: run ``model.int8.onnx`` (dynamic int8 weights) instead of ``model.onnx``.
+            quantized: run ``model.int8.onnx`` (dynamic int8 weights) instead of ``model.onnx``,
+                one row at a time (its activations are quantised per call: see :func:`run_graph`).
             threads: onnxruntime intra-op threads (None: its default).
 
         Raises:
@@ -98,7 +118,7 @@ class Runtime:
         except onnxruntime_errors() as err:
             raise ExportError(f"onnxruntime cannot load {graph}: {first_line(err)}; write the export again with "
                               f"'polymodal export RUN'") from err
-        return cls(folder, meta, session)
+        return cls(folder, meta, session, quantized=quantized)
 
     # -- preprocessing ------------------------------------------------------------------------
     def check_row(self, row: Row, index: int = 0) -> None:
@@ -128,8 +148,8 @@ class Runtime:
 
     # -- the network --------------------------------------------------------------------------
     def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Raw outputs (B, K) of the graph for prepared feeds."""
-        return self.session.run(["outputs"], {n: feeds[n] for n in self.input_names})[0]
+        """Raw outputs (B, K) of the graph for prepared feeds (the int8 graph: row by row)."""
+        return run_graph(self.session, self.input_names, feeds, row_by_row=self.quantized)
 
     def outputs(self, rows: Sequence[Row]) -> np.ndarray:
         """Raw outputs of the main task (B, K): logits (classification, multilabel) or values."""

@@ -1,7 +1,9 @@
 """The HTTP service (FastAPI) over an exported model: ``create_app(runtime, settings)``.
 
 Routes: ``GET /`` (the web page), ``GET /health``, ``GET /metadata``, ``POST /predict``,
-``POST /explain``, plus ``/docs`` and ``/openapi.json``. Request bodies are described in
+``POST /explain``, plus ``/openapi.json`` and ``/docs`` (Swagger UI, whose script and style the
+browser loads from cdn.jsdelivr.net: no installed package ships them, so offline ``/docs`` is a
+blank page while the schema and the page at ``/`` work). Request bodies are described in
 :mod:`polymodal.deploy.requests`; every error is JSON ``{"error": {"code", "message", "field"}}``
 with a 4xx status. With a token set, ``/predict``, ``/explain`` and ``/metadata`` need
 ``Authorization: Bearer <token>``. Predictions are micro-batched (:mod:`polymodal.deploy.batching`).
@@ -42,8 +44,11 @@ def body_schemas(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
         kind = spec["kind"]
         if kind in FILE_KINDS:
             accept = ", ".join(accepted_types(kind))
-            json_props[name] = {"type": "string", "format": "byte", "description": f"{kind} file ({accept}), base64"}
-            form_props[name] = {"type": "string", "format": "binary", "description": f"{kind} file ({accept})"}
+            json_props[name] = {"type": "string", "format": "byte",
+                                "description": f"{kind} file ({accept}), base64 (line breaks ignored; a 'data:<type>;"
+                                               "base64,' prefix allowed); empty: the modality is missing"}
+            form_props[name] = {"type": "string", "format": "binary",
+                                "description": f"{kind} file ({accept}); an empty file: the modality is missing"}
         elif kind == "text":
             json_props[name] = form_props[name] = {"type": "string", "maxLength": settings.max_text_chars}
         else:

@@ -55,10 +55,37 @@ def test_resume_refuses_parts_of_another_manifest(trained, dataset, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False,
                         on_chunk=stop)
-    with pytest.raises(SchemaMismatchError, match="cannot resume.*chunk_rows 5.*chunk_rows 4"):
+    with pytest.raises(SchemaMismatchError, match="cannot resume.*chunk_rows 5.*chunk_rows 4.*--overwrite instead"):
         predict_to_file(predictor, dataset["test"], out, chunk_rows=4, resume=True, progress=False)
-    report = predict_to_file(predictor, dataset["test"], out, chunk_rows=4, progress=False)  # no resume: start over
+    report = predict_to_file(predictor, dataset["test"], out, chunk_rows=4, overwrite=True, progress=False)  # start over
     assert report.chunks_resumed == 0 and len(pd.read_csv(out)) == 18
+
+
+def test_a_rerun_without_resume_keeps_the_finished_chunks(trained, dataset, tmp_path, monkeypatch):
+    """Re-running an interrupted prediction without --resume deleted its finished chunks; it is
+    refused, naming both ways on, and --overwrite starts over."""
+    predictor, _ = trained
+    out = tmp_path / "preds.csv"
+
+    def stop_after_second(index: int) -> None:
+        if index == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False, on_chunk=stop_after_second)
+    parts = sorted(parts_folder(out).glob("part-*.parquet"))
+    before = {p.name: p.read_bytes() for p in parts}
+    assert len(before) == 2
+    with pytest.raises(OptionError, match=r"2 chunk\(s\) of an interrupted prediction into it are already done.*"
+                                          r"--resume to continue, --overwrite to start over"):
+        predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False)
+    assert {p.name: p.read_bytes() for p in sorted(parts_folder(out).glob("part-*.parquet"))} == before
+    seen = []
+    original = predictor.predict_frame
+    monkeypatch.setattr(predictor, "predict_frame", lambda m: seen.append(len(m)) or original(m))
+    report = predict_to_file(predictor, dataset["test"], out, chunk_rows=5, overwrite=True, progress=False)
+    assert report.chunks_resumed == 0 and report.chunks_done == 4 and seen == [5, 5, 5, 3]  # every chunk again
+    assert pd.read_csv(out)["row"].tolist() == list(range(18)) and not parts_folder(out).exists()
 
 
 def test_resume_refuses_parts_of_another_model(trained, dataset, tmp_path):

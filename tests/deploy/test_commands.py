@@ -184,6 +184,40 @@ def copy_run(run, to):
     return to
 
 
+def test_torchscript_goes_beside_the_onnx_export_that_serve_runs(trained, dataset, tmp_path, monkeypatch):
+    """``export --format torchscript`` replaced RUN/export, and 'serve RUN' then found no ONNX graph;
+    its default folder is RUN/export_torchscript, and the module it writes is for inference."""
+    import numpy as np
+    import torch
+
+    from polymodal.deploy.runtime import Runtime
+
+    run = copy_run(trained[1], tmp_path / "run")
+    for fmt in ("onnx", "torchscript"):
+        result = runner.invoke(app, ["export", str(run), "--format", fmt, "--data", str(dataset["test"]), "--rows", "6"])
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (run / "export").iterdir()) == ["deploy.json", "model.onnx"]
+    assert sorted(p.name for p in (run / "export_torchscript").iterdir()) == ["deploy.json", "model.torchscript.pt"]
+    served = []
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: served.append(app))
+    result = runner.invoke(app, ["serve", str(run)])
+    assert result.exit_code == 0 and served, result.output
+    meta = json.loads((run / "export_torchscript" / "deploy.json").read_text())
+    names = [i["name"] for i in meta["graph"]["inputs"]]  # the module's arguments, in order
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, not removed
+        module = torch.jit.load(str(run / "export_torchscript" / meta["graph"]["torchscript_file"]))
+    runtime = Runtime.load(run / "export")
+    feeds = runtime.featurize([{"notes": "blue large", "labs": {"x1": 2.0, "color": "red"}}, {"notes": "red small"}])
+    tensors = {n: torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names}
+    positional = module(*tensors.values())  # grad mode on, as a caller's default
+    by_keyword = module(**{n.replace(".", "_"): t for n, t in tensors.items()})
+    assert torch.is_grad_enabled() and not positional.requires_grad and positional.grad_fn is None
+    assert torch.equal(positional, by_keyword)
+    np.testing.assert_allclose(positional.numpy(), runtime.run(feeds), atol=1e-4)
+    assert all(p.requires_grad for p in trained[0].net.parameters())  # the predictor still trains
+
+
 def test_export_without_data_checks_the_rows_of_the_manifest_the_run_recorded(trained, dataset, tmp_path):
     _, run = trained
     metrics = json.loads((run / "metrics.json").read_text())["training"]

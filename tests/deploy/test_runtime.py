@@ -71,6 +71,22 @@ def test_an_audio_array_is_read_as_training_reads_one(runtime, trained, tmp_path
     assert served[1] == trained_on[1]
 
 
+def test_a_quantized_runtime_gives_every_row_its_answer_alone(exported, dataset):
+    """Dynamic int8 quantises activations with one scale per input tensor: batched together (as the
+    server's micro-batching does), rows changed each other's answers. The int8 runtime runs rows
+    one by one, so any batch gives exactly the answers of the rows alone."""
+    from polymodal.data.manifest import read_manifest
+    from polymodal.deploy.parity import manifest_rows
+
+    runtime = Runtime.load(exported[0], quantized=True)
+    rows = manifest_rows(runtime, read_manifest(dataset["test"]), 18)
+    alone = np.concatenate([runtime.predict_proba([row]) for row in rows])
+    np.testing.assert_array_equal(runtime.predict_proba(rows), alone)
+    np.testing.assert_array_equal(runtime.predict_proba(rows[5:12]), alone[5:12])
+    feeds = runtime.featurize(rows)  # what the micro-batcher runs
+    np.testing.assert_array_equal(runtime.scores(runtime.run(feeds)), alone)
+
+
 def test_rows_are_validated(runtime):
     with pytest.raises(RequestError, match=r"row 1: unknown modalities \['video'\]; this model has"):
         runtime.predict([{"notes": "red"}, {"video": b""}])

@@ -55,7 +55,10 @@ def test_health_metadata_and_docs(client):
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "multipart/form-data"}
     assert set(body["multipart/form-data"]["schema"]["properties"]) == {"image", "audio", "notes", "x1", "color"}
-    assert "<title>polymodal model</title>" in client.get("/").text
+    page = client.get("/").text
+    assert "<title>polymodal model</title>" in page
+    assert "://" not in page and "src=" not in page and "href=" not in page  # self-contained: it works offline
+    assert "cdn.jsdelivr.net" in client.get("/docs").text  # Swagger UI is not: the README says /docs needs the CDN
 
 
 def test_multipart_and_json_give_the_runtime_prediction(client, runtime, sample):
@@ -90,6 +93,45 @@ def test_blank_text_and_an_empty_table_are_missing_modalities_as_in_training(cli
                                want, atol=1e-6)  # the Python runtime reads them alike
     explained = client.post("/explain", json=body).json()
     assert explained["contributions"]["notes"] == 0.0 and explained["contributions"]["labs"] == 0.0
+
+
+def test_an_empty_file_is_a_missing_modality(client, runtime, sample):
+    """A zero-byte part (what an HTML file input with no file chosen sends: filename="") or an empty
+    base64 string is a missing modality, as a blank text is; it used to be refused with 415."""
+    want = runtime.predict_proba([{"notes": sample["notes"]}])[0]
+    no_file_chosen = (b'--XYZ\r\nContent-Disposition: form-data; name="image"; filename=""\r\n'
+                      b"Content-Type: application/octet-stream\r\n\r\n\r\n"
+                      b'--XYZ\r\nContent-Disposition: form-data; name="notes"\r\n\r\n' + sample["notes"].encode()
+                      + b"\r\n--XYZ--\r\n")
+    for kwargs in ({"content": no_file_chosen, "headers": {"content-type": "multipart/form-data; boundary=XYZ"}},
+                   {"files": {"audio": ("a.wav", b"", "audio/wav"), "image": ("i.png", b"", "image/png")},
+                    "data": {"notes": sample["notes"]}},
+                   {"data": {"image": "", "notes": sample["notes"]}},  # an empty field where a file goes
+                   {"json": {"image": "", "audio": " \n", "notes": sample["notes"]}},
+                   {"json": {"image": "data:image/png;base64,", "notes": sample["notes"]}}):
+        response = client.post("/predict", **kwargs)
+        assert response.status_code == 200, (kwargs, response.text)
+        assert response.json()["modalities"] == ["notes"]
+        np.testing.assert_allclose([response.json()["probabilities"][c] for c in "abc"], want, atol=1e-6)
+    for kwargs in ({"json": {"image": ""}}, {"files": {"image": ("", b"", "application/octet-stream")}}):
+        error = client.post("/predict", **kwargs).json()["error"]  # nothing else given: no input at all
+        assert error["code"] == "missing_input"
+
+
+def test_base64_may_be_line_wrapped_or_a_data_url(client, runtime, sample):
+    want = runtime.predict_proba([{"image": sample["image"], "audio": sample["audio"]}])[0]
+    mime = base64.encodebytes(sample["audio"]).decode().replace("\n", "\r\n")  # 76-character lines, CRLF
+    for image, audio in ((base64.encodebytes(sample["image"]).decode(), mime),
+                         ("data:image/png;base64," + b64(sample["image"]), "data:audio/wav;base64,\n" + mime),
+                         (" " + b64(sample["image"]) + "\n", "DATA:audio/x-wav;base64," + b64(sample["audio"]))):
+        response = client.post("/predict", json={"image": image, "audio": audio})
+        assert response.status_code == 200, response.text
+        np.testing.assert_allclose([response.json()["probabilities"][c] for c in "abc"], want, atol=1e-6)
+    for value, says in (("not base64!", "spaces and line breaks are ignored"), (b64(sample["image"])[:-1], "data:"),
+                        ("data:image/png," + b64(sample["image"]), "must be base64-encoded"),
+                        ("data:image/png;base64" + b64(sample["image"]), "must be base64-encoded")):
+        error = client.post("/predict", json={"image": value}).json()["error"]
+        assert (error["code"], error["field"]) == ("bad_base64", "image") and says in error["message"], error
 
 
 def test_a_flac_over_the_limit_is_refused_with_its_length_and_never_decoded_whole(client):
