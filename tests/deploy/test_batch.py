@@ -27,9 +27,8 @@ def test_chunks_give_the_same_table_as_one_pass(trained, dataset, tmp_path, suff
     assert not parts_folder(out).exists()
 
 
-def test_an_interrupted_run_resumes_where_it_stopped(trained, dataset, tmp_path, monkeypatch):
-    predictor, _ = trained
-    out = tmp_path / "preds.csv"
+def interrupt_after_two_chunks(predictor, dataset: dict, out: Path) -> None:
+    """Predict the test manifest in chunks of 5 rows into ``out``, interrupted (Ctrl-C) after the second."""
 
     def stop_after_second(index: int) -> None:
         if index == 1:
@@ -37,6 +36,12 @@ def test_an_interrupted_run_resumes_where_it_stopped(trained, dataset, tmp_path,
 
     with pytest.raises(KeyboardInterrupt):
         predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False, on_chunk=stop_after_second)
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(trained, dataset, tmp_path, monkeypatch):
+    predictor, _ = trained
+    out = tmp_path / "preds.csv"
+    interrupt_after_two_chunks(predictor, dataset, out)
     assert not out.exists() and len(list(parts_folder(out).glob("part-*.parquet"))) == 2
     seen = []
     original = predictor.predict_frame
@@ -66,13 +71,7 @@ def test_a_rerun_without_resume_keeps_the_finished_chunks(trained, dataset, tmp_
     refused, naming both ways on, and --overwrite starts over."""
     predictor, _ = trained
     out = tmp_path / "preds.csv"
-
-    def stop_after_second(index: int) -> None:
-        if index == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False, on_chunk=stop_after_second)
+    interrupt_after_two_chunks(predictor, dataset, out)
     parts = sorted(parts_folder(out).glob("part-*.parquet"))
     before = {p.name: p.read_bytes() for p in parts}
     assert len(before) == 2
