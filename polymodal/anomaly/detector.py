@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,9 @@ class AnomalyDetector(Estimator):
         SUBSETS: _SCORES + "score rows with a modality left empty through predict instead",
         ROBUSTNESS: _SCORES + "score corrupted copies of your files through predict instead",
         EXPLAIN: _SCORES + "modality attributions are computed for classification, multilabel and regression",
-        EXPORT: "the scorer (autoencoder error, Deep SVDD, Mahalanobis, consistency) has no exported graph; "
-                  "serve the run folder with the Python API (AnomalyDetector.load) instead",
+        EXPORT: "the scorer (autoencoder error, Deep SVDD, Mahalanobis, consistency) has no exported graph to "
+                "export or serve; score rows with 'polymodal predict RUN --data ROWS' or, in Python, "
+                "AnomalyDetector.load(RUN).predict_frame(ROWS)",
     }
 
     def __init__(self, config: Config):
@@ -170,7 +172,7 @@ class AnomalyDetector(Estimator):
         if result.rank != 0:  # other DDP ranks: rank 0 sets the threshold, evaluates and writes the run
             self.info = {"rank": result.rank}
             return self
-        valid_scores = self._scores(valid_table)
+        valid_scores = self._scores(valid_table)  # NaN where the scorer could not score a row: left out
         model.scorer.threshold.fill_(threshold_at_fpr(valid_scores[valid_y != 1], self.settings.target_fpr))
         self.valid_scores, self.test_scores = (valid_scores, valid_y), None
         self.history = pd.concat(histories, ignore_index=True)
@@ -217,11 +219,25 @@ class AnomalyDetector(Estimator):
 
     def predict_frame(self, data: DataSource, modalities: Any = None, **_: Any) -> pd.DataFrame:
         """``score`` (higher = more anomalous) and ``flag`` (score above the validation threshold)
-        per manifest row (a DataFrame's own index, when it has one)."""
+        per manifest row (a DataFrame's own index, when it has one).
+
+        A scorer that cannot score some rows (``consistency``: fewer than two modalities present)
+        adds a ``note`` column, the reason on those rows (score NaN, flag False) and null elsewhere,
+        and warns with their count.
+        """
         manifest, table = self._encode(data, require_target=False, modalities=modalities)
         scores = self._scores(table)
-        threshold = float(self.model.scorer.threshold)
-        return pd.DataFrame({"score": scores, "flag": scores > threshold}, index=manifest.row_index(table.rows))
+        scorer = self.model.scorer
+        frame = pd.DataFrame({"score": scores, "flag": scores > float(scorer.threshold)},
+                             index=manifest.row_index(table.rows))
+        if scorer.unscored_reason is not None:  # the column on every call, so that chunks of a manifest agree
+            unscored = np.isnan(scores)
+            frame["note"] = np.where(unscored, f"not scored: {scorer.unscored_reason}", None)
+            if unscored.any():
+                warnings.warn(f"{int(unscored.sum())} of {len(scores)} rows could not be scored "
+                              f"({scorer.unscored_reason}): their score is NaN, their flag False and their note "
+                              "says why", stacklevel=2)
+        return frame
 
     def predict(self, data: DataSource, modalities: Any = None, **_: Any) -> np.ndarray:
         """(N,) bool flags."""
@@ -255,9 +271,12 @@ class AnomalyDetector(Estimator):
             per_label[label] = anomaly_metrics(scores[rows], y[rows])["auroc"]
         out["per_label_auroc"] = per_label
         out["rows"] = int(len(scores))
-        note = undefined_note(out, subject, validation)
-        if note is not None:
-            out["note"] = note
+        notes = [undefined_note(out, subject, validation)]
+        if out["unscored"]:
+            notes.append(f"{out['unscored']} labelled row(s) have no score ({self.model.scorer.unscored_reason}) "
+                         "and are left out of every metric")
+        if any(note is not None for note in notes):
+            out["note"] = "; ".join(note for note in notes if note is not None)
         return out
 
     # -- persistence --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import numpy as np
 def threshold_at_fpr(normal_scores: np.ndarray, fpr: float) -> float:
     """The score above which a fraction ``fpr`` of ``normal_scores`` lies (the flag threshold):
     ``floor(fpr * N)`` of the N scores are above it (one of 20 at 5%), fewer only where scores tie.
+    NaN scores (rows the scorer could not score) are left out of N.
 
     Args:
         normal_scores: (N,) scores of normal validation samples.
@@ -19,9 +20,11 @@ def threshold_at_fpr(normal_scores: np.ndarray, fpr: float) -> float:
     Raises:
         ValueError: no normal scores.
     """
-    scores = np.asarray(normal_scores, np.float64)
+    given = np.asarray(normal_scores, np.float64)
+    scores = given[~np.isnan(given)]
     if scores.size == 0:
-        raise ValueError("the flag threshold needs normal validation samples; the validation data has none")
+        raise ValueError("the flag threshold needs normal validation samples; the validation data has none"
+                         + (f" with a score (none of its {given.size} normal rows could be scored)" if given.size else ""))
     allowed = math.floor(fpr * scores.size + 1e-9)  # normal samples the threshold may flag
     return float(np.sort(scores)[scores.size - allowed - 1])
 
@@ -42,26 +45,31 @@ def fpr_at_tpr(scores: np.ndarray, labels: np.ndarray, tpr: float = 0.95) -> flo
 
 def anomaly_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> dict[str, Any]:
     """AUROC, AUPRC (average precision, anomalies positive), FPR at 95% TPR and, with a threshold,
-    the flag's false-positive and true-positive rates.
+    the flag's false-positive and true-positive rates, over the rows with a score: a NaN score (a
+    row the scorer could not score) is left out of every value and counted in ``unscored``.
 
     Args:
-        scores: (N,) higher = more anomalous.
+        scores: (N,) higher = more anomalous; NaN: not scored.
         labels: (N,) 1 anomaly, 0 normal.
         threshold: samples with a score above it are flagged.
 
     Returns:
         ``auroc``/``auprc``/``fpr@95tpr`` (None when one class is absent), ``flag_fpr``,
-        ``flag_tpr`` (None without the class), ``anomalies``, ``normals``.
+        ``flag_tpr`` (None without the class), ``anomalies``, ``normals`` (scored rows of each
+        class), ``unscored``.
     """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     scores, labels = np.asarray(scores, np.float64), np.asarray(labels).astype(int)
+    scored = ~np.isnan(scores)
+    unscored = int((~scored).sum())
+    scores, labels = scores[scored], labels[scored]
     both = 0 < labels.sum() < labels.size
     out: dict[str, Any] = {
         "auroc": float(roc_auc_score(labels, scores)) if both else None,
         "auprc": float(average_precision_score(labels, scores)) if both else None,
         "fpr@95tpr": fpr_at_tpr(scores, labels) if both else None,
-        "anomalies": int(labels.sum()), "normals": int((labels == 0).sum()),
+        "anomalies": int(labels.sum()), "normals": int((labels == 0).sum()), "unscored": unscored,
     }
     if threshold is not None:
         flags = scores > threshold

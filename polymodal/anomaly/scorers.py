@@ -60,10 +60,13 @@ class AnomalyScorer(nn.Module):
     Attributes:
         name: the config name.
         phases: training phases in order, each with its fraction of ``train.epochs``.
+        unscored_reason: why a row may get no score (NaN from :meth:`score`), in words; None for
+            a scorer that scores every row.
     """
 
     name: ClassVar[str]
     phases: ClassVar[tuple[tuple[str, float], ...]] = (("train", 1.0),)
+    unscored_reason: ClassVar[str | None] = None
 
     def __init__(self, n_modalities: int, latent_dim: int, pretrain_fraction: float = 0.5):
         super().__init__()
@@ -192,8 +195,11 @@ class ConsistencyScorer(AnomalyScorer):
     own pair against the batch's other rows, every rank's under DDP); labelled anomalies have
     their pairs pushed apart.
     The score is the scaled cosine *dissimilarity* averaged over the row's present pairs: "these
-    modalities do not belong together". A row with fewer than two present modalities scores 0.
+    modalities do not belong together". A row with fewer than two present modalities has nothing to
+    compare: its score is NaN (never flagged, left out of the metrics), not a neutral number.
     """
+
+    unscored_reason = "fewer than two modalities present: the consistency scorer compares modalities"
 
     def loss(self, net: AnomalyNet, batch: Batch, phase: str) -> LossOutput:
         z = net.shared_embeddings(net.encode(batch["inputs"], batch["present"]))
@@ -228,7 +234,9 @@ class ConsistencyScorer(AnomalyScorer):
         present = batch["present"]
         sims, mask = net.pair_agreement(net.encode(batch["inputs"], present), present)
         mask = mask.float()
-        return -net.similarity_scale() * (sims * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+        pairs = mask.sum(dim=1)  # (B,) present pairs per row
+        score = -net.similarity_scale() * (sims * mask).sum(dim=1) / pairs.clamp_min(1.0)
+        return torch.where(pairs > 0, score, torch.full_like(score, float("nan")))
 
 
 def build_scorer(name: str, n_modalities: int, latent_dim: int, pretrain_fraction: float) -> AnomalyScorer:

@@ -35,8 +35,9 @@ from polymodal.data.cache import (
     sweep_leftovers,
     visible_folders,
 )
+from polymodal.data.video_io import frame_files
 from polymodal.errors import DecodeError
-from polymodal.utils.io import hash_file, hash_folder
+from polymodal.utils.io import hash_file
 
 KEY_BYTES = 16
 NEVER_SETTLED = np.iinfo(np.int64).max  # a change time that keeps an item out of the stat memo
@@ -54,8 +55,10 @@ def content_key(value: Any, file_based: bool) -> bytes:
     if split_row_ref(value)[1] is not None:
         return _digest(sample_bytes(load_npy(value)))
     digest = hashlib.blake2b(digest_size=KEY_BYTES)
-    if os.path.isdir(value):  # a folder of frames: each file's name and bytes, in name order
-        hash_folder(digest, value)
+    if os.path.isdir(value):  # a folder of frames: each frame's name and bytes, in the order they are read
+        for frame in frame_files(value):
+            digest.update(frame.name.encode("utf-8", "surrogateescape") + b"\0")
+            hash_file(digest, frame)
     else:
         hash_file(digest, value)
     return digest.digest()

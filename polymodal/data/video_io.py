@@ -7,6 +7,8 @@ PyAV (FFmpeg bindings, ``pip install av``) is imported lazily.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,8 +84,35 @@ def _video_stream(container: Any, path: str) -> Any:
 
 
 def _to_image(frame: Any) -> Image.Image:
-    """A decoded frame as a Pillow image: the only copy of a frame that decoding keeps."""
+    """A decoded frame as a Pillow image (converted at once by ``read_frames``'s ``convert``, so a
+    full-resolution frame is never held past its own decoding)."""
     return frame.to_image()
+
+
+def _unchanged(image: Image.Image) -> Image.Image:
+    return image
+
+
+def natural_key(name: str) -> tuple[tuple[str | int, ...], str]:
+    """Sort key for file names with digit runs compared as numbers: ``2.png`` before ``10.png``
+    (FFmpeg's default ``frame%d.png``), ``f_9`` before ``f_10``; names equal but for leading zeros
+    (``1.png``, ``01.png``) in plain string order."""
+    parts = re.split(r"(\d+)", name)  # text at even positions, digit runs at odd ones
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts)), name
+
+
+def frame_files(folder: str | os.PathLike) -> list[Path]:
+    """The frame images of a frame folder (files with an image suffix) in the order they are read:
+    natural order (:func:`natural_key`), so unpadded numbers keep their order."""
+    files = [p for p in Path(folder).iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.is_file()]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def _check_pixels(width: int, height: int, max_pixels: int | None, what: str, path: str) -> None:
+    """Refuse frames of more than ``max_pixels`` pixels (None: no limit) before they are decoded."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise DecodeError(f"{what} {width}x{height} = {width * height:,} pixels, more than preprocess.max_pixels "
+                          f"({max_pixels:,}); refused as a possible decompression bomb", path=path)
 
 
 def _reported_frames(stream: Any) -> int:
@@ -91,33 +120,104 @@ def _reported_frames(stream: Any) -> int:
     return int(stream.frames)
 
 
-def _decode(path: str, keep: set[int], limit: int | None, max_frames: int,
-            container: Any = None) -> tuple[dict[int, Image.Image], int]:
-    """Decode frames in order, converting only those whose index is in ``keep``; from ``container``
-    when given (opened and not yet decoded), else from a fresh open of ``path``.
+def _decode(path: str, keep: set[int], limit: int | None, max_frames: int, container: Any = None,
+            convert: Callable[[Image.Image], Any] = _unchanged) -> tuple[dict[int, Any], int]:
+    """Decode frames in order, converting only those whose index is in ``keep`` (to a Pillow image,
+    then with ``convert``); from ``container`` when given (opened and not yet decoded), else from a
+    fresh open of ``path``.
 
     Returns:
         The kept frames by index, and how many frames were read (at most ``limit``; None: all).
+
+    Raises:
+        DecodeError: the stream ends well before its header says it should (see :func:`_check_complete`).
     """
     if container is None:
         with _av().open(path) as opened:
-            return _read(opened, path, keep, limit, max_frames)
-    return _read(container, path, keep, limit, max_frames)
+            return _read(opened, path, keep, limit, max_frames, convert)
+    return _read(container, path, keep, limit, max_frames, convert)
 
 
-def _read(container: Any, path: str, keep: set[int], limit: int | None,
-          max_frames: int) -> tuple[dict[int, Image.Image], int]:
-    kept: dict[int, Image.Image] = {}
+def _read(container: Any, path: str, keep: set[int], limit: int | None, max_frames: int,
+          convert: Callable[[Image.Image], Any]) -> tuple[dict[int, Any], int]:
+    stream = _video_stream(container, path)
+    kept: dict[int, Any] = {}
     seen = 0
-    for frame in container.decode(_video_stream(container, path)):
+    first = last = None  # the earliest and latest presentation timestamps read (stream ticks)
+    for frame in container.decode(stream):
         if seen in keep:
-            kept[seen] = _to_image(frame)
+            kept[seen] = convert(_to_image(frame))
+        if frame.pts is not None:
+            first = frame.pts if first is None else min(first, frame.pts)
+            last = frame.pts if last is None else max(last, frame.pts)
         seen += 1
         if seen > max_frames:
             raise DecodeError(f"video has more than preprocess.max_frames ({max_frames:,}) frames", path=path)
         if limit is not None and seen >= limit:
-            break
+            return kept, seen
+    if first is not None and last is not None:  # the stream ended: where its header says it should?
+        _check_complete(container, stream, seen, first, last, path)
     return kept, seen
+
+
+TRUNCATION_TOLERANCE = 0.05  # of the header's duration (and at least two frames): edit lists, rounding
+
+
+def _tag_seconds(stream: Any) -> float | None:
+    """A Matroska / WebM track's ``DURATION`` tag (``HH:MM:SS.nnnnnnnnn``, written by FFmpeg and
+    mkvmerge) in seconds; None without one."""
+    for key, value in stream.metadata.items():
+        match = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d*)?)", str(value).strip())
+        if key.upper().startswith("DURATION") and match:
+            hours, minutes, seconds = match.groups()
+            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return None
+
+
+def _header_seconds(container: Any, stream: Any) -> float | None:
+    """How long the header says the video stream lasts: the shortest of its frame count over its
+    average rate (mp4, mov, avi), its own duration and its ``DURATION`` tag (mkv, webm); the
+    container's duration only where the video is its one stream (an audio track may outlast it).
+    None when nothing says (a webm from a browser's MediaRecorder)."""
+    spans = []
+    frames, rate = _reported_frames(stream), stream.average_rate
+    if frames and rate:
+        spans.append(frames / float(rate))
+    if stream.duration and stream.time_base:
+        spans.append(float(stream.duration * stream.time_base))
+    tag = _tag_seconds(stream)
+    if tag:
+        spans.append(tag)
+    if not spans and len(container.streams) == 1 and container.duration:
+        spans.append(container.duration / 1_000_000)  # AV_TIME_BASE
+    return min(spans) if spans else None
+
+
+def _check_complete(container: Any, stream: Any, seen: int, first: int, last: int, path: str) -> None:
+    """Refuse a stream that ended well short of its header: decoded frames that cover less of the
+    header's duration than it says, by more than ``TRUNCATION_TOLERANCE`` of it and two frames,
+    and (where the header counts its frames) fewer frames than it counts. A truncated AVI or WebM
+    decodes as a shorter clip without an error (a half AVI often as its first frame alone).
+
+    A header count the frames do not reach with the clip's time covered is not truncation: an edit
+    list's trimmed lead-in, an AVI's empty chunks for dropped frames.
+    """
+    expected = _header_seconds(container, stream)
+    reported = _reported_frames(stream)
+    if expected is None or (reported and seen >= reported):
+        return
+    tick = float(stream.time_base)
+    rate = float(stream.average_rate or stream.guessed_rate or 0)
+    interval = (last - first) * tick / (seen - 1) if seen > 1 else (1 / rate if rate else 0.0)
+    if interval <= 0:  # every frame stamped alike: the stamps say nothing about time covered
+        return
+    start = stream.start_time if stream.start_time is not None else first
+    covered = (last - start) * tick + interval
+    if expected - covered <= max(2 * interval, TRUNCATION_TOLERANCE * expected):
+        return
+    total = f"{reported:,}" if reported else f"about {round(expected / interval):,}"
+    raise DecodeError(f"stream ended after {seen:,} of {total} frames ({covered:.2f} s of at least {expected:.2f} s; "
+                      "truncated?)", path=path)
 
 
 def _packet_times(path: str, max_frames: int) -> np.ndarray | None:
@@ -149,13 +249,15 @@ def _timed(pick: Callable[[int], np.ndarray], times: np.ndarray, chosen: np.ndar
 
 
 def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int,
-                      by_time: Callable[[np.ndarray], np.ndarray] | None = None) -> list[Image.Image]:
+                      by_time: Callable[[np.ndarray], np.ndarray] | None = None, max_pixels: int | None = None,
+                      convert: Callable[[Image.Image], Any] = _unchanged) -> list[Any]:
     """Decode the first video stream of a container; keep the frames ``pick(total)`` selects, or
     ``by_time(timestamps)`` where given and the stream's packets carry timestamps (a demuxing pass
     reads them, and their count is taken as the frame count; should decoding find another, the
-    frames are sampled by index).
+    frames are sampled by index), each passed through ``convert`` as soon as it is decoded.
 
-    Only the selected frames are ever held (never the whole clip). The frame count comes from the
+    Only the selected frames are ever held (never the whole clip), and each only in its converted
+    form. The frame count comes from the
     timestamps where they are read, else from the container's header where it has one (mp4, avi,
     mov); decoding reads one frame past it to check it, or stops right after the last selected
     frame when the selection would be the same for any longer clip (``stride`` with all its
@@ -163,13 +265,17 @@ def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: 
     keeps the selection for the longest allowed clip while it counts, and a second pass takes the
     selection for the true count (decoding twice rather than holding the clip). A count the decoded
     frames contradict is replaced by theirs, so the frames are exactly those ``pick`` selects from
-    all decoded frames. (A filled ``stride`` never reads past its last frame, so ``max_frames``
+    all decoded frames, unless the stream ended well short of its header's duration (a truncated
+    file: refused). (A filled ``stride`` never reads past its last frame, so ``max_frames``
     refuses a longer clip only through its header count.)
     """
     av = _av()
     try:
         with av.open(path) as container:  # the header count and the first pass: one open
-            total = _reported_frames(_video_stream(container, path))
+            stream = _video_stream(container, path)
+            _check_pixels(stream.codec_context.width, stream.codec_context.height, max_pixels, "video frames are",
+                          path)
+            total = _reported_frames(stream)
             if total > max_frames:  # refused before reading the file, where the header says so
                 raise DecodeError(f"video has {total:,} frames, more than preprocess.max_frames ({max_frames:,})",
                                   path=path)
@@ -182,7 +288,7 @@ def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: 
                 wanted = pick(total)
                 length_free = np.array_equal(wanted, pick(max_frames + 1))  # as for a clip too long to allow
                 limit = int(wanted.max()) + 1 if length_free else total + 1  # one past the count: is it right?
-                kept, seen = _decode(path, set(wanted.tolist()), limit, max_frames, unread)
+                kept, seen = _decode(path, set(wanted.tolist()), limit, max_frames, unread, convert)
                 unread = None  # a later pass opens the file again
                 if seen == 0:
                     raise DecodeError("the video stream holds no frames", path=path)
@@ -198,25 +304,48 @@ def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: 
         raise DecodeError(f"unreadable or corrupt video ({err})", path=path) from None
 
 
-def _folder_frames(path: str, pick: Callable[[int], np.ndarray]) -> list[Image.Image]:
-    files = sorted(p for p in Path(path).iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+def _frame_file(file: Path, max_pixels: int | None) -> Image.Image:
+    """One image of a frame folder, its size checked before its pixels are decoded (Pillow opens
+    lazily), 16-bit frames scaled as image files are."""
+    try:
+        with Image.open(file) as image:
+            _check_pixels(image.width, image.height, max_pixels, "frame is", str(file))
+            image.load()
+            return to_8bit(image.copy())
+    except DecodeError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise DecodeError(f"refused as a decompression bomb ({err})", path=str(file)) from None
+    except (OSError, SyntaxError, ValueError) as err:  # Pillow's errors for corrupt and truncated files
+        raise DecodeError(f"unreadable frame ({err})", path=str(file)) from None
+
+
+def _folder_frames(path: str, pick: Callable[[int], np.ndarray], max_pixels: int | None = None,
+                   convert: Callable[[Image.Image], Any] = _unchanged) -> list[Any]:
+    files = frame_files(path)
     if not files:
         raise DecodeError(f"frame folder holds no images ({', '.join(sorted(FRAME_SUFFIXES))})", path=path)
-    out = []
-    for index in pick(len(files)):
-        try:
-            with Image.open(files[index]) as image:
-                image.load()
-                out.append(to_8bit(image.copy()))  # 16-bit frames as image files are read
-        except OSError as err:
-            raise DecodeError(f"unreadable frame {files[index].name} ({err})", path=path) from None
-    return out
+    wanted = pick(len(files))
+    read = {index: convert(_frame_file(files[index], max_pixels)) for index in dict.fromkeys(wanted.tolist())}
+    return [read[index] for index in wanted.tolist()]  # a short clip's repeated frame read once
+
+
+def _npy_frame_pixels(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(width, height) of the frames of a (T, H, W), (T, H, W, C) or (T, C, H, W) array."""
+    frame = shape[1:]
+    if len(frame) == 3 and frame[0] in (1, 3, 4) and frame[-1] not in (1, 3, 4):  # channels first
+        return frame[2], frame[1]
+    return frame[1], frame[0]
 
 
 def read_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int,
                 npy: Callable[[str], np.ndarray],
-                by_time: Callable[[np.ndarray], np.ndarray] | None = None) -> list[Image.Image]:
-    """The selected frames of a video file, a frame folder or a ``.npy`` of frames, as Pillow images.
+                by_time: Callable[[np.ndarray], np.ndarray] | None = None, *, max_pixels: int | None = None,
+                convert: Callable[[Image.Image], Any] = _unchanged) -> list[Any]:
+    """The selected frames of a video file, a frame folder or a ``.npy`` of frames, each passed
+    through ``convert`` as soon as it is decoded (by default kept as a Pillow image).
+
+    A frame folder's images are read in natural order (:func:`frame_files`).
 
     Args:
         pick: total frame count -> indices to keep (see :func:`sample_indices`).
@@ -224,25 +353,33 @@ def read_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int,
         npy: reads a ``.npy`` (or row reference) into (T, H, W[, C]) frames.
         by_time: a container's frame timestamps -> indices to keep (see :func:`sample_times`);
             used instead of ``pick`` when given and the container stamps its frames.
+        max_pixels: refuse frames with more pixels (a container's by its header, a folder's
+            images before they are decoded); None: no limit.
+        convert: a decoded Pillow frame -> what to keep of it (resized to the model's size, so no
+            full-resolution frame waits for the others).
 
     Raises:
-        DecodeError: unreadable, corrupt or empty input, with the path and the decoder's reason.
+        DecodeError: unreadable, corrupt, truncated, empty or oversized input, with the path and
+            the reason.
     """
     if Path(path).is_dir():
-        return _folder_frames(path, pick)
+        return _folder_frames(path, pick, max_pixels, convert)
     suffix = Path(path).suffix.lower()
     if suffix in VIDEO_SUFFIXES:
-        return _container_frames(path, pick, max_frames, by_time)
+        return _container_frames(path, pick, max_frames, by_time, max_pixels, convert)
     array = npy(path)
     if array.ndim not in (3, 4) or array.shape[0] == 0:
         raise DecodeError(f"expected a (T, H, W) or (T, H, W, C) array of frames; got shape {array.shape}", path=path)
     if array.shape[0] > max_frames:
         raise DecodeError(f"video has {array.shape[0]:,} frames, more than preprocess.max_frames ({max_frames:,})",
                           path=path)
+    _check_pixels(*_npy_frame_pixels(array.shape), max_pixels, "frames are", path)
     from polymodal.data.modalities.image import _to_pil, pixels_to_8bit
 
     clip = pixels_to_8bit(np.asarray(array), path)  # one scale for the clip, not one guess per frame
-    return [_to_pil(clip[i], path) for i in pick(array.shape[0])]
+    wanted = pick(array.shape[0]).tolist()
+    converted = {index: convert(_to_pil(clip[index], path)) for index in dict.fromkeys(wanted)}
+    return [converted[index] for index in wanted]
 
 
 def read_video_audio(path: str) -> tuple[np.ndarray, int]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from polymodal.evaluation.plots import (
     bars_attribution,
+    frames_attribution,
     image_attribution,
     importance_plot,
     lines_attribution,
@@ -37,6 +38,8 @@ def within_html(item: WithinAttribution) -> str:
                "token attributions (red: towards the explained output, blue: against)</figcaption></figure>"
     if item.layout == "image":
         png = image_attribution(item.display, item.attribution, title)
+    elif item.layout == "frames":
+        png = frames_attribution(item.display, item.attribution, title)
     elif item.layout == "map":
         png = map_attribution(item.display, item.attribution, title,
                               "mel / frequency bin" if item.kind == "audio" else "channel x frequency bin")
@@ -73,7 +76,8 @@ def explanation_html(explanation: Explanation, title: str) -> str:
     if explanation.within:
         parts.append("<h2>Inside each modality</h2><p>Integrated Gradients (Captum) of the explained output's "
                      "logit with respect to each modality's input, the other inputs fixed; red pushes towards "
-                     "the output, blue against.</p>")
+                     "the output, blue against. A video shows its sampled frames, each titled with its "
+                     "attribution's total.</p>")
         by_row: dict[int, list[WithinAttribution]] = {}
         for item in explanation.within:
             by_row.setdefault(item.row, []).append(item)

@@ -2,7 +2,8 @@
 
 For each modality and each chosen sample that holds it, the explained output's logit is
 attributed to the modality's encoder input, every other input held fixed: pixels (summed over
-channels), time-frequency bins of audio features, signal steps (or spectrogram bins), tabular
+channels), the pixels of every real sampled video frame (summed over channels; a short clip's
+padding left out), time-frequency bins of audio features, signal steps (or spectrogram bins), tabular
 numbers, and text tokens (Layer Integrated Gradients on the token embeddings, summed over the
 embedding axis). The baseline is all zeros (the training mean under standard normalisation);
 for text it is the padding token at every position.
@@ -33,13 +34,14 @@ class WithinAttribution:
         row: row number in the explained manifest.
         modality: modality name; ``kind`` its kind.
         output: the output explained.
-        attribution: image (H, W); audio (F, T); signal (C, L) or spectrogram (C*F, T);
-            tabular (features,); text (tokens,).
-        display: what the attribution is drawn over: image uint8 (H, W, C); audio / signal the
-            model's input in the same layout as ``attribution``; tabular the standardised values.
+        attribution: image (H, W); video (T, H, W), the clip's real sampled frames; audio (F, T);
+            signal (C, L) or spectrogram (C*F, T); tabular (features,); text (tokens,).
+        display: what the attribution is drawn over: image uint8 (H, W, C); video uint8
+            (T, H, W, C); audio / signal the model's input in the same layout as ``attribution``;
+            tabular the standardised values.
         labels: token strings (text) or feature names (tabular), else None.
-        layout: ``image``, ``map`` (2-D time-frequency), ``lines`` (signal channels), ``bars``
-            (tabular) or ``tokens`` (text).
+        layout: ``image``, ``frames`` (a strip of video frames), ``map`` (2-D time-frequency),
+            ``lines`` (signal channels), ``bars`` (tabular) or ``tokens`` (text).
     """
 
     row: int
@@ -154,6 +156,9 @@ def _describe(predictor: MultimodalPredictor, data: EvalData, sub: Any, batch: d
         # arrays (SegmentedArray) take index arrays only
         return WithinAttribution(row, modality, kind, output, raw.sum(axis=0), image, None, "image")
     length = int(inputs["mask"][j].sum()) if "mask" in inputs else None
+    if kind == "video":  # (T, C, H, W) -> (T, H, W), the padding frames of a short clip trimmed
+        frames = np.asarray(sub.modalities[modality].arrays["x"][[j]][0])  # stored uint8 (T, H, W, C)
+        return WithinAttribution(row, modality, kind, output, raw[:length].sum(axis=1), frames[:length], None, "frames")
     if kind == "audio":  # (T, F) -> (F, T), padding trimmed
         return WithinAttribution(row, modality, kind, output, raw[:length].T, x[:length].T, None, "map")
     if kind == "signal":
@@ -164,6 +169,8 @@ def _describe(predictor: MultimodalPredictor, data: EvalData, sub: Any, batch: d
         prep = predictor.pipeline.preprocessors[modality]
         labels = list(prep.numeric) + ([f"{c} (missing)" for c in prep.numeric] if prep.cfg.missing_indicator else [])
         return WithinAttribution(row, modality, kind, output, raw, x, labels, "bars")
+    if kind != "text":
+        raise TypeError(f"modality '{modality}': no within-modality display for kind '{kind}'")
     prep = predictor.pipeline.preprocessors[modality]
     cell = data.manifest.frame[predictor.config.modalities[modality].column].iloc[int(data.table.rows[position])]
     tokens = prep.tokenize(str(cell))

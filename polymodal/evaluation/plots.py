@@ -143,6 +143,38 @@ def image_attribution(image: np.ndarray, attribution: np.ndarray, title: str) ->
     return figure_png(fig)
 
 
+MAX_FRAMES_SHOWN = 16  # video frames drawn at most by :func:`frames_attribution` (evenly spaced)
+
+
+def frames_attribution(frames: np.ndarray, attribution: np.ndarray, title: str) -> bytes:
+    """A clip's (T, H, W, C) sampled frames over its (T, H, W) pixel attribution: the frames in the
+    top row, each frame's attribution over it below (one colour scale for the clip, each titled with
+    its total, so the frames that matter stand out); at most ``MAX_FRAMES_SHOWN``, evenly spaced."""
+    plt = _pyplot()
+    shown = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), MAX_FRAMES_SHOWN)).round().astype(int))
+    fig, axes = plt.subplots(2, len(shown), figsize=(max(4.0, 1.5 * len(shown) + 1.2), 3.8), squeeze=False,
+                             layout="constrained")
+    top = _symmetric(attribution)
+    mapped = None
+    for column, t in enumerate(shown.tolist()):
+        image = frames[t][..., 0] if frames.shape[-1] == 1 else frames[t]
+        cmap = "gray" if image.ndim == 2 else None
+        upper, lower = axes[0, column], axes[1, column]
+        upper.imshow(image, cmap=cmap)
+        upper.set_title(f"frame {t}")
+        lower.imshow(image, cmap=cmap, alpha=0.5)
+        mapped = lower.imshow(attribution[t], cmap="bwr", vmin=-top, vmax=top, alpha=0.75)
+        lower.set_title(f"{float(attribution[t].sum()):+.2g}")
+        for ax in (upper, lower):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("input")
+    axes[1, 0].set_ylabel("IG")
+    fig.colorbar(mapped, ax=axes[1, :].tolist(), fraction=0.046)
+    fig.suptitle(title + ("" if len(shown) == len(frames) else f" ({len(shown)} of {len(frames)} frames)"))
+    return figure_png(fig)
+
+
 def map_attribution(features: np.ndarray, attribution: np.ndarray, title: str, ylabel: str) -> bytes:
     """A (bins, frames) input map and its attribution map, frames on the x axis."""
     plt = _pyplot()

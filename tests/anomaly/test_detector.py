@@ -8,6 +8,7 @@ Normal rows: sensor ``a`` carries a sine of frequency f, sensor ``b`` a cosine o
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -285,14 +286,52 @@ def test_cli_trains_evaluates_and_predicts_an_anomaly_run(data, tmp_path):
         assert f"{fragment}" in result.stderr and "not available for task 'anomaly'" in result.stderr
 
 
-def test_consistency_scores_a_row_with_one_modality_as_neutral(data):
+def test_serve_and_export_are_refused_pointing_at_predict_not_at_a_python_server(data, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+    from polymodal.cli import deploy as commands
+
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: pytest.fail("an anomaly run was served"))
+    MultimodalPredictor.from_config(config("mahalanobis", epochs=1)).fit(data / "train.csv", data / "valid.csv",
+                                                                          out=tmp_path / "run")
+    runner = CliRunner()
+    for command, asked in ((["serve", str(tmp_path / "run")], "serving"), (["export", str(tmp_path / "run")], "export")):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith(f"error: {asked} is not available for task 'anomaly': the scorer")
+        assert "score rows with 'polymodal predict RUN --data ROWS'" in result.stderr
+        assert "AnomalyDetector.load(RUN).predict_frame(ROWS)" in result.stderr
+        assert "serve the run folder" not in result.stderr and "Python API" not in result.stderr
+
+
+def test_consistency_leaves_a_row_with_one_modality_unscored_and_out_of_the_metrics(data):
+    """A row with one modality has nothing to compare: NaN and a note, never a neutral 0 that can
+    never be flagged; evaluate leaves such rows out of every metric and counts them."""
+    from sklearn.metrics import roc_auc_score
+
     det = AnomalyDetector.from_config(config("consistency", epochs=1)).fit(data / "train.csv", data / "valid.csv")
-    rows = pd.read_csv(data / "test.csv").head(8)
-    rows[["a", "b"]] = rows[["a", "b"]].map(lambda name: str(data / name))  # a DataFrame has no folder
-    both = det.predict_frame(rows)["score"].to_numpy()
-    rows["b"] = None  # sensor b missing: nothing to compare sensor a with
-    alone = det.predict_frame(rows)["score"].to_numpy()
-    assert np.all(alone == 0.0) and np.any(both != 0.0)
+    rows = pd.read_csv(data / "test.csv")
+    rows.loc[rows.index % 4 == 0, "b"] = None  # sensor b missing on a quarter of the rows
+    rows.to_csv(data / "test_b_missing.csv", index=False)
+    with pytest.warns(UserWarning, match=r"18 of 72 rows could not be scored \(fewer than two modalities present"):
+        frame = det.predict_frame(data / "test_b_missing.csv")
+    alone = (frame.index % 4 == 0)
+    assert np.isnan(frame["score"][alone]).all() and np.isfinite(frame["score"][~alone]).all()
+    assert not frame["flag"][alone].any()
+    assert frame["note"][alone].str.startswith("not scored: fewer than two modalities present").all()
+    assert frame["note"][~alone].isna().all()
+    metrics = det.evaluate(data / "test_b_missing.csv")
+    assert metrics["unscored"] == 18 and metrics["rows"] == 72 and metrics["normals"] + metrics["anomalies"] == 54
+    assert "18 labelled row(s) have no score (fewer than two modalities present" in metrics["note"]
+    labels = (rows["label"] != "normal").to_numpy()
+    assert metrics["auroc"] == pytest.approx(roc_auc_score(labels[~alone], frame["score"][~alone]))
+    assert all(value is not None for value in metrics["per_label_auroc"].values())
+    with warnings.catch_warnings(record=True) as caught:  # every row scored: no warning, the note column empty
+        warnings.simplefilter("always")
+        complete = det.predict_frame(data / "test.csv")
+    assert not [w for w in caught if "could not be scored" in str(w.message)]
+    assert complete["note"].isna().all() and np.isfinite(complete["score"]).all()
 
 
 def tabular_config(**train: object) -> dict:

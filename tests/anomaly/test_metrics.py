@@ -80,3 +80,15 @@ def test_the_note_on_undefined_metrics_names_the_missing_class():
     assert undefined_note(anomaly_metrics(scores[:0], np.array([], int), 0.5), "validation holds", True) == (
         "validation holds no labelled rows: AUROC, AUPRC, FPR@95TPR and the flag rates need normal and anomalous "
         "rows; the threshold is chosen on all of its rows")
+
+
+def test_unscored_rows_are_left_out_of_the_threshold_and_every_metric_and_counted():
+    scores = np.array([0.1, np.nan, 0.2, 0.3, 0.9, np.nan, 0.8])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1])
+    out = anomaly_metrics(scores, labels, threshold=0.5)
+    scored = ~np.isnan(scores)
+    assert out == {**anomaly_metrics(scores[scored], labels[scored], threshold=0.5), "unscored": 2}
+    assert out["auroc"] == 1.0 and out["normals"] == 3 and out["anomalies"] == 2 and out["flag_tpr"] == 1.0
+    assert threshold_at_fpr(np.r_[np.arange(20.0), np.nan], 0.05) == threshold_at_fpr(np.arange(20.0), 0.05) == 18.0
+    with pytest.raises(ValueError, match=r"none with a score \(none of its 2 normal rows could be scored\)"):
+        threshold_at_fpr(np.array([np.nan, np.nan]), 0.05)

@@ -335,3 +335,23 @@ def test_a_memo_that_cannot_be_written_warns_and_still_answers(tmp_path, monkeyp
         keys, errors = _keys(files, tmp_path / "cache")
     assert not errors
     np.testing.assert_array_equal(keys, _hashes(files))
+
+
+def test_a_frame_folder_is_keyed_by_its_frames_in_the_order_they_are_read(tmp_path):
+    """Unpadded frame numbers (``2.png`` before ``10.png``) in the natural order the video reader
+    uses; a file that is not a frame leaves the key alone."""
+    import hashlib
+
+    from PIL import Image
+
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(np.full((4, 4), 20 * i, np.uint8)).save(folder / f"{i}.png")
+    digest = hashlib.blake2b(digest_size=KEY_BYTES)
+    for i in range(12):  # 0, 1, 2, ..., 10, 11: not 0, 1, 10, 11, 2, ...
+        digest.update(f"{i}.png".encode() + b"\0" + (folder / f"{i}.png").read_bytes())
+    key = content_key(str(folder), True)
+    assert key == digest.digest()
+    (folder / "notes.txt").write_text("not a frame")
+    assert content_key(str(folder), True) == key

@@ -119,3 +119,56 @@ def test_a_signal_spectrogram_gets_a_time_frequency_map(tmp_path):
     assert signal.attribution.shape[1] > 1 and np.abs(signal.attribution).sum() > 0
     page = explanation.to_html(tmp_path / "page").read_text(encoding="utf-8")
     assert page.count("<img") >= 2  # importance plot + the map
+
+
+def test_a_video_run_is_explained_with_a_heat_map_per_real_frame(tmp_path):
+    """``polymodal explain`` on a run with a video modality: Shapley over the modalities, and inside
+    the video a heat-map per sampled frame (a short clip's padding left out)."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(16):
+        k, frames = i % 2, 4 + i % 3  # clips of 4-6 frames, 6 sampled: the short ones padded
+        clip = np.zeros((frames, 8, 8), np.uint8)
+        for t in range(frames):  # a bar moving right (class 1) or left (class 0)
+            clip[t, 2:6, 1 + t if k else 6 - t] = 255
+        np.save(tmp_path / f"v{i}.npy", clip)
+        rows.append({"clip": f"v{i}.npy", "x1": float(k + rng.normal(0, 0.5)), "label": f"c{k}"})
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    config = {
+        "task": "classification", "target": "label",
+        "modalities": {
+            "video": {"kind": "video", "column": "clip",
+                      "preprocess": {"size": 8, "color": "gray", "frames": 6, "sampling": "stride"},
+                      "encoder": {"name": "frame_cnn", "frame": {"name": "cnn", "channels": [4], "dim": 8},
+                                  "temporal": "gru", "dim": 8}},
+            "table": {"kind": "tabular", "columns": ["x1"], "encoder": {"dim": 4, "hidden": [8]}}},
+        "fusion": {"name": "concat"},
+        "train": {"epochs": 2, "batch_size": 8, "progress": False, "early_stopping": None},
+        "report": {"rows": 0},
+    }
+    predictor = MultimodalPredictor.from_config(config).fit(tmp_path / "m.csv", out=tmp_path / "run")
+    result = CliRunner().invoke(app, ["explain", str(tmp_path / "run"), "--data", str(tmp_path / "m.csv"),
+                                      "--samples", "3"])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "run" / "explain" / "explain.html").read_text(encoding="utf-8")
+    assert "video (video)" in page and page.count("<img") >= 1 + 2 * 3  # importance + video and table per row
+    assert set(pd.read_csv(tmp_path / "run" / "explain" / "shapley.csv").columns) >= {"video", "table"}
+
+    explanation = predictor.explain(tmp_path / "m.csv", samples=3, steps=64)
+    data = load_eval_data(predictor, tmp_path / "m.csv", require_target=True)
+    classes = predictor.pipeline.targets.classes
+    videos = [item for item in explanation.within if item.modality == "video"]
+    assert [item.row for item in videos] == [0, 1, 2]
+    for item in videos:
+        frames = 4 + item.row % 3
+        assert item.layout == "frames" and item.attribution.shape == (frames, 8, 8)
+        assert item.display.shape == (frames, 8, 8, 1) and item.display.dtype == np.uint8
+        assert item.display.max() == 255 and np.abs(item.attribution).sum() > 0
+        change = (target_logit(predictor, data, item.row, "video", classes.index(item.output), baseline=False)
+                  - target_logit(predictor, data, item.row, "video", classes.index(item.output), baseline=True))
+        assert float(item.attribution.sum()) == pytest.approx(change, rel=0.05, abs=2e-3)  # nothing left on padding

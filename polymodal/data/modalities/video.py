@@ -30,9 +30,10 @@ class VideoPreprocessor(Preprocessor):
     over all frames of the training clips."""
 
     kind = "video"
-    featurize_version = 6  # 2: 16-bit frames in folders scaled as 16-bit image files are; 3: alpha composited;
+    featurize_version = 7  # 2: 16-bit frames in folders scaled as 16-bit image files are; 3: alpha composited;
     # 4: a .npy clip scaled once, not frame by frame; 5: uniform sampling in time on variable-frame-rate containers;
-    # 6: HSV frames resized as RGB, a grey frame's colour key composited for rgb (ImagePreprocessor.from_pil)
+    # 6: HSV frames resized as RGB, a grey frame's colour key composited for rgb (ImagePreprocessor.from_pil);
+    # 7: frame folders in natural order (2.png before 10.png), truncated containers and frames past max_pixels refused
     batch_time_fields = frozenset({"normalize", "mean", "std", "augment"})
 
     def __init__(self, name: str, cfg: VideoPreprocess):
@@ -54,8 +55,9 @@ class VideoPreprocessor(Preprocessor):
     def decode(self, value: Any) -> tuple[np.ndarray, int]:
         """One clip -> ((T, H, W, C) uint8 zero-padded to ``frames``, number of real frames)."""
         by_time = self._pick_times if self.cfg.sampling == "uniform" else None
-        images = read_frames(str(value), self._pick, self.cfg.max_frames, load_npy, by_time)
-        frames = np.stack([self.frame.from_pil(image) for image in images])  # (K, H, W, C)
+        # each frame converted and resized as it is decoded: no full-resolution frame waits for the others
+        frames = np.stack(read_frames(str(value), self._pick, self.cfg.max_frames, load_npy, by_time,
+                                      max_pixels=self.cfg.max_pixels, convert=self.frame.from_pil))  # (K, H, W, C)
         out = np.zeros((self.cfg.frames, *frames.shape[1:]), np.uint8)
         out[:len(frames)] = frames
         return out, len(frames)

@@ -373,3 +373,170 @@ def test_standard_statistics_leave_out_the_padding_frames(tmp_path):
     values = np.array([0.0, 20.0, 40.0]) / 255.0  # the three real frames, every pixel alike
     np.testing.assert_allclose(prep.frame.mean, [values.mean()], rtol=1e-6)
     np.testing.assert_allclose(prep.frame.std, [values.std()], rtol=1e-6)
+
+
+def test_a_frame_folder_with_unpadded_numbers_is_read_in_natural_order(tmp_path):
+    """FFmpeg's default ``frame%d.png`` (and ``0.png``..``11.png``) in string order would put 10 and
+    11 before 2."""
+    from polymodal.data.video_io import frame_files, natural_key
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(clip(frames=12)):
+        Image.fromarray(frame).save(folder / f"frame{i}.png")
+    (folder / "notes.txt").write_text("not a frame")
+    assert [p.name for p in frame_files(folder)] == [f"frame{i}.png" for i in range(12)]
+    x, length = video(frames=12, sampling="stride").decode(str(folder))
+    assert length == 12
+    np.testing.assert_array_equal(brightness(x), [20 * i for i in range(12)])
+    assert sorted(["f_10.png", "f_9.png", "f_09b.png", "01.png", "1.png", "a.png"], key=natural_key) == \
+        ["01.png", "1.png", "a.png", "f_9.png", "f_09b.png", "f_10.png"]
+
+
+def test_a_container_with_frames_past_max_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
+    from polymodal.data import video_io
+
+    path = str(tmp_path / "wide.mp4")
+    write_video(path, clip(size=(16, 24)), fps=10)
+    monkeypatch.setattr(video_io, "_decode", lambda *_: pytest.fail("frames were decoded"))
+    with pytest.raises(DecodeError, match=r"video frames are 24x16 = 384 pixels, more than preprocess.max_pixels "
+                                          r"\(383\)") as err:
+        video(max_pixels=383).decode(path)
+    assert path in str(err.value)
+
+
+def test_frame_folder_images_and_npy_frames_past_max_pixels_are_refused_naming_the_file(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(clip(frames=3)):
+        Image.fromarray(frame).save(folder / f"{i}.png")
+    with pytest.raises(DecodeError, match=r"frame is 24x16 = 384 pixels, more than preprocess.max_pixels") as err:
+        video(max_pixels=383).decode(str(folder))
+    assert str(folder / "0.png") in str(err.value)
+    assert video(max_pixels=384).decode(str(folder))[1] == 8  # at the limit is fine
+    np.save(tmp_path / "first.npy", np.stack([clip(frames=3)] * 3, axis=1))  # (T, C, H, W): 24x16 frames
+    with pytest.raises(DecodeError, match=r"frames are 24x16 = 384 pixels"):
+        video(max_pixels=383).decode(str(tmp_path / "first.npy"))
+    assert video(max_pixels=384).decode(str(tmp_path / "first.npy"))[1] == 8
+
+
+def test_a_frame_pillow_refuses_as_a_bomb_is_skipped_like_other_bad_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 24x16 frames pass 2x the limit: DecompressionBombError
+    for name, frames in (("good", 2), ("bomb", 2)):
+        (tmp_path / name).mkdir()
+        for i, frame in enumerate(clip(frames=frames, size=(4, 4) if name == "good" else (16, 24))):
+            Image.fromarray(frame).save(tmp_path / name / f"{i}.png")
+    with pytest.raises(DecodeError, match="decompression bomb") as err:
+        video().decode(str(tmp_path / "bomb"))
+    assert str(tmp_path / "bomb" / "0.png") in str(err.value)
+    pd.DataFrame({"v": ["good", "bomb"], "y": [0, 1]}).to_csv(tmp_path / "m.csv", index=False)
+    lenient = DataPipeline(load_config({
+        "task": "classification", "target": "y", "data": {"on_error": "skip"},
+        "modalities": {"v": {"kind": "video", "column": "v", "preprocess": {"size": 4, "frames": 2}}}}))
+    table = lenient.encode(lenient.read(tmp_path / "m.csv", require_target=True))
+    assert table.rows.tolist() == [0] and [Path(s.path).parts[-2] for s in table.skipped] == ["bomb"]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm", "folder"])
+def test_each_frame_is_converted_as_it_is_decoded_never_held_at_full_resolution(tmp_path, suffix):
+    import gc
+    import weakref
+
+    from polymodal.data import video_io
+
+    path = tmp_path / f"clip{suffix}"
+    if suffix == "folder":
+        path.mkdir()
+        for i, frame in enumerate(noise_clip(12)):
+            Image.fromarray(frame).save(path / f"{i}.png")
+    else:
+        write_video(str(path), noise_clip(12), fps=10)
+    decoded: list[weakref.ref] = []
+    alive_at_conversion: list[int] = []
+
+    def convert(image: Image.Image) -> np.ndarray:
+        gc.collect()
+        alive_at_conversion.append(sum(ref() is not None for ref in decoded))  # full-size frames still held
+        decoded.append(weakref.ref(image))
+        return np.asarray(image.resize((2, 2)))
+
+    got = video_io.read_frames(str(path), lambda n: sample_indices(n, 6, "uniform", 1), 1000, np.load,
+                               lambda times: sample_times(times, 6), convert=convert)
+    assert len(got) == 6 and all(a.shape == (2, 2, 3) for a in got)
+    assert alive_at_conversion == [0] * len(alive_at_conversion)
+    prep = video(frames=6, color="rgb")  # the preprocessor's output is the same as converting afterwards
+    plain = video_io.read_frames(str(path), prep._pick, 1000, np.load, prep._pick_times)
+    np.testing.assert_array_equal(prep.decode(str(path))[0], np.stack([prep.frame.from_pil(i) for i in plain]))
+
+
+def truncated(path: Path, keep: float = 0.6) -> Path:
+    """A copy of ``path`` cut after ``keep`` of its bytes (an interrupted download or copy)."""
+    cut = path.with_name(f"cut_{path.name}")
+    data = path.read_bytes()
+    cut.write_bytes(data[:int(len(data) * keep)])
+    return cut
+
+
+@pytest.mark.parametrize(("suffix", "options", "expected"),
+                         [(".avi", {}, "of 30 frames"), (".webm", {}, "of about 30 frames"),
+                          (".mkv", {}, "of about 30 frames"),
+                          (".mp4", {"movflags": "faststart"}, "of 30 frames")])  # its index first: still opens
+def test_a_truncated_container_is_refused_not_read_as_a_shorter_clip(tmp_path, suffix, options, expected):
+    import av
+
+    path = tmp_path / f"clip{suffix}"
+    codec = {".webm": "libvpx-vp9", ".avi": "mpeg4"}.get(suffix, "libx264")
+    with av.open(str(path), mode="w", options=options) as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 24, 16, "yuv420p"
+        for frame in noise_clip(30):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    assert video(frames=8).decode(str(path))[1] == 8
+    cut = truncated(path)
+    with pytest.raises(DecodeError, match=rf"stream ended after \d+ {expected} \(.* s of at least .* s; truncated\?\)"
+                       ) as err:
+        video(frames=8).decode(str(cut))
+    assert str(cut) in str(err.value)
+
+
+def test_truncated_files_are_skipped_and_an_mp4_without_its_index_is_still_refused(tmp_path):
+    for suffix in (".avi", ".webm", ".mp4"):
+        write_video(str(tmp_path / f"clip{suffix}"), noise_clip(30), fps=10)
+        truncated(tmp_path / f"clip{suffix}")
+    with pytest.raises(DecodeError, match="unreadable or corrupt video"):  # the mp4 muxer writes its index last
+        video().decode(str(tmp_path / "cut_clip.mp4"))
+    cells = ["clip.avi", "cut_clip.avi", "clip.webm", "cut_clip.webm", "cut_clip.mp4"]
+    pd.DataFrame({"v": cells, "y": [0, 1, 0, 1, 1]}).to_csv(tmp_path / "m.csv", index=False)
+    lenient = DataPipeline(load_config({
+        "task": "classification", "target": "y", "data": {"on_error": "skip"},
+        "modalities": {"v": {"kind": "video", "column": "v", "preprocess": {"size": 8, "frames": 4}}}}))
+    table = lenient.encode(lenient.read(tmp_path / "m.csv", require_target=True))
+    assert table.rows.tolist() == [0, 2]
+    assert sorted(Path(s.path).name for s in table.skipped) == ["cut_clip.avi", "cut_clip.mp4", "cut_clip.webm"]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm", ".avi"])
+def test_a_video_track_shorter_than_its_audio_track_is_not_truncated(tmp_path, suffix):
+    path = str(tmp_path / f"clip{suffix}")
+    write_video(path, clip(frames=10), fps=10, audio=tone(seconds=3.0), sample_rate=8000)  # 1 s of video, 3 s of sound
+    x, length = video(frames=4).decode(path)
+    assert length == 4
+    np.testing.assert_allclose(brightness(x), [0, 60, 120, 180], atol=8)
+
+
+def test_a_stream_whose_header_gives_no_duration_is_read_as_long_as_it_decodes(tmp_path, monkeypatch):
+    """A webm from a browser's MediaRecorder has no duration: nothing to compare the frames with."""
+    from polymodal.data import video_io
+
+    write_video(str(tmp_path / "clip.webm"), noise_clip(30), fps=10)
+    cut = str(truncated(tmp_path / "clip.webm"))
+    with pytest.raises(DecodeError, match="truncated"):
+        video_io.read_frames(cut, lambda n: sample_indices(n, 3, "uniform", 1), 1000, np.load)
+    monkeypatch.setattr(video_io, "_header_seconds", lambda *_: None)
+    got = video_io.read_frames(cut, lambda n: sample_indices(n, 3, "uniform", 1), 1000, np.load)
+    expected = decode_all_then_pick(cut, lambda n: sample_indices(n, 3, "uniform", 1))
+    for image, frame in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(np.asarray(image), frame)
