@@ -142,6 +142,24 @@ class Estimator:
                           "(evaluate it with 'polymodal evaluate' once the manifest is fixed)")
             raise
 
+    def _fit_info(self, train_table: EncodedTable, valid_table: EncodedTable, model: torch.nn.Module,
+                  sources: dict[str, DataSource | None], **facts: Any) -> dict[str, Any]:
+        """``info`` after a fit: the rows and files of both splits, the parameters, ``facts`` and
+        the manifests it was fitted on (``sources``: split -> path or DataFrame)."""
+        return {"train_rows": len(train_table), "valid_rows": len(valid_table), **facts,
+                "parameters": count_parameters(model),
+                "skipped_files": len(train_table.skipped) + len(valid_table.skipped), **manifest_paths(**sources)}
+
+    def _finish_fit(self, train_table: EncodedTable, valid_table: EncodedTable, test: Manifest | None,
+                    run_dir: Path | None) -> None:
+        """After the validation metrics: evaluate ``test`` (when given) and keep the files every
+        split skipped (``last_skipped``, written with the run)."""
+        skipped = {"train": skipped_frame(train_table.skipped), "valid": skipped_frame(valid_table.skipped)}
+        self.last_skipped = skipped_by_split(skipped)
+        if test is not None:
+            self.metrics["test"] = self._evaluate_test(test, run_dir)
+            self.last_skipped = skipped_by_split({**skipped, "test": self.eval_skipped})  # the run keeps all three
+
     def _fit_pipeline(self, pipeline: DataPipeline, train_m: Manifest, valid_m: Manifest,
                       test_m: Manifest | None = None) -> tuple[EncodedTable, np.ndarray, EncodedTable, np.ndarray]:
         """Fit ``pipeline`` on ``train_m`` (it becomes ``self.pipeline``) and encode both manifests;

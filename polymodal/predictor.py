@@ -29,12 +29,12 @@ from polymodal import runfolder
 from polymodal.assets import localize_assets, restore_contexts, save_assets
 from polymodal.config import Config, load_config
 from polymodal.data.embeddings import attach_cached_features
-from polymodal.data.encode import EncodedTable, skipped_frame
+from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import stratified_holdout
 from polymodal.errors import ConfigError, NotFittedError, SchemaMismatchError
-from polymodal.estimator import Estimator, count_parameters, manifest_paths, skipped_by_split
+from polymodal.estimator import Estimator
 from polymodal.fewshot import use_support
 from polymodal.metrics import monitored, task_metrics
 from polymodal.models import MultimodalNet, build_model
@@ -124,8 +124,7 @@ class MultimodalPredictor(Estimator):
         transfer.attach_cached_features(net)  # and the unlabelled rows
         module = PolymodalModule(
             net, loss,
-            OptimSettings(cfg.train.lr, cfg.train.weight_decay, cfg.train.scheduler, cfg.train.warmup_epochs,
-                          cfg.train.encoder_lr_scale),
+            OptimSettings.from_config(cfg.train),
             metrics=self._metrics,
             modality_dropout=self._dropout_rates(),
             callbacks=finetune_callbacks(cfg, net) + list(callbacks or []),
@@ -146,24 +145,16 @@ class MultimodalPredictor(Estimator):
             self.info = {"rank": result.rank}
             return self
         self.history = result.history
-        skipped = {"train": skipped_frame(train_table.skipped), "valid": skipped_frame(valid_table.skipped)}
-        self.info = {
-            "train_rows": len(train_table), "valid_rows": len(valid_table),
-            "train_seconds": result.seconds, "preprocess_seconds": prep_seconds,
-            "best_epoch": result.best_epoch, f"best_val_{monitor}": result.best_score,
-            "epochs_run": len(result.history), "parameters": count_parameters(net),
-            "skipped_files": len(train_table.skipped) + len(valid_table.skipped), **transfer.info,
-            **manifest_paths(train=train, valid=valid, test=test),
-        }
-        self.last_skipped = skipped_by_split(skipped)
+        self.info = self._fit_info(train_table, valid_table, net, {"train": train, "valid": valid, "test": test},
+                                   train_seconds=result.seconds, preprocess_seconds=prep_seconds,
+                                   best_epoch=result.best_epoch, **{f"best_val_{monitor}": result.best_score},
+                                   epochs_run=len(result.history), **transfer.info)
         self.metrics = {"valid": self._score(valid_table, valid_y)}
         if cfg.task == "retrieval":
             from polymodal.evaluation.retrieval import warn_if_collapsed
 
             warn_if_collapsed(self.metrics["valid"], cfg.align, epochs=len(result.history))
-        if test_m is not None:
-            self.metrics["test"] = self._evaluate_test(test_m, run_dir)
-            self.last_skipped = skipped_by_split({**skipped, "test": self.eval_skipped})  # the run keeps all three
+        self._finish_fit(train_table, valid_table, test_m, run_dir)
         from polymodal.evaluation.diagnostics import diagnose_after_fit  # the evaluation layer sits above
 
         self.diagnostics = diagnose_after_fit(self, test_m if test_m is not None else valid_m,

@@ -30,7 +30,7 @@ from polymodal.anomaly.scorers import build_scorer
 from polymodal.anomaly.targets import AnomalyTargets
 from polymodal.config import Config, load_config
 from polymodal.config.anomaly import AnomalyConfig
-from polymodal.data.encode import EncodedTable, skipped_frame
+from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import random_holdout
@@ -41,9 +41,6 @@ from polymodal.estimator import (
     ROBUSTNESS,
     SUBSETS,
     Estimator,
-    count_parameters,
-    manifest_paths,
-    skipped_by_split,
 )
 
 
@@ -149,8 +146,7 @@ class AnomalyDetector(Estimator):
         train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m)
         self._seed()
         model = self._build_model(pipeline)
-        optim = OptimSettings(cfg.train.lr, cfg.train.weight_decay, cfg.train.scheduler, cfg.train.warmup_epochs,
-                              cfg.train.encoder_lr_scale)
+        optim = OptimSettings.from_config(cfg.train)
         train_loader = self._loader(train_table, train_y, train=True)
         histories, seconds = [], 0.0
         phases = model.scorer.phases
@@ -176,21 +172,16 @@ class AnomalyDetector(Estimator):
         model.scorer.threshold.fill_(threshold_at_fpr(valid_scores[valid_y != 1], self.settings.target_fpr))
         self.valid_scores, self.test_scores = (valid_scores, valid_y), None
         self.history = pd.concat(histories, ignore_index=True)
-        skipped = {"train": skipped_frame(train_table.skipped), "valid": skipped_frame(valid_table.skipped)}
-        self.info = {"train_rows": len(train_table), "valid_rows": len(valid_table),
-                     "train_anomalies": int((train_y == 1).sum()), "train_anomalies_dropped": dropped,
-                     "train_seconds": seconds, "best_epoch": result.best_epoch,  # of the last phase
-                     "preprocess_seconds": time.perf_counter() - started - seconds,
-                     "scorer": self.settings.scorer, "threshold": float(model.scorer.threshold),
-                     "parameters": count_parameters(model), "skipped_files": len(train_table.skipped) + len(valid_table.skipped),
-                     **manifest_paths(train=train, valid=valid, test=test)}
-        self.last_skipped = skipped_by_split(skipped)
+        self.info = self._fit_info(train_table, valid_table, model, {"train": train, "valid": valid, "test": test},
+                                   train_anomalies=int((train_y == 1).sum()), train_anomalies_dropped=dropped,
+                                   train_seconds=seconds, best_epoch=result.best_epoch,  # of the last phase
+                                   preprocess_seconds=time.perf_counter() - started - seconds,
+                                   scorer=self.settings.scorer, threshold=float(model.scorer.threshold))
         self.metrics = {"valid": self._metrics(valid_scores, valid_y, pipeline.targets.labels(valid_m, valid_table.rows),
                                                subject="validation holds", validation=True)}
+        self._finish_fit(train_table, valid_table, test_m, run_dir)
         if test_m is not None:
-            self.metrics["test"] = self._evaluate_test(test_m, run_dir)
             self.test_scores = self.eval_scores
-            self.last_skipped = skipped_by_split({**skipped, "test": self.eval_skipped})  # the run keeps all three
         if run_dir is not None:
             self.save(run_dir)
         return self

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from polymodal.config.train import TrainConfig
 from polymodal.models.model import MultimodalNet
 from polymodal.models.objectives import TaskLoss
 from polymodal.models.objectives.multitask import MultiTaskLoss
@@ -29,6 +30,10 @@ class OptimSettings:
     scheduler: str
     warmup_epochs: float
     encoder_lr_scale: float = 1.0
+
+    @classmethod
+    def from_config(cls, train: TrainConfig) -> OptimSettings:
+        return cls(train.lr, train.weight_decay, train.scheduler, train.warmup_epochs, train.encoder_lr_scale)
 
 
 def drop_modalities(present: Mapping[str, torch.Tensor], rates: Mapping[str, float],
