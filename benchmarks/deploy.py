@@ -72,7 +72,7 @@ async def load_test(url: str, bodies: list[dict[str, tuple[str, bytes, str]]], l
             latencies.append(time.perf_counter() - start)
             if response.status_code != 200:
                 errors += 1
-            elif response.json()["prediction"] == labels[i % len(labels)]:
+            elif str(response.json()["prediction"]) == labels[i % len(labels)]:  # classes as JSON gives them
                 correct += 1
 
     async with httpx.AsyncClient(timeout=60) as client:
@@ -114,7 +114,7 @@ def main() -> None:
     cells = manifest_rows(runtime, manifest, rows)
     eager_acc = float(np.mean([str(x) for x in predictor.predict(manifest)] == np.asarray(truth)))
     rt_pred = [lab for s in range(0, rows, 64) for lab in runtime.predict(cells[s:s + 64])]
-    rt_acc = float(np.mean(np.asarray(rt_pred) == np.asarray(truth)))
+    rt_acc = float(np.mean(np.asarray([str(x) for x in rt_pred]) == np.asarray(truth)))
     accuracy = [
         {"model": "eager (torch)", "test_accuracy_%": 100 * eager_acc},
         {"model": "ONNX Runtime, numpy preprocessing from files", "test_accuracy_%": 100 * rt_acc},
@@ -176,7 +176,9 @@ def main() -> None:
         f"{parity['runtime_rows']} rows: {parity['runtime_max_abs_diff']:.1e} (tolerance 1e-4)",
         f"int8: {q['size_bytes'] / 1e6:.2f} MB vs {q['float_size_bytes'] / 1e6:.2f} MB; accuracy "
         f"{100 * q['accuracy']:.2f}% -> {100 * q['accuracy_int8']:.2f}% ({100 * (q['accuracy_int8'] - q['accuracy']):+.2f} "
-        f"points); max logit change {q['max_abs_diff']:.3f}. Convolutions stay float (onnxruntime's ConvInteger is slower)",
+        f"points); max logit change {q['max_abs_diff']:.3f}. Convolutions stay float (onnxruntime's ConvInteger is slower). "
+        "The int8 graph runs one row at a time, as the runtime runs it (dynamic quantisation scales each call's "
+        "activations: in a batch, a row's answer would depend on its neighbours), so batch 64 is 64 calls",
         "latency: median of repeated runs on preprocessed test rows, torch and onnxruntime with 1 thread each",
         f"load test: {load['requests']} multipart requests (28x28 PNG + ~0.5 s WAV), {load['concurrency']} concurrent, "
         f"client and server on the same 2-core machine; mean micro-batch {load['mean_batch']:.1f} requests",
