@@ -103,7 +103,7 @@ def episode_loader(dataset: torch.utils.data.Dataset, labels: np.ndarray, *, way
 
 
 @torch.no_grad()
-def embed_rows(net: torch.nn.Module, loader: DataLoader, device: torch.device) -> torch.Tensor:
+def prototype_embeddings(net: torch.nn.Module, loader: DataLoader, device: torch.device) -> torch.Tensor:
     """(N, D) prototype-head embeddings of every row of ``loader`` (in order), in eval mode."""
     net.to(device).eval()
     chunks = []
@@ -116,7 +116,7 @@ def embed_rows(net: torch.nn.Module, loader: DataLoader, device: torch.device) -
 
 def set_class_prototypes(net: torch.nn.Module, loader: DataLoader, labels: np.ndarray, device: torch.device) -> None:
     """Set the head's prototypes to every class's mean embedding over ``loader``'s rows."""
-    embeddings = embed_rows(net, loader, device)
+    embeddings = prototype_embeddings(net, loader, device)
     classes, prototypes = class_prototypes(embeddings, torch.as_tensor(labels, dtype=torch.long))
     full = net.head.prototypes.detach().cpu().clone()
     full[classes] = prototypes.to(full.dtype)
