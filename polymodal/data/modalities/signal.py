@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,16 +47,21 @@ def _pick_array(arrays: Mapping[str, Any], key: str | None, path: str) -> np.nda
     raise DecodeError(f"the file holds several arrays {names}; choose one with preprocess.key", path=path)
 
 
+MISSING_MARKERS = frozenset({"n/a", "na", "null", "none", "-", "?", "#n/a"})  # what a missing sample is written as
+
+
 def _csv_has_header(path: str) -> bool:
-    """Whether a signal CSV's first row names its columns: it does when none of its fields is a
-    number (an empty field is neither), and when the fields are the column numbers ``0,1,...``
-    written as integers (what ``pandas.DataFrame(array).to_csv`` writes). Any other row is the
-    first sample, so a row that mixes numbers and text is a sample with a bad value, not a header."""
+    """Whether a signal CSV's first row names its columns: it does when one of its fields is a word
+    (neither a number nor a missing-value marker such as ``n/a``) and its other fields are whole
+    numbers, as channel numbers are (``time,volts``, ``time,1,2``); and when the fields are the
+    column numbers ``0,1,...`` (what ``pandas.DataFrame(array).to_csv`` writes). Any other row is
+    the first sample: ``0.126,n/a`` has a missing value, ``0.5,abc`` a value that is not a number."""
     with open(path, encoding="utf-8-sig", errors="replace") as handle:  # -sig: Excel's byte-order mark
         first = handle.readline()
     fields = [f.strip().strip('"') for f in first.strip().split(",")]
-    names = [field for field in fields if field]  # an empty field is a missing sample value, not a name
-    if names and not any(_is_number(field) for field in names):
+    words = [f for f in fields if f and not _is_number(f) and f.lower() not in MISSING_MARKERS]
+    numbers = [f for f in fields if f and _is_number(f)]
+    if words and all(re.fullmatch(r"[+-]?\d+", f) for f in numbers):
         return True
     return fields == [str(i) for i in range(len(fields))]
 

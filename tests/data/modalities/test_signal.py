@@ -148,6 +148,9 @@ def test_a_headerless_csv_keeps_its_first_sample(tmp_path):
     header = tmp_path / "h.csv"
     header.write_text("time,volts\n" + "\n".join(f"{a},{b}" for a, b in data.T[:5]) + "\n")
     assert read_signal(str(header)).shape == (2, 5)  # no field is a number: the columns' names
+    numbered = tmp_path / "n.csv"
+    numbered.write_text("time,1\n" + "\n".join(f"{a},{b}" for a, b in data.T[:5]) + "\n")
+    assert read_signal(str(numbered)).shape == (2, 5)  # a name and a channel number: a header too
     pd.DataFrame(data.T[:5]).to_csv(tmp_path / "p.csv", index=False)  # header 0,1: pandas' column numbers
     np.testing.assert_allclose(read_signal(str(tmp_path / "p.csv")), data[:, :5], rtol=1e-6)
     excel = tmp_path / "e.csv"  # Excel's "CSV UTF-8": a byte-order mark, and a first sample with a blank
