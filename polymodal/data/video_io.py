@@ -144,19 +144,21 @@ def _read(container: Any, path: str, keep: set[int], limit: int | None, max_fram
     kept: dict[int, Any] = {}
     seen = 0
     first = last = None  # the earliest and latest presentation timestamps read (stream ticks)
+    held = None  # how long the latest frame stays on screen (stream ticks), where the container says
     for frame in container.decode(stream):
         if seen in keep:
             kept[seen] = convert(_to_image(frame))
         if frame.pts is not None:
             first = frame.pts if first is None else min(first, frame.pts)
-            last = frame.pts if last is None else max(last, frame.pts)
+            if last is None or frame.pts >= last:
+                last, held = frame.pts, getattr(frame, "duration", None)
         seen += 1
         if seen > max_frames:
             raise DecodeError(f"video has more than preprocess.max_frames ({max_frames:,}) frames", path=path)
         if limit is not None and seen >= limit:
             return kept, seen
     if first is not None and last is not None:  # the stream ended: where its header says it should?
-        _check_complete(container, stream, seen, first, last, path)
+        _check_complete(container, stream, seen, first, last, path, held)
     return kept, seen
 
 
@@ -193,14 +195,17 @@ def _header_seconds(container: Any, stream: Any) -> float | None:
     return min(spans) if spans else None
 
 
-def _check_complete(container: Any, stream: Any, seen: int, first: int, last: int, path: str) -> None:
+def _check_complete(container: Any, stream: Any, seen: int, first: int, last: int, path: str,
+                    held: int | None = None) -> None:
     """Refuse a stream that ended well short of its header: decoded frames that cover less of the
     header's duration than it says, by more than ``TRUNCATION_TOLERANCE`` of it and two frames,
     and (where the header counts its frames) fewer frames than it counts. A truncated AVI or WebM
     decodes as a shorter clip without an error (a half AVI often as its first frame alone).
 
     A header count the frames do not reach with the clip's time covered is not truncation: an edit
-    list's trimmed lead-in, an AVI's empty chunks for dropped frames.
+    list's trimmed lead-in, an AVI's empty chunks for dropped frames. The last frame covers its
+    own duration (``held``, stream ticks) where the container gives one: a recording that ends on
+    a still frame shown for seconds is whole.
     """
     expected = _header_seconds(container, stream)
     reported = _reported_frames(stream)
@@ -212,7 +217,7 @@ def _check_complete(container: Any, stream: Any, seen: int, first: int, last: in
     if interval <= 0:  # every frame stamped alike: the stamps say nothing about time covered
         return
     start = stream.start_time if stream.start_time is not None else first
-    covered = (last - start) * tick + interval
+    covered = (last - start) * tick + (held * tick if held and held > 0 else interval)
     if expected - covered <= max(2 * interval, TRUNCATION_TOLERANCE * expected):
         return
     total = f"{reported:,}" if reported else f"about {round(expected / interval):,}"

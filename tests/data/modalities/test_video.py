@@ -65,8 +65,10 @@ def test_sample_times_follows_the_clock_and_is_index_sampling_at_a_constant_rate
     np.testing.assert_array_equal(sample_times(np.asarray([0, 0, 33, 67, 100, 500]), 3), [0, 2, 5])
 
 
-def write_stamped(path: str, values: list[int], stamps: list[int], tick: Fraction = Fraction(1, 1000)) -> None:
-    """A clip whose frame i is grey level ``values[i]`` shown at ``stamps[i]`` ticks (variable rate)."""
+def write_stamped(path: str, values: list[int], stamps: list[int], tick: Fraction = Fraction(1, 1000),
+                  last_held: int | None = None) -> None:
+    """A clip whose frame i is grey level ``values[i]`` shown at ``stamps[i]`` ticks (variable rate);
+    ``last_held``: how many ticks the last frame stays on screen."""
     import av
 
     codec = {".webm": "libvpx-vp9", ".avi": "mpeg4"}.get(Path(path).suffix, "libx264")
@@ -74,13 +76,27 @@ def write_stamped(path: str, values: list[int], stamps: list[int], tick: Fractio
         stream = container.add_stream(codec, rate=30)
         stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
         stream.codec_context.time_base = tick
+        packets = []
         for value, stamp in zip(values, stamps, strict=True):
             frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), value, np.uint8), format="rgb24")
             frame.pts, frame.time_base = stamp, tick
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
+            packets += stream.encode(frame)
+        packets += stream.encode()
+        if last_held is not None:
+            max(packets, key=lambda packet: packet.pts).duration = last_held
+        for packet in packets:
             container.mux(packet)
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".webm", ".mp4"])
+def test_a_clip_ending_on_a_frame_held_for_seconds_is_whole(tmp_path, suffix):
+    """A screen recording's last frame may stay on screen far longer than the others: the header's
+    duration counts it, and so does the check for truncation."""
+    path = str(tmp_path / f"still{suffix}")
+    write_stamped(path, [20 * i for i in range(10)], [100 * i for i in range(10)], last_held=4000)
+    x, length = video(frames=4).decode(path)  # uniform: decoded to the end, where the check runs
+    assert length == 4
+    assert brightness(x)[0] == pytest.approx(0, abs=8) and brightness(x)[-1] == pytest.approx(180, abs=8)
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm"])
