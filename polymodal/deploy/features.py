@@ -11,7 +11,8 @@ Accepted values per kind:
 - audio: WAV bytes or path (16-bit PCM with the standard library; other encodings with
   ``soundfile`` when installed), or a ``(waveform, sample_rate)`` pair. Another sample rate than
   the model's is resampled band-limited (:func:`resample`: FFT, with the passband edge of the soxr
-  resampler training uses; samples differ from training's by about 1e-3).
+  resampler training uses; samples differ from training's by about 1e-3 inside the clip, and by up
+  to about 2e-2 in its first and last few milliseconds, where the two filters ring differently).
 - text: a string. signal: an array (C, L) or ``.npy`` bytes/path. tabular: a mapping column -> value.
 """
 
