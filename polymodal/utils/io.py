@@ -77,9 +77,7 @@ def atomic_folder(target: Path, *, replace: bool = True) -> Iterator[Path]:
     staging.mkdir()  # not mkdtemp: the folder keeps the usual permissions
     try:
         yield staging
-        if not target.exists():
-            os.replace(staging, target)
-        elif replace:
+        if replace and target.exists():
             old = target.with_name(f".tmp-{secrets.token_hex(8)}-old-{target.name}")
             os.replace(target, old)
             try:
@@ -88,6 +86,12 @@ def atomic_folder(target: Path, *, replace: bool = True) -> Iterator[Path]:
                 os.replace(old, target)
                 raise
             shutil.rmtree(old, ignore_errors=True)
+        elif not target.exists():
+            try:
+                os.replace(staging, target)
+            except OSError:  # another writer stored it between the check and the rename
+                if replace or not target.is_dir():
+                    raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

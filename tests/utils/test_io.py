@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,3 +116,19 @@ def test_a_durable_replace_moves_the_file(tmp_path):
     (tmp_path / "last.ckpt").write_bytes(b"old")
     durable_replace(tmp_path / "new.tmp", tmp_path / "last.ckpt")
     assert (tmp_path / "last.ckpt").read_bytes() == b"checkpoint" and not (tmp_path / "new.tmp").exists()
+
+
+def test_a_folder_stored_by_another_writer_during_the_rename_is_kept_without_replace(tmp_path, monkeypatch):
+    target = tmp_path / "statistics"
+    real_replace = os.replace
+
+    def racing(source, destination):  # the other process renames its folder into place first
+        if Path(destination) == target and not target.exists():
+            target.mkdir()
+            (target / "mean.json").write_text("theirs")
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", racing)
+    with atomic_folder(target, replace=False) as staging:
+        (staging / "mean.json").write_text("mine")
+    assert (target / "mean.json").read_text() == "theirs" and [p.name for p in tmp_path.iterdir()] == ["statistics"]
