@@ -1,4 +1,5 @@
-"""Turn an HTTP request body into one runtime row, enforcing the service's limits.
+"""Turn an HTTP request body into one runtime row, enforcing the service's limits (``read_row``
+reads the body; ``RequestParser`` checks its values).
 
 Two body formats carry the same inputs (any subset of the model's modalities; a plain
 ``application/x-www-form-urlencoded`` form works like multipart for text and tabular fields):
@@ -22,11 +23,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import json
 import wave
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from polymodal.deploy.errors import RequestError
 from polymodal.deploy.features import audio_seconds, read_wav
@@ -253,3 +256,116 @@ class RequestParser:
         features = self.runtime.features[name]
         features.decode(value)  # numbers that do not parse fail here, with the column named
         return value
+
+
+@functools.cache
+def strict_multipart_parser() -> type:
+    """starlette's ``MultiPartParser``, recording what it lets pass: ``ended`` (False when the body
+    stops before its closing boundary, whose parts starlette drops without a word),
+    ``undecodable`` (form fields not valid in the body's ``charset``, which starlette would read
+    as Latin-1) and ``unknown_charset`` (a ``charset`` parameter naming no codec, which starlette
+    would also replace by Latin-1; the body is then not parsed)."""
+    import codecs
+
+    from starlette.formparsers import MultiPartParser, parse_options_header
+
+    class StrictMultiPartParser(MultiPartParser):
+        def __init__(self, *args: Any, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.ended = False
+            self.undecodable: list[str] = []
+            self.unknown_charset: str | None = None
+
+        async def parse(self) -> Any:
+            charset = parse_options_header(self.headers.get("Content-Type", ""))[1].get(b"charset")
+            if charset is not None:
+                name = charset.decode("latin-1") if isinstance(charset, bytes) else str(charset)
+                try:
+                    codecs.lookup(name)
+                except LookupError:
+                    self.unknown_charset = name
+                    return None
+            return await super().parse()
+
+        @property
+        def charset(self) -> str:
+            return self._charset or "utf-8"
+
+        def on_part_end(self) -> None:
+            part = self._current_part
+            if part.file is None:
+                try:
+                    bytes(part.data).decode(self.charset)
+                except UnicodeDecodeError:
+                    self.undecodable.append(part.field_name)
+            super().on_part_end()
+
+        def on_end(self) -> None:
+            self.ended = True
+            super().on_end()
+
+    return StrictMultiPartParser
+
+
+async def read_row(request: Any, parser: RequestParser, settings: ServeSettings) -> dict[str, Any]:
+    """One runtime row from a starlette request: the body read up to ``settings.max_request_bytes``
+    and parsed by its content type (JSON, multipart or a plain form)."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.formparsers import MultiPartException
+
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > settings.max_request_bytes:
+        raise RequestError(f"the request body has {int(declared):,} bytes; at most {settings.max_request_bytes:,} "
+                           "are allowed", status=413, code="too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > settings.max_request_bytes:
+            raise RequestError(f"the request body exceeds {settings.max_request_bytes:,} bytes", status=413,
+                               code="too_large")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json":
+        return await run_in_threadpool(parser.from_json, body)
+    if kind == "multipart/form-data":
+        async def replay() -> AsyncIterator[bytes]:
+            yield body
+
+        multipart = strict_multipart_parser()(request.headers, replay(), max_files=16, max_fields=256)
+        try:
+            form = await multipart.parse()
+        except MultiPartException as err:
+            raise RequestError(f"malformed multipart body ({err.message})", code="malformed_body") from None
+        if multipart.unknown_charset is not None:
+            raise RequestError(f"unknown charset {multipart.unknown_charset!r} in the Content-Type; send the "
+                               "form UTF-8-encoded", status=415, code="unsupported_charset")
+        if not multipart.ended or multipart.undecodable:
+            await form.close()
+            if not multipart.ended:
+                raise RequestError("malformed multipart body (it ends before its closing boundary)",
+                                   code="malformed_body")
+            raise undecodable_field(multipart.undecodable[0], multipart.charset)
+        fields: dict[str, list[Any]] = {}
+        for key, value in form.multi_items():
+            fields.setdefault(key, []).append(value)
+        return await run_in_threadpool(parser.from_form, fields)
+    if kind == "application/x-www-form-urlencoded":  # a plain HTML form: text and tabular fields only
+        try:
+            # surrogateescape keeps the bytes of a non-UTF-8 %XX escape, so the field can be named below
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body),
+                              max_num_fields=256, errors="surrogateescape")
+        except (UnicodeDecodeError, ValueError) as err:
+            raise RequestError(f"malformed form body ({err})", code="malformed_body") from None
+        fields = {}
+        for key, value in pairs:
+            for text in (key, value):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise undecodable_field(key.encode("utf-8", "replace").decode(), "utf-8") from None
+            fields.setdefault(key, []).append(value)
+        return await run_in_threadpool(parser.from_form, fields)
+    raise RequestError(f"unsupported content type '{kind or 'none'}'; send multipart/form-data, "
+                       "application/x-www-form-urlencoded or application/json",
+                       status=415, code="unsupported_media_type")
