@@ -29,7 +29,7 @@ from polymodal.config import Config, config_to_dict, load_config
 from polymodal.config.overrides import apply_values
 from polymodal.config.task_metrics import TASK_METRICS, direction
 from polymodal.config.tune import ChoiceParam, RangeParam
-from polymodal.errors import ConfigError, RunFolderError
+from polymodal.errors import ConfigError, OptionError, RunFolderError
 from polymodal.utils.io import atomic_write, atomic_write_json, atomic_write_text
 from polymodal.utils.warn import warn_user
 
@@ -141,13 +141,17 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
             it, such a folder is refused before any trial trains.
 
     Raises:
-        ConfigError: the config has no ``tune`` section, or a sampled value does not fit the schema.
+        ConfigError: the config has no ``tune`` section, a sampled value does not fit the schema,
+            or every trial was pruned.
+        OptionError: ``trials`` below 1.
         RunFolderError: see :func:`check_tune_out`.
     """
     import optuna
 
     from polymodal.predictor import MultimodalPredictor
 
+    if trials is not None and trials < 1:
+        raise OptionError([f"--trials: at least 1; got {trials}"])
     config = load_config(config_path, overrides=overrides)
     if config.tune is None:
         raise ConfigError(["tune: the config has no 'tune' section (space, trials...) to search"],
@@ -189,10 +193,11 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
             on_trial(row)
 
     started = time.perf_counter()
-    study.optimize(objective, n_trials=trials or tune.trials, callbacks=[record], catch=())
+    study.optimize(objective, n_trials=tune.trials if trials is None else trials, callbacks=[record], catch=())
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
-        raise RuntimeError("no trial completed; see trials.csv for their states")
+        raise ConfigError([f"tune: none of the {len(study.trials)} trial(s) completed (every one was pruned; see "
+                           f"{out / 'trials.csv'}); run more trials, prune later (tune.warmup_epochs) or not at all (tune.pruner: none)"])
     best = study.best_trial
     best_config = trial_config(base, best.user_attrs["values"])
     atomic_write_text(out / "best_config.yaml", yaml.safe_dump(config_to_dict(best_config), sort_keys=False))

@@ -14,7 +14,7 @@ from helpers_models import classification_config, make_dataset, regression_confi
 
 from polymodal.config import load_config
 from polymodal.config.overrides import set_dotted
-from polymodal.errors import ConfigError, RunFolderError
+from polymodal.errors import ConfigError, OptionError, RunFolderError
 from polymodal.tune import _score, pruning_callback, run_search, trial_config
 
 
@@ -228,3 +228,21 @@ def test_a_search_folder_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "taken").write_text("x", encoding="utf-8")
     with pytest.raises(RunFolderError, match="the search folder .*taken is a file"):
         run_search(path, "train.csv", None, tmp_path / "taken")
+
+
+def test_trials_below_one_are_refused_and_a_search_whose_trials_were_all_pruned_says_so(tmp_path, monkeypatch):
+    from polymodal import MultimodalPredictor
+
+    path = tuned(tmp_path, classification_config(epochs=1))
+    for trials in (0, -1):  # 0 is a number of trials, not "the config's default"
+        with pytest.raises(OptionError, match=f"--trials: at least 1; got {trials}"):
+            run_search(path, "train.csv", None, tmp_path / "out", trials=trials)
+
+    def pruned(self, *args, **kwargs):
+        raise optuna.TrialPruned()
+
+    monkeypatch.setattr(MultimodalPredictor, "fit", pruned)
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=40))
+    with pytest.raises(ConfigError, match=r"none of the 2 trial\(s\) completed \(every one was pruned"):
+        run_search(path, paths["train"], paths["valid"], tmp_path / "search")
+    assert len(pd.read_csv(tmp_path / "search" / "trials.csv")) == 2

@@ -215,7 +215,7 @@ def tune(
     train: Annotated[Path, typer.Option("--train", help="Training manifest.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for trials.csv, best_config.yaml, summary.json.")],
     valid: Annotated[Path | None, typer.Option("--valid", help="Validation manifest (the metric is measured here).")] = None,
-    trials: Annotated[int | None, typer.Option("--trials", help="Number of trials (default: tune.trials).")] = None,
+    trials: Annotated[int | None, typer.Option("--trials", min=1, help="Number of trials (default: tune.trials).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier search's trials.csv, "
                                             "best_config.yaml and summary.json in --out (refused otherwise).")] = False,
     set_: SetOpt = None,

@@ -43,6 +43,9 @@ from polymodal.utils.device import default_device
 from polymodal.utils.progress import progress_bar
 
 SUBFOLDER = "embeddings"
+# encoder settings that do not change a frozen encoder's outputs: the cache flag itself, and where
+# the weights were read from (the weights are hashed themselves)
+CACHE_NEUTRAL = {"cache", "weights", "path"}
 BATCH = 64
 
 
@@ -54,12 +57,15 @@ class PrecomputedBatcher:
         return {k: v.bool() if k == "token_mask" else v.float() for k, v in arrays.items()}
 
 
-def embedding_fingerprint(encoder: torch.nn.Module, preprocessor: Preprocessor, tokens: bool) -> str:
-    """Hash of the encoder's weights, the full preprocessing (config and fitted state) and the
+def embedding_fingerprint(encoder: torch.nn.Module, preprocessor: Preprocessor, tokens: bool,
+                          settings: Mapping[str, Any] | None = None) -> str:
+    """Hash of the encoder's weights and settings (its config: a pooling or a layer choice changes
+    the outputs of the same weights), the full preprocessing (config and fitted state) and the
     stored layout: what determines an input's stored embedding."""
     cfg = getattr(preprocessor, "cfg", None)
     payload = json.dumps({
         "encoder": encoder.weights_fingerprint(),
+        "encoder_settings": _jsonable(dict(settings or {})),
         "preprocess": preprocessor.fingerprint(),
         "preprocess_config": None if cfg is None else cfg.model_dump(mode="json"),
         "preprocess_state": _jsonable(preprocessor.get_state()),
@@ -118,7 +124,8 @@ class _Embedder:
 
 def embed_modality(encoder: torch.nn.Module, preprocessor: Preprocessor, modality: EncodedModality,
                    keys: np.ndarray | None = None, *, cache_dir: Path | None = None, tokens: bool = False,
-                   batch_size: int = BATCH, progress: bool = False) -> EncodedModality:
+                   batch_size: int = BATCH, progress: bool = False,
+                   settings: Mapping[str, Any] | None = None) -> EncodedModality:
     """Replace a modality's featurised arrays by its frozen encoder's outputs.
 
     Args:
@@ -126,6 +133,7 @@ def embed_modality(encoder: torch.nn.Module, preprocessor: Preprocessor, modalit
         keys: (N,) content keys (``S16``) of the rows, needed with ``cache_dir``.
         cache_dir: the on-disk cache root (``data.cache_dir``), or None to keep results in memory.
         tokens: also store token sequences and masks (for token-level fusion).
+        settings: the encoder's config (part of the cache key beside its weights).
 
     Returns:
         The modality with arrays ``pooled`` (N, D) [+ ``tokens`` (N, T, D), ``token_mask`` (N, T)],
@@ -149,7 +157,7 @@ def embed_modality(encoder: torch.nn.Module, preprocessor: Preprocessor, modalit
         return EncodedModality(arrays, modality.present.copy(), PrecomputedBatcher())
     if keys is None:
         raise ValueError("embed_modality: content keys are needed to cache embeddings on disk")
-    root, fingerprint = Path(cache_dir) / SUBFOLDER, embedding_fingerprint(encoder, preprocessor, tokens)
+    root, fingerprint = Path(cache_dir) / SUBFOLDER, embedding_fingerprint(encoder, preprocessor, tokens, settings)
     store = _existing_store(root, fingerprint)
     segment = store.lookup(keys[rows])[0] if store is not None else np.full(len(rows), -1, np.int64)
     unique: dict[bytes, int] = {}  # one encoder pass per distinct content
@@ -251,6 +259,7 @@ def attach_cached_features(config: Any, net: Any, pipeline: Any, manifest: Manif
         if cache_dir is not None:
             cells = manifest_cells(manifest, config.modalities[name], prep.file_based)
             keys = row_keys(cells, table.rows, mod.present, prep.file_based, Path(cache_dir))
+        settings = config.modalities[name].encoder.model_dump(mode="json", exclude=CACHE_NEUTRAL)
         modalities[name] = embed_modality(net.encoders[name], prep, mod, keys, cache_dir=cache_dir, tokens=tokens,
-                                          batch_size=config.train.batch_size, progress=progress)
+                                          batch_size=config.train.batch_size, progress=progress, settings=settings)
     return EncodedTable(modalities, table.rows, table.skipped)

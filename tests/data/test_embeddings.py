@@ -42,9 +42,10 @@ CACHED_TABULAR = {"kind": "tabular", "columns": ["age"], "preprocess": {"impute"
                   "encoder": {"dim": 6, "hidden": [8], "freeze": "all", "cache": True}}
 
 
-def _config(cache_dir: Path | None, tokens: bool = False, cached_tab: bool = False, **preprocess):
+def _config(cache_dir: Path | None, tokens: bool = False, cached_tab: bool = False, encoder: dict | None = None,
+            **preprocess):
     image = {"kind": "image", "column": "image", "preprocess": {"size": 8, "color": "gray", **preprocess},
-             "encoder": {"name": "cnn", "channels": [4], "dim": 6, "freeze": "all", "cache": True}}
+             "encoder": {"name": "cnn", "channels": [4], "dim": 6, "freeze": "all", "cache": True, **(encoder or {})}}
     tab = CACHED_TABULAR if cached_tab else {"kind": "tabular", "columns": ["age"]}
     fusion = {"name": "attention", "dim": 8, "heads": 2, "tokens": True} if tokens else {"name": "concat"}
     return make_config({"img": image, "tab": tab}, fusion=fusion,
@@ -101,6 +102,18 @@ def test_changed_weights_invalidate(tmp_path):
     path = _manifest(tmp_path / "data")
     Run(_config(tmp_path / "cache"), path).cached()
     other = Run(_config(tmp_path / "cache"), path, seed=1)
+    other.cached()
+    assert other.rows_seen == 11
+
+
+def test_a_changed_encoder_setting_with_the_same_weights_invalidates(tmp_path):
+    """The encoder's settings are part of the key beside its weights: an ``hf`` encoder's pooling
+    (cls or mean) changes what the same weights output. Here the CNN's dropout: same weights, new key."""
+    path = _manifest(tmp_path / "data")
+    first = Run(_config(tmp_path / "cache"), path)
+    first.cached()
+    other = Run(_config(tmp_path / "cache", encoder={"dropout": 0.2}), path)
+    assert other.net.encoders["img"].weights_fingerprint() == first.net.encoders["img"].weights_fingerprint()
     other.cached()
     assert other.rows_seen == 11
 
