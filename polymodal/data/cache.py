@@ -83,6 +83,26 @@ class SortedIndex:
         return found, values
 
 
+def open_cache_dir(cache_dir: str | os.PathLike) -> Path:
+    """``data.cache_dir``, created when missing.
+
+    Raises:
+        ConfigError: naming ``data.cache_dir`` when it is a file or cannot be created or written.
+    """
+    from polymodal.errors import ConfigError
+
+    folder = Path(cache_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError([f"data.cache_dir: {folder} (or a folder above it) is a file; name a folder"]) from None
+    except OSError as err:
+        raise ConfigError([f"data.cache_dir: {folder} cannot be created ({err.strerror or err})"]) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError([f"data.cache_dir: {folder} is not writable; name a folder this user can write to"])
+    return folder
+
+
 def visible_folders(parent: Path) -> list[Path]:
     """The subfolders of ``parent`` in name order, without hidden ones (temp and trash)."""
     if not parent.is_dir():

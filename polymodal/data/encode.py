@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from polymodal.config.modalities import modality_columns
-from polymodal.data.cache import FeatureStore, take
+from polymodal.data.cache import FeatureStore, open_cache_dir, take
 from polymodal.data.cells import BLOCK, Cells
 from polymodal.data.content_keys import KEY_BYTES, StatMemo, content_keys
 from polymodal.data.manifest import Manifest
@@ -305,7 +305,9 @@ def encode_manifest(
     that modality is marked absent (rows left with no modality at all are dropped). Either way
     every such file is listed in ``EncodedTable.skipped``.
     """
-    if cache_dir is None and encoded_bytes(preprocessors, len(manifest)) > memory_limit_gb * 2**30:
+    if cache_dir is not None:
+        cache_dir = open_cache_dir(cache_dir)
+    elif encoded_bytes(preprocessors, len(manifest)) > memory_limit_gb * 2**30:
         cache_dir = spill_folder()
     encoded, skipped = {}, []
     for name in sorted(preprocessors):

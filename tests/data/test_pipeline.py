@@ -15,7 +15,7 @@ from polymodal.data.manifest import read_manifest
 from polymodal.data.modalities.base import Preprocessor
 from polymodal.data.modalities.image import ImagePreprocessor
 from polymodal.data.pipeline import DataPipeline
-from polymodal.errors import ManifestError, SchemaMismatchError
+from polymodal.errors import ConfigError, ManifestError, SchemaMismatchError
 
 from .helpers import (
     MULTIMODAL,
@@ -149,6 +149,15 @@ def test_feature_cache_gives_the_same_batches(tmp_path):
     assert any((tmp_path / "cache").iterdir())
     assert_nested_equal(cached.dataset(cached.encode(manifest)).__getitems__(rows),
                         {k: v for k, v in expected.items() if k != "target"})  # second pass reads the cache
+
+
+def test_a_cache_dir_that_cannot_be_a_folder_is_named_as_the_config_key(tmp_path):
+    manifest = read_manifest(write_multimodal_manifest(tmp_path / "data"))
+    (tmp_path / "afile").write_text("x")
+    for cache_dir, problem in ((tmp_path / "afile", "is a file"), (tmp_path / "afile" / "cache", "is a file")):
+        pipeline = DataPipeline(make_config(MULTIMODAL, data={"cache_dir": str(cache_dir)}))
+        with pytest.raises(ConfigError, match=f"data.cache_dir: {cache_dir} .*{problem}"):
+            pipeline.fit(manifest)
 
 
 def test_a_warm_cache_pass_neither_reads_nor_decodes_files(tmp_path, monkeypatch):
