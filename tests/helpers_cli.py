@@ -1,4 +1,5 @@
-"""Running the ``polymodal`` command in-process (typer's CliRunner) and checking a user error."""
+"""Running the ``polymodal`` command in-process (typer's CliRunner), checking a user error, and
+making stderr look like a terminal (where progress bars draw) or a log."""
 
 from __future__ import annotations
 
@@ -22,3 +23,16 @@ def assert_user_error(result, *fragments: str) -> None:
     assert "error:" in result.stderr
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
+
+
+def as_terminal(monkeypatch) -> None:
+    """Make rich take the captured stderr for an interactive terminal (where progress bars draw)."""
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    monkeypatch.setenv("TERM", "xterm-256color")
+
+
+def not_a_terminal(monkeypatch) -> None:
+    """Undo rich's overrides of ``isatty()``: the captured stderr is a pipe, as in a log."""
+    for name in ("TTY_COMPATIBLE", "TTY_INTERACTIVE", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)

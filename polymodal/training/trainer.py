@@ -7,6 +7,7 @@ import csv
 import logging
 import math
 import shutil
+import signal
 import time
 import warnings
 from dataclasses import dataclass
@@ -18,10 +19,12 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.trainer.states import TrainerStatus
 
 from polymodal.config.train import TrainConfig
 from polymodal.training.checkpoints import checkpoint_state
 from polymodal.utils.io import atomic_write, durable_replace
+from polymodal.utils.progress import watched
 
 # Lightning's advice about DataLoader workers and logging intervals is noise for small in-memory data.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -275,7 +278,8 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
         callbacks.append(ConfiguredEarlyStopping(f"val_{monitor}", patience=cfg.early_stopping.patience, mode=mode,
                                                  min_delta=cfg.early_stopping.min_delta, check_finite=False,
                                                  check_on_train_epoch_end=False))
-    if cfg.progress:
+    show_bar = cfg.progress and watched()  # on a terminal: in a log, the bar's last state would be printed
+    if show_bar:
         callbacks.append(TrainingProgressBar(f"val_{monitor}"))
     if cfg.deterministic:
         # deterministic kernels (Lightning turns them on below) without also filling every new
@@ -301,13 +305,27 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
         logger=loggers,
         enable_checkpointing=False,
         enable_model_summary=False,
-        enable_progress_bar=cfg.progress,
+        enable_progress_bar=show_bar,
         num_sanity_val_steps=0,
         use_distributed_sampler=distributed_sampler,
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
         default_root_dir=str(run_dir) if run_dir is not None else None,
     )
     return trainer, history, checkpoint
+
+
+def fit_interruptibly(trainer: L.Trainer, module: L.LightningModule, train_loader: Any, val_loader: Any,
+                      ckpt: str | None) -> None:
+    """``trainer.fit``, where Ctrl-C stays a ``KeyboardInterrupt``: Lightning turns it into
+    ``sys.exit(1)`` after its own shutdown (and leaves SIGINT ignored), which would end the program
+    without the command line's message and exit status 130 (see ``cli.common.user_errors``)."""
+    try:
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
+    except SystemExit:
+        if trainer.state.status != TrainerStatus.INTERRUPTED:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise KeyboardInterrupt from None
 
 
 def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cfg: TrainConfig, *,
@@ -332,6 +350,6 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
-        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
+        fit_interruptibly(trainer, module, train_loader, val_loader, ckpt)
     seconds = time.perf_counter() - start
     return FitResult(history.frame, checkpoint.best_epoch, checkpoint.best_score, seconds, trainer.global_rank)

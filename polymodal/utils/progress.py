@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 def _ignore(n: int) -> None:
@@ -25,10 +26,20 @@ def progress_bar(total: int, description: str, enabled: bool = True, min_total: 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
-    if not (console.is_interactive or console.is_jupyter):
+    if not watched(console):
         yield _ignore
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   transient=True, console=console) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+def watched(console: Any = None) -> bool:
+    """Whether someone watches stderr: an interactive terminal or a notebook (not a pipe, a file or
+    a CI log, where a bar would print its last state as a line of text)."""
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    return bool(console.is_interactive or console.is_jupyter)

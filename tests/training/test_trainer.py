@@ -10,6 +10,7 @@ import lightning as L
 import pandas as pd
 import pytest
 import torch
+from helpers_cli import as_terminal, not_a_terminal
 from torch.utils.data import DataLoader, TensorDataset
 
 from polymodal.config.train import TrainConfig
@@ -267,6 +268,7 @@ def displayed(trainer: L.Trainer) -> dict[str, float]:
 def fit_with_bar(tmp_path, monkeypatch, every_step: bool | None = None) -> tuple[EpochScriptedModule, pd.DataFrame]:
     import polymodal.training.trainer as trainer_module
 
+    as_terminal(monkeypatch)
     if every_step is not None:  # the bar as it runs on an accelerator, throttled (here: never by time)
         bar = trainer_module.TrainingProgressBar
         monkeypatch.setattr(trainer_module, "TrainingProgressBar",
@@ -393,3 +395,35 @@ def test_validation_data_without_a_row_is_refused():
     with pytest.raises(ManifestError, match="the validation data holds no row"):
         fit_module(ScriptedModule([1.0]), train, empty, train_config(1, patience=1), run_dir=None, monitor="loss",
                    mode="min")
+
+
+class InterruptedModule(ScriptedModule):
+    """Ctrl-C during the second epoch's training."""
+
+    def training_step(self, batch, batch_idx):
+        if self.current_epoch == 1:
+            raise KeyboardInterrupt
+        return super().training_step(batch, batch_idx)
+
+
+def test_ctrl_c_stays_a_keyboard_interrupt_with_the_first_epoch_checkpointed(tmp_path):
+    """Lightning turns Ctrl-C into sys.exit(1) after its shutdown and leaves SIGINT ignored; fit
+    raises KeyboardInterrupt instead (the command line then says how to resume, exit status 130)
+    and Ctrl-C works again afterwards."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        fit(InterruptedModule([3.0, 2.0, 1.0]), epochs=3, run_dir=tmp_path)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    signal.signal(signal.SIGINT, before)
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_no_progress_bar_is_printed_into_a_log(tmp_path, monkeypatch, capsys):
+    """stderr redirected to a file: the bar would print its last state there as a line of text."""
+    not_a_terminal(monkeypatch)
+    train, valid = loaders()
+    fit_module(ScriptedModule([3.0, 2.0]), train, valid, TrainConfig(epochs=2, progress=True, accelerator="cpu"),
+               run_dir=tmp_path, monitor="loss", mode="min")
+    assert "Epoch" not in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers_cli import as_terminal, not_a_terminal
 
 from polymodal.utils.progress import progress_bar
 
@@ -13,18 +14,10 @@ def run_bar(total: int = 300, **kwargs) -> None:
             advance(1)
 
 
-def as_terminal(monkeypatch) -> None:
-    """Make rich take the captured stderr for an interactive terminal."""
-    monkeypatch.setenv("TTY_COMPATIBLE", "1")
-    monkeypatch.setenv("TTY_INTERACTIVE", "1")
-    monkeypatch.setenv("TERM", "xterm-256color")
-
-
 def test_a_bar_on_a_non_terminal_prints_nothing(capsys, monkeypatch):
     """stderr captured (not a tty), as under ``polymodal evaluate ... --json 2> log``: a finished
     transient rich bar used to leave an empty line there, one per bar."""
-    for name in ("TTY_COMPATIBLE", "TTY_INTERACTIVE", "FORCE_COLOR"):  # rich's overrides of isatty()
-        monkeypatch.delenv(name, raising=False)
+    not_a_terminal(monkeypatch)
     run_bar()
     run_bar()
     captured = capsys.readouterr()
