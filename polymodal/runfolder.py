@@ -172,7 +172,10 @@ def check_resumable(run: Path, config: Config) -> None:
                              f"{after} would ignore the epochs before the resume (train.early_stopping.monitor: "
                              f"{before}, or start a new run)")
     if changed:
-        lines = "; ".join(f"{k}: {saved.get(k)!r} -> {given.get(k)!r}" for k in changed[:10])
+        def shown(values: dict[str, Any], key: str) -> str:
+            return repr(values[key]) if key in values else "(absent)"  # a key of another component
+
+        lines = "; ".join(f"{k}: {shown(saved, k)} -> {shown(given, k)}" for k in changed[:10])
         more = f" (and {len(changed) - 10} more)" if len(changed) > 10 else ""
         raise RunFolderError(f"--resume: {run} was trained with another config: {lines}{more}. Resume with its "
                              f"{run / CONFIG_FILE}, or start a new run")

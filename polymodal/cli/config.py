@@ -1,4 +1,6 @@
-"""The config commands of ``polymodal``:
+"""The config commands of ``polymodal``: ``config schema`` and ``config check``.
+
+Usage:
 
     polymodal config schema
     polymodal config check FILE
@@ -25,13 +27,8 @@ def config_schema() -> None:
 def config_check(file: Annotated[Path, typer.Argument(help="YAML or JSON config.")]) -> None:
     """Validate a config file; list every problem with its key path (files it names included)."""
     from polymodal.config import load_config
-    from polymodal.config.root import missing_paths
-    from polymodal.errors import ConfigError
 
-    config = load_config(file)
-    missing = missing_paths(config)
-    if missing:
-        raise ConfigError(missing, source=str(file))
+    config = load_config(file, check_files=True)
     names = ", ".join(f"{n} ({m.kind}/{m.encoder.name})" for n, m in sorted(config.modalities.items()))
     console.print(f"[green]OK[/] {file}: task {config.task}, modalities {names}, {_model_parts(config)}")
 

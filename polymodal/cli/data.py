@@ -1,4 +1,6 @@
-"""The data commands of ``polymodal``:
+"""The data commands of ``polymodal``: ``datasets list``, ``datasets prepare`` and ``manifest convert``.
+
+Usage:
 
     polymodal datasets list
     polymodal datasets prepare NAME --out DIR [--source DIR] [--seed N] [--split S] [--size N]

@@ -1,4 +1,6 @@
-"""The deployment commands of ``polymodal``:
+"""The deployment commands of ``polymodal``: ``export`` and ``serve``.
+
+Usage:
 
     polymodal export RUN [--format onnx|torchscript] [--data X] [--quantize] [--out DIR]
         (DIR: RUN/export, or RUN/export_torchscript for TorchScript)

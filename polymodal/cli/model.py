@@ -43,7 +43,7 @@ def train(
     from polymodal.predictor import MultimodalPredictor
     from polymodal.runfolder import SKIPPED_FILE
 
-    cfg = load_config(config, overrides=parse_overrides(set_ or []))
+    cfg = load_config(config, overrides=parse_overrides(set_ or []), check_files=True)  # named as config check does
     predictor = MultimodalPredictor.from_config(cfg).fit(train, valid, test=test, out=out, resume=resume,
                                                          overwrite=overwrite, unlabeled=unlabeled)
     if predictor.info.get("rank", 0) != 0:  # a secondary process of distributed training

@@ -1,4 +1,7 @@
-"""The shared-space commands of ``polymodal``:
+"""The shared-space commands of ``polymodal``: ``embed``, ``index build``, ``retrieve``, ``zero-shot``
+(and the table of ``evaluate --retrieval``).
+
+Usage:
 
     polymodal embed RUN --data X --modality M --out emb.parquet
     polymodal index build RUN --data X --modality M --out IDX [--id-column C]

@@ -244,18 +244,20 @@ _MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".arrow", ".f
 
 
 def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool = False,
-                overrides: Mapping[str, Any] | None = None) -> Config:
+                overrides: Mapping[str, Any] | None = None, check_files: bool = False) -> Config:
     """Read a config from a YAML/JSON file, a dict or a Config.
 
     Relative paths inside a file (weights, vectors, tokenizers) resolve against the file's folder.
     ``saved_run``: the ``config.yaml`` of a trained run, which loads even where a check added since
     would refuse it for a new run (with a warning). ``overrides``: dotted keys set before the
     config is validated (``{"train.epochs": 1}``, the command line's ``--set``; see
-    :mod:`polymodal.config.overrides`).
+    :mod:`polymodal.config.overrides`). ``check_files``: also refuse a config naming files or
+    folders that do not exist (weights, word vectors, a teacher run...), by their keys.
 
     Raises:
         ConfigError: the file is missing, not UTF-8 text or unparsable, a YAML mapping repeats a
-            key, or the content does not fit the schema; every problem is listed with its key path.
+            key, or the content does not fit the schema (or, with ``check_files``, names a missing
+            file); every problem is listed with its key path.
     """
     if overrides and not isinstance(source, str | Path):  # a dict or a Config: edited as a copy
         data = config_to_dict(source) if isinstance(source, Config) else copy.deepcopy(source)
@@ -298,6 +300,9 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
     base = path.resolve().parent
     config = validate(Config, data, source=str(path), context={"base": base, "saved_run": saved_run})  # local files resolve first
     _resolve_paths(config, base)  # and every other path after
+    missing = missing_paths(config) if check_files else []
+    if missing:
+        raise ConfigError(missing, source=str(path))
     return config
 
 

@@ -408,10 +408,11 @@ def test_config_check_names_the_files_a_config_refers_to_that_do_not_exist(tmp_p
     path = tmp_path / "c.yaml"
     path.write_text("target: y\nmodalities:\n  img: {kind: image, column: img, encoder: {name: resnet, weights: "
                     "nowts/r18.pt}}\ndata: {cache_dir: not_yet}\n", encoding="utf-8")
-    result = invoke("config", "check", path)
-    assert result.exit_code == 2
-    assert f"modalities.img.encoder.weights: not found: {tmp_path / 'nowts' / 'r18.pt'}" in result.stderr
-    assert "cache_dir" not in result.stderr  # a folder the run creates
+    for command in (["config", "check", path], ["train", path, "--train", tmp_path / "t.csv", "--out", tmp_path / "r"]):
+        result = invoke(*command)  # train names them as config check does, the config file included
+        assert_user_error(result, f"Invalid config in {path}",
+                          f"modalities.img.encoder.weights: not found: {tmp_path / 'nowts' / 'r18.pt'}")
+        assert "cache_dir" not in result.stderr  # a folder the run creates
 
 
 def test_datasets_prepare_names_the_flag_an_embedded_dataset_does_not_take(tmp_path):

@@ -116,6 +116,9 @@ def test_resume_refuses_a_config_that_trains_another_model(data, trained, tmp_pa
     assert_user_error(_train(data, run, "--resume", config=path), "another config",
                       "modalities.img.encoder.channels: [8] -> [4]")
     assert _snapshot(run) == before
+    changed = classification_config(epochs=2) | {"fusion": {"name": "attention"}}  # keys concat does not have
+    path.write_text(yaml.safe_dump(changed), encoding="utf-8")
+    assert_user_error(_train(data, run, "--resume", config=path), "fusion.name: 'concat' -> 'attention'", "(absent) -> ")
 
 
 def test_a_damaged_checkpoint_is_refused_before_training(data, trained, tmp_path):
