@@ -152,7 +152,7 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
 
     if trials is not None and trials < 1:
         raise OptionError([f"--trials: at least 1; got {trials}"])
-    config = load_config(config_path, overrides=overrides)
+    config = load_config(config_path, overrides=overrides, check_files=True)
     if config.tune is None:
         raise ConfigError(["tune: the config has no 'tune' section (space, trials...) to search"],
                           source=str(config_path))
