@@ -117,7 +117,10 @@ def _plan(m: int, permutations: int, seed: int) -> tuple[list[int], np.ndarray |
 
 
 def _importance(predictor: MultimodalPredictor, names: list[str], picked_phi: np.ndarray,
-                raw: dict[int, np.ndarray], targets: np.ndarray | None) -> pd.DataFrame:
+                raw: dict[int, np.ndarray], targets: np.ndarray | None, held: list[bool]) -> pd.DataFrame:
+    """Mean |Shapley| per modality and its share; with labels, the metric with every modality, without
+    each one and with each one alone (NaN for a modality no row holds: that would score predictions
+    made from nothing)."""
     mean_abs = np.abs(picked_phi).mean(axis=0) if len(picked_phi) else np.zeros(len(names))
     total = float(mean_abs.sum())
     frame = pd.DataFrame({"modality": names, "mean_abs_shapley": mean_abs,
@@ -134,7 +137,7 @@ def _importance(predictor: MultimodalPredictor, names: list[str], picked_phi: np
         frame[f"{metric}_all"] = score(full)
         frame[f"{metric}_without"] = [score(full & ~(1 << i)) for i in range(len(names))]
         frame[f"{metric}_drop"] = frame[f"{metric}_all"] - frame[f"{metric}_without"]
-        frame[f"{metric}_alone"] = [score(1 << i) for i in range(len(names))]
+        frame[f"{metric}_alone"] = [score(1 << i) if held[i] else float("nan") for i in range(len(names))]
     return frame
 
 
@@ -172,7 +175,8 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     explained = _explained(predictor, full, output)
     interactions = shapley_interactions(values, m) if orders is None and m > 1 else None
     picked = np.take_along_axis(phi, explained[:, None, None], axis=-1)[..., 0]
-    importance = _importance(predictor, names, picked, raw, data.targets)
+    importance = _importance(predictor, names, picked, raw, data.targets,
+                             [bool(data.table.modalities[n].present.any()) for n in names])
     within = within_modality(predictor, data, np.arange(min(samples, len(data))), explained, steps) if samples else []
     return Explanation(names, output_names(predictor), data.source_rows, phi, base, full, explained,
                        orders is None, interactions, importance, within)

@@ -35,6 +35,7 @@ from polymodal.errors import ConfigError, OptionError, SchemaMismatchError
 from polymodal.evaluation.corruptions import CORRUPTIONS, SEVERITIES, Corruption
 from polymodal.evaluation.data import EvalData, load_eval_data
 from polymodal.utils.progress import progress_bar
+from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
     import torch
@@ -131,7 +132,10 @@ def parse_corruptions(specs: Sequence[str] | None, predictor: MultimodalPredicto
     modalities = predictor.config.modalities
     chosen: dict[str, list[str]] = {}
     for spec in specs or [f"{name}" for name in predictor.config.modality_names]:
-        name, _, corruption = spec.partition(":")
+        name, colon, corruption = spec.partition(":")
+        if colon and not corruption:
+            raise OptionError([f"--corruption {spec}: no corruption after the colon; give MODALITY or "
+                               "MODALITY:CORRUPTION"])
         if name not in modalities:
             raise OptionError([f"--corruption {spec}: unknown modality '{name}'; this model has "
                                f"{predictor.config.modality_names}"])
@@ -179,6 +183,11 @@ def _sweep_curves(predictor: MultimodalPredictor, data: EvalData, corruptions: M
     clean = predictor._metrics(predictor._outputs(data.table), data.targets)[metric]
     # a modality the data never holds has nothing to corrupt
     swept = {m: names for m, names in corruptions.items() if data.table.modalities[m].present.any()}
+    empty = [m for m in corruptions if m not in swept]
+    if empty and not swept:
+        raise SchemaMismatchError(f"no row holds {', '.join(empty)}: there is nothing to corrupt")
+    if empty:
+        warn_user(f"no row holds {', '.join(empty)}: nothing to corrupt there, left out of the sweep")
     rows = []
     cells = sum(len(names) for names in swept.values()) * SEVERITIES
     with progress_bar(cells, progress or "", enabled=progress is not None, min_total=1) as advance:

@@ -15,6 +15,7 @@ import pandas as pd
 from polymodal.errors import SchemaMismatchError
 from polymodal.evaluation.coalitions import Coalition, all_subsets, coalition_outputs, subset_label
 from polymodal.evaluation.data import EvalData, load_eval_data
+from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource
@@ -57,9 +58,16 @@ def evaluate_subsets(predictor: MultimodalPredictor, data: DataSource | EvalData
     if data.targets is None:
         raise SchemaMismatchError("evaluating modality subsets needs labelled data")
     outputs = coalition_outputs(predictor, data.table, chosen)
-    rows = []
+    rows, unheld = [], []
     for subset, out in zip(chosen, outputs):
         held = sum(data.table.modalities[n].present for n in subset) > 0
+        metrics = scalar_metrics(predictor._metrics(out, data.targets))
+        if not held.any():  # every row predicted from nothing: no measure of these modalities
+            metrics = dict.fromkeys(metrics)
+            unheld.append(subset_label(subset))
         rows.append({"modalities": subset_label(subset), "n_modalities": len(subset),
-                     "rows_with_any": int(held.sum()), **scalar_metrics(predictor._metrics(out, data.targets))})
+                     "rows_with_any": int(held.sum()), **metrics})
+    if unheld:
+        warn_user(f"no row holds any of {', '.join(unheld)}: their metrics are left empty (they would score "
+                  "predictions made with no modality present)")
     return pd.DataFrame(rows)

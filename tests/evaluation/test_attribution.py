@@ -110,6 +110,15 @@ def test_unlabelled_rows_and_a_missing_modality(a_only):
     assert (values["b"].iloc[5:] != 0.0).any()
 
 
+def test_a_modality_no_row_holds_has_no_accuracy_alone(a_only):
+    """Alone, it would score predictions made from nothing."""
+    predictor, test, _ = a_only
+    rows = test.head(30).copy()
+    rows[["b1", "b2"]] = np.nan
+    table = predictor.explain(rows, samples=0).importance.set_index("modality")
+    assert np.isnan(table.loc["b", "accuracy_alone"]) and table.loc["a", "accuracy_alone"] > 0.8
+
+
 def test_the_output_to_explain_must_exist(a_only):
     predictor, test, _ = a_only
     with pytest.raises(SchemaMismatchError, match=r"'maybe'.*\['no', 'yes'\]"):

@@ -115,6 +115,8 @@ def test_corruption_specs_are_checked(run):
     with pytest.raises(OptionError, match=r"^--corruption img:white_noise: corruption 'white_noise'.*'image'.*allowed: "
                                           r"\['gaussian_noise'"):
         parse_corruptions(["img:white_noise"], predictor)
+    with pytest.raises(OptionError, match=r"^--corruption img:: no corruption after the colon"):
+        parse_corruptions(["img:"], predictor)
 
 
 def test_area_under_the_severity_curve():
@@ -140,15 +142,19 @@ def test_worst_is_the_lowest_metric_over_severities_not_the_last_one():
     assert (row["clean"], row["worst"]) == (0.775, 0.65)
 
 
-def test_a_sweep_over_a_modality_the_data_never_holds_gives_empty_tables(run, tmp_path):
-    """``polymodal evaluate --robustness --corruption img`` on rows without images: nothing to corrupt."""
+def test_a_sweep_over_a_modality_the_data_never_holds_says_there_is_nothing_to_corrupt(run, tmp_path):
+    """``polymodal evaluate --robustness --corruption img`` on rows without images is refused; a sweep of
+    every modality warns that it leaves the image out and sweeps the others."""
     predictor, paths, _, _ = run
     frame = pd.read_csv(paths["test"]).assign(image="")
     frame.to_csv(tmp_path / "no_images.csv", index=False)
-    result = run_evaluations(predictor, tmp_path / "no_images.csv", tmp_path / "out", missing=False, robustness=True,
-                             corruptions=["img"])
-    assert result["robustness"]["table"] == [] and result["robustness"]["curves"] == []
-    assert pd.read_csv(tmp_path / "out" / "robustness_summary.csv").empty
+    with pytest.raises(SchemaMismatchError, match="no row holds img: there is nothing to corrupt"):
+        run_evaluations(predictor, tmp_path / "no_images.csv", tmp_path / "out", missing=False, robustness=True,
+                        corruptions=["img"])
+    with pytest.warns(UserWarning, match="no row holds img: nothing to corrupt there, left out of the sweep"):
+        result = run_evaluations(predictor, tmp_path / "no_images.csv", tmp_path / "out", missing=False,
+                                 robustness=True, corruptions=["img", "tab:missing"])
+    assert {row["modality"] for row in result["robustness"]["table"]} == {"tab"}
 
 
 def test_a_sweep_shows_its_progress_over_every_corrupted_evaluation(run, monkeypatch):

@@ -119,6 +119,11 @@ def test_rows_with_any_counts_rows_that_hold_one_of_the_subset(with_dropout, tes
     assert table.loc["a+b", "rows_with_any"] == 40
     assert table.loc["b", "rows_with_any"] == 30
     assert table.loc["a", "rows_with_any"] == 40
+    rows.loc[:, ["b1", "b2"]] = np.nan  # no row holds b: its metrics would score predictions made from nothing
+    with pytest.warns(UserWarning, match="no row holds any of b: their metrics are left empty"):
+        table = evaluate_subsets(with_dropout, rows).set_index("modalities")
+    assert table.loc["b", "rows_with_any"] == 0 and np.isnan(float(table.loc["b", "accuracy"]))
+    assert table.loc["a", "accuracy"] > 0.5
 
 
 def test_a_manifest_with_only_one_modality_predicts_like_that_subset(with_dropout, test_rows):
