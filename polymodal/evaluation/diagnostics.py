@@ -103,7 +103,7 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
         out["interactions"] = explanation.interaction_table().to_dict("records")
     if cfg.robustness:
         corruptions = {n: [REPORT_CORRUPTIONS[m.kind]] for n, m in predictor.config.modalities.items()
-                       if m.kind in REPORT_CORRUPTIONS}
+                       if m.kind in REPORT_CORRUPTIONS and data.table.modalities[n].present.any()}  # else nothing to corrupt
         sweep = robustness_sweep(predictor, data, corruptions, seed=cfg.seed)
         out["robustness"] = {"metric": sweep.metric, "curves": sweep.curves.to_dict("records"),
                              "summary": sweep.summary.to_dict("records")}
