@@ -1,6 +1,9 @@
-"""The layout of a recording's array: shared by training-time decoding and the torch-free runtime."""
+"""Recordings as arrays, shared by training-time decoding and the torch-free runtime: their
+layout (channels first), cropping or padding to a length, and band-limited resampling."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -42,3 +45,59 @@ def fit_length(wave: np.ndarray, n: int, crop: str) -> np.ndarray:
         out[..., :length] = wave
         return out
     return wave
+
+
+# soxr "HQ" (training resamples with librosa's res_type="soxr_hq") is linear-phase with this gain
+# near the lower of the two Nyquist frequencies, measured on sines: 0.99 at 93% of it, 0.93 at
+# 94%, 0.5 at 95.7%, 0.13 at 97%, 0.02 at 98%. 0.5 * erfc((f - EDGE) / WIDTH) fits it within 0.01.
+SOXR_EDGE, SOXR_WIDTH = 0.9568, 0.01667
+
+
+def _soxr_gain(f: np.ndarray) -> np.ndarray:
+    """Gain at ``f``, a fraction of the lower Nyquist frequency (1 in the passband, 0 past it)."""
+    gain = np.ones_like(f)
+    edge = f > 0.85  # below it the gain is 1 to within 1e-19
+    erfc = np.frompyfunc(math.erfc, 1, 1)
+    gain[edge] = 0.5 * erfc((f[edge] - SOXR_EDGE) / SOXR_WIDTH).astype(np.float64)
+    return gain
+
+
+def _fast_fft_size(n: int, step: int) -> int:
+    """The smallest multiple of ``step`` at least ``n`` whose quotient by ``step`` has no prime
+    factor above 5 (a fast FFT size when ``step``'s own factors are small)."""
+    m = max(1, -(-n // step))
+    while True:
+        k = m
+        for prime in (2, 3, 5):
+            while k % prime == 0:
+                k //= prime
+        if k == 1:
+            return m * step
+        m += 1
+
+
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """A mono waveform (N,) at ``rate`` Hz resampled to ``target`` Hz, band-limited, as training does.
+
+    The clip is zero-padded to at least twice its length (so its end does not wrap around onto its
+    start) and to a multiple of ``rate / gcd(rate, target)`` (so both sample grids fit the
+    padded length exactly), its spectrum cut at the lower Nyquist frequency with soxr's transition
+    band (:func:`_soxr_gain`) and transformed back at the new length. Like librosa's soxr
+    resampling, the result has ``ceil(N * target / rate)`` samples, the last one zero when soxr's
+    own length, N * target / rate rounded, is one shorter.
+
+    Returns:
+        float32 samples (ceil(N * target / rate),).
+    """
+    n = samples.size
+    n_out = math.ceil(n * target / rate)
+    n_kept = min(n_out, math.floor(n * target / rate + 0.5))
+    step = rate // math.gcd(rate, target)
+    size = _fast_fft_size(2 * n, step)
+    out_size = size * target // rate
+    spectrum = np.fft.rfft(samples.astype(np.float64), size)
+    bins = min(size, out_size) // 2 + 1
+    kept = np.zeros(out_size // 2 + 1, np.complex128)
+    kept[:bins] = spectrum[:bins] * _soxr_gain(np.arange(bins) / (min(size, out_size) / 2))
+    wave = np.fft.irfft(kept, out_size)[:n_kept] * (out_size / size)
+    return np.pad(wave, (0, n_out - n_kept)).astype(np.float32)
