@@ -206,7 +206,7 @@ def test_selective_decoding_keeps_the_frames_of_decoding_everything(tmp_path, mo
     path = str(tmp_path / f"clip{suffix}")
     write_video(path, noise_clip(30), fps=10)
     if reported is not None:  # a header that lies: too few or too many frames (the clip has 30)
-        monkeypatch.setattr(video_io, "_reported_frames", lambda _: reported)
+        monkeypatch.setattr(video_io, "reported_frames", lambda _: reported)
     for frames, sampling, stride in SAMPLINGS:
         def pick(total, frames=frames, sampling=sampling, stride=stride):
             return sample_indices(total, frames, sampling, stride)
@@ -545,13 +545,13 @@ def test_a_video_track_shorter_than_its_audio_track_is_not_truncated(tmp_path, s
 
 def test_a_stream_whose_header_gives_no_duration_is_read_as_long_as_it_decodes(tmp_path, monkeypatch):
     """A webm from a browser's MediaRecorder has no duration: nothing to compare the frames with."""
-    from polymodal.data import video_io
+    from polymodal.data import video_headers, video_io
 
     write_video(str(tmp_path / "clip.webm"), noise_clip(30), fps=10)
     cut = str(truncated(tmp_path / "clip.webm"))
     with pytest.raises(DecodeError, match="truncated"):
         video_io.read_frames(cut, lambda n: sample_indices(n, 3, "uniform", 1), 1000, np.load)
-    monkeypatch.setattr(video_io, "_header_seconds", lambda *_: None)
+    monkeypatch.setattr(video_headers, "header_seconds", lambda *_: None)
     got = video_io.read_frames(cut, lambda n: sample_indices(n, 3, "uniform", 1), 1000, np.load)
     expected = decode_all_then_pick(cut, lambda n: sample_indices(n, 3, "uniform", 1))
     for image, frame in zip(got, expected, strict=True):
