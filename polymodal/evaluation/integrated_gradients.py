@@ -74,15 +74,17 @@ def embedding_layer(encoder: nn.Module) -> nn.Embedding:
 
 
 def _forward(net: nn.Module, inputs: Mapping[str, Mapping[str, torch.Tensor]], present: Mapping[str, torch.Tensor],
-             modality: str) -> tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]:
-    """A function ``f(x, *rest) -> logits`` with ``inputs[modality]['x']`` as ``x`` and every other
-    tensor (other inputs, presence masks) flattened into ``rest``, which Captum expands with x."""
-    slots = [(n, k) for n in sorted(inputs) for k in sorted(inputs[n]) if (n, k) != (modality, "x")]
+             modality: str, keys: tuple[str, ...] = ("x",)) -> tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]:
+    """A function ``f(*attributed, *rest) -> logits`` taking ``inputs[modality][key]`` for each of
+    ``keys`` first, then every other tensor (other inputs, presence masks) flattened into ``rest``,
+    which Captum expands with them."""
+    slots = [(n, k) for n in sorted(inputs) for k in sorted(inputs[n]) if not (n == modality and k in keys)]
     names = sorted(present)
 
-    def forward(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+    def forward(*args: torch.Tensor) -> torch.Tensor:
+        attributed, rest = args[:len(keys)], args[len(keys):]
         rebuilt: dict[str, dict[str, torch.Tensor]] = {n: {} for n in inputs}
-        rebuilt[modality]["x"] = x
+        rebuilt[modality].update(zip(keys, attributed))
         for (n, k), value in zip(slots, rest):
             rebuilt[n][k] = value
         masks = dict(zip(names, rest[len(slots):]))
@@ -97,9 +99,17 @@ def _attribute(predictor: MultimodalPredictor, modality: str, batch: dict[str, A
     """Raw IG attributions, the shape of the modality's ``x`` (text: (B, T) after summing)."""
     attr = _captum()
     net = predictor.net
+    kind = predictor.config.modalities[modality].kind
+    if kind == "tabular":  # numbers and categories together, at the input of the encoder's body
+        inputs = batch["inputs"][modality]
+        forward, extra = _forward(net, batch["inputs"], batch["present"], modality, keys=("x", "cat"))
+        method = attr.LayerIntegratedGradients(forward, net.encoders[modality].body)
+        x, cat = inputs["x"].float(), inputs["cat"]
+        return method.attribute((x, cat), baselines=(torch.zeros_like(x), torch.zeros_like(cat)), target=target,
+                                additional_forward_args=extra, n_steps=steps, attribute_to_layer_input=True)
     forward, extra = _forward(net, batch["inputs"], batch["present"], modality)
     x = batch["inputs"][modality]["x"]
-    if predictor.config.modalities[modality].kind == "text":
+    if kind == "text":
         pad = int(predictor.pipeline.preprocessors[modality].pad_id)
         method = attr.LayerIntegratedGradients(forward, embedding_layer(net.encoders[modality]))
         result = method.attribute(x, baselines=torch.full_like(x, pad), target=target, additional_forward_args=extra,
@@ -132,9 +142,8 @@ def within_modality(predictor: MultimodalPredictor, data: EvalData, positions: n
         chosen = np.flatnonzero(holds)
         sub = data.table.select(holds)
         batch = next(batches(predictor, sub, batch_size=len(chosen)))
-        x = batch["inputs"][modality].get("x")
-        if x is None or x.shape[-1] == 0:
-            continue  # features precomputed by a frozen encoder, or a tabular modality with categories only
+        if "x" not in batch["inputs"][modality]:
+            continue  # features precomputed by a frozen encoder
         target = torch.as_tensor(explained[chosen], device=batch["index"].device)
         with torch.enable_grad():
             raw = _attribute(predictor, modality, batch, target, steps).detach().cpu().numpy()
@@ -142,6 +151,25 @@ def within_modality(predictor: MultimodalPredictor, data: EvalData, positions: n
             out.append(_describe(predictor, data, sub, batch, modality, j, int(position), raw[j],
                                  names[int(explained[position])]))
     return out
+
+
+def _tabular_bars(predictor: MultimodalPredictor, modality: str, raw: np.ndarray, inputs: Mapping[str, torch.Tensor],
+                  j: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """One attribution per numeric column (and missing flag) and per categorical column (its
+    embedding's dimensions summed; the baseline is the unknown category), the row's values, labels."""
+    prep = predictor.pipeline.preprocessors[modality]
+    labels = list(prep.numeric) + ([f"{c} (missing)" for c in prep.numeric] if prep.cfg.missing_indicator else [])
+    n = len(labels)
+    values = [float(v) for v in inputs["x"][j].detach().cpu().numpy()]
+    parts, start = [raw[:n]], n
+    for column, emb, code in zip(prep.categorical, predictor.net.encoders[modality].embeddings,
+                                 inputs["cat"][j].tolist(), strict=True):
+        parts.append(raw[start:start + emb.embedding_dim].sum(keepdims=True))
+        start += emb.embedding_dim
+        known = prep.categories[column]
+        labels.append(f"{column} = {known[code - 1] if 0 < code <= len(known) else '(unknown)'}")
+        values.append(float(code))
+    return np.concatenate(parts), np.asarray(values), labels
 
 
 def _describe(predictor: MultimodalPredictor, data: EvalData, sub: Any, batch: dict[str, Any], modality: str, j: int,
@@ -165,10 +193,8 @@ def _describe(predictor: MultimodalPredictor, data: EvalData, sub: Any, batch: d
         spectral = predictor.config.modalities[modality].preprocess.spectrogram is not None
         return WithinAttribution(row, modality, kind, output, raw[:, :length], x[:, :length], None,
                                  "map" if spectral else "lines")
-    if kind == "tabular":
-        prep = predictor.pipeline.preprocessors[modality]
-        labels = list(prep.numeric) + ([f"{c} (missing)" for c in prep.numeric] if prep.cfg.missing_indicator else [])
-        return WithinAttribution(row, modality, kind, output, raw, x, labels, "bars")
+    if kind == "tabular":  # raw: the body's input, numbers (and flags) then each category's embedding
+        return WithinAttribution(row, modality, kind, output, *_tabular_bars(predictor, modality, raw, inputs, j), "bars")
     if kind != "text":
         raise TypeError(f"modality '{modality}': no within-modality display for kind '{kind}'")
     prep = predictor.pipeline.preprocessors[modality]

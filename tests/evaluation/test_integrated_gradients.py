@@ -172,3 +172,32 @@ def test_a_video_run_is_explained_with_a_heat_map_per_real_frame(tmp_path):
         change = (target_logit(predictor, data, item.row, "video", classes.index(item.output), baseline=False)
                   - target_logit(predictor, data, item.row, "video", classes.index(item.output), baseline=True))
         assert float(item.attribution.sum()) == pytest.approx(change, rel=0.05, abs=2e-3)  # nothing left on padding
+
+
+def test_a_categorical_column_is_attributed_through_its_embedding(tmp_path):
+    """Numbers and categories are attributed together at the encoder body's input; a category's
+    share is its embedding's, against the unknown category as baseline; together they add up to
+    the logit change from (all numbers 0, every category unknown)."""
+    from helpers_models import classification_config, make_dataset, write_splits
+
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=60))
+    predictor = MultimodalPredictor.from_config(classification_config(epochs=2)).fit(paths["train"], paths["valid"])
+    explanation = predictor.explain(paths["test"], samples=3, steps=64)
+    data = load_eval_data(predictor, paths["test"], require_target=True)
+    classes = predictor.pipeline.targets.classes
+    colours = data.manifest.frame["color"]
+    tables = [item for item in explanation.within if item.modality == "tab"]
+    assert len(tables) == 3
+    for item in tables:
+        position = int(np.flatnonzero(data.source_rows == item.row)[0])
+        assert item.labels[:2] == ["x1", "x2"] and item.labels[-1] == f"color = {colours.iloc[position]}"
+        keep = np.zeros(len(data.table), bool)
+        keep[position] = True
+        batch = next(batches(predictor, data.table.select(keep), batch_size=1))
+        target = classes.index(item.output)
+        with torch.no_grad():
+            actual = float(predictor.net(batch["inputs"], batch["present"])[0, target])
+            inputs = {name: dict(values) for name, values in batch["inputs"].items()}
+            inputs["tab"] = {"x": torch.zeros_like(inputs["tab"]["x"]), "cat": torch.zeros_like(inputs["tab"]["cat"])}
+            baseline = float(predictor.net(inputs, batch["present"])[0, target])
+        assert float(item.attribution.sum()) == pytest.approx(actual - baseline, rel=0.05, abs=2e-3)
