@@ -3,6 +3,7 @@ making stderr look like a terminal (where progress bars draw) or a log."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from typer.testing import CliRunner
@@ -13,6 +14,25 @@ from polymodal.cli import app
 def invoke(*args: Any):
     """``polymodal ARGS...`` (each argument as text); the result holds exit_code, output and stderr."""
     return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def classification_files(root: Path, **train: Any) -> dict[str, Path]:
+    """The tiny image + tabular dataset split into manifests under ``root``, with its config
+    (``train``: the config's training settings) as ``config.yaml``."""
+    import yaml
+    from helpers_models import classification_config, make_dataset, write_splits
+
+    paths = write_splits(root, make_dataset(root))
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump(classification_config(**train)), encoding="utf-8")
+    return {"root": root, "config": config, **paths}
+
+
+def train_run(data: dict[str, Path], out: Path):
+    """``polymodal train`` of :func:`classification_files`' config into ``out``; the CLI result."""
+    result = invoke("train", data["config"], "--train", data["train"], "--valid", data["valid"], "--out", out)
+    assert result.exit_code == 0, result.output
+    return result
 
 
 def assert_user_error(result, *fragments: str) -> None:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 from data.datasets import fake_sources
-from helpers_cli import assert_user_error, invoke
-from helpers_models import CLASSES, classification_config, make_dataset, regression_config, write_splits
+from helpers_cli import assert_user_error, classification_files, invoke, train_run
+from helpers_models import CLASSES, classification_config, regression_config
 from typer.testing import CliRunner
 
 from polymodal import MultimodalPredictor
@@ -22,20 +22,13 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("cli-data")
-    frame = make_dataset(root)
-    paths = write_splits(root, frame)
-    config = root / "config.yaml"
-    config.write_text(yaml.safe_dump(classification_config()), encoding="utf-8")
-    return {"root": root, "config": config, **paths}
+    return classification_files(tmp_path_factory.mktemp("cli-data"))
 
 
 @pytest.fixture(scope="module")
 def run(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli-runs") / "run"
-    result = invoke("train", data["config"], "--train", data["train"], "--valid", data["valid"], "--out", out)
-    assert result.exit_code == 0, result.output
-    return out, result
+    return out, train_run(data, out)
 
 
 def test_train_sets_config_keys_from_the_command_line(data, tmp_path):

@@ -9,8 +9,8 @@ import shutil
 import pandas as pd
 import pytest
 import yaml
-from helpers_cli import assert_user_error, invoke
-from helpers_models import classification_config, make_dataset, write_splits
+from helpers_cli import assert_user_error, classification_files, invoke, train_run
+from helpers_models import classification_config
 
 from polymodal import MultimodalPredictor
 from polymodal.errors import RunFolderError
@@ -18,18 +18,13 @@ from polymodal.errors import RunFolderError
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("runfolder-data")
-    paths = write_splits(root, make_dataset(root))
-    config = root / "config.yaml"
-    config.write_text(yaml.safe_dump(classification_config(epochs=1)), encoding="utf-8")
-    return {"root": root, "config": config, **paths}
+    return classification_files(tmp_path_factory.mktemp("runfolder-data"), epochs=1)
 
 
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runfolder-runs") / "run"
-    result = invoke("train", data["config"], "--train", data["train"], "--valid", data["valid"], "--out", out)
-    assert result.exit_code == 0, result.output
+    train_run(data, out)
     return out
 
 
