@@ -180,6 +180,7 @@ def _read_meta(folder: Path) -> dict[str, Any]:
                        "polymodal, or not an index file)")
     return meta
 
+
 def _normalised(vectors: np.ndarray) -> np.ndarray:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(vectors) == 0:
