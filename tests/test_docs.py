@@ -1,0 +1,164 @@
+"""The README's and the recipes' examples stay true: every YAML block is a valid config (a fragment
+merged onto the README's first full config), every ``polymodal`` command line names commands and
+options that exist, and every Python block compiles, imports what exists and calls methods the
+predictor has."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+import shlex
+import textwrap
+from pathlib import Path
+
+import pytest
+import typer
+import yaml
+
+from polymodal.cli import app
+from polymodal.config import load_config
+from polymodal.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "examples").glob("*/README.md")), *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def blocks(language: str) -> list[tuple[str, str]]:
+    """(``file:line`` of the opening fence, body) of every fenced block of ``language``."""
+    found = []
+    for path in DOCUMENTS:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        start = None
+        for number, line in enumerate(lines, 1):
+            if start is None and line.strip() == f"```{language}":
+                start = number
+            elif start is not None and line.strip() == "```":
+                body = textwrap.dedent("\n".join(lines[start:number - 1]))  # a block inside a list is indented
+                found.append((f"{path.relative_to(ROOT)}:{start}", body))
+                start = None
+    return found
+
+
+def merged(base: dict, fragment: dict) -> dict:
+    """``base`` with ``fragment``'s sections: a mapping section's entries (a modality, a train
+    setting) replace those of the same name, the rest of the section stays."""
+    out = copy.deepcopy(base)
+    for key, value in fragment.items():
+        out[key] = {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+YAML_BLOCKS = blocks("yaml")
+BASE = yaml.safe_load(YAML_BLOCKS[0][1])
+
+
+def test_the_blocks_are_found():
+    assert len(YAML_BLOCKS) >= 8 and len(blocks("python")) >= 4 and len(command_lines()) >= 40
+    assert {"task", "target", "modalities"} <= set(BASE)
+
+
+@pytest.mark.parametrize("where, text", YAML_BLOCKS, ids=[w for w, _ in YAML_BLOCKS])
+def test_yaml_block_is_a_valid_config(where, text):
+    load_config(merged(BASE, yaml.safe_load(text)))
+
+
+def test_a_wrong_key_in_a_block_would_be_caught():
+    with pytest.raises(ConfigError, match="fusion.dimm"):
+        load_config(merged(BASE, {"fusion": {"name": "attention", "dimm": 3}}))
+
+
+# ---------------------------------------------------------------- command lines
+
+
+def command_lines() -> list[tuple[str, list[str]]]:
+    """(where, words after ``polymodal``) of every ``polymodal`` command in the bash blocks, line
+    continuations joined, comments and ``[...]`` brackets around optional parts removed."""
+    found = []
+    for where, text in blocks("bash"):
+        for line in text.replace("\\\n", " ").splitlines():
+            line = line.split("#", 1)[0].replace("[", " ").replace("]", " ")
+            for part in re.split(r"^\s*polymodal\s|\s-m polymodal\.cli\s", line)[1:]:
+                found.append((where, shlex.split(part)))
+    return found
+
+
+def resolve(words: list[str]):
+    """The (typer's click) command the words name, groups followed, and the words after its name."""
+    command = typer.main.get_command(app)
+    while hasattr(command, "commands") and words and words[0] in command.commands:
+        command, words = command.commands[words[0]], words[1:]
+    return command, words
+
+
+COMMANDS = command_lines()
+
+
+@pytest.mark.parametrize("where, words", COMMANDS, ids=[f"{w} {' '.join(c[:2])}" for w, c in COMMANDS])
+def test_command_line_names_real_commands_and_options(where, words):
+    command, rest = resolve(words)
+    assert not hasattr(command, "commands"), f"{where}: 'polymodal {' '.join(words)}' names no command"
+    known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    for word in rest:
+        if word.startswith("-") and not re.fullmatch(r"-\d.*", word):
+            option = word.split("=", 1)[0]
+            assert option in known, f"{where}: 'polymodal {' '.join(words)}': {option} is not an option of it"
+
+
+def test_datasets_prepared_exist():
+    from polymodal.data.datasets import DATASETS
+
+    named = [(where, words[2]) for where, words in COMMANDS if words[:2] == ["datasets", "prepare"]]
+    assert len(named) >= 5
+    for where, name in named:
+        assert name in DATASETS, f"{where}: no built-in dataset '{name}'"
+
+
+def test_a_wrong_option_would_be_caught():
+    command, rest = resolve(["evaluate", "runs/x", "--robustnes"])
+    known = {opt for param in command.params for opt in param.opts}
+    assert command.name == "evaluate" and "--robustness" in known and "--robustnes" not in known
+
+
+# ---------------------------------------------------------------- Python blocks
+
+PYTHON_BLOCKS = blocks("python")
+
+
+def root_name(node: ast.expr) -> str | None:
+    """The name a chain of calls and attributes starts from (``C`` of ``C.load(p).fit(x)``)."""
+    while isinstance(node, ast.Call | ast.Attribute):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+@pytest.mark.parametrize("where, text", PYTHON_BLOCKS, ids=[w for w, _ in PYTHON_BLOCKS])
+def test_python_block_imports_and_calls_what_exists(where, text):
+    """Imports resolve; a method called on an imported class, or on a name bound to one of its
+    constructors (``pred = MultimodalPredictor.load(...)``), exists on that class. ``pred`` is a
+    predictor where a block takes it from the one before."""
+    import importlib
+
+    from polymodal import MultimodalPredictor
+
+    tree = ast.parse(text, filename=where)
+    classes = {"pred": MultimodalPredictor}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                assert hasattr(module, alias.name), f"{where}: {node.module} has no {alias.name}"
+                if isinstance(getattr(module, alias.name), type):
+                    classes[alias.asname or alias.name] = getattr(module, alias.name)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            cls = classes.get(root_name(node.value))
+            if cls is not None and root_name(node.value) != "pred":
+                classes.update({t.id: cls for t in node.targets if isinstance(t, ast.Name)})
+    checked = 0
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in classes:
+            cls = classes[node.value.id]
+            assert hasattr(cls, node.attr), f"{where}: {cls.__name__} has no {node.attr}"
+            checked += 1
+    assert checked, f"{where}: no call on a known class to check"
