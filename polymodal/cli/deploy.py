@@ -169,8 +169,8 @@ def serve(
     app = create_app(Runtime.load(folder, quantized=quantized, threads=threads), settings)
     if host not in (LOOPBACK, "localhost", "::1") and token is None:
         console.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach it can use the model")
-    console.print(f"serving {folder} on http://{host}:{port}/ (API docs at /docs, which loads Swagger UI from "
-                  "cdn.jsdelivr.net; the OpenAPI schema at /openapi.json)")
+    console.print(f"serving {folder} on http://{host}:{port}/ (API docs at /docs and /redoc, the OpenAPI "
+                  "schema at /openapi.json)")
     run_server(app, settings)
 
 

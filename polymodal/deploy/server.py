@@ -1,9 +1,9 @@
 """The HTTP service (FastAPI) over an exported model: ``create_app(runtime, settings)``.
 
 Routes: ``GET /`` (the web page), ``GET /health``, ``GET /metadata``, ``POST /predict``,
-``POST /explain``, plus ``/openapi.json`` and ``/docs`` (Swagger UI, whose script and style the
-browser loads from cdn.jsdelivr.net: no installed package ships them, so offline ``/docs`` is a
-blank page while the schema and the page at ``/`` work). Request bodies are described in
+``POST /explain``, plus ``/openapi.json``, ``/docs`` (Swagger UI) and ``/redoc``, whose scripts
+and styles come from the installed ``fastapi-offline`` package rather than a CDN, so every page
+works offline. Request bodies are described in
 :mod:`polymodal.deploy.requests`; every error is JSON ``{"error": {"code", "message", "field"}}``
 with a 4xx status. With a token set, ``/predict``, ``/explain`` and ``/metadata`` need
 ``Authorization: Bearer <token>``. Predictions are micro-batched (:mod:`polymodal.deploy.batching`).
@@ -65,13 +65,15 @@ def body_schemas(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
 def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
     """The FastAPI application serving ``runtime`` (see the module docstring)."""
     try:
-        from fastapi import Depends, FastAPI, Request
+        from fastapi import Depends, Request
         from fastapi.responses import HTMLResponse, JSONResponse
         from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+        from fastapi_offline import FastAPIOffline  # FastAPI with /docs and /redoc served from the package
         from starlette.concurrency import run_in_threadpool
         from starlette.exceptions import HTTPException
-    except ImportError:
-        raise MissingDependencyError("fastapi", "polymodal serve", extra="serve") from None
+    except ImportError as err:  # the package that is missing, by its PyPI name
+        package = (err.name or "fastapi").split(".")[0].replace("_", "-")
+        raise MissingDependencyError(package, "polymodal serve", extra="serve") from None
     settings = settings or ServeSettings()
     parser = RequestParser(runtime, settings)
     batcher = MicroBatcher(runtime.run, settings.max_batch, settings.max_wait_ms)
@@ -83,8 +85,8 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
         yield
         await batcher.stop()
 
-    app = FastAPI(title="polymodal model", version=__version__, lifespan=lifespan,
-                  description=f"A {meta['task']} model over {', '.join(runtime.names)} (polymodal {__version__}).")
+    app = FastAPIOffline(title="polymodal model", version=__version__, lifespan=lifespan,
+                         description=f"A {meta['task']} model over {', '.join(runtime.names)} (polymodal {__version__}).")
     bearer = HTTPBearer(auto_error=False)
 
     def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:

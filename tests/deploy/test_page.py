@@ -57,3 +57,26 @@ def test_page_shows_a_readable_error_for_a_wrong_file_type(page, tmp_path):
     message = page.inner_text("#error")
     assert "unsupported file type for image modality 'image'" in message and "PNG" in message
     assert page.is_hidden("#result")
+
+
+def test_docs_pages_render_with_every_request_outside_the_server_refused(page, server):
+    """Swagger UI and ReDoc draw the API from the installed package's scripts: offline sites get them."""
+    docs = page.context.browser.new_page()
+    outside = []
+
+    def only_the_server(route):
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    docs.route("**/*", only_the_server)
+    docs.goto(f"{server.rstrip('/')}/docs")
+    docs.wait_for_selector(".swagger-ui .info .title")
+    assert "polymodal model" in docs.inner_text(".swagger-ui .info .title")
+    docs.wait_for_selector("text=/predict")
+    docs.goto(f"{server.rstrip('/')}/redoc")
+    docs.wait_for_selector("text=/explain")
+    docs.close()
+    assert not [u for u in outside if "static-offline-docs" in u or "jsdelivr" in u]

@@ -58,7 +58,11 @@ def test_health_metadata_and_docs(client):
     page = client.get("/").text
     assert "<title>polymodal model</title>" in page
     assert "://" not in page and "src=" not in page and "href=" not in page  # self-contained: it works offline
-    assert "cdn.jsdelivr.net" in client.get("/docs").text  # Swagger UI is not: the README says /docs needs the CDN
+    for docs, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        html = client.get(docs).text  # Swagger UI and ReDoc: scripts from the installed package, no CDN
+        assert "cdn.jsdelivr.net" not in html and f"/static-offline-docs/{script}" in html
+        served = client.get(f"/static-offline-docs/{script}")
+        assert served.status_code == 200 and len(served.content) > 100_000
 
 
 def test_multipart_and_json_give_the_runtime_prediction(client, runtime, sample):
@@ -317,3 +321,13 @@ def test_an_image_pillow_refuses_as_a_bomb_is_too_many_pixels(client, monkeypatc
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow refuses past twice this: 20 x 20 = 400
     error = client.post("/predict", json={"image": b64(png_bytes(np.zeros((20, 20), np.uint8)))}).json()["error"]
     assert error["code"] == "too_many_pixels" and "decompression bomb" in error["message"]
+
+
+def test_a_missing_serve_package_is_named(runtime, monkeypatch):
+    import sys
+
+    from polymodal.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "fastapi_offline", None)
+    with pytest.raises(MissingDependencyError, match=r"'fastapi-offline'.*polymodal\[serve\]"):
+        create_app(runtime)
