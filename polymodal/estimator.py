@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ MANIFEST_SPLITS = ("test", "valid", "train")
 
 
 # capabilities an estimator may lack (see Estimator.require)
+PREDICT = "prediction"
 SUBSETS = "subset evaluation (--missing)"
 ROBUSTNESS = "a robustness sweep (--robustness)"
 EXPLAIN = "explain"
@@ -60,9 +61,11 @@ class Estimator:
         eval_skipped: the files skipped by the latest evaluate / predict (or the fit's test set).
     """
 
-    # What this kind of estimator cannot do, by capability (SUBSETS, ROBUSTNESS, EXPLAIN, EXPORT),
-    # with the reason (see :meth:`require`).
-    unsupported: ClassVar[dict[str, str]] = {}
+    @property
+    def unsupported(self) -> dict[str, str]:
+        """What this estimator cannot do, by capability (PREDICT, SUBSETS, ROBUSTNESS, EXPLAIN,
+        EXPORT), with the reason (see :meth:`require`); it may depend on the config's task."""
+        return {}
 
     def __init__(self, config: Config):
         self.config = config

@@ -34,7 +34,7 @@ from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import stratified_holdout
 from polymodal.errors import ConfigError, NotFittedError, SchemaMismatchError
-from polymodal.estimator import Estimator
+from polymodal.estimator import EXPLAIN, EXPORT, PREDICT, ROBUSTNESS, SUBSETS, Estimator
 from polymodal.fewshot import use_support
 from polymodal.metrics import monitored, task_metrics
 from polymodal.models import MultimodalNet, build_model
@@ -42,6 +42,10 @@ from polymodal.models.objectives import TaskLoss
 from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, with_further_tasks
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
 from polymodal.utils.scores import decisions, probabilities
+
+_EMBEDS_ONLY = ("a task 'retrieval' model maps rows into a shared space and makes no predictions; embed rows "
+                "('polymodal embed', pred.embed), search them ('polymodal index build', 'polymodal retrieve') or "
+                "score the search ('polymodal evaluate --retrieval')")
 
 
 class MultimodalPredictor(Estimator):
@@ -59,6 +63,14 @@ class MultimodalPredictor(Estimator):
         super().__init__(config)
         self.net: MultimodalNet | None = None
         self.diagnostics: dict[str, Any] = {}  # the report's subsets, importance, robustness... (see report.rows)
+
+    @property
+    def unsupported(self) -> dict[str, str]:
+        """A ``task: retrieval`` model has embeddings, not predictions: it neither predicts nor
+        explains, sweeps or exports."""
+        if self.config.task != "retrieval":
+            return {}
+        return dict.fromkeys((PREDICT, SUBSETS, ROBUSTNESS, EXPLAIN, EXPORT), _EMBEDS_ONLY)
 
     @classmethod
     def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> MultimodalPredictor:
@@ -262,40 +274,35 @@ class MultimodalPredictor(Estimator):
             support: few-shot models (``transfer: protonet``): labelled rows whose classes'
                 prototypes classify ``data`` (see :mod:`polymodal.fewshot`).
         """
-        if support is not None:
-            with use_support(self, support):
-                return self.evaluate(data, modalities)
-        manifest, table = self._encode(data, require_target=True, modalities=modalities)
-        return self._score(table, self.pipeline.encode_targets(manifest, table))
+        with self.using_support(support):
+            manifest, table = self._encode(data, require_target=True, modalities=modalities)
+            return self._score(table, self.pipeline.encode_targets(manifest, table))
 
     def predict_proba(self, data: DataSource, modalities: Iterable[str] | None = None, *,
                       support: DataSource | None = None) -> pd.DataFrame:
         """Class probabilities (classification: softmax; multilabel: per-label sigmoid), one column
         per class, indexed by manifest row (a DataFrame's own index, when it has one). ``support``:
         see :meth:`evaluate`."""
-        if support is not None:
-            with use_support(self, support):
-                return self.predict_proba(data, modalities)
-        if self.config.task in ("regression", "retrieval"):
-            raise SchemaMismatchError(f"predict_proba needs a classification or multilabel model; this one does "
-                                      f"{self.config.task}" + (" (use embed)" if self.config.task == "retrieval" else ""))
-        manifest, table = self._encode(data, require_target=False, modalities=modalities)
-        outputs = main_outputs(self.pipeline.targets, self._outputs(table))
+        self.require(PREDICT, "predict_proba")
+        if self.config.task == "regression":
+            raise SchemaMismatchError("predict_proba needs a classification or multilabel model; this one does "
+                                      "regression (use predict)")
+        with self.using_support(support):
+            manifest, table = self._encode(data, require_target=False, modalities=modalities)
+            outputs = main_outputs(self.pipeline.targets, self._outputs(table))
+            columns = self.pipeline.targets.classes if self.config.task == "classification" else self.config.targets
         proba = probabilities(self.config.task, outputs)
-        columns = self.pipeline.targets.classes if self.config.task == "classification" else self.config.targets
         return pd.DataFrame(proba, columns=columns, index=manifest.row_index(table.rows))
 
     def predict(self, data: DataSource, modalities: Iterable[str] | None = None, *,
                 support: DataSource | None = None) -> np.ndarray:
         """Predicted labels (classification), 0/1 matrix (multilabel) or values (regression) of
         the main task. ``support``: see :meth:`evaluate`."""
-        if support is not None:
-            with use_support(self, support):
-                return self.predict(data, modalities)
+        self.require(PREDICT, "predict")
         if self.config.task == "regression":
             _, table = self._encode(data, require_target=False, modalities=modalities)
             return self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, self._outputs(table)))
-        proba = self.predict_proba(data, modalities)
+        proba = self.predict_proba(data, modalities, support=support)
         chosen = decisions(self.config.task, proba.to_numpy())
         return chosen if self.config.task == "multilabel" else np.asarray(proba.columns)[chosen]
 
@@ -306,14 +313,13 @@ class MultimodalPredictor(Estimator):
         (classification), ``pred_<label>`` and ``proba_<label>`` (multilabel), ``pred_<target>``
         (regression); further ``tasks`` add their columns prefixed by the task's name.
         ``support``: see :meth:`evaluate`."""
-        if support is not None:
-            with use_support(self, support):
-                return self.predict_frame(data, modalities)
-        manifest, table = self._encode(data, require_target=False, modalities=modalities)
-        outputs = self._outputs(table)
-        index = manifest.row_index(table.rows)
-        frame = self._frame(main_outputs(self.pipeline.targets, outputs), index)
-        return frame.join(further_task_frame(self.pipeline.targets, outputs, index))
+        self.require(PREDICT, "predict")
+        with self.using_support(support):
+            manifest, table = self._encode(data, require_target=False, modalities=modalities)
+            outputs = self._outputs(table)
+            index = manifest.row_index(table.rows)
+            frame = self._frame(main_outputs(self.pipeline.targets, outputs), index)
+            return frame.join(further_task_frame(self.pipeline.targets, outputs, index))
 
     @contextmanager
     def using_support(self, support: DataSource | None) -> Iterator[None]:
@@ -328,8 +334,6 @@ class MultimodalPredictor(Estimator):
     def _frame(self, outputs: np.ndarray, index: pd.Index) -> pd.DataFrame:
         """The main task's prediction columns from its raw outputs."""
         task, targets = self.config.task, self.pipeline.targets
-        if task == "retrieval":
-            raise SchemaMismatchError("a task 'retrieval' model makes no predictions; use embed ('polymodal embed')")
         if task == "regression":
             return pd.DataFrame(targets.decode_values(outputs), index=index,
                                 columns=[f"pred_{c}" for c in self.config.targets])

@@ -43,6 +43,16 @@ from polymodal.estimator import (
     Estimator,
 )
 
+_SCORES = "an anomaly detector outputs one score per row from a scorer over the fused features, not class outputs; "
+_UNSUPPORTED = {  # capability -> why an anomaly detector has none
+    SUBSETS: _SCORES + "score rows with a modality left empty through predict instead",
+    ROBUSTNESS: _SCORES + "score corrupted copies of your files through predict instead",
+    EXPLAIN: _SCORES + "modality attributions are computed for classification, multilabel and regression",
+    EXPORT: "the scorer (autoencoder error, Deep SVDD, Mahalanobis, consistency) has no exported graph to "
+            "export or serve; score rows with 'polymodal predict RUN --data ROWS' or, in Python, "
+            "AnomalyDetector.load(RUN).predict_frame(ROWS)",
+}
+
 
 class AnomalyDetector(Estimator):
     """Fits and applies an anomaly detector described by a ``task: anomaly`` config.
@@ -60,16 +70,10 @@ class AnomalyDetector(Estimator):
         eval_scores: the same for the rows of the latest ``evaluate`` (or the fit's test).
     """
 
-    _SCORES = ("an anomaly detector outputs one score per row from a scorer over the fused features, "
-               "not class outputs; ")
-    unsupported = {
-        SUBSETS: _SCORES + "score rows with a modality left empty through predict instead",
-        ROBUSTNESS: _SCORES + "score corrupted copies of your files through predict instead",
-        EXPLAIN: _SCORES + "modality attributions are computed for classification, multilabel and regression",
-        EXPORT: "the scorer (autoencoder error, Deep SVDD, Mahalanobis, consistency) has no exported graph to "
-                "export or serve; score rows with 'polymodal predict RUN --data ROWS' or, in Python, "
-                "AnomalyDetector.load(RUN).predict_frame(ROWS)",
-    }
+    @property
+    def unsupported(self) -> dict[str, str]:
+        """Only scores: no subsets, robustness sweep, attributions or exported graph."""
+        return _UNSUPPORTED
 
     def __init__(self, config: Config):
         if config.task != "anomaly":

@@ -251,8 +251,8 @@ def check_exportable(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx
             serve`` (which exports a run on the fly).
 
     Raises:
-        ExportError: a bad format, option combination or ``out``; a retrieval model.
-        SchemaMismatchError: a task whose estimator has no exported graph (anomaly).
+        ExportError: a bad format, option combination or ``out``.
+        SchemaMismatchError: a task whose estimator has no exported graph (anomaly, retrieval).
         NotFittedError: neither ``fit`` nor ``load`` has run.
     """
     if fmt not in FORMATS:
@@ -261,8 +261,6 @@ def check_exportable(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx
         raise ExportError(f"--quantize needs --format onnx; got --format {fmt}")
     predictor._require_fitted()
     predictor.require(EXPORT, purpose)
-    if predictor.config.task == "retrieval":
-        raise ExportError(f"a task 'retrieval' model has no outputs to serve; {purpose} needs a predicting task")
     check_replaceable(Path(out), "--out must name a new or an export folder" if purpose == "export" else
                       f"{purpose} exports the run into it: move those files, or export the run elsewhere "
                       "('polymodal export RUN --out DIR') and serve DIR")

@@ -157,8 +157,9 @@ def test_unaligned_models_and_modalities_are_refused(contrastive, pairs) -> None
     predictor, _ = contrastive
     with pytest.raises(SchemaMismatchError, match="modality 'c' is not aligned; this model embeds \\['a', 'b'\\]"):
         predictor.embed(pairs["test"], modality="c")
-    with pytest.raises(SchemaMismatchError, match="this one does retrieval \\(use embed\\)"):
-        predictor.predict(pairs["test"])
+    for method in (predictor.predict, predictor.predict_proba, predictor.predict_frame, predictor.explain):
+        with pytest.raises(SchemaMismatchError, match="not available for task 'retrieval'.*polymodal embed"):
+            method(pairs["test"])
 
 
 @pytest.mark.parametrize("objective, options", [("triplet", {"margin": 0.3}), ("cca", {"decorrelation": 0.1})])
