@@ -28,6 +28,7 @@ import pandas as pd
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import OptionError, SchemaMismatchError
+from polymodal.estimator import PREDICT
 from polymodal.runfolder import write_skipped
 from polymodal.utils.io import atomic_write, atomic_write_json, check_table_path
 from polymodal.utils.progress import progress_bar
@@ -112,6 +113,7 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
         raise OptionError([f"--out {out}: {finished} chunk(s) of an interrupted prediction into it are already done "
                            f"(in {parts_folder(out)}): --resume to continue, --overwrite to start over"])
     pipeline, _ = predictor._require_fitted()
+    predictor.require(PREDICT, "predict")  # a model that makes no predictions: refused before any file is written
     manifest = pipeline.read(data, require_target=False)  # every problem reported before work starts
     manifest = replace(manifest, labels=None)  # the output's `row` is the row number, a DataFrame's too
     state = {"source": manifest.name, "rows": len(manifest), "chunk_rows": chunk_rows,

@@ -253,5 +253,7 @@ def test_zero_shot_template_braces_other_than_the_name_are_text(setup) -> None:
     (["evaluate", "--missing"], "subset evaluation (--missing)"), (["evaluate", "--robustness"], "a robustness sweep"),
     (["explain"], "explain"), (["predict", "--out", "{root}/p.csv"], "predict"), (["export"], "export")])
 def test_what_a_retrieval_model_cannot_do_is_a_clear_error(setup, command, capability) -> None:
+    before = sorted(setup["root"].rglob("*"))
     result = invoke(command[0], setup["run"], "--data", setup["test"], *(c.format(**setup) for c in command[1:]))
     assert_user_error(result, f"{capability}", "is not available for task 'retrieval'", "polymodal embed")
+    assert sorted(setup["root"].rglob("*")) == before  # refused before anything was written
