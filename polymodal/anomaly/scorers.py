@@ -4,7 +4,8 @@ A scorer says how the shared :class:`~polymodal.anomaly.model.AnomalyNet` is tra
 (``loss`` per training phase), what it learns from the normal training data after training
 (``fit``: scales, a centre, a Gaussian) and how a batch is scored (``score``: higher = more
 anomalous). Its fitted statistics are buffers, so they travel in ``model.safetensors`` with the
-weights. Scorers register by their config name in ``SCORERS``.
+weights. Scorers register by their config name in ``SCORERS``; the names are the choices of
+``anomaly.scorer`` (:data:`polymodal.config.anomaly.Scorer`), and no other name registers.
 
 Rows carry an anomaly label in ``batch["target"]``: 0 normal, 1 a labelled anomaly, -1 unknown
 (treated as normal). Labelled anomalies in the training data are never fitted as normal: the
@@ -16,13 +17,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from polymodal.anomaly.model import AnomalyNet
+from polymodal.config.anomaly import Scorer
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.align import gather_across_ranks, info_nce
 
@@ -34,6 +36,9 @@ def register_scorer(name: str) -> Callable[[type[AnomalyScorer]], type[AnomalySc
     """Class decorator: register a scorer under its config name (``anomaly.scorer``); refuses duplicates."""
 
     def decorator(cls: type[AnomalyScorer]) -> type[AnomalyScorer]:
+        if name not in get_args(Scorer):
+            raise ValueError(f"anomaly scorer '{name}' is not a choice of anomaly.scorer {list(get_args(Scorer))}; "
+                             "add it to polymodal.config.anomaly.Scorer")
         if name in SCORERS:
             raise ValueError(f"anomaly scorer '{name}' is already registered by {SCORERS[name].__qualname__}")
         cls.name = name

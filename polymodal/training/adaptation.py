@@ -16,24 +16,11 @@ from torch import nn
 
 from polymodal.config.transfer import CdanConfig, CoralConfig, DannConfig, DomainConfig, MmdConfig
 from polymodal.models.objectives import LossOutput
-from polymodal.models.objectives.domain import CdanLoss, CoralLoss, DannLoss, MmdLoss
-from polymodal.training.terms import StepContext, Term
+from polymodal.models.registry import DOMAIN_LOSSES
+from polymodal.training.terms import TRANSFER_TERMS, StepContext, Term
 from polymodal.training.unlabeled import take_rows, view_rows
 
 FUSED = "fused"
-
-
-def build_domain_loss(cfg: DomainConfig, in_dim: int, n_classes: int, seed: int = 0) -> nn.Module:
-    """The loss module of one aligned representation of width ``in_dim``."""
-    if isinstance(cfg, CdanConfig):  # before DannConfig: CDAN's config extends DANN's
-        return CdanLoss(in_dim, n_classes, cfg.hidden, cfg.gamma, cfg.entropy, cfg.random_dim, cfg.max_outer, seed)
-    if isinstance(cfg, DannConfig):
-        return DannLoss(in_dim, cfg.hidden, cfg.gamma)
-    if isinstance(cfg, MmdConfig):
-        return MmdLoss(cfg.bandwidths)
-    if isinstance(cfg, CoralConfig):
-        return CoralLoss()
-    raise ValueError(f"not a domain-adaptation method: '{cfg.method}'")
 
 
 def aligned_dims(cfg: DomainConfig, net: Any) -> dict[str, int]:
@@ -65,6 +52,10 @@ def domain_features(ctx: StepContext, key: str, classes: slice
             out.outputs[rows_s, classes], target_out.outputs[rows_t, classes])
 
 
+@TRANSFER_TERMS.register(DannConfig)
+@TRANSFER_TERMS.register(CdanConfig)
+@TRANSFER_TERMS.register(MmdConfig)
+@TRANSFER_TERMS.register(CoralConfig)
 class DomainTerm(Term):
     """The domain loss averaged over the aligned representations.
 
@@ -80,6 +71,10 @@ class DomainTerm(Term):
         super().__init__(weight)
         self.losses = nn.ModuleDict(dict(losses))
         self.classes = classes
+
+    @classmethod
+    def from_config(cls, cfg: DomainConfig, *, net: Any, classes: slice, config: Any, **_: Any) -> DomainTerm:
+        return build_domain_term(cfg, net, classes.stop - classes.start, config.train.seed)
 
     def forward(self, ctx: StepContext) -> LossOutput:
         values, logs = [], {}
@@ -99,5 +94,6 @@ class DomainTerm(Term):
 
 def build_domain_term(cfg: DomainConfig, net: Any, n_classes: int, seed: int = 0) -> DomainTerm:
     """The :class:`DomainTerm` of a ``transfer`` section for a built network."""
-    losses = {key: build_domain_loss(cfg, dim, n_classes, seed) for key, dim in aligned_dims(cfg, net).items()}
+    losses = {key: DOMAIN_LOSSES.build(cfg, in_dim=dim, n_classes=n_classes, seed=seed)
+              for key, dim in aligned_dims(cfg, net).items()}
     return DomainTerm(losses, cfg.weight, slice(0, n_classes))

@@ -16,11 +16,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from polymodal.config.transfer import DistillConfig
 from polymodal.data.dataset import collate
 from polymodal.errors import SchemaMismatchError
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.distill import DistillLoss
-from polymodal.training.terms import StepContext, Term
+from polymodal.training.terms import TRANSFER_TERMS, StepContext, Term
 from polymodal.utils.device import move_to
 
 
@@ -57,6 +58,7 @@ def teacher_outputs(teacher: Any, manifest: Any, rows: np.ndarray, device: torch
     return torch.cat(logits), torch.cat(fused)
 
 
+@TRANSFER_TERMS.register(DistillConfig)
 class DistillTerm(Term):
     """KL on softened logits plus feature matching against precomputed teacher outputs.
 
@@ -77,6 +79,13 @@ class DistillTerm(Term):
         self.teacher_logits, self.teacher_features = logits.cpu(), features.cpu()
         self.loss = DistillLoss(student_dim, features.shape[1], temperature, feature_weight)
         self.classes = classes
+
+    @classmethod
+    def from_config(cls, cfg: DistillConfig, *, net: Any, classes: slice,
+                    teacher: tuple[torch.Tensor, torch.Tensor], **_: Any) -> DistillTerm:
+        logits, features = teacher
+        return cls(logits, features, distill_feature_dim(net), cfg.temperature, cfg.feature_weight, cfg.weight,
+                   classes)
 
     def forward(self, ctx: StepContext) -> LossOutput:
         rows, device = ctx.batch["index"].cpu(), ctx.out.outputs.device

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from polymodal.config.transfer import ProtoNetConfig
 from polymodal.errors import ConfigError
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.fewshot import class_prototypes, prototypical_loss
-from polymodal.training.terms import StepContext, Term
+from polymodal.training.terms import TRANSFER_TERMS, StepContext, Term
 from polymodal.utils.device import move_to
 
 
@@ -75,14 +77,21 @@ class EpisodeSampler(Sampler[list[int]]):
             yield episode
 
 
+@TRANSFER_TERMS.register(ProtoNetConfig)
 class PrototypicalTerm(Term):
-    """The prototypical-network loss of an episode (see :func:`prototypical_loss`)."""
+    """The prototypical-network loss of an episode (see :func:`prototypical_loss`); it replaces the
+    task term (the head scores prototypes, which the episodes train)."""
 
     name = "proto"
+    replaces_task = True
 
     def __init__(self, shots: int, weight: float = 1.0):
         super().__init__(weight)
         self.shots = shots
+
+    @classmethod
+    def from_config(cls, cfg: ProtoNetConfig, **_: Any) -> PrototypicalTerm:
+        return cls(cfg.shots, cfg.weight)
 
     def forward(self, ctx: StepContext) -> LossOutput:
         head = ctx.module.net.head

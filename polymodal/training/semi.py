@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from polymodal.config.transfer import FixMatchConfig, PseudoLabelConfig
 from polymodal.data.strong import strong_view
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.semi import pseudo_label_loss
-from polymodal.training.terms import Batch, StepContext, Term
+from polymodal.training.terms import TRANSFER_TERMS, Batch, StepContext, Term
 from polymodal.training.unlabeled import ROWS, add_view, take_rows, view_rows
 
 
@@ -24,6 +25,7 @@ def _unlabeled_logits(ctx: StepContext, classes: slice, view: str = ROWS):
     return ctx.unlabeled_out.outputs[view_rows(ctx.unlabeled, view), classes]
 
 
+@TRANSFER_TERMS.register(PseudoLabelConfig)
 class PseudoLabelTerm(Term):
     """Confident predictions on unlabelled rows become their labels (Lee, 2013).
 
@@ -41,6 +43,10 @@ class PseudoLabelTerm(Term):
         self.rampup = rampup
         self.classes = classes
 
+    @classmethod
+    def from_config(cls, cfg: PseudoLabelConfig, *, classes: slice, **_: Any) -> PseudoLabelTerm:
+        return cls(cfg.threshold, cfg.weight, cfg.rampup, classes)
+
     def forward(self, ctx: StepContext) -> LossOutput:
         logits = _unlabeled_logits(ctx, self.classes)
         result = pseudo_label_loss(logits, logits, self.threshold)
@@ -51,6 +57,7 @@ class PseudoLabelTerm(Term):
 STRONG = "strong"  # FixMatch's view of the unlabelled batch
 
 
+@TRANSFER_TERMS.register(FixMatchConfig)
 class FixMatchTerm(Term):
     """FixMatch (Sohn et al., 2020): the weak view's confident prediction labels the strong view.
 
@@ -73,6 +80,13 @@ class FixMatchTerm(Term):
         self.magnitude = magnitude
         self.erase = erase
         self.classes = classes
+
+    @classmethod
+    def from_config(cls, cfg: FixMatchConfig, *, classes: slice, config: Any, pipeline: Any, **_: Any
+                    ) -> FixMatchTerm:
+        kinds = {name: m.kind for name, m in config.modalities.items()}
+        options = {name: prep.strong_options() for name, prep in pipeline.preprocessors.items()}
+        return cls(kinds, cfg.threshold, cfg.weight, cfg.strong.magnitude, cfg.strong.erase, classes, options)
 
     def prepare_unlabeled(self, batch: Batch) -> Batch:
         """The batch followed by a strong copy of its rows (view ``strong``). A modality whose

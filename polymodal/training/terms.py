@@ -3,19 +3,21 @@
 Every objective a run trains with is a :class:`Term` (an ``nn.Module``, so a term can own
 parameters, such as a domain discriminator or a learnable temperature). The Lightning module
 sums ``weight * term(ctx)`` over its terms; a new training recipe (alignment, domain
-adaptation, pseudo-labelling, distillation...) is a new term, not a new training loop.
+adaptation, pseudo-labelling, distillation...) is a new term, not a new training loop. The term of
+each ``transfer`` method registers in ``TRANSFER_TERMS`` against the method's config class.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from polymodal.models.model import NetOutput
 from polymodal.models.objectives import LossOutput, TaskLoss, unimodal_loss
+from polymodal.registry import Registry
 
 Batch = dict[str, Any]
 
@@ -46,9 +48,14 @@ class StepContext:
 
 
 class Term(nn.Module):
-    """Base class: ``forward(ctx) -> LossOutput``; ``weight`` scales it in the total."""
+    """Base class: ``forward(ctx) -> LossOutput``; ``weight`` scales it in the total.
+
+    Attributes:
+        replaces_task: the term takes the place of the :class:`TaskTerm` instead of adding to it.
+    """
 
     name = "term"
+    replaces_task: ClassVar[bool] = False
 
     def __init__(self, weight: float = 1.0):
         super().__init__()
@@ -61,6 +68,11 @@ class Term(nn.Module):
         """The unlabelled batch this term needs forwarded with the labelled one (default: as it
         is); FixMatch appends a strongly augmented copy of every row."""
         return batch
+
+
+# transfer method config class -> its term, built by ``from_config(cfg, *, net, classes, config,
+# pipeline, teacher)`` (see polymodal.training.transfer)
+TRANSFER_TERMS: Registry[Term] = Registry("transfer term")
 
 
 class TaskTerm(Term):

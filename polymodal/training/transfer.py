@@ -20,23 +20,16 @@ import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
-from polymodal.config.transfer import (
-    DistillConfig,
-    DomainConfig,
-    FixMatchConfig,
-    ProtoNetConfig,
-    PseudoLabelConfig,
-    UnlabeledConfig,
-)
+from polymodal.config.transfer import DistillConfig, DomainConfig, UnlabeledConfig
 from polymodal.data.dataset import collate
 from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
 from polymodal.errors import ConfigError, ManifestError, OptionError
-from polymodal.training.adaptation import build_domain_term
-from polymodal.training.distill import DistillTerm, check_teacher, distill_feature_dim, teacher_outputs
-from polymodal.training.fewshot import PrototypicalTerm, episode_loader, set_class_prototypes
-from polymodal.training.semi import FixMatchTerm, PseudoLabelTerm
-from polymodal.training.terms import TaskTerm, Term
+from polymodal.training import adaptation as _adaptation  # noqa: F401 - registers the domain terms
+from polymodal.training import semi as _semi  # noqa: F401 - registers the semi-supervised terms
+from polymodal.training.distill import check_teacher, teacher_outputs
+from polymodal.training.fewshot import episode_loader, set_class_prototypes
+from polymodal.training.terms import TRANSFER_TERMS, TaskTerm, Term
 from polymodal.utils.device import default_device
 
 UNLABELED_METHODS = ("dann", "cdan", "mmd", "coral", "pseudo_label", "fixmatch")
@@ -144,31 +137,15 @@ class TransferPlan:
                                                           self.unlabeled_table, self.config.train.progress)
 
     def terms(self, net: Any, terms: list[Term]) -> list[Term]:
-        """The run's loss terms with each method's added (a prototypical network replaces the task
-        term: its head scores prototypes, which the episodes train)."""
-        for method in self.methods:
-            terms = self._add_term(method, net, terms)
-        return terms
-
-    def _add_term(self, method: Any, net: Any, terms: list[Term]) -> list[Term]:
+        """The run's loss terms with each method's term (``TRANSFER_TERMS``) added; a term that
+        ``replaces_task`` takes the task term's place (a prototypical network's head scores
+        prototypes, which the episodes train)."""
         classes = main_classes(self.pipeline.targets)
-        n_classes = classes.stop - classes.start
-        if isinstance(method, DomainConfig):
-            return [*terms, build_domain_term(method, net, n_classes, self.config.train.seed)]
-        if isinstance(method, PseudoLabelConfig):
-            return [*terms, PseudoLabelTerm(method.threshold, method.weight, method.rampup, classes)]
-        if isinstance(method, FixMatchConfig):
-            kinds = {name: m.kind for name, m in self.config.modalities.items()}
-            options = {name: prep.strong_options() for name, prep in self.pipeline.preprocessors.items()}
-            return [*terms, FixMatchTerm(kinds, method.threshold, method.weight, method.strong.magnitude,
-                                         method.strong.erase, classes, options)]
-        if isinstance(method, ProtoNetConfig):
-            return [PrototypicalTerm(method.shots, method.weight), *(t for t in terms if not isinstance(t, TaskTerm))]
-        if isinstance(method, DistillConfig):
-            logits, features = self.teacher
-            return [*terms, DistillTerm(logits, features, distill_feature_dim(net), method.temperature,
-                                        method.feature_weight, method.weight, classes)]
-        raise ValueError(f"unknown transfer method '{method.method}'")
+        for method in self.methods:
+            term = TRANSFER_TERMS.build(method, net=net, classes=classes, config=self.config, pipeline=self.pipeline,
+                                        teacher=self.teacher)
+            terms = [term, *(t for t in terms if not isinstance(t, TaskTerm))] if term.replaces_task else [*terms, term]
+        return terms
 
     def train_loader(self, labeled: DataLoader) -> Any:
         """The training loader: ``labeled`` itself, paired with the unlabelled rows, or episodic."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ import pytest
 from polymodal import MultimodalPredictor
 from polymodal.anomaly import SCORERS, AnomalyDetector
 from polymodal.config import load_config
+from polymodal.config.anomaly import Scorer
 from polymodal.errors import ConfigError, ManifestError, RunFolderError, SchemaMismatchError
 
 LENGTH = 64
@@ -61,8 +63,8 @@ def config(scorer: str, epochs: int = 12, **anomaly: object) -> dict:
             "train": {"epochs": epochs, "batch_size": 16, "lr": 3e-3, "progress": False, "early_stopping": None}}
 
 
-def test_every_scorer_is_registered():
-    assert set(SCORERS) == {"autoencoder", "deep_svdd", "mahalanobis", "consistency"}
+def test_the_registered_scorers_are_the_choices_of_anomaly_scorer():
+    assert sorted(SCORERS) == sorted(get_args(Scorer))
 
 
 @pytest.mark.parametrize("scorer", ["autoencoder", "mahalanobis",

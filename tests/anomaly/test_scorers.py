@@ -53,3 +53,9 @@ def test_consistency_loss_contrasts_the_rows_of_every_rank(monkeypatch):
     assert result.loss.item() != pytest.approx(local.item(), rel=1e-3)
     result.loss.backward()
     assert za.grad is not None and za.grad.abs().sum() > 0  # the gather stays differentiable
+
+
+def test_a_scorer_name_that_is_not_a_choice_of_anomaly_scorer_does_not_register():
+    with pytest.raises(ValueError, match="not a choice of anomaly.scorer"):
+        scorers.register_scorer("isolation_forest")(type("IsolationScorer", (scorers.AnomalyScorer,), {}))
+    assert "isolation_forest" not in scorers.SCORERS

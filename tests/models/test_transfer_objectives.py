@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import typing
 
 import pytest
 import torch
 from torch.nn import functional as F
 
+from polymodal.config.transfer import AnyTransfer, CdanConfig, CoralConfig, DannConfig, DomainConfig, MmdConfig
 from polymodal.data.multitarget import TaskSlot
 from polymodal.models.objectives import TaskLoss
 from polymodal.models.objectives.distill import DistillLoss, distillation_loss
@@ -26,6 +28,7 @@ from polymodal.models.objectives.domain import (
 from polymodal.models.objectives.fewshot import class_prototypes, prototypical_loss, support_query_split
 from polymodal.models.objectives.multitask import MultiTaskLoss
 from polymodal.models.objectives.semi import pseudo_label_loss
+from polymodal.models.registry import DOMAIN_LOSSES
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -121,6 +124,17 @@ def test_cdan_needs_predictions_and_switches_to_random_map_when_wide():
 def test_mmd_module_returns_the_function_value():
     a, b = torch.randn(20, 3, generator=gen()), torch.randn(20, 3, generator=gen(1)) + 1
     assert MmdLoss((0.5, 1.0))(a, b).loss.item() == pytest.approx(mmd_loss(a, b, (0.5, 1.0)).item())
+
+
+def test_every_domain_method_in_the_schema_has_a_registered_loss():
+    in_schema = {c for c in typing.get_args(typing.get_args(AnyTransfer)[0]) if issubclass(c, DomainConfig)}
+    assert in_schema == {cfg_cls for cfg_cls, _ in DOMAIN_LOSSES.items()}
+
+
+@pytest.mark.parametrize(("cfg", "loss_cls"), [(DannConfig(), DannLoss), (CdanConfig(), CdanLoss),
+                                               (MmdConfig(), MmdLoss), (CoralConfig(), CoralLoss)])
+def test_each_domain_config_builds_its_own_loss_though_cdan_extends_dann(cfg, loss_cls):
+    assert type(DOMAIN_LOSSES.build(cfg, in_dim=4, n_classes=3, seed=0)) is loss_cls
 
 
 # -- semi-supervised -------------------------------------------------------------------------

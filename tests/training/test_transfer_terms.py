@@ -1,15 +1,22 @@
 """Transfer loss terms on hand-made step contexts: which view FixMatch labels, the pseudo-label
-ramp-up, distillation's row lookup, prototypes per class index, and the main task's columns."""
+ramp-up, distillation's row lookup, prototypes per class index, the main task's columns, and the
+term each method adds."""
 
 from __future__ import annotations
+
+import typing
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers_models import classification_config
 from torch import nn
 from torch.nn import functional as F
 
+from polymodal.config import load_config
+from polymodal.config.transfer import AnyTransfer
 from polymodal.data.manifest import read_manifest
 from polymodal.data.multitarget import MultiTargetEncoder
 from polymodal.data.targets import TargetEncoder
@@ -17,10 +24,10 @@ from polymodal.models.fusion.base import FusedOutput
 from polymodal.models.heads import PrototypeHead
 from polymodal.models.model import NetOutput
 from polymodal.training.distill import DistillTerm
-from polymodal.training.fewshot import EpisodeSampler, set_class_prototypes
+from polymodal.training.fewshot import EpisodeSampler, PrototypicalTerm, set_class_prototypes
 from polymodal.training.semi import FixMatchTerm, PseudoLabelTerm
-from polymodal.training.terms import StepContext
-from polymodal.training.transfer import main_classes
+from polymodal.training.terms import TRANSFER_TERMS, StepContext, TaskTerm, Term
+from polymodal.training.transfer import TransferPlan, main_classes
 
 
 def unlabeled_context(outputs: torch.Tensor, views: dict[str, slice], progress: float = 1.0) -> StepContext:
@@ -115,3 +122,19 @@ def test_under_ddp_each_rank_draws_its_own_share_of_the_episodes(monkeypatch):
         ranks.append(list(sampler))
     assert ranks[0] == single[:4]  # rank 0 continues the single-process stream
     assert all(a != b for a, b in zip(*ranks))  # rank 1 draws other episodes
+
+
+def test_every_transfer_method_in_the_schema_has_a_registered_term():
+    in_schema = set(typing.get_args(typing.get_args(AnyTransfer)[0]))
+    assert in_schema == {cfg_cls for cfg_cls, _ in TRANSFER_TERMS.items()}
+
+
+@pytest.mark.parametrize(("transfer", "names"), [({"method": "pseudo_label"}, ["task", "term", "pseudo"]),
+                                                 ({"method": "protonet"}, ["proto", "term"])])
+def test_a_method_adds_its_term_and_protonet_replaces_the_task_term(transfer, names):
+    config = load_config({**classification_config(), "transfer": transfer})
+    pipeline = SimpleNamespace(targets=SimpleNamespace(n_outputs=3, task_outputs=None))
+    plan = TransferPlan(config, pipeline, None, np.zeros(0))
+    terms = plan.terms(None, [TaskTerm(None), Term()])
+    assert [t.name for t in terms] == names
+    assert any(isinstance(t, PrototypicalTerm) for t in terms) == (transfer["method"] == "protonet")

@@ -4,19 +4,22 @@ Pure functions (``gradient_reverse``, ``dann_schedule``, ``domain_adversarial_lo
 ``multilinear_map``, ``entropy_weights``, ``mmd_loss``, ``coral_loss``) plus thin modules that hold
 what the losses learn (a domain discriminator, a random multilinear map). Every module has the
 same face: ``forward(source (Bs, D), target (Bt, D), *, source_logits, target_logits, progress)
--> LossOutput``.
+-> LossOutput``, and is registered in ``DOMAIN_LOSSES`` against its config class.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from polymodal.config.transfer import CdanConfig, CoralConfig, DannConfig, MmdConfig
 from polymodal.models.objectives.base import LossOutput
+from polymodal.models.registry import DOMAIN_LOSSES
 
 
 class _GradientReverse(torch.autograd.Function):
@@ -136,6 +139,7 @@ class DomainDiscriminator(nn.Module):
         return self.net(x).squeeze(-1)  # (B,)
 
 
+@DOMAIN_LOSSES.register(DannConfig)
 class DannLoss(nn.Module):
     """DANN: the discriminator tells source from target through a gradient-reversal layer whose
     coefficient follows :func:`dann_schedule`."""
@@ -144,6 +148,10 @@ class DannLoss(nn.Module):
         super().__init__()
         self.discriminator = DomainDiscriminator(in_dim, hidden)
         self.gamma = gamma
+
+    @classmethod
+    def from_config(cls, cfg: DannConfig, *, in_dim: int, **_: Any) -> DannLoss:
+        return cls(in_dim, cfg.hidden, cfg.gamma)
 
     def forward(self, source: torch.Tensor, target: torch.Tensor, *, source_logits: torch.Tensor | None = None,
                 target_logits: torch.Tensor | None = None, progress: float = 0.0) -> LossOutput:
@@ -154,6 +162,7 @@ class DannLoss(nn.Module):
         return out
 
 
+@DOMAIN_LOSSES.register(CdanConfig)
 class CdanLoss(nn.Module):
     """CDAN(+E): the discriminator sees features conditioned on the (detached) class predictions.
 
@@ -176,6 +185,10 @@ class CdanLoss(nn.Module):
             self.register_buffer("rg", torch.randn(n_classes, random_dim, generator=g), persistent=False)
         self.discriminator = DomainDiscriminator(random_dim if self.randomized else in_dim * n_classes, hidden)
 
+    @classmethod
+    def from_config(cls, cfg: CdanConfig, *, in_dim: int, n_classes: int, seed: int = 0, **_: Any) -> CdanLoss:
+        return cls(in_dim, n_classes, cfg.hidden, cfg.gamma, cfg.entropy, cfg.random_dim, cfg.max_outer, seed)
+
     def forward(self, source: torch.Tensor, target: torch.Tensor, *, source_logits: torch.Tensor | None = None,
                 target_logits: torch.Tensor | None = None, progress: float = 0.0) -> LossOutput:
         if source_logits is None or target_logits is None:
@@ -191,6 +204,7 @@ class CdanLoss(nn.Module):
         return out
 
 
+@DOMAIN_LOSSES.register(MmdConfig)
 class MmdLoss(nn.Module):
     """Multi-kernel MMD between the domains (:func:`mmd_loss`)."""
 
@@ -198,12 +212,21 @@ class MmdLoss(nn.Module):
         super().__init__()
         self.bandwidths = tuple(bandwidths)
 
+    @classmethod
+    def from_config(cls, cfg: MmdConfig, **_: Any) -> MmdLoss:
+        return cls(cfg.bandwidths)
+
     def forward(self, source: torch.Tensor, target: torch.Tensor, **_: object) -> LossOutput:
         return LossOutput(mmd_loss(source.float(), target.float(), self.bandwidths))
 
 
+@DOMAIN_LOSSES.register(CoralConfig)
 class CoralLoss(nn.Module):
     """Mean and covariance alignment between the domains (:func:`coral_loss`)."""
+
+    @classmethod
+    def from_config(cls, cfg: CoralConfig, **_: Any) -> CoralLoss:
+        return cls()
 
     def forward(self, source: torch.Tensor, target: torch.Tensor, **_: object) -> LossOutput:
         return LossOutput(coral_loss(source.float(), target.float()))
