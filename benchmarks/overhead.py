@@ -65,7 +65,7 @@ def minimal_loop(pipeline: DataPipeline, train: dict, valid: dict, epochs: int) 
     torch.manual_seed(cfg.train.seed)
     net = build_model(cfg, pipeline.contexts(), pipeline.targets.n_outputs)
     optim = OptimSettings(cfg.train.lr, cfg.train.weight_decay, cfg.train.scheduler, 0.0)
-    optimizer = torch.optim.AdamW(parameter_groups(net, optim), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(net, net.encoders, optim), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     n = len(train["target"])
     batch = cfg.train.batch_size
     steps = epochs * (n // batch)

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 
 from polymodal.anomaly.model import AnomalyModel
-from polymodal.training.module import BatchModule, OptimSettings, cosine_with_warmup, parameter_groups
+from polymodal.training.module import BatchModule, OptimSettings, configure_adamw
 
 
 class AnomalyModule(BatchModule):
@@ -46,11 +46,4 @@ class AnomalyModule(BatchModule):
         self._step(batch, "val")
 
     def configure_optimizers(self) -> dict[str, Any]:
-        groups = parameter_groups(self.model.net, self.optim)
-        optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
-        if self.optim.scheduler != "cosine":
-            return {"optimizer": optimizer}
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup = int(total * self.optim.warmup_epochs / max(self.trainer.max_epochs or 1, 1))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, warmup))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_adamw(self.model.net, self.model.net.encoders, self.optim, self.trainer)

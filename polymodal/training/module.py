@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from polymodal.config.train import TrainConfig
+from polymodal.models.encoders.base import Encoder
 from polymodal.models.model import MultimodalNet
 from polymodal.models.objectives import TaskLoss
 from polymodal.models.objectives.multitask import MultiTaskLoss
@@ -267,19 +268,7 @@ class PolymodalModule(BatchModule):
                 self.log_validation(f"val_{key}", number, sync_dist=False)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        groups = parameter_groups(self, self.optim)
-        optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        if self.optim.scheduler == "onecycle":
-            max_lrs = [g["lr"] for g in groups]
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lrs, total_steps=total)
-        elif self.optim.scheduler == "cosine":
-            epochs = max(self.trainer.max_epochs or 1, 1)
-            warmup = int(total * self.optim.warmup_epochs / epochs)
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, warmup))
-        else:
-            return {"optimizer": optimizer}
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_adamw(self, self.net.encoders, self.optim, self.trainer)
 
 
 def first_occurrences(values: torch.Tensor) -> torch.Tensor:
@@ -303,17 +292,34 @@ def cosine_with_warmup(total: int, warmup: int) -> Callable[[int], float]:
     return factor
 
 
-def parameter_groups(net: nn.Module, optim: OptimSettings) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on biases and norms; the weights pretrained encoders loaded at
-    ``lr * encoder_lr_scale`` (what they add from scratch, a projection or LoRA adapters, at ``lr``).
-    Frozen parameters are left out."""
-    encoders = getattr(getattr(net, "net", net), "encoders", {})  # a LightningModule or a MultimodalNet
-    pretrained = {id(p) for enc in encoders.values() if getattr(enc, "pretrained", False) for p in enc.parameters()}
-    pretrained -= {id(p) for enc in encoders.values() for p in getattr(enc, "new_parameters", list)()}
-    # frozen now, trained later (gradual unfreezing): in the optimiser from the start
-    pending = {id(p) for enc in encoders.values() if hasattr(enc, "pending_parameters") for p in enc.pending_parameters()}
+def configure_adamw(module: nn.Module, encoders: Mapping[str, Encoder], optim: OptimSettings,
+                    trainer: L.Trainer) -> dict[str, Any]:
+    """Lightning's ``configure_optimizers`` answer for every module that trains: AdamW over
+    ``module``'s :func:`parameter_groups` with ``optim.scheduler`` (``onecycle``, ``cosine`` with
+    warm-up, or none) stepped every batch."""
+    groups = parameter_groups(module, encoders, optim)
+    optimizer = torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay)
+    total = max(int(trainer.estimated_stepping_batches), 1)
+    if optim.scheduler == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], total_steps=total)
+    elif optim.scheduler == "cosine":
+        warmup = int(total * optim.warmup_epochs / max(trainer.max_epochs or 1, 1))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, warmup))
+    else:
+        return {"optimizer": optimizer}
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def parameter_groups(module: nn.Module, encoders: Mapping[str, Encoder], optim: OptimSettings) -> list[dict[str, Any]]:
+    """AdamW groups over ``module``'s trainable parameters: no weight decay on biases and norms;
+    the weights ``encoders`` loaded from files at ``lr * encoder_lr_scale`` (what they add from
+    scratch, a projection or LoRA adapters, at ``lr``). Frozen parameters are left out, except
+    those a gradual-unfreezing schedule trains later (in the optimiser from the start)."""
+    pretrained = {id(p) for enc in encoders.values() if enc.pretrained for p in enc.parameters()}
+    pretrained -= {id(p) for enc in encoders.values() for p in enc.new_parameters()}
+    pending = {id(p) for enc in encoders.values() for p in enc.pending_parameters()}
     buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for name, param in net.named_parameters():
+    for name, param in module.named_parameters():
         if not param.requires_grad and id(param) not in pending:
             continue
         no_decay = param.dim() <= 1 or name.endswith(".bias")

@@ -15,6 +15,7 @@ from typing import get_args
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from polymodal import MultimodalPredictor
 from polymodal.anomaly import SCORERS, AnomalyDetector
@@ -371,3 +372,19 @@ def test_only_rank_zero_writes_the_run(tmp_path, monkeypatch):
     det = AnomalyDetector.from_config(tabular_config()).fit(tabular_rows(), tabular_rows(), out=tmp_path / "run")
     assert det.info == {"rank": 1} and det.metrics == {}
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_the_configured_schedule_drives_an_anomaly_fit(data, monkeypatch):
+    """train.scheduler: onecycle was once dropped by the anomaly module (no schedule, no word)."""
+    made = []
+
+    class Recorded(torch.optim.lr_scheduler.OneCycleLR):
+        def __init__(self, optimizer, **options):
+            made.append(options["total_steps"])
+            super().__init__(optimizer, **options)
+
+    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", Recorded)
+    cfg = config("autoencoder", epochs=2)
+    cfg["train"]["scheduler"] = "onecycle"
+    AnomalyDetector.from_config(cfg).fit(data / "train.csv", data / "valid.csv")
+    assert made == [2 * 96 // 16]  # one schedule over every step of the fit

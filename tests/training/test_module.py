@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from polymodal.models.encoders.base import Encoder
 from polymodal.models.model import NetOutput
 from polymodal.models.objectives import TaskLoss
 from polymodal.training.module import (
@@ -276,13 +277,19 @@ def test_cosine_without_warmup_starts_at_full_rate():
     assert factor(50) == pytest.approx(0.5)
 
 
+class TinyEncoder(Encoder):
+    def __init__(self, *layers: nn.Module, pretrained: bool = False) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+        self.pretrained = pretrained
+
+
 class TinyNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        pretrained = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
-        pretrained.pretrained = True
-        scratch = nn.Linear(4, 4)
-        frozen = nn.Linear(4, 4)
+        pretrained = TinyEncoder(nn.Linear(4, 4), nn.LayerNorm(4), pretrained=True)
+        scratch = TinyEncoder(nn.Linear(4, 4))
+        frozen = TinyEncoder(nn.Linear(4, 4))
         frozen.requires_grad_(False)
         self.encoders = nn.ModuleDict({"pre": pretrained, "new": scratch, "ice": frozen})
         self.head = nn.Linear(4, 2)
@@ -290,8 +297,8 @@ class TinyNet(nn.Module):
 
 def test_parameter_groups():
     net = TinyNet()
-    groups = parameter_groups(net, OptimSettings(lr=1e-3, weight_decay=0.05, scheduler="none", warmup_epochs=0.0,
-                                                 encoder_lr_scale=0.1))
+    settings = OptimSettings(lr=1e-3, weight_decay=0.05, scheduler="none", warmup_epochs=0.0, encoder_lr_scale=0.1)
+    groups = parameter_groups(net, net.encoders, settings)
     where = {}
     for group in groups:
         for p in group["params"]:
@@ -303,7 +310,7 @@ def test_parameter_groups():
     for pid, (lr, decay) in where.items():
         name = names[pid]
         assert lr == pytest.approx(1e-4 if name.startswith("encoders.pre") else 1e-3), name
-        no_decay = name.endswith(".bias") or name == "encoders.pre.1.weight"  # biases and norm weights
+        no_decay = name.endswith(".bias") or name == "encoders.pre.layers.1.weight"  # biases and norm weights
         assert decay == (0.0 if no_decay else 0.05), name
 
 
@@ -321,8 +328,8 @@ def test_what_a_pretrained_encoder_adds_from_scratch_trains_at_the_full_rate(tmp
                                           temporal="gru", dim=8), kind="video", in_channels=3, size=(32, 32), frames=4)
     net = nn.Module()
     net.encoders = nn.ModuleDict({"img": image, "vid": video})
-    groups = parameter_groups(net, OptimSettings(lr=1e-3, weight_decay=0.0, scheduler="none", warmup_epochs=0.0,
-                                                 encoder_lr_scale=0.1))
+    settings = OptimSettings(lr=1e-3, weight_decay=0.0, scheduler="none", warmup_epochs=0.0, encoder_lr_scale=0.1)
+    groups = parameter_groups(net, net.encoders, settings)
     rate = {id(p): g["lr"] for g in groups for p in g["params"]}
     for name, p in net.named_parameters():
         if not p.requires_grad:  # the LoRA-adapted backbone's own weights: frozen, left out
