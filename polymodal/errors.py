@@ -111,6 +111,17 @@ class DatasetOptionError(PolymodalError, ValueError):
         super().__init__(message)
 
 
+class EncoderSettingError(PolymodalError, ValueError):
+    """An encoder setting that only building the encoder can find wrong (more blocks to freeze than
+    it has, a weights file that does not fit, an unknown timm architecture...), with the key path
+    under the encoder's config (``freeze``, ``frame.freeze``, ``weights``) so that
+    :func:`~polymodal.models.model.build_encoders` names the config key in its ConfigError."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
 class MissingDependencyError(PolymodalError, ImportError):
     """An optional dependency is not installed."""
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from polymodal.errors import MissingDependencyError
+from polymodal.errors import EncoderSettingError, MissingDependencyError
 
 
 def add_lora(module: nn.Module, targets: Sequence[str], r: int, alpha: float, dropout: float) -> nn.Module:
@@ -37,7 +37,7 @@ def add_lora(module: nn.Module, targets: Sequence[str], r: int, alpha: float, dr
     try:
         peft.inject_adapter_in_model(config, module)
     except ValueError as err:
-        raise ValueError(f"encoder.lora: cannot adapt targets {list(targets)[:8]} ({err})") from None
+        raise EncoderSettingError("lora.targets", f"cannot adapt {list(targets)[:8]} ({err})") from None
     for param in module.parameters():  # peft freezes everything else; trainability is freeze's job
         param.requires_grad_(requires.get(id(param), True))
     return module

@@ -8,10 +8,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from polymodal.errors import ConfigError
+from polymodal.errors import ConfigError, EncoderSettingError
 from polymodal.models import encoders as _encoders  # noqa: F401 - registration
 from polymodal.models import fusion as _fusion  # noqa: F401 - registration
-from polymodal.models.encoders.base import Encoder, EncoderOutput, FreezeError, batch_norms_frozen_for_one_row
+from polymodal.models.encoders.base import Encoder, EncoderOutput, batch_norms_frozen_for_one_row
 from polymodal.models.fusion.base import FusedOutput, Fusion
 from polymodal.models.heads import build_heads
 from polymodal.models.projection import Projections, build_projections
@@ -149,10 +149,10 @@ def build_encoders(config: Any, contexts: Mapping[str, Mapping[str, Any]]) -> di
     """
     encoders = {}
     for name, modality in config.modalities.items():
-        try:  # more blocks to freeze than the encoder has: only known once it is built
+        try:  # weights that do not fit, more blocks to freeze than it has: known once it is built
             encoder = ENCODERS.build(modality.encoder, kind=modality.kind, **contexts[name])
             encoder.freeze(modality.encoder.freeze)
-        except FreezeError as err:
+        except EncoderSettingError as err:
             raise ConfigError([f"modalities.{name}.encoder.{err}"]) from None
         encoders[name] = encoder
     return encoders

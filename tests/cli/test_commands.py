@@ -42,6 +42,14 @@ def test_train_sets_config_keys_from_the_command_line(data, tmp_path):
     assert_user_error(invoke("train", data["config"], "--train", data["train"], "--out", tmp_path / "x",
                              "--set", "train.epochs"), "--set: expected KEY=VALUE")
 
+
+
+def test_an_encoder_setting_only_building_finds_wrong_is_a_user_error_naming_its_key(data, tmp_path):
+    result = invoke("train", data["config"], "--train", data["train"], "--out", tmp_path / "x",
+                    "--set", "modalities.img.encoder={name: timm, arch: no_such_net}")
+    assert_user_error(result, "modalities.img.encoder.arch: timm has no architecture 'no_such_net'")
+    assert not (tmp_path / "x").exists()
+
 # -- config ------------------------------------------------------------------------------------
 def test_config_schema_prints_json_schema():
     result = invoke("config", "schema")

@@ -220,9 +220,9 @@ def test_a_parameter_free_temporal_mean_adds_no_block_to_freeze_or_unfreeze():
 
 
 def test_freezing_more_frame_encoder_blocks_than_it_has_names_frame_freeze():
-    from polymodal.models.encoders.base import FreezeError
+    from polymodal.errors import EncoderSettingError
 
     cfg = FrameCnnConfig(frame={"name": "cnn", "channels": [4], "dim": 8, "freeze": 50}, dim=8)
-    with pytest.raises(FreezeError, match=r"^frame\.freeze: 50 trailing blocks requested, but encoder ImageCnn has") as err:
+    with pytest.raises(EncoderSettingError, match=r"^frame\.freeze: 50 trailing blocks requested, but encoder ImageCnn has") as err:
         ENCODERS.build(cfg, kind="video", **CONTEXT)
     assert err.value.key == "frame.freeze"  # build_encoders prefixes modalities.<name>.encoder.

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from polymodal.errors import EncoderSettingError
 from polymodal.models.weights import state_digest
 
 
@@ -31,15 +32,6 @@ class EncoderOutput(NamedTuple):
     pooled: torch.Tensor
     tokens: torch.Tensor | None = None
     token_mask: torch.Tensor | None = None
-
-
-class FreezeError(ValueError):
-    """A ``freeze`` setting the built encoder cannot honour (more blocks than it has), with the key
-    path under the encoder's config (``freeze``, ``frame.freeze``) so callers can name the config key."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}: {message}")
-        self.key, self.message = key, message
 
 
 class Encoder(nn.Module):
@@ -74,7 +66,7 @@ class Encoder(nn.Module):
             return
         blocks = self.blocks()
         if spec != "all" and spec > len(blocks):
-            raise FreezeError("freeze", f"{spec} trailing blocks requested, but encoder {type(self).__name__} has "
+            raise EncoderSettingError("freeze", f"{spec} trailing blocks requested, but encoder {type(self).__name__} has "
                               f"{len(blocks)}; use a number from 0 to {len(blocks)}, 'all' or 'none'")
         for parameter in self.parameters():
             parameter.requires_grad_(False)

@@ -14,6 +14,7 @@ from torch import nn
 
 from polymodal.config.encoders import ImageCnnConfig, ResNetConfig, TimmConfig
 from polymodal.config.finetune import LoraConfig
+from polymodal.errors import EncoderSettingError
 from polymodal.models.encoders.base import Encoder, EncoderOutput
 from polymodal.models.lora import add_lora, linear_and_pointwise
 from polymodal.models.registry import ENCODERS
@@ -101,8 +102,8 @@ class ResNetEncoder(Encoder):
         if weights is not None and not restore:
             missing, unexpected = net.load_state_dict(load_state_dict_file(weights), strict=False)
             if missing or unexpected:
-                raise ValueError(f"weights file {weights} does not fit torchvision resnet{depth}: missing keys "
-                                 f"{missing[:5]}, unexpected keys {unexpected[:5]}")
+                raise EncoderSettingError("weights", f"file {weights} does not fit torchvision resnet{depth}: "
+                                          f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
         net.conv1 = _adapt_first_conv(net.conv1, in_channels)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layers = nn.Sequential(net.layer1, net.layer2, net.layer3, net.layer4)
@@ -144,21 +145,21 @@ class TimmEncoder(Encoder):
         try:
             self.backbone = timm.create_model(arch, pretrained=False, num_classes=0, in_chans=in_channels)
         except RuntimeError as err:  # timm's unknown-model error
-            raise ValueError(f"timm has no architecture '{arch}' ({err})") from None
+            raise EncoderSettingError("arch", f"timm has no architecture '{arch}' ({err})") from None
         self.pretrained = weights is not None
         if weights is not None and not restore:
             state = load_state_dict_file(weights)
             try:
                 state = convert_state_dict(state, self.backbone)
             except ValueError as err:
-                raise ValueError(f"weights file {weights} does not fit timm '{arch}': {err}") from None
+                raise EncoderSettingError("weights", f"file {weights} does not fit timm '{arch}': {err}") from None
             if in_channels != 3:
                 state = _adapt_state_channels(state, self.backbone, in_channels)
             missing, unexpected = self.backbone.load_state_dict(state, strict=False)
             classifier = {k for k in unexpected if k.split(".")[0] in ("classifier", "fc", "head")}
             if missing or set(unexpected) - classifier:
-                raise ValueError(
-                    f"weights file {weights} does not fit timm '{arch}': missing keys {missing[:5]}, "
+                raise EncoderSettingError(
+                    "weights", f"file {weights} does not fit timm '{arch}': missing keys {missing[:5]}, "
                     f"unexpected keys {sorted(set(unexpected) - classifier)[:5]}"
                 )
         self.data_config = timm.data.resolve_model_data_config(self.backbone)

@@ -12,6 +12,7 @@ from torch import nn
 
 from polymodal.config.encoders import EmbeddingBagConfig, HfConfig, TextCnnConfig, TextRnnConfig, TextTransformerConfig
 from polymodal.config.finetune import LoraConfig
+from polymodal.errors import EncoderSettingError
 from polymodal.models.encoders.base import Encoder, EncoderOutput
 from polymodal.models.encoders.sequence import RnnCore, TransformerCore
 from polymodal.models.layers import masked_max, masked_mean
@@ -35,10 +36,11 @@ class EmbeddingBag(Encoder):
         self.embedding = _embedding(vocab_size, dim, pad_id)
         if vectors is not None:
             if vocab is None:
-                raise ValueError("encoder 'embedding_bag' with vectors needs preprocess.tokenizer 'word'")
+                raise EncoderSettingError("vectors", "word vectors need the modality's preprocess.tokenizer 'word'")
             matrix, found = load_word_vectors(vectors, vocab)
             if matrix.shape[1] != dim:
-                raise ValueError(f"word vectors in {vectors} are {matrix.shape[1]}-d; set encoder.dim to {matrix.shape[1]}")
+                raise EncoderSettingError("dim", f"the word vectors in {vectors} are {matrix.shape[1]}-d; set encoder.dim "
+                                                 f"to {matrix.shape[1]}")
             with torch.no_grad():
                 rows = torch.as_tensor(found)
                 self.embedding.weight[rows] = torch.as_tensor(matrix[found])

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from polymodal.config.video import FrameCnnConfig
-from polymodal.models.encoders.base import Encoder, EncoderOutput, FreezeError, batch_norms_frozen_for_one_row
+from polymodal.errors import EncoderSettingError
+from polymodal.models.encoders.base import Encoder, EncoderOutput, batch_norms_frozen_for_one_row
 from polymodal.models.registry import ENCODERS
 
 
@@ -62,8 +63,8 @@ class FrameEncoder(Encoder):
         frame = ENCODERS.build(cfg.frame, kind="image", restore=restore, **context)
         try:
             frame.freeze(cfg.frame.freeze)
-        except FreezeError as err:
-            raise FreezeError(f"frame.{err.key}", err.message) from None
+        except EncoderSettingError as err:
+            raise EncoderSettingError(f"frame.{err.key}", err.message) from None
         return cls(frame, cfg.temporal, frames, cfg.dim, cfg.layers, cfg.heads, cfg.dropout)
 
     def new_parameters(self) -> list[nn.Parameter]:
