@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from polymodal.estimator import (
     SUBSETS,
     Estimator,
 )
+from polymodal.utils.warn import warn_user
 
 _SCORES = "an anomaly detector outputs one score per row from a scorer over the fused features, not class outputs; "
 _UNSUPPORTED = {  # capability -> why an anomaly detector has none
@@ -229,9 +229,9 @@ class AnomalyDetector(Estimator):
             unscored = np.isnan(scores)
             frame["note"] = np.where(unscored, f"not scored: {scorer.unscored_reason}", None)
             if unscored.any():
-                warnings.warn(f"{int(unscored.sum())} of {len(scores)} rows could not be scored "
+                warn_user(f"{int(unscored.sum())} of {len(scores)} rows could not be scored "
                               f"({scorer.unscored_reason}): their score is NaN, their flag False and their note "
-                              "says why", stacklevel=2)
+                              "says why")
         return frame
 
     def predict(self, data: DataSource, modalities: Any = None, **_: Any) -> np.ndarray:

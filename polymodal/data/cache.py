@@ -31,7 +31,6 @@ import os
 import shutil
 import time
 import uuid
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ import numpy as np
 
 from polymodal.data.modalities.base import ArraySpec
 from polymodal.utils.io import atomic_folder, atomic_path
+from polymodal.utils.warn import warn_user
 
 
 class SortedIndex:
@@ -327,7 +327,7 @@ class FeatureStore:
             try:
                 self._merge()
             except OSError as err:  # lookups still work, segment by segment
-                warnings.warn(f"cannot merge the segment indexes of {self.folder} ({err})", stacklevel=2)
+                warn_user(f"cannot merge the segment indexes of {self.folder} ({err})")
                 return
             self._load_index()
 

@@ -18,7 +18,6 @@ import hashlib
 import os
 import stat as stat_module
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +37,7 @@ from polymodal.data.cache import (
 from polymodal.data.video_io import frame_files
 from polymodal.errors import DecodeError
 from polymodal.utils.io import hash_file
+from polymodal.utils.warn import warn_user
 
 KEY_BYTES = 16
 NEVER_SETTLED = np.iinfo(np.int64).max  # a change time that keeps an item out of the stat memo
@@ -113,15 +113,14 @@ class StatMemo:
             self.folder.mkdir(parents=True, exist_ok=True)
             publish_index(self.folder, SortedIndex.build(stat, content))
         except OSError as err:  # a read-only cache still answers; the next run hashes these files again
-            warnings.warn(f"cannot write the stat memo in {self.folder} ({err}); files will be hashed again next run",
-                          stacklevel=2)
+            warn_user(f"cannot write the stat memo in {self.folder} ({err}); files will be hashed again next run")
             return
         folders = visible_folders(self.folder)
         if len(folders) > self.MERGE_AT and (parts := open_indexes(folders)):
             try:
                 publish_merged(self.folder, [p.keys for p in parts], [p.values for p in parts], folders)
             except OSError as err:  # every part still answers; a later flush merges them
-                warnings.warn(f"cannot merge the stat memo's parts in {self.folder} ({err})", stacklevel=2)
+                warn_user(f"cannot merge the stat memo's parts in {self.folder} ({err})")
 
 
 KEY_CHUNK = 128  # values per thread task: a future per item costs more than hashing a small file
