@@ -1,4 +1,4 @@
-"""Encoding a manifest into per-modality arrays (decode in a thread pool, featurise per chunk).
+"""Encoding a manifest into per-modality arrays (chunks decoded and featurised in DataLoader worker processes).
 
 The result, an :class:`EncodedTable`, holds for each modality fixed-shape arrays with one row
 per manifest row and a presence mask. Absent cells (and, with ``on_error: missing``, files that

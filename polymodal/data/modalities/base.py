@@ -5,7 +5,7 @@ A preprocessor turns manifest cells into fixed-shape arrays in four steps:
 1. ``fit(values)``: learn what encoding needs from the training cells (a vocabulary,
    category lists, numeric statistics). Cheap, no file decoding for file-based kinds.
 2. ``decode(value)``: one cell -> one decoded sample (file read, colour conversion, resize,
-   resampling, crop/pad). Runs per sample, in a thread pool.
+   resampling, crop/pad). Runs per sample, in DataLoader worker processes (see ``data.encode``).
 3. ``featurize(samples)``: a chunk of decoded samples -> arrays with a leading batch axis
    (vectorised: STFT and mel filterbanks run once per chunk on torch).
 4. ``to_batch(arrays, train)``: at batch time, arrays -> the encoder's keyword inputs
