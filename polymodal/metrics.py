@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -72,43 +73,63 @@ def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: in
     return out
 
 
-def multilabel_metrics(logits: np.ndarray, target: np.ndarray) -> dict[str, Any]:
-    """micro/macro F1, subset accuracy and macro AUROC over labels that have both values."""
+def multilabel_metrics(logits: np.ndarray, target: np.ndarray, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """micro/macro F1, subset accuracy and macro AUROC over labels that have both values; given the
+    labels' ``names``, also ``f1_per_label`` and ``auroc_per_label`` (None where a label lacks one
+    of its values)."""
     from sklearn.metrics import f1_score, roc_auc_score
 
     proba = sigmoid(logits.astype(np.float64))
     pred = (proba >= 0.5).astype(int)
     target = target.astype(int)
     finite = bool(np.isfinite(proba).all())  # a diverged model's NaN outputs have no AUROC
-    aucs = [roc_auc_score(target[:, j], proba[:, j]) for j in range(target.shape[1])
-            if finite and len(np.unique(target[:, j])) == 2]
-    return {
+    label_aucs = [float(roc_auc_score(target[:, j], proba[:, j])) if finite and len(np.unique(target[:, j])) == 2
+                  else None for j in range(target.shape[1])]
+    aucs = [a for a in label_aucs if a is not None]
+    out = {
         "subset_accuracy": float((pred == target).all(axis=1).mean()),
         "micro_f1": float(f1_score(target, pred, average="micro", zero_division=0)),
         "macro_f1": float(f1_score(target, pred, average="macro", zero_division=0)),
         "auroc": float(np.mean(aucs)) if aucs else None,
     }
+    if names is not None:
+        f1 = f1_score(target, pred, average=None, zero_division=0)
+        out["f1_per_label"] = {n: float(v) for n, v in zip(names, f1, strict=True)}
+        out["auroc_per_label"] = dict(zip(names, label_aucs, strict=True))
+    return out
 
 
-def regression_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, Any]:
-    """MAE, RMSE and R2 (averaged over target columns), on the values as given."""
+def regression_metrics(pred: np.ndarray, target: np.ndarray, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """MAE, RMSE and R2 (averaged over target columns), on the values as given. With several
+    target columns and their ``names``, also ``mae_per_target``, ``rmse_per_target`` and
+    ``r2_per_target``: the averages mix the targets' units, each target's own figures do not."""
     from sklearn.metrics import r2_score
 
+    pred, target = pred.reshape(len(pred), -1), target.reshape(len(target), -1)
     err = pred - target
+    defined = len(target) > 1 and bool(np.isfinite(pred).all())  # NaN outputs: diverged
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r2 = float(r2_score(target, pred)) if len(target) > 1 and np.isfinite(pred).all() else None  # NaN: diverged
-    rmse = np.sqrt((err.reshape(len(err), -1) ** 2).mean(axis=0)).mean()  # each target's, averaged
-    return {"mae": float(np.abs(err).mean()), "rmse": float(rmse), "r2": r2}
+        r2 = r2_score(target, pred, multioutput="raw_values") if defined else [None] * target.shape[1]
+    r2 = [None if v is None else float(v) for v in r2]
+    mae, rmse = np.abs(err).mean(axis=0), np.sqrt((err ** 2).mean(axis=0))
+    out = {"mae": float(mae.mean()), "rmse": float(rmse.mean()), "r2": float(np.mean(r2)) if defined else None}
+    if names is not None and len(names) > 1:
+        out["mae_per_target"] = {n: float(v) for n, v in zip(names, mae, strict=True)}
+        out["rmse_per_target"] = {n: float(v) for n, v in zip(names, rmse, strict=True)}
+        out["r2_per_target"] = dict(zip(names, r2, strict=True))
+    return out
 
 
-def task_metrics(task: str, outputs: np.ndarray, target: np.ndarray, n_classes: int | None = None) -> dict[str, Any]:
-    """Metrics for ``task`` from raw model outputs (regression: already on the original scale)."""
+def task_metrics(task: str, outputs: np.ndarray, target: np.ndarray, n_classes: int | None = None,
+                 names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Metrics for ``task`` from raw model outputs (regression: already on the original scale);
+    ``names``: the target columns (multilabel and regression add per-label / per-target figures)."""
     if task == "classification":
         return classification_metrics(outputs, target, n_classes)
     if task == "multilabel":
-        return multilabel_metrics(outputs, target)
-    return regression_metrics(outputs, target)
+        return multilabel_metrics(outputs, target, names)
+    return regression_metrics(outputs, target, names)
 
 
 def monitored(task: str, early_stopping: Any) -> tuple[str, str]:

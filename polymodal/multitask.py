@@ -68,9 +68,9 @@ def multitask_metrics(targets: MultiTargetEncoder, outputs: np.ndarray, target: 
         if enc.task == "classification":
             part = task_metrics("classification", out, tgt[:, 0].round().astype(np.int64), enc.n_outputs)
         elif enc.task == "regression":
-            part = task_metrics("regression", enc.decode_values(out), enc.decode_values(tgt))
+            part = task_metrics("regression", enc.decode_values(out), enc.decode_values(tgt), names=enc.columns)
         else:
-            part = task_metrics("multilabel", out, tgt)
+            part = task_metrics("multilabel", out, tgt, names=enc.columns)
         scores.update(part if slot.name == MAIN_TASK else {f"{slot.name}/{k}": v for k, v in part.items()})
     return scores
 

@@ -227,9 +227,10 @@ class MultimodalPredictor(Estimator):
         if self.config.tasks:  # the main task's metrics, then `<task>/<metric>` for the others
             return multitask_metrics(targets, outputs, target)
         if self.config.task == "regression":
-            return task_metrics("regression", targets.decode_values(outputs), targets.decode_values(target))
+            return task_metrics("regression", targets.decode_values(outputs), targets.decode_values(target),
+                                names=self.config.targets)
         return task_metrics(self.config.task, outputs, target,
-                            targets.n_outputs if self.config.task == "classification" else None)
+                            targets.n_outputs if self.config.task == "classification" else None, names=self.config.targets)
 
     def _dropout_rates(self) -> dict[str, float]:
         rate = self.config.train.modality_dropout

@@ -359,6 +359,8 @@ def test_multilabel(data):
     scores = predictor.evaluate(data["test"])
     assert set(scores) >= {"micro_f1", "macro_f1", "subset_accuracy", "rows"}
     assert scores["micro_f1"] >= 0.6
+    assert set(scores["f1_per_label"]) == set(scores["auroc_per_label"]) == {"tag_bright", "tag_top"}
+    assert scores["macro_f1"] == pytest.approx(np.mean(list(scores["f1_per_label"].values())))
     proba = predictor.predict_proba(data["test"])
     assert list(proba.columns) == ["tag_bright", "tag_top"]
     assert ((proba >= 0) & (proba <= 1)).all().all()

@@ -59,6 +59,19 @@ def table_html(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None 
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def per_output_table(metrics: Mapping[str, Any]) -> str:
+    """Each target's (regression) or label's (multilabel) own figures of the test split (else the
+    validation one): the ``<metric>_per_target`` / ``<metric>_per_label`` entries, one row each."""
+    split = "test" if metrics.get("test") else "valid"
+    scores = metrics.get(split) or {}
+    columns = {k.rsplit("_per_", 1)[0]: v for k, v in scores.items() if "_per_" in k and isinstance(v, Mapping)}
+    if not columns:
+        return ""
+    names = list(next(iter(columns.values())))
+    rows = [{"output": n, **{metric: values.get(n) for metric, values in columns.items()}} for n in names]
+    return f"<p>Each output on its own ({split}):</p>" + table_html(rows)
+
+
 def learning_curves(history: pd.DataFrame) -> bytes | None:
     if history.empty or "epoch" not in history:
         return None
@@ -168,7 +181,7 @@ def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, 
     for split, scores in predictor.metrics.items():
         if isinstance(scores, Mapping):
             metric_rows.append({"split": split, **{k: v for k, v in scores.items() if not isinstance(v, list | dict)}})
-    sections.append("<h2>Metrics</h2>" + table_html(metric_rows))
+    sections.append("<h2>Metrics</h2>" + table_html(metric_rows) + per_output_table(predictor.metrics))
     figures = []
     curves = learning_curves(predictor.history)
     if curves is not None:

@@ -61,3 +61,35 @@ def test_regression_rmse_is_each_targets_averaged():
     pred = np.array([[1.0, 10.0], [2.0, 20.0]])
     target = np.array([[0.0, 10.0], [2.0, 16.0]])
     assert regression_metrics(pred, target)["rmse"] == pytest.approx((np.sqrt(0.5) + np.sqrt(8.0)) / 2)
+
+
+def test_several_targets_get_their_own_figures_beside_the_mixed_average():
+    """A wear in millimetres and a load in tonnes: the averages mix units, each target's figures do not."""
+    from sklearn.metrics import mean_absolute_error, r2_score
+
+    rng = np.random.default_rng(0)
+    target = np.column_stack([rng.normal(0, 10, 50), rng.normal(0, 0.1, 50)])
+    pred = target + np.column_stack([rng.normal(0, 1, 50), rng.normal(0, 0.05, 50)])
+    out = regression_metrics(pred, target, names=["wear", "load"])
+    for j, name in enumerate(["wear", "load"]):
+        assert out["mae_per_target"][name] == pytest.approx(mean_absolute_error(target[:, j], pred[:, j]))
+        assert out["rmse_per_target"][name] == pytest.approx(np.sqrt(((pred[:, j] - target[:, j]) ** 2).mean()))
+        assert out["r2_per_target"][name] == pytest.approx(r2_score(target[:, j], pred[:, j]))
+    assert out["r2"] == pytest.approx(r2_score(target, pred))
+    assert "mae_per_target" not in regression_metrics(pred[:, :1], target[:, :1], names=["wear"])  # one: the same
+
+
+def test_each_label_gets_its_f1_and_auroc():
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    rng = np.random.default_rng(1)
+    target = rng.integers(0, 2, (40, 3))
+    target[:, 2] = 1  # one value only: no AUROC
+    logits = (target * 2 - 1) * rng.uniform(0.1, 2, (40, 3)) + rng.normal(0, 1, (40, 3))
+    out = multilabel_metrics(logits, target, names=["leak", "heat", "on"])
+    pred = (logits >= 0).astype(int)
+    for j, name in enumerate(["leak", "heat"]):
+        assert out["f1_per_label"][name] == pytest.approx(f1_score(target[:, j], pred[:, j]))
+        assert out["auroc_per_label"][name] == pytest.approx(roc_auc_score(target[:, j], logits[:, j]))
+    assert out["auroc_per_label"]["on"] is None and out["f1_per_label"]["on"] == pytest.approx(f1_score(target[:, 2], pred[:, 2]))
+    assert out["auroc"] == pytest.approx(np.mean([out["auroc_per_label"]["leak"], out["auroc_per_label"]["heat"]]))

@@ -154,3 +154,14 @@ def test_failed_diagnostics_do_not_lose_the_trained_model(tmp_path, monkeypatch)
                                atol=1e-6)
     body = sections((out / "report.html").read_text(encoding="utf-8"))
     assert "The diagnostics failed after training (RuntimeError: the sweep broke)" in body["Diagnostics"]
+
+
+def test_each_output_gets_its_row_of_figures():
+    from polymodal.evaluation.report import per_output_table
+
+    metrics = {"valid": {"mae": 1.0, "mae_per_target": {"wear": 1.5, "load": 0.5},
+                         "r2_per_target": {"wear": 0.9, "load": None}}}
+    table = per_output_table(metrics)
+    assert "(valid)" in table and "<th>output</th><th>mae</th><th>r2</th>" in table
+    assert "<td>wear</td><td>1.5000</td><td>0.9000</td>" in table and "<td>load</td><td>0.5000</td><td>-</td>" in table
+    assert per_output_table({"valid": {"mae": 1.0}}) == ""  # one target: the metrics table says it all
