@@ -157,19 +157,34 @@ def explain(
     samples: Annotated[int, typer.Option("--samples", min=0, help="Rows that get heat-maps inside each "
                                          "modality.")] = 4,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the row sample.")] = 0,
+    output: Annotated[str | None, typer.Option(
+        "--output", metavar="NAME", help="The output to explain: a class, label or target name (default: each "
+                                         "row's predicted class; multilabel / regression: the first label / "
+                                         "target).")] = None,
 ) -> None:
     """Attribute predictions to modalities (Shapley values) and, inside each, to pixels, tokens or
-    time-frequency bins (Integrated Gradients); write an HTML page."""
+    time-frequency bins (Integrated Gradients); write an HTML page. The printed table and the page
+    name the explained output (--output picks another)."""
+    from rich.markup import escape
+
     from polymodal.estimator import EXPLAIN
+    from polymodal.evaluation.data import output_names
     from polymodal.predictor import MultimodalPredictor
+    from polymodal.utils.scores import output_index
 
     if out is not None and out.exists() and not out.is_dir():  # found before the work, not after
         raise NotADirectoryError(f"--out must be a folder (explain.html, shapley.csv...); {out} is a file")
     predictor = MultimodalPredictor.load(run)
     predictor.require(EXPLAIN)
-    explanation = predictor.explain(data, max_rows=rows, samples=samples, seed=seed)
+    names = output_names(predictor)
+    chosen = output_index(output, names, predictor.config.task)  # an unknown name: refused before the work
+    explanation = predictor.explain(data, max_rows=rows, samples=samples, seed=seed,
+                                    output=None if chosen is None else names[chosen])
     page = explanation.to_html(out or run / "explain")
-    print_rows(explanation.importance.to_dict("records"), "modality importance")
+    table = explanation.importance.drop(columns="explained")  # named on a line of its own, not on every row
+    print_rows(table.to_dict("records"), "modality importance")
+    console.print(f"explained: the {escape(explanation.explained_quantity)} (the Shapley columns; any metric "
+                  "columns score the whole prediction)", highlight=False, soft_wrap=True)
     console.print(f"explanation written to {page}")
 
 

@@ -12,6 +12,7 @@ settings and fitted state, the graph's inputs, and the parity figures measured a
     rt.predict(rows)          # ['3', '7']
     rt.predict_proba(rows)    # (2, K) probabilities
     rt.explain(rows)          # (2, M) exact Shapley contributions of each modality
+    rt.explained_quantity()   # what they attribute: 'probability of the predicted class'
 
 A row maps modality names to values (see :mod:`polymodal.deploy.features` for what each kind
 accepts); a tabular modality's value maps its columns to values. Absent modalities are masked
@@ -31,7 +32,14 @@ import numpy as np
 from polymodal.deploy.errors import ExportError, RequestError, first_line, onnxruntime_errors
 from polymodal.deploy.features import FEATURES, Features
 from polymodal.errors import MissingDependencyError
-from polymodal.utils.scores import decisions, explained_score, probabilities
+from polymodal.utils.scores import (
+    decisions,
+    explained_outputs,
+    explained_quantity,
+    explained_score,
+    output_index,
+    probabilities,
+)
 from polymodal.utils.values import blank
 
 META_FILE = "deploy.json"
@@ -177,24 +185,38 @@ class Runtime:
             return [self.meta["classes"][i] for i in decisions(task, scores)]
         return decisions(task, scores).tolist() if task == "multilabel" else scores.tolist()
 
-    def explain(self, rows: Sequence[Row], feeds: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
-        """Exact Shapley contributions (B, M) of each modality (``names`` order) to each row's score.
+    def explain(self, rows: Sequence[Row], feeds: Mapping[str, np.ndarray] | None = None, *,
+                output: Any | None = None) -> np.ndarray:
+        """Exact Shapley contributions (B, M) of each modality (``names`` order) to each row's explained score.
 
-        The score is the predicted class's probability (classification), the mean label
-        probability (multilabel) or the first value (regression); a coalition is evaluated by
-        masking the other modalities as absent, and the empty coalition is every modality absent.
-        Contributions add up to score(all given) - score(none).
+        The explained score is the one ``pred.explain`` attributes (:func:`polymodal.utils.scores.explained_outputs`):
+        by default the predicted class's probability (classification), the first label's
+        probability (multilabel) or the first target's value (regression); ``output`` (a class,
+        label or target name) picks another; :meth:`explained_quantity` names it. A coalition is
+        evaluated by masking the other modalities as absent, and the empty coalition is every
+        modality absent. Contributions add up to score(all given) - score(none).
+
+        Raises:
+            SchemaMismatchError: ``output`` is not one of the model's outputs.
         """
         from polymodal.evaluation.shapley import exact_shapley  # numpy only
 
+        task, chosen = self.meta["task"], output_index(output, self.meta["classes"], self.meta["task"])
         feeds = dict(self.featurize(rows) if feeds is None else feeds)
         given = np.stack([feeds[f"{n}.present"] for n in self.names], axis=1)  # (B, M)
         m, start, stop = len(self.names), *self.meta["main_outputs"]
-        full = self.scores(self.run(feeds)[:, start:stop])
-        pick = full.argmax(axis=1) if self.meta["task"] == "classification" else None  # the class of all given
+        pick = explained_outputs(task, self.scores(self.run(feeds)[:, start:stop]), chosen)  # with all given
         values = {}
         for mask in range(1 << m):
             keep = np.asarray([(mask >> i) & 1 for i in range(m)], bool)
             masked = {**feeds, **{f"{n}.present": given[:, i] & keep[i] for i, n in enumerate(self.names)}}
-            values[mask] = explained_score(self.meta["task"], self.scores(self.run(masked)[:, start:stop]), pick)[:, None]
+            values[mask] = explained_score(task, self.scores(self.run(masked)[:, start:stop]), pick)[:, None]
         return exact_shapley(values, m)[:, :, 0]
+
+    def explained_quantity(self, output: Any | None = None) -> str:
+        """What :meth:`explain` attributes, in words (as ``Explanation.explained_quantity``), e.g.
+        ``probability of the predicted class`` or ``probability of label 'kw_leak'``."""
+        task, chosen = self.meta["task"], output_index(output, self.meta["classes"], self.meta["task"])
+        if chosen is None and task == "classification":
+            return explained_quantity(task)
+        return explained_quantity(task, self.meta["classes"][0 if chosen is None else chosen])

@@ -28,7 +28,7 @@ from polymodal.deploy.requests import FILE_KINDS, RequestParser, accepted_types,
 from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.settings import ServeSettings
 from polymodal.errors import MissingDependencyError
-from polymodal.utils.scores import decisions, explained_score
+from polymodal.utils.scores import decisions, explained_outputs, explained_quantity, explained_score
 
 ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "object", "properties": {
     "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": ["string", "null"]}}}}}
@@ -163,16 +163,22 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
 
     @app.post("/explain", dependencies=[Depends(authorised)], **post)
     async def explain(request: Request) -> dict[str, Any]:
-        """The prediction plus each given modality's contribution (exact Shapley value) to the explained score."""
+        """The prediction plus each given modality's contribution (exact Shapley value) to the explained score:
+        the predicted class's probability (classification), else the first label's probability or the first
+        target's value, as ``polymodal explain``. ``explained`` is that output's name (a key of
+        ``probabilities``), ``explained_quantity`` says it in words."""
         row = await read_row(request, parser, settings)
         feeds = await run_in_threadpool(runtime.featurize, [row])
         outputs = await batcher.submit(feeds)
         phi = (await run_in_threadpool(runtime.explain, [row], feeds))[0]
         out = result(outputs, row)
         start, stop = meta["main_outputs"]
-        scores = runtime.scores(outputs[None, start:stop])[0]
-        score = float(explained_score(meta["task"], scores[None])[0])
-        out["explained"] = out["prediction"] if meta["task"] == "classification" else "score"
+        task, scores = meta["task"], runtime.scores(outputs[None, start:stop])
+        pick = explained_outputs(task, scores)
+        name = meta["classes"][int(pick[0])]
+        score = float(explained_score(task, scores, pick)[0])
+        out["explained"] = name if task == "classification" else str(name)
+        out["explained_quantity"] = explained_quantity(task, name, predicted=task == "classification")
         out["score"] = score
         out["base"] = score - float(phi.sum())
         out["contributions"] = {n: float(v) for n, v in zip(runtime.names, phi)}

@@ -1,12 +1,16 @@
 """Modality attribution: what each modality contributed to each prediction.
 
 ``explain(predictor, data)`` computes, per sample, Shapley values over modalities: the value of
-a coalition is the model's score (class probability, label probability or regression value)
-with only those modalities present, every other one hidden through the model's missing path
+a coalition is the model's score of the explained output with only those modalities present, every other one hidden through the model's missing path
 (presence masks, as for a missing cell). Exact over all 2^M coalitions up to
 :data:`~polymodal.evaluation.shapley.EXACT_MAX_MODALITIES` modalities, permutation-sampled
 beyond. The global importance of a modality is its mean |Shapley value| and, on labelled data,
-how much the metric drops when it alone is removed. Within each modality, Captum's Integrated
+how much the metric (over every output) drops when it alone is removed.
+
+The explained output is, by default, the predicted class (classification: its probability) or
+the first output (multilabel: the first label's probability; regression: the first target's
+value), the rule the runtime and the service share (:func:`polymodal.utils.scores.explained_outputs`);
+``output=`` picks another. ``Explanation.explained_quantity`` names it. Within each modality, Captum's Integrated
 Gradients attribute the prediction to pixels, tokens, time-frequency bins or signal steps
 (:mod:`polymodal.evaluation.integrated_gradients`).
 """
@@ -21,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 from polymodal.config.task_metrics import TASK_METRICS
-from polymodal.errors import SchemaMismatchError
 from polymodal.estimator import EXPLAIN
 from polymodal.evaluation.coalitions import coalition_outputs, mask_of
 from polymodal.evaluation.data import EvalData, load_eval_data, output_names, to_scores
@@ -34,6 +37,7 @@ from polymodal.evaluation.shapley import (
     sampled_shapley,
     shapley_interactions,
 )
+from polymodal.utils.scores import explained_outputs, explained_quantity, output_index
 
 if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource
@@ -51,12 +55,17 @@ class Explanation:
         phi: (N, M, K) Shapley values of every output.
         base: (N, K) scores with no modality present.
         full: (N, K) scores with every modality the row holds present.
-        explained: (N,) the output explained per row (classification: the predicted class).
+        explained: (N,) the output explained per row (index into ``outputs``): by default the
+            predicted class (classification) or the first output (multilabel, regression).
         exact: exact Shapley values (else permutation-sampled).
         interactions: (N, M, M, K) pairwise Shapley interactions (exact only), else None.
         importance: per modality: ``mean_abs_shapley``, ``share``, ``mean_shapley`` and, with
             labels, the metric with all modalities, without this one, the drop, and alone.
         within: Integrated-Gradients attributions inside each modality for a few samples.
+        explained_quantity: what the Shapley values attribute, in words, e.g. ``probability of
+            the predicted class`` or ``probability of label 'kw_leak'`` (also the importance
+            table's ``explained`` column).
+        task: the (main) task explained.
     """
 
     modalities: list[str]
@@ -70,6 +79,8 @@ class Explanation:
     interactions: np.ndarray | None
     importance: pd.DataFrame
     within: list[WithinAttribution] = field(default_factory=list)
+    explained_quantity: str = ""
+    task: str = ""
 
     def _pick(self, array: np.ndarray) -> np.ndarray:
         """The explained output of each row: (N, ..., K) -> (N, ...)."""
@@ -117,15 +128,18 @@ def _plan(m: int, permutations: int, seed: int) -> tuple[list[int], np.ndarray |
 
 
 def _importance(predictor: MultimodalPredictor, names: list[str], picked_phi: np.ndarray,
-                raw: dict[int, np.ndarray], targets: np.ndarray | None, held: list[bool]) -> pd.DataFrame:
-    """Mean |Shapley| per modality and its share; with labels, the metric with every modality, without
+                raw: dict[int, np.ndarray], targets: np.ndarray | None, held: list[bool],
+                quantity: str) -> pd.DataFrame:
+    """Mean |Shapley| per modality and its share, and what those Shapley values attribute
+    (``explained``); with labels, the metric (over every output) with every modality, without
     each one and with each one alone (NaN for a modality no row holds: that would score predictions
     made from nothing)."""
     mean_abs = np.abs(picked_phi).mean(axis=0) if len(picked_phi) else np.zeros(len(names))
     total = float(mean_abs.sum())
     frame = pd.DataFrame({"modality": names, "mean_abs_shapley": mean_abs,
                           "share": mean_abs / total if total > 0 else np.zeros(len(names)),
-                          "mean_shapley": picked_phi.mean(axis=0) if len(picked_phi) else np.zeros(len(names))})
+                          "mean_shapley": picked_phi.mean(axis=0) if len(picked_phi) else np.zeros(len(names)),
+                          "explained": quantity})
     metric = TASK_METRICS[predictor.config.task].sweep
     if targets is not None and metric is not None and len(targets):
         full = (1 << len(names)) - 1
@@ -154,13 +168,16 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
         samples: rows that get within-modality attributions (0: none).
         permutations: sampled orders when the model has more than 6 modalities.
         steps: Integrated-Gradients interpolation steps.
-        output: the output to explain for multilabel / regression models (a label or target
-            column; default the first). Classification explains each row's predicted class.
+        output: the output to explain: a class (classification), label column (multilabel) or
+            target column (regression), compared as given, then as text (``"3"`` names class
+            ``3``). Default: each row's predicted class (classification), else the first output.
 
     Raises:
         SchemaMismatchError: ``output`` is not one of the model's outputs.
     """
     predictor.require(EXPLAIN)
+    task, outputs_named = predictor.config.task, output_names(predictor)
+    chosen = output_index(output, outputs_named, task)  # checked before the work
     if not isinstance(data, EvalData):
         data = load_eval_data(predictor, data, require_target=None, max_rows=max_rows, seed=seed)
     names = list(predictor.config.modality_names)
@@ -172,22 +189,14 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     values = {mask: to_scores(predictor, out) for mask, out in raw.items()}
     phi = exact_shapley(values, m) if orders is None else sampled_shapley(values, orders)
     full, base = values[(1 << m) - 1], values[0]
-    explained = _explained(predictor, full, output)
+    explained = explained_outputs(task, full, chosen)
+    quantity = explained_quantity(task, None if chosen is None and task == "classification"
+                                  else outputs_named[0 if chosen is None else chosen])
     interactions = shapley_interactions(values, m) if orders is None and m > 1 else None
     picked = np.take_along_axis(phi, explained[:, None, None], axis=-1)[..., 0]
     importance = _importance(predictor, names, picked, raw, data.targets,
-                             [bool(data.table.modalities[n].present.any()) for n in names])
+                             [bool(data.table.modalities[n].present.any()) for n in names], quantity)
     within = within_modality(predictor, data, np.arange(min(samples, len(data))), explained, steps) if samples else []
-    return Explanation(names, output_names(predictor), data.source_rows, phi, base, full, explained,
-                       orders is None, interactions, importance, within)
+    return Explanation(names, outputs_named, data.source_rows, phi, base, full, explained,
+                       orders is None, interactions, importance, within, quantity, task)
 
-
-def _explained(predictor: MultimodalPredictor, full: np.ndarray, output: Any | None) -> np.ndarray:
-    names = output_names(predictor)
-    if predictor.config.task == "classification" and output is None:
-        return full.argmax(axis=1)
-    if output is None:
-        return np.zeros(len(full), np.int64)
-    if output not in names:
-        raise SchemaMismatchError(f"output {output!r} to explain is not one of this model's outputs {names}")
-    return np.full(len(full), names.index(output), np.int64)

@@ -100,6 +100,7 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
         out["subsets"] = evaluate_subsets(predictor, data, report_subsets(names)).to_dict("records")
         explanation = explain(predictor, data, seed=cfg.seed, samples=0)
         out["importance"] = explanation.importance.to_dict("records")
+        out["explained"] = explanation.explained_quantity  # the default output (see attribution.explain)
         out["interactions"] = explanation.interaction_table().to_dict("records")
     if cfg.robustness:
         corruptions = {n: [REPORT_CORRUPTIONS[m.kind]] for n, m in predictor.config.modalities.items()

@@ -30,12 +30,39 @@ def _metric_of(explanation: Explanation) -> str | None:
     return drops[0][: -len("_drop")] if drops else None
 
 
+def _quantity(explanation: Explanation) -> str:
+    """What the Shapley values attribute (an explanation built without a name: the generic words)."""
+    return explanation.explained_quantity or "explained output's score"
+
+
+def explained_note(quantity: str, metric: str | None) -> str:
+    """One sentence naming the explained output (HTML), and that the metric columns score every output."""
+    note = f"The Shapley values explain the <b>{html.escape(quantity)}</b>"
+    if metric is not None:
+        note += (f"; the <code>{html.escape(metric)}_*</code> columns score the whole prediction (every class, "
+                 "label or target), not only the explained output")
+    return note + "."
+
+
+def _within_note(task: str) -> str:
+    """What the Integrated Gradients attribute, in the task's terms."""
+    if task == "regression":
+        return ("Integrated Gradients (Captum) of the explained target's prediction (the network's standardised "
+                "output; the value on the target's scale is a positive multiple of it plus a constant, so its "
+                "attributions are these times the target's standard deviation)")
+    if task in ("classification", "multilabel"):
+        what = "class" if task == "classification" else "label"
+        return (f"Integrated Gradients (Captum) of the explained {what}'s logit (the log-odds behind its "
+                "probability)")
+    return "Integrated Gradients (Captum) of the explained output's raw network output"
+
+
 def within_html(item: WithinAttribution) -> str:
     """One within-modality attribution as a figure (or highlighted tokens)."""
     title = f"{item.modality} ({item.kind})"
     if item.layout == "tokens":
         return f"<figure>{tokens_html(item.labels or [], item.attribution)}<figcaption>{html.escape(title)}: " \
-               "token attributions (red: towards the explained output, blue: against)</figcaption></figure>"
+               "token attributions (red: raises the explained output, blue: lowers it)</figcaption></figure>"
     if item.layout == "image":
         png = image_attribution(item.display, item.attribution, title)
     elif item.layout == "frames":
@@ -59,8 +86,10 @@ def explanation_html(explanation: Explanation, title: str) -> str:
              f"<p>{n} rows; modalities {', '.join(f'<b>{html.escape(m)}</b>' for m in explanation.modalities)}. "
              f"Shapley values over modalities, {how}: a modality outside a coalition is hidden through the "
              "model's missing-modality path. For each row they add up to the explained score with every "
-             "modality present minus the score with none (<code>base</code>). Classification explains the "
-             "probability of the predicted class.</p>"]
+             "modality present minus the score with none (<code>base</code>). "
+             f"{explained_note(_quantity(explanation), _metric_of(explanation))} Another output: "
+             "<code>pred.explain(data, output=NAME)</code> or <code>polymodal explain RUN --data X --output "
+             "NAME</code>.</p>"]
     metric = _metric_of(explanation)
     png = importance_plot(explanation.importance, metric)
     parts.append("<h2>Global importance</h2>" + embed_png(png, "modality importance")
@@ -74,10 +103,9 @@ def explanation_html(explanation: Explanation, title: str) -> str:
     parts.append(f"<h2>Per-row Shapley values</h2><p>First {len(shown)} of {n} rows (all in "
                  "<code>shapley.csv</code>).</p>" + table_html(shown.to_dict("records")))
     if explanation.within:
-        parts.append("<h2>Inside each modality</h2><p>Integrated Gradients (Captum) of the explained output's "
-                     "logit with respect to each modality's input, the other inputs fixed; red pushes towards "
-                     "the output, blue against. A video shows its sampled frames, each titled with its "
-                     "attribution's total.</p>")
+        parts.append(f"<h2>Inside each modality</h2><p>{_within_note(explanation.task)} with respect to each "
+                     "modality's input, the other inputs fixed; red pushes the output up, blue down. A video "
+                     "shows its sampled frames, each titled with its attribution's total.</p>")
         by_row: dict[int, list[WithinAttribution]] = {}
         for item in explanation.within:
             by_row.setdefault(item.row, []).append(item)

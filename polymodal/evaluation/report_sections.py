@@ -54,9 +54,14 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
             body += "<p>Pairwise Shapley interactions (positive: complementary, negative: redundant):</p>"
             body += table_html(diagnostics["interactions"])
         how = "Exact" if len(importance) <= EXACT_MAX_MODALITIES else "Sampled (permutation estimates of)"
+        quantity = diagnostics.get("explained") or importance.get("explained", pd.Series(["predicted score"])).iloc[0]
         sections["Modality importance"] = (
-            where + f"<p>{how} Shapley values over modalities of the predicted score (per-sample values and "
-            "within-modality heat-maps: <code>polymodal explain RUN --data X</code>).</p>" + body)
+            where + f"<p>{how} Shapley values over modalities of the <b>{html.escape(str(quantity))}</b>"
+            + (f"; the <code>{html.escape(str(metric))}_*</code> columns score the whole prediction (every class, "
+               "label or target), not only the explained output"
+               if metric is not None and f"{metric}_drop" in importance else "")
+            + " (per-sample values, within-modality heat-maps and other outputs: <code>polymodal explain RUN "
+            "--data X [--output NAME]</code>).</p>" + body)
     robustness = diagnostics.get("robustness")
     if robustness and robustness.get("curves"):
         curves = pd.DataFrame(robustness["curves"])

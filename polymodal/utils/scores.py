@@ -3,7 +3,12 @@ multi-task tables, the torch-free runtime and the HTTP service (numpy only)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+
+from polymodal.errors import SchemaMismatchError
 
 MULTILABEL_THRESHOLD = 0.5  # a label is predicted when its probability reaches this
 
@@ -34,11 +39,60 @@ def decisions(task: str, proba: np.ndarray) -> np.ndarray:
     return (proba >= MULTILABEL_THRESHOLD).astype(int)
 
 
-def explained_score(task: str, scores: np.ndarray, pick: np.ndarray | None = None) -> np.ndarray:
-    """(B,) the score an explanation attributes: the probability of class ``pick`` (classification;
-    by default the predicted class), the mean label probability (multilabel) or the first value
-    (regression)."""
+# -- what an explanation attributes -----------------------------------------------------------
+# One rule for the eager explanation (``pred.explain``, ``polymodal explain``, the report), the
+# runtime (``Runtime.explain``) and the service (``POST /explain``): per row, ONE output's score,
+# by default the predicted class's probability (classification) or the first output (multilabel:
+# the first label's probability; regression: the first target's value; one target: its value).
+# One output, not an average: it is a number the model reports (a ``predict_proba`` column or a
+# predicted value), it stays on one scale (targets of a multi-target regression need not share
+# units), and it is what the within-modality Integrated Gradients can attribute (one logit).
+
+
+def explained_outputs(task: str, scores: np.ndarray, output: int | None = None) -> np.ndarray:
+    """(B,) index of the output an explanation attributes, per row of ``scores`` (B, K): ``output``
+    when given, else the predicted class (classification) or the first output (multilabel,
+    regression)."""
+    if output is not None:
+        return np.full(len(scores), output, np.int64)
     if task == "classification":
-        pick = scores.argmax(axis=1) if pick is None else pick
-        return scores[np.arange(len(scores)), pick]
-    return scores.mean(axis=1) if task == "multilabel" else scores[:, 0]
+        return scores.argmax(axis=1).astype(np.int64)
+    return np.zeros(len(scores), np.int64)
+
+
+def explained_score(task: str, scores: np.ndarray, pick: np.ndarray | None = None) -> np.ndarray:
+    """(B,) the score an explanation attributes: ``scores[row, pick[row]]``, ``pick`` by default
+    :func:`explained_outputs` (the predicted class's probability, else the first output)."""
+    pick = explained_outputs(task, scores) if pick is None else pick
+    return scores[np.arange(len(scores)), pick]
+
+
+def output_index(output: Any | None, names: Sequence[Any], task: str) -> int | None:
+    """The position of ``output`` (a class, label or target name; compared as given, then as
+    text, so ``"3"`` names class ``3``) among ``names``; None for None.
+
+    Raises:
+        SchemaMismatchError: no output has that name (the message lists them).
+    """
+    if output is None:
+        return None
+    plain = [n.item() if isinstance(n, np.generic) else n for n in names]
+    for same in (lambda n: n == output, lambda n: str(n) == str(output)):
+        found = [i for i, n in enumerate(plain) if same(n)]
+        if found:
+            return found[0]
+    kind = {"classification": "classes", "multilabel": "labels"}.get(task, "targets")
+    raise SchemaMismatchError(f"output {output!r} to explain is not one of this model's outputs ({kind}) {plain}")
+
+
+def explained_quantity(task: str, name: Any | None = None, *, predicted: bool = False) -> str:
+    """What an explanation attributes, in words: ``name`` is the explained output (a class, label
+    or target); None for classification's per-row predicted class. ``predicted``: the class named
+    is the row's predicted one."""
+    if task == "classification":
+        if name is None:
+            return "probability of the predicted class"
+        return f"probability of the predicted class '{name}'" if predicted else f"probability of class '{name}'"
+    if task == "multilabel":
+        return f"probability of label '{name}'"
+    return f"predicted value of target '{name}'"

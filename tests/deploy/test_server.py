@@ -154,6 +154,8 @@ def test_explain_contributions_add_up(client, sample):
     assert contributions["audio"] == 0.0 and contributions["image"] == 0.0  # not sent: no contribution
     assert out["score"] == pytest.approx(out["probabilities"][out["explained"]])
     assert out["base"] + sum(contributions.values()) == pytest.approx(out["score"], abs=1e-6)
+    assert out["explained"] == out["prediction"]  # classification: the predicted class, named in words too
+    assert out["explained_quantity"] == f"probability of the predicted class '{out['prediction']}'"
 
 
 def big_png(side: int) -> bytes:

@@ -1,0 +1,108 @@
+"""One explained output everywhere: ``pred.explain``, the exported runtime and ``POST /explain``
+attribute the same score (by default the predicted class's probability, else the first output)
+and name it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from polymodal import MultimodalPredictor
+from polymodal.deploy.export import export_run
+from polymodal.deploy.runtime import Runtime
+from polymodal.deploy.server import create_app
+from polymodal.deploy.settings import ServeSettings
+from polymodal.errors import SchemaMismatchError
+
+LABELS = ["kw_leak", "kw_noise"]
+TARGETS = ["y1", "y2"]
+
+
+def frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    a1, a2, b1, b2 = rng.normal(size=(4, n))
+    data = pd.DataFrame({"a1": a1, "a2": a2, "b1": b1, "b2": b2,
+                         "kw_leak": (a1 + 0.5 * b1 > 0).astype(int), "kw_noise": (b1 > 0).astype(int),
+                         "y1": 100.0 + 10.0 * a1 + 2.0 * b1, "y2": -3.0 * b1 + 0.1 * a2})
+    data.loc[::7, ["a1", "a2"]] = np.nan  # rows without modality a
+    data.loc[3::7, ["b1", "b2"]] = np.nan  # rows without modality b
+    return data
+
+
+def config(task: str) -> dict:
+    encoder = {"dim": 8, "hidden": [16]}
+    return {"task": task, "target": LABELS if task == "multilabel" else TARGETS,
+            "modalities": {"a": {"kind": "tabular", "columns": ["a1", "a2"], "encoder": dict(encoder)},
+                           "b": {"kind": "tabular", "columns": ["b1", "b2"], "encoder": dict(encoder)}},
+            "fusion": {"name": "concat"}, "head": {"name": "mlp", "hidden": [16]},
+            "train": {"epochs": 3, "batch_size": 16, "lr": 0.01, "seed": 0, "progress": False, "num_workers": 0},
+            "report": {"rows": 0}}
+
+
+def runtime_rows(data: pd.DataFrame) -> list[dict]:
+    def cells(row: pd.Series, columns: list[str]) -> dict:
+        return {c: None if math.isnan(row[c]) else float(row[c]) for c in columns}
+
+    return [{"a": cells(row, ["a1", "a2"]), "b": cells(row, ["b1", "b2"])} for _, row in data.iterrows()]
+
+
+@pytest.fixture(scope="module", params=["multilabel", "regression"])
+def exported(request, tmp_path_factory, one_thread):
+    task = request.param
+    run = tmp_path_factory.mktemp(f"parity_{task}") / "run"
+    predictor = MultimodalPredictor.from_config(config(task)).fit(frame(80, 0), frame(30, 1), out=run)
+    test = frame(12, 2)
+    export_run(predictor, run / "export", data=test)
+    return task, predictor, test, Runtime.load(run / "export")
+
+
+def test_eager_and_runtime_explain_the_same_default_output(exported):
+    task, predictor, test, runtime = exported
+    explanation = predictor.explain(test, samples=0)
+    first = LABELS[0] if task == "multilabel" else TARGETS[0]
+    assert (explanation.values["explained"] == first).all()
+    assert explanation.explained_quantity == runtime.explained_quantity()
+    if task == "multilabel":  # what the runtime explained before: the mean label probability, another number
+        assert not np.allclose(explanation.phi[..., 0], explanation.phi.mean(axis=-1), atol=1e-3)
+    assert explanation.explained_quantity == (f"probability of label '{first}'" if task == "multilabel"
+                                              else f"predicted value of target '{first}'")
+    phi = runtime.explain(runtime_rows(test))
+    assert runtime.names == explanation.modalities == ["a", "b"]
+    scale = 1.0 if task == "multilabel" else float(np.abs(explanation.values["prediction"]).max())
+    np.testing.assert_allclose(phi, explanation.values[["a", "b"]].to_numpy(), atol=1e-5 * scale)
+
+
+def test_another_output_is_the_same_in_both_paths(exported):
+    task, predictor, test, runtime = exported
+    second = LABELS[1] if task == "multilabel" else TARGETS[1]
+    explanation = predictor.explain(test, samples=0, output=second)
+    assert (explanation.values["explained"] == second).all()
+    assert explanation.explained_quantity == runtime.explained_quantity(second)
+    assert (explanation.importance["explained"] == explanation.explained_quantity).all()
+    phi = runtime.explain(runtime_rows(test), output=second)
+    scale = 1.0 if task == "multilabel" else float(np.abs(explanation.values["prediction"]).max())
+    np.testing.assert_allclose(phi, explanation.values[["a", "b"]].to_numpy(), atol=1e-5 * scale)
+    with pytest.raises(SchemaMismatchError, match=r"'nope'.*\['(kw_leak|y1)', '(kw_noise|y2)'\]"):
+        runtime.explain(runtime_rows(test), output="nope")
+
+
+def test_serve_names_the_explained_output_and_matches_the_runtime(exported):
+    task, predictor, test, runtime = exported
+    row = runtime_rows(test)[1]
+    with TestClient(create_app(runtime, ServeSettings(max_wait_ms=5))) as client:
+        out = client.post("/explain", json=row).json()
+    first = LABELS[0] if task == "multilabel" else TARGETS[0]
+    assert out["explained"] == first
+    assert out["explained_quantity"] == runtime.explained_quantity()
+    if task == "multilabel":
+        assert out["score"] == pytest.approx(out["probabilities"][first], abs=1e-6)
+    else:
+        assert out["score"] == pytest.approx(out["prediction"][first], rel=1e-6)
+    expected = predictor.explain(test.iloc[[1]], samples=0).values.iloc[0]
+    scale = 1.0 if task == "multilabel" else abs(float(expected["prediction"]))
+    assert out["contributions"] == pytest.approx({"a": expected["a"], "b": expected["b"]}, abs=1e-5 * scale)
+    assert out["base"] == pytest.approx(expected["base"], abs=1e-5 * scale)

@@ -1,0 +1,99 @@
+"""Every view of an explanation names the output it explains: ``Explanation.explained_quantity``,
+importance.csv, explain.html and the report's importance section; the page's wording follows the task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polymodal import MultimodalPredictor
+from polymodal.config import ReportConfig
+from polymodal.evaluation.diagnostics import diagnose
+from polymodal.evaluation.report_sections import diagnostic_sections
+
+from .helpers import tabular_config, two_tabular
+
+
+def with_outputs(n: int, seed: int) -> pd.DataFrame:
+    data = two_tabular(n, "a", seed)
+    data["kw_leak"] = (data["a1"] > 0).astype(int)
+    data["kw_noise"] = (data["b1"] > 0).astype(int)
+    data["y1"] = 100.0 + 10.0 * data["a1"]
+    data["y2"] = -3.0 * data["b1"]
+    return data
+
+
+def fitted(task: str) -> MultimodalPredictor:
+    config = tabular_config(epochs=3, report={"rows": 0})
+    config["task"] = task
+    config["target"] = {"classification": "label", "multilabel": ["kw_leak", "kw_noise"],
+                        "regression": ["y1", "y2"]}[task]
+    return MultimodalPredictor.from_config(config).fit(with_outputs(80, 0), with_outputs(30, 1))
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {task: fitted(task) for task in ("classification", "multilabel", "regression")}
+
+
+@pytest.mark.parametrize(("task", "default", "named", "other"), [
+    ("classification", "probability of the predicted class", "yes", "probability of class 'yes'"),
+    ("multilabel", "probability of label 'kw_leak'", "kw_noise", "probability of label 'kw_noise'"),
+    ("regression", "predicted value of target 'y1'", "y2", "predicted value of target 'y2'"),
+])
+def test_the_explanation_and_importance_csv_name_the_explained_output(models, tmp_path, task, default, named, other):
+    predictor, test = models[task], with_outputs(15, 2)
+    explanation = predictor.explain(test, samples=0)
+    assert explanation.explained_quantity == default
+    explanation.to_html(tmp_path / "default")
+    importance = pd.read_csv(tmp_path / "default" / "importance.csv")
+    assert (importance["explained"] == default).all()
+    assert list(importance.columns[:5]) == ["modality", "mean_abs_shapley", "share", "mean_shapley", "explained"]
+    page = (tmp_path / "default" / "explain.html").read_text(encoding="utf-8")
+    assert f"The Shapley values explain the <b>{default}</b>".replace("'", "&#x27;") in page
+    chosen = predictor.explain(test, samples=0, output=named)
+    assert chosen.explained_quantity == other and (chosen.values["explained"] == named).all()
+    k = list(chosen.outputs).index(named)
+    np.testing.assert_allclose(chosen.values[["a", "b"]].to_numpy(), chosen.phi[:, :, k])
+
+
+def test_an_output_is_matched_as_text_too(models):
+    """The command line gives text: ``"1"`` names a class ``1``."""
+    predictor = models["classification"]
+    test = with_outputs(10, 3)
+    test["label"] = np.where(test["label"] == "yes", 1, 0)
+    config = tabular_config(epochs=1, report={"rows": 0})
+    numeric = MultimodalPredictor.from_config(config).fit(test, test)
+    assert numeric.explain(test, samples=0, output="1").explained_quantity == "probability of class '1'"
+    assert predictor.explain(test.assign(label="yes"), samples=0, output="no").explained_quantity == \
+        "probability of class 'no'"
+
+
+@pytest.mark.parametrize(("task", "says", "never"), [
+    ("regression", "explained target's prediction", "logit"),
+    ("multilabel", "explained label's logit", "Classification explains"),
+    ("classification", "explained class's logit", "Classification explains"),
+])
+def test_the_page_words_the_within_modality_attributions_for_the_task(models, tmp_path, task, says, never):
+    explanation = models[task].explain(with_outputs(6, 4), samples=1)
+    page = explanation.to_html(tmp_path / task).read_text(encoding="utf-8")
+    assert "Inside each modality" in page and says in page and never not in page
+
+
+def test_the_report_section_names_the_explained_output(models, tmp_path):
+    predictor = models["multilabel"]
+    diagnostics = diagnose(predictor, with_outputs(20, 5), "test", ReportConfig(rows=20, robustness=False))
+    assert diagnostics["explained"] == "probability of label 'kw_leak'"
+    assert {r["explained"] for r in diagnostics["importance"]} == {"probability of label 'kw_leak'"}
+    section = diagnostic_sections(diagnostics, tmp_path)["Modality importance"]
+    assert "Shapley values over modalities of the <b>probability of label &#x27;kw_leak&#x27;</b>" in section
+    assert "<code>macro_f1_*</code> columns score the whole prediction (every class, label or target)" in section
+    assert "--output NAME" in section
+
+
+def test_an_older_report_without_the_name_still_renders(tmp_path):
+    importance = [{"modality": "a", "mean_abs_shapley": 0.1, "share": 1.0, "mean_shapley": 0.1}]
+    sections = diagnostic_sections({"rows": 10, "split": "valid", "metric": "accuracy", "importance": importance},
+                                   tmp_path)
+    assert "Shapley values over modalities of the <b>predicted score</b>" in sections["Modality importance"]
