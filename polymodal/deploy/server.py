@@ -149,7 +149,8 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
                 entry["sample_rate"] = spec["preprocess"]["sample_rate"]
             modalities[name] = entry
         return {"polymodal_version": __version__, "task": meta["task"], "target": meta["target"],
-                "classes": meta["classes"], "modalities": modalities, "auth": settings.token is not None,
+                "classes": [] if meta["task"] == "regression" else meta["classes"],  # regression: targets only
+                "modalities": modalities, "auth": settings.token is not None,
                 "quantized": settings.quantized, "parity": meta.get("parity"),
                 "limits": settings.model_dump(include={"max_request_bytes", "max_image_pixels", "max_audio_seconds",
                                                        "max_text_chars"})}

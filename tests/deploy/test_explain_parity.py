@@ -106,3 +106,11 @@ def test_serve_names_the_explained_output_and_matches_the_runtime(exported):
     scale = 1.0 if task == "multilabel" else abs(float(expected["prediction"]))
     assert out["contributions"] == pytest.approx({"a": expected["a"], "b": expected["b"]}, abs=1e-5 * scale)
     assert out["base"] == pytest.approx(expected["base"], abs=1e-5 * scale)
+
+
+def test_metadata_lists_classes_only_for_a_model_that_has_them(exported):
+    task, _, _, runtime = exported
+    with TestClient(create_app(runtime, ServeSettings())) as client:
+        meta = client.get("/metadata").json()
+    assert meta["target"] == (LABELS if task == "multilabel" else TARGETS)
+    assert meta["classes"] == (LABELS if task == "multilabel" else [])  # regression predicts values, not classes

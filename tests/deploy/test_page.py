@@ -44,7 +44,7 @@ def test_page_predicts_and_shows_contributions(page, tmp_path):
     assert [r.get_attribute("data-label") for r in probabilities][0] == predicted  # sorted, most likely first
     contributions = [r.get_attribute("data-label") for r in page.query_selector_all("#contributions .bar-row")]
     assert contributions == ["audio", "image", "labs", "notes"]
-    assert "Shapley values on the score of '" + predicted + "'" in page.inner_text("#contrib-note")
+    assert f"Shapley values on the probability of the predicted class '{predicted}'" in page.inner_text("#contrib-note")
     assert not page.is_visible("#error")
 
 
