@@ -31,13 +31,16 @@ class TaskSpec(StrictModel):
     Attributes:
         task: ``classification``, ``multilabel`` or ``regression``.
         target: its manifest column(s).
-        weight: loss weight relative to the main task's 1 (``task_weighting: fixed``).
+        weight: loss weight relative to the main task's 1 (``task_weighting: fixed``); None
+            (the default): 1 under ``fixed``, learned under ``uncertainty``.
         head: its head; None builds one like the main ``head``.
     """
 
     task: Literal["classification", "multilabel", "regression"] = "classification"
     target: str | list[str]
-    weight: Annotated[float, Field(ge=0.0)] = 1.0
+    # None by default, not 1.0: a saved run's config.yaml spells out every default, and a written
+    # weight must not read back as one the user set against task_weighting: uncertainty
+    weight: Annotated[float, Field(ge=0.0)] | None = None
     head: AnyHead | None = None
 
     @property
@@ -80,7 +83,7 @@ def check_tasks(config: Any) -> None:
         if not isinstance(head, MlpHeadConfig) and config.fusion.name not in ("stack", "attention"):
             raise ValueError(f"tasks.{name}: head '{head.name}' models a token sequence and needs fusion 'stack' "
                              f"or 'attention'; fusion is '{config.fusion.name}'")
-        if config.loss.task_weighting == "uncertainty" and "weight" in spec.model_fields_set:
+        if config.loss.task_weighting == "uncertainty" and spec.weight is not None:
             raise ValueError(f"tasks.{name}.weight is set, but loss.task_weighting 'uncertainty' learns the weights")
     if config.fusion.name == "late" and any(spec.head is not None for spec in tasks.values()):
         raise ValueError("tasks: fusion 'late' builds its own per-modality heads; tasks cannot choose a head")

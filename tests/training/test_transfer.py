@@ -255,7 +255,7 @@ def test_a_teacher_that_is_not_there_is_named_by_its_key_before_any_data_is_read
 
 # -- multi-task -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("weighting", ["fixed", "uncertainty"])
-def test_further_tasks_get_their_own_heads_metrics_and_columns(data, weighting):
+def test_further_tasks_get_their_own_heads_metrics_and_columns(data, weighting, tmp_path):
     cfg = config(epochs=5)
     cfg["tasks"] = {"bright": {"task": "classification", "target": "tag_bright"},
                     "level": {"task": "regression", "target": "y"}}
@@ -286,6 +286,8 @@ def test_further_tasks_get_their_own_heads_metrics_and_columns(data, weighting):
     frame = pred.predict_frame(data["test"])
     assert {"bright_prediction", "level_pred_y"} <= set(frame.columns)
     assert set(frame["bright_prediction"]) <= {0, 1}
+    pred.save(tmp_path / "run")  # its config.yaml spells out every default and loads back (uncertainty once did not)
+    pd.testing.assert_frame_equal(MultimodalPredictor.load(tmp_path / "run").predict_frame(data["test"]), frame)
 
 
 # -- gradual unfreezing ---------------------------------------------------------------------------
