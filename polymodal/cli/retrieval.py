@@ -156,9 +156,11 @@ def show_retrieval(predictor: Any, data: Path, *, query: str | None, gallery: st
     if cca_train is not None and cca_features not in ("encoder", "input"):  # refused before the model's evaluation
         raise OptionError([f"--cca-features: 'encoder' or 'input'; got {cca_features!r}"])
     results: dict[str, Any] = {"model": evaluate_retrieval(predictor, data, query, gallery, by=hits, labels=labels)}
-    if cca_train is not None:
-        results["linear_cca"] = cca_baseline(predictor, cca_train, data, query, gallery, features=cca_features,
-                                             by=hits, labels=labels)
+    if cca_train is not None:  # empty when no direction has features of that kind (it warns)
+        baseline = cca_baseline(predictor, cca_train, data, query, gallery, features=cca_features, by=hits,
+                                labels=labels)
+        if baseline:
+            results["linear_cca"] = baseline
     if as_json:
         print(json.dumps(finite_json(results), indent=2, allow_nan=False))  # an undefined metric is null
         return

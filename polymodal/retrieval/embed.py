@@ -36,6 +36,10 @@ def check_aligned(predictor: MultimodalPredictor, modality: str) -> None:
         raise SchemaMismatchError("this model has no shared embedding space: its config has no 'align' section; "
                                   "train it with align: {objective: contrastive, ...}")
     if modality not in names:
+        known = list(predictor.config.modalities)
+        if modality not in known:
+            raise SchemaMismatchError(f"this model has no modality '{modality}'; its modalities are {known}, of "
+                                      f"which it embeds (aligns) {names}")
         raise SchemaMismatchError(f"modality '{modality}' is not aligned; this model embeds {names}")
 
 
@@ -45,15 +49,37 @@ def _run(predictor: MultimodalPredictor, table: EncodedTable, fn: Callable[[dict
     return predictor._infer(net, table, fn, (0, 0))
 
 
+ENCODER_INSTEAD = ("--cca-features encoder on the command line; features='encoder' in cca_baseline, "
+                   "kind='encoder' in embed_rows")
+
+
+class NoInputFeatures(SchemaMismatchError):
+    """A modality's preprocessed inputs hold no numeric arrays (a text modality's are token ids),
+    so they cannot serve as ``input`` features.
+
+    Attributes:
+        modality: the modality.
+    """
+
+    def __init__(self, modality: str, arrays: list[str]):
+        self.modality = modality
+        super().__init__(f"modality '{modality}' has no numeric input arrays to use as 'input' features (its "
+                         f"preprocessed inputs: {arrays}; a text modality's are token ids); use its 'encoder' "
+                         f"features instead ({ENCODER_INSTEAD})")
+
+
 def input_vectors(table: EncodedTable, modality: str) -> np.ndarray:
-    """The preprocessed inputs of a modality flattened to (N, F) float32 (numeric arrays only)."""
+    """The preprocessed inputs of a modality flattened to (N, F) float32 (numeric arrays only).
+
+    Raises:
+        NoInputFeatures: the modality has no numeric input arrays.
+    """
     arrays = table.modalities[modality].arrays
     parts = [np.asarray(v[np.arange(len(table))]).reshape(len(table), -1).astype(np.float32)
              for k, v in sorted(arrays.items())
              if np.dtype(v.dtype).kind in "fu" and v.ndim > 1]
     if not parts:
-        raise SchemaMismatchError(f"modality '{modality}' has no numeric input arrays to use as features "
-                                  f"(arrays: {sorted(arrays)}); use kind 'encoder'")
+        raise NoInputFeatures(modality, sorted(arrays))
     return np.concatenate(parts, axis=1)
 
 
@@ -73,7 +99,9 @@ def embed_rows(predictor: MultimodalPredictor, data: DataSource, modality: str, 
         (N, D) float32 values indexed by manifest row, columns ``e0 .. e{D-1}``.
 
     Raises:
-        SchemaMismatchError: no row of ``data`` holds ``modality``.
+        SchemaMismatchError: no row of ``data`` holds ``modality``; (``embedding``) the model has
+            no such modality or does not align it.
+        NoInputFeatures: ``input`` of a modality without numeric input arrays (text).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}; got '{kind}'")

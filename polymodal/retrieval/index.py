@@ -11,19 +11,54 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from polymodal.data.cells import is_empty
 from polymodal.errors import MissingDependencyError, RunFolderError, SchemaMismatchError
 from polymodal.utils.io import atomic_path, atomic_write_json, hash_file, python_scalar
 
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
 FORMAT = 2  # 2: ``model`` is the digest of the weights (``models.weights.state_digest``); 1: of the run's model file
+SHOWN = 5  # offending ids or places a message names
+
+
+def id_problems(ids: Sequence[Any], places: Sequence[int], where: Callable[[int], str], what: str,
+                unit: str = "row") -> tuple[list[str], int]:
+    """What is wrong with ids that must name items one to one: empty or repeated values.
+
+    Args:
+        ids: one per item.
+        places: where each item comes from (a manifest row, a vector's position), as ``where`` names it.
+        what: how the ids are named in the message (``id column 'name'``, ``ids``).
+        unit: what a place is (``row``, ``vector``).
+
+    Returns:
+        One line per problem (none: the ids are fine), and the problems folded into a last line
+        (``ManifestError``'s ``folded``).
+    """
+    def named(found: list[int]) -> str:
+        return ", ".join(where(r) for r in found[:SHOWN]) + (", ..." if len(found) > SHOWN else "")
+
+    problems = []
+    empty = [int(p) for i, p in zip(ids, places) if is_empty(i)]
+    if empty:
+        problems.append(f"{what} is empty at {len(empty)} indexed {unit}(s): {named(empty)}; every item needs an id")
+    places_of: dict[Any, list[int]] = {}
+    for value, place in zip(ids, places):
+        if not is_empty(value):
+            places_of.setdefault(value, []).append(int(place))
+    repeated = [(value, found) for value, found in places_of.items() if len(found) > 1]
+    problems += [f"{what}: {value!r} names {len(found)} {unit}s: {named(found)}; ids must be unique"
+                 for value, found in repeated[:SHOWN]]
+    if len(repeated) > SHOWN:
+        problems.append(f"{what}: {len(repeated) - SHOWN} more repeated value(s)")
+    return problems, max(len(repeated) - SHOWN - 1, 0)
 
 
 def _faiss() -> Any:
@@ -72,12 +107,22 @@ class EmbeddingIndex:
         """Index ``vectors`` (N, D); they are L2-normalised first.
 
         Args:
-            ids: one per vector (default: 0 .. N-1).
+            ids: one per vector (default: 0 .. N-1); unique and non-empty.
+
+        Raises:
+            ValueError: the ids are not one per vector, or repeat, or are empty.
         """
         vectors = _normalised(vectors)
+        if ids is not None:
+            ids = [python_scalar(i) for i in ids]
+            if len(ids) != len(vectors):
+                raise ValueError(f"{len(vectors)} vectors but {len(ids)} ids were given; give one id per vector")
+            problems, _ = id_problems(ids, range(len(ids)), lambda p: f"position {p}", "ids", unit="vector")
+            if problems:
+                raise ValueError("; ".join(problems))
         index = _faiss().IndexFlatIP(vectors.shape[1])
         index.add(vectors)
-        return cls(index, list(range(len(vectors))) if ids is None else [python_scalar(i) for i in ids], meta)
+        return cls(index, list(range(len(vectors))) if ids is None else ids, meta)
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest gallery vectors of each query.

@@ -1,6 +1,6 @@
 """Cross-modal retrieval with a fitted predictor: build a gallery index from one modality,
 query it from another, and score a labelled manifest (Recall@K, mAP, median rank), beside the
-linear-CCA baseline on frozen features.
+linear-CCA baseline (on the encoders' features or the preprocessed inputs).
 """
 
 from __future__ import annotations
@@ -15,24 +15,23 @@ import numpy as np
 import pandas as pd
 
 from polymodal.config.align import aligned_modalities
-from polymodal.data.cells import is_empty
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.pipeline import DataSource
 from polymodal.data.targets import distinct_labels
 from polymodal.errors import ManifestError, OptionError, SchemaMismatchError
 from polymodal.evaluation.cca_baseline import MIN_CCA_ROWS, LinearCca
-from polymodal.evaluation.retrieval import DEFAULT_KS, cross_modal_metrics
+from polymodal.evaluation.retrieval import DEFAULT_KS, cross_modal_metrics, identical_rows, tie_warning
 from polymodal.models.weights import state_digest
 from polymodal.predictor import MultimodalPredictor
-from polymodal.retrieval.embed import Kind, check_aligned, embed_rows
-from polymodal.retrieval.index import EmbeddingIndex, file_digest
+from polymodal.retrieval.embed import ENCODER_INSTEAD, Kind, NoInputFeatures, check_aligned, embed_rows
+from polymodal.retrieval.index import EmbeddingIndex, file_digest, id_problems
 from polymodal.runfolder import MODEL_FILE
 from polymodal.utils.io import python_scalar
 from polymodal.utils.warn import warn_user
 
 By = Literal["auto", "pair", "label"]
 BY = ("pair", "label", "auto")
-SHOWN = 5  # offending ids or rows a message names
+LABEL_LIKE = ("label", "labels", "class", "category", "target", "tag", "y")  # columns a message suggests for --labels
 
 
 def model_digest(run: str | os.PathLike | None) -> str | None:
@@ -104,43 +103,36 @@ def build_index(predictor: MultimodalPredictor, data: DataSource, modality: str,
     del run  # the weights digest replaces the run folder's file digest
     frame = embed_rows(predictor, data, modality)  # indexed by position in the manifest
     positions = frame.index.to_numpy()
-    if id_column is None and isinstance(data, str | os.PathLike):
-        ids: list[Any] = positions.tolist()  # a file's rows are named by their number
+    if id_column is None:
+        ids = row_ids(data, positions, "the DataFrame's index")
     else:
-        manifest = read_manifest(data, text_columns=[id_column] if id_column is not None else [])  # '007' stays '007'
-        if id_column is None:
-            ids = [python_scalar(i) for i in manifest.row_index(positions)]
-            _check_ids(ids, positions, manifest, "the DataFrame's index")
-        else:
-            if id_column not in manifest.columns:
-                raise SchemaMismatchError(f"id column '{id_column}' is not in {manifest.name} "
-                                          f"(columns: {list(manifest.columns)})")
-            ids = [python_scalar(v) for v in manifest.take(id_column, positions)]
-            _check_ids(ids, positions, manifest, f"id column '{id_column}'")
+        manifest = read_manifest(data, text_columns=[id_column])  # '007' stays '007'
+        if id_column not in manifest.columns:
+            raise SchemaMismatchError(f"id column '{id_column}' is not in {manifest.name} "
+                                      f"(columns: {list(manifest.columns)})")
+        ids = [python_scalar(v) for v in manifest.take(id_column, positions)]
+        _check_ids(ids, positions, manifest, f"id column '{id_column}'")
     meta = {"modality": modality, "model": predictor_digest(predictor), "id_column": id_column}
     return EmbeddingIndex.build(frame.to_numpy(), ids, meta)
 
 
-def _check_ids(ids: list[Any], positions: np.ndarray, manifest: Manifest, what: str) -> None:
-    """Refuse empty or repeated ids among the indexed rows, naming the rows and values."""
-    def places(rows: list[int]) -> str:
-        return ", ".join(manifest.where(r) for r in rows[:SHOWN]) + (", ..." if len(rows) > SHOWN else "")
+def row_ids(data: DataSource, positions: np.ndarray, what: str) -> list[Any]:
+    """How results name the manifest rows at ``positions``: a file's rows by their number, a
+    DataFrame's by its own index, whose values must then be unique and non-empty."""
+    if isinstance(data, str | os.PathLike):
+        return np.asarray(positions).tolist()
+    manifest = read_manifest(data)
+    ids = [python_scalar(i) for i in manifest.row_index(positions)]
+    _check_ids(ids, positions, manifest, what)
+    return ids
 
-    problems = []
-    empty = [int(p) for i, p in zip(ids, positions) if is_empty(i)]
-    if empty:
-        problems.append(f"{what} is empty at {len(empty)} indexed row(s): {places(empty)}; every item needs an id")
-    rows_of: dict[Any, list[int]] = {}
-    for value, position in zip(ids, positions):
-        if not is_empty(value):
-            rows_of.setdefault(value, []).append(int(position))
-    repeated = [(value, rows) for value, rows in rows_of.items() if len(rows) > 1]
-    problems += [f"{what}: {value!r} names {len(rows)} rows: {places(rows)}; ids must be unique"
-                 for value, rows in repeated[:SHOWN]]
-    if len(repeated) > SHOWN:
-        problems.append(f"{what}: {len(repeated) - SHOWN} more repeated value(s)")
+
+def _check_ids(ids: list[Any], positions: np.ndarray, manifest: Manifest, what: str) -> None:
+    """Refuse empty or repeated ids among the indexed rows, naming the rows and values
+    (:func:`~polymodal.retrieval.index.id_problems`, as :meth:`EmbeddingIndex.build` checks its ids)."""
+    problems, folded = id_problems(ids, positions, manifest.where, what)
     if problems:
-        raise ManifestError(problems, source=manifest.name, folded=max(len(repeated) - SHOWN - 1, 0))
+        raise ManifestError(problems, source=manifest.name, folded=folded)
 
 
 def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: DataSource, modality: str, k: int = 10,
@@ -157,11 +149,20 @@ def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: Dat
     Raises:
         SchemaMismatchError: the index was built by another model, has another width, or no
             query row holds ``modality``.
+        OptionError: the index holds ``modality`` itself (retrieval is across modalities).
+        ManifestError: a DataFrame of queries has repeated or empty index values (results would
+            not say which query they answer).
     """
     check_aligned(predictor, modality)
+    if index.meta.get("modality") == modality:  # each query would find its own row first
+        others = [name for name in aligned_modalities(predictor.config) if name != modality]
+        raise OptionError([f"--modality: the index holds '{modality}' items, and queries of '{modality}' too would each "
+                           f"find their own row first (score 1.0): retrieval is across modalities; query it with "
+                           f"another of {others}, or build the index over another modality"])
     check_index_model(predictor, index, run)
-    frame = embed_rows(predictor, queries, modality, labelled=True)
-    return index.search_frame(frame.to_numpy(), k, query_ids=frame.index.tolist())
+    frame = embed_rows(predictor, queries, modality)  # indexed by position in the manifest
+    query_ids = row_ids(queries, frame.index.to_numpy(), "the queries' DataFrame index")
+    return index.search_frame(frame.to_numpy(), k, query_ids=query_ids)
 
 
 def label_keys(values: pd.Series) -> np.ndarray:
@@ -180,17 +181,28 @@ def _keys(data: DataSource, by: By, labels: str | None, predictor: MultimodalPre
     """Per manifest row, what decides relevance: the row itself, or its label."""
     if by not in BY:
         raise OptionError([f"--hits: pair, label or auto; got {by!r}"])
+    if labels is not None and by == "pair":  # the column would be read for nothing
+        raise OptionError([f"--labels: {labels!r} names the labels of label-level hits, but with --hits pair a hit is "
+                           "only the query's own row; drop --labels, or use --hits label"])
     column = labels if labels is not None else (predictor.config.targets[0] if predictor.config.targets else None)
     manifest = read_manifest(data, label_columns=[column] if column is not None else [])
-    if labels is not None and labels not in manifest.columns:
-        raise OptionError([f"--labels: column {labels!r} is not in {manifest.name} (columns: {list(manifest.columns)})"])
+    columns = list(manifest.columns)
+    if labels is not None and labels not in columns:
+        raise OptionError([f"--labels: column {labels!r} is not in {manifest.name} (columns: {columns})"])
     if by == "auto":
-        by = "label" if column is not None and column in manifest.columns else "pair"
+        by = "label" if column is not None and column in columns else "pair"
     if by == "pair":
         return np.arange(len(manifest)), "pair"
-    if column is None or column not in manifest.columns:
-        raise SchemaMismatchError(f"label-level retrieval needs a label column in the data; got "
-                                  f"{column!r}, columns {list(manifest.columns)}")
+    if column is None:
+        like = next((c for c in columns if str(c).lower() in LABEL_LIKE), None)
+        example = f", e.g. --labels {like}" if like is not None else ""
+        raise OptionError([f"--hits label: a hit is a row with the same label, and this model has no target to take "
+                           f"labels from: name the label column with --labels (labels= in Python){example}; columns of "
+                           f"{manifest.name}: {columns}"])
+    if column not in columns:
+        raise OptionError([f"--hits label: the labels are the model's target {column!r} unless --labels names another "
+                           f"column, and {manifest.name} has no column {column!r} (columns: {columns}); name the label "
+                           "column with --labels, or use --hits pair"])
     return label_keys(manifest.column(column)), "label"
 
 
@@ -215,9 +227,10 @@ def directions(predictor: MultimodalPredictor, query: str | None, gallery: str |
     names = aligned_modalities(predictor.config)
     if not names:  # the same message as embedding from such a model
         check_aligned(predictor, query or gallery or "")
-    if query is not None and gallery is not None:
-        for name in (query, gallery):
+    for name in (query, gallery):  # the same messages as embed, index build and retrieve
+        if name is not None:
             check_aligned(predictor, name)
+    if query is not None and gallery is not None:
         if query == gallery:  # each query would find its own row first
             raise OptionError([f"--gallery: '{gallery}' is also the query modality; retrieval is scored across "
                                f"modalities (a query's own row would be its best hit: R@1 = 1.0); choose another of "
@@ -239,16 +252,18 @@ def evaluate_retrieval(predictor: MultimodalPredictor, data: DataSource, query: 
     (``by: label``; ``labels`` names the column, default the config's target; labels match as
     in training, 7 and 7.0 alike, and an empty label matches nothing); ``auto`` uses labels when
     the data has that column. The query and gallery modalities must differ. Queries without any
-    relevant gallery item are left out of the metrics, with a warning.
+    relevant gallery item are left out of the metrics, with a warning; so is a gallery holding
+    identical embeddings (repeated rows), which ties rank pessimistically.
 
     Raises:
-        OptionError: ``by`` is not pair, label or auto; ``labels`` is not a column;
-            ``query == gallery``.
-        SchemaMismatchError: no row holds one of the modalities.
+        OptionError: ``by`` is not pair, label or auto; ``labels`` is not a column, or is given
+            with ``by='pair'``; ``by='label'`` without a label column; ``query == gallery``.
+        SchemaMismatchError: no row holds one of the modalities; a modality is not aligned.
     """
     keys, how = _keys(data, by, labels, predictor)
     results = {}
     cache: dict[str, pd.DataFrame] = {}
+    galleries: dict[str, tuple[int, int]] = {}  # per gallery modality: rows with an identical twin, rows
     for q, g in directions(predictor, query, gallery):
         for name in (q, g):
             if name not in cache:
@@ -257,6 +272,10 @@ def evaluate_retrieval(predictor: MultimodalPredictor, data: DataSource, query: 
         scores = cross_modal_metrics(qf.to_numpy(), gf.to_numpy(), keys[qf.index.to_numpy()], keys[gf.index.to_numpy()], ks)
         _warn_unmatched(f"{q}->{g}", scores, how)
         results[f"{q}->{g}"] = {"hits": how, **scores}
+        if g not in galleries:
+            galleries[g] = (identical_rows(gf.to_numpy(), keys[gf.index.to_numpy()]), len(gf))
+    if (message := tie_warning(galleries, how)) is not None:
+        warn_user(message)
     return results
 
 
@@ -267,7 +286,10 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
 
     Args:
         features: ``encoder`` (the encoders' pooled outputs: the frozen features of frozen
-            pretrained encoders) or ``input`` (the preprocessed inputs, flattened).
+            pretrained encoders; for encoders the run trained, its own trained encoders, so the
+            baseline is then not independent of the model) or ``input`` (the preprocessed inputs,
+            flattened; a modality without numeric inputs, such as text, has none: its directions
+            are left out of the result, with one warning).
         dim, pca: see :class:`~polymodal.evaluation.cca_baseline.LinearCca`.
     """
     if features not in ("encoder", "input"):
@@ -275,13 +297,22 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
     keys, how = _keys(data, by, labels, predictor)
     train_features: dict[str, pd.DataFrame] = {}
     test_features: dict[str, pd.DataFrame] = {}
+    lacking: list[str] = []  # modalities without numeric inputs (features: input)
+    skipped: list[str] = []  # the directions they leave without a baseline
     models: dict[tuple[str, str], LinearCca] = {}
     results = {}
     for q, g in directions(predictor, query, gallery):
         for name in (q, g):
-            if name not in train_features:
-                train_features[name] = embed_rows(predictor, train, name, features)
+            if name not in train_features and name not in lacking:
+                try:
+                    train_features[name] = embed_rows(predictor, train, name, features)
+                except NoInputFeatures:
+                    lacking.append(name)
+                    continue
                 test_features[name] = embed_rows(predictor, data, name, features)
+        if q in lacking or g in lacking:
+            skipped.append(f"{q}->{g}")
+            continue
         a, b = sorted((q, g))
         if (a, b) not in models:  # one fit serves both directions
             paired = train_features[a].index.intersection(train_features[b].index)
@@ -296,6 +327,12 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
         scores = cross_modal_metrics(model.transform(qf.to_numpy(), int(q == b)), model.transform(gf.to_numpy(), int(g == b)),
                                      keys[qf.index.to_numpy()], keys[gf.index.to_numpy()], ks)
         results[f"{q}->{g}"] = {"hits": how, **scores}
+    if skipped:
+        which = ", ".join(f"'{name}'" for name in lacking)
+        warn_user(f"no linear-CCA baseline for {', '.join(skipped)}: it was asked for on 'input' features, and {which} "
+                  f"{'has' if len(lacking) == 1 else 'have'} no numeric input arrays (a text modality's inputs are "
+                  f"token ids); fit it on 'encoder' features to score {'it' if len(skipped) == 1 else 'them'} "
+                  f"({ENCODER_INSTEAD})")
     return results
 
 

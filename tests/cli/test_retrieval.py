@@ -139,13 +139,13 @@ def test_zero_shot_command(setup) -> None:
 def test_user_mistakes_exit_2_with_a_message(setup) -> None:
     result = invoke("embed", setup["run"], "--data", setup["test"], "--modality", "audio", "--out",
                     setup["root"] / "e.parquet")
-    assert result.exit_code == 2 and "modality 'audio' is not aligned" in result.stderr
+    assert result.exit_code == 2 and "this model has no modality 'audio'" in result.stderr
     result = invoke("retrieve", setup["run"], "--index", setup["root"] / "nowhere", "--query", setup["test"],
                     "--modality", "x")
     assert result.exit_code == 2 and "index.faiss not found" in result.stderr
-    result = invoke("evaluate", setup["run"], "--data", setup["test"], "--retrieval", "--cca-train", setup["train"],
-                    "--cca-features", "input")
-    assert result.exit_code == 2 and "modality 'caption' has no numeric input arrays" in result.stderr
+    result = invoke("embed", setup["run"], "--data", setup["test"], "--modality", "nosuch", "--out",
+                    setup["root"] / "e.parquet")
+    assert_user_error(result, "this model has no modality 'nosuch'; its modalities are ['x', 'caption']")
     result = invoke("zero-shot", setup["run"], "--data", setup["test"], "--modality", "x", "--classes", "nope.json")
     assert result.exit_code == 2 and "--classes names a JSON file that does not exist: nope.json" in result.stderr
     bad = setup["root"] / "bad.json"
@@ -257,3 +257,63 @@ def test_what_a_retrieval_model_cannot_do_is_a_clear_error(setup, command, capab
     result = invoke(command[0], setup["run"], "--data", setup["test"], *(c.format(**setup) for c in command[1:]))
     assert_user_error(result, f"{capability}", "is not available for task 'retrieval'", "polymodal embed")
     assert sorted(setup["root"].rglob("*")) == before  # refused before anything was written
+
+
+def test_cca_on_input_features_skips_a_text_modality_with_one_warning_and_keeps_the_model(setup) -> None:
+    """The caption's inputs are token ids: its directions get no baseline, the evaluation goes on,
+    and the warning names the option to use (not the Python argument alone)."""
+    with pytest.warns(UserWarning) as caught:
+        result = invoke("evaluate", setup["run"], "--data", setup["test"], "--retrieval", "--cca-features", "input",
+                        "--json")
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)) == {"model"}
+    notes = [str(w.message) for w in caught if "linear-CCA" in str(w.message)]
+    assert len(notes) == 1, notes
+    assert notes[0].startswith("no linear-CCA baseline for caption->x, x->caption: it was asked for on 'input' "
+                               "features, and 'caption' has no numeric input arrays")
+    assert "--cca-features encoder on the command line" in notes[0]
+
+
+def test_label_options_that_cannot_apply_are_refused(setup, tmp_path) -> None:
+    args = ("evaluate", setup["run"], "--retrieval", "--no-cca")
+    assert_user_error(invoke(*args, "--data", setup["test"], "--hits", "pair", "--labels", "label"),
+                      "--labels: 'label' names the labels of label-level hits, but with --hits pair a hit is only the "
+                      "query's own row; drop --labels, or use --hits label")
+    unlabelled = tmp_path / "unlabelled.csv"
+    pd.read_csv(setup["test"]).rename(columns={"label": "colour"}).to_csv(unlabelled, index=False)
+    assert_user_error(invoke(*args, "--data", unlabelled, "--hits", "label"),
+                      "--hits label: the labels are the model's target 'label' unless --labels names another column, "
+                      "and unlabelled.csv has no column 'label'", "name the label column with --labels")
+    result = invoke(*args, "--data", unlabelled, "--hits", "label", "--labels", "colour", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["model"]["x->caption"]["hits"] == "label"
+
+
+def test_retrieve_refuses_queries_of_the_modality_the_index_holds(setup, tmp_path) -> None:
+    index = tmp_path / "idx"
+    assert invoke("index", "build", setup["run"], "--data", setup["test"], "--modality", "caption", "--out",
+                  index).exit_code == 0
+    assert_user_error(invoke("retrieve", setup["run"], "--index", index, "--query", setup["test"], "--modality",
+                             "caption"),
+                      "--modality: the index holds 'caption' items", "retrieval is across modalities; query it with "
+                      "another of ['x']")
+
+
+def test_evaluate_names_an_unknown_query_or_gallery_modality_as_embed_does(setup) -> None:
+    for option in ("--query", "--gallery"):
+        assert_user_error(invoke("evaluate", setup["run"], "--data", setup["test"], "--retrieval", "--no-cca", option,
+                                 "nosuch"),
+                          "this model has no modality 'nosuch'; its modalities are ['x', 'caption'], of which it "
+                          "embeds (aligns) ['caption', 'x']")
+
+
+def test_evaluate_warns_once_about_identical_gallery_rows(setup, tmp_path) -> None:
+    copied = tmp_path / "copied.csv"
+    frame = pd.read_csv(setup["test"])
+    pd.concat([frame, frame.iloc[:3]]).to_csv(copied, index=False)
+    with pytest.warns(UserWarning) as caught:
+        result = invoke("evaluate", setup["run"], "--data", copied, "--retrieval", "--no-cca", "--hits", "pair")
+    assert result.exit_code == 0, result.output
+    notes = [str(w.message) for w in caught if "identical embeddings" in str(w.message)]
+    assert len(notes) == 1, notes
+    assert "'x': 6 of 33 rows share their vector with another row" in notes[0]  # copies embedded in other batches too
+    assert "Ties in similarity rank pessimistically" in notes[0]

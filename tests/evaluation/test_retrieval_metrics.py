@@ -12,10 +12,12 @@ from polymodal.evaluation.cca_baseline import LinearCca
 from polymodal.evaluation.retrieval import (
     collapse_warning,
     cross_modal_metrics,
+    identical_rows,
     relevance,
     retrieval_metrics,
     spread,
     stacked_validation_metrics,
+    tie_warning,
 )
 
 
@@ -215,3 +217,23 @@ def test_ties_rank_the_irrelevant_items_first_so_a_collapsed_space_scores_nothin
 def test_the_collapse_warning_shows_the_spread_below_the_limit_it_names(value: float, shown: str) -> None:
     message = collapse_warning({"spread": value})
     assert f"(spread {shown}, below 0.01;" in message
+
+
+def test_identical_gallery_rows_are_counted_where_a_tie_can_cost_a_hit() -> None:
+    """Ties rank pessimistically: an identical row that is not a hit for the same queries costs
+    the match its rank, so it is counted; identical rows of one label (or of none) are not. A copy
+    that differs in the last bits (embedded in another batch) is identical too."""
+    vectors = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [0, 1], [1, -1], [1, 1], [2, 2]], dtype=np.float32)
+    vectors[1, 1] = 1e-5  # cosine 1 - 5e-11 with row 0
+    assert identical_rows(vectors) == 7  # similarity is cosine: [1, 1] and [2, 2] are one direction
+    assert identical_rows(vectors, np.arange(8)) == 7  # pair hits: every copy is another row
+    assert identical_rows(vectors, np.array([0, 0, 1, 1, 2, 3, np.nan, np.nan])) == 3
+    assert identical_rows(vectors, np.array([0, np.nan, 1, 1, 1, 3, 4, 4])) == 2
+    assert identical_rows(np.array([[1.0, 0.0], [1.0, 2e-3]])) == 0  # near, yet another item
+    assert identical_rows(np.eye(3)) == 0 and identical_rows(vectors[:1]) == 0
+    assert tie_warning({"b": (0, 8)}) is None
+    message = tie_warning({"b": (4, 62), "a": (0, 62)})
+    assert message.startswith("the gallery holds identical embeddings ('b': 4 of 62 rows share their vector with "
+                              "another row)") and "'a'" not in message
+    assert "Ties in similarity rank pessimistically" in message and "--hits label" in message
+    assert "a row of another label" in tie_warning({"b": (4, 62)}, "label")

@@ -155,8 +155,11 @@ def test_the_reports_retrieval_table_samples_report_rows(pairs, tmp_path) -> Non
 
 def test_unaligned_models_and_modalities_are_refused(contrastive, pairs) -> None:
     predictor, _ = contrastive
-    with pytest.raises(SchemaMismatchError, match="modality 'c' is not aligned; this model embeds \\['a', 'b'\\]"):
+    no_c = "this model has no modality 'c'; its modalities are \\['a', 'b'\\], of which it embeds \\(aligns\\) \\['a', 'b'\\]"
+    with pytest.raises(SchemaMismatchError, match=no_c):
         predictor.embed(pairs["test"], modality="c")
+    with pytest.raises(SchemaMismatchError, match=no_c):
+        predictor.evaluate_retrieval(pairs["test"], query="c")
     for method in (predictor.predict, predictor.predict_proba, predictor.predict_frame, predictor.explain):
         with pytest.raises(SchemaMismatchError, match="not available for task 'retrieval'.*polymodal embed"):
             method(pairs["test"])
@@ -381,3 +384,101 @@ def test_cca_training_rows_without_pairs_name_the_manifest_and_modalities(contra
     with pytest.raises(SchemaMismatchError, match="linear CCA is fitted on the rows holding both 'a' and 'b': the "
                                                   "DataFrame has 0 such row\\(s\\); at least 3 are needed"):
         cca_baseline(predictor, apart, pairs["test"])
+
+
+def test_a_modality_outside_the_shared_space_gets_one_message_everywhere() -> None:
+    """evaluate_retrieval said 'no direction matches query=...' where embed, build_index and
+    retrieve say the modality is not aligned; a name the model does not know lists its modalities."""
+    def numbers(*columns: str) -> dict[str, Any]:
+        return {"kind": "tabular", "columns": list(columns), "encoder": {"dim": 16, "hidden": [16], "dropout": 0.0}}
+
+    cfg = {"task": "classification", "target": "label",
+           "modalities": {"x": numbers("x0", "x1"), "y": numbers("y0", "y1"),
+                          "caption": {"kind": "text", "column": "caption", "encoder": {"name": "embedding_bag", "dim": 8}}},
+           "fusion": {"name": "concat"}, "head": {"name": "mlp", "hidden": [8]},
+           "align": {"objective": "contrastive", "dim": 8, "modalities": ["x", "y"], "weight": 0.5},
+           "train": {**TRAIN, "epochs": 1}, "report": {"rows": 0}}
+    predictor = MultimodalPredictor.from_config(cfg).fit(colour_rows(60, 0), colour_rows(20, 1))
+    test = colour_rows(20, 2)
+    unaligned = "modality 'caption' is not aligned; this model embeds \\['x', 'y'\\]"
+    for call in (lambda: predictor.evaluate_retrieval(test, query="caption"),
+                 lambda: predictor.evaluate_retrieval(test, gallery="caption"),
+                 lambda: predictor.evaluate_retrieval(test, "x", "caption"),
+                 lambda: build_index(predictor, test, "caption"),
+                 lambda: predictor.embed(test, "caption")):
+        with pytest.raises(SchemaMismatchError, match=unaligned):
+            call()
+    with pytest.raises(SchemaMismatchError, match="this model has no modality 'nosuch'; its modalities are "
+                                                  "\\['x', 'y', 'caption'\\], of which it embeds \\(aligns\\) \\['x', 'y'\\]"):
+        predictor.evaluate_retrieval(test, query="nosuch", gallery="x")
+
+
+def test_cca_on_inputs_leaves_out_only_the_directions_of_a_text_modality(with_task) -> None:
+    """Token ids are no input features: the directions with the caption get no baseline (one
+    warning naming the command-line option and the Python arguments); the others are scored."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = cca_baseline(with_task, colour_rows(150, 0), colour_rows(60, 2), features="input", by="pair")
+    assert set(results) == {"x->y", "y->x"} and results["x->y"]["queries"] == 60
+    notes = [str(w.message) for w in caught if "linear-CCA" in str(w.message)]
+    assert len(notes) == 1, notes
+    assert notes[0].startswith("no linear-CCA baseline for caption->x, caption->y, x->caption, y->caption: it was "
+                               "asked for on 'input' features, and 'caption' has no numeric input arrays")
+    assert "--cca-features encoder" in notes[0] and "features='encoder'" in notes[0]
+    with pytest.warns(UserWarning, match="no linear-CCA baseline for x->caption"):
+        assert cca_baseline(with_task, colour_rows(150, 0), colour_rows(60, 2), "x", "caption", features="input",
+                            by="pair") == {}
+    from polymodal.retrieval.embed import embed_rows
+    with pytest.raises(SchemaMismatchError, match="modality 'caption' has no numeric input arrays .*--cca-features "
+                                                  "encoder on the command line; .*kind='encoder' in embed_rows"):
+        embed_rows(with_task, colour_rows(10, 3), "caption", "input")
+
+
+def test_label_hits_without_a_label_column_name_the_option_and_labels_need_label_hits(contrastive, pairs) -> None:
+    predictor, _ = contrastive  # trained without a target
+    tagged = pairs["test"].assign(label=[7, 8] * 30)
+    with pytest.raises(OptionError, match="--hits label: .* this model has no target to take labels from: name the "
+                                          "label column with --labels \\(labels= in Python\\), e.g. --labels label"):
+        predictor.evaluate_retrieval(tagged, by="label")
+    with pytest.raises(OptionError, match="--labels: 'label' names the labels of label-level hits, but with --hits pair "
+                                          "a hit is only the query's own row; drop --labels, or use --hits label"):
+        predictor.evaluate_retrieval(tagged, by="pair", labels="label")
+    assert predictor.evaluate_retrieval(tagged, by="label", labels="label")["a->b"]["hits"] == "label"
+
+
+def test_retrieval_is_across_modalities_and_query_rows_must_be_named_once(contrastive, pairs) -> None:
+    from polymodal.errors import ManifestError
+
+    predictor, _ = contrastive
+    index = build_index(predictor, pairs["test"], "b")
+    with pytest.raises(OptionError, match="--modality: the index holds 'b' items, .* retrieval is across modalities; "
+                                          "query it with another of \\['a'\\]"):
+        retrieve(predictor, index, pairs["test"], "b")
+    repeated = pairs["test"].set_axis(["q0", "q0"] + [f"q{i}" for i in range(2, 60)])
+    with pytest.raises(ManifestError, match="the queries' DataFrame index: 'q0' names 2 rows: DataFrame row 0 "
+                                            "\\(index 'q0'\\), DataFrame row 1 \\(index 'q0'\\); ids must be unique"):
+        retrieve(predictor, index, repeated, "a")
+    hits = retrieve(predictor, index, pairs["test"].set_axis([f"q{i}" for i in range(60)]), "a", k=1)
+    assert hits["query"].tolist() == [f"q{i}" for i in range(60)]
+
+
+def test_identical_gallery_rows_are_warned_about_once(contrastive, pairs) -> None:
+    """Exact copies tie with their original for every query; ties rank pessimistically (the rule
+    stays), so the copies lower R@1: one warning says so and counts them."""
+    import warnings
+
+    predictor, _ = contrastive
+    copied = pd.concat([pairs["test"], pairs["test"].iloc[[0, 1]]], ignore_index=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = predictor.evaluate_retrieval(copied)
+    notes = [str(w.message) for w in caught if "identical embeddings" in str(w.message)]
+    assert len(notes) == 1, notes
+    assert ("'b': 4 of 62 rows share their vector with another row; 'a': 4 of 62 rows" in notes[0]
+            and "Ties in similarity rank pessimistically" in notes[0])
+    assert results["a->b"]["recall@1"] < predictor.evaluate_retrieval(pairs["test"])["a->b"]["recall@1"]
+    with warnings.catch_warnings():  # copies of one label tie harmlessly
+        warnings.simplefilter("error")
+        predictor.evaluate_retrieval(copied.assign(tag=np.arange(62) % 60), by="label", labels="tag")

@@ -132,3 +132,15 @@ def test_an_index_saved_in_format_1_keeps_its_model_file_digest_apart(saved) -> 
     (saved / "index.json").write_text(json.dumps({**meta, "format": 1, "model": "filedigest"}))
     loaded = EmbeddingIndex.load(saved)
     assert loaded.meta == {"model_file": "filedigest"} and len(loaded) == 5
+
+
+def test_build_refuses_repeated_or_missing_ids_as_build_index_does() -> None:
+    """One check (index.id_problems) for EmbeddingIndex.build and build_index: hits named by a
+    repeated id would not say which item they are."""
+    with pytest.raises(ValueError, match="ids: 'a' names 2 vectors: position 0, position 1; ids must be unique"):
+        EmbeddingIndex.build(unit_rows(3, 4, 0), ["a", "a", "b"])
+    with pytest.raises(ValueError, match="ids is empty at 1 indexed vector\\(s\\): position 1; every item needs an id"):
+        EmbeddingIndex.build(unit_rows(3, 4, 0), ["a", None, "b"])
+    with pytest.raises(ValueError, match="3 vectors but 2 ids were given"):
+        EmbeddingIndex.build(unit_rows(3, 4, 0), ["a", "b"])
+    assert EmbeddingIndex.build(unit_rows(3, 4, 0), ["a", "b", "c"]).ids == ["a", "b", "c"]
