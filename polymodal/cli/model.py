@@ -83,12 +83,15 @@ def evaluate(
     labels: Annotated[str | None, typer.Option("--labels", help="--retrieval: the label column (default: the "
                                                "config's target).")] = None,
     cca_train: Annotated[Path | None, typer.Option("--cca-train", help="--retrieval: fit the linear-CCA baseline "
-                                                   "on this manifest's frozen features (default: the run's "
-                                                   "training manifest).")] = None,
+                                                   "on this manifest (default: the run's training manifest), on "
+                                                   "the features --cca-features names.")] = None,
     cca: Annotated[bool, typer.Option("--cca/--no-cca", help="--retrieval: report the linear-CCA baseline beside "
                                       "the model.")] = True,
-    cca_features: Annotated[str, typer.Option("--cca-features", help="--cca-train: 'encoder' outputs or "
-                                              "preprocessed 'input'.")] = "encoder",
+    cca_features: Annotated[str, typer.Option("--cca-features", help="--retrieval: what linear CCA is fitted on: "
+                                              "'encoder' outputs (an independent baseline only for frozen "
+                                              "pretrained encoders; for encoders the run trained, the model's own "
+                                              "features) or preprocessed 'input' (numeric modalities only: "
+                                              "directions with a text modality get no baseline).")] = "encoder",
     support: SupportOpt = None,
 ) -> None:
     """Evaluate a trained model on a labelled manifest."""
