@@ -122,6 +122,8 @@ def evaluate(
         return
     with predictor.using_support(support):
         listed = (out or run / "evaluation") / SKIPPED_FILE
+        if missing or robustness:  # read and validated once for the evaluation and the sweeps (warned once)
+            data = predictor.pipeline.read(data, require_target=True)
         try:
             metrics = predictor.evaluate(data)
         finally:  # this evaluation's list (a stale one of an earlier evaluation goes), even when it failed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pandas as pd
 import pytest
@@ -73,3 +74,16 @@ def test_explain_writes_the_page(run, tmp_path):
     page = (tmp_path / "why" / "explain.html").read_text(encoding="utf-8")
     assert page.count("<img") >= 3  # importance, the image heat-map, the table's bars
     assert len(pd.read_csv(tmp_path / "why" / "shapley.csv")) == 12
+
+
+def test_a_modality_empty_in_every_row_is_warned_once_for_the_evaluation_and_its_sweep(run, tmp_path):
+    folder, paths = run
+    frame = pd.read_csv(paths["test"])
+    frame["image"] = ""
+    data = tmp_path / "no_images.csv"
+    frame.to_csv(data, index=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every warning recorded, repeats too
+        result = invoke("evaluate", folder, "--data", data, "--missing")
+    assert result.exit_code == 0, result.output
+    assert sum("has no value in any row" in str(w.message) for w in caught) == 1
