@@ -103,8 +103,9 @@ def runtime_limitation(cfg: Any) -> str | None:
         return "tokenizer 'pretrained' needs transformers"
     if cfg.kind == "signal" and prep.resample_to is not None and prep.resample_to != prep.sample_rate:
         return "resampling (preprocess.resample_to) is not implemented"
-    if cfg.kind == "signal" and (prep.key is not None or prep.channels is not None):
-        return "preprocess.key / preprocess.channels select from .npz/.mat/.csv files; the runtime reads arrays and .npy"
+    if cfg.kind == "signal" and prep.key is not None:
+        return ("preprocess.key picks an array inside .npz/.mat files, which the runtime does not read "
+                "(it reads arrays, .npy and CSV files)")
     if getattr(cfg.encoder, "cache", False):
         return "a cached frozen encoder stores features outside the graph"
     return None

@@ -13,7 +13,8 @@ Accepted values per kind:
   the model's is resampled band-limited (:func:`~polymodal.utils.signals.resample`: FFT, with the passband edge of the soxr
   resampler training uses; samples differ from training's by about 1e-3 inside the clip, and by up
   to about 2e-2 in its first and last few milliseconds, where the two filters ring differently).
-- text: a string. signal: an array (C, L) or ``.npy`` bytes/path. tabular: a mapping column -> value.
+- text: a string. signal: an array (C, L), or ``.npy`` or CSV bytes/path (told apart by content; a
+  CSV is read as training reads it: :mod:`polymodal.utils.signal_csv`). tabular: a mapping column -> value.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from polymodal.deploy.errors import RequestError
 from polymodal.errors import DecodeError, MissingDependencyError
 from polymodal.utils.images import EXIF_FORMATS, converted_and_resized, to_8bit
 from polymodal.utils.npy import npy_from_bytes
+from polymodal.utils.signal_csv import is_csv_text, non_finite_reason, pick_channels, read_csv_signal
 from polymodal.utils.signals import channels_first, fit_length, resample
 from polymodal.utils.text import UNK_ID, clean
 from polymodal.utils.values import blank
 from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
 
 AMIN = 1e-10
+NPY_MAGIC = b"\x93NUMPY"
 
 
 def read_bytes(value: Any) -> bytes:
@@ -327,25 +330,58 @@ class TabularFeatures(Features):
 
 # --- signal ------------------------------------------------------------------------------------
 class SignalFeatures(Features):
+    """A signal as training reads one: a ``.npy`` array (laid out by ``preprocess.layout``) or a CSV
+    file (one column per channel; read by :mod:`polymodal.utils.signal_csv`, as in training), told
+    apart by their content; then ``preprocess.channels``, crop or pad to ``length``."""
+
     kind = "signal"
 
     def decode(self, value: Any) -> tuple[np.ndarray, int]:
+        channels = self.cfg.get("channels")
+        names = channels if channels and isinstance(channels[0], str) else None
+        lines = None
         if isinstance(value, np.ndarray):
-            array = value
+            array, source = value, ""
         else:
+            source = "" if isinstance(value, bytes | bytearray | memoryview) else f" (file {value})"
             try:
-                array = npy_from_bytes(read_bytes(value))
-            except (ValueError, OSError, EOFError) as err:
-                raise self.fail(f"not a readable .npy array ({err})", "corrupt_file") from None
-        if not isinstance(array, np.ndarray) or array.dtype.kind not in "iufb":  # as training reads one
-            raise self.fail(f"expected a real-valued numeric .npy array; got dtype "
-                            f"{getattr(array, 'dtype', type(array).__name__)}")
-        array = channels_first(np.asarray(array, np.float32), self.cfg.get("layout", "auto"))
-        channels = int(self.state["n_channels"])
-        if array.ndim != 2 or array.shape[0] != channels:
-            raise self.fail(f"expected {channels} channel(s) as in training; got an array of shape {array.shape}")
+                data = read_bytes(value)
+            except OSError as err:
+                raise self.fail(f"cannot read the signal file{source}: {err.strerror or err}", "bad_input") from None
+            if data.startswith(NPY_MAGIC):
+                try:
+                    array = npy_from_bytes(data)
+                except (ValueError, OSError, EOFError) as err:
+                    raise self.fail(f"not a readable .npy array ({err}){source}", "corrupt_file") from None
+            elif is_csv_text(data):
+                try:
+                    table = read_csv_signal(data, names)
+                except DecodeError as err:
+                    raise self.fail(f"{err.reason}{source}", "corrupt_file") from None
+                array, lines = table.samples, table.lines
+            else:
+                raise self.fail(f"neither a .npy array nor a CSV file (UTF-8 text){source}; got {len(data):,} bytes "
+                                f"starting {data[:8]!r}", "unsupported_type", 415)
+        if lines is None:  # an array: its layout as in training (a CSV's columns are always its channels)
+            if not isinstance(array, np.ndarray) or array.dtype.kind not in "iufb":  # as training reads one
+                raise self.fail(f"expected a real-valued numeric .npy array; got dtype "
+                                f"{getattr(array, 'dtype', type(array).__name__)}{source}")
+            if names is not None:
+                raise self.fail(f"preprocess.channels names columns {names}, which only a CSV file has; got an "
+                                f"array{source}")
+            array = channels_first(np.asarray(array, np.float32), self.cfg.get("layout", "auto"))
+        if array.size == 0:
+            raise self.fail(f"the signal holds no samples (shape {array.shape}){source}")
+        if channels is not None and names is None and array.ndim == 2:
+            try:
+                array = pick_channels(array, channels)
+            except DecodeError as err:
+                raise self.fail(f"{err.reason}{source}") from None
+        expected = int(self.state["n_channels"])
+        if array.ndim != 2 or array.shape[0] != expected:
+            raise self.fail(f"expected {expected} channel(s) as in training; got an array of shape {array.shape}{source}")
         if not np.isfinite(array).all():
-            raise self.fail("the signal holds NaN or infinite values")
+            raise self.fail(f"{non_finite_reason(array, lines)}{source}")
         length = int(self.cfg["length"])
         return fit_length(array, length, self.cfg["crop"]), min(array.shape[-1], length)
 

@@ -6,6 +6,8 @@ Two body formats carry the same inputs (any subset of the model's modalities; a 
 
 - ``multipart/form-data``: one file per image / audio / signal modality (field = modality name),
   a form field per text modality (field = modality name) and per tabular column (field = column).
+  A signal file is a ``.npy`` array or a CSV file (UTF-8 text, one column per channel), told apart
+  by content whatever the part's content type says (``text/csv``, ``application/octet-stream``).
 - ``application/json``: ``{"<image modality>": "<base64 file>", "<text modality>": "text",
   "<tabular modality>": {"<column>": value}}``. The base64 may be line-wrapped (whitespace is
   ignored, as MIME and ``base64.encodebytes`` wrap it) and may carry a ``data:<type>;base64,``
@@ -35,6 +37,7 @@ from polymodal.deploy.errors import RequestError
 from polymodal.deploy.features import audio_seconds, read_wav
 from polymodal.deploy.runtime import Runtime, given
 from polymodal.deploy.settings import ServeSettings
+from polymodal.utils.signal_csv import is_csv_text
 
 # leading bytes of the file types each kind accepts: (offset, bytes, type name)
 SIGNATURES = {
@@ -43,16 +46,19 @@ SIGNATURES = {
     "audio": [(8, b"WAVE", "WAV"), (0, b"fLaC", "FLAC"), (0, b"OggS", "OGG")],
     "signal": [(0, b"\x93NUMPY", "NPY")],
 }
+# file types that have no leading bytes of their own, recognised by the whole content: (test, type name)
+CONTENT_TYPES = {"signal": [(is_csv_text, "CSV")]}  # UTF-8 text (a CSV's header and rows are read later)
 FILE_KINDS = frozenset(SIGNATURES)
 
 
 def accepted_types(kind: str) -> list[str]:
-    return sorted({name for _, _, name in SIGNATURES[kind]})
+    return sorted({name for _, _, name in SIGNATURES[kind]} | {name for _, name in CONTENT_TYPES.get(kind, [])})
 
 
 def file_type(kind: str, data: bytes) -> str | None:
     """The recognised type name of a file's content, or None."""
-    return next((name for offset, magic, name in SIGNATURES[kind] if data[offset:offset + len(magic)] == magic), None)
+    found = next((name for offset, magic, name in SIGNATURES[kind] if data[offset:offset + len(magic)] == magic), None)
+    return found or next((name for test, name in CONTENT_TYPES.get(kind, []) if test(data)), None)
 
 
 def undecodable_field(field: str, charset: str) -> RequestError:

@@ -12,9 +12,7 @@ manifest of the segments.
 
 from __future__ import annotations
 
-import csv
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from polymodal.data import features as F
 from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
+from polymodal.utils.signal_csv import SignalCSV, non_finite_reason, pick_channels, read_csv_signal
 from polymodal.utils.signals import channels_first, fit_length
 
 SIGNAL_EXTENSIONS = (".npy", ".npz", ".csv", ".mat", ".wav", ".flac")
@@ -47,61 +46,14 @@ def _pick_array(arrays: Mapping[str, Any], key: str | None, path: str) -> np.nda
     raise DecodeError(f"the file holds several arrays {names}; choose one with preprocess.key", path=path)
 
 
-MISSING_MARKERS = frozenset({"n/a", "na", "null", "none", "-", "?", "#n/a"})  # what a missing sample is written as
-
-
-def _csv_has_header(path: str) -> bool:
-    """Whether a signal CSV's first row names its columns: it does when one of its fields is a word
-    (neither a number nor a missing-value marker such as ``n/a``) and its other fields are whole
-    numbers, as channel numbers are (``time,volts``, ``time,1,2``); and when the fields are the
-    column numbers ``0,1,...`` (what ``pandas.DataFrame(array).to_csv`` writes). Any other row is
-    the first sample: ``0.126,n/a`` has a missing value, ``0.5,abc`` a value that is not a number."""
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:  # -sig: Excel's byte-order mark
-        first = handle.readline()
-    fields = [f.strip().strip('"') for f in first.strip().split(",")]
-    words = [f for f in fields if f and not _is_number(f) and f.lower() not in MISSING_MARKERS]
-    numbers = [f for f in fields if f and _is_number(f)]
-    if words and all(re.fullmatch(r"[+-]?\d+", f) for f in numbers):
-        return True
-    return fields == [str(i) for i in range(len(fields))]
-
-
-def _is_number(field: str) -> bool:
+def _read_csv(path: str, columns: list[str] | None = None) -> SignalCSV:
+    """A signal CSV file read as the runtime reads one (:mod:`polymodal.utils.signal_csv`)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
     try:
-        float(field)
-    except ValueError:
-        return False
-    return True
-
-
-def _csv_line(path: str, row: int, has_header: bool) -> int | None:
-    """The (1-based) line of a CSV file that holds data row ``row`` (0-based, as pandas counts
-    them: the header and blank lines skipped), or None past the end."""
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
-        reader = csv.reader(handle)
-        index = -1 if has_header else 0
-        for record in reader:
-            if not any(field.strip() for field in record):  # pandas skips blank lines
-                continue
-            if index == row:
-                return reader.line_num
-            index += 1
-    return None
-
-
-def _first_non_number(frame: pd.DataFrame) -> tuple[int, Any, Any] | None:
-    """(data row, column label, value) of a frame's first cell that is neither a number nor empty."""
-    found = None
-    for position, label in enumerate(frame.columns):
-        column = frame.iloc[:, position]
-        if column.dtype.kind != "O":
-            continue
-        bad = pd.to_numeric(column, errors="coerce").isna() & column.notna()
-        if bad.any():
-            row = int(np.argmax(bad.to_numpy()))
-            if found is None or row < found[0]:
-                found = (row, label, column.iloc[row])
-    return found
+        return read_csv_signal(data, columns)
+    except DecodeError as err:
+        raise DecodeError(err.reason, path=path) from None
 
 
 def read_signal(path: str, key: str | None = None, columns: list[str] | None = None,
@@ -132,25 +84,7 @@ def read_signal(path: str, key: str | None = None, columns: list[str] | None = N
             if array.ndim == 2 and 1 in array.shape:  # MATLAB has no 1-D arrays: a row or column vector is one
                 array = array.reshape(-1)
         elif suffix == ".csv":
-            has_header = _csv_has_header(path)
-            if columns is not None and not has_header:
-                raise DecodeError(f"preprocess.channels names columns {columns}, but the CSV has no header row "
-                                  "(its first row is numbers); give channel indices instead", path=path)
-            frame = pd.read_csv(path, header=0 if has_header else None, encoding="utf-8-sig")
-            if columns is not None:
-                absent = [c for c in columns if c not in frame.columns]
-                if absent:
-                    raise DecodeError(f"columns {absent} (preprocess.channels) are not in the CSV; it has {list(frame.columns)}", path=path)
-                frame = frame[columns]
-            bad = _first_non_number(frame)
-            if bad is not None:
-                row, label, value = bad
-                line = _csv_line(path, row, has_header)
-                column = f"'{label}'" if has_header else f"{label} (counting from 0)"
-                raise DecodeError(f"CSV line {line}, column {column} holds {value!r}; signal samples must be numbers",
-                                  path=path)
-            array = frame.to_numpy(dtype=np.float32).T
-            return np.ascontiguousarray(array)
+            return _read_csv(path, columns).samples
         elif suffix in (".wav", ".flac"):
             import soundfile
 
@@ -162,7 +96,7 @@ def read_signal(path: str, key: str | None = None, columns: list[str] | None = N
         raise
     except NotImplementedError as err:  # scipy: a MATLAB v7.3 (HDF5) file
         raise DecodeError(f"unsupported .mat file ({err}); save it with MATLAB's -v7 option", path=path) from None
-    except (OSError, ValueError, KeyError, pd.errors.ParserError) as err:
+    except (OSError, ValueError, KeyError) as err:
         raise DecodeError(f"unreadable or corrupt signal ({err})", path=path) from None
     array = np.asarray(array)
     if array.dtype.kind not in "iufb":
@@ -180,8 +114,10 @@ class SignalPreprocessor(Preprocessor):
     """See the module docstring."""
 
     kind = "signal"
-    featurize_version = 4  # 2: empty or non-numeric arrays and misapplied channel names are refused; 3: headerless CSVs;
-    # 4: a CSV's first row that mixes numbers and text is a sample (with a bad value), not a header
+    featurize_version = 5  # 2: empty or non-numeric arrays and misapplied channel names are refused; 3: headerless CSVs;
+    # 4: a CSV's first row that mixes numbers and text is a sample (with a bad value), not a header;
+    # 5: CSVs read by utils.signal_csv (shared with the runtime): a header-only CSV, a row longer than the
+    # header (pandas took its first field as a row label) and True/False cells are refused
     batch_time_fields = frozenset({"normalize"})
 
     def __init__(self, name: str, cfg: SignalPreprocess):
@@ -213,10 +149,10 @@ class SignalPreprocessor(Preprocessor):
         names = cfg.channels if cfg.channels and isinstance(cfg.channels[0], str) else None
         array = read_signal(path, cfg.key, names, cfg.layout)
         if cfg.channels is not None and names is None:
-            bad = [c for c in cfg.channels if not -array.shape[0] <= c < array.shape[0]]
-            if bad:
-                raise DecodeError(f"channels {bad} (preprocess.channels) out of range; the signal has {array.shape[0]}", path=path)
-            array = array[list(cfg.channels)]
+            try:
+                array = pick_channels(array, cfg.channels)
+            except DecodeError as err:
+                raise DecodeError(err.reason, path=path) from None
         return array
 
     def decode(self, value: Any) -> tuple[np.ndarray, int]:
@@ -226,7 +162,7 @@ class SignalPreprocessor(Preprocessor):
             raise DecodeError(f"expected {self.n_channels} channel(s) as in training; got {array.shape[0]}", path=path)
         cfg = self.cfg
         if not np.isfinite(array).all():
-            raise DecodeError(self._non_finite(array, path), path=path)
+            raise DecodeError(self._non_finite(array, path, cfg.channels), path=path)
         if cfg.resample_to is not None and cfg.resample_to != cfg.sample_rate:
             from fractions import Fraction
 
@@ -240,18 +176,15 @@ class SignalPreprocessor(Preprocessor):
         return fit_length(array, cfg.length, cfg.crop), valid
 
     @staticmethod
-    def _non_finite(array: np.ndarray, path: str) -> str:
-        """The message for a (C, L) signal, as read from ``path``, that holds NaN or an infinity:
-        where the first is (the earliest sample, the lowest channel among ties; for a CSV file
-        also its line)."""
-        sample, channel = np.argwhere(~np.isfinite(array.T))[0]
-        where = f"channel {channel}, sample {sample}"
+    def _non_finite(array: np.ndarray, path: str, channels: list[int] | list[str] | None = None) -> str:
+        """The message for a (C, L) signal, as read from ``path`` (with ``preprocess.channels``), that
+        holds NaN or an infinity: where the first is (the earliest sample, the lowest channel among
+        ties; for a CSV file also its line)."""
+        lines = None
         if os.path.splitext(path)[1].lower() == ".csv":  # a CSV's samples are its data rows
-            line = _csv_line(path, int(sample), _csv_has_header(path))
-            where += f" (CSV line {line})" if line is not None else ""
-        count = int((~np.isfinite(array)).sum())
-        return (f"signal holds {count} NaN or infinite value(s), the first ({array[channel, sample]}) at {where}; "
-                "samples must be finite")
+            names = channels if channels and isinstance(channels[0], str) else None
+            lines = _read_csv(path, names).lines
+        return non_finite_reason(array, lines)
 
     @property
     def _spectral(self) -> tuple[int, int] | None:
