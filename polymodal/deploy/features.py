@@ -34,7 +34,7 @@ from polymodal.utils.npy import npy_from_bytes
 from polymodal.utils.signal_csv import is_csv_text, non_finite_reason, pick_channels, read_csv_signal
 from polymodal.utils.signals import channels_first, fit_length, resample
 from polymodal.utils.text import UNK_ID, clean
-from polymodal.utils.values import blank
+from polymodal.utils.values import blank, number
 from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
 
 AMIN = 1e-10
@@ -284,19 +284,10 @@ class TabularFeatures(Features):
         self.lookup = {c: {v: i + 1 for i, v in enumerate(cats)} for c, cats in self.state["categories"].items()}
 
     def number(self, value: Any, column: str) -> float:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return math.nan
-        if isinstance(value, bool):
-            raise self.fail(f"column '{column}' must be numeric; got {value!r}")
         try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise self.fail(f"column '{column}' must be numeric; got {str(value)[:40]!r}") from None
-        except OverflowError:  # an integer too large for a float
-            raise self.fail(f"column '{column}' holds a number out of range") from None
-        if math.isinf(number):
-            raise self.fail(f"column '{column}' holds an infinite value")
-        return number
+            return number(value)
+        except ValueError as err:
+            raise self.fail(f"column '{column}' {err}") from None
 
     @staticmethod
     def category(value: Any) -> str | None:

@@ -28,12 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from polymodal.errors import DecodeError
+from polymodal.utils.values import NA_VALUES  # the cells read as a missing sample (NaN)
 
 # what a missing sample is written as, for header detection (compared lower-cased)
 MISSING_MARKERS = frozenset({"n/a", "na", "null", "none", "-", "?", "#n/a"})
-# the cells read as a missing sample (NaN): pandas' default ``na_values``, matched exactly
-NA_VALUES = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
 # a number as pandas' CSV parser takes it: decimal or scientific, or an infinity; spaces and tabs around it
 _NUMBER = re.compile(r"[ \t]*[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?)[ \t]*",
                      re.IGNORECASE | re.ASCII)

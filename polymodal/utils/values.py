@@ -14,3 +14,29 @@ def blank(value: object) -> bool:
     if isinstance(value, float) and math.isnan(value):
         return True
     return isinstance(value, str) and not value.strip()
+
+
+# the text cells read as a missing number: pandas' default ``na_values``, matched exactly
+NA_VALUES = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+
+
+def number(value: object) -> float:
+    """A tabular cell as a finite number, NaN for a missing one (:func:`blank`, or text pandas reads
+    as missing: ``NA``, ``null``, ``n/a``...); booleans count 1 and 0.
+
+    Raises:
+        ValueError: what is wrong, worded to follow "column 'x' ": ``must be numeric; got 'abc'``,
+            ``holds an infinite value`` or ``holds a number out of range``.
+    """
+    if blank(value) or (isinstance(value, str) and value.strip() in NA_VALUES):
+        return math.nan
+    try:
+        result = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"must be numeric; got {str(value)[:40]!r}") from None
+    except OverflowError:  # an integer too large for a float
+        raise ValueError("holds a number out of range") from None
+    if math.isinf(result):
+        raise ValueError("holds an infinite value")
+    return result

@@ -23,18 +23,16 @@ from polymodal.config.preprocess import TabularPreprocess
 from polymodal.data.cells import cell_text, is_empty
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import DecodeError, NotFittedError
+from polymodal.utils.values import number
 
 
 def _number(value: Any, column: str) -> float:
-    if is_empty(value):
+    if is_empty(value):  # pandas' NA too
         return float("nan")
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise DecodeError(f"column '{column}' must be numeric; got {value!r}") from None
-    if np.isinf(number):
-        raise DecodeError(f"column '{column}' holds an infinite value")
-    return number
+        return number(value)
+    except ValueError as err:
+        raise DecodeError(f"column '{column}' {err}") from None
 
 
 def _category(value: Any) -> str | None:

@@ -179,3 +179,10 @@ def test_an_infinite_training_value_is_kept_out_of_the_fitted_statistics(infinit
     assert "column 'x' holds an infinite value" in errors[0][1].reason
     assert all(np.isfinite(num).all() for num, _ in samples)
     np.testing.assert_allclose(samples[0][0], [-1.0 / np.std([1.0, 2.0, 2.0, 3.0]), 0.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("marker", ["NA", "null", "n/a", "NaN", " ", "<NA>"])
+def test_text_pandas_reads_as_missing_is_a_missing_number(marker):
+    prep = tabular()
+    prep.fit(ROWS)
+    np.testing.assert_array_equal(prep.decode((1.0, marker, "red"))[0], prep.decode((1.0, NAN, "red"))[0])
