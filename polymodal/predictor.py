@@ -113,12 +113,14 @@ class MultimodalPredictor(Estimator):
         from polymodal.training.finetune import finetune_callbacks  # Lightning: imported for training only
         from polymodal.training.module import OptimSettings, PolymodalModule
         from polymodal.training.trainer import fit_module
-        from polymodal.training.transfer import TransferPlan
+        from polymodal.training.transfer import TransferPlan, recorded_config, unlabeled_source
 
         cfg = self.config
         runfolder.check_out(out, cfg, resume=resume, overwrite=overwrite)  # before reading any data
         if resume and out is not None:
-            runfolder.check_resumed_data(Path(out), {"train": train, "valid": valid})
+            runfolder.check_resumed_data(Path(out), {"train": train, "valid": valid,
+                                                     "unlabeled": unlabeled_source(cfg, unlabeled)},
+                                         from_config={"unlabeled": unlabeled is None})
         self._seed()
         pipeline = DataPipeline(cfg)
         train_m, valid_m, test_m = self._read_fit_data(pipeline, train, valid, test, require_target=True)
@@ -126,6 +128,7 @@ class MultimodalPredictor(Estimator):
         train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m, test_m)
         prep_seconds = time.perf_counter() - started
         transfer = TransferPlan.prepare(cfg, pipeline, train_m, train_table, train_y, unlabeled, load_run=type(self).load)
+        self.config = cfg = recorded_config(cfg, unlabeled_source(cfg, unlabeled))  # the run records the rows it used
 
         self._seed()
         net = build_model(cfg, pipeline.contexts(), pipeline.targets.n_outputs, pipeline.targets.task_outputs)

@@ -156,8 +156,8 @@ def check_resumable(run: Path, config: Config) -> None:
         RunFolderError: the keys that differ (beyond :data:`RESUMABLE_KEYS`), old and new values.
     """
     old_config = read_config(run)
-    saved = _flatten(old_config.model_dump(mode="json"))
-    given = _flatten(config.model_dump(mode="json"))
+    saved = _flatten(_without_data(old_config.model_dump(mode="json")))
+    given = _flatten(_without_data(config.model_dump(mode="json")))
     changed = [key for key in sorted(set(saved) | set(given))
                if saved.get(key) != given.get(key)
                and not any(key == k or key.startswith(f"{k}.") for k in RESUMABLE_KEYS)]
@@ -210,28 +210,52 @@ def check_unfinished(run: Path, config: Config) -> None:
                              f"or remove early_stopping to train it longer, or {again}")
 
 
-def check_resumed_data(run: Path, data: dict[str, Any]) -> None:
-    """Refuse to resume a finished run (one with ``metrics.json``) on other training or validation
-    manifests than those it recorded: more epochs on other rows (a validation share held out of
-    rows it trained on, when ``--valid`` is left out) would not continue the same run.
+def _without_data(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dump without ``transfer.unlabeled``: the unlabelled manifest is data, checked by
+    :func:`check_resumed_data` like the training manifest (``--unlabeled`` may name it instead)."""
+    transfer = config.get("transfer")
+    for method in transfer if isinstance(transfer, list) else [transfer]:
+        if isinstance(method, dict):
+            method.pop("unlabeled", None)
+    return config
+
+
+def recorded_unlabeled(config: Config) -> str | None:
+    """The unlabelled manifest a run trained on, as its ``config.yaml`` records it
+    (``transfer.unlabeled``: the file ``--unlabeled`` or the config named; None for a DataFrame)."""
+    return next((str(m.unlabeled) for m in config.transfers if getattr(m, "unlabeled", None) is not None), None)
+
+
+def check_resumed_data(run: Path, data: dict[str, Any], from_config: dict[str, bool] | None = None) -> None:
+    """Refuse to resume a run on other manifests than those it recorded: more epochs on other
+    rows (a validation share held out of rows it trained on, when ``--valid`` is left out) would
+    not continue the same run. The training and validation manifests are recorded by a finished
+    run (in ``metrics.json``); the unlabelled one of a ``transfer`` method in ``config.yaml``
+    (``transfer.unlabeled``), when the run starts, so it is checked for an interrupted run too.
+    A manifest given as a DataFrame records no path, and is not checked.
 
     Args:
-        data: ``{"train": path or DataFrame, "valid": path, DataFrame or None}`` as given.
+        data: ``{"train": path or DataFrame, "valid": path, DataFrame or None, "unlabeled": ...}``
+            as given (``unlabeled``: what the fit would learn from, ``--unlabeled`` or the config's).
+        from_config: by split, whether the source given came from the config, not an option.
 
     Raises:
         RunFolderError: naming the manifest the run recorded and the one given.
     """
     metrics = run / METRICS_FILE
-    if not metrics.is_file():
-        return  # an interrupted run: nothing recorded yet
-    recorded = json.loads(metrics.read_text(encoding="utf-8")).get("training", {})
+    recorded = json.loads(metrics.read_text(encoding="utf-8")).get("training", {}) if metrics.is_file() else {}
+    if "unlabeled" in data:
+        recorded["unlabeled_manifest"] = recorded_unlabeled(read_config(run))
     for split, given in data.items():
         before = recorded.get(f"{split}_manifest")
         now = str(Path(given).resolve()) if isinstance(given, str | os.PathLike) else None
         if before is not None and now != before:
             flag = f"--{split}"
+            shown = now or ("none" if given is None else "a DataFrame")
+            if (from_config or {}).get(split) and given is not None:
+                shown += f", the config's transfer.{split}"
             raise RunFolderError(f"--resume: {run} trained with {flag} {before}; resume it with the same {flag} "
-                                 f"(given: {now or ('none' if given is None else 'a DataFrame')})")
+                                 f"(given: {shown})")
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -27,6 +27,7 @@ from polymodal.anomaly.metrics import anomaly_metrics, threshold_at_fpr, undefin
 from polymodal.anomaly.model import AnomalyModel, build_anomaly_net
 from polymodal.anomaly.scorers import build_scorer
 from polymodal.anomaly.targets import AnomalyTargets
+from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
 from polymodal.config.anomaly import AnomalyConfig
 from polymodal.data.encode import EncodedTable
@@ -94,8 +95,10 @@ class AnomalyDetector(Estimator):
         pipeline.targets = AnomalyTargets(self.config.targets, self.settings.normal)
         return pipeline
 
-    def _build_model(self, pipeline: DataPipeline) -> AnomalyModel:
-        net = build_anomaly_net(self.config, pipeline.contexts())
+    def _build_model(self, pipeline: DataPipeline, restore: bool = False) -> AnomalyModel:
+        """The network and scorer; ``restore``: for a saved run's weights (weight files not read)."""
+        contexts = pipeline.contexts()
+        net = build_anomaly_net(self.config, restore_contexts(contexts) if restore else contexts)
         scorer = build_scorer(self.settings.scorer, len(net.names), self.settings.latent_dim,
                               self.settings.pretrain_fraction)
         return AnomalyModel(net, scorer)
@@ -298,7 +301,7 @@ class AnomalyDetector(Estimator):
         pipeline.targets = AnomalyTargets.from_state(
             json.loads((run / runfolder.PREPROCESSORS / "targets.json").read_text(encoding="utf-8")))
         detector.pipeline = pipeline
-        model = detector._build_model(pipeline)
+        model = detector._build_model(pipeline, restore=True)
         runfolder.load_weights(model, run)
         detector.model = model.eval()
         detector._read_results(run)

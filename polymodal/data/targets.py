@@ -86,11 +86,16 @@ class TargetEncoder:
     first in numeric order, then text; labels are matched by :func:`label_key`, so a column read
     as ints, as text or as floats names the same classes. Regression targets are standardised
     with training mean/std and de-standardised on output.
+
+    Attributes:
+        fitted_on: what the classes were fitted on, as a label it did not see is reported
+            (``training``; a few-shot support set's encoder: ``the support set <name>``).
     """
 
-    def __init__(self, task: str, columns: list[str]):
+    def __init__(self, task: str, columns: list[str], fitted_on: str = "training"):
         self.task = task
         self.columns = columns
+        self.fitted_on = fitted_on
         self.classes: list[Any] | None = None
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
@@ -139,7 +144,7 @@ class TargetEncoder:
             rows: encode only these manifest rows (errors still name the manifest's own rows).
 
         Raises:
-            SchemaMismatchError: a label not seen in training.
+            SchemaMismatchError: a label not seen in training (``fitted_on``).
         """
         rows = np.arange(len(manifest)) if rows is None else np.asarray(rows)
         frame = manifest.select([c for c in self.columns if c in manifest.columns], rows)  # not every column
@@ -176,7 +181,8 @@ class TargetEncoder:
     def _unseen_message(self, manifest: Manifest, unseen: list[tuple[int, Any]]) -> str:
         """The first unseen label with its row, then (a few of) the other rows holding one."""
         (row, value), others = unseen[0], unseen[1:]
-        message = f"{manifest.where(row)}: label {value!r} in column '{self.columns[0]}' was not seen in training"
+        message = (f"{manifest.where(row)}: label {value!r} in column '{self.columns[0]}' was not seen in "
+                   f"{self.fitted_on}")
         if others:
             shown = "; ".join(f"{v!r} in {manifest.where(r)}" for r, v in others[:4])
             message += f"; {len(others)} more rows hold unseen labels: {shown}{' ...' if len(others) > 4 else ''}"

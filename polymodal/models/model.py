@@ -16,6 +16,7 @@ from polymodal.models.fusion.base import FusedOutput, Fusion
 from polymodal.models.heads import build_heads
 from polymodal.models.projection import Projections, build_projections
 from polymodal.models.registry import ENCODERS, FUSIONS
+from polymodal.utils.warn import warn_user
 
 Inputs = Mapping[str, Mapping[str, torch.Tensor]]
 Present = Mapping[str, torch.Tensor]
@@ -141,7 +142,11 @@ def precomputed_output(stored: Mapping[str, torch.Tensor], present: torch.Tensor
 
 
 def build_encoders(config: Any, contexts: Mapping[str, Mapping[str, Any]]) -> dict[str, Encoder]:
-    """One encoder per modality of ``config``, frozen as its ``encoder.freeze`` says.
+    """One encoder per modality of ``config``, frozen as its ``encoder.freeze`` says. Freezing
+    an encoder that starts from random weights (not ``pretrained``: no ``weights``, not a
+    pretrained kind) warns when a model is built to be trained (not ``restore`` of a saved run),
+    unless an ``unfreeze`` schedule trains it later: random frozen features are a baseline, or
+    a forgotten ``weights``.
 
     Args:
         contexts: per modality, what its fitted preprocessor says about the input
@@ -154,6 +159,13 @@ def build_encoders(config: Any, contexts: Mapping[str, Mapping[str, Any]]) -> di
             encoder.freeze(modality.encoder.freeze)
         except EncoderSettingError as err:
             raise ConfigError([f"modalities.{name}.encoder.{err}"]) from None
+        frozen = sum(p.numel() for p in encoder.parameters() if not p.requires_grad)
+        if frozen and modality.encoder.freeze != "none" and not encoder.pretrained and not contexts[name].get("restore") \
+                and getattr(modality.encoder, "unfreeze", None) is None:
+            warn_user(f"modalities.{name}.encoder.freeze: {modality.encoder.freeze!r} freezes {frozen} parameters of "
+                      f"encoder '{modality.encoder.name}', whose weights are random (it loads no pretrained weights): "
+                      "they will not train. Fine for a random-features baseline; otherwise set its 'weights', or "
+                      "freeze: none")
         encoders[name] = encoder
     return encoders
 

@@ -9,6 +9,7 @@ fused representation, through a learned linear map, to the teacher's.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from polymodal.config.transfer import DistillConfig
 from polymodal.data.dataset import collate
-from polymodal.errors import SchemaMismatchError
+from polymodal.errors import ManifestError, SchemaMismatchError
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.distill import DistillLoss
 from polymodal.training.terms import TRANSFER_TERMS, StepContext, Term
@@ -26,8 +27,8 @@ from polymodal.utils.device import move_to
 
 
 @torch.no_grad()
-def teacher_outputs(teacher: Any, manifest: Any, rows: np.ndarray, device: torch.device
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def teacher_outputs(teacher: Any, manifest: Any, rows: np.ndarray, device: torch.device,
+                    run: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's outputs (N, K) (a multi-task teacher's: every task's columns) and fused
     representations (N, D) on ``rows`` of a manifest.
 
@@ -35,14 +36,22 @@ def teacher_outputs(teacher: Any, manifest: Any, rows: np.ndarray, device: torch
         teacher: a fitted :class:`~polymodal.predictor.MultimodalPredictor`.
         manifest: the student's training manifest; it must hold every teacher modality's column.
         rows: manifest rows of the student's encoded training table, in its order.
+        run: the teacher's run folder, named by the errors.
 
     Raises:
-        ManifestError: a teacher modality's column is missing.
+        ManifestError: a teacher modality's column is missing (named as the teacher run's).
         SchemaMismatchError: the teacher could not encode every row the student trains on.
     """
     names = teacher.config.modality_names
     subset = manifest.subset(rows)
-    checked = teacher.pipeline.read(subset, require_target=False, modalities=names)
+    try:
+        checked = teacher.pipeline.read(subset, require_target=False, modalities=names)
+    except ManifestError as err:  # the student's config may not have the modality: say whose it is
+        teacher_run = f"the teacher run {run}" if run is not None else "the teacher run"
+        problems = [f"{teacher_run} (transfer.teacher): {p}" for p in err.problems]
+        problems[:1] = [p + ("; distillation runs the teacher on the student's training manifest, which must hold every "
+                             "column the teacher's modalities read") for p in problems[:1]]
+        raise ManifestError(problems, source=err.source) from None
     table = teacher.pipeline.encode(checked, modalities=names)
     if len(table) != len(rows):
         raise SchemaMismatchError(f"the teacher encoded {len(table)} of the {len(rows)} training rows (the others "

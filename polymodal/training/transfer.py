@@ -11,6 +11,7 @@ through the longer manifest, cycling the shorter) or makes the batches episodes 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,34 @@ from polymodal.training.distill import check_teacher, teacher_outputs
 from polymodal.training.fewshot import episode_loader, set_class_prototypes
 from polymodal.training.terms import TRANSFER_TERMS, TaskTerm, Term
 from polymodal.utils.device import default_device
+from polymodal.utils.warn import warn_user
 
 UNLABELED_METHODS = ("dann", "cdan", "mmd", "coral", "pseudo_label", "fixmatch")
+SKIPPED_STEPS_WARNING = 0.2  # share of the steps skipping a domain loss (too few rows with its modality) that warns
+
+
+def unlabeled_source(config: Any, unlabeled: Any | None) -> Any | None:
+    """The unlabelled manifest a fit learns from: ``unlabeled`` (``fit(unlabeled=...)``,
+    ``--unlabeled``) when given, else the config's ``transfer.unlabeled`` (None: neither)."""
+    if unlabeled is not None:
+        return unlabeled
+    return next((m.unlabeled for m in config.transfers if isinstance(m, UnlabeledConfig) and m.unlabeled is not None),
+                None)
+
+
+def recorded_config(config: Any, source: Any | None) -> Any:
+    """``config`` with ``transfer.unlabeled`` naming the manifest the fit learns from (``source``:
+    its absolute path; None for a DataFrame, which has no path to record), so that the run's
+    ``config.yaml`` records what it trained on and ``--resume`` can check it
+    (:func:`polymodal.runfolder.check_resumed_data`). A copy when anything changes."""
+    learners = [i for i, m in enumerate(config.transfers) if isinstance(m, UnlabeledConfig)]
+    value = Path(source).resolve() if isinstance(source, str | os.PathLike) else None
+    if all(config.transfers[i].unlabeled == value for i in learners):
+        return config
+    config = config.model_copy(deep=True)
+    for i in learners:
+        config.transfers[i].unlabeled = value
+    return config
 
 
 class PairedLoader(CombinedLoader):
@@ -57,6 +84,61 @@ def main_classes(targets: Any) -> slice:
 def main_labels(targets: Any, encoded: np.ndarray) -> np.ndarray:
     """The main task's class indices from encoded targets (single- or multi-task)."""
     return targets.main_targets(encoded) if hasattr(targets, "main_targets") else encoded
+
+
+def warn_unused_labels(config: Any, manifest: Any) -> None:
+    """Warn when the unlabelled manifest holds labels in a target column: they are not used, and a
+    labelled set given as unlabelled rows may be the test set (whose rows would then be trained on)."""
+    columns = [*config.targets, *(c for task in (config.tasks or {}).values() for c in task.targets)]
+    held = {}
+    for column in dict.fromkeys(c for c in columns if c in manifest.columns):
+        values = manifest.column(column)
+        filled = int((values.notna() & (values.astype(str).str.strip() != "")).sum())
+        if filled:
+            held[column] = filled
+    if held:
+        shown = ", ".join(f"'{c}' ({n} of {len(manifest)} rows)" for c, n in held.items())
+        warn_user(f"the unlabelled manifest {manifest.name} holds labels in target column(s) {shown}; they are not "
+                  "used (its rows train as unlabelled rows). If it is the test set, its rows leak into training: "
+                  "evaluate on rows the run did not learn from")
+
+
+def check_aligned_rows(method: DomainConfig, key: str, table: EncodedTable, manifest: str, batch_size: int,
+                       side: str) -> None:
+    """Refuse, before training, a domain method whose aligned representation fewer than 2 rows of
+    a domain hold (its loss would be 0 at every step: a step compares the two domains only with at
+    least 2 rows of each, and skips the term otherwise), and warn when more than
+    :data:`SKIPPED_STEPS_WARNING` of the steps would skip it: a batch of ``b`` rows drawn where a
+    share ``p`` of the rows hold the representation holds fewer than 2 of them with probability
+    ``(1-p)^b + b p (1-p)^(b-1)``. The fused representation (``on: fused``) is held by every row
+    with any modality.
+
+    Raises:
+        ConfigError: no row (or a single one) of ``table`` holds an aligned modality.
+    """
+    if not len(table):
+        return
+    present = {name: np.asarray(m.present, bool) for name, m in table.modalities.items()}
+    if method.on == "fused":
+        counts = {"fused": int(np.logical_or.reduce(list(present.values())).sum()) if present else 0}
+    else:
+        counts = {name: int(present[name].sum()) for name in sorted(method.on) if name in present}
+    batch = min(batch_size, len(table))
+    for name, count in counts.items():
+        what = "the fused representation (any modality)" if name == "fused" else f"modality '{name}'"
+        setting = f"{key}.on: {method.on if method.on == 'fused' else list(method.on)}"
+        if count < 2:
+            raise ConfigError([f"{setting}: method '{method.method}' aligns {what} of the {side} rows, but "
+                               f"{'none' if count == 0 else 'only 1'} of the {len(table)} rows of {manifest} holds "
+                               f"it; a step needs at least 2 such rows of each domain, so the domain loss would be 0 "
+                               f"at every step. Give {side} rows with {what}, or align another representation "
+                               f"({key}.on: fused, or modalities the rows hold)"])
+        share = count / len(table)
+        skipped = (1 - share) ** batch + batch * share * (1 - share) ** (batch - 1)
+        if skipped > SKIPPED_STEPS_WARNING:
+            warn_user(f"{setting}: only {count} of the {len(table)} {side} rows of {manifest} hold {what}; about "
+                      f"{skipped:.0%} of the steps (batches of {batch}) would draw fewer than 2 of them and skip "
+                      f"the domain loss of '{name}'. Give more {side} rows with {what}, or larger batches")
 
 
 class TransferPlan:
@@ -97,8 +179,7 @@ class TransferPlan:
         """
         plan = cls(config, pipeline, train_table, train_y)
         learners = [m for m in plan.methods if isinstance(m, UnlabeledConfig)]
-        source = unlabeled if unlabeled is not None else next(
-            (m.unlabeled for m in learners if m.unlabeled is not None), None)
+        source = unlabeled_source(config, unlabeled)
         if source is not None and not learners:
             names = [m.method for m in plan.methods]
             what = ("no transfer method is configured" if not names
@@ -111,6 +192,7 @@ class TransferPlan:
                 raise ConfigError([f"{key}.unlabeled: method '{learners[0].method}' learns from an unlabelled "
                                    "manifest; pass fit(unlabeled=...) or --unlabeled, or set transfer.unlabeled"])
             plan.unlabeled_manifest = pipeline.read(source, require_target=False, training=True)
+            warn_unused_labels(config, plan.unlabeled_manifest)
             plan.unlabeled_table = pipeline.encode(plan.unlabeled_manifest, progress=config.train.progress)
             plan.info["unlabeled_rows"] = len(plan.unlabeled_table)
             domain = next((m for m in learners if isinstance(m, DomainConfig)), None)
@@ -118,13 +200,19 @@ class TransferPlan:
                 raise ManifestError([f"{plan.unlabeled_manifest.name}: method '{domain.method}' compares the source "
                                      "and target distributions of each step and needs at least 2 unlabelled rows; "
                                      f"got {len(plan.unlabeled_table)}"], source=plan.unlabeled_manifest.name)
+            if domain is not None:
+                key = config.transfer_key(plan.methods.index(domain))
+                check_aligned_rows(domain, key, train_table, train_manifest.name, config.train.batch_size, "labelled")
+                check_aligned_rows(domain, key, plan.unlabeled_table, plan.unlabeled_manifest.name,
+                                   domain.unlabeled_batch_size or config.train.batch_size, "unlabelled")
         distill = next((m for m in plan.methods if isinstance(m, DistillConfig)), None)
         if distill is not None:
             if load_run is None:
                 raise ValueError("distillation needs load_run to load the teacher's run folder")
             teacher = load_run(Path(distill.teacher))
             check_teacher(teacher, pipeline.targets.classes)
-            logits, features = teacher_outputs(teacher, train_manifest, np.asarray(train_table.rows), default_device())
+            logits, features = teacher_outputs(teacher, train_manifest, np.asarray(train_table.rows), default_device(),
+                                               run=distill.teacher)
             plan.teacher = logits[:, main_classes(teacher.pipeline.targets)], features  # a multi-task teacher's main task
             plan.info["teacher"] = str(distill.teacher)
         return plan

@@ -388,3 +388,16 @@ def test_the_configured_schedule_drives_an_anomaly_fit(data, monkeypatch):
     cfg["train"]["scheduler"] = "onecycle"
     AnomalyDetector.from_config(cfg).fit(data / "train.csv", data / "valid.csv")
     assert made == [2 * 96 // 16]  # one schedule over every step of the fit
+
+
+def test_a_saved_detector_is_rebuilt_for_its_weights_not_for_training(data, tmp_path):
+    """Loading restores the saved weights: no weight file is read, no training-time warning (a
+    frozen random encoder) is repeated."""
+    cfg = config("autoencoder", epochs=1)
+    cfg["modalities"]["a"]["encoder"]["freeze"] = "all"
+    with pytest.warns(UserWarning, match=r"modalities\.a\.encoder\.freeze: 'all' freezes"):
+        AnomalyDetector.from_config(cfg).fit(data / "train.csv", data / "valid.csv", out=tmp_path / "run")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        AnomalyDetector.load(tmp_path / "run")
+    assert not [w for w in caught if "freezes" in str(w.message)]

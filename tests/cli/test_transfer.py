@@ -53,3 +53,15 @@ def test_unlabeled_rows_and_method_must_go_together(data, tmp_path, config, extr
     result = train(data, config, tmp_path / "run", *extra)
     assert result.exit_code == 2, result.output
     assert fragment in result.stderr and "Traceback" not in result.output
+
+
+def test_the_run_records_the_unlabeled_file_and_resume_without_it_is_refused(data, tmp_path):
+    run = tmp_path / "run"
+    assert train(data, "coral", run, "--unlabeled", data["target"]).exit_code == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["transfer"]["unlabeled"] == str(data["target"].resolve())
+    result = train(data, "coral", run, "--resume", "--set", "train.epochs=2")
+    assert result.exit_code == 2, result.output
+    assert (f"--resume: {run} trained with --unlabeled {data['target'].resolve()}; resume it with the same "
+            "--unlabeled (given: none)") in " ".join(result.stderr.split()) and "Traceback" not in result.output
+    result = train(data, "coral", run, "--resume", "--set", "train.epochs=2", "--unlabeled", data["target"])
+    assert result.exit_code == 0, result.output

@@ -295,3 +295,30 @@ def test_late_fusion_averages_the_heads_of_the_present_modalities(missing):
 def test_config_refuses_a_tensor_fusion_too_wide_for_its_modalities():
     with pytest.raises(ConfigError, match="factor_dim"):
         load_config(config_dict({"name": "tensor"}, {"name": "mlp"}))
+
+
+# -- freezing an encoder that starts from random weights ------------------------------------------
+def _frozen_image_config(freeze, **encoder) -> dict:
+    modalities = {"img": {**MODALITIES["img"], "encoder": {**MODALITIES["img"]["encoder"], "freeze": freeze, **encoder}},
+                  "tab": MODALITIES["tab"]}
+    return config_dict({"name": "concat"}, {"name": "mlp", "hidden": [8]}, modalities)
+
+
+@pytest.mark.parametrize("freeze", ["all", 0])
+def test_freezing_a_randomly_initialised_encoder_warns_with_its_key(freeze):
+    config = load_config(_frozen_image_config(freeze))
+    with pytest.warns(UserWarning, match=r"modalities\.img\.encoder\.freeze: .* encoder 'cnn', whose weights are "
+                                         r"random"):
+        build_model(config, {n: CONTEXT[n] for n in ("img", "tab")}, N_OUTPUTS)
+
+
+@pytest.mark.parametrize(("freeze", "encoder", "restore"), [
+    ("none", {}, False),                                                    # nothing frozen
+    ("all", {}, True),                                                      # a saved run rebuilt to load its weights
+    ("all", {"unfreeze": {"start": 1, "every": 1, "blocks": 1}}, False),    # it trains later
+])
+def test_no_warning_where_random_weights_are_not_frozen_for_good(freeze, encoder, restore, recwarn):
+    config = load_config(_frozen_image_config(freeze, **encoder))
+    contexts = {n: {**CONTEXT[n], **({"restore": True} if restore else {})} for n in ("img", "tab")}
+    build_model(config, contexts, N_OUTPUTS)
+    assert not [w for w in recwarn if "weights are random" in str(w.message)]

@@ -29,6 +29,7 @@ class LinearNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.layer = nn.Linear(3, 2)
+        self.encoders = nn.ModuleDict()  # none: every parameter trains at the full rate
 
     def forward(self, inputs, present):
         return self.layer(inputs["m"]["x"])
