@@ -33,7 +33,7 @@ def with_further_tasks(config: Any, targets: Any, main_loss: TaskLoss) -> nn.Mod
     for name, spec in config.tasks.items():
         losses[name] = TaskLoss(spec.task, None, config.loss.label_smoothing, config.loss.regression,
                                 config.loss.huber_delta)
-        weights[name] = 1.0 if spec.weight is None else spec.weight  # learned instead under uncertainty
+        weights[name] = 1.0 if spec.weight is None else spec.weight  # None: learned (uncertainty)
     return MultiTaskLoss(targets.slots, losses, weights, learned=config.loss.task_weighting == "uncertainty")
 
 

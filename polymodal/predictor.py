@@ -61,6 +61,7 @@ class MultimodalPredictor(Estimator):
 
     def __init__(self, config: Config):
         super().__init__(config)
+        self._given_config = self.config  # what each fit starts from (a fit records the data it used in self.config)
         self.net: MultimodalNet | None = None
         self.diagnostics: dict[str, Any] = {}  # the report's subsets, importance, robustness... (see report.rows)
 
@@ -115,7 +116,7 @@ class MultimodalPredictor(Estimator):
         from polymodal.training.trainer import fit_module
         from polymodal.training.transfer import TransferPlan, recorded_config, unlabeled_source
 
-        cfg = self.config
+        cfg = self.config = self._given_config
         runfolder.check_out(out, cfg, resume=resume, overwrite=overwrite)  # before reading any data
         if resume and out is not None:
             runfolder.check_resumed_data(Path(out), {"train": train, "valid": valid,
@@ -304,8 +305,9 @@ class MultimodalPredictor(Estimator):
         the main task. ``support``: see :meth:`evaluate`."""
         self.require(PREDICT, "predict")
         if self.config.task == "regression":
-            _, table = self._encode(data, require_target=False, modalities=modalities)
-            return self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, self._outputs(table)))
+            with self.using_support(support):  # a support set: refused, as predict_frame and evaluate refuse it
+                _, table = self._encode(data, require_target=False, modalities=modalities)
+                return self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, self._outputs(table)))
         proba = self.predict_proba(data, modalities, support=support)
         chosen = decisions(self.config.task, proba.to_numpy())
         return chosen if self.config.task == "multilabel" else np.asarray(proba.columns)[chosen]

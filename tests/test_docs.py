@@ -94,15 +94,19 @@ def resolve(words: list[str]):
 COMMANDS = command_lines()
 
 
+def problems(words: list[str]) -> list[str]:
+    """What is wrong with ``polymodal WORDS...``: no such command, or options it does not have."""
+    command, rest = resolve(words)
+    if hasattr(command, "commands"):
+        return ["names no command"]
+    known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    options = [w.split("=", 1)[0] for w in rest if w.startswith("-") and not re.fullmatch(r"-\d.*", w)]
+    return [f"{option} is not an option of it" for option in options if option not in known]
+
+
 @pytest.mark.parametrize("where, words", COMMANDS, ids=[f"{w} {' '.join(c[:2])}" for w, c in COMMANDS])
 def test_command_line_names_real_commands_and_options(where, words):
-    command, rest = resolve(words)
-    assert not hasattr(command, "commands"), f"{where}: 'polymodal {' '.join(words)}' names no command"
-    known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
-    for word in rest:
-        if word.startswith("-") and not re.fullmatch(r"-\d.*", word):
-            option = word.split("=", 1)[0]
-            assert option in known, f"{where}: 'polymodal {' '.join(words)}': {option} is not an option of it"
+    assert not problems(words), f"{where}: 'polymodal {' '.join(words)}': {problems(words)}"
 
 
 def test_datasets_prepared_exist():
@@ -114,10 +118,10 @@ def test_datasets_prepared_exist():
         assert name in DATASETS, f"{where}: no built-in dataset '{name}'"
 
 
-def test_a_wrong_option_would_be_caught():
-    command, rest = resolve(["evaluate", "runs/x", "--robustnes"])
-    known = {opt for param in command.params for opt in param.opts}
-    assert command.name == "evaluate" and "--robustness" in known and "--robustnes" not in known
+def test_a_wrong_command_or_option_would_be_caught():
+    assert problems(["evaluate", "runs/x", "--robustnes", "--rows=3", "--seed", "-1"]) == ["--robustnes is not an option of it"]
+    assert problems(["index", "runs/x"]) == ["names no command"]
+    assert problems(["retrieve", "r", "--index", "i", "-k", "10", "--no-cca"]) == ["--no-cca is not an option of it"]
 
 
 # ---------------------------------------------------------------- Python blocks

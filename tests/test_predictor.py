@@ -346,6 +346,9 @@ def test_regression(reg, data):
     assert abs(pred.mean() - truth.mean()) < truth.std()
     with pytest.raises(SchemaMismatchError, match="regression"):
         reg.predict_proba(data["test"])
+    for method in (reg.predict, reg.predict_frame, reg.evaluate):
+        with pytest.raises(SchemaMismatchError, match="a support set needs a model trained with transfer"):
+            method(data["test"], support=data["train"])
 
 
 def test_regression_history_is_in_the_targets_units(reg):

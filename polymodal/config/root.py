@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
 from polymodal.config.align import AnyAlign, check_align
 from polymodal.config.anomaly import AnomalyConfig, check_anomaly
@@ -177,8 +177,8 @@ class Config(StrictModel):
         return self
 
     @model_validator(mode="after")
-    def _check_tasks(self) -> Config:
-        check_tasks(self)  # see polymodal.config.tasks
+    def _check_tasks(self, info: ValidationInfo) -> Config:
+        check_tasks(self, saved_run=bool((info.context or {}).get("saved_run")))  # see polymodal.config.tasks
         return self
 
     @model_validator(mode="after")
@@ -262,11 +262,11 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
     if overrides and not isinstance(source, str | Path):  # a dict or a Config: edited as a copy
         data = config_to_dict(source) if isinstance(source, Config) else copy.deepcopy(source)
         apply_overrides(data, overrides)
-        return validate(Config, data)
+        return validate(Config, data, context={"saved_run": saved_run})
     if isinstance(source, Config):
         return source
     if isinstance(source, dict):
-        return validate(Config, source)
+        return validate(Config, source, context={"saved_run": saved_run})
     path = Path(source)
     if not path.is_file():
         what = "is a folder, not a config file" if path.is_dir() else "config file not found"

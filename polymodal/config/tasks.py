@@ -38,8 +38,8 @@ class TaskSpec(StrictModel):
 
     task: Literal["classification", "multilabel", "regression"] = "classification"
     target: str | list[str]
-    # None by default, not 1.0: a saved run's config.yaml spells out every default, and a written
-    # weight must not read back as one the user set against task_weighting: uncertainty
+    # None by default, settled by check_tasks (1 under fixed weighting): a saved run's config.yaml
+    # spells out every value, and a written weight must not read back as one set against uncertainty
     weight: Annotated[float, Field(ge=0.0)] | None = None
     head: AnyHead | None = None
 
@@ -48,8 +48,11 @@ class TaskSpec(StrictModel):
         return [self.target] if isinstance(self.target, str) else list(self.target)
 
 
-def check_tasks(config: Any) -> None:
-    """Cross-field rules of the ``tasks`` section (called by the root config's validator).
+def check_tasks(config: Any, saved_run: bool = False) -> None:
+    """Cross-field rules of the ``tasks`` section (called by the root config's validator), and the
+    weights settled: an unset weight is 1 under ``task_weighting: fixed``; under ``uncertainty``
+    the weights are learned, so none may be given, except the 1.0 that a saved run's config.yaml
+    of an earlier version spelled out (``saved_run``: read as unset).
 
     Raises:
         ValueError: a bad task name, a target column used twice or read as an input, a head that
@@ -83,8 +86,13 @@ def check_tasks(config: Any) -> None:
         if not isinstance(head, MlpHeadConfig) and config.fusion.name not in ("stack", "attention"):
             raise ValueError(f"tasks.{name}: head '{head.name}' models a token sequence and needs fusion 'stack' "
                              f"or 'attention'; fusion is '{config.fusion.name}'")
-        if config.loss.task_weighting == "uncertainty" and spec.weight is not None:
+        learned = config.loss.task_weighting == "uncertainty"
+        if learned and saved_run and spec.weight == 1.0:
+            spec.weight = None  # the default an earlier version wrote out
+        if learned and spec.weight is not None:
             raise ValueError(f"tasks.{name}.weight is set, but loss.task_weighting 'uncertainty' learns the weights")
+        if not learned and spec.weight is None:
+            spec.weight = 1.0
     if config.fusion.name == "late" and any(spec.head is not None for spec in tasks.values()):
         raise ValueError("tasks: fusion 'late' builds its own per-modality heads; tasks cannot choose a head")
 

@@ -33,7 +33,7 @@ from polymodal.data.multitarget import MultiTargetEncoder
 from polymodal.data.pipeline import DataSource
 from polymodal.deploy.errors import ExportError, first_line, onnxruntime_errors
 from polymodal.deploy.graph import OUTPUT, ExportedGraph, GraphInput, example_feeds, exportable_ops, graph_inputs
-from polymodal.deploy.runtime import META_FILE
+from polymodal.deploy.runtime import FORMAT_VERSION, META_FILE
 from polymodal.estimator import EXPORT
 from polymodal.utils.io import atomic_folder, atomic_write, atomic_write_json, python_scalar
 
@@ -123,7 +123,7 @@ def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
     main = targets.slots[0].outputs if isinstance(targets, MultiTargetEncoder) else (0, targets.n_outputs)
     main_targets = targets.main if isinstance(targets, MultiTargetEncoder) else targets
     meta: dict[str, Any] = {
-        "format_version": 1, "polymodal_version": __version__, "task": cfg.task,
+        "format_version": FORMAT_VERSION, "polymodal_version": __version__, "task": cfg.task,
         "target": cfg.targets, "main_outputs": list(main),
         "classes": [_json_label(c) for c in main_targets.classes] if cfg.task == "classification" else list(cfg.targets),
         "modalities": {name: modality_meta(predictor, name, inputs) for name in sorted(cfg.modalities)},

@@ -34,6 +34,7 @@ from polymodal.deploy.features import FEATURES, Features
 from polymodal.errors import MissingDependencyError
 from polymodal.utils.scores import (
     decisions,
+    explained_name,
     explained_outputs,
     explained_quantity,
     explained_score,
@@ -43,6 +44,9 @@ from polymodal.utils.scores import (
 from polymodal.utils.values import blank
 
 META_FILE = "deploy.json"
+# what deploy.json's layout and meaning are; an export of a later format is refused, not misread
+# (2: signal CSVs and channel selection, explain's default output shared with pred.explain)
+FORMAT_VERSION = 2
 Row = Mapping[str, Any]
 
 
@@ -101,7 +105,8 @@ class Runtime:
             threads: onnxruntime intra-op threads (None: its default).
 
         Raises:
-            ExportError: the export has no such graph, or onnxruntime cannot load it.
+            ExportError: the export has no such graph, is of a later format than this runtime
+                reads, or onnxruntime cannot load it.
         """
         try:
             import onnxruntime as ort
@@ -112,6 +117,10 @@ class Runtime:
             raise FileNotFoundError(f"{folder} is not an export folder: {META_FILE} not found "
                                     f"(write one with 'polymodal export RUN')")
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        if meta.get("format_version", 1) > FORMAT_VERSION:
+            raise ExportError(f"{folder} was exported by polymodal {meta.get('polymodal_version')} in export format "
+                              f"{meta['format_version']}; this runtime reads formats up to {FORMAT_VERSION}: "
+                              "upgrade polymodal where it runs")
         key = "quantized_file" if quantized else "file"
         if meta["graph"].get(key) is None:
             raise ExportError(f"{folder} has no {'int8 ' if quantized else ''}ONNX graph "
@@ -216,7 +225,5 @@ class Runtime:
     def explained_quantity(self, output: Any | None = None) -> str:
         """What :meth:`explain` attributes, in words (as ``Explanation.explained_quantity``), e.g.
         ``probability of the predicted class`` or ``probability of label 'kw_leak'``."""
-        task, chosen = self.meta["task"], output_index(output, self.meta["classes"], self.meta["task"])
-        if chosen is None and task == "classification":
-            return explained_quantity(task)
-        return explained_quantity(task, self.meta["classes"][0 if chosen is None else chosen])
+        task, names = self.meta["task"], self.meta["classes"]
+        return explained_quantity(task, explained_name(task, names, output_index(output, names, task)))

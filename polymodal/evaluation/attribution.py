@@ -37,7 +37,7 @@ from polymodal.evaluation.shapley import (
     sampled_shapley,
     shapley_interactions,
 )
-from polymodal.utils.scores import explained_outputs, explained_quantity, output_index
+from polymodal.utils.scores import explained_name, explained_outputs, explained_quantity, output_index
 
 if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource
@@ -190,8 +190,7 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     phi = exact_shapley(values, m) if orders is None else sampled_shapley(values, orders)
     full, base = values[(1 << m) - 1], values[0]
     explained = explained_outputs(task, full, chosen)
-    quantity = explained_quantity(task, None if chosen is None and task == "classification"
-                                  else outputs_named[0 if chosen is None else chosen])
+    quantity = explained_quantity(task, explained_name(task, outputs_named, chosen))
     interactions = shapley_interactions(values, m) if orders is None and m > 1 else None
     picked = np.take_along_axis(phi, explained[:, None, None], axis=-1)[..., 0]
     importance = _importance(predictor, names, picked, raw, data.targets,

@@ -61,15 +61,21 @@ def table_html(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None 
 
 def per_output_table(metrics: Mapping[str, Any]) -> str:
     """Each target's (regression) or label's (multilabel) own figures of the test split (else the
-    validation one): the ``<metric>_per_target`` / ``<metric>_per_label`` entries, one row each."""
+    validation one): the ``<metric>_per_target`` / ``<metric>_per_label`` entries, one row each;
+    one table per task of a multi-task model (its entries prefixed ``<task>/``)."""
     split = "test" if metrics.get("test") else "valid"
-    scores = metrics.get(split) or {}
-    columns = {k.rsplit("_per_", 1)[0]: v for k, v in scores.items() if "_per_" in k and isinstance(v, Mapping)}
-    if not columns:
-        return ""
-    names = list(next(iter(columns.values())))
-    rows = [{"output": n, **{metric: values.get(n) for metric, values in columns.items()}} for n in names]
-    return f"<p>Each output on its own ({split}):</p>" + table_html(rows)
+    tasks: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for key, values in (metrics.get(split) or {}).items():
+        if "_per_" in key and isinstance(values, Mapping):
+            task, _, metric = key.rpartition("/")
+            tasks.setdefault(task, {})[metric.rsplit("_per_", 1)[0]] = values
+    parts = []
+    for task, columns in tasks.items():
+        names = list(dict.fromkeys(n for values in columns.values() for n in values))
+        rows = [{"output": n, **{metric: values.get(n) for metric, values in columns.items()}} for n in names]
+        parts.append(f"<p>Each output{f' of task {html.escape(task)}' if task else ''} on its own ({split}):</p>"
+                     + table_html(rows))
+    return "".join(parts)
 
 
 def learning_curves(history: pd.DataFrame) -> bytes | None:

@@ -85,6 +85,14 @@ def output_index(output: Any | None, names: Sequence[Any], task: str) -> int | N
     raise SchemaMismatchError(f"output {output!r} to explain is not one of this model's outputs ({kind}) {plain}")
 
 
+def explained_name(task: str, names: Sequence[Any], output: int | None = None) -> Any | None:
+    """The name of the output an explanation attributes (``output``: its index, None: the
+    default): None for classification's per-row predicted class, else a class, label or target."""
+    if output is None and task == "classification":
+        return None
+    return names[0 if output is None else output]
+
+
 def explained_quantity(task: str, name: Any | None = None, *, predicted: bool = False) -> str:
     """What an explanation attributes, in words: ``name`` is the explained output (a class, label
     or target); None for classification's per-row predicted class. ``predicted``: the class named

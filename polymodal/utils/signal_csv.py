@@ -30,8 +30,6 @@ import numpy as np
 from polymodal.errors import DecodeError
 from polymodal.utils.values import NA_VALUES  # the cells read as a missing sample (NaN)
 
-# what a missing sample is written as, for header detection (compared lower-cased)
-MISSING_MARKERS = frozenset({"n/a", "na", "null", "none", "-", "?", "#n/a"})
 # a number as pandas' CSV parser takes it: decimal or scientific, or an infinity; spaces and tabs around it
 _NUMBER = re.compile(r"[ \t]*[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?)[ \t]*",
                      re.IGNORECASE | re.ASCII)
@@ -73,17 +71,18 @@ def _is_number(field: str) -> bool:
 
 def has_header(text: str) -> bool:
     """Whether a signal CSV's first line names its columns: it does when one of its fields is a word
-    (neither a number nor a missing-value marker such as ``n/a``) and its other fields are whole
-    numbers, as channel numbers are (``time,volts``, ``time,1,2``); and when the fields are the
-    column numbers ``0,1,...`` (what ``pandas.DataFrame(array).to_csv`` writes). Any other line is
+    (neither a number nor text read as a missing value, :data:`NA_VALUES`, such as ``n/a``) and its
+    other fields are whole numbers, as channel numbers are (``time,volts``, ``time,1,2``); and when
+    two or more fields are the column numbers ``0,1,...`` (what ``pandas.DataFrame(array).to_csv``
+    writes; a lone ``0`` is a sample). Any other line is
     the first sample: ``0.126,n/a`` has a missing value, ``0.5,abc`` a value that is not a number."""
     first = _FIRST_LINE.match(text.removeprefix("\ufeff")).group()
     fields = [f.strip().strip('"') for f in first.strip().split(",")]
-    words = [f for f in fields if f and not _is_number(f) and f.lower() not in MISSING_MARKERS]
+    words = [f for f in fields if f and not _is_number(f) and f not in NA_VALUES]  # a missing value is no word
     numbers = [f for f in fields if f and _is_number(f)]
     if words and all(_WHOLE.fullmatch(f) for f in numbers):
         return True
-    return fields == [str(i) for i in range(len(fields))]
+    return len(fields) > 1 and fields == [str(i) for i in range(len(fields))]  # one column: "0" is a sample
 
 
 def is_csv_text(data: bytes) -> bool:

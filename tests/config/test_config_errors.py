@@ -322,3 +322,18 @@ def test_an_infinite_number_is_refused_where_a_finite_one_is_meant(key):
 
 def test_precision_32_written_as_a_number_is_the_default_precision():
     assert load_config(with_changes(BASE, {"train.precision": 32})).train.precision == "32"
+
+
+def test_task_weights_settle_by_the_weighting_and_saved_runs_of_earlier_versions_load():
+    from polymodal.config import config_to_dict, load_config
+
+    fixed = load_config(config_with(tasks={"speaker": {"target": "who"}}))
+    assert fixed.tasks["speaker"].weight == 1.0  # unset: 1 under fixed weighting
+    learned = load_config(config_with(**{"tasks": {"speaker": {"target": "who"}}, "loss.task_weighting": "uncertainty"}))
+    assert learned.tasks["speaker"].weight is None
+    assert load_config(config_to_dict(learned)).tasks["speaker"].weight is None  # round trip
+    earlier = config_to_dict(learned)
+    earlier["tasks"]["speaker"]["weight"] = 1.0  # what a run saved before 2026-12-05 wrote
+    assert load_config(earlier, saved_run=True).tasks["speaker"].weight is None
+    with pytest.raises(ConfigError, match="learns the weights"):
+        load_config(earlier)  # a user's config that sets it is still refused

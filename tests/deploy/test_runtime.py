@@ -187,3 +187,19 @@ def test_a_truncated_float_wav_is_refused_too():
     assert info.value.code == "corrupt_file"
     samples, rate = read_wav(data)
     assert len(samples) == 800 and rate == 8000
+
+
+def test_an_export_of_a_later_format_is_refused_not_misread(exported, tmp_path):
+    import json
+    import shutil
+
+    from polymodal.deploy.errors import ExportError
+    from polymodal.deploy.runtime import FORMAT_VERSION, META_FILE
+
+    folder = shutil.copytree(exported[0], tmp_path / "later")
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    assert meta["format_version"] == FORMAT_VERSION  # what export writes
+    meta["format_version"] = FORMAT_VERSION + 1
+    (folder / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(ExportError, match=f"export format {FORMAT_VERSION + 1}; this runtime reads formats up to"):
+        Runtime.load(folder)

@@ -165,3 +165,6 @@ def test_each_output_gets_its_row_of_figures():
     assert "(valid)" in table and "<th>output</th><th>mae</th><th>r2</th>" in table
     assert "<td>wear</td><td>1.5000</td><td>0.9000</td>" in table and "<td>load</td><td>0.5000</td><td>-</td>" in table
     assert per_output_table({"valid": {"mae": 1.0}}) == ""  # one target: the metrics table says it all
+    tasks = per_output_table({"test": {"f1_per_label": {"leak": 0.5}, "aux/mae_per_target": {"wear": 2.0, "load": 1.0}}})
+    assert "<td>leak</td><td>0.5000</td>" in tasks and "of task aux on its own (test)" in tasks
+    assert "<td>wear</td><td>2.0000</td>" in tasks and "<td>load</td><td>1.0000</td>" in tasks

@@ -45,6 +45,14 @@ def recorded(run) -> str | None:
 
 
 # -- the unlabelled manifest a run trained on -----------------------------------------------------
+def test_a_second_fit_starts_from_the_config_given_not_the_one_the_first_recorded(data, tmp_path):
+    pred = MultimodalPredictor.from_config(config({"method": "coral", "unlabeled": str(data["other"])}))
+    pred.fit(data["train"], data["valid"], unlabeled=data["unlabeled"])
+    assert str(pred.config.transfer.unlabeled) == str(data["unlabeled"].resolve())
+    pred.fit(data["train"], data["valid"], out=tmp_path / "again")  # no unlabeled=: the config's file
+    assert recorded(tmp_path / "again") == str(data["other"].resolve())
+
+
 def test_the_run_records_the_unlabelled_manifest_it_used_and_resume_checks_it(data, tmp_path):
     """``fit(unlabeled=...)`` wins over ``transfer.unlabeled``: the run's config.yaml names the file
     used, and a resume learning from any other (the config's, when none is given) is refused."""

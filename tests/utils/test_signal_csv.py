@@ -121,3 +121,12 @@ def test_the_fast_path_reads_what_cell_by_cell_reading_reads(rows, header, endin
     slow = _read_cells(text, has_header(text), None)
     assert slow.columns == names and slow.lines.tolist() == list(range(first, first + len(table)))
     np.testing.assert_array_equal(slow.samples, table.T.astype(np.float32))
+
+
+def test_a_lone_zero_first_is_a_sample_and_column_numbers_are_a_header():
+    from polymodal.utils.signal_csv import read_csv_signal
+
+    one = read_csv_signal(b"0\n5\n7\n")
+    assert not one.header and one.samples.tolist() == [[0.0, 5.0, 7.0]]
+    two = read_csv_signal(b"0,1\n5,6\n")
+    assert two.header and two.samples.tolist() == [[5.0], [6.0]]
