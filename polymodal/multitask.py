@@ -75,27 +75,29 @@ def multitask_metrics(targets: MultiTargetEncoder, outputs: np.ndarray, target: 
     return scores
 
 
+def task_frame(encoder: Any, outputs: np.ndarray, index: pd.Index, prefix: str = "") -> pd.DataFrame:
+    """One task's prediction columns from its raw outputs (``encoder``: its target encoder):
+    ``prediction`` and ``proba_<class>`` (classification), ``pred_<label>`` then ``proba_<label>``
+    (multilabel), ``pred_<target>`` (regression); every name after ``prefix``."""
+    if encoder.task == "regression":
+        return pd.DataFrame(encoder.decode_values(outputs), index=index,
+                            columns=[f"{prefix}pred_{c}" for c in encoder.columns])
+    proba = probabilities(encoder.task, outputs)
+    chosen = decisions(encoder.task, proba)
+    if encoder.task == "multilabel":
+        names = list(encoder.columns)
+        frame = pd.DataFrame(chosen, index=index, columns=[f"{prefix}pred_{c}" for c in names])
+    else:
+        names = list(encoder.classes)
+        frame = pd.DataFrame({f"{prefix}prediction": np.asarray(names, dtype=object)[chosen]}, index=index)
+    return frame.join(pd.DataFrame(proba, index=index, columns=[f"{prefix}proba_{c}" for c in names]))
+
+
 def further_task_frame(targets: Any, outputs: np.ndarray, index: pd.Index) -> pd.DataFrame:
-    """Prediction columns of every further task (an empty frame for a single-task model)."""
-    frame = pd.DataFrame(index=index)
-    if not isinstance(targets, MultiTargetEncoder):
-        return frame
-    for slot in targets.slots[1:]:
-        enc = targets.encoders[slot.name]
-        out = outputs[:, slot.outputs[0]:slot.outputs[1]]
-        if enc.task == "classification":
-            proba = probabilities(enc.task, out)
-            frame[f"{slot.name}_prediction"] = np.asarray(enc.classes, dtype=object)[decisions(enc.task, proba)]
-            for j, cls in enumerate(enc.classes):
-                frame[f"{slot.name}_proba_{cls}"] = proba[:, j]
-        elif enc.task == "multilabel":
-            proba = probabilities(enc.task, out)
-            chosen = decisions(enc.task, proba)
-            for j, column in enumerate(enc.columns):
-                frame[f"{slot.name}_pred_{column}"] = chosen[:, j]
-                frame[f"{slot.name}_proba_{column}"] = proba[:, j]
-        else:
-            values = enc.decode_values(out)
-            for j, column in enumerate(enc.columns):
-                frame[f"{slot.name}_pred_{column}"] = values[:, j]
-    return frame
+    """Prediction columns of every further task, ``<task>_`` before each name (an empty frame for
+    a single-task model)."""
+    frames = [pd.DataFrame(index=index)]
+    if isinstance(targets, MultiTargetEncoder):
+        frames += [task_frame(targets.encoders[slot.name], outputs[:, slot.outputs[0]:slot.outputs[1]], index,
+                              f"{slot.name}_") for slot in targets.slots[1:]]
+    return pd.concat(frames, axis=1)

@@ -39,7 +39,7 @@ from polymodal.fewshot import use_support
 from polymodal.metrics import monitored, task_metrics
 from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
-from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, with_further_tasks
+from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, task_frame, with_further_tasks
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
 from polymodal.utils.scores import decisions, probabilities
 
@@ -324,7 +324,7 @@ class MultimodalPredictor(Estimator):
             manifest, table = self._encode(data, require_target=False, modalities=modalities)
             outputs = self._outputs(table)
             index = manifest.row_index(table.rows)
-            frame = self._frame(main_outputs(self.pipeline.targets, outputs), index)
+            frame = task_frame(self.pipeline.targets, main_outputs(self.pipeline.targets, outputs), index)
             return frame.join(further_task_frame(self.pipeline.targets, outputs, index))
 
     @contextmanager
@@ -336,20 +336,6 @@ class MultimodalPredictor(Estimator):
             return
         with use_support(self, support):
             yield
-
-    def _frame(self, outputs: np.ndarray, index: pd.Index) -> pd.DataFrame:
-        """The main task's prediction columns from its raw outputs."""
-        task, targets = self.config.task, self.pipeline.targets
-        if task == "regression":
-            return pd.DataFrame(targets.decode_values(outputs), index=index,
-                                columns=[f"pred_{c}" for c in self.config.targets])
-        if task == "multilabel":
-            proba = probabilities(task, outputs)
-            frame = pd.DataFrame(decisions(task, proba), index=index, columns=[f"pred_{c}" for c in self.config.targets])
-            return frame.join(pd.DataFrame(proba, index=index, columns=[f"proba_{c}" for c in self.config.targets]))
-        proba = probabilities(task, outputs)
-        frame = pd.DataFrame({"prediction": np.asarray(targets.classes, dtype=object)[decisions(task, proba)]}, index=index)
-        return frame.join(pd.DataFrame(proba, index=index, columns=[f"proba_{c}" for c in targets.classes]))
 
     def explain(self, data: DataSource, **options: Any) -> Any:
         """What each modality contributed to each prediction: per-row Shapley values over
