@@ -31,6 +31,7 @@ from helpers_models import (
 
 from polymodal import MultimodalPredictor
 from polymodal.config import load_config
+from polymodal.data.manifest import read_manifest
 from polymodal.errors import ConfigError, ManifestError, NotFittedError, RunFolderError, SchemaMismatchError
 
 
@@ -498,3 +499,16 @@ def test_a_dataframes_own_index_labels_the_predictions_and_the_messages(clf, dat
 def test_training_on_the_validation_rows_is_warned_about(data):
     with pytest.warns(UserWarning, match="the validation manifest is the training manifest"):
         MultimodalPredictor.from_config(classification_config(epochs=1)).fit(data["train"], str(data["train"]))
+
+
+def test_categories_the_model_did_not_learn_are_warned_about(clf, data):
+    predictor, _ = clf
+    frame = pd.read_csv(data["test"])
+    frame["color"] = ["Red", "purple", "red", None] * (len(frame) // 4) + ["red"] * (len(frame) % 4)
+    unknown = (len(frame) // 4) * 2
+    with pytest.warns(UserWarning, match=rf"column 'color' of modality tab: {unknown} row\(s\) hold categories the "
+                                         r"model did not learn \('Red', 'purple'\)"):
+        predictor.predict(read_manifest(frame, root=data["root"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # learned categories and blanks: no word
+        predictor.predict(read_manifest(frame.assign(color="red"), root=data["root"]))

@@ -211,6 +211,20 @@ class DataPipeline:
                 table.modalities[name].present[:] = False
         return table
 
+    def warn_unknown_categories(self, manifest: Manifest, modalities: Iterable[str]) -> None:
+        """Warn, per categorical column of the tabular ``modalities``, about the rows of
+        ``manifest`` whose category the model did not learn: they read as the unknown category."""
+        for name in modalities:
+            prep = self.preprocessors[name]
+            if prep.kind != "tabular":
+                continue
+            for column in (c for c in prep.categorical if c in manifest.columns):
+                unknown = prep.unknown_categories(column, manifest.column(column))
+                if unknown:
+                    shown = ", ".join(repr(k) for k, _ in unknown.most_common(5)) + (", ..." if len(unknown) > 5 else "")
+                    warn_user(f"{manifest.name}: column '{column}' of modality {name}: {sum(unknown.values())} row(s) "
+                              f"hold categories the model did not learn ({shown}): they read as the unknown category")
+
     def encode_targets(self, manifest: Manifest, table: EncodedTable) -> np.ndarray:
         return self.targets.encode(manifest, table.rows)
 

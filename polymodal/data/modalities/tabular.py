@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -150,6 +150,13 @@ class TabularPreprocessor(Preprocessor):
             cat[:, j] = [lookup.get(key, 0) if key is not None else 0 for key in categories[j]]
         good = [i for i in range(len(numbers)) if i not in errors]
         return good, [(num[i], cat[i]) for i in good], sorted(errors.items())
+
+    def unknown_categories(self, column: str, cells: Iterable[Any]) -> Counter:
+        """The cells of categorical ``column`` that hold none of its learned categories (they read
+        as the unknown category: a new value, one spelt another way, or one too rare in training),
+        counted by category."""
+        lookup = self._lookup[column]
+        return Counter(key for key in map(_category, cells) if key is not None and key not in lookup)
 
     def _build_lookup(self) -> None:
         self._lookup = {col: {c: i + 1 for i, c in enumerate(cats)} for col, cats in (self.categories or {}).items()}
