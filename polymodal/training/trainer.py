@@ -8,8 +8,10 @@ import logging
 import math
 import shutil
 import signal
+import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,13 +186,14 @@ class TrainingProgressBar(RichProgressBar):
         now = time.monotonic()
         if running is not None and (every_step or trainer.is_last_batch or now - self._read_at >= self.interval):
             self._read_at = now
-            loss = running("train", "train_loss")
+            loss = training_loss(lambda key: running("train", key))
             self._loss = self._loss if loss is None else round(loss, 4)
         super().on_train_batch_end(trainer, module, outputs, batch, batch_idx)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if getattr(module, "running_mean", None) is None:  # a module logging through Lightning alone
-            self._loss = self._read(trainer, "train_loss", self._loss)  # the epoch's mean, known from now on
+            loss = training_loss(lambda key: self._read(trainer, key, None))  # the epoch's mean, known from now on
+            self._loss = self._loss if loss is None else loss
         super().on_train_epoch_end(trainer, module)
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
@@ -213,6 +216,40 @@ class TrainingProgressBar(RichProgressBar):
         if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:  # -1: no limit
             description += f"/{self.trainer.max_epochs}"
         return f"{description:{len(self.validation_description)}}"
+
+
+def training_loss(read: Callable[[str], float | None]) -> float | None:
+    """The training loss to show beside ``val_loss``: the task term's (``train_task_loss``), which
+    is what ``val_loss`` measures, where the run has one; else the total (``train_loss``), which
+    adds the unimodal, alignment and transfer terms."""
+    task = read("train_task_loss")
+    return task if task is not None else read("train_loss")
+
+
+class EpochLines(Callback):
+    """One line per epoch on stderr where no bar is drawn (a log, a pipe, CI): the epoch, its
+    training loss (:func:`training_loss`), validation loss, the monitored metric and seconds."""
+
+    def __init__(self, monitor: str):
+        self.monitor = monitor
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+
+        def read(key: str) -> float | None:
+            return float(metrics[key]) if key in metrics and metrics[key].numel() == 1 else None
+
+        shown = {"loss": training_loss(read), "val_loss": read("val_loss"), self.monitor: read(self.monitor)}
+        values = "  ".join(f"{k} {v:.4f}" for k, v in shown.items() if v is not None)
+        total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        print(f"epoch {trainer.current_epoch + 1}{total}  {values}  ({time.perf_counter() - self._start:.1f} s)",
+              file=sys.stderr, flush=True)
 
 
 class EpochCSVLogger(CSVLogger):
@@ -281,6 +318,8 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
     show_bar = cfg.progress and watched()  # on a terminal: in a log, the bar's last state would be printed
     if show_bar:
         callbacks.append(TrainingProgressBar(f"val_{monitor}"))
+    elif cfg.progress:  # a log: a line per epoch
+        callbacks.append(EpochLines(f"val_{monitor}"))
     if cfg.deterministic:
         # deterministic kernels (Lightning turns them on below) without also filling every new
         # tensor with NaN, a debugging aid for kernels that read memory they did not write:

@@ -420,10 +420,29 @@ def test_ctrl_c_stays_a_keyboard_interrupt_with_the_first_epoch_checkpointed(tmp
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_no_progress_bar_is_printed_into_a_log(tmp_path, monkeypatch, capsys):
-    """stderr redirected to a file: the bar would print its last state there as a line of text."""
+def test_a_log_gets_a_line_per_epoch_instead_of_the_bar(tmp_path, monkeypatch, capsys):
+    """stderr redirected to a file: the bar would print its last state there as a line of text;
+    one plain line per epoch says how training goes instead (none with progress off)."""
     not_a_terminal(monkeypatch)
     train, valid = loaders()
-    fit_module(ScriptedModule([3.0, 2.0]), train, valid, TrainConfig(epochs=2, progress=True, accelerator="cpu"),
-               run_dir=tmp_path, monitor="loss", mode="min")
-    assert "Epoch" not in capsys.readouterr().err
+    result = fit_module(ScriptedModule([3.0, 2.0]), train, valid, TrainConfig(epochs=2, progress=True, accelerator="cpu"),
+                        run_dir=tmp_path, monitor="loss", mode="min")
+    err = capsys.readouterr().err
+    assert "Epoch" not in err
+    lines = [line for line in err.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+    for line, (_, row) in zip(lines, result.history.iterrows(), strict=True):
+        assert f"val_loss {row['val_loss']:.4f}" in line and line.endswith(" s)")
+    fit_module(ScriptedModule([3.0, 2.0]), train, valid, TrainConfig(epochs=2, progress=False, accelerator="cpu"),
+               run_dir=tmp_path / "quiet", monitor="loss", mode="min")
+    assert "epoch " not in capsys.readouterr().err
+
+
+def test_the_training_loss_shown_is_what_val_loss_measures():
+    """val_loss is the task loss; the total adds the unimodal and other terms, so beside val_loss
+    the bar and the epoch lines show the task term's loss where the run has one."""
+    from polymodal.training.trainer import training_loss
+
+    assert training_loss({"train_loss": 2.0, "train_task_loss": 1.3}.get) == 1.3
+    assert training_loss({"train_loss": 2.0}.get) == 2.0  # retrieval: no task term
+    assert training_loss({}.get) is None
