@@ -53,6 +53,11 @@ YAML_BLOCKS = blocks("yaml")
 BASE = yaml.safe_load(YAML_BLOCKS[0][1])
 
 
+def test_the_quick_start_config_is_the_readme_one():
+    shipped = yaml.safe_load((ROOT / "examples" / "quickstart" / "config.yaml").read_text(encoding="utf-8"))
+    assert shipped == BASE
+
+
 def test_the_blocks_are_found():
     assert len(YAML_BLOCKS) >= 8 and len(blocks("python")) >= 4 and len(command_lines()) >= 40
     assert {"task", "target", "modalities"} <= set(BASE)

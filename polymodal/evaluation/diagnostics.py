@@ -25,6 +25,7 @@ from polymodal.evaluation.robustness import REPORT_CORRUPTIONS, robustness_sweep
 from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES
 from polymodal.evaluation.subsets import evaluate_subsets
 from polymodal.multitask import main_task
+from polymodal.utils.progress import log_line, progress_bar
 from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
@@ -96,18 +97,24 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
         return {}
     names = predictor.config.modality_names
     out: dict[str, Any] = {"split": split, "rows": len(data), "metric": metric}
-    if len(names) > 1:
-        out["subsets"] = evaluate_subsets(predictor, data, report_subsets(names)).to_dict("records")
-        explanation = explain(predictor, data, seed=cfg.seed, samples=0)
-        out["importance"] = explanation.importance.to_dict("records")
-        out["explained"] = explanation.explained_quantity  # the default output (see attribution.explain)
-        out["interactions"] = explanation.interaction_table().to_dict("records")
-    if cfg.robustness:
-        corruptions = {n: [REPORT_CORRUPTIONS[m.kind]] for n, m in predictor.config.modalities.items()
-                       if m.kind in REPORT_CORRUPTIONS and data.table.modalities[n].present.any()}  # else nothing to corrupt
-        sweep = robustness_sweep(predictor, data, corruptions, seed=cfg.seed)
-        out["robustness"] = {"metric": sweep.metric, "curves": sweep.curves.to_dict("records"),
-                             "summary": sweep.summary.to_dict("records")}
+    shown = predictor.config.train.progress
+    what = f"report: subsets, importance, robustness on {len(data)} {split} rows (report.rows; 0 skips them)"
+    log_line(what, shown)
+    with progress_bar(2, what, enabled=shown, min_total=1) as advance:
+        if len(names) > 1:
+            out["subsets"] = evaluate_subsets(predictor, data, report_subsets(names)).to_dict("records")
+            explanation = explain(predictor, data, seed=cfg.seed, samples=0)
+            out["importance"] = explanation.importance.to_dict("records")
+            out["explained"] = explanation.explained_quantity  # the default output (see attribution.explain)
+            out["interactions"] = explanation.interaction_table().to_dict("records")
+        advance(1)
+        if cfg.robustness:
+            corruptions = {n: [REPORT_CORRUPTIONS[m.kind]] for n, m in predictor.config.modalities.items()
+                           if m.kind in REPORT_CORRUPTIONS and data.table.modalities[n].present.any()}  # else none
+            sweep = robustness_sweep(predictor, data, corruptions, seed=cfg.seed)
+            out["robustness"] = {"metric": sweep.metric, "curves": sweep.curves.to_dict("records"),
+                                 "summary": sweep.summary.to_dict("records")}
+        advance(1)
     if predictor.config.task == "classification":
         outputs, targets = main_task(predictor.pipeline.targets, predictor._outputs(data.table), data.targets)
         out["calibration"] = calibration_summary(outputs, targets)  # multi-task: the main task's

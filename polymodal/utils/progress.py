@@ -43,3 +43,12 @@ def watched(console: Any = None) -> bool:
 
         console = Console(stderr=True)
     return bool(console.is_interactive or console.is_jupyter)
+
+
+def log_line(message: str, enabled: bool = True) -> None:
+    """Print ``message`` on stderr where no bar is drawn (a log, a pipe, CI) and ``enabled``: the
+    one line that says what long work is under way there."""
+    if enabled and not watched():
+        import sys
+
+        print(message, file=sys.stderr, flush=True)

@@ -36,3 +36,15 @@ def test_a_disabled_or_short_bar_prints_nothing_even_on_a_terminal(capsys, monke
     as_terminal(monkeypatch)
     run_bar(total, **kwargs)
     assert capsys.readouterr().err == ""
+
+
+def test_a_log_line_goes_where_no_bar_is_drawn(capsys, monkeypatch):
+    from polymodal.utils.progress import log_line
+
+    not_a_terminal(monkeypatch)
+    log_line("report: on 120 rows")
+    log_line("silent", enabled=False)
+    assert capsys.readouterr().err == "report: on 120 rows\n"
+    as_terminal(monkeypatch)  # the bar says it there
+    log_line("report: on 120 rows")
+    assert capsys.readouterr().err == ""
