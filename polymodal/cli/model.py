@@ -144,10 +144,12 @@ def evaluate(
         print(json.dumps(finite_json({**metrics, **extra}), indent=2, default=str))
         return
     print_metrics(metrics, f"metrics on {data.name}")
+    swept = extra.get("sweep_rows", 0)
+    sample = f" on a sample of {swept} of {metrics.get('rows')} rows (--rows)" if swept < metrics.get("rows", 0) else ""
     if "missing" in extra:
-        print_rows(extra["missing"], "modality subsets (the others missing)")
+        print_rows(extra["missing"], f"modality subsets (the others missing){sample}")
     if "robustness" in extra:
-        print_rows(extra["robustness"]["table"], f"{extra['robustness']['metric']} by corruption severity (0-5)")
+        print_rows(extra["robustness"]["table"], f"{extra['robustness']['metric']} by corruption severity (0-5){sample}")
     if extra:
         console.print(f"tables written to {out or run / 'evaluation'}")
 

@@ -46,8 +46,8 @@ def run_evaluations(predictor: MultimodalPredictor, data: DataSource, out: Path,
     """Run the requested evaluations on one encoding of ``data`` and save their tables in ``out``.
 
     Returns:
-        ``{"missing": [rows], "robustness": {"metric", "table": [wide rows], "curves": [rows]}}``
-        for the evaluations asked for.
+        ``{"sweep_rows": rows swept, "missing": [rows], "robustness": {"metric", "table": [wide rows],
+        "curves": [rows]}}`` for the evaluations asked for.
     """
     if missing:
         predictor.require(SUBSETS)
@@ -55,7 +55,7 @@ def run_evaluations(predictor: MultimodalPredictor, data: DataSource, out: Path,
         predictor.require(ROBUSTNESS)
     encoded = load_eval_data(predictor, data, require_target=True, max_rows=max_rows, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"sweep_rows": len(encoded)}  # fewer than the manifest's with max_rows
     if missing:
         table = evaluate_subsets(predictor, encoded)
         atomic_write(out / "missing.csv", lambda tmp: table.to_csv(tmp, index=False))

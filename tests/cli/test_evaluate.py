@@ -29,7 +29,7 @@ def test_missing_and_robustness_tables_in_json_and_files(run):
                     "--corruption", "img:blur", "--corruption", "tab:missing", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["rows"] == 12 and "accuracy" in report
+    assert report["rows"] == report["sweep_rows"] == 12 and "accuracy" in report
     assert [r["modalities"] for r in report["missing"]] == ["img+tab", "img", "tab"]
     table = report["robustness"]["table"]
     assert [(r["modality"], r["corruption"]) for r in table] == [("img", "blur"), ("tab", "missing")]
@@ -87,3 +87,10 @@ def test_a_modality_empty_in_every_row_is_warned_once_for_the_evaluation_and_its
         result = invoke("evaluate", folder, "--data", data, "--missing")
     assert result.exit_code == 0, result.output
     assert sum("has no value in any row" in str(w.message) for w in caught) == 1
+
+
+def test_a_sampled_sweep_says_so(run):
+    folder, paths = run
+    result = invoke("evaluate", folder, "--data", paths["test"], "--missing", "--rows", "5")
+    assert result.exit_code == 0, result.output
+    assert "on a sample of 5 of 12 rows (--rows)" in " ".join(result.output.split())
