@@ -114,7 +114,7 @@ class MultimodalPredictor(Estimator):
         from polymodal.training.finetune import finetune_callbacks  # Lightning: imported for training only
         from polymodal.training.module import OptimSettings, PolymodalModule
         from polymodal.training.trainer import fit_module
-        from polymodal.training.transfer import TransferPlan, recorded_config, unlabeled_source
+        from polymodal.training.transfer import TransferPlan, recorded_config, unlabeled_source, warn_if_evaluated
 
         cfg = self.config = self._given_config
         runfolder.check_out(out, cfg, resume=resume, overwrite=overwrite)  # before reading any data
@@ -129,6 +129,7 @@ class MultimodalPredictor(Estimator):
         train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m, test_m)
         prep_seconds = time.perf_counter() - started
         transfer = TransferPlan.prepare(cfg, pipeline, train_m, train_table, train_y, unlabeled, load_run=type(self).load)
+        warn_if_evaluated(unlabeled_source(cfg, unlabeled), {"validation": valid, "test": test})
         self.config = cfg = recorded_config(cfg, unlabeled_source(cfg, unlabeled))  # the run records the rows it used
 
         self._seed()

@@ -86,21 +86,23 @@ def main_labels(targets: Any, encoded: np.ndarray) -> np.ndarray:
     return targets.main_targets(encoded) if hasattr(targets, "main_targets") else encoded
 
 
-def warn_unused_labels(config: Any, manifest: Any) -> None:
-    """Warn when the unlabelled manifest holds labels in a target column: they are not used, and a
-    labelled set given as unlabelled rows may be the test set (whose rows would then be trained on)."""
-    columns = [*config.targets, *(c for task in (config.tasks or {}).values() for c in task.targets)]
-    held = {}
-    for column in dict.fromkeys(c for c in columns if c in manifest.columns):
-        values = manifest.column(column)
-        filled = int((values.notna() & (values.astype(str).str.strip() != "")).sum())
-        if filled:
-            held[column] = filled
-    if held:
-        shown = ", ".join(f"'{c}' ({n} of {len(manifest)} rows)" for c, n in held.items())
-        warn_user(f"the unlabelled manifest {manifest.name} holds labels in target column(s) {shown}; they are not "
-                  "used (its rows train as unlabelled rows). If it is the test set, its rows leak into training: "
-                  "evaluate on rows the run did not learn from")
+def warn_if_evaluated(source: Any, evaluated: dict[str, Any]) -> None:
+    """Warn when the unlabelled rows are rows the fit evaluates on (``evaluated``: the validation
+    and test manifests by name, None where absent; the same file, or an equal DataFrame): the model
+    trains on them, so their metrics are not those of unseen rows. Labels in an unlabelled
+    manifest are otherwise ignored without a word (a labelled training set given as unlabelled
+    rows is a normal set-up)."""
+    import pandas as pd
+
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, str | os.PathLike) and isinstance(b, str | os.PathLike):
+            return Path(a).resolve() == Path(b).resolve()
+        return isinstance(a, pd.DataFrame) and isinstance(b, pd.DataFrame) and (a is b or a.equals(b))
+
+    for split, data in evaluated.items():
+        if source is not None and data is not None and same(source, data):
+            warn_user(f"the unlabelled rows are the {split} manifest: the model trains on them (as unlabelled "
+                      f"rows), so its {split} metrics are not those of unseen rows; give other rows to one of them")
 
 
 def check_aligned_rows(method: DomainConfig, key: str, table: EncodedTable, manifest: str, batch_size: int,
@@ -192,7 +194,6 @@ class TransferPlan:
                 raise ConfigError([f"{key}.unlabeled: method '{learners[0].method}' learns from an unlabelled "
                                    "manifest; pass fit(unlabeled=...) or --unlabeled, or set transfer.unlabeled"])
             plan.unlabeled_manifest = pipeline.read(source, require_target=False, training=True)
-            warn_unused_labels(config, plan.unlabeled_manifest)
             plan.unlabeled_table = pipeline.encode(plan.unlabeled_manifest, progress=config.train.progress)
             plan.info["unlabeled_rows"] = len(plan.unlabeled_table)
             domain = next((m for m in learners if isinstance(m, DomainConfig)), None)

@@ -132,11 +132,20 @@ def test_aligning_the_fused_representation_counts_rows_with_any_modality(data):
 
 
 # -- labels in the unlabelled manifest ------------------------------------------------------------
-def test_labels_in_the_unlabelled_manifest_are_named_as_unused(data):
-    with pytest.warns(UserWarning, match=r"the unlabelled manifest test.csv holds labels in target column\(s\) "
-                                         r"'label' \(12 of 12 rows\); they are not used .* leak"):
-        MultimodalPredictor.from_config(config({"method": "pseudo_label"})).fit(data["train"], data["valid"],
-                                                                              unlabeled=data["test"])
+def test_unlabelled_rows_that_are_evaluated_on_are_warned_about_and_labels_alone_are_not(data, tmp_path):
+    cfg = config({"method": "pseudo_label"})
+    with pytest.warns(UserWarning, match=r"the unlabelled rows are the test manifest: the model trains on them"):
+        MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], test=data["test"],
+                                                 unlabeled=data["test"])
+    with pytest.warns(UserWarning, match=r"the unlabelled rows are the validation manifest"):
+        frame = pd.read_csv(data["valid"], keep_default_na=False)
+        for column in ("image", "signal"):  # a DataFrame's paths resolve against the working folder
+            frame[column] = [str(data["root"] / p) if p else "" for p in frame[column]]
+        MultimodalPredictor.from_config(cfg).fit(data["train"], frame, unlabeled=frame.copy())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # a labelled set given as unlabelled rows: its labels are just not read
+        MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], unlabeled=data["test"])
+    assert not [w for w in caught if "unlabelled" in str(w.message)]
 
 
 # -- a support set without a class of the evaluated rows ------------------------------------------
