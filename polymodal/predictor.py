@@ -40,6 +40,7 @@ from polymodal.metrics import monitored, task_metrics
 from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
 from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, task_frame, with_further_tasks
+from polymodal.resume import check_out, check_resumed_data, start_run
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
 from polymodal.utils.scores import decisions, probabilities
 
@@ -100,7 +101,7 @@ class MultimodalPredictor(Estimator):
             out: run folder; checkpoints, logs and the final model are written there. A folder
                 that already holds a run is refused unless ``resume`` or ``overwrite``.
             resume: continue an interrupted run in ``out`` from its last checkpoint (same config,
-                except how long and where it trains: ``runfolder.RESUMABLE_KEYS``).
+                except how long and where it trains: ``resume.RESUMABLE_KEYS``).
             overwrite: replace the run already in ``out``.
             unlabeled: an unlabelled manifest for the ``transfer`` method (domain adaptation:
                 the target domain; semi-supervised: more rows of the same domain); default
@@ -117,9 +118,9 @@ class MultimodalPredictor(Estimator):
         from polymodal.training.transfer import TransferPlan, recorded_config, unlabeled_source, warn_if_evaluated
 
         cfg = self.config = self._given_config
-        runfolder.check_out(out, cfg, resume=resume, overwrite=overwrite)  # before reading any data
+        check_out(out, cfg, resume=resume, overwrite=overwrite)  # before reading any data
         if resume and out is not None:
-            runfolder.check_resumed_data(Path(out), {"train": train, "valid": valid,
+            check_resumed_data(Path(out), {"train": train, "valid": valid,
                                                      "unlabeled": unlabeled_source(cfg, unlabeled)},
                                          from_config={"unlabeled": unlabeled is None})
         self._seed()
@@ -149,7 +150,7 @@ class MultimodalPredictor(Estimator):
         )
         monitor, mode = monitored(cfg.task, cfg.train.early_stopping)
         self._check_monitor(monitor, valid_y)
-        run_dir = runfolder.start_run(out, cfg, resume=resume, overwrite=overwrite)  # the first write
+        run_dir = start_run(out, cfg, resume=resume, overwrite=overwrite)  # the first write
         result = fit_module(
             module,
             transfer.train_loader(self._loader(train_table, train_y, train=True)),

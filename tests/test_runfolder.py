@@ -7,7 +7,8 @@ import torch
 
 from polymodal.config import load_config, save_config
 from polymodal.errors import RunFolderError
-from polymodal.runfolder import CONFIG_FILE, check_resumable, read_config
+from polymodal.resume import check_resumable
+from polymodal.runfolder import CONFIG_FILE, read_config
 
 AUDIO = {"target": "label", "modalities": {"audio": {"kind": "audio", "column": "audio",
                                                      "encoder": {"name": "mel_cnn", "dim": 8}}}}
@@ -103,7 +104,7 @@ def _config(epochs: int, patience: int | None):
     (3, 1, None, (3, None), None),
 ])
 def test_resume_refuses_a_run_that_finished_training(tmp_path, epochs, epochs_run, patience, given, refused):
-    from polymodal.runfolder import check_out
+    from polymodal.resume import check_out
 
     _finished_run(tmp_path, epochs, epochs_run, patience)
     if refused is None:
@@ -115,7 +116,8 @@ def test_resume_refuses_a_run_that_finished_training(tmp_path, epochs, epochs_ru
 
 
 def test_resume_continues_an_interrupted_run_whatever_its_epochs(tmp_path):
-    from polymodal.runfolder import METRICS_FILE, check_out
+    from polymodal.resume import check_out
+    from polymodal.runfolder import METRICS_FILE
 
     _finished_run(tmp_path, 3, 3, 2)
     (tmp_path / METRICS_FILE).unlink()  # interrupted after its last checkpoint, before the results

@@ -42,6 +42,7 @@ from polymodal.estimator import (
     SUBSETS,
     Estimator,
 )
+from polymodal.resume import check_out, start_run
 from polymodal.utils.warn import warn_user
 
 _SCORES = "an anomaly detector outputs one score per row from a scorer over the fused features, not class outputs; "
@@ -137,7 +138,7 @@ class AnomalyDetector(Estimator):
         if test is not None and not cfg.targets:
             raise SchemaMismatchError("a test manifest is evaluated against its labels, but this anomaly config has "
                                       "no target column; set target (and anomaly.normal) or leave the test out")
-        runfolder.check_out(out, cfg, overwrite=overwrite, resumable=False)  # before reading any data
+        check_out(out, cfg, overwrite=overwrite, resumable=False)  # before reading any data
         self._seed()
         pipeline = self._new_pipeline()
         train_m, valid_m, test_m = self._read_fit_data(pipeline, train, valid, test, require_target=bool(cfg.targets))
@@ -157,7 +158,7 @@ class AnomalyDetector(Estimator):
         train_loader = self._loader(train_table, train_y, train=True)
         histories, seconds = [], 0.0
         phases = model.scorer.phases
-        run_dir = runfolder.start_run(out, cfg, overwrite=overwrite, resumable=False)  # the first write
+        run_dir = start_run(out, cfg, overwrite=overwrite, resumable=False)  # the first write
         for k, (phase, share) in enumerate(phases):
             model.scorer.start_phase(model.net.eval(), phase, lambda: self._loader(train_table, train_y, train=False))
             epochs = max(1, round(cfg.train.epochs * share))

@@ -145,7 +145,7 @@ class ConfiguredEarlyStopping(EarlyStopping):
     @property
     def state_key(self) -> str:
         """Lightning's own key (it names the class): checkpoints written by ``EarlyStopping`` itself
-        resume with their count, and :func:`~polymodal.runfolder.check_unfinished` finds it."""
+        resume with their count, and :func:`~polymodal.resume.check_unfinished` finds it."""
         return self._generate_state_key(monitor=self.monitor, mode=self.mode).replace(type(self).__name__,
                                                                                       "EarlyStopping", 1)
 
@@ -381,7 +381,7 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
         last = run_dir / "checkpoints" / "last.ckpt" if run_dir is not None else None
         if last is None or not last.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
-        ckpt = str(last)  # its CRCs were checked before any data was read (runfolder.check_out)
+        ckpt = str(last)  # its CRCs were checked before any data was read (resume.check_out)
         resume_epoch = checkpoint_state(last)["epoch"] + 1
     trainer, history, checkpoint = make_trainer(cfg, run_dir=run_dir, monitor=monitor, mode=mode,
                                                 steps_per_epoch=len(train_loader), distributed_sampler=not shards_by_rank,

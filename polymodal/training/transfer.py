@@ -51,7 +51,7 @@ def recorded_config(config: Any, source: Any | None) -> Any:
     """``config`` with ``transfer.unlabeled`` naming the manifest the fit learns from (``source``:
     its absolute path; None for a DataFrame, which has no path to record), so that the run's
     ``config.yaml`` records what it trained on and ``--resume`` can check it
-    (:func:`polymodal.runfolder.check_resumed_data`). A copy when anything changes."""
+    (:func:`polymodal.resume.check_resumed_data`). A copy when anything changes."""
     learners = [i for i, m in enumerate(config.transfers) if isinstance(m, UnlabeledConfig)]
     value = Path(source).resolve() if isinstance(source, str | os.PathLike) else None
     if all(config.transfers[i].unlabeled == value for i in learners):

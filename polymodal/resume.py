@@ -1,0 +1,250 @@
+"""Starting a run folder and resuming one: what a new run may replace (``--overwrite``), whether a
+run can be resumed (its last checkpoint readable, training not finished, the same config except
+how long and where it trains: :data:`RESUMABLE_KEYS`), and that a resume learns from the same
+data (train, valid and unlabelled manifests). The folder's files are :mod:`polymodal.runfolder`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from polymodal.config import Config, save_config
+from polymodal.errors import RunFolderError
+from polymodal.metrics import monitored
+from polymodal.runfolder import (
+    CHECKPOINTS,
+    CONFIG_FILE,
+    DIAGNOSTICS_FILE,
+    HISTORY_FILE,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    MODEL_FILE,
+    PREPROCESSORS,
+    SKIPPED_FILE,
+    read_config,
+)
+from polymodal.training.checkpoints import checkpoint_state
+from polymodal.utils.io import damaged_zip
+
+
+def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = False, overwrite: bool = False,
+              verify_checkpoint: bool = True, resumable: bool = True) -> None:
+    """Check, before any data is read and without writing anything, that a fit may use ``out``
+    (``verify_checkpoint``: also read the checkpoint to resume from through, for its CRCs;
+    ``resumable``: whether the estimator can resume, so a refusal may suggest ``--resume``).
+
+    Raises:
+        RunFolderError: ``resume`` and ``overwrite`` together; ``out`` is a file; it already holds
+            a trained model or an interrupted run and neither ``resume`` nor ``overwrite`` was
+            asked for; ``resume`` with a config that differs from the run's beyond
+            :data:`RESUMABLE_KEYS`, of a run that finished training (:func:`check_unfinished`),
+            or with a damaged checkpoint.
+        FileNotFoundError: ``resume`` and the run has no checkpoint to resume from.
+    """
+    if resume and overwrite:
+        raise RunFolderError("--resume continues the run in --out and --overwrite replaces it; give one of them")
+    if out is None:
+        if resume:
+            raise FileNotFoundError("--resume: no checkpoint to resume from without a run folder")
+        return
+    run = Path(out)
+    if run.exists() and not run.is_dir():
+        raise RunFolderError(f"the run folder {run} is a file; give a folder (new or an earlier run's) as --out")
+    last = run / LAST_CHECKPOINT
+    if resume:
+        if not last.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
+        check_resumable(run, config)
+        if verify_checkpoint:
+            check_checkpoint(last)
+        check_unfinished(run, config)
+    elif (held := held_run(run)) is not None and not overwrite:
+        what = "a trained model" if held == MODEL_FILE else f"an interrupted run ({LAST_CHECKPOINT})"
+        hint = ", --resume to continue it" if held == LAST_CHECKPOINT and resumable else ""
+        raise RunFolderError(f"{run} already holds {what}; give another --out{hint}, or --overwrite to replace it")
+
+
+def held_run(run: Path) -> str | None:
+    """What makes ``run`` hold a run: its trained model (:data:`MODEL_FILE`), else the checkpoint of
+    an interrupted one (:data:`LAST_CHECKPOINT`); None for a new or unrelated folder."""
+    return next((name for name in (MODEL_FILE, LAST_CHECKPOINT) if (run / name).is_file()), None)
+
+
+def check_checkpoint(path: Path) -> None:
+    """Refuse a damaged checkpoint before training starts from it.
+
+    Raises:
+        RunFolderError: the file is not a complete archive (see ``utils.io.damaged_zip``).
+    """
+    reason = damaged_zip(path)
+    if reason is not None:
+        raise RunFolderError(f"--resume: the checkpoint {path} is damaged ({reason}); training cannot continue from "
+                             "it. Start again with --overwrite")
+
+
+def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = False, overwrite: bool = False,
+              resumable: bool = True) -> Path | None:
+    """Create the run folder ``out`` (when given) and write its ``config.yaml``, right before
+    training: the inputs have been read, checked and preprocessed by then, so a mistake (or a
+    corrupt file) leaves an existing folder as it was. With ``overwrite``, the earlier run's own
+    files (:data:`RUN_ENTRIES`) are removed first.
+
+    Raises:
+        See :func:`check_out`, which runs again here (the folder may have changed meanwhile; the
+        checkpoint was verified when the fit started).
+    """
+    check_out(out, config, resume=resume, overwrite=overwrite, verify_checkpoint=False, resumable=resumable)
+    if out is None:
+        return None
+    run = Path(out)
+    if not resume and held_run(run) is not None:
+        clear_run(run)
+    run.mkdir(parents=True, exist_ok=True)
+    save_config(config, run / CONFIG_FILE)
+    return run
+
+
+# What a run writes into its folder (a predictor's or an anomaly detector's); --overwrite removes
+# these and nothing else the folder may hold.
+RUN_ENTRIES = (CONFIG_FILE, MODEL_FILE, PREPROCESSORS, METRICS_FILE, HISTORY_FILE, SKIPPED_FILE, DIAGNOSTICS_FILE,
+               CHECKPOINTS, "logs", "assets", "plots", "report.html", "evaluation", "explain",
+               "export")  # polymodal export's default folder: serve must not find the old model there
+
+
+def clear_run(run: Path) -> None:
+    """Remove an earlier run's files from ``run`` (see :data:`RUN_ENTRIES`)."""
+    for name in RUN_ENTRIES:
+        path = run / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+# Settings a resumed run may change: how long and where it trains, not what it trains.
+RESUMABLE_KEYS = frozenset({"train.epochs", "train.early_stopping", "train.progress", "train.num_workers",
+                            "train.accelerator", "train.devices", "train.num_nodes", "train.strategy", "report",
+                            "data.cache_dir", "data.memory_limit_gb"})
+
+
+def check_resumable(run: Path, config: Config) -> None:
+    """Refuse to resume ``run`` with a config that would build or train another model.
+
+    Raises:
+        RunFolderError: the keys that differ (beyond :data:`RESUMABLE_KEYS`), old and new values.
+    """
+    old_config = read_config(run)
+    saved = _flatten(_without_data(old_config.model_dump(mode="json")))
+    given = _flatten(_without_data(config.model_dump(mode="json")))
+    changed = [key for key in sorted(set(saved) | set(given))
+               if saved.get(key) != given.get(key)
+               and not any(key == k or key.startswith(f"{k}.") for k in RESUMABLE_KEYS)]
+    if not changed and saved.get("train.scheduler") == "onecycle" and saved.get("train.epochs") != given.get("train.epochs"):
+        raise RunFolderError(f"--resume: {run} trains with the one-cycle schedule, which spans the "
+                             f"{saved['train.epochs']} epochs it started with; resume with train.epochs: "
+                             f"{saved['train.epochs']}, or start a new run (the cosine schedule may be extended)")
+    before = monitored(old_config.task, old_config.train.early_stopping)[0]  # the metric the kept epoch is chosen by
+    after = monitored(config.task, config.train.early_stopping)[0]
+    if before != after:
+        raise RunFolderError(f"--resume: {run} selects its best epoch by validation {before}; resuming it by "
+                             f"{after} would ignore the epochs before the resume (train.early_stopping.monitor: "
+                             f"{before}, or start a new run)")
+    if changed:
+        def shown(values: dict[str, Any], key: str) -> str:
+            return repr(values[key]) if key in values else "(absent)"  # a key of another component
+
+        lines = "; ".join(f"{k}: {shown(saved, k)} -> {shown(given, k)}" for k in changed[:10])
+        more = f" (and {len(changed) - 10} more)" if len(changed) > 10 else ""
+        raise RunFolderError(f"--resume: {run} was trained with another config: {lines}{more}. Resume with its "
+                             f"{run / CONFIG_FILE}, or start a new run")
+
+
+def check_unfinished(run: Path, config: Config) -> None:
+    """Refuse to resume a run that finished training (it has ``metrics.json``) when ``config``
+    would train it no further: its last checkpoint closed epoch ``train.epochs`` or later, or
+    early stopping ended it and ``train.early_stopping`` keeps its patience. Resuming it would
+    train nothing (or one epoch early stopping would end again) yet rewrite its model, metrics and
+    report. The epochs are read from the checkpoint, not from ``metrics.json``, which a resume
+    interrupted before its first checkpoint leaves behind from the run before it.
+
+    Raises:
+        RunFolderError: naming the epochs the run trained, and what would train it further.
+    """
+    if not (run / METRICS_FILE).is_file():
+        return  # interrupted before its end: training (or the writing of its results) continues
+    state = checkpoint_state(run / LAST_CHECKPOINT)
+    epochs = state["epoch"] + 1
+    again = "give --overwrite to train it again, or another --out"
+    if epochs >= config.train.epochs:
+        raise RunFolderError(f"--resume: {run} already finished its {epochs} epochs (train.epochs: "
+                             f"{config.train.epochs}); nothing to resume. Raise train.epochs to train it longer, "
+                             f"or {again}")
+    stopper = next((v for k, v in state["callbacks"].items() if k.startswith("EarlyStopping")), None)
+    stop = config.train.early_stopping
+    if stopper is not None and stopper.get("stopped_epoch", 0) > 0 and stop is not None \
+            and stop.patience <= stopper.get("patience", stop.patience):
+        raise RunFolderError(f"--resume: {run} already finished: early stopping ended it after {epochs} epochs "
+                             f"(patience {stop.patience}); nothing to resume. Raise train.early_stopping.patience "
+                             f"or remove early_stopping to train it longer, or {again}")
+
+
+def _without_data(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dump without ``transfer.unlabeled``: the unlabelled manifest is data, checked by
+    :func:`check_resumed_data` like the training manifest (``--unlabeled`` may name it instead)."""
+    transfer = config.get("transfer")
+    for method in transfer if isinstance(transfer, list) else [transfer]:
+        if isinstance(method, dict):
+            method.pop("unlabeled", None)
+    return config
+
+
+def recorded_unlabeled(config: Config) -> str | None:
+    """The unlabelled manifest a run trained on, as its ``config.yaml`` records it
+    (``transfer.unlabeled``: the file ``--unlabeled`` or the config named; None for a DataFrame)."""
+    return next((str(m.unlabeled) for m in config.transfers if getattr(m, "unlabeled", None) is not None), None)
+
+
+def check_resumed_data(run: Path, data: dict[str, Any], from_config: dict[str, bool] | None = None) -> None:
+    """Refuse to resume a run on other manifests than those it recorded: more epochs on other
+    rows (a validation share held out of rows it trained on, when ``--valid`` is left out) would
+    not continue the same run. The training and validation manifests are recorded by a finished
+    run (in ``metrics.json``); the unlabelled one of a ``transfer`` method in ``config.yaml``
+    (``transfer.unlabeled``), when the run starts, so it is checked for an interrupted run too.
+    A manifest given as a DataFrame records no path, and is not checked.
+
+    Args:
+        data: ``{"train": path or DataFrame, "valid": path, DataFrame or None, "unlabeled": ...}``
+            as given (``unlabeled``: what the fit would learn from, ``--unlabeled`` or the config's).
+        from_config: by split, whether the source given came from the config, not an option.
+
+    Raises:
+        RunFolderError: naming the manifest the run recorded and the one given.
+    """
+    metrics = run / METRICS_FILE
+    recorded = json.loads(metrics.read_text(encoding="utf-8")).get("training", {}) if metrics.is_file() else {}
+    if "unlabeled" in data:
+        recorded["unlabeled_manifest"] = recorded_unlabeled(read_config(run))
+    for split, given in data.items():
+        before = recorded.get(f"{split}_manifest")
+        now = str(Path(given).resolve()) if isinstance(given, str | os.PathLike) else None
+        if before is not None and now != before:
+            flag = f"--{split}"
+            shown = now or ("none" if given is None else "a DataFrame")
+            if (from_config or {}).get(split) and given is not None:
+                shown += f", the config's transfer.{split}"
+            raise RunFolderError(f"--resume: {run} trained with {flag} {before}; resume it with the same {flag} "
+                                 f"(given: {shown})")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as ``{"a.b.c": leaf}``."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
