@@ -205,9 +205,8 @@ class Estimator:
             modalities = [modalities]
         names = None if modalities is None else list(modalities)
         manifest = pipeline.read(data, require_target=require_target, modalities=names)
-        chosen = names if names is not None else pipeline.check_modalities(None, manifest)
-        pipeline.warn_unknown_categories(manifest, chosen)
-        table = pipeline.encode(manifest, progress=self.config.train.progress, modalities=chosen)
+        table = pipeline.encode(manifest, progress=self.config.train.progress,
+                                modalities=names if names is not None else pipeline.check_modalities(None, manifest))
         self.eval_skipped = skipped_frame(table.skipped)
         if require_target and len(table) == 0:  # scores of no row: refused, not computed
             raise ManifestError([f"{manifest.name}: no row is left to evaluate: each of its {len(manifest)} row(s) "

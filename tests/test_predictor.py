@@ -501,7 +501,7 @@ def test_training_on_the_validation_rows_is_warned_about(data):
         MultimodalPredictor.from_config(classification_config(epochs=1)).fit(data["train"], str(data["train"]))
 
 
-def test_categories_the_model_did_not_learn_are_warned_about(clf, data):
+def test_categories_the_model_did_not_learn_are_warned_about(clf, data, tmp_path):
     predictor, _ = clf
     frame = pd.read_csv(data["test"])
     frame["color"] = ["Red", "purple", "red", None] * (len(frame) // 4) + ["red"] * (len(frame) % 4)
@@ -512,3 +512,10 @@ def test_categories_the_model_did_not_learn_are_warned_about(clf, data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # learned categories and blanks: no word
         predictor.predict(read_manifest(frame.assign(color="red"), root=data["root"]))
+    from polymodal.deploy.batch import predict_to_file
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # a manifest predicted in chunks is read, and warned about, once
+        predict_to_file(predictor, read_manifest(frame, root=data["root"]), tmp_path / "p.csv", chunk_rows=3,
+                        progress=False)
+    assert sum("did not learn" in str(w.message) for w in caught) == 1

@@ -78,6 +78,7 @@ class DataPipeline:
                 self._warn_absent(names, manifest)
             validate_manifest(manifest, self.config, require_target=require_target, modalities=names,
                               allow_empty_rows=modalities is not None, allow_partial_columns=True)
+            self.warn_unknown_categories(manifest, names)
         release_memory(len(manifest))  # the parser's and the validation's buffers
         manifest.checked = (self.config, *check)
         return manifest
@@ -216,7 +217,7 @@ class DataPipeline:
         ``manifest`` whose category the model did not learn: they read as the unknown category."""
         for name in modalities:
             prep = self.preprocessors[name]
-            if prep.kind != "tabular":
+            if prep.kind != "tabular" or prep.categories is None:  # not fitted yet: nothing learned to compare
                 continue
             for column in (c for c in prep.categorical if c in manifest.columns):
                 unknown = prep.unknown_categories(column, manifest.column(column))

@@ -155,8 +155,12 @@ class TabularPreprocessor(Preprocessor):
         """The cells of categorical ``column`` that hold none of its learned categories (they read
         as the unknown category: a new value, one spelt another way, or one too rare in training),
         counted by category."""
-        lookup = self._lookup[column]
-        return Counter(key for key in map(_category, cells) if key is not None and key not in lookup)
+        lookup, unknown = self._lookup[column], Counter()
+        for value, count in Counter(cells).items():  # each distinct cell keyed once, not every row
+            key = _category(value)
+            if key is not None and key not in lookup:
+                unknown[key] += count
+        return unknown
 
     def _build_lookup(self) -> None:
         self._lookup = {col: {c: i + 1 for i, c in enumerate(cats)} for col, cats in (self.categories or {}).items()}
