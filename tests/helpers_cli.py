@@ -35,6 +35,20 @@ def train_run(data: dict[str, Path], out: Path):
     return result
 
 
+def fitted_run(tmp_path_factory, config: dict[str, Any], n: int, name: str) -> tuple[Path, dict[str, Path]]:
+    """A run of ``config`` (its report diagnostics off) fitted in Python on ``n`` rows of the tiny
+    dataset; ``(run folder, manifests by split)``."""
+    from helpers_models import make_dataset, write_splits
+
+    from polymodal import MultimodalPredictor
+
+    root = tmp_path_factory.mktemp("data")
+    paths = write_splits(root, make_dataset(root, n=n))
+    folder = tmp_path_factory.mktemp("runs") / name
+    MultimodalPredictor.from_config({**config, "report": {"rows": 0}}).fit(paths["train"], paths["valid"], out=folder)
+    return folder, paths
+
+
 def assert_user_error(result, *fragments: str) -> None:
     """Exit status 2, a readable message on stderr holding every fragment, and no traceback."""
     assert result.exit_code == 2, result.output

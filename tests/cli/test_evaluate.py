@@ -7,20 +7,13 @@ import warnings
 
 import pandas as pd
 import pytest
-from helpers_cli import invoke
-from helpers_models import classification_config, make_dataset, write_splits
-
-from polymodal import MultimodalPredictor
+from helpers_cli import fitted_run, invoke
+from helpers_models import classification_config
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    paths = write_splits(root, make_dataset(root, n=60))
-    folder = tmp_path_factory.mktemp("runs") / "clf"
-    config = {**classification_config(modality_dropout=0.2), "report": {"rows": 0}}
-    MultimodalPredictor.from_config(config).fit(paths["train"], paths["valid"], out=folder)
-    return folder, paths
+    return fitted_run(tmp_path_factory, classification_config(modality_dropout=0.2), 60, "clf")
 
 
 def test_missing_and_robustness_tables_in_json_and_files(run):

@@ -5,20 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_cli import assert_user_error, invoke
-from helpers_models import make_dataset, multilabel_config, write_splits
+from helpers_cli import assert_user_error, fitted_run, invoke
+from helpers_models import multilabel_config
 
 from polymodal import MultimodalPredictor
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    paths = write_splits(root, make_dataset(root, n=40))
-    folder = tmp_path_factory.mktemp("runs") / "tags"
-    config = {**multilabel_config(epochs=2), "report": {"rows": 0}}
-    MultimodalPredictor.from_config(config).fit(paths["train"], paths["valid"], out=folder)
-    return folder, paths
+    return fitted_run(tmp_path_factory, multilabel_config(epochs=2), 40, "tags")
 
 
 def test_the_default_output_is_named_in_the_printed_table_and_the_files(run, tmp_path):
