@@ -304,12 +304,15 @@ class MultimodalPredictor(Estimator):
     def predict(self, data: DataSource, modalities: Iterable[str] | None = None, *,
                 support: DataSource | None = None) -> np.ndarray:
         """Predicted labels (classification), 0/1 matrix (multilabel) or values (regression) of
-        the main task. ``support``: see :meth:`evaluate`."""
+        the main task: regression gives an (N,) array for ``target: COLUMN`` and (N, targets) for
+        ``target: [COLUMNS]``, as scikit-learn follows ``y``'s shape. ``support``: see
+        :meth:`evaluate`."""
         self.require(PREDICT, "predict")
         if self.config.task == "regression":
             with self.using_support(support):  # a support set: refused, as predict_frame and evaluate refuse it
                 _, table = self._encode(data, require_target=False, modalities=modalities)
-                return self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, self._outputs(table)))
+                values = self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, self._outputs(table)))
+            return values[:, 0] if isinstance(self.config.target, str) else values
         proba = self.predict_proba(data, modalities, support=support)
         chosen = decisions(self.config.task, proba.to_numpy())
         return chosen if self.config.task == "multilabel" else np.asarray(proba.columns)[chosen]

@@ -279,7 +279,7 @@ def test_train_regression_and_predict(reg_run, data, tmp_path):
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(preds)
     assert "pred_y" in frame.columns and len(frame) == len(pd.read_csv(data["test"]))
-    expected = MultimodalPredictor.load(reg_run).predict(data["test"])[:, 0]
+    expected = MultimodalPredictor.load(reg_run).predict(data["test"])
     np.testing.assert_allclose(frame["pred_y"], expected, rtol=1e-6)
 
 

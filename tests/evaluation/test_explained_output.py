@@ -97,3 +97,12 @@ def test_an_older_report_without_the_name_still_renders(tmp_path):
     sections = diagnostic_sections({"rows": 10, "split": "valid", "metric": "accuracy", "importance": importance},
                                    tmp_path)
     assert "Shapley values over modalities of the <b>predicted score</b>" in sections["Modality importance"]
+
+
+def test_regression_over_a_list_of_targets_predicts_one_column_per_target(models):
+    """``target: [y1, y2]`` gives (N, 2), in the order named (``target: y`` gives (N,): test_predictor)."""
+    test = with_outputs(15, 4)
+    values = models["regression"].predict(test)
+    frame = models["regression"].predict_frame(test)
+    assert values.shape == (15, 2)
+    np.testing.assert_allclose(values, frame[["pred_y1", "pred_y2"]].to_numpy(), rtol=1e-6)
