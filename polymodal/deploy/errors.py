@@ -16,6 +16,21 @@ def first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+def content_start(data: bytes, shown: int = 12) -> str:
+    """How a file that is not of an accepted type begins, for its error message: its first
+    characters when they are printable text (``text 'hello'``), else its first bytes in hex
+    (``bytes 47 49 46 38``), the form file-type signatures are listed in."""
+    head = data[:shown]
+    more = "..." if len(data) > shown else ""
+    try:
+        text = head.decode("ascii")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.isprintable():
+        return f"text '{text}{more}'"
+    return f"bytes {head.hex(' ')}{more}"
+
+
 def onnxruntime_errors() -> tuple[type[Exception], ...]:
     """The exception classes onnxruntime raises (its C++ status codes: ``NotImplemented``, ``Fail``,
     ``InvalidGraph``...; they derive from ``Exception`` only); none without onnxruntime."""

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from polymodal.deploy.errors import RequestError
+from polymodal.deploy.errors import RequestError, content_start
 from polymodal.errors import DecodeError, MissingDependencyError
 from polymodal.utils.images import EXIF_FORMATS, converted_and_resized, to_8bit
 from polymodal.utils.npy import npy_from_bytes
@@ -352,7 +352,7 @@ class SignalFeatures(Features):
                 array, lines = table.samples, table.lines
             else:
                 raise self.fail(f"neither a .npy array nor a CSV file (UTF-8 text){source}; got {len(data):,} bytes "
-                                f"starting {data[:8]!r}", "unsupported_type", 415)
+                                f"starting with {content_start(data)}", "unsupported_type", 415)
         if lines is None:  # an array: its layout as in training (a CSV's columns are always its channels)
             if not isinstance(array, np.ndarray) or array.dtype.kind not in "iufb":  # as training reads one
                 raise self.fail(f"expected a real-valued numeric .npy array; got dtype "

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from polymodal.deploy.errors import RequestError
+from polymodal.deploy.errors import RequestError, content_start
 from polymodal.deploy.features import audio_seconds, read_wav
 from polymodal.deploy.runtime import Runtime, given
 from polymodal.deploy.settings import ServeSettings
@@ -190,7 +190,7 @@ class RequestParser:
         found = file_type(kind, data)
         if found is None:
             raise RequestError(f"unsupported file type for {kind} modality '{name}'; accepted: "
-                               f"{', '.join(accepted_types(kind))}; got {len(data)} bytes starting {data[:8]!r}",
+                               f"{', '.join(accepted_types(kind))}; got {len(data):,} bytes starting with {content_start(data)}",
                                status=415, code="unsupported_type", field=name)
         if kind == "image":
             self._check_pixels(name, data)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -11,17 +17,67 @@ from .helpers import png_bytes, tone, wav_bytes
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the 'dev' extra)")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+TOKEN = "page-test-token"
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port; yields its base URL."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise TimeoutError("uvicorn did not start within 20 s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def open_page(browser, url: str) -> tuple[object, list]:
+    """A fresh page (its own context, so its own localStorage) at ``url`` once the network is idle
+    (the favicon included), and the console messages it has logged so far (the list keeps growing)."""
+    page = browser.new_page()
+    messages: list = []
+    page.on("console", lambda message: messages.append(message))
+    page.goto(url, wait_until="networkidle")
+    return page, messages
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser(server):
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page()
-        page.goto(server)
-        page.wait_for_selector("#file-image", state="attached")
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def loaded(browser, server):
+    """The page on the served tiny model, and a copy of the console messages it logged while loading."""
+    page, messages = open_page(browser, server)
+    page.wait_for_selector("#file-image", state="attached")
+    return page, list(messages)
+
+
+@pytest.fixture(scope="module")
+def page(loaded):
+    return loaded[0]
+
+
+def test_page_loads_without_console_errors_or_warnings(loaded):
+    """No 404 for /favicon.ico, and no '[DOM] Password field is not contained in a form'."""
+    _, messages = loaded
+    assert [(m.type, m.text) for m in messages if m.type in {"error", "warning"} or "[DOM]" in m.text] == []
 
 
 def test_page_predicts_and_shows_contributions(page, tmp_path):
@@ -44,8 +100,29 @@ def test_page_predicts_and_shows_contributions(page, tmp_path):
     assert [r.get_attribute("data-label") for r in probabilities][0] == predicted  # sorted, most likely first
     contributions = [r.get_attribute("data-label") for r in page.query_selector_all("#contributions .bar-row")]
     assert contributions == ["audio", "image", "labs", "notes"]
+    assert page.locator("#contributions .bar").count() == 4  # every modality given: a bar each
+    assert "not given" not in page.inner_text("#contributions")
     assert f"Shapley values on the probability of the predicted class '{predicted}'" in page.inner_text("#contrib-note")
     assert not page.is_visible("#error")
+
+
+def test_page_shows_a_modality_that_was_not_sent_as_not_given(page, tmp_path):
+    """Audio only: the other rows read 'not given' with no bar, not a contribution of 0.000."""
+    import numpy as np
+
+    (tmp_path / "voice.wav").write_bytes(wav_bytes(tone(1, np.random.default_rng(3))))
+    page.click("#clear")
+    page.set_input_files("#file-audio", str(tmp_path / "voice.wav"))
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])")
+    rows = {r.get_attribute("data-label"): r for r in page.query_selector_all("#contributions .bar-row")}
+    assert list(rows) == ["audio", "image", "labs", "notes"]
+    for name in ("image", "labs", "notes"):
+        assert " ".join(rows[name].inner_text().split()) == f"{name} not given"
+        assert rows[name].query_selector(".bar") is None
+    audio = rows["audio"].inner_text()
+    assert "not given" not in audio and rows["audio"].query_selector(".bar") is not None
+    assert re.fullmatch(r"-?\d+\.\d{3}", audio.split()[-1])  # its contribution, a number
 
 
 def test_page_shows_a_readable_error_for_a_wrong_file_type(page, tmp_path):
@@ -59,24 +136,62 @@ def test_page_shows_a_readable_error_for_a_wrong_file_type(page, tmp_path):
     assert page.is_hidden("#result")
 
 
-def test_docs_pages_render_with_every_request_outside_the_server_refused(page, server):
-    """Swagger UI and ReDoc draw the API from the installed package's scripts: offline sites get them."""
-    docs = page.context.browser.new_page()
-    outside = []
+def test_token_field_is_hidden_when_the_server_needs_no_token(page):
+    assert page.evaluate("fetch('metadata').then((r) => r.json()).then((m) => m.auth)") is False
+    assert page.locator("#token").count() == 1 and page.is_hidden("#token")
 
-    def only_the_server(route):
-        if route.request.url.startswith(server):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
 
-    docs.route("**/*", only_the_server)
-    docs.goto(f"{server.rstrip('/')}/docs")
-    docs.wait_for_selector(".swagger-ui .info .title")
-    assert "polymodal model" in docs.inner_text(".swagger-ui .info .title")
-    docs.wait_for_selector("text=/predict")
-    docs.goto(f"{server.rstrip('/')}/redoc")
-    docs.wait_for_selector("text=/explain")
-    docs.close()
-    assert not [u for u in outside if "static-offline-docs" in u or "jsdelivr" in u]
+def test_token_field_is_shown_and_used_when_the_server_needs_one(browser, exported):
+    from polymodal.deploy.runtime import Runtime
+    from polymodal.deploy.server import create_app
+    from polymodal.deploy.settings import ServeSettings
+
+    with serving(create_app(Runtime.load(exported[0]), ServeSettings(token=TOKEN))) as url:
+        page, _ = open_page(browser, url)
+        page.wait_for_selector("#error", state="visible")
+        assert "bearer token" in page.inner_text("#error") and page.is_visible("#token")
+        assert page.locator("#file-image").count() == 0  # no form without the model's description
+        page.fill("#token", TOKEN)
+        page.press("#token", "Enter")
+        page.wait_for_selector("#file-image", state="attached")
+        assert page.is_hidden("#error") and page.is_visible("#token")  # still asked for: the server needs it
+        page.fill("#text-notes", "the green medium one")
+        page.click("#submit")
+        page.wait_for_selector("#result:not([hidden])")
+        assert page.inner_text("#prediction") in {"a", "b", "c"}
+        page.close()
+
+
+def test_page_renders_names_with_markup_literally(browser, server):
+    """Class and modality names are text, never markup: the server's answers are rewritten in the browser
+    to carry '<b>', '<i>' and '&' (the tiny model's names are plain letters)."""
+    classes = ["<b>bold</b>", "fish & chips", "c&lt;"]
+    explained = {"task": "classification", "modalities": ["<i>memo</i>"], "prediction": classes[0],
+                 "probabilities": dict(zip(classes, [0.6, 0.3, 0.1])), "explained": classes[0],
+                 "explained_quantity": f"probability of the predicted class '{classes[0]}'", "score": 0.6,
+                 "base": 0.4, "contributions": {"<i>memo</i>": 0.2, "audio": 0.0}}
+
+    def metadata(route):
+        response = route.fetch()
+        meta = response.json()
+        meta["classes"] = classes
+        meta["modalities"]["<i>memo</i>"] = {"kind": "text"}
+        meta["modalities"]["labs"]["columns"] = ["x<1 & 'y'"]
+        route.fulfill(response=response, json=meta)
+
+    page = browser.new_page()
+    page.route("**/metadata", metadata)
+    page.route("**/explain", lambda route: route.fulfill(json=explained))
+    page.goto(server)
+    page.wait_for_selector("#file-image", state="attached")
+    headings = page.locator("#inputs h3").all_inner_texts()
+    assert "<i>memo</i> (text)" in headings
+    assert "x<1 & 'y'" in page.inner_text("#inputs") and page.locator("#inputs input[name=\"x<1 & 'y'\"]").count() == 1
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])")
+    names = page.locator("#probabilities .bar-row > span:first-child").all_inner_texts()
+    assert names == classes and page.inner_text("#prediction") == classes[0]
+    assert page.locator("#contributions .bar-row > span:first-child").all_inner_texts() == ["<i>memo</i>", "audio"]
+    assert "audio not given" in " ".join(page.inner_text("#contributions").split())
+    assert page.locator("main b, main i").count() == 0  # nothing was parsed as markup
+    page.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -57,7 +58,8 @@ def test_health_metadata_and_docs(client):
     assert set(body["multipart/form-data"]["schema"]["properties"]) == {"image", "audio", "notes", "x1", "color"}
     page = client.get("/").text
     assert "<title>polymodal model</title>" in page
-    assert "://" not in page and "src=" not in page and "href=" not in page  # self-contained: it works offline
+    links = re.findall(r"""(?:src|href)=["']?([^"'\s>]*)""", page)
+    assert "://" not in page and all(link.startswith("data:") for link in links), links  # self-contained: offline
     for docs, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
         html = client.get(docs).text  # Swagger UI and ReDoc: scripts from the installed package, no CDN
         assert "cdn.jsdelivr.net" not in html and f"/static-offline-docs/{script}" in html
@@ -333,3 +335,13 @@ def test_a_missing_serve_package_is_named(runtime, monkeypatch):
     monkeypatch.setitem(sys.modules, "fastapi_offline", None)
     with pytest.raises(MissingDependencyError, match=r"'fastapi-offline'.*polymodal\[serve\]"):
         create_app(runtime)
+
+
+def test_a_file_of_the_wrong_type_is_described_by_how_it_begins(client):
+    """Text shows as text, binary as hex bytes: never a Python bytes literal."""
+    text = client.post("/predict", files={"image": ("notes.txt", b"hello there", "text/plain")}).json()["error"]
+    assert text["message"].endswith("got 11 bytes starting with text 'hello there'")
+    mp3 = client.post("/predict", files={"audio": ("x.mp3", b"ID3\x04\0\0\0\0" + b"\x01" * 20, "audio/mpeg")})
+    assert mp3.json()["error"]["message"].endswith("got 28 bytes starting with bytes 49 44 33 04 00 00 00 00 01 01 01 "
+                                                   "01...")
+    assert "b'" not in text["message"] and "b'" not in mp3.json()["error"]["message"]
