@@ -60,7 +60,7 @@ def test_fit_learns_the_task(clf, data):
     assert predictor.metrics["valid"]["accuracy"] >= 0.8
     test_scores = predictor.evaluate(data["test"])
     assert test_scores["accuracy"] >= 0.8
-    assert len(predictor.history) == 3 and list(predictor.history["epoch"]) == [0, 1, 2]
+    assert len(predictor.history) == 3 and list(predictor.history["epoch"]) == [1, 2, 3]
     assert predictor.info["train_rows"] == len(pd.read_csv(data["train"]))
     assert predictor.info["valid_rows"] == len(pd.read_csv(data["valid"]))
     assert predictor.info["parameters"] == sum(p.numel() for p in predictor.net.parameters())
@@ -392,11 +392,11 @@ def test_text_modality_with_a_local_pretrained_model(data, tmp_path):
 def test_resume_continues_an_interrupted_run(data, tmp_path):
     run = tmp_path / "run"
     MultimodalPredictor.from_config(classification_config(epochs=2)).fit(data["train"], data["valid"], out=run)
-    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0, 1]
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [1, 2]
     resumed = MultimodalPredictor.from_config(classification_config(epochs=4)).fit(
         data["train"], data["valid"], out=run, resume=True)
-    assert list(resumed.history["epoch"]) == [0, 1, 2, 3]
-    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0, 1, 2, 3]
+    assert list(resumed.history["epoch"]) == [1, 2, 3, 4]
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [1, 2, 3, 4]
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 4
     for valid in (None, data["test"]):  # a validation share of rows it trained on, or other rows
         with pytest.raises(RunFolderError, match=r"trained with --valid .*valid\.csv; resume it with the same --valid"):
@@ -476,7 +476,7 @@ def test_a_diverged_epochs_metrics_are_nan_in_the_history_not_the_last_epochs(da
     history = predictor.history
     assert np.isfinite(history["val_rmse"].iloc[0])
     assert history["val_rmse"].iloc[1:].isna().all() and history["val_r2"].iloc[1:].isna().all()
-    assert predictor.info["best_epoch"] == 0
+    assert predictor.info["best_epoch"] == 1, "the first epoch, counted from 1"
 
 
 def test_a_dataframes_own_index_labels_the_predictions_and_the_messages(clf, data):

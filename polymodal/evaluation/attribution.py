@@ -66,6 +66,7 @@ class Explanation:
             the predicted class`` or ``probability of label 'kw_leak'`` (also the importance
             table's ``explained`` column).
         task: the (main) task explained.
+        labels: (N,) each row's true class (classification with labels), else None.
     """
 
     modalities: list[str]
@@ -81,6 +82,7 @@ class Explanation:
     within: list[WithinAttribution] = field(default_factory=list)
     explained_quantity: str = ""
     task: str = ""
+    labels: np.ndarray | None = None
 
     def _pick(self, array: np.ndarray) -> np.ndarray:
         """The explained output of each row: (N, ..., K) -> (N, ...)."""
@@ -195,7 +197,33 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     picked = np.take_along_axis(phi, explained[:, None, None], axis=-1)[..., 0]
     importance = _importance(predictor, names, picked, raw, data.targets,
                              [bool(data.table.modalities[n].present.any()) for n in names], quantity)
-    within = within_modality(predictor, data, np.arange(min(samples, len(data))), explained, steps) if samples else []
+    truth = data.targets if task == "classification" and data.targets is not None else None
+    within = within_modality(predictor, data, sample_rows(task, full, truth, samples), explained, steps) \
+        if samples else []
+    labels = None if truth is None else np.asarray(outputs_named, dtype=object)[truth]
     return Explanation(names, outputs_named, data.source_rows, phi, base, full, explained,
-                       orders is None, interactions, importance, within, quantity, task)
+                       orders is None, interactions, importance, within, quantity, task, labels)
+
+
+def sample_rows(task: str, full: np.ndarray, truth: np.ndarray | None, samples: int) -> np.ndarray:
+    """Table positions of the ``samples`` rows that get within-modality maps. Classification: a
+    misclassified row first (with labels), then each predicted class in turn, so that the maps do
+    not all show the class a sorted manifest starts with; other tasks: spread evenly over the rows."""
+    n = min(samples, len(full))
+    if n <= 0:
+        return np.zeros(0, np.int64)
+    if task != "classification":
+        return np.unique(np.linspace(0, len(full) - 1, n).round().astype(np.int64))
+    predicted = full.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != truth) if truth is not None else np.zeros(0, np.int64)
+    chosen = [int(wrong[0])] if len(wrong) else []
+    classes = sorted(dict.fromkeys(predicted.tolist()), key=lambda c: c in predicted[chosen])  # the mistake's last
+    queues = [list(np.flatnonzero(predicted == c)) for c in classes]
+    while len(chosen) < n:
+        for queue in queues:
+            while queue and queue[0] in chosen:
+                queue.pop(0)
+            if queue and len(chosen) < n:
+                chosen.append(int(queue.pop(0)))
+    return np.asarray(sorted(chosen), np.int64)
 

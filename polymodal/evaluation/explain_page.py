@@ -6,6 +6,9 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+import pandas as pd
+
 from polymodal.evaluation.plots import (
     bars_attribution,
     frames_attribution,
@@ -59,7 +62,7 @@ def _within_note(task: str) -> str:
 
 def within_html(item: WithinAttribution) -> str:
     """One within-modality attribution as a figure (or highlighted tokens)."""
-    title = f"{item.modality} ({item.kind})"
+    title = item.modality if item.modality == item.kind else f"{item.modality} ({item.kind})"
     if item.layout == "tokens":
         return f"<figure>{tokens_html(item.labels or [], item.attribution)}<figcaption>{html.escape(title)}: " \
                "token attributions (red: raises the explained output, blue: lowers it)</figcaption></figure>"
@@ -69,12 +72,38 @@ def within_html(item: WithinAttribution) -> str:
         png = frames_attribution(item.display, item.attribution, title)
     elif item.layout == "map":
         png = map_attribution(item.display, item.attribution, title,
-                              "mel / frequency bin" if item.kind == "audio" else "channel x frequency bin")
+                              "mel / frequency bin" if item.kind == "audio" else "channel x frequency bin",
+                              item.time_axis)
     elif item.layout == "lines":
-        png = lines_attribution(item.display, item.attribution, title)
+        png = lines_attribution(item.display, item.attribution, title, item.time_axis)
     else:
         png = bars_attribution(item.labels or [], item.attribution, title)
     return f"<figure>{embed_png(png, title)}</figure>"
+
+
+def row_table(explanation: Explanation) -> pd.DataFrame:
+    """The page's per-row table: the manifest row, (classification) its true and predicted class,
+    the explained output, its score with every modality and with none, and each Shapley value."""
+    values = explanation.values.reset_index()
+    table = pd.DataFrame({"row": values["row"]})
+    if explanation.task == "classification":
+        if explanation.labels is not None:
+            table["true class"] = explanation.labels
+        table["predicted class"] = np.asarray(explanation.outputs, dtype=object)[explanation.full.argmax(axis=1)]
+    table["explained"] = values["explained"]
+    table["score"] = values["prediction"]
+    table["score without modalities"] = values["base"]
+    return pd.concat([table, values[explanation.modalities]], axis=1)
+
+
+def row_heading(explanation: Explanation, line: pd.Series) -> str:
+    """``Row 12 (true class '7', predicted '1'): probability of class '1' 0.413`` (text)."""
+    if explanation.task == "classification":
+        truth = f"true class '{line['true class']}', " if "true class" in line else ""
+        return (f"Row {line['row']} ({truth}predicted '{line['predicted class']}'): probability of class "
+                f"'{line['explained']}' {line['score']:.3f}")
+    what = "probability of label" if explanation.task == "multilabel" else "predicted value of target"
+    return f"Row {line['row']}: {what} '{line['explained']}' {line['score']:.3f}"
 
 
 def explanation_html(explanation: Explanation, title: str) -> str:
@@ -92,16 +121,17 @@ def explanation_html(explanation: Explanation, title: str) -> str:
              "NAME</code>.</p>"]
     metric = _metric_of(explanation)
     png = importance_plot(explanation.importance, metric)
-    parts.append("<h2>Global importance</h2>" + embed_png(png, "modality importance")
-                 + table_html(explanation.importance.to_dict("records")))
+    parts.append("<h2>Global importance</h2>" + embed_png(png, "modality importance")  # `explained`: said above
+                 + table_html(explanation.importance.drop(columns="explained", errors="ignore").to_dict("records")))
     interactions = explanation.interaction_table()
     if len(interactions):
         parts.append("<h2>Interactions</h2><p>Pairwise Shapley interaction indices: positive when two modalities "
                      "are worth more together than apart, negative when they are redundant.</p>"
                      + table_html(interactions.to_dict("records")))
-    shown = values.head(SHOWN_ROWS).reset_index()
+    shown = row_table(explanation).head(SHOWN_ROWS)
     parts.append(f"<h2>Per-row Shapley values</h2><p>First {len(shown)} of {n} rows (all in "
-                 "<code>shapley.csv</code>).</p>" + table_html(shown.to_dict("records")))
+                 "<code>shapley.csv</code>, where <code>prediction</code> is the score with every modality and "
+                 "<code>base</code> with none).</p>" + table_html(shown.to_dict("records")))
     if explanation.within:
         parts.append(f"<h2>Inside each modality</h2><p>{_within_note(explanation.task)} with respect to each "
                      "modality's input, the other inputs fixed; red pushes the output up, blue down. A video "
@@ -109,11 +139,11 @@ def explanation_html(explanation: Explanation, title: str) -> str:
         by_row: dict[int, list[WithinAttribution]] = {}
         for item in explanation.within:
             by_row.setdefault(item.row, []).append(item)
+        table = row_table(explanation)
         for row, items in by_row.items():
-            line = values.loc[row]
+            line = table.loc[table["row"] == row].iloc[0]
             shares = ", ".join(f"{html.escape(m)} {line[m]:+.3f}" for m in explanation.modalities)
-            parts.append(f"<h3>Row {row}: explaining {html.escape(str(items[0].output))} "
-                         f"(score {line['prediction']:.3f}; Shapley {shares})</h3>"
+            parts.append(f"<h3>{html.escape(row_heading(explanation, line))}</h3><p>Shapley values: {shares}.</p>"
                          "<div class='grid'>" + "".join(within_html(i) for i in items) + "</div>")
     body = "".join(parts)
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>" \

@@ -42,6 +42,7 @@ class WithinAttribution:
         labels: token strings (text) or feature names (tabular), else None.
         layout: ``image``, ``frames`` (a strip of video frames), ``map`` (2-D time-frequency),
             ``lines`` (signal channels), ``bars`` (tabular) or ``tokens`` (text).
+        time_axis: what a ``map``'s or ``lines``'s horizontal axis counts, with its step.
     """
 
     row: int
@@ -52,6 +53,7 @@ class WithinAttribution:
     display: np.ndarray | None
     labels: list[str] | None
     layout: str
+    time_axis: str = "step"
 
 
 def _captum() -> Any:
@@ -187,12 +189,15 @@ def _describe(predictor: MultimodalPredictor, data: EvalData, sub: Any, batch: d
     if kind == "video":  # (T, C, H, W) -> (T, H, W), the padding frames of a short clip trimmed
         frames = np.asarray(sub.modalities[modality].arrays["x"][[j]][0])  # stored uint8 (T, H, W, C)
         return WithinAttribution(row, modality, kind, output, raw[:length].sum(axis=1), frames[:length], None, "frames")
+    prep = predictor.config.modalities[modality].preprocess
     if kind == "audio":  # (T, F) -> (F, T), padding trimmed
-        return WithinAttribution(row, modality, kind, output, raw[:length].T, x[:length].T, None, "map")
+        return WithinAttribution(row, modality, kind, output, raw[:length].T, x[:length].T, None, "map",
+                                 "sample" if prep.features == "waveform" else f"frame (one per {prep.hop_ms:g} ms)")
     if kind == "signal":
-        spectral = predictor.config.modalities[modality].preprocess.spectrogram is not None
+        spectral = prep.spectrogram
         return WithinAttribution(row, modality, kind, output, raw[:, :length], x[:, :length], None,
-                                 "map" if spectral else "lines")
+                                 "lines" if spectral is None else "map",
+                                 "sample" if spectral is None else f"window (one per {spectral.hop} samples)")
     if kind == "tabular":  # raw: the body's input, numbers (and flags) then each category's embedding
         return WithinAttribution(row, modality, kind, output, *_tabular_bars(predictor, modality, raw, inputs, j), "bars")
     if kind != "text":

@@ -7,13 +7,12 @@ readable without zooming.
 from __future__ import annotations
 
 import html
+import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from polymodal.evaluation.report import figure_png
 
 FONT = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10}
 PERCENT_METRICS = {"accuracy", "macro_f1", "subset_accuracy", "micro_f1"}
@@ -27,6 +26,16 @@ def _pyplot() -> Any:
 
     plt.rcParams.update(FONT)
     return plt
+
+
+def figure_png(fig: Any) -> bytes:
+    """The figure as PNG bytes (110 dpi, trimmed); closes it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def _scale(metric: str | None) -> tuple[float, str]:
@@ -49,10 +58,11 @@ def importance_plot(importance: pd.DataFrame, metric: str | None) -> bytes:
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
     if panels == 2:
-        scale, unit = _scale(metric)
+        scale, _ = _scale(metric)
         ax = axes[0, 1]
         ax.barh(names, importance[drop] * scale, color="#cc6677")
         ax.axvline(0.0, color="black", lw=0.8)
+        unit = " (percentage points)" if scale == 100.0 else ""  # a difference of percentages
         ax.set(xlabel=f"{metric} drop when removed{unit}", title="Removing one modality")
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
@@ -71,7 +81,7 @@ def robustness_plot(curves: pd.DataFrame, metric: str) -> bytes:
     entries = curves.groupby("modality")["corruption"].nunique().max() * (2 if "reference" in curves else 1)
     legend_height = 0.3 * -(-int(entries) // 2)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, (3.9 + legend_height) * rows), squeeze=False,
-                             layout="constrained")
+                             layout="constrained", sharey=True)  # one scale: the steeper fall looks steeper
     scale, unit = _scale(metric)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, modality in enumerate(modalities):
@@ -109,7 +119,7 @@ def reliability_plot(bins: Sequence[Mapping[str, Any]], ece: float) -> bytes:
     ax.scatter(centres, conf[filled], color="#cc6677", marker="D", s=28, zorder=3, label="mean confidence")
     ax.plot([0, 1], [0, 1], color="black", lw=1, ls="--", label="perfect calibration")
     ax.set(ylabel="accuracy", title=f"Reliability (ECE {ece * 100:.2f}%)", xlim=(0, 1), ylim=(0, 1))
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)  # beside the bars, never over them
     ax.grid(alpha=0.3)
     hist.bar(lows, counts / max(counts.sum(), 1.0) * 100.0, width=widths, align="edge", color="#999999")
     hist.set(xlabel="confidence (top-class probability)", ylabel="samples (%)")
@@ -175,16 +185,17 @@ def frames_attribution(frames: np.ndarray, attribution: np.ndarray, title: str) 
     return figure_png(fig)
 
 
-def map_attribution(features: np.ndarray, attribution: np.ndarray, title: str, ylabel: str) -> bytes:
+def map_attribution(features: np.ndarray, attribution: np.ndarray, title: str, ylabel: str,
+                    xlabel: str = "frame") -> bytes:
     """A (bins, frames) input map and its attribution map, frames on the x axis."""
     plt = _pyplot()
-    fig, (top_ax, bottom_ax) = plt.subplots(2, 1, figsize=(7.5, 5.2), sharex=True)
+    fig, (top_ax, bottom_ax) = plt.subplots(2, 1, figsize=(5.6, 5.0), sharex=True)
     image = top_ax.imshow(features, aspect="auto", origin="lower", cmap="magma")
     top_ax.set(ylabel=ylabel, title="model input")
     fig.colorbar(image, ax=top_ax, fraction=0.03)
     top = _symmetric(attribution)
     image = bottom_ax.imshow(attribution, aspect="auto", origin="lower", cmap="bwr", vmin=-top, vmax=top)
-    bottom_ax.set(xlabel="frame", ylabel=ylabel, title="Integrated Gradients")
+    bottom_ax.set(xlabel=xlabel, ylabel=ylabel, title="Integrated Gradients")
     fig.colorbar(image, ax=bottom_ax, fraction=0.03)
     fig.suptitle(title)
     fig.tight_layout()
@@ -194,7 +205,7 @@ def map_attribution(features: np.ndarray, attribution: np.ndarray, title: str, y
 MAX_CHANNELS = 16  # signal channels drawn at most by :func:`lines_attribution` (those of largest total |attribution|)
 
 
-def lines_attribution(signal: np.ndarray, attribution: np.ndarray, title: str) -> bytes:
+def lines_attribution(signal: np.ndarray, attribution: np.ndarray, title: str, xlabel: str = "step") -> bytes:
     """Each channel of a (C, L) signal, with its per-step attribution as bars underneath; beyond
     :data:`MAX_CHANNELS` channels, those with the largest total |attribution|, in channel order."""
     plt = _pyplot()
@@ -215,7 +226,7 @@ def lines_attribution(signal: np.ndarray, attribution: np.ndarray, title: str) -
         bars.axhline(0.0, color="black", lw=0.6)
         bars.set(ylabel="attribution")
         bars.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("step")
+    axes[-1, 0].set_xlabel(xlabel)
     fig.suptitle(title)
     fig.tight_layout()
     return figure_png(fig)
@@ -278,4 +289,74 @@ def score_histogram(scores: np.ndarray, anomalous: np.ndarray, threshold: float,
     ax.set(xlabel="anomaly score", ylabel="rows", title=f"Anomaly scores on the {split} rows{left_out}")
     ax.legend()
     ax.grid(alpha=0.3)
+    return figure_png(fig)
+
+
+def learning_curves(history: pd.DataFrame) -> bytes | None:
+    """Loss and validation metrics per epoch (history's epochs, counted from 1), side by side at
+    the report's full width. The training line is the task's own loss (``train_task_loss``), the
+    quantity ``val_loss`` measures; when further terms (unimodal heads, alignment, distillation...)
+    make the optimised total differ, it is drawn dashed beside it."""
+    if history.empty or "epoch" not in history:
+        return None
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    if "phase" in history:  # phases trained one after another (anomaly scorers), epochs counted across them
+        history = history.assign(epoch=np.arange(1, len(history) + 1))
+    metric_cols = [c for c in history.columns if c.startswith("val_") and c != "val_loss"
+                   and c not in ("val_ece", "val_log_loss") and history[c].notna().any()]
+    fig, axes = plt.subplots(1, 2 if metric_cols else 1, figsize=(11 if metric_cols else 6, 4.2), squeeze=False,
+                             layout="constrained")
+    ax = axes[0, 0]
+    for col, label, style in loss_lines(history):
+        ax.plot(history["epoch"], history[col], marker="o", linestyle=style, label=label)
+    ax.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax.legend()
+    if metric_cols:
+        ax = axes[0, 1]
+        for col in metric_cols:
+            ax.plot(history["epoch"], history[col], marker="o", label=col[4:].replace("_", " "))
+        ax.set(xlabel="epoch", ylabel="value", title="Validation metrics")
+        ax.legend()
+    for ax in axes[0]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    return figure_png(fig)
+
+
+def loss_lines(history: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The loss panel's lines, (column, label, line style): the task's own training loss beside
+    the validation loss, and the optimised total, dashed, when further terms make it differ."""
+    task = "train_task_loss" if "train_task_loss" in history else "train_loss"
+    lines = [(task, "train loss", "-"), ("val_loss", "validation loss", "-")]
+    if task != "train_loss" and "train_loss" in history and not np.allclose(history["train_loss"], history[task],
+                                                                            equal_nan=True):
+        lines.append(("train_loss", "train loss with auxiliary terms (optimised)", "--"))
+    return [line for line in lines if line[0] in history]
+
+
+CONFUSION_MAX_INCHES = 16.0  # the figure grows with the classes up to this side
+CONFUSION_MAX_COUNTS = 30  # classes up to which every cell shows its count
+CONFUSION_MAX_LABELS = 60  # tick labels shown at most (every k-th class beyond)
+
+
+def confusion_plot(matrix: Sequence[Sequence[int]], classes: Sequence[Any]) -> bytes:
+    """The confusion matrix as a heat-map; with many classes the figure stops growing, the cell
+    counts are left out and only every k-th class is labelled, so that it stays readable and quick."""
+    plt = _pyplot()
+    values = np.asarray(matrix)
+    n = len(classes)
+    size = min(max(4.5, 0.55 * n + 2), CONFUSION_MAX_INCHES)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(values, cmap="Blues")
+    ticks = range(0, n, -(-n // CONFUSION_MAX_LABELS) if n else 1)
+    labels = [str(classes[k]).replace("$", r"\$") for k in ticks]  # a class name is text, never mathtext
+    ax.set_xticks(ticks, labels, rotation=45 if n > 8 else 0, ha="right" if n > 8 else "center")
+    ax.set_yticks(ticks, labels)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
+    top = values.max() if values.size else 0
+    if n <= CONFUSION_MAX_COUNTS:
+        for (i, j), v in np.ndenumerate(values):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=9, color="white" if v > top / 2 else "black")
     return figure_png(fig)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from polymodal.evaluation.plots import confusion_plot, learning_curves
 from polymodal.utils.io import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
@@ -26,17 +25,9 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;ma
 h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
-.grid{display:flex;flex-wrap:wrap;gap:1rem}.grid figure{margin:0;flex:1 1 480px}
+.grid{display:flex;flex-wrap:wrap;gap:1rem}.grid figure{margin:0;flex:1 1 480px}figure{margin:.5rem 0}
+.scroll{overflow-x:auto}
 """
-
-
-def figure_png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def embed_png(png: bytes, alt: str) -> str:
@@ -44,19 +35,26 @@ def embed_png(png: bytes, alt: str) -> str:
 
 
 def table_html(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """An HTML table; floats shown with 4 significant decimals."""
+    """An HTML table; numbers from a thousand up with thousands separators (floats then with one
+    decimal), smaller floats with 4 decimals, missing and non-finite values as ``-``."""
     if not rows:
         return "<p>(none)</p>"
     columns = list(columns or rows[0].keys())
 
     def cell(value: Any) -> str:
+        if isinstance(value, np.generic):
+            value = value.item()
         if isinstance(value, float):
-            return f"{value:.4f}" if np.isfinite(value) else "-"
+            if not np.isfinite(value):
+                return "-"
+            return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}"
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value:,}"
         return html.escape("-" if value is None else str(value))
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"  # a wide table scrolls alone
 
 
 def per_output_table(metrics: Mapping[str, Any]) -> str:
@@ -76,67 +74,6 @@ def per_output_table(metrics: Mapping[str, Any]) -> str:
         parts.append(f"<p>Each output{f' of task {html.escape(task)}' if task else ''} on its own ({split}):</p>"
                      + table_html(rows))
     return "".join(parts)
-
-
-def learning_curves(history: pd.DataFrame) -> bytes | None:
-    if history.empty or "epoch" not in history:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if "phase" in history:  # phases trained one after another (anomaly scorers), epochs counted across them
-        history = history.assign(epoch=np.arange(len(history)))
-    metric_cols = [c for c in history.columns if c.startswith("val_") and c != "val_loss"]
-    fig, axes = plt.subplots(1, 2 if metric_cols else 1, figsize=(11 if metric_cols else 6, 4), squeeze=False)
-    ax = axes[0, 0]
-    for col in ("train_loss", "val_loss"):
-        if col in history:
-            ax.plot(history["epoch"] + 1, history[col], marker="o", label=col.replace("_", " "))
-    ax.set(xlabel="epoch", ylabel="loss", title="Loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    if metric_cols:
-        ax = axes[0, 1]
-        for col in metric_cols:
-            if col in ("val_ece", "val_log_loss"):
-                continue
-            ax.plot(history["epoch"] + 1, history[col], marker="o", label=col[4:].replace("_", " "))
-        ax.set(xlabel="epoch", title="Validation metrics")
-        ax.legend()
-        ax.grid(alpha=0.3)
-    return figure_png(fig)
-
-
-CONFUSION_MAX_INCHES = 16.0  # the figure grows with the classes up to this side
-CONFUSION_MAX_COUNTS = 30  # classes up to which every cell shows its count
-CONFUSION_MAX_LABELS = 60  # tick labels shown at most (every k-th class beyond)
-
-
-def confusion_plot(matrix: Sequence[Sequence[int]], classes: Sequence[Any]) -> bytes:
-    """The confusion matrix as a heat-map; with many classes the figure stops growing, the cell
-    counts are left out and only every k-th class is labelled, so that it stays readable and quick."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    values = np.asarray(matrix)
-    n = len(classes)
-    size = min(max(4.5, 0.55 * n + 2), CONFUSION_MAX_INCHES)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(values, cmap="Blues")
-    ticks = range(0, n, -(-n // CONFUSION_MAX_LABELS) if n else 1)
-    labels = [str(classes[k]).replace("$", r"\$") for k in ticks]  # a class name is text, never mathtext
-    ax.set_xticks(ticks, labels, rotation=45 if n > 8 else 0, ha="right" if n > 8 else "center")
-    ax.set_yticks(ticks, labels)
-    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
-    top = values.max() if values.size else 0
-    if n <= CONFUSION_MAX_COUNTS:
-        for (i, j), v in np.ndenumerate(values):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=9, color="white" if v > top / 2 else "black")
-    return figure_png(fig)
 
 
 def parameter_rows(net: Any) -> list[dict[str, Any]]:
@@ -188,7 +125,7 @@ def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, 
         if isinstance(scores, Mapping):
             metric_rows.append({"split": split, **{k: v for k, v in scores.items() if not isinstance(v, list | dict)}})
     sections.append("<h2>Metrics</h2>" + table_html(metric_rows) + per_output_table(predictor.metrics))
-    figures = []
+    figures = []  # one below the other: the curves take the page's width, the matrix grows with the classes
     curves = learning_curves(predictor.history)
     if curves is not None:
         atomic_write(plots / "learning_curves.png", lambda tmp: tmp.write_bytes(curves))
@@ -200,7 +137,7 @@ def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, 
         split = "test" if predictor.metrics.get("test") else "valid"
         figures.append(f"<figure>{embed_png(png, 'confusion matrix')}<figcaption>{split} set</figcaption></figure>")
     if figures:
-        sections.append("<h2>Training</h2><div class='grid'>" + "".join(figures) + "</div>")
+        sections.append("<h2>Training</h2>" + "".join(figures))
     sections.append("<h2>Model</h2>" + table_html(parameter_rows(net)))
     if predictor.info:
         sections.append("<h2>Run facts</h2>" + table_html([{"fact": k, "value": v} for k, v in predictor.info.items()]))

@@ -49,7 +49,7 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
     if diagnostics.get("importance"):
         importance = pd.DataFrame(diagnostics["importance"])
         body = _figure(importance_plot(importance, metric), plots, "modality_importance", "modality importance")
-        body += table_html(diagnostics["importance"])
+        body += table_html(importance.drop(columns="explained", errors="ignore").to_dict("records"))  # said above
         if diagnostics.get("interactions"):
             body += "<p>Pairwise Shapley interactions (positive: complementary, negative: redundant):</p>"
             body += table_html(diagnostics["interactions"])

@@ -36,7 +36,9 @@ warnings.filterwarnings("ignore", message=r".*torch.distributed.nn.functional.al
 
 
 class History(Callback):
-    """Collects the epoch metrics into a table; writes ``history.csv`` atomically each epoch."""
+    """Collects the epoch metrics into a table; writes ``history.csv`` atomically each epoch. Its
+    rows (and checkpoints' state) keep Lightning's epoch, counted from 0; the table counts from 1,
+    as the progress bar does."""
 
     def __init__(self, path: Path | None):
         self.path = path
@@ -57,7 +59,8 @@ class History(Callback):
 
     @property
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows)
+        frame = pd.DataFrame(self.rows)
+        return frame.assign(epoch=frame["epoch"] + 1) if "epoch" in frame else frame
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": self.rows}
@@ -282,7 +285,7 @@ class EpochCSVLogger(CSVLogger):
 @dataclass
 class FitResult:
     history: pd.DataFrame
-    best_epoch: int | None
+    best_epoch: int | None  # counted from 1, as history's epochs
     best_score: float | None
     seconds: float
     rank: int = 0  # global rank of this process (0 when not distributed)
@@ -391,4 +394,5 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
         warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
         fit_interruptibly(trainer, module, train_loader, val_loader, ckpt)
     seconds = time.perf_counter() - start
-    return FitResult(history.frame, checkpoint.best_epoch, checkpoint.best_score, seconds, trainer.global_rank)
+    best_epoch = None if checkpoint.best_epoch is None else checkpoint.best_epoch + 1
+    return FitResult(history.frame, best_epoch, checkpoint.best_score, seconds, trainer.global_rank)

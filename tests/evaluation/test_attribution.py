@@ -135,3 +135,29 @@ def test_the_page_and_tables_are_written(a_only, tmp_path):
     shapley = pd.read_csv(tmp_path / "explain" / "shapley.csv")
     assert len(shapley) == len(explanation.values) and {"a", "b", "base", "prediction"} <= set(shapley.columns)
     assert list(pd.read_csv(tmp_path / "explain" / "importance.csv")["modality"]) == ["a", "b"]
+
+
+def test_the_sampled_rows_cover_the_predicted_classes_and_a_mistake_first():
+    """A manifest sorted by class must not give maps of its first class only."""
+    full = np.array([[0.9, 0.1, 0.0]] * 4 + [[0.1, 0.8, 0.1]] * 3 + [[0.0, 0.2, 0.8]] * 3)
+    truth = np.array([0, 0, 0, 0, 1, 2, 1, 2, 2, 2])  # row 5: a class-2 row predicted 1
+    rows = attribution.sample_rows("classification", full, truth, 3)
+    assert 5 in rows, "a misclassified row comes first"
+    assert set(full[rows].argmax(axis=1)) == {0, 1, 2}, "then each predicted class in turn"
+    unlabelled = attribution.sample_rows("classification", full, None, 3)
+    assert list(unlabelled) == [0, 4, 7]
+    assert len(attribution.sample_rows("classification", full, truth, 50)) == 10
+    assert list(attribution.sample_rows("regression", full[:, :1], None, 3)) == [0, 4, 9], "spread over the rows"
+
+
+def test_the_page_names_each_rows_true_and_predicted_class(a_only, tmp_path):
+    predictor, test, _ = a_only
+    explanation = predictor.explain(test, samples=2)
+    assert explanation.labels is not None and (explanation.labels == test["label"].to_numpy()).all()
+    text = explanation.to_html(tmp_path / "explain").read_text(encoding="utf-8")
+    first = explanation.within[0].row
+    truth = test["label"].iloc[first]
+    assert f"<h3>Row {first} (true class &#x27;{truth}&#x27;, predicted " in text
+    assert "<th>true class</th><th>predicted class</th><th>explained</th><th>score</th>" in text
+    importance = text[text.index("Global importance"):text.index("Interactions")]
+    assert "<th>explained</th>" not in importance, "the sentence above the table names the explained output"

@@ -68,10 +68,12 @@ def test_display_shapes_follow_each_kind(explained):
     assert image.display.dtype == np.uint8
     audio = items[("audio", 0)]
     assert audio.layout == "map" and audio.attribution.shape == audio.display.shape and audio.attribution.shape[0] == 16
+    hop = predictor.config.modalities["audio"].preprocess.hop_ms
+    assert audio.time_axis == f"frame (one per {hop:g} ms)", "the time axis says how long a frame is"
     frames = [items[("audio", r)].attribution.shape[1] for r in range(SAMPLES)]
     assert frames[0] < frames[1], "audio padding frames are not trimmed per clip"
     signal = items[("signal", 0)]
-    assert signal.layout == "lines" and signal.attribution.shape == (1, 32)
+    assert signal.layout == "lines" and signal.attribution.shape == (1, 32) and signal.time_axis == "sample"
     table = items[("table", 0)]
     assert table.layout == "bars" and table.labels == ["x1", "x2", "x1 (missing)", "x2 (missing)"]
     assert table.attribution.shape == (4,)
@@ -156,7 +158,7 @@ def test_a_video_run_is_explained_with_a_heat_map_per_real_frame(tmp_path):
                                       "--samples", "3"])
     assert result.exit_code == 0, result.output
     page = (tmp_path / "run" / "explain" / "explain.html").read_text(encoding="utf-8")
-    assert "video (video)" in page and page.count("<img") >= 1 + 2 * 3  # importance + video and table per row
+    assert "<img alt=\"video\"" in page and page.count("<img") >= 1 + 2 * 3  # importance + video and table per row
     assert set(pd.read_csv(tmp_path / "run" / "explain" / "shapley.csv").columns) >= {"video", "table"}
 
     explanation = predictor.explain(tmp_path / "m.csv", samples=3, steps=64)

@@ -5,13 +5,22 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
 from torch import nn
 
-from polymodal.evaluation.plots import MAX_BARS, MAX_CHANNELS, bars_attribution, lines_attribution, score_histogram
-from polymodal.evaluation.report import confusion_plot, parameter_rows
+from polymodal.evaluation.plots import (
+    MAX_BARS,
+    MAX_CHANNELS,
+    bars_attribution,
+    confusion_plot,
+    lines_attribution,
+    loss_lines,
+    score_histogram,
+)
+from polymodal.evaluation.report import parameter_rows, table_html
 
 
 class Backbone(nn.Module):
@@ -115,3 +124,26 @@ def test_the_importance_section_says_whether_its_shapley_values_are_exact(tmp_pa
     sections = diagnostic_sections({"rows": 10, "split": "valid", "metric": "accuracy", "importance": importance},
                                    tmp_path)
     assert f"{how} Shapley values over modalities" in sections["Modality importance"]
+
+
+def test_the_loss_panel_compares_the_task_loss_with_the_validation_loss():
+    """``train_loss`` adds auxiliary terms (unimodal heads...) that ``val_loss`` does not hold:
+    drawn as the training line it would show training worse than validation."""
+    history = pd.DataFrame({"epoch": [1, 2], "train_loss": [3.1, 2.0], "train_task_loss": [2.0, 1.3],
+                            "val_loss": [1.6, 1.1]})
+    lines = loss_lines(history)
+    assert lines[:2] == [("train_task_loss", "train loss", "-"), ("val_loss", "validation loss", "-")]
+    assert lines[2][0] == "train_loss" and lines[2][2] == "--" and "auxiliary" in lines[2][1]
+    same = history.assign(train_loss=history["train_task_loss"])
+    assert [c for c, _, _ in loss_lines(same)] == ["train_task_loss", "val_loss"], "no dashed twin of the same line"
+    older = history.drop(columns="train_task_loss")  # a run from before train_task_loss was logged
+    assert [c for c, _, _ in loss_lines(older)] == ["train_loss", "val_loss"]
+
+
+def test_table_numbers_are_readable():
+    page = table_html([{"fact": "parameters", "value": 762094}, {"fact": "peak_rss_mb", "value": 1240.6094},
+                       {"fact": "accuracy", "value": np.float64(0.81666)}, {"fact": "ece", "value": float("nan")},
+                       {"fact": "flag", "value": True}])
+    for shown in ("<td>762,094</td>", "<td>1,240.6</td>", "<td>0.8167</td>", "<td>-</td>", "<td>True</td>"):
+        assert shown in page
+    assert page.startswith("<div class='scroll'>"), "a wide table scrolls by itself, not the page"

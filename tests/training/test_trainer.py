@@ -75,10 +75,10 @@ def test_history_checkpoints_and_best_weights(tmp_path):
     script = [3.0, 1.0, 2.0, 2.5]
     module = ScriptedModule(script)
     result = fit(module, epochs=4, run_dir=tmp_path)
-    assert list(result.history["epoch"]) == [0, 1, 2, 3]
+    assert list(result.history["epoch"]) == [1, 2, 3, 4], "epochs counted from 1, as the progress bar counts"
     assert list(result.history["val_loss"]) == pytest.approx(script)
     assert (result.history["train_loss"] > 0).all() and (result.history["seconds"] >= 0).all()
-    assert result.best_epoch == 1 and result.best_score == pytest.approx(1.0)
+    assert result.best_epoch == 2 and result.best_score == pytest.approx(1.0)
     assert same_weights(module, module.snapshots[1]), "the best epoch's weights are restored at the end"
     assert not same_weights(module, module.snapshots[3])
     on_disk = pd.read_csv(tmp_path / "history.csv")
@@ -94,7 +94,7 @@ def test_history_checkpoints_and_best_weights(tmp_path):
 def test_higher_is_better_metrics(tmp_path):
     module = ScriptedModule([0.5, 0.9, 0.7], metric="accuracy")
     result = fit(module, epochs=3, run_dir=tmp_path, monitor="accuracy", mode="max")
-    assert result.best_epoch == 1 and result.best_score == pytest.approx(0.9)
+    assert result.best_epoch == 2 and result.best_score == pytest.approx(0.9)
     assert same_weights(module, module.snapshots[1])
 
 
@@ -106,7 +106,7 @@ def test_a_diverged_epoch_is_never_the_best(script, mode, best):
     be restored."""
     module = ScriptedModule(script)
     result = fit(module, epochs=len(script), monitor="loss", mode=mode)
-    assert result.best_epoch == best and same_weights(module, module.snapshots[best])
+    assert result.best_epoch == best + 1 and same_weights(module, module.snapshots[best])
 
 
 @pytest.mark.parametrize(("losses", "best"), [([1.0, 0.8, 0.4], 2), ([1.0, 0.4, 0.8], 1), ([1.0, 0.4, 0.4], 1)])
@@ -114,7 +114,7 @@ def test_a_tie_on_the_metric_is_broken_by_the_lower_validation_loss(losses, best
     """Accuracy on a few hundred rows ties often; a full tie keeps the earlier epoch."""
     module = ScriptedModule([0.5, 0.9, 0.9], metric="accuracy", losses=losses)
     result = fit(module, epochs=3, monitor="accuracy", mode="max")
-    assert result.best_epoch == best
+    assert result.best_epoch == best + 1
     assert same_weights(module, module.snapshots[best])
 
 
@@ -122,7 +122,7 @@ def test_without_a_run_folder_nothing_is_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     module = ScriptedModule([2.0, 1.0, 3.0])
     result = fit(module, epochs=3)
-    assert len(result.history) == 3 and result.best_epoch == 1
+    assert len(result.history) == 3 and result.best_epoch == 2
     assert same_weights(module, module.snapshots[1])
     assert not list(tmp_path.iterdir()), f"files written without a run folder: {list(tmp_path.iterdir())}"
 
@@ -130,20 +130,20 @@ def test_without_a_run_folder_nothing_is_written(tmp_path, monkeypatch):
 def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
     module = ScriptedModule([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     result = fit(module, epochs=6, run_dir=tmp_path, patience=2)
-    assert list(result.history["epoch"]) == [0, 1, 2]
-    assert result.best_epoch == 0 and same_weights(module, module.snapshots[0])
+    assert list(result.history["epoch"]) == [1, 2, 3]
+    assert result.best_epoch == 1 and same_weights(module, module.snapshots[0])
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path):
     first = ScriptedModule([1.0, 5.0, 5.0, 5.0])
     fit(first, epochs=2, run_dir=tmp_path)
-    assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [0, 1]
+    assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [1, 2]
     second = ScriptedModule([1.0, 5.0, 5.0, 5.0])
     result = fit(second, epochs=4, run_dir=tmp_path, resume=True)
     assert sorted(second.snapshots) == [2, 3], "the resumed run trains only the remaining epochs"
-    assert list(result.history["epoch"]) == [0, 1, 2, 3], "the history of the first run is kept"
-    assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [0, 1, 2, 3]
-    assert result.best_epoch == 0 and result.best_score == pytest.approx(1.0)
+    assert list(result.history["epoch"]) == [1, 2, 3, 4], "the history of the first run is kept"
+    assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [1, 2, 3, 4]
+    assert result.best_epoch == 1 and result.best_score == pytest.approx(1.0)
     # The best epoch was in the first run: its weights come back from checkpoints/best.ckpt.
     assert same_weights(second, first.snapshots[0])
 
@@ -155,7 +155,7 @@ def test_resume_watching_another_metric_does_not_compare_across_metrics(tmp_path
     fit(first, epochs=2, run_dir=tmp_path, monitor="accuracy", mode="max")
     second = ScriptedModule([9.0, 9.0, 3.0, 2.0], metric="loss")
     result = fit(second, epochs=4, run_dir=tmp_path, resume=True)
-    assert result.best_epoch == 3 and result.best_score == pytest.approx(2.0)
+    assert result.best_epoch == 4 and result.best_score == pytest.approx(2.0)
     assert same_weights(second, second.snapshots[3])
 
 
@@ -164,9 +164,9 @@ def test_resume_with_more_patience_trains_until_the_new_patience_runs_out(tmp_pa
     without improvement, not the checkpoint's 1."""
     script = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
     first = fit(ScriptedModule(script), epochs=8, run_dir=tmp_path, patience=1)
-    assert list(first.history["epoch"]) == [0, 1]
+    assert list(first.history["epoch"]) == [1, 2]
     resumed = fit(ScriptedModule(script), epochs=8, run_dir=tmp_path, patience=3, resume=True)
-    assert list(resumed.history["epoch"]) == [0, 1, 2, 3]  # epochs 1, 2 and 3 without improvement
+    assert list(resumed.history["epoch"]) == [1, 2, 3, 4]  # epochs 2, 3 and 4 without improvement
 
 
 def test_resume_without_a_checkpoint(tmp_path):
