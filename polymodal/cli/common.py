@@ -21,8 +21,8 @@ from rich.table import Table
 from polymodal.errors import PolymodalError
 from polymodal.utils.tables import print_table
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # a long path or message stays one line (copied whole), on a terminal or not
+err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 RunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train'.")]
@@ -61,7 +61,7 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except (PolymodalError, *PATH_ERRORS) as err:
             message = str(err) if isinstance(err, PolymodalError) else _path_error_message(err)
-            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT; files are written atomically
             hint = " (the same command with --resume continues it)" if "resume" in kwargs else ""
@@ -92,15 +92,14 @@ def print_skipped(skipped: Any, listed: Path, on_error: str, shown: int = 5) -> 
     where the full list was written."""
     effect = "rows with one are left out" if on_error == "skip" else "their modality counts as missing in those rows"
     err_console.print(f"[bold yellow]warning:[/] {len(skipped)} unreadable file(s) skipped (data.on_error: "
-                      f"{on_error}); {effect}:", highlight=False, soft_wrap=True)
+                      f"{on_error}); {effect}:", highlight=False)
     for record in skipped.head(shown).to_dict("records"):
         path = record["path"] if isinstance(record["path"], str) and record["path"] else None  # None: an inline value
         err_console.print(escape(f"  {record['where']}, modality '{record['modality']}': "
-                                 + (f"{path} ({record['reason']})" if path else record["reason"])),
-                          highlight=False, soft_wrap=True)
+                                 + (f"{path} ({record['reason']})" if path else record["reason"])), highlight=False)
     if len(skipped) > shown:
         err_console.print(f"  ... and {len(skipped) - shown} more", highlight=False)
-    err_console.print(escape(f"  full list: {listed}"), highlight=False, soft_wrap=True)
+    err_console.print(escape(f"  full list: {listed}"), highlight=False)
 
 
 def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None) -> None:

@@ -105,7 +105,7 @@ def export_checked(predictor: Any, out: Path, data: Path | None, *, fmt: str = "
             return export_run(predictor, out, data=recorded, **options), recorded
         except (DecodeError, ManifestError) as err:
             err_console.print(f"[bold yellow]warning:[/] the run's manifest {recorded} cannot be read any more "
-                              f"({err}); checking on synthetic arrays instead", highlight=False, soft_wrap=True)
+                              f"({err}); checking on synthetic arrays instead", highlight=False)
     return export_run(predictor, out, data=None, **options), None
 
 
@@ -118,7 +118,7 @@ def recorded_rows(predictor: Any) -> Path | None:
         return None
     split, path = found
     console.print(f"checking the export on the run's {split} manifest {path} (--data chooses another)",
-                  highlight=False, soft_wrap=True)
+                  highlight=False)
     return path
 
 

@@ -191,7 +191,7 @@ def explain(
     table = explanation.importance.drop(columns="explained")  # named on a line of its own, not on every row
     print_rows(table.to_dict("records"), "modality importance")
     console.print(f"explained: the {escape(explanation.explained_quantity)} (the Shapley columns; any metric "
-                  "columns score the whole prediction)", highlight=False, soft_wrap=True)
+                  "columns score the whole prediction)", highlight=False)
     console.print(f"explanation written to {page}")
 
 
