@@ -41,6 +41,14 @@ def config(scorer: str, seed: int, epochs: int) -> dict[str, Any]:
     return cfg
 
 
+def stopping_note(cfg: dict[str, Any]) -> str:
+    """The recipe's early stopping, in words."""
+    stop = cfg["train"].get("early_stopping")
+    if stop is None:
+        return "no early stopping (the recipe's setting); the epoch of lowest validation loss is kept"
+    return f"early stopping on the validation {stop.get('monitor', 'loss')} (patience {stop.get('patience')})"
+
+
 def decode_throughput(paths: list[Path], repeats: int) -> dict[str, float]:
     """Frames/s of PyAV decoding alone and of the whole video preprocessing."""
     import av
@@ -111,7 +119,7 @@ def main() -> None:
          {"Test AUROC per anomaly type vs normal clips (mean +- std over seeds)": rows,
           "AUROC per seed": per_seed,
           "Video decoding throughput (PyAV, one process)": throughput},
-         notes=[f"{len(list(seeds))} seed(s), {epochs} epochs max, early stopping on the validation loss (normal clips)",
+         notes=[f"{len(list(seeds))} seed(s), {epochs} epochs max, " + stopping_note(config(SCORERS[0], 0, epochs)),
                 f"clips: train {sizes['n_train']}, valid {sizes['n_valid']} (normal); test {test_counts}",
                 "recipe: examples/moving_digits_anomaly/config.yaml (scorer swapped per row)",
                 "throughput: median of --repeats passes; 'preprocess' = decode + uniform sampling of 8 frames + grey + "
