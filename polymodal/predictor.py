@@ -114,11 +114,12 @@ class MultimodalPredictor(Estimator):
         """
         from polymodal.training.finetune import finetune_callbacks  # Lightning: imported for training only
         from polymodal.training.module import OptimSettings, PolymodalModule
-        from polymodal.training.trainer import fit_module
+        from polymodal.training.trainer import check_devices, fit_module
         from polymodal.training.transfer import TransferPlan, recorded_config, unlabeled_source, warn_if_evaluated
 
         cfg = self.config = self._given_config
         check_out(out, cfg, resume=resume, overwrite=overwrite)  # before reading any data
+        check_devices(cfg.train)
         if resume and out is not None:
             check_resumed_data(Path(out), {"train": train, "valid": valid,
                                                      "unlabeled": unlabeled_source(cfg, unlabeled)},

@@ -128,7 +128,11 @@ def reading(run: Path, name: str) -> Iterator[None]:
 
 
 def load_pipeline(run: Path, config: Config) -> DataPipeline:
-    """The fitted preprocessors and target encoder of ``preprocessors/``."""
+    """The fitted preprocessors and target encoder of ``preprocessors/``; a damaged JSON file
+    among them is named."""
+    for path in sorted((run / PREPROCESSORS).glob("*.json")):
+        with reading(run, f"{PREPROCESSORS}/{path.name}"):
+            json.loads(path.read_text(encoding="utf-8"))
     with reading(run, f"{PREPROCESSORS}/"):
         return DataPipeline.load(config, run / PREPROCESSORS)
 
@@ -141,11 +145,38 @@ def load_weights(model: torch.nn.Module, run: Path) -> None:
     with reading(run, MODEL_FILE):
         with safe_open(str(run / MODEL_FILE), framework="pt") as handle:
             recorded = (handle.metadata() or {}).get(PREPROCESSORS_KEY)  # runs saved before it have none
+            saved = {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
         if recorded is not None and recorded != folder_digest(run / PREPROCESSORS):
             raise RunFolderError(f"the run {run} is damaged: {PREPROCESSORS}/ is not the one {MODEL_FILE} was "
                                  "saved with (an interrupted save, or files copied from another run); retrain it "
                                  "or restore the files")
+        check_weight_shapes(run, model, saved)
         load_model(model, str(run / MODEL_FILE))
+
+
+SHOWN_DIFFERENCES = 3
+
+
+def check_weight_shapes(run: Path, model: torch.nn.Module, saved: dict[str, list[int]]) -> None:
+    """Refuse weights that do not fit the network ``config.yaml`` builds (an edited config: another
+    width, encoder or modality), naming the first differences, before torch's loader reports a
+    mismatch as if the weights were damaged.
+
+    Raises:
+        RunFolderError: naming both files and the first differing parameters.
+    """
+    state = model.state_dict()
+    wanted = {k: list(v.shape) for k, v in state.items()}
+    tied = {state[k].data_ptr() for k in saved if k in state}  # a tied weight is saved under one of its names
+    differences = [f"{k}: {shape} in {MODEL_FILE}, {wanted[k]} for {CONFIG_FILE}"
+                   for k, shape in saved.items() if k in wanted and wanted[k] != shape]
+    differences += [f"{k}: only in {MODEL_FILE}" for k in saved if k not in wanted]
+    differences += [f"{k}: not in {MODEL_FILE}" for k in state if k not in saved and state[k].data_ptr() not in tied]
+    if differences:
+        more = f"; {len(differences) - SHOWN_DIFFERENCES} more" if len(differences) > SHOWN_DIFFERENCES else ""
+        raise RunFolderError(f"the run {run}: {CONFIG_FILE} does not describe the network {MODEL_FILE} holds (was "
+                             f"{CONFIG_FILE} edited after training?): {'; '.join(differences[:SHOWN_DIFFERENCES])}"
+                             f"{more}; restore {CONFIG_FILE} or retrain")
 
 
 def write_results(run: Path, metrics: dict[str, Any], info: dict[str, Any], history: pd.DataFrame,

@@ -126,7 +126,7 @@ class AnomalyDetector(Estimator):
         """
         from polymodal.anomaly.module import AnomalyModule  # Lightning: imported for training only
         from polymodal.training.module import OptimSettings
-        from polymodal.training.trainer import fit_module
+        from polymodal.training.trainer import check_devices, fit_module
 
         if resume:
             raise SchemaMismatchError("task 'anomaly' cannot resume a run (its scorer is fitted after the epochs); "
@@ -139,6 +139,7 @@ class AnomalyDetector(Estimator):
             raise SchemaMismatchError("a test manifest is evaluated against its labels, but this anomaly config has "
                                       "no target column; set target (and anomaly.normal) or leave the test out")
         check_out(out, cfg, overwrite=overwrite, resumable=False)  # before reading any data
+        check_devices(cfg.train)
         self._seed()
         pipeline = self._new_pipeline()
         train_m, valid_m, test_m = self._read_fit_data(pipeline, train, valid, test, require_target=bool(cfg.targets))

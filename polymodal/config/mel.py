@@ -74,7 +74,8 @@ def check_audio_frames(prep: AudioPreprocess) -> None:
     """The frames that ``frame_ms``, ``hop_ms`` and ``sample_rate`` make must hold samples, and
     the mel filters must fit in their spectrum (see the module docstring):
 
-    - ``n_fft = round(frame_ms * sample_rate / 1000)`` at least 2 and the hop at least 1 sample;
+    - ``n_fft = round(frame_ms * sample_rate / 1000)`` at least 2, a clip (``max_seconds``) at least
+      one frame long and the hop at least 1 sample;
     - ``fmin`` below ``fmax`` (or ``sample_rate / 2``);
     - ``n_mels`` at most the ``n_fft // 2 + 1`` FFT bins, and no mel filter empty (without a bin
       strictly inside it: librosa's "Empty filters" warning, a constant feature).
@@ -89,6 +90,9 @@ def check_audio_frames(prep: AudioPreprocess) -> None:
     if n_fft < 2:
         raise ValueError(f"frame_ms: a frame must hold at least 2 samples for features '{prep.features}'; "
                          f"{setting} gives {n_fft}")
+    if prep.max_seconds * 1000.0 < prep.frame_ms:  # one frame, padded: the clip would be one feature vector
+        raise ValueError(f"max_seconds: a clip of {prep.max_seconds:g} s is shorter than one frame (frame_ms "
+                         f"{prep.frame_ms:g}); at least {prep.frame_ms / 1000.0:g}")
     hop = frame_samples(prep.hop_ms, prep.sample_rate)
     if hop < 1:
         raise ValueError(f"hop_ms: the hop must be at least 1 sample; hop_ms {prep.hop_ms:g} at sample_rate "

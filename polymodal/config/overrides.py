@@ -8,7 +8,8 @@ of a list); missing sections are created. A value on the command line is read as
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from polymodal.config.base import DISCRIMINATORS
@@ -94,3 +95,23 @@ def apply_values(data: dict[str, Any], values: Mapping[str, Any], where: str = "
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
     """The command line's ``--set`` values (see :func:`apply_values`)."""
     apply_values(data, overrides, where="--set ")
+
+
+@contextmanager
+def naming_overrides(overrides: Mapping[str, Any] | None) -> Iterator[None]:
+    """Within the block, a :class:`ConfigError` problem at a key the command line's ``--set``
+    gave (or under it: a section it replaced) is labelled ``--set KEY: ...``, so that it is not
+    read as the config file's."""
+    try:
+        yield
+    except ConfigError as err:
+        if not overrides:
+            raise
+        keys = list(overrides)
+
+        def from_set(problem: str) -> bool:
+            where = problem.split(":", 1)[0].strip()
+            return any(where == k or where.startswith(f"{k}.") for k in keys)
+
+        problems = [f"--set {p}" if from_set(p) and not p.startswith("--set ") else p for p in err.problems]
+        raise ConfigError(problems, source=err.source) from None

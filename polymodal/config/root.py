@@ -27,7 +27,7 @@ from polymodal.config.model import (
     TensorFusionConfig,
     TransformerHeadConfig,
 )
-from polymodal.config.overrides import apply_overrides
+from polymodal.config.overrides import apply_overrides, naming_overrides
 from polymodal.config.parsing import DuplicateKeyError, load_json, load_yaml
 from polymodal.config.report import ReportConfig
 from polymodal.config.task_metrics import TASK_METRICS
@@ -262,7 +262,8 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
     if overrides and not isinstance(source, str | Path):  # a dict or a Config: edited as a copy
         data = config_to_dict(source) if isinstance(source, Config) else copy.deepcopy(source)
         apply_overrides(data, overrides)
-        return validate(Config, data, context={"saved_run": saved_run})
+        with naming_overrides(overrides):
+            return validate(Config, data, context={"saved_run": saved_run})
     if isinstance(source, Config):
         return source
     if isinstance(source, dict):
@@ -282,8 +283,9 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
         if isinstance(err.data, dict):
             try:
                 apply_overrides(err.data, overrides or {})
-                validate(Config, err.data, source=str(path), context={"base": path.resolve().parent,
-                                                                      "saved_run": saved_run})
+                with naming_overrides(overrides):
+                    validate(Config, err.data, source=str(path), context={"base": path.resolve().parent,
+                                                                          "saved_run": saved_run})
             except ConfigError as invalid:
                 others = invalid.problems
         raise ConfigError(err.problems + others, source=str(path)) from None
@@ -298,7 +300,8 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
     if overrides:
         apply_overrides(data, overrides)
     base = path.resolve().parent
-    config = validate(Config, data, source=str(path), context={"base": base, "saved_run": saved_run})  # local files resolve first
+    with naming_overrides(overrides):  # local files resolve first
+        config = validate(Config, data, source=str(path), context={"base": base, "saved_run": saved_run})
     _resolve_paths(config, base)  # and every other path after
     missing = missing_paths(config) if check_files else []
     if missing:

@@ -61,7 +61,7 @@ class TrainConfig(StrictModel):
     warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
     grad_clip: PositiveFloat | None = 1.0
     early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig)
-    seed: NonNegativeInt = 0
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # numpy's seeds
     deterministic: bool = True
     modality_dropout: Probability | dict[str, Probability] = 0.0
     val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import os
 import shutil
 import signal
 import sys
@@ -24,9 +25,11 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.trainer.states import TrainerStatus
 
 from polymodal.config.train import TrainConfig
+from polymodal.errors import ConfigError
 from polymodal.training.checkpoints import checkpoint_state
 from polymodal.utils.io import atomic_write, durable_replace
 from polymodal.utils.progress import watched
+from polymodal.utils.warn import warn_user
 
 # Lightning's advice about DataLoader workers and logging intervals is noise for small in-memory data.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -302,6 +305,47 @@ def make_strategy(name: str) -> Any:
     return name
 
 
+def _accelerators() -> tuple[bool, bool]:
+    """Whether torch can use a CUDA GPU, and an Apple MPS one, on this machine."""
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available(), bool(mps is not None and mps.is_available())
+
+
+def check_devices(cfg: TrainConfig) -> None:
+    """Check ``train``'s hardware settings against this machine, before any data is read (Lightning
+    would refuse a missing GPU only once the data is prepared, with its own words).
+
+    Raises:
+        ConfigError: ``accelerator`` names a GPU this machine lacks, or more GPUs than it has.
+    """
+    cuda, mps = _accelerators()
+    problems = []
+    if cfg.accelerator == "gpu" and not (cuda or mps):  # Lightning's 'gpu' is CUDA or MPS
+        problems.append("train.accelerator: 'gpu', but torch finds no GPU on this machine (CUDA or MPS); use "
+                        "'auto' (a GPU when there is one) or 'cpu'")
+    elif cfg.accelerator == "mps" and not mps:
+        problems.append("train.accelerator: 'mps', but torch finds no Apple GPU (MPS) on this machine; use 'auto' "
+                        "or 'cpu'")
+    elif cfg.accelerator in ("gpu", "auto") and cuda and isinstance(cfg.devices, int) \
+            and cfg.devices > torch.cuda.device_count():  # per node
+        problems.append(f"train.devices: {cfg.devices} GPUs asked for; this machine has "
+                        f"{torch.cuda.device_count()}")
+    if problems:
+        raise ConfigError(problems)
+    if cfg.precision == "16-mixed" and _on_cpu(cfg):
+        warn_user("train.precision: '16-mixed' needs a GPU; on the CPU this run trains in 'bf16-mixed' (as "
+                  "Lightning substitutes)")
+    cores = os.cpu_count()
+    if cfg.num_workers and cores and cfg.num_workers > cores:
+        warn_user(f"train.num_workers: {cfg.num_workers} loader processes for {cores} CPU cores compete with each "
+                  "other and with training (null: chosen from the cores)")
+
+
+def _on_cpu(cfg: TrainConfig) -> bool:
+    cuda, mps = _accelerators()
+    return cfg.accelerator == "cpu" or (cfg.accelerator == "auto" and not (cuda or mps))
+
+
 def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: str, steps_per_epoch: int,
                  distributed_sampler: bool = True, resume_epoch: int | None = None
                  ) -> tuple[L.Trainer, History, AtomicCheckpoint]:
@@ -340,7 +384,7 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
         strategy=make_strategy(cfg.strategy),
-        precision=cfg.precision,
+        precision="bf16-mixed" if cfg.precision == "16-mixed" and _on_cpu(cfg) else cfg.precision,  # check_devices
         gradient_clip_val=cfg.grad_clip,
         deterministic="warn" if cfg.deterministic else False,
         callbacks=callbacks,

@@ -178,7 +178,8 @@ def test_the_test_manifest_is_read_and_checked_once(data, tmp_path, monkeypatch)
 
 @pytest.mark.parametrize(("damage", "fragment"), [
     (lambda run: (run / "model.safetensors").write_bytes(b"\x00\x01"), "is damaged: model.safetensors"),
-    (lambda run: (run / "preprocessors" / "img.json").write_text("{not json"), "is damaged: preprocessors/"),
+    (lambda run: (run / "preprocessors" / "img.json").write_text("{not json"),
+     "is damaged: preprocessors/img.json cannot be read (JSONDecodeError"),
     (lambda run: (run / "preprocessors" / "img.json").unlink(), "is incomplete: preprocessors/img.json is missing"),
     (lambda run: (run / "metrics.json").write_text("[1, 2"), "is damaged: metrics.json"),
     (lambda run: (run / "metrics.json").write_text("[1]"), "is damaged: metrics.json"),
@@ -193,6 +194,20 @@ def test_a_damaged_run_is_named_as_such(data, trained, tmp_path, damage, fragmen
     assert_user_error(invoke("predict", run, "--data", data["test"], "--out", tmp_path / "p.csv"), fragment)
     with pytest.raises(RunFolderError, match="retrain it or restore"):
         MultimodalPredictor.load(run)
+
+
+def test_a_config_edited_after_training_is_named_not_the_weights(data, trained, tmp_path):
+    """Sound weights under an edited config.yaml (another width): the message says which file
+    disagrees with which, and where, instead of calling the weights damaged."""
+    run = _copy(trained, tmp_path)
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    config["head"]["hidden"] = [int(config["head"]["hidden"][0]) * 2]
+    (run / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    with pytest.raises(RunFolderError) as info:
+        MultimodalPredictor.load(run)
+    message = str(info.value)
+    assert "config.yaml does not describe the network model.safetensors holds (was config.yaml edited" in message
+    assert "head." in message and "in model.safetensors" in message and "damaged" not in message
 
 
 def test_an_output_path_that_cannot_be_written_is_one_line(data, trained, tmp_path):

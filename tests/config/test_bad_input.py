@@ -317,3 +317,15 @@ def test_a_manifest_given_as_the_config_says_the_arguments_are_swapped(tmp_path)
     with pytest.raises(ConfigError, match=r"train.csv is a manifest \(.csv\), not a config \(YAML or JSON\); the "
                                           "config comes first: polymodal train CONFIG --train MANIFEST"):
         load_config(path)
+
+
+def test_a_clip_shorter_than_one_frame_is_refused():
+    """0.001 s at 8 kHz is 8 samples: one padded 25 ms frame, a clip the model cannot learn from."""
+    assert problems_of(config_with(**{f"{AUDIO}.max_seconds": 0.001})) == [
+        f"{AUDIO}.max_seconds: a clip of 0.001 s is shorter than one frame (frame_ms 25); at least 0.025"]
+    assert load_config(config_with(**{f"{AUDIO}.max_seconds": 0.025})).modalities["spoken"].preprocess.max_seconds == 0.025
+
+
+def test_a_seed_numpy_cannot_take_is_refused():
+    (problem,) = problems_of(config_with(**{"train.seed": 10**20}))
+    assert problem.startswith("train.seed:") and "4294967295" in problem

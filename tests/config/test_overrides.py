@@ -60,3 +60,17 @@ def test_a_key_given_again_counts_in_its_last_place():
     overrides = parse_overrides(["head.hidden.0=4", "head.hidden=[8]", "head.hidden.0=5"])
     assert list(overrides.items()) == [("head.hidden", [8]), ("head.hidden.0", 5)]
     assert load_config(classification_config(), overrides=overrides).head.hidden == [5]
+
+
+def test_problems_at_keys_set_on_the_command_line_say_so(tmp_path):
+    """``--set train.epoch=1`` is not the file's mistake: the message must not send the user to it."""
+    spec = classification_config(epochs=5)
+    spec["train"]["lr"] = -1.0  # the file's own mistake stays the file's
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "c.yaml", overrides={"train.epoch": 1, "train.batch_size": 0})
+    problems = sorted(info.value.problems)
+    assert problems[0].startswith("--set train.batch_size: ") and problems[1].startswith("--set train.epoch: unknown key")
+    assert problems[2].startswith("train.lr: ") and info.value.source == str(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match="^Invalid config .*\n  - --set train.epochs: "):
+        load_config(spec | {"train": {"epochs": 1}}, overrides={"train.epochs": "abc"})

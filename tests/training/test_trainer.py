@@ -446,3 +446,41 @@ def test_the_training_loss_shown_is_what_val_loss_measures():
     assert training_loss({"train_loss": 2.0, "train_task_loss": 1.3}.get) == 1.3
     assert training_loss({"train_loss": 2.0}.get) == 2.0  # retrieval: no task term
     assert training_loss({}.get) is None
+
+
+def test_a_gpu_the_machine_lacks_is_refused_before_any_data_is_read(monkeypatch, tmp_path):
+    from helpers_models import classification_config
+
+    from polymodal import MultimodalPredictor
+    from polymodal.errors import ConfigError
+    from polymodal.training.trainer import check_devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"train.accelerator: 'gpu', but torch finds no GPU"):
+        check_devices(TrainConfig(accelerator="gpu"))
+    check_devices(TrainConfig(accelerator="auto"))  # auto: the CPU, silently
+    predictor = MultimodalPredictor.from_config(classification_config(accelerator="gpu"))
+    with pytest.raises(ConfigError, match="train.accelerator"):  # not the manifest's "file not found"
+        predictor.fit(tmp_path / "no such manifest.csv", out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="train.devices: 4 GPUs asked for; this machine has 1"):
+        check_devices(TrainConfig(accelerator="gpu", devices=4))
+
+
+def test_half_precision_and_too_many_workers_on_this_machine_are_named(monkeypatch, tmp_path):
+    from polymodal.training.trainer import check_devices, make_trainer
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    half = TrainConfig(accelerator="cpu", precision="16-mixed")
+    with pytest.warns(UserWarning, match="train.precision: '16-mixed' needs a GPU; on the CPU this run trains in "
+                                         "'bf16-mixed'"):
+        check_devices(half)
+    trainer, _, _ = make_trainer(half, run_dir=None, monitor="loss", mode="min", steps_per_epoch=1)
+    assert trainer.precision == "bf16-mixed"
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with pytest.warns(UserWarning, match="train.num_workers: 64 loader processes for 2 CPU cores"):
+        check_devices(TrainConfig(num_workers=64))
