@@ -65,7 +65,8 @@ def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = F
     elif (held := held_run(run)) is not None and not overwrite:
         what = "a trained model" if held == MODEL_FILE else f"an interrupted run ({LAST_CHECKPOINT})"
         hint = ", --resume to continue it" if held == LAST_CHECKPOINT and resumable else ""
-        raise RunFolderError(f"{run} already holds {what}; give another --out{hint}, or --overwrite to replace it")
+        raise RunFolderError(f"{run} already holds {what}; give another --out{hint}, or --overwrite to replace it "
+                             "(in Python: fit's out=, resume=True, overwrite=True)")
 
 
 def held_run(run: Path) -> str | None:

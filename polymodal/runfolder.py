@@ -33,7 +33,7 @@ import torch
 from polymodal.config import Config, load_config, save_config
 from polymodal.data.pipeline import DataPipeline
 from polymodal.errors import PolymodalError, RunFolderError
-from polymodal.utils.io import atomic_write, atomic_write_json, folder_digest
+from polymodal.utils.io import atomic_write, atomic_write_json, check_folder_path, folder_digest
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.safetensors"
@@ -95,7 +95,7 @@ def write_model(path: str | os.PathLike, config: Config, model: torch.nn.Module,
     """
     from safetensors.torch import save_model
 
-    run = Path(path)
+    run = check_folder_path(path, "the run folder")  # not a file, nor inside one
     run.mkdir(parents=True, exist_ok=True)
     save_config(config, run / CONFIG_FILE)
     pipeline.save(run / PREPROCESSORS)

@@ -32,7 +32,14 @@ from helpers_models import (
 from polymodal import MultimodalPredictor
 from polymodal.config import load_config
 from polymodal.data.manifest import read_manifest
-from polymodal.errors import ConfigError, ManifestError, NotFittedError, RunFolderError, SchemaMismatchError
+from polymodal.errors import (
+    ConfigError,
+    ManifestError,
+    NotFittedError,
+    PolymodalError,
+    RunFolderError,
+    SchemaMismatchError,
+)
 
 
 @pytest.fixture(scope="module")
@@ -519,3 +526,14 @@ def test_categories_the_model_did_not_learn_are_warned_about(clf, data, tmp_path
         predict_to_file(predictor, read_manifest(frame, root=data["root"]), tmp_path / "p.csv", chunk_rows=3,
                         progress=False)
     assert sum("did not learn" in str(w.message) for w in caught) == 1
+
+
+def test_python_api_mistakes_are_named_in_pythons_terms(clf, tmp_path):
+    predictor, _ = clf
+    with pytest.raises(TypeError, match="a config is a YAML or JSON file's path, a dict or a Config; got int 42"):
+        MultimodalPredictor.from_config(42)
+    (tmp_path / "afile.yaml").write_text("x", encoding="utf-8")
+    with pytest.raises(PolymodalError, match="the run folder: .*afile.yaml is a file, not a folder"):
+        predictor.save(tmp_path / "afile.yaml")
+    with pytest.raises(PolymodalError, match="the run folder: .*afile.yaml is a file, not a folder"):
+        predictor.save(tmp_path / "afile.yaml" / "run")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -258,8 +259,12 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
         ConfigError: the file is missing, not UTF-8 text or unparsable, a YAML mapping repeats a
             key, or the content does not fit the schema (or, with ``check_files``, names a missing
             file); every problem is listed with its key path.
+        TypeError: ``source`` is none of those.
     """
-    if overrides and not isinstance(source, str | Path):  # a dict or a Config: edited as a copy
+    if not isinstance(source, str | os.PathLike | dict | Config):
+        raise TypeError(f"a config is a YAML or JSON file's path, a dict or a Config; got {type(source).__name__} "
+                        f"{source!r:.60}")
+    if overrides and not isinstance(source, str | os.PathLike):  # a dict or a Config: edited as a copy
         data = config_to_dict(source) if isinstance(source, Config) else copy.deepcopy(source)
         apply_overrides(data, overrides)
         with naming_overrides(overrides):
