@@ -45,6 +45,27 @@ def _path_error_message(err: OSError) -> str:
     return f"{reason}: {path}" if path else reason
 
 
+def given(ctx: typer.Context, name: str) -> bool:
+    """Whether the command line set the parameter ``name`` (a flag or option), rather than leaving
+    it at its default."""
+    source = ctx.get_parameter_source(name)  # an enum of the click typer runs on (its own copy, or click's)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def unused_options(ctx: typer.Context, names: list[str], why: str) -> list[str]:
+    """One line, ``<option> <why>``, for each parameter of ``names`` that the command line set
+    (named as it was given: ``--no-cca`` for the off side of ``--cca/--no-cca``); for options
+    that do nothing in the mode asked for, refused rather than ignored."""
+    params = {param.name: param for param in ctx.command.params}
+    lines = []
+    for name in names:
+        if given(ctx, name):
+            param = params[name]
+            off = bool(getattr(param, "secondary_opts", None)) and ctx.params.get(name) is False
+            lines.append(f"{param.secondary_opts[0] if off else max(param.opts, key=len)} {why}")
+    return lines
+
+
 def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                     line: str | None = None) -> str:
     return f"warning: {message}\n"

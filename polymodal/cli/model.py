@@ -19,6 +19,7 @@ from polymodal.cli.common import (
     print_metrics,
     print_rows,
     print_skipped,
+    unused_options,
     user_errors,
 )
 
@@ -57,6 +58,7 @@ def train(
 
 
 def evaluate(
+    ctx: typer.Context,
     run: RunArg,
     data: DataOpt,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
@@ -73,7 +75,8 @@ def evaluate(
                                              "sample of at most this many rows.")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the corruptions and the row sample.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for the --missing/--robustness tables and "
-                                             "plot (default RUN/evaluation).")] = None,
+                                             "plot, and the list of skipped files (default "
+                                             "RUN/evaluation).")] = None,
     retrieval: Annotated[bool, typer.Option("--retrieval", help="Cross-modal retrieval instead: Recall@1/5/10, "
                                             "mAP, median rank per direction (needs 'align').")] = False,
     query: Annotated[str | None, typer.Option("--query", help="--retrieval: the query modality.")] = None,
@@ -94,12 +97,20 @@ def evaluate(
                                               "directions with a text modality get no baseline).")] = "encoder",
     support: SupportOpt = None,
 ) -> None:
-    """Evaluate a trained model on a labelled manifest."""
+    """Evaluate a trained model on a labelled manifest. An option of another mode (a sweep's
+    with --retrieval, a retrieval option without it) is refused, not ignored."""
+    from polymodal.errors import OptionError
     from polymodal.estimator import ROBUSTNESS, SUBSETS
     from polymodal.predictor import MultimodalPredictor
     from polymodal.runfolder import SKIPPED_FILE, write_skipped
+    from polymodal.utils.io import check_folder_path
 
     robustness = robustness or bool(corruption)
+    problems = _unused_evaluate_options(ctx, retrieval=retrieval, missing=missing, robustness=robustness, rows=rows)
+    if problems:  # before the run is loaded or the manifest read
+        raise OptionError(problems)
+    if out is not None:  # a file in the way, found now rather than after the evaluation
+        check_folder_path(out, "--out", writable=True)
     predictor = MultimodalPredictor.load(run)
     if missing:  # refused before the plain evaluation runs
         predictor.require(SUBSETS)
@@ -108,8 +119,6 @@ def evaluate(
     if retrieval:  # see polymodal.cli.retrieval
         from polymodal.cli.retrieval import show_retrieval
 
-        if not cca and cca_train is not None:
-            raise typer.BadParameter("--cca-train fits the baseline that --no-cca turns off; give one of them")
         if cca and cca_train is None:
             found = predictor.recorded_manifest(["train"])
             cca_train = None if found is None else found[1]
@@ -120,6 +129,9 @@ def evaluate(
             show_retrieval(predictor, data, query=query, gallery=gallery, hits=hits, labels=labels,
                            cca_train=cca_train if cca else None, cca_features=cca_features, as_json=as_json)
         return
+    if out is None and (missing or robustness):  # the sweeps write their tables: checked before they run
+        check_folder_path(run / "evaluation", "--out (default RUN/evaluation)", writable=True)
+    ref = MultimodalPredictor.load(reference) if reference is not None else None  # a bad one: named before the work
     with predictor.using_support(support):
         listed = (out or run / "evaluation") / SKIPPED_FILE
         if missing or robustness:  # read and validated once for the evaluation and the sweeps (warned once)
@@ -134,7 +146,6 @@ def evaluate(
         if missing or robustness:
             from polymodal.evaluation.sweeps import run_evaluations
 
-            ref = MultimodalPredictor.load(reference) if reference is not None else None
             extra = run_evaluations(predictor, data, out or run / "evaluation", missing=missing,
                                     robustness=robustness, corruptions=corruption, reference=ref, max_rows=rows,
                                     seed=seed)
@@ -152,6 +163,35 @@ def evaluate(
         print_rows(extra["robustness"]["table"], f"{extra['robustness']['metric']} by corruption severity (0-5){sample}")
     if extra:
         console.print(f"tables written to {out or run / 'evaluation'}")
+
+
+RETRIEVAL_OPTIONS = ["query", "gallery", "hits", "labels", "cca_train", "cca", "cca_features"]
+SWEEP_OPTIONS = ["missing", "robustness", "corruption", "rows", "seed", "reference", "out"]
+
+
+def _unused_evaluate_options(ctx: typer.Context, *, retrieval: bool, missing: bool, robustness: bool,
+                             rows: int | None) -> list[str]:
+    """One line per option of ``evaluate`` given where it does nothing: a retrieval option without
+    --retrieval, a sweep option (or --out, as retrieval writes no file) with it, a sweep setting
+    without its sweep; --json and --support apply in every mode."""
+    if retrieval:
+        problems = unused_options(ctx, SWEEP_OPTIONS, "does not apply with --retrieval (which evaluates retrieval "
+                                                     "only and writes no file)")
+        if not ctx.params["cca"]:
+            problems += unused_options(ctx, ["cca_train", "cca_features"], "sets up the linear-CCA baseline that "
+                                                                          "--no-cca turns off; give one of them")
+        return problems
+    problems = unused_options(ctx, RETRIEVAL_OPTIONS, "applies only with --retrieval")
+    if not (missing or robustness):
+        problems += unused_options(ctx, ["rows", "seed"], "applies only with --missing or --robustness")
+    elif not robustness and rows is None:
+        problems += unused_options(ctx, ["seed"], "applies with --missing only together with --rows (it seeds the "
+                                                  "row sample; --missing alone evaluates every row)")
+    if not robustness:
+        problems += unused_options(ctx, ["reference"], "applies only with --robustness or --corruption (the "
+                                                       "reference run is swept the same way, for effective "
+                                                       "robustness)")
+    return problems
 
 
 def explain(

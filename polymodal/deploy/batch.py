@@ -30,7 +30,7 @@ from polymodal.data.pipeline import DataSource
 from polymodal.errors import OptionError, SchemaMismatchError
 from polymodal.estimator import PREDICT
 from polymodal.runfolder import write_skipped
-from polymodal.utils.io import atomic_write, atomic_write_json, check_table_path
+from polymodal.utils.io import atomic_write, atomic_write_json, check_folder_path, check_table_path
 from polymodal.utils.progress import progress_bar
 
 STATE_FILE = "progress.json"
@@ -93,20 +93,25 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
         on_chunk: called with each chunk's index after it is written (progress hooks, tests).
 
     Raises:
-        OptionError: ``out`` is not a ``.csv`` / ``.parquet`` file name in a folder, or is taken:
-            a file there, or finished chunks of an interrupted call, without ``overwrite`` (or
-            ``resume``).
+        OptionError: ``out`` is not a ``.csv`` / ``.parquet`` file name in a folder that can be
+            written, or is taken: a file there, or finished chunks of an interrupted call, without
+            ``overwrite`` (or ``resume``); ``resume`` of a finished prediction (a file at ``out``
+            and no parts), without ``overwrite``.
         SchemaMismatchError: bad chunk size, parts from another manifest,
             or a support set for a model that takes none (refused, like a bad support manifest,
             before any file is written).
         ManifestError: the manifest does not fit the model (checked before any prediction).
     """
     out = check_table_path(out)  # found now, not after every row is predicted
+    check_folder_path(out.parent, "--out", writable=True)  # where the parts folder and the table go
     if chunk_rows < 1:
         raise SchemaMismatchError(f"chunk_rows must be at least 1; got {chunk_rows}")
     if isinstance(data, str | os.PathLike) and out.exists() and out.resolve() == Path(data).resolve():
         raise OptionError([f"--out {out} is the manifest being predicted; write the predictions to another file"])
     if out.exists() and not overwrite and not (resume and parts_folder(out).is_dir()):
+        if resume:  # the parts folder goes only once the table is joined: out is a finished prediction
+            raise OptionError([f"--resume: {out} is finished (every row predicted); nothing to resume: give "
+                               "--overwrite to predict again"])
         raise OptionError([f"--out {out} already exists; give --overwrite to replace it, or another --out"])
     finished = chunks_done(parts_folder(out))
     if finished and not resume and not overwrite:

@@ -34,8 +34,9 @@ from polymodal.data.pipeline import DataSource
 from polymodal.deploy.errors import ExportError, first_line, onnxruntime_errors
 from polymodal.deploy.graph import OUTPUT, ExportedGraph, GraphInput, example_feeds, exportable_ops, graph_inputs
 from polymodal.deploy.runtime import FORMAT_VERSION, META_FILE
+from polymodal.errors import OptionError
 from polymodal.estimator import EXPORT
-from polymodal.utils.io import atomic_folder, atomic_write, atomic_write_json, python_scalar
+from polymodal.utils.io import atomic_folder, atomic_write, atomic_write_json, check_folder_path, python_scalar
 
 FORMATS = ("onnx", "torchscript")
 ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model.torchscript.pt"
@@ -264,7 +265,7 @@ def check_exportable(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx
     predictor.require(EXPORT, purpose)
     check_replaceable(Path(out), "--out must name a new or an export folder" if purpose == "export" else
                       f"{purpose} exports the run into it: move those files, or export the run elsewhere "
-                      "('polymodal export RUN --out DIR') and serve DIR")
+                      "('polymodal export RUN --out DIR') and serve DIR", what="--out" if purpose == "export" else purpose)
 
 
 def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None, rows: int, tolerance: float,
@@ -310,13 +311,16 @@ def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None
     return report
 
 
-def check_replaceable(folder: Path, hint: str = "--out must name a new or an export folder") -> None:
-    """Refuse an ``out`` that an export must not replace: a file, or a folder with other files;
-    ``hint`` says what to do instead."""
+def check_replaceable(folder: Path, hint: str = "--out must name a new or an export folder", what: str = "--out") -> None:
+    """Refuse an ``out`` that an export must not replace or cannot write: a file (or a folder
+    inside one), a folder that cannot be written, or a folder with other files; ``hint`` says what
+    to do about the other files, ``what`` names where ``out`` came from (the option)."""
+    try:
+        check_folder_path(folder, what, writable=True)  # worded as every --out of polymodal
+    except OptionError as err:
+        raise ExportError(str(err)) from err
     if not folder.exists():
         return
-    if not folder.is_dir():
-        raise ExportError(f"export folder {folder} is a file; {hint}")
     others = sorted(p.name for p in folder.iterdir() if p.name not in EXPORT_FILES)
     if others:
         raise ExportError(f"export folder {folder} holds files that are not part of an export {others[:5]}; an export "

@@ -120,7 +120,8 @@ TABLE_SUFFIXES = (".csv", ".parquet")  # what write_table writes
 
 def check_table_path(path: str | os.PathLike, what: str = "--out") -> Path:
     """``path`` as a :class:`Path` when :func:`write_table` can write it: a ``.csv`` or ``.parquet``
-    name that is not a folder, in a folder that is not a file. Checked before any work is done.
+    name that is not a folder, in a folder that neither is nor lies in a file (see
+    :func:`check_folder_path`). Checked before any work is done.
 
     Raises:
         OptionError: naming ``what`` (the option or argument that gave the path).
@@ -132,9 +133,35 @@ def check_table_path(path: str | os.PathLike, what: str = "--out") -> Path:
         raise OptionError([f"{what}: tables are written as {' or '.join(TABLE_SUFFIXES)}; got '{path.name}'"])
     if path.is_dir():
         raise OptionError([f"{what}: {path} is a folder; name a {' or '.join(TABLE_SUFFIXES)} file"])
-    if path.parent.exists() and not path.parent.is_dir():
-        raise OptionError([f"{what}: {path.parent} is a file, not a folder"])
+    check_folder_path(path.parent, what)
     return path
+
+
+def check_folder_path(folder: str | os.PathLike, what: str = "--out", *, writable: bool = False) -> Path:
+    """``folder`` as a :class:`Path` when it is, or can be made, a folder: neither it nor a folder
+    above it is a file. With ``writable``, files must also be creatable in it, or in the nearest
+    folder above it that exists (where it would be made); a probe file is made there and removed.
+    Nothing else is created. Checked before any work is done.
+
+    Raises:
+        OptionError: naming ``what`` (the option or argument that gave the path) and the file in
+            the way, or the folder that cannot be written and why.
+    """
+    from polymodal.errors import OptionError
+
+    folder = Path(folder)
+    existing = folder  # the nearest of folder and the folders above it that exists
+    try:
+        for existing in (folder, *folder.parents):
+            if existing.exists():
+                break
+        if not existing.is_dir():
+            raise OptionError([f"{what}: {existing} is a file, not a folder"])
+        if writable:
+            os.unlink(_new_temp_file(existing / "write-check"))
+    except OSError as err:  # no permission, a read-only or virtual file system (/proc)
+        raise OptionError([f"{what}: the folder {existing} cannot be written ({err.strerror or err})"]) from err
+    return folder
 
 
 def write_table(frame: Any, path: str | os.PathLike, *, what: str = "--out", float_format: str | None = None) -> Path:

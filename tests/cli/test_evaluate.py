@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers_cli import fitted_run, invoke
+from helpers_cli import assert_user_error, fitted_run, invoke
 from helpers_models import classification_config
+
+from polymodal import MultimodalPredictor
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +90,65 @@ def test_a_sampled_sweep_says_so(run):
     result = invoke("evaluate", folder, "--data", paths["test"], "--missing", "--rows", "5")
     assert result.exit_code == 0, result.output
     assert "on a sample of 5 of 12 rows (--rows)" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("options, messages", [
+    (["--rows", "3"], ["--rows applies only with --missing or --robustness"]),
+    (["--seed", "5"], ["--seed applies only with --missing or --robustness"]),
+    (["--missing", "--seed", "5"], ["--seed applies with --missing only together with --rows"]),
+    (["--reference", "{tmp}/nope"], ["--reference applies only with --robustness or --corruption"]),
+    (["--missing", "--reference", "{run}"], ["--reference applies only with --robustness or --corruption"]),
+    (["--query", "img"], ["--query applies only with --retrieval"]),
+    (["--gallery", "tab"], ["--gallery applies only with --retrieval"]),
+    (["--hits", "pair"], ["--hits applies only with --retrieval"]),
+    (["--labels", "label"], ["--labels applies only with --retrieval"]),
+    (["--cca-train", "{tmp}/nope.csv"], ["--cca-train applies only with --retrieval"]),
+    (["--no-cca"], ["--no-cca applies only with --retrieval"]),
+    (["--cca-features", "input"], ["--cca-features applies only with --retrieval"]),
+    (["--rows", "3", "--query", "img"], ["--query applies only with --retrieval",
+                                         "--rows applies only with --missing or --robustness"]),
+])
+def test_an_option_of_another_mode_is_refused_before_the_work(run, tmp_path, monkeypatch, options, messages):
+    """These were ignored without a word (a --reference that does not exist included): the plain
+    metrics were printed as if the option had been honoured."""
+    folder, paths = run
+    loaded = []
+    real = MultimodalPredictor.load.__func__
+    monkeypatch.setattr(MultimodalPredictor, "load", classmethod(lambda cls, *a, **k: loaded.append(a) or real(cls, *a, **k)))
+    args = [o.format(tmp=tmp_path, run=folder) for o in options]
+    assert_user_error(invoke("evaluate", folder, "--data", paths["test"], *args), *messages)
+    assert loaded == []  # refused before the run was loaded, let alone evaluated
+
+
+def test_out_and_json_still_apply_to_the_plain_evaluation(run, tmp_path):
+    folder, paths = run
+    result = invoke("evaluate", folder, "--data", paths["test"], "--out", tmp_path / "eval", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == 12
+
+
+@pytest.mark.parametrize("missing", [False, True])
+@pytest.mark.parametrize("inside", [False, True])
+def test_an_out_in_a_file_is_refused_before_the_evaluation(run, tmp_path, monkeypatch, missing, inside):
+    """``--missing --out FILE`` failed with "Not a directory: FILE/skipped.csv" once the whole
+    evaluation had run."""
+    folder, paths = run
+    taken = tmp_path / "base.yaml"
+    taken.write_text("mine")
+    evaluated = []
+    monkeypatch.setattr(MultimodalPredictor, "evaluate", lambda self, *a, **k: evaluated.append(a))
+    sweep = ["--missing", "--rows", "5"] if missing else []
+    out = taken / "exp" if inside else taken
+    assert_user_error(invoke("evaluate", folder, "--data", paths["test"], *sweep, "--out", out),
+                      f"--out: {taken} is a file, not a folder")
+    assert evaluated == [] and taken.read_text() == "mine"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no file can be made")
+def test_an_out_that_cannot_be_written_is_refused_before_the_evaluation(run, monkeypatch):
+    folder, paths = run
+    evaluated = []
+    monkeypatch.setattr(MultimodalPredictor, "evaluate", lambda self, *a, **k: evaluated.append(a))
+    assert_user_error(invoke("evaluate", folder, "--data", paths["test"], "--missing", "--out", "/proc/eval"),
+                      "--out: the folder /proc cannot be written (")
+    assert evaluated == []

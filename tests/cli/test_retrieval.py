@@ -317,3 +317,22 @@ def test_evaluate_warns_once_about_identical_gallery_rows(setup, tmp_path) -> No
     assert len(notes) == 1, notes
     assert "'x': 6 of 33 rows share their vector with another row" in notes[0]  # copies embedded in other batches too
     assert "Ties in similarity rank pessimistically" in notes[0]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--missing"], "--missing does not apply with --retrieval"),
+    (["--corruption", "x"], "--corruption does not apply with --retrieval"),
+    (["--rows", "3"], "--rows does not apply with --retrieval"),
+    (["--seed", "5"], "--seed does not apply with --retrieval"),
+    (["--reference", "{root}/nope"], "--reference does not apply with --retrieval"),
+    (["--out", "{root}/eval"], "--out does not apply with --retrieval (which evaluates retrieval only and writes no "
+                               "file)"),
+    (["--no-cca", "--cca-features", "input"], "--cca-features sets up the linear-CCA baseline that --no-cca turns "
+                                              "off; give one of them"),
+])
+def test_evaluate_retrieval_refuses_the_options_of_the_other_modes(setup, options, message) -> None:
+    """Sweep options beside --retrieval were ignored without a word (a --missing model check aside)."""
+    before = sorted(setup["root"].rglob("*"))
+    args = [o.format(**setup) for o in options]
+    assert_user_error(invoke("evaluate", setup["run"], "--data", setup["test"], "--retrieval", *args), message)
+    assert sorted(setup["root"].rglob("*")) == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,58 @@ def test_bad_output_and_manifest_are_refused_before_work(trained, dataset, tmp_p
     with pytest.raises(SchemaMismatchError, match="none of this model's modality columns"):
         predict_to_file(predictor, bad, tmp_path / "p.csv")
     assert not parts_folder(tmp_path / "p.csv").exists()
+
+
+def test_an_out_inside_a_file_is_refused_before_work_as_every_out_is(trained, dataset, tmp_path):
+    """``--out base.yaml/sub/p.csv`` passed the check (only the folder right above was looked at)
+    and failed when the parts folder was made."""
+    predictor, _ = trained
+    taken = tmp_path / "base.yaml"
+    taken.write_text("mine")
+    for out in (taken / "p.csv", taken / "sub" / "p.csv"):
+        with pytest.raises(OptionError, match=f"^--out: {re.escape(str(taken))} is a file, not a folder$"):
+            predict_to_file(predictor, dataset["test"], out, progress=False)
+    assert taken.read_text() == "mine"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no file can be made")
+def test_an_out_in_a_folder_that_cannot_be_written_names_the_option_not_the_parts_folder(trained, dataset):
+    """It said "No such file or directory: /proc/.p.csv.parts" (the hidden parts folder), once the
+    manifest had been read."""
+    predictor, _ = trained
+    with pytest.raises(OptionError, match=r"^--out: the folder /proc cannot be written \(No such file or directory\)$"):
+        predict_to_file(predictor, dataset["test"], "/proc/p.csv", progress=False)
+    with pytest.raises(OptionError, match="^--out: the folder /proc cannot be written"):
+        predict_to_file(predictor, dataset["test"], "/proc/new/p.csv", progress=False)  # made where it exists
+
+
+def test_resume_of_a_finished_prediction_has_nothing_to_resume(trained, dataset, tmp_path, monkeypatch):
+    """It said "--out ... already exists; give --overwrite to replace it", as for any other file."""
+    predictor, _ = trained
+    out = tmp_path / "preds.csv"
+    predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False)
+    before = out.read_bytes()
+    calls = []
+    monkeypatch.setattr(predictor, "predict_frame", lambda m: calls.append(len(m)))
+    with pytest.raises(OptionError, match=rf"^--resume: {re.escape(str(out))} is finished \(every row predicted\); nothing to "
+                                          r"resume: give --overwrite to predict again$"):
+        predict_to_file(predictor, dataset["test"], out, chunk_rows=5, resume=True, progress=False)
+    assert out.read_bytes() == before and calls == [] and not parts_folder(out).exists()
+    with pytest.raises(OptionError, match="already exists; give --overwrite to replace it"):  # without --resume
+        predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False)
+
+
+def test_resume_into_an_out_an_interrupted_prediction_kept_continues(trained, dataset, tmp_path, monkeypatch):
+    """A file at ``out`` beside the parts of an interrupted prediction into it (an earlier finished
+    one, re-run with --overwrite and interrupted) is no finished prediction: --resume continues."""
+    predictor, _ = trained
+    out = tmp_path / "preds.csv"
+    predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_file(predictor, dataset["test"], out, chunk_rows=5, overwrite=True, progress=False, on_chunk=stop)
+    report = predict_to_file(predictor, dataset["test"], out, chunk_rows=5, resume=True, progress=False)
+    assert report.chunks_resumed == 1 and report.chunks_done == 3 and not parts_folder(out).exists()
+    assert pd.read_csv(out)["row"].tolist() == list(range(18))
 
 
 def with_bad_images(dataset: dict, folder: Path, rows: list[int]) -> pd.DataFrame:

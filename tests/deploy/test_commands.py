@@ -6,6 +6,7 @@ import json
 import shutil
 import socket
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -102,6 +103,44 @@ def test_export_refuses_what_no_data_can_fix_before_naming_the_manifest(trained,
     result = runner.invoke(app, ["export", str(run), "--format", "torchscript", "--quantize", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "--quantize needs --format onnx" in result.stderr
     assert "checking the export" not in result.output and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_export_into_a_file_is_refused_as_every_out_is_before_the_manifest(trained, tmp_path, inside):
+    """``--out base.yaml/exp`` said "File exists: base.yaml" (making the staging folder); both
+    ways now read as predict's "--out: base.yaml is a file, not a folder"."""
+    _, run = trained
+    taken = tmp_path / "base.yaml"
+    taken.write_text("mine")
+    result = runner.invoke(app, ["export", str(run), "--out", str(taken / "exp" if inside else taken)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: --out: {taken} is a file, not a folder\n"
+    assert "checking the export" not in result.output and taken.read_text() == "mine"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no file can be made")
+def test_export_into_a_folder_that_cannot_be_written_names_the_option(trained):
+    """It named the hidden staging folder: "No such file or directory: /proc/.tmp-<hex>-exp"."""
+    _, run = trained
+    result = runner.invoke(app, ["export", str(run), "--out", "/proc/exp"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == "error: --out: the folder /proc cannot be written (No such file or directory)\n"
+    assert "checking the export" not in result.output
+
+
+def test_predict_resume_of_a_finished_prediction_and_an_unwritable_out_are_one_line(trained, dataset, tmp_path):
+    _, run = trained
+    out = tmp_path / "preds.csv"
+    args = ["predict", str(run), "--data", str(dataset["test"]), "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, [*args, "--resume"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"error: --resume: {out} is finished (every row predicted); nothing to resume: give "
+                             "--overwrite to predict again\n")
+    if Path("/proc/self").is_dir():
+        result = runner.invoke(app, [*args[:-1], "/proc/p.csv"])
+        assert result.exit_code == 2, result.output
+        assert result.stderr == "error: --out: the folder /proc cannot be written (No such file or directory)\n"
 
 
 def test_serve_refuses_a_run_without_an_exported_graph_naming_serving(anomaly_run, monkeypatch):
