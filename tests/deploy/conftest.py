@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +9,7 @@ import torch
 
 from polymodal import MultimodalPredictor
 
-from .helpers import config, make_dataset
+from .helpers import config, make_dataset, serving
 
 
 @pytest.fixture(scope="session")
@@ -51,27 +48,12 @@ def exported(trained, dataset) -> tuple[Path, object]:
 @pytest.fixture(scope="session")
 def server(exported) -> str:
     """The exported tiny model served by uvicorn on a free loopback port; yields its base URL."""
-    import uvicorn
-
     from polymodal.deploy.runtime import Runtime
     from polymodal.deploy.server import create_app
     from polymodal.deploy.settings import ServeSettings
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app = create_app(Runtime.load(exported[0]), ServeSettings(port=port))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise TimeoutError("uvicorn did not start within 20 s")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(Runtime.load(exported[0]), ServeSettings())) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

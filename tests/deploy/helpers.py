@@ -5,7 +5,12 @@ tones, class words, a larger number. Some rows miss a modality."""
 from __future__ import annotations
 
 import io
+import socket
+import threading
+import time
 import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +83,26 @@ def config(fusion: str = "attention") -> dict[str, Any]:
         "head": {"name": "mlp", "hidden": [16]},
         "train": {"epochs": 3, "batch_size": 8, "lr": 0.01, "seed": 0, "progress": False, "num_workers": 0},
     }
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port; yields its base URL."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise TimeoutError("uvicorn did not start within 20 s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
-from .helpers import png_bytes, tone, wav_bytes
+from .helpers import png_bytes, serving, tone, wav_bytes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the 'dev' extra)")
@@ -20,27 +15,6 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromiu
 TOKEN = "page-test-token"
 
 
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """``app`` served by uvicorn on a free loopback port; yields its base URL."""
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise TimeoutError("uvicorn did not start within 20 s")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def open_page(browser, url: str) -> tuple[object, list]:
