@@ -25,10 +25,10 @@ from torch.utils.data import DataLoader
 from polymodal.config import Config
 from polymodal.data.content_keys import content_key
 from polymodal.data.dataset import Batch, data_loader
-from polymodal.data.encode import EncodedTable, skipped_frame
+from polymodal.data.encode import EncodedTable, require_rows, skipped_frame
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
-from polymodal.errors import ConfigError, ManifestError, SchemaMismatchError
+from polymodal.errors import ConfigError, SchemaMismatchError
 from polymodal.runfolder import read_results, write_results
 from polymodal.utils.device import default_device, default_workers, move_to
 from polymodal.utils.warn import warn_user
@@ -175,6 +175,7 @@ class Estimator:
         progress = self.config.train.progress
         train_table, train_y = pipeline.fit(train_m, progress=progress)
         valid_table = pipeline.encode(valid_m, progress=progress)
+        require_rows(valid_table, valid_m, self.config.data.on_error, "validate on", "validation row(s)")
         valid_y = pipeline.encode_targets(valid_m, valid_table)
         if test_m is not None:
             pipeline.targets.encode(test_m)
@@ -208,10 +209,8 @@ class Estimator:
         table = pipeline.encode(manifest, progress=self.config.train.progress,
                                 modalities=names if names is not None else pipeline.check_modalities(None, manifest))
         self.eval_skipped = skipped_frame(table.skipped)
-        if require_target and len(table) == 0:  # scores of no row: refused, not computed
-            raise ManifestError([f"{manifest.name}: no row is left to evaluate: each of its {len(manifest)} row(s) "
-                                 f"had an unreadable file, skipped ({len(table.skipped)} file(s); data.on_error: "
-                                 f"{self.config.data.on_error})"], source=manifest.name)
+        if require_target:  # scores of no row: refused, not computed
+            require_rows(table, manifest, self.config.data.on_error, "evaluate")
         return manifest, table
 
     def recorded_manifest(self, splits: Iterable[str] = MANIFEST_SPLITS) -> tuple[str, Path] | None:

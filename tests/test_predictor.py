@@ -537,3 +537,29 @@ def test_python_api_mistakes_are_named_in_pythons_terms(clf, tmp_path):
         predictor.save(tmp_path / "afile.yaml")
     with pytest.raises(PolymodalError, match="the run folder: .*afile.yaml is a file, not a folder"):
         predictor.save(tmp_path / "afile.yaml" / "run")
+
+
+def test_on_error_skip_lists_a_missing_training_file_in_the_run_and_trains_without_it(data, tmp_path):
+    frame = absolute_paths(pd.read_csv(data["train"]), data["root"])
+    frame.loc[4, "image"] = str(tmp_path / "gone.png")
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    config = {**classification_config(epochs=1), "data": {"on_error": "skip"}}
+    predictor = MultimodalPredictor.from_config(config).fit(tmp_path / "train.csv", data["valid"], out=tmp_path / "run")
+    listed = pd.read_csv(tmp_path / "run" / "skipped.csv")
+    assert listed[["split", "modality", "row", "where", "path", "reason"]].values.tolist() == [
+        ["train", "img", 4, "train.csv row 4 (line 6)", str(tmp_path / "gone.png"), "file not found"]]
+    assert predictor.info["train_rows"] == len(frame) - 1
+
+
+def test_a_validation_manifest_left_without_rows_by_skipping_is_refused_before_training(data, tmp_path):
+    frame = absolute_paths(pd.read_csv(data["valid"]), data["root"])
+    for row in range(len(frame)):
+        (tmp_path / f"bad{row}.png").write_bytes(b"not a png")
+        frame.loc[row, "image"] = str(tmp_path / f"bad{row}.png")
+    frame.to_csv(tmp_path / "valid.csv", index=False)
+    config = {**classification_config(epochs=1), "data": {"on_error": "skip"}}
+    with pytest.raises(ManifestError, match=rf"^Invalid manifest valid.csv \(1 problem\(s\)\):\n  - valid.csv: no row is "
+                                            rf"left to validate on: each of its {len(frame)} validation row\(s\) had an "
+                                            rf"unreadable file, skipped \({len(frame)} file\(s\); data.on_error: skip\)"):
+        MultimodalPredictor.from_config(config).fit(data["train"], tmp_path / "valid.csv", out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

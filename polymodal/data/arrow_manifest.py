@@ -56,9 +56,57 @@ def read_arrow(path: Path) -> tuple[pd.DataFrame, Path | None]:
         frame = table.to_pandas(types_mapper=lambda t: strings if pa.types.is_string(t) or pa.types.is_large_string(t)
                                 else None)
     except pa.ArrowException as err:
-        raise ValueError(str(err)) from None
+        raise ValueError(_not_arrow(path) or str(err)) from None
     root = (table.schema.metadata or {}).get(ROOT_KEY)
     return frame, path.parent / root.decode() if root else None
+
+
+FILE_MAGIC = b"ARROW1"  # the IPC file format's first bytes
+STREAM_START = b"\xff\xff\xff\xff"  # the streaming format's first message's continuation marker
+
+
+def _not_arrow(path: Path) -> str | None:
+    """Why a file pyarrow cannot read is no Arrow IPC file at all: it starts with neither the file
+    format's signature nor a stream message, and what it looks like instead (CSV, JSON, Parquet,
+    text). None when it starts as an Arrow file does (damaged: pyarrow's reason says how)."""
+    with open(path, "rb") as file:
+        head = file.read(4096)
+    if head.startswith(FILE_MAGIC) or head.startswith(STREAM_START):
+        return None
+    message = (f"not an Arrow IPC file: it does not start with the Arrow file signature {FILE_MAGIC.decode()!r} "
+               "or a stream message")
+    looks = _looks_like(head)
+    if looks is not None:
+        kind, suffix = looks
+        message += f"; it looks like {kind}: name it {suffix}" if suffix else f"; it looks like {kind}"
+        message += " (or write an Arrow manifest from it with 'polymodal manifest convert')" if suffix else ""
+    return message
+
+
+def _looks_like(head: bytes) -> tuple[str, str | None] | None:
+    """What a file's first bytes look like, with the extension its kind reads under: ``('CSV
+    text', '.csv')``; None when they do not look like a manifest format or text."""
+    if head.startswith(b"PAR1"):
+        return "a Parquet file", ".parquet"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 3:  # not only a character cut at the end of the head
+            return None
+        text = head[:err.start].decode("utf-8")
+    text = text.lstrip("\ufeff")
+    if not text.strip() or any(c < " " and c not in "\t\r\n" for c in text):
+        return None
+    start = text.lstrip()[:1]
+    if start == "{":
+        return "JSON-lines text", ".jsonl"
+    if start == "[":
+        return "JSON text", ".json"
+    lines = text.splitlines()[:3]
+    for sep, kind, suffix in ((",", "CSV text", ".csv"), ("\t", "tab-separated text", ".tsv")):
+        if lines and lines[0].count(sep) > 0 and all(line.count(sep) >= lines[0].count(sep) for line in lines[1:2]):
+            return kind, suffix
+    return "text", None
 
 
 def _arrow_schema(schema: Any, root: str) -> Any:
@@ -99,17 +147,19 @@ def convert_manifest(source: str | os.PathLike, out: str | os.PathLike, *, text_
 
     Raises:
         ManifestError: the source cannot be read or converted.
+        OptionError: ``out`` cannot be written: a folder above it is a file, or cannot be written to.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from polymodal.data.manifest import READERS, check_table, read_manifest
     from polymodal.errors import ManifestError
-    from polymodal.utils.io import atomic_write
+    from polymodal.utils.io import atomic_write, check_folder_path
 
     source, out = Path(source), Path(out)
     if out.is_dir():
         raise IsADirectoryError(f"the Arrow manifest to write is a folder: {out}")
+    check_folder_path(out.parent, f"output {out}", writable=True)  # not blamed on the source when writing fails
     if READERS.get(source.suffix.lower()) == "arrow":
         raise ManifestError([f"{source.name} is already an Arrow manifest"], source=str(source))
     if not source.is_file():  # read_manifest says why (missing, a folder)

@@ -25,7 +25,7 @@ from polymodal.data.cells import BLOCK, Cells
 from polymodal.data.content_keys import KEY_BYTES, StatMemo, content_keys
 from polymodal.data.manifest import Manifest
 from polymodal.data.modalities.base import Preprocessor
-from polymodal.errors import DecodeError
+from polymodal.errors import DecodeError, ManifestError
 from polymodal.utils.memory import release_memory
 from polymodal.utils.progress import progress_bar
 
@@ -222,6 +222,7 @@ def encode_modality(
     on_error: str = "raise",
     progress: bool = False,
     cache_dir: Path | None = None,
+    absent: Mapping[int, str] | None = None,
 ) -> tuple[EncodedModality, list[Skipped]]:
     """Decode and featurise every present cell.
 
@@ -232,13 +233,43 @@ def encode_modality(
         cache_dir: with a folder, featurised items are read from / added to the on-disk
             :class:`~polymodal.data.cache.FeatureStore` and the arrays returned are memory-mapped
             views; without, arrays are built in memory.
+        absent: rows whose cell names no file, with the reason (``file not found``), as
+            validation found them (:meth:`~polymodal.data.manifest.Manifest.absent`): not read,
+            but skipped and listed as an unreadable file is.
 
     Raises:
-        DecodeError: a cell could not be decoded and ``on_error`` is ``raise``.
+        DecodeError: a cell could not be decoded (or is in ``absent``) and ``on_error`` is ``raise``.
     """
+    todo = np.flatnonzero(_present(cells))
+    gone: list[Skipped] = []
+    if absent:
+        todo, gone = _skip_absent(preprocessor.name, cells, todo, manifest, absent, on_error)
+    encoded, skipped = _encode_rows(preprocessor, cells, todo, manifest, on_error=on_error, progress=progress,
+                                    cache_dir=cache_dir)
+    return encoded, sorted(gone + skipped, key=lambda s: s.row) if gone else skipped
+
+
+def _skip_absent(name: str, cells: Sequence[Any], todo: np.ndarray, manifest: Manifest, absent: Mapping[int, str],
+                 on_error: str) -> tuple[np.ndarray, list[Skipped]]:
+    """``todo`` without the rows in ``absent``, and those rows as skipped files.
+
+    Raises:
+        DecodeError: ``on_error`` is ``raise`` (the first of them).
+    """
+    rows = np.intersect1d(todo, np.fromiter(absent, np.int64, len(absent)))
+    gone = [Skipped(name, row, manifest.where(row), str(path), absent[row], manifest.source_row(row))
+            for row, path in zip(rows.tolist(), gather_cells(cells, rows))]
+    if gone and on_error == "raise":
+        first = gone[0]
+        raise DecodeError(first.reason, path=first.path, modality=name, row=first.source_row, where=first.where)
+    return np.setdiff1d(todo, rows, assume_unique=True), gone
+
+
+def _encode_rows(preprocessor: Preprocessor, cells: Sequence[Any], todo: np.ndarray, manifest: Manifest, *,
+                 on_error: str, progress: bool, cache_dir: Path | None) -> tuple[EncodedModality, list[Skipped]]:
+    """:func:`encode_modality` of the cells at ``todo`` (the others are absent)."""
     n = len(cells)
     spec = preprocessor.spec()
-    todo = np.flatnonzero(_present(cells))
     label = f"encoding {preprocessor.name}"
     if cache_dir is None:
         arrays = {k: np.zeros((n, *s.shape), s.dtype) for k, s in spec.items()}
@@ -301,9 +332,10 @@ def encode_manifest(
     Encoded data that would exceed ``memory_limit_gb`` goes to a temporary on-disk store
     (memory-mapped, read lazily) when no ``cache_dir`` is given.
 
-    With ``on_error: skip`` rows with any undecodable file are dropped; with ``missing`` only
-    that modality is marked absent (rows left with no modality at all are dropped). Either way
-    every such file is listed in ``EncodedTable.skipped``.
+    With ``on_error: skip`` rows with any undecodable file (or a file validation found missing,
+    :meth:`~polymodal.data.manifest.Manifest.absent`) are dropped; with ``missing`` only that
+    modality is marked absent (rows left with no modality at all are dropped). Either way every
+    such file is listed in ``EncodedTable.skipped``.
     """
     if cache_dir is not None:
         cache_dir = open_cache_dir(cache_dir)
@@ -314,7 +346,7 @@ def encode_manifest(
         prep = preprocessors[name]
         cells = manifest_cells(manifest, modality_cfgs[name], prep.file_based)
         encoded[name], bad = encode_modality(prep, cells, manifest, on_error=on_error, progress=progress,
-                                              cache_dir=cache_dir)
+                                              cache_dir=cache_dir, absent=manifest.absent(name))
         release_memory(len(cells))  # keys, lookups and decode buffers of this modality's pass
         skipped += bad
     table = EncodedTable(encoded, np.arange(len(manifest)), skipped)
@@ -324,6 +356,27 @@ def encode_manifest(
     if skipped:  # rows whose only modalities failed to decode
         keep &= np.any([m.present for m in encoded.values()], axis=0)
     return table if keep.all() else table.select(keep)
+
+
+def require_rows(table: EncodedTable, manifest: Manifest, on_error: str, purpose: str, rows: str = "row(s)") -> None:
+    """Refuse a table that skipping unreadable files (``data.on_error``) left without a row.
+
+    Args:
+        purpose: what the rows were for (``train on``, ``evaluate``), as the message says it.
+        rows: what the message calls the manifest's rows (``training row(s)``).
+
+    Raises:
+        ManifestError: ``table`` has no row, naming how many were skipped and the first file.
+    """
+    if len(table):
+        return
+    first = ""
+    if table.skipped:
+        s = table.skipped[0]
+        first = f"; first: {s.where}, modality '{s.modality}': " + (f"{s.path} ({s.reason})" if s.path else s.reason)
+    raise ManifestError([f"{manifest.name}: no row is left to {purpose}: each of its {len(manifest)} {rows} had an "
+                         f"unreadable file, skipped ({len(table.skipped)} file(s); data.on_error: {on_error}){first}"],
+                        source=manifest.name)
 
 
 def encoded_bytes(preprocessors: Mapping[str, Preprocessor], rows: int) -> int:

@@ -10,6 +10,7 @@ a config is :mod:`polymodal.data.validation`.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -48,6 +49,10 @@ class Manifest:
             does not validate it again for the same ones); None: not validated.
         labels: a DataFrame's own index, when it is not 0..N-1: predictions are indexed by it and
             messages name it (None: rows are numbered 0..N-1).
+        absent_files: per modality, the rows of ``data`` whose cell names a file that does not
+            exist (or a folder where a file is needed), with the reason: validation finds them with
+            ``data.on_error`` ``skip`` or ``missing``, and encoding skips and lists them as it does
+            unreadable files (:meth:`absent`).
     """
 
     data: pd.DataFrame
@@ -57,6 +62,7 @@ class Manifest:
     source_rows: np.ndarray | None = None
     checked: tuple | None = None
     labels: pd.Index | None = None
+    absent_files: dict[str, dict[int, str]] | None = None
 
     def __len__(self) -> int:
         return len(self.data) if self.source_rows is None else len(self.source_rows)
@@ -99,10 +105,23 @@ class Manifest:
     def where(self, row: int) -> str:
         """Human location of a row, e.g. ``train.csv row 4 (line 6)``; a subset's row is named by
         its place in the file."""
+        return f"{self.name} row {self.row_text(row)}"
+
+    def row_text(self, row: int) -> str:
+        """A row as :meth:`where` names it, without the manifest: ``4 (line 6)``, ``4`` (no lines),
+        ``4 (index 'a')`` (a DataFrame's own index)."""
         row = self.source_row(row)
         line = f" (line {row + self.line_offset})" if self.line_offset is not None else ""
         label = f" (index {python_scalar(self.labels[row])!r})" if self.labels is not None else ""
-        return f"{self.name} row {row}{line}{label}"
+        return f"{row}{line}{label}"
+
+    def rows_text(self, rows: Sequence[int] | np.ndarray, limit: int = 10) -> str:
+        """Rows (positions in this manifest) as messages name them: ``row 4 (line 6)``, ``rows 4
+        (line 6), 9 (line 11)``, the first ``limit`` then the count: ``... (25 rows)``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        shown = ", ".join(self.row_text(int(r)) for r in rows[:limit])
+        more = f" ... ({len(rows)} rows)" if len(rows) > limit else ""
+        return f"{'row' if len(rows) == 1 else 'rows'} {shown}{more}"
 
     def row_index(self, rows: np.ndarray) -> pd.Index:
         """How results name ``rows``: the DataFrame's own index labels when it had some, else the
@@ -119,7 +138,24 @@ class Manifest:
         of batch prediction is not checked (or warned about) again."""
         rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, dtype=np.int64)
         return Manifest(self.data, self.root, self.name, self.line_offset, self._data_rows(rows), self.checked,
-                        self.labels)
+                        self.labels, self.absent_files)
+
+    def mark_absent(self, modality: str, rows: np.ndarray, reasons: Sequence[str]) -> None:
+        """Record that ``modality``'s cells at ``rows`` (positions in this manifest) name no file,
+        and why (``file not found``); replaces what was recorded for ``modality``."""
+        data_rows = self._data_rows(np.asarray(rows, dtype=np.int64)).tolist()
+        self.absent_files = {**(self.absent_files or {}), modality: dict(zip(data_rows, reasons))}
+
+    def absent(self, modality: str) -> dict[int, str]:
+        """The rows (positions in this manifest) whose ``modality`` cell names no file, with the
+        reason, as validation recorded them (:meth:`mark_absent`); empty when none were."""
+        recorded = (self.absent_files or {}).get(modality)
+        if not recorded:
+            return {}
+        if self.source_rows is None:
+            return dict(recorded)
+        positions = np.flatnonzero(np.isin(self.source_rows, np.fromiter(recorded, np.int64, len(recorded))))
+        return {int(p): recorded[int(self.source_rows[p])] for p in positions}
 
     def without_columns(self, columns: Iterable[str]) -> Manifest:
         """The same rows without ``columns`` (those it has), e.g. the files of modalities left out."""
@@ -230,10 +266,46 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
     except ManifestError:
         raise
     except (ValueError, OSError, pd.errors.ParserError) as err:
-        raise ManifestError([f"cannot parse {path.name}: {err}"], source=str(path)) from None
+        where = _parse_problem(path, fmt) if fmt in ("csv", "json", "jsonl") else None
+        raise ManifestError([where or f"cannot parse {path.name}: {err}"], source=str(path)) from None
     check_table(header if fmt == "csv" else list(frame.columns), len(frame), path.name, str(path))
     base = Path(root) if root is not None else path.parent
     return Manifest(frame.reset_index(drop=True), base.resolve(), path.name, 2 if fmt == "csv" else None)
+
+
+def _parse_problem(path: Path, fmt: str) -> str | None:
+    """Where a text manifest that could not be parsed goes wrong, by line: the first line that is
+    not UTF-8, or (JSON) the first record that is not valid JSON. None when neither is found (the
+    parser's own message says what is wrong)."""
+    with path.open("rb") as file:
+        for number, line in enumerate(file, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return (f"{path.name} is not UTF-8: line {number} holds byte 0x{line[err.start]:02x} (byte "
+                        f"{err.start + 1} of the line), which is not UTF-8 text; re-save it as UTF-8")
+    if fmt == "json":
+        try:
+            json.loads(path.read_text(encoding="utf-8-sig"))
+        except json.JSONDecodeError as err:
+            return f"{path.name} line {err.lineno}: not valid JSON: {_json_reason(err)}"
+        return None
+    if fmt == "jsonl":
+        with path.open(encoding="utf-8-sig") as file:
+            for number, line in enumerate(file, 1):
+                if not line.strip():
+                    continue
+                try:
+                    json.loads(line.rstrip("\r\n"))
+                except json.JSONDecodeError as err:
+                    return (f"{path.name} line {number}: not a valid JSON record: {_json_reason(err)} (a JSON-lines "
+                            "manifest holds one JSON object per line)")
+    return None
+
+
+def _json_reason(err: json.JSONDecodeError) -> str:
+    """A JSON decoder's reason with its column: ``Expecting ',' delimiter at column 12``."""
+    return f"{err.msg}{'' if err.msg.endswith(' at') else ' at'} column {err.colno}"
 
 
 def _numbers_change_labels(text: pd.Series, numbers: pd.Series) -> bool:

@@ -20,12 +20,13 @@ import pandas as pd
 from polymodal.config import Config
 from polymodal.data.cache import take
 from polymodal.data.dataset import MultimodalDataset
-from polymodal.data.encode import EncodedModality, EncodedTable, encode_manifest, manifest_cells
+from polymodal.data.encode import EncodedModality, EncodedTable, encode_manifest, manifest_cells, require_rows
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.modalities import Preprocessor, build_preprocessor
 from polymodal.data.multitarget import build_targets, targets_from_state
+from polymodal.data.targets import check_not_continuous
 from polymodal.data.validation import validate_manifest
-from polymodal.errors import SchemaMismatchError
+from polymodal.errors import ManifestError, SchemaMismatchError
 from polymodal.utils.io import atomic_folder, atomic_write_json
 from polymodal.utils.memory import release_memory
 from polymodal.utils.warn import warn_user
@@ -42,6 +43,12 @@ def csv_columns(config: Config) -> dict[str, list[str]]:
     labels = list(config.targets) if config.task in ("classification", "anomaly", "retrieval") else []
     labels += [c for task in (config.tasks or {}).values() if task.task == "classification" for c in task.targets]
     return {"text_columns": [c for m in config.modalities.values() for c in text_columns(m)], "label_columns": labels}
+
+
+def class_columns(config: Config) -> list[str]:
+    """The target columns of a config's classification tasks, the main one's and further ones'."""
+    main = list(config.targets) if config.task == "classification" else []
+    return main + [c for task in (config.tasks or {}).values() if task.task == "classification" for c in task.targets]
 
 
 class DataPipeline:
@@ -152,19 +159,52 @@ class DataPipeline:
 
         Returns:
             The encoded training table and its encoded targets.
+
+        Raises:
+            ManifestError: a modality has no value in any training row, or none that could be
+                read (``data.on_error`` ``skip``/``missing``), so there is nothing to fit its
+                preprocessing on; or skipping unreadable files left no training row.
+            SchemaMismatchError: a classification target looks like a regression one
+                (:func:`~polymodal.data.targets.check_not_continuous`).
         """
+        on_error = self.config.data.on_error
+        for column in class_columns(self.config):
+            check_not_continuous(manifest, column)
         for name, prep in self.preprocessors.items():
             cells = manifest_cells(manifest, self.config.modalities[name], prep.file_based)
-            present = np.flatnonzero(cells.present())
-            if len(present):
-                prep.fit(cells.subset(present))
+            present = cells.present()
+            if not present.any():
+                raise self._nothing_to_fit(manifest, name, "has no value in any training row")
+            absent = manifest.absent(name)  # files validation found missing (on_error skip / missing)
+            if absent:
+                present[list(absent)] = False
+                if not present.any():
+                    row, reason = next(iter(absent.items()))
+                    raise self._nothing_to_fit(manifest, name, f"names no file that exists in any training row "
+                                               f"({len(absent)} skipped, data.on_error: {on_error}; first: "
+                                               f"{manifest.where(row)}: {reason})", files=True)
+            prep.fit(cells.subset(np.flatnonzero(present)))
         table = self.encode(manifest, progress=progress)
+        require_rows(table, manifest, on_error, "train on", "training row(s)")
         for name, prep in self.preprocessors.items():
             mod = table.modalities[name]
-            if mod.present.any():
-                self._fit_statistics(prep, mod)
+            if not mod.present.any():  # every file of it unreadable, or (skip) its rows dropped for others'
+                raise self._nothing_to_fit(manifest, name, _nothing_left(table, prep, len(manifest), on_error),
+                                           files=prep.file_based)
+            self._fit_statistics(prep, mod)
         self.targets.fit(manifest if len(table) == len(manifest) else manifest.subset(table.rows))
         return table, self.encode_targets(manifest, table)
+
+    def _nothing_to_fit(self, manifest: Manifest, name: str, why: str, files: bool = False) -> ManifestError:
+        """The error for a modality whose training rows give its preprocessing nothing to fit on
+        (``files``: because its files could not be read)."""
+        from polymodal.config.modalities import modality_columns
+
+        columns = modality_columns(self.config.modalities[name])
+        where = f"column '{columns[0]}'" if len(columns) == 1 else f"columns {columns}"
+        fix = "fix or replace the files," if files else "fill the column"
+        return ManifestError([f"{manifest.name}: {where} (modality '{name}') {why}: nothing to fit its preprocessing "
+                              f"on; {fix} or drop the modality from the config"], source=manifest.name)
 
     def _fit_statistics(self, prep: Preprocessor, mod: EncodedModality) -> None:
         """``prep.fit_features`` on the present rows; with a feature cache, the fitted state is
@@ -250,6 +290,22 @@ class DataPipeline:
             prep.load(folder)
         pipeline.targets = targets_from_state(json.loads((folder / "targets.json").read_text(encoding="utf-8")))
         return pipeline
+
+
+def _nothing_left(table: EncodedTable, prep: Preprocessor, rows: int, on_error: str) -> str:
+    """Why ``prep``'s modality is present in none of ``table``'s rows, encoded from ``rows``
+    training rows whose unreadable files were skipped: its own files (or values), or (``skip``) its
+    rows dropped for another modality's file."""
+    own = [s for s in table.skipped if s.modality == prep.name]
+    first = ""
+    if own:
+        first = f"; first: {own[0].where}: " + (f"{own[0].path} ({own[0].reason})" if own[0].path else own[0].reason)
+    if on_error == "missing":
+        what = "file" if prep.file_based else "value"
+        return f"has no readable {what} in any training row ({len(own)} unreadable, data.on_error: missing{first})"
+    return (f"has no value left in any training row once the rows with an unreadable file were skipped "
+            f"({rows - len(table)} of {rows} rows left out, {len(own)} of them for a file of its own; data.on_error: "
+            f"{on_error}{first})")
 
 
 def _all_empty(column: pd.Series) -> bool:

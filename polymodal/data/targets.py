@@ -60,6 +60,43 @@ def distinct_labels(values: pd.Series) -> tuple[np.ndarray, list[Any], list[str]
     return codes, uniques, [label_key(u) for u in uniques]
 
 
+CONTINUOUS_MIN_ROWS = 10  # fewer labelled rows are never judged a continuous target
+
+
+def check_not_continuous(manifest: Manifest, column: str) -> None:
+    """Refuse a classification target that looks like a regression one.
+
+    The rule: every label is a number, some label has a fractional part (``0.6169``; integer codes
+    such as ``7`` never count), at least :data:`CONTINUOUS_MIN_ROWS` rows are labelled, and more
+    than half of them are the only row of their class. A classification set like that cannot be
+    learned or validated (a held-out row's class is, more often than not, one training never
+    sees), while legitimate ones (integer or text classes, decimal classes such as shoe sizes
+    that repeat, a handful of rows) never meet all four conditions.
+
+    Raises:
+        SchemaMismatchError: naming the column, its distinct values and rows, and suggesting
+            ``task: regression``.
+    """
+    if column not in manifest.columns:
+        return  # validation names it
+    codes, _, keys = distinct_labels(manifest.column(column))
+    filled = codes[codes >= 0]
+    if len(filled) < CONTINUOUS_MIN_ROWS:
+        return
+    used = pd.unique(filled)  # in order of first appearance
+    if not all(_is_number(keys[c]) for c in used) or all(float(keys[c]).is_integer() for c in used):
+        return
+    rows_of = np.bincount(filled, minlength=len(keys))[used]  # per distinct value, then per label (7 and 7.0: one)
+    counts = pd.Series(rows_of, index=[keys[c] for c in used]).groupby(level=0, sort=False).sum()
+    singles = counts.index[counts == 1]
+    if 2 * len(singles) <= len(filled):
+        return
+    raise SchemaMismatchError(
+        f"target column '{column}' of {manifest.name} holds {len(counts)} distinct values in {len(filled)} rows "
+        f"({len(singles)} of them the only row of their class, e.g. {', '.join(singles[:3])}): is it a regression "
+        "target (task: regression)? A classification target needs several rows of each class")
+
+
 def _warn_mixed(manifest: Manifest, column: str, codes: np.ndarray, keys: list[str]) -> None:
     """Warn when a label column mixes numbers with text (``0, 1, ..., 'seven'``): likely a typo, and
     each distinct text is its own class. Names the rows of the smaller group."""

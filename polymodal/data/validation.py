@@ -6,7 +6,7 @@ non-numeric or infinite targets), each with its row, so that a user fixes a mani
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +19,7 @@ from polymodal.data.cells import BLOCK, Cells, is_empty
 from polymodal.data.manifest import Manifest, check_table
 from polymodal.errors import ManifestError
 from polymodal.utils.io import python_scalar
-
-
-def _rows_text(rows: Sequence[int] | np.ndarray, limit: int = 10) -> str:
-    shown = ", ".join(str(r) for r in rows[:limit])
-    return shown + (f" ... ({len(rows)} rows)" if len(rows) > limit else "")
+from polymodal.utils.warn import warn_user
 
 
 def validate_manifest(
@@ -41,6 +37,10 @@ def validate_manifest(
     Checks: the manifest has rows, every modality column exists, file cells are paths (strings)
     naming existing files, at least one modality is present per row, target columns exist and
     hold no empty (or, for regression/multilabel, non-numeric or infinite) values.
+
+    With ``data.on_error`` ``skip`` or ``missing``, a file cell naming no file is not a problem:
+    it is recorded on the manifest (:meth:`~polymodal.data.manifest.Manifest.mark_absent`), and
+    encoding skips and lists it as it does a file it cannot read.
 
     Args:
         require_target: check the target columns (off for prediction).
@@ -99,9 +99,14 @@ def validate_manifest(
                             found = shards[file] = os.path.isfile(file)
                     if not found:
                         absent.append((row, path))
+            if config.data.on_error != "raise":  # skipped and listed when encoded, as an unreadable file is
+                manifest.mark_absent(name, np.array([row for row, _ in absent], np.int64),
+                                     [absent_reason(path) for _, path in absent])
+                if absent and (hint := _working_folder_hint(manifest, modality.column, absent[0][0])):
+                    warn_user(hint)
+                continue
             for row, path in absent[:20]:
-                what = "a folder, not a file" if os.path.isdir(split_row_ref(path)[0]) else "file not found"
-                problems.append(f"{manifest.where(row)}, column '{modality.column}': {what}: {path}")
+                problems.append(f"{manifest.where(row)}, column '{modality.column}': {absent_reason(path)}: {path}")
             if len(absent) > 20:
                 problems.append(f"column '{modality.column}': {len(absent) - 20} more missing files")
                 folded += len(absent) - 21
@@ -111,11 +116,17 @@ def validate_manifest(
     if not columns_missing and not allow_empty_rows:
         empty_rows = np.flatnonzero(~present_any).tolist()
         if empty_rows:
-            problems.append(f"{manifest.name}: rows with no modality present: {_rows_text(empty_rows)}")
+            problems.append(f"{manifest.name}: no modality present in {manifest.rows_text(empty_rows)}")
     if require_target:
         problems += _target_problems(manifest, config)
     if problems:
         raise ManifestError(problems, source=manifest.name, folded=folded)
+
+
+def absent_reason(path: str) -> str:
+    """Why a file cell that names no file is refused or skipped: ``file not found`` or ``a folder,
+    not a file``."""
+    return "a folder, not a file" if os.path.isdir(split_row_ref(path)[0]) else "file not found"
 
 
 def _working_folder_hint(manifest: Manifest, column: str, row: int) -> str | None:
@@ -160,6 +171,12 @@ def _shown(value: object) -> str:
     return repr(python_scalar(value))
 
 
+def _number(value: float) -> str:
+    """``2``, ``0.5``, ``1.0000001``: a number as short as it is exact."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def _target_problems(manifest: Manifest, config: Config) -> list[str]:
     return [p for column in config.targets for p in target_problems(manifest, column, config.task)]
 
@@ -167,7 +184,8 @@ def _target_problems(manifest: Manifest, config: Config) -> list[str]:
 def target_problems(manifest: Manifest, column: str, task: str, what: str | None = None) -> list[str]:
     """The problems of one target column: not in the manifest, empty cells and, for regression
     and multilabel, values that are not numbers, infinite or (multilabel) not 0/1. Rows are named
-    as the manifest file numbers them (a subset's too).
+    as the manifest file numbers them (a subset's too), with their lines (``row 3 (line 5)``), and
+    the first values found there are shown.
 
     Args:
         what: how messages name the column (default ``target column '<column>'``).
@@ -177,21 +195,25 @@ def target_problems(manifest: Manifest, column: str, task: str, what: str | None
         return [f"{what} is not in {manifest.name} (columns: {list(manifest.columns)})"]
     values = manifest.column(column)
 
-    def rows(positions: np.ndarray) -> str:
-        return _rows_text(positions if manifest.source_rows is None else manifest.source_rows[positions])
+    def held(bad: np.ndarray, numbers: np.ndarray | None = None) -> str:
+        """``row 3 (line 5) holds 'x'``, ``rows 3 (line 5), 7 (line 9) hold 2, 0.5``: the first
+        values, as the cells hold them or (``numbers``) as the numbers they read as."""
+        shown = [_shown(values.iloc[r]) if numbers is None else _number(numbers[r]) for r in bad[:3]]
+        examples = ", ".join(shown) + (", ..." if len(bad) > 3 else "")
+        return f"{manifest.rows_text(bad)} {'holds' if len(bad) == 1 else 'hold'} {examples}"
 
     empty_mask = values.map(is_empty).to_numpy(dtype=bool)
     empty = np.flatnonzero(empty_mask)
-    problems = [f"{what} is empty in rows {rows(empty)}"] if len(empty) else []
+    problems = [f"{what} is empty in {manifest.rows_text(empty)}"] if len(empty) else []
     if task in ("regression", "multilabel"):
         numeric = pd.to_numeric(values, errors="coerce")
         as_float = numeric.to_numpy(np.float64, na_value=np.nan)
         for bad, must in ((np.flatnonzero(np.isnan(as_float) & ~empty_mask), "be numeric"),
                           (np.flatnonzero(np.isinf(as_float)), "hold finite numbers")):
             if len(bad):
-                examples = ", ".join(_shown(values.iloc[r]) for r in bad[:3])
-                problems.append(f"{what} must {must} for task '{task}'; rows {rows(bad)} hold {examples}")
-        if task == "multilabel" and np.isfinite(as_float[~empty_mask]).all() \
-                and not numeric.dropna().isin([0, 1]).all():
-            problems.append(f"{what} must hold 0 or 1 for task 'multilabel'")
+                problems.append(f"{what} must {must} for task '{task}'; {held(bad)}")
+        if task == "multilabel":  # among the finite numbers (the others are named above)
+            bad = np.flatnonzero(np.isfinite(as_float) & (as_float != 0) & (as_float != 1))
+            if len(bad):
+                problems.append(f"{what} must hold 0 or 1 for task 'multilabel'; {held(bad, as_float)}")
     return problems

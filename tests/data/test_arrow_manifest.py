@@ -114,6 +114,46 @@ def test_an_unreadable_arrow_file_is_named(tmp_path):
         convert_manifest(tmp_path / "bad.arrow", tmp_path / "again.arrow")
 
 
+@pytest.mark.parametrize(("content", "looks"), [
+    (b"image,audio,label\nimages/0.png,audio/0.wav,0\n", "; it looks like CSV text: name it .csv (or write an Arrow "
+                                                          "manifest from it with 'polymodal manifest convert')"),
+    (b'{"image": "a.png", "y": 0}\n', "; it looks like JSON-lines text: name it .jsonl (or write an Arrow manifest "
+                                      "from it with 'polymodal manifest convert')"),
+    (b"just some words\n", "; it looks like text"),
+    (bytes(range(256)), ""),
+])
+def test_a_file_that_is_not_arrow_is_named_as_such_and_what_it_looks_like(tmp_path, content, looks):
+    (tmp_path / "m.arrow").write_bytes(content)
+    with pytest.raises(ManifestError) as info:
+        read_manifest(tmp_path / "m.arrow")
+    assert info.value.problems == ["cannot parse m.arrow: not an Arrow IPC file: it does not start with the Arrow "
+                                   f"file signature 'ARROW1' or a stream message{looks}"]
+
+
+def test_a_damaged_arrow_file_keeps_the_readers_reason(tmp_path):
+    table = pa.table({"y": [0, 1, 0]})
+    with pa.ipc.new_file(str(tmp_path / "whole.arrow"), table.schema) as writer:
+        writer.write_table(table)
+    data = (tmp_path / "whole.arrow").read_bytes()
+    (tmp_path / "cut.arrow").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ManifestError) as info:
+        read_manifest(tmp_path / "cut.arrow")
+    assert "cannot parse cut.arrow" in info.value.problems[0] and "not an Arrow IPC file" not in info.value.problems[0]
+
+
+def test_converting_to_a_path_under_a_file_names_the_output_not_the_source(tmp_path):
+    from polymodal.errors import OptionError
+
+    pd.DataFrame({"text": ["a"], "y": [0]}).to_csv(tmp_path / "m.csv", index=False)
+    (tmp_path / "base.yaml").write_text("task: classification\n")
+    out = tmp_path / "base.yaml" / "x.arrow"
+    with pytest.raises(OptionError) as info:
+        convert_manifest(tmp_path / "m.csv", out)
+    assert info.value.problems == [f"output {out}: {tmp_path / 'base.yaml'} is a file, not a folder"]
+    result = CliRunner().invoke(app, ["manifest", "convert", str(tmp_path / "m.csv"), str(out)])
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output and "m.csv" not in result.output
+
+
 def test_the_convert_command(tmp_path):
     source = tmp_path / "m.parquet"
     pd.DataFrame({"text": ["a b", "c"], "y": [0, 1]}).to_parquet(source)

@@ -156,3 +156,67 @@ def test_encode_workers_pay_for_their_start(monkeypatch, method, seconds, worker
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     assert encode_workers(SimpleNamespace(file_based=True), seconds) == workers
     assert encode_workers(SimpleNamespace(file_based=False), 100.0) == 0  # inline values: nothing to decode
+
+
+@pytest.mark.parametrize("cache", [False, True])
+@pytest.mark.parametrize("on_error", ["skip", "missing"])
+def test_a_file_that_does_not_exist_is_skipped_and_listed_like_an_unreadable_one(tmp_path, on_error, cache):
+    """Validation does not stop at a missing file with ``skip``/``missing``: encoding leaves it out
+    and lists it with the reason ``file not found``, as it does a corrupt file (here row 7)."""
+    path = write_multimodal_manifest(tmp_path, broken_images=(7,))
+    (tmp_path / "images" / "4.png").unlink()
+    data = {"on_error": on_error, **({"cache_dir": str(tmp_path / "cache")} if cache else {})}
+    pipe = DataPipeline(make_config(MULTIMODAL, data=data))
+    table, targets = pipe.fit(pipe.read(path, require_target=True, training=True))
+    listed = skipped_frame(table.skipped)
+    assert listed[["modality", "row", "where"]].values.tolist() == [
+        ["img", 4, "train.csv row 4 (line 6)"], ["img", 7, "train.csv row 7 (line 9)"]]
+    assert listed["path"].iloc[0] == str(tmp_path.resolve() / "images" / "4.png")
+    assert listed["reason"].iloc[0] == "file not found"
+    assert "not a recognised image format" in listed["reason"].iloc[1]
+    if on_error == "skip":
+        assert table.rows.tolist() == [0, 1, 2, 3, 5, 6, 8, 9] and len(targets) == 8
+    else:  # the row stays, without its image
+        assert table.rows.tolist() == list(range(10))
+        assert table.modalities["img"].present.tolist() == [i not in (4, 5, 7) for i in range(10)]
+        assert table.modalities["notes"].present[4]
+
+
+def test_a_missing_file_is_skipped_in_the_rows_a_holdout_left_and_in_a_later_manifest(tmp_path):
+    """What validation found missing follows the rows into a subset (a validation split) and is
+    found again in another manifest encoded with the fitted pipeline."""
+    path = write_multimodal_manifest(tmp_path)
+    (tmp_path / "images" / "8.png").unlink()
+    pipe = DataPipeline(make_config(MULTIMODAL, data={"on_error": "skip"}))
+    manifest = pipe.read(path, require_target=True, training=True)
+    train, valid = manifest.subset(np.arange(6)), manifest.subset(np.arange(6, 10))
+    pipe.fit(train)
+    table = pipe.encode(valid)
+    assert table.rows.tolist() == [0, 1, 3]  # positions in the subset; row 8 of the file left out
+    assert [(s.row, s.source_row, s.where, s.reason) for s in table.skipped] == [
+        (2, 8, "train.csv row 8 (line 10)", "file not found")]
+
+
+def test_a_missing_first_signal_file_is_skipped_not_read_to_count_channels(tmp_path):
+    """The channel count is learned from a training file that exists: the missing first one (a
+    .wav, which the sound reader would fail on with its own error) is skipped and listed."""
+    for i in (1, 2):
+        np.save(tmp_path / f"{i}.npy", np.ones((50, 3), np.float32) * i)
+    frame = pd.DataFrame({"sig": ["0.wav", "1.npy", "2.npy"], "y": ["a", "b", "a"]})
+    pipe = pipeline("skip", {"vib": {"kind": "signal", "column": "sig", "preprocess": {"length": 64}}})
+    table, _ = pipe.fit(pipe.read(read_manifest(frame, root=tmp_path), require_target=True, training=True))
+    assert table.rows.tolist() == [1, 2] and pipe.preprocessors["vib"].n_channels == 3
+    assert [(s.row, s.reason) for s in table.skipped] == [(0, "file not found")]
+
+
+def test_with_on_error_raise_every_missing_file_is_still_reported_at_once(tmp_path):
+    from polymodal.errors import ManifestError
+
+    path = write_multimodal_manifest(tmp_path)
+    for i in (3, 8):
+        (tmp_path / "images" / f"{i}.png").unlink()
+    with pytest.raises(ManifestError) as info:
+        pipeline("raise").read(path, require_target=True, training=True)
+    assert info.value.problems == [
+        f"train.csv row {i} (line {i + 2}), column 'image': file not found: {tmp_path.resolve() / 'images'}/{i}.png"
+        for i in (3, 8)]

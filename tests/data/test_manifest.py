@@ -183,7 +183,8 @@ def test_csv_words_like_none_are_text_not_missing(tmp_path):
     [
         ("m.xlsx", b"whatever", "unsupported manifest extension '.xlsx'"),
         ("m.parquet", b"this is not parquet", "cannot parse m.parquet"),
-        ("m.jsonl", b"{\"a\": 1}\n{not json\n", "cannot parse m.jsonl"),
+        ("m.jsonl", b"{\"a\": 1}\n{not json\n", "m.jsonl line 2: not a valid JSON record: Expecting property name "
+                                                 "enclosed in double quotes at column 2"),
         ("m.csv", b"a,b\n1,2\n1,2,3,4\n", "cannot parse m.csv"),
     ],
 )
@@ -193,6 +194,30 @@ def test_unreadable_manifests(tmp_path, name, content, fragment):
     with pytest.raises(ManifestError, match=fragment) as info:
         read_manifest(path)
     assert info.value.source == str(path)
+
+
+def test_a_manifest_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    """The parser's byte position counts within a chunk it read; the message names the line."""
+    path = tmp_path / "m.csv"
+    path.write_bytes("image,label\na.png,0\nb.png,m\u00fcde\n".encode("latin-1"))
+    with pytest.raises(ManifestError) as info:
+        read_manifest(path)
+    assert info.value.problems == ["m.csv is not UTF-8: line 3 holds byte 0xfc (byte 8 of the line), which is not "
+                                   "UTF-8 text; re-save it as UTF-8"]
+
+
+@pytest.mark.parametrize(("name", "text", "problem"), [
+    ("m.jsonl", '{"a": 1}\n\n{"a": 2}\n{"a": "unclosed}\n{"a": 4}\n',
+     "m.jsonl line 4: not a valid JSON record: Unterminated string starting at column 7 (a JSON-lines manifest "
+     "holds one JSON object per line)"),
+    ("m.json", '[\n  {"a": 1},\n  {"a": 2,,}\n]\n',
+     "m.json line 3: not valid JSON: Expecting property name enclosed in double quotes at column 11"),
+])
+def test_a_broken_json_record_is_named_by_its_line(tmp_path, name, text, problem):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ManifestError) as info:
+        read_manifest(tmp_path / name)
+    assert info.value.problems == [problem]
 
 
 def test_missing_manifest_file(tmp_path):
@@ -227,8 +252,8 @@ def test_missing_columns_and_target_problems_are_reported_together(tmp_path):
     problems = problems_of(read_manifest(pd.DataFrame(rows)), config, check_files=False)
     assert len(problems) == 3
     assert "modality 'audio' reads column(s) ['wav']" in problems[0]
-    assert "target column 'y' is empty in rows 1" in problems[1]
-    assert "must be numeric for task 'regression'" in problems[2] and "rows 2 hold 'heavy'" in problems[2]
+    assert problems[1] == "target column 'y' is empty in row 1"  # a DataFrame: rows without lines
+    assert problems[2] == "target column 'y' must be numeric for task 'regression'; row 2 holds 'heavy'"
 
 
 def test_missing_files_are_listed_with_rows_alongside_target_problems(tmp_path):
@@ -240,8 +265,8 @@ def test_missing_files_are_listed_with_rows_alongside_target_problems(tmp_path):
     joined = "\n".join(problems)
     assert f"train.csv row 1 (line 3), column 'image': file not found: {tmp_path.resolve() / 'img/gone.png'}" in joined
     assert "train.csv row 2 (line 4), column 'image': file not found" in joined
-    assert "target column 'y' is empty in rows 1" in joined
-    assert "rows 2 hold 'x'" in joined
+    assert "target column 'y' is empty in row 1 (line 3)" in joined
+    assert "target column 'y' must be numeric for task 'regression'; row 2 (line 4) holds 'x'" in joined
     assert len(problems) == 4
 
 
@@ -249,7 +274,7 @@ def test_rows_without_any_modality_are_reported_with_target_problems(tmp_path):
     rows = [{"image": None, "text": "a", "y": "cat"}, {"image": None, "text": " ", "y": None},
             {"image": None, "text": None, "y": "dog"}]
     problems = problems_of(read_manifest(pd.DataFrame(rows)), make_config(IMAGE_TEXT))
-    assert problems == ["DataFrame: rows with no modality present: 1, 2", "target column 'y' is empty in rows 1"]
+    assert problems == ["DataFrame: no modality present in rows 1, 2", "target column 'y' is empty in row 1"]
 
 
 def test_missing_files_and_rows_without_modality_are_reported_together(tmp_path):
@@ -257,7 +282,7 @@ def test_missing_files_and_rows_without_modality_are_reported_together(tmp_path)
     problems = problems_of(read_manifest(write_manifest(tmp_path, "csv", rows)), make_config(IMAGE_TEXT))
     joined = "\n".join(problems)
     assert "file not found" in joined
-    assert "rows with no modality present: 1" in joined
+    assert "train.csv: no modality present in row 1 (line 3)" in joined
 
 
 def test_many_missing_files_are_capped_with_a_count(tmp_path):
@@ -273,7 +298,29 @@ def test_multilabel_targets_must_be_zero_or_one():
     config = make_config(IMAGE_TEXT, task="multilabel", target=["a", "b"])
     rows = [{"image": None, "text": "t", "a": 1, "b": 0}, {"image": None, "text": "u", "a": 2, "b": 1}]
     problems = problems_of(read_manifest(pd.DataFrame(rows)), config)
-    assert problems == ["target column 'a' must hold 0 or 1 for task 'multilabel'"]
+    assert problems == ["target column 'a' must hold 0 or 1 for task 'multilabel'; row 1 holds 2"]
+
+
+def test_multilabel_values_other_than_0_or_1_are_named_with_their_rows_lines_and_values(tmp_path):
+    """As a file problem is named: the rows with their lines, and the values found there; 0.0 and
+    1.0 (a column with a blank is read as floats) are 0 and 1, and a non-number is named once."""
+    config = make_config(IMAGE_TEXT, task="multilabel", target=["a", "b"])
+    path = tmp_path / "train.csv"
+    path.write_text("image,text,a,b\n,t,0,1\n,t,2,0.0\n,t,0.5,1.0\n,t,-1,1\n,t,1,0\n,t,yes,1\n")
+    problems = problems_of(read_manifest(path), config)
+    assert problems == [
+        "target column 'a' must be numeric for task 'multilabel'; row 5 (line 7) holds 'yes'",
+        "target column 'a' must hold 0 or 1 for task 'multilabel'; rows 1 (line 3), 2 (line 4), 3 (line 5) hold 2, "
+        "0.5, -1"]
+
+
+def test_target_problems_of_a_subset_name_the_rows_and_lines_of_the_file(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("image,text,y\n,t,1.5\n,t,\n,t,2\n,t,heavy\n,t,\n")
+    kept = read_manifest(path).subset(np.array([1, 3, 4]))
+    problems = problems_of(kept, make_config(IMAGE_TEXT, task="regression"))
+    assert problems == ["target column 'y' is empty in rows 1 (line 3), 4 (line 6)",
+                        "target column 'y' must be numeric for task 'regression'; row 3 (line 5) holds 'heavy'"]
 
 
 def test_validation_options_limit_the_checks(tmp_path):

@@ -91,7 +91,7 @@ def test_file_cells_that_are_not_paths_name_their_type_and_value(tmp_path):
         "DataFrame row 1, column 'image': expected a file path (string), got int 1",
         "DataFrame row 2, column 'image': expected a file path (string), got bytes b'a.png'",
         "DataFrame row 3, column 'image': expected a file path (string), got ndarray array([0, 1, 2])",
-        "DataFrame: rows with no modality present: 4",
+        "DataFrame: no modality present in row 4",
     ]
 
 
@@ -117,8 +117,8 @@ def test_infinite_targets_are_refused_with_their_rows(tmp_path, task):
     path.write_text("image,y\na.png,1\na.png,inf\na.png,0\na.png,-inf\n")
     with pytest.raises(ManifestError) as info:
         validate_manifest(read_manifest(path), make_config(IMAGE, task=task))
-    assert problems(info) == [f"target column 'y' must hold finite numbers for task '{task}'; rows 1, 3 hold "
-                              "inf, -inf"]
+    assert problems(info) == [f"target column 'y' must hold finite numbers for task '{task}'; rows 1 (line 3), "
+                              "3 (line 5) hold inf, -inf"]
 
 
 def test_infinite_targets_of_a_further_task_are_refused(tmp_path):
@@ -127,7 +127,7 @@ def test_infinite_targets_of_a_further_task_are_refused(tmp_path):
     with pytest.raises(ManifestError) as info:
         build_targets(config).fit(read_manifest(frame))
     assert problems(info) == ["target column 'size' of tasks.size must hold finite numbers for task 'regression'; "
-                              "rows 1 hold inf"]
+                              "row 1 holds inf"]
 
 
 def test_further_task_target_problems_name_the_rows_of_the_file(tmp_path):
@@ -140,8 +140,8 @@ def test_further_task_target_problems_name_the_rows_of_the_file(tmp_path):
     with pytest.raises(ManifestError) as info:
         build_targets(config).fit(kept)
     assert problems(info) == [
-        "target column 'size' of tasks.size must be numeric for task 'regression'; rows 3 hold 'big'",
-        "target column 'size' of tasks.size must hold finite numbers for task 'regression'; rows 5 hold inf"]
+        "target column 'size' of tasks.size must be numeric for task 'regression'; row 3 holds 'big'",
+        "target column 'size' of tasks.size must hold finite numbers for task 'regression'; row 5 holds inf"]
 
 
 def test_a_folder_is_a_video_cell_but_not_an_image_cell(tmp_path):

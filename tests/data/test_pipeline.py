@@ -99,7 +99,7 @@ def test_read_validates_and_reports_every_problem(tmp_path):
         DataPipeline(make_config(MULTIMODAL)).read(path, require_target=True)
     joined = "\n".join(info.value.problems)
     assert "row 3 (line 5), column 'image': file not found" in joined
-    assert "target column 'y' is empty in rows 1" in joined
+    assert "target column 'y' is empty in row 1 (line 3)" in joined
 
 
 def test_read_uses_the_modalities_the_manifest_has(tmp_path):
@@ -260,3 +260,81 @@ def test_a_pipeline_warning_points_at_the_users_call(tmp_path):
         pipe.read(only_text, require_target=True); line = __import__("inspect").currentframe().f_lineno  # noqa: E702
     assert len(caught) == 1 and "predicting without them" in str(caught[0].message)
     assert caught[0].filename == __file__ and caught[0].lineno == line
+
+
+@pytest.mark.parametrize(("empty", "where"), [
+    ({"no_text": tuple(range(10))}, "column 'text' (modality 'notes')"),
+    ({"no_image": tuple(range(10))}, "column 'image' (modality 'img')"),
+    ({"no_labs": tuple(range(10))}, "columns ['age', 'colour'] (modality 'labs')"),
+])
+def test_a_modality_empty_in_every_training_row_is_refused_by_name(tmp_path, empty, where):
+    """Nothing to fit its preprocessing on (a text vocabulary, image statistics, table scaling):
+    refused before training, not an index error in an embedding or a normalisation used unfitted."""
+    path = write_multimodal_manifest(tmp_path, **empty)
+    with pytest.raises(ManifestError) as info:
+        DataPipeline(make_config(MULTIMODAL)).fit(read_manifest(path))
+    assert info.value.problems == [f"train.csv: {where} has no value in any training row: nothing to fit its "
+                                   "preprocessing on; fill the column or drop the modality from the config"]
+
+
+def test_a_modality_whose_every_training_file_is_unreadable_is_refused_with_on_error_missing(tmp_path):
+    path = write_multimodal_manifest(tmp_path, broken_images=tuple(range(10)), no_image=())
+    with pytest.raises(ManifestError) as info:
+        DataPipeline(make_config(MULTIMODAL, data={"on_error": "missing"})).fit(read_manifest(path))
+    [problem] = info.value.problems
+    assert problem.startswith("train.csv: column 'image' (modality 'img') has no readable file in any training row "
+                              "(10 unreadable, data.on_error: missing; first: train.csv row 0 (line 2): "
+                              f"{tmp_path.resolve() / 'images' / '0.png'} (not a recognised image format")
+    assert problem.endswith("nothing to fit its preprocessing on; fix or replace the files, or drop the modality "
+                            "from the config")
+
+
+def test_a_modality_whose_every_training_file_is_missing_is_refused_with_on_error_missing(tmp_path):
+    path = write_multimodal_manifest(tmp_path, no_image=(5,))
+    for png in (tmp_path / "images").iterdir():
+        png.unlink()
+    pipe = DataPipeline(make_config(MULTIMODAL, data={"on_error": "missing"}))
+    with pytest.raises(ManifestError) as info:
+        pipe.fit(pipe.read(path, require_target=True, training=True))
+    assert info.value.problems == ["train.csv: column 'image' (modality 'img') names no file that exists in any "
+                                   "training row (9 skipped, data.on_error: missing; first: train.csv row 0 (line 2): "
+                                   "file not found): nothing to fit its preprocessing on; fix or replace the files, "
+                                   "or drop the modality from the config"]
+
+
+def test_skipping_every_training_row_says_no_row_is_left_not_that_classes_are_missing(tmp_path):
+    path = write_multimodal_manifest(tmp_path, broken_images=tuple(range(10)), no_image=())
+    with pytest.raises(ManifestError) as info:
+        DataPipeline(make_config(MULTIMODAL, data={"on_error": "skip"})).fit(read_manifest(path))
+    [problem] = info.value.problems
+    assert problem.startswith("train.csv: no row is left to train on: each of its 10 training row(s) had an "
+                              "unreadable file, skipped (10 file(s); data.on_error: skip); first: train.csv row 0 "
+                              f"(line 2), modality 'img': {tmp_path.resolve() / 'images' / '0.png'} (not a "
+                              "recognised image format")
+
+
+def test_a_modality_left_only_in_rows_skipped_for_another_one_is_refused(tmp_path):
+    """Images only in rows 0-2, whose table values are unreadable: skipping those rows leaves the
+    image modality nothing to fit on, and the message says why it is empty."""
+    path = write_multimodal_manifest(tmp_path, no_image=tuple(range(3, 10)))
+    frame = pd.read_csv(path)
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[[0, 1, 2], "age"] = "forty"
+    with pytest.raises(ManifestError) as info:
+        DataPipeline(make_config(MULTIMODAL, data={"on_error": "skip"})).fit(read_manifest(frame, root=tmp_path))
+    assert info.value.problems == ["DataFrame: column 'image' (modality 'img') has no value left in any training "
+                                   "row once the rows with an unreadable file were skipped (3 of 10 rows left out, 0 "
+                                   "of them for a file of its own; data.on_error: skip): nothing to fit its "
+                                   "preprocessing on; fix or replace the files, or drop the modality from the config"]
+
+
+def test_fitting_a_classification_target_of_distinct_decimals_suggests_regression(tmp_path):
+    """With a validation manifest given there is no split: the fit itself refuses the column."""
+    path = write_multimodal_manifest(tmp_path, n=12)
+    frame = pd.read_csv(path)
+    frame["y"] = [0.25 + 1.01 * i for i in range(12)]
+    frame.to_csv(path, index=False)
+    with pytest.raises(SchemaMismatchError, match=r"^target column 'y' of train.csv holds 12 distinct values in 12 "
+                                                  r"rows \(12 of them the only row of their class, e.g. 0.25, 1.26, "
+                                                  r"2.27\): is it a regression target \(task: regression\)\?"):
+        DataPipeline(make_config(MULTIMODAL)).fit(read_manifest(path))

@@ -52,3 +52,30 @@ def test_random_holdout_rounds_the_fraction_and_keeps_at_least_one_row(n, fracti
     assert len(valid) == expected  # round(2.7) = 3; round(0.1) = 0 -> at least 1
     again = random_holdout(manifest(["a"] * n), fraction, seed=0)[1]
     assert again.frame["x"].tolist() == valid.frame["x"].tolist()
+
+
+def test_a_classification_target_of_distinct_decimals_is_refused_before_the_split():
+    """Held out, its rows would be labels training never saw, and the message would blame them."""
+    from polymodal.errors import SchemaMismatchError
+
+    values = np.round(np.random.default_rng(0).normal(size=40), 4)
+    assert len(set(values)) == 40
+    with pytest.raises(SchemaMismatchError) as info:
+        stratified_holdout(manifest(values.tolist()), 0.1, seed=0, label_column="label")
+    shown = ", ".join(str(v) for v in values[:3])
+    assert str(info.value) == (f"target column 'label' of DataFrame holds 40 distinct values in 40 rows (40 of them the "
+                               f"only row of their class, e.g. {shown}): is it a regression target (task: regression)? "
+                               "A classification target needs several rows of each class")
+
+
+@pytest.mark.parametrize("labels", [
+    list(range(12)),  # integer classes, one row each: codes, never judged continuous
+    [f"id{i}" for i in range(12)],  # text classes
+    [6 + 0.5 * (i % 13) for i in range(26)],  # decimal classes (shoe sizes) that repeat
+    [0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5],  # fewer than 10 rows
+    [0.5] * 5 + [1.5, 2.5, 3.5, 4.5, 5.5],  # half the rows single: not more
+], ids=["integers", "text", "repeated-decimals", "few-rows", "half-single"])
+def test_legitimate_classification_targets_are_not_judged_continuous(labels):
+    from polymodal.data.targets import check_not_continuous
+
+    check_not_continuous(manifest(labels), "label")  # no error
