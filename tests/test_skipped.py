@@ -85,7 +85,7 @@ def test_cli_evaluate_names_the_skipped_files_and_writes_them(run, data):
     result = invoke("evaluate", out, "--data", data["test"], "--json")
     assert result.exit_code == 0, result.output
     assert '"rows": 8' in result.stdout
-    assert "1 unreadable file(s) skipped" in result.stderr and "img38.png" in result.stderr
+    assert "1 unreadable or missing file(s) skipped" in result.stderr and "img38.png" in result.stderr
     listed = pd.read_csv(out / "evaluation" / "skipped.csv")
     assert list(listed["row"]) == [2] and listed["path"].iloc[0].endswith("img38.png")
     assert list(pd.read_csv(out / "skipped.csv")["split"]) == ["train", "test"]  # the run's own list is untouched
@@ -107,6 +107,6 @@ def test_cli_predict_lists_the_skipped_rows_beside_the_predictions(run, data, tm
     listed = pd.read_csv(tmp_path / "preds.skipped.csv")
     assert list(listed["row"]) == bad and list(listed["path"]) == [str(tmp_path / f"bad{r}.png") for r in bad]
     assert listed["where"].iloc[-1].startswith("query.csv row 8")
-    assert "6 unreadable file(s) skipped" in result.stderr and "bad2.png" in result.stderr
+    assert "6 unreadable or missing file(s) skipped" in result.stderr and "bad2.png" in result.stderr
     assert "... and 1 more" in result.stderr and "bad8.png" not in result.stderr
     assert "3 predictions written" in result.stdout

@@ -112,7 +112,7 @@ def print_skipped(skipped: Any, listed: Path, on_error: str, shown: int = 5) -> 
     """Warn (on stderr) how many and which files were skipped, the first ``shown`` of them, and
     where the full list was written."""
     effect = "rows with one are left out" if on_error == "skip" else "their modality counts as missing in those rows"
-    err_console.print(f"[bold yellow]warning:[/] {len(skipped)} unreadable file(s) skipped (data.on_error: "
+    err_console.print(f"[bold yellow]warning:[/] {len(skipped)} unreadable or missing file(s) skipped (data.on_error: "
                       f"{on_error}); {effect}:", highlight=False)
     for record in skipped.head(shown).to_dict("records"):
         path = record["path"] if isinstance(record["path"], str) and record["path"] else None  # None: an inline value

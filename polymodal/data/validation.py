@@ -131,10 +131,17 @@ def absent_reason(path: str) -> str:
 
 def _working_folder_hint(manifest: Manifest, column: str, row: int) -> str | None:
     """Advice when a missing file's relative path names a file relative to the working folder: the
-    manifest was written from there, but its paths resolve against its own folder."""
+    manifest was written from there, but its paths resolve against its own folder; and for a
+    DataFrame, whose relative paths resolve against the working folder, how to give its own."""
     cell = manifest.take(column, np.array([row]))[0]
     if not isinstance(cell, str) or os.path.isabs(os.path.expanduser(cell)):
         return None
+    if manifest.name == "DataFrame":  # read from a CSV elsewhere with pandas, most likely
+        if manifest.root.resolve() != Path.cwd().resolve():
+            return None  # a root was given
+        return (f"column '{column}': a DataFrame's relative paths resolve against {manifest.root} (the working "
+                "folder); for paths relative to the file the frame was read from, pass "
+                "read_manifest(frame, root=ITS_FOLDER), or the file's path itself")
     file = split_row_ref(cell)[0]
     if Path.cwd().resolve() == manifest.root.resolve() or not os.path.exists(file):
         return None

@@ -230,7 +230,7 @@ def test_files_skipped_in_training_are_warned_about(data, tmp_path):
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     result = _train(data, tmp_path / "run", config=path, train=manifest)
     assert result.exit_code == 0, result.output
-    assert "2 unreadable file(s) skipped" in result.stderr and "bad0.png" in result.stderr
+    assert "2 unreadable or missing file(s) skipped" in result.stderr and "bad0.png" in result.stderr
     assert len(pd.read_csv(tmp_path / "run" / "skipped.csv")) == 2
 
 

@@ -202,6 +202,22 @@ def test_paths_written_relative_to_the_working_folder_get_advice(tmp_path, monke
         "manifest's folder, or absolute")
 
 
+def test_a_dataframe_read_from_a_csv_elsewhere_gets_advice_on_its_root(tmp_path, monkeypatch):
+    """``pred.predict(pd.read_csv("data/test.csv"))``: the frame's relative paths are read from the
+    working folder, not the CSV's."""
+    (tmp_path / "data" / "img").mkdir(parents=True)
+    (tmp_path / "data" / "img" / "a.png").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    frame = pd.DataFrame({"image": ["img/a.png"], "y": ["cat"]})  # relative to data/, where the CSV was
+    config = make_config({"image": {"kind": "image", "column": "image"}})
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(read_manifest(frame), config)
+    assert info.value.problems[0].endswith(f"column 'image': file not found: {tmp_path / 'img' / 'a.png'}")
+    assert info.value.problems[1].startswith(f"column 'image': a DataFrame's relative paths resolve against {tmp_path} ")
+    assert "read_manifest(frame, root=ITS_FOLDER)" in info.value.problems[1]
+    validate_manifest(read_manifest(frame, root=tmp_path / "data"), config)  # the advice works
+
+
 def test_trailing_delimiters_after_an_integer_id_column_are_dropped_too(tmp_path):
     """pandas turns evenly stepped integer ids it took for an index into a RangeIndex: the rows'
     length, not the index type, tells."""
