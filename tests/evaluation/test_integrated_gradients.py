@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from polymodal import MultimodalPredictor
+from polymodal.evaluation.attribution import sample_rows
 from polymodal.evaluation.data import batches, load_eval_data
 
 from .helpers import all_kinds_config, all_kinds_dataset
@@ -37,10 +38,16 @@ def target_logit(predictor, data, position: int, modality: str, target: int, bas
         return float(predictor.net(inputs, batch["present"])[0, target])
 
 
+def sampled(explanation) -> list[int]:
+    """The manifest rows the explanation draws maps for (a mistake first, then each predicted class)."""
+    truth = np.array([list(explanation.outputs).index(label) for label in explanation.labels])
+    return explanation.rows[sample_rows("classification", explanation.full, truth, SAMPLES)].tolist()
+
+
 def test_every_kind_gets_an_attribution_for_every_sample(explained):
     _, _, explanation = explained
     kinds = {(item.modality, item.row) for item in explanation.within}
-    assert kinds == {(m, r) for m in ("audio", "image", "signal", "table", "text") for r in range(SAMPLES)}
+    assert kinds == {(m, r) for m in ("audio", "image", "signal", "table", "text") for r in sampled(explanation)}
     predicted = explanation.values["explained"]
     for item in explanation.within:
         assert item.output == predicted.loc[item.row]
@@ -63,25 +70,27 @@ def test_attributions_add_up_to_the_logit_change_from_the_baseline(explained):
 def test_display_shapes_follow_each_kind(explained):
     predictor, path, explanation = explained
     items = {(i.modality, i.row): i for i in explanation.within}
-    image = items[("image", 0)]
+    first, second = sampled(explanation)
+    image = items[("image", first)]
     assert image.layout == "image" and image.attribution.shape == (8, 8) and image.display.shape == (8, 8, 1)
     assert image.display.dtype == np.uint8
-    audio = items[("audio", 0)]
+    audio = items[("audio", first)]
     assert audio.layout == "map" and audio.attribution.shape == audio.display.shape and audio.attribution.shape[0] == 16
     hop = predictor.config.modalities["audio"].preprocess.hop_ms
     assert audio.time_axis == f"frame (one per {hop:g} ms)", "the time axis says how long a frame is"
-    frames = [items[("audio", r)].attribution.shape[1] for r in range(SAMPLES)]
-    assert frames[0] < frames[1], "audio padding frames are not trimmed per clip"
-    signal = items[("signal", 0)]
+    frames = [items[("audio", r)].attribution.shape[1] for r in (first, second)]
+    samples = [1200 + 200 * (r % 3) for r in (first, second)]  # each clip's length (all_kinds_dataset)
+    assert np.sign(frames[1] - frames[0]) == np.sign(samples[1] - samples[0]), "padding frames are trimmed per clip"
+    signal = items[("signal", first)]
     assert signal.layout == "lines" and signal.attribution.shape == (1, 32) and signal.time_axis == "sample"
-    table = items[("table", 0)]
+    table = items[("table", first)]
     assert table.layout == "bars" and table.labels == ["x1", "x2", "x1 (missing)", "x2 (missing)"]
     assert table.attribution.shape == (4,)
-    text = items[("text", 1)]
+    text = items[("text", second)]
     prep = predictor.pipeline.preprocessors["text"]
     import pandas as pd
 
-    raw = pd.read_csv(path)["text"].iloc[1]
+    raw = pd.read_csv(path)["text"].iloc[second]
     assert text.layout == "tokens" and text.labels == prep.tokenize(raw) and text.attribution.shape == (len(text.labels),)
 
 
