@@ -37,6 +37,7 @@ from polymodal.evaluation.shapley import (
     sampled_shapley,
     shapley_interactions,
 )
+from polymodal.multitask import main_task
 from polymodal.utils.scores import explained_name, explained_outputs, explained_quantity, output_index
 
 if TYPE_CHECKING:
@@ -161,13 +162,13 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
             seed: int = 0, samples: int = 4, permutations: int = 64, steps: int = 32,
             output: Any | None = None) -> Explanation:
     """Shapley values over modalities for every row (and Integrated Gradients within each
-    modality for the first ``samples`` rows).
+    modality for ``samples`` rows: :func:`sample_rows`).
 
     Args:
         data: a manifest (labels optional: with them, the importance table adds metric drops).
         max_rows: explain a seeded random sample of at most this many rows.
         seed: for the row sample and the sampled orders (beyond 6 modalities).
-        samples: rows that get within-modality attributions (0: none).
+        samples: rows that get within-modality attributions (0: none), chosen by :func:`sample_rows`.
         permutations: sampled orders when the model has more than 6 modalities.
         steps: Integrated-Gradients interpolation steps.
         output: the output to explain: a class (classification), label column (multilabel) or
@@ -197,7 +198,9 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     picked = np.take_along_axis(phi, explained[:, None, None], axis=-1)[..., 0]
     importance = _importance(predictor, names, picked, raw, data.targets,
                              [bool(data.table.modalities[n].present.any()) for n in names], quantity)
-    truth = data.targets if task == "classification" and data.targets is not None else None
+    truth = None
+    if task == "classification" and data.targets is not None:
+        _, truth = main_task(predictor.pipeline.targets, full, data.targets)  # a multi-task model: its main task
     within = within_modality(predictor, data, sample_rows(task, full, truth, samples), explained, steps) \
         if samples else []
     labels = None if truth is None else np.asarray(outputs_named, dtype=object)[truth]

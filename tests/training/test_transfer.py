@@ -283,6 +283,10 @@ def test_further_tasks_get_their_own_heads_metrics_and_columns(data, weighting, 
     assert len(main) == 1 and {"val_bright/loss", "val_level/loss", "val_total_loss"} <= set(history.columns)
     np.testing.assert_allclose(history["val_loss"], history[main[0]], rtol=1e-5)
     assert (history["val_total_loss"] - history["val_loss"]).abs().min() > 1e-3
+    assert "error" not in pred.diagnostics and pred.diagnostics.get("importance"), "the report explains the main task"
+    explanation = pred.explain(data["test"], samples=1)
+    assert len(explanation.labels) == len(explanation.values)
+    assert set(explanation.labels) <= set(pred.pipeline.targets.classes)
     frame = pred.predict_frame(data["test"])
     assert {"bright_prediction", "level_pred_y"} <= set(frame.columns)
     assert set(frame["bright_prediction"]) <= {0, 1}
