@@ -222,7 +222,7 @@ def encode_modality(
     on_error: str = "raise",
     progress: bool = False,
     cache_dir: Path | None = None,
-    absent: Mapping[int, str] | None = None,
+    absent: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[EncodedModality, list[Skipped]]:
     """Decode and featurise every present cell.
 
@@ -233,7 +233,7 @@ def encode_modality(
         cache_dir: with a folder, featurised items are read from / added to the on-disk
             :class:`~polymodal.data.cache.FeatureStore` and the arrays returned are memory-mapped
             views; without, arrays are built in memory.
-        absent: rows whose cell names no file, with the reason (``file not found``), as
+        absent: (positions, reasons) of the rows whose cell names no file (``file not found``), as
             validation found them (:meth:`~polymodal.data.manifest.Manifest.absent`): not read,
             but skipped and listed as an unreadable file is.
 
@@ -242,23 +242,24 @@ def encode_modality(
     """
     todo = np.flatnonzero(_present(cells))
     gone: list[Skipped] = []
-    if absent:
+    if absent is not None and len(absent[0]):
         todo, gone = _skip_absent(preprocessor.name, cells, todo, manifest, absent, on_error)
     encoded, skipped = _encode_rows(preprocessor, cells, todo, manifest, on_error=on_error, progress=progress,
                                     cache_dir=cache_dir)
     return encoded, sorted(gone + skipped, key=lambda s: s.row) if gone else skipped
 
 
-def _skip_absent(name: str, cells: Sequence[Any], todo: np.ndarray, manifest: Manifest, absent: Mapping[int, str],
-                 on_error: str) -> tuple[np.ndarray, list[Skipped]]:
+def _skip_absent(name: str, cells: Sequence[Any], todo: np.ndarray, manifest: Manifest,
+                 absent: tuple[np.ndarray, np.ndarray], on_error: str) -> tuple[np.ndarray, list[Skipped]]:
     """``todo`` without the rows in ``absent``, and those rows as skipped files.
 
     Raises:
         DecodeError: ``on_error`` is ``raise`` (the first of them).
     """
-    rows = np.intersect1d(todo, np.fromiter(absent, np.int64, len(absent)))
-    gone = [Skipped(name, row, manifest.where(row), str(path), absent[row], manifest.source_row(row))
-            for row, path in zip(rows.tolist(), gather_cells(cells, rows))]
+    positions, reasons = absent
+    rows, _, at = np.intersect1d(todo, positions, assume_unique=True, return_indices=True)
+    gone = [Skipped(name, row, manifest.where(row), str(path), reason, manifest.source_row(row))
+            for row, path, reason in zip(rows.tolist(), gather_cells(cells, rows), reasons[at])]
     if gone and on_error == "raise":
         first = gone[0]
         raise DecodeError(first.reason, path=first.path, modality=name, row=first.source_row, where=first.where)
@@ -346,7 +347,7 @@ def encode_manifest(
         prep = preprocessors[name]
         cells = manifest_cells(manifest, modality_cfgs[name], prep.file_based)
         encoded[name], bad = encode_modality(prep, cells, manifest, on_error=on_error, progress=progress,
-                                              cache_dir=cache_dir, absent=manifest.absent(name))
+                                              cache_dir=cache_dir, absent=manifest.absent(modality_cfgs[name].column) if prep.file_based else None)
         release_memory(len(cells))  # keys, lookups and decode buffers of this modality's pass
         skipped += bad
     table = EncodedTable(encoded, np.arange(len(manifest)), skipped)

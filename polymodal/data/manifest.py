@@ -49,10 +49,10 @@ class Manifest:
             does not validate it again for the same ones); None: not validated.
         labels: a DataFrame's own index, when it is not 0..N-1: predictions are indexed by it and
             messages name it (None: rows are numbered 0..N-1).
-        absent_files: per modality, the rows of ``data`` whose cell names a file that does not
-            exist (or a folder where a file is needed), with the reason: validation finds them with
-            ``data.on_error`` ``skip`` or ``missing``, and encoding skips and lists them as it does
-            unreadable files (:meth:`absent`).
+        absent_files: per file column, the rows of ``data`` (sorted) whose cell names a file that
+            does not exist (or a folder where a file is needed), and the reason of each: validation
+            records them (under ``data.on_error`` ``raise`` it refuses them instead), and encoding
+            skips and lists them as it does unreadable files (:meth:`absent`).
     """
 
     data: pd.DataFrame
@@ -62,7 +62,7 @@ class Manifest:
     source_rows: np.ndarray | None = None
     checked: tuple | None = None
     labels: pd.Index | None = None
-    absent_files: dict[str, dict[int, str]] | None = None
+    absent_files: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
     def __len__(self) -> int:
         return len(self.data) if self.source_rows is None else len(self.source_rows)
@@ -140,22 +140,23 @@ class Manifest:
         return Manifest(self.data, self.root, self.name, self.line_offset, self._data_rows(rows), self.checked,
                         self.labels, self.absent_files)
 
-    def mark_absent(self, modality: str, rows: np.ndarray, reasons: Sequence[str]) -> None:
-        """Record that ``modality``'s cells at ``rows`` (positions in this manifest) name no file,
-        and why (``file not found``); replaces what was recorded for ``modality``."""
-        data_rows = self._data_rows(np.asarray(rows, dtype=np.int64)).tolist()
-        self.absent_files = {**(self.absent_files or {}), modality: dict(zip(data_rows, reasons))}
+    def mark_absent(self, column: str, rows: np.ndarray, reasons: Sequence[str]) -> None:
+        """Record that ``column``'s cells at ``rows`` (positions in this manifest) name no file,
+        and why (``file not found``); replaces what was recorded for ``column`` (no rows: clears it)."""
+        data_rows = self._data_rows(np.asarray(rows, dtype=np.int64))
+        order = np.argsort(data_rows, kind="stable")
+        self.absent_files = {**(self.absent_files or {}),
+                             column: (data_rows[order], np.asarray(list(reasons), dtype=object)[order])}
 
-    def absent(self, modality: str) -> dict[int, str]:
-        """The rows (positions in this manifest) whose ``modality`` cell names no file, with the
-        reason, as validation recorded them (:meth:`mark_absent`); empty when none were."""
-        recorded = (self.absent_files or {}).get(modality)
-        if not recorded:
-            return {}
-        if self.source_rows is None:
-            return dict(recorded)
-        positions = np.flatnonzero(np.isin(self.source_rows, np.fromiter(recorded, np.int64, len(recorded))))
-        return {int(p): recorded[int(self.source_rows[p])] for p in positions}
+    def absent(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """The positions in this manifest whose ``column`` cell names no file, and the reasons, as
+        validation recorded them (:meth:`mark_absent`); empty when none were."""
+        rows, reasons = (self.absent_files or {}).get(column, (np.zeros(0, np.int64), np.zeros(0, object)))
+        if self.source_rows is None or not len(rows):
+            return rows, reasons
+        at = np.minimum(np.searchsorted(rows, self.source_rows), len(rows) - 1)  # sorted: one search per row
+        hit = rows[at] == self.source_rows
+        return np.flatnonzero(hit), reasons[at[hit]]
 
     def without_columns(self, columns: Iterable[str]) -> Manifest:
         """The same rows without ``columns`` (those it has), e.g. the files of modalities left out."""

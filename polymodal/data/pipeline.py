@@ -24,7 +24,7 @@ from polymodal.data.encode import EncodedModality, EncodedTable, encode_manifest
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.modalities import Preprocessor, build_preprocessor
 from polymodal.data.multitarget import build_targets, targets_from_state
-from polymodal.data.targets import check_not_continuous
+from polymodal.data.targets import warn_if_continuous
 from polymodal.data.validation import validate_manifest
 from polymodal.errors import ManifestError, SchemaMismatchError
 from polymodal.utils.io import atomic_folder, atomic_write_json
@@ -164,25 +164,22 @@ class DataPipeline:
             ManifestError: a modality has no value in any training row, or none that could be
                 read (``data.on_error`` ``skip``/``missing``), so there is nothing to fit its
                 preprocessing on; or skipping unreadable files left no training row.
-            SchemaMismatchError: a classification target looks like a regression one
-                (:func:`~polymodal.data.targets.check_not_continuous`).
         """
         on_error = self.config.data.on_error
         for column in class_columns(self.config):
-            check_not_continuous(manifest, column)
+            warn_if_continuous(manifest, column)
         for name, prep in self.preprocessors.items():
             cells = manifest_cells(manifest, self.config.modalities[name], prep.file_based)
             present = cells.present()
             if not present.any():
                 raise self._nothing_to_fit(manifest, name, "has no value in any training row")
-            absent = manifest.absent(name)  # files validation found missing (on_error skip / missing)
-            if absent:
-                present[list(absent)] = False
+            rows, reasons = manifest.absent(self.config.modalities[name].column) if prep.file_based else ((), ())
+            if len(rows):  # files validation found missing (on_error skip / missing)
+                present[rows] = False
                 if not present.any():
-                    row, reason = next(iter(absent.items()))
                     raise self._nothing_to_fit(manifest, name, f"names no file that exists in any training row "
-                                               f"({len(absent)} skipped, data.on_error: {on_error}; first: "
-                                               f"{manifest.where(row)}: {reason})", files=True)
+                                               f"({len(rows)} skipped, data.on_error: {on_error}; first: "
+                                               f"{manifest.where(int(rows[0]))}: {reasons[0]})", files=True)
             prep.fit(cells.subset(np.flatnonzero(present)))
         table = self.encode(manifest, progress=progress)
         require_rows(table, manifest, on_error, "train on", "training row(s)")

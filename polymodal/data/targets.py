@@ -63,19 +63,17 @@ def distinct_labels(values: pd.Series) -> tuple[np.ndarray, list[Any], list[str]
 CONTINUOUS_MIN_ROWS = 10  # fewer labelled rows are never judged a continuous target
 
 
-def check_not_continuous(manifest: Manifest, column: str) -> None:
-    """Refuse a classification target that looks like a regression one.
+def warn_if_continuous(manifest: Manifest, column: str) -> None:
+    """Warn about a classification target that looks like a regression one (a warning, not a
+    refusal: codes such as ``1.1, 1.2, 2.1`` may be classes on purpose).
 
     The rule: every label is a number, some label has a fractional part (``0.6169``; integer codes
     such as ``7`` never count), at least :data:`CONTINUOUS_MIN_ROWS` rows are labelled, and more
     than half of them are the only row of their class. A classification set like that cannot be
     learned or validated (a held-out row's class is, more often than not, one training never
     sees), while legitimate ones (integer or text classes, decimal classes such as shoe sizes
-    that repeat, a handful of rows) never meet all four conditions.
-
-    Raises:
-        SchemaMismatchError: naming the column, its distinct values and rows, and suggesting
-            ``task: regression``.
+    that repeat, a handful of rows) never meet all four conditions. The warning names the column,
+    its distinct values and rows, and suggests ``task: regression``.
     """
     if column not in manifest.columns:
         return  # validation names it
@@ -91,10 +89,10 @@ def check_not_continuous(manifest: Manifest, column: str) -> None:
     singles = counts.index[counts == 1]
     if 2 * len(singles) <= len(filled):
         return
-    raise SchemaMismatchError(
-        f"target column '{column}' of {manifest.name} holds {len(counts)} distinct values in {len(filled)} rows "
-        f"({len(singles)} of them the only row of their class, e.g. {', '.join(singles[:3])}): is it a regression "
-        "target (task: regression)? A classification target needs several rows of each class")
+    warn_user(f"target column '{column}' of {manifest.name} holds {len(counts)} distinct values in {len(filled)} "
+              f"rows ({len(singles)} of them the only row of their class, e.g. {', '.join(singles[:3])}): is it a "
+              "regression target (task: regression)? A classification target needs several rows of each class, "
+              "and a held-out row of a class training never saw cannot be scored")
 
 
 def _warn_mixed(manifest: Manifest, column: str, codes: np.ndarray, keys: list[str]) -> None:

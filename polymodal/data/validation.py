@@ -99,14 +99,15 @@ def validate_manifest(
                             found = shards[file] = os.path.isfile(file)
                     if not found:
                         absent.append((row, path))
+            why: dict[str, str] = {}  # per file: the rows of a packed .npy share one
+            reasons = [why.setdefault(file, absent_reason(file)) for file in (split_row_ref(p)[0] for _, p in absent)]
+            manifest.mark_absent(modality.column, np.array([row for row, _ in absent], np.int64), reasons)  # or clear
             if config.data.on_error != "raise":  # skipped and listed when encoded, as an unreadable file is
-                manifest.mark_absent(name, np.array([row for row, _ in absent], np.int64),
-                                     [absent_reason(path) for _, path in absent])
                 if absent and (hint := _working_folder_hint(manifest, modality.column, absent[0][0])):
                     warn_user(hint)
                 continue
-            for row, path in absent[:20]:
-                problems.append(f"{manifest.where(row)}, column '{modality.column}': {absent_reason(path)}: {path}")
+            for (row, path), reason in zip(absent[:20], reasons):
+                problems.append(f"{manifest.where(row)}, column '{modality.column}': {reason}: {path}")
             if len(absent) > 20:
                 problems.append(f"column '{modality.column}': {len(absent) - 20} more missing files")
                 folded += len(absent) - 21
@@ -123,10 +124,10 @@ def validate_manifest(
         raise ManifestError(problems, source=manifest.name, folded=folded)
 
 
-def absent_reason(path: str) -> str:
-    """Why a file cell that names no file is refused or skipped: ``file not found`` or ``a folder,
-    not a file``."""
-    return "a folder, not a file" if os.path.isdir(split_row_ref(path)[0]) else "file not found"
+def absent_reason(file: str) -> str:
+    """Why a file cell naming ``file`` (its path, a packed array's ``#row`` left out), which is no
+    file, is refused or skipped: ``file not found`` or ``a folder, not a file``."""
+    return "a folder, not a file" if os.path.isdir(file) else "file not found"
 
 
 def _working_folder_hint(manifest: Manifest, column: str, row: int) -> str | None:

@@ -197,6 +197,26 @@ def test_a_missing_file_is_skipped_in_the_rows_a_holdout_left_and_in_a_later_man
         (2, 8, "train.csv row 8 (line 10)", "file not found")]
 
 
+def test_what_validation_found_missing_is_not_remembered_past_the_next_validation(tmp_path):
+    """One manifest object validated again (``read_manifest`` returns a Manifest as it is): a file
+    restored meanwhile is read, and a config reading another column is not given the first's rows."""
+    from polymodal.data.validation import validate_manifest
+
+    path = write_multimodal_manifest(tmp_path)
+    image = tmp_path / "images" / "3.png"
+    kept = image.read_bytes()
+    image.unlink()
+    pipe = DataPipeline(make_config(MULTIMODAL, data={"on_error": "skip"}))
+    manifest = pipe.read(path, require_target=True, training=True)
+    column = MULTIMODAL["img"]["column"]
+    assert manifest.absent(column)[0].tolist() == [3]
+    image.write_bytes(kept)
+    validate_manifest(manifest, make_config(MULTIMODAL), require_target=True)  # on_error: raise, nothing missing
+    assert manifest.absent(column)[0].tolist() == [], "the restored file is read, not skipped as before"
+    table, _ = DataPipeline(make_config(MULTIMODAL)).fit(manifest)
+    assert table.modalities["img"].present[3] and not table.skipped
+
+
 def test_a_missing_first_signal_file_is_skipped_not_read_to_count_channels(tmp_path):
     """The channel count is learned from a training file that exists: the missing first one (a
     .wav, which the sound reader would fail on with its own error) is skipped and listed."""
