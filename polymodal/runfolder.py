@@ -130,11 +130,14 @@ def reading(run: Path, name: str) -> Iterator[None]:
 def load_pipeline(run: Path, config: Config) -> DataPipeline:
     """The fitted preprocessors and target encoder of ``preprocessors/``; a damaged JSON file
     among them is named."""
-    for path in sorted((run / PREPROCESSORS).glob("*.json")):
-        with reading(run, f"{PREPROCESSORS}/{path.name}"):
-            json.loads(path.read_text(encoding="utf-8"))
-    with reading(run, f"{PREPROCESSORS}/"):
-        return DataPipeline.load(config, run / PREPROCESSORS)
+    try:
+        with reading(run, f"{PREPROCESSORS}/"):
+            return DataPipeline.load(config, run / PREPROCESSORS)
+    except RunFolderError:
+        for path in sorted((run / PREPROCESSORS).glob("*.json")):  # name the file, when it is one that
+            with reading(run, f"{PREPROCESSORS}/{path.name}"):  # does not parse (read only on failure)
+                json.loads(path.read_text(encoding="utf-8"))
+        raise
 
 
 def load_weights(model: torch.nn.Module, run: Path) -> None:
@@ -167,11 +170,12 @@ def check_weight_shapes(run: Path, model: torch.nn.Module, saved: dict[str, list
     """
     state = model.state_dict()
     wanted = {k: list(v.shape) for k, v in state.items()}
-    tied = {state[k].data_ptr() for k in saved if k in state}  # a tied weight is saved under one of its names
+    tied = {state[k].data_ptr() for k in saved if k in state and state[k].numel()}  # saved under one of its names
     differences = [f"{k}: {shape} in {MODEL_FILE}, {wanted[k]} for {CONFIG_FILE}"
                    for k, shape in saved.items() if k in wanted and wanted[k] != shape]
     differences += [f"{k}: only in {MODEL_FILE}" for k in saved if k not in wanted]
-    differences += [f"{k}: not in {MODEL_FILE}" for k in state if k not in saved and state[k].data_ptr() not in tied]
+    differences += [f"{k}: not in {MODEL_FILE}" for k in state
+                    if k not in saved and not (state[k].numel() and state[k].data_ptr() in tied)]
     if differences:
         more = f"; {len(differences) - SHOWN_DIFFERENCES} more" if len(differences) > SHOWN_DIFFERENCES else ""
         raise RunFolderError(f"the run {run}: {CONFIG_FILE} does not describe the network {MODEL_FILE} holds (was "

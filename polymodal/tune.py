@@ -103,7 +103,7 @@ def pruning_callback(trial: Any, monitor: str) -> Any:
                 return
             trial.report(round(float(value), 6), step=trainer.current_epoch)  # float32 -> a clean decimal
             if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {trainer.current_epoch}: val_{monitor} = {float(value):.4f}")
+                raise optuna.TrialPruned(f"pruned at epoch {trainer.current_epoch + 1}: val_{monitor} = {float(value):.4f}")
 
     return _Pruning()
 

@@ -183,7 +183,9 @@ class AnomalyDetector(Estimator):
         self.history = pd.concat(histories, ignore_index=True)
         self.info = self._fit_info(train_table, valid_table, model, {"train": train, "valid": valid, "test": test},
                                    train_anomalies=int((train_y == 1).sum()), train_anomalies_dropped=dropped,
-                                   train_seconds=seconds, best_epoch=result.best_epoch,  # of the last phase
+                                   train_seconds=seconds,  # the last phase's best epoch, counted across phases
+                                   best_epoch=None if result.best_epoch is None
+                                   else result.best_epoch + sum(len(h) for h in histories[:-1]),
                                    preprocess_seconds=time.perf_counter() - started - seconds,
                                    scorer=self.settings.scorer, threshold=float(model.scorer.threshold))
         self.metrics = {"valid": self._metrics(valid_scores, valid_y, pipeline.targets.labels(valid_m, valid_table.rows),

@@ -48,7 +48,7 @@ class LoraConfig(StrictModel):
 
 
 class UnfreezeConfig(StrictModel):
-    """Gradual unfreezing (ULMFiT-style): from epoch ``start``, every ``every`` epochs, ``blocks``
+    """Gradual unfreezing (ULMFiT-style): after ``start`` epochs, every ``every`` epochs, ``blocks``
     more trailing blocks of the encoder become trainable, on top of those ``freeze`` trains,
     until the whole encoder trains."""
 

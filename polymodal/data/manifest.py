@@ -276,8 +276,15 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
 
 def _parse_problem(path: Path, fmt: str) -> str | None:
     """Where a text manifest that could not be parsed goes wrong, by line: the first line that is
-    not UTF-8, or (JSON) the first record that is not valid JSON. None when neither is found (the
-    parser's own message says what is wrong)."""
+    not UTF-8, or (JSON) the first record that is not valid JSON. None when neither is found, or
+    the file cannot be read again (the parser's own message says what is wrong)."""
+    try:
+        return _first_bad_line(path, fmt)
+    except OSError:
+        return None
+
+
+def _first_bad_line(path: Path, fmt: str) -> str | None:
     with path.open("rb") as file:
         for number, line in enumerate(file, 1):
             try:

@@ -40,14 +40,14 @@ def csv_columns(config: Config) -> dict[str, list[str]]:
     as labels."""
     from polymodal.config.modalities import text_columns
 
-    labels = list(config.targets) if config.task in ("classification", "anomaly", "retrieval") else []
-    labels += [c for task in (config.tasks or {}).values() if task.task == "classification" for c in task.targets]
-    return {"text_columns": [c for m in config.modalities.values() for c in text_columns(m)], "label_columns": labels}
+    return {"text_columns": [c for m in config.modalities.values() for c in text_columns(m)],
+            "label_columns": class_columns(config, ("classification", "anomaly", "retrieval"))}
 
 
-def class_columns(config: Config) -> list[str]:
-    """The target columns of a config's classification tasks, the main one's and further ones'."""
-    main = list(config.targets) if config.task == "classification" else []
+def class_columns(config: Config, main_tasks: tuple[str, ...] = ("classification",)) -> list[str]:
+    """The target columns of a config's classification tasks, the main one's (when its task is one
+    of ``main_tasks``: anomaly and retrieval labels are classes to read too) and further ones'."""
+    main = list(config.targets) if config.task in main_tasks else []
     return main + [c for task in (config.tasks or {}).values() if task.task == "classification" for c in task.targets]
 
 

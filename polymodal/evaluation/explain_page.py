@@ -6,7 +6,6 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from polymodal.evaluation.plots import (
@@ -83,14 +82,15 @@ def within_html(item: WithinAttribution) -> str:
 
 def row_table(explanation: Explanation) -> pd.DataFrame:
     """The page's per-row table: the manifest row, (classification) its true and predicted class,
-    the explained output, its score with every modality and with none, and each Shapley value."""
+    the explained output (these as text), its score with every modality and with none, and each
+    Shapley value."""
     values = explanation.values.reset_index()
-    table = pd.DataFrame({"row": values["row"]})
+    table = pd.DataFrame({"row": values["row"].astype(str)})  # names, as text: no thousands separators
     if explanation.task == "classification":
         if explanation.labels is not None:
-            table["true class"] = explanation.labels
-        table["predicted class"] = np.asarray(explanation.outputs, dtype=object)[explanation.full.argmax(axis=1)]
-    table["explained"] = values["explained"]
+            table["true class"] = [str(label) for label in explanation.labels]
+        table["predicted class"] = [str(explanation.outputs[k]) for k in explanation.full.argmax(axis=1)]
+    table["explained"] = values["explained"].astype(str)
     table["score"] = values["prediction"]
     table["score without modalities"] = values["base"]
     return pd.concat([table, values[explanation.modalities]], axis=1)
@@ -141,7 +141,7 @@ def explanation_html(explanation: Explanation, title: str) -> str:
             by_row.setdefault(item.row, []).append(item)
         table = row_table(explanation)
         for row, items in by_row.items():
-            line = table.loc[table["row"] == row].iloc[0]
+            line = table.loc[table["row"] == str(row)].iloc[0]
             shares = ", ".join(f"{html.escape(m)} {line[m]:+.3f}" for m in explanation.modalities)
             parts.append(f"<h3>{html.escape(row_heading(explanation, line))}</h3><p>Shapley values: {shares}.</p>"
                          "<div class='grid'>" + "".join(within_html(i) for i in items) + "</div>")

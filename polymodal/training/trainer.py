@@ -329,16 +329,18 @@ def check_devices(cfg: TrainConfig) -> None:
     elif cfg.accelerator in ("gpu", "auto") and cuda and isinstance(cfg.devices, int) \
             and cfg.devices > torch.cuda.device_count():  # per node
         problems.append(f"train.devices: {cfg.devices} GPUs asked for; this machine has "
-                        f"{torch.cuda.device_count()}")
+                        f"{torch.cuda.device_count()} (several CPU processes: accelerator: cpu)")
     if problems:
         raise ConfigError(problems)
     if cfg.precision == "16-mixed" and _on_cpu(cfg):
         warn_user("train.precision: '16-mixed' needs a GPU; on the CPU this run trains in 'bf16-mixed' (as "
                   "Lightning substitutes)")
     cores = os.cpu_count()
-    if cfg.num_workers and cores and cfg.num_workers > cores:
-        warn_user(f"train.num_workers: {cfg.num_workers} loader processes for {cores} CPU cores compete with each "
-                  "other and with training (null: chosen from the cores)")
+    ranks = cfg.devices if isinstance(cfg.devices, int) and cfg.strategy != "auto" and _on_cpu(cfg) else 1
+    if cfg.num_workers and cores and cfg.num_workers * ranks > cores:  # each CPU process starts its own
+        each = f" in each of {ranks} processes" if ranks > 1 else ""
+        warn_user(f"train.num_workers: {cfg.num_workers} loader processes{each} for {cores} CPU cores compete with "
+                  "each other and with training (null: chosen from the cores)")
 
 
 def _on_cpu(cfg: TrainConfig) -> bool:

@@ -484,3 +484,5 @@ def test_half_precision_and_too_many_workers_on_this_machine_are_named(monkeypat
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     with pytest.warns(UserWarning, match="train.num_workers: 64 loader processes for 2 CPU cores"):
         check_devices(TrainConfig(num_workers=64))
+    with pytest.warns(UserWarning, match="train.num_workers: 1 loader processes in each of 4 processes for 2 CPU"):
+        check_devices(TrainConfig(num_workers=1, devices=4, strategy="ddp", accelerator="cpu"))
