@@ -197,6 +197,8 @@ def test_labelled_anomalies_in_training_are_dropped_unless_asked_for(data, tmp_p
     sad = AnomalyDetector.from_config(config("deep_svdd", epochs=2, use_labelled_anomalies=True)).fit(
         data / "mixed.csv", data / "valid.csv")
     assert sad.info["train_anomalies"] == 24 and sad.info["train_rows"] == 120
+    best = sad.history.iloc[sad.info["best_epoch"] - 1]  # the report's curves count epochs across the phases
+    assert best["phase"] == "svdd" and list(sad.history["phase"]) == ["pretrain", "svdd"]
 
 
 def test_training_on_anomalies_only_is_refused(data):
