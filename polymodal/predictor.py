@@ -112,9 +112,10 @@ class MultimodalPredictor(Estimator):
             ManifestError / ConfigError / DecodeError: bad input, with every problem named.
             RunFolderError: ``out`` holds a run (see ``out``), or the run to resume is another config's.
         """
+        from polymodal.training.devices import check_devices
         from polymodal.training.finetune import finetune_callbacks  # Lightning: imported for training only
         from polymodal.training.module import OptimSettings, PolymodalModule
-        from polymodal.training.trainer import check_devices, fit_module
+        from polymodal.training.trainer import fit_module
         from polymodal.training.transfer import TransferPlan, recorded_config, unlabeled_source, warn_if_evaluated
 
         cfg = self.config = self._given_config

@@ -125,8 +125,9 @@ class AnomalyDetector(Estimator):
             ManifestError / DecodeError: bad input, every problem named.
         """
         from polymodal.anomaly.module import AnomalyModule  # Lightning: imported for training only
+        from polymodal.training.devices import check_devices
         from polymodal.training.module import OptimSettings
-        from polymodal.training.trainer import check_devices, fit_module
+        from polymodal.training.trainer import fit_module
 
         if resume:
             raise SchemaMismatchError("task 'anomaly' cannot resume a run (its scorer is fitted after the epochs); "

@@ -1,12 +1,12 @@
 """Lightning Trainer set-up: callbacks (history, atomic checkpoints with best-weights restore,
-early stopping), loggers (CSV, TensorBoard), progress bar, precision and strategy."""
+early stopping), loggers (CSV, TensorBoard), progress bar; strategy and precision come from
+:mod:`polymodal.training.devices`."""
 
 from __future__ import annotations
 
 import csv
 import logging
 import math
-import os
 import shutil
 import signal
 import sys
@@ -25,11 +25,10 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.trainer.states import TrainerStatus
 
 from polymodal.config.train import TrainConfig
-from polymodal.errors import ConfigError
 from polymodal.training.checkpoints import checkpoint_state
+from polymodal.training.devices import lightning_precision, make_strategy
 from polymodal.utils.io import atomic_write, durable_replace
 from polymodal.utils.progress import watched
-from polymodal.utils.warn import warn_user
 
 # Lightning's advice about DataLoader workers and logging intervals is noise for small in-memory data.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -294,60 +293,6 @@ class FitResult:
     rank: int = 0  # global rank of this process (0 when not distributed)
 
 
-def make_strategy(name: str) -> Any:
-    """Lightning strategy for ``train.strategy``. DDP looks for unused parameters because some are
-    legitimately idle in a step (a missing-embedding when every sample has its modality, token
-    projections a pooled fusion does not read)."""
-    if name in ("ddp", "ddp_spawn"):
-        from lightning.pytorch.strategies import DDPStrategy
-
-        return DDPStrategy(find_unused_parameters=True, start_method="spawn" if name == "ddp_spawn" else "popen")
-    return name
-
-
-def _accelerators() -> tuple[bool, bool]:
-    """Whether torch can use a CUDA GPU, and an Apple MPS one, on this machine."""
-    mps = getattr(torch.backends, "mps", None)
-    return torch.cuda.is_available(), bool(mps is not None and mps.is_available())
-
-
-def check_devices(cfg: TrainConfig) -> None:
-    """Check ``train``'s hardware settings against this machine, before any data is read (Lightning
-    would refuse a missing GPU only once the data is prepared, with its own words).
-
-    Raises:
-        ConfigError: ``accelerator`` names a GPU this machine lacks, or more GPUs than it has.
-    """
-    cuda, mps = _accelerators()
-    problems = []
-    if cfg.accelerator == "gpu" and not (cuda or mps):  # Lightning's 'gpu' is CUDA or MPS
-        problems.append("train.accelerator: 'gpu', but torch finds no GPU on this machine (CUDA or MPS); use "
-                        "'auto' (a GPU when there is one) or 'cpu'")
-    elif cfg.accelerator == "mps" and not mps:
-        problems.append("train.accelerator: 'mps', but torch finds no Apple GPU (MPS) on this machine; use 'auto' "
-                        "or 'cpu'")
-    elif cfg.accelerator in ("gpu", "auto") and cuda and isinstance(cfg.devices, int) \
-            and cfg.devices > torch.cuda.device_count():  # per node
-        problems.append(f"train.devices: {cfg.devices} GPUs asked for; this machine has "
-                        f"{torch.cuda.device_count()} (several CPU processes: accelerator: cpu)")
-    if problems:
-        raise ConfigError(problems)
-    if cfg.precision == "16-mixed" and _on_cpu(cfg):
-        warn_user("train.precision: '16-mixed' needs a GPU; on the CPU this run trains in 'bf16-mixed' (as "
-                  "Lightning substitutes)")
-    cores = os.cpu_count()
-    ranks = cfg.devices if isinstance(cfg.devices, int) and cfg.strategy != "auto" and _on_cpu(cfg) else 1
-    if cfg.num_workers and cores and cfg.num_workers * ranks > cores:  # each CPU process starts its own
-        each = f" in each of {ranks} processes" if ranks > 1 else ""
-        warn_user(f"train.num_workers: {cfg.num_workers} loader processes{each} for {cores} CPU cores compete with "
-                  "each other and with training (null: chosen from the cores)")
-
-
-def _on_cpu(cfg: TrainConfig) -> bool:
-    cuda, mps = _accelerators()
-    return cfg.accelerator == "cpu" or (cfg.accelerator == "auto" and not (cuda or mps))
-
-
 def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: str, steps_per_epoch: int,
                  distributed_sampler: bool = True, resume_epoch: int | None = None
                  ) -> tuple[L.Trainer, History, AtomicCheckpoint]:
@@ -386,7 +331,7 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
         strategy=make_strategy(cfg.strategy),
-        precision="bf16-mixed" if cfg.precision == "16-mixed" and _on_cpu(cfg) else cfg.precision,  # check_devices
+        precision=lightning_precision(cfg),
         gradient_clip_val=cfg.grad_clip,
         deterministic="warn" if cfg.deterministic else False,
         callbacks=callbacks,

@@ -453,7 +453,7 @@ def test_a_gpu_the_machine_lacks_is_refused_before_any_data_is_read(monkeypatch,
 
     from polymodal import MultimodalPredictor
     from polymodal.errors import ConfigError
-    from polymodal.training.trainer import check_devices
+    from polymodal.training.devices import check_devices
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
@@ -471,7 +471,8 @@ def test_a_gpu_the_machine_lacks_is_refused_before_any_data_is_read(monkeypatch,
 
 
 def test_half_precision_and_too_many_workers_on_this_machine_are_named(monkeypatch, tmp_path):
-    from polymodal.training.trainer import check_devices, make_trainer
+    from polymodal.training.devices import check_devices
+    from polymodal.training.trainer import make_trainer
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
