@@ -99,8 +99,9 @@ def validate_manifest(
                             found = shards[file] = os.path.isfile(file)
                     if not found:
                         absent.append((row, path))
-            why: dict[str, str] = {}  # per file: the rows of a packed .npy share one
-            reasons = [why.setdefault(file, absent_reason(file)) for file in (split_row_ref(p)[0] for _, p in absent)]
+            files = [split_row_ref(p)[0] for _, p in absent]
+            why = {file: absent_reason(file) for file in set(files)}  # once per file: a packed .npy's rows share one
+            reasons = [why[file] for file in files]
             manifest.mark_absent(modality.column, np.array([row for row, _ in absent], np.int64), reasons)  # or clear
             if config.data.on_error != "raise":  # skipped and listed when encoded, as an unreadable file is
                 if absent and (hint := _working_folder_hint(manifest, modality.column, absent[0][0])):

@@ -128,7 +128,8 @@ def explanation_html(explanation: Explanation, title: str) -> str:
         parts.append("<h2>Interactions</h2><p>Pairwise Shapley interaction indices: positive when two modalities "
                      "are worth more together than apart, negative when they are redundant.</p>"
                      + table_html(interactions.to_dict("records")))
-    shown = row_table(explanation).head(SHOWN_ROWS)
+    table = row_table(explanation)
+    shown = table.head(SHOWN_ROWS)
     parts.append(f"<h2>Per-row Shapley values</h2><p>First {len(shown)} of {n} rows (all in "
                  "<code>shapley.csv</code>, where <code>prediction</code> is the score with every modality and "
                  "<code>base</code> with none).</p>" + table_html(shown.to_dict("records")))
@@ -139,7 +140,6 @@ def explanation_html(explanation: Explanation, title: str) -> str:
         by_row: dict[int, list[WithinAttribution]] = {}
         for item in explanation.within:
             by_row.setdefault(item.row, []).append(item)
-        table = row_table(explanation)
         for row, items in by_row.items():
             line = table.loc[table["row"] == str(row)].iloc[0]
             shares = ", ".join(f"{html.escape(m)} {line[m]:+.3f}" for m in explanation.modalities)
