@@ -1,7 +1,8 @@
 """Shared helpers for the benchmark scripts: arguments, machine facts, timing, result files.
 
 Every benchmark prints its tables and writes ``benchmarks/results/<name>.json``; ``run.py``
-collects those files into ``BENCHMARKS.md``.
+collects those files into ``BENCHMARKS.md``. A ``--quick`` run writes ``results/quick/<name>.json``
+instead, which nothing publishes. Default paths are anchored at the repository, not the working folder.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,14 +23,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
 PACKAGES = ("polymodal", "torch", "torchvision", "lightning", "numpy", "librosa", "Pillow", "onnxruntime", "timm")
 
 
 def parser(description: str, *, seeds: int | None = None, epochs: int | None = None, epochs_help: str | None = None,
-           methods: Iterable[str] | None = None) -> argparse.ArgumentParser:
+           methods: Iterable[str] | None = None, repeats: int = 3) -> argparse.ArgumentParser:
     """The options every benchmark has, plus ``--seeds`` / ``--epochs`` / ``--methods`` (a subset of
-    ``methods``, all by default) for those that give their defaults."""
+    ``methods``, all by default) for those that give their defaults. The defaults are the settings the
+    published results were measured with, so ``benchmarks/run.py`` reproduces them."""
     p = argparse.ArgumentParser(description=description)
     if seeds is not None:
         p.add_argument("--seeds", type=int, default=seeds)
@@ -36,12 +40,15 @@ def parser(description: str, *, seeds: int | None = None, epochs: int | None = N
         p.add_argument("--epochs", type=int, default=epochs, help=epochs_help)
     if methods is not None:
         p.add_argument("--methods", nargs="*", default=list(methods), choices=list(methods), metavar="METHOD",
-                       help=f"subset of {list(methods)}")
-    p.add_argument("--data-root", type=Path, default=Path("../shared/data"),
-                   help="folder laid out like ../shared/data (fsdd/, mnist/, usps/, pneumoniamnist/, cwru/)")
-    p.add_argument("--repeats", type=int, default=3, help="timed repetitions; figures are medians")
-    p.add_argument("--work", type=Path, default=Path("benchmarks/out"), help="scratch folder for prepared data and runs")
-    p.add_argument("--quick", action="store_true", help="a smaller, faster version (for smoke checks)")
+                       help=f"subset of {list(methods)}".replace("%", "%%"))
+    p.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data",
+                   help="folder laid out like ../shared/data (fsdd/, mnist/, usps/, pneumoniamnist/, cwru/); "
+                        "default: shared/data beside the repository")
+    p.add_argument("--repeats", type=int, default=repeats, help="timed repetitions; figures are medians")
+    p.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out",
+                   help="scratch folder for prepared data and runs (default: benchmarks/out in the repository)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smaller, faster version for smoke checks; saved to results/quick/, never published")
     p.add_argument("--jobs", type=int, default=1,
                    help="independent fits run in this many processes at once (many cores or a GPU; accuracy "
                         "benchmarks only: timings are measured with --jobs 1)")
@@ -117,16 +124,45 @@ def require_data(root: Path, *parts: str) -> Path:
     return path
 
 
+def prepared(name: str, folder: Path, source: Path | None, **options: Any) -> Path:
+    """``folder`` holding dataset ``name`` prepared from ``source`` with ``options``: reused when an
+    earlier run prepared it the same way (recorded in ``prepared_from.json``), prepared again otherwise
+    (another --data-root, other options, or an interrupted preparation)."""
+    from polymodal.data.datasets import prepare
+    from polymodal.utils.io import atomic_write_json
+
+    recipe = {"dataset": name, "source": str(Path(source).resolve()) if source is not None else None,
+              "options": json.loads(json.dumps(options, default=str))}
+    marker = folder / "prepared_from.json"
+    if (folder / "dataset.json").is_file() and marker.is_file() \
+            and json.loads(marker.read_text(encoding="utf-8")) == recipe:
+        return folder
+    marker.unlink(missing_ok=True)
+    prepare(name, folder, source, **options)
+    atomic_write_json(marker, recipe)
+    return folder
+
+
 def fsdd_mnist_by_speaker(args: Any) -> Path:
     """The FSDD + MNIST set split by speaker (test voices never heard in training) under
     ``args.work``, prepared from ``args.data_root`` the first time; its folder."""
-    from polymodal.data.datasets import prepare
-
     require_data(args.data_root, "fsdd", "recordings")
-    data = args.work / "fsdd_mnist_speaker"
-    if not (data / "dataset.json").is_file():
-        prepare("fsdd-mnist", data, args.data_root, seed=0, split="speaker")
-    return data
+    return prepared("fsdd-mnist", args.work / "fsdd_mnist_speaker", args.data_root, seed=0, split="speaker")
+
+
+def revision() -> dict[str, Any]:
+    """The git commit the benchmark ran from and whether the working tree had uncommitted changes
+    (``None`` outside a git checkout)."""
+    def git(*cmd: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    changes = git("status", "--porcelain", "--", "polymodal", "benchmarks", ":!benchmarks/results")
+    return {"commit": commit, "dirty": bool(changes) if commit is not None else None}
 
 
 def machine() -> dict[str, Any]:
@@ -148,7 +184,7 @@ def machine() -> dict[str, Any]:
             pass
     return {"cores": os.cpu_count(), "cpu": cpu, "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "python": platform.python_version(), "versions": versions}
+            "python": platform.python_version(), "versions": versions, **revision()}
 
 
 def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
@@ -165,16 +201,27 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def results_folder() -> Path:
+    """Where this run's result files go: ``results/``, or ``results/quick/`` for a ``--quick`` run
+    (a smoke check must not replace published figures)."""
+    folder = RESULTS / "quick" if "--quick" in sys.argv[1:] else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def save(name: str, title: str, tables: dict[str, list[dict[str, Any]]], notes: Sequence[str] = (),
          extra: dict[str, Any] | None = None) -> Path:
-    """Write ``results/<name>.json`` with the exact command, machine and the tables."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"name": name, "title": title, "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
+    """Write ``results/<name>.json`` (``results/quick/<name>.json`` for a ``--quick`` run) with the
+    exact command, machine, commit and the tables; atomically, so ``run.py`` never reads half a file."""
+    from polymodal.utils.io import atomic_write_text
+    from polymodal.utils.tables import markdown_table
+
+    script = f"benchmarks/{Path(sys.argv[0]).name}"  # the same however the script was invoked
+    payload = {"name": name, "title": title, "command": " ".join(shlex.quote(a) for a in ["python", script, *sys.argv[1:]]),
                "date": time.strftime("%Y-%m-%d"), "machine": machine(), "tables": tables, "notes": list(notes),
                **(extra or {})}
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    from polymodal.utils.tables import markdown_table
+    path = results_folder() / f"{name}.json"
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
 
     print(f"\n## {title}")
     for caption, rows in tables.items():

@@ -57,7 +57,7 @@ def row(method: str, scores: dict[str, Any], seconds: float | None) -> dict[str,
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n")[0], epochs=12, methods=METHODS)
+    p = parser(__doc__.split("\n")[0], epochs=30, methods=METHODS)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     data = fsdd_mnist_by_speaker(args)

@@ -28,16 +28,16 @@ no training on categories; reported beside linear CCA used the same way and the 
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from _common import parser, save
+from _common import parser, prepared, save
 
 from polymodal import MultimodalPredictor
-from polymodal.data.datasets import prepare
 from polymodal.evaluation.cca_baseline import LinearCca
 from polymodal.evaluation.retrieval import cross_modal_metrics
 from polymodal.retrieval.embed import embed_rows
@@ -123,14 +123,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     if not (args.openclipart / "svg").is_dir():
-        print(f"skipped: no Openclipart drawings at {args.openclipart / 'svg'}; install them with "
-              "'sudo apt-get install openclipart-svg' (and 'pip install cairosvg'), or pass --openclipart")
-        return
-    data = args.work / "align" / "openclipart"
-    if not (data / "dataset.json").is_file():
-        started = time.perf_counter()
-        prepare("openclipart", data, args.openclipart, seed=0, workers=2)
-        print(f"rendered the drawings in {time.perf_counter() - started:.0f} s", flush=True)
+        sys.exit(f"benchmark data not found: no Openclipart drawings at {args.openclipart / 'svg'}; install them "
+                 "with 'sudo apt-get install openclipart-svg' (and 'pip install cairosvg'), or pass --openclipart")
+    started = time.perf_counter()
+    data = prepared("openclipart", args.work / "align" / "openclipart", args.openclipart, seed=0, workers=2)
+    print(f"drawings ready in {time.perf_counter() - started:.0f} s", flush=True)
     split = {s: data / f"{s}.csv" for s in ("train", "valid", "test")}
     cache = args.work / "align" / "cache"
     epochs = 3 if args.quick else args.epochs

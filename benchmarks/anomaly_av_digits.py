@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from _common import mean_std, parser, require_data, save
+from _common import mean_std, parser, prepared, require_data, save
 
 from polymodal import MultimodalPredictor
 from polymodal.data.modalities import build_preprocessor
@@ -79,10 +79,7 @@ def main() -> None:
     data = args.work / ("moving_digits_quick" if args.quick else "moving_digits")
     sizes = dict(n_train=60, n_valid=20, test_normal=20, test_per_anomaly=20) if args.quick else \
         dict(n_train=2000, n_valid=200, test_normal=80, test_per_anomaly=80)
-    if not (data / "dataset.json").is_file():
-        from polymodal.data.datasets import prepare
-
-        prepare("moving-digits", data, args.data_root, **sizes)
+    prepared("moving-digits", data, args.data_root, **sizes)
     seeds = range(1 if args.quick else args.repeats)
     epochs = 3 if args.quick else 30
     rows, per_seed = [], []

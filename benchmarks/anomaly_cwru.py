@@ -23,11 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from _common import mean_std, parser, require_data, save
+from _common import mean_std, parser, prepared, require_data, save
 
 from polymodal import MultimodalPredictor
 from polymodal.anomaly import anomaly_metrics, threshold_at_fpr
-from polymodal.data.datasets import prepare
 
 RECIPE = Path(__file__).resolve().parent.parent / "examples" / "cwru_anomaly" / "config.yaml"
 SCORERS = ("autoencoder", "deep_svdd", "mahalanobis", "consistency")
@@ -62,8 +61,7 @@ def other_loads_test(work: Path, root: Path, load0: Path) -> Path:
     if path.is_file():
         return path
     other = work / "cwru_loads123"
-    if not (other / "dataset.json").is_file():
-        prepare("cwru", other, root, loads=[1, 2, 3], window=2048, hop=512)
+    prepared("cwru", other, root, loads=[1, 2, 3], window=2048, hop=512)
     normal = pd.read_csv(load0 / "test.csv")
     normal = normal[normal["label"] == "Normal"]
     for col in ("de_path", "fe_path"):
@@ -92,8 +90,7 @@ def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
     require_data(args.data_root, "cwru", "files.csv")
     data = args.work / "cwru_load0"
-    if not (data / "dataset.json").is_file():
-        prepare("cwru", data, args.data_root, loads=[0], window=2048, hop=512)
+    prepared("cwru", data, args.data_root, loads=[0], window=2048, hop=512)
     tests = {"load 0": data / "test.csv", "faults at loads 1-3": other_loads_test(args.work, args.data_root, data)}
     seeds = range(1 if args.quick else args.repeats)
     epochs = 5 if args.quick else 30

@@ -181,7 +181,7 @@ def main() -> None:
         "activations: in a batch, a row's answer would depend on its neighbours), so batch 64 is 64 calls",
         "latency: median of repeated runs on preprocessed test rows, torch and onnxruntime with 1 thread each",
         f"load test: {load['requests']} multipart requests (28x28 PNG + ~0.5 s WAV), {load['concurrency']} concurrent, "
-        f"client and server on the same 2-core machine; mean micro-batch {load['mean_batch']:.1f} requests",
+        f"client and server on the same {os.cpu_count()}-core machine; mean micro-batch {load['mean_batch']:.1f} requests",
     ]
     save("deploy", "Deployment: export parity, eager vs ONNX Runtime vs int8, HTTP load test (FSDD + MNIST)",
          {"accuracy": accuracy, "inference speed": speed, "HTTP load test": [load]}, notes)

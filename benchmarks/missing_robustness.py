@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from _common import RESULTS, fsdd_mnist_by_speaker, mean_std, parser, save
+from _common import RESULTS, fsdd_mnist_by_speaker, mean_std, parser, results_folder, save
 from av_digits_real import DEFAULT_FUSION, config
 
 from polymodal import MultimodalPredictor
@@ -44,6 +44,7 @@ from polymodal.evaluation.data import load_eval_data
 from polymodal.evaluation.plots import robustness_plot
 from polymodal.evaluation.robustness import area, robustness_sweep
 from polymodal.evaluation.subsets import evaluate_subsets
+from polymodal.utils.io import atomic_write
 
 SWEEP = {"image": ["gaussian_noise"], "audio": ["white_noise"]}
 PRESENT = {"both": "audio+image", "image only (audio missing)": "image", "audio only (image missing)": "audio"}
@@ -122,16 +123,16 @@ def main() -> None:
                    help="early-stopping patience (epochs without a better validation loss) of every model")
     p.add_argument("--sweep-rows", type=int, default=400,
                    help="robustness curves on a seeded sample of this many test rows (each severity re-decodes them)")
-    p.add_argument("--retrain-single", action="store_true",
-                   help="train the image-only and audio-only models here instead of reading their accuracies from "
-                        "results/av_digits_real.json (same data, configs and seeds)")
+    p.add_argument("--reuse-single", action="store_true",
+                   help="read the image-only and audio-only accuracies from results/av_digits_real.json (same data, "
+                        "configs and seeds, but another run) instead of training those models here")
     args = p.parse_args()
     data = fsdd_mnist_by_speaker(args)
     if args.quick:
         args.epochs, args.sweep_rows = min(args.epochs, 2), min(args.sweep_rows, 300)
     seeds = list(range(1 if args.quick else args.seeds))
     same_protocol = args.epochs == 15 and args.patience == 5  # that of av_digits_real.py
-    reused = None if (args.retrain_single or args.quick or not same_protocol) else single_from(RESULTS / "av_digits_real.json", seeds)
+    reused = None if (not args.reuse_single or args.quick or not same_protocol) else single_from(RESULTS / "av_digits_real.json", seeds)
     fused: dict[str, dict[str, Any]] = {
         f"{DEFAULT_FUSION}, no dropout": {},
         f"{DEFAULT_FUSION}, modality dropout {describe(args.dropout)}": {"dropout": args.dropout}}
@@ -206,9 +207,8 @@ def report(args: Any, single: dict[str, list[float]], results: dict[str, list[di
                                     "accuracy_alone_%": pm(part["accuracy_alone"] * 100)})
 
     figure = pd.concat(mean_curves)
-    png = RESULTS / "missing_robustness.png"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    png.write_bytes(robustness_plot(figure, "accuracy"))
+    png = robustness_plot(figure, "accuracy")
+    atomic_write(results_folder() / "missing_robustness.png", lambda tmp: tmp.write_bytes(png))
     notes = [*target_notes(single, results, list(fused)),
         "a missing modality is hidden through the model's missing path (learned missing-embedding), as an empty "
         "manifest cell would be; relative robustness = area under accuracy vs severity (severities mapped to "
@@ -220,7 +220,7 @@ def report(args: Any, single: dict[str, list[float]], results: dict[str, list[di
     ]
     if reused:
         notes.append("image-only and audio-only accuracies: the same configs and seeds in results/av_digits_real.json "
-                     "(pass --retrain-single to train them here)")
+                     "(--reuse-single: another run's figures; leave it out to train them here)")
     save("missing_robustness", "Missing and noisy modalities, FSDD + MNIST split by speaker",
          {"accuracy (%) by modalities present, mean ± std over seeds": accuracy,
           "accuracy (%) by corruption severity (mean over seeds)": curves_rows,

@@ -26,14 +26,15 @@ the cache cold (first run: embeddings computed and stored) and warm (a second ru
 from __future__ import annotations
 
 import shutil
+import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import mean_std, parser, require_data, run_tasks, save
+import pandas as pd
+from _common import mean_std, parser, prepared, require_data, run_tasks, save
 
 from polymodal import MultimodalPredictor
-from polymodal.data.datasets import prepare
 
 LITE0 = {"name": "timm", "arch": "efficientnet_lite0", "weights": "pkg:efficientnet-lite0"}
 
@@ -119,30 +120,34 @@ def trainable(pred: MultimodalPredictor) -> int:
 
 
 def cache_speed(paths: dict[str, Path], args: Any, cache: Path) -> list[dict[str, Any]]:
-    """Fit time of the linear probe without the cache, with it cold, then warm (same cache folder)."""
-    shutil.rmtree(cache, ignore_errors=True)
+    """Fit time of the linear probe without the cache, with it cold, then warm (same cache folder):
+    medians of ``args.repeats`` repetitions of the three runs, each repetition from an empty cache."""
     encoder = {**LITE0, "freeze": "all"}
-    rows = []
-    for label, enc, folder in (("no cache (encoder runs every epoch)", encoder, None),
-                               ("cache cold (first run)", {**encoder, "cache": True}, cache),
-                               ("cache warm (second run)", {**encoder, "cache": True}, cache)):
-        cfg = config(enc, {"size": args.size}, 0, args.cache_epochs, lr=3e-3, cache_dir=folder)
-        cfg["train"]["early_stopping"] = None
-        started = time.perf_counter()
-        pred = MultimodalPredictor.from_config(cfg).fit(paths["train"], paths["valid"])
-        total = time.perf_counter() - started
-        epochs = pred.history["seconds"].tolist()
-        rows.append({"run": label, "fit_seconds": round(total, 1),
-                     "first_epoch_seconds": round(epochs[0], 2),
-                     "seconds_per_epoch_after_the_first": round(mean_std(epochs[1:])[0], 2) if len(epochs) > 1 else None,
-                     "valid_auroc_%": round(pred.metrics["valid"]["auroc"] * 100, 2)})
-        print(rows[-1], flush=True)
-    return rows
+    runs = (("no cache (encoder runs every epoch)", encoder, None),
+            ("cache cold (first run)", {**encoder, "cache": True}, cache),
+            ("cache warm (second run)", {**encoder, "cache": True}, cache))
+    measured: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in runs}
+    for _ in range(args.repeats):
+        shutil.rmtree(cache, ignore_errors=True)
+        for label, enc, folder in runs:
+            cfg = config(enc, {"size": args.size}, 0, args.cache_epochs, lr=3e-3, cache_dir=folder)
+            cfg["train"]["early_stopping"] = None
+            started = time.perf_counter()
+            pred = MultimodalPredictor.from_config(cfg).fit(paths["train"], paths["valid"])
+            total = time.perf_counter() - started
+            epochs = pred.history["seconds"].tolist()
+            measured[label].append({"fit_seconds": total, "first_epoch_seconds": epochs[0],
+                                    "seconds_per_epoch_after_the_first": statistics.median(epochs[1:] or epochs),
+                                    "valid_auroc_%": pred.metrics["valid"]["auroc"] * 100})
+            print(label, measured[label][-1], flush=True)
+    return [{"run": label, **{key: round(statistics.median(m[key] for m in results), 2) for key in results[0]},
+             "fit_seconds_runs": [round(m["fit_seconds"], 1) for m in results]}
+            for label, results in measured.items()]
 
 
 def main() -> None:
     p = parser(__doc__.split("\n")[0], seeds=3, epochs=15, epochs_help="scratch CNN and linear probe")
-    p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument("--finetune-epochs", type=int, default=6)
     p.add_argument("--size", type=int, default=64, help="input size of every EfficientNet variant")
     p.add_argument("--finetune-blocks", type=int, default=3)
     p.add_argument("--cache-epochs", type=int, default=3)
@@ -150,8 +155,7 @@ def main() -> None:
     args = p.parse_args()
     require_data(args.data_root, "pneumoniamnist", "pneumoniamnist.npz")
     work = args.work / "pneumoniamnist"
-    if not (work / "dataset.json").is_file():
-        prepare("pneumoniamnist", work, args.data_root, seed=0)
+    prepared("pneumoniamnist", work, args.data_root, seed=0)
     paths = {s: work / f"{s}.csv" for s in ("train", "valid", "test")}
     if args.quick:
         args.epochs, args.finetune_epochs, args.cache_epochs = 2, 1, 2
@@ -162,7 +166,8 @@ def main() -> None:
         ratio = speed[0]["seconds_per_epoch_after_the_first"] / max(speed[2]["seconds_per_epoch_after_the_first"], 1e-9)
         whole = speed[1]["fit_seconds"] / max(speed[2]["fit_seconds"], 1e-9)
         save("feature_cache", "Feature cache: frozen EfficientNet-Lite0 on PneumoniaMNIST, cold vs warm",
-             {"Linear probe on the frozen encoder (train 3,882 + valid 524 images)": speed},
+             {f"Linear probe on the frozen encoder (train {len(pd.read_csv(paths['train'])):,} + valid "
+              f"{len(pd.read_csv(paths['valid'])):,} images; medians of {args.repeats} repetitions)": speed},
              [f"epochs after the first: no cache / warm cache = {ratio:.0f}x faster (target >= 10x); whole fit, "
               f"cache cold / warm = {whole:.1f}x",
               f"EfficientNet-Lite0 at {args.size} px RGB, ImageNet mean/std, batch 64, {args.cache_epochs} epochs; "

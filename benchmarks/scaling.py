@@ -204,7 +204,7 @@ def main() -> None:
     if args.child:
         child(Path(args.child[0]), Path(args.child[1]), args.manifest)
         return
-    sizes = [min(s, 20_000) for s in args.sizes] if args.quick else args.sizes
+    sizes = sorted({min(s, 20_000) for s in args.sizes}) if args.quick else args.sizes
     rows = []
     for n in sizes:
         folder = make_data(args.work / "scaling" / f"n{n}", n, seed=0)
@@ -214,7 +214,9 @@ def main() -> None:
             shutil.rmtree(cache, ignore_errors=True)
             manifests(folder, args.manifest)  # converted outside the timed process
             result = subprocess.run([sys.executable, __file__, "--child", str(folder), str(cache),
-                                     "--manifest", args.manifest], capture_output=True, text=True, check=True)
+                                     "--manifest", args.manifest], capture_output=True, text=True)
+            if result.returncode != 0:
+                sys.exit(f"the timed fit on {n:,} samples failed (exit {result.returncode}):\n{result.stderr}")
             runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
         facts = {key: float(np.median([r[key] for r in runs])) for key in runs[0]}  # medians of the repeats
         rows.append({"samples": n, **facts, "us_per_sample": facts["epoch_seconds"] / n * 1e6,

@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from _common import keep_best, mean_std, parser, require_data, save
+from _common import keep_best, mean_std, parser, prepared, require_data, save
 
 from polymodal import MultimodalPredictor
-from polymodal.data.datasets import prepare
 
 METHODS: dict[str, dict[str, Any] | None] = {
     "supervised only (10% labels)": None,
@@ -59,8 +58,7 @@ def config(transfer: dict[str, Any] | None, seed: int, epochs: int, cache: Path)
 
 def datasets(root: Path, work: Path, fraction: float) -> dict[str, Path]:
     folder = work / "fsdd_mnist_speaker"
-    if not (folder / "dataset.json").is_file():
-        prepare("fsdd-mnist", folder, root, seed=0, split="speaker")
+    prepared("fsdd-mnist", folder, root, seed=0, split="speaker")
     train = pd.read_csv(folder / "train.csv")
     rng = np.random.default_rng(0)
     labelled = np.concatenate([rng.choice(np.flatnonzero(train["label"] == d),
@@ -76,7 +74,7 @@ def datasets(root: Path, work: Path, fraction: float) -> dict[str, Path]:
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n")[0], seeds=3, epochs=12, epochs_help="passes over the unlabelled manifest", methods=METHODS)
+    p = parser(__doc__.split("\n")[0], seeds=3, epochs=6, epochs_help="passes over the unlabelled manifest", methods=METHODS)
     p.add_argument("--fraction", type=float, default=0.1, help="share of training rows that keep their label")
     args = p.parse_args()
     require_data(args.data_root, "fsdd", "recordings")
@@ -84,11 +82,11 @@ def main() -> None:
     n_labeled, n_unlabeled = (len(pd.read_csv(paths[k])) for k in ("labeled", "unlabeled"))
     seeds = list(range(1 if args.quick else args.seeds))
     epochs = 2 if args.quick else args.epochs
-    steps = epochs * math.ceil(n_unlabeled / BATCH)
+    steps = epochs * (n_unlabeled // BATCH)  # the training loaders drop a last short batch
     rows = []
     for name in args.methods:
         method = METHODS[name]
-        run_epochs = epochs if method is not None else math.ceil(steps / math.ceil(n_labeled / BATCH))
+        run_epochs = epochs if method is not None else math.ceil(steps / (n_labeled // BATCH))
         accs, secs = [], []
         for seed in seeds:
             started = time.perf_counter()

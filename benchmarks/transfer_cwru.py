@@ -2,7 +2,7 @@
 
 Data: ``../shared/data/cwru``, the 9 fault classes (ball / inner race / outer race at 0.007,
 0.014, 0.021 inch; ``Normal`` is left out: it exists at load 0 only), 2,048-sample windows
-(hop 1,024) of the drive-end (DE) and fan-end (FE) accelerometers as two signal modalities.
+(hop 1,024, the converter's default) of the drive-end (DE) and fan-end (FE) accelerometers as two signal modalities.
 The ``cwru`` converter splits each recording by position (70% / 10% / 20%, no shared samples).
 
 - source (labelled): load-0 train windows; model selection on load-0 valid windows (no target
@@ -10,7 +10,8 @@ The ``cwru`` converter splits each recording by position (70% / 10% / 20%, no sh
 - target (unlabelled): load-3 train windows without labels;
 - reported: accuracy on the load-3 test windows.
 
-Methods: source-only, DANN, CDAN+E, multi-kernel MMD and CORAL, on the fused representation.
+Methods: source-only, DANN, CDAN+E, multi-kernel MMD, CORAL, FixMatch and CDAN+E + FixMatch, on the
+fused representation (``transfer_digits.METHODS``).
 
     python benchmarks/transfer_cwru.py --data-root ../shared/data
 """
@@ -22,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from _common import keep_best, mean_std, parser, require_data, save
-from transfer_digits import METHODS  # the same five methods
+from _common import keep_best, mean_std, parser, prepared, require_data, save
+from transfer_digits import METHODS  # the same methods
 
 from polymodal import MultimodalPredictor
-from polymodal.data.datasets import prepare
 
 SOURCE, TARGET = 0, 3
 
@@ -52,8 +52,7 @@ def config(transfer: dict[str, Any] | None, seed: int, epochs: int) -> dict[str,
 
 def datasets(root: Path, work: Path) -> dict[str, Path]:
     folder = work / "cwru"
-    if not (folder / "dataset.json").is_file():
-        prepare("cwru", folder, root, seed=0, loads=[SOURCE, TARGET])
+    prepared("cwru", folder, root, seed=0, loads=[SOURCE, TARGET])
     frames = {s: pd.read_csv(folder / f"{s}.csv") for s in ("train", "valid", "test")}
     frames = {s: f[f["label"] != "Normal"] for s, f in frames.items()}
     parts = {
@@ -70,7 +69,7 @@ def datasets(root: Path, work: Path) -> dict[str, Path]:
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n")[0], seeds=3, epochs=12, methods=METHODS)
+    p = parser(__doc__.split("\n")[0], seeds=3, epochs=6, methods=METHODS)
     args = p.parse_args()
     require_data(args.data_root, "cwru", "files.csv")
     paths = datasets(args.data_root, args.work)
@@ -78,7 +77,7 @@ def main() -> None:
     epochs = 2 if args.quick else args.epochs
     rows = []
     for name in args.methods:
-        accs, secs = [], []
+        accs, secs, valid = [], [], []
         for seed in seeds:
             started = time.perf_counter()
             predictor = MultimodalPredictor.from_config(config(METHODS[name], seed, epochs))
@@ -86,11 +85,12 @@ def main() -> None:
             predictor.fit(paths["source"], paths["source_valid"], unlabeled=unlabeled)
             accs.append(predictor.evaluate(paths["target_test"])["accuracy"] * 100)
             secs.append(time.perf_counter() - started)
+            valid.append(predictor.metrics["valid"]["accuracy"] * 100)
             print(f"{name:<12} seed {seed}: load-{TARGET} test {accs[-1]:.2f}%  ({secs[-1]:.0f} s)", flush=True)
         mean, std = mean_std(accs)
         rows.append({"method": name, f"load{TARGET}_test_accuracy_%": round(mean, 2), "std": round(std, 2),
                      "runs": [round(a, 2) for a in accs], "fit_seconds": round(mean_std(secs)[0]),
-                     f"load{SOURCE}_valid_accuracy_%": round(predictor.metrics["valid"]["accuracy"] * 100, 2)})
+                     f"load{SOURCE}_valid_accuracy_%": round(mean_std(valid)[0], 2)})
     sizes = {k: len(pd.read_csv(v)) for k, v in paths.items()}
     notes = [f"{len(seeds)} seed(s); {epochs} epochs, batch 32 labelled + 32 unlabelled, AdamW lr 2e-3 with cosine "
              "decay; best load-0 validation accuracy epoch restored",

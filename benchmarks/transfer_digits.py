@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from _common import keep_best, mean_std, parser, require_data, run_tasks, save
+from _common import keep_best, mean_std, parser, prepared, require_data, run_tasks, save
 
 from polymodal import MultimodalPredictor
-from polymodal.data.datasets import prepare
 
 FIXMATCH = {"method": "fixmatch", "threshold": 0.95}
 METHODS: dict[str, dict[str, Any] | list[dict[str, Any]] | None] = {
@@ -64,10 +63,8 @@ def config(transfer: dict[str, Any] | list[dict[str, Any]] | None, seed: int, ep
 
 def datasets(root: Path, work: Path) -> dict[str, Path]:
     mnist, usps = work / "mnist", work / "usps"
-    if not (mnist / "dataset.json").is_file():
-        prepare("mnist", mnist, root, seed=0)
-    if not (usps / "dataset.json").is_file():
-        prepare("usps", usps, root, seed=0)
+    prepared("mnist", mnist, root, seed=0)
+    prepared("usps", usps, root, seed=0)
     source = mnist / "source_train.csv"
     pd.concat([pd.read_csv(mnist / "train.csv"), pd.read_csv(mnist / "test.csv")]).to_csv(source, index=False)
     target = usps / "target_unlabeled.csv"  # every USPS training digit, without its label
@@ -116,7 +113,7 @@ def main() -> None:
     if best is not None:
         notes.append(f"best method {best['method']} {best['usps_test_accuracy_%']:.2f}% (target >= 96.0)")
     # another training length than the default is its own results file, beside the default table
-    name = "transfer_digits" if epochs == EPOCHS or args.quick else f"transfer_digits_{epochs}_epochs"
+    name = "transfer_digits" if args.epochs == EPOCHS else f"transfer_digits_{args.epochs}_epochs"
     save(name, f"Domain adaptation MNIST -> USPS, {epochs} epochs (USPS test accuracy)", {"USPS test accuracy": rows},
          notes)
 
