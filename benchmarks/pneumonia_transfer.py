@@ -180,7 +180,10 @@ def main() -> None:
                  "reference: MedMNIST v2 best test accuracy 94.6% (Google AutoML Vision); its ResNet baselines "
                  "~85-89%",
                  f"EfficientNet input {args.size} px RGB, ImageNet mean/std; scratch CNN and linear probe at most "
-                 f"{args.epochs} epochs, fine-tuning and LoRA at most {args.finetune_epochs} epochs"]
+                 f"{args.epochs} epochs, fine-tuning and LoRA at most {args.finetune_epochs} epochs",
+                 "unequal budgets: only the scratch CNN trains with augmentation (rotation 10 degrees, translation "
+                 "10%), and it gets more epochs than fine-tuning and LoRA; compare the EfficientNet variants with "
+                 "each other, not with it"]
         save("pneumonia_transfer", "PneumoniaMNIST: pretrained EfficientNet-Lite0 vs scratch",
              {"Test accuracy and AUROC (model selected on val)": rows}, notes)
 
