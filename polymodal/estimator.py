@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from polymodal.config import Config
 from polymodal.data.content_keys import content_key
 from polymodal.data.dataset import Batch, data_loader
-from polymodal.data.encode import EncodedTable, require_rows, skipped_frame
+from polymodal.data.encode import EncodedTable, describe_skipped, require_rows, skipped_frame
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.errors import ConfigError, SchemaMismatchError
@@ -75,6 +75,25 @@ class Estimator:
         self.metrics: dict[str, Any] = {}
         self.last_skipped = pd.DataFrame()
         self.eval_skipped = pd.DataFrame()
+        self._skips_warned = True
+
+    @contextmanager
+    def quiet_skips(self) -> Iterator[Estimator]:
+        """Within the block, files skipped by ``data.on_error`` are not warned about (they are
+        still listed in ``last_skipped`` / ``eval_skipped``): for callers that report them
+        themselves, such as the command line (with the file it lists them in) or batch
+        prediction (once for all its chunks)."""
+        before, self._skips_warned = self._skips_warned, False
+        try:
+            yield self
+        finally:
+            self._skips_warned = before
+
+    def warn_skipped(self, skipped: pd.DataFrame, listed: str) -> None:
+        """Warn about ``skipped`` files (unless inside :meth:`quiet_skips`): the first few, and
+        where ``listed`` they all are."""
+        if self._skips_warned and not skipped.empty:
+            warn_user(f"{describe_skipped(skipped, self.config.data.on_error)}\n  all of them: {listed}")
 
     def _require_fitted(self) -> tuple[DataPipeline, torch.nn.Module]:
         """The fitted pipeline and network.
@@ -159,6 +178,7 @@ class Estimator:
         split skipped (``last_skipped``, written with the run)."""
         skipped = {"train": skipped_frame(train_table.skipped), "valid": skipped_frame(valid_table.skipped)}
         self.last_skipped = skipped_by_split(skipped)
+        self.warn_skipped(self.last_skipped, "the predictor's .last_skipped")
         if test is not None:
             self.metrics["test"] = self._evaluate_test(test, run_dir)
             self.last_skipped = skipped_by_split({**skipped, "test": self.eval_skipped})  # the run keeps all three
@@ -209,6 +229,7 @@ class Estimator:
         table = pipeline.encode(manifest, progress=self.config.train.progress,
                                 modalities=names if names is not None else pipeline.check_modalities(None, manifest))
         self.eval_skipped = skipped_frame(table.skipped)
+        self.warn_skipped(self.eval_skipped, "the predictor's .eval_skipped")
         if require_target:  # scores of no row: refused, not computed
             require_rows(table, manifest, self.config.data.on_error, "evaluate")
         return manifest, table

@@ -4,6 +4,8 @@ keeps the fit's (train / valid / test) whatever is evaluated later, and ``polymo
 
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 import pytest
 import yaml
@@ -33,13 +35,33 @@ def data(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def run(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("skipped-run") / "run"
-    predictor = MultimodalPredictor.from_config(data["config"]).fit(data["train"], data["valid"], test=data["test"],
-                                                                    out=out)
-    return predictor, out
+    with pytest.warns(UserWarning) as warned:
+        predictor = MultimodalPredictor.from_config(data["config"]).fit(data["train"], data["valid"],
+                                                                        test=data["test"], out=out)
+    return predictor, out, [str(w.message) for w in warned if "skipped" in str(w.message)]
+
+
+def test_python_fit_warns_about_the_files_it_skipped_naming_them(run):
+    *_, warned = run
+    assert len(warned) == 2  # train + valid after the epochs, then the test set's evaluation
+    train, test = warned
+    assert train.startswith("1 unreadable or missing file(s) skipped (data.on_error: skip); rows with one are left out")
+    assert "train.csv row 3 (line 5), modality 'img'" in train and "img3.png" in train and ".last_skipped" in train
+    assert "img38.png" in test and ".eval_skipped" in test
+
+
+def test_python_predict_warns_about_a_skipped_row_instead_of_returning_fewer_rows_silently(run, data):
+    predictor, *_ = run
+    with pytest.warns(UserWarning, match=r"(?s)1 unreadable or missing file\(s\) skipped.*img38\.png"):
+        assert len(predictor.predict(data["test"])) == 8
+    with predictor.quiet_skips(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predictor.predict(data["test"])  # quiet: the caller reports eval_skipped itself
+    assert len(predictor.eval_skipped) == 1
 
 
 def test_the_run_lists_the_training_skips_when_a_test_set_is_evaluated(run):
-    predictor, out = run
+    predictor, out, _ = run
     listed = pd.read_csv(out / "skipped.csv")
     assert list(zip(listed["split"], listed["row"], listed["path"].map(lambda p: p.rsplit("/", 1)[-1]))) == [
         ("train", 3, "img3.png"), ("test", 2, "img38.png")]
@@ -48,7 +70,7 @@ def test_the_run_lists_the_training_skips_when_a_test_set_is_evaluated(run):
 
 
 def test_a_later_evaluation_does_not_replace_the_fit_skips(run, data, tmp_path):
-    predictor, out = run
+    predictor, out, _ = run
     assert predictor.evaluate(data["valid"])["rows"] == 9 and predictor.eval_skipped.empty
     predictor.save(tmp_path / "again")
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again" / "skipped.csv"), pd.read_csv(out / "skipped.csv"))
@@ -81,18 +103,18 @@ def test_rows_split_off_for_validation_are_named_by_their_row_in_the_file(data, 
 
 
 def test_cli_evaluate_names_the_skipped_files_and_writes_them(run, data):
-    _, out = run
+    _, out, _ = run
     result = invoke("evaluate", out, "--data", data["test"], "--json")
     assert result.exit_code == 0, result.output
     assert '"rows": 8' in result.stdout
-    assert "1 unreadable or missing file(s) skipped" in result.stderr and "img38.png" in result.stderr
+    assert result.stderr.count("1 unreadable or missing file(s) skipped") == 1 and "img38.png" in result.stderr
     listed = pd.read_csv(out / "evaluation" / "skipped.csv")
     assert list(listed["row"]) == [2] and listed["path"].iloc[0].endswith("img38.png")
     assert list(pd.read_csv(out / "skipped.csv")["split"]) == ["train", "test"]  # the run's own list is untouched
 
 
 def test_cli_predict_lists_the_skipped_rows_beside_the_predictions(run, data, tmp_path):
-    _, out = run
+    _, out, _ = run
     manifest = pd.read_csv(data["test"])
     manifest["image"] = [str(data["root"] / p) if isinstance(p, str) else p for p in manifest["image"]]
     bad = [2, 3, 4, 5, 6, 8]  # over three chunks of 4 rows
@@ -107,6 +129,7 @@ def test_cli_predict_lists_the_skipped_rows_beside_the_predictions(run, data, tm
     listed = pd.read_csv(tmp_path / "preds.skipped.csv")
     assert list(listed["row"]) == bad and list(listed["path"]) == [str(tmp_path / f"bad{r}.png") for r in bad]
     assert listed["where"].iloc[-1].startswith("query.csv row 8")
+    assert result.stderr.count("unreadable or missing file(s) skipped") == 1  # once for all chunks
     assert "6 unreadable or missing file(s) skipped" in result.stderr and "bad2.png" in result.stderr
     assert "... and 1 more" in result.stderr and "bad8.png" not in result.stderr
     assert "3 predictions written" in result.stdout

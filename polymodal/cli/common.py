@@ -110,16 +110,11 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
 
 def print_skipped(skipped: Any, listed: Path, on_error: str, shown: int = 5) -> None:
     """Warn (on stderr) how many and which files were skipped, the first ``shown`` of them, and
-    where the full list was written."""
-    effect = "rows with one are left out" if on_error == "skip" else "their modality counts as missing in those rows"
-    err_console.print(f"[bold yellow]warning:[/] {len(skipped)} unreadable or missing file(s) skipped (data.on_error: "
-                      f"{on_error}); {effect}:", highlight=False)
-    for record in skipped.head(shown).to_dict("records"):
-        path = record["path"] if isinstance(record["path"], str) and record["path"] else None  # None: an inline value
-        err_console.print(escape(f"  {record['where']}, modality '{record['modality']}': "
-                                 + (f"{path} ({record['reason']})" if path else record["reason"])), highlight=False)
-    if len(skipped) > shown:
-        err_console.print(f"  ... and {len(skipped) - shown} more", highlight=False)
+    where the full list was written (the library's own warning, with the file; commands run the
+    library inside :meth:`~polymodal.estimator.Estimator.quiet_skips`)."""
+    from polymodal.data.encode import describe_skipped
+
+    err_console.print("[bold yellow]warning:[/] " + escape(describe_skipped(skipped, on_error, shown)), highlight=False)
     err_console.print(escape(f"  full list: {listed}"), highlight=False)
 
 

@@ -45,8 +45,9 @@ def train(
     from polymodal.runfolder import SKIPPED_FILE
 
     cfg = load_config(config, overrides=parse_overrides(set_ or []), check_files=True)  # named as config check does
-    predictor = MultimodalPredictor.from_config(cfg).fit(train, valid, test=test, out=out, resume=resume,
-                                                         overwrite=overwrite, unlabeled=unlabeled)
+    predictor = MultimodalPredictor.from_config(cfg)
+    with predictor.quiet_skips():  # listed below, with the file they are written to
+        predictor.fit(train, valid, test=test, out=out, resume=resume, overwrite=overwrite, unlabeled=unlabeled)
     if predictor.info.get("rank", 0) != 0:  # a secondary process of distributed training
         return
     if not predictor.last_skipped.empty:
@@ -137,7 +138,8 @@ def evaluate(
         if missing or robustness:  # read and validated once for the evaluation and the sweeps (warned once)
             data = predictor.pipeline.read(data, require_target=True)
         try:
-            metrics = predictor.evaluate(data)
+            with predictor.quiet_skips():  # listed below, with the file they are written to
+                metrics = predictor.evaluate(data)
         finally:  # this evaluation's list (a stale one of an earlier evaluation goes), even when it failed
             write_skipped(listed, predictor.eval_skipped)
         if not predictor.eval_skipped.empty:
@@ -253,8 +255,9 @@ def predict(
     from polymodal.predictor import MultimodalPredictor
 
     predictor = MultimodalPredictor.load(run)
-    report = predict_to_file(predictor, data, out, chunk_rows=chunk_rows, resume=resume, overwrite=overwrite,
-                             support=support)
+    with predictor.quiet_skips():  # listed below
+        report = predict_to_file(predictor, data, out, chunk_rows=chunk_rows, resume=resume, overwrite=overwrite,
+                                 support=support)
     if report.skipped_file is not None:
         print_skipped(report.skipped, report.skipped_file, predictor.config.data.on_error)
     resumed = f" ({report.chunks_resumed} chunk(s) reused from the interrupted run)" if report.chunks_resumed else ""

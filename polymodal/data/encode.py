@@ -403,6 +403,20 @@ def spill_folder() -> Path:
     return _SPILL[0]
 
 
+def describe_skipped(skipped: pd.DataFrame, on_error: str, shown: int = 5) -> str:
+    """How many files ``data.on_error`` skipped and what that did, with the first ``shown`` of
+    them (``skipped``: a :func:`skipped_frame`); one line each."""
+    effect = "rows with one are left out" if on_error == "skip" else "their modality counts as missing in those rows"
+    lines = [f"{len(skipped)} unreadable or missing file(s) skipped (data.on_error: {on_error}); {effect}:"]
+    for record in skipped.head(shown).to_dict("records"):
+        path = record["path"] if isinstance(record["path"], str) and record["path"] else None  # None: an inline value
+        lines.append(f"  {record['where']}, modality '{record['modality']}': "
+                     + (f"{path} ({record['reason']})" if path else record["reason"]))
+    if len(skipped) > shown:
+        lines.append(f"  ... and {len(skipped) - shown} more")
+    return "\n".join(lines)
+
+
 def skipped_frame(skipped: list[Skipped]) -> pd.DataFrame:
     """The skipped files as a table (written to ``skipped.csv`` in the run folder); ``row`` is the
     row's number in the manifest file."""

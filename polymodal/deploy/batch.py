@@ -133,8 +133,8 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     done = resumed = 0
     shown = predictor.config.train.progress
     predictor.config.train.progress = False  # one bar for the whole manifest, not one per chunk
-    try:
-        with predictor.using_support(support):  # a support set the model cannot take: refused before any file is written
+    try:  # skipped files are warned once, for every chunk, below
+        with predictor.using_support(support), predictor.quiet_skips():  # a bad support set: refused before any file
             if parts.is_dir() and not reuse:
                 shutil.rmtree(parts)
             parts.mkdir(parents=True, exist_ok=True)
@@ -157,6 +157,7 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     skipped = pd.concat(lists, ignore_index=True) if lists else pd.DataFrame()
     write_skipped(skipped_path(out), skipped)
     shutil.rmtree(parts)
+    predictor.warn_skipped(skipped, str(skipped_path(out)))
     return BatchReport(out, written, done, resumed, skipped, None if skipped.empty else skipped_path(out))
 
 
