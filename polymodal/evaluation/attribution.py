@@ -68,6 +68,8 @@ class Explanation:
             table's ``explained`` column).
         task: the (main) task explained.
         labels: (N,) each row's true class (classification with labels), else None.
+        index: (N,) how ``values`` names the rows: a DataFrame's own index labels when it had
+            some (as ``predict_proba`` does), else None (the row numbers, ``rows``).
     """
 
     modalities: list[str]
@@ -84,6 +86,7 @@ class Explanation:
     explained_quantity: str = ""
     task: str = ""
     labels: np.ndarray | None = None
+    index: pd.Index | None = None
 
     def _pick(self, array: np.ndarray) -> np.ndarray:
         """The explained output of each row: (N, ..., K) -> (N, ...)."""
@@ -92,8 +95,10 @@ class Explanation:
     @property
     def values(self) -> pd.DataFrame:
         """Per row: the explained output, its score without any modality (``base``), each
-        modality's Shapley value, and the score with all present (``prediction`` = base + sum)."""
-        frame = pd.DataFrame(self._pick(self.phi), columns=self.modalities, index=pd.Index(self.rows, name="row"))
+        modality's Shapley value, and the score with all present (``prediction`` = base + sum);
+        indexed like ``predict_proba``: by a DataFrame's own index, else by row number."""
+        index = self.index if self.index is not None else pd.Index(self.rows, name="row")
+        frame = pd.DataFrame(self._pick(self.phi), columns=self.modalities, index=index)
         frame.insert(0, "base", self._pick(self.base))
         frame.insert(0, "explained", np.asarray(self.outputs, dtype=object)[self.explained])
         frame["prediction"] = self._pick(self.full)
@@ -204,8 +209,9 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     within = within_modality(predictor, data, sample_rows(task, full, truth, samples), explained, steps) \
         if samples else []
     labels = None if truth is None else np.asarray(outputs_named, dtype=object)[truth]
+    index = data.manifest.row_index(data.table.rows) if data.manifest.labels is not None else None
     return Explanation(names, outputs_named, data.source_rows, phi, base, full, explained,
-                       orders is None, interactions, importance, within, quantity, task, labels)
+                       orders is None, interactions, importance, within, quantity, task, labels, index)
 
 
 def sample_rows(task: str, full: np.ndarray, truth: np.ndarray | None, samples: int) -> np.ndarray:

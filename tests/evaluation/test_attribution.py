@@ -161,3 +161,19 @@ def test_the_page_names_each_rows_true_and_predicted_class(a_only, tmp_path):
     assert "<th>true class</th><th>predicted class</th><th>explained</th><th>score</th>" in text
     importance = text[text.index("Global importance"):text.index("Interactions")]
     assert "<th>explained</th>" not in importance, "the sentence above the table names the explained output"
+
+
+def test_values_are_indexed_like_predict_proba_so_they_join_onto_the_callers_frame(a_only):
+    predictor, test, _ = a_only
+    rows = test.drop(columns=["label"]).iloc[::2].head(12)  # index 0, 2, 4, ... as a filtered frame keeps it
+    values = predictor.explain(rows, samples=0).values
+    assert list(values.index) == list(predictor.predict_proba(rows).index) == list(rows.index)
+    joined = rows.join(values)
+    assert joined["prediction"].notna().all()
+    named = rows.set_index(pd.Index([f"id{i}" for i in range(len(rows))], name="id"))
+    sampled = predictor.explain(named, samples=0, max_rows=5, seed=1).values  # a sample keeps each row's label
+    assert len(sampled) == 5 and set(sampled.index) <= set(named.index)
+    np.testing.assert_allclose(sampled["prediction"], predictor.predict_proba(named).loc[sampled.index].max(axis=1),
+                               atol=1e-5)  # the explained output of each row is that row's predicted class
+    plain = rows.reset_index(drop=True)
+    assert values.index.name != "row" and predictor.explain(plain, samples=0).values.index.name == "row"
