@@ -1,19 +1,35 @@
-"""polymodal: multimodal deep learning (images, text, audio, signals, tables) from one config."""
+"""polymodal: multimodal deep learning (images, text, audio, signals, tables) from one config.
+
+    from polymodal import MultimodalPredictor
+    pred = MultimodalPredictor.from_config("config.yaml").fit("train.csv", "valid.csv", out="runs/a")
+
+The names below are imported on first use, so ``import polymodal`` stays cheap for the command
+line and the config tools.
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import Any
+
 __version__ = "0.1.0"
 
-__all__ = ["MultimodalPredictor", "load_config", "__version__"]
+_LAZY = {  # public name -> the module that defines it
+    "MultimodalPredictor": "polymodal.predictor",
+    "AnomalyDetector": "polymodal.anomaly.detector",
+    "Config": "polymodal.config",
+    "load_config": "polymodal.config",
+    "PolymodalError": "polymodal.errors",
+}
+
+__all__ = [*_LAZY, "__version__"]
 
 
-def __getattr__(name: str):  # lazy: importing polymodal stays cheap for the CLI and config tools
-    if name == "MultimodalPredictor":
-        from polymodal.predictor import MultimodalPredictor
-
-        return MultimodalPredictor
-    if name == "load_config":
-        from polymodal.config import load_config
-
-        return load_config
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'polymodal' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -153,3 +153,7 @@ class OptionError(PolymodalError, ValueError):
 class RunFolderError(PolymodalError, ValueError):
     """A run folder cannot be written or read: it already holds a run that would be replaced, it
     belongs to another config (``--resume``), or one of its files is missing or damaged."""
+
+
+class RunNotFoundError(RunFolderError, FileNotFoundError):
+    """No run folder at the path given: nothing there, a file, or a folder without a model."""

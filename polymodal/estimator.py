@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from polymodal.config import Config
+from polymodal.config import Config, load_config
 from polymodal.data.content_keys import content_key
 from polymodal.data.dataset import Batch, data_loader
 from polymodal.data.encode import EncodedTable, describe_skipped, require_rows, skipped_frame
@@ -67,8 +67,10 @@ class Estimator:
         EXPORT), with the reason (see :meth:`require`); it may depend on the config's task."""
         return {}
 
-    def __init__(self, config: Config):
-        self.config = config
+    def __init__(self, config: Config | dict[str, Any] | str | os.PathLike):
+        """``config``: a :class:`~polymodal.config.Config`, a dict or a YAML/JSON file's path
+        (validated as :func:`~polymodal.config.load_config` does)."""
+        self.config = load_config(config)
         self.pipeline: DataPipeline | None = None
         self.history = pd.DataFrame()
         self.info: dict[str, Any] = {}
@@ -76,6 +78,11 @@ class Estimator:
         self.last_skipped = pd.DataFrame()
         self.eval_skipped = pd.DataFrame()
         self._skips_warned = True
+
+    def __repr__(self) -> str:
+        modalities = {name: m.kind for name, m in self.config.modalities.items()}
+        return (f"{type(self).__name__}(task={self.config.task!r}, modalities={modalities}, "
+                f"fitted={self.pipeline is not None})")
 
     @contextmanager
     def quiet_skips(self) -> Iterator[Estimator]:

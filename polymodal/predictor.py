@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,10 @@ from polymodal.resume import check_out, check_resumed_data, start_run
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
 from polymodal.utils.scores import decisions, probabilities
 
+if TYPE_CHECKING:
+    from polymodal.anomaly.detector import AnomalyDetector
+    from polymodal.evaluation.attribution import Explanation
+
 _EMBEDS_ONLY = ("a task 'retrieval' model maps rows into a shared space and makes no predictions; embed rows "
                 "('polymodal embed', pred.embed), search them ('polymodal index build', 'polymodal retrieve') or "
                 "score the search ('polymodal evaluate --retrieval')")
@@ -60,11 +64,31 @@ class MultimodalPredictor(Estimator):
         metrics / history / last_skipped: see :class:`~polymodal.estimator.Estimator`.
     """
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config | dict[str, Any] | str | os.PathLike):
+        """``config``: a :class:`~polymodal.config.Config`, a dict or a YAML/JSON file's path.
+
+        Raises:
+            ConfigError: the config is not valid.
+            SchemaMismatchError: a ``task: anomaly`` config (:meth:`from_config` gives it an
+                :class:`~polymodal.anomaly.detector.AnomalyDetector`).
+        """
         super().__init__(config)
+        if self.config.task == "anomaly":
+            raise SchemaMismatchError("a task 'anomaly' config is fitted by an AnomalyDetector: "
+                                      "MultimodalPredictor.from_config(config) returns one")
         self._given_config = self.config  # what each fit starts from (a fit records the data it used in self.config)
         self.net: MultimodalNet | None = None
         self.diagnostics: dict[str, Any] = {}  # the report's subsets, importance, robustness... (see report.rows)
+
+    @property
+    def classes(self) -> list[Any] | None:
+        """The outputs in the order of :meth:`predict_proba`'s columns: the class labels
+        (classification) or the label columns (multilabel); None for other tasks and before
+        ``fit`` / ``load``."""
+        if self.pipeline is None or self.config.task not in ("classification", "multilabel"):
+            return None
+        targets = self.pipeline.targets
+        return list(targets.classes) if self.config.task == "classification" else list(targets.columns)
 
     @property
     def unsupported(self) -> dict[str, str]:
@@ -75,7 +99,7 @@ class MultimodalPredictor(Estimator):
         return dict.fromkeys((PREDICT, SUBSETS, ROBUSTNESS, EXPLAIN, EXPORT), _EMBEDS_ONLY)
 
     @classmethod
-    def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> MultimodalPredictor:
+    def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> MultimodalPredictor | AnomalyDetector:
         """From a YAML/JSON file, a dict or a Config (validated; see ``polymodal config check``).
         A ``task: anomaly`` config gets an :class:`~polymodal.anomaly.detector.AnomalyDetector`
         (same fit / evaluate / predict_frame / save face)."""
@@ -344,17 +368,29 @@ class MultimodalPredictor(Estimator):
         with use_support(self, support):
             yield
 
-    def explain(self, data: DataSource, **options: Any) -> Any:
+    def explain(self, data: DataSource, *, max_rows: int | None = None, seed: int = 0, samples: int = 4,
+                permutations: int = 64, steps: int = 32, output: Any | None = None) -> Explanation:
         """What each modality contributed to each prediction: per-row Shapley values over
         modalities, global importance and Integrated-Gradients maps inside each modality.
 
-        Returns an :class:`~polymodal.evaluation.attribution.Explanation` (``.values``,
-        ``.importance``, ``.to_html(folder)``); ``options`` are those of
-        :func:`polymodal.evaluation.attribution.explain` (``max_rows``, ``samples``, ``seed``...).
+        Args:
+            data: a manifest (labels optional: with them, the importance table adds metric drops).
+            max_rows: explain a seeded random sample of at most this many rows.
+            seed: for the row sample and the sampled orders (beyond 6 modalities).
+            samples: rows that get maps inside their modalities (0: none).
+            permutations: sampled orders when the model has more than 6 modalities.
+            steps: Integrated-Gradients interpolation steps.
+            output: the output to explain (a class, label column or target column); default each
+                row's predicted class (classification), else the first output.
+
+        Returns:
+            an :class:`~polymodal.evaluation.attribution.Explanation`: ``.values`` (indexed like
+            :meth:`predict_proba`), ``.importance``, ``.to_html(folder)``.
         """
         from polymodal.evaluation.attribution import explain  # the evaluation layer sits above
 
-        return explain(self, data, **options)
+        return explain(self, data, max_rows=max_rows, seed=seed, samples=samples, permutations=permutations,
+                       steps=steps, output=output)
 
     # -- shared embedding space (``align``) -----------------------------------------------------
     def embed(self, data: DataSource, modality: str) -> pd.DataFrame:

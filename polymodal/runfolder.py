@@ -32,7 +32,7 @@ import torch
 
 from polymodal.config import Config, load_config, save_config
 from polymodal.data.pipeline import DataPipeline
-from polymodal.errors import PolymodalError, RunFolderError
+from polymodal.errors import PolymodalError, RunFolderError, RunNotFoundError
 from polymodal.utils.io import atomic_write, atomic_write_json, check_folder_path, folder_digest
 
 CONFIG_FILE = "config.yaml"
@@ -50,15 +50,16 @@ def check_run(path: str | os.PathLike) -> Path:
     """``path`` as a run folder.
 
     Raises:
-        FileNotFoundError: the folder holds no ``model.safetensors``.
+        RunNotFoundError: nothing at ``path``, a file, or a folder without ``model.safetensors``
+            (also a ``FileNotFoundError``).
     """
     run = Path(path)
     if not run.exists():
-        raise FileNotFoundError(f"run folder not found: {run}")
+        raise RunNotFoundError(f"run folder not found: {run}")
     if not run.is_dir():
-        raise FileNotFoundError(f"{run} is a file, not a run folder (give the folder 'polymodal train --out' wrote)")
+        raise RunNotFoundError(f"{run} is a file, not a run folder (give the folder 'polymodal train --out' wrote)")
     if not (run / MODEL_FILE).is_file():
-        raise FileNotFoundError(f"{run} is not a polymodal run folder: {MODEL_FILE} not found")
+        raise RunNotFoundError(f"{run} is not a polymodal run folder: {MODEL_FILE} not found")
     return run
 
 

@@ -77,10 +77,11 @@ class AnomalyDetector(Estimator):
         """Only scores: no subsets, robustness sweep, attributions or exported graph."""
         return _UNSUPPORTED
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config | dict[str, Any] | str | os.PathLike):
+        super().__init__(config)  # validated: a dict or a file's path becomes a Config
+        config = self.config
         if config.task != "anomaly":
             raise SchemaMismatchError(f"AnomalyDetector needs a config with task 'anomaly'; got '{config.task}'")
-        super().__init__(config)
         self.settings = config.anomaly if config.anomaly is not None else AnomalyConfig()
         self.model: AnomalyModel | None = None
         self.valid_scores: tuple[np.ndarray, np.ndarray] | None = None

@@ -1,0 +1,70 @@
+"""The Python face a scikit-learn or AutoGluon user reaches for: the constructor takes what
+``from_config`` takes, the predictor says what it is and which classes its columns are, a missing
+run is one of the library's own errors, and the package lists and types its public names."""
+
+from __future__ import annotations
+
+import inspect
+from importlib import resources
+
+import pytest
+import yaml
+from helpers_models import classification_config, make_dataset, multilabel_config, write_splits
+
+import polymodal
+from polymodal import AnomalyDetector, MultimodalPredictor, PolymodalError
+from polymodal.errors import ConfigError, RunNotFoundError, SchemaMismatchError
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("api")
+    return write_splits(root, make_dataset(root, n=30))
+
+
+def test_the_constructor_takes_a_dict_or_a_file_and_validates_it(data, tmp_path):
+    config = classification_config(epochs=1)
+    from_dict = MultimodalPredictor(config).fit(data["train"], data["valid"])
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    from_file = MultimodalPredictor(path).fit(data["train"], data["valid"])
+    assert from_dict.predict_proba(data["test"]).equals(from_file.predict_proba(data["test"]))  # same seed
+    with pytest.raises(ConfigError, match=r"train\.epochs"):
+        MultimodalPredictor({**config, "train": {"epochs": -1}})
+
+
+def test_an_anomaly_config_is_pointed_at_the_detector(tmp_path):
+    config = {"task": "anomaly", "modalities": {"tab": {"kind": "tabular", "columns": ["x1"]}}}
+    with pytest.raises(SchemaMismatchError, match="AnomalyDetector"):
+        MultimodalPredictor(config)
+    assert isinstance(MultimodalPredictor.from_config(config), AnomalyDetector)
+    assert isinstance(AnomalyDetector(config), AnomalyDetector)  # a dict, validated, here too
+    with pytest.raises(SchemaMismatchError, match="task 'anomaly'"):
+        AnomalyDetector(classification_config())
+
+
+def test_repr_and_classes_say_what_the_predictor_is(data):
+    predictor = MultimodalPredictor(classification_config(epochs=1))
+    assert repr(predictor) == ("MultimodalPredictor(task='classification', modalities={'img': 'image', 'tab': "
+                               "'tabular'}, fitted=False)")
+    assert predictor.classes is None
+    predictor.fit(data["train"], data["valid"])
+    assert repr(predictor).endswith("fitted=True)")
+    assert predictor.classes == list(predictor.predict_proba(data["test"]).columns) == ["a", "b", "c"]
+    tags = MultimodalPredictor(multilabel_config(epochs=1)).fit(data["train"], data["valid"])
+    assert tags.classes == list(tags.predict_proba(data["test"]).columns) == ["tag_bright", "tag_top"]
+
+
+def test_loading_a_missing_run_raises_the_librarys_own_error(tmp_path):
+    for path, message in ((tmp_path / "nowhere", "run folder not found"), (tmp_path, "not a polymodal run folder")):
+        with pytest.raises(RunNotFoundError, match=message) as caught:
+            MultimodalPredictor.load(path)
+        assert isinstance(caught.value, PolymodalError) and isinstance(caught.value, FileNotFoundError)
+
+
+def test_the_package_lists_and_types_its_public_names():
+    for name in polymodal.__all__:
+        assert name in dir(polymodal) and getattr(polymodal, name) is not None
+    assert resources.files("polymodal").joinpath("py.typed").is_file()
+    options = inspect.signature(MultimodalPredictor.explain).parameters
+    assert {"max_rows", "samples", "seed", "output"} <= set(options)  # shown by help() and editors
