@@ -42,6 +42,7 @@ from polymodal.models.objectives import TaskLoss
 from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, task_frame, with_further_tasks
 from polymodal.resume import check_out, check_resumed_data, start_run
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
+from polymodal.utils.process_state import keeps_process_state
 from polymodal.utils.scores import decisions, probabilities
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class MultimodalPredictor(Estimator):
         return cls(config)
 
     # -- fitting ------------------------------------------------------------------------------
+    @keeps_process_state  # the seeding and deterministic switches are the fit's own
     def fit(self, train: DataSource, valid: DataSource | None = None, *, test: DataSource | None = None,
             out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
             unlabeled: DataSource | None = None, callbacks: list[Any] | None = None) -> MultimodalPredictor:

@@ -68,3 +68,33 @@ def test_the_package_lists_and_types_its_public_names():
     assert resources.files("polymodal").joinpath("py.typed").is_file()
     options = inspect.signature(MultimodalPredictor.explain).parameters
     assert {"max_rows", "samples", "seed", "output"} <= set(options)  # shown by help() and editors
+
+
+def test_fit_leaves_the_callers_random_streams_and_torch_switches_as_they_were(data):
+    import logging
+    import random
+    import warnings
+
+    import numpy as np
+    import torch
+
+    np.random.seed(123)
+    random.seed(123)
+    torch.manual_seed(123)
+    expected = (np.random.rand(), random.random(), torch.rand(1).item())
+    np.random.seed(123)
+    random.seed(123)
+    torch.manual_seed(123)
+    level = logging.getLogger("lightning.pytorch").level
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    assert not torch.are_deterministic_algorithms_enabled()
+    predictor = MultimodalPredictor(classification_config(epochs=1, deterministic=True))
+    predictor.fit(data["train"], data["valid"])
+    assert (np.random.rand(), random.random(), torch.rand(1).item()) == expected  # the streams go on, unreseeded
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory == fill
+    assert logging.getLogger("lightning.pytorch").level == level
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", append=True)  # behind any filter a fit left in place
+        warnings.warn("The number of training batches (1) is smaller than the logging interval", UserWarning)
+    assert len(caught) == 1, "the fit's filters for Lightning's chatter stay inside the fit"

@@ -30,11 +30,10 @@ from polymodal.training.devices import lightning_precision, make_strategy
 from polymodal.utils.io import atomic_write, durable_replace
 from polymodal.utils.progress import watched
 
-# Lightning's advice about DataLoader workers and logging intervals is noise for small in-memory data.
-warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=r".*The number of training batches.*")
-warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
-warnings.filterwarnings("ignore", message=r".*torch.distributed.nn.functional.all_gather is deprecated.*")
+# Lightning's advice about DataLoader workers and logging intervals is noise for small in-memory data
+# (silenced while a fit runs, not in the caller's process at large)
+NOISE = (r".*does not have many workers.*", r".*The number of training batches.*", r".*LeafSpec.*",
+         r".*torch.distributed.nn.functional.all_gather is deprecated.*")
 
 
 class History(Callback):
@@ -383,6 +382,8 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
+        for message in NOISE:
+            warnings.filterwarnings("ignore", message=message)
         fit_interruptibly(trainer, module, train_loader, val_loader, ckpt)
     seconds = time.perf_counter() - start
     best_epoch = None if checkpoint.best_epoch is None else checkpoint.best_epoch + 1

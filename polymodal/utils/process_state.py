@@ -1,0 +1,71 @@
+"""Process-wide settings a fit changes for its own sake, put back afterwards.
+
+Training seeds every global random generator (``train.seed``), turns on deterministic kernels
+(``train.deterministic``) and quietens Lightning's loggers. Those are the caller's settings too:
+after :func:`keeps_process_state`'s call returns, ``np.random.rand()`` continues the caller's
+stream, and ``torch.are_deterministic_algorithms_enabled()`` is what it was before.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+F = TypeVar("F", bound=Callable[..., Any])
+ENVIRONMENT = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG")  # what Lightning's seeding sets
+LOGGERS = ("lightning.pytorch", "lightning.fabric")
+
+
+@contextmanager
+def kept_process_state() -> Iterator[None]:
+    """Within the block, change the global random generators, deterministic-kernel switches,
+    Lightning's seeding variables and log levels at will: they are restored on the way out."""
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    saved = {
+        "random": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if cuda else None,
+        "deterministic": (torch.are_deterministic_algorithms_enabled(),
+                          torch.is_deterministic_algorithms_warn_only_enabled()),
+        "fill": torch.utils.deterministic.fill_uninitialized_memory,
+        "cudnn": (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic),
+        "environment": {name: os.environ.get(name) for name in ENVIRONMENT},
+        "levels": {name: logging.getLogger(name).level for name in LOGGERS},
+    }
+    try:
+        yield
+    finally:
+        random.setstate(saved["random"])
+        np.random.set_state(saved["numpy"])
+        torch.set_rng_state(saved["torch"])
+        if saved["cuda"] is not None:
+            torch.cuda.set_rng_state_all(saved["cuda"])
+        enabled, warn_only = saved["deterministic"]
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        torch.utils.deterministic.fill_uninitialized_memory = saved["fill"]
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved["cudnn"]
+        for name, value in saved["environment"].items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        for name, level in saved["levels"].items():
+            logging.getLogger(name).setLevel(level)
+
+
+def keeps_process_state(fn: F) -> F:
+    """Decorate a method (a ``fit``) so that it runs inside :func:`kept_process_state`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with kept_process_state():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
