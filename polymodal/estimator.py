@@ -28,7 +28,7 @@ from polymodal.data.dataset import Batch, data_loader
 from polymodal.data.encode import EncodedTable, describe_skipped, require_rows, skipped_frame
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
-from polymodal.errors import ConfigError, SchemaMismatchError
+from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
 from polymodal.runfolder import read_results, write_results
 from polymodal.utils.device import default_device, default_workers, move_to
 from polymodal.utils.warn import warn_user
@@ -77,7 +77,31 @@ class Estimator:
         self.metrics: dict[str, Any] = {}
         self.last_skipped = pd.DataFrame()
         self.eval_skipped = pd.DataFrame()
+        self.run_dir: Path | None = None  # the run folder this model was last trained into, loaded from or saved to
+        self._own_folders: set[Path] = set()  # every such folder: save() replaces this model's own runs freely
         self._skips_warned = True
+
+    def _save_folder(self, path: str | os.PathLike, overwrite: bool) -> Path:
+        """``path`` ready for :meth:`save`: a folder holding another run (not this model's own) is
+        refused, or with ``overwrite`` cleared of that run's files first, so that its checkpoints,
+        logs and report never sit beside this model."""
+        from polymodal.resume import clear_run, held_run
+
+        run = Path(path)
+        if run.resolve() not in self._own_folders and run.is_dir() and (held := held_run(run)) is not None:
+            if not overwrite:
+                raise RunFolderError(f"{run} already holds another run ({held}); save(path, overwrite=True) replaces "
+                                     "it (its checkpoints, logs and report go too), or give another folder")
+            clear_run(run)
+        self._own(run)
+        return run
+
+    def _own(self, run: Path | None) -> Path | None:
+        """Record ``run`` as this model's run folder (see :meth:`_save_folder`); returns it."""
+        if run is not None:
+            self.run_dir = Path(run)
+            self._own_folders.add(self.run_dir.resolve())
+        return run
 
     def __repr__(self) -> str:
         modalities = {name: m.kind for name, m in self.config.modalities.items()}

@@ -178,7 +178,7 @@ class MultimodalPredictor(Estimator):
         )
         monitor, mode = monitored(cfg.task, cfg.train.early_stopping)
         self._check_monitor(monitor, valid_y)
-        run_dir = start_run(out, cfg, resume=resume, overwrite=overwrite)  # the first write
+        run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite))  # the first write
         result = fit_module(
             module,
             transfer.train_loader(self._loader(train_table, train_y, train=True)),
@@ -421,10 +421,15 @@ class MultimodalPredictor(Estimator):
         return zero_shot(self, data, modality, classes, text_modality, template)
 
     # -- persistence --------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the run folder (see :mod:`polymodal.runfolder`); every file is written atomically."""
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the run folder (see :mod:`polymodal.runfolder`); every file is written atomically.
+
+        Raises:
+            RunFolderError: ``path`` holds another run (not the one this model was trained into
+                or loaded from) and ``overwrite`` is not set; with it, that run's files go first.
+        """
         pipeline, net = self._require_fitted()
-        run = runfolder.write_model(path, self.config, net, pipeline)
+        run = runfolder.write_model(self._save_folder(path, overwrite), self.config, net, pipeline)
         save_assets(self.config, net, run)  # what pretrained encoders need besides their weights
         self._write_results(run)
         runfolder.write_diagnostics(run, self.diagnostics)
@@ -443,6 +448,7 @@ class MultimodalPredictor(Estimator):
 
             return AnomalyDetector.load(run)  # type: ignore[return-value]
         predictor = cls(localize_assets(config, run))
+        predictor._own(run)
         predictor.pipeline = runfolder.load_pipeline(run, predictor.config)
         net = build_model(predictor.config, restore_contexts(predictor.pipeline.contexts()),
                           predictor.pipeline.targets.n_outputs, predictor.pipeline.targets.task_outputs)

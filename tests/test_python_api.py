@@ -96,5 +96,25 @@ def test_fit_leaves_the_callers_random_streams_and_torch_switches_as_they_were(d
     assert logging.getLogger("lightning.pytorch").level == level
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", append=True)  # behind any filter a fit left in place
-        warnings.warn("The number of training batches (1) is smaller than the logging interval", UserWarning)
+        warnings.warn("The number of training batches (1) is smaller than the logging interval", UserWarning,
+                      stacklevel=1)
     assert len(caught) == 1, "the fit's filters for Lightning's chatter stay inside the fit"
+
+
+def test_save_refuses_a_folder_holding_another_run_and_replaces_it_whole_when_told(data, tmp_path):
+    from polymodal.errors import RunFolderError
+
+    first = MultimodalPredictor(classification_config(epochs=1)).fit(data["train"], data["valid"], out=tmp_path / "a")
+    assert (tmp_path / "a" / "checkpoints").is_dir() and first.run_dir == tmp_path / "a"
+    other = MultimodalPredictor(classification_config(epochs=1, seed=3)).fit(data["train"], data["valid"])
+    with pytest.raises(RunFolderError, match=r"already holds another run .*overwrite=True"):
+        other.save(tmp_path / "a")
+    assert MultimodalPredictor.load(tmp_path / "a").predict_proba(data["test"]).equals(first.predict_proba(data["test"]))
+    other.save(tmp_path / "a", overwrite=True)
+    assert not (tmp_path / "a" / "checkpoints").exists(), "the other run's checkpoints do not stay beside this model"
+    assert MultimodalPredictor.load(tmp_path / "a").predict_proba(data["test"]).equals(other.predict_proba(data["test"]))
+    other.save(tmp_path / "a")  # its own folder now: saved again freely
+    first.save(tmp_path / "b")
+    first.save(tmp_path / "b")
+    loaded = MultimodalPredictor.load(tmp_path / "b")
+    loaded.save(tmp_path / "b")  # a loaded model's own run

@@ -163,7 +163,7 @@ class AnomalyDetector(Estimator):
         train_loader = self._loader(train_table, train_y, train=True)
         histories, seconds = [], 0.0
         phases = model.scorer.phases
-        run_dir = start_run(out, cfg, overwrite=overwrite, resumable=False)  # the first write
+        run_dir = self._own(start_run(out, cfg, overwrite=overwrite, resumable=False))  # the first write
         for k, (phase, share) in enumerate(phases):
             model.scorer.start_phase(model.net.eval(), phase, lambda: self._loader(train_table, train_y, train=False))
             epochs = max(1, round(cfg.train.epochs * share))
@@ -286,10 +286,11 @@ class AnomalyDetector(Estimator):
         return out
 
     # -- persistence --------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the run folder (see the module docstring)."""
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the run folder (see the module docstring); a folder holding another run is
+        refused unless ``overwrite`` (see :meth:`MultimodalPredictor.save`)."""
         pipeline, model = self._require_fitted()
-        run = runfolder.write_model(path, self.config, model, pipeline)
+        run = runfolder.write_model(self._save_folder(path, overwrite), self.config, model, pipeline)
         self._write_results(run)
         from polymodal.anomaly.report import anomaly_sections  # the report sits a layer above
         from polymodal.evaluation.report import write_report
@@ -305,6 +306,7 @@ class AnomalyDetector(Estimator):
         """Load a run folder written by :meth:`save` (no pickle is read)."""
         run = runfolder.check_run(path)
         detector = cls(runfolder.read_config(run))
+        detector._own(run)
         pipeline = runfolder.load_pipeline(run, detector.config)
         pipeline.targets = AnomalyTargets.from_state(
             json.loads((run / runfolder.PREPROCESSORS / "targets.json").read_text(encoding="utf-8")))
