@@ -170,11 +170,14 @@ class Estimator:
         missing = missing_paths(self.config)
         if missing:
             raise ConfigError(missing)
-        if isinstance(train, str | os.PathLike) and isinstance(valid, str | os.PathLike) \
-                and Path(train).resolve() == Path(valid).resolve():
-            warn_user(f"the validation manifest is the training manifest ({valid}): early stopping and the weights "
-                      "kept at the end follow rows the model trains on; give held-out rows, or no --valid to hold "
-                      "out train.val_fraction")
+        same_file = isinstance(train, str | os.PathLike) and isinstance(valid, str | os.PathLike) \
+            and Path(train).resolve() == Path(valid).resolve()
+        same_frame = isinstance(train, pd.DataFrame) and isinstance(valid, pd.DataFrame) \
+            and (valid is train or valid.equals(train))
+        if same_file or same_frame:
+            which = f"manifest is the training manifest ({valid})" if same_file else "DataFrame holds the training rows"
+            warn_user(f"the validation {which}: early stopping and the weights kept at the end follow rows the model "
+                      "trains on; give held-out rows, or no --valid (valid=None) to hold out train.val_fraction")
         train_m = pipeline.read(train, require_target=require_target, training=True)
         if valid is None:
             train_m, valid_m = self._split(train_m)

@@ -506,6 +506,10 @@ def test_a_dataframes_own_index_labels_the_predictions_and_the_messages(clf, dat
 def test_training_on_the_validation_rows_is_warned_about(data):
     with pytest.warns(UserWarning, match="the validation manifest is the training manifest"):
         MultimodalPredictor.from_config(classification_config(epochs=1)).fit(data["train"], str(data["train"]))
+    frame = pd.read_csv(data["train"])
+    frame["image"] = [str(data["root"] / p) if isinstance(p, str) else p for p in frame["image"]]
+    with pytest.warns(UserWarning, match="the validation DataFrame holds the training rows"):
+        MultimodalPredictor.from_config(classification_config(epochs=1)).fit(frame, frame.copy())
 
 
 def test_categories_the_model_did_not_learn_are_warned_about(clf, data, tmp_path):

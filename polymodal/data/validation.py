@@ -21,6 +21,8 @@ from polymodal.errors import ManifestError
 from polymodal.utils.io import python_scalar
 from polymodal.utils.warn import warn_user
 
+IN_MEMORY_HINT = (" (a file modality reads files: write in-memory images, arrays or bytes to files, e.g. with "
+                  "PIL's Image.save or np.save, and put their paths in the column)")
 
 def validate_manifest(
     manifest: Manifest,
@@ -77,8 +79,11 @@ def validate_manifest(
         rows = np.flatnonzero(present)
         if modality.file_based:
             mistyped = _non_path_rows(manifest.column(modality.column), rows)
+            in_memory = next((i for i, (_, value) in enumerate(mistyped[:20])  # an image, array or bytes: hinted once
+                              if not isinstance(value, int | float | np.number)), None)
             problems += [f"{manifest.where(row)}, column '{modality.column}': expected a file path (string), got "
-                         f"{_describe(value)}" for row, value in mistyped[:20]]
+                         f"{_describe(value)}" + (IN_MEMORY_HINT if i == in_memory else "")
+                         for i, (row, value) in enumerate(mistyped[:20])]
             if len(mistyped) > 20:
                 problems.append(f"column '{modality.column}': {len(mistyped) - 20} more cells that are not file paths")
                 folded += len(mistyped) - 21  # problems this one line stands for, beyond itself

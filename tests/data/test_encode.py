@@ -132,6 +132,20 @@ def test_on_error_raise_names_the_row_of_a_non_numeric_tabular_value(tmp_path):
     assert "'forty'" in str(info.value)
 
 
+
+def test_on_error_raise_also_counts_the_other_bad_rows_read_with_the_first(tmp_path):
+    path = write_multimodal_manifest(tmp_path)
+    frame = pd.read_csv(path)
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[[4, 7], "age"] = ["forty", "fifty"]
+    with pytest.raises(DecodeError) as info:
+        pipeline("raise").fit(read_manifest(frame, root=tmp_path))
+    assert info.value.row == 4
+    assert str(info.value).endswith("(also row 7 of the 9 read with it, each for its own reason)")
+    frame.loc[7, "age"] = "forty"  # the same reason: said once
+    with pytest.raises(DecodeError, match=r"'forty' \(also row 7 of the 9 read with it\)$"):
+        pipeline("raise").fit(read_manifest(frame, root=tmp_path))
+
 def test_on_error_skip_survives_a_corrupt_first_signal_file(tmp_path):
     (tmp_path / "0.npy").write_bytes(b"garbage")
     for i in (1, 2):

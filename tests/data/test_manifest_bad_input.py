@@ -89,7 +89,9 @@ def test_file_cells_that_are_not_paths_name_their_type_and_value(tmp_path):
         validate_manifest(manifest, make_config(IMAGE))
     assert problems(info) == [
         "DataFrame row 1, column 'image': expected a file path (string), got int 1",
-        "DataFrame row 2, column 'image': expected a file path (string), got bytes b'a.png'",
+        "DataFrame row 2, column 'image': expected a file path (string), got bytes b'a.png' (a file modality reads "
+        "files: write in-memory images, arrays or bytes to files, e.g. with PIL's Image.save or np.save, and put "
+        "their paths in the column)",  # said once, at the first value that is not a number
         "DataFrame row 3, column 'image': expected a file path (string), got ndarray array([0, 1, 2])",
         "DataFrame: no modality present in row 4",
     ]
