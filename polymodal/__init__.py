@@ -19,6 +19,7 @@ _LAZY = {  # public name -> the module that defines it
     "AnomalyDetector": "polymodal.anomaly.detector",
     "Config": "polymodal.config",
     "load_config": "polymodal.config",
+    "read_manifest": "polymodal.data.manifest",
     "PolymodalError": "polymodal.errors",
 }
 
