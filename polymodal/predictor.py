@@ -41,8 +41,8 @@ from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
 from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, task_frame, with_further_tasks
 from polymodal.resume import check_out, check_resumed_data, start_run
+from polymodal.training.process_state import keeps_process_state
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
-from polymodal.utils.process_state import keeps_process_state
 from polymodal.utils.scores import decisions, probabilities
 
 if TYPE_CHECKING:

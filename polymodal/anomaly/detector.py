@@ -43,7 +43,7 @@ from polymodal.estimator import (
     Estimator,
 )
 from polymodal.resume import check_out, start_run
-from polymodal.utils.process_state import keeps_process_state
+from polymodal.training.process_state import keeps_process_state
 from polymodal.utils.warn import warn_user
 
 _SCORES = "an anomaly detector outputs one score per row from a scorer over the fused features, not class outputs; "
