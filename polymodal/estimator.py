@@ -30,6 +30,7 @@ from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
 from polymodal.runfolder import read_results, write_results
+from polymodal.training.devices import world_size
 from polymodal.utils.device import default_device, default_workers, move_to
 from polymodal.utils.warn import warn_user
 
@@ -248,7 +249,8 @@ class Estimator:
                           for m in self.config.modalities.values())
             workers = default_workers() if (train and augment) else 0
         return data_loader(self.pipeline.dataset(table, targets, train=train), self.config.train.batch_size,
-                           train=train, workers=workers, pin_memory=torch.cuda.is_available())
+                           train=train, workers=workers, pin_memory=torch.cuda.is_available(),
+                           ranks=world_size(self.config.train))
 
     # -- inference ----------------------------------------------------------------------------
     def _encode(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None

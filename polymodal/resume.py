@@ -28,6 +28,7 @@ from polymodal.runfolder import (
     read_config,
 )
 from polymodal.training.checkpoints import checkpoint_state
+from polymodal.training.devices import secondary_process
 from polymodal.utils.io import damaged_zip
 
 
@@ -102,6 +103,8 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
     if out is None:
         return None
     run = Path(out)
+    if secondary_process():  # a distributed run's other ranks (under torchrun, all start at once): rank 0 writes
+        return run
     if not resume and held_run(run) is not None:
         clear_run(run)
     run.mkdir(parents=True, exist_ok=True)

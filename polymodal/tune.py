@@ -30,6 +30,7 @@ from polymodal.config.overrides import apply_values
 from polymodal.config.task_metrics import TASK_METRICS, direction
 from polymodal.config.tune import ChoiceParam, RangeParam
 from polymodal.errors import ConfigError, OptionError, RunFolderError
+from polymodal.training.devices import world_size
 from polymodal.utils.io import atomic_write, atomic_write_json, atomic_write_text
 from polymodal.utils.warn import warn_user
 
@@ -156,6 +157,10 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
     if config.tune is None:
         raise ConfigError(["tune: the config has no 'tune' section (space, trials...) to search"],
                           source=str(config_path))
+    if world_size(config.train) > 1 or "train.devices" in config.tune.space or "train.num_nodes" in config.tune.space:
+        raise ConfigError([f"train.devices: {config.train.devices} (x num_nodes {config.train.num_nodes}): the trials "
+                           "of a search run one after another in this process; search on one device, then train the "
+                           "best config (best_config.yaml) with several"], source=str(config_path))
     base = config_to_dict(config)
     tune = config.tune
     monitor, direction = _metric(config)

@@ -137,6 +137,14 @@ def test_search_on_the_validation_loss_and_an_unknown_metric(tmp_path):
     assert not (tmp_path / "r2" / "trials.csv").exists(), "refused before any trial trained"
 
 
+
+def test_a_search_over_several_processes_is_refused_before_any_trial(tmp_path):
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=30))
+    with pytest.raises(ConfigError, match=r"train.devices: 2 .*search on one device"):
+        run_search(tuned(tmp_path, classification_config(epochs=1, devices=2, accelerator="cpu")), paths["train"],
+                   paths["valid"], tmp_path / "ddp")
+    assert not (tmp_path / "ddp").exists()
+
 def test_an_anomaly_search_prunes_on_the_last_phase_and_ranks_the_kept_epoch(tmp_path, monkeypatch):
     """task anomaly: each trial is an AnomalyDetector; Deep SVDD's pruning reports come from its
     last phase (pre-training's reconstruction loss is another quantity) and the trial's value is

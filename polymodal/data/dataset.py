@@ -88,17 +88,25 @@ def collate(items: Batch | list[Batch]) -> Batch:
 
 
 def data_loader(dataset: MultimodalDataset, batch_size: int, *, train: bool, workers: int = 0,
-                pin_memory: bool = False) -> DataLoader:
+                pin_memory: bool = False, ranks: int = 1) -> DataLoader:
     """A DataLoader over ``dataset`` with :func:`collate`; shuffled and without a short last batch
     when ``train``.
 
     Args:
         workers: worker processes (0: load in the calling process).
         pin_memory: page-locked batches, for faster copies to a GPU.
+        ranks: processes that train together (distributed training), each on its share of the rows.
     """
     return DataLoader(dataset, batch_size=batch_size, shuffle=train, collate_fn=collate, num_workers=workers,
                       persistent_workers=workers > 0, pin_memory=pin_memory,
-                      drop_last=train and len(dataset) > batch_size)
+                      drop_last=train and keeps_full_batches(len(dataset), batch_size, ranks))
+
+
+def keeps_full_batches(rows: int, batch_size: int, ranks: int = 1) -> bool:
+    """Whether a training loader drops its last short batch: only when each of the ``ranks``
+    processes training together (its share of ``rows``) still has a full batch, so that a small
+    training set never leaves an epoch without a step."""
+    return -(-rows // max(1, ranks)) > batch_size
 
 
 def _concat(items: list[Any]) -> Any:

@@ -14,15 +14,37 @@ from polymodal.errors import ConfigError
 from polymodal.utils.warn import warn_user
 
 
-def make_strategy(name: str) -> Any:
-    """Lightning strategy for ``train.strategy``. DDP looks for unused parameters because some are
-    legitimately idle in a step (a missing-embedding when every sample has its modality, token
-    projections a pooled fusion does not read)."""
-    if name in ("ddp", "ddp_spawn"):
+def make_strategy(cfg: TrainConfig) -> Any:
+    """Lightning strategy for ``train.strategy``: ``ddp``, and ``auto`` when several processes train
+    (Lightning's own choice there would be a DDP that refuses idle parameters). DDP looks for unused
+    parameters because some are legitimately idle in a step (a missing-embedding when every sample
+    has its modality, token projections a pooled fusion does not read)."""
+    if cfg.strategy == "ddp" or (cfg.strategy == "auto" and world_size(cfg) > 1):
         from lightning.pytorch.strategies import DDPStrategy
 
-        return DDPStrategy(find_unused_parameters=True, start_method="spawn" if name == "ddp_spawn" else "popen")
-    return name
+        return DDPStrategy(find_unused_parameters=True, start_method="popen")
+    return cfg.strategy
+
+
+def world_size(cfg: TrainConfig) -> int:
+    """How many processes train together: ``devices`` per node (``auto``: every GPU, or one CPU
+    process) times ``num_nodes``."""
+    if isinstance(cfg.devices, int):
+        per_node = cfg.devices
+    else:
+        per_node = torch.cuda.device_count() if accelerators()[0] and not on_cpu(cfg) else 1
+    return max(1, per_node) * cfg.num_nodes
+
+
+def secondary_process() -> bool:
+    """Whether this process is a distributed run's rank other than 0, as its launcher says
+    (torchrun's ``RANK``, SLURM's ``SLURM_PROCID``, Lightning's own ``LOCAL_RANK`` / ``NODE_RANK``):
+    known before training starts, so such a process leaves the run folder to rank 0."""
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) != 0:
+            return True
+    return False
 
 
 def accelerators() -> tuple[bool, bool]:
@@ -36,10 +58,25 @@ def check_devices(cfg: TrainConfig) -> None:
     would refuse a missing GPU only once the data is prepared, with its own words).
 
     Raises:
-        ConfigError: ``accelerator`` names a GPU this machine lacks, or more GPUs than it has.
+        ConfigError: ``accelerator`` names a GPU this machine lacks, or more GPUs than it has;
+            ``strategy: ddp_spawn``; ``num_nodes`` > 1 without a launcher; a launcher that started
+            another number of processes than ``devices`` x ``num_nodes``.
     """
     cuda, mps = accelerators()
     problems = []
+    if cfg.strategy == "ddp_spawn":
+        problems.append("train.strategy: 'ddp_spawn' trains in child processes whose epochs never reach the run folder "
+                        "(history, best epoch, learning curves); use 'ddp', which starts the other processes itself")
+    # torchrun's count always means processes started; SLURM's only where srun starts them for a
+    # distributed run (a plain command in a batch job with several tasks still runs once)
+    launched = os.environ.get("WORLD_SIZE") or (os.environ.get("SLURM_NTASKS") if world_size(cfg) > 1 else None)
+    if launched and launched.isdigit() and int(launched) != world_size(cfg):
+        problems.append(f"train.devices x train.num_nodes: {world_size(cfg)} process(es), but a launcher (torchrun or "
+                        f"SLURM) started {launched}; make them agree (e.g. torchrun --nproc-per-node = train.devices, "
+                        "--nnodes = train.num_nodes)")
+    elif cfg.num_nodes > 1 and not launched:
+        problems.append(f"train.num_nodes: {cfg.num_nodes} needs every node started by a launcher (torchrun or SLURM's "
+                        "srun, see the README); started as a plain command it would wait for the other nodes forever")
     if cfg.accelerator == "gpu" and not (cuda or mps):  # Lightning's 'gpu' is CUDA or MPS
         problems.append("train.accelerator: 'gpu', but torch finds no GPU on this machine (CUDA or MPS); use "
                         "'auto' (a GPU when there is one) or 'cpu'")
@@ -56,8 +93,11 @@ def check_devices(cfg: TrainConfig) -> None:
         warn_user("train.precision: '16-mixed' needs a GPU; on the CPU this run trains in 'bf16-mixed' (as "
                   "Lightning substitutes)")
     cores = os.cpu_count()
-    ranks = cfg.devices if isinstance(cfg.devices, int) and cfg.strategy != "auto" and on_cpu(cfg) else 1
-    if cfg.num_workers and cores and cfg.num_workers * ranks > cores:  # each CPU process starts its own
+    ranks = world_size(cfg) // cfg.num_nodes if on_cpu(cfg) else 1  # CPU processes on this machine
+    if cores and ranks > cores:
+        warn_user(f"train.devices: {ranks} CPU processes for {cores} CPU cores: each trains slower than one process "
+                  "alone would")
+    elif cfg.num_workers and cores and cfg.num_workers * ranks > cores:  # each CPU process starts its own
         each = f" in each of {ranks} processes" if ranks > 1 else ""
         warn_user(f"train.num_workers: {cfg.num_workers} loader processes{each} for {cores} CPU cores compete with "
                   "each other and with training (null: chosen from the cores)")

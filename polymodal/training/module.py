@@ -111,10 +111,17 @@ class BatchModule(L.LightningModule):
         self._validation_keys.add(key)
 
     def _log_epoch_means(self, stage: str) -> None:
-        # sync_dist: under DDP the epoch value is the mean over every rank's rows
+        # under DDP the epoch value is the mean over every rank's rows: sums and row counts are added
+        # up over the ranks (a mean of the ranks' means would weigh a rank's short last batch like a
+        # full one)
         log = self.log if stage == "train" else self.log_validation
+        trainer = self._trainer  # None outside a fit
+        distributed = trainer is not None and trainer.world_size > 1
         for key, (total, rows) in self._epoch_sums[stage].items():
-            log(key, total / rows, on_step=False, on_epoch=True, batch_size=rows, sync_dist=True)
+            both = torch.stack([torch.as_tensor(total, dtype=torch.float32), torch.tensor(float(rows))]).to(self.device)
+            if distributed:
+                both = trainer.strategy.reduce(both, reduce_op="sum")
+            log(key, both[0] / both[1], on_step=False, on_epoch=True, batch_size=rows, sync_dist=False)
         self._epoch_sums[stage] = {}
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:

@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 F = TypeVar("F", bound=Callable[..., Any])
-ENVIRONMENT = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG")  # what Lightning's seeding sets
+# what Lightning's seeding sets, and what its launcher of DDP processes sets in the first one
+ENVIRONMENT = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK",
+               "MASTER_ADDR", "MASTER_PORT")
 LOGGERS = ("lightning.pytorch", "lightning.fabric")
 
 

@@ -329,7 +329,7 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
-        strategy=make_strategy(cfg.strategy),
+        strategy=make_strategy(cfg),
         precision=lightning_precision(cfg),
         gradient_clip_val=cfg.grad_clip,
         deterministic="warn" if cfg.deterministic else False,
@@ -386,5 +386,9 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
             warnings.filterwarnings("ignore", message=message)
         fit_interruptibly(trainer, module, train_loader, val_loader, ckpt)
     seconds = time.perf_counter() - start
+    if trainer.global_step == 0:  # a model saved as trained when it never was: refused
+        raise ManifestError([f"no training step ran: the training loader gave no batch on this process (rank "
+                             f"{trainer.global_rank} of {trainer.world_size}; train.batch_size {cfg.batch_size}); give "
+                             "more training rows, a smaller batch_size or fewer train.devices"])
     best_epoch = None if checkpoint.best_epoch is None else checkpoint.best_epoch + 1
     return FitResult(history.frame, best_epoch, checkpoint.best_score, seconds, trainer.global_rank)

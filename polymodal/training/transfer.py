@@ -22,12 +22,13 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
 from polymodal.config.transfer import DistillConfig, DomainConfig, UnlabeledConfig
-from polymodal.data.dataset import collate
+from polymodal.data.dataset import collate, keeps_full_batches
 from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
 from polymodal.errors import ConfigError, ManifestError, OptionError
 from polymodal.training import adaptation as _adaptation  # noqa: F401 - registers the domain terms
 from polymodal.training import semi as _semi  # noqa: F401 - registers the semi-supervised terms
+from polymodal.training.devices import world_size
 from polymodal.training.distill import check_teacher, teacher_outputs
 from polymodal.training.fewshot import episode_loader, set_class_prototypes
 from polymodal.training.terms import TRANSFER_TERMS, TaskTerm, Term
@@ -244,7 +245,7 @@ class TransferPlan:
             dataset = self.pipeline.dataset(self.unlabeled_table, None, train=True)
             unlabeled = DataLoader(dataset, batch_size=size, shuffle=True, collate_fn=collate,
                                    num_workers=labeled.num_workers, persistent_workers=labeled.num_workers > 0,
-                                   drop_last=len(dataset) > size)
+                                   drop_last=keeps_full_batches(len(dataset), size, world_size(self.config.train)))
             return PairedLoader(labeled, unlabeled)
         if self.protonet is not None:
             proto = self.protonet

@@ -61,3 +61,22 @@ def test_two_process_ddp_trains_a_prototypical_network_on_episodes(tmp_path):
     assert metrics["valid"]["rows"] == 47
     assert metrics["valid"]["accuracy"] >= 0.8
     assert len(pd.read_csv(tmp_path / "ddp" / "history.csv")) == 3
+
+
+def test_two_processes_under_strategy_auto_train_a_set_smaller_than_a_batch_per_rank(tmp_path):
+    """24 training rows over 2 ranks leave each 12, fewer than batch_size 16: the short batch is
+    kept (dropping it left the epochs without a step, and an untrained model saved as trained),
+    and strategy auto with 2 devices gets the DDP that tolerates idle parameters."""
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=40))
+    metrics = train(classification_config(epochs=2, batch_size=16, devices=2, accelerator="cpu"), paths,
+                    tmp_path / "small")
+    history = pd.read_csv(tmp_path / "small" / "history.csv")
+    assert list(history["epoch"]) == [1, 2] and history["train_loss"].notna().all()
+    assert metrics["training"]["epochs_run"] == 2
+
+
+def test_keeping_the_short_batch_depends_on_each_ranks_share():
+    from polymodal.data.dataset import keeps_full_batches
+
+    assert keeps_full_batches(24, 16) and not keeps_full_batches(24, 16, ranks=2)
+    assert keeps_full_batches(100, 16, ranks=4) and not keeps_full_batches(16, 16)

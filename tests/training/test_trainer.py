@@ -485,5 +485,45 @@ def test_half_precision_and_too_many_workers_on_this_machine_are_named(monkeypat
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     with pytest.warns(UserWarning, match="train.num_workers: 64 loader processes for 2 CPU cores"):
         check_devices(TrainConfig(num_workers=64))
-    with pytest.warns(UserWarning, match="train.num_workers: 1 loader processes in each of 4 processes for 2 CPU"):
-        check_devices(TrainConfig(num_workers=1, devices=4, strategy="ddp", accelerator="cpu"))
+    with pytest.warns(UserWarning, match="train.num_workers: 2 loader processes in each of 2 processes for 2 CPU"):
+        check_devices(TrainConfig(num_workers=2, devices=2, strategy="ddp", accelerator="cpu"))
+    with pytest.warns(UserWarning, match="train.devices: 4 CPU processes for 2 CPU cores"):
+        check_devices(TrainConfig(devices=4, accelerator="cpu"))  # strategy auto: several processes all the same
+
+
+def test_distributed_settings_that_cannot_work_are_refused_by_key(monkeypatch):
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from polymodal.errors import ConfigError
+    from polymodal.training.devices import check_devices, make_strategy, world_size
+
+    for name in ("WORLD_SIZE", "SLURM_NTASKS", "RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="train.strategy: 'ddp_spawn' trains in child processes"):
+        check_devices(TrainConfig(devices=2, strategy="ddp_spawn", accelerator="cpu"))
+    with pytest.raises(ConfigError, match="train.num_nodes: 2 needs every node started by a launcher"):
+        check_devices(TrainConfig(devices=1, num_nodes=2, accelerator="cpu"))
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun --nproc-per-node 2 with a one-process config
+    with pytest.raises(ConfigError, match=r"train.devices x train.num_nodes: 1 process\(es\), but a launcher"):
+        check_devices(TrainConfig(accelerator="cpu"))
+    check_devices(TrainConfig(devices=2, accelerator="cpu"))  # they agree
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setenv("SLURM_NTASKS", "4")  # a batch job's plain command runs once: not a mismatch
+    check_devices(TrainConfig(accelerator="cpu"))
+    assert world_size(TrainConfig(devices=2, num_nodes=3)) == 6
+    assert isinstance(make_strategy(TrainConfig(devices=2, accelerator="cpu")), DDPStrategy), \
+        "several processes under strategy auto get the DDP that tolerates idle parameters"
+    assert make_strategy(TrainConfig(accelerator="cpu")) == "auto"
+
+
+def test_a_distributed_runs_other_ranks_are_told_by_their_launchers_variables(monkeypatch):
+    from polymodal.training.devices import secondary_process
+
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    assert not secondary_process()
+    for name, value, secondary in (("LOCAL_RANK", "0", False), ("RANK", "3", True), ("SLURM_PROCID", "1", True),
+                                   ("NODE_RANK", "1", True), ("LOCAL_RANK", "1", True)):
+        monkeypatch.setenv(name, value)
+        assert secondary_process() is secondary, (name, value)
+        monkeypatch.delenv(name)
