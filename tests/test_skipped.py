@@ -133,3 +133,15 @@ def test_cli_predict_lists_the_skipped_rows_beside_the_predictions(run, data, tm
     assert "6 unreadable or missing file(s) skipped" in result.stderr and "bad2.png" in result.stderr
     assert "... and 1 more" in result.stderr and "bad8.png" not in result.stderr
     assert "3 predictions written" in result.stdout
+
+
+def test_on_error_given_on_the_command_line_replaces_the_runs_for_this_call(run, data, tmp_path):
+    _, out, _ = run  # trained with data.on_error: skip
+    result = invoke("evaluate", out, "--data", data["test"], "--on-error", "raise")
+    assert result.exit_code == 2 and "img38.png" in result.stderr and "Cannot decode" in result.stderr
+    result = invoke("predict", out, "--data", data["test"], "--out", tmp_path / "p.csv", "--on-error", "missing")
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 9, "the row keeps its prediction, its image counted as missing"
+    assert "their modality counts as missing" in result.stderr
+    result = invoke("explain", out, "--data", data["test"], "--on-error", "ignore")
+    assert result.exit_code == 2 and "--on-error: one of raise, skip, missing; got 'ignore'" in result.stderr

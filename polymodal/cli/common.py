@@ -133,6 +133,27 @@ def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None) 
         console.print(note)
 
 
+ON_ERROR = ("raise", "skip", "missing")
+OnErrorOpt = Annotated[str | None, typer.Option(
+    "--on-error", metavar="raise|skip|missing", help="What an unreadable or missing file does here (default: the "
+                                                     "run's data.on_error): raise stops, naming it; skip leaves its "
+                                                     "row out; missing treats its modality as missing in that row.")]
+
+
+def load_run(run: Path, on_error: str | None = None) -> Any:
+    """The run's predictor (or anomaly detector), with ``--on-error`` in place of the run's
+    ``data.on_error`` when given (checked before the run is loaded)."""
+    from polymodal.errors import OptionError
+    from polymodal.predictor import MultimodalPredictor
+
+    if on_error is not None and on_error not in ON_ERROR:
+        raise OptionError([f"--on-error: one of {', '.join(ON_ERROR)}; got '{on_error}'"])
+    predictor = MultimodalPredictor.load(run)
+    if on_error is not None:
+        predictor.config.data.on_error = on_error
+    return predictor
+
+
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=VALUE", help="Set a config key for this run, e.g. --set train.epochs=1 (value read as "
                                        "YAML; repeatable; the run's config.yaml records it).")]

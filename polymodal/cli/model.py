@@ -11,11 +11,13 @@ import typer
 
 from polymodal.cli.common import (
     DataOpt,
+    OnErrorOpt,
     RunArg,
     SetOpt,
     SupportOpt,
     console,
     err_console,
+    load_run,
     print_metrics,
     print_rows,
     print_skipped,
@@ -97,6 +99,7 @@ def evaluate(
                                               "features) or preprocessed 'input' (numeric modalities only: "
                                               "directions with a text modality get no baseline).")] = "encoder",
     support: SupportOpt = None,
+    on_error: OnErrorOpt = None,
 ) -> None:
     """Evaluate a trained model on a labelled manifest. An option of another mode (a sweep's
     with --retrieval, a retrieval option without it) is refused, not ignored."""
@@ -112,7 +115,7 @@ def evaluate(
         raise OptionError(problems)
     if out is not None:  # a file in the way, found now rather than after the evaluation
         check_folder_path(out, "--out", writable=True)
-    predictor = MultimodalPredictor.load(run)
+    predictor = load_run(run, on_error)
     if missing:  # refused before the plain evaluation runs
         predictor.require(SUBSETS)
     if robustness:
@@ -210,6 +213,7 @@ def explain(
         "--output", metavar="NAME", help="The output to explain: a class, label or target name (default: each "
                                          "row's predicted class; multilabel / regression: the first label / "
                                          "target).")] = None,
+    on_error: OnErrorOpt = None,
 ) -> None:
     """Attribute predictions to modalities (Shapley values) and, inside each, to pixels, tokens or
     time-frequency bins (Integrated Gradients); write an HTML page. The printed table and the page
@@ -218,12 +222,11 @@ def explain(
 
     from polymodal.estimator import EXPLAIN
     from polymodal.evaluation.data import output_names
-    from polymodal.predictor import MultimodalPredictor
     from polymodal.utils.scores import output_index
 
     if out is not None and out.exists() and not out.is_dir():  # found before the work, not after
         raise NotADirectoryError(f"--out must be a folder (explain.html, shapley.csv...); {out} is a file")
-    predictor = MultimodalPredictor.load(run)
+    predictor = load_run(run, on_error)
     predictor.require(EXPLAIN)
     names = output_names(predictor)
     chosen = output_index(output, names, predictor.config.task)  # an unknown name: refused before the work
@@ -247,14 +250,14 @@ def predict(
                                             "the finished chunks of an interrupted prediction into it (both "
                                             "refused otherwise).")] = False,
     support: SupportOpt = None,
+    on_error: OnErrorOpt = None,
 ) -> None:
     """Predict every row of a manifest, chunk by chunk with a progress bar (resumable; see
     polymodal.deploy.batch); each row carries its manifest row number, classification adds one
     probability column per class."""
     from polymodal.deploy.batch import predict_to_file
-    from polymodal.predictor import MultimodalPredictor
 
-    predictor = MultimodalPredictor.load(run)
+    predictor = load_run(run, on_error)
     with predictor.quiet_skips():  # listed below
         report = predict_to_file(predictor, data, out, chunk_rows=chunk_rows, resume=resume, overwrite=overwrite,
                                  support=support)
