@@ -33,7 +33,7 @@ def parser(description: str, *, seeds: int | None = None, epochs: int | None = N
     """The options every benchmark has, plus ``--seeds`` / ``--epochs`` / ``--methods`` (a subset of
     ``methods``, all by default) for those that give their defaults. The defaults are the settings the
     published results were measured with, so ``benchmarks/run.py`` reproduces them."""
-    p = argparse.ArgumentParser(description=description)
+    p = argparse.ArgumentParser(description=description, allow_abbrev=False)  # results_folder reads --quick itself
     if seeds is not None:
         p.add_argument("--seeds", type=int, default=seeds)
     if epochs is not None:

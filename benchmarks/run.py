@@ -65,7 +65,8 @@ def render() -> str:
 
 def invocations(names: list[str], passthrough: list[str]) -> list[tuple[str, list[str]]]:
     """(benchmark, options) for every run: each benchmark with its defaults, then its variants."""
-    return [(name, [*options, *passthrough]) for name in names for options in [[], *VARIANTS.get(name, [])]]
+    # a variant's own options come last: they define its results file, whatever else is passed
+    return [(name, [*passthrough, *options]) for name in names for options in [[], *VARIANTS.get(name, [])]]
 
 
 def main() -> None:

@@ -86,7 +86,7 @@ def main() -> None:
     rows = []
     for name in args.methods:
         method = METHODS[name]
-        run_epochs = epochs if method is not None else math.ceil(steps / (n_labeled // BATCH))
+        run_epochs = epochs if method is not None else math.ceil(steps / max(1, n_labeled // BATCH))
         accs, secs = [], []
         for seed in seeds:
             started = time.perf_counter()

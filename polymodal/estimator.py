@@ -97,8 +97,12 @@ class Estimator:
         self._own(run)
         return run
 
-    def _own(self, run: Path | None) -> Path | None:
-        """Record ``run`` as this model's run folder (see :meth:`_save_folder`); returns it."""
+    def _own(self, run: Path | None, *, fresh: bool = False) -> Path | None:
+        """Record ``run`` as this model's run folder (see :meth:`_save_folder`); returns it.
+        ``fresh``: a new fit, whose model owns no earlier folder (another may have been saved there)."""
+        if fresh:
+            self._own_folders.clear()
+            self.run_dir = None
         if run is not None:
             self.run_dir = Path(run)
             self._own_folders.add(self.run_dir.resolve())

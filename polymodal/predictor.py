@@ -46,7 +46,6 @@ from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
 from polymodal.utils.scores import decisions, probabilities
 
 if TYPE_CHECKING:
-    from polymodal.anomaly.detector import AnomalyDetector
     from polymodal.evaluation.attribution import Explanation
 
 _EMBEDS_ONLY = ("a task 'retrieval' model maps rows into a shared space and makes no predictions; embed rows "
@@ -100,7 +99,7 @@ class MultimodalPredictor(Estimator):
         return dict.fromkeys((PREDICT, SUBSETS, ROBUSTNESS, EXPLAIN, EXPORT), _EMBEDS_ONLY)
 
     @classmethod
-    def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> MultimodalPredictor | AnomalyDetector:
+    def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> MultimodalPredictor:
         """From a YAML/JSON file, a dict or a Config (validated; see ``polymodal config check``).
         A ``task: anomaly`` config gets an :class:`~polymodal.anomaly.detector.AnomalyDetector`
         (same fit / evaluate / predict_frame / save face)."""
@@ -178,7 +177,7 @@ class MultimodalPredictor(Estimator):
         )
         monitor, mode = monitored(cfg.task, cfg.train.early_stopping)
         self._check_monitor(monitor, valid_y)
-        run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite))  # the first write
+        run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite), fresh=True)  # the first write
         result = fit_module(
             module,
             transfer.train_loader(self._loader(train_table, train_y, train=True)),

@@ -103,7 +103,7 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
     if out is None:
         return None
     run = Path(out)
-    if secondary_process():  # a distributed run's other ranks (under torchrun, all start at once): rank 0 writes
+    if secondary_process(config.train):  # other ranks (under torchrun all start at once): rank 0 writes
         return run
     if not resume and held_run(run) is not None:
         clear_run(run)

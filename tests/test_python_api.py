@@ -118,3 +118,18 @@ def test_save_refuses_a_folder_holding_another_run_and_replaces_it_whole_when_to
     first.save(tmp_path / "b")
     loaded = MultimodalPredictor.load(tmp_path / "b")
     loaded.save(tmp_path / "b")  # a loaded model's own run
+
+
+def test_the_ddp_launchers_variables_outlive_the_fit_so_a_second_fit_finds_its_processes(monkeypatch):
+    """Lightning's launcher sets LOCAL_RANK, MASTER_PORT... in the first process and finds the
+    processes it started by them in a later fit: restoring them started a stray set that hung."""
+    import os
+
+    from polymodal.training.process_state import kept_process_state
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    with kept_process_state():
+        os.environ["LOCAL_RANK"] = "0"
+        os.environ["PL_GLOBAL_SEED"] = "7"
+    assert os.environ.pop("LOCAL_RANK") == "0"
+    assert os.environ.get("PL_GLOBAL_SEED") != "7", "the seeding variable is the fit's own"

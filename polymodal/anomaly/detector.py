@@ -163,7 +163,7 @@ class AnomalyDetector(Estimator):
         train_loader = self._loader(train_table, train_y, train=True)
         histories, seconds = [], 0.0
         phases = model.scorer.phases
-        run_dir = self._own(start_run(out, cfg, overwrite=overwrite, resumable=False))  # the first write
+        run_dir = self._own(start_run(out, cfg, overwrite=overwrite, resumable=False), fresh=True)  # the first write
         for k, (phase, share) in enumerate(phases):
             model.scorer.start_phase(model.net.eval(), phase, lambda: self._loader(train_table, train_y, train=False))
             epochs = max(1, round(cfg.train.epochs * share))

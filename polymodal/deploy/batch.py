@@ -122,7 +122,8 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     manifest = pipeline.read(data, require_target=False)  # every problem reported before work starts
     manifest = replace(manifest, labels=None)  # the output's `row` is the row number, a DataFrame's too
     state = {"source": manifest.name, "rows": len(manifest), "chunk_rows": chunk_rows,
-             "fingerprint": _fingerprint(manifest.frame), "model": _model_fingerprint(predictor)}
+             "fingerprint": _fingerprint(manifest.frame), "model": _model_fingerprint(predictor),
+             "on_error": predictor.config.data.on_error}  # skip drops rows, missing keeps them: not mixed
     if support is not None:
         state["support"] = _fingerprint(read_manifest(support).frame)
     parts = parts_folder(out)
@@ -171,6 +172,8 @@ def _check_resumable(parts: Path, state: dict[str, Any]) -> None:
             f"({state['rows']} rows, chunk_rows {state['chunk_rows']})"
             + (", another support set" if found.get("support") != state.get("support") else "")
             + (", another model" if found.get("model") != state.get("model") else "")
+            + (f", data.on_error {found.get('on_error')} (now {state.get('on_error')})"
+               if found.get("on_error") != state.get("on_error") else "")
             + ". Give --overwrite instead of --resume to start over")
 
 

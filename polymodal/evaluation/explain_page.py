@@ -84,8 +84,10 @@ def row_table(explanation: Explanation) -> pd.DataFrame:
     """The page's per-row table: the manifest row, (classification) its true and predicted class,
     the explained output (these as text), its score with every modality and with none, and each
     Shapley value."""
-    values = explanation.values.reset_index()
-    table = pd.DataFrame({"row": values["row"].astype(str)})  # names, as text: no thousands separators
+    values = explanation.values.reset_index(drop=True)
+    table = pd.DataFrame({"row": [str(row) for row in explanation.rows]})  # as text: no thousands separators
+    if explanation.index is not None:  # a DataFrame's own index labels beside its row numbers
+        table.insert(1, "index", [str(label) for label in explanation.index])
     if explanation.task == "classification":
         if explanation.labels is not None:
             table["true class"] = [str(label) for label in explanation.labels]

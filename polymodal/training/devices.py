@@ -36,15 +36,26 @@ def world_size(cfg: TrainConfig) -> int:
     return max(1, per_node) * cfg.num_nodes
 
 
-def secondary_process() -> bool:
+def secondary_process(cfg: TrainConfig) -> bool:
     """Whether this process is a distributed run's rank other than 0, as its launcher says
     (torchrun's ``RANK``, SLURM's ``SLURM_PROCID``, Lightning's own ``LOCAL_RANK`` / ``NODE_RANK``):
-    known before training starts, so such a process leaves the run folder to rank 0."""
+    known before training starts, so such a process leaves the run folder to rank 0. Never for a
+    one-process ``cfg`` (``srun -n 4`` of independent fits: each is its own rank 0)."""
+    if world_size(cfg) == 1:
+        return False
     for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
         value = os.environ.get(name, "")
         if value.isdigit() and int(value) != 0:
             return True
     return False
+
+
+def slurm_launched() -> bool:
+    """Whether Lightning takes this process's ranks from SLURM (an ``srun`` job step, not an
+    interactive shell where Lightning starts the processes itself)."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    return SLURMEnvironment.detect()
 
 
 def accelerators() -> tuple[bool, bool]:
@@ -69,7 +80,8 @@ def check_devices(cfg: TrainConfig) -> None:
                         "(history, best epoch, learning curves); use 'ddp', which starts the other processes itself")
     # torchrun's count always means processes started; SLURM's only where srun starts them for a
     # distributed run (a plain command in a batch job with several tasks still runs once)
-    launched = os.environ.get("WORLD_SIZE") or (os.environ.get("SLURM_NTASKS") if world_size(cfg) > 1 else None)
+    launched = os.environ.get("WORLD_SIZE") or (os.environ.get("SLURM_NTASKS") if world_size(cfg) > 1 and slurm_launched()
+                                                 else None)
     if launched and launched.isdigit() and int(launched) != world_size(cfg):
         problems.append(f"train.devices x train.num_nodes: {world_size(cfg)} process(es), but a launcher (torchrun or "
                         f"SLURM) started {launched}; make them agree (e.g. torchrun --nproc-per-node = train.devices, "

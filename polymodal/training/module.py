@@ -117,11 +117,18 @@ class BatchModule(L.LightningModule):
         log = self.log if stage == "train" else self.log_validation
         trainer = self._trainer  # None outside a fit
         distributed = trainer is not None and trainer.world_size > 1
-        for key, (total, rows) in self._epoch_sums[stage].items():
+        sums = self._epoch_sums[stage]
+        keys = list(sums)
+        if distributed:  # every rank reduces the same keys in the same order (a rank may lack one)
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, keys)
+            keys = sorted(set().union(*gathered))
+        for key in keys:
+            total, rows = sums.get(key, (0.0, 0))
             both = torch.stack([torch.as_tensor(total, dtype=torch.float32), torch.tensor(float(rows))]).to(self.device)
             if distributed:
                 both = trainer.strategy.reduce(both, reduce_op="sum")
-            log(key, both[0] / both[1], on_step=False, on_epoch=True, batch_size=rows, sync_dist=False)
+            log(key, both[0] / both[1], on_step=False, on_epoch=True, batch_size=int(both[1]), sync_dist=False)
         self._epoch_sums[stage] = {}
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 F = TypeVar("F", bound=Callable[..., Any])
-# what Lightning's seeding sets, and what its launcher of DDP processes sets in the first one
-ENVIRONMENT = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK",
-               "MASTER_ADDR", "MASTER_PORT")
+# what Lightning's seeding sets, and the thread count its DDP launch sets. Not the launcher's own
+# variables (LOCAL_RANK, MASTER_PORT...): a second DDP fit in the process finds its processes by them
+ENVIRONMENT = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG", "OMP_NUM_THREADS")
 LOGGERS = ("lightning.pytorch", "lightning.fabric")
 
 
@@ -40,6 +40,7 @@ def kept_process_state() -> Iterator[None]:
         "cudnn": (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic),
         "environment": {name: os.environ.get(name) for name in ENVIRONMENT},
         "levels": {name: logging.getLogger(name).level for name in LOGGERS},
+        "threads": torch.get_num_threads(),
     }
     try:
         yield
@@ -60,6 +61,7 @@ def kept_process_state() -> Iterator[None]:
                 os.environ[name] = value
         for name, level in saved["levels"].items():
             logging.getLogger(name).setLevel(level)
+        torch.set_num_threads(saved["threads"])
 
 
 def keeps_process_state(fn: F) -> F:

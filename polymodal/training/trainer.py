@@ -387,8 +387,11 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
         fit_interruptibly(trainer, module, train_loader, val_loader, ckpt)
     seconds = time.perf_counter() - start
     if trainer.global_step == 0:  # a model saved as trained when it never was: refused
-        raise ManifestError([f"no training step ran: the training loader gave no batch on this process (rank "
-                             f"{trainer.global_rank} of {trainer.world_size}; train.batch_size {cfg.batch_size}); give "
-                             "more training rows, a smaller batch_size or fewer train.devices"])
+        if trainer.num_training_batches == 0:
+            raise ManifestError([f"no training step ran: the training loader gave no batch on this process (rank "
+                                 f"{trainer.global_rank} of {trainer.world_size}; train.batch_size {cfg.batch_size}); "
+                                 "give more training rows, a smaller batch_size or fewer train.devices"])
+        raise RuntimeError("no training step ran: training stopped before its first step (a callback that stops "
+                           "the fit at once?)")
     best_epoch = None if checkpoint.best_epoch is None else checkpoint.best_epoch + 1
     return FitResult(history.frame, best_epoch, checkpoint.best_score, seconds, trainer.global_rank)

@@ -88,6 +88,20 @@ def test_a_rerun_without_resume_keeps_the_finished_chunks(trained, dataset, tmp_
     assert pd.read_csv(out)["row"].tolist() == list(range(18)) and not parts_folder(out).exists()
 
 
+
+def test_resume_refuses_parts_made_under_another_on_error(trained, dataset, tmp_path):
+    """Chunks made with skip (rows dropped) and missing (rows kept) are never joined into one output."""
+    predictor, _ = trained
+    out = tmp_path / "preds.csv"
+    interrupt_after_two_chunks(predictor, dataset, out)
+    before = predictor.config.data.on_error
+    predictor.config.data.on_error = "skip" if before != "skip" else "missing"
+    try:
+        with pytest.raises(SchemaMismatchError, match=f"data.on_error {before} \\(now {predictor.config.data.on_error}\\)"):
+            predict_to_file(predictor, dataset["test"], out, chunk_rows=5, resume=True, progress=False)
+    finally:
+        predictor.config.data.on_error = before
+
 def test_resume_refuses_parts_of_another_model(trained, dataset, tmp_path):
     """Partial predictions of this run before it was trained further are not mixed into the output."""
     import torch

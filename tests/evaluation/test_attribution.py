@@ -177,3 +177,12 @@ def test_values_are_indexed_like_predict_proba_so_they_join_onto_the_callers_fra
                                atol=1e-5)  # the explained output of each row is that row's predicted class
     plain = rows.reset_index(drop=True)
     assert values.index.name != "row" and predictor.explain(plain, samples=0).values.index.name == "row"
+
+
+
+def test_the_page_of_a_dataframe_with_its_own_index_names_rows_and_labels(a_only, tmp_path):
+    predictor, test, _ = a_only
+    named = test.head(6).set_index(pd.Index([f"id{i}" for i in range(6)], name="id"))
+    page = predictor.explain(named, samples=1).to_html(tmp_path / "explain")
+    text = page.read_text(encoding="utf-8")
+    assert "<th>index</th>" in text and "id5" in text and "Inside each modality" in text

@@ -497,7 +497,7 @@ def test_distributed_settings_that_cannot_work_are_refused_by_key(monkeypatch):
     from polymodal.errors import ConfigError
     from polymodal.training.devices import check_devices, make_strategy, world_size
 
-    for name in ("WORLD_SIZE", "SLURM_NTASKS", "RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+    for name in ("WORLD_SIZE", "SLURM_NTASKS", "SLURM_JOB_NAME", "RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError, match="train.strategy: 'ddp_spawn' trains in child processes"):
         check_devices(TrainConfig(devices=2, strategy="ddp_spawn", accelerator="cpu"))
@@ -510,6 +510,11 @@ def test_distributed_settings_that_cannot_work_are_refused_by_key(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE")
     monkeypatch.setenv("SLURM_NTASKS", "4")  # a batch job's plain command runs once: not a mismatch
     check_devices(TrainConfig(accelerator="cpu"))
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")  # srun started 4 processes for a 2-process config
+    with pytest.raises(ConfigError, match="a launcher \\(torchrun or SLURM\\) started 4"):
+        check_devices(TrainConfig(devices=2, accelerator="cpu"))
+    monkeypatch.setenv("SLURM_JOB_NAME", "bash")  # an interactive shell: Lightning starts the processes itself
+    check_devices(TrainConfig(devices=2, accelerator="cpu"))
     assert world_size(TrainConfig(devices=2, num_nodes=3)) == 6
     assert isinstance(make_strategy(TrainConfig(devices=2, accelerator="cpu")), DDPStrategy), \
         "several processes under strategy auto get the DDP that tolerates idle parameters"
@@ -521,9 +526,11 @@ def test_a_distributed_runs_other_ranks_are_told_by_their_launchers_variables(mo
 
     for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
         monkeypatch.delenv(name, raising=False)
-    assert not secondary_process()
+    ddp, single = TrainConfig(devices=2, accelerator="cpu"), TrainConfig(accelerator="cpu")
+    assert not secondary_process(ddp)
     for name, value, secondary in (("LOCAL_RANK", "0", False), ("RANK", "3", True), ("SLURM_PROCID", "1", True),
                                    ("NODE_RANK", "1", True), ("LOCAL_RANK", "1", True)):
         monkeypatch.setenv(name, value)
-        assert secondary_process() is secondary, (name, value)
+        assert secondary_process(ddp) is secondary, (name, value)
+        assert not secondary_process(single), "srun -n 4 of one-process fits: each is its own rank 0"
         monkeypatch.delenv(name)
