@@ -2,7 +2,7 @@
 
 Both train the same network (built by polymodal, same initial weights) on the same encoded
 FSDD + MNIST tensors for the same epochs, with the same optimiser (AdamW), schedule (cosine),
-gradient clipping and batch size, and both score the validation set after every epoch. The
+gradient clipping, batch size and kernels (deterministic ones, as ``train.deterministic`` asks), and both score the validation set after every epoch. The
 minimal loop indexes pre-normalised in-memory tensors directly; ``fit`` goes through the
 DataLoader, Lightning, CSV + TensorBoard logging and checkpoints into a run folder, early-stopping
 bookkeeping and best-weight tracking. Both
@@ -32,6 +32,7 @@ from polymodal import MultimodalPredictor
 from polymodal.data.pipeline import DataPipeline
 from polymodal.models import build_model
 from polymodal.training.module import OptimSettings, cosine_with_warmup, parameter_groups
+from polymodal.training.process_state import kept_process_state
 
 CONFIG = {
     "task": "classification", "target": "label",
@@ -64,6 +65,14 @@ def index(batch: dict, rows: torch.Tensor) -> tuple[dict, dict]:
 
 
 def minimal_loop(pipeline: DataPipeline, train: dict, valid: dict, epochs: int) -> float:
+    with kept_process_state():  # the kernels fit trains with (train.deterministic), then the caller's again
+        if pipeline.config.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.utils.deterministic.fill_uninitialized_memory = False
+        return _minimal_loop(pipeline, train, valid, epochs)
+
+
+def _minimal_loop(pipeline: DataPipeline, train: dict, valid: dict, epochs: int) -> float:
     cfg = pipeline.config
     torch.manual_seed(cfg.train.seed)
     net = build_model(cfg, pipeline.contexts(), pipeline.targets.n_outputs)
