@@ -2,11 +2,11 @@
 
 Both train the same network (built by polymodal, same initial weights) on the same encoded
 FSDD + MNIST tensors for the same epochs, with the same optimiser (AdamW), schedule (cosine),
-gradient clipping, batch size and kernels (deterministic ones, as ``train.deterministic`` asks), and both score the validation set after every epoch. The
-minimal loop indexes pre-normalised in-memory tensors directly; ``fit`` goes through the
-DataLoader, Lightning, CSV + TensorBoard logging and checkpoints into a run folder, early-stopping
-bookkeeping and best-weight tracking. Both
-optimise the task loss alone (``loss.unimodal_weight: 0``; the default auxiliary per-modality
+gradient clipping, batch size and kernels (deterministic ones, as ``train.deterministic``
+asks), and both score the validation set after every epoch. The minimal loop indexes
+pre-normalised in-memory tensors directly; ``fit`` goes through the DataLoader, Lightning, CSV +
+TensorBoard logging and checkpoints into a run folder, early-stopping bookkeeping and best-weight
+tracking. Both optimise the task loss alone (``loss.unimodal_weight: 0``; the default auxiliary per-modality
 losses are extra arithmetic, not overhead).
 
 Reported: the median over ``--repeats`` of the training wall time (data preparation excluded on
