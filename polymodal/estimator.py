@@ -108,6 +108,12 @@ class Estimator:
             self._own_folders.add(self.run_dir.resolve())
         return run
 
+    @property
+    def rank(self) -> int:
+        """This process's rank in the latest distributed fit (0 otherwise): the lines after ``fit``
+        run on every rank, so ``if pred.rank == 0:`` guards what should happen once."""
+        return int(self.info.get("rank", 0))
+
     def __repr__(self) -> str:
         modalities = {name: m.kind for name, m in self.config.modalities.items()}
         return (f"{type(self).__name__}(task={self.config.task!r}, modalities={modalities}, "

@@ -50,7 +50,7 @@ def train(
     predictor = MultimodalPredictor.from_config(cfg)
     with predictor.quiet_skips():  # listed below, with the file they are written to
         predictor.fit(train, valid, test=test, out=out, resume=resume, overwrite=overwrite, unlabeled=unlabeled)
-    if predictor.info.get("rank", 0) != 0:  # a secondary process of distributed training
+    if predictor.rank != 0:  # a secondary process of distributed training
         return
     if not predictor.last_skipped.empty:
         print_skipped(predictor.last_skipped, out / SKIPPED_FILE, predictor.config.data.on_error)
