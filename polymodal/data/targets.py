@@ -114,6 +114,30 @@ def _warn_mixed(manifest: Manifest, column: str, codes: np.ndarray, keys: list[s
               "is a typo")
 
 
+def _warn_lookalike(manifest: Manifest, column: str, codes: np.ndarray, keys: list[str]) -> None:
+    """Warn when text classes differ only in case or surrounding spaces (``'cat'`` and ``'Cat '``):
+    each is its own class, most likely by mistake. Names each group, its rows per spelling, and
+    where the rarest spelling first occurs."""
+    filled = codes[codes >= 0]
+    counts = np.bincount(filled, minlength=len(keys))
+    groups: dict[str, list[int]] = {}
+    for code in np.flatnonzero(counts):
+        if not _is_number(keys[code]):
+            groups.setdefault(keys[code].strip().casefold(), []).append(int(code))
+    found = [sorted(group, key=lambda c: -counts[c]) for group in groups.values() if len(group) > 1]
+    if not found:
+        return
+    described = []
+    for group in found[:3]:
+        rare = group[-1]
+        spellings = " and ".join(f"{keys[c]!r} ({counts[c]} row{'s' if counts[c] > 1 else ''})" for c in group)
+        described.append(f"{spellings}, e.g. {keys[rare]!r} in {manifest.where(int(np.flatnonzero(codes == rare)[0]))}")
+    more = f" (and {len(found) - 3} more such groups)" if len(found) > 3 else ""
+    warn_user(f"target column '{column}' of {manifest.name} holds classes that differ only in case or surrounding "
+              f"spaces: {'; '.join(described)}{more}; each spelling is its own class: fix the column if they are the "
+              "same class")
+
+
 class TargetEncoder:
     """Encodes the target column(s) of a manifest for one task.
 
@@ -161,6 +185,7 @@ class TargetEncoder:
                 first.setdefault(keys[code], uniques[code])
             self.classes = [first[key] for key in sorted(first, key=_class_order)]
             _warn_mixed(manifest, self.columns[0], codes, keys)
+            _warn_lookalike(manifest, self.columns[0], codes, keys)
             if len(self.classes) < 2:
                 raise SchemaMismatchError(
                     f"classification needs at least 2 classes in target column '{self.columns[0]}' of "

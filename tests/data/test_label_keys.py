@@ -107,3 +107,15 @@ def test_saved_classes_that_match_as_one_label_are_refused():
     enc = TargetEncoder.from_state({"task": "classification", "columns": ["y"], "classes": [1, "1", "cat"]})
     with pytest.raises(SchemaMismatchError, match=r"classes 1 and '1' of this model match as one label \('1'\)"):
         enc.encode(read_manifest(pd.DataFrame({"y": ["cat"]})))
+
+
+def test_classes_that_differ_only_in_case_or_spaces_are_warned_about_with_a_row(recwarn):
+    frame = pd.DataFrame({"label": ["cat"] * 20 + ["dog"] * 20 + ["cat "] + ["Dog"] * 2})
+    with pytest.warns(UserWarning, match=r"differ only in case or surrounding spaces: 'cat' \(20 rows\) and 'cat ' "
+                                         r"\(1 row\), e.g. 'cat ' in DataFrame row 40; 'dog' \(20 rows\) and 'Dog' "
+                                         r"\(2 rows\), e.g. 'Dog' in DataFrame row 41;"):
+        encoder = TargetEncoder("classification", ["label"]).fit(read_manifest(frame))
+    assert len(encoder.classes) == 4, "a warning, not a merge: the classes are the user's to fix"
+    clean = pd.DataFrame({"label": ["cat", "dog", "Cat-2", "cat-2 b"] * 3})
+    TargetEncoder("classification", ["label"]).fit(read_manifest(clean))
+    assert not [w for w in recwarn if "differ only" in str(w.message)]
