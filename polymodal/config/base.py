@@ -278,7 +278,8 @@ def _node(data: Any, parts: list[str]) -> Any:
 
 
 # what a member of a plain union (``A | list[A]``) says when the value has the other member's shape
-SHAPE_ERRORS = ("dict_type", "list_type", "tuple_type", "int_type", "float_type", "model_type", "model_attributes_type")
+SHAPE_ERRORS = ("dict_type", "list_type", "tuple_type", "int_type", "float_type", "model_type", "model_attributes_type",
+                "literal_error")  # (a Literal member of `PositiveInt | Literal["auto"]` when the number is out of range)
 LENGTH_ERRORS = ("too_short", "too_long")  # a member that says these accepted the value's shape
 RANGE_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")  # and these
 
