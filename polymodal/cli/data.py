@@ -74,9 +74,9 @@ def convert(
     paths and texts cost no private memory however many rows it has. Parquet is converted row group
     by row group; relative paths keep resolving against SOURCE's folder."""
     from polymodal.config import load_config
+    from polymodal.config.columns import csv_columns
     from polymodal.data.arrow_manifest import convert_manifest
     from polymodal.data.manifest import READERS
-    from polymodal.data.pipeline import csv_columns
     from polymodal.errors import ManifestError
 
     if READERS.get(out.suffix.lower()) != "arrow":

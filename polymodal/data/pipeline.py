@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.config import Config
+from polymodal.config.columns import class_columns, csv_columns
 from polymodal.data.cache import take
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.encode import EncodedModality, EncodedTable, encode_manifest, manifest_cells, require_rows
@@ -32,23 +33,6 @@ from polymodal.utils.memory import release_memory
 from polymodal.utils.warn import warn_user
 
 DataSource = str | os.PathLike | pd.DataFrame | Manifest
-
-
-def csv_columns(config: Config) -> dict[str, list[str]]:
-    """How a config reads a CSV manifest's columns (``read_manifest``'s ``text_columns`` and
-    ``label_columns``): its modalities' file, text and category columns as text; its class labels
-    as labels."""
-    from polymodal.config.modalities import text_columns
-
-    return {"text_columns": [c for m in config.modalities.values() for c in text_columns(m)],
-            "label_columns": class_columns(config, ("classification", "anomaly", "retrieval"))}
-
-
-def class_columns(config: Config, main_tasks: tuple[str, ...] = ("classification",)) -> list[str]:
-    """The target columns of a config's classification tasks, the main one's (when its task is one
-    of ``main_tasks``: anomaly and retrieval labels are classes to read too) and further ones'."""
-    main = list(config.targets) if config.task in main_tasks else []
-    return main + [c for task in (config.tasks or {}).values() if task.task == "classification" for c in task.targets]
 
 
 class DataPipeline:

@@ -12,9 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from polymodal.cli import app
+from polymodal.config.columns import csv_columns
 from polymodal.data.arrow_manifest import convert_manifest
 from polymodal.data.manifest import read_manifest
-from polymodal.data.pipeline import DataPipeline, csv_columns
+from polymodal.data.pipeline import DataPipeline
 from polymodal.errors import ManifestError
 
 from .helpers import MULTIMODAL, make_config, write_multimodal_manifest
@@ -203,3 +204,14 @@ def test_a_parquet_file_without_rows_is_refused_when_converted_not_when_read(tmp
     with pytest.raises(ManifestError, match="e.parquet has no rows"):
         convert_manifest(tmp_path / "e.parquet", tmp_path / "e.arrow")
     assert not (tmp_path / "e.arrow").exists()
+
+
+def test_converting_a_manifest_by_its_config_imports_no_torch():
+    """`polymodal manifest convert` over a million rows should not pay torch's second and its memory."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from polymodal.config.columns import csv_columns; "
+            "from polymodal.data.arrow_manifest import convert_manifest; import polymodal.cli.data; "
+            "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
