@@ -145,3 +145,15 @@ def test_on_error_given_on_the_command_line_replaces_the_runs_for_this_call(run,
     assert "their modality counts as missing" in result.stderr
     result = invoke("explain", out, "--data", data["test"], "--on-error", "ignore")
     assert result.exit_code == 2 and "--on-error: one of raise, skip, missing; got 'ignore'" in result.stderr
+
+
+def test_explain_reports_the_rows_it_skipped_in_python_and_on_the_command_line(run, data, tmp_path):
+    predictor, out, _ = run
+    with pytest.warns(UserWarning, match=r"(?s)1 unreadable or missing file\(s\) skipped.*img38\.png"):
+        explanation = predictor.explain(data["test"], samples=0)
+    assert len(explanation.values) == 8 and 2 not in explanation.values.index
+    assert list(predictor.eval_skipped["row"]) == [2]
+    result = invoke("explain", out, "--data", data["test"], "--samples", 0, "--out", tmp_path / "ex")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("unreadable or missing file(s) skipped") == 1 and "img38.png" in result.stderr
+    assert list(pd.read_csv(tmp_path / "ex" / "skipped.csv")["row"]) == [2]

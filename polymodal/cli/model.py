@@ -222,6 +222,7 @@ def explain(
 
     from polymodal.estimator import EXPLAIN
     from polymodal.evaluation.data import output_names
+    from polymodal.runfolder import SKIPPED_FILE, write_skipped
     from polymodal.utils.scores import output_index
 
     if out is not None and out.exists() and not out.is_dir():  # found before the work, not after
@@ -230,9 +231,14 @@ def explain(
     predictor.require(EXPLAIN)
     names = output_names(predictor)
     chosen = output_index(output, names, predictor.config.task)  # an unknown name: refused before the work
-    explanation = predictor.explain(data, max_rows=rows, samples=samples, seed=seed,
-                                    output=None if chosen is None else names[chosen])
+    with predictor.quiet_skips():  # listed below, with the file they are written to
+        explanation = predictor.explain(data, max_rows=rows, samples=samples, seed=seed,
+                                        output=None if chosen is None else names[chosen])
     page = explanation.to_html(out or run / "explain")
+    listed = page.parent / SKIPPED_FILE
+    write_skipped(listed, predictor.eval_skipped)  # a stale list of an earlier explanation goes
+    if not predictor.eval_skipped.empty:
+        print_skipped(predictor.eval_skipped, listed, predictor.config.data.on_error)
     table = explanation.importance.drop(columns="explained")  # named on a line of its own, not on every row
     print_rows(table.to_dict("records"), "modality importance")
     console.print(f"explained: the {escape(explanation.explained_quantity)} (the Shapley columns; any metric "

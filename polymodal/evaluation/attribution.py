@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.config.task_metrics import TASK_METRICS
+from polymodal.data.encode import skipped_frame
 from polymodal.estimator import EXPLAIN
 from polymodal.evaluation.coalitions import coalition_outputs, mask_of
 from polymodal.evaluation.data import EvalData, load_eval_data, output_names, to_scores
@@ -186,8 +187,10 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     predictor.require(EXPLAIN)
     task, outputs_named = predictor.config.task, output_names(predictor)
     chosen = output_index(output, outputs_named, task)  # checked before the work
-    if not isinstance(data, EvalData):
+    if not isinstance(data, EvalData):  # read here: its skipped files are this call's to report
         data = load_eval_data(predictor, data, require_target=None, max_rows=max_rows, seed=seed)
+        predictor.eval_skipped = skipped_frame(data.table.skipped)
+        predictor.warn_skipped(predictor.eval_skipped, "the predictor's .eval_skipped")
     names = list(predictor.config.modality_names)
     m = len(names)
     masks, orders = _plan(m, permutations, seed)
