@@ -69,23 +69,59 @@ def invocations(names: list[str], passthrough: list[str]) -> list[tuple[str, lis
     return [(name, [*passthrough, *options]) for name in names for options in [[], *VARIANTS.get(name, [])]]
 
 
+def split_arguments(tokens: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """Benchmark names, options passed through, and stray words from what ``run.py``'s own parser
+    left: a word that names a benchmark is one wherever it stands; any other word is the value of
+    the option before it (``--repeats 3``; several for ``--methods DANN CORAL``), or stray."""
+    names, passthrough, stray = [], [], []
+    values = 0  # how many more words the option before may take
+    for token in tokens:
+        if token.startswith("-"):
+            passthrough.append(token)
+            values = 0 if "=" in token or token in FLAGS else len(tokens) if token in LISTS else 1
+        elif token in available():
+            names.append(token)
+            values = 0
+        elif values:
+            passthrough.append(token)
+            values -= 1
+        else:
+            stray.append(token)
+    return names, passthrough, stray
+
+
+FLAGS = ("--quick", "--resume")  # options of the benchmarks that take no value
+LISTS = ("--methods", "--sizes", "--skip")  # and those that take several
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 epilog="Any other option is passed to every benchmark run (see benchmarks/NAME.py "
                                        "--help); paths are relative to the folder you run from.")
-    p.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {available()})")
+    p.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all of {available()})")
     p.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data",
                    help="folder laid out like ../shared/data (default: shared/data beside the repository)")
     p.add_argument("--report-only", action="store_true", help="only rebuild BENCHMARKS.md from results/*.json")
-    args, passthrough = p.parse_known_args()
+    given, own, rest = sys.argv[1:], [], []
+    i = 0
+    while i < len(given):  # run.py's own options (with --data-root's value); the rest: split_arguments
+        if given[i] == "--data-root":
+            own += given[i:i + 2]
+            i += 1
+        elif given[i] in ("-h", "--help", "--report-only") or given[i].startswith("--data-root="):
+            own.append(given[i])
+        else:
+            rest.append(given[i])
+        i += 1
+    args = p.parse_args(own)
+    args.names, passthrough, stray = split_arguments(rest)
+    if stray:
+        p.error(f"unknown benchmarks {stray}; available: {available()}")
     if args.report_only and (args.names or passthrough):
         p.error(f"--report-only runs nothing, so it takes no benchmarks or their options; got "
                 f"{shlex.join([*args.names, *passthrough])}")
     failed = []
     if not args.report_only:
-        unknown = sorted(set(args.names) - set(available()))
-        if unknown:
-            p.error(f"unknown benchmarks {unknown}; available: {available()}")
         for name, options in invocations(args.names or available(), passthrough):
             cmd = [sys.executable, str(HERE / f"{name}.py"), "--data-root", str(args.data_root.resolve()), *options]
             print(f"=== {name} {shlex.join(options)}".rstrip(), flush=True)

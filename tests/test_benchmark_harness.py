@@ -1,0 +1,36 @@
+"""benchmarks/run.py: what it runs for the words and options it is given (no benchmark is run)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_run():
+    sys.path.insert(0, str(BENCHMARKS))  # run.py's own imports
+    try:
+        spec = importlib.util.spec_from_file_location("benchmarks_run", BENCHMARKS / "run.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_an_options_value_is_never_read_as_a_benchmark_name():
+    run = load_run()
+    assert run.split_arguments(["--repeats", "3", "preprocess", "--work", "/w"]) == (
+        ["preprocess"], ["--repeats", "3", "--work", "/w"], [])
+    assert run.split_arguments(["--repeats", "3", "nosuch"]) == ([], ["--repeats", "3"], ["nosuch"])
+    assert run.split_arguments(["transfer_digits", "--methods", "DANN", "CORAL", "--quick", "cache"]) == (
+        ["transfer_digits", "cache"], ["--methods", "DANN", "CORAL", "--quick"], [])
+
+
+def test_a_variant_keeps_its_own_options_after_those_passed_through():
+    run = load_run()
+    runs = run.invocations(["scaling"], ["--epochs", "2", "--manifest", "csv"])
+    assert runs == [("scaling", ["--epochs", "2", "--manifest", "csv"]),
+                    ("scaling", ["--epochs", "2", "--manifest", "csv", "--manifest", "arrow"])]
