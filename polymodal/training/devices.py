@@ -5,6 +5,7 @@ Lightning's strategy and precision."""
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import torch
@@ -86,6 +87,10 @@ def check_devices(cfg: TrainConfig) -> None:
         problems.append(f"train.devices x train.num_nodes: {world_size(cfg)} process(es), but a launcher (torchrun or "
                         f"SLURM) started {launched}; make them agree (e.g. torchrun --nproc-per-node = train.devices, "
                         "--nnodes = train.num_nodes)")
+    elif world_size(cfg) > 1 and not launched and not secondary_process(cfg) and sys.argv[:1] in (["-c"], ["-"], [""]):
+        problems.append(f"train.devices: {world_size(cfg)} processes start by running this program again, which a "
+                        "'python -c' command or a script on stdin cannot be: put the code in a file (python "
+                        "train.py) or use the polymodal command")
     elif cfg.num_nodes > 1 and not launched:
         problems.append(f"train.num_nodes: {cfg.num_nodes} needs every node started by a launcher (torchrun or SLURM's "
                         "srun, see the README); started as a plain command it would wait for the other nodes forever")

@@ -4,6 +4,7 @@ stopping and resuming, on a toy Lightning module whose validation score follows 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -515,6 +516,11 @@ def test_distributed_settings_that_cannot_work_are_refused_by_key(monkeypatch):
         check_devices(TrainConfig(devices=2, accelerator="cpu"))
     monkeypatch.setenv("SLURM_JOB_NAME", "bash")  # an interactive shell: Lightning starts the processes itself
     check_devices(TrainConfig(devices=2, accelerator="cpu"))
+    monkeypatch.delenv("SLURM_NTASKS")
+    monkeypatch.setattr(sys, "argv", ["-c"])  # python -c '...fit()': the other processes could not be started
+    with pytest.raises(ConfigError, match="'python -c' command or a script on stdin cannot be"):
+        check_devices(TrainConfig(devices=2, accelerator="cpu"))
+    check_devices(TrainConfig(accelerator="cpu"))  # one process: nothing to start again
     assert world_size(TrainConfig(devices=2, num_nodes=3)) == 6
     assert isinstance(make_strategy(TrainConfig(devices=2, accelerator="cpu")), DDPStrategy), \
         "several processes under strategy auto get the DDP that tolerates idle parameters"
