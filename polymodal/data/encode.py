@@ -424,5 +424,5 @@ def skipped_frame(skipped: list[Skipped]) -> pd.DataFrame:
     """The skipped files as a table (written to ``skipped.csv`` in the run folder); ``row`` is the
     row's number in the manifest file."""
     records = [{"modality": s.modality, "row": s.source_row, "where": s.where, "path": s.path, "reason": s.reason}
-               for s in skipped]
+               for s in sorted(skipped, key=lambda s: s.source_row)]  # by row, as the manifest reads
     return pd.DataFrame(records, columns=["modality", "row", "where", "path", "reason"])

@@ -99,13 +99,16 @@ def row_table(explanation: Explanation) -> pd.DataFrame:
 
 
 def row_heading(explanation: Explanation, line: pd.Series) -> str:
-    """``Row 12 (true class '7', predicted '1'): probability of class '1' 0.413`` (text)."""
+    """``Row 12 (true class '7', predicted '1'): probability of class '1' 0.413`` (text); a
+    DataFrame's own index label beside the row: ``Row 12 (index 'id12', ...``."""
+    label = f"index '{line['index']}', " if "index" in line else ""
     if explanation.task == "classification":
         truth = f"true class '{line['true class']}', " if "true class" in line else ""
-        return (f"Row {line['row']} ({truth}predicted '{line['predicted class']}'): probability of class "
+        return (f"Row {line['row']} ({label}{truth}predicted '{line['predicted class']}'): probability of class "
                 f"'{line['explained']}' {line['score']:.3f}")
     what = "probability of label" if explanation.task == "multilabel" else "predicted value of target"
-    return f"Row {line['row']}: {what} '{line['explained']}' {line['score']:.3f}"
+    where = f" ({label[:-2]})" if label else ""
+    return f"Row {line['row']}{where}: {what} '{line['explained']}' {line['score']:.3f}"
 
 
 def explanation_html(explanation: Explanation, title: str) -> str:

@@ -254,3 +254,13 @@ def test_with_on_error_raise_every_missing_file_is_still_reported_at_once(tmp_pa
     assert info.value.problems == [
         f"train.csv row {i} (line {i + 2}), column 'image': file not found: {tmp_path.resolve() / 'images'}/{i}.png"
         for i in (3, 8)]
+
+
+def test_the_skipped_list_reads_in_row_order_across_modalities(tmp_path):
+    path = write_multimodal_manifest(tmp_path, broken_images=(4,))
+    frame = pd.read_csv(path)
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[2, "age"] = "forty"
+    table, _ = pipeline("skip").fit(read_manifest(frame, root=tmp_path))
+    listed = skipped_frame(table.skipped)
+    assert list(zip(listed["row"], listed["modality"])) == [(2, "labs"), (4, "img")]

@@ -186,3 +186,4 @@ def test_the_page_of_a_dataframe_with_its_own_index_names_rows_and_labels(a_only
     page = predictor.explain(named, samples=1).to_html(tmp_path / "explain")
     text = page.read_text(encoding="utf-8")
     assert "<th>index</th>" in text and "id5" in text and "Inside each modality" in text
+    assert "(index &#x27;id" in text, "each map's heading names the row's index label too"
