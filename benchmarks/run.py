@@ -74,24 +74,25 @@ def split_arguments(tokens: list[str]) -> tuple[list[str], list[str], list[str]]
     left: a word that names a benchmark is one wherever it stands; any other word is the value of
     the option before it (``--repeats 3``; several for ``--methods DANN CORAL``), or stray."""
     names, passthrough, stray = [], [], []
-    values = 0  # how many more words the option before may take
+    option, values = "", 0  # the option before, and how many more words it may take
     for token in tokens:
         if token.startswith("-"):
             passthrough.append(token)
+            option = token
             values = 0 if "=" in token or token in FLAGS else len(tokens) if token in LISTS else 1
+        elif values and (option not in LISTS or token not in available() or token in LISTS[option]):
+            passthrough.append(token)  # a single value even if it names a benchmark (--work cache)
+            values -= 1
         elif token in available():
             names.append(token)
             values = 0
-        elif values:
-            passthrough.append(token)
-            values -= 1
         else:
             stray.append(token)
     return names, passthrough, stray
 
 
-FLAGS = ("--quick", "--resume")  # options of the benchmarks that take no value
-LISTS = ("--methods", "--sizes", "--skip")  # and those that take several
+FLAGS = ("--quick", "--resume", "--reuse-single")  # options of the benchmarks that take no value
+LISTS = {"--methods": (), "--sizes": (), "--skip": ("cache", "quality")}  # several, and the benchmark names among them
 
 
 def main() -> None:
@@ -110,6 +111,8 @@ def main() -> None:
             i += 1
         elif given[i] in ("-h", "--help", "--report-only") or given[i].startswith("--data-root="):
             own.append(given[i])
+        elif len(given[i]) > 2 and any(o.startswith(given[i]) for o in ("--report-only", "--data-root")):
+            p.error(f"{given[i]}: write run.py's options in full (--report-only, --data-root)")
         else:
             rest.append(given[i])
         i += 1

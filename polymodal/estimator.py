@@ -59,7 +59,7 @@ class Estimator:
         metrics: ``{"valid": .., "test": ..}`` from the fit.
         last_skipped: the files skipped by the fit (``split`` column: train, valid or test), written
             to the run folder's ``skipped.csv``; later evaluations leave it alone.
-        eval_skipped: the files skipped by the latest evaluate / predict (or the fit's test set).
+        eval_skipped: the files skipped by the latest evaluate / predict / explain (or the fit's test set).
     """
 
     @property

@@ -27,6 +27,9 @@ def test_an_options_value_is_never_read_as_a_benchmark_name():
     assert run.split_arguments(["--repeats", "3", "nosuch"]) == ([], ["--repeats", "3"], ["nosuch"])
     assert run.split_arguments(["transfer_digits", "--methods", "DANN", "CORAL", "--quick", "cache"]) == (
         ["transfer_digits", "cache"], ["--methods", "DANN", "CORAL", "--quick"], [])
+    assert run.split_arguments(["--work", "cache", "preprocess"]) == (["preprocess"], ["--work", "cache"], [])
+    assert run.split_arguments(["pneumonia_transfer", "--skip", "cache", "overhead"]) == (
+        ["pneumonia_transfer", "overhead"], ["--skip", "cache"], [])  # cache: a --skip choice, overhead: a name
 
 
 def test_a_variant_keeps_its_own_options_after_those_passed_through():

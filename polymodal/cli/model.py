@@ -231,12 +231,16 @@ def explain(
     predictor.require(EXPLAIN)
     names = output_names(predictor)
     chosen = output_index(output, names, predictor.config.task)  # an unknown name: refused before the work
-    with predictor.quiet_skips():  # listed below, with the file they are written to
-        explanation = predictor.explain(data, max_rows=rows, samples=samples, seed=seed,
-                                        output=None if chosen is None else names[chosen])
-    page = explanation.to_html(out or run / "explain")
-    listed = page.parent / SKIPPED_FILE
-    write_skipped(listed, predictor.eval_skipped)  # a stale list of an earlier explanation goes
+    folder = out or run / "explain"
+    listed = folder / SKIPPED_FILE
+    predictor.eval_skipped = predictor.eval_skipped.iloc[0:0]  # this explanation's list only, even if it fails
+    try:
+        with predictor.quiet_skips():  # listed below, with the file they are written to
+            explanation = predictor.explain(data, max_rows=rows, samples=samples, seed=seed,
+                                            output=None if chosen is None else names[chosen])
+    finally:  # a stale list of an earlier explanation goes
+        write_skipped(listed, predictor.eval_skipped)
+    page = explanation.to_html(folder)
     if not predictor.eval_skipped.empty:
         print_skipped(predictor.eval_skipped, listed, predictor.config.data.on_error)
     table = explanation.importance.drop(columns="explained")  # named on a line of its own, not on every row

@@ -294,8 +294,18 @@ def format_validation_error(error: ValidationError, data: Any, root: type[BaseMo
     found = [(err, _user_path(tuple(err["loc"]), data, err["type"])) for err in error.errors(include_url=False)]
     inside = {tuple(parts[:i]) for _, parts in found for i in range(len(parts))}  # strict prefixes
     inside |= {tuple(parts) for err, parts in found if err["type"] in LENGTH_ERRORS + RANGE_ERRORS}
-    return list(dict.fromkeys(_describe(err, parts, root, data) for err, parts in found
-                              if not (err["type"] in SHAPE_ERRORS and tuple(parts) in inside)))
+    dropped = [(err, parts) for err, parts in found if err["type"] in SHAPE_ERRORS and tuple(parts) in inside]
+    # the words a number-or-word field also takes ('auto'), said on its range error's line
+    words = {tuple(parts): err.get("ctx", {}).get("expected") for err, parts in dropped if err["type"] == "literal_error"}
+    lines = []
+    for err, parts in found:
+        if (err, parts) in dropped:
+            continue
+        line = _describe(err, parts, root, data)
+        if err["type"] in RANGE_ERRORS and words.get(tuple(parts)):
+            line = line.replace(f"{err['msg']}", f"{err['msg']}, or {words[tuple(parts)]}", 1)
+        lines.append(line)
+    return list(dict.fromkeys(lines))
 
 
 def validate(model: type[BaseModel], data: Any, source: str | None = None,

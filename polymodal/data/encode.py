@@ -376,7 +376,7 @@ def require_rows(table: EncodedTable, manifest: Manifest, on_error: str, purpose
         return
     first = ""
     if table.skipped:
-        s = table.skipped[0]
+        s = min(table.skipped, key=lambda skipped: skipped.source_row)  # the first row, as the lists read
         first = f"; first: {s.where}, modality '{s.modality}': " + (f"{s.path} ({s.reason})" if s.path else s.reason)
     raise ManifestError([f"{manifest.name}: no row is left to {purpose}: each of its {len(manifest)} {rows} had an "
                          f"unreadable file, skipped ({len(table.skipped)} file(s); data.on_error: {on_error}){first}"],

@@ -115,23 +115,26 @@ def _warn_mixed(manifest: Manifest, column: str, codes: np.ndarray, keys: list[s
 
 
 def _warn_lookalike(manifest: Manifest, column: str, codes: np.ndarray, keys: list[str]) -> None:
-    """Warn when text classes differ only in case or surrounding spaces (``'cat'`` and ``'Cat '``):
-    each is its own class, most likely by mistake. Names each group, its rows per spelling, and
-    where the rarest spelling first occurs."""
+    """Warn when text classes differ only in case or surrounding spaces (``'cat'`` and ``'Cat '``,
+    ``'007'`` and ``' 007'``): each is its own class, most likely by mistake. Names each group, its
+    rows per spelling, and where the rarest spelling first occurs. Classes are told apart by their
+    label key (see :func:`label_key`): ``True`` and ``'True'`` are one class, not two spellings."""
     filled = codes[codes >= 0]
-    counts = np.bincount(filled, minlength=len(keys))
-    groups: dict[str, list[int]] = {}
-    for code in np.flatnonzero(counts):
-        if not _is_number(keys[code]):
-            groups.setdefault(keys[code].strip().casefold(), []).append(int(code))
-    found = [sorted(group, key=lambda c: -counts[c]) for group in groups.values() if len(group) > 1]
+    rows_per_key = pd.Series(np.bincount(filled, minlength=len(keys)), index=keys).groupby(level=0, sort=False).sum()
+    rows_per_key = rows_per_key[rows_per_key > 0]
+    groups: dict[str, list[str]] = {}
+    for key in rows_per_key.index:
+        if not _is_number(key) or _LEADING_ZERO.match(key.strip()):  # numbers are matched by value already
+            groups.setdefault(key.strip().casefold(), []).append(key)
+    found = [sorted(group, key=lambda k: -rows_per_key[k]) for group in groups.values() if len(group) > 1]
     if not found:
         return
     described = []
     for group in found[:3]:
         rare = group[-1]
-        spellings = " and ".join(f"{keys[c]!r} ({counts[c]} row{'s' if counts[c] > 1 else ''})" for c in group)
-        described.append(f"{spellings}, e.g. {keys[rare]!r} in {manifest.where(int(np.flatnonzero(codes == rare)[0]))}")
+        rows = np.flatnonzero(np.isin(codes, [c for c, k in enumerate(keys) if k == rare]))
+        spellings = " and ".join(f"{k!r} ({rows_per_key[k]} row{'s' if rows_per_key[k] > 1 else ''})" for k in group)
+        described.append(f"{spellings}, e.g. {rare!r} in {manifest.where(int(rows[0]))}")
     more = f" (and {len(found) - 3} more such groups)" if len(found) > 3 else ""
     warn_user(f"target column '{column}' of {manifest.name} holds classes that differ only in case or surrounding "
               f"spaces: {'; '.join(described)}{more}; each spelling is its own class: fix the column if they are the "

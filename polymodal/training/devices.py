@@ -59,6 +59,12 @@ def slurm_launched() -> bool:
     return SLURMEnvironment.detect()
 
 
+def interactive() -> bool:
+    """Whether this program cannot be run again as a file: ``python -c``, a script on stdin, the
+    interactive interpreter or a notebook (``sys.ps1``), ``python -i``."""
+    return sys.argv[:1] in (["-c"], ["-"], [""]) or hasattr(sys, "ps1") or bool(sys.flags.interactive)
+
+
 def accelerators() -> tuple[bool, bool]:
     """Whether torch can use a CUDA GPU, and an Apple MPS one, on this machine."""
     mps = getattr(torch.backends, "mps", None)
@@ -87,10 +93,10 @@ def check_devices(cfg: TrainConfig) -> None:
         problems.append(f"train.devices x train.num_nodes: {world_size(cfg)} process(es), but a launcher (torchrun or "
                         f"SLURM) started {launched}; make them agree (e.g. torchrun --nproc-per-node = train.devices, "
                         "--nnodes = train.num_nodes)")
-    elif world_size(cfg) > 1 and not launched and not secondary_process(cfg) and sys.argv[:1] in (["-c"], ["-"], [""]):
-        problems.append(f"train.devices: {world_size(cfg)} processes start by running this program again, which a "
-                        "'python -c' command or a script on stdin cannot be: put the code in a file (python "
-                        "train.py) or use the polymodal command")
+    elif world_size(cfg) > 1 and not launched and not secondary_process(cfg) and interactive():
+        problems.append(f"train.devices: {world_size(cfg)} processes start by running this program again, which an "
+                        "interactive session, a 'python -c' command or a script on stdin cannot be: put the code in a "
+                        "file (python train.py) or use the polymodal command")
     elif cfg.num_nodes > 1 and not launched:
         problems.append(f"train.num_nodes: {cfg.num_nodes} needs every node started by a launcher (torchrun or SLURM's "
                         "srun, see the README); started as a plain command it would wait for the other nodes forever")

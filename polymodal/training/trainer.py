@@ -34,7 +34,7 @@ from polymodal.utils.progress import watched
 # (silenced while a fit runs, not in the caller's process at large)
 NOISE = (r".*does not have many workers.*", r".*The number of training batches.*", r".*LeafSpec.*",
          r".*torch.distributed.nn.functional.all_gather is deprecated.*",
-         r".*Grad strides do not match bucket view strides.*")  # DDP on a tiny batch: a speed note
+         r".*Grad strides do not match bucket view strides.*")  # DDP: a gradient's memory layout, a speed note
 
 
 class History(Callback):

@@ -118,4 +118,9 @@ def test_classes_that_differ_only_in_case_or_spaces_are_warned_about_with_a_row(
     assert len(encoder.classes) == 4, "a warning, not a merge: the classes are the user's to fix"
     clean = pd.DataFrame({"label": ["cat", "dog", "Cat-2", "cat-2 b"] * 3})
     TargetEncoder("classification", ["label"]).fit(read_manifest(clean))
+    one_class = pd.DataFrame({"label": [True] * 5 + ["True"] * 3 + ["no"] * 4})  # True and 'True': one key
+    assert len(TargetEncoder("classification", ["label"]).fit(read_manifest(one_class)).classes) == 2
     assert not [w for w in recwarn if "differ only" in str(w.message)]
+    codes = pd.DataFrame({"label": ["007"] * 5 + [" 007"] * 2 + ["1"] * 3})  # codes with leading zeros stay text
+    with pytest.warns(UserWarning, match=r"'007' \(5 rows\) and ' 007' \(2 rows\)"):
+        TargetEncoder("classification", ["label"]).fit(read_manifest(codes))

@@ -517,9 +517,15 @@ def test_distributed_settings_that_cannot_work_are_refused_by_key(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_NAME", "bash")  # an interactive shell: Lightning starts the processes itself
     check_devices(TrainConfig(devices=2, accelerator="cpu"))
     monkeypatch.delenv("SLURM_NTASKS")
-    monkeypatch.setattr(sys, "argv", ["-c"])  # python -c '...fit()': the other processes could not be started
-    with pytest.raises(ConfigError, match="'python -c' command or a script on stdin cannot be"):
+    for argv in (["-c"], ["-"], [""]):  # python -c '...fit()', stdin, the REPL: nothing to run again
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(ConfigError, match="'python -c' command or a script on stdin cannot be"):
+            check_devices(TrainConfig(devices=2, accelerator="cpu"))
+    monkeypatch.setattr(sys, "argv", ["/usr/lib/python3/ipykernel_launcher.py"])
+    monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)  # a notebook: interactive, though argv names a file
+    with pytest.raises(ConfigError, match="an interactive session"):
         check_devices(TrainConfig(devices=2, accelerator="cpu"))
+    monkeypatch.delattr(sys, "ps1")
     check_devices(TrainConfig(accelerator="cpu"))  # one process: nothing to start again
     assert world_size(TrainConfig(devices=2, num_nodes=3)) == 6
     assert isinstance(make_strategy(TrainConfig(devices=2, accelerator="cpu")), DDPStrategy), \
