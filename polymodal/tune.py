@@ -160,7 +160,7 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
     if world_size(config.train) > 1 or "train.devices" in config.tune.space or "train.num_nodes" in config.tune.space:
         raise ConfigError([f"train.devices: {config.train.devices} (x num_nodes {config.train.num_nodes}): the trials "
                            "of a search run one after another in this process; search on one device, then train the "
-                           "best config (best_config.yaml) with several"], source=str(config_path))
+                           "best config (best_config.yaml) with several"])  # the file or a --set: not blamed on either
     base = config_to_dict(config)
     tune = config.tune
     monitor, direction = _metric(config)
