@@ -25,9 +25,10 @@ from torch.utils.data import DataLoader
 from polymodal.config import Config, load_config
 from polymodal.data.content_keys import content_key
 from polymodal.data.dataset import Batch, data_loader
-from polymodal.data.encode import EncodedTable, describe_skipped, require_rows, skipped_frame
+from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
+from polymodal.data.skipped import describe_skipped, require_rows, skipped_frame
 from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
 from polymodal.runfolder import read_results, write_results
 from polymodal.training.devices import world_size
@@ -107,6 +108,16 @@ class Estimator:
             self.run_dir = Path(run)
             self._own_folders.add(self.run_dir.resolve())
         return run
+
+    @property
+    def classes(self) -> list[Any] | None:
+        """The outputs in the order of ``predict_proba``'s columns: the class labels
+        (classification) or the label columns (multilabel); None for other tasks and before
+        ``fit`` / ``load``."""
+        if self.pipeline is None or self.config.task not in ("classification", "multilabel"):
+            return None
+        targets = self.pipeline.targets
+        return list(targets.classes) if self.config.task == "classification" else list(targets.columns)
 
     @property
     def rank(self) -> int:

@@ -81,16 +81,6 @@ class MultimodalPredictor(Estimator):
         self.diagnostics: dict[str, Any] = {}  # the report's subsets, importance, robustness... (see report.rows)
 
     @property
-    def classes(self) -> list[Any] | None:
-        """The outputs in the order of :meth:`predict_proba`'s columns: the class labels
-        (classification) or the label columns (multilabel); None for other tasks and before
-        ``fit`` / ``load``."""
-        if self.pipeline is None or self.config.task not in ("classification", "multilabel"):
-            return None
-        targets = self.pipeline.targets
-        return list(targets.classes) if self.config.task == "classification" else list(targets.columns)
-
-    @property
     def unsupported(self) -> dict[str, str]:
         """A ``task: retrieval`` model has embeddings, not predictions: it neither predicts nor
         explains, sweeps or exports."""
@@ -372,22 +362,10 @@ class MultimodalPredictor(Estimator):
     def explain(self, data: DataSource, *, max_rows: int | None = None, seed: int = 0, samples: int = 4,
                 permutations: int = 64, steps: int = 32, output: Any | None = None) -> Explanation:
         """What each modality contributed to each prediction: per-row Shapley values over
-        modalities, global importance and Integrated-Gradients maps inside each modality.
-
-        Args:
-            data: a manifest (labels optional: with them, the importance table adds metric drops).
-            max_rows: explain a seeded random sample of at most this many rows.
-            seed: for the row sample and the sampled orders (beyond 6 modalities).
-            samples: rows that get maps inside their modalities (0: none).
-            permutations: sampled orders when the model has more than 6 modalities.
-            steps: Integrated-Gradients interpolation steps.
-            output: the output to explain (a class, label column or target column); default each
-                row's predicted class (classification), else the first output.
-
-        Returns:
-            an :class:`~polymodal.evaluation.attribution.Explanation`: ``.values`` (indexed like
-            :meth:`predict_proba`), ``.importance``, ``.to_html(folder)``.
-        """
+        modalities, global importance and Integrated-Gradients maps inside each modality; an
+        :class:`~polymodal.evaluation.attribution.Explanation` (``.values``, indexed like
+        :meth:`predict_proba`; ``.importance``; ``.to_html(folder)``). The options are those of
+        :func:`polymodal.evaluation.attribution.explain`."""
         from polymodal.evaluation.attribution import explain  # the evaluation layer sits above
 
         return explain(self, data, max_rows=max_rows, seed=seed, samples=samples, permutations=permutations,

@@ -112,7 +112,7 @@ def print_skipped(skipped: Any, listed: Path, on_error: str, shown: int = 5) -> 
     """Warn (on stderr) how many and which files were skipped, the first ``shown`` of them, and
     where the full list was written (the library's own warning, with the file; commands run the
     library inside :meth:`~polymodal.estimator.Estimator.quiet_skips`)."""
-    from polymodal.data.encode import describe_skipped
+    from polymodal.data.skipped import describe_skipped
 
     err_console.print("[bold yellow]warning:[/] " + escape(describe_skipped(skipped, on_error, shown)), highlight=False)
     err_console.print(escape(f"  full list: {listed}"), highlight=False)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from polymodal.config.modalities import modality_columns
@@ -25,7 +24,8 @@ from polymodal.data.cells import BLOCK, Cells
 from polymodal.data.content_keys import KEY_BYTES, StatMemo, content_keys
 from polymodal.data.manifest import Manifest
 from polymodal.data.modalities.base import Preprocessor
-from polymodal.errors import DecodeError, ManifestError
+from polymodal.data.skipped import Skipped
+from polymodal.errors import DecodeError
 from polymodal.utils.memory import release_memory
 from polymodal.utils.progress import progress_bar
 
@@ -46,22 +46,6 @@ class EncodedModality:
     present: np.ndarray  # (N,) bool
     batcher: Any = None
     keys: np.ndarray | None = None  # (N,) content keys of the rows, when read through the feature cache
-
-
-@dataclass
-class Skipped:
-    """A file (or inline value) that could not be decoded and was skipped.
-
-    ``row`` indexes the encoded manifest; ``source_row`` is that row's number in the manifest
-    file (they differ for a subset, e.g. the rows a validation split left for training).
-    """
-
-    modality: str
-    row: int
-    where: str
-    path: str | None
-    reason: str
-    source_row: int
 
 
 @dataclass
@@ -362,26 +346,6 @@ def encode_manifest(
     return table if keep.all() else table.select(keep)
 
 
-def require_rows(table: EncodedTable, manifest: Manifest, on_error: str, purpose: str, rows: str = "row(s)") -> None:
-    """Refuse a table that skipping unreadable files (``data.on_error``) left without a row.
-
-    Args:
-        purpose: what the rows were for (``train on``, ``evaluate``), as the message says it.
-        rows: what the message calls the manifest's rows (``training row(s)``).
-
-    Raises:
-        ManifestError: ``table`` has no row, naming how many were skipped and the first file.
-    """
-    if len(table):
-        return
-    first = ""
-    if table.skipped:
-        s = min(table.skipped, key=lambda skipped: skipped.source_row)  # the first row, as the lists read
-        first = f"; first: {s.where}, modality '{s.modality}': " + (f"{s.path} ({s.reason})" if s.path else s.reason)
-    raise ManifestError([f"{manifest.name}: no row is left to {purpose}: each of its {len(manifest)} {rows} had an "
-                         f"unreadable file, skipped ({len(table.skipped)} file(s); data.on_error: {on_error}){first}"],
-                        source=manifest.name)
-
 
 def encoded_bytes(preprocessors: Mapping[str, Preprocessor], rows: int) -> int:
     """Bytes the encoded arrays of ``rows`` rows take."""
@@ -404,25 +368,3 @@ def spill_folder() -> Path:
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         _SPILL.append(folder)
     return _SPILL[0]
-
-
-def describe_skipped(skipped: pd.DataFrame, on_error: str, shown: int = 5) -> str:
-    """How many files ``data.on_error`` skipped and what that did, with the first ``shown`` of
-    them (``skipped``: a :func:`skipped_frame`); one line each."""
-    effect = "rows with one are left out" if on_error == "skip" else "their modality counts as missing in those rows"
-    lines = [f"{len(skipped)} unreadable or missing file(s) skipped (data.on_error: {on_error}); {effect}:"]
-    for record in skipped.head(shown).to_dict("records"):
-        path = record["path"] if isinstance(record["path"], str) and record["path"] else None  # None: an inline value
-        lines.append(f"  {record['where']}, modality '{record['modality']}': "
-                     + (f"{path} ({record['reason']})" if path else record["reason"]))
-    if len(skipped) > shown:
-        lines.append(f"  ... and {len(skipped) - shown} more")
-    return "\n".join(lines)
-
-
-def skipped_frame(skipped: list[Skipped]) -> pd.DataFrame:
-    """The skipped files as a table (written to ``skipped.csv`` in the run folder); ``row`` is the
-    row's number in the manifest file."""
-    records = [{"modality": s.modality, "row": s.source_row, "where": s.where, "path": s.path, "reason": s.reason}
-               for s in sorted(skipped, key=lambda s: s.source_row)]  # by row, as the manifest reads
-    return pd.DataFrame(records, columns=["modality", "row", "where", "path", "reason"])

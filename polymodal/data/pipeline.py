@@ -21,10 +21,11 @@ from polymodal.config import Config
 from polymodal.config.columns import class_columns, csv_columns
 from polymodal.data.cache import take
 from polymodal.data.dataset import MultimodalDataset
-from polymodal.data.encode import EncodedModality, EncodedTable, encode_manifest, manifest_cells, require_rows
+from polymodal.data.encode import EncodedModality, EncodedTable, encode_manifest, manifest_cells
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.modalities import Preprocessor, build_preprocessor
 from polymodal.data.multitarget import build_targets, targets_from_state
+from polymodal.data.skipped import require_rows
 from polymodal.data.targets import warn_if_continuous
 from polymodal.data.validation import validate_manifest
 from polymodal.errors import ManifestError, SchemaMismatchError

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.config.task_metrics import TASK_METRICS
-from polymodal.data.encode import skipped_frame
+from polymodal.data.skipped import skipped_frame
 from polymodal.estimator import EXPLAIN
 from polymodal.evaluation.coalitions import coalition_outputs, mask_of
 from polymodal.evaluation.data import EvalData, load_eval_data, output_names, to_scores

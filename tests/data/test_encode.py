@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polymodal.data.encode import skipped_frame
+from polymodal.data.skipped import skipped_frame
 from polymodal.data.manifest import read_manifest
 from polymodal.data.pipeline import DataPipeline
 from polymodal.errors import DecodeError
