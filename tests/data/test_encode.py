@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polymodal.data.skipped import skipped_frame
 from polymodal.data.manifest import read_manifest
 from polymodal.data.pipeline import DataPipeline
+from polymodal.data.skipped import skipped_frame
 from polymodal.errors import DecodeError
 
 from .helpers import MULTIMODAL, make_config, write_multimodal_manifest
