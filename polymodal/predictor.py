@@ -41,7 +41,7 @@ from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
 from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, task_frame, with_further_tasks
 from polymodal.resume import check_out, check_resumed_data, start_run
-from polymodal.training.process_state import keeps_process_state
+from polymodal.training.process_state import kept_process_state
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
 from polymodal.utils.scores import decisions, probabilities
 
@@ -101,7 +101,7 @@ class MultimodalPredictor(Estimator):
         return cls(config)
 
     # -- fitting ------------------------------------------------------------------------------
-    @keeps_process_state  # the seeding and deterministic switches are the fit's own
+    @kept_process_state()  # the seeding and deterministic switches are the fit's own
     def fit(self, train: DataSource, valid: DataSource | None = None, *, test: DataSource | None = None,
             out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
             unlabeled: DataSource | None = None, callbacks: list[Any] | None = None) -> MultimodalPredictor:

@@ -43,7 +43,7 @@ from polymodal.estimator import (
     Estimator,
 )
 from polymodal.resume import check_out, start_run
-from polymodal.training.process_state import keeps_process_state
+from polymodal.training.process_state import kept_process_state
 from polymodal.utils.warn import warn_user
 
 _SCORES = "an anomaly detector outputs one score per row from a scorer over the fused features, not class outputs; "
@@ -107,7 +107,7 @@ class AnomalyDetector(Estimator):
         return AnomalyModel(net, scorer)
 
     # -- fitting ------------------------------------------------------------------------------
-    @keeps_process_state  # the seeding and deterministic switches are the fit's own
+    @kept_process_state()  # the seeding and deterministic switches are the fit's own
     def fit(self, train: DataSource, valid: DataSource | None = None, *, test: DataSource | None = None,
             out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
             unlabeled: DataSource | None = None, callbacks: list[Any] | None = None) -> AnomalyDetector:

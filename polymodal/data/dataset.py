@@ -99,10 +99,10 @@ def data_loader(dataset: MultimodalDataset, batch_size: int, *, train: bool, wor
     """
     return DataLoader(dataset, batch_size=batch_size, shuffle=train, collate_fn=collate, num_workers=workers,
                       persistent_workers=workers > 0, pin_memory=pin_memory,
-                      drop_last=train and keeps_full_batches(len(dataset), batch_size, ranks))
+                      drop_last=train and drops_short_batch(len(dataset), batch_size, ranks))
 
 
-def keeps_full_batches(rows: int, batch_size: int, ranks: int = 1) -> bool:
+def drops_short_batch(rows: int, batch_size: int, ranks: int = 1) -> bool:
     """Whether a training loader drops its last short batch: only when each of the ``ranks``
     processes training together (its share of ``rows``) still has a full batch, so that a small
     training set never leaves an epoch without a step."""

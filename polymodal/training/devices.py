@@ -81,20 +81,21 @@ def check_devices(cfg: TrainConfig) -> None:
             another number of processes than ``devices`` x ``num_nodes``.
     """
     cuda, mps = accelerators()
+    processes = world_size(cfg)
     problems = []
     if cfg.strategy == "ddp_spawn":
         problems.append("train.strategy: 'ddp_spawn' trains in child processes whose epochs never reach the run folder "
                         "(history, best epoch, learning curves); use 'ddp', which starts the other processes itself")
     # torchrun's count always means processes started; SLURM's only where srun starts them for a
     # distributed run (a plain command in a batch job with several tasks still runs once)
-    launched = os.environ.get("WORLD_SIZE") or (os.environ.get("SLURM_NTASKS") if world_size(cfg) > 1 and slurm_launched()
+    launched = os.environ.get("WORLD_SIZE") or (os.environ.get("SLURM_NTASKS") if processes > 1 and slurm_launched()
                                                  else None)
-    if launched and launched.isdigit() and int(launched) != world_size(cfg):
-        problems.append(f"train.devices x train.num_nodes: {world_size(cfg)} process(es), but a launcher (torchrun or "
+    if launched and launched.isdigit() and int(launched) != processes:
+        problems.append(f"train.devices x train.num_nodes: {processes} process(es), but a launcher (torchrun or "
                         f"SLURM) started {launched}; make them agree (e.g. torchrun --nproc-per-node = train.devices, "
                         "--nnodes = train.num_nodes)")
-    elif world_size(cfg) > 1 and not launched and not secondary_process(cfg) and interactive():
-        problems.append(f"train.devices: {world_size(cfg)} processes start by running this program again, which an "
+    elif processes > 1 and not launched and not secondary_process(cfg) and interactive():
+        problems.append(f"train.devices: {processes} processes start by running this program again, which an "
                         "interactive session, a 'python -c' command or a script on stdin cannot be: put the code in a "
                         "file (python train.py) or use the polymodal command")
     elif cfg.num_nodes > 1 and not launched:
@@ -116,7 +117,7 @@ def check_devices(cfg: TrainConfig) -> None:
         warn_user("train.precision: '16-mixed' needs a GPU; on the CPU this run trains in 'bf16-mixed' (as "
                   "Lightning substitutes)")
     cores = os.cpu_count()
-    ranks = world_size(cfg) // cfg.num_nodes if on_cpu(cfg) else 1  # CPU processes on this machine
+    ranks = processes // cfg.num_nodes if on_cpu(cfg) else 1  # CPU processes on this machine
     if cores and ranks > cores:
         warn_user(f"train.devices: {ranks} CPU processes for {cores} CPU cores: each trains slower than one process "
                   "alone would")

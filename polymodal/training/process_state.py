@@ -2,24 +2,21 @@
 
 Training seeds every global random generator (``train.seed``), turns on deterministic kernels
 (``train.deterministic``) and quietens Lightning's loggers. Those are the caller's settings too:
-after :func:`keeps_process_state`'s call returns, ``np.random.rand()`` continues the caller's
-stream, and ``torch.are_deterministic_algorithms_enabled()`` is what it was before.
+after a ``fit`` decorated with ``@kept_process_state()`` returns, ``np.random.rand()`` continues
+the caller's stream, and ``torch.are_deterministic_algorithms_enabled()`` is what it was before.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-F = TypeVar("F", bound=Callable[..., Any])
 # what Lightning's seeding sets, and the thread count its DDP launch sets. Not the launcher's own
 # variables (LOCAL_RANK, MASTER_PORT...): a second DDP fit in the process finds its processes by them
 ENVIRONMENT = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG", "OMP_NUM_THREADS")
@@ -28,8 +25,9 @@ LOGGERS = ("lightning.pytorch", "lightning.fabric")
 
 @contextmanager
 def kept_process_state() -> Iterator[None]:
-    """Within the block, change the global random generators, deterministic-kernel switches,
-    Lightning's seeding variables and log levels at will: they are restored on the way out."""
+    """Within the block (or the function it decorates), change the global random generators,
+    deterministic-kernel switches, Lightning's seeding variables and log levels at will: they are
+    restored on the way out."""
     cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
     saved = {
         "random": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
@@ -62,14 +60,3 @@ def kept_process_state() -> Iterator[None]:
         for name, level in saved["levels"].items():
             logging.getLogger(name).setLevel(level)
         torch.set_num_threads(saved["threads"])
-
-
-def keeps_process_state(fn: F) -> F:
-    """Decorate a method (a ``fit``) so that it runs inside :func:`kept_process_state`."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with kept_process_state():
-            return fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]

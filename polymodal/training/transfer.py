@@ -22,7 +22,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
 from polymodal.config.transfer import DistillConfig, DomainConfig, UnlabeledConfig
-from polymodal.data.dataset import collate, keeps_full_batches
+from polymodal.data.dataset import collate, drops_short_batch
 from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
 from polymodal.errors import ConfigError, ManifestError, OptionError
@@ -245,7 +245,7 @@ class TransferPlan:
             dataset = self.pipeline.dataset(self.unlabeled_table, None, train=True)
             unlabeled = DataLoader(dataset, batch_size=size, shuffle=True, collate_fn=collate,
                                    num_workers=labeled.num_workers, persistent_workers=labeled.num_workers > 0,
-                                   drop_last=keeps_full_batches(len(dataset), size, world_size(self.config.train)))
+                                   drop_last=drops_short_batch(len(dataset), size, world_size(self.config.train)))
             return PairedLoader(labeled, unlabeled)
         if self.protonet is not None:
             proto = self.protonet

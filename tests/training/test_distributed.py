@@ -76,7 +76,7 @@ def test_two_processes_under_strategy_auto_train_a_set_smaller_than_a_batch_per_
 
 
 def test_keeping_the_short_batch_depends_on_each_ranks_share():
-    from polymodal.data.dataset import keeps_full_batches
+    from polymodal.data.dataset import drops_short_batch
 
-    assert keeps_full_batches(24, 16) and not keeps_full_batches(24, 16, ranks=2)
-    assert keeps_full_batches(100, 16, ranks=4) and not keeps_full_batches(16, 16)
+    assert drops_short_batch(24, 16) and not drops_short_batch(24, 16, ranks=2)
+    assert drops_short_batch(100, 16, ranks=4) and not drops_short_batch(16, 16)
