@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from polymodal.models.weights import small_files
+from polymodal.run_files import ASSETS_DIR
 from polymodal.utils.io import atomic_write_json
 
-FOLDER = "assets"
 INDEX = "assets.json"
 
 
@@ -31,8 +31,11 @@ def _copy(source: Path, names: list[str], target: Path) -> None:
         shutil.copy2(source / name, destination)
 
 
-def save_assets(config: Any, net: Any, run: Path) -> dict[str, dict[str, str]]:
+def save_assets(config: Any, encoders: Any, run: Path) -> dict[str, dict[str, str]]:
     """Copy every modality's encoder assets and preprocessing folders into ``run/assets``.
+
+    Args:
+        encoders: the network's encoders by modality name.
 
     Returns:
         ``{modality: {"encoder.<field>" | "preprocess.<field>": path relative to run}}`` (also
@@ -41,29 +44,29 @@ def save_assets(config: Any, net: Any, run: Path) -> dict[str, dict[str, str]]:
     index: dict[str, dict[str, str]] = {}
     for name in config.modality_names:
         entries: dict[str, str] = {}
-        encoder = net.encoders[name]
+        encoder = encoders[name]
         for field, (folder, names) in encoder.assets().items():
-            relative = f"{FOLDER}/{name}/encoder.{field}"
+            relative = f"{ASSETS_DIR}/{name}/encoder.{field}"
             _copy(Path(folder), names, run / relative)
             entries[f"encoder.{field}"] = relative
         preprocess = getattr(config.modalities[name], "preprocess", None)
         for field in type(preprocess).model_fields if preprocess is not None else ():
             value = getattr(preprocess, field)
             if isinstance(value, Path) and value.is_dir():  # e.g. a pretrained tokenizer folder
-                relative = f"{FOLDER}/{name}/preprocess.{field}"
+                relative = f"{ASSETS_DIR}/{name}/preprocess.{field}"
                 _copy(value, small_files(value), run / relative)
                 entries[f"preprocess.{field}"] = relative
         if entries:
             index[name] = entries
     if index:
-        atomic_write_json(run / FOLDER / INDEX, index)
+        atomic_write_json(run / ASSETS_DIR / INDEX, index)
     return index
 
 
 def localize_assets(config: Any, run: Path) -> Any:
     """A copy of ``config`` whose asset paths point into ``run/assets`` (unchanged when the run has
     none)."""
-    index_file = run / FOLDER / INDEX
+    index_file = run / ASSETS_DIR / INDEX
     if not index_file.is_file():
         return config
     index = json.loads(index_file.read_text(encoding="utf-8"))

@@ -3,10 +3,11 @@
 
 That is the config, the fitted data pipeline, the facts of the fit (``history``, ``info``,
 ``metrics``, ``last_skipped``), the files skipped by the latest evaluation (``eval_skipped``),
-reading and encoding manifests, batching, batched inference and the results part of the run
-folder (:mod:`polymodal.runfolder`). A subclass keeps its network in
-its own attribute and brings ``_require_fitted``, ``_split`` (how ``valid`` is held out of
-``train`` when none is given), ``fit``, ``evaluate``, ``predict``, ``save`` and ``load``.
+reading and encoding manifests, batching, batched inference and what every run folder holds
+(:mod:`polymodal.runfolder`: config, preprocessing, weights, encoder assets, results). A
+subclass keeps its network in its own attribute and brings ``_require_fitted``, ``_split`` (how
+``valid`` is held out of ``train`` when none is given), ``fit``, ``evaluate``, ``predict``, and
+``save`` / ``load`` around :meth:`_write_run` / :meth:`_open_run`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from polymodal import runfolder
+from polymodal.assets import localize_assets, save_assets
 from polymodal.config import Config, load_config
 from polymodal.data.content_keys import content_key
 from polymodal.data.dataset import Batch, data_loader
@@ -30,7 +33,6 @@ from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.skipped import describe_skipped, require_rows, skipped_frame
 from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
-from polymodal.runfolder import read_results, write_results
 from polymodal.training.devices import world_size
 from polymodal.utils.device import default_device, default_workers, move_to
 from polymodal.utils.warn import warn_user
@@ -335,16 +337,39 @@ class Estimator:
         return torch.cat(outs).numpy() if outs else np.zeros(empty_shape, np.float32)
 
     # -- persistence --------------------------------------------------------------------------
-    def _write_results(self, run: Path) -> None:
-        """``metrics.json``, ``history.csv`` and ``skipped.csv`` (see :mod:`polymodal.runfolder`)."""
-        write_results(run, self.metrics, self.info, self.history, self.last_skipped)
+    def _write_run(self, path: str | os.PathLike, overwrite: bool) -> tuple[Path, torch.nn.Module]:
+        """Write what every run folder holds: the copies of its pretrained encoders' files
+        (:mod:`polymodal.assets`), config, preprocessing, the network's weights (written last: a
+        save interrupted before them leaves no model) and ``metrics.json`` / ``history.csv`` /
+        ``skipped.csv``. ``path`` / ``overwrite``: see :meth:`_save_folder`.
 
-    def _read_results(self, run: Path) -> None:
-        """``metrics``, ``info``, ``history`` and ``last_skipped`` from a run folder (left empty where
-        missing)."""
-        results = read_results(run)
-        self.metrics, self.info, self.history = results.metrics, results.info, results.history
-        self.last_skipped = results.skipped
+        Returns:
+            The run folder and the fitted network (for the subclass's report).
+        """
+        pipeline, model = self._require_fitted()
+        run = self._save_folder(path, overwrite)
+        save_assets(self.config, model.encoders, run)  # what pretrained encoders need besides their weights
+        runfolder.write_model(run, self.config, model, pipeline)
+        runfolder.write_results(run, self.metrics, self.info, self.history, self.last_skipped)
+        return run, model
+
+    @classmethod
+    def _open_run(cls, path: str | os.PathLike) -> tuple[Any, Path]:
+        """A new estimator for the run folder ``path``: its config (pointing at the run's copies of
+        the encoders' files), fitted pipeline and results; the subclass builds the network and
+        loads the weights.
+
+        Raises:
+            RunNotFoundError: ``path`` is no run folder (see :func:`polymodal.runfolder.check_run`).
+        """
+        run = runfolder.check_run(path)
+        estimator = cls(localize_assets(runfolder.read_config(run), run))
+        estimator._own(run)
+        estimator.pipeline = runfolder.load_pipeline(run, estimator.config)
+        results = runfolder.read_results(run)
+        estimator.metrics, estimator.info, estimator.history = results.metrics, results.info, results.history
+        estimator.last_skipped = results.skipped
+        return estimator, run
 
 
 def manifest_paths(**sources: DataSource | None) -> dict[str, str]:

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from polymodal import runfolder
-from polymodal.assets import localize_assets, restore_contexts, save_assets
+from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
 from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
@@ -405,10 +405,7 @@ class MultimodalPredictor(Estimator):
             RunFolderError: ``path`` holds another run (not the one this model was trained into
                 or loaded from) and ``overwrite`` is not set; with it, that run's files go first.
         """
-        pipeline, net = self._require_fitted()
-        run = runfolder.write_model(self._save_folder(path, overwrite), self.config, net, pipeline)
-        save_assets(self.config, net, run)  # what pretrained encoders need besides their weights
-        self._write_results(run)
+        run, net = self._write_run(path, overwrite)
         runfolder.write_diagnostics(run, self.diagnostics)
         from polymodal.evaluation.report import write_report  # the report sits a layer above
 
@@ -418,19 +415,14 @@ class MultimodalPredictor(Estimator):
     @classmethod
     def load(cls, path: str | os.PathLike) -> MultimodalPredictor:
         """Load a run folder written by :meth:`save` (no pickle is ever read)."""
-        run = runfolder.check_run(path)
-        config = runfolder.read_config(run)
-        if config.task == "anomaly":  # an anomaly detector's run
+        if runfolder.read_config(runfolder.check_run(path)).task == "anomaly":  # an anomaly detector's run
             from polymodal.anomaly.detector import AnomalyDetector
 
-            return AnomalyDetector.load(run)  # type: ignore[return-value]
-        predictor = cls(localize_assets(config, run))
-        predictor._own(run)
-        predictor.pipeline = runfolder.load_pipeline(run, predictor.config)
+            return AnomalyDetector.load(path)  # type: ignore[return-value]
+        predictor, run = cls._open_run(path)
         net = build_model(predictor.config, restore_contexts(predictor.pipeline.contexts()),
                           predictor.pipeline.targets.n_outputs, predictor.pipeline.targets.task_outputs)
         runfolder.load_weights(net, run)
         predictor.net = net.eval()
-        predictor._read_results(run)
         predictor.diagnostics = runfolder.read_diagnostics(run)
         return predictor

@@ -1,7 +1,7 @@
 """Starting a run folder and resuming one: what a new run may replace (``--overwrite``), whether a
 run can be resumed (its last checkpoint readable, training not finished, the same config except
 how long and where it trains: :data:`RESUMABLE_KEYS`), and that a resume learns from the same
-data (train, valid and unlabelled manifests). The folder's files are :mod:`polymodal.runfolder`'s.
+data (train, valid and unlabelled manifests). The folder's files are named in :mod:`polymodal.run_files`.
 """
 
 from __future__ import annotations
@@ -15,18 +15,8 @@ from typing import Any
 from polymodal.config import Config, save_config
 from polymodal.errors import RunFolderError
 from polymodal.metrics import monitored
-from polymodal.runfolder import (
-    CHECKPOINTS,
-    CONFIG_FILE,
-    DIAGNOSTICS_FILE,
-    HISTORY_FILE,
-    LAST_CHECKPOINT,
-    METRICS_FILE,
-    MODEL_FILE,
-    PREPROCESSORS,
-    SKIPPED_FILE,
-    read_config,
-)
+from polymodal.run_files import CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, MODEL_FILE, RUN_ENTRIES
+from polymodal.runfolder import read_config
 from polymodal.training.checkpoints import checkpoint_state
 from polymodal.training.devices import secondary_process
 from polymodal.utils.io import damaged_zip
@@ -110,13 +100,6 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
     run.mkdir(parents=True, exist_ok=True)
     save_config(config, run / CONFIG_FILE)
     return run
-
-
-# What a run writes into its folder (a predictor's or an anomaly detector's); --overwrite removes
-# these and nothing else the folder may hold.
-RUN_ENTRIES = (CONFIG_FILE, MODEL_FILE, PREPROCESSORS, METRICS_FILE, HISTORY_FILE, SKIPPED_FILE, DIAGNOSTICS_FILE,
-               CHECKPOINTS, "logs", "assets", "plots", "report.html", "evaluation", "explain",
-               "export")  # polymodal export's default folder: serve must not find the old model there
 
 
 def clear_run(run: Path) -> None:

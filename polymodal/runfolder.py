@@ -1,20 +1,7 @@
-"""The run folder: what ``save`` writes and ``load`` reads back.
-
-Shared by :class:`~polymodal.predictor.MultimodalPredictor` and
-:class:`~polymodal.anomaly.detector.AnomalyDetector`:
-
-    config.yaml          the resolved config
-    model.safetensors    the network's state dict (an anomaly detector's: network + scorer)
-    preprocessors/       fitted preprocessing and target state (JSON and safetensors)
-    metrics.json         ``{"valid": .., "test": .., "training": info}``
-    history.csv          one row per epoch (when training ran)
-    skipped.csv          files skipped while encoding the fit's manifests (when there were any;
-                         its ``split`` column names the manifest: train, valid or test)
-    diagnostics.json     the report's subsets, importance, robustness... (predictor only)
-
-A predictor's run also holds ``assets/`` (:mod:`polymodal.assets`), ``report.html``,
-``plots/``, ``checkpoints/`` and ``logs/``. Every file is written atomically; loading never
-unpickles anything.
+"""The run folder: what ``save`` writes and ``load`` reads back (config, preprocessing, weights,
+results), for :class:`~polymodal.predictor.MultimodalPredictor` and
+:class:`~polymodal.anomaly.detector.AnomalyDetector`. Every file the folder may hold is named in
+:mod:`polymodal.run_files`. Every file is written atomically; loading never unpickles anything.
 """
 
 from __future__ import annotations
@@ -33,17 +20,16 @@ import torch
 from polymodal.config import Config, load_config, save_config
 from polymodal.data.pipeline import DataPipeline
 from polymodal.errors import PolymodalError, RunFolderError, RunNotFoundError
+from polymodal.run_files import (
+    CONFIG_FILE,
+    DIAGNOSTICS_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PREPROCESSORS_DIR,
+    SKIPPED_FILE,
+)
 from polymodal.utils.io import atomic_write, atomic_write_json, check_folder_path, folder_digest
-
-CONFIG_FILE = "config.yaml"
-MODEL_FILE = "model.safetensors"
-PREPROCESSORS = "preprocessors"
-METRICS_FILE = "metrics.json"
-HISTORY_FILE = "history.csv"
-SKIPPED_FILE = "skipped.csv"
-DIAGNOSTICS_FILE = "diagnostics.json"
-CHECKPOINTS = "checkpoints"
-LAST_CHECKPOINT = f"{CHECKPOINTS}/last.ckpt"
 
 
 def check_run(path: str | os.PathLike) -> Path:
@@ -99,8 +85,8 @@ def write_model(path: str | os.PathLike, config: Config, model: torch.nn.Module,
     run = check_folder_path(path, "the run folder")  # not a file, nor inside one
     run.mkdir(parents=True, exist_ok=True)
     save_config(config, run / CONFIG_FILE)
-    pipeline.save(run / PREPROCESSORS)
-    metadata = {PREPROCESSORS_KEY: folder_digest(run / PREPROCESSORS)}
+    pipeline.save(run / PREPROCESSORS_DIR)
+    metadata = {PREPROCESSORS_KEY: folder_digest(run / PREPROCESSORS_DIR)}
     atomic_write(run / MODEL_FILE, lambda tmp: save_model(model.cpu(), str(tmp), metadata=metadata))
     return run
 
@@ -132,11 +118,11 @@ def load_pipeline(run: Path, config: Config) -> DataPipeline:
     """The fitted preprocessors and target encoder of ``preprocessors/``; a damaged JSON file
     among them is named."""
     try:
-        with reading(run, f"{PREPROCESSORS}/"):
-            return DataPipeline.load(config, run / PREPROCESSORS)
+        with reading(run, f"{PREPROCESSORS_DIR}/"):
+            return DataPipeline.load(config, run / PREPROCESSORS_DIR)
     except RunFolderError:
-        for path in sorted((run / PREPROCESSORS).glob("*.json")):  # name the file, when it is one that
-            with reading(run, f"{PREPROCESSORS}/{path.name}"):  # does not parse (read only on failure)
+        for path in sorted((run / PREPROCESSORS_DIR).glob("*.json")):  # name the file, when it is one that
+            with reading(run, f"{PREPROCESSORS_DIR}/{path.name}"):  # does not parse (read only on failure)
                 json.loads(path.read_text(encoding="utf-8"))
         raise
 
@@ -150,8 +136,8 @@ def load_weights(model: torch.nn.Module, run: Path) -> None:
         with safe_open(str(run / MODEL_FILE), framework="pt") as handle:
             recorded = (handle.metadata() or {}).get(PREPROCESSORS_KEY)  # runs saved before it have none
             saved = {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
-        if recorded is not None and recorded != folder_digest(run / PREPROCESSORS):
-            raise RunFolderError(f"the run {run} is damaged: {PREPROCESSORS}/ is not the one {MODEL_FILE} was "
+        if recorded is not None and recorded != folder_digest(run / PREPROCESSORS_DIR):
+            raise RunFolderError(f"the run {run} is damaged: {PREPROCESSORS_DIR}/ is not the one {MODEL_FILE} was "
                                  "saved with (an interrupted save, or files copied from another run); retrain it "
                                  "or restore the files")
         check_weight_shapes(run, model, saved)

@@ -8,7 +8,8 @@ import torch
 from polymodal.config import load_config, save_config
 from polymodal.errors import RunFolderError
 from polymodal.resume import check_resumable
-from polymodal.runfolder import CONFIG_FILE, read_config
+from polymodal.run_files import CONFIG_FILE
+from polymodal.runfolder import read_config
 
 AUDIO = {"target": "label", "modalities": {"audio": {"kind": "audio", "column": "audio",
                                                      "encoder": {"name": "mel_cnn", "dim": 8}}}}
@@ -72,7 +73,7 @@ def _finished_run(tmp_path, epochs: int, epochs_run: int, patience: int | None):
     """A run folder as a finished fit leaves it, as far as ``check_out(resume=True)`` reads it."""
     import json
 
-    from polymodal.runfolder import LAST_CHECKPOINT, METRICS_FILE
+    from polymodal.run_files import LAST_CHECKPOINT, METRICS_FILE
 
     save_config(_config(epochs, patience), tmp_path / CONFIG_FILE)
     (tmp_path / LAST_CHECKPOINT).parent.mkdir()
@@ -117,8 +118,39 @@ def test_resume_refuses_a_run_that_finished_training(tmp_path, epochs, epochs_ru
 
 def test_resume_continues_an_interrupted_run_whatever_its_epochs(tmp_path):
     from polymodal.resume import check_out
-    from polymodal.runfolder import METRICS_FILE
+    from polymodal.run_files import METRICS_FILE
 
     _finished_run(tmp_path, 3, 3, 2)
     (tmp_path / METRICS_FILE).unlink()  # interrupted after its last checkpoint, before the results
     check_out(tmp_path, _config(3, 2), resume=True, verify_checkpoint=False)
+
+
+@pytest.mark.parametrize("task", ["classification", "anomaly"])
+def test_a_saved_run_loads_after_its_pretrained_folder_is_gone(tmp_path, task):
+    """Both estimators copy what a pretrained encoder needs into the run (``assets/``)."""
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+    from helpers_models import save_tiny_bert
+
+    from polymodal import MultimodalPredictor
+
+    bert = save_tiny_bert(tmp_path / "bert")
+    rng = np.random.default_rng(0)
+    words = ["quite dark", "mid image", "very bright"]
+    frame = pd.DataFrame({"caption": [words[i % 3] for i in range(48)], "x": rng.normal(size=48),
+                          "label": [f"c{i % 3}" if task == "classification" else "normal" for i in range(48)]})
+    config = {"task": task, "target": "label",
+              "modalities": {"cap": {"kind": "text", "column": "caption", "preprocess": {"max_tokens": 8},
+                                     "encoder": {"name": "hf", "path": str(bert)}},
+                             "tab": {"kind": "tabular", "columns": ["x"]}},
+              "train": {"epochs": 1, "batch_size": 16, "progress": False, "early_stopping": None}}
+    if task == "anomaly":
+        config["anomaly"] = {"scorer": "mahalanobis"}
+    model = MultimodalPredictor.from_config(config).fit(frame.iloc[:32], frame.iloc[32:], out=tmp_path / "run")
+    before = model.predict_frame(frame.iloc[32:])
+    shutil.rmtree(bert)
+    loaded = MultimodalPredictor.load(tmp_path / "run")
+    assert (tmp_path / "run" / "assets" / "assets.json").is_file()
+    pd.testing.assert_frame_equal(loaded.predict_frame(frame.iloc[32:]), before)

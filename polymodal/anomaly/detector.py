@@ -8,7 +8,7 @@
 ``MultimodalPredictor.from_config`` / ``load`` hand ``task: anomaly`` configs and runs to this
 class, so ``polymodal train / evaluate / predict`` work unchanged. Run folder: ``config.yaml``,
 ``model.safetensors`` (network + the scorer's statistics and threshold), ``preprocessors/``,
-``metrics.json``, ``history.csv`` (see :mod:`polymodal.runfolder`), ``report.html`` with ``plots/``.
+``metrics.json``, ``history.csv``, ``report.html`` with ``plots/`` (see :mod:`polymodal.run_files`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from polymodal.estimator import (
     Estimator,
 )
 from polymodal.resume import check_out, start_run
+from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR
 from polymodal.training.process_state import kept_process_state
 from polymodal.utils.warn import warn_user
 
@@ -289,30 +290,23 @@ class AnomalyDetector(Estimator):
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the run folder (see the module docstring); a folder holding another run is
         refused unless ``overwrite`` (see :meth:`MultimodalPredictor.save`)."""
-        pipeline, model = self._require_fitted()
-        run = runfolder.write_model(self._save_folder(path, overwrite), self.config, model, pipeline)
-        self._write_results(run)
+        run, model = self._write_run(path, overwrite)
         from polymodal.anomaly.report import anomaly_sections  # the report sits a layer above
         from polymodal.evaluation.report import write_report
 
         scored = {split: pair for split, pair in (("valid", self.valid_scores), ("test", self.test_scores))
                   if pair is not None}
         write_report(self, run, model, anomaly_sections(self.metrics, float(model.scorer.threshold), scored,
-                                                        run / "plots"))
+                                                        run / PLOTS_DIR))
         return run
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> AnomalyDetector:
         """Load a run folder written by :meth:`save` (no pickle is read)."""
-        run = runfolder.check_run(path)
-        detector = cls(runfolder.read_config(run))
-        detector._own(run)
-        pipeline = runfolder.load_pipeline(run, detector.config)
-        pipeline.targets = AnomalyTargets.from_state(
-            json.loads((run / runfolder.PREPROCESSORS / "targets.json").read_text(encoding="utf-8")))
-        detector.pipeline = pipeline
-        model = detector._build_model(pipeline, restore=True)
+        detector, run = cls._open_run(path)
+        detector.pipeline.targets = AnomalyTargets.from_state(
+            json.loads((run / PREPROCESSORS_DIR / "targets.json").read_text(encoding="utf-8")))
+        model = detector._build_model(detector.pipeline, restore=True)
         runfolder.load_weights(model, run)
         detector.model = model.eval()
-        detector._read_results(run)
         return detector

@@ -167,6 +167,11 @@ class AnomalyModel(nn.Module):
         self.net = net
         self.scorer = scorer
 
+    @property
+    def encoders(self) -> nn.ModuleDict:
+        """The encoders by modality name."""
+        return self.net.encoders
+
     def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """(B,) anomaly scores."""
         return self.scorer.score(self.net, batch)

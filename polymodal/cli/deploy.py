@@ -20,17 +20,16 @@ import typer
 
 from polymodal.cli.common import console, err_console, user_errors
 from polymodal.deploy.runtime import META_FILE
+from polymodal.run_files import EXPORT_DIR, EXPORT_TORCHSCRIPT_DIR
 
 ExportRunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train' (or its export folder).")]
-EXPORT_FOLDER = "export"
-TORCHSCRIPT_FOLDER = "export_torchscript"  # beside the ONNX export that 'polymodal serve RUN' runs
 
 
 def export(
     run: ExportRunArg,
     fmt: Annotated[str, typer.Option("--format", help="onnx (runs with numpy + onnxruntime) or torchscript.")] = "onnx",
     out: Annotated[Path | None, typer.Option("--out", help="Export folder (default RUN/export; "
-                                                           f"RUN/{TORCHSCRIPT_FOLDER} for --format torchscript, so "
+                                                           f"RUN/{EXPORT_TORCHSCRIPT_DIR} for --format torchscript, so "
                                                            "the ONNX export that serve runs stays).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Held-out manifest for the parity check (and int8 "
                                                              "accuracy); default: the run's test, else validation, "
@@ -44,7 +43,7 @@ def export(
     from polymodal.predictor import MultimodalPredictor
 
     predictor = MultimodalPredictor.load(run)
-    default = run / (TORCHSCRIPT_FOLDER if fmt == "torchscript" else EXPORT_FOLDER)
+    default = run / (EXPORT_TORCHSCRIPT_DIR if fmt == "torchscript" else EXPORT_DIR)
     report, data = export_checked(predictor, out or default, data, fmt=fmt, rows=rows,
                                   tolerance=tolerance, quantize=quantize)
     parity = report.parity
@@ -72,12 +71,12 @@ def export_folder(run: Path, quantize: bool = False) -> Path:
 
     if (run / META_FILE).is_file():
         return run
-    if (run / EXPORT_FOLDER / META_FILE).is_file():
-        return run / EXPORT_FOLDER
+    if (run / EXPORT_DIR / META_FILE).is_file():
+        return run / EXPORT_DIR
     from polymodal.predictor import MultimodalPredictor
 
     predictor = MultimodalPredictor.load(run)
-    report, data = export_checked(predictor, run / EXPORT_FOLDER, None, quantize=quantize, purpose="serving")
+    report, data = export_checked(predictor, run / EXPORT_DIR, None, quantize=quantize, purpose="serving")
     console.print(f"exported {run} to {report.folder} (parity on {report.parity['source']}: "
                   f"{report.parity['graph_max_abs_diff']:.1e})")
     if data is None:

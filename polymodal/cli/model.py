@@ -24,6 +24,7 @@ from polymodal.cli.common import (
     unused_options,
     user_errors,
 )
+from polymodal.run_files import EVALUATION_DIR, EXPLAIN_DIR, REPORT_FILE, SKIPPED_FILE
 
 
 def train(
@@ -44,7 +45,6 @@ def train(
     from polymodal.config import load_config
     from polymodal.config.overrides import parse_overrides
     from polymodal.predictor import MultimodalPredictor
-    from polymodal.runfolder import SKIPPED_FILE
 
     cfg = load_config(config, overrides=parse_overrides(set_ or []), check_files=True)  # named as config check does
     predictor = MultimodalPredictor.from_config(cfg)
@@ -56,7 +56,7 @@ def train(
         print_skipped(predictor.last_skipped, out / SKIPPED_FILE, predictor.config.data.on_error)
     for split, scores in predictor.metrics.items():
         print_metrics(scores, f"{split} metrics")
-    report = out / "report.html"
+    report = out / REPORT_FILE
     console.print(f"run written to [bold]{out}[/]" + (f" (report: {report})" if report.is_file() else ""))
 
 
@@ -106,7 +106,7 @@ def evaluate(
     from polymodal.errors import OptionError
     from polymodal.estimator import ROBUSTNESS, SUBSETS
     from polymodal.predictor import MultimodalPredictor
-    from polymodal.runfolder import SKIPPED_FILE, write_skipped
+    from polymodal.runfolder import write_skipped
     from polymodal.utils.io import check_folder_path
 
     robustness = robustness or bool(corruption)
@@ -134,10 +134,10 @@ def evaluate(
                            cca_train=cca_train if cca else None, cca_features=cca_features, as_json=as_json)
         return
     if out is None and (missing or robustness):  # the sweeps write their tables: checked before they run
-        check_folder_path(run / "evaluation", "--out (default RUN/evaluation)", writable=True)
+        check_folder_path(run / EVALUATION_DIR, "--out (default RUN/evaluation)", writable=True)
     ref = MultimodalPredictor.load(reference) if reference is not None else None  # a bad one: named before the work
     with predictor.using_support(support):
-        listed = (out or run / "evaluation") / SKIPPED_FILE
+        listed = (out or run / EVALUATION_DIR) / SKIPPED_FILE
         if missing or robustness:  # read and validated once for the evaluation and the sweeps (warned once)
             data = predictor.pipeline.read(data, require_target=True)
         try:
@@ -151,7 +151,7 @@ def evaluate(
         if missing or robustness:
             from polymodal.evaluation.sweeps import run_evaluations
 
-            extra = run_evaluations(predictor, data, out or run / "evaluation", missing=missing,
+            extra = run_evaluations(predictor, data, out or run / EVALUATION_DIR, missing=missing,
                                     robustness=robustness, corruptions=corruption, reference=ref, max_rows=rows,
                                     seed=seed)
     if as_json:
@@ -222,7 +222,7 @@ def explain(
 
     from polymodal.estimator import EXPLAIN
     from polymodal.evaluation.data import output_names
-    from polymodal.runfolder import SKIPPED_FILE, write_skipped
+    from polymodal.runfolder import write_skipped
     from polymodal.utils.scores import output_index
 
     if out is not None and out.exists() and not out.is_dir():  # found before the work, not after
@@ -231,7 +231,7 @@ def explain(
     predictor.require(EXPLAIN)
     names = output_names(predictor)
     chosen = output_index(output, names, predictor.config.task)  # an unknown name: refused before the work
-    folder = out or run / "explain"
+    folder = out or run / EXPLAIN_DIR
     listed = folder / SKIPPED_FILE
     predictor.eval_skipped = predictor.eval_skipped.iloc[0:0]  # this explanation's list only, even if it fails
     try:

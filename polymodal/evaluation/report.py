@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from polymodal.evaluation.plots import confusion_plot, learning_curves
+from polymodal.run_files import PLOTS_DIR, REPORT_FILE
 from polymodal.utils.io import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, 
         net: its network, summarised part by part.
         extra: further sections, title -> HTML.
     """
-    plots = run / "plots"
+    plots = run / PLOTS_DIR
     plots.mkdir(parents=True, exist_ok=True)
     cfg = predictor.config
     sections = [f"<h1>polymodal run: {html.escape(run.name)}</h1>",
@@ -147,5 +148,5 @@ def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, 
     for title, body in {**diagnostics, **(extra or {})}.items():
         sections.append(f"<h2>{html.escape(title)}</h2>{body}")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>polymodal report</title><style>{STYLE}</style></head><body>{''.join(sections)}</body></html>"
-    atomic_write_text(run / "report.html", page)
-    return run / "report.html"
+    atomic_write_text(run / REPORT_FILE, page)
+    return run / REPORT_FILE

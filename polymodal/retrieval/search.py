@@ -25,7 +25,7 @@ from polymodal.models.weights import state_digest
 from polymodal.predictor import MultimodalPredictor
 from polymodal.retrieval.embed import ENCODER_INSTEAD, Kind, NoInputFeatures, check_aligned, embed_rows
 from polymodal.retrieval.index import EmbeddingIndex, file_digest, id_problems
-from polymodal.runfolder import MODEL_FILE
+from polymodal.run_files import MODEL_FILE
 from polymodal.utils.io import python_scalar
 from polymodal.utils.warn import warn_user
 

@@ -25,6 +25,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.trainer.states import TrainerStatus
 
 from polymodal.config.train import TrainConfig
+from polymodal.run_files import BEST_CKPT, CHECKPOINTS_DIR, HISTORY_FILE, LAST_CHECKPOINT, LAST_CKPT, LOGS_DIR
 from polymodal.training.checkpoints import checkpoint_state
 from polymodal.training.devices import lightning_precision, make_strategy
 from polymodal.utils.io import atomic_write, durable_replace
@@ -104,13 +105,13 @@ class AtomicCheckpoint(Callback):
         never on disk before that epoch's ``best.ckpt``."""
         if self.folder is None:
             return
-        tmp = self.folder / ".last.ckpt.tmp"
+        tmp = self.folder / f".{LAST_CKPT}.tmp"
         trainer.save_checkpoint(tmp, weights_only=False)
         if trainer.is_global_zero:
             if improved:
-                shutil.copyfile(tmp, self.folder / ".best.ckpt.tmp")
-                durable_replace(self.folder / ".best.ckpt.tmp", self.folder / "best.ckpt")
-            durable_replace(tmp, self.folder / "last.ckpt")
+                shutil.copyfile(tmp, self.folder / f".{BEST_CKPT}.tmp")
+                durable_replace(self.folder / f".{BEST_CKPT}.tmp", self.folder / BEST_CKPT)
+            durable_replace(tmp, self.folder / LAST_CKPT)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)
@@ -125,8 +126,8 @@ class AtomicCheckpoint(Callback):
     def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if self._best_state is not None:
             module.load_state_dict(self._best_state)
-        elif self.folder is not None and (self.folder / "best.ckpt").is_file():  # resumed after the best epoch
-            state = torch.load(self.folder / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+        elif self.folder is not None and (self.folder / BEST_CKPT).is_file():  # resumed after the best epoch
+            state = torch.load(self.folder / BEST_CKPT, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
 
     def state_dict(self) -> dict[str, Any]:
@@ -302,8 +303,8 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
     a resumed run (the CSV log keeps the rows of the epochs before it)."""
     for name in ("lightning.pytorch", "lightning.fabric"):  # keep Lightning's info chatter out of our output
         logging.getLogger(name).setLevel(logging.WARNING)
-    history = History(run_dir / "history.csv" if run_dir is not None else None)
-    checkpoint = AtomicCheckpoint(run_dir / "checkpoints" if run_dir is not None else None, f"val_{monitor}", mode)
+    history = History(run_dir / HISTORY_FILE if run_dir is not None else None)
+    checkpoint = AtomicCheckpoint(run_dir / CHECKPOINTS_DIR if run_dir is not None else None, f"val_{monitor}", mode)
     callbacks: list[Callback] = [history, checkpoint]
     if cfg.early_stopping is not None:
         callbacks.append(ConfiguredEarlyStopping(f"val_{monitor}", patience=cfg.early_stopping.patience, mode=mode,
@@ -323,8 +324,8 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
     if run_dir is not None:
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        loggers = [EpochCSVLogger(run_dir / "logs", resume_epoch=resume_epoch),
-                   TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False)]
+        loggers = [EpochCSVLogger(run_dir / LOGS_DIR, resume_epoch=resume_epoch),
+                   TensorBoardLogger(run_dir / LOGS_DIR, name="tensorboard", version="", default_hp_metric=False)]
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         accelerator=cfg.accelerator,
@@ -372,7 +373,7 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
     shards_by_rank = getattr(getattr(train_loader, "batch_sampler", None), "shards_by_rank", False)  # episodes
     ckpt, resume_epoch = None, None
     if resume:
-        last = run_dir / "checkpoints" / "last.ckpt" if run_dir is not None else None
+        last = run_dir / LAST_CHECKPOINT if run_dir is not None else None
         if last is None or not last.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
         ckpt = str(last)  # its CRCs were checked before any data was read (resume.check_out)

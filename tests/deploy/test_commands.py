@@ -378,3 +378,18 @@ def test_predict_command_streams_to_parquet(trained, dataset, tmp_path):
 @pytest.fixture(autouse=True)
 def _wide_terminal(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
+
+
+def test_replacing_a_run_removes_the_exports_the_command_line_wrote_into_it(trained, tmp_path):
+    import shutil
+
+    predictor, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("export*"))
+    for fmt in ("onnx", "torchscript"):
+        result = runner.invoke(app, ["export", str(copy), "--format", fmt, "--rows", "4"])
+        assert result.exit_code == 0, result.output
+    exports = sorted(p.name for p in copy.glob("export*"))
+    assert exports == ["export", "export_torchscript"]
+    predictor.save(copy, overwrite=True)  # another model replaces the run: no export of the old one survives
+    assert not list(copy.glob("export*"))

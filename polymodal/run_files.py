@@ -1,0 +1,46 @@
+"""The names of everything a run folder holds, in one place: the estimators, the trainer, the
+report, resuming and the command line all read them from here.
+
+    config.yaml          the resolved config
+    model.safetensors    the network's state dict (an anomaly detector's: network + scorer)
+    preprocessors/       fitted preprocessing and target state (JSON and safetensors)
+    assets/              copies of the files pretrained encoders need (:mod:`polymodal.assets`)
+    metrics.json         ``{"valid": .., "test": .., "training": info}``
+    history.csv          one row per epoch (when training ran)
+    skipped.csv          files skipped while encoding the fit's manifests (when there were any;
+                         its ``split`` column names the manifest: train, valid or test)
+    diagnostics.json     the report's subsets, importance, robustness... (predictor only)
+    report.html, plots/  the run's report and its figures
+    checkpoints/         last.ckpt (for --resume) and best.ckpt
+    logs/                the epoch CSV log and TensorBoard's
+    evaluation/, explain/, export/, export_torchscript/
+                         what ``polymodal evaluate`` / ``explain`` / ``export`` write by default
+"""
+
+from __future__ import annotations
+
+CONFIG_FILE = "config.yaml"
+MODEL_FILE = "model.safetensors"
+PREPROCESSORS_DIR = "preprocessors"
+ASSETS_DIR = "assets"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+SKIPPED_FILE = "skipped.csv"
+DIAGNOSTICS_FILE = "diagnostics.json"
+REPORT_FILE = "report.html"
+PLOTS_DIR = "plots"
+CHECKPOINTS_DIR = "checkpoints"
+LAST_CKPT = "last.ckpt"  # inside CHECKPOINTS_DIR
+BEST_CKPT = "best.ckpt"
+LAST_CHECKPOINT = f"{CHECKPOINTS_DIR}/{LAST_CKPT}"
+LOGS_DIR = "logs"
+EVALUATION_DIR = "evaluation"
+EXPLAIN_DIR = "explain"
+EXPORT_DIR = "export"  # the ONNX export 'polymodal serve RUN' runs
+EXPORT_TORCHSCRIPT_DIR = "export_torchscript"
+
+# What a run writes into its folder; replacing the run (--overwrite, save(overwrite=True)) removes
+# these and nothing else the folder may hold.
+RUN_ENTRIES = (CONFIG_FILE, MODEL_FILE, PREPROCESSORS_DIR, ASSETS_DIR, METRICS_FILE, HISTORY_FILE, SKIPPED_FILE,
+               DIAGNOSTICS_FILE, REPORT_FILE, PLOTS_DIR, CHECKPOINTS_DIR, LOGS_DIR, EVALUATION_DIR, EXPLAIN_DIR,
+               EXPORT_DIR, EXPORT_TORCHSCRIPT_DIR)
