@@ -122,6 +122,13 @@ class Estimator:
         return list(targets.classes) if self.config.task == "classification" else list(targets.columns)
 
     @property
+    def device(self) -> torch.device:
+        """Where this model runs outside training (inference, frozen-feature caching, the
+        report's diagnostics): ``train.accelerator``'s device on this machine (see
+        :func:`~polymodal.utils.device.default_device`)."""
+        return default_device(self.config.train.accelerator)
+
+    @property
     def rank(self) -> int:
         """This process's rank in the latest distributed fit (0 otherwise): the lines after ``fit``
         run on every rank, so ``if pred.rank == 0:`` guards what should happen once."""
@@ -264,7 +271,7 @@ class Estimator:
         """Batches of ``table`` (with ``targets`` when given); augmented and shuffled when ``train``.
 
         ``train.num_workers`` worker processes (None: several when training with augmentation,
-        else none), kept alive between epochs, and pinned memory on a GPU.
+        else none), kept alive between epochs, and pinned memory when the model runs on a CUDA GPU.
         """
         workers = self.config.train.num_workers
         if workers is None:
@@ -272,7 +279,7 @@ class Estimator:
                           for m in self.config.modalities.values())
             workers = default_workers() if (train and augment) else 0
         return data_loader(self.pipeline.dataset(table, targets, train=train), self.config.train.batch_size,
-                           train=train, workers=workers, pin_memory=torch.cuda.is_available(),
+                           train=train, workers=workers, pin_memory=self.device.type == "cuda",
                            ranks=world_size(self.config.train))
 
     # -- inference ----------------------------------------------------------------------------
@@ -328,7 +335,7 @@ class Estimator:
         Returns:
             The outputs (N, ...) as float32, of ``empty_shape`` when ``table`` has no rows.
         """
-        device = default_device()
+        device = self.device
         module.to(device).eval()
         outs = []
         with torch.inference_mode():

@@ -23,7 +23,6 @@ from polymodal.errors import SchemaMismatchError
 from polymodal.models.heads import PrototypeHead
 from polymodal.models.objectives.fewshot import class_prototypes
 from polymodal.training.fewshot import prototype_embeddings
-from polymodal.utils.device import default_device
 
 
 @contextmanager
@@ -49,7 +48,7 @@ def use_support(predictor: Any, support: Any) -> Iterator[None]:
     encoder.fit(manifest.subset(table.rows))
     labels = torch.as_tensor(encoder.encode(manifest, table.rows), dtype=torch.long)
     loader = DataLoader(pipeline.dataset(table), batch_size=predictor.config.train.batch_size, collate_fn=collate)
-    _, prototypes = class_prototypes(prototype_embeddings(net, loader, default_device()), labels)
+    _, prototypes = class_prototypes(prototype_embeddings(net, loader, predictor.device), labels)
     saved_prototypes, saved_targets = net.head.prototypes.detach().clone(), pipeline.targets
     net.head.set_prototypes(prototypes)
     pipeline.targets = encoder

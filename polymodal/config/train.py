@@ -47,6 +47,9 @@ class TrainConfig(StrictModel):
             cost several percent of a step.
         num_workers: DataLoader workers; ``None`` chooses from the machine's cores.
         precision: Lightning precision, e.g. ``32``, ``bf16-mixed``, ``16-mixed``.
+        accelerator: where the model runs: training, the frozen-feature cache pass, inference and
+            the report's diagnostics (``auto``: a GPU when there is one; ``cpu`` keeps all of it
+            off a GPU).
         devices / strategy / num_nodes: distributed training on PyTorch's own engine through
             Lightning: ``{devices: 4, strategy: ddp}`` runs 4 processes (GPUs, or CPU processes
             with gloo); ``num_nodes`` > 1 under ``torchrun`` or SLURM (see the README).

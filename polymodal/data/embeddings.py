@@ -96,9 +96,10 @@ class _Embedder:
     its mode and device afterwards."""
 
     def __init__(self, encoder: torch.nn.Module, preprocessor: Preprocessor, modality: EncodedModality, tokens: bool,
-                 batch_size: int, progress: bool):
+                 batch_size: int, progress: bool, device: torch.device):
         self.encoder, self.preprocessor, self.modality = encoder, preprocessor, modality
         self.tokens, self.batch_size, self.progress = tokens, batch_size, progress
+        self.device = device
         self.calls = 0
 
     def __call__(self, rows: np.ndarray, write: Any) -> None:
@@ -106,7 +107,7 @@ class _Embedder:
         encoder = self.encoder
         params = next(iter(encoder.parameters()), None)
         home = params.device if params is not None else torch.device("cpu")
-        device = default_device()
+        device = self.device
         was_training = encoder.training
         encoder.to(device).eval()
         try:
@@ -125,7 +126,7 @@ class _Embedder:
 def embed_modality(encoder: torch.nn.Module, preprocessor: Preprocessor, modality: EncodedModality,
                    keys: np.ndarray | None = None, *, cache_dir: Path | None = None, tokens: bool = False,
                    batch_size: int = BATCH, progress: bool = False,
-                   settings: Mapping[str, Any] | None = None) -> EncodedModality:
+                   settings: Mapping[str, Any] | None = None, device: torch.device | None = None) -> EncodedModality:
     """Replace a modality's featurised arrays by its frozen encoder's outputs.
 
     Args:
@@ -134,6 +135,7 @@ def embed_modality(encoder: torch.nn.Module, preprocessor: Preprocessor, modalit
         cache_dir: the on-disk cache root (``data.cache_dir``), or None to keep results in memory.
         tokens: also store token sequences and masks (for token-level fusion).
         settings: the encoder's config (part of the cache key beside its weights).
+        device: where the encoder runs (default: :func:`~polymodal.utils.device.default_device`).
 
     Returns:
         The modality with arrays ``pooled`` (N, D) [+ ``tokens`` (N, T, D), ``token_mask`` (N, T)],
@@ -141,7 +143,8 @@ def embed_modality(encoder: torch.nn.Module, preprocessor: Preprocessor, modalit
     """
     n = len(modality.present)
     rows = np.flatnonzero(modality.present)
-    run = _Embedder(encoder, preprocessor, modality, tokens, batch_size, progress)
+    device = device if device is not None else default_device()
+    run = _Embedder(encoder, preprocessor, modality, tokens, batch_size, progress, device)
     if cache_dir is None:
         arrays: dict[str, np.ndarray] = {}
 
@@ -167,7 +170,8 @@ def embed_modality(encoder: torch.nn.Module, preprocessor: Preprocessor, modalit
     if len(todo):
         store = _fill(store, root, fingerprint, run, todo, keys)
     if store is None:  # nothing present, nothing stored
-        return embed_modality(encoder, preprocessor, modality, None, tokens=tokens, batch_size=batch_size)
+        return embed_modality(encoder, preprocessor, modality, None, tokens=tokens, batch_size=batch_size,
+                              device=device)
     segment, slot = store.lookup(keys[rows])
     segment_of = np.full(n, -1, np.int64)
     slot_of = np.zeros(n, np.int64)
@@ -261,5 +265,6 @@ def attach_cached_features(config: Any, net: Any, pipeline: Any, manifest: Manif
             keys = row_keys(cells, table.rows, mod.present, prep.file_based, Path(cache_dir))
         settings = config.modalities[name].encoder.model_dump(mode="json", exclude=CACHE_NEUTRAL)
         modalities[name] = embed_modality(net.encoders[name], prep, mod, keys, cache_dir=cache_dir, tokens=tokens,
-                                          batch_size=config.train.batch_size, progress=progress, settings=settings)
+                                          batch_size=config.train.batch_size, progress=progress, settings=settings,
+                                          device=default_device(config.train.accelerator))
     return EncodedTable(modalities, table.rows, table.skipped)

@@ -21,7 +21,6 @@ import torch
 from polymodal.data.encode import EncodedTable
 from polymodal.evaluation.data import batches
 from polymodal.models.encoders.base import EncoderOutput
-from polymodal.utils.device import default_device
 
 if TYPE_CHECKING:
     from polymodal.predictor import MultimodalPredictor
@@ -67,7 +66,7 @@ def coalition_outputs(predictor: MultimodalPredictor, table: EncodedTable, coali
         (C, N, K) outputs: coalition x row x output.
     """
     _, net = predictor._require_fitted()
-    device = default_device()
+    device = predictor.device
     net.to(device).eval()
     names = list(net.names)
     keep = torch.tensor([[n in c for n in names] for c in coalitions], dtype=torch.bool, device=device)  # (C, M)

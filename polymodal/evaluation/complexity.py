@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from polymodal.data.encode import EncodedTable
-from polymodal.utils.device import default_device, move_to
+from polymodal.utils.device import move_to
 
 if TYPE_CHECKING:
     from polymodal.predictor import MultimodalPredictor
@@ -46,7 +46,7 @@ def inference_latency(predictor: MultimodalPredictor, table: EncodedTable, repea
     """Median wall time of the network's forward pass (preprocessing excluded) for one sample and
     for a batch of 64 (rows of ``table`` repeated as needed), on the inference device."""
     pipeline, net = predictor._require_fitted()
-    device = default_device()
+    device = predictor.device
     net.to(device).eval()
     dataset = pipeline.dataset(table)
 

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from polymodal.data.dataset import collate
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
-from polymodal.utils.device import default_device, move_to
+from polymodal.utils.device import move_to
 from polymodal.utils.scores import sigmoid, softmax
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def batches(predictor: MultimodalPredictor, table: EncodedTable, batch_size: int
     """Evaluation batches of ``table`` (no augmentation, table order) on the inference device."""
     pipeline, _ = predictor._require_fitted()
     loader = DataLoader(pipeline.dataset(table), batch_size=batch_size, shuffle=False, collate_fn=collate)
-    device = default_device()
+    device = predictor.device
     for batch in loader:
         yield move_to(batch, device)
 

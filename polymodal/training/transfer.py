@@ -213,7 +213,8 @@ class TransferPlan:
                 raise ValueError("distillation needs load_run to load the teacher's run folder")
             teacher = load_run(Path(distill.teacher))
             check_teacher(teacher, pipeline.targets.classes)
-            logits, features = teacher_outputs(teacher, train_manifest, np.asarray(train_table.rows), default_device(),
+            logits, features = teacher_outputs(teacher, train_manifest, np.asarray(train_table.rows),
+                                               default_device(config.train.accelerator),
                                                run=distill.teacher)
             plan.teacher = logits[:, main_classes(teacher.pipeline.targets)], features  # a multi-task teacher's main task
             plan.info["teacher"] = str(distill.teacher)
@@ -260,4 +261,5 @@ class TransferPlan:
         if self.protonet is not None:
             loader = DataLoader(self.pipeline.dataset(self.train_table, None, train=False),
                                 batch_size=self.config.train.batch_size, collate_fn=collate)
-            set_class_prototypes(net, loader, main_labels(self.pipeline.targets, self.train_y), default_device())
+            set_class_prototypes(net, loader, main_labels(self.pipeline.targets, self.train_y),
+                                  default_device(self.config.train.accelerator))

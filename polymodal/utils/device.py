@@ -9,11 +9,15 @@ from typing import Any
 import torch
 
 
-def default_device() -> torch.device:
-    """CUDA when available, then Apple MPS, else CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+def default_device(accelerator: str = "auto") -> torch.device:
+    """The device for ``train.accelerator``: ``cpu``; ``gpu`` (CUDA, else Apple MPS); ``mps``;
+    ``auto``: CUDA when available, then MPS, else the CPU. A CUDA device is this process's own
+    under a distributed launcher (``LOCAL_RANK``); an accelerator the machine lacks gives the CPU
+    (``train`` settings that ask for one are refused before a fit starts)."""
+    if accelerator in ("auto", "gpu") and torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+    mps = getattr(torch.backends, "mps", None)
+    if accelerator in ("auto", "gpu", "mps") and mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
 

@@ -1,0 +1,47 @@
+"""The device a model runs on follows ``train.accelerator`` (never a GPU it was told not to use)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from polymodal.utils.device import default_device
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """This machine as polymodal's own code sees it: two CUDA GPUs (torch and Lightning still see
+    none). A test that passes never touches them: this torch has no CUDA, so any move there fails."""
+    real_available, real_count = torch.cuda.is_available, torch.cuda.device_count
+
+    def ours() -> bool:
+        return sys._getframe(2).f_globals.get("__name__", "").startswith("polymodal")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True if ours() else real_available())
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if ours() else real_count())
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+
+
+def test_the_device_follows_the_accelerator(two_gpus, monkeypatch):
+    assert default_device("cpu") == torch.device("cpu")
+    assert default_device("auto") == default_device("gpu") == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # the second process of a distributed launch uses its own GPU
+    assert default_device() == torch.device("cuda", 1)
+
+
+def test_accelerator_cpu_keeps_fitting_caching_and_predicting_on_the_cpu(two_gpus, tmp_path):
+    """With a GPU in sight, ``accelerator: cpu`` must keep every step off it: here any move to
+    CUDA fails, as this torch has no CUDA."""
+    from helpers_models import classification_config, make_dataset, write_splits
+
+    from polymodal import MultimodalPredictor
+
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=40))
+    config = classification_config(epochs=1, accelerator="cpu")
+    config["modalities"]["img"]["encoder"].update(freeze="all", cache=True)  # the frozen-feature pass
+    predictor = MultimodalPredictor.from_config(config)
+    assert predictor.device == torch.device("cpu")
+    predictor.fit(paths["train"], paths["valid"], out=tmp_path / "run")
+    assert len(predictor.predict(paths["test"])) == 8
