@@ -102,6 +102,8 @@ def runtime_limitation(cfg: Any) -> str | None:
         return f"kind '{cfg.kind}' has no numpy preprocessing (the runtime supports {sorted(FEATURES)})"
     if cfg.kind == "text" and prep.tokenizer == "pretrained":
         return "tokenizer 'pretrained' needs transformers"
+    if cfg.kind == "audio" and prep.features not in FEATURES["audio"].features:
+        return f"audio features '{prep.features}' are not implemented"
     if cfg.kind == "signal" and prep.resample_to is not None and prep.resample_to != prep.sample_rate:
         return "resampling (preprocess.resample_to) is not implemented"
     if cfg.kind == "signal" and prep.key is not None:

@@ -188,10 +188,15 @@ def stft_power(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
 
 class AudioFeatures(Features):
     kind = "audio"
+    # the config's audio features this class computes (a test keeps them equal to the config's choices)
+    features: ClassVar[tuple[str, ...]] = ("waveform", "spectrogram", "log_mel", "mfcc")
 
     def __init__(self, name: str, meta: Mapping[str, Any]):
         super().__init__(name, meta)
         cfg = self.cfg
+        if cfg["features"] not in self.features:
+            raise ValueError(f"modality '{name}': audio features '{cfg['features']}' have no numpy implementation "
+                             f"(the runtime computes {', '.join(self.features)})")
         self.rate = int(cfg["sample_rate"])
         self.n_samples = round(cfg["max_seconds"] * self.rate)
         self.n_fft = round(cfg["frame_ms"] * self.rate / 1000)
@@ -224,7 +229,7 @@ class AudioFeatures(Features):
         if features == "waveform":
             return {"x": waves[:, :, None].astype(np.float32), "length": valid.astype(np.int32)}
         power = stft_power(waves, self.n_fft, self.hop)
-        if features != "spectrogram":
+        if features in ("log_mel", "mfcc"):
             power = power @ np.asarray(self.state["mel_bank"], np.float32)
         feats = 10.0 * np.log10(np.maximum(power, AMIN))
         top_db = self.cfg.get("top_db")

@@ -4,6 +4,7 @@ features against the training-time preprocessor, audio at another sample rate, t
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import get_args
 
 import librosa
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from polymodal.config.modalities import AudioModality, ImageModality, SignalModality
+from polymodal.config.preprocess import AudioPreprocess
 from polymodal.data.modalities import build_preprocessor
 from polymodal.deploy.export import modality_meta
 from polymodal.deploy.features import AudioFeatures, ImageFeatures, SignalFeatures
@@ -33,7 +35,11 @@ def test_signal_spectrogram_and_valid_frames_match_the_training_preprocessor(tmp
     np.testing.assert_allclose(got["x"], want["x"], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("features", ["spectrogram", "log_mel", "mfcc"])
+def test_the_runtime_computes_every_audio_feature_the_config_offers():
+    assert AudioFeatures.features == get_args(AudioPreprocess.model_fields["features"].annotation)
+
+
+@pytest.mark.parametrize("features", [f for f in AudioFeatures.features if f != "waveform"])
 @pytest.mark.parametrize("top_db", [None, 50.0])
 def test_audio_features_match_the_training_preprocessor(features, top_db):
     cfg = AudioModality(kind="audio", column="a", preprocess={"sample_rate": 8000, "max_seconds": 0.2, "n_mels": 20,

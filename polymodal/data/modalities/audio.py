@@ -187,9 +187,11 @@ class AudioPreprocessor(Preprocessor):
             feats = F.power_to_db(F.stft_power(waves, self.n_fft, self.hop), cfg.top_db)
         elif cfg.features == "log_mel":
             feats = F.log_mel(waves, cfg.sample_rate, self.n_fft, self.hop, cfg.n_mels, cfg.fmin, cfg.fmax, cfg.top_db)
-        else:
+        elif cfg.features == "mfcc":
             feats = F.mfcc(waves, cfg.sample_rate, self.n_fft, self.hop, cfg.n_mels, cfg.n_mfcc, cfg.fmin, cfg.fmax,
                            cfg.top_db)
+        else:
+            raise ValueError(f"audio features '{cfg.features}' have no implementation in AudioPreprocessor.featurize")
         lengths = np.minimum(1 + valid // self.hop, self.n_frames).astype(np.int32)
         return {"x": feats.numpy().astype(np.float32, copy=False), "length": lengths}
 
