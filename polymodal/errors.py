@@ -80,10 +80,6 @@ class DecodeError(PolymodalError, ValueError):
         location = ", ".join(parts)
         super().__init__(f"Cannot decode {location}: {reason}" if location else f"Cannot decode: {reason}")
 
-    def located(self, *, modality: str, row: int, where: str) -> DecodeError:
-        """Return a copy that also names the modality and manifest row."""
-        return DecodeError(self.reason, path=self.path, modality=modality, row=row, where=where)
-
 
 class SchemaMismatchError(PolymodalError, ValueError):
     """Data given to a fitted model does not match what it was trained on."""

@@ -1,7 +1,8 @@
 """The configuration schema (pydantic v2): YAML in, validated objects out.
 
-Sections: ``modalities`` (kind, column(s), preprocess, encoder), ``fusion``, ``head``, ``loss``,
-``train`` and ``data``. An unknown key, a wrong type or an out-of-range value is a
+Sections: ``task`` / ``target``, ``modalities`` (kind, column(s), preprocess, encoder),
+``fusion``, ``head``, ``loss``, ``tasks`` (further targets), ``align``, ``transfer``,
+``anomaly``, ``train``, ``data``, ``report`` and ``tune``; one module per section. An unknown key, a wrong type or an out-of-range value is a
 :class:`~polymodal.errors.ConfigError` naming the full key path, what is allowed and what was given.
 """
 

@@ -1,8 +1,10 @@
 """Atomic file writes: a temp file in the same folder, flushed, then renamed over the target.
 
 An interrupted run therefore never leaves a half-written model, checkpoint or table behind.
-Also what writing and reading files needs beside that: JSON-able values (:func:`python_scalar`)
-and a zip archive's integrity (:func:`damaged_zip`, for checkpoints).
+Also what writing and reading files needs beside that: checking an output path before work
+starts (:func:`check_table_path`, :func:`check_folder_path`: ``OptionError`` naming the option),
+JSON-able values (:func:`python_scalar`), a zip archive's integrity (:func:`damaged_zip`, for
+checkpoints) and content digests of files and folders (:func:`folder_digest`).
 """
 
 from __future__ import annotations

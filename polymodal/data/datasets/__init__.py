@@ -1,5 +1,6 @@
 """Built-in datasets: ``av-digits`` (embedded) and converters from a local folder laid out like
-``../shared/data`` (``fsdd-mnist``, ``mnist``, ``usps``, ``pneumoniamnist``, ``cwru``).
+``../shared/data`` (``fsdd-mnist``, ``mnist``, ``usps``, ``pneumoniamnist``, ``cwru``,
+``moving-digits``, ``openclipart``); ``polymodal datasets list`` shows them.
 
 Each writes files plus ``train.csv``, ``valid.csv`` and ``test.csv``, deterministically for a seed.
 """
