@@ -75,8 +75,8 @@ def check_anomaly(config: Any) -> None:
         if anomaly is not None:
             raise ValueError(f"anomaly: the section is used by task 'anomaly' only; task is '{config.task}'")
         return
-    if config.fusion.name == "late":
-        raise ValueError("fusion.name: task 'anomaly' scores a fused latent; fusion 'late' has none "
+    if config.fusion.produces_outputs:
+        raise ValueError(f"fusion.name: task 'anomaly' scores a fused latent; fusion '{config.fusion.name}' has none "
                          "(use concat, attention...)")
     for key in ("tasks", "align", "transfer"):
         if getattr(config, key, None) is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import Field, PositiveInt, model_validator
 
@@ -12,13 +12,20 @@ from polymodal.config.encoders import Dropout, check_heads
 
 # --- fusion ------------------------------------------------------------------------------------
 class FusionConfig(StrictModel):
-    """Fields shared by every fusion.
+    """Fields shared by every fusion, and what a fusion can do (read by the validators of the
+    sections that depend on it, and by the fusion module).
 
     Attributes:
         missing: what an absent modality becomes before fusing: ``learned`` (a trained
             missing-embedding per modality) or ``zero`` (nothing: zeros and masked out).
+        makes_tokens: the fused representation is a token sequence (heads other than ``mlp``
+            model it).
+        produces_outputs: the fusion returns task outputs itself (a head per modality), so
+            there is no shared head and no fused latent.
     """
 
+    makes_tokens: ClassVar[bool] = False
+    produces_outputs: ClassVar[bool] = False
     missing: Literal["learned", "zero"] = "learned"
     dropout: Dropout = 0.0
 
@@ -33,6 +40,7 @@ class ConcatFusionConfig(FusionConfig):
 class StackFusionConfig(FusionConfig):
     """Project every modality to ``dim`` and stack them as tokens (B, M, dim)."""
 
+    makes_tokens: ClassVar[bool] = True
     name: Literal["stack"] = "stack"
     dim: PositiveInt = 128
 
@@ -78,6 +86,7 @@ class AttentionFusionConfig(FusionConfig):
             tokens, before the joint layers.
     """
 
+    makes_tokens: ClassVar[bool] = True
     name: Literal["attention"] = "attention"
     dim: PositiveInt = 128
     layers: PositiveInt = 1
@@ -94,6 +103,7 @@ class AttentionFusionConfig(FusionConfig):
 class LateFusionConfig(FusionConfig):
     """Late fusion: a head per modality; logits averaged with learned weights over present modalities."""
 
+    produces_outputs: ClassVar[bool] = True
     name: Literal["late"] = "late"
 
 
@@ -102,6 +112,11 @@ AnyFusion = Annotated[
     | LowRankFusionConfig | AttentionFusionConfig | LateFusionConfig,
     Field(discriminator="name"),
 ]
+
+
+def token_fusions() -> list[str]:
+    """The names of the fusions whose output is a token sequence."""
+    return [cls.model_fields["name"].default for cls in get_args(get_args(AnyFusion)[0]) if cls.makes_tokens]
 
 
 # --- heads -------------------------------------------------------------------------------------

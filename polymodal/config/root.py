@@ -22,11 +22,10 @@ from polymodal.config.model import (
     AnyFusion,
     AnyHead,
     AttentionFusionConfig,
-    LateFusionConfig,
     MlpHeadConfig,
-    StackFusionConfig,
     TensorFusionConfig,
     TransformerHeadConfig,
+    token_fusions,
 )
 from polymodal.config.overrides import apply_overrides, naming_overrides
 from polymodal.config.parsing import DuplicateKeyError, load_json, load_yaml
@@ -162,14 +161,14 @@ class Config(StrictModel):
 
     @model_validator(mode="after")
     def _check_head_fits_fusion(self) -> Config:
-        token_fusions = (StackFusionConfig, AttentionFusionConfig)
-        if not isinstance(self.head, MlpHeadConfig) and not isinstance(self.fusion, token_fusions):
+        if not isinstance(self.head, MlpHeadConfig) and not self.fusion.makes_tokens:
             raise ValueError(
-                f"head.name: head '{self.head.name}' models a token sequence and needs fusion 'stack' or "
-                f"'attention' (or head 'mlp'); fusion is '{self.fusion.name}'"
+                f"head.name: head '{self.head.name}' models a token sequence and needs fusion "
+                f"{' or '.join(repr(n) for n in token_fusions())} (or head 'mlp'); fusion is '{self.fusion.name}'"
             )
-        if isinstance(self.fusion, LateFusionConfig) and not isinstance(self.head, MlpHeadConfig):
-            raise ValueError(f"head.name: fusion 'late' builds one mlp head per modality; head is '{self.head.name}'")
+        if self.fusion.produces_outputs and not isinstance(self.head, MlpHeadConfig):
+            raise ValueError(f"head.name: fusion '{self.fusion.name}' builds one mlp head per modality; head is "
+                             f"'{self.head.name}'")
         return self
 
     @model_validator(mode="after")

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from polymodal.config.base import StrictModel
-from polymodal.config.model import AnyHead, MlpHeadConfig
+from polymodal.config.model import AnyHead, MlpHeadConfig, token_fusions
 
 MAIN_TASK = "main"  # the main task's name in outputs and logs; not allowed for a further task
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -83,9 +83,9 @@ def check_tasks(config: Any, saved_run: bool = False) -> None:
                 raise ValueError(f"tasks.{name}: target column '{column}' is already the target of {seen[column]}")
             seen[column] = f"tasks.{name}"
         head = spec.head or config.head
-        if not isinstance(head, MlpHeadConfig) and config.fusion.name not in ("stack", "attention"):
-            raise ValueError(f"tasks.{name}: head '{head.name}' models a token sequence and needs fusion 'stack' "
-                             f"or 'attention'; fusion is '{config.fusion.name}'")
+        if not isinstance(head, MlpHeadConfig) and not config.fusion.makes_tokens:
+            raise ValueError(f"tasks.{name}: head '{head.name}' models a token sequence and needs fusion "
+                             f"{' or '.join(repr(n) for n in token_fusions())}; fusion is '{config.fusion.name}'")
         learned = config.loss.task_weighting == "uncertainty"
         if learned and saved_run and spec.weight == 1.0:
             spec.weight = None  # the default an earlier version wrote out
@@ -93,8 +93,9 @@ def check_tasks(config: Any, saved_run: bool = False) -> None:
             raise ValueError(f"tasks.{name}.weight is set, but loss.task_weighting 'uncertainty' learns the weights")
         if not learned and spec.weight is None:
             spec.weight = 1.0
-    if config.fusion.name == "late" and any(spec.head is not None for spec in tasks.values()):
-        raise ValueError("tasks: fusion 'late' builds its own per-modality heads; tasks cannot choose a head")
+    if config.fusion.produces_outputs and any(spec.head is not None for spec in tasks.values()):
+        raise ValueError(f"tasks: fusion '{config.fusion.name}' builds its own per-modality heads; tasks cannot "
+                         "choose a head")
 
 
 __all__ = ["MAIN_TASK", "TaskSpec", "check_tasks"]

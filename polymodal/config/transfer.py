@@ -266,9 +266,9 @@ def _check_method(transfer: Any, config: Any, key: str) -> None:
                                  f"modality, and modality '{name}' is of kind '{kind}', which has none (kinds with "
                                  f"one: {list(transfer.kinds)}); use method 'pseudo_label', or drop modality '{name}'")
     if isinstance(transfer, ProtoNetConfig):
-        if config.fusion.name == "late":
+        if config.fusion.produces_outputs:
             raise ValueError(f"{key}.method: transfer method 'protonet' embeds the fused representation with the head; "
-                             "fusion 'late' has no shared head (use another fusion)")
+                             f"fusion '{config.fusion.name}' has no shared head (use another fusion)")
         if config.tasks:
             raise ValueError(f"{key}.method: transfer method 'protonet' trains one classification task; remove `tasks`")
 

@@ -68,6 +68,9 @@ def test_forward_contract(cfg_cls, overrides):
     with torch.no_grad():
         out = fusion(fusion_features(), fusion_present())
     assert isinstance(out, FusedOutput)
+    # what the config layer's validators assume of each fusion (heads need tokens; late has no shared head)
+    assert fusion.produces_outputs == cfg_cls.produces_outputs
+    assert (out.tokens is not None and not fusion.produces_outputs) == cfg_cls.makes_tokens
     expected_dim = N_OUTPUTS if fusion.produces_outputs else fusion.output_dim
     assert out.pooled.shape == (FUSION_BATCH, expected_dim)
     assert torch.isfinite(out.pooled).all()
