@@ -39,7 +39,7 @@ from _common import parser, prepared, save
 
 from polymodal import MultimodalPredictor
 from polymodal.evaluation.cca_baseline import LinearCca
-from polymodal.evaluation.retrieval import cross_modal_metrics
+from polymodal.metrics.retrieval import cross_modal_metrics
 from polymodal.retrieval.embed import embed_rows
 
 TEXT = {"kind": "text", "column": "text", "preprocess": {"max_tokens": 64},

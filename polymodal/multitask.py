@@ -16,7 +16,7 @@ from torch import nn
 
 from polymodal.config.tasks import MAIN_TASK
 from polymodal.data.multitarget import MultiTargetEncoder
-from polymodal.metrics import task_metrics
+from polymodal.metrics.tasks import task_metrics
 from polymodal.models.objectives import TaskLoss
 from polymodal.models.objectives.multitask import MultiTaskLoss
 from polymodal.utils.scores import decisions, probabilities

@@ -28,6 +28,7 @@ import torch
 from polymodal import runfolder
 from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
+from polymodal.config.align import aligned_modalities, modality_pairs
 from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
@@ -36,7 +37,8 @@ from polymodal.data.split import stratified_holdout
 from polymodal.errors import ConfigError, NotFittedError, SchemaMismatchError
 from polymodal.estimator import EXPLAIN, EXPORT, PREDICT, ROBUSTNESS, SUBSETS, Estimator
 from polymodal.fewshot import use_support
-from polymodal.metrics import monitored, task_metrics
+from polymodal.metrics.retrieval import stacked_validation_metrics, warn_if_collapsed
+from polymodal.metrics.tasks import monitored, task_metrics
 from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
 from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, task_frame, with_further_tasks
@@ -186,8 +188,6 @@ class MultimodalPredictor(Estimator):
                                    epochs_run=len(result.history), **transfer.info)
         self.metrics = {"valid": self._score(valid_table, valid_y)}
         if cfg.task == "retrieval":
-            from polymodal.evaluation.retrieval import warn_if_collapsed
-
             warn_if_collapsed(self.metrics["valid"], cfg.align, epochs=len(result.history))
         self._finish_fit(train_table, valid_table, test_m, run_dir)
         from polymodal.evaluation.diagnostics import diagnose_after_fit  # the evaluation layer sits above
@@ -242,9 +242,6 @@ class MultimodalPredictor(Estimator):
         """Task metrics on raw outputs; regression values are put back on the target's scale."""
         targets = self.pipeline.targets
         if self.config.task == "retrieval":  # outputs are the aligned modalities' embeddings side by side
-            from polymodal.config.align import aligned_modalities, modality_pairs
-            from polymodal.evaluation.retrieval import stacked_validation_metrics
-
             return stacked_validation_metrics(outputs, target, aligned_modalities(self.config),
                                               modality_pairs(self.config))
         if self.config.tasks:  # the main task's metrics, then `<task>/<metric>` for the others

@@ -14,7 +14,7 @@ from typing import Any
 
 from polymodal.config import Config, save_config
 from polymodal.errors import RunFolderError
-from polymodal.metrics import monitored
+from polymodal.metrics.tasks import monitored
 from polymodal.run_files import CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, MODEL_FILE, RUN_ENTRIES
 from polymodal.runfolder import read_config
 from polymodal.training.checkpoints import checkpoint_state

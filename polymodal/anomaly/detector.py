@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from polymodal import runfolder
-from polymodal.anomaly.metrics import anomaly_metrics, threshold_at_fpr, undefined_note
 from polymodal.anomaly.model import AnomalyModel, build_anomaly_net
 from polymodal.anomaly.scorers import build_scorer
 from polymodal.anomaly.targets import AnomalyTargets
@@ -42,6 +41,7 @@ from polymodal.estimator import (
     SUBSETS,
     Estimator,
 )
+from polymodal.metrics.anomaly import anomaly_metrics, threshold_at_fpr, undefined_note
 from polymodal.resume import check_out, start_run
 from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR
 from polymodal.training.process_state import kept_process_state

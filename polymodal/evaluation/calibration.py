@@ -1,5 +1,5 @@
 """Calibration for the report: the reliability diagram's bins and the ECE they add up to (both
-from :mod:`polymodal.metrics`, so the diagram's ECE is the metrics table's)."""
+from :mod:`polymodal.metrics.tasks`, so the diagram's ECE is the metrics table's)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from polymodal.metrics import expected_calibration_error, reliability_bins
+from polymodal.metrics.tasks import expected_calibration_error, reliability_bins
 from polymodal.utils.scores import softmax
 
 BINS = 15

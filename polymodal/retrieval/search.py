@@ -20,7 +20,7 @@ from polymodal.data.pipeline import DataSource
 from polymodal.data.targets import distinct_labels
 from polymodal.errors import ManifestError, OptionError, SchemaMismatchError
 from polymodal.evaluation.cca_baseline import MIN_CCA_ROWS, LinearCca
-from polymodal.evaluation.retrieval import DEFAULT_KS, cross_modal_metrics, identical_rows, tie_warning
+from polymodal.metrics.retrieval import DEFAULT_KS, cross_modal_metrics, identical_rows, tie_warning
 from polymodal.models.weights import state_digest
 from polymodal.predictor import MultimodalPredictor
 from polymodal.retrieval.embed import ENCODER_INSTEAD, Kind, NoInputFeatures, check_aligned, embed_rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polymodal.anomaly.metrics import anomaly_metrics, fpr_at_tpr, threshold_at_fpr, undefined_note
+from polymodal.metrics.anomaly import anomaly_metrics, fpr_at_tpr, threshold_at_fpr, undefined_note
 
 
 @pytest.mark.parametrize(("n", "fpr", "flagged"), [(100, 0.05, 5), (20, 0.05, 1), (200, 0.05, 10), (100, 0.29, 29),

@@ -1,11 +1,11 @@
-"""Task metrics (polymodal.metrics) on hand-made outputs with hand-computed expected values."""
+"""Task metrics (polymodal.metrics.tasks) on hand-made outputs with hand-computed expected values."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from polymodal.metrics import expected_calibration_error, multilabel_metrics, regression_metrics
+from polymodal.metrics.tasks import expected_calibration_error, multilabel_metrics, regression_metrics
 
 
 def logit(p: float) -> float:
@@ -47,7 +47,7 @@ def test_metrics_of_a_diverged_model_are_nan_not_an_error():
 
 
 def test_macro_f1_scores_the_classes_present_not_those_absent_from_targets_and_predictions():
-    from polymodal.metrics import classification_metrics
+    from polymodal.metrics.tasks import classification_metrics
 
     target = np.array([0, 0, 1, 1, 2, 2])
     perfect = classification_metrics(np.eye(5)[target] * 5, target, 5)

@@ -9,7 +9,7 @@ import pytest
 from polymodal.config.align import CcaAlignConfig, ContrastiveAlignConfig, TripletAlignConfig
 from polymodal.errors import NotFittedError
 from polymodal.evaluation.cca_baseline import LinearCca
-from polymodal.evaluation.retrieval import (
+from polymodal.metrics.retrieval import (
     collapse_warning,
     cross_modal_metrics,
     identical_rows,
@@ -202,7 +202,7 @@ def test_the_collapse_advice_names_only_changes_the_config_has_not_made(align, a
 
 
 def test_ties_rank_the_irrelevant_items_first_so_a_collapsed_space_scores_nothing():
-    from polymodal.evaluation.retrieval import retrieval_metrics
+    from polymodal.metrics.retrieval import retrieval_metrics
 
     labels = np.repeat(np.arange(10), 10)
     relevant = labels[:, None] == labels[None, :]  # the gallery sorted by label: its order would flatter

@@ -252,7 +252,7 @@ def test_zero_shot_needs_an_aligned_text_modality(contrastive, pairs) -> None:
 def test_fit_warns_when_the_validation_space_collapsed(pairs, monkeypatch) -> None:
     """The warning is driven by the validation ``spread``: with the threshold raised above any
     possible spread every space counts as collapsed, and fit says so."""
-    from polymodal.evaluation import retrieval
+    from polymodal.metrics import retrieval
 
     predictor = MultimodalPredictor.from_config(retrieval_config(epochs=1))
     monkeypatch.setattr(retrieval, "COLLAPSED_SPREAD", 2.0)
