@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from polymodal.evaluation.report import embed_png, table_html
+from polymodal.evaluation.html import embed_png, table_html
 from polymodal.utils.io import atomic_write
 
 SPLIT_NAMES = {"valid": "validation", "test": "test"}

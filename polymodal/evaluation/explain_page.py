@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from polymodal.evaluation.html import STYLE, embed_png, table_html
 from polymodal.evaluation.plots import (
     bars_attribution,
     frames_attribution,
@@ -17,7 +18,6 @@ from polymodal.evaluation.plots import (
     map_attribution,
     tokens_html,
 )
-from polymodal.evaluation.report import STYLE, embed_png, table_html
 from polymodal.utils.io import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:

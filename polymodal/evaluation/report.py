@@ -6,57 +6,19 @@ module), training facts. Other layers add sections through :func:`write_report`'
 
 from __future__ import annotations
 
-import base64
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from polymodal.evaluation.html import STYLE, embed_png, table_html
 from polymodal.evaluation.plots import confusion_plot, learning_curves
+from polymodal.evaluation.report_sections import diagnostic_sections
 from polymodal.run_files import PLOTS_DIR, REPORT_FILE
 from polymodal.utils.io import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     from polymodal.estimator import Estimator
-
-STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
-h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
-table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
-.grid{display:flex;flex-wrap:wrap;gap:1rem}.grid figure{margin:0;flex:1 1 480px}figure{margin:.5rem 0}
-.scroll{overflow-x:auto}
-"""
-
-
-def embed_png(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-def table_html(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """An HTML table; numbers from a thousand up with thousands separators (floats then with one
-    decimal), smaller floats with 4 decimals, missing and non-finite values as ``-``."""
-    if not rows:
-        return "<p>(none)</p>"
-    columns = list(columns or rows[0].keys())
-
-    def cell(value: Any) -> str:
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, float):
-            if not np.isfinite(value):
-                return "-"
-            return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}"
-        if isinstance(value, int) and not isinstance(value, bool):
-            return f"{value:,}"
-        return html.escape("-" if value is None else str(value))
-
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
-    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"  # a wide table scrolls alone
-
 
 def per_output_table(metrics: Mapping[str, Any]) -> str:
     """Each target's (regression) or label's (multilabel) own figures of the test split (else the
@@ -142,8 +104,6 @@ def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, 
     sections.append("<h2>Model</h2>" + table_html(parameter_rows(net)))
     if predictor.info:
         sections.append("<h2>Run facts</h2>" + table_html([{"fact": k, "value": v} for k, v in predictor.info.items()]))
-    from polymodal.evaluation.report_sections import diagnostic_sections  # imports this module
-
     diagnostics = diagnostic_sections(getattr(predictor, "diagnostics", None), plots)
     for title, body in {**diagnostics, **(extra or {})}.items():
         sections.append(f"<h2>{html.escape(title)}</h2>{body}")

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from polymodal.evaluation.html import embed_png, table_html
 from polymodal.evaluation.plots import importance_plot, reliability_plot, robustness_plot
-from polymodal.evaluation.report import embed_png, table_html
 from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES
 from polymodal.utils.io import atomic_write
 

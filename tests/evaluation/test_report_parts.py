@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from polymodal.evaluation.html import table_html
 from polymodal.evaluation.plots import (
     MAX_BARS,
     MAX_CHANNELS,
@@ -20,7 +21,7 @@ from polymodal.evaluation.plots import (
     loss_lines,
     score_histogram,
 )
-from polymodal.evaluation.report import parameter_rows, table_html
+from polymodal.evaluation.report import parameter_rows
 
 
 class Backbone(nn.Module):
