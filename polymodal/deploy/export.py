@@ -31,15 +31,15 @@ from polymodal import __version__
 from polymodal.config.modalities import modality_columns
 from polymodal.data.multitarget import MultiTargetEncoder
 from polymodal.data.pipeline import DataSource
+from polymodal.deploy import parity
 from polymodal.deploy.errors import ExportError, first_line, onnxruntime_errors
 from polymodal.deploy.graph import OUTPUT, ExportedGraph, GraphInput, example_feeds, exportable_ops, graph_inputs
-from polymodal.deploy.runtime import FORMAT_VERSION, META_FILE
+from polymodal.deploy.runtime import FORMAT_VERSION, INT8_FILE, META_FILE, ONNX_FILE, TORCHSCRIPT_FILE
 from polymodal.errors import OptionError
 from polymodal.estimator import EXPORT
 from polymodal.utils.io import atomic_folder, atomic_write, atomic_write_json, check_folder_path, python_scalar
 
 FORMATS = ("onnx", "torchscript")
-ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model.torchscript.pt"
 OPSET = 18
 EXPORT_FILES = (ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE, META_FILE)
 
@@ -273,8 +273,6 @@ def check_exportable(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx
 def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None, rows: int, tolerance: float,
                  quantize: bool) -> ExportReport:
     """Write the graph and ``deploy.json`` into the empty ``folder`` and run every check there."""
-    from polymodal.deploy.parity import check_graph, check_runtime, quantize_and_measure
-
     pipeline, net = predictor._require_fitted()
     net = net.cpu().eval()
     inputs = graph_inputs(pipeline.preprocessors)
@@ -298,18 +296,18 @@ def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None
         head = predictor.pipeline.read_raw(data)
         head = head.subset(np.arange(min(rows, len(head)))) if len(head) > rows else head
         manifest, table = predictor._encode(head, require_target=False, modalities=None)
-    parity = check_graph(predictor, folder, meta, table, rows, tolerance)
+    checks = parity.check_graph(predictor, folder, meta, table, rows, tolerance)
     meta["graph"].setdefault("file", None)
     meta["graph"]["quantized_file"] = None
-    atomic_write_json(folder / META_FILE, {**meta, "parity": parity})  # the runtime check loads it
+    atomic_write_json(folder / META_FILE, {**meta, "parity": checks})  # the runtime check loads it
     if fmt == "onnx" and manifest is not None:
-        parity.update(check_runtime(predictor, folder, manifest, rows, tolerance))
-    report = ExportReport(folder, files, parity)
+        checks.update(parity.check_runtime(predictor, folder, manifest, rows, tolerance))
+    report = ExportReport(folder, files, checks)
     if quantize:
-        report.quantized = quantize_and_measure(predictor, folder, meta, manifest, rows)
+        report.quantized = parity.quantize_and_measure(predictor, folder, meta, manifest, rows)
         meta["graph"]["quantized_file"] = INT8_FILE
         files.append(INT8_FILE)
-    atomic_write_json(folder / META_FILE, {**meta, "parity": parity, "quantized": report.quantized or None})
+    atomic_write_json(folder / META_FILE, {**meta, "parity": checks, "quantized": report.quantized or None})
     return report
 
 

@@ -26,6 +26,7 @@ from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.deploy.errors import ExportError
 from polymodal.deploy.graph import example_feeds, graph_inputs
+from polymodal.deploy.runtime import INT8_FILE, run_graph
 
 CHECK_BATCH = 64
 # int8 weights for the matrix products only: onnxruntime's dynamic ConvInteger is slower on CPU
@@ -204,9 +205,6 @@ def quantize_and_measure(predictor: Any, folder: Path, meta: Mapping[str, Any], 
         (float on a batch of ``speedup_rows`` rows vs int8 on the same rows, one by one).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from polymodal.deploy.export import INT8_FILE
-    from polymodal.deploy.runtime import run_graph
 
     with _without_preprocessing_hint():
         quantize_dynamic(str(folder / meta["graph"]["file"]), str(folder / INT8_FILE), weight_type=QuantType.QInt8,

@@ -44,6 +44,8 @@ from polymodal.utils.scores import (
 from polymodal.utils.values import blank
 
 META_FILE = "deploy.json"
+# the graphs an export folder may hold beside META_FILE
+ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model.torchscript.pt"
 # what deploy.json's layout and meaning are; an export of a later format is refused, not misread
 # (2: signal CSVs and channel selection, explain's default output shared with pred.explain)
 FORMAT_VERSION = 2
