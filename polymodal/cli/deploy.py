@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from polymodal.cli.common import console, err_console, user_errors
+from polymodal.cli.common import console, user_errors
 from polymodal.deploy.runtime import META_FILE
 from polymodal.run_files import EXPORT_DIR, EXPORT_TORCHSCRIPT_DIR
 
@@ -40,18 +40,18 @@ def export(
 ) -> None:
     """Export the network (per-modality inputs and presence masks, dynamic batch) with its preprocessing
     state as JSON, and check it against the eager model (fails when they differ by more than --tolerance)."""
+    from polymodal.deploy.export import export_run
     from polymodal.predictor import MultimodalPredictor
 
     predictor = MultimodalPredictor.load(run)
     default = run / (EXPORT_TORCHSCRIPT_DIR if fmt == "torchscript" else EXPORT_DIR)
-    report, data = export_checked(predictor, out or default, data, fmt=fmt, rows=rows,
-                                  tolerance=tolerance, quantize=quantize)
+    report = export_run(predictor, out or default, data=data, fmt=fmt, rows=rows, tolerance=tolerance,
+                        quantize=quantize)
     parity = report.parity
     console.print(f"exported {', '.join(report.files)} to {report.folder}")
+    print_recorded(report)
     console.print(f"parity on {parity['source']}: max |exported - eager| = {parity['graph_max_abs_diff']:.2e} "
                   f"(allowed {tolerance:g})")
-    if data is None:
-        warn_synthetic_only(run)
     if "runtime_max_abs_diff" in parity:
         console.print(f"numpy runtime + ONNX vs eager predictor on {parity['runtime_rows']} rows: "
                       f"max diff {parity['runtime_max_abs_diff']:.2e}")
@@ -73,61 +73,23 @@ def export_folder(run: Path, quantize: bool = False) -> Path:
         return run
     if (run / EXPORT_DIR / META_FILE).is_file():
         return run / EXPORT_DIR
+    from polymodal.deploy.export import export_run
     from polymodal.predictor import MultimodalPredictor
 
     predictor = MultimodalPredictor.load(run)
-    report, data = export_checked(predictor, run / EXPORT_DIR, None, quantize=quantize, purpose="serving")
+    report = export_run(predictor, run / EXPORT_DIR, quantize=quantize, purpose="serving")
+    print_recorded(report)
     console.print(f"exported {run} to {report.folder} (parity on {report.parity['source']}: "
                   f"{report.parity['graph_max_abs_diff']:.1e})")
-    if data is None:
-        warn_synthetic_only(run)
     return report.folder
 
 
-def export_checked(predictor: Any, out: Path, data: Path | None, *, fmt: str = "onnx", quantize: bool = False,
-                   purpose: str = "export", **options: Any) -> tuple[Any, Path | None]:
-    """``export_run`` checked on ``data``, else on the run's recorded manifest; when the recorded
-    rows cannot be read or decoded any more (files moved), on synthetic arrays, with a warning.
-    What no data can change (the format, the task, ``out``) is refused first, before a manifest
-    is named or read; ``purpose`` (``export`` or ``serving``) is what those refusals call it.
-    Returns the report and the manifest the check used (None: synthetic arrays)."""
-    from polymodal.deploy.export import check_exportable, export_run
-    from polymodal.errors import DecodeError, ManifestError
-
-    check_exportable(predictor, out, fmt=fmt, quantize=quantize, purpose=purpose)
-    options.update(fmt=fmt, quantize=quantize)
-    if data is not None:
-        return export_run(predictor, out, data=data, **options), data
-    recorded = recorded_rows(predictor)
-    if recorded is not None:
-        try:
-            return export_run(predictor, out, data=recorded, **options), recorded
-        except (DecodeError, ManifestError) as err:
-            err_console.print(f"[bold yellow]warning:[/] the run's manifest {recorded} cannot be read any more "
-                              f"({err}); checking on synthetic arrays instead", highlight=False)
-    return export_run(predictor, out, data=None, **options), None
-
-
-def recorded_rows(predictor: Any) -> Path | None:
-    """The manifest the export checks when none is given: the run's recorded test, validation or
-    training manifest (the first that still exists), announced; None when the run recorded none."""
-
-    found = predictor.recorded_manifest()
-    if found is None:
-        return None
-    split, path = found
-    console.print(f"checking the export on the run's {split} manifest {path} (--data chooses another)",
-                  highlight=False)
-    return path
-
-
-def warn_synthetic_only(run: Path) -> None:
-    """Say that an export checked the graph on synthetic arrays only (the run was fitted on
-    DataFrames, or its manifests moved, and no ``--data`` was given)."""
-
-    console.print(f"[yellow]warning:[/] the export was checked on synthetic arrays only (the run recorded no manifest "
-                  f"that still exists): neither the graph on real rows nor the numpy preprocessing was compared with "
-                  f"the eager model; run 'polymodal export {run} --data HELD_OUT.csv' to check both on held-out rows")
+def print_recorded(report: Any) -> None:
+    """Name the run's recorded manifest an export without ``--data`` was checked on."""
+    if report.recorded is not None:
+        split, path = report.recorded
+        console.print(f"checked the export on the run's {split} manifest {path} (--data chooses another)",
+                      highlight=False)
 
 
 def serve(

@@ -6,10 +6,12 @@ mask with a dynamic batch axis. ``deploy.json`` carries what the numpy runtime
 fitted state (vocabularies, statistics, the mel filterbank), the classes and the task.
 
 Every export is checked: the exported graph and the eager network are run on the same rows
-(held-out manifest rows when ``data`` is given, with some modalities hidden; synthetic arrays
-otherwise) and must agree to ``tolerance`` (max absolute difference of the raw outputs). With
-``data``, the runtime's own numpy preprocessing is checked end to end against the eager
-predictor too. A failed check raises :class:`~polymodal.deploy.errors.ExportError`.
+(manifest rows, as given and with some modalities hidden: ``data``, else the run's recorded
+test, validation or training manifest; synthetic arrays, with a warning, when there is none or
+its files cannot be read any more) and must agree to ``tolerance`` (max absolute difference of
+the raw outputs). On manifest rows, the runtime's own numpy preprocessing is checked end to end
+against the eager predictor too. A failed check raises
+:class:`~polymodal.deploy.errors.ExportError`.
 
 An export is atomic: it is built and checked in a hidden sibling folder that replaces ``out``
 (an older export) only once every check passed, so a failed export leaves the previous export,
@@ -35,9 +37,10 @@ from polymodal.deploy import parity
 from polymodal.deploy.errors import ExportError, first_line, onnxruntime_errors
 from polymodal.deploy.graph import OUTPUT, ExportedGraph, GraphInput, example_feeds, exportable_ops, graph_inputs
 from polymodal.deploy.runtime import FORMAT_VERSION, INT8_FILE, META_FILE, ONNX_FILE, TORCHSCRIPT_FILE
-from polymodal.errors import OptionError
+from polymodal.errors import DecodeError, ManifestError, OptionError
 from polymodal.estimator import EXPORT
 from polymodal.utils.io import atomic_folder, atomic_write, atomic_write_json, check_folder_path, python_scalar
+from polymodal.utils.warn import warn_user
 
 FORMATS = ("onnx", "torchscript")
 OPSET = 18
@@ -55,12 +58,15 @@ class ExportReport:
             manifest ``runtime_max_abs_diff`` (numpy preprocessing + ONNX vs the eager predictor).
         quantized: with ``quantize``: ``max_abs_diff`` to the float graph and, on labelled data,
             ``accuracy`` / ``accuracy_int8``.
+        recorded: ``(split, path)`` of the run's recorded manifest the checks ran on (no
+            ``data`` given); None otherwise.
     """
 
     folder: Path
     files: list[str]
     parity: dict[str, Any]
     quantized: dict[str, Any] = field(default_factory=dict)
+    recorded: tuple[str, Path] | None = None
 
 
 def modality_meta(predictor: Any, name: str, inputs: list[GraphInput]) -> dict[str, Any]:
@@ -213,16 +219,20 @@ def _name_arguments(traced: Any, names: list[str]) -> None:
 
 
 def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", data: DataSource | None = None,
-               rows: int = 256, tolerance: float = 1e-4, quantize: bool = False) -> ExportReport:
+               rows: int = 256, tolerance: float = 1e-4, quantize: bool = False,
+               purpose: str = "export") -> ExportReport:
     """Export a fitted predictor into ``out`` and check it (see the module docstring).
 
     Args:
         out: the export folder; an older export there is replaced only when the new one passes its checks.
         fmt: ``onnx`` (runnable by :class:`~polymodal.deploy.runtime.Runtime`) or ``torchscript``.
-        data: a manifest whose first ``rows`` rows are used for the parity check (and, with labels,
-            the int8 accuracy); None: synthetic arrays check the graph only.
+        data: a manifest whose first ``rows`` rows are used for the checks (and, with labels, the
+            int8 accuracy); None: the run's recorded test, validation or training manifest (the
+            first that still exists), else synthetic arrays, which check the graph only (warned).
         tolerance: the largest allowed absolute difference between exported and eager outputs.
         quantize: also write ``model.int8.onnx`` (dynamic int8 weights; ONNX only).
+        purpose: what refusals call the export (``export``, or ``serving`` for a run exported to
+            be served).
 
     Raises:
         ExportError: unsupported format or modality setting, ``out`` holding other files than an
@@ -230,7 +240,29 @@ def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", dat
             is then left as it was).
         SchemaMismatchError: a task that has no exported graph (see :func:`check_exportable`).
     """
-    check_exportable(predictor, out, fmt=fmt, quantize=quantize)
+    check_exportable(predictor, out, fmt=fmt, quantize=quantize, purpose=purpose)
+    if data is not None:
+        return _export_checked(predictor, out, fmt, data, rows, tolerance, quantize)
+    recorded = predictor.recorded_manifest()
+    if recorded is not None:
+        split, path = recorded
+        try:
+            report = _export_checked(predictor, out, fmt, path, rows, tolerance, quantize)
+            report.recorded = recorded
+            return report
+        except (DecodeError, ManifestError) as err:  # its files moved since the fit
+            warn_user(f"the run's {split} manifest {path} cannot be read any more ({err}); checking the export on "
+                      "synthetic arrays instead")
+    report = _export_checked(predictor, out, fmt, None, rows, tolerance, quantize)
+    warn_user("the export was checked on synthetic arrays only (the run recorded no manifest that can still be "
+              "read): neither the graph on real rows nor the numpy preprocessing was compared with the eager model; "
+              "give held-out rows (data= in Python, --data on the command line) to check both")
+    return report
+
+
+def _export_checked(predictor: Any, out: str | os.PathLike, fmt: str, data: DataSource | None, rows: int,
+                    tolerance: float, quantize: bool) -> ExportReport:
+    """:func:`export_run` on ``data`` (None: synthetic arrays)."""
     folder = Path(out)
     kept = f"{folder} keeps its previous export" if (folder / META_FILE).is_file() else f"nothing was written to {folder}"
     try:

@@ -200,11 +200,21 @@ def test_a_table_without_categorical_columns_exports_and_runs(tmp_path):
                                   predictor.predict(frame.drop(columns="x2").assign(x2=0.0)))
 
 
-def test_torchscript_export_matches_eager(trained, tmp_path):
+def test_torchscript_export_matches_eager(trained, dataset, tmp_path):
     predictor, _ = trained
-    report = export_run(predictor, tmp_path / "ts", fmt="torchscript")
+    report = export_run(predictor, tmp_path / "ts", fmt="torchscript")  # on the manifest the run recorded
     assert (tmp_path / "ts" / "model.torchscript.pt").is_file()
-    assert report.parity["graph_max_abs_diff"] <= 1e-4 and report.parity["source"] == "synthetic arrays"
+    assert report.recorded == ("valid", dataset["test"].resolve())
+    assert report.parity["graph_max_abs_diff"] <= 1e-4 and "manifest rows" in report.parity["source"]
+
+
+def test_an_export_of_a_run_that_recorded_no_manifest_is_checked_on_synthetic_arrays_with_a_warning(late_run,
+                                                                                                    tmp_path):
+    predictor, _ = late_run  # fitted on DataFrames
+    with pytest.warns(UserWarning, match=r"checked on synthetic arrays only .*\(data= in Python"):
+        report = export_run(predictor, tmp_path / "exp")
+    assert report.recorded is None and report.parity["source"] == "synthetic arrays"
+    assert "runtime_max_abs_diff" not in report.parity  # the numpy preprocessing needs real rows
 
 
 def test_bad_format_and_quantize_combination(trained, tmp_path):
