@@ -79,7 +79,7 @@ def modality_meta(predictor: Any, name: str, inputs: list[GraphInput]) -> dict[s
     state = {k: np.asarray(v).tolist() if isinstance(v, np.ndarray) else v for k, v in prep.get_state().items()}
     prep_cfg = cfg.preprocess.model_dump(mode="json")
     if cfg.kind == "audio" and prep_cfg["features"] in ("log_mel", "mfcc"):
-        from polymodal.data import features as F
+        from polymodal.data import spectral as F
 
         state["mel_bank"] = F.mel_filterbank(prep_cfg["sample_rate"], prep.n_fft, prep_cfg["n_mels"], prep_cfg["fmin"],
                                              prep_cfg["fmax"]).numpy().tolist()
@@ -101,7 +101,7 @@ def modality_meta(predictor: Any, name: str, inputs: list[GraphInput]) -> dict[s
 
 def runtime_limitation(cfg: Any) -> str | None:
     """Why the numpy runtime cannot featurise a modality config, or None when it can."""
-    from polymodal.deploy.features import FEATURES
+    from polymodal.deploy.preprocess import FEATURES
 
     prep = cfg.preprocess
     if cfg.kind not in FEATURES:

@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from polymodal.deploy.errors import RequestError, content_start
-from polymodal.deploy.features import audio_seconds, read_wav
+from polymodal.deploy.preprocess import audio_seconds, read_wav
 from polymodal.deploy.runtime import Runtime, given
 from polymodal.deploy.settings import ServeSettings
 from polymodal.utils.signal_csv import is_csv_text

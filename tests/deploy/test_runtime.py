@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from polymodal.deploy.errors import RequestError
-from polymodal.deploy.features import read_wav
+from polymodal.deploy.preprocess import read_wav
 from polymodal.deploy.runtime import Runtime
 
 from .helpers import png_bytes, tone, wav_bytes
@@ -144,7 +144,7 @@ def test_image_limits_follow_the_model(runtime):
 
 
 def test_a_signal_npy_whose_header_promises_terabytes_is_a_corrupt_file():
-    from polymodal.deploy.features import SignalFeatures
+    from polymodal.deploy.preprocess import SignalFeatures
 
     meta = {"kind": "signal", "preprocess": {}, "state": {"n_channels": 1}, "inputs": {}}
     header = io.BytesIO()
@@ -155,7 +155,7 @@ def test_a_signal_npy_whose_header_promises_terabytes_is_a_corrupt_file():
 
 
 def test_signal_and_audio_arrays_are_taken_or_refused_as_training_takes_them():
-    from polymodal.deploy.features import AudioFeatures, SignalFeatures
+    from polymodal.deploy.preprocess import AudioFeatures, SignalFeatures
 
     signal = SignalFeatures("vib", {"kind": "signal", "preprocess": {"length": 4, "crop": "start"},
                                     "state": {"n_channels": 1}, "inputs": {}})

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.data.datasets.base import register_dataset, save_images, stratified_order, write_splits
-from polymodal.data.speech import synthesize
+from polymodal.data.datasets.espeak import synthesize
 from polymodal.errors import DatasetOptionError
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

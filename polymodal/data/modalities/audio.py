@@ -18,7 +18,7 @@ import torch
 from polymodal.config.mel import frame_samples
 from polymodal.config.modalities import AudioModality
 from polymodal.config.preprocess import AudioAugment, AudioPreprocess
-from polymodal.data import features as F
+from polymodal.data import spectral as F
 from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats, roll_within
 from polymodal.data.video_io import VIDEO_SUFFIXES, read_video_audio

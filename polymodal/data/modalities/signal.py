@@ -23,7 +23,7 @@ import torch
 
 from polymodal.config.modalities import SignalModality
 from polymodal.config.preprocess import SignalPreprocess
-from polymodal.data import features as F
+from polymodal.data import spectral as F
 from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError

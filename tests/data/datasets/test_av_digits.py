@@ -142,7 +142,7 @@ def test_speech_synthesis_advances_its_progress_bar_as_chunks_finish(monkeypatch
     from contextlib import contextmanager
 
     import polymodal.utils.progress
-    from polymodal.data import speech
+    from polymodal.data.datasets import espeak as speech
 
     bars = []
 

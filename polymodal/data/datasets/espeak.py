@@ -99,7 +99,7 @@ def _synth_chunk(jobs: list[Job], out: Path) -> None:
 def synthesize(jobs: list[Job], workers: int = 2, progress: bool = False) -> tuple[int, list[np.ndarray]]:
     """Speak every job reproducibly (see the module docstring); returns (sample rate, waveforms).
 
-    Each chunk of jobs runs in a fresh ``python -m polymodal.data.speech`` process (plain
+    Each chunk of jobs runs in a fresh ``python -m polymodal.data.datasets.espeak`` process (plain
     subprocesses rather than multiprocessing, which would re-import the caller's main script);
     ``progress`` shows a bar advanced as chunks finish.
     """
@@ -122,7 +122,7 @@ def synthesize(jobs: list[Job], workers: int = 2, progress: bool = False) -> tup
         while pending or running:
             while pending and len(running) < max(1, workers):
                 path, chunk = pending.pop(0)
-                running.append((subprocess.Popen([sys.executable, "-m", "polymodal.data.speech", str(path)],
+                running.append((subprocess.Popen([sys.executable, "-m", "polymodal.data.datasets.espeak", str(path)],
                                                  stderr=subprocess.PIPE), len(chunk)))
             proc, size = running.pop(0)
             _, err = proc.communicate()
