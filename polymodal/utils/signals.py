@@ -1,5 +1,6 @@
 """Recordings as arrays, shared by training-time decoding and the torch-free runtime: their
-layout (channels first), cropping or padding to a length, and band-limited resampling."""
+layout (channels first), cropping or padding to a length, band-limited resampling, and where
+fixed windows start (the window cutter and the CWRU converter)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,15 @@ def channels_first(array: np.ndarray, layout: str = "auto") -> np.ndarray:
     if layout == "channels_last" or (layout == "auto" and array.shape[0] > array.shape[1]):
         return array.T
     return array
+
+
+def window_starts(length: int, window: int, hop: int, max_windows: int | None = None) -> np.ndarray:
+    """The start of every ``window``-sample window ``hop`` apart that fits in ``length`` samples;
+    with ``max_windows``, at most that many of them, evenly spaced."""
+    starts = np.arange(0, length - window + 1, hop)
+    if max_windows is not None and len(starts) > max_windows:
+        starts = starts[np.linspace(0, len(starts) - 1, max_windows).round().astype(int)]
+    return starts
 
 
 def fit_length(wave: np.ndarray, n: int, crop: str) -> np.ndarray:

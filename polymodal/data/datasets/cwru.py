@@ -18,6 +18,7 @@ import pandas as pd
 
 from polymodal.data.datasets.base import register_dataset, require, write_splits
 from polymodal.errors import DatasetSourceError
+from polymodal.utils.signals import window_starts
 
 
 @register_dataset("cwru", "CWRU bearings: drive-end + fan-end vibration windows, label = fault type",
@@ -42,9 +43,7 @@ def prepare_cwru(out: Path, source: Path, seed: int = 0, window: int = 2048, hop
             de, fe = npz["de"].reshape(-1).astype(np.float32), npz["fe"].reshape(-1).astype(np.float32)
             rpm = float(np.asarray(npz["rpm"]).reshape(-1)[0]) if "rpm" in npz else float(rec.get("rpm", np.nan))
         length = min(len(de), len(fe))
-        starts = np.arange(0, length - window + 1, hop)
-        if max_windows is not None and len(starts) > max_windows:
-            starts = starts[np.linspace(0, len(starts) - 1, max_windows).round().astype(int)]
+        starts = window_starts(length, window, hop, max_windows)
         cut_train, cut_valid = int(len(starts) * 0.7), int(len(starts) * 0.8)
         stem = path.stem
         previous_end, previous_split = -1, "train"

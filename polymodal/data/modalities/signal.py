@@ -28,7 +28,7 @@ from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
 from polymodal.utils.signal_csv import SignalCSV, non_finite_reason, pick_channels, read_csv_signal
-from polymodal.utils.signals import channels_first, fit_length
+from polymodal.utils.signals import channels_first, fit_length, window_starts
 
 SIGNAL_EXTENSIONS = (".npy", ".npz", ".csv", ".mat", ".wav", ".flac")
 
@@ -294,9 +294,7 @@ def cut_windows(
         source = str(rec[path_column])
         arrays = {name: read_signal(source, name, layout=layout) for name in names}
         length = min(a.shape[-1] for a in arrays.values())
-        starts = np.arange(0, length - window + 1, hop)
-        if max_windows is not None and len(starts) > max_windows:
-            starts = starts[np.linspace(0, len(starts) - 1, max_windows).round().astype(int)]
+        starts = window_starts(length, window, hop, max_windows)
         stem = Path(source).stem
         for start in starts:
             row = {k: v for k, v in rec.items() if k != path_column}
