@@ -1,9 +1,12 @@
 """A registry of implementations keyed by their config class.
 
-Each component kind (preprocessor, encoder, fusion, head, objective) has one registry. An
-implementation registers itself at its definition site against the pydantic config class that
-describes it; the config class carries the user-facing name (``name: Literal["cnn"]``), so every
-name is written exactly once and no two tables need to be kept in sync.
+Each component kind with a config class per implementation (preprocessor, encoder, fusion,
+head, objective, transfer term) has one registry. An implementation registers itself at its
+definition site against the pydantic config class that describes it; the config class carries
+the user-facing name (``name: Literal["cnn"]``), so every name is written exactly once and no
+two tables need to be kept in sync. (Anomaly scorers share one config section and register by
+its ``scorer`` choice: :mod:`polymodal.anomaly.scorers`; corruptions and built-in datasets
+register by name.)
 
     @ENCODERS.register(ImageCnnConfig)
     class ImageCnn(nn.Module): ...

@@ -103,8 +103,7 @@ class AnomalyDetector(Estimator):
         """The network and scorer; ``restore``: for a saved run's weights (weight files not read)."""
         contexts = pipeline.contexts()
         net = build_anomaly_net(self.config, restore_contexts(contexts) if restore else contexts)
-        scorer = build_scorer(self.settings.scorer, len(net.names), self.settings.latent_dim,
-                              self.settings.pretrain_fraction)
+        scorer = build_scorer(self.settings, len(net.names))
         return AnomalyModel(net, scorer)
 
     # -- fitting ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from polymodal.anomaly.model import AnomalyNet
-from polymodal.config.anomaly import Scorer
+from polymodal.config.anomaly import AnomalyConfig, Scorer
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.align import gather_across_ranks, info_nce
 
@@ -77,6 +77,11 @@ class AnomalyScorer(nn.Module):
         super().__init__()
         self.register_buffer("threshold", torch.tensor(float("inf")))
         self.register_buffer("scale", torch.ones(n_modalities))
+
+    @classmethod
+    def from_config(cls, settings: AnomalyConfig, n_modalities: int) -> AnomalyScorer:
+        """The scorer for the ``anomaly`` section's settings."""
+        return cls(n_modalities, settings.latent_dim, settings.pretrain_fraction)
 
     def loss(self, net: AnomalyNet, batch: Batch, phase: str) -> LossOutput:
         """Training loss of one batch in ``phase``."""
@@ -244,8 +249,9 @@ class ConsistencyScorer(AnomalyScorer):
         return torch.where(pairs > 0, score, torch.full_like(score, float("nan")))
 
 
-def build_scorer(name: str, n_modalities: int, latent_dim: int, pretrain_fraction: float) -> AnomalyScorer:
-    """The scorer registered as ``name``."""
-    if name not in SCORERS:
-        raise ValueError(f"anomaly.scorer must be one of {sorted(SCORERS)}; got '{name}'")
-    return SCORERS[name](n_modalities, latent_dim, pretrain_fraction)
+def build_scorer(settings: AnomalyConfig, n_modalities: int) -> AnomalyScorer:
+    """The scorer ``settings.scorer`` names, built from the ``anomaly`` section by its
+    ``from_config`` (a scorer with settings of its own reads them there)."""
+    if settings.scorer not in SCORERS:
+        raise ValueError(f"anomaly.scorer must be one of {sorted(SCORERS)}; got '{settings.scorer}'")
+    return SCORERS[settings.scorer].from_config(settings, n_modalities)
