@@ -122,7 +122,7 @@ def main() -> None:
     ]
 
     # network latency and throughput on preprocessed rows
-    table = predictor._encode(manifest, require_target=False, modalities=None)[1]
+    table = predictor.encode_data(manifest, require_target=False, modalities=None)[1]
     feeds_all = table_feeds(table, np.arange(len(table)), hide=False)
     int8 = Runtime.load(run / "export", quantized=True, threads=1)
     engines = {"eager (torch)": lambda f: eager_outputs(predictor, f), "ONNX Runtime": runtime.run, "ONNX Runtime int8": int8.run}

@@ -5,9 +5,15 @@ That is the config, the fitted data pipeline, the facts of the fit (``history``,
 ``metrics``, ``last_skipped``), the files skipped by the latest evaluation (``eval_skipped``),
 reading and encoding manifests, batching, batched inference and what every run folder holds
 (:mod:`polymodal.runfolder`: config, preprocessing, weights, encoder assets, results). A
-subclass keeps its network in its own attribute and brings ``_require_fitted``, ``_split`` (how
+subclass keeps its network in its own attribute and brings ``require_fitted``, ``_split`` (how
 ``valid`` is held out of ``train`` when none is given), ``fit``, ``evaluate``, ``predict``, and
 ``save`` / ``load`` around :meth:`_write_run` / :meth:`_open_run`.
+
+The layers built over a fitted model (evaluation, retrieval, deploy) use these public methods
+beside the user-facing ones: :meth:`require_fitted` (pipeline and network), :meth:`encode_data`
+(a manifest read and encoded), :meth:`infer` (a module run over an encoded table in batches),
+``device``; a predictor adds ``raw_outputs`` (the network's outputs) and ``score_outputs``
+(task metrics of outputs).
 """
 
 from __future__ import annotations
@@ -157,7 +163,7 @@ class Estimator:
         if self._skips_warned and not skipped.empty:
             warn_user(f"{describe_skipped(skipped, self.config.data.on_error)}\n  all of them: {listed}")
 
-    def _require_fitted(self) -> tuple[DataPipeline, torch.nn.Module]:
+    def require_fitted(self) -> tuple[DataPipeline, torch.nn.Module]:
         """The fitted pipeline and network.
 
         Raises:
@@ -283,11 +289,11 @@ class Estimator:
                            ranks=world_size(self.config.train))
 
     # -- inference ----------------------------------------------------------------------------
-    def _encode(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None
+    def encode_data(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None
                 ) -> tuple[Manifest, EncodedTable]:
         """Read and encode ``data`` with the fitted pipeline (``modalities``: only these present);
         its skipped files become ``eval_skipped``."""
-        pipeline, _ = self._require_fitted()
+        pipeline, _ = self.require_fitted()
         if isinstance(modalities, str):  # one modality by name
             modalities = [modalities]
         names = None if modalities is None else list(modalities)
@@ -327,10 +333,10 @@ class Estimator:
                                       f"this is a task '{self.config.task}' model")
         yield
 
-    def _infer(self, module: torch.nn.Module, table: EncodedTable, forward: Callable[[Batch], torch.Tensor],
+    def infer(self, module: torch.nn.Module, table: EncodedTable, forward: Callable[[Batch], torch.Tensor],
                empty_shape: tuple[int, ...]) -> np.ndarray:
-        """``forward(batch)`` over ``table`` in batches, with ``module`` in eval mode on the default
-        device.
+        """``forward(batch)`` over ``table`` in batches, with ``module`` in eval mode on
+        :attr:`device`.
 
         Returns:
             The outputs (N, ...) as float32, of ``empty_shape`` when ``table`` has no rows.
@@ -353,7 +359,7 @@ class Estimator:
         Returns:
             The run folder and the fitted network (for the subclass's report).
         """
-        pipeline, model = self._require_fitted()
+        pipeline, model = self.require_fitted()
         run = self._save_folder(path, overwrite)
         save_assets(self.config, model.encoders, run)  # what pretrained encoders need besides their weights
         runfolder.write_model(run, self.config, model, pipeline)

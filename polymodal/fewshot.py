@@ -38,7 +38,7 @@ def use_support(predictor: Any, support: Any) -> Iterator[None]:
             fewer than two classes.
         ManifestError / DecodeError: the support manifest is bad.
     """
-    pipeline, net = predictor._require_fitted()
+    pipeline, net = predictor.require_fitted()
     if not isinstance(net.head, PrototypeHead):
         raise SchemaMismatchError("a support set needs a model trained with transfer: {method: protonet}; this one "
                                   f"has a '{predictor.config.head.name}' head and no prototypes")

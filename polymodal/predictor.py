@@ -162,7 +162,7 @@ class MultimodalPredictor(Estimator):
         module = PolymodalModule(
             net, loss,
             OptimSettings.from_config(cfg.train),
-            metrics=self._metrics,
+            metrics=self.score_outputs,
             modality_dropout=self._dropout_rates(),
             callbacks=finetune_callbacks(cfg, net) + list(callbacks or []),
             terms=transfer.terms(net, self._terms(net, loss)),
@@ -238,7 +238,7 @@ class MultimodalPredictor(Estimator):
             terms.append(build_align_term(self.config, net))
         return terms
 
-    def _metrics(self, outputs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+    def score_outputs(self, outputs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
         """Task metrics on raw outputs; regression values are put back on the target's scale."""
         targets = self.pipeline.targets
         if self.config.task == "retrieval":  # outputs are the aligned modalities' embeddings side by side
@@ -262,26 +262,26 @@ class MultimodalPredictor(Estimator):
         if monitor == "loss" or self.config.task == "retrieval":
             return
         width = self.pipeline.targets.n_outputs
-        value = self._metrics(np.zeros((len(valid_y), width), np.float32), valid_y).get(monitor)
+        value = self.score_outputs(np.zeros((len(valid_y), width), np.float32), valid_y).get(monitor)
         if not isinstance(value, int | float) or not math.isfinite(value):
             raise ConfigError([f"train.early_stopping.monitor: '{monitor}' is undefined on the {len(valid_y)} "
                                "validation rows (AUROC needs every class among them, R2 at least two rows); "
                                "monitor another metric, or give validation rows that define it"])
 
     # -- inference ----------------------------------------------------------------------------
-    def _require_fitted(self) -> tuple[DataPipeline, MultimodalNet]:
+    def require_fitted(self) -> tuple[DataPipeline, MultimodalNet]:
         if self.pipeline is None or self.net is None:
             raise NotFittedError("this predictor is not fitted; call fit() or MultimodalPredictor.load()")
         return self.pipeline, self.net
 
-    def _outputs(self, table: EncodedTable) -> np.ndarray:
+    def raw_outputs(self, table: EncodedTable) -> np.ndarray:
         """Raw network outputs (B, K) for an encoded table."""
-        pipeline, net = self._require_fitted()
-        return self._infer(net, table, lambda batch: net(batch["inputs"], batch["present"]),
+        pipeline, net = self.require_fitted()
+        return self.infer(net, table, lambda batch: net(batch["inputs"], batch["present"]),
                            (0, pipeline.targets.n_outputs))
 
     def _score(self, table: EncodedTable, targets: np.ndarray) -> dict[str, Any]:
-        scores = self._metrics(self._outputs(table), targets)
+        scores = self.score_outputs(self.raw_outputs(table), targets)
         scores["rows"] = int(len(targets))
         return scores
 
@@ -296,7 +296,7 @@ class MultimodalPredictor(Estimator):
                 prototypes classify ``data`` (see :mod:`polymodal.fewshot`).
         """
         with self.using_support(support):
-            manifest, table = self._encode(data, require_target=True, modalities=modalities)
+            manifest, table = self.encode_data(data, require_target=True, modalities=modalities)
             return self._score(table, self.pipeline.encode_targets(manifest, table))
 
     def predict_proba(self, data: DataSource, modalities: Iterable[str] | None = None, *,
@@ -309,8 +309,8 @@ class MultimodalPredictor(Estimator):
             raise SchemaMismatchError("predict_proba needs a classification or multilabel model; this one does "
                                       "regression (use predict)")
         with self.using_support(support):
-            manifest, table = self._encode(data, require_target=False, modalities=modalities)
-            outputs = main_outputs(self.pipeline.targets, self._outputs(table))
+            manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
+            outputs = main_outputs(self.pipeline.targets, self.raw_outputs(table))
             columns = self.pipeline.targets.classes if self.config.task == "classification" else self.config.targets
         proba = probabilities(self.config.task, outputs)
         return pd.DataFrame(proba, columns=columns, index=manifest.row_index(table.rows))
@@ -324,8 +324,8 @@ class MultimodalPredictor(Estimator):
         self.require(PREDICT, "predict")
         if self.config.task == "regression":
             with self.using_support(support):  # a support set: refused, as predict_frame and evaluate refuse it
-                _, table = self._encode(data, require_target=False, modalities=modalities)
-                values = self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, self._outputs(table)))
+                _, table = self.encode_data(data, require_target=False, modalities=modalities)
+                values = self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, self.raw_outputs(table)))
             return values[:, 0] if isinstance(self.config.target, str) else values
         proba = self.predict_proba(data, modalities, support=support)
         chosen = decisions(self.config.task, proba.to_numpy())
@@ -340,8 +340,8 @@ class MultimodalPredictor(Estimator):
         ``support``: see :meth:`evaluate`."""
         self.require(PREDICT, "predict")
         with self.using_support(support):
-            manifest, table = self._encode(data, require_target=False, modalities=modalities)
-            outputs = self._outputs(table)
+            manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
+            outputs = self.raw_outputs(table)
             index = manifest.row_index(table.rows)
             frame = task_frame(self.pipeline.targets, main_outputs(self.pipeline.targets, outputs), index)
             return frame.join(further_task_frame(self.pipeline.targets, outputs, index))

@@ -213,15 +213,15 @@ class AnomalyDetector(Estimator):
         return random_holdout(manifest, self.config.train.val_fraction, self.config.train.seed)
 
     # -- inference ----------------------------------------------------------------------------
-    def _require_fitted(self) -> tuple[DataPipeline, AnomalyModel]:
+    def require_fitted(self) -> tuple[DataPipeline, AnomalyModel]:
         if self.pipeline is None or self.model is None:
             raise NotFittedError("this anomaly detector is not fitted; call fit() or AnomalyDetector.load()")
         return self.pipeline, self.model
 
     def _scores(self, table: EncodedTable) -> np.ndarray:
         """(N,) anomaly scores of an encoded table."""
-        _, model = self._require_fitted()
-        return self._infer(model, table, model, (0,))
+        _, model = self.require_fitted()
+        return self.infer(model, table, model, (0,))
 
     def predict_frame(self, data: DataSource, modalities: Any = None, **_: Any) -> pd.DataFrame:
         """``score`` (higher = more anomalous) and ``flag`` (score above the validation threshold)
@@ -231,7 +231,7 @@ class AnomalyDetector(Estimator):
         adds a ``note`` column, the reason on those rows (score NaN, flag False) and null elsewhere,
         and warns with their count.
         """
-        manifest, table = self._encode(data, require_target=False, modalities=modalities)
+        manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
         scores = self._scores(table)
         scorer = self.model.scorer
         frame = pd.DataFrame({"score": scores, "flag": scores > float(scorer.threshold)},
@@ -258,7 +258,7 @@ class AnomalyDetector(Estimator):
         """
         if not self.config.targets:
             raise SchemaMismatchError("evaluate needs labels, but this anomaly config has no target column")
-        manifest, table = self._encode(data, require_target=True, modalities=modalities)
+        manifest, table = self.encode_data(data, require_target=True, modalities=modalities)
         labels = self.pipeline.targets.labels(manifest, table.rows)
         scores, y = self._scores(table), self.pipeline.targets.encode(manifest, table.rows)
         self.eval_scores = (scores, y)

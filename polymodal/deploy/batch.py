@@ -72,7 +72,7 @@ def _model_fingerprint(predictor: Any) -> str:
     (another run, or this one trained further) are not resumed."""
     from polymodal.models.weights import state_digest
 
-    pipeline, net = predictor._require_fitted()
+    pipeline, net = predictor.require_fitted()
     return state_digest(net, "".join(f"{name}:{prep.fingerprint()};" for name, prep in sorted(pipeline.preprocessors.items())))
 
 
@@ -117,7 +117,7 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     if finished and not resume and not overwrite:
         raise OptionError([f"--out {out}: {finished} chunk(s) of an interrupted prediction into it are already done "
                            f"(in {parts_folder(out)}): --resume to continue, --overwrite to start over"])
-    pipeline, _ = predictor._require_fitted()
+    pipeline, _ = predictor.require_fitted()
     predictor.require(PREDICT, "predict")  # a model that makes no predictions: refused before any file is written
     manifest = pipeline.read(data, require_target=False)  # every problem reported before work starts
     manifest = replace(manifest, labels=None)  # the output's `row` is the row number, a DataFrame's too

@@ -295,7 +295,7 @@ def check_exportable(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx
         raise ExportError(f"unknown export format '{fmt}'; use one of {list(FORMATS)}")
     if quantize and fmt != "onnx":
         raise ExportError(f"--quantize needs --format onnx; got --format {fmt}")
-    predictor._require_fitted()
+    predictor.require_fitted()
     predictor.require(EXPORT, purpose)
     check_replaceable(Path(out), "--out must name a new or an export folder" if purpose == "export" else
                       f"{purpose} exports the run into it: move those files, or export the run elsewhere "
@@ -305,7 +305,7 @@ def check_exportable(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx
 def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None, rows: int, tolerance: float,
                  quantize: bool) -> ExportReport:
     """Write the graph and ``deploy.json`` into the empty ``folder`` and run every check there."""
-    pipeline, net = predictor._require_fitted()
+    pipeline, net = predictor.require_fitted()
     net = net.cpu().eval()
     inputs = graph_inputs(pipeline.preprocessors)
     meta = build_meta(predictor, inputs)
@@ -327,7 +327,7 @@ def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None
     if data is not None:  # only the rows the checks use are read and decoded
         head = predictor.pipeline.read_raw(data)
         head = head.subset(np.arange(min(rows, len(head)))) if len(head) > rows else head
-        manifest, table = predictor._encode(head, require_target=False, modalities=None)
+        manifest, table = predictor.encode_data(head, require_target=False, modalities=None)
     checks = parity.check_graph(predictor, folder, meta, table, rows, tolerance)
     meta["graph"].setdefault("file", None)
     meta["graph"]["quantized_file"] = None

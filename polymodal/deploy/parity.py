@@ -53,7 +53,7 @@ def table_feeds(table: EncodedTable, rows: np.ndarray, hide: bool) -> dict[str, 
 def eager_outputs(predictor: Any, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
     """The eager network on graph feeds, through the preprocessors' own ``to_batch`` (batch-time
     trimming included) and the net's usual present-rows-only encoding."""
-    pipeline, net = predictor._require_fitted()
+    pipeline, net = predictor.require_fitted()
     inputs, present = {}, {}
     for name, prep in pipeline.preprocessors.items():
         arrays = {k.split(".", 1)[1]: torch.from_numpy(v) for k, v in feeds.items()
@@ -142,11 +142,11 @@ def check_runtime(predictor: Any, folder: Path, manifest: Manifest, rows: int, t
 
     runtime = Runtime.load(folder)
     head = manifest.subset(np.arange(min(rows, len(manifest))))
-    table = predictor._encode(head, require_target=False, modalities=None)[1]
+    table = predictor.encode_data(head, require_target=False, modalities=None)[1]
     chosen = [int(r) for r in table.rows]  # rows that decoded (on_error: skip drops some)
     cells = manifest_rows(runtime, head, len(head))
     kept = [cells[r] for r in chosen if cells[r]]
-    eager = predictor._outputs(table)[[i for i, r in enumerate(chosen) if cells[r]]]
+    eager = predictor.raw_outputs(table)[[i for i, r in enumerate(chosen) if cells[r]]]
     got = np.concatenate([runtime.run(runtime.featurize(kept[s:s + CHECK_BATCH])) for s in range(0, len(kept), CHECK_BATCH)])
     worst = float(np.abs(got - eager).max(initial=0.0))
     if not worst <= tolerance:
@@ -216,7 +216,7 @@ def quantize_and_measure(predictor: Any, folder: Path, meta: Mapping[str, Any], 
         labels = None
     else:
         head = manifest.subset(np.arange(min(rows, len(manifest))))
-        table = predictor._encode(head, require_target=False, modalities=None)[1]
+        table = predictor.encode_data(head, require_target=False, modalities=None)[1]
         feeds = table_feeds(table, np.arange(len(table)), hide=False)
         target = predictor.config.targets[0]
         labels = head.frame[target].iloc[table.rows] if target in head.frame and predictor.config.task == "classification" else None

@@ -154,7 +154,7 @@ def _importance(predictor: MultimodalPredictor, names: list[str], picked_phi: np
         full = (1 << len(names)) - 1
 
         def score(mask: int) -> float:
-            value = predictor._metrics(raw[mask], targets)[metric]
+            value = predictor.score_outputs(raw[mask], targets)[metric]
             return float("nan") if value is None else float(value)
 
         frame[f"{metric}_all"] = score(full)

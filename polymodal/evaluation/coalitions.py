@@ -65,7 +65,7 @@ def coalition_outputs(predictor: MultimodalPredictor, table: EncodedTable, coali
     Returns:
         (C, N, K) outputs: coalition x row x output.
     """
-    _, net = predictor._require_fitted()
+    _, net = predictor.require_fitted()
     device = predictor.device
     net.to(device).eval()
     names = list(net.names)

@@ -64,7 +64,7 @@ def load_eval_data(predictor: MultimodalPredictor, data: DataSource, *, require_
             targets when the manifest has their columns.
         max_rows: encode at most this many rows (a seeded random sample).
     """
-    pipeline, _ = predictor._require_fitted()
+    pipeline, _ = predictor.require_fitted()
     if require_target is None:
         data = pipeline.read_raw(data)
         columns = predictor.config.targets
@@ -80,7 +80,7 @@ def load_eval_data(predictor: MultimodalPredictor, data: DataSource, *, require_
 
 def batches(predictor: MultimodalPredictor, table: EncodedTable, batch_size: int = BATCH) -> Iterator[dict[str, Any]]:
     """Evaluation batches of ``table`` (no augmentation, table order) on the inference device."""
-    pipeline, _ = predictor._require_fitted()
+    pipeline, _ = predictor.require_fitted()
     loader = DataLoader(pipeline.dataset(table), batch_size=batch_size, shuffle=False, collate_fn=collate)
     device = predictor.device
     for batch in loader:

@@ -116,7 +116,7 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
                                  "summary": sweep.summary.to_dict("records")}
         advance(1)
     if predictor.config.task == "classification":
-        outputs, targets = main_task(predictor.pipeline.targets, predictor._outputs(data.table), data.targets)
+        outputs, targets = main_task(predictor.pipeline.targets, predictor.raw_outputs(data.table), data.targets)
         out["calibration"] = calibration_summary(outputs, targets)  # multi-task: the main task's
     info = predictor.info
     out["complexity"] = {"parameters": info.get("parameters"), "train_seconds": info.get("train_seconds"),

@@ -131,7 +131,7 @@ def within_modality(predictor: MultimodalPredictor, data: EvalData, positions: n
         explained: (N,) the output explained for every table row.
         steps: interpolation steps.
     """
-    _, net = predictor._require_fitted()
+    _, net = predictor.require_fitted()
     net.eval()
     names = output_names(predictor)
     out: list[WithinAttribution] = []

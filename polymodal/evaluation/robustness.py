@@ -105,7 +105,7 @@ def corrupt_table(predictor: MultimodalPredictor, data: EvalData, modality: str,
         The table, and how many present cells failed to decode once corrupted (they count as
         missing).
     """
-    pipeline, _ = predictor._require_fitted()
+    pipeline, _ = predictor.require_fitted()
     prep = pipeline.preprocessors[modality]
     cells = manifest_cells(data.manifest, predictor.config.modalities[modality], prep.file_based)
     clean = data.table.modalities[modality]
@@ -180,7 +180,7 @@ def _sweep_curves(predictor: MultimodalPredictor, data: EvalData, corruptions: M
     if data.targets is None:
         raise SchemaMismatchError("a robustness sweep needs labelled data")
     metric = TASK_METRICS[predictor.config.task].sweep
-    clean = predictor._metrics(predictor._outputs(data.table), data.targets)[metric]
+    clean = predictor.score_outputs(predictor.raw_outputs(data.table), data.targets)[metric]
     # a modality the data never holds has nothing to corrupt
     swept = {m: names for m, names in corruptions.items() if data.table.modalities[m].present.any()}
     empty = [m for m in corruptions if m not in swept]
@@ -199,7 +199,7 @@ def _sweep_curves(predictor: MultimodalPredictor, data: EvalData, corruptions: M
                              "unit": corruption.unit, metric: clean, "failed": 0})
                 for severity in range(1, SEVERITIES + 1):
                     table, failed = corrupt_table(predictor, data, modality, corruption, severity, seed)
-                    score = predictor._metrics(predictor._outputs(table), data.targets)[metric]
+                    score = predictor.score_outputs(predictor.raw_outputs(table), data.targets)[metric]
                     rows.append({"modality": modality, "corruption": name, "severity": severity,
                                  "level": corruption.levels[severity - 1], "unit": corruption.unit, metric: score,
                                  "failed": failed})

@@ -61,7 +61,7 @@ def evaluate_subsets(predictor: MultimodalPredictor, data: DataSource | EvalData
     rows, unheld = [], []
     for subset, out in zip(chosen, outputs):
         held = sum(data.table.modalities[n].present for n in subset) > 0
-        metrics = scalar_metrics(predictor._metrics(out, data.targets))
+        metrics = scalar_metrics(predictor.score_outputs(out, data.targets))
         if not held.any():  # every row predicted from nothing: no measure of these modalities
             metrics = dict.fromkeys(metrics)
             unheld.append(subset_label(subset))

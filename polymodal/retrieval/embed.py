@@ -45,8 +45,8 @@ def check_aligned(predictor: MultimodalPredictor, modality: str) -> None:
 
 def _run(predictor: MultimodalPredictor, table: EncodedTable, fn: Callable[[dict], torch.Tensor]) -> np.ndarray:
     """``fn(batch) -> (B, D)`` over an encoded table, batched, on the default device."""
-    _, net = predictor._require_fitted()
-    return predictor._infer(net, table, fn, (0, 0))
+    _, net = predictor.require_fitted()
+    return predictor.infer(net, table, fn, (0, 0))
 
 
 ENCODER_INSTEAD = ("--cca-features encoder on the command line; features='encoder' in cca_baseline, "
@@ -107,7 +107,7 @@ def embed_rows(predictor: MultimodalPredictor, data: DataSource, modality: str, 
         raise ValueError(f"kind must be one of {list(KINDS)}; got '{kind}'")
     if kind == "embedding":
         check_aligned(predictor, modality)
-    manifest, table = predictor._encode(data, require_target=False, modalities=[modality])
+    manifest, table = predictor.encode_data(data, require_target=False, modalities=[modality])
     table = table.select(table.modalities[modality].present)
     if len(table) == 0:
         columns = modality_columns(predictor.config.modalities[modality])

@@ -45,7 +45,7 @@ def model_digest(run: str | os.PathLike | None) -> str | None:
 def predictor_digest(predictor: MultimodalPredictor) -> str:
     """The :func:`~polymodal.models.weights.state_digest` of a fitted predictor's network: the
     same for the predictor that was fitted and for its run folder loaded again."""
-    _, net = predictor._require_fitted()
+    _, net = predictor.require_fitted()
     return state_digest(net)
 
 

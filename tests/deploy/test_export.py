@@ -107,7 +107,7 @@ def test_parity_takes_the_worst_difference_over_every_feed_set(exported, trained
     folder, _ = exported
     predictor, _ = trained
     meta = json.loads((folder / "deploy.json").read_text())
-    table = predictor._encode(read_manifest(dataset["test"]), require_target=False, modalities=None)[1]
+    table = predictor.encode_data(read_manifest(dataset["test"]), require_target=False, modalities=None)[1]
     real, calls = parity._runner, []
 
     def runner(f, m):
