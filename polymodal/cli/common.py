@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -116,6 +117,23 @@ def print_skipped(skipped: Any, listed: Path, on_error: str, shown: int = 5) -> 
 
     err_console.print("[bold yellow]warning:[/] " + escape(describe_skipped(skipped, on_error, shown)), highlight=False)
     err_console.print(escape(f"  full list: {listed}"), highlight=False)
+
+
+@contextmanager
+def listing_skipped(predictor: Any, listed: Path) -> Iterator[None]:
+    """Run the block (an evaluation or explanation) with the library's skipped-file warning
+    quiet; then, even when the block failed, write its list of skipped files to ``listed`` (a
+    stale list of an earlier run goes) and, when there were any, warn with that path."""
+    from polymodal.runfolder import write_skipped
+
+    predictor.eval_skipped = predictor.eval_skipped.iloc[0:0]  # this command's list only
+    try:
+        with predictor.quiet_skips():
+            yield
+    finally:
+        write_skipped(listed, predictor.eval_skipped)
+    if not predictor.eval_skipped.empty:
+        print_skipped(predictor.eval_skipped, listed, predictor.config.data.on_error)
 
 
 def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None) -> None:

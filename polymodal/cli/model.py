@@ -16,7 +16,7 @@ from polymodal.cli.common import (
     SetOpt,
     SupportOpt,
     console,
-    err_console,
+    listing_skipped,
     load_run,
     print_metrics,
     print_rows,
@@ -106,7 +106,6 @@ def evaluate(
     from polymodal.errors import OptionError
     from polymodal.estimator import ROBUSTNESS, SUBSETS
     from polymodal.predictor import MultimodalPredictor
-    from polymodal.runfolder import write_skipped
     from polymodal.utils.io import check_folder_path
 
     robustness = robustness or bool(corruption)
@@ -123,30 +122,18 @@ def evaluate(
     if retrieval:  # see polymodal.cli.retrieval
         from polymodal.cli.retrieval import show_retrieval
 
-        if cca and cca_train is None:
-            found = predictor.recorded_manifest(["train"])
-            cca_train = None if found is None else found[1]
-            if cca_train is None:
-                err_console.print("[bold yellow]warning:[/] no linear-CCA baseline: the run recorded no training "
-                                  "manifest that still exists; give one with --cca-train", highlight=False)
         with predictor.using_support(support):  # retrieval models take none: a clear error
-            show_retrieval(predictor, data, query=query, gallery=gallery, hits=hits, labels=labels,
-                           cca_train=cca_train if cca else None, cca_features=cca_features, as_json=as_json)
+            show_retrieval(predictor, data, query=query, gallery=gallery, hits=hits, labels=labels, cca=cca,
+                           cca_train=cca_train, cca_features=cca_features, as_json=as_json)
         return
     if out is None and (missing or robustness):  # the sweeps write their tables: checked before they run
         check_folder_path(run / EVALUATION_DIR, "--out (default RUN/evaluation)", writable=True)
     ref = MultimodalPredictor.load(reference) if reference is not None else None  # a bad one: named before the work
     with predictor.using_support(support):
-        listed = (out or run / EVALUATION_DIR) / SKIPPED_FILE
         if missing or robustness:  # read and validated once for the evaluation and the sweeps (warned once)
             data = predictor.pipeline.read(data, require_target=True)
-        try:
-            with predictor.quiet_skips():  # listed below, with the file they are written to
-                metrics = predictor.evaluate(data)
-        finally:  # this evaluation's list (a stale one of an earlier evaluation goes), even when it failed
-            write_skipped(listed, predictor.eval_skipped)
-        if not predictor.eval_skipped.empty:
-            print_skipped(predictor.eval_skipped, listed, predictor.config.data.on_error)
+        with listing_skipped(predictor, (out or run / EVALUATION_DIR) / SKIPPED_FILE):
+            metrics = predictor.evaluate(data)
         extra: dict[str, Any] = {}
         if missing or robustness:
             from polymodal.evaluation.sweeps import run_evaluations
@@ -167,7 +154,7 @@ def evaluate(
     if "robustness" in extra:
         print_rows(extra["robustness"]["table"], f"{extra['robustness']['metric']} by corruption severity (0-5){sample}")
     if extra:
-        console.print(f"tables written to {out or run / 'evaluation'}")
+        console.print(f"tables written to {out or run / EVALUATION_DIR}")
 
 
 RETRIEVAL_OPTIONS = ["query", "gallery", "hits", "labels", "cca_train", "cca", "cca_features"]
@@ -222,7 +209,6 @@ def explain(
 
     from polymodal.estimator import EXPLAIN
     from polymodal.evaluation.data import output_names
-    from polymodal.runfolder import write_skipped
     from polymodal.utils.scores import output_index
 
     if out is not None and out.exists() and not out.is_dir():  # found before the work, not after
@@ -232,17 +218,10 @@ def explain(
     names = output_names(predictor)
     chosen = output_index(output, names, predictor.config.task)  # an unknown name: refused before the work
     folder = out or run / EXPLAIN_DIR
-    listed = folder / SKIPPED_FILE
-    predictor.eval_skipped = predictor.eval_skipped.iloc[0:0]  # this explanation's list only, even if it fails
-    try:
-        with predictor.quiet_skips():  # listed below, with the file they are written to
-            explanation = predictor.explain(data, max_rows=rows, samples=samples, seed=seed,
-                                            output=None if chosen is None else names[chosen])
-    finally:  # a stale list of an earlier explanation goes
-        write_skipped(listed, predictor.eval_skipped)
+    with listing_skipped(predictor, folder / SKIPPED_FILE):
+        explanation = predictor.explain(data, max_rows=rows, samples=samples, seed=seed,
+                                        output=None if chosen is None else names[chosen])
     page = explanation.to_html(folder)
-    if not predictor.eval_skipped.empty:
-        print_skipped(predictor.eval_skipped, listed, predictor.config.data.on_error)
     table = explanation.importance.drop(columns="explained")  # named on a line of its own, not on every row
     print_rows(table.to_dict("records"), "modality importance")
     console.print(f"explained: the {escape(explanation.explained_quantity)} (the Shapley columns; any metric "

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from polymodal.cli.common import DataOpt, ModalityOpt, RunArg, console, print_rows, user_errors
+from polymodal.cli.common import DataOpt, ModalityOpt, RunArg, console, err_console, print_rows, user_errors
 from polymodal.utils.io import check_table_path, write_table
 
 
@@ -147,11 +147,21 @@ DISPLAY = {"recall@1": "R@1", "recall@5": "R@5", "recall@10": "R@10", "map": "mA
 
 
 def show_retrieval(predictor: Any, data: Path, *, query: str | None, gallery: str | None, hits: str,
-                   labels: str | None, cca_train: Path | None, cca_features: str, as_json: bool) -> None:
-    """``polymodal evaluate --retrieval``: metrics per direction, and the linear-CCA baseline."""
+                   labels: str | None, cca: bool, cca_train: Path | None, cca_features: str, as_json: bool) -> None:
+    """``polymodal evaluate --retrieval``: metrics per direction, and (``cca``) the linear-CCA
+    baseline fitted on ``cca_train``, by default the run's recorded training manifest."""
     from polymodal.errors import OptionError
     from polymodal.retrieval.search import cca_baseline, evaluate_retrieval
     from polymodal.utils.io import finite_json
+
+    if cca and cca_train is None:
+        found = predictor.recorded_manifest(["train"])
+        cca_train = None if found is None else found[1]
+        if cca_train is None:
+            err_console.print("[bold yellow]warning:[/] no linear-CCA baseline: the run recorded no training "
+                              "manifest that still exists; give one with --cca-train", highlight=False)
+    if not cca:
+        cca_train = None
 
     if cca_train is not None and cca_features not in ("encoder", "input"):  # refused before the model's evaluation
         raise OptionError([f"--cca-features: 'encoder' or 'input'; got {cca_features!r}"])
