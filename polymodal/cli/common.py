@@ -12,13 +12,14 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from polymodal.config.train import OnError
 from polymodal.errors import PolymodalError
 from polymodal.utils.tables import print_table
 
@@ -151,7 +152,7 @@ def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None) 
         console.print(note)
 
 
-ON_ERROR = ("raise", "skip", "missing")
+ON_ERROR = get_args(OnError)
 OnErrorOpt = Annotated[str | None, typer.Option(
     "--on-error", metavar="raise|skip|missing", help="What an unreadable or missing file does here (default: the "
                                                      "run's data.on_error): raise stops, naming it; skip leaves its "

@@ -116,6 +116,9 @@ class LossConfig(StrictModel):
     task_weighting: Literal["fixed", "uncertainty"] = "fixed"
 
 
+OnError = Literal["raise", "skip", "missing"]  # what a corrupt or unreadable file does (data.on_error)
+
+
 class DataConfig(StrictModel):
     """How manifests are read.
 
@@ -131,7 +134,7 @@ class DataConfig(StrictModel):
             ``cache_dir`` it spills to a temporary folder (removed at exit) and is read lazily.
     """
 
-    on_error: Literal["raise", "skip", "missing"] = "raise"
+    on_error: OnError = "raise"
     cache_dir: Path | None = None
     memory_limit_gb: PositiveFloat = 4.0
 
