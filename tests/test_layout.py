@@ -28,7 +28,8 @@ LAYER = {"errors": 0, "utils": 0, "registry": 0, "pretrained": 0, "run_files": 0
          "metrics": 2, "models": 3, "assets": 3, "training": 4, "runfolder": 5, "resume": 5, "estimator": 5, "multitask": 5,
          "fewshot": 5, "predictor": 5, "anomaly": 6, "evaluation": 6, "retrieval": 6, "tune": 6, "demo": 6,
          "deploy": 7, "cli": 8, "__init__": 9, "__main__": 9}
-FACADE = "polymodal/predictor.py"  # MultimodalPredictor's explain / embed / zero_shot... call the layer above, lazily
+FACADE = "polymodal/predictor.py"  # MultimodalPredictor's methods that call the layer above, lazily:
+FACADE_METHODS = {"from_config", "load", "fit", "save", "explain", "embed", "evaluate_retrieval", "zero_shot"}
 
 
 def _part(module: str) -> str:
@@ -41,7 +42,10 @@ def test_no_module_imports_a_layer_above_its_own() -> None:
         rel = path.relative_to(ROOT)
         source = _part(".".join(rel.with_suffix("").parts))
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        top_level = {id(node) for node in tree.body}
+        facade = {id(node) for method in ast.walk(tree) if isinstance(method, ast.FunctionDef)
+                  and method.name in FACADE_METHODS for node in ast.walk(method)} if str(rel) == FACADE else set()
+        facade |= {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)  # annotations only
+                   and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING" for node in ast.walk(block)}
         for node in ast.walk(tree):
             if not (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("polymodal")):
                 continue
@@ -49,7 +53,7 @@ def test_no_module_imports_a_layer_above_its_own() -> None:
             for target in targets:
                 if LAYER[_part(target)] <= LAYER[source]:
                     continue
-                if str(rel) == FACADE and id(node) not in top_level:
+                if id(node) in facade:
                     continue
                 upward.append(f"{rel}:{node.lineno} imports {target}")
     assert not upward, upward
