@@ -23,6 +23,8 @@ INDEX = "assets.json"
 
 
 def _copy(source: Path, names: list[str], target: Path) -> None:
+    if source.resolve() == target.resolve():  # a loaded run saved back into its own folder: already there
+        return
     if target.exists():
         shutil.rmtree(target)
     for name in names:

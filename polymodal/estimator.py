@@ -4,7 +4,8 @@
 That is the config, the fitted data pipeline, the facts of the fit (``history``, ``info``,
 ``metrics``, ``last_skipped``), the files skipped by the latest evaluation (``eval_skipped``),
 reading and encoding manifests, batching, batched inference and what every run folder holds
-(:mod:`polymodal.runfolder`: config, preprocessing, weights, encoder assets, results). A
+(config, preprocessing, weights and results: :mod:`polymodal.runfolder`; the pretrained
+encoders' files: :mod:`polymodal.assets`). A
 subclass keeps its network in its own attribute and brings ``require_fitted``, ``_split`` (how
 ``valid`` is held out of ``train`` when none is given), ``fit``, ``evaluate``, ``predict``, and
 ``save`` / ``load`` around :meth:`_write_run` / :meth:`_open_run`.
@@ -41,6 +42,7 @@ from polymodal.data.skipped import describe_skipped, require_rows, skipped_frame
 from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
 from polymodal.training.devices import world_size
 from polymodal.utils.device import default_device, default_workers, move_to
+from polymodal.utils.io import check_folder_path
 from polymodal.utils.warn import warn_user
 
 # the manifests a fit records (``info["<split>_manifest"]``), in the order a held-out check prefers them
@@ -352,31 +354,31 @@ class Estimator:
     # -- persistence --------------------------------------------------------------------------
     def _write_run(self, path: str | os.PathLike, overwrite: bool) -> tuple[Path, torch.nn.Module]:
         """Write what every run folder holds: the copies of its pretrained encoders' files
-        (:mod:`polymodal.assets`), config, preprocessing, the network's weights (written last: a
-        save interrupted before them leaves no model) and ``metrics.json`` / ``history.csv`` /
-        ``skipped.csv``. ``path`` / ``overwrite``: see :meth:`_save_folder`.
+        (:mod:`polymodal.assets`), config, preprocessing, the network's weights (after those: a
+        save interrupted before them leaves no model in a new folder) and ``metrics.json`` /
+        ``history.csv`` / ``skipped.csv``. ``path`` / ``overwrite``: see :meth:`_save_folder`.
 
         Returns:
             The run folder and the fitted network (for the subclass's report).
         """
         pipeline, model = self.require_fitted()
-        run = self._save_folder(path, overwrite)
+        run = self._save_folder(check_folder_path(path, "the run folder"), overwrite)  # not a file, nor inside one
         save_assets(self.config, model.encoders, run)  # what pretrained encoders need besides their weights
         runfolder.write_model(run, self.config, model, pipeline)
         runfolder.write_results(run, self.metrics, self.info, self.history, self.last_skipped)
         return run, model
 
     @classmethod
-    def _open_run(cls, path: str | os.PathLike) -> tuple[Any, Path]:
-        """A new estimator for the run folder ``path``: its config (pointing at the run's copies of
-        the encoders' files), fitted pipeline and results; the subclass builds the network and
-        loads the weights.
+    def _open_run(cls, path: str | os.PathLike, config: Config | None = None) -> tuple[Any, Path]:
+        """A new estimator for the run folder ``path``: its config (``config`` when already read,
+        pointed at the run's copies of the encoders' files), fitted pipeline and results; the
+        subclass builds the network and loads the weights.
 
         Raises:
             RunNotFoundError: ``path`` is no run folder (see :func:`polymodal.runfolder.check_run`).
         """
         run = runfolder.check_run(path)
-        estimator = cls(localize_assets(runfolder.read_config(run), run))
+        estimator = cls(localize_assets(config if config is not None else runfolder.read_config(run), run))
         estimator._own(run)
         estimator.pipeline = runfolder.load_pipeline(run, estimator.config)
         results = runfolder.read_results(run)

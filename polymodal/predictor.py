@@ -412,11 +412,12 @@ class MultimodalPredictor(Estimator):
     @classmethod
     def load(cls, path: str | os.PathLike) -> MultimodalPredictor:
         """Load a run folder written by :meth:`save` (no pickle is ever read)."""
-        if runfolder.read_config(runfolder.check_run(path)).task == "anomaly":  # an anomaly detector's run
+        config = runfolder.read_config(runfolder.check_run(path))
+        if config.task == "anomaly":  # an anomaly detector's run
             from polymodal.anomaly.detector import AnomalyDetector
 
-            return AnomalyDetector.load(path)  # type: ignore[return-value]
-        predictor, run = cls._open_run(path)
+            return AnomalyDetector.load(path, config=config)  # type: ignore[return-value]
+        predictor, run = cls._open_run(path, config)
         net = build_model(predictor.config, restore_contexts(predictor.pipeline.contexts()),
                           predictor.pipeline.targets.n_outputs, predictor.pipeline.targets.task_outputs)
         runfolder.load_weights(net, run)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from polymodal.config import load_config, save_config
-from polymodal.errors import RunFolderError
+from polymodal.errors import OptionError, RunFolderError
 from polymodal.resume import check_resumable
 from polymodal.run_files import CONFIG_FILE
 from polymodal.runfolder import read_config
@@ -154,3 +154,8 @@ def test_a_saved_run_loads_after_its_pretrained_folder_is_gone(tmp_path, task):
     loaded = MultimodalPredictor.load(tmp_path / "run")
     assert (tmp_path / "run" / "assets" / "assets.json").is_file()
     pd.testing.assert_frame_equal(loaded.predict_frame(frame.iloc[32:]), before)
+    loaded.save(tmp_path / "run")  # back into its own folder, whose assets/ its config points at
+    pd.testing.assert_frame_equal(MultimodalPredictor.load(tmp_path / "run").predict_frame(frame.iloc[32:]), before)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OptionError, match=r"the run folder: .*file is a file, not a folder"):
+        loaded.save(tmp_path / "file" / "run")

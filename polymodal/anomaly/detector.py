@@ -300,9 +300,10 @@ class AnomalyDetector(Estimator):
         return run
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> AnomalyDetector:
-        """Load a run folder written by :meth:`save` (no pickle is read)."""
-        detector, run = cls._open_run(path)
+    def load(cls, path: str | os.PathLike, *, config: Config | None = None) -> AnomalyDetector:
+        """Load a run folder written by :meth:`save` (no pickle is read); ``config``: its config,
+        when already read (``MultimodalPredictor.load`` reads it to tell the task)."""
+        detector, run = cls._open_run(path, config)
         detector.pipeline.targets = AnomalyTargets.from_state(
             json.loads((run / PREPROCESSORS_DIR / "targets.json").read_text(encoding="utf-8")))
         model = detector._build_model(detector.pipeline, restore=True)
