@@ -78,18 +78,17 @@ def export_folder(run: Path, quantize: bool = False) -> Path:
 
     predictor = MultimodalPredictor.load(run)
     report = export_run(predictor, run / EXPORT_DIR, quantize=quantize, purpose="serving")
-    print_recorded(report)
+    print_recorded(report, "'polymodal export RUN --data' checks on others")
     console.print(f"exported {run} to {report.folder} (parity on {report.parity['source']}: "
                   f"{report.parity['graph_max_abs_diff']:.1e})")
     return report.folder
 
 
-def print_recorded(report: Any) -> None:
+def print_recorded(report: Any, hint: str = "--data chooses another") -> None:
     """Name the run's recorded manifest an export without ``--data`` was checked on."""
     if report.recorded is not None:
         split, path = report.recorded
-        console.print(f"checked the export on the run's {split} manifest {path} (--data chooses another)",
-                      highlight=False)
+        console.print(f"checked the export on the run's {split} manifest {path} ({hint})", highlight=False)
 
 
 def serve(

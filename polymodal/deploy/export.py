@@ -33,6 +33,7 @@ from polymodal import __version__
 from polymodal.config.modalities import modality_columns
 from polymodal.data.multitarget import MultiTargetEncoder
 from polymodal.data.pipeline import DataSource
+from polymodal.data.skipped import require_rows
 from polymodal.deploy import parity
 from polymodal.deploy.errors import ExportError, first_line, onnxruntime_errors
 from polymodal.deploy.graph import OUTPUT, ExportedGraph, GraphInput, example_feeds, exportable_ops, graph_inputs
@@ -253,10 +254,14 @@ def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", dat
         except (DecodeError, ManifestError) as err:  # its files moved since the fit
             warn_user(f"the run's {split} manifest {path} cannot be read any more ({err}); checking the export on "
                       "synthetic arrays instead")
+        except ExportError as err:  # a failed check: say on which rows
+            raise ExportError(f"{err} (checked on the run's {split} manifest {path})") from err
     report = _export_checked(predictor, out, fmt, None, rows, tolerance, quantize)
+    how = ("export the run with 'polymodal export RUN --data HELD_OUT.csv' before serving it" if purpose == "serving"
+           else "give held-out rows (data= in Python, --data on the command line)")
     warn_user("the export was checked on synthetic arrays only (the run recorded no manifest that can still be "
               "read): neither the graph on real rows nor the numpy preprocessing was compared with the eager model; "
-              "give held-out rows (data= in Python, --data on the command line) to check both")
+              f"{how} to check both")
     return report
 
 
@@ -328,6 +333,7 @@ def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None
         head = predictor.pipeline.read_raw(data)
         head = head.subset(np.arange(min(rows, len(head)))) if len(head) > rows else head
         manifest, table = predictor.encode_data(head, require_target=False, modalities=None)
+        require_rows(table, manifest, predictor.config.data.on_error, "check the export on")
     checks = parity.check_graph(predictor, folder, meta, table, rows, tolerance)
     meta["graph"].setdefault("file", None)
     meta["graph"]["quantized_file"] = None

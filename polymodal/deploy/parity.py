@@ -27,6 +27,7 @@ from polymodal.data.manifest import Manifest
 from polymodal.deploy.errors import ExportError
 from polymodal.deploy.graph import example_feeds, graph_inputs
 from polymodal.deploy.runtime import INT8_FILE, run_graph
+from polymodal.errors import ManifestError
 
 CHECK_BATCH = 64
 # int8 weights for the matrix products only: onnxruntime's dynamic ConvInteger is slower on CPU
@@ -143,10 +144,18 @@ def check_runtime(predictor: Any, folder: Path, manifest: Manifest, rows: int, t
     runtime = Runtime.load(folder)
     head = manifest.subset(np.arange(min(rows, len(manifest))))
     table = predictor.encode_data(head, require_target=False, modalities=None)[1]
-    chosen = [int(r) for r in table.rows]  # rows that decoded (on_error: skip drops some)
     cells = manifest_rows(runtime, head, len(head))
-    kept = [cells[r] for r in chosen if cells[r]]
-    eager = predictor.raw_outputs(table)[[i for i, r in enumerate(chosen) if cells[r]]]
+    kept, positions = [], []
+    for i, r in enumerate(int(r) for r in table.rows):  # rows that decoded (on_error: skip drops some)
+        # what the eager side read: on_error: missing turns a file it cannot read into a missing modality
+        row = {m: v for m, v in cells[r].items() if table.modalities[m].present[i]}
+        if row:
+            kept.append(row)
+            positions.append(i)
+    if not kept:
+        raise ManifestError([f"none of the first {len(head)} row(s) holds a modality that could be read, so the numpy "
+                             "runtime cannot be checked on them"], source=manifest.name)
+    eager = predictor.raw_outputs(table)[positions]
     got = np.concatenate([runtime.run(runtime.featurize(kept[s:s + CHECK_BATCH])) for s in range(0, len(kept), CHECK_BATCH)])
     worst = float(np.abs(got - eager).max(initial=0.0))
     if not worst <= tolerance:

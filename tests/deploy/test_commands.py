@@ -331,7 +331,8 @@ def test_serve_falls_back_to_synthetic_arrays_when_the_recorded_files_moved(trai
     assert any("valid manifest" in m and "changed since the fit" in m for m in said)  # another file than the fit's
     assert any(m.startswith(f"the run's valid manifest {tmp_path / 'valid.csv'} cannot be read any more") and
                "file not found" in m for m in said)
-    assert any(m.startswith("the export was checked on synthetic arrays only") for m in said)
+    assert any(m.startswith("the export was checked on synthetic arrays only") and "'polymodal export RUN --data "
+               "HELD_OUT.csv' before serving it" in m for m in said)  # serve has no --data of its own
     assert (copy / "export" / "deploy.json").is_file()
 
 

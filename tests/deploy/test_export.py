@@ -361,3 +361,55 @@ def test_a_graph_onnxruntime_cannot_load_is_named_when_the_export_is_opened(expo
     with pytest.raises(ExportError, match=rf"^onnxruntime cannot load {folder / 'model.onnx'}: \[ONNXRuntimeError\].*"
                                           r"write the export again with 'polymodal export RUN'$"):
         Runtime.load(folder)
+
+
+def _recording(run, manifest):
+    """``run`` loaded, as if fitted with ``manifest`` as its validation manifest (and no other)."""
+    from polymodal import MultimodalPredictor
+
+    predictor = MultimodalPredictor.load(run)
+    predictor.info = {k: v for k, v in predictor.info.items() if not k.endswith(("_manifest", "_manifest_key"))}
+    predictor.info["valid_manifest"] = str(manifest)
+    return predictor
+
+
+def test_an_export_whose_recorded_rows_were_all_skipped_falls_back_to_synthetic_arrays(trained, dataset, tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(dataset["test"])
+    for column in ("image", "audio"):
+        frame[column] = [str(tmp_path / "moved" / p) if isinstance(p, str) else p for p in frame[column]]
+    frame.to_csv(tmp_path / "valid.csv", index=False)
+    predictor = _recording(trained[1], tmp_path / "valid.csv")
+    predictor.config.data.on_error = "skip"  # every row loses a file: no row is left to check
+    with pytest.warns(UserWarning) as caught:
+        report = export_run(predictor, tmp_path / "exp", rows=8)
+    said = [str(w.message) for w in caught]
+    assert any(m.startswith(f"the run's valid manifest {tmp_path / 'valid.csv'} cannot be read any more") for m in said)
+    assert any(m.startswith("the export was checked on synthetic arrays only") for m in said)
+    assert report.recorded is None and report.parity["source"] == "synthetic arrays"
+
+
+def test_the_runtime_check_leaves_out_what_on_error_missing_read_as_missing(trained, dataset, tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(dataset["test"])
+    frame["image"] = [str(tmp_path / "moved" / p) if isinstance(p, str) else p for p in frame["image"]]
+    frame["audio"] = [str(dataset["root"] / p) if isinstance(p, str) else p for p in frame["audio"]]
+    frame.to_csv(tmp_path / "valid.csv", index=False)
+    predictor = _recording(trained[1], tmp_path / "valid.csv")
+    predictor.config.data.on_error = "missing"
+    with predictor.quiet_skips():
+        report = export_run(predictor, tmp_path / "exp", rows=8)
+    assert report.recorded == ("valid", tmp_path / "valid.csv")
+    assert report.parity["runtime_rows"] > 0 and report.parity["runtime_max_abs_diff"] <= 1e-4
+
+
+def test_a_failed_check_on_the_recorded_manifest_names_it(trained, dataset, tmp_path, monkeypatch):
+    from polymodal.deploy import parity
+
+    predictor, _ = trained
+    real = parity.check_graph
+    monkeypatch.setattr(parity, "check_graph", lambda p, f, m, t, rows, tolerance: real(p, f, m, t, rows, -1.0))
+    with pytest.raises(ExportError, match=r"parity check failed.*\(checked on the run's valid manifest .*test\.csv\)"):
+        export_run(predictor, tmp_path / "exp", rows=8)
