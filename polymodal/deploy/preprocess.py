@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from polymodal.deploy.errors import RequestError, content_start
+from polymodal.deploy.errors import ExportError, RequestError, content_start
 from polymodal.errors import DecodeError, MissingDependencyError
 from polymodal.utils.images import EXIF_FORMATS, converted_and_resized, to_8bit
 from polymodal.utils.npy import npy_from_bytes
@@ -195,7 +195,7 @@ class AudioFeatures(Features):
         super().__init__(name, meta)
         cfg = self.cfg
         if cfg["features"] not in self.features:
-            raise ValueError(f"modality '{name}': audio features '{cfg['features']}' have no numpy implementation "
+            raise ExportError(f"modality '{name}': audio features '{cfg['features']}' have no numpy implementation "
                              f"(the runtime computes {', '.join(self.features)})")
         self.rate = int(cfg["sample_rate"])
         self.n_samples = round(cfg["max_seconds"] * self.rate)

@@ -19,13 +19,14 @@ if TYPE_CHECKING:
 LATENCY_BATCH = 64
 
 
-def peak_memory_mb() -> dict[str, float | None]:
-    """The process's peak resident memory so far (MB) and, on CUDA, the peak allocated GPU memory."""
+def peak_memory_mb(device: torch.device) -> dict[str, float | None]:
+    """The process's peak resident memory so far (MB) and, when the model runs on a CUDA
+    ``device``, that GPU's peak allocated memory (None otherwise)."""
     import resource  # POSIX only
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rss_mb = peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
-    gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"peak_rss_mb": float(rss_mb), "peak_gpu_mb": gpu}
 
 
@@ -33,11 +34,11 @@ def _median_ms(fn: Any, repeats: int, device: torch.device) -> float:
     times = []
     for _ in range(repeats + 1):  # the first call warms up
         if device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
         started = time.perf_counter()
         fn()
         if device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
         times.append((time.perf_counter() - started) * 1000.0)
     return statistics.median(times[1:])
 

@@ -120,7 +120,7 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
         out["calibration"] = calibration_summary(outputs, targets)  # multi-task: the main task's
     info = predictor.info
     out["complexity"] = {"parameters": info.get("parameters"), "train_seconds": info.get("train_seconds"),
-                         **peak_memory_mb(), **inference_latency(predictor, data.table)}
+                         **peak_memory_mb(predictor.device), **inference_latency(predictor, data.table)}
     out["seconds"] = time.perf_counter() - started
     return out
 

@@ -12,10 +12,11 @@ import torch
 def default_device(accelerator: str = "auto") -> torch.device:
     """The device for ``train.accelerator``: ``cpu``; ``gpu`` (CUDA, else Apple MPS); ``mps``;
     ``auto``: CUDA when available, then MPS, else the CPU. A CUDA device is this process's own
-    under a distributed launcher (``LOCAL_RANK``); an accelerator the machine lacks gives the CPU
+    under a distributed launcher (``LOCAL_RANK``), else torch's current one; an accelerator the machine lacks gives the CPU
     (``train`` settings that ask for one are refused before a fit starts)."""
     if accelerator in ("auto", "gpu") and torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        rank, count = os.environ.get("LOCAL_RANK", ""), torch.cuda.device_count()
+        return torch.device("cuda", int(rank) % count) if rank.isdigit() and count else torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
     if accelerator in ("auto", "gpu", "mps") and mps is not None and mps.is_available():
         return torch.device("mps")

@@ -354,7 +354,6 @@ def tabular_rows(n: int = 24) -> pd.DataFrame:
 
 @pytest.mark.parametrize(("workers", "expected"), [(2, 2), (None, 0)])  # None: none without augmentation
 def test_the_detector_loader_honours_the_worker_settings(workers, expected):
-    import torch
 
     det = AnomalyDetector.from_config(tabular_config(num_workers=workers))
     pipeline = det._new_pipeline()
@@ -362,7 +361,7 @@ def test_the_detector_loader_honours_the_worker_settings(workers, expected):
     table, y, _, _ = det._fit_pipeline(pipeline, train_m, valid_m)
     loader = det._loader(table, y, train=True)
     assert loader.num_workers == expected and loader.persistent_workers == (expected > 0)
-    assert loader.pin_memory == torch.cuda.is_available()
+    assert loader.pin_memory == (det.device.type == "cuda")
 
 
 def test_only_rank_zero_writes_the_run(tmp_path, monkeypatch):

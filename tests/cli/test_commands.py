@@ -429,3 +429,12 @@ def test_the_command_list_rewraps_each_commands_help_to_the_terminal():
     assert any("inside each, to pixels, tokens or time-frequency bins (Integrated Gradients)" in line for line in lines)
     serve = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
     assert "Authorization: Bearer TOKEN" in serve.output  # markdown would drop an <angle-bracketed> word
+
+
+def test_the_on_error_option_offers_the_configs_choices():
+    from typing import get_args
+
+    from polymodal.cli.common import ON_ERROR
+    from polymodal.config.train import OnError
+
+    assert ON_ERROR == get_args(OnError)

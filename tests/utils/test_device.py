@@ -26,9 +26,21 @@ def two_gpus(monkeypatch):
 
 def test_the_device_follows_the_accelerator(two_gpus, monkeypatch):
     assert default_device("cpu") == torch.device("cpu")
-    assert default_device("auto") == default_device("gpu") == torch.device("cuda", 0)
+    assert default_device("auto") == default_device("gpu") == torch.device("cuda")  # torch's current GPU
     monkeypatch.setenv("LOCAL_RANK", "1")  # the second process of a distributed launch uses its own GPU
     assert default_device() == torch.device("cuda", 1)
+    assert default_device("cpu") == torch.device("cpu")  # CPU processes of a distributed launch stay there
+    monkeypatch.setenv("LOCAL_RANK", "3")  # more processes than GPUs: they share them
+    assert default_device() == torch.device("cuda", 1)
+    monkeypatch.setenv("LOCAL_RANK", "x")  # not a rank: torch's current device
+    assert default_device() == torch.device("cuda")
+
+
+def test_gpu_means_an_apple_gpu_where_there_is_no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert default_device("gpu") == default_device("mps") == default_device() == torch.device("mps")
+    assert default_device("cpu") == torch.device("cpu")
 
 
 def test_accelerator_cpu_keeps_fitting_caching_and_predicting_on_the_cpu(two_gpus, tmp_path):

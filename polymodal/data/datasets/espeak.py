@@ -89,6 +89,10 @@ Job = tuple[str, str, int, int, int, int]
 CHUNK = 500
 
 
+# a worker process (imports this module only, not its package's converters)
+WORKER = "import sys, pathlib, polymodal.data.datasets.espeak as e; e._work(pathlib.Path(sys.argv[1]))"
+
+
 def _synth_chunk(jobs: list[Job], out: Path) -> None:
     """Worker side: speak ``jobs`` and save the waveforms to ``out`` (an .npz)."""
     engine = Espeak.get()
@@ -122,8 +126,8 @@ def synthesize(jobs: list[Job], workers: int = 2, progress: bool = False) -> tup
         while pending or running:
             while pending and len(running) < max(1, workers):
                 path, chunk = pending.pop(0)
-                running.append((subprocess.Popen([sys.executable, "-m", "polymodal.data.datasets.espeak", str(path)],
-                                                 stderr=subprocess.PIPE), len(chunk)))
+                running.append((subprocess.Popen([sys.executable, "-c", WORKER, str(path)], stderr=subprocess.PIPE),
+                                len(chunk)))
             proc, size = running.pop(0)
             _, err = proc.communicate()
             if proc.returncode != 0:
@@ -136,9 +140,7 @@ def synthesize(jobs: list[Job], workers: int = 2, progress: bool = False) -> tup
     return rate, waves
 
 
-if __name__ == "__main__":  # worker entry point of synthesize()
-    import sys
-
-    target = Path(sys.argv[1])
+def _work(target: Path) -> None:
+    """A worker of :func:`synthesize`: the chunk ``target.json`` into ``target.npz``."""
     _synth_chunk([tuple(job) for job in json.loads(target.with_suffix(".json").read_text(encoding="utf-8"))],
                  target.with_suffix(".npz"))
