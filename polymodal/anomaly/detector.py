@@ -8,7 +8,8 @@
 ``MultimodalPredictor.from_config`` / ``load`` hand ``task: anomaly`` configs and runs to this
 class, so ``polymodal train / evaluate / predict`` work unchanged. Run folder: ``config.yaml``,
 ``model.safetensors`` (network + the scorer's statistics and threshold), ``preprocessors/``,
-``metrics.json``, ``history.csv``, ``report.html`` with ``plots/`` (see :mod:`polymodal.run_files`).
+``assets/`` (pretrained encoders' files), ``metrics.json``, ``history.csv``, ``report.html`` with
+``plots/`` (see :mod:`polymodal.run_files`).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def _number(value: Any, column: str) -> float:
 
 def _category(value: Any) -> str | None:
     """The category key of a cell (None when empty); whole-number floats are keyed like ints
-    ('3.0' -> '3'), see :func:`~polymodal.data.manifest.cell_text`."""
+    ('3.0' -> '3'), see :func:`~polymodal.data.cells.cell_text`."""
     return None if is_empty(value) else cell_text(value)
 
 
