@@ -6,7 +6,8 @@ normalised tensors, with one random draw per sample:
 
 - image ``x`` (B, C, H, W): a random affine map (rotation, shear, scale, translation), contrast
   and brightness jitter, and a cutout square covering ``erase`` of the image;
-- audio ``x`` (B, T, F): gain, additive noise, time and frequency masks covering ``erase``;
+- audio ``x`` (B, T, F): gain, additive noise, time and frequency masks covering ``erase`` (the
+  time mask of the clip's own frames, never only its padding);
 - signal ``x`` (B, C, L): per-channel gain, additive noise, a circular time shift (up to
   ``0.1 * magnitude`` of the length, at least one sample when ``magnitude`` > 0) and a time mask;
 - tabular ``x``/``cat``: entries replaced by the same column's value in a random row of the batch
@@ -39,9 +40,11 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator | None,
 
 
 def _bands(batch: int, size: int, width: torch.Tensor, generator: torch.Generator | None,
-           device: torch.device) -> torch.Tensor:
-    """(B, size) True inside one band per sample of ``width`` (B,) steps at a random start."""
-    starts = (torch.rand(batch, generator=generator, device=device) * (size - width + 1).clamp_min(1)).long()
+           device: torch.device, limit: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, size) True inside one band per sample of ``width`` (B,) steps at a random start, the
+    band within each sample's first ``limit`` (B,) steps (all ``size`` of them when None)."""
+    room = (size if limit is None else limit) - width + 1
+    starts = (torch.rand(batch, generator=generator, device=device) * torch.as_tensor(room).clamp_min(1)).long()
     steps = torch.arange(size, device=device)
     return (steps >= starts[:, None]) & (steps < (starts + width)[:, None])
 
@@ -79,11 +82,13 @@ def strong_audio(inputs: Inputs, magnitude: float, erase: float, generator: torc
     dev = x.device
     x = x * (1 + _uniform(b, -0.3, 0.3, generator, dev).view(b, 1, 1) * magnitude)
     x = x + torch.randn(x.shape, generator=generator, device=dev) * (0.2 * magnitude)
-    if erase > 0:
-        time = _bands(b, t, (torch.rand(b, generator=generator, device=dev) * erase * t).long(), generator, dev)
+    mask = inputs.get("mask")  # (B, T) a clip's frames; the rest of a short clip is padding
+    if erase > 0:  # the time band covers up to ``erase`` of the clip itself, never only its padding
+        lengths = torch.full((b,), t, device=dev) if mask is None else mask.sum(dim=1).clamp_min(1)
+        widths = (torch.rand(b, generator=generator, device=dev) * erase * lengths).long()
+        time = _bands(b, t, widths, generator, dev, limit=lengths)
         freq = _bands(b, f, (torch.rand(b, generator=generator, device=dev) * erase * f).long(), generator, dev)
         x = x.masked_fill(time.unsqueeze(-1) | freq.unsqueeze(1), 0.0)
-    mask = inputs.get("mask")
     return {**inputs, "x": x if mask is None else x * mask.unsqueeze(-1)}
 
 

@@ -185,3 +185,13 @@ def test_strong_view_dispatches_by_kind_and_adds_no_modality_the_batch_lacks():
     torch.testing.assert_close(out["photo"]["x"], STRONG["image"](inputs["photo"], 1.0, 0.25, seeded(3))["x"])
     with pytest.raises(ValueError, match="modality 'clip' of kind 'video'"):
         strong_view({"clip": {"x": torch.zeros(1, 2, 3, 8, 8)}}, {"clip": "video"})
+
+
+def test_audio_time_band_lies_within_the_clip_not_its_padding():
+    inputs = batch("audio")  # clip lengths 20, 12, 7, 20 of 20 frames
+    hits = 0
+    for seed in range(64):
+        out = STRONG["audio"](inputs, 0.0, 0.5, seeded(seed))["x"]
+        frames = ((out == 0) & (inputs["x"] != 0)).all(dim=2)  # (B, T) whole frames erased
+        hits += int(frames[2, :7].any())
+    assert hits >= 36  # a band of up to 3 of its 7 frames, inside the clip (43 of 64 here; 29 when placed over all 20)
