@@ -31,6 +31,7 @@ ORDER = ["preprocess", "cache", "overhead", "flops", "scaling", "ddp", "av_digit
 VARIANTS: dict[str, list[list[str]]] = {
     "scaling": [["--manifest", "arrow"]],  # scaling_arrow
     "transfer_digits": [["--epochs", "24", "--methods", "source only", "DANN", "CDAN+E", "MMD", "CORAL"]],  # ..._24_epochs
+    "semi_fsdd": [["--epochs", "6"]],  # semi_fsdd_6_epochs: the earlier 300-step budget
 }
 
 
