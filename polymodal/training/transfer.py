@@ -12,6 +12,7 @@ through the longer manifest, cycling the shorter) or makes the batches episodes 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,9 @@ class PairedLoader(CombinedLoader):
     before iteration: the longer loader's."""
 
     def __init__(self, labeled: DataLoader, unlabeled: DataLoader):
-        super().__init__({"labeled": labeled, "unlabeled": unlabeled}, mode="max_size_cycle")
+        with warnings.catch_warnings():  # Lightning flattening the dict with a class newer torch deprecates
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+            super().__init__({"labeled": labeled, "unlabeled": unlabeled}, mode="max_size_cycle")
 
     def __len__(self) -> int:
         if self._iterator is not None:

@@ -172,3 +172,18 @@ def test_a_column_only_the_teacher_reads_is_named_as_the_teacher_runs(data, tmp_
     with pytest.raises(ManifestError, match=rf"the teacher run {tmp_path / 'teacher'} \(transfer.teacher\): modality "
                                             r"'img' reads column\(s\) \['image'\], not in no_image_train.csv"):
         MultimodalPredictor.from_config(cfg).fit(data["no_image_train"], data["valid"])
+
+
+def test_pairing_the_loaders_warns_nothing_about_lightning_internals():
+    """Lightning's CombinedLoader builds a torch ``LeafSpec``, which newer torch deprecates: a
+    warning the user can do nothing about, printed once per fit before training starts."""
+    import warnings
+
+    from torch.utils.data import DataLoader
+
+    from polymodal.training.transfer import PairedLoader
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paired = PairedLoader(DataLoader(list(range(4)), batch_size=2), DataLoader(list(range(6)), batch_size=2))
+    assert len(paired) == 3
