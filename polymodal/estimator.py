@@ -38,8 +38,9 @@ from polymodal.data.dataset import Batch, data_loader
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
-from polymodal.data.skipped import describe_skipped, require_rows, skipped_frame
+from polymodal.data.skipped import describe_skipped, require_rows, skipped_by_split, skipped_frame
 from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
+from polymodal.resume import clear_run, held_run, manifest_paths
 from polymodal.training.devices import world_size
 from polymodal.utils.device import default_device, default_workers, move_to
 from polymodal.utils.io import check_folder_path
@@ -97,8 +98,6 @@ class Estimator:
         """``path`` ready for :meth:`save`: a folder holding another run (not this model's own) is
         refused, or with ``overwrite`` cleared of that run's files first, so that its checkpoints,
         logs and report never sit beside this model."""
-        from polymodal.resume import clear_run, held_run
-
         run = Path(path)
         if run.resolve() not in self._own_folders and run.is_dir() and (held := held_run(run)) is not None:
             if not overwrite:
@@ -385,25 +384,6 @@ class Estimator:
         estimator.metrics, estimator.info, estimator.history = results.metrics, results.info, results.history
         estimator.last_skipped = results.skipped
         return estimator, run
-
-
-def manifest_paths(**sources: DataSource | None) -> dict[str, str]:
-    """``{"<split>_manifest": absolute path, "<split>_manifest_key": content hash}`` for the
-    sources given as files (a DataFrame has no path to record): the run remembers what it was
-    fitted and tested on, and can tell when a file by that name changed since."""
-    recorded = {}
-    for split, source in sources.items():
-        if isinstance(source, (str, os.PathLike)):
-            path = Path(source).resolve()
-            recorded[f"{split}_manifest"] = str(path)
-            recorded[f"{split}_manifest_key"] = content_key(str(path), file_based=True).hex()
-    return recorded
-
-
-def skipped_by_split(skipped: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The skipped-file tables of several manifests as one, with a ``split`` column naming each."""
-    frames = [frame.assign(split=name) for name, frame in skipped.items() if not frame.empty]
-    return pd.concat(frames, ignore_index=True) if frames else skipped_frame([]).assign(split=[])
 
 
 def count_parameters(module: torch.nn.Module) -> int:

@@ -1,7 +1,8 @@
 """Starting a run folder and resuming one: what a new run may replace (``--overwrite``), whether a
 run can be resumed (its last checkpoint readable, training not finished, the same config except
 how long and where it trains: :data:`RESUMABLE_KEYS`), and that a resume learns from the same
-data (train, valid and unlabelled manifests). The folder's files are named in :mod:`polymodal.run_files`.
+data (train, valid and unlabelled manifests, recorded at fit time by :func:`manifest_paths`). The
+folder's files are named in :mod:`polymodal.run_files`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from polymodal.config import Config, save_config
+from polymodal.data.content_keys import content_key
+from polymodal.data.pipeline import DataSource
 from polymodal.errors import RunFolderError
 from polymodal.metrics.tasks import monitored
 from polymodal.run_files import CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, MODEL_FILE, RUN_ENTRIES
@@ -235,3 +238,17 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     for key, item in value.items():
         out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
     return out
+
+
+def manifest_paths(**sources: DataSource | None) -> dict[str, str]:
+    """``{"<split>_manifest": absolute path, "<split>_manifest_key": content hash}`` for the
+    sources given as files (a DataFrame has no path to record): the run remembers what it was
+    fitted and tested on, and can tell when a file by that name changed since."""
+    recorded = {}
+    for split, source in sources.items():
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source).resolve()
+            recorded[f"{split}_manifest"] = str(path)
+            recorded[f"{split}_manifest_key"] = content_key(str(path), file_based=True).hex()
+    return recorded
+

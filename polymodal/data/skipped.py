@@ -73,3 +73,10 @@ def require_rows(table: EncodedTable, manifest: Manifest, on_error: str, purpose
     raise ManifestError([f"{manifest.name}: no row is left to {purpose}: each of its {len(manifest)} {rows} had an "
                          f"unreadable file, skipped ({len(table.skipped)} file(s); data.on_error: {on_error}){first}"],
                         source=manifest.name)
+
+
+def skipped_by_split(skipped: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The skipped-file tables of several manifests as one, with a ``split`` column naming each."""
+    frames = [frame.assign(split=name) for name, frame in skipped.items() if not frame.empty]
+    return pd.concat(frames, ignore_index=True) if frames else skipped_frame([]).assign(split=[])
+
