@@ -339,7 +339,7 @@ def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None
     meta["graph"]["quantized_file"] = None
     atomic_write_json(folder / META_FILE, {**meta, "parity": checks})  # the runtime check loads it
     if fmt == "onnx" and manifest is not None:
-        checks.update(parity.check_runtime(predictor, folder, manifest, rows, tolerance))
+        checks.update(parity.check_runtime(predictor, folder, manifest, table, tolerance))
     report = ExportReport(folder, files, checks)
     if quantize:
         report.quantized = parity.quantize_and_measure(predictor, folder, meta, manifest, rows)

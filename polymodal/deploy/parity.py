@@ -137,13 +137,13 @@ def manifest_rows(runtime: Any, manifest: Manifest, rows: int) -> list[dict[str,
     return out
 
 
-def check_runtime(predictor: Any, folder: Path, manifest: Manifest, rows: int, tolerance: float) -> dict[str, Any]:
-    """Max |runtime - eager predictor| of the raw outputs on a manifest's first rows."""
+def check_runtime(predictor: Any, folder: Path, head: Manifest, table: EncodedTable, tolerance: float
+                  ) -> dict[str, Any]:
+    """Max |runtime - eager predictor| of the raw outputs on the check rows ``head``, whose
+    encoded ``table`` (from the predictor's own preprocessing) the eager side runs."""
     from polymodal.deploy.runtime import Runtime
 
     runtime = Runtime.load(folder)
-    head = manifest.subset(np.arange(min(rows, len(manifest))))
-    table = predictor.encode_data(head, require_target=False, modalities=None)[1]
     cells = manifest_rows(runtime, head, len(head))
     kept, positions = [], []
     for i, r in enumerate(int(r) for r in table.rows):  # rows that decoded (on_error: skip drops some)
@@ -154,13 +154,13 @@ def check_runtime(predictor: Any, folder: Path, manifest: Manifest, rows: int, t
             positions.append(i)
     if not kept:
         raise ManifestError([f"none of the first {len(head)} row(s) holds a modality that could be read, so the numpy "
-                             "runtime cannot be checked on them"], source=manifest.name)
+                             "runtime cannot be checked on them"], source=head.name)
     eager = predictor.raw_outputs(table)[positions]
     got = np.concatenate([runtime.run(runtime.featurize(kept[s:s + CHECK_BATCH])) for s in range(0, len(kept), CHECK_BATCH)])
     worst = float(np.abs(got - eager).max(initial=0.0))
     if not worst <= tolerance:
         raise ExportError(f"runtime parity check failed: numpy preprocessing + ONNX and the eager predictor differ by up "
-                          f"to {worst:.3g} on {len(kept)} rows of {manifest.name}; allowed {tolerance:g}")
+                          f"to {worst:.3g} on {len(kept)} rows of {head.name}; allowed {tolerance:g}")
     return {"runtime_max_abs_diff": worst, "runtime_rows": len(kept)}
 
 

@@ -240,7 +240,7 @@ def test_failed_runtime_check_leaves_nothing_servable(trained, dataset, tmp_path
 
     predictor, _ = trained
     real = parity.check_runtime
-    monkeypatch.setattr(parity, "check_runtime", lambda p, f, m, rows, tolerance: real(p, f, m, rows, -1.0))
+    monkeypatch.setattr(parity, "check_runtime", lambda p, f, m, t, tolerance: real(p, f, m, t, -1.0))
     out = tmp_path / "export"
     with pytest.raises(ExportError, match=r"runtime parity check failed.*nothing was written to"):
         export_run(predictor, out, data=dataset["test"], rows=8)
