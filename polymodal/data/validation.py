@@ -79,31 +79,12 @@ def validate_manifest(
         rows = np.flatnonzero(present)
         if modality.file_based:
             mistyped = _non_path_rows(manifest.column(modality.column), rows)
-            in_memory = next((i for i, (_, value) in enumerate(mistyped[:20])  # an image, array or bytes: hinted once
-                              if not isinstance(value, int | float | np.number)), None)
-            problems += [f"{manifest.where(row)}, column '{modality.column}': expected a file path (string), got "
-                         f"{_describe(value)}" + (IN_MEMORY_HINT if i == in_memory else "")
-                         for i, (row, value) in enumerate(mistyped[:20])]
-            if len(mistyped) > 20:
-                problems.append(f"column '{modality.column}': {len(mistyped) - 20} more cells that are not file paths")
-                folded += len(mistyped) - 21  # problems this one line stands for, beyond itself
+            problems += _non_path_problems(manifest, modality.column, mistyped)
+            folded += max(len(mistyped) - 21, 0)  # problems the 'N more' line stands for, beyond itself
             if mistyped:  # reported above, not again as missing files
                 rows = np.setdiff1d(rows, np.array([row for row, _ in mistyped], np.int64))
         if check_files and modality.file_based:
-            shards: dict[str, bool] = {}  # rows of a packed .npy share one file: stat it once
-            absent = []
-            for start in range(0, len(rows), BLOCK):
-                block = rows[start:start + BLOCK]
-                for row, path in zip(block.tolist(), cells[block]):
-                    file, packed = split_row_ref(path)
-                    if packed is None:  # a file of its own: nothing to remember (a million paths would be)
-                        found = os.path.isfile(file) or (modality.folder_cells and os.path.isdir(file))
-                    else:
-                        found = shards.get(file)
-                        if found is None:
-                            found = shards[file] = os.path.isfile(file)
-                    if not found:
-                        absent.append((row, path))
+            absent = _absent_files(cells, rows, folders=modality.folder_cells)
             files = [split_row_ref(p)[0] for _, p in absent]
             why = {file: absent_reason(file) for file in set(files)}  # once per file: a packed .npy's rows share one
             reasons = [why[file] for file in files]
@@ -128,6 +109,37 @@ def validate_manifest(
         problems += _target_problems(manifest, config)
     if problems:
         raise ManifestError(problems, source=manifest.name, folded=folded)
+
+
+def _non_path_problems(manifest: Manifest, column: str, mistyped: list[tuple[int, object]]) -> list[str]:
+    """One line per file cell that holds no path (the first 20, then a count); an in-memory value is hinted once."""
+    in_memory = next((i for i, (_, value) in enumerate(mistyped[:20])  # an image, array or bytes
+                      if not isinstance(value, int | float | np.number)), None)
+    problems = [f"{manifest.where(row)}, column '{column}': expected a file path (string), got "
+                f"{_describe(value)}" + (IN_MEMORY_HINT if i == in_memory else "")
+                for i, (row, value) in enumerate(mistyped[:20])]
+    if len(mistyped) > 20:
+        problems.append(f"column '{column}': {len(mistyped) - 20} more cells that are not file paths")
+    return problems
+
+
+def _absent_files(cells: Cells, rows: np.ndarray, *, folders: bool) -> list[tuple[int, str]]:
+    """``(row, cell)`` for each of ``rows`` whose file does not exist (``folders``: a folder counts as a file)."""
+    shards: dict[str, bool] = {}  # rows of a packed .npy share one file: stat it once
+    absent = []
+    for start in range(0, len(rows), BLOCK):
+        block = rows[start:start + BLOCK]
+        for row, path in zip(block.tolist(), cells[block]):
+            file, packed = split_row_ref(path)
+            if packed is None:  # a file of its own: nothing to remember (a million paths would be)
+                found = os.path.isfile(file) or (folders and os.path.isdir(file))
+            else:
+                found = shards.get(file)
+                if found is None:
+                    found = shards[file] = os.path.isfile(file)
+            if not found:
+                absent.append((row, path))
+    return absent
 
 
 def absent_reason(file: str) -> str:

@@ -62,6 +62,62 @@ def body_schemas(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
     }}
 
 
+def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any]) -> dict[str, Any]:
+    """The ``/predict`` answer for one sample's network ``outputs`` (``row``: the modalities it was sent)."""
+    meta = runtime.meta
+    start, stop = meta["main_outputs"]
+    scores = runtime.scores(outputs[None, start:stop])[0]
+    out: dict[str, Any] = {"task": meta["task"], "modalities": sorted(row)}
+    if meta["task"] == "classification":
+        out["prediction"] = meta["classes"][int(scores.argmax())]
+        out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
+    elif meta["task"] == "multilabel":
+        out["prediction"] = [c for c, chosen in zip(meta["classes"], decisions("multilabel", scores)) if chosen]
+        out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
+    else:
+        out["prediction"] = {c: float(v) for c, v in zip(meta["classes"], scores)}
+    return out
+
+
+def explanation_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any], phi: np.ndarray) -> dict[str, Any]:
+    """The ``/explain`` answer: :func:`prediction_json` plus the explained score, its base and each modality's
+    contribution ``phi`` (Shapley values, in ``runtime.names`` order)."""
+    meta, task = runtime.meta, runtime.meta["task"]
+    out = prediction_json(runtime, outputs, row)
+    start, stop = meta["main_outputs"]
+    scores = runtime.scores(outputs[None, start:stop])
+    pick = explained_outputs(task, scores)
+    name = meta["classes"][int(pick[0])]
+    score = float(explained_score(task, scores, pick)[0])
+    out["explained"] = name if task == "classification" else str(name)
+    out["explained_quantity"] = explained_quantity(task, name, predicted=task == "classification")
+    out["score"] = score
+    out["base"] = score - float(phi.sum())
+    out["contributions"] = {n: float(v) for n, v in zip(runtime.names, phi)}
+    return out
+
+
+def metadata_json(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
+    """The ``/metadata`` answer: task, classes, modalities (with the fields and file types they accept), limits."""
+    meta = runtime.meta
+    modalities = {}
+    for name, spec in meta["modalities"].items():
+        entry: dict[str, Any] = {"kind": spec["kind"]}
+        if spec["kind"] == "tabular":
+            entry.update(columns=spec["columns"], categorical=spec["categorical"])
+        elif spec["kind"] in FILE_KINDS:
+            entry["accept"] = accepted_types(spec["kind"])
+        if spec["kind"] == "audio":
+            entry["sample_rate"] = spec["preprocess"]["sample_rate"]
+        modalities[name] = entry
+    return {"polymodal_version": __version__, "task": meta["task"], "target": meta["target"],
+            "classes": [] if meta["task"] == "regression" else meta["classes"],  # regression: targets only
+            "modalities": modalities, "auth": settings.token is not None,
+            "quantized": settings.quantized, "parity": meta.get("parity"),
+            "limits": settings.model_dump(include={"max_request_bytes", "max_image_pixels", "max_audio_seconds",
+                                                   "max_text_chars"})}
+
+
 def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
     """The FastAPI application serving ``runtime`` (see the module docstring)."""
     try:
@@ -106,20 +162,6 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
         return JSONResponse({"error": {"code": "http_error", "message": str(err.detail), "field": None}},
                             status_code=err.status_code, headers=getattr(err, "headers", None))
 
-    def result(outputs: np.ndarray, row: dict[str, Any]) -> dict[str, Any]:
-        start, stop = meta["main_outputs"]
-        scores = runtime.scores(outputs[None, start:stop])[0]
-        out: dict[str, Any] = {"task": meta["task"], "modalities": sorted(row)}
-        if meta["task"] == "classification":
-            out["prediction"] = meta["classes"][int(scores.argmax())]
-            out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
-        elif meta["task"] == "multilabel":
-            out["prediction"] = [c for c, chosen in zip(meta["classes"], decisions("multilabel", scores)) if chosen]
-            out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
-        else:
-            out["prediction"] = {c: float(v) for c, v in zip(meta["classes"], scores)}
-        return out
-
     post = {"openapi_extra": {"requestBody": body_schemas(runtime, settings)},
             "responses": {s: {"description": d, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
                           for s, d in ((400, "malformed body"), (401, "bearer token"), (413, "over a limit"),
@@ -138,29 +180,14 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
     @app.get("/metadata", dependencies=[Depends(authorised)])
     async def metadata() -> dict[str, Any]:
         """The model's task, classes and modalities (with the fields and file types they accept)."""
-        modalities = {}
-        for name, spec in meta["modalities"].items():
-            entry: dict[str, Any] = {"kind": spec["kind"]}
-            if spec["kind"] == "tabular":
-                entry.update(columns=spec["columns"], categorical=spec["categorical"])
-            elif spec["kind"] in FILE_KINDS:
-                entry["accept"] = accepted_types(spec["kind"])
-            if spec["kind"] == "audio":
-                entry["sample_rate"] = spec["preprocess"]["sample_rate"]
-            modalities[name] = entry
-        return {"polymodal_version": __version__, "task": meta["task"], "target": meta["target"],
-                "classes": [] if meta["task"] == "regression" else meta["classes"],  # regression: targets only
-                "modalities": modalities, "auth": settings.token is not None,
-                "quantized": settings.quantized, "parity": meta.get("parity"),
-                "limits": settings.model_dump(include={"max_request_bytes", "max_image_pixels", "max_audio_seconds",
-                                                       "max_text_chars"})}
+        return metadata_json(runtime, settings)
 
     @app.post("/predict", dependencies=[Depends(authorised)], **post)
     async def predict(request: Request) -> dict[str, Any]:
         """Predict one sample from any subset of the modalities (multipart or JSON)."""
         row = await read_row(request, parser, settings)
         feeds = await run_in_threadpool(runtime.featurize, [row])
-        return result(await batcher.submit(feeds), row)
+        return prediction_json(runtime, await batcher.submit(feeds), row)
 
     @app.post("/explain", dependencies=[Depends(authorised)], **post)
     async def explain(request: Request) -> dict[str, Any]:
@@ -172,17 +199,6 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
         feeds = await run_in_threadpool(runtime.featurize, [row])
         outputs = await batcher.submit(feeds)
         phi = (await run_in_threadpool(runtime.explain, [row], feeds))[0]
-        out = result(outputs, row)
-        start, stop = meta["main_outputs"]
-        task, scores = meta["task"], runtime.scores(outputs[None, start:stop])
-        pick = explained_outputs(task, scores)
-        name = meta["classes"][int(pick[0])]
-        score = float(explained_score(task, scores, pick)[0])
-        out["explained"] = name if task == "classification" else str(name)
-        out["explained_quantity"] = explained_quantity(task, name, predicted=task == "classification")
-        out["score"] = score
-        out["base"] = score - float(phi.sum())
-        out["contributions"] = {n: float(v) for n, v in zip(runtime.names, phi)}
-        return out
+        return explanation_json(runtime, outputs, row, phi)
 
     return app
