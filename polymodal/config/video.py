@@ -1,5 +1,5 @@
-"""Video encoder configs (``kind: video``). The modality and its preprocessing live with the other
-kinds in :mod:`polymodal.config.modalities`."""
+"""Video encoder configs (``kind: video``). The modality lives with the other kinds in
+:mod:`polymodal.config.modalities`, its preprocessing in :mod:`polymodal.config.preprocess`."""
 
 from __future__ import annotations
 
