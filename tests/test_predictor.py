@@ -237,7 +237,7 @@ def test_a_modality_column_empty_in_every_row_is_named_in_a_warning(clf, data):
 def test_a_table_without_some_of_its_columns_predicts_with_them_missing(clf, data):
     predictor, _ = clf
     frame = absolute_paths(pd.read_csv(data["test"]), data["root"])
-    with pytest.warns(UserWarning, match=r"DataFrame has no column \['x2'\] of modality tab: it is missing in every "
+    with pytest.warns(UserWarning, match=r"DataFrame has no column 'x2' of modality tab: it is missing in every "
                                          r"row \(imputed as any missing value\)"):
         without = predictor.predict_proba(frame.drop(columns=["x2"]))
     pd.testing.assert_frame_equal(without, predictor.predict_proba(frame.assign(x2=float("nan"))))

@@ -157,3 +157,16 @@ def test_explain_reports_the_rows_it_skipped_in_python_and_on_the_command_line(r
     assert result.exit_code == 0, result.output
     assert result.stderr.count("unreadable or missing file(s) skipped") == 1 and "img38.png" in result.stderr
     assert list(pd.read_csv(tmp_path / "ex" / "skipped.csv")["row"]) == [2]
+
+
+def test_skipped_table_cells_are_counted_as_values_not_files():
+    from polymodal.data.skipped import Skipped, describe_skipped, skipped_frame
+
+    skipped = skipped_frame([Skipped("image", 0, "row 0", "a.png", "file not found", 0),
+                             Skipped("labs", 1, "row 1", None, "column 'temp' must be numeric; got 'x'", 1),
+                             Skipped("labs", 2, "row 2", None, "column 'crp' must be numeric; got 'y'", 2)])
+    text = describe_skipped(skipped, "missing")
+    assert text.startswith("1 unreadable or missing file(s) and 2 unreadable value(s) skipped (data.on_error: missing)")
+    assert "row 1, modality 'labs': column 'temp' must be numeric; got 'x'" in text
+    only_cells = describe_skipped(skipped.iloc[1:], "skip")
+    assert only_cells.startswith("2 unreadable value(s) skipped (data.on_error: skip); rows with one are left out")

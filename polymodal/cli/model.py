@@ -150,7 +150,9 @@ def evaluate(
     swept = extra.get("sweep_rows", 0)
     sample = f" on a sample of {swept} of {metrics.get('rows')} rows (--rows)" if swept < metrics.get("rows", 0) else ""
     if "missing" in extra:
-        print_rows(extra["missing"], f"modality subsets (the others missing){sample}")
+        print_rows(extra["missing"], f"modality subsets (the others missing){sample}; the metrics count every row, "
+                                     "those with none of a subset's modalities (rows_with_any: the others) "
+                                     "predicted from none")
     if "robustness" in extra:
         print_rows(extra["robustness"]["table"], f"{extra['robustness']['metric']} by corruption severity (0-5){sample}")
     if extra:

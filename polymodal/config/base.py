@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from types import UnionType
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, ModelWrapValidatorHandler, Validatio
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from polymodal.errors import ConfigError
+from polymodal.utils.suggest import did_you_mean
 
 # Fields whose value selects a member of a discriminated union; pydantic puts that value into
 # the error location, and we take it out again so that paths match what the user wrote.
@@ -243,8 +243,7 @@ def _describe(err: Any, parts: list[str], root: type[BaseModel], data: Any) -> s
     if kind == "extra_forbidden":
         section = _unwrap(_annotation_at(root, parts[:-1], data), _node(data, parts[:-1]))
         allowed = sorted(section.model_fields) if isinstance(section, type) and issubclass(section, BaseModel) else []
-        close = difflib.get_close_matches(parts[-1], allowed, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = did_you_mean(str(parts[-1]), allowed)
         listed = f"; allowed keys: {', '.join(allowed)}" if allowed else ""  # empty: a union of several sections
         return f"{path}: unknown key '{parts[-1]}'{hint}{listed}"
     if kind in ("union_tag_not_found", "union_tag_invalid"):

@@ -138,11 +138,11 @@ def _featurize_rows(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.n
     def consume(good: np.ndarray, feats: dict[str, np.ndarray], errors: list[tuple[int, str, str | None]]) -> None:
         for position, reason, path in errors:
             row = int(rows[position])
-            if on_error == "raise":  # the first, and how many more of the rows read with it fail too
-                others = [int(rows[p]) for p, _, _ in errors[1:]]
-                more = f" (also {manifest.rows_text(others, limit=5)} of the {len(good) + len(errors)} read with " \
-                       f"it{', each for its own reason' if any(r != reason for _, r, _ in errors[1:]) else ''})" \
-                    if others else ""
+            if on_error == "raise":  # the first, and the next few of the rows decoded with it that fail too
+                others = [f"{manifest.rows_text([int(rows[p])])}: {r}" + (f" ({file})" if file else "")
+                          for p, r, file in errors[1:4]]
+                more = f" (also, among the rows decoded with it: {'; '.join(others)}" \
+                       f"{f'; and {len(errors) - 4} more' if len(errors) > 4 else ''})" if others else ""
                 raise DecodeError(reason + more, path=path, modality=preprocessor.name, row=manifest.source_row(row),
                                   where=manifest.where(row))
             skipped.append(Skipped(preprocessor.name, row, manifest.where(row), path, reason, manifest.source_row(row)))

@@ -31,6 +31,7 @@ from polymodal.data.validation import validate_manifest
 from polymodal.errors import ManifestError, SchemaMismatchError
 from polymodal.utils.io import atomic_folder, atomic_write_json
 from polymodal.utils.memory import release_memory
+from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.warn import warn_user
 
 DataSource = str | os.PathLike | pd.DataFrame | Manifest
@@ -114,7 +115,8 @@ class DataPipeline:
                    for n in chosen}
         for n, cols in partial.items():
             if cols:  # a table read without some of its columns
-                warn_user(f"{manifest.name} has no column{'s' if len(cols) > 1 else ''} {cols} of modality {n}: "
+                named = ", ".join(f"'{c}'{did_you_mean(str(c), manifest.columns)}" for c in cols)
+                warn_user(f"{manifest.name} has no column{'s' if len(cols) > 1 else ''} {named} of modality {n}: "
                           f"{'they are' if len(cols) > 1 else 'it is'} missing in every row (imputed as any "
                           "missing value)")
         blank = [n for n in chosen if all(_all_empty(manifest.column(c)) for c in modality_columns(

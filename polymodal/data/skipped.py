@@ -41,10 +41,14 @@ def skipped_frame(skipped: list[Skipped]) -> pd.DataFrame:
 
 
 def describe_skipped(skipped: pd.DataFrame, on_error: str, shown: int = 5) -> str:
-    """How many files ``data.on_error`` skipped and what that did, with the first ``shown`` of
-    them (``skipped``: a :func:`skipped_frame`); one line each."""
+    """How many files (and inline values: a table's or a text's cells) ``data.on_error`` skipped
+    and what that did, with the first ``shown`` of them (``skipped``: a :func:`skipped_frame`); one
+    line each."""
     effect = "rows with one are left out" if on_error == "skip" else "their modality counts as missing in those rows"
-    lines = [f"{len(skipped)} unreadable or missing file(s) skipped (data.on_error: {on_error}); {effect}:"]
+    inline = int(skipped["path"].map(lambda path: not (isinstance(path, str) and path)).sum())  # table or text cells
+    counts = [f"{n} {what}" for n, what in ((len(skipped) - inline, "unreadable or missing file(s)"),
+                                            (inline, "unreadable value(s)")) if n]
+    lines = [f"{' and '.join(counts)} skipped (data.on_error: {on_error}); {effect}:"]
     for record in skipped.head(shown).to_dict("records"):
         path = record["path"] if isinstance(record["path"], str) and record["path"] else None  # None: an inline value
         lines.append(f"  {record['where']}, modality '{record['modality']}': "

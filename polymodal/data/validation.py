@@ -6,19 +6,22 @@ non-numeric or infinite targets), each with its row, so that a user fixes a mani
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import pandas as pd
 
 from polymodal.config import Config
-from polymodal.config.modalities import modality_columns
+from polymodal.config.modalities import ModalityConfig, modality_columns
 from polymodal.data.arrays import split_row_ref
 from polymodal.data.cells import BLOCK, Cells, is_empty
 from polymodal.data.manifest import Manifest, check_table
 from polymodal.errors import ManifestError
 from polymodal.utils.io import python_scalar
+from polymodal.utils.suggest import did_you_mean
+from polymodal.utils.values import number
 from polymodal.utils.warn import warn_user
 
 IN_MEMORY_HINT = (" (a file modality reads files: write in-memory images, arrays or bytes to files, e.g. with "
@@ -37,8 +40,10 @@ def validate_manifest(
     """Check a manifest against a config; raise one :class:`ManifestError` listing every problem.
 
     Checks: the manifest has rows, every modality column exists, file cells are paths (strings)
-    naming existing files, at least one modality is present per row, target columns exist and
-    hold no empty (or, for regression/multilabel, non-numeric or infinite) values.
+    naming existing files, at least one modality is present per row, a tabular modality's numeric
+    columns hold numbers (every bad cell named; with ``data.on_error`` ``skip`` or ``missing``,
+    encoding skips that row's modality instead), target columns exist and hold no empty (or, for
+    regression/multilabel, non-numeric or infinite) values.
 
     With ``data.on_error`` ``skip`` or ``missing``, a file cell naming no file is not a problem:
     it is recorded on the manifest (:meth:`~polymodal.data.manifest.Manifest.mark_absent`), and
@@ -68,10 +73,8 @@ def validate_manifest(
             missing_cols = []  # the columns there are read; the others are missing values
         if missing_cols:
             columns_missing = True
-            problems.append(
-                f"modality '{name}' reads column(s) {missing_cols}, not in {manifest.name} "
-                f"(columns: {columns})"
-            )
+            named = ", ".join(f"'{c}'{did_you_mean(str(c), columns)}" for c in missing_cols)
+            problems.append(f"modality '{name}' reads column(s) {named}, not in {manifest.name} (columns: {columns})")
             continue
         cells = Cells(manifest, modality_columns(modality), modality.file_based)
         present = cells.present()
@@ -89,8 +92,9 @@ def validate_manifest(
             why = {file: absent_reason(file) for file in set(files)}  # once per file: a packed .npy's rows share one
             reasons = [why[file] for file in files]
             manifest.mark_absent(modality.column, np.array([row for row, _ in absent], np.int64), reasons)  # or clear
+            hint = _absent_hint(manifest, name, modality, absent, len(rows)) if absent else None
             if config.data.on_error != "raise":  # skipped and listed when encoded, as an unreadable file is
-                if absent and (hint := _working_folder_hint(manifest, modality.column, absent[0][0])):
+                if hint:
                     warn_user(hint)
                 continue
             for (row, path), reason in zip(absent[:20], reasons):
@@ -98,13 +102,16 @@ def validate_manifest(
             if len(absent) > 20:
                 problems.append(f"column '{modality.column}': {len(absent) - 20} more missing files")
                 folded += len(absent) - 21
-            if absent and (hint := _working_folder_hint(manifest, modality.column, absent[0][0])):
+            if hint:
                 problems.append(hint)
                 folded -= 1  # advice, not a problem of its own
     if not columns_missing and not allow_empty_rows:
         empty_rows = np.flatnonzero(~present_any).tolist()
         if empty_rows:
             problems.append(f"{manifest.name}: no modality present in {manifest.rows_text(empty_rows)}")
+    if config.data.on_error == "raise":  # else encoding skips such a row's modality and lists it
+        problems += [p for name in names if config.modalities[name].kind == "tabular"
+                     for p in _tabular_problems(manifest, name, config.modalities[name].columns)]
     if require_target:
         problems += _target_problems(manifest, config)
     if problems:
@@ -142,10 +149,56 @@ def _absent_files(cells: Cells, rows: np.ndarray, *, folders: bool) -> list[tupl
     return absent
 
 
+def _tabular_problems(manifest: Manifest, name: str, numeric: Iterable[str]) -> list[str]:
+    """Every cell of tabular modality ``name``'s numeric columns that is no finite number (read as
+    :func:`~polymodal.utils.values.number` reads it), a line per column and reason with the rows and
+    the first values; a column of mostly text gets the advice to list it under ``categorical``."""
+    problems = []
+    for column in numeric:
+        if column not in manifest.columns:  # a column left out on purpose (prediction): imputed
+            continue
+        values = manifest.column(column)
+        empty = values.map(is_empty).to_numpy(dtype=bool)
+        as_float = pd.to_numeric(values, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+        suspects = np.flatnonzero((np.isnan(as_float) & ~empty) | np.isinf(as_float))
+        bad: dict[str, list[int]] = {}
+        for row in suspects.tolist():  # the few cells pandas did not read as a number, by number()'s rules
+            try:
+                number(values.iloc[row])
+            except ValueError as err:
+                bad.setdefault(str(err).split(";")[0], []).append(row)
+        for reason, rows in bad.items():
+            shown = ", ".join(_shown(values.iloc[r]) for r in rows[:3]) + (", ..." if len(rows) > 3 else "")
+            line = (f"tabular modality '{name}', column '{column}' {reason}: "
+                    f"{manifest.rows_text(rows)} {'holds' if len(rows) == 1 else 'hold'} {shown}")
+            if reason == "must be numeric" and len(rows) > (~empty).sum() / 2:
+                line += f" (categories? list '{column}' under the modality's 'categorical', not 'columns')"
+            problems.append(line)
+    return problems
+
+
 def absent_reason(file: str) -> str:
     """Why a file cell naming ``file`` (its path, a packed array's ``#row`` left out), which is no
     file, is refused or skipped: ``file not found`` or ``a folder, not a file``."""
     return "a folder, not a file" if os.path.isdir(file) else "file not found"
+
+
+FILE_SUFFIX = re.compile(r"\.[A-Za-z0-9_]{1,8}")
+
+
+def _absent_hint(manifest: Manifest, name: str, modality: ModalityConfig, absent: list[tuple[int, str]],
+                 present: int) -> str | None:
+    """Advice on missing files: a column none of whose ``present`` cells names an existing file and
+    whose cells do not look like file names (text, most likely) is probably not the modality's;
+    else :func:`_working_folder_hint`."""
+    if (len(absent) == present and not modality.folder_cells  # a folder needs no suffix
+            and not any(os.path.exists(split_row_ref(path)[0]) for _, path in absent[:20])):  # not a folder either
+        cells = manifest.take(modality.column, np.array([row for row, _ in absent[:20]], np.int64))
+        if not any(isinstance(c, str) and FILE_SUFFIX.fullmatch(PurePath(split_row_ref(c)[0]).suffix) for c in cells):
+            return (f"column '{modality.column}' names no file that exists, and its cells do not look like file "
+                    f"names (e.g. {str(cells[0])[:60]!r}): is it the column {modality.kind} modality '{name}' "
+                    "should read?")
+    return _working_folder_hint(manifest, modality.column, absent[0][0])
 
 
 def _working_folder_hint(manifest: Manifest, column: str, row: int) -> str | None:
@@ -218,7 +271,8 @@ def target_problems(manifest: Manifest, column: str, task: str, what: str | None
     """
     what = what or f"target column '{column}'"
     if column not in manifest.columns:
-        return [f"{what} is not in {manifest.name} (columns: {list(manifest.columns)})"]
+        return [f"{what} is not in {manifest.name}{did_you_mean(column, manifest.columns)} "
+                f"(columns: {list(manifest.columns)})"]
     values = manifest.column(column)
 
     def held(bad: np.ndarray, numbers: np.ndarray | None = None) -> str:

@@ -133,7 +133,7 @@ def test_on_error_raise_names_the_row_of_a_non_numeric_tabular_value(tmp_path):
 
 
 
-def test_on_error_raise_also_counts_the_other_bad_rows_read_with_the_first(tmp_path):
+def test_on_error_raise_also_names_the_other_bad_rows_decoded_with_the_first(tmp_path):
     path = write_multimodal_manifest(tmp_path)
     frame = pd.read_csv(path)
     frame["age"] = frame["age"].astype(object)
@@ -141,10 +141,12 @@ def test_on_error_raise_also_counts_the_other_bad_rows_read_with_the_first(tmp_p
     with pytest.raises(DecodeError) as info:
         pipeline("raise").fit(read_manifest(frame, root=tmp_path))
     assert info.value.row == 4
-    assert str(info.value).endswith("(also row 7 of the 9 read with it, each for its own reason)")
-    frame.loc[7, "age"] = "forty"  # the same reason: said once
-    with pytest.raises(DecodeError, match=r"'forty' \(also row 7 of the 9 read with it\)$"):
+    assert str(info.value).endswith("(also, among the rows decoded with it: row 7: column 'age' must be numeric; "
+                                    "got 'fifty')")
+    frame.loc[[1, 2, 3, 5, 6, 8], "age"] = "sixty"  # the first, three more, then a count
+    with pytest.raises(DecodeError, match=r"row 4: [^;]*; got 'forty'; and 4 more\)$"):
         pipeline("raise").fit(read_manifest(frame, root=tmp_path))
+
 
 def test_on_error_skip_survives_a_corrupt_first_signal_file(tmp_path):
     (tmp_path / "0.npy").write_bytes(b"garbage")

@@ -251,7 +251,7 @@ def test_missing_columns_and_target_problems_are_reported_together(tmp_path):
             {"image": "", "text": "c", "y": "heavy"}]
     problems = problems_of(read_manifest(pd.DataFrame(rows)), config, check_files=False)
     assert len(problems) == 3
-    assert "modality 'audio' reads column(s) ['wav']" in problems[0]
+    assert "modality 'audio' reads column(s) 'wav'" in problems[0]
     assert problems[1] == "target column 'y' is empty in row 1"  # a DataFrame: rows without lines
     assert problems[2] == "target column 'y' must be numeric for task 'regression'; row 2 holds 'heavy'"
 

@@ -227,3 +227,64 @@ def test_trailing_delimiters_after_an_integer_id_column_are_dropped_too(tmp_path
     path.write_text("id,image,label\n1,a.png,x,\n2,b.png,y,\n3,c.png,z,\n", encoding="utf-8")
     frame = read_manifest(path, text_columns=["image"]).frame
     assert frame.to_dict("list") == {"id": [1, 2, 3], "image": ["a.png", "b.png", "c.png"], "label": ["x", "y", "z"]}
+
+
+LABS = {"labs": {"kind": "tabular", "columns": ["temp", "crp"], "categorical": ["sex"]}}
+
+
+def test_every_bad_number_of_a_tabular_modality_is_named_at_once(tmp_path):
+    path = tmp_path / "m.csv"
+    pd.DataFrame({"temp": ["37.1", "38,2", "36.5", "", "NA", "39,0"], "crp": [1, 2, 3, ">100", 5, "inf"],
+                  "sex": list("MFMFMF"), "y": [0, 1] * 3}).to_csv(path, index=False)
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(read_manifest(path), make_config(LABS))
+    assert problems(info) == [
+        "tabular modality 'labs', column 'temp' must be numeric: rows 1 (line 3), 5 (line 7) hold '38,2', '39,0'",
+        "tabular modality 'labs', column 'crp' must be numeric: row 3 (line 5) holds '>100'",
+        "tabular modality 'labs', column 'crp' holds an infinite value: row 5 (line 7) holds 'inf'"]
+
+
+def test_a_text_column_read_as_numbers_is_advised_to_be_categorical(tmp_path):
+    frame = pd.DataFrame({"temp": [37.0, 38.0, 36.0], "crp": ["M", "F", 3], "sex": list("MFM"), "y": [0, 1, 0]})
+    with pytest.raises(ManifestError, match=r"list 'crp' under the modality's 'categorical'"):
+        validate_manifest(read_manifest(frame), make_config(LABS))
+
+
+def test_bad_numbers_are_left_to_encoding_when_files_are_skipped(tmp_path):
+    frame = pd.DataFrame({"temp": ["x", "38"], "crp": [1, 2], "sex": ["M", "F"], "y": [0, 1]})
+    validate_manifest(read_manifest(frame), make_config(LABS, data={"on_error": "missing"}))  # no error
+    frame.loc[0, "temp"] = "37"
+    validate_manifest(read_manifest(frame), make_config(LABS))  # numbers in text and as numbers: no error
+
+
+def test_a_file_column_that_holds_text_is_named_as_likely_the_wrong_column(tmp_path):
+    frame = pd.DataFrame({"image": ["no focal consolidation. heart size normal", "comparison with prior."],
+                          "y": [0, 1]})
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(read_manifest(frame, root=tmp_path), make_config(IMAGE))
+    assert problems(info)[-1] == ("column 'image' names no file that exists, and its cells do not look like file "
+                                  "names (e.g. 'no focal consolidation. heart size normal'): is it the column "
+                                  "image modality 'image' should read?")
+    frame["image"] = ["a.png", "b.png"]  # file names, missing: no such advice
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(read_manifest(frame, root=tmp_path), make_config(IMAGE))
+    assert not any("do not look like file names" in p for p in problems(info))
+
+
+def test_a_misspelt_column_gets_a_suggestion_case_first(tmp_path):
+    frame = pd.DataFrame({"temp": [37.0], "crp": [1.0], "sex": ["M"], "label": [0]})
+    config = make_config({"labs": {"kind": "tabular", "columns": ["temp", "CRP"], "categorical": ["sexx"]}},
+                         target="lable")
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(read_manifest(frame), config)
+    assert problems(info) == [
+        "modality 'labs' reads column(s) 'CRP' (did you mean 'crp'?), 'sexx' (did you mean 'sex'?), not in "
+        "DataFrame (columns: ['temp', 'crp', 'sex', 'label'])",
+        "target column 'lable' is not in DataFrame (did you mean 'label'?) (columns: ['temp', 'crp', 'sex', 'label'])"]
+
+
+def test_did_you_mean_stays_quiet_without_a_likely_name():
+    from polymodal.utils.suggest import did_you_mean
+
+    assert did_you_mean("image", ["label", "audio"]) == ""
+    assert did_you_mean("Image", ["image", "images"]) == " (did you mean 'image'?)"  # case before spelling

@@ -329,5 +329,5 @@ def test_a_chunked_prediction_checks_and_warns_once(trained, dataset, tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         predict_to_file(predictor, manifest, tmp_path / "p.csv", chunk_rows=3, progress=False)
-    absent = [str(w.message) for w in caught if "has no column ['x1']" in str(w.message)]
+    absent = [str(w.message) for w in caught if "has no column 'x1'" in str(w.message)]
     assert len(absent) == 1, absent  # the chunks are views of the checked manifest, not read again

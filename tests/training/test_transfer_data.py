@@ -170,7 +170,7 @@ def test_a_column_only_the_teacher_reads_is_named_as_the_teacher_runs(data, tmp_
     cfg = config({"method": "distill", "teacher": str(tmp_path / "teacher")})
     cfg["modalities"] = {"tab": copy.deepcopy(TABULAR)}
     with pytest.raises(ManifestError, match=rf"the teacher run {tmp_path / 'teacher'} \(transfer.teacher\): modality "
-                                            r"'img' reads column\(s\) \['image'\], not in no_image_train.csv"):
+                                            r"'img' reads column\(s\) 'image', not in no_image_train.csv"):
         MultimodalPredictor.from_config(cfg).fit(data["no_image_train"], data["valid"])
 
 
