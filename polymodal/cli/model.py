@@ -240,18 +240,20 @@ def predict(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the file already at --out, or discard "
                                             "the finished chunks of an interrupted prediction into it (both "
                                             "refused otherwise).")] = False,
+    keep: Annotated[list[str] | None, typer.Option("--keep", help="A manifest column to copy into --out after "
+                                                   "'row' (an id to join on; repeatable).")] = None,
     support: SupportOpt = None,
     on_error: OnErrorOpt = None,
 ) -> None:
     """Predict every row of a manifest, chunk by chunk with a progress bar (resumable; see
-    polymodal.deploy.batch); each row carries its manifest row number, classification adds one
-    probability column per class."""
+    polymodal.deploy.batch); each row carries its manifest row number (and the --keep columns),
+    classification adds one probability column per class."""
     from polymodal.deploy.batch import predict_to_file
 
     predictor = load_run(run, on_error)
     with predictor.quiet_skips():  # listed below
         report = predict_to_file(predictor, data, out, chunk_rows=chunk_rows, resume=resume, overwrite=overwrite,
-                                 support=support)
+                                 support=support, keep=keep or ())
     if report.skipped_file is not None:
         print_skipped(report.skipped, report.skipped_file, predictor.config.data.on_error)
     resumed = f" ({report.chunks_resumed} chunk(s) reused from the interrupted run)" if report.chunks_resumed else ""

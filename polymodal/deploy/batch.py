@@ -8,7 +8,8 @@ provided the manifest, chunk size, support set and model are the ones the parts 
 ``overwrite=True`` discards them and starts over; with neither, the call is refused rather than
 deleting finished work.
 
-Every row gets its manifest row number (column ``row``); rows dropped for an unreadable file
+Every row gets its manifest row number (column ``row``), then the manifest columns named in
+``keep`` (an id to join on), then the predictions; rows dropped for an unreadable file
 (``data.on_error: skip``) are missing from ``out`` and listed, with the file and the reason, in
 ``<out stem>.skipped.csv`` beside it (removed when nothing was skipped).
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from polymodal.estimator import PREDICT
 from polymodal.runfolder import write_skipped
 from polymodal.utils.io import atomic_write, atomic_write_json, check_folder_path, check_table_path
 from polymodal.utils.progress import progress_bar
+from polymodal.utils.suggest import did_you_mean
 
 STATE_FILE = "progress.json"
 
@@ -78,7 +80,8 @@ def _model_fingerprint(predictor: Any) -> str:
 
 def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *, chunk_rows: int = 1024,
                     resume: bool = False, overwrite: bool = False, progress: bool = True,
-                    support: DataSource | None = None, on_chunk: Callable[[int], None] | None = None) -> BatchReport:
+                    support: DataSource | None = None, keep: Sequence[str] = (),
+                    on_chunk: Callable[[int], None] | None = None) -> BatchReport:
     """Predict every row of ``data`` into ``out`` (see the module docstring).
 
     Args:
@@ -90,6 +93,8 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
             call left (refused otherwise); the manifest being predicted is never replaced.
         support: few-shot models: labelled rows whose classes' prototypes classify ``data``
             (see :mod:`polymodal.fewshot`).
+        keep: manifest columns copied into ``out`` after ``row`` (ids, file names), as the manifest
+            holds them.
         on_chunk: called with each chunk's index after it is written (progress hooks, tests).
 
     Raises:
@@ -101,6 +106,7 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
             or a support set for a model that takes none (refused, like a bad support manifest,
             before any file is written).
         ManifestError: the manifest does not fit the model (checked before any prediction).
+        OptionError: a ``keep`` column the manifest lacks, or one named as an output column.
     """
     out = check_table_path(out)  # found now, not after every row is predicted
     check_folder_path(out.parent, "--out", writable=True)  # where the parts folder and the table go
@@ -121,9 +127,12 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     predictor.require(PREDICT, "predict")  # a model that makes no predictions: refused before any file is written
     manifest = pipeline.read(data, require_target=False)  # every problem reported before work starts
     manifest = replace(manifest, labels=None)  # the output's `row` is the row number, a DataFrame's too
+    keep = list(keep)
+    _check_keep(keep, manifest, predictor)
     state = {"source": manifest.name, "rows": len(manifest), "chunk_rows": chunk_rows,
              "fingerprint": _fingerprint(manifest.frame), "model": _model_fingerprint(predictor),
-             "on_error": predictor.config.data.on_error}  # skip drops rows, missing keeps them: not mixed
+             "on_error": predictor.config.data.on_error,  # skip drops rows, missing keeps them: not mixed
+             "keep": keep}
     if support is not None:
         state["support"] = _fingerprint(read_manifest(support).frame)
     parts = parts_folder(out)
@@ -146,7 +155,7 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
                     if (parts / f"part-{index:06d}.parquet").is_file():
                         resumed += 1
                     else:
-                        _predict_chunk(predictor, manifest, rows, parts, index)
+                        _predict_chunk(predictor, manifest, rows, parts, index, keep)
                         done += 1
                         if on_chunk is not None:
                             on_chunk(index)
@@ -165,25 +174,48 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
 def _check_resumable(parts: Path, state: dict[str, Any]) -> None:
     """Refuse to resume from parts made from another manifest, chunk size, support set or model."""
     found = json.loads((parts / STATE_FILE).read_text(encoding="utf-8")) if (parts / STATE_FILE).is_file() else {}
+    found.setdefault("keep", [])  # parts written before --keep kept no column
     if found != state:
         raise SchemaMismatchError(
             f"cannot resume: the partial predictions in {parts} were made from {found.get('source')} "
             f"({found.get('rows')} rows, chunk_rows {found.get('chunk_rows')}); this call has {state['source']} "
             f"({state['rows']} rows, chunk_rows {state['chunk_rows']})"
             + (", another support set" if found.get("support") != state.get("support") else "")
+            + (f", --keep {found['keep']} (now {state['keep']})" if found["keep"] != state["keep"] else "")
             + (", another model" if found.get("model") != state.get("model") else "")
             + (f", data.on_error {found.get('on_error')} (now {state.get('on_error')})"
                if found.get("on_error") != state.get("on_error") else "")
             + ". Give --overwrite instead of --resume to start over")
 
 
-def _predict_chunk(predictor: Any, manifest: Manifest, rows: range, parts: Path, index: int) -> None:
+def _check_keep(keep: list[str], manifest: Manifest, predictor: Any) -> None:
+    """Refuse ``keep`` columns that ``manifest`` lacks or that an output column is named as."""
+    import numpy as np
+
+    from polymodal.multitask import further_task_frame, task_frame
+
+    targets = predictor.pipeline.targets
+    empty = np.zeros((0, targets.n_outputs))
+    outputs = ["row", *task_frame(targets, empty, pd.RangeIndex(0)).columns,
+               *further_task_frame(targets, empty, pd.RangeIndex(0)).columns]
+    problems = [f"--keep {c}: not a column of {manifest.name}{did_you_mean(c, manifest.columns)} "
+                f"(columns: {list(manifest.columns)})" for c in keep if c not in manifest.columns]
+    problems += [f"--keep {c}: the predictions have a column of that name ({outputs})" for c in keep if c in outputs]
+    problems += [f"--keep {c}: named twice" for c in sorted({c for c in keep if keep.count(c) > 1})]
+    if problems:
+        raise OptionError(problems)
+
+
+def _predict_chunk(predictor: Any, manifest: Manifest, rows: range, parts: Path, index: int,
+                   keep: list[str]) -> None:
     """Predict ``rows`` of ``manifest`` into ``part-<index>.parquet``, their skipped files into
     ``skipped-<index>.parquet`` (written first: a resumed run finds both or the list alone, and
     recomputes the chunk), or remove a stale list of an interrupted run when nothing is skipped."""
     frame = predictor.predict_frame(manifest.subset(rows))
     frame.index = frame.index + rows.start  # manifest row numbers
     frame = frame.reset_index()
+    for position, column in enumerate(keep, start=1):  # after `row`, for the rows kept (skip drops some)
+        frame.insert(position, column, manifest.select([column], frame["row"].to_numpy())[column].array)
     listed = parts / f"skipped-{index:06d}.parquet"
     skipped = predictor.eval_skipped  # rows already named by their manifest row (the subset keeps them)
     if skipped.empty:

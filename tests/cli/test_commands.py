@@ -194,9 +194,11 @@ def test_predict_writes_a_csv(run, data, tmp_path):
 def test_predict_parquet(run, data, tmp_path):
     out, _ = run
     preds = tmp_path / "preds.parquet"
-    assert invoke("predict", out, "--data", data["test"], "--out", preds).exit_code == 0
+    assert invoke("predict", out, "--data", data["test"], "--out", preds, "--keep", "label").exit_code == 0
     frame = pd.read_parquet(preds)
-    assert len(frame) == len(pd.read_csv(data["test"])) and "prediction" in frame.columns
+    test = pd.read_csv(data["test"])
+    assert len(frame) == len(test) and list(frame.columns[:3]) == ["row", "label", "prediction"]
+    assert frame["label"].tolist() == test["label"].tolist()  # --keep: a manifest column carried through
 
 
 def test_a_misnamed_modality_column_is_warned_about(run, data):

@@ -331,3 +331,36 @@ def test_a_chunked_prediction_checks_and_warns_once(trained, dataset, tmp_path):
         predict_to_file(predictor, manifest, tmp_path / "p.csv", chunk_rows=3, progress=False)
     absent = [str(w.message) for w in caught if "has no column 'x1'" in str(w.message)]
     assert len(absent) == 1, absent  # the chunks are views of the checked manifest, not read again
+
+
+def test_kept_columns_follow_row_for_the_rows_predicted(trained, dataset, tmp_path, monkeypatch):
+    predictor, _ = trained
+    monkeypatch.setattr(predictor.config.data, "on_error", "skip")
+    frame = with_bad_images(dataset, tmp_path, [2])
+    frame["id"] = [f"patient-{i:03d}" for i in range(len(frame))]
+    out = tmp_path / "preds.parquet"
+    predict_to_file(predictor, frame, out, chunk_rows=5, keep=["id", "label"], progress=False)
+    got = pd.read_parquet(out)
+    assert list(got.columns[:4]) == ["row", "id", "label", "prediction"]
+    assert got["id"].tolist() == [f"patient-{r:03d}" for r in got["row"]] and 2 not in got["row"].tolist()
+    assert got["label"].tolist() == frame["label"].drop(index=2).tolist()
+    with pytest.raises(OptionError) as info:
+        predict_to_file(predictor, frame, tmp_path / "p2.csv", keep=["ID", "prediction", "id", "id"], progress=False)
+    assert info.value.problems == [
+        "--keep ID: not a column of DataFrame (did you mean 'id'?) (columns: ['image', 'audio', 'text', 'x1', "
+        "'color', 'label', 'id'])",
+        "--keep prediction: not a column of DataFrame (columns: ['image', 'audio', 'text', 'x1', 'color', 'label', "
+        "'id'])",
+        "--keep prediction: the predictions have a column of that name (['row', 'prediction', 'proba_a', 'proba_b', "
+        "'proba_c'])",
+        "--keep id: named twice"]
+    assert not (tmp_path / "p2.csv").exists()
+
+
+def test_resume_refuses_parts_made_with_other_kept_columns(trained, dataset, tmp_path):
+    predictor, _ = trained
+    out = tmp_path / "preds.csv"
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False, on_chunk=stop)
+    with pytest.raises(SchemaMismatchError, match=r"--keep \[\] \(now \['label'\]\)"):
+        predict_to_file(predictor, dataset["test"], out, chunk_rows=5, resume=True, keep=["label"], progress=False)
