@@ -74,6 +74,11 @@ class Features:
         """Decoded and stacked arrays of ``values`` (all present)."""
         return self.stack([self.decode(v) for v in values])
 
+    def notes(self, value: Any) -> list[str]:
+        """What a caller should know about how ``value`` (present, featurised) was read, such as a
+        category the model never learned; none by default."""
+        return []
+
     def empty(self, n: int) -> dict[str, np.ndarray]:
         """Zero arrays for ``n`` rows where the modality is absent."""
         return {k: np.zeros((n, *shape), dtype) for k, (shape, dtype) in self.inputs.items()}
@@ -317,6 +322,13 @@ class TabularFeatures(Features):
             bad = [c for c, v in zip(self.numeric, num32) if not np.isfinite(v)]
             raise self.fail(f"columns {bad} are out of range once scaled (float32 overflows)")
         return num32, np.asarray(cats, np.int64)
+
+    def notes(self, value: Mapping[str, Any]) -> list[str]:
+        """The categories of ``value`` the model did not learn (read as the unknown category)."""
+        return [f"column '{c}': {value[c]!r} is a category the model did not learn (read as unknown; learned: "
+                f"{', '.join(map(repr, self.state['categories'][c][:10]))}"
+                f"{' ...' if len(self.state['categories'][c]) > 10 else ''})"
+                for c in self.categorical if self.category(value.get(c)) not in (None, *self.lookup[c])]
 
     def stack(self, samples: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
         n = len(samples)

@@ -165,6 +165,12 @@ class Runtime:
             feeds[f"{name}.present"] = present
         return feeds
 
+    def notes(self, row: Row) -> list[str]:
+        """What to tell the caller about how ``row`` (featurised already) was read: a category the
+        model never learned, per modality (``modality 'labs', column 'sex': 'X' is a category...``)."""
+        return [f"modality '{name}', {note}" for name in self.names if given(row.get(name))
+                for note in self.features[name].notes(row[name])]
+
     # -- the network --------------------------------------------------------------------------
     def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
         """Raw outputs (B, K) of the graph for prepared feeds (the int8 graph: row by row)."""

@@ -63,11 +63,12 @@ def body_schemas(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
 
 
 def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any]) -> dict[str, Any]:
-    """The ``/predict`` answer for one sample's network ``outputs`` (``row``: the modalities it was sent)."""
+    """The ``/predict`` answer for one sample's network ``outputs`` (``row``: the modalities it was sent),
+    with ``warnings`` on how it was read (:meth:`~polymodal.deploy.runtime.Runtime.notes`)."""
     meta = runtime.meta
     start, stop = meta["main_outputs"]
     scores = runtime.scores(outputs[None, start:stop])[0]
-    out: dict[str, Any] = {"task": meta["task"], "modalities": sorted(row)}
+    out: dict[str, Any] = {"task": meta["task"], "modalities": sorted(row), "warnings": runtime.notes(row)}
     if meta["task"] == "classification":
         out["prediction"] = meta["classes"][int(scores.argmax())]
         out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
@@ -104,7 +105,8 @@ def metadata_json(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
     for name, spec in meta["modalities"].items():
         entry: dict[str, Any] = {"kind": spec["kind"]}
         if spec["kind"] == "tabular":
-            entry.update(columns=spec["columns"], categorical=spec["categorical"])
+            entry.update(columns=spec["columns"], categorical=spec["categorical"],
+                         categories=spec["state"]["categories"])  # the values each categorical column learned
         elif spec["kind"] in FILE_KINDS:
             entry["accept"] = accepted_types(spec["kind"])
         if spec["kind"] == "audio":

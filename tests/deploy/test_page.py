@@ -77,7 +77,18 @@ def test_page_predicts_and_shows_contributions(page, tmp_path):
     assert page.locator("#contributions .bar").count() == 4  # every modality given: a bar each
     assert "not given" not in page.inner_text("#contributions")
     assert f"Shapley values on the probability of the predicted class '{predicted}'" in page.inner_text("#contrib-note")
-    assert not page.is_visible("#error")
+    assert not page.is_visible("#error") and page.inner_text("#warnings") == ""
+
+
+def test_page_offers_the_learned_categories_and_warns_about_another(page):
+    options = page.eval_on_selector_all("#categories-color option", "nodes => nodes.map(n => n.value)")
+    assert options == ["blue", "green", "red"] and page.get_attribute("#col-color", "list") == "categories-color"
+    page.click("#clear")
+    page.fill("#col-x1", "2.2")
+    page.fill("#col-color", "mauve")
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])")
+    assert "'mauve' is a category the model did not learn" in page.inner_text("#warnings")
 
 
 def test_page_shows_a_modality_that_was_not_sent_as_not_given(page, tmp_path):

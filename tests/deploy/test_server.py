@@ -50,7 +50,8 @@ def test_health_metadata_and_docs(client):
     assert client.get("/health").json()["status"] == "ok"
     meta = client.get("/metadata").json()
     assert meta["classes"] == ["a", "b", "c"]
-    assert meta["modalities"]["labs"] == {"kind": "tabular", "columns": ["x1"], "categorical": ["color"]}
+    assert meta["modalities"]["labs"] == {"kind": "tabular", "columns": ["x1"], "categorical": ["color"],
+                                          "categories": {"color": ["blue", "green", "red"]}}
     assert meta["modalities"]["audio"]["sample_rate"] == 8000 and "PNG" in meta["modalities"]["image"]["accept"]
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
@@ -78,6 +79,19 @@ def test_multipart_and_json_give_the_runtime_prediction(client, runtime, sample)
         assert out["modalities"] == ["audio", "image", "labs", "notes"]
         np.testing.assert_allclose([out["probabilities"][c] for c in "abc"], want, atol=1e-6)
         assert out["prediction"] == "abc"[int(want.argmax())]
+
+
+def test_a_category_the_model_did_not_learn_is_predicted_with_a_warning(client, runtime, sample):
+    known = client.post("/predict", json={"labs": sample["labs"]}).json()
+    assert known["warnings"] == []
+    for response in (client.post("/predict", json={"labs": {"x1": 2.1, "color": "Red"}}),
+                     client.post("/explain", data={"x1": "2.1", "color": "Red"})):  # JSON and multipart
+        out = response.json()
+        assert response.status_code == 200 and out["warnings"] == [
+            "modality 'labs', column 'color': 'Red' is a category the model did not learn (read as unknown; learned: "
+            "'blue', 'green', 'red')"]
+    want = runtime.predict_proba([{"labs": {"x1": 2.1, "color": "purple"}}])[0]  # any unknown value: one bucket
+    np.testing.assert_allclose([out["probabilities"][c] for c in "abc"], want, atol=1e-6)
 
 
 @pytest.mark.parametrize("subset", [["notes"], ["labs"], ["image", "notes"], ["audio"]])
