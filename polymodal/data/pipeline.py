@@ -37,6 +37,21 @@ from polymodal.utils.warn import warn_user
 DataSource = str | os.PathLike | pd.DataFrame | Manifest
 
 
+NUMBER_TEXT_MIN_ROWS = 10  # fewer: too few to call a column numeric
+
+
+def _warn_if_numbers(manifest: Manifest, name: str, column: str, present: np.ndarray) -> None:
+    """Warn about a text modality whose every training text is a number (a measurement read as
+    words learns one token per distinct value): most likely a column for a tabular modality."""
+    if present.sum() < NUMBER_TEXT_MIN_ROWS:
+        return
+    values = manifest.column(column)[present]
+    if pd.to_numeric(values, errors="coerce").notna().all():
+        warn_user(f"text modality '{name}': every training cell of column '{column}' is a number "
+                  f"(e.g. {values.iloc[0]!r}); read as text, each value is a word of its own: list the column in a "
+                  "tabular modality's 'columns' to read it as a number, or its 'categorical' for codes")
+
+
 class DataPipeline:
     """Preprocessors and target encoder for one config."""
 
@@ -167,6 +182,8 @@ class DataPipeline:
                     raise self._nothing_to_fit(manifest, name, f"names no file that exists in any training row "
                                                f"({len(rows)} skipped, data.on_error: {on_error}; first: "
                                                f"{manifest.where(int(rows[0]))}: {reasons[0]})", files=True)
+            if prep.kind == "text":
+                _warn_if_numbers(manifest, name, self.config.modalities[name].column, present)
             prep.fit(cells.subset(np.flatnonzero(present)))
         table = self.encode(manifest, progress=progress)
         require_rows(table, manifest, on_error, "train on", "training row(s)")

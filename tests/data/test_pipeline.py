@@ -80,6 +80,20 @@ def test_csv_class_labels_that_are_codes_keep_their_zeros(tmp_path, section, tar
     assert DataPipeline(regression).read(tmp_path / "train.csv", require_target=True).frame["y"].tolist() == [1, 2, 10]
 
 
+def test_a_text_modality_of_numbers_is_warned_about_once_it_has_enough_rows(tmp_path):
+    config = make_config({"lab": {"kind": "text", "column": "crp"}})
+    frame = pd.DataFrame({"crp": [f"{v:.1f}" for v in np.linspace(1, 90, 12)], "y": ["a", "b"] * 6})
+    frame.loc[3, "crp"] = ""  # an empty cell is no text: it does not count against the rule
+    with pytest.warns(UserWarning, match=r"text modality 'lab': every training cell of column 'crp' is a number "
+                                         r"\(e.g. '1.0'\).*tabular modality's 'columns'"):
+        DataPipeline(config).fit(read_manifest(frame))
+    frame.loc[5, "crp"] = "raised"  # one word among the numbers: text after all
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DataPipeline(config).fit(read_manifest(frame))
+        DataPipeline(config).fit(read_manifest(frame.iloc[:9].assign(crp="7")))  # too few rows to tell
+
+
 def test_targets_state_is_plain_json(tmp_path):
     config = make_config(MULTIMODAL)
     pipe = DataPipeline(config)
