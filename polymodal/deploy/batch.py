@@ -128,7 +128,7 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     manifest = pipeline.read(data, require_target=False)  # every problem reported before work starts
     manifest = replace(manifest, labels=None)  # the output's `row` is the row number, a DataFrame's too
     keep = list(keep)
-    _check_keep(keep, manifest, predictor)
+    _check_keep(keep, manifest)
     state = {"source": manifest.name, "rows": len(manifest), "chunk_rows": chunk_rows,
              "fingerprint": _fingerprint(manifest.frame), "model": _model_fingerprint(predictor),
              "on_error": predictor.config.data.on_error,  # skip drops rows, missing keeps them: not mixed
@@ -188,19 +188,11 @@ def _check_resumable(parts: Path, state: dict[str, Any]) -> None:
             + ". Give --overwrite instead of --resume to start over")
 
 
-def _check_keep(keep: list[str], manifest: Manifest, predictor: Any) -> None:
-    """Refuse ``keep`` columns that ``manifest`` lacks or that an output column is named as."""
-    import numpy as np
-
-    from polymodal.multitask import further_task_frame, task_frame
-
-    targets = predictor.pipeline.targets
-    empty = np.zeros((0, targets.n_outputs))
-    outputs = ["row", *task_frame(targets, empty, pd.RangeIndex(0)).columns,
-               *further_task_frame(targets, empty, pd.RangeIndex(0)).columns]
+def _check_keep(keep: list[str], manifest: Manifest) -> None:
+    """Refuse ``keep`` columns that ``manifest`` lacks, and any named twice (one named as an output
+    column is refused with the first chunk, before it is written)."""
     problems = [f"--keep {c}: not a column of {manifest.name}{did_you_mean(c, manifest.columns)} "
                 f"(columns: {list(manifest.columns)})" for c in keep if c not in manifest.columns]
-    problems += [f"--keep {c}: the predictions have a column of that name ({outputs})" for c in keep if c in outputs]
     problems += [f"--keep {c}: named twice" for c in sorted({c for c in keep if keep.count(c) > 1})]
     if problems:
         raise OptionError(problems)
@@ -214,6 +206,10 @@ def _predict_chunk(predictor: Any, manifest: Manifest, rows: range, parts: Path,
     frame = predictor.predict_frame(manifest.subset(rows))
     frame.index = frame.index + rows.start  # manifest row numbers
     frame = frame.reset_index()
+    taken = [c for c in keep if c in frame.columns]
+    if taken:
+        raise OptionError([f"--keep {c}: the predictions have a column of that name ({list(frame.columns)})"
+                           for c in taken])
     for position, column in enumerate(keep, start=1):  # after `row`, for the rows kept (skip drops some)
         frame.insert(position, column, manifest.select([column], frame["row"].to_numpy())[column].array)
     listed = parts / f"skipped-{index:06d}.parquet"

@@ -281,6 +281,17 @@ def test_cli_trains_evaluates_and_predicts_an_anomaly_run(data, tmp_path):
     result = runner.invoke(app, ["predict", str(run), "--data", str(data / "test.csv"), "--out", str(tmp_path / "p.csv")])
     assert result.exit_code == 0, result.output
     assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["row", "score", "flag"]
+    result = runner.invoke(app, ["predict", str(run), "--data", str(data / "test.csv"), "--out", str(tmp_path / "k.csv"),
+                                 "--keep", "label"])
+    assert result.exit_code == 0, result.output
+    kept = pd.read_csv(tmp_path / "k.csv")
+    assert list(kept.columns) == ["row", "label", "score", "flag"]
+    assert kept["label"].tolist() == pd.read_csv(data / "test.csv")["label"].tolist()
+    pd.read_csv(data / "test.csv").assign(score=1.0).to_csv(data / "scored.csv", index=False)
+    result = runner.invoke(app, ["predict", str(run), "--data", str(data / "scored.csv"), "--out", str(tmp_path / "f.csv"),
+                                 "--keep", "score"])  # an output column's name: refused, nothing written
+    assert result.exit_code == 2 and "--keep score: the predictions have a column of that name" in result.stderr
+    assert not (tmp_path / "f.csv").exists()
     # what an anomaly run cannot do is refused with the reason, not a traceback
     for command, fragment in ((["evaluate", str(run), "--data", str(data / "test.csv"), "--missing"], "--missing"),
                               (["evaluate", str(run), "--data", str(data / "test.csv"), "--robustness"], "--robustness"),

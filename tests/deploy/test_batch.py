@@ -345,15 +345,16 @@ def test_kept_columns_follow_row_for_the_rows_predicted(trained, dataset, tmp_pa
     assert got["id"].tolist() == [f"patient-{r:03d}" for r in got["row"]] and 2 not in got["row"].tolist()
     assert got["label"].tolist() == frame["label"].drop(index=2).tolist()
     with pytest.raises(OptionError) as info:
-        predict_to_file(predictor, frame, tmp_path / "p2.csv", keep=["ID", "prediction", "id", "id"], progress=False)
+        predict_to_file(predictor, frame, tmp_path / "p2.csv", keep=["ID", "id", "id"], progress=False)
     assert info.value.problems == [
         "--keep ID: not a column of DataFrame (did you mean 'id'?) (columns: ['image', 'audio', 'text', 'x1', "
         "'color', 'label', 'id'])",
-        "--keep prediction: not a column of DataFrame (columns: ['image', 'audio', 'text', 'x1', 'color', 'label', "
-        "'id'])",
-        "--keep prediction: the predictions have a column of that name (['row', 'prediction', 'proba_a', 'proba_b', "
-        "'proba_c'])",
         "--keep id: named twice"]
+    with pytest.raises(OptionError) as info:  # found with the first chunk, before it is written
+        predict_to_file(predictor, frame.assign(prediction="x"), tmp_path / "p2.csv", keep=["prediction"],
+                        progress=False)
+    assert info.value.problems == ["--keep prediction: the predictions have a column of that name (['row', "
+                                   "'prediction', 'proba_a', 'proba_b', 'proba_c'])"]
     assert not (tmp_path / "p2.csv").exists()
 
 
