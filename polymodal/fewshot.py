@@ -10,7 +10,7 @@ training classes. The model's own prototypes and classes are restored afterwards
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,12 +26,14 @@ from polymodal.training.fewshot import prototype_embeddings
 
 
 @contextmanager
-def use_support(predictor: Any, support: Any) -> Iterator[None]:
+def use_support(predictor: Any, support: Any, modalities: Iterable[str] | None = None) -> Iterator[None]:
     """Within the block, ``predictor`` classifies by the prototypes of ``support``'s classes.
 
     Args:
         predictor: a fitted :class:`~polymodal.predictor.MultimodalPredictor` with a prototype head.
         support: a labelled manifest (path or DataFrame) with at least two classes.
+        modalities: embed the support rows with only these modalities present, as the queries are
+            (default: every modality its manifest has).
 
     Raises:
         SchemaMismatchError: the model is not a prototypical network, or the support set has
@@ -42,8 +44,10 @@ def use_support(predictor: Any, support: Any) -> Iterator[None]:
     if not isinstance(net.head, PrototypeHead):
         raise SchemaMismatchError("a support set needs a model trained with transfer: {method: protonet}; this one "
                                   f"has a '{predictor.config.head.name}' head and no prototypes")
-    manifest = pipeline.read(support, require_target=True)
-    table = pipeline.encode(manifest, progress=False)
+    names = None if modalities is None else [modalities] if isinstance(modalities, str) else list(modalities)
+    manifest = pipeline.read(support, require_target=True, modalities=names)
+    table = pipeline.encode(manifest, progress=False,
+                            modalities=names if names is not None else pipeline.check_modalities(None, manifest))
     encoder = TargetEncoder("classification", predictor.config.targets, fitted_on=f"the support set {manifest.name}")
     encoder.fit(manifest.subset(table.rows))
     labels = torch.as_tensor(encoder.encode(manifest, table.rows), dtype=torch.long)

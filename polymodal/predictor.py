@@ -295,7 +295,7 @@ class MultimodalPredictor(Estimator):
             support: few-shot models (``transfer: protonet``): labelled rows whose classes'
                 prototypes classify ``data`` (see :mod:`polymodal.fewshot`).
         """
-        with self.using_support(support):
+        with self.using_support(support, modalities):
             manifest, table = self.encode_data(data, require_target=True, modalities=modalities)
             return self._score(table, self.pipeline.encode_targets(manifest, table))
 
@@ -308,7 +308,7 @@ class MultimodalPredictor(Estimator):
         if self.config.task == "regression":
             raise SchemaMismatchError("predict_proba needs a classification or multilabel model; this one does "
                                       "regression (use predict)")
-        with self.using_support(support):
+        with self.using_support(support, modalities):
             manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
             outputs = main_outputs(self.pipeline.targets, self.raw_outputs(table))
             columns = self.pipeline.targets.classes if self.config.task == "classification" else self.config.targets
@@ -323,7 +323,7 @@ class MultimodalPredictor(Estimator):
         :meth:`evaluate`."""
         self.require(PREDICT, "predict")
         if self.config.task == "regression":
-            with self.using_support(support):  # a support set: refused, as predict_frame and evaluate refuse it
+            with self.using_support(support, modalities):  # a support set: refused, as predict_frame and evaluate refuse it
                 _, table = self.encode_data(data, require_target=False, modalities=modalities)
                 values = self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, self.raw_outputs(table)))
             return values[:, 0] if isinstance(self.config.target, str) else values
@@ -339,7 +339,7 @@ class MultimodalPredictor(Estimator):
         (regression); further ``tasks`` add their columns prefixed by the task's name.
         ``support``: see :meth:`evaluate`."""
         self.require(PREDICT, "predict")
-        with self.using_support(support):
+        with self.using_support(support, modalities):
             manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
             outputs = self.raw_outputs(table)
             index = manifest.row_index(table.rows)
@@ -347,13 +347,14 @@ class MultimodalPredictor(Estimator):
             return frame.join(further_task_frame(self.pipeline.targets, outputs, index))
 
     @contextmanager
-    def using_support(self, support: DataSource | None) -> Iterator[None]:
-        """Within the block, classify by the prototypes of ``support``'s classes (see
-        :func:`polymodal.fewshot.use_support`); ``None`` changes nothing."""
+    def using_support(self, support: DataSource | None, modalities: Iterable[str] | None = None) -> Iterator[None]:
+        """Within the block, classify by the prototypes of ``support``'s classes, embedded with only
+        ``modalities`` present as the queries are (see :func:`polymodal.fewshot.use_support`);
+        ``None`` changes nothing."""
         if support is None:
             yield
             return
-        with use_support(self, support):
+        with use_support(self, support, modalities):
             yield
 
     def explain(self, data: DataSource, *, max_rows: int | None = None, seed: int = 0, samples: int = 4,

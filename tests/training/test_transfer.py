@@ -205,6 +205,23 @@ def test_a_saved_prototypical_network_predicts_the_same_with_and_without_support
             protonet.predict(data["test"], support=data["valid"])).all()
 
 
+def test_a_support_set_is_embedded_with_the_modalities_the_queries_have(protonet, data):
+    import warnings
+
+    from polymodal.config.modalities import modality_columns
+
+    alone = protonet.config.modality_names[0]
+    trimmed = data["root"] / f"support_{alone}_only.csv"
+    pd.read_csv(data["valid"])[[*modality_columns(protonet.config.modalities[alone]), "label"]].to_csv(trimmed,
+                                                                                                      index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # modalities= chosen: no warning about the support set's other columns
+        chosen = protonet.predict_proba(data["test"], modalities=[alone], support=data["valid"])
+    pd.testing.assert_frame_equal(chosen, protonet.predict_proba(data["test"], modalities=[alone], support=trimmed))
+    full = protonet.predict_proba(data["test"], support=data["valid"])
+    assert not np.allclose(chosen.to_numpy(), full.to_numpy())  # the subset differs from all modalities
+
+
 def test_support_set_on_a_model_without_prototypes_is_refused(data):
     pred = MultimodalPredictor.from_config(config(epochs=1)).fit(data["train"], data["valid"])
     with pytest.raises(SchemaMismatchError, match="protonet"):
