@@ -165,9 +165,12 @@ def test_load_refuses_a_folder_that_is_not_a_run(tmp_path):
         MultimodalPredictor.load(tmp_path)
 
 
-def test_predicting_before_fit():
+@pytest.mark.parametrize("call", [lambda p, df: p.predict(df), lambda p, df: p.explain(df),
+                                  lambda p, df: p.evaluate(df), lambda p, df: p.predict_frame(df)],
+                         ids=["predict", "explain", "evaluate", "predict_frame"])
+def test_predicting_before_fit(call):
     with pytest.raises(NotFittedError):
-        MultimodalPredictor.from_config(classification_config()).predict(pd.DataFrame({"x1": [1.0]}))
+        call(MultimodalPredictor.from_config(classification_config()), pd.DataFrame({"x1": [1.0]}))
 
 
 # -- schema checks on new data ---------------------------------------------------------------

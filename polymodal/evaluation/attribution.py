@@ -185,6 +185,7 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
         SchemaMismatchError: ``output`` is not one of the model's outputs.
     """
     predictor.require(EXPLAIN)
+    predictor.require_fitted()  # before the outputs are named from the fitted targets
     task, outputs_named = predictor.config.task, output_names(predictor)
     chosen = output_index(output, outputs_named, task)  # checked before the work
     if not isinstance(data, EvalData):  # read here: its skipped files are this call's to report
