@@ -247,7 +247,9 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
                 overrides: Mapping[str, Any] | None = None, check_files: bool = False) -> Config:
     """Read a config from a YAML/JSON file, a dict or a Config.
 
-    Relative paths inside a file (weights, vectors, tokenizers) resolve against the file's folder.
+    Relative paths inside a file (weights, vectors, tokenizers) resolve against the file's folder;
+    inside a dict, against the working folder, when the config is built (so a run records them
+    absolute and loads from anywhere).
     ``saved_run``: the ``config.yaml`` of a trained run, which loads even where a check added since
     would refuse it for a new run (with a warning). ``overrides``: dotted keys set before the
     config is validated (``{"train.epochs": 1}``, the command line's ``--set``; see
@@ -263,15 +265,18 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
     if not isinstance(source, str | os.PathLike | dict | Config):
         raise TypeError(f"a config is a YAML or JSON file's path, a dict or a Config; got {type(source).__name__} "
                         f"{source!r:.60}")
-    if overrides and not isinstance(source, str | os.PathLike):  # a dict or a Config: edited as a copy
-        data = config_to_dict(source) if isinstance(source, Config) else copy.deepcopy(source)
-        apply_overrides(data, overrides)
-        with naming_overrides(overrides):
-            return validate(Config, data, context={"saved_run": saved_run})
-    if isinstance(source, Config):
+    if isinstance(source, Config) and not overrides:
         return source
-    if isinstance(source, dict):
-        return validate(Config, source, context={"saved_run": saved_run})
+    if not isinstance(source, str | os.PathLike):  # a dict, or a Config to edit (as a copy)
+        data = config_to_dict(source) if isinstance(source, Config) else copy.deepcopy(source)
+        apply_overrides(data, overrides or {})
+        with naming_overrides(overrides):
+            config = validate(Config, data, context={"saved_run": saved_run})
+        _resolve_paths(config, Path.cwd())  # no file to be relative to: recorded absolute, as a run saves them
+        missing = missing_paths(config) if check_files else []
+        if missing:
+            raise ConfigError(missing)
+        return config
     path = Path(source)
     if not path.is_file():
         what = "is a folder, not a config file" if path.is_dir() else "config file not found"

@@ -76,6 +76,19 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path, monkeypatch)
     assert config.modalities["xray"].encoder.weights == Path("/abs/resnet18.pth")
 
 
+def test_relative_paths_of_a_dict_resolve_against_the_working_folder_and_are_saved_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = yaml.safe_load(RICH_YAML)
+    config = load_config(data)
+    assert config.modalities["words"].encoder.vectors == tmp_path / "vectors" / "glove.txt"
+    assert config.data.cache_dir == tmp_path / "cache"
+    save_config(config, tmp_path / "run" / "config.yaml")  # as a run records it: read back from its own folder
+    again = load_config(tmp_path / "run" / "config.yaml")
+    assert again.modalities["words"].encoder.vectors == tmp_path / "vectors" / "glove.txt"
+    with pytest.raises(ConfigError, match=r"modalities.words.encoder.vectors: not found: .*vectors/glove.txt"):
+        load_config(data, check_files=True)  # named by key, as for a file
+
+
 def test_json_config_file(tmp_path):
     data = yaml.safe_load(RICH_YAML)
     config = load_config(write(tmp_path / "sub" / "c.json", json.dumps(data)))
