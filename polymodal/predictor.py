@@ -136,6 +136,7 @@ class MultimodalPredictor(Estimator):
         from polymodal.training.transfer import TransferPlan, recorded_config, unlabeled_source, warn_if_evaluated
 
         cfg = self.config = self._given_config
+        self._fitted_settings = None  # this fit's config may differ from the last one's
         check_out(out, cfg, resume=resume, overwrite=overwrite)  # before reading any data
         check_devices(cfg.train)
         if resume and out is not None:
@@ -178,6 +179,7 @@ class MultimodalPredictor(Estimator):
         )
         transfer.finish(net)
         self.net = net.eval()
+        self._mark_fitted()
         if result.rank != 0:  # other DDP ranks: rank 0 evaluates and writes the run
             self.info = {"rank": result.rank}
             return self
@@ -272,6 +274,7 @@ class MultimodalPredictor(Estimator):
     def require_fitted(self) -> tuple[DataPipeline, MultimodalNet]:
         if self.pipeline is None or self.net is None:
             raise NotFittedError("this predictor is not fitted; call fit() or MultimodalPredictor.load()")
+        self._check_config_unchanged()
         return self.pipeline, self.net
 
     def raw_outputs(self, table: EncodedTable) -> np.ndarray:

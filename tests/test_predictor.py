@@ -570,3 +570,28 @@ def test_a_validation_manifest_left_without_rows_by_skipping_is_refused_before_t
                                             rf"unreadable file, skipped \({len(frame)} file\(s\); data.on_error: skip\)"):
         MultimodalPredictor.from_config(config).fit(data["train"], tmp_path / "valid.csv", out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_config_changed_after_fit_is_refused_by_key_until_put_back(data, tmp_path):
+    from polymodal.errors import ConfigError
+
+    pred = MultimodalPredictor.from_config(classification_config(epochs=1)).fit(data["train"], data["valid"])
+    size = pred.config.modalities["img"].preprocess.size
+    pred.config.modalities["img"].preprocess.size = 12
+    pred.config.target = "y"
+    for call in (lambda: pred.predict(data["test"]), lambda: pred.save(tmp_path / "run")):
+        with pytest.raises(ConfigError) as info:
+            call()
+        assert info.value.problems[:2] == ["target: 'label' when fitted, now 'y'",
+                                           f"modalities.img.preprocess.size: {size!r} when fitted, now 12"]
+        assert "put the value(s) back, or fit again" in info.value.problems[2]
+    assert not (tmp_path / "run").exists()  # nothing saved that would not load
+    pred.config.target = "label"
+    pred.config.modalities["img"].preprocess.size = size
+    pred.config.data.on_error = "skip"  # a setting of how data is read: free to change
+    pred.config.train.batch_size = 7
+    assert len(pred.predict(data["test"])) == len(pd.read_csv(data["test"]))
+    parameters = pred.info["parameters"]
+    pred.config.head.hidden = [8]  # changed before a fit again: that fit follows it
+    pred.fit(data["train"], data["valid"])
+    assert pred.info["parameters"] < parameters and len(pred.predict(data["test"])) == len(pd.read_csv(data["test"]))

@@ -140,6 +140,7 @@ class AnomalyDetector(Estimator):
             raise SchemaMismatchError("task 'anomaly' learns from no unlabelled manifest (its training rows are the "
                                       "normal samples); drop --unlabeled")
         cfg = self.config
+        self._fitted_settings = None  # this fit's config may differ from the last one's
         if test is not None and not cfg.targets:
             raise SchemaMismatchError("a test manifest is evaluated against its labels, but this anomaly config has "
                                       "no target column; set target (and anomaly.normal) or leave the test out")
@@ -179,6 +180,7 @@ class AnomalyDetector(Estimator):
         model.eval()
         model.scorer.fit(model.net, self._loader(train_table, train_y, train=False))
         self.model = model
+        self._mark_fitted()
         if result.rank != 0:  # other DDP ranks: rank 0 sets the threshold, evaluates and writes the run
             self.info = {"rank": result.rank}
             return self
@@ -217,6 +219,7 @@ class AnomalyDetector(Estimator):
     def require_fitted(self) -> tuple[DataPipeline, AnomalyModel]:
         if self.pipeline is None or self.model is None:
             raise NotFittedError("this anomaly detector is not fitted; call fit() or AnomalyDetector.load()")
+        self._check_config_unchanged()
         return self.pipeline, self.model
 
     def _scores(self, table: EncodedTable) -> np.ndarray:

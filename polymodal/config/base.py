@@ -52,13 +52,23 @@ class StrictModel(BaseModel):
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Assignment is validated (``validate_assignment``), and a boolean for a number refused
-        there too: pydantic hands the wrap validator the model, not the assigned value."""
+        there too (pydantic hands the wrap validator the model, not the assigned value); a bad value
+        raises :class:`ConfigError` naming the key, as a bad file does. A section's own kind (the
+        ``name`` of a fusion, the ``kind`` of a modality) cannot change in place: assign the whole
+        section (``config.fusion = {"name": "late"}``)."""
         field = type(self).model_fields.get(name)
         problem = None if field is None else bool_for_number(field.annotation, value)
-        if problem is not None:
-            raise ValidationError.from_exception_data(type(self).__name__, [
-                {"type": PydanticCustomError("bool_for_number", problem), "loc": (name,), "input": value}])
-        super().__setattr__(name, value)
+        try:
+            if problem is not None:
+                raise ValidationError.from_exception_data(type(self).__name__, [
+                    {"type": PydanticCustomError("bool_for_number", problem), "loc": (name,), "input": value}])
+            super().__setattr__(name, value)
+        except ValidationError as err:
+            lines = format_validation_error(err, {name: value}, type(self))
+            if name in DISCRIMINATORS and field is not None and get_origin(field.annotation) is Literal:
+                lines = [f"{name}: a section's {name} cannot change in place ({getattr(self, name)!r} to {value!r}); "
+                         f"assign a new section instead, e.g. config.<section> = {{'{name}': {value!r}, ...}}"]
+            raise ConfigError(lines, source=f"an assignment to {type(self).__name__}.{name}") from None
 
 
 def _error_details(error: Any) -> InitErrorDetails:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import yaml
 from helpers_cli import assert_user_error, invoke
-from pydantic import ValidationError
 
 from polymodal.config import load_config
 from polymodal.config.mel import empty_mel_filters, frame_samples, most_mel_filters
@@ -252,9 +251,9 @@ def test_an_image_mean_without_its_std_is_refused(given, absent):
 
 def test_a_boolean_assigned_to_a_number_is_refused_too():
     config = load_config(config_with())
-    with pytest.raises(ValidationError, match="must be an integer, not a boolean"):
+    with pytest.raises(ConfigError, match="epochs: must be an integer, not a boolean"):
         config.train.epochs = True
-    with pytest.raises(ValidationError, match=r"item 1 must be a number, not a boolean"):
+    with pytest.raises(ConfigError, match=r"item 1 must be a number, not a boolean"):
         config.loss.class_weights = [1.0, True]
     config.train.epochs, config.train.deterministic = 7, False  # numbers and booleans where they belong
     assert (config.train.epochs, config.train.deterministic) == (7, False)
@@ -335,3 +334,17 @@ def test_a_number_out_of_range_for_a_number_or_word_field_is_one_problem():
     assert problems_of(config_with(**{"train.devices": 0})) == ["train.devices: Input should be greater than 0, or 'auto' (got 0)"]
     words = problems_of(config_with(**{"train.devices": "x"}))  # neither member: both say what they take
     assert len(words) == 2 and any("'auto'" in p for p in words)
+
+
+def test_a_bad_assignment_is_a_config_error_naming_the_key():
+    config = load_config(config_with())
+    with pytest.raises(ConfigError) as info:
+        config.data.on_error = "bogus"
+    assert info.value.source == "an assignment to DataConfig.on_error"
+    assert info.value.problems == ["on_error: Input should be 'raise', 'skip' or 'missing' (got 'bogus')"]
+    assert config.data.on_error == "raise"  # unchanged
+    with pytest.raises(ConfigError, match=r"name: a section's name cannot change in place \('attention' to 'late'\); "
+                                          r"assign a new section"):
+        config.fusion.name = "late"
+    config.fusion = {"name": "late"}  # a new section: validated as one
+    assert config.fusion.name == "late" and config.fusion.produces_outputs
