@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -16,6 +17,9 @@ from polymodal.utils.suggest import did_you_mean
 # Fields whose value selects a member of a discriminated union; pydantic puts that value into
 # the error location, and we take it out again so that paths match what the user wrote.
 DISCRIMINATORS = ("kind", "name", "objective", "method")
+
+
+VALIDATING: ContextVar[bool] = ContextVar("polymodal_config_validating", default=False)
 
 
 class StrictModel(BaseModel):
@@ -31,6 +35,14 @@ class StrictModel(BaseModel):
         """Refuse a boolean given for a number field (a field validator cannot do it for every field:
         pydantic forbids them on the discriminator fields), reported under the field's key beside
         every other problem of the section."""
+        token = VALIDATING.set(True)  # an assignment inside a validator: pydantic's error, gathered with the rest
+        try:
+            return cls._checked(data, handler)
+        finally:
+            VALIDATING.reset(token)
+
+    @classmethod
+    def _checked(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
         found = {}
         if isinstance(data, Mapping):
             for key, value in data.items():
@@ -53,9 +65,10 @@ class StrictModel(BaseModel):
     def __setattr__(self, name: str, value: Any) -> None:
         """Assignment is validated (``validate_assignment``), and a boolean for a number refused
         there too (pydantic hands the wrap validator the model, not the assigned value); a bad value
-        raises :class:`ConfigError` naming the key, as a bad file does. A section's own kind (the
-        ``name`` of a fusion, the ``kind`` of a modality) cannot change in place: assign the whole
-        section (``config.fusion = {"name": "late"}``)."""
+        raises :class:`ConfigError` naming the key, as a bad file does (inside a validator, pydantic's
+        error, which the validation reports by key path). A section's own kind (the ``name`` of a
+        fusion, the ``kind`` of a modality) cannot change in place: assign the whole section
+        (``config.fusion = {"name": "late"}``)."""
         field = type(self).model_fields.get(name)
         problem = None if field is None else bool_for_number(field.annotation, value)
         try:
@@ -64,6 +77,8 @@ class StrictModel(BaseModel):
                     {"type": PydanticCustomError("bool_for_number", problem), "loc": (name,), "input": value}])
             super().__setattr__(name, value)
         except ValidationError as err:
+            if VALIDATING.get():
+                raise
             lines = format_validation_error(err, {name: value}, type(self))
             if name in DISCRIMINATORS and field is not None and get_origin(field.annotation) is Literal:
                 lines = [f"{name}: a section's {name} cannot change in place ({getattr(self, name)!r} to {value!r}); "
