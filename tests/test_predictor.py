@@ -511,8 +511,10 @@ def test_training_on_the_validation_rows_is_warned_about(data):
         MultimodalPredictor.from_config(classification_config(epochs=1)).fit(data["train"], str(data["train"]))
     frame = pd.read_csv(data["train"])
     frame["image"] = [str(data["root"] / p) if isinstance(p, str) else p for p in frame["image"]]
-    with pytest.warns(UserWarning, match="the validation DataFrame holds the training rows"):
+    with pytest.warns(UserWarning, match="the validation DataFrame holds the training rows") as caught:
         MultimodalPredictor.from_config(classification_config(epochs=1)).fit(frame, frame.copy())
+    warned = next(w for w in caught if "holds the training rows" in str(w.message))
+    assert warned.filename == __file__  # the user's line, not a context manager's inside the fit
 
 
 def test_categories_the_model_did_not_learn_are_warned_about(clf, data, tmp_path):
