@@ -89,6 +89,15 @@ class Explanation:
     labels: np.ndarray | None = None
     index: pd.Index | None = None
 
+    def __repr__(self) -> str:
+        """One line: what was explained, over what (the arrays are in ``values``, ``importance``)."""
+        table = self.importance
+        shares = ", ".join(f"{m} {v:.2f}" for m, v in zip(table["modality"], table["share"])) \
+            if {"modality", "share"} <= set(table.columns) else ""
+        return (f"Explanation({len(self.rows)} rows x {len(self.modalities)} modalities {self.modalities}, "
+                f"{'exact' if self.exact else 'sampled'} Shapley values of the {self.explained_quantity or 'score'}"
+                + (f"; share of |Shapley|: {shares}" if shares else "") + f"; {len(self.within)} within-modality maps)")
+
     def _pick(self, array: np.ndarray) -> np.ndarray:
         """The explained output of each row: (N, ..., K) -> (N, ...)."""
         return np.take_along_axis(array, self.explained.reshape(-1, *([1] * (array.ndim - 1))), axis=-1)[..., 0]

@@ -55,6 +55,14 @@ def test_when_only_a_matters_a_gets_over_90_percent_of_the_shapley_mass(a_only):
     assert abs(table.loc["b", "accuracy_drop"]) < 0.05  # without b: nothing lost
 
 
+def test_an_explanation_prints_as_one_line_with_the_shares(a_only):
+    _, test, explanation = a_only
+    text = repr(explanation)
+    assert "\n" not in text and len(text) < 300
+    assert text.startswith(f"Explanation({len(explanation.rows)} rows x 2 modalities ['a', 'b'], exact Shapley values")
+    assert f"a {share(explanation, 'a'):.2f}" in text
+
+
 def test_when_both_are_needed_both_get_a_large_share_and_the_interaction_shows(xor, a_only):
     _, _, explanation = xor
     assert 0.3 < share(explanation, "a") < 0.7 and 0.3 < share(explanation, "b") < 0.7
