@@ -24,6 +24,7 @@ import pandas as pd
 from polymodal.data.cells import is_empty
 from polymodal.errors import ManifestError
 from polymodal.utils.io import python_scalar
+from polymodal.utils.warn import warn_user
 
 READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "json",
            ".arrow": "arrow", ".feather": "arrow"}
@@ -206,6 +207,11 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
         check_table(list(source.columns), len(source), "DataFrame")
         base = Path(root) if root is not None else Path.cwd()
         labels = None if source.index.equals(pd.RangeIndex(len(source))) else source.index
+        if labels is not None and not labels.is_unique:
+            repeated = labels[labels.duplicated()].unique()[:3].tolist()
+            warn_user(f"the DataFrame's index repeats labels ({', '.join(map(repr, repeated))}...): predictions and "
+                      "messages are named by it, so df.join(pred.predict_proba(df)) would pair every copy with "
+                      "every other; df.reset_index(drop=True) (or a unique index) first")
         return Manifest(source.reset_index(drop=True), base.resolve(), "DataFrame", None, labels=labels)
     if not isinstance(source, str | os.PathLike):
         raise ManifestError([f"expected a manifest file path (CSV, TSV, Parquet, JSONL) or a pandas DataFrame, got "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -348,3 +349,13 @@ def test_subset_keeps_root_and_reindexes(tmp_path):
     assert part.frame["y"].tolist() == ["cat", "cat"]
     assert list(part.frame.index) == [0, 1]
     assert part.root == manifest.root and part.name == manifest.name
+
+
+def test_a_dataframe_whose_index_repeats_labels_is_warned_about():
+    frame = pd.DataFrame({"image": ["a.png", "b.png", "c.png"], "y": [0, 1, 0]}, index=[7, 7, 8])
+    with pytest.warns(UserWarning, match=r"the DataFrame's index repeats labels \(7\.\.\.\): .*reset_index"):
+        manifest = read_manifest(frame)
+    assert manifest.labels.tolist() == [7, 7, 8]  # still named by it, as asked
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_manifest(frame.set_axis([7, 9, 8]))  # a unique index: no warning
