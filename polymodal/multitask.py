@@ -65,6 +65,8 @@ def multitask_metrics(targets: MultiTargetEncoder, outputs: np.ndarray, target: 
         enc = targets.encoders[slot.name]
         out = outputs[:, slot.outputs[0]:slot.outputs[1]]
         tgt = target[:, slot.targets[0]:slot.targets[1]]
+        if slot.name != MAIN_TASK and np.isnan(tgt).all():  # a task the evaluated rows cannot score
+            continue
         if enc.task == "classification":
             part = task_metrics("classification", out, tgt[:, 0].round().astype(np.int64), enc.n_outputs)
         elif enc.task == "regression":

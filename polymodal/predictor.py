@@ -300,7 +300,7 @@ class MultimodalPredictor(Estimator):
         """
         with self.using_support(support, modalities):
             manifest, table = self.encode_data(data, require_target=True, modalities=modalities)
-            return self._score(table, self.pipeline.encode_targets(manifest, table))
+            return self._score(table, self.pipeline.encode_targets(manifest, table, scorable=True))
 
     def predict_proba(self, data: DataSource, modalities: Iterable[str] | None = None, *,
                       support: DataSource | None = None) -> pd.DataFrame:

@@ -21,7 +21,8 @@ from polymodal.config.tasks import MAIN_TASK
 from polymodal.data.manifest import Manifest
 from polymodal.data.targets import TargetEncoder
 from polymodal.data.validation import target_problems
-from polymodal.errors import ManifestError
+from polymodal.errors import ManifestError, SchemaMismatchError
+from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
     import torch
@@ -134,6 +135,29 @@ class MultiTargetEncoder:
         parts = []
         for enc in self.encoders.values():
             values = enc.encode(manifest, rows)
+            parts.append(values.astype(np.float32).reshape(len(values), -1))
+        return np.concatenate(parts, axis=1)
+
+    def encode_scorable(self, manifest: Manifest, rows: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`encode` for an evaluation: a further task whose targets cannot be scored on
+        ``manifest`` (a column it lacks, an empty or non-numeric cell, a class the training never
+        saw) gets NaN targets, which its metrics leave out, with a warning naming the task and why;
+        the main task is encoded as :meth:`encode` does (its problems are errors)."""
+        main = self.main.encode(manifest, rows)
+        parts = [main.astype(np.float32).reshape(len(main), -1)]
+        for name, enc in self.extras.items():
+            problems = [p for column in enc.columns for p in target_problems(manifest, column, enc.task,
+                                                                            f"target column '{column}'")]
+            width = 1 if enc.task == "classification" else len(enc.columns)
+            if not problems:
+                try:
+                    values = enc.encode(manifest, rows)
+                except SchemaMismatchError as err:
+                    problems = [str(err)]
+            if problems:
+                warn_user(f"tasks.{name} is not scored on {manifest.name} (the other tasks are): {problems[0]}"
+                          + (f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""))
+                values = np.full((len(parts[0]), width), np.nan, np.float32)
             parts.append(values.astype(np.float32).reshape(len(values), -1))
         return np.concatenate(parts, axis=1)
 

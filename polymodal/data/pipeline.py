@@ -24,7 +24,7 @@ from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.encode import EncodedModality, EncodedTable, encode_manifest, manifest_cells
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.modalities import Preprocessor, build_preprocessor
-from polymodal.data.multitarget import build_targets, targets_from_state
+from polymodal.data.multitarget import MultiTargetEncoder, build_targets, targets_from_state
 from polymodal.data.skipped import require_rows
 from polymodal.data.targets import warn_if_continuous
 from polymodal.data.validation import validate_manifest
@@ -267,7 +267,12 @@ class DataPipeline:
                     warn_user(f"{manifest.name}: column '{column}' of modality {name}: {sum(unknown.values())} row(s) "
                               f"hold categories the model did not learn ({shown}): they read as the unknown category")
 
-    def encode_targets(self, manifest: Manifest, table: EncodedTable) -> np.ndarray:
+    def encode_targets(self, manifest: Manifest, table: EncodedTable, *, scorable: bool = False) -> np.ndarray:
+        """The targets of ``table``'s rows. ``scorable`` (an evaluation): a further task whose
+        targets ``manifest`` cannot give is left unscored, with a warning, rather than refused
+        (:meth:`~polymodal.data.multitarget.MultiTargetEncoder.encode_scorable`)."""
+        if scorable and isinstance(self.targets, MultiTargetEncoder):
+            return self.targets.encode_scorable(manifest, table.rows)
         return self.targets.encode(manifest, table.rows)
 
     def dataset(self, table: EncodedTable, targets: np.ndarray | None = None, train: bool = False) -> MultimodalDataset:

@@ -74,7 +74,7 @@ def load_eval_data(predictor: MultimodalPredictor, data: DataSource, *, require_
     if len(chosen) < len(manifest):
         manifest = manifest.subset(chosen)
     table = pipeline.encode(manifest, progress=False, modalities=pipeline.check_modalities(None, manifest))
-    targets = pipeline.encode_targets(manifest, table) if require_target else None
+    targets = pipeline.encode_targets(manifest, table, scorable=True) if require_target else None
     return EvalData(manifest, table, targets, chosen)
 
 

@@ -309,6 +309,19 @@ def test_further_tasks_get_their_own_heads_metrics_and_columns(data, weighting, 
     assert set(frame["bright_prediction"]) <= {0, 1}
     pred.save(tmp_path / "run")  # its config.yaml spells out every default and loads back (uncertainty once did not)
     pd.testing.assert_frame_equal(MultimodalPredictor.load(tmp_path / "run").predict_frame(data["test"]), frame)
+    if weighting == "fixed":  # rows that cannot score a further task: the others are still scored
+        test = pd.read_csv(data["test"])
+        test["image"] = [str(data["root"] / p) if isinstance(p, str) else p for p in test["image"]]
+        without = test.drop(columns=["y"])
+        without.loc[0, "tag_bright"] = 7  # a class that task never saw, beside its missing column
+        with pytest.warns(UserWarning) as caught:
+            partial = pred.evaluate(without)
+        said = [str(w.message) for w in caught if "is not scored" in str(w.message)]
+        assert len(said) == 2 and "tasks.level is not scored on DataFrame (the other tasks are): target column 'y'" \
+            in said[1] and "tasks.bright" in said[0]
+        assert partial["accuracy"] == scores["accuracy"] and not any(k.startswith(("level/", "bright/")) for k in partial)
+        with pytest.raises(ManifestError, match="target column 'label'"):  # the main task's: still an error
+            pred.evaluate(test.drop(columns=["label"]))
 
 
 # -- gradual unfreezing ---------------------------------------------------------------------------
