@@ -99,14 +99,20 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
+    sentences = []  # a note in words: below the table, which would otherwise be as wide as it
     for key, value in metrics.items():
         if isinstance(value, dict):  # e.g. per_label_auroc: one row per entry
             rows = [(f"{key}.{k}", v) for k, v in value.items() if not isinstance(v, list | dict)]
         else:
             rows = [] if isinstance(value, list) else [(key, value)]  # matrices are in the JSON and the report
         for name, v in rows:
+            if isinstance(v, str) and len(v) > 40:
+                sentences.append(f"{name}: {v}")
+                continue
             table.add_row(name, "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v))  # None: undefined
     print_table(console, table)
+    for sentence in sentences:
+        console.print(escape(sentence), highlight=False)
 
 
 def print_skipped(skipped: Any, listed: Path, on_error: str, shown: int = 5) -> None:

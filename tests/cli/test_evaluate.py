@@ -152,3 +152,16 @@ def test_an_out_that_cannot_be_written_is_refused_before_the_evaluation(run, mon
     assert_user_error(invoke("evaluate", folder, "--data", paths["test"], "--missing", "--out", "/proc/eval"),
                       "--out: the folder /proc cannot be written (")
     assert evaluated == []
+
+
+def test_a_note_in_words_is_printed_below_the_metrics_table_not_in_it():
+    from polymodal.cli.common import console, print_metrics
+
+    note = "AUPRC is undefined: the evaluated rows hold no anomaly, so every row would count as a false positive"
+    with console.capture() as captured:
+        print_metrics({"auroc": 0.91, "per_label_auroc": {"fault": 0.95}, "note": note}, "metrics")
+    lines = captured.get().splitlines()
+    table = [line for line in lines if "auroc" in line]
+    assert len(table) == 2 and all(len(line) < 60 for line in table)  # not stretched to the note's width
+    below = " ".join(lines[lines.index(table[-1]) + 1:])
+    assert "note: AUPRC is undefined" in below and "note" not in " ".join(table)
