@@ -32,7 +32,8 @@ from torch.utils.data import DataLoader
 
 from polymodal import runfolder
 from polymodal.assets import localize_assets, save_assets
-from polymodal.config import Config, config_to_dict, load_config
+from polymodal.config import Config, load_config
+from polymodal.config.fitted import check_unchanged, model_settings
 from polymodal.data.content_keys import content_key
 from polymodal.data.dataset import Batch, data_loader
 from polymodal.data.encode import EncodedTable
@@ -174,28 +175,13 @@ class Estimator:
         raise NotImplementedError
 
     def _mark_fitted(self) -> None:
-        """Remember the config the model was fitted or loaded with (:meth:`_check_config_unchanged`);
+        """Remember the config the model was fitted or loaded with (see :mod:`polymodal.config.fitted`);
         ``None`` while a fit runs, whose config may differ from the last one's."""
         self._fitted_settings = model_settings(self.config)
 
     def _check_config_unchanged(self) -> None:
-        """Refuse a fitted model whose config has changed since (``pred.config.task = ...``): the
-        network and preprocessing follow the config they were fitted with, so a changed key would
-        describe another model. ``data``, ``train``, ``report`` and ``tune`` may change.
-
-        Raises:
-            ConfigError: every changed key, with its value then and now.
-        """
-        if self._fitted_settings is None:
-            return
-        now = model_settings(self.config)
-        if now == self._fitted_settings:
-            return
-        changed = [f"{key}: {before!r} when fitted, now {after!r}" for key, before, after
-                   in changed_keys(self._fitted_settings, now)]
-        raise ConfigError(changed + ["the fitted network and preprocessing follow the config they were fitted with: "
-                                     "put the value(s) back, or fit again (after a fit only data.*, train.*, "
-                                     "report.* and tune.* may change)"], source="the fitted model's config")
+        """Refuse a model whose config changed since it was fitted (``pred.config.task = ...``)."""
+        check_unchanged(self._fitted_settings, self.config)
 
     def _split(self, manifest: Manifest) -> tuple[Manifest, Manifest]:
         """(train, valid) held out of a training manifest when no validation one is given."""
@@ -266,7 +252,7 @@ class Estimator:
         """``info`` after a fit: the rows and files of both splits, the parameters, ``facts`` and
         the manifests it was fitted on (``sources``: split -> path or DataFrame)."""
         return {"train_rows": len(train_table), "valid_rows": len(valid_table), **facts,
-                "parameters": count_parameters(model),
+                "parameters": sum(p.numel() for p in model.parameters()),
                 "skipped_files": len(train_table.skipped) + len(valid_table.skipped), **manifest_paths(**sources)}
 
     def _finish_fit(self, train_table: EncodedTable, valid_table: EncodedTable, test: Manifest | None,
@@ -410,26 +396,3 @@ class Estimator:
         estimator.metrics, estimator.info, estimator.history = results.metrics, results.info, results.history
         estimator.last_skipped = results.skipped
         return estimator, run
-
-
-RUNTIME_SECTIONS = ("data", "train", "report", "tune")  # a fitted model's config may change these
-
-
-def model_settings(config: Config) -> dict[str, Any]:
-    """The config sections that define a fitted model (every one but :data:`RUNTIME_SECTIONS`)."""
-    settings = config_to_dict(config)
-    for section in RUNTIME_SECTIONS:
-        settings.pop(section, None)
-    return settings
-
-
-def changed_keys(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """``(dotted key, before, after)`` for every value that differs between two nested dicts."""
-    if isinstance(before, dict) and isinstance(after, dict):
-        return [change for key in dict.fromkeys([*before, *after])
-                for change in changed_keys(before.get(key), after.get(key), f"{prefix}{key}.")]
-    return [] if before == after else [(prefix.rstrip("."), before, after)]
-
-
-def count_parameters(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
