@@ -85,6 +85,8 @@ class Estimator:
         """``config``: a :class:`~polymodal.config.Config`, a dict or a YAML/JSON file's path
         (validated as :func:`~polymodal.config.load_config` does)."""
         self.config = load_config(config)
+        if self.config is config:  # the caller's object: this estimator's own copy, which no other shares
+            self.config = config.model_copy(deep=True)
         self.pipeline: DataPipeline | None = None
         self.history = pd.DataFrame()
         self.info: dict[str, Any] = {}

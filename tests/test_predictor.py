@@ -597,3 +597,18 @@ def test_a_config_changed_after_fit_is_refused_by_key_until_put_back(data, tmp_p
     pred.config.head.hidden = [8]  # changed before a fit again: that fit follows it
     pred.fit(data["train"], data["valid"])
     assert pred.info["parameters"] < parameters and len(pred.predict(data["test"])) == len(pd.read_csv(data["test"]))
+
+
+def test_a_loaded_model_refuses_a_changed_config_and_estimators_do_not_share_one(clf, data):
+    from polymodal.config import load_config
+    from polymodal.errors import ConfigError
+
+    _, run = clf
+    loaded = MultimodalPredictor.load(run)
+    loaded.config.modalities["tab"].columns = ["x1"]
+    with pytest.raises(ConfigError, match=r"modalities.tab.columns: \['x1', 'x2'\] when fitted, now \['x1'\]"):
+        loaded.evaluate(data["test"])
+    shared = load_config(classification_config())
+    first, second = MultimodalPredictor(shared), MultimodalPredictor(shared)
+    second.config.head.hidden = [4]
+    assert first.config.head.hidden == [16] and shared.head.hidden == [16]  # each has its own copy

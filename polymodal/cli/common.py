@@ -8,6 +8,8 @@ with status 2, without a traceback.
 from __future__ import annotations
 
 import functools
+import signal
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,25 +74,39 @@ def _format_warning(message: Warning | str, category: type[Warning], filename: s
     return f"warning: {message}\n"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``docker stop``, a job scheduler, Kubernetes), stopping a command as Ctrl-C does."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def user_errors(fn: F) -> F:
     """Turn polymodal's own errors (and errors about paths the user gave) into one message and
-    exit status 2; print warnings as ``warning: ...`` lines, without source locations."""
+    exit status 2; print warnings as ``warning: ...`` lines, without source locations. Ctrl-C
+    and SIGTERM stop a command with one line (status 130 and 143), its files written atomically."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         formatter, warnings.formatwarning = warnings.formatwarning, _format_warning
+        main = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+        terminate = signal.signal(signal.SIGTERM, _terminate) if main else None
         try:
             return fn(*args, **kwargs)
         except (PolymodalError, *PATH_ERRORS) as err:
             message = str(err) if isinstance(err, PolymodalError) else _path_error_message(err)
             err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT; files are written atomically
+        except KeyboardInterrupt as stop:  # the shell's status for the signal
             hint = " (the same command with --resume continues it)" if "resume" in kwargs else ""
-            err_console.print(f"interrupted{hint}", highlight=False)
-            raise typer.Exit(130) from None
+            terminated = isinstance(stop, Terminated)
+            err_console.print(f"{'terminated' if terminated else 'interrupted'}{hint}", highlight=False)
+            raise typer.Exit(143 if terminated else 130) from None
         finally:
             warnings.formatwarning = formatter
+            if terminate is not None:
+                signal.signal(signal.SIGTERM, terminate)
 
     return wrapper  # type: ignore[return-value]
 

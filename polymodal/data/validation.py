@@ -5,10 +5,12 @@ non-numeric or infinite targets), each with its row, so that a user fixes a mani
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterable
 from pathlib import Path, PurePath
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -159,22 +161,41 @@ def _tabular_problems(manifest: Manifest, name: str, numeric: Iterable[str]) -> 
             continue
         values = manifest.column(column)
         empty = values.map(is_empty).to_numpy(dtype=bool)
-        as_float = pd.to_numeric(values, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+        try:
+            as_float = pd.to_numeric(values, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+        except (OverflowError, TypeError, ValueError):  # an integer past float range: every cell by number()
+            as_float = np.full(len(values), np.nan)
+        if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_timedelta64_dtype(values):
+            as_float[:] = np.nan  # nanoseconds to pandas; no number to the encoding
         suspects = np.flatnonzero((np.isnan(as_float) & ~empty) | np.isinf(as_float))
         bad: dict[str, list[int]] = {}
-        for row in suspects.tolist():  # the few cells pandas did not read as a number, by number()'s rules
+        verdicts: dict[Any, str | None] = {}  # each distinct cell judged once (a column of text repeats a few)
+        for row, value in zip(suspects.tolist(), values.iloc[suspects].tolist()):
             try:
-                number(values.iloc[row])
-            except ValueError as err:
-                bad.setdefault(str(err).split(";")[0], []).append(row)
+                reason = verdicts[value]
+            except (KeyError, TypeError):  # not judged yet, or unhashable
+                reason = _number_problem(value)
+                with contextlib.suppress(TypeError):
+                    verdicts[value] = reason
+            if reason is not None:
+                bad.setdefault(reason, []).append(row)
         for reason, rows in bad.items():
-            shown = ", ".join(_shown(values.iloc[r]) for r in rows[:3]) + (", ..." if len(rows) > 3 else "")
+            shown = ", ".join(_shown(values.iloc[r])[:40] for r in rows[:3]) + (", ..." if len(rows) > 3 else "")
             line = (f"tabular modality '{name}', column '{column}' {reason}: "
                     f"{manifest.rows_text(rows)} {'holds' if len(rows) == 1 else 'hold'} {shown}")
             if reason == "must be numeric" and len(rows) > (~empty).sum() / 2:
                 line += f" (categories? list '{column}' under the modality's 'categorical', not 'columns')"
             problems.append(line)
     return problems
+
+
+def _number_problem(value: object) -> str | None:
+    """Why a tabular cell is no finite number, as encoding words it (``must be numeric``), or None."""
+    try:
+        number(value)
+    except ValueError as err:
+        return str(err).split(";")[0]
+    return None
 
 
 def absent_reason(file: str) -> str:

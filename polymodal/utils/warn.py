@@ -13,7 +13,7 @@ from pathlib import Path
 PACKAGE = str(Path(__file__).resolve().parent.parent) + os.sep  # a sibling such as polymodal_x/ is not inside
 # frames between the user's line and the package that are not the user's either: context managers
 # (``with pred.using_support(...)``), wrappers, and the training loop that calls polymodal back
-PASSED_THROUGH = ("contextlib", "functools", "lightning", "torch")
+PASSED_THROUGH = ("contextlib", "functools", "lightning", "torch", "optuna")
 
 
 def _passed_through() -> tuple[str, ...]:

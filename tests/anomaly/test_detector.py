@@ -98,6 +98,9 @@ def test_run_folder_round_trip_gives_identical_scores_and_flags(data, tmp_path):
     after = again.predict_frame(data / "test.csv")
     pd.testing.assert_frame_equal(before, after)
     assert list(after.columns) == ["score", "flag"]
+    again.config.anomaly.target_fpr = 0.5  # the threshold was chosen for the fitted value
+    with pytest.raises(ConfigError, match="anomaly.target_fpr"):
+        again.predict_frame(data / "test.csv")
     threshold = again.info["threshold"]
     assert (after["flag"] == (after["score"] > threshold)).all()
     assert not any(p.suffix in (".pt", ".pkl", ".ckpt") for p in (tmp_path / "run").iterdir())

@@ -288,3 +288,14 @@ def test_did_you_mean_stays_quiet_without_a_likely_name():
 
     assert did_you_mean("image", ["label", "audio"]) == ""
     assert did_you_mean("Image", ["image", "images"]) == " (did you mean 'image'?)"  # case before spelling
+
+
+def test_dates_and_numbers_past_float_range_in_a_numeric_column_are_named_not_a_crash():
+    frame = pd.DataFrame({"temp": [37.0, 10**400, 36.0], "crp": pd.to_datetime(["2020-01-01", None, "2020-01-03"]),
+                          "sex": list("MFM"), "y": [0, 1, 0]})
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(read_manifest(frame), make_config(LABS))
+    assert problems(info)[0].startswith("tabular modality 'labs', column 'temp' holds a number out of range: row 1 holds")
+    assert problems(info)[1].startswith("tabular modality 'labs', column 'crp' must be numeric: rows 0, 1, 2 hold "
+                                        "Timestamp('2020-01-01")  # dates are no numbers (NaT neither, as encoded)
+    assert len(problems(info)) == 2
