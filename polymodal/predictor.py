@@ -298,7 +298,7 @@ class MultimodalPredictor(Estimator):
             support: few-shot models (``transfer: protonet``): labelled rows whose classes'
                 prototypes classify ``data`` (see :mod:`polymodal.fewshot`).
         """
-        with self.using_support(support, modalities):
+        with self.using_support(support, modalities, data):
             manifest, table = self.encode_data(data, require_target=True, modalities=modalities)
             return self._score(table, self.pipeline.encode_targets(manifest, table, scorable=True))
 
@@ -311,7 +311,7 @@ class MultimodalPredictor(Estimator):
         if self.config.task == "regression":
             raise SchemaMismatchError("predict_proba needs a classification or multilabel model; this one does "
                                       "regression (use predict)")
-        with self.using_support(support, modalities):
+        with self.using_support(support, modalities, data):
             manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
             outputs = main_outputs(self.pipeline.targets, self.raw_outputs(table))
             columns = self.pipeline.targets.classes if self.config.task == "classification" else self.config.targets
@@ -326,7 +326,7 @@ class MultimodalPredictor(Estimator):
         :meth:`evaluate`."""
         self.require(PREDICT, "predict")
         if self.config.task == "regression":
-            with self.using_support(support, modalities):  # a support set: refused, as predict_frame and evaluate refuse it
+            with self.using_support(support, modalities, data):  # a support set: refused, as predict_frame and evaluate refuse it
                 _, table = self.encode_data(data, require_target=False, modalities=modalities)
                 values = self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, self.raw_outputs(table)))
             return values[:, 0] if isinstance(self.config.target, str) else values
@@ -342,7 +342,7 @@ class MultimodalPredictor(Estimator):
         (regression); further ``tasks`` add their columns prefixed by the task's name.
         ``support``: see :meth:`evaluate`."""
         self.require(PREDICT, "predict")
-        with self.using_support(support, modalities):
+        with self.using_support(support, modalities, data):
             manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
             outputs = self.raw_outputs(table)
             index = manifest.row_index(table.rows)
@@ -350,13 +350,17 @@ class MultimodalPredictor(Estimator):
             return frame.join(further_task_frame(self.pipeline.targets, outputs, index))
 
     @contextmanager
-    def using_support(self, support: DataSource | None, modalities: Iterable[str] | None = None) -> Iterator[None]:
-        """Within the block, classify by the prototypes of ``support``'s classes, embedded with only
-        ``modalities`` present as the queries are (see :func:`polymodal.fewshot.use_support`);
-        ``None`` changes nothing."""
+    def using_support(self, support: DataSource | None, modalities: Iterable[str] | None = None,
+                      queries: DataSource | None = None) -> Iterator[None]:
+        """Within the block, classify by the prototypes of ``support``'s classes, embedded with the
+        modalities the queries have: ``modalities``, else those whose columns ``queries`` holds
+        (see :func:`polymodal.fewshot.use_support`); ``None`` changes nothing."""
         if support is None:
             yield
             return
+        if modalities is None and queries is not None:
+            pipeline, _ = self.require_fitted()
+            modalities = pipeline.check_modalities(None, pipeline.read_raw(queries))
         with use_support(self, support, modalities):
             yield
 

@@ -220,6 +220,15 @@ def test_a_support_set_is_embedded_with_the_modalities_the_queries_have(protonet
     pd.testing.assert_frame_equal(chosen, protonet.predict_proba(data["test"], modalities=[alone], support=trimmed))
     full = protonet.predict_proba(data["test"], support=data["valid"])
     assert not np.allclose(chosen.to_numpy(), full.to_numpy())  # the subset differs from all modalities
+    queries = data["root"] / f"test_{alone}_only.csv"  # queries whose manifest holds one modality: the same
+    columns = modality_columns(protonet.config.modalities[alone])
+    test = pd.read_csv(data["test"])
+    held = test[columns].notna().any(axis=1).to_numpy()
+    test.loc[held, [*columns, "label"]].to_csv(queries, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the queries' absent columns are warned about, as without support
+        implied = protonet.predict_proba(queries, support=data["valid"])
+    np.testing.assert_allclose(implied.to_numpy(), chosen.to_numpy()[held], atol=1e-6)
 
 
 def test_support_set_on_a_model_without_prototypes_is_refused(data):
