@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from polymodal.config.columns import csv_columns
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import OptionError, SchemaMismatchError
@@ -125,6 +126,11 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
                            f"(in {parts_folder(out)}): --resume to continue, --overwrite to start over"])
     pipeline, _ = predictor.require_fitted()
     predictor.require(PREDICT, "predict")  # a model that makes no predictions: refused before any file is written
+    if keep and isinstance(data, str | os.PathLike):  # kept as written: an id 00123 stays 00123, not 123.0
+        columns = csv_columns(predictor.config)
+        data = read_manifest(data, text_columns=[*columns["text_columns"], *(c for c in keep if c not in
+                                                                           columns["label_columns"])],
+                             label_columns=columns["label_columns"])
     manifest = pipeline.read(data, require_target=False)  # every problem reported before work starts
     manifest = replace(manifest, labels=None)  # the output's `row` is the row number, a DataFrame's too
     keep = list(keep)

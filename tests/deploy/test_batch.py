@@ -365,3 +365,17 @@ def test_resume_refuses_parts_made_with_other_kept_columns(trained, dataset, tmp
         predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False, on_chunk=stop)
     with pytest.raises(SchemaMismatchError, match=r"--keep \[\] \(now \['label'\]\)"):
         predict_to_file(predictor, dataset["test"], out, chunk_rows=5, resume=True, keep=["label"], progress=False)
+
+
+def test_kept_csv_ids_stay_as_written(trained, dataset, tmp_path):
+    predictor, _ = trained
+    frame = pd.read_csv(dataset["test"])
+    frame["id"] = [f"{i:05d}" if i != 3 else "" for i in range(len(frame))]  # zeros, and a blank cell
+    path = dataset["root"] / "test_with_ids.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "p.parquet"
+    predict_to_file(predictor, path, out, keep=["id"], progress=False)
+    got = pd.read_parquet(out)["id"].tolist()
+    assert got[:3] == ["00000", "00001", "00002"] and got[4] == "00004" and pd.isna(got[3])  # blank: missing
+    with pytest.raises(OptionError, match="--keep ident: not a column of test_with_ids.csv"):
+        predict_to_file(predictor, path, tmp_path / "q.csv", keep=["ident"], progress=False)
