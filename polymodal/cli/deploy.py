@@ -100,7 +100,8 @@ def serve(
     quantized: Annotated[bool, typer.Option("--quantized", help="Serve the int8 graph (export --quantize).")] = False,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Most requests batched together.")] = 32,
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch waits for more requests.")] = 5.0,
-    max_request_mb: Annotated[float, typer.Option("--max-request-mb", min=0.001, help="Largest request body.")] = 10.0,
+    max_request_mb: Annotated[float, typer.Option("--max-request-mb", min=0.001, help="Largest request body, in MiB (1 MiB = "
+                                                  "1,048,576 bytes).")] = 10.0,
     max_image_pixels: Annotated[int, typer.Option("--max-image-pixels", help="Largest image (width x height).")] = 4096 * 4096,
     max_audio_seconds: Annotated[float, typer.Option("--max-audio-seconds", help="Longest audio clip.")] = 30.0,
     max_text_chars: Annotated[int, typer.Option("--max-text-chars", help="Longest text.")] = 10_000,
@@ -129,7 +130,8 @@ def serve(
     app = create_app(Runtime.load(folder, quantized=quantized, threads=threads), settings)
     if host not in (LOOPBACK, "localhost", "::1") and token is None:
         console.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach it can use the model")
-    console.print(f"serving {folder} on http://{host}:{port}/ (API docs at /docs and /redoc, the OpenAPI "
+    graph = "the int8 graph" if quantized else "the float graph"
+    console.print(f"serving {folder} ({graph}) on http://{host}:{port}/ (API docs at /docs and /redoc, the OpenAPI "
                   "schema at /openapi.json)")
     run_server(app, settings)
 

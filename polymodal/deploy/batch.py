@@ -35,6 +35,7 @@ from polymodal.runfolder import write_skipped
 from polymodal.utils.io import atomic_write, atomic_write_json, check_folder_path, check_table_path
 from polymodal.utils.progress import progress_bar
 from polymodal.utils.suggest import did_you_mean
+from polymodal.utils.warn import warn_user
 
 STATE_FILE = "progress.json"
 
@@ -145,6 +146,8 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     reuse = resume and parts.is_dir()
     if reuse:
         _check_resumable(parts, state)
+    elif resume:
+        warn_user(f"--resume: no interrupted prediction into {out} to continue; predicting every row")
     starts = list(range(0, len(manifest), chunk_rows))
     done = resumed = 0
     shown = predictor.config.train.progress
@@ -186,6 +189,8 @@ def _check_resumable(parts: Path, state: dict[str, Any]) -> None:
             f"cannot resume: the partial predictions in {parts} were made from {found.get('source')} "
             f"({found.get('rows')} rows, chunk_rows {found.get('chunk_rows')}); this call has {state['source']} "
             f"({state['rows']} rows, chunk_rows {state['chunk_rows']})"
+            + (", content changed since (a cell edited, rows reordered)"
+               if found.get("fingerprint") != state["fingerprint"] and found.get("rows") == state["rows"] else "")
             + (", another support set" if found.get("support") != state.get("support") else "")
             + (f", --keep {found['keep']} (now {state['keep']})" if found["keep"] != state["keep"] else "")
             + (", another model" if found.get("model") != state.get("model") else "")

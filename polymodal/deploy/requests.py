@@ -322,13 +322,13 @@ async def read_row(request: Any, parser: RequestParser, settings: ServeSettings)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > settings.max_request_bytes:
         raise RequestError(f"the request body has {int(declared):,} bytes; at most {settings.max_request_bytes:,} "
-                           "are allowed", status=413, code="too_large")
+                           f"({settings.max_request_bytes / 2**20:g} MiB) are allowed", status=413, code="too_large")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > settings.max_request_bytes:
-            raise RequestError(f"the request body exceeds {settings.max_request_bytes:,} bytes", status=413,
-                               code="too_large")
+            raise RequestError(f"the request body exceeds {settings.max_request_bytes:,} bytes "
+                               f"({settings.max_request_bytes / 2**20:g} MiB)", status=413, code="too_large")
         chunks.append(chunk)
     body = b"".join(chunks)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()

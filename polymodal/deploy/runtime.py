@@ -9,7 +9,7 @@ settings and fitted state, the graph's inputs, and the parity figures measured a
     rt = Runtime.load("runs/x/export")
     rows = [{"image": open("3.png", "rb").read(), "audio": open("3.wav", "rb").read()},
             {"audio": "speech/7.wav"}]                        # any subset of modalities per row
-    rt.predict(rows)          # ['3', '7']
+    rt.predict(rows)          # the classes as deploy.json holds them: [3, 7] (labels read as numbers)
     rt.predict_proba(rows)    # (2, K) probabilities
     rt.explain(rows)          # (2, M) exact Shapley contributions of each modality
     rt.explained_quantity()   # what they attribute: 'probability of the predicted class'

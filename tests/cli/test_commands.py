@@ -407,6 +407,28 @@ def test_ctrl_c_ends_a_command_with_one_line_and_status_130(capsys):
     assert "interrupted (the same command with --resume continues it)" in capsys.readouterr().err
 
 
+def test_sigterm_ends_a_command_like_ctrl_c_with_status_143(capsys):
+    import os
+    import signal
+
+    import typer
+
+    from polymodal.cli import user_errors
+
+    before = signal.getsignal(signal.SIGTERM)
+
+    @user_errors
+    def predict(resume: bool = False) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # docker stop, a scheduler, Kubernetes
+        raise AssertionError("not reached: the signal stops the command")
+
+    with pytest.raises(typer.Exit) as stopped:
+        predict(resume=False)
+    assert stopped.value.exit_code == 143
+    assert "terminated (the same command with --resume continues it)" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before  # put back once the command ends
+
+
 def test_config_check_names_the_files_a_config_refers_to_that_do_not_exist(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("target: y\nmodalities:\n  img: {kind: image, column: img, encoder: {name: resnet, weights: "

@@ -298,8 +298,15 @@ def test_resume_refuses_parts_of_a_manifest_edited_in_place(trained, dataset, tm
         predict_to_file(predictor, manifest, out, chunk_rows=5, progress=False, on_chunk=stop)
     frame.loc[7, "x1"] = "99.0"  # same file, same row count, same chunk size: other content
     frame.to_csv(manifest, index=False)
-    with pytest.raises(SchemaMismatchError, match="cannot resume"):
+    with pytest.raises(SchemaMismatchError, match=r"cannot resume.*, content changed since \(a cell edited"):
         predict_to_file(predictor, manifest, out, chunk_rows=5, resume=True, progress=False)
+
+
+def test_resume_with_nothing_to_resume_says_so_and_predicts_every_row(trained, dataset, tmp_path):
+    predictor, _ = trained
+    with pytest.warns(UserWarning, match="--resume: no interrupted prediction into .*preds.csv to continue"):
+        report = predict_to_file(predictor, dataset["test"], tmp_path / "preds.csv", resume=True, progress=False)
+    assert report.rows == 18 and report.chunks_resumed == 0
 
 
 def test_an_existing_out_is_replaced_only_when_asked_and_never_the_manifest(trained, dataset, tmp_path):

@@ -247,6 +247,9 @@ def test_limit_messages_name_the_limit_and_the_value(client):
     assert "65x65 = 4,225 pixels" in error and "4,096" in error
     error = client.post("/predict", json={"labs": {"x1": "twelve"}}).json()["error"]["message"]
     assert "'x1'" in error and "twelve" in error
+    error = client.post("/predict", content=b"x" * 200_001, headers={"content-type": "application/json"}).json()
+    assert error["error"]["message"] == ("the request body has 200,001 bytes; at most 200,000 (0.190735 MiB) are "
+                                         "allowed")  # the limit in the unit --max-request-mb takes
 
 
 def test_bearer_token(runtime, sample):
