@@ -71,19 +71,23 @@ class StrictModel(BaseModel):
         (``config.fusion = {"name": "late"}``)."""
         field = type(self).model_fields.get(name)
         problem = None if field is None else bool_for_number(field.annotation, value)
+        outermost = not VALIDATING.get()  # the user's assignment, not a validator's
+        token = VALIDATING.set(True)  # every assignment the validators make below reports as pydantic's
         try:
             if problem is not None:
                 raise ValidationError.from_exception_data(type(self).__name__, [
                     {"type": PydanticCustomError("bool_for_number", problem), "loc": (name,), "input": value}])
             super().__setattr__(name, value)
         except ValidationError as err:
-            if VALIDATING.get():
+            if not outermost:
                 raise
             lines = format_validation_error(err, {name: value}, type(self))
             if name in DISCRIMINATORS and field is not None and get_origin(field.annotation) is Literal:
                 lines = [f"{name}: a section's {name} cannot change in place ({getattr(self, name)!r} to {value!r}); "
                          f"assign a new section instead, e.g. config.<section> = {{'{name}': {value!r}, ...}}"]
             raise ConfigError(lines, source=f"an assignment to {type(self).__name__}.{name}") from None
+        finally:
+            VALIDATING.reset(token)
 
 
 def _error_details(error: Any) -> InitErrorDetails:
@@ -338,7 +342,10 @@ def validate(model: type[BaseModel], data: Any, source: str | None = None,
 
     ``context`` reaches every validator (``base``: the config file's folder, for relative paths).
     """
+    token = VALIDATING.set(True)  # a validator's assignments report as pydantic's errors, by key path
     try:
         return model.model_validate(data, context=context)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, data, model), source=source) from None
+    finally:
+        VALIDATING.reset(token)

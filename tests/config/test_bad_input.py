@@ -348,3 +348,12 @@ def test_a_bad_assignment_is_a_config_error_naming_the_key():
         config.fusion.name = "late"
     config.fusion = {"name": "late"}  # a new section: validated as one
     assert config.fusion.name == "late" and config.fusion.produces_outputs
+
+
+def test_an_assignment_a_config_wide_rule_refuses_is_reported_once_not_wrapped(tmp_path):
+    config = load_config({"target": "y", "modalities": {"a": {"kind": "audio", "column": "f", "encoder": {
+        "name": "speech_embedding", "path": str(tmp_path)}}}})
+    with pytest.raises(ConfigError) as info:  # the speech model's window is longer than the clips would be
+        config.modalities["a"].preprocess = {"max_seconds": 0.1}
+    assert len(info.value.problems) == 1 and "Invalid config" not in info.value.problems[0]
+    assert "needs clips of at least 0.79 s" in info.value.problems[0]
