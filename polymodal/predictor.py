@@ -133,8 +133,16 @@ class MultimodalPredictor(Estimator):
         from polymodal.training.finetune import finetune_callbacks  # Lightning: imported for training only
         from polymodal.training.module import OptimSettings, PolymodalModule
         from polymodal.training.trainer import fit_module
-        from polymodal.training.transfer import TransferPlan, recorded_config, unlabeled_source, warn_if_evaluated
+        from polymodal.training.transfer import (
+            TransferPlan,
+            recorded_config,
+            unlabeled_source,
+            unrecorded_config,
+            warn_if_evaluated,
+        )
 
+        if self.config is not self._given_config:  # the last fit's record of its unlabelled file, perhaps edited since
+            self._given_config = unrecorded_config(self.config, self._given_config)
         cfg = self.config = self._given_config
         self._fitted_settings = None  # this fit's config may differ from the last one's
         check_out(out, cfg, resume=resume, overwrite=overwrite)  # before reading any data

@@ -64,6 +64,18 @@ def recorded_config(config: Any, source: Any | None) -> Any:
     return config
 
 
+def unrecorded_config(config: Any, given: Any) -> Any:
+    """The config a new fit starts from when the last one recorded its unlabelled file in a copy
+    (:func:`recorded_config`): ``config`` with any edits made to it since, and each method's
+    ``transfer.unlabeled`` as ``given`` had it (the methods matched by position and kind)."""
+    config = config.model_copy(deep=True)
+    before = given.transfers
+    for i, method in enumerate(config.transfers):
+        if isinstance(method, UnlabeledConfig) and i < len(before) and type(before[i]) is type(method):
+            method.unlabeled = before[i].unlabeled
+    return config
+
+
 class PairedLoader(CombinedLoader):
     """``{"labeled": batch, "unlabeled": batch}`` batches; its length (steps per epoch) is known
     before iteration: the longer loader's."""

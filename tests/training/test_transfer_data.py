@@ -51,6 +51,11 @@ def test_a_second_fit_starts_from_the_config_given_not_the_one_the_first_recorde
     assert str(pred.config.transfer.unlabeled) == str(data["unlabeled"].resolve())
     pred.fit(data["train"], data["valid"], out=tmp_path / "again")  # no unlabeled=: the config's file
     assert recorded(tmp_path / "again") == str(data["other"].resolve())
+    pred.fit(data["train"], data["valid"], unlabeled=data["unlabeled"])
+    pred.config.head.hidden = [5]  # an edit to the recorded config after the fit: the next fit follows it
+    pred.fit(data["train"], data["valid"], out=tmp_path / "edited")
+    saved = yaml.safe_load((tmp_path / "edited" / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["head"]["hidden"] == [5] and recorded(tmp_path / "edited") == str(data["other"].resolve())
 
 
 def test_the_run_records_the_unlabelled_manifest_it_used_and_resume_checks_it(data, tmp_path):
