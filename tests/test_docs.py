@@ -171,3 +171,24 @@ def test_python_block_imports_and_calls_what_exists(where, text):
             assert hasattr(cls, node.attr), f"{where}: {cls.__name__} has no {node.attr}"
             checked += 1
     assert checked, f"{where}: no call on a known class to check"
+
+
+# ---------------------------------------------------------------- lists kept by hand
+
+
+def test_the_readme_lists_every_registered_fusion_and_corruption():
+    """A fusion or corruption added to its registry must reach the README's lists (and the other way)."""
+    import polymodal.models.fusion  # noqa: F401  (registers the fusions)
+    from polymodal.evaluation.corruptions import CORRUPTIONS
+    from polymodal.models.registry import FUSIONS
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    fusions = {cfg.model_fields["name"].default for cfg, _ in FUSIONS.items()}
+    for text in (readme, (ROOT / "examples" / "quickstart" / "config.yaml").read_text(encoding="utf-8").splitlines()):
+        comment = next(line for line in text if line.startswith("fusion: {name:")).split("#")[1]
+        assert {name.strip() for name in comment.split("|")} == fusions
+    row = next(line for line in readme if line.startswith("| fusion |"))
+    assert set(re.findall(r"`(\w+)`", row)) >= fusions
+    for kind in {c.kind for c in CORRUPTIONS}:
+        row = next(line for line in readme if line.startswith(f"| {kind} | `"))
+        assert set(re.findall(r"`(\w+)`", row)) == set(CORRUPTIONS.names(kind)), kind

@@ -228,11 +228,17 @@ class SignalPreprocess(StrictModel):
 
 
 class TabularPreprocess(StrictModel):
-    """Numbers are imputed, optionally flagged when missing, and scaled; categories are indexed."""
+    """Numbers are imputed, optionally flagged when missing, and scaled; categories are indexed.
+
+    Attributes:
+        scale: ``standard`` (mean and standard deviation), ``minmax`` (to [0, 1] on the training
+            range), ``robust`` (median and interquartile range: a few outliers barely move it) or
+            ``none``; fitted on the training rows after imputation.
+    """
 
     impute: Literal["mean", "median", "zero"] = "mean"
     missing_indicator: bool = True
-    scale: Literal["standard", "minmax", "none"] = "standard"
+    scale: Literal["standard", "minmax", "robust", "none"] = "standard"
     max_categories: Annotated[int, Field(ge=1)] = 1000
     min_category_count: PositiveInt = 1
 

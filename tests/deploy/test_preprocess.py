@@ -1,5 +1,6 @@
-"""The runtime's numpy preprocessing on its own (no trained model): signal spectrograms and audio
-features against the training-time preprocessor, audio at another sample rate, transparent images."""
+"""The runtime's numpy preprocessing on its own (no trained model): signal spectrograms, audio
+features and tabular rows against the training-time preprocessor, audio at another sample rate,
+transparent images."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from polymodal.config.modalities import AudioModality, ImageModality, SignalModality
-from polymodal.config.preprocess import AudioPreprocess
+from polymodal.config.modalities import AudioModality, ImageModality, SignalModality, TabularModality
+from polymodal.config.preprocess import AudioPreprocess, TabularPreprocess
 from polymodal.data.modalities import build_preprocessor
 from polymodal.deploy.export import modality_meta
-from polymodal.deploy.preprocess import AudioFeatures, ImageFeatures, SignalFeatures
+from polymodal.deploy.preprocess import AudioFeatures, ImageFeatures, SignalFeatures, TabularFeatures
 
 
 def test_signal_spectrogram_and_valid_frames_match_the_training_preprocessor(tmp_path):
@@ -33,6 +34,27 @@ def test_signal_spectrogram_and_valid_frames_match_the_training_preprocessor(tmp
     frames = librosa.stft(np.zeros(100, np.float32), n_fft=32, hop_length=16, center=True).shape[1]  # 7
     assert got["length"].tolist() == want["length"].tolist() == [frames]
     np.testing.assert_allclose(got["x"], want["x"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("impute", get_args(TabularPreprocess.model_fields["impute"].annotation))
+@pytest.mark.parametrize("scale", get_args(TabularPreprocess.model_fields["scale"].annotation))
+def test_tabular_rows_match_the_training_preprocessor_for_every_scaling(scale, impute):
+    cfg = TabularModality(kind="tabular", columns=["age", "dose"], categorical=["colour"],
+                          preprocess={"scale": scale, "impute": impute})
+    prep = build_preprocessor(cfg, "labs")
+    rng = np.random.default_rng(0)
+    rows = [(float(a), float(d), c) for a, d, c in zip(rng.normal(40, 12, 30), rng.lognormal(3, 1, 30),
+                                                         rng.choice(["red", "blue", "green"], 30))]
+    rows[3] = (float("nan"), rows[3][1], None)
+    prep.fit(rows)
+    fake = SimpleNamespace(config=SimpleNamespace(modalities={"labs": cfg}),
+                           pipeline=SimpleNamespace(preprocessors={"labs": prep}))
+    runtime = TabularFeatures("labs", modality_meta(fake, "labs", []))
+    for row in rows[:6] + [(500.0, None, "purple")]:
+        got_num, got_cat = runtime.decode(dict(zip(["age", "dose", "colour"], row, strict=True)))
+        want_num, want_cat = prep.decode(row)
+        np.testing.assert_allclose(got_num, want_num, rtol=1e-6)
+        np.testing.assert_array_equal(got_cat, want_cat)
 
 
 def test_the_runtime_computes_every_audio_feature_the_config_offers():

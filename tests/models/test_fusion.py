@@ -148,6 +148,19 @@ def test_result_does_not_depend_on_modality_order(cfg_cls, overrides):
     assert list(rebuilt.state_dict()) == list(fusion.state_dict())
 
 
+@pytest.mark.parametrize(("cfg_cls", "overrides"), CASES)
+def test_sample_with_no_modality_gets_finite_outputs(cfg_cls, overrides):
+    """The fixture keeps a modality in every row; a row with none (all masked out under
+    ``missing: zero``) must still give finite values, not a softmax or max over nothing."""
+    fusion = build_fusion(cfg_cls, overrides).eval()
+    present = {n: flags.clone().index_fill_(0, torch.tensor([4]), False) for n, flags in fusion_present().items()}
+    with torch.no_grad():
+        out = fusion(fusion_features(), present)
+    assert torch.isfinite(out.pooled).all()
+    if out.tokens is not None:
+        assert torch.isfinite(out.tokens).all()
+
+
 ZERO_CASES = [case for case in CASES if case.values[1]["missing"] == "zero"]
 
 

@@ -107,15 +107,22 @@ class TabularPreprocessor(Preprocessor):
             fill = np.nanmedian(np.where(np.isnan(numbers).all(axis=0), 0.0, numbers), axis=0)
         elif self.cfg.impute == "zero":
             fill = np.zeros(len(self.numeric))
-        else:
+        elif self.cfg.impute == "mean":
             fill = mean
+        else:  # a choice the config offers without a branch here: an error, not another choice's result
+            raise NotImplementedError(f"tabular impute '{self.cfg.impute}'")
         filled = np.where(np.isnan(numbers), fill, numbers)
         if self.cfg.scale == "standard":
             center, scale = filled.mean(axis=0), filled.std(axis=0)
         elif self.cfg.scale == "minmax":
             center, scale = filled.min(axis=0), filled.max(axis=0) - filled.min(axis=0)
-        else:
+        elif self.cfg.scale == "robust":  # median and interquartile range (outliers barely move them)
+            q25, center, q75 = np.percentile(filled, [25, 50, 75], axis=0)
+            scale = q75 - q25
+        elif self.cfg.scale == "none":
             center, scale = np.zeros(len(self.numeric)), np.ones(len(self.numeric))
+        else:
+            raise NotImplementedError(f"tabular scale '{self.cfg.scale}'")
         # float64, as scikit-learn's scalers keep them: a float32 mean of Unix times (1.7e9) is off by
         # up to 64, which shifts the whole standardised column
         self.fill = fill.astype(np.float64)

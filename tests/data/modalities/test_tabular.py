@@ -146,10 +146,20 @@ def test_a_column_missing_in_every_training_row_is_filled_with_zero(impute):
     np.testing.assert_array_equal(num, [0.0, 2.0, 1.0, 1.0])  # filled values, then both missing flags
 
 
-@pytest.mark.parametrize("scale", ["standard", "minmax"])
+def test_robust_scaling_uses_the_median_and_interquartile_range():
+    prep = tabular(scale="robust", impute="zero", missing_indicator=False)
+    ages = [1.0, 2.0, 3.0, 4.0, 1000.0]  # an outlier barely moves median and IQR
+    prep.fit([(a, 10.0 * a, "a") for a in ages])
+    np.testing.assert_allclose(prep.center, [3.0, 30.0])
+    np.testing.assert_allclose(prep.scale, [2.0, 20.0])  # 4 - 2, 40 - 20
+    num, _ = prep.decode((5.0, 10.0, "a"))
+    np.testing.assert_allclose(num, [1.0, -1.0])
+
+
+@pytest.mark.parametrize("scale", ["standard", "minmax", "robust"])
 def test_large_magnitude_columns_scale_as_scikit_learn_does(scale):
     """Unix times (1.7e9) are 128 apart in float32: the fitted mean and minimum must be float64."""
-    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+    from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
     rng = np.random.default_rng(0)
     times = 1.7e9 + 50 + rng.standard_normal(200) * 10
@@ -157,7 +167,8 @@ def test_large_magnitude_columns_scale_as_scikit_learn_does(scale):
     prep = tabular(scale=scale, missing_indicator=False)
     prep.fit(rows)
     got = np.stack([prep.decode(r)[0] for r in rows])[:, 0]
-    reference = (StandardScaler() if scale == "standard" else MinMaxScaler()).fit_transform(times[:, None])[:, 0]
+    scaler = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}[scale]()
+    reference = scaler.fit_transform(times[:, None])[:, 0]
     np.testing.assert_allclose(got, reference, atol=1e-5)
     again = tabular(scale=scale, missing_indicator=False)
     again.set_state(json.loads(json.dumps(prep.get_state())))  # the JSON state keeps float64
