@@ -373,16 +373,19 @@ class MultimodalPredictor(Estimator):
             yield
 
     def explain(self, data: DataSource, *, max_rows: int | None = None, seed: int = 0, samples: int = 4,
-                permutations: int = 64, steps: int = 32, output: Any | None = None) -> Explanation:
+                permutations: int = 64, steps: int = 32, output: Any | None = None,
+                support: DataSource | None = None) -> Explanation:
         """What each modality contributed to each prediction: per-row Shapley values over
         modalities, global importance and Integrated-Gradients maps inside each modality; an
         :class:`~polymodal.evaluation.attribution.Explanation` (``.values``, indexed like
         :meth:`predict_proba`; ``.importance``; ``.to_html(folder)``). The options are those of
-        :func:`polymodal.evaluation.attribution.explain`."""
+        :func:`polymodal.evaluation.attribution.explain`; ``support``: see :meth:`evaluate` (the
+        outputs are then the support set's classes)."""
         from polymodal.evaluation.attribution import explain  # the evaluation layer sits above
 
-        return explain(self, data, max_rows=max_rows, seed=seed, samples=samples, permutations=permutations,
-                       steps=steps, output=output)
+        with self.using_support(support, queries=data):
+            return explain(self, data, max_rows=max_rows, seed=seed, samples=samples, permutations=permutations,
+                           steps=steps, output=output)
 
     # -- shared embedding space (``align``) -----------------------------------------------------
     def embed(self, data: DataSource, modality: str) -> pd.DataFrame:

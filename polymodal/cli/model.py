@@ -202,6 +202,7 @@ def explain(
         "--output", metavar="NAME", help="The output to explain: a class, label or target name (default: each "
                                          "row's predicted class; multilabel / regression: the first label / "
                                          "target).")] = None,
+    support: SupportOpt = None,
     on_error: OnErrorOpt = None,
 ) -> None:
     """Attribute predictions to modalities (Shapley values) and, inside each, to pixels, tokens or
@@ -217,12 +218,13 @@ def explain(
         raise NotADirectoryError(f"--out must be a folder (explain.html, shapley.csv...); {out} is a file")
     predictor = load_run(run, on_error)
     predictor.require(EXPLAIN)
-    names = output_names(predictor)
-    chosen = output_index(output, names, predictor.config.task)  # an unknown name: refused before the work
     folder = out or run / EXPLAIN_DIR
-    with listing_skipped(predictor, folder / SKIPPED_FILE):
-        explanation = predictor.explain(data, max_rows=rows, samples=samples, seed=seed,
-                                        output=None if chosen is None else names[chosen])
+    with predictor.using_support(support, queries=data):  # a few-shot model: the support set's classes
+        names = output_names(predictor)
+        chosen = output_index(output, names, predictor.config.task)  # an unknown name: refused before the work
+        with listing_skipped(predictor, folder / SKIPPED_FILE):
+            explanation = predictor.explain(data, max_rows=rows, samples=samples, seed=seed,
+                                            output=None if chosen is None else names[chosen])
     page = explanation.to_html(folder)
     table = explanation.importance.drop(columns="explained")  # named on a line of its own, not on every row
     print_rows(table.to_dict("records"), "modality importance")

@@ -231,6 +231,29 @@ def test_a_support_set_is_embedded_with_the_modalities_the_queries_have(protonet
     np.testing.assert_allclose(implied.to_numpy(), chosen.to_numpy()[held], atol=1e-6)
 
 
+def test_a_few_shot_prediction_is_explained_over_the_support_sets_classes(protonet, data, tmp_path):
+    from helpers_cli import invoke
+
+    support = pd.read_csv(data["valid"])
+    support["label"] = support["label"].map({"a": "low", "b": "mid", "c": "high"})
+    support_path = data["root"] / "support_named.csv"
+    support.to_csv(support_path, index=False)
+    queries = data["root"] / "test_named.csv"  # labelled with the support set's names, as queries of its classes
+    pd.read_csv(data["test"]).assign(label=lambda f: f["label"].map({"a": "low", "b": "mid", "c": "high"})).to_csv(
+        queries, index=False)
+    explained = protonet.explain(queries, samples=0, support=support_path)
+    assert set(explained.outputs) == {"low", "mid", "high"}
+    assert explained.importance["accuracy_all"].iloc[0] >= 0.75  # scored against the support classes
+    predicted = protonet.predict(queries, support=support_path)
+    assert explained.values["explained"].tolist() == predicted.tolist()  # each row's predicted support class
+    assert set(protonet.explain(data["test"], samples=0).outputs) == {"a", "b", "c"}  # its own classes after
+    run = protonet.save(tmp_path / "run")
+    result = invoke("explain", run, "--data", queries, "--support", support_path, "--output", "mid",
+                    "--samples", "0")
+    assert result.exit_code == 0, result.output
+    assert "probability of class 'mid'" in " ".join(result.stdout.split())
+
+
 def test_support_set_on_a_model_without_prototypes_is_refused(data):
     pred = MultimodalPredictor.from_config(config(epochs=1)).fit(data["train"], data["valid"])
     with pytest.raises(SchemaMismatchError, match="protonet"):
