@@ -328,7 +328,7 @@ class TabularFeatures(Features):
         return [f"column '{c}': {value[c]!r} is a category the model did not learn (read as unknown; learned: "
                 f"{', '.join(map(repr, self.state['categories'][c][:10]))}"
                 f"{' ...' if len(self.state['categories'][c]) > 10 else ''})"
-                for c in self.categorical if self.category(value.get(c)) not in (None, *self.lookup[c])]
+                for c in self.categorical if (key := self.category(value.get(c))) is not None and key not in self.lookup[c]]
 
     def stack(self, samples: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
         n = len(samples)
