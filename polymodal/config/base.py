@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -19,7 +20,21 @@ from polymodal.utils.suggest import did_you_mean
 DISCRIMINATORS = ("kind", "name", "objective", "method")
 
 
-VALIDATING: ContextVar[bool] = ContextVar("polymodal_config_validating", default=False)
+_VALIDATING: ContextVar[bool] = ContextVar("polymodal_config_validating", default=False)
+
+
+@contextmanager
+def validating() -> Iterator[bool]:
+    """Mark the code inside as validation: an assignment a validator makes there raises pydantic's
+    error (gathered with the section's other problems and reported by key path) instead of a
+    :class:`ConfigError` of its own. Yields whether this is the outermost validation, that is,
+    whether the caller is the user (an assignment in their code) rather than a validator."""
+    outermost = not _VALIDATING.get()
+    token = _VALIDATING.set(True)
+    try:
+        yield outermost
+    finally:
+        _VALIDATING.reset(token)
 
 
 class StrictModel(BaseModel):
@@ -35,11 +50,8 @@ class StrictModel(BaseModel):
         """Refuse a boolean given for a number field (a field validator cannot do it for every field:
         pydantic forbids them on the discriminator fields), reported under the field's key beside
         every other problem of the section."""
-        token = VALIDATING.set(True)  # an assignment inside a validator: pydantic's error, gathered with the rest
-        try:
+        with validating():
             return cls._checked(data, handler)
-        finally:
-            VALIDATING.reset(token)
 
     @classmethod
     def _checked(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
@@ -71,23 +83,21 @@ class StrictModel(BaseModel):
         (``config.fusion = {"name": "late"}``)."""
         field = type(self).model_fields.get(name)
         problem = None if field is None else bool_for_number(field.annotation, value)
-        outermost = not VALIDATING.get()  # the user's assignment, not a validator's
-        token = VALIDATING.set(True)  # every assignment the validators make below reports as pydantic's
-        try:
-            if problem is not None:
-                raise ValidationError.from_exception_data(type(self).__name__, [
-                    {"type": PydanticCustomError("bool_for_number", problem), "loc": (name,), "input": value}])
-            super().__setattr__(name, value)
-        except ValidationError as err:
-            if not outermost:
-                raise
-            lines = format_validation_error(err, {name: value}, type(self))
-            if name in DISCRIMINATORS and field is not None and get_origin(field.annotation) is Literal:
-                lines = [f"{name}: a section's {name} cannot change in place ({getattr(self, name)!r} to {value!r}); "
-                         f"assign a new section instead, e.g. config.<section> = {{'{name}': {value!r}, ...}}"]
-            raise ConfigError(lines, source=f"an assignment to {type(self).__name__}.{name}") from None
-        finally:
-            VALIDATING.reset(token)
+        with validating() as outermost:  # outermost: the user's assignment, not a validator's
+            try:
+                if problem is not None:
+                    raise ValidationError.from_exception_data(type(self).__name__, [
+                        {"type": PydanticCustomError("bool_for_number", problem), "loc": (name,), "input": value}])
+                super().__setattr__(name, value)
+            except ValidationError as err:
+                if not outermost:
+                    raise
+                lines = format_validation_error(err, {name: value}, type(self))
+                if name in DISCRIMINATORS and field is not None and get_origin(field.annotation) is Literal:
+                    lines = [f"{name}: a section's {name} cannot change in place ({getattr(self, name)!r} to "
+                             f"{value!r}); assign a new section instead, e.g. config.<section> = "
+                             f"{{'{name}': {value!r}, ...}}"]
+                raise ConfigError(lines, source=f"an assignment to {type(self).__name__}.{name}") from None
 
 
 def _error_details(error: Any) -> InitErrorDetails:
@@ -342,10 +352,8 @@ def validate(model: type[BaseModel], data: Any, source: str | None = None,
 
     ``context`` reaches every validator (``base``: the config file's folder, for relative paths).
     """
-    token = VALIDATING.set(True)  # a validator's assignments report as pydantic's errors, by key path
-    try:
-        return model.model_validate(data, context=context)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, data, model), source=source) from None
-    finally:
-        VALIDATING.reset(token)
+    with validating():  # a validator's assignments report as pydantic's errors, by key path
+        try:
+            return model.model_validate(data, context=context)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, data, model), source=source) from None
