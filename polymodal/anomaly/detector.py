@@ -85,11 +85,16 @@ class AnomalyDetector(Estimator):
         config = self.config
         if config.task != "anomaly":
             raise SchemaMismatchError(f"AnomalyDetector needs a config with task 'anomaly'; got '{config.task}'")
-        self.settings = config.anomaly if config.anomaly is not None else AnomalyConfig()
         self.model: AnomalyModel | None = None
         self.valid_scores: tuple[np.ndarray, np.ndarray] | None = None
         self.test_scores: tuple[np.ndarray, np.ndarray] | None = None
         self.eval_scores: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def settings(self) -> AnomalyConfig:
+        """The config's ``anomaly`` section as it is now (defaults when absent): an edit made
+        before a refit is the one the refit uses."""
+        return self.config.anomaly if self.config.anomaly is not None else AnomalyConfig()
 
     @classmethod
     def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> AnomalyDetector:

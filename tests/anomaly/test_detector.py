@@ -106,6 +106,17 @@ def test_run_folder_round_trip_gives_identical_scores_and_flags(data, tmp_path):
     assert not any(p.suffix in (".pt", ".pkl", ".ckpt") for p in (tmp_path / "run").iterdir())
 
 
+def test_a_refit_uses_the_anomaly_settings_as_edited_after_the_first_fit(data):
+    det = AnomalyDetector.from_config(config("mahalanobis", epochs=1))
+    det.fit(data / "train.csv", data / "valid.csv")
+    assert det.info["scorer"] == "mahalanobis"
+    det.config.anomaly = {"scorer": "autoencoder", "latent_dim": 8, "recon_size": 64, "decoder_hidden": 32,
+                          "target_fpr": 0.25}
+    det.fit(data / "train.csv", data / "valid.csv")
+    assert det.info["scorer"] == "autoencoder" and det.settings.target_fpr == 0.25
+    assert 0.1 < det.metrics["valid"]["flag_fpr"] <= 0.25 + 1e-9  # the threshold set at the edited rate
+
+
 def test_an_anomaly_run_writes_a_report_with_per_label_auroc_and_the_score_distribution(data, tmp_path):
     det = AnomalyDetector.from_config(config("mahalanobis", epochs=2)).fit(
         data / "train.csv", data / "valid.csv", test=data / "test.csv", out=tmp_path / "run")
