@@ -320,6 +320,15 @@ class Estimator:
             require_rows(table, manifest, self.config.data.on_error, "evaluate")
         return manifest, table
 
+    def read_grouped(self, data: DataSource, by: str, *, modalities: Iterable[str] | None = None) -> Manifest:
+        """``data`` read and validated for evaluation, with ``by`` (the column its metrics are split
+        by) checked to be one of its columns before any file is decoded."""
+        pipeline, _ = self.require_fitted()
+        names = [modalities] if isinstance(modalities, str) else None if modalities is None else list(modalities)
+        manifest = pipeline.read(data, require_target=True, modalities=names)
+        manifest.require_column(by, "to split the metrics by")
+        return manifest
+
     def recorded_manifest(self, splits: Iterable[str] = MANIFEST_SPLITS) -> tuple[str, Path] | None:
         """The first of ``splits`` whose manifest the fit recorded and which still exists, as
         ``(split, path)``; None when there is none (manifests given as DataFrames, or moved).

@@ -68,7 +68,8 @@ def multitask_metrics(targets: MultiTargetEncoder, outputs: np.ndarray, target: 
         if slot.name != MAIN_TASK and np.isnan(tgt).all():  # a task the evaluated rows cannot score
             continue
         if enc.task == "classification":
-            part = task_metrics("classification", out, tgt[:, 0].round().astype(np.int64), enc.n_outputs)
+            part = task_metrics("classification", out, tgt[:, 0].round().astype(np.int64), enc.n_outputs,
+                                classes=enc.classes)
         elif enc.task == "regression":
             part = task_metrics("regression", enc.decode_values(out), enc.decode_values(tgt), names=enc.columns)
         else:

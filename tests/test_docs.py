@@ -147,30 +147,48 @@ def test_python_block_imports_and_calls_what_exists(where, text):
     constructors (``pred = MultimodalPredictor.load(...)``), exists on that class. ``pred`` is a
     predictor where a block takes it from the one before."""
     import importlib
+    import inspect
 
     from polymodal import MultimodalPredictor
 
     tree = ast.parse(text, filename=where)
     classes = {"pred": MultimodalPredictor}
+    functions = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             module = importlib.import_module(node.module)
             for alias in node.names:
                 assert hasattr(module, alias.name), f"{where}: {node.module} has no {alias.name}"
-                if isinstance(getattr(module, alias.name), type):
-                    classes[alias.asname or alias.name] = getattr(module, alias.name)
+                found = getattr(module, alias.name)
+                if isinstance(found, type):
+                    classes[alias.asname or alias.name] = found
+                elif inspect.isfunction(found) and node.module.startswith("polymodal"):
+                    functions[alias.asname or alias.name] = found
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
             cls = classes.get(root_name(node.value))
             if cls is not None and root_name(node.value) != "pred":
                 classes.update({t.id: cls for t in node.targets if isinstance(t, ast.Name)})
     checked = 0
+    for node in ast.walk(tree):  # a polymodal function called with arguments it takes
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in functions:
+            try:
+                inspect.signature(functions[node.func.id]).bind(*node.args, **{k.arg: k.value for k in node.keywords})
+            except TypeError as err:
+                raise AssertionError(f"{where}: {node.func.id}(...) does not fit its signature: {err}") from None
+            checked += 1
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in classes:
             cls = classes[node.value.id]
             assert hasattr(cls, node.attr), f"{where}: {cls.__name__} has no {node.attr}"
             checked += 1
     assert checked, f"{where}: no call on a known class to check"
+
+
+def test_a_function_called_with_an_argument_it_does_not_take_would_be_caught():
+    text = "from polymodal.data.modalities.signal import cut_windows\ncut_windows(rec, 'out', windw=2048)\n"
+    with pytest.raises(AssertionError, match="cut_windows.*does not fit its signature"):
+        test_python_block_imports_and_calls_what_exists("a block", text)
 
 
 # ---------------------------------------------------------------- lists kept by hand

@@ -94,6 +94,27 @@ def test_evaluate_agrees_with_predict(clf, data):
     matrix = np.asarray(scores["confusion_matrix"])
     assert matrix.shape == (3, 3) and matrix.sum() == len(truth)
     assert list(matrix.sum(axis=1)) == [int((truth == c).sum()) for c in CLASSES]
+    assert scores["classes"] == list(CLASSES)  # the labels of the matrix's rows and columns
+    predicted = predictor.predict(data["test"])
+    assert [int(matrix[:, k].sum()) for k in range(3)] == [int((predicted == c).sum()) for c in scores["classes"]]
+
+
+def test_evaluate_by_a_column_scores_each_of_its_values_rows_as_evaluating_them_alone(clf, data, tmp_path):
+    predictor, _ = clf
+    test = absolute_paths(pd.read_csv(data["test"]), data["test"].parent)
+    test["site"] = [["10", "9", ""][i % 3] for i in range(len(test))]  # numbers in numeric order, then blanks
+    test.to_csv(tmp_path / "test.csv", index=False)
+    scores = predictor.evaluate(tmp_path / "test.csv", by="site")
+    groups = scores["by"]["site"]
+    assert list(groups) == ["9", "10", "(empty)"]
+    assert sum(g["rows"] for g in groups.values()) == scores["rows"] == len(test)
+    for value, cell in (("9", "9"), ("10", "10"), ("(empty)", "")):
+        alone = predictor.evaluate(test[test["site"] == cell])
+        assert groups[value]["accuracy"] == pytest.approx(alone["accuracy"])
+        assert groups[value]["confusion_matrix"] == alone["confusion_matrix"]
+    with pytest.raises(ManifestError, match=r"column 'Site' \(to split the metrics by\) is not in test.csv \(did you "
+                                            r"mean 'site'\?\)"):
+        predictor.evaluate(tmp_path / "test.csv", by="Site")
 
 
 def test_predict_proba_and_predict(clf, data):

@@ -4,6 +4,7 @@ Usage:
 
     polymodal datasets list
     polymodal datasets prepare NAME --out DIR [--source DIR] [--seed N] [--split S] [--size N]
+        [--window N] [--hop N] [--load L ...] [--max-windows N]
     polymodal manifest convert SOURCE OUT.arrow [--config CONFIG]
 """
 
@@ -45,13 +46,23 @@ def datasets_prepare(
     size: Annotated[int | None, typer.Option("--size", min=1, help="av-digits: rows in total (at most 5000; fewer "
                                              "for a quick try); moving-digits: frame side; openclipart: image "
                                              "side, in pixels.")] = None,
+    window: Annotated[int | None, typer.Option("--window", min=2, help="cwru: samples per window (default "
+                                               "2048: 0.17 s at 12 kHz).")] = None,
+    hop: Annotated[int | None, typer.Option("--hop", min=1, help="cwru: samples between window starts (default "
+                                            "1024: windows overlap by half).")] = None,
+    load: Annotated[list[int] | None, typer.Option("--load", min=0, help="cwru: keep the recordings at this "
+                                                   "motor load in hp (repeatable; default all, 0-3).")] = None,
+    max_windows: Annotated[int | None, typer.Option("--max-windows", min=1, help="cwru: at most this many "
+                                                    "windows per recording, evenly spaced.")] = None,
 ) -> None:
     """Write a dataset's files plus train.csv, valid.csv and test.csv."""
     from polymodal.data.datasets import DATASETS, prepare, summarise
     from polymodal.errors import DatasetOptionError
 
-    flags = {"split": "--split", "test_speakers": "--test-speaker", "size": "--size", "source": "--source"}
-    options: dict[str, Any] = {"split": split, "test_speakers": test_speaker, "size": size}
+    flags = {"split": "--split", "test_speakers": "--test-speaker", "size": "--size", "source": "--source",
+             "window": "--window", "hop": "--hop", "loads": "--load", "max_windows": "--max-windows"}
+    options: dict[str, Any] = {"split": split, "test_speakers": test_speaker, "size": size, "window": window,
+                               "hop": hop, "loads": load, "max_windows": max_windows}
     try:
         prepare(name, out, source, seed, **{k: v for k, v in options.items() if v is not None})  # None: not given
     except DatasetOptionError as err:

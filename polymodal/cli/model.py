@@ -98,6 +98,8 @@ def evaluate(
                                               "pretrained encoders; for encoders the run trained, the model's own "
                                               "features) or preprocessed 'input' (numeric modalities only: "
                                               "directions with a text modality get no baseline).")] = "encoder",
+    by: Annotated[str | None, typer.Option("--by", help="Also the metrics of each value of this column of the "
+                                           "data (a site, a machine, a motor load).")] = None,
     support: SupportOpt = None,
     on_error: OnErrorOpt = None,
 ) -> None:
@@ -133,7 +135,7 @@ def evaluate(
         if missing or robustness:  # read and validated once for the evaluation and the sweeps (warned once)
             data = predictor.pipeline.read(data, require_target=True)
         with listing_skipped(predictor, (out or run / EVALUATION_DIR) / SKIPPED_FILE):
-            metrics = predictor.evaluate(data)
+            metrics = predictor.evaluate(data, by=by)
         extra: dict[str, Any] = {}
         if missing or robustness:
             from polymodal.evaluation.sweeps import run_evaluations
@@ -146,7 +148,13 @@ def evaluate(
 
         print(json.dumps(finite_json({**metrics, **extra}), indent=2, default=str))
         return
+    from polymodal.evaluation.subsets import scalar_metrics
+
+    groups = metrics.pop("by", {})
     print_metrics(metrics, f"metrics on {data.name}")
+    for column, values in groups.items():
+        print_rows([{column: value, **scalar_metrics(scores)} for value, scores in values.items()],
+                   f"metrics by {column}")
     swept = extra.get("sweep_rows", 0)
     sample = f" on a sample of {swept} of {metrics.get('rows')} rows (--rows)" if swept < metrics.get("rows", 0) else ""
     if "missing" in extra:
@@ -160,7 +168,7 @@ def evaluate(
 
 
 RETRIEVAL_OPTIONS = ["query", "gallery", "hits", "labels", "cca_train", "cca", "cca_features"]
-SWEEP_OPTIONS = ["missing", "robustness", "corruption", "rows", "seed", "reference", "out"]
+SWEEP_OPTIONS = ["missing", "robustness", "corruption", "rows", "seed", "reference", "out", "by"]
 
 
 def _unused_evaluate_options(ctx: typer.Context, *, retrieval: bool, missing: bool, robustness: bool,

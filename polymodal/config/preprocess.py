@@ -188,8 +188,15 @@ class AudioPreprocess(StrictModel):
 
 
 class SignalSpectrogram(StrictModel):
-    """Short-time Fourier magnitude (log) per channel; the channels of the output become
-    ``channels x (n_fft // 2 + 1)`` frequency rows."""
+    """Short-time Fourier power per channel, ``log1p`` of it (Hann window); the channels of the
+    output become ``channels x (n_fft // 2 + 1)`` frequency rows.
+
+    Attributes:
+        n_fft: samples per frame: the frequency resolution is the sample rate / ``n_fft`` (CWRU's
+            12 kHz vibration: 64 gives 188 Hz bins, 256 gives 47 Hz; fault frequencies of a
+            bearing need the finer ones). In samples of the signal as read (after resampling).
+        hop: samples between frames (``n_fft // 2`` overlaps frames by half).
+    """
 
     n_fft: Annotated[int, Field(ge=4)] = 64
     hop: PositiveInt = 32
@@ -206,8 +213,16 @@ class SignalPreprocess(StrictModel):
             others when a clip can be shorter than its channel count). A CSV's columns and an
             audio file's channels are always channels.
         sample_rate / resample_to: when both are set, signals are resampled.
-        length: samples per window after resampling; longer signals are cropped, shorter padded;
-            at most 2^24.
+        length: samples per window after resampling; longer signals are cropped, shorter
+            zero-padded (and masked); at most 2^24. Left unset, fitting warns when the first
+            training file is not 1,024 samples long.
+        crop: which part of a longer signal is kept: its ``start`` or its ``center``.
+        spectrogram: turn each window into a log power spectrogram (see :class:`SignalSpectrogram`);
+            unset: the encoder reads the samples themselves.
+        normalize: ``global`` standardises each channel (each frequency row of a spectrogram)
+            with its mean and standard deviation over the training set; ``sample`` does it per
+            window, which removes each window's level and, for a spectrogram, its spectral
+            envelope (the shape of the spectrum, often what tells classes apart); ``none``.
     """
 
     key: str | None = None

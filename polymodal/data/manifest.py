@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polymodal.data.cells import is_empty
+from polymodal.data.cells import cell_text, is_empty
 from polymodal.errors import ManifestError
 from polymodal.utils.io import python_scalar
+from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.warn import warn_user
 
 READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "json",
@@ -92,6 +93,23 @@ class Manifest:
     def take(self, column: str, rows: np.ndarray) -> list:
         """The cells of ``column`` at ``rows`` (positions in this manifest) as Python objects."""
         return self.data[column].iloc[self._data_rows(rows)].tolist()
+
+    def require_column(self, column: str, purpose: str) -> None:
+        """Raise :class:`ManifestError` unless ``column`` is one of this manifest's columns."""
+        if column not in self.columns:
+            raise ManifestError([f"column '{column}' ({purpose}) is not in {self.name}"
+                                 f"{did_you_mean(column, self.columns)}; it has {list(self.columns)}"],
+                                source=self.name)
+
+    def groups(self, column: str, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Boolean masks over ``rows`` (positions in this manifest), one per distinct value of
+        ``column`` at those rows, keyed by the value as text (an empty cell: ``(empty)``), numbers
+        in numeric order before text."""
+        self.require_column(column, "to group rows by")
+        cells = pd.Series(self.take(column, rows), dtype=object)
+        keys = cells.map(lambda v: "(empty)" if is_empty(v) else cell_text(v)).to_numpy()
+        order = sorted(set(keys), key=lambda k: (1, 0.0, k) if _number(k) is None else (0, _number(k), k))
+        return {key: keys == key for key in order}
 
     def _data_rows(self, rows: np.ndarray | None) -> np.ndarray:
         """Positions in ``data`` of this manifest's ``rows`` (None: all of them)."""
@@ -180,6 +198,14 @@ class Manifest:
         prefix = root if root.endswith("/") or not root else root + "/"
         return [prefix + v if type(v) is str and v[:1] not in ("/", "~", "") and not v.isspace()
                 else self.resolve(v) for v in values]
+
+
+def _number(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if np.isfinite(number) else None
 
 
 def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str | os.PathLike | None = None,

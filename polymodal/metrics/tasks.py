@@ -43,10 +43,12 @@ def expected_calibration_error(proba: np.ndarray, target: np.ndarray, bins: int 
                      for b in reliability_bins(proba, target, bins) if b["count"]))
 
 
-def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: int | None = None) -> dict[str, Any]:
+def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: int | None = None,
+                           classes: Sequence[Any] | None = None) -> dict[str, Any]:
     """accuracy, macro_f1 (over the classes in the targets or the predictions, as scikit-learn's
     default: a class absent from both is not scored 0), auroc (one-vs-rest macro; None when a class
-    is missing), ece, log_loss and the confusion matrix (rows = true class)."""
+    is missing), ece, log_loss and the confusion matrix (rows = true class), preceded by the
+    ``classes`` that label its rows and columns when they are given."""
     from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
     n_classes = n_classes or logits.shape[1]
@@ -69,6 +71,14 @@ def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: in
             out["auroc"] = None
     except ValueError:
         out["auroc"] = None
+    absent = np.setdiff1d(labels, present)
+    if out["auroc"] is None and len(absent):
+        names = [classes[k] for k in absent] if classes is not None else absent.tolist()
+        out["note"] = (f"auroc is undefined: no row of class(es) {', '.join(map(repr, names[:10]))}"
+                       f"{' ...' if len(names) > 10 else ''} (one-vs-rest AUROC needs a row of every class); "
+                       "macro_f1 scores a class predicted here that has no row as 0")
+    if classes is not None:
+        out["classes"] = [c.item() if isinstance(c, np.generic) else c for c in classes]
     out["confusion_matrix"] = confusion_matrix(target, pred, labels=labels).tolist()
     return out
 
@@ -122,11 +132,12 @@ def regression_metrics(pred: np.ndarray, target: np.ndarray, names: Sequence[str
 
 
 def task_metrics(task: str, outputs: np.ndarray, target: np.ndarray, n_classes: int | None = None,
-                 names: Sequence[str] | None = None) -> dict[str, Any]:
+                 names: Sequence[str] | None = None, classes: Sequence[Any] | None = None) -> dict[str, Any]:
     """Metrics for ``task`` from raw model outputs (regression: already on the original scale);
-    ``names``: the target columns (multilabel and regression add per-label / per-target figures)."""
+    ``names``: the target columns (multilabel and regression add per-label / per-target figures);
+    ``classes``: a classifier's class labels (they label the confusion matrix)."""
     if task == "classification":
-        return classification_metrics(outputs, target, n_classes)
+        return classification_metrics(outputs, target, n_classes, classes)
     if task == "multilabel":
         return multilabel_metrics(outputs, target, names)
     return regression_metrics(outputs, target, names)

@@ -106,6 +106,20 @@ def test_run_folder_round_trip_gives_identical_scores_and_flags(data, tmp_path):
     assert not any(p.suffix in (".pt", ".pkl", ".ckpt") for p in (tmp_path / "run").iterdir())
 
 
+def test_evaluate_by_a_column_gives_each_value_the_metrics_of_its_rows_alone(data):
+    det = AnomalyDetector.from_config(config("mahalanobis", epochs=1)).fit(data / "train.csv", data / "valid.csv")
+    test = pd.read_csv(data / "test.csv")
+    test["line"] = np.where(np.arange(len(test)) % 2 == 0, "A", "B")
+    test.to_csv(data / "test_lines.csv", index=False)
+    scores = det.evaluate(data / "test_lines.csv", by="line")
+    absolute = test.assign(a=[str(data / p) for p in test["a"]], b=[str(data / p) for p in test["b"]])
+    for line in ("A", "B"):
+        alone = det.evaluate(absolute[absolute["line"] == line])
+        assert {k: v for k, v in scores["by"]["line"][line].items() if k != "rows"} == \
+               {k: v for k, v in alone.items() if k != "rows"}
+        assert scores["by"]["line"][line]["rows"] == alone["rows"] == 36
+
+
 def test_a_refit_uses_the_anomaly_settings_as_edited_after_the_first_fit(data):
     det = AnomalyDetector.from_config(config("mahalanobis", epochs=1))
     det.fit(data / "train.csv", data / "valid.csv")

@@ -37,6 +37,22 @@ def test_missing_and_robustness_tables_in_json_and_files(run):
     assert (out / "robustness.png").stat().st_size > 1000
 
 
+def test_by_prints_a_table_per_value_and_puts_them_in_the_json(run, tmp_path):
+    folder, paths = run
+    test = pd.read_csv(paths["test"])
+    test["site"] = ["north" if i < 5 else "south" for i in range(len(test))]
+    test.to_csv(paths["test"].parent / "test_sites.csv", index=False)
+    result = invoke("evaluate", folder, "--data", paths["test"].parent / "test_sites.csv", "--by", "site", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {k: v["rows"] for k, v in report["by"]["site"].items()} == {"north": 5, "south": 7}
+    printed = invoke("evaluate", folder, "--data", paths["test"].parent / "test_sites.csv", "--by", "site")
+    assert printed.exit_code == 0, printed.output
+    assert "metrics by site" in printed.stdout and "north" in printed.stdout and "south" in printed.stdout
+    assert_user_error(invoke("evaluate", folder, "--data", paths["test"], "--by", "site"),
+                      "column 'site' (to split the metrics by) is not in test.csv")
+
+
 def test_tables_are_printed_and_saved_where_asked_with_a_reference(run, tmp_path):
     folder, paths = run
     result = invoke("evaluate", folder, "--data", paths["test"], "--missing", "--robustness", "--corruption",
@@ -104,6 +120,7 @@ def test_a_sampled_sweep_says_so(run):
     (["--labels", "label"], ["--labels applies only with --retrieval"]),
     (["--cca-train", "{tmp}/nope.csv"], ["--cca-train applies only with --retrieval"]),
     (["--no-cca"], ["--no-cca applies only with --retrieval"]),
+    (["--retrieval", "--by", "label"], ["--by does not apply with --retrieval"]),
     (["--cca-features", "input"], ["--cca-features applies only with --retrieval"]),
     (["--rows", "3", "--query", "img"], ["--query applies only with --retrieval",
                                          "--rows applies only with --missing or --robustness"]),

@@ -57,6 +57,17 @@ def test_macro_f1_scores_the_classes_present_not_those_absent_from_targets_and_p
     assert out["macro_f1"] == pytest.approx((1 + 1 + 2 / 3 + 0) / 4)  # class 3 counts: a false positive
 
 
+def test_an_undefined_auroc_names_the_classes_without_rows_and_the_matrix_is_labelled():
+    from polymodal.metrics.tasks import classification_metrics
+
+    target = np.array([0, 0, 2, 2])
+    out = classification_metrics(np.eye(3)[target] * 5, target, 3, classes=["ball", "normal", "outer"])
+    assert out["auroc"] is None and "no row of class(es) 'normal'" in out["note"]
+    assert out["classes"] == ["ball", "normal", "outer"] and out["confusion_matrix"][1] == [0, 0, 0]
+    every = classification_metrics(np.eye(3)[[0, 1, 2]] * 5, np.array([0, 1, 2]), 3)
+    assert every["auroc"] == pytest.approx(1.0) and "note" not in every and "classes" not in every
+
+
 def test_regression_rmse_is_each_targets_averaged():
     pred = np.array([[1.0, 10.0], [2.0, 20.0]])
     target = np.array([[0.0, 10.0], [2.0, 16.0]])

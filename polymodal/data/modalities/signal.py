@@ -12,6 +12,7 @@ manifest of the segments.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocesso
 from polymodal.errors import DecodeError, NotFittedError
 from polymodal.utils.signal_csv import SignalCSV, non_finite_reason, pick_channels, read_csv_signal
 from polymodal.utils.signals import channels_first, fit_length, window_starts
+from polymodal.utils.warn import warn_user
 
 SIGNAL_EXTENSIONS = (".npy", ".npz", ".csv", ".mat", ".wav", ".flac")
 
@@ -137,12 +139,30 @@ class SignalPreprocessor(Preprocessor):
         errors = []
         for value in values:
             try:
-                self.n_channels = self._read(str(value)).shape[0]
-                return
+                array = self._read(str(value))
             except DecodeError as err:
                 errors.append(err)
+                continue
+            self.n_channels = array.shape[0]
+            self._check_default_length(array.shape[-1], str(value))
+            return
         raise DecodeError(f"none of the {len(values)} training files could be read; first error: {errors[0].reason}",
                           path=errors[0].path, modality=self.name)
+
+    def _check_default_length(self, samples: int, path: str) -> None:
+        """Warn when ``preprocess.length`` was left at its default and the first training file
+        (resampled) is not that long: every such file would be cropped, or zero-padded, unasked."""
+        cfg = self.cfg
+        if "length" in cfg.model_fields_set:
+            return
+        if cfg.resample_to is not None and cfg.sample_rate is not None:
+            samples = math.ceil(samples * cfg.resample_to / cfg.sample_rate)
+        if samples != cfg.length:
+            done = (f"cropped to their {'first' if cfg.crop == 'start' else 'central'} {cfg.length:,} samples "
+                    f"(preprocess.crop: {cfg.crop})") if samples > cfg.length else "zero-padded (and masked)"
+            warn_user(f"signal modality '{self.name}': preprocess.length is not set, so the default {cfg.length:,} "
+                      f"applies, but the first training file ({path}) holds {samples:,} samples: files of its length "
+                      f"are {done}; set preprocess.length ({samples:,} keeps it whole)")
 
     def _read(self, path: str) -> np.ndarray:
         cfg = self.cfg
@@ -292,7 +312,10 @@ def cut_windows(
     rows = []
     for index, rec in enumerate(recordings.to_dict("records")):
         source = str(rec[path_column])
-        arrays = {name: read_signal(source, name, layout=layout) for name in names}
+        try:
+            arrays = {name: read_signal(source, name, layout=layout) for name in names}
+        except DecodeError as err:  # the array is chosen by this function's key=, not preprocess.key
+            raise DecodeError(err.reason.replace("preprocess.key", "key= (or keys=)"), path=err.path) from None
         length = min(a.shape[-1] for a in arrays.values())
         starts = window_starts(length, window, hop, max_windows)
         stem = Path(source).stem

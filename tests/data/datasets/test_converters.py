@@ -182,7 +182,9 @@ def test_pneumoniamnist_keeps_the_official_splits(tmp_path):
 
 
 # --- cwru ----------------------------------------------------------------------------------------
-RECORDINGS = {"normal_0": ("Normal", 0, 1797), "ir007_0": ("IR007", 0, 1797), "b007_1": ("B007", 1, 1772)}
+RECORDINGS = {"normal_0": ("Normal", 0, 1797), "ir007_0": ("IR007", 0, 1797), "b007_1": ("B007", 1, 1772),
+              "or021_1": ("OR021@6", 1, 1772)}
+PARTS = {"Normal": ("Normal", 0.0), "IR007": ("IR", 0.007), "B007": ("B", 0.007), "OR021@6": ("OR", 0.021)}
 
 
 @pytest.fixture
@@ -197,14 +199,16 @@ def test_cwru_cuts_windows_split_by_position(cwru_source, tmp_path):
     summary = prepare("cwru", out, source=cwru_source, window=100, hop=100)
     parts = read_splits(out)
     # 10 windows per recording: 7 train, 1 valid, 2 test
-    assert summary["rows"] == {"train": 21, "valid": 3, "test": 6}
-    assert list(parts["train"].columns) == ["de_path", "fe_path", "label", "load", "rpm", "recording", "start"]
+    assert summary["rows"] == {"train": 28, "valid": 4, "test": 8}
+    assert list(parts["train"].columns) == ["de_path", "fe_path", "label", "fault_type", "fault_size", "load", "rpm",
+                                            "recording", "start"]
     for name, (fault, load, rpm) in RECORDINGS.items():
         starts = {s: f.loc[f["recording"] == name, "start"].tolist() for s, f in parts.items()}
         assert starts == {"train": list(range(0, 700, 100)), "valid": [700], "test": [800, 900]}
         for frame in parts.values():
             rows = frame[frame["recording"] == name]
             assert (rows["label"] == fault).all() and (rows["load"] == load).all() and (rows["rpm"] == rpm).all()
+            assert (rows["fault_type"] == PARTS[fault][0]).all() and (rows["fault_size"] == PARTS[fault][1]).all()
     for row in parts["test"].itertuples():
         np.testing.assert_array_equal(np.load(out / row.de_path), np.arange(row.start, row.start + 100))
         np.testing.assert_array_equal(np.load(out / row.fe_path), -np.arange(row.start, row.start + 100))
@@ -213,10 +217,16 @@ def test_cwru_cuts_windows_split_by_position(cwru_source, tmp_path):
 def test_cwru_load_filter_and_window_cap(cwru_source, tmp_path):
     summary = prepare("cwru", tmp_path / "out", source=cwru_source, window=100, hop=50, loads=[1], max_windows=5)
     parts = read_splits(tmp_path / "out")
-    assert sum(summary["rows"].values()) == 5
-    assert {r for f in parts.values() for r in f["recording"]} == {"b007_1"}
-    starts = sorted(s for f in parts.values() for s in f["start"])
+    assert sum(summary["rows"].values()) == 10
+    assert {r for f in parts.values() for r in f["recording"]} == {"b007_1", "or021_1"}
+    starts = sorted(s for f in parts.values() for s in f.loc[f["recording"] == "b007_1", "start"])
     assert starts == [0, 200, 450, 700, 900]  # 19 windows, 5 kept evenly spaced
+
+
+def test_cwru_refuses_a_fault_name_it_cannot_split_into_type_and_size(tmp_path):
+    fake.make_cwru(tmp_path / "source", {"x": ("Misaligned", 0, 1797)}, length=1000)
+    with pytest.raises(DatasetSourceError, match="fault 'Misaligned' is neither Normal nor B/IR/OR"):
+        prepare("cwru", tmp_path / "out", source=tmp_path / "source", window=100)
 
 
 def test_cwru_overlapping_windows_share_no_samples_across_splits(cwru_source, tmp_path):

@@ -3,6 +3,8 @@ standardisation, and cutting long recordings into windows."""
 
 from __future__ import annotations
 
+import warnings
+
 import librosa
 import numpy as np
 import pandas as pd
@@ -342,3 +344,26 @@ def test_spectrogram_length_counts_the_frames_of_the_valid_samples(tmp_path):
     assert arrays["length"].tolist() == [frames]
     batch = prep.to_batch(as_tensors(arrays), train=False)
     assert int(batch["mask"][0].sum()) == frames and batch["mask"][0, :frames].all()
+
+
+def test_cut_windows_names_its_own_key_argument_when_a_file_holds_several_arrays(tmp_path):
+    np.savez(tmp_path / "rec.npz", de=np.zeros(100), fe=np.zeros(100))
+    with pytest.raises(DecodeError, match=r"choose one with key= \(or keys=\)"):
+        cut_windows(pd.DataFrame({"path": [str(tmp_path / "rec.npz")]}), tmp_path / "out", window=10)
+
+
+# --- the default length ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("samples", "done"), [(2048, "cropped to their first 1,024 samples"),
+                                               (600, "zero-padded")])
+def test_a_default_length_that_crops_or_pads_the_training_files_is_warned_about(tmp_path, samples, done):
+    path = save_as(tmp_path / "w.npy", recording(channels=2, samples=samples))
+    with pytest.warns(UserWarning, match=f"preprocess.length is not set.*holds {samples:,} samples.*{done}"):
+        SignalPreprocessor("vib", SignalPreprocess()).fit([path])
+
+
+def test_the_default_length_is_judged_after_resampling_and_a_chosen_length_is_not_questioned(tmp_path):
+    path = save_as(tmp_path / "w.npy", recording(channels=1, samples=2048))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SignalPreprocessor("vib", SignalPreprocess(sample_rate=2000, resample_to=1000)).fit([path])  # 1,024 samples
+        SignalPreprocessor("vib", SignalPreprocess(length=512)).fit([path])  # set: cropping was asked for
