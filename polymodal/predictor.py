@@ -42,7 +42,7 @@ from polymodal.metrics.tasks import monitored, task_metrics
 from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
 from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, task_frame, with_further_tasks
-from polymodal.resume import check_out, check_resumed_data, start_run
+from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, start_run
 from polymodal.training.process_state import kept_process_state
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
 from polymodal.utils.scores import decisions, probabilities
@@ -103,6 +103,7 @@ class MultimodalPredictor(Estimator):
         return cls(config)
 
     # -- fitting ------------------------------------------------------------------------------
+    @holding_the_run_folder  # no second fit into the same folder meanwhile
     @kept_process_state()  # the seeding and deterministic switches are the fit's own
     def fit(self, train: DataSource, valid: DataSource | None = None, *, test: DataSource | None = None,
             out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
@@ -196,7 +197,7 @@ class MultimodalPredictor(Estimator):
                                    train_seconds=result.seconds, preprocess_seconds=prep_seconds,
                                    best_epoch=result.best_epoch, **{f"best_val_{monitor}": result.best_score},
                                    epochs_run=len(result.history), **transfer.info)
-        self.metrics = {"valid": self._score(valid_table, valid_y)}
+        self.metrics = {"valid": self._score(self.raw_outputs(valid_table), valid_y)}
         if cfg.task == "retrieval":
             warn_if_collapsed(self.metrics["valid"], cfg.align, epochs=len(result.history))
         self._finish_fit(train_table, valid_table, test_m, run_dir)
@@ -259,8 +260,9 @@ class MultimodalPredictor(Estimator):
         if self.config.task == "regression":
             return task_metrics("regression", targets.decode_values(outputs), targets.decode_values(target),
                                 names=self.config.targets)
-        return task_metrics(self.config.task, outputs, target,
-                            targets.n_outputs if self.config.task == "classification" else None, names=self.config.targets)
+        if self.config.task == "classification":
+            return task_metrics("classification", outputs, target, targets.n_outputs, classes=targets.classes)
+        return task_metrics(self.config.task, outputs, target, names=self.config.targets)
 
     def _dropout_rates(self) -> dict[str, float]:
         rate = self.config.train.modality_dropout
@@ -291,13 +293,13 @@ class MultimodalPredictor(Estimator):
         return self.infer(net, table, lambda batch: net(batch["inputs"], batch["present"]),
                            (0, pipeline.targets.n_outputs))
 
-    def _score(self, table: EncodedTable, targets: np.ndarray) -> dict[str, Any]:
-        scores = self.score_outputs(self.raw_outputs(table), targets)
+    def _score(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        scores = self.score_outputs(outputs, targets)
         scores["rows"] = int(len(targets))
         return scores
 
     def evaluate(self, data: DataSource, modalities: Iterable[str] | None = None, *,
-                 support: DataSource | None = None) -> dict[str, Any]:
+                 support: DataSource | None = None, by: str | None = None) -> dict[str, Any]:
         """Metrics on a labelled manifest: accuracy, macro-F1, AUROC, ECE, confusion matrix
         (classification); micro/macro-F1, AUROC (multilabel); MAE, RMSE, R2 (regression).
 
@@ -305,10 +307,21 @@ class MultimodalPredictor(Estimator):
             modalities: evaluate with only these modalities present (the rest treated as missing).
             support: few-shot models (``transfer: protonet``): labelled rows whose classes'
                 prototypes classify ``data`` (see :mod:`polymodal.fewshot`).
+            by: a column of ``data`` (a site, a machine, a motor load): the metrics of each of its
+                values' rows as well, under ``by`` -> column -> value (see
+                :meth:`~polymodal.data.manifest.Manifest.groups`).
         """
         with self.using_support(support, modalities, data):
+            if by is not None:
+                data = self.read_grouped(data, by, modalities=modalities)
             manifest, table = self.encode_data(data, require_target=True, modalities=modalities)
-            return self._score(table, self.pipeline.encode_targets(manifest, table, scorable=True))
+            targets = self.pipeline.encode_targets(manifest, table, scorable=True)
+            outputs = self.raw_outputs(table)
+        scores = self._score(outputs, targets)
+        if by is not None:
+            scores["by"] = {by: {value: self._score(outputs[rows], targets[rows])
+                                 for value, rows in manifest.groups(by, table.rows).items()}}
+        return scores
 
     def predict_proba(self, data: DataSource, modalities: Iterable[str] | None = None, *,
                       support: DataSource | None = None) -> pd.DataFrame:

@@ -7,22 +7,26 @@ folder's files are named in :mod:`polymodal.run_files`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from polymodal.config import Config, save_config
 from polymodal.data.content_keys import content_key
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import RunFolderError
 from polymodal.metrics.tasks import monitored
-from polymodal.run_files import CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, MODEL_FILE, RUN_ENTRIES
+from polymodal.run_files import CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, MODEL_FILE, REPORT_FILE, RUN_ENTRIES
 from polymodal.runfolder import read_config
 from polymodal.training.checkpoints import checkpoint_state
 from polymodal.training.devices import secondary_process
-from polymodal.utils.io import damaged_zip
+from polymodal.utils.io import check_folder_path, damaged_zip, exclusive_lock, lock_path
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = False, overwrite: bool = False,
@@ -48,6 +52,7 @@ def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = F
     run = Path(out)
     if run.exists() and not run.is_dir():
         raise RunFolderError(f"the run folder {run} is a file; give a folder (new or an earlier run's) as --out")
+    check_folder_path(run, "the run folder (--out)", writable=True)  # a read-only place: found before any work
     last = run / LAST_CHECKPOINT
     if resume:
         if not last.is_file():
@@ -57,10 +62,35 @@ def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = F
             check_checkpoint(last)
         check_unfinished(run, config)
     elif (held := held_run(run)) is not None and not overwrite:
-        what = "a trained model" if held == MODEL_FILE else f"an interrupted run ({LAST_CHECKPOINT})"
-        hint = ", --resume to continue it" if held == LAST_CHECKPOINT and resumable else ""
+        unsaved = held == MODEL_FILE and last.is_file() and not results_written(run, checkpoint_epochs(last))
+        what = ("a trained model whose latest results were not all written (a save interrupted)" if unsaved
+                else "a trained model" if held == MODEL_FILE else f"an interrupted run ({LAST_CHECKPOINT})")
+        hint = ", --resume to continue it" if (held == LAST_CHECKPOINT or unsaved) and resumable else ""
         raise RunFolderError(f"{run} already holds {what}; give another --out{hint}, or --overwrite to replace it "
                              "(in Python: fit's out=, resume=True, overwrite=True)")
+
+
+def holding_the_run_folder(fit: F) -> F:
+    """Decorate an estimator's ``fit`` so that, given ``out``, it holds that run folder's lock
+    (:func:`polymodal.utils.io.exclusive_lock`) from its first check to its last file: a second fit
+    into the same folder is refused at once instead of interleaving checkpoints and leaving one run
+    reported as written that the other replaced. The other ranks of a distributed fit, which
+    run the same ``fit`` into the same folder, write nothing there and take no lock."""
+
+    @functools.wraps(fit)
+    def locked(self: Any, *args: Any, out: str | os.PathLike | None = None, **kwargs: Any) -> Any:
+        if out is None or secondary_process(self.config.train):
+            return fit(self, *args, out=out, **kwargs)
+
+        def busy() -> RunFolderError:
+            return RunFolderError(f"{out} is being trained into by another fit (it holds {lock_path(Path(out))}); "
+                                  "wait for it to end, or give another --out")
+
+        check_folder_path(out, "the run folder (--out)", writable=True)  # where the lock goes too
+        with exclusive_lock(out, busy):
+            return fit(self, *args, out=out, **kwargs)
+
+    return locked  # type: ignore[return-value]
 
 
 def held_run(run: Path) -> str | None:
@@ -164,10 +194,10 @@ def check_unfinished(run: Path, config: Config) -> None:
     Raises:
         RunFolderError: naming the epochs the run trained, and what would train it further.
     """
-    if not (run / METRICS_FILE).is_file():
-        return  # interrupted before its end: training (or the writing of its results) continues
     state = checkpoint_state(run / LAST_CHECKPOINT)
     epochs = state["epoch"] + 1
+    if not results_written(run, epochs):
+        return  # interrupted before its end: training (or the writing of its results) continues
     again = "give --overwrite to train it again, or another --out"
     if epochs >= config.train.epochs:
         raise RunFolderError(f"--resume: {run} already finished its {epochs} epochs (train.epochs: "
@@ -180,6 +210,24 @@ def check_unfinished(run: Path, config: Config) -> None:
         raise RunFolderError(f"--resume: {run} already finished: early stopping ended it after {epochs} epochs "
                              f"(patience {stop.patience}); nothing to resume. Raise train.early_stopping.patience "
                              f"or remove early_stopping to train it longer, or {again}")
+
+
+def checkpoint_epochs(path: Path) -> int:
+    """The epochs the checkpoint at ``path`` closed."""
+    return int(checkpoint_state(path)["epoch"]) + 1
+
+
+def results_written(run: Path, epochs: int) -> bool:
+    """Whether ``run``'s results were all written after its last checkpoint, which closed epoch
+    ``epochs``: ``metrics.json`` of a fit that ran as many epochs, and the report written after it.
+    A save interrupted in a resumed run leaves the previous fit's ``metrics.json`` (fewer epochs)
+    or no report; ``--resume`` then trains no further and writes them."""
+    try:
+        saved = json.loads((run / METRICS_FILE).read_text()).get("training", {}).get("epochs_run")
+        report_after = (run / REPORT_FILE).stat().st_mtime_ns >= (run / METRICS_FILE).stat().st_mtime_ns
+    except (OSError, ValueError, AttributeError):  # missing, torn (written atomically: not by us) or not a dict
+        return False
+    return isinstance(saved, int) and saved >= epochs and report_after
 
 
 def _without_data(config: dict[str, Any]) -> dict[str, Any]:

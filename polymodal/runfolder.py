@@ -24,6 +24,7 @@ from polymodal.run_files import (
     CONFIG_FILE,
     DIAGNOSTICS_FILE,
     HISTORY_FILE,
+    LAST_CHECKPOINT,
     METRICS_FILE,
     MODEL_FILE,
     PREPROCESSORS_DIR,
@@ -45,6 +46,10 @@ def check_run(path: str | os.PathLike) -> Path:
     if not run.is_dir():
         raise RunNotFoundError(f"{run} is a file, not a run folder (give the folder 'polymodal train --out' wrote)")
     if not (run / MODEL_FILE).is_file():
+        if (run / LAST_CHECKPOINT).is_file():  # a fit stopped before it saved its model
+            raise RunNotFoundError(f"{run} holds an interrupted run (its {LAST_CHECKPOINT}, no {MODEL_FILE} yet): "
+                                   "finish it with 'polymodal train CONFIG ... --out RUN --resume' (its config is "
+                                   f"{run / CONFIG_FILE}), then use it")
         raise RunNotFoundError(f"{run} is not a polymodal run folder: {MODEL_FILE} not found")
     return run
 

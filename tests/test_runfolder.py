@@ -82,6 +82,7 @@ def _finished_run(tmp_path, epochs: int, epochs_run: int, patience: int | None):
         "EarlyStopping{'monitor': 'val_loss', 'mode': 'min'}": {"stopped_epoch": stopped, "patience": patience}}},
         tmp_path / LAST_CHECKPOINT)
     (tmp_path / METRICS_FILE).write_text(json.dumps({"valid": {}, "training": {"epochs_run": epochs_run}}))
+    (tmp_path / "report.html").write_text("<html></html>")
 
 
 def _config(epochs: int, patience: int | None):
@@ -116,12 +117,20 @@ def test_resume_refuses_a_run_that_finished_training(tmp_path, epochs, epochs_ru
     assert "nothing to resume" in str(info.value) and "--overwrite" in str(info.value)
 
 
-def test_resume_continues_an_interrupted_run_whatever_its_epochs(tmp_path):
+@pytest.mark.parametrize("interrupted", ["no metrics", "earlier metrics", "no report"])
+def test_resume_continues_an_interrupted_run_whatever_its_epochs(tmp_path, interrupted):
+    import json
+
     from polymodal.resume import check_out
     from polymodal.run_files import METRICS_FILE
 
     _finished_run(tmp_path, 3, 3, 2)
-    (tmp_path / METRICS_FILE).unlink()  # interrupted after its last checkpoint, before the results
+    if interrupted == "no metrics":  # interrupted after its last checkpoint, before the results
+        (tmp_path / METRICS_FILE).unlink()
+    elif interrupted == "earlier metrics":  # a resume from 2 to 3 epochs interrupted while saving
+        (tmp_path / METRICS_FILE).write_text(json.dumps({"valid": {}, "training": {"epochs_run": 2}}))
+    else:  # interrupted while the report was written
+        (tmp_path / "report.html").unlink()
     check_out(tmp_path, _config(3, 2), resume=True, verify_checkpoint=False)
 
 

@@ -43,7 +43,7 @@ from polymodal.estimator import (
     Estimator,
 )
 from polymodal.metrics.anomaly import anomaly_metrics, threshold_at_fpr, undefined_note
-from polymodal.resume import check_out, start_run
+from polymodal.resume import check_out, holding_the_run_folder, start_run
 from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR
 from polymodal.training.process_state import kept_process_state
 from polymodal.utils.warn import warn_user
@@ -113,6 +113,7 @@ class AnomalyDetector(Estimator):
         return AnomalyModel(net, scorer)
 
     # -- fitting ------------------------------------------------------------------------------
+    @holding_the_run_folder  # no second fit into the same folder meanwhile
     @kept_process_state()  # the seeding and deterministic switches are the fit's own
     def fit(self, train: DataSource, valid: DataSource | None = None, *, test: DataSource | None = None,
             out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
@@ -258,20 +259,28 @@ class AnomalyDetector(Estimator):
         """(N,) bool flags."""
         return self.predict_frame(data, modalities)["flag"].to_numpy()
 
-    def evaluate(self, data: DataSource, modalities: Any = None, **_: Any) -> dict[str, Any]:
+    def evaluate(self, data: DataSource, modalities: Any = None, *, by: str | None = None, **_: Any
+                 ) -> dict[str, Any]:
         """AUROC, AUPRC, FPR at 95% TPR, the flag's FPR/TPR and ``per_label`` AUROC of each anomaly
-        label against the normal rows, on a manifest with the target column.
+        label against the normal rows, on a manifest with the target column; ``by``: also per
+        value of that column (see :meth:`MultimodalPredictor.evaluate`).
 
         Raises:
             SchemaMismatchError: the config has no target column to evaluate against.
         """
         if not self.config.targets:
             raise SchemaMismatchError("evaluate needs labels, but this anomaly config has no target column")
+        if by is not None:
+            data = self.read_grouped(data, by, modalities=modalities)
         manifest, table = self.encode_data(data, require_target=True, modalities=modalities)
         labels = self.pipeline.targets.labels(manifest, table.rows)
         scores, y = self._scores(table), self.pipeline.targets.encode(manifest, table.rows)
         self.eval_scores = (scores, y)
-        return self._metrics(scores, y, labels)
+        out = self._metrics(scores, y, labels)
+        if by is not None:
+            out["by"] = {by: {value: self._metrics(scores[rows], y[rows], [v for v, r in zip(labels, rows) if r])
+                              for value, rows in manifest.groups(by, table.rows).items()}}
+        return out
 
     def _metrics(self, scores: np.ndarray, y: np.ndarray, labels: list[Any], subject: str = "the evaluated rows hold",
                  validation: bool = False) -> dict[str, Any]:

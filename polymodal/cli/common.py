@@ -7,6 +7,7 @@ with status 2, without a traceback.
 
 from __future__ import annotations
 
+import errno
 import functools
 import signal
 import threading
@@ -38,6 +39,8 @@ SupportOpt = Annotated[Path | None, typer.Option("--support", help="Few-shot mod
 # Operating-system errors about a path the user gave: a file or folder that is missing, is a file
 # where a folder is needed (or the reverse), or cannot be written.
 PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+# where a file could not be written for want of space or of a writable file system
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
 def _path_error_message(err: OSError) -> str:
@@ -82,6 +85,20 @@ def _terminate(signum: int, frame: Any) -> None:
     raise Terminated
 
 
+def _resumable(kwargs: dict[str, Any]) -> bool:
+    """Whether the interrupted command (its arguments) left something ``--resume`` continues: a
+    fit's checkpoint in ``--out``, or a prediction's finished chunks beside it (a fit stopped
+    while it read its data has neither)."""
+    out = kwargs.get("out")
+    if "resume" not in kwargs or out is None:
+        return False
+    from polymodal.deploy.batch import chunks_done, parts_folder
+    from polymodal.run_files import LAST_CHECKPOINT
+
+    out = Path(out)
+    return (out / LAST_CHECKPOINT).is_file() or chunks_done(parts_folder(out)) > 0
+
+
 def user_errors(fn: F) -> F:
     """Turn polymodal's own errors (and errors about paths the user gave) into one message and
     exit status 2; print warnings as ``warning: ...`` lines, without source locations. Ctrl-C
@@ -98,8 +115,13 @@ def user_errors(fn: F) -> F:
             message = str(err) if isinstance(err, PolymodalError) else _path_error_message(err)
             err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
             raise typer.Exit(2) from None
+        except OSError as err:  # a full disk, a read-only file system: the place, not a traceback
+            if err.errno not in STORAGE_ERRNOS:
+                raise
+            err_console.print(f"[bold red]error:[/] {escape(_path_error_message(err))}", highlight=False)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt as stop:  # the shell's status for the signal
-            hint = " (the same command with --resume continues it)" if "resume" in kwargs else ""
+            hint = " (the same command with --resume continues it)" if _resumable(kwargs) else ""
             terminated = isinstance(stop, Terminated)
             err_console.print(f"{'terminated' if terminated else 'interrupted'}{hint}", highlight=False)
             raise typer.Exit(143 if terminated else 130) from None

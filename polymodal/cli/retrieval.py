@@ -45,13 +45,16 @@ def index_build(
     out: Annotated[Path, typer.Option("--out", help="Index folder to write.")],
     id_column: Annotated[str | None, typer.Option("--id-column", help="Manifest column naming each item "
                                                   "(default: the row number).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the index already in --out.")] = False,
 ) -> None:
     """Embed a gallery manifest's rows and index them with FAISS (exact cosine search)."""
     from polymodal.predictor import MultimodalPredictor
+    from polymodal.retrieval.index import check_index_out
     from polymodal.retrieval.search import build_index
 
+    check_index_out(out, overwrite=overwrite)  # before the gallery is embedded
     index = build_index(MultimodalPredictor.load(run), data, modality, id_column=id_column, run=run)
-    index.save(out)
+    index.save(out, overwrite=overwrite)
     console.print(f"indexed {len(index)} '{modality}' items ({index.dim}-d) in {out}")
 
 

@@ -26,6 +26,7 @@ memory is never loaded whole.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -40,6 +41,21 @@ import numpy as np
 from polymodal.data.modalities.base import ArraySpec
 from polymodal.utils.io import atomic_folder, atomic_path
 from polymodal.utils.warn import warn_user
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the disk blocks of a memory-mapped file now: a write through the map to a sparse
+    file on a full disk kills the process with SIGBUS (no message, a partial file left); reserving
+    them first turns that into an OSError (ENOSPC) here. A file system that cannot reserve space
+    (EOPNOTSUPP, EINVAL) keeps the sparse file."""
+    if not hasattr(os, "posix_fallocate"):  # pragma: no cover - macOS, Windows
+        return
+    with open(path, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
 
 
 class SortedIndex:
@@ -302,8 +318,19 @@ class FeatureStore:
         """A temp segment folder and writable memory maps for ``n_items`` new items."""
         tmp = self.folder / "segments" / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir(parents=True)
-        arrays = {k: np.lib.format.open_memmap(tmp / f"{k}.npy", mode="w+", dtype=s.dtype, shape=(n_items, *s.shape))
-                  for k, s in self.spec.items()}
+        try:
+            arrays = {k: np.lib.format.open_memmap(tmp / f"{k}.npy", mode="w+", dtype=s.dtype,
+                                                   shape=(n_items, *s.shape)) for k, s in self.spec.items()}
+            for key in arrays:
+                _reserve(tmp / f"{key}.npy")
+        except OSError as err:
+            self.discard_segment(tmp)
+            if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                need = sum(int(np.prod((n_items, *s.shape))) * np.dtype(s.dtype).itemsize for s in self.spec.values())
+                raise OSError(err.errno, f"{err.strerror}: the feature cache needs {need / 2**20:,.1f} MiB more "
+                                         f"for {n_items:,} item(s); free space there or set data.cache_dir "
+                                         "elsewhere (null: no cache)", str(self.folder)) from None
+            raise
         return tmp, arrays
 
     def commit_segment(self, tmp: Path, arrays: Mapping[str, np.ndarray], keys: np.ndarray, filled: np.ndarray) -> None:

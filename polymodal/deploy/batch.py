@@ -32,7 +32,14 @@ from polymodal.data.pipeline import DataSource
 from polymodal.errors import OptionError, SchemaMismatchError
 from polymodal.estimator import PREDICT
 from polymodal.runfolder import write_skipped
-from polymodal.utils.io import atomic_write, atomic_write_json, check_folder_path, check_table_path
+from polymodal.utils.io import (
+    atomic_write,
+    atomic_write_json,
+    check_folder_path,
+    check_table_path,
+    exclusive_lock,
+    lock_path,
+)
 from polymodal.utils.progress import progress_bar
 from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.warn import warn_user
@@ -112,6 +119,19 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     """
     out = check_table_path(out)  # found now, not after every row is predicted
     check_folder_path(out.parent, "--out", writable=True)  # where the parts folder and the table go
+    def busy() -> OptionError:
+        return OptionError([f"--out {out} is being written by another prediction (it holds {lock_path(out)}); "
+                            "wait for it to end, or give another --out"])
+
+    with exclusive_lock(out, busy):  # two predictions into one file would mix their chunks
+        return _predict_to_file(predictor, data, out, chunk_rows=chunk_rows, resume=resume, overwrite=overwrite,
+                                progress=progress, support=support, keep=keep, on_chunk=on_chunk)
+
+
+def _predict_to_file(predictor: Any, data: DataSource, out: Path, *, chunk_rows: int, resume: bool, overwrite: bool,
+                     progress: bool, support: DataSource | None, keep: Sequence[str],
+                     on_chunk: Callable[[int], None] | None) -> BatchReport:
+    """:func:`predict_to_file` once ``out`` is checked and locked."""
     if chunk_rows < 1:
         raise SchemaMismatchError(f"chunk_rows must be at least 1; got {chunk_rows}")
     if isinstance(data, str | os.PathLike) and out.exists() and out.resolve() == Path(data).resolve():

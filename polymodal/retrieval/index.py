@@ -20,7 +20,7 @@ import pandas as pd
 
 from polymodal.data.cells import is_empty
 from polymodal.errors import MissingDependencyError, RunFolderError, SchemaMismatchError
-from polymodal.utils.io import atomic_path, atomic_write_json, hash_file, python_scalar
+from polymodal.utils.io import atomic_folder, atomic_write_json, hash_file, python_scalar
 
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
@@ -158,14 +158,20 @@ class EmbeddingIndex:
             "score": scores.ravel()[found],
         })
 
-    def save(self, folder: str | os.PathLike) -> Path:
-        """Write ``index.faiss`` and ``index.json`` into ``folder`` (each atomically)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / INDEX_FILE) as tmp:
-            _faiss().write_index(self.index, str(tmp))
-        atomic_write_json(folder / META_FILE, {"format": FORMAT, "dim": self.dim, "size": len(self),
-                                               **self.meta, "ids": self.ids})
+    def save(self, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write ``index.faiss`` and ``index.json`` as the folder ``folder``, together: they are
+        written into a hidden sibling folder that then replaces ``folder`` in one rename, so an
+        interrupted save leaves the previous index whole (never its ids beside new vectors).
+
+        Raises:
+            RunFolderError: ``folder`` holds an index and ``overwrite`` is not set, or holds files
+                of its own (which the replacement would remove).
+        """
+        folder = check_index_out(folder, overwrite=overwrite)
+        with atomic_folder(folder) as staging:
+            _faiss().write_index(self.index, str(staging / INDEX_FILE))
+            atomic_write_json(staging / META_FILE, {"format": FORMAT, "dim": self.dim, "size": len(self),
+                                                    **self.meta, "ids": self.ids})
         return folder
 
     @classmethod
@@ -199,6 +205,27 @@ class EmbeddingIndex:
         if recorded["format"] == 1 and meta.get("model") is not None:  # the digest of a run's model file
             meta["model_file"] = meta.pop("model")
         return cls(index, ids, meta)
+
+
+def check_index_out(folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """``folder`` as a Path, checked to be new, empty or (with ``overwrite``) an index folder.
+
+    Raises:
+        RunFolderError: a file; a folder holding files other than an index's (the save replaces
+            the whole folder); an index, without ``overwrite``.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        return folder
+    if not folder.is_dir():
+        raise RunFolderError(f"the index folder {folder} is a file; give a new folder")
+    others = sorted(p.name for p in folder.iterdir() if p.name not in (INDEX_FILE, META_FILE))
+    if others:
+        raise RunFolderError(f"{folder} holds other files ({', '.join(others[:5])}); an index is a folder of its "
+                             "own: give a new folder")
+    if any(folder.iterdir()) and not overwrite:
+        raise RunFolderError(f"{folder} already holds an index; give --overwrite to replace it, or another folder")
+    return folder
 
 
 def _damaged(folder: Path, name: str, expected: str, found: str) -> RunFolderError:

@@ -355,11 +355,12 @@ def fit_interruptibly(trainer: L.Trainer, module: L.LightningModule, train_loade
     without the command line's message and exit status 130 (see ``cli.common.user_errors``)."""
     try:
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
-    except SystemExit:
+    except SystemExit as stop:
         if trainer.state.status != TrainerStatus.INTERRUPTED:
             raise
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        raise KeyboardInterrupt from None
+        interrupt = stop.__context__  # what Lightning caught: Ctrl-C, or SIGTERM (cli.common.Terminated)
+        raise (interrupt if isinstance(interrupt, KeyboardInterrupt) else KeyboardInterrupt()) from None
 
 
 def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cfg: TrainConfig, *,

@@ -99,6 +99,45 @@ def atomic_folder(target: Path, *, replace: bool = True) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def lock_path(target: Path) -> Path:
+    """The lock file of an output ``target`` (a run folder, a predictions table): hidden beside it."""
+    return target.parent / f".{target.name}.lock"
+
+
+@contextmanager
+def exclusive_lock(target: str | os.PathLike, busy: Callable[[], Exception]) -> Iterator[None]:
+    """Hold an exclusive advisory lock on the output ``target`` for the block, so that two
+    processes never write it at once; raise ``busy()`` at once when another process holds it.
+    The lock file (:func:`lock_path`) goes when the block ends. Where the platform has no
+    ``fcntl`` (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = lock_path(Path(target))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise busy() from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino  # not a file its holder removed meanwhile
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while held: a process that opened it before finds it gone, and retries
+        os.close(fd)
+
+
 def atomic_write(target: Path, write: Callable[[Path], Any]) -> None:
     """Call ``write(tmp_path)`` and move the result onto ``target`` atomically."""
     with atomic_path(target) as tmp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -120,6 +121,22 @@ def test_datasets_prepare_unknown_test_speaker_lists_the_speakers_found(fsdd_sou
 def test_datasets_prepare_test_speaker_needs_the_speaker_split(fsdd_source, tmp_path):
     assert_user_error(prepare_fsdd(fsdd_source, tmp_path / "fm", "--split", "official", "--test-speaker", "theo"),
                       "--test-speaker", "only allowed with split 'speaker'")
+
+
+def test_datasets_prepare_cuts_cwru_windows_at_the_chosen_loads(tmp_path):
+    fake_sources.make_cwru(tmp_path / "src", {"b_0": ("B007", 0, 1797), "b_2": ("B007", 2, 1748),
+                                              "ir_3": ("IR014", 3, 1730)}, length=1000)
+    result = invoke("datasets", "prepare", "cwru", "--source", tmp_path / "src", "--out", tmp_path / "c",
+                    "--window", "200", "--hop", "100", "--load", "2", "--load", "3", "--max-windows", "5")
+    assert result.exit_code == 0, result.output
+    rows = pd.concat([pd.read_csv(tmp_path / "c" / f"{s}.csv") for s in ("train", "valid", "test")])
+    assert sorted(set(rows["load"])) == [2, 3] and len(rows) == 10  # 9 windows each, 5 kept
+    assert all(np.load(tmp_path / "c" / p).shape == (200,) for p in rows["de_path"])
+    assert set(zip(rows["fault_type"], rows["fault_size"])) == {("B", 0.007), ("IR", 0.014)}
+    assert_user_error(invoke("datasets", "prepare", "cwru", "--source", tmp_path / "src", "--out", tmp_path / "d",
+                             "--load", "5"), "no recording at load(s) [5] hp", "holds loads [0, 2, 3]")
+    assert_user_error(invoke("datasets", "prepare", "mnist", "--source", tmp_path / "src", "--out", tmp_path / "e",
+                             "--window", "100"), "dataset 'mnist' does not take --window")
 
 
 def test_datasets_prepare_unknown_split_names_the_allowed_ones(fsdd_source, tmp_path):
@@ -392,22 +409,29 @@ def test_config_check_of_an_anomaly_config_names_its_scorer_not_a_head(tmp_path)
     assert "fusion concat, scorer deep_svdd" in " ".join(result.stdout.split()) and "head" not in result.stdout
 
 
-def test_ctrl_c_ends_a_command_with_one_line_and_status_130(capsys):
+def test_ctrl_c_ends_a_command_with_one_line_and_status_130(capsys, tmp_path):
+    """The --resume hint only where there is something to resume: a fit stopped while it read
+    its data has no checkpoint, and --resume would say so."""
     import typer
 
     from polymodal.cli import user_errors
 
     @user_errors
-    def train(resume: bool = False) -> None:
+    def train(out: Path, resume: bool = False) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(typer.Exit) as stopped:
-        train(resume=False)
+        train(out=tmp_path / "run", resume=False)
     assert stopped.value.exit_code == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(typer.Exit):
+        train(out=tmp_path / "run", resume=False)
     assert "interrupted (the same command with --resume continues it)" in capsys.readouterr().err
 
 
-def test_sigterm_ends_a_command_like_ctrl_c_with_status_143(capsys):
+def test_sigterm_ends_a_command_like_ctrl_c_with_status_143(capsys, tmp_path):
     import os
     import signal
 
@@ -418,12 +442,15 @@ def test_sigterm_ends_a_command_like_ctrl_c_with_status_143(capsys):
     before = signal.getsignal(signal.SIGTERM)
 
     @user_errors
-    def predict(resume: bool = False) -> None:
+    def predict(out: Path, resume: bool = False) -> None:
+        parts = out.parent / f".{out.name}.parts"  # a chunk finished before the signal
+        parts.mkdir()
+        (parts / "part-000000.parquet").write_bytes(b"")
         os.kill(os.getpid(), signal.SIGTERM)  # docker stop, a scheduler, Kubernetes
         raise AssertionError("not reached: the signal stops the command")
 
     with pytest.raises(typer.Exit) as stopped:
-        predict(resume=False)
+        predict(out=tmp_path / "preds.csv", resume=False)
     assert stopped.value.exit_code == 143
     assert "terminated (the same command with --resume continues it)" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is before  # put back once the command ends

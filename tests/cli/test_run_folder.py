@@ -101,6 +101,49 @@ def test_an_interrupted_run_needs_resume_or_overwrite(data, trained, tmp_path):
     assert_user_error(_train(data, run), "an interrupted run", "--resume")
 
 
+@pytest.mark.parametrize("killed_in", ["write_model", "write_report"])
+def test_a_resume_interrupted_while_saving_is_finished_by_the_next_resume(data, trained, tmp_path, monkeypatch,
+                                                                        killed_in):
+    """A resume for more epochs stopped while it saved: the folder held the earlier fit's model
+    and metrics beside a checkpoint of more epochs, and the next --resume said 'already finished'."""
+    import json
+
+    from polymodal import runfolder
+    from polymodal.evaluation import report
+
+    run = _copy(trained, tmp_path)
+    more = tmp_path / "two.yaml"
+    more.write_text(yaml.safe_dump(classification_config(epochs=2)), encoding="utf-8")
+    module, name = (runfolder, "write_model") if killed_in == "write_model" else (report, "write_report")
+    real = getattr(module, name)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, name, killed)
+    result = _train(data, run, "--resume", config=more)
+    assert result.exit_code == 130 and "--resume continues it" in result.stderr
+    monkeypatch.setattr(module, name, real)
+    assert_user_error(_train(data, run, config=more), "latest results were not all written", "--resume")
+    result = _train(data, run, "--resume", config=more)
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "metrics.json").read_text())["training"]["epochs_run"] == 2
+    assert (run / "report.html").is_file()
+    assert_user_error(_train(data, run, "--resume", config=more), "already finished its 2 epochs")
+
+
+def test_a_second_fit_into_a_folder_another_fit_is_writing_is_refused_at_once(data, tmp_path):
+    """Two fits into one --out both reported success; one run was silently gone."""
+    from polymodal.utils.io import exclusive_lock
+
+    with exclusive_lock(tmp_path / "run", lambda: AssertionError("the test holds it")):  # as a running fit does
+        assert_user_error(_train(data, tmp_path / "run"), "is being trained into by another fit", "another --out")
+    assert not (tmp_path / "run").exists()
+    result = _train(data, tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / ".run.lock").exists()
+
+
 def test_resume_refuses_a_config_that_trains_another_model(data, trained, tmp_path):
     run = _copy(trained, tmp_path)
     before = _snapshot(run)
@@ -241,6 +284,29 @@ def test_an_internal_key_error_is_not_passed_off_as_a_user_mistake(trained, data
     monkeypatch.setattr(MultimodalPredictor, "load", broken)
     result = invoke("evaluate", trained, "--data", data["test"])
     assert result.exit_code == 1 and isinstance(result.exception, KeyError)
+
+
+@pytest.mark.parametrize(("code", "reason"), [("ENOSPC", "No space left on device"),
+                                              ("EROFS", "Read-only file system")])
+def test_a_full_disk_or_read_only_file_system_is_one_line_naming_the_place(trained, data, monkeypatch, code, reason):
+    import errno
+
+    def failing(path):
+        raise OSError(getattr(errno, code), reason, "/runs/x/model.safetensors")
+
+    monkeypatch.setattr(MultimodalPredictor, "load", failing)
+    assert_user_error(invoke("evaluate", trained, "--data", data["test"]), f"{reason}: /runs/x/model.safetensors")
+
+
+def test_another_os_error_is_not_passed_off_as_a_user_mistake(trained, data, monkeypatch):
+    import errno
+
+    def failing(path):
+        raise OSError(errno.EIO, "Input/output error", "/dev/sdz")
+
+    monkeypatch.setattr(MultimodalPredictor, "load", failing)
+    result = invoke("evaluate", trained, "--data", data["test"])
+    assert result.exit_code == 1 and isinstance(result.exception, OSError)
 
 
 def test_resume_of_a_finished_run_changes_nothing_and_says_so(data, trained, tmp_path):

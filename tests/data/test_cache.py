@@ -355,3 +355,20 @@ def test_a_frame_folder_is_keyed_by_its_frames_in_the_order_they_are_read(tmp_pa
     assert key == digest.digest()
     (folder / "notes.txt").write_text("not a frame")
     assert content_key(str(folder), True) == key
+
+
+def test_a_full_disk_is_an_error_naming_the_cache_not_a_crash_of_the_process(tmp_path, monkeypatch):
+    """Writing through a memory map into a sparse file on a full disk killed the process with
+    SIGBUS (exit 135, no message) and left the segment behind."""
+    import errno
+
+    store = FeatureStore(tmp_path, "fp", {"x": ArraySpec((1024,), "<f4")})
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError, match=r"the feature cache needs 4.0 MiB more for 1,024 item\(s\)") as info:
+        store.open_segment(1024)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(store.folder)
+    assert not list((store.folder / "segments").glob(".tmp-*"))  # the reserved segment went with the error

@@ -386,3 +386,21 @@ def test_kept_csv_ids_stay_as_written(trained, dataset, tmp_path):
     assert got[:3] == ["00000", "00001", "00002"] and got[4] == "00004" and pd.isna(got[3])  # blank: missing
     with pytest.raises(OptionError, match="--keep ident: not a column of test_with_ids.csv"):
         predict_to_file(predictor, path, tmp_path / "q.csv", keep=["ident"], progress=False)
+
+
+def test_a_second_prediction_into_the_same_out_is_refused_while_the_first_runs(trained, dataset, tmp_path):
+    """Two predictions into one file mixed their chunks: each reused the other's parts."""
+    predictor, _ = trained
+    out = tmp_path / "preds.csv"
+    refused = []
+
+    def second_prediction(index: int) -> None:
+        if index == 0:
+            with pytest.raises(OptionError, match="is being written by another prediction") as info:
+                predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False, overwrite=True)
+            refused.append(str(info.value))
+
+    predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False, on_chunk=second_prediction)
+    assert len(refused) == 1 and len(pd.read_csv(out)) == 18
+    assert not (tmp_path / ".preds.csv.lock").exists()  # released with the prediction
+    predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False, overwrite=True)  # free again

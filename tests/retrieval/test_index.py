@@ -144,3 +144,34 @@ def test_build_refuses_repeated_or_missing_ids_as_build_index_does() -> None:
     with pytest.raises(ValueError, match="3 vectors but 2 ids were given"):
         EmbeddingIndex.build(unit_rows(3, 4, 0), ["a", "b"])
     assert EmbeddingIndex.build(unit_rows(3, 4, 0), ["a", "b", "c"]).ids == ["a", "b", "c"]
+
+
+def test_an_index_is_replaced_whole_only_when_asked_and_an_interrupted_save_keeps_the_old(tmp_path, monkeypatch):
+    """A save killed between its two files paired the new vectors with the old ids: retrieval then
+    named the wrong items without an error."""
+    from polymodal.errors import RunFolderError
+    from polymodal.retrieval import index as module
+
+    old = EmbeddingIndex.build(unit_rows(5, 4, 0), [f"old{k}" for k in range(5)])
+    new = EmbeddingIndex.build(unit_rows(6, 4, 1), [f"new{k}" for k in range(6)])
+    folder = old.save(tmp_path / "idx")
+    with pytest.raises(RunFolderError, match="already holds an index; give --overwrite"):
+        new.save(folder)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "atomic_write_json", killed)  # after the vectors, before the ids
+    with pytest.raises(KeyboardInterrupt):
+        new.save(folder, overwrite=True)
+    monkeypatch.undo()
+    kept = EmbeddingIndex.load(folder)
+    assert kept.ids == old.ids and len(kept) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # no staging folder left
+    new.save(folder, overwrite=True)
+    assert EmbeddingIndex.load(folder).ids == new.ids
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(RunFolderError, match=r"holds other files \(notes.txt\)"):
+        new.save(tmp_path / "mine", overwrite=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

@@ -546,3 +546,28 @@ def test_a_distributed_runs_other_ranks_are_told_by_their_launchers_variables(mo
         assert secondary_process(ddp) is secondary, (name, value)
         assert not secondary_process(single), "srun -n 4 of one-process fits: each is its own rank 0"
         monkeypatch.delenv(name)
+
+
+class TerminatedModule(ScriptedModule):
+    """SIGTERM (as the command line raises it) during the second epoch's training."""
+
+    def training_step(self, batch, batch_idx):
+        if self.current_epoch == 1:
+            from polymodal.cli.common import Terminated
+
+            raise Terminated
+        return super().training_step(batch, batch_idx)
+
+
+def test_sigterm_during_training_stays_a_termination_not_a_ctrl_c(tmp_path):
+    """Lightning's shutdown swallowed which interrupt it was: a SIGTERM'd fit exited 130
+    ('interrupted') instead of 143 ('terminated')."""
+    import signal
+
+    from polymodal.cli.common import Terminated
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(Terminated):
+        fit(TerminatedModule([3.0, 2.0, 1.0]), epochs=3, run_dir=tmp_path)
+    signal.signal(signal.SIGINT, before)
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

@@ -132,3 +132,31 @@ def test_a_folder_stored_by_another_writer_during_the_rename_is_kept_without_rep
     with atomic_folder(target, replace=False) as staging:
         (staging / "mean.json").write_text("mine")
     assert (target / "mean.json").read_text() == "theirs" and [p.name for p in tmp_path.iterdir()] == ["statistics"]
+
+
+def test_an_exclusive_lock_refuses_a_second_holder_until_released(tmp_path):
+    import multiprocessing
+
+    from polymodal.utils.io import exclusive_lock, lock_path
+
+    target = tmp_path / "run"
+    with exclusive_lock(target, lambda: RuntimeError("busy")):
+        assert lock_path(target).is_file()
+        with pytest.raises(RuntimeError, match="busy"), exclusive_lock(target, lambda: RuntimeError("busy")):
+            pass
+        context = multiprocessing.get_context("spawn")  # another process is refused too
+        with context.Pool(1) as pool:
+            assert pool.apply(_try_lock, (str(target),)) == "busy"
+    assert not lock_path(target).exists()
+    with exclusive_lock(target, lambda: RuntimeError("busy")):  # free again
+        pass
+
+
+def _try_lock(target: str) -> str:
+    from polymodal.utils.io import exclusive_lock
+
+    try:
+        with exclusive_lock(target, lambda: RuntimeError("busy")):
+            return "held"
+    except RuntimeError as err:
+        return str(err)
