@@ -202,6 +202,24 @@ class SignalSpectrogram(StrictModel):
     hop: PositiveInt = 32
 
 
+class SignalAugment(StrictModel):
+    """Training-only augmentation of the standardised windows, per sample, after the cache
+    (a spectrogram's frequency rows are its channels, its frames its steps).
+
+    Attributes:
+        gain: scale each channel by a factor drawn from ``[1 - gain, 1 + gain]`` (sensor
+            sensitivity, mounting).
+        noise: add Gaussian noise of this standard deviation (in units of the standardised values).
+        shift: roll each window by up to this many steps within its valid samples (or frames).
+        erase: zero one band of up to this fraction of the window (a dropout of the sensor).
+    """
+
+    gain: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    noise: Annotated[float, Field(ge=0.0)] = 0.05
+    shift: Annotated[int, Field(ge=0)] = 0
+    erase: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+
+
 class SignalPreprocess(StrictModel):
     """Read a 1-D multichannel recording and make it a fixed-length, standardised window.
 
@@ -223,6 +241,7 @@ class SignalPreprocess(StrictModel):
             with its mean and standard deviation over the training set; ``sample`` does it per
             window, which removes each window's level and, for a spectrogram, its spectral
             envelope (the shape of the spectrum, often what tells classes apart); ``none``.
+        augment: training-only perturbations (see :class:`SignalAugment`); unset: none.
     """
 
     key: str | None = None
@@ -234,6 +253,7 @@ class SignalPreprocess(StrictModel):
     crop: Literal["start", "center"] = "start"
     spectrogram: SignalSpectrogram | None = None
     normalize: Literal["global", "sample", "none"] = "global"
+    augment: SignalAugment | None = None
 
     @model_validator(mode="after")
     def _resample_needs_rate(self) -> SignalPreprocess:

@@ -94,13 +94,24 @@ def strong_audio(inputs: Inputs, magnitude: float, erase: float, generator: torc
 
 def strong_signal(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
                   present: torch.Tensor | None = None) -> Inputs:
-    x = inputs["x"]  # (B, C, L), normalised
+    length = inputs["x"].shape[-1]
+    shift = max(1, int(0.1 * magnitude * length)) if magnitude > 0 else 0  # magnitude 0: no shift
+    return perturb_signal(inputs, gain=0.3 * magnitude, noise=0.2 * magnitude, shift=shift, erase=erase,
+                          generator=generator)
+
+
+def perturb_signal(inputs: Inputs, *, gain: float, noise: float, shift: int, erase: float,
+                   generator: torch.Generator | None = None) -> Inputs:
+    """Signal ``x`` (B, C, L), normalised, perturbed per sample: each channel scaled by a factor in
+    ``[1 - gain, 1 + gain]``, Gaussian noise of standard deviation ``noise`` added, a circular
+    shift of up to ``shift`` steps within the valid samples, and a band of up to ``erase`` of the
+    length zeroed (FixMatch's strong view, and ``preprocess.augment`` in training)."""
+    x = inputs["x"]
     b, c, length = x.shape
     dev = x.device
-    x = x * (1 + _uniform(b * c, -0.3, 0.3, generator, dev).view(b, c, 1) * magnitude)
-    x = x + torch.randn(x.shape, generator=generator, device=dev) * (0.2 * magnitude)
-    limit = max(1, int(0.1 * magnitude * length)) if magnitude > 0 else 0  # magnitude 0: no shift
-    offsets = torch.randint(-limit, limit + 1, (b,), generator=generator, device=dev)
+    x = x * (1 + _uniform(b * c, -gain, gain, generator, dev).view(b, c, 1))
+    x = x + torch.randn(x.shape, generator=generator, device=dev) * noise
+    offsets = torch.randint(-shift, shift + 1, (b,), generator=generator, device=dev)
     mask = inputs.get("mask")  # (B, L) valid samples of a shorter recording
     x = roll_within(x, offsets, None if mask is None else mask.sum(dim=1), dim=2)  # its padding stays padding
     if erase > 0:

@@ -27,6 +27,7 @@ from polymodal.config.preprocess import SignalPreprocess
 from polymodal.data import spectral as F
 from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
+from polymodal.data.strong import perturb_signal
 from polymodal.errors import DecodeError, NotFittedError
 from polymodal.utils.signal_csv import SignalCSV, non_finite_reason, pick_channels, read_csv_signal
 from polymodal.utils.signals import channels_first, fit_length, window_starts
@@ -120,7 +121,7 @@ class SignalPreprocessor(Preprocessor):
     # 4: a CSV's first row that mixes numbers and text is a sample (with a bad value), not a header;
     # 5: CSVs read by utils.signal_csv (shared with the runtime): a header-only CSV, a row longer than the
     # header (pandas took its first field as a row label) and True/False cells are refused
-    batch_time_fields = frozenset({"normalize"})
+    batch_time_fields = frozenset({"normalize", "augment"})
 
     def __init__(self, name: str, cfg: SignalPreprocess):
         super().__init__(name)
@@ -254,6 +255,10 @@ class SignalPreprocessor(Preprocessor):
             mean = (x * weights).sum(dim=-1, keepdim=True) / count
             var = ((x - mean).pow(2) * weights).sum(dim=-1, keepdim=True) / count
             x = (x - mean) / var.sqrt().clamp_min(1e-6)
+        augment = self.cfg.augment
+        if train and augment is not None:
+            x = perturb_signal({"x": x * mask.unsqueeze(1), "mask": mask}, gain=augment.gain, noise=augment.noise,
+                               shift=augment.shift, erase=augment.erase)["x"]
         return {"x": x * mask.unsqueeze(1), "mask": mask}
 
     def encoder_context(self) -> dict[str, Any]:

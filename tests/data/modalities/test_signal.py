@@ -367,3 +367,34 @@ def test_the_default_length_is_judged_after_resampling_and_a_chosen_length_is_no
         warnings.simplefilter("error")
         SignalPreprocessor("vib", SignalPreprocess(sample_rate=2000, resample_to=1000)).fit([path])  # 1,024 samples
         SignalPreprocessor("vib", SignalPreprocess(length=512)).fit([path])  # set: cropping was asked for
+
+
+# --- training augmentation -------------------------------------------------------------------------
+def test_augmentation_perturbs_training_batches_only_and_keeps_padding_zero(tmp_path):
+    path = save_as(tmp_path / "short.npy", recording(samples=100))
+    plain = signal(length=128, normalize="sample")
+    augmented = signal(length=128, normalize="sample", augment={"gain": 0.5, "noise": 0.0})
+    for prep in (plain, augmented):
+        prep.fit([path])
+    arrays = as_tensors(encode_values(plain, [path] * 8))
+    torch.manual_seed(0)
+    x = augmented.to_batch(arrays, train=True)["x"]
+    clean = plain.to_batch(arrays, train=False)["x"]
+    torch.testing.assert_close(augmented.to_batch(arrays, train=False)["x"], clean)  # evaluation: untouched
+    ratio = x[:, :, :100] / clean[:, :, :100]  # gain only: one factor per sample and channel, within the range
+    torch.testing.assert_close(ratio, ratio[:, :, :1].expand_as(ratio), atol=1e-4, rtol=1e-4)
+    assert ratio.min() >= 0.5 - 1e-5 and ratio.max() <= 1.5 + 1e-5 and ratio[:, :, 0].std() > 0.05
+    assert not x[:, :, 100:].any()  # padding stays padding
+    noisy = signal(length=128, normalize="sample", augment={"gain": 0.0, "noise": 0.3, "shift": 5, "erase": 0.2})
+    noisy.fit([path])
+    out = noisy.to_batch(arrays, train=True)["x"]
+    assert 0.2 < float((out[:, :, :100] - clean[:, :, :100]).std()) and not out[:, :, 100:].any()
+
+
+def test_augmentation_settings_do_not_change_what_is_cached(tmp_path):
+    """Applied to batches after the cache: another augmentation reuses the cached windows."""
+    path = save_as(tmp_path / "r.npy", recording())
+    preps = [signal(), signal(augment={"noise": 0.5, "shift": 3}), signal(length=512)]
+    for prep in preps:
+        prep.fit([path])
+    assert preps[0].fingerprint() == preps[1].fingerprint() != preps[2].fingerprint()
