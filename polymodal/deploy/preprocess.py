@@ -344,7 +344,8 @@ class SignalFeatures(Features):
 
     kind = "signal"
 
-    def decode(self, value: Any) -> tuple[np.ndarray, int]:
+    def decode(self, value: Any) -> tuple[np.ndarray, int, int]:
+        """(channels, length) samples, the valid count and the count the signal held."""
         channels = self.cfg.get("channels")
         names = channels if channels and isinstance(channels[0], str) else None
         lines = None
@@ -391,9 +392,18 @@ class SignalFeatures(Features):
         if not np.isfinite(array).all():
             raise self.fail(f"{non_finite_reason(array, lines)}{source}")
         length = int(self.cfg["length"])
-        return fit_length(array, length, self.cfg["crop"]), min(array.shape[-1], length)
+        return fit_length(array, length, self.cfg["crop"]), min(array.shape[-1], length), array.shape[-1]
 
-    def stack(self, samples: Sequence[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
+    def notes(self, value: Any) -> list[str]:
+        """That the signal was cropped or zero-padded to the model's ``length``."""
+        length, samples = int(self.cfg["length"]), self.decode(value)[2]
+        if samples == length:
+            return []
+        done = f"cropped to its {'first' if self.cfg['crop'] == 'start' else 'central'} {length:,}" \
+            if samples > length else f"zero-padded to {length:,}"
+        return [f"{samples:,} samples where the model reads {length:,}: {done}"]
+
+    def stack(self, samples: Sequence[tuple[np.ndarray, int, int]]) -> dict[str, np.ndarray]:
         x = np.stack([s[0] for s in samples])  # (B, C, L)
         valid = np.asarray([s[1] for s in samples], np.int64)
         spec = self.cfg.get("spectrogram")

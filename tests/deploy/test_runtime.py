@@ -154,6 +154,17 @@ def test_a_signal_npy_whose_header_promises_terabytes_is_a_corrupt_file():
     assert info.value.code == "corrupt_file" and info.value.status == 422
 
 
+def test_a_signal_cropped_or_padded_to_the_models_length_is_noted():
+    """A 1,000-sample window given to a model of 2,048 was zero-padded and misread without a word."""
+    from polymodal.deploy.preprocess import SignalFeatures
+
+    signal = SignalFeatures("vib", {"kind": "signal", "preprocess": {"length": 4, "crop": "center"},
+                                    "state": {"n_channels": 1}, "inputs": {}})
+    assert signal.notes(np.ones(4)) == []
+    assert signal.notes(np.ones(6)) == ["6 samples where the model reads 4: cropped to its central 4"]
+    assert signal.notes(np.ones(3)) == ["3 samples where the model reads 4: zero-padded to 4"]
+
+
 def test_signal_and_audio_arrays_are_taken_or_refused_as_training_takes_them():
     from polymodal.deploy.preprocess import AudioFeatures, SignalFeatures
 
@@ -161,8 +172,8 @@ def test_signal_and_audio_arrays_are_taken_or_refused_as_training_takes_them():
                                     "state": {"n_channels": 1}, "inputs": {}})
     with pytest.raises(RequestError, match="real-valued numeric"):
         signal.decode(np.ones(4, np.complex64))  # the imaginary part is not dropped silently
-    x, valid = signal.decode(np.array([True, False, True, True]))  # booleans read as 0/1, as training reads them
-    assert x.tolist() == [[1.0, 0.0, 1.0, 1.0]] and valid == 4
+    x, valid, held = signal.decode(np.array([True, False, True, True]))  # booleans read as 0/1, as training does
+    assert x.tolist() == [[1.0, 0.0, 1.0, 1.0]] and valid == held == 4
     wide = SignalFeatures("vib", {"kind": "signal", "preprocess": {"length": 2, "crop": "start", "layout": "channels_first"},
                                   "state": {"n_channels": 3}, "inputs": {}})
     short = np.arange(6, dtype=np.float32).reshape(3, 2)  # 3 channels of 2 samples: auto would read 2 channels
