@@ -205,10 +205,13 @@ class Estimator:
 
     # -- fitting ------------------------------------------------------------------------------
     def _seed(self) -> None:
-        """Seed every random generator (Python, numpy, torch, data workers) with ``train.seed``."""
+        """Seed every random generator (Python, numpy, torch, data workers) with ``train.seed``,
+        and give torch ``train.threads`` CPU threads when set (the fit restores both after)."""
         import lightning as L
 
         L.seed_everything(self.config.train.seed, workers=True, verbose=False)
+        if self.config.train.threads is not None:
+            torch.set_num_threads(self.config.train.threads)
 
     def _read_fit_data(self, pipeline: DataPipeline, train: DataSource, valid: DataSource | None,
                        test: DataSource | None, *, require_target: bool) -> tuple[Manifest, Manifest, Manifest | None]:

@@ -101,6 +101,23 @@ def test_fit_leaves_the_callers_random_streams_and_torch_switches_as_they_were(d
     assert len(caught) == 1, "the fit's filters for Lightning's chatter stay inside the fit"
 
 
+def test_train_threads_bounds_torch_during_the_fit_and_is_given_back_after(data):
+    import lightning as L
+    import torch
+
+    seen = []
+
+    class Threads(L.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    config = classification_config(epochs=1)
+    config["train"]["threads"] = 1
+    MultimodalPredictor(config).fit(data["train"], data["valid"], callbacks=[Threads()])
+    assert seen == [1] and torch.get_num_threads() == before
+
+
 def test_save_refuses_a_folder_holding_another_run_and_replaces_it_whole_when_told(data, tmp_path):
     from polymodal.errors import RunFolderError
 
