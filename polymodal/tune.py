@@ -7,9 +7,13 @@ after every epoch so that a median pruner can stop hopeless trials early, and th
     <out>/trials.csv        one row per trial: number, state, value, seconds, the sampled values
     <out>/best_config.yaml  the base config with the best values filled in (``tune`` removed)
     <out>/summary.json      metric, direction, best value and parameters
+    <out>/study.journal     Optuna's record of every trial (a journal file), which ``resume`` reads
 
 An ``<out>`` that already holds these files is refused unless ``overwrite`` is given, which
-removes them (and nothing else the folder holds) before the first trial.
+removes them (and nothing else the folder holds) before the first trial, or ``resume``, which
+continues the search recorded there (an interrupted one, or a finished one given more trials):
+its finished trials count towards ``trials``, and the trial the interruption stopped is marked
+failed.
 """
 
 from __future__ import annotations
@@ -31,7 +35,14 @@ from polymodal.config.task_metrics import TASK_METRICS, direction
 from polymodal.config.tune import ChoiceParam, RangeParam
 from polymodal.errors import ConfigError, OptionError, RunFolderError
 from polymodal.training.devices import world_size
-from polymodal.utils.io import atomic_write, atomic_write_json, atomic_write_text
+from polymodal.utils.io import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    check_folder_path,
+    exclusive_lock,
+    lock_path,
+)
 from polymodal.utils.warn import warn_user
 
 
@@ -110,47 +121,93 @@ def pruning_callback(trial: Any, monitor: str) -> Any:
 
 
 # What a search writes into --out; --overwrite removes these and nothing else the folder may hold.
-TUNE_FILES = ("trials.csv", "best_config.yaml", "summary.json")
+JOURNAL_FILE = "study.journal"
+TUNE_FILES = ("trials.csv", "best_config.yaml", "summary.json", JOURNAL_FILE)
+STUDY_NAME = "polymodal"
 
 
-def check_tune_out(out: str | Path, *, overwrite: bool = False) -> None:
+def check_tune_out(out: str | Path, *, overwrite: bool = False, resume: bool = False) -> None:
     """Check, without writing anything, that a search may write its results into ``out``.
 
     Raises:
-        RunFolderError: ``out`` is a file, or it already holds an earlier search's results
-            (:data:`TUNE_FILES`) and ``overwrite`` was not asked for.
+        RunFolderError: ``resume`` and ``overwrite`` together; ``out`` is a file; it already
+            holds an earlier search's results (:data:`TUNE_FILES`) and neither ``overwrite`` nor
+            ``resume`` was asked for; ``resume`` and it holds no search's journal.
     """
+    if resume and overwrite:
+        raise RunFolderError("--resume continues the search in --out and --overwrite replaces it; give one of them")
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise RunFolderError(f"the search folder {folder} is a file; give a folder (new or an earlier search's) "
                              "as --out")
+    check_folder_path(folder, "--out", writable=True)
+    if resume:
+        if not (folder / JOURNAL_FILE).is_file():
+            raise RunFolderError(f"--resume: {folder} holds no search to continue ({JOURNAL_FILE} not found; a search "
+                                 "before 2026-12-06 kept none)")
+        return
     held = [name for name in TUNE_FILES if (folder / name).exists()]
     if held and not overwrite:
-        raise RunFolderError(f"{folder} already holds a search's results ({', '.join(held)}); give another --out, "
-                             "or --overwrite to replace them")
+        journal = ", --resume to continue it" if JOURNAL_FILE in held else ""
+        raise RunFolderError(f"{folder} already holds a search's results ({', '.join(held)}); give another --out"
+                             f"{journal}, or --overwrite to replace them")
+
+
+def _search_key(base: dict[str, Any], direction: str) -> str:
+    """What a resumed search must share with the one it continues: the config it samples from
+    (its ``tune`` section included) and the direction of its metric."""
+    return json.dumps({"config": base, "direction": direction}, sort_keys=True, default=str)
+
+
+def _open_study(out: Path, key: str, direction: str, sampler: Any, pruner: Any, *, resume: bool) -> Any:
+    """The Optuna study recorded in ``out``'s journal: a new one, or (``resume``) the one there,
+    checked to be this config's search, its trials left running by an interruption marked failed."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(out / JOURNAL_FILE)))
+    if not resume:
+        study = optuna.create_study(storage=storage, study_name=STUDY_NAME, direction=direction, sampler=sampler,
+                                    pruner=pruner)
+        study.set_user_attr("search", key)
+        return study
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner)
+    if study.user_attrs.get("search") != key:
+        raise RunFolderError(f"--resume: the search in {out} sampled another config (or optimised its metric the "
+                             "other way); resume it with the config (and --set values) it started with, or give "
+                             "--overwrite to start a new search")
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)  # the interrupted one
+    return study
+
+
+def _trial_row(trial: Any) -> dict[str, Any]:
+    seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
+    return {"trial": trial.number, "state": trial.state.name.lower(), "value": trial.value, "seconds": seconds,
+            **{k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in trial.user_attrs["values"].items()}}
 
 
 def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path, trials: int | None = None,
                on_trial: Callable[[dict[str, Any]], None] | None = None, *, overwrite: bool = False,
-               overrides: dict[str, Any] | None = None) -> pd.DataFrame:
+               resume: bool = False, overrides: dict[str, Any] | None = None) -> pd.DataFrame:
     """Search the config's ``tune.space``; return (and write) the trials table.
 
     Args:
+        trials: trials in all (default ``tune.trials``); a resumed search's finished trials count.
         overrides: dotted config keys set before the search (``--set``; see
             :mod:`polymodal.config.overrides`).
         overwrite: replace an earlier search's results in ``out`` (:data:`TUNE_FILES`); without
-            it, such a folder is refused before any trial trains.
+            it (or ``resume``), such a folder is refused before any trial trains.
+        resume: continue the search recorded in ``out`` (same config and overrides).
 
     Raises:
         ConfigError: the config has no ``tune`` section, a sampled value does not fit the schema,
             or every trial was pruned.
         OptionError: ``trials`` below 1.
-        RunFolderError: see :func:`check_tune_out`.
+        RunFolderError: see :func:`check_tune_out`; ``resume`` of another config's search, or of
+            one that already ran ``trials``.
     """
-    import optuna
-
-    from polymodal.predictor import MultimodalPredictor
-
     if trials is not None and trials < 1:
         raise OptionError([f"--trials: at least 1; got {trials}"])
     config = load_config(config_path, overrides=overrides, check_files=True)
@@ -165,19 +222,42 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
     tune = config.tune
     monitor, direction = _metric(config)
     out = Path(out)
-    check_tune_out(out, overwrite=overwrite)
+    check_tune_out(out, overwrite=overwrite, resume=resume)
     for key in tune.space:  # every key must lead somewhere valid before any training starts
         probe = tune.space[key]
         sample = probe.choices[0] if isinstance(probe, ChoiceParam) else probe.low
         trial_config(base, {key: sample})
+
+    def busy() -> RunFolderError:
+        return RunFolderError(f"{out} is being searched into by another tune (it holds {lock_path(out)}); wait for "
+                              "it to end, or give another --out")
+
+    with exclusive_lock(out, busy):
+        return _search(out, base, tune, monitor, direction, train, valid, trials, on_trial, resume=resume)
+
+
+def _search(out: Path, base: dict[str, Any], tune: Any, monitor: str, direction: str, train: Any, valid: Any,
+            trials: int | None, on_trial: Callable[[dict[str, Any]], None] | None, *, resume: bool) -> pd.DataFrame:
+    """:func:`run_search` once its inputs are checked and ``out`` is locked."""
+    import optuna
+
+    from polymodal.predictor import MultimodalPredictor
+
     out.mkdir(parents=True, exist_ok=True)
-    for name in TUNE_FILES:  # an earlier search's (--overwrite): none of them may outlive this one
-        (out / name).unlink(missing_ok=True)
+    if not resume:
+        for name in TUNE_FILES:  # an earlier search's (--overwrite): none of them may outlive this one
+            (out / name).unlink(missing_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=tune.warmup_epochs)
               if tune.pruner == "median" else optuna.pruners.NopPruner())
-    study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=tune.seed), pruner=pruner)
-    rows: list[dict[str, Any]] = []
+    study = _open_study(out, _search_key(base, direction), direction, optuna.samplers.TPESampler(seed=tune.seed),
+                        pruner, resume=resume)
+    total = tune.trials if trials is None else trials
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    done = len(study.get_trials(deepcopy=False, states=finished))
+    if done >= total:
+        raise RunFolderError(f"--resume: the search in {out} already ran {done} trial(s) (--trials {total}); nothing "
+                             "to resume: give --trials with more to run more")
 
     def objective(trial: optuna.Trial) -> float:
         values = {key: _suggest(trial, key, param) for key, param in tune.space.items()}
@@ -187,18 +267,18 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
         predictor.fit(train, valid, callbacks=[pruning_callback(trial, monitor)])
         return _score(predictor, monitor)
 
+    def table() -> pd.DataFrame:  # every trial the journal holds, this run's and those before a resume
+        return pd.DataFrame([_trial_row(t) for t in study.get_trials(deepcopy=False)
+                             if t.state != optuna.trial.TrialState.RUNNING and "values" in t.user_attrs])
+
     def record(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
-        row = {"trial": trial.number, "state": trial.state.name.lower(), "value": trial.value, "seconds": seconds,
-               **{k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in trial.user_attrs["values"].items()}}
-        rows.append(row)
-        frame = pd.DataFrame(rows)
+        frame = table()
         atomic_write(out / "trials.csv", lambda tmp: frame.to_csv(tmp, index=False))
         if on_trial is not None:
-            on_trial(row)
+            on_trial(_trial_row(trial))
 
     started = time.perf_counter()
-    study.optimize(objective, n_trials=tune.trials if trials is None else trials, callbacks=[record], catch=())
+    study.optimize(objective, n_trials=total - done, callbacks=[record], catch=())
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         raise ConfigError([f"tune: none of the {len(study.trials)} trial(s) completed (every one was pruned; see "
@@ -212,4 +292,4 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
         "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
         "seconds": time.perf_counter() - started,
     })
-    return pd.DataFrame(rows)
+    return table()

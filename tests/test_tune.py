@@ -212,8 +212,8 @@ def test_a_second_search_into_the_same_folder_is_refused_unless_overwrite(tmp_pa
 
     again = runner.invoke(app, args + ["--trials", "2"])
     assert again.exit_code == 2
-    assert f"{out} already holds a search's results (trials.csv, best_config.yaml, summary.json); give another " \
-           "--out, or --overwrite to replace them" in " ".join(again.output.split())
+    assert f"{out} already holds a search's results (trials.csv, best_config.yaml, summary.json, study.journal); " \
+           "give another --out, --resume to continue it, or --overwrite to replace them" in " ".join(again.output.split())
     assert fits == [], "refused before any trial trained"
     assert {name: (out / name).read_bytes() for name in before} == before
 
@@ -229,6 +229,45 @@ def test_a_second_search_into_the_same_folder_is_refused_unless_overwrite(tmp_pa
     assert len(fits) == 2 and len(pd.read_csv(out / "trials.csv")) == 2
     assert json.loads((out / "summary.json").read_text())["trials"] == 2 and (out / "best_config.yaml").is_file()
     assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_an_interrupted_search_resumes_with_its_finished_trials_and_the_interrupted_one_failed(tmp_path, monkeypatch):
+    """An interrupted search could only be started again (--overwrite), its finished trials lost."""
+    from polymodal import MultimodalPredictor
+
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=40))
+    config = tuned(tmp_path, classification_config(epochs=1), trials=3)
+    out = tmp_path / "search"
+    fit = MultimodalPredictor.fit
+    fits = []
+
+    def interrupted_second(self, *args, **kwargs):
+        fits.append(1)
+        if len(fits) == 2:
+            raise KeyboardInterrupt
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(MultimodalPredictor, "fit", interrupted_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config, paths["train"], paths["valid"], out)
+    assert pd.read_csv(out / "trials.csv")["state"].tolist() == ["complete"]
+    with pytest.raises(RunFolderError, match="--resume to continue it"):
+        run_search(config, paths["train"], paths["valid"], out)
+    with pytest.raises(RunFolderError, match="sampled another config"):
+        run_search(config, paths["train"], paths["valid"], out, resume=True, overrides={"train.epochs": 2})
+    monkeypatch.setattr(MultimodalPredictor, "fit", lambda self, *a, **k: fits.append(1) or fit(self, *a, **k))
+    table = run_search(config, paths["train"], paths["valid"], out, resume=True)
+    assert len(fits) == 4  # the two trials left of 3: the finished one counts, the interrupted one does not
+    assert table["state"].tolist() == ["complete", "fail", "complete", "complete"]
+    assert table["trial"].tolist() == [0, 1, 2, 3] and len(pd.read_csv(out / "trials.csv")) == 4
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["completed"] == 3 and summary["best_trial"] in (0, 2, 3)
+    with pytest.raises(RunFolderError, match="already ran 3 trial"):
+        run_search(config, paths["train"], paths["valid"], out, resume=True)
+    run_search(config, paths["train"], paths["valid"], out, trials=4, resume=True)  # one more
+    assert len(fits) == 5 and len(pd.read_csv(out / "trials.csv")) == 5
+    with pytest.raises(RunFolderError, match="holds no search to continue"):
+        run_search(config, paths["train"], paths["valid"], tmp_path / "empty", resume=True)
 
 
 def test_a_search_folder_that_is_a_file_is_refused(tmp_path):

@@ -87,16 +87,17 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def _resumable(kwargs: dict[str, Any]) -> bool:
     """Whether the interrupted command (its arguments) left something ``--resume`` continues: a
-    fit's checkpoint in ``--out``, or a prediction's finished chunks beside it (a fit stopped
-    while it read its data has neither)."""
+    fit's checkpoint in ``--out``, a prediction's finished chunks beside it, a search's journal
+    (a fit stopped while it read its data has none of them)."""
     out = kwargs.get("out")
     if "resume" not in kwargs or out is None:
         return False
     from polymodal.deploy.batch import chunks_done, parts_folder
     from polymodal.run_files import LAST_CHECKPOINT
+    from polymodal.tune import JOURNAL_FILE
 
     out = Path(out)
-    return (out / LAST_CHECKPOINT).is_file() or chunks_done(parts_folder(out)) > 0
+    return (out / LAST_CHECKPOINT).is_file() or chunks_done(parts_folder(out)) > 0 or (out / JOURNAL_FILE).is_file()
 
 
 def user_errors(fn: F) -> F:

@@ -288,7 +288,10 @@ def tune(
     valid: Annotated[Path | None, typer.Option("--valid", help="Validation manifest (the metric is measured here).")] = None,
     trials: Annotated[int | None, typer.Option("--trials", min=1, help="Number of trials (default: tune.trials).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier search's trials.csv, "
-                                            "best_config.yaml and summary.json in --out (refused otherwise).")] = False,
+                                            "best_config.yaml, summary.json and study.journal in --out (refused "
+                                            "otherwise).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the search in --out (interrupted, or with a "
+                                         "larger --trials); its finished trials count.")] = False,
     set_: SetOpt = None,
 ) -> None:
     """Search hyper-parameters with Optuna (TPE sampler, median pruning on the validation metric)."""
@@ -300,7 +303,7 @@ def tune(
         console.print(f"trial {row['trial']:>3}  {row['state']:<9} {value}  " + ", ".join(
             f"{k}={v}" for k, v in row.items() if k not in ("trial", "state", "value", "seconds")))
 
-    table = run_search(config, train, valid, out, trials, on_trial=show, overwrite=overwrite,
+    table = run_search(config, train, valid, out, trials, on_trial=show, overwrite=overwrite, resume=resume,
                        overrides=parse_overrides(set_ or []))
     print_rows(table.to_dict("records"), "trials")
     console.print(f"best config: {out / 'best_config.yaml'}; all trials: {out / 'trials.csv'}")
