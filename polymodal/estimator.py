@@ -8,7 +8,8 @@ reading and encoding manifests, batching, batched inference and what every run f
 encoders' files: :mod:`polymodal.assets`). A
 subclass keeps its network in its own attribute and brings ``require_fitted``, ``_split`` (how
 ``valid`` is held out of ``train`` when none is given), ``fit``, ``evaluate``, ``predict``, and
-``save`` / ``load`` around :meth:`_write_run` / :meth:`_open_run`.
+``load`` around :meth:`_open_run` and ``_write_report`` (what :meth:`save` writes besides what
+every run holds).
 
 The layers built over a fitted model (evaluation, retrieval, deploy) use these public methods
 beside the user-facing ones: :meth:`require_fitted` (pipeline and network), :meth:`encode_data`
@@ -376,21 +377,29 @@ class Estimator:
         return torch.cat(outs).numpy() if outs else np.zeros(empty_shape, np.float32)
 
     # -- persistence --------------------------------------------------------------------------
-    def _write_run(self, path: str | os.PathLike, overwrite: bool) -> tuple[Path, torch.nn.Module]:
-        """Write what every run folder holds: the copies of its pretrained encoders' files
-        (:mod:`polymodal.assets`), config, preprocessing, the network's weights (after those: a
-        save interrupted before them leaves no model in a new folder) and ``metrics.json`` /
-        ``history.csv`` / ``skipped.csv``. ``path`` / ``overwrite``: see :meth:`_save_folder`.
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the run folder (see :mod:`polymodal.runfolder`), every file atomically: the
+        copies of its pretrained encoders' files (:mod:`polymodal.assets`), config, preprocessing,
+        the network's weights (after those: a save interrupted before them leaves no model in a
+        new folder), the report (:meth:`_write_report`), then ``history.csv`` / ``skipped.csv``
+        and, last, ``metrics.json``: a folder whose ``metrics.json`` counts the epochs of its
+        last checkpoint was saved whole (what ``--resume`` reads, :func:`polymodal.resume.results_written`).
 
-        Returns:
-            The run folder and the fitted network (for the subclass's report).
+        Raises:
+            RunFolderError: ``path`` holds another run (not the one this model was trained into
+                or loaded from) and ``overwrite`` is not set; with it, that run's files go first.
         """
         pipeline, model = self.require_fitted()
         run = self._save_folder(check_folder_path(path, "the run folder"), overwrite)  # not a file, nor inside one
         save_assets(self.config, model.encoders, run)  # what pretrained encoders need besides their weights
         runfolder.write_model(run, self.config, model, pipeline)
+        self._write_report(run, model)
         runfolder.write_results(run, self.metrics, self.info, self.history, self.last_skipped)
-        return run, model
+        return run
+
+    def _write_report(self, run: Path, model: torch.nn.Module) -> None:
+        """Write the subclass's ``report.html`` (and what it shows) into ``run``."""
+        raise NotImplementedError
 
     @classmethod
     def _open_run(cls, path: str | os.PathLike, config: Config | None = None) -> tuple[Any, Path]:

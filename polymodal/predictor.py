@@ -427,19 +427,12 @@ class MultimodalPredictor(Estimator):
         return zero_shot(self, data, modality, classes, text_modality, template)
 
     # -- persistence --------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write the run folder (see :mod:`polymodal.runfolder`); every file is written atomically.
-
-        Raises:
-            RunFolderError: ``path`` holds another run (not the one this model was trained into
-                or loaded from) and ``overwrite`` is not set; with it, that run's files go first.
-        """
-        run, net = self._write_run(path, overwrite)
+    def _write_report(self, run: Path, model: torch.nn.Module) -> None:
+        """``diagnostics.json`` and ``report.html`` with its plots."""
         runfolder.write_diagnostics(run, self.diagnostics)
         from polymodal.evaluation.report import write_report  # the report sits a layer above
 
-        write_report(self, run, net)
-        return run
+        write_report(self, run, model)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MultimodalPredictor:

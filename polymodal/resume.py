@@ -20,11 +20,11 @@ from polymodal.data.content_keys import content_key
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import RunFolderError
 from polymodal.metrics.tasks import monitored
-from polymodal.run_files import CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, MODEL_FILE, REPORT_FILE, RUN_ENTRIES
+from polymodal.run_files import CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, MODEL_FILE, RUN_ENTRIES
 from polymodal.runfolder import read_config
 from polymodal.training.checkpoints import checkpoint_state
 from polymodal.training.devices import secondary_process
-from polymodal.utils.io import check_folder_path, damaged_zip, exclusive_lock, lock_path
+from polymodal.utils.io import check_folder_path, damaged_zip, exclusive_lock
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,7 +62,7 @@ def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = F
             check_checkpoint(last)
         check_unfinished(run, config)
     elif (held := held_run(run)) is not None and not overwrite:
-        unsaved = held == MODEL_FILE and last.is_file() and not results_written(run, checkpoint_epochs(last))
+        unsaved = resumable and held == MODEL_FILE and last.is_file() and not results_written(run, checkpoint_epochs(last))
         what = ("a trained model whose latest results were not all written (a save interrupted)" if unsaved
                 else "a trained model" if held == MODEL_FILE else f"an interrupted run ({LAST_CHECKPOINT})")
         hint = ", --resume to continue it" if (held == LAST_CHECKPOINT or unsaved) and resumable else ""
@@ -82,9 +82,9 @@ def holding_the_run_folder(fit: F) -> F:
         if out is None or secondary_process(self.config.train):
             return fit(self, *args, out=out, **kwargs)
 
-        def busy() -> RunFolderError:
-            return RunFolderError(f"{out} is being trained into by another fit (it holds {lock_path(Path(out))}); "
-                                  "wait for it to end, or give another --out")
+        def busy(held: Path) -> RunFolderError:
+            return RunFolderError(f"{out} is being trained into by another fit (it holds {held}); wait for it to end, "
+                                  "or give another --out")
 
         check_folder_path(out, "the run folder (--out)", writable=True)  # where the lock goes too
         with exclusive_lock(out, busy):
@@ -219,15 +219,14 @@ def checkpoint_epochs(path: Path) -> int:
 
 def results_written(run: Path, epochs: int) -> bool:
     """Whether ``run``'s results were all written after its last checkpoint, which closed epoch
-    ``epochs``: ``metrics.json`` of a fit that ran as many epochs, and the report written after it.
-    A save interrupted in a resumed run leaves the previous fit's ``metrics.json`` (fewer epochs)
-    or no report; ``--resume`` then trains no further and writes them."""
+    ``epochs``: its ``metrics.json``, the last file a save writes (after the model and the
+    report), counts as many epochs. A save interrupted in a resumed run leaves the previous fit's
+    ``metrics.json`` (fewer epochs) or none; ``--resume`` then trains no further and writes it all."""
     try:
         saved = json.loads((run / METRICS_FILE).read_text()).get("training", {}).get("epochs_run")
-        report_after = (run / REPORT_FILE).stat().st_mtime_ns >= (run / METRICS_FILE).stat().st_mtime_ns
     except (OSError, ValueError, AttributeError):  # missing, torn (written atomically: not by us) or not a dict
         return False
-    return isinstance(saved, int) and saved >= epochs and report_after
+    return isinstance(saved, int) and saved >= epochs
 
 
 def _without_data(config: dict[str, Any]) -> dict[str, Any]:

@@ -177,12 +177,12 @@ def check_weight_shapes(run: Path, model: torch.nn.Module, saved: dict[str, list
 
 def write_results(run: Path, metrics: dict[str, Any], info: dict[str, Any], history: pd.DataFrame,
                   skipped: pd.DataFrame) -> None:
-    """Write ``metrics.json`` (with ``info`` under ``training``), and ``history.csv`` /
-    ``skipped.csv`` when they have rows."""
-    atomic_write_json(run / METRICS_FILE, {**metrics, "training": info})
+    """Write ``history.csv`` / ``skipped.csv`` when they have rows, then ``metrics.json`` (with
+    ``info`` under ``training``): the last file of a save."""
     if not history.empty:
         atomic_write(run / HISTORY_FILE, lambda tmp: history.to_csv(tmp, index=False))
     write_skipped(run / SKIPPED_FILE, skipped)
+    atomic_write_json(run / METRICS_FILE, {**metrics, "training": info})
 
 
 def write_skipped(path: Path, skipped: pd.DataFrame) -> None:

@@ -41,7 +41,6 @@ from polymodal.utils.io import (
     atomic_write_text,
     check_folder_path,
     exclusive_lock,
-    lock_path,
 )
 from polymodal.utils.warn import warn_user
 
@@ -228,9 +227,9 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
         sample = probe.choices[0] if isinstance(probe, ChoiceParam) else probe.low
         trial_config(base, {key: sample})
 
-    def busy() -> RunFolderError:
-        return RunFolderError(f"{out} is being searched into by another tune (it holds {lock_path(out)}); wait for "
-                              "it to end, or give another --out")
+    def busy(held: Path) -> RunFolderError:
+        return RunFolderError(f"{out} is being searched into by another tune (it holds {held}); wait for it to end, "
+                              "or give another --out")
 
     with exclusive_lock(out, busy):
         return _search(out, base, tune, monitor, direction, train, valid, trials, on_trial, resume=resume)

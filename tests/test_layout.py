@@ -29,7 +29,7 @@ LAYER = {"errors": 0, "utils": 0, "registry": 0, "pretrained": 0, "run_files": 0
          "fewshot": 5, "predictor": 5, "anomaly": 6, "evaluation": 6, "retrieval": 6, "tune": 6, "demo": 6,
          "deploy": 7, "cli": 8, "__init__": 9, "__main__": 9}
 FACADE = "polymodal/predictor.py"  # MultimodalPredictor's methods that call the layer above, lazily:
-FACADE_METHODS = {"from_config", "load", "fit", "save", "explain", "embed", "evaluate_retrieval", "zero_shot"}
+FACADE_METHODS = {"from_config", "load", "fit", "_write_report", "explain", "embed", "evaluate_retrieval", "zero_shot"}
 
 
 def _part(module: str) -> str:

@@ -82,7 +82,6 @@ def _finished_run(tmp_path, epochs: int, epochs_run: int, patience: int | None):
         "EarlyStopping{'monitor': 'val_loss', 'mode': 'min'}": {"stopped_epoch": stopped, "patience": patience}}},
         tmp_path / LAST_CHECKPOINT)
     (tmp_path / METRICS_FILE).write_text(json.dumps({"valid": {}, "training": {"epochs_run": epochs_run}}))
-    (tmp_path / "report.html").write_text("<html></html>")
 
 
 def _config(epochs: int, patience: int | None):
@@ -117,7 +116,7 @@ def test_resume_refuses_a_run_that_finished_training(tmp_path, epochs, epochs_ru
     assert "nothing to resume" in str(info.value) and "--overwrite" in str(info.value)
 
 
-@pytest.mark.parametrize("interrupted", ["no metrics", "earlier metrics", "no report"])
+@pytest.mark.parametrize("interrupted", ["no metrics", "earlier metrics"])
 def test_resume_continues_an_interrupted_run_whatever_its_epochs(tmp_path, interrupted):
     import json
 
@@ -127,10 +126,8 @@ def test_resume_continues_an_interrupted_run_whatever_its_epochs(tmp_path, inter
     _finished_run(tmp_path, 3, 3, 2)
     if interrupted == "no metrics":  # interrupted after its last checkpoint, before the results
         (tmp_path / METRICS_FILE).unlink()
-    elif interrupted == "earlier metrics":  # a resume from 2 to 3 epochs interrupted while saving
+    else:  # a resume from 2 to 3 epochs interrupted while saving (metrics.json is written last)
         (tmp_path / METRICS_FILE).write_text(json.dumps({"valid": {}, "training": {"epochs_run": 2}}))
-    else:  # interrupted while the report was written
-        (tmp_path / "report.html").unlink()
     check_out(tmp_path, _config(3, 2), resume=True, verify_checkpoint=False)
 
 

@@ -304,10 +304,8 @@ class AnomalyDetector(Estimator):
         return out
 
     # -- persistence --------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write the run folder (see the module docstring); a folder holding another run is
-        refused unless ``overwrite`` (see :meth:`MultimodalPredictor.save`)."""
-        run, model = self._write_run(path, overwrite)
+    def _write_report(self, run: Path, model: AnomalyModel) -> None:
+        """``report.html``: the metrics, per-label AUROC and the score distributions."""
         from polymodal.anomaly.report import anomaly_sections  # the report sits a layer above
         from polymodal.evaluation.report import write_report
 
@@ -315,7 +313,6 @@ class AnomalyDetector(Estimator):
                   if pair is not None}
         write_report(self, run, model, anomaly_sections(self.metrics, float(model.scorer.threshold), scored,
                                                         run / PLOTS_DIR))
-        return run
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, config: Config | None = None) -> AnomalyDetector:

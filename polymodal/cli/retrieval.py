@@ -48,13 +48,20 @@ def index_build(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the index already in --out.")] = False,
 ) -> None:
     """Embed a gallery manifest's rows and index them with FAISS (exact cosine search)."""
+    from polymodal.errors import RunFolderError
     from polymodal.predictor import MultimodalPredictor
     from polymodal.retrieval.index import check_index_out
     from polymodal.retrieval.search import build_index
+    from polymodal.utils.io import exclusive_lock
+
+    def busy(held: Path) -> RunFolderError:
+        return RunFolderError(f"{out} is being built by another 'index build' (it holds {held}); wait for it to "
+                              "end, or give another --out")
 
     check_index_out(out, overwrite=overwrite)  # before the gallery is embedded
-    index = build_index(MultimodalPredictor.load(run), data, modality, id_column=id_column, run=run)
-    index.save(out, overwrite=overwrite)
+    with exclusive_lock(out, busy):
+        index = build_index(MultimodalPredictor.load(run), data, modality, id_column=id_column, run=run)
+        index.save(out, overwrite=overwrite)
     console.print(f"indexed {len(index)} '{modality}' items ({index.dim}-d) in {out}")
 
 

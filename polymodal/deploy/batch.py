@@ -38,7 +38,6 @@ from polymodal.utils.io import (
     check_folder_path,
     check_table_path,
     exclusive_lock,
-    lock_path,
 )
 from polymodal.utils.progress import progress_bar
 from polymodal.utils.suggest import did_you_mean
@@ -119,9 +118,9 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
     """
     out = check_table_path(out)  # found now, not after every row is predicted
     check_folder_path(out.parent, "--out", writable=True)  # where the parts folder and the table go
-    def busy() -> OptionError:
-        return OptionError([f"--out {out} is being written by another prediction (it holds {lock_path(out)}); "
-                            "wait for it to end, or give another --out"])
+    def busy(held: Path) -> OptionError:
+        return OptionError([f"--out {out} is being written by another prediction (it holds {held}); wait for it "
+                            "to end, or give another --out"])
 
     with exclusive_lock(out, busy):  # two predictions into one file would mix their chunks
         return _predict_to_file(predictor, data, out, chunk_rows=chunk_rows, resume=resume, overwrite=overwrite,

@@ -208,13 +208,13 @@ class EmbeddingIndex:
 
 
 def check_index_out(folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """``folder`` as a Path, checked to be new, empty or (with ``overwrite``) an index folder.
+    """``folder`` as a resolved Path, checked to be new, empty or (with ``overwrite``) an index folder.
 
     Raises:
         RunFolderError: a file; a folder holding files other than an index's (the save replaces
             the whole folder); an index, without ``overwrite``.
     """
-    folder = Path(folder)
+    folder = Path(folder).resolve()  # '.' has no name to stage beside; a symlink's target is the index
     if not folder.exists():
         return folder
     if not folder.is_dir():

@@ -158,7 +158,14 @@ class ConfiguredEarlyStopping(EarlyStopping):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         patience = self.patience
         super().load_state_dict(state_dict)
+        # it stopped the run, and is given no more patience now: the resume only writes the run's
+        # results (a save was interrupted); Lightning restores when it stopped, not that it did
+        self.finished = self.stopped_epoch > 0 and patience <= state_dict.get("patience", patience)
         self.patience = patience
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if getattr(self, "finished", False):
+            trainer.should_stop = True
 
 
 class TrainingProgressBar(RichProgressBar):

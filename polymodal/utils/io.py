@@ -99,23 +99,39 @@ def atomic_folder(target: Path, *, replace: bool = True) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def lock_path(target: Path) -> Path:
-    """The lock file of an output ``target`` (a run folder, a predictions table): hidden beside it."""
-    return target.parent / f".{target.name}.lock"
+def lock_path(target: str | os.PathLike) -> Path:
+    """The lock file of an output ``target`` (a run folder, a predictions table): hidden beside
+    the path it resolves to (an alias, a symlink or ``.``, locks the same output); inside
+    ``target`` when it is a folder whose parent cannot be written (an output volume mounted in a
+    read-only file system). Every process finds the same file for the same output."""
+    target = Path(target).resolve()
+    beside = target.parent / f".{target.name}.lock"
+    if target.is_dir() and not _writable(target.parent):
+        return target / ".polymodal.lock"
+    return beside
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        os.unlink(_new_temp_file(folder / "write-check"))
+    except OSError:
+        return False
+    return True
 
 
 @contextmanager
-def exclusive_lock(target: str | os.PathLike, busy: Callable[[], Exception]) -> Iterator[None]:
+def exclusive_lock(target: str | os.PathLike, busy: Callable[[Path], Exception]) -> Iterator[None]:
     """Hold an exclusive advisory lock on the output ``target`` for the block, so that two
-    processes never write it at once; raise ``busy()`` at once when another process holds it.
-    The lock file (:func:`lock_path`) goes when the block ends. Where the platform has no
+    processes never write it at once; raise ``busy(lock file)`` at once when another process
+    holds it. The lock file (:func:`lock_path`) goes when the block ends; one left by a killed
+    process holds no lock (the system releases a dead process's locks). Where the platform has no
     ``fcntl`` (Windows) nothing is locked."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         yield
         return
-    path = lock_path(Path(target))
+    path = lock_path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -123,7 +139,7 @@ def exclusive_lock(target: str | os.PathLike, busy: Callable[[], Exception]) -> 
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise busy() from None
+            raise busy(path) from None
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino  # not a file its holder removed meanwhile
         except FileNotFoundError:

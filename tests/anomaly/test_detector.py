@@ -104,6 +104,9 @@ def test_run_folder_round_trip_gives_identical_scores_and_flags(data, tmp_path):
     threshold = again.info["threshold"]
     assert (after["flag"] == (after["score"] > threshold)).all()
     assert not any(p.suffix in (".pt", ".pkl", ".ckpt") for p in (tmp_path / "run").iterdir())
+    with pytest.raises(RunFolderError) as refused:  # a finished run, not a save interrupted
+        AnomalyDetector.from_config(config("mahalanobis", epochs=2)).fit(data / "train.csv", out=tmp_path / "run")
+    assert "already holds a trained model;" in str(refused.value) and "--resume" not in str(refused.value)
 
 
 def test_evaluate_by_a_column_gives_each_value_the_metrics_of_its_rows_alone(data):

@@ -136,7 +136,7 @@ def test_a_second_fit_into_a_folder_another_fit_is_writing_is_refused_at_once(da
     """Two fits into one --out both reported success; one run was silently gone."""
     from polymodal.utils.io import exclusive_lock
 
-    with exclusive_lock(tmp_path / "run", lambda: AssertionError("the test holds it")):  # as a running fit does
+    with exclusive_lock(tmp_path / "run", lambda held: AssertionError("the test holds it")):  # as a running fit does
         assert_user_error(_train(data, tmp_path / "run"), "is being trained into by another fit", "another --out")
     assert not (tmp_path / "run").exists()
     result = _train(data, tmp_path / "run")

@@ -175,3 +175,16 @@ def test_an_index_is_replaced_whole_only_when_asked_and_an_interrupted_save_keep
     with pytest.raises(RunFolderError, match=r"holds other files \(notes.txt\)"):
         new.save(tmp_path / "mine", overwrite=True)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_an_index_saved_as_dot_or_through_a_symlink_lands_in_the_folder_named(tmp_path, monkeypatch):
+    """'--out .' crashed (a path with no name to stage beside); a symlink was replaced by a folder."""
+    index = EmbeddingIndex.build(unit_rows(4, 3, 0), ["a", "b", "c", "d"])
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    index.save(".")
+    assert EmbeddingIndex.load(tmp_path / "here").ids == ["a", "b", "c", "d"]
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    index.save(tmp_path / "link")
+    assert (tmp_path / "link").is_symlink() and EmbeddingIndex.load(tmp_path / "real").ids == ["a", "b", "c", "d"]

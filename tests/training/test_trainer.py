@@ -160,6 +160,18 @@ def test_resume_watching_another_metric_does_not_compare_across_metrics(tmp_path
     assert same_weights(second, second.snapshots[3])
 
 
+def test_resuming_a_run_early_stopping_ended_trains_no_further_with_the_same_patience(tmp_path):
+    """A resume that only has a save to finish (a kill while the stopped run was saved) went on
+    training: Lightning restores when early stopping stopped, not that it had."""
+    script = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    first = fit(ScriptedModule(script), epochs=8, run_dir=tmp_path, patience=1)
+    assert list(first.history["epoch"]) == [1, 2]
+    resumed = ScriptedModule(script)
+    again = fit(resumed, epochs=8, run_dir=tmp_path, patience=1, resume=True)
+    assert list(again.history["epoch"]) == [1, 2] and again.best_epoch == 1
+    assert resumed.snapshots == {}  # no epoch trained
+
+
 def test_resume_with_more_patience_trains_until_the_new_patience_runs_out(tmp_path):
     """Early stopping ended the run (patience 1); resumed with patience 3, it waits 3 epochs
     without improvement, not the checkpoint's 1."""

@@ -140,15 +140,15 @@ def test_an_exclusive_lock_refuses_a_second_holder_until_released(tmp_path):
     from polymodal.utils.io import exclusive_lock, lock_path
 
     target = tmp_path / "run"
-    with exclusive_lock(target, lambda: RuntimeError("busy")):
+    with exclusive_lock(target, lambda held: RuntimeError("busy")):
         assert lock_path(target).is_file()
-        with pytest.raises(RuntimeError, match="busy"), exclusive_lock(target, lambda: RuntimeError("busy")):
+        with pytest.raises(RuntimeError, match="busy"), exclusive_lock(target, lambda held: RuntimeError("busy")):
             pass
         context = multiprocessing.get_context("spawn")  # another process is refused too
         with context.Pool(1) as pool:
             assert pool.apply(_try_lock, (str(target),)) == "busy"
     assert not lock_path(target).exists()
-    with exclusive_lock(target, lambda: RuntimeError("busy")):  # free again
+    with exclusive_lock(target, lambda held: RuntimeError("busy")):  # free again
         pass
 
 
@@ -156,7 +156,28 @@ def _try_lock(target: str) -> str:
     from polymodal.utils.io import exclusive_lock
 
     try:
-        with exclusive_lock(target, lambda: RuntimeError("busy")):
+        with exclusive_lock(target, lambda held: RuntimeError("busy")):
             return "held"
     except RuntimeError as err:
         return str(err)
+
+
+def test_a_lock_is_the_outputs_whatever_the_path_names_it_and_goes_inside_a_folder_in_a_read_only_parent(
+        tmp_path, monkeypatch):
+    """A symlink (or '.') to a locked run folder bypassed its lock; an output volume mounted in a
+    read-only file system could not be locked at all."""
+    from polymodal.utils import io
+    from polymodal.utils.io import exclusive_lock, lock_path
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "run")
+    assert lock_path(tmp_path / "alias") == lock_path(tmp_path / "run") == tmp_path / ".run.lock"
+    monkeypatch.chdir(tmp_path / "run")
+    assert lock_path(".") == tmp_path / ".run.lock"
+    with exclusive_lock(tmp_path / "run", lambda held: RuntimeError(f"busy: {held}")):
+        with pytest.raises(RuntimeError, match=r"busy: .*\.run\.lock"), exclusive_lock("../alias", lambda held:
+                                                                                    RuntimeError(f"busy: {held}")):
+            pass
+    monkeypatch.setattr(io, "_writable", lambda folder: folder != tmp_path)  # tmp_path read-only
+    assert lock_path(tmp_path / "run") == tmp_path / "run" / ".polymodal.lock"
+    assert lock_path(tmp_path / "new") == tmp_path / ".new.lock"  # not made yet: nowhere else to put it
