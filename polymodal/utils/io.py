@@ -63,13 +63,36 @@ def durable_replace(source: Path, target: Path) -> None:
     os.replace(source, target)
 
 
+def exchange_paths(first: Path, second: Path) -> bool:
+    """Swap two existing paths in one step (Linux ``renameat2`` with ``RENAME_EXCHANGE``): readers
+    see one or the other, and a process killed meanwhile leaves both. False where the system or
+    the file system cannot (the caller then renames twice)."""
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not Linux, or a C library without it (glibc < 2.28)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_cwd, rename_exchange = -100, 2
+    if renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
 @contextmanager
 def atomic_folder(target: Path, *, replace: bool = True) -> Iterator[Path]:
     """Yield a new, empty, hidden folder beside ``target``; when the block succeeds it becomes
     ``target`` in one rename, so readers see the whole folder or none.
 
-    An existing ``target`` is replaced (``replace``; put back if the move fails) or kept (another
-    writer stored it first: the new folder is dropped). On error the staging folder is removed.
+    An existing ``target`` is replaced (``replace``) or kept (another writer stored it first: the
+    new folder is dropped). The replacement swaps the two folders in one step where the system can
+    (:func:`exchange_paths`), else renames the old one aside first (put back if the second rename
+    fails; a process killed between the two leaves it at ``.tmp-*-old-*``). On error the staging folder is removed.
     Staging folders are named ``.tmp-*`` (what :func:`polymodal.data.cache.sweep_leftovers` clears
     after a killed process).
     """
@@ -79,7 +102,9 @@ def atomic_folder(target: Path, *, replace: bool = True) -> Iterator[Path]:
     staging.mkdir()  # not mkdtemp: the folder keeps the usual permissions
     try:
         yield staging
-        if replace and target.exists():
+        if replace and target.is_dir() and not target.is_symlink() and exchange_paths(staging, target):
+            pass  # swapped in one step: the old folder is now the staging one, removed below
+        elif replace and target.exists():  # two renames: a kill between them leaves the old one at .tmp-*-old-*
             old = target.with_name(f".tmp-{secrets.token_hex(8)}-old-{target.name}")
             os.replace(target, old)
             try:

@@ -181,3 +181,26 @@ def test_a_lock_is_the_outputs_whatever_the_path_names_it_and_goes_inside_a_fold
     monkeypatch.setattr(io, "_writable", lambda folder: folder != tmp_path)  # tmp_path read-only
     assert lock_path(tmp_path / "run") == tmp_path / "run" / ".polymodal.lock"
     assert lock_path(tmp_path / "new") == tmp_path / ".new.lock"  # not made yet: nowhere else to put it
+
+
+def test_a_folder_is_replaced_in_one_step_where_the_system_can_swap_two_paths(tmp_path, monkeypatch):
+    """Two renames left no folder at the target when a process was killed between them."""
+    from polymodal.utils.io import exchange_paths
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x").write_text("a")
+    if not exchange_paths(tmp_path / "a", tmp_path / "b"):
+        pytest.skip("this system cannot exchange two paths in one step")
+    assert (tmp_path / "b" / "x").read_text() == "a" and not (tmp_path / "a" / "x").exists()
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "old.txt").write_text("old")
+
+    def no_rename(*args):
+        raise AssertionError("replaced by renames, not in one step")
+
+    monkeypatch.setattr(os, "replace", no_rename)
+    with atomic_folder(tmp_path / "target") as staging:
+        (staging / "new.txt").write_text("new")
+    assert sorted(p.name for p in (tmp_path / "target").iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "target"]  # the old folder went
