@@ -1,7 +1,8 @@
-"""The config commands of ``polymodal``: ``config schema`` and ``config check``.
+"""The config commands of ``polymodal``: ``config init``, ``config schema`` and ``config check``.
 
 Usage:
 
+    polymodal config init --data MANIFEST --target COLUMN [--out config.yaml] [--overwrite]
     polymodal config schema
     polymodal config check FILE
 """
@@ -14,7 +15,37 @@ from typing import Annotated, Any
 
 import typer
 
-from polymodal.cli.common import console, user_errors
+from polymodal.cli.common import console, print_rows, user_errors
+
+
+def config_init(
+    data: Annotated[Path, typer.Option("--data", help="A manifest (CSV, Parquet, JSONL...) of the rows to learn from.")],
+    target: Annotated[list[str] | None, typer.Option("--target", help="The target column (repeatable: several "
+                                                     "targets; none: an anomaly detector).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Config file to write.")] = Path("config.yaml"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
+) -> None:
+    """Write a starting config for a manifest: each column becomes the modality its cells hold
+    (image, audio, video or array files; numbers and categories; free text), with settings read
+    from its files; the table says what each column became and why."""
+    import yaml
+
+    from polymodal.data.infer import infer_config
+    from polymodal.errors import OptionError
+    from polymodal.utils.io import atomic_write_text, check_folder_path
+
+    if out.suffix.lower() not in (".yaml", ".yml"):
+        raise OptionError([f"--out must be a .yaml file; got '{out.name}'"])
+    if out.exists() and not overwrite:
+        raise OptionError([f"--out {out} already exists; give --overwrite to replace it, or another --out"])
+    check_folder_path(out.parent, "--out", writable=True)
+    inferred = infer_config(data, target)
+    header = (f"# polymodal config inferred from {data} (polymodal config init): a start, check each modality's\n"
+              "# preprocessing and encoder; 'polymodal config schema' lists every key.\n")
+    atomic_write_text(out, header + yaml.safe_dump(inferred.config, sort_keys=False))
+    print_rows([{"column": c, "became": b, "why": w} for c, b, w in inferred.columns], f"columns of {data.name}")
+    names = ", ".join(f"{name} ({spec['kind']})" for name, spec in inferred.config["modalities"].items())
+    console.print(f"wrote {out}: task {inferred.config['task']}, modalities {names}")
 
 
 def config_schema() -> None:
@@ -50,6 +81,7 @@ def register(app: typer.Typer) -> None:
     """Add the ``config`` group to the ``polymodal`` app."""
 
     config_app = typer.Typer(help="Inspect and validate config files.", no_args_is_help=True)
+    config_app.command("init")(user_errors(config_init))
     config_app.command("schema")(config_schema)
     config_app.command("check")(user_errors(config_check))
     app.add_typer(config_app, name="config")

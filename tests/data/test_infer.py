@@ -1,0 +1,86 @@
+"""``polymodal config init``: a starting config inferred from a manifest's columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from helpers_cli import assert_user_error, invoke
+
+from polymodal.config import load_config
+from polymodal.data.infer import infer_config
+from polymodal.errors import ManifestError
+
+from .helpers import tone, write_image, write_wav
+
+WORDS = ["the pump", "hums loudly", "a bearing", "rattles at speed", "after the service", "no fault was seen"]
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    """24 rows: a grey 40x30 picture, a 0.5 s clip at 22.05 kHz, a (2, 300) signal, an RGB .npy
+    picture, a number, a category, a sentence, an identifier, an empty column and a 3-class label."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(24):
+        write_image(tmp_path / f"x{i}.png", rng.integers(0, 255, (30, 40), dtype=np.uint8))
+        write_wav(tmp_path / f"a{i}.wav", tone(220.0, 0.5 if i else 0.75, 22_050), 22_050)
+        np.save(tmp_path / f"s{i}.npy", rng.standard_normal((2, 300)).astype(np.float32))
+        np.save(tmp_path / f"p{i}.npy", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+        rows.append({"scan": f"x{i}.png", "sound_path": f"a{i}.wav", "vib": f"s{i}.npy", "photo": f"p{i}.npy",
+                     "age": 30 + i, "site": ["north", "south"][i % 2],
+                     "note": " ".join(rng.choice(WORDS, size=3)), "patient_id": f"P{i:03d}", "blank": "",
+                     "label": ["ok", "worn", "broken"][i % 3], "wear": 0.1 * i + 0.01, "hot": i % 2, "loud": i % 3 == 0})
+    pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
+    return tmp_path / "train.csv"
+
+
+def test_each_column_becomes_what_its_cells_hold_with_settings_from_its_files(manifest):
+    inferred = infer_config(manifest, "label")
+    became = {column: kind for column, kind, _ in inferred.columns}
+    assert became == {"scan": "image", "sound_path": "audio", "vib": "signal", "photo": "image", "age": "number",
+                      "site": "category", "note": "text", "patient_id": "skipped", "blank": "skipped",
+                      "wear": "number", "hot": "number", "loud": "category", "label": "target (classification)"}
+    modalities = inferred.config["modalities"]
+    assert modalities["scan"]["preprocess"] == {"size": 40, "color": "gray", "normalize": "standard"}
+    assert modalities["sound"]["preprocess"] == {"sample_rate": 16_000, "max_seconds": 0.75}  # at most 16 kHz
+    assert modalities["vib"] == {"kind": "signal", "column": "vib", "preprocess": {"length": 300}}
+    assert modalities["photo"]["preprocess"]["color"] == "rgb"
+    assert modalities["table"] == {"kind": "tabular", "columns": ["age", "wear", "hot"], "categorical": ["site", "loud"]}
+    assert modalities["note"]["kind"] == "text"
+    assert inferred.config["task"] == "classification" and inferred.config["fusion"] == {"name": "attention"}
+    load_config(inferred.config)
+
+
+@pytest.mark.parametrize(("target", "task"), [("wear", "regression"), ("label", "classification"),
+                                              (["hot", "loud"], "multilabel"), (["age", "wear"], "regression")])
+def test_the_task_follows_the_target(manifest, target, task):
+    assert infer_config(manifest, target).config["task"] == task
+
+
+def test_a_column_that_determines_the_target_is_flagged_and_a_missing_target_named(manifest, tmp_path):
+    frame = pd.read_csv(manifest)
+    frame["batch"] = frame["label"].map({"ok": "b1", "worn": "b2", "broken": "b3"})  # the label under another name
+    frame.to_csv(tmp_path / "leaky.csv", index=False)
+    why = {column: reason for column, _, reason in infer_config(tmp_path / "leaky.csv", "label").columns}
+    assert "determines the target" in why["batch"] and "determines the target" not in why["site"]
+    with pytest.raises(ManifestError, match=r"target column 'Label' is not in train.csv \(did you mean 'label'\?\)"):
+        infer_config(manifest, "Label")
+
+
+def test_config_init_writes_a_config_that_trains_and_refuses_to_overwrite(manifest, tmp_path):
+    out = tmp_path / "config.yaml"
+    result = invoke("config", "init", "--data", manifest, "--target", "label", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "patient_id" in result.stdout and "identifier" in result.stdout
+    config = yaml.safe_load(out.read_text())
+    assert config["target"] == "label" and set(config["modalities"]) == {"scan", "sound", "vib", "photo", "note",
+                                                                         "table"}
+    assert_user_error(invoke("config", "init", "--data", manifest, "--target", "label", "--out", out),
+                      "already exists", "--overwrite")
+    small = {**config, "modalities": {k: config["modalities"][k] for k in ("scan", "table")},
+             "train": {"epochs": 1, "progress": False}}
+    out.write_text(yaml.safe_dump(small))
+    trained = invoke("train", out, "--train", manifest, "--out", tmp_path / "run")
+    assert trained.exit_code == 0, trained.output
