@@ -317,11 +317,11 @@ class MultimodalPredictor(Estimator):
             manifest, table = self.encode_data(data, require_target=True, modalities=modalities)
             targets = self.pipeline.encode_targets(manifest, table, scorable=True)
             outputs = self.raw_outputs(table)
-        scores = self._score(outputs, targets)
-        if by is not None:
-            scores["by"] = {by: {value: self._score(outputs[rows], targets[rows])
-                                 for value, rows in manifest.groups(by, table.rows).items()}}
-        return scores
+            scores = self._score(outputs, targets)  # inside: a support set's classes score the outputs
+            if by is not None:
+                scores["by"] = {by: {value: self._score(outputs[rows], targets[rows])
+                                     for value, rows in manifest.groups(by, table.rows).items()}}
+            return scores
 
     def predict_proba(self, data: DataSource, modalities: Iterable[str] | None = None, *,
                       support: DataSource | None = None) -> pd.DataFrame:

@@ -152,30 +152,62 @@ def check_tune_out(out: str | Path, *, overwrite: bool = False, resume: bool = F
                              f"{journal}, or --overwrite to replace them")
 
 
-def _search_key(base: dict[str, Any], direction: str) -> str:
+# Where and how visibly a trial trains: a resumed search may change these (not what it trains).
+PLACE_KEYS = ("train.progress", "train.num_workers", "train.threads", "train.accelerator", "train.devices",
+              "train.num_nodes", "train.strategy", "report", "data.cache_dir", "data.memory_limit_gb")
+
+
+def _search_key(base: dict[str, Any], direction: str, train: Any, valid: Any) -> str:
     """What a resumed search must share with the one it continues: the config it samples from
-    (its ``tune`` section included) and the direction of its metric."""
-    return json.dumps({"config": base, "direction": direction}, sort_keys=True, default=str)
+    (its ``tune`` section included, :data:`PLACE_KEYS` aside), the direction of its metric and the
+    content of its training and validation manifests."""
+    config = copy.deepcopy(base)
+    for key in PLACE_KEYS:
+        *parents, last = key.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(last, None)
+    data = {name: _data_key(source) for name, source in (("train", train), ("valid", valid))}
+    return json.dumps({"config": config, "direction": direction, "data": data}, sort_keys=True, default=str)
 
 
-def _open_study(out: Path, key: str, direction: str, sampler: Any, pruner: Any, *, resume: bool) -> Any:
+def _data_key(source: Any) -> str | None:
+    """A digest of a manifest's content: a file's bytes, a DataFrame's cells."""
+    from polymodal.data.content_keys import content_key
+    from polymodal.data.manifest import Manifest
+
+    if source is None:
+        return None
+    frame = source.frame if isinstance(source, Manifest) else source
+    if isinstance(frame, pd.DataFrame):
+        return str(int(pd.util.hash_pandas_object(frame, index=True).sum() % (1 << 63)))
+    return content_key(str(source), file_based=True).hex()
+
+
+def _open_study(out: Path, key: str, direction: str, seed: int, pruner: Any, *, resume: bool) -> Any:
     """The Optuna study recorded in ``out``'s journal: a new one, or (``resume``) the one there,
-    checked to be this config's search, its trials left running by an interruption marked failed."""
+    checked to be this config's search, its trials left running by an interruption marked failed.
+    The TPE sampler is seeded with ``seed`` plus the trials recorded, so a resumed search does not
+    draw its first trials' values again."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     storage = JournalStorage(JournalFileBackend(str(out / JOURNAL_FILE)))
     if not resume:
-        study = optuna.create_study(storage=storage, study_name=STUDY_NAME, direction=direction, sampler=sampler,
-                                    pruner=pruner)
+        study = optuna.create_study(storage=storage, study_name=STUDY_NAME, direction=direction,
+                                    sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
         study.set_user_attr("search", key)
         return study
-    study = optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner)
+    recorded = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage, pruner=pruner,
+                              sampler=optuna.samplers.TPESampler(seed=seed + len(recorded.trials)))
     if study.user_attrs.get("search") != key:
-        raise RunFolderError(f"--resume: the search in {out} sampled another config (or optimised its metric the "
-                             "other way); resume it with the config (and --set values) it started with, or give "
-                             "--overwrite to start a new search")
+        raise RunFolderError(f"--resume: the search in {out} sampled another config, optimised its metric the other "
+                             "way or trained on other data (--train / --valid); resume it with the config, --set "
+                             "values and manifests it started with, or give --overwrite to start a new search")
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)  # the interrupted one
     return study
@@ -249,8 +281,7 @@ def _search(out: Path, base: dict[str, Any], tune: Any, monitor: str, direction:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=tune.warmup_epochs)
               if tune.pruner == "median" else optuna.pruners.NopPruner())
-    study = _open_study(out, _search_key(base, direction), direction, optuna.samplers.TPESampler(seed=tune.seed),
-                        pruner, resume=resume)
+    study = _open_study(out, _search_key(base, direction, train, valid), direction, tune.seed, pruner, resume=resume)
     total = tune.trials if trials is None else trials
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished))

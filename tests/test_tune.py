@@ -255,9 +255,13 @@ def test_an_interrupted_search_resumes_with_its_finished_trials_and_the_interrup
         run_search(config, paths["train"], paths["valid"], out)
     with pytest.raises(RunFolderError, match="sampled another config"):
         run_search(config, paths["train"], paths["valid"], out, resume=True, overrides={"train.epochs": 2})
+    with pytest.raises(RunFolderError, match="trained on other data"):
+        run_search(config, paths["train"], paths["train"], out, resume=True)
     monkeypatch.setattr(MultimodalPredictor, "fit", lambda self, *a, **k: fits.append(1) or fit(self, *a, **k))
-    table = run_search(config, paths["train"], paths["valid"], out, resume=True)
+    table = run_search(config, paths["train"], paths["valid"], out, resume=True,
+                       overrides={"train.num_workers": 0})  # where it trains may change
     assert len(fits) == 4  # the two trials left of 3: the finished one counts, the interrupted one does not
+    assert table.loc[2, "train.lr"] not in set(table.loc[:1, "train.lr"])  # not the first trials' draws again
     assert table["state"].tolist() == ["complete", "fail", "complete", "complete"]
     assert table["trial"].tolist() == [0, 1, 2, 3] and len(pd.read_csv(out / "trials.csv")) == 4
     summary = json.loads((out / "summary.json").read_text())

@@ -39,7 +39,9 @@ from polymodal.errors import ManifestError
 from polymodal.utils.suggest import did_you_mean
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
-ARRAY_SUFFIXES = frozenset({".npy", ".npz", ".mat"})
+ARRAY_SUFFIXES = frozenset({".npy", ".npz", ".mat", ".csv"})
+FILE_KINDS = {**{s: "image" for s in FRAME_SUFFIXES}, **{s: "audio" for s in AUDIO_SUFFIXES},
+              **{s: "video" for s in VIDEO_SUFFIXES}, **{s: "array" for s in ARRAY_SUFFIXES}}
 SAMPLE_ROWS = 200  # rows whose cells are judged
 SAMPLE_FILES = 20  # files opened per file column
 MAX_CATEGORIES = 50
@@ -59,7 +61,9 @@ def infer_config(data: str | os.PathLike | pd.DataFrame, target: str | Sequence[
     anomaly detector's unlabelled rows are not guessed; give the target column(s)).
 
     Raises:
-        ManifestError: a target column the manifest does not have, or no column left to learn from.
+        ManifestError: a target column the manifest does not have, several targets that are not
+            all numbers, or no column left to learn from (a file column none of whose sampled
+            files can be read is left out, with the reader's reason, not raised).
     """
     manifest = read_manifest(data)
     targets = [target] if isinstance(target, str) else list(target or [])
@@ -117,7 +121,8 @@ def _determines(manifest: Manifest, column: str, targets: list[str], rows: np.nd
     (as an identifier of a recording, or the target under another name, would)."""
     frame = manifest.select([column, *targets], rows).dropna()
     frame = frame.astype(str)
-    if frame[column].nunique() < 2 or frame[column].nunique() > MAX_CATEGORIES:
+    distinct = frame[column].nunique()
+    if distinct < 2 or distinct > MAX_CATEGORIES or distinct * 2 > len(frame):  # values seen once prove nothing
         return False
     return bool((frame.groupby(column)[targets].nunique() <= 1).all().all())
 
@@ -146,9 +151,9 @@ def _judge(manifest: Manifest, column: str, rows: np.ndarray) -> tuple[str, str,
     if numeric.notna().all():
         return "number", "numbers", {}
     text = [str(c) for c in cells]
-    suffixes = {Path(t).suffix.lower() for t in text}
-    if len(suffixes) == 1 and "" not in suffixes and all(" " not in t.strip() for t in text):
-        return _files(manifest, column, rows, suffixes.pop())
+    kinds = {FILE_KINDS.get(Path(t.strip()).suffix.lower()) for t in text}
+    if len(kinds) == 1 and None not in kinds:  # paths of one kind of file (.jpg beside .png is fine)
+        return _files(manifest, column, rows, kinds.pop(), sorted({Path(t.strip()).suffix.lower() for t in text}))
     distinct = len(set(text))
     words = np.mean([len(t.split()) for t in text])
     if distinct <= MAX_CATEGORIES and distinct * 2 <= len(text) and words < 4:
@@ -160,68 +165,81 @@ def _judge(manifest: Manifest, column: str, rows: np.ndarray) -> tuple[str, str,
     return "text", f"free text (about {int(np.median(lengths))} words a row)", {"preprocess": {"max_tokens": tokens}}
 
 
-def _files(manifest: Manifest, column: str, rows: np.ndarray, suffix: str) -> tuple[str, str, dict[str, Any]]:
-    """What a column of ``suffix`` files is, judged on the first readable ones."""
-    paths = [p for p in manifest.resolve_all(manifest.take(column, rows[:SAMPLE_FILES])) if p is not None]
-    readable = [p for p in paths if os.path.isfile(p) or os.path.isdir(p)]
-    if not readable:
-        return "skipped", f"'{suffix}' paths, none of the first {len(paths)} found (relative to {manifest.root})", {}
-    if suffix in FRAME_SUFFIXES:
-        return "image", f"{suffix} images", _image_settings(readable[0])
-    if suffix in AUDIO_SUFFIXES:
-        return "audio", f"{suffix} audio", _audio_settings(readable)
-    if suffix in VIDEO_SUFFIXES:
-        return "video", f"{suffix} videos", {}
-    if suffix in ARRAY_SUFFIXES:
-        return _arrays(readable, suffix)
-    return "skipped", f"'{suffix}' files: no modality reads them", {}
+def _files(manifest: Manifest, column: str, rows: np.ndarray, kind: str, suffixes: list[str]
+           ) -> tuple[str, str, dict[str, Any]]:
+    """What a column of ``kind`` files is, judged on the first ones that can be read among those
+    of ``rows`` (spread over the manifest)."""
+    named = "/".join(suffixes)
+    paths = [p for p in manifest.resolve_all(manifest.take(column, rows)) if p is not None]
+    found = [p for p in paths if os.path.isfile(p) or os.path.isdir(p)]
+    absent = f"; {len(paths) - len(found)} of the {len(paths)} looked at not found" if len(found) < len(paths) else ""
+    if not found:
+        return "skipped", f"{named} paths, none of the {len(paths)} looked at found (relative to {manifest.root})", {}
+    if kind == "video":
+        return "video", f"{named} videos{absent}", {}
+    reader = {"image": _image_settings, "audio": _audio_settings, "array": _array_settings}[kind]
+    reasons = []
+    for path in found[:SAMPLE_FILES]:
+        try:
+            became, settings = reader(path, found[:SAMPLE_FILES])
+        except (OSError, ValueError, EOFError, RuntimeError) as err:  # Pillow's UnidentifiedImageError is an
+            # OSError, libsndfile's error a RuntimeError
+            reasons.append(str(err))
+            continue
+        what = {"image": "images", "audio": "audio", "signal": "signals"}[became]
+        detail = f" of up to {settings['preprocess']['length']:,} samples" if became == "signal" else ""
+        return became, f"{named} {what}{detail}{absent}", settings
+    return "skipped", f"{named} files, none of the first {len(reasons)} readable ({reasons[0]})", {}
 
 
-def _image_settings(path: str) -> dict[str, Any]:
+def _image_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
     from PIL import Image
 
     with Image.open(path) as image:
         side, mode = max(image.size), image.mode
     color = "gray" if mode in ("1", "L", "LA", "I", "I;16", "F") else "rgb"
-    return {"preprocess": {"size": int(min(side, MAX_IMAGE_SIDE)), "color": color, "normalize": "standard"}}
+    return "image", {"preprocess": {"size": int(min(side, MAX_IMAGE_SIDE)), "color": color, "normalize": "standard"}}
 
 
-def _audio_settings(paths: list[str]) -> dict[str, Any]:
+def _audio_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
+    """The highest sample rate (at most 16 kHz) and the longest clip (at most 10 s) of ``paths``."""
     import soundfile
 
-    infos = []
-    for path in paths:
+    infos = [soundfile.info(path)]
+    for other in paths:
         try:
-            infos.append(soundfile.info(path))
-        except (RuntimeError, soundfile.LibsndfileError):
+            infos.append(soundfile.info(other))
+        except (RuntimeError, soundfile.LibsndfileError):  # reported when the manifest is encoded
             continue
-    if not infos:
-        return {}
     rate = int(min(16_000, max(i.samplerate for i in infos)))
     seconds = min(10.0, max(i.duration for i in infos))
-    return {"preprocess": {"sample_rate": rate, "max_seconds": round(max(seconds, 0.1), 2)}}
+    return "audio", {"preprocess": {"sample_rate": rate, "max_seconds": round(max(seconds, 0.1), 2)}}
 
 
-def _arrays(paths: list[str], suffix: str) -> tuple[str, str, dict[str, Any]]:
-    """A ``.npy`` picture is an image; any other array a signal as long as the longest one seen."""
+def _array_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
+    """A ``.npy`` picture ((H, W) both above 16 and at most 4 times as long one way as the other,
+    or (H, W, 1|3|4)) is an image; any other array a signal as long as the longest of ``paths``."""
     from polymodal.data.modalities.signal import read_signal
     from polymodal.errors import DecodeError
 
-    if suffix == ".npy":
-        shape = np.load(paths[0], mmap_mode="r").shape
-        if (len(shape) == 2 and min(shape) > 16) or (len(shape) == 3 and shape[-1] in (1, 3, 4) and min(shape[:2]) > 16):
-            return "image", f".npy pictures ({'x'.join(map(str, shape))})", {"preprocess": {
-                "size": int(min(max(shape[:2]), MAX_IMAGE_SIDE)), "color": "rgb" if len(shape) == 3 and shape[-1] > 1
-                else "gray", "normalize": "standard"}}
-    lengths = []
-    for path in paths:
+    if path.lower().endswith(".npy"):
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        picture = (len(shape) == 2 and min(shape) > 16 and max(shape) <= 4 * min(shape)) or \
+            (len(shape) == 3 and shape[-1] in (1, 3, 4) and min(shape[:2]) > 16)
+        if picture:
+            return "image", {"preprocess": {"size": int(min(max(shape[:2]), MAX_IMAGE_SIDE)),
+                                            "color": "rgb" if len(shape) == 3 and shape[-1] > 1 else "gray",
+                                            "normalize": "standard"}}
+    try:
+        lengths = [read_signal(path).shape[-1]]
+    except DecodeError as err:
+        raise ValueError(err.reason) from None
+    for other in paths:
         try:
-            lengths.append(read_signal(path).shape[-1])
-        except DecodeError:
+            lengths.append(read_signal(other).shape[-1])
+        except DecodeError:  # reported when the manifest is encoded
             continue
-    if not lengths:
-        return "skipped", f"{suffix} arrays, none of the first {len(paths)} readable", {}
-    return "signal", f"{suffix} signals of up to {max(lengths):,} samples", {"preprocess": {"length": int(max(lengths))}}
+    return "signal", {"preprocess": {"length": int(max(lengths))}}
 
 
 def _task(manifest: Manifest, targets: list[str]) -> tuple[str, str]:
@@ -233,6 +251,11 @@ def _task(manifest: Manifest, targets: list[str]) -> tuple[str, str]:
     if len(targets) > 1:
         if all(n.notna().all() and set(n.unique()) <= {0, 1} for n in numbers):
             return "multilabel", "several 0/1 columns"
+        text = [t for t, n in zip(targets, numbers, strict=True) if not n.notna().all()]
+        if text:
+            raise ManifestError([f"target columns {text} hold text: several targets are 0/1 labels (multilabel) or "
+                                 "numbers (regression); give one text target, and add the others as tasks: in the "
+                                 "config"], source=manifest.name)
         return "regression", "several target columns"
     number = numbers[0]
     if not number.notna().all():

@@ -105,7 +105,7 @@ def perturb_signal(inputs: Inputs, *, gain: float, noise: float, shift: int, era
     """Signal ``x`` (B, C, L), normalised, perturbed per sample: each channel scaled by a factor in
     ``[1 - gain, 1 + gain]``, Gaussian noise of standard deviation ``noise`` added, a circular
     shift of up to ``shift`` steps within the valid samples, and a band of up to ``erase`` of the
-    length zeroed (FixMatch's strong view, and ``preprocess.augment`` in training)."""
+    valid samples zeroed (FixMatch's strong view, and ``preprocess.augment`` in training)."""
     x = inputs["x"]
     b, c, length = x.shape
     dev = x.device
@@ -113,10 +113,11 @@ def perturb_signal(inputs: Inputs, *, gain: float, noise: float, shift: int, era
     x = x + torch.randn(x.shape, generator=generator, device=dev) * noise
     offsets = torch.randint(-shift, shift + 1, (b,), generator=generator, device=dev)
     mask = inputs.get("mask")  # (B, L) valid samples of a shorter recording
-    x = roll_within(x, offsets, None if mask is None else mask.sum(dim=1), dim=2)  # its padding stays padding
-    if erase > 0:
-        time = _bands(b, length, (torch.rand(b, generator=generator, device=dev) * erase * length).long(), generator, dev)
-        x = x.masked_fill(time.unsqueeze(1), 0.0)
+    valid = torch.full((b,), length, device=dev) if mask is None else mask.sum(dim=1)
+    x = roll_within(x, offsets, None if mask is None else valid, dim=2)  # its padding stays padding
+    if erase > 0:  # within each window's own samples, never only its padding
+        widths = (torch.rand(b, generator=generator, device=dev) * erase * valid).long()
+        x = x.masked_fill(_bands(b, length, widths, generator, dev, limit=valid).unsqueeze(1), 0.0)
     return {**inputs, "x": x if mask is None else x * mask.unsqueeze(1)}
 
 

@@ -9,6 +9,7 @@ checkpoints) and content digests of files and folders (:func:`folder_digest`).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -68,11 +69,13 @@ def exchange_paths(first: Path, second: Path) -> bool:
     see one or the other, and a process killed meanwhile leaves both. False where the system or
     the file system cannot (the caller then renames twice)."""
     import ctypes
-    import errno
+    import sys
 
+    if not sys.platform.startswith("linux"):
+        return False
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):  # not Linux, or a C library without it (glibc < 2.28)
+    except (OSError, AttributeError):  # a C library without it (glibc < 2.28, musl before 1.2.4)
         return False
     renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
     at_cwd, rename_exchange = -100, 2
@@ -136,9 +139,14 @@ def lock_path(target: str | os.PathLike) -> Path:
     return beside
 
 
+def _probe_write(folder: Path) -> None:
+    """Make and remove a file in ``folder``; the OSError when that cannot be done."""
+    os.unlink(_new_temp_file(folder / "write-check"))
+
+
 def _writable(folder: Path) -> bool:
     try:
-        os.unlink(_new_temp_file(folder / "write-check"))
+        _probe_write(folder)
     except OSError:
         return False
     return True
@@ -165,6 +173,17 @@ def exclusive_lock(target: str | os.PathLike, busy: Callable[[Path], Exception])
         except BlockingIOError:
             os.close(fd)
             raise busy(path) from None
+        except OSError as err:  # a file system without locks (Lustre mounted noflock, some FUSE or CIFS mounts)
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            if err.errno not in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            from polymodal.utils.warn import warn_user
+
+            warn_user(f"{target}: its file system takes no locks ({err.strerror}); nothing stops another process "
+                      "from writing the same output meanwhile")
+            yield
+            return
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino  # not a file its holder removed meanwhile
         except FileNotFoundError:
@@ -240,7 +259,7 @@ def check_folder_path(folder: str | os.PathLike, what: str = "--out", *, writabl
         if not existing.is_dir():
             raise OptionError([f"{what}: {existing} is a file, not a folder"])
         if writable:
-            os.unlink(_new_temp_file(existing / "write-check"))
+            _probe_write(existing)
     except OSError as err:  # no permission, a read-only or virtual file system (/proc)
         raise OptionError([f"{what}: the folder {existing} cannot be written ({err.strerror or err})"]) from err
     return folder

@@ -195,3 +195,27 @@ def test_audio_time_band_lies_within_the_clip_not_its_padding():
         frames = ((out == 0) & (inputs["x"] != 0)).all(dim=2)  # (B, T) whole frames erased
         hits += int(frames[2, :7].any())
     assert hits >= 36  # a band of up to 3 of its 7 frames, inside the clip (43 of 64 here; 29 when placed over all 20)
+
+
+def test_the_module_imports_on_its_own():
+    """It imports the modalities package, whose signal preprocessor uses it: a top-level import
+    there made a fresh 'import polymodal.data.strong' (or polymodal.training.semi) fail."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import polymodal.data.strong"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_signal_erase_band_falls_within_each_windows_own_samples():
+    """Drawn over the padded length, the band mostly missed a short recording's samples."""
+    from polymodal.data.strong import perturb_signal
+
+    x = torch.ones(64, 1, 1000)
+    mask = torch.zeros(64, 1000, dtype=torch.bool)
+    mask[:, :100] = True  # 100 valid samples, 900 of padding
+    out = perturb_signal({"x": x * mask.unsqueeze(1), "mask": mask}, gain=0.0, noise=0.0, shift=0, erase=0.5,
+                         generator=torch.Generator().manual_seed(0))["x"]
+    erased = (out[:, 0, :100] == 0).sum(dim=1)
+    assert (erased <= 50).all() and (erased > 0).float().mean() > 0.9  # at most half of the 100, nearly always some
+    assert not out[:, :, 100:].any()

@@ -196,6 +196,14 @@ def test_support_set_brings_its_own_class_names_and_the_model_is_restored(proton
     truth = pd.read_csv(data["test"])["label"].map({"a": "low", "b": "mid", "c": "high"}).to_numpy()
     assert (renamed == truth).mean() >= 0.75
     assert (protonet.predict(data["test"]) == before).all()  # own prototypes and classes are back
+    test = pd.read_csv(data["test"])
+    test["label"] = test["label"].map({"a": "low", "b": "mid", "c": "high"})
+    test.to_csv(data["root"] / "test_renamed.csv", index=False)
+    scores = protonet.evaluate(data["root"] / "test_renamed.csv", support=support_path, by="label")
+    assert scores["classes"] == ["high", "low", "mid"]  # the support set's classes score the queries
+    assert scores["accuracy"] == pytest.approx((renamed == truth).mean())
+    assert set(scores["by"]["label"]) == {"high", "low", "mid"} and scores["by"]["label"]["low"]["classes"] == \
+        ["high", "low", "mid"]
 
 
 def test_a_saved_prototypical_network_predicts_the_same_with_and_without_support(protonet, data, tmp_path):

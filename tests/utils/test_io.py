@@ -204,3 +204,31 @@ def test_a_folder_is_replaced_in_one_step_where_the_system_can_swap_two_paths(tm
         (staging / "new.txt").write_text("new")
     assert sorted(p.name for p in (tmp_path / "target").iterdir()) == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "target"]  # the old folder went
+
+
+def test_where_two_paths_cannot_be_swapped_a_folder_is_replaced_by_two_renames(tmp_path, monkeypatch):
+    """The only way on macOS and Windows: kept working where Linux swaps in one step."""
+    from polymodal.utils import io
+
+    monkeypatch.setattr(io, "exchange_paths", lambda first, second: False)
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "old.txt").write_text("old")
+    with atomic_folder(tmp_path / "target") as staging:
+        (staging / "new.txt").write_text("new")
+    assert sorted(p.name for p in (tmp_path / "target").iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target"]
+
+
+def test_a_file_system_without_locks_is_warned_about_not_fatal(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from polymodal.utils.io import exclusive_lock, lock_path
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match="takes no locks"), exclusive_lock(tmp_path / "run", lambda held: None):
+        pass
+    assert not lock_path(tmp_path / "run").exists()

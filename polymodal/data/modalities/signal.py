@@ -27,7 +27,6 @@ from polymodal.config.preprocess import SignalPreprocess
 from polymodal.data import spectral as F
 from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
-from polymodal.data.strong import perturb_signal
 from polymodal.errors import DecodeError, NotFittedError
 from polymodal.utils.signal_csv import SignalCSV, non_finite_reason, pick_channels, read_csv_signal
 from polymodal.utils.signals import channels_first, fit_length, window_starts
@@ -257,6 +256,8 @@ class SignalPreprocessor(Preprocessor):
             x = (x - mean) / var.sqrt().clamp_min(1e-6)
         augment = self.cfg.augment
         if train and augment is not None:
+            from polymodal.data.strong import perturb_signal  # it imports this package: not at the top
+
             x = perturb_signal({"x": x * mask.unsqueeze(1), "mask": mask}, gain=augment.gain, noise=augment.noise,
                                shift=augment.shift, erase=augment.erase)["x"]
         return {"x": x * mask.unsqueeze(1), "mask": mask}
