@@ -1,5 +1,6 @@
 """Lightning Trainer set-up: callbacks (history, atomic checkpoints with best-weights restore,
-early stopping), loggers (CSV, TensorBoard), progress bar; strategy and precision come from
+early stopping), loggers (CSV, TensorBoard), the progress display of
+:mod:`polymodal.training.progress`; strategy and precision come from
 :mod:`polymodal.training.devices`."""
 
 from __future__ import annotations
@@ -9,10 +10,8 @@ import logging
 import math
 import shutil
 import signal
-import sys
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import lightning as L
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.trainer.states import TrainerStatus
 
@@ -28,6 +27,7 @@ from polymodal.config.train import TrainConfig
 from polymodal.run_files import BEST_CKPT, CHECKPOINTS_DIR, HISTORY_FILE, LAST_CHECKPOINT, LAST_CKPT, LOGS_DIR
 from polymodal.training.checkpoints import checkpoint_state
 from polymodal.training.devices import lightning_precision, make_strategy
+from polymodal.training.progress import EpochLines, TrainingProgressBar
 from polymodal.utils.io import atomic_write, durable_replace
 from polymodal.utils.progress import watched
 
@@ -166,103 +166,6 @@ class ConfiguredEarlyStopping(EarlyStopping):
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if getattr(self, "finished", False):
             trainer.should_stop = True
-
-
-class TrainingProgressBar(RichProgressBar):
-    """A rich progress bar showing the epoch's running training loss and the monitored value of
-    the latest validation, so that at an epoch's end the two are that epoch's (its
-    ``history.csv`` row) and, while the next epoch trains, its running loss beside the validation
-    before it.
-
-    The running loss is read at every training step when ``every_step`` (None: when the module is
-    on the CPU); else, as on an accelerator, where reading it waits for the device, at most every
-    ``interval`` seconds, and always at an epoch's first and last step."""
-
-    def __init__(self, monitor: str, interval: float = 0.5, every_step: bool | None = None):
-        super().__init__(refresh_rate=10, leave=False, console_kwargs={"stderr": True})  # stdout stays the command's
-        self.monitor = monitor
-        self.interval = interval
-        self.every_step = every_step
-        self._loss: float | None = None
-        self._value: float | None = None
-        self._read_at = -math.inf
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._read_at = -math.inf  # the epoch's first step replaces the last epoch's loss
-        super().on_train_epoch_start(trainer, module)
-
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        # before the module's own hook, which hands the epoch's sums to Lightning after its last step
-        running = getattr(module, "running_mean", None)
-        every_step = module.device.type == "cpu" if self.every_step is None else self.every_step
-        now = time.monotonic()
-        if running is not None and (every_step or trainer.is_last_batch or now - self._read_at >= self.interval):
-            self._read_at = now
-            loss = training_loss(lambda key: running("train", key))
-            self._loss = self._loss if loss is None else round(loss, 4)
-        super().on_train_batch_end(trainer, module, outputs, batch, batch_idx)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if getattr(module, "running_mean", None) is None:  # a module logging through Lightning alone
-            loss = training_loss(lambda key: self._read(trainer, key, None))  # the epoch's mean, known from now on
-            self._loss = self._loss if loss is None else loss
-        super().on_train_epoch_end(trainer, module)
-
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._value = self._read(trainer, self.monitor, self._value)
-        super().on_validation_end(trainer, module)
-
-    @staticmethod
-    def _read(trainer: L.Trainer, key: str, default: float | None) -> float | None:
-        value = trainer.callback_metrics.get(key)
-        return default if value is None else round(float(value), 4)
-
-    def get_metrics(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Any]:
-        """What the bar shows: ``loss`` and the monitored value, once known (read in the hooks above)."""
-        return {k: v for k, v in (("loss", self._loss), (self.monitor, self._value)) if v is not None}
-
-    def _get_train_description(self, current_epoch: int) -> str:
-        # Lightning counts from 0 ("Epoch 0/0" for one epoch); show "Epoch 1/1", padded as Lightning pads it
-        description = f"Epoch {current_epoch + 1}"
-        if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:  # -1: no limit
-            description += f"/{self.trainer.max_epochs}"
-        return f"{description:{len(self.validation_description)}}"
-
-
-def training_loss(read: Callable[[str], float | None]) -> float | None:
-    """The training loss to show beside ``val_loss``: the task term's (``train_task_loss``), which
-    is what ``val_loss`` measures, where the run has one; else the total (``train_loss``), which
-    adds the unimodal, alignment and transfer terms."""
-    task = read("train_task_loss")
-    return task if task is not None else read("train_loss")
-
-
-class EpochLines(Callback):
-    """One line per epoch on stderr where no bar is drawn (a log, a pipe, CI): the epoch, its
-    training loss (:func:`training_loss`), validation loss, the monitored metric and seconds."""
-
-    def __init__(self, monitor: str):
-        self.monitor = monitor
-        self._start = 0.0
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if not trainer.is_global_zero or trainer.sanity_checking:
-            return
-        metrics = trainer.callback_metrics
-
-        def read(key: str) -> float | None:
-            return float(metrics[key]) if key in metrics and metrics[key].numel() == 1 else None
-
-        shown = {"loss": training_loss(read), "val_loss": read("val_loss"), self.monitor: read(self.monitor)}
-        values = "  ".join(f"{k} {v:.4f}" for k, v in shown.items() if v is not None)
-        total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
-        print(f"epoch {trainer.current_epoch + 1}{total}  {values}  ({time.perf_counter() - self._start:.1f} s)",
-              file=sys.stderr, flush=True)
 
 
 class EpochCSVLogger(CSVLogger):

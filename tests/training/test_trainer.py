@@ -390,7 +390,7 @@ def test_progress_bar_counts_epochs_from_one(max_epochs, shown):
     """Lightning's description reads ``Epoch 0/0`` for a one-epoch run; users count from 1."""
     from types import SimpleNamespace
 
-    from polymodal.training.trainer import TrainingProgressBar
+    from polymodal.training.progress import TrainingProgressBar
 
     bar = TrainingProgressBar("val_accuracy")
     bar.setup(SimpleNamespace(max_epochs=max_epochs, is_global_zero=True), MeanLoggingModule(), "fit")
@@ -454,7 +454,7 @@ def test_a_log_gets_a_line_per_epoch_instead_of_the_bar(tmp_path, monkeypatch, c
 def test_the_training_loss_shown_is_what_val_loss_measures():
     """val_loss is the task loss; the total adds the unimodal and other terms, so beside val_loss
     the bar and the epoch lines show the task term's loss where the run has one."""
-    from polymodal.training.trainer import training_loss
+    from polymodal.training.progress import training_loss
 
     assert training_loss({"train_loss": 2.0, "train_task_loss": 1.3}.get) == 1.3
     assert training_loss({"train_loss": 2.0}.get) == 2.0  # retrieval: no task term
