@@ -46,6 +46,8 @@ SAMPLE_ROWS = 200  # rows whose cells are judged
 SAMPLE_FILES = 20  # files opened per file column
 MAX_CATEGORIES = 50
 MAX_IMAGE_SIDE = 128  # larger pictures are resized to this (a CPU-sized start; raise it on a GPU)
+IDENTIFIER_ENDINGS = ("_id", "_index", "_idx", "_no", "_number", "_uuid")
+GROUP_WORDS = ("speaker", "voice", "subject", "patient", "participant", "user", "session")  # who a row is from
 
 
 @dataclass
@@ -73,6 +75,7 @@ def infer_config(data: str | os.PathLike | pd.DataFrame, target: str | Sequence[
                              f"it has {list(manifest.columns)}" for t in missing], source=manifest.name)
     rows = np.unique(np.linspace(0, len(manifest) - 1, min(len(manifest), SAMPLE_ROWS)).astype(np.int64))  # spread
     result = Inference({})
+    absent_files = False
     modalities: dict[str, Any] = {}
     numbers: list[str] = []
     categories: list[str] = []
@@ -81,8 +84,9 @@ def infer_config(data: str | os.PathLike | pd.DataFrame, target: str | Sequence[
             continue
         kind, why, settings = _judge(manifest, str(column), rows)
         if kind in ("number", "category") and targets and _determines(manifest, str(column), targets, rows):
-            why += "; it determines the target in the rows looked at (a leak?)"
+            why += "; it determines the target in the rows looked at: a leak? (kept: remove it from the config if so)"
         result.columns.append((str(column), kind, why))
+        absent_files = absent_files or "not found" in why and kind not in ("skipped",)
         if kind == "number":
             numbers.append(str(column))
         elif kind == "category":
@@ -101,6 +105,12 @@ def infer_config(data: str | os.PathLike | pd.DataFrame, target: str | Sequence[
         config["target"] = targets[0] if len(targets) == 1 else targets
     config["modalities"] = modalities
     config["fusion"] = {"name": "attention" if len(modalities) > 1 else "concat"}
+    if task == "anomaly" and targets:  # one value: the rows are all normal, others are anomalies
+        config["anomaly"] = {"normal": [_scalar(manifest.column(targets[0]).dropna().iloc[0])]}
+    if absent_files:  # train on the rows whose files exist, the others' modality missing
+        config["data"] = {"on_error": "missing"}
+        result.columns.append(("(data)", "on_error: missing", "some files were not found: rows without them train "
+                               "with that modality missing (on_error: raise would refuse the manifest)"))
     from polymodal.config import load_config
 
     load_config(config)  # what is returned is a valid config
@@ -121,6 +131,8 @@ def _determines(manifest: Manifest, column: str, targets: list[str], rows: np.nd
     (as an identifier of a recording, or the target under another name, would)."""
     frame = manifest.select([column, *targets], rows).dropna()
     frame = frame.astype(str)
+    if any(frame[t].nunique() < 2 for t in targets):  # a constant target is determined by anything
+        return False
     distinct = frame[column].nunique()
     if distinct < 2 or distinct > MAX_CATEGORIES or distinct * 2 > len(frame):  # values seen once prove nothing
         return False
@@ -143,26 +155,37 @@ def _judge(manifest: Manifest, column: str, rows: np.ndarray) -> tuple[str, str,
     if not cells:
         return "skipped", "empty in the rows looked at", {}
     lowered = column.strip().lower()
-    if lowered in ("id", "index", "row", "uuid") or lowered.endswith("_id"):
+    if lowered in ("id", "index", "row", "uuid") or lowered.endswith(IDENTIFIER_ENDINGS):
         return "skipped", "an identifier, by its name", {}
-    if all(isinstance(c, bool | np.bool_) or str(c).strip().lower() in ("true", "false") for c in cells):
+    if any(word in lowered.replace("-", "_").split("_") for word in GROUP_WORDS):
+        return "skipped", ("who or where a row comes from, by its name: new ones at test time would all read as "
+                           "unknown; split the data by it instead of learning from it"), {}
+    text = [str(c) for c in cells]
+    if len(set(text)) == 1:
+        return "skipped", f"the same value ({text[0]!r}) in every row looked at", {}
+    if all(isinstance(c, bool | np.bool_) or t.strip().lower() in ("true", "false") for c, t in zip(cells, text)):
         return "category", "true / false values", {}
     numeric = pd.to_numeric(pd.Series(cells, dtype=object), errors="coerce")
-    if numeric.notna().all():
-        return "number", "numbers", {}
-    text = [str(c) for c in cells]
+    if numeric.notna().mean() >= 0.9:  # a few '?' or 'n/a' among numbers: missing, imputed
+        whole = bool((numeric.dropna() == numeric.dropna().round()).all())
+        counting = bool(numeric.is_monotonic_increasing) or len(cells) >= 100  # a row number, or too many to repeat by chance
+        if whole and numeric.nunique() == len(cells) and len(cells) >= 20 and counting:
+            return "skipped", "whole numbers unique to every row: an identifier", {}
+        odd = int(numeric.isna().sum())
+        return "number", "numbers" + (f" ({odd} cell(s) that are not, read as missing)" if odd else ""), {}
     kinds = {FILE_KINDS.get(Path(t.strip()).suffix.lower()) for t in text}
     if len(kinds) == 1 and None not in kinds:  # paths of one kind of file (.jpg beside .png is fine)
         return _files(manifest, column, rows, kinds.pop(), sorted({Path(t.strip()).suffix.lower() for t in text}))
     distinct = len(set(text))
     words = np.mean([len(t.split()) for t in text])
     if distinct <= MAX_CATEGORIES and distinct * 2 <= len(text) and words < 4:
-        return "category", f"{distinct} distinct values repeated across rows", {}
+        return "category", f"{distinct} values repeated across rows", {}
     if distinct == len(text) and words < 2:
         return "skipped", "text unique to every row, no sentences: an identifier", {}
     lengths = sorted(len(t.split()) for t in text)
     tokens = int(min(512, max(16, 2 ** math.ceil(math.log2(max(1, lengths[int(0.95 * (len(lengths) - 1))]))))))
-    return "text", f"free text (about {int(np.median(lengths))} words a row)", {"preprocess": {"max_tokens": tokens}}
+    return "text", f"free text (about {int(np.median(lengths))} word(s) a row; max_tokens {tokens})", \
+        {"preprocess": {"max_tokens": tokens}}
 
 
 def _files(manifest: Manifest, column: str, rows: np.ndarray, kind: str, suffixes: list[str]
@@ -176,6 +199,8 @@ def _files(manifest: Manifest, column: str, rows: np.ndarray, kind: str, suffixe
     if not found:
         return "skipped", f"{named} paths, none of the {len(paths)} looked at found (relative to {manifest.root})", {}
     if kind == "video":
+        if any(word in column.lower() for word in ("audio", "sound", "speech", "voice")):
+            return "audio", f"{named} files read for their audio track, by the column's name{absent}", {}
         return "video", f"{named} videos{absent}", {}
     reader = {"image": _image_settings, "audio": _audio_settings, "array": _array_settings}[kind]
     reasons = []
@@ -186,19 +211,36 @@ def _files(manifest: Manifest, column: str, rows: np.ndarray, kind: str, suffixe
             # OSError, libsndfile's error a RuntimeError
             reasons.append(str(err))
             continue
-        what = {"image": "images", "audio": "audio", "signal": "signals"}[became]
-        detail = f" of up to {settings['preprocess']['length']:,} samples" if became == "signal" else ""
-        return became, f"{named} {what}{detail}{absent}", settings
+        return became, f"{named} {_described(became, settings['preprocess'], len(found))}{absent}", settings
     return "skipped", f"{named} files, none of the first {len(reasons)} readable ({reasons[0]})", {}
 
 
+def _described(kind: str, preprocess: dict[str, Any], looked_at: int) -> str:
+    """The settings read from the files, in words (``images, 28 px grey``)."""
+    if kind == "image":
+        return f"images, {preprocess['size']} px {'grey' if preprocess['color'] == 'gray' else 'colour'}"
+    if kind == "audio":
+        return (f"audio, {preprocess['sample_rate'] / 1000:g} kHz, up to {preprocess['max_seconds']:g} s in the "
+                f"{min(looked_at, SAMPLE_FILES)} file(s) read")
+    return f"signals of up to {preprocess['length']:,} samples in the {min(looked_at, SAMPLE_FILES)} file(s) read"
+
+
 def _image_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
+    """The largest side (at most :data:`MAX_IMAGE_SIDE`) among ``paths``; colour if any is."""
     from PIL import Image
 
-    with Image.open(path) as image:
-        side, mode = max(image.size), image.mode
-    color = "gray" if mode in ("1", "L", "LA", "I", "I;16", "F") else "rgb"
-    return "image", {"preprocess": {"size": int(min(side, MAX_IMAGE_SIDE)), "color": color, "normalize": "standard"}}
+    sides, grey = [], []
+    for other in [path, *paths]:
+        try:
+            with Image.open(other) as image:
+                sides.append(max(image.size))
+                grey.append(image.mode in ("1", "L", "LA", "I", "I;16", "F"))
+        except (OSError, ValueError):  # reported when the manifest is encoded
+            if other == path:
+                raise
+    color = "gray" if all(grey) else "rgb"
+    return "image", {"preprocess": {"size": int(min(max(sides), MAX_IMAGE_SIDE)), "color": color,
+                                    "normalize": "standard"}}
 
 
 def _audio_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
@@ -242,11 +284,23 @@ def _array_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
     return "signal", {"preprocess": {"length": int(max(lengths))}}
 
 
+def _scalar(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _task(manifest: Manifest, targets: list[str]) -> tuple[str, str]:
-    """The task the targets ask for, and why."""
+    """The task the targets ask for, and why.
+
+    Raises:
+        ManifestError: text labels nearly unique to their rows (numbers written as text, such as
+            '$123,000', are no classes), or several targets holding text.
+    """
     if not targets:
         return "anomaly", "no target: an anomaly detector learns what the rows look like"
     values = [manifest.column(t).dropna() for t in targets]
+    if len(targets) == 1 and values[0].nunique() == 1:
+        return "anomaly", (f"one value ({_scalar(values[0].iloc[0])!r}) in every row: the rows are normal, "
+                           "an anomaly detector learns them (anomaly.normal)")
     numbers = [pd.to_numeric(v, errors="coerce") for v in values]
     if len(targets) > 1:
         if all(n.notna().all() and set(n.unique()) <= {0, 1} for n in numbers):
@@ -257,10 +311,14 @@ def _task(manifest: Manifest, targets: list[str]) -> tuple[str, str]:
                                  "numbers (regression); give one text target, and add the others as tasks: in the "
                                  "config"], source=manifest.name)
         return "regression", "several target columns"
-    number = numbers[0]
+    number, distinct, rows = numbers[0], values[0].nunique(), len(values[0])
     if not number.notna().all():
-        return "classification", f"{values[0].nunique()} text labels"
+        if distinct * 2 > rows:
+            raise ManifestError([f"target column '{targets[0]}' holds {distinct} distinct text values in {rows} rows: "
+                                 "class labels repeat; numbers written as text ('$123,000') need cleaning to be a "
+                                 "regression target"], source=manifest.name)
+        return "classification", f"{distinct} text label(s)"
     whole = bool((number == number.round()).all())
-    if whole and number.nunique() <= MAX_CATEGORIES:
-        return "classification", f"{number.nunique()} distinct whole numbers"
-    return "regression", "numbers"
+    if whole and distinct <= MAX_CATEGORIES and distinct * 2 <= rows:
+        return "classification", f"{distinct} whole-number label(s), each on several rows"
+    return "regression", "numbers" if not whole else f"{distinct} whole numbers in {rows} rows, too many to be classes"

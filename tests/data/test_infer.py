@@ -29,7 +29,7 @@ def manifest(tmp_path):
         np.save(tmp_path / f"s{i}.npy", rng.standard_normal((2, 300)).astype(np.float32))
         np.save(tmp_path / f"p{i}.npy", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
         rows.append({"scan": f"x{i}.png", "sound_path": f"a{i}.wav", "vib": f"s{i}.npy", "photo": f"p{i}.npy",
-                     "age": 30 + i, "site": ["north", "south"][i % 2],
+                     "age": int(rng.integers(20, 30)), "row_no": i, "site": ["north", "south"][i % 2],
                      "note": " ".join(rng.choice(WORDS, size=3)), "patient_id": f"P{i:03d}", "blank": "",
                      "label": ["ok", "worn", "broken"][i % 3], "wear": 0.1 * i + 0.01, "hot": i % 2, "loud": i % 3 == 0})
     pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
@@ -40,7 +40,7 @@ def test_each_column_becomes_what_its_cells_hold_with_settings_from_its_files(ma
     inferred = infer_config(manifest, "label")
     became = {column: kind for column, kind, _ in inferred.columns}
     assert became == {"scan": "image", "sound_path": "audio", "vib": "signal", "photo": "image", "age": "number",
-                      "site": "category", "note": "text", "patient_id": "skipped", "blank": "skipped",
+                      "site": "category", "note": "text", "patient_id": "skipped", "blank": "skipped", "row_no": "skipped",
                       "wear": "number", "hot": "number", "loud": "category", "label": "target (classification)"}
     modalities = inferred.config["modalities"]
     assert modalities["scan"]["preprocess"] == {"size": 40, "color": "gray", "normalize": "standard"}
@@ -104,3 +104,44 @@ def test_files_are_judged_by_kind_and_an_unreadable_first_file_is_passed_over(tm
     assert became["missing"] == ("skipped", f".png paths, none of the 12 looked at found (relative to {tmp_path})")
     with pytest.raises(ManifestError, match=r"target columns \['t'\] hold text"):
         infer_config(tmp_path / "m.csv", ["y", "t"])
+
+
+def test_constants_groups_counters_and_stray_text_among_numbers_are_judged_as_a_user_would(tmp_path):
+    rng = np.random.default_rng(2)
+    n = 40
+    frame = pd.DataFrame({
+        "listing": np.arange(1000, 1000 + n),  # a counter without an id name
+        "country": ["NL"] * n,  # the same everywhere
+        "speaker": [f"s{i % 4}" for i in range(n)],  # who the row is from
+        "rooms": [str(int(v)) if i % 10 else "?" for i, v in enumerate(rng.integers(1, 6, n))],  # '?' among numbers
+        "area": rng.uniform(40, 200, n).round(1),
+        "price": rng.integers(100, 900, n) * 1000,  # whole numbers, too many to be classes
+        "normal": ["ok"] * n,
+        "price_text": [f"${v:,}" for v in rng.integers(100_000, 900_000, n)],
+    })
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    inferred = infer_config(tmp_path / "m.csv", "price")
+    became = {column: (kind, why) for column, kind, why in inferred.columns}
+    assert became["listing"] == ("skipped", "whole numbers unique to every row: an identifier")
+    assert became["country"] == ("skipped", "the same value ('NL') in every row looked at")
+    assert became["speaker"][0] == "skipped" and "split the data by it" in became["speaker"][1]
+    assert became["rooms"] == ("number", "numbers (4 cell(s) that are not, read as missing)")
+    assert inferred.config["task"] == "regression"
+    assert inferred.config["modalities"]["table"]["columns"] == ["rooms", "area"]
+    anomaly = infer_config(tmp_path / "m.csv", "normal").config  # one value: the normal rows of a detector
+    assert anomaly["task"] == "anomaly" and anomaly["anomaly"] == {"normal": ["ok"]} and anomaly["target"] == "normal"
+    with pytest.raises(ManifestError, match="holds 40 distinct text values in 40 rows"):
+        infer_config(tmp_path / "m.csv", "price_text")
+
+
+def test_files_some_of_which_are_missing_train_with_that_modality_missing(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(10):
+        if i % 3:
+            write_image(tmp_path / f"x{i}.png", rng.integers(0, 255, (8, 8), dtype=np.uint8))
+        rows.append({"x": f"x{i}.png", "y": i % 2})
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    inferred = infer_config(tmp_path / "m.csv", "y")
+    assert "4 of the 10 looked at not found" in dict((c, w) for c, _, w in inferred.columns)["x"]
+    assert inferred.config["data"] == {"on_error": "missing"}
