@@ -6,7 +6,8 @@ Each column becomes what its cells hold, judged on a sample of the rows:
   the first readable file; audio files (``.wav``, ``.flac``, ``.ogg``, ``.mp3``) -> ``audio`` at
   the files' sample rate (at most 16 kHz) and their longest duration (at most 10 s); videos ->
   ``video``; arrays (``.npy``, ``.npz``, ``.mat``) -> ``signal`` of the longest length found, or
-  ``image`` for a ``.npy`` that holds a picture ((H, W) both above 16, or (H, W, 1|3|4));
+  ``image`` for a ``.npy`` that holds a picture ((H, W) both above 16, or (H, W, 1|3|4)); a video
+  column named for its sound (``audio``, ``speech``...) -> ``audio`` read from the sound track;
 - numbers -> one ``tabular`` modality (``columns``); true / false values and short text labels
   repeated across rows (at most 50 distinct values, each seen twice on average) -> its
   ``categorical`` columns; a number or category that determines the target in the rows looked
@@ -198,11 +199,10 @@ def _files(manifest: Manifest, column: str, rows: np.ndarray, kind: str, suffixe
     absent = f"; {len(paths) - len(found)} of the {len(paths)} looked at not found" if len(found) < len(paths) else ""
     if not found:
         return "skipped", f"{named} paths, none of the {len(paths)} looked at found (relative to {manifest.root})", {}
-    if kind == "video":
-        if any(word in column.lower() for word in ("audio", "sound", "speech", "voice")):
-            return "audio", f"{named} files read for their audio track, by the column's name{absent}", {}
-        return "video", f"{named} videos{absent}", {}
-    reader = {"image": _image_settings, "audio": _audio_settings, "array": _array_settings}[kind]
+    if kind == "video" and any(word in column.lower() for word in ("audio", "sound", "speech", "voice")):
+        kind, named = "track", f"{named} files' sound tracks (by the column's name):"
+    reader = {"image": _image_settings, "audio": _audio_settings, "array": _array_settings,
+              "video": _video_settings, "track": _track_settings}[kind]
     reasons = []
     for path in found[:SAMPLE_FILES]:
         try:
@@ -211,18 +211,19 @@ def _files(manifest: Manifest, column: str, rows: np.ndarray, kind: str, suffixe
             # OSError, libsndfile's error a RuntimeError
             reasons.append(str(err))
             continue
-        return became, f"{named} {_described(became, settings['preprocess'], len(found))}{absent}", settings
+        read = 1 if kind in ("video", "track") else len(found[:SAMPLE_FILES])  # one container is opened
+        return became, f"{named} {_described(became, settings['preprocess'], read)}{absent}", settings
     return "skipped", f"{named} files, none of the first {len(reasons)} readable ({reasons[0]})", {}
 
 
 def _described(kind: str, preprocess: dict[str, Any], looked_at: int) -> str:
     """The settings read from the files, in words (``images, 28 px grey``)."""
-    if kind == "image":
-        return f"images, {preprocess['size']} px {'grey' if preprocess['color'] == 'gray' else 'colour'}"
+    if kind in ("image", "video"):
+        return f"{kind}s, {preprocess['size']} px {'grey' if preprocess['color'] == 'gray' else 'colour'}"
     if kind == "audio":
         return (f"audio, {preprocess['sample_rate'] / 1000:g} kHz, up to {preprocess['max_seconds']:g} s in the "
-                f"{min(looked_at, SAMPLE_FILES)} file(s) read")
-    return f"signals of up to {preprocess['length']:,} samples in the {min(looked_at, SAMPLE_FILES)} file(s) read"
+                f"{looked_at} file(s) read")
+    return f"signals of up to {preprocess['length']:,} samples in the {looked_at} file(s) read"
 
 
 def _image_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
@@ -241,6 +242,36 @@ def _image_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
     color = "gray" if all(grey) else "rgb"
     return "image", {"preprocess": {"size": int(min(max(sides), MAX_IMAGE_SIDE)), "color": color,
                                     "normalize": "standard"}}
+
+
+MAX_VIDEO_SIDE = 64  # frames are resized to at most this (every sampled frame goes through the encoder)
+
+
+def _video_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
+    """The first video's frame size (at most :data:`MAX_VIDEO_SIDE`) and whether its first frame
+    is grey (its three colour channels within 3 levels of each other)."""
+    from polymodal.data.video_io import _av
+
+    with _av().open(path) as container:
+        stream = container.streams.video[0]
+        frame = next(container.decode(stream)).to_ndarray(format="rgb24").astype(np.int16)
+        side = max(stream.width, stream.height)
+    grey = int(np.abs(frame - frame.mean(axis=-1, keepdims=True)).max()) <= 3
+    return "video", {"preprocess": {"size": int(min(side, MAX_VIDEO_SIDE)), "color": "gray" if grey else "rgb",
+                                    "normalize": "standard"}}
+
+
+def _track_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
+    """The audio track of the first video: its sample rate (at most 16 kHz) and length (at most 10 s)."""
+    from polymodal.data.video_io import _av
+
+    with _av().open(path) as container:
+        if not container.streams.audio:
+            raise ValueError(f"{path} has no audio track")
+        stream = container.streams.audio[0]
+        seconds = float(stream.duration * stream.time_base) if stream.duration else (container.duration or 0) / 1e6
+        rate = int(stream.rate)
+    return "audio", {"preprocess": {"sample_rate": min(16_000, rate), "max_seconds": round(min(10.0, max(seconds, 0.1)), 2)}}
 
 
 def _audio_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:

@@ -145,3 +145,21 @@ def test_files_some_of_which_are_missing_train_with_that_modality_missing(tmp_pa
     inferred = infer_config(tmp_path / "m.csv", "y")
     assert "4 of the 10 looked at not found" in dict((c, w) for c, _, w in inferred.columns)["x"]
     assert inferred.config["data"] == {"on_error": "missing"}
+
+
+def test_videos_get_their_frame_size_and_colour_and_a_sound_column_their_audio_track(tmp_path):
+    from polymodal.data.video_io import write_video
+
+    rng = np.random.default_rng(4)
+    rows = []
+    for i in range(6):
+        grey = rng.integers(0, 255, (4, 32, 48), dtype=np.uint8)
+        write_video(str(tmp_path / f"v{i}.mp4"), grey, fps=10, audio=np.sin(np.arange(4000) / 5.0).astype(np.float32),
+                    sample_rate=8000)
+        rows.append({"clip": f"v{i}.mp4", "audio": f"v{i}.mp4", "y": i % 2})
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    inferred = infer_config(tmp_path / "m.csv", "y")
+    modalities = inferred.config["modalities"]
+    assert modalities["clip"]["kind"] == "video"
+    assert modalities["clip"]["preprocess"] == {"size": 48, "color": "gray", "normalize": "standard"}
+    assert modalities["audio"]["kind"] == "audio" and modalities["audio"]["preprocess"]["sample_rate"] == 8000
