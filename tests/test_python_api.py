@@ -112,10 +112,14 @@ def test_train_threads_bounds_torch_during_the_fit_and_is_given_back_after(data)
             seen.append(torch.get_num_threads())
 
     before = torch.get_num_threads()
-    config = classification_config(epochs=1)
-    config["train"]["threads"] = 1
-    MultimodalPredictor(config).fit(data["train"], data["valid"], callbacks=[Threads()])
-    assert seen == [1] and torch.get_num_threads() == before
+    torch.set_num_threads(2)  # not 1 already, whatever the machine's cores
+    try:
+        config = classification_config(epochs=1)
+        config["train"]["threads"] = 1
+        MultimodalPredictor(config).fit(data["train"], data["valid"], callbacks=[Threads()])
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_save_refuses_a_folder_holding_another_run_and_replaces_it_whole_when_told(data, tmp_path):

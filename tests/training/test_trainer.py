@@ -411,11 +411,15 @@ def test_validation_data_without_a_row_is_refused():
 
 
 class InterruptedModule(ScriptedModule):
-    """Ctrl-C during the second epoch's training."""
+    """Ctrl-C (or another interrupt, such as the command line's SIGTERM) during the second epoch's training."""
+
+    def __init__(self, script: list[float], interrupt: type[BaseException] = KeyboardInterrupt):
+        super().__init__(script)
+        self.interrupt = interrupt
 
     def training_step(self, batch, batch_idx):
         if self.current_epoch == 1:
-            raise KeyboardInterrupt
+            raise self.interrupt
         return super().training_step(batch, batch_idx)
 
 
@@ -560,17 +564,6 @@ def test_a_distributed_runs_other_ranks_are_told_by_their_launchers_variables(mo
         monkeypatch.delenv(name)
 
 
-class TerminatedModule(ScriptedModule):
-    """SIGTERM (as the command line raises it) during the second epoch's training."""
-
-    def training_step(self, batch, batch_idx):
-        if self.current_epoch == 1:
-            from polymodal.cli.common import Terminated
-
-            raise Terminated
-        return super().training_step(batch, batch_idx)
-
-
 def test_sigterm_during_training_stays_a_termination_not_a_ctrl_c(tmp_path):
     """Lightning's shutdown swallowed which interrupt it was: a SIGTERM'd fit exited 130
     ('interrupted') instead of 143 ('terminated')."""
@@ -580,6 +573,6 @@ def test_sigterm_during_training_stays_a_termination_not_a_ctrl_c(tmp_path):
 
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(Terminated):
-        fit(TerminatedModule([3.0, 2.0, 1.0]), epochs=3, run_dir=tmp_path)
+        fit(InterruptedModule([3.0, 2.0, 1.0], interrupt=Terminated), epochs=3, run_dir=tmp_path)
     signal.signal(signal.SIGINT, before)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
