@@ -20,6 +20,7 @@ _LAZY = {  # public name -> the module that defines it
     "Config": "polymodal.config",
     "load_config": "polymodal.config",
     "read_manifest": "polymodal.data.manifest",
+    "infer_config": "polymodal.data.infer",
     "PolymodalError": "polymodal.errors",
 }
 

@@ -5,13 +5,14 @@ Each column becomes what its cells hold, judged on a sample of the rows:
 - paths to image files (``.png``, ``.jpg``...) -> an ``image`` modality, its size and colour from
   the first readable file; audio files (``.wav``, ``.flac``, ``.ogg``, ``.mp3``) -> ``audio`` at
   the files' sample rate (at most 16 kHz) and their longest duration (at most 10 s); videos ->
-  ``video``; arrays (``.npy``, ``.npz``, ``.mat``) -> ``signal`` of the longest length found, or
-  ``image`` for a ``.npy`` that holds a picture ((H, W) both above 16, or (H, W, 1|3|4)); a video
+  ``video``; arrays (``.npy``, ``.npz``, ``.mat``) -> ``signal`` of the longest length found (a
+  log power spectrogram from 1,024 samples on: n_fft 128, 256 from 2,048), or ``image`` for a ``.npy`` that holds a picture ((H, W) both above 16, or (H, W, 1|3|4)); a video
   column named for its sound (``audio``, ``speech``...) -> ``audio`` read from the sound track;
 - numbers -> one ``tabular`` modality (``columns``); true / false values and short text labels
   repeated across rows (at most 50 distinct values, each seen twice on average) -> its
   ``categorical`` columns; a number or category that determines the target in the rows looked
-  at is kept but flagged (a recording's id, the label under another name: a leak?);
+  at, alone or with one other column (a fault's type and size), is left out as a likely leak (a
+  recording's id, the label under another name), and so is a copy of an earlier column;
 - other text -> a ``text`` modality;
 - identifiers (a column named ``id`` / ``*_id``, or text unique to every row that is no sentence)
   and columns that are empty in every row are left out, and said so.
@@ -45,7 +46,12 @@ FILE_KINDS = {**{s: "image" for s in FRAME_SUFFIXES}, **{s: "audio" for s in AUD
               **{s: "video" for s in VIDEO_SUFFIXES}, **{s: "array" for s in ARRAY_SUFFIXES}}
 SAMPLE_ROWS = 200  # rows whose cells are judged
 SAMPLE_FILES = 20  # files opened per file column
+# what a reader raises on a file it cannot read: Pillow's UnidentifiedImageError is an OSError,
+# libsndfile's error a RuntimeError, PyAV's InvalidDataError a ValueError
+READ_ERRORS = (OSError, ValueError, EOFError, RuntimeError)
 MAX_CATEGORIES = 50
+MAX_PAIRED = 30  # few-valued columns checked in pairs for a leak (435 pairs)
+SPECTROGRAM_FROM = 1024  # signals this long or longer are read as spectrograms
 MAX_IMAGE_SIDE = 128  # larger pictures are resized to this (a CPU-sized start; raise it on a GPU)
 IDENTIFIER_ENDINGS = ("_id", "_index", "_idx", "_no", "_number", "_uuid")
 GROUP_WORDS = ("speaker", "voice", "subject", "patient", "participant", "user", "session")  # who a row is from
@@ -59,8 +65,8 @@ class Inference:
     columns: list[tuple[str, str, str]] = field(default_factory=list)  # (column, became, why)
 
 
-def infer_config(data: str | os.PathLike | pd.DataFrame, target: str | Sequence[str] | None) -> Inference:
-    """A config for ``data`` (a manifest file or DataFrame) predicting ``target`` (None: an
+def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str | Sequence[str] | None) -> Inference:
+    """A config for ``data`` (a manifest file, DataFrame or Manifest) predicting ``target`` (None: an
     anomaly detector's unlabelled rows are not guessed; give the target column(s)).
 
     Raises:
@@ -80,20 +86,21 @@ def infer_config(data: str | os.PathLike | pd.DataFrame, target: str | Sequence[
     modalities: dict[str, Any] = {}
     numbers: list[str] = []
     categories: list[str] = []
-    for column in manifest.columns:
-        if column in targets:
-            continue
-        kind, why, settings = _judge(manifest, str(column), rows)
-        if kind in ("number", "category") and targets and _determines(manifest, str(column), targets, rows):
-            why += "; it determines the target in the rows looked at: a leak? (kept: remove it from the config if so)"
-        result.columns.append((str(column), kind, why))
+    judged = [(str(column), *_judge(manifest, str(column), rows)) for column in manifest.columns
+              if column not in targets]
+    left_out = _copies_and_leaks(manifest, [column for column, kind, _, _ in judged if kind in ("number", "category")],
+                                 targets, rows)
+    for column, kind, why, settings in judged:
+        if column in left_out:
+            kind, why = "skipped", f"{why}; {left_out[column]}"
+        result.columns.append((column, kind, why))
         absent_files = absent_files or "not found" in why and kind not in ("skipped",)
         if kind == "number":
-            numbers.append(str(column))
+            numbers.append(column)
         elif kind == "category":
-            categories.append(str(column))
+            categories.append(column)
         elif kind in ("image", "audio", "video", "signal", "text"):
-            modalities[_name(_stem(str(column)), modalities)] = {"kind": kind, "column": str(column), **settings}
+            modalities[_name(_stem(column), modalities)] = {"kind": kind, "column": column, **settings}
     if numbers or categories:
         modalities[_name("table", modalities)] = {"kind": "tabular", "columns": numbers, "categorical": categories}
     if not modalities:
@@ -127,17 +134,47 @@ def _stem(column: str) -> str:
     return column
 
 
-def _determines(manifest: Manifest, column: str, targets: list[str], rows: np.ndarray) -> bool:
-    """Whether, in ``rows``, the column takes several values and each goes with one target value
-    (as an identifier of a recording, or the target under another name, would)."""
-    frame = manifest.select([column, *targets], rows).dropna()
-    frame = frame.astype(str)
-    if any(frame[t].nunique() < 2 for t in targets):  # a constant target is determined by anything
+LEAK = ("{} the target in the rows looked at: left out as a likely leak (a recording's id, the label under "
+        "another name); add it to the table's columns if it is known when predicting")
+
+
+def _copies_and_leaks(manifest: Manifest, columns: list[str], targets: list[str], rows: np.ndarray) -> dict[str, str]:
+    """Why each of ``columns`` (numbers and categories) is left out, for those that are: a copy of
+    an earlier column (equal in every row looked at); a column that determines the target alone,
+    or together with one other column of few values (a fault's type and size spelling out its
+    label). Only the first :data:`MAX_PAIRED` few-valued columns are paired."""
+    selected = manifest.select([*columns, *targets], rows)
+    frame = selected.astype(str).where(selected.notna())  # 1 and 1.0 alike within a column; missing stays missing
+    found: dict[str, str] = {}
+    for i, column in enumerate(columns):
+        same = next((c for c in columns[:i] if c not in found and frame[c].equals(frame[column])), None)
+        if same is not None:
+            found[column] = (f"the same as '{same}' in every row looked at: left out (a copy adds nothing, and an "
+                             "anomaly detector would learn that the two agree: a give-away where they name the content)")
+    kept = [c for c in columns if c not in found]
+    if not targets or any(frame[t].nunique() < 2 for t in targets):  # a constant target is determined by anything
+        return found
+    found |= {c: LEAK.format("it determines") for c in kept if _determines(frame, [c], targets)}
+    few = [c for c in kept if c not in found and 2 <= frame[c].nunique() <= MAX_CATEGORIES][:MAX_PAIRED]
+    partners: dict[str, list[str]] = {}
+    for i, first in enumerate(few):
+        for second in few[i + 1:]:
+            if _determines(frame, [first, second], targets):
+                partners.setdefault(first, []).append(second)
+                partners.setdefault(second, []).append(first)
+    return found | {c: LEAK.format(f"with {' or '.join(repr(o) for o in others)} it determines")
+                    for c, others in partners.items()}
+
+
+def _determines(frame: pd.DataFrame, columns: list[str], targets: list[str]) -> bool:
+    """Whether, in the rows of ``frame`` where all are given, ``columns`` take several values
+    together and each combination goes with one target value (as an identifier of a recording,
+    or the target under another name, would); combinations seen about once prove nothing."""
+    rows = frame[[*columns, *targets]].dropna()
+    distinct = len(rows.drop_duplicates(columns))
+    if distinct < 2 or distinct > MAX_CATEGORIES or distinct * 2 > len(rows):
         return False
-    distinct = frame[column].nunique()
-    if distinct < 2 or distinct > MAX_CATEGORIES or distinct * 2 > len(frame):  # values seen once prove nothing
-        return False
-    return bool((frame.groupby(column)[targets].nunique() <= 1).all().all())
+    return bool((rows.groupby(columns)[targets].nunique() <= 1).all().all())
 
 
 def _name(base: str, taken: dict[str, Any]) -> str:
@@ -203,15 +240,15 @@ def _files(manifest: Manifest, column: str, rows: np.ndarray, kind: str, suffixe
         kind, named = "track", f"{named} files' sound tracks (by the column's name):"
     reader = {"image": _image_settings, "audio": _audio_settings, "array": _array_settings,
               "video": _video_settings, "track": _track_settings}[kind]
+    sampled = found if kind in ("audio", "track") else found[:SAMPLE_FILES]  # headers are cheap: every length counts
     reasons = []
     for path in found[:SAMPLE_FILES]:
         try:
-            became, settings = reader(path, found[:SAMPLE_FILES])
-        except (OSError, ValueError, EOFError, RuntimeError) as err:  # Pillow's UnidentifiedImageError is an
-            # OSError, libsndfile's error a RuntimeError
+            became, settings = reader(path, sampled)
+        except READ_ERRORS as err:
             reasons.append(str(err))
             continue
-        read = 1 if kind in ("video", "track") else len(found[:SAMPLE_FILES])  # one container is opened
+        read = 1 if kind == "video" else len(sampled)  # one video's first frame is decoded
         return became, f"{named} {_described(became, settings['preprocess'], read)}{absent}", settings
     return "skipped", f"{named} files, none of the first {len(reasons)} readable ({reasons[0]})", {}
 
@@ -223,7 +260,11 @@ def _described(kind: str, preprocess: dict[str, Any], looked_at: int) -> str:
     if kind == "audio":
         return (f"audio, {preprocess['sample_rate'] / 1000:g} kHz, up to {preprocess['max_seconds']:g} s in the "
                 f"{looked_at} file(s) read")
-    return f"signals of up to {preprocess['length']:,} samples in the {looked_at} file(s) read"
+    read = f"signals of up to {preprocess['length']:,} samples in the {looked_at} file(s) read"
+    if "spectrogram" in preprocess:
+        read += (f"; long windows: read as log power spectrograms (n_fft {preprocess['spectrogram']['n_fft']}): a few "
+                 "frames of frequencies in place of every sample, as fine and much faster to learn from")
+    return read
 
 
 def _image_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
@@ -262,16 +303,29 @@ def _video_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
 
 
 def _track_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
-    """The audio track of the first video: its sample rate (at most 16 kHz) and length (at most 10 s)."""
+    """The audio track of the first video: its sample rate (at most 16 kHz); the longest track
+    among ``paths`` (at most 10 s; a container's header says, nothing is decoded)."""
+    rate, seconds = _track_header(path)
+    if rate is None:
+        raise ValueError(f"{path} has no audio track")
+    for other in paths:
+        try:
+            seconds = max(seconds, _track_header(other)[1])
+        except READ_ERRORS:  # reported when the manifest is encoded
+            continue
+    return "audio", {"preprocess": {"sample_rate": min(16_000, rate), "max_seconds": round(min(10.0, max(seconds, 0.1)), 2)}}
+
+
+def _track_header(path: str) -> tuple[int | None, float]:
+    """A video's sound track: its sample rate (None: it has none) and length in seconds."""
     from polymodal.data.video_io import _av
 
     with _av().open(path) as container:
         if not container.streams.audio:
-            raise ValueError(f"{path} has no audio track")
+            return None, 0.0
         stream = container.streams.audio[0]
         seconds = float(stream.duration * stream.time_base) if stream.duration else (container.duration or 0) / 1e6
-        rate = int(stream.rate)
-    return "audio", {"preprocess": {"sample_rate": min(16_000, rate), "max_seconds": round(min(10.0, max(seconds, 0.1)), 2)}}
+        return int(stream.rate), seconds
 
 
 def _audio_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
@@ -312,7 +366,11 @@ def _array_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
             lengths.append(read_signal(other).shape[-1])
         except DecodeError:  # reported when the manifest is encoded
             continue
-    return "signal", {"preprocess": {"length": int(max(lengths))}}
+    length = int(max(lengths))
+    if length < SPECTROGRAM_FROM:
+        return "signal", {"preprocess": {"length": length}}
+    n_fft = 256 if length >= 2 * SPECTROGRAM_FROM else 128  # 15 frames or more, half-overlapped
+    return "signal", {"preprocess": {"length": length, "spectrogram": {"n_fft": n_fft, "hop": n_fft // 2}}}
 
 
 def _scalar(value: Any) -> Any:

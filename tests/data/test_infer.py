@@ -63,11 +63,42 @@ def test_a_column_that_determines_the_target_is_flagged_and_a_missing_target_nam
     frame = pd.read_csv(manifest)
     frame["batch"] = frame["label"].map({"ok": "b1", "worn": "b2", "broken": "b3"})  # the label under another name
     frame.to_csv(tmp_path / "leaky.csv", index=False)
-    why = {column: reason for column, _, reason in infer_config(tmp_path / "leaky.csv", "label").columns}
-    assert "determines the target" in why["batch"]
+    inferred = infer_config(tmp_path / "leaky.csv", "label")
+    why = {column: reason for column, _, reason in inferred.columns}
+    assert "determines the target" in why["batch"] and "left out as a likely leak" in why["batch"]
+    assert "batch" not in inferred.config["modalities"]["table"]["categorical"]
     assert not any("determines the target" in why[c] for c in ("site", "age", "wear"))  # unique values prove nothing
     with pytest.raises(ManifestError, match=r"target column 'Label' is not in train.csv \(did you mean 'label'\?\)"):
         infer_config(manifest, "Label")
+
+
+def test_two_columns_that_together_determine_the_target_are_both_flagged(manifest, tmp_path):
+    """A fault's type and size spell out its label together, neither alone."""
+    frame = pd.read_csv(manifest)
+    frame["fault_type"] = frame["label"].map({"ok": "x", "worn": "x", "broken": "y"})
+    frame["fault_size"] = frame["label"].map({"ok": 7, "worn": 14, "broken": 7})
+    frame.to_csv(tmp_path / "paired.csv", index=False)
+    inferred = infer_config(tmp_path / "paired.csv", "label")
+    why = {column: reason for column, _, reason in inferred.columns}
+    table = inferred.config["modalities"]["table"]
+    assert "fault_type" not in table["categorical"] and "fault_size" not in table["columns"]
+    assert "'fault_size'" in why["fault_type"] and "it determines the target" in why["fault_type"]
+    assert "'fault_type'" in why["fault_size"] and "it determines the target" in why["fault_size"]
+    assert not any("determines" in why[c] for c in ("site", "hot", "age"))  # with each other or loud: no
+
+
+def test_a_copy_of_a_column_is_left_out_also_where_the_target_is_one_value(manifest, tmp_path):
+    """An anomaly detector's rows are all normal: no leak can be seen through the target, but two
+    columns that agree in every normal row (a picture's digit, the spoken digit) would teach it
+    that they agree, and give a mismatch away at test time."""
+    frame = pd.read_csv(manifest).assign(label="normal")
+    frame["age_again"] = frame["age"]
+    frame.to_csv(tmp_path / "normal.csv", index=False)
+    inferred = infer_config(tmp_path / "normal.csv", "label")
+    became = {column: (kind, why) for column, kind, why in inferred.columns}
+    assert became["age_again"][0] == "skipped" and "the same as 'age'" in became["age_again"][1]
+    assert became["age"][0] == "number" and inferred.config["task"] == "anomaly"
+    assert inferred.config["modalities"]["table"]["columns"] == ["age", "wear", "hot"]
 
 
 def test_config_init_writes_a_config_that_trains_and_refuses_to_overwrite(manifest, tmp_path):
@@ -102,6 +133,7 @@ def test_files_are_judged_by_kind_and_an_unreadable_first_file_is_passed_over(tm
     assert became["scan"][0] == "image" and inferred.config["modalities"]["scan"]["preprocess"]["size"] == 24
     assert became["eeg"][0] == "signal" and inferred.config["modalities"]["eeg"]["preprocess"]["length"] == 500
     assert became["missing"] == ("skipped", f".png paths, none of the 12 looked at found (relative to {tmp_path})")
+    assert "spectrogram" not in inferred.config["modalities"]["eeg"]["preprocess"]  # 500 samples: read as they are
     with pytest.raises(ManifestError, match=r"target columns \['t'\] hold text"):
         infer_config(tmp_path / "m.csv", ["y", "t"])
 
@@ -154,8 +186,8 @@ def test_videos_get_their_frame_size_and_colour_and_a_sound_column_their_audio_t
     rows = []
     for i in range(6):
         grey = rng.integers(0, 255, (4, 32, 48), dtype=np.uint8)
-        write_video(str(tmp_path / f"v{i}.mp4"), grey, fps=10, audio=np.sin(np.arange(4000) / 5.0).astype(np.float32),
-                    sample_rate=8000)
+        track = np.sin(np.arange(9600 if i == 4 else 4000) / 5.0).astype(np.float32)  # 1.2 s on row 4, else 0.5 s
+        write_video(str(tmp_path / f"v{i}.mp4"), grey, fps=10, audio=track, sample_rate=8000)
         rows.append({"clip": f"v{i}.mp4", "audio": f"v{i}.mp4", "y": i % 2})
     pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
     inferred = infer_config(tmp_path / "m.csv", "y")
@@ -163,3 +195,27 @@ def test_videos_get_their_frame_size_and_colour_and_a_sound_column_their_audio_t
     assert modalities["clip"]["kind"] == "video"
     assert modalities["clip"]["preprocess"] == {"size": 48, "color": "gray", "normalize": "standard"}
     assert modalities["audio"]["kind"] == "audio" and modalities["audio"]["preprocess"]["sample_rate"] == 8000
+    assert modalities["audio"]["preprocess"]["max_seconds"] >= 1.2  # every track's header read, not the first's (0.5 s)
+
+
+@pytest.mark.parametrize(("length", "n_fft"), [(1024, 128), (2048, 256), (6000, 256)])
+def test_long_signal_windows_are_read_as_spectrograms(tmp_path, length, n_fft):
+    rng = np.random.default_rng(3)
+    for i in range(6):
+        np.save(tmp_path / f"v{i}.npy", rng.standard_normal((2, length - i)).astype(np.float32))  # the first longest
+    pd.DataFrame({"vib": [f"v{i}.npy" for i in range(6)], "y": [0, 1] * 3}).to_csv(tmp_path / "m.csv", index=False)
+    inferred = infer_config(tmp_path / "m.csv", "y")
+    assert inferred.config["modalities"]["vib"]["preprocess"] == {
+        "length": length, "spectrogram": {"n_fft": n_fft, "hop": n_fft // 2}}
+    assert f"spectrograms (n_fft {n_fft})" in dict((c, why) for c, _, why in inferred.columns)["vib"]
+    load_config(inferred.config)
+
+
+def test_the_longest_clip_counts_among_every_sampled_row_not_only_the_first_files(tmp_path):
+    """Audio lengths come from headers, cheap to read: a long clip at row 30 sets max_seconds."""
+    for i in range(32):
+        write_wav(tmp_path / f"a{i}.wav", tone(220.0, 1.5 if i == 30 else 0.5, 8_000), 8_000)
+    pd.DataFrame({"clip": [f"a{i}.wav" for i in range(32)], "y": [0, 1] * 16}).to_csv(tmp_path / "m.csv", index=False)
+    inferred = infer_config(tmp_path / "m.csv", "y")
+    assert inferred.config["modalities"]["clip"]["preprocess"] == {"sample_rate": 8_000, "max_seconds": 1.5}
+    assert "in the 32 file(s) read" in dict((c, why) for c, _, why in inferred.columns)["clip"]
