@@ -33,7 +33,7 @@ from polymodal.utils.images import EXIF_FORMATS, converted_and_resized, to_8bit
 from polymodal.utils.npy import npy_from_bytes
 from polymodal.utils.signal_csv import is_csv_text, non_finite_reason, pick_channels, read_csv_signal
 from polymodal.utils.signals import channels_first, fit_length, resample
-from polymodal.utils.text import UNK_ID, clean
+from polymodal.utils.text import UNK_ID, cleaner, word_ids
 from polymodal.utils.values import blank, number
 from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
 
@@ -252,11 +252,10 @@ class TextFeatures(Features):
 
     def __init__(self, name: str, meta: Mapping[str, Any]):
         super().__init__(name, meta)
-        self.stop = frozenset(self.state.get("stop_words") or ())
+        self.clean = cleaner(self.cfg, self.state.get("stop_words") or ())
         self.max_tokens = int(self.cfg["max_tokens"])
         if self.cfg["tokenizer"] == "word":
-            index = {w: i for i, w in enumerate(self.state["vocab"])}
-            self.encode = lambda text: [index.get(w, 1) for w in text.split()]
+            self.encode = word_ids(self.state["vocab"])
         else:  # wordpiece / bpe: the trained tokenizer's JSON
             try:
                 from tokenizers import Tokenizer
@@ -264,10 +263,6 @@ class TextFeatures(Features):
                 raise MissingDependencyError("tokenizers", f"text modality '{name}' ({self.cfg['tokenizer']})") from None
             tokenizer = Tokenizer.from_str(self.state["tokenizer_json"])
             self.encode = lambda text: tokenizer.encode(text).ids
-
-    def clean(self, text: str) -> str:
-        return clean(text, lowercase=self.cfg["lowercase"], strip_punctuation=self.cfg["strip_punctuation"],
-                     stop_words=self.stop if self.cfg["stopwords"] else ())
 
     def decode(self, value: Any) -> list[int]:
         if not isinstance(value, str):

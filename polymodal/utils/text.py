@@ -1,5 +1,7 @@
-"""Text cleaning shared by training-time preprocessing and the torch-free deployment runtime
-(standard library only), so both read a text alike.
+"""Text cleaning and word ids shared by training-time preprocessing and the torch-free deployment
+runtime (standard library only), so both read a text alike: each builds its cleaning from the
+modality's preprocess settings with :func:`cleaner` and its word ids with :func:`word_ids`, so an
+option added there reaches both.
 
 Punctuation and symbols are found by Unicode category (``P*``, ``S*``): the vowel signs and
 viramas of Devanagari, Thai or Tamil are combining marks (``M*``) and stay inside their words,
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection
-from functools import lru_cache
+from collections.abc import Callable, Collection, Mapping, Sequence
+from functools import lru_cache, partial
+from typing import Any
 
 _CJK = re.compile("([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef\U0002f800-\U0002fa1f])")
 
@@ -55,6 +58,20 @@ def clean(text: str, *, lowercase: bool, strip_punctuation: bool, stop_words: Co
     if stop_words:
         return " ".join(w for w in text.split() if w.lower() not in stop_words)
     return " ".join(text.split())
+
+
+def cleaner(settings: Mapping[str, Any], stop_words: Collection[str]) -> Callable[[str], str]:
+    """The cleaning a text modality's preprocess ``settings`` (its config as a mapping: a
+    ``TextPreprocess`` dumped, or the runtime's JSON) ask for; ``stop_words``: the list removed when
+    ``stopwords`` is set (training reads scikit-learn's, the runtime the copy exported with it)."""
+    return partial(clean, lowercase=bool(settings["lowercase"]), strip_punctuation=bool(settings["strip_punctuation"]),
+                   stop_words=frozenset(stop_words) if settings["stopwords"] else frozenset())
+
+
+def word_ids(vocab: Sequence[str]) -> Callable[[str], list[int]]:
+    """A cleaned text's ids in a word vocabulary (split on whitespace; an unknown word is :data:`UNK_ID`)."""
+    index = {w: i for i, w in enumerate(vocab)}
+    return lambda text: [index.get(w, UNK_ID) for w in text.split()]
 
 
 UNK_ID = 1  # [UNK]: the id of an unknown token in the word vocabulary and trained subword tokenizers ([PAD] is 0)

@@ -1,9 +1,10 @@
 """The runtime's numpy preprocessing on its own (no trained model): signal spectrograms, audio
-features and tabular rows against the training-time preprocessor, audio at another sample rate,
-transparent images."""
+features, text ids and tabular rows against the training-time preprocessor, audio at another
+sample rate, transparent images."""
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 from typing import get_args
 
@@ -12,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from polymodal.config.modalities import AudioModality, ImageModality, SignalModality, TabularModality
-from polymodal.config.preprocess import AudioPreprocess, TabularPreprocess
+from polymodal.config.modalities import AudioModality, ImageModality, SignalModality, TabularModality, TextModality
+from polymodal.config.preprocess import AudioPreprocess, TabularPreprocess, TextPreprocess
 from polymodal.data.modalities import build_preprocessor
 from polymodal.deploy.export import modality_meta
-from polymodal.deploy.preprocess import AudioFeatures, ImageFeatures, SignalFeatures, TabularFeatures
+from polymodal.deploy.preprocess import AudioFeatures, ImageFeatures, SignalFeatures, TabularFeatures, TextFeatures
 
 
 def test_signal_spectrogram_and_valid_frames_match_the_training_preprocessor(tmp_path):
@@ -55,6 +56,25 @@ def test_tabular_rows_match_the_training_preprocessor_for_every_scaling(scale, i
         want_num, want_cat = prep.decode(row)
         np.testing.assert_allclose(got_num, want_num, rtol=1e-6)
         np.testing.assert_array_equal(got_cat, want_cat)
+
+
+CLEANING = sorted(name for name, field in TextPreprocess.model_fields.items() if field.annotation is bool)
+
+
+@pytest.mark.parametrize("flags", list(itertools.product([False, True], repeat=len(CLEANING))),
+                         ids=lambda flags: "-".join(f"{n}={int(f)}" for n, f in zip(CLEANING, flags)))
+def test_text_ids_match_the_training_preprocessor_for_every_cleaning_setting(flags):
+    """Every on/off cleaning option of the config (today lower-casing, punctuation, stop words;
+    any added later joins by itself) reads a text into the same ids in the runtime."""
+    cfg = TextModality(kind="text", column="t", preprocess={**dict(zip(CLEANING, flags)), "min_freq": 1})
+    prep = build_preprocessor(cfg, "notes")
+    texts = ["The dose: 5 mg, twice!", "Dose 10 MG at 3.5 h", "no dose at ALL", "it is the cell's 1,000th"]
+    prep.fit(texts)
+    fake = SimpleNamespace(config=SimpleNamespace(modalities={"notes": cfg}),
+                           pipeline=SimpleNamespace(preprocessors={"notes": prep}))
+    runtime = TextFeatures("notes", modality_meta(fake, "notes", []))
+    for text in [*texts, "An unseen dose of 7, THE end.", "!!"]:
+        assert runtime.decode(text) == prep.decode(text), text
 
 
 def test_the_runtime_computes_every_audio_feature_the_config_offers():

@@ -11,7 +11,7 @@ time the padding is trimmed to the longest text of the batch and an attention ma
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -24,7 +24,7 @@ from polymodal.data.cells import cell_text
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import NotFittedError
 from polymodal.utils.io import folder_digest
-from polymodal.utils.text import UNK_ID, clean
+from polymodal.utils.text import UNK_ID, cleaner, word_ids
 
 PAD, UNK = "[PAD]", "[UNK]"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".h5", ".msgpack", ".ckpt")
@@ -38,9 +38,13 @@ def english_stop_words() -> frozenset[str]:
 
 def clean_text(text: str, cfg: TextPreprocess) -> str:
     """Apply the configured lower-casing, punctuation stripping and stop-word removal (see
-    :func:`polymodal.utils.text.clean`, which the deployment runtime applies too)."""
-    return clean(text, lowercase=cfg.lowercase, strip_punctuation=cfg.strip_punctuation,
-                 stop_words=english_stop_words() if cfg.stopwords else ())
+    :func:`polymodal.utils.text.cleaner`, which the deployment runtime builds its cleaning with too)."""
+    return text_cleaner(cfg)(text)
+
+
+def text_cleaner(cfg: TextPreprocess) -> Callable[[str], str]:
+    """:func:`clean_text` for one config, built once (a preprocessor cleans every text with it)."""
+    return cleaner(cfg.model_dump(), english_stop_words())
 
 
 def _train_subword(kind: str, texts: Sequence[str], cfg: TextPreprocess) -> Any:
@@ -78,7 +82,7 @@ class TextPreprocessor(Preprocessor):
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, values: Sequence[Any]) -> None:
-        texts = [clean_text(cell_text(v), self.cfg) for v in values]
+        texts = [self._clean(cell_text(v)) for v in values]
         if self.cfg.tokenizer == "word":
             counts = Counter(word for text in texts for word in text.split())
             kept = [w for w, c in sorted(counts.items(), key=lambda wc: (-wc[1], wc[0])) if c >= self.cfg.min_freq]
@@ -88,14 +92,17 @@ class TextPreprocessor(Preprocessor):
         self.__dict__.pop("_encoder", None)
 
     @cached_property
+    def _clean(self) -> Callable[[str], str]:
+        return text_cleaner(self.cfg)
+
+    @cached_property
     def _encoder(self) -> Any:
         """A callable text -> list of ids, built from the fitted state."""
         cfg = self.cfg
         if cfg.tokenizer == "word":
             if self.vocab is None:
                 raise NotFittedError(f"text modality '{self.name}': the word vocabulary is not fitted")
-            index = {w: i for i, w in enumerate(self.vocab)}
-            return lambda text: [index.get(w, 1) for w in text.split()]
+            return word_ids(self.vocab)
         if cfg.tokenizer == "pretrained":
             tokenizer = self._pretrained
             return lambda text: tokenizer(text, truncation=True, max_length=cfg.max_tokens)["input_ids"]
@@ -136,7 +143,7 @@ class TextPreprocessor(Preprocessor):
     def decode(self, value: Any) -> list[int]:
         """A text's token ids; one that cleans to nothing (punctuation, stop words) is one unknown
         token, so that every present text has a position to attend to."""
-        ids = self._encoder(clean_text(cell_text(value), self.cfg))
+        ids = self._encoder(self._clean(cell_text(value)))
         return ids[: self.cfg.max_tokens] or [self.unk_id]
 
     def featurize(self, samples: Sequence[list[int]]) -> dict[str, np.ndarray]:
