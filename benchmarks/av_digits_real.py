@@ -23,6 +23,7 @@ from _common import fsdd_mnist_by_speaker, mean_std, parser, save
 
 from polymodal import MultimodalPredictor
 from polymodal.config import Config
+from polymodal.config.model import fusion_names
 
 IMAGE = {"kind": "image", "column": "image", "preprocess": {"size": 28, "color": "gray", "normalize": "standard"},
          "encoder": {"name": "cnn", "channels": [32, 64], "dim": 128, "dropout": 0.2}}
@@ -30,15 +31,13 @@ AUDIO = {"kind": "audio", "column": "audio",
          "preprocess": {"sample_rate": 8000, "max_seconds": 1.0, "features": "log_mel", "n_mels": 40,
                         "frame_ms": 25, "hop_ms": 10, "normalize": "utterance"},
          "encoder": {"name": "mel_cnn", "channels": [16, 32, 64], "dim": 128, "dropout": 0.2}}
-FUSIONS = ["concat", "stack", "weighted", "gated", "tensor", "lowrank", "attention", "late"]
+FUSIONS = fusion_names()  # every fusion the config offers
 DEFAULT_FUSION = Config.model_fields["fusion"].default_factory().name
 
 
 def config(modalities: list[str], fusion: str, seed: int, epochs: int, cache: Path) -> dict[str, Any]:
     specs = {"image": IMAGE, "audio": AUDIO}
-    fusion_cfg: dict[str, Any] = {"name": fusion}
-    if fusion in ("stack", "weighted", "gated", "lowrank", "attention"):
-        fusion_cfg["dim"] = 128
+    fusion_cfg: dict[str, Any] = {"name": fusion}  # each fusion's default width (128; concat: none)
     return {
         "task": "classification", "target": "label",
         "modalities": {m: copy.deepcopy(specs[m]) for m in modalities},

@@ -60,12 +60,25 @@ class GatedFusionConfig(FusionConfig):
     dim: PositiveInt = 128
 
 
+MAX_TENSOR_WIDTH = 65_536  # the widest outer product tensor fusion builds
+
+
 class TensorFusionConfig(FusionConfig):
     """Tensor fusion: outer product of ``[1, z_m]`` over modalities, z_m projected to ``factor_dim``."""
 
     name: Literal["tensor"] = "tensor"
     factor_dim: PositiveInt = 16
     dim: PositiveInt = 128
+
+    def check_width(self, modalities: int) -> int:
+        """The product's width ``(factor_dim + 1) ** modalities``; ValueError (naming the key) beyond
+        :data:`MAX_TENSOR_WIDTH`. The config checks it, and so does the model built without one."""
+        width = (self.factor_dim + 1) ** modalities
+        if width > MAX_TENSOR_WIDTH:
+            raise ValueError(f"fusion.factor_dim: fusion 'tensor' with {modalities} modalities and factor_dim "
+                             f"{self.factor_dim} makes a {width:,}-wide product (limit {MAX_TENSOR_WIDTH:,}); lower "
+                             "fusion.factor_dim or use fusion 'lowrank'")
+        return width
 
 
 class LowRankFusionConfig(FusionConfig):
@@ -114,9 +127,10 @@ AnyFusion = Annotated[
 ]
 
 
-def token_fusions() -> list[str]:
-    """The names of the fusions whose output is a token sequence."""
-    return [cls.model_fields["name"].default for cls in get_args(get_args(AnyFusion)[0]) if cls.makes_tokens]
+def fusion_names(*, tokens_only: bool = False) -> list[str]:
+    """The names of the fusions the config offers (``tokens_only``: those whose output is a token sequence)."""
+    return [cls.model_fields["name"].default for cls in get_args(get_args(AnyFusion)[0])
+            if cls.makes_tokens or not tokens_only]
 
 
 # --- heads -------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from polymodal.config.model import (
     MlpHeadConfig,
     TensorFusionConfig,
     TransformerHeadConfig,
-    token_fusions,
+    fusion_names,
 )
 from polymodal.config.overrides import apply_overrides, naming_overrides
 from polymodal.config.parsing import DuplicateKeyError, load_json, load_yaml
@@ -38,7 +38,6 @@ from polymodal.config.tune import TuneConfig
 from polymodal.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-MAX_TENSOR_WIDTH = 65_536
 Task = Literal["classification", "multilabel", "regression", "retrieval", "anomaly"]
 
 
@@ -139,13 +138,7 @@ class Config(StrictModel):
     @model_validator(mode="after")
     def _check_fusion_size(self) -> Config:
         if isinstance(self.fusion, TensorFusionConfig):
-            width = (self.fusion.factor_dim + 1) ** len(self.modalities)
-            if width > MAX_TENSOR_WIDTH:
-                raise ValueError(
-                    f"fusion.factor_dim: fusion 'tensor' with {len(self.modalities)} modalities and factor_dim "
-                    f"{self.fusion.factor_dim} makes a {width:,}-wide product (limit {MAX_TENSOR_WIDTH:,}); lower "
-                    "fusion.factor_dim or use fusion 'lowrank'"
-                )
+            self.fusion.check_width(len(self.modalities))
         dim = getattr(self.fusion, "dim", None)
         if isinstance(self.head, TransformerHeadConfig) and dim is not None and dim % self.head.heads:
             raise ValueError(f"head.heads: must divide the fusion dim ({dim}); got {self.head.heads}")
@@ -164,7 +157,7 @@ class Config(StrictModel):
         if not isinstance(self.head, MlpHeadConfig) and not self.fusion.makes_tokens:
             raise ValueError(
                 f"head.name: head '{self.head.name}' models a token sequence and needs fusion "
-                f"{' or '.join(repr(n) for n in token_fusions())} (or head 'mlp'); fusion is '{self.fusion.name}'"
+                f"{' or '.join(repr(n) for n in fusion_names(tokens_only=True))} (or head 'mlp'); fusion is '{self.fusion.name}'"
             )
         if self.fusion.produces_outputs and not isinstance(self.head, MlpHeadConfig):
             raise ValueError(f"head.name: fusion '{self.fusion.name}' builds one mlp head per modality; head is "

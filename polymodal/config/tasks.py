@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from polymodal.config.base import StrictModel
-from polymodal.config.model import AnyHead, MlpHeadConfig, token_fusions
+from polymodal.config.model import AnyHead, MlpHeadConfig, fusion_names
 
 MAIN_TASK = "main"  # the main task's name in outputs and logs; not allowed for a further task
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -85,7 +85,7 @@ def check_tasks(config: Any, saved_run: bool = False) -> None:
         head = spec.head or config.head
         if not isinstance(head, MlpHeadConfig) and not config.fusion.makes_tokens:
             raise ValueError(f"tasks.{name}: head '{head.name}' models a token sequence and needs fusion "
-                             f"{' or '.join(repr(n) for n in token_fusions())}; fusion is '{config.fusion.name}'")
+                             f"{' or '.join(repr(n) for n in fusion_names(tokens_only=True))}; fusion is '{config.fusion.name}'")
         learned = config.loss.task_weighting == "uncertainty"
         if learned and saved_run and spec.weight == 1.0:
             spec.weight = None  # the default an earlier version wrote out

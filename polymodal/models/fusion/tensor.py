@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from polymodal.config.model import LowRankFusionConfig, TensorFusionConfig
-from polymodal.config.root import MAX_TENSOR_WIDTH
 from polymodal.models.encoders.base import EncoderOutput
 from polymodal.models.fusion.base import FusedOutput, Fusion
 from polymodal.models.registry import FUSIONS
@@ -33,12 +32,7 @@ class TensorFusion(Fusion):
     def __init__(self, dims: Mapping[str, int], factor_dim: int = 16, dim: int = 128, missing: str = "learned",
                  dropout: float = 0.0):
         super().__init__(dims, missing)
-        width = (factor_dim + 1) ** len(self.names)
-        if width > MAX_TENSOR_WIDTH:
-            raise ValueError(
-                f"fusion 'tensor' with {len(self.names)} modalities and factor_dim {factor_dim} makes a "
-                f"{width:,}-wide product (limit {MAX_TENSOR_WIDTH:,}); lower fusion.factor_dim or use fusion 'lowrank'"
-            )
+        width = TensorFusionConfig(factor_dim=factor_dim).check_width(len(self.names))
         self.factors = nn.ModuleDict({n: nn.Sequential(nn.Linear(d, factor_dim), nn.ReLU()) for n, d in self.dims.items()})
         self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, dim), nn.GELU())
         self.output_dim = dim
