@@ -30,10 +30,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = False, overwrite: bool = False,
-              verify_checkpoint: bool = True, resumable: bool = True) -> None:
+              verify_checkpoint: bool = True) -> None:
     """Check, before any data is read and without writing anything, that a fit may use ``out``
-    (``verify_checkpoint``: also read the checkpoint to resume from through, for its CRCs;
-    ``resumable``: whether the estimator can resume, so a refusal may suggest ``--resume``).
+    (``verify_checkpoint``: also read the checkpoint to resume from through, for its CRCs).
 
     Raises:
         RunFolderError: ``resume`` and ``overwrite`` together; ``out`` is a file; it already holds
@@ -62,10 +61,10 @@ def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = F
             check_checkpoint(last)
         check_unfinished(run, config)
     elif (held := held_run(run)) is not None and not overwrite:
-        unsaved = resumable and held == MODEL_FILE and last.is_file() and not results_written(run, checkpoint_epochs(last))
+        unsaved = held == MODEL_FILE and last.is_file() and not results_written(run, checkpoint_epochs(last))
         what = ("a trained model whose latest results were not all written (a save interrupted)" if unsaved
                 else "a trained model" if held == MODEL_FILE else f"an interrupted run ({LAST_CHECKPOINT})")
-        hint = ", --resume to continue it" if (held == LAST_CHECKPOINT or unsaved) and resumable else ""
+        hint = ", --resume to continue it" if held == LAST_CHECKPOINT or unsaved else ""
         raise RunFolderError(f"{run} already holds {what}; give another --out{hint}, or --overwrite to replace it "
                              "(in Python: fit's out=, resume=True, overwrite=True)")
 
@@ -111,8 +110,8 @@ def check_checkpoint(path: Path) -> None:
                              "it. Start again with --overwrite")
 
 
-def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = False, overwrite: bool = False,
-              resumable: bool = True) -> Path | None:
+def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = False,
+              overwrite: bool = False) -> Path | None:
     """Create the run folder ``out`` (when given) and write its ``config.yaml``, right before
     training: the inputs have been read, checked and preprocessed by then, so a mistake (or a
     corrupt file) leaves an existing folder as it was. With ``overwrite``, the earlier run's own
@@ -122,7 +121,7 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
         See :func:`check_out`, which runs again here (the folder may have changed meanwhile; the
         checkpoint was verified when the fit started).
     """
-    check_out(out, config, resume=resume, overwrite=overwrite, verify_checkpoint=False, resumable=resumable)
+    check_out(out, config, resume=resume, overwrite=overwrite, verify_checkpoint=False)
     if out is None:
         return None
     run = Path(out)
@@ -195,7 +194,7 @@ def check_unfinished(run: Path, config: Config) -> None:
         RunFolderError: naming the epochs the run trained, and what would train it further.
     """
     state = checkpoint_state(run / LAST_CHECKPOINT)
-    epochs = state["epoch"] + 1
+    epochs = state["epoch"] + 1 + state["earlier_epochs"]
     if not results_written(run, epochs):
         return  # interrupted before its end: training (or the writing of its results) continues
     again = "give --overwrite to train it again, or another --out"
@@ -213,8 +212,9 @@ def check_unfinished(run: Path, config: Config) -> None:
 
 
 def checkpoint_epochs(path: Path) -> int:
-    """The epochs the checkpoint at ``path`` closed."""
-    return int(checkpoint_state(path)["epoch"]) + 1
+    """The epochs the checkpoint at ``path`` closed (an anomaly scorer's earlier phases counted)."""
+    state = checkpoint_state(path)
+    return state["epoch"] + 1 + state["earlier_epochs"]
 
 
 def results_written(run: Path, epochs: int) -> bool:

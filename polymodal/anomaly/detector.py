@@ -29,7 +29,7 @@ from polymodal.anomaly.scorers import build_scorer
 from polymodal.anomaly.targets import AnomalyTargets
 from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
-from polymodal.config.anomaly import AnomalyConfig
+from polymodal.config.anomaly import AnomalyConfig, anomaly_settings
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
@@ -43,7 +43,7 @@ from polymodal.estimator import (
     Estimator,
 )
 from polymodal.metrics.anomaly import anomaly_metrics, threshold_at_fpr, undefined_note
-from polymodal.resume import check_out, holding_the_run_folder, start_run
+from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, start_run
 from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR
 from polymodal.training.process_state import kept_process_state
 from polymodal.utils.warn import warn_user
@@ -94,7 +94,7 @@ class AnomalyDetector(Estimator):
     def settings(self) -> AnomalyConfig:
         """The config's ``anomaly`` section as it is now (defaults when absent): an edit made
         before a refit is the one the refit uses."""
-        return self.config.anomaly if self.config.anomaly is not None else AnomalyConfig()
+        return anomaly_settings(self.config)
 
     @classmethod
     def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> AnomalyDetector:
@@ -127,7 +127,9 @@ class AnomalyDetector(Estimator):
                 ``train.val_fraction`` of ``train``.
             test: optional labelled manifest evaluated after training.
             out: run folder (one that already holds a run is refused unless ``overwrite``).
-            resume / unlabeled: not supported by anomaly detection (must be unset).
+            resume: continue an interrupted run in ``out`` from its last checkpoint (a scorer trained
+                in phases, Deep SVDD, resumes within its last phase, the one that writes checkpoints).
+            unlabeled: not supported by anomaly detection (must be unset).
             callbacks: extra Lightning callbacks for the training run of the last phase (e.g. a
                 tuner's pruning: its validation loss is the one the kept weights were chosen by).
 
@@ -139,9 +141,6 @@ class AnomalyDetector(Estimator):
         from polymodal.training.module import OptimSettings
         from polymodal.training.trainer import fit_module
 
-        if resume:
-            raise SchemaMismatchError("task 'anomaly' cannot resume a run (its scorer is fitted after the epochs); "
-                                      "train it again with --overwrite")
         if unlabeled is not None:
             raise SchemaMismatchError("task 'anomaly' learns from no unlabelled manifest (its training rows are the "
                                       "normal samples); drop --unlabeled")
@@ -150,8 +149,10 @@ class AnomalyDetector(Estimator):
         if test is not None and not cfg.targets:
             raise SchemaMismatchError("a test manifest is evaluated against its labels, but this anomaly config has "
                                       "no target column; set target (and anomaly.normal) or leave the test out")
-        check_out(out, cfg, overwrite=overwrite, resumable=False)  # before reading any data
+        check_out(out, cfg, resume=resume, overwrite=overwrite)  # before reading any data
         check_devices(cfg.train)
+        if resume and out is not None:
+            check_resumed_data(Path(out), {"train": train, "valid": valid})
         self._seed()
         pipeline = self._new_pipeline()
         train_m, valid_m, test_m = self._read_fit_data(pipeline, train, valid, test, require_target=bool(cfg.targets))
@@ -171,16 +172,22 @@ class AnomalyDetector(Estimator):
         train_loader = self._loader(train_table, train_y, train=True)
         histories, seconds = [], 0.0
         phases = model.scorer.phases
-        run_dir = self._own(start_run(out, cfg, overwrite=overwrite, resumable=False), fresh=True)  # the first write
+        run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite), fresh=True)  # the first write
         for k, (phase, share) in enumerate(phases):
-            model.scorer.start_phase(model.net.eval(), phase, lambda: self._loader(train_table, train_y, train=False))
-            epochs = max(1, round(cfg.train.epochs * share))
             last = k == len(phases) - 1
-            module = AnomalyModule(model.train(), phase, optim, callbacks=callbacks if last else None)
+            if resume and not last:  # only the last phase writes checkpoints: its own holds the earlier ones' work
+                continue
+            if not resume:  # resumed: what the phase starts from (Deep SVDD's centre) is in its checkpoint
+                model.scorer.start_phase(model.net.eval(), phase, lambda: self._loader(train_table, train_y, train=False))
+            epochs = max(1, round(cfg.train.epochs * share))
+            earlier = pd.concat(histories, ignore_index=True).to_dict("records") if histories else None
+            module = AnomalyModule(model.train(), phase, optim, callbacks=callbacks if last else None, earlier=earlier)
             result = fit_module(module, train_loader,
                                 self._loader(*self._validation_rows(valid_table, valid_y), train=False),
                                 cfg.train.model_copy(update={"epochs": epochs}), run_dir=run_dir if last else None,
-                                monitor="loss", mode="min")
+                                monitor="loss", mode="min", resume=resume)
+            if resume:  # the earlier phases' rows, from the checkpoint
+                histories = [pd.DataFrame(module.earlier)] if module.earlier else []
             histories.append(result.history.assign(phase=phase))
             seconds += result.seconds
         model.eval()
@@ -196,7 +203,8 @@ class AnomalyDetector(Estimator):
         self.history = pd.concat(histories, ignore_index=True)
         self.info = self._fit_info(train_table, valid_table, model, {"train": train, "valid": valid, "test": test},
                                    train_anomalies=int((train_y == 1).sum()), train_anomalies_dropped=dropped,
-                                   train_seconds=seconds,  # the last phase's best epoch, counted across phases
+                                   train_seconds=seconds, epochs_run=len(self.history),
+                                   # the last phase's best epoch, counted across phases
                                    best_epoch=None if result.best_epoch is None
                                    else result.best_epoch + sum(len(h) for h in histories[:-1]),
                                    preprocess_seconds=time.perf_counter() - started - seconds,
@@ -234,25 +242,31 @@ class AnomalyDetector(Estimator):
         return self.infer(model, table, model, (0,))
 
     def predict_frame(self, data: DataSource, modalities: Any = None, **_: Any) -> pd.DataFrame:
-        """``score`` (higher = more anomalous) and ``flag`` (score above the validation threshold)
-        per manifest row (a DataFrame's own index, when it has one).
+        """``score`` (higher = more anomalous), ``flag`` (score above the validation threshold) and
+        ``absent`` (the modalities missing from the row, comma-separated; empty when none: a feed
+        that stopped is told from a quiet one) per manifest row (a DataFrame's own index, when it
+        has one).
 
         A scorer that cannot score some rows (``consistency``: fewer than two modalities present)
-        adds a ``note`` column, the reason on those rows (score NaN, flag False) and null elsewhere,
-        and warns with their count.
+        adds a ``note`` column, the reason on those rows and null elsewhere, and warns with their
+        count. Such a row's score is NaN and its flag True: a row that cannot be checked is raised,
+        as a monitor raises a sensor that stopped reporting.
         """
         manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
         scores = self._scores(table)
         scorer = self.model.scorer
-        frame = pd.DataFrame({"score": scores, "flag": scores > float(scorer.threshold)},
+        unscored = np.isnan(scores)
+        names = list(table.modalities)
+        present = np.stack([table.modalities[name].present for name in names], axis=1)  # (N, modalities)
+        frame = pd.DataFrame({"score": scores, "flag": (scores > float(scorer.threshold)) | unscored,
+                              "absent": [", ".join(n for n, held in zip(names, row) if not held) for row in present]},
                              index=manifest.row_index(table.rows))
         if scorer.unscored_reason is not None:  # the column on every call, so that chunks of a manifest agree
-            unscored = np.isnan(scores)
             frame["note"] = np.where(unscored, f"not scored: {scorer.unscored_reason}", None)
             if unscored.any():
                 warn_user(f"{int(unscored.sum())} of {len(scores)} rows could not be scored "
-                              f"({scorer.unscored_reason}): their score is NaN, their flag False and their note "
-                              "says why")
+                          f"({scorer.unscored_reason}): their score is NaN, their flag True (a row that cannot be "
+                          "checked is raised) and their note says why")
         return frame
 
     def predict(self, data: DataSource, modalities: Any = None, **_: Any) -> np.ndarray:

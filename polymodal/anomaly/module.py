@@ -20,15 +20,24 @@ class AnomalyModule(BatchModule):
         phase: the scorer's training phase (e.g. Deep SVDD's ``pretrain`` then ``svdd``).
         optim: optimiser and schedule settings (``train`` in the config).
         callbacks: extra Lightning callbacks for this phase's run (e.g. a tuner's pruning).
+        earlier: the history rows of the phases before this one: they travel in its checkpoints,
+            so a run resumed in its last phase (the one that writes checkpoints) still reports them.
     """
 
     def __init__(self, model: AnomalyModel, phase: str, optim: OptimSettings,
-                 callbacks: list[L.Callback] | None = None):
+                 callbacks: list[L.Callback] | None = None, earlier: list[dict[str, Any]] | None = None):
         super().__init__()
         self.model = model
         self.phase = phase
         self.optim = optim
+        self.earlier = list(earlier or [])
         self._callbacks = list(callbacks or [])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["earlier_phases_history"] = self.earlier
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.earlier = list(checkpoint.get("earlier_phases_history", []))
 
     def configure_callbacks(self) -> list[L.Callback]:
         return list(self._callbacks)

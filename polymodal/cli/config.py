@@ -68,12 +68,14 @@ def _model_parts(config: Any) -> str:
     """What the config trains beside the encoders: an alignment alone trains no fusion or head, an
     anomaly detector scores its fused latent without a head; an alignment beside a task and the
     transfer methods are named too."""
+    from polymodal.config.anomaly import anomaly_settings
+
     align = [f"align {config.align.objective} ({config.align.dim}-d)"] if config.align is not None else []
     transfer = [f"transfer {'+'.join(m.method for m in config.transfers)}"] if config.transfers else []
     if config.task == "retrieval":
         return ", ".join(align + transfer)
     parts = [f"fusion {config.fusion.name}",
-             f"scorer {config.anomaly.scorer}" if config.task == "anomaly" else f"head {config.head.name}"]
+             f"scorer {anomaly_settings(config).scorer}" if config.task == "anomaly" else f"head {config.head.name}"]
     return ", ".join(parts + align + transfer)
 
 

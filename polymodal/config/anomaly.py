@@ -62,6 +62,11 @@ class AnomalyConfig(StrictModel):
     use_labelled_anomalies: bool = False
 
 
+def anomaly_settings(config: Any) -> AnomalyConfig:
+    """The config's ``anomaly`` section as it is now, its defaults when the config has none."""
+    return config.anomaly if config.anomaly is not None else AnomalyConfig()
+
+
 def check_anomaly(config: Any) -> None:
     """Cross-field rules of ``task: anomaly`` (called by the root config's validator).
 
@@ -86,4 +91,4 @@ def check_anomaly(config: Any) -> None:
                          f"{sorted(config.modalities)}")
 
 
-__all__ = ["AnomalyConfig", "Scorer", "check_anomaly"]
+__all__ = ["AnomalyConfig", "Scorer", "anomaly_settings", "check_anomaly"]

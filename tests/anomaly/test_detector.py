@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import get_args
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
@@ -97,7 +98,7 @@ def test_run_folder_round_trip_gives_identical_scores_and_flags(data, tmp_path):
     assert isinstance(again, AnomalyDetector)
     after = again.predict_frame(data / "test.csv")
     pd.testing.assert_frame_equal(before, after)
-    assert list(after.columns) == ["score", "flag"]
+    assert list(after.columns) == ["score", "flag", "absent"]
     again.config.anomaly.target_fpr = 0.5  # the threshold was chosen for the fitted value
     with pytest.raises(ConfigError, match="anomaly.target_fpr"):
         again.predict_frame(data / "test.csv")
@@ -257,17 +258,38 @@ def test_a_test_manifest_without_a_target_column_is_refused_before_training(data
     assert not (tmp_path / "run").exists()
 
 
-def test_an_interrupted_anomaly_run_is_not_offered_resume(data, tmp_path):
+class StopInSecondEpoch(L.Callback):
+    """Ctrl-C in the second epoch of the phase it is given to (the first is checkpointed by then)."""
+
+    def on_train_batch_start(self, trainer, *_):
+        if trainer.current_epoch == 1:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("scorer", ["autoencoder", "deep_svdd"])
+def test_an_interrupted_anomaly_run_resumes_where_it_stopped(data, tmp_path, scorer):
+    """Deep SVDD trains in two phases and checkpoints its last: the run resumes there, its first
+    phase's history kept in the checkpoint, and scores as a whole run does."""
     run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
-    with pytest.raises(RunFolderError) as info:
-        AnomalyDetector.from_config(config("autoencoder", epochs=1)).fit(data / "train.csv", data / "valid.csv", out=run)
-    assert "holds an interrupted run" in str(info.value) and "--overwrite" in str(info.value)
-    assert "--resume" not in str(info.value)
-    with pytest.raises(SchemaMismatchError, match="cannot resume a run .*; train it again with --overwrite"):
-        AnomalyDetector.from_config(config("autoencoder", epochs=1)).fit(data / "train.csv", data / "valid.csv",
-                                                                          out=run, resume=True)
+    with pytest.raises(KeyboardInterrupt):
+        AnomalyDetector.from_config(config(scorer, epochs=4)).fit(data / "train.csv", data / "valid.csv", out=run,
+                                                                  callbacks=[StopInSecondEpoch()])
+    from polymodal.training.checkpoints import checkpoint_state
+
+    state = checkpoint_state(run / "checkpoints" / "last.ckpt")  # read without unpickling objects
+    assert (state["epoch"], state["earlier_epochs"]) == (0, 2 if scorer == "deep_svdd" else 0)
+    with pytest.raises(RunFolderError, match="holds an interrupted run.*--resume to continue it"):
+        AnomalyDetector.from_config(config(scorer, epochs=4)).fit(data / "train.csv", data / "valid.csv", out=run)
+    resumed = AnomalyDetector.from_config(config(scorer, epochs=4)).fit(data / "train.csv", data / "valid.csv",
+                                                                        out=run, resume=True)
+    phases = ["pretrain", "pretrain", "svdd", "svdd"] if scorer == "deep_svdd" else ["train"] * 4
+    assert list(resumed.history["phase"]) == phases
+    assert list(pd.read_csv(run / "history.csv")["phase"]) == phases
+    assert np.isfinite(resumed.predict_frame(data / "test.csv")["score"]).all()
+    assert np.isfinite(float(resumed.model.scorer.threshold))
+    with pytest.raises(RunFolderError, match="valid"):  # the data it was trained with, as a classifier's resume
+        AnomalyDetector.from_config(config(scorer, epochs=6)).fit(data / "train.csv", data / "test.csv", out=run,
+                                                                  resume=True)
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -311,12 +333,12 @@ def test_cli_trains_evaluates_and_predicts_an_anomaly_run(data, tmp_path):
     assert "per_label_auroc.fault" in result.output and "per_label_auroc.mismatch" in result.output
     result = runner.invoke(app, ["predict", str(run), "--data", str(data / "test.csv"), "--out", str(tmp_path / "p.csv")])
     assert result.exit_code == 0, result.output
-    assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["row", "score", "flag"]
+    assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["row", "score", "flag", "absent"]
     result = runner.invoke(app, ["predict", str(run), "--data", str(data / "test.csv"), "--out", str(tmp_path / "k.csv"),
                                  "--keep", "label"])
     assert result.exit_code == 0, result.output
     kept = pd.read_csv(tmp_path / "k.csv")
-    assert list(kept.columns) == ["row", "label", "score", "flag"]
+    assert list(kept.columns) == ["row", "label", "score", "flag", "absent"]
     assert kept["label"].tolist() == pd.read_csv(data / "test.csv")["label"].tolist()
     pd.read_csv(data / "test.csv").assign(score=1.0).to_csv(data / "scored.csv", index=False)
     result = runner.invoke(app, ["predict", str(run), "--data", str(data / "scored.csv"), "--out", str(tmp_path / "f.csv"),
@@ -365,7 +387,8 @@ def test_consistency_leaves_a_row_with_one_modality_unscored_and_out_of_the_metr
         frame = det.predict_frame(data / "test_b_missing.csv")
     alone = (frame.index % 4 == 0)
     assert np.isnan(frame["score"][alone]).all() and np.isfinite(frame["score"][~alone]).all()
-    assert not frame["flag"][alone].any()
+    assert frame["flag"][alone].all()  # a row that cannot be checked is raised
+    assert (frame["absent"][alone] == "b").all() and (frame["absent"][~alone] == "").all()
     assert frame["note"][alone].str.startswith("not scored: fewer than two modalities present").all()
     assert frame["note"][~alone].isna().all()
     metrics = det.evaluate(data / "test_b_missing.csv")

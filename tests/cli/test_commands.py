@@ -407,6 +407,11 @@ def test_config_check_of_an_anomaly_config_names_its_scorer_not_a_head(tmp_path)
     result = invoke("config", "check", path)
     assert result.exit_code == 0, result.output
     assert "fusion concat, scorer deep_svdd" in " ".join(result.stdout.split()) and "head" not in result.stdout
+    del config["anomaly"]  # as config init writes it without --target: the default scorer
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = invoke("config", "check", path)
+    assert result.exit_code == 0, result.output
+    assert "scorer autoencoder" in " ".join(result.stdout.split())
 
 
 def test_ctrl_c_ends_a_command_with_one_line_and_status_130(capsys, tmp_path):
