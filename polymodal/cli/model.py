@@ -150,11 +150,16 @@ def evaluate(
         return
     from polymodal.evaluation.subsets import scalar_metrics
 
+    from rich.markup import escape
+
     groups = metrics.pop("by", {})
     print_metrics(metrics, f"metrics on {data.name}")
     for column, values in groups.items():
+        notes = {value: scores["note"] for value, scores in values.items() if scores.get("note")}
+        said = next(iter(notes.values())) if len(set(notes.values())) == 1 and len(notes) == len(values) else None
         print_rows([{column: value, **scalar_metrics(scores)} for value, scores in values.items()],
-                   f"metrics by {column}")
+                   f"metrics by {column}", note=escape(f"every {column}: {said}") if said else
+                   "\n".join(escape(f"{column} {value}: {note}") for value, note in notes.items()) or None)
     swept = extra.get("sweep_rows", 0)
     sample = f" on a sample of {swept} of {metrics.get('rows')} rows (--rows)" if swept < metrics.get("rows", 0) else ""
     if "missing" in extra:

@@ -44,7 +44,8 @@ def describe_skipped(skipped: pd.DataFrame, on_error: str, shown: int = 5) -> st
     """How many files (and inline values: a table's or a text's cells) ``data.on_error`` skipped
     and what that did, with the first ``shown`` of them (``skipped``: a :func:`skipped_frame`); one
     line each."""
-    effect = "rows with one are left out" if on_error == "skip" else "their modality counts as missing in those rows"
+    effect = "rows with one are left out" if on_error == "skip" else \
+        "their modality counts as missing in those rows (a row left with no modality present is left out)"
     inline = int(skipped["path"].map(lambda path: not (isinstance(path, str) and path)).sum())  # table or text cells
     counts = [f"{n} {what}" for n, what in ((len(skipped) - inline, "unreadable or missing file(s)"),
                                             (inline, "unreadable value(s)")) if n]

@@ -40,15 +40,17 @@ def test_missing_and_robustness_tables_in_json_and_files(run):
 def test_by_prints_a_table_per_value_and_puts_them_in_the_json(run, tmp_path):
     folder, paths = run
     test = pd.read_csv(paths["test"])
-    test["site"] = ["north" if i < 5 else "south" for i in range(len(test))]
+    test["site"] = ["north" if i < 5 else "south" if i < 11 else "lone" for i in range(len(test))]
     test.to_csv(paths["test"].parent / "test_sites.csv", index=False)
     result = invoke("evaluate", folder, "--data", paths["test"].parent / "test_sites.csv", "--by", "site", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert {k: v["rows"] for k, v in report["by"]["site"].items()} == {"north": 5, "south": 7}
+    assert {k: v["rows"] for k, v in report["by"]["site"].items()} == {"north": 5, "south": 6, "lone": 1}
+    note = report["by"]["site"]["lone"]["note"]  # one row, one class: no AUROC, and why
     printed = invoke("evaluate", folder, "--data", paths["test"].parent / "test_sites.csv", "--by", "site")
     assert printed.exit_code == 0, printed.output
     assert "metrics by site" in printed.stdout and "north" in printed.stdout and "south" in printed.stdout
+    assert f"site lone: {note}" in " ".join(printed.stdout.split()), "the reason is printed under the table too"
     assert_user_error(invoke("evaluate", folder, "--data", paths["test"], "--by", "site"),
                       "column 'site' (to split the metrics by) is not in test.csv")
 
