@@ -76,9 +76,18 @@ def sample_times(times: np.ndarray, frames: int) -> np.ndarray:
     return np.searchsorted(times, instants, side="right").astype(np.int64) - 1
 
 
+def _missing_stream(container: Any, kind: str, path: str) -> DecodeError:
+    """The error for a container without a ``kind`` stream: one with neither sound nor pictures
+    was most likely cut short inside its header (an interrupted copy), not made without them."""
+    if not container.streams.video and not container.streams.audio:
+        return DecodeError("unreadable or truncated video: the container holds neither a video nor an audio stream "
+                           "(a file cut short inside its header?)", path=path)
+    return DecodeError(f"the video file holds no {kind} stream", path=path)
+
+
 def _video_stream(container: Any, path: str) -> Any:
     if not container.streams.video:
-        raise DecodeError("the file holds no video stream", path=path)
+        raise _missing_stream(container, "video", path)
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     return stream
@@ -330,7 +339,7 @@ def read_video_audio(path: str) -> tuple[np.ndarray, int]:
     try:
         with av.open(path) as container:
             if not container.streams.audio:
-                raise DecodeError("the video file holds no audio track", path=path)
+                raise _missing_stream(container, "audio", path)
             stream = container.streams.audio[0]
             rate = int(stream.codec_context.sample_rate or stream.rate)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)

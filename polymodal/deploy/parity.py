@@ -156,12 +156,38 @@ def check_runtime(predictor: Any, folder: Path, head: Manifest, table: EncodedTa
         raise ManifestError([f"none of the first {len(head)} row(s) holds a modality that could be read, so the numpy "
                              "runtime cannot be checked on them"], source=head.name)
     eager = predictor.raw_outputs(table)[positions]
-    got = np.concatenate([runtime.run(runtime.featurize(kept[s:s + CHECK_BATCH])) for s in range(0, len(kept), CHECK_BATCH)])
+    got = np.concatenate([runtime.run(_runtime_feeds(runtime, head, kept[s:s + CHECK_BATCH],
+                                                     [int(table.rows[i]) for i in positions[s:s + CHECK_BATCH]]))
+                          for s in range(0, len(kept), CHECK_BATCH)])
     worst = float(np.abs(got - eager).max(initial=0.0))
     if not worst <= tolerance:
         raise ExportError(f"runtime parity check failed: numpy preprocessing + ONNX and the eager predictor differ by up "
                           f"to {worst:.3g} on {len(kept)} rows of {head.name}; allowed {tolerance:g}")
     return {"runtime_max_abs_diff": worst, "runtime_rows": len(kept)}
+
+
+def _runtime_feeds(runtime: Any, head: Manifest, rows: list[dict[str, Any]], numbers: list[int]) -> dict[str, np.ndarray]:
+    """The runtime's feeds for check ``rows`` (manifest rows ``numbers``); an input the runtime
+    refuses that training read is named: its row, modality and file, and why."""
+    from polymodal.data.video_io import VIDEO_SUFFIXES
+    from polymodal.deploy.errors import RequestError
+
+    try:
+        return runtime.featurize(rows)
+    except RequestError:
+        for row, number in zip(rows, numbers):  # which one: the batch's error names no row
+            try:
+                runtime.featurize([row])
+            except RequestError as err:
+                value = row.get(err.field) if err.field else None
+                named = f" ({value})" if isinstance(value, str) and len(value) < 300 else ""
+                track = isinstance(value, str) and Path(value).suffix.lower() in VIDEO_SUFFIXES
+                hint = ("; the runtime reads audio files, not the sound track of a video: extract the tracks (e.g. "
+                        "ffmpeg -i clip.mp4 clip.wav) and give --data a manifest naming them to check the export on, "
+                        "and send the service audio files" if track else "")
+                raise ExportError(f"the numpy runtime cannot read {head.where(number)}, modality '{err.field}'"
+                                  f"{named}, which training read: {err}{hint}") from None
+        raise
 
 
 def latency(run: Any, feeds: Mapping[str, np.ndarray], repeats: int = 20) -> float:

@@ -413,3 +413,31 @@ def test_a_failed_check_on_the_recorded_manifest_names_it(trained, dataset, tmp_
     monkeypatch.setattr(parity, "check_graph", lambda p, f, m, t, rows, tolerance: real(p, f, m, t, rows, -1.0))
     with pytest.raises(ExportError, match=r"parity check failed.*\(checked on the run's valid manifest .*test\.csv\)"):
         export_run(predictor, tmp_path / "exp", rows=8)
+
+
+def test_an_input_the_runtime_refuses_that_training_read_is_named_with_its_row_and_file(trained, dataset, tmp_path,
+                                                                                        monkeypatch):
+    """The runtime decodes a batch at once; its refusal names no row. The check finds it."""
+    import pandas as pd
+
+    from polymodal.deploy.errors import RequestError
+    from polymodal.deploy.preprocess import AudioFeatures
+
+    predictor, _ = trained
+    frame = pd.read_csv(dataset["test"])
+    third = frame.index[frame["audio"].notna()][2]
+    refused = str(frame.loc[third, "audio"])
+    real = AudioFeatures.decode
+
+    def decode(self, value):
+        if str(value).endswith(refused):
+            raise RequestError("not a readable audio file (WAV, FLAC, OGG)", status=415, field=self.name)
+        return real(self, value)
+
+    monkeypatch.setattr(AudioFeatures, "decode", decode)
+    with pytest.raises(ExportError) as info:
+        export_run(predictor, tmp_path / "exp", data=dataset["test"], rows=8)
+    message = str(info.value)
+    assert f"the numpy runtime cannot read test.csv row {third} (line {third + 2})" in message, message
+    assert "modality 'audio'" in message and refused in message and "not a readable audio file" in message
+    assert not (tmp_path / "exp").exists()

@@ -556,3 +556,24 @@ def test_a_stream_whose_header_gives_no_duration_is_read_as_long_as_it_decodes(t
     expected = decode_all_then_pick(cut, lambda n: sample_indices(n, 3, "uniform", 1))
     for image, frame in zip(got, expected, strict=True):
         np.testing.assert_array_equal(np.asarray(image), frame)
+
+
+def test_a_container_cut_inside_its_header_is_called_truncated_not_silent(tmp_path):
+    """An mp4 cut inside its index (written last) opens with no stream at all: that is a damaged
+    file, not a clip made without sound (or pictures), and the message says so."""
+    from polymodal.data.video_io import read_video_audio
+
+    path = tmp_path / "clip.mp4"
+    write_video(str(path), clip(frames=10), fps=10, audio=tone(seconds=1.0), sample_rate=8000)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:data.index(b"moov") + 16])  # the index begun, not finished
+    for read in (read_video_audio, video(frames=4).decode):
+        with pytest.raises(DecodeError, match="truncated video: the container holds neither a video nor an audio "
+                                              "stream") as err:
+            read(str(cut))
+        assert str(cut) in str(err.value)
+    silent = tmp_path / "silent.mp4"
+    write_video(str(silent), clip(frames=10), fps=10)
+    with pytest.raises(DecodeError, match="the video file holds no audio stream"):
+        read_video_audio(str(silent))
