@@ -145,7 +145,7 @@ def clear_run(run: Path) -> None:
 
 
 # Settings a resumed run may change: how long and where it trains, not what it trains.
-RESUMABLE_KEYS = frozenset({"train.epochs", "train.early_stopping", "train.progress", "train.num_workers", "train.threads",
+RESUMABLE_KEYS = frozenset({"train.epochs", "train.max_minutes", "train.early_stopping", "train.progress", "train.num_workers", "train.threads",
                             "train.accelerator", "train.devices", "train.num_nodes", "train.strategy", "report",
                             "data.cache_dir", "data.memory_limit_gb"})
 

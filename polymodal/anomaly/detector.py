@@ -184,7 +184,9 @@ class AnomalyDetector(Estimator):
             module = AnomalyModule(model.train(), phase, optim, callbacks=callbacks if last else None, earlier=earlier)
             result = fit_module(module, train_loader,
                                 self._loader(*self._validation_rows(valid_table, valid_y), train=False),
-                                cfg.train.model_copy(update={"epochs": epochs}), run_dir=run_dir if last else None,
+                                cfg.train.model_copy(update={"epochs": epochs, "max_minutes": None if cfg.train.max_minutes
+                                                             is None else cfg.train.max_minutes * share}),
+                                run_dir=run_dir if last else None,
                                 monitor="loss", mode="min", resume=resume)
             if resume:  # the earlier phases' rows, from the checkpoint
                 histories = [pd.DataFrame(module.earlier)] if module.earlier else []

@@ -13,6 +13,7 @@ import signal
 import time
 import warnings
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from polymodal.training.devices import lightning_precision, make_strategy
 from polymodal.training.progress import EpochLines, TrainingProgressBar
 from polymodal.utils.io import atomic_write, durable_replace
 from polymodal.utils.progress import watched
+from polymodal.utils.warn import warn_user
 
 # Lightning's advice about DataLoader workers and logging intervals is noise for small in-memory data
 # (silenced while a fit runs, not in the caller's process at large)
@@ -238,6 +240,7 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
                    TensorBoardLogger(run_dir / LOGS_DIR, name="tensorboard", version="", default_hp_metric=False)]
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
+        max_time=None if cfg.max_minutes is None else timedelta(minutes=cfg.max_minutes),
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
@@ -307,4 +310,17 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
         raise RuntimeError("no training step ran: training stopped before its first step (a callback that stops "
                            "the fit at once?)")
     best_epoch = None if checkpoint.best_epoch is None else checkpoint.best_epoch + 1
+    if out_of_time(trainer) and trainer.is_global_zero:
+        warn_user(f"train.max_minutes ({cfg.max_minutes:g}) ran out in epoch {trainer.current_epoch + 1} of "
+                  f"{cfg.epochs} ({len(history.rows)} finished): training stopped there and keeps its best epoch so "
+                  f"far ({best_epoch}); --resume with a new limit continues it")
     return FitResult(history.frame, best_epoch, checkpoint.best_score, seconds, trainer.global_rank)
+
+
+def out_of_time(trainer: L.Trainer) -> bool:
+    """Whether ``train.max_minutes`` (Lightning's timer) stopped the fit before its last epoch."""
+    from lightning.pytorch.callbacks import Timer
+
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    remaining = timer.time_remaining("train") if timer is not None else None
+    return remaining is not None and remaining <= 0 and trainer.current_epoch + 1 < trainer.max_epochs

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -576,3 +577,23 @@ def test_sigterm_during_training_stays_a_termination_not_a_ctrl_c(tmp_path):
         fit(InterruptedModule([3.0, 2.0, 1.0], interrupt=Terminated), epochs=3, run_dir=tmp_path)
     signal.signal(signal.SIGINT, before)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+class SlowScriptedModule(ScriptedModule):
+    """A step takes 50 ms: 4 steps an epoch, 0.2 s."""
+
+    def training_step(self, batch, batch_idx):
+        time.sleep(0.05)
+        return super().training_step(batch, batch_idx)
+
+
+def test_max_minutes_stops_training_keeps_the_best_epoch_and_says_so(tmp_path):
+    train, valid = loaders()
+    module = SlowScriptedModule([3.0, 1.0, 2.0] + [2.5] * 47)
+    cfg = train_config(50).model_copy(update={"max_minutes": 0.6 / 60})  # 0.6 s: in the third or fourth epoch
+    with pytest.warns(UserWarning, match=r"train.max_minutes \(0.01\) ran out in epoch \d+ of 50 \(\d+ finished\): .* "
+                                         r"best epoch so far \(2\)"):
+        result = fit_module(module, train, valid, cfg, run_dir=tmp_path, monitor="loss", mode="min")
+    assert 3 <= len(result.history) < 10 and result.best_epoch == 2
+    assert same_weights(module, module.snapshots[1])  # the best epoch's weights, restored
+    assert result.seconds < 5
