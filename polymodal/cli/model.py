@@ -148,9 +148,9 @@ def evaluate(
 
         print(json.dumps(finite_json({**metrics, **extra}), indent=2, default=str))
         return
-    from polymodal.evaluation.subsets import scalar_metrics
-
     from rich.markup import escape
+
+    from polymodal.evaluation.subsets import scalar_metrics
 
     groups = metrics.pop("by", {})
     print_metrics(metrics, f"metrics on {data.name}")
