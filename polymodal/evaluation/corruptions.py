@@ -45,6 +45,7 @@ class Corruption:
         levels: the parameter at severities 1..5.
         unit: what the parameter means (shown in tables and plots).
         fn: ``(sample, level, rng, pool) -> corrupted sample``.
+        random: whether it draws from ``rng`` (False: the level alone decides, as a blur's).
     """
 
     kind: str
@@ -53,6 +54,7 @@ class Corruption:
     levels: tuple[float, ...]
     unit: str
     fn: CorruptionFn
+    random: bool = True
 
     def __call__(self, sample: Any, severity: int, rng: np.random.Generator, pool: Sequence[Any] = ()) -> Any:
         """The sample corrupted at ``severity`` (0 = unchanged)."""
@@ -74,7 +76,7 @@ class CorruptionRegistry:
         self._items: dict[tuple[str, str], Corruption] = {}
 
     def register(self, kind: str, name: str, *, levels: Sequence[float], unit: str,
-                 stage: Stage = "decoded") -> Callable[[CorruptionFn], CorruptionFn]:
+                 stage: Stage = "decoded", random: bool = True) -> Callable[[CorruptionFn], CorruptionFn]:
         """Function decorator; returns the function unchanged.
 
         Raises:
@@ -86,7 +88,7 @@ class CorruptionRegistry:
         def decorator(fn: CorruptionFn) -> CorruptionFn:
             if (kind, name) in self._items:
                 raise ValueError(f"corruption registry: {kind}/{name} is already registered")
-            self._items[(kind, name)] = Corruption(kind, name, stage, tuple(float(v) for v in levels), unit, fn)
+            self._items[(kind, name)] = Corruption(kind, name, stage, tuple(float(v) for v in levels), unit, fn, random)
             return fn
 
         return decorator
@@ -155,7 +157,8 @@ def image_salt_pepper(image: np.ndarray, level: float, rng: np.random.Generator,
     return out
 
 
-@CORRUPTIONS.register("image", "blur", levels=(0.01, 0.02, 0.03, 0.045, 0.065), unit="blur std / image side")
+@CORRUPTIONS.register("image", "blur", levels=(0.01, 0.02, 0.03, 0.045, 0.065), unit="blur std / image side",
+                      random=False)
 def image_blur(image: np.ndarray, level: float, rng: np.random.Generator, pool: Sequence[Any]) -> np.ndarray:
     """Gaussian blur whose std is a fraction of the shorter image side."""
     from scipy.ndimage import gaussian_filter
@@ -164,7 +167,7 @@ def image_blur(image: np.ndarray, level: float, rng: np.random.Generator, pool: 
     return _to_uint8(gaussian_filter(_as_unit(image), sigma=(sigma, sigma, 0), mode="nearest"))
 
 
-@CORRUPTIONS.register("image", "contrast", levels=(0.4, 0.3, 0.2, 0.1, 0.05), unit="contrast factor")
+@CORRUPTIONS.register("image", "contrast", levels=(0.4, 0.3, 0.2, 0.1, 0.05), unit="contrast factor", random=False)
 def image_contrast(image: np.ndarray, level: float, rng: np.random.Generator, pool: Sequence[Any]) -> np.ndarray:
     """Pixel values pulled towards the image mean (ImageNet-C levels)."""
     values = _as_unit(image)
@@ -216,7 +219,8 @@ def audio_time_dropout(sample: tuple[np.ndarray, int], level: float, rng: np.ran
     return out, valid
 
 
-@CORRUPTIONS.register("audio", "gain", levels=(6, 12, 18, 24, 30), unit="gain (dB), clipped at full scale")
+@CORRUPTIONS.register("audio", "gain", levels=(6, 12, 18, 24, 30), unit="gain (dB), clipped at full scale",
+                      random=False)
 def audio_gain(sample: tuple[np.ndarray, int], level: float, rng: np.random.Generator,
                pool: Sequence[Any]) -> tuple[np.ndarray, int]:
     """Amplification by ``level`` dB, clipped at +-1 like an overdriven input."""
