@@ -30,7 +30,7 @@ def config_init(
     from its files; the table says what each column became and why."""
     import yaml
 
-    from polymodal.data.infer import infer_config
+    from polymodal.data.infer import TARGET_NAMES, infer_config
     from polymodal.errors import OptionError
     from polymodal.utils.io import atomic_write_text, check_folder_path
 
@@ -46,6 +46,11 @@ def config_init(
     print_rows([{"column": c, "became": b, "why": w} for c, b, w in inferred.columns], f"columns of {data.name}")
     names = ", ".join(f"{name} ({spec['kind']})" for name, spec in inferred.config["modalities"].items())
     console.print(f"wrote {out}: task {inferred.config['task']}, modalities {names}")
+    if target is None:
+        named = [c for c, _, _ in inferred.columns if c.lower() in TARGET_NAMES]
+        console.print("no --target: every row is taken as normal, for an anomaly detector; give --target COLUMN to "
+                      "predict a column, or to evaluate anomalies against its labels"
+                      + (f" (this manifest has {', '.join(repr(c) for c in named)})" if named else ""), highlight=False)
 
 
 def config_schema() -> None:

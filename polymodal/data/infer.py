@@ -54,6 +54,7 @@ MAX_PAIRED = 30  # few-valued columns checked in pairs for a leak (435 pairs)
 SPECTROGRAM_FROM = 1024  # signals this long or longer are read as spectrograms
 MAX_IMAGE_SIDE = 128  # larger pictures are resized to this (a CPU-sized start; raise it on a GPU)
 IDENTIFIER_ENDINGS = ("_id", "_index", "_idx", "_no", "_number", "_uuid")
+TARGET_NAMES = ("label", "labels", "target", "class", "y", "outcome", "diagnosis")  # left out without a target
 GROUP_WORDS = ("speaker", "voice", "subject", "patient", "participant", "user", "session")  # who a row is from
 
 
@@ -86,8 +87,8 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
     modalities: dict[str, Any] = {}
     numbers: list[str] = []
     categories: list[str] = []
-    judged = [(str(column), *_judge(manifest, str(column), rows)) for column in manifest.columns
-              if column not in targets]
+    judged = [(str(column), *_judge(manifest, str(column), rows, targeted=bool(targets)))
+              for column in manifest.columns if column not in targets]
     left_out = _copies_and_leaks(manifest, [column for column, kind, _, _ in judged if kind in ("number", "category")],
                                  targets, rows)
     for column, kind, why, settings in judged:
@@ -187,12 +188,16 @@ def _name(base: str, taken: dict[str, Any]) -> str:
     return candidate
 
 
-def _judge(manifest: Manifest, column: str, rows: np.ndarray) -> tuple[str, str, dict[str, Any]]:
-    """(what the column is, why, the modality's settings) from the cells at ``rows``."""
+def _judge(manifest: Manifest, column: str, rows: np.ndarray, *, targeted: bool) -> tuple[str, str, dict[str, Any]]:
+    """(what the column is, why, the modality's settings) from the cells at ``rows``
+    (``targeted``: a target was given; without one, a column named like one is no feature)."""
     cells = [c for c in manifest.take(column, rows) if not is_empty(c)]
     if not cells:
         return "skipped", "empty in the rows looked at", {}
     lowered = column.strip().lower()
+    if not targeted and lowered in TARGET_NAMES:
+        return "skipped", ("named like a target, and no target was given: left out, as an answer column would give "
+                           "anomalies away (give it as the target to learn it or evaluate against it)"), {}
     if lowered in ("id", "index", "row", "uuid") or lowered.endswith(IDENTIFIER_ENDINGS):
         return "skipped", "an identifier, by its name", {}
     if any(word in lowered.replace("-", "_").split("_") for word in GROUP_WORDS):

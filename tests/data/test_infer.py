@@ -219,3 +219,15 @@ def test_the_longest_clip_counts_among_every_sampled_row_not_only_the_first_file
     inferred = infer_config(tmp_path / "m.csv", "y")
     assert inferred.config["modalities"]["clip"]["preprocess"] == {"sample_rate": 8_000, "max_seconds": 1.5}
     assert "in the 32 file(s) read" in dict((c, why) for c, _, why in inferred.columns)["clip"]
+
+
+def test_config_init_without_a_target_says_what_it_made_and_names_a_likely_target(manifest, tmp_path):
+    result = invoke("config", "init", "--data", manifest, "--out", tmp_path / "c.yaml")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    assert "task anomaly" in said and "no --target: every row is taken as normal" in said
+    assert "(this manifest has 'label')" in said
+    config = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    assert "label" not in config["modalities"]["table"]["categorical"]  # the answer is no feature
+    assert "no --target" not in invoke("config", "init", "--data", manifest, "--target", "label", "--out",
+                                       tmp_path / "d.yaml").stdout
