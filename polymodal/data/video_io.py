@@ -82,7 +82,7 @@ def _missing_stream(container: Any, kind: str, path: str) -> DecodeError:
     if not container.streams.video and not container.streams.audio:
         return DecodeError("unreadable or truncated video: the container holds neither a video nor an audio stream "
                            "(a file cut short inside its header?)", path=path)
-    return DecodeError(f"the video file holds no {kind} stream", path=path)
+    return DecodeError(f"the video file holds no {'audio track' if kind == 'audio' else 'video stream'}", path=path)
 
 
 def _video_stream(container: Any, path: str) -> Any:

@@ -575,5 +575,5 @@ def test_a_container_cut_inside_its_header_is_called_truncated_not_silent(tmp_pa
         assert str(cut) in str(err.value)
     silent = tmp_path / "silent.mp4"
     write_video(str(silent), clip(frames=10), fps=10)
-    with pytest.raises(DecodeError, match="the video file holds no audio stream"):
+    with pytest.raises(DecodeError, match="the video file holds no audio track"):
         read_video_audio(str(silent))
