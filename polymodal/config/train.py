@@ -55,10 +55,11 @@ class TrainConfig(StrictModel):
         accelerator: where the model runs: training, the frozen-feature cache pass, inference and
             the report's diagnostics (``auto``: a GPU when there is one; ``cpu`` keeps all of it
             off a GPU).
-        max_minutes: a time limit on training: checked after every step, the run stops once it
-            is spent (the epoch it cuts short counts for nothing), keeps its best finished epoch
-            and says so; preprocessing and the report come on top. None: no limit. A resumed run
-            gets the limit afresh (``--resume --set train.max_minutes=...`` gives it more).
+        max_minutes: a time limit on training: between epochs, the run stops before one it would
+            not finish in time (judged by its mean epoch so far; an epoch is never cut short, so
+            one epoch longer than the limit overruns it), keeps its best epoch and says so;
+            preprocessing and the report come on top. None: no limit. A resumed run gets the
+            limit afresh (``--resume --set train.max_minutes=...`` gives it more).
         devices / strategy / num_nodes: distributed training on PyTorch's own engine through
             Lightning: ``{devices: 4, strategy: ddp}`` runs 4 processes (GPUs, or CPU processes
             with gloo); ``num_nodes`` > 1 under ``torchrun`` or SLURM (see the README).

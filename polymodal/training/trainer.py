@@ -13,7 +13,6 @@ import signal
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +169,31 @@ class ConfiguredEarlyStopping(EarlyStopping):
             trainer.should_stop = True
 
 
+class TimeLimit(Callback):
+    """``train.max_minutes``: between epochs, stops the fit before an epoch it would not finish
+    within the limit (judged by the mean length of this run's epochs so far), so an epoch is never
+    cut short and the run ends within the limit unless one epoch alone is longer. Keeps no state
+    in checkpoints: a resumed run gets the limit afresh. Rank 0 decides for every rank."""
+
+    clock = staticmethod(time.perf_counter)
+
+    def __init__(self, minutes: float):
+        self.seconds = minutes * 60.0
+        self.started = 0.0
+        self.epochs = 0
+        self.ran_out = False
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.started, self.epochs = self.clock(), 0
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.epochs += 1
+        elapsed = self.clock() - self.started
+        out = trainer.strategy.broadcast(elapsed + elapsed / self.epochs > self.seconds, src=0)
+        if out and trainer.current_epoch + 1 < trainer.max_epochs and not trainer.should_stop:
+            self.ran_out = trainer.should_stop = True
+
+
 class EpochCSVLogger(CSVLogger):
     """Lightning's CSV logger, writing ``logs/csv/metrics.csv``; a resumed run keeps the rows of the
     epochs before ``resume_epoch`` (Lightning's own logger empties the file when it starts): they
@@ -222,6 +246,8 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
         callbacks.append(ConfiguredEarlyStopping(f"val_{monitor}", patience=cfg.early_stopping.patience, mode=mode,
                                                  min_delta=cfg.early_stopping.min_delta, check_finite=False,
                                                  check_on_train_epoch_end=False))
+    if cfg.max_minutes is not None:
+        callbacks.append(TimeLimit(cfg.max_minutes))
     show_bar = cfg.progress and watched()  # on a terminal: in a log, the bar's last state would be printed
     if show_bar:
         callbacks.append(TrainingProgressBar(f"val_{monitor}"))
@@ -240,7 +266,6 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
                    TensorBoardLogger(run_dir / LOGS_DIR, name="tensorboard", version="", default_hp_metric=False)]
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
-        max_time=None if cfg.max_minutes is None else timedelta(minutes=cfg.max_minutes),
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
@@ -310,17 +335,9 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
         raise RuntimeError("no training step ran: training stopped before its first step (a callback that stops "
                            "the fit at once?)")
     best_epoch = None if checkpoint.best_epoch is None else checkpoint.best_epoch + 1
-    if out_of_time(trainer) and trainer.is_global_zero:
-        warn_user(f"train.max_minutes ({cfg.max_minutes:g}) ran out in epoch {trainer.current_epoch + 1} of "
-                  f"{cfg.epochs} ({len(history.rows)} finished): training stopped there and keeps its best epoch so "
-                  f"far ({best_epoch}); --resume with a new limit continues it")
+    limit = next((c for c in trainer.callbacks if isinstance(c, TimeLimit)), None)
+    if limit is not None and limit.ran_out and trainer.is_global_zero:
+        warn_user(f"train.max_minutes ({cfg.max_minutes:g}) would run out in the next epoch: training stopped after "
+                  f"epoch {len(history.rows)} of {cfg.epochs} and keeps its best ({best_epoch})"
+                  + ("; --resume with a new limit continues it" if run_dir is not None else ""))
     return FitResult(history.frame, best_epoch, checkpoint.best_score, seconds, trainer.global_rank)
-
-
-def out_of_time(trainer: L.Trainer) -> bool:
-    """Whether ``train.max_minutes`` (Lightning's timer) stopped the fit before its last epoch."""
-    from lightning.pytorch.callbacks import Timer
-
-    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-    remaining = timer.time_remaining("train") if timer is not None else None
-    return remaining is not None and remaining <= 0 and trainer.current_epoch + 1 < trainer.max_epochs

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import lightning as L
@@ -579,21 +578,23 @@ def test_sigterm_during_training_stays_a_termination_not_a_ctrl_c(tmp_path):
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
-class SlowScriptedModule(ScriptedModule):
-    """A step takes 50 ms: 4 steps an epoch, 0.2 s."""
+def test_max_minutes_stops_before_an_epoch_it_would_not_finish_and_keeps_the_best(tmp_path, monkeypatch):
+    """A clock that moves 10 s per reading: each epoch 'takes' 10 s. With 35 s, after epoch 3
+    (30 s) a fourth would end at 40 s: the run stops there, whole epochs only, the best kept."""
+    from polymodal.training.trainer import TimeLimit
 
-    def training_step(self, batch, batch_idx):
-        time.sleep(0.05)
-        return super().training_step(batch, batch_idx)
-
-
-def test_max_minutes_stops_training_keeps_the_best_epoch_and_says_so(tmp_path):
+    ticks = iter(range(0, 10_000, 10))
+    monkeypatch.setattr(TimeLimit, "clock", staticmethod(lambda: float(next(ticks))))
     train, valid = loaders()
-    module = SlowScriptedModule([3.0, 1.0, 2.0] + [2.5] * 47)
-    cfg = train_config(50).model_copy(update={"max_minutes": 0.6 / 60})  # 0.6 s: in the third or fourth epoch
-    with pytest.warns(UserWarning, match=r"train.max_minutes \(0.01\) ran out in epoch \d+ of 50 \(\d+ finished\): .* "
-                                         r"best epoch so far \(2\)"):
+    module = ScriptedModule([3.0, 1.0, 2.0] + [0.5] * 47)  # epoch 4 would have been the best: never reached
+    cfg = train_config(50).model_copy(update={"max_minutes": 35 / 60})
+    with pytest.warns(UserWarning, match=r"train.max_minutes \(0.583333\) would run out in the next epoch: training "
+                                         r"stopped after epoch 3 of 50 and keeps its best \(2\); --resume"):
         result = fit_module(module, train, valid, cfg, run_dir=tmp_path, monitor="loss", mode="min")
-    assert 3 <= len(result.history) < 10 and result.best_epoch == 2
+    assert list(result.history["epoch"]) == [1, 2, 3] and result.best_epoch == 2
     assert same_weights(module, module.snapshots[1])  # the best epoch's weights, restored
-    assert result.seconds < 5
+    ticks = iter(range(0, 10_000, 10))  # resumed: the limit afresh, three more epochs
+    with pytest.warns(UserWarning, match="stopped after epoch 6 of 50"):
+        resumed = fit_module(ScriptedModule([3.0, 1.0, 2.0] + [0.5] * 47), train, valid, train_config(50).model_copy(
+            update={"max_minutes": 35 / 60}), run_dir=tmp_path, monitor="loss", mode="min", resume=True)
+    assert list(resumed.history["epoch"]) == [1, 2, 3, 4, 5, 6] and resumed.best_epoch == 4
