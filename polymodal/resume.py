@@ -30,9 +30,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = False, overwrite: bool = False,
-              verify_checkpoint: bool = True) -> None:
+              verify_checkpoint: bool = True, planned_epochs: int | None = None) -> None:
     """Check, before any data is read and without writing anything, that a fit may use ``out``
-    (``verify_checkpoint``: also read the checkpoint to resume from through, for its CRCs).
+    (``verify_checkpoint``: also read the checkpoint to resume from through, for its CRCs;
+    ``planned_epochs``: the epochs of the training the checkpoints belong to, when not
+    ``train.epochs``: an anomaly scorer's last phase).
 
     Raises:
         RunFolderError: ``resume`` and ``overwrite`` together; ``out`` is a file; it already holds
@@ -59,7 +61,7 @@ def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = F
         check_resumable(run, config)
         if verify_checkpoint:
             check_checkpoint(last)
-        check_unfinished(run, config)
+        check_unfinished(run, config, planned_epochs)
     elif (held := held_run(run)) is not None and not overwrite:
         unsaved = held == MODEL_FILE and last.is_file() and not results_written(run, checkpoint_epochs(last))
         what = ("a trained model whose latest results were not all written (a save interrupted)" if unsaved
@@ -111,7 +113,7 @@ def check_checkpoint(path: Path) -> None:
 
 
 def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = False,
-              overwrite: bool = False) -> Path | None:
+              overwrite: bool = False, planned_epochs: int | None = None) -> Path | None:
     """Create the run folder ``out`` (when given) and write its ``config.yaml``, right before
     training: the inputs have been read, checked and preprocessed by then, so a mistake (or a
     corrupt file) leaves an existing folder as it was. With ``overwrite``, the earlier run's own
@@ -121,7 +123,7 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
         See :func:`check_out`, which runs again here (the folder may have changed meanwhile; the
         checkpoint was verified when the fit started).
     """
-    check_out(out, config, resume=resume, overwrite=overwrite, verify_checkpoint=False)
+    check_out(out, config, resume=resume, overwrite=overwrite, verify_checkpoint=False, planned_epochs=planned_epochs)
     if out is None:
         return None
     run = Path(out)
@@ -145,7 +147,8 @@ def clear_run(run: Path) -> None:
 
 
 # Settings a resumed run may change: how long and where it trains, not what it trains.
-RESUMABLE_KEYS = frozenset({"train.epochs", "train.max_minutes", "train.early_stopping", "train.progress", "train.num_workers", "train.threads",
+RESUMABLE_KEYS = frozenset({"train.epochs", "train.max_minutes", "train.early_stopping", "train.progress",
+                            "train.num_workers", "train.threads",
                             "train.accelerator", "train.devices", "train.num_nodes", "train.strategy", "report",
                             "data.cache_dir", "data.memory_limit_gb"})
 
@@ -182,7 +185,7 @@ def check_resumable(run: Path, config: Config) -> None:
                              f"{run / CONFIG_FILE}, or start a new run")
 
 
-def check_unfinished(run: Path, config: Config) -> None:
+def check_unfinished(run: Path, config: Config, planned_epochs: int | None = None) -> None:
     """Refuse to resume a run that finished training (it has ``metrics.json``) when ``config``
     would train it no further: its last checkpoint closed epoch ``train.epochs`` or later, or
     early stopping ended it and ``train.early_stopping`` keeps its patience. Resuming it would
@@ -194,14 +197,16 @@ def check_unfinished(run: Path, config: Config) -> None:
         RunFolderError: naming the epochs the run trained, and what would train it further.
     """
     state = checkpoint_state(run / LAST_CHECKPOINT)
-    epochs = state["epoch"] + 1 + state["earlier_epochs"]
-    if not results_written(run, epochs):
+    epochs = state["epoch"] + 1  # of the training the checkpoints belong to (an anomaly scorer's last phase)
+    if not results_written(run, epochs + state["earlier_epochs"]):
         return  # interrupted before its end: training (or the writing of its results) continues
     again = "give --overwrite to train it again, or another --out"
-    if epochs >= config.train.epochs:
+    planned = config.train.epochs if planned_epochs is None else planned_epochs
+    if epochs >= planned:
+        share = "" if planned_epochs is None else f", of which its last training phase runs {planned}"
         raise RunFolderError(f"--resume: {run} already finished its {epochs} epochs (train.epochs: "
-                             f"{config.train.epochs}); nothing to resume. Raise train.epochs to train it longer, "
-                             f"or {again}")
+                             f"{config.train.epochs}{share}); nothing to resume. Raise train.epochs to train it "
+                             f"longer, or {again}")
     stopper = next((v for k, v in state["callbacks"].items() if k.startswith("EarlyStopping")), None)
     stop = config.train.early_stopping
     if stopper is not None and stopper.get("stopped_epoch", 0) > 0 and stop is not None \

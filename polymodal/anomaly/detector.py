@@ -149,7 +149,8 @@ class AnomalyDetector(Estimator):
         if test is not None and not cfg.targets:
             raise SchemaMismatchError("a test manifest is evaluated against its labels, but this anomaly config has "
                                       "no target column; set target (and anomaly.normal) or leave the test out")
-        check_out(out, cfg, resume=resume, overwrite=overwrite)  # before reading any data
+        phases = self._phase_epochs()
+        check_out(out, cfg, resume=resume, overwrite=overwrite, planned_epochs=phases[-1][1])  # before reading data
         check_devices(cfg.train)
         if resume and out is not None:
             check_resumed_data(Path(out), {"train": train, "valid": valid})
@@ -171,22 +172,20 @@ class AnomalyDetector(Estimator):
         optim = OptimSettings.from_config(cfg.train)
         train_loader = self._loader(train_table, train_y, train=True)
         histories, seconds = [], 0.0
-        phases = model.scorer.phases
-        run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite), fresh=True)  # the first write
-        for k, (phase, share) in enumerate(phases):
+        run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite, planned_epochs=phases[-1][1]),
+                            fresh=True)  # the first write
+        for k, (phase, epochs) in enumerate(phases):
             last = k == len(phases) - 1
             if resume and not last:  # only the last phase writes checkpoints: its own holds the earlier ones' work
                 continue
             if not resume:  # resumed: what the phase starts from (Deep SVDD's centre) is in its checkpoint
-                model.scorer.start_phase(model.net.eval(), phase, lambda: self._loader(train_table, train_y, train=False))
-            epochs = max(1, round(cfg.train.epochs * share))
+                model.scorer.start_phase(model.net.eval(), phase,
+                                         lambda: self._loader(train_table, train_y, train=False))
             earlier = pd.concat(histories, ignore_index=True).to_dict("records") if histories else None
             module = AnomalyModule(model.train(), phase, optim, callbacks=callbacks if last else None, earlier=earlier)
             result = fit_module(module, train_loader,
                                 self._loader(*self._validation_rows(valid_table, valid_y), train=False),
-                                cfg.train.model_copy(update={"epochs": epochs, "max_minutes": None if cfg.train.max_minutes
-                                                             is None else cfg.train.max_minutes * share}),
-                                run_dir=run_dir if last else None,
+                                self._phase_train_config(epochs), run_dir=run_dir if last else None,
                                 monitor="loss", mode="min", resume=resume)
             if resume:  # the earlier phases' rows, from the checkpoint
                 histories = [pd.DataFrame(module.earlier)] if module.earlier else []
@@ -219,6 +218,17 @@ class AnomalyDetector(Estimator):
         if run_dir is not None:
             self.save(run_dir)
         return self
+
+    def _phase_epochs(self) -> list[tuple[str, int]]:
+        """The scorer's training phases and the epochs of each (its share of ``train.epochs``, at least 1)."""
+        scorer = build_scorer(self.settings, len(self.config.modalities))
+        return [(phase, max(1, round(self.config.train.epochs * share))) for phase, share in scorer.phases]
+
+    def _phase_train_config(self, epochs: int) -> Any:
+        """``train`` for a phase of ``epochs``; ``max_minutes`` shared out as the epochs are."""
+        train = self.config.train
+        minutes = None if train.max_minutes is None else train.max_minutes * epochs / train.epochs
+        return train.model_copy(update={"epochs": epochs, "max_minutes": minutes})
 
     def _validation_rows(self, table: EncodedTable, y: np.ndarray) -> tuple[EncodedTable, np.ndarray]:
         """What the validation loss sees: every row (labelled anomalies as such) with

@@ -206,7 +206,8 @@ class ConsistencyScorer(AnomalyScorer):
     their pairs pushed apart.
     The score is the scaled cosine *dissimilarity* averaged over the row's present pairs: "these
     modalities do not belong together". A row with fewer than two present modalities has nothing to
-    compare: its score is NaN (never flagged, left out of the metrics), not a neutral number.
+    compare: its score is NaN (flagged, as a row that cannot be checked; left out of the metrics), not a
+    neutral number.
     """
 
     unscored_reason = "fewer than two modalities present: the consistency scorer compares modalities"

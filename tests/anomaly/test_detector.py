@@ -65,6 +65,22 @@ def config(scorer: str, epochs: int = 12, **anomaly: object) -> dict:
             "train": {"epochs": epochs, "batch_size": 16, "lr": 3e-3, "progress": False, "early_stopping": None}}
 
 
+def test_a_finished_deep_svdd_run_resumes_only_when_its_last_phase_would_train_further(data, tmp_path):
+    """Epochs are shared between the phases; a resume extends the last one only (the first is
+    done): the run is finished when its last phase has run its share, not when the total has."""
+    run = tmp_path / "run"
+    AnomalyDetector.from_config(config("deep_svdd", epochs=4)).fit(data / "train.csv", data / "valid.csv", out=run)
+    with pytest.raises(RunFolderError, match="already finished its 2 epochs .* its last training phase runs 2"):
+        AnomalyDetector.from_config(config("deep_svdd", epochs=5)).fit(data / "train.csv", data / "valid.csv",
+                                                                       out=run, resume=True)  # round(2.5) == 2
+    longer = AnomalyDetector.from_config(config("deep_svdd", epochs=6)).fit(data / "train.csv", data / "valid.csv",
+                                                                            out=run, resume=True)
+    assert list(longer.history["phase"]) == ["pretrain"] * 2 + ["svdd"] * 3
+    with pytest.raises(RunFolderError, match="already finished its 3 epochs"):
+        AnomalyDetector.from_config(config("deep_svdd", epochs=6)).fit(data / "train.csv", data / "valid.csv",
+                                                                       out=run, resume=True)
+
+
 def test_the_registered_scorers_are_the_choices_of_anomaly_scorer():
     assert sorted(SCORERS) == sorted(get_args(Scorer))
 
@@ -280,8 +296,12 @@ def test_an_interrupted_anomaly_run_resumes_where_it_stopped(data, tmp_path, sco
     assert (state["epoch"], state["earlier_epochs"]) == (0, 2 if scorer == "deep_svdd" else 0)
     with pytest.raises(RunFolderError, match="holds an interrupted run.*--resume to continue it"):
         AnomalyDetector.from_config(config(scorer, epochs=4)).fit(data / "train.csv", data / "valid.csv", out=run)
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     resumed = AnomalyDetector.from_config(config(scorer, epochs=4)).fit(data / "train.csv", data / "valid.csv",
                                                                         out=run, resume=True)
+    if scorer == "deep_svdd":  # the centre fixed when its phase began comes from the checkpoint, not recomputed
+        center = next(v for k, v in saved.items() if k.endswith("scorer.center"))
+        assert torch.equal(resumed.model.scorer.center, center) and center.abs().sum() > 0
     phases = ["pretrain", "pretrain", "svdd", "svdd"] if scorer == "deep_svdd" else ["train"] * 4
     assert list(resumed.history["phase"]) == phases
     assert list(pd.read_csv(run / "history.csv")["phase"]) == phases
