@@ -3,23 +3,27 @@
 Each column becomes what its cells hold, judged on a sample of the rows:
 
 - paths to image files (``.png``, ``.jpg``...) -> an ``image`` modality, its size and colour from
-  the first readable file; audio files (``.wav``, ``.flac``, ``.ogg``, ``.mp3``) -> ``audio`` at
-  the files' sample rate (at most 16 kHz) and their longest duration (at most 10 s); videos ->
-  ``video``; arrays (``.npy``, ``.npz``, ``.mat``) -> ``signal`` of the longest length found (a
-  log power spectrogram from 1,024 samples on: n_fft 128, 256 from 2,048), or ``image`` for a ``.npy`` that holds a picture ((H, W) both above 16, or (H, W, 1|3|4)); a video
-  column named for its sound (``audio``, ``speech``...) -> ``audio`` read from the sound track;
+  the sampled files; audio files (``.wav``, ``.flac``, ``.ogg``, ``.mp3``) -> ``audio`` at the
+  files' sample rate (at most 16 kHz) and the longest duration in the headers of every sampled
+  row (at most 10 s); videos -> ``video``; arrays (``.npy``, ``.npz``, ``.mat``) -> ``signal`` of
+  the longest length found (a log power spectrogram from 1,024 samples on: n_fft 128, 256 from
+  2,048), or ``image`` for a ``.npy`` that holds a picture ((H, W) both above 16, or
+  (H, W, 1|3|4)); a video column named for its sound (``audio``, ``speech``...) -> ``audio`` read
+  from the sound tracks;
 - numbers -> one ``tabular`` modality (``columns``); true / false values and short text labels
   repeated across rows (at most 50 distinct values, each seen twice on average) -> its
   ``categorical`` columns; a number or category that determines the target in the rows looked
   at, alone or with one other column (a fault's type and size), is left out as a likely leak (a
   recording's id, the label under another name), and so is a copy of an earlier column;
 - other text -> a ``text`` modality;
-- identifiers (a column named ``id`` / ``*_id``, or text unique to every row that is no sentence)
-  and columns that are empty in every row are left out, and said so.
+- identifiers (a column named ``id`` / ``*_id``, or text unique to every row that is no sentence),
+  columns that are empty in every row, who a row comes from (``speaker``, ``patient``...) and,
+  with no target given, a column named like one (``label``, ``class``...) are left out, and said so.
 
 The task follows the target: text labels or at most 50 distinct whole numbers -> classification,
-other numbers -> regression; several 0/1 targets -> multilabel. Every decision comes back with its
-reason (:class:`Inference`), and the config is validated before it is returned.
+other numbers -> regression; several 0/1 targets -> multilabel; one value, or no target, ->
+anomaly detection. Every decision comes back with its reason (:class:`Inference`), and the config
+is validated before it is returned.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ SAMPLE_FILES = 20  # files opened per file column
 # libsndfile's error a RuntimeError, PyAV's InvalidDataError a ValueError
 READ_ERRORS = (OSError, ValueError, EOFError, RuntimeError)
 MAX_CATEGORIES = 50
+MIN_TARGET_ROWS = 5  # rows each target value needs before a column can be said to determine it
 MAX_PAIRED = 30  # few-valued columns checked in pairs for a leak (435 pairs)
 SPECTROGRAM_FROM = 1024  # signals this long or longer are read as spectrograms
 MAX_IMAGE_SIDE = 128  # larger pictures are resized to this (a CPU-sized start; raise it on a GPU)
@@ -147,16 +152,18 @@ def _copies_and_leaks(manifest: Manifest, columns: list[str], targets: list[str]
     selected = manifest.select([*columns, *targets], rows)
     frame = selected.astype(str).where(selected.notna())  # 1 and 1.0 alike within a column; missing stays missing
     found: dict[str, str] = {}
-    for i, column in enumerate(columns):
-        same = next((c for c in columns[:i] if c not in found and frame[c].equals(frame[column])), None)
-        if same is not None:
+    first_with: dict[tuple[Any, ...], str] = {}  # a column's values (missing as one marker) -> the first column
+    for column in columns:
+        same = first_with.setdefault(tuple(frame[column].fillna("\0missing")), column)
+        if same != column:
             found[column] = (f"the same as '{same}' in every row looked at: left out (a copy adds nothing, and an "
-                             "anomaly detector would learn that the two agree: a give-away where they name the content)")
-    kept = [c for c in columns if c not in found]
+                             "anomaly detector would learn that the two agree: a give-away where they name the "
+                             "content)")
     if not targets or any(frame[t].nunique() < 2 for t in targets):  # a constant target is determined by anything
         return found
-    found |= {c: LEAK.format("it determines") for c in kept if _determines(frame, [c], targets)}
-    few = [c for c in kept if c not in found and 2 <= frame[c].nunique() <= MAX_CATEGORIES][:MAX_PAIRED]
+    few = [c for c in columns if c not in found and 2 <= frame[c].nunique() <= MAX_CATEGORIES]  # others cannot
+    found |= {c: LEAK.format("it determines") for c in few if _determines(frame, [c], targets)}
+    few = [c for c in few if c not in found][:MAX_PAIRED]
     partners: dict[str, list[str]] = {}
     for i, first in enumerate(few):
         for second in few[i + 1:]:
@@ -170,8 +177,14 @@ def _copies_and_leaks(manifest: Manifest, columns: list[str], targets: list[str]
 def _determines(frame: pd.DataFrame, columns: list[str], targets: list[str]) -> bool:
     """Whether, in the rows of ``frame`` where all are given, ``columns`` take several values
     together and each combination goes with one target value (as an identifier of a recording,
-    or the target under another name, would); combinations seen about once prove nothing."""
+    or the target under another name, would). Combinations seen about once prove nothing, nor do
+    rows where a target value is rare (a column filled in a few rows of the majority class, a
+    3% class falling into combinations of its own by chance): each value needs
+    :data:`MIN_TARGET_ROWS` rows there."""
     rows = frame[[*columns, *targets]].dropna()
+    counts = rows.value_counts(targets)
+    if len(counts) < 2 or counts.min() < MIN_TARGET_ROWS:
+        return False
     distinct = len(rows.drop_duplicates(columns))
     if distinct < 2 or distinct > MAX_CATEGORIES or distinct * 2 > len(rows):
         return False
@@ -318,7 +331,8 @@ def _track_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
             seconds = max(seconds, _track_header(other)[1])
         except READ_ERRORS:  # reported when the manifest is encoded
             continue
-    return "audio", {"preprocess": {"sample_rate": min(16_000, rate), "max_seconds": round(min(10.0, max(seconds, 0.1)), 2)}}
+    seconds = round(min(10.0, max(seconds, 0.1)), 2)
+    return "audio", {"preprocess": {"sample_rate": min(16_000, rate), "max_seconds": seconds}}
 
 
 def _track_header(path: str) -> tuple[int | None, float]:

@@ -62,10 +62,13 @@ def test_the_task_follows_the_target(manifest, target, task):
 def test_a_column_that_determines_the_target_is_flagged_and_a_missing_target_named(manifest, tmp_path):
     frame = pd.read_csv(manifest)
     frame["batch"] = frame["label"].map({"ok": "b1", "worn": "b2", "broken": "b3"})  # the label under another name
+    frame["cosigner"] = [["aunt", "friend"][i % 2] if label == "ok" else None  # filled in a few rows, one class
+                         for i, label in enumerate(frame["label"])]
     frame.to_csv(tmp_path / "leaky.csv", index=False)
     inferred = infer_config(tmp_path / "leaky.csv", "label")
     why = {column: reason for column, _, reason in inferred.columns}
     assert "determines the target" in why["batch"] and "left out as a likely leak" in why["batch"]
+    assert "cosigner" in inferred.config["modalities"]["table"]["categorical"], why["cosigner"]  # proves nothing
     assert "batch" not in inferred.config["modalities"]["table"]["categorical"]
     assert not any("determines the target" in why[c] for c in ("site", "age", "wear"))  # unique values prove nothing
     with pytest.raises(ManifestError, match=r"target column 'Label' is not in train.csv \(did you mean 'label'\?\)"):
