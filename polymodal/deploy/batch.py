@@ -44,6 +44,7 @@ from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.warn import warn_user
 
 STATE_FILE = "progress.json"
+PARTS_FORMAT = 2  # the parts' columns; 2: an anomaly run's parts hold `absent` (parts of another format never mix)
 
 
 @dataclass
@@ -158,7 +159,7 @@ def _predict_to_file(predictor: Any, data: DataSource, out: Path, *, chunk_rows:
     state = {"source": manifest.name, "rows": len(manifest), "chunk_rows": chunk_rows,
              "fingerprint": _fingerprint(manifest.frame), "model": _model_fingerprint(predictor),
              "on_error": predictor.config.data.on_error,  # skip drops rows, missing keeps them: not mixed
-             "keep": keep}
+             "keep": keep, "format": PARTS_FORMAT}
     if support is not None:
         state["support"] = _fingerprint(read_manifest(support).frame)
     parts = parts_folder(out)
@@ -215,6 +216,8 @@ def _check_resumable(parts: Path, state: dict[str, Any]) -> None:
             + (", another model" if found.get("model") != state.get("model") else "")
             + (f", data.on_error {found.get('on_error')} (now {state.get('on_error')})"
                if found.get("on_error") != state.get("on_error") else "")
+            + (", written by another polymodal version (its columns differ)"
+               if found.get("format") != state["format"] else "")
             + ". Give --overwrite instead of --resume to start over")
 
 

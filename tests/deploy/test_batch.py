@@ -102,6 +102,23 @@ def test_resume_refuses_parts_made_under_another_on_error(trained, dataset, tmp_
     finally:
         predictor.config.data.on_error = before
 
+def test_resume_refuses_parts_an_earlier_version_wrote(trained, dataset, tmp_path):
+    """Parts written before a version changed the output's columns would join into a torn file."""
+    import json
+
+    from polymodal.deploy.batch import STATE_FILE
+
+    predictor, _ = trained
+    out = tmp_path / "preds.csv"
+    interrupt_after_two_chunks(predictor, dataset, out)
+    state_file = parts_folder(out) / STATE_FILE
+    state = json.loads(state_file.read_text())
+    del state["format"]  # as written before the parts had a format
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(SchemaMismatchError, match="written by another polymodal version"):
+        predict_to_file(predictor, dataset["test"], out, chunk_rows=5, resume=True, progress=False)
+
+
 def test_resume_refuses_parts_of_another_model(trained, dataset, tmp_path):
     """Partial predictions of this run before it was trained further are not mixed into the output."""
     import torch
