@@ -157,7 +157,8 @@ class Config(StrictModel):
         if not isinstance(self.head, MlpHeadConfig) and not self.fusion.makes_tokens:
             raise ValueError(
                 f"head.name: head '{self.head.name}' models a token sequence and needs fusion "
-                f"{' or '.join(repr(n) for n in fusion_names(tokens_only=True))} (or head 'mlp'); fusion is '{self.fusion.name}'"
+                f"{' or '.join(repr(n) for n in fusion_names(tokens_only=True))} (or head 'mlp'); "
+                f"fusion is '{self.fusion.name}'"
             )
         if self.fusion.produces_outputs and not isinstance(self.head, MlpHeadConfig):
             raise ValueError(f"head.name: fusion '{self.fusion.name}' builds one mlp head per modality; head is "

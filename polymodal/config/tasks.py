@@ -85,7 +85,8 @@ def check_tasks(config: Any, saved_run: bool = False) -> None:
         head = spec.head or config.head
         if not isinstance(head, MlpHeadConfig) and not config.fusion.makes_tokens:
             raise ValueError(f"tasks.{name}: head '{head.name}' models a token sequence and needs fusion "
-                             f"{' or '.join(repr(n) for n in fusion_names(tokens_only=True))}; fusion is '{config.fusion.name}'")
+                             f"{' or '.join(repr(n) for n in fusion_names(tokens_only=True))}; "
+                             f"fusion is '{config.fusion.name}'")
         learned = config.loss.task_weighting == "uncertainty"
         if learned and saved_run and spec.weight == 1.0:
             spec.weight = None  # the default an earlier version wrote out

@@ -166,7 +166,8 @@ def check_runtime(predictor: Any, folder: Path, head: Manifest, table: EncodedTa
     return {"runtime_max_abs_diff": worst, "runtime_rows": len(kept)}
 
 
-def _runtime_feeds(runtime: Any, head: Manifest, rows: list[dict[str, Any]], numbers: list[int]) -> dict[str, np.ndarray]:
+def _runtime_feeds(runtime: Any, head: Manifest, rows: list[dict[str, Any]], numbers: list[int]
+                   ) -> dict[str, np.ndarray]:
     """The runtime's feeds for check ``rows`` (manifest rows ``numbers``); an input the runtime
     refuses that training read is named: its row, modality and file, and why."""
     from polymodal.data.video_io import VIDEO_SUFFIXES
@@ -185,8 +186,9 @@ def _runtime_feeds(runtime: Any, head: Manifest, rows: list[dict[str, Any]], num
                 hint = ("; the runtime reads audio files, not the sound track of a video: extract the tracks (e.g. "
                         "ffmpeg -i clip.mp4 clip.wav) and give --data a manifest naming them to check the export on, "
                         "and send the service audio files" if track else "")
-                raise ExportError(f"the numpy runtime cannot read {head.where(number)}, modality '{err.field}'"
-                                  f"{named}, which training read: {err}{hint}") from None
+                modality = f", modality '{err.field}'{named}" if err.field else ""
+                raise ExportError(f"the numpy runtime cannot read {head.where(number)}{modality}, which training "
+                                  f"read: {err}{hint}") from None
         raise
 
 

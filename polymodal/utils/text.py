@@ -63,7 +63,9 @@ def clean(text: str, *, lowercase: bool, strip_punctuation: bool, stop_words: Co
 def cleaner(settings: Mapping[str, Any], stop_words: Collection[str]) -> Callable[[str], str]:
     """The cleaning a text modality's preprocess ``settings`` (its config as a mapping: a
     ``TextPreprocess`` dumped, or the runtime's JSON) ask for; ``stop_words``: the list removed when
-    ``stopwords`` is set (training reads scikit-learn's, the runtime the copy exported with it)."""
+    ``stopwords`` is set (training reads scikit-learn's, the runtime the copy exported with it).
+    An option added later is read with ``settings.get(key, <the behaviour before it>)``: an export
+    made before it holds no such key."""
     return partial(clean, lowercase=bool(settings["lowercase"]), strip_punctuation=bool(settings["strip_punctuation"]),
                    stop_words=frozenset(stop_words) if settings["stopwords"] else frozenset())
 

@@ -89,7 +89,8 @@ def test_list_items_are_addressed_by_index():
 
 def choices(union: Any, key: str) -> list[str]:
     """The names a discriminated union of config sections offers at ``key`` (each section's literal)."""
-    names = [name for section in get_args(get_args(union)[0]) for name in get_args(section.model_fields[key].annotation)]
+    sections = get_args(get_args(union)[0])
+    names = [name for section in sections for name in get_args(section.model_fields[key].annotation)]
     assert len(names) >= 6, names  # read from the union, not an empty list that would check nothing
     return names
 

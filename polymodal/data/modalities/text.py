@@ -123,6 +123,7 @@ class TextPreprocessor(Preprocessor):
         """Picklable (for spawned DataLoader workers): cached tokenizer closures are rebuilt lazily."""
         state = dict(self.__dict__)
         state.pop("_encoder", None)
+        state.pop("_clean", None)
         state.pop("_pretrained", None)
         state.pop("_tokenizer_digest", None)
         return state
