@@ -236,3 +236,62 @@ def read_diagnostics(run: Path) -> dict[str, Any]:
         return {}
     with reading(run, DIAGNOSTICS_FILE):
         return json.loads((run / DIAGNOSTICS_FILE).read_text(encoding="utf-8"))
+
+
+COMPARED = {"anomaly": ("auroc", "auprc", "fpr@95tpr")}  # beside the task's monitors (loss aside); the first ranks
+
+
+def compare_runs(runs: list[str | os.PathLike], split: str | None = None) -> pd.DataFrame:
+    """One row per run folder, best first, for a look across experiments (AutoGluon's leaderboard):
+    its task, modalities, model, epochs, parameters, training time and the metrics its
+    ``metrics.json`` holds for ``split`` (``valid`` or ``test``; None: ``test`` when every run has
+    one, else ``valid``), ranked by the task's headline metric when the runs share a task.
+    Nothing is loaded but the config and the results files.
+
+    A path that holds no finished run (a folder ``runs/*`` also matched, a run still training) is
+    left out with a warning that says what it is.
+
+    Raises:
+        RunNotFoundError: none of ``runs`` is a finished run folder.
+        ValueError: ``split`` is neither ``valid`` nor ``test``.
+    """
+    from polymodal.config.task_metrics import TASK_METRICS, direction
+    from polymodal.utils.warn import warn_user
+
+    if split not in (None, "valid", "test"):
+        raise ValueError(f"split must be 'valid' or 'test'; got {split!r}")
+    found, left_out = [], []
+    for path in runs:
+        try:
+            run = check_run(path)
+        except RunNotFoundError as err:
+            left_out.append(str(err))
+            continue
+        with reading(run, CONFIG_FILE):
+            config = load_config(run / CONFIG_FILE, saved_run=True)
+        found.append((str(path), config, read_results(run)))
+    if not found:
+        raise RunNotFoundError("no run to compare: " + "; ".join(left_out))
+    if left_out:
+        warn_user("left out of the comparison: " + "; ".join(left_out))
+    split = split or ("test" if all("test" in results.metrics for _, _, results in found) else "valid")
+    rows = []
+    for name, config, results in found:
+        info, scores = results.info, results.metrics.get(split, {})
+        metrics = [m for m in (*TASK_METRICS[config.task].monitors, *COMPARED.get(config.task, ())) if m != "loss"]
+        model = (f"scorer {config.anomaly.scorer if config.anomaly else 'autoencoder'}" if config.task == "anomaly"
+                 else f"align {config.align.objective}" if config.task == "retrieval" and config.align
+                 else f"{config.fusion.name} + {config.head.name}")
+        rows.append({"run": name, "task": config.task, "modalities": "+".join(config.modalities), "model": model,
+                     "epochs": info.get("epochs_run"), "best_epoch": info.get("best_epoch"),
+                     "parameters": info.get("parameters"),
+                     "train_s": None if info.get("train_seconds") is None else round(info["train_seconds"], 1),
+                     **{f"{split}_{m}": scores.get(m) for m in metrics if isinstance(scores.get(m), int | float)}})
+    frame = pd.DataFrame(rows, dtype=object)  # whole numbers stay whole beside a run that lacks one
+    tasks = {config.task for _, config, _ in found}
+    task = tasks.pop() if len(tasks) == 1 else None
+    headline = None if task is None else f"{split}_{COMPARED[task][0] if task in COMPARED else TASK_METRICS[task].headline}"
+    if headline in frame:
+        frame = frame.sort_values(headline, ascending=direction(headline.split("_", 1)[1]) == "min",
+                                  na_position="last", kind="stable")
+    return frame.reset_index(drop=True)

@@ -314,7 +314,29 @@ def tune(
     console.print(f"best config: {out / 'best_config.yaml'}; all trials: {out / 'trials.csv'}")
 
 
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders (runs/* works).")],
+    split: Annotated[str | None, typer.Option("--split", metavar="valid|test",
+                                              help="Whose metrics (default: test when every run has them).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON records instead of a table.")] = False,
+) -> None:
+    """Compare runs side by side, best first: task, modalities, model, epochs, parameters, training
+    time and their metrics (a leaderboard across experiments)."""
+    from polymodal.errors import OptionError
+    from polymodal.runfolder import compare_runs
+
+    if split not in (None, "valid", "test"):
+        raise OptionError([f"--split: valid or test; got '{split}'"])
+    frame = compare_runs(runs, split)
+    if as_json:
+        print(frame.to_json(orient="records", indent=2))
+        return
+    print_rows(frame.astype(object).where(frame.notna(), None).to_dict("records"),
+               f"{len(frame)} run(s), best first" if len({*frame["task"]}) == 1 else f"{len(frame)} run(s)")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``train``, ``evaluate``, ``explain``, ``predict``, ``demo`` and ``tune`` to the ``polymodal`` app."""
-    for command in (train, evaluate, explain, predict, demo, tune):
+    """Add ``train``, ``evaluate``, ``explain``, ``predict``, ``demo``, ``tune`` and ``compare`` to the ``polymodal``
+    app."""
+    for command in (train, evaluate, explain, predict, demo, tune, compare):
         app.command()(user_errors(command))

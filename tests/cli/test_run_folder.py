@@ -338,3 +338,29 @@ def test_an_evaluation_whose_every_row_is_skipped_is_one_line_and_lists_them(dat
     assert_user_error(result, "all_bad.csv: no row is left to evaluate: each of its 3 row(s) had an unreadable file")
     listed = pd.read_csv(tmp_path / "run" / "evaluation" / "skipped.csv")  # this evaluation's, not an earlier one's
     assert len(listed) == 3 and set(listed["path"]) == {str(tmp_path / "garbage.png")}
+
+
+def test_compare_ranks_runs_by_their_headline_metric_and_names_a_folder_that_is_no_run(trained, tmp_path):
+    import json
+
+    runs = []
+    for name, accuracy in (("low", 0.25), ("high", 0.75)):
+        run = shutil.copytree(trained, tmp_path / name)
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics["valid"]["accuracy"] = accuracy
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        runs.append(run)
+    result = invoke("compare", runs[0], runs[1], "--json")
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)
+    assert [r["run"] for r in records] == [str(runs[1]), str(runs[0])]  # best first
+    assert [r["valid_accuracy"] for r in records] == [0.75, 0.25]
+    assert records[0]["task"] == "classification" and records[0]["epochs"] == 1 and records[0]["parameters"] > 0
+    printed = invoke("compare", runs[0], runs[1])
+    assert printed.exit_code == 0 and "2 run(s), best first" in printed.stdout and "valid_accuracy" in printed.stdout
+    (tmp_path / "notes").mkdir()  # runs/* also matches a folder that is no run: left out, and said so
+    with pytest.warns(UserWarning, match="left out of the comparison: .*notes is not a polymodal run folder"):
+        mixed = invoke("compare", runs[0], tmp_path / "notes", "--json")
+    assert mixed.exit_code == 0 and [r["run"] for r in json.loads(mixed.stdout)] == [str(runs[0])]
+    assert_user_error(invoke("compare", tmp_path / "notes"), "no run to compare")
+    assert_user_error(invoke("compare", runs[0], "--split", "train"), "--split: valid or test")
