@@ -70,9 +70,10 @@ def importance_plot(importance: pd.DataFrame, metric: str | None) -> bytes:
     return figure_png(fig)
 
 
-def robustness_plot(curves: pd.DataFrame, metric: str) -> bytes:
+def robustness_plot(curves: pd.DataFrame, metric: str, chance: float | None = None) -> bytes:
     """One panel per modality: the metric against corruption severity, a line per corruption
-    (dashed: the reference run, when there is one)."""
+    (dashed: the reference run, when there is one; dotted grey: ``chance``, what the metric
+    reaches without any input, so a curve that falls onto it reads as no skill left)."""
     plt = _pyplot()
     modalities = list(dict.fromkeys(curves["modality"]))
     cols = min(3, len(modalities))
@@ -94,6 +95,9 @@ def robustness_plot(curves: pd.DataFrame, metric: str) -> bytes:
             if "reference" in line and line["reference"].notna().all():
                 ax.plot(line["severity"], line["reference"] * scale, ls="--", color=color, alpha=0.7,
                         label=f"{name} (reference)")
+        if chance is not None:
+            ax.axhline(chance * scale, color="grey", ls=":", lw=1.5,
+                       label="no input (most frequent class)" if metric == "accuracy" else "no input (the mean)")
         ax.set(xlabel="severity", ylabel=f"{metric}{unit}", title=f"{modality} corrupted", xticks=range(6))
         ax.grid(alpha=0.3)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize="small", frameon=False)
@@ -327,9 +331,14 @@ def learning_curves(history: pd.DataFrame) -> bytes | None:
 
 def loss_lines(history: pd.DataFrame) -> list[tuple[str, str, str]]:
     """The loss panel's lines, (column, label, line style): the task's own training loss beside
-    the validation loss, and the optimised total, dashed, when further terms make it differ."""
+    the same loss on validation (whole rows: ``val_full_loss`` where ``loss.subset_weight`` mixes
+    single-modality losses into ``val_loss``), so the two solid lines compare like with like; the
+    optimised total and the validation loss epochs are selected by, dashed, when they differ."""
     task = "train_task_loss" if "train_task_loss" in history else "train_loss"
-    lines = [(task, "train loss", "-"), ("val_loss", "validation loss", "-")]
+    valid = "val_full_loss" if "val_full_loss" in history else "val_loss"
+    lines = [(task, "train loss", "-"), (valid, "validation loss", "-")]
+    if valid != "val_loss" and "val_loss" in history:
+        lines.append(("val_loss", "validation loss with single-modality rows (selects the epoch)", "--"))
     if task != "train_loss" and "train_loss" in history and not np.allclose(history["train_loss"], history[task],
                                                                             equal_nan=True):
         lines.append(("train_loss", "train loss with auxiliary terms (optimised)", "--"))

@@ -139,6 +139,10 @@ def test_the_loss_panel_compares_the_task_loss_with_the_validation_loss():
     assert [c for c, _, _ in loss_lines(same)] == ["train_task_loss", "val_loss"], "no dashed twin of the same line"
     older = history.drop(columns="train_task_loss")  # a run from before train_task_loss was logged
     assert [c for c, _, _ in loss_lines(older)] == ["train_loss", "val_loss"]
+    mixed = history.assign(val_full_loss=[1.2, 0.8])  # loss.subset_weight: val_loss mixes single-modality rows in
+    lines = loss_lines(mixed)
+    assert lines[:2] == [("train_task_loss", "train loss", "-"), ("val_full_loss", "validation loss", "-")]
+    assert lines[2][0] == "val_loss" and lines[2][2] == "--" and "selects the epoch" in lines[2][1]
 
 
 def test_table_numbers_are_readable():
