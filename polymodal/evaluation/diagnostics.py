@@ -113,7 +113,7 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
                            if m.kind in REPORT_CORRUPTIONS and data.table.modalities[n].present.any()}  # else none
             sweep = robustness_sweep(predictor, data, corruptions, seed=cfg.seed)
             out["robustness"] = {"metric": sweep.metric, "curves": sweep.curves.to_dict("records"),
-                                 "summary": sweep.summary.to_dict("records")}
+                                 "summary": sweep.summary.to_dict("records"), "chance": sweep.chance}
         advance(1)
     if predictor.config.task == "classification":
         outputs, targets = main_task(predictor.pipeline.targets, predictor.raw_outputs(data.table), data.targets)

@@ -65,7 +65,7 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
     robustness = diagnostics.get("robustness")
     if robustness and robustness.get("curves"):
         curves = pd.DataFrame(robustness["curves"])
-        body = _figure(robustness_plot(curves, robustness["metric"]), plots, "robustness", "robustness curves")
+        body = _figure(robustness_plot(curves, robustness["metric"], robustness.get("chance")), plots, "robustness", "robustness curves")
         sections["Robustness"] = (
             where + "<p>One modality corrupted at a time, severities 0-5; <code>relative_robustness</code> is the "
             "area under the curve (every corruption: <code>polymodal evaluate RUN --data X --robustness</code>)."

@@ -166,12 +166,31 @@ class RobustnessResult:
         summary: one row per (modality, corruption): ``clean``, ``worst`` (the lowest metric at
             any severity), ``relative_robustness`` and, with a reference, ``effective_robustness``.
         rows: rows evaluated.
+        chance: what the metric reaches without looking at any input (accuracy: always the most
+            frequent class of these rows; R²: always the mean, 0); None where no such line is
+            drawn (macro F1). A curve that falls to it says the model gave up, not that skill
+            was left.
     """
 
     metric: str
     curves: pd.DataFrame
     summary: pd.DataFrame
     rows: int
+    chance: float | None = None
+
+
+def chance_level(predictor: MultimodalPredictor, data: EvalData) -> float | None:
+    """See :attr:`RobustnessResult.chance` (a multi-task model: its main task's)."""
+    from polymodal.multitask import MultiTargetEncoder
+
+    if predictor.config.task == "regression":
+        return 0.0
+    if predictor.config.task != "classification" or data.targets is None or not len(data.targets):
+        return None
+    targets = data.targets
+    if isinstance(predictor.pipeline.targets, MultiTargetEncoder):
+        targets = predictor.pipeline.targets.main_targets(targets)
+    return float(np.bincount(np.asarray(targets, np.int64)).max() / len(targets))
 
 
 def _sweep_curves(predictor: MultimodalPredictor, data: EvalData, corruptions: Mapping[str, Sequence[str]],
@@ -238,7 +257,7 @@ def robustness_sweep(predictor: MultimodalPredictor, data: DataSource | EvalData
         if not ref.empty:
             curves = curves.merge(ref[["modality", "corruption", "severity", metric]].rename(
                 columns={metric: "reference"}), on=["modality", "corruption", "severity"], how="left")
-    return RobustnessResult(metric, curves, _summary(curves, metric), len(data))
+    return RobustnessResult(metric, curves, _summary(curves, metric), len(data), chance_level(predictor, data))
 
 
 def _check_reference(model: MultimodalPredictor, reference: MultimodalPredictor,

@@ -67,8 +67,8 @@ def run_evaluations(predictor: MultimodalPredictor, data: DataSource, out: Path,
         atomic_write(out / "robustness_curves.csv", lambda tmp: sweep.curves.to_csv(tmp, index=False))
         atomic_write(out / "robustness_summary.csv", lambda tmp: wide.to_csv(tmp, index=False))
         if not sweep.curves.empty:
-            png = robustness_plot(sweep.curves, sweep.metric)
+            png = robustness_plot(sweep.curves, sweep.metric, sweep.chance)
             atomic_write(out / "robustness.png", lambda tmp: tmp.write_bytes(png))
-        result["robustness"] = {"metric": sweep.metric, "rows": sweep.rows, "table": _records(wide),
+        result["robustness"] = {"metric": sweep.metric, "rows": sweep.rows, "chance": sweep.chance, "table": _records(wide),
                                 "curves": _records(sweep.curves)}
     return result

@@ -60,6 +60,8 @@ def test_sweep_starts_from_the_clean_metric_is_seeded_and_never_touches_the_cach
         assert summary.loc[key, "relative_robustness"] == pytest.approx(area(part["accuracy"].tolist()))
         assert summary.loc[key, "clean"] == clean
         assert summary.loc[key, "worst"] == part["accuracy"].min()
+    labels = pd.read_csv(paths["test"])["label"]
+    assert first.chance == pytest.approx(labels.value_counts().max() / len(labels))  # the most frequent class's share
 
 
 def test_corrupted_table_changes_only_the_corrupted_modality_and_only_above_severity_zero(run):
