@@ -158,11 +158,20 @@ def within_modality(predictor: MultimodalPredictor, data: EvalData, positions: n
 def _tabular_bars(predictor: MultimodalPredictor, modality: str, raw: np.ndarray, inputs: Mapping[str, torch.Tensor],
                   j: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """One attribution per numeric column (and missing flag) and per categorical column (its
-    embedding's dimensions summed; the baseline is the unknown category), the row's values, labels."""
+    embedding's dimensions summed; the baseline is the unknown category), the row's values, labels.
+    A number's label holds its value as given (``crp = 25.3``), or says that the cell was blank
+    and what was imputed in its place (``crp (blank: imputed 18.6)``): its bar is then the
+    attribution of that imputed value, not of a measurement."""
     prep = predictor.pipeline.preprocessors[modality]
-    labels = list(prep.numeric) + ([f"{c} (missing)" for c in prep.numeric] if prep.cfg.missing_indicator else [])
-    n = len(labels)
     values = [float(v) for v in inputs["x"][j].detach().cpu().numpy()]
+    flags = prep.cfg.missing_indicator
+    labels = []
+    for i, column in enumerate(prep.numeric):
+        given = values[i] * prep.scale[i] + prep.center[i]  # back from the standardised input
+        blank = flags and values[len(prep.numeric) + i] > 0.5
+        labels.append(f"{column} (blank: imputed {given:.4g})" if blank else f"{column} = {given:.4g}")
+    labels += [f"{c} (missing)" for c in prep.numeric] if flags else []
+    n = len(labels)
     parts, start = [raw[:n]], n
     for column, emb, code in zip(prep.categorical, predictor.net.encoders[modality].embeddings,
                                  inputs["cat"][j].tolist(), strict=True):

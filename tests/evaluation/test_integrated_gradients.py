@@ -84,12 +84,16 @@ def test_display_shapes_follow_each_kind(explained):
     signal = items[("signal", first)]
     assert signal.layout == "lines" and signal.attribution.shape == (1, 32) and signal.time_axis == "sample"
     table = items[("table", first)]
-    assert table.layout == "bars" and table.labels == ["x1", "x2", "x1 (missing)", "x2 (missing)"]
+    import pandas as pd
+
+    given = pd.read_csv(path).iloc[first]
+    fill = dict(zip(predictor.pipeline.preprocessors["table"].numeric, predictor.pipeline.preprocessors["table"].fill))
+    shown = [f"{c} = {given[c]:.4g}" if pd.notna(given[c]) else f"{c} (blank: imputed {fill[c]:.4g})"
+             for c in ("x1", "x2")]  # the value as given, back from the standardised input
+    assert table.layout == "bars" and table.labels == [*shown, "x1 (missing)", "x2 (missing)"]
     assert table.attribution.shape == (4,)
     text = items[("text", second)]
     prep = predictor.pipeline.preprocessors["text"]
-    import pandas as pd
-
     raw = pd.read_csv(path)["text"].iloc[second]
     assert text.layout == "tokens" and text.labels == prep.tokenize(raw) and text.attribution.shape == (len(text.labels),)
 
@@ -201,7 +205,8 @@ def test_a_categorical_column_is_attributed_through_its_embedding(tmp_path):
     assert len(tables) == 3
     for item in tables:
         position = int(np.flatnonzero(data.source_rows == item.row)[0])
-        assert item.labels[:2] == ["x1", "x2"] and item.labels[-1] == f"color = {colours.iloc[position]}"
+        assert [label.split(" ")[0] for label in item.labels[:2]] == ["x1", "x2"]  # with their values
+        assert item.labels[-1] == f"color = {colours.iloc[position]}"
         keep = np.zeros(len(data.table), bool)
         keep[position] = True
         batch = next(batches(predictor, data.table.select(keep), batch_size=1))
@@ -212,3 +217,20 @@ def test_a_categorical_column_is_attributed_through_its_embedding(tmp_path):
             inputs["tab"] = {"x": torch.zeros_like(inputs["tab"]["x"]), "cat": torch.zeros_like(inputs["tab"]["cat"])}
             baseline = float(predictor.net(inputs, batch["present"])[0, target])
         assert float(item.attribution.sum()) == pytest.approx(actual - baseline, rel=0.05, abs=2e-3)
+
+
+def test_a_blank_number_is_labelled_with_what_was_imputed_not_as_a_measurement():
+    """A bar for a blank lab value shows the effect of the imputed value: its label says so."""
+    from types import SimpleNamespace
+
+    from polymodal.config.modalities import TabularModality
+    from polymodal.data.modalities import build_preprocessor
+    from polymodal.evaluation.integrated_gradients import _tabular_bars
+
+    prep = build_preprocessor(TabularModality(kind="tabular", columns=["crp", "wbc"]), "labs")
+    prep.fit([[10.0, 8.0], [30.0, None], [20.0, 12.0]])
+    x = torch.as_tensor(np.stack([prep.featurize([prep.decode([25.0, None])])["num"][0]]))
+    predictor = SimpleNamespace(pipeline=SimpleNamespace(preprocessors={"labs": prep}),
+                                net=SimpleNamespace(encoders={"labs": SimpleNamespace(embeddings=[])}))
+    _, _, labels = _tabular_bars(predictor, "labs", np.zeros(4), {"x": x, "cat": torch.zeros(1, 0)}, 0)
+    assert labels == ["crp = 25", "wbc (blank: imputed 10)", "crp (missing)", "wbc (missing)"]
