@@ -86,7 +86,9 @@ def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, 
     metric_rows = []
     for split, scores in predictor.metrics.items():
         if isinstance(scores, Mapping):
-            metric_rows.append({"split": split, **{k: v for k, v in scores.items() if not isinstance(v, list | dict)}})
+            rates = scores.get("positive_class") or {}  # two classes: read as a screening test of the second
+            metric_rows.append({"split": split, **{k: v for k, v in scores.items() if not isinstance(v, list | dict)},
+                                **{f"{k} ({rates['class']})": v for k, v in rates.items() if k != "class"}})
     sections.append("<h2>Metrics</h2>" + table_html(metric_rows) + per_output_table(predictor.metrics))
     figures = []  # one below the other: the curves take the page's width, the matrix grows with the classes
     curves = learning_curves(predictor.history)

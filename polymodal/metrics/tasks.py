@@ -48,7 +48,8 @@ def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: in
     """accuracy, macro_f1 (over the classes in the targets or the predictions, as scikit-learn's
     default: a class absent from both is not scored 0), auroc (one-vs-rest macro; None when a class
     is missing), ece, log_loss and the confusion matrix (rows = true class), preceded by the
-    ``classes`` that label its rows and columns when they are given."""
+    ``classes`` that label its rows and columns when they are given; two classes add
+    ``positive_class`` (:func:`binary_rates` of the second class)."""
     from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
     n_classes = n_classes or logits.shape[1]
@@ -79,8 +80,26 @@ def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: in
                        "macro_f1 scores a class predicted here that has no row as 0")
     if classes is not None:
         out["classes"] = [c.item() if isinstance(c, np.generic) else c for c in classes]
-    out["confusion_matrix"] = confusion_matrix(target, pred, labels=labels).tolist()
+    matrix = confusion_matrix(target, pred, labels=labels)
+    if n_classes == 2:
+        out["positive_class"] = binary_rates(matrix, classes[1] if classes is not None else 1)
+    out["confusion_matrix"] = matrix.tolist()
     return out
+
+
+def binary_rates(matrix: np.ndarray, positive: Any) -> dict[str, Any]:
+    """A two-class confusion matrix (rows = true class) read for its second class, the positive
+    one, as a screening test is: ``sensitivity`` (positives found), ``specificity`` (negatives
+    cleared), ``ppv`` and ``npv`` (how often a positive / negative call is right); None where no
+    row or no call makes the rate."""
+    (tn, fp), (fn, tp) = np.asarray(matrix, np.int64)
+
+    def rate(hits: int, total: int) -> float | None:
+        return float(hits / total) if total else None
+
+    return {"class": positive.item() if isinstance(positive, np.generic) else positive,
+            "sensitivity": rate(tp, tp + fn), "specificity": rate(tn, tn + fp),
+            "ppv": rate(tp, tp + fp), "npv": rate(tn, tn + fn)}
 
 
 def multilabel_metrics(logits: np.ndarray, target: np.ndarray, names: Sequence[str] | None = None) -> dict[str, Any]:

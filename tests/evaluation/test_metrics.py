@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polymodal.metrics.tasks import expected_calibration_error, multilabel_metrics, regression_metrics
+from polymodal.metrics.tasks import (
+    classification_metrics,
+    expected_calibration_error,
+    multilabel_metrics,
+    regression_metrics,
+)
 
 
 def logit(p: float) -> float:
@@ -104,3 +109,16 @@ def test_each_label_gets_its_f1_and_auroc():
         assert out["auroc_per_label"][name] == pytest.approx(roc_auc_score(target[:, j], logits[:, j]))
     assert out["auroc_per_label"]["on"] is None and out["f1_per_label"]["on"] == pytest.approx(f1_score(target[:, 2], pred[:, 2]))
     assert out["auroc"] == pytest.approx(np.mean([out["auroc_per_label"]["leak"], out["auroc_per_label"]["heat"]]))
+
+
+def test_two_classes_are_read_as_a_screening_test_of_the_second():
+    """sensitivity, specificity, PPV and NPV of the positive (second) class, from the matrix."""
+    logits = np.log(np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6], [0.2, 0.8], [0.6, 0.4]]))
+    target = np.array([0, 0, 0, 1, 1, 1])  # predicted 0, 0, 1, 1, 1, 0: TN 2, FP 1, TP 2, FN 1
+    rates = classification_metrics(logits, target, classes=["normal", "pneumonia"])["positive_class"]
+    assert rates == {"class": "pneumonia", "sensitivity": 2 / 3, "specificity": 2 / 3, "ppv": 2 / 3, "npv": 2 / 3}
+    skewed = classification_metrics(logits, np.array([0, 0, 0, 0, 0, 1]))["positive_class"]  # TN 2 FP 3 TP 0 FN 1
+    assert skewed == {"class": 1, "sensitivity": 0.0, "specificity": 0.4, "ppv": 0.0, "npv": 2 / 3}
+    nobody = classification_metrics(logits, np.zeros(6, np.int64))["positive_class"]
+    assert nobody["sensitivity"] is None and nobody["specificity"] == 0.5  # no positive row: undefined, not 0
+    assert "positive_class" not in classification_metrics(np.zeros((3, 3)), np.array([0, 1, 2]))
