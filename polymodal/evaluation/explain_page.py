@@ -6,6 +6,7 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from polymodal.evaluation.html import STYLE, embed_png, table_html
@@ -111,6 +112,21 @@ def row_heading(explanation: Explanation, line: pd.Series) -> str:
     return f"Row {line['row']}{where}: {what} '{line['explained']}' {line['score']:.3f}"
 
 
+def column_tables(explanation: Explanation) -> dict[str, pd.DataFrame]:
+    """Per tabular modality, each column's mean |attribution| and mean attribution over the rows
+    explained inside it (``attrs['rows']``: how many), largest first."""
+    tables: dict[str, pd.DataFrame] = {}
+    for modality in dict.fromkeys(i.modality for i in explanation.within if i.features is not None):
+        items = [i for i in explanation.within if i.modality == modality]
+        frame = pd.DataFrame([dict(zip(i.features, np.asarray(i.attribution, np.float64))) for i in items])
+        table = pd.DataFrame({"column": frame.columns, "mean_abs_attribution": frame.abs().mean().to_numpy(),
+                              "mean_attribution": frame.mean().to_numpy()})
+        table = table.sort_values("mean_abs_attribution", ascending=False, kind="stable").reset_index(drop=True)
+        table.attrs["rows"] = len(items)
+        tables[modality] = table
+    return tables
+
+
 def explanation_html(explanation: Explanation, title: str) -> str:
     """The page as HTML."""
     values = explanation.values
@@ -138,6 +154,11 @@ def explanation_html(explanation: Explanation, title: str) -> str:
     parts.append(f"<h2>Per-row Shapley values</h2><p>First {len(shown)} of {n} rows (all in "
                  "<code>shapley.csv</code>, where <code>prediction</code> is the score with every modality and "
                  "<code>base</code> with none).</p>" + table_html(shown.to_dict("records")))
+    for modality, columns in column_tables(explanation).items():
+        parts.append(f"<h2>Columns of {html.escape(modality)}</h2><p>Mean |attribution| of each column over the "
+                     f"{columns.attrs['rows']} row(s) explained inside (below; <code>--samples</code> sets how many), "
+                     "largest first: which measurements the model leaned on. A blank cell's bar is the imputed "
+                     "value's, its <i>(missing)</i> flag the blank's own.</p>" + table_html(columns.to_dict("records")))
     if explanation.within:
         parts.append(f"<h2>Inside each modality</h2><p>{_within_note(explanation.task)} with respect to each "
                      "modality's input, the other inputs fixed; red pushes the output up, blue down. A video "
@@ -156,10 +177,13 @@ def explanation_html(explanation: Explanation, title: str) -> str:
 
 
 def write_explanation(explanation: Explanation, folder: Path, title: str) -> Path:
-    """Write ``explain.html``, ``shapley.csv`` and ``importance.csv`` into ``folder``."""
+    """Write ``explain.html``, ``shapley.csv``, ``importance.csv`` and, per tabular modality,
+    ``columns_<modality>.csv`` (:func:`column_tables`) into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / "shapley.csv", lambda tmp: explanation.values.to_csv(tmp))
     atomic_write(folder / "importance.csv", lambda tmp: explanation.importance.to_csv(tmp, index=False))
+    for modality, columns in column_tables(explanation).items():
+        atomic_write(folder / f"columns_{modality}.csv", lambda tmp, table=columns: table.to_csv(tmp, index=False))
     page = folder / "explain.html"
     atomic_write_text(page, explanation_html(explanation, title))
     return page

@@ -43,6 +43,8 @@ class WithinAttribution:
         layout: ``image``, ``frames`` (a strip of video frames), ``map`` (2-D time-frequency),
             ``lines`` (signal channels), ``bars`` (tabular) or ``tokens`` (text).
         time_axis: what a ``map``'s or ``lines``'s horizontal axis counts, with its step.
+        features: tabular: the feature each bar stands for, without the row's value (``crp``,
+            ``crp (missing)``, ``sex``): what attributions of several rows are gathered by.
     """
 
     row: int
@@ -54,6 +56,7 @@ class WithinAttribution:
     labels: list[str] | None
     layout: str
     time_axis: str = "step"
+    features: list[str] | None = None
 
 
 def _captum() -> Any:
@@ -156,9 +159,10 @@ def within_modality(predictor: MultimodalPredictor, data: EvalData, positions: n
 
 
 def _tabular_bars(predictor: MultimodalPredictor, modality: str, raw: np.ndarray, inputs: Mapping[str, torch.Tensor],
-                  j: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                  j: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """One attribution per numeric column (and missing flag) and per categorical column (its
-    embedding's dimensions summed; the baseline is the unknown category), the row's values, labels.
+    embedding's dimensions summed; the baseline is the unknown category), the row's values, the
+    bars' labels and the features they stand for.
     A number's label holds its value as given (``crp = 25.3``), or says that the cell was blank
     and what was imputed in its place (``crp (blank: imputed 18.6)``): its bar is then the
     attribution of that imputed value, not of a measurement."""
@@ -180,7 +184,8 @@ def _tabular_bars(predictor: MultimodalPredictor, modality: str, raw: np.ndarray
         known = prep.categories[column]
         labels.append(f"{column} = {known[code - 1] if 0 < code <= len(known) else '(unknown)'}")
         values.append(float(code))
-    return np.concatenate(parts), np.asarray(values), labels
+    features = [*prep.numeric, *([f"{c} (missing)" for c in prep.numeric] if flags else []), *prep.categorical]
+    return np.concatenate(parts), np.asarray(values), labels, features
 
 
 def _describe(predictor: MultimodalPredictor, data: EvalData, sub: Any, batch: dict[str, Any], modality: str, j: int,
@@ -208,7 +213,8 @@ def _describe(predictor: MultimodalPredictor, data: EvalData, sub: Any, batch: d
                                  "lines" if spectral is None else "map",
                                  "sample" if spectral is None else f"window (one per {spectral.hop} samples)")
     if kind == "tabular":  # raw: the body's input, numbers (and flags) then each category's embedding
-        return WithinAttribution(row, modality, kind, output, *_tabular_bars(predictor, modality, raw, inputs, j), "bars")
+        attribution, values, labels, features = _tabular_bars(predictor, modality, raw, inputs, j)
+        return WithinAttribution(row, modality, kind, output, attribution, values, labels, "bars", features=features)
     if kind != "text":
         raise TypeError(f"modality '{modality}': no within-modality display for kind '{kind}'")
     prep = predictor.pipeline.preprocessors[modality]

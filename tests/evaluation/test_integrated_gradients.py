@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -84,8 +85,6 @@ def test_display_shapes_follow_each_kind(explained):
     signal = items[("signal", first)]
     assert signal.layout == "lines" and signal.attribution.shape == (1, 32) and signal.time_axis == "sample"
     table = items[("table", first)]
-    import pandas as pd
-
     given = pd.read_csv(path).iloc[first]
     fill = dict(zip(predictor.pipeline.preprocessors["table"].numeric, predictor.pipeline.preprocessors["table"].fill))
     shown = [f"{c} = {given[c]:.4g}" if pd.notna(given[c]) else f"{c} (blank: imputed {fill[c]:.4g})"
@@ -105,6 +104,12 @@ def test_the_page_shows_every_kind(explained, tmp_path):
     assert page.count("<img") >= 1 + 4 * SAMPLES  # importance plot + image, audio, signal, table per sample
     tokens = sum(len(item.labels) for item in explanation.within if item.modality == "text")
     assert tokens > 0 and page.count("<span title=") == tokens  # one highlighted span per token
+    columns = pd.read_csv(tmp_path / "columns_table.csv")  # the table's columns over the rows explained
+    bars = [i for i in explanation.within if i.modality == "table"]
+    assert len(bars) == SAMPLES and "Columns of table" in page
+    mean_abs = {f: np.mean([abs(b.attribution[b.features.index(f)]) for b in bars]) for f in bars[0].features}
+    assert columns["column"].tolist() == sorted(mean_abs, key=lambda f: -mean_abs[f])  # largest first
+    assert columns["mean_abs_attribution"].tolist() == pytest.approx([mean_abs[f] for f in columns["column"]])
 
 
 def test_heat_maps_work_on_features_read_back_from_the_cache(explained, tmp_path, monkeypatch):
@@ -232,5 +237,6 @@ def test_a_blank_number_is_labelled_with_what_was_imputed_not_as_a_measurement()
     x = torch.as_tensor(np.stack([prep.featurize([prep.decode([25.0, None])])["num"][0]]))
     predictor = SimpleNamespace(pipeline=SimpleNamespace(preprocessors={"labs": prep}),
                                 net=SimpleNamespace(encoders={"labs": SimpleNamespace(embeddings=[])}))
-    _, _, labels = _tabular_bars(predictor, "labs", np.zeros(4), {"x": x, "cat": torch.zeros(1, 0)}, 0)
+    _, _, labels, features = _tabular_bars(predictor, "labs", np.zeros(4), {"x": x, "cat": torch.zeros(1, 0)}, 0)
     assert labels == ["crp = 25", "wbc (blank: imputed 10)", "crp (missing)", "wbc (missing)"]
+    assert features == ["crp", "wbc", "crp (missing)", "wbc (missing)"]
