@@ -28,11 +28,31 @@ RESULTS = ROOT / "benchmarks" / "results"
 PACKAGES = ("polymodal", "torch", "torchvision", "lightning", "numpy", "librosa", "Pillow", "onnxruntime", "timm")
 
 
+def load_average() -> float | None:
+    """The machine's 1-minute load average (None where the system does not say)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # Windows
+        return None
+
+
+LOAD_AT_START = load_average()  # when the benchmark's process began
+
+
+def busy(load: float | None) -> bool:
+    """Whether other work held the machine: a load above half its cores makes timings slow and noisy."""
+    return load is not None and load > 0.5 * (os.cpu_count() or 1)
+
+
 def parser(description: str, *, seeds: int | None = None, epochs: int | None = None, epochs_help: str | None = None,
            methods: Iterable[str] | None = None, repeats: int = 3) -> argparse.ArgumentParser:
     """The options every benchmark has, plus ``--seeds`` / ``--epochs`` / ``--methods`` (a subset of
     ``methods``, all by default) for those that give their defaults. The defaults are the settings the
-    published results were measured with, so ``benchmarks/run.py`` reproduces them."""
+    published results were measured with, so ``benchmarks/run.py`` reproduces them. A machine busy
+    with other work is warned about at once (its load goes into the results too)."""
+    if busy(LOAD_AT_START):
+        print(f"warning: the machine is busy (load average {LOAD_AT_START} on {os.cpu_count()} cores): timings "
+              "will be slow and noisy; accuracies are unaffected", file=sys.stderr)
     p = argparse.ArgumentParser(description=description, allow_abbrev=False)  # results_folder reads --quick itself
     if seeds is not None:
         p.add_argument("--seeds", type=int, default=seeds)
@@ -184,7 +204,8 @@ def machine() -> dict[str, Any]:
             pass
     return {"cores": os.cpu_count(), "cpu": cpu, "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "python": platform.python_version(), "versions": versions, **revision()}
+            "python": platform.python_version(), "versions": versions,
+            "load_average": {"start": LOAD_AT_START, "end": load_average()}, **revision()}
 
 
 def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:

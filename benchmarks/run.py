@@ -52,9 +52,12 @@ def render() -> str:
         m = r["machine"]
         versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
         commit = f"; commit {m['commit']}{' with uncommitted changes' if m.get('dirty') else ''}" if m.get("commit") else ""
+        load = m.get("load_average") or {}
+        busy = (f" **Other work held the machine** (load average {load.get('start')} at the start, {load.get('end')} "
+                "at the end): its timings are slow and noisy." if any(v is not None and v > 0.5 * m["cores"] for v in load.values()) else "")
         lines += [f"## {r['title']}", "", f"`{r['command']}` ({r['date']})", "",
                   f"Machine: {m['cores']} cores ({m['cpu']}), torch threads {m['torch_threads']}, "
-                  f"GPU {m['gpu'] or 'none'}; {versions}{commit}.", ""]
+                  f"GPU {m['gpu'] or 'none'}; {versions}{commit}.{busy}", ""]
         if r.get("transcribed"):
             lines += [f"*{r['transcribed']}*", ""]
         for caption, rows in r["tables"].items():

@@ -37,3 +37,20 @@ def test_a_variant_keeps_its_own_options_after_those_passed_through():
     runs = run.invocations(["scaling"], ["--epochs", "2", "--manifest", "csv"])
     assert runs == [("scaling", ["--epochs", "2", "--manifest", "csv"]),
                     ("scaling", ["--epochs", "2", "--manifest", "csv", "--manifest", "arrow"])]
+
+
+def test_results_measured_on_a_busy_machine_say_so_in_benchmarks_md(tmp_path, monkeypatch):
+    import json
+
+    run = load_run()
+    monkeypatch.setattr(run, "HERE", tmp_path)
+    (tmp_path / "results").mkdir()
+    machine = {"cores": 2, "cpu": "x", "torch_threads": 2, "gpu": None, "versions": {}}
+    for name, load in (("calm", {"start": 0.3, "end": 0.9}), ("loaded", {"start": 0.4, "end": 3.1})):
+        (tmp_path / "results" / f"{name}.json").write_text(json.dumps({
+            "title": name, "command": f"python benchmarks/{name}.py", "date": "2026-12-06",
+            "machine": {**machine, "load_average": load}, "tables": {}, "notes": []}))
+    sections = run.render().split("## ")
+    calm, loaded = (next(s for s in sections if s.startswith(name)) for name in ("calm", "loaded"))
+    assert "Other work held the machine" not in calm
+    assert "Other work held the machine** (load average 0.4 at the start, 3.1 at the end)" in loaded
