@@ -360,7 +360,9 @@ class MultimodalPredictor(Estimator):
         """Predictions as a table indexed by manifest row (a DataFrame's own index, when it has
         one): ``prediction`` and ``proba_<class>``
         (classification), ``pred_<label>`` and ``proba_<label>`` (multilabel), ``pred_<target>``
-        (regression); further ``tasks`` add their columns prefixed by the task's name.
+        (regression); further ``tasks`` add their columns prefixed by the task's name; last,
+        ``absent``: the modalities the row lacked, comma-separated (empty when none), what its
+        prediction was made without.
         ``support``: see :meth:`evaluate`."""
         self.require(PREDICT, "predict")
         with self.using_support(support, modalities, data):
@@ -368,7 +370,7 @@ class MultimodalPredictor(Estimator):
             outputs = self.raw_outputs(table)
             index = manifest.row_index(table.rows)
             frame = task_frame(self.pipeline.targets, main_outputs(self.pipeline.targets, outputs), index)
-            return frame.join(further_task_frame(self.pipeline.targets, outputs, index))
+            return frame.join(further_task_frame(self.pipeline.targets, outputs, index)).assign(absent=table.absent())
 
     @contextmanager
     def using_support(self, support: DataSource | None, modalities: Iterable[str] | None = None,

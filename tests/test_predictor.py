@@ -135,6 +135,11 @@ def test_rows_missing_a_modality_are_still_predicted(clf, data):
     assert frame["image"].isna().any(), "the test data should have rows without an image"
     proba = predictor.predict_proba(absolute_paths(frame, data["root"]))
     assert len(proba) == len(frame) and np.isfinite(proba.to_numpy()).all()
+    absent = predictor.predict_frame(absolute_paths(frame, data["root"]))["absent"]  # what each was made without
+    expected = [", ".join(m for m, empty in (("img", pd.isna(row["image"])),
+                                             ("tab", row[["x1", "x2", "color"]].isna().all())) if empty)
+                for _, row in frame.iterrows()]
+    assert absent.tolist() == expected and "img" in expected
 
 
 def test_predict_from_a_dataframe_without_the_target(clf, data):

@@ -268,11 +268,8 @@ class AnomalyDetector(Estimator):
         scores = self._scores(table)
         scorer = self.model.scorer
         unscored = np.isnan(scores)
-        names = list(table.modalities)
-        present = np.stack([table.modalities[name].present for name in names], axis=1)  # (N, modalities)
         frame = pd.DataFrame({"score": scores, "flag": (scores > float(scorer.threshold)) | unscored,
-                              "absent": [", ".join(n for n, held in zip(names, row) if not held) for row in present]},
-                             index=manifest.row_index(table.rows))
+                              "absent": table.absent()}, index=manifest.row_index(table.rows))
         if scorer.unscored_reason is not None:  # the column on every call, so that chunks of a manifest agree
             frame["note"] = np.where(unscored, f"not scored: {scorer.unscored_reason}", None)
             if unscored.any():

@@ -59,6 +59,15 @@ class EncodedTable:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def absent(self) -> np.ndarray:
+        """(N,) per row, the modalities it lacks, comma-separated (empty when it holds them all):
+        what a prediction was made without. Text even with no row (an object array), so that the
+        parts of a chunked prediction agree on the column's type."""
+        names = list(self.modalities)
+        present = np.stack([self.modalities[name].present for name in names], axis=1) if names else \
+            np.ones((len(self.rows), 0), bool)
+        return np.asarray([", ".join(n for n, held in zip(names, row) if not held) for row in present], dtype=object)
+
     def select(self, keep: np.ndarray) -> EncodedTable:
         """Rows where ``keep`` is True."""
         mods = {

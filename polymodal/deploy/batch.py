@@ -44,7 +44,7 @@ from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.warn import warn_user
 
 STATE_FILE = "progress.json"
-PARTS_FORMAT = 2  # the parts' columns; 2: an anomaly run's parts hold `absent` (parts of another format never mix)
+PARTS_FORMAT = 3  # the parts' columns; 2: anomaly parts hold `absent`, 3: every part does (parts of another format never mix)
 
 
 @dataclass

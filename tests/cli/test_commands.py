@@ -198,7 +198,7 @@ def test_predict_writes_a_csv(run, data, tmp_path):
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(preds)
     test = pd.read_csv(data["test"])
-    assert list(frame.columns) == ["row", "prediction", *(f"proba_{c}" for c in CLASSES)]
+    assert list(frame.columns) == ["row", "prediction", *(f"proba_{c}" for c in CLASSES), "absent"]
     assert len(frame) == len(test) and list(frame["row"]) == list(range(len(test)))
     proba = frame[[f"proba_{c}" for c in CLASSES]].to_numpy()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
@@ -258,7 +258,7 @@ def test_predict_and_evaluate_with_a_support_set(fewshot_run, data, tmp_path):
     result = invoke("predict", out, "--data", data["test"], "--out", preds, "--support", support)
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(preds)
-    assert list(frame.columns) == ["row", "prediction", "proba_high", "proba_low", "proba_mid"]
+    assert list(frame.columns) == ["row", "prediction", "proba_high", "proba_low", "proba_mid", "absent"]
     expected = MultimodalPredictor.load(out).predict_frame(data["test"], support=support)
     assert list(frame["prediction"]) == list(expected["prediction"])
     truth = pd.read_csv(test)["label"]
@@ -306,7 +306,7 @@ def test_regression_predictions_carry_the_row_number(reg_run, data, tmp_path):
     preds = tmp_path / "preds.csv"
     assert invoke("predict", reg_run, "--data", data["test"], "--out", preds).exit_code == 0
     frame = pd.read_csv(preds)
-    assert list(frame.columns) == ["row", "pred_y"]
+    assert list(frame.columns) == ["row", "pred_y", "absent"]
 
 
 def test_train_resume_continues_the_run(data, tmp_path):

@@ -21,7 +21,7 @@ def test_chunks_give_the_same_table_as_one_pass(trained, dataset, tmp_path, suff
     got = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
     want = predictor.predict_frame(dataset["test"]).reset_index()
     assert report.rows == len(want) == 18 and report.chunks_done == 3
-    assert list(got.columns) == list(want.columns) == ["row", "prediction", "proba_a", "proba_b", "proba_c"]
+    assert list(got.columns) == list(want.columns) == ["row", "prediction", "proba_a", "proba_b", "proba_c", "absent"]
     assert got["row"].tolist() == list(range(18))
     assert got["prediction"].astype(str).tolist() == want["prediction"].astype(str).tolist()
     np.testing.assert_allclose(got[["proba_a", "proba_b", "proba_c"]], want[["proba_a", "proba_b", "proba_c"]], atol=1e-6)
@@ -279,7 +279,7 @@ def test_every_row_skipped_gives_an_empty_table_with_the_columns(trained, datase
                              progress=False)
     got = read(out)
     assert report.rows == 0 and got.empty
-    assert list(got.columns) == ["row", "prediction", "proba_a", "proba_b", "proba_c"]
+    assert list(got.columns) == ["row", "prediction", "proba_a", "proba_b", "proba_c", "absent"]
     assert report.skipped["row"].tolist() == list(range(18))
     assert not parts_folder(out).exists()
 
@@ -378,7 +378,7 @@ def test_kept_columns_follow_row_for_the_rows_predicted(trained, dataset, tmp_pa
         predict_to_file(predictor, frame.assign(prediction="x"), tmp_path / "p2.csv", keep=["prediction"],
                         progress=False)
     assert info.value.problems == ["--keep prediction: the predictions have a column of that name (['row', "
-                                   "'prediction', 'proba_a', 'proba_b', 'proba_c'])"]
+                                   "'prediction', 'proba_a', 'proba_b', 'proba_c', 'absent'])"]
     assert not (tmp_path / "p2.csv").exists()
 
 
