@@ -60,10 +60,15 @@ def importance_plot(importance: pd.DataFrame, metric: str | None) -> bytes:
     if panels == 2:
         scale, _ = _scale(metric)
         ax = axes[0, 1]
-        ax.barh(names, importance[drop] * scale, color="#cc6677")
+        low, high = f"{drop}_low", f"{drop}_high"
+        errors = None
+        if low in importance and high in importance:  # the 95% interval around each drop
+            errors = np.abs(np.vstack([importance[drop] - importance[low], importance[high] - importance[drop]])) * scale
+        ax.barh(names, importance[drop] * scale, color="#cc6677", xerr=errors, capsize=4 if errors is not None else 0)
         ax.axvline(0.0, color="black", lw=0.8)
         unit = " (percentage points)" if scale == 100.0 else ""  # a difference of percentages
-        ax.set(xlabel=f"{metric} drop when removed{unit}", title="Removing one modality")
+        ax.set(xlabel=f"{metric} drop when removed{unit}",
+               title="Removing one modality" + (" (95% interval)" if errors is not None else ""))
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

@@ -53,6 +53,23 @@ def test_when_only_a_matters_a_gets_over_90_percent_of_the_shapley_mass(a_only):
     assert table.loc["a", "accuracy_all"] > 0.95
     assert table.loc["a", "accuracy_drop"] > 0.3  # without a: chance
     assert abs(table.loc["b", "accuracy_drop"]) < 0.05  # without b: nothing lost
+    a, b = table.loc["a"], table.loc["b"]  # 95% intervals: a's excludes 0, each holds its drop
+    assert 0 < a["accuracy_drop_low"] <= a["accuracy_drop"] <= a["accuracy_drop_high"]
+    assert b["accuracy_drop_low"] <= b["accuracy_drop"] <= b["accuracy_drop_high"]
+
+
+def test_the_drop_interval_is_a_paired_bootstrap_of_the_rows():
+    from polymodal.evaluation.attribution import drop_interval
+
+    right = np.array([True] * 20)
+    assert drop_interval(right, right) == (0.0, 0.0)  # the same rows right: no drop, no doubt
+    one = right.copy()
+    one[0] = False  # one row in twenty lost: the interval reaches 0, as it should
+    low, high = drop_interval(right, one)
+    assert low == 0.0 and 0.05 <= high <= 0.15
+    half = np.arange(200) % 2 == 0  # a large, certain drop over many rows
+    low, high = drop_interval(np.ones(200, bool), half)
+    assert 0.4 < low < 0.5 < high < 0.6
 
 
 def test_an_explanation_prints_as_one_line_with_the_shares(a_only):
