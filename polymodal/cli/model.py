@@ -1,5 +1,5 @@
 """The commands over one model: ``train``, ``evaluate``, ``explain``, ``predict``, ``demo`` and ``tune``
-(thin layers over :class:`~polymodal.predictor.MultimodalPredictor`)."""
+(thin layers over :class:`~polymodal.predictor.MultimodalPredictor`), and ``compare`` over several runs."""
 
 from __future__ import annotations
 
