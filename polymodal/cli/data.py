@@ -37,7 +37,9 @@ def datasets_list() -> None:
 def datasets_prepare(
     name: Annotated[str, typer.Argument(help="Dataset name (see 'datasets list').")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write files and manifests into.")],
-    source: Annotated[Path | None, typer.Option("--source", help="Folder laid out like ../shared/data.")] = None,
+    source: Annotated[Path | None, typer.Option(
+        "--source", help="The folder the dataset is read from, laid out as 'datasets list' says (../shared/data "
+                         "for the real-data sets, /usr/share/openclipart for openclipart).")] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed for splits and pairing.")] = 0,
     split: Annotated[str | None, typer.Option(help="fsdd-mnist: 'speaker' (default) or 'official'.")] = None,
     test_speaker: Annotated[list[str] | None, typer.Option(
