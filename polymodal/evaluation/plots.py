@@ -313,8 +313,7 @@ def learning_curves(history: pd.DataFrame) -> bytes | None:
 
     if "phase" in history:  # phases trained one after another (anomaly scorers), epochs counted across them
         history = history.assign(epoch=np.arange(1, len(history) + 1))
-    metric_cols = [c for c in history.columns if c.startswith("val_") and c != "val_loss"
-                   and c not in ("val_ece", "val_log_loss") and history[c].notna().any()]
+    metric_cols = metric_lines(history)
     fig, axes = plt.subplots(1, 2 if metric_cols else 1, figsize=(11 if metric_cols else 6, 4.2), squeeze=False,
                              layout="constrained")
     ax = axes[0, 0]
@@ -332,6 +331,13 @@ def learning_curves(history: pd.DataFrame) -> bytes | None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     return figure_png(fig)
+
+
+def metric_lines(history: pd.DataFrame) -> list[str]:
+    """The validation metrics panel's columns: every ``val_`` figure but the losses (the loss panel
+    draws those, ``log_loss`` included) and the ECE, where an epoch has a value."""
+    return [c for c in history.columns if c.startswith("val_") and not c.endswith("loss") and c != "val_ece"
+            and history[c].notna().any()]
 
 
 def loss_lines(history: pd.DataFrame) -> list[tuple[str, str, str]]:

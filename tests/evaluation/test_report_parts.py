@@ -19,6 +19,7 @@ from polymodal.evaluation.plots import (
     confusion_plot,
     lines_attribution,
     loss_lines,
+    metric_lines,
     score_histogram,
 )
 from polymodal.evaluation.report import parameter_rows
@@ -143,6 +144,14 @@ def test_the_loss_panel_compares_the_task_loss_with_the_validation_loss():
     lines = loss_lines(mixed)
     assert lines[:2] == [("train_task_loss", "train loss", "-"), ("val_full_loss", "validation loss", "-")]
     assert lines[2][0] == "val_loss" and lines[2][2] == "--" and "selects the epoch" in lines[2][1]
+
+
+def test_the_metrics_panel_leaves_the_losses_to_the_loss_panel():
+    history = pd.DataFrame({"epoch": [1, 2], "val_loss": [1.0, 0.8], "val_full_loss": [0.9, 0.7],
+                            "val_subset_loss": [1.2, 1.0], "val_log_loss": [0.9, 0.7], "val_tags/loss": [0.5, 0.4],
+                            "val_accuracy": [0.5, 0.6], "val_ece": [0.1, 0.1], "val_auroc": [None, None],
+                            "val_macro_f1": [0.4, 0.5]})
+    assert metric_lines(history) == ["val_accuracy", "val_macro_f1"]  # no loss, no ECE, no column without values
 
 
 def test_table_numbers_are_readable():
