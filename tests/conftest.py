@@ -2,7 +2,8 @@
 
 The tests train and run tiny models: one intra-op torch thread is faster than several (and much
 faster when other processes share the cores) and changes no result any test checks. Module scope,
-so it also covers the module-scoped fixtures that train models.
+so it also covers the module-scoped fixtures that train models. No test takes a feature cache from
+the developer's environment (``POLYMODAL_CACHE_DIR``).
 """
 
 from __future__ import annotations
@@ -18,3 +19,11 @@ def _one_torch_thread():
     yield
     torch.set_num_threads(threads)
 
+
+
+@pytest.fixture(autouse=True)
+def _no_cache_from_the_environment(monkeypatch):
+    """A POLYMODAL_CACHE_DIR of the developer's shell would give every test a feature cache."""
+    from polymodal.data.cache import CACHE_ENV
+
+    monkeypatch.delenv(CACHE_ENV, raising=False)

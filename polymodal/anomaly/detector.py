@@ -45,6 +45,7 @@ from polymodal.estimator import (
 from polymodal.metrics.anomaly import anomaly_metrics, threshold_at_fpr, undefined_note
 from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, start_run
 from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR
+from polymodal.training.devices import sharing_the_cache_with_ranks
 from polymodal.training.process_state import kept_process_state
 from polymodal.utils.warn import warn_user
 
@@ -115,6 +116,7 @@ class AnomalyDetector(Estimator):
     # -- fitting ------------------------------------------------------------------------------
     @holding_the_run_folder  # no second fit into the same folder meanwhile
     @kept_process_state()  # the seeding and deterministic switches are the fit's own
+    @sharing_the_cache_with_ranks  # ranks Lightning starts read what this process preprocessed
     def fit(self, train: DataSource, valid: DataSource | None = None, *, test: DataSource | None = None,
             out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
             unlabeled: DataSource | None = None, callbacks: list[Any] | None = None) -> AnomalyDetector:

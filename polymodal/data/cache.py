@@ -99,6 +99,16 @@ class SortedIndex:
         return found, values
 
 
+CACHE_ENV = "POLYMODAL_CACHE_DIR"  # the cache folder where a config names no data.cache_dir
+
+
+def cache_root(config_dir: str | os.PathLike | None) -> str | os.PathLike | None:
+    """The feature cache's folder: ``data.cache_dir``, else the ``POLYMODAL_CACHE_DIR``
+    environment variable (set by a user for every run, or by a distributed fit for the ranks it
+    starts), else None (no cache)."""
+    return config_dir if config_dir is not None else (os.environ.get(CACHE_ENV) or None)
+
+
 def open_cache_dir(cache_dir: str | os.PathLike) -> Path:
     """``data.cache_dir``, created when missing.
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polymodal.data.cache import FeatureStore, open_cache_dir
+from polymodal.data.cache import FeatureStore, cache_root, open_cache_dir
 from polymodal.data.content_keys import KEY_BYTES, StatMemo, content_keys
 from polymodal.data.encode import EncodedModality, EncodedTable, gather_cells, manifest_cells
 from polymodal.data.manifest import Manifest
@@ -252,7 +252,8 @@ def attach_cached_features(config: Any, net: Any, pipeline: Any, manifest: Manif
     if not names:
         return table
     tokens = bool(getattr(config.fusion, "tokens", False))
-    cache_dir = None if config.data.cache_dir is None else open_cache_dir(config.data.cache_dir)
+    root = cache_root(config.data.cache_dir)
+    cache_dir = None if root is None else open_cache_dir(root)
     modalities = dict(table.modalities)
     for name in names:
         prep = pipeline.preprocessors[name]

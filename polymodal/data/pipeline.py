@@ -19,7 +19,7 @@ import pandas as pd
 
 from polymodal.config import Config
 from polymodal.config.columns import class_columns, csv_columns
-from polymodal.data.cache import take
+from polymodal.data.cache import cache_root, take
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.encode import EncodedModality, EncodedTable, encode_manifest, manifest_cells
 from polymodal.data.manifest import Manifest, read_manifest
@@ -212,7 +212,7 @@ class DataPipeline:
         stored under ``<cache>/<fingerprint>/statistics/<digest>/``, the digest covering the
         preprocessing settings and the content keys of those rows in order, and a later fit on the
         same rows restores it instead of another pass over their features."""
-        cache_dir = self.config.data.cache_dir
+        cache_dir = cache_root(self.config.data.cache_dir)
         if cache_dir is None or mod.keys is None:
             prep.fit_features({k: take(v, mod.present) for k, v in mod.arrays.items()})
             return
@@ -246,7 +246,7 @@ class DataPipeline:
             manifest = manifest.without_columns(left_out)
         table = encode_manifest(manifest, self.preprocessors, self.config.modalities,
                                 on_error=self.config.data.on_error, progress=progress,
-                                cache_dir=self.config.data.cache_dir,
+                                cache_dir=cache_root(self.config.data.cache_dir),
                                 memory_limit_gb=self.config.data.memory_limit_gb)
         if modalities is not None:
             for name in set(self.preprocessors) - set(modalities):

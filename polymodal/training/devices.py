@@ -4,15 +4,22 @@ Lightning's strategy and precision."""
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import sys
-from typing import Any
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import torch
 
 from polymodal.config.train import TrainConfig
 from polymodal.errors import ConfigError
 from polymodal.utils.warn import warn_user
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def make_strategy(cfg: TrainConfig) -> Any:
@@ -137,3 +144,37 @@ def lightning_precision(cfg: TrainConfig) -> str:
     """The precision Lightning is given: ``16-mixed`` on the CPU trains in ``bf16-mixed``, as
     Lightning itself would substitute (:func:`check_devices` warns, by key)."""
     return "bf16-mixed" if cfg.precision == "16-mixed" and on_cpu(cfg) else cfg.precision
+
+
+@contextmanager
+def cache_shared_with_ranks(config: Any) -> Iterator[None]:
+    """Around a fit whose other ranks Lightning starts from this process (several processes, no
+    torchrun or SLURM) and whose ``config`` names no feature cache (``data.cache_dir``, or
+    ``POLYMODAL_CACHE_DIR``): encode into a temporary cache, named in ``POLYMODAL_CACHE_DIR`` for
+    the ranks started later with this environment, so that they read what this process decoded
+    and fitted instead of doing it again each; removed after the fit."""
+    from polymodal.data.cache import CACHE_ENV, cache_root
+
+    launched = os.environ.get("WORLD_SIZE") or secondary_process(config.train) or (
+        world_size(config.train) > 1 and slurm_launched())
+    if cache_root(config.data.cache_dir) is not None or world_size(config.train) == 1 or launched:
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="polymodal-ranks-cache-")
+    os.environ[CACHE_ENV] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop(CACHE_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sharing_the_cache_with_ranks(fit: F) -> F:
+    """Decorate an estimator's ``fit`` with :func:`cache_shared_with_ranks` for its config."""
+
+    @functools.wraps(fit)
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with cache_shared_with_ranks(self.config):
+            return fit(self, *args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]

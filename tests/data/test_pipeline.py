@@ -174,12 +174,21 @@ def test_a_cache_dir_that_cannot_be_a_folder_is_named_as_the_config_key(tmp_path
             pipeline.fit(manifest)
 
 
-def test_a_warm_cache_pass_neither_reads_nor_decodes_files(tmp_path, monkeypatch):
+@pytest.mark.parametrize("named_by", ["config", "environment"])
+def test_a_warm_cache_pass_neither_reads_nor_decodes_files(tmp_path, monkeypatch, named_by):
+    """The cache named by data.cache_dir, or by POLYMODAL_CACHE_DIR where the config names none
+    (how the ranks a distributed fit starts read what its first process preprocessed)."""
+    from polymodal.data.cache import CACHE_ENV
+
     monkeypatch.setattr(keys_module.StatMemo, "SETTLE_NS", 200_000_000)  # files settle after 0.2 s, not 2 s
     path = write_multimodal_manifest(tmp_path / "data")
     time.sleep(0.25)  # written before the run: their identity is remembered
     manifest = read_manifest(path)
-    config = make_config(MULTIMODAL, data={"cache_dir": str(tmp_path / "cache")})
+    if named_by == "config":
+        config = make_config(MULTIMODAL, data={"cache_dir": str(tmp_path / "cache")})
+    else:
+        monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+        config = make_config(MULTIMODAL)
     cold = DataPipeline(config)
     rows = list(range(10))
     expected = cold.dataset(cold.fit(manifest)[0]).__getitems__(rows)
@@ -196,6 +205,7 @@ def test_a_warm_cache_pass_neither_reads_nor_decodes_files(tmp_path, monkeypatch
     monkeypatch.setattr(ImagePreprocessor, "decode", no_decode)
     warm = DataPipeline(config)
     assert_nested_equal(warm.dataset(warm.fit(manifest)[0]).__getitems__(rows), expected)
+    assert any((tmp_path / "cache").iterdir())
 
 
 STATISTICS = {

@@ -80,3 +80,33 @@ def test_keeping_the_short_batch_depends_on_each_ranks_share():
 
     assert drops_short_batch(24, 16) and not drops_short_batch(24, 16, ranks=2)
     assert drops_short_batch(100, 16, ranks=4) and not drops_short_batch(16, 16)
+
+
+def test_ranks_lightning_starts_share_one_temporary_cache_removed_after_the_fit(monkeypatch, tmp_path):
+    """Ranks started by this process (after it preprocessed) read its cache instead of decoding
+    every file again; never where the config names a cache, torchrun started the ranks, or one
+    process trains."""
+    from polymodal.config import load_config
+    from polymodal.data.cache import CACHE_ENV, cache_root
+    from polymodal.training.devices import cache_shared_with_ranks
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", CACHE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    ddp = load_config(classification_config(devices=2, strategy="ddp", accelerator="cpu"))
+    with cache_shared_with_ranks(ddp):
+        shared = os.environ[CACHE_ENV]
+        assert Path(shared).parent == tmp_path and cache_root(ddp.data.cache_dir) == shared
+    assert CACHE_ENV not in os.environ and not Path(shared).exists()
+    for config, env in ((load_config(classification_config()), {}),  # one process
+                        (ddp, {"WORLD_SIZE": "2"}),  # torchrun started every rank at once
+                        (load_config({**classification_config(devices=2, strategy="ddp", accelerator="cpu"),
+                                      "data": {"cache_dir": str(tmp_path / "mine")}}), {})):
+        with monkeypatch.context() as patched:
+            for name, value in env.items():
+                patched.setenv(name, value)
+            with cache_shared_with_ranks(config):
+                assert CACHE_ENV not in os.environ
