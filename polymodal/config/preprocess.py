@@ -91,6 +91,11 @@ class TextPreprocess(StrictModel):
         min_freq: words seen fewer times in training become the unknown token.
         max_tokens: longer texts are truncated; batches are padded to their longest text; at most
             131,072.
+        unknown_rate: training only, with a vocabulary learnt from the training texts (``word``,
+            ``wordpiece``, ``bpe``): each token is read as the unknown token with this probability,
+            so that the unknown token's embedding learns what an unseen word means (with every
+            training word in the vocabulary it would otherwise never train, and the words a test
+            text brings that training never saw would move predictions at random); 0: never.
     """
 
     lowercase: bool = True
@@ -101,6 +106,7 @@ class TextPreprocess(StrictModel):
     vocab_size: Annotated[int, Field(ge=8, le=MAX_VOCAB)] = 20_000
     min_freq: PositiveInt = 1
     max_tokens: Annotated[int, Field(gt=0, le=MAX_TEXT_TOKENS)] = 64
+    unknown_rate: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.1
 
     @model_validator(mode="after")
     def _pretrained_needs_path(self) -> TextPreprocess:

@@ -69,6 +69,7 @@ class TextPreprocessor(Preprocessor):
     file_based = False
     featurize_version = 5  # 2: an empty cleaned text is one [UNK]; NFC before cleaning. 3: cell_text. 4: marks kept, CJK spaced.
     # 5: format characters and variation selectors (emoji sequences) deleted
+    batch_time_fields = frozenset({"unknown_rate"})  # applied to batches: the cached ids stay valid
 
     def __init__(self, name: str, cfg: TextPreprocess):
         super().__init__(name)
@@ -163,6 +164,8 @@ class TextPreprocessor(Preprocessor):
         longest = max(int(lengths.max()) if lengths.numel() else 1, 1)
         ids = arrays["ids"][:, :longest].long()  # (B, T)
         mask = torch.arange(longest)[None, :] < lengths[:, None]
+        if train and self.cfg.unknown_rate > 0 and self.cfg.tokenizer != "pretrained":  # see TextPreprocess
+            ids = ids.masked_fill((torch.rand(ids.shape) < self.cfg.unknown_rate) & mask, self.unk_id)
         return {"x": ids, "mask": mask}
 
     # -- facts and state ----------------------------------------------------------------------

@@ -165,6 +165,25 @@ def test_to_batch_trims_to_the_longest_text_and_masks_padding():
     assert batch["x"][1].tolist() == prep.decode("the lazy brown dog")
 
 
+def test_training_batches_read_some_tokens_as_unknown_so_that_its_embedding_learns():
+    """With every training word in the vocabulary the unknown token would never train; at
+    ``unknown_rate`` a training batch reads tokens (never padding) as it, evaluation none."""
+    prep = text(max_tokens=10, unknown_rate=0.3)
+    prep.fit(CORPUS)
+    arrays = as_tensors(encode_values(prep, ["the quick brown fox jumps over the lazy dog"] * 400 + ["dog"] * 100))
+    torch.manual_seed(0)
+    batch = prep.to_batch(arrays, train=True)
+    clean = prep.to_batch(arrays, train=False)
+    hidden = batch["x"] != clean["x"]
+    assert (batch["x"][hidden] == prep.unk_id).all() and not (hidden & ~clean["mask"]).any()  # never the padding
+    assert hidden[clean["mask"]].float().mean() == pytest.approx(0.3, abs=0.02)
+    assert not (clean["x"][clean["mask"]] == prep.unk_id).any()  # evaluation reads every word as it is
+    off = text(max_tokens=10, unknown_rate=0.0)
+    off.fit(CORPUS)
+    assert torch.equal(off.to_batch(arrays, train=True)["x"], clean["x"])
+    assert off.fingerprint() == prep.fingerprint(), "a batch-time setting keeps the cached ids"
+
+
 @pytest.mark.parametrize("kind", ["word", "wordpiece", "bpe"])
 def test_a_text_that_cleans_to_nothing_is_one_unknown_token(kind):
     """Punctuation or stop words only: one [UNK] to attend to, not an all-padding row (whose
@@ -236,3 +255,5 @@ def test_pretrained_tokenizer_from_a_local_folder(pretrained_folder):
     assert arrays["ids"][1].tolist() == [1, 5, 2, 3, 3]  # padded with the tokenizer's own pad id
     assert prep.vocab_size == 10
     np.testing.assert_array_equal(arrays["length"], [5, 3])
+    many = as_tensors(encode_values(prep, ["the cats sat on the mat"] * 200))  # a pretrained vocabulary's [UNK]
+    assert torch.equal(prep.to_batch(many, train=True)["x"], prep.to_batch(many, train=False)["x"])  # is trained
