@@ -108,7 +108,8 @@ def runtime_limitation(cfg: Any) -> str | None:
     if cfg.kind not in FEATURES:
         return f"kind '{cfg.kind}' has no numpy preprocessing (the runtime supports {sorted(FEATURES)})"
     if cfg.kind == "text" and prep.tokenizer == "pretrained":
-        return "tokenizer 'pretrained' needs transformers"
+        return ("tokenizer 'pretrained' (a transformers tokenizer, which the runtime does not reimplement: predict "
+                "with 'polymodal predict' or the Python API, or train with a word, wordpiece or bpe tokenizer to serve)")
     if cfg.kind == "audio" and prep.features not in FEATURES["audio"].features:
         return f"audio features '{prep.features}' are not implemented"
     if cfg.kind == "signal" and prep.resample_to is not None and prep.resample_to != prep.sample_rate:

@@ -269,6 +269,16 @@ class TextFeatures(Features):
             raise self.fail(f"expected a string; got {type(value).__name__}")
         return self.encode(self.clean(value))[: self.max_tokens] or [UNK_ID]  # as in training: one unknown token
 
+    def notes(self, value: Any) -> list[str]:
+        """That the text was cut to the model's ``max_tokens``, or cleaned to nothing (read as one
+        unknown token)."""
+        ids = self.encode(self.clean(value))
+        if not ids:
+            return ["the text holds no word once cleaned (punctuation, stop words): read as one unknown token"]
+        if len(ids) > self.max_tokens:
+            return [f"{len(ids):,} tokens where the model reads {self.max_tokens:,}: cut to its first {self.max_tokens:,}"]
+        return []
+
     def stack(self, samples: Sequence[list[int]]) -> dict[str, np.ndarray]:
         ids = np.zeros((len(samples), self.max_tokens), np.int32)
         lengths = np.zeros(len(samples), np.int32)

@@ -372,7 +372,9 @@ def confusion_plot(matrix: Sequence[Sequence[int]], classes: Sequence[Any]) -> b
     ax.imshow(values, cmap="Blues")
     ticks = range(0, n, -(-n // CONFUSION_MAX_LABELS) if n else 1)
     labels = [str(classes[k]).replace("$", r"\$") for k in ticks]  # a class name is text, never mathtext
-    ax.set_xticks(ticks, labels, rotation=45 if n > 8 else 0, ha="right" if n > 8 else "center")
+    # slanted when they would run together: about 0.1 inch a character against the room each tick has
+    slanted = n > 8 or max((len(label) for label in labels), default=0) * 0.1 > size / max(len(labels), 1)
+    ax.set_xticks(ticks, labels, rotation=45 if slanted else 0, ha="right" if slanted else "center")
     ax.set_yticks(ticks, labels)
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
     top = values.max() if values.size else 0

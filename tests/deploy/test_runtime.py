@@ -165,6 +165,20 @@ def test_a_signal_cropped_or_padded_to_the_models_length_is_noted():
     assert signal.notes(np.ones(3)) == ["3 samples where the model reads 4: zero-padded to 4"]
 
 
+def test_a_text_cut_to_the_models_tokens_or_cleaned_to_nothing_is_noted():
+    """A 10,000-character text cut to 16 tokens, or '!!!' read as one unknown token, said nothing."""
+    from polymodal.deploy.preprocess import TextFeatures
+
+    meta = {"kind": "text", "preprocess": {"lowercase": True, "strip_punctuation": True, "stopwords": False,
+                                           "tokenizer": "word", "max_tokens": 3},
+            "state": {"vocab": ["[PAD]", "[UNK]", "pump", "hums"]}, "inputs": {}}
+    text = TextFeatures("notes", meta)
+    assert text.notes("the pump hums") == []
+    assert text.notes("the pump hums loudly today") == ["5 tokens where the model reads 3: cut to its first 3"]
+    assert text.notes("!!! ...") == ["the text holds no word once cleaned (punctuation, stop words): read as one "
+                                     "unknown token"]
+
+
 def test_signal_and_audio_arrays_are_taken_or_refused_as_training_takes_them():
     from polymodal.deploy.preprocess import AudioFeatures, SignalFeatures
 

@@ -111,8 +111,9 @@ def read_drawings(svg_root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@register_dataset("openclipart", "Openclipart drawings (Debian openclipart-svg) rendered to PNG + title/description/"
-                  "keywords text", source="svg/<category>/**/*.svg (e.g. /usr/share/openclipart)")
+@register_dataset("openclipart", "Openclipart drawings (Debian openclipart-svg) rendered to PNG (needs "
+                  "pip install 'polymodal[openclipart]': cairosvg) + title/description/keywords text",
+                  source="svg/<category>/**/*.svg (e.g. /usr/share/openclipart)")
 def prepare_openclipart(out: Path, source: Path, seed: int = 0, size: int = 224, test_size: int = 1000,
                         valid_size: int = 500, workers: int | None = None, **_: Any) -> dict[str, Any]:
     out, svg_root = Path(out), require(Path(source) / "svg", "the openclipart svg folder", "openclipart")
