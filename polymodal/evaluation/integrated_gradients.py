@@ -219,5 +219,5 @@ def _describe(predictor: MultimodalPredictor, data: EvalData, sub: Any, batch: d
         raise TypeError(f"modality '{modality}': no within-modality display for kind '{kind}'")
     prep = predictor.pipeline.preprocessors[modality]
     cell = data.manifest.frame[predictor.config.modalities[modality].column].iloc[int(data.table.rows[position])]
-    tokens = prep.tokenize(str(cell))
+    tokens = prep.token_labels(str(cell))
     return WithinAttribution(row, modality, kind, output, raw[:len(tokens)], None, tokens, "tokens")

@@ -94,7 +94,7 @@ def test_display_shapes_follow_each_kind(explained):
     text = items[("text", second)]
     prep = predictor.pipeline.preprocessors["text"]
     raw = pd.read_csv(path)["text"].iloc[second]
-    assert text.layout == "tokens" and text.labels == prep.tokenize(raw) and text.attribution.shape == (len(text.labels),)
+    assert text.layout == "tokens" and text.labels == prep.token_labels(raw) and text.attribution.shape == (len(text.labels),)
 
 
 def test_the_page_shows_every_kind(explained, tmp_path):

@@ -142,6 +142,17 @@ class TextPreprocessor(Preprocessor):
         tokenizer = Tokenizer.from_str(self.tokenizer_json)
         return [tokenizer.id_to_token(i) for i in ids]
 
+    def token_labels(self, text: str) -> list[str]:
+        """:meth:`tokenize`, where a word the vocabulary lacks shows as itself, marked, not as
+        ``[UNK]`` (``lucchetto (unknown)``): what a token-level attribution is labelled with."""
+        tokens = self.tokenize(text)
+        if self.cfg.tokenizer != "word":
+            return tokens
+        words = self._clean(cell_text(text)).split()[: self.cfg.max_tokens]
+        if len(words) != len(tokens):  # a text cleaned to nothing: its one [UNK] stands for no word
+            return tokens
+        return [f"{word} (unknown)" if token == UNK else token for word, token in zip(words, tokens, strict=True)]
+
     def decode(self, value: Any) -> list[int]:
         """A text's token ids; one that cleans to nothing (punctuation, stop words) is one unknown
         token, so that every present text has a position to attend to."""

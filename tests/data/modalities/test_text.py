@@ -78,6 +78,15 @@ def test_word_vocabulary_min_freq_and_cap():
     assert capped.decode("w19") == [1]
 
 
+def test_attributions_label_an_unknown_word_with_the_word_itself():
+    prep = text(max_tokens=4)
+    prep.fit(CORPUS)
+    assert prep.tokenize("The lucchetto dog") == ["the", UNK, "dog"]  # what the model reads
+    assert prep.token_labels("The lucchetto dog") == ["the", "lucchetto (unknown)", "dog"]  # what a reader is shown
+    assert prep.token_labels("!!!") == [UNK]  # no word behind it
+    assert prep.token_labels("the dog the dog the dog") == ["the", "dog", "the", "dog"]  # cut as the ids are
+
+
 def test_word_tokenizer_cleans_before_looking_up():
     prep = text()
     prep.fit(["Hello, World"])
