@@ -259,6 +259,7 @@ class Estimator:
         the manifests it was fitted on (``sources``: split -> path or DataFrame)."""
         return {"train_rows": len(train_table), "valid_rows": len(valid_table), **facts,
                 "parameters": sum(p.numel() for p in model.parameters()),
+                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
                 "skipped_files": len(train_table.skipped) + len(valid_table.skipped), **manifest_paths(**sources)}
 
     def _finish_fit(self, train_table: EncodedTable, valid_table: EncodedTable, test: Manifest | None,

@@ -243,7 +243,8 @@ COMPARED = {"anomaly": ("auroc", "auprc", "fpr@95tpr")}  # beside the task's mon
 
 def compare_runs(runs: list[str | os.PathLike], split: str | None = None) -> pd.DataFrame:
     """One row per run folder, best first, for a look across experiments (AutoGluon's leaderboard):
-    its task, modalities, model, epochs, parameters, training time and the metrics its
+    its task, modalities, model, epochs, parameters (and how many trained: a frozen pretrained
+    encoder's are counted, not trained), training time and the metrics its
     ``metrics.json`` holds for ``split`` (``valid`` or ``test``; None: ``test`` when every run has
     one, else ``valid``), ranked by the task's headline metric when the runs share a task.
     Nothing is loaded but the config and the results files.
@@ -284,7 +285,7 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None) -> pd.
                  else f"{config.fusion.name} + {config.head.name}")
         rows.append({"run": name, "task": config.task, "modalities": "+".join(config.modalities), "model": model,
                      "epochs": info.get("epochs_run"), "best_epoch": info.get("best_epoch"),
-                     "parameters": info.get("parameters"),
+                     "parameters": info.get("parameters"), "trainable": info.get("trainable_parameters"),
                      "train_s": None if info.get("train_seconds") is None else round(info["train_seconds"], 1),
                      **{f"{split}_{m}": scores.get(m) for m in metrics if isinstance(scores.get(m), int | float)}})
     frame = pd.DataFrame(rows, dtype=object)  # whole numbers stay whole beside a run that lacks one

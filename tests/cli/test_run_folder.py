@@ -356,6 +356,7 @@ def test_compare_ranks_runs_by_their_headline_metric_and_names_a_folder_that_is_
     assert [r["run"] for r in records] == [str(runs[1]), str(runs[0])]  # best first
     assert [r["valid_accuracy"] for r in records] == [0.75, 0.25]
     assert records[0]["task"] == "classification" and records[0]["epochs"] == 1 and records[0]["parameters"] > 0
+    assert records[0]["trainable"] == records[0]["parameters"]  # nothing frozen here
     printed = invoke("compare", runs[0], runs[1])
     assert printed.exit_code == 0 and "2 run(s), best first" in printed.stdout and "valid_accuracy" in printed.stdout
     (tmp_path / "notes").mkdir()  # runs/* also matches a folder that is no run: left out, and said so

@@ -145,6 +145,8 @@ def test_unlabelled_rows_of_a_cached_frozen_encoder_are_embedded_like_the_labell
     pred = MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], unlabeled=data["unlabeled"])
     losses = pred.history[LOSS_COLUMN[method]].to_numpy()
     assert np.isfinite(losses).all() and (losses > 0).all()
+    frozen = sum(p.numel() for p in pred.net.encoders["img"].parameters() if not p.requires_grad)
+    assert frozen > 0 and pred.info["trainable_parameters"] == pred.info["parameters"] - frozen
 
 
 @pytest.mark.parametrize("on", ["fused", ["img"]])
