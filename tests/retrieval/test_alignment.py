@@ -214,7 +214,9 @@ def with_task() -> MultimodalPredictor:
     cfg = {
         "task": "classification", "target": "label",
         "modalities": {"x": numbers("x0", "x1"), "y": numbers("y0", "y1"),
-                       "caption": {"kind": "text", "column": "caption",
+                       # every test caption's words were seen in training: no [UNK] to learn, and hiding the
+                       # colour of a three-word anchor caption would only blur the alignment this module measures
+                       "caption": {"kind": "text", "column": "caption", "preprocess": {"unknown_rate": 0.0},
                                    "encoder": {"name": "embedding_bag", "dim": 16}}},
         "fusion": {"name": "concat"}, "head": {"name": "mlp", "hidden": [16]},
         "align": {"objective": "contrastive", "dim": 8, "positives": "label", "anchor": "caption", "weight": 0.5},
