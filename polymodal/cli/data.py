@@ -56,15 +56,19 @@ def datasets_prepare(
                                                    "motor load in hp (repeatable; default all, 0-3).")] = None,
     max_windows: Annotated[int | None, typer.Option("--max-windows", min=1, help="cwru: at most this many "
                                                     "windows per recording, evenly spaced.")] = None,
+    max_rows: Annotated[int | None, typer.Option("--max-rows", min=20, help="openclipart: render a seeded sample "
+                                                 "of at most this many drawings (test a fifth, valid a tenth).")]
+    = None,
 ) -> None:
     """Write a dataset's files plus train.csv, valid.csv and test.csv."""
     from polymodal.data.datasets import DATASETS, prepare, summarise
     from polymodal.errors import DatasetOptionError
 
     flags = {"split": "--split", "test_speakers": "--test-speaker", "size": "--size", "source": "--source",
-             "window": "--window", "hop": "--hop", "loads": "--load", "max_windows": "--max-windows"}
+             "window": "--window", "hop": "--hop", "loads": "--load", "max_windows": "--max-windows",
+             "max_rows": "--max-rows"}
     options: dict[str, Any] = {"split": split, "test_speakers": test_speaker, "size": size, "window": window,
-                               "hop": hop, "loads": load, "max_windows": max_windows}
+                               "hop": hop, "loads": load, "max_windows": max_windows, "max_rows": max_rows}
     try:
         prepare(name, out, source, seed, **{k: v for k, v in options.items() if v is not None})  # None: not given
     except DatasetOptionError as err:

@@ -115,13 +115,20 @@ def read_drawings(svg_root: Path) -> pd.DataFrame:
                   "pip install 'polymodal[openclipart]': cairosvg) + title/description/keywords text",
                   source="svg/<category>/**/*.svg (e.g. /usr/share/openclipart)")
 def prepare_openclipart(out: Path, source: Path, seed: int = 0, size: int = 224, test_size: int = 1000,
-                        valid_size: int = 500, workers: int | None = None, **_: Any) -> dict[str, Any]:
+                        valid_size: int = 500, workers: int | None = None, max_rows: int | None = None,
+                        **_: Any) -> dict[str, Any]:
+    """``max_rows``: render a seeded sample of at most this many drawings (a quick try: the whole
+    package is about 7,500), test and validation then taking at most a fifth and a tenth of them."""
     out, svg_root = Path(out), require(Path(source) / "svg", "the openclipart svg folder", "openclipart")
     try:
         import cairosvg  # noqa: F401
     except ImportError:
         raise MissingDependencyError("cairosvg", "rendering the openclipart drawings") from None
     drawings = read_drawings(svg_root)
+    if max_rows is not None and max_rows < len(drawings):
+        kept = np.sort(np.random.default_rng(seed).permutation(len(drawings))[:max_rows])
+        drawings = drawings.iloc[kept].reset_index(drop=True)
+        test_size, valid_size = min(test_size, max_rows // 5), min(valid_size, max_rows // 10)
     if len(drawings) <= test_size + valid_size:
         raise DatasetSourceError(f"dataset 'openclipart': {len(drawings)} drawings with text in {svg_root}; need more "
                                  f"than test_size + valid_size = {test_size + valid_size}")

@@ -355,3 +355,38 @@ def test_an_option_the_dataset_does_not_take_is_refused(name, tmp_path):
 def test_unknown_dataset_lists_the_available_ones(tmp_path):
     with pytest.raises(KeyError, match="unknown dataset 'cifar'.*av-digits"):
         prepare("cifar", tmp_path)
+
+
+def _svg(title: str) -> str:
+    return ("<svg xmlns='http://www.w3.org/2000/svg' xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#' "
+            "xmlns:cc='http://creativecommons.org/ns#' xmlns:dc='http://purl.org/dc/elements/1.1/' width='10' "
+            f"height='10'><metadata><rdf:RDF><cc:Work><dc:title>{title}</dc:title></cc:Work></rdf:RDF></metadata>"
+            "<rect width='10' height='10'/></svg>")
+
+
+def test_openclipart_max_rows_renders_a_seeded_sample_split_in_proportion(tmp_path, monkeypatch):
+    """A quick try renders a sample, not the package's 7,500 drawings (cairosvg faked: its PNGs)."""
+    import concurrent.futures
+    import io
+    import sys
+    import types
+
+    from PIL import Image
+
+    import polymodal.data.datasets.openclipart as openclipart
+
+    for i in range(60):
+        folder = tmp_path / "src" / "svg" / ("animals" if i % 2 else "tools")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"d{i}.svg").write_text(_svg(f"drawing number {i}"), encoding="utf-8")
+    png = io.BytesIO()
+    Image.new("RGBA", (10, 10), "black").save(png, format="PNG")
+    monkeypatch.setitem(sys.modules, "cairosvg", types.SimpleNamespace(svg2png=lambda **_: png.getvalue()))
+    monkeypatch.setattr(openclipart, "ProcessPoolExecutor", concurrent.futures.ThreadPoolExecutor)  # the fake, in-process
+    summary = prepare("openclipart", tmp_path / "out", source=tmp_path / "src", size=8, max_rows=40)
+    splits = {name: pd.read_csv(tmp_path / "out" / f"{name}.csv") for name in ("train", "valid", "test")}
+    assert {name: len(frame) for name, frame in splits.items()} == {"train": 28, "valid": 4, "test": 8}
+    assert len(list((tmp_path / "out" / "images").glob("*.png"))) == 40  # only the sample was rendered
+    again = prepare("openclipart", tmp_path / "again", source=tmp_path / "src", size=8, max_rows=40)
+    assert pd.read_csv(tmp_path / "again" / "test.csv")["text"].tolist() == splits["test"]["text"].tolist()
+    assert summary["name"] == again["name"] == "openclipart"
