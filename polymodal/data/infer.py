@@ -39,25 +39,15 @@ import numpy as np
 import pandas as pd
 
 from polymodal.data.cells import is_empty
+from polymodal.data.infer_files import FILE_KINDS, judge_files
 from polymodal.data.manifest import Manifest, read_manifest
-from polymodal.data.video_io import FRAME_SUFFIXES, VIDEO_SUFFIXES
 from polymodal.errors import ManifestError
 from polymodal.utils.suggest import did_you_mean
 
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
-ARRAY_SUFFIXES = frozenset({".npy", ".npz", ".mat", ".csv"})
-FILE_KINDS = {**{s: "image" for s in FRAME_SUFFIXES}, **{s: "audio" for s in AUDIO_SUFFIXES},
-              **{s: "video" for s in VIDEO_SUFFIXES}, **{s: "array" for s in ARRAY_SUFFIXES}}
 SAMPLE_ROWS = 200  # rows whose cells are judged
-SAMPLE_FILES = 20  # files opened per file column
-# what a reader raises on a file it cannot read: Pillow's UnidentifiedImageError is an OSError,
-# libsndfile's error a RuntimeError, PyAV's InvalidDataError a ValueError
-READ_ERRORS = (OSError, ValueError, EOFError, RuntimeError)
 MAX_CATEGORIES = 50
 MIN_TARGET_ROWS = 5  # rows each target value needs before a column can be said to determine it
 MAX_PAIRED = 30  # few-valued columns checked in pairs for a leak (435 pairs)
-SPECTROGRAM_FROM = 1024  # signals this long or longer are read as spectrograms
-MAX_IMAGE_SIDE = 128  # larger pictures are resized to this (a CPU-sized start; raise it on a GPU)
 IDENTIFIER_ENDINGS = ("_id", "_index", "_idx", "_no", "_number", "_uuid")
 TARGET_NAMES = ("label", "labels", "target", "class", "y", "outcome", "diagnosis")  # left out without a target
 GROUP_WORDS = ("speaker", "voice", "subject", "patient", "participant", "user", "session")  # who a row is from
@@ -231,7 +221,7 @@ def _judge(manifest: Manifest, column: str, rows: np.ndarray, *, targeted: bool)
         return "number", "numbers" + (f" ({odd} cell(s) that are not, read as missing)" if odd else ""), {}
     kinds = {FILE_KINDS.get(Path(t.strip()).suffix.lower()) for t in text}
     if len(kinds) == 1 and None not in kinds:  # paths of one kind of file (.jpg beside .png is fine)
-        return _files(manifest, column, rows, kinds.pop(), sorted({Path(t.strip()).suffix.lower() for t in text}))
+        return judge_files(manifest, column, rows, kinds.pop(), sorted({Path(t.strip()).suffix.lower() for t in text}))
     distinct = len(set(text))
     words = np.mean([len(t.split()) for t in text])
     if distinct <= MAX_CATEGORIES and distinct * 2 <= len(text) and words < 4:
@@ -242,154 +232,6 @@ def _judge(manifest: Manifest, column: str, rows: np.ndarray, *, targeted: bool)
     tokens = int(min(512, max(16, 2 ** math.ceil(math.log2(max(1, lengths[int(0.95 * (len(lengths) - 1))]))))))
     return "text", f"free text (about {int(np.median(lengths))} word(s) a row; max_tokens {tokens})", \
         {"preprocess": {"max_tokens": tokens}}
-
-
-def _files(manifest: Manifest, column: str, rows: np.ndarray, kind: str, suffixes: list[str]
-           ) -> tuple[str, str, dict[str, Any]]:
-    """What a column of ``kind`` files is, judged on the first ones that can be read among those
-    of ``rows`` (spread over the manifest)."""
-    named = "/".join(suffixes)
-    paths = [p for p in manifest.resolve_all(manifest.take(column, rows)) if p is not None]
-    found = [p for p in paths if os.path.isfile(p) or os.path.isdir(p)]
-    absent = f"; {len(paths) - len(found)} of the {len(paths)} looked at not found" if len(found) < len(paths) else ""
-    if not found:
-        return "skipped", f"{named} paths, none of the {len(paths)} looked at found (relative to {manifest.root})", {}
-    if kind == "video" and any(word in column.lower() for word in ("audio", "sound", "speech", "voice")):
-        kind, named = "track", f"{named} files' sound tracks (by the column's name):"
-    reader = {"image": _image_settings, "audio": _audio_settings, "array": _array_settings,
-              "video": _video_settings, "track": _track_settings}[kind]
-    sampled = found if kind in ("audio", "track") else found[:SAMPLE_FILES]  # headers are cheap: every length counts
-    reasons = []
-    for path in found[:SAMPLE_FILES]:
-        try:
-            became, settings = reader(path, sampled)
-        except READ_ERRORS as err:
-            reasons.append(str(err))
-            continue
-        read = 1 if kind == "video" else len(sampled)  # one video's first frame is decoded
-        return became, f"{named} {_described(became, settings['preprocess'], read)}{absent}", settings
-    return "skipped", f"{named} files, none of the first {len(reasons)} readable ({reasons[0]})", {}
-
-
-def _described(kind: str, preprocess: dict[str, Any], looked_at: int) -> str:
-    """The settings read from the files, in words (``images, 28 px grey``)."""
-    if kind in ("image", "video"):
-        return f"{kind}s, {preprocess['size']} px {'grey' if preprocess['color'] == 'gray' else 'colour'}"
-    if kind == "audio":
-        return (f"audio, {preprocess['sample_rate'] / 1000:g} kHz, up to {preprocess['max_seconds']:g} s in the "
-                f"{looked_at} file(s) read")
-    read = f"signals of up to {preprocess['length']:,} samples in the {looked_at} file(s) read"
-    if "spectrogram" in preprocess:
-        read += (f"; long windows: read as log power spectrograms (n_fft {preprocess['spectrogram']['n_fft']}): a few "
-                 "frames of frequencies in place of every sample, as fine and much faster to learn from")
-    return read
-
-
-def _image_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
-    """The largest side (at most :data:`MAX_IMAGE_SIDE`) among ``paths``; colour if any is."""
-    from PIL import Image
-
-    sides, grey = [], []
-    for other in [path, *paths]:
-        try:
-            with Image.open(other) as image:
-                sides.append(max(image.size))
-                grey.append(image.mode in ("1", "L", "LA", "I", "I;16", "F"))
-        except (OSError, ValueError):  # reported when the manifest is encoded
-            if other == path:
-                raise
-    color = "gray" if all(grey) else "rgb"
-    return "image", {"preprocess": {"size": int(min(max(sides), MAX_IMAGE_SIDE)), "color": color,
-                                    "normalize": "standard"}}
-
-
-MAX_VIDEO_SIDE = 64  # frames are resized to at most this (every sampled frame goes through the encoder)
-
-
-def _video_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
-    """The first video's frame size (at most :data:`MAX_VIDEO_SIDE`) and whether its first frame
-    is grey (its three colour channels within 3 levels of each other)."""
-    from polymodal.data.video_io import _av
-
-    with _av().open(path) as container:
-        stream = container.streams.video[0]
-        frame = next(container.decode(stream)).to_ndarray(format="rgb24").astype(np.int16)
-        side = max(stream.width, stream.height)
-    grey = int(np.abs(frame - frame.mean(axis=-1, keepdims=True)).max()) <= 3
-    return "video", {"preprocess": {"size": int(min(side, MAX_VIDEO_SIDE)), "color": "gray" if grey else "rgb",
-                                    "normalize": "standard"}}
-
-
-def _track_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
-    """The audio track of the first video: its sample rate (at most 16 kHz); the longest track
-    among ``paths`` (at most 10 s; a container's header says, nothing is decoded)."""
-    rate, seconds = _track_header(path)
-    if rate is None:
-        raise ValueError(f"{path} has no audio track")
-    for other in paths:
-        try:
-            seconds = max(seconds, _track_header(other)[1])
-        except READ_ERRORS:  # reported when the manifest is encoded
-            continue
-    seconds = round(min(10.0, max(seconds, 0.1)), 2)
-    return "audio", {"preprocess": {"sample_rate": min(16_000, rate), "max_seconds": seconds}}
-
-
-def _track_header(path: str) -> tuple[int | None, float]:
-    """A video's sound track: its sample rate (None: it has none) and length in seconds."""
-    from polymodal.data.video_io import _av
-
-    with _av().open(path) as container:
-        if not container.streams.audio:
-            return None, 0.0
-        stream = container.streams.audio[0]
-        seconds = float(stream.duration * stream.time_base) if stream.duration else (container.duration or 0) / 1e6
-        return int(stream.rate), seconds
-
-
-def _audio_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
-    """The highest sample rate (at most 16 kHz) and the longest clip (at most 10 s) of ``paths``."""
-    import soundfile
-
-    infos = [soundfile.info(path)]
-    for other in paths:
-        try:
-            infos.append(soundfile.info(other))
-        except (RuntimeError, soundfile.LibsndfileError):  # reported when the manifest is encoded
-            continue
-    rate = int(min(16_000, max(i.samplerate for i in infos)))
-    seconds = min(10.0, max(i.duration for i in infos))
-    return "audio", {"preprocess": {"sample_rate": rate, "max_seconds": round(max(seconds, 0.1), 2)}}
-
-
-def _array_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
-    """A ``.npy`` picture ((H, W) both above 16 and at most 4 times as long one way as the other,
-    or (H, W, 1|3|4)) is an image; any other array a signal as long as the longest of ``paths``."""
-    from polymodal.data.modalities.signal import read_signal
-    from polymodal.errors import DecodeError
-
-    if path.lower().endswith(".npy"):
-        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
-        picture = (len(shape) == 2 and min(shape) > 16 and max(shape) <= 4 * min(shape)) or \
-            (len(shape) == 3 and shape[-1] in (1, 3, 4) and min(shape[:2]) > 16)
-        if picture:
-            return "image", {"preprocess": {"size": int(min(max(shape[:2]), MAX_IMAGE_SIDE)),
-                                            "color": "rgb" if len(shape) == 3 and shape[-1] > 1 else "gray",
-                                            "normalize": "standard"}}
-    try:
-        lengths = [read_signal(path).shape[-1]]
-    except DecodeError as err:
-        raise ValueError(err.reason) from None
-    for other in paths:
-        try:
-            lengths.append(read_signal(other).shape[-1])
-        except DecodeError:  # reported when the manifest is encoded
-            continue
-    length = int(max(lengths))
-    if length < SPECTROGRAM_FROM:
-        return "signal", {"preprocess": {"length": length}}
-    n_fft = 256 if length >= 2 * SPECTROGRAM_FROM else 128  # 15 frames or more, half-overlapped
-    return "signal", {"preprocess": {"length": length, "spectrogram": {"n_fft": n_fft, "hop": n_fft // 2}}}
 
 
 def _scalar(value: Any) -> Any:
