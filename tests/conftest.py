@@ -24,6 +24,7 @@ def _one_torch_thread():
 @pytest.fixture(autouse=True)
 def _no_cache_from_the_environment(monkeypatch):
     """A POLYMODAL_CACHE_DIR of the developer's shell would give every test a feature cache."""
-    from polymodal.data.cache import CACHE_ENV
+    from polymodal.data.cache import CACHE_ENV, RANKS_CACHE_ENV
 
     monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.delenv(RANKS_CACHE_ENV, raising=False)

@@ -99,14 +99,18 @@ class SortedIndex:
         return found, values
 
 
-CACHE_ENV = "POLYMODAL_CACHE_DIR"  # the cache folder where a config names no data.cache_dir
+CACHE_ENV = "POLYMODAL_CACHE_DIR"  # a user's cache folder where a config names no data.cache_dir
+RANKS_CACHE_ENV = "POLYMODAL_RANKS_CACHE"  # set by a distributed fit, for the ranks it starts, while it runs
 
 
 def cache_root(config_dir: str | os.PathLike | None) -> str | os.PathLike | None:
-    """The feature cache's folder: ``data.cache_dir``, else the ``POLYMODAL_CACHE_DIR``
-    environment variable (set by a user for every run, or by a distributed fit for the ranks it
-    starts), else None (no cache)."""
-    return config_dir if config_dir is not None else (os.environ.get(CACHE_ENV) or None)
+    """The feature cache's folder: ``data.cache_dir``, else ``POLYMODAL_CACHE_DIR`` (a user's, for
+    every run), else the temporary cache a distributed fit shares with the ranks it starts (while it
+    exists: never created again once that fit has removed it), else None (no cache)."""
+    if config_dir is not None:
+        return config_dir
+    ranks = os.environ.get(RANKS_CACHE_ENV)
+    return os.environ.get(CACHE_ENV) or (ranks if ranks and os.path.isdir(ranks) else None)
 
 
 def open_cache_dir(cache_dir: str | os.PathLike) -> Path:

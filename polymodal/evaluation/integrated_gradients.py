@@ -173,7 +173,9 @@ def _tabular_bars(predictor: MultimodalPredictor, modality: str, raw: np.ndarray
     for i, column in enumerate(prep.numeric):
         given = values[i] * prep.scale[i] + prep.center[i]  # back from the standardised input
         blank = flags and values[len(prep.numeric) + i] > 0.5
-        labels.append(f"{column} (blank: imputed {given:.4g})" if blank else f"{column} = {given:.4g}")
+        maybe = not flags and np.isclose(given, prep.fill[i])  # without flags a blank reads as the imputed value
+        labels.append(f"{column} (blank: imputed {given:.4g})" if blank else
+                      f"{column} = {given:.4g} (the imputed value: blank?)" if maybe else f"{column} = {given:.4g}")
     labels += [f"{c} (missing)" for c in prep.numeric] if flags else []
     n = len(labels)
     parts, start = [raw[:n]], n

@@ -150,22 +150,30 @@ def lightning_precision(cfg: TrainConfig) -> str:
 def cache_shared_with_ranks(config: Any) -> Iterator[None]:
     """Around a fit whose other ranks Lightning starts from this process (several processes, no
     torchrun or SLURM) and whose ``config`` names no feature cache (``data.cache_dir``, or
-    ``POLYMODAL_CACHE_DIR``): encode into a temporary cache, named in ``POLYMODAL_CACHE_DIR`` for
-    the ranks started later with this environment, so that they read what this process decoded
-    and fitted instead of doing it again each; removed after the fit."""
-    from polymodal.data.cache import CACHE_ENV, cache_root
+    ``POLYMODAL_CACHE_DIR``): encode into a temporary cache (in ``$TMPDIR``), named in
+    ``POLYMODAL_RANKS_CACHE`` for the ranks started later with this environment, so that they read
+    what this process decoded and fitted instead of doing it again each; removed after the fit.
+    In such a rank, the variable is dropped when its fit returns: what its script does next
+    (``evaluate`` on every rank) keeps nothing in the folder its first process removes."""
+    from polymodal.data.cache import CACHE_ENV, RANKS_CACHE_ENV
 
+    if os.environ.get(RANKS_CACHE_ENV) and secondary_process(config.train):  # a rank the first process started
+        try:
+            yield
+        finally:
+            os.environ.pop(RANKS_CACHE_ENV, None)
+        return
     launched = os.environ.get("WORLD_SIZE") or secondary_process(config.train) or (
         world_size(config.train) > 1 and slurm_launched())
-    if cache_root(config.data.cache_dir) is not None or world_size(config.train) == 1 or launched:
+    if config.data.cache_dir is not None or os.environ.get(CACHE_ENV) or world_size(config.train) == 1 or launched:
         yield
         return
     folder = tempfile.mkdtemp(prefix="polymodal-ranks-cache-")
-    os.environ[CACHE_ENV] = folder
+    os.environ[RANKS_CACHE_ENV] = folder
     try:
         yield
     finally:
-        os.environ.pop(CACHE_ENV, None)
+        os.environ.pop(RANKS_CACHE_ENV, None)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -84,29 +84,40 @@ def test_keeping_the_short_batch_depends_on_each_ranks_share():
 
 def test_ranks_lightning_starts_share_one_temporary_cache_removed_after_the_fit(monkeypatch, tmp_path):
     """Ranks started by this process (after it preprocessed) read its cache instead of decoding
-    every file again; never where the config names a cache, torchrun started the ranks, or one
-    process trains."""
-    from polymodal.config import load_config
-    from polymodal.data.cache import CACHE_ENV, cache_root
-    from polymodal.training.devices import cache_shared_with_ranks
-
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", CACHE_ENV):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    every file again; never where a cache is named, torchrun started the ranks, or one process
+    trains. A started rank drops the variable when its fit returns, and a removed folder is never
+    made again (what a rank's script does after fit kept writing into it, left in /tmp)."""
     import tempfile
 
+    from polymodal.config import load_config
+    from polymodal.data.cache import CACHE_ENV, RANKS_CACHE_ENV, cache_root
+    from polymodal.training.devices import cache_shared_with_ranks
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", CACHE_ENV, RANKS_CACHE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
     ddp = load_config(classification_config(devices=2, strategy="ddp", accelerator="cpu"))
     with cache_shared_with_ranks(ddp):
-        shared = os.environ[CACHE_ENV]
+        shared = os.environ[RANKS_CACHE_ENV]
         assert Path(shared).parent == tmp_path and cache_root(ddp.data.cache_dir) == shared
-    assert CACHE_ENV not in os.environ and not Path(shared).exists()
+        with monkeypatch.context() as rank:  # a rank Lightning started inherits the variable
+            rank.setenv("LOCAL_RANK", "1")
+            with cache_shared_with_ranks(ddp):
+                assert cache_root(None) == shared
+            assert RANKS_CACHE_ENV not in os.environ  # dropped when its fit returned
+            rank.setenv(RANKS_CACHE_ENV, shared)
+    assert RANKS_CACHE_ENV not in os.environ and not Path(shared).exists()
+    monkeypatch.setenv(RANKS_CACHE_ENV, shared)  # a stale name of a removed folder: no cache, none made
+    assert cache_root(None) is None
+    monkeypatch.delenv(RANKS_CACHE_ENV)
     for config, env in ((load_config(classification_config()), {}),  # one process
                         (ddp, {"WORLD_SIZE": "2"}),  # torchrun started every rank at once
+                        (ddp, {CACHE_ENV: str(tmp_path / "users")}),  # the user's cache serves every rank
                         (load_config({**classification_config(devices=2, strategy="ddp", accelerator="cpu"),
                                       "data": {"cache_dir": str(tmp_path / "mine")}}), {})):
         with monkeypatch.context() as patched:
             for name, value in env.items():
                 patched.setenv(name, value)
             with cache_shared_with_ranks(config):
-                assert CACHE_ENV not in os.environ
+                assert RANKS_CACHE_ENV not in os.environ
