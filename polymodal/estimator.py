@@ -6,7 +6,8 @@ That is the config, the fitted data pipeline, the facts of the fit (``history``,
 reading and encoding manifests, batching, batched inference and what every run folder holds
 (config, preprocessing, weights and results: :mod:`polymodal.runfolder`; the pretrained
 encoders' files: :mod:`polymodal.assets`). A
-subclass keeps its network in its own attribute and brings ``require_fitted``, ``_split`` (how
+subclass keeps its network in its own attribute and brings ``require_fitted``, ``output_network``
+and ``n_outputs`` (the network as ``(inputs, present) -> (B, K)`` outputs), ``_split`` (how
 ``valid`` is held out of ``train`` when none is given), ``fit``, ``evaluate``, ``predict``, and
 ``load`` around :meth:`_open_run` and ``_write_report`` (what :meth:`save` writes besides what
 every run holds).
@@ -14,8 +15,8 @@ every run holds).
 The layers built over a fitted model (evaluation, retrieval, deploy) use these public methods
 beside the user-facing ones: :meth:`require_fitted` (pipeline and network), :meth:`encode_data`
 (a manifest read and encoded), :meth:`infer` (a module run over an encoded table in batches),
-``device``; a predictor adds ``raw_outputs`` (the network's outputs) and ``score_outputs``
-(task metrics of outputs).
+:meth:`raw_outputs` (:meth:`output_network` over an encoded table: what an export is checked
+against), ``device``; a predictor adds ``score_outputs`` (task metrics of outputs).
 """
 
 from __future__ import annotations
@@ -175,6 +176,26 @@ class Estimator:
         Raises:
             NotFittedError: neither ``fit`` nor ``load`` has run.
         """
+        raise NotImplementedError
+
+    def output_network(self) -> torch.nn.Module:
+        """The fitted network with one face for every task: ``(inputs, present) -> (B, K)`` raw
+        outputs (a classifier's logits or values, an anomaly detector's scores); what an export traces.
+
+        Raises:
+            NotFittedError: neither ``fit`` nor ``load`` has run.
+        """
+        raise NotImplementedError
+
+    def raw_outputs(self, table: EncodedTable) -> np.ndarray:
+        """:meth:`output_network`'s outputs (N, K) for an encoded table."""
+        network = self.output_network()
+        return self.infer(network, table, lambda batch: network(batch["inputs"], batch["present"]),
+                          (0, self.n_outputs))
+
+    @property
+    def n_outputs(self) -> int:
+        """K, the width of :meth:`raw_outputs`."""
         raise NotImplementedError
 
     def _mark_fitted(self) -> None:

@@ -30,7 +30,6 @@ from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
 from polymodal.config.align import aligned_modalities, modality_pairs
 from polymodal.data.embeddings import attach_cached_features
-from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import stratified_holdout
@@ -289,11 +288,12 @@ class MultimodalPredictor(Estimator):
         self._check_config_unchanged()
         return self.pipeline, self.net
 
-    def raw_outputs(self, table: EncodedTable) -> np.ndarray:
-        """Raw network outputs (B, K) for an encoded table."""
-        pipeline, net = self.require_fitted()
-        return self.infer(net, table, lambda batch: net(batch["inputs"], batch["present"]),
-                           (0, pipeline.targets.n_outputs))
+    def output_network(self) -> MultimodalNet:
+        return self.require_fitted()[1]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.require_fitted()[0].targets.n_outputs
 
     def _score(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         scores = self.score_outputs(outputs, targets)

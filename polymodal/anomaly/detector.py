@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal import runfolder
-from polymodal.anomaly.model import AnomalyModel, build_anomaly_net
+from polymodal.anomaly.model import AnomalyModel, ScoreNetwork, build_anomaly_net
 from polymodal.anomaly.scorers import build_scorer
 from polymodal.anomaly.targets import AnomalyTargets
 from polymodal.assets import restore_contexts
@@ -37,7 +37,6 @@ from polymodal.data.split import random_holdout
 from polymodal.errors import ManifestError, NotFittedError, SchemaMismatchError
 from polymodal.estimator import (
     EXPLAIN,
-    EXPORT,
     ROBUSTNESS,
     SUBSETS,
     Estimator,
@@ -54,9 +53,6 @@ _UNSUPPORTED = {  # capability -> why an anomaly detector has none
     SUBSETS: _SCORES + "score rows with a modality left empty through predict instead",
     ROBUSTNESS: _SCORES + "score corrupted copies of your files through predict instead",
     EXPLAIN: _SCORES + "modality attributions are computed for classification, multilabel and regression",
-    EXPORT: "the scorer (autoencoder error, Deep SVDD, Mahalanobis, consistency) has no exported graph to "
-            "export or serve; score rows with 'polymodal predict RUN --data ROWS' or, in Python, "
-            "AnomalyDetector.load(RUN).predict_frame(ROWS)",
 }
 
 
@@ -78,7 +74,7 @@ class AnomalyDetector(Estimator):
 
     @property
     def unsupported(self) -> dict[str, str]:
-        """Only scores: no subsets, robustness sweep, attributions or exported graph."""
+        """Only scores: no subsets, robustness sweep or attributions (the scores export and serve)."""
         return _UNSUPPORTED
 
     def __init__(self, config: Config | dict[str, Any] | str | os.PathLike):
@@ -250,10 +246,16 @@ class AnomalyDetector(Estimator):
         self._check_config_unchanged()
         return self.pipeline, self.model
 
+    def output_network(self) -> ScoreNetwork:
+        return ScoreNetwork(self.require_fitted()[1])
+
+    @property
+    def n_outputs(self) -> int:
+        return 1
+
     def _scores(self, table: EncodedTable) -> np.ndarray:
         """(N,) anomaly scores of an encoded table."""
-        _, model = self.require_fitted()
-        return self.infer(model, table, model, (0,))
+        return self.raw_outputs(table)[:, 0]
 
     def predict_frame(self, data: DataSource, modalities: Any = None, **_: Any) -> pd.DataFrame:
         """``score`` (higher = more anomalous), ``flag`` (score above the validation threshold) and

@@ -175,3 +175,15 @@ class AnomalyModel(nn.Module):
     def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """(B,) anomaly scores."""
         return self.scorer.score(self.net, batch)
+
+
+class ScoreNetwork(nn.Module):
+    """An anomaly model with a classifier's face, ``(inputs, present) -> (B, 1)`` scores: what
+    :meth:`~polymodal.estimator.Estimator.output_network` gives and an export traces."""
+
+    def __init__(self, model: AnomalyModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: Inputs, present: Present) -> torch.Tensor:
+        return self.model({"inputs": inputs, "present": present}).unsqueeze(1)

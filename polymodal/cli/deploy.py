@@ -50,17 +50,21 @@ def export(
     parity = report.parity
     console.print(f"exported {', '.join(report.files)} to {report.folder}")
     print_recorded(report)
-    console.print(f"parity on {parity['source']}: max |exported - eager| = {parity['graph_max_abs_diff']:.2e} "
+    relative = " / max(1, |eager|)" if parity["measure"] == "relative" else ""
+    console.print(f"parity on {parity['source']}: max |exported - eager|{relative} = {parity['graph_max_abs_diff']:.2e} "
                   f"(allowed {tolerance:g})")
     if "runtime_max_abs_diff" in parity:
         console.print(f"numpy runtime + ONNX vs eager predictor on {parity['runtime_rows']} rows: "
-                      f"max diff {parity['runtime_max_abs_diff']:.2e}")
+                      f"max diff{relative} {parity['runtime_max_abs_diff']:.2e}")
     q = report.quantized
     if q:
         accuracy = (f"; accuracy {q['accuracy']:.4f} -> {q['accuracy_int8']:.4f} on {q['rows']} rows"
                     if "accuracy" in q else "")
+        if "flag_agreement" in q:
+            accuracy = (f"; the same flag on {q['flag_agreement']:.1%} of {q['rows']} rows"
+                        + (f", AUROC {q['auroc']:.4f} -> {q['auroc_int8']:.4f}" if "auroc" in q else ""))
         console.print(f"int8: {q['size_bytes'] / 1e6:.2f} MB (float {q['float_size_bytes'] / 1e6:.2f} MB), "
-                      f"max output diff {q['max_abs_diff']:.3g}, speed-up x{q['speedup_row']:.2f} at batch 1, "
+                      f"max output diff{relative} {q['max_abs_diff']:.3g}, speed-up x{q['speedup_row']:.2f} at batch 1, "
                       f"x{q['speedup_batch']:.2f} on {q['speedup_rows']} rows (int8 runs one row at a time, float "
                       f"as one batch){accuracy}")
 

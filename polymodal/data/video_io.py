@@ -18,7 +18,7 @@ from PIL import Image
 
 from polymodal.data.video_headers import check_complete, reported_frames
 from polymodal.errors import DecodeError, MissingDependencyError
-from polymodal.utils.images import to_8bit
+from polymodal.utils.images import array_to_pil, pixels_to_8bit, to_8bit
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv"})
 FRAME_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
@@ -314,18 +314,28 @@ def read_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int,
     suffix = Path(path).suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         return _container_frames(path, pick, max_frames, by_time, max_pixels, convert)
-    array = npy(path)
+    return array_frames(npy(path), pick, max_frames, max_pixels=max_pixels, convert=convert, path=path)
+
+
+def array_frames(array: np.ndarray, pick: Callable[[int], np.ndarray], max_frames: int, *,
+                 max_pixels: int | None = None, convert: Callable[[Image.Image], Any] = _unchanged,
+                 path: str = "the array") -> list[Any]:
+    """The selected frames of a (T, H, W) or (T, H, W, C) array of frames (a ``.npy`` clip), scaled
+    to 8 bits once for the whole clip and each passed through ``convert`` (see :func:`read_frames`).
+
+    Raises:
+        DecodeError: another shape, more than ``max_frames`` frames or larger frames than
+            ``max_pixels``, naming ``path``.
+    """
     if array.ndim not in (3, 4) or array.shape[0] == 0:
         raise DecodeError(f"expected a (T, H, W) or (T, H, W, C) array of frames; got shape {array.shape}", path=path)
     if array.shape[0] > max_frames:
         raise DecodeError(f"video has {array.shape[0]:,} frames, more than preprocess.max_frames ({max_frames:,})",
                           path=path)
     _check_pixels(*_npy_frame_pixels(array.shape), max_pixels, "frames are", path)
-    from polymodal.data.modalities.image import _to_pil, pixels_to_8bit
-
     clip = pixels_to_8bit(np.asarray(array), path)  # one scale for the clip, not one guess per frame
     wanted = pick(array.shape[0]).tolist()
-    converted = {index: convert(_to_pil(clip[index], path)) for index in dict.fromkeys(wanted)}
+    converted = {index: convert(array_to_pil(clip[index], path)) for index in dict.fromkeys(wanted)}
     return [converted[index] for index in wanted]
 
 

@@ -36,7 +36,15 @@ from polymodal.data.pipeline import DataSource
 from polymodal.data.skipped import require_rows
 from polymodal.deploy import parity
 from polymodal.deploy.errors import ExportError, first_line, onnxruntime_errors
-from polymodal.deploy.graph import OUTPUT, ExportedGraph, GraphInput, example_feeds, exportable_ops, graph_inputs
+from polymodal.deploy.graph import (
+    OUTPUT,
+    ExportedGraph,
+    GraphInput,
+    every_row_encoded,
+    example_feeds,
+    exportable_ops,
+    graph_inputs,
+)
 from polymodal.deploy.runtime import FORMAT_VERSION, INT8_FILE, META_FILE, ONNX_FILE, TORCHSCRIPT_FILE
 from polymodal.errors import DecodeError, ManifestError, OptionError
 from polymodal.estimator import EXPORT
@@ -131,20 +139,38 @@ def _json_label(label: Any) -> Any:
 
 
 def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
-    cfg, targets = predictor.config, predictor.pipeline.targets
-    main = targets.slots[0].outputs if isinstance(targets, MultiTargetEncoder) else (0, targets.n_outputs)
-    main_targets = targets.main if isinstance(targets, MultiTargetEncoder) else targets
+    cfg = predictor.config
     meta: dict[str, Any] = {
-        "format_version": FORMAT_VERSION, "polymodal_version": __version__, "task": cfg.task,
-        "target": cfg.targets, "main_outputs": list(main),
-        "classes": [_json_label(c) for c in main_targets.classes] if cfg.task == "classification" else list(cfg.targets),
+        "format_version": FORMAT_VERSION, "polymodal_version": __version__, "task": cfg.task, "target": cfg.targets,
+        **task_meta(predictor),
         "modalities": {name: modality_meta(predictor, name, inputs) for name in sorted(cfg.modalities)},
         "graph": {"inputs": [{"name": i.name, "shape": ["batch", *i.shape], "dtype": i.dtype} for i in inputs],
                   "output": OUTPUT, "opset": OPSET},
     }
-    if cfg.task == "regression":
-        meta["target_scaling"] = [main_targets.mean.tolist(), main_targets.std.tolist()]
     return meta
+
+
+def task_meta(predictor: Any) -> dict[str, Any]:
+    """What ``deploy.json`` says about the outputs: ``main_outputs`` (the graph's columns of the main
+    task), ``classes`` (class names, else the outputs' names) and the task's own entry:
+    ``target_scaling`` (regression) or ``anomaly`` (the scorer, its flag ``threshold`` and why a
+    row may get no score)."""
+    cfg = predictor.config
+    if cfg.task == "anomaly":
+        scorer = predictor.require_fitted()[1].scorer
+        threshold = float(scorer.threshold)
+        return {"main_outputs": [0, 1], "classes": ["score"],
+                "anomaly": {"scorer": scorer.name, "threshold": threshold if np.isfinite(threshold) else None,
+                            "unscored_reason": scorer.unscored_reason}}
+    targets = predictor.pipeline.targets
+    main = targets.slots[0].outputs if isinstance(targets, MultiTargetEncoder) else (0, targets.n_outputs)
+    main_targets = targets.main if isinstance(targets, MultiTargetEncoder) else targets
+    out: dict[str, Any] = {
+        "main_outputs": list(main),
+        "classes": [_json_label(c) for c in main_targets.classes] if cfg.task == "classification" else list(cfg.targets)}
+    if cfg.task == "regression":
+        out["target_scaling"] = [main_targets.mean.tolist(), main_targets.std.tolist()]
+    return out
 
 
 def export_onnx(graph: ExportedGraph, path: Path) -> set[str]:
@@ -312,14 +338,12 @@ def check_exportable(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx
 def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None, rows: int, tolerance: float,
                  quantize: bool) -> ExportReport:
     """Write the graph and ``deploy.json`` into the empty ``folder`` and run every check there."""
-    pipeline, net = predictor.require_fitted()
-    net = net.cpu().eval()
+    pipeline = predictor.require_fitted()[0]
+    net = predictor.output_network().cpu().eval()
     inputs = graph_inputs(pipeline.preprocessors)
     meta = build_meta(predictor, inputs)
     graph = ExportedGraph(net, pipeline.preprocessors).eval()
-    previous = net.encode_present_only
-    net.encode_present_only = False  # every encoder runs on every row: no data-dependent shapes
-    try:
+    with every_row_encoded(net):
         if fmt == "onnx":
             taken = export_onnx(graph, folder / ONNX_FILE)
             meta["graph"]["inputs"] = [i for i in meta["graph"]["inputs"] if i["name"] in taken]
@@ -327,8 +351,6 @@ def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None
         else:
             export_torchscript(graph, folder / TORCHSCRIPT_FILE)
             meta["graph"]["torchscript_file"] = TORCHSCRIPT_FILE
-    finally:
-        net.encode_present_only = previous
     files = [meta["graph"].get("file") or TORCHSCRIPT_FILE]
     manifest, table = None, None
     if data is not None:  # only the rows the checks use are read and decoded

@@ -6,7 +6,9 @@ text ``ids`` (B, max_tokens) and ``length``; tabular ``num`` and ``cat``; signal
 ``length``), then its presence mask (B,) bool. Inside, each preprocessor's own ``to_batch``
 (eval mode: normalisation with fitted statistics, masks from lengths) and the network run, so
 the exported file needs nothing of the batch-time code. Input names are ``<modality>.<array>``
-and ``<modality>.present``; the output is ``outputs`` (B, K) raw logits or values.
+and ``<modality>.present``; the output is ``outputs`` (B, K): the estimator's
+:meth:`~polymodal.estimator.Estimator.output_network` outputs (raw logits or values of a
+predictor, (B, 1) scores of an anomaly detector).
 """
 
 from __future__ import annotations
@@ -50,14 +52,15 @@ def graph_inputs(preprocessors: Mapping[str, Preprocessor]) -> list[GraphInput]:
 
 
 class ExportedGraph(nn.Module):
-    """``MultimodalNet`` preceded by the preprocessors' batch-time step (see the module docstring).
+    """An estimator's output network preceded by the preprocessors' batch-time step (see the module docstring).
 
     Args:
-        net: the trained network (its encoders run on every row: no data-dependent shapes).
+        net: ``(inputs, present) -> (B, K)``, the trained network (trace it inside
+            :func:`every_row_encoded`: no data-dependent shapes).
         preprocessors: the fitted preprocessors by modality name.
     """
 
-    def __init__(self, net: MultimodalNet, preprocessors: Mapping[str, Preprocessor]):
+    def __init__(self, net: nn.Module, preprocessors: Mapping[str, Preprocessor]):
         super().__init__()
         self.net = net
         self.preprocessors = dict(preprocessors)
@@ -113,13 +116,44 @@ def _adaptive_max_pool1d(x: torch.Tensor, output_size: int | Sequence[int], retu
     return torch.cat(bins, dim=-1)
 
 
+def _adaptive_avg_pool1d(x: torch.Tensor, output_size: int | Sequence[int]) -> torch.Tensor:
+    """``adaptive_avg_pool1d`` over static bins as differences of a float64 running sum (ONNX's
+    own translation needs the length to be a multiple of the output size; the anomaly
+    reconstruction target pools any length to ``recon_size``)."""
+    size = int(output_size[0] if isinstance(output_size, Sequence) else output_size)
+    steps = x.shape[-1]
+    start = torch.tensor([(i * steps) // size for i in range(size)])
+    stop = torch.tensor([-((-(i + 1) * steps) // size) for i in range(size)])
+    running = x.double().cumsum(dim=-1)
+    total = torch.cat([torch.zeros_like(running[..., :1]), running], dim=-1)  # (a pad exports as a reversed slice)
+    sums = total.index_select(-1, stop) - total.index_select(-1, start)
+    return (sums / (stop - start).double()).to(x.dtype)
+
+
 @contextmanager
 def exportable_ops() -> Iterator[None]:
     """While exporting, replace functional ops that the ONNX exporter cannot translate (adaptive max
-    pooling, used to downsample masks) by equivalent compositions of supported ones."""
-    original = nn.functional.adaptive_max_pool1d
+    pooling, used to downsample masks; adaptive average pooling to a size that does not divide the
+    length) by equivalent compositions of supported ones."""
+    originals = nn.functional.adaptive_max_pool1d, nn.functional.adaptive_avg_pool1d
     nn.functional.adaptive_max_pool1d = _adaptive_max_pool1d
+    nn.functional.adaptive_avg_pool1d = _adaptive_avg_pool1d
     try:
         yield
     finally:
-        nn.functional.adaptive_max_pool1d = original
+        nn.functional.adaptive_max_pool1d, nn.functional.adaptive_avg_pool1d = originals
+
+
+@contextmanager
+def every_row_encoded(network: nn.Module) -> Iterator[None]:
+    """Every encoder inside ``network`` runs on every row, present or not, while the context is
+    open (no data-dependent shapes to trace; absent rows are still masked by the fusion)."""
+    nets = [m for m in network.modules() if isinstance(m, MultimodalNet)]
+    previous = [n.encode_present_only for n in nets]
+    for n in nets:
+        n.encode_present_only = False
+    try:
+        yield
+    finally:
+        for n, value in zip(nets, previous, strict=True):
+            n.encode_present_only = value

@@ -54,7 +54,8 @@ def table_feeds(table: EncodedTable, rows: np.ndarray, hide: bool) -> dict[str, 
 def eager_outputs(predictor: Any, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
     """The eager network on graph feeds, through the preprocessors' own ``to_batch`` (batch-time
     trimming included) and the net's usual present-rows-only encoding."""
-    pipeline, net = predictor.require_fitted()
+    pipeline = predictor.require_fitted()[0]
+    net = predictor.output_network()
     inputs, present = {}, {}
     for name, prep in pipeline.preprocessors.items():
         arrays = {k.split(".", 1)[1]: torch.from_numpy(v) for k, v in feeds.items()
@@ -90,6 +91,27 @@ def _runner(folder: Path, meta: Mapping[str, Any]) -> Any:
     return run
 
 
+def difference_measure(predictor: Any) -> str:
+    """How exported and eager outputs are compared: ``absolute`` (logits, probabilities, values), or
+    ``relative`` for an anomaly detector's scores (distances of no fixed scale, where float32
+    rounding grows with the score): ``|exported - eager| / max(1, |eager|)``."""
+    return "relative" if predictor.config.task == "anomaly" else "absolute"
+
+
+def output_difference(got: np.ndarray, eager: np.ndarray, measure: str) -> float:
+    """The largest difference between two output arrays by ``measure`` (:func:`difference_measure`);
+    NaN on both sides agrees (a row neither scores), NaN on one side is an infinite difference."""
+    diff = np.abs(got.astype(np.float64) - eager)
+    if measure == "relative":
+        diff /= np.maximum(1.0, np.abs(eager))
+    diff = np.where(np.isnan(got) & np.isnan(eager), 0.0, np.nan_to_num(diff, nan=np.inf))
+    return float(diff.max(initial=0.0))
+
+
+def _describe(measure: str) -> str:
+    return "differ by up to" if measure == "absolute" else "differ, relative to max(1, |eager score|), by up to"
+
+
 def _batched(fn: Any, feeds: Mapping[str, np.ndarray], n: int) -> np.ndarray:
     return np.concatenate([fn({k: v[s:s + CHECK_BATCH] for k, v in feeds.items()}) for s in range(0, n, CHECK_BATCH)])
 
@@ -105,17 +127,17 @@ def check_graph(predictor: Any, folder: Path, meta: Mapping[str, Any], table: En
         chosen = np.arange(min(rows, len(table)))
         feeds_list = [table_feeds(table, chosen, hide=False), table_feeds(table, chosen, hide=True)]
         source = f"{len(chosen)} manifest rows, as given and with modalities hidden"
-    worst, n = 0.0, 0
+    worst, n, measure = 0.0, 0, difference_measure(predictor)
     for feeds in feeds_list:
         count = len(next(iter(feeds.values())))
         exported = _batched(run, feeds, count)
         eager = _batched(lambda f: eager_outputs(predictor, f), feeds, count)
-        worst = max(worst, float(np.abs(exported - eager).max(initial=0.0)))
+        worst = max(worst, output_difference(exported, eager, measure))
         n += count
-    if not worst <= tolerance:  # also catches NaN
-        raise ExportError(f"parity check failed: exported and eager outputs differ by up to {worst:.3g} on {source}; "
-                          f"allowed {tolerance:g}")
-    return {"graph_max_abs_diff": worst, "rows": n, "source": source, "tolerance": tolerance}
+    if not worst <= tolerance:
+        raise ExportError(f"parity check failed: exported and eager outputs {_describe(measure)} {worst:.3g} on "
+                          f"{source}; allowed {tolerance:g}")
+    return {"graph_max_abs_diff": worst, "rows": n, "source": source, "tolerance": tolerance, "measure": measure}
 
 
 def manifest_rows(runtime: Any, manifest: Manifest, rows: int) -> list[dict[str, Any]]:
@@ -159,10 +181,11 @@ def check_runtime(predictor: Any, folder: Path, head: Manifest, table: EncodedTa
     got = np.concatenate([runtime.run(_runtime_feeds(runtime, head, kept[s:s + CHECK_BATCH],
                                                      [int(table.rows[i]) for i in positions[s:s + CHECK_BATCH]]))
                           for s in range(0, len(kept), CHECK_BATCH)])
-    worst = float(np.abs(got - eager).max(initial=0.0))
+    measure = difference_measure(predictor)
+    worst = output_difference(got, eager, measure)
     if not worst <= tolerance:
-        raise ExportError(f"runtime parity check failed: numpy preprocessing + ONNX and the eager predictor differ by up "
-                          f"to {worst:.3g} on {len(kept)} rows of {head.name}; allowed {tolerance:g}")
+        raise ExportError(f"runtime parity check failed: numpy preprocessing + ONNX and the eager predictor "
+                          f"{_describe(measure)} {worst:.3g} on {len(kept)} rows of {head.name}; allowed {tolerance:g}")
     return {"runtime_max_abs_diff": worst, "runtime_rows": len(kept)}
 
 
@@ -170,7 +193,6 @@ def _runtime_feeds(runtime: Any, head: Manifest, rows: list[dict[str, Any]], num
                    ) -> dict[str, np.ndarray]:
     """The runtime's feeds for check ``rows`` (manifest rows ``numbers``); an input the runtime
     refuses that training read is named: its row, modality and file, and why."""
-    from polymodal.data.video_io import VIDEO_SUFFIXES
     from polymodal.deploy.errors import RequestError
 
     try:
@@ -182,13 +204,9 @@ def _runtime_feeds(runtime: Any, head: Manifest, rows: list[dict[str, Any]], num
             except RequestError as err:
                 value = row.get(err.field) if err.field else None
                 named = f" ({value})" if isinstance(value, str) and len(value) < 300 else ""
-                track = isinstance(value, str) and Path(value).suffix.lower() in VIDEO_SUFFIXES
-                hint = ("; the runtime reads audio files, not the sound track of a video: extract the tracks (e.g. "
-                        "ffmpeg -i clip.mp4 clip.wav) and give --data a manifest naming them to check the export on, "
-                        "and send the service audio files" if track else "")
                 modality = f", modality '{err.field}'{named}" if err.field else ""
                 raise ExportError(f"the numpy runtime cannot read {head.where(number)}{modality}, which training "
-                                  f"read: {err}{hint}") from None
+                                  f"read: {err}") from None
         raise
 
 
@@ -237,9 +255,11 @@ def quantize_and_measure(predictor: Any, folder: Path, meta: Mapping[str, Any], 
     runtime runs it: one row at a time (see :func:`polymodal.deploy.runtime.run_graph`).
 
     Returns:
-        ``max_abs_diff`` (int8 vs float outputs), ``accuracy`` / ``accuracy_int8`` on labelled
-        rows, file sizes, ``speedup_row`` (float vs int8 latency at batch 1) and ``speedup_batch``
-        (float on a batch of ``speedup_rows`` rows vs int8 on the same rows, one by one).
+        ``max_abs_diff`` (int8 vs float outputs, by ``measure``: see :func:`difference_measure`),
+        ``accuracy`` / ``accuracy_int8`` on labelled classification rows (an anomaly detector:
+        ``flag_agreement`` and ``auroc`` / ``auroc_int8``), file sizes, ``speedup_row`` (float vs
+        int8 latency at batch 1) and ``speedup_batch`` (float on a batch of ``speedup_rows`` rows vs
+        int8 on the same rows, one by one).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -255,8 +275,7 @@ def quantize_and_measure(predictor: Any, folder: Path, meta: Mapping[str, Any], 
         head = manifest.subset(np.arange(min(rows, len(manifest))))
         table = predictor.encode_data(head, require_target=False, modalities=None)[1]
         feeds = table_feeds(table, np.arange(len(table)), hide=False)
-        target = predictor.config.targets[0]
-        labels = head.frame[target].iloc[table.rows] if target in head.frame and predictor.config.task == "classification" else None
+        labels = _check_labels(predictor, head, table)
 
     def fp(f: Mapping[str, np.ndarray]) -> np.ndarray:
         return run_graph(float_s, names, f)
@@ -269,13 +288,17 @@ def quantize_and_measure(predictor: Any, folder: Path, meta: Mapping[str, Any], 
     batch = {k: v[:CHECK_BATCH] for k, v in feeds.items()}
     one = {k: v[:1] for k, v in feeds.items()}
     result: dict[str, Any] = {
-        "file": INT8_FILE, "ops": list(QUANTIZED_OPS), "rows": count, "max_abs_diff": float(np.abs(out_fp - out_q8).max(initial=0.0)),
+        "file": INT8_FILE, "ops": list(QUANTIZED_OPS), "rows": count,
+        "max_abs_diff": output_difference(out_q8, out_fp, difference_measure(predictor)),
+        "measure": difference_measure(predictor),
         "size_bytes": (folder / INT8_FILE).stat().st_size, "float_size_bytes": (folder / meta["graph"]["file"]).stat().st_size,
         "speedup_row": latency(fp, one) / latency(q8, one),
         "speedup_batch": latency(fp, batch, repeats=5) / latency(q8, batch, repeats=5),
         "speedup_rows": len(next(iter(batch.values()))),
     }
-    if labels is not None and labels.notna().all():
+    if predictor.config.task == "anomaly":
+        result.update(_int8_anomaly_figures(meta, out_fp[:, 0], out_q8[:, 0], labels))
+    elif labels is not None and labels.notna().all():
         from polymodal.data.targets import label_key
 
         index = {label_key(c): i for i, c in enumerate(meta["classes"])}  # 7, "7" and 7.0 are one label
@@ -284,3 +307,37 @@ def quantize_and_measure(predictor: Any, folder: Path, meta: Mapping[str, Any], 
         result["accuracy"] = float((out_fp[:, start:stop].argmax(1) == truth).mean())
         result["accuracy_int8"] = float((out_q8[:, start:stop].argmax(1) == truth).mean())
     return result
+
+
+def _check_labels(predictor: Any, head: Manifest, table: EncodedTable) -> Any:
+    """The labels of the encoded check rows that int8 is measured on: class labels (a pandas Series)
+    of a classifier, the anomaly labels (1 anomaly, 0 normal, -1 unknown) of an anomaly detector;
+    None when the rows have none."""
+    target = predictor.config.targets[0] if predictor.config.targets else None
+    if target is None or target not in head.frame:
+        return None
+    if predictor.config.task == "anomaly":
+        return predictor.pipeline.targets.encode(head, table.rows)
+    return head.frame[target].iloc[table.rows] if predictor.config.task == "classification" else None
+
+
+def _int8_anomaly_figures(meta: Mapping[str, Any], scores: np.ndarray, scores_int8: np.ndarray,
+                          labels: np.ndarray | None) -> dict[str, Any]:
+    """What int8 changes in an anomaly detector's answers: ``flag_agreement`` (the share of rows
+    flagged alike, at the export's threshold) and, on rows labelled both ways, ``auroc`` /
+    ``auroc_int8``."""
+    from polymodal.metrics.anomaly import anomaly_metrics
+
+    threshold = meta["anomaly"]["threshold"]
+    limit = np.inf if threshold is None else threshold
+
+    def flags(s: np.ndarray) -> np.ndarray:
+        return np.isnan(s) | (s > limit)
+
+    out: dict[str, Any] = {"flag_agreement": float((flags(scores) == flags(scores_int8)).mean())}
+    if labels is not None:
+        known = labels >= 0
+        before, after = anomaly_metrics(scores[known], labels[known]), anomaly_metrics(scores_int8[known], labels[known])
+        if before["auroc"] is not None and after["auroc"] is not None:
+            out.update(auroc=before["auroc"], auroc_int8=after["auroc"])
+    return out

@@ -13,15 +13,20 @@ Accepted values per kind:
   the model's is resampled band-limited (:func:`~polymodal.utils.signals.resample`: FFT, with the passband edge of the soxr
   resampler training uses; samples differ from training's by about 1e-3 inside the clip, and by up
   to about 2e-2 in its first and last few milliseconds, where the two filters ring differently).
+  A video container (bytes or path) gives its sound track, read with PyAV as training reads it.
 - text: a string. signal: an array (C, L), or ``.npy`` or CSV bytes/path (told apart by content; a
   CSV is read as training reads it: :mod:`polymodal.utils.signal_csv`). tabular: a mapping column -> value.
+- video: a container's bytes or path (MP4, MOV, WebM, MKV, AVI; decoded with PyAV), a frame folder's
+  path, a ``.npy`` clip (bytes or path) or a (T, H, W[, C]) array; sampled and converted by the
+  training code (:mod:`polymodal.data.video_io`, which needs numpy, Pillow and PyAV, no torch).
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -107,9 +112,14 @@ class ImageFeatures(Features):
             if image.format in EXIF_FORMATS:
                 image = ImageOps.exif_transpose(image)
             image = to_8bit(image)  # 16-bit scans and float images, as in training
+        return self.from_pil(image)
+
+    def from_pil(self, image: Any) -> np.ndarray:
+        """A decoded Pillow image -> colour-converted, resized uint8 (H, W, C), as training does
+        (HSV resized as RGB); also used per video frame."""
         size = self.cfg["size"]
         height, width = (size, size) if isinstance(size, int) else size
-        try:  # as training does (HSV resized as RGB)
+        try:
             image = converted_and_resized(image, self.MODES[self.cfg["color"]], self.cfg.get("background"),
                                           (height, width), self.cfg["resize"])
         except ValueError as err:  # a colour mode Pillow does not convert (LAB, ...)
@@ -140,6 +150,95 @@ class ImageFeatures(Features):
 
     def stack(self, samples: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         return {"x": np.stack(samples).astype(np.uint8, copy=False)}
+
+
+# --- video -------------------------------------------------------------------------------------
+# leading bytes of the video containers PyAV is given: (offset, bytes, type name); MP4, MOV, M4V
+# and 3GP open with an ``ftyp`` box, WebM and Matroska with EBML's magic, AVI is a RIFF of type AVI
+VIDEO_SIGNATURES = ((4, b"ftyp", "MP4/MOV"), (0, b"\x1a\x45\xdf\xa3", "WebM/MKV"), (8, b"AVI ", "AVI"))
+
+
+def video_container(data: bytes) -> str | None:
+    """The container type of a video file's bytes (see :data:`VIDEO_SIGNATURES`), or None."""
+    return next((name for offset, magic, name in VIDEO_SIGNATURES if data[offset:offset + len(magic)] == magic), None)
+
+
+def is_video(value: Any) -> bool:
+    """Whether ``value`` is a video container: bytes that open like one, or a path with a video suffix."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return video_container(bytes(value[:12])) is not None
+    if isinstance(value, str | Path):
+        from polymodal.data.video_io import VIDEO_SUFFIXES
+
+        return Path(value).suffix.lower() in VIDEO_SUFFIXES
+    return False
+
+
+@contextmanager
+def video_path(value: Any) -> Iterator[str]:
+    """A path PyAV opens for ``value``: the path itself, or bytes written to a temporary file
+    (FFmpeg reads a container in several passes; it tells the format by the content, so the
+    ``.mp4`` name suits any container)."""
+    if not isinstance(value, bytes | bytearray | memoryview):
+        yield str(value)
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="polymodal-video-") as folder:
+        path = Path(folder) / "upload.mp4"
+        path.write_bytes(value)
+        yield str(path)
+
+
+class VideoFeatures(Features):
+    """Video: a container (bytes or a path: mp4, mov, webm, mkv, avi; PyAV), a folder of frame
+    images, a ``.npy`` clip (bytes or a path) or a (T, H, W[, C]) array; frames sampled, then
+    converted and resized as images, by the training code (:mod:`polymodal.data.video_io`)."""
+
+    kind = "video"
+
+    def __init__(self, name: str, meta: Mapping[str, Any]):
+        super().__init__(name, meta)
+        self.frame = ImageFeatures(name, {**meta, "inputs": {}})  # each frame converted as an image is
+        self.frames = int(self.cfg["frames"])
+
+    def pick(self, total: int) -> np.ndarray:
+        from polymodal.data.video_io import sample_indices
+
+        return sample_indices(total, self.frames, self.cfg["sampling"], self.cfg["stride"])
+
+    def by_time(self, times: np.ndarray) -> np.ndarray:
+        from polymodal.data.video_io import sample_times
+
+        return sample_times(times, self.frames)
+
+    def decode(self, value: Any) -> tuple[np.ndarray, int]:
+        from polymodal.data.arrays import load_npy
+        from polymodal.data.video_io import array_frames, read_frames
+
+        cfg = self.cfg
+        by_time = self.by_time if cfg["sampling"] == "uniform" else None
+        try:
+            if isinstance(value, np.ndarray) or (isinstance(value, bytes) and value.startswith(NPY_MAGIC)):
+                array = value if isinstance(value, np.ndarray) else npy_from_bytes(value)
+                frames = array_frames(array, self.pick, cfg["max_frames"], max_pixels=cfg["max_pixels"],
+                                      convert=self.frame.from_pil, path="the clip")
+            else:
+                if isinstance(value, bytes | bytearray | memoryview) and video_container(bytes(value[:12])) is None:
+                    raise self.fail(f"not a video container ({', '.join(n for _, _, n in VIDEO_SIGNATURES)}) nor a "
+                                    f".npy clip; got {len(value):,} bytes starting with {content_start(bytes(value))}",
+                                    "unsupported_type", 415)
+                with video_path(value) as path:
+                    frames = read_frames(path, self.pick, cfg["max_frames"], load_npy, by_time,
+                                         max_pixels=cfg["max_pixels"], convert=self.frame.from_pil)
+        except DecodeError as err:  # unreadable, truncated, too long (max_frames), too large (max_pixels)
+            raise self.fail(err.reason, "corrupt_file") from None
+        clip = np.zeros((self.frames, *frames[0].shape), np.uint8)
+        clip[:len(frames)] = frames
+        return clip, len(frames)
+
+    def stack(self, samples: Sequence[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
+        return {"x": np.stack([s[0] for s in samples]), "length": np.asarray([s[1] for s in samples], np.int32)}
 
 
 # --- audio -------------------------------------------------------------------------------------
@@ -216,6 +315,8 @@ class AudioFeatures(Features):
                 raise self.fail(f"expected numeric samples, 1-D or 2-D (samples x channels); got dtype "
                                 f"{samples.dtype}, shape {samples.shape}", "bad_input")
             samples = mono_samples(samples)  # as training reads an array: stereo mixed down, PCM scaled
+        elif is_video(value):
+            samples, rate = self.sound_track(value)
         else:
             samples, rate = read_wav(read_bytes(value))
         if samples.size == 0:
@@ -226,6 +327,17 @@ class AudioFeatures(Features):
             raise self.fail("the audio holds NaN or infinite samples", "bad_input")
         valid = min(samples.size, self.n_samples)
         return fit_length(samples, self.n_samples, self.cfg["crop"]), valid
+
+    def sound_track(self, value: Any) -> tuple[np.ndarray, int]:
+        """The mono waveform and sample rate of a video container's first audio stream (PyAV), as
+        training reads an audio column that names a video."""
+        from polymodal.data.video_io import read_video_audio
+
+        try:
+            with video_path(value) as path:
+                return read_video_audio(path)
+        except DecodeError as err:
+            raise self.fail(err.reason, "corrupt_file") from None
 
     def stack(self, samples: Sequence[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
         waves = np.stack([s[0] for s in samples])  # (B, N)
@@ -421,5 +533,5 @@ class SignalFeatures(Features):
         return {"x": feats.reshape(b, -1, power.shape[1]).astype(np.float32), "length": lengths}
 
 
-FEATURES: dict[str, type[Features]] = {cls.kind: cls for cls in
-                                       (ImageFeatures, AudioFeatures, TextFeatures, TabularFeatures, SignalFeatures)}
+FEATURES: dict[str, type[Features]] = {cls.kind: cls for cls in (ImageFeatures, AudioFeatures, TextFeatures,
+                                                                 TabularFeatures, SignalFeatures, VideoFeatures)}

@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from polymodal.deploy.errors import RequestError, content_start
-from polymodal.deploy.preprocess import audio_seconds, read_wav
+from polymodal.deploy.preprocess import VIDEO_SIGNATURES, audio_seconds, read_wav, video_container
 from polymodal.deploy.runtime import Runtime, given
 from polymodal.deploy.settings import ServeSettings
 from polymodal.utils.signal_csv import is_csv_text
@@ -43,8 +43,10 @@ from polymodal.utils.signal_csv import is_csv_text
 SIGNATURES = {
     "image": [(0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"\xff\xd8\xff", "JPEG"), (0, b"GIF8", "GIF"), (0, b"BM", "BMP"),
               (0, b"II*\x00", "TIFF"), (0, b"MM\x00*", "TIFF"), (8, b"WEBP", "WebP")],
-    "audio": [(8, b"WAVE", "WAV"), (0, b"fLaC", "FLAC"), (0, b"OggS", "OGG")],
+    # a video container's sound track is an audio modality's input too, as in training
+    "audio": [(8, b"WAVE", "WAV"), (0, b"fLaC", "FLAC"), (0, b"OggS", "OGG"), *VIDEO_SIGNATURES],
     "signal": [(0, b"\x93NUMPY", "NPY")],
+    "video": [*VIDEO_SIGNATURES, (0, b"\x93NUMPY", "NPY")],
 }
 # file types that have no leading bytes of their own, recognised by the whole content: (test, type name)
 CONTENT_TYPES = {"signal": [(is_csv_text, "CSV")]}  # UTF-8 text (a CSV's header and rows are read later)
@@ -219,7 +221,10 @@ class RequestParser:
     def _audio(self, name: str, data: bytes) -> tuple[Any, int]:
         limit = self.settings.max_audio_seconds
         try:
-            samples, rate = read_wav(data, max_seconds=limit)  # decoded no further than the limit
+            if video_container(data) is not None:  # a video's sound track (its size bounded by the request's)
+                samples, rate = self.runtime.features[name].sound_track(data)
+            else:
+                samples, rate = read_wav(data, max_seconds=limit)  # decoded no further than the limit
         except (RequestError, wave.Error, EOFError, ValueError) as err:
             raise RequestError(f"audio modality '{name}': unreadable audio ({err})", status=422, code="corrupt_file",
                                field=name) from None

@@ -47,8 +47,9 @@ META_FILE = "deploy.json"
 # the graphs an export folder may hold beside META_FILE
 ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model.torchscript.pt"
 # what deploy.json's layout and meaning are; an export of a later format is refused, not misread
-# (2: signal CSVs and channel selection, explain's default output shared with pred.explain)
-FORMAT_VERSION = 2
+# (2: signal CSVs and channel selection, explain's default output shared with pred.explain;
+# 3: anomaly detectors, whose graph outputs one score per row)
+FORMAT_VERSION = 3
 Row = Mapping[str, Any]
 
 
@@ -182,10 +183,13 @@ class Runtime:
         return self.run(self.featurize(rows))[:, start:stop]
 
     def scores(self, outputs: np.ndarray) -> np.ndarray:
-        """Probabilities (classification: softmax, multilabel: sigmoid) or de-standardised values."""
+        """Probabilities (classification: softmax, multilabel: sigmoid), de-standardised values
+        (regression) or anomaly scores (B, 1) as the graph gives them."""
         task = self.meta["task"]
         if task in ("classification", "multilabel"):
             return probabilities(task, outputs)
+        if task == "anomaly":
+            return outputs
         mean, std = self.meta["target_scaling"]
         return outputs * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
 
@@ -195,12 +199,28 @@ class Runtime:
             raise RequestError(f"predict_proba needs a classification or multilabel model; this one does {self.meta['task']}")
         return self.scores(self.outputs(rows))
 
+    def flags(self, scores: np.ndarray) -> np.ndarray:
+        """(B,) an anomaly detector's flags for its scores (B, 1): above the threshold, or no score
+        (NaN: a row that cannot be checked is raised, as ``AnomalyDetector.predict_frame`` does)."""
+        threshold = self.meta["anomaly"]["threshold"]
+        score = scores[:, 0]
+        return np.isnan(score) | (score > (np.inf if threshold is None else threshold))
+
     def predict(self, rows: Sequence[Row]) -> list[Any]:
-        """Labels (classification), 0/1 lists (multilabel) or value lists (regression)."""
+        """Labels (classification), 0/1 lists (multilabel), value lists (regression) or flags (anomaly)."""
         task, scores = self.meta["task"], self.scores(self.outputs(rows))
+        if task == "anomaly":
+            return self.flags(scores).tolist()
         if task == "classification":
             return [self.meta["classes"][i] for i in decisions(task, scores)]
         return decisions(task, scores).tolist() if task == "multilabel" else scores.tolist()
+
+    def check_explainable(self) -> None:
+        """Refuse (422 ``not_supported``) a model without modality contributions: an anomaly detector."""
+        if self.meta["task"] == "anomaly":
+            raise RequestError("an anomaly detector outputs one score per row; modality contributions are computed "
+                               "for classification, multilabel and regression models: ask /predict for the score "
+                               "and the flag", status=422, code="not_supported")
 
     def explain(self, rows: Sequence[Row], feeds: Mapping[str, np.ndarray] | None = None, *,
                 output: Any | None = None) -> np.ndarray:
@@ -215,9 +235,11 @@ class Runtime:
 
         Raises:
             SchemaMismatchError: ``output`` is not one of the model's outputs.
+            RequestError: an anomaly detector (:meth:`check_explainable`).
         """
         from polymodal.evaluation.shapley import exact_shapley  # numpy only
 
+        self.check_explainable()
         task, chosen = self.meta["task"], output_index(output, self.meta["classes"], self.meta["task"])
         feeds = dict(self.featurize(rows) if feeds is None else feeds)
         given = np.stack([feeds[f"{n}.present"] for n in self.names], axis=1)  # (B, M)

@@ -69,7 +69,14 @@ def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any]) 
     start, stop = meta["main_outputs"]
     scores = runtime.scores(outputs[None, start:stop])[0]
     out: dict[str, Any] = {"task": meta["task"], "modalities": sorted(row), "warnings": runtime.notes(row)}
-    if meta["task"] == "classification":
+    if meta["task"] == "anomaly":  # no score (NaN, which JSON lacks): null, flagged, and why in a warning
+        score = float(scores[0])
+        out.update(score=score if np.isfinite(score) else None, flag=bool(runtime.flags(scores[None])[0]),
+                   threshold=meta["anomaly"]["threshold"])
+        if not np.isfinite(score):
+            out["warnings"].append(f"not scored: {meta['anomaly']['unscored_reason'] or 'the score is not finite'}; "
+                                   "flagged, as a row that cannot be checked")
+    elif meta["task"] == "classification":
         out["prediction"] = meta["classes"][int(scores.argmax())]
         out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
     elif meta["task"] == "multilabel":
@@ -113,7 +120,8 @@ def metadata_json(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
             entry["sample_rate"] = spec["preprocess"]["sample_rate"]
         modalities[name] = entry
     return {"polymodal_version": __version__, "task": meta["task"], "target": meta["target"],
-            "classes": [] if meta["task"] == "regression" else meta["classes"],  # regression: targets only
+            "classes": meta["classes"] if meta["task"] in ("classification", "multilabel") else [],  # regression: targets
+            **({"anomaly": meta["anomaly"]} if "anomaly" in meta else {}),  # the scorer and its flag threshold
             "modalities": modalities, "auth": settings.token is not None,
             "quantized": settings.quantized, "parity": meta.get("parity"),
             "limits": settings.model_dump(include={"max_request_bytes", "max_image_pixels", "max_audio_seconds",
@@ -197,6 +205,7 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
         the predicted class's probability (classification), else the first label's probability or the first
         target's value, as ``polymodal explain``. ``explained`` is that output's name (a key of
         ``probabilities``), ``explained_quantity`` says it in words."""
+        runtime.check_explainable()
         row = await read_row(request, parser, settings)
         feeds = await run_in_threadpool(runtime.featurize, [row])
         outputs = await batcher.submit(feeds)

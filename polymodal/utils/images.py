@@ -1,5 +1,5 @@
-"""Image resizing shared by training-time preprocessing and the torch-free deployment runtime
-(Pillow only, imported when first used)."""
+"""Image resizing and pixel arrays shared by training-time preprocessing and the torch-free
+deployment runtime (Pillow only, imported when first used)."""
 
 from __future__ import annotations
 
@@ -85,3 +85,58 @@ def scaled_to_8bit(values: Any) -> Any:
 
     top = float(values.max(initial=0.0)) or 1.0
     return np.clip(values / top * 255.0, 0, 255).astype(np.uint8)
+
+
+def image_array(array: Any, path: str) -> Any:
+    """An ``.npy`` array (H, W), (H, W, C) or (C, H, W) -> uint8 (H, W) or (H, W, 3|4), the
+    layouts Pillow reads as L, RGB and RGBA, scaled by :func:`pixels_to_8bit`.
+
+    Raises:
+        DecodeError: another shape, naming ``path``.
+    """
+    import numpy as np
+
+    from polymodal.errors import DecodeError
+
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise DecodeError(f"expected an (H, W), (H, W, C) or (C, H, W) array; got shape {array.shape}", path=path)
+    return pixels_to_8bit(array, path)
+
+
+def array_to_pil(array: Any, path: str) -> Any:
+    """An ``.npy`` array (H, W), (H, W, C) or (C, H, W) -> a Pillow image (see :func:`image_array`)."""
+    from PIL import Image
+
+    return Image.fromarray(image_array(array, path))
+
+
+def pixels_to_8bit(array: Any, path: str) -> Any:
+    """Numeric pixels of any shape as uint8, one scale for the whole array (a clip's frames share
+    it): values in [0, 1] (floats, binary masks) times 255; integers past 255 (16-bit scans) by
+    the array's maximum, as 16-bit image files are; other values taken as 8-bit ones (rounded,
+    clipped).
+
+    Raises:
+        DecodeError: non-numeric, NaN or infinite pixels, naming ``path``.
+    """
+    import numpy as np
+
+    from polymodal.errors import DecodeError
+
+    if array.dtype.kind not in "iufb":
+        raise DecodeError(f"expected numeric pixels; the array's dtype is {array.dtype}", path=path)
+    if array.dtype == np.uint8:
+        return array
+    values = array.astype(np.float32)
+    if not np.isfinite(values).all():
+        raise DecodeError("array holds NaN or infinite values", path=path)
+    top = values.max(initial=0.0)
+    if array.dtype.kind in "iu" and top > 255:
+        return scaled_to_8bit(values)
+    if top <= 1.0:
+        values = values * 255.0
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)

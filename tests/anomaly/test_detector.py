@@ -368,30 +368,21 @@ def test_cli_trains_evaluates_and_predicts_an_anomaly_run(data, tmp_path):
     # what an anomaly run cannot do is refused with the reason, not a traceback
     for command, fragment in ((["evaluate", str(run), "--data", str(data / "test.csv"), "--missing"], "--missing"),
                               (["evaluate", str(run), "--data", str(data / "test.csv"), "--robustness"], "--robustness"),
-                              (["explain", str(run), "--data", str(data / "test.csv")], "explain"),
-                              (["export", str(run)], "export")):
+                              (["explain", str(run), "--data", str(data / "test.csv")], "explain")):
         result = runner.invoke(app, command)
         assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
         assert f"{fragment}" in result.stderr and "not available for task 'anomaly'" in result.stderr
 
 
-def test_serve_and_export_are_refused_pointing_at_predict_not_at_a_python_server(data, tmp_path, monkeypatch):
-    from typer.testing import CliRunner
+def test_a_signal_run_exports_and_its_exported_scores_match(data, tmp_path):
+    """Two raw-signal modalities, recon_size 64 of 64 samples each (the pooling ONNX translates itself)."""
+    from polymodal.deploy.export import export_run
 
-    from polymodal.cli import app
-    from polymodal.cli import deploy as commands
-
-    monkeypatch.setattr(commands, "run_server", lambda app, settings: pytest.fail("an anomaly run was served"))
-    MultimodalPredictor.from_config(config("mahalanobis", epochs=1)).fit(data / "train.csv", data / "valid.csv",
-                                                                          out=tmp_path / "run")
-    runner = CliRunner()
-    for command, asked in ((["serve", str(tmp_path / "run")], "serving"), (["export", str(tmp_path / "run")], "export")):
-        result = runner.invoke(app, command)
-        assert result.exit_code == 2, result.output
-        assert result.stderr.startswith(f"error: {asked} is not available for task 'anomaly': the scorer")
-        assert "score rows with 'polymodal predict RUN --data ROWS'" in result.stderr
-        assert "AnomalyDetector.load(RUN).predict_frame(ROWS)" in result.stderr
-        assert "serve the run folder" not in result.stderr and "Python API" not in result.stderr
+    detector = AnomalyDetector.from_config(config("autoencoder", epochs=1)).fit(data / "train.csv", data / "valid.csv",
+                                                                                out=tmp_path / "run")
+    report = export_run(detector, tmp_path / "run" / "export")  # on the run's recorded validation manifest
+    assert report.recorded[0] == "valid" and report.parity["runtime_rows"] == 24
+    assert report.parity["graph_max_abs_diff"] <= 1e-4 and report.parity["runtime_max_abs_diff"] <= 1e-4
 
 
 def test_consistency_leaves_a_row_with_one_modality_unscored_and_out_of_the_metrics(data):

@@ -79,14 +79,43 @@ def late_run(tmp_path_factory, one_thread) -> tuple[MultimodalPredictor, Path]:
 
 
 @pytest.fixture(scope="session")
-def anomaly_run(tmp_path_factory, one_thread) -> Path:
-    """A tiny anomaly run fitted on manifest files, so it records them (as ``export`` would check them)."""
-    from helpers_models import tabular_anomaly
+def retrieval_run(tmp_path_factory, one_thread) -> Path:
+    """A tiny ``task: retrieval`` run (embeddings, no predictions: nothing to export) fitted on
+    manifest files, so it records them (as ``export`` would check them)."""
+    import numpy as np
+    import pandas as pd
 
-    from polymodal.anomaly import AnomalyDetector
-
-    root = tmp_path_factory.mktemp("anomaly_run")
-    cfg = tabular_anomaly(root, {"train": 32, "valid": 16}, "autoencoder", epochs=1, batch_size=8, progress=False,
-                          early_stopping=None)
-    AnomalyDetector.from_config(cfg).fit(root / "train.csv", root / "valid.csv", out=root / "run")
+    root = tmp_path_factory.mktemp("retrieval_run")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 2))
+    frame = pd.DataFrame({"a1": x[:, 0], "a2": x[:, 1], "b1": x[:, 0] + x[:, 1], "b2": x[:, 0] - x[:, 1]})
+    frame.iloc[:32].to_csv(root / "train.csv", index=False)
+    frame.iloc[32:].to_csv(root / "valid.csv", index=False)
+    tab = {"kind": "tabular", "encoder": {"dim": 4, "hidden": [8]}}
+    cfg = {"task": "retrieval", "modalities": {"a": {**tab, "columns": ["a1", "a2"]}, "b": {**tab, "columns": ["b1", "b2"]}},
+           "align": {"objective": "contrastive", "dim": 4},
+           "train": {"epochs": 1, "batch_size": 8, "progress": False, "num_workers": 0, "early_stopping": None},
+           "report": {"rows": 0}}
+    MultimodalPredictor.from_config(cfg).fit(root / "train.csv", root / "valid.csv", out=root / "run")
     return root / "run"
+
+
+def anomaly_config(scorer: str) -> dict:
+    """The four modalities of :func:`helpers.config` under ``task: anomaly``: class ``a`` is normal,
+    ``b`` and ``c`` anomalous; ``recon_size`` divides none of the inputs' sizes (the exported pooling)."""
+    cfg = {k: v for k, v in config().items() if k != "head"}
+    return {**cfg, "task": "anomaly", "fusion": {"name": "concat"},
+            "anomaly": {"scorer": scorer, "normal": ["a"], "latent_dim": 8, "recon_size": 50, "decoder_hidden": 16},
+            "train": {**cfg["train"], "epochs": 2}}
+
+
+@pytest.fixture(scope="session")
+def anomaly_exported(dataset, tmp_path_factory) -> tuple[object, Path]:
+    """A consistency-scored anomaly detector (a row with one modality has no score) and its export, int8 too."""
+    from polymodal.anomaly import AnomalyDetector
+    from polymodal.deploy.export import export_run
+
+    run = tmp_path_factory.mktemp("anomaly_runs") / "run"
+    detector = AnomalyDetector.from_config(anomaly_config("consistency")).fit(dataset["train"], dataset["test"], out=run)
+    export_run(detector, run / "export", data=dataset["test"], quantize=True)
+    return detector, run / "export"

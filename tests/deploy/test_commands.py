@@ -89,14 +89,14 @@ def test_export_user_errors_exit_2(trained, tmp_path):
     assert result.exit_code == 2 and f"run folder not found: {tmp_path / 'missing'}" in result.output
 
 
-def test_export_refuses_what_no_data_can_fix_before_naming_the_manifest(trained, anomaly_run, tmp_path):
+def test_export_refuses_what_no_data_can_fix_before_naming_the_manifest(trained, retrieval_run, tmp_path):
     """A task without an exported graph, or an ``--out`` holding other files, is refused before the
     recorded manifest is announced (and read)."""
     _, run = trained
-    result = runner.invoke(app, ["export", str(anomaly_run)])
-    assert result.exit_code == 2 and "export is not available for task 'anomaly'" in result.stderr
+    result = runner.invoke(app, ["export", str(retrieval_run)])
+    assert result.exit_code == 2 and "export is not available for task 'retrieval'" in result.stderr
     assert "checking the export" not in result.output
-    assert not (anomaly_run / "export").exists()
+    assert not (retrieval_run / "export").exists()
     result = runner.invoke(app, ["export", str(run), "--out", str(run / "plots")])
     assert result.exit_code == 2 and "holds files that are not part of an export" in result.stderr
     assert "checking the export" not in result.output
@@ -143,11 +143,12 @@ def test_predict_resume_of_a_finished_prediction_and_an_unwritable_out_are_one_l
         assert result.stderr == "error: --out: the folder /proc cannot be written (No such file or directory)\n"
 
 
-def test_serve_refuses_a_run_without_an_exported_graph_naming_serving(anomaly_run, monkeypatch):
-    monkeypatch.setattr(commands, "run_server", lambda app, settings: pytest.fail("an anomaly run was served"))
-    result = runner.invoke(app, ["serve", str(anomaly_run)])
+def test_serve_refuses_a_run_without_an_exported_graph_naming_serving(retrieval_run, monkeypatch):
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: pytest.fail("a retrieval run was served"))
+    result = runner.invoke(app, ["serve", str(retrieval_run)])
     assert result.exit_code == 2, result.output
-    assert result.stderr.startswith("error: serving is not available for task 'anomaly': the scorer")
+    assert result.stderr.startswith("error: serving is not available for task 'retrieval': a task 'retrieval' model "
+                                    "maps rows into a shared space and makes no predictions")
     assert "export is not available" not in result.stderr and "checking the export" not in result.output
 
 

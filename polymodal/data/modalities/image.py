@@ -19,48 +19,9 @@ from polymodal.config.preprocess import ImageAugment, ImagePreprocess
 from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
-from polymodal.utils.images import EXIF_FORMATS, converted_and_resized, scaled_to_8bit, to_8bit
+from polymodal.utils.images import EXIF_FORMATS, converted_and_resized, image_array, to_8bit
 
 PIL_MODES = {"rgb": "RGB", "gray": "L", "hsv": "HSV"}
-
-
-def _to_pil(array: np.ndarray, path: str) -> Image.Image:
-    """An ``.npy`` array (H, W), (H, W, C) or (C, H, W) -> a Pillow image."""
-    return Image.fromarray(_image_array(array, path))
-
-
-def _image_array(array: np.ndarray, path: str) -> np.ndarray:
-    """An ``.npy`` array (H, W), (H, W, C) or (C, H, W) -> uint8 (H, W) or (H, W, 3|4), the
-    layouts Pillow reads as L, RGB and RGBA. Values in [0, 1] (floats, binary masks) are scaled to
-    [0, 255]; integers past 255 (16-bit scans) are scaled by the image's maximum, as 16-bit image
-    files are; other values are taken as 8-bit ones (rounded, clipped)."""
-    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
-        array = np.moveaxis(array, 0, -1)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
-        raise DecodeError(f"expected an (H, W), (H, W, C) or (C, H, W) array; got shape {array.shape}", path=path)
-    return pixels_to_8bit(array, path)
-
-
-def pixels_to_8bit(array: np.ndarray, path: str) -> np.ndarray:
-    """Numeric pixels of any shape as uint8, one scale for the whole array (a clip's frames share
-    it): values in [0, 1] (floats, binary masks) times 255; integers past 255 (16-bit scans) by
-    the array's maximum, as 16-bit image files are; other values taken as 8-bit ones (rounded,
-    clipped)."""
-    if array.dtype.kind not in "iufb":
-        raise DecodeError(f"expected numeric pixels; the array's dtype is {array.dtype}", path=path)
-    if array.dtype == np.uint8:
-        return array
-    values = array.astype(np.float32)
-    if not np.isfinite(values).all():
-        raise DecodeError("array holds NaN or infinite values", path=path)
-    top = values.max(initial=0.0)
-    if array.dtype.kind in "iu" and top > 255:
-        return scaled_to_8bit(values)
-    if top <= 1.0:
-        values = values * 255.0
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
 def build_augment(cfg: ImageAugment) -> torch.nn.Module | None:
@@ -103,7 +64,7 @@ class ImagePreprocessor(Preprocessor):
     def decode(self, value: Any) -> np.ndarray:
         path = str(value)
         if os.path.splitext(path)[1].lower() == ".npy" or split_row_ref(path)[1] is not None:
-            array = _image_array(load_npy(path), path)
+            array = image_array(load_npy(path), path)
             if array.shape[:2] == self.size and (array.shape[2:], self.cfg.color) in (((), "gray"), ((3,), "rgb")):
                 # already what the Pillow round trip (same mode, same size) would return
                 return np.array(array if array.ndim == 3 else array[:, :, None], dtype=np.uint8)

@@ -1,0 +1,164 @@
+"""Anomaly detectors export and serve: one score per row in the graph, the flag threshold in
+``deploy.json``, ``/predict`` answering score, flag and threshold (``null`` and flagged where the
+scorer cannot score a row), ``/explain`` refused with the reason."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from polymodal.anomaly import SCORERS, AnomalyDetector
+from polymodal.cli import app
+from polymodal.cli import deploy as commands
+from polymodal.data.manifest import read_manifest
+from polymodal.deploy.export import export_run
+from polymodal.deploy.graph import _adaptive_avg_pool1d
+from polymodal.deploy.parity import manifest_rows, output_difference
+from polymodal.deploy.runtime import Runtime
+from polymodal.deploy.server import create_app
+from polymodal.deploy.settings import ServeSettings
+
+from .conftest import anomaly_config
+from .helpers import png_bytes, serving
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(("length", "size"), [(10, 4), (7, 7), (5, 12), (1000, 1024), (3 * 224 * 224, 1024)])
+def test_the_exported_pooling_equals_adaptive_average_pooling(length, size):
+    """The reconstruction target pools any input length to ``recon_size`` values; ONNX translates
+    adaptive pooling only where the size divides the length, so the export pools by running sums."""
+    x = torch.randn(3, 1, length) * 10 + 5
+    expected = torch.nn.functional.adaptive_avg_pool1d(x, size)
+    assert torch.allclose(_adaptive_avg_pool1d(x, size), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_output_difference_is_relative_for_scores_and_agrees_on_rows_neither_side_scores():
+    eager = np.array([[1000.0], [0.5], [np.nan]])
+    assert output_difference(np.array([[1000.05], [0.5], [np.nan]]), eager, "relative") == pytest.approx(5e-5)
+    assert output_difference(np.array([[1000.05], [0.5], [np.nan]]), eager, "absolute") == pytest.approx(0.05, rel=1e-6)
+    assert output_difference(np.array([[1000.0], [0.5], [3.0]]), eager, "relative") == math.inf  # one side scores
+    assert output_difference(np.array([[1000.0], [np.nan], [np.nan]]), eager, "absolute") == math.inf
+
+
+@pytest.mark.parametrize("scorer", sorted(SCORERS))
+def test_every_scorer_exports_and_the_runtime_scores_and_flags_rows_as_the_detector(scorer, dataset, tmp_path):
+    detector = AnomalyDetector.from_config(anomaly_config(scorer)).fit(dataset["train"], dataset["test"],
+                                                                       out=tmp_path / "run")
+    report = export_run(detector, tmp_path / "export", data=dataset["test"])
+    assert report.parity["measure"] == "relative" and report.parity["runtime_rows"] == 18
+    assert report.parity["graph_max_abs_diff"] <= 1e-4 and report.parity["runtime_max_abs_diff"] <= 1e-4
+    runtime = Runtime.load(tmp_path / "export")
+    assert runtime.meta["anomaly"] == {"scorer": scorer, "threshold": pytest.approx(float(detector.model.scorer.threshold)),
+                                       "unscored_reason": detector.model.scorer.unscored_reason}
+    test = pd.read_csv(dataset["test"], keep_default_na=False)
+    test.loc[0, ["image", "audio", "text", "x1", "color"]] = ["", "", "", "", ""]  # one modality left: notes
+    test.loc[0, "text"] = "the red small one"
+    rows_csv = dataset["root"] / f"rows_{scorer}.csv"  # beside the files it names
+    test.to_csv(rows_csv, index=False)
+    eager = detector.predict_frame(rows_csv)
+    rows = manifest_rows(runtime, read_manifest(rows_csv), len(test))
+    scores = runtime.scores(runtime.outputs(rows))
+    assert output_difference(scores, eager[["score"]].to_numpy(), "relative") <= 1e-4
+    assert runtime.predict(rows) == eager["flag"].tolist()
+    assert np.isnan(scores[0, 0]) == (scorer == "consistency")  # the consistency scorer compares modalities
+    assert 0 < sum(runtime.predict(rows)) < len(rows)  # the threshold flags some rows, not all
+
+
+def test_export_prints_what_int8_changes_in_the_flags(anomaly_exported, dataset, tmp_path):
+    detector, _ = anomaly_exported
+    run = detector.run_dir
+    result = runner.invoke(app, ["export", str(run), "--data", str(dataset["test"]), "--quantize", "--out",
+                                 str(tmp_path / "exp")])
+    assert result.exit_code == 0, result.output
+    assert "max |exported - eager| / max(1, |eager|) =" in result.output
+    assert "the same flag on" in result.output and "AUROC" in result.output
+    quantized = Runtime.load(tmp_path / "exp").meta["quantized"]
+    assert 0.0 <= quantized["flag_agreement"] <= 1.0 and 0.0 <= quantized["auroc_int8"] <= 1.0
+
+
+def test_serve_runs_an_anomaly_run(anomaly_exported, monkeypatch):
+    detector, _ = anomaly_exported
+    served = []
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: served.append(app))
+    result = runner.invoke(app, ["serve", str(detector.run_dir)])
+    assert result.exit_code == 0, result.output
+    assert len(served) == 1
+
+
+@pytest.fixture(scope="module")
+def anomaly_server(anomaly_exported):
+    with serving(create_app(Runtime.load(anomaly_exported[1]), ServeSettings())) as url:
+        yield url
+
+
+def test_the_service_answers_score_flag_and_threshold_and_null_where_the_row_cannot_be_scored(
+        anomaly_exported, anomaly_server, dataset):
+    import httpx
+
+    detector, folder = anomaly_exported
+    threshold = float(detector.model.scorer.threshold)
+    meta = httpx.get(anomaly_server + "metadata").json()
+    assert meta["task"] == "anomaly" and meta["classes"] == []
+    assert meta["anomaly"]["scorer"] == "consistency" and meta["anomaly"]["threshold"] == pytest.approx(threshold)
+    root = dataset["root"]
+    both = httpx.post(anomaly_server + "predict", files={"image": ("i0.png", (root / "i0.png").read_bytes(), "image/png"),
+                                                          "audio": ("a0.wav", (root / "a0.wav").read_bytes(), "audio/wav")})
+    assert both.status_code == 200, both.text
+    body = both.json()
+    assert body["task"] == "anomaly" and body["modalities"] == ["audio", "image"]
+    assert isinstance(body["score"], float) and body["flag"] == (body["score"] > threshold)
+    assert body["threshold"] == pytest.approx(threshold) and body["warnings"] == []
+    expected = detector.predict_frame(pd.DataFrame({"image": [str(root / "i0.png")], "audio": [str(root / "a0.wav")],
+                                                    "text": [""], "x1": [np.nan], "color": [""]}))
+    assert body["score"] == pytest.approx(float(expected["score"].iloc[0]), rel=1e-4)
+    alone = httpx.post(anomaly_server + "predict", json={"notes": "the red small one"}).json()
+    assert alone["score"] is None and alone["flag"] is True
+    assert alone["warnings"] == ["not scored: fewer than two modalities present: the consistency scorer compares "
+                                 "modalities; flagged, as a row that cannot be checked"]
+    refused = httpx.post(anomaly_server + "explain", json={"notes": "the red small one"})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "not_supported"
+    assert "ask /predict for the score and the flag" in refused.json()["error"]["message"]
+
+
+def test_the_runtime_refuses_to_explain_an_anomaly_detector(anomaly_exported):
+    from polymodal.deploy.errors import RequestError
+
+    with pytest.raises(RequestError, match="an anomaly detector outputs one score per row"):
+        Runtime.load(anomaly_exported[1]).explain([{"notes": "red"}])
+
+
+def test_the_page_shows_an_anomaly_verdict_with_its_score(anomaly_server, tmp_path):
+    import shutil
+
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the 'dev' extra)")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    (tmp_path / "bright.png").write_bytes(png_bytes(np.full((10, 12), 250, np.uint8)))
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(anomaly_server, wait_until="networkidle")
+        page.wait_for_selector("#file-image", state="attached")
+        assert "anomaly over audio, image, labs, notes; scorer consistency" in page.inner_text("#about")
+        page.set_input_files("#file-image", str(tmp_path / "bright.png"))
+        page.fill("#text-notes", "the blue large one")
+        page.click("#submit")
+        page.wait_for_selector("#result:not([hidden])")
+        assert page.inner_text("#prediction") in {"anomaly", "normal"}
+        assert "higher = more anomalous" in page.inner_text("#score-note")
+        assert not page.is_visible("#contrib-part") and not page.is_visible("#probabilities-part")
+        page.fill("#text-notes", "")  # the image alone: nothing to compare, so no score and a flag
+        page.set_input_files("#file-image", str(tmp_path / "bright.png"))
+        page.click("#submit")
+        page.wait_for_function("document.getElementById('score-note').textContent.startsWith('no score')")
+        assert page.inner_text("#prediction") == "anomaly"
+        assert "not scored: fewer than two modalities present" in page.inner_text("#warnings")
+        assert not page.is_visible("#error")
+        browser.close()

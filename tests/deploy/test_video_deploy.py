@@ -1,0 +1,165 @@
+"""Video models export and serve: the frame encoder and temporal model in the graph, clips (and a
+video's sound track) decoded by the runtime with the training code (PyAV), tiny clips in tmp."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polymodal import MultimodalPredictor
+from polymodal.deploy.errors import RequestError
+from polymodal.deploy.export import export_run
+from polymodal.deploy.runtime import Runtime
+
+from .helpers import png_bytes, serving
+
+pytest.importorskip("av", reason="pip install av (the 'video' extra)")
+
+
+def write_clips(folder) -> None:
+    """16 clips of a bright square moving right (label 1) or left (label 0), a tone per label as the
+    sound track; every third clip holds 3 frames instead of 6 (padded where 5 are read)."""
+    from polymodal.data.video_io import write_video
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(16):
+        label, n = i % 2, 3 if i % 3 == 0 else 6
+        frames = np.zeros((n, 16, 16), np.uint8)
+        for t in range(n):
+            x = 2 + 2 * t if label else 12 - 2 * t
+            frames[t, 6:10, x:x + 3] = 255
+        audio = 0.3 * np.sin(2 * np.pi * (300 + 300 * label) * np.arange(4000) / 8000) + 0.01 * rng.standard_normal(4000)
+        write_video(str(folder / f"c{i}.mp4"), frames, fps=6, audio=audio.astype(np.float32))
+        rows.append({"clip": f"c{i}.mp4", "label": label})
+    pd.DataFrame(rows).to_csv(folder / "m.csv", index=False)
+
+
+def video_config(temporal: str, sampling: str) -> dict:
+    return {
+        "task": "classification", "target": "label",
+        "modalities": {
+            "video": {"kind": "video", "column": "clip",
+                      "preprocess": {"size": 16, "color": "gray", "frames": 5, "sampling": sampling, "stride": 1},
+                      "encoder": {"name": "frame_cnn", "frame": {"name": "cnn", "channels": [4], "dim": 8},
+                                  "temporal": temporal, "dim": 8}},
+            "sound": {"kind": "audio", "column": "clip", "preprocess": {"sample_rate": 8000, "max_seconds": 0.5},
+                      "encoder": {"name": "mel_cnn", "channels": [4], "dim": 8}}},
+        "fusion": {"name": "concat"},
+        "train": {"epochs": 1, "batch_size": 8, "progress": False, "early_stopping": None, "num_workers": 0},
+        "report": {"rows": 0},
+    }
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    write_clips(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def video_export(clips, tmp_path_factory, one_thread):
+    run = tmp_path_factory.mktemp("video_runs") / "run"
+    predictor = MultimodalPredictor.from_config(video_config("gru", "stride")).fit(clips / "m.csv", clips / "m.csv",
+                                                                                   out=run)
+    report = export_run(predictor, run / "export", data=clips / "m.csv")
+    return predictor, run / "export", report
+
+
+@pytest.mark.parametrize(("temporal", "sampling"), [("mean", "uniform"), ("transformer", "stride")])
+def test_every_temporal_model_exports_and_the_runtime_reads_the_clips_as_training(clips, tmp_path, temporal, sampling):
+    predictor = MultimodalPredictor.from_config(video_config(temporal, sampling)).fit(clips / "m.csv", clips / "m.csv",
+                                                                                       out=tmp_path / "run")
+    report = export_run(predictor, tmp_path / "export", data=clips / "m.csv")
+    assert report.parity["runtime_rows"] == 16 and report.parity["runtime_max_abs_diff"] <= 1e-4
+    assert report.parity["graph_max_abs_diff"] <= 1e-4
+
+
+def test_the_gru_export_checks_padded_clips_and_the_sound_track(video_export, clips):
+    """Clips of 3 frames read 5 (2 padded, masked out of the packed GRU) beside clips of 6."""
+    _, folder, report = video_export
+    assert report.parity["runtime_rows"] == 16 and report.parity["runtime_max_abs_diff"] <= 1e-4
+    runtime = Runtime.load(folder)
+    assert runtime.meta["modalities"]["video"]["kind"] == "video"
+    feeds = runtime.featurize([{"video": str(clips / "c0.mp4")}, {"video": str(clips / "c1.mp4")}])
+    assert feeds["video.length"].tolist() == [3, 5] and not feeds["video.x"][0, 3:].any()
+
+
+def test_clips_as_bytes_paths_npy_and_arrays_decode_as_training_does(video_export, clips):
+    predictor, folder, _ = video_export
+    runtime = Runtime.load(folder)
+    video = runtime.features["video"]
+    training = predictor.pipeline.preprocessors["video"]
+    for name in ("c0.mp4", "c1.mp4"):  # 3 frames (padded to 5) and 6 frames
+        path = clips / name
+        expected = training.decode(str(path))
+        for value in (str(path), path.read_bytes()):
+            got = video.decode(value)
+            np.testing.assert_array_equal(got[0], expected[0])
+            assert got[1] == expected[1]
+    frames = np.random.default_rng(0).integers(0, 256, (7, 20, 20), dtype=np.uint8)
+    np.save(clips / "clip.npy", frames)
+    expected = training.decode(str(clips / "clip.npy"))
+    for value in (frames, (clips / "clip.npy").read_bytes()):
+        np.testing.assert_array_equal(video.decode(value)[0], expected[0])
+    sound = runtime.features["sound"].decode((clips / "c1.mp4").read_bytes())
+    np.testing.assert_allclose(sound[0], predictor.pipeline.preprocessors["sound"].decode(str(clips / "c1.mp4"))[0],
+                               atol=1e-6)
+
+
+def test_unreadable_clips_are_refused_naming_the_modality(video_export):
+    runtime = Runtime.load(video_export[1])
+    with pytest.raises(RequestError, match=r"modality 'video' \(video\): not a video container .* nor a \.npy clip") as err:
+        runtime.predict([{"video": png_bytes(np.zeros((4, 4), np.uint8))}])
+    assert err.value.status == 415
+    with pytest.raises(RequestError, match=r"modality 'video' \(video\): unreadable or corrupt video") as err:
+        runtime.predict([{"video": b"\x00\x00\x00\x20ftypisom" + b"\x00" * 40}])
+    assert err.value.status == 422 and err.value.code == "corrupt_file"
+
+
+def test_a_video_runs_with_torch_unimportable(video_export, clips):
+    script = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from polymodal.deploy.runtime import Runtime\n"
+        f"rt = Runtime.load({str(video_export[1])!r})\n"
+        f"print(rt.predict([{{'video': {str(clips / 'c1.mp4')!r}, 'sound': {str(clips / 'c1.mp4')!r}}}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in ("[0]", "[1]")
+
+
+def test_the_service_takes_clips_and_sound_tracks_by_multipart_and_json(video_export, clips):
+    import httpx
+
+    from polymodal.deploy.server import create_app
+    from polymodal.deploy.settings import ServeSettings
+
+    predictor, folder, _ = video_export
+    data = (clips / "c1.mp4").read_bytes()
+    expected = predictor.predict_proba(pd.DataFrame({"clip": [str(clips / "c1.mp4")]})).to_numpy()[0]
+    with serving(create_app(Runtime.load(folder), ServeSettings())) as url:
+        meta = httpx.get(url + "metadata").json()
+        assert meta["modalities"]["video"]["accept"] == ["AVI", "MP4/MOV", "NPY", "WebM/MKV"]
+        assert "MP4/MOV" in meta["modalities"]["sound"]["accept"]
+        sent = httpx.post(url + "predict", files={"video": ("c1.mp4", data, "video/mp4"),
+                                                  "sound": ("c1.mp4", data, "video/mp4")})
+        assert sent.status_code == 200, sent.text
+        probabilities = sent.json()["probabilities"]
+        np.testing.assert_allclose([probabilities["0"], probabilities["1"]], expected, atol=1e-5)
+        as_json = httpx.post(url + "predict", json={"video": base64.b64encode(data).decode()})
+        assert as_json.status_code == 200 and as_json.json()["modalities"] == ["video"]
+        wrong = httpx.post(url + "predict", files={"video": ("x.png", png_bytes(np.zeros((4, 4), np.uint8)), "image/png")})
+        assert wrong.status_code == 415 and wrong.json()["error"]["field"] == "video"
+        assert "accepted: AVI, MP4/MOV, NPY, WebM/MKV" in wrong.json()["error"]["message"]
+        cut = httpx.post(url + "predict", files={"video": ("c.mp4", data[:200], "video/mp4")})
+        assert cut.status_code == 422 and cut.json()["error"]["code"] == "corrupt_file"
+        explained = httpx.post(url + "explain", files={"video": ("c1.mp4", data, "video/mp4"),
+                                                       "sound": ("c1.mp4", data, "video/mp4")})
+        assert explained.status_code == 200 and set(explained.json()["contributions"]) == {"sound", "video"}
