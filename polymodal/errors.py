@@ -81,6 +81,12 @@ class DecodeError(PolymodalError, ValueError):
         super().__init__(f"Cannot decode {location}: {reason}" if location else f"Cannot decode: {reason}")
 
 
+class OversizedInputError(DecodeError):
+    """A file refused for its size before it is decoded whole: more pixels, frames or seconds than
+    allowed (a possible decompression bomb). A :class:`DecodeError` everywhere a file is read; the
+    service answers it with 413, where a corrupt file is 422."""
+
+
 class SchemaMismatchError(PolymodalError, ValueError):
     """Data given to a fitted model does not match what it was trained on."""
 

@@ -35,7 +35,8 @@ def export(
                                                              "accuracy); default: the run's test, else validation, "
                                                              "else training manifest.")] = None,
     rows: Annotated[int, typer.Option("--rows", min=1, help="Manifest rows used by the checks.")] = 256,
-    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Largest allowed |exported - eager|.")] = 1e-4,
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Largest allowed |exported - eager| (anomaly "
+                                                                           "scores: divided by max(1, |eager|)).")] = 1e-4,
     quantize: Annotated[bool, typer.Option("--quantize", help="Also write dynamic int8 weights (model.int8.onnx).")] = False,
 ) -> None:
     """Export the network (per-modality inputs and presence masks, dynamic batch) with its preprocessing
@@ -106,8 +107,9 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch waits for more requests.")] = 5.0,
     max_request_mb: Annotated[float, typer.Option("--max-request-mb", min=0.001, help="Largest request body, in MiB (1 MiB = "
                                                   "1,048,576 bytes).")] = 10.0,
-    max_image_pixels: Annotated[int, typer.Option("--max-image-pixels", help="Largest image (width x height).")] = 4096 * 4096,
-    max_audio_seconds: Annotated[float, typer.Option("--max-audio-seconds", help="Longest audio clip.")] = 30.0,
+    max_image_pixels: Annotated[int, typer.Option("--max-image-pixels", help="Largest image or video frame (width x height).")] = 4096 * 4096,
+    max_audio_seconds: Annotated[float, typer.Option("--max-audio-seconds", help="Longest audio clip or sound track.")] = 30.0,
+    max_video_frames: Annotated[int, typer.Option("--max-video-frames", help="Most frames a video may hold.")] = 3000,
     max_text_chars: Annotated[int, typer.Option("--max-text-chars", help="Longest text.")] = 10_000,
     threads: Annotated[int | None, typer.Option("--threads", help="onnxruntime threads (default: its own).")] = None,
 ) -> None:
@@ -125,6 +127,7 @@ def serve(
         settings = ServeSettings(host=host, port=port, token=token, quantized=quantized, max_batch=max_batch,
                                  max_wait_ms=max_wait_ms, max_request_bytes=max(1, int(max_request_mb * 1024 * 1024)),
                                  max_image_pixels=max_image_pixels, max_audio_seconds=max_audio_seconds,
+                                 max_video_frames=max_video_frames,
                                  max_text_chars=max_text_chars, threads=threads)
     except ValidationError as err:
         raise OptionError([f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']} (got {e['input']!r})"

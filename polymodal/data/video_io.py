@@ -7,6 +7,7 @@ PyAV (FFmpeg bindings, ``pip install av``) is imported lazily.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from polymodal.data.video_headers import check_complete, reported_frames
-from polymodal.errors import DecodeError, MissingDependencyError
+from polymodal.errors import DecodeError, MissingDependencyError, OversizedInputError
 from polymodal.utils.images import array_to_pil, pixels_to_8bit, to_8bit
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv"})
@@ -121,7 +122,7 @@ def frame_files(folder: str | os.PathLike) -> list[Path]:
 def _check_pixels(width: int, height: int, max_pixels: int | None, what: str, path: str) -> None:
     """Refuse frames of more than ``max_pixels`` pixels (None: no limit) before they are decoded."""
     if max_pixels is not None and width * height > max_pixels:
-        raise DecodeError(f"{what} {width}x{height} = {width * height:,} pixels, more than preprocess.max_pixels "
+        raise OversizedInputError(f"{what} {width}x{height} = {width * height:,} pixels, more than preprocess.max_pixels "
                           f"({max_pixels:,}); refused as a possible decompression bomb", path=path)
 
 
@@ -159,7 +160,7 @@ def _read(container: Any, path: str, keep: set[int], limit: int | None, max_fram
                 last, held = frame.pts, getattr(frame, "duration", None)
         seen += 1
         if seen > max_frames:
-            raise DecodeError(f"video has more than preprocess.max_frames ({max_frames:,}) frames", path=path)
+            raise OversizedInputError(f"video has more than preprocess.max_frames ({max_frames:,}) frames", path=path)
         if limit is not None and seen >= limit:
             return kept, seen
     if first is not None and last is not None:  # the stream ended: where its header says it should?
@@ -181,7 +182,7 @@ def _packet_times(path: str, max_frames: int) -> np.ndarray | None:
             if packet.size and not packet.is_discard:
                 stamps.append(packet.pts)
                 if len(stamps) > max_frames:
-                    raise DecodeError(f"video has more than preprocess.max_frames ({max_frames:,}) frames", path=path)
+                    raise OversizedInputError(f"video has more than preprocess.max_frames ({max_frames:,}) frames", path=path)
     if not stamps or any(stamp is None for stamp in stamps):
         return None
     return np.sort(np.asarray(stamps, np.int64))
@@ -224,7 +225,7 @@ def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: 
                           path)
             total = reported_frames(stream)
             if total > max_frames:  # refused before reading the file, where the header says so
-                raise DecodeError(f"video has {total:,} frames, more than preprocess.max_frames ({max_frames:,})",
+                raise OversizedInputError(f"video has {total:,} frames, more than preprocess.max_frames ({max_frames:,})",
                                   path=path)
             times = _packet_times(path, max_frames) if by_time is not None else None
             if times is not None and by_time is not None:
@@ -330,7 +331,7 @@ def array_frames(array: np.ndarray, pick: Callable[[int], np.ndarray], max_frame
     if array.ndim not in (3, 4) or array.shape[0] == 0:
         raise DecodeError(f"expected a (T, H, W) or (T, H, W, C) array of frames; got shape {array.shape}", path=path)
     if array.shape[0] > max_frames:
-        raise DecodeError(f"video has {array.shape[0]:,} frames, more than preprocess.max_frames ({max_frames:,})",
+        raise OversizedInputError(f"video has {array.shape[0]:,} frames, more than preprocess.max_frames ({max_frames:,})",
                           path=path)
     _check_pixels(*_npy_frame_pixels(array.shape), max_pixels, "frames are", path)
     clip = pixels_to_8bit(np.asarray(array), path)  # one scale for the clip, not one guess per frame
@@ -339,11 +340,41 @@ def array_frames(array: np.ndarray, pick: Callable[[int], np.ndarray], max_frame
     return [converted[index] for index in wanted]
 
 
-def read_video_audio(path: str) -> tuple[np.ndarray, int]:
-    """The first audio stream of a video container as a mono float32 waveform and its sample rate.
+def clip_size(path: str) -> tuple[int, int, int | None]:
+    """A container's frame width, height and frame count as its header gives them, read without
+    decoding a frame: the stream's count (mp4, mov, avi), else its duration times its average rate
+    (mkv, webm with a duration); None where the header tells neither.
 
     Raises:
-        DecodeError: no audio stream, or an unreadable file.
+        DecodeError: no video stream, or an unreadable file.
+    """
+    from polymodal.data.video_headers import header_seconds
+
+    av = _av()
+    try:
+        with av.open(path) as container:
+            stream = _video_stream(container, path)
+            frames = reported_frames(stream)
+            if not frames:
+                seconds, rate = header_seconds(container, stream), stream.average_rate
+                frames = round(seconds * float(rate)) if seconds and rate else 0
+            return stream.codec_context.width, stream.codec_context.height, frames or None
+    except DecodeError:
+        raise
+    except (av.FFmpegError, OSError) as err:
+        raise DecodeError(f"unreadable or corrupt video ({err})", path=path) from None
+
+
+def read_video_audio(path: str, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """The first audio stream of a video container as a mono float32 waveform and its sample rate.
+
+    Args:
+        max_seconds: refuse a longer track, decoding no further than one frame past the limit (a
+            small compressed upload cannot expand into gigabytes of samples); None: no limit.
+
+    Raises:
+        DecodeError: no audio stream, or an unreadable file; :class:`OversizedInputError` past
+            ``max_seconds``.
     """
     av = _av()
     try:
@@ -352,9 +383,15 @@ def read_video_audio(path: str) -> tuple[np.ndarray, int]:
                 raise _missing_stream(container, "audio", path)
             stream = container.streams.audio[0]
             rate = int(stream.codec_context.sample_rate or stream.rate)
+            limit = None if max_seconds is None else math.floor(max_seconds * rate)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            chunks = [out.to_ndarray().reshape(-1)
-                      for frame in container.decode(stream) for out in resampler.resample(frame)]
+            chunks, samples = [], 0
+            for frame in container.decode(stream):
+                new = [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+                chunks += new
+                samples += sum(c.size for c in new)
+                if limit is not None and samples > limit:
+                    raise OversizedInputError(f"the audio track is longer than {max_seconds:g} s", path=path)
             chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
     except DecodeError:
         raise

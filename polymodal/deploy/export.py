@@ -45,7 +45,7 @@ from polymodal.deploy.graph import (
     exportable_ops,
     graph_inputs,
 )
-from polymodal.deploy.runtime import FORMAT_VERSION, INT8_FILE, META_FILE, ONNX_FILE, TORCHSCRIPT_FILE
+from polymodal.deploy.runtime import INT8_FILE, META_FILE, ONNX_FILE, TORCHSCRIPT_FILE
 from polymodal.errors import DecodeError, ManifestError, OptionError
 from polymodal.estimator import EXPORT
 from polymodal.utils.io import atomic_folder, atomic_write, atomic_write_json, check_folder_path, python_scalar
@@ -141,13 +141,22 @@ def _json_label(label: Any) -> Any:
 def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
     cfg = predictor.config
     meta: dict[str, Any] = {
-        "format_version": FORMAT_VERSION, "polymodal_version": __version__, "task": cfg.task, "target": cfg.targets,
+        "format_version": required_format(cfg), "polymodal_version": __version__, "task": cfg.task,
+        "target": cfg.targets,
         **task_meta(predictor),
         "modalities": {name: modality_meta(predictor, name, inputs) for name in sorted(cfg.modalities)},
         "graph": {"inputs": [{"name": i.name, "shape": ["batch", *i.shape], "dtype": i.dtype} for i in inputs],
                   "output": OUTPUT, "opset": OPSET},
     }
     return meta
+
+
+def required_format(config: Any) -> int:
+    """The oldest ``deploy.json`` format that holds this model (see ``runtime.FORMAT_VERSION``), so
+    that a runtime of that format still reads it: 3 for an anomaly detector or a video modality,
+    else 2."""
+    video = any(m.kind == "video" for m in config.modalities.values())
+    return 3 if config.task == "anomaly" or video else 2
 
 
 def task_meta(predictor: Any) -> dict[str, Any]:
@@ -258,7 +267,8 @@ def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", dat
         data: a manifest whose first ``rows`` rows are used for the checks (and, with labels, the
             int8 accuracy); None: the run's recorded test, validation or training manifest (the
             first that still exists), else synthetic arrays, which check the graph only (warned).
-        tolerance: the largest allowed absolute difference between exported and eager outputs.
+        tolerance: the largest allowed difference between exported and eager outputs: absolute, or
+            relative to the score for an anomaly detector (see :func:`parity.difference_measure`).
         quantize: also write ``model.int8.onnx`` (dynamic int8 weights; ONNX only).
         purpose: what refusals call the export (``export``, or ``serving`` for a run exported to
             be served).
@@ -321,7 +331,7 @@ def check_exportable(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx
 
     Raises:
         ExportError: a bad format, option combination or ``out``.
-        SchemaMismatchError: a task whose estimator has no exported graph (anomaly, retrieval).
+        SchemaMismatchError: a task whose estimator has no exported graph (retrieval).
         NotFittedError: neither ``fit`` nor ``load`` has run.
     """
     if fmt not in FORMATS:

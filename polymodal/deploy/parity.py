@@ -99,12 +99,14 @@ def difference_measure(predictor: Any) -> str:
 
 
 def output_difference(got: np.ndarray, eager: np.ndarray, measure: str) -> float:
-    """The largest difference between two output arrays by ``measure`` (:func:`difference_measure`);
-    NaN on both sides agrees (a row neither scores), NaN on one side is an infinite difference."""
+    """The largest difference between two output arrays by ``measure`` (:func:`difference_measure`).
+    NaN is an infinite difference, except that for anomaly scores (``relative``) NaN on both sides
+    agrees: a row neither side can score (a classifier's NaN output is always a failure)."""
     diff = np.abs(got.astype(np.float64) - eager)
     if measure == "relative":
         diff /= np.maximum(1.0, np.abs(eager))
-    diff = np.where(np.isnan(got) & np.isnan(eager), 0.0, np.nan_to_num(diff, nan=np.inf))
+    agree = np.isnan(got) & np.isnan(eager) if measure == "relative" else np.zeros(diff.shape, bool)
+    diff = np.where(agree, 0.0, np.nan_to_num(diff, nan=np.inf))
     return float(diff.max(initial=0.0))
 
 

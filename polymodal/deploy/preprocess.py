@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from polymodal.deploy.errors import ExportError, RequestError, content_start
-from polymodal.errors import DecodeError, MissingDependencyError
+from polymodal.errors import DecodeError, MissingDependencyError, OversizedInputError
 from polymodal.utils.images import EXIF_FORMATS, converted_and_resized, to_8bit
 from polymodal.utils.npy import npy_from_bytes
 from polymodal.utils.signal_csv import is_csv_text, non_finite_reason, pick_channels, read_csv_signal
@@ -155,12 +155,29 @@ class ImageFeatures(Features):
 # --- video -------------------------------------------------------------------------------------
 # leading bytes of the video containers PyAV is given: (offset, bytes, type name); MP4, MOV, M4V
 # and 3GP open with an ``ftyp`` box, WebM and Matroska with EBML's magic, AVI is a RIFF of type AVI
-VIDEO_SIGNATURES = ((4, b"ftyp", "MP4/MOV"), (0, b"\x1a\x45\xdf\xa3", "WebM/MKV"), (8, b"AVI ", "AVI"))
+# (a WAV is a RIFF of type WAVE), MPEG program streams with a pack header
+VIDEO_SIGNATURES = ((4, b"ftyp", "MP4/MOV"), (0, b"\x1a\x45\xdf\xa3", "WebM/MKV"), (8, b"AVI ", "AVI"),
+                    (0, b"\x00\x00\x01\xba", "MPEG-PS"))
 
 
 def video_container(data: bytes) -> str | None:
     """The container type of a video file's bytes (see :data:`VIDEO_SIGNATURES`), or None."""
     return next((name for offset, magic, name in VIDEO_SIGNATURES if data[offset:offset + len(magic)] == magic), None)
+
+
+def has_av() -> bool:
+    """Whether PyAV, which decodes video containers, can be imported."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_av(what: str) -> None:
+    """Raise :class:`MissingDependencyError` naming ``what`` needs PyAV, when it is not installed."""
+    if not has_av():
+        raise MissingDependencyError("av", f"decoding {what}")
 
 
 def is_video(value: Any) -> bool:
@@ -199,8 +216,15 @@ class VideoFeatures(Features):
 
     def __init__(self, name: str, meta: Mapping[str, Any]):
         super().__init__(name, meta)
+        require_av(f"video modality '{name}'")
         self.frame = ImageFeatures(name, {**meta, "inputs": {}})  # each frame converted as an image is
         self.frames = int(self.cfg["frames"])
+        self.max_frames, self.max_pixels = int(self.cfg["max_frames"]), int(self.cfg["max_pixels"])
+
+    def limit(self, max_frames: int, max_pixels: int) -> None:
+        """Read no clip of more frames, or larger frames, than these as well as the model's own
+        ``max_frames`` and ``max_pixels`` (the service's limits)."""
+        self.max_frames, self.max_pixels = min(self.max_frames, max_frames), min(self.max_pixels, max_pixels)
 
     def pick(self, total: int) -> np.ndarray:
         from polymodal.data.video_io import sample_indices
@@ -216,22 +240,28 @@ class VideoFeatures(Features):
         from polymodal.data.arrays import load_npy
         from polymodal.data.video_io import array_frames, read_frames
 
-        cfg = self.cfg
-        by_time = self.by_time if cfg["sampling"] == "uniform" else None
+        by_time = self.by_time if self.cfg["sampling"] == "uniform" else None
+        if isinstance(value, bytearray | memoryview):
+            value = bytes(value)
         try:
             if isinstance(value, np.ndarray) or (isinstance(value, bytes) and value.startswith(NPY_MAGIC)):
-                array = value if isinstance(value, np.ndarray) else npy_from_bytes(value)
-                frames = array_frames(array, self.pick, cfg["max_frames"], max_pixels=cfg["max_pixels"],
+                try:
+                    array = value if isinstance(value, np.ndarray) else npy_from_bytes(value)
+                except (ValueError, OSError, EOFError) as err:  # a truncated or malformed .npy
+                    raise self.fail(f"not a readable .npy clip ({err})", "corrupt_file") from None
+                frames = array_frames(array, self.pick, self.max_frames, max_pixels=self.max_pixels,
                                       convert=self.frame.from_pil, path="the clip")
             else:
-                if isinstance(value, bytes | bytearray | memoryview) and video_container(bytes(value[:12])) is None:
+                if isinstance(value, bytes) and video_container(value[:12]) is None:
                     raise self.fail(f"not a video container ({', '.join(n for _, _, n in VIDEO_SIGNATURES)}) nor a "
-                                    f".npy clip; got {len(value):,} bytes starting with {content_start(bytes(value))}",
+                                    f".npy clip; got {len(value):,} bytes starting with {content_start(value)}",
                                     "unsupported_type", 415)
                 with video_path(value) as path:
-                    frames = read_frames(path, self.pick, cfg["max_frames"], load_npy, by_time,
-                                         max_pixels=cfg["max_pixels"], convert=self.frame.from_pil)
-        except DecodeError as err:  # unreadable, truncated, too long (max_frames), too large (max_pixels)
+                    frames = read_frames(path, self.pick, self.max_frames, load_npy, by_time,
+                                         max_pixels=self.max_pixels, convert=self.frame.from_pil)
+        except OversizedInputError as err:  # more frames or larger frames than allowed
+            raise self.fail(err.reason, "too_large", 413) from None
+        except DecodeError as err:  # unreadable, truncated
             raise self.fail(err.reason, "corrupt_file") from None
         clip = np.zeros((self.frames, *frames[0].shape), np.uint8)
         clip[:len(frames)] = frames
@@ -328,14 +358,18 @@ class AudioFeatures(Features):
         valid = min(samples.size, self.n_samples)
         return fit_length(samples, self.n_samples, self.cfg["crop"]), valid
 
-    def sound_track(self, value: Any) -> tuple[np.ndarray, int]:
+    def sound_track(self, value: Any, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
         """The mono waveform and sample rate of a video container's first audio stream (PyAV), as
-        training reads an audio column that names a video."""
+        training reads an audio column that names a video; ``max_seconds``: refuse (413) a longer
+        track, decoded no further than the limit."""
+        require_av(f"the sound track of a video (audio modality '{self.name}')")
         from polymodal.data.video_io import read_video_audio
 
         try:
             with video_path(value) as path:
-                return read_video_audio(path)
+                return read_video_audio(path, max_seconds)
+        except OversizedInputError as err:
+            raise self.fail(err.reason, "too_long", 413) from None
         except DecodeError as err:
             raise self.fail(err.reason, "corrupt_file") from None
 

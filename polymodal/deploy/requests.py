@@ -4,10 +4,12 @@ reads the body; ``RequestParser`` checks its values).
 Two body formats carry the same inputs (any subset of the model's modalities; a plain
 ``application/x-www-form-urlencoded`` form works like multipart for text and tabular fields):
 
-- ``multipart/form-data``: one file per image / audio / signal modality (field = modality name),
+- ``multipart/form-data``: one file per image / audio / signal / video modality (field = modality name),
   a form field per text modality (field = modality name) and per tabular column (field = column).
   A signal file is a ``.npy`` array or a CSV file (UTF-8 text, one column per channel), told apart
   by content whatever the part's content type says (``text/csv``, ``application/octet-stream``).
+  A video is a container (MP4/MOV, WebM/MKV, AVI, MPEG-PS) or a ``.npy`` clip; an audio modality
+  takes a container too and reads its sound track (where PyAV is installed).
 - ``application/json``: ``{"<image modality>": "<base64 file>", "<text modality>": "text",
   "<tabular modality>": {"<column>": value}}``. The base64 may be line-wrapped (whitespace is
   ignored, as MIME and ``base64.encodebytes`` wrap it) and may carry a ``data:<type>;base64,``
@@ -34,7 +36,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from polymodal.deploy.errors import RequestError, content_start
-from polymodal.deploy.preprocess import VIDEO_SIGNATURES, audio_seconds, read_wav, video_container
+from polymodal.deploy.preprocess import NPY_MAGIC, VIDEO_SIGNATURES, audio_seconds, has_av, read_wav, video_container
 from polymodal.deploy.runtime import Runtime, given
 from polymodal.deploy.settings import ServeSettings
 from polymodal.utils.signal_csv import is_csv_text
@@ -43,23 +45,30 @@ from polymodal.utils.signal_csv import is_csv_text
 SIGNATURES = {
     "image": [(0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"\xff\xd8\xff", "JPEG"), (0, b"GIF8", "GIF"), (0, b"BM", "BMP"),
               (0, b"II*\x00", "TIFF"), (0, b"MM\x00*", "TIFF"), (8, b"WEBP", "WebP")],
-    # a video container's sound track is an audio modality's input too, as in training
-    "audio": [(8, b"WAVE", "WAV"), (0, b"fLaC", "FLAC"), (0, b"OggS", "OGG"), *VIDEO_SIGNATURES],
-    "signal": [(0, b"\x93NUMPY", "NPY")],
-    "video": [*VIDEO_SIGNATURES, (0, b"\x93NUMPY", "NPY")],
+    "audio": [(8, b"WAVE", "WAV"), (0, b"fLaC", "FLAC"), (0, b"OggS", "OGG")],
+    "signal": [(0, NPY_MAGIC, "NPY")],
+    "video": [*VIDEO_SIGNATURES, (0, NPY_MAGIC, "NPY")],
 }
 # file types that have no leading bytes of their own, recognised by the whole content: (test, type name)
 CONTENT_TYPES = {"signal": [(is_csv_text, "CSV")]}  # UTF-8 text (a CSV's header and rows are read later)
 FILE_KINDS = frozenset(SIGNATURES)
 
 
+@functools.cache
+def signatures(kind: str) -> tuple[tuple[int, bytes, str], ...]:
+    """The leading bytes of the file types ``kind`` accepts: :data:`SIGNATURES`, plus for audio
+    the video containers, whose sound track it reads as training does, where PyAV is installed."""
+    extra = VIDEO_SIGNATURES if kind == "audio" and has_av() else ()
+    return (*SIGNATURES[kind], *extra)
+
+
 def accepted_types(kind: str) -> list[str]:
-    return sorted({name for _, _, name in SIGNATURES[kind]} | {name for _, name in CONTENT_TYPES.get(kind, [])})
+    return sorted({name for _, _, name in signatures(kind)} | {name for _, name in CONTENT_TYPES.get(kind, [])})
 
 
 def file_type(kind: str, data: bytes) -> str | None:
     """The recognised type name of a file's content, or None."""
-    found = next((name for offset, magic, name in SIGNATURES[kind] if data[offset:offset + len(magic)] == magic), None)
+    found = next((name for offset, magic, name in signatures(kind) if data[offset:offset + len(magic)] == magic), None)
     return found or next((name for test, name in CONTENT_TYPES.get(kind, []) if test(data)), None)
 
 
@@ -78,6 +87,9 @@ class RequestParser:
         self.kinds = {name: spec["kind"] for name, spec in runtime.meta["modalities"].items()}
         self.columns = {c: name for name, spec in runtime.meta["modalities"].items() if spec["kind"] == "tabular"
                         for c in [*spec["columns"], *spec["categorical"]]}
+        for name, kind in self.kinds.items():  # a clip whose header tells no length: held to the limits as decoded
+            if kind == "video":
+                runtime.features[name].limit(settings.max_video_frames, settings.max_image_pixels)
 
     # -- bodies -------------------------------------------------------------------------------
     def from_json(self, body: bytes) -> dict[str, Any]:
@@ -198,7 +210,41 @@ class RequestParser:
             self._check_pixels(name, data)
         elif kind == "audio":
             return self._audio(name, data)
+        elif kind == "video":
+            self._check_video(name, data)
         return data
+
+    def _check_video(self, name: str, data: bytes) -> None:
+        """Refuse (413) a clip of more frames or larger frames than the service allows, from its
+        header (a ``.npy`` clip's shape, a container's frame count or duration); a clip whose header
+        tells no length is held to the same limit while it is decoded."""
+        if data.startswith(NPY_MAGIC):
+            from polymodal.utils.npy import npy_header
+
+            try:
+                shape = npy_header(data)[0]
+            except ValueError as err:
+                raise RequestError(f"video modality '{name}': not a readable .npy clip ({err})", status=422,
+                                   code="corrupt_file", field=name) from None
+            width, height, frames = (shape[2], shape[1], shape[0]) if len(shape) in (3, 4) else (0, 0, None)
+        else:
+            from polymodal.data.video_io import clip_size
+            from polymodal.deploy.preprocess import video_path
+            from polymodal.errors import DecodeError
+
+            try:
+                with video_path(data) as path:
+                    width, height, frames = clip_size(path)
+            except DecodeError as err:
+                raise RequestError(f"video modality '{name}': {err.reason}", status=422, code="corrupt_file",
+                                   field=name) from None
+        limit = self.settings.max_image_pixels
+        if width * height > limit:
+            raise RequestError(f"video modality '{name}' has frames of {width}x{height} = {width * height:,} pixels; "
+                               f"at most {limit:,} are allowed", status=413, code="too_many_pixels", field=name)
+        if frames is not None and frames > self.settings.max_video_frames:
+            raise RequestError(f"video modality '{name}' holds {frames:,} frames; at most "
+                               f"{self.settings.max_video_frames:,} are allowed", status=413, code="too_long", field=name)
 
     def _check_pixels(self, name: str, data: bytes) -> None:
         from PIL import Image, UnidentifiedImageError
@@ -220,11 +266,13 @@ class RequestParser:
 
     def _audio(self, name: str, data: bytes) -> tuple[Any, int]:
         limit = self.settings.max_audio_seconds
+        if video_container(data) is not None:  # a video's sound track, decoded no further than the limit
+            samples, rate = self.runtime.features[name].sound_track(data, max_seconds=limit)
+            if samples.size == 0:
+                raise RequestError(f"audio modality '{name}' holds no samples", status=422, code="empty_file", field=name)
+            return samples, rate
         try:
-            if video_container(data) is not None:  # a video's sound track (its size bounded by the request's)
-                samples, rate = self.runtime.features[name].sound_track(data)
-            else:
-                samples, rate = read_wav(data, max_seconds=limit)  # decoded no further than the limit
+            samples, rate = read_wav(data, max_seconds=limit)  # decoded no further than the limit
         except (RequestError, wave.Error, EOFError, ValueError) as err:
             raise RequestError(f"audio modality '{name}': unreadable audio ({err})", status=422, code="corrupt_file",
                                field=name) from None

@@ -48,7 +48,8 @@ META_FILE = "deploy.json"
 ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model.torchscript.pt"
 # what deploy.json's layout and meaning are; an export of a later format is refused, not misread
 # (2: signal CSVs and channel selection, explain's default output shared with pred.explain;
-# 3: anomaly detectors, whose graph outputs one score per row)
+# 3: anomaly detectors, whose graph outputs one score per row, and video modalities; an export
+# records the oldest format that holds it: export.required_format)
 FORMAT_VERSION = 3
 Row = Mapping[str, Any]
 
@@ -255,5 +256,6 @@ class Runtime:
     def explained_quantity(self, output: Any | None = None) -> str:
         """What :meth:`explain` attributes, in words (as ``Explanation.explained_quantity``), e.g.
         ``probability of the predicted class`` or ``probability of label 'kw_leak'``."""
+        self.check_explainable()
         task, names = self.meta["task"], self.meta["classes"]
         return explained_quantity(task, explained_name(task, names, output_index(output, names, task)))

@@ -73,9 +73,11 @@ def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any]) 
         score = float(scores[0])
         out.update(score=score if np.isfinite(score) else None, flag=bool(runtime.flags(scores[None])[0]),
                    threshold=meta["anomaly"]["threshold"])
-        if not np.isfinite(score):
-            out["warnings"].append(f"not scored: {meta['anomaly']['unscored_reason'] or 'the score is not finite'}; "
-                                   "flagged, as a row that cannot be checked")
+        if np.isnan(score):
+            reason = meta["anomaly"]["unscored_reason"] or "the scorer gave no score"
+            out["warnings"].append(f"not scored: {reason}; flagged, as a row that cannot be checked")
+        elif not np.isfinite(score):  # JSON has no infinity
+            out["warnings"].append(f"the score is {score} (sent as null)")
     elif meta["task"] == "classification":
         out["prediction"] = meta["classes"][int(scores.argmax())]
         out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
@@ -124,7 +126,7 @@ def metadata_json(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
             **({"anomaly": meta["anomaly"]} if "anomaly" in meta else {}),  # the scorer and its flag threshold
             "modalities": modalities, "auth": settings.token is not None,
             "quantized": settings.quantized, "parity": meta.get("parity"),
-            "limits": settings.model_dump(include={"max_request_bytes", "max_image_pixels", "max_audio_seconds",
+            "limits": settings.model_dump(include={"max_request_bytes", "max_image_pixels", "max_audio_seconds", "max_video_frames",
                                                    "max_text_chars"})}
 
 

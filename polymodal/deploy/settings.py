@@ -19,8 +19,10 @@ class ServeSettings(StrictModel):
         port: TCP port.
         token: when set, ``/predict``, ``/explain`` and ``/metadata`` need ``Authorization: Bearer <token>``.
         max_request_bytes: the largest request body (413 above).
-        max_image_pixels: the largest image (width x height) a request may carry (413 above).
-        max_audio_seconds: the longest audio clip (413 above).
+        max_image_pixels: the largest image or video frame (width x height) a request may carry (413 above).
+        max_audio_seconds: the longest audio clip or sound track (413 above).
+        max_video_frames: the most frames a video may hold (413 above; a clip's frames are decoded
+            up to the sampled ones, so its length is what a request costs).
         max_text_chars: the longest text (413 above).
         max_batch: most requests run through the network together.
         max_wait_ms: how long the first request of a batch waits for others to join it.
@@ -34,6 +36,7 @@ class ServeSettings(StrictModel):
     max_request_bytes: PositiveInt = 10 * 1024 * 1024
     max_image_pixels: PositiveInt = 4096 * 4096
     max_audio_seconds: PositiveFloat = 30.0
+    max_video_frames: PositiveInt = 3000
     max_text_chars: PositiveInt = 10_000
     max_batch: Annotated[int, Field(ge=1, le=1024)] = 32
     max_wait_ms: Annotated[float, Field(ge=0.0, le=1000.0)] = 5.0

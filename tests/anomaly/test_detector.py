@@ -375,7 +375,8 @@ def test_cli_trains_evaluates_and_predicts_an_anomaly_run(data, tmp_path):
 
 
 def test_a_signal_run_exports_and_its_exported_scores_match(data, tmp_path):
-    """Two raw-signal modalities, recon_size 64 of 64 samples each (the pooling ONNX translates itself)."""
+    """Two raw-signal modalities reconstructed to recon_size 64 from 64 samples each; the export
+    checks itself on the validation manifest the run recorded."""
     from polymodal.deploy.export import export_run
 
     detector = AnomalyDetector.from_config(config("autoencoder", epochs=1)).fit(data / "train.csv", data / "valid.csv",
