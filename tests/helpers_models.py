@@ -128,7 +128,15 @@ def save_tiny_bert(folder: Path, seed: int = 0, model_max_length: int | None = N
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *BERT_WORDS]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     limit = {} if model_max_length is None else {"model_max_length": model_max_length}
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True, **limit).save_pretrained(str(folder))
+    # transformers 5 takes the vocabulary as `vocab` (and ignores a `vocab_file` keyword), 4 as `vocab_file`
+    import inspect
+
+    source = ({"vocab": {word: i for i, word in enumerate(vocab)}}
+              if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters
+              else {"vocab_file": str(folder / "vocab.txt")})
+    tokenizer = BertTokenizerFast(**source, do_lower_case=True, **limit)
+    assert len(tokenizer) == len(vocab), f"the tiny BERT's tokenizer holds {len(tokenizer)} words, not {len(vocab)}"
+    tokenizer.save_pretrained(str(folder))
     if max_seq_length is not None:
         (folder / "sentence_bert_config.json").write_text(
             json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}), encoding="utf-8")
