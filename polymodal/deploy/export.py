@@ -158,10 +158,11 @@ def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
 
 def required_format(config: Any) -> int:
     """The oldest ``deploy.json`` format that holds this model (see ``runtime.FORMAT_VERSION``), so
-    that a runtime of that format still reads it: 3 for an anomaly detector or a video modality,
-    else 2."""
-    video = any(m.kind == "video" for m in config.modalities.values())
-    return 3 if config.task == "anomaly" or video else 2
+    that a runtime of that format still reads it: 3 for an anomaly detector, a video modality or a
+    pretrained tokenizer (which a runtime of format 2 would run without its truncation), else 2."""
+    later = any(m.kind == "video" or (m.kind == "text" and m.preprocess.tokenizer == "pretrained")
+                for m in config.modalities.values())
+    return 3 if config.task == "anomaly" or later else 2
 
 
 def task_meta(predictor: Any) -> dict[str, Any]:

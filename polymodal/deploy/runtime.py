@@ -48,7 +48,8 @@ META_FILE = "deploy.json"
 ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model.torchscript.pt"
 # what deploy.json's layout and meaning are; an export of a later format is refused, not misread
 # (2: signal CSVs and channel selection, explain's default output shared with pred.explain;
-# 3: anomaly detectors, whose graph outputs one score per row, and video modalities; an export
+# 3: anomaly detectors, whose graph outputs one score per row, video modalities and pretrained
+# tokenizers; an export
 # records the oldest format that holds it: export.required_format)
 FORMAT_VERSION = 3
 Row = Mapping[str, Any]
