@@ -187,6 +187,17 @@ class Estimator:
         """
         raise NotImplementedError
 
+    def model_fingerprint(self) -> str:
+        """A hash of what the fitted model's outputs depend on: its network's weights and buffers
+        and its preprocessing (the same for a fitted model and for it loaded from its run folder;
+        another one after training further). Batch predictions resume, and an export is served,
+        only for the model they were made with."""
+        from polymodal.models.weights import state_digest
+
+        pipeline, net = self.require_fitted()
+        return state_digest(net, "".join(f"{name}:{prep.fingerprint()};"
+                                         for name, prep in sorted(pipeline.preprocessors.items())))
+
     def raw_outputs(self, table: EncodedTable) -> np.ndarray:
         """:meth:`output_network`'s outputs (N, K) for an encoded table."""
         network = self.output_network()

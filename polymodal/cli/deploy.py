@@ -71,22 +71,48 @@ def export(
 
 
 def export_folder(run: Path, quantize: bool = False) -> Path:
-    """The export to serve: ``run`` itself, ``run/export``, or a fresh export of ``run`` (with its
-    int8 graph when ``quantize``)."""
+    """The export to serve: ``run`` itself, ``run/export`` (checked to be of the run's model), or a
+    fresh export of ``run`` (with its int8 graph when ``quantize``).
 
+    Raises:
+        ExportError: ``run/export`` holds another model than the run's (it was trained again since).
+    """
     if (run / META_FILE).is_file():
         return run
-    if (run / EXPORT_DIR / META_FILE).is_file():
-        return run / EXPORT_DIR
-    from polymodal.deploy.export import export_run
     from polymodal.predictor import MultimodalPredictor
 
+    if (run / EXPORT_DIR / META_FILE).is_file():
+        check_exported_model(MultimodalPredictor.load(run), run / EXPORT_DIR)
+        return run / EXPORT_DIR
+    from polymodal.deploy.export import check_exportable, export_run
+
     predictor = MultimodalPredictor.load(run)
+    check_exportable(predictor, run / EXPORT_DIR, quantize=quantize, purpose="serving")  # before saying anything
+    console.print(f"{run} has no export yet: exporting it before serving (the parity checks included)", highlight=False)
     report = export_run(predictor, run / EXPORT_DIR, quantize=quantize, purpose="serving")
     print_recorded(report, "'polymodal export RUN --data' checks on others")
     console.print(f"exported {run} to {report.folder} (parity on {report.parity['source']}: "
                   f"{report.parity['graph_max_abs_diff']:.1e})")
     return report.folder
+
+
+def check_exported_model(predictor: Any, folder: Path) -> None:
+    """Refuse an export made from another model than the run's own (a run trained again into its
+    folder keeps its older export); warn where the export predates the record that tells."""
+    import json
+
+    from polymodal.deploy.errors import ExportError
+    from polymodal.utils.warn import warn_user
+
+    recorded = json.loads((folder / META_FILE).read_text(encoding="utf-8")).get("model_fingerprint")
+    if recorded is None:
+        warn_user(f"{folder} records no fingerprint of the model it was exported from (an export by polymodal before "
+                  f"2026-12-06), so it cannot be checked against {folder.parent}'s model: export the run again "
+                  f"('polymodal export {folder.parent}') if it was trained since")
+    elif recorded != predictor.model_fingerprint():
+        raise ExportError(f"{folder} was exported from another model than {folder.parent}'s (the run was trained "
+                          f"again since): export it again with 'polymodal export {folder.parent}' (with --data and "
+                          "--quantize as before), or serve the export folder itself to serve the older model")
 
 
 def print_recorded(report: Any, hint: str = "--data chooses another") -> None:

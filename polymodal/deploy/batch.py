@@ -78,15 +78,6 @@ def _fingerprint(frame: pd.DataFrame) -> str:
     return str(int(pd.util.hash_pandas_object(frame, index=True).sum() % (1 << 63)))
 
 
-def _model_fingerprint(predictor: Any) -> str:
-    """A hash of the network's weights and the preprocessing: partial predictions of another model
-    (another run, or this one trained further) are not resumed."""
-    from polymodal.models.weights import state_digest
-
-    pipeline, net = predictor.require_fitted()
-    return state_digest(net, "".join(f"{name}:{prep.fingerprint()};" for name, prep in sorted(pipeline.preprocessors.items())))
-
-
 def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *, chunk_rows: int = 1024,
                     resume: bool = False, overwrite: bool = False, progress: bool = True,
                     support: DataSource | None = None, keep: Sequence[str] = (),
@@ -157,7 +148,7 @@ def _predict_to_file(predictor: Any, data: DataSource, out: Path, *, chunk_rows:
     keep = list(keep)
     _check_keep(keep, manifest)
     state = {"source": manifest.name, "rows": len(manifest), "chunk_rows": chunk_rows,
-             "fingerprint": _fingerprint(manifest.frame), "model": _model_fingerprint(predictor),
+             "fingerprint": _fingerprint(manifest.frame), "model": predictor.model_fingerprint(),
              "on_error": predictor.config.data.on_error,  # skip drops rows, missing keeps them: not mixed
              "keep": keep, "format": PARTS_FORMAT}
     if support is not None:

@@ -147,7 +147,7 @@ def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
     cfg = predictor.config
     meta: dict[str, Any] = {
         "format_version": required_format(cfg), "polymodal_version": __version__, "task": cfg.task,
-        "target": cfg.targets,
+        "target": cfg.targets, "model_fingerprint": predictor.model_fingerprint(),  # which model: serve checks it
         **task_meta(predictor),
         "modalities": {name: modality_meta(predictor, name, inputs) for name in sorted(cfg.modalities)},
         "graph": {"inputs": [{"name": i.name, "shape": ["batch", *i.shape], "dtype": i.dtype} for i in inputs],

@@ -204,7 +204,10 @@ def video_path(value: Any) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="polymodal-video-") as folder:
         path = Path(folder) / "upload.mp4"
         path.write_bytes(value)
-        yield str(path)
+        try:
+            yield str(path)
+        except DecodeError as err:  # FFmpeg names the file: the temporary one means nothing to the sender
+            raise type(err)(err.reason.replace(f"'{path}'", "the upload").replace(str(path), "the upload")) from None
 
 
 class VideoFeatures(Features):
@@ -336,7 +339,8 @@ class AudioFeatures(Features):
         self.n_fft = round(cfg["frame_ms"] * self.rate / 1000)
         self.hop = round(cfg["hop_ms"] * self.rate / 1000)
 
-    def decode(self, value: Any) -> tuple[np.ndarray, int]:
+    def read(self, value: Any) -> tuple[np.ndarray, int]:
+        """The mono waveform and its sample rate, as given (before resampling and cutting)."""
         if isinstance(value, tuple):
             samples, rate = np.asarray(value[0]), int(value[1])
             if rate <= 0:
@@ -349,6 +353,10 @@ class AudioFeatures(Features):
             samples, rate = self.sound_track(value)
         else:
             samples, rate = read_wav(read_bytes(value))
+        return samples, rate
+
+    def decode(self, value: Any) -> tuple[np.ndarray, int]:
+        samples, rate = self.read(value)
         if samples.size == 0:
             raise self.fail("the audio holds no samples", "empty_file")
         if rate != self.rate:  # band-limited, as training resamples (soxr)
@@ -357,6 +365,16 @@ class AudioFeatures(Features):
             raise self.fail("the audio holds NaN or infinite samples", "bad_input")
         valid = min(samples.size, self.n_samples)
         return fit_length(samples, self.n_samples, self.cfg["crop"]), valid
+
+    def notes(self, value: Any) -> list[str]:
+        """That the audio was resampled to the model's rate, or cut to (or padded to) its length."""
+        samples, rate = self.read(value)
+        notes = [f"{rate:,} Hz resampled to the model's {self.rate:,} Hz"] if rate != self.rate else []
+        seconds, model = samples.size / rate, self.n_samples / self.rate
+        if samples.size * self.rate > self.n_samples * rate:  # longer than the model reads
+            part = "first" if self.cfg["crop"] == "start" else "central"
+            notes.append(f"{seconds:.2f} s where the model reads {model:g} s: cut to its {part} {model:g} s")
+        return notes
 
     def sound_track(self, value: Any, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
         """The mono waveform and sample rate of a video container's first audio stream (PyAV), as

@@ -241,10 +241,13 @@ class RequestParser:
         limit = self.settings.max_image_pixels
         if width * height > limit:
             raise RequestError(f"video modality '{name}' has frames of {width}x{height} = {width * height:,} pixels; "
-                               f"at most {limit:,} are allowed", status=413, code="too_many_pixels", field=name)
+                               f"at most {limit:,} are allowed (the service's --max-image-pixels)", status=413,
+                               code="too_many_pixels", field=name)
         if frames is not None and frames > self.settings.max_video_frames:
             raise RequestError(f"video modality '{name}' holds {frames:,} frames; at most "
-                               f"{self.settings.max_video_frames:,} are allowed", status=413, code="too_long", field=name)
+                               f"{self.settings.max_video_frames:,} are allowed (the service's --max-video-frames; the model reads "
+                               f"{self.runtime.meta['modalities'][name]['preprocess']['frames']} of them)", status=413,
+                               code="too_long", field=name)
 
     def _check_pixels(self, name: str, data: bytes) -> None:
         from PIL import Image, UnidentifiedImageError

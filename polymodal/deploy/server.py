@@ -68,7 +68,9 @@ def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any]) 
     meta = runtime.meta
     start, stop = meta["main_outputs"]
     scores = runtime.scores(outputs[None, start:stop])[0]
-    out: dict[str, Any] = {"task": meta["task"], "modalities": sorted(row), "warnings": runtime.notes(row)}
+    out: dict[str, Any] = {"task": meta["task"], "modalities": sorted(row),
+                           "absent": sorted(set(runtime.names) - set(row)),  # a feed that stopped, named
+                           "warnings": runtime.notes(row)}
     if meta["task"] == "anomaly":  # no score (NaN, which JSON lacks): null, flagged, and why in a warning
         score = float(scores[0])
         out.update(score=score if np.isfinite(score) else None, flag=bool(runtime.flags(scores[None])[0]),
@@ -154,7 +156,7 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
         await batcher.stop()
 
     app = FastAPIOffline(title="polymodal model", version=__version__, lifespan=lifespan,
-                         description=f"A {meta['task']} model over {', '.join(runtime.names)} (polymodal {__version__}).")
+                         description=f"{'An' if meta['task'][0] in 'aeiou' else 'A'} {meta['task']} model over {', '.join(runtime.names)} (polymodal {__version__}).")
     bearer = HTTPBearer(auto_error=False)
 
     def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:

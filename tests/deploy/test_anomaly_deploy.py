@@ -91,6 +91,29 @@ def test_export_prints_what_int8_changes_in_the_flags(anomaly_exported, dataset,
     assert f"AUROC {quantized['auroc']:.4f} -> {quantized['auroc_int8']:.4f}" in result.output
 
 
+def test_serve_refuses_an_export_of_another_model_than_the_runs(anomaly_exported, tmp_path, monkeypatch):
+    """A run trained again into its folder keeps its older export: serving it would answer with the
+    old model; the export records which model it holds."""
+    import json
+    import shutil
+
+    detector, _ = anomaly_exported
+    run = shutil.copytree(detector.run_dir, tmp_path / "run")
+    meta_file = run / "export" / "deploy.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["model_fingerprint"] == AnomalyDetector.load(run).model_fingerprint()
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: None)
+    meta_file.write_text(json.dumps({**meta, "model_fingerprint": "0" * 32}))
+    result = runner.invoke(app, ["serve", str(run)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {run / 'export'} was exported from another model than {run}'s (the run "
+                                    "was trained again since): export it again with 'polymodal export")
+    meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k != "model_fingerprint"}))
+    with pytest.warns(UserWarning, match="records no fingerprint of the model it was exported from"):
+        result = runner.invoke(app, ["serve", str(run)])  # an export from before the record: served, with a warning
+    assert result.exit_code == 0, result.output
+
+
 def test_serve_runs_an_anomaly_run(anomaly_exported, monkeypatch):
     detector, _ = anomaly_exported
     served = []
@@ -123,14 +146,14 @@ def test_the_service_answers_score_flag_and_threshold_and_null_where_the_row_can
                                                           "audio": ("a0.wav", (root / "a0.wav").read_bytes(), "audio/wav")})
     assert both.status_code == 200, both.text
     body = both.json()
-    assert body["task"] == "anomaly" and body["modalities"] == ["audio", "image"]
+    assert body["task"] == "anomaly" and body["modalities"] == ["audio", "image"] and body["absent"] == ["labs", "notes"]
     assert isinstance(body["score"], float) and body["flag"] == (body["score"] > threshold)
     assert body["threshold"] == pytest.approx(threshold) and body["warnings"] == []
     expected = detector.predict_frame(pd.DataFrame({"image": [str(root / "i0.png")], "audio": [str(root / "a0.wav")],
                                                     "text": [""], "x1": [np.nan], "color": [""]}))
     assert body["score"] == pytest.approx(float(expected["score"].iloc[0]), rel=1e-4)
     alone = httpx.post(anomaly_server + "predict", json={"notes": "the red small one"}).json()
-    assert alone["score"] is None and alone["flag"] is True
+    assert alone["score"] is None and alone["flag"] is True and alone["absent"] == ["audio", "image", "labs"]
     assert alone["warnings"] == ["not scored: fewer than two modalities present: the consistency scorer compares "
                                  "modalities; flagged, as a row that cannot be checked"]
     refused = httpx.post(anomaly_server + "explain", json={"notes": "the red small one"})
@@ -167,10 +190,12 @@ def test_the_page_shows_an_anomaly_verdict_with_its_score(anomaly_server, tmp_pa
         assert page.is_visible("#score-note") and "higher = more anomalous" in page.inner_text("#score-note")
         assert not page.is_visible("#contrib-part") and not page.is_visible("#probabilities-part")
         page.fill("#text-notes", "")  # the image alone: nothing to compare, so no score and a flag
+        assert not page.is_visible("#result")  # the text was cleared: the verdict shown was for other inputs
         page.set_input_files("#file-image", str(tmp_path / "bright.png"))
         page.click("#submit")
-        page.wait_for_function("document.getElementById('score-note').textContent.startsWith('no score')")
+        page.wait_for_function("document.getElementById('score-note').textContent === 'no score'")
         assert page.inner_text("#prediction") == "anomaly" and page.is_visible("#score-note")
         assert "not scored: fewer than two modalities present" in page.inner_text("#warnings")
+        assert "not sent: audio, labs, notes" in page.inner_text("#warnings")
         assert not page.is_visible("#error")
         browser.close()

@@ -119,6 +119,10 @@ def test_page_shows_a_readable_error_for_a_wrong_file_type(page, tmp_path):
     message = page.inner_text("#error")
     assert "unsupported file type for image modality 'image'" in message and "PNG" in message
     assert page.is_hidden("#result")
+    assert page.eval_on_selector("#file-image", "input => input.closest('.modality').classList.contains('bad')")
+    page.click("#clear")  # nothing chosen: said on the page, without a request
+    page.click("#submit")
+    assert page.inner_text("#error") == "choose a file, or type a text or a value, for at least one modality"
 
 
 def test_token_field_is_hidden_when_the_server_needs_no_token(page):
@@ -172,6 +176,7 @@ def test_page_renders_names_with_markup_literally(browser, server):
     headings = page.locator("#inputs h3").all_inner_texts()
     assert "<i>memo</i> (text)" in headings
     assert "x<1 & 'y'" in page.inner_text("#inputs") and page.locator("#inputs input[name=\"x<1 & 'y'\"]").count() == 1
+    page.fill("#text-notes", "blue")  # something to send (the answer is the one above)
     page.click("#submit")
     page.wait_for_selector("#result:not([hidden])")
     names = page.locator("#probabilities .bar-row > span:first-child").all_inner_texts()

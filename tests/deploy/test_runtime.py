@@ -228,3 +228,12 @@ def test_an_export_of_a_later_format_is_refused_not_misread(exported, tmp_path):
     (folder / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(ExportError, match=f"export format {FORMAT_VERSION + 1}; this runtime reads formats up to"):
         Runtime.load(folder)
+
+
+def test_audio_resampled_or_cut_is_noted(runtime):
+    """As a signal of another length is: the model reads 0.25 s at 8 kHz."""
+    long = (np.zeros(int(44_100 * 0.6), np.float32), 44_100)
+    assert runtime.notes({"audio": long}) == [
+        "modality 'audio', 44,100 Hz resampled to the model's 8,000 Hz",
+        "modality 'audio', 0.60 s where the model reads 0.25 s: cut to its first 0.25 s"]
+    assert runtime.notes({"audio": (np.zeros(1600, np.float32), 8000)}) == []  # 0.2 s at its rate: padded, as trained

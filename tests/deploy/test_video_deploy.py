@@ -160,6 +160,7 @@ def test_the_service_takes_clips_and_sound_tracks_by_multipart_and_json(video_ex
         assert "accepted: AVI, MP4/MOV, MPEG-PS, NPY, WebM/MKV" in wrong.json()["error"]["message"]
         cut = httpx.post(url + "predict", files={"video": ("c.mp4", data[:200], "video/mp4")})
         assert cut.status_code == 422 and cut.json()["error"]["code"] == "corrupt_file"
+        assert "polymodal-video-" not in cut.text  # FFmpeg named the server's temporary file
         explained = httpx.post(url + "explain", files={"video": ("c1.mp4", data, "video/mp4"),
                                                        "sound": ("c1.mp4", data, "video/mp4")})
         assert explained.status_code == 200 and set(explained.json()["contributions"]) == {"sound", "video"}
@@ -209,7 +210,8 @@ def test_the_service_limits_clip_length_frame_size_and_sound_track_length(video_
     with serving(create_app(Runtime.load(video_export[1]), settings)) as url:
         long = httpx.post(url + "predict", files={"video": ("c.mp4", clip, "video/mp4")}).json()["error"]
         assert long == {"code": "too_many_pixels", "field": "video",
-                        "message": "video modality 'video' has frames of 16x16 = 256 pixels; at most 200 are allowed"}
+                        "message": "video modality 'video' has frames of 16x16 = 256 pixels; at most 200 are allowed "
+                                   "(the service's --max-image-pixels)"}
         sound = httpx.post(url + "predict", files={"sound": ("c.mp4", clip, "video/mp4")})
         assert sound.status_code == 413 and sound.json()["error"]["code"] == "too_long"
         assert "the audio track is longer than 0.2 s" in sound.json()["error"]["message"]
@@ -219,7 +221,8 @@ def test_the_service_limits_clip_length_frame_size_and_sound_track_length(video_
     with serving(create_app(Runtime.load(video_export[1]), ServeSettings(max_video_frames=4))) as url:
         long = httpx.post(url + "predict", files={"video": ("c.mp4", clip, "video/mp4")})
         assert long.status_code == 413 and long.json()["error"] == {
-            "code": "too_long", "field": "video", "message": "video modality 'video' holds 6 frames; at most 4 are allowed"}
+            "code": "too_long", "field": "video", "message": "video modality 'video' holds 6 frames; at most 4 are allowed "
+                                                          "(the service's --max-video-frames; the model reads 5 of them)"}
         frames = np.zeros((6, 16, 16), np.uint8)
         import io
 
