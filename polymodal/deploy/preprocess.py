@@ -374,6 +374,8 @@ class AudioFeatures(Features):
         if samples.size * self.rate > self.n_samples * rate:  # longer than the model reads
             part = "first" if self.cfg["crop"] == "start" else "central"
             notes.append(f"{seconds:.2f} s where the model reads {model:g} s: cut to its {part} {model:g} s")
+        if samples.size > 1 and np.ptp(samples) == 0:
+            notes.append("the audio is silent (one value throughout): a muted or disconnected microphone?")
         return notes
 
     def sound_track(self, value: Any, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
@@ -573,13 +575,18 @@ class SignalFeatures(Features):
         return fit_length(array, length, self.cfg["crop"]), min(array.shape[-1], length), array.shape[-1]
 
     def notes(self, value: Any) -> list[str]:
-        """That the signal was cropped or zero-padded to the model's ``length``."""
-        length, samples = int(self.cfg["length"]), self.decode(value)[2]
-        if samples == length:
-            return []
-        done = f"cropped to its {'first' if self.cfg['crop'] == 'start' else 'central'} {length:,}" \
-            if samples > length else f"zero-padded to {length:,}"
-        return [f"{samples:,} samples where the model reads {length:,}: {done}"]
+        """That the signal was cropped or zero-padded to the model's ``length``, and which channels
+        are flat (one value throughout: a sensor disconnected or stuck, which a model trained on
+        live signals may still read as ordinary)."""
+        length = int(self.cfg["length"])
+        window, valid, samples = self.decode(value)
+        notes = [f"channel {c} holds one value throughout ({window[c, 0]:g}): a disconnected or stuck sensor?"
+                 for c in range(window.shape[0]) if valid > 1 and np.ptp(window[c, :valid]) == 0]
+        if samples != length:
+            done = f"cropped to its {'first' if self.cfg['crop'] == 'start' else 'central'} {length:,}" \
+                if samples > length else f"zero-padded to {length:,}"
+            notes.insert(0, f"{samples:,} samples where the model reads {length:,}: {done}")
+        return notes
 
     def stack(self, samples: Sequence[tuple[np.ndarray, int, int]]) -> dict[str, np.ndarray]:
         x = np.stack([s[0] for s in samples])  # (B, C, L)

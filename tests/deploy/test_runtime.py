@@ -160,9 +160,12 @@ def test_a_signal_cropped_or_padded_to_the_models_length_is_noted():
 
     signal = SignalFeatures("vib", {"kind": "signal", "preprocess": {"length": 4, "crop": "center"},
                                     "state": {"n_channels": 1}, "inputs": {}})
-    assert signal.notes(np.ones(4)) == []
-    assert signal.notes(np.ones(6)) == ["6 samples where the model reads 4: cropped to its central 4"]
-    assert signal.notes(np.ones(3)) == ["3 samples where the model reads 4: zero-padded to 4"]
+    assert signal.notes(np.arange(4.0)) == []
+    assert signal.notes(np.arange(6.0)) == ["6 samples where the model reads 4: cropped to its central 4"]
+    assert signal.notes(np.arange(3.0)) == ["3 samples where the model reads 4: zero-padded to 4"]
+    # a flat channel: a sensor disconnected or stuck, which a model of live signals may read as ordinary
+    assert signal.notes(np.ones(6)) == ["6 samples where the model reads 4: cropped to its central 4",
+                                        "channel 0 holds one value throughout (1): a disconnected or stuck sensor?"]
 
 
 def test_a_text_cut_to_the_models_tokens_or_cleaned_to_nothing_is_noted():
@@ -230,10 +233,14 @@ def test_an_export_of_a_later_format_is_refused_not_misread(exported, tmp_path):
         Runtime.load(folder)
 
 
-def test_audio_resampled_or_cut_is_noted(runtime):
+def test_audio_resampled_cut_or_silent_is_noted(runtime):
     """As a signal of another length is: the model reads 0.25 s at 8 kHz."""
-    long = (np.zeros(int(44_100 * 0.6), np.float32), 44_100)
-    assert runtime.notes({"audio": long}) == [
+    def wave(seconds: float, rate: int) -> np.ndarray:
+        return np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate).astype(np.float32)
+
+    assert runtime.notes({"audio": (wave(0.6, 44_100), 44_100)}) == [
         "modality 'audio', 44,100 Hz resampled to the model's 8,000 Hz",
         "modality 'audio', 0.60 s where the model reads 0.25 s: cut to its first 0.25 s"]
-    assert runtime.notes({"audio": (np.zeros(1600, np.float32), 8000)}) == []  # 0.2 s at its rate: padded, as trained
+    assert runtime.notes({"audio": (wave(0.2, 8000), 8000)}) == []  # shorter at its rate: padded, as trained
+    assert runtime.notes({"audio": (np.zeros(1600, np.float32), 8000)}) == [
+        "modality 'audio', the audio is silent (one value throughout): a muted or disconnected microphone?"]
