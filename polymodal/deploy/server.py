@@ -120,8 +120,15 @@ def metadata_json(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
                          categories=spec["state"]["categories"])  # the values each categorical column learned
         elif spec["kind"] in FILE_KINDS:
             entry["accept"] = accepted_types(spec["kind"])
-        if spec["kind"] == "audio":
-            entry["sample_rate"] = spec["preprocess"]["sample_rate"]
+        prep = spec["preprocess"]
+        if spec["kind"] == "audio":  # what the model reads of a clip: the rest is cut, a shorter one padded
+            entry.update(sample_rate=prep["sample_rate"], max_seconds=prep["max_seconds"])
+        elif spec["kind"] == "video":
+            entry.update(frames=prep["frames"], sampling=prep["sampling"], size=prep["size"])
+        elif spec["kind"] == "signal":
+            entry["length"] = prep["length"]
+        elif spec["kind"] == "image":
+            entry["size"] = prep["size"]
         modalities[name] = entry
     return {"polymodal_version": __version__, "task": meta["task"], "target": meta["target"],
             "classes": meta["classes"] if meta["task"] in ("classification", "multilabel") else [],  # regression: targets
@@ -203,7 +210,8 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
         feeds = await run_in_threadpool(runtime.featurize, [row])
         return prediction_json(runtime, await batcher.submit(feeds), row)
 
-    @app.post("/explain", dependencies=[Depends(authorised)], **post)
+    # an anomaly detector's /explain only refuses (422): left out of its API docs
+    @app.post("/explain", dependencies=[Depends(authorised)], include_in_schema=meta["task"] != "anomaly", **post)
     async def explain(request: Request) -> dict[str, Any]:
         """The prediction plus each given modality's contribution (exact Shapley value) to the explained score:
         the predicted class's probability (classification), else the first label's probability or the first

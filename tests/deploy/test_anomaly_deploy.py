@@ -140,6 +140,8 @@ def test_the_service_answers_score_flag_and_threshold_and_null_where_the_row_can
     threshold = float(detector.model.scorer.threshold)
     meta = httpx.get(anomaly_server + "metadata").json()
     assert meta["task"] == "anomaly" and meta["classes"] == []
+    assert meta["modalities"]["audio"]["max_seconds"] == 0.25 and meta["modalities"]["image"]["size"] == 8
+    assert "/explain" not in httpx.get(anomaly_server + "openapi.json").json()["paths"]  # it only refuses
     assert meta["anomaly"]["scorer"] == "consistency" and meta["anomaly"]["threshold"] == pytest.approx(threshold)
     root = dataset["root"]
     both = httpx.post(anomaly_server + "predict", files={"image": ("i0.png", (root / "i0.png").read_bytes(), "image/png"),

@@ -148,6 +148,8 @@ def test_the_service_takes_clips_and_sound_tracks_by_multipart_and_json(video_ex
         meta = httpx.get(url + "metadata").json()
         assert meta["modalities"]["video"]["accept"] == ["AVI", "MP4/MOV", "MPEG-PS", "NPY", "WebM/MKV"]
         assert "MP4/MOV" in meta["modalities"]["sound"]["accept"]
+        assert {k: meta["modalities"]["video"][k] for k in ("frames", "sampling", "size")} == {
+            "frames": 5, "sampling": "stride", "size": 16}
         sent = httpx.post(url + "predict", files={"video": ("c1.mp4", data, "video/mp4"),
                                                   "sound": ("c1.mp4", data, "video/mp4")})
         assert sent.status_code == 200, sent.text
