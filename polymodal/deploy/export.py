@@ -101,7 +101,10 @@ def modality_meta(predictor: Any, name: str, inputs: list[GraphInput]) -> dict[s
                               "tokenizers-library form (a 'fast' tokenizer, tokenizer.json) for the runtime to run; "
                               "predict with 'polymodal predict' or the Python API, or save the model folder with its "
                               "fast tokenizer (AutoTokenizer.from_pretrained(...).save_pretrained(...))")
-        state.update(tokenizer_json=tokenizer.backend_tokenizer.to_str(), pad_id=prep.pad_id, unk_id=prep.unk_id)
+        # the side transformers cuts from is a setting of the tokenizer, not of its JSON
+        state.update(tokenizer_json=tokenizer.backend_tokenizer.to_str(), pad_id=prep.pad_id, unk_id=prep.unk_id,
+                     truncation_side=getattr(tokenizer, "truncation_side", "right"))
+        prep_cfg["tokenizer_path"] = None  # where the exporting machine kept it: the JSON above is the tokenizer
     if cfg.kind == "text" and prep_cfg["stopwords"]:
         from polymodal.data.modalities.text import english_stop_words
 

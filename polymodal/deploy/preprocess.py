@@ -367,7 +367,8 @@ class AudioFeatures(Features):
         return fit_length(samples, self.n_samples, self.cfg["crop"]), valid
 
     def notes(self, value: Any) -> list[str]:
-        """That the audio was resampled to the model's rate, or cut to (or padded to) its length."""
+        """That the audio was resampled to the model's rate, cut to its length (a shorter clip is
+        padded, as in training, without a note), or is silent."""
         samples, rate = self.read(value)
         notes = [f"{rate:,} Hz resampled to the model's {self.rate:,} Hz"] if rate != self.rate else []
         seconds, model = samples.size / rate, self.n_samples / self.rate
@@ -433,7 +434,7 @@ class TextFeatures(Features):
         whole.no_padding()
         cut.no_padding()
         if self.cfg["tokenizer"] == "pretrained":  # as transformers calls it: special tokens within max_tokens
-            cut.enable_truncation(self.max_tokens)
+            cut.enable_truncation(self.max_tokens, direction=self.state.get("truncation_side", "right"))
         self.encode = lambda text: cut.encode(text).ids
         self.count = lambda text: whole.encode(text).ids  # uncut: for the note that a text was cut
 
@@ -449,7 +450,8 @@ class TextFeatures(Features):
         if not ids:
             return ["the text holds no word once cleaned (punctuation, stop words): read as one unknown token"]
         if len(ids) > self.max_tokens:
-            how = (f"cut to {self.max_tokens:,}, its special tokens kept" if self.cfg["tokenizer"] == "pretrained"
+            side = self.state.get("truncation_side", "right")
+            how = (f"cut to {self.max_tokens:,} (the tokenizer cuts from the {side})" if self.cfg["tokenizer"] == "pretrained"
                    else f"cut to its first {self.max_tokens:,}")
             return [f"{len(ids):,} tokens where the model reads {self.max_tokens:,}: {how}"]
         return []

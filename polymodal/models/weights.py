@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from polymodal.errors import DecodeError
+from polymodal.utils.io import WEIGHT_SUFFIXES as WEIGHT_FILE_SUFFIXES
 
 _WRAPPERS = ("state_dict", "model", "model_state_dict", "module")
 
@@ -60,7 +61,7 @@ def load_state_dict_file(path: str | Path, drop_prefixes: Sequence[str] = ("modu
     return out
 
 
-WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".ot", ".tflite"})
+WEIGHT_SUFFIXES = frozenset(WEIGHT_FILE_SUFFIXES)
 
 
 def small_files(folder: str | Path) -> list[str]:

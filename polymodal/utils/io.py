@@ -312,6 +312,27 @@ def damaged_zip(path: Path) -> str | None:
     return None if bad is None else f"{bad} fails its CRC check"
 
 
+# the files of a model folder that are weights; the others (configs, tokenizer, vocabularies) are what a
+# run copies of a pretrained folder (models.weights.small_files) and what keys its tokenizer
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".ot", ".tflite")
+
+
+def model_files_digest(folder: str | os.PathLike) -> str:
+    """A hash of the files directly in a model folder that a run copies of it: neither weights nor
+    hidden files (``.gitattributes``), so the folder and the run's copy of it hash alike."""
+    import hashlib
+
+    if not os.path.isdir(folder):
+        return ""
+    digest = hashlib.blake2b(digest_size=16)
+    entries = (e for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".")
+               and not e.name.lower().endswith(WEIGHT_SUFFIXES))
+    for entry in sorted(entries, key=lambda e: e.name):
+        digest.update(entry.name.encode("utf-8", "surrogateescape") + b"\0")
+        hash_file(digest, entry.path)
+    return digest.hexdigest()
+
+
 def folder_digest(folder: str | os.PathLike, skip_suffixes: tuple[str, ...] = ()) -> str:
     """A hash of the files directly in ``folder`` (names and bytes, in name order), leaving out
     those ending in ``skip_suffixes``; "" when it is not a folder. Keys caches on the content of

@@ -91,6 +91,15 @@ def test_page_offers_the_learned_categories_and_warns_about_another(page):
     assert "'mauve' is a category the model did not learn" in page.inner_text("#warnings")
 
 
+def test_page_outlines_the_table_whose_value_is_refused(page):
+    page.click("#clear")
+    page.fill("#col-x1", "abc")  # not a number: the answer names the modality 'labs', not the column
+    page.click("#submit")
+    page.wait_for_selector("#error", state="visible")
+    assert page.eval_on_selector("#col-x1", "input => input.closest('.modality').classList.contains('bad')")
+    assert page.locator(".modality.bad").count() == 1
+
+
 def test_page_shows_a_modality_that_was_not_sent_as_not_given(page, tmp_path):
     """Audio only: the other rows read 'not given' with no bar, not a contribution of 0.000."""
     import numpy as np

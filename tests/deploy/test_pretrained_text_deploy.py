@@ -61,7 +61,7 @@ def test_the_runtime_tokenizes_as_the_transformers_tokenizer(bert_export, text):
 def test_a_cut_text_is_noted_with_its_length(bert_export):
     runtime = Runtime.load(bert_export[1])
     assert runtime.notes({"cap": "dark " * 30}) == [
-        "modality 'cap', 32 tokens where the model reads 6: cut to 6, its special tokens kept"]  # 30 words + [CLS], [SEP]
+        "modality 'cap', 32 tokens where the model reads 6: cut to 6 (the tokenizer cuts from the right)"]  # + [CLS], [SEP]
     assert runtime.notes({"cap": "quite dark image"}) == []
 
 
@@ -85,3 +85,43 @@ def test_a_tokenizer_without_a_fast_form_is_refused_naming_the_modality(bert_exp
                                           r"tokenizers-library form"):
         export_run(predictor, tmp_path / "export")
     assert not (tmp_path / "export").exists()
+
+
+def test_a_moved_run_serves_the_export_made_from_the_fitted_model(bert_export, tmp_path, monkeypatch):
+    """The export was written from the fitted predictor (its tokenizer in the source folder); the run,
+    copied elsewhere, loads from its own copy of the tokenizer: still the same model, so it serves."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+    from polymodal.cli import deploy as commands
+
+    _, folder, _ = bert_export
+    run = shutil.copytree(folder.parent, tmp_path / "moved" / "run")
+    served = []
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: served.append(app))
+    result = CliRunner().invoke(app, ["serve", str(run)])
+    assert result.exit_code == 0, result.output
+    assert len(served) == 1
+
+
+def test_a_tokenizer_that_cuts_from_the_left_is_run_so(bert_export):
+    """transformers keeps the side a tokenizer truncates from in its config, not in tokenizer.json."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from polymodal.deploy.preprocess import TextFeatures
+    from polymodal.deploy.runtime import META_FILE
+
+    _, folder, _ = bert_export
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))["modalities"]["cap"]
+    assert meta["state"]["truncation_side"] == "right" and meta["preprocess"]["tokenizer_path"] is None
+    meta["state"]["truncation_side"] = "left"
+    text = "quite dark image is very bright a mid signal"
+    left = AutoTokenizer.from_pretrained(str(folder.parent.parent / "bert"), truncation_side="left")
+    expected = left(text, truncation=True, max_length=6)["input_ids"]
+    assert TextFeatures("cap", meta).decode(text) == expected
+    assert expected != AutoTokenizer.from_pretrained(str(folder.parent.parent / "bert"))(
+        text, truncation=True, max_length=6)["input_ids"]  # the side matters for this text

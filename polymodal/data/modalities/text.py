@@ -23,11 +23,10 @@ from polymodal.config.preprocess import TextPreprocess
 from polymodal.data.cells import cell_text
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import NotFittedError
-from polymodal.utils.io import folder_digest
+from polymodal.utils.io import model_files_digest
 from polymodal.utils.text import UNK_ID, cleaner, word_ids
 
 PAD, UNK = "[PAD]", "[UNK]"
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".h5", ".msgpack", ".ckpt")
 
 
 def english_stop_words() -> frozenset[str]:
@@ -216,9 +215,15 @@ class TextPreprocessor(Preprocessor):
         self.tokenizer_json = state.get("tokenizer_json")
         self.__dict__.pop("_encoder", None)
 
+    def encoding_config(self) -> dict[str, Any]:
+        """The settings, but where a pretrained tokenizer sits (its files' content is in
+        :meth:`encoding_state`): a run moved, or loaded from its own copy of the folder, keys its
+        caches and names its model as before."""
+        return {k: v for k, v in super().encoding_config().items() if k != "tokenizer_path"}
+
     def encoding_state(self) -> dict[str, Any]:
         """The fitted vocabulary or tokenizer; for a pretrained tokenizer, the content of its folder
-        (another tokenizer saved at the same path gives other ids)."""
+        (another tokenizer saved at the same path gives other ids): the files a run copies of it."""
         state = self.get_state()
         if self.cfg.tokenizer == "pretrained":
             state["tokenizer_files"] = self._tokenizer_digest
@@ -226,6 +231,6 @@ class TextPreprocessor(Preprocessor):
 
     @cached_property
     def _tokenizer_digest(self) -> str:
-        """The pretrained tokenizer folder's files, model weights left out (a model folder often
-        holds both)."""
-        return folder_digest(self.cfg.tokenizer_path, skip_suffixes=WEIGHT_SUFFIXES)
+        """The pretrained tokenizer folder's files, model weights and hidden files left out (a model
+        folder often holds both): those the run's copy of the folder holds."""
+        return model_files_digest(self.cfg.tokenizer_path)

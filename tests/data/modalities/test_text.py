@@ -255,6 +255,19 @@ def test_another_tokenizer_saved_at_the_same_path_changes_the_fingerprint(pretra
     assert text(tokenizer="pretrained", tokenizer_path=pretrained_folder).fingerprint() != before
 
 
+def test_the_same_tokenizer_elsewhere_or_copied_by_a_run_keeps_the_fingerprint(pretrained_folder, tmp_path):
+    """A run moved to another machine, or loaded from its own copy of the folder (which leaves out
+    weights and hidden files such as .gitattributes), keys its caches and names its model as before."""
+    import shutil
+
+    (pretrained_folder / ".gitattributes").write_text("*.bin filter=lfs")
+    (pretrained_folder / "rust_model.ot").write_bytes(b"weights")
+    before = text(tokenizer="pretrained", tokenizer_path=pretrained_folder).fingerprint()
+    copy = tmp_path / "elsewhere" / "tok"
+    shutil.copytree(pretrained_folder, copy, ignore=shutil.ignore_patterns(".*", "*.ot"))
+    assert text(tokenizer="pretrained", tokenizer_path=copy).fingerprint() == before
+
+
 def test_pretrained_tokenizer_from_a_local_folder(pretrained_folder):
     prep = text(tokenizer="pretrained", tokenizer_path=pretrained_folder, max_tokens=5)
     assert prep.tokenize("The cats sat") == ["[CLS]", "the", "cat", "##s", "[SEP]"]
