@@ -121,7 +121,7 @@ def modality_meta(predictor: Any, name: str, inputs: list[GraphInput]) -> dict[s
 
 def runtime_limitation(cfg: Any) -> str | None:
     """Why the numpy runtime cannot featurise a modality config, or None when it can."""
-    from polymodal.deploy.preprocess import FEATURES
+    from polymodal.deploy.features import FEATURES
 
     prep = cfg.preprocess
     if cfg.kind not in FEATURES:

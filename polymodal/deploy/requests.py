@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from polymodal.deploy.errors import RequestError, content_start
-from polymodal.deploy.preprocess import NPY_MAGIC, VIDEO_SIGNATURES, audio_seconds, has_av, read_wav, video_container
+from polymodal.deploy.features import NPY_MAGIC, VIDEO_SIGNATURES, audio_seconds, has_av, read_wav, video_container
 from polymodal.deploy.runtime import Runtime, given
 from polymodal.deploy.settings import ServeSettings
 from polymodal.utils.signal_csv import is_csv_text
@@ -229,7 +229,7 @@ class RequestParser:
             width, height, frames = (shape[2], shape[1], shape[0]) if len(shape) in (3, 4) else (0, 0, None)
         else:
             from polymodal.data.video_io import clip_size
-            from polymodal.deploy.preprocess import video_path
+            from polymodal.deploy.features import video_path
             from polymodal.errors import DecodeError
 
             try:

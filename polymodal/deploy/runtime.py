@@ -14,7 +14,7 @@ settings and fitted state, the graph's inputs, and the parity figures measured a
     rt.explain(rows)          # (2, M) exact Shapley contributions of each modality
     rt.explained_quantity()   # what they attribute: 'probability of the predicted class'
 
-A row maps modality names to values (see :mod:`polymodal.deploy.preprocess` for what each kind
+A row maps modality names to values (see :mod:`polymodal.deploy.features` for what each kind
 accepts); a tabular modality's value maps its columns to values. Absent modalities are masked
 inside the graph, as in training.
 """
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.deploy.errors import ExportError, RequestError, first_line, onnxruntime_errors
-from polymodal.deploy.preprocess import FEATURES, Features
+from polymodal.deploy.features import FEATURES, Features
 from polymodal.errors import MissingDependencyError
 from polymodal.utils.scores import (
     decisions,

@@ -421,7 +421,7 @@ def test_an_input_the_runtime_refuses_that_training_read_is_named_with_its_row_a
     import pandas as pd
 
     from polymodal.deploy.errors import RequestError
-    from polymodal.deploy.preprocess import AudioFeatures
+    from polymodal.deploy.features import AudioFeatures
 
     predictor, _ = trained
     frame = pd.read_csv(dataset["test"])

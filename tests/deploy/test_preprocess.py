@@ -17,7 +17,7 @@ from polymodal.config.modalities import AudioModality, ImageModality, SignalModa
 from polymodal.config.preprocess import AudioPreprocess, TabularPreprocess, TextPreprocess
 from polymodal.data.modalities import build_preprocessor
 from polymodal.deploy.export import modality_meta
-from polymodal.deploy.preprocess import AudioFeatures, ImageFeatures, SignalFeatures, TabularFeatures, TextFeatures
+from polymodal.deploy.features import AudioFeatures, ImageFeatures, SignalFeatures, TabularFeatures, TextFeatures
 
 
 def test_signal_spectrogram_and_valid_frames_match_the_training_preprocessor(tmp_path):

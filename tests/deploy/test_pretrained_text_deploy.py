@@ -112,7 +112,7 @@ def test_a_tokenizer_that_cuts_from_the_left_is_run_so(bert_export):
 
     from transformers import AutoTokenizer
 
-    from polymodal.deploy.preprocess import TextFeatures
+    from polymodal.deploy.features import TextFeatures
     from polymodal.deploy.runtime import META_FILE
 
     _, folder, _ = bert_export

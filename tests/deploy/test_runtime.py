@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from polymodal.deploy.errors import RequestError
-from polymodal.deploy.preprocess import read_wav
+from polymodal.deploy.features import read_wav
 from polymodal.deploy.runtime import Runtime
 
 from .helpers import png_bytes, tone, wav_bytes
@@ -144,7 +144,7 @@ def test_image_limits_follow_the_model(runtime):
 
 
 def test_a_signal_npy_whose_header_promises_terabytes_is_a_corrupt_file():
-    from polymodal.deploy.preprocess import SignalFeatures
+    from polymodal.deploy.features import SignalFeatures
 
     meta = {"kind": "signal", "preprocess": {}, "state": {"n_channels": 1}, "inputs": {}}
     header = io.BytesIO()
@@ -156,7 +156,7 @@ def test_a_signal_npy_whose_header_promises_terabytes_is_a_corrupt_file():
 
 def test_a_signal_cropped_or_padded_to_the_models_length_is_noted():
     """A 1,000-sample window given to a model of 2,048 was zero-padded and misread without a word."""
-    from polymodal.deploy.preprocess import SignalFeatures
+    from polymodal.deploy.features import SignalFeatures
 
     signal = SignalFeatures("vib", {"kind": "signal", "preprocess": {"length": 4, "crop": "center"},
                                     "state": {"n_channels": 1}, "inputs": {}})
@@ -170,7 +170,7 @@ def test_a_signal_cropped_or_padded_to_the_models_length_is_noted():
 
 def test_a_text_cut_to_the_models_tokens_or_cleaned_to_nothing_is_noted():
     """A 10,000-character text cut to 16 tokens, or '!!!' read as one unknown token, said nothing."""
-    from polymodal.deploy.preprocess import TextFeatures
+    from polymodal.deploy.features import TextFeatures
 
     meta = {"kind": "text", "preprocess": {"lowercase": True, "strip_punctuation": True, "stopwords": False,
                                            "tokenizer": "word", "max_tokens": 3},
@@ -183,7 +183,7 @@ def test_a_text_cut_to_the_models_tokens_or_cleaned_to_nothing_is_noted():
 
 
 def test_signal_and_audio_arrays_are_taken_or_refused_as_training_takes_them():
-    from polymodal.deploy.preprocess import AudioFeatures, SignalFeatures
+    from polymodal.deploy.features import AudioFeatures, SignalFeatures
 
     signal = SignalFeatures("vib", {"kind": "signal", "preprocess": {"length": 4, "crop": "start"},
                                     "state": {"n_channels": 1}, "inputs": {}})

@@ -155,7 +155,7 @@ def test_base64_may_be_line_wrapped_or_a_data_url(client, runtime, sample):
 
 
 def test_a_flac_over_the_limit_is_refused_with_its_length_and_never_decoded_whole(client):
-    from polymodal.deploy.preprocess import read_wav
+    from polymodal.deploy.features import read_wav
 
     samples, rate = read_wav(flac_bytes(100.0), max_seconds=1.0)
     assert rate == 8000 and samples.size == 8001  # one frame past the limit, not 800,000

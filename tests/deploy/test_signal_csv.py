@@ -24,7 +24,7 @@ from polymodal.config.modalities import SignalModality
 from polymodal.data.modalities import build_preprocessor
 from polymodal.deploy.errors import RequestError
 from polymodal.deploy.export import export_run, modality_meta, runtime_limitation
-from polymodal.deploy.preprocess import SignalFeatures
+from polymodal.deploy.features import SignalFeatures
 from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.server import create_app
 from polymodal.deploy.settings import ServeSettings

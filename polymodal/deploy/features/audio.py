@@ -1,0 +1,156 @@
+"""Audio in the runtime: WAV (the standard library) or FLAC/OGG (``soundfile``), a video's sound track
+(PyAV), resampling, and waveform / spectrogram / log-mel / MFCC in numpy."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from polymodal.deploy.errors import ExportError, RequestError
+from polymodal.deploy.features.base import AMIN, Features, read_bytes
+from polymodal.deploy.features.video import is_video, require_av, video_path
+from polymodal.errors import DecodeError, MissingDependencyError, OversizedInputError
+from polymodal.utils.signals import fit_length, resample
+from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
+
+
+def read_wav(data: bytes, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 waveform and sample rate of WAV bytes (16-bit PCM here, else ``soundfile``).
+    ``max_seconds``: a compressed file (FLAC, OGG) is decoded no further than one frame past it,
+    so a small upload cannot expand into gigabytes (a 16-bit WAV is no larger decoded than sent)."""
+    try:
+        fast = read_pcm_wav(io.BytesIO(data))
+    except DecodeError as err:  # a truncated upload
+        raise RequestError(err.reason, status=422, code="corrupt_file") from None
+    if fast is not None:
+        return fast
+    try:
+        import soundfile
+    except ImportError:
+        raise MissingDependencyError("soundfile", "decoding audio other than 16-bit PCM WAV") from None
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as audio:
+            rate = audio.samplerate
+            frames = -1 if max_seconds is None or rate <= 0 else math.floor(max_seconds * rate) + 1
+            samples = audio.read(frames=frames, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, OSError, TypeError):
+        raise RequestError("not a readable audio file (WAV, FLAC, OGG)", status=415, code="unsupported_type") from None
+    declared = wav_frames(io.BytesIO(data))  # libsndfile clips a truncated WAV's frame count silently
+    if declared is not None and declared[1] < declared[0]:
+        raise RequestError(truncation_reason(*declared), status=422, code="corrupt_file")
+    return samples.mean(axis=1), int(rate)
+
+
+def audio_seconds(data: bytes) -> float | None:
+    """An audio file's duration as its header declares it, or None when it declares none."""
+    try:
+        import soundfile
+
+        info = soundfile.info(io.BytesIO(data))
+    except (ImportError, RuntimeError, OSError, TypeError, ValueError):  # LibsndfileError is a RuntimeError
+        return None  # no soundfile, or a header it cannot read: the length is unknown
+    return info.frames / info.samplerate if info.samplerate > 0 and 0 < info.frames < 2**62 else None
+
+
+def stft_power(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """(B, N) -> (B, 1 + N // hop, n_fft // 2 + 1) power of a centred, zero-padded periodic-Hann STFT."""
+    pad = n_fft // 2
+    padded = np.pad(x.astype(np.float64), ((0, 0), (pad, pad)))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=1)[:, ::hop]  # (B, T, n_fft)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    spec = np.fft.rfft(frames * window, axis=-1)
+    return (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
+
+
+class AudioFeatures(Features):
+    kind = "audio"
+    # the config's audio features this class computes (a test keeps them equal to the config's choices)
+    features: ClassVar[tuple[str, ...]] = ("waveform", "spectrogram", "log_mel", "mfcc")
+
+    def __init__(self, name: str, meta: Mapping[str, Any]):
+        super().__init__(name, meta)
+        cfg = self.cfg
+        if cfg["features"] not in self.features:
+            raise ExportError(f"modality '{name}': audio features '{cfg['features']}' have no numpy implementation "
+                             f"(the runtime computes {', '.join(self.features)})")
+        self.rate = int(cfg["sample_rate"])
+        self.n_samples = round(cfg["max_seconds"] * self.rate)
+        self.n_fft = round(cfg["frame_ms"] * self.rate / 1000)
+        self.hop = round(cfg["hop_ms"] * self.rate / 1000)
+
+    def read(self, value: Any) -> tuple[np.ndarray, int]:
+        """The mono waveform and its sample rate, as given (before resampling and cutting)."""
+        if isinstance(value, tuple):
+            samples, rate = np.asarray(value[0]), int(value[1])
+            if rate <= 0:
+                raise self.fail(f"the sample rate must be positive; got {rate}", "bad_input")
+            if samples.dtype.kind not in "iuf" or samples.ndim not in (1, 2):
+                raise self.fail(f"expected numeric samples, 1-D or 2-D (samples x channels); got dtype "
+                                f"{samples.dtype}, shape {samples.shape}", "bad_input")
+            samples = mono_samples(samples)  # as training reads an array: stereo mixed down, PCM scaled
+        elif is_video(value):
+            samples, rate = self.sound_track(value)
+        else:
+            samples, rate = read_wav(read_bytes(value))
+        return samples, rate
+
+    def decode(self, value: Any) -> tuple[np.ndarray, int]:
+        samples, rate = self.read(value)
+        if samples.size == 0:
+            raise self.fail("the audio holds no samples", "empty_file")
+        if rate != self.rate:  # band-limited, as training resamples (soxr)
+            samples = resample(samples, rate, self.rate)
+        if not np.isfinite(samples).all():
+            raise self.fail("the audio holds NaN or infinite samples", "bad_input")
+        valid = min(samples.size, self.n_samples)
+        return fit_length(samples, self.n_samples, self.cfg["crop"]), valid
+
+    def notes(self, value: Any) -> list[str]:
+        """That the audio was resampled to the model's rate, cut to its length (a shorter clip is
+        padded, as in training, without a note), or is silent."""
+        samples, rate = self.read(value)
+        notes = [f"{rate:,} Hz resampled to the model's {self.rate:,} Hz"] if rate != self.rate else []
+        seconds, model = samples.size / rate, self.n_samples / self.rate
+        if samples.size * self.rate > self.n_samples * rate:  # longer than the model reads
+            part = "first" if self.cfg["crop"] == "start" else "central"
+            notes.append(f"{seconds:.2f} s where the model reads {model:g} s: cut to its {part} {model:g} s")
+        if samples.size > 1 and np.ptp(samples) == 0:
+            notes.append("the audio is silent (one value throughout): a muted or disconnected microphone?")
+        return notes
+
+    def sound_track(self, value: Any, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+        """The mono waveform and sample rate of a video container's first audio stream (PyAV), as
+        training reads an audio column that names a video; ``max_seconds``: refuse (413) a longer
+        track, decoded no further than the limit."""
+        require_av(f"the sound track of a video (audio modality '{self.name}')")
+        from polymodal.data.video_io import read_video_audio
+
+        try:
+            with video_path(value) as path:
+                return read_video_audio(path, max_seconds)
+        except OversizedInputError as err:
+            raise self.fail(err.reason, "too_long", 413) from None
+        except DecodeError as err:
+            raise self.fail(err.reason, "corrupt_file") from None
+
+    def stack(self, samples: Sequence[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
+        waves = np.stack([s[0] for s in samples])  # (B, N)
+        valid = np.asarray([s[1] for s in samples], np.int64)
+        features = self.cfg["features"]
+        if features == "waveform":
+            return {"x": waves[:, :, None].astype(np.float32), "length": valid.astype(np.int32)}
+        power = stft_power(waves, self.n_fft, self.hop)
+        if features in ("log_mel", "mfcc"):
+            power = power @ np.asarray(self.state["mel_bank"], np.float32)
+        feats = 10.0 * np.log10(np.maximum(power, AMIN))
+        top_db = self.cfg.get("top_db")
+        if top_db is not None:  # clipped below each clip's peak, as training's power_to_db does
+            feats = np.maximum(feats, feats.max(axis=(1, 2), keepdims=True) - top_db)
+        if features == "mfcc":
+            feats = feats @ np.asarray(self.state["dct"], np.float32)
+        lengths = np.minimum(1 + valid // self.hop, feats.shape[1]).astype(np.int32)
+        return {"x": feats.astype(np.float32), "length": lengths}

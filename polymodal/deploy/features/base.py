@@ -1,0 +1,60 @@
+"""The base of the runtime's per-kind preprocessing: ``Features`` and what every kind shares."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from polymodal.deploy.errors import RequestError
+
+AMIN = 1e-10
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def read_bytes(value: Any) -> bytes:
+    """File content from bytes or a path."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return Path(str(value)).read_bytes()
+
+
+class Features:
+    """Base class: ``featurize(values)`` -> the modality's arrays (N, ...) for its graph inputs.
+
+    Args:
+        name: the modality name.
+        meta: the modality's entry in ``deploy.json`` (``kind``, ``preprocess``, ``state``, ``inputs``).
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, meta: Mapping[str, Any]):
+        self.name = name
+        self.cfg = dict(meta["preprocess"])
+        self.state = dict(meta.get("state") or {})
+        self.inputs = {k: (tuple(v["shape"]), v["dtype"]) for k, v in meta["inputs"].items()}
+
+    def decode(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def stack(self, samples: Sequence[Any]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def featurize(self, values: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Decoded and stacked arrays of ``values`` (all present)."""
+        return self.stack([self.decode(v) for v in values])
+
+    def notes(self, value: Any) -> list[str]:
+        """What a caller should know about how ``value`` (present, featurised) was read, such as a
+        category the model never learned; none by default."""
+        return []
+
+    def empty(self, n: int) -> dict[str, np.ndarray]:
+        """Zero arrays for ``n`` rows where the modality is absent."""
+        return {k: np.zeros((n, *shape), dtype) for k, (shape, dtype) in self.inputs.items()}
+
+    def fail(self, message: str, code: str = "bad_input", status: int = 422) -> RequestError:
+        return RequestError(f"modality '{self.name}' ({self.kind}): {message}", status=status, code=code, field=self.name)

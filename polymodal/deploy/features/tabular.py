@@ -1,0 +1,63 @@
+"""Tables in the runtime: numbers imputed and scaled, categories looked up, as fitted in training."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from polymodal.deploy.features.base import Features
+from polymodal.utils.values import blank, number
+
+
+class TabularFeatures(Features):
+    kind = "tabular"
+
+    def __init__(self, name: str, meta: Mapping[str, Any]):
+        super().__init__(name, meta)
+        self.numeric = list(meta["columns"])
+        self.categorical = list(meta["categorical"])
+        self.lookup = {c: {v: i + 1 for i, v in enumerate(cats)} for c, cats in self.state["categories"].items()}
+
+    def number(self, value: Any, column: str) -> float:
+        try:
+            return number(value)
+        except ValueError as err:
+            raise self.fail(f"column '{column}' {err}") from None
+
+    @staticmethod
+    def category(value: Any) -> str | None:
+        if blank(value):
+            return None
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+    def decode(self, value: Any) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(value, Mapping):
+            raise self.fail(f"expected a mapping of columns {self.numeric + self.categorical}; got {type(value).__name__}")
+        numbers = np.asarray([self.number(value.get(c), c) for c in self.numeric], np.float64)
+        missing = np.isnan(numbers)
+        fill, center, scale = (np.asarray(self.state[k], np.float64) for k in ("fill", "center", "scale"))
+        with np.errstate(over="ignore"):  # a value out of range once scaled is refused below
+            scaled = (np.where(missing, fill, numbers) - center) / scale
+            num = np.concatenate([scaled, missing.astype(np.float64)]) if self.cfg["missing_indicator"] else scaled
+            num32 = num.astype(np.float32)
+        cats = [self.lookup[c].get(self.category(value.get(c)), 0) for c in self.categorical]
+        if not np.isfinite(num32).all():
+            bad = [c for c, v in zip(self.numeric, num32) if not np.isfinite(v)]
+            raise self.fail(f"columns {bad} are out of range once scaled (float32 overflows)")
+        return num32, np.asarray(cats, np.int64)
+
+    def notes(self, value: Mapping[str, Any]) -> list[str]:
+        """The categories of ``value`` the model did not learn (read as the unknown category)."""
+        return [f"column '{c}': {value[c]!r} is a category the model did not learn (read as unknown; learned: "
+                f"{', '.join(map(repr, self.state['categories'][c][:10]))}"
+                f"{' ...' if len(self.state['categories'][c]) > 10 else ''})"
+                for c in self.categorical if (key := self.category(value.get(c))) is not None and key not in self.lookup[c]]
+
+    def stack(self, samples: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+        n = len(samples)
+        return {"num": np.stack([s[0] for s in samples]).reshape(n, -1).astype(np.float32),
+                "cat": np.stack([s[1] for s in samples]).reshape(n, len(self.categorical))}
