@@ -11,6 +11,7 @@ Messages follow one template: what was wrong, where, what is allowed, what was r
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class PolymodalError(Exception):
@@ -84,7 +85,15 @@ class DecodeError(PolymodalError, ValueError):
 class OversizedInputError(DecodeError):
     """A file refused for its size before it is decoded whole: more pixels, frames or seconds than
     allowed (a possible decompression bomb). A :class:`DecodeError` everywhere a file is read; the
-    service answers it with 413, where a corrupt file is 422."""
+    service answers it with 413, where a corrupt file is 422.
+
+    Attributes:
+        measure: what was too large: ``pixels``, ``frames`` or ``seconds``.
+    """
+
+    def __init__(self, reason: str, *, measure: str, **where: Any):
+        super().__init__(reason, **where)
+        self.measure = measure
 
 
 class SchemaMismatchError(PolymodalError, ValueError):

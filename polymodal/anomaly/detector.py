@@ -41,7 +41,7 @@ from polymodal.estimator import (
     SUBSETS,
     Estimator,
 )
-from polymodal.metrics.anomaly import anomaly_metrics, threshold_at_fpr, undefined_note
+from polymodal.metrics.anomaly import anomaly_metrics, flags, threshold_at_fpr, undefined_note
 from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, start_run
 from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR
 from polymodal.training.devices import sharing_the_cache_with_ranks
@@ -272,7 +272,7 @@ class AnomalyDetector(Estimator):
         scores = self._scores(table)
         scorer = self.model.scorer
         unscored = np.isnan(scores)
-        frame = pd.DataFrame({"score": scores, "flag": (scores > float(scorer.threshold)) | unscored,
+        frame = pd.DataFrame({"score": scores, "flag": flags(scores, float(scorer.threshold)),
                               "absent": table.absent()}, index=manifest.row_index(table.rows))
         if scorer.unscored_reason is not None:  # the column on every call, so that chunks of a manifest agree
             frame["note"] = np.where(unscored, f"not scored: {scorer.unscored_reason}", None)

@@ -119,11 +119,24 @@ def frame_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
+# the settings the size limits come from, as the refusals name them (a service that holds clips to
+# tighter limits of its own names its options instead: deploy/features/video.py)
+MAX_FRAMES_SETTING, MAX_PIXELS_SETTING = "preprocess.max_frames", "preprocess.max_pixels"
+
+
 def _check_pixels(width: int, height: int, max_pixels: int | None, what: str, path: str) -> None:
     """Refuse frames of more than ``max_pixels`` pixels (None: no limit) before they are decoded."""
     if max_pixels is not None and width * height > max_pixels:
-        raise OversizedInputError(f"{what} {width}x{height} = {width * height:,} pixels, more than preprocess.max_pixels "
-                          f"({max_pixels:,}); refused as a possible decompression bomb", path=path)
+        raise OversizedInputError(f"{what} {width}x{height} = {width * height:,} pixels, more than {MAX_PIXELS_SETTING} "
+                                  f"({max_pixels:,}); refused as a possible decompression bomb", measure="pixels",
+                                  path=path)
+
+
+def _too_many_frames(max_frames: int, path: str, found: int | None = None) -> OversizedInputError:
+    """The refusal of a clip of more than ``max_frames`` frames (``found``: how many, where known)."""
+    reason = (f"video has {found:,} frames, more than {MAX_FRAMES_SETTING} ({max_frames:,})" if found is not None
+              else f"video has more than {MAX_FRAMES_SETTING} ({max_frames:,}) frames")
+    return OversizedInputError(reason, measure="frames", path=path)
 
 
 def _decode(path: str, keep: set[int], limit: int | None, max_frames: int, container: Any = None,
@@ -160,7 +173,7 @@ def _read(container: Any, path: str, keep: set[int], limit: int | None, max_fram
                 last, held = frame.pts, getattr(frame, "duration", None)
         seen += 1
         if seen > max_frames:
-            raise OversizedInputError(f"video has more than preprocess.max_frames ({max_frames:,}) frames", path=path)
+            raise _too_many_frames(max_frames, path)
         if limit is not None and seen >= limit:
             return kept, seen
     if first is not None and last is not None:  # the stream ended: where its header says it should?
@@ -182,7 +195,7 @@ def _packet_times(path: str, max_frames: int) -> np.ndarray | None:
             if packet.size and not packet.is_discard:
                 stamps.append(packet.pts)
                 if len(stamps) > max_frames:
-                    raise OversizedInputError(f"video has more than preprocess.max_frames ({max_frames:,}) frames", path=path)
+                    raise _too_many_frames(max_frames, path)
     if not stamps or any(stamp is None for stamp in stamps):
         return None
     return np.sort(np.asarray(stamps, np.int64))
@@ -225,8 +238,7 @@ def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: 
                           path)
             total = reported_frames(stream)
             if total > max_frames:  # refused before reading the file, where the header says so
-                raise OversizedInputError(f"video has {total:,} frames, more than preprocess.max_frames ({max_frames:,})",
-                                  path=path)
+                raise _too_many_frames(max_frames, path, total)
             times = _packet_times(path, max_frames) if by_time is not None else None
             if times is not None and by_time is not None:
                 pick, total = _timed(pick, times, by_time(times)), len(times)
@@ -331,38 +343,12 @@ def array_frames(array: np.ndarray, pick: Callable[[int], np.ndarray], max_frame
     if array.ndim not in (3, 4) or array.shape[0] == 0:
         raise DecodeError(f"expected a (T, H, W) or (T, H, W, C) array of frames; got shape {array.shape}", path=path)
     if array.shape[0] > max_frames:
-        raise OversizedInputError(f"video has {array.shape[0]:,} frames, more than preprocess.max_frames ({max_frames:,})",
-                          path=path)
+        raise _too_many_frames(max_frames, path, array.shape[0])
     _check_pixels(*_npy_frame_pixels(array.shape), max_pixels, "frames are", path)
     clip = pixels_to_8bit(np.asarray(array), path)  # one scale for the clip, not one guess per frame
     wanted = pick(array.shape[0]).tolist()
     converted = {index: convert(array_to_pil(clip[index], path)) for index in dict.fromkeys(wanted)}
     return [converted[index] for index in wanted]
-
-
-def clip_size(path: str) -> tuple[int, int, int | None]:
-    """A container's frame width, height and frame count as its header gives them, read without
-    decoding a frame: the stream's count (mp4, mov, avi), else its duration times its average rate
-    (mkv, webm with a duration); None where the header tells neither.
-
-    Raises:
-        DecodeError: no video stream, or an unreadable file.
-    """
-    from polymodal.data.video_headers import header_seconds
-
-    av = _av()
-    try:
-        with av.open(path) as container:
-            stream = _video_stream(container, path)
-            frames = reported_frames(stream)
-            if not frames:
-                seconds, rate = header_seconds(container, stream), stream.average_rate
-                frames = round(seconds * float(rate)) if seconds and rate else 0
-            return stream.codec_context.width, stream.codec_context.height, frames or None
-    except DecodeError:
-        raise
-    except (av.FFmpegError, OSError) as err:
-        raise DecodeError(f"unreadable or corrupt video ({err})", path=path) from None
 
 
 def read_video_audio(path: str, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
@@ -391,7 +377,8 @@ def read_video_audio(path: str, max_seconds: float | None = None) -> tuple[np.nd
                 chunks += new
                 samples += sum(c.size for c in new)
                 if limit is not None and samples > limit:
-                    raise OversizedInputError(f"the audio track is longer than {max_seconds:g} s", path=path)
+                    raise OversizedInputError(f"the audio track is longer than {max_seconds:g} s", measure="seconds",
+                                              path=path)
             chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
     except DecodeError:
         raise

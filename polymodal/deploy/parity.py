@@ -328,15 +328,10 @@ def _int8_anomaly_figures(meta: Mapping[str, Any], scores: np.ndarray, scores_in
     """What int8 changes in an anomaly detector's answers: ``flag_agreement`` (the share of rows
     flagged alike, at the export's threshold) and, on rows labelled both ways, ``auroc`` /
     ``auroc_int8``."""
-    from polymodal.metrics.anomaly import anomaly_metrics
+    from polymodal.metrics.anomaly import anomaly_metrics, flags
 
     threshold = meta["anomaly"]["threshold"]
-    limit = np.inf if threshold is None else threshold
-
-    def flags(s: np.ndarray) -> np.ndarray:
-        return np.isnan(s) | (s > limit)
-
-    out: dict[str, Any] = {"flag_agreement": float((flags(scores) == flags(scores_int8)).mean())}
+    out: dict[str, Any] = {"flag_agreement": float((flags(scores, threshold) == flags(scores_int8, threshold)).mean())}
     if labels is not None:
         known = labels >= 0
         before, after = anomaly_metrics(scores[known], labels[known]), anomaly_metrics(scores_int8[known], labels[known])

@@ -87,7 +87,7 @@ class RequestParser:
         self.kinds = {name: spec["kind"] for name, spec in runtime.meta["modalities"].items()}
         self.columns = {c: name for name, spec in runtime.meta["modalities"].items() if spec["kind"] == "tabular"
                         for c in [*spec["columns"], *spec["categorical"]]}
-        for name, kind in self.kinds.items():  # a clip whose header tells no length: held to the limits as decoded
+        for name, kind in self.kinds.items():  # clips are held to the service's limits as they are read
             if kind == "video":
                 runtime.features[name].limit(settings.max_video_frames, settings.max_image_pixels)
 
@@ -210,44 +210,7 @@ class RequestParser:
             self._check_pixels(name, data)
         elif kind == "audio":
             return self._audio(name, data)
-        elif kind == "video":
-            self._check_video(name, data)
-        return data
-
-    def _check_video(self, name: str, data: bytes) -> None:
-        """Refuse (413) a clip of more frames or larger frames than the service allows, from its
-        header (a ``.npy`` clip's shape, a container's frame count or duration); a clip whose header
-        tells no length is held to the same limit while it is decoded."""
-        if data.startswith(NPY_MAGIC):
-            from polymodal.utils.npy import npy_header
-
-            try:
-                shape = npy_header(data)[0]
-            except ValueError as err:
-                raise RequestError(f"video modality '{name}': not a readable .npy clip ({err})", status=422,
-                                   code="corrupt_file", field=name) from None
-            width, height, frames = (shape[2], shape[1], shape[0]) if len(shape) in (3, 4) else (0, 0, None)
-        else:
-            from polymodal.data.video_io import clip_size
-            from polymodal.deploy.features import video_path
-            from polymodal.errors import DecodeError
-
-            try:
-                with video_path(data) as path:
-                    width, height, frames = clip_size(path)
-            except DecodeError as err:
-                raise RequestError(f"video modality '{name}': {err.reason}", status=422, code="corrupt_file",
-                                   field=name) from None
-        limit = self.settings.max_image_pixels
-        if width * height > limit:
-            raise RequestError(f"video modality '{name}' has frames of {width}x{height} = {width * height:,} pixels; "
-                               f"at most {limit:,} are allowed (the service's --max-image-pixels)", status=413,
-                               code="too_many_pixels", field=name)
-        if frames is not None and frames > self.settings.max_video_frames:
-            raise RequestError(f"video modality '{name}' holds {frames:,} frames; at most "
-                               f"{self.settings.max_video_frames:,} are allowed (the service's --max-video-frames; the model reads "
-                               f"{self.runtime.meta['modalities'][name]['preprocess']['frames']} of them)", status=413,
-                               code="too_long", field=name)
+        return data  # a video: its size limits are checked as it is decoded (VideoFeatures.limit)
 
     def _check_pixels(self, name: str, data: bytes) -> None:
         from PIL import Image, UnidentifiedImageError

@@ -204,9 +204,9 @@ class Runtime:
     def flags(self, scores: np.ndarray) -> np.ndarray:
         """(B,) an anomaly detector's flags for its scores (B, 1): above the threshold, or no score
         (NaN: a row that cannot be checked is raised, as ``AnomalyDetector.predict_frame`` does)."""
-        threshold = self.meta["anomaly"]["threshold"]
-        score = scores[:, 0]
-        return np.isnan(score) | (score > (np.inf if threshold is None else threshold))
+        from polymodal.metrics.anomaly import flags  # numpy only
+
+        return flags(scores[:, 0], self.meta["anomaly"]["threshold"])
 
     def predict(self, rows: Sequence[Row]) -> list[Any]:
         """Labels (classification), 0/1 lists (multilabel), value lists (regression) or flags (anomaly)."""

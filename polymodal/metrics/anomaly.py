@@ -29,6 +29,14 @@ def threshold_at_fpr(normal_scores: np.ndarray, fpr: float) -> float:
     return float(np.sort(scores)[scores.size - allowed - 1])
 
 
+def flags(scores: np.ndarray, threshold: float | None) -> np.ndarray:
+    """(N,) the flag of each score: above ``threshold`` (None: no threshold, nothing above it), or
+    no score at all (NaN: a row the scorer cannot check is raised, as a monitor raises a sensor that
+    stopped reporting). The one rule of the detector, its runtime and the service."""
+    scores = np.asarray(scores)
+    return np.isnan(scores) | (scores > (np.inf if threshold is None else threshold))
+
+
 def fpr_at_tpr(scores: np.ndarray, labels: np.ndarray, tpr: float = 0.95) -> float:
     """False-positive rate at the lowest threshold that flags at least ``tpr`` of the anomalies.
 

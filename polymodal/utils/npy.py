@@ -17,22 +17,6 @@ from typing import BinaryIO
 import numpy as np
 
 
-def npy_header(data: bytes) -> tuple[tuple[int, ...], np.dtype]:
-    """The shape and dtype ``.npy`` content declares, read from its header alone.
-
-    Raises:
-        ValueError: not a ``.npy`` header.
-    """
-    shape, _, dtype = _header(io.BytesIO(data))
-    return shape, dtype
-
-
-def _header(stream: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
-    version = np.lib.format.read_magic(stream)
-    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    return reader(stream)
-
-
 def read_npy(stream: BinaryIO, size: int) -> np.ndarray:
     """The array in a ``.npy`` stream of ``size`` bytes (read from its current position).
 
@@ -41,7 +25,9 @@ def read_npy(stream: BinaryIO, size: int) -> np.ndarray:
             whose shape needs more bytes than the stream holds.
     """
     start = stream.tell()
-    shape, _, dtype = _header(stream)
+    version = np.lib.format.read_magic(stream)
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = reader(stream)
     if dtype.hasobject:
         raise ValueError("the array holds Python objects, which are refused (pickle)")
     needed = math.prod(shape) * dtype.itemsize

@@ -92,3 +92,11 @@ def test_unscored_rows_are_left_out_of_the_threshold_and_every_metric_and_counte
     assert threshold_at_fpr(np.r_[np.arange(20.0), np.nan], 0.05) == threshold_at_fpr(np.arange(20.0), 0.05) == 18.0
     with pytest.raises(ValueError, match=r"none with a score \(none of its 2 normal rows could be scored\)"):
         threshold_at_fpr(np.array([np.nan, np.nan]), 0.05)
+
+
+def test_flags_raise_scores_above_the_threshold_and_rows_without_a_score():
+    from polymodal.metrics.anomaly import flags
+
+    scores = np.array([0.5, 2.0, np.nan, 1.0])
+    assert flags(scores, 1.0).tolist() == [False, True, True, False]  # equal to the threshold: not above it
+    assert flags(scores, None).tolist() == [False, False, True, False]  # no threshold: only the unscored

@@ -212,8 +212,8 @@ def test_the_service_limits_clip_length_frame_size_and_sound_track_length(video_
     with serving(create_app(Runtime.load(video_export[1]), settings)) as url:
         long = httpx.post(url + "predict", files={"video": ("c.mp4", clip, "video/mp4")}).json()["error"]
         assert long == {"code": "too_many_pixels", "field": "video",
-                        "message": "video modality 'video' has frames of 16x16 = 256 pixels; at most 200 are allowed "
-                                   "(the service's --max-image-pixels)"}
+                        "message": "modality 'video' (video): video frames are 16x16 = 256 pixels, more than the "
+                                   "service's --max-image-pixels (200); refused as a possible decompression bomb"}
         sound = httpx.post(url + "predict", files={"sound": ("c.mp4", clip, "video/mp4")})
         assert sound.status_code == 413 and sound.json()["error"]["code"] == "too_long"
         assert "the audio track is longer than 0.2 s" in sound.json()["error"]["message"]
@@ -223,15 +223,16 @@ def test_the_service_limits_clip_length_frame_size_and_sound_track_length(video_
     with serving(create_app(Runtime.load(video_export[1]), ServeSettings(max_video_frames=4))) as url:
         long = httpx.post(url + "predict", files={"video": ("c.mp4", clip, "video/mp4")})
         assert long.status_code == 413 and long.json()["error"] == {
-            "code": "too_long", "field": "video", "message": "video modality 'video' holds 6 frames; at most 4 are allowed "
-                                                          "(the service's --max-video-frames; the model reads 5 of them)"}
+            "code": "too_long", "field": "video", "message": "modality 'video' (video): video has 6 frames, more than the "
+                                                          "service's --max-video-frames (4) (the model reads 5 of them)"}
         frames = np.zeros((6, 16, 16), np.uint8)
         import io
 
         buffer = io.BytesIO()
         np.save(buffer, frames)
         npy = httpx.post(url + "predict", files={"video": ("c.npy", buffer.getvalue(), "application/octet-stream")})
-        assert npy.status_code == 413 and "holds 6 frames; at most 4" in npy.json()["error"]["message"]
+        assert npy.status_code == 413 and "video has 6 frames, more than the service's --max-video-frames (4)" in \
+            npy.json()["error"]["message"]
 
 
 def test_without_pyav_a_video_export_is_refused_at_load_naming_the_package(video_export):
@@ -250,12 +251,19 @@ def test_without_pyav_a_video_export_is_refused_at_load_naming_the_package(video
                                    "pip install av")
 
 
-def test_a_clip_past_the_limits_while_decoding_is_refused_as_too_large(video_export, clips):
-    """Where a header tells no length, decoding holds the clip to the tighter of the model's and
-    the service's limits (RequestParser sets them)."""
-    runtime = Runtime.load(video_export[1])
-    runtime.features["video"].limit(max_frames=4, max_pixels=10**6)
-    with pytest.raises(RequestError, match=r"video has 6 frames, more than preprocess.max_frames \(4\)") as err:
-        runtime.predict([{"video": str(clips / "c1.mp4")}])
-    assert err.value.status == 413 and err.value.code == "too_large"
-    assert runtime.predict([{"video": str(clips / "c0.mp4")}]) in ([0], [1])  # 3 frames: within the limit
+def test_a_clip_past_the_model_s_limit_is_refused_naming_its_setting(video_export, clips):
+    """Without a tighter service limit, the model's own preprocess.max_frames refuses the clip."""
+    import json
+
+    from polymodal.deploy.features import VideoFeatures
+    from polymodal.deploy.runtime import META_FILE
+
+    meta = json.loads((video_export[1] / META_FILE).read_text(encoding="utf-8"))["modalities"]["video"]
+    meta["preprocess"]["max_frames"] = 4
+    video = VideoFeatures("video", meta)
+    video.limit(max_frames=10, max_pixels=10**6)  # looser than the model's: the model's setting is named
+    with pytest.raises(RequestError, match=r"video has 6 frames, more than preprocess.max_frames \(4\) \(the model "
+                                           r"reads 5 of them\)") as err:
+        video.decode(str(clips / "c1.mp4"))
+    assert err.value.status == 413 and err.value.code == "too_long"
+    assert video.decode(str(clips / "c0.mp4"))[1] == 3  # 3 frames: within the limit

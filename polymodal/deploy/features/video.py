@@ -71,7 +71,9 @@ def video_path(value: Any) -> Iterator[str]:
         try:
             yield str(path)
         except DecodeError as err:  # FFmpeg names the file: the temporary one means nothing to the sender
-            raise type(err)(err.reason.replace(f"'{path}'", "the upload").replace(str(path), "the upload")) from None
+            err.reason = err.reason.replace(f"'{path}'", "the upload").replace(str(path), "the upload")
+            err.path, err.args = None, (err.reason,)
+            raise
 
 
 class VideoFeatures(Features):
@@ -87,11 +89,21 @@ class VideoFeatures(Features):
         self.frame = ImageFeatures(name, {**meta, "inputs": {}})  # each frame converted as an image is
         self.frames = int(self.cfg["frames"])
         self.max_frames, self.max_pixels = int(self.cfg["max_frames"]), int(self.cfg["max_pixels"])
+        self.limit_names: dict[str, str] = {}  # the model's setting -> the option of a tighter service limit
 
     def limit(self, max_frames: int, max_pixels: int) -> None:
-        """Read no clip of more frames, or larger frames, than these as well as the model's own
-        ``max_frames`` and ``max_pixels`` (the service's limits)."""
-        self.max_frames, self.max_pixels = min(self.max_frames, max_frames), min(self.max_pixels, max_pixels)
+        """Hold clips to the service's limits too (``polymodal serve --max-video-frames`` and
+        ``--max-image-pixels``), where they are tighter than the model's ``max_frames`` and
+        ``max_pixels``: a clip is refused from its header where that tells its size, else while it
+        is decoded; the refusal names the option."""
+        from polymodal.data.video_io import MAX_FRAMES_SETTING, MAX_PIXELS_SETTING
+
+        if max_frames < self.max_frames:
+            self.max_frames = max_frames
+            self.limit_names[MAX_FRAMES_SETTING] = "the service's --max-video-frames"
+        if max_pixels < self.max_pixels:
+            self.max_pixels = max_pixels
+            self.limit_names[MAX_PIXELS_SETTING] = "the service's --max-image-pixels"
 
     def pick(self, total: int) -> np.ndarray:
         from polymodal.data.video_io import sample_indices
@@ -127,7 +139,12 @@ class VideoFeatures(Features):
                     frames = read_frames(path, self.pick, self.max_frames, load_npy, by_time,
                                          max_pixels=self.max_pixels, convert=self.frame.from_pil)
         except OversizedInputError as err:  # more frames or larger frames than allowed
-            raise self.fail(err.reason, "too_large", 413) from None
+            reason = err.reason
+            for setting, option in self.limit_names.items():
+                reason = reason.replace(setting, option)
+            if err.measure == "frames":
+                reason += f" (the model reads {self.frames} of them)"
+            raise self.fail(reason, "too_long" if err.measure == "frames" else "too_many_pixels", 413) from None
         except DecodeError as err:  # unreadable, truncated
             raise self.fail(err.reason, "corrupt_file") from None
         clip = np.zeros((self.frames, *frames[0].shape), np.uint8)
