@@ -209,6 +209,12 @@ class Estimator:
         """K, the width of :meth:`raw_outputs`."""
         raise NotImplementedError
 
+    def coalition_reference(self) -> np.ndarray | None:
+        """What modality attribution measures a row's scores against, per coalition of modalities
+        (bit i: the i-th sorted modality present): None, the score with no modality present (an
+        anomaly detector: the normal rows' mean score under the same coalition)."""
+        return None
+
     def _mark_fitted(self) -> None:
         """Remember the config the model was fitted or loaded with (see :mod:`polymodal.config.fitted`);
         ``None`` while a fit runs, whose config may differ from the last one's."""
@@ -305,6 +311,11 @@ class Estimator:
             self.metrics["test"] = self._evaluate_test(test, run_dir)
             self.last_skipped = skipped_by_split({**skipped, "test": self.eval_skipped})  # the run keeps all three
 
+    def _dropout_rates(self) -> dict[str, float]:
+        """``train.modality_dropout`` per modality."""
+        rate = self.config.train.modality_dropout
+        return dict(rate) if isinstance(rate, dict) else {n: float(rate) for n in self.config.modality_names}
+
     def _fit_pipeline(self, pipeline: DataPipeline, train_m: Manifest, valid_m: Manifest,
                       test_m: Manifest | None = None) -> tuple[EncodedTable, np.ndarray, EncodedTable, np.ndarray]:
         """Fit ``pipeline`` on ``train_m`` (it becomes ``self.pipeline``) and encode both manifests;
@@ -381,9 +392,11 @@ class Estimator:
         return None
 
     @contextmanager
-    def using_support(self, support: DataSource | None) -> Iterator[None]:
+    def using_support(self, support: DataSource | None, modalities: Iterable[str] | None = None,
+                      queries: DataSource | None = None) -> Iterator[None]:
         """Within the block, classify by the prototypes of ``support``'s classes (few-shot models,
-        see :mod:`polymodal.fewshot`); ``None`` changes nothing.
+        see :mod:`polymodal.fewshot`; ``modalities`` / ``queries``: what the prototypes are embedded
+        with); ``None`` changes nothing.
 
         Raises:
             SchemaMismatchError: a support set for a model that takes none.

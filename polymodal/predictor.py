@@ -265,10 +265,6 @@ class MultimodalPredictor(Estimator):
             return task_metrics("classification", outputs, target, targets.n_outputs, classes=targets.classes)
         return task_metrics(self.config.task, outputs, target, names=self.config.targets)
 
-    def _dropout_rates(self) -> dict[str, float]:
-        rate = self.config.train.modality_dropout
-        return dict(rate) if isinstance(rate, dict) else {n: float(rate) for n in self.config.modality_names}
-
     def _check_monitor(self, monitor: str, valid_y: np.ndarray) -> None:
         """Refuse, before training, a monitored metric the validation rows leave undefined (AUROC
         without every class, R2 of one row): early stopping would have nothing to compare."""

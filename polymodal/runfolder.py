@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,8 +132,12 @@ def load_pipeline(run: Path, config: Config) -> DataPipeline:
         raise
 
 
-def load_weights(model: torch.nn.Module, run: Path) -> None:
-    """Fill ``model`` (built from the run's config and preprocessors) from ``model.safetensors``."""
+def load_weights(model: torch.nn.Module, run: Path, optional: Collection[str] = ()) -> None:
+    """Fill ``model`` (built from the run's config and preprocessors) from ``model.safetensors``.
+
+    Args:
+        optional: entries of the model's state that runs saved by an earlier version lack: such
+            an entry, when missing, keeps the value the model was built with."""
     from safetensors import safe_open
     from safetensors.torch import load_model
 
@@ -145,14 +149,15 @@ def load_weights(model: torch.nn.Module, run: Path) -> None:
             raise RunFolderError(f"the run {run} is damaged: {PREPROCESSORS_DIR}/ is not the one {MODEL_FILE} was "
                                  "saved with (an interrupted save, or files copied from another run); retrain it "
                                  "or restore the files")
-        check_weight_shapes(run, model, saved)
-        load_model(model, str(run / MODEL_FILE))
+        check_weight_shapes(run, model, saved, optional)
+        load_model(model, str(run / MODEL_FILE), strict=not any(k not in saved for k in optional))
 
 
 SHOWN_DIFFERENCES = 3
 
 
-def check_weight_shapes(run: Path, model: torch.nn.Module, saved: dict[str, list[int]]) -> None:
+def check_weight_shapes(run: Path, model: torch.nn.Module, saved: dict[str, list[int]],
+                        optional: Collection[str] = ()) -> None:
     """Refuse weights that do not fit the network ``config.yaml`` builds (an edited config: another
     width, encoder or modality), naming the first differences, before torch's loader reports a
     mismatch as if the weights were damaged.
@@ -167,7 +172,7 @@ def check_weight_shapes(run: Path, model: torch.nn.Module, saved: dict[str, list
                    for k, shape in saved.items() if k in wanted and wanted[k] != shape]
     differences += [f"{k}: only in {MODEL_FILE}" for k in saved if k not in wanted]
     differences += [f"{k}: not in {MODEL_FILE}" for k in state
-                    if k not in saved and not (state[k].numel() and state[k].data_ptr() in tied)]
+                    if k not in saved and k not in optional and not (state[k].numel() and state[k].data_ptr() in tied)]
     if differences:
         more = f"; {len(differences) - SHOWN_DIFFERENCES} more" if len(differences) > SHOWN_DIFFERENCES else ""
         raise RunFolderError(f"the run {run}: {CONFIG_FILE} does not describe the network {MODEL_FILE} holds (was "

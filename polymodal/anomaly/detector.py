@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from polymodal import runfolder
 from polymodal.anomaly.model import AnomalyModel, ScoreNetwork, build_anomaly_net
-from polymodal.anomaly.scorers import build_scorer
+from polymodal.anomaly.scorers import OPTIONAL_STATE, build_scorer
 from polymodal.anomaly.targets import AnomalyTargets
 from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
@@ -35,24 +36,18 @@ from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import random_holdout
 from polymodal.errors import ManifestError, NotFittedError, SchemaMismatchError
-from polymodal.estimator import (
-    EXPLAIN,
-    ROBUSTNESS,
-    SUBSETS,
-    Estimator,
-)
+from polymodal.estimator import ROBUSTNESS, Estimator
 from polymodal.metrics.anomaly import anomaly_metrics, flags, threshold_at_fpr, undefined_note
 from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, start_run
 from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR
 from polymodal.training.devices import sharing_the_cache_with_ranks
 from polymodal.training.process_state import kept_process_state
+from polymodal.utils.scores import coalition_values
 from polymodal.utils.warn import warn_user
 
-_SCORES = "an anomaly detector outputs one score per row from a scorer over the fused features, not class outputs; "
 _UNSUPPORTED = {  # capability -> why an anomaly detector has none
-    SUBSETS: _SCORES + "score rows with a modality left empty through predict instead",
-    ROBUSTNESS: _SCORES + "score corrupted copies of your files through predict instead",
-    EXPLAIN: _SCORES + "modality attributions are computed for classification, multilabel and regression",
+    ROBUSTNESS: "a corrupted input is what an anomaly detector should flag, so its AUROC under corruption measures "
+                "no robustness; score corrupted copies of your files through predict to see which are flagged",
 }
 
 
@@ -74,7 +69,7 @@ class AnomalyDetector(Estimator):
 
     @property
     def unsupported(self) -> dict[str, str]:
-        """Only scores: no subsets, robustness sweep or attributions (the scores export and serve)."""
+        """No robustness sweep (a corrupted input is an anomaly); subsets, attributions, export and serving work."""
         return _UNSUPPORTED
 
     def __init__(self, config: Config | dict[str, Any] | str | os.PathLike):
@@ -180,7 +175,8 @@ class AnomalyDetector(Estimator):
                 model.scorer.start_phase(model.net.eval(), phase,
                                          lambda: self._loader(train_table, train_y, train=False))
             earlier = pd.concat(histories, ignore_index=True).to_dict("records") if histories else None
-            module = AnomalyModule(model.train(), phase, optim, callbacks=callbacks if last else None, earlier=earlier)
+            module = AnomalyModule(model.train(), phase, optim, callbacks=callbacks if last else None, earlier=earlier,
+                                   modality_dropout=self._dropout_rates())
             result = fit_module(module, train_loader,
                                 self._loader(*self._validation_rows(valid_table, valid_y), train=False),
                                 self._phase_train_config(epochs), run_dir=run_dir if last else None,
@@ -198,6 +194,7 @@ class AnomalyDetector(Estimator):
             return self
         valid_scores = self._scores(valid_table)  # NaN where the scorer could not score a row: left out
         model.scorer.threshold.fill_(threshold_at_fpr(valid_scores[valid_y != 1], self.settings.target_fpr))
+        self._fit_normal_reference(valid_table.select(valid_y != 1))
         self.valid_scores, self.test_scores = (valid_scores, valid_y), None
         self.history = pd.concat(histories, ignore_index=True)
         self.info = self._fit_info(train_table, valid_table, model, {"train": train, "valid": valid, "test": test},
@@ -216,6 +213,27 @@ class AnomalyDetector(Estimator):
         if run_dir is not None:
             self.save(run_dir)
         return self
+
+    def _fit_normal_reference(self, normal: EncodedTable) -> None:
+        """The normal rows' mean score under every coalition of modalities (the others hidden,
+        as missing cells are; a coalition the scorer cannot score counts 0): what :meth:`explain`
+        measures a row's score against (none beyond ``REFERENCE_MAX_MODALITIES`` modalities)."""
+        from polymodal.evaluation.coalitions import coalition_outputs  # the evaluation layer sits above
+
+        reference = self.model.scorer.normal_coalitions
+        if not reference.numel():
+            return
+        names = list(self.model.names)
+        coalitions = [frozenset(n for i, n in enumerate(names) if mask >> i & 1) for mask in range(reference.numel())]
+        scores = coalition_values(coalition_outputs(self, normal, coalitions)[..., 0].astype(np.float64))  # (C, N)
+        reference.copy_(torch.as_tensor(scores.mean(axis=1), dtype=reference.dtype))
+
+    def coalition_reference(self) -> np.ndarray | None:
+        """(2^M,) the normal validation rows' mean score under each coalition of modalities (bit i:
+        the i-th sorted modality present); None for a run saved before it was recorded, or with
+        more than ``REFERENCE_MAX_MODALITIES`` modalities."""
+        reference = self.require_fitted()[1].scorer.normal_coalitions.detach().cpu().numpy().astype(np.float64)
+        return reference if reference.size and not np.isnan(reference).any() else None
 
     def _phase_epochs(self) -> list[tuple[str, int]]:
         """The scorer's training phases and the epochs of each (its share of ``train.epochs``, at least 1)."""
@@ -281,6 +299,26 @@ class AnomalyDetector(Estimator):
                           f"({scorer.unscored_reason}): their score is NaN, their flag True (a row that cannot be "
                           "checked is raised) and their note says why")
         return frame
+
+    def score_outputs(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        """:func:`~polymodal.metrics.anomaly.anomaly_metrics` of scores (N, 1) against encoded
+        labels (0 normal, 1 anomaly; -1, no label, left out), at the detector's threshold: what
+        subset evaluation (``--missing``) and attribution's metric drops score."""
+        known = np.asarray(targets) >= 0
+        return anomaly_metrics(outputs[known, 0], targets[known], float(self.require_fitted()[1].scorer.threshold))
+
+    def explain(self, data: DataSource, *, max_rows: int | None = None, seed: int = 0, samples: int = 4,
+                permutations: int = 64, steps: int = 32, output: Any | None = None, **_: Any) -> Any:
+        """What each modality contributed to each row's anomaly score: Shapley values over
+        modalities (a coalition scored with the others hidden, as missing cells are), the
+        importance table (with labels: AUROC with every modality, without each and with each
+        alone) and Integrated-Gradients maps inside each modality for the ``samples`` highest
+        scores. Options as :func:`polymodal.evaluation.attribution.explain` (``output``: only
+        ``score``)."""
+        from polymodal.evaluation.attribution import explain  # the evaluation layer sits above
+
+        return explain(self, data, max_rows=max_rows, seed=seed, samples=samples, permutations=permutations,
+                       steps=steps, output=output)
 
     def predict(self, data: DataSource, modalities: Any = None, **_: Any) -> np.ndarray:
         """(N,) bool flags."""
@@ -349,6 +387,6 @@ class AnomalyDetector(Estimator):
         detector.pipeline.targets = AnomalyTargets.from_state(
             json.loads((run / PREPROCESSORS_DIR / "targets.json").read_text(encoding="utf-8")))
         model = detector._build_model(detector.pipeline, restore=True)
-        runfolder.load_weights(model, run)
+        runfolder.load_weights(model, run, optional=OPTIONAL_STATE)
         detector.model = model.eval()
         return detector

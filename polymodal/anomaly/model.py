@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
@@ -49,6 +49,15 @@ def reconstructable(inputs: Mapping[str, torch.Tensor]) -> bool:
     """True when a modality's input ``x`` is a float tensor (token ids are not reconstructed)."""
     x = inputs.get("x")
     return x is not None and torch.is_floating_point(x)
+
+
+class ScoredFeatures(NamedTuple):
+    """What a scorer scores rows from: every modality's encoder output and its reconstruction
+    target (None for a modality that is not reconstructed: token ids, cached features). Computed
+    once per batch, they can be scored under several presence masks (modality attribution)."""
+
+    encoded: dict[str, EncoderOutput]
+    targets: dict[str, torch.Tensor | None]
 
 
 class AnomalyNet(nn.Module):
@@ -97,13 +106,28 @@ class AnomalyNet(nn.Module):
         """The fused representation (B, D)."""
         return self.backbone.fusion(features, present).pooled
 
+    def features(self, inputs: Inputs, present: Present) -> ScoredFeatures:
+        """Every modality's encoder output (zeros where it is absent) and reconstruction target."""
+        targets = {n: reconstruction_target(inputs[n]["x"], self.recon_size) if reconstructable(inputs[n]) else None
+                   for n in self.names}
+        return ScoredFeatures(self.encode(inputs, present), targets)
+
+    def latent_of(self, encoded: Mapping[str, EncoderOutput], present: Present) -> torch.Tensor:
+        """The latent (B, L) of encoder outputs fused under ``present`` (which may hide more
+        modalities than were encoded: the fusion masks them)."""
+        return self.latent(self.fuse(encoded, present))
+
     def forward(self, inputs: Inputs, present: Present) -> torch.Tensor:
         """The latent (B, L) of each sample."""
-        return self.latent(self.fuse(self.encode(inputs, present), present))
+        return self.latent_of(self.encode(inputs, present), present)
 
-    def reconstruction_errors(self, inputs: Inputs, present: Present, z: torch.Tensor
+    def reconstruction_errors(self, targets: Mapping[str, torch.Tensor | None], present: Present, z: torch.Tensor
                               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample, per-modality mean squared reconstruction error from the latent.
+
+        Args:
+            targets: each modality's reconstruction target (B, S), None where not reconstructed
+                (:meth:`features`).
 
         Returns:
             errors (B, M) and a mask (B, M), True where the modality is present and
@@ -111,11 +135,11 @@ class AnomalyNet(nn.Module):
         """
         errors, masks = [], []
         for name in self.names:
-            if not reconstructable(inputs[name]):
+            target = targets[name]
+            if target is None:
                 errors.append(z.new_zeros(z.shape[0]))
                 masks.append(torch.zeros_like(present[name]))
                 continue
-            target = reconstruction_target(inputs[name]["x"], self.recon_size)  # (B, S)
             errors.append((self.decoders[name](z) - target).pow(2).mean(dim=1))
             masks.append(present[name])
         return torch.stack(errors, dim=1), torch.stack(masks, dim=1)
@@ -160,7 +184,12 @@ def build_anomaly_net(config: Any, contexts: Mapping[str, Mapping[str, Any]]) ->
 
 
 class AnomalyModel(nn.Module):
-    """The network and its scorer (whose fitted statistics are buffers): one state dict."""
+    """The network and its scorer (whose fitted statistics are buffers): one state dict.
+
+    Like :class:`~polymodal.models.model.MultimodalNet` it scores in two steps, :meth:`encode`
+    then :meth:`outputs_from_features`, so that modality attribution and subset evaluation
+    encode a batch once and score it under many presence masks
+    (:mod:`polymodal.evaluation.coalitions`)."""
 
     def __init__(self, net: AnomalyNet, scorer: AnomalyScorer):
         super().__init__()
@@ -168,9 +197,22 @@ class AnomalyModel(nn.Module):
         self.scorer = scorer
 
     @property
+    def names(self) -> list[str]:
+        """The modality names, sorted."""
+        return self.net.names
+
+    @property
     def encoders(self) -> nn.ModuleDict:
         """The encoders by modality name."""
         return self.net.encoders
+
+    def encode(self, inputs: Inputs, present: Present) -> ScoredFeatures:
+        """What the scorer scores from (:meth:`AnomalyNet.features`)."""
+        return self.net.features(inputs, present)
+
+    def outputs_from_features(self, features: ScoredFeatures, present: Present) -> torch.Tensor:
+        """(B, 1) scores of encoded rows; ``present`` may hide more modalities than were encoded."""
+        return self.scorer.score_features(self.net, features, present).unsqueeze(1)
 
     def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """(B,) anomaly scores."""

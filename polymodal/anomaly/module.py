@@ -9,7 +9,7 @@ import lightning as L
 import torch
 
 from polymodal.anomaly.model import AnomalyModel
-from polymodal.training.module import BatchModule, OptimSettings, configure_adamw
+from polymodal.training.module import BatchModule, OptimSettings, configure_adamw, drop_modalities
 
 
 class AnomalyModule(BatchModule):
@@ -22,16 +22,22 @@ class AnomalyModule(BatchModule):
         callbacks: extra Lightning callbacks for this phase's run (e.g. a tuner's pruning).
         earlier: the history rows of the phases before this one: they travel in its checkpoints,
             so a run resumed in its last phase (the one that writes checkpoints) still reports them.
+        modality_dropout: per-modality probability of hiding a present modality from a training
+            row (``train.modality_dropout``), so that the detector learns to score any subset of
+            its sensors, as a row with a missing cell or modality attribution presents it; the
+            validation loss sees whole rows.
     """
 
     def __init__(self, model: AnomalyModel, phase: str, optim: OptimSettings,
-                 callbacks: list[L.Callback] | None = None, earlier: list[dict[str, Any]] | None = None):
+                 callbacks: list[L.Callback] | None = None, earlier: list[dict[str, Any]] | None = None,
+                 modality_dropout: Mapping[str, float] | None = None):
         super().__init__()
         self.model = model
         self.phase = phase
         self.optim = optim
         self.earlier = list(earlier or [])
         self._callbacks = list(callbacks or [])
+        self.modality_dropout = {k: v for k, v in (modality_dropout or {}).items() if v > 0}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["earlier_phases_history"] = self.earlier
@@ -49,6 +55,8 @@ class AnomalyModule(BatchModule):
         return result.loss
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        if self.modality_dropout:
+            batch = {**batch, "present": drop_modalities(batch["present"], self.modality_dropout)}
         return self._step(batch, "train")
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:

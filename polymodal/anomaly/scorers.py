@@ -2,8 +2,8 @@
 
 A scorer says how the shared :class:`~polymodal.anomaly.model.AnomalyNet` is trained
 (``loss`` per training phase), what it learns from the normal training data after training
-(``fit``: scales, a centre, a Gaussian) and how a batch is scored (``score``: higher = more
-anomalous). Its fitted statistics are buffers, so they travel in ``model.safetensors`` with the
+(``fit``: scales, a centre, a Gaussian) and how encoded rows are scored under a presence mask
+(``score_features``: higher = more anomalous; ``score`` encodes a batch and scores it). Its fitted statistics are buffers, so they travel in ``model.safetensors`` with the
 weights. Scorers register by their config name in ``SCORERS``; the names are the choices of
 ``anomaly.scorer`` (:data:`polymodal.config.anomaly.Scorer`), and no other name registers.
 
@@ -23,13 +23,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from polymodal.anomaly.model import AnomalyNet
+from polymodal.anomaly.model import AnomalyNet, Present, ScoredFeatures
 from polymodal.config.anomaly import AnomalyConfig, Scorer
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.align import gather_across_ranks, info_nce
 
 Batch = Mapping[str, Any]
 SCORERS: dict[str, type[AnomalyScorer]] = {}
+REFERENCE_MAX_MODALITIES = 6  # exact Shapley values' limit (polymodal.evaluation.shapley.EXACT_MAX_MODALITIES)
+OPTIONAL_STATE = ("scorer.normal_coalitions",)  # what runs saved before attribution relative to normal rows lack
 
 
 def register_scorer(name: str) -> Callable[[type[AnomalyScorer]], type[AnomalyScorer]]:
@@ -54,9 +56,18 @@ def _normal_rows(batch: Batch, size: int, device: torch.device) -> torch.Tensor:
     return torch.ones(size, dtype=torch.bool, device=device) if target is None else target.to(device) != 1
 
 
-def _reconstruction(net: AnomalyNet, batch: Batch, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    errors, mask = net.reconstruction_errors(batch["inputs"], batch["present"], z)  # (B, M) each
-    return errors, mask.float()
+def _reconstruction(net: AnomalyNet, features: ScoredFeatures, present: Present
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The latent (B, L), each modality's reconstruction error (B, M) and where it counts (B, M, float)."""
+    z = net.latent_of(features.encoded, present)
+    errors, mask = net.reconstruction_errors(features.targets, present, z)
+    return z, errors, mask.float()
+
+
+def _batch_reconstruction(net: AnomalyNet, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_reconstruction` of a batch, its labelled anomalies left out of the mask."""
+    z, errors, mask = _reconstruction(net, net.features(batch["inputs"], batch["present"]), batch["present"])
+    return z, errors, mask * _normal_rows(batch, z.shape[0], z.device).unsqueeze(1)
 
 
 class AnomalyScorer(nn.Module):
@@ -77,6 +88,11 @@ class AnomalyScorer(nn.Module):
         super().__init__()
         self.register_buffer("threshold", torch.tensor(float("inf")))
         self.register_buffer("scale", torch.ones(n_modalities))
+        # the normal rows' mean score under each coalition of modalities (bit i: the i-th sorted
+        # name present), what modality attribution measures a row against; NaN until fitted
+        # (:meth:`AnomalyDetector.fit`), none beyond REFERENCE_MAX_MODALITIES modalities
+        size = 1 << n_modalities if n_modalities <= REFERENCE_MAX_MODALITIES else 0
+        self.register_buffer("normal_coalitions", torch.full((size,), float("nan")))
 
     @classmethod
     def from_config(cls, settings: AnomalyConfig, n_modalities: int) -> AnomalyScorer:
@@ -89,9 +105,7 @@ class AnomalyScorer(nn.Module):
 
     def reconstruction_loss(self, net: AnomalyNet, batch: Batch) -> LossOutput:
         """Mean squared reconstruction error over the present modalities of the normal rows."""
-        z = net(batch["inputs"], batch["present"])
-        errors, mask = _reconstruction(net, batch, z)
-        mask = mask * _normal_rows(batch, z.shape[0], z.device).unsqueeze(1)
+        _, errors, mask = _batch_reconstruction(net, batch)
         loss = (errors * mask).sum() / mask.sum().clamp_min(1.0)
         return LossOutput(loss, {"reconstruction": loss.detach()})
 
@@ -104,17 +118,19 @@ class AnomalyScorer(nn.Module):
         mean reconstruction error, so that modalities weigh equally in the score)."""
         total, count = torch.zeros_like(self.scale), torch.zeros_like(self.scale)
         for batch in batches:
-            z = net(batch["inputs"], batch["present"])
-            errors, mask = _reconstruction(net, batch, z)
-            mask = mask * _normal_rows(batch, z.shape[0], z.device).unsqueeze(1)
+            _, errors, mask = _batch_reconstruction(net, batch)
             total += (errors * mask).sum(dim=0)
             count += mask.sum(dim=0)
         self.scale.copy_(torch.where(count > 0, total / count.clamp_min(1.0), torch.ones_like(total)).clamp_min(1e-8))
 
     def score(self, net: AnomalyNet, batch: Batch) -> torch.Tensor:
-        """(B,) anomaly scores; higher = more anomalous."""
-        z = net(batch["inputs"], batch["present"])
-        errors, mask = _reconstruction(net, batch, z)
+        """(B,) anomaly scores of a batch; higher = more anomalous."""
+        return self.score_features(net, net.features(batch["inputs"], batch["present"]), batch["present"])
+
+    def score_features(self, net: AnomalyNet, features: ScoredFeatures, present: Present) -> torch.Tensor:
+        """(B,) anomaly scores of encoded rows with the modalities of ``present`` (which may hide
+        more than were encoded: modality attribution scores one encoding under many masks)."""
+        _, errors, mask = _reconstruction(net, features, present)
         return (errors / self.scale * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
 
 
@@ -166,8 +182,8 @@ class DeepSvddScorer(AnomalyScorer):
     def fit(self, net: AnomalyNet, batches: Iterable[Batch]) -> None:
         """Nothing to learn after training: the centre was fixed before the SVDD phase."""
 
-    def score(self, net: AnomalyNet, batch: Batch) -> torch.Tensor:
-        return (net(batch["inputs"], batch["present"]) - self.center).pow(2).sum(dim=1)
+    def score_features(self, net: AnomalyNet, features: ScoredFeatures, present: Present) -> torch.Tensor:
+        return (net.latent_of(features.encoded, present) - self.center).pow(2).sum(dim=1)
 
 
 @register_scorer("mahalanobis")
@@ -193,8 +209,8 @@ class MahalanobisScorer(AnomalyScorer):
         self.mean.copy_(torch.as_tensor(estimate.location_, dtype=self.mean.dtype))
         self.precision.copy_(torch.as_tensor(estimate.precision_, dtype=self.precision.dtype))
 
-    def score(self, net: AnomalyNet, batch: Batch) -> torch.Tensor:
-        d = net(batch["inputs"], batch["present"]) - self.mean  # (B, L)
+    def score_features(self, net: AnomalyNet, features: ScoredFeatures, present: Present) -> torch.Tensor:
+        d = net.latent_of(features.encoded, present) - self.mean  # (B, L)
         return ((d @ self.precision) * d).sum(dim=1)
 
 
@@ -241,9 +257,8 @@ class ConsistencyScorer(AnomalyScorer):
     def fit(self, net: AnomalyNet, batches: Iterable[Batch]) -> None:
         """Nothing to learn after training."""
 
-    def score(self, net: AnomalyNet, batch: Batch) -> torch.Tensor:
-        present = batch["present"]
-        sims, mask = net.pair_agreement(net.encode(batch["inputs"], present), present)
+    def score_features(self, net: AnomalyNet, features: ScoredFeatures, present: Present) -> torch.Tensor:
+        sims, mask = net.pair_agreement(features.encoded, present)
         mask = mask.float()
         pairs = mask.sum(dim=1)  # (B,) present pairs per row
         score = -net.similarity_scale() * (sims * mask).sum(dim=1) / pairs.clamp_min(1.0)

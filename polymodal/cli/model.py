@@ -241,8 +241,12 @@ def explain(
     page = explanation.to_html(folder)
     table = explanation.importance.drop(columns="explained")  # named on a line of its own, not on every row
     print_rows(table.to_dict("records"), "modality importance")
-    console.print(f"explained: the {escape(explanation.explained_quantity)} (the Shapley columns; any metric "
-                  "columns score the whole prediction)", highlight=False)
+    groups = explanation.by_group()  # an anomaly detector's: which modality each kind of row shows in
+    if not groups.empty:
+        print_rows(groups.to_dict("records"), f"mean Shapley value by {groups.columns[0]}")
+    against = " against the normal rows' mean score" if explanation.reference == "normal" else ""
+    console.print(f"explained: the {escape(explanation.explained_quantity)}{against} (the Shapley columns; any "
+                  "metric columns score the whole prediction)", highlight=False)
     console.print(f"explanation written to {page}")
 
 

@@ -38,7 +38,7 @@ TASK_METRICS = {
                               "macro_f1"),
     "regression": TaskMetrics(("loss", "mae", "rmse", "r2"), "loss", "rmse", "r2"),
     "retrieval": TaskMetrics(("loss", "map", "recall@1", "recall@5", "recall@10", "median_rank"), "map", "map"),
-    "anomaly": TaskMetrics(("loss",), "loss", "loss"),
+    "anomaly": TaskMetrics(("loss",), "loss", "loss", "auroc"),
 }
 LOWER_IS_BETTER = frozenset({"loss", "mae", "rmse", "ece", "log_loss", "median_rank"})
 

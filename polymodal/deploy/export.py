@@ -49,6 +49,7 @@ from polymodal.deploy.runtime import INT8_FILE, META_FILE, ONNX_FILE, TORCHSCRIP
 from polymodal.errors import DecodeError, ManifestError, OptionError
 from polymodal.estimator import EXPORT
 from polymodal.utils.io import atomic_folder, atomic_write, atomic_write_json, check_folder_path, python_scalar
+from polymodal.utils.scores import ANOMALY_SCORE
 from polymodal.utils.warn import warn_user
 
 FORMATS = ("onnx", "torchscript")
@@ -171,15 +172,18 @@ def required_format(config: Any) -> int:
 def task_meta(predictor: Any) -> dict[str, Any]:
     """What ``deploy.json`` says about the outputs: ``main_outputs`` (the graph's columns of the main
     task), ``classes`` (class names, else the outputs' names) and the task's own entry:
-    ``target_scaling`` (regression) or ``anomaly`` (the scorer, its flag ``threshold`` and why a
-    row may get no score)."""
+    ``target_scaling`` (regression) or ``anomaly`` (the scorer, its flag ``threshold``, why a
+    row may get no score and ``normal_coalitions``, what explanations measure a row against:
+    :meth:`~polymodal.anomaly.detector.AnomalyDetector.coalition_reference`, null when the run has none)."""
     cfg = predictor.config
     if cfg.task == "anomaly":
         scorer = predictor.require_fitted()[1].scorer
         threshold = float(scorer.threshold)
-        return {"main_outputs": [0, 1], "classes": ["score"],
+        reference = predictor.coalition_reference()
+        return {"main_outputs": [0, 1], "classes": [ANOMALY_SCORE],
                 "anomaly": {"scorer": scorer.name, "threshold": threshold if np.isfinite(threshold) else None,
-                            "unscored_reason": scorer.unscored_reason}}
+                            "unscored_reason": scorer.unscored_reason,
+                            "normal_coalitions": None if reference is None else reference.tolist()}}
     targets = predictor.pipeline.targets
     main = targets.slots[0].outputs if isinstance(targets, MultiTargetEncoder) else (0, targets.n_outputs)
     main_targets = targets.main if isinstance(targets, MultiTargetEncoder) else targets

@@ -33,6 +33,7 @@ from polymodal.deploy.errors import ExportError, RequestError, first_line, onnxr
 from polymodal.deploy.features import FEATURES, Features
 from polymodal.errors import MissingDependencyError
 from polymodal.utils.scores import (
+    coalition_values,
     decisions,
     explained_name,
     explained_outputs,
@@ -217,12 +218,12 @@ class Runtime:
             return [self.meta["classes"][i] for i in decisions(task, scores)]
         return decisions(task, scores).tolist() if task == "multilabel" else scores.tolist()
 
-    def check_explainable(self) -> None:
-        """Refuse (422 ``not_supported``) a model without modality contributions: an anomaly detector."""
-        if self.meta["task"] == "anomaly":
-            raise RequestError("an anomaly detector outputs one score per row; modality contributions are computed "
-                               "for classification, multilabel and regression models: ask /predict for the score "
-                               "and the flag", status=422, code="not_supported")
+    def coalition_reference(self) -> np.ndarray | None:
+        """(2^M,) what :meth:`explain` measures a row against per coalition: an anomaly detector's
+        normal rows' mean score (``deploy.json``'s ``anomaly.normal_coalitions``), else None (the
+        score with no modality), as :meth:`AnomalyDetector.coalition_reference`."""
+        reference = self.meta.get("anomaly", {}).get("normal_coalitions")
+        return None if reference is None else np.asarray(reference, np.float64)
 
     def explain(self, rows: Sequence[Row], feeds: Mapping[str, np.ndarray] | None = None, *,
                 output: Any | None = None) -> np.ndarray:
@@ -230,33 +231,38 @@ class Runtime:
 
         The explained score is the one ``pred.explain`` attributes (:func:`polymodal.utils.scores.explained_outputs`):
         by default the predicted class's probability (classification), the first label's
-        probability (multilabel) or the first target's value (regression); ``output`` (a class,
-        label or target name) picks another; :meth:`explained_quantity` names it. A coalition is
-        evaluated by masking the other modalities as absent, and the empty coalition is every
-        modality absent. Contributions add up to score(all given) - score(none).
+        probability (multilabel), the first target's value (regression) or the anomaly score;
+        ``output`` (a class, label or target name) picks another; :meth:`explained_quantity` names
+        it. A coalition is evaluated by masking the other modalities as absent, and the empty
+        coalition is every modality absent. Contributions add up to score(all given) - score(none);
+        an anomaly detector's to score(all given) - the normal rows' mean score (each coalition
+        measured against the normal rows' mean under it: :meth:`coalition_reference`), NaN for a
+        row it cannot score.
 
         Raises:
             SchemaMismatchError: ``output`` is not one of the model's outputs.
-            RequestError: an anomaly detector (:meth:`check_explainable`).
         """
         from polymodal.evaluation.shapley import exact_shapley  # numpy only
 
-        self.check_explainable()
         task, chosen = self.meta["task"], output_index(output, self.meta["classes"], self.meta["task"])
         feeds = dict(self.featurize(rows) if feeds is None else feeds)
         given = np.stack([feeds[f"{n}.present"] for n in self.names], axis=1)  # (B, M)
         m, start, stop = len(self.names), *self.meta["main_outputs"]
-        pick = explained_outputs(task, self.scores(self.run(feeds)[:, start:stop]), chosen)  # with all given
+        full = self.scores(self.run(feeds)[:, start:stop])  # with all given
+        pick = explained_outputs(task, full, chosen)
+        reference = self.coalition_reference()
         values = {}
         for mask in range(1 << m):
             keep = np.asarray([(mask >> i) & 1 for i in range(m)], bool)
             masked = {**feeds, **{f"{n}.present": given[:, i] & keep[i] for i, n in enumerate(self.names)}}
-            values[mask] = explained_score(task, self.scores(self.run(masked)[:, start:stop]), pick)[:, None]
-        return exact_shapley(values, m)[:, :, 0]
+            value = coalition_values(explained_score(task, self.scores(self.run(masked)[:, start:stop]), pick))
+            values[mask] = (value if reference is None else value - reference[mask])[:, None]
+        phi = exact_shapley(values, m)[:, :, 0]
+        phi[np.isnan(explained_score(task, full, pick))] = np.nan  # no score, nothing to attribute
+        return phi
 
     def explained_quantity(self, output: Any | None = None) -> str:
         """What :meth:`explain` attributes, in words (as ``Explanation.explained_quantity``), e.g.
         ``probability of the predicted class`` or ``probability of label 'kw_leak'``."""
-        self.check_explainable()
         task, names = self.meta["task"], self.meta["classes"]
         return explained_quantity(task, explained_name(task, names, output_index(output, names, task)))

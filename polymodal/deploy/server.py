@@ -92,8 +92,10 @@ def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any]) 
 
 
 def explanation_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any], phi: np.ndarray) -> dict[str, Any]:
-    """The ``/explain`` answer: :func:`prediction_json` plus the explained score, its base and each modality's
-    contribution ``phi`` (Shapley values, in ``runtime.names`` order)."""
+    """The ``/explain`` answer: :func:`prediction_json` plus the explained score, its base (the
+    score with no modality; an anomaly detector's: the normal rows' mean score, ``reference``
+    says which), and each modality's contribution ``phi`` (Shapley values, in ``runtime.names``
+    order; null, with the base, for an anomaly detector's row that got no score)."""
     meta, task = runtime.meta, runtime.meta["task"]
     out = prediction_json(runtime, outputs, row)
     start, stop = meta["main_outputs"]
@@ -103,9 +105,11 @@ def explanation_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any],
     score = float(explained_score(task, scores, pick)[0])
     out["explained"] = name if task == "classification" else str(name)
     out["explained_quantity"] = explained_quantity(task, name, predicted=task == "classification")
-    out["score"] = score
-    out["base"] = score - float(phi.sum())
-    out["contributions"] = {n: float(v) for n, v in zip(runtime.names, phi)}
+    finite = bool(np.isfinite(score))
+    out["score"] = score if finite else None
+    out["base"] = score - float(phi.sum()) if finite else None
+    out["reference"] = "none" if runtime.coalition_reference() is None else "normal"
+    out["contributions"] = {n: float(v) if finite else None for n, v in zip(runtime.names, phi)}
     return out
 
 
@@ -210,14 +214,14 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
         feeds = await run_in_threadpool(runtime.featurize, [row])
         return prediction_json(runtime, await batcher.submit(feeds), row)
 
-    # an anomaly detector's /explain only refuses (422): left out of its API docs
-    @app.post("/explain", dependencies=[Depends(authorised)], include_in_schema=meta["task"] != "anomaly", **post)
+    @app.post("/explain", dependencies=[Depends(authorised)], **post)
     async def explain(request: Request) -> dict[str, Any]:
         """The prediction plus each given modality's contribution (exact Shapley value) to the explained score:
-        the predicted class's probability (classification), else the first label's probability or the first
-        target's value, as ``polymodal explain``. ``explained`` is that output's name (a key of
-        ``probabilities``), ``explained_quantity`` says it in words."""
-        runtime.check_explainable()
+        the predicted class's probability (classification), else the first label's probability, the first
+        target's value or the anomaly score, as ``polymodal explain``. ``explained`` is that output's name (a
+        key of ``probabilities``), ``explained_quantity`` says it in words; ``base`` + the contributions =
+        ``score``, ``base`` being the score with no modality (``reference: none``) or, for an anomaly
+        detector, the normal rows' mean score (``reference: normal``)."""
         row = await read_row(request, parser, settings)
         feeds = await run_in_threadpool(runtime.featurize, [row])
         outputs = await batcher.submit(feeds)

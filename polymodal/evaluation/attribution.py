@@ -9,7 +9,7 @@ how much the metric (over every output) drops when it alone is removed.
 
 The explained output is, by default, the predicted class (classification: its probability) or
 the first output (multilabel: the first label's probability; regression: the first target's
-value), the rule the runtime and the service share (:func:`polymodal.utils.scores.explained_outputs`);
+value; anomaly detection: the anomaly score, with AUROC as the metric), the rule the runtime and the service share (:func:`polymodal.utils.scores.explained_outputs`);
 ``output=`` picks another. ``Explanation.explained_quantity`` names it. Within each modality, Captum's Integrated
 Gradients attribute the prediction to pixels, tokens, time-frequency bins or signal steps
 (:mod:`polymodal.evaluation.integrated_gradients`).
@@ -39,7 +39,13 @@ from polymodal.evaluation.shapley import (
     shapley_interactions,
 )
 from polymodal.multitask import main_task
-from polymodal.utils.scores import explained_name, explained_outputs, explained_quantity, output_index
+from polymodal.utils.scores import (
+    coalition_values,
+    explained_name,
+    explained_outputs,
+    explained_quantity,
+    output_index,
+)
 
 if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource
@@ -68,9 +74,22 @@ class Explanation:
             the predicted class`` or ``probability of label 'kw_leak'`` (also the importance
             table's ``explained`` column).
         task: the (main) task explained.
-        labels: (N,) each row's true class (classification with labels), else None.
+        labels: (N,) each row's true class (classification with labels) or label as written
+            (anomaly detection with a target column), else None.
         index: (N,) how ``values`` names the rows: a DataFrame's own index labels when it had
             some (as ``predict_proba`` does), else None (the row numbers, ``rows``).
+        threshold: an anomaly detector's flag threshold (a score above it is flagged), else None.
+        reference: what ``base`` is: ``none``, the score with every modality hidden; ``normal``
+            (anomaly detection), the normal validation rows' mean score.
+
+    An anomaly detector's explanation attributes the anomaly score against normal rows: each
+    coalition's score minus the normal validation rows' mean score under the same coalition
+    (:meth:`~polymodal.anomaly.detector.AnomalyDetector.coalition_reference`), so that the
+    Shapley values add up to how far the row's score lies above the normal mean, and a positive
+    one is a modality that pushed the row towards a flag. (A run saved before that mean was
+    recorded, or one with more than 6 modalities, is explained against no modality, ``reference``
+    ``none``.) A row the scorer could not score (NaN) has NaN Shapley values, and a coalition it
+    cannot score counts 0 (:func:`polymodal.utils.scores.coalition_values`).
     """
 
     modalities: list[str]
@@ -88,6 +107,8 @@ class Explanation:
     task: str = ""
     labels: np.ndarray | None = None
     index: pd.Index | None = None
+    threshold: float | None = None
+    reference: str = "none"
 
     def __repr__(self) -> str:
         """One line: what was explained, over what (the arrays are in ``values``, ``importance``)."""
@@ -113,6 +134,24 @@ class Explanation:
         frame.insert(0, "explained", np.asarray(self.outputs, dtype=object)[self.explained])
         frame["prediction"] = self._pick(self.full)
         return frame
+
+    def by_group(self) -> pd.DataFrame:
+        """An anomaly detector's mean Shapley value of each modality per label (normal, each
+        anomaly label) or, without labels, for the flagged and the other rows: which modality each
+        kind of anomaly shows in. Columns ``label`` (or ``flag``), ``rows`` (scored rows), then one
+        per modality; empty for other tasks."""
+        if self.task != "anomaly" or (self.labels is None and self.threshold is None):
+            return pd.DataFrame()
+        values = self.values.reset_index(drop=True)
+        scored = values["prediction"].notna().to_numpy()
+        if self.labels is not None:
+            what, groups = "label", np.asarray(["(no label)" if v is None else str(v) for v in self.labels], object)
+        else:
+            what, groups = "flag", np.where(values["prediction"] > self.threshold, "flagged", "not flagged")
+        grouped = values.loc[scored, self.modalities].groupby(groups[scored])
+        table = grouped.mean().reset_index(names=what)
+        table.insert(1, "rows", grouped.size().to_numpy())
+        return table
 
     def interaction_table(self) -> pd.DataFrame:
         """Per modality pair: mean and mean |interaction| of the explained output (exact only)."""
@@ -226,33 +265,49 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     by_name = [frozenset(n for i, n in enumerate(names) if mask >> i & 1) for mask in masks]
     outputs = coalition_outputs(predictor, data.table, by_name)  # (C, N, K)
     raw = {mask_of(c, names): outputs[k] for k, c in enumerate(by_name)}
-    values = {mask: to_scores(predictor, out) for mask, out in raw.items()}
+    values = {mask: coalition_values(to_scores(predictor, out)) for mask, out in raw.items()}
+    reference = predictor.coalition_reference() if orders is None else None  # per coalition, exact values only
+    if reference is not None:  # each coalition measured against the normal rows' score under it
+        values = {mask: value - reference[mask] for mask, value in values.items()}
     phi = exact_shapley(values, m) if orders is None else sampled_shapley(values, orders)
-    full, base = values[(1 << m) - 1], values[0]
+    full = to_scores(predictor, raw[(1 << m) - 1])
+    base = values[0] if reference is None else values[0] + reference[(1 << m) - 1]  # base + sum(phi) = full
+    unscored = np.isnan(full).any(axis=1)  # no score to attribute (anomaly: a scorer that could not score the row)
+    phi[unscored] = np.nan
     explained = explained_outputs(task, full, chosen)
     quantity = explained_quantity(task, explained_name(task, outputs_named, chosen))
     interactions = shapley_interactions(values, m) if orders is None and m > 1 else None
+    if interactions is not None:
+        interactions[unscored] = np.nan
     picked = np.take_along_axis(phi, explained[:, None, None], axis=-1)[..., 0]
-    importance = _importance(predictor, names, picked, raw, data.targets,
+    importance = _importance(predictor, names, picked[~unscored], raw, data.targets,
                              [bool(data.table.modalities[n].present.any()) for n in names], quantity)
-    truth = None
+    truth, labels = None, None
     if task == "classification" and data.targets is not None:
         _, truth = main_task(predictor.pipeline.targets, full, data.targets)  # a multi-task model: its main task
+        labels = np.asarray(outputs_named, dtype=object)[truth]
+    elif task == "anomaly" and data.targets is not None:  # each row's label as written (normal, a fault's name)
+        labels = np.asarray(predictor.pipeline.targets.labels(data.manifest, data.table.rows), dtype=object)
     within = within_modality(predictor, data, sample_rows(task, full, truth, samples), explained, steps) \
         if samples else []
-    labels = None if truth is None else np.asarray(outputs_named, dtype=object)[truth]
     index = data.manifest.row_index(data.table.rows) if data.manifest.labels is not None else None
+    threshold = float(predictor.require_fitted()[1].scorer.threshold) if task == "anomaly" else None
     return Explanation(names, outputs_named, data.source_rows, phi, base, full, explained,
-                       orders is None, interactions, importance, within, quantity, task, labels, index)
+                       orders is None, interactions, importance, within, quantity, task, labels, index, threshold,
+                       "normal" if reference is not None else "none")
 
 
 def sample_rows(task: str, full: np.ndarray, truth: np.ndarray | None, samples: int) -> np.ndarray:
     """Table positions of the ``samples`` rows that get within-modality maps. Classification: a
     misclassified row first (with labels), then each predicted class in turn, so that the maps do
-    not all show the class a sorted manifest starts with; other tasks: spread evenly over the rows."""
+    not all show the class a sorted manifest starts with; anomaly detection: the highest scores (the
+    rows a monitor raises); other tasks: spread evenly over the rows."""
     n = min(samples, len(full))
     if n <= 0:
         return np.zeros(0, np.int64)
+    if task == "anomaly":
+        scored = np.flatnonzero(~np.isnan(full[:, 0]))
+        return np.sort(scored[np.argsort(-full[scored, 0], kind="stable")[:n]])
     if task != "classification":
         return np.unique(np.linspace(0, len(full) - 1, n).round().astype(np.int64))
     predicted = full.argmax(axis=1)

@@ -2,8 +2,9 @@
 
 Presence masks are the model's own missing path: a modality outside the coalition is treated
 exactly like a missing cell (learned missing-embedding or masking, see ``fusion.missing``). Each
-batch is encoded once; the fusion and head then run on all coalitions at once, the encoder
-features repeated coalition-major, so 2^M coalitions cost little more than M encoder passes.
+batch is encoded once (the network's ``encode``); the fusion and head (an anomaly detector: its
+scorer) then run on all coalitions at once (``outputs_from_features``), the encoder features
+repeated coalition-major, so 2^M coalitions cost little more than M encoder passes.
 
 A coalition is a ``frozenset`` of modality names; as a bit mask, bit ``i`` stands for the
 ``i``-th name in sorted order.
@@ -11,16 +12,15 @@ A coalition is a ``frozenset`` of modality names; as a bit mask, bit ``i`` stand
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from polymodal.data.encode import EncodedTable
 from polymodal.evaluation.data import batches
-from polymodal.models.encoders.base import EncoderOutput
 
 if TYPE_CHECKING:
     from polymodal.predictor import MultimodalPredictor
@@ -48,8 +48,16 @@ def mask_of(coalition: Iterable[str], names: Sequence[str]) -> int:
     return sum(1 << i for i, n in enumerate(names) if n in chosen)
 
 
-def _repeat(feature: EncoderOutput, index: torch.Tensor) -> EncoderOutput:
-    return EncoderOutput(*(None if t is None else t.index_select(0, index) for t in feature))
+def _rows(features: Any, index: torch.Tensor) -> Any:
+    """``features`` (tensors in dicts and named tuples, as a network's ``encode`` returns them)
+    with their rows picked by ``index``."""
+    if features is None:
+        return None
+    if isinstance(features, torch.Tensor):
+        return features.index_select(0, index)
+    if isinstance(features, Mapping):
+        return {k: _rows(v, index) for k, v in features.items()}
+    return type(features)(*(_rows(v, index) for v in features))  # a named tuple
 
 
 def coalition_outputs(predictor: MultimodalPredictor, table: EncodedTable, coalitions: Sequence[Coalition],
@@ -70,7 +78,7 @@ def coalition_outputs(predictor: MultimodalPredictor, table: EncodedTable, coali
     net.to(device).eval()
     names = list(net.names)
     keep = torch.tensor([[n in c for n in names] for c in coalitions], dtype=torch.bool, device=device)  # (C, M)
-    n_out = predictor.pipeline.targets.n_outputs
+    n_out = predictor.n_outputs
     result = np.zeros((len(coalitions), len(table), n_out), np.float32)
     start = 0
     with torch.inference_mode():
@@ -82,7 +90,7 @@ def coalition_outputs(predictor: MultimodalPredictor, table: EncodedTable, coali
             for first in range(0, len(coalitions), step):
                 chunk = keep[first:first + step]  # (c, M)
                 index = torch.arange(size, device=device).repeat(chunk.shape[0])  # coalition-major
-                repeated = {n: _repeat(features[n], index) for n in names}
+                repeated = _rows(features, index)
                 masks = {n: present[n].index_select(0, index) & chunk[:, i].repeat_interleave(size)
                          for i, n in enumerate(names)}
                 out = net.outputs_from_features(repeated, masks)[:, :n_out].float().cpu().numpy()  # main task first

@@ -14,7 +14,7 @@ from polymodal.data.dataset import collate
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.utils.device import move_to
-from polymodal.utils.scores import sigmoid, softmax
+from polymodal.utils.scores import ANOMALY_SCORE, sigmoid, softmax
 
 if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource
@@ -89,8 +89,10 @@ def batches(predictor: MultimodalPredictor, table: EncodedTable, batch_size: int
 
 def to_scores(predictor: MultimodalPredictor, outputs: np.ndarray) -> np.ndarray:
     """Raw outputs (..., K) -> what attributions explain: class probabilities (classification:
-    softmax; multilabel: sigmoid) or regression values on the target's scale."""
+    softmax; multilabel: sigmoid), regression values on the target's scale or anomaly scores."""
     task = predictor.config.task
+    if task == "anomaly":
+        return outputs.astype(np.float64)
     if task == "classification":
         return softmax(outputs.astype(np.float64))
     if task == "multilabel":
@@ -99,7 +101,10 @@ def to_scores(predictor: MultimodalPredictor, outputs: np.ndarray) -> np.ndarray
 
 
 def output_names(predictor: MultimodalPredictor) -> list[Any]:
-    """One name per output: class labels, multilabel columns or regression targets."""
+    """One name per output: class labels, multilabel columns, regression targets or an anomaly
+    detector's ``score``."""
+    if predictor.config.task == "anomaly":
+        return [ANOMALY_SCORE]
     if predictor.config.task == "classification":
         return list(predictor.pipeline.targets.classes)
     return list(predictor.config.targets)

@@ -38,13 +38,25 @@ def _quantity(explanation: Explanation) -> str:
     return explanation.explained_quantity or "explained output's score"
 
 
-def explained_note(quantity: str, metric: str | None) -> str:
+def explained_note(quantity: str, metric: str | None, task: str = "") -> str:
     """One sentence naming the explained output (HTML), and that the metric columns score every output."""
     note = f"The Shapley values explain the <b>{html.escape(quantity)}</b>"
     if metric is not None:
-        note += (f"; the <code>{html.escape(metric)}_*</code> columns score the whole prediction (every class, "
-                 "label or target), not only the explained output")
+        scored = "every row's score against its label" if task == "anomaly" else \
+            "the whole prediction (every class, label or target), not only the explained output"
+        note += f"; the <code>{html.escape(metric)}_*</code> columns score {scored}"
     return note + "."
+
+
+def _base_note(explanation: Explanation) -> str:
+    """What the Shapley values of a row add up to (HTML)."""
+    if explanation.reference == "normal":
+        return ("Each coalition's score is measured against the normal validation rows' mean score under the same "
+                "coalition, so for each row they add up to how far its score lies above the normal rows' mean "
+                "(<code>base</code>): a positive value is a modality that pushed the row towards a flag"
+                + ("" if explanation.threshold is None else f" (flagged above {explanation.threshold:.4g})") + ".")
+    return ("For each row they add up to the explained score with every modality present minus the score with none "
+            "(<code>base</code>).")
 
 
 def _within_note(task: str) -> str:
@@ -57,6 +69,9 @@ def _within_note(task: str) -> str:
         what = "class" if task == "classification" else "label"
         return (f"Integrated Gradients (Captum) of the explained {what}'s logit (the log-odds behind its "
                 "probability)")
+    if task == "anomaly":
+        return ("Integrated Gradients (Captum) of the anomaly score (from an all-zero input: the training mean "
+                "under standard normalisation) for the highest-scoring rows")
     return "Integrated Gradients (Captum) of the explained output's raw network output"
 
 
@@ -93,9 +108,14 @@ def row_table(explanation: Explanation) -> pd.DataFrame:
         if explanation.labels is not None:
             table["true class"] = [str(label) for label in explanation.labels]
         table["predicted class"] = [str(explanation.outputs[k]) for k in explanation.full.argmax(axis=1)]
+    if explanation.task == "anomaly":
+        if explanation.labels is not None:
+            table["label"] = ["" if label is None else str(label) for label in explanation.labels]
+        if explanation.threshold is not None:  # NaN (no score) is flagged, as predict flags it
+            table["flag"] = np.isnan(values["prediction"].to_numpy()) | (values["prediction"] > explanation.threshold)
     table["explained"] = values["explained"].astype(str)
     table["score"] = values["prediction"]
-    table["score without modalities"] = values["base"]
+    table["normal mean score" if explanation.reference == "normal" else "score without modalities"] = values["base"]
     return pd.concat([table, values[explanation.modalities]], axis=1)
 
 
@@ -107,9 +127,24 @@ def row_heading(explanation: Explanation, line: pd.Series) -> str:
         truth = f"true class '{line['true class']}', " if "true class" in line else ""
         return (f"Row {line['row']} ({label}{truth}predicted '{line['predicted class']}'): probability of class "
                 f"'{line['explained']}' {line['score']:.3f}")
+    if explanation.task == "anomaly":
+        truth = f"label '{line['label']}', " if line.get("label") else ""
+        where = f" ({label}{truth}"[:-2] + ")" if label or truth else ""
+        flag = "" if "flag" not in line else " (flagged)" if line["flag"] else " (not flagged)"
+        return f"Row {line['row']}{where}: anomaly score {line['score']:.4g}{flag}"
     what = "probability of label" if explanation.task == "multilabel" else "predicted value of target"
     where = f" ({label[:-2]})" if label else ""
     return f"Row {line['row']}{where}: {what} '{line['explained']}' {line['score']:.3f}"
+
+
+def by_group_html(explanation: Explanation) -> str:
+    """:meth:`Explanation.by_group` as a section (HTML; empty when it has no rows)."""
+    table = explanation.by_group()
+    if table.empty:
+        return ""
+    return (f"<h2>Mean Shapley value by {html.escape(table.columns[0])}</h2><p>Which modality each kind of row shows "
+            "in: its rows' mean Shapley value of each modality (rows without a score left out).</p>"
+            + table_html(table.to_dict("records")))
 
 
 def column_tables(explanation: Explanation) -> dict[str, pd.DataFrame]:
@@ -135,11 +170,10 @@ def explanation_html(explanation: Explanation, title: str) -> str:
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p>{n} rows; modalities {', '.join(f'<b>{html.escape(m)}</b>' for m in explanation.modalities)}. "
              f"Shapley values over modalities, {how}: a modality outside a coalition is hidden through the "
-             "model's missing-modality path. For each row they add up to the explained score with every "
-             "modality present minus the score with none (<code>base</code>). "
-             f"{explained_note(_quantity(explanation), _metric_of(explanation))} Another output: "
-             "<code>pred.explain(data, output=NAME)</code> or <code>polymodal explain RUN --data X --output "
-             "NAME</code>.</p>"]
+             f"model's missing-modality path. {_base_note(explanation)} "
+             f"{explained_note(_quantity(explanation), _metric_of(explanation), explanation.task)}"
+             + ("" if explanation.task == "anomaly" else " Another output: <code>pred.explain(data, output=NAME)"
+                "</code> or <code>polymodal explain RUN --data X --output NAME</code>.") + "</p>"]
     metric = _metric_of(explanation)
     png = importance_plot(explanation.importance, metric)
     parts.append("<h2>Global importance</h2>" + embed_png(png, "modality importance")  # `explained`: said above
@@ -151,9 +185,11 @@ def explanation_html(explanation: Explanation, title: str) -> str:
                      + table_html(interactions.to_dict("records")))
     table = row_table(explanation)
     shown = table.head(SHOWN_ROWS)
+    base = "the normal rows' mean score" if explanation.reference == "normal" else "the score with none"
+    parts.append(by_group_html(explanation))
     parts.append(f"<h2>Per-row Shapley values</h2><p>First {len(shown)} of {n} rows (all in "
                  "<code>shapley.csv</code>, where <code>prediction</code> is the score with every modality and "
-                 "<code>base</code> with none).</p>" + table_html(shown.to_dict("records")))
+                 f"<code>base</code> {base}).</p>" + table_html(shown.to_dict("records")))
     for modality, columns in column_tables(explanation).items():
         parts.append(f"<h2>Columns of {html.escape(modality)}</h2><p>Mean |attribution| of each column over the "
                      f"{columns.attrs['rows']} row(s) explained inside (below; <code>--samples</code> sets how many), "
@@ -177,11 +213,15 @@ def explanation_html(explanation: Explanation, title: str) -> str:
 
 
 def write_explanation(explanation: Explanation, folder: Path, title: str) -> Path:
-    """Write ``explain.html``, ``shapley.csv``, ``importance.csv`` and, per tabular modality,
+    """Write ``explain.html``, ``shapley.csv``, ``importance.csv``, for an anomaly detector
+    ``by_group.csv`` (:meth:`Explanation.by_group`) and, per tabular modality,
     ``columns_<modality>.csv`` (:func:`column_tables`) into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / "shapley.csv", lambda tmp: explanation.values.to_csv(tmp))
     atomic_write(folder / "importance.csv", lambda tmp: explanation.importance.to_csv(tmp, index=False))
+    groups = explanation.by_group()
+    if not groups.empty:
+        atomic_write(folder / "by_group.csv", lambda tmp: groups.to_csv(tmp, index=False))
     for modality, columns in column_tables(explanation).items():
         atomic_write(folder / f"columns_{modality}.csv", lambda tmp, table=columns: table.to_csv(tmp, index=False))
     page = folder / "explain.html"

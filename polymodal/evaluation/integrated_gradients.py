@@ -1,7 +1,7 @@
 """Within-modality attributions with Captum's Integrated Gradients.
 
-For each modality and each chosen sample that holds it, the explained output's logit is
-attributed to the modality's encoder input, every other input held fixed: pixels (summed over
+For each modality and each chosen sample that holds it, the explained output's logit (an anomaly
+detector: its score) is attributed to the modality's encoder input, every other input held fixed: pixels (summed over
 channels), the pixels of every real sampled video frame (summed over channels; a short clip's
 padding left out), time-frequency bins of audio features, signal steps (or spectrogram bins), tabular
 numbers, and text tokens (Layer Integrated Gradients on the token embeddings, summed over the
@@ -103,12 +103,12 @@ def _attribute(predictor: MultimodalPredictor, modality: str, batch: dict[str, A
                steps: int) -> torch.Tensor:
     """Raw IG attributions, the shape of the modality's ``x`` (text: (B, T) after summing)."""
     attr = _captum()
-    net = predictor.net
+    net, encoders = predictor.output_network(), predictor.require_fitted()[1].encoders
     kind = predictor.config.modalities[modality].kind
     if kind == "tabular":  # numbers and categories together, at the input of the encoder's body
         inputs = batch["inputs"][modality]
         forward, extra = _forward(net, batch["inputs"], batch["present"], modality, keys=("x", "cat"))
-        method = attr.LayerIntegratedGradients(forward, net.encoders[modality].body)
+        method = attr.LayerIntegratedGradients(forward, encoders[modality].body)
         x, cat = inputs["x"].float(), inputs["cat"]
         return method.attribute((x, cat), baselines=(torch.zeros_like(x), torch.zeros_like(cat)), target=target,
                                 additional_forward_args=extra, n_steps=steps, attribute_to_layer_input=True)
@@ -116,7 +116,7 @@ def _attribute(predictor: MultimodalPredictor, modality: str, batch: dict[str, A
     x = batch["inputs"][modality]["x"]
     if kind == "text":
         pad = int(predictor.pipeline.preprocessors[modality].pad_id)
-        method = attr.LayerIntegratedGradients(forward, embedding_layer(net.encoders[modality]))
+        method = attr.LayerIntegratedGradients(forward, embedding_layer(encoders[modality]))
         result = method.attribute(x, baselines=torch.full_like(x, pad), target=target, additional_forward_args=extra,
                                   n_steps=steps)
         return result.sum(dim=-1)  # (B, T)
@@ -159,7 +159,7 @@ def within_modality(predictor: MultimodalPredictor, data: EvalData, positions: n
 
 
 def _tabular_bars(predictor: MultimodalPredictor, modality: str, raw: np.ndarray, inputs: Mapping[str, torch.Tensor],
-                  j: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+                  j: int, encoder: nn.Module) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """One attribution per numeric column (and missing flag) and per categorical column (its
     embedding's dimensions summed; the baseline is the unknown category), the row's values, the
     bars' labels and the features they stand for.
@@ -179,7 +179,7 @@ def _tabular_bars(predictor: MultimodalPredictor, modality: str, raw: np.ndarray
     labels += [f"{c} (missing)" for c in prep.numeric] if flags else []
     n = len(labels)
     parts, start = [raw[:n]], n
-    for column, emb, code in zip(prep.categorical, predictor.net.encoders[modality].embeddings,
+    for column, emb, code in zip(prep.categorical, encoder.embeddings,
                                  inputs["cat"][j].tolist(), strict=True):
         parts.append(raw[start:start + emb.embedding_dim].sum(keepdims=True))
         start += emb.embedding_dim
@@ -215,7 +215,8 @@ def _describe(predictor: MultimodalPredictor, data: EvalData, sub: Any, batch: d
                                  "lines" if spectral is None else "map",
                                  "sample" if spectral is None else f"window (one per {spectral.hop} samples)")
     if kind == "tabular":  # raw: the body's input, numbers (and flags) then each category's embedding
-        attribution, values, labels, features = _tabular_bars(predictor, modality, raw, inputs, j)
+        attribution, values, labels, features = _tabular_bars(predictor, modality, raw, inputs, j,
+                                                              predictor.require_fitted()[1].encoders[modality])
         return WithinAttribution(row, modality, kind, output, attribution, values, labels, "bars", features=features)
     if kind != "text":
         raise TypeError(f"modality '{modality}': no within-modality display for kind '{kind}'")

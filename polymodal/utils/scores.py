@@ -49,6 +49,19 @@ def decisions(task: str, proba: np.ndarray) -> np.ndarray:
 # units), and it is what the within-modality Integrated Gradients can attribute (one logit).
 
 
+# An anomaly detector's explanation attributes its one output, the anomaly score. A coalition its
+# scorer cannot score (NaN: the consistency scorer with fewer than two modalities, having no pair
+# to compare) is worth 0 there, the score of modalities that neither agree nor disagree, so that
+# Shapley values stay defined: the odd one out of three modalities gets the blame, and two split
+# it evenly (nothing tells which of a mismatched pair is wrong).
+ANOMALY_SCORE = "score"  # the anomaly detector's one output, as explanations name it
+
+
+def coalition_values(scores: np.ndarray) -> np.ndarray:
+    """Scores of a coalition as Shapley values add them up: NaN (no score) counts 0."""
+    return np.where(np.isnan(scores), 0.0, scores)
+
+
 def explained_outputs(task: str, scores: np.ndarray, output: int | None = None) -> np.ndarray:
     """(B,) index of the output an explanation attributes, per row of ``scores`` (B, K): ``output``
     when given, else the predicted class (classification) or the first output (multilabel,
@@ -81,7 +94,7 @@ def output_index(output: Any | None, names: Sequence[Any], task: str) -> int | N
         found = [i for i, n in enumerate(plain) if same(n)]
         if found:
             return found[0]
-    kind = {"classification": "classes", "multilabel": "labels"}.get(task, "targets")
+    kind = {"classification": "classes", "multilabel": "labels", "anomaly": "outputs"}.get(task, "targets")
     raise SchemaMismatchError(f"output {output!r} to explain is not one of this model's outputs ({kind}) {plain}")
 
 
@@ -103,4 +116,6 @@ def explained_quantity(task: str, name: Any | None = None, *, predicted: bool = 
         return f"probability of the predicted class '{name}'" if predicted else f"probability of class '{name}'"
     if task == "multilabel":
         return f"probability of label '{name}'"
+    if task == "anomaly":
+        return "anomaly score"
     return f"predicted value of target '{name}'"

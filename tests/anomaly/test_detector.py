@@ -1,15 +1,10 @@
-"""``task: anomaly`` end to end on tiny synthetic two-sensor data written into tmp_path.
-
-Normal rows: sensor ``a`` carries a sine of frequency f, sensor ``b`` a cosine of the same f
-(f varies per row). ``fault`` rows: ``b`` runs at 3f (a signal never seen in training).
-``mismatch`` rows: ``b`` comes from another row (its own f): each sensor alone looks normal.
-"""
+"""``task: anomaly`` end to end on tiny synthetic two-sensor data written into tmp_path (the
+``data`` fixture: see :mod:`tests.anomaly.helpers`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
-from pathlib import Path
 from typing import get_args
 
 import lightning as L
@@ -24,45 +19,7 @@ from polymodal.config import load_config
 from polymodal.config.anomaly import Scorer
 from polymodal.errors import ConfigError, ManifestError, RunFolderError, SchemaMismatchError
 
-LENGTH = 64
-
-
-def write_rows(folder: Path, name: str, n: int, kind: str, seed: int) -> list[dict[str, str]]:
-    rng = np.random.default_rng(seed)
-    t = np.arange(LENGTH) / LENGTH
-    rows = []
-    for i in range(n):
-        f = rng.uniform(2.0, 6.0)
-        fb = 3 * f if kind == "fault" else (f + rng.choice([-1, 1]) * rng.uniform(1.5, 3.0) if kind == "mismatch" else f)
-        a = np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(LENGTH)
-        b = np.cos(2 * np.pi * fb * t) + 0.05 * rng.standard_normal(LENGTH)
-        paths = {}
-        for key, wave in (("a", a), ("b", b)):
-            paths[key] = f"{name}_{kind}_{i}_{key}.npy"
-            np.save(folder / paths[key], wave.astype(np.float32))
-        rows.append({**paths, "label": kind})
-    return rows
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("anomaly")
-    splits = {"train": [("normal", 96)], "valid": [("normal", 24)],
-              "test": [("normal", 24), ("fault", 24), ("mismatch", 24)]}
-    for seed, (split, parts) in enumerate(splits.items()):
-        rows = [r for k, (kind, n) in enumerate(parts) for r in write_rows(folder, split, n, kind, seed=10 * seed + k)]
-        pd.DataFrame(rows).to_csv(folder / f"{split}.csv", index=False)
-    return folder
-
-
-def config(scorer: str, epochs: int = 12, **anomaly: object) -> dict:
-    signal = {"kind": "signal", "preprocess": {"length": LENGTH},
-              "encoder": {"name": "cnn1d", "dim": 16, "channels": [8, 16]}}
-    return {"task": "anomaly", "target": "label",
-            "modalities": {"a": {**signal, "column": "a"}, "b": {**signal, "column": "b"}},
-            "fusion": {"name": "concat"},
-            "anomaly": {"scorer": scorer, "latent_dim": 8, "recon_size": 64, "decoder_hidden": 32, **anomaly},
-            "train": {"epochs": epochs, "batch_size": 16, "lr": 3e-3, "progress": False, "early_stopping": None}}
+from .helpers import config
 
 
 def test_a_finished_deep_svdd_run_resumes_only_when_its_last_phase_would_train_further(data, tmp_path):
@@ -365,13 +322,22 @@ def test_cli_trains_evaluates_and_predicts_an_anomaly_run(data, tmp_path):
                                  "--keep", "score"])  # an output column's name: refused, nothing written
     assert result.exit_code == 2 and "--keep score: the predictions have a column of that name" in result.stderr
     assert not (tmp_path / "f.csv").exists()
+    result = runner.invoke(app, ["evaluate", str(run), "--data", str(data / "test.csv"), "--missing"])
+    assert result.exit_code == 0, result.output
+    subsets = pd.read_csv(run / "evaluation" / "missing.csv").set_index("modalities")
+    assert list(subsets.index) == ["a+b", "a", "b"] and subsets["auroc"].between(0, 1).all()
+    result = runner.invoke(app, ["explain", str(run), "--data", str(data / "test.csv"), "--samples", "1"])
+    assert result.exit_code == 0, result.output
+    assert "mean Shapley value by label" in result.output
+    assert "explained: the anomaly score against the normal rows' mean score" in result.output
+    groups = pd.read_csv(run / "explain" / "by_group.csv")
+    assert sorted(groups["label"]) == ["fault", "mismatch", "normal"] and groups["rows"].tolist() == [24, 24, 24]
+    assert "auroc_drop" in pd.read_csv(run / "explain" / "importance.csv").columns
     # what an anomaly run cannot do is refused with the reason, not a traceback
-    for command, fragment in ((["evaluate", str(run), "--data", str(data / "test.csv"), "--missing"], "--missing"),
-                              (["evaluate", str(run), "--data", str(data / "test.csv"), "--robustness"], "--robustness"),
-                              (["explain", str(run), "--data", str(data / "test.csv")], "explain")):
-        result = runner.invoke(app, command)
-        assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
-        assert f"{fragment}" in result.stderr and "not available for task 'anomaly'" in result.stderr
+    result = runner.invoke(app, ["evaluate", str(run), "--data", str(data / "test.csv"), "--robustness"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert "--robustness" in result.stderr and "not available for task 'anomaly'" in result.stderr
+    assert "a corrupted input is what an anomaly detector should flag" in result.stderr
 
 
 def test_a_signal_run_exports_and_its_exported_scores_match(data, tmp_path):

@@ -1,6 +1,6 @@
 """Anomaly detectors export and serve: one score per row in the graph, the flag threshold in
 ``deploy.json``, ``/predict`` answering score, flag and threshold (``null`` and flagged where the
-scorer cannot score a row), ``/explain`` refused with the reason."""
+scorer cannot score a row), ``/explain`` each modality's share of the score above the normal rows' mean."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def test_every_scorer_exports_and_the_runtime_scores_and_flags_rows_as_the_detec
     runtime = Runtime.load(tmp_path / "export")
     assert runtime.meta["format_version"] == 3  # a runtime of format 2 would misread the scores: refused there
     assert runtime.meta["anomaly"] == {"scorer": scorer, "threshold": pytest.approx(float(detector.model.scorer.threshold)),
-                                       "unscored_reason": detector.model.scorer.unscored_reason}
+                                       "unscored_reason": detector.model.scorer.unscored_reason,
+                                       "normal_coalitions": pytest.approx(detector.coalition_reference().tolist())}
     test = pd.read_csv(dataset["test"], keep_default_na=False)
     test.loc[0, ["image", "audio", "text", "x1", "color"]] = ["", "", "", "", ""]  # one modality left: notes
     test.loc[0, "text"] = "the red small one"
@@ -75,6 +76,14 @@ def test_every_scorer_exports_and_the_runtime_scores_and_flags_rows_as_the_detec
     assert np.asarray(runtime.predict(rows))[clear].tolist() == eager["flag"].to_numpy()[clear].tolist()
     assert np.isnan(scores[0, 0]) == (scorer == "consistency")  # the consistency scorer compares modalities
     assert 0 < sum(runtime.predict(rows)) < len(rows)  # the threshold flags some rows, not all
+    # the runtime attributes the score as the detector does, against the same normal reference
+    explanation = detector.explain(rows_csv, samples=0)
+    assert explanation.reference == "normal" and runtime.explained_quantity() == explanation.explained_quantity
+    eager_phi = explanation.values[runtime.names].to_numpy()
+    phi = runtime.explain(rows)
+    np.testing.assert_array_equal(np.isnan(phi), np.isnan(eager_phi))
+    scale = max(1.0, float(np.nanmax(np.abs(eager_phi))))
+    np.testing.assert_allclose(phi, eager_phi, atol=1e-4 * scale)
 
 
 def test_export_prints_what_int8_changes_in_the_flags(anomaly_exported, dataset, tmp_path):
@@ -141,7 +150,7 @@ def test_the_service_answers_score_flag_and_threshold_and_null_where_the_row_can
     meta = httpx.get(anomaly_server + "metadata").json()
     assert meta["task"] == "anomaly" and meta["classes"] == []
     assert meta["modalities"]["audio"]["max_seconds"] == 0.25 and meta["modalities"]["image"]["size"] == 8
-    assert "/explain" not in httpx.get(anomaly_server + "openapi.json").json()["paths"]  # it only refuses
+    assert "/explain" in httpx.get(anomaly_server + "openapi.json").json()["paths"]
     assert meta["anomaly"]["scorer"] == "consistency" and meta["anomaly"]["threshold"] == pytest.approx(threshold)
     root = dataset["root"]
     both = httpx.post(anomaly_server + "predict", files={"image": ("i0.png", (root / "i0.png").read_bytes(), "image/png"),
@@ -158,16 +167,19 @@ def test_the_service_answers_score_flag_and_threshold_and_null_where_the_row_can
     assert alone["score"] is None and alone["flag"] is True and alone["absent"] == ["audio", "image", "labs"]
     assert alone["warnings"] == ["not scored: fewer than two modalities present: the consistency scorer compares "
                                  "modalities; flagged, as a row that cannot be checked"]
-    refused = httpx.post(anomaly_server + "explain", json={"notes": "the red small one"})
-    assert refused.status_code == 422 and refused.json()["error"]["code"] == "not_supported"
-    assert "ask /predict for the score and the flag" in refused.json()["error"]["message"]
-
-
-def test_the_runtime_refuses_to_explain_an_anomaly_detector(anomaly_exported):
-    from polymodal.deploy.errors import RequestError
-
-    with pytest.raises(RequestError, match="an anomaly detector outputs one score per row"):
-        Runtime.load(anomaly_exported[1]).explain([{"notes": "red"}])
+    unexplained = httpx.post(anomaly_server + "explain", json={"notes": "the red small one"})
+    assert unexplained.status_code == 200, unexplained.text  # no score: nothing to attribute, said as nulls
+    assert unexplained.json()["score"] is None and unexplained.json()["base"] is None
+    assert set(unexplained.json()["contributions"].values()) == {None}
+    explained = httpx.post(anomaly_server + "explain",
+                           files={"image": ("i0.png", (root / "i0.png").read_bytes(), "image/png"),
+                                  "audio": ("a0.wav", (root / "a0.wav").read_bytes(), "audio/wav")}).json()
+    assert explained["score"] == pytest.approx(body["score"]) and explained["flag"] == body["flag"]
+    assert explained["reference"] == "normal" and explained["explained_quantity"] == "anomaly score"
+    assert explained["base"] == pytest.approx(detector.coalition_reference()[-1], rel=1e-4)  # every modality present
+    assert explained["base"] + sum(explained["contributions"].values()) == pytest.approx(explained["score"], rel=1e-4)
+    # labs and notes were not sent: against normal rows, which hold them, their absence counts too
+    assert sorted(explained["contributions"]) == ["audio", "image", "labs", "notes"]
 
 
 def test_the_page_shows_an_anomaly_verdict_with_its_score(anomaly_server, tmp_path):
@@ -190,13 +202,17 @@ def test_the_page_shows_an_anomaly_verdict_with_its_score(anomaly_server, tmp_pa
         page.wait_for_selector("#result:not([hidden])")
         assert page.inner_text("#prediction") in {"anomaly", "normal"}
         assert page.is_visible("#score-note") and "higher = more anomalous" in page.inner_text("#score-note")
-        assert not page.is_visible("#contrib-part") and not page.is_visible("#probabilities-part")
+        assert not page.is_visible("#probabilities-part") and page.is_visible("#contrib-part")
+        assert "on average over normal rows: positive bars pushed it towards a flag" in page.inner_text("#contrib-note")
+        labels = page.eval_on_selector_all("#contributions .bar-row", "rows => rows.map(r => r.dataset.label)")
+        assert labels == ["audio (not sent)", "image", "labs (not sent)", "notes"]
         page.fill("#text-notes", "")  # the image alone: nothing to compare, so no score and a flag
         assert not page.is_visible("#result")  # the text was cleared: the verdict shown was for other inputs
         page.set_input_files("#file-image", str(tmp_path / "bright.png"))
         page.click("#submit")
         page.wait_for_function("document.getElementById('score-note').textContent === 'no score'")
         assert page.inner_text("#prediction") == "anomaly" and page.is_visible("#score-note")
+        assert not page.is_visible("#contrib-part")  # no score: nothing to attribute
         assert "not scored: fewer than two modalities present" in page.inner_text("#warnings")
         assert "not sent: audio, labs, notes" in page.inner_text("#warnings")
         assert not page.is_visible("#error")

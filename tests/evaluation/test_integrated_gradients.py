@@ -235,9 +235,10 @@ def test_a_blank_number_is_labelled_with_what_was_imputed_not_as_a_measurement()
     prep = build_preprocessor(TabularModality(kind="tabular", columns=["crp", "wbc"]), "labs")
     prep.fit([[10.0, 8.0], [30.0, None], [20.0, 12.0]])
     x = torch.as_tensor(np.stack([prep.featurize([prep.decode([25.0, None])])["num"][0]]))
-    predictor = SimpleNamespace(pipeline=SimpleNamespace(preprocessors={"labs": prep}),
-                                net=SimpleNamespace(encoders={"labs": SimpleNamespace(embeddings=[])}))
-    _, _, labels, features = _tabular_bars(predictor, "labs", np.zeros(4), {"x": x, "cat": torch.zeros(1, 0)}, 0)
+    predictor, encoder = SimpleNamespace(pipeline=SimpleNamespace(preprocessors={"labs": prep})), \
+        SimpleNamespace(embeddings=[])
+    _, _, labels, features = _tabular_bars(predictor, "labs", np.zeros(4), {"x": x, "cat": torch.zeros(1, 0)}, 0,
+                                           encoder)
     assert labels == ["crp = 25", "wbc (blank: imputed 10)", "crp (missing)", "wbc (missing)"]
     assert features == ["crp", "wbc", "crp (missing)", "wbc (missing)"]
     unflagged = build_preprocessor(TabularModality(kind="tabular", columns=["crp", "wbc"],
@@ -245,5 +246,5 @@ def test_a_blank_number_is_labelled_with_what_was_imputed_not_as_a_measurement()
     unflagged.fit([[10.0, 8.0], [30.0, None], [20.0, 12.0]])
     x = torch.as_tensor(np.stack([unflagged.featurize([unflagged.decode([25.0, None])])["num"][0]]))
     predictor.pipeline.preprocessors["labs"] = unflagged
-    _, _, labels, _ = _tabular_bars(predictor, "labs", np.zeros(2), {"x": x, "cat": torch.zeros(1, 0)}, 0)
+    _, _, labels, _ = _tabular_bars(predictor, "labs", np.zeros(2), {"x": x, "cat": torch.zeros(1, 0)}, 0, encoder)
     assert labels == ["crp = 25", "wbc = 10 (the imputed value: blank?)"]  # no flag tells a blank apart

@@ -1,0 +1,113 @@
+"""Modality attribution of anomaly scores: Shapley values over modalities measured against the
+normal rows, subset evaluation, and modality dropout in anomaly training (data: see
+:mod:`tests.anomaly.helpers`; fault rows carry their fault in sensor ``b``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from polymodal.anomaly import AnomalyDetector
+from polymodal.anomaly.scorers import AnomalyScorer
+from polymodal.evaluation.subsets import evaluate_subsets
+
+from .helpers import config
+
+
+@pytest.fixture(scope="module")
+def autoencoder(data) -> AnomalyDetector:
+    cfg = config("autoencoder", epochs=12)
+    cfg["train"]["modality_dropout"] = 0.3
+    return AnomalyDetector.from_config(cfg).fit(data / "train.csv", data / "valid.csv")
+
+
+def test_the_faulty_sensor_gets_the_blame_and_normal_rows_next_to_none(autoencoder, data):
+    explanation = autoencoder.explain(data / "test.csv", samples=0)
+    values = explanation.values.assign(label=explanation.labels)
+    assert explanation.reference == "normal" and explanation.explained_quantity == "anomaly score"
+    fault, normal = values[values["label"] == "fault"], values[values["label"] == "normal"]
+    assert (fault["b"] > fault["a"]).mean() >= 0.8  # b runs at three times its frequency on these rows
+    assert fault["b"].mean() > 5 * abs(normal["b"].mean()) and fault["b"].mean() > 5 * abs(normal["a"].mean())
+    # base + contributions = the score, the base being the normal validation rows' mean score
+    scores = autoencoder.predict_frame(data / "test.csv")["score"].to_numpy()
+    np.testing.assert_allclose(values["base"] + values["a"] + values["b"], scores, rtol=1e-4, atol=1e-5)
+    valid = autoencoder.predict_frame(data / "valid.csv")["score"].to_numpy()
+    np.testing.assert_allclose(values["base"], valid.mean(), rtol=1e-4)
+    groups = explanation.by_group().set_index("label")
+    assert groups.loc["fault", "b"] == pytest.approx(fault["b"].mean()) and groups.loc["normal", "rows"] == 24
+    importance = explanation.importance.set_index("modality")
+    assert importance.loc["b", "auroc_drop"] > importance.loc["a", "auroc_drop"]
+
+
+def test_within_modality_maps_go_to_the_highest_scores(autoencoder, data, tmp_path):
+    explanation = autoencoder.explain(data / "test.csv", samples=2, steps=8)
+    scores = autoencoder.predict_frame(data / "test.csv")["score"]
+    top = sorted(int(i) for i in np.argsort(-scores.to_numpy())[:2])
+    assert sorted({item.row for item in explanation.within}) == top
+    assert {item.modality for item in explanation.within} == {"a", "b"}
+    assert all(np.isfinite(item.attribution).all() and np.abs(item.attribution).sum() > 0 for item in explanation.within)
+    page = explanation.to_html(tmp_path).read_text()
+    assert "Mean Shapley value by label" in page and "normal validation rows' mean score" in page
+    assert "anomaly score" in page and "(flagged)" in page
+
+
+def test_a_pair_of_modalities_shares_an_inconsistency_evenly_and_an_unscored_row_gets_none(data):
+    """Two modalities: nothing tells which of a mismatched pair is wrong, so each gets half; a row
+    with one modality has no score (consistency) and nothing to attribute."""
+    det = AnomalyDetector.from_config(config("consistency", epochs=2)).fit(data / "train.csv", data / "valid.csv")
+    rows = pd.read_csv(data / "test.csv")
+    rows.loc[0, "b"] = None
+    rows.to_csv(data / "test_one_missing.csv", index=False)
+    with pytest.warns(UserWarning, match="could not be scored"):
+        scores = det.predict_frame(data / "test_one_missing.csv")["score"].to_numpy()
+    values = det.explain(data / "test_one_missing.csv", samples=0).values
+    assert np.isnan(values.loc[0, ["a", "b", "prediction"]].to_numpy(np.float64)).all()
+    np.testing.assert_allclose(values["a"][1:], values["b"][1:])
+    np.testing.assert_allclose((values["base"] + values["a"] + values["b"])[1:], scores[1:], rtol=1e-4, atol=1e-4)
+
+
+def test_subsets_score_auroc_with_the_other_sensors_missing(autoencoder, data):
+    table = evaluate_subsets(autoencoder, data / "test.csv").set_index("modalities")
+    assert list(table.index) == ["a+b", "a", "b"]
+    labels = pd.read_csv(data / "test.csv")["label"].ne("normal").to_numpy()
+    with_a = pd.read_csv(data / "test.csv").assign(b=None)
+    with_a.to_csv(data / "test_a_only.csv", index=False)
+    from sklearn.metrics import roc_auc_score
+
+    alone = autoencoder.predict_frame(data / "test_a_only.csv")["score"]
+    assert table.loc["a", "auroc"] == pytest.approx(roc_auc_score(labels, alone), abs=1e-6)
+    assert table.loc["b", "auroc"] > table.loc["a", "auroc"]  # the faults are in b
+
+
+def test_modality_dropout_hides_sensors_from_training_rows_only(data, monkeypatch):
+    seen: list[tuple[bool, float]] = []
+    loss = AnomalyScorer.loss
+
+    def spy(self, net, batch, phase):
+        seen.append((net.training, batch["present"]["a"].float().mean().item()))
+        return loss(self, net, batch, phase)
+
+    monkeypatch.setattr(AnomalyScorer, "loss", spy)
+    cfg = config("autoencoder", epochs=1)
+    cfg["train"]["modality_dropout"] = {"a": 1.0}  # a hidden from every training row (b keeps each row non-empty)
+    AnomalyDetector.from_config(cfg).fit(data / "train.csv", data / "valid.csv")
+    assert {present for training, present in seen if training} == {0.0}
+    assert {present for training, present in seen if not training} == {1.0}  # validation sees whole rows
+
+
+def test_a_run_saved_before_the_normal_reference_loads_and_explains_against_no_modality(autoencoder, data, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    run = autoencoder.save(tmp_path / "run")
+    weights = load_file(run / "model.safetensors")
+    del weights["scorer.normal_coalitions"]
+    save_file(weights, run / "model.safetensors", metadata={})  # an older save: no digest of its preprocessing either
+    old = AnomalyDetector.load(run)
+    assert old.coalition_reference() is None
+    pd.testing.assert_frame_equal(old.predict_frame(data / "test.csv"), autoencoder.predict_frame(data / "test.csv"))
+    explanation = old.explain(data / "test.csv", samples=0)
+    assert explanation.reference == "none"
+    np.testing.assert_allclose(explanation.values["base"], 0.0, atol=1e-6)  # the autoencoder scores no modality 0
+    assert torch.isnan(old.model.scorer.normal_coalitions).all()
