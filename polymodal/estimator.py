@@ -75,6 +75,8 @@ class Estimator:
         last_skipped: the files skipped by the fit (``split`` column: train, valid or test), written
             to the run folder's ``skipped.csv``; later evaluations leave it alone.
         eval_skipped: the files skipped by the latest evaluate / predict / explain (or the fit's test set).
+        diagnostics: the report's analyses after the fit (subsets, importance, robustness...: see
+            :mod:`polymodal.evaluation.diagnostics`; an anomaly detector's on its test manifest only).
     """
 
     @property
@@ -95,6 +97,7 @@ class Estimator:
         self.metrics: dict[str, Any] = {}
         self.last_skipped = pd.DataFrame()
         self.eval_skipped = pd.DataFrame()
+        self.diagnostics: dict[str, Any] = {}  # the report's subsets, importance, robustness... (see report.rows)
         self.run_dir: Path | None = None  # the run folder this model was last trained into, loaded from or saved to
         self._own_folders: set[Path] = set()  # every such folder: save() replaces this model's own runs freely
         self._skips_warned = True

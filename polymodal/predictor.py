@@ -80,7 +80,6 @@ class MultimodalPredictor(Estimator):
                                       "MultimodalPredictor.from_config(config) returns one")
         self._given_config = self.config  # what each fit starts from (a fit records the data it used in self.config)
         self.net: MultimodalNet | None = None
-        self.diagnostics: dict[str, Any] = {}  # the report's subsets, importance, robustness... (see report.rows)
 
     @property
     def unsupported(self) -> dict[str, str]:

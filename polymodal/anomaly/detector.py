@@ -210,6 +210,10 @@ class AnomalyDetector(Estimator):
         self._finish_fit(train_table, valid_table, test_m, run_dir)
         if test_m is not None:
             self.test_scores = self.eval_scores
+            from polymodal.evaluation.diagnostics import diagnose_after_fit  # the evaluation layer sits above
+
+            # on labelled test rows only: the validation rows are normal, their AUROC undefined
+            self.diagnostics = diagnose_after_fit(self, test_m, "test", cfg.report)
         if run_dir is not None:
             self.save(run_dir)
         return self
@@ -374,6 +378,7 @@ class AnomalyDetector(Estimator):
         from polymodal.anomaly.report import anomaly_sections  # the report sits a layer above
         from polymodal.evaluation.report import write_report
 
+        runfolder.write_diagnostics(run, self.diagnostics)
         scored = {split: pair for split, pair in (("valid", self.valid_scores), ("test", self.test_scores))
                   if pair is not None}
         write_report(self, run, model, anomaly_sections(self.metrics, float(model.scorer.threshold), scored,
@@ -389,4 +394,5 @@ class AnomalyDetector(Estimator):
         model = detector._build_model(detector.pipeline, restore=True)
         runfolder.load_weights(model, run, optional=OPTIONAL_STATE)
         detector.model = model.eval()
+        detector.diagnostics = runfolder.read_diagnostics(run)
         return detector

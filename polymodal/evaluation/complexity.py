@@ -46,7 +46,8 @@ def _median_ms(fn: Any, repeats: int, device: torch.device) -> float:
 def inference_latency(predictor: MultimodalPredictor, table: EncodedTable, repeats: int = 5) -> dict[str, Any]:
     """Median wall time of the network's forward pass (preprocessing excluded) for one sample and
     for a batch of 64 (rows of ``table`` repeated as needed), on the inference device."""
-    pipeline, net = predictor.require_fitted()
+    pipeline, _ = predictor.require_fitted()
+    net = predictor.output_network()  # (inputs, present) -> outputs, whatever the task
     device = predictor.device
     net.to(device).eval()
     dataset = pipeline.dataset(table)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from polymodal.config.task_metrics import TASK_METRICS
 from polymodal.data.manifest import Manifest
+from polymodal.estimator import ROBUSTNESS
 from polymodal.evaluation.attribution import explain
 from polymodal.evaluation.calibration import calibration_summary
 from polymodal.evaluation.cca_baseline import MIN_CCA_ROWS
@@ -96,9 +97,11 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
     if len(data) == 0:
         return {}
     names = predictor.config.modality_names
-    out: dict[str, Any] = {"split": split, "rows": len(data), "metric": metric}
+    out: dict[str, Any] = {"split": split, "rows": len(data), "metric": metric, "task": predictor.config.task}
     shown = predictor.config.train.progress
-    what = f"report: subsets, importance, robustness on {len(data)} {split} rows (report.rows; 0 skips them)"
+    robustness = cfg.robustness and ROBUSTNESS not in predictor.unsupported  # an anomaly detector's is refused
+    what = (f"report: subsets, importance{', robustness' if robustness else ''} on {len(data)} {split} rows "
+            "(report.rows; 0 skips them)")
     log_line(what, shown)
     with progress_bar(2, what, enabled=shown, min_total=1) as advance:
         if len(names) > 1:
@@ -107,8 +110,11 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
             out["importance"] = explanation.importance.to_dict("records")
             out["explained"] = explanation.explained_quantity  # the default output (see attribution.explain)
             out["interactions"] = explanation.interaction_table().to_dict("records")
+            groups = explanation.by_group()  # an anomaly detector's: which sensor each label shows in
+            if not groups.empty:
+                out["by_group"] = groups.to_dict("records")
         advance(1)
-        if cfg.robustness:
+        if robustness:
             corruptions = {n: [REPORT_CORRUPTIONS[m.kind]] for n, m in predictor.config.modalities.items()
                            if m.kind in REPORT_CORRUPTIONS and data.table.modalities[n].present.any()}  # else none
             sweep = robustness_sweep(predictor, data, corruptions, seed=cfg.seed)

@@ -55,13 +55,23 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
             body += table_html(diagnostics["interactions"])
         how = "Exact" if len(importance) <= EXACT_MAX_MODALITIES else "Sampled (permutation estimates of)"
         quantity = diagnostics.get("explained") or importance.get("explained", pd.Series(["predicted score"])).iloc[0]
+        anomaly = diagnostics.get("task") == "anomaly"
+        scored = "every row's score against its label" if anomaly else \
+            "the whole prediction (every class, label or target), not only the explained output"
         sections["Modality importance"] = (
             where + f"<p>{how} Shapley values over modalities of the <b>{html.escape(str(quantity))}</b>"
-            + (f"; the <code>{html.escape(str(metric))}_*</code> columns score the whole prediction (every class, "
-               "label or target), not only the explained output"
+            + (" against the normal validation rows (a row's values add up to its score minus their mean score)"
+               if anomaly else "")
+            + (f"; the <code>{html.escape(str(metric))}_*</code> columns score {scored}"
                if metric is not None and f"{metric}_drop" in importance else "")
             + " (per-sample values, within-modality heat-maps and other outputs: <code>polymodal explain RUN "
             "--data X [--output NAME]</code>).</p>" + body)
+    if diagnostics.get("by_group"):
+        groups = diagnostics["by_group"]
+        sections["Which sensor"] = (
+            where + f"<p>The mean Shapley value of each modality per {html.escape(next(iter(groups[0])))}: the "
+            "modality each kind of anomaly shows in (positive: it pushed the rows' scores above normal).</p>"
+            + table_html(groups))
     robustness = diagnostics.get("robustness")
     if robustness and robustness.get("curves"):
         curves = pd.DataFrame(robustness["curves"])

@@ -118,6 +118,14 @@ def test_an_anomaly_run_writes_a_report_with_per_label_auroc_and_the_score_distr
     assert f"{det.info['threshold']:.4g}</b> are flagged" in page
     assert (tmp_path / "run" / "plots" / "anomaly_scores.png").stat().st_size > 1000
     assert "<td>encoder: a</td>" in page and "<td>encoder: b</td>" in page and "<td>decoders</td>" in page
+    # the test rows' diagnostics: AUROC per sensor subset and which sensor each label shows in, no robustness
+    subsets = {row["modalities"]: row for row in det.diagnostics["subsets"]}
+    assert sorted(subsets) == ["a", "a+b", "b"] and subsets["a+b"]["auroc"] == pytest.approx(det.metrics["test"]["auroc"])
+    groups = {row["label"]: row["rows"] for row in det.diagnostics["by_group"]}
+    assert groups == {"fault": 24, "mismatch": 24, "normal": 24} and "robustness" not in det.diagnostics
+    assert "<h2>Modality subsets</h2>" in page and "<h2>Which sensor</h2>" in page and "<h2>Robustness</h2>" not in page
+    assert "against the normal validation rows" in page
+    assert AnomalyDetector.load(tmp_path / "run").diagnostics == det.diagnostics
 
 
 
