@@ -107,7 +107,7 @@ def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, 
     if predictor.info:
         sections.append("<h2>Run facts</h2>" + table_html([{"fact": k, "value": v} for k, v in predictor.info.items()]))
     diagnostics = diagnostic_sections(getattr(predictor, "diagnostics", None), plots)
-    for title, body in {**diagnostics, **(extra or {})}.items():
+    for title, body in {**(extra or {}), **diagnostics}.items():  # the task's own sections first
         sections.append(f"<h2>{html.escape(title)}</h2>{body}")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>polymodal report</title><style>{STYLE}</style></head><body>{''.join(sections)}</body></html>"
     atomic_write_text(run / REPORT_FILE, page)

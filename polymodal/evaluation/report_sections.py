@@ -64,8 +64,9 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
                if anomaly else "")
             + (f"; the <code>{html.escape(str(metric))}_*</code> columns score {scored}"
                if metric is not None and f"{metric}_drop" in importance else "")
-            + " (per-sample values, within-modality heat-maps and other outputs: <code>polymodal explain RUN "
-            "--data X [--output NAME]</code>).</p>" + body)
+            + (" (per-sample values and within-modality heat-maps: <code>polymodal explain RUN --data X</code>)."
+               if anomaly else " (per-sample values, within-modality heat-maps and other outputs: <code>polymodal "
+               "explain RUN --data X [--output NAME]</code>).") + "</p>" + body)
     if diagnostics.get("by_group"):
         groups = diagnostics["by_group"]
         sections["Which sensor"] = (
