@@ -220,7 +220,8 @@ class AnomalyDetector(Estimator):
 
     def _fit_normal_reference(self, normal: EncodedTable) -> None:
         """The normal rows' mean score under every coalition of modalities (the others hidden,
-        as missing cells are; a coalition the scorer cannot score counts 0): what :meth:`explain`
+        as missing cells are; a coalition the scorer cannot score counts 0), over the rows that
+        hold every modality of the coalition (all rows where none does): what :meth:`explain`
         measures a row's score against (none beyond ``REFERENCE_MAX_MODALITIES`` modalities)."""
         from polymodal.evaluation.coalitions import coalition_outputs  # the evaluation layer sits above
 
@@ -230,7 +231,12 @@ class AnomalyDetector(Estimator):
         names = list(self.model.names)
         coalitions = [frozenset(n for i, n in enumerate(names) if mask >> i & 1) for mask in range(reference.numel())]
         scores = coalition_values(coalition_outputs(self, normal, coalitions)[..., 0].astype(np.float64))  # (C, N)
-        reference.copy_(torch.as_tensor(scores.mean(axis=1), dtype=reference.dtype))
+        held = np.stack([normal.modalities[n].present for n in names], axis=1)  # (N, M)
+        means = []
+        for mask, coalition in enumerate(scores):
+            rows = held[:, [i for i in range(len(names)) if mask >> i & 1]].all(axis=1)
+            means.append(coalition[rows].mean() if rows.any() else coalition.mean())
+        reference.copy_(torch.as_tensor(means, dtype=reference.dtype))
 
     def coalition_reference(self) -> np.ndarray | None:
         """(2^M,) the normal validation rows' mean score under each coalition of modalities (bit i:

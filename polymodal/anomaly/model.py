@@ -52,9 +52,10 @@ def reconstructable(inputs: Mapping[str, torch.Tensor]) -> bool:
 
 
 class ScoredFeatures(NamedTuple):
-    """What a scorer scores rows from: every modality's encoder output and its reconstruction
-    target (None for a modality that is not reconstructed: token ids, cached features). Computed
-    once per batch, they can be scored under several presence masks (modality attribution)."""
+    """What a scorer scores rows from: every modality's encoder output and, for a scorer that
+    reconstructs, its reconstruction target (None for a modality that is not reconstructed: token
+    ids, cached features; no entries for a scorer that does not reconstruct). Computed once per
+    batch, they can be scored under several presence masks (modality attribution)."""
 
     encoded: dict[str, EncoderOutput]
     targets: dict[str, torch.Tensor | None]
@@ -106,11 +107,12 @@ class AnomalyNet(nn.Module):
         """The fused representation (B, D)."""
         return self.backbone.fusion(features, present).pooled
 
-    def features(self, inputs: Inputs, present: Present) -> ScoredFeatures:
-        """Every modality's encoder output (zeros where it is absent) and reconstruction target."""
-        targets = {n: reconstruction_target(inputs[n]["x"], self.recon_size) if reconstructable(inputs[n]) else None
-                   for n in self.names}
-        return ScoredFeatures(self.encode(inputs, present), targets)
+    def features(self, inputs: Inputs, present: Present, *, targets: bool = True) -> ScoredFeatures:
+        """Every modality's encoder output (zeros where it is absent) and, with ``targets``, its
+        reconstruction target."""
+        wanted = {n: reconstruction_target(inputs[n]["x"], self.recon_size) if reconstructable(inputs[n]) else None
+                  for n in self.names} if targets else {}
+        return ScoredFeatures(self.encode(inputs, present), wanted)
 
     def latent_of(self, encoded: Mapping[str, EncoderOutput], present: Present) -> torch.Tensor:
         """The latent (B, L) of encoder outputs fused under ``present`` (which may hide more
@@ -208,7 +210,7 @@ class AnomalyModel(nn.Module):
 
     def encode(self, inputs: Inputs, present: Present) -> ScoredFeatures:
         """What the scorer scores from (:meth:`AnomalyNet.features`)."""
-        return self.net.features(inputs, present)
+        return self.net.features(inputs, present, targets=self.scorer.reconstructs)
 
     def outputs_from_features(self, features: ScoredFeatures, present: Present) -> torch.Tensor:
         """(B, 1) scores of encoded rows; ``present`` may hide more modalities than were encoded."""

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 
 from polymodal.anomaly.model import AnomalyModel
+from polymodal.anomaly.scorers import OPTIONAL_STATE
 from polymodal.training.module import BatchModule, OptimSettings, configure_adamw, drop_modalities
 
 
@@ -44,6 +45,9 @@ class AnomalyModule(BatchModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.earlier = list(checkpoint.get("earlier_phases_history", []))
+        state, own = checkpoint.get("state_dict", {}), self.state_dict()
+        for key in OPTIONAL_STATE:  # a checkpoint written by an earlier version lacks them: kept as built
+            state.setdefault(f"model.{key}", own[f"model.{key}"])
 
     def configure_callbacks(self) -> list[L.Callback]:
         return list(self._callbacks)

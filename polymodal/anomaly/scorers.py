@@ -78,11 +78,13 @@ class AnomalyScorer(nn.Module):
         phases: training phases in order, each with its fraction of ``train.epochs``.
         unscored_reason: why a row may get no score (NaN from :meth:`score`), in words; None for
             a scorer that scores every row.
+        reconstructs: the score reads the reconstruction errors (its features carry the targets).
     """
 
     name: ClassVar[str]
     phases: ClassVar[tuple[tuple[str, float], ...]] = (("train", 1.0),)
     unscored_reason: ClassVar[str | None] = None
+    reconstructs: ClassVar[bool] = True
 
     def __init__(self, n_modalities: int, latent_dim: int, pretrain_fraction: float = 0.5):
         super().__init__()
@@ -125,7 +127,8 @@ class AnomalyScorer(nn.Module):
 
     def score(self, net: AnomalyNet, batch: Batch) -> torch.Tensor:
         """(B,) anomaly scores of a batch; higher = more anomalous."""
-        return self.score_features(net, net.features(batch["inputs"], batch["present"]), batch["present"])
+        features = net.features(batch["inputs"], batch["present"], targets=self.reconstructs)
+        return self.score_features(net, features, batch["present"])
 
     def score_features(self, net: AnomalyNet, features: ScoredFeatures, present: Present) -> torch.Tensor:
         """(B,) anomaly scores of encoded rows with the modalities of ``present`` (which may hide
@@ -147,6 +150,7 @@ class DeepSvddScorer(AnomalyScorer):
     Deep SVDD); labelled anomalies are pushed away by the inverse distance (Deep SAD)."""
 
     phases = (("pretrain", 0.5), ("svdd", 0.5))
+    reconstructs = False  # scored by distance; the pre-training's loss reconstructs from its own batch
 
     def __init__(self, n_modalities: int, latent_dim: int, pretrain_fraction: float = 0.5):
         super().__init__(n_modalities, latent_dim)
@@ -191,6 +195,8 @@ class MahalanobisScorer(AnomalyScorer):
     """Squared Mahalanobis distance of the autoencoder's latent to a Gaussian fitted on the
     normal training rows (Ledoit-Wolf shrunk covariance)."""
 
+    reconstructs = False
+
     def __init__(self, n_modalities: int, latent_dim: int, pretrain_fraction: float = 0.5):
         super().__init__(n_modalities, latent_dim)
         self.register_buffer("mean", torch.zeros(latent_dim))
@@ -226,6 +232,7 @@ class ConsistencyScorer(AnomalyScorer):
     neutral number.
     """
 
+    reconstructs = False
     unscored_reason = "fewer than two modalities present: the consistency scorer compares modalities"
 
     def loss(self, net: AnomalyNet, batch: Batch, phase: str) -> LossOutput:

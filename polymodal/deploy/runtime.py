@@ -33,12 +33,14 @@ from polymodal.deploy.errors import ExportError, RequestError, first_line, onnxr
 from polymodal.deploy.features import FEATURES, Features
 from polymodal.errors import MissingDependencyError
 from polymodal.utils.scores import (
+    against_reference,
     coalition_values,
     decisions,
     explained_name,
     explained_outputs,
     explained_quantity,
     explained_score,
+    held_masks,
     output_index,
     probabilities,
 )
@@ -235,9 +237,9 @@ class Runtime:
         ``output`` (a class, label or target name) picks another; :meth:`explained_quantity` names
         it. A coalition is evaluated by masking the other modalities as absent, and the empty
         coalition is every modality absent. Contributions add up to score(all given) - score(none);
-        an anomaly detector's to score(all given) - the normal rows' mean score (each coalition
-        measured against the normal rows' mean under it: :meth:`coalition_reference`), NaN for a
-        row it cannot score.
+        an anomaly detector's to score(all given) - the normal rows' mean score with the given
+        modalities (each coalition measured against the normal rows' mean under it:
+        :meth:`coalition_reference`; a modality not given gets 0), NaN for a row it cannot score.
 
         Raises:
             SchemaMismatchError: ``output`` is not one of the model's outputs.
@@ -250,13 +252,13 @@ class Runtime:
         m, start, stop = len(self.names), *self.meta["main_outputs"]
         full = self.scores(self.run(feeds)[:, start:stop])  # with all given
         pick = explained_outputs(task, full, chosen)
-        reference = self.coalition_reference()
         values = {}
         for mask in range(1 << m):
             keep = np.asarray([(mask >> i) & 1 for i in range(m)], bool)
             masked = {**feeds, **{f"{n}.present": given[:, i] & keep[i] for i, n in enumerate(self.names)}}
-            value = coalition_values(explained_score(task, self.scores(self.run(masked)[:, start:stop]), pick))
-            values[mask] = (value if reference is None else value - reference[mask])[:, None]
+            scores = self.scores(self.run(masked)[:, start:stop])
+            values[mask] = coalition_values(explained_score(task, scores, pick))[:, None]
+        values, _ = against_reference(values, self.coalition_reference(), held_masks(given))
         phi = exact_shapley(values, m)[:, :, 0]
         phi[np.isnan(explained_score(task, full, pick))] = np.nan  # no score, nothing to attribute
         return phi

@@ -93,8 +93,8 @@ def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any]) 
 
 def explanation_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any], phi: np.ndarray) -> dict[str, Any]:
     """The ``/explain`` answer: :func:`prediction_json` plus the explained score, its base (the
-    score with no modality; an anomaly detector's: the normal rows' mean score, ``reference``
-    says which), and each modality's contribution ``phi`` (Shapley values, in ``runtime.names``
+    score with no modality; an anomaly detector's: the normal rows' mean score with the modalities
+    sent, ``reference`` says which), and each modality's contribution ``phi`` (Shapley values, in ``runtime.names``
     order; null, with the base, for an anomaly detector's row that got no score)."""
     meta, task = runtime.meta, runtime.meta["task"]
     out = prediction_json(runtime, outputs, row)
@@ -221,7 +221,7 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
         target's value or the anomaly score, as ``polymodal explain``. ``explained`` is that output's name (a
         key of ``probabilities``), ``explained_quantity`` says it in words; ``base`` + the contributions =
         ``score``, ``base`` being the score with no modality (``reference: none``) or, for an anomaly
-        detector, the normal rows' mean score (``reference: normal``)."""
+        detector, the normal rows' mean score with the modalities sent (``reference: normal``)."""
         row = await read_row(request, parser, settings)
         feeds = await run_in_threadpool(runtime.featurize, [row])
         outputs = await batcher.submit(feeds)

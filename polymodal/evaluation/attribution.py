@@ -40,10 +40,12 @@ from polymodal.evaluation.shapley import (
 )
 from polymodal.multitask import main_task
 from polymodal.utils.scores import (
+    against_reference,
     coalition_values,
     explained_name,
     explained_outputs,
     explained_quantity,
+    held_masks,
     output_index,
 )
 
@@ -80,16 +82,18 @@ class Explanation:
             some (as ``predict_proba`` does), else None (the row numbers, ``rows``).
         threshold: an anomaly detector's flag threshold (a score above it is flagged), else None.
         reference: what ``base`` is: ``none``, the score with every modality hidden; ``normal``
-            (anomaly detection), the normal validation rows' mean score.
+            (anomaly detection), the normal validation rows' mean score with the row's modalities.
 
     An anomaly detector's explanation attributes the anomaly score against normal rows: each
-    coalition's score minus the normal validation rows' mean score under the same coalition
-    (:meth:`~polymodal.anomaly.detector.AnomalyDetector.coalition_reference`), so that the
-    Shapley values add up to how far the row's score lies above the normal mean, and a positive
-    one is a modality that pushed the row towards a flag. (A run saved before that mean was
-    recorded, or one with more than 6 modalities, is explained against no modality, ``reference``
-    ``none``.) A row the scorer could not score (NaN) has NaN Shapley values, and a coalition it
-    cannot score counts 0 (:func:`polymodal.utils.scores.coalition_values`).
+    coalition's score minus the normal validation rows' mean score under the same coalition of the
+    modalities the row holds (:meth:`~polymodal.anomaly.detector.AnomalyDetector.coalition_reference`,
+    :func:`polymodal.utils.scores.against_reference`), so that the Shapley values add up to how far
+    the row's score lies above the normal rows' mean with the same modalities (``base``), a positive
+    one is a modality that pushed the row towards a flag, and a modality the row lacks gets 0. (A
+    run saved before that mean was recorded, or one with more than 6 modalities, is explained
+    against no modality, ``reference`` ``none``.) A row the scorer could not score (NaN) has NaN
+    Shapley values and base, and a coalition it cannot score counts 0
+    (:func:`polymodal.utils.scores.coalition_values`).
     """
 
     modalities: list[str]
@@ -267,13 +271,12 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     raw = {mask_of(c, names): outputs[k] for k, c in enumerate(by_name)}
     values = {mask: coalition_values(to_scores(predictor, out)) for mask, out in raw.items()}
     reference = predictor.coalition_reference() if orders is None else None  # per coalition, exact values only
-    if reference is not None:  # each coalition measured against the normal rows' score under it
-        values = {mask: value - reference[mask] for mask, value in values.items()}
+    held = held_masks(np.stack([data.table.modalities[n].present for n in names], axis=1))
+    values, base = against_reference(values, reference, held)  # base + sum(phi) = full
     phi = exact_shapley(values, m) if orders is None else sampled_shapley(values, orders)
     full = to_scores(predictor, raw[(1 << m) - 1])
-    base = values[0] if reference is None else values[0] + reference[(1 << m) - 1]  # base + sum(phi) = full
     unscored = np.isnan(full).any(axis=1)  # no score to attribute (anomaly: a scorer that could not score the row)
-    phi[unscored] = np.nan
+    phi[unscored], base[unscored] = np.nan, np.nan
     explained = explained_outputs(task, full, chosen)
     quantity = explained_quantity(task, explained_name(task, outputs_named, chosen))
     interactions = shapley_interactions(values, m) if orders is None and m > 1 else None

@@ -52,8 +52,9 @@ def _base_note(explanation: Explanation) -> str:
     """What the Shapley values of a row add up to (HTML)."""
     if explanation.reference == "normal":
         return ("Each coalition's score is measured against the normal validation rows' mean score under the same "
-                "coalition, so for each row they add up to how far its score lies above the normal rows' mean "
-                "(<code>base</code>): a positive value is a modality that pushed the row towards a flag"
+                "coalition of the modalities the row holds, so for each row they add up to how far its score lies "
+                "above the normal rows' mean with those modalities (<code>base</code>): a positive value is a "
+                "modality that pushed the row towards a flag, and one the row lacks gets 0"
                 + ("" if explanation.threshold is None else f" (flagged above {explanation.threshold:.4g})") + ".")
     return ("For each row they add up to the explained score with every modality present minus the score with none "
             "(<code>base</code>).")
