@@ -245,8 +245,9 @@ def explain(
     if not groups.empty:
         print_rows(groups.to_dict("records"), f"mean Shapley value by {groups.columns[0]}")
     against = " against the normal rows' mean score" if explanation.reference == "normal" else ""
+    scored = "each row's score against its label" if explanation.task == "anomaly" else "the whole prediction"
     console.print(f"explained: the {escape(explanation.explained_quantity)}{against} (the Shapley columns; any "
-                  "metric columns score the whole prediction)", highlight=False)
+                  f"metric columns score {scored})", highlight=False)
     console.print(f"explanation written to {page}")
 
 
