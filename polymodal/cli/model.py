@@ -244,7 +244,9 @@ def explain(
     groups = explanation.by_group()  # an anomaly detector's: which modality each kind of row shows in
     if not groups.empty:
         print_rows(groups.to_dict("records"), f"mean Shapley value by {groups.columns[0]}")
-    against = " against the normal rows' mean score" if explanation.reference == "normal" else ""
+    against = " against the normal rows' mean score" if explanation.reference == "normal" else \
+        " against no modality (this run records no normal rows' scores to measure against: more than 6 modalities, " \
+        "or saved by an earlier polymodal, which a new fit replaces)" if explanation.task == "anomaly" else ""
     scored = "each row's score against its label" if explanation.task == "anomaly" else "the whole prediction"
     console.print(f"explained: the {escape(explanation.explained_quantity)}{against} (the Shapley columns; any "
                   f"metric columns score {scored})", highlight=False)

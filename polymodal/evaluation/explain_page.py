@@ -56,8 +56,13 @@ def _base_note(explanation: Explanation) -> str:
                 "above the normal rows' mean with those modalities (<code>base</code>): a positive value is a "
                 "modality that pushed the row towards a flag, and one the row lacks gets 0"
                 + ("" if explanation.threshold is None else f" (flagged above {explanation.threshold:.4g})") + ".")
-    return ("For each row they add up to the explained score with every modality present minus the score with none "
+    note = ("For each row they add up to the explained score with every modality present minus the score with none "
             "(<code>base</code>).")
+    if explanation.task == "anomaly":  # an anomaly detector without its normal reference
+        note += (" This detector records no normal rows' scores to measure against (more than 6 modalities, or a run "
+                 "saved by an earlier polymodal, which a new fit replaces), so its values are not centred on normal "
+                 "rows.")
+    return note
 
 
 def _within_note(task: str) -> str:

@@ -109,6 +109,7 @@ def test_a_run_saved_before_the_normal_reference_loads_and_explains_against_no_m
     pd.testing.assert_frame_equal(old.predict_frame(data / "test.csv"), autoencoder.predict_frame(data / "test.csv"))
     explanation = old.explain(data / "test.csv", samples=0)
     assert explanation.reference == "none"
+    assert "records no normal rows' scores to measure against" in explanation.to_html(tmp_path / "page").read_text()
     np.testing.assert_allclose(explanation.values["base"], 0.0, atol=1e-6)  # the autoencoder scores no modality 0
     assert torch.isnan(old.model.scorer.normal_coalitions).all()
 
