@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from polymodal.errors import PolymodalError
-from polymodal.utils.tables import print_table
+from polymodal.utils.tables import format_value, print_table
 
 console = Console(soft_wrap=True)  # a long path or message stays one line (copied whole), on a terminal or not
 err_console = Console(stderr=True, soft_wrap=True)
@@ -148,7 +148,7 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
             if isinstance(v, str) and len(v) > 40:
                 sentences.append(f"{name}: {v}")
                 continue
-            table.add_row(name, "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v))  # None: undefined
+            table.add_row(name, format_value(v))  # None: undefined
     print_table(console, table)
     for sentence in sentences:
         console.print(escape(sentence), highlight=False)
@@ -182,15 +182,15 @@ def listing_skipped(predictor: Any, listed: Path) -> Iterator[None]:
 
 
 def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None) -> None:
-    """A list of records as a table (floats with 4 decimals), then ``note`` on a line of its own."""
+    """A list of records as a table (numbers as :func:`~polymodal.utils.tables.format_value` writes
+    them), then ``note`` on a line of its own."""
     table = Table(title=title)
     columns = list(rows[0]) if rows else []
     for column in columns:
         table.add_column(str(column), justify="left" if isinstance(rows[0][column], str) else "right",
                          overflow="fold")  # narrow consoles (pipes: 80 columns) wrap instead of cutting values
     for row in rows:
-        table.add_row(*("-" if row[c] is None else f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])
-                        for c in columns))
+        table.add_row(*(format_value(row[c]) for c in columns))
     print_table(console, table)
     if note:
         console.print(note)

@@ -25,6 +25,7 @@ from polymodal.cli.common import (
     user_errors,
 )
 from polymodal.run_files import EVALUATION_DIR, EXPLAIN_DIR, REPORT_FILE, SKIPPED_FILE
+from polymodal.utils.tables import format_value
 
 
 def train(
@@ -244,7 +245,11 @@ def explain(
     groups = explanation.by_group()  # an anomaly detector's: which modality each kind of row shows in
     if not groups.empty:
         print_rows(groups.to_dict("records"), f"mean Shapley value by {groups.columns[0]}")
-    against = " against the normal rows' mean score" if explanation.reference == "normal" else \
+    if explanation.reference == "normal":  # the normal rows' mean score with every modality, and the flag threshold
+        normal, threshold = predictor.coalition_reference()[-1], explanation.threshold
+        flagged = "" if threshold is None else f"; flagged above {format_value(threshold)}"
+    against = f" against the normal rows' mean score ({format_value(normal)} with every modality{flagged})" \
+        if explanation.reference == "normal" else \
         " against no modality (this run records no normal rows' scores to measure against: more than 6 modalities, " \
         "or saved by an earlier polymodal, which a new fit replaces)" if explanation.task == "anomaly" else ""
     scored = "each row's score against its label" if explanation.task == "anomaly" else "the whole prediction"

@@ -38,6 +38,7 @@ from polymodal.evaluation.shapley import (
     sampled_shapley,
     shapley_interactions,
 )
+from polymodal.metrics.anomaly import flags
 from polymodal.multitask import main_task
 from polymodal.utils.scores import (
     against_reference,
@@ -129,21 +130,29 @@ class Explanation:
 
     @property
     def values(self) -> pd.DataFrame:
-        """Per row: the explained output, its score without any modality (``base``), each
-        modality's Shapley value, and the score with all present (``prediction`` = base + sum);
-        indexed like ``predict_proba``: by a DataFrame's own index, else by row number."""
+        """Per row: the explained output, its score without any modality (``base``; an anomaly
+        detector's: the normal rows' mean score), each modality's Shapley value, and the score with
+        all present (``prediction`` = base + sum); an anomaly detector's rows add their ``flag``
+        and, with labels, their ``label``. Indexed like ``predict_proba``: by a DataFrame's own
+        index, else by row number."""
         index = self.index if self.index is not None else pd.Index(self.rows, name="row")
         frame = pd.DataFrame(self._pick(self.phi), columns=self.modalities, index=index)
         frame.insert(0, "base", self._pick(self.base))
         frame.insert(0, "explained", np.asarray(self.outputs, dtype=object)[self.explained])
         frame["prediction"] = self._pick(self.full)
+        if self.task == "anomaly":
+            if self.threshold is not None:  # no score (NaN) is flagged, as predict flags it
+                frame["flag"] = flags(frame["prediction"].to_numpy(), self.threshold)
+            if self.labels is not None:
+                frame["label"] = self.labels
         return frame
 
     def by_group(self) -> pd.DataFrame:
-        """An anomaly detector's mean Shapley value of each modality per label (normal, each
-        anomaly label) or, without labels, for the flagged and the other rows: which modality each
-        kind of anomaly shows in. Columns ``label`` (or ``flag``), ``rows`` (scored rows), then one
-        per modality; empty for other tasks."""
+        """An anomaly detector's rows per label (normal, each anomaly label) or, without labels,
+        flagged or not: which modality each kind of anomaly shows in. Columns ``label`` (or
+        ``flag``), ``rows`` (scored rows), each modality's mean Shapley value, then ``<modality>
+        first``: the share of the rows where that modality's value is the largest (a mean is
+        swayed by a few large scores; this counts rows). Empty for other tasks."""
         if self.task != "anomaly" or (self.labels is None and self.threshold is None):
             return pd.DataFrame()
         values = self.values.reset_index(drop=True)
@@ -151,8 +160,12 @@ class Explanation:
         if self.labels is not None:
             what, groups = "label", np.asarray(["(no label)" if v is None else str(v) for v in self.labels], object)
         else:
-            what, groups = "flag", np.where(values["prediction"] > self.threshold, "flagged", "not flagged")
-        grouped = values.loc[scored, self.modalities].groupby(groups[scored])
+            what, groups = "flag", np.where(values["flag"], "flagged", "not flagged")
+        phi = values.loc[scored, self.modalities]
+        first = pd.get_dummies(phi.to_numpy().argmax(axis=1)).reindex(columns=range(len(self.modalities)),
+                                                                        fill_value=False).astype(float)
+        first.columns, first.index = [f"{m} first" for m in self.modalities], phi.index
+        grouped = pd.concat([phi, first], axis=1).groupby(groups[scored])
         table = grouped.mean().reset_index(names=what)
         table.insert(1, "rows", grouped.size().to_numpy())
         return table

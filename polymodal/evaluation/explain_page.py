@@ -115,10 +115,10 @@ def row_table(explanation: Explanation) -> pd.DataFrame:
             table["true class"] = [str(label) for label in explanation.labels]
         table["predicted class"] = [str(explanation.outputs[k]) for k in explanation.full.argmax(axis=1)]
     if explanation.task == "anomaly":
-        if explanation.labels is not None:
-            table["label"] = ["" if label is None else str(label) for label in explanation.labels]
-        if explanation.threshold is not None:  # NaN (no score) is flagged, as predict flags it
-            table["flag"] = np.isnan(values["prediction"].to_numpy()) | (values["prediction"] > explanation.threshold)
+        if "label" in values:
+            table["label"] = ["" if label is None else str(label) for label in values["label"]]
+        if "flag" in values:
+            table["flag"] = values["flag"]
     table["explained"] = values["explained"].astype(str)
     table["score"] = values["prediction"]
     table["normal mean score" if explanation.reference == "normal" else "score without modalities"] = values["base"]
@@ -149,8 +149,8 @@ def by_group_html(explanation: Explanation) -> str:
     if table.empty:
         return ""
     return (f"<h2>Mean Shapley value by {html.escape(table.columns[0])}</h2><p>Which modality each kind of row shows "
-            "in: its rows' mean Shapley value of each modality (rows without a score left out).</p>"
-            + table_html(table.to_dict("records")))
+            "in: its rows' mean Shapley value of each modality, and the share of its rows where that modality's value "
+            "is the largest (<i>first</i>; rows without a score left out).</p>" + table_html(table.to_dict("records")))
 
 
 def column_tables(explanation: Explanation) -> dict[str, pd.DataFrame]:
@@ -174,7 +174,7 @@ def explanation_html(explanation: Explanation, title: str) -> str:
     n = len(values)
     how = "exact (all coalitions)" if explanation.exact else "estimated from sampled modality orders"
     parts = [f"<h1>{html.escape(title)}</h1>",
-             f"<p>{n} rows; modalities {', '.join(f'<b>{html.escape(m)}</b>' for m in explanation.modalities)}. "
+             f"<p>{n} row{'' if n == 1 else 's'}; modalities {', '.join(f'<b>{html.escape(m)}</b>' for m in explanation.modalities)}. "
              f"Shapley values over modalities, {how}: a modality outside a coalition is hidden through the "
              f"model's missing-modality path. {_base_note(explanation)} "
              f"{explained_note(_quantity(explanation), _metric_of(explanation), explanation.task)}"
@@ -190,10 +190,15 @@ def explanation_html(explanation: Explanation, title: str) -> str:
                      "are worth more together than apart, negative when they are redundant.</p>"
                      + table_html(interactions.to_dict("records")))
     table = row_table(explanation)
-    shown = table.head(SHOWN_ROWS)
+    if explanation.task == "anomaly":  # the rows a monitor raises first (unscored rows last)
+        shown = table.sort_values("score", ascending=False, kind="stable", na_position="last").head(SHOWN_ROWS)
+        which = f"The {len(shown)} highest-scoring of {n} rows"
+    else:
+        shown = table.head(SHOWN_ROWS)
+        which = f"First {len(shown)} of {n} rows"
     base = "the normal rows' mean score" if explanation.reference == "normal" else "the score with none"
     parts.append(by_group_html(explanation))
-    parts.append(f"<h2>Per-row Shapley values</h2><p>First {len(shown)} of {n} rows (all in "
+    parts.append(f"<h2>Per-row Shapley values</h2><p>{which} (all in "
                  "<code>shapley.csv</code>, where <code>prediction</code> is the score with every modality and "
                  f"<code>base</code> {base}).</p>" + table_html(shown.to_dict("records")))
     for modality, columns in column_tables(explanation).items():

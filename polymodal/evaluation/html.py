@@ -8,7 +8,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
+from polymodal.utils.tables import format_value
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
@@ -25,23 +25,12 @@ def embed_png(png: bytes, alt: str) -> str:
 
 
 def table_html(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """An HTML table; numbers from a thousand up with thousands separators (floats then with one
-    decimal), smaller floats with 4 decimals, missing and non-finite values as ``-``."""
+    """An HTML table, numbers as :func:`~polymodal.utils.tables.format_value` writes them."""
     if not rows:
         return "<p>(none)</p>"
     columns = list(columns or rows[0].keys())
 
-    def cell(value: Any) -> str:
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, float):
-            if not np.isfinite(value):
-                return "-"
-            return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}"
-        if isinstance(value, int) and not isinstance(value, bool):
-            return f"{value:,}"
-        return html.escape("-" if value is None else str(value))
-
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(format_value(r.get(c)))}</td>" for c in columns) + "</tr>"
+                   for r in rows)
     return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"  # a wide table scrolls alone

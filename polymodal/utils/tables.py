@@ -3,15 +3,23 @@ not a terminal."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 
 def format_value(value: Any, digits: int = 4) -> str:
+    """A table cell's text, one rule for the command line, Markdown and HTML tables: numbers from
+    a thousand up with thousands separators (floats then with one decimal), smaller floats with
+    ``digits`` decimals, missing and non-finite values as ``-``."""
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # a numpy scalar
+        value = value.item()
     if isinstance(value, bool) or value is None:
         return "-" if value is None else str(value)
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        if not math.isfinite(value):
+            return "-"
+        return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.{digits}f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)

@@ -25,8 +25,9 @@ def autoencoder(data) -> AnomalyDetector:
 
 def test_the_faulty_sensor_gets_the_blame_and_normal_rows_next_to_none(autoencoder, data):
     explanation = autoencoder.explain(data / "test.csv", samples=0)
-    values = explanation.values.assign(label=explanation.labels)
+    values = explanation.values
     assert explanation.reference == "normal" and explanation.explained_quantity == "anomaly score"
+    assert list(values["label"]) == list(pd.read_csv(data / "test.csv")["label"])
     fault, normal = values[values["label"] == "fault"], values[values["label"] == "normal"]
     assert (fault["b"] > fault["a"]).mean() >= 0.8  # b runs at three times its frequency on these rows
     assert fault["b"].mean() > 3 * abs(normal["b"].mean()) and fault["b"].mean() > 3 * abs(normal["a"].mean())
@@ -37,6 +38,9 @@ def test_the_faulty_sensor_gets_the_blame_and_normal_rows_next_to_none(autoencod
     np.testing.assert_allclose(values["base"], valid.mean(), rtol=1e-4)
     groups = explanation.by_group().set_index("label")
     assert groups.loc["fault", "b"] == pytest.approx(fault["b"].mean()) and groups.loc["normal", "rows"] == 24
+    assert groups.loc["fault", "b first"] == pytest.approx((fault["b"] > fault["a"]).mean())
+    assert (groups["a first"] + groups["b first"]).eq(1).all()
+    assert (values["flag"] == autoencoder.predict_frame(data / "test.csv")["flag"]).all()  # the rows' own flags
     importance = explanation.importance.set_index("modality")
     assert importance.loc["b", "auroc_drop"] > importance.loc["a", "auroc_drop"]
 

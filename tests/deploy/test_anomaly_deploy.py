@@ -202,10 +202,16 @@ def test_the_page_shows_an_anomaly_verdict_with_its_score(anomaly_server, tmp_pa
         assert page.inner_text("#prediction") in {"anomaly", "normal"}
         assert page.is_visible("#score-note") and "higher = more anomalous" in page.inner_text("#score-note")
         assert not page.is_visible("#probabilities-part") and page.is_visible("#contrib-part")
-        assert "on average over normal rows with these modalities: positive bars pushed it towards a flag" in \
+        assert "on average over normal rows with these modalities; red pushed it towards a flag, at " in \
             page.inner_text("#contrib-note")
         missing = page.eval_on_selector_all("#contributions .bar-row.missing", "rows => rows.map(r => r.dataset.label)")
         assert missing == ["audio", "labs"]  # not sent: no bar
+        # red where a value raised the score, the widths against the span from the normal mean to the threshold
+        bars = page.eval_on_selector_all("#contributions .bar", "bars => bars.map(b => [b.classList.contains('up'), "
+                                                                "parseFloat(b.style.width)])")
+        values = [float(v) for v in page.eval_on_selector_all("#contributions .bar-row:not(.missing) span:last-child",
+                                                              "spans => spans.map(s => s.textContent)")]
+        assert [up for up, _ in bars] == [v > 0 for v in values] and all(0 <= width <= 100 for _, width in bars)
         page.fill("#text-notes", "")  # the image alone: nothing to compare, so no score and a flag
         assert not page.is_visible("#result")  # the text was cleared: the verdict shown was for other inputs
         page.set_input_files("#file-image", str(tmp_path / "bright.png"))
