@@ -241,7 +241,10 @@ def explain(
                                             output=None if chosen is None else names[chosen])
     page = explanation.to_html(folder)
     table = explanation.importance.drop(columns="explained")  # named on a line of its own, not on every row
-    print_rows(table.to_dict("records"), "modality importance")
+    undefined = [c[:-len("_all")] for c in table.columns if c.endswith("_all") and table[c].isna().all()]
+    print_rows(table.to_dict("records"), "modality importance",
+               note=f"{undefined[0]}: undefined on these rows (it needs labelled rows of every kind it compares: "
+                    "an anomaly detector's AUROC needs normal and anomalous rows)" if undefined else None)
     groups = explanation.by_group()  # an anomaly detector's: which modality each kind of row shows in
     if not groups.empty:
         print_rows(groups.to_dict("records"), f"mean Shapley value by {groups.columns[0]}")

@@ -64,8 +64,13 @@ def importance_plot(importance: pd.DataFrame, metric: str | None) -> bytes:
         errors = None
         if low in importance and high in importance:  # the 95% interval around each drop
             errors = np.abs(np.vstack([importance[drop] - importance[low], importance[high] - importance[drop]])) * scale
-        ax.barh(names, importance[drop] * scale, color="#cc6677", xerr=errors, capsize=4 if errors is not None else 0)
+        values = importance[drop].to_numpy(np.float64) * scale
+        ax.barh(names, np.nan_to_num(values), color="#cc6677", xerr=errors, capsize=4 if errors is not None else 0)
         ax.axvline(0.0, color="black", lw=0.8)
+        if np.isnan(values).all() or not np.nan_to_num(values).any():  # say why no bar shows, rather than a blank panel
+            ax.text(0.5, 0.5, f"{metric} undefined on these rows" if np.isnan(values).all()
+                    else f"no {metric} drop: the others alone score the same",
+                    transform=ax.transAxes, ha="center", va="center", color="#555555")
         unit = " (percentage points)" if scale == 100.0 else ""  # a difference of percentages
         ax.set(xlabel=f"{metric} drop when removed{unit}",
                title="Removing one modality" + (" (95% interval)" if errors is not None else ""))

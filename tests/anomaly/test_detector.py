@@ -341,6 +341,10 @@ def test_cli_trains_evaluates_and_predicts_an_anomaly_run(data, tmp_path):
     groups = pd.read_csv(run / "explain" / "by_group.csv")
     assert sorted(groups["label"]) == ["fault", "mismatch", "normal"] and groups["rows"].tolist() == [24, 24, 24]
     assert "auroc_drop" in pd.read_csv(run / "explain" / "importance.csv").columns
+    result = runner.invoke(app, ["explain", str(run), "--data", str(data / "test.csv"), "--rows", "1", "--samples", "0",
+                                 "--out", str(tmp_path / "one")])
+    assert result.exit_code == 0, result.output
+    assert "auroc: undefined on these rows" in " ".join(result.output.split())  # one row: no AUROC, said
     # what an anomaly run cannot do is refused with the reason, not a traceback
     result = runner.invoke(app, ["evaluate", str(run), "--data", str(data / "test.csv"), "--robustness"])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
