@@ -78,9 +78,9 @@ def evaluate(
     rows: Annotated[int | None, typer.Option("--rows", min=1, help="--missing/--robustness on a seeded random "
                                              "sample of at most this many rows.")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the corruptions and the row sample.")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for the --missing/--robustness tables and "
-                                             "plot, and the list of skipped files (default "
-                                             "RUN/evaluation).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the --missing table (missing.csv), the "
+                                             "--robustness tables and plot, and the list of skipped files "
+                                             "(default RUN/evaluation).")] = None,
     retrieval: Annotated[bool, typer.Option("--retrieval", help="Cross-modal retrieval instead: Recall@1/5/10, "
                                             "mAP, median rank per direction (needs 'align').")] = False,
     query: Annotated[str | None, typer.Option("--query", help="--retrieval: the query modality.")] = None,

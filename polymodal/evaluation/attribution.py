@@ -122,6 +122,7 @@ class Explanation:
             if {"modality", "share"} <= set(table.columns) else ""
         return (f"Explanation({len(self.rows)} rows x {len(self.modalities)} modalities {self.modalities}, "
                 f"{'exact' if self.exact else 'sampled'} Shapley values of the {self.explained_quantity or 'score'}"
+                + (" against normal rows" if self.reference == "normal" else "")
                 + (f"; share of |Shapley|: {shares}" if shares else "") + f"; {len(self.within)} within-modality maps)")
 
     def _pick(self, array: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ def test_the_faulty_sensor_gets_the_blame_and_normal_rows_next_to_none(autoencod
     explanation = autoencoder.explain(data / "test.csv", samples=0)
     values = explanation.values
     assert explanation.reference == "normal" and explanation.explained_quantity == "anomaly score"
+    assert "Shapley values of the anomaly score against normal rows" in repr(explanation)
     assert list(values["label"]) == list(pd.read_csv(data / "test.csv")["label"])
     fault, normal = values[values["label"] == "fault"], values[values["label"] == "normal"]
     assert (fault["b"] > fault["a"]).mean() >= 0.8  # b runs at three times its frequency on these rows
