@@ -441,7 +441,7 @@ class Estimator:
         pipeline, model = self.require_fitted()
         run = self._save_folder(check_folder_path(path, "the run folder"), overwrite)  # not a file, nor inside one
         save_assets(self.config, model.encoders, run)  # what pretrained encoders need besides their weights
-        runfolder.write_model(run, self.config, model, pipeline)
+        runfolder.write_model(run, self.config, model, pipeline, fingerprint=self.model_fingerprint())
         self._write_report(run, model)
         runfolder.write_results(run, self.metrics, self.info, self.history, self.last_skipped)
         return run

@@ -9,7 +9,7 @@ report, resuming and the command line all read them from here.
     history.csv          one row per epoch (when training ran)
     skipped.csv          files skipped while encoding the fit's manifests (when there were any;
                          its ``split`` column names the manifest: train, valid or test)
-    diagnostics.json     the report's subsets, importance, robustness... (predictor only)
+    diagnostics.json     the report's subsets, importance, robustness... (an anomaly detector's: with a test manifest)
     report.html, plots/  the run's report and its figures
     checkpoints/         last.ckpt (for --resume) and best.ckpt
     logs/                the epoch CSV log and TensorBoard's
@@ -18,6 +18,9 @@ report, resuming and the command line all read them from here.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.safetensors"
@@ -38,6 +41,24 @@ EVALUATION_DIR = "evaluation"
 EXPLAIN_DIR = "explain"
 EXPORT_DIR = "export"  # the ONNX export 'polymodal serve RUN' runs
 EXPORT_TORCHSCRIPT_DIR = "export_torchscript"
+
+# model.safetensors metadata: the model's fingerprint (Estimator.model_fingerprint), which an export
+# records too, so that serving checks an export against its run without loading the model
+MODEL_FINGERPRINT_KEY = "polymodal.model_fingerprint"
+
+
+def saved_fingerprint(model_file: Path) -> str | None:
+    """The fingerprint ``model.safetensors`` records in its metadata (None: a run saved before it
+    did), read from the file's JSON header alone: no torch, no weights read."""
+    with open(model_file, "rb") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        if not 0 < size <= MAX_HEADER_BYTES:
+            return None
+        header = json.loads(handle.read(size))
+    return (header.get("__metadata__") or {}).get(MODEL_FINGERPRINT_KEY)
+
+
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on its JSON header
 
 # What a run writes into its folder; replacing the run (--overwrite, save(overwrite=True)) removes
 # these and nothing else the folder may hold.

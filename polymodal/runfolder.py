@@ -27,6 +27,7 @@ from polymodal.run_files import (
     LAST_CHECKPOINT,
     METRICS_FILE,
     MODEL_FILE,
+    MODEL_FINGERPRINT_KEY,
     PREPROCESSORS_DIR,
     SKIPPED_FILE,
 )
@@ -75,9 +76,11 @@ def read_config(run: Path) -> Config:
     return config
 
 
-def write_model(path: str | os.PathLike, config: Config, model: torch.nn.Module, pipeline: DataPipeline) -> Path:
+def write_model(path: str | os.PathLike, config: Config, model: torch.nn.Module, pipeline: DataPipeline,
+                fingerprint: str | None = None) -> Path:
     """Write what rebuilds the model: ``config.yaml``, ``preprocessors/`` and, last,
-    ``model.safetensors``, whose metadata records a digest of the preprocessors' files: a save
+    ``model.safetensors``, whose metadata records the model's ``fingerprint`` (what serving checks
+    an export against) and a digest of the preprocessors' files: a save
     interrupted between the files (each written atomically) leaves a run that
     :func:`load_weights` names as damaged, never new weights read with old preprocessors. (The
     config stays editable: one that no longer fits the weights fails to load them anyway.)
@@ -91,7 +94,8 @@ def write_model(path: str | os.PathLike, config: Config, model: torch.nn.Module,
     run.mkdir(parents=True, exist_ok=True)
     save_config(config, run / CONFIG_FILE)
     pipeline.save(run / PREPROCESSORS_DIR)
-    metadata = {PREPROCESSORS_KEY: folder_digest(run / PREPROCESSORS_DIR)}
+    metadata = {PREPROCESSORS_KEY: folder_digest(run / PREPROCESSORS_DIR),
+                **({MODEL_FINGERPRINT_KEY: fingerprint} if fingerprint is not None else {})}
     atomic_write(run / MODEL_FILE, lambda tmp: save_model(model.cpu(), str(tmp), metadata=metadata))
     return run
 

@@ -79,12 +79,11 @@ def export_folder(run: Path, quantize: bool = False) -> Path:
     """
     if (run / META_FILE).is_file():
         return run
-    from polymodal.predictor import MultimodalPredictor
-
     if (run / EXPORT_DIR / META_FILE).is_file():
-        check_exported_model(MultimodalPredictor.load(run), run / EXPORT_DIR)
+        check_runs_export(run)
         return run / EXPORT_DIR
     from polymodal.deploy.export import check_exportable, export_run
+    from polymodal.predictor import MultimodalPredictor
 
     predictor = MultimodalPredictor.load(run)
     check_exportable(predictor, run / EXPORT_DIR, quantize=quantize, purpose="serving")  # before saying anything
@@ -96,22 +95,32 @@ def export_folder(run: Path, quantize: bool = False) -> Path:
     return report.folder
 
 
-def check_exported_model(predictor: Any, folder: Path) -> None:
-    """Refuse an export made from another model than the run's own (a run trained again into its
-    folder keeps its older export); warn where the export predates the record that tells."""
+def check_runs_export(run: Path) -> None:
+    """Refuse ``run/export`` when it was made from another model than the run's own (a run trained
+    again into its folder keeps its older export); warn where the export predates the record that
+    tells. The run's fingerprint is read from its weight file's header; a run saved before it was
+    recorded there is loaded to compute it."""
     import json
 
     from polymodal.deploy.errors import ExportError
+    from polymodal.run_files import MODEL_FILE, saved_fingerprint
     from polymodal.utils.warn import warn_user
 
+    folder = run / EXPORT_DIR
     recorded = json.loads((folder / META_FILE).read_text(encoding="utf-8")).get("model_fingerprint")
     if recorded is None:
         warn_user(f"{folder} records no fingerprint of the model it was exported from (an export by polymodal before "
-                  f"2026-12-06), so it cannot be checked against {folder.parent}'s model: export the run again "
-                  f"('polymodal export {folder.parent}') if it was trained since")
-    elif recorded != predictor.model_fingerprint():
-        raise ExportError(f"{folder} was exported from another model than {folder.parent}'s (the run was trained "
-                          f"again since): export it again with 'polymodal export {folder.parent}' (with --data and "
+                  f"2026-12-06), so it cannot be checked against {run}'s model: export the run again "
+                  f"('polymodal export {run}') if it was trained since")
+        return
+    current = saved_fingerprint(run / MODEL_FILE) if (run / MODEL_FILE).is_file() else None
+    if current is None:  # a run saved before its weights recorded it: the model computes it
+        from polymodal.predictor import MultimodalPredictor
+
+        current = MultimodalPredictor.load(run).model_fingerprint()
+    if recorded != current:
+        raise ExportError(f"{folder} was exported from another model than {run}'s (the run was trained "
+                          f"again since): export it again with 'polymodal export {run}' (with --data and "
                           "--quantize as before), or serve the export folder itself to serve the older model")
 
 

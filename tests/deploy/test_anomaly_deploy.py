@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
+from polymodal import MultimodalPredictor
 from polymodal.anomaly import SCORERS, AnomalyDetector
 from polymodal.cli import app
 from polymodal.cli import deploy as commands
@@ -22,6 +24,7 @@ from polymodal.deploy.parity import manifest_rows, output_difference
 from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.server import create_app
 from polymodal.deploy.settings import ServeSettings
+from polymodal.run_files import saved_fingerprint
 
 from .conftest import anomaly_config
 from .helpers import png_bytes, serving
@@ -111,12 +114,26 @@ def test_serve_refuses_an_export_of_another_model_than_the_runs(anomaly_exported
     meta_file = run / "export" / "deploy.json"
     meta = json.loads(meta_file.read_text())
     assert meta["model_fingerprint"] == AnomalyDetector.load(run).model_fingerprint()
+    assert saved_fingerprint(run / "model.safetensors") == meta["model_fingerprint"]  # what serve reads, no torch
     monkeypatch.setattr(commands, "run_server", lambda app, settings: None)
+
+    def not_loaded(*_, **__):
+        raise AssertionError("serve loaded the model to check its export")
+
+    with monkeypatch.context() as patch:  # the weights' header tells: the model is not loaded
+        patch.setattr(MultimodalPredictor, "load", not_loaded)
+        result = runner.invoke(app, ["serve", str(run)])
+        assert result.exit_code == 0, result.output
     meta_file.write_text(json.dumps({**meta, "model_fingerprint": "0" * 32}))
     result = runner.invoke(app, ["serve", str(run)])
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: {run / 'export'} was exported from another model than {run}'s (the run "
                                     "was trained again since): export it again with 'polymodal export")
+    # a run saved before its weights recorded the fingerprint: the model is loaded to compute it
+    save_file(load_file(run / "model.safetensors"), run / "model.safetensors", metadata={})
+    assert saved_fingerprint(run / "model.safetensors") is None
+    result = runner.invoke(app, ["serve", str(run)])
+    assert result.exit_code == 2 and "was exported from another model" in result.stderr
     meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k != "model_fingerprint"}))
     with pytest.warns(UserWarning, match="records no fingerprint of the model it was exported from"):
         result = runner.invoke(app, ["serve", str(run)])  # an export from before the record: served, with a warning
