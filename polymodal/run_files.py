@@ -48,14 +48,20 @@ MODEL_FINGERPRINT_KEY = "polymodal.model_fingerprint"
 
 
 def saved_fingerprint(model_file: Path) -> str | None:
-    """The fingerprint ``model.safetensors`` records in its metadata (None: a run saved before it
-    did), read from the file's JSON header alone: no torch, no weights read."""
-    with open(model_file, "rb") as handle:
-        size = int.from_bytes(handle.read(8), "little")
-        if not 0 < size <= MAX_HEADER_BYTES:
-            return None
-        header = json.loads(handle.read(size))
-    return (header.get("__metadata__") or {}).get(MODEL_FINGERPRINT_KEY)
+    """The fingerprint ``model.safetensors`` records in its metadata, read from the file's JSON
+    header alone: no torch, no weights read. None for a run saved before it was recorded, and for
+    a header that cannot be read (loading the run then names what is wrong with it)."""
+    try:
+        with open(model_file, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 0 < size <= MAX_HEADER_BYTES:
+                return None
+            header = json.loads(handle.read(size))
+    except (OSError, ValueError):  # unreadable, cut short, not JSON
+        return None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    value = metadata.get(MODEL_FINGERPRINT_KEY) if isinstance(metadata, dict) else None
+    return value if isinstance(value, str) else None
 
 
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on its JSON header

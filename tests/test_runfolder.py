@@ -165,3 +165,13 @@ def test_a_saved_run_loads_after_its_pretrained_folder_is_gone(tmp_path, task):
     (tmp_path / "file").write_text("")
     with pytest.raises(OptionError, match=r"the run folder: .*file is a file, not a folder"):
         loaded.save(tmp_path / "file" / "run")
+
+
+@pytest.mark.parametrize("content", [b"", b"\x05\x00", (40).to_bytes(8, "little") + b'{"__metadata__": {"polymodal.mo',
+                                     (7).to_bytes(8, "little") + b"[1,2,3]", (2**62).to_bytes(8, "little")])
+def test_an_unreadable_weight_header_gives_no_fingerprint(tmp_path, content):
+    """serve then loads the run, whose loader names what is wrong with the file."""
+    from polymodal.run_files import saved_fingerprint
+
+    (tmp_path / "model.safetensors").write_bytes(content)
+    assert saved_fingerprint(tmp_path / "model.safetensors") is None

@@ -84,6 +84,7 @@ class Explanation:
         threshold: an anomaly detector's flag threshold (a score above it is flagged), else None.
         reference: what ``base`` is: ``none``, the score with every modality hidden; ``normal``
             (anomaly detection), the normal validation rows' mean score with the row's modalities.
+        present: (N, M) True where the row holds the modality.
 
     An anomaly detector's explanation attributes the anomaly score against normal rows: each
     coalition's score minus the normal validation rows' mean score under the same coalition of the
@@ -114,6 +115,7 @@ class Explanation:
     index: pd.Index | None = None
     threshold: float | None = None
     reference: str = "none"
+    present: np.ndarray | None = None
 
     def __repr__(self) -> str:
         """One line: what was explained, over what (the arrays are in ``values``, ``importance``)."""
@@ -153,7 +155,8 @@ class Explanation:
         flagged or not: which modality each kind of anomaly shows in. Columns ``label`` (or
         ``flag``), ``rows`` (scored rows), each modality's mean Shapley value, then ``<modality>
         first``: the share of the rows where that modality's value is the largest (a mean is
-        swayed by a few large scores; this counts rows). Empty for other tasks."""
+        swayed by a few large scores; this counts rows, a tie sharing its row, a modality the row
+        lacks never first). Empty for other tasks."""
         if self.task != "anomaly" or (self.labels is None and self.threshold is None):
             return pd.DataFrame()
         values = self.values.reset_index(drop=True)
@@ -163,9 +166,11 @@ class Explanation:
         else:
             what, groups = "flag", np.where(values["flag"], "flagged", "not flagged")
         phi = values.loc[scored, self.modalities]
-        first = pd.get_dummies(phi.to_numpy().argmax(axis=1)).reindex(columns=range(len(self.modalities)),
-                                                                        fill_value=False).astype(float)
-        first.columns, first.index = [f"{m} first" for m in self.modalities], phi.index
+        held = np.ones(phi.shape, bool) if self.present is None else self.present[scored]
+        candidates = np.where(held, phi.to_numpy(), -np.inf)  # a modality the row lacks is never first
+        winners = candidates == candidates.max(axis=1, keepdims=True)
+        first = pd.DataFrame(winners / winners.sum(axis=1, keepdims=True), index=phi.index,  # a tie shares the row
+                             columns=[f"{m} first" for m in self.modalities])
         grouped = pd.concat([phi, first], axis=1).groupby(groups[scored])
         table = grouped.mean().reset_index(names=what)
         table.insert(1, "rows", grouped.size().to_numpy())
@@ -285,8 +290,8 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     raw = {mask_of(c, names): outputs[k] for k, c in enumerate(by_name)}
     values = {mask: coalition_values(to_scores(predictor, out)) for mask, out in raw.items()}
     reference = predictor.coalition_reference() if orders is None else None  # per coalition, exact values only
-    held = held_masks(np.stack([data.table.modalities[n].present for n in names], axis=1))
-    values, base = against_reference(values, reference, held)  # base + sum(phi) = full
+    present = np.stack([data.table.modalities[n].present for n in names], axis=1)  # (N, M)
+    values, base = against_reference(values, reference, held_masks(present))  # base + sum(phi) = full
     phi = exact_shapley(values, m) if orders is None else sampled_shapley(values, orders)
     full = to_scores(predictor, raw[(1 << m) - 1])
     unscored = np.isnan(full).any(axis=1)  # no score to attribute (anomaly: a scorer that could not score the row)
@@ -311,7 +316,7 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     threshold = float(predictor.require_fitted()[1].scorer.threshold) if task == "anomaly" else None
     return Explanation(names, outputs_named, data.source_rows, phi, base, full, explained,
                        orders is None, interactions, importance, within, quantity, task, labels, index, threshold,
-                       "normal" if reference is not None else "none")
+                       "normal" if reference is not None else "none", present)
 
 
 def sample_rows(task: str, full: np.ndarray, truth: np.ndarray | None, samples: int) -> np.ndarray:

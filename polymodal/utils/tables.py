@@ -7,12 +7,15 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 
-def format_value(value: Any, digits: int = 4) -> str:
-    """A table cell's text, one rule for the command line, Markdown and HTML tables: numbers from
-    a thousand up with thousands separators (floats then with one decimal), smaller floats with
-    ``digits`` decimals, missing and non-finite values as ``-``."""
-    if hasattr(value, "item") and not isinstance(value, str | bytes):  # a numpy scalar
+
+def format_value(value: Any, digits: int = 4, *, group_ints: bool = True) -> str:
+    """A table cell's text, one rule for the command line, Markdown and HTML tables: floats from a
+    thousand up with thousands separators and one decimal, smaller floats with ``digits``
+    decimals, integers with separators (``group_ints``; the command line prints them as they are:
+    a year, an id), missing and non-finite values as ``-``."""
+    if isinstance(value, np.number | np.bool_):  # a numpy scalar (not an array, nor a date)
         value = value.item()
     if isinstance(value, bool) or value is None:
         return "-" if value is None else str(value)
@@ -21,7 +24,7 @@ def format_value(value: Any, digits: int = 4) -> str:
             return "-"
         return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.{digits}f}"
     if isinstance(value, int):
-        return f"{value:,}"
+        return f"{value:,}" if group_ints else str(value)
     return str(value)
 
 

@@ -70,6 +70,8 @@ def test_a_pair_of_modalities_shares_an_inconsistency_evenly_and_an_unscored_row
     values = det.explain(data / "test_one_missing.csv", samples=0).values
     assert np.isnan(values.loc[0, ["a", "b", "prediction"]].to_numpy(np.float64)).all()
     np.testing.assert_allclose(values["a"][1:], values["b"][1:])
+    groups = det.explain(data / "test_one_missing.csv", samples=0).by_group().set_index("label")
+    np.testing.assert_allclose(groups["a first"], 0.5)  # an even split: a tie shares each row
     np.testing.assert_allclose((values["base"] + values["a"] + values["b"])[1:], scores[1:], rtol=1e-4, atol=1e-4)
 
 
@@ -150,6 +152,9 @@ def test_a_row_without_a_sensor_is_measured_against_normal_rows_without_it(mahal
         assert values.loc[row, "base"] == pytest.approx(reference[1])  # normal rows scored with a alone
         assert values.loc[row, "a"] == pytest.approx(scores[row] - reference[1], rel=1e-4, abs=1e-4)
     assert values.loc[1, "base"] == pytest.approx(reference[3])  # a whole row: against whole normal rows
+    rows.loc[[0]].to_csv(data / "one_normal_b_gone.csv", index=False)
+    explanation = mahalanobis.explain(data / "one_normal_b_gone.csv", samples=0)
+    assert explanation.by_group()[["a first", "b first"]].to_numpy().tolist() == [[1.0, 0.0]]  # b, absent, never first
 
 
 def test_resuming_a_checkpoint_written_before_the_normal_reference_keeps_it_as_built():

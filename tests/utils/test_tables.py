@@ -39,3 +39,16 @@ def test_a_terminal_keeps_its_width():
 def test_markdown_table_formats_numbers_and_missing_values():
     text = markdown_table([{"a": 0.5, "b": None, "c": 1234}])
     assert text.splitlines() == ["| a | b | c |", "|---|---|---|", "| 0.5000 | - | 1,234 |"]
+
+
+def test_format_value_writes_every_number_one_way():
+    import numpy as np
+
+    from polymodal.utils.tables import format_value
+
+    assert format_value(1303195.249) == "1,303,195.2" and format_value(-0.12345) == "-0.1235"
+    assert format_value(np.float32(2.5)) == "2.5000" and format_value(np.int64(12345)) == "12,345"
+    assert format_value(2024, group_ints=False) == "2024" and format_value(True) == "True"
+    assert format_value(float("nan")) == "-" and format_value(None) == "-" and format_value(float("inf")) == "-"
+    assert format_value(np.array([1, 2])) == "[1 2]"  # an array is text, not a number
+    assert format_value("12345") == "12345"
