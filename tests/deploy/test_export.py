@@ -441,3 +441,13 @@ def test_an_input_the_runtime_refuses_that_training_read_is_named_with_its_row_a
     assert f"the numpy runtime cannot read test.csv row {third} (line {third + 2})" in message, message
     assert "modality 'audio'" in message and refused in message and "not a readable audio file" in message
     assert not (tmp_path / "exp").exists()
+
+
+def test_the_weights_record_the_fingerprint_the_loaded_model_has(trained):
+    """What serve compares an export with, read from the weight file's header without torch."""
+    from polymodal import MultimodalPredictor
+    from polymodal.run_files import saved_fingerprint
+
+    predictor, run = trained
+    saved = saved_fingerprint(run / "model.safetensors")
+    assert saved == predictor.model_fingerprint() == MultimodalPredictor.load(run).model_fingerprint()
