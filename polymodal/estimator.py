@@ -430,7 +430,7 @@ class Estimator:
         """Write the run folder (see :mod:`polymodal.runfolder`), every file atomically: the
         copies of its pretrained encoders' files (:mod:`polymodal.assets`), config, preprocessing,
         the network's weights (after those: a save interrupted before them leaves no model in a
-        new folder), the report (:meth:`_write_report`), then ``history.csv`` / ``skipped.csv``
+        new folder), ``diagnostics.json``, the report (:meth:`_write_report`), then ``history.csv`` / ``skipped.csv``
         and, last, ``metrics.json``: a folder whose ``metrics.json`` counts the epochs of its
         last checkpoint was saved whole (what ``--resume`` reads, :func:`polymodal.resume.results_written`).
 
@@ -442,6 +442,7 @@ class Estimator:
         run = self._save_folder(check_folder_path(path, "the run folder"), overwrite)  # not a file, nor inside one
         save_assets(self.config, model.encoders, run)  # what pretrained encoders need besides their weights
         runfolder.write_model(run, self.config, model, pipeline, fingerprint=self.model_fingerprint())
+        runfolder.write_diagnostics(run, self.diagnostics)
         self._write_report(run, model)
         runfolder.write_results(run, self.metrics, self.info, self.history, self.last_skipped)
         return run
@@ -467,4 +468,5 @@ class Estimator:
         results = runfolder.read_results(run)
         estimator.metrics, estimator.info, estimator.history = results.metrics, results.info, results.history
         estimator.last_skipped = results.skipped
+        estimator.diagnostics = runfolder.read_diagnostics(run)
         return estimator, run

@@ -427,8 +427,7 @@ class MultimodalPredictor(Estimator):
 
     # -- persistence --------------------------------------------------------------------------
     def _write_report(self, run: Path, model: torch.nn.Module) -> None:
-        """``diagnostics.json`` and ``report.html`` with its plots."""
-        runfolder.write_diagnostics(run, self.diagnostics)
+        """``report.html`` with its plots."""
         from polymodal.evaluation.report import write_report  # the report sits a layer above
 
         write_report(self, run, model)
@@ -446,5 +445,4 @@ class MultimodalPredictor(Estimator):
                           predictor.pipeline.targets.n_outputs, predictor.pipeline.targets.task_outputs)
         runfolder.load_weights(net, run)
         predictor.net = net.eval()
-        predictor.diagnostics = runfolder.read_diagnostics(run)
         return predictor

@@ -42,7 +42,7 @@ from polymodal.resume import check_out, check_resumed_data, holding_the_run_fold
 from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR
 from polymodal.training.devices import sharing_the_cache_with_ranks
 from polymodal.training.process_state import kept_process_state
-from polymodal.utils.scores import coalition_values
+from polymodal.utils.scores import coalition_values, held_masks
 from polymodal.utils.warn import warn_user
 
 _UNSUPPORTED = {  # capability -> why an anomaly detector has none
@@ -223,18 +223,18 @@ class AnomalyDetector(Estimator):
         as missing cells are; a coalition the scorer cannot score counts 0), over the rows that
         hold every modality of the coalition (all rows where none does): what :meth:`explain`
         measures a row's score against (none beyond ``REFERENCE_MAX_MODALITIES`` modalities)."""
-        from polymodal.evaluation.coalitions import coalition_outputs  # the evaluation layer sits above
+        from polymodal.evaluation.coalitions import coalition_of, coalition_outputs  # the evaluation layer sits above
 
         reference = self.model.scorer.normal_coalitions
         if not reference.numel():
             return
         names = list(self.model.names)
-        coalitions = [frozenset(n for i, n in enumerate(names) if mask >> i & 1) for mask in range(reference.numel())]
+        coalitions = [coalition_of(mask, names) for mask in range(reference.numel())]
         scores = coalition_values(coalition_outputs(self, normal, coalitions)[..., 0].astype(np.float64))  # (C, N)
-        held = np.stack([normal.modalities[n].present for n in names], axis=1)  # (N, M)
+        held = held_masks(np.stack([normal.modalities[n].present for n in names], axis=1))  # (N,) bit masks
         means = []
         for mask, coalition in enumerate(scores):
-            rows = held[:, [i for i in range(len(names)) if mask >> i & 1]].all(axis=1)
+            rows = (held & mask) == mask  # the rows holding every modality of the coalition
             means.append(coalition[rows].mean() if rows.any() else coalition.mean())
         reference.copy_(torch.as_tensor(means, dtype=reference.dtype))
 
@@ -384,7 +384,6 @@ class AnomalyDetector(Estimator):
         from polymodal.anomaly.report import anomaly_sections  # the report sits a layer above
         from polymodal.evaluation.report import write_report
 
-        runfolder.write_diagnostics(run, self.diagnostics)
         scored = {split: pair for split, pair in (("valid", self.valid_scores), ("test", self.test_scores))
                   if pair is not None}
         write_report(self, run, model, anomaly_sections(self.metrics, float(model.scorer.threshold), scored,
@@ -400,5 +399,4 @@ class AnomalyDetector(Estimator):
         model = detector._build_model(detector.pipeline, restore=True)
         runfolder.load_weights(model, run, optional=OPTIONAL_STATE)
         detector.model = model.eval()
-        detector.diagnostics = runfolder.read_diagnostics(run)
         return detector

@@ -3,8 +3,8 @@
 A scorer says how the shared :class:`~polymodal.anomaly.model.AnomalyNet` is trained
 (``loss`` per training phase), what it learns from the normal training data after training
 (``fit``: scales, a centre, a Gaussian) and how encoded rows are scored under a presence mask
-(``score_features``: higher = more anomalous; ``score`` encodes a batch and scores it). Its fitted statistics are buffers, so they travel in ``model.safetensors`` with the
-weights. Scorers register by their config name in ``SCORERS``; the names are the choices of
+(``score_features``: higher = more anomalous; ``score`` encodes a batch and scores it). Its
+fitted statistics are buffers, so they travel in ``model.safetensors`` with the weights. Scorers register by their config name in ``SCORERS``; the names are the choices of
 ``anomaly.scorer`` (:data:`polymodal.config.anomaly.Scorer`), and no other name registers.
 
 Rows carry an anomaly label in ``batch["target"]``: 0 normal, 1 a labelled anomaly, -1 unknown

@@ -248,17 +248,23 @@ def explain(
     groups = explanation.by_group()  # an anomaly detector's: which modality each kind of row shows in
     if not groups.empty:
         print_rows(groups.to_dict("records"), f"mean Shapley value by {groups.columns[0]}")
-    if explanation.reference == "normal":  # the normal rows' mean score with every modality, and the flag threshold
-        normal, threshold = predictor.coalition_reference()[-1], explanation.threshold
-        flagged = "" if threshold is None else f"; flagged above {format_value(threshold)}"
-    against = f" against the normal rows' mean score ({format_value(normal)} with every modality{flagged})" \
-        if explanation.reference == "normal" else \
-        " against no modality (this run records no normal rows' scores to measure against: more than 6 modalities, " \
-        "or saved by an earlier polymodal, which a new fit replaces)" if explanation.task == "anomaly" else ""
     scored = "each row's score against its label" if explanation.task == "anomaly" else "the whole prediction"
-    console.print(f"explained: the {escape(explanation.explained_quantity)}{against} (the Shapley columns; any "
-                  f"metric columns score {scored})", highlight=False)
+    console.print(f"explained: the {escape(explanation.explained_quantity)}{_measured_against(explanation, predictor)} "
+                  f"(the Shapley columns; any metric columns score {scored})", highlight=False)
     console.print(f"explanation written to {page}")
+
+
+def _measured_against(explanation: Any, predictor: Any) -> str:
+    """What an anomaly detector's Shapley values are measured against, in words (empty for other tasks)."""
+    if explanation.reference == "normal":  # the normal rows' mean score with every modality, and the flag threshold
+        threshold = explanation.threshold
+        flagged = "" if threshold is None else f"; flagged above {format_value(threshold)}"
+        return f" against the normal rows' mean score ({format_value(predictor.coalition_reference()[-1])} with every " \
+               f"modality{flagged})"
+    if explanation.task == "anomaly":
+        return (" against no modality (this run records no normal rows' scores to measure against: more than 6 "
+                "modalities, or saved by an earlier polymodal, which a new fit replaces)")
+    return ""
 
 
 def predict(

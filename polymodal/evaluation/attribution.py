@@ -9,9 +9,10 @@ how much the metric (over every output) drops when it alone is removed.
 
 The explained output is, by default, the predicted class (classification: its probability) or
 the first output (multilabel: the first label's probability; regression: the first target's
-value; anomaly detection: the anomaly score, with AUROC as the metric), the rule the runtime and the service share (:func:`polymodal.utils.scores.explained_outputs`);
-``output=`` picks another. ``Explanation.explained_quantity`` names it. Within each modality, Captum's Integrated
-Gradients attribute the prediction to pixels, tokens, time-frequency bins or signal steps
+value; anomaly detection: the anomaly score, with AUROC as the metric), the rule the runtime and
+the service share (:func:`polymodal.utils.scores.explained_outputs`); ``output=`` picks another.
+``Explanation.explained_quantity`` names it. Within each modality, Captum's Integrated Gradients
+attribute the prediction to pixels, tokens, time-frequency bins or signal steps
 (:mod:`polymodal.evaluation.integrated_gradients`).
 """
 
@@ -27,7 +28,7 @@ import pandas as pd
 from polymodal.config.task_metrics import TASK_METRICS
 from polymodal.data.skipped import skipped_frame
 from polymodal.estimator import EXPLAIN
-from polymodal.evaluation.coalitions import coalition_outputs, mask_of
+from polymodal.evaluation.coalitions import coalition_of, coalition_outputs, mask_of
 from polymodal.evaluation.data import EvalData, load_eval_data, output_names, to_scores
 from polymodal.evaluation.integrated_gradients import WithinAttribution, within_modality
 from polymodal.evaluation.shapley import (
@@ -285,7 +286,7 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     names = list(predictor.config.modality_names)
     m = len(names)
     masks, orders = _plan(m, permutations, seed)
-    by_name = [frozenset(n for i, n in enumerate(names) if mask >> i & 1) for mask in masks]
+    by_name = [coalition_of(mask, names) for mask in masks]
     outputs = coalition_outputs(predictor, data.table, by_name)  # (C, N, K)
     raw = {mask_of(c, names): outputs[k] for k, c in enumerate(by_name)}
     values = {mask: coalition_values(to_scores(predictor, out)) for mask, out in raw.items()}

@@ -48,6 +48,11 @@ def mask_of(coalition: Iterable[str], names: Sequence[str]) -> int:
     return sum(1 << i for i, n in enumerate(names) if n in chosen)
 
 
+def coalition_of(mask: int, names: Sequence[str]) -> Coalition:
+    """The coalition of a bit mask (bit i = ``names[i]``), :func:`mask_of`'s inverse."""
+    return frozenset(n for i, n in enumerate(names) if mask >> i & 1)
+
+
 def _rows(features: Any, index: torch.Tensor) -> Any:
     """``features`` (tensors in dicts and named tuples, as a network's ``encode`` returns them)
     with their rows picked by ``index``."""

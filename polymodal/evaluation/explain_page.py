@@ -134,8 +134,9 @@ def row_heading(explanation: Explanation, line: pd.Series) -> str:
         return (f"Row {line['row']} ({label}{truth}predicted '{line['predicted class']}'): probability of class "
                 f"'{line['explained']}' {line['score']:.3f}")
     if explanation.task == "anomaly":
-        truth = f"label '{line['label']}', " if line.get("label") else ""
-        where = f" ({label}{truth}"[:-2] + ")" if label or truth else ""
+        said = ([f"index '{line['index']}'"] if "index" in line else []) + \
+            ([f"label '{line['label']}'"] if line.get("label") else [])
+        where = f" ({', '.join(said)})" if said else ""
         flag = "" if "flag" not in line else " (flagged)" if line["flag"] else " (not flagged)"
         return f"Row {line['row']}{where}: anomaly score {line['score']:.4g}{flag}"
     what = "probability of label" if explanation.task == "multilabel" else "predicted value of target"

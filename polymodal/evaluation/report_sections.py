@@ -70,8 +70,9 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
     if diagnostics.get("by_group"):
         groups = diagnostics["by_group"]
         sections["Which sensor"] = (
-            where + f"<p>The mean Shapley value of each modality per {html.escape(next(iter(groups[0])))}: the "
-            "modality each kind of anomaly shows in (positive: it pushed the rows' scores above normal).</p>"
+            where + f"<p>The mean Shapley value of each modality per {html.escape(next(iter(groups[0])))} (positive: "
+            "it pushed the rows' scores above normal) and the share of the rows where it is the largest "
+            "(<i>first</i>): the modality each kind of anomaly shows in.</p>"
             + table_html(groups))
     robustness = diagnostics.get("robustness")
     if robustness and robustness.get("curves"):
