@@ -38,8 +38,8 @@ import pandas as pd
 from _common import parser, prepared, save
 
 from polymodal import MultimodalPredictor
-from polymodal.evaluation.cca_baseline import LinearCca
 from polymodal.metrics.retrieval import cross_modal_metrics
+from polymodal.retrieval.cca import LinearCca
 from polymodal.retrieval.embed import embed_rows
 
 TEXT = {"kind": "text", "column": "text", "preprocess": {"max_tokens": 64},

@@ -45,7 +45,7 @@ from polymodal.data.skipped import describe_skipped, require_rows, skipped_by_sp
 from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
 from polymodal.resume import clear_run, held_run, manifest_paths
 from polymodal.training.devices import world_size
-from polymodal.utils.device import default_device, default_workers, move_to
+from polymodal.utils.device import default_device, default_workers, run_batches
 from polymodal.utils.io import check_folder_path
 from polymodal.utils.warn import warn_user
 
@@ -417,13 +417,8 @@ class Estimator:
         Returns:
             The outputs (N, ...) as float32, of ``empty_shape`` when ``table`` has no rows.
         """
-        device = self.device
-        module.to(device).eval()
-        outs = []
-        with torch.inference_mode():
-            for batch in self._loader(table, None, train=False):
-                outs.append(forward(move_to(batch, device)).float().cpu())
-        return torch.cat(outs).numpy() if outs else np.zeros(empty_shape, np.float32)
+        outs = run_batches(module, self._loader(table, None, train=False), forward, self.device)
+        return outs[0].numpy() if outs else np.zeros(empty_shape, np.float32)
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

@@ -20,15 +20,14 @@ from polymodal.models import encoders as _encoders  # noqa: F401 - registration
 from polymodal.models import fusion as _fusion  # noqa: F401 - registration
 from polymodal.models.encoders.base import Encoder, EncoderOutput
 from polymodal.models.fusion.base import Fusion
-from polymodal.models.model import MultimodalNet, build_encoders
+from polymodal.models.model import Inputs, MultimodalNet, Present, build_encoders
+from polymodal.models.objectives.align import MAX_LOGIT_SCALE
 from polymodal.models.projection import MlpProjection
 from polymodal.models.registry import FUSIONS
 
 if TYPE_CHECKING:  # the scorers build on this module
     from polymodal.anomaly.scorers import AnomalyScorer
 
-Inputs = Mapping[str, Mapping[str, torch.Tensor]]
-Present = Mapping[str, torch.Tensor]
 
 
 def reconstruction_target(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -91,7 +90,8 @@ class AnomalyNet(nn.Module):
             n: MlpProjection(encoders[n].output_dim, latent_dim, hidden=(decoder_hidden,), dropout=0.0)
             for n in self.names
         })
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))  # CLIP's learnable temperature
+        # CLIP's learnable temperature, stored (and named) as CLIP stores it: the log of 1 / temperature
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         self.latent_dim = latent_dim
 
     @property
@@ -151,8 +151,8 @@ class AnomalyNet(nn.Module):
         return {n: F.normalize(self.pair_projections[n](features[n].pooled), dim=-1) for n in self.names}
 
     def similarity_scale(self) -> torch.Tensor:
-        """1 / temperature of the shared-space similarities (clamped at 100, as in CLIP)."""
-        return self.logit_scale.exp().clamp(max=100.0)
+        """1 / temperature of the shared-space similarities (clamped as alignment's is, as in CLIP)."""
+        return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
 
     def pair_agreement(self, features: Mapping[str, EncoderOutput], present: Present
                        ) -> tuple[torch.Tensor, torch.Tensor]:

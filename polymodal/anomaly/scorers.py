@@ -16,8 +16,8 @@ Ruff et al., 2020), the consistency scorer pulls their modalities apart.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, get_args
+from collections.abc import Callable, Iterable
+from typing import ClassVar, get_args
 
 import torch
 from torch import nn
@@ -25,10 +25,10 @@ from torch.nn import functional as F
 
 from polymodal.anomaly.model import AnomalyNet, Present, ScoredFeatures
 from polymodal.config.anomaly import AnomalyConfig, Scorer
+from polymodal.data.dataset import Batch
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.align import gather_across_ranks, info_nce
 
-Batch = Mapping[str, Any]
 SCORERS: dict[str, type[AnomalyScorer]] = {}
 REFERENCE_MAX_MODALITIES = 6  # exact Shapley values' limit (polymodal.evaluation.shapley.EXACT_MAX_MODALITIES)
 OPTIONAL_STATE = ("scorer.normal_coalitions",)  # what runs saved before attribution relative to normal rows lack

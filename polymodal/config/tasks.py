@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from polymodal.config.base import StrictModel
+from polymodal.config.modalities import modality_columns
 from polymodal.config.model import AnyHead, MlpHeadConfig, fusion_names
 
 MAIN_TASK = "main"  # the main task's name in outputs and logs; not allowed for a further task
@@ -58,8 +59,6 @@ def check_tasks(config: Any, saved_run: bool = False) -> None:
         ValueError: a bad task name, a target column used twice or read as an input, a head that
             does not fit the fusion, or weights given while they are learned.
     """
-    from polymodal.config.modalities import modality_columns
-
     tasks = config.tasks or {}
     if not tasks:
         if config.loss.task_weighting != "fixed":

@@ -38,7 +38,7 @@ from polymodal.data.cache import FeatureStore, cache_root, open_cache_dir
 from polymodal.data.content_keys import KEY_BYTES, StatMemo, content_keys
 from polymodal.data.encode import EncodedModality, EncodedTable, gather_cells, manifest_cells
 from polymodal.data.manifest import Manifest
-from polymodal.data.modalities.base import ArraySpec, Preprocessor, _jsonable
+from polymodal.data.modalities.base import ArraySpec, Preprocessor, digested
 from polymodal.utils.device import default_device
 from polymodal.utils.progress import progress_bar
 
@@ -65,10 +65,10 @@ def embedding_fingerprint(encoder: torch.nn.Module, preprocessor: Preprocessor, 
     cfg = getattr(preprocessor, "cfg", None)
     payload = json.dumps({
         "encoder": encoder.weights_fingerprint(),
-        "encoder_settings": _jsonable(dict(settings or {})),
+        "encoder_settings": digested(dict(settings or {})),
         "preprocess": preprocessor.fingerprint(),
         "preprocess_config": None if cfg is None else cfg.model_dump(mode="json"),
-        "preprocess_state": _jsonable(preprocessor.get_state()),
+        "preprocess_state": digested(preprocessor.get_state()),
         "tokens": tokens,
     }, sort_keys=True)
     return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
@@ -100,7 +100,6 @@ class _Embedder:
         self.encoder, self.preprocessor, self.modality = encoder, preprocessor, modality
         self.tokens, self.batch_size, self.progress = tokens, batch_size, progress
         self.device = device
-        self.calls = 0
 
     def __call__(self, rows: np.ndarray, write: Any) -> None:
         """``write(positions, outputs)`` for consecutive batches of ``rows``."""
@@ -117,7 +116,6 @@ class _Embedder:
                     part = rows[start:start + self.batch_size]
                     write(np.arange(start, start + len(part)), _run(encoder, self.preprocessor, self.modality.arrays,
                                                                      part, self.tokens, device))
-                    self.calls += 1
                     advance(len(part))
         finally:
             encoder.to(home).train(was_training)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.data.manifest import Manifest
-from polymodal.data.video_io import FRAME_SUFFIXES, VIDEO_SUFFIXES
+from polymodal.data.video_io import FRAME_SUFFIXES, VIDEO_SUFFIXES, import_av
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
 ARRAY_SUFFIXES = frozenset({".npy", ".npz", ".mat", ".csv"})
@@ -90,9 +90,7 @@ def _image_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
 def _video_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
     """The first video's frame size (at most :data:`MAX_VIDEO_SIDE`) and whether its first frame
     is grey (its three colour channels within 3 levels of each other)."""
-    from polymodal.data.video_io import _av
-
-    with _av().open(path) as container:
+    with import_av().open(path) as container:
         stream = container.streams.video[0]
         frame = next(container.decode(stream)).to_ndarray(format="rgb24").astype(np.int16)
         side = max(stream.width, stream.height)
@@ -118,9 +116,7 @@ def _track_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
 
 def _track_header(path: str) -> tuple[int | None, float]:
     """A video's sound track: its sample rate (None: it has none) and length in seconds."""
-    from polymodal.data.video_io import _av
-
-    with _av().open(path) as container:
+    with import_av().open(path) as container:
         if not container.streams.audio:
             return None, 0.0
         stream = container.streams.audio[0]

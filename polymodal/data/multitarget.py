@@ -94,12 +94,8 @@ class MultiTargetEncoder:
 
     @property
     def n_outputs(self) -> int:
-        """The main task's outputs (as single-task code expects); ``total_outputs`` counts all."""
+        """The main task's outputs (as single-task code expects); :attr:`task_outputs` has every task's."""
         return self.main.n_outputs
-
-    @property
-    def total_outputs(self) -> int:
-        return sum(self.task_outputs.values())
 
     @property
     def slots(self) -> list[TaskSlot]:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from polymodal.config import Config
 from polymodal.config.columns import class_columns, csv_columns
+from polymodal.config.modalities import modality_columns
 from polymodal.data.cache import cache_root, take
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.encode import EncodedModality, EncodedTable, encode_manifest, manifest_cells
@@ -99,8 +100,6 @@ class DataPipeline:
 
     def check_modalities(self, modalities: Iterable[str] | None, manifest: Manifest) -> list[str]:
         """The modalities to use for a manifest, validated."""
-        from polymodal.config.modalities import modality_columns
-
         known = self.config.modality_names
         if modalities is not None:
             chosen = list(modalities)
@@ -124,8 +123,6 @@ class DataPipeline:
         """Warn that the model's modalities outside ``chosen`` have no column in ``manifest`` (they
         are treated as missing in every row), naming the manifest's columns the model does not read;
         and that those of ``chosen`` whose column is empty in every row are missing too."""
-        from polymodal.config.modalities import modality_columns
-
         partial = {n: [c for c in modality_columns(self.config.modalities[n]) if c not in manifest.columns]
                    for n in chosen}
         for n, cols in partial.items():
@@ -199,8 +196,6 @@ class DataPipeline:
     def _nothing_to_fit(self, manifest: Manifest, name: str, why: str, files: bool = False) -> ManifestError:
         """The error for a modality whose training rows give its preprocessing nothing to fit on
         (``files``: because its files could not be read)."""
-        from polymodal.config.modalities import modality_columns
-
         columns = modality_columns(self.config.modalities[name])
         where = f"column '{columns[0]}'" if len(columns) == 1 else f"columns {columns}"
         fix = "fix or replace the files," if files else "fill the column"
@@ -238,8 +233,6 @@ class DataPipeline:
         """Encode a manifest; modalities outside ``modalities`` are absent everywhere (their files
         are not read: a broken sensor's files do not stop a prediction without it)."""
         if modalities is not None:
-            from polymodal.config.modalities import modality_columns
-
             chosen = {c for n in modalities for c in modality_columns(self.config.modalities[n])}
             left_out = [c for n in self.preprocessors if n not in set(modalities)
                         for c in modality_columns(self.config.modalities[n]) if c not in chosen]

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from polymodal.data.modalities.base import roll_within
 
-Inputs = dict[str, torch.Tensor]
+ModalityInputs = dict[str, torch.Tensor]
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
@@ -49,8 +49,8 @@ def _bands(batch: int, size: int, width: torch.Tensor, generator: torch.Generato
     return (steps >= starts[:, None]) & (steps < (starts + width)[:, None])
 
 
-def strong_image(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
-                 present: torch.Tensor | None = None) -> Inputs:
+def strong_image(inputs: ModalityInputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
+                 present: torch.Tensor | None = None) -> ModalityInputs:
     x = inputs["x"]
     b, _, h, w = x.shape
     dev = x.device
@@ -75,8 +75,8 @@ def strong_image(inputs: Inputs, magnitude: float, erase: float, generator: torc
     return {**inputs, "x": x}
 
 
-def strong_audio(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
-                 present: torch.Tensor | None = None) -> Inputs:
+def strong_audio(inputs: ModalityInputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
+                 present: torch.Tensor | None = None) -> ModalityInputs:
     x = inputs["x"]  # (B, T, F), normalised
     b, t, f = x.shape
     dev = x.device
@@ -92,16 +92,16 @@ def strong_audio(inputs: Inputs, magnitude: float, erase: float, generator: torc
     return {**inputs, "x": x if mask is None else x * mask.unsqueeze(-1)}
 
 
-def strong_signal(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
-                  present: torch.Tensor | None = None) -> Inputs:
+def strong_signal(inputs: ModalityInputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
+                  present: torch.Tensor | None = None) -> ModalityInputs:
     length = inputs["x"].shape[-1]
     shift = max(1, int(0.1 * magnitude * length)) if magnitude > 0 else 0  # magnitude 0: no shift
     return perturb_signal(inputs, gain=0.3 * magnitude, noise=0.2 * magnitude, shift=shift, erase=erase,
                           generator=generator)
 
 
-def perturb_signal(inputs: Inputs, *, gain: float, noise: float, shift: int, erase: float,
-                   generator: torch.Generator | None = None) -> Inputs:
+def perturb_signal(inputs: ModalityInputs, *, gain: float, noise: float, shift: int, erase: float,
+                   generator: torch.Generator | None = None) -> ModalityInputs:
     """Signal ``x`` (B, C, L), normalised, perturbed per sample: each channel scaled by a factor in
     ``[1 - gain, 1 + gain]``, Gaussian noise of standard deviation ``noise`` added, a circular
     shift of up to ``shift`` steps within the valid samples, and a band of up to ``erase`` of the
@@ -130,8 +130,8 @@ def _source_rows(shape: torch.Size, present: torch.Tensor | None, generator: tor
     return rows[torch.randint(0, len(rows), shape, generator=generator, device=device)]
 
 
-def strong_tabular(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
-                   present: torch.Tensor | None = None, flags: int = 0) -> Inputs:
+def strong_tabular(inputs: ModalityInputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
+                   present: torch.Tensor | None = None, flags: int = 0) -> ModalityInputs:
     """``flags``: the trailing columns of ``x`` that are missing-indicator flags, one per number."""
     out = dict(inputs)
     x = inputs.get("x")
@@ -156,8 +156,8 @@ def strong_tabular(inputs: Inputs, magnitude: float, erase: float, generator: to
     return out
 
 
-def strong_text(inputs: Inputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
-                present: torch.Tensor | None = None) -> Inputs:
+def strong_text(inputs: ModalityInputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
+                present: torch.Tensor | None = None) -> ModalityInputs:
     ids = inputs["x"]  # (B, T)
     if ids.shape[1] < 2:
         return dict(inputs)
@@ -174,15 +174,15 @@ def strong_text(inputs: Inputs, magnitude: float, erase: float, generator: torch
     return {**inputs, "x": out}
 
 
-STRONG: dict[str, Callable[..., Inputs]] = {
+STRONG: dict[str, Callable[..., ModalityInputs]] = {
     "image": strong_image, "audio": strong_audio, "signal": strong_signal, "tabular": strong_tabular,
     "text": strong_text,
 }
 
 
-def strong_view(inputs: Mapping[str, Inputs], kinds: Mapping[str, str], magnitude: float = 1.0, erase: float = 0.25,
+def strong_view(inputs: Mapping[str, ModalityInputs], kinds: Mapping[str, str], magnitude: float = 1.0, erase: float = 0.25,
                 generator: torch.Generator | None = None, options: Mapping[str, Mapping[str, Any]] | None = None,
-                present: Mapping[str, torch.Tensor] | None = None) -> dict[str, Inputs]:
+                present: Mapping[str, torch.Tensor] | None = None) -> dict[str, ModalityInputs]:
     """The strong view of a batch's ``inputs`` ({modality: {keyword: tensor}}).
 
     Args:

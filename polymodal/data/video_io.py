@@ -25,7 +25,12 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".m
 FRAME_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
 
-def _av() -> Any:
+def import_av() -> Any:
+    """PyAV's module (imported on first use: only video files need it).
+
+    Raises:
+        MissingDependencyError: PyAV is not installed.
+    """
     try:
         import av
     except ImportError:
@@ -152,7 +157,7 @@ def _decode(path: str, keep: set[int], limit: int | None, max_frames: int, conta
         DecodeError: the stream ends well before its header says it should (see :func:`~polymodal.data.video_headers.check_complete`).
     """
     if container is None:
-        with _av().open(path) as opened:
+        with import_av().open(path) as opened:
             return _read(opened, path, keep, limit, max_frames, convert)
     return _read(container, path, keep, limit, max_frames, convert)
 
@@ -190,7 +195,7 @@ def _packet_times(path: str, max_frames: int) -> np.ndarray | None:
         DecodeError: more than ``max_frames`` frames (found as soon as the count passes it).
     """
     stamps = []
-    with _av().open(path) as container:
+    with import_av().open(path) as container:
         for packet in container.demux(_video_stream(container, path)):
             if packet.size and not packet.is_discard:
                 stamps.append(packet.pts)
@@ -230,7 +235,7 @@ def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: 
     file: refused). (A filled ``stride`` never reads past its last frame, so ``max_frames``
     refuses a longer clip only through its header count.)
     """
-    av = _av()
+    av = import_av()
     try:
         with av.open(path) as container:  # the header count and the first pass: one open
             stream = _video_stream(container, path)
@@ -362,7 +367,7 @@ def read_video_audio(path: str, max_seconds: float | None = None) -> tuple[np.nd
         DecodeError: no audio stream, or an unreadable file; :class:`OversizedInputError` past
             ``max_seconds``.
     """
-    av = _av()
+    av = import_av()
     try:
         with av.open(path) as container:
             if not container.streams.audio:
@@ -398,7 +403,7 @@ def write_video(path: str, frames: np.ndarray, fps: int = 10, audio: np.ndarray 
 
     Used by the synthetic datasets and the tests; H and W should be even.
     """
-    av = _av()
+    av = import_av()
     suffix = Path(path).suffix.lower()
     video_codec = codec or {".webm": "libvpx-vp9", ".avi": "mpeg4"}.get(suffix, "libx264")
     audio_codec = {".webm": "libopus", ".avi": "pcm_s16le"}.get(suffix, "aac")

@@ -18,7 +18,6 @@ from polymodal.data.manifest import Manifest
 from polymodal.estimator import ROBUSTNESS
 from polymodal.evaluation.attribution import explain
 from polymodal.evaluation.calibration import calibration_summary
-from polymodal.evaluation.cca_baseline import MIN_CCA_ROWS
 from polymodal.evaluation.coalitions import all_subsets
 from polymodal.evaluation.complexity import inference_latency, peak_memory_mb
 from polymodal.evaluation.data import load_eval_data, sample_rows
@@ -26,6 +25,8 @@ from polymodal.evaluation.robustness import REPORT_CORRUPTIONS, robustness_sweep
 from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES
 from polymodal.evaluation.subsets import evaluate_subsets
 from polymodal.multitask import main_task
+from polymodal.retrieval.cca import MIN_CCA_ROWS
+from polymodal.retrieval.search import cca_baseline, evaluate_retrieval
 from polymodal.utils.progress import log_line, progress_bar
 from polymodal.utils.warn import warn_user
 
@@ -59,8 +60,6 @@ def retrieval_beside_cca(predictor: MultimodalPredictor, data: DataSource, train
     """Retrieval metrics of the model on (a sample of ``report.rows`` of) ``data``, every
     direction, beside linear CCA fitted on (up to ``CCA_TRAIN_ROWS`` of) ``train``'s frozen
     encoder features (:func:`polymodal.retrieval.search.cca_baseline`)."""
-    from polymodal.retrieval.search import cca_baseline, evaluate_retrieval
-
     rows = sampled_manifest(predictor, data, cfg.rows, cfg.seed)
     fit_rows = sampled_manifest(predictor, train, CCA_TRAIN_ROWS, cfg.seed)
     results = {"model": evaluate_retrieval(predictor, rows)}

@@ -31,6 +31,7 @@ import pandas as pd
 from polymodal.config.task_metrics import TASK_METRICS
 from polymodal.data.encode import EncodedModality, EncodedTable, encode_modality, manifest_cells
 from polymodal.data.modalities.base import ArraySpec, Preprocessor
+from polymodal.data.multitarget import MultiTargetEncoder
 from polymodal.errors import ConfigError, OptionError, SchemaMismatchError
 from polymodal.evaluation.corruptions import CORRUPTIONS, SEVERITIES, Corruption
 from polymodal.evaluation.data import EvalData, load_eval_data
@@ -181,8 +182,6 @@ class RobustnessResult:
 
 def chance_level(predictor: MultimodalPredictor, data: EvalData) -> float | None:
     """See :attr:`RobustnessResult.chance` (a multi-task model: its main task's)."""
-    from polymodal.multitask import MultiTargetEncoder
-
     if predictor.config.task == "regression":
         return 0.0
     if predictor.config.task != "classification" or data.targets is None or not len(data.targets):

@@ -19,10 +19,10 @@ from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.pipeline import DataSource
 from polymodal.data.targets import distinct_labels
 from polymodal.errors import ManifestError, OptionError, SchemaMismatchError
-from polymodal.evaluation.cca_baseline import MIN_CCA_ROWS, LinearCca
 from polymodal.metrics.retrieval import DEFAULT_KS, cross_modal_metrics, identical_rows, tie_warning
 from polymodal.models.weights import state_digest
 from polymodal.predictor import MultimodalPredictor
+from polymodal.retrieval.cca import MIN_CCA_ROWS, LinearCca
 from polymodal.retrieval.embed import ENCODER_INSTEAD, Kind, NoInputFeatures, check_aligned, embed_rows
 from polymodal.retrieval.index import EmbeddingIndex, file_digest, id_problems
 from polymodal.run_files import MODEL_FILE
@@ -290,7 +290,7 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
             baseline is then not independent of the model) or ``input`` (the preprocessed inputs,
             flattened; a modality without numeric inputs, such as text, has none: its directions
             are left out of the result, with one warning).
-        dim, pca: see :class:`~polymodal.evaluation.cca_baseline.LinearCca`.
+        dim, pca: see :class:`~polymodal.retrieval.cca.LinearCca`.
     """
     if features not in ("encoder", "input"):
         raise OptionError([f"--cca-features: the CCA baseline runs on 'encoder' or 'input' features; got {features!r}"])

@@ -23,10 +23,9 @@ from polymodal.errors import ManifestError, SchemaMismatchError
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.distill import DistillLoss
 from polymodal.training.terms import TRANSFER_TERMS, StepContext, Term
-from polymodal.utils.device import move_to
+from polymodal.utils.device import run_batches
 
 
-@torch.no_grad()
 def teacher_outputs(teacher: Any, manifest: Any, rows: np.ndarray, device: torch.device,
                     run: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's outputs (N, K) (a multi-task teacher's: every task's columns) and fused
@@ -56,15 +55,13 @@ def teacher_outputs(teacher: Any, manifest: Any, rows: np.ndarray, device: torch
     if len(table) != len(rows):
         raise SchemaMismatchError(f"the teacher encoded {len(table)} of the {len(rows)} training rows (the others "
                                   "failed to decode for it); distillation needs the teacher's view of every row")
-    net = teacher.net.to(device).eval()
-    logits, fused = [], []
+    def forward(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = teacher.net.forward_train(batch["inputs"], batch["present"])
+        return out.outputs, out.fused.pooled
+
     loader = DataLoader(teacher.pipeline.dataset(table), batch_size=256, collate_fn=collate)
-    for batch in loader:
-        batch = move_to(batch, device)
-        out = net.forward_train(batch["inputs"], batch["present"])
-        logits.append(out.outputs.float().cpu())
-        fused.append(out.fused.pooled.float().cpu())
-    return torch.cat(logits), torch.cat(fused)
+    logits, fused = run_batches(teacher.net, loader, forward, device)
+    return logits, fused
 
 
 @TRANSFER_TERMS.register(DistillConfig)

@@ -23,7 +23,7 @@ from polymodal.errors import ConfigError
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.fewshot import class_prototypes, prototypical_loss
 from polymodal.training.terms import TRANSFER_TERMS, StepContext, Term
-from polymodal.utils.device import move_to
+from polymodal.utils.device import run_batches
 
 
 class EpisodeSampler(Sampler[list[int]]):
@@ -111,16 +111,10 @@ def episode_loader(dataset: torch.utils.data.Dataset, labels: np.ndarray, *, way
                       persistent_workers=num_workers > 0)
 
 
-@torch.no_grad()
 def prototype_embeddings(net: torch.nn.Module, loader: DataLoader, device: torch.device) -> torch.Tensor:
     """(N, D) prototype-head embeddings of every row of ``loader`` (in order), in eval mode."""
-    net.to(device).eval()
-    chunks = []
-    for batch in loader:
-        batch = move_to(batch, device)
-        fused = net.fuse(batch["inputs"], batch["present"])
-        chunks.append(net.head.embed(fused).float().cpu())
-    return torch.cat(chunks)
+    return run_batches(net, loader, lambda batch: net.head.embed(net.fuse(batch["inputs"], batch["present"])),
+                       device)[0]
 
 
 def set_class_prototypes(net: torch.nn.Module, loader: DataLoader, labels: np.ndarray, device: torch.device) -> None:

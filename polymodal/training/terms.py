@@ -15,11 +15,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from polymodal.data.dataset import Batch
 from polymodal.models.model import NetOutput
 from polymodal.models.objectives import LossOutput, TaskLoss, unimodal_loss
 from polymodal.registry import Registry
-
-Batch = dict[str, Any]
 
 
 @dataclass

@@ -18,10 +18,9 @@ from typing import Any
 
 import torch
 
-from polymodal.data.dataset import collate
+from polymodal.data.dataset import Batch, collate
 from polymodal.models.model import MultimodalNet, NetOutput
 
-Batch = dict[str, Any]
 ROWS = "rows"  # the view of the unlabelled rows as loaded
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -38,3 +38,28 @@ def move_to(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, list | tuple):
         return type(batch)(move_to(v, device) for v in batch)
     return batch
+
+
+def run_batches(module: torch.nn.Module, batches: Iterable[Any], forward: Callable[[Any], Any],
+                device: torch.device) -> list[torch.Tensor]:
+    """``forward(batch)`` over ``batches`` (each moved to ``device``), with ``module`` on ``device``
+    in eval mode and no autograd; its train/eval mode is restored afterwards.
+
+    Args:
+        forward: gives a tensor, or a tuple of tensors, per batch (rows first).
+
+    Returns:
+        One float32 CPU tensor per output of ``forward``, its batches concatenated; an empty list
+        when there are no batches.
+    """
+    was_training = module.training
+    module.to(device).eval()
+    parts: list[tuple[torch.Tensor, ...]] = []
+    try:
+        with torch.no_grad():  # not inference_mode: callers may train against the outputs (distillation)
+            for batch in batches:
+                out = forward(move_to(batch, device))
+                parts.append(tuple(t.float().cpu() for t in (out if isinstance(out, tuple) else (out,))))
+    finally:
+        module.train(was_training)
+    return [torch.cat(chunks) for chunks in zip(*parts, strict=True)]

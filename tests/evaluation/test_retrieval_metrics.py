@@ -8,7 +8,6 @@ import pytest
 
 from polymodal.config.align import CcaAlignConfig, ContrastiveAlignConfig, TripletAlignConfig
 from polymodal.errors import NotFittedError
-from polymodal.evaluation.cca_baseline import LinearCca
 from polymodal.metrics.retrieval import (
     collapse_warning,
     cross_modal_metrics,
@@ -19,6 +18,7 @@ from polymodal.metrics.retrieval import (
     stacked_validation_metrics,
     tie_warning,
 )
+from polymodal.retrieval.cca import LinearCca
 
 
 def brute_force(similarity: np.ndarray, relevant: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from polymodal.utils.device import default_device
+from polymodal.utils.device import default_device, run_batches
 
 
 @pytest.fixture
@@ -57,3 +57,23 @@ def test_accelerator_cpu_keeps_fitting_caching_and_predicting_on_the_cpu(two_gpu
     assert predictor.device == torch.device("cpu")
     predictor.fit(paths["train"], paths["valid"], out=tmp_path / "run")
     assert len(predictor.predict(paths["test"])) == 8
+
+
+def test_run_batches_concatenates_each_output_without_autograd_and_restores_the_mode():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.9))
+    net.train()
+    seen_modes = []
+
+    def forward(batch):
+        seen_modes.append(net.training)
+        out = net(batch["x"])
+        return out, batch["x"].double()
+
+    batches = [{"x": torch.ones(2, 3)}, {"x": torch.zeros(1, 3)}]
+    outputs, inputs = run_batches(net, batches, forward, torch.device("cpu"))
+    assert seen_modes == [False, False]  # eval: dropout off, so equal rows give equal outputs
+    assert outputs.shape == (3, 2) and torch.equal(outputs[0], outputs[1])
+    assert not outputs.requires_grad and inputs.dtype == torch.float32
+    assert torch.equal(inputs, torch.cat([torch.ones(2, 3), torch.zeros(1, 3)]))
+    assert net.training  # restored
+    assert run_batches(net, [], forward, torch.device("cpu")) == []

@@ -169,7 +169,7 @@ class Preprocessor(ABC):
         payload = json.dumps(
             {"class": f"{type(self).__module__}.{type(self).__qualname__}", "version": self.featurize_version,
              "config": self.encoding_config(),
-             "state": _jsonable(self.encoding_state()), "spec": {k: [list(v.shape), v.dtype] for k, v in self.spec().items()}},
+             "state": digested(self.encoding_state()), "spec": {k: [list(v.shape), v.dtype] for k, v in self.spec().items()}},
             sort_keys=True,
         )
         return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
@@ -193,13 +193,15 @@ class Preprocessor(ABC):
         self.set_state(state)
 
 
-def _jsonable(value: Any) -> Any:
+def digested(value: Any) -> Any:
+    """``value`` (a state: dicts, lists, numbers, strings, arrays) with every array replaced by a
+    digest of its bytes: small, JSON-able, and equal exactly when the arrays are (for fingerprints)."""
     if isinstance(value, np.ndarray):
         return hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16).hexdigest()
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: digested(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [digested(v) for v in value]
     return value
 
 
