@@ -164,7 +164,7 @@ class Runtime:
             present = np.asarray([given(row.get(name)) for row in rows], bool)
             arrays = self.features[name].empty(len(rows))
             if present.any():
-                got = self.features[name].featurize([row[name] for row, held in zip(rows, present) if held])
+                got = self.features[name].transform([row[name] for row, held in zip(rows, present) if held])
                 for key, value in got.items():
                     arrays[key][present] = value
             feeds.update({f"{name}.{key}": value for key, value in arrays.items()})

@@ -1,7 +1,7 @@
-"""Text cleaning and word ids shared by training-time preprocessing and the torch-free deployment
-runtime (standard library only), so both read a text alike: each builds its cleaning from the
-modality's preprocess settings with :func:`cleaner` and its word ids with :func:`word_ids`, so an
-option added there reaches both.
+"""Text cleaning, word ids and padded id arrays shared by training-time preprocessing and the
+torch-free deployment runtime (standard library and numpy), so both read a text alike: each builds
+its cleaning from the modality's preprocess settings with :func:`cleaner`, its word ids with
+:func:`word_ids` and its arrays with :func:`padded_ids`, so an option added there reaches both.
 
 Punctuation and symbols are found by Unicode category (``P*``, ``S*``): the vowel signs and
 viramas of Devanagari, Thai or Tamil are combining marks (``M*``) and stay inside their words,
@@ -21,6 +21,8 @@ import unicodedata
 from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import lru_cache, partial
 from typing import Any
+
+import numpy as np
 
 _CJK = re.compile("([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef\U0002f800-\U0002fa1f])")
 
@@ -77,3 +79,14 @@ def word_ids(vocab: Sequence[str]) -> Callable[[str], list[int]]:
 
 
 UNK_ID = 1  # [UNK]: the id of an unknown token in the word vocabulary and trained subword tokenizers ([PAD] is 0)
+
+
+def padded_ids(samples: Sequence[Sequence[int]], max_tokens: int, pad_id: int) -> dict[str, np.ndarray]:
+    """Token id lists (each at most ``max_tokens`` long) as one padded (N, max_tokens) int32
+    array ``ids`` and their lengths (N,) ``length``."""
+    ids = np.full((len(samples), max_tokens), pad_id, np.int32)
+    lengths = np.zeros(len(samples), np.int32)
+    for i, sample in enumerate(samples):
+        ids[i, : len(sample)] = sample
+        lengths[i] = len(sample)
+    return {"ids": ids, "length": lengths}

@@ -76,7 +76,7 @@ def test_runtime_featurizes_exactly_like_training(exported, dataset, trained):
         prep = predictor.pipeline.preprocessors[name]
         cell = tuple(value.values()) if isinstance(value, dict) else value
         want = prep.featurize([prep.decode(cell)])
-        got = runtime.features[name].featurize([value])
+        got = runtime.features[name].transform([value])
         assert set(got) == set(want)
         for key in want:
             assert got[key].dtype == want[key].dtype, (name, key)

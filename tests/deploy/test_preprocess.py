@@ -29,8 +29,8 @@ def test_signal_spectrogram_and_valid_frames_match_the_training_preprocessor(tmp
     prep.fit([str(tmp_path / "short.npy")])
     fake = SimpleNamespace(config=SimpleNamespace(modalities={"sig": cfg}),
                            pipeline=SimpleNamespace(preprocessors={"sig": prep}))
-    runtime = SignalFeatures("sig", modality_meta(fake, "sig", []))
-    got = runtime.featurize([short])
+    features = SignalFeatures("sig", modality_meta(fake, "sig", []))
+    got = features.transform([short])
     want = prep.featurize([prep.decode(str(tmp_path / "short.npy"))])
     frames = librosa.stft(np.zeros(100, np.float32), n_fft=32, hop_length=16, center=True).shape[1]  # 7
     assert got["length"].tolist() == want["length"].tolist() == [frames]
@@ -50,9 +50,9 @@ def test_tabular_rows_match_the_training_preprocessor_for_every_scaling(scale, i
     prep.fit(rows)
     fake = SimpleNamespace(config=SimpleNamespace(modalities={"labs": cfg}),
                            pipeline=SimpleNamespace(preprocessors={"labs": prep}))
-    runtime = TabularFeatures("labs", modality_meta(fake, "labs", []))
+    features = TabularFeatures("labs", modality_meta(fake, "labs", []))
     for row in rows[:6] + [(500.0, None, "purple")]:
-        got_num, got_cat = runtime.decode(dict(zip(["age", "dose", "colour"], row, strict=True)))
+        got_num, got_cat = features.decode(dict(zip(["age", "dose", "colour"], row, strict=True)))
         want_num, want_cat = prep.decode(row)
         np.testing.assert_allclose(got_num, want_num, rtol=1e-6)
         np.testing.assert_array_equal(got_cat, want_cat)
@@ -72,9 +72,9 @@ def test_text_ids_match_the_training_preprocessor_for_every_cleaning_setting(fla
     prep.fit(texts)
     fake = SimpleNamespace(config=SimpleNamespace(modalities={"notes": cfg}),
                            pipeline=SimpleNamespace(preprocessors={"notes": prep}))
-    runtime = TextFeatures("notes", modality_meta(fake, "notes", []))
+    features = TextFeatures("notes", modality_meta(fake, "notes", []))
     for text in [*texts, "An unseen dose of 7, THE end.", "!!"]:
-        assert runtime.decode(text) == prep.decode(text), text
+        assert features.decode(text) == prep.decode(text), text
 
 
 def test_the_runtime_computes_every_audio_feature_the_config_offers():
@@ -90,13 +90,13 @@ def test_audio_features_match_the_training_preprocessor(features, top_db):
     prep = build_preprocessor(cfg, "a")
     fake = SimpleNamespace(config=SimpleNamespace(modalities={"a": cfg}),
                            pipeline=SimpleNamespace(preprocessors={"a": prep}))
-    runtime = AudioFeatures("a", modality_meta(fake, "a", []))
+    audio = AudioFeatures("a", modality_meta(fake, "a", []))
     rng = np.random.default_rng(0)
     # a quiet short clip (padded) and a loud full one, peaks ~40 dB apart: each is clipped below its own
     clips = [(0.003 * np.sin(2 * np.pi * 300 * np.arange(800) / 8000)
               + 1e-4 * rng.standard_normal(800)).astype(np.float32),
              (0.5 * rng.standard_normal(1600)).astype(np.float32)]
-    got = runtime.featurize([(c, 8000) for c in clips])
+    got = audio.transform([(c, 8000) for c in clips])
     want = prep.featurize([(np.pad(c, (0, 1600 - len(c))), len(c)) for c in clips])
     np.testing.assert_allclose(got["x"], want["x"], rtol=1e-4, atol=2e-3)
     assert got["length"].tolist() == want["length"].tolist()
@@ -134,11 +134,11 @@ def test_audio_is_resampled_as_training_resamples_it(tmp_path, rate, target):
     prep = build_preprocessor(cfg, "a")
     fake = SimpleNamespace(config=SimpleNamespace(modalities={"a": cfg}),
                            pipeline=SimpleNamespace(preprocessors={"a": prep}))
-    runtime = AudioFeatures("a", modality_meta(fake, "a", []))
-    want, got = prep.decode(str(tmp_path / "clip.wav")), runtime.decode(data)
+    features = AudioFeatures("a", modality_meta(fake, "a", []))
+    want, got = prep.decode(str(tmp_path / "clip.wav")), features.decode(data)
     assert got[1] == want[1] == target // 2 and got[0].shape == want[0].shape
     np.testing.assert_allclose(got[0], want[0], atol=3e-3)  # measured: 2.6e-4 to 2.2e-3
-    mel_want, mel_got = prep.featurize([want])["x"], runtime.featurize([data])["x"]
+    mel_want, mel_got = prep.featurize([want])["x"], features.transform([data])["x"]
     heard = mel_want > mel_want.max() - 60  # lower: the resamplers' stopband leakage (upsampling's empty bands)
     np.testing.assert_allclose(mel_got[heard], mel_want[heard], atol=0.5)  # dB; measured: at most 0.32, at the clip's start
     inner = heard[:, 2:-2]  # frames away from the clip's ends, where the two resamplers' edges differ
@@ -165,8 +165,8 @@ def test_transparent_pixels_show_the_background_in_training_and_the_runtime(tmp_
     assert (x[:4] == fill).all()
     np.testing.assert_array_equal(x[4:6], rgb[4:6])
     np.testing.assert_allclose(x[6:], (rgb[6:] + fill) / 2, atol=2)
-    runtime = ImageFeatures("img", {"preprocess": cfg.preprocess.model_dump(mode="json"), "state": {}, "inputs": {}})
-    np.testing.assert_array_equal(runtime.decode((tmp_path / "a.png").read_bytes()), x)
+    features = ImageFeatures("img", {"preprocess": cfg.preprocess.model_dump(mode="json"), "state": {}, "inputs": {}})
+    np.testing.assert_array_equal(features.decode((tmp_path / "a.png").read_bytes()), x)
 
 
 @pytest.mark.parametrize("resize", ["stretch", "pad", "crop"])
@@ -178,5 +178,5 @@ def test_hsv_images_are_resized_as_in_training(tmp_path, resize):
     Image.fromarray(pixels).save(tmp_path / "reds.png")
     cfg = ImageModality(kind="image", column="img", preprocess={"size": [4, 6], "color": "hsv", "resize": resize})
     trained = build_preprocessor(cfg, "img").decode(str(tmp_path / "reds.png"))
-    runtime = ImageFeatures("img", {"preprocess": cfg.preprocess.model_dump(mode="json"), "state": {}, "inputs": {}})
-    np.testing.assert_array_equal(runtime.decode((tmp_path / "reds.png").read_bytes()), trained)
+    features = ImageFeatures("img", {"preprocess": cfg.preprocess.model_dump(mode="json"), "state": {}, "inputs": {}})
+    np.testing.assert_array_equal(features.decode((tmp_path / "reds.png").read_bytes()), trained)

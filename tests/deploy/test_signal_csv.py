@@ -111,7 +111,7 @@ def test_runtime_features_of_a_csv_equal_the_training_pipelines(csv_run, csv_exp
     want = prep.featurize([prep.decode(str(path))])
     features = csv_export.features["sig"]
     for value in (str(path), path.read_bytes()):  # a path (as the parity check and batch use) or an upload's bytes
-        got = features.featurize([value])
+        got = features.transform([value])
         assert got["length"].tolist() == want["length"].tolist()
         assert np.allclose(got["x"], want["x"]) and got["x"].dtype == want["x"].dtype
     eager = predictor.predict(pd.DataFrame({"sig": [str(path)]}), modalities=["sig"])
@@ -224,7 +224,7 @@ def test_channels_by_csv_column_name_or_index_are_selected_as_in_training(tmp_pa
     assert runtime_limitation(cfg) is None
     prep, features = signal_features(cfg, str(path))
     want = prep.featurize([prep.decode(str(path))])
-    got = features.featurize([path.read_bytes()])
+    got = features.transform([path.read_bytes()])
     assert got["x"].shape == want["x"].shape == (1, len(channels), 32)
     np.testing.assert_allclose(got["x"], want["x"])
     if isinstance(channels[0], str):  # names only a CSV has: an array is refused, as in training

@@ -24,7 +24,7 @@ from polymodal.data.cells import cell_text
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import NotFittedError
 from polymodal.utils.io import model_files_digest
-from polymodal.utils.text import UNK_ID, cleaner, word_ids
+from polymodal.utils.text import UNK_ID, cleaner, padded_ids, word_ids
 
 PAD, UNK = "[PAD]", "[UNK]"
 
@@ -159,12 +159,7 @@ class TextPreprocessor(Preprocessor):
         return ids[: self.cfg.max_tokens] or [self.unk_id]
 
     def featurize(self, samples: Sequence[list[int]]) -> dict[str, np.ndarray]:
-        ids = np.full((len(samples), self.cfg.max_tokens), self.pad_id, np.int32)
-        lengths = np.zeros(len(samples), np.int32)
-        for i, sample in enumerate(samples):
-            ids[i, : len(sample)] = sample
-            lengths[i] = len(sample)
-        return {"ids": ids, "length": lengths}
+        return padded_ids(samples, self.cfg.max_tokens, self.pad_id)
 
     def spec(self) -> dict[str, ArraySpec]:
         return {"ids": ArraySpec((self.cfg.max_tokens,), "int32"), "length": ArraySpec((), "int32")}

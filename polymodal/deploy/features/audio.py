@@ -137,7 +137,7 @@ class AudioFeatures(Features):
         except DecodeError as err:
             raise self.fail(err.reason, "corrupt_file") from None
 
-    def stack(self, samples: Sequence[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
+    def featurize(self, samples: Sequence[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
         waves = np.stack([s[0] for s in samples])  # (B, N)
         valid = np.asarray([s[1] for s in samples], np.int64)
         features = self.cfg["features"]

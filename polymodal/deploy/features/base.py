@@ -22,7 +22,8 @@ def read_bytes(value: Any) -> bytes:
 
 
 class Features:
-    """Base class: ``featurize(values)`` -> the modality's arrays (N, ...) for its graph inputs.
+    """Base class: ``transform(values)`` -> the modality's arrays (N, ...) for its graph inputs,
+    in the training preprocessor's two steps: ``decode`` one value, ``featurize`` the decoded samples.
 
     Args:
         name: the modality name.
@@ -40,12 +41,12 @@ class Features:
     def decode(self, value: Any) -> Any:
         raise NotImplementedError
 
-    def stack(self, samples: Sequence[Any]) -> dict[str, np.ndarray]:
+    def featurize(self, samples: Sequence[Any]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def featurize(self, values: Sequence[Any]) -> dict[str, np.ndarray]:
-        """Decoded and stacked arrays of ``values`` (all present)."""
-        return self.stack([self.decode(v) for v in values])
+    def transform(self, values: Sequence[Any]) -> dict[str, np.ndarray]:
+        """The arrays of ``values`` (all present): each decoded, then featurized together."""
+        return self.featurize([self.decode(v) for v in values])
 
     def notes(self, value: Any) -> list[str]:
         """What a caller should know about how ``value`` (present, featurised) was read, such as a

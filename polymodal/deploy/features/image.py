@@ -68,5 +68,5 @@ class ImageFeatures(Features):
             raise self.fail(f"corrupt or truncated image ({err})", "corrupt_file") from None
         return image
 
-    def stack(self, samples: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    def featurize(self, samples: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         return {"x": np.stack(samples).astype(np.uint8, copy=False)}

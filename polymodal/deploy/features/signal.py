@@ -88,7 +88,7 @@ class SignalFeatures(Features):
             notes.insert(0, f"{samples:,} samples where the model reads {length:,}: {done}")
         return notes
 
-    def stack(self, samples: Sequence[tuple[np.ndarray, int, int]]) -> dict[str, np.ndarray]:
+    def featurize(self, samples: Sequence[tuple[np.ndarray, int, int]]) -> dict[str, np.ndarray]:
         x = np.stack([s[0] for s in samples])  # (B, C, L)
         valid = np.asarray([s[1] for s in samples], np.int64)
         spec = self.cfg.get("spectrogram")

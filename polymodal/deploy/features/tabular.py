@@ -57,7 +57,7 @@ class TabularFeatures(Features):
                 f"{' ...' if len(self.state['categories'][c]) > 10 else ''})"
                 for c in self.categorical if (key := self.category(value.get(c))) is not None and key not in self.lookup[c]]
 
-    def stack(self, samples: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    def featurize(self, samples: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
         n = len(samples)
         return {"num": np.stack([s[0] for s in samples]).reshape(n, -1).astype(np.float32),
                 "cat": np.stack([s[1] for s in samples]).reshape(n, len(self.categorical))}

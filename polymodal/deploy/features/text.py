@@ -10,7 +10,7 @@ import numpy as np
 
 from polymodal.deploy.features.base import Features
 from polymodal.errors import MissingDependencyError
-from polymodal.utils.text import UNK_ID, cleaner, word_ids
+from polymodal.utils.text import UNK_ID, cleaner, padded_ids, word_ids
 
 
 class TextFeatures(Features):
@@ -55,10 +55,5 @@ class TextFeatures(Features):
             return [f"{len(ids):,} tokens where the model reads {self.max_tokens:,}: {how}"]
         return []
 
-    def stack(self, samples: Sequence[list[int]]) -> dict[str, np.ndarray]:
-        ids = np.full((len(samples), self.max_tokens), self.pad_id, np.int32)
-        lengths = np.zeros(len(samples), np.int32)
-        for i, sample in enumerate(samples):
-            ids[i, : len(sample)] = sample
-            lengths[i] = len(sample)
-        return {"ids": ids, "length": lengths}
+    def featurize(self, samples: Sequence[list[int]]) -> dict[str, np.ndarray]:
+        return padded_ids(samples, self.max_tokens, self.pad_id)

@@ -151,5 +151,5 @@ class VideoFeatures(Features):
         clip[:len(frames)] = frames
         return clip, len(frames)
 
-    def stack(self, samples: Sequence[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
+    def featurize(self, samples: Sequence[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
         return {"x": np.stack([s[0] for s in samples]), "length": np.asarray([s[1] for s in samples], np.int32)}
