@@ -41,6 +41,7 @@ from polymodal import MultimodalPredictor
 from polymodal.metrics.retrieval import cross_modal_metrics
 from polymodal.retrieval.cca import LinearCca
 from polymodal.retrieval.embed import embed_rows
+from polymodal.retrieval.zero_shot import zero_shot_accuracy
 
 TEXT = {"kind": "text", "column": "text", "preprocess": {"max_tokens": 64},
         "encoder": {"name": "hf", "path": "pkg:all-minilm-l6-v2", "pooling": "mean", "freeze": "all", "cache": True}}
@@ -110,10 +111,10 @@ def categories(frame: pd.DataFrame) -> dict[str, str]:
 
 
 def zero_shot_row(method: str, predicted: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
-    classes = np.unique(truth)
-    balanced = np.mean([(predicted[truth == c] == c).mean() for c in classes])
-    return {"method": method, "accuracy": round(float((predicted == truth).mean()), 4),
-            "balanced_accuracy": round(float(balanced), 4), "classes": len(classes), "drawings": len(truth)}
+    scores = zero_shot_accuracy(predicted, truth, sorted({str(t) for t in truth}))
+    return {"method": method, "accuracy": round(scores["accuracy"], 4),
+            "balanced_accuracy": round(scores["balanced_accuracy"], 4), "classes": scores["classes"],
+            "drawings": scores["rows"]}
 
 
 def main() -> None:

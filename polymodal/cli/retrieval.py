@@ -75,8 +75,12 @@ def retrieve(
     modality: ModalityOpt,
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="Results per query.")] = 10,
     out: Annotated[Path | None, typer.Option("--out", help="Write every hit to this .csv/.parquet.")] = None,
+    id_column: Annotated[str | None, typer.Option("--id-column", help="Query manifest column naming each query "
+                                                  "(default: the row number).")] = None,
 ) -> None:
-    """Find the k nearest gallery items of every query row (queries from any aligned modality)."""
+    """Find the k nearest gallery items of every query row (queries from any aligned modality).
+    Each hit: the query, its rank, the gallery item's id (the index's --id-column, or its row) and
+    the cosine similarity (score, -1 to 1)."""
     from polymodal.predictor import MultimodalPredictor
     from polymodal.retrieval.index import EmbeddingIndex
     from polymodal.retrieval.search import retrieve as search
@@ -84,12 +88,12 @@ def retrieve(
     if out is not None:
         check_table_path(out)
     gallery = EmbeddingIndex.load(index)
-    hits = search(MultimodalPredictor.load(run), gallery, query, modality, k, run=run)
+    hits = search(MultimodalPredictor.load(run), gallery, query, modality, k, run=run, id_column=id_column)
+    title = f"top {k} per query" if k < len(gallery) else f"top {len(gallery)} per query (the whole gallery)"
     if out is not None:
         write_table(hits, out)
-        console.print(f"{len(hits)} hits for {hits['query'].nunique()} queries written to {out}")
+        console.print(f"{len(hits)} hits ({title}) for {hits['query'].nunique()} queries written to {out}")
         return
-    title = f"top {k} per query" if k < len(gallery) else f"top {len(gallery)} per query (the whole gallery)"
     queries = hits["query"].unique()
     if len(queries) <= SHOWN_QUERIES:
         print_rows(hits.to_dict("records"), title)
@@ -110,6 +114,9 @@ def zero_shot(
     text_modality: Annotated[str | None, typer.Option("--text-modality", help="The aligned text modality "
                                                       "(default: the only one).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write predictions to this .csv/.parquet.")] = None,
+    labels: Annotated[str | None, typer.Option("--labels", help="Column of true classes, spelled as --classes, "
+                                               "to score the predictions (default: the model's target, when "
+                                               "its values are among the classes).")] = None,
 ) -> None:
     """Classify rows by the nearest class-name embedding (no labelled training for these classes)."""
     from polymodal.errors import ConfigError, OptionError
@@ -132,14 +139,48 @@ def zero_shot(
         if not isinstance(names, list | dict):  # a JSON text "one" is not the classes o, n, e
             raise OptionError([f"--classes {classes}: the file must hold a list of class names or "
                                f"{{class: prompt or [prompts]}}; it holds a JSON {type(names).__name__}: {names!r}"])
-    frame = MultimodalPredictor.load(run).zero_shot(data, modality, names, text_modality=text_modality,
-                                                    template=template).reset_index()
+    predictor = MultimodalPredictor.load(run)
+    frame = predictor.zero_shot(data, modality, names, text_modality=text_modality, template=template)
+    scores = _zero_shot_accuracy(frame, data, labels, predictor.config.targets)
+    frame = frame.reset_index()
     if out is not None:
         write_table(frame, out)
         console.print(f"{len(frame)} zero-shot predictions written to {out}")
-        return
-    counts = frame["prediction"].value_counts()
-    print_rows([{"class": str(c), "rows": int(n)} for c, n in counts.items()], "zero-shot predictions")
+    else:
+        counts = frame["prediction"].value_counts()
+        print_rows([{"class": str(c), "rows": int(n)} for c, n in counts.items()], "zero-shot predictions")
+    if scores is not None:
+        column, result = scores
+        console.print(f"against '{column}' ({result['rows']:,} labelled rows, {result['classes']} classes): accuracy "
+                      f"{result['accuracy']:.4f}, balanced accuracy {result['balanced_accuracy']:.4f}")
+
+
+def _zero_shot_accuracy(frame: Any, data: Path, labels: str | None, targets: list[str]
+                      ) -> tuple[str, dict[str, Any]] | None:
+    """(column, :func:`~polymodal.retrieval.zero_shot.zero_shot_accuracy`) of the predictions against
+    ``labels`` (refused when it is not a column or its labels are spelled otherwise), else against
+    the model's target when the manifest has it and its labels are all class names; else None."""
+    from polymodal.data.manifest import read_manifest
+    from polymodal.errors import OptionError
+    from polymodal.retrieval.zero_shot import zero_shot_accuracy
+
+    column = labels if labels is not None else (targets[0] if targets else None)
+    if column is None:
+        return None
+    manifest = read_manifest(data, text_columns=[column])
+    if column not in manifest.columns:
+        if labels is None:
+            return None
+        raise OptionError([f"--labels: column {labels!r} is not in {manifest.name} (columns: {list(manifest.columns)})"])
+    classes = [str(c)[len("score_"):] for c in frame.columns if str(c).startswith("score_")]
+    try:
+        return column, zero_shot_accuracy(frame["prediction"], manifest.take(column, frame.index.to_numpy()), classes,
+                                        what=f"--labels {column!r}" if labels is not None else f"the target {column!r}")
+    except OptionError as err:
+        if labels is not None:
+            raise
+        console.print(f"not scored: {err.problems[0]}; --labels COLUMN names a column of labels spelled as --classes")
+        return None
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ scores nothing, instead of whatever the gallery's order would give it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -81,54 +81,76 @@ def retrieval_metrics(similarity: np.ndarray, relevant: np.ndarray, ks: Sequence
 NEAR = 1e-6  # gallery vectors whose cosine similarity is within this of 1 count as identical
 
 
-def identical_rows(vectors: np.ndarray, keys: np.ndarray | None = None) -> int:
-    """How many rows of ``vectors`` (N, D) have an identical twin (cosine within :data:`NEAR` of
-    1: copies of a row may differ in the last bits when embedded in different batches) that is
-    not a hit for the same queries. The twin ties with the row's match (exactly: ties rank
-    pessimistically; or all but, in an order decided by rounding), so these rows lower the metrics.
+class Ties(NamedTuple):
+    """A gallery's tied rows (:func:`tied_rows`): ``rows`` of its ``size`` rows have a harmful
+    twin, ``distinct`` of them one whose input differs (the model, not the data, made them alike)."""
+
+    rows: int
+    size: int
+    distinct: int = 0
+
+
+def tied_rows(vectors: np.ndarray, keys: np.ndarray | None = None, inputs: np.ndarray | None = None) -> np.ndarray:
+    """(N,) True on the rows of ``vectors`` (N, D) that have an identical twin (cosine within
+    :data:`NEAR` of 1: copies of a row may differ in the last bits when embedded in different
+    batches) that is not a hit for the same queries. The twin ties with the row's match (exactly:
+    ties rank pessimistically; or all but, in an order decided by rounding), so these rows lower
+    the metrics. A twin's twins are tied too, so the tied rows alone hold every such pair.
 
     Args:
         keys: (N,) what decides relevance (row ids or labels, NaN for none); twins with one key
             (copies of the same label) tie harmlessly, and so do twins without a key (no query
             finds them relevant): they are not counted. None: every twin counts.
+        inputs: (N,) what each row's input is (a file's content digest, a text); given, only
+            twins whose inputs differ count.
     """
     unit = np.asarray(vectors, dtype=np.float64).reshape(len(vectors), -1)
+    tied = np.zeros(len(unit), dtype=bool)
     if len(unit) < 2:
-        return 0
+        return tied
     unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
     keys = np.arange(len(unit), dtype=np.float64) if keys is None else np.asarray(keys, dtype=np.float64)
     empty = np.isnan(keys)
-    tied = np.zeros(len(unit), dtype=bool)
     for start in range(0, len(unit), CHUNK):
         rows = np.arange(start, min(start + CHUNK, len(unit)))
         twins = unit[rows] @ unit.T >= 1.0 - NEAR  # (B, N)
         twins[np.arange(len(rows)), rows] = False  # not its own twin
-        same = (keys[rows, None] == keys[None, :]) | (empty[rows, None] & empty[None, :])
-        tied[rows] = (twins & ~same).any(axis=1)
-    return int(tied.sum())
+        twins &= ~((keys[rows, None] == keys[None, :]) | (empty[rows, None] & empty[None, :]))
+        if inputs is not None:
+            twins &= inputs[rows, None] != inputs[None, :]
+        tied[rows] = twins.any(axis=1)
+    return tied
 
 
-def tie_warning(galleries: dict[str, tuple[int, int]], hits: str = "pair") -> str | None:
-    """One warning about the galleries holding identical embeddings, or None when none does.
+def tie_warning(galleries: dict[str, Ties], hits: str = "pair") -> str | None:
+    """One warning about the galleries holding identical embeddings, or None when none does:
+    of different inputs (the model collapsed them: the data is fine) or of copies (the data
+    repeats rows).
 
     Args:
-        galleries: per gallery modality, :func:`identical_rows` of its embeddings and its size.
+        galleries: per gallery modality, its :class:`Ties`.
         hits: ``pair`` or ``label``, what a hit was.
     """
-    held = {name: counts for name, counts in galleries.items() if counts[0]}
+    held = {name: Ties(*ties) for name, ties in galleries.items() if ties[0]}
     if not held:
         return None
     other = "another row" if hits == "pair" else "a row of another label (or without one)"
-    parts = [f"'{name}': {rows} of {size} rows share their vector with {other}" for name, (rows, size) in held.items()]
-    if hits == "pair":
-        effect = "a query's own row ranks behind every other row identical to it"
-        advice = "remove repeated rows to score each item once, or count identical rows of one label as hits (--hits label)"
-    else:
-        effect = "a query's hit ranks behind every identical row of another label"
-        advice = "remove repeated rows, or check the labels of identical ones"
+    effect = ("a query's own row ranks behind every other row identical to it" if hits == "pair"
+              else "a query's hit ranks behind every identical row of another label")
+    costs = (f"Ties in similarity rank pessimistically (the irrelevant items of a tie first), so {effect}, and "
+             "Recall@K and mAP are lower")
+    collapsed = {name: ties for name, ties in held.items() if ties.distinct}
+    if collapsed:
+        parts = [f"'{name}': {t.distinct} of {t.size} rows share their vector with {other} whose input differs"
+                 for name, t in collapsed.items()]
+        return (f"the model embeds different inputs identically ({'; '.join(parts)}): its embedding has partly "
+                f"collapsed (distinct inputs mapped onto one point; a CCA or VAE objective, or an early epoch, can do "
+                f"this). {costs}; train longer, or align with the contrastive objective")
+    parts = [f"'{name}': {t.rows} of {t.size} rows share their vector with {other}" for name, t in held.items()]
+    advice = ("remove repeated rows to score each item once, or count identical rows of one label as hits (--hits label)"
+              if hits == "pair" else "remove repeated rows, or check the labels of identical ones")
     return (f"the gallery holds identical embeddings ({'; '.join(parts)}): rows with identical inputs (exact copies, "
-            f"or the same text) embed alike. Ties in similarity rank pessimistically (the irrelevant items of a tie "
-            f"first), so {effect}, and Recall@K and mAP are lower; {advice}")
+            f"or the same text) embed alike. {costs}; {advice}")
 
 
 def cross_modal_metrics(query: np.ndarray, gallery: np.ndarray, query_keys: np.ndarray, gallery_keys: np.ndarray,

@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 
 from polymodal.config.align import aligned_modalities
+from polymodal.config.modalities import modality_columns
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.pipeline import DataSource
 from polymodal.data.targets import distinct_labels
 from polymodal.errors import ManifestError, OptionError, SchemaMismatchError
-from polymodal.metrics.retrieval import DEFAULT_KS, cross_modal_metrics, identical_rows, tie_warning
+from polymodal.metrics.retrieval import DEFAULT_KS, Ties, cross_modal_metrics, tie_warning, tied_rows
 from polymodal.models.weights import state_digest
 from polymodal.predictor import MultimodalPredictor
 from polymodal.retrieval.cca import MIN_CCA_ROWS, LinearCca
@@ -102,27 +103,31 @@ def build_index(predictor: MultimodalPredictor, data: DataSource, modality: str,
     """
     del run  # the weights digest replaces the run folder's file digest
     frame = embed_rows(predictor, data, modality)  # indexed by position in the manifest
-    positions = frame.index.to_numpy()
-    if id_column is None:
-        ids = row_ids(data, positions, "the DataFrame's index")
-    else:
-        manifest = read_manifest(data, text_columns=[id_column])  # '007' stays '007'
-        if id_column not in manifest.columns:
-            raise SchemaMismatchError(f"id column '{id_column}' is not in {manifest.name} "
-                                      f"(columns: {list(manifest.columns)})")
-        ids = [python_scalar(v) for v in manifest.take(id_column, positions)]
-        _check_ids(ids, positions, manifest, f"id column '{id_column}'")
+    ids = row_ids(data, frame.index.to_numpy(), id_column, "the DataFrame's index")
     meta = {"modality": modality, "model": predictor_digest(predictor), "id_column": id_column}
     return EmbeddingIndex.build(frame.to_numpy(), ids, meta)
 
 
-def row_ids(data: DataSource, positions: np.ndarray, what: str) -> list[Any]:
-    """How results name the manifest rows at ``positions``: a file's rows by their number, a
-    DataFrame's by its own index, whose values must then be unique and non-empty."""
-    if isinstance(data, str | os.PathLike):
+def row_ids(data: DataSource, positions: np.ndarray, id_column: str | None, what: str) -> list[Any]:
+    """How results name the manifest rows at ``positions``: by ``id_column``'s values when given;
+    else a file's rows by their number, a DataFrame's by its own index (``what``). Named ids must
+    be unique and non-empty.
+
+    Raises:
+        SchemaMismatchError: ``id_column`` is not a column.
+        ManifestError: the ids repeat or are empty.
+    """
+    if id_column is None and isinstance(data, str | os.PathLike):
         return np.asarray(positions).tolist()
-    manifest = read_manifest(data)
-    ids = [python_scalar(i) for i in manifest.row_index(positions)]
+    manifest = read_manifest(data, text_columns=[id_column] if id_column is not None else [])  # '007' stays '007'
+    if id_column is None:
+        ids = [python_scalar(i) for i in manifest.row_index(positions)]
+    else:
+        if id_column not in manifest.columns:
+            raise SchemaMismatchError(f"id column '{id_column}' is not in {manifest.name} "
+                                      f"(columns: {list(manifest.columns)})")
+        ids = [python_scalar(v) for v in manifest.take(id_column, positions)]
+        what = f"id column '{id_column}'"
     _check_ids(ids, positions, manifest, what)
     return ids
 
@@ -136,19 +141,21 @@ def _check_ids(ids: list[Any], positions: np.ndarray, manifest: Manifest, what: 
 
 
 def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: DataSource, modality: str, k: int = 10,
-             run: str | os.PathLike | None = None) -> pd.DataFrame:
+             run: str | os.PathLike | None = None, *, id_column: str | None = None) -> pd.DataFrame:
     """The ``k`` best gallery items for every query row holding ``modality``.
 
     Args:
         run: the predictor's run folder; needed only to check an index saved in format 1.
+        id_column: the queries' column naming each query (default: the manifest row number, or a
+            DataFrame's own index); ids must be unique and non-empty.
 
     Returns:
-        One line per (query, rank): ``query`` (manifest row, or a DataFrame's own index), ``rank``
-        (1 = best), ``id``, ``score``.
+        One line per (query, rank): ``query`` (its id), ``rank`` (1 = best), ``id`` (the gallery
+        item's: see :func:`build_index`), ``score`` (cosine similarity, -1 to 1).
 
     Raises:
-        SchemaMismatchError: the index was built by another model, has another width, or no
-            query row holds ``modality``.
+        SchemaMismatchError: the index was built by another model, has another width, no query
+            row holds ``modality``, or ``id_column`` is not a column.
         OptionError: the index holds ``modality`` itself (retrieval is across modalities).
         ManifestError: a DataFrame of queries has repeated or empty index values (results would
             not say which query they answer).
@@ -161,7 +168,7 @@ def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: Dat
                            f"another of {others}, or build the index over another modality"])
     check_index_model(predictor, index, run)
     frame = embed_rows(predictor, queries, modality)  # indexed by position in the manifest
-    query_ids = row_ids(queries, frame.index.to_numpy(), "the queries' DataFrame index")
+    query_ids = row_ids(queries, frame.index.to_numpy(), id_column, "the queries' DataFrame index")
     return index.search_frame(frame.to_numpy(), k, query_ids=query_ids)
 
 
@@ -177,8 +184,9 @@ def label_keys(values: pd.Series) -> np.ndarray:
     return out
 
 
-def _keys(data: DataSource, by: By, labels: str | None, predictor: MultimodalPredictor) -> tuple[np.ndarray, str]:
-    """Per manifest row, what decides relevance: the row itself, or its label."""
+def _keys(data: DataSource, by: By, labels: str | None, predictor: MultimodalPredictor
+          ) -> tuple[np.ndarray, str, Manifest]:
+    """Per manifest row, what decides relevance: the row itself, or its label (and the manifest)."""
     if by not in BY:
         raise OptionError([f"--hits: pair, label or auto; got {by!r}"])
     if labels is not None and by == "pair":  # the column would be read for nothing
@@ -192,7 +200,7 @@ def _keys(data: DataSource, by: By, labels: str | None, predictor: MultimodalPre
     if by == "auto":
         by = "label" if column is not None and column in columns else "pair"
     if by == "pair":
-        return np.arange(len(manifest)), "pair"
+        return np.arange(len(manifest)), "pair", manifest
     if column is None:
         like = next((c for c in columns if str(c).lower() in LABEL_LIKE), None)
         example = f", e.g. --labels {like}" if like is not None else ""
@@ -203,7 +211,26 @@ def _keys(data: DataSource, by: By, labels: str | None, predictor: MultimodalPre
         raise OptionError([f"--hits label: the labels are the model's target {column!r} unless --labels names another "
                            f"column, and {manifest.name} has no column {column!r} (columns: {columns}); name the label "
                            "column with --labels, or use --hits pair"])
-    return label_keys(manifest.column(column)), "label"
+    return label_keys(manifest.column(column)), "label", manifest
+
+
+def _gallery_ties(predictor: MultimodalPredictor, manifest: Manifest, modality: str, gallery: pd.DataFrame,
+                  keys: np.ndarray) -> Ties:
+    """The gallery's tied rows, and how many of them tie with a row whose input differs: a file's
+    content or a row's cells (read for the tied rows only; a twin of a tied row is tied too)."""
+    vectors, row_keys = gallery.to_numpy(), keys[gallery.index.to_numpy()]
+    tied = tied_rows(vectors, row_keys)
+    if not tied.any():
+        return Ties(0, len(gallery))
+    rows = gallery.index.to_numpy()[tied]
+    cfg = predictor.config.modalities[modality]
+    columns = modality_columns(cfg)
+    if cfg.file_based:
+        inputs = [file_digest(path) for path in manifest.resolve_all(manifest.take(columns[0], rows))]
+    else:
+        inputs = [repr(cells) for cells in manifest.select(columns, rows).itertuples(index=False, name=None)]
+    distinct = tied_rows(vectors[tied], row_keys[tied], np.asarray(inputs, dtype=object))
+    return Ties(int(tied.sum()), len(gallery), int(distinct.sum()))
 
 
 def _warn_unmatched(direction: str, scores: dict[str, Any], how: str) -> None:
@@ -253,17 +280,18 @@ def evaluate_retrieval(predictor: MultimodalPredictor, data: DataSource, query: 
     in training, 7 and 7.0 alike, and an empty label matches nothing); ``auto`` uses labels when
     the data has that column. The query and gallery modalities must differ. Queries without any
     relevant gallery item are left out of the metrics, with a warning; so is a gallery holding
-    identical embeddings (repeated rows), which ties rank pessimistically.
+    identical embeddings (repeated rows, or distinct inputs the model collapsed onto one point:
+    the warning says which), which ties rank pessimistically.
 
     Raises:
         OptionError: ``by`` is not pair, label or auto; ``labels`` is not a column, or is given
             with ``by='pair'``; ``by='label'`` without a label column; ``query == gallery``.
         SchemaMismatchError: no row holds one of the modalities; a modality is not aligned.
     """
-    keys, how = _keys(data, by, labels, predictor)
+    keys, how, manifest = _keys(data, by, labels, predictor)
     results = {}
     cache: dict[str, pd.DataFrame] = {}
-    galleries: dict[str, tuple[int, int]] = {}  # per gallery modality: rows with an identical twin, rows
+    galleries: dict[str, Ties] = {}
     for q, g in directions(predictor, query, gallery):
         for name in (q, g):
             if name not in cache:
@@ -273,7 +301,7 @@ def evaluate_retrieval(predictor: MultimodalPredictor, data: DataSource, query: 
         _warn_unmatched(f"{q}->{g}", scores, how)
         results[f"{q}->{g}"] = {"hits": how, **scores}
         if g not in galleries:
-            galleries[g] = (identical_rows(gf.to_numpy(), keys[gf.index.to_numpy()]), len(gf))
+            galleries[g] = _gallery_ties(predictor, manifest, g, gf, keys)
     if (message := tie_warning(galleries, how)) is not None:
         warn_user(message)
     return results
@@ -294,7 +322,7 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
     """
     if features not in ("encoder", "input"):
         raise OptionError([f"--cca-features: the CCA baseline runs on 'encoder' or 'input' features; got {features!r}"])
-    keys, how = _keys(data, by, labels, predictor)
+    keys, how, _ = _keys(data, by, labels, predictor)
     train_features: dict[str, pd.DataFrame] = {}
     test_features: dict[str, pd.DataFrame] = {}
     lacking: list[str] = []  # modalities without numeric inputs (features: input)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from polymodal.config.align import aligned_modalities
 from polymodal.config.modalities import modality_columns
+from polymodal.data.cells import is_empty
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import OptionError, SchemaMismatchError
 from polymodal.predictor import MultimodalPredictor
@@ -125,3 +126,28 @@ def zero_shot(predictor: MultimodalPredictor, data: DataSource, modality: str, c
     names = np.asarray(centres.index, dtype=object)
     frame = pd.DataFrame({"prediction": names[scores.argmax(axis=1)]}, index=rows.index)
     return frame.join(pd.DataFrame(scores, index=rows.index, columns=[f"score_{c}" for c in names]))
+
+
+def zero_shot_accuracy(predicted: Sequence[object], truth: Sequence[object], classes: Sequence[str],
+                     what: str = "the labels") -> dict[str, float | int]:
+    """Accuracy and balanced accuracy (the mean of the per-class recalls) of zero-shot
+    ``predicted`` class names against ``truth`` labels spelled as the class names (compared as
+    text); a row with an empty label is left out.
+
+    Raises:
+        OptionError: no row has a label; a label is not one of ``classes`` (it could never be
+            predicted: the labels are spelled otherwise, or a class is missing), naming ``what``.
+    """
+    pairs = [(str(p), str(t).strip()) for p, t in zip(predicted, truth, strict=True) if not is_empty(t)]
+    if not pairs:
+        raise OptionError([f"{what}: every row's label is empty; nothing to score"])
+    unknown = sorted({t for _, t in pairs} - {str(c) for c in classes})
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise OptionError([f"{what}: {shown} {'is' if len(unknown) == 1 else 'are'} not among the classes "
+                           f"{list(classes)}: zero-shot scoring compares the predicted class names with the labels, so "
+                           "they must be spelled alike"])
+    guess, label = (np.asarray(v, dtype=object) for v in zip(*pairs, strict=True))
+    recalls = [float((guess[label == c] == c).mean()) for c in np.unique(label)]
+    return {"accuracy": float((guess == label).mean()), "balanced_accuracy": float(np.mean(recalls)),
+            "rows": len(pairs), "classes": len(recalls)}

@@ -83,6 +83,22 @@ def test_index_build_then_retrieve_from_the_other_modality(setup) -> None:
     assert sorted({int(q) for q in printed if q.isdigit()}) == list(range(10))  # those queries' hits only
 
 
+def test_retrieve_names_queries_by_an_id_column(setup, tmp_path) -> None:
+    index = tmp_path / "idx"
+    assert invoke("index", "build", setup["run"], "--data", setup["test"], "--modality", "caption", "--out",
+                  index).exit_code == 0
+    out = tmp_path / "named.csv"
+    result = invoke("retrieve", setup["run"], "--index", index, "--query", setup["test"], "--modality", "x", "-k", "2",
+                    "--id-column", "name", "--out", out)
+    assert result.exit_code == 0, result.output
+    hits = pd.read_csv(out)
+    assert hits["query"].tolist() == [f"item{i}" for i in range(30) for _ in range(2)]
+    assert hits["id"].between(0, 29).all()  # the index names its items by row: it was built without --id-column
+    assert_user_error(invoke("retrieve", setup["run"], "--index", index, "--query", setup["test"], "--modality", "x",
+                             "--id-column", "nosuch"),
+                      "id column 'nosuch' is not in", "(columns: ['x0', 'x1', 'caption', 'label', 'name'])")
+
+
 def test_evaluate_retrieval_reports_both_directions_beside_linear_cca(setup) -> None:
     result = invoke("evaluate", setup["run"], "--data", setup["test"], "--retrieval", "--cca-train", setup["train"],
                     "--json")
@@ -134,6 +150,25 @@ def test_zero_shot_command(setup) -> None:
     assert result.exit_code == 0, result.output
     predicted = pd.read_csv(out)
     assert (predicted["prediction"].to_numpy() == pd.read_csv(setup["test"])["label"].to_numpy()).mean() > 0.9
+    accuracy = (predicted["prediction"].to_numpy() == pd.read_csv(setup["test"])["label"].to_numpy()).mean()
+    assert f"against 'label' (30 labelled rows, 3 classes): accuracy {accuracy:.4f}" in " ".join(result.output.split())
+
+
+def test_zero_shot_scores_against_a_labels_column_spelled_as_the_classes(setup, tmp_path) -> None:
+    data = tmp_path / "coded.csv"
+    frame = pd.read_csv(setup["test"])
+    frame.assign(label=frame["label"].map({"red": 0, "green": 1, "blue": 2}), colour=frame["label"]).to_csv(data, index=False)
+    options = ["zero-shot", setup["run"], "--data", data, "--modality", "x", "--classes", "red,green,blue",
+               "--template", "a {} one"]
+    coded = invoke(*options)  # the target holds codes, not class names: not scored, and the note says why
+    assert coded.exit_code == 0, coded.output
+    assert "not scored: the target 'label': '0', '1', '2' are not among the classes" in " ".join(coded.output.split())
+    assert "accuracy" not in coded.output.replace("balanced accuracy", "")
+    named = invoke(*options, "--labels", "colour")
+    assert named.exit_code == 0, named.output
+    assert "against 'colour' (30 labelled rows, 3 classes): accuracy" in " ".join(named.output.split())
+    assert_user_error(invoke(*options, "--labels", "label"), "--labels 'label': '0', '1', '2' are not among the classes")
+    assert_user_error(invoke(*options, "--labels", "nosuch"), "--labels: column 'nosuch' is not in")
 
 
 def test_user_mistakes_exit_2_with_a_message(setup) -> None:
@@ -188,6 +223,10 @@ def test_retrieve_names_the_whole_gallery_and_refuses_another_runs_index(setup, 
                                                  "--modality", "x", "-k", "500")], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
     assert "top 30 per query (the whole gallery)" in " ".join(shown.output.split()) and "top 500" not in shown.output
+    capped = invoke("retrieve", setup["run"], "--index", index, "--query", setup["test"], "--modality", "x", "-k", "500",
+                    "--out", tmp_path / "all.csv")
+    assert capped.exit_code == 0, capped.output
+    assert "900 hits (top 30 per query (the whole gallery)) for 30 queries written to" in " ".join(capped.output.split())
     other = tmp_path / "other"
     frame = pd.read_csv(setup["train"])
     MultimodalPredictor.from_config({**copy.deepcopy(CONFIG), "train": {**CONFIG["train"], "epochs": 1}}).fit(

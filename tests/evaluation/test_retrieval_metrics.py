@@ -9,14 +9,15 @@ import pytest
 from polymodal.config.align import CcaAlignConfig, ContrastiveAlignConfig, TripletAlignConfig
 from polymodal.errors import NotFittedError
 from polymodal.metrics.retrieval import (
+    Ties,
     collapse_warning,
     cross_modal_metrics,
-    identical_rows,
     relevance,
     retrieval_metrics,
     spread,
     stacked_validation_metrics,
     tie_warning,
+    tied_rows,
 )
 from polymodal.retrieval.cca import LinearCca
 
@@ -225,15 +226,26 @@ def test_identical_gallery_rows_are_counted_where_a_tie_can_cost_a_hit() -> None
     that differs in the last bits (embedded in another batch) is identical too."""
     vectors = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [0, 1], [1, -1], [1, 1], [2, 2]], dtype=np.float32)
     vectors[1, 1] = 1e-5  # cosine 1 - 5e-11 with row 0
-    assert identical_rows(vectors) == 7  # similarity is cosine: [1, 1] and [2, 2] are one direction
-    assert identical_rows(vectors, np.arange(8)) == 7  # pair hits: every copy is another row
-    assert identical_rows(vectors, np.array([0, 0, 1, 1, 2, 3, np.nan, np.nan])) == 3
-    assert identical_rows(vectors, np.array([0, np.nan, 1, 1, 1, 3, 4, 4])) == 2
-    assert identical_rows(np.array([[1.0, 0.0], [1.0, 2e-3]])) == 0  # near, yet another item
-    assert identical_rows(np.eye(3)) == 0 and identical_rows(vectors[:1]) == 0
-    assert tie_warning({"b": (0, 8)}) is None
-    message = tie_warning({"b": (4, 62), "a": (0, 62)})
+    assert tied_rows(vectors).tolist() == [True] * 5 + [False, True, True]  # cosine: [1, 1] and [2, 2] alike
+    assert tied_rows(vectors, np.arange(8)).sum() == 7  # pair hits: every copy is another row
+    assert tied_rows(vectors, np.array([0, 0, 1, 1, 2, 3, np.nan, np.nan])).tolist() == [0, 0, 1, 1, 1, 0, 0, 0]
+    assert tied_rows(vectors, np.array([0, np.nan, 1, 1, 1, 3, 4, 4])).sum() == 2
+    assert tied_rows(np.array([[1.0, 0.0], [1.0, 2e-3]])).sum() == 0  # near, yet another item
+    assert tied_rows(np.eye(3)).sum() == 0 and tied_rows(vectors[:1]).sum() == 0
+    # given the inputs, only twins whose inputs differ count: rows 2 and 3 are one file, row 4 another
+    inputs = np.array(["a", "b", "c", "c", "d", "e", "f", "f"], dtype=object)
+    assert tied_rows(vectors, np.arange(8), inputs).tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
+    assert tied_rows(vectors[2:4], np.arange(2), inputs[2:4]).sum() == 0  # copies only
+
+
+def test_the_tie_warning_tells_copies_in_the_data_from_a_collapsed_model() -> None:
+    assert tie_warning({"b": Ties(0, 8)}) is None
+    message = tie_warning({"b": Ties(4, 62), "a": Ties(0, 62)})
     assert message.startswith("the gallery holds identical embeddings ('b': 4 of 62 rows share their vector with "
                               "another row)") and "'a'" not in message
     assert "Ties in similarity rank pessimistically" in message and "--hits label" in message
-    assert "a row of another label" in tie_warning({"b": (4, 62)}, "label")
+    assert "a row of another label" in tie_warning({"b": Ties(4, 62)}, "label")
+    collapsed = tie_warning({"b": Ties(30, 62, distinct=25), "a": Ties(2, 62)}, "label")
+    assert collapsed.startswith("the model embeds different inputs identically ('b': 25 of 62 rows share their vector "
+                                "with a row of another label (or without one) whose input differs)")
+    assert "partly collapsed" in collapsed and "remove repeated rows" not in collapsed

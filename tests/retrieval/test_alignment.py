@@ -484,3 +484,27 @@ def test_identical_gallery_rows_are_warned_about_once(contrastive, pairs) -> Non
     with warnings.catch_warnings():  # copies of one label tie harmlessly
         warnings.simplefilter("error")
         predictor.evaluate_retrieval(copied.assign(tag=np.arange(62) % 60), by="label", labels="tag")
+
+
+def test_distinct_inputs_embedded_alike_are_blamed_on_the_model_not_the_data(contrastive, pairs, monkeypatch) -> None:
+    """A projection that maps every 'b' row onto one point (a collapsed embedding) ties rows
+    whose inputs differ: the warning says the model collapsed them, not that the data repeats
+    rows; one copied row among them is not what it counts."""
+    import warnings
+
+    predictor, _ = contrastive
+
+    class Collapsed(torch.nn.Module):
+        def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+            return torch.ones(len(pooled), 16)
+
+    monkeypatch.setattr(predictor.net.projections.heads, "b", Collapsed())
+    copied = pd.concat([pairs["test"], pairs["test"].iloc[[0]]], ignore_index=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor.evaluate_retrieval(copied, query="a", gallery="b")
+    notes = [str(w.message) for w in caught if "identically" in str(w.message) or "identical embeddings" in str(w.message)]
+    assert len(notes) == 1, notes
+    assert notes[0].startswith("the model embeds different inputs identically ('b': 61 of 61 rows share their vector "
+                               "with another row whose input differs)"), notes[0]
+    assert "partly collapsed" in notes[0] and "remove repeated rows" not in notes[0]

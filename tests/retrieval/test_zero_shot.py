@@ -87,3 +87,16 @@ def test_bad_classes_are_refused_before_the_model_is_asked(fake_model, classes, 
     with pytest.raises(OptionError) as caught:
         zs.zero_shot(fake_model, pd.DataFrame({"vec": [[1.0, 0.0]]}), "image", classes)
     assert message in str(caught.value)
+
+
+def test_zero_shot_accuracy_and_balanced_accuracy_against_labels_spelled_as_the_classes():
+    predicted = ["cat", "cat", "cat", "dog", "cat"]
+    truth = ["cat", "cat", "dog", "dog", None]  # the empty label is left out
+    scores = zs.zero_shot_accuracy(predicted, truth, ["cat", "dog"])
+    assert scores == {"accuracy": 0.75, "balanced_accuracy": 0.75, "rows": 4, "classes": 2}
+    skewed = zs.zero_shot_accuracy(["cat"] * 4, ["cat", "cat", "cat", "dog"], ["cat", "dog"])
+    assert skewed["accuracy"] == 0.75 and skewed["balanced_accuracy"] == 0.5  # one class always wrong
+    with pytest.raises(OptionError, match="the labels: '0', '1' are not among the classes \\['cat', 'dog'\\]"):
+        zs.zero_shot_accuracy(["cat", "dog"], [0, 1], ["cat", "dog"])
+    with pytest.raises(OptionError, match="every row's label is empty"):
+        zs.zero_shot_accuracy(["cat"], [""], ["cat", "dog"])
