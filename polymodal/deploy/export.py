@@ -46,7 +46,7 @@ from polymodal.deploy.graph import (
     graph_inputs,
 )
 from polymodal.deploy.runtime import INT8_FILE, META_FILE, ONNX_FILE, TORCHSCRIPT_FILE
-from polymodal.errors import DecodeError, ManifestError, OptionError
+from polymodal.errors import DecodeError, ManifestError, OptionError, SchemaMismatchError
 from polymodal.estimator import EXPORT
 from polymodal.utils.io import atomic_folder, atomic_write, atomic_write_json, check_folder_path, python_scalar
 from polymodal.utils.scores import ANOMALY_SCORE
@@ -86,30 +86,10 @@ def modality_meta(predictor: Any, name: str, inputs: list[GraphInput]) -> dict[s
     unsupported = runtime_limitation(cfg)
     if unsupported is not None:
         raise ExportError(f"modality '{name}' ({cfg.kind}): {unsupported}; the numpy runtime cannot featurise it")
-    state = {k: np.asarray(v).tolist() if isinstance(v, np.ndarray) else v for k, v in prep.get_state().items()}
-    prep_cfg = cfg.preprocess.model_dump(mode="json")
-    if cfg.kind == "audio" and prep_cfg["features"] in ("log_mel", "mfcc"):
-        from polymodal.data import spectral as F
-
-        state["mel_bank"] = F.mel_filterbank(prep_cfg["sample_rate"], prep.n_fft, prep_cfg["n_mels"], prep_cfg["fmin"],
-                                             prep_cfg["fmax"]).numpy().tolist()
-        if prep_cfg["features"] == "mfcc":
-            state["dct"] = F.dct_matrix(prep_cfg["n_mels"], prep_cfg["n_mfcc"]).numpy().tolist()
-    if cfg.kind == "text" and prep_cfg["tokenizer"] == "pretrained":
-        tokenizer = prep._pretrained
-        if not getattr(tokenizer, "is_fast", False):
-            raise ExportError(f"modality '{name}' (text): the pretrained tokenizer {type(tokenizer).__name__} has no "
-                              "tokenizers-library form (a 'fast' tokenizer, tokenizer.json) for the runtime to run; "
-                              "predict with 'polymodal predict' or the Python API, or save the model folder with its "
-                              "fast tokenizer (AutoTokenizer.from_pretrained(...).save_pretrained(...))")
-        # the side transformers cuts from is a setting of the tokenizer, not of its JSON
-        state.update(tokenizer_json=tokenizer.backend_tokenizer.to_str(), pad_id=prep.pad_id, unk_id=prep.unk_id,
-                     truncation_side=getattr(tokenizer, "truncation_side", "right"))
-        prep_cfg["tokenizer_path"] = None  # where the exporting machine kept it: the JSON above is the tokenizer
-    if cfg.kind == "text" and prep_cfg["stopwords"]:
-        from polymodal.data.modalities.text import english_stop_words
-
-        state["stop_words"] = sorted(english_stop_words())
+    try:
+        prep_cfg, state = prep.runtime_settings()
+    except SchemaMismatchError as err:
+        raise ExportError(f"modality '{name}' ({cfg.kind}): {err}") from None
     meta = {"kind": cfg.kind, "preprocess": prep_cfg, "state": state,
             "inputs": {i.key: {"shape": list(i.shape), "dtype": i.dtype} for i in inputs
                        if i.modality == name and i.key != "present"}}

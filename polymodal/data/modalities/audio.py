@@ -226,6 +226,16 @@ class AudioPreprocessor(Preprocessor):
     def get_state(self) -> dict[str, Any]:
         return {} if self.mean is None else {"mean": self.mean, "std": self.std}
 
+    def runtime_settings(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The base's, plus the mel filter bank (and DCT) the features use, computed here once."""
+        settings, state = super().runtime_settings()
+        cfg = self.cfg
+        if cfg.features in ("log_mel", "mfcc"):
+            state["mel_bank"] = F.mel_filterbank(cfg.sample_rate, self.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax).numpy().tolist()
+        if cfg.features == "mfcc":
+            state["dct"] = F.dct_matrix(cfg.n_mels, cfg.n_mfcc).numpy().tolist()
+        return settings, state
+
     def set_state(self, state: Mapping[str, Any]) -> None:
         if "mean" in state:
             self.mean = np.asarray(state["mean"], np.float32)

@@ -155,6 +155,17 @@ class Preprocessor(ABC):
         """The part of the state that ``decode``/``featurize`` depend on (cache key)."""
         return {}
 
+    def runtime_settings(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What the torch-free runtime (:mod:`polymodal.deploy.features`) needs to preprocess as this
+        does: ``deploy.json``'s ``preprocess`` (the settings) and ``state`` (the fitted state as
+        JSON lists, plus what a kind's runtime cannot compute without torch).
+
+        Raises:
+            SchemaMismatchError: this preprocessing has no torch-free form.
+        """
+        state = {k: np.asarray(v).tolist() if isinstance(v, np.ndarray) else v for k, v in self.get_state().items()}
+        return self.cfg.model_dump(mode="json"), state
+
     # Config fields that only matter at batch time (normalisation, augmentation): changing them
     # must not invalidate cached features.
     batch_time_fields: ClassVar[frozenset[str]] = frozenset()

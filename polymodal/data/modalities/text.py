@@ -22,7 +22,7 @@ from polymodal.config.modalities import TextModality
 from polymodal.config.preprocess import TextPreprocess
 from polymodal.data.cells import cell_text
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
-from polymodal.errors import NotFittedError
+from polymodal.errors import NotFittedError, SchemaMismatchError
 from polymodal.utils.io import model_files_digest
 from polymodal.utils.text import UNK_ID, cleaner, padded_ids, word_ids
 
@@ -204,6 +204,30 @@ class TextPreprocessor(Preprocessor):
 
     def get_state(self) -> dict[str, Any]:
         return {"vocab": self.vocab, "tokenizer_json": self.tokenizer_json}
+
+    def runtime_settings(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The base's, plus the stop-word list, and a pretrained tokenizer as its tokenizers-library
+        JSON (with the ids and the side it cuts from, a setting of the tokenizer, not of its JSON)
+        in place of the folder it was loaded from on this machine.
+
+        Raises:
+            SchemaMismatchError: the pretrained tokenizer has no tokenizers-library ("fast") form.
+        """
+        settings, state = super().runtime_settings()
+        if self.cfg.tokenizer == "pretrained":
+            tokenizer = self._pretrained
+            if not getattr(tokenizer, "is_fast", False):
+                raise SchemaMismatchError(
+                    f"the pretrained tokenizer {type(tokenizer).__name__} has no tokenizers-library form (a 'fast' "
+                    "tokenizer, tokenizer.json) for the runtime to run; predict with 'polymodal predict' or the "
+                    "Python API, or save the model folder with its fast tokenizer "
+                    "(AutoTokenizer.from_pretrained(...).save_pretrained(...))")
+            state.update(tokenizer_json=tokenizer.backend_tokenizer.to_str(), pad_id=self.pad_id, unk_id=self.unk_id,
+                         truncation_side=getattr(tokenizer, "truncation_side", "right"))
+            settings["tokenizer_path"] = None
+        if self.cfg.stopwords:
+            state["stop_words"] = sorted(english_stop_words())
+        return settings, state
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         self.vocab = state.get("vocab")
