@@ -10,7 +10,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, PositiveInt, ValidationInfo, model_validator
 
 from polymodal.config.base import StrictModel
-from polymodal.config.finetune import LocalPath, LoraConfig, UnfreezeConfig
+from polymodal.config.finetune import LocalPath, LoraConfig, UnfreezeConfig, transformers_folder_problem
 
 Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]
 
@@ -293,6 +293,13 @@ class HfConfig(EncoderConfig):
     path: LocalPath
     pooling: Literal["cls", "mean"] = "mean"
     lora: LoraConfig | None = None
+
+    @model_validator(mode="after")
+    def _a_transformers_folder(self) -> HfConfig:
+        problem = transformers_folder_problem(self.path, model=True)
+        if problem is not None:
+            raise ValueError(f"path: {problem}")
+        return self
 
     def preprocess_defaults(self, preprocess: Any) -> dict[str, Any]:
         lengths = folder_token_lengths(self.path)

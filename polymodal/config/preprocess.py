@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, PositiveFloat, PositiveInt, ValidationInfo, model_validator
 
 from polymodal.config.base import StrictModel
-from polymodal.config.finetune import LocalPath
+from polymodal.config.finetune import LocalPath, transformers_folder_problem
 from polymodal.config.mel import check_audio_frames
 from polymodal.utils.warn import warn_user
 
@@ -112,6 +112,9 @@ class TextPreprocess(StrictModel):
     def _pretrained_needs_path(self) -> TextPreprocess:
         if self.tokenizer != "pretrained" and self.tokenizer_path is not None:
             raise ValueError(f"tokenizer_path is only used with tokenizer 'pretrained'; got '{self.tokenizer}'")
+        problem = None if self.tokenizer_path is None else transformers_folder_problem(self.tokenizer_path, model=False)
+        if problem is not None:
+            raise ValueError(f"tokenizer_path: {problem}")
         return self
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from polymodal.errors import DecodeError
+from polymodal.errors import DecodeError, EncoderSettingError
 from polymodal.utils.io import WEIGHT_SUFFIXES as WEIGHT_FILE_SUFFIXES
 
 _WRAPPERS = ("state_dict", "model", "model_state_dict", "module")
@@ -23,9 +24,12 @@ def load_state_dict_file(path: str | Path, drop_prefixes: Sequence[str] = ("modu
 
     Raises:
         FileNotFoundError: no such file.
+        IsADirectoryError: a folder.
         DecodeError: the file is not a state dict.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give the weights file itself (.pth, .pt, .bin, .safetensors)")
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
@@ -43,8 +47,10 @@ def load_state_dict_file(path: str | Path, drop_prefixes: Sequence[str] = ("modu
             raise DecodeError("not a PyTorch state-dict file: it is another format, or holds objects other than "
                               "tensors (a whole pickled model?), which are never unpickled; save "
                               "`model.state_dict()` with torch.save or safetensors", path=str(path)) from None
-        except (RuntimeError, OSError, ValueError, KeyError, EOFError) as err:  # KeyError, EOFError: not a torch file
+        except (RuntimeError, OSError, ValueError) as err:
             raise DecodeError(f"not a PyTorch state-dict file ({type(err).__name__}: {err})", path=str(path)) from None
+        except Exception:  # noqa: BLE001 - the unpickler on bytes that are no pickle (KeyError: 101, IndexError...)
+            raise DecodeError("not a PyTorch state-dict file (its bytes do not read as one)", path=str(path)) from None
     while isinstance(state, dict) and len(state) == 1 and next(iter(state)) in _WRAPPERS:
         state = next(iter(state.values()))
     for key in _WRAPPERS:
@@ -62,6 +68,36 @@ def load_state_dict_file(path: str | Path, drop_prefixes: Sequence[str] = ("modu
 
 
 WEIGHT_SUFFIXES = frozenset(WEIGHT_FILE_SUFFIXES)
+
+
+@contextmanager
+def reading_setting(key: str) -> Iterator[None]:
+    """Report a file an encoder setting names (``weights``, ``vectors``) that is missing, a folder
+    or not what was expected as an :class:`EncoderSettingError` of that ``key``, so that the
+    config key is named."""
+    try:
+        yield
+    except (DecodeError, OSError) as err:
+        raise EncoderSettingError(key, str(err)) from None
+
+
+def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """``module.load_state_dict(state, strict=False)`` once every tensor both hold has one shape.
+
+    Returns:
+        The missing and the unexpected keys.
+
+    Raises:
+        ValueError: naming the tensors whose shapes differ (the file is another architecture's).
+    """
+    own = module.state_dict()
+    differ = [f"{k} {list(v.shape)} in the file, {list(own[k].shape)} in the model" for k, v in state.items()
+              if k in own and own[k].shape != v.shape]
+    if differ:
+        more = f" (and {len(differ) - 3} more)" if len(differ) > 3 else ""
+        raise ValueError(f"{len(differ)} tensors differ in shape: {'; '.join(differ[:3])}{more}")
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    return list(missing), list(unexpected)
 
 
 def small_files(folder: str | Path) -> list[str]:

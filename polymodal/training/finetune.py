@@ -14,6 +14,7 @@ encoders their own learning rate, ``lora`` adds low-rank adapters (``polymodal.m
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import lightning as L
@@ -53,6 +54,9 @@ class GradualUnfreezing(Callback):
                 # re-applies the modes: an encoder frozen whole was put in eval mode, and its
                 # unfrozen blocks must train (batch-norm statistics, dropout) from now on
                 encoder.train(module.training)
+                if name in self.trainable and trainer.is_global_zero:  # a change, not the start
+                    print(f"{name}: {count} of {len(encoder.blocks())} encoder blocks train from epoch "
+                          f"{trainer.current_epoch + 1} (gradual unfreezing)", file=sys.stderr, flush=True)
                 self.trainable[name] = count
 
 

@@ -208,7 +208,7 @@ class TransferPlan:
             if source is None:
                 key = config.transfer_key(next(i for i, m in enumerate(plan.methods) if m is learners[0]))
                 raise ConfigError([f"{key}.unlabeled: method '{learners[0].method}' learns from an unlabelled "
-                                   "manifest; pass fit(unlabeled=...) or --unlabeled, or set transfer.unlabeled"])
+                                   f"manifest; pass fit(unlabeled=...) or --unlabeled, or set {key}.unlabeled"])
             plan.unlabeled_manifest = pipeline.read(source, require_target=False, training=True)
             plan.unlabeled_table = pipeline.encode(plan.unlabeled_manifest, progress=config.train.progress)
             plan.info["unlabeled_rows"] = len(plan.unlabeled_table)

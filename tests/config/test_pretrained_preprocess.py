@@ -173,6 +173,29 @@ def test_a_model_shorter_than_the_default_max_tokens_caps_the_default(tmp_path):
 def test_hf_folder_with_an_unreadable_sentence_config_is_a_config_error(tmp_path):
     folder = tmp_path / "broken"
     folder.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        (folder / name).write_text("{}", encoding="utf-8")
     (folder / "sentence_bert_config.json").write_text("{max_seq_length: 256", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"modalities\.notes: encoder 'hf': cannot read .*sentence_bert_config"):
         text_modality(folder)
+
+
+@pytest.mark.parametrize(("files", "holds"), [
+    ((), "neither config.json nor any tokenizer file \\(tokenizer.json, tokenizer_config.json, vocab.txt...\\)"),
+    (("config.json",), "no tokenizer file \\(tokenizer.json"),
+    (("vocab.txt",), "no config.json"),
+])
+def test_an_hf_path_that_is_no_transformers_folder_is_refused_at_the_config(tmp_path, files, holds):
+    """A folder of something else (word vectors, an export) fails when the config is read, naming
+    the key and what the folder lacks, not with a tokenizer's traceback while the data is encoded."""
+    folder = tmp_path / "vectors"
+    folder.mkdir()
+    for name in files:
+        (folder / name).write_text("{}", encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"modalities\\.notes\\.encoder\\.path: .*vectors is not a transformers model "
+                                          f"folder: it holds {holds}"):
+        text_modality(folder)
+    with pytest.raises(ConfigError, match="modalities\\.notes\\.encoder\\.path: .*weights.pth is a file; give a "
+                                          "transformers model folder"):
+        (tmp_path / "weights.pth").write_bytes(b"")
+        text_modality(tmp_path / "weights.pth")

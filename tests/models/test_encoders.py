@@ -27,7 +27,7 @@ from polymodal.config.encoders import (
     TimmConfig,
 )
 from polymodal.config.modalities import AnyModality
-from polymodal.errors import ConfigError
+from polymodal.errors import ConfigError, EncoderSettingError
 from polymodal.models.encoders.base import Encoder, EncoderOutput
 from polymodal.models.registry import ENCODERS
 
@@ -296,9 +296,32 @@ def test_resnet_adapts_rgb_weights_to_one_channel(resnet18_state):
     assert out.pooled.shape == (2, 512) and encoder.output_dim == 512
 
 
-def test_resnet_weights_from_missing_file_raise(tmp_path):
-    with pytest.raises(FileNotFoundError, match="weights file not found"):
+def test_a_weights_file_that_cannot_be_read_is_an_error_of_the_weights_setting(tmp_path):
+    """Missing, a folder, or not a state dict: each names the setting (its config key, once the
+    model builder adds the modality's path) and says what is wrong, without a reader's internals."""
+    with pytest.raises(EncoderSettingError, match="^weights: weights file not found: .*nope.pth"):
         ENCODERS.build(ResNetConfig(weights=tmp_path / "nope.pth"), kind="image", in_channels=3)
+    with pytest.raises(EncoderSettingError, match="^weights: .* is a folder; give the weights file itself"):
+        ENCODERS.build(ResNetConfig(weights=tmp_path), kind="image", in_channels=3)
+    text = tmp_path / "notes.pth"
+    text.write_text("these are not weights\n")
+    with pytest.raises(EncoderSettingError, match="^weights: .*notes.pth.*not a PyTorch state-dict file \\(its bytes do "
+                                                  "not read as one\\)$"):
+        ENCODERS.build(TimmConfig(arch="resnet18", weights=text), kind="image", in_channels=3)
+
+
+def test_weights_of_another_architecture_with_shared_names_name_the_tensors_that_differ(resnet18_state,
+                                                                                        timm_resnet18_file):
+    """Names both architectures use (bn1) with other shapes: refused with the tensors named, not
+    with load_state_dict's RuntimeError."""
+    _, path = timm_resnet18_file
+    with pytest.raises(EncoderSettingError, match="does not fit timm 'efficientnet_lite0': [0-9]+ tensors differ in "
+                                                  "shape: bn1.weight \\[64\\] in the file, \\[32\\] in the model"):
+        ENCODERS.build(TimmConfig(arch="efficientnet_lite0", weights=path), kind="image", in_channels=1)
+    with pytest.raises(EncoderSettingError, match="does not fit torchvision resnet50: [0-9]+ tensors differ in shape: "
+                                                  "layer1.0.conv1.weight \\[64, 64, 3, 3\\] in the file, "
+                                                  "\\[64, 64, 1, 1\\] in the model; .* \\(and [0-9]+ more\\)"):
+        ENCODERS.build(ResNetConfig(depth=50, weights=resnet18_state[1] / "resnet18.pth"), kind="image", in_channels=3)
 
 
 def test_resnet_refuses_weights_that_do_not_fit(tmp_path):

@@ -208,6 +208,18 @@ def test_support_set_brings_its_own_class_names_and_the_model_is_restored(proton
         ["high", "low", "mid"]
 
 
+def test_new_classes_without_a_support_set_are_refused_saying_how_a_few_shot_model_takes_them(protonet, data,
+                                                                                                 tmp_path):
+    test = pd.read_csv(data["test"]).assign(label=lambda f: f["label"].map({"a": "low", "b": "mid", "c": "high"}))
+    test.to_csv(data["root"] / "test_new_classes.csv", index=False)  # beside the images it names
+    loaded = MultimodalPredictor.load(protonet.save(tmp_path / "run"))
+    for model in (protonet, loaded):
+        with pytest.raises(SchemaMismatchError, match="was not seen in training \\(a few-shot model: it classifies "
+                                                      "classes it never trained on given a support set .*--support "
+                                                      "SUPPORT.csv, support= in Python\\)"):
+            model.evaluate(data["root"] / "test_new_classes.csv")
+
+
 def test_a_saved_prototypical_network_predicts_the_same_with_and_without_support(protonet, data, tmp_path):
     loaded = MultimodalPredictor.load(protonet.save(tmp_path / "run"))
     assert (loaded.predict(data["test"]) == protonet.predict(data["test"])).all()
@@ -384,7 +396,7 @@ class _CountTrainable(L.Callback):
         self.counts.append(sum(p.numel() for p in encoder.parameters() if p.requires_grad))
 
 
-def test_gradual_unfreezing_trains_more_blocks_each_epoch_and_never_the_first(data):
+def test_gradual_unfreezing_trains_more_blocks_each_epoch_and_never_the_first(data, capsys):
     cfg = config(epochs=3)
     cfg["modalities"]["img"]["encoder"] = {"name": "cnn", "dim": 16, "channels": [4, 8], "freeze": "all",
                                            "unfreeze": {"start": 1, "every": 1, "blocks": 1}}
@@ -405,6 +417,9 @@ def test_gradual_unfreezing_trains_more_blocks_each_epoch_and_never_the_first(da
     first_stage = [k for k in final if k.startswith("stages.0.") and "num_batches" not in k]
     assert first_stage and all(torch.equal(final[k], initial[k]) for k in first_stage)
     assert not torch.equal(final["stages.1.0.weight"], initial["stages.1.0.weight"])
+    said = [line for line in capsys.readouterr().err.splitlines() if "gradual unfreezing" in line]
+    assert said == ["img: 1 of 3 encoder blocks train from epoch 2 (gradual unfreezing)",
+                    "img: 2 of 3 encoder blocks train from epoch 3 (gradual unfreezing)"]
 
 
 def test_blocks_unfrozen_from_a_wholly_frozen_encoder_train_their_batch_norm_and_dropout(data):

@@ -19,7 +19,7 @@ from polymodal.models.encoders.base import Encoder, EncoderOutput
 from polymodal.models.lora import add_lora, linear_and_pointwise
 from polymodal.models.registry import ENCODERS
 from polymodal.models.state_dicts import convert_state_dict
-from polymodal.models.weights import load_state_dict_file
+from polymodal.models.weights import load_matching, load_state_dict_file, reading_setting
 
 
 def _feature_map_output(fmap: torch.Tensor, proj: nn.Module) -> EncoderOutput:
@@ -100,7 +100,13 @@ class ResNetEncoder(Encoder):
         net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
         self.pretrained = weights is not None
         if weights is not None and not restore:
-            missing, unexpected = net.load_state_dict(load_state_dict_file(weights), strict=False)
+            with reading_setting("weights"):
+                state = load_state_dict_file(weights)
+            try:
+                missing, unexpected = load_matching(net, state)
+            except ValueError as err:
+                raise EncoderSettingError("weights", f"file {weights} does not fit torchvision resnet{depth}: "
+                                          f"{err}") from None
             if missing or unexpected:
                 raise EncoderSettingError("weights", f"file {weights} does not fit torchvision resnet{depth}: "
                                           f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
@@ -148,14 +154,15 @@ class TimmEncoder(Encoder):
             raise EncoderSettingError("arch", f"timm has no architecture '{arch}' ({err})") from None
         self.pretrained = weights is not None
         if weights is not None and not restore:
-            state = load_state_dict_file(weights)
+            with reading_setting("weights"):
+                state = load_state_dict_file(weights)
             try:
                 state = convert_state_dict(state, self.backbone)
+                if in_channels != 3:
+                    state = _adapt_state_channels(state, self.backbone, in_channels)
+                missing, unexpected = load_matching(self.backbone, state)
             except ValueError as err:
                 raise EncoderSettingError("weights", f"file {weights} does not fit timm '{arch}': {err}") from None
-            if in_channels != 3:
-                state = _adapt_state_channels(state, self.backbone, in_channels)
-            missing, unexpected = self.backbone.load_state_dict(state, strict=False)
             classifier = {k for k in unexpected if k.split(".")[0] in ("classifier", "fc", "head")}
             if missing or set(unexpected) - classifier:
                 raise EncoderSettingError(

@@ -4,6 +4,8 @@ read from a local folder)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from polymodal.models.encoders.sequence import RnnCore, TransformerCore
 from polymodal.models.layers import masked_max, masked_mean
 from polymodal.models.lora import add_lora
 from polymodal.models.registry import ENCODERS
-from polymodal.models.weights import small_files
+from polymodal.models.weights import reading_setting, small_files
 from polymodal.models.word_vectors import load_word_vectors
 
 
@@ -37,7 +39,8 @@ class EmbeddingBag(Encoder):
         if vectors is not None:
             if vocab is None:
                 raise EncoderSettingError("vectors", "word vectors need the modality's preprocess.tokenizer 'word'")
-            matrix, found = load_word_vectors(vectors, vocab)
+            with reading_setting("vectors"):
+                matrix, found = load_word_vectors(vectors, vocab)
             if matrix.shape[1] != dim:
                 raise EncoderSettingError("dim", f"the word vectors in {vectors} are {matrix.shape[1]}-d; set encoder.dim "
                                                  f"to {matrix.shape[1]}")
@@ -129,6 +132,20 @@ class TextTransformer(Encoder):
         return self.core(self.embedding(x), mask)
 
 
+@contextmanager
+def _without_transformers_bars() -> Iterator[None]:
+    """transformers' progress bars off for the block (restored as they were)."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 @ENCODERS.register(HfConfig)
 class HfEncoder(Encoder):
     """A transformers ``AutoModel`` from a local folder (``local_files_only``), CLS or mean pooling.
@@ -147,7 +164,8 @@ class HfEncoder(Encoder):
         if restore:
             self.model = AutoModel.from_config(AutoConfig.from_pretrained(str(path), local_files_only=True))
         else:
-            self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
+            with _without_transformers_bars():  # a local model loads in a second: its own bar is noise in logs
+                self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
         if getattr(self.model, "pooler", None) is not None:  # unused (we pool ourselves): drop its weights
             self.model.pooler = None
         self.path = Path(path)
