@@ -318,6 +318,8 @@ def _node(data: Any, parts: list[str]) -> Any:
 # what a member of a plain union (``A | list[A]``) says when the value has the other member's shape
 SHAPE_ERRORS = ("dict_type", "list_type", "tuple_type", "int_type", "float_type", "model_type", "model_attributes_type",
                 "literal_error")  # (a Literal member of `PositiveInt | Literal["auto"]` when the number is out of range)
+# what the number member of a word-or-number union (``Literal["none", "all"] | int``) says of another word
+NUMBER_ERRORS = {"int_parsing": "an integer", "int_from_float": "an integer", "float_parsing": "a number"}
 LENGTH_ERRORS = ("too_short", "too_long")  # a member that says these accepted the value's shape
 RANGE_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")  # and these
 
@@ -335,11 +337,16 @@ def format_validation_error(error: ValidationError, data: Any, root: type[BaseMo
     dropped = [(err, parts) for err, parts in found if err["type"] in SHAPE_ERRORS and tuple(parts) in inside]
     # the words a number-or-word field also takes ('auto'), said on its range error's line
     words = {tuple(parts): err.get("ctx", {}).get("expected") for err, parts in dropped if err["type"] == "literal_error"}
+    # a word-or-number field given something else: one line saying both, not one per member
+    numbers = {tuple(parts): NUMBER_ERRORS[err["type"]] for err, parts in found if err["type"] in NUMBER_ERRORS}
+    literal = {tuple(parts) for err, parts in found if err["type"] == "literal_error"}
     lines = []
     for err, parts in found:
-        if (err, parts) in dropped:
+        if (err, parts) in dropped or (err["type"] in NUMBER_ERRORS and tuple(parts) in literal):
             continue
         line = _describe(err, parts, root, data)
+        if err["type"] == "literal_error" and tuple(parts) in numbers:
+            line = line.replace(f"{err['msg']}", f"{err['msg']}, or {numbers[tuple(parts)]}", 1)
         if err["type"] in RANGE_ERRORS and words.get(tuple(parts)):
             line = line.replace(f"{err['msg']}", f"{err['msg']}, or {words[tuple(parts)]}", 1)
         lines.append(line)

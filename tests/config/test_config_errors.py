@@ -62,6 +62,13 @@ def test_wrong_type_names_full_path_and_the_value_given():
     assert "(got 'forty')" in problems[0]
 
 
+@pytest.mark.parametrize("value", ["some", 2.5])
+def test_a_word_or_number_field_given_neither_is_one_problem_naming_both(value):
+    problems = problems_of(config_with(**{"modalities.spoken.encoder": {"name": "mel_cnn", "freeze": value}}))
+    assert problems == [f"modalities.spoken.encoder.freeze: Input should be 'none' or 'all', or an integer "
+                        f"(got {value!r})"]
+
+
 @pytest.mark.parametrize(
     ("key", "value", "allowed"),
     [
