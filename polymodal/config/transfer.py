@@ -34,7 +34,7 @@ class TransferConfig(StrictModel):
         weight: weight of the method's loss in the training objective (the task loss has 1).
     """
 
-    uses_unlabeled: ClassVar[Literal["required", "no"]] = "no"
+    uses_unlabeled: ClassVar[Literal["required", "optional", "no"]] = "no"
     uses_predictions: ClassVar[bool] = False  # needs class predictions: classification only
     weight: Weight = 1.0
 
@@ -49,7 +49,7 @@ class UnlabeledConfig(TransferConfig):
             runs through the longer of the two manifests, cycling the shorter.
     """
 
-    uses_unlabeled: ClassVar[Literal["required", "no"]] = "required"
+    uses_unlabeled: ClassVar[Literal["required", "optional", "no"]] = "required"
     unlabeled: Path | None = None
     unlabeled_batch_size: PositiveInt | None = None
 
@@ -178,11 +178,13 @@ class ProtoNetConfig(TransferConfig):
 
 
 # --- distillation ------------------------------------------------------------------------------
-class DistillConfig(TransferConfig):
+class DistillConfig(UnlabeledConfig):
     """Cross-modal distillation: a trained run (``teacher``, e.g. on image + audio) teaches this one
     (e.g. audio only) on the paired training rows: KL divergence between the softened class
     distributions (Hinton et al., 2015) plus matching of the fused representations through a
     learned linear map (FitNets). The teacher's modality columns must be in the training manifest.
+    Given an unlabelled manifest of paired rows (``--unlabeled``), the teacher teaches on those too:
+    the student learns from pairs nobody labelled (the teacher's outputs are their only targets).
 
     Attributes:
         teacher: the teacher's run folder (relative to the config file).
@@ -190,6 +192,7 @@ class DistillConfig(TransferConfig):
         feature_weight: weight of the feature-matching term (0 turns it off).
     """
 
+    uses_unlabeled: ClassVar[Literal["required", "optional", "no"]] = "optional"
     uses_predictions: ClassVar[bool] = True
     method: Literal["distill"] = "distill"
     teacher: Path

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
@@ -30,13 +29,13 @@ from polymodal.errors import ConfigError, ManifestError, OptionError
 from polymodal.training import adaptation as _adaptation  # noqa: F401 - registers the domain terms
 from polymodal.training import semi as _semi  # noqa: F401 - registers the semi-supervised terms
 from polymodal.training.devices import world_size
-from polymodal.training.distill import check_teacher, teacher_outputs
+from polymodal.training.distill import TeacherOutputs, check_teacher, teacher_outputs
 from polymodal.training.fewshot import episode_loader, set_class_prototypes
 from polymodal.training.terms import TRANSFER_TERMS, TaskTerm, Term
 from polymodal.utils.device import default_device
 from polymodal.utils.warn import warn_user
 
-UNLABELED_METHODS = ("dann", "cdan", "mmd", "coral", "pseudo_label", "fixmatch")
+UNLABELED_METHODS = ("dann", "cdan", "mmd", "coral", "pseudo_label", "fixmatch", "distill")
 SKIPPED_STEPS_WARNING = 0.2  # share of the steps skipping a domain loss (too few rows with its modality) that warns
 
 
@@ -175,7 +174,7 @@ class TransferPlan:
         self.train_y = train_y
         self.unlabeled_table: EncodedTable | None = None
         self.unlabeled_manifest: Any | None = None
-        self.teacher: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.teacher: TeacherOutputs | None = None
         self.info: dict[str, Any] = {"transfer": "+".join(m.method for m in self.methods)} if self.methods else {}
 
     @classmethod
@@ -204,11 +203,12 @@ class TransferPlan:
                     else f"the configured transfer method(s) {names} learn from none")
             raise OptionError([f"--unlabeled (fit(unlabeled=...)): unlabelled data was given, but {what}; set "
                                f"transfer.method to one that does: {', '.join(UNLABELED_METHODS)}"])
-        if learners:
-            if source is None:
-                key = config.transfer_key(next(i for i, m in enumerate(plan.methods) if m is learners[0]))
-                raise ConfigError([f"{key}.unlabeled: method '{learners[0].method}' learns from an unlabelled "
-                                   f"manifest; pass fit(unlabeled=...) or --unlabeled, or set {key}.unlabeled"])
+        needs = [m for m in learners if m.uses_unlabeled == "required"]
+        if needs and source is None:
+            key = config.transfer_key(next(i for i, m in enumerate(plan.methods) if m is needs[0]))
+            raise ConfigError([f"{key}.unlabeled: method '{needs[0].method}' learns from an unlabelled "
+                               f"manifest; pass fit(unlabeled=...) or --unlabeled, or set {key}.unlabeled"])
+        if learners and source is not None:
             plan.unlabeled_manifest = pipeline.read(source, require_target=False, training=True)
             plan.unlabeled_table = pipeline.encode(plan.unlabeled_manifest, progress=config.train.progress)
             plan.info["unlabeled_rows"] = len(plan.unlabeled_table)
@@ -228,10 +228,12 @@ class TransferPlan:
                 raise ValueError("distillation needs load_run to load the teacher's run folder")
             teacher = load_run(Path(distill.teacher))
             check_teacher(teacher, pipeline.targets.classes)
-            logits, features = teacher_outputs(teacher, train_manifest, np.asarray(train_table.rows),
-                                               default_device(config.train.accelerator),
-                                               run=distill.teacher)
-            plan.teacher = logits[:, main_classes(teacher.pipeline.targets)], features  # a multi-task teacher's main task
+            device, columns = default_device(config.train.accelerator), main_classes(teacher.pipeline.targets)
+            outputs = [teacher_outputs(teacher, manifest, np.asarray(table.rows), device, run=distill.teacher)
+                       for manifest, table in ((train_manifest, train_table),
+                                               (plan.unlabeled_manifest, plan.unlabeled_table)) if table is not None]
+            # a multi-task teacher's main task; the unlabelled rows' outputs, when there are any, second
+            plan.teacher = TeacherOutputs(*[(logits[:, columns], features) for logits, features in outputs])
             plan.info["teacher"] = str(distill.teacher)
         return plan
 

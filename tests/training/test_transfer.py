@@ -294,6 +294,30 @@ def test_a_two_modality_teacher_teaches_a_tabular_only_student(data, tmp_path):
     assert student.config.modality_names == ["tab"] and teacher.config.modality_names == ["img", "tab"]
 
 
+def test_given_unlabelled_pairs_the_teacher_teaches_them_too(data, tmp_path, monkeypatch):
+    """With --unlabeled, every step's distillation covers the labelled batch and the unlabelled
+    one (the teacher's outputs on the unlabelled rows are their targets); without, the method
+    needs none."""
+    from polymodal.models.objectives.distill import DistillLoss
+
+    teacher = MultimodalPredictor.from_config(config(epochs=2)).fit(data["train"], data["valid"], out=tmp_path / "t")
+    frame = pd.read_csv(data["train"])
+    labelled, unlabelled = data["root"] / "few.csv", data["root"] / "pairs.csv"
+    frame.groupby("label").head(2).to_csv(labelled, index=False)  # 6 labelled rows
+    frame.drop(columns="label").to_csv(unlabelled, index=False)  # 36 pairs nobody labelled
+    student_cfg = config({"method": "distill", "teacher": str(tmp_path / "t")}, epochs=1, batch_size=4)
+    student_cfg["modalities"] = {"tab": copy.deepcopy(TABULAR)}
+    rows: list[int] = []
+    forward = DistillLoss.forward
+    monkeypatch.setattr(DistillLoss, "forward", lambda self, logits, *rest: (rows.append(len(logits)),
+                                                                             forward(self, logits, *rest))[1])
+    student = MultimodalPredictor.from_config(student_cfg).fit(labelled, data["valid"], unlabeled=unlabelled)
+    assert student.info["unlabeled_rows"] == 36 and student.info["teacher"] == str(tmp_path / "t")
+    assert rows == [8] * 9  # 9 steps (the 36 pairs in batches of 4): 4 labelled rows (cycled) + 4 pairs each
+    assert np.isfinite(student.history["train_distill_loss"].to_numpy()).all()
+    assert teacher.config.modality_names == ["img", "tab"]
+
+
 def test_a_multi_task_teacher_teaches_its_main_task(data, tmp_path):
     teacher_cfg = config(epochs=1)
     teacher_cfg["tasks"] = {"level": {"task": "regression", "target": "y"}}  # 3 class logits + 1 value

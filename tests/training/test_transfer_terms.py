@@ -23,7 +23,7 @@ from polymodal.data.targets import TargetEncoder
 from polymodal.models.fusion.base import FusedOutput
 from polymodal.models.heads import PrototypeHead
 from polymodal.models.model import NetOutput
-from polymodal.training.distill import DistillTerm
+from polymodal.training.distill import DistillTerm, TeacherOutputs
 from polymodal.training.fewshot import EpisodeSampler, PrototypicalTerm, set_class_prototypes
 from polymodal.training.semi import FixMatchTerm, PseudoLabelTerm
 from polymodal.training.terms import TRANSFER_TERMS, StepContext, TaskTerm, Term
@@ -57,8 +57,8 @@ def test_pseudo_label_ramp_up_rises_linearly_then_stays_at_one(progress, scale):
 def test_distillation_looks_up_the_teacher_rows_of_the_batch():
     gen = torch.Generator().manual_seed(0)
     teacher_logits, teacher_features = torch.randn(4, 3, generator=gen), torch.randn(4, 5, generator=gen)
-    term = DistillTerm(teacher_logits, teacher_features, student_dim=2, temperature=2.0, feature_weight=0.5,
-                       weight=1.0, classes=slice(0, 3))
+    term = DistillTerm(TeacherOutputs((teacher_logits, teacher_features)), student_dim=2, temperature=2.0,
+                       feature_weight=0.5, weight=1.0, classes=slice(0, 3))
     student, pooled = torch.randn(2, 3, generator=gen), torch.randn(2, 2, generator=gen)
     rows = torch.tensor([3, 1])  # the batch holds training rows 3 and 1, in that order
     out = NetOutput(student, {}, None, FusedOutput(pooled, None, None))
@@ -69,6 +69,30 @@ def test_distillation_looks_up_the_teacher_rows_of_the_batch():
     assert result.loss.item() == pytest.approx((kl + 0.5 * feature).item(), rel=1e-5)
     # the teacher's tables are not buffers, which DDP would broadcast from rank 0 at every step
     assert [name for name, _ in term.named_buffers()] == []
+
+
+def test_distillation_teaches_the_unlabelled_rows_of_the_step_too():
+    """With unlabelled rows, the term covers the labelled and the unlabelled batch (its rows as
+    loaded: a view FixMatch appended is not taught), each looked up in its own teacher table."""
+    gen = torch.Generator().manual_seed(0)
+    labeled = torch.randn(4, 3, generator=gen), torch.randn(4, 5, generator=gen)
+    unlabeled = torch.randn(6, 3, generator=gen), torch.randn(6, 5, generator=gen)
+    term = DistillTerm(TeacherOutputs(labeled, unlabeled), student_dim=2, temperature=1.0, feature_weight=0.5,
+                       weight=1.0, classes=slice(0, 3))
+    student, pooled = torch.randn(2, 3, generator=gen), torch.randn(2, 2, generator=gen)
+    u_student, u_pooled = torch.randn(4, 3, generator=gen), torch.randn(4, 2, generator=gen)  # 2 rows + a 2-row view
+    rows, u_rows = torch.tensor([3, 1]), torch.tensor([5, 0])
+    ctx = StepContext(None, {"index": rows}, {}, NetOutput(student, {}, None, FusedOutput(pooled, None, None)),
+                      {"index": u_rows, "views": {"rows": slice(0, 2), "strong": slice(2, 4)}}, 1.0,
+                      NetOutput(u_student, {}, None, FusedOutput(u_pooled, None, None)))
+    result = term(ctx)
+    logits, features = torch.cat([student, u_student[:2]]), torch.cat([pooled, u_pooled[:2]])
+    t_logits = torch.cat([labeled[0][rows], unlabeled[0][u_rows]])
+    t_features = torch.cat([labeled[1][rows], unlabeled[1][u_rows]])
+    p_t = F.softmax(t_logits, dim=1)
+    kl = (p_t * (p_t.log() - F.log_softmax(logits, dim=1))).sum(1).mean()
+    feature = F.mse_loss(term.loss.project(features), t_features)
+    assert result.loss.item() == pytest.approx((kl + 0.5 * feature).item(), rel=1e-5)
 
 
 class _Embedder(nn.Module):
