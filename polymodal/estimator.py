@@ -40,8 +40,10 @@ from polymodal.data.content_keys import content_key
 from polymodal.data.dataset import Batch, data_loader
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
+from polymodal.data.multitarget import classes_fitted_on
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.skipped import describe_skipped, require_rows, skipped_by_split, skipped_frame
+from polymodal.data.targets import TargetEncoder
 from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
 from polymodal.resume import clear_run, held_run, manifest_paths
 from polymodal.training.devices import world_size
@@ -220,8 +222,11 @@ class Estimator:
 
     def _mark_fitted(self) -> None:
         """Remember the config the model was fitted or loaded with (see :mod:`polymodal.config.fitted`);
-        ``None`` while a fit runs, whose config may differ from the last one's."""
+        ``None`` while a fit runs, whose config may differ from the last one's. A label the fitted
+        model never saw is reported as such (:func:`~polymodal.data.multitarget.classes_fitted_on`)."""
         self._fitted_settings = model_settings(self.config)
+        if self.pipeline is not None and isinstance(self.pipeline.targets, TargetEncoder):
+            self.pipeline.targets.fitted_on = classes_fitted_on(self.config)
 
     def _check_config_unchanged(self) -> None:
         """Refuse a model whose config changed since it was fitted (``pred.config.task = ...``)."""

@@ -122,8 +122,8 @@ class MultimodalPredictor(Estimator):
                 except how long and where it trains: ``resume.RESUMABLE_KEYS``).
             overwrite: replace the run already in ``out``.
             unlabeled: an unlabelled manifest for the ``transfer`` method (domain adaptation:
-                the target domain; semi-supervised: more rows of the same domain); default
-                ``transfer.unlabeled``.
+                the target domain; semi-supervised: more rows of the same domain; distillation:
+                pairs the teacher labels); default ``transfer.unlabeled``.
             callbacks: extra Lightning callbacks for the training run (e.g. a tuner's pruning).
 
         Raises:

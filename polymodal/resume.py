@@ -269,7 +269,14 @@ def check_resumed_data(run: Path, data: dict[str, Any], from_config: dict[str, b
     metrics = run / METRICS_FILE
     recorded = json.loads(metrics.read_text(encoding="utf-8")).get("training", {}) if metrics.is_file() else {}
     if "unlabeled" in data:
-        recorded["unlabeled_manifest"] = recorded_unlabeled(read_config(run))
+        config = read_config(run)
+        recorded["unlabeled_manifest"] = recorded_unlabeled(config)
+        optional = all(getattr(m, "uses_unlabeled", "no") != "required" for m in config.transfers)
+        if recorded["unlabeled_manifest"] is None and data["unlabeled"] is not None and optional:
+            # a method that may go without (distillation) records none for "none", as for a DataFrame
+            raise RunFolderError(f"--resume: {run} trained without --unlabeled (or with a DataFrame of unlabelled "
+                                 "rows, which records no path); resuming it with unlabelled rows would not continue "
+                                 "the same run: resume it without --unlabeled, or start a new run")
     for split, given in data.items():
         before = recorded.get(f"{split}_manifest")
         now = str(Path(given).resolve()) if isinstance(given, str | os.PathLike) else None

@@ -39,7 +39,7 @@ def train(
                                             "otherwise).")] = False,
     unlabeled: Annotated[Path | None, typer.Option(
         "--unlabeled", help="Unlabelled manifest for the config's transfer method (domain adaptation, "
-                            "semi-supervised).")] = None,
+                            "semi-supervised, distillation on unlabelled pairs).")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Train a model and write the run folder (model, preprocessors, metrics, report)."""

@@ -179,7 +179,9 @@ def _zero_shot_accuracy(frame: Any, data: Path, labels: str | None, targets: lis
     except OptionError as err:
         if labels is not None:
             raise
-        console.print(f"not scored: {err.problems[0]}; --labels COLUMN names a column of labels spelled as --classes")
+        spelled = "not among the classes" in err.problems[0]
+        console.print(f"not scored: {err.problems[0]}" + ("; --labels COLUMN names a column of labels spelled as "
+                                                         "--classes" if spelled else ""))
         return None
 
 

@@ -296,7 +296,7 @@ class HfConfig(EncoderConfig):
 
     @model_validator(mode="after")
     def _a_transformers_folder(self) -> HfConfig:
-        problem = transformers_folder_problem(self.path, model=True)
+        problem = transformers_folder_problem(self.path, model=True, tokenizer=False)
         if problem is not None:
             raise ValueError(f"path: {problem}")
         return self

@@ -34,19 +34,19 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voca
                    "sentencepiece.bpe.model")
 
 
-def transformers_folder_problem(path: Path, *, model: bool) -> str | None:
-    """Why ``path`` is not a local transformers folder holding a tokenizer (and, with ``model``,
-    a model: its ``config.json``); None when it looks like one, or does not exist (the config
-    reports missing paths together)."""
+def transformers_folder_problem(path: Path, *, model: bool, tokenizer: bool = True) -> str | None:
+    """Why ``path`` is not a local transformers folder holding a model (``model``: its
+    ``config.json``) and a tokenizer (``tokenizer``: one of :data:`TOKENIZER_FILES`); None when it
+    looks like one, or does not exist (the config reports missing paths together)."""
     if not path.exists():
         return None
-    what = "a transformers model folder" if model else "a transformers tokenizer folder"
+    what = f"a transformers {'model' if model else 'tokenizer'} folder"
     if not path.is_dir():
         return f"{path} is a file; give {what} (the folder save_pretrained writes)"
     lacks = []
     if model and not (path / "config.json").is_file():
         lacks.append("config.json")
-    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+    if tokenizer and not any((path / name).is_file() for name in TOKENIZER_FILES):
         lacks.append(f"tokenizer file ({', '.join(TOKENIZER_FILES[:3])}...)")
     if not lacks:
         return None

@@ -21,7 +21,7 @@ from polymodal.config.encoders import (
     TextEncoder,
     TextRnnConfig,
 )
-from polymodal.config.finetune import follow_encoder_preprocess
+from polymodal.config.finetune import follow_encoder_preprocess, transformers_folder_problem
 from polymodal.config.preprocess import (
     AudioPreprocess,
     ImagePreprocess,
@@ -70,6 +70,9 @@ class TextModality(ModalityConfig):
                 update: dict[str, object] = {"tokenizer": "pretrained", "tokenizer_path": self.encoder.path}
                 # the model's tokenizer normalises text its own way; keep the text as written
                 update.update({k: False for k in ("lowercase", "strip_punctuation") if k not in prep.model_fields_set})
+                problem = transformers_folder_problem(self.encoder.path, model=False)
+                if problem is not None:  # the tokenizer is read from the model's folder
+                    raise ValueError(f"encoder.path: {problem} (or name another folder as preprocess.tokenizer_path)")
                 self.preprocess = prep.model_copy(update=update)
             elif prep.tokenizer != "pretrained":
                 raise ValueError(

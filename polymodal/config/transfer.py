@@ -190,6 +190,8 @@ class DistillConfig(UnlabeledConfig):
         teacher: the teacher's run folder (relative to the config file).
         temperature: softening of both distributions; the KL term is scaled by its square.
         feature_weight: weight of the feature-matching term (0 turns it off).
+        teach_unlabeled: teach on the unlabelled rows too, when the run has them; false when they
+            are for another method only (a domain-adaptation target the teacher cannot see).
     """
 
     uses_unlabeled: ClassVar[Literal["required", "optional", "no"]] = "optional"
@@ -198,6 +200,7 @@ class DistillConfig(UnlabeledConfig):
     teacher: Path
     temperature: PositiveFloat = 4.0
     feature_weight: Weight = 1.0
+    teach_unlabeled: bool = True
 
 
 AnyTransfer = Annotated[

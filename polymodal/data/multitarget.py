@@ -174,8 +174,9 @@ class MultiTargetEncoder:
 
 
 def classes_fitted_on(config: Any) -> str:
-    """What a config's classes were fitted on, as the error about a label it never saw says: a
-    few-shot model's adds how it classifies new classes."""
+    """What a fitted model's classes were fitted on, as the error about a label it never saw says:
+    a few-shot model's adds how it classifies new classes (not while it trains: a validation label
+    it never saw is an error there, and ``train`` takes no support set)."""
     if getattr(config, "protonet", None) is not None:
         return ("training (a few-shot model: it classifies classes it never trained on given a support set of "
                 "labelled examples of them: --support SUPPORT.csv, support= in Python)")
@@ -184,18 +185,12 @@ def classes_fitted_on(config: Any) -> str:
 
 def build_targets(config: Any) -> TargetEncoder | MultiTargetEncoder:
     """The target encoder of a config: one task, or the main task plus ``tasks``."""
-    main = TargetEncoder(config.task, config.targets, fitted_on=classes_fitted_on(config))
+    main = TargetEncoder(config.task, config.targets)
     if not config.tasks:
         return main
     return MultiTargetEncoder(main, {name: TargetEncoder(spec.task, spec.targets) for name, spec in config.tasks.items()})
 
 
-def targets_from_state(state: Mapping[str, Any], config: Any = None) -> TargetEncoder | MultiTargetEncoder:
-    """Restore what ``get_state`` of either encoder wrote (``config``: the run's, for
-    :func:`classes_fitted_on`)."""
-    if state.get("multitask"):
-        return MultiTargetEncoder.from_state(state)
-    targets = TargetEncoder.from_state(state)
-    if config is not None:
-        targets.fitted_on = classes_fitted_on(config)
-    return targets
+def targets_from_state(state: Mapping[str, Any]) -> TargetEncoder | MultiTargetEncoder:
+    """Restore what ``get_state`` of either encoder wrote."""
+    return MultiTargetEncoder.from_state(state) if state.get("multitask") else TargetEncoder.from_state(state)

@@ -287,7 +287,7 @@ class DataPipeline:
         pipeline = cls(config)
         for prep in pipeline.preprocessors.values():
             prep.load(folder)
-        pipeline.targets = targets_from_state(json.loads((folder / "targets.json").read_text(encoding="utf-8")), config)
+        pipeline.targets = targets_from_state(json.loads((folder / "targets.json").read_text(encoding="utf-8")))
         return pipeline
 
 

@@ -198,11 +198,11 @@ def _runtime_feeds(runtime: Any, head: Manifest, rows: list[dict[str, Any]], num
     from polymodal.deploy.errors import RequestError
 
     try:
-        return runtime.featurize(rows)
+        return runtime.transform(rows)
     except RequestError:
         for row, number in zip(rows, numbers):  # which one: the batch's error names no row
             try:
-                runtime.featurize([row])
+                runtime.transform([row])
             except RequestError as err:
                 value = row.get(err.field) if err.field else None
                 named = f" ({value})" if isinstance(value, str) and len(value) < 300 else ""

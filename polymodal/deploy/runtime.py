@@ -155,7 +155,7 @@ class Runtime:
             raise RequestError(f"row {index}: no modality given; send at least one of {self.names}",
                                code="missing_input")
 
-    def featurize(self, rows: Sequence[Row]) -> dict[str, np.ndarray]:
+    def transform(self, rows: Sequence[Row]) -> dict[str, np.ndarray]:
         """Graph feeds for a batch of rows: every modality's arrays plus its presence mask."""
         for i, row in enumerate(rows):
             self.check_row(row, i)
@@ -185,7 +185,7 @@ class Runtime:
     def outputs(self, rows: Sequence[Row]) -> np.ndarray:
         """Raw outputs of the main task (B, K): logits (classification, multilabel) or values."""
         start, stop = self.meta["main_outputs"]
-        return self.run(self.featurize(rows))[:, start:stop]
+        return self.run(self.transform(rows))[:, start:stop]
 
     def scores(self, outputs: np.ndarray) -> np.ndarray:
         """Probabilities (classification: softmax, multilabel: sigmoid), de-standardised values
@@ -247,7 +247,7 @@ class Runtime:
         from polymodal.evaluation.shapley import exact_shapley  # numpy only
 
         task, chosen = self.meta["task"], output_index(output, self.meta["classes"], self.meta["task"])
-        feeds = dict(self.featurize(rows) if feeds is None else feeds)
+        feeds = dict(self.transform(rows) if feeds is None else feeds)
         given = np.stack([feeds[f"{n}.present"] for n in self.names], axis=1)  # (B, M)
         m, start, stop = len(self.names), *self.meta["main_outputs"]
         full = self.scores(self.run(feeds)[:, start:stop])  # with all given

@@ -211,7 +211,7 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
     async def predict(request: Request) -> dict[str, Any]:
         """Predict one sample from any subset of the modalities (multipart or JSON)."""
         row = await read_row(request, parser, settings)
-        feeds = await run_in_threadpool(runtime.featurize, [row])
+        feeds = await run_in_threadpool(runtime.transform, [row])
         return prediction_json(runtime, await batcher.submit(feeds), row)
 
     @app.post("/explain", dependencies=[Depends(authorised)], **post)
@@ -223,7 +223,7 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
         ``score``, ``base`` being the score with no modality (``reference: none``) or, for an anomaly
         detector, the normal rows' mean score with the modalities sent (``reference: normal``)."""
         row = await read_row(request, parser, settings)
-        feeds = await run_in_threadpool(runtime.featurize, [row])
+        feeds = await run_in_threadpool(runtime.transform, [row])
         outputs = await batcher.submit(feeds)
         phi = (await run_in_threadpool(runtime.explain, [row], feeds))[0]
         return explanation_json(runtime, outputs, row, phi)

@@ -143,9 +143,12 @@ def tie_warning(galleries: dict[str, Ties], hits: str = "pair") -> str | None:
     if collapsed:
         parts = [f"'{name}': {t.distinct} of {t.size} rows share their vector with {other} whose input differs"
                  for name, t in collapsed.items()]
+        copies = [f"'{name}': {t.rows - t.distinct}" for name, t in held.items() if t.rows > t.distinct]
+        also = (f" The gallery also holds copies, identical inputs embedded alike ({'; '.join(copies)} rows)."
+                if copies else "")
         return (f"the model embeds different inputs identically ({'; '.join(parts)}): its embedding has partly "
                 f"collapsed (distinct inputs mapped onto one point; a CCA or VAE objective, or an early epoch, can do "
-                f"this). {costs}; train longer, or align with the contrastive objective")
+                f"this). {costs}; train longer, or align with the contrastive objective.{also}")
     parts = [f"'{name}': {t.rows} of {t.size} rows share their vector with {other}" for name, t in held.items()]
     advice = ("remove repeated rows to score each item once, or count identical rows of one label as hits (--hits label)"
               if hits == "pair" else "remove repeated rows, or check the labels of identical ones")

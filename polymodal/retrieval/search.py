@@ -5,6 +5,7 @@ linear-CCA baseline (on the encoders' features or the preprocessed inputs).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from itertools import permutations
@@ -167,6 +168,8 @@ def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: Dat
                            f"find their own row first (score 1.0): retrieval is across modalities; query it with "
                            f"another of {others}, or build the index over another modality"])
     check_index_model(predictor, index, run)
+    if id_column is not None:  # a mistyped column is named before any query is embedded
+        row_ids(queries, np.arange(0), id_column, "")
     frame = embed_rows(predictor, queries, modality)  # indexed by position in the manifest
     query_ids = row_ids(queries, frame.index.to_numpy(), id_column, "the queries' DataFrame index")
     return index.search_frame(frame.to_numpy(), k, query_ids=query_ids)
@@ -214,6 +217,21 @@ def _keys(data: DataSource, by: By, labels: str | None, predictor: MultimodalPre
     return label_keys(manifest.column(column)), "label", manifest
 
 
+def _input_digest(path: str) -> str:
+    """What a file (or a folder of frames: its files' names and contents) holds, as a digest; an
+    unreadable one by its path (it then counts as an input of its own)."""
+    try:
+        if not os.path.isdir(path):
+            return file_digest(path)
+        digest = hashlib.blake2b(digest_size=16)
+        for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+            digest.update(str(file.relative_to(path)).encode())
+            digest.update(file_digest(file).encode())
+        return digest.hexdigest()
+    except OSError:
+        return f"unreadable: {path}"
+
+
 def _gallery_ties(predictor: MultimodalPredictor, manifest: Manifest, modality: str, gallery: pd.DataFrame,
                   keys: np.ndarray) -> Ties:
     """The gallery's tied rows, and how many of them tie with a row whose input differs: a file's
@@ -226,7 +244,7 @@ def _gallery_ties(predictor: MultimodalPredictor, manifest: Manifest, modality: 
     cfg = predictor.config.modalities[modality]
     columns = modality_columns(cfg)
     if cfg.file_based:
-        inputs = [file_digest(path) for path in manifest.resolve_all(manifest.take(columns[0], rows))]
+        inputs = [_input_digest(path) for path in manifest.resolve_all(manifest.take(columns[0], rows))]
     else:
         inputs = [repr(cells) for cells in manifest.select(columns, rows).itertuples(index=False, name=None)]
     distinct = tied_rows(vectors[tied], row_keys[tied], np.asarray(inputs, dtype=object))

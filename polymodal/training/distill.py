@@ -39,7 +39,7 @@ class TeacherOutputs:
 
 
 def teacher_outputs(teacher: Any, manifest: Any, rows: np.ndarray, device: torch.device,
-                    run: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    run: str | os.PathLike | None = None, hint: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's outputs (N, K) (a multi-task teacher's: every task's columns) and fused
     representations (N, D) on ``rows`` of a manifest.
 
@@ -49,6 +49,7 @@ def teacher_outputs(teacher: Any, manifest: Any, rows: np.ndarray, device: torch
             modality's column.
         rows: manifest rows of the student's encoded table, in its order.
         run: the teacher's run folder, named by the errors.
+        hint: what else the user may do about a missing column (said after the error).
 
     Raises:
         ManifestError: a teacher modality's column is missing (named as the teacher run's).
@@ -62,7 +63,8 @@ def teacher_outputs(teacher: Any, manifest: Any, rows: np.ndarray, device: torch
         teacher_run = f"the teacher run {run}" if run is not None else "the teacher run"
         problems = [f"{teacher_run} (transfer.teacher): {p}" for p in err.problems]
         problems[:1] = [p + ("; distillation runs the teacher on the student's training (and unlabelled) rows, whose "
-                             "manifest must hold every column the teacher's modalities read") for p in problems[:1]]
+                             "manifest must hold every column the teacher's modalities read")
+                        + (f"; {hint}" if hint else "") for p in problems[:1]]
         raise ManifestError(problems, source=err.source) from None
     table = teacher.pipeline.encode(checked, modalities=names)
     if len(table) != len(rows):

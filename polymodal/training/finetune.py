@@ -38,10 +38,12 @@ class GradualUnfreezing(Callback):
 
     Args:
         plans: ``{modality: (encoder, freeze spec, schedule)}``.
+        announce: say on stderr when blocks join (``train.progress``).
     """
 
-    def __init__(self, plans: dict[str, tuple[Encoder, str | int, UnfreezeConfig]]):
+    def __init__(self, plans: dict[str, tuple[Encoder, str | int, UnfreezeConfig]], announce: bool = True):
         self.plans = plans
+        self.announce = announce
         self.trainable: dict[str, int] = {}
         for encoder, _, schedule in plans.values():
             encoder.unfreeze_schedule = schedule  # its frozen blocks join the optimiser from the start
@@ -54,7 +56,7 @@ class GradualUnfreezing(Callback):
                 # re-applies the modes: an encoder frozen whole was put in eval mode, and its
                 # unfrozen blocks must train (batch-norm statistics, dropout) from now on
                 encoder.train(module.training)
-                if name in self.trainable and trainer.is_global_zero:  # a change, not the start
+                if name in self.trainable and self.announce and trainer.is_global_zero:  # a change, not the start
                     print(f"{name}: {count} of {len(encoder.blocks())} encoder blocks train from epoch "
                           f"{trainer.current_epoch + 1} (gradual unfreezing)", file=sys.stderr, flush=True)
                 self.trainable[name] = count
@@ -65,4 +67,4 @@ def finetune_callbacks(config: Any, net: Any) -> list[Callback]:
     has an ``unfreeze`` schedule)."""
     plans = {name: (net.encoders[name], modality.encoder.freeze, modality.encoder.unfreeze)
              for name, modality in config.modalities.items() if modality.encoder.unfreeze is not None}
-    return [GradualUnfreezing(plans)] if plans else []
+    return [GradualUnfreezing(plans, announce=config.train.progress)] if plans else []

@@ -195,7 +195,8 @@ class TransferPlan:
             SchemaMismatchError: the teacher does not fit this run.
         """
         plan = cls(config, pipeline, train_table, train_y)
-        learners = [m for m in plan.methods if isinstance(m, UnlabeledConfig)]
+        learners = [m for m in plan.methods if isinstance(m, UnlabeledConfig)
+                    and not (isinstance(m, DistillConfig) and not m.teach_unlabeled)]
         source = unlabeled_source(config, unlabeled)
         if source is not None and not learners:
             names = [m.method for m in plan.methods]
@@ -229,9 +230,14 @@ class TransferPlan:
             teacher = load_run(Path(distill.teacher))
             check_teacher(teacher, pipeline.targets.classes)
             device, columns = default_device(config.train.accelerator), main_classes(teacher.pipeline.targets)
-            outputs = [teacher_outputs(teacher, manifest, np.asarray(table.rows), device, run=distill.teacher)
-                       for manifest, table in ((train_manifest, train_table),
-                                               (plan.unlabeled_manifest, plan.unlabeled_table)) if table is not None]
+            unlabeled = plan.unlabeled_table if distill.teach_unlabeled else None
+            key = config.transfer_key(plan.methods.index(distill))
+            outputs = [teacher_outputs(teacher, manifest, np.asarray(table.rows), device, run=distill.teacher,
+                                       hint=hint)
+                       for manifest, table, hint in (
+                           (train_manifest, train_table, None),
+                           (plan.unlabeled_manifest, unlabeled, f"{key}.teach_unlabeled: false teaches on the "
+                                                                "labelled rows only")) if table is not None]
             # a multi-task teacher's main task; the unlabelled rows' outputs, when there are any, second
             plan.teacher = TeacherOutputs(*[(logits[:, columns], features) for logits, features in outputs])
             plan.info["teacher"] = str(distill.teacher)

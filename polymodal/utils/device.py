@@ -43,7 +43,8 @@ def move_to(batch: Any, device: torch.device) -> Any:
 def run_batches(module: torch.nn.Module, batches: Iterable[Any], forward: Callable[[Any], Any],
                 device: torch.device) -> list[torch.Tensor]:
     """``forward(batch)`` over ``batches`` (each moved to ``device``), with ``module`` on ``device``
-    in eval mode and no autograd; its train/eval mode is restored afterwards.
+    in eval mode and no autograd; each of its submodules' train/eval mode is restored afterwards
+    (a wrapper built for the call may hold a fitted network in another mode than its own).
 
     Args:
         forward: gives a tensor, or a tuple of tensors, per batch (rows first).
@@ -52,7 +53,7 @@ def run_batches(module: torch.nn.Module, batches: Iterable[Any], forward: Callab
         One float32 CPU tensor per output of ``forward``, its batches concatenated; an empty list
         when there are no batches.
     """
-    was_training = module.training
+    modes = [(m, m.training) for m in module.modules()]
     module.to(device).eval()
     parts: list[tuple[torch.Tensor, ...]] = []
     try:
@@ -61,5 +62,6 @@ def run_batches(module: torch.nn.Module, batches: Iterable[Any], forward: Callab
                 out = forward(move_to(batch, device))
                 parts.append(tuple(t.float().cpu() for t in (out if isinstance(out, tuple) else (out,))))
     finally:
-        module.train(was_training)
+        for m, training in modes:
+            m.training = training
     return [torch.cat(chunks) for chunks in zip(*parts, strict=True)]

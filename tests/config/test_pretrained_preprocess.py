@@ -181,9 +181,11 @@ def test_hf_folder_with_an_unreadable_sentence_config_is_a_config_error(tmp_path
 
 
 @pytest.mark.parametrize(("files", "holds"), [
-    ((), "neither config.json nor any tokenizer file \\(tokenizer.json, tokenizer_config.json, vocab.txt...\\)"),
-    (("config.json",), "no tokenizer file \\(tokenizer.json"),
-    (("vocab.txt",), "no config.json"),
+    ((), "model folder: it holds no config.json;"),
+    (("vocab.txt",), "model folder: it holds no config.json;"),
+    (("config.json",), "tokenizer folder: it holds no tokenizer file \\(tokenizer.json, tokenizer_config.json, "
+                       "vocab.txt...\\); give the folder save_pretrained writes \\(or name another folder as "
+                       "preprocess.tokenizer_path\\)"),
 ])
 def test_an_hf_path_that_is_no_transformers_folder_is_refused_at_the_config(tmp_path, files, holds):
     """A folder of something else (word vectors, an export) fails when the config is read, naming
@@ -192,10 +194,23 @@ def test_an_hf_path_that_is_no_transformers_folder_is_refused_at_the_config(tmp_
     folder.mkdir()
     for name in files:
         (folder / name).write_text("{}", encoding="utf-8")
-    with pytest.raises(ConfigError, match=f"modalities\\.notes\\.encoder\\.path: .*vectors is not a transformers model "
-                                          f"folder: it holds {holds}"):
+    with pytest.raises(ConfigError, match=f"modalities\\.notes\\.encoder\\.path: .*vectors is not a transformers "
+                                          f"{holds}"):
         text_modality(folder)
     with pytest.raises(ConfigError, match="modalities\\.notes\\.encoder\\.path: .*weights.pth is a file; give a "
                                           "transformers model folder"):
         (tmp_path / "weights.pth").write_bytes(b"")
         text_modality(tmp_path / "weights.pth")
+
+
+def test_a_model_folder_without_a_tokenizer_reads_the_tokenizer_folder_named(tmp_path):
+    model, tokenizer = tmp_path / "model", tmp_path / "tokenizer"
+    model.mkdir()
+    tokenizer.mkdir()
+    (model / "config.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ConfigError, match="preprocess.tokenizer_path: .*tokenizer is not a transformers tokenizer "
+                                          "folder: it holds no tokenizer file"):
+        text_modality(model, tokenizer="pretrained", tokenizer_path=str(tokenizer))
+    (tokenizer / "tokenizer.json").write_text("{}", encoding="utf-8")
+    cfg = text_modality(model, tokenizer="pretrained", tokenizer_path=str(tokenizer))
+    assert cfg.preprocess.tokenizer_path == tokenizer

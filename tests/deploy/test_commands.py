@@ -248,7 +248,7 @@ def test_torchscript_goes_beside_the_onnx_export_that_serve_runs(trained, datase
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, not removed
         module = torch.jit.load(str(run / "export_torchscript" / meta["graph"]["torchscript_file"]))
     runtime = Runtime.load(run / "export")
-    feeds = runtime.featurize([{"notes": "blue large", "labs": {"x1": 2.0, "color": "red"}}, {"notes": "red small"}])
+    feeds = runtime.transform([{"notes": "blue large", "labs": {"x1": 2.0, "color": "red"}}, {"notes": "red small"}])
     tensors = {n: torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names}
     positional = module(*tensors.values())  # grad mode on, as a caller's default
     by_keyword = module(**{n.replace(".", "_"): t for n, t in tensors.items()})

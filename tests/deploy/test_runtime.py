@@ -83,7 +83,7 @@ def test_a_quantized_runtime_gives_every_row_its_answer_alone(exported, dataset)
     alone = np.concatenate([runtime.predict_proba([row]) for row in rows])
     np.testing.assert_array_equal(runtime.predict_proba(rows), alone)
     np.testing.assert_array_equal(runtime.predict_proba(rows[5:12]), alone[5:12])
-    feeds = runtime.featurize(rows)  # what the micro-batcher runs
+    feeds = runtime.transform(rows)  # what the micro-batcher runs
     np.testing.assert_array_equal(runtime.scores(runtime.run(feeds)), alone)
 
 
@@ -122,7 +122,7 @@ def test_explain_is_exact_shapley_over_presence_masks(runtime):
     rows = [{"image": png_bytes(np.full((10, 12), 200, np.uint8)), "notes": "blue large", "labs": {"x1": 2.0}},
             {"notes": "red small"}]
     phi = runtime.explain(rows)
-    feeds = runtime.featurize(rows)
+    feeds = runtime.transform(rows)
     proba = runtime.predict_proba(rows)
     none = runtime.scores(runtime.run({**feeds, **{f"{n}.present": np.zeros(2, bool) for n in names}}))
     k = proba.argmax(axis=1)

@@ -87,7 +87,7 @@ def test_the_gru_export_checks_padded_clips_and_the_sound_track(video_export, cl
     assert report.parity["runtime_rows"] == 16 and report.parity["runtime_max_abs_diff"] <= 1e-4
     runtime = Runtime.load(folder)
     assert runtime.meta["modalities"]["video"]["kind"] == "video" and runtime.meta["format_version"] == 3
-    feeds = runtime.featurize([{"video": str(clips / "c0.mp4")}, {"video": str(clips / "c1.mp4")}])
+    feeds = runtime.transform([{"video": str(clips / "c0.mp4")}, {"video": str(clips / "c1.mp4")}])
     assert feeds["video.length"].tolist() == [3, 5] and not feeds["video.x"][0, 3:].any()
 
 

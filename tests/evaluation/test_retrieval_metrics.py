@@ -249,3 +249,5 @@ def test_the_tie_warning_tells_copies_in_the_data_from_a_collapsed_model() -> No
     assert collapsed.startswith("the model embeds different inputs identically ('b': 25 of 62 rows share their vector "
                                 "with a row of another label (or without one) whose input differs)")
     assert "partly collapsed" in collapsed and "remove repeated rows" not in collapsed
+    assert collapsed.endswith("The gallery also holds copies, identical inputs embedded alike ('b': 5; 'a': 2 rows).")
+    assert "also holds copies" not in tie_warning({"b": Ties(30, 62, distinct=30)})

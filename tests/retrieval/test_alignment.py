@@ -489,7 +489,7 @@ def test_identical_gallery_rows_are_warned_about_once(contrastive, pairs) -> Non
 def test_distinct_inputs_embedded_alike_are_blamed_on_the_model_not_the_data(contrastive, pairs, monkeypatch) -> None:
     """A projection that maps every 'b' row onto one point (a collapsed embedding) ties rows
     whose inputs differ: the warning says the model collapsed them, not that the data repeats
-    rows; one copied row among them is not what it counts."""
+    rows (the copied row counts too: its other twins differ from it)."""
     import warnings
 
     predictor, _ = contrastive

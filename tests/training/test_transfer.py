@@ -218,6 +218,10 @@ def test_new_classes_without_a_support_set_are_refused_saying_how_a_few_shot_mod
                                                       "classes it never trained on given a support set .*--support "
                                                       "SUPPORT.csv, support= in Python\\)"):
             model.evaluate(data["root"] / "test_new_classes.csv")
+    cfg = config({"method": "protonet", "shots": 3, "queries": 4, "dim": 16}, epochs=1)
+    with pytest.raises(SchemaMismatchError) as fitting:  # train takes no support set: no word of one there
+        MultimodalPredictor.from_config(cfg).fit(data["train"], data["root"] / "test_new_classes.csv")
+    assert "was not seen in training" in str(fitting.value) and "support" not in str(fitting.value)
 
 
 def test_a_saved_prototypical_network_predicts_the_same_with_and_without_support(protonet, data, tmp_path):
@@ -296,8 +300,8 @@ def test_a_two_modality_teacher_teaches_a_tabular_only_student(data, tmp_path):
 
 def test_given_unlabelled_pairs_the_teacher_teaches_them_too(data, tmp_path, monkeypatch):
     """With --unlabeled, every step's distillation covers the labelled batch and the unlabelled
-    one (the teacher's outputs on the unlabelled rows are their targets); without, the method
-    needs none."""
+    one (the teacher's outputs on the unlabelled rows are their targets); the tests around it
+    train without any."""
     from polymodal.models.objectives.distill import DistillLoss
 
     teacher = MultimodalPredictor.from_config(config(epochs=2)).fit(data["train"], data["valid"], out=tmp_path / "t")
@@ -421,7 +425,7 @@ class _CountTrainable(L.Callback):
 
 
 def test_gradual_unfreezing_trains_more_blocks_each_epoch_and_never_the_first(data, capsys):
-    cfg = config(epochs=3)
+    cfg = config(epochs=3, progress=True)  # progress: it says when blocks join
     cfg["modalities"]["img"]["encoder"] = {"name": "cnn", "dim": 16, "channels": [4, 8], "freeze": "all",
                                            "unfreeze": {"start": 1, "every": 1, "blocks": 1}}
     counter = _CountTrainable()

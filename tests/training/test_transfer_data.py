@@ -17,7 +17,7 @@ import yaml
 from helpers_models import TABULAR, classification_config, make_dataset, write_splits
 
 from polymodal import MultimodalPredictor
-from polymodal.errors import ConfigError, ManifestError, RunFolderError, SchemaMismatchError
+from polymodal.errors import ConfigError, ManifestError, OptionError, RunFolderError, SchemaMismatchError
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +95,20 @@ def test_the_config_of_a_run_resumes_it_without_naming_the_unlabelled_manifest_a
     saved["train"]["epochs"] = 2
     pred = MultimodalPredictor.from_config(saved).fit(data["train"], data["valid"], out=run, resume=True)
     assert len(pred.history) == 2 and pred.info["unlabeled_rows"] == len(pd.read_csv(data["unlabeled"]))
+
+
+def test_a_distillation_run_trained_without_unlabelled_rows_resumes_without_them(data, tmp_path):
+    """Distillation may go without unlabelled rows; a run that did is not continued with some."""
+    MultimodalPredictor.from_config(config(epochs=1)).fit(data["train"], data["valid"], out=tmp_path / "teacher")
+    run = tmp_path / "run"
+    cfg = config({"method": "distill", "teacher": str(tmp_path / "teacher")})
+    MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], out=run)
+    cfg["train"]["epochs"] = 2
+    with pytest.raises(RunFolderError, match=rf"--resume: {run} trained without --unlabeled \(or with a DataFrame"):
+        MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], out=run, resume=True,
+                                                 unlabeled=data["unlabeled"])
+    assert len(MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], out=run,
+                                                        resume=True).history) == 2
 
 
 def test_an_unlabelled_data_frame_records_no_path_and_is_not_checked_on_resume(data, tmp_path):
@@ -177,6 +191,26 @@ def test_a_column_only_the_teacher_reads_is_named_as_the_teacher_runs(data, tmp_
     with pytest.raises(ManifestError, match=rf"the teacher run {tmp_path / 'teacher'} \(transfer.teacher\): modality "
                                             r"'img' reads column\(s\) 'image', not in no_image_train.csv"):
         MultimodalPredictor.from_config(cfg).fit(data["no_image_train"], data["valid"])
+
+
+def test_unlabelled_rows_the_teacher_cannot_read_are_named_with_the_way_to_leave_them_to_other_methods(data,
+                                                                                                      tmp_path):
+    """Distillation teaches the unlabelled rows too; when they lack the teacher's columns (another
+    domain's rows, for a domain-adaptation method), the error says how to teach the labelled rows
+    only; set so, the domain method still learns from them."""
+    MultimodalPredictor.from_config(config()).fit(data["train"], data["valid"], out=tmp_path / "teacher")
+    cfg = config([{"method": "distill", "teacher": str(tmp_path / "teacher")}, {"method": "coral"}])
+    cfg["modalities"] = {"tab": copy.deepcopy(TABULAR)}  # the student reads what the unlabelled rows hold
+    with pytest.raises(ManifestError, match=r"not in no_image_train.csv .*; transfer.0.teach_unlabeled: false "
+                                            r"teaches on the labelled rows only"):
+        MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], unlabeled=data["no_image_train"])
+    cfg["transfer"][0]["teach_unlabeled"] = False
+    student = MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], unlabeled=data["no_image_train"])
+    assert student.info["unlabeled_rows"] > 0 and "train_domain_loss" in student.history
+    alone = config({"method": "distill", "teacher": str(tmp_path / "teacher"), "teach_unlabeled": False})
+    alone["modalities"] = {"tab": copy.deepcopy(TABULAR)}
+    with pytest.raises(OptionError, match="unlabelled data was given, but the configured transfer method"):
+        MultimodalPredictor.from_config(alone).fit(data["train"], data["valid"], unlabeled=data["no_image_train"])
 
 
 def test_pairing_the_loaders_warns_nothing_about_lightning_internals():
