@@ -77,3 +77,13 @@ def test_run_batches_concatenates_each_output_without_autograd_and_restores_the_
     assert torch.equal(inputs, torch.cat([torch.ones(2, 3), torch.zeros(1, 3)]))
     assert net.training  # restored
     assert run_batches(net, [], forward, torch.device("cpu")) == []
+
+
+def test_run_batches_gives_every_submodule_its_own_mode_back():
+    """A wrapper built for the call (in train mode, as a new module is) around a fitted network in
+    eval mode: afterwards each is in the mode it had, not the wrapper's."""
+    fitted = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.5)).eval()
+    wrapper = torch.nn.Sequential(fitted)
+    assert wrapper.training and not fitted.training
+    run_batches(wrapper, [torch.ones(2, 3)], wrapper, torch.device("cpu"))
+    assert wrapper.training and not fitted.training and not fitted[1].training
