@@ -45,7 +45,7 @@ from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.skipped import describe_skipped, require_rows, skipped_by_split, skipped_frame
 from polymodal.data.targets import TargetEncoder
 from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
-from polymodal.resume import clear_run, held_run, manifest_paths
+from polymodal.resume import clear_run, drop_replaced_run, held_run, manifest_paths
 from polymodal.training.devices import world_size
 from polymodal.utils.device import default_device, default_workers, run_batches
 from polymodal.utils.io import check_folder_path
@@ -445,6 +445,7 @@ class Estimator:
         runfolder.write_diagnostics(run, self.diagnostics)
         self._write_report(run, model)
         runfolder.write_results(run, self.metrics, self.info, self.history, self.last_skipped)
+        drop_replaced_run(run)  # saved whole: the run an --overwrite fit set aside goes
         return run
 
     def _write_report(self, run: Path, model: torch.nn.Module) -> None:

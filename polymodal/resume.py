@@ -20,7 +20,7 @@ from polymodal.data.content_keys import content_key
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import RunFolderError
 from polymodal.metrics.tasks import monitored
-from polymodal.run_files import CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, MODEL_FILE, RUN_ENTRIES
+from polymodal.run_files import CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, MODEL_FILE, REPLACED_DIR, RUN_ENTRIES
 from polymodal.runfolder import read_config
 from polymodal.training.checkpoints import checkpoint_state
 from polymodal.training.devices import secondary_process
@@ -117,7 +117,7 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
     """Create the run folder ``out`` (when given) and write its ``config.yaml``, right before
     training: the inputs have been read, checked and preprocessed by then, so a mistake (or a
     corrupt file) leaves an existing folder as it was. With ``overwrite``, the earlier run's own
-    files (:data:`RUN_ENTRIES`) are removed first.
+    files (:data:`RUN_ENTRIES`) are set aside (:func:`set_aside_run`) until the new run is saved.
 
     Raises:
         See :func:`check_out`, which runs again here (the folder may have changed meanwhile; the
@@ -130,10 +130,35 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
     if secondary_process(config.train):  # other ranks (under torchrun all start at once): rank 0 writes
         return run
     if not resume and held_run(run) is not None:
-        clear_run(run)
+        set_aside_run(run)
     run.mkdir(parents=True, exist_ok=True)
     save_config(config, run / CONFIG_FILE)
     return run
+
+
+def set_aside_run(run: Path) -> None:
+    """Move the trained run in ``run`` (its :data:`RUN_ENTRIES`) into ``run/.replaced``
+    (:data:`REPLACED_DIR`), where it stays until the run replacing it is saved whole
+    (:func:`drop_replaced_run`): an interrupted ``--overwrite`` fit loses nothing. An interrupted
+    run (no model) is removed instead, keeping the trained run an earlier ``--overwrite`` set aside."""
+    if not (run / MODEL_FILE).is_file():
+        clear_run(run)
+        return
+    aside = run / REPLACED_DIR
+    if aside.exists():
+        shutil.rmtree(aside)
+    aside.mkdir()
+    for name in RUN_ENTRIES:
+        if (run / name).exists() or (run / name).is_symlink():
+            os.replace(run / name, aside / name)
+
+
+def drop_replaced_run(run: Path) -> None:
+    """Remove the run ``--overwrite`` set aside in ``run`` (:func:`set_aside_run`), once the new
+    one is saved whole."""
+    aside = run / REPLACED_DIR
+    if aside.is_dir():
+        shutil.rmtree(aside)
 
 
 def clear_run(run: Path) -> None:

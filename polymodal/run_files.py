@@ -66,6 +66,10 @@ def saved_fingerprint(model_file: Path) -> str | None:
 
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on its JSON header
 
+# Where a fit with --overwrite keeps the run it replaces (its RUN_ENTRIES) until the new one is saved
+# whole, so that an interrupted fit loses nothing
+REPLACED_DIR = ".replaced"
+
 # What a run writes into its folder; replacing the run (--overwrite, save(overwrite=True)) removes
 # these and nothing else the folder may hold.
 RUN_ENTRIES = (CONFIG_FILE, MODEL_FILE, PREPROCESSORS_DIR, ASSETS_DIR, METRICS_FILE, HISTORY_FILE, SKIPPED_FILE,

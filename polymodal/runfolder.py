@@ -29,6 +29,7 @@ from polymodal.run_files import (
     MODEL_FILE,
     MODEL_FINGERPRINT_KEY,
     PREPROCESSORS_DIR,
+    REPLACED_DIR,
     SKIPPED_FILE,
 )
 from polymodal.utils.io import atomic_write, atomic_write_json, check_folder_path, folder_digest
@@ -48,9 +49,12 @@ def check_run(path: str | os.PathLike) -> Path:
         raise RunNotFoundError(f"{run} is a file, not a run folder (give the folder 'polymodal train --out' wrote)")
     if not (run / MODEL_FILE).is_file():
         if (run / LAST_CHECKPOINT).is_file():  # a fit stopped before it saved its model
+            replaced = run / REPLACED_DIR
+            kept = (f"; the run it replaces is kept in {replaced} until then (move its files back into {run} to use "
+                    "that one instead)" if (replaced / MODEL_FILE).is_file() else "")
             raise RunNotFoundError(f"{run} holds an interrupted run (its {LAST_CHECKPOINT}, no {MODEL_FILE} yet): "
                                    "finish it with 'polymodal train CONFIG ... --out RUN --resume' (its config is "
-                                   f"{run / CONFIG_FILE}), then use it")
+                                   f"{run / CONFIG_FILE}), then use it{kept}")
         raise RunNotFoundError(f"{run} is not a polymodal run folder: {MODEL_FILE} not found")
     return run
 

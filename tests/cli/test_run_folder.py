@@ -365,3 +365,31 @@ def test_compare_ranks_runs_by_their_headline_metric_and_names_a_folder_that_is_
     assert mixed.exit_code == 0 and [r["run"] for r in json.loads(mixed.stdout)] == [str(runs[0])]
     assert_user_error(invoke("compare", tmp_path / "notes"), "no run to compare")
     assert_user_error(invoke("compare", runs[0], "--split", "train"), "--split: valid or test")
+
+
+def test_an_interrupted_overwrite_keeps_the_run_it_replaces_until_the_new_one_is_saved(data, trained, tmp_path,
+                                                                                       monkeypatch):
+    """--overwrite sets the old run aside (run/.replaced) instead of deleting it: a fit stopped
+    before its model is saved loses nothing, a second --overwrite keeps the same old run, and the
+    run saved whole at last drops it."""
+    from polymodal import runfolder
+
+    run = _copy(trained, tmp_path)
+    old = _snapshot(run)
+    real = runfolder.write_model
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runfolder, "write_model", killed)
+    for _ in range(2):  # stopped twice: the old run set aside the first time stays the one kept
+        assert _train(data, run, "--overwrite").exit_code == 130
+        kept = {k.removeprefix(".replaced/"): v for k, v in _snapshot(run).items() if k.startswith(".replaced/")}
+        assert kept == old
+        assert not (run / "model.safetensors").exists()
+    with pytest.raises(FileNotFoundError, match=r"holds an interrupted run .*; the run it replaces is kept in "
+                                                r".*\.replaced until then"):
+        MultimodalPredictor.load(run)
+    monkeypatch.setattr(runfolder, "write_model", real)
+    assert _train(data, run, "--overwrite").exit_code == 0
+    assert not (run / ".replaced").exists() and MultimodalPredictor.load(run).predict(data["test"]) is not None
