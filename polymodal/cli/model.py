@@ -45,12 +45,18 @@ def train(
     """Train a model and write the run folder (model, preprocessors, metrics, report)."""
     from polymodal.config import load_config
     from polymodal.config.overrides import parse_overrides
+    from polymodal.errors import ConfigError
     from polymodal.predictor import MultimodalPredictor
 
     cfg = load_config(config, overrides=parse_overrides(set_ or []), check_files=True)  # named as config check does
     predictor = MultimodalPredictor.from_config(cfg)
-    with predictor.quiet_skips():  # listed below, with the file they are written to
-        predictor.fit(train, valid, test=test, out=out, resume=resume, overwrite=overwrite, unlabeled=unlabeled)
+    try:
+        with predictor.quiet_skips():  # listed below, with the file they are written to
+            predictor.fit(train, valid, test=test, out=out, resume=resume, overwrite=overwrite, unlabeled=unlabeled)
+    except ConfigError as err:  # found once the model is built (more blocks to freeze than it has): name the file
+        if err.source is not None:
+            raise
+        raise ConfigError(err.problems, source=str(config)) from None
     if predictor.rank != 0:  # a secondary process of distributed training
         return
     if not predictor.last_skipped.empty:

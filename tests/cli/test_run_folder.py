@@ -393,3 +393,9 @@ def test_an_interrupted_overwrite_keeps_the_run_it_replaces_until_the_new_one_is
     monkeypatch.setattr(runfolder, "write_model", real)
     assert _train(data, run, "--overwrite").exit_code == 0
     assert not (run / ".replaced").exists() and MultimodalPredictor.load(run).predict(data["test"]) is not None
+
+
+def test_a_config_mistake_found_while_the_model_is_built_names_the_config_file(data, tmp_path):
+    result = _train(data, tmp_path / "run", "--set", "modalities.img.encoder.freeze=99")
+    assert_user_error(result, f"Invalid config in {data['config']}", "modalities.img.encoder.freeze: 99 trailing "
+                      "blocks requested")
