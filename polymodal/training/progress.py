@@ -86,7 +86,8 @@ def training_loss(read: Callable[[str], float | None]) -> float | None:
 
 class EpochLines(Callback):
     """One line per epoch on stderr where no bar is drawn (a log, a pipe, CI): the epoch, its
-    training loss (:func:`training_loss`), validation loss, the monitored metric and seconds."""
+    training loss (:func:`training_loss`; with the other terms' total beside it when the run has
+    more terms than the task's), validation loss, the monitored metric and seconds."""
 
     def __init__(self, monitor: str):
         self.monitor = monitor
@@ -105,6 +106,10 @@ class EpochLines(Callback):
 
         shown = {"loss": training_loss(read), "val_loss": read("val_loss"), self.monitor: read(self.monitor)}
         values = "  ".join(f"{k} {v:.4f}" for k, v in shown.items() if v is not None)
+        total = read("train_loss")
+        if read("train_task_loss") is not None and total is not None and total != shown["loss"]:
+            values = values.replace(f"loss {shown['loss']:.4f}", f"loss {shown['loss']:.4f} (with the other terms "
+                                    f"{total:.4f})", 1)
         total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
         print(f"epoch {trainer.current_epoch + 1}{total}  {values}  ({time.perf_counter() - self._start:.1f} s)",
               file=sys.stderr, flush=True)

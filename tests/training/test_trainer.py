@@ -465,6 +465,23 @@ def test_the_training_loss_shown_is_what_val_loss_measures():
     assert training_loss({}.get) is None
 
 
+def test_an_epoch_line_shows_the_total_beside_the_task_loss_when_other_terms_add_to_it(capsys):
+    from types import SimpleNamespace
+
+    from polymodal.training.progress import EpochLines
+
+    def line(**metrics):
+        trainer = SimpleNamespace(is_global_zero=True, sanity_checking=False, current_epoch=0, max_epochs=2,
+                                  callback_metrics={k: torch.tensor(v) for k, v in metrics.items()})
+        EpochLines("accuracy").on_train_epoch_end(trainer, None)
+        return capsys.readouterr().err
+
+    assert "loss 0.6884 (with the other terms 1.6196)  val_loss 0.5000" in line(
+        train_loss=1.6196, train_task_loss=0.6884, val_loss=0.5)
+    plain = line(train_loss=0.6884, train_task_loss=0.6884, val_loss=0.5)
+    assert "loss 0.6884  val_loss" in plain and "other terms" not in plain
+
+
 def test_a_gpu_the_machine_lacks_is_refused_before_any_data_is_read(monkeypatch, tmp_path):
     from helpers_models import classification_config
 
