@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 from polymodal.config import Config, save_config
 from polymodal.data.content_keys import content_key
 from polymodal.data.pipeline import DataSource
-from polymodal.errors import RunFolderError
+from polymodal.errors import ConfigError, RunFolderError
 from polymodal.metrics.tasks import monitored
 from polymodal.run_files import CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, MODEL_FILE, REPLACED_DIR, RUN_ENTRIES
 from polymodal.runfolder import read_config
 from polymodal.training.checkpoints import checkpoint_state
-from polymodal.training.devices import secondary_process
+from polymodal.training.devices import launcher_mismatch, secondary_process
 from polymodal.utils.io import check_folder_path, damaged_zip, exclusive_lock
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,6 +80,8 @@ def holding_the_run_folder(fit: F) -> F:
 
     @functools.wraps(fit)
     def locked(self: Any, *args: Any, out: str | os.PathLike | None = None, **kwargs: Any) -> Any:
+        if (mismatch := launcher_mismatch(self.config.train)) is not None:
+            raise ConfigError([mismatch])  # before the lock, which each such process would take for its own run
         if out is None or secondary_process(self.config.train):
             return fit(self, *args, out=out, **kwargs)
 

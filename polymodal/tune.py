@@ -254,10 +254,7 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
     monitor, direction = _metric(config)
     out = Path(out)
     check_tune_out(out, overwrite=overwrite, resume=resume)
-    for key in tune.space:  # every key must lead somewhere valid before any training starts
-        probe = tune.space[key]
-        sample = probe.choices[0] if isinstance(probe, ChoiceParam) else probe.low
-        trial_config(base, {key: sample})
+    check_space(base, tune.space, str(config_path))  # every value the search may try, before any training starts
 
     def busy(held: Path) -> RunFolderError:
         return RunFolderError(f"{out} is being searched into by another tune (it holds {held}); wait for it to end, "
@@ -265,6 +262,28 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
 
     with exclusive_lock(out, busy):
         return _search(out, base, tune, monitor, direction, train, valid, trials, on_trial, resume=resume)
+
+
+def check_space(base: dict[str, Any], space: dict[str, Any], source: str | None = None) -> None:
+    """Refuse a search space that leads anywhere invalid, before any trial trains: each key with
+    every one of its choices, or a range's two ends (a trial fails on its own value otherwise,
+    after the trials before it trained).
+
+    Raises:
+        ConfigError: every value that does not fit, by ``tune.space`` key.
+    """
+    problems = []
+    for key, param in space.items():
+        tried = ([("choice", c) for c in param.choices] if isinstance(param, ChoiceParam)
+                 else [("low", param.low), ("high", param.high)])
+        for what, value in tried:
+            try:
+                trial_config(base, {key: value})
+            except ConfigError as err:
+                problems += [p if p.startswith("tune.space.")  # the key itself leads nowhere
+                             else f"tune.space.{key}: {what} {value!r} does not fit the config: {p}" for p in err.problems]
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)), source=source)
 
 
 def _search(out: Path, base: dict[str, Any], tune: Any, monitor: str, direction: str, train: Any, valid: Any,
@@ -278,7 +297,9 @@ def _search(out: Path, base: dict[str, Any], tune: Any, monitor: str, direction:
     if not resume:
         for name in TUNE_FILES:  # an earlier search's (--overwrite): none of them may outlive this one
             (out / name).unlink(missing_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # errors only: a failed trial's error (a Ctrl-C) is reported once, by the command, not with
+    # Optuna's traceback of it first
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=tune.warmup_epochs)
               if tune.pruner == "median" else optuna.pruners.NopPruner())
     study = _open_study(out, _search_key(base, direction, train, valid), direction, tune.seed, pruner, resume=resume)

@@ -179,6 +179,22 @@ def test_a_trial_is_scored_at_the_epoch_it_keeps_not_the_last():
         assert math.isnan(_score(SimpleNamespace(history=history, info={"best_epoch": 1}), "accuracy"))
 
 
+def test_every_value_the_space_may_try_is_checked_before_any_trial(tmp_path):
+    """A later choice or a range's upper end that does not fit fails the search before it trains
+    anything (it used to fail the trial that drew it, after the ones before had trained)."""
+    space = {"fusion.name": {"choices": ["concat", "gatd"]}, "head.dropout": {"low": 0.0, "high": 1.4},
+             "train.lr": {"low": 1e-3, "high": 3e-2, "log": True}}
+    path = tuned(tmp_path, classification_config(epochs=1), space=space)
+    with pytest.raises(ConfigError) as info:
+        run_search(path, "train.csv", None, tmp_path / "out")
+    problems = info.value.problems
+    assert len(problems) == 2 and info.value.source == str(path)
+    assert problems[0].startswith("tune.space.fusion.name: choice 'gatd' does not fit the config: fusion.name: ")
+    assert problems[1].startswith("tune.space.head.dropout: high 1.4 does not fit the config: head.dropout: Input "
+                                  "should be less than 1")
+    assert not (tmp_path / "out").exists()
+
+
 def test_search_needs_a_tune_section(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(classification_config()), encoding="utf-8")
@@ -204,6 +220,10 @@ def test_a_second_search_into_the_same_folder_is_refused_unless_overwrite(tmp_pa
     runner = CliRunner()
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    shown = " ".join(first.output.split())
+    assert "trials (value: val_accuracy, higher is better)" in shown
+    assert f"best: trial 0, val_accuracy {summary['best_value']:.4f}; best config:" in shown
     (out / "notes.txt").write_text("mine", encoding="utf-8")
     before = {name: (out / name).read_bytes() for name in ("trials.csv", "summary.json", "best_config.yaml")}
     fits = []

@@ -94,10 +94,11 @@ def convert(
     from polymodal.config.columns import csv_columns
     from polymodal.data.arrow_manifest import convert_manifest
     from polymodal.data.manifest import READERS
-    from polymodal.errors import ManifestError
+    from polymodal.errors import OptionError
 
     if READERS.get(out.suffix.lower()) != "arrow":
-        raise ManifestError([f"OUT must end in .arrow or .feather; got '{out.name}'"], source=str(out))
+        raise OptionError([f"OUT: the converted manifest is an Arrow file, so its name must end in .arrow or .feather; "
+                           f"got '{out.name}'"])
     columns = csv_columns(load_config(config)) if config is not None else {}
     rows = convert_manifest(source, out, **columns)
     console.print(f"wrote {rows:,} rows to [bold]{out}[/] (relative paths resolve against {source.parent.resolve()})")

@@ -170,9 +170,11 @@ def evaluate(
     swept = extra.get("sweep_rows", 0)
     sample = f" on a sample of {swept} of {metrics.get('rows')} rows (--rows)" if swept < metrics.get("rows", 0) else ""
     if "missing" in extra:
+        alone = len(predictor.config.modality_names) == 1
         print_rows(extra["missing"], f"modality subsets (the others missing){sample}; the metrics count every row, "
                                      "those with none of a subset's modalities (rows_with_any: the others) "
-                                     "predicted from none")
+                                     "predicted from none",
+                   note="a model of one modality has no other subset: the row is the metrics above" if alone else None)
     if "robustness" in extra:
         print_rows(extra["robustness"]["table"], f"{extra['robustness']['metric']} by corruption severity (0-5){sample}")
     if extra:
@@ -257,6 +259,8 @@ def explain(
     scored = "each row's score against its label" if explanation.task == "anomaly" else "the whole prediction"
     console.print(f"explained: the {escape(explanation.explained_quantity)}{_measured_against(explanation, predictor)} "
                   f"(the Shapley columns; any metric columns score {scored})", highlight=False)
+    if (bias := explanation.base_bias()) is not None:
+        console.print(f"note: {escape(bias)}", highlight=False)
     console.print(f"explanation written to {page}")
 
 
@@ -337,8 +341,11 @@ def tune(
 
     table = run_search(config, train, valid, out, trials, on_trial=show, overwrite=overwrite, resume=resume,
                        overrides=parse_overrides(set_ or []))
-    print_rows(table.to_dict("records"), "trials")
-    console.print(f"best config: {out / 'best_config.yaml'}; all trials: {out / 'trials.csv'}")
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    goal = "higher" if summary["direction"] == "maximize" else "lower"
+    print_rows(table.to_dict("records"), f"trials (value: {summary['metric']}, {goal} is better)")
+    console.print(f"best: trial {summary['best_trial']}, {summary['metric']} {summary['best_value']:.4f}; best config: "
+                  f"{out / 'best_config.yaml'}; all trials: {out / 'trials.csv'}")
 
 
 def compare(

@@ -128,6 +128,24 @@ class Explanation:
                 + (" against normal rows" if self.reference == "normal" else "")
                 + (f"; share of |Shapley|: {shares}" if shares else "") + f"; {len(self.within)} within-modality maps)")
 
+    def base_bias(self) -> str | None:
+        """A warning when a classifier's prediction with no modality present (``base``, the same
+        for every row) favours one class well above an even split: rows of that class are then
+        explained against a base that already predicts them, and their Shapley values are small
+        whatever their inputs show (modality dropout keeps a modality in every training row, so
+        the path with none present never trains). None otherwise."""
+        if self.task != "classification" or self.reference != "none" or self.base.size == 0:
+            return None
+        mean = np.nanmean(self.base, axis=0)
+        top = int(np.nanargmax(mean))
+        k = len(mean)
+        if mean[top] <= 0.5 + 0.5 / k:
+            return None
+        return (f"with no modality present the model predicts {self.outputs[top]!r} (probability {mean[top]:.2f}): "
+                f"rows of that class are explained against a base that already predicts them, so their Shapley "
+                "values are small whatever their inputs show (the path with no modality present never trains); "
+                "compare their modalities with each other, not with other classes' rows")
+
     def _pick(self, array: np.ndarray) -> np.ndarray:
         """The explained output of each row: (N, ..., K) -> (N, ...)."""
         return np.take_along_axis(array, self.explained.reshape(-1, *([1] * (array.ndim - 1))), axis=-1)[..., 0]

@@ -58,6 +58,8 @@ def _base_note(explanation: Explanation) -> str:
                 + ("" if explanation.threshold is None else f" (flagged above {explanation.threshold:.4g})") + ".")
     note = ("For each row they add up to the explained score with every modality present minus the score with none "
             "(<code>base</code>).")
+    if (bias := explanation.base_bias()) is not None:
+        note += f" <b>Note</b>: {html.escape(bias)}."
     if explanation.task == "anomaly":  # an anomaly detector without its normal reference
         note += (" This detector records no normal rows' scores to measure against (more than 6 modalities, or a run "
                  "saved by an earlier polymodal, which a new fit replaces), so its values are not centred on normal "

@@ -30,7 +30,9 @@ def table_html(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None 
         return "<p>(none)</p>"
     columns = list(columns or rows[0].keys())
 
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    # a long column name may break after its underscores (accuracy_drop_low), so a table beside a
+    # figure fits its half of the page instead of hiding columns behind its scroll bar
+    head = "".join(f"<th>{html.escape(str(c)).replace('_', '_<wbr>')}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(format_value(r.get(c)))}</td>" for c in columns) + "</tr>"
                    for r in rows)
     return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"  # a wide table scrolls alone

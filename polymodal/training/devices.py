@@ -78,6 +78,25 @@ def accelerators() -> tuple[bool, bool]:
     return torch.cuda.is_available(), bool(mps is not None and mps.is_available())
 
 
+def launched_processes(cfg: TrainConfig) -> str | None:
+    """How many processes a launcher started, as it says: torchrun's count always means processes
+    started; SLURM's only where srun starts them for a distributed run (a plain command in a batch
+    job with several tasks still runs once)."""
+    return os.environ.get("WORLD_SIZE") or (os.environ.get("SLURM_NTASKS") if world_size(cfg) > 1
+                                             and slurm_launched() else None)
+
+
+def launcher_mismatch(cfg: TrainConfig) -> str | None:
+    """The problem when a launcher started another number of processes than ``train`` asks for
+    (each would then take itself for rank 0 of its own run), or None."""
+    launched, processes = launched_processes(cfg), world_size(cfg)
+    if launched and launched.isdigit() and int(launched) != processes:
+        return (f"train.devices x train.num_nodes: {processes} process(es), but a launcher (torchrun or SLURM) "
+                f"started {launched}; make them agree (e.g. torchrun --nproc-per-node = train.devices, --nnodes = "
+                "train.num_nodes)")
+    return None
+
+
 def check_devices(cfg: TrainConfig) -> None:
     """Check ``train``'s hardware settings against this machine, before any data is read (Lightning
     would refuse a missing GPU only once the data is prepared, with its own words).
@@ -93,14 +112,9 @@ def check_devices(cfg: TrainConfig) -> None:
     if cfg.strategy == "ddp_spawn":
         problems.append("train.strategy: 'ddp_spawn' trains in child processes whose epochs never reach the run folder "
                         "(history, best epoch, learning curves); use 'ddp', which starts the other processes itself")
-    # torchrun's count always means processes started; SLURM's only where srun starts them for a
-    # distributed run (a plain command in a batch job with several tasks still runs once)
-    launched = os.environ.get("WORLD_SIZE") or (os.environ.get("SLURM_NTASKS") if processes > 1 and slurm_launched()
-                                                 else None)
-    if launched and launched.isdigit() and int(launched) != processes:
-        problems.append(f"train.devices x train.num_nodes: {processes} process(es), but a launcher (torchrun or "
-                        f"SLURM) started {launched}; make them agree (e.g. torchrun --nproc-per-node = train.devices, "
-                        "--nnodes = train.num_nodes)")
+    launched = launched_processes(cfg)
+    if (mismatch := launcher_mismatch(cfg)) is not None:
+        problems.append(mismatch)
     elif processes > 1 and not launched and not secondary_process(cfg) and interactive():
         problems.append(f"train.devices: {processes} processes start by running this program again, which an "
                         "interactive session, a 'python -c' command or a script on stdin cannot be: put the code in a "

@@ -103,6 +103,17 @@ def test_a_modality_empty_in_every_row_is_warned_once_for_the_evaluation_and_its
     assert sum("has no value in any row" in str(w.message) for w in caught) == 1
 
 
+def test_missing_on_a_one_modality_model_says_there_is_no_other_subset(run, tmp_path_factory):
+    config = classification_config(epochs=1)
+    config["modalities"] = {"tab": config["modalities"]["tab"]}
+    folder, paths = fitted_run(tmp_path_factory, config, 30, "one")
+    result = invoke("evaluate", folder, "--data", paths["test"], "--missing")
+    assert result.exit_code == 0, result.output
+    assert "a model of one modality has no other subset: the row is the metrics above" in " ".join(result.output.split())
+    two = invoke("evaluate", run[0], "--data", run[1]["test"], "--missing")
+    assert two.exit_code == 0 and "no other subset" not in two.output
+
+
 def test_a_sampled_sweep_says_so(run):
     folder, paths = run
     result = invoke("evaluate", folder, "--data", paths["test"], "--missing", "--rows", "5")

@@ -163,7 +163,8 @@ def test_the_convert_command(tmp_path):
     assert result.exit_code == 0, result.output
     assert "wrote 2 rows" in result.output and read_manifest(tmp_path / "m.arrow").frame["text"].tolist() == ["a b", "c"]
     result = runner.invoke(app, ["manifest", "convert", str(source), str(tmp_path / "m.csv")])
-    assert result.exit_code == 2 and "must end in .arrow or .feather" in result.output
+    assert result.exit_code == 2 and "OUT: the converted manifest is an Arrow file, so its name must end in .arrow or " \
+        ".feather; got 'm.csv'" in " ".join(result.output.split()) and "Invalid manifest" not in result.output
 
 
 def test_the_manifest_and_its_arrow_file_can_move_together(tmp_path):

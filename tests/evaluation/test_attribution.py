@@ -152,6 +152,26 @@ def test_the_output_to_explain_must_exist(a_only):
     assert (forced.values["explained"] == "yes").all()
 
 
+def test_a_base_that_already_predicts_one_class_is_said(a_only, tmp_path):
+    """With no modality present a classifier may predict one class confidently (that path never
+    trains): its rows' values are then small whatever they show, which the page and the
+    explanation say; an even base says nothing."""
+    import dataclasses
+
+    _, _, explanation = a_only
+    k = len(explanation.outputs)
+    even = dataclasses.replace(explanation, base=np.full_like(explanation.base, 1.0 / k))
+    assert even.base_bias() is None and "<b>Note</b>" not in even.to_html(tmp_path / "even").read_text("utf-8")
+    skewed = np.full_like(explanation.base, 0.05 / (k - 1))
+    skewed[:, 0] = 0.95
+    biased = dataclasses.replace(explanation, base=skewed)
+    said = biased.base_bias()
+    assert said.startswith(f"with no modality present the model predicts {explanation.outputs[0]!r} (probability "
+                           "0.95): rows of that class are explained against a base that already predicts them")
+    assert "<b>Note</b>: with no modality present" in biased.to_html(tmp_path / "biased").read_text("utf-8")
+    assert dataclasses.replace(biased, task="regression").base_bias() is None
+
+
 def test_the_page_and_tables_are_written(a_only, tmp_path):
     _, _, explanation = a_only
     page = explanation.to_html(tmp_path / "explain")

@@ -45,7 +45,8 @@ def sections(page: str) -> dict[str, str]:
 def table(body: str) -> list[dict[str, str]]:
     """The first table of ``body`` as one dict per row, keyed by the header cells (numbers without
     their thousands separators)."""
-    rows = [[re.sub(r"(?<=\d),(?=\d{3})", "", cell) for cell in re.findall(r"<t[dh]>(.*?)</t[dh]>", row)]
+    rows = [[re.sub(r"(?<=\d),(?=\d{3})", "", cell.replace("<wbr>", ""))  # <wbr>: where a long name may break
+             for cell in re.findall(r"<t[dh]>(.*?)</t[dh]>", row)]
             for row in re.findall(r"<tr>(.*?)</tr>", body)]
     return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
 

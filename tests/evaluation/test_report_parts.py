@@ -161,3 +161,8 @@ def test_table_numbers_are_readable():
     for shown in ("<td>762,094</td>", "<td>1,240.6</td>", "<td>0.8167</td>", "<td>-</td>", "<td>True</td>"):
         assert shown in page
     assert page.startswith("<div class='scroll'>"), "a wide table scrolls by itself, not the page"
+
+
+def test_long_column_names_may_break_after_their_underscores():
+    page = table_html([{"modality": "audio", "accuracy_drop_low": 0.1}])
+    assert "<th>accuracy_<wbr>drop_<wbr>low</th>" in page and "<td>audio</td>" in page  # cells stay as they are

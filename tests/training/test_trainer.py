@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from helpers_cli import as_terminal, not_a_terminal
+from helpers_models import classification_config
 from torch.utils.data import DataLoader, TensorDataset
 
 from polymodal.config.train import TrainConfig
@@ -564,6 +565,24 @@ def test_distributed_settings_that_cannot_work_are_refused_by_key(monkeypatch):
     assert isinstance(make_strategy(TrainConfig(devices=2, accelerator="cpu")), DDPStrategy), \
         "several processes under strategy auto get the DDP that tolerates idle parameters"
     assert make_strategy(TrainConfig(accelerator="cpu")) == "auto"
+
+
+def test_a_launcher_count_the_config_disagrees_with_is_named_before_the_run_folders_lock(monkeypatch, tmp_path):
+    """torchrun --nproc-per-node 2 with a one-process config: each process takes itself for rank 0
+    of its own run, so the second found the first's lock and said another fit held the folder."""
+    from polymodal import MultimodalPredictor
+    from polymodal.errors import ConfigError
+    from polymodal.utils.io import exclusive_lock
+
+    for name in ("SLURM_NTASKS", "SLURM_JOB_NAME", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    predictor = MultimodalPredictor.from_config(classification_config(epochs=1))
+    with exclusive_lock(tmp_path / "run", lambda held: AssertionError(f"locked twice: {held}")):  # rank 0's lock
+        with pytest.raises(ConfigError, match=r"train.devices x train.num_nodes: 1 process\(es\), but a launcher "
+                                              r"\(torchrun or SLURM\) started 2"):
+            predictor.fit("train.csv", out=tmp_path / "run")
 
 
 def test_a_distributed_runs_other_ranks_are_told_by_their_launchers_variables(monkeypatch):
