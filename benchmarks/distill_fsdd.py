@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from _common import mean_std, parser, require_data, save
-from semi_fsdd import BATCH, EPOCHS, datasets
+from _common import parser, require_data, save
+from semi_fsdd import BATCH, EPOCHS, datasets, seeded_row
 from semi_fsdd import config as audio_config
 
 from polymodal import MultimodalPredictor
@@ -80,17 +81,13 @@ def main() -> None:
         size = sizes["unlabeled"] if unlabeled is not None else sizes[METHODS[name]]
         run_epochs = math.ceil(steps / max(1, size // BATCH))  # the same number of steps for every row
         method = {"method": "distill", "teacher": str(teacher_run), "temperature": TEMPERATURE} if distill else None
-        accs, secs = [], []
-        for seed in seeds:
-            started = time.perf_counter()
-            predictor = MultimodalPredictor.from_config(audio_config(method, seed, run_epochs, args.work / "cache"))
-            predictor.fit(train, paths["valid"], unlabeled=unlabeled)
-            accs.append(predictor.evaluate(paths["test"])["accuracy"] * 100)
-            secs.append(time.perf_counter() - started)
-            print(f"{name:<34} seed {seed}: test {accs[-1]:.2f}%  ({secs[-1]:.0f} s)", flush=True)
-        mean, std = mean_std(accs)
-        rows.append({"method": name, "test_accuracy_%": round(mean, 2), "std": round(std, 2),
-                     "runs": [round(a, 2) for a in accs], "epochs": run_epochs, "fit_seconds": round(mean_std(secs)[0])})
+
+        def fit(seed: int, method: dict[str, Any] | None = method, epochs: int = run_epochs, train: Path = train,
+                unlabeled: Path | None = unlabeled) -> MultimodalPredictor:
+            predictor = MultimodalPredictor.from_config(audio_config(method, seed, epochs, args.work / "cache"))
+            return predictor.fit(train, paths["valid"], unlabeled=unlabeled)
+
+        rows.append(seeded_row(name, seeds, run_epochs, fit, paths["test"]))
     notes = [f"{len(seeds)} seed(s); teacher: image-only CNN on the {sizes['train']:,} labelled training images, "
              f"{teacher_accuracy:.2f}% on the test rows' images; student: audio only, {sizes['labeled']} labelled "
              f"recordings (10%, stratified by digit) + {sizes['unlabeled']:,} unlabelled pairs for the last distill "

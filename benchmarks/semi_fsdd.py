@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,21 @@ def config(transfer: dict[str, Any] | None, seed: int, epochs: int, cache: Path)
     }
 
 
+def seeded_row(name: str, seeds: list[int], epochs: int, fit: Callable[[int], MultimodalPredictor],
+               test: Path) -> dict[str, Any]:
+    """The table row of one method: ``fit(seed)`` for every seed (each printed as it ends), its
+    test accuracy in %, mean, std and per seed, and the mean fit time."""
+    accs, secs = [], []
+    for seed in seeds:
+        started = time.perf_counter()
+        accs.append(fit(seed).evaluate(test)["accuracy"] * 100)
+        secs.append(time.perf_counter() - started)
+        print(f"{name:<34} seed {seed}: test {accs[-1]:.2f}%  ({secs[-1]:.0f} s)", flush=True)
+    mean, std = mean_std(accs)
+    return {"method": name, "test_accuracy_%": round(mean, 2), "std": round(std, 2), "runs": [round(a, 2) for a in accs],
+            "epochs": epochs, "fit_seconds": round(mean_std(secs)[0])}
+
+
 def datasets(root: Path, work: Path, fraction: float) -> dict[str, Path]:
     folder = work / "fsdd_mnist_speaker"
     prepared("fsdd-mnist", folder, root, seed=0, split="speaker")
@@ -96,17 +112,12 @@ def main() -> None:
         method = METHODS[name]
         size, batch = (n_labeled, BATCH) if method is None else (n_unlabeled, method.get("unlabeled_batch_size", BATCH))
         run_epochs = math.ceil(steps / max(1, size // batch))  # the same number of steps for every method
-        accs, secs = [], []
-        for seed in seeds:
-            started = time.perf_counter()
-            predictor = MultimodalPredictor.from_config(config(method, seed, run_epochs, args.work / "cache"))
-            predictor.fit(paths["labeled"], paths["valid"], unlabeled=paths["unlabeled"] if method else None)
-            accs.append(predictor.evaluate(paths["test"])["accuracy"] * 100)
-            secs.append(time.perf_counter() - started)
-            print(f"{name:<30} seed {seed}: test {accs[-1]:.2f}%  ({secs[-1]:.0f} s)", flush=True)
-        mean, std = mean_std(accs)
-        rows.append({"method": name, "test_accuracy_%": round(mean, 2), "std": round(std, 2),
-                     "runs": [round(a, 2) for a in accs], "epochs": run_epochs, "fit_seconds": round(mean_std(secs)[0])})
+
+        def fit(seed: int, method: dict[str, Any] | None = method, epochs: int = run_epochs) -> MultimodalPredictor:
+            predictor = MultimodalPredictor.from_config(config(method, seed, epochs, args.work / "cache"))
+            return predictor.fit(paths["labeled"], paths["valid"], unlabeled=paths["unlabeled"] if method else None)
+
+        rows.append(seeded_row(name, seeds, run_epochs, fit, paths["test"]))
     notes = [f"{len(seeds)} seed(s); {n_labeled} labelled + {n_unlabeled} unlabelled training recordings "
              f"({args.fraction:.0%} labels, stratified by digit); {steps} optimisation steps per method (rounded up to "
              f"whole epochs), batch {BATCH} labelled (+ {BATCH} unlabelled, or 96); AdamW lr 2e-3, cosine decay; best "
