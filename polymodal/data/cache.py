@@ -103,33 +103,55 @@ CACHE_ENV = "POLYMODAL_CACHE_DIR"  # a user's cache folder where a config names 
 RANKS_CACHE_ENV = "POLYMODAL_RANKS_CACHE"  # set by a distributed fit, for the ranks it starts, while it runs
 
 
-def cache_root(config_dir: str | os.PathLike | None) -> str | os.PathLike | None:
+class CacheFolder(str):
+    """A feature cache folder's path, with the setting that named it (``setting``), which its
+    errors name."""
+
+    setting: str
+
+
+def _named(path: str | os.PathLike, setting: str) -> CacheFolder:
+    folder = CacheFolder(os.fspath(path))
+    folder.setting = setting
+    return folder
+
+
+def cache_root(config_dir: str | os.PathLike | None) -> CacheFolder | None:
     """The feature cache's folder: ``data.cache_dir``, else ``POLYMODAL_CACHE_DIR`` (a user's, for
     every run), else the temporary cache a distributed fit shares with the ranks it starts (while it
     exists: never created again once that fit has removed it), else None (no cache)."""
     if config_dir is not None:
-        return config_dir
+        return _named(config_dir, "data.cache_dir")
+    if os.environ.get(CACHE_ENV):
+        return _named(os.environ[CACHE_ENV], f"{CACHE_ENV} (environment variable)")
     ranks = os.environ.get(RANKS_CACHE_ENV)
-    return os.environ.get(CACHE_ENV) or (ranks if ranks and os.path.isdir(ranks) else None)
+    return _named(ranks, RANKS_CACHE_ENV) if ranks and os.path.isdir(ranks) else None
 
 
 def open_cache_dir(cache_dir: str | os.PathLike) -> Path:
-    """``data.cache_dir``, created when missing.
+    """The feature cache's folder, created when missing.
 
     Raises:
-        ConfigError: naming ``data.cache_dir`` when it is a file or cannot be created or written.
+        ConfigError: naming ``data.cache_dir`` (or, as an OptionError, the environment variable
+            that named the folder) when it is a file or cannot be created or written.
     """
-    from polymodal.errors import ConfigError
+    from polymodal.errors import ConfigError, OptionError
 
     folder = Path(cache_dir)
+    setting = getattr(cache_dir, "setting", "data.cache_dir")
+
+    def refused(problem: str) -> Exception:
+        line = f"{setting}: {folder} {problem}"
+        return ConfigError([line]) if setting == "data.cache_dir" else OptionError([line])
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise ConfigError([f"data.cache_dir: {folder} (or a folder above it) is a file; name a folder"]) from None
+        raise refused("(or a folder above it) is a file; name a folder") from None
     except OSError as err:
-        raise ConfigError([f"data.cache_dir: {folder} cannot be created ({err.strerror or err})"]) from None
+        raise refused(f"cannot be created ({err.strerror or err})") from None
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError([f"data.cache_dir: {folder} is not writable; name a folder this user can write to"])
+        raise refused("is not writable; name a folder this user can write to")
     return folder
 
 

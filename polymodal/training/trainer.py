@@ -36,7 +36,9 @@ from polymodal.utils.warn import warn_user
 # (silenced while a fit runs, not in the caller's process at large)
 NOISE = (r".*does not have many workers.*", r".*The number of training batches.*", r".*LeafSpec.*",
          r".*torch.distributed.nn.functional.all_gather is deprecated.*",
-         r".*Grad strides do not match bucket view strides.*")  # DDP: a gradient's memory layout, a speed note
+         r".*Grad strides do not match bucket view strides.*",  # DDP: a gradient's memory layout, a speed note
+         # torch's, once per loader: train.num_workers above the cores is warned about once, by key, when the fit starts
+         r".*This DataLoader will create \d+ worker processes in total.*")
 
 
 class History(Callback):

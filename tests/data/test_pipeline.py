@@ -174,6 +174,21 @@ def test_a_cache_dir_that_cannot_be_a_folder_is_named_as_the_config_key(tmp_path
             pipeline.fit(manifest)
 
 
+
+def test_a_cache_folder_named_by_the_environment_is_named_as_the_variable(tmp_path, monkeypatch):
+    """POLYMODAL_CACHE_DIR, not the config, named it: the error says so (a config file named
+    beside it would send the user to the wrong place)."""
+    from polymodal.data.cache import CACHE_ENV
+    from polymodal.errors import OptionError
+
+    manifest = read_manifest(write_multimodal_manifest(tmp_path / "data"))
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "afile"))
+    with pytest.raises(OptionError, match=f"{CACHE_ENV} \\(environment variable\\): {tmp_path / 'afile'} \\(or a "
+                                          "folder above it\\) is a file"):
+        DataPipeline(make_config(MULTIMODAL)).fit(manifest)
+
+
 @pytest.mark.parametrize("named_by", ["config", "environment"])
 def test_a_warm_cache_pass_neither_reads_nor_decodes_files(tmp_path, monkeypatch, named_by):
     """The cache named by data.cache_dir, or by POLYMODAL_CACHE_DIR where the config names none
