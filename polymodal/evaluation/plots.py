@@ -322,10 +322,16 @@ def learning_curves(history: pd.DataFrame) -> bytes | None:
     fig, axes = plt.subplots(1, 2 if metric_cols else 1, figsize=(11 if metric_cols else 6, 4.2), squeeze=False,
                              layout="constrained")
     ax = axes[0, 0]
+    losses = []
     for col, label, style in loss_lines(history):
         ax.plot(history["epoch"], history[col], marker="o", linestyle=style, label=label)
-    ax.set(xlabel="epoch", ylabel="loss", title="Loss")
-    ax.legend()
+        losses.append(history[col].to_numpy(np.float64))
+    values = np.concatenate(losses) if losses else np.array([])
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size and values.max() / values.min() > 20:  # a first epoch far above the rest: the rest stay readable
+        ax.set_yscale("log")
+    ax.set(xlabel="epoch", ylabel="loss" + (" (log scale)" if ax.get_yscale() == "log" else ""), title="Loss")
+    ax.legend(loc="upper right")  # losses fall: the corner their first epochs leave free
     if metric_cols:
         ax = axes[0, 1]
         for col in metric_cols:

@@ -166,3 +166,14 @@ def test_table_numbers_are_readable():
 def test_long_column_names_may_break_after_their_underscores():
     page = table_html([{"modality": "audio", "accuracy_drop_low": 0.1}])
     assert "<th>accuracy_<wbr>drop_<wbr>low</th>" in page and "<td>audio</td>" in page  # cells stay as they are
+
+
+def test_a_loss_falling_by_orders_of_magnitude_is_drawn_on_a_log_scale(monkeypatch):
+    from polymodal.evaluation import plots
+
+    scales = []
+    monkeypatch.setattr(plots, "figure_png", lambda fig: scales.append(fig.axes[0].get_yscale()) or b"png")
+    falling = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [4.4, 0.05, 0.02], "val_loss": [2.0, 0.06, 0.03]})
+    plots.learning_curves(falling)
+    plots.learning_curves(falling.assign(train_loss=[1.0, 0.8, 0.6], val_loss=[1.1, 0.9, 0.7]))
+    assert scales == ["log", "linear"]
