@@ -5,7 +5,6 @@ linear-CCA baseline (on the encoders' features or the preprocessed inputs).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from itertools import permutations
@@ -17,10 +16,11 @@ import pandas as pd
 
 from polymodal.config.align import aligned_modalities
 from polymodal.config.modalities import modality_columns
+from polymodal.data.content_keys import content_key
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.pipeline import DataSource
 from polymodal.data.targets import distinct_labels
-from polymodal.errors import ManifestError, OptionError, SchemaMismatchError
+from polymodal.errors import DecodeError, ManifestError, OptionError, SchemaMismatchError
 from polymodal.metrics.retrieval import DEFAULT_KS, Ties, cross_modal_metrics, tie_warning, tied_rows
 from polymodal.models.weights import state_digest
 from polymodal.predictor import MultimodalPredictor
@@ -217,19 +217,13 @@ def _keys(data: DataSource, by: By, labels: str | None, predictor: MultimodalPre
     return label_keys(manifest.column(column)), "label", manifest
 
 
-def _input_digest(path: str) -> str:
-    """What a file (or a folder of frames: its files' names and contents) holds, as a digest; an
-    unreadable one by its path (it then counts as an input of its own)."""
+def _input_key(value: object, file_based: bool) -> bytes | str:
+    """What a row's input holds (:func:`~polymodal.data.content_keys.content_key`, as the feature
+    cache keys it); an unreadable file by its path (it then counts as an input of its own)."""
     try:
-        if not os.path.isdir(path):
-            return file_digest(path)
-        digest = hashlib.blake2b(digest_size=16)
-        for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
-            digest.update(str(file.relative_to(path)).encode())
-            digest.update(file_digest(file).encode())
-        return digest.hexdigest()
-    except OSError:
-        return f"unreadable: {path}"
+        return content_key(value, file_based)
+    except (OSError, DecodeError):
+        return f"unreadable: {value}"
 
 
 def _gallery_ties(predictor: MultimodalPredictor, manifest: Manifest, modality: str, gallery: pd.DataFrame,
@@ -243,10 +237,9 @@ def _gallery_ties(predictor: MultimodalPredictor, manifest: Manifest, modality: 
     rows = gallery.index.to_numpy()[tied]
     cfg = predictor.config.modalities[modality]
     columns = modality_columns(cfg)
-    if cfg.file_based:
-        inputs = [_input_digest(path) for path in manifest.resolve_all(manifest.take(columns[0], rows))]
-    else:
-        inputs = [repr(cells) for cells in manifest.select(columns, rows).itertuples(index=False, name=None)]
+    values = (manifest.resolve_all(manifest.take(columns[0], rows)) if cfg.file_based
+              else list(manifest.select(columns, rows).itertuples(index=False, name=None)))
+    inputs = [_input_key(value, cfg.file_based) for value in values]
     distinct = tied_rows(vectors[tied], row_keys[tied], np.asarray(inputs, dtype=object))
     return Ties(int(tied.sum()), len(gallery), int(distinct.sum()))
 

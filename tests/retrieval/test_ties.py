@@ -20,11 +20,13 @@ def test_inputs_are_told_apart_by_content_for_files_and_folders_of_frames(tmp_pa
         (tmp_path / folder).mkdir()
         for i, frame in enumerate(frames):
             (tmp_path / folder / f"{i}.png").write_bytes(frame)
-    digest = {name: search._input_digest(str(tmp_path / name)) for name in ("a.png", "b.png", "c.png", "clip1",
-                                                                            "clip2", "clip3")}
+    digest = {name: search._input_key(str(tmp_path / name), True) for name in ("a.png", "b.png", "c.png", "clip1",
+                                                                               "clip2", "clip3")}
     assert digest["a.png"] == digest["b.png"] != digest["c.png"]  # a copy under another name is a copy
     assert digest["clip1"] == digest["clip2"] != digest["clip3"]
-    assert search._input_digest(str(tmp_path / "gone.png")).startswith("unreadable")
+    assert search._input_key(str(tmp_path / "gone.png"), True).startswith("unreadable")
+    assert search._input_key((1.0, "red"), False) == search._input_key((1.0, "red"), False) != \
+        search._input_key((1.0, "blue"), False)  # a table's cells
 
 
 def test_a_collapsed_video_gallery_of_frame_folders_counts_distinct_inputs(tmp_path):
