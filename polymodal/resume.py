@@ -298,7 +298,7 @@ def check_resumed_data(run: Path, data: dict[str, Any], from_config: dict[str, b
     if "unlabeled" in data:
         config = read_config(run)
         recorded["unlabeled_manifest"] = recorded_unlabeled(config)
-        optional = all(getattr(m, "uses_unlabeled", "no") != "required" for m in config.transfers)
+        optional = all(m.uses_unlabeled != "required" for m in config.transfers)
         if recorded["unlabeled_manifest"] is None and data["unlabeled"] is not None and optional:
             # a method that may go without (distillation) records none for "none", as for a DataFrame
             raise RunFolderError(f"--resume: {run} trained without --unlabeled (or with a DataFrame of unlabelled "

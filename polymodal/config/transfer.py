@@ -194,13 +194,17 @@ class DistillConfig(UnlabeledConfig):
             are for another method only (a domain-adaptation target the teacher cannot see).
     """
 
-    uses_unlabeled: ClassVar[Literal["required", "optional", "no"]] = "optional"
     uses_predictions: ClassVar[bool] = True
     method: Literal["distill"] = "distill"
     teacher: Path
     temperature: PositiveFloat = 4.0
     feature_weight: Weight = 1.0
     teach_unlabeled: bool = True
+
+    @property
+    def uses_unlabeled(self) -> Literal["required", "optional", "no"]:  # type: ignore[override]
+        """Unlabelled pairs are optional, and unused with ``teach_unlabeled: false``."""
+        return "optional" if self.teach_unlabeled else "no"
 
 
 AnyTransfer = Annotated[

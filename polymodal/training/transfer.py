@@ -195,8 +195,7 @@ class TransferPlan:
             SchemaMismatchError: the teacher does not fit this run.
         """
         plan = cls(config, pipeline, train_table, train_y)
-        learners = [m for m in plan.methods if isinstance(m, UnlabeledConfig)
-                    and not (isinstance(m, DistillConfig) and not m.teach_unlabeled)]
+        learners = [m for m in plan.methods if m.uses_unlabeled != "no"]
         source = unlabeled_source(config, unlabeled)
         if source is not None and not learners:
             names = [m.method for m in plan.methods]
@@ -230,7 +229,7 @@ class TransferPlan:
             teacher = load_run(Path(distill.teacher))
             check_teacher(teacher, pipeline.targets.classes)
             device, columns = default_device(config.train.accelerator), main_classes(teacher.pipeline.targets)
-            unlabeled = plan.unlabeled_table if distill.teach_unlabeled else None
+            unlabeled = plan.unlabeled_table if distill.uses_unlabeled != "no" else None
             key = config.transfer_key(plan.methods.index(distill))
             outputs = [teacher_outputs(teacher, manifest, np.asarray(table.rows), device, run=distill.teacher,
                                        hint=hint)
