@@ -34,6 +34,27 @@ def test_trial_config_validates_sampled_values():
         trial_config(base, {"train.lr": -1.0})
 
 
+def test_a_space_entry_is_checked_as_the_kind_it_names_a_range_or_choices():
+    space = {"train.lr": {"low": 1e-4, "hihg": 1e-2, "log": True}, "train.epochs": {"low": 5, "high": 2},
+             "fusion.name": {"choice": ["concat", "late"]}, "head.dropout": {"choices": [0.1]}}
+    with pytest.raises(ConfigError) as err:
+        load_config({**classification_config(), "tune": {"space": space}})
+    assert sorted(err.value.problems) == sorted([
+        "tune.space.train.lr.high: required key is missing",
+        "tune.space.train.lr.hihg: unknown key 'hihg' (did you mean 'high'?); allowed keys: high, log, low, step",
+        "tune.space.train.epochs: low (5) must be below high (2)",
+        "tune.space.fusion.name.choices: required key is missing",
+        "tune.space.fusion.name.choice: unknown key 'choice' (did you mean 'choices'?); allowed keys: choices",
+        "tune.space.head.dropout.choices: a search needs at least 2 choices (to fix a key's value, set it in the "
+        "config and leave it out of tune.space) (got [0.1])",
+    ])  # one kind's problems per entry: a range is not also told it lacks choices
+
+
+def test_a_list_is_short_for_the_choices():
+    config = load_config({**classification_config(), "tune": {"space": {"train.batch_size": [16, 32]}}})
+    assert config.tune.space["train.batch_size"].choices == [16, 32]
+
+
 def test_a_method_inside_a_transfer_list_is_addressed_by_its_index():
     base = {**classification_config(), "transfer": [{"method": "cdan"}, {"method": "fixmatch"}]}
     config = trial_config(base, {"transfer.1.threshold": 0.8, "transfer.0.method": "dann"})

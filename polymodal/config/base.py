@@ -9,7 +9,15 @@ from contextvars import ContextVar
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ModelWrapValidatorHandler, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    ModelWrapValidatorHandler,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from polymodal.errors import ConfigError
@@ -171,7 +179,9 @@ def _flat_members(annotation: Any) -> list[Any]:
 def _unwrap(annotation: Any, node: Any) -> Any:
     """The member of ``annotation`` (Annotated / Optional / Union) that describes ``node``."""
     if get_origin(annotation) is Annotated:
-        return _unwrap(get_args(annotation)[0], node)
+        inner, *metadata = get_args(annotation)
+        chosen = _tagged_member(inner, metadata, node)
+        return _unwrap(inner if chosen is None else chosen, node)
     if get_origin(annotation) in (Union, UnionType):
         members = [a for a in _flat_members(annotation) if a is not type(None)]
         models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
@@ -190,6 +200,20 @@ def _unwrap(annotation: Any, node: Any) -> Any:
         if isinstance(node, list | tuple) and lists:
             return lists[0]
     return annotation
+
+
+def _tagged_member(union: Any, metadata: list[Any], node: Any) -> Any:
+    """The member of a union with a callable ``Discriminator`` that it picks for ``node`` (None
+    when the union has none, or it picks no member)."""
+    choose = next((m.discriminator for m in metadata if isinstance(m, Discriminator) and callable(m.discriminator)),
+                  None)
+    if choose is None or node is None:
+        return None
+    tag = choose(node)
+    for member in get_args(union):
+        if get_origin(member) is Annotated and any(isinstance(m, Tag) and m.tag == tag for m in get_args(member)[1:]):
+            return member
+    return None
 
 
 def _annotation_at(root: type[BaseModel], parts: list[str], data: Any) -> Any:

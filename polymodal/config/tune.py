@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Discriminator, Field, PositiveInt, Tag, field_validator, model_validator
 
 from polymodal.config.base import StrictModel
 
@@ -36,10 +37,43 @@ class RangeParam(StrictModel):
 class ChoiceParam(StrictModel):
     """One of ``choices`` (numbers, strings, lists or mappings)."""
 
-    choices: list[Any] = Field(min_length=2)
+    choices: list[Any]
+
+    @field_validator("choices")
+    @classmethod
+    def _several(cls, choices: list[Any]) -> list[Any]:
+        if len(choices) < 2:
+            raise ValueError("a search needs at least 2 choices (to fix a key's value, set it in "
+                             "the config and leave it out of tune.space)")
+        return choices
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        """``[16, 32]`` is short for ``{choices: [16, 32]}``."""
+        return {"choices": value} if isinstance(value, list) else value
 
 
-Param = RangeParam | ChoiceParam
+RANGE_KEYS = ("low", "high", "log", "step")
+
+
+def _param_kind(value: Any) -> str:
+    """Which of the two a search-space entry means, so that its problems are that one's only: a
+    mapping naming ``choices`` (or a misspelling of it, and no range key) is a choice, a list is
+    the choices themselves, anything else a range."""
+    if isinstance(value, ChoiceParam | list):
+        return "choices"
+    if isinstance(value, dict):
+        keys = [str(k) for k in value]
+        if "choices" in keys or (not set(keys) & set(RANGE_KEYS)
+                                 and any(difflib.get_close_matches(k, ["choices"], n=1) for k in keys)):
+            return "choices"
+    return "range"
+
+
+Param = Annotated[Annotated[RangeParam, Tag("range")]
+                  | Annotated[ChoiceParam, Tag("choices")],
+                  Discriminator(_param_kind)]
 
 
 class TuneConfig(StrictModel):
@@ -47,7 +81,8 @@ class TuneConfig(StrictModel):
 
     Attributes:
         space: dotted config keys (``train.lr``, ``fusion.name``, ``modalities.audio.encoder.dim``)
-            to a range (``{low, high}``, optionally ``log: true`` or ``step``) or ``{choices: [...]}``.
+            to a range (``{low, high}``, optionally ``log: true`` or ``step``) or ``{choices: [...]}``
+            (a bare list is short for the choices).
         trials: how many configurations to train.
         metric: validation metric to optimise (its value at the epoch each trial keeps); ``auto``
             uses early stopping's monitor when one is named, else the task's headline metric
@@ -57,7 +92,7 @@ class TuneConfig(StrictModel):
         seed: seed of the sampler (TPE), so a search can be repeated.
     """
 
-    space: dict[str, Annotated[Param, Field(union_mode="left_to_right")]] = Field(min_length=1)
+    space: dict[str, Param] = Field(min_length=1)
     trials: PositiveInt = 20
     metric: str = "auto"
     pruner: Literal["median", "none"] = "median"
