@@ -20,7 +20,7 @@ from polymodal.cli.common import console, print_rows, user_errors
 
 def config_init(
     data: Annotated[Path, typer.Option("--data", help="A manifest (CSV, Parquet, JSONL...) of the rows to learn from.")],
-    target: Annotated[list[str] | None, typer.Option("--target", help="The target column (repeatable: several "
+    target: Annotated[list[str] | None, typer.Option("--target", metavar="COLUMN", help="The target column (repeatable: several "
                                                      "targets; none: an anomaly detector).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Config file to write.")] = Path("config.yaml"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,

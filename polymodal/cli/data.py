@@ -43,7 +43,7 @@ def datasets_prepare(
     seed: Annotated[int, typer.Option(min=0, help="Seed for splits and pairing.")] = 0,
     split: Annotated[str | None, typer.Option(help="fsdd-mnist: 'speaker' (default) or 'official'.")] = None,
     test_speaker: Annotated[list[str] | None, typer.Option(
-        "--test-speaker", help="fsdd-mnist --split speaker: a speaker held out for test (repeatable; default "
+        "--test-speaker", metavar="SPEAKER", help="fsdd-mnist --split speaker: a speaker held out for test (repeatable; default "
                                "theo and yweweler).")] = None,
     size: Annotated[int | None, typer.Option("--size", min=1, help="av-digits: rows in total (at most 5000; fewer "
                                              "for a quick try); moving-digits: frame side; openclipart: image "

@@ -76,7 +76,7 @@ def evaluate(
                                           "the others treated as missing.")] = False,
     robustness: Annotated[bool, typer.Option("--robustness", help="Also corrupt one modality at a time at "
                                              "severities 0-5 (every corruption of its kind).")] = False,
-    corruption: Annotated[list[str] | None, typer.Option("--corruption", help="Sweep only MODALITY or "
+    corruption: Annotated[list[str] | None, typer.Option("--corruption", metavar="MODALITY[:CORRUPTION]", help="Sweep only MODALITY or "
                                                          "MODALITY:CORRUPTION (repeatable; implies "
                                                          "--robustness).")] = None,
     reference: Annotated[Path | None, typer.Option("--reference", help="A reference run (e.g. late fusion) swept "
@@ -286,7 +286,7 @@ def predict(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the file already at --out, or discard "
                                             "the finished chunks of an interrupted prediction into it (both "
                                             "refused otherwise).")] = False,
-    keep: Annotated[list[str] | None, typer.Option("--keep", help="A manifest column to copy into --out after "
+    keep: Annotated[list[str] | None, typer.Option("--keep", metavar="COLUMN", help="A manifest column to copy into --out after "
                                                    "'row' (an id to join on; repeatable).")] = None,
     support: SupportOpt = None,
     on_error: OnErrorOpt = None,

@@ -45,6 +45,9 @@ def index_build(
     out: Annotated[Path, typer.Option("--out", help="Index folder to write.")],
     id_column: Annotated[str | None, typer.Option("--id-column", help="Manifest column naming each item "
                                                   "(default: the row number).")] = None,
+    keep: Annotated[list[str] | None, typer.Option("--keep", metavar="COLUMN", help="A manifest column kept in the index and shown "
+                                                   "beside every hit of its items (repeatable: --keep label "
+                                                   "--keep caption).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the index already in --out.")] = False,
 ) -> None:
     """Embed a gallery manifest's rows and index them with FAISS (exact cosine search)."""
@@ -60,7 +63,8 @@ def index_build(
 
     check_index_out(out, overwrite=overwrite)  # before the gallery is embedded
     with exclusive_lock(out, busy):
-        index = build_index(MultimodalPredictor.load(run), data, modality, id_column=id_column, run=run)
+        index = build_index(MultimodalPredictor.load(run), data, modality, id_column=id_column, run=run,
+                            keep=keep or ())
         index.save(out, overwrite=overwrite)
     console.print(f"indexed {len(index)} '{modality}' items ({index.dim}-d) in {out}")
 
@@ -77,10 +81,12 @@ def retrieve(
     out: Annotated[Path | None, typer.Option("--out", help="Write every hit to this .csv/.parquet.")] = None,
     id_column: Annotated[str | None, typer.Option("--id-column", help="Query manifest column naming each query "
                                                   "(default: the row number).")] = None,
+    keep: Annotated[list[str] | None, typer.Option("--keep", metavar="COLUMN", help="A query manifest column shown beside each of its "
+                                                   "hits as query_COLUMN (repeatable).")] = None,
 ) -> None:
     """Find the k nearest gallery items of every query row (queries from any aligned modality).
-    Each hit: the query, its rank, the gallery item's id (the index's --id-column, or its row) and
-    the cosine similarity (score, -1 to 1)."""
+    Each hit: the query, its rank, the gallery item's id (the index's --id-column, or its row), the
+    columns the index kept (index build --keep) and the cosine similarity (score, -1 to 1)."""
     from polymodal.predictor import MultimodalPredictor
     from polymodal.retrieval.index import EmbeddingIndex
     from polymodal.retrieval.search import retrieve as search
@@ -88,7 +94,8 @@ def retrieve(
     if out is not None:
         check_table_path(out)
     gallery = EmbeddingIndex.load(index)
-    hits = search(MultimodalPredictor.load(run), gallery, query, modality, k, run=run, id_column=id_column)
+    hits = search(MultimodalPredictor.load(run), gallery, query, modality, k, run=run, id_column=id_column,
+                  keep=keep or ())
     title = f"top {k} per query" if k < len(gallery) else f"top {len(gallery)} per query (the whole gallery)"
     if out is not None:
         write_table(hits, out)

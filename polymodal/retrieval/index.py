@@ -82,17 +82,24 @@ class EmbeddingIndex:
     Args:
         index: a FAISS index holding the gallery vectors.
         ids: one JSON value per vector (a manifest row, a path, an id column's value).
+        columns: gallery columns kept beside the ids (``index build --keep``): name -> one
+            JSON value per vector, shown with every hit.
         meta: what built it: ``modality``, ``model`` (:func:`~polymodal.models.weights.state_digest` of the network),
             ``id_column``... (an index saved in format 1 has ``model_file`` instead: the digest
             of its run's ``model.safetensors``).
     """
 
-    def __init__(self, index: Any, ids: Sequence[Any], meta: dict[str, Any] | None = None):
+    def __init__(self, index: Any, ids: Sequence[Any], meta: dict[str, Any] | None = None,
+                 columns: dict[str, Sequence[Any]] | None = None):
         if index.ntotal != len(ids):
             raise ValueError(f"the index holds {index.ntotal} vectors but {len(ids)} ids were given")
         self.index = index
         self.ids = list(ids)
         self.meta = dict(meta or {})
+        self.columns = {name: list(values) for name, values in (columns or {}).items()}
+        for name, values in self.columns.items():
+            if len(values) != len(self.ids):
+                raise ValueError(f"column '{name}' holds {len(values)} values for {len(self.ids)} vectors")
 
     @property
     def dim(self) -> int:
@@ -102,12 +109,14 @@ class EmbeddingIndex:
         return int(self.index.ntotal)
 
     @classmethod
-    def build(cls, vectors: np.ndarray, ids: Sequence[Any] | None = None, meta: dict[str, Any] | None = None
-              ) -> EmbeddingIndex:
+    def build(cls, vectors: np.ndarray, ids: Sequence[Any] | None = None, meta: dict[str, Any] | None = None,
+              columns: dict[str, Sequence[Any]] | None = None) -> EmbeddingIndex:
         """Index ``vectors`` (N, D); they are L2-normalised first.
 
         Args:
             ids: one per vector (default: 0 .. N-1); unique and non-empty.
+            columns: values kept beside each vector and shown with its hits (name -> one JSON
+                value per vector).
 
         Raises:
             ValueError: the ids are not one per vector, or repeat, or are empty.
@@ -122,7 +131,7 @@ class EmbeddingIndex:
                 raise ValueError("; ".join(problems))
         index = _faiss().IndexFlatIP(vectors.shape[1])
         index.add(vectors)
-        return cls(index, list(range(len(vectors))) if ids is None else ids, meta)
+        return cls(index, list(range(len(vectors))) if ids is None else ids, meta, columns)
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest gallery vectors of each query.
@@ -144,17 +153,22 @@ class EmbeddingIndex:
         scores, positions = self.index.search(queries, k)
         return scores, positions
 
-    def search_frame(self, queries: np.ndarray, k: int = 10, query_ids: Sequence[Any] | None = None) -> pd.DataFrame:
-        """:meth:`search` as a long table: ``query``, ``rank`` (1 = best), ``id``, ``score``; the
+    def search_frame(self, queries: np.ndarray, k: int = 10, query_ids: Sequence[Any] | None = None,
+                     query_columns: dict[str, Sequence[Any]] | None = None) -> pd.DataFrame:
+        """:meth:`search` as a long table: ``query``, the ``query_columns`` (name -> one value per
+        query), ``rank`` (1 = best), ``id``, the index's kept :attr:`columns`, ``score``; the
         places where FAISS found nothing (position -1) are left out, not named ``ids[-1]``."""
         scores, positions = self.search(queries, k)
         query_ids = list(range(len(queries))) if query_ids is None else list(query_ids)
         q, r = np.meshgrid(np.arange(scores.shape[0]), np.arange(scores.shape[1]), indexing="ij")
         found = positions.ravel() >= 0
+        asked, hit = q.ravel()[found], positions.ravel()[found]
         return pd.DataFrame({
-            "query": [query_ids[i] for i in q.ravel()[found]],
+            "query": [query_ids[i] for i in asked],
+            **{name: [values[i] for i in asked] for name, values in (query_columns or {}).items()},
             "rank": r.ravel()[found] + 1,
-            "id": [self.ids[p] for p in positions.ravel()[found]],
+            "id": [self.ids[p] for p in hit],
+            **{name: [values[p] for p in hit] for name, values in self.columns.items()},
             "score": scores.ravel()[found],
         })
 
@@ -171,7 +185,7 @@ class EmbeddingIndex:
         with atomic_folder(folder) as staging:
             _faiss().write_index(self.index, str(staging / INDEX_FILE))
             atomic_write_json(staging / META_FILE, {"format": FORMAT, "dim": self.dim, "size": len(self),
-                                                    **self.meta, "ids": self.ids})
+                                                    **self.meta, "ids": self.ids, "columns": self.columns})
         return folder
 
     @classmethod
@@ -194,7 +208,7 @@ class EmbeddingIndex:
             reason = str(err).strip().split("failed: ")[-1].replace(" (Success)", "")  # FAISS: "... failed: read error in"
             raise _damaged(folder, INDEX_FILE, "a FAISS index written by 'polymodal index build'",
                            f"a truncated or foreign file (FAISS: {reason})") from None
-        ids = meta.pop("ids")
+        ids, columns = meta.pop("ids"), meta.pop("columns", {})
         recorded = {key: meta.pop(key, None) for key in ("format", "dim", "size")}
         if index.ntotal != len(ids):
             raise _damaged(folder, INDEX_FILE, f"{len(ids)} vectors, one per id in {META_FILE}",
@@ -202,9 +216,12 @@ class EmbeddingIndex:
         if recorded["dim"] is not None and recorded["dim"] != index.d:
             raise _damaged(folder, INDEX_FILE, f"{recorded['dim']}-d vectors (as {META_FILE} records)",
                            f"{index.d}-d vectors")
+        if not isinstance(columns, dict) or any(not isinstance(v, list) or len(v) != len(ids) for v in columns.values()):
+            raise _damaged(folder, META_FILE, f"kept columns of {len(ids)} values each, one per id",
+                           f"'columns': {str(columns)[:80]}")
         if recorded["format"] == 1 and meta.get("model") is not None:  # the digest of a run's model file
             meta["model_file"] = meta.pop("model")
-        return cls(index, ids, meta)
+        return cls(index, ids, meta, columns)
 
 
 def check_index_out(folder: str | os.PathLike, *, overwrite: bool = False) -> Path:

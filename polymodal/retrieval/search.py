@@ -33,6 +33,7 @@ from polymodal.utils.warn import warn_user
 
 By = Literal["auto", "pair", "label"]
 BY = ("pair", "label", "auto")
+HIT_COLUMNS = ("query", "rank", "id", "score")  # what every retrieval hit holds
 LABEL_LIKE = ("label", "labels", "class", "category", "target", "tag", "y")  # columns a message suggests for --labels
 
 
@@ -86,7 +87,7 @@ def check_index_model(predictor: MultimodalPredictor, index: EmbeddingIndex,
 
 
 def build_index(predictor: MultimodalPredictor, data: DataSource, modality: str, *, id_column: str | None = None,
-                run: str | os.PathLike | None = None) -> EmbeddingIndex:
+                run: str | os.PathLike | None = None, keep: Sequence[str] = ()) -> EmbeddingIndex:
     """Embed every row of ``data`` holding ``modality`` and index the embeddings.
 
     The index records the digest of the predictor's weights, so :func:`retrieve` refuses queries
@@ -97,16 +98,47 @@ def build_index(predictor: MultimodalPredictor, data: DataSource, modality: str,
             DataFrame's own index, as :func:`retrieve` and ``embed`` name rows). Ids must be
             unique and non-empty.
         run: accepted for older calls; not needed (the weights identify the model).
+        keep: manifest columns kept in the index and shown beside every hit (a label, a
+            caption, a path).
 
     Raises:
         SchemaMismatchError: no row holds ``modality``, or ``id_column`` is not a column.
-        ManifestError: the ids repeat or are empty.
+        ManifestError: the ids repeat or are empty, or a kept column is not in the manifest.
     """
     del run  # the weights digest replaces the run folder's file digest
+    taken = [c for c in keep if c in HIT_COLUMNS or c.startswith("query_")]
+    if taken:
+        raise OptionError([f"--keep: {taken} would stand beside the hit columns {list(HIT_COLUMNS)} and the "
+                           "queries' query_<column>; rename the column, or name items by it with --id-column"])
+    kept_columns(data, np.arange(0), keep, "--keep")  # a mistyped column is named before the gallery is embedded
     frame = embed_rows(predictor, data, modality)  # indexed by position in the manifest
-    ids = row_ids(data, frame.index.to_numpy(), id_column, "the DataFrame's index")
+    positions = frame.index.to_numpy()
+    ids = row_ids(data, positions, id_column, "the DataFrame's index")
     meta = {"modality": modality, "model": predictor_digest(predictor), "id_column": id_column}
-    return EmbeddingIndex.build(frame.to_numpy(), ids, meta)
+    return EmbeddingIndex.build(frame.to_numpy(), ids, meta, kept_columns(data, positions, keep, "--keep"))
+
+
+def kept_columns(data: DataSource, positions: np.ndarray, columns: Sequence[str], option: str
+                 ) -> dict[str, list[Any]]:
+    """The cells of ``columns`` at manifest ``positions`` as JSON values (an empty cell: None;
+    read as text, so '007' stays '007').
+
+    Raises:
+        ManifestError: a column is not in the manifest (named with ``option``).
+    """
+    if not columns:
+        return {}
+    manifest = read_manifest(data, text_columns=list(columns))
+    for column in columns:
+        manifest.require_column(column, f"{option}")
+    return {column: [_json_cell(v) for v in manifest.take(column, positions)] for column in columns}
+
+
+def _json_cell(value: Any) -> Any:
+    value = python_scalar(value)
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value if isinstance(value, str | int | float | bool) else str(value)
 
 
 def row_ids(data: DataSource, positions: np.ndarray, id_column: str | None, what: str) -> list[Any]:
@@ -142,17 +174,20 @@ def _check_ids(ids: list[Any], positions: np.ndarray, manifest: Manifest, what: 
 
 
 def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: DataSource, modality: str, k: int = 10,
-             run: str | os.PathLike | None = None, *, id_column: str | None = None) -> pd.DataFrame:
+             run: str | os.PathLike | None = None, *, id_column: str | None = None, keep: Sequence[str] = ()
+             ) -> pd.DataFrame:
     """The ``k`` best gallery items for every query row holding ``modality``.
 
     Args:
         run: the predictor's run folder; needed only to check an index saved in format 1.
         id_column: the queries' column naming each query (default: the manifest row number, or a
             DataFrame's own index); ids must be unique and non-empty.
+        keep: the queries' columns shown beside each hit, as ``query_<column>``.
 
     Returns:
-        One line per (query, rank): ``query`` (its id), ``rank`` (1 = best), ``id`` (the gallery
-        item's: see :func:`build_index`), ``score`` (cosine similarity, -1 to 1).
+        One line per (query, rank): ``query`` (its id), ``query_<column>`` per kept query column,
+        ``rank`` (1 = best), ``id`` (the gallery item's: see :func:`build_index`), the columns the
+        index kept, ``score`` (cosine similarity, -1 to 1).
 
     Raises:
         SchemaMismatchError: the index was built by another model, has another width, no query
@@ -170,9 +205,13 @@ def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: Dat
     check_index_model(predictor, index, run)
     if id_column is not None:  # a mistyped column is named before any query is embedded
         row_ids(queries, np.arange(0), id_column, "")
+    kept_columns(queries, np.arange(0), keep, "--keep")
     frame = embed_rows(predictor, queries, modality)  # indexed by position in the manifest
-    query_ids = row_ids(queries, frame.index.to_numpy(), id_column, "the queries' DataFrame index")
-    return index.search_frame(frame.to_numpy(), k, query_ids=query_ids)
+    positions = frame.index.to_numpy()
+    query_ids = row_ids(queries, positions, id_column, "the queries' DataFrame index")
+    shown = kept_columns(queries, positions, keep, "--keep")
+    return index.search_frame(frame.to_numpy(), k, query_ids=query_ids,
+                              query_columns={f"query_{name}": values for name, values in shown.items()})
 
 
 def label_keys(values: pd.Series) -> np.ndarray:

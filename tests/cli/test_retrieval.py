@@ -83,6 +83,36 @@ def test_index_build_then_retrieve_from_the_other_modality(setup) -> None:
     assert sorted({int(q) for q in printed if q.isdigit()}) == list(range(10))  # those queries' hits only
 
 
+def test_kept_columns_stand_beside_the_hits_the_gallerys_from_the_index_the_queries_as_query_columns(setup, tmp_path):
+    index = tmp_path / "idx"
+    gallery = rows(30, 2).assign(label=lambda f: f["label"].where(f.index != 4), code=[f"00{i}" for i in range(30)])
+    gallery.to_csv(setup["root"] / "gallery.csv", index=False)
+    built = invoke("index", "build", setup["run"], "--data", setup["root"] / "gallery.csv", "--modality", "caption",
+                   "--out", index, "--keep", "label", "--keep", "code")
+    assert built.exit_code == 0, built.output
+    out = tmp_path / "hits.parquet"
+    result = invoke("retrieve", setup["run"], "--index", index, "--query", setup["test"], "--modality", "x", "-k", "3",
+                    "--keep", "label", "--out", out)
+    assert result.exit_code == 0, result.output
+    hits = pd.read_parquet(out)
+    assert list(hits.columns) == ["query", "query_label", "rank", "id", "label", "code", "score"]
+    queries = pd.read_csv(setup["test"])
+    assert (hits["query_label"] == queries["label"].to_numpy()[hits["query"]]).all()
+    assert (hits["code"] == [f"00{i}" for i in hits["id"]]).all()  # read as text: '004' stays '004'
+    expected = gallery["label"].to_numpy()[hits["id"]]
+    assert hits["label"].isna().tolist() == pd.isna(expected).tolist()  # the empty cell stays empty
+    assert (hits["label"].dropna() == pd.Series(expected).dropna().to_numpy()).all()
+    assert (hits[hits["rank"] == 1]["label"] == hits[hits["rank"] == 1]["query_label"]).mean() > 0.8
+    for args, fragment in [(("index", "build", setup["run"], "--data", setup["test"], "--modality", "caption", "--out",
+                             tmp_path / "other", "--keep", "lable"), "column 'lable' (--keep) is not in"),
+                           (("index", "build", setup["run"], "--data", setup["test"], "--modality", "caption", "--out",
+                             tmp_path / "other", "--keep", "score"), "--keep: ['score'] would stand beside the hit"),
+                           (("retrieve", setup["run"], "--index", index, "--query", setup["test"], "--modality", "x",
+                             "--keep", "nosuch"), "column 'nosuch' (--keep) is not in")]:
+        assert_user_error(invoke(*args), fragment)
+    assert not (tmp_path / "other").exists()
+
+
 def test_retrieve_names_queries_by_an_id_column(setup, tmp_path) -> None:
     index = tmp_path / "idx"
     assert invoke("index", "build", setup["run"], "--data", setup["test"], "--modality", "caption", "--out",
