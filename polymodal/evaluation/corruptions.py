@@ -223,11 +223,11 @@ def audio_time_dropout(sample: tuple[np.ndarray, int], level: float, rng: np.ran
                       random=False)
 def audio_gain(sample: tuple[np.ndarray, int], level: float, rng: np.random.Generator,
                pool: Sequence[Any]) -> tuple[np.ndarray, int]:
-    """Amplification by ``level`` dB, clipped at +-1 like an overdriven input."""
+    """Amplification of the recording by ``level`` dB, clipped at +-1 like an overdriven input (a
+    quiet recording is amplified as much as a loud one: how far it clips depends on its own level)."""
     wave, valid = sample
-    peak = float(np.abs(wave[:valid]).max(initial=0.0)) or 1.0
-    scale = 10.0 ** (level / 20.0) / peak  # the loudest sample reaches full scale, then the gain is applied
-    return np.clip(wave * np.float32(scale), -1.0, 1.0).astype(np.float32), valid
+    scale = np.float32(10.0 ** (level / 20.0))
+    return np.clip(wave * scale, -1.0, 1.0).astype(np.float32), valid
 
 
 # -- text: the raw string ------------------------------------------------------------------------

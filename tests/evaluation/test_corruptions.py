@@ -117,6 +117,17 @@ def test_audio_white_noise_hits_the_requested_snr():
         assert abs(measured - snr) < 0.5
 
 
+def test_audio_gain_amplifies_the_recording_as_it_is_not_normalised_to_full_scale_first():
+    gain = CORRUPTIONS.get("audio", "gain")
+    wave = (0.01 * np.sin(np.linspace(0, 60, 800))).astype(np.float32)  # a quiet recording (peak 0.01)
+    for severity, level in enumerate(gain.levels, start=1):
+        louder, valid = gain((wave, 800), severity, np.random.default_rng(0), [])
+        np.testing.assert_allclose(louder, np.clip(wave * 10 ** (level / 20), -1, 1), rtol=1e-5, atol=1e-7)
+    assert np.abs(gain((wave, 800), 1, np.random.default_rng(0), [])[0]).max() < 0.03  # +6 dB: twice as loud
+    loud = 5 * wave  # peak 0.05: +30 dB clips it at full scale
+    assert np.abs(gain((loud, 800), 5, np.random.default_rng(0), [])[0]).max() == 1.0
+
+
 def test_registry_refuses_duplicates_and_bad_levels_and_names_what_is_allowed():
     registry = CorruptionRegistry()
     registry.register("image", "x", levels=(1, 2, 3, 4, 5), unit="u")(lambda s, level, rng, pool: s)
