@@ -135,6 +135,31 @@ def test_cli_predict_lists_the_skipped_rows_beside_the_predictions(run, data, tm
     assert "3 predictions written" in result.stdout
 
 
+def test_a_row_with_no_modality_present_is_skipped_and_listed_not_fatal_unless_on_error_raise(run, data, tmp_path):
+    _, out, _ = run
+    manifest = pd.read_csv(data["test"])
+    manifest["image"] = [str(data["root"] / p) if isinstance(p, str) else p for p in manifest["image"]]
+    empty = [1, 5]  # in the first and second chunk of 4 rows
+    manifest.loc[empty, ["image", "x1", "x2", "color"]] = None
+    manifest.to_csv(tmp_path / "query.csv", index=False)
+    result = invoke("predict", out, "--data", tmp_path / "query.csv", "--out", tmp_path / "p.csv", "--chunk-rows", 4,
+                    "--on-error", "missing")
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(tmp_path / "p.csv")["row"]) == [0, 2, 3, 4, 6, 7, 8]  # row 2: its unreadable image missing
+    listed = pd.read_csv(tmp_path / "p.skipped.csv")
+    assert list(listed["row"]) == [1, 2, 5] and listed["modality"].isna().tolist() == [True, False, True]
+    assert listed["reason"][0] == "no modality present (every modality's cell is empty)"
+    assert "1 unreadable or missing file(s) and 2 row(s) with no modality present skipped" in result.stderr
+    assert "query.csv row 1 (line 3): no modality present" in result.stderr
+    result = invoke("evaluate", out, "--data", tmp_path / "query.csv", "--on-error", "skip", "--json")  # row 2 too
+    assert result.exit_code == 0, result.output
+    assert '"rows": 6' in result.stdout
+    result = invoke("evaluate", out, "--data", tmp_path / "query.csv", "--on-error", "raise")
+    assert result.exit_code == 2
+    assert "query.csv: no modality present in rows 1 (line 3), 5 (line 7) (data.on_error: skip or missing" in \
+        " ".join(result.stderr.split())
+
+
 def test_on_error_given_on_the_command_line_replaces_the_runs_for_this_call(run, data, tmp_path):
     _, out, _ = run  # trained with data.on_error: skip
     result = invoke("evaluate", out, "--data", data["test"], "--on-error", "raise")
@@ -168,5 +193,8 @@ def test_skipped_table_cells_are_counted_as_values_not_files():
     text = describe_skipped(skipped, "missing")
     assert text.startswith("1 unreadable or missing file(s) and 2 unreadable value(s) skipped (data.on_error: missing)")
     assert "row 1, modality 'labs': column 'temp' must be numeric; got 'x'" in text
+    rows = describe_skipped(skipped_frame([Skipped("", 4, "row 4", None, "no modality present", 4)]), "skip")
+    assert rows == "1 row(s) with no modality present skipped (data.on_error: skip); they are left out:\n" \
+                   "  row 4: no modality present"
     only_cells = describe_skipped(skipped.iloc[1:], "skip")
     assert only_cells.startswith("2 unreadable value(s) skipped (data.on_error: skip); rows with one are left out")

@@ -22,7 +22,7 @@ from polymodal.config.modalities import modality_columns
 from polymodal.data.cache import FeatureStore, open_cache_dir, take
 from polymodal.data.cells import BLOCK, Cells
 from polymodal.data.content_keys import KEY_BYTES, StatMemo, content_keys
-from polymodal.data.manifest import Manifest
+from polymodal.data.manifest import WHOLE_ROW, Manifest
 from polymodal.data.modalities.base import Preprocessor
 from polymodal.data.skipped import Skipped
 from polymodal.errors import DecodeError
@@ -332,7 +332,8 @@ def encode_manifest(
     With ``on_error: skip`` rows with any undecodable file (or a file validation found missing,
     :meth:`~polymodal.data.manifest.Manifest.absent`) are dropped; with ``missing`` only that
     modality is marked absent (rows left with no modality at all are dropped). Either way every
-    such file is listed in ``EncodedTable.skipped``.
+    such file is listed in ``EncodedTable.skipped``, and so is a row validation found without
+    any modality (``Manifest.absent(WHOLE_ROW)``; its ``modality`` is ``""``), which is dropped.
     """
     if cache_dir is not None:
         cache_dir = open_cache_dir(cache_dir)
@@ -346,6 +347,9 @@ def encode_manifest(
                                               cache_dir=cache_dir, absent=manifest.absent(modality_cfgs[name].column) if prep.file_based else None)
         release_memory(len(cells))  # keys, lookups and decode buffers of this modality's pass
         skipped += bad
+    empty, reasons = manifest.absent(WHOLE_ROW)  # rows validation found without any modality (on_error not raise)
+    skipped += [Skipped("", row, manifest.where(row), None, reason, manifest.source_row(row))
+                for row, reason in zip(empty.tolist(), reasons)]
     table = EncodedTable(encoded, np.arange(len(manifest)), skipped)
     keep = np.ones(len(manifest), bool)
     if on_error == "skip" and skipped:

@@ -31,6 +31,9 @@ READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet"
            ".arrow": "arrow", ".feather": "arrow"}
 
 
+WHOLE_ROW = ""  # the key of ``Manifest.absent_files`` for rows that hold no modality at all
+
+
 @dataclass
 class Manifest:
     """A table of samples plus where it came from.
@@ -54,7 +57,8 @@ class Manifest:
         absent_files: per file column, the rows of ``data`` (sorted) whose cell names a file that
             does not exist (or a folder where a file is needed), and the reason of each: validation
             records them (under ``data.on_error`` ``raise`` it refuses them instead), and encoding
-            skips and lists them as it does unreadable files (:meth:`absent`).
+            skips and lists them as it does unreadable files (:meth:`absent`). Under the key
+            :data:`WHOLE_ROW`, the rows with no modality's cell filled in, skipped and listed alike.
     """
 
     data: pd.DataFrame

@@ -46,13 +46,19 @@ def describe_skipped(skipped: pd.DataFrame, on_error: str, shown: int = 5) -> st
     line each."""
     effect = "rows with one are left out" if on_error == "skip" else \
         "their modality counts as missing in those rows (a row left with no modality present is left out)"
-    inline = int(skipped["path"].map(lambda path: not (isinstance(path, str) and path)).sum())  # table or text cells
-    counts = [f"{n} {what}" for n, what in ((len(skipped) - inline, "unreadable or missing file(s)"),
-                                            (inline, "unreadable value(s)")) if n]
+    whole = skipped["modality"].map(lambda m: not (isinstance(m, str) and m))  # rows with no modality present
+    inline = skipped["path"].map(lambda path: not (isinstance(path, str) and path)) & ~whole  # table or text cells
+    counts = [f"{n} {what}" for n, what in ((len(skipped) - int(inline.sum()) - int(whole.sum()),
+                                             "unreadable or missing file(s)"),
+                                            (int(inline.sum()), "unreadable value(s)"),
+                                            (int(whole.sum()), "row(s) with no modality present")) if n]
+    if whole.all():  # no file or value to speak of
+        effect = "they are left out"
     lines = [f"{' and '.join(counts)} skipped (data.on_error: {on_error}); {effect}:"]
     for record in skipped.head(shown).to_dict("records"):
         path = record["path"] if isinstance(record["path"], str) and record["path"] else None  # None: an inline value
-        lines.append(f"  {record['where']}, modality '{record['modality']}': "
+        modality = record["modality"] if isinstance(record["modality"], str) and record["modality"] else None
+        lines.append(f"  {record['where']}" + (f", modality '{modality}'" if modality else "") + ": "
                      + (f"{path} ({record['reason']})" if path else record["reason"]))
     if len(skipped) > shown:
         lines.append(f"  ... and {len(skipped) - shown} more")

@@ -19,13 +19,14 @@ from polymodal.config import Config
 from polymodal.config.modalities import ModalityConfig, modality_columns
 from polymodal.data.arrays import split_row_ref
 from polymodal.data.cells import BLOCK, Cells, is_empty
-from polymodal.data.manifest import Manifest, check_table
+from polymodal.data.manifest import WHOLE_ROW, Manifest, check_table
 from polymodal.errors import ManifestError
 from polymodal.utils.io import python_scalar
 from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.values import number
 from polymodal.utils.warn import warn_user
 
+NO_MODALITY = "no modality present (every modality's cell is empty)"
 IN_MEMORY_HINT = (" (a file modality reads files: write in-memory images, arrays or bytes to files, e.g. with "
                   "PIL's Image.save or np.save, and put their paths in the column)")
 
@@ -49,7 +50,8 @@ def validate_manifest(
 
     With ``data.on_error`` ``skip`` or ``missing``, a file cell naming no file is not a problem:
     it is recorded on the manifest (:meth:`~polymodal.data.manifest.Manifest.mark_absent`), and
-    encoding skips and lists it as it does a file it cannot read.
+    encoding skips and lists it as it does a file it cannot read; so is a row with no modality
+    present (recorded under :data:`~polymodal.data.manifest.WHOLE_ROW`).
 
     Args:
         require_target: check the target columns (off for prediction).
@@ -108,9 +110,12 @@ def validate_manifest(
                 problems.append(hint)
                 folded -= 1  # advice, not a problem of its own
     if not columns_missing and not allow_empty_rows:
-        empty_rows = np.flatnonzero(~present_any).tolist()
-        if empty_rows:
-            problems.append(f"{manifest.name}: no modality present in {manifest.rows_text(empty_rows)}")
+        empty_rows = np.flatnonzero(~present_any)
+        if config.data.on_error != "raise":  # skipped and listed when encoded, as a row of unreadable files is
+            manifest.mark_absent(WHOLE_ROW, empty_rows, [NO_MODALITY] * len(empty_rows))
+        elif len(empty_rows):
+            problems.append(f"{manifest.name}: no modality present in {manifest.rows_text(empty_rows.tolist())}"
+                            " (data.on_error: skip or missing leaves such rows out and lists them)")
     if config.data.on_error == "raise":  # else encoding skips such a row's modality and lists it
         problems += [p for name in names if config.modalities[name].kind == "tabular"
                      for p in _tabular_problems(manifest, name, config.modalities[name].columns)]

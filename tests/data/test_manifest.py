@@ -275,7 +275,8 @@ def test_rows_without_any_modality_are_reported_with_target_problems(tmp_path):
     rows = [{"image": None, "text": "a", "y": "cat"}, {"image": None, "text": " ", "y": None},
             {"image": None, "text": None, "y": "dog"}]
     problems = problems_of(read_manifest(pd.DataFrame(rows)), make_config(IMAGE_TEXT))
-    assert problems == ["DataFrame: no modality present in rows 1, 2", "target column 'y' is empty in row 1"]
+    assert problems == ["DataFrame: no modality present in rows 1, 2 (data.on_error: skip or missing leaves such rows "
+                        "out and lists them)", "target column 'y' is empty in row 1"]
 
 
 def test_missing_files_and_rows_without_modality_are_reported_together(tmp_path):

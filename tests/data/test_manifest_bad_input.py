@@ -93,7 +93,7 @@ def test_file_cells_that_are_not_paths_name_their_type_and_value(tmp_path):
         "files: write in-memory images, arrays or bytes to files, e.g. with PIL's Image.save or np.save, and put "
         "their paths in the column)",  # said once, at the first value that is not a number
         "DataFrame row 3, column 'image': expected a file path (string), got ndarray array([0, 1, 2])",
-        "DataFrame: no modality present in row 4",
+        "DataFrame: no modality present in row 4 (data.on_error: skip or missing leaves such rows out and lists them)",
     ]
 
 
