@@ -237,6 +237,22 @@ def _annotation_at(root: type[BaseModel], parts: list[str], data: Any) -> Any:
     return annotation
 
 
+def default_selector(root: type[BaseModel], parts: list[str], data: Any) -> dict[str, Any] | None:
+    """The selector (``{"name": "mlp"}``) of the component a section at key path ``parts`` holds
+    by default, where the section's default is a component (``head``, a modality's ``encoder``);
+    None where it has no such default (a section of plain settings, a dict's new entry)."""
+    parent = _unwrap(_annotation_at(root, parts[:-1], data), _node(data, parts[:-1])) if len(parts) > 1 else root
+    if not (isinstance(parent, type) and issubclass(parent, BaseModel)):
+        return None
+    field = parent.model_fields.get(parts[-1])
+    if field is None or (field.default_factory is None and not isinstance(field.default, BaseModel)):
+        return None
+    default = field.get_default(call_default_factory=True)
+    if not isinstance(default, BaseModel):
+        return None
+    return next(({key: getattr(default, key)} for key in DISCRIMINATORS if key in type(default).model_fields), None)
+
+
 def _union_tags(annotation: Any) -> list[str]:
     """The discriminator values a (discriminated) union accepts."""
     if get_origin(annotation) is Annotated:

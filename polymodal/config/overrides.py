@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from polymodal.config.base import DISCRIMINATORS
+from polymodal.config.base import DISCRIMINATORS, default_selector
 from polymodal.errors import ConfigError, OptionError
 
 
@@ -78,10 +78,12 @@ def apply_values(data: dict[str, Any], values: Mapping[str, Any], where: str = "
     A value for a component's selector (``fusion.name``, ``modalities.x.encoder.name``,
     ``transfer.0.method``...) that differs from the config's replaces that section with the new
     component at its defaults (the old settings belong to the other component); selectors are set
-    before the other keys, which then adjust the new component.
+    before the other keys, which then adjust the new component. A key inside a section the data
+    leaves at its default component (``head.dropout`` with no ``head``) adjusts that component.
     """
     selectors = [k for k in values if k.rsplit(".", 1)[-1] in DISCRIMINATORS]
     for key in selectors + [k for k in values if k not in selectors]:
+        _create_default_components(data, key.split(".")[:-1])
         section, _, field = key.rpartition(".")
         node: Any = data
         for part in section.split(".") if section else []:
@@ -90,6 +92,22 @@ def apply_values(data: dict[str, Any], values: Mapping[str, Any], where: str = "
             set_dotted(data, section, {field: values[key]}, where=where)
         else:
             set_dotted(data, key, values[key], where=where)
+
+
+def _create_default_components(data: dict[str, Any], parts: list[str]) -> None:
+    """Create the sections along ``parts`` that ``data`` lacks and whose default is a component,
+    holding that component's selector (``head: {name: mlp}``), so that a key set inside one
+    (``head.dropout``) adjusts the default component rather than leaving a section without it."""
+    from polymodal.config.root import Config  # the schema the data is validated against
+
+    node: Any = data
+    for i, part in enumerate(parts):
+        if isinstance(node, dict) and node.get(part) is None:
+            selector = default_selector(Config, parts[:i + 1], data)
+            if selector is None:
+                return
+            node[part] = dict(selector)
+        node = child_of(node, part)
 
 
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:

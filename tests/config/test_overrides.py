@@ -56,6 +56,22 @@ def test_setting_a_component_name_starts_that_component_from_its_defaults(tmp_pa
     assert (same.fusion.dim, same.fusion.heads) == (128, 2)  # the same component keeps its settings
 
 
+def test_a_key_inside_a_section_left_at_its_default_component_adjusts_that_component():
+    spec = {"target": "label", "modalities": {"image": {"kind": "image", "column": "image"},
+                                              "clip": {"kind": "video", "column": "clip"}}}
+    config = load_config(spec, overrides={"head.dropout": 0.5, "modalities.image.encoder.dim": 32,
+                                          "modalities.clip.encoder.frame.channels": [4], "fusion.heads": 2})
+    assert (config.head.name, config.head.dropout) == ("mlp", 0.5)  # the default head, adjusted
+    assert (config.modalities["image"].encoder.name, config.modalities["image"].encoder.dim) == ("cnn", 32)
+    assert config.modalities["clip"].encoder.frame.channels == [4]
+    assert (config.fusion.name, config.fusion.heads) == ("attention", 2)
+    assert "head" not in spec and "encoder" not in spec["modalities"]["image"]  # the caller's dict untouched
+    rnn = load_config(spec, overrides={"head.name": "rnn", "head.dropout": 0.3})
+    assert (rnn.head.name, rnn.head.dropout) == ("rnn", 0.3)
+    with pytest.raises(ConfigError, match=r"--set head.dropuot: unknown key 'dropuot' \(did you mean 'dropout'"):
+        load_config(spec, overrides={"head.dropuot": 0.5})
+
+
 def test_a_key_given_again_counts_in_its_last_place():
     overrides = parse_overrides(["head.hidden.0=4", "head.hidden=[8]", "head.hidden.0=5"])
     assert list(overrides.items()) == [("head.hidden", [8]), ("head.hidden.0", 5)]
