@@ -46,6 +46,7 @@ from polymodal.data.skipped import describe_skipped, require_rows, skipped_by_sp
 from polymodal.data.targets import TargetEncoder
 from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
 from polymodal.resume import clear_run, drop_replaced_run, held_run, manifest_paths
+from polymodal.run_files import SKIPPED_FILE
 from polymodal.training.devices import world_size
 from polymodal.utils.device import default_device, default_workers, run_batches
 from polymodal.utils.io import check_folder_path
@@ -311,12 +312,14 @@ class Estimator:
     def _finish_fit(self, train_table: EncodedTable, valid_table: EncodedTable, test: Manifest | None,
                     run_dir: Path | None) -> None:
         """After the validation metrics: evaluate ``test`` (when given) and keep the files every
-        split skipped (``last_skipped``, written with the run)."""
+        split skipped (``last_skipped``, written with the run; those of training and validation
+        were warned about before the epochs, by :meth:`_fit_pipeline`)."""
         skipped = {"train": skipped_frame(train_table.skipped), "valid": skipped_frame(valid_table.skipped)}
         self.last_skipped = skipped_by_split(skipped)
-        self.warn_skipped(self.last_skipped, "the predictor's .last_skipped")
         if test is not None:
-            self.metrics["test"] = self._evaluate_test(test, run_dir)
+            with self.quiet_skips():  # said below, with the run's list
+                self.metrics["test"] = self._evaluate_test(test, run_dir)
+            self.warn_skipped(self.eval_skipped, _skip_list(run_dir))
             self.last_skipped = skipped_by_split({**skipped, "test": self.eval_skipped})  # the run keeps all three
 
     def _dropout_rates(self) -> dict[str, float]:
@@ -325,10 +328,14 @@ class Estimator:
         return dict(rate) if isinstance(rate, dict) else {n: float(rate) for n in self.config.modality_names}
 
     def _fit_pipeline(self, pipeline: DataPipeline, train_m: Manifest, valid_m: Manifest,
-                      test_m: Manifest | None = None) -> tuple[EncodedTable, np.ndarray, EncodedTable, np.ndarray]:
+                      test_m: Manifest | None = None, out: str | os.PathLike | None = None
+                      ) -> tuple[EncodedTable, np.ndarray, EncodedTable, np.ndarray]:
         """Fit ``pipeline`` on ``train_m`` (it becomes ``self.pipeline``) and encode both manifests;
         ``test_m``'s targets are encoded too, so a label the training did not see is refused
         before the epochs (and before ``--overwrite`` clears the earlier run), not after them.
+        The files both splits skipped (``data.on_error``) are warned about here, before the
+        epochs, so a broken path is seen before hours of training (``out``: the run folder whose
+        ``skipped.csv`` will list them).
 
         Returns:
             The training table and targets, then the validation table and targets.
@@ -341,6 +348,9 @@ class Estimator:
         if test_m is not None:
             pipeline.targets.encode(test_m)
         self.pipeline = pipeline
+        skipped = skipped_by_split({"train": skipped_frame(train_table.skipped),
+                                    "valid": skipped_frame(valid_table.skipped)})
+        self.warn_skipped(skipped, _skip_list(out))
         return train_table, train_y, valid_table, valid_y
 
     def _loader(self, table: EncodedTable, targets: np.ndarray | None, train: bool) -> DataLoader:
@@ -471,3 +481,9 @@ class Estimator:
         estimator.last_skipped = results.skipped
         estimator.diagnostics = runfolder.read_diagnostics(run)
         return estimator, run
+
+
+def _skip_list(run: str | os.PathLike | None) -> str:
+    """Where the files a fit skipped are listed: the run folder's ``skipped.csv`` (written with
+    the run), else the estimator's ``last_skipped``."""
+    return "the predictor's .last_skipped" if run is None else f"{Path(run) / SKIPPED_FILE}, written with the run"

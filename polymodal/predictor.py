@@ -156,7 +156,7 @@ class MultimodalPredictor(Estimator):
         pipeline = DataPipeline(cfg)
         train_m, valid_m, test_m = self._read_fit_data(pipeline, train, valid, test, require_target=True)
         started = time.perf_counter()
-        train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m, test_m)
+        train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m, test_m, out)
         prep_seconds = time.perf_counter() - started
         transfer = TransferPlan.prepare(cfg, pipeline, train_m, train_table, train_y, unlabeled, load_run=type(self).load)
         warn_if_evaluated(unlabeled_source(cfg, unlabeled), {"validation": valid, "test": test})

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from helpers_cli import invoke
 from helpers_models import classification_config, make_dataset, write_splits
+from lightning.pytorch.callbacks import Callback
 
 from polymodal import MultimodalPredictor
 
@@ -32,22 +33,35 @@ def data(tmp_path_factory) -> dict:
     return {"root": root, **paths}
 
 
+class TrainingStart(Callback):
+    """Records the skipped-file warnings given before the first epoch."""
+
+    def __init__(self, warned: list) -> None:
+        self.warned, self.before = warned, None
+
+    def on_train_start(self, trainer, module) -> None:
+        self.before = [str(w.message) for w in self.warned if "skipped" in str(w.message)]
+
+
 @pytest.fixture(scope="module")
 def run(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("skipped-run") / "run"
     with pytest.warns(UserWarning) as warned:
+        start = TrainingStart(warned)
         predictor = MultimodalPredictor.from_config(data["config"]).fit(data["train"], data["valid"],
-                                                                        test=data["test"], out=out)
-    return predictor, out, [str(w.message) for w in warned if "skipped" in str(w.message)]
+                                                                        test=data["test"], out=out, callbacks=[start])
+    return predictor, out, [str(w.message) for w in warned if "skipped" in str(w.message)], start.before
 
 
-def test_python_fit_warns_about_the_files_it_skipped_naming_them(run):
-    *_, warned = run
-    assert len(warned) == 2  # train + valid after the epochs, then the test set's evaluation
+def test_python_fit_warns_about_the_files_it_skipped_before_the_epochs_naming_them(run):
+    _, out, warned, before_training = run
+    assert len(warned) == 2  # train + valid before the epochs, then the test set's evaluation
     train, test = warned
+    assert before_training == [train]  # a broken path is seen before hours of training, not after
     assert train.startswith("1 unreadable or missing file(s) skipped (data.on_error: skip); rows with one are left out")
-    assert "train.csv row 3 (line 5), modality 'img'" in train and "img3.png" in train and ".last_skipped" in train
-    assert "img38.png" in test and ".eval_skipped" in test
+    assert "train.csv row 3 (line 5), modality 'img'" in train and "img3.png" in train
+    assert train.endswith(f"all of them: {out / 'skipped.csv'}, written with the run")
+    assert "img38.png" in test and test.endswith(f"all of them: {out / 'skipped.csv'}, written with the run")
 
 
 def test_python_predict_warns_about_a_skipped_row_instead_of_returning_fewer_rows_silently(run, data):
@@ -61,7 +75,7 @@ def test_python_predict_warns_about_a_skipped_row_instead_of_returning_fewer_row
 
 
 def test_the_run_lists_the_training_skips_when_a_test_set_is_evaluated(run):
-    predictor, out, _ = run
+    predictor, out, *_ = run
     listed = pd.read_csv(out / "skipped.csv")
     assert list(zip(listed["split"], listed["row"], listed["path"].map(lambda p: p.rsplit("/", 1)[-1]))) == [
         ("train", 3, "img3.png"), ("test", 2, "img38.png")]
@@ -70,7 +84,7 @@ def test_the_run_lists_the_training_skips_when_a_test_set_is_evaluated(run):
 
 
 def test_a_later_evaluation_does_not_replace_the_fit_skips(run, data, tmp_path):
-    predictor, out, _ = run
+    predictor, out, *_ = run
     assert predictor.evaluate(data["valid"])["rows"] == 9 and predictor.eval_skipped.empty
     predictor.save(tmp_path / "again")
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again" / "skipped.csv"), pd.read_csv(out / "skipped.csv"))
@@ -103,7 +117,7 @@ def test_rows_split_off_for_validation_are_named_by_their_row_in_the_file(data, 
 
 
 def test_cli_evaluate_names_the_skipped_files_and_writes_them(run, data):
-    _, out, _ = run
+    _, out, *_ = run
     result = invoke("evaluate", out, "--data", data["test"], "--json")
     assert result.exit_code == 0, result.output
     assert '"rows": 8' in result.stdout
@@ -114,7 +128,7 @@ def test_cli_evaluate_names_the_skipped_files_and_writes_them(run, data):
 
 
 def test_cli_predict_lists_the_skipped_rows_beside_the_predictions(run, data, tmp_path):
-    _, out, _ = run
+    _, out, *_ = run
     manifest = pd.read_csv(data["test"])
     manifest["image"] = [str(data["root"] / p) if isinstance(p, str) else p for p in manifest["image"]]
     bad = [2, 3, 4, 5, 6, 8]  # over three chunks of 4 rows
@@ -136,7 +150,7 @@ def test_cli_predict_lists_the_skipped_rows_beside_the_predictions(run, data, tm
 
 
 def test_a_row_with_no_modality_present_is_skipped_and_listed_not_fatal_unless_on_error_raise(run, data, tmp_path):
-    _, out, _ = run
+    _, out, *_ = run
     manifest = pd.read_csv(data["test"])
     manifest["image"] = [str(data["root"] / p) if isinstance(p, str) else p for p in manifest["image"]]
     empty = [1, 5]  # in the first and second chunk of 4 rows
@@ -161,7 +175,7 @@ def test_a_row_with_no_modality_present_is_skipped_and_listed_not_fatal_unless_o
 
 
 def test_on_error_given_on_the_command_line_replaces_the_runs_for_this_call(run, data, tmp_path):
-    _, out, _ = run  # trained with data.on_error: skip
+    _, out, *_ = run  # trained with data.on_error: skip
     result = invoke("evaluate", out, "--data", data["test"], "--on-error", "raise")
     assert result.exit_code == 2 and "img38.png" in result.stderr and "Cannot decode" in result.stderr
     result = invoke("predict", out, "--data", data["test"], "--out", tmp_path / "p.csv", "--on-error", "missing")
@@ -173,7 +187,7 @@ def test_on_error_given_on_the_command_line_replaces_the_runs_for_this_call(run,
 
 
 def test_explain_reports_the_rows_it_skipped_in_python_and_on_the_command_line(run, data, tmp_path):
-    predictor, out, _ = run
+    predictor, out, *_ = run
     with pytest.warns(UserWarning, match=r"(?s)1 unreadable or missing file\(s\) skipped.*img38\.png"):
         explanation = predictor.explain(data["test"], samples=0)
     assert len(explanation.values) == 8 and 2 not in explanation.values.index

@@ -154,13 +154,18 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
         console.print(escape(sentence), highlight=False)
 
 
+def print_warning(text: str) -> None:
+    """``warning: TEXT`` on stderr (``text`` printed as it is, never read as rich markup)."""
+    err_console.print("[bold yellow]warning:[/] " + escape(text), highlight=False)
+
+
 def print_skipped(skipped: Any, listed: Path, on_error: str, shown: int = 5) -> None:
     """Warn (on stderr) how many and which files were skipped, the first ``shown`` of them, and
     where the full list was written (the library's own warning, with the file; commands run the
     library inside :meth:`~polymodal.estimator.Estimator.quiet_skips`)."""
     from polymodal.data.skipped import describe_skipped
 
-    err_console.print("[bold yellow]warning:[/] " + escape(describe_skipped(skipped, on_error, shown)), highlight=False)
+    print_warning(describe_skipped(skipped, on_error, shown))
     err_console.print(escape(f"  full list: {listed}"), highlight=False)
 
 

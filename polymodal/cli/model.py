@@ -21,6 +21,7 @@ from polymodal.cli.common import (
     print_metrics,
     print_rows,
     print_skipped,
+    print_warning,
     unused_options,
     user_errors,
 )
@@ -50,17 +51,19 @@ def train(
 
     cfg = load_config(config, overrides=parse_overrides(set_ or []), check_files=True)  # named as config check does
     predictor = MultimodalPredictor.from_config(cfg)
-    try:
-        with predictor.quiet_skips():  # listed below, with the file they are written to
-            predictor.fit(train, valid, test=test, out=out, resume=resume, overwrite=overwrite, unlabeled=unlabeled)
+    try:  # files it skips are warned about as found (before the epochs; the test set's after them)
+        predictor.fit(train, valid, test=test, out=out, resume=resume, overwrite=overwrite, unlabeled=unlabeled)
     except ConfigError as err:  # found once the model is built (more blocks to freeze than it has): name the file
         if err.source is not None:
             raise
         raise ConfigError(err.problems, source=str(config)) from None
     if predictor.rank != 0:  # a secondary process of distributed training
         return
-    if not predictor.last_skipped.empty:
-        print_skipped(predictor.last_skipped, out / SKIPPED_FILE, predictor.config.data.on_error)
+    if not predictor.last_skipped.empty:  # warned about above, perhaps before many epochs of output: the count again
+        counts = predictor.last_skipped["split"].value_counts()
+        print_warning(f"{len(predictor.last_skipped)} file(s) or row(s) skipped (data.on_error: "
+                      f"{predictor.config.data.on_error}; " + ", ".join(f"{n} {split}" for split, n in counts.items())
+                      + f"), named above; full list: {out / SKIPPED_FILE}")
     for split, scores in predictor.metrics.items():
         print_metrics(scores, f"{split} metrics")
     report = out / REPORT_FILE

@@ -18,7 +18,15 @@ from typing import Annotated, Any
 
 import typer
 
-from polymodal.cli.common import DataOpt, ModalityOpt, RunArg, console, err_console, print_rows, user_errors
+from polymodal.cli.common import (
+    DataOpt,
+    ModalityOpt,
+    RunArg,
+    console,
+    print_rows,
+    print_warning,
+    user_errors,
+)
 from polymodal.utils.io import check_table_path, write_table
 
 
@@ -218,8 +226,8 @@ def show_retrieval(predictor: Any, data: Path, *, query: str | None, gallery: st
         found = predictor.recorded_manifest(["train"])
         cca_train = None if found is None else found[1]
         if cca_train is None:
-            err_console.print("[bold yellow]warning:[/] no linear-CCA baseline: the run recorded no training "
-                              "manifest that still exists; give one with --cca-train", highlight=False)
+            print_warning("no linear-CCA baseline: the run recorded no training manifest that still exists; give one "
+                          "with --cca-train")
     if not cca:
         cca_train = None
 

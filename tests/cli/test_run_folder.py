@@ -271,9 +271,14 @@ def test_files_skipped_in_training_are_warned_about(data, tmp_path):
     config["data"] = {"on_error": "skip"}
     path = tmp_path / "skip.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    result = _train(data, tmp_path / "run", config=path, train=manifest)
+    with pytest.warns(UserWarning) as caught:  # the library's warning (printed on stderr outside pytest)
+        result = _train(data, tmp_path / "run", config=path, train=manifest)
     assert result.exit_code == 0, result.output
-    assert "2 unreadable or missing file(s) skipped" in result.stderr and "bad0.png" in result.stderr
+    warned = [str(w.message) for w in caught if "skipped" in str(w.message)]
+    assert len(warned) == 1 and warned[0].startswith("2 unreadable or missing file(s) skipped") and "bad0.png" in warned[0]
+    assert warned[0].endswith(f"all of them: {tmp_path / 'run' / 'skipped.csv'}, written with the run")
+    assert "2 file(s) or row(s) skipped (data.on_error: skip; 2 train), named above; full list: " in \
+        " ".join(result.stderr.split())  # said again after the epochs' lines
     assert len(pd.read_csv(tmp_path / "run" / "skipped.csv")) == 2
 
 
