@@ -347,6 +347,9 @@ class Estimator:
         valid_y = pipeline.encode_targets(valid_m, valid_table)
         if test_m is not None:
             pipeline.targets.encode(test_m)
+        for manifest in (valid_m, test_m):  # read before the preprocessors learned the categories: checked now
+            if manifest is not None:
+                pipeline.warn_unknown_categories(manifest, self.config.modality_names)
         self.pipeline = pipeline
         skipped = skipped_by_split({"train": skipped_frame(train_table.skipped),
                                     "valid": skipped_frame(valid_table.skipped)})

@@ -563,6 +563,18 @@ def test_categories_the_model_did_not_learn_are_warned_about(clf, data, tmp_path
     assert sum("did not learn" in str(w.message) for w in caught) == 1
 
 
+def test_categories_the_fit_did_not_learn_in_its_validation_and_test_rows_are_warned_about_once(data, tmp_path):
+    test = pd.read_csv(data["test"]).assign(color="purple")
+    test.to_csv(data["root"] / "test_purple.csv", index=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MultimodalPredictor.from_config(classification_config(epochs=1)).fit(
+            data["train"], data["valid"], test=data["root"] / "test_purple.csv")
+    warned = [str(w.message) for w in caught if "did not learn" in str(w.message)]
+    assert warned == [f"test_purple.csv: column 'color' of modality tab: {len(test)} row(s) hold categories the model "
+                      "did not learn ('purple'): they read as the unknown category"]  # once: not again at evaluation
+
+
 def test_python_api_mistakes_are_named_in_pythons_terms(clf, tmp_path):
     predictor, _ = clf
     with pytest.raises(TypeError, match="a config is a YAML or JSON file's path, a dict or a Config; got int 42"):
