@@ -70,7 +70,14 @@ class EncoderConfig(StrictModel):
 
 # --- image -------------------------------------------------------------------------------------
 class ImageCnnConfig(EncoderConfig):
-    """LeNet/VGG-style stack: per stage, ``convs_per_stage`` 3x3 convs then a 2x2 max-pool."""
+    """LeNet/VGG-style stack: per stage, ``convs_per_stage`` 3x3 convs then a 2x2 max-pool.
+
+    Attributes:
+        pool: how the last feature map becomes the ``dim`` vector: ``flatten`` projects the
+            whole map (where a stroke is matters; the projection has (side / 2^stages)^2 x
+            channels x dim weights, millions for photos), ``avg`` its per-channel mean (as
+            ResNets do; few weights at any size).
+    """
 
     kinds: ClassVar[tuple[str, ...]] = ("image",)
     name: Literal["cnn"] = "cnn"
@@ -80,6 +87,7 @@ class ImageCnnConfig(EncoderConfig):
     kernel: PositiveInt = 3
     batch_norm: bool = True
     dropout: Dropout = 0.0
+    pool: Literal["flatten", "avg"] = "flatten"
 
 
 class ResNetConfig(EncoderConfig):

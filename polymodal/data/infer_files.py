@@ -25,6 +25,10 @@ SAMPLE_FILES = 20  # files opened per file column
 READ_ERRORS = (OSError, ValueError, EOFError, RuntimeError)
 SPECTROGRAM_FROM = 1024  # signals this long or longer are read as spectrograms
 MAX_IMAGE_SIDE = 128  # larger pictures are resized to this (a CPU-sized start; raise it on a GPU)
+# beyond this side, the default cnn's projection of its flattened feature map ((side/4)^2 x 64 x 128 weights)
+# outgrows the data: a third stage and the feature map's mean instead (a few hundred thousand weights at any size)
+FLATTEN_MAX_SIDE = 32
+LARGE_IMAGE_CNN = {"name": "cnn", "channels": [32, 64, 128], "pool": "avg"}
 MAX_VIDEO_SIDE = 64  # frames are resized to at most this (every sampled frame goes through the encoder)
 
 
@@ -58,7 +62,11 @@ def judge_files(manifest: Manifest, column: str, rows: np.ndarray, kind: str, su
 def _described(kind: str, preprocess: dict[str, Any], looked_at: int) -> str:
     """The settings read from the files, in words (``images, 28 px grey``)."""
     if kind in ("image", "video"):
-        return f"{kind}s, {preprocess['size']} px {'grey' if preprocess['color'] == 'gray' else 'colour'}"
+        said = f"{kind}s, {preprocess['size']} px {'grey' if preprocess['color'] == 'gray' else 'colour'}"
+        if kind == "image" and preprocess["size"] > FLATTEN_MAX_SIDE:
+            said += (f"; over {FLATTEN_MAX_SIDE} px: encoder cnn with 3 stages and pool: avg (the feature map's "
+                     "mean: weights that do not grow with the image)")
+        return said
     if kind == "audio":
         return (f"audio, {preprocess['sample_rate'] / 1000:g} kHz, up to {preprocess['max_seconds']:g} s in the "
                 f"{looked_at} file(s) read")
@@ -83,8 +91,11 @@ def _image_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
             if other == path:
                 raise
     color = "gray" if all(grey) else "rgb"
-    return "image", {"preprocess": {"size": int(min(max(sides), MAX_IMAGE_SIDE)), "color": color,
-                                    "normalize": "standard"}}
+    size = int(min(max(sides), MAX_IMAGE_SIDE))
+    settings: dict[str, Any] = {"preprocess": {"size": size, "color": color, "normalize": "standard"}}
+    if size > FLATTEN_MAX_SIDE:  # the default cnn's flattened map would make millions of weights
+        settings["encoder"] = dict(LARGE_IMAGE_CNN)
+    return "image", settings
 
 
 def _video_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:

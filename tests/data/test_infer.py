@@ -44,6 +44,8 @@ def test_each_column_becomes_what_its_cells_hold_with_settings_from_its_files(ma
                       "wear": "number", "hot": "number", "loud": "category", "label": "target (classification)"}
     modalities = inferred.config["modalities"]
     assert modalities["scan"]["preprocess"] == {"size": 40, "color": "gray", "normalize": "standard"}
+    assert modalities["scan"]["encoder"] == {"name": "cnn", "channels": [32, 64, 128], "pool": "avg"}  # over 32 px
+    assert "encoder" not in modalities["photo"]  # 32 px: the default cnn, flattened, is small
     assert modalities["sound"]["preprocess"] == {"sample_rate": 16_000, "max_seconds": 0.75}  # at most 16 kHz
     assert modalities["vib"] == {"kind": "signal", "column": "vib", "preprocess": {"length": 300}}
     assert modalities["photo"]["preprocess"]["color"] == "rgb"

@@ -23,6 +23,7 @@ from polymodal.config.base import validate
 from polymodal.config.encoders import (
     EmbeddingBagConfig,
     HfConfig,
+    ImageCnnConfig,
     ResNetConfig,
     TimmConfig,
 )
@@ -477,3 +478,15 @@ def test_mel_cnn_flatten_keeps_each_remaining_frequency_bin_apart(n_features):
     assert encoder.token_proj.in_features == 4 * bins  # channels x remaining bins, not channels alone
     out = encoder(torch.randn(2, 20, n_features))
     assert out.pooled.shape == (2, 8) and out.tokens.shape == (2, 3, 8)
+
+
+def test_an_averaging_image_cnn_keeps_its_weights_as_the_image_grows():
+    def weights(size: int, pool: str) -> int:
+        cfg = ImageCnnConfig(channels=[8, 16], dim=32, pool=pool)
+        encoder = ENCODERS.build(cfg, in_channels=3, size=(size, size))
+        out = encoder(torch.randn(2, 3, size, size))
+        assert out.pooled.shape == (2, 32) and out.tokens.shape == (2, (-(-size // 4)) ** 2, 32)
+        return sum(p.numel() for p in encoder.parameters())
+
+    assert weights(32, "avg") == weights(128, "avg")
+    assert weights(128, "flatten") - weights(32, "flatten") == (32 * 32 - 8 * 8) * 16 * 32  # the flattened map's

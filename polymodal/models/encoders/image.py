@@ -31,12 +31,13 @@ def _feature_map_output(fmap: torch.Tensor, proj: nn.Module) -> EncoderOutput:
 class ImageCnn(Encoder):
     """LeNet/VGG-style stack: per stage ``convs`` conv-BN-ReLU layers, then a 2x2 max-pool.
 
-    The pooled vector is a projection of the whole flattened feature map (as in LeNet, so the
-    position of strokes matters); tokens are the per-position feature vectors, projected.
+    The pooled vector is a projection of the whole flattened feature map (``pool="flatten"``, as
+    in LeNet, so the position of strokes matters), or of its per-channel mean (``"avg"``: the
+    parameters do not grow with the image); tokens are the per-position feature vectors, projected.
     """
 
     def __init__(self, in_channels: int, size: tuple[int, int], dim: int, channels: list[int], convs_per_stage: int = 1,
-                 kernel: int = 3, batch_norm: bool = True, dropout: float = 0.0):
+                 kernel: int = 3, batch_norm: bool = True, dropout: float = 0.0, pool: str = "flatten"):
         super().__init__()
         stages = []
         width = in_channels
@@ -52,7 +53,9 @@ class ImageCnn(Encoder):
             stages.append(nn.Sequential(*layers))
             height, breadth = -(-height // 2), -(-breadth // 2)
         self.stages = nn.Sequential(*stages)
-        self.flat = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(width * height * breadth, dim), nn.ReLU())
+        features = width * height * breadth if pool == "flatten" else width
+        squeeze = nn.Flatten() if pool == "flatten" else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.flat = nn.Sequential(squeeze, nn.Dropout(dropout), nn.Linear(features, dim), nn.ReLU())
         self.token_proj = nn.Linear(width, dim)
         self.output_dim = dim
         self.to(memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPU (oneDNN) and GPU
@@ -60,7 +63,7 @@ class ImageCnn(Encoder):
     @classmethod
     def from_config(cls, cfg: ImageCnnConfig, *, in_channels: int, size: tuple[int, int], **_: Any) -> ImageCnn:
         return cls(in_channels, tuple(size), cfg.dim, list(cfg.channels), cfg.convs_per_stage, cfg.kernel,
-                   cfg.batch_norm, cfg.dropout)
+                   cfg.batch_norm, cfg.dropout, cfg.pool)
 
     def blocks(self) -> list[nn.Module]:
         return [*self.stages, nn.ModuleList([self.flat, self.token_proj])]
