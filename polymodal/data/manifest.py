@@ -258,11 +258,12 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
         )
     try:
         if fmt == "csv":  # only empty cells are missing: the words NA, None, null stay text
-            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            sep = _separator(path)
+            decimal = "," if sep == ";" else "."  # a semicolon file's numbers are written 38,2
             header = _csv_header(path, sep)  # as written: pandas renames a repeated name ('image.1')
             with warnings.catch_warnings():  # mixed types in a large file's column: the columns that
                 warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # matter are read as text below
-                frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
+                frame = pd.read_csv(path, sep=sep, decimal=decimal, keep_default_na=False, na_values=[""])
             index_col: bool | None = None
             if _first_row_longer(path, sep, len(header)):  # pandas made the extra leading fields an index and
                 _check_trailing_delimiters(path, sep, header)  # shifted every column (a RangeIndex when numbers)
@@ -270,7 +271,8 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", pd.errors.DtypeWarning)
                     warnings.simplefilter("ignore", pd.errors.ParserWarning)
-                    frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""], index_col=False)
+                    frame = pd.read_csv(path, sep=sep, decimal=decimal, keep_default_na=False, na_values=[""],
+                                        index_col=False)
             # typed by this file: numbers, or (a large file, read in chunks) numbers in some rows only
             typed = [c for c in frame.columns if header.count(c) == 1 and not isinstance(frame[c].dtype, pd.StringDtype)]
             guessed = [c for c in dict.fromkeys(text_columns) if c in typed]
@@ -359,6 +361,17 @@ def _numbers_change_labels(text: pd.Series, numbers: pd.Series) -> bool:
 
     pairs = pd.DataFrame({"text": text, "number": numbers}).dropna().drop_duplicates()
     return any(label_key(t) != label_key(n) for t, n in zip(pairs["text"], pairs["number"]))
+
+
+def _separator(path: Path) -> str:
+    """A ``.tsv`` file's tab; a ``.csv`` file's comma, or its semicolon when the header row holds
+    semicolons and no comma (what spreadsheets write where the comma is the decimal mark: such a
+    file's numbers are read with a decimal comma)."""
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    with open(path, encoding="utf-8-sig", errors="replace") as file:
+        first = file.readline()
+    return ";" if ";" in first and "," not in first else ","
 
 
 def _csv_header(path: Path, sep: str) -> list[str]:

@@ -205,10 +205,20 @@ def _number_problem(value: object) -> str | None:
 
 def absent_reason(file: str) -> str:
     """Why a file cell naming ``file`` (its path, a packed array's ``#row`` left out), which is no
-    file, is refused or skipped: ``file not found`` or ``a folder, not a file``."""
-    return "a folder, not a file" if os.path.isdir(file) else "file not found"
+    file, is refused or skipped: ``file not found`` (with what the path looks like when that says
+    why: a URL, a Windows path) or ``a folder, not a file``."""
+    if os.path.isdir(file):
+        return "a folder, not a file"
+    if URL.search(file):
+        return ("file not found: a URL, and polymodal reads local files only (no download at run time); download the "
+                "files and put their paths in the column")
+    posix = file.replace("\\", "/")
+    if posix != file and os.sep != "\\" and os.path.exists(posix):
+        return f"file not found: a Windows path ('\\' between folders), and {posix} exists; write / between folders"
+    return "file not found"
 
 
+URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://")  # https://, s3://...
 FILE_SUFFIX = re.compile(r"\.[A-Za-z0-9_]{1,8}")
 
 

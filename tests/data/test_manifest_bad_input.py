@@ -156,6 +156,20 @@ def test_a_folder_is_a_video_cell_but_not_an_image_cell(tmp_path):
     assert problems(info) == [f"DataFrame row 0, column 'img': a folder, not a file: {tmp_path / 'clip'}"]
 
 
+def test_a_url_and_a_windows_path_say_why_they_name_no_file(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "0013.png").write_bytes(b"")
+    frame = pd.DataFrame({"image": ["https://example.com/x.png", "img\\0013.png", "img\\gone.png"], "y": ["a"] * 3})
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(read_manifest(frame, root=tmp_path), make_config(IMAGE))
+    url, windows, gone = problems(info)[:3]
+    assert url.startswith("DataFrame row 0, column 'image': file not found: a URL, and polymodal reads local files "
+                          "only (no download at run time)")
+    assert windows == (f"DataFrame row 1, column 'image': file not found: a Windows path ('\\' between folders), and "
+                       f"{tmp_path / 'img' / '0013.png'} exists; write / between folders: {tmp_path / 'img'}\\0013.png")
+    assert gone == f"DataFrame row 2, column 'image': file not found: {tmp_path / 'img'}\\gone.png"  # nothing to add
+
+
 def test_a_folder_given_as_the_manifest_is_named_as_a_folder(tmp_path):
     with pytest.raises(ManifestError, match="is a folder, not a manifest file"):
         read_manifest(tmp_path)
@@ -176,6 +190,17 @@ def test_trailing_delimiters_after_every_row_are_dropped_not_shifted_into_an_ind
     frame = read_manifest(path, text_columns=["image", "audio"], label_columns=["label"]).frame
     assert list(frame.columns) == ["image", "audio", "label"]  # pandas alone made 'image' the index
     assert frame["image"].tolist() == ["i0.png", "i1.png", "i2.png"] and frame["label"].tolist() == [0, 1, 0]
+
+
+def test_a_semicolon_csv_from_a_decimal_comma_spreadsheet_is_read_by_its_columns(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("\ufeffimage;weight;note;label\ni0.png;38,2;a, b;cat\ni1.png;;c;dog\n", encoding="utf-8")
+    frame = read_manifest(path, text_columns=["image"], label_columns=["label"]).frame
+    assert list(frame.columns) == ["image", "weight", "note", "label"]
+    assert frame["weight"].tolist()[0] == 38.2 and np.isnan(frame["weight"].tolist()[1])
+    assert frame["note"].tolist() == ["a, b", "c"] and frame["label"].tolist() == ["cat", "dog"]
+    path.write_text("image,note\ni0.png,a; b\n", encoding="utf-8")  # a comma in the header: commas
+    assert read_manifest(path).frame["note"].tolist() == ["a; b"]
 
 
 def test_a_row_with_a_value_past_the_header_is_refused_with_its_line(tmp_path):
