@@ -208,14 +208,20 @@ OnErrorOpt = Annotated[str | None, typer.Option(
                                                      "row out; missing treats its modality as missing in that row.")]
 
 
-def load_run(run: Path, on_error: str | None = None) -> Any:
-    """The run's predictor (or anomaly detector), with ``--on-error`` in place of the run's
-    ``data.on_error`` when given (checked before the run is loaded)."""
+def check_on_error(on_error: str | None) -> None:
+    """Refuse an ``--on-error`` that is none of :data:`ON_ERROR`."""
     from polymodal.errors import OptionError
-    from polymodal.predictor import MultimodalPredictor
 
     if on_error is not None and on_error not in ON_ERROR:
         raise OptionError([f"--on-error: one of {', '.join(ON_ERROR)}; got '{on_error}'"])
+
+
+def load_run(run: Path, on_error: str | None = None) -> Any:
+    """The run's predictor (or anomaly detector), with ``--on-error`` in place of the run's
+    ``data.on_error`` when given (checked before the run is loaded)."""
+    from polymodal.predictor import MultimodalPredictor
+
+    check_on_error(on_error)
     predictor = MultimodalPredictor.load(run)
     if on_error is not None:
         predictor.config.data.on_error = on_error

@@ -10,11 +10,13 @@ from typing import Annotated, Any
 import typer
 
 from polymodal.cli.common import (
+    ON_ERROR,
     DataOpt,
     OnErrorOpt,
     RunArg,
     SetOpt,
     SupportOpt,
+    check_on_error,
     console,
     listing_skipped,
     load_run,
@@ -41,6 +43,11 @@ def train(
     unlabeled: Annotated[Path | None, typer.Option(
         "--unlabeled", help="Unlabelled manifest for the config's transfer method (domain adaptation, "
                             "semi-supervised, distillation on unlabelled pairs).")] = None,
+    on_error: Annotated[str | None, typer.Option(
+        "--on-error", metavar="|".join(ON_ERROR), help="What an unreadable or missing file does (default: the "
+                                                         "config's data.on_error; the run records it): raise stops, "
+                                                         "naming it; skip leaves its row out; missing treats its "
+                                                         "modality as missing in that row.")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Train a model and write the run folder (model, preprocessors, metrics, report)."""
@@ -49,7 +56,12 @@ def train(
     from polymodal.errors import ConfigError
     from polymodal.predictor import MultimodalPredictor
 
-    cfg = load_config(config, overrides=parse_overrides(set_ or []), check_files=True)  # named as config check does
+    check_on_error(on_error)
+    overrides = parse_overrides(set_ or [])
+    if on_error is not None:  # as --set data.on_error=... would (given last, it wins)
+        overrides.pop("data.on_error", None)
+        overrides["data.on_error"] = on_error
+    cfg = load_config(config, overrides=overrides, check_files=True)  # named as config check does
     predictor = MultimodalPredictor.from_config(cfg)
     try:  # files it skips are warned about as found (before the epochs; the test set's after them)
         predictor.fit(train, valid, test=test, out=out, resume=resume, overwrite=overwrite, unlabeled=unlabeled)

@@ -267,12 +267,11 @@ def test_files_skipped_in_training_are_warned_about(data, tmp_path):
         (tmp_path / f"bad{i}.png").write_bytes(b"garbage")
         frame.loc[row, "image"] = str(tmp_path / f"bad{i}.png")
     manifest = _beside_the_data(data, frame, "train_skip.csv")
-    config = classification_config(epochs=1)
-    config["data"] = {"on_error": "skip"}
-    path = tmp_path / "skip.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert_user_error(_train(data, tmp_path / "refused", train=manifest), "Cannot decode modality 'img'")
+    assert_user_error(_train(data, tmp_path / "refused", "--on-error", "ignore", train=manifest),
+                      "--on-error: one of raise, skip, missing; got 'ignore'")
     with pytest.warns(UserWarning) as caught:  # the library's warning (printed on stderr outside pytest)
-        result = _train(data, tmp_path / "run", config=path, train=manifest)
+        result = _train(data, tmp_path / "run", "--on-error", "skip", train=manifest)  # the config says raise
     assert result.exit_code == 0, result.output
     warned = [str(w.message) for w in caught if "skipped" in str(w.message)]
     assert len(warned) == 1 and warned[0].startswith("2 unreadable or missing file(s) skipped") and "bad0.png" in warned[0]
@@ -280,6 +279,7 @@ def test_files_skipped_in_training_are_warned_about(data, tmp_path):
     assert "2 file(s) or row(s) skipped (data.on_error: skip; 2 train), named above; full list: " in \
         " ".join(result.stderr.split())  # said again after the epochs' lines
     assert len(pd.read_csv(tmp_path / "run" / "skipped.csv")) == 2
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["on_error"] == "skip"  # recorded
 
 
 def test_an_internal_key_error_is_not_passed_off_as_a_user_mistake(trained, data, monkeypatch):
