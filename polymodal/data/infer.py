@@ -103,7 +103,7 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
         raise ManifestError([f"{manifest.name}: no column to learn from (each was a target, an identifier or empty): "
                              + "; ".join(f"'{c}': {why}" for c, _, why in result.columns)], source=manifest.name)
     task, task_why = _task(manifest, targets)
-    result.columns.extend((t, f"target ({task})", task_why) for t in targets)
+    result.columns.extend((t, f"target ({task})", task_why + _label_caveats(manifest, t, task)) for t in targets)
     config: dict[str, Any] = {"task": task}
     if targets:
         config["target"] = targets[0] if len(targets) == 1 else targets
@@ -232,6 +232,23 @@ def _judge(manifest: Manifest, column: str, rows: np.ndarray, *, targeted: bool)
     tokens = int(min(512, max(16, 2 ** math.ceil(math.log2(max(1, lengths[int(0.95 * (len(lengths) - 1))]))))))
     return "text", f"free text (about {int(np.median(lengths))} word(s) a row; max_tokens {tokens})", \
         {"preprocess": {"max_tokens": tokens}}
+
+
+def _label_caveats(manifest: Manifest, target: str, task: str) -> str:
+    """What training will refuse or struggle with in a target column, in words: empty cells, and
+    (classification) classes with a single row."""
+    values = manifest.column(target)
+    empty = int(values.map(is_empty).sum())
+    said = (f"; {empty} row(s) without one, which train refuses: drop them (or give them as transfer.unlabeled)"
+            if empty else "")
+    if task == "classification":
+        counts = values[~values.map(is_empty)].map(str).value_counts()
+        single = counts.index[counts == 1].tolist()
+        if single:
+            shown = ", ".join(repr(c) for c in single[:5]) + (", ..." if len(single) > 5 else "")
+            said += (f"; {len(single)} class(es) with a single row ({shown}): too few to learn, or to score once "
+                     "split off for validation")
+    return said
 
 
 def _scalar(value: Any) -> Any:

@@ -320,7 +320,9 @@ def target_problems(manifest: Manifest, column: str, task: str, what: str | None
 
     empty_mask = values.map(is_empty).to_numpy(dtype=bool)
     empty = np.flatnonzero(empty_mask)
-    problems = [f"{what} is empty in {manifest.rows_text(empty)}"] if len(empty) else []
+    problems = [f"{what} is empty in {manifest.rows_text(empty)} (every row needs one here: drop the others, e.g. "
+                f"df.dropna(subset=['{column}']); a semi-supervised fit learns from them as transfer.unlabeled "
+                "rows)"] if len(empty) else []
     if task in ("regression", "multilabel"):
         numeric = pd.to_numeric(values, errors="coerce")
         as_float = numeric.to_numpy(np.float64, na_value=np.nan)

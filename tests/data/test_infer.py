@@ -236,3 +236,14 @@ def test_config_init_without_a_target_says_what_it_made_and_names_a_likely_targe
     assert "label" not in config["modalities"]["table"]["categorical"]  # the answer is no feature
     assert "no --target" not in invoke("config", "init", "--data", manifest, "--target", "label", "--out",
                                        tmp_path / "d.yaml").stdout
+
+
+def test_the_target_line_names_unlabelled_rows_and_classes_of_one_row(manifest):
+    frame = pd.read_csv(manifest)
+    frame.loc[[3, 7], "label"] = None
+    frame.loc[5, "label"] = "fish"
+    frame.to_csv(manifest, index=False)
+    why = {column: reason for column, _, reason in infer_config(manifest, "label").columns}
+    assert why["label"] == ("4 text label(s); 2 row(s) without one, which train refuses: drop them (or give them as "
+                            "transfer.unlabeled); 1 class(es) with a single row ('fish'): too few to learn, or to "
+                            "score once split off for validation")
