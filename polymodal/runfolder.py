@@ -254,6 +254,21 @@ def read_diagnostics(run: Path) -> dict[str, Any]:
 COMPARED = {"anomaly": ("auroc", "auprc", "fpr@95tpr")}  # beside the task's monitors (loss aside); the first ranks
 
 
+def _scored_rows(config: Config, results: Any, split: str) -> tuple[tuple, str]:
+    """What a run's ``split`` metrics were computed on, as a key equal for the same rows (the
+    manifest's content, the rows scored; ``valid`` held out of the training manifest: that
+    manifest, the fraction and the seed), and in words."""
+    info, rows = results.info, results.metrics.get(split, {}).get("rows")
+    counted = f"{rows} rows" if rows is not None else "rows"
+    if info.get(f"{split}_manifest_key") is not None:
+        return ("file", info[f"{split}_manifest_key"], rows), f"{counted} of {info.get(f'{split}_manifest')}"
+    if split == "valid" and info.get("train_manifest_key") is not None:
+        fraction, seed = config.train.val_fraction, config.train.seed
+        return (("held out", info["train_manifest_key"], fraction, seed, rows),
+                f"{counted} held out of {info.get('train_manifest')} (val_fraction {fraction}, seed {seed})")
+    return ("unrecorded", rows), f"{counted} of a DataFrame"  # no path to tell it by
+
+
 def compare_runs(runs: list[str | os.PathLike], split: str | None = None) -> pd.DataFrame:
     """One row per run folder, best first, for a look across experiments (AutoGluon's leaderboard):
     its task, modalities, model, epochs, parameters (and how many trained: a frozen pretrained
@@ -302,6 +317,15 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None) -> pd.
                      "train_s": None if info.get("train_seconds") is None else round(info["train_seconds"], 1),
                      **{f"{split}_{m}": scores.get(m) for m in metrics if isinstance(scores.get(m), int | float)}})
     frame = pd.DataFrame(rows, dtype=object)  # whole numbers stay whole beside a run that lacks one
+    groups: dict[tuple, tuple[str, list[str]]] = {}
+    for name, config, results in found:
+        key, said = _scored_rows(config, results, split)
+        groups.setdefault(key, (said, []))[1].append(name)
+    if len(groups) > 1:
+        warn_user(f"the runs' {split} metrics come from different rows ("
+                  + "; ".join(f"{', '.join(names)}: {said}" for said, names in groups.values())
+                  + "): they do not compare row for row; score them on one manifest with 'polymodal evaluate RUN "
+                  "--data FILE' (or give every fit the same --valid / --test)")
     tasks = {config.task for _, config, _ in found}
     task = tasks.pop() if len(tasks) == 1 else None
     headline = None if task is None else f"{split}_{COMPARED[task][0] if task in COMPARED else TASK_METRICS[task].headline}"

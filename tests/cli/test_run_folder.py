@@ -5,6 +5,7 @@ damaged run is named as such, and paths that cannot be written are one-line erro
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import pandas as pd
 import pytest
@@ -370,6 +371,28 @@ def test_compare_ranks_runs_by_their_headline_metric_and_names_a_folder_that_is_
     assert mixed.exit_code == 0 and [r["run"] for r in json.loads(mixed.stdout)] == [str(runs[0])]
     assert_user_error(invoke("compare", tmp_path / "notes"), "no run to compare")
     assert_user_error(invoke("compare", runs[0], "--split", "train"), "--split: valid or test")
+
+
+def test_compare_warns_when_the_runs_were_scored_on_different_rows(trained, tmp_path):
+    import json
+
+    from polymodal.runfolder import compare_runs
+
+    same = [shutil.copytree(trained, tmp_path / name) for name in ("a", "b")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same validation manifest: nothing to say
+        compare_runs(same)
+    other = shutil.copytree(trained, tmp_path / "held")
+    metrics = json.loads((other / "metrics.json").read_text())
+    del metrics["training"]["valid_manifest"], metrics["training"]["valid_manifest_key"]  # held out of train
+    metrics["valid"]["rows"] = 24
+    (other / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.warns(UserWarning) as caught:
+        compare_runs([*same, other])
+    warned = " ".join(str(w.message) for w in caught)
+    rows = json.loads((trained / "metrics.json").read_text())["valid"]["rows"]
+    assert f"the runs' valid metrics come from different rows ({same[0]}, {same[1]}: {rows} rows of " in warned
+    assert f"{other}: 24 rows held out of " in warned and "(val_fraction 0.1, seed 0)" in warned
 
 
 def test_an_interrupted_overwrite_keeps_the_run_it_replaces_until_the_new_one_is_saved(data, trained, tmp_path,
