@@ -29,7 +29,7 @@ from polymodal.config.task_metrics import TASK_METRICS
 from polymodal.data.skipped import skipped_frame
 from polymodal.estimator import EXPLAIN
 from polymodal.evaluation.coalitions import coalition_of, coalition_outputs, mask_of
-from polymodal.evaluation.data import EvalData, load_eval_data, output_names, to_scores
+from polymodal.evaluation.data import EvalData, check_max_rows, load_eval_data, output_names, to_scores
 from polymodal.evaluation.integrated_gradients import WithinAttribution, within_modality
 from polymodal.evaluation.shapley import (
     EXACT_MAX_MODALITIES,
@@ -281,7 +281,7 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
 
     Args:
         data: a manifest (labels optional: with them, the importance table adds metric drops).
-        max_rows: explain a seeded random sample of at most this many rows.
+        max_rows: explain a seeded random sample of at most this many rows (at least 1).
         seed: for the row sample and the sampled orders (beyond 6 modalities).
         samples: rows that get within-modality attributions (0: none), chosen by :func:`sample_rows`.
         permutations: sampled orders when the model has more than 6 modalities.
@@ -292,8 +292,10 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
 
     Raises:
         SchemaMismatchError: ``output`` is not one of the model's outputs.
+        OptionError: ``max_rows`` is below 1.
     """
     predictor.require(EXPLAIN)
+    check_max_rows(max_rows)
     predictor.require_fitted()  # before the outputs are named from the fitted targets
     task, outputs_named = predictor.config.task, output_names(predictor)
     chosen = output_index(output, outputs_named, task)  # checked before the work

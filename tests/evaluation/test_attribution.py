@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from polymodal import MultimodalPredictor
-from polymodal.errors import SchemaMismatchError
+from polymodal.errors import OptionError, SchemaMismatchError
 from polymodal.evaluation import attribution
 from polymodal.evaluation.coalitions import coalition_outputs
 from polymodal.evaluation.data import load_eval_data, to_scores
@@ -142,6 +142,15 @@ def test_a_modality_no_row_holds_has_no_accuracy_alone(a_only):
     rows[["b1", "b2"]] = np.nan
     table = predictor.explain(rows, samples=0).importance.set_index("modality")
     assert np.isnan(table.loc["b", "accuracy_alone"]) and table.loc["a", "accuracy_alone"] > 0.8
+
+
+@pytest.mark.parametrize("max_rows", [0, -2])
+def test_a_row_sample_without_a_row_is_refused_not_explained_as_zero_rows(a_only, max_rows):
+    predictor, test, _ = a_only
+    with pytest.raises(OptionError, match=rf"^max_rows: the number of rows to sample must be an integer of at least "
+                                          rf"1 \(None: every row\); got {max_rows}$"):
+        predictor.explain(test, samples=0, max_rows=max_rows)
+    assert len(predictor.explain(test, samples=0, max_rows=3).values) == 3
 
 
 def test_the_output_to_explain_must_exist(a_only):
