@@ -268,8 +268,8 @@ def explain(
     scored = "each row's score against its label" if explanation.task == "anomaly" else "the whole prediction"
     console.print(f"explained: the {escape(explanation.explained_quantity)}{_measured_against(explanation, predictor)} "
                   f"(the Shapley columns; any metric columns score {scored})", highlight=False)
-    if (bias := explanation.base_bias()) is not None:
-        console.print(f"note: {escape(bias)}", highlight=False)
+    for caveat in explanation.caveats():  # an untrained missing path, a base that already predicts a class
+        console.print(f"note: {escape(caveat)}", highlight=False)
     console.print(f"explanation written to {page}")
 
 

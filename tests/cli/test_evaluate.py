@@ -137,6 +137,19 @@ def test_explain_writes_the_page(run, tmp_path):
     assert len(pd.read_csv(tmp_path / "why" / "shapley.csv")) == 12
 
 
+def test_explain_of_a_model_never_trained_with_a_modality_hidden_says_so(run, tmp_path_factory):
+    folder, paths = fitted_run(tmp_path_factory, classification_config(epochs=1), 30, "whole_rows")
+    result = invoke("explain", folder, "--data", paths["test"], "--samples", "0")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    assert ("note: this model never trained on rows with a modality hidden (train.modality_dropout is 0 for every "
+            "modality and loss.subset_weight is 0)") in said
+    assert "train with train.modality_dropout (e.g. 0.3) or loss.subset_weight (e.g. 1.0)" in said
+    trained = invoke("explain", run[0], "--data", run[1]["test"], "--samples", "0", "--out",
+                     tmp_path_factory.mktemp("why"))
+    assert trained.exit_code == 0 and "never trained on rows with a modality hidden" not in trained.stdout
+
+
 def test_a_modality_empty_in_every_row_is_warned_once_for_the_evaluation_and_its_sweep(run, tmp_path):
     folder, paths = run
     frame = pd.read_csv(paths["test"])
