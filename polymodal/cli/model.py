@@ -156,6 +156,13 @@ def evaluate(
     with predictor.using_support(support):
         if missing or robustness:  # read and validated once for the evaluation and the sweeps (warned once)
             data = predictor.pipeline.read(data, require_target=True)
+        swept = None
+        if robustness:  # the specs and the reference (task, modalities, labels): refused before any evaluation
+            from polymodal.evaluation.robustness import check_reference, parse_corruptions
+
+            swept = parse_corruptions(corruption, predictor, "--corruption")
+            if ref is not None:
+                check_reference(predictor, ref, swept, data)
         with listing_skipped(predictor, (out or run / EVALUATION_DIR) / SKIPPED_FILE):
             metrics = predictor.evaluate(data, by=by)
         extra: dict[str, Any] = {}
@@ -163,7 +170,7 @@ def evaluate(
             from polymodal.evaluation.sweeps import run_evaluations
 
             extra = run_evaluations(predictor, data, out or run / EVALUATION_DIR, missing=missing,
-                                    robustness=robustness, corruptions=corruption, reference=ref, max_rows=rows,
+                                    robustness=robustness, corruptions=swept, reference=ref, max_rows=rows,
                                     seed=seed)
     if as_json:
         from polymodal.utils.io import finite_json
@@ -191,7 +198,9 @@ def evaluate(
                                      "predicted from none",
                    note="a model of one modality has no other subset: the row is the metrics above" if alone else None)
     if "robustness" in extra:
-        print_rows(extra["robustness"]["table"], f"{extra['robustness']['metric']} by corruption severity (0-5){sample}")
+        shown = [{k: v for k, v in row.items() if k != "clean"} for row in extra["robustness"]["table"]]  # = s0
+        print_rows(shown, f"{extra['robustness']['metric']} by corruption severity (0-5){sample}; all columns in "
+                          "robustness_summary.csv")
     if extra:
         console.print(f"tables written to {out or run / EVALUATION_DIR}")
 
@@ -274,8 +283,8 @@ def explain(
     scored = "each row's score against its label" if explanation.task == "anomaly" else "the whole prediction"
     console.print(f"explained: the {escape(explanation.explained_quantity)}{_measured_against(explanation, predictor)} "
                   f"(the Shapley columns; any metric columns score {scored})", highlight=False)
-    if (bias := explanation.base_bias()) is not None:
-        console.print(f"note: {escape(bias)}", highlight=False)
+    for caveat in explanation.caveats():  # an untrained missing path, a base that already predicts a class
+        console.print(f"note: {escape(caveat)}", highlight=False)
     console.print(f"explanation written to {page}")
 
 

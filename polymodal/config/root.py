@@ -36,6 +36,7 @@ from polymodal.config.train import DataConfig, LossConfig, TrainConfig
 from polymodal.config.transfer import AnyTransfer, check_transfer
 from polymodal.config.tune import TuneConfig
 from polymodal.errors import ConfigError
+from polymodal.utils.warn import warn_user
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 Task = Literal["classification", "multilabel", "regression", "retrieval", "anomaly"]
@@ -124,7 +125,7 @@ class Config(StrictModel):
         return self
 
     @model_validator(mode="after")
-    def _check_dropout_keys(self) -> Config:
+    def _check_dropout_keys(self, info: ValidationInfo) -> Config:
         dropout = self.train.modality_dropout
         if isinstance(dropout, dict):
             unknown = sorted(set(dropout) - set(self.modalities))
@@ -133,6 +134,12 @@ class Config(StrictModel):
                     f"train.modality_dropout names unknown modalities {unknown}; "
                     f"modalities are {self.modality_names}"
                 )
+        try:
+            check_dropout_rates(self)
+        except ValueError as err:
+            if not (info.context or {}).get("saved_run"):
+                raise
+            warn_user(f"this run's train.modality_dropout would be refused for a new run: {err}")  # it still loads
         return self
 
     @model_validator(mode="after")
@@ -189,6 +196,31 @@ class Config(StrictModel):
     def _check_feature_cache(self) -> Config:
         check_feature_cache(self)  # see polymodal.config.finetune
         return self
+
+
+def check_dropout_rates(config: Config) -> None:
+    """Refuse a ``train.modality_dropout`` of 1 (for one modality or all): a modality hidden from
+    every training sample that holds another one is never trained on (only where it is a row's
+    last modality, which is always kept), and at 1 for every modality no sample keeps more than
+    one, so the whole-row path never trains. A model of one modality drops nothing (its only
+    modality is always kept), so any rate is harmless there.
+
+    Raises:
+        ValueError: the key (``train.modality_dropout`` or ``train.modality_dropout.NAME``), the
+            allowed range [0, 1) and the value.
+    """
+    if len(config.modalities) < 2:
+        return
+    dropout = config.train.modality_dropout
+    rates = dropout if isinstance(dropout, dict) else {None: dropout}
+    full = [name for name, rate in rates.items() if rate >= 1.0]
+    if not full:
+        return
+    key = "train.modality_dropout" + ("" if full[0] is None else f".{full[0]}")
+    hidden = "every modality" if full[0] is None else f"modality '{full[0]}'"
+    raise ValueError(f"{key}: 1.0 hides {hidden} from every training sample that holds another one, so the model "
+                     "never trains on it (with every modality at 1.0 no sample keeps more than one and whole rows "
+                     f"never train); must be in [0, 1) (0.3, or {{modality: rate}} for some); got {rates[full[0]]}")
 
 
 def _resolve_paths(model: BaseModel, base: Path) -> None:

@@ -29,7 +29,7 @@ from polymodal.config.task_metrics import TASK_METRICS
 from polymodal.data.skipped import skipped_frame
 from polymodal.estimator import EXPLAIN
 from polymodal.evaluation.coalitions import coalition_of, coalition_outputs, mask_of
-from polymodal.evaluation.data import EvalData, load_eval_data, output_names, to_scores
+from polymodal.evaluation.data import EvalData, check_max_rows, load_eval_data, output_names, to_scores
 from polymodal.evaluation.integrated_gradients import WithinAttribution, within_modality
 from polymodal.evaluation.shapley import (
     EXACT_MAX_MODALITIES,
@@ -86,6 +86,8 @@ class Explanation:
         reference: what ``base`` is: ``none``, the score with every modality hidden; ``normal``
             (anomaly detection), the normal validation rows' mean score with the row's modalities.
         present: (N, M) True where the row holds the modality.
+        missing_trained: whether training showed the model rows with modalities hidden, as the
+            coalitions hide them (:func:`missing_path_trained`); None where not known.
 
     An anomaly detector's explanation attributes the anomaly score against normal rows: each
     coalition's score minus the normal validation rows' mean score under the same coalition of the
@@ -117,6 +119,7 @@ class Explanation:
     threshold: float | None = None
     reference: str = "none"
     present: np.ndarray | None = None
+    missing_trained: bool | None = None
 
     def __repr__(self) -> str:
         """One line: what was explained, over what (the arrays are in ``values``, ``importance``)."""
@@ -126,7 +129,34 @@ class Explanation:
         return (f"Explanation({len(self.rows)} rows x {len(self.modalities)} modalities {self.modalities}, "
                 f"{'exact' if self.exact else 'sampled'} Shapley values of the {self.explained_quantity or 'score'}"
                 + (" against normal rows" if self.reference == "normal" else "")
-                + (f"; share of |Shapley|: {shares}" if shares else "") + f"; {len(self.within)} within-modality maps)")
+                + (f"; share of |Shapley|: {shares}" if shares else "") + f"; {len(self.within)} within-modality maps"
+                + (f"; {len(caveats)} caveat(s): see .caveats()" if (caveats := self.caveats()) else "") + ")")
+
+    def caveats(self) -> list[str]:
+        """What to keep in mind reading these values, as sentences: :meth:`missing_path_note` and
+        :meth:`base_bias` where they apply (the command, the page and the report show them)."""
+        return [note for note in (self.missing_path_note(), self.base_bias()) if note is not None]
+
+    def missing_path_note(self) -> str | None:
+        """A warning when the model never trained on rows with some modalities hidden
+        (``missing_trained`` False, two modalities or more): each coalition short of all of them is
+        then scored on inputs the model never saw in training. An anomaly detector's values are
+        measured against normal rows under the same coalition, which removes a shift common to
+        every row but not the scorer's unfamiliarity with the input; it has no subset loss, so only
+        ``train.modality_dropout`` is suggested. None otherwise."""
+        if self.missing_trained is not False or len(self.modalities) < 2:
+            return None
+        anomaly = self.task == "anomaly"
+        return ("this model never trained on rows with a modality hidden (train.modality_dropout is 0 for every "
+                "modality" + ("" if anomaly else " and loss.subset_weight is 0") + "), yet Shapley values hide "
+                "modalities through that missing path (as an empty cell: a learned missing-embedding in its place), so "
+                "every coalition short of all modalities is scored on inputs the model never saw and the values may "
+                "say as much about that untrained path as about the row"
+                + ("; measuring against normal rows under the same coalition removes only a shift common to every row"
+                   if self.reference == "normal" else "")
+                + "; for attributions over modalities, train with train.modality_dropout (e.g. 0.3)"
+                + ("" if anomaly else " or loss.subset_weight (e.g. 1.0)")
+                + " (README: Missing modalities, robustness and attribution)")
 
     def base_bias(self) -> str | None:
         """A warning when a classifier's prediction with no modality present (``base``, the same
@@ -260,6 +290,20 @@ def _importance(predictor: MultimodalPredictor, names: list[str], picked_phi: np
     return frame
 
 
+def missing_path_trained(predictor: MultimodalPredictor) -> bool:
+    """Whether training showed the model rows with modalities hidden, as a coalition hides them:
+    ``train.modality_dropout`` above 0 for some modality or (a task model; an anomaly detector
+    has no subset loss) ``loss.subset_weight`` above 0. A fusion with a head per modality (``late``)
+    scores a coalition with its present modalities' own heads, on inputs they trained on: True."""
+    config = predictor.config
+    if config.fusion.produces_outputs:
+        return True
+    dropout = config.train.modality_dropout
+    if any(rate > 0 for rate in (dropout.values() if isinstance(dropout, dict) else [dropout])):
+        return True
+    return config.task != "anomaly" and config.loss.subset_weight > 0
+
+
 def drop_interval(right: np.ndarray, right_without: np.ndarray, resamples: int = 2000,
                   seed: int = 0) -> tuple[float, float]:
     """A 95% bootstrap interval of the accuracy drop ``mean(right) - mean(right_without)`` over
@@ -281,7 +325,7 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
 
     Args:
         data: a manifest (labels optional: with them, the importance table adds metric drops).
-        max_rows: explain a seeded random sample of at most this many rows.
+        max_rows: explain a seeded random sample of at most this many rows (at least 1).
         seed: for the row sample and the sampled orders (beyond 6 modalities).
         samples: rows that get within-modality attributions (0: none), chosen by :func:`sample_rows`.
         permutations: sampled orders when the model has more than 6 modalities.
@@ -292,8 +336,10 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
 
     Raises:
         SchemaMismatchError: ``output`` is not one of the model's outputs.
+        OptionError: ``max_rows`` is below 1.
     """
     predictor.require(EXPLAIN)
+    check_max_rows(max_rows)
     predictor.require_fitted()  # before the outputs are named from the fitted targets
     task, outputs_named = predictor.config.task, output_names(predictor)
     chosen = output_index(output, outputs_named, task)  # checked before the work
@@ -335,7 +381,7 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     threshold = float(predictor.require_fitted()[1].scorer.threshold) if task == "anomaly" else None
     return Explanation(names, outputs_named, data.source_rows, phi, base, full, explained,
                        orders is None, interactions, importance, within, quantity, task, labels, index, threshold,
-                       "normal" if reference is not None else "none", present)
+                       "normal" if reference is not None else "none", present, missing_path_trained(predictor))
 
 
 def sample_rows(task: str, full: np.ndarray, truth: np.ndarray | None, samples: int) -> np.ndarray:

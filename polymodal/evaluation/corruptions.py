@@ -20,6 +20,7 @@ raw cell of the modality in the evaluated data (a corruption may draw values fro
 
 from __future__ import annotations
 
+import numbers
 import string
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -57,9 +58,18 @@ class Corruption:
     random: bool = True
 
     def __call__(self, sample: Any, severity: int, rng: np.random.Generator, pool: Sequence[Any] = ()) -> Any:
-        """The sample corrupted at ``severity`` (0 = unchanged)."""
+        """The sample corrupted at ``severity`` (0 = unchanged).
+
+        Raises:
+            TypeError: ``severity`` is not an integer (a level between two severities has no parameter).
+            ValueError: ``severity`` is outside 0..5.
+        """
+        if isinstance(severity, bool) or not isinstance(severity, numbers.Integral):
+            raise TypeError(f"corruption {self.key}: severity must be an integer 0-{SEVERITIES} (0: unchanged); got "
+                            f"{severity!r} ({type(severity).__name__})")
         if not 0 <= severity <= SEVERITIES:
-            raise ValueError(f"severity must be in 0..{SEVERITIES}; got {severity}")
+            raise ValueError(f"corruption {self.key}: severity must be an integer 0-{SEVERITIES} (0: unchanged); got "
+                             f"{severity}")
         if severity == 0:
             return sample
         return self.fn(sample, self.levels[severity - 1], rng, pool)

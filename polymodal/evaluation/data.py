@@ -3,6 +3,7 @@ batching it for the network, and turning outputs into the scores attributions ex
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader
 from polymodal.data.dataset import collate
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
+from polymodal.errors import OptionError
 from polymodal.utils.device import move_to
 from polymodal.utils.scores import ANOMALY_SCORE, sigmoid, softmax
 
@@ -46,6 +48,19 @@ class EvalData:
     def source_rows(self) -> np.ndarray:
         """(N,) the source manifest's row number of each table row."""
         return self.sampled[self.table.rows]
+
+
+def check_max_rows(max_rows: int | None, option: str = "max_rows") -> None:
+    """Refuse a row sample that is not a whole number of at least 1 row (None: every row).
+
+    Raises:
+        OptionError: ``max_rows`` is below 1 or not an integer, named as ``option``.
+    """
+    if max_rows is None:
+        return
+    if isinstance(max_rows, bool) or not isinstance(max_rows, numbers.Integral) or max_rows < 1:
+        raise OptionError([f"{option}: the number of rows to sample must be an integer of at least 1 (None: every "
+                           f"row); got {max_rows!r}"])
 
 
 def sample_rows(n: int, max_rows: int | None, seed: int) -> np.ndarray:

@@ -58,13 +58,16 @@ def _base_note(explanation: Explanation) -> str:
                 + ("" if explanation.threshold is None else f" (flagged above {explanation.threshold:.4g})") + ".")
     note = ("For each row they add up to the explained score with every modality present minus the score with none "
             "(<code>base</code>).")
-    if (bias := explanation.base_bias()) is not None:
-        note += f" <b>Note</b>: {html.escape(bias)}."
     if explanation.task == "anomaly":  # an anomaly detector without its normal reference
         note += (" This detector records no normal rows' scores to measure against (more than 6 modalities, or a run "
                  "saved by an earlier polymodal, which a new fit replaces), so its values are not centred on normal "
                  "rows.")
     return note
+
+
+def caveats_html(caveats: list[str]) -> str:
+    """:meth:`Explanation.caveats` as HTML sentences (empty without any)."""
+    return "".join(f" <b>Note</b>: {html.escape(caveat)}." for caveat in caveats)
 
 
 def _within_note(task: str) -> str:
@@ -179,7 +182,7 @@ def explanation_html(explanation: Explanation, title: str) -> str:
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p>{n} row{'' if n == 1 else 's'}; modalities {', '.join(f'<b>{html.escape(m)}</b>' for m in explanation.modalities)}. "
              f"Shapley values over modalities, {how}: a modality outside a coalition is hidden through the "
-             f"model's missing-modality path. {_base_note(explanation)} "
+             f"model's missing-modality path. {_base_note(explanation)}{caveats_html(explanation.caveats())} "
              f"{explained_note(_quantity(explanation), _metric_of(explanation), explanation.task)}"
              + ("" if explanation.task == "anomaly" else " Another output: <code>pred.explain(data, output=NAME)"
                 "</code> or <code>polymodal explain RUN --data X --output NAME</code>.") + "</p>"]

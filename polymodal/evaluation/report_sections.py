@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from polymodal.evaluation.explain_page import caveats_html
 from polymodal.evaluation.html import embed_png, table_html
 from polymodal.evaluation.plots import importance_plot, reliability_plot, robustness_plot
 from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES
@@ -66,7 +67,8 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
                if metric is not None and f"{metric}_drop" in importance else "")
             + (" (per-sample values and within-modality heat-maps: <code>polymodal explain RUN --data X</code>)."
                if anomaly else " (per-sample values, within-modality heat-maps and other outputs: <code>polymodal "
-               "explain RUN --data X [--output NAME]</code>).") + "</p>" + body)
+               "explain RUN --data X [--output NAME]</code>).")
+            + caveats_html(diagnostics.get("importance_caveats") or []) + "</p>" + body)
     if diagnostics.get("by_group"):
         groups = diagnostics["by_group"]
         sections["Which sensor"] = (

@@ -21,7 +21,8 @@ Summary per (modality, corruption):
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +33,9 @@ from polymodal.config.task_metrics import TASK_METRICS
 from polymodal.data.encode import EncodedModality, EncodedTable, encode_modality, manifest_cells
 from polymodal.data.modalities.base import ArraySpec, Preprocessor
 from polymodal.data.multitarget import MultiTargetEncoder
-from polymodal.errors import ConfigError, OptionError, SchemaMismatchError
+from polymodal.errors import ConfigError, ManifestError, OptionError, SchemaMismatchError
 from polymodal.evaluation.corruptions import CORRUPTIONS, SEVERITIES, Corruption
-from polymodal.evaluation.data import EvalData, load_eval_data
+from polymodal.evaluation.data import EvalData, check_max_rows, load_eval_data
 from polymodal.utils.progress import progress_bar
 from polymodal.utils.warn import warn_user
 
@@ -123,30 +124,72 @@ def corrupt_table(predictor: MultimodalPredictor, data: EvalData, modality: str,
     return EncodedTable(modalities, rows, data.table.skipped), len(failed)
 
 
-def parse_corruptions(specs: Sequence[str] | None, predictor: MultimodalPredictor) -> dict[str, list[str]]:
+def _named(option: str, spec: Any) -> str:
+    """How a message names one spec: ``--corruption img:blur`` (the CLI), ``corruptions='img:blur'`` (Python)."""
+    return f"{option} {spec}" if option.startswith("--") else f"{option}{spec!r}"
+
+
+def parse_corruptions(specs: str | Sequence[str] | None, predictor: MultimodalPredictor,
+                      option: str = "corruptions=") -> dict[str, list[str]]:
     """``["audio:white_noise", "image"]`` -> ``{modality: [corruption, ...]}``; a bare modality
-    name means every corruption of its kind; None or empty means every corruption of every modality.
+    name means every corruption of its kind; None or empty means every corruption of every modality;
+    a single string is one spec (``"image:blur"``).
+
+    Args:
+        option: how messages name the specs: ``corruptions=`` (a Python call) or ``--corruption`` (the CLI).
 
     Raises:
-        OptionError: unknown modality or corruption, named as ``--corruption`` (allowed ones listed).
+        OptionError: a spec that is not text, an unknown modality or corruption (allowed ones listed).
     """
+    if isinstance(specs, str):  # one spec, not its letters
+        specs = [specs]
     modalities = predictor.config.modalities
     chosen: dict[str, list[str]] = {}
     for spec in specs or [f"{name}" for name in predictor.config.modality_names]:
+        if not isinstance(spec, str):
+            raise OptionError([f"{_named(option, spec)}: a spec is MODALITY or MODALITY:CORRUPTION text; got "
+                               f"{type(spec).__name__}"])
         name, colon, corruption = spec.partition(":")
         if colon and not corruption:
-            raise OptionError([f"--corruption {spec}: no corruption after the colon; give MODALITY or "
+            raise OptionError([f"{_named(option, spec)}: no corruption after the colon; give MODALITY or "
                                "MODALITY:CORRUPTION"])
         if name not in modalities:
-            raise OptionError([f"--corruption {spec}: unknown modality '{name}'; this model has "
+            raise OptionError([f"{_named(option, spec)}: unknown modality '{name}'; this model has "
                                f"{predictor.config.modality_names}"])
         kind = modalities[name].kind
         try:
             names = [CORRUPTIONS.get(kind, corruption).name] if corruption else CORRUPTIONS.names(kind)
         except ConfigError as err:
-            raise OptionError([f"--corruption {spec}: {problem}" for problem in err.problems]) from None
+            raise OptionError([f"{_named(option, spec)}: {problem}" for problem in err.problems]) from None
         chosen.setdefault(name, [])
         chosen[name] += [n for n in names if n not in chosen[name]]
+    return chosen
+
+
+def check_corruption_map(corruptions: Mapping[Any, Any], predictor: MultimodalPredictor,
+                         option: str = "corruptions") -> dict[str, list[str]]:
+    """``{modality: [corruption, ...]}`` (a single name for one corruption) checked as
+    :func:`parse_corruptions` checks specs; returned with each list as names, without repeats.
+
+    Raises:
+        OptionError: an unknown modality, a value that is not a corruption name or a list of them
+            (or an empty list), an unknown corruption; each named ``corruptions['MODALITY']``.
+    """
+    modalities = predictor.config.modalities
+    chosen: dict[str, list[str]] = {}
+    for name, value in corruptions.items():
+        where = f"{option}[{name!r}]"
+        if name not in modalities:
+            raise OptionError([f"{where}: unknown modality {name!r}; this model has {predictor.config.modality_names}"])
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, Sequence) or not names or not all(isinstance(n, str) for n in names):
+            raise OptionError([f"{where}: a corruption name or a non-empty list of them (those of kind "
+                               f"'{modalities[name].kind}': {CORRUPTIONS.names(modalities[name].kind)}); got {value!r}"])
+        try:
+            found = [CORRUPTIONS.get(modalities[name].kind, n).name for n in names]
+        except ConfigError as err:
+            raise OptionError([f"{where}: {problem}" for problem in err.problems]) from None
+        chosen[name] = list(dict.fromkeys(found))
     return chosen
 
 
@@ -165,7 +208,9 @@ class RobustnessResult:
         curves: one row per (modality, corruption, severity): ``level``, ``unit``, the metric,
             ``failed`` (cells that no longer decoded) and, with a reference, ``reference``.
         summary: one row per (modality, corruption): ``clean``, ``worst`` (the lowest metric at
-            any severity), ``relative_robustness`` and, with a reference, ``effective_robustness``.
+            any severity), ``relative_robustness`` and, with a reference, ``effective_robustness``
+            and the reference's own ``reference_clean`` and ``reference_relative_robustness`` (what
+            the effective robustness subtracts).
         rows: rows evaluated.
         chance: what the metric reaches without looking at any input (accuracy: always the most
             frequent class of these rows; R²: always the mean, 0); None where no such line is
@@ -226,31 +271,42 @@ def _sweep_curves(predictor: MultimodalPredictor, data: EvalData, corruptions: M
 
 
 def robustness_sweep(predictor: MultimodalPredictor, data: DataSource | EvalData,
-                     corruptions: Mapping[str, Sequence[str]] | Sequence[str] | None = None, *, seed: int = 0,
-                     max_rows: int | None = None, reference: MultimodalPredictor | None = None,
+                     corruptions: Mapping[str, str | Sequence[str]] | str | Sequence[str] | None = None, *,
+                     seed: int = 0, max_rows: int | None = None, reference: MultimodalPredictor | None = None,
                      progress: bool = False) -> RobustnessResult:
     """Evaluate ``predictor`` with one modality corrupted at a time, at severities 0..5.
 
     Args:
         data: a labelled manifest (or an already encoded :class:`EvalData`).
-        corruptions: ``{modality: [corruption, ...]}`` or specs for :func:`parse_corruptions`;
-            None = every registered corruption of every modality's kind.
+        corruptions: ``{modality: [corruption, ...]}`` (a single name for one), or a spec or specs for
+            :func:`parse_corruptions` (``"image:blur"``, ``["image", "audio:white_noise"]``); None =
+            every registered corruption of every modality's kind.
         seed: seeds the corruptions (and the row sample).
-        max_rows: evaluate a seeded random sample of at most this many rows.
+        max_rows: evaluate a seeded random sample of at most this many rows (at least 1).
         reference: a second run (e.g. late fusion) swept identically, for effective robustness;
-            it must have the swept modalities under the same names and kinds.
+            it must do the same task, have the swept modalities under the same names and kinds and
+            (classification) know every evaluated label. It is checked, and the rows encoded for
+            it, before either sweep runs.
         progress: show a progress bar over the corrupted evaluations (modality x corruption x severity).
+
+    Raises:
+        OptionError: an unknown modality or corruption, or ``max_rows`` below 1.
+        SchemaMismatchError: unlabelled data, or a reference that cannot be swept beside this model
+            (the message names the reference run).
     """
-    if corruptions is None or not isinstance(corruptions, Mapping):
+    check_max_rows(max_rows)
+    if isinstance(corruptions, Mapping):
+        corruptions = check_corruption_map(corruptions, predictor)
+    else:
         corruptions = parse_corruptions(corruptions, predictor)
+    if reference is not None:  # before any row is read, let alone swept
+        check_reference(predictor, reference, corruptions)
     if not isinstance(data, EvalData):
         data = load_eval_data(predictor, data, require_target=True, max_rows=max_rows, seed=seed)
+    ref_data = None if reference is None else reference_data(reference, data)  # its labels: before the sweep
     metric = TASK_METRICS[predictor.config.task].sweep
     curves = pd.DataFrame(_sweep_curves(predictor, data, corruptions, seed, "robustness sweep" if progress else None))
-    if reference is not None:
-        _check_reference(predictor, reference, corruptions)
-        ref_data = load_eval_data(reference, data.manifest, require_target=True)
-        ref_data.sampled = data.sampled  # the same rows get the same noise
+    if ref_data is not None:
         ref = pd.DataFrame(_sweep_curves(reference, ref_data, corruptions, seed,
                                          "robustness sweep (reference)" if progress else None))
         if not ref.empty:
@@ -259,16 +315,61 @@ def robustness_sweep(predictor: MultimodalPredictor, data: DataSource | EvalData
     return RobustnessResult(metric, curves, _summary(curves, metric), len(data), chance_level(predictor, data))
 
 
-def _check_reference(model: MultimodalPredictor, reference: MultimodalPredictor,
-                     corruptions: Mapping[str, Sequence[str]]) -> None:
+def reference_name(reference: MultimodalPredictor) -> str:
+    """``the reference run runs/q`` (one never saved: ``the reference run``)."""
+    return "the reference run" + ("" if reference.run_dir is None else f" {reference.run_dir}")
+
+
+def check_reference(model: MultimodalPredictor, reference: MultimodalPredictor,
+                    corruptions: Mapping[str, Sequence[str]], data: DataSource | None = None) -> None:
+    """Whether ``reference`` can be swept beside ``model``: the same task, and each swept modality
+    under the same name and kind; with ``data`` (a labelled manifest), also that the reference reads
+    its rows and knows their labels (only the target column is encoded: no file is decoded).
+
+    Raises:
+        SchemaMismatchError: what does not match, naming the reference run (:func:`reference_name`).
+        ManifestError: the reference cannot read ``data`` (its problems, naming the reference run).
+    """
+    name = reference_name(reference)
     if reference.config.task != model.config.task:
-        raise SchemaMismatchError(f"the reference run does task '{reference.config.task}'; this one '{model.config.task}'")
-    for name in corruptions:
-        ref = reference.config.modalities.get(name)
-        if ref is None or ref.kind != model.config.modalities[name].kind:
+        raise SchemaMismatchError(f"{name} does task '{reference.config.task}'; the evaluated run does "
+                                  f"'{model.config.task}': a reference must do the same task")
+    for modality in corruptions:
+        ref = reference.config.modalities.get(modality)
+        if ref is None or ref.kind != model.config.modalities[modality].kind:
             have = {n: m.kind for n, m in reference.config.modalities.items()}
-            raise SchemaMismatchError(f"the reference run must have modality '{name}' of kind "
-                                      f"'{model.config.modalities[name].kind}'; it has {have}")
+            raise SchemaMismatchError(f"{name} must have modality '{modality}' of kind "
+                                      f"'{model.config.modalities[modality].kind}' (it is swept); it has {have}")
+    if data is not None:
+        pipeline, _ = reference.require_fitted()
+        with _naming_reference(reference):
+            pipeline.targets.encode(pipeline.read(data, require_target=True))
+
+
+def reference_data(reference: MultimodalPredictor, data: EvalData) -> EvalData:
+    """``data``'s rows encoded for ``reference``, each with the noise of its source row.
+
+    Raises:
+        SchemaMismatchError, ManifestError: the reference cannot encode the rows (a label it never
+            saw...), naming the reference run.
+    """
+    with _naming_reference(reference):
+        ref_data = load_eval_data(reference, data.manifest, require_target=True)
+    ref_data.sampled = data.sampled  # the same rows get the same noise
+    return ref_data
+
+
+@contextmanager
+def _naming_reference(reference: MultimodalPredictor) -> Iterator[None]:
+    """Re-raise a data error found for ``reference`` with the reference run named in front (the
+    message would otherwise read as the evaluated run's)."""
+    name = reference_name(reference)
+    try:
+        yield
+    except SchemaMismatchError as err:
+        raise SchemaMismatchError(f"{name} cannot score the evaluated rows: {err}") from err
+    except ManifestError as err:
+        raise ManifestError([f"{name}: {problem}" for problem in err.problems], source=err.source) from err
 
 
 def _summary(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -283,5 +384,6 @@ def _summary(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
         if "reference" in part and part["reference"].notna().all():
             ref = part["reference"].to_numpy(np.float64)
             row["effective_robustness"] = area(values) - area(ref) - (values[0] - ref[0])
+            row["reference_clean"], row["reference_relative_robustness"] = ref[0], area(ref)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from polymodal.errors import SchemaMismatchError
 from polymodal.evaluation.coalitions import Coalition, all_subsets, coalition_outputs, subset_label
-from polymodal.evaluation.data import EvalData, load_eval_data
+from polymodal.evaluation.data import EvalData, check_max_rows, load_eval_data
 from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
@@ -28,15 +28,16 @@ def scalar_metrics(scores: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_subsets(predictor: MultimodalPredictor, data: DataSource | EvalData,
-                     subsets: Sequence[Iterable[str]] | None = None, *, max_rows: int | None = None,
+                     subsets: str | Sequence[str | Iterable[str]] | None = None, *, max_rows: int | None = None,
                      seed: int = 0) -> pd.DataFrame:
     """One row of metrics per modality subset.
 
     Args:
         data: a labelled manifest (or an encoded :class:`EvalData`).
         subsets: the subsets to evaluate (default: every non-empty one, largest first); a bare
-            modality name is the subset of that modality alone.
-        max_rows: evaluate a seeded random sample of at most this many rows.
+            modality name is the subset of that modality alone, and a single name given instead of
+            a list (``"audio"``) is that one subset.
+        max_rows: evaluate a seeded random sample of at most this many rows (at least 1).
 
     Returns:
         Columns ``modalities`` (e.g. ``audio+image``), ``n_modalities``, ``rows_with_any`` (rows
@@ -44,7 +45,11 @@ def evaluate_subsets(predictor: MultimodalPredictor, data: DataSource | EvalData
 
     Raises:
         SchemaMismatchError: a subset names an unknown modality or is empty.
+        OptionError: ``max_rows`` is below 1.
     """
+    check_max_rows(max_rows)
+    if isinstance(subsets, str):  # one modality's subset, not one subset per letter
+        subsets = [subsets]
     names = predictor.config.modality_names
     chosen: list[Coalition] = all_subsets(names) if subsets is None else [
         frozenset([s] if isinstance(s, str) else s) for s in subsets]  # a bare name: that modality alone

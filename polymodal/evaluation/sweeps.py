@@ -6,7 +6,7 @@ Files written into the output folder: ``missing.csv``; ``robustness_curves.csv``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,13 @@ import pandas as pd
 from polymodal.estimator import ROBUSTNESS, SUBSETS
 from polymodal.evaluation.data import load_eval_data
 from polymodal.evaluation.plots import robustness_plot
-from polymodal.evaluation.robustness import RobustnessResult, robustness_sweep
+from polymodal.evaluation.robustness import (
+    RobustnessResult,
+    check_corruption_map,
+    check_reference,
+    parse_corruptions,
+    robustness_sweep,
+)
 from polymodal.evaluation.subsets import evaluate_subsets
 from polymodal.utils.io import atomic_write
 
@@ -29,30 +35,42 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def curves_wide(result: RobustnessResult) -> pd.DataFrame:
-    """One row per (modality, corruption): the metric at severities 0-5 (``s0``..``s5``), then the summary
-    (no rows when the data held none of the swept modalities)."""
+    """One row per (modality, corruption): the metric at severities 0-5 (``s0``..``s5``), then every
+    column of the summary (``clean``, ``worst``, ``relative_robustness``, with a reference
+    ``effective_robustness`` and the reference's ``reference_clean`` and ``reference_relative_robustness``);
+    no rows when the data held none of the swept modalities."""
     if result.curves.empty:
-        return result.summary.drop(columns=["clean", "worst"])
+        return result.summary
     wide = result.curves.pivot_table(index=["modality", "corruption"], columns="severity", values=result.metric,
                                      sort=False)
     wide.columns = [f"s{int(c)}" for c in wide.columns]
-    summary = result.summary.drop(columns=["clean", "worst"]).set_index(["modality", "corruption"])
-    return wide.join(summary).reset_index()
+    return wide.join(result.summary.set_index(["modality", "corruption"])).reset_index()
 
 
 def run_evaluations(predictor: MultimodalPredictor, data: DataSource, out: Path, *, missing: bool, robustness: bool,
-                    corruptions: Sequence[str] | None = None, reference: MultimodalPredictor | None = None,
-                    max_rows: int | None = None, seed: int = 0) -> dict[str, Any]:
+                    corruptions: Mapping[str, str | Sequence[str]] | Sequence[str] | None = None,
+                    reference: MultimodalPredictor | None = None, max_rows: int | None = None,
+                    seed: int = 0) -> dict[str, Any]:
     """Run the requested evaluations on one encoding of ``data`` and save their tables in ``out``.
+
+    Args:
+        corruptions: ``--corruption`` specs (named so in errors) or ``{modality: [corruption, ...]}``;
+            None: every corruption of every modality.
+        reference: checked against ``data`` (task, swept modalities, labels) before anything is evaluated.
 
     Returns:
         ``{"sweep_rows": rows swept, "missing": [rows], "robustness": {"metric", "table": [wide rows],
-        "curves": [rows]}}`` for the evaluations asked for.
+        "curves": [rows]}}`` for the evaluations asked for; the ``robustness_summary.csv`` written
+        and the table are :func:`curves_wide`.
     """
     if missing:
         predictor.require(SUBSETS)
     if robustness:
         predictor.require(ROBUSTNESS)
+        corruptions = check_corruption_map(corruptions, predictor) if isinstance(corruptions, Mapping) else \
+            parse_corruptions(corruptions, predictor, "--corruption")
+        if reference is not None:  # a wrong one: refused before the subsets and either sweep run
+            check_reference(predictor, reference, corruptions, data)
     encoded = load_eval_data(predictor, data, require_target=True, max_rows=max_rows, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"sweep_rows": len(encoded)}  # fewer than the manifest's with max_rows
@@ -61,8 +79,7 @@ def run_evaluations(predictor: MultimodalPredictor, data: DataSource, out: Path,
         atomic_write(out / "missing.csv", lambda tmp: table.to_csv(tmp, index=False))
         result["missing"] = _records(table)
     if robustness:
-        sweep = robustness_sweep(predictor, encoded, list(corruptions or []) or None, seed=seed, reference=reference,
-                                 progress=True)
+        sweep = robustness_sweep(predictor, encoded, corruptions, seed=seed, reference=reference, progress=True)
         wide = curves_wide(sweep)
         atomic_write(out / "robustness_curves.csv", lambda tmp: sweep.curves.to_csv(tmp, index=False))
         atomic_write(out / "robustness_summary.csv", lambda tmp: wide.to_csv(tmp, index=False))

@@ -98,8 +98,13 @@ def test_modality_dropout_hides_sensors_from_training_rows_only(data, monkeypatc
 
     monkeypatch.setattr(AnomalyScorer, "loss", spy)
     cfg = config("autoencoder", epochs=1)
-    cfg["train"]["modality_dropout"] = {"a": 1.0}  # a hidden from every training row (b keeps each row non-empty)
-    AnomalyDetector.from_config(cfg).fit(data / "train.csv", data / "valid.csv")
+    cfg["train"]["modality_dropout"] = {"a": 0.5}
+    detector = AnomalyDetector.from_config(cfg)
+    assert detector._dropout_rates() == {"a": 0.5}
+    # a hidden from every training row (b keeps each row non-empty): a rate the config refuses (a modality never
+    # trained on), given to the training module directly so that what it hides is certain
+    monkeypatch.setattr(AnomalyDetector, "_dropout_rates", lambda self: {"a": 1.0})
+    detector.fit(data / "train.csv", data / "valid.csv")
     assert {present for training, present in seen if training} == {0.0}
     assert {present for training, present in seen if not training} == {1.0}  # validation sees whole rows
 

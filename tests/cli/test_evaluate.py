@@ -65,6 +65,53 @@ def test_tables_are_printed_and_saved_where_asked_with_a_reference(run, tmp_path
     assert summary["effective_robustness"].tolist() == pytest.approx([0.0])  # a run against itself
 
 
+def test_the_summary_file_has_the_api_summarys_columns(run, tmp_path):
+    """robustness_summary.csv once lacked ``clean`` and ``worst``, which ``.summary`` and the README give."""
+    from polymodal.evaluation.robustness import robustness_sweep
+
+    folder, paths = run
+    result = invoke("evaluate", folder, "--data", paths["test"], "--corruption", "tab:swap", "--reference", folder,
+                    "--out", tmp_path / "eval")
+    assert result.exit_code == 0, result.output
+    written = pd.read_csv(tmp_path / "eval" / "robustness_summary.csv")
+    predictor = MultimodalPredictor.load(folder)
+    api = robustness_sweep(predictor, paths["test"], "tab:swap", reference=MultimodalPredictor.load(folder)).summary
+    assert list(written.columns) == ["modality", "corruption", *(f"s{k}" for k in range(6)), *api.columns[2:]]
+    assert {"clean", "worst", "relative_robustness", "effective_robustness", "reference_clean",
+            "reference_relative_robustness"} <= set(written.columns)
+    pd.testing.assert_frame_equal(written[api.columns], api, check_dtype=False)
+    assert (written["clean"] == written["s0"]).all()
+    assert (written["worst"] == written[[f"s{k}" for k in range(6)]].min(axis=1)).all()
+
+
+def test_a_reference_that_cannot_score_the_rows_is_refused_before_anything_is_evaluated(run, tmp_path_factory,
+                                                                                        monkeypatch):
+    folder, paths = run
+    kept = {}
+    for split in ("train", "valid"):
+        frame = pd.read_csv(paths[split])
+        kept[split] = paths[split].parent / f"{split}_two_classes.csv"
+        frame[frame["label"] != frame["label"].iloc[2]].to_csv(kept[split], index=False)
+    reference = tmp_path_factory.mktemp("runs") / "two_classes"
+    MultimodalPredictor.from_config({**classification_config(), "report": {"rows": 0}}).fit(
+        kept["train"], kept["valid"], out=reference)
+    evaluated = []
+    real = MultimodalPredictor.evaluate
+    monkeypatch.setattr(MultimodalPredictor, "evaluate",
+                        lambda self, *a, **k: evaluated.append(self.run_dir) or real(self, *a, **k))
+    result = invoke("evaluate", folder, "--data", paths["test"], "--missing", "--robustness", "--corruption",
+                    "tab:swap", "--reference", reference, "--out", tmp_path_factory.mktemp("eval"))
+    assert_user_error(result, f"the reference run {reference} cannot score the evaluated rows: test.csv row",
+                      "was not seen in training")
+    assert evaluated == [], "the run was evaluated before its reference was checked"
+    other = invoke("evaluate", folder, "--data", paths["test"], "--corruption", "img:blur", "--reference",
+                   fitted_run(tmp_path_factory, {**classification_config(), "modalities": {
+                       "tab": classification_config()["modalities"]["tab"]}}, 30, "tab_only")[0])
+    assert_user_error(other, "the reference run", "must have modality 'img' of kind 'image' (it is swept); it has "
+                                                  "{'tab': 'tabular'}")
+    assert evaluated == []
+
+
 def test_a_corruption_alone_asks_for_its_sweep(run):
     folder, paths = run
     result = invoke("evaluate", folder, "--data", paths["test"], "--corruption", "img:blur", "--json")
@@ -88,6 +135,19 @@ def test_explain_writes_the_page(run, tmp_path):
     page = (tmp_path / "why" / "explain.html").read_text(encoding="utf-8")
     assert page.count("<img") >= 3  # importance, the image heat-map, the table's bars
     assert len(pd.read_csv(tmp_path / "why" / "shapley.csv")) == 12
+
+
+def test_explain_of_a_model_never_trained_with_a_modality_hidden_says_so(run, tmp_path_factory):
+    folder, paths = fitted_run(tmp_path_factory, classification_config(epochs=1), 30, "whole_rows")
+    result = invoke("explain", folder, "--data", paths["test"], "--samples", "0")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    assert ("note: this model never trained on rows with a modality hidden (train.modality_dropout is 0 for every "
+            "modality and loss.subset_weight is 0)") in said
+    assert "train with train.modality_dropout (e.g. 0.3) or loss.subset_weight (e.g. 1.0)" in said
+    trained = invoke("explain", run[0], "--data", run[1]["test"], "--samples", "0", "--out",
+                     tmp_path_factory.mktemp("why"))
+    assert trained.exit_code == 0 and "never trained on rows with a modality hidden" not in trained.stdout
 
 
 def test_a_modality_empty_in_every_row_is_warned_once_for_the_evaluation_and_its_sweep(run, tmp_path):

@@ -153,6 +153,37 @@ def test_modality_dropout_mapping_value_error_names_the_users_path():
     assert not any("constrained-float" in p for p in problems)
 
 
+@pytest.mark.parametrize(("value", "key", "hidden"), [
+    (1.0, "train.modality_dropout", "every modality"),
+    ({"spoken": 1.0}, "train.modality_dropout.spoken", "modality 'spoken'"),
+    ({"spoken": 0.2, "digit_image": 1}, "train.modality_dropout.digit_image", "modality 'digit_image'"),
+])
+def test_a_modality_dropout_of_one_is_refused_as_it_never_trains_that_modality(value, key, hidden):
+    """At 1.0 a modality is hidden from every training sample that holds another one; at 1.0 for
+    every modality no sample keeps more than one and whole rows never train."""
+    problems = problems_of(config_with(**{"train.modality_dropout": value}))
+    assert problems == [f"{key}: 1.0 hides {hidden} from every training sample that holds another one, so the model "
+                        "never trains on it (with every modality at 1.0 no sample keeps more than one and whole rows "
+                        "never train); must be in [0, 1) (0.3, or {modality: rate} for some); got 1.0"]
+
+
+def test_a_modality_dropout_just_below_one_or_of_a_one_modality_model_is_accepted():
+    assert load_config(config_with(**{"train.modality_dropout": {"spoken": 0.99}})).train.modality_dropout == {
+        "spoken": 0.99}
+    one = config_with(**{"train.modality_dropout": 1.0})
+    one["modalities"] = {"spoken": one["modalities"]["spoken"]}  # its only modality is always kept: nothing dropped
+    assert load_config(one).train.modality_dropout == 1.0
+
+
+def test_a_saved_run_with_a_modality_dropout_of_one_still_loads_with_a_warning(tmp_path):
+    import yaml
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config_with(**{"train.modality_dropout": 1.0})), "utf-8")
+    with pytest.warns(UserWarning, match=r"this run's train.modality_dropout would be refused for a new run: "
+                                         r"train.modality_dropout: 1.0 hides every modality"):
+        assert load_config(tmp_path / "config.yaml", saved_run=True).train.modality_dropout == 1.0
+
+
 def test_missing_discriminator_is_reported_at_its_own_key_and_lists_the_allowed_values():
     problems = problems_of(config_with(**{"modalities.spoken": {"column": "audio_path"}}))
     assert len(problems) == 1

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from polymodal import MultimodalPredictor
-from polymodal.errors import SchemaMismatchError
+from polymodal.errors import OptionError, SchemaMismatchError
 from polymodal.evaluation import attribution
 from polymodal.evaluation.coalitions import coalition_outputs
 from polymodal.evaluation.data import load_eval_data, to_scores
@@ -144,6 +146,15 @@ def test_a_modality_no_row_holds_has_no_accuracy_alone(a_only):
     assert np.isnan(table.loc["b", "accuracy_alone"]) and table.loc["a", "accuracy_alone"] > 0.8
 
 
+@pytest.mark.parametrize("max_rows", [0, -2])
+def test_a_row_sample_without_a_row_is_refused_not_explained_as_zero_rows(a_only, max_rows):
+    predictor, test, _ = a_only
+    with pytest.raises(OptionError, match=rf"^max_rows: the number of rows to sample must be an integer of at least "
+                                          rf"1 \(None: every row\); got {max_rows}$"):
+        predictor.explain(test, samples=0, max_rows=max_rows)
+    assert len(predictor.explain(test, samples=0, max_rows=3).values) == 3
+
+
 def test_the_output_to_explain_must_exist(a_only):
     predictor, test, _ = a_only
     with pytest.raises(SchemaMismatchError, match=r"'maybe'.*\['no', 'yes'\]"):
@@ -232,3 +243,87 @@ def test_the_page_of_a_dataframe_with_its_own_index_names_rows_and_labels(a_only
     text = page.read_text(encoding="utf-8")
     assert "<th>index</th>" in text and "id5" in text and "Inside each modality" in text
     assert "(index &#x27;id" in text, "each map's heading names the row's index label too"
+
+
+@pytest.mark.parametrize(("changes", "trained"), [
+    ({}, False),
+    ({"train": {"modality_dropout": 0.3}}, True),
+    ({"train": {"modality_dropout": {"a": 0.2}}}, True),
+    ({"loss": {"subset_weight": 1.0}}, True),
+    ({"fusion": {"name": "late"}}, True),  # a coalition is its present modalities' own heads
+])
+def test_whether_the_missing_path_trained_follows_dropout_the_subset_loss_and_the_fusion(changes, trained):
+    from types import SimpleNamespace
+
+    from polymodal.config import load_config
+
+    config = tabular_config()
+    for section, values in changes.items():
+        config[section] = {**config.get(section, {}), **values} if section != "fusion" else values
+    assert attribution.missing_path_trained(SimpleNamespace(config=load_config(config))) is trained
+
+
+def test_an_anomaly_detectors_missing_path_trains_only_with_modality_dropout():
+    from types import SimpleNamespace
+
+    from polymodal.config import load_config
+
+    config = {**tabular_config(), "task": "anomaly", "target": None, "head": None, "loss": {"subset_weight": 1.0}}
+    config.pop("head")
+    detector = SimpleNamespace(config=load_config(config))
+    assert attribution.missing_path_trained(detector) is False  # it has no subset loss: the weight trains nothing
+    config["train"]["modality_dropout"] = 0.3
+    assert attribution.missing_path_trained(SimpleNamespace(config=load_config(config))) is True
+
+
+@pytest.fixture(scope="module")
+def never_hidden():
+    """A model trained on whole rows only: no modality dropout, no subset loss."""
+    config = tabular_config(dropout=0.0, epochs=2, report={"rows": 0})
+    predictor = MultimodalPredictor.from_config(config).fit(two_tabular(100, "a", 0), two_tabular(40, "a", 1))
+    return predictor, predictor.explain(two_tabular(30, "a", 2), samples=0)
+
+
+def test_a_model_never_trained_with_a_modality_hidden_says_its_coalitions_are_unseen_inputs(never_hidden, a_only,
+                                                                                          tmp_path):
+    """Shapley values hide modalities through the missing path; a model that never trained it
+    scores every partial coalition on inputs it never saw: the explanation, its page and its repr
+    say so, and name the settings that train it. A model trained with modality dropout says nothing."""
+    import dataclasses
+
+    _, explanation = never_hidden
+    assert explanation.missing_trained is False
+    note = explanation.missing_path_note()
+    assert note.startswith("this model never trained on rows with a modality hidden (train.modality_dropout is 0 for "
+                           "every modality and loss.subset_weight is 0), yet Shapley values hide modalities through "
+                           "that missing path")
+    assert "train with train.modality_dropout (e.g. 0.3) or loss.subset_weight (e.g. 1.0)" in note
+    assert explanation.caveats()[0] == note
+    assert "caveat(s): see .caveats()" in repr(explanation)
+    page = explanation.to_html(tmp_path / "unseen").read_text("utf-8")
+    assert f"<b>Note</b>: {html.escape(note)}." in page
+    trained = a_only[2]
+    assert trained.missing_trained is True and trained.missing_path_note() is None
+    assert "this model never trained" not in trained.to_html(tmp_path / "trained").read_text("utf-8")
+    # an anomaly detector has no subset loss: only modality dropout is suggested
+    detector = dataclasses.replace(explanation, task="anomaly", reference="normal").missing_path_note()
+    assert "loss.subset_weight" not in detector and "train with train.modality_dropout (e.g. 0.3) (README" in detector
+    assert "measuring against normal rows under the same coalition removes only a shift common to every row" in detector
+    one = dataclasses.replace(explanation, modalities=["a"])  # its only coalitions: all or none (base_bias's case)
+    assert one.missing_path_note() is None
+
+
+def test_the_report_shows_the_explanations_caveats_in_its_importance_section(never_hidden, tmp_path):
+    from polymodal.config.report import ReportConfig
+    from polymodal.evaluation.diagnostics import diagnose
+    from polymodal.evaluation.report_sections import diagnostic_sections
+
+    predictor, explanation = never_hidden
+    diagnostics = diagnose(predictor, two_tabular(30, "a", 2), "test", ReportConfig(rows=30, robustness=False))
+    assert diagnostics["importance_caveats"] == explanation.caveats() != []
+    section = diagnostic_sections(diagnostics, tmp_path)["Modality importance"]
+    for caveat in explanation.caveats():
+        assert f"<b>Note</b>: {html.escape(caveat)}." in section
+    skewed = {**diagnostics, "importance_caveats": ["with no modality present the model predicts 'no'"]}
+    assert "<b>Note</b>: with no modality present the model predicts &#x27;no&#x27;." in \
+        diagnostic_sections(skewed, tmp_path)["Modality importance"]

@@ -4,6 +4,7 @@ seeded; every registered corruption is covered through the registry."""
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 import numpy as np
@@ -149,3 +150,26 @@ def test_tabular_corruptions_keep_the_scalar_cells_of_a_single_column_modality(n
         outs = [corruption(clean, 5, np.random.default_rng(seed), pool) for seed in range(40)]
         assert all(out is None or out in pool for out in outs), f"{name} broke the cell {clean!r}: {outs[:5]}"
         assert any(out != clean for out in outs), f"{name} never changed the cell {clean!r}"
+
+
+@pytest.mark.parametrize("severity", [2.5, 2.0, "3", True, None])
+def test_a_severity_that_is_not_an_integer_is_refused_naming_severities_0_to_5(severity):
+    """A severity between two levels has no parameter (it once failed as 'tuple indices must be integers')."""
+    blur = CORRUPTIONS.get("image", "blur")
+    with pytest.raises(TypeError, match=rf"^corruption image/blur: severity must be an integer 0-5 \(0: unchanged\); "
+                                        rf"got {re.escape(repr(severity))} \({type(severity).__name__}\)$"):
+        blur(np.zeros((8, 8, 1), np.uint8), severity, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("severity", [-1, 6])
+def test_a_severity_outside_0_to_5_is_refused(severity):
+    with pytest.raises(ValueError, match=rf"^corruption image/blur: severity must be an integer 0-5 \(0: unchanged\); "
+                                         rf"got {severity}$"):
+        CORRUPTIONS.get("image", "blur")(np.zeros((8, 8, 1), np.uint8), severity, np.random.default_rng(0))
+
+
+def test_a_numpy_integer_severity_is_a_severity():
+    blur = CORRUPTIONS.get("image", "blur")
+    image = np.random.default_rng(0).integers(0, 255, (16, 16, 1)).astype(np.uint8)
+    np.testing.assert_array_equal(blur(image, np.int64(3), np.random.default_rng(0)),
+                                  blur(image, 3, np.random.default_rng(0)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -102,8 +104,63 @@ def test_a_reference_run_gives_effective_robustness(run):
     other = MultimodalPredictor.from_config({**classification_config(), "modalities": {
         "tab": classification_config()["modalities"]["tab"]}, "report": {"rows": 0}})
     other.fit(paths["train"], paths["valid"])
-    with pytest.raises(SchemaMismatchError, match="modality 'img' of kind 'image'"):
+    with pytest.raises(SchemaMismatchError, match=r"^the reference run must have modality 'img' of kind 'image' "
+                                                  r"\(it is swept\); it has \{'tab': 'tabular'\}"):
         robustness_sweep(predictor, paths["test"], ["img:contrast"], reference=other)
+    assert len(result.summary) == 1 and result.summary.iloc[0]["reference_clean"] == result.summary.iloc[0]["clean"]
+    assert result.summary.iloc[0]["reference_relative_robustness"] == pytest.approx(
+        result.summary.iloc[0]["relative_robustness"])
+
+
+@pytest.fixture(scope="module")
+def two_class_reference(run, tmp_path_factory):
+    """A reference run saved to a folder, trained without the test rows' third class."""
+    _, paths, _, _ = run
+    kept = {}
+    for split in ("train", "valid"):
+        frame = pd.read_csv(paths[split])
+        kept[split] = paths[split].parent / f"{split}_two_classes.csv"
+        frame[frame["label"] != frame["label"].iloc[2]].to_csv(kept[split], index=False)
+    config = {**classification_config(), "report": {"rows": 0}}
+    folder = tmp_path_factory.mktemp("runs") / "two_classes"
+    return MultimodalPredictor.from_config(config).fit(kept["train"], kept["valid"], out=folder), folder
+
+
+def spy_on_sweeps(monkeypatch) -> list[str]:
+    """Record which predictor each sweep ran for (by its run folder)."""
+    from polymodal.evaluation import robustness
+
+    calls: list[str] = []
+    real = robustness._sweep_curves
+
+    def spy(predictor, *args, **kwargs):
+        calls.append(str(predictor.run_dir))
+        return real(predictor, *args, **kwargs)
+
+    monkeypatch.setattr(robustness, "_sweep_curves", spy)
+    return calls
+
+
+def test_a_reference_that_does_not_know_the_evaluated_labels_is_refused_before_any_sweep(
+        run, two_class_reference, monkeypatch):
+    """A reference trained without a class of the evaluated rows once failed only after the whole
+    sweep of the evaluated run, with a message that read as that run's own."""
+    predictor, paths, _, _ = run
+    reference, folder = two_class_reference
+    calls = spy_on_sweeps(monkeypatch)
+    with pytest.raises(SchemaMismatchError, match=rf"^the reference run {re.escape(str(folder))} cannot score the "
+                                                  r"evaluated rows: test.csv row \d+ \(line \d+\): label '\w+' in "
+                                                  r"column 'label' was not seen in training"):
+        robustness_sweep(predictor, paths["test"], ["tab:swap"], reference=reference)
+    assert calls == [], "a sweep ran before the reference was checked"
+    wrong_task = MultimodalPredictor.load(folder)
+    wrong_task.config = wrong_task.config.model_copy(update={"task": "regression"})
+    with pytest.raises(SchemaMismatchError, match=rf"^the reference run {re.escape(str(folder))} does task 'regression'; "
+                                                  r"the evaluated run does 'classification'"):
+        robustness_sweep(predictor, paths["test"], ["tab:swap"], reference=wrong_task)
+    assert calls == []
+    robustness_sweep(predictor, paths["test"], ["tab:swap"], reference=predictor)  # the spy sees a good one
+    assert len(calls) == 2
 
 
 def test_corruption_specs_are_checked(run):
@@ -113,12 +170,50 @@ def test_corruption_specs_are_checked(run):
     assert parse_corruptions(None, predictor) == {"img": CORRUPTIONS.names("image"),
                                                   "tab": CORRUPTIONS.names("tabular")}
     with pytest.raises(OptionError, match=r"^--corruption audio:white_noise: unknown modality 'audio'.*\['img', 'tab'\]"):
-        parse_corruptions(["audio:white_noise"], predictor)
+        parse_corruptions(["audio:white_noise"], predictor, "--corruption")
     with pytest.raises(OptionError, match=r"^--corruption img:white_noise: corruption 'white_noise'.*'image'.*allowed: "
                                           r"\['gaussian_noise'"):
-        parse_corruptions(["img:white_noise"], predictor)
+        parse_corruptions(["img:white_noise"], predictor, "--corruption")
     with pytest.raises(OptionError, match=r"^--corruption img:: no corruption after the colon"):
-        parse_corruptions(["img:"], predictor)
+        parse_corruptions(["img:"], predictor, "--corruption")
+    # a Python call names its argument, not the command's option
+    with pytest.raises(OptionError, match=r"^corruptions='audio:white_noise': unknown modality 'audio'") as caught:
+        parse_corruptions(["audio:white_noise"], predictor)
+    assert "--corruption" not in str(caught.value)
+    with pytest.raises(OptionError, match=r"^corruptions=3: a spec is MODALITY or MODALITY:CORRUPTION text; got int"):
+        parse_corruptions([3], predictor)
+
+
+def test_a_single_spec_string_is_one_spec_not_its_letters(run):
+    predictor = run[0]
+    assert parse_corruptions("img:blur", predictor) == {"img": ["blur"]}
+    assert parse_corruptions("tab", predictor) == {"tab": CORRUPTIONS.names("tabular")}
+    result = robustness_sweep(predictor, run[1]["test"], "img:blur")
+    assert set(zip(result.summary["modality"], result.summary["corruption"])) == {("img", "blur")}
+
+
+def test_a_corruption_mapping_is_checked_like_the_specs(run):
+    predictor, paths, _, _ = run
+    result = robustness_sweep(predictor, paths["test"], {"tab": "swap", "img": ["blur", "blur"]})
+    assert sorted(zip(result.summary["modality"], result.summary["corruption"])) == [("img", "blur"), ("tab", "swap")]
+    with pytest.raises(OptionError, match=r"^corruptions\['image'\]: unknown modality 'image'; this model has "
+                                          r"\['img', 'tab'\]"):
+        robustness_sweep(predictor, paths["test"], {"image": ["gaussian_noise"]})
+    with pytest.raises(OptionError, match=r"^corruptions\['img'\]: corruption 'white_noise' does not exist for "
+                                          r"modality kind 'image'; allowed: \['gaussian_noise'"):
+        robustness_sweep(predictor, paths["test"], {"img": ["gaussian_noise", "white_noise"]})
+    for bad in ([], None, [1]):
+        with pytest.raises(OptionError, match=r"^corruptions\['img'\]: a corruption name or a non-empty list of "
+                                              r"them \(those of kind 'image': \['gaussian_noise'"):
+            robustness_sweep(predictor, paths["test"], {"img": bad})
+
+
+def test_a_row_sample_must_hold_a_row(run):
+    predictor, paths, _, _ = run
+    for bad in (0, -3, 2.5):
+        with pytest.raises(OptionError, match=rf"^max_rows: the number of rows to sample must be an integer of at "
+                                              rf"least 1 \(None: every row\); got {bad}$"):
+            robustness_sweep(predictor, paths["test"], "tab:swap", max_rows=bad)
 
 
 def test_area_under_the_severity_curve():

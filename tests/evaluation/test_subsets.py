@@ -11,7 +11,7 @@ import torch
 
 from polymodal import MultimodalPredictor
 from polymodal.data.dataset import collate
-from polymodal.errors import SchemaMismatchError
+from polymodal.errors import OptionError, SchemaMismatchError
 from polymodal.evaluation.subsets import evaluate_subsets
 from polymodal.models.objectives import TaskLoss
 from polymodal.training.terms import StepContext, SubsetTerm
@@ -151,3 +151,19 @@ def test_a_bare_modality_name_is_that_modality_alone_not_its_letters(with_dropou
     assert list(table["modalities"]) == ["b", "a+b"]
     with pytest.raises(SchemaMismatchError, match=r"unknown: \['ab'\]"):  # not the letters 'a' and 'b'
         evaluate_subsets(with_dropout, test_rows, ["ab"])
+
+
+def test_a_single_name_is_that_one_subset_not_one_per_letter(with_dropout, test_rows):
+    """``evaluate_subsets(p, df, "b")`` once read the string as the subsets 'b'... letter by letter."""
+    assert list(evaluate_subsets(with_dropout, test_rows, "b")["modalities"]) == ["b"]
+    with pytest.raises(SchemaMismatchError, match=r"unknown: \['ab'\]"):
+        evaluate_subsets(with_dropout, test_rows, "ab")
+
+
+@pytest.mark.parametrize("max_rows", [0, -1, 1.5])
+def test_a_row_sample_without_a_row_is_refused(with_dropout, test_rows, max_rows):
+    """``max_rows=0`` once reached scikit-learn's 'Found empty input array'."""
+    with pytest.raises(OptionError, match=rf"^max_rows: the number of rows to sample must be an integer of at least "
+                                          rf"1 \(None: every row\); got {max_rows}$"):
+        evaluate_subsets(with_dropout, test_rows, max_rows=max_rows)
+    assert len(evaluate_subsets(with_dropout, test_rows, max_rows=1)) == 3  # one row is a sample
