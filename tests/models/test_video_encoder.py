@@ -125,7 +125,7 @@ def test_each_problem_of_the_shorthand_is_reported_under_its_own_key():
         "modalities.v.encoder.dim: Input should be greater than 0 (got 0)",
         "modalities.v.encoder.channels.1: Input should be greater than 0 (got 0)",
         "modalities.v.encoder.kernal: unknown key 'kernal' (did you mean 'kernel'?); allowed keys: batch_norm, cache, "
-        "channels, convs_per_stage, dim, dropout, freeze, kernel, name, unfreeze"]
+        "channels, convs_per_stage, dim, dropout, freeze, kernel, name, pool, unfreeze"]
     # a rule of the image encoder names its key, relative to the encoder, with no "<root>"
     assert problems_of({"name": "resnet", "cache": True}) == [
         "modalities.v.encoder.cache: true stores the outputs of a frozen encoder; it needs freeze: all without "
