@@ -60,13 +60,42 @@ def config_schema() -> None:
     print(json.dumps(json_schema(), indent=2))
 
 
-def config_check(file: Annotated[Path, typer.Argument(help="YAML or JSON config.")]) -> None:
-    """Validate a config file; list every problem with its key path (files it names included)."""
+def config_check(
+    file: Annotated[Path, typer.Argument(help="YAML or JSON config.")],
+    data: Annotated[list[Path] | None, typer.Option(
+        "--data", metavar="MANIFEST", help="Also check a manifest against the config as training reads it: "
+                                           "columns, files, labels (repeatable: --data train.csv --data "
+                                           "valid.csv).")] = None,
+) -> None:
+    """Validate a config file; list every problem with its key path (files it names included), and
+    with --data every problem of the manifests (nothing is decoded or trained)."""
     from polymodal.config import load_config
 
     config = load_config(file, check_files=True)
     names = ", ".join(f"{n} ({m.kind}/{m.encoder.name})" for n, m in sorted(config.modalities.items()))
     console.print(f"[green]OK[/] {file}: task {config.task}, modalities {names}, {_model_parts(config)}")
+    for manifest in data or []:
+        console.print(f"[green]OK[/] {manifest}: {_check_manifest(config, manifest)}")
+
+
+def _check_manifest(config: Any, path: Path) -> str:
+    """Read and validate ``path`` as a fit reads a training manifest (every problem raised at once);
+    what it holds, in words: rows, and the files ``data.on_error`` would skip."""
+    from polymodal.config.modalities import modality_columns
+    from polymodal.data.manifest import WHOLE_ROW
+    from polymodal.data.pipeline import DataPipeline
+
+    manifest = DataPipeline(config).read(path, require_target=bool(config.targets), training=True)
+    said = f"{len(manifest):,} rows"
+    absent = {column: len(manifest.absent(column)[0]) for m in config.modalities.values() if m.file_based
+              for column in modality_columns(m)}
+    absent = {column: n for column, n in absent.items() if n}
+    empty = len(manifest.absent(WHOLE_ROW)[0])
+    if absent or empty:
+        said += (f"; data.on_error: {config.data.on_error} skips "
+                 + ", ".join([f"{n} missing file(s) of '{c}'" for c, n in absent.items()]
+                             + ([f"{empty} row(s) with no modality present"] if empty else [])))
+    return said
 
 
 def _model_parts(config: Any) -> str:

@@ -67,6 +67,26 @@ def test_config_check_ok(data):
     assert "OK" in result.stdout and "img (image/cnn)" in result.stdout and "fusion concat" in result.stdout
 
 
+def test_config_check_with_data_checks_the_manifests_as_training_reads_them(data, tmp_path):
+    result = invoke("config", "check", data["config"], "--data", data["train"], "--data", data["valid"])
+    assert result.exit_code == 0, result.output
+    rows = len(pd.read_csv(data["train"]))
+    assert f"OK {data['train']}: {rows} rows" in " ".join(result.stdout.split())
+    frame = pd.read_csv(data["train"]).rename(columns={"image": "imag"}).assign(label=lambda f: f["label"].where(
+        f.index != 2))
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    assert_user_error(invoke("config", "check", data["config"], "--data", tmp_path / "bad.csv"),
+                      "modality 'img' reads column(s) 'image' (did you mean 'imag'?), not in bad.csv",
+                      "target column 'label' is empty in row 2")  # every problem at once, before any training
+    config = yaml.safe_load(data["config"].read_text()) | {"data": {"on_error": "missing"}}
+    (data["root"] / "missing.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    gone = pd.read_csv(data["train"]).assign(image=lambda f: f["image"].where(f.index > 1, "gone.png"))
+    gone.to_csv(data["root"] / "gone.csv", index=False)
+    result = invoke("config", "check", data["root"] / "missing.yaml", "--data", data["root"] / "gone.csv")
+    assert result.exit_code == 0, result.output
+    assert "data.on_error: missing skips 2 missing file(s) of 'image'" in " ".join(result.stdout.split())
+
+
 def test_config_check_names_the_bad_key(tmp_path):
     config = classification_config()
     config["modalities"]["img"]["encoder"]["dim"] = -1
