@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -79,7 +79,12 @@ class Estimator:
         eval_skipped: the files skipped by the latest evaluate / predict / explain (or the fit's test set).
         diagnostics: the report's analyses after the fit (subsets, importance, robustness...: see
             :mod:`polymodal.evaluation.diagnostics`; an anomaly detector's on its test manifest only).
+        emptied_rows_predicted: what ``data.on_error: missing`` does to a predicted row left with no
+            modality present, as the skipped-files warning says it (:func:`describe_skipped`'s
+            ``emptied``): left out of a prediction (an anomaly detector keeps it, flagged).
     """
+
+    emptied_rows_predicted: ClassVar[str] = "left out"
 
     @property
     def unsupported(self) -> dict[str, str]:
@@ -169,11 +174,14 @@ class Estimator:
         finally:
             self._skips_warned = before
 
-    def warn_skipped(self, skipped: pd.DataFrame, listed: str) -> None:
+    def warn_skipped(self, skipped: pd.DataFrame, listed: str, *, predicting: bool = False) -> None:
         """Warn about ``skipped`` files (unless inside :meth:`quiet_skips`): the first few, and
-        where ``listed`` they all are."""
+        where ``listed`` they all are; ``predicting``: they were skipped by a prediction, whose
+        rows left with no modality present are :attr:`emptied_rows_predicted` (else left out)."""
         if self._skips_warned and not skipped.empty:
-            warn_user(f"{describe_skipped(skipped, self.config.data.on_error)}\n  all of them: {listed}")
+            emptied = self.emptied_rows_predicted if predicting else "left out"
+            warn_user(f"{describe_skipped(skipped, self.config.data.on_error, emptied=emptied)}\n"
+                      f"  all of them: {listed}")
 
     def require_fitted(self) -> tuple[DataPipeline, torch.nn.Module]:
         """The fitted pipeline and network.
@@ -359,10 +367,11 @@ class Estimator:
                            ranks=world_size(self.config.train))
 
     # -- inference ----------------------------------------------------------------------------
-    def encode_data(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None
-                ) -> tuple[Manifest, EncodedTable]:
+    def encode_data(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None,
+                    predicting: bool = False) -> tuple[Manifest, EncodedTable]:
         """Read and encode ``data`` with the fitted pipeline (``modalities``: only these present);
-        its skipped files become ``eval_skipped``."""
+        its skipped files become ``eval_skipped`` (warned about as a prediction's when
+        ``predicting``: see :meth:`warn_skipped`)."""
         pipeline, _ = self.require_fitted()
         if isinstance(modalities, str):  # one modality by name
             modalities = [modalities]
@@ -371,7 +380,7 @@ class Estimator:
         table = pipeline.encode(manifest, progress=self.config.train.progress,
                                 modalities=names if names is not None else pipeline.check_modalities(None, manifest))
         self.eval_skipped = skipped_frame(table.skipped)
-        self.warn_skipped(self.eval_skipped, "the predictor's .eval_skipped")
+        self.warn_skipped(self.eval_skipped, "the predictor's .eval_skipped", predicting=predicting)
         if require_target:  # scores of no row: refused, not computed
             require_rows(table, manifest, self.config.data.on_error, "evaluate")
         return manifest, table

@@ -45,6 +45,8 @@ from polymodal.training.process_state import kept_process_state
 from polymodal.utils.scores import coalition_values, held_masks
 from polymodal.utils.warn import warn_user
 
+EMPTIED_NOTE = "not scored: no modality could be read"  # predict_frame's note on a row on_error: missing emptied
+
 _UNSUPPORTED = {  # capability -> why an anomaly detector has none
     ROBUSTNESS: "a corrupted input is what an anomaly detector should flag, so its AUROC under corruption measures "
                 "no robustness; score corrupted copies of your files through predict to see which are flagged",
@@ -66,6 +68,8 @@ class AnomalyDetector(Estimator):
         test_scores: the same for the test manifest of the last ``fit``; None when it had none.
         eval_scores: the same for the rows of the latest ``evaluate`` (or the fit's test).
     """
+
+    emptied_rows_predicted = "kept and flagged, with a NaN score"  # a row that cannot be checked is raised
 
     @property
     def unsupported(self) -> dict[str, str]:
@@ -294,21 +298,44 @@ class AnomalyDetector(Estimator):
         A scorer that cannot score some rows (``consistency``: fewer than two modalities present)
         adds a ``note`` column, the reason on those rows and null elsewhere, and warns with their
         count. Such a row's score is NaN and its flag True: a row that cannot be checked is raised,
-        as a monitor raises a sensor that stopped reporting.
+        as a monitor raises a sensor that stopped reporting. So is, under ``data.on_error:
+        missing``, a row left with no modality that could be read (every file unreadable or
+        absent; listed in ``eval_skipped``): it keeps its place, ``absent`` names every modality
+        and its note says why (the ``note`` column is then on every call, so that the chunks of a
+        batch prediction agree). Under ``skip`` a row with an unreadable file is left out.
         """
-        manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
+        manifest, table = self.encode_data(data, require_target=False, modalities=modalities, predicting=True)
         scores = self._scores(table)
         scorer = self.model.scorer
         unscored = np.isnan(scores)
         frame = pd.DataFrame({"score": scores, "flag": flags(scores, float(scorer.threshold)),
                               "absent": table.absent()}, index=manifest.row_index(table.rows))
-        if scorer.unscored_reason is not None:  # the column on every call, so that chunks of a manifest agree
-            frame["note"] = np.where(unscored, f"not scored: {scorer.unscored_reason}", None)
+        keeps_emptied = self.config.data.on_error == "missing"
+        if scorer.unscored_reason is not None or keeps_emptied:  # on every call, so that chunks of a manifest agree
+            reason = f"not scored: {scorer.unscored_reason}" if scorer.unscored_reason is not None else None
+            frame["note"] = pd.Series(np.where(unscored, reason, None), index=frame.index, dtype=object)
             if unscored.any():
                 warn_user(f"{int(unscored.sum())} of {len(scores)} rows could not be scored "
                           f"({scorer.unscored_reason}): their score is NaN, their flag True (a row that cannot be "
                           "checked is raised) and their note says why")
+        if keeps_emptied:
+            frame = self._with_emptied_rows(frame, manifest, table)
         return frame
+
+    def _with_emptied_rows(self, frame: pd.DataFrame, manifest: Manifest, table: EncodedTable) -> pd.DataFrame:
+        """``frame`` (the scored rows of ``table``) with the rows of ``manifest`` that encoding left
+        out for want of any modality (``data.on_error: missing``) put back in manifest order: score
+        NaN, flag True, every modality absent and a note."""
+        emptied = np.setdiff1d(np.arange(len(manifest)), table.rows)
+        if not len(emptied):
+            return frame
+        names = ", ".join(table.modalities)  # as EncodedTable.absent spells a row without any
+        filler = pd.DataFrame({"score": np.full(len(emptied), np.nan, frame["score"].dtype),
+                               "flag": np.ones(len(emptied), bool), "absent": np.full(len(emptied), names, object),
+                               "note": np.full(len(emptied), EMPTIED_NOTE, object)},
+                              index=manifest.row_index(emptied))
+        rows = np.concatenate([table.rows, emptied])
+        return pd.concat([frame, filler]).iloc[np.argsort(rows, kind="stable")]
 
     def score_outputs(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         """:func:`~polymodal.metrics.anomaly.anomaly_metrics` of scores (N, 1) against encoded

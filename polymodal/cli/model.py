@@ -60,7 +60,7 @@ def train(
     if predictor.rank != 0:  # a secondary process of distributed training
         return
     if not predictor.last_skipped.empty:
-        print_skipped(predictor.last_skipped, out / SKIPPED_FILE, predictor.config.data.on_error)
+        print_skipped(predictor.last_skipped, out / SKIPPED_FILE, predictor)
     for split, scores in predictor.metrics.items():
         print_metrics(scores, f"{split} metrics")
     report = out / REPORT_FILE
@@ -301,7 +301,7 @@ def predict(
         report = predict_to_file(predictor, data, out, chunk_rows=chunk_rows, resume=resume, overwrite=overwrite,
                                  support=support, keep=keep or ())
     if report.skipped_file is not None:
-        print_skipped(report.skipped, report.skipped_file, predictor.config.data.on_error)
+        print_skipped(report.skipped, report.skipped_file, predictor, predicting=True)
     resumed = f" ({report.chunks_resumed} chunk(s) reused from the interrupted run)" if report.chunks_resumed else ""
     console.print(f"{report.rows} predictions written to {out}{resumed}")
 

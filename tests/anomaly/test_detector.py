@@ -457,3 +457,67 @@ def test_a_saved_detector_is_rebuilt_for_its_weights_not_for_training(data, tmp_
         warnings.simplefilter("always")
         AnomalyDetector.load(tmp_path / "run")
     assert not [w for w in caught if "freezes" in str(w.message)]
+
+
+def corrupt_rows(data, name: str) -> pd.DataFrame:
+    """The first 12 test rows, written to ``name``: row 3's only files corrupt, row 7 with no cell
+    filled in, row 9's file ``b`` corrupt (``a`` still read)."""
+    rows = pd.read_csv(data / "test.csv").head(12)
+    for key in ("a", "b"):
+        (data / f"corrupt_{key}.npy").write_bytes(b"not a numpy file")
+    rows.loc[3, ["a", "b"]] = ["corrupt_a.npy", "corrupt_b.npy"]
+    rows.loc[7, ["a", "b"]] = None
+    rows.loc[9, "b"] = "corrupt_b.npy"
+    rows.to_csv(data / name, index=False)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def fitted(data, tmp_path_factory) -> tuple[AnomalyDetector, object]:
+    """A mahalanobis detector saved to a run folder (one epoch: its scores, not their quality, matter)."""
+    run = tmp_path_factory.mktemp("fitted") / "run"
+    det = AnomalyDetector.from_config(config("mahalanobis", epochs=1)).fit(data / "train.csv", data / "valid.csv",
+                                                                           test=data / "test.csv", out=run)
+    return det, run
+
+
+def test_a_row_with_no_readable_modality_is_kept_flagged_under_on_error_missing(data, fitted):
+    """A row that cannot be checked is raised: one whose every file is unreadable (or which names
+    none) keeps its place, NaN and flagged, instead of vanishing from the output."""
+    det = AnomalyDetector.load(fitted[1])
+    corrupt_rows(data, "corrupt.csv")
+    det.config.data.on_error = "missing"
+    with pytest.warns(UserWarning, match=r"a row left with no modality present is kept and flagged, with a NaN score"):
+        frame = det.predict_frame(data / "corrupt.csv")
+    assert list(frame.index) == list(range(12)) and list(frame.columns) == ["score", "flag", "absent", "note"]
+    for row in (3, 7):
+        assert np.isnan(frame.loc[row, "score"]) and frame.loc[row, "flag"]
+        assert frame.loc[row, "absent"] == "a, b" and frame.loc[row, "note"] == "not scored: no modality could be read"
+    assert frame.loc[9, "absent"] == "b" and np.isfinite(frame.loc[9, "score"]) and frame.loc[9, "note"] is None
+    others = frame.drop(index=[3, 7])
+    assert np.isfinite(others["score"]).all() and others["note"].isna().all()
+    assert sorted(det.eval_skipped["row"]) == [3, 3, 7, 9]
+    complete = det.predict_frame(data / "valid.csv")  # nothing skipped: the note column all the same
+    assert list(complete.columns) == ["score", "flag", "absent", "note"] and complete["note"].isna().all()
+    det.config.data.on_error = "skip"  # as asked for: the rows with an unreadable file are left out
+    with pytest.warns(UserWarning, match="rows with one are left out"):
+        skipped = det.predict_frame(data / "corrupt.csv")
+    assert list(skipped.index) == [0, 1, 2, 4, 5, 6, 8, 10, 11] and list(skipped.columns) == ["score", "flag", "absent"]
+
+
+def test_batch_prediction_under_on_error_missing_writes_every_manifest_row(data, fitted):
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    rows = corrupt_rows(data, "corrupt_cli.csv")
+    out = data / "p.csv"
+    result = CliRunner().invoke(app, ["predict", str(fitted[1]), "--data", str(data / "corrupt_cli.csv"),
+                                      "--out", str(out), "--on-error", "missing", "--chunk-rows", "4"])
+    assert result.exit_code == 0, result.output
+    written = pd.read_csv(out)
+    assert len(written) == len(rows) and written["row"].tolist() == list(range(12))
+    assert written.loc[3, "note"] == written.loc[7, "note"] == "not scored: no modality could be read"
+    assert written.loc[[3, 7], "flag"].all() and written.loc[[3, 7], "score"].isna().all()
+    assert "a row left with no modality present is kept and flagged, with a NaN score" in result.stderr
+    assert sorted(pd.read_csv(data / "p.skipped.csv")["row"]) == [3, 3, 7, 9]
