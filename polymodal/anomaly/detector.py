@@ -8,13 +8,15 @@
 ``MultimodalPredictor.from_config`` / ``load`` hand ``task: anomaly`` configs and runs to this
 class, so ``polymodal train / evaluate / predict`` work unchanged. Run folder: ``config.yaml``,
 ``model.safetensors`` (network + the scorer's statistics and threshold), ``preprocessors/``,
-``assets/`` (pretrained encoders' files), ``metrics.json``, ``history.csv``, ``report.html`` with
-``plots/`` (see :mod:`polymodal.run_files`).
+``assets/`` (pretrained encoders' files), ``metrics.json``, ``history.csv``, ``scores.npz`` (the
+validation and test rows' scores and labels: ``set_threshold`` chooses from them again without
+retraining), ``report.html`` with ``plots/`` (see :mod:`polymodal.run_files`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -31,17 +33,26 @@ from polymodal.anomaly.targets import AnomalyTargets
 from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
 from polymodal.config.anomaly import AnomalyConfig, anomaly_settings
+from polymodal.config.fitted import model_settings
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import random_holdout
-from polymodal.errors import ManifestError, NotFittedError, SchemaMismatchError
+from polymodal.errors import (
+    ConfigError,
+    ManifestError,
+    NotFittedError,
+    OptionError,
+    RunFolderError,
+    SchemaMismatchError,
+)
 from polymodal.estimator import ROBUSTNESS, Estimator
 from polymodal.metrics.anomaly import anomaly_metrics, flags, threshold_at_fpr, undefined_note
 from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, start_run
-from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR
+from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR, SCORES_FILE
 from polymodal.training.devices import sharing_the_cache_with_ranks
 from polymodal.training.process_state import kept_process_state
+from polymodal.utils.io import atomic_write
 from polymodal.utils.scores import coalition_values, held_masks
 from polymodal.utils.warn import warn_user
 
@@ -51,6 +62,18 @@ _UNSUPPORTED = {  # capability -> why an anomaly detector has none
     ROBUSTNESS: "a corrupted input is what an anomaly detector should flag, so its AUROC under corruption measures "
                 "no robustness; score corrupted copies of your files through predict to see which are flagged",
 }
+
+
+def warn_coarse_rate(fpr: float, normal_scores: np.ndarray) -> None:
+    """Warn when ``fpr`` is below 1/N for the N scored validation normal rows (``normal_scores``,
+    NaN: not scored): the false-positive rate moves in steps of 1/N, so the threshold is then the
+    highest normal score and no validation normal row is flagged."""
+    n = int(np.count_nonzero(~np.isnan(np.asarray(normal_scores, np.float64))))
+    if n and fpr < 1 / n:
+        warn_user(f"anomaly.target_fpr {fpr:g} is below 1/N = {1 / n:.4g} for the N = {n} validation normal rows: "
+                  "the validation false-positive rate moves in steps of 1/N, so the threshold is the highest "
+                  f"validation normal score (none of them flagged); validate on at least {math.ceil(1 / fpr - 1e-9)} "
+                  f"normal rows for that rate, or set a target_fpr of at least {1 / n:.4g}")
 
 
 class AnomalyDetector(Estimator):
@@ -63,8 +86,9 @@ class AnomalyDetector(Estimator):
         model: network + scorer (after ``fit``/``load``).
         metrics / info: validation (and test) metrics; facts about the fit.
         history / last_skipped: see :class:`~polymodal.estimator.Estimator`.
-        valid_scores: (scores, labels) of the validation rows of the last ``fit`` (for the
-            report; None after ``load``).
+        valid_scores: (scores, labels) of the validation rows of the last ``fit`` (for the report
+            and :meth:`set_threshold`; saved in the run's ``scores.npz`` and read back by ``load``:
+            None for a run saved before it was written).
         test_scores: the same for the test manifest of the last ``fit``; None when it had none.
         eval_scores: the same for the rows of the latest ``evaluate`` (or the fit's test).
     """
@@ -142,6 +166,11 @@ class AnomalyDetector(Estimator):
             raise SchemaMismatchError("task 'anomaly' learns from no unlabelled manifest (its training rows are the "
                                       "normal samples); drop --unlabeled")
         cfg = self.config
+        if self.settings.threshold is not None:
+            raise ConfigError([f"anomaly.threshold: {self.settings.threshold} is the score a fitted detector was "
+                               "re-thresholded at (set_threshold(score=), polymodal threshold --score); a fit "
+                               "chooses its own threshold at anomaly.target_fpr, on scores whose scale is new: "
+                               "remove the key"])
         self._fitted_settings = None  # this fit's config may differ from the last one's
         if test is not None and not cfg.targets:
             raise SchemaMismatchError("a test manifest is evaluated against its labels, but this anomaly config has "
@@ -197,6 +226,7 @@ class AnomalyDetector(Estimator):
             self.info = {"rank": result.rank}
             return self
         valid_scores = self._scores(valid_table)  # NaN where the scorer could not score a row: left out
+        warn_coarse_rate(self.settings.target_fpr, valid_scores[valid_y != 1])
         model.scorer.threshold.fill_(threshold_at_fpr(valid_scores[valid_y != 1], self.settings.target_fpr))
         self._fit_normal_reference(valid_table.select(valid_y != 1))
         self.valid_scores, self.test_scores = (valid_scores, valid_y), None
@@ -221,6 +251,83 @@ class AnomalyDetector(Estimator):
         if run_dir is not None:
             self.save(run_dir)
         return self
+
+    # -- the flag threshold -------------------------------------------------------------------
+    def set_threshold(self, *, fpr: float | None = None, score: float | None = None) -> dict[str, Any]:
+        """Set the flag threshold of the fitted detector without retraining: at the false-positive
+        rate ``fpr`` on the validation normal rows kept from the fit (as ``fit`` does at
+        ``anomaly.target_fpr``), or at the score ``score``. The config records it
+        (``anomaly.target_fpr``, or ``anomaly.threshold`` for a score), so that it stays the
+        config the model is bound to; the validation and test metrics' flag rates follow. Persist
+        it with :meth:`save` (``polymodal threshold RUN`` does both).
+
+        Args:
+            fpr: in (0, 1); below 1/N for N validation normal rows it warns (the threshold is
+                then the highest of their scores).
+            score: any finite score; rows above it are flagged.
+
+        Returns:
+            ``old`` and ``new`` threshold, ``valid_fpr`` (the share of scored validation normal
+            rows above the new one; None when the run kept no validation scores) and
+            ``valid_normals`` (their number, N).
+
+        Raises:
+            OptionError: neither or both of ``fpr`` and ``score``, or a value out of range.
+            RunFolderError: ``fpr`` for a run saved without its validation scores (before
+                ``scores.npz`` was written): fit it again, or give ``score``.
+            NotFittedError / ConfigError: not fitted, or its config changed since the fit.
+        """
+        _, model = self.require_fitted()
+        if (fpr is None) == (score is None):
+            raise OptionError([f"set_threshold: give either fpr (a false-positive rate on the validation normal rows) "
+                               f"or score (a score to flag above); got {'both' if fpr is not None else 'neither'}"])
+        if fpr is not None and (isinstance(fpr, bool) or not isinstance(fpr, int | float) or not 0 < fpr < 1):
+            raise OptionError([f"fpr: a false-positive rate between 0 and 1 (both excluded); got {fpr!r}"])
+        if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)
+                                  or not math.isfinite(score)):
+            raise OptionError([f"score: a finite anomaly score; got {score!r}"])
+        normal = None if self.valid_scores is None else self.valid_scores[0][self.valid_scores[1] != 1]
+        if fpr is not None:
+            if normal is None:
+                where = f"the run {self.run_dir}" if self.run_dir is not None else "this detector"
+                raise RunFolderError(f"{where} keeps no validation scores to choose a threshold at fpr={fpr:g} from "
+                                     f"(saved before polymodal wrote them to {SCORES_FILE}): fit it again, or set "
+                                     "the threshold as a score (set_threshold(score=S), polymodal threshold RUN "
+                                     "--score S)")
+            warn_coarse_rate(fpr, normal)
+            new = threshold_at_fpr(normal, fpr)
+            update = {"target_fpr": float(fpr), "threshold": None}
+        else:
+            new = float(score)
+            update = {"threshold": new}
+        old = float(model.scorer.threshold)
+        model.scorer.threshold.fill_(new)
+        self.config.anomaly = AnomalyConfig.model_validate({**self.settings.model_dump(), **update})
+        self._fitted_settings = model_settings(self.config)  # the change is the model's own, not one to refuse
+        self.info["threshold"] = float(model.scorer.threshold)
+        self._rethreshold_metrics()
+        scored = None if normal is None else normal[~np.isnan(normal)]
+        return {"old": old, "new": float(model.scorer.threshold),
+                "valid_fpr": None if scored is None or not scored.size else float((scored > new).mean()),
+                "valid_normals": None if scored is None else int(scored.size)}
+
+    def _rethreshold_metrics(self) -> None:
+        """The flag rates of the fit's validation and test metrics at the threshold as it is now
+        (from the kept scores; a split whose scores were not kept gets None and a note)."""
+        threshold = float(self.model.scorer.threshold)
+        for split, pair in (("valid", self.valid_scores), ("test", self.test_scores)):
+            metrics = self.metrics.get(split)
+            if not isinstance(metrics, dict) or "flag_fpr" not in metrics:
+                continue
+            if pair is None:
+                metrics["flag_fpr"] = metrics["flag_tpr"] = None
+                note = "flag_fpr and flag_tpr: not known at the threshold set after the fit (no scores kept)"
+                metrics["note"] = note if not metrics.get("note") else f"{metrics['note']}; {note}"
+                continue
+            scores, y = pair
+            known = y >= 0
+            metrics.update({key: anomaly_metrics(scores[known], y[known], threshold)[key]
+                            for key in ("flag_fpr", "flag_tpr")})
 
     def _fit_normal_reference(self, normal: EncodedTable) -> None:
         """The normal rows' mean score under every coalition of modalities (the others hidden,
@@ -407,14 +514,48 @@ class AnomalyDetector(Estimator):
 
     # -- persistence --------------------------------------------------------------------------
     def _write_report(self, run: Path, model: AnomalyModel) -> None:
-        """``report.html``: the metrics, per-label AUROC and the score distributions."""
+        """``scores.npz`` (the validation and test scores and labels, numpy arrays only), then
+        ``report.html``: the metrics, per-label AUROC and the score distributions."""
         from polymodal.anomaly.report import anomaly_sections  # the report sits a layer above
         from polymodal.evaluation.report import write_report
 
+        self._write_scores(run / SCORES_FILE)
         scored = {split: pair for split, pair in (("valid", self.valid_scores), ("test", self.test_scores))
                   if pair is not None}
         write_report(self, run, model, anomaly_sections(self.metrics, float(model.scorer.threshold), scored,
                                                         run / PLOTS_DIR))
+
+    def _write_scores(self, path: Path) -> None:
+        """The validation (and test) scores and labels into ``path`` (``.npz``); a stale file goes
+        when there are none (a run loaded from a folder saved before they were kept)."""
+        arrays = {f"{split}_{part}": np.asarray(values, dtype)
+                  for split, pair in (("valid", self.valid_scores), ("test", self.test_scores)) if pair is not None
+                  for part, values, dtype in (("scores", pair[0], np.float64), ("labels", pair[1], np.int64))}
+        if not arrays:
+            path.unlink(missing_ok=True)
+            return
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:  # a handle: np.savez would add .npz to the temporary name
+                np.savez(handle, **arrays)
+
+        atomic_write(path, write)
+
+    @staticmethod
+    def _read_scores(run: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """What :meth:`_write_scores` wrote into ``run``, by split; empty when the run has none."""
+        if not (run / SCORES_FILE).is_file():
+            return {}
+        with runfolder.reading(run, SCORES_FILE), np.load(run / SCORES_FILE, allow_pickle=False) as stored:
+            out = {}
+            for split in ("valid", "test"):
+                if f"{split}_scores" in stored.files:
+                    scores, labels = stored[f"{split}_scores"], stored[f"{split}_labels"]
+                    if scores.ndim != 1 or scores.shape != labels.shape:
+                        raise ValueError(f"{split}: {scores.shape[0] if scores.ndim else 0} scores for "
+                                         f"{labels.shape[0] if labels.ndim else 0} labels")
+                    out[split] = (scores, labels)
+            return out
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, config: Config | None = None) -> AnomalyDetector:
@@ -426,4 +567,6 @@ class AnomalyDetector(Estimator):
         model = detector._build_model(detector.pipeline, restore=True)
         runfolder.load_weights(model, run, optional=OPTIONAL_STATE)
         detector.model = model.eval()
+        scores = cls._read_scores(run)
+        detector.valid_scores, detector.test_scores = scores.get("valid"), scores.get("test")
         return detector

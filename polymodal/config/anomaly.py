@@ -6,6 +6,7 @@
       scorer: autoencoder             # autoencoder | deep_svdd | mahalanobis | consistency
       normal: [Normal]                # target values that mean "normal"; every other value is an anomaly
       target_fpr: 0.05                # the flag threshold: this false-positive rate on validation normals
+      # threshold: 3.2                # written by set_threshold(score=) / `polymodal threshold --score` only
 
 Every scorer shares one network: the modalities' encoders, the fusion and a bias-free projection
 to a ``latent_dim`` space. ``autoencoder`` trains per-modality decoders that reconstruct each
@@ -38,7 +39,14 @@ class AnomalyConfig(StrictModel):
             (training rows with another value are dropped unless ``use_labelled_anomalies``; a
             training manifest with no normal row is an error).
         target_fpr: the flag threshold lets ``floor(target_fpr x N)`` of the N validation normals
-            above it.
+            above it (below 1/N that is none of them: the threshold is their highest score, and a
+            fit warns). A fitted detector re-thresholds at another rate without retraining
+            (``AnomalyDetector.set_threshold(fpr=)``, ``polymodal threshold RUN --fpr F``), which
+            records the new rate here.
+        threshold: the flag threshold as a score, when it was set as one on a fitted detector
+            (``set_threshold(score=)``, ``polymodal threshold RUN --score S``), which records it
+            here; None (default): the score at ``target_fpr``. A fit refuses a set value: a new
+            fit's scores have a scale of their own.
         latent_dim: width of the fused latent space (and of the consistency scorer's shared space).
         recon_size: each modality's preprocessed input is average-pooled to this many values and
             reconstructed by a decoder MLP of ``decoder_hidden`` units (``autoencoder``,
@@ -55,6 +63,7 @@ class AnomalyConfig(StrictModel):
     scorer: Scorer = "autoencoder"
     normal: list[str | int] = Field(default_factory=lambda: ["normal", 0])
     target_fpr: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
+    threshold: float | None = None
     latent_dim: PositiveInt = 32
     recon_size: Annotated[int, Field(ge=4, le=65_536)] = 1024
     decoder_hidden: PositiveInt = 256
