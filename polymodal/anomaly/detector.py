@@ -241,6 +241,7 @@ class AnomalyDetector(Estimator):
                                    scorer=self.settings.scorer, threshold=float(model.scorer.threshold))
         self.metrics = {"valid": self._metrics(valid_scores, valid_y, pipeline.targets.labels(valid_m, valid_table.rows),
                                                subject="validation holds", validation=True)}
+        self._warn_inverted_ranking(self.metrics["valid"].get("auroc"))
         self._finish_fit(train_table, valid_table, test_m, run_dir)
         if test_m is not None:
             self.test_scores = self.eval_scores
@@ -328,6 +329,21 @@ class AnomalyDetector(Estimator):
             known = y >= 0
             metrics.update({key: anomaly_metrics(scores[known], y[known], threshold)[key]
                             for key in ("flag_fpr", "flag_tpr")})
+
+    def _warn_inverted_ranking(self, auroc: float | None) -> None:
+        """Warn when the validation AUROC (defined where validation holds labelled anomalies) is
+        below 0.5: the scorer ranks those anomalies below the normal rows, so what it measures is
+        not what sets them apart; name it and the scorers to try instead."""
+        if auroc is None or auroc >= 0.5:
+            return
+        scorer = self.settings.scorer
+        why = (" (it flags modalities that do not belong together: anomalies whose modalities still agree, "
+               "a fault every sensor shows alike, look normal to it)" if scorer == "consistency" else "")
+        others = [name for name in ("autoencoder", "deep_svdd", "mahalanobis") if name != scorer]
+        warn_user(f"validation AUROC {auroc:.3f} is below 0.5: the anomaly scorer '{scorer}' ranks the validation's "
+                  f"labelled anomalies below its normal rows{why}; its flags will miss them. Try another "
+                  f"anomaly.scorer ({', '.join(others)}), or check the validation labels (anomaly.normal: "
+                  f"{self.settings.normal})")
 
     def _fit_normal_reference(self, normal: EncodedTable) -> None:
         """The normal rows' mean score under every coalition of modalities (the others hidden,

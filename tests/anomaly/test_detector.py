@@ -521,3 +521,32 @@ def test_batch_prediction_under_on_error_missing_writes_every_manifest_row(data,
     assert written.loc[[3, 7], "flag"].all() and written.loc[[3, 7], "score"].isna().all()
     assert "a row left with no modality present is kept and flagged, with a NaN score" in result.stderr
     assert sorted(pd.read_csv(data / "p.skipped.csv")["row"]) == [3, 3, 7, 9]
+
+
+@pytest.mark.parametrize(("scorer", "others"), [("mahalanobis", "autoencoder, deep_svdd"),
+                                                ("consistency", "autoencoder, deep_svdd, mahalanobis")])
+def test_a_scorer_that_ranks_the_validation_anomalies_below_the_normal_rows_is_warned_about(data, scorer, others):
+    """Validation whose labelled anomalies look like the training rows and whose normal-labelled rows
+    are faults: the scorer ranks the anomalies lowest (AUROC < 0.5), and the fit says so, naming the
+    scorer and the others to try; a validation it ranks right gives no such warning."""
+    faults = pd.read_csv(data / "test.csv").query("label == 'fault'").assign(label="normal")
+    quiet = pd.read_csv(data / "valid.csv").assign(label="quiet")  # normal signals, labelled anomalous
+    pd.concat([faults, quiet]).to_csv(data / "valid_inverted.csv", index=False)
+    with pytest.warns(UserWarning, match=rf"validation AUROC 0\.\d+ is below 0.5: the anomaly scorer '{scorer}' "
+                                         r"ranks the validation's labelled anomalies below its normal rows.*Try "
+                                         rf"another anomaly.scorer \({others}\)") as caught:
+        det = AnomalyDetector.from_config(config(scorer, epochs=2)).fit(data / "train.csv",
+                                                                        data / "valid_inverted.csv")
+    assert det.metrics["valid"]["auroc"] < 0.5
+    if scorer == "consistency":  # what it measures, said
+        assert any("modalities that do not belong together" in str(w.message) for w in caught)
+    if scorer != "mahalanobis":
+        return
+    pd.concat([pd.read_csv(data / "valid.csv"), pd.read_csv(data / "test.csv").query("label == 'fault'")]).to_csv(
+        data / "valid_faults.csv", index=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        right = AnomalyDetector.from_config(config("mahalanobis", epochs=2)).fit(data / "train.csv",
+                                                                                 data / "valid_faults.csv")
+    assert right.metrics["valid"]["auroc"] > 0.5
+    assert not [w for w in caught if "below 0.5" in str(w.message)]
