@@ -29,7 +29,7 @@ import torch
 from polymodal import runfolder
 from polymodal.anomaly.model import AnomalyModel, ScoreNetwork, build_anomaly_net
 from polymodal.anomaly.scorers import OPTIONAL_STATE, build_scorer
-from polymodal.anomaly.targets import AnomalyTargets
+from polymodal.anomaly.targets import AnomalyTargets, stratified_sample
 from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
 from polymodal.config.anomaly import AnomalyConfig, anomaly_settings
@@ -187,10 +187,7 @@ class AnomalyDetector(Estimator):
         if not normal.any():
             raise ManifestError([f"every training row is labelled anomalous (normal values: {self.settings.normal}); "
                                  "anomaly detection learns from normal rows"], source=train_m.name)
-        dropped = 0
-        if not self.settings.use_labelled_anomalies:  # normal data only, from the preprocessing on
-            dropped = int((~normal).sum())
-            train_m = train_m.subset(np.flatnonzero(normal))
+        train_m, dropped = self._kept_anomalies(pipeline, train_m, normal)
         started = time.perf_counter()
         train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m)
         self._seed()
@@ -344,6 +341,35 @@ class AnomalyDetector(Estimator):
                   f"labelled anomalies below its normal rows{why}; its flags will miss them. Try another "
                   f"anomaly.scorer ({', '.join(others)}), or check the validation labels (anomaly.normal: "
                   f"{self.settings.normal})")
+
+    def _kept_anomalies(self, pipeline: DataPipeline, train: Manifest, normal: np.ndarray) -> tuple[Manifest, int]:
+        """The training rows with the labelled anomalies it learns from (``normal``: (N,) False
+        where a row is labelled anomalous): none (normal data only, from the preprocessing on)
+        unless ``use_labelled_anomalies``, then at most ``max_labelled_anomalies`` of them (a
+        sample seeded by ``train.seed``, each label in proportion). Warns when those kept outnumber
+        the normal rows.
+
+        Returns:
+            The rows kept, and how many labelled anomalies were dropped.
+        """
+        settings, anomalies = self.settings, np.flatnonzero(~normal)
+        if not settings.use_labelled_anomalies:
+            return train.subset(np.flatnonzero(normal)), len(anomalies)
+        kept = anomalies
+        if settings.max_labelled_anomalies is not None:
+            labels = pipeline.targets.labels(train, anomalies)
+            kept = anomalies[stratified_sample(labels, settings.max_labelled_anomalies, self.config.train.seed)]
+        normals = int(normal.sum())
+        if len(kept) > normals:
+            limit = ("" if settings.max_labelled_anomalies is None
+                     else f" (anomaly.max_labelled_anomalies: {settings.max_labelled_anomalies})")
+            warn_user(f"{len(kept)} labelled anomalies are kept in training{limit}, more than its {normals} normal "
+                      "rows (anomaly.use_labelled_anomalies: true): the detector learns what normal is from the normal "
+                      "rows, and the anomalies only push away from it; set anomaly.max_labelled_anomalies to keep a "
+                      f"sample of them, fewer than the {normals} normal rows")
+        if len(kept) == len(anomalies):
+            return train, 0
+        return train.subset(np.sort(np.concatenate([np.flatnonzero(normal), kept]))), len(anomalies) - len(kept)
 
     def _fit_normal_reference(self, normal: EncodedTable) -> None:
         """The normal rows' mean score under every coalition of modalities (the others hidden,

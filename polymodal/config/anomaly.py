@@ -56,6 +56,11 @@ class AnomalyConfig(StrictModel):
             True keeps a few labelled anomalies: Deep SVDD pushes them away from its centre
             (Deep SAD), the consistency scorer pulls their modalities apart; the reconstruction and the
             Gaussian still fit normal rows only.
+        max_labelled_anomalies: with ``use_labelled_anomalies``, keep at most this many labelled
+            anomalies in training: a random sample (seeded by ``train.seed``) drawn from each
+            anomaly label in proportion to its rows, the rest dropped as without the option; None
+            (default) keeps them all. A fit warns when the anomalies it keeps outnumber its normal
+            training rows. Only used with ``use_labelled_anomalies: true``.
         pretrain_fraction: ``deep_svdd``: fraction of ``train.epochs`` spent pre-training the
             autoencoder before the centre is fixed.
     """
@@ -69,6 +74,7 @@ class AnomalyConfig(StrictModel):
     decoder_hidden: PositiveInt = 256
     pretrain_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
     use_labelled_anomalies: bool = False
+    max_labelled_anomalies: Annotated[int, Field(ge=0)] | None = None
 
 
 def anomaly_settings(config: Any) -> AnomalyConfig:
@@ -81,8 +87,9 @@ def check_anomaly(config: Any) -> None:
 
     Raises:
         ValueError: an ``anomaly`` section without ``task: anomaly``, a fusion that produces task
-            outputs itself, further ``tasks``, ``align`` or ``transfer`` with anomaly detection, or
-            the consistency scorer with a single modality.
+            outputs itself, further ``tasks``, ``align`` or ``transfer`` with anomaly detection,
+            the consistency scorer with a single modality, or ``max_labelled_anomalies`` without
+            ``use_labelled_anomalies``.
     """
     anomaly = getattr(config, "anomaly", None)
     if config.task != "anomaly":
@@ -95,6 +102,10 @@ def check_anomaly(config: Any) -> None:
     for key in ("tasks", "align", "transfer"):
         if getattr(config, key, None) is not None:
             raise ValueError(f"{key}: task 'anomaly' does not combine with '{key}'; remove it")
+    if anomaly is not None and anomaly.max_labelled_anomalies is not None and not anomaly.use_labelled_anomalies:
+        raise ValueError(f"anomaly.max_labelled_anomalies: {anomaly.max_labelled_anomalies} limits the labelled "
+                         "anomalies kept in training, but use_labelled_anomalies is false (every one is dropped); "
+                         "set use_labelled_anomalies: true, or remove the key")
     if anomaly is not None and anomaly.scorer == "consistency" and len(config.modalities) < 2:
         raise ValueError(f"anomaly.scorer 'consistency' compares modalities and needs at least 2; this config has "
                          f"{sorted(config.modalities)}")

@@ -550,3 +550,51 @@ def test_a_scorer_that_ranks_the_validation_anomalies_below_the_normal_rows_is_w
                                                                                  data / "valid_faults.csv")
     assert right.metrics["valid"]["auroc"] > 0.5
     assert not [w for w in caught if "below 0.5" in str(w.message)]
+
+
+def test_max_labelled_anomalies_keeps_a_seeded_sample_of_each_label(data):
+    mixed = pd.concat([pd.read_csv(data / "train.csv"), pd.read_csv(data / "test.csv").query("label != 'normal'")])
+    mixed.to_csv(data / "mixed_labels.csv", index=False)  # 96 normal, 24 fault, 24 mismatch
+    cfg = config("autoencoder", epochs=1, use_labelled_anomalies=True, max_labelled_anomalies=10)
+    det = AnomalyDetector.from_config(cfg).fit(data / "mixed_labels.csv", data / "valid.csv")
+    assert det.info["train_anomalies"] == 10 and det.info["train_anomalies_dropped"] == 38
+    assert det.info["train_rows"] == 106
+    everything = AnomalyDetector.from_config(config("autoencoder", epochs=1, use_labelled_anomalies=True)).fit(
+        data / "mixed_labels.csv", data / "valid.csv")
+    assert everything.info["train_anomalies"] == 48 and everything.info["train_anomalies_dropped"] == 0
+
+
+def test_the_anomaly_sample_is_stratified_by_label_and_seeded():
+    from polymodal.anomaly.targets import stratified_sample
+
+    labels = ["fault"] * 30 + ["mismatch"] * 10 + ["drift"] * 2
+    chosen = stratified_sample(labels, 8, seed=3)
+    assert [labels[i] for i in chosen].count("fault") == 6 and [labels[i] for i in chosen].count("mismatch") == 2
+    assert len(chosen) == 8 and list(chosen) == sorted(set(chosen.tolist()))
+    np.testing.assert_array_equal(chosen, stratified_sample(labels, 8, seed=3))
+    assert not np.array_equal(chosen, stratified_sample(labels, 8, seed=4))
+    assert list(stratified_sample(labels, 50, seed=0)) == list(range(42)) and len(stratified_sample(labels, 0, 0)) == 0
+
+
+def test_kept_anomalies_outnumbering_the_normal_rows_are_warned_about(data):
+    few = pd.concat([pd.read_csv(data / "train.csv").head(10), pd.read_csv(data / "test.csv").query("label != 'normal'")])
+    few.to_csv(data / "few_normals.csv", index=False)  # 10 normal, 48 anomalies
+    with pytest.warns(UserWarning, match=r"48 labelled anomalies are kept in training, more than its 10 normal rows.*"
+                                         r"set anomaly.max_labelled_anomalies"):
+        AnomalyDetector.from_config(config("autoencoder", epochs=1, use_labelled_anomalies=True)).fit(
+            data / "few_normals.csv", data / "valid.csv")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        det = AnomalyDetector.from_config(config("autoencoder", epochs=1, use_labelled_anomalies=True,
+                                                 max_labelled_anomalies=6)).fit(data / "few_normals.csv",
+                                                                                data / "valid.csv")
+    assert det.info["train_anomalies"] == 6 and not [w for w in caught if "labelled anomalies are kept" in str(w.message)]
+
+
+@pytest.mark.parametrize(("anomaly", "message"), [
+    ({"max_labelled_anomalies": 5}, "anomaly.max_labelled_anomalies: 5 limits .* but use_labelled_anomalies is false"),
+    ({"use_labelled_anomalies": True, "max_labelled_anomalies": -1}, "anomaly.max_labelled_anomalies"),
+])
+def test_max_labelled_anomalies_is_checked(anomaly, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(config("autoencoder", **anomaly))
