@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -61,6 +61,8 @@ SUBSETS = "subset evaluation (--missing)"
 ROBUSTNESS = "a robustness sweep (--robustness)"
 EXPLAIN = "explain"
 EXPORT = "export"
+PROBABILITIES = "class probabilities"
+EMBEDDINGS = "a shared embedding space"
 
 
 class Estimator:
@@ -89,7 +91,8 @@ class Estimator:
     @property
     def unsupported(self) -> dict[str, str]:
         """What this estimator cannot do, by capability (PREDICT, SUBSETS, ROBUSTNESS, EXPLAIN,
-        EXPORT), with the reason (see :meth:`require`); it may depend on the config's task."""
+        EXPORT; PROBABILITIES and EMBEDDINGS for the methods only a predictor has), with the reason
+        (see :meth:`require`); it may depend on the config's task."""
         return {}
 
     def __init__(self, config: Config | dict[str, Any] | str | os.PathLike):
@@ -254,9 +257,18 @@ class Estimator:
         Raises:
             SchemaMismatchError: naming the capability, the task and why.
         """
-        reason = self.unsupported.get(capability)
-        if reason is not None:
-            raise SchemaMismatchError(f"{asked or capability} is not available for task '{self.config.task}': {reason}")
+        if capability in self.unsupported:
+            self.refuse(capability, asked)
+
+    def refuse(self, capability: str, asked: str | None = None) -> NoReturn:
+        """Raise :meth:`require`'s error for ``capability`` (one of :attr:`unsupported`): for a
+        method this estimator offers only to say what to use instead.
+
+        Raises:
+            SchemaMismatchError: naming the capability, the task and why.
+        """
+        reason = self.unsupported.get(capability, "this estimator does not implement it")
+        raise SchemaMismatchError(f"{asked or capability} is not available for task '{self.config.task}': {reason}")
 
     # -- fitting ------------------------------------------------------------------------------
     def _seed(self) -> None:

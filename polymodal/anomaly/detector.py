@@ -20,7 +20,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ from polymodal.errors import (
     RunFolderError,
     SchemaMismatchError,
 )
-from polymodal.estimator import ROBUSTNESS, Estimator
+from polymodal.estimator import EMBEDDINGS, PROBABILITIES, ROBUSTNESS, Estimator
 from polymodal.metrics.anomaly import anomaly_metrics, flags, threshold_at_fpr, undefined_note
 from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, start_run
 from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR, SCORES_FILE
@@ -61,6 +61,11 @@ EMPTIED_NOTE = "not scored: no modality could be read"  # predict_frame's note o
 _UNSUPPORTED = {  # capability -> why an anomaly detector has none
     ROBUSTNESS: "a corrupted input is what an anomaly detector should flag, so its AUROC under corruption measures "
                 "no robustness; score corrupted copies of your files through predict to see which are flagged",
+    PROBABILITIES: "an anomaly detector gives each row a score and a flag, not class probabilities; use "
+                   "predict_frame (score, flag, absent per row) or predict (the flags)",
+    EMBEDDINGS: "an anomaly detector scores rows against normal data and learns no space its modalities share "
+                "(task 'anomaly' does not combine with align); use predict_frame (score, flag per row), or "
+                "explain for what each modality contributed",
 }
 
 
@@ -509,6 +514,39 @@ class AnomalyDetector(Estimator):
     def predict(self, data: DataSource, modalities: Any = None, **_: Any) -> np.ndarray:
         """(N,) bool flags."""
         return self.predict_frame(data, modalities)["flag"].to_numpy()
+
+    # -- a classifier's and an aligned model's methods: refused, saying what to use --------------
+    def predict_proba(self, *_: Any, **__: Any) -> NoReturn:
+        """Not available: a detector scores and flags rows (:meth:`predict_frame`).
+
+        Raises:
+            SchemaMismatchError: always, saying to use ``predict_frame``.
+        """
+        self.refuse(PROBABILITIES, "predict_proba")
+
+    def embed(self, *_: Any, **__: Any) -> NoReturn:
+        """Not available: a detector has no shared embedding space.
+
+        Raises:
+            SchemaMismatchError: always, saying to use ``predict_frame``.
+        """
+        self.refuse(EMBEDDINGS, "embed")
+
+    def evaluate_retrieval(self, *_: Any, **__: Any) -> NoReturn:
+        """Not available: a detector has no shared embedding space to retrieve across.
+
+        Raises:
+            SchemaMismatchError: always, saying to use ``predict_frame``.
+        """
+        self.refuse(EMBEDDINGS, "evaluate_retrieval")
+
+    def zero_shot(self, *_: Any, **__: Any) -> NoReturn:
+        """Not available: a detector has no classes, nor a shared space to match their names in.
+
+        Raises:
+            SchemaMismatchError: always, saying to use ``predict_frame``.
+        """
+        self.refuse(EMBEDDINGS, "zero_shot")
 
     def evaluate(self, data: DataSource, modalities: Any = None, *, by: str | None = None, **_: Any
                  ) -> dict[str, Any]:

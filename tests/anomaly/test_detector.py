@@ -598,3 +598,36 @@ def test_kept_anomalies_outnumbering_the_normal_rows_are_warned_about(data):
 def test_max_labelled_anomalies_is_checked(anomaly, message):
     with pytest.raises(ConfigError, match=message):
         load_config(config("autoencoder", **anomaly))
+
+
+@pytest.mark.parametrize(("method", "args", "capability"), [
+    ("predict_proba", ("test.csv",), "class probabilities"),
+    ("embed", ("test.csv", "a"), "a shared embedding space"),
+    ("evaluate_retrieval", ("test.csv",), "a shared embedding space"),
+    ("zero_shot", ("test.csv", "a", ["x"]), "a shared embedding space"),
+])
+def test_a_classifiers_methods_on_a_detector_say_to_use_predict_frame(data, fitted, method, args, capability):
+    det = fitted[0]
+    with pytest.raises(SchemaMismatchError, match=rf"^{method} is not available for task 'anomaly': .*use "
+                                                  r"predict_frame \(score, flag"):
+        getattr(det, method)(data / args[0], *args[1:])
+    assert capability in det.unsupported and det.predict(data / "valid.csv").dtype == bool
+
+
+@pytest.mark.parametrize("command", [["embed", "--modality", "a", "--out", "e.parquet"],
+                                     ["index", "build", "--modality", "a", "--out", "index"],
+                                     ["zero-shot", "--modality", "a", "--classes", "x,y", "--out", "z.csv"],
+                                     ["evaluate", "--retrieval"]])
+def test_the_shared_space_commands_refuse_an_anomaly_run_with_a_message(data, fitted, tmp_path, command):
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    words = [*command[:2], str(fitted[1])] if command[0] == "index" else [command[0], str(fitted[1])]
+    rest = command[2:] if command[0] == "index" else command[1:]
+    rest = [str(tmp_path / w) if w in ("e.parquet", "index", "z.csv") else w for w in rest]
+    result = CliRunner().invoke(app, [*words, "--data", str(data / "test.csv"), *rest])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    message = " ".join(result.stderr.split())
+    assert "is not available for task 'anomaly'" in message and "use predict_frame (score, flag" in message, message
+    assert "train it with align" not in message  # which task 'anomaly' does not combine with
