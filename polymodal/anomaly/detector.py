@@ -102,7 +102,8 @@ class AnomalyDetector(Estimator):
 
     @property
     def unsupported(self) -> dict[str, str]:
-        """No robustness sweep (a corrupted input is an anomaly); subsets, attributions, export and serving work."""
+        """No robustness sweep (a corrupted input is an anomaly), class probabilities or shared-space
+        embeddings (a score and a flag per row instead); subsets, attributions, export and serving work."""
         return _UNSUPPORTED
 
     def __init__(self, config: Config | dict[str, Any] | str | os.PathLike):
