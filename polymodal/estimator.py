@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -62,6 +62,8 @@ SUBSETS = "subset evaluation (--missing)"
 ROBUSTNESS = "a robustness sweep (--robustness)"
 EXPLAIN = "explain"
 EXPORT = "export"
+PROBABILITIES = "class probabilities"
+EMBEDDINGS = "a shared embedding space"
 
 
 class Estimator:
@@ -80,12 +82,18 @@ class Estimator:
         eval_skipped: the files skipped by the latest evaluate / predict / explain (or the fit's test set).
         diagnostics: the report's analyses after the fit (subsets, importance, robustness...: see
             :mod:`polymodal.evaluation.diagnostics`; an anomaly detector's on its test manifest only).
+        emptied_rows_predicted: what ``data.on_error: missing`` does to a predicted row left with no
+            modality present, as the skipped-files warning says it (:func:`describe_skipped`'s
+            ``emptied``): left out of a prediction (an anomaly detector keeps it, flagged).
     """
+
+    emptied_rows_predicted: ClassVar[str] = "left out"
 
     @property
     def unsupported(self) -> dict[str, str]:
         """What this estimator cannot do, by capability (PREDICT, SUBSETS, ROBUSTNESS, EXPLAIN,
-        EXPORT), with the reason (see :meth:`require`); it may depend on the config's task."""
+        EXPORT; PROBABILITIES and EMBEDDINGS for the methods only a predictor has), with the reason
+        (see :meth:`require`); it may depend on the config's task."""
         return {}
 
     def __init__(self, config: Config | dict[str, Any] | str | os.PathLike):
@@ -170,11 +178,14 @@ class Estimator:
         finally:
             self._skips_warned = before
 
-    def warn_skipped(self, skipped: pd.DataFrame, listed: str) -> None:
+    def warn_skipped(self, skipped: pd.DataFrame, listed: str, *, predicting: bool = False) -> None:
         """Warn about ``skipped`` files (unless inside :meth:`quiet_skips`): the first few, and
-        where ``listed`` they all are."""
+        where ``listed`` they all are; ``predicting``: they were skipped by a prediction, whose
+        rows left with no modality present are :attr:`emptied_rows_predicted` (else left out)."""
         if self._skips_warned and not skipped.empty:
-            warn_user(f"{describe_skipped(skipped, self.config.data.on_error)}\n  all of them: {listed}")
+            emptied = self.emptied_rows_predicted if predicting else "left out"
+            warn_user(f"{describe_skipped(skipped, self.config.data.on_error, emptied=emptied)}\n"
+                      f"  all of them: {listed}")
 
     def require_fitted(self) -> tuple[DataPipeline, torch.nn.Module]:
         """The fitted pipeline and network.
@@ -247,9 +258,18 @@ class Estimator:
         Raises:
             SchemaMismatchError: naming the capability, the task and why.
         """
-        reason = self.unsupported.get(capability)
-        if reason is not None:
-            raise SchemaMismatchError(f"{asked or capability} is not available for task '{self.config.task}': {reason}")
+        if capability in self.unsupported:
+            self.refuse(capability, asked)
+
+    def refuse(self, capability: str, asked: str | None = None) -> NoReturn:
+        """Raise :meth:`require`'s error for ``capability`` (one of :attr:`unsupported`): for a
+        method this estimator offers only to say what to use instead.
+
+        Raises:
+            SchemaMismatchError: naming the capability, the task and why.
+        """
+        reason = self.unsupported.get(capability, "this estimator does not implement it")
+        raise SchemaMismatchError(f"{asked or capability} is not available for task '{self.config.task}': {reason}")
 
     # -- fitting ------------------------------------------------------------------------------
     def _seed(self) -> None:
@@ -372,10 +392,11 @@ class Estimator:
                            ranks=world_size(self.config.train))
 
     # -- inference ----------------------------------------------------------------------------
-    def encode_data(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None
-                ) -> tuple[Manifest, EncodedTable]:
+    def encode_data(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None,
+                    predicting: bool = False) -> tuple[Manifest, EncodedTable]:
         """Read and encode ``data`` with the fitted pipeline (``modalities``: only these present);
-        its skipped files become ``eval_skipped``."""
+        its skipped files become ``eval_skipped`` (warned about as a prediction's when
+        ``predicting``: see :meth:`warn_skipped`)."""
         pipeline, _ = self.require_fitted()
         if isinstance(modalities, str):  # one modality by name
             modalities = [modalities]
@@ -384,7 +405,7 @@ class Estimator:
         table = pipeline.encode(manifest, progress=self.config.train.progress,
                                 modalities=names if names is not None else pipeline.check_modalities(None, manifest))
         self.eval_skipped = skipped_frame(table.skipped)
-        self.warn_skipped(self.eval_skipped, "the predictor's .eval_skipped")
+        self.warn_skipped(self.eval_skipped, "the predictor's .eval_skipped", predicting=predicting)
         if require_target:  # scores of no row: refused, not computed
             require_rows(table, manifest, self.config.data.on_error, "evaluate")
         return manifest, table

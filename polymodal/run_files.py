@@ -10,6 +10,8 @@ report, resuming and the command line all read them from here.
     skipped.csv          files skipped while encoding the fit's manifests (when there were any;
                          its ``split`` column names the manifest: train, valid or test)
     diagnostics.json     the report's subsets, importance, robustness... (an anomaly detector's: with a test manifest)
+    scores.npz           an anomaly detector's validation (and test) rows' scores and labels: what its
+                         flag threshold is chosen from again without retraining (``polymodal threshold``)
     report.html, plots/  the run's report and its figures
     checkpoints/         last.ckpt (for --resume) and best.ckpt
     logs/                the epoch CSV log and TensorBoard's
@@ -30,6 +32,7 @@ METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 SKIPPED_FILE = "skipped.csv"
 DIAGNOSTICS_FILE = "diagnostics.json"
+SCORES_FILE = "scores.npz"  # numpy arrays only, read with allow_pickle=False
 REPORT_FILE = "report.html"
 PLOTS_DIR = "plots"
 CHECKPOINTS_DIR = "checkpoints"
@@ -73,5 +76,5 @@ REPLACED_DIR = ".replaced"
 # What a run writes into its folder; replacing the run (--overwrite, save(overwrite=True)) removes
 # these and nothing else the folder may hold.
 RUN_ENTRIES = (CONFIG_FILE, MODEL_FILE, PREPROCESSORS_DIR, ASSETS_DIR, METRICS_FILE, HISTORY_FILE, SKIPPED_FILE,
-               DIAGNOSTICS_FILE, REPORT_FILE, PLOTS_DIR, CHECKPOINTS_DIR, LOGS_DIR, EVALUATION_DIR, EXPLAIN_DIR,
+               DIAGNOSTICS_FILE, SCORES_FILE, REPORT_FILE, PLOTS_DIR, CHECKPOINTS_DIR, LOGS_DIR, EVALUATION_DIR, EXPLAIN_DIR,
                EXPORT_DIR, EXPORT_TORCHSCRIPT_DIR)

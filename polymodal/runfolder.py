@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -122,6 +123,7 @@ def reading(run: Path, name: str) -> Iterator[None]:
         raise RunFolderError(f"the run {run} is incomplete: {missing} is missing; retrain it or restore the "
                              "file") from None
     except (OSError, ValueError, RuntimeError, SafetensorError,  # JSONDecodeError is a ValueError
+            zipfile.BadZipFile, EOFError,  # an .npz archive cut short or overwritten
             TypeError, AttributeError, KeyError) as err:  # readable, but not the structure the file has
         raise RunFolderError(f"the run {run} is damaged: {name} cannot be read ({type(err).__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else ''}); retrain it or restore the file") from None

@@ -8,17 +8,19 @@
 ``MultimodalPredictor.from_config`` / ``load`` hand ``task: anomaly`` configs and runs to this
 class, so ``polymodal train / evaluate / predict`` work unchanged. Run folder: ``config.yaml``,
 ``model.safetensors`` (network + the scorer's statistics and threshold), ``preprocessors/``,
-``assets/`` (pretrained encoders' files), ``metrics.json``, ``history.csv``, ``report.html`` with
-``plots/`` (see :mod:`polymodal.run_files`).
+``assets/`` (pretrained encoders' files), ``metrics.json``, ``history.csv``, ``scores.npz`` (the
+validation and test rows' scores and labels: ``set_threshold`` chooses from them again without
+retraining), ``report.html`` with ``plots/`` (see :mod:`polymodal.run_files`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -27,28 +29,56 @@ import torch
 from polymodal import runfolder
 from polymodal.anomaly.model import AnomalyModel, ScoreNetwork, build_anomaly_net
 from polymodal.anomaly.scorers import OPTIONAL_STATE, build_scorer
-from polymodal.anomaly.targets import AnomalyTargets
+from polymodal.anomaly.targets import AnomalyTargets, stratified_sample
 from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
 from polymodal.config.anomaly import AnomalyConfig, anomaly_settings
+from polymodal.config.fitted import model_settings
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import random_holdout
-from polymodal.errors import ManifestError, NotFittedError, SchemaMismatchError
-from polymodal.estimator import ROBUSTNESS, Estimator
+from polymodal.errors import (
+    ConfigError,
+    ManifestError,
+    NotFittedError,
+    OptionError,
+    RunFolderError,
+    SchemaMismatchError,
+)
+from polymodal.estimator import EMBEDDINGS, PROBABILITIES, ROBUSTNESS, Estimator
 from polymodal.metrics.anomaly import anomaly_metrics, flags, threshold_at_fpr, undefined_note
 from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, start_run
-from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR
+from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR, SCORES_FILE
 from polymodal.training.devices import sharing_the_cache_with_ranks
 from polymodal.training.process_state import kept_process_state
+from polymodal.utils.io import atomic_write
 from polymodal.utils.scores import coalition_values, held_masks
 from polymodal.utils.warn import warn_user
+
+EMPTIED_NOTE = "not scored: no modality could be read"  # predict_frame's note on a row on_error: missing emptied
 
 _UNSUPPORTED = {  # capability -> why an anomaly detector has none
     ROBUSTNESS: "a corrupted input is what an anomaly detector should flag, so its AUROC under corruption measures "
                 "no robustness; score corrupted copies of your files through predict to see which are flagged",
+    PROBABILITIES: "an anomaly detector gives each row a score and a flag, not class probabilities; use "
+                   "predict_frame (score, flag, absent per row) or predict (the flags)",
+    EMBEDDINGS: "an anomaly detector scores rows against normal data and learns no space its modalities share "
+                "(task 'anomaly' does not combine with align); use predict_frame (score, flag per row), or "
+                "explain for what each modality contributed",
 }
+
+
+def warn_coarse_rate(fpr: float, normal_scores: np.ndarray) -> None:
+    """Warn when ``fpr`` is below 1/N for the N scored validation normal rows (``normal_scores``,
+    NaN: not scored): the false-positive rate moves in steps of 1/N, so the threshold is then the
+    highest normal score and no validation normal row is flagged."""
+    n = int(np.count_nonzero(~np.isnan(np.asarray(normal_scores, np.float64))))
+    if n and fpr < 1 / n:
+        warn_user(f"anomaly.target_fpr {fpr:g} is below 1/N = {1 / n:.4g} for the N = {n} validation normal rows: "
+                  "the validation false-positive rate moves in steps of 1/N, so the threshold is the highest "
+                  f"validation normal score (none of them flagged); validate on at least {math.ceil(1 / fpr - 1e-9)} "
+                  f"normal rows for that rate, or set a target_fpr of at least {1 / n:.4g}")
 
 
 class AnomalyDetector(Estimator):
@@ -61,15 +91,19 @@ class AnomalyDetector(Estimator):
         model: network + scorer (after ``fit``/``load``).
         metrics / info: validation (and test) metrics; facts about the fit.
         history / last_skipped: see :class:`~polymodal.estimator.Estimator`.
-        valid_scores: (scores, labels) of the validation rows of the last ``fit`` (for the
-            report; None after ``load``).
+        valid_scores: (scores, labels) of the validation rows of the last ``fit`` (for the report
+            and :meth:`set_threshold`; saved in the run's ``scores.npz`` and read back by ``load``:
+            None for a run saved before it was written).
         test_scores: the same for the test manifest of the last ``fit``; None when it had none.
         eval_scores: the same for the rows of the latest ``evaluate`` (or the fit's test).
     """
 
+    emptied_rows_predicted = "kept and flagged, with a NaN score"  # a row that cannot be checked is raised
+
     @property
     def unsupported(self) -> dict[str, str]:
-        """No robustness sweep (a corrupted input is an anomaly); subsets, attributions, export and serving work."""
+        """No robustness sweep (a corrupted input is an anomaly), class probabilities or shared-space
+        embeddings (a score and a flag per row instead); subsets, attributions, export and serving work."""
         return _UNSUPPORTED
 
     def __init__(self, config: Config | dict[str, Any] | str | os.PathLike):
@@ -138,6 +172,11 @@ class AnomalyDetector(Estimator):
             raise SchemaMismatchError("task 'anomaly' learns from no unlabelled manifest (its training rows are the "
                                       "normal samples); drop --unlabeled")
         cfg = self.config
+        if self.settings.threshold is not None:
+            raise ConfigError([f"anomaly.threshold: {self.settings.threshold} is the score a fitted detector was "
+                               "re-thresholded at (set_threshold(score=), polymodal threshold --score); a fit "
+                               "chooses its own threshold at anomaly.target_fpr, on scores whose scale is new: "
+                               "remove the key"])
         self._fitted_settings = None  # this fit's config may differ from the last one's
         if test is not None and not cfg.targets:
             raise SchemaMismatchError("a test manifest is evaluated against its labels, but this anomaly config has "
@@ -154,12 +193,9 @@ class AnomalyDetector(Estimator):
         if not normal.any():
             raise ManifestError([f"every training row is labelled anomalous (normal values: {self.settings.normal}); "
                                  "anomaly detection learns from normal rows"], source=train_m.name)
-        dropped = 0
-        if not self.settings.use_labelled_anomalies:  # normal data only, from the preprocessing on
-            dropped = int((~normal).sum())
-            train_m = train_m.subset(np.flatnonzero(normal))
+        train_m, dropped = self._kept_anomalies(pipeline, train_m, normal)
         started = time.perf_counter()
-        train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m)
+        train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m, out=out)
         self._seed()
         model = self._build_model(pipeline)
         optim = OptimSettings.from_config(cfg.train)
@@ -193,6 +229,7 @@ class AnomalyDetector(Estimator):
             self.info = {"rank": result.rank}
             return self
         valid_scores = self._scores(valid_table)  # NaN where the scorer could not score a row: left out
+        warn_coarse_rate(self.settings.target_fpr, valid_scores[valid_y != 1])
         model.scorer.threshold.fill_(threshold_at_fpr(valid_scores[valid_y != 1], self.settings.target_fpr))
         self._fit_normal_reference(valid_table.select(valid_y != 1))
         self.valid_scores, self.test_scores = (valid_scores, valid_y), None
@@ -207,6 +244,7 @@ class AnomalyDetector(Estimator):
                                    scorer=self.settings.scorer, threshold=float(model.scorer.threshold))
         self.metrics = {"valid": self._metrics(valid_scores, valid_y, pipeline.targets.labels(valid_m, valid_table.rows),
                                                subject="validation holds", validation=True)}
+        self._warn_inverted_ranking(self.metrics["valid"].get("auroc"))
         self._finish_fit(train_table, valid_table, test_m, run_dir)
         if test_m is not None:
             self.test_scores = self.eval_scores
@@ -217,6 +255,127 @@ class AnomalyDetector(Estimator):
         if run_dir is not None:
             self.save(run_dir)
         return self
+
+    # -- the flag threshold -------------------------------------------------------------------
+    def set_threshold(self, *, fpr: float | None = None, score: float | None = None) -> dict[str, Any]:
+        """Set the flag threshold of the fitted detector without retraining: at the false-positive
+        rate ``fpr`` on the validation normal rows kept from the fit (as ``fit`` does at
+        ``anomaly.target_fpr``), or at the score ``score``. The config records it
+        (``anomaly.target_fpr``, or ``anomaly.threshold`` for a score), so that it stays the
+        config the model is bound to; the validation and test metrics' flag rates follow. Persist
+        it with :meth:`save` (``polymodal threshold RUN`` does both).
+
+        Args:
+            fpr: in (0, 1); below 1/N for N validation normal rows it warns (the threshold is
+                then the highest of their scores).
+            score: any finite score; rows above it are flagged.
+
+        Returns:
+            ``old`` and ``new`` threshold, ``valid_fpr`` (the share of scored validation normal
+            rows above the new one; None when the run kept no validation scores) and
+            ``valid_normals`` (their number, N).
+
+        Raises:
+            OptionError: neither or both of ``fpr`` and ``score``, or a value out of range.
+            RunFolderError: ``fpr`` for a run saved without its validation scores (before
+                ``scores.npz`` was written): fit it again, or give ``score``.
+            NotFittedError / ConfigError: not fitted, or its config changed since the fit.
+        """
+        _, model = self.require_fitted()
+        if (fpr is None) == (score is None):
+            raise OptionError([f"set_threshold: give either fpr (a false-positive rate on the validation normal rows) "
+                               f"or score (a score to flag above); got {'both' if fpr is not None else 'neither'}"])
+        if fpr is not None and (isinstance(fpr, bool) or not isinstance(fpr, int | float) or not 0 < fpr < 1):
+            raise OptionError([f"fpr: a false-positive rate between 0 and 1 (both excluded); got {fpr!r}"])
+        if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)
+                                  or not math.isfinite(score)):
+            raise OptionError([f"score: a finite anomaly score; got {score!r}"])
+        normal = None if self.valid_scores is None else self.valid_scores[0][self.valid_scores[1] != 1]
+        if fpr is not None:
+            if normal is None:
+                where = f"the run {self.run_dir}" if self.run_dir is not None else "this detector"
+                raise RunFolderError(f"{where} keeps no validation scores to choose a threshold at fpr={fpr:g} from "
+                                     f"(saved before polymodal wrote them to {SCORES_FILE}): fit it again, or set "
+                                     "the threshold as a score (set_threshold(score=S), polymodal threshold RUN "
+                                     "--score S)")
+            warn_coarse_rate(fpr, normal)
+            new = threshold_at_fpr(normal, fpr)
+            update = {"target_fpr": float(fpr), "threshold": None}
+        else:
+            new = float(score)
+            update = {"threshold": new}
+        old = float(model.scorer.threshold)
+        model.scorer.threshold.fill_(new)
+        self.config.anomaly = AnomalyConfig.model_validate({**self.settings.model_dump(), **update})
+        self._fitted_settings = model_settings(self.config)  # the change is the model's own, not one to refuse
+        self.info["threshold"] = float(model.scorer.threshold)
+        self._rethreshold_metrics()
+        scored = None if normal is None else normal[~np.isnan(normal)]
+        return {"old": old, "new": float(model.scorer.threshold),
+                "valid_fpr": None if scored is None or not scored.size else float((scored > new).mean()),
+                "valid_normals": None if scored is None else int(scored.size)}
+
+    def _rethreshold_metrics(self) -> None:
+        """The flag rates of the fit's validation and test metrics at the threshold as it is now
+        (from the kept scores; a split whose scores were not kept gets None and a note)."""
+        threshold = float(self.model.scorer.threshold)
+        for split, pair in (("valid", self.valid_scores), ("test", self.test_scores)):
+            metrics = self.metrics.get(split)
+            if not isinstance(metrics, dict) or "flag_fpr" not in metrics:
+                continue
+            if pair is None:
+                metrics["flag_fpr"] = metrics["flag_tpr"] = None
+                note = "flag_fpr and flag_tpr: not known at the threshold set after the fit (no scores kept)"
+                metrics["note"] = note if not metrics.get("note") else f"{metrics['note']}; {note}"
+                continue
+            scores, y = pair
+            known = y >= 0
+            metrics.update({key: anomaly_metrics(scores[known], y[known], threshold)[key]
+                            for key in ("flag_fpr", "flag_tpr")})
+
+    def _warn_inverted_ranking(self, auroc: float | None) -> None:
+        """Warn when the validation AUROC (defined where validation holds labelled anomalies) is
+        below 0.5: the scorer ranks those anomalies below the normal rows, so what it measures is
+        not what sets them apart; name it and the scorers to try instead."""
+        if auroc is None or auroc >= 0.5:
+            return
+        scorer = self.settings.scorer
+        why = (" (it flags modalities that do not belong together: anomalies whose modalities still agree, "
+               "a fault every sensor shows alike, look normal to it)" if scorer == "consistency" else "")
+        others = [name for name in ("autoencoder", "deep_svdd", "mahalanobis") if name != scorer]
+        warn_user(f"validation AUROC {auroc:.3f} is below 0.5: the anomaly scorer '{scorer}' ranks the validation's "
+                  f"labelled anomalies below its normal rows{why}; its flags will miss them. Try another "
+                  f"anomaly.scorer ({', '.join(others)}), or check the validation labels (anomaly.normal: "
+                  f"{self.settings.normal})")
+
+    def _kept_anomalies(self, pipeline: DataPipeline, train: Manifest, normal: np.ndarray) -> tuple[Manifest, int]:
+        """The training rows with the labelled anomalies it learns from (``normal``: (N,) False
+        where a row is labelled anomalous): none (normal data only, from the preprocessing on)
+        unless ``use_labelled_anomalies``, then at most ``max_labelled_anomalies`` of them (a
+        sample seeded by ``train.seed``, each label in proportion). Warns when those kept outnumber
+        the normal rows.
+
+        Returns:
+            The rows kept, and how many labelled anomalies were dropped.
+        """
+        settings, anomalies = self.settings, np.flatnonzero(~normal)
+        if not settings.use_labelled_anomalies:
+            return train.subset(np.flatnonzero(normal)), len(anomalies)
+        kept = anomalies
+        if settings.max_labelled_anomalies is not None:
+            labels = pipeline.targets.labels(train, anomalies)
+            kept = anomalies[stratified_sample(labels, settings.max_labelled_anomalies, self.config.train.seed)]
+        normals = int(normal.sum())
+        if len(kept) > normals:
+            limit = ("" if settings.max_labelled_anomalies is None
+                     else f" (anomaly.max_labelled_anomalies: {settings.max_labelled_anomalies})")
+            warn_user(f"{len(kept)} labelled anomalies are kept in training{limit}, more than its {normals} normal "
+                      "rows (anomaly.use_labelled_anomalies: true): the detector learns what normal is from the normal "
+                      "rows, and the anomalies only push away from it; set anomaly.max_labelled_anomalies to keep a "
+                      f"sample of them, fewer than the {normals} normal rows")
+        if len(kept) == len(anomalies):
+            return train, 0
+        return train.subset(np.sort(np.concatenate([np.flatnonzero(normal), kept]))), len(anomalies) - len(kept)
 
     def _fit_normal_reference(self, normal: EncodedTable) -> None:
         """The normal rows' mean score under every coalition of modalities (the others hidden,
@@ -294,21 +453,44 @@ class AnomalyDetector(Estimator):
         A scorer that cannot score some rows (``consistency``: fewer than two modalities present)
         adds a ``note`` column, the reason on those rows and null elsewhere, and warns with their
         count. Such a row's score is NaN and its flag True: a row that cannot be checked is raised,
-        as a monitor raises a sensor that stopped reporting.
+        as a monitor raises a sensor that stopped reporting. So is, under ``data.on_error:
+        missing``, a row left with no modality that could be read (every file unreadable or
+        absent; listed in ``eval_skipped``): it keeps its place, ``absent`` names every modality
+        and its note says why (the ``note`` column is then on every call, so that the chunks of a
+        batch prediction agree). Under ``skip`` a row with an unreadable file is left out.
         """
-        manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
+        manifest, table = self.encode_data(data, require_target=False, modalities=modalities, predicting=True)
         scores = self._scores(table)
         scorer = self.model.scorer
         unscored = np.isnan(scores)
         frame = pd.DataFrame({"score": scores, "flag": flags(scores, float(scorer.threshold)),
                               "absent": table.absent()}, index=manifest.row_index(table.rows))
-        if scorer.unscored_reason is not None:  # the column on every call, so that chunks of a manifest agree
-            frame["note"] = np.where(unscored, f"not scored: {scorer.unscored_reason}", None)
+        keeps_emptied = self.config.data.on_error == "missing"
+        if scorer.unscored_reason is not None or keeps_emptied:  # on every call, so that chunks of a manifest agree
+            reason = f"not scored: {scorer.unscored_reason}" if scorer.unscored_reason is not None else None
+            frame["note"] = pd.Series(np.where(unscored, reason, None), index=frame.index, dtype=object)
             if unscored.any():
                 warn_user(f"{int(unscored.sum())} of {len(scores)} rows could not be scored "
                           f"({scorer.unscored_reason}): their score is NaN, their flag True (a row that cannot be "
                           "checked is raised) and their note says why")
+        if keeps_emptied:
+            frame = self._with_emptied_rows(frame, manifest, table)
         return frame
+
+    def _with_emptied_rows(self, frame: pd.DataFrame, manifest: Manifest, table: EncodedTable) -> pd.DataFrame:
+        """``frame`` (the scored rows of ``table``) with the rows of ``manifest`` that encoding left
+        out for want of any modality (``data.on_error: missing``) put back in manifest order: score
+        NaN, flag True, every modality absent and a note."""
+        emptied = np.setdiff1d(np.arange(len(manifest)), table.rows)
+        if not len(emptied):
+            return frame
+        names = ", ".join(table.modalities)  # as EncodedTable.absent spells a row without any
+        filler = pd.DataFrame({"score": np.full(len(emptied), np.nan, frame["score"].dtype),
+                               "flag": np.ones(len(emptied), bool), "absent": np.full(len(emptied), names, object),
+                               "note": np.full(len(emptied), EMPTIED_NOTE, object)},
+                              index=manifest.row_index(emptied))
+        rows = np.concatenate([table.rows, emptied])
+        return pd.concat([frame, filler]).iloc[np.argsort(rows, kind="stable")]
 
     def score_outputs(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         """:func:`~polymodal.metrics.anomaly.anomaly_metrics` of scores (N, 1) against encoded
@@ -333,6 +515,39 @@ class AnomalyDetector(Estimator):
     def predict(self, data: DataSource, modalities: Any = None, **_: Any) -> np.ndarray:
         """(N,) bool flags."""
         return self.predict_frame(data, modalities)["flag"].to_numpy()
+
+    # -- a classifier's and an aligned model's methods: refused, saying what to use --------------
+    def predict_proba(self, *_: Any, **__: Any) -> NoReturn:
+        """Not available: a detector scores and flags rows (:meth:`predict_frame`).
+
+        Raises:
+            SchemaMismatchError: always, saying to use ``predict_frame``.
+        """
+        self.refuse(PROBABILITIES, "predict_proba")
+
+    def embed(self, *_: Any, **__: Any) -> NoReturn:
+        """Not available: a detector has no shared embedding space.
+
+        Raises:
+            SchemaMismatchError: always, saying to use ``predict_frame``.
+        """
+        self.refuse(EMBEDDINGS, "embed")
+
+    def evaluate_retrieval(self, *_: Any, **__: Any) -> NoReturn:
+        """Not available: a detector has no shared embedding space to retrieve across.
+
+        Raises:
+            SchemaMismatchError: always, saying to use ``predict_frame``.
+        """
+        self.refuse(EMBEDDINGS, "evaluate_retrieval")
+
+    def zero_shot(self, *_: Any, **__: Any) -> NoReturn:
+        """Not available: a detector has no classes, nor a shared space to match their names in.
+
+        Raises:
+            SchemaMismatchError: always, saying to use ``predict_frame``.
+        """
+        self.refuse(EMBEDDINGS, "zero_shot")
 
     def evaluate(self, data: DataSource, modalities: Any = None, *, by: str | None = None, **_: Any
                  ) -> dict[str, Any]:
@@ -380,14 +595,48 @@ class AnomalyDetector(Estimator):
 
     # -- persistence --------------------------------------------------------------------------
     def _write_report(self, run: Path, model: AnomalyModel) -> None:
-        """``report.html``: the metrics, per-label AUROC and the score distributions."""
+        """``scores.npz`` (the validation and test scores and labels, numpy arrays only), then
+        ``report.html``: the metrics, per-label AUROC and the score distributions."""
         from polymodal.anomaly.report import anomaly_sections  # the report sits a layer above
         from polymodal.evaluation.report import write_report
 
+        self._write_scores(run / SCORES_FILE)
         scored = {split: pair for split, pair in (("valid", self.valid_scores), ("test", self.test_scores))
                   if pair is not None}
         write_report(self, run, model, anomaly_sections(self.metrics, float(model.scorer.threshold), scored,
                                                         run / PLOTS_DIR))
+
+    def _write_scores(self, path: Path) -> None:
+        """The validation (and test) scores and labels into ``path`` (``.npz``); a stale file goes
+        when there are none (a run loaded from a folder saved before they were kept)."""
+        arrays = {f"{split}_{part}": np.asarray(values, dtype)
+                  for split, pair in (("valid", self.valid_scores), ("test", self.test_scores)) if pair is not None
+                  for part, values, dtype in (("scores", pair[0], np.float64), ("labels", pair[1], np.int64))}
+        if not arrays:
+            path.unlink(missing_ok=True)
+            return
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:  # a handle: np.savez would add .npz to the temporary name
+                np.savez(handle, **arrays)
+
+        atomic_write(path, write)
+
+    @staticmethod
+    def _read_scores(run: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """What :meth:`_write_scores` wrote into ``run``, by split; empty when the run has none."""
+        if not (run / SCORES_FILE).is_file():
+            return {}
+        with runfolder.reading(run, SCORES_FILE), np.load(run / SCORES_FILE, allow_pickle=False) as stored:
+            out = {}
+            for split in ("valid", "test"):
+                if f"{split}_scores" in stored.files:
+                    scores, labels = stored[f"{split}_scores"], stored[f"{split}_labels"]
+                    if scores.ndim != 1 or scores.shape != labels.shape:
+                        raise ValueError(f"{split}: {scores.shape[0] if scores.ndim else 0} scores for "
+                                         f"{labels.shape[0] if labels.ndim else 0} labels")
+                    out[split] = (scores, labels)
+            return out
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, config: Config | None = None) -> AnomalyDetector:
@@ -399,4 +648,6 @@ class AnomalyDetector(Estimator):
         model = detector._build_model(detector.pipeline, restore=True)
         runfolder.load_weights(model, run, optional=OPTIONAL_STATE)
         detector.model = model.eval()
+        scores = cls._read_scores(run)
+        detector.valid_scores, detector.test_scores = scores.get("valid"), scores.get("test")
         return detector

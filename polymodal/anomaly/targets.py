@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,3 +56,27 @@ class AnomalyTargets:
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> AnomalyTargets:
         return cls(state["columns"], state["normal"])
+
+
+def stratified_sample(labels: Sequence[Hashable], limit: int, seed: int) -> np.ndarray:
+    """At most ``limit`` positions of ``labels``, drawn at random (``seed``) from each label in
+    proportion to its count (largest remainders get the rows left over; ties go to the label seen
+    first), in increasing order; every position when there are no more than ``limit``.
+
+    Args:
+        labels: (N,) one label per row (an anomaly label: ``fault``, ``mismatch``...).
+        limit: >= 0.
+    """
+    n = len(labels)
+    if n <= limit:
+        return np.arange(n)
+    keys = [str(label) for label in labels]
+    groups = {key: np.flatnonzero(np.asarray([k == key for k in keys])) for key in dict.fromkeys(keys)}
+    shares = np.asarray([len(rows) * limit / n for rows in groups.values()])
+    quotas = np.floor(shares).astype(np.int64)
+    leftover = np.argsort(-(shares - quotas), kind="stable")[:limit - int(quotas.sum())]
+    quotas[leftover] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(rows, size=int(quota), replace=False) for rows, quota in zip(groups.values(), quotas,
+                                                                                     strict=True)]
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)

@@ -1,7 +1,8 @@
 """The ``polymodal`` command line: one module per group of commands, each a thin layer over the
 Python API.
 
-- :mod:`~polymodal.cli.model`: ``train``, ``evaluate``, ``explain``, ``predict``, ``demo``, ``tune``, ``compare``
+- :mod:`~polymodal.cli.model`: ``train``, ``evaluate``, ``explain``, ``predict``, ``threshold``, ``demo``, ``tune``,
+  ``compare``
 - :mod:`~polymodal.cli.retrieval`: ``embed``, ``index build``, ``retrieve``, ``zero-shot``
 - :mod:`~polymodal.cli.deploy`: ``export``, ``serve``
 - :mod:`~polymodal.cli.config`: ``config schema``, ``config check``

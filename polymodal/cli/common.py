@@ -159,13 +159,17 @@ def print_warning(text: str) -> None:
     err_console.print("[bold yellow]warning:[/] " + escape(text), highlight=False)
 
 
-def print_skipped(skipped: Any, listed: Path, on_error: str, shown: int = 5) -> None:
-    """Warn (on stderr) how many and which files were skipped, the first ``shown`` of them, and
-    where the full list was written (the library's own warning, with the file; commands run the
-    library inside :meth:`~polymodal.estimator.Estimator.quiet_skips`)."""
+def print_skipped(skipped: Any, listed: Path, predictor: Any, shown: int = 5, *, predicting: bool = False) -> None:
+    """Warn (on stderr) how many and which files ``predictor`` skipped (under its ``data.on_error``),
+    the first ``shown`` of them, and where the full list was written (the library's own warning,
+    with the file; commands run the library inside
+    :meth:`~polymodal.estimator.Estimator.quiet_skips`); ``predicting``: skipped by a prediction,
+    whose rows left with no modality present are the predictor's ``emptied_rows_predicted``."""
     from polymodal.data.skipped import describe_skipped
 
-    print_warning(describe_skipped(skipped, on_error, shown))
+    emptied = predictor.emptied_rows_predicted if predicting else "left out"
+    text = describe_skipped(skipped, predictor.config.data.on_error, shown, emptied=emptied)
+    print_warning(text)
     err_console.print(escape(f"  full list: {listed}"), highlight=False)
 
 
@@ -183,7 +187,7 @@ def listing_skipped(predictor: Any, listed: Path) -> Iterator[None]:
     finally:
         write_skipped(listed, predictor.eval_skipped)
     if not predictor.eval_skipped.empty:
-        print_skipped(predictor.eval_skipped, listed, predictor.config.data.on_error)
+        print_skipped(predictor.eval_skipped, listed, predictor)
 
 
 def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None) -> None:

@@ -1,5 +1,6 @@
-"""The commands over one model: ``train``, ``evaluate``, ``explain``, ``predict``, ``demo`` and ``tune``
-(thin layers over :class:`~polymodal.predictor.MultimodalPredictor`), and ``compare`` over several runs."""
+"""The commands over one model: ``train``, ``evaluate``, ``explain``, ``predict``, ``threshold`` (an
+anomaly run's flag threshold), ``demo`` and ``tune`` (thin layers over
+:class:`~polymodal.predictor.MultimodalPredictor`), and ``compare`` over several runs."""
 
 from __future__ import annotations
 
@@ -325,9 +326,48 @@ def predict(
         report = predict_to_file(predictor, data, out, chunk_rows=chunk_rows, resume=resume, overwrite=overwrite,
                                  support=support, keep=keep or ())
     if report.skipped_file is not None:
-        print_skipped(report.skipped, report.skipped_file, predictor.config.data.on_error)
+        print_skipped(report.skipped, report.skipped_file, predictor, predicting=True)
     resumed = f" ({report.chunks_resumed} chunk(s) reused from the interrupted run)" if report.chunks_resumed else ""
     console.print(f"{report.rows} predictions written to {out}{resumed}")
+
+
+def threshold(
+    run: RunArg,
+    fpr: Annotated[float | None, typer.Option("--fpr", help="Flag this false-positive rate of the run's validation "
+                                              "normal rows (between 0 and 1).")] = None,
+    score: Annotated[float | None, typer.Option("--score", help="Flag rows scoring above this.")] = None,
+) -> None:
+    """Set an anomaly run's flag threshold without retraining: at a false-positive rate on its
+    validation normal rows (--fpr) or at a score (--score). The run folder is rewritten (its
+    config records the new anomaly.target_fpr or anomaly.threshold); an export of it is made again."""
+    from polymodal.errors import OptionError, RunFolderError, SchemaMismatchError
+    from polymodal.runfolder import check_run
+    from polymodal.utils.io import exclusive_lock
+
+    if (fpr is None) == (score is None):
+        raise OptionError([f"give --fpr F or --score S ({'not both' if fpr is not None else 'one of them'})"])
+    if fpr is not None and not 0 < fpr < 1:
+        raise OptionError([f"--fpr: a false-positive rate between 0 and 1 (both excluded); got {fpr}"])
+
+    def busy(held: Path) -> RunFolderError:
+        return RunFolderError(f"{run} is being trained into by another fit (it holds {held}); wait for it to end")
+
+    check_run(run)  # no lock file beside a path that is no run
+    with exclusive_lock(run, busy):  # no fit into the run meanwhile
+        detector = load_run(run)
+        if detector.config.task != "anomaly":
+            raise SchemaMismatchError(f"polymodal threshold sets an anomaly run's flag threshold; {run} is a task "
+                                      f"'{detector.config.task}' run")
+        change = detector.set_threshold(fpr=fpr, score=score)
+        detector.save(run)
+    console.print(f"threshold: {format_value(change['old'])} -> {format_value(change['new'])}", highlight=False)
+    if change["valid_fpr"] is None:
+        console.print("validation FPR: unknown (the run keeps no validation scores)", highlight=False)
+    else:
+        flagged = round(change["valid_fpr"] * change["valid_normals"])
+        console.print(f"validation FPR: {format_value(change['valid_fpr'])} ({flagged} of {change['valid_normals']} "
+                      "validation normal rows above it)", highlight=False)
+    console.print(f"run updated: {run}", highlight=False)
 
 
 def demo(
@@ -394,7 +434,7 @@ def compare(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``train``, ``evaluate``, ``explain``, ``predict``, ``demo``, ``tune`` and ``compare`` to the ``polymodal``
-    app."""
-    for command in (train, evaluate, explain, predict, demo, tune, compare):
+    """Add ``train``, ``evaluate``, ``explain``, ``predict``, ``threshold``, ``demo``, ``tune`` and ``compare``
+    to the ``polymodal`` app."""
+    for command in (train, evaluate, explain, predict, threshold, demo, tune, compare):
         app.command()(user_errors(command))

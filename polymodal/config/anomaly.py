@@ -6,6 +6,7 @@
       scorer: autoencoder             # autoencoder | deep_svdd | mahalanobis | consistency
       normal: [Normal]                # target values that mean "normal"; every other value is an anomaly
       target_fpr: 0.05                # the flag threshold: this false-positive rate on validation normals
+      # threshold: 3.2                # written by set_threshold(score=) / `polymodal threshold --score` only
 
 Every scorer shares one network: the modalities' encoders, the fusion and a bias-free projection
 to a ``latent_dim`` space. ``autoencoder`` trains per-modality decoders that reconstruct each
@@ -38,7 +39,14 @@ class AnomalyConfig(StrictModel):
             (training rows with another value are dropped unless ``use_labelled_anomalies``; a
             training manifest with no normal row is an error).
         target_fpr: the flag threshold lets ``floor(target_fpr x N)`` of the N validation normals
-            above it.
+            above it (below 1/N that is none of them: the threshold is their highest score, and a
+            fit warns). A fitted detector re-thresholds at another rate without retraining
+            (``AnomalyDetector.set_threshold(fpr=)``, ``polymodal threshold RUN --fpr F``), which
+            records the new rate here.
+        threshold: the flag threshold as a score, when it was set as one on a fitted detector
+            (``set_threshold(score=)``, ``polymodal threshold RUN --score S``), which records it
+            here; None (default): the score at ``target_fpr``. A fit refuses a set value: a new
+            fit's scores have a scale of their own.
         latent_dim: width of the fused latent space (and of the consistency scorer's shared space).
         recon_size: each modality's preprocessed input is average-pooled to this many values and
             reconstructed by a decoder MLP of ``decoder_hidden`` units (``autoencoder``,
@@ -48,6 +56,11 @@ class AnomalyConfig(StrictModel):
             True keeps a few labelled anomalies: Deep SVDD pushes them away from its centre
             (Deep SAD), the consistency scorer pulls their modalities apart; the reconstruction and the
             Gaussian still fit normal rows only.
+        max_labelled_anomalies: with ``use_labelled_anomalies``, keep at most this many labelled
+            anomalies in training: a random sample (seeded by ``train.seed``) drawn from each
+            anomaly label in proportion to its rows, the rest dropped as without the option; None
+            (default) keeps them all. A fit warns when the anomalies it keeps outnumber its normal
+            training rows. Only used with ``use_labelled_anomalies: true``.
         pretrain_fraction: ``deep_svdd``: fraction of ``train.epochs`` spent pre-training the
             autoencoder before the centre is fixed.
     """
@@ -55,11 +68,13 @@ class AnomalyConfig(StrictModel):
     scorer: Scorer = "autoencoder"
     normal: list[str | int] = Field(default_factory=lambda: ["normal", 0])
     target_fpr: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
+    threshold: float | None = None
     latent_dim: PositiveInt = 32
     recon_size: Annotated[int, Field(ge=4, le=65_536)] = 1024
     decoder_hidden: PositiveInt = 256
     pretrain_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
     use_labelled_anomalies: bool = False
+    max_labelled_anomalies: Annotated[int, Field(ge=0)] | None = None
 
 
 def anomaly_settings(config: Any) -> AnomalyConfig:
@@ -72,8 +87,9 @@ def check_anomaly(config: Any) -> None:
 
     Raises:
         ValueError: an ``anomaly`` section without ``task: anomaly``, a fusion that produces task
-            outputs itself, further ``tasks``, ``align`` or ``transfer`` with anomaly detection, or
-            the consistency scorer with a single modality.
+            outputs itself, further ``tasks``, ``align`` or ``transfer`` with anomaly detection,
+            the consistency scorer with a single modality, or ``max_labelled_anomalies`` without
+            ``use_labelled_anomalies``.
     """
     anomaly = getattr(config, "anomaly", None)
     if config.task != "anomaly":
@@ -86,6 +102,10 @@ def check_anomaly(config: Any) -> None:
     for key in ("tasks", "align", "transfer"):
         if getattr(config, key, None) is not None:
             raise ValueError(f"{key}: task 'anomaly' does not combine with '{key}'; remove it")
+    if anomaly is not None and anomaly.max_labelled_anomalies is not None and not anomaly.use_labelled_anomalies:
+        raise ValueError(f"anomaly.max_labelled_anomalies: {anomaly.max_labelled_anomalies} limits the labelled "
+                         "anomalies kept in training, but use_labelled_anomalies is false (every one is dropped); "
+                         "set use_labelled_anomalies: true, or remove the key")
     if anomaly is not None and anomaly.scorer == "consistency" and len(config.modalities) < 2:
         raise ValueError(f"anomaly.scorer 'consistency' compares modalities and needs at least 2; this config has "
                          f"{sorted(config.modalities)}")

@@ -40,12 +40,18 @@ def skipped_frame(skipped: list[Skipped]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=["modality", "row", "where", "path", "reason"])
 
 
-def describe_skipped(skipped: pd.DataFrame, on_error: str, shown: int = 5) -> str:
+def describe_skipped(skipped: pd.DataFrame, on_error: str, shown: int = 5, emptied: str = "left out") -> str:
     """How many files (and inline values: a table's or a text's cells) ``data.on_error`` skipped
     and what that did, with the first ``shown`` of them (``skipped``: a :func:`skipped_frame`); one
-    line each."""
+    line each.
+
+    Args:
+        emptied: what ``on_error: missing`` did to a row left with no modality present, as the
+            predicate of "a row ... is" and "they are" (an anomaly detector's predictions keep such
+            a row, flagged: see :attr:`~polymodal.estimator.Estimator.emptied_rows_predicted`).
+    """
     effect = "rows with one are left out" if on_error == "skip" else \
-        "their modality counts as missing in those rows (a row left with no modality present is left out)"
+        f"their modality counts as missing in those rows (a row left with no modality present is {emptied})"
     whole = skipped["modality"].map(lambda m: not (isinstance(m, str) and m))  # rows with no modality present
     inline = skipped["path"].map(lambda path: not (isinstance(path, str) and path)) & ~whole  # table or text cells
     counts = [f"{n} {what}" for n, what in ((len(skipped) - int(inline.sum()) - int(whole.sum()),
@@ -53,7 +59,7 @@ def describe_skipped(skipped: pd.DataFrame, on_error: str, shown: int = 5) -> st
                                             (int(inline.sum()), "unreadable value(s)"),
                                             (int(whole.sum()), "row(s) with no modality present")) if n]
     if whole.all():  # no file or value to speak of
-        effect = "they are left out"
+        effect = f"they are {'left out' if on_error == 'skip' else emptied}"
     lines = [f"{' and '.join(counts)} skipped (data.on_error: {on_error}); {effect}:"]
     for record in skipped.head(shown).to_dict("records"):
         path = record["path"] if isinstance(record["path"], str) and record["path"] else None  # None: an inline value

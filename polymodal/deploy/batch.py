@@ -10,8 +10,9 @@ deleting finished work.
 
 Every row gets its manifest row number (column ``row``), then the manifest columns named in
 ``keep`` (an id to join on), then the predictions; rows dropped for an unreadable file
-(``data.on_error: skip``) are missing from ``out`` and listed, with the file and the reason, in
-``<out stem>.skipped.csv`` beside it (removed when nothing was skipped).
+(``data.on_error: skip``; with ``missing``, a row left with no modality present, except in an
+anomaly detector's predictions, which keep it flagged) are missing from ``out``; every skipped file
+is listed, with the reason, in ``<out stem>.skipped.csv`` beside it (removed when nothing was skipped).
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def _predict_to_file(predictor: Any, data: DataSource, out: Path, *, chunk_rows:
     skipped = pd.concat(lists, ignore_index=True) if lists else pd.DataFrame()
     write_skipped(skipped_path(out), skipped)
     shutil.rmtree(parts)
-    predictor.warn_skipped(skipped, str(skipped_path(out)))
+    predictor.warn_skipped(skipped, str(skipped_path(out)), predicting=True)
     return BatchReport(out, written, done, resumed, skipped, None if skipped.empty else skipped_path(out))
 
 

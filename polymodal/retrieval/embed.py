@@ -22,6 +22,7 @@ from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import ManifestError, SchemaMismatchError
+from polymodal.estimator import EMBEDDINGS
 from polymodal.predictor import MultimodalPredictor
 from polymodal.utils.io import write_table
 
@@ -30,7 +31,9 @@ KINDS = ("embedding", "encoder", "input")
 
 
 def check_aligned(predictor: MultimodalPredictor, modality: str) -> None:
-    """Raise unless ``modality`` has a projection into the predictor's shared space."""
+    """Raise unless ``modality`` has a projection into the predictor's shared space (an estimator
+    that can have none, an anomaly detector, says so with what to use instead)."""
+    predictor.require(EMBEDDINGS)
     names = aligned_modalities(predictor.config)
     if not names:
         raise SchemaMismatchError("this model has no shared embedding space: its config has no 'align' section; "

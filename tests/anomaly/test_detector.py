@@ -457,3 +457,177 @@ def test_a_saved_detector_is_rebuilt_for_its_weights_not_for_training(data, tmp_
         warnings.simplefilter("always")
         AnomalyDetector.load(tmp_path / "run")
     assert not [w for w in caught if "freezes" in str(w.message)]
+
+
+def corrupt_rows(data, name: str) -> pd.DataFrame:
+    """The first 12 test rows, written to ``name``: row 3's only files corrupt, row 7 with no cell
+    filled in, row 9's file ``b`` corrupt (``a`` still read)."""
+    rows = pd.read_csv(data / "test.csv").head(12)
+    for key in ("a", "b"):
+        (data / f"corrupt_{key}.npy").write_bytes(b"not a numpy file")
+    rows.loc[3, ["a", "b"]] = ["corrupt_a.npy", "corrupt_b.npy"]
+    rows.loc[7, ["a", "b"]] = None
+    rows.loc[9, "b"] = "corrupt_b.npy"
+    rows.to_csv(data / name, index=False)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def fitted(data, tmp_path_factory) -> tuple[AnomalyDetector, object]:
+    """A mahalanobis detector saved to a run folder (one epoch: its scores, not their quality, matter)."""
+    run = tmp_path_factory.mktemp("fitted") / "run"
+    det = AnomalyDetector.from_config(config("mahalanobis", epochs=1)).fit(data / "train.csv", data / "valid.csv",
+                                                                           test=data / "test.csv", out=run)
+    return det, run
+
+
+def test_a_row_with_no_readable_modality_is_kept_flagged_under_on_error_missing(data, fitted):
+    """A row that cannot be checked is raised: one whose every file is unreadable (or which names
+    none) keeps its place, NaN and flagged, instead of vanishing from the output."""
+    det = AnomalyDetector.load(fitted[1])
+    corrupt_rows(data, "corrupt.csv")
+    det.config.data.on_error = "missing"
+    with pytest.warns(UserWarning, match=r"a row left with no modality present is kept and flagged, with a NaN score"):
+        frame = det.predict_frame(data / "corrupt.csv")
+    assert list(frame.index) == list(range(12)) and list(frame.columns) == ["score", "flag", "absent", "note"]
+    for row in (3, 7):
+        assert np.isnan(frame.loc[row, "score"]) and frame.loc[row, "flag"]
+        assert frame.loc[row, "absent"] == "a, b" and frame.loc[row, "note"] == "not scored: no modality could be read"
+    assert frame.loc[9, "absent"] == "b" and np.isfinite(frame.loc[9, "score"]) and frame.loc[9, "note"] is None
+    others = frame.drop(index=[3, 7])
+    assert np.isfinite(others["score"]).all() and others["note"].isna().all()
+    assert sorted(det.eval_skipped["row"]) == [3, 3, 7, 9]
+    complete = det.predict_frame(data / "valid.csv")  # nothing skipped: the note column all the same
+    assert list(complete.columns) == ["score", "flag", "absent", "note"] and complete["note"].isna().all()
+    det.config.data.on_error = "skip"  # as asked for: the rows with an unreadable file are left out
+    with pytest.warns(UserWarning, match="rows with one are left out"):
+        skipped = det.predict_frame(data / "corrupt.csv")
+    assert list(skipped.index) == [0, 1, 2, 4, 5, 6, 8, 10, 11] and list(skipped.columns) == ["score", "flag", "absent"]
+
+
+def test_batch_prediction_under_on_error_missing_writes_every_manifest_row(data, fitted):
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    rows = corrupt_rows(data, "corrupt_cli.csv")
+    out = data / "p.csv"
+    result = CliRunner().invoke(app, ["predict", str(fitted[1]), "--data", str(data / "corrupt_cli.csv"),
+                                      "--out", str(out), "--on-error", "missing", "--chunk-rows", "4"])
+    assert result.exit_code == 0, result.output
+    written = pd.read_csv(out)
+    assert len(written) == len(rows) and written["row"].tolist() == list(range(12))
+    assert written.loc[3, "note"] == written.loc[7, "note"] == "not scored: no modality could be read"
+    assert written.loc[[3, 7], "flag"].all() and written.loc[[3, 7], "score"].isna().all()
+    assert "a row left with no modality present is kept and flagged, with a NaN score" in result.stderr
+    assert sorted(pd.read_csv(data / "p.skipped.csv")["row"]) == [3, 3, 7, 9]
+
+
+@pytest.mark.parametrize(("scorer", "others"), [("mahalanobis", "autoencoder, deep_svdd"),
+                                                ("consistency", "autoencoder, deep_svdd, mahalanobis")])
+def test_a_scorer_that_ranks_the_validation_anomalies_below_the_normal_rows_is_warned_about(data, scorer, others):
+    """Validation whose labelled anomalies look like the training rows and whose normal-labelled rows
+    are faults: the scorer ranks the anomalies lowest (AUROC < 0.5), and the fit says so, naming the
+    scorer and the others to try; a validation it ranks right gives no such warning."""
+    faults = pd.read_csv(data / "test.csv").query("label == 'fault'").assign(label="normal")
+    quiet = pd.read_csv(data / "valid.csv").assign(label="quiet")  # normal signals, labelled anomalous
+    pd.concat([faults, quiet]).to_csv(data / "valid_inverted.csv", index=False)
+    with pytest.warns(UserWarning, match=rf"validation AUROC 0\.\d+ is below 0.5: the anomaly scorer '{scorer}' "
+                                         r"ranks the validation's labelled anomalies below its normal rows.*Try "
+                                         rf"another anomaly.scorer \({others}\)") as caught:
+        det = AnomalyDetector.from_config(config(scorer, epochs=2)).fit(data / "train.csv",
+                                                                        data / "valid_inverted.csv")
+    assert det.metrics["valid"]["auroc"] < 0.5
+    if scorer == "consistency":  # what it measures, said
+        assert any("modalities that do not belong together" in str(w.message) for w in caught)
+    if scorer != "mahalanobis":
+        return
+    pd.concat([pd.read_csv(data / "valid.csv"), pd.read_csv(data / "test.csv").query("label == 'fault'")]).to_csv(
+        data / "valid_faults.csv", index=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        right = AnomalyDetector.from_config(config("mahalanobis", epochs=2)).fit(data / "train.csv",
+                                                                                 data / "valid_faults.csv")
+    assert right.metrics["valid"]["auroc"] > 0.5
+    assert not [w for w in caught if "below 0.5" in str(w.message)]
+
+
+def test_max_labelled_anomalies_keeps_a_seeded_sample_of_each_label(data):
+    mixed = pd.concat([pd.read_csv(data / "train.csv"), pd.read_csv(data / "test.csv").query("label != 'normal'")])
+    mixed.to_csv(data / "mixed_labels.csv", index=False)  # 96 normal, 24 fault, 24 mismatch
+    cfg = config("autoencoder", epochs=1, use_labelled_anomalies=True, max_labelled_anomalies=10)
+    det = AnomalyDetector.from_config(cfg).fit(data / "mixed_labels.csv", data / "valid.csv")
+    assert det.info["train_anomalies"] == 10 and det.info["train_anomalies_dropped"] == 38
+    assert det.info["train_rows"] == 106
+    everything = AnomalyDetector.from_config(config("autoencoder", epochs=1, use_labelled_anomalies=True)).fit(
+        data / "mixed_labels.csv", data / "valid.csv")
+    assert everything.info["train_anomalies"] == 48 and everything.info["train_anomalies_dropped"] == 0
+
+
+def test_the_anomaly_sample_is_stratified_by_label_and_seeded():
+    from polymodal.anomaly.targets import stratified_sample
+
+    labels = ["fault"] * 30 + ["mismatch"] * 10 + ["drift"] * 2
+    chosen = stratified_sample(labels, 8, seed=3)
+    assert [labels[i] for i in chosen].count("fault") == 6 and [labels[i] for i in chosen].count("mismatch") == 2
+    assert len(chosen) == 8 and list(chosen) == sorted(set(chosen.tolist()))
+    np.testing.assert_array_equal(chosen, stratified_sample(labels, 8, seed=3))
+    assert not np.array_equal(chosen, stratified_sample(labels, 8, seed=4))
+    assert list(stratified_sample(labels, 50, seed=0)) == list(range(42)) and len(stratified_sample(labels, 0, 0)) == 0
+
+
+def test_kept_anomalies_outnumbering_the_normal_rows_are_warned_about(data):
+    few = pd.concat([pd.read_csv(data / "train.csv").head(10), pd.read_csv(data / "test.csv").query("label != 'normal'")])
+    few.to_csv(data / "few_normals.csv", index=False)  # 10 normal, 48 anomalies
+    with pytest.warns(UserWarning, match=r"48 labelled anomalies are kept in training, more than its 10 normal rows.*"
+                                         r"set anomaly.max_labelled_anomalies"):
+        AnomalyDetector.from_config(config("autoencoder", epochs=1, use_labelled_anomalies=True)).fit(
+            data / "few_normals.csv", data / "valid.csv")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        det = AnomalyDetector.from_config(config("autoencoder", epochs=1, use_labelled_anomalies=True,
+                                                 max_labelled_anomalies=6)).fit(data / "few_normals.csv",
+                                                                                data / "valid.csv")
+    assert det.info["train_anomalies"] == 6 and not [w for w in caught if "labelled anomalies are kept" in str(w.message)]
+
+
+@pytest.mark.parametrize(("anomaly", "message"), [
+    ({"max_labelled_anomalies": 5}, "anomaly.max_labelled_anomalies: 5 limits .* but use_labelled_anomalies is false"),
+    ({"use_labelled_anomalies": True, "max_labelled_anomalies": -1}, "anomaly.max_labelled_anomalies"),
+])
+def test_max_labelled_anomalies_is_checked(anomaly, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(config("autoencoder", **anomaly))
+
+
+@pytest.mark.parametrize(("method", "args", "capability"), [
+    ("predict_proba", ("test.csv",), "class probabilities"),
+    ("embed", ("test.csv", "a"), "a shared embedding space"),
+    ("evaluate_retrieval", ("test.csv",), "a shared embedding space"),
+    ("zero_shot", ("test.csv", "a", ["x"]), "a shared embedding space"),
+])
+def test_a_classifiers_methods_on_a_detector_say_to_use_predict_frame(data, fitted, method, args, capability):
+    det = fitted[0]
+    with pytest.raises(SchemaMismatchError, match=rf"^{method} is not available for task 'anomaly': .*use "
+                                                  r"predict_frame \(score, flag"):
+        getattr(det, method)(data / args[0], *args[1:])
+    assert capability in det.unsupported and det.predict(data / "valid.csv").dtype == bool
+
+
+@pytest.mark.parametrize("command", [["embed", "--modality", "a", "--out", "e.parquet"],
+                                     ["index", "build", "--modality", "a", "--out", "index"],
+                                     ["zero-shot", "--modality", "a", "--classes", "x,y", "--out", "z.csv"],
+                                     ["evaluate", "--retrieval"]])
+def test_the_shared_space_commands_refuse_an_anomaly_run_with_a_message(data, fitted, tmp_path, command):
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    words = [*command[:2], str(fitted[1])] if command[0] == "index" else [command[0], str(fitted[1])]
+    rest = command[2:] if command[0] == "index" else command[1:]
+    rest = [str(tmp_path / w) if w in ("e.parquet", "index", "z.csv") else w for w in rest]
+    result = CliRunner().invoke(app, [*words, "--data", str(data / "test.csv"), *rest])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    message = " ".join(result.stderr.split())
+    assert "is not available for task 'anomaly'" in message and "use predict_frame (score, flag" in message, message
+    assert "train it with align" not in message  # which task 'anomaly' does not combine with

@@ -265,15 +265,13 @@ def test_fit_warns_when_the_validation_space_collapsed(pairs, monkeypatch) -> No
 
 
 def test_retrieval_evaluation_of_a_model_without_align_says_so():
-    from types import SimpleNamespace
-
     from polymodal.config import load_config
     from polymodal.errors import SchemaMismatchError
     from polymodal.retrieval.search import directions
 
     config = load_config({"target": "y", "modalities": {"t": {"kind": "tabular", "columns": ["x"]}}})
     with pytest.raises(SchemaMismatchError, match="no shared embedding space: its config has no 'align' section"):
-        directions(SimpleNamespace(config=config), None, None)
+        directions(MultimodalPredictor(config), None, None)  # an estimator: it says what it cannot have
 
 
 # -- what retrieval refuses or warns about ---------------------------------------------------------
