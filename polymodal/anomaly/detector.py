@@ -16,9 +16,9 @@ retraining), ``report.html`` with ``plots/`` (see :mod:`polymodal.run_files`).
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,11 +29,11 @@ import torch
 from polymodal import runfolder
 from polymodal.anomaly.model import AnomalyModel, ScoreNetwork, build_anomaly_net
 from polymodal.anomaly.scorers import OPTIONAL_STATE, build_scorer
-from polymodal.anomaly.targets import AnomalyTargets, stratified_sample
+from polymodal.anomaly.targets import AnomalyTargets, training_rows
+from polymodal.anomaly.threshold import read_scores, rethreshold, warn_coarse_rate, write_scores
 from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
 from polymodal.config.anomaly import AnomalyConfig, anomaly_settings
-from polymodal.config.fitted import model_settings
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
@@ -42,8 +42,6 @@ from polymodal.errors import (
     ConfigError,
     ManifestError,
     NotFittedError,
-    OptionError,
-    RunFolderError,
     SchemaMismatchError,
 )
 from polymodal.estimator import EMBEDDINGS, PROBABILITIES, ROBUSTNESS, Estimator
@@ -52,7 +50,6 @@ from polymodal.resume import check_out, check_resumed_data, holding_the_run_fold
 from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR, SCORES_FILE
 from polymodal.training.devices import sharing_the_cache_with_ranks
 from polymodal.training.process_state import kept_process_state
-from polymodal.utils.io import atomic_write
 from polymodal.utils.scores import coalition_values, held_masks
 from polymodal.utils.warn import warn_user
 
@@ -69,16 +66,15 @@ _UNSUPPORTED = {  # capability -> why an anomaly detector has none
 }
 
 
-def warn_coarse_rate(fpr: float, normal_scores: np.ndarray) -> None:
-    """Warn when ``fpr`` is below 1/N for the N scored validation normal rows (``normal_scores``,
-    NaN: not scored): the false-positive rate moves in steps of 1/N, so the threshold is then the
-    highest normal score and no validation normal row is flagged."""
-    n = int(np.count_nonzero(~np.isnan(np.asarray(normal_scores, np.float64))))
-    if n and fpr < 1 / n:
-        warn_user(f"anomaly.target_fpr {fpr:g} is below 1/N = {1 / n:.4g} for the N = {n} validation normal rows: "
-                  "the validation false-positive rate moves in steps of 1/N, so the threshold is the highest "
-                  f"validation normal score (none of them flagged); validate on at least {math.ceil(1 / fpr - 1e-9)} "
-                  f"normal rows for that rate, or set a target_fpr of at least {1 / n:.4g}")
+def _refused(capability: str, name: str, why: str) -> Callable[..., NoReturn]:
+    """A method a detector offers only to say what to use instead (``predict_frame``)."""
+    def method(self: AnomalyDetector, *_: Any, **__: Any) -> NoReturn:
+        self.refuse(capability, name)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = (f"Not available: {why} (use :meth:`predict_frame`: score, flag per row).\n\n"
+                      "Raises:\n    SchemaMismatchError: always, saying to use ``predict_frame``.")
+    return method
 
 
 class AnomalyDetector(Estimator):
@@ -193,7 +189,7 @@ class AnomalyDetector(Estimator):
         if not normal.any():
             raise ManifestError([f"every training row is labelled anomalous (normal values: {self.settings.normal}); "
                                  "anomaly detection learns from normal rows"], source=train_m.name)
-        train_m, dropped = self._kept_anomalies(pipeline, train_m, normal)
+        train_m, dropped = training_rows(train_m, normal, pipeline.targets, self.settings, cfg.train.seed)
         started = time.perf_counter()
         train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m, out=out)
         self._seed()
@@ -281,57 +277,7 @@ class AnomalyDetector(Estimator):
                 ``scores.npz`` was written): fit it again, or give ``score``.
             NotFittedError / ConfigError: not fitted, or its config changed since the fit.
         """
-        _, model = self.require_fitted()
-        if (fpr is None) == (score is None):
-            raise OptionError([f"set_threshold: give either fpr (a false-positive rate on the validation normal rows) "
-                               f"or score (a score to flag above); got {'both' if fpr is not None else 'neither'}"])
-        if fpr is not None and (isinstance(fpr, bool) or not isinstance(fpr, int | float) or not 0 < fpr < 1):
-            raise OptionError([f"fpr: a false-positive rate between 0 and 1 (both excluded); got {fpr!r}"])
-        if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)
-                                  or not math.isfinite(score)):
-            raise OptionError([f"score: a finite anomaly score; got {score!r}"])
-        normal = None if self.valid_scores is None else self.valid_scores[0][self.valid_scores[1] != 1]
-        if fpr is not None:
-            if normal is None:
-                where = f"the run {self.run_dir}" if self.run_dir is not None else "this detector"
-                raise RunFolderError(f"{where} keeps no validation scores to choose a threshold at fpr={fpr:g} from "
-                                     f"(saved before polymodal wrote them to {SCORES_FILE}): fit it again, or set "
-                                     "the threshold as a score (set_threshold(score=S), polymodal threshold RUN "
-                                     "--score S)")
-            warn_coarse_rate(fpr, normal)
-            new = threshold_at_fpr(normal, fpr)
-            update = {"target_fpr": float(fpr), "threshold": None}
-        else:
-            new = float(score)
-            update = {"threshold": new}
-        old = float(model.scorer.threshold)
-        model.scorer.threshold.fill_(new)
-        self.config.anomaly = AnomalyConfig.model_validate({**self.settings.model_dump(), **update})
-        self._fitted_settings = model_settings(self.config)  # the change is the model's own, not one to refuse
-        self.info["threshold"] = float(model.scorer.threshold)
-        self._rethreshold_metrics()
-        scored = None if normal is None else normal[~np.isnan(normal)]
-        return {"old": old, "new": float(model.scorer.threshold),
-                "valid_fpr": None if scored is None or not scored.size else float((scored > new).mean()),
-                "valid_normals": None if scored is None else int(scored.size)}
-
-    def _rethreshold_metrics(self) -> None:
-        """The flag rates of the fit's validation and test metrics at the threshold as it is now
-        (from the kept scores; a split whose scores were not kept gets None and a note)."""
-        threshold = float(self.model.scorer.threshold)
-        for split, pair in (("valid", self.valid_scores), ("test", self.test_scores)):
-            metrics = self.metrics.get(split)
-            if not isinstance(metrics, dict) or "flag_fpr" not in metrics:
-                continue
-            if pair is None:
-                metrics["flag_fpr"] = metrics["flag_tpr"] = None
-                note = "flag_fpr and flag_tpr: not known at the threshold set after the fit (no scores kept)"
-                metrics["note"] = note if not metrics.get("note") else f"{metrics['note']}; {note}"
-                continue
-            scores, y = pair
-            known = y >= 0
-            metrics.update({key: anomaly_metrics(scores[known], y[known], threshold)[key]
-                            for key in ("flag_fpr", "flag_tpr")})
+        return rethreshold(self, fpr=fpr, score=score)
 
     def _warn_inverted_ranking(self, auroc: float | None) -> None:
         """Warn when the validation AUROC (defined where validation holds labelled anomalies) is
@@ -347,35 +293,6 @@ class AnomalyDetector(Estimator):
                   f"labelled anomalies below its normal rows{why}; its flags will miss them. Try another "
                   f"anomaly.scorer ({', '.join(others)}), or check the validation labels (anomaly.normal: "
                   f"{self.settings.normal})")
-
-    def _kept_anomalies(self, pipeline: DataPipeline, train: Manifest, normal: np.ndarray) -> tuple[Manifest, int]:
-        """The training rows with the labelled anomalies it learns from (``normal``: (N,) False
-        where a row is labelled anomalous): none (normal data only, from the preprocessing on)
-        unless ``use_labelled_anomalies``, then at most ``max_labelled_anomalies`` of them (a
-        sample seeded by ``train.seed``, each label in proportion). Warns when those kept outnumber
-        the normal rows.
-
-        Returns:
-            The rows kept, and how many labelled anomalies were dropped.
-        """
-        settings, anomalies = self.settings, np.flatnonzero(~normal)
-        if not settings.use_labelled_anomalies:
-            return train.subset(np.flatnonzero(normal)), len(anomalies)
-        kept = anomalies
-        if settings.max_labelled_anomalies is not None:
-            labels = pipeline.targets.labels(train, anomalies)
-            kept = anomalies[stratified_sample(labels, settings.max_labelled_anomalies, self.config.train.seed)]
-        normals = int(normal.sum())
-        if len(kept) > normals:
-            limit = ("" if settings.max_labelled_anomalies is None
-                     else f" (anomaly.max_labelled_anomalies: {settings.max_labelled_anomalies})")
-            warn_user(f"{len(kept)} labelled anomalies are kept in training{limit}, more than its {normals} normal "
-                      "rows (anomaly.use_labelled_anomalies: true): the detector learns what normal is from the normal "
-                      "rows, and the anomalies only push away from it; set anomaly.max_labelled_anomalies to keep a "
-                      f"sample of them, fewer than the {normals} normal rows")
-        if len(kept) == len(anomalies):
-            return train, 0
-        return train.subset(np.sort(np.concatenate([np.flatnonzero(normal), kept]))), len(anomalies) - len(kept)
 
     def _fit_normal_reference(self, normal: EncodedTable) -> None:
         """The normal rows' mean score under every coalition of modalities (the others hidden,
@@ -517,37 +434,12 @@ class AnomalyDetector(Estimator):
         return self.predict_frame(data, modalities)["flag"].to_numpy()
 
     # -- a classifier's and an aligned model's methods: refused, saying what to use --------------
-    def predict_proba(self, *_: Any, **__: Any) -> NoReturn:
-        """Not available: a detector scores and flags rows (:meth:`predict_frame`).
-
-        Raises:
-            SchemaMismatchError: always, saying to use ``predict_frame``.
-        """
-        self.refuse(PROBABILITIES, "predict_proba")
-
-    def embed(self, *_: Any, **__: Any) -> NoReturn:
-        """Not available: a detector has no shared embedding space.
-
-        Raises:
-            SchemaMismatchError: always, saying to use ``predict_frame``.
-        """
-        self.refuse(EMBEDDINGS, "embed")
-
-    def evaluate_retrieval(self, *_: Any, **__: Any) -> NoReturn:
-        """Not available: a detector has no shared embedding space to retrieve across.
-
-        Raises:
-            SchemaMismatchError: always, saying to use ``predict_frame``.
-        """
-        self.refuse(EMBEDDINGS, "evaluate_retrieval")
-
-    def zero_shot(self, *_: Any, **__: Any) -> NoReturn:
-        """Not available: a detector has no classes, nor a shared space to match their names in.
-
-        Raises:
-            SchemaMismatchError: always, saying to use ``predict_frame``.
-        """
-        self.refuse(EMBEDDINGS, "zero_shot")
+    predict_proba = _refused(PROBABILITIES, "predict_proba", "a detector scores and flags rows")
+    embed = _refused(EMBEDDINGS, "embed", "a detector has no shared embedding space")
+    evaluate_retrieval = _refused(EMBEDDINGS, "evaluate_retrieval",
+                                  "a detector has no shared embedding space to retrieve across")
+    zero_shot = _refused(EMBEDDINGS, "zero_shot", "a detector has no classes, nor a shared space to match their "
+                                                  "names in")
 
     def evaluate(self, data: DataSource, modalities: Any = None, *, by: str | None = None, **_: Any
                  ) -> dict[str, Any]:
@@ -600,43 +492,11 @@ class AnomalyDetector(Estimator):
         from polymodal.anomaly.report import anomaly_sections  # the report sits a layer above
         from polymodal.evaluation.report import write_report
 
-        self._write_scores(run / SCORES_FILE)
+        write_scores(run / SCORES_FILE, {"valid": self.valid_scores, "test": self.test_scores})
         scored = {split: pair for split, pair in (("valid", self.valid_scores), ("test", self.test_scores))
                   if pair is not None}
         write_report(self, run, model, anomaly_sections(self.metrics, float(model.scorer.threshold), scored,
                                                         run / PLOTS_DIR))
-
-    def _write_scores(self, path: Path) -> None:
-        """The validation (and test) scores and labels into ``path`` (``.npz``); a stale file goes
-        when there are none (a run loaded from a folder saved before they were kept)."""
-        arrays = {f"{split}_{part}": np.asarray(values, dtype)
-                  for split, pair in (("valid", self.valid_scores), ("test", self.test_scores)) if pair is not None
-                  for part, values, dtype in (("scores", pair[0], np.float64), ("labels", pair[1], np.int64))}
-        if not arrays:
-            path.unlink(missing_ok=True)
-            return
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as handle:  # a handle: np.savez would add .npz to the temporary name
-                np.savez(handle, **arrays)
-
-        atomic_write(path, write)
-
-    @staticmethod
-    def _read_scores(run: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """What :meth:`_write_scores` wrote into ``run``, by split; empty when the run has none."""
-        if not (run / SCORES_FILE).is_file():
-            return {}
-        with runfolder.reading(run, SCORES_FILE), np.load(run / SCORES_FILE, allow_pickle=False) as stored:
-            out = {}
-            for split in ("valid", "test"):
-                if f"{split}_scores" in stored.files:
-                    scores, labels = stored[f"{split}_scores"], stored[f"{split}_labels"]
-                    if scores.ndim != 1 or scores.shape != labels.shape:
-                        raise ValueError(f"{split}: {scores.shape[0] if scores.ndim else 0} scores for "
-                                         f"{labels.shape[0] if labels.ndim else 0} labels")
-                    out[split] = (scores, labels)
-            return out
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, config: Config | None = None) -> AnomalyDetector:
@@ -648,6 +508,6 @@ class AnomalyDetector(Estimator):
         model = detector._build_model(detector.pipeline, restore=True)
         runfolder.load_weights(model, run, optional=OPTIONAL_STATE)
         detector.model = model.eval()
-        scores = cls._read_scores(run)
+        scores = read_scores(run)
         detector.valid_scores, detector.test_scores = scores.get("valid"), scores.get("test")
         return detector

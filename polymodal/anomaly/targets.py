@@ -1,9 +1,10 @@
-"""Anomaly labels: the target column's values -> 0 (normal), 1 (anomaly), -1 (no label)."""
+"""Anomaly labels: the target column's values -> 0 (normal), 1 (anomaly), -1 (no label); the
+training rows a fit learns from (labelled anomalies kept or sampled)."""
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -11,6 +12,10 @@ from polymodal.data.cells import is_empty
 from polymodal.data.manifest import Manifest
 from polymodal.data.targets import distinct_labels, label_key
 from polymodal.utils.io import python_scalar
+from polymodal.utils.warn import warn_user
+
+if TYPE_CHECKING:
+    from polymodal.config.anomaly import AnomalyConfig
 
 
 class AnomalyTargets:
@@ -80,3 +85,32 @@ def stratified_sample(labels: Sequence[Hashable], limit: int, seed: int) -> np.n
     chosen = [rng.choice(rows, size=int(quota), replace=False) for rows, quota in zip(groups.values(), quotas,
                                                                                      strict=True)]
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
+
+
+def training_rows(train: Manifest, normal: np.ndarray, targets: AnomalyTargets, settings: AnomalyConfig, seed: int
+                  ) -> tuple[Manifest, int]:
+    """The training rows with the labelled anomalies a detector learns from (``normal``: (N,)
+    False where a row is labelled anomalous): none (normal data only, from the preprocessing on)
+    unless ``use_labelled_anomalies``, then at most ``max_labelled_anomalies`` of them (a sample
+    seeded by ``seed``, each label in proportion). Warns when those kept outnumber the normal rows.
+
+    Returns:
+        The rows kept, and how many labelled anomalies were dropped.
+    """
+    anomalies = np.flatnonzero(~normal)
+    if not settings.use_labelled_anomalies:
+        return train.subset(np.flatnonzero(normal)), len(anomalies)
+    kept = anomalies
+    if settings.max_labelled_anomalies is not None:
+        kept = anomalies[stratified_sample(targets.labels(train, anomalies), settings.max_labelled_anomalies, seed)]
+    normals = int(normal.sum())
+    if len(kept) > normals:
+        limit = ("" if settings.max_labelled_anomalies is None
+                 else f" (anomaly.max_labelled_anomalies: {settings.max_labelled_anomalies})")
+        warn_user(f"{len(kept)} labelled anomalies are kept in training{limit}, more than its {normals} normal "
+                  "rows (anomaly.use_labelled_anomalies: true): the detector learns what normal is from the normal "
+                  "rows, and the anomalies only push away from it; set anomaly.max_labelled_anomalies to keep a "
+                  f"sample of them, fewer than the {normals} normal rows")
+    if len(kept) == len(anomalies):
+        return train, 0
+    return train.subset(np.sort(np.concatenate([np.flatnonzero(normal), kept]))), len(anomalies) - len(kept)

@@ -1,0 +1,131 @@
+"""The flag threshold of a fitted detector and the scores it is chosen from: setting it again
+without retraining (:func:`rethreshold`, ``AnomalyDetector.set_threshold``, ``polymodal
+threshold``), the warning on a false-positive rate finer than the validation rows allow, and the
+run folder's ``scores.npz`` (the validation and test rows' scores and labels, numpy arrays only).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from polymodal import runfolder
+from polymodal.config.anomaly import AnomalyConfig
+from polymodal.config.fitted import model_settings
+from polymodal.errors import OptionError, RunFolderError
+from polymodal.metrics.anomaly import anomaly_metrics, threshold_at_fpr
+from polymodal.run_files import SCORES_FILE
+from polymodal.utils.io import atomic_write
+from polymodal.utils.warn import warn_user
+
+if TYPE_CHECKING:
+    from polymodal.anomaly.detector import AnomalyDetector
+
+Scored = tuple[np.ndarray, np.ndarray]  # (N,) scores and their (N,) labels: 0 normal, 1 anomaly, -1 none
+
+
+def warn_coarse_rate(fpr: float, normal_scores: np.ndarray) -> None:
+    """Warn when ``fpr`` is below 1/N for the N scored validation normal rows (``normal_scores``,
+    NaN: not scored): the false-positive rate moves in steps of 1/N, so the threshold is then the
+    highest normal score and no validation normal row is flagged."""
+    n = int(np.count_nonzero(~np.isnan(np.asarray(normal_scores, np.float64))))
+    if n and fpr < 1 / n:
+        warn_user(f"anomaly.target_fpr {fpr:g} is below 1/N = {1 / n:.4g} for the N = {n} validation normal rows: "
+                  "the validation false-positive rate moves in steps of 1/N, so the threshold is the highest "
+                  f"validation normal score (none of them flagged); validate on at least {math.ceil(1 / fpr - 1e-9)} "
+                  f"normal rows for that rate, or set a target_fpr of at least {1 / n:.4g}")
+
+
+def rethreshold(detector: AnomalyDetector, *, fpr: float | None = None, score: float | None = None
+                ) -> dict[str, Any]:
+    """:meth:`~polymodal.anomaly.detector.AnomalyDetector.set_threshold` (its arguments, return
+    value and errors)."""
+    _, model = detector.require_fitted()
+    if (fpr is None) == (score is None):
+        raise OptionError([f"set_threshold: give either fpr (a false-positive rate on the validation normal rows) "
+                           f"or score (a score to flag above); got {'both' if fpr is not None else 'neither'}"])
+    if fpr is not None and (isinstance(fpr, bool) or not isinstance(fpr, int | float) or not 0 < fpr < 1):
+        raise OptionError([f"fpr: a false-positive rate between 0 and 1 (both excluded); got {fpr!r}"])
+    if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)
+                              or not math.isfinite(score)):
+        raise OptionError([f"score: a finite anomaly score; got {score!r}"])
+    kept = detector.valid_scores
+    normal = None if kept is None else kept[0][kept[1] != 1]
+    if fpr is not None:
+        if normal is None:
+            where = f"the run {detector.run_dir}" if detector.run_dir is not None else "this detector"
+            raise RunFolderError(f"{where} keeps no validation scores to choose a threshold at fpr={fpr:g} from "
+                                 f"(saved before polymodal wrote them to {SCORES_FILE}): fit it again, or set "
+                                 "the threshold as a score (set_threshold(score=S), polymodal threshold RUN "
+                                 "--score S)")
+        warn_coarse_rate(fpr, normal)
+        new = threshold_at_fpr(normal, fpr)
+        update: dict[str, Any] = {"target_fpr": float(fpr), "threshold": None}
+    else:
+        new = float(score)  # type: ignore[arg-type]
+        update = {"threshold": new}
+    old = float(model.scorer.threshold)
+    model.scorer.threshold.fill_(new)
+    detector.config.anomaly = AnomalyConfig.model_validate({**detector.settings.model_dump(), **update})
+    detector._fitted_settings = model_settings(detector.config)  # the change is the model's own, not one to refuse
+    detector.info["threshold"] = float(model.scorer.threshold)
+    _flag_rates_at(float(model.scorer.threshold), detector.metrics,
+                   {"valid": detector.valid_scores, "test": detector.test_scores})
+    scored = None if normal is None else normal[~np.isnan(normal)]
+    return {"old": old, "new": float(model.scorer.threshold),
+            "valid_fpr": None if scored is None or not scored.size else float((scored > new).mean()),
+            "valid_normals": None if scored is None else int(scored.size)}
+
+
+def _flag_rates_at(threshold: float, metrics: dict[str, Any], kept: dict[str, Scored | None]) -> None:
+    """The flag rates of ``metrics`` (by split) at ``threshold``, from the ``kept`` scores (a split
+    whose scores were not kept gets None and a note)."""
+    for split, pair in kept.items():
+        scores_of = metrics.get(split)
+        if not isinstance(scores_of, dict) or "flag_fpr" not in scores_of:
+            continue
+        if pair is None:
+            scores_of["flag_fpr"] = scores_of["flag_tpr"] = None
+            note = "flag_fpr and flag_tpr: not known at the threshold set after the fit (no scores kept)"
+            scores_of["note"] = note if not scores_of.get("note") else f"{scores_of['note']}; {note}"
+            continue
+        scores, y = pair
+        known = y >= 0
+        scores_of.update({key: anomaly_metrics(scores[known], y[known], threshold)[key]
+                          for key in ("flag_fpr", "flag_tpr")})
+
+
+def write_scores(path: Path, kept: dict[str, Scored | None]) -> None:
+    """The scores and labels of each split ``kept`` into ``path`` (``.npz``); a stale file goes
+    when there are none (a run loaded from a folder saved before they were kept)."""
+    arrays = {f"{split}_{part}": np.asarray(values, dtype)
+              for split, pair in kept.items() if pair is not None
+              for part, values, dtype in (("scores", pair[0], np.float64), ("labels", pair[1], np.int64))}
+    if not arrays:
+        path.unlink(missing_ok=True)
+        return
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a handle: np.savez would add .npz to the temporary name
+            np.savez(handle, **arrays)
+
+    atomic_write(path, write)
+
+
+def read_scores(run: Path) -> dict[str, Scored]:
+    """What :func:`write_scores` wrote into ``run``, by split; empty when the run has none."""
+    if not (run / SCORES_FILE).is_file():
+        return {}
+    with runfolder.reading(run, SCORES_FILE), np.load(run / SCORES_FILE, allow_pickle=False) as stored:
+        out = {}
+        for split in ("valid", "test"):
+            if f"{split}_scores" in stored.files:
+                scores, labels = stored[f"{split}_scores"], stored[f"{split}_labels"]
+                if scores.ndim != 1 or scores.shape != labels.shape:
+                    raise ValueError(f"{split}: {scores.shape[0] if scores.ndim else 0} scores for "
+                                     f"{labels.shape[0] if labels.ndim else 0} labels")
+                out[split] = (scores, labels)
+        return out
