@@ -42,7 +42,7 @@ from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
 from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, task_frame, with_further_tasks
 from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, start_run
-from polymodal.training.devices import sharing_the_cache_with_ranks
+from polymodal.training.devices import across_ranks
 from polymodal.training.process_state import kept_process_state
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
 from polymodal.utils.scores import decisions, probabilities
@@ -104,7 +104,7 @@ class MultimodalPredictor(Estimator):
     # -- fitting ------------------------------------------------------------------------------
     @holding_the_run_folder  # no second fit into the same folder meanwhile
     @kept_process_state()  # the seeding and deterministic switches are the fit's own
-    @sharing_the_cache_with_ranks  # ranks Lightning starts read what this process preprocessed
+    @across_ranks  # ranks share what this process preprocessed; only rank 0 warns
     def fit(self, train: DataSource, valid: DataSource | None = None, *, test: DataSource | None = None,
             out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
             unlabeled: DataSource | None = None, callbacks: list[Any] | None = None) -> MultimodalPredictor:

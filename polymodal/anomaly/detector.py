@@ -48,7 +48,7 @@ from polymodal.estimator import EMBEDDINGS, PROBABILITIES, ROBUSTNESS, Estimator
 from polymodal.metrics.anomaly import anomaly_metrics, flags, threshold_at_fpr, undefined_note
 from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, start_run
 from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR, SCORES_FILE
-from polymodal.training.devices import sharing_the_cache_with_ranks
+from polymodal.training.devices import across_ranks
 from polymodal.training.process_state import kept_process_state
 from polymodal.utils.scores import coalition_values, held_masks
 from polymodal.utils.warn import warn_user
@@ -137,7 +137,7 @@ class AnomalyDetector(Estimator):
     # -- fitting ------------------------------------------------------------------------------
     @holding_the_run_folder  # no second fit into the same folder meanwhile
     @kept_process_state()  # the seeding and deterministic switches are the fit's own
-    @sharing_the_cache_with_ranks  # ranks Lightning starts read what this process preprocessed
+    @across_ranks  # ranks share what this process preprocessed; only rank 0 warns
     def fit(self, train: DataSource, valid: DataSource | None = None, *, test: DataSource | None = None,
             out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
             unlabeled: DataSource | None = None, callbacks: list[Any] | None = None) -> AnomalyDetector:

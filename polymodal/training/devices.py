@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -191,12 +192,26 @@ def cache_shared_with_ranks(config: Any) -> Iterator[None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def sharing_the_cache_with_ranks(fit: F) -> F:
-    """Decorate an estimator's ``fit`` with :func:`cache_shared_with_ranks` for its config."""
+@contextmanager
+def warning_on_rank_zero(cfg: TrainConfig) -> Iterator[None]:
+    """Within the block, a rank other than 0 of a distributed run (:func:`secondary_process`)
+    says none of the ``UserWarning``s rank 0 says too, once per process (every rank reads the same
+    manifests and config); rank 0 and a one-process run warn as usual."""
+    if not secondary_process(cfg):
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+def across_ranks(fit: F) -> F:
+    """Decorate an estimator's ``fit`` for the ranks of a distributed run: they share one feature
+    cache (:func:`cache_shared_with_ranks`) and only rank 0 warns (:func:`warning_on_rank_zero`)."""
 
     @functools.wraps(fit)
     def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with cache_shared_with_ranks(self.config):
+        with cache_shared_with_ranks(self.config), warning_on_rank_zero(self.config.train):
             return fit(self, *args, **kwargs)
 
     return wrapped  # type: ignore[return-value]

@@ -15,6 +15,7 @@ from helpers_cli import as_terminal, not_a_terminal
 from helpers_models import classification_config
 from torch.utils.data import DataLoader, TensorDataset
 
+from polymodal.config import load_config
 from polymodal.config.train import TrainConfig
 from polymodal.training.module import BatchModule
 from polymodal.training.trainer import fit_module
@@ -598,6 +599,31 @@ def test_a_distributed_runs_other_ranks_are_told_by_their_launchers_variables(mo
         assert secondary_process(ddp) is secondary, (name, value)
         assert not secondary_process(single), "srun -n 4 of one-process fits: each is its own rank 0"
         monkeypatch.delenv(name)
+
+
+def test_only_rank_zero_of_a_distributed_fit_warns(monkeypatch):
+    import warnings
+
+    from polymodal.training.devices import across_ranks
+    from polymodal.utils.warn import warn_user
+
+    class Fit:
+        def __init__(self, devices: int) -> None:
+            self.config = load_config({**classification_config(), "train": {"devices": devices, "accelerator": "cpu"}})
+
+        @across_ranks
+        def fit(self) -> str:
+            warn_user("a manifest problem every rank reads alike")
+            return "fitted"
+
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    for rank, devices, warns in (("0", 2, True), ("1", 2, False), ("1", 1, True)):  # 1 process: its own rank 0
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert Fit(devices).fit() == "fitted"
+        assert bool(caught) is warns, (rank, devices)
 
 
 def test_sigterm_during_training_stays_a_termination_not_a_ctrl_c(tmp_path):
