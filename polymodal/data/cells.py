@@ -31,6 +31,7 @@ class Cells(Sequence):
         self.columns = list(columns)
         self.file_based = file_based
         self._rows = rows  # None: every manifest row, in order
+        self._unreadable: dict[str, np.ndarray] | None = None  # inline cells validation found unusable, by column
 
     def __len__(self) -> int:
         return len(self.manifest) if self._rows is None else len(self._rows)
@@ -66,8 +67,20 @@ class Cells(Sequence):
         return index if self._rows is None else self._rows[index]
 
     def _raw(self, rows: np.ndarray) -> list[list]:
+        """The cells of ``rows`` (manifest positions) column by column; an inline cell validation
+        recorded as unusable (a number column's ``'?'`` under ``data.on_error: missing``,
+        :meth:`~polymodal.data.manifest.Manifest.absent`) reads as missing (None)."""
         manifest = self.manifest
-        return [manifest.take(c, rows) if c in manifest.columns else [None] * len(rows) for c in self.columns]
+        columns = [manifest.take(c, rows) if c in manifest.columns else [None] * len(rows) for c in self.columns]
+        if self.file_based:  # a file that is not there is skipped and listed by encoding, not blanked here
+            return columns
+        if self._unreadable is None:
+            self._unreadable = {c: found for c in self.columns if len(found := manifest.absent(c)[0])}
+        for j, column in enumerate(self.columns):
+            if column in self._unreadable:
+                for k in np.flatnonzero(np.isin(rows, self._unreadable[column])).tolist():
+                    columns[j][k] = None
+        return columns
 
     def _take(self, rows: np.ndarray) -> list:
         columns = self._raw(rows)

@@ -331,7 +331,8 @@ def encode_manifest(
 
     With ``on_error: skip`` rows with any undecodable file (or a file validation found missing,
     :meth:`~polymodal.data.manifest.Manifest.absent`) are dropped; with ``missing`` only that
-    modality is marked absent (rows left with no modality at all are dropped). Either way every
+    modality is marked absent (rows left with no modality at all are dropped), and a table's cell
+    validation found unusable (no number) reads as missing (:class:`~polymodal.data.cells.Cells`). Either way every
     such file is listed in ``EncodedTable.skipped``, and so is a row validation found without
     any modality (``Manifest.absent(WHOLE_ROW)``; its ``modality`` is ``""``), which is dropped.
     """
@@ -347,6 +348,11 @@ def encode_manifest(
                                               cache_dir=cache_dir, absent=manifest.absent(modality_cfgs[name].column) if prep.file_based else None)
         release_memory(len(cells))  # keys, lookups and decode buffers of this modality's pass
         skipped += bad
+        if not prep.file_based:  # cells validation found unusable (on_error: missing): read as missing, listed
+            for column in modality_columns(modality_cfgs[name]):
+                rows, reasons = manifest.absent(column)
+                skipped += [Skipped(name, row, manifest.where(row), None, reason, manifest.source_row(row))
+                            for row, reason in zip(rows.tolist(), reasons)]
     empty, reasons = manifest.absent(WHOLE_ROW)  # rows validation found without any modality (on_error not raise)
     skipped += [Skipped("", row, manifest.where(row), None, reason, manifest.source_row(row))
                 for row, reason in zip(empty.tolist(), reasons)]

@@ -50,12 +50,16 @@ def describe_skipped(skipped: pd.DataFrame, on_error: str, shown: int = 5, empti
             predicate of "a row ... is" and "they are" (an anomaly detector's predictions keep such
             a row, flagged: see :attr:`~polymodal.estimator.Estimator.emptied_rows_predicted`).
     """
-    effect = "rows with one are left out" if on_error == "skip" else \
-        f"their modality counts as missing in those rows (a row left with no modality present is {emptied})"
     whole = skipped["modality"].map(lambda m: not (isinstance(m, str) and m))  # rows with no modality present
     inline = skipped["path"].map(lambda path: not (isinstance(path, str) and path)) & ~whole  # table or text cells
-    counts = [f"{n} {what}" for n, what in ((len(skipped) - int(inline.sum()) - int(whole.sum()),
-                                             "unreadable or missing file(s)"),
+    files = len(skipped) - int(inline.sum()) - int(whole.sum())
+    if on_error == "skip":
+        effect = "rows with one are left out"
+    else:  # missing: a file's modality is missing in its row; a table's value is missing in its cell
+        said = ["their modality counts as missing in those rows"] if files else []
+        said += ["a value reads as missing in its cell (imputed, as a blank one is)"] if inline.any() else []
+        effect = "; ".join(said) + f" (a row left with no modality present is {emptied})"
+    counts = [f"{n} {what}" for n, what in ((files, "unreadable or missing file(s)"),
                                             (int(inline.sum()), "unreadable value(s)"),
                                             (int(whole.sum()), "row(s) with no modality present")) if n]
     if whole.all():  # no file or value to speak of

@@ -116,9 +116,12 @@ def validate_manifest(
         elif len(empty_rows):
             problems.append(f"{manifest.name}: no modality present in {manifest.rows_text(empty_rows.tolist())}"
                             " (data.on_error: skip or missing leaves such rows out and lists them)")
-    if config.data.on_error == "raise":  # else encoding skips such a row's modality and lists it
-        problems += [p for name in names if config.modalities[name].kind == "tabular"
-                     for p in _tabular_problems(manifest, name, config.modalities[name].columns)]
+    tables = [name for name in names if config.modalities[name].kind == "tabular"]
+    if config.data.on_error == "raise":
+        problems += [p for name in tables for p in _tabular_problems(manifest, name, config.modalities[name].columns)]
+    elif config.data.on_error == "missing":  # the cell reads as missing, and is listed; skip: encoding drops the row
+        for name in tables:
+            _mark_bad_numbers(manifest, config.modalities[name].columns)
     if require_target:
         problems += _target_problems(manifest, config)
     if problems:
@@ -156,13 +159,13 @@ def _absent_files(cells: Cells, rows: np.ndarray, *, folders: bool) -> list[tupl
     return absent
 
 
-def _tabular_problems(manifest: Manifest, name: str, numeric: Iterable[str]) -> list[str]:
-    """Every cell of tabular modality ``name``'s numeric columns that is no finite number (read as
-    :func:`~polymodal.utils.values.number` reads it), a line per column and reason with the rows and
-    the first values; a column of mostly text gets the advice to list it under ``categorical``."""
-    problems = []
+def bad_numbers(manifest: Manifest, numeric: Iterable[str]) -> dict[str, dict[str, list[int]]]:
+    """The cells of the numeric tabular columns ``numeric`` that are no finite number (read as
+    :func:`~polymodal.utils.values.number` reads them): column -> reason (``must be numeric``) ->
+    rows; a column the manifest lacks (left out on purpose, at prediction: imputed) has none."""
+    found: dict[str, dict[str, list[int]]] = {}
     for column in numeric:
-        if column not in manifest.columns:  # a column left out on purpose (prediction): imputed
+        if column not in manifest.columns:
             continue
         values = manifest.column(column)
         empty = values.map(is_empty).to_numpy(dtype=bool)
@@ -184,14 +187,38 @@ def _tabular_problems(manifest: Manifest, name: str, numeric: Iterable[str]) -> 
                     verdicts[value] = reason
             if reason is not None:
                 bad.setdefault(reason, []).append(row)
+        if bad:
+            found[column] = bad
+    return found
+
+
+def _tabular_problems(manifest: Manifest, name: str, numeric: Iterable[str]) -> list[str]:
+    """Every cell of tabular modality ``name``'s numeric columns that is no finite number
+    (:func:`bad_numbers`), a line per column and reason with the rows and the first values; a
+    column of mostly text gets the advice to list it under ``categorical``."""
+    problems = []
+    for column, bad in bad_numbers(manifest, numeric).items():
+        values = manifest.column(column)
+        filled = int((~values.map(is_empty).to_numpy(dtype=bool)).sum())
         for reason, rows in bad.items():
             shown = ", ".join(_shown(values.iloc[r])[:40] for r in rows[:3]) + (", ..." if len(rows) > 3 else "")
             line = (f"tabular modality '{name}', column '{column}' {reason}: "
                     f"{manifest.rows_text(rows)} {'holds' if len(rows) == 1 else 'hold'} {shown}")
-            if reason == "must be numeric" and len(rows) > (~empty).sum() / 2:
+            if reason == "must be numeric" and len(rows) > filled / 2:
                 line += f" (categories? list '{column}' under the modality's 'categorical', not 'columns')"
             problems.append(line)
     return problems
+
+
+def _mark_bad_numbers(manifest: Manifest, numeric: Iterable[str]) -> None:
+    """Record the numeric cells that are no number (:func:`bad_numbers`) on the manifest, by
+    column (:meth:`~polymodal.data.manifest.Manifest.mark_absent`), for ``data.on_error:
+    missing``: such a cell reads as missing (imputed), and encoding lists it."""
+    for column, bad in bad_numbers(manifest, numeric).items():
+        values = manifest.column(column)
+        pairs = sorted((row, f"column '{column}' {reason}; got {_shown(values.iloc[row])[:40]}: read as missing")
+                       for reason, rows in bad.items() for row in rows)
+        manifest.mark_absent(column, np.array([r for r, _ in pairs], np.int64), [why for _, why in pairs])
 
 
 def _number_problem(value: object) -> str | None:

@@ -8,7 +8,7 @@ import pytest
 
 from polymodal.data.manifest import read_manifest
 from polymodal.data.pipeline import DataPipeline
-from polymodal.data.skipped import skipped_frame
+from polymodal.data.skipped import describe_skipped, skipped_frame
 from polymodal.errors import DecodeError
 
 from .helpers import MULTIMODAL, make_config, write_multimodal_manifest
@@ -119,6 +119,36 @@ def test_on_error_skip_drops_a_non_numeric_tabular_value(tmp_path):
     table, _ = pipeline("skip").fit(read_manifest(frame, root=tmp_path))
     assert 4 not in table.rows.tolist()
     assert [(s.modality, s.row) for s in table.skipped] == [("labs", 4)]
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_on_error_missing_reads_a_value_that_is_no_number_as_missing_in_its_cell_and_lists_it(tmp_path, cache):
+    path = write_multimodal_manifest(tmp_path)
+    frame = pd.read_csv(path)
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[4, "age"] = "forty"
+    blank = frame.copy()
+    blank.loc[4, "age"] = None
+    encoded = {}
+    for name, data in (("bad", frame), ("blank", blank)):
+        pipe = DataPipeline(make_config(MULTIMODAL, data={"on_error": "missing",
+                                                          "cache_dir": str(tmp_path / "cache") if cache else None}))
+        table, _ = pipe.fit(pipe.read(read_manifest(data, root=tmp_path), require_target=True, training=True))
+        encoded[name] = table
+    bad, blanked = encoded["bad"], encoded["blank"]
+    assert 4 in bad.rows.tolist() and bad.modalities["labs"].present[list(bad.rows).index(4)]  # the row keeps its table
+    for key, values in bad.modalities["labs"].arrays.items():  # the other cells too: as if the cell were blank
+        np.testing.assert_array_equal(np.asarray(values), np.asarray(blanked.modalities["labs"].arrays[key]))
+    listed = skipped_frame(bad.skipped)
+    assert listed[["modality", "row", "reason"]].values.tolist() == [
+        ["labs", 4, "column 'age' must be numeric; got 'forty': read as missing"]]
+    assert skipped_frame(blanked.skipped).empty
+    with_files = pd.read_csv(path).astype({"age": object})
+    with_files.loc[4, "age"] = "forty"
+    assert "a value reads as missing in its cell" in describe_skipped(listed, "missing")
+    pipe = pipeline("skip")  # skip still drops the row
+    table, _ = pipe.fit(pipe.read(read_manifest(with_files, root=tmp_path), require_target=True, training=True))
+    assert 4 not in table.rows.tolist()
 
 
 def test_on_error_raise_names_the_row_of_a_non_numeric_tabular_value(tmp_path):
