@@ -78,7 +78,7 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
                              f"it has {list(manifest.columns)}" for t in missing], source=manifest.name)
     rows = np.unique(np.linspace(0, len(manifest) - 1, min(len(manifest), SAMPLE_ROWS)).astype(np.int64))  # spread
     result = Inference({})
-    absent_files = False
+    absent_files = odd_numbers = False
     modalities: dict[str, Any] = {}
     numbers: list[str] = []
     categories: list[str] = []
@@ -93,6 +93,7 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
         absent_files = absent_files or "not found" in why and kind not in ("skipped",)
         if kind == "number":
             numbers.append(column)
+            odd_numbers = odd_numbers or bool(settings.get("not_numbers"))
         elif kind == "category":
             categories.append(column)
         elif kind in ("image", "audio", "video", "signal", "text"):
@@ -111,10 +112,13 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
     config["fusion"] = {"name": "attention" if len(modalities) > 1 else "concat"}
     if task == "anomaly" and targets:  # one value: the rows are all normal, others are anomalies
         config["anomaly"] = {"normal": [_scalar(manifest.column(targets[0]).dropna().iloc[0])]}
-    if absent_files:  # train on the rows whose files exist, the others' modality missing
+    if absent_files or odd_numbers:  # files missing, or a '?' among numbers: read as missing, not refused
         config["data"] = {"on_error": "missing"}
-        result.columns.append(("(data)", "on_error: missing", "some files were not found: rows without them train "
-                               "with that modality missing (on_error: raise would refuse the manifest)"))
+        why = [*(["some files were not found: rows without them train with that modality missing"] if absent_files
+                 else []),
+               *(["some number columns hold cells that are no number: each reads as missing"] if odd_numbers else [])]
+        result.columns.append(("(data)", "on_error: missing", "; ".join(why) + " (on_error: raise would refuse the "
+                               "manifest)"))
     from polymodal.config import load_config
 
     load_config(config)  # what is returned is a valid config
@@ -218,7 +222,8 @@ def _judge(manifest: Manifest, column: str, rows: np.ndarray, *, targeted: bool)
         if whole and numeric.nunique() == len(cells) and len(cells) >= 20 and counting:
             return "skipped", "whole numbers unique to every row: an identifier", {}
         odd = int(numeric.isna().sum())
-        return "number", "numbers" + (f" ({odd} cell(s) that are not, read as missing)" if odd else ""), {}
+        return "number", "numbers" + (f" ({odd} cell(s) that are not, read as missing)" if odd else ""), \
+            {"not_numbers": odd}
     kinds = {FILE_KINDS.get(Path(t.strip()).suffix.lower()) for t in text}
     if len(kinds) == 1 and None not in kinds:  # paths of one kind of file (.jpg beside .png is fine)
         return judge_files(manifest, column, rows, kinds.pop(), sorted({Path(t.strip()).suffix.lower() for t in text}))

@@ -163,6 +163,8 @@ def test_constants_groups_counters_and_stray_text_among_numbers_are_judged_as_a_
     assert became["country"] == ("skipped", "the same value ('NL') in every row looked at")
     assert became["speaker"][0] == "skipped" and "split the data by it" in became["speaker"][1]
     assert became["rooms"] == ("number", "numbers (4 cell(s) that are not, read as missing)")
+    assert inferred.config["data"] == {"on_error": "missing"}  # as said: training reads the '?' as missing
+    assert became["(data)"][1].startswith("some number columns hold cells that are no number: each reads as missing")
     assert inferred.config["task"] == "regression"
     assert inferred.config["modalities"]["table"]["columns"] == ["rooms", "area"]
     anomaly = infer_config(tmp_path / "m.csv", "normal").config  # one value: the normal rows of a detector
