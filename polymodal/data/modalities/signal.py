@@ -29,7 +29,14 @@ from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
 from polymodal.utils.signal_csv import SignalCSV, non_finite_reason, pick_channels, read_csv_signal
-from polymodal.utils.signals import channels_first, fit_length, spectrogram_db, window_starts
+from polymodal.utils.signals import (
+    channels_first,
+    fit_length,
+    flat_channels,
+    flat_note,
+    spectrogram_db,
+    window_starts,
+)
 from polymodal.utils.warn import warn_user
 
 SIGNAL_EXTENSIONS = (".npy", ".npz", ".csv", ".mat", ".wav", ".flac")
@@ -194,6 +201,13 @@ class SignalPreprocessor(Preprocessor):
             raise DecodeError("the resampled signal holds values past float32's range", path=path)
         valid = min(array.shape[-1], cfg.length)
         return fit_length(array, cfg.length, cfg.crop), valid
+
+    def notes(self, sample: tuple[np.ndarray, int]) -> list[str]:
+        """The channels of a decoded window that hold one value throughout its valid samples (a
+        disconnected or stuck sensor, which a model trained on live signals may read as ordinary),
+        in the words of the runtime's note (:func:`~polymodal.utils.signals.flat_channels`)."""
+        window, valid = sample
+        return [flat_note(window, c) for c in flat_channels(window, valid)]
 
     @staticmethod
     def _non_finite(array: np.ndarray, path: str, channels: list[int] | list[str] | None = None) -> str:
