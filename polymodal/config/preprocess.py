@@ -211,8 +211,8 @@ class SignalSpectrogram(StrictModel):
             -100 dB): a log at any amplitude, so a signal ten times weaker reads 20 dB lower
             whatever its units, and a dead or unplugged sensor lies far from a live one.
             ``log1p``: ``log(1 + p)``, a log only where ``p`` is well above 1; below, ``log1p(p)``
-            is about ``p``, a linear scale (CWRU's vibration in g: median bin power about
-            0.0015), on which silence lies next to ordinary vibration once standardised. Default
+            is about ``p``, a linear scale (CWRU's vibration in g, ``n_fft: 128``: median bin power
+            about 0.002), on which silence lies next to ordinary vibration once standardised. Default
             ``db``; a run saved before this key existed loads with ``log1p``, as it was trained.
     """
 
