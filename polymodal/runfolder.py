@@ -62,9 +62,11 @@ def check_run(path: str | os.PathLike) -> Path:
 
 # Keys added after run folders were first written, with the behaviour of the versions before them
 # (a new default that differs would rebuild another network, or read inputs another way): by
-# encoder name, and by modality kind for preprocessing.
+# encoder name, and by modality kind for preprocessing; a dotted key is one inside a sub-section,
+# set only where the saved config has that sub-section.
 PREDATED_DEFAULTS: dict[str, dict[str, Any]] = {"mel_cnn": {"frequency": "mean"}}
-PREDATED_PREPROCESS: dict[str, dict[str, Any]] = {"image": {"background": None}, "video": {"background": None}}
+PREDATED_PREPROCESS: dict[str, dict[str, Any]] = {"image": {"background": None}, "video": {"background": None},
+                                                  "signal": {"spectrogram.scale": "log1p"}}
 
 
 def read_config(run: Path) -> Config:
@@ -75,9 +77,13 @@ def read_config(run: Path) -> Config:
     for modality in config.modalities.values():
         for section, predated in ((modality.encoder, PREDATED_DEFAULTS.get(modality.encoder.name, {})),
                                   (modality.preprocess, PREDATED_PREPROCESS.get(modality.kind, {}))):
-            for key, old in predated.items():
-                if key not in section.model_fields_set:
-                    setattr(section, key, old)
+            for dotted, old in predated.items():
+                *parents, key = dotted.split(".")
+                owner = section
+                for parent in parents:
+                    owner = getattr(owner, parent) if owner is not None else None
+                if owner is not None and key not in owner.model_fields_set:
+                    setattr(owner, key, old)
     return config
 
 

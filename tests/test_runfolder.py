@@ -35,6 +35,36 @@ def test_an_image_config_saved_before_background_keeps_dropping_alpha(tmp_path, 
     assert read_config(tmp_path).modalities["m"].preprocess.background is None
 
 
+
+def test_a_signal_config_saved_before_spectrogram_scale_keeps_featurising_with_log1p(tmp_path):
+    """A run saved before ``spectrogram.scale`` existed was trained on log1p spectrograms: it loads
+    with log1p and featurises exactly as before (today's default, db, would read other numbers);
+    a run that records its scale keeps it."""
+    import numpy as np
+
+    from polymodal.data.modalities import build_preprocessor
+    from polymodal.data.spectral import stft_power
+
+    spec = {"target": "y", "modalities": {"vib": {"kind": "signal", "column": "vib", "preprocess": {
+        "length": 256, "spectrogram": {"n_fft": 32, "hop": 16}}}, "raw": {"kind": "signal", "column": "raw"}}}
+    save_config(load_config(spec), tmp_path / CONFIG_FILE)
+    assert read_config(tmp_path).modalities["vib"].preprocess.spectrogram.scale == "db"
+    text = (tmp_path / CONFIG_FILE).read_text(encoding="utf-8")
+    assert "scale: db" in text
+    (tmp_path / CONFIG_FILE).write_text("\n".join(line for line in text.splitlines() if "scale: db" not in line),
+                                        encoding="utf-8")  # as written before the key existed
+    config = read_config(tmp_path)
+    assert config.modalities["vib"].preprocess.spectrogram.scale == "log1p"
+    assert config.modalities["raw"].preprocess.spectrogram is None  # no spectrogram: nothing to set
+    wave = np.random.default_rng(0).standard_normal((1, 256)).astype(np.float32) * 0.1
+    np.save(tmp_path / "w.npy", wave.T)
+    prep = build_preprocessor(config.modalities["vib"], "vib")
+    prep.fit([str(tmp_path / "w.npy")])
+    got = prep.featurize([prep.decode(str(tmp_path / "w.npy"))])["x"]
+    power = stft_power(torch.from_numpy(wave), 32, 16)  # (1, T, F) float32, as featurised before the key
+    np.testing.assert_array_equal(got[0], torch.log1p(power)[0].T.numpy())
+
+
 def test_a_one_cycle_run_resumes_only_with_its_epochs(tmp_path):
     """The one-cycle schedule's length is fixed when it starts (stepping past it is an error);
     cosine (a step multiplier) may be extended."""

@@ -197,18 +197,28 @@ class AudioPreprocess(StrictModel):
 
 
 class SignalSpectrogram(StrictModel):
-    """Short-time Fourier power per channel, ``log1p`` of it (Hann window); the channels of the
-    output become ``channels x (n_fft // 2 + 1)`` frequency rows.
+    """Short-time Fourier power per channel (periodic Hann window, centred frames), on a log
+    scale; the channels of the output become ``channels x (n_fft // 2 + 1)`` frequency rows.
 
     Attributes:
         n_fft: samples per frame: the frequency resolution is the sample rate / ``n_fft`` (CWRU's
             12 kHz vibration: 64 gives 188 Hz bins, 256 gives 47 Hz; fault frequencies of a
             bearing need the finer ones). In samples of the signal as read (after resampling).
         hop: samples between frames (``n_fft // 2`` overlaps frames by half).
+        scale: how each bin's power ``p`` (in the signal's units, squared) becomes a feature.
+            ``db``: ``10 * log10(p + 1e-10)``, decibels (relative to a power of 1) over a fixed
+            floor of 1e-10 (:data:`polymodal.utils.signals.SPECTROGRAM_FLOOR`; silence reads
+            -100 dB): a log at any amplitude, so a signal ten times weaker reads 20 dB lower
+            whatever its units, and a dead or unplugged sensor lies far from a live one.
+            ``log1p``: ``log(1 + p)``, a log only where ``p`` is well above 1; below, ``log1p(p)``
+            is about ``p``, a linear scale (CWRU's vibration in g, ``n_fft: 128``: median bin power
+            about 0.002), on which silence lies next to ordinary vibration once standardised. Default
+            ``db``; a run saved before this key existed loads with ``log1p``, as it was trained.
     """
 
     n_fft: Annotated[int, Field(ge=4)] = 64
     hop: PositiveInt = 32
+    scale: Literal["db", "log1p"] = "db"
 
 
 class SignalAugment(StrictModel):
@@ -244,8 +254,8 @@ class SignalPreprocess(StrictModel):
             zero-padded (and masked); at most 2^24. Left unset, fitting warns when the first
             training file is not 1,024 samples long.
         crop: which part of a longer signal is kept: its ``start`` or its ``center``.
-        spectrogram: turn each window into a log power spectrogram (see :class:`SignalSpectrogram`);
-            unset: the encoder reads the samples themselves.
+        spectrogram: turn each window into a log power spectrogram (see :class:`SignalSpectrogram`
+            and its ``scale``); unset: the encoder reads the samples themselves.
         normalize: ``global`` standardises each channel (each frequency row of a spectrogram)
             with its mean and standard deviation over the training set; ``sample`` does it per
             window, which removes each window's level and, for a spectrogram, its spectral

@@ -28,6 +28,7 @@ from polymodal.data.skipped import Skipped
 from polymodal.errors import DecodeError
 from polymodal.utils.memory import release_memory
 from polymodal.utils.progress import progress_bar
+from polymodal.utils.warn import warn_user
 
 CHUNK = 256
 
@@ -95,7 +96,8 @@ def _present(cells: Sequence[Any]) -> np.ndarray:
 
 class _Chunks(torch.utils.data.Dataset):
     """Chunk ``i`` of ``cells[rows]`` -> (positions of the decoded items, their featurised
-    arrays, errors as (position, reason, path)). Runs in DataLoader worker processes."""
+    arrays, errors as (position, reason, path), notes as (position, note): ``Preprocessor.notes``).
+    Runs in DataLoader worker processes."""
 
     def __init__(self, preprocessor: Preprocessor, cells: Sequence[Any], rows: np.ndarray):
         self.preprocessor = preprocessor
@@ -105,12 +107,15 @@ class _Chunks(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return -(-len(self.rows) // CHUNK)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, dict[str, np.ndarray], list[tuple[int, str, str | None]]]:
+    def __getitem__(self, i: int) -> tuple[np.ndarray, dict[str, np.ndarray], list[tuple[int, str, str | None]],
+                                           list[tuple[int, str]]]:
         start = i * CHUNK
         good, samples, errors = self.preprocessor.decode_chunk(gather_cells(self.cells, self.rows[start:start + CHUNK]))
         feats = self.preprocessor.featurize(samples) if samples else {}
+        notes = [(start + position, note) for position, sample in zip(good, samples, strict=True)
+                 for note in self.preprocessor.notes(sample)]
         return (np.asarray(good, dtype=np.int64) + start, feats,
-                [(start + position, err.reason, err.path) for position, err in errors])
+                [(start + position, err.reason, err.path) for position, err in errors], notes)
 
 
 def _as_is(item: Any) -> Any:
@@ -139,12 +144,17 @@ def _featurize_rows(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.n
     """Decode and featurise ``cells[rows]`` chunk by chunk and ``write(positions, arrays)``, where
     positions index into ``rows``. The first chunk runs in-process and is timed; the rest goes to
     worker processes when that estimate says they pay off. Returns which positions succeeded
-    (bool mask) and the skipped cells."""
+    (bool mask) and the skipped cells; the decoded samples' notes (``Preprocessor.notes``) are
+    one warning (:func:`warn_notes`)."""
     done = np.zeros(len(rows), bool)
     skipped: list[Skipped] = []
+    noted: dict[str, list[int]] = {}  # note -> the manifest rows it was said of
     chunks = _Chunks(preprocessor, cells, rows)
 
-    def consume(good: np.ndarray, feats: dict[str, np.ndarray], errors: list[tuple[int, str, str | None]]) -> None:
+    def consume(good: np.ndarray, feats: dict[str, np.ndarray], errors: list[tuple[int, str, str | None]],
+                notes: list[tuple[int, str]]) -> None:
+        for position, note in notes:
+            noted.setdefault(note, []).append(int(rows[position]))
         for position, reason, path in errors:
             row = int(rows[position])
             if on_error == "raise":  # the first, and the next few of the rows decoded with it that fail too
@@ -171,7 +181,23 @@ def _featurize_rows(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.n
                                              collate_fn=_as_is, prefetch_factor=2 if workers else None)
         for item in loader:
             consume(*item)
+    warn_notes(preprocessor, manifest, noted)
     return done, skipped
+
+
+SHOWN_NOTES = 3  # distinct notes a warning quotes
+
+
+def warn_notes(preprocessor: Preprocessor, manifest: Manifest, noted: Mapping[str, list[int]]) -> None:
+    """One warning for a modality's notes in a manifest (``noted``: note -> manifest rows), the
+    commonest first, each with its first rows (:meth:`Manifest.rows_text`)."""
+    if not noted:
+        return
+    rows = sorted({row for found in noted.values() for row in found})
+    ranked = sorted(noted.items(), key=lambda item: (-len(item[1]), item[1][0]))
+    said = "; ".join(f"{note} ({manifest.rows_text(sorted(found), limit=5)})" for note, found in ranked[:SHOWN_NOTES])
+    more = f"; and {len(ranked) - SHOWN_NOTES} other note(s)" if len(ranked) > SHOWN_NOTES else ""
+    warn_user(f"{manifest.name}: {preprocessor.kind} modality '{preprocessor.name}', {len(rows)} row(s): {said}{more}")
 
 
 def _keys(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.ndarray, manifest: Manifest, on_error: str,

@@ -1,6 +1,7 @@
 """Recordings as arrays, shared by training-time decoding and the torch-free runtime: their
-layout (channels first), cropping or padding to a length, band-limited resampling, and where
-fixed windows start (the window cutter and the CWRU converter)."""
+layout (channels first), cropping or padding to a length, band-limited resampling, where
+fixed windows start (the window cutter and the CWRU converter), a spectrogram's log scale and
+the channels that hold one value throughout (a dead or stuck sensor)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,32 @@ def fit_length(wave: np.ndarray, n: int, crop: str) -> np.ndarray:
         out[..., :length] = wave
         return out
     return wave
+
+
+SPECTROGRAM_FLOOR = 1e-10  # power added before a 'db' spectrogram's log: silence reads 10 log10(1e-10) = -100 dB
+
+
+def spectrogram_db(power: np.ndarray) -> np.ndarray:
+    """``10 * log10(power + SPECTROGRAM_FLOOR)``: a signal spectrogram's ``scale: db``, the same
+    array in training (:class:`~polymodal.data.modalities.signal.SignalPreprocessor`) and in the
+    runtime (:class:`~polymodal.deploy.features.signal.SignalFeatures`); float32, of ``power``'s shape."""
+    return (10.0 * np.log10(np.asarray(power, np.float64) + SPECTROGRAM_FLOOR)).astype(np.float32)
+
+
+def flat_channels(window: np.ndarray, valid: int) -> list[int]:
+    """The channels of a (C, L) window that hold one value throughout its first ``valid``
+    samples (a disconnected, dead or stuck sensor; a live one always varies a little); none when
+    fewer than 2 samples are valid. Training, prediction and the runtime warn about them alike."""
+    if valid < 2:
+        return []
+    part = window[:, :valid]
+    return np.flatnonzero((part == part[:, :1]).all(axis=1)).tolist()
+
+
+def flat_note(window: np.ndarray, channel: int) -> str:
+    """What :func:`flat_channels` found in one channel of ``window``, in the words the runtime and
+    the eager predictor both use."""
+    return f"channel {channel} holds one value throughout ({window[channel, 0]:g}): a disconnected or stuck sensor?"
 
 
 # soxr "HQ" (training resamples with librosa's res_type="soxr_hq") is linear-phase with this gain

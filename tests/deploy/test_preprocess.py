@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from types import SimpleNamespace
-from typing import get_args
+from typing import Any, get_args
 
 import librosa
 import numpy as np
@@ -14,27 +14,48 @@ import pytest
 from PIL import Image
 
 from polymodal.config.modalities import AudioModality, ImageModality, SignalModality, TabularModality, TextModality
-from polymodal.config.preprocess import AudioPreprocess, TabularPreprocess, TextPreprocess
+from polymodal.config.preprocess import AudioPreprocess, SignalSpectrogram, TabularPreprocess, TextPreprocess
 from polymodal.data.modalities import build_preprocessor
 from polymodal.deploy.export import modality_meta
 from polymodal.deploy.features import AudioFeatures, ImageFeatures, SignalFeatures, TabularFeatures, TextFeatures
 
 
-def test_signal_spectrogram_and_valid_frames_match_the_training_preprocessor(tmp_path):
+def signal_features(tmp_path, spectrogram: dict, signal: np.ndarray) -> tuple[SignalFeatures, Any, str]:
+    """The runtime's features for a signal preprocessor fitted on ``signal`` (C, L), the
+    preprocessor and the file it was saved to."""
     cfg = SignalModality(kind="signal", column="sig",
-                         preprocess={"length": 256, "normalize": "none", "spectrogram": {"n_fft": 32, "hop": 16}})
+                         preprocess={"length": 256, "normalize": "none", "spectrogram": spectrogram})
     prep = build_preprocessor(cfg, "sig")
-    short = np.random.default_rng(0).standard_normal((2, 100)).astype(np.float32)  # shorter than length
-    np.save(tmp_path / "short.npy", short.T)
-    prep.fit([str(tmp_path / "short.npy")])
+    np.save(tmp_path / "signal.npy", signal.T)
+    prep.fit([str(tmp_path / "signal.npy")])
     fake = SimpleNamespace(config=SimpleNamespace(modalities={"sig": cfg}),
                            pipeline=SimpleNamespace(preprocessors={"sig": prep}))
-    features = SignalFeatures("sig", modality_meta(fake, "sig", []))
+    return SignalFeatures("sig", modality_meta(fake, "sig", [])), prep, str(tmp_path / "signal.npy")
+
+
+@pytest.mark.parametrize("scale", get_args(SignalSpectrogram.model_fields["scale"].annotation))
+@pytest.mark.parametrize("gain", [1.0, 1e-4, 0.0])  # a live sensor, a nearly dead one, a dead one
+def test_signal_spectrogram_and_valid_frames_match_the_training_preprocessor(tmp_path, scale, gain):
+    short = np.random.default_rng(0).standard_normal((2, 100)).astype(np.float32) * np.float32(gain)  # < length
+    features, prep, path = signal_features(tmp_path, {"n_fft": 32, "hop": 16, "scale": scale}, short)
     got = features.transform([short])
-    want = prep.featurize([prep.decode(str(tmp_path / "short.npy"))])
+    want = prep.featurize([prep.decode(path)])
     frames = librosa.stft(np.zeros(100, np.float32), n_fft=32, hop_length=16, center=True).shape[1]  # 7
     assert got["length"].tolist() == want["length"].tolist() == [frames]
+    assert features.cfg["spectrogram"]["scale"] == scale  # deploy.json records it
     np.testing.assert_allclose(got["x"], want["x"], rtol=1e-4, atol=1e-4)
+
+
+def test_an_export_recorded_before_spectrogram_scale_featurises_with_log1p(tmp_path):
+    """deploy.json of an export made before the key existed has no ``scale``: its model was trained
+    on log1p spectrograms, which the runtime keeps computing."""
+    wave = np.random.default_rng(1).standard_normal((1, 256)).astype(np.float32)
+    features, _, path = signal_features(tmp_path, {"n_fft": 32, "hop": 16, "scale": "log1p"}, wave)
+    old = SignalFeatures("sig", {"preprocess": {**features.cfg, "spectrogram": {"n_fft": 32, "hop": 16}},
+                                 "state": features.state, "inputs": {}})
+    np.testing.assert_array_equal(old.transform([wave])["x"], features.transform([wave])["x"])
+    db, _, _ = signal_features(tmp_path, {"n_fft": 32, "hop": 16, "scale": "db"}, wave)
+    assert not np.allclose(db.transform([wave])["x"], features.transform([wave])["x"], atol=1.0)
 
 
 @pytest.mark.parametrize("impute", get_args(TabularPreprocess.model_fields["impute"].annotation))

@@ -93,6 +93,12 @@ class Preprocessor(ABC):
     def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         """Batched arrays -> the encoder's keyword inputs (``x``, optional ``mask``...)."""
 
+    def notes(self, sample: Any) -> list[str]:
+        """What a user should know about one decoded sample (from :meth:`decode`), such as a signal
+        channel that holds one value throughout; none by default. Encoding warns once per
+        modality and manifest, naming the rows (the runtime's ``Features.notes`` says it per request)."""
+        return []
+
     def decode_chunk(self, values: Sequence[Any]) -> tuple[list[int], list[Any], list[tuple[int, DecodeError]]]:
         """Decode a chunk of cells: the positions decoded, their samples, and ``(position, error)``
         of the others. One ``decode`` per cell; a modality whose cells are cheap to decode

@@ -29,7 +29,14 @@ from polymodal.data.arrays import load_npy, split_row_ref
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor, channel_stats
 from polymodal.errors import DecodeError, NotFittedError
 from polymodal.utils.signal_csv import SignalCSV, non_finite_reason, pick_channels, read_csv_signal
-from polymodal.utils.signals import channels_first, fit_length, window_starts
+from polymodal.utils.signals import (
+    channels_first,
+    fit_length,
+    flat_channels,
+    flat_note,
+    spectrogram_db,
+    window_starts,
+)
 from polymodal.utils.warn import warn_user
 
 SIGNAL_EXTENSIONS = (".npy", ".npz", ".csv", ".mat", ".wav", ".flac")
@@ -195,6 +202,13 @@ class SignalPreprocessor(Preprocessor):
         valid = min(array.shape[-1], cfg.length)
         return fit_length(array, cfg.length, cfg.crop), valid
 
+    def notes(self, sample: tuple[np.ndarray, int]) -> list[str]:
+        """The channels of a decoded window that hold one value throughout its valid samples (a
+        disconnected or stuck sensor, which a model trained on live signals may read as ordinary),
+        in the words of the runtime's note (:func:`~polymodal.utils.signals.flat_channels`)."""
+        window, valid = sample
+        return [flat_note(window, c) for c in flat_channels(window, valid)]
+
     @staticmethod
     def _non_finite(array: np.ndarray, path: str, channels: list[int] | list[str] | None = None) -> str:
         """The message for a (C, L) signal, as read from ``path`` (with ``preprocess.channels``), that
@@ -218,10 +232,19 @@ class SignalPreprocessor(Preprocessor):
             return {"x": x, "length": valid.astype(np.int32)}
         n_fft, hop = self._spectral
         b, c, n = x.shape
-        power = F.stft_power(torch.from_numpy(x.reshape(b * c, n)), n_fft, hop)  # (B*C, T, F)
-        spec = torch.log1p(power).reshape(b, c, power.shape[1], power.shape[2]).permute(0, 1, 3, 2)
+        wave = torch.from_numpy(x.reshape(b * c, n))
+        # log1p: float32, as the runs trained with it were featurised. db: float64 power, as the runtime
+        # computes it: float32 rounding noise (about 1e-7 of a frame's peak) in a quiet bin reads tens
+        # of dB above the floor, and would differ between the two
+        if self.cfg.spectrogram.scale == "log1p":
+            power = F.stft_power(wave, n_fft, hop)  # (B*C, T, F)
+            scaled = torch.log1p(power).numpy()
+        else:
+            power = F.stft_power(wave.double(), n_fft, hop)
+            scaled = spectrogram_db(power.numpy())
+        spec = scaled.reshape(b, c, power.shape[1], power.shape[2]).transpose(0, 1, 3, 2)
         lengths = np.minimum(1 + valid // hop, power.shape[1]).astype(np.int32)
-        return {"x": spec.reshape(b, -1, power.shape[1]).numpy(), "length": lengths}
+        return {"x": np.ascontiguousarray(spec.reshape(b, -1, power.shape[1]), np.float32), "length": lengths}
 
     def spec(self) -> dict[str, ArraySpec]:
         return {"x": ArraySpec(self.shape, "float32"), "length": ArraySpec((), "int32")}

@@ -1,5 +1,5 @@
 """Signals in the runtime: ``.npy`` arrays and CSV files read as training reads them, cut or padded,
-optionally a log spectrogram."""
+optionally a log spectrogram (``scale`` ``db`` or ``log1p``, as in training)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from polymodal.deploy.features.base import NPY_MAGIC, Features, read_bytes
 from polymodal.errors import DecodeError
 from polymodal.utils.npy import npy_from_bytes
 from polymodal.utils.signal_csv import is_csv_text, non_finite_reason, pick_channels, read_csv_signal
-from polymodal.utils.signals import channels_first, fit_length
+from polymodal.utils.signals import channels_first, fit_length, flat_channels, flat_note, spectrogram_db
 
 
 class SignalFeatures(Features):
@@ -80,8 +80,7 @@ class SignalFeatures(Features):
         live signals may still read as ordinary)."""
         length = int(self.cfg["length"])
         window, valid, samples = self.decode(value)
-        notes = [f"channel {c} holds one value throughout ({window[c, 0]:g}): a disconnected or stuck sensor?"
-                 for c in range(window.shape[0]) if valid > 1 and np.ptp(window[c, :valid]) == 0]
+        notes = [flat_note(window, c) for c in flat_channels(window, valid)]
         if samples != length:
             done = f"cropped to its {'first' if self.cfg['crop'] == 'start' else 'central'} {length:,}" \
                 if samples > length else f"zero-padded to {length:,}"
@@ -96,6 +95,8 @@ class SignalFeatures(Features):
             return {"x": x, "length": valid.astype(np.int32)}
         b, c, n = x.shape
         power = stft_power(x.reshape(b * c, n), spec["n_fft"], spec["hop"])  # (B*C, T, F)
-        feats = np.log1p(power).reshape(b, c, power.shape[1], power.shape[2]).transpose(0, 1, 3, 2)
+        # an export made before spectrogram.scale existed records none: it was trained with log1p
+        scaled = np.log1p(power) if spec.get("scale", "log1p") == "log1p" else spectrogram_db(power)
+        feats = scaled.reshape(b, c, power.shape[1], power.shape[2]).transpose(0, 1, 3, 2)
         lengths = np.minimum(1 + valid // spec["hop"], power.shape[1]).astype(np.int32)
         return {"x": feats.reshape(b, -1, power.shape[1]).astype(np.float32), "length": lengths}

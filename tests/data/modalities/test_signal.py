@@ -206,18 +206,39 @@ def test_crop_and_pad(tmp_path, crop, start):
     assert valid == 300 and padded.shape == (3, 400) and not padded[:, 300:].any()
 
 
-def test_spectrogram_shape_and_values(tmp_path):
+@pytest.mark.parametrize(("scale", "log"), [("log1p", np.log1p), ("db", lambda p: 10 * np.log10(p + 1e-10))])
+def test_spectrogram_shape_and_values(tmp_path, scale, log):
     data = recording(channels=2, samples=256)
-    prep = signal(length=256, spectrogram={"n_fft": 32, "hop": 16})
+    prep = signal(length=256, spectrogram={"n_fft": 32, "hop": 16, "scale": scale})
     path = save_as(tmp_path / "r.npy", data)
     prep.fit([path])
     arrays = encode_values(prep, [path])
     assert prep.shape == (2 * 17, 1 + 256 // 16)
-    assert arrays["x"].shape == (1, *prep.shape)
+    assert arrays["x"].shape == (1, *prep.shape) and arrays["x"].dtype == np.float32
     for c in range(2):
-        power = np.abs(librosa.stft(data[c], n_fft=32, hop_length=16, window="hann", center=True,
+        power = np.abs(librosa.stft(data[c].astype(np.float64), n_fft=32, hop_length=16, window="hann", center=True,
                                     pad_mode="constant")) ** 2
-        np.testing.assert_allclose(arrays["x"][0, c * 17:(c + 1) * 17], np.log1p(power), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(arrays["x"][0, c * 17:(c + 1) * 17], log(power), rtol=1e-4, atol=1e-4)
+
+
+def test_db_spectrogram_stays_a_log_at_any_amplitude_and_silence_reads_the_floor(tmp_path):
+    """A signal 1,000 times weaker reads 60 dB lower in every bin well above the floor; an all-zero
+    channel reads -100 dB throughout. log1p, on a signal of power well below 1, is about linear:
+    the weak signal reads about a millionth of the strong one, next to silence's 0."""
+    data = np.random.default_rng(0).standard_normal((1, 256)).astype(np.float32) * 0.1  # power per bin below 1
+    paths = [save_as(tmp_path / f"{name}.npy", np.concatenate([x, x])) for name, x in
+             (("live", data), ("weak", data * 1e-3), ("dead", np.zeros_like(data)))]
+    db = signal(spectrogram={"n_fft": 32, "hop": 16, "scale": "db"})
+    db.fit(paths[:1])
+    live, weak, dead = encode_values(db, paths)["x"]
+    loud = live > -20  # well above the floor: weak reads -80 dB there at the least, the floor adds < 0.05 dB
+    assert loud.mean() > 0.5
+    np.testing.assert_allclose(weak[loud], live[loud] - 60, atol=0.05)
+    np.testing.assert_array_equal(dead, np.full_like(dead, -100.0))
+    log1p = signal(spectrogram={"n_fft": 32, "hop": 16, "scale": "log1p"})
+    log1p.fit(paths[:1])
+    live, weak, dead = encode_values(log1p, paths)["x"]
+    assert np.abs(weak).max() < 1e-5 and not dead.any()
 
 
 def test_global_standardisation_uses_training_statistics_per_channel(tmp_path):
