@@ -172,7 +172,8 @@ class AnomalyDetector(Estimator):
             raise ConfigError([f"anomaly.threshold: {self.settings.threshold} is the score a fitted detector was "
                                "re-thresholded at (set_threshold(score=), polymodal threshold --score); a fit "
                                "chooses its own threshold at anomaly.target_fpr, on scores whose scale is new: "
-                               "remove the key"])
+                               "remove the key from the config (on this detector in Python: "
+                               "det.config.anomaly.threshold = None)"])
         self._fitted_settings = None  # this fit's config may differ from the last one's
         if test is not None and not cfg.targets:
             raise SchemaMismatchError("a test manifest is evaluated against its labels, but this anomaly config has "

@@ -69,7 +69,11 @@ def rethreshold(detector: AnomalyDetector, *, fpr: float | None = None, score: f
         update = {"threshold": new}
     old = float(model.scorer.threshold)
     model.scorer.threshold.fill_(new)
-    detector.config.anomaly = AnomalyConfig.model_validate({**detector.settings.model_dump(), **update})
+    if detector.config.anomaly is None:  # the defaults, now written out
+        detector.config.anomaly = AnomalyConfig.model_validate(update)
+    else:  # field by field: only the anomaly section is validated again, not a saved run's whole config
+        for key, value in update.items():  # (whose older settings may load only as a saved run's)
+            setattr(detector.config.anomaly, key, value)
     detector._fitted_settings = model_settings(detector.config)  # the change is the model's own, not one to refuse
     detector.info["threshold"] = float(model.scorer.threshold)
     _flag_rates_at(float(model.scorer.threshold), detector.metrics,
@@ -90,7 +94,8 @@ def _flag_rates_at(threshold: float, metrics: dict[str, Any], kept: dict[str, Sc
         if pair is None:
             scores_of["flag_fpr"] = scores_of["flag_tpr"] = None
             note = "flag_fpr and flag_tpr: not known at the threshold set after the fit (no scores kept)"
-            scores_of["note"] = note if not scores_of.get("note") else f"{scores_of['note']}; {note}"
+            if note not in (scores_of.get("note") or ""):  # said once, however often the threshold is set
+                scores_of["note"] = note if not scores_of.get("note") else f"{scores_of['note']}; {note}"
             continue
         scores, y = pair
         known = y >= 0

@@ -172,7 +172,7 @@ def evaluate(
 
             extra = run_evaluations(predictor, data, out or run / EVALUATION_DIR, missing=missing,
                                     robustness=robustness, corruptions=swept, reference=ref, max_rows=rows,
-                                    seed=seed)
+                                    seed=seed, checked=True)
     if as_json:
         from polymodal.utils.io import finite_json
 

@@ -119,6 +119,10 @@ class CorruptionRegistry:
         """Names registered for ``kind``."""
         return [name for (k, name) in self._items if k == kind]
 
+    def kinds(self) -> list[str]:
+        """The modality kinds that have corruptions, in registration order."""
+        return list(dict.fromkeys(k for k, _ in self._items))
+
     def __iter__(self) -> Iterator[Corruption]:
         return iter(list(self._items.values()))
 

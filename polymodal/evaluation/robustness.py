@@ -145,7 +145,8 @@ def parse_corruptions(specs: str | Sequence[str] | None, predictor: MultimodalPr
         specs = [specs]
     modalities = predictor.config.modalities
     chosen: dict[str, list[str]] = {}
-    for spec in specs or [f"{name}" for name in predictor.config.modality_names]:
+    every = [name for name in predictor.config.modality_names if CORRUPTIONS.names(modalities[name].kind)]
+    for spec in specs or every:  # by default, every modality of a kind that has corruptions (video has none)
         if not isinstance(spec, str):
             raise OptionError([f"{_named(option, spec)}: a spec is MODALITY or MODALITY:CORRUPTION text; got "
                                f"{type(spec).__name__}"])
@@ -157,6 +158,9 @@ def parse_corruptions(specs: str | Sequence[str] | None, predictor: MultimodalPr
             raise OptionError([f"{_named(option, spec)}: unknown modality '{name}'; this model has "
                                f"{predictor.config.modality_names}"])
         kind = modalities[name].kind
+        if not CORRUPTIONS.names(kind):
+            raise OptionError([f"{_named(option, spec)}: modality '{name}' is of kind '{kind}', which has no "
+                               f"corruptions (kinds that have: {sorted(CORRUPTIONS.kinds())})"])
         try:
             names = [CORRUPTIONS.get(kind, corruption).name] if corruption else CORRUPTIONS.names(kind)
         except ConfigError as err:

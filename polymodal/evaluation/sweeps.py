@@ -50,13 +50,15 @@ def curves_wide(result: RobustnessResult) -> pd.DataFrame:
 def run_evaluations(predictor: MultimodalPredictor, data: DataSource, out: Path, *, missing: bool, robustness: bool,
                     corruptions: Mapping[str, str | Sequence[str]] | Sequence[str] | None = None,
                     reference: MultimodalPredictor | None = None, max_rows: int | None = None,
-                    seed: int = 0) -> dict[str, Any]:
+                    seed: int = 0, checked: bool = False) -> dict[str, Any]:
     """Run the requested evaluations on one encoding of ``data`` and save their tables in ``out``.
 
     Args:
-        corruptions: ``--corruption`` specs (named so in errors) or ``{modality: [corruption, ...]}``;
-            None: every corruption of every modality.
+        corruptions: specs (``"image:blur"``, named ``corruptions=`` in errors) or ``{modality:
+            [corruption, ...]}``; None: every corruption of every modality.
         reference: checked against ``data`` (task, swept modalities, labels) before anything is evaluated.
+        checked: the caller parsed ``corruptions`` into a mapping and checked ``reference`` against
+            ``data`` already (the command line does, before its plain evaluation): not done again.
 
     Returns:
         ``{"sweep_rows": rows swept, "missing": [rows], "robustness": {"metric", "table": [wide rows],
@@ -67,10 +69,11 @@ def run_evaluations(predictor: MultimodalPredictor, data: DataSource, out: Path,
         predictor.require(SUBSETS)
     if robustness:
         predictor.require(ROBUSTNESS)
-        corruptions = check_corruption_map(corruptions, predictor) if isinstance(corruptions, Mapping) else \
-            parse_corruptions(corruptions, predictor, "--corruption")
-        if reference is not None:  # a wrong one: refused before the subsets and either sweep run
-            check_reference(predictor, reference, corruptions, data)
+        if not checked:
+            corruptions = check_corruption_map(corruptions, predictor) if isinstance(corruptions, Mapping) else \
+                parse_corruptions(corruptions, predictor)
+            if reference is not None:  # a wrong one: refused before the subsets and either sweep run
+                check_reference(predictor, reference, corruptions, data)
     encoded = load_eval_data(predictor, data, require_target=True, max_rows=max_rows, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"sweep_rows": len(encoded)}  # fewer than the manifest's with max_rows

@@ -113,6 +113,26 @@ def test_a_run_saved_without_its_validation_scores_says_to_fit_again_or_give_a_s
     assert change["valid_fpr"] is None and float(det.model.scorer.threshold) == 1.5
     assert det.metrics["valid"]["flag_fpr"] is None and "not known at the threshold set after the fit" in \
         det.metrics["valid"]["note"]
+    det.set_threshold(score=1.6)  # set again: the note is said once
+    assert det.metrics["valid"]["note"].count("not known at the threshold set after the fit") == 1
+
+
+def test_a_saved_run_whose_config_loads_only_as_a_saved_run_can_be_rethresholded(copy):
+    """A setting a newer polymodal refuses for a new run (modality_dropout 1.0) loads with a warning;
+    setting the threshold must not validate the whole config again as a new one."""
+    import yaml
+
+    saved = yaml.safe_load((copy / "config.yaml").read_text())
+    first = next(iter(saved["modalities"]))
+    saved["train"]["modality_dropout"] = {first: 1.0}
+    (copy / "config.yaml").write_text(yaml.safe_dump(saved), encoding="utf-8")
+    with pytest.warns(UserWarning, match="would be refused for a new run"):
+        det = AnomalyDetector.load(copy)
+    change = det.set_threshold(score=2.5)
+    assert change["new"] == 2.5 and det.config.anomaly.threshold == 2.5
+    det.save(copy, overwrite=True)
+    with pytest.warns(UserWarning, match="would be refused for a new run"):
+        assert float(AnomalyDetector.load(copy).model.scorer.threshold) == 2.5
 
 
 def test_a_damaged_scores_file_is_named(copy):

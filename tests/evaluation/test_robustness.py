@@ -272,3 +272,20 @@ def test_a_sweep_shows_its_progress_over_every_corrupted_evaluation(run, monkeyp
     assert bars == [{"total": 15, "description": "robustness sweep", "enabled": True, "done": 15}]  # 3 x 5 severities
     robustness_sweep(predictor, paths["test"], ["tab:swap"])
     assert bars[-1]["enabled"] is False  # the report's sweep stays quiet
+
+
+def test_a_video_modality_has_no_corruptions_so_a_default_sweep_leaves_it_out_and_naming_it_says_why():
+    from types import SimpleNamespace
+
+    from polymodal.config import load_config
+
+    config = load_config({"target": "label", "modalities": {"clip": {"kind": "video", "column": "clip"},
+                                                             "sound": {"kind": "audio", "column": "sound"}}})
+    predictor = SimpleNamespace(config=config)
+    assert parse_corruptions(None, predictor) == {"sound": CORRUPTIONS.names("audio")}  # not {"clip": [], ...}
+    for spec in ("clip", "clip:blur"):
+        with pytest.raises(OptionError, match=r"corruptions='" + spec + r"': modality 'clip' is of kind 'video', "
+                                              r"which has no corruptions \(kinds that have: "):
+            parse_corruptions([spec], predictor)
+    with pytest.raises(OptionError, match=r"--corruption clip: modality 'clip' is of kind 'video'"):
+        parse_corruptions(["clip"], predictor, "--corruption")
