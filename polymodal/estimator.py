@@ -322,9 +322,11 @@ class Estimator:
 
     def _fit_info(self, train_table: EncodedTable, valid_table: EncodedTable, model: torch.nn.Module,
                   sources: dict[str, DataSource | None], **facts: Any) -> dict[str, Any]:
-        """``info`` after a fit: the rows and files of both splits, the parameters, ``facts`` and
-        the manifests it was fitted on (``sources``: split -> path or DataFrame)."""
-        return {"train_rows": len(train_table), "valid_rows": len(valid_table), **facts,
+        """``info`` after a fit: the rows and files of both splits, how many training rows lacked
+        each modality (``train_absent``), the parameters, ``facts`` and the manifests it was fitted
+        on (``sources``: split -> path or DataFrame)."""
+        absent = {name: int((~modality.present).sum()) for name, modality in train_table.modalities.items()}
+        return {"train_rows": len(train_table), "valid_rows": len(valid_table), "train_absent": absent, **facts,
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
                 "skipped_files": len(train_table.skipped) + len(valid_table.skipped), **manifest_paths(**sources)}

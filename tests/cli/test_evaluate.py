@@ -138,7 +138,14 @@ def test_explain_writes_the_page(run, tmp_path):
 
 
 def test_explain_of_a_model_never_trained_with_a_modality_hidden_says_so(run, tmp_path_factory):
-    folder, paths = fitted_run(tmp_path_factory, classification_config(epochs=1), 30, "whole_rows")
+    from helpers_models import make_dataset, write_splits
+
+    root = tmp_path_factory.mktemp("whole_rows")
+    frame = make_dataset(root, n=40)
+    paths = write_splits(root, frame[frame["image"] != ""].reset_index(drop=True))  # every row whole
+    folder = root / "run"
+    MultimodalPredictor.from_config({**classification_config(epochs=1), "report": {"rows": 0}}).fit(
+        paths["train"], paths["valid"], out=folder)
     result = invoke("explain", folder, "--data", paths["test"], "--samples", "0")
     assert result.exit_code == 0, result.output
     said = " ".join(result.stdout.split())

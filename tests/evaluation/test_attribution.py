@@ -245,14 +245,17 @@ def test_the_page_of_a_dataframe_with_its_own_index_names_rows_and_labels(a_only
     assert "(index &#x27;id" in text, "each map's heading names the row's index label too"
 
 
-@pytest.mark.parametrize(("changes", "trained"), [
-    ({}, False),
-    ({"train": {"modality_dropout": 0.3}}, True),
-    ({"train": {"modality_dropout": {"a": 0.2}}}, True),
-    ({"loss": {"subset_weight": 1.0}}, True),
-    ({"fusion": {"name": "late"}}, True),  # a coalition is its present modalities' own heads
+@pytest.mark.parametrize(("changes", "absent", "trained"), [
+    ({}, {"a": 0, "b": 0}, False),
+    ({}, {"a": 0, "b": 12}, True),  # training rows that lacked b: its missing path trained on them
+    ({}, None, None),  # a run fitted before the gaps were recorded: not known, no note
+    ({"train": {"modality_dropout": 0.3}}, None, True),
+    ({"train": {"modality_dropout": {"a": 0.2}}}, {"a": 0, "b": 0}, True),
+    ({"loss": {"subset_weight": 1.0}}, None, True),
+    ({"fusion": {"name": "late"}}, None, True),  # a coalition is its present modalities' own heads
 ])
-def test_whether_the_missing_path_trained_follows_dropout_the_subset_loss_and_the_fusion(changes, trained):
+def test_whether_the_missing_path_trained_follows_dropout_the_subset_loss_the_data_and_the_fusion(changes, absent,
+                                                                                                 trained):
     from types import SimpleNamespace
 
     from polymodal.config import load_config
@@ -260,7 +263,8 @@ def test_whether_the_missing_path_trained_follows_dropout_the_subset_loss_and_th
     config = tabular_config()
     for section, values in changes.items():
         config[section] = {**config.get(section, {}), **values} if section != "fusion" else values
-    assert attribution.missing_path_trained(SimpleNamespace(config=load_config(config))) is trained
+    info = {} if absent is None else {"train_absent": absent}
+    assert attribution.missing_path_trained(SimpleNamespace(config=load_config(config), info=info)) is trained
 
 
 def test_an_anomaly_detectors_missing_path_trains_only_with_modality_dropout():
@@ -270,10 +274,10 @@ def test_an_anomaly_detectors_missing_path_trains_only_with_modality_dropout():
 
     config = {**tabular_config(), "task": "anomaly", "target": None, "head": None, "loss": {"subset_weight": 1.0}}
     config.pop("head")
-    detector = SimpleNamespace(config=load_config(config))
+    detector = SimpleNamespace(config=load_config(config), info={"train_absent": {"a": 0, "b": 0}})
     assert attribution.missing_path_trained(detector) is False  # it has no subset loss: the weight trains nothing
     config["train"]["modality_dropout"] = 0.3
-    assert attribution.missing_path_trained(SimpleNamespace(config=load_config(config))) is True
+    assert attribution.missing_path_trained(SimpleNamespace(config=load_config(config), info={})) is True
 
 
 @pytest.fixture(scope="module")
