@@ -36,7 +36,8 @@ def test_trial_config_validates_sampled_values():
 
 def test_a_space_entry_is_checked_as_the_kind_it_names_a_range_or_choices():
     space = {"train.lr": {"low": 1e-4, "hihg": 1e-2, "log": True}, "train.epochs": {"low": 5, "high": 2},
-             "fusion.name": {"choice": ["concat", "late"]}, "head.dropout": {"choices": [0.1]}}
+             "fusion.name": {"choice": ["concat", "late"]}, "head.dropout": {"choices": [0.1]},
+             "head.hidden": {"low": 1, "high": 2, "choices": [[8], [16]]}}
     with pytest.raises(ConfigError) as err:
         load_config({**classification_config(), "tune": {"space": space}})
     assert sorted(err.value.problems) == sorted([
@@ -47,6 +48,8 @@ def test_a_space_entry_is_checked_as_the_kind_it_names_a_range_or_choices():
         "tune.space.fusion.name.choice: unknown key 'choice' (did you mean 'choices'?); allowed keys: choices",
         "tune.space.head.dropout.choices: a search needs at least 2 choices (to fix a key's value, set it in the "
         "config and leave it out of tune.space) (got [0.1])",
+        "tune.space.head.hidden.low: unknown key 'low'; allowed keys: choices",  # choices named: a list of them
+        "tune.space.head.hidden.high: unknown key 'high'; allowed keys: choices",
     ])  # one kind's problems per entry: a range is not also told it lacks choices
 
 

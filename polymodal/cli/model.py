@@ -28,7 +28,7 @@ from polymodal.cli.common import (
     unused_options,
     user_errors,
 )
-from polymodal.run_files import EVALUATION_DIR, EXPLAIN_DIR, REPORT_FILE, SKIPPED_FILE
+from polymodal.run_files import EVALUATION_DIR, EXPLAIN_DIR, EXPORT_DIR, REPORT_FILE, SKIPPED_FILE
 from polymodal.utils.tables import format_value
 
 
@@ -339,7 +339,8 @@ def threshold(
 ) -> None:
     """Set an anomaly run's flag threshold without retraining: at a false-positive rate on its
     validation normal rows (--fpr) or at a score (--score). The run folder is rewritten (its
-    config records the new anomaly.target_fpr or anomaly.threshold); an export of it is made again."""
+    config records the new anomaly.target_fpr or anomaly.threshold); an export of it still flags at
+    the old threshold until it is made again (polymodal export RUN)."""
     from polymodal.errors import OptionError, RunFolderError, SchemaMismatchError
     from polymodal.runfolder import check_run
     from polymodal.utils.io import exclusive_lock
@@ -368,6 +369,9 @@ def threshold(
         console.print(f"validation FPR: {format_value(change['valid_fpr'])} ({flagged} of {change['valid_normals']} "
                       "validation normal rows above it)", highlight=False)
     console.print(f"run updated: {run}", highlight=False)
+    if (run / EXPORT_DIR).is_dir():  # exported before: its graph holds the old threshold
+        print_warning(f"{run / EXPORT_DIR} still flags at the old threshold {format_value(change['old'])}: export "
+                      f"the run again ('polymodal export {run}') before serving it")
 
 
 def demo(

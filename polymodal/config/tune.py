@@ -55,6 +55,8 @@ class ChoiceParam(StrictModel):
 
 
 RANGE_KEYS = ("low", "high", "log", "step")
+# the union's tags: pydantic puts them in an error's location, where they must not read as a key the user wrote
+RANGE_TAG, CHOICES_TAG = "<range>", "<choices>"
 
 
 def _param_kind(value: Any) -> str:
@@ -62,17 +64,17 @@ def _param_kind(value: Any) -> str:
     mapping naming ``choices`` (or a misspelling of it, and no range key) is a choice, a list is
     the choices themselves, anything else a range."""
     if isinstance(value, ChoiceParam | list):
-        return "choices"
+        return CHOICES_TAG
     if isinstance(value, dict):
         keys = [str(k) for k in value]
         if "choices" in keys or (not set(keys) & set(RANGE_KEYS)
                                  and any(difflib.get_close_matches(k, ["choices"], n=1) for k in keys)):
-            return "choices"
-    return "range"
+            return CHOICES_TAG
+    return RANGE_TAG
 
 
-Param = Annotated[Annotated[RangeParam, Tag("range")]
-                  | Annotated[ChoiceParam, Tag("choices")],
+Param = Annotated[Annotated[RangeParam, Tag(RANGE_TAG)]
+                  | Annotated[ChoiceParam, Tag(CHOICES_TAG)],
                   Discriminator(_param_kind)]
 
 

@@ -174,3 +174,14 @@ def test_the_threshold_command_rewrites_the_run_and_prints_the_change(data, copy
                           (["--fpr", "0"], "--fpr: a false-positive rate between 0 and 1")):
         result = runner.invoke(app, ["threshold", str(copy), *args])
         assert result.exit_code == 2 and message in result.stderr, result.output
+
+
+def test_a_run_exported_before_its_threshold_is_set_is_told_to_export_again(copy):
+    runner = CliRunner()
+    assert runner.invoke(app, ["export", str(copy)]).exit_code == 0
+    result = runner.invoke(app, ["threshold", str(copy), "--score", "2.5"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert f"{copy / 'export'} still flags at the old threshold" in said and f"'polymodal export {copy}'" in said
+    served = runner.invoke(app, ["serve", str(copy), "--port", "0"])  # refused before it binds
+    assert served.exit_code == 2 and "or its anomaly threshold set" in served.stderr

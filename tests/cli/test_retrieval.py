@@ -104,11 +104,11 @@ def test_kept_columns_stand_beside_the_hits_the_gallerys_from_the_index_the_quer
     assert (hits["label"].dropna() == pd.Series(expected).dropna().to_numpy()).all()
     assert (hits[hits["rank"] == 1]["label"] == hits[hits["rank"] == 1]["query_label"]).mean() > 0.8
     for args, fragment in [(("index", "build", setup["run"], "--data", setup["test"], "--modality", "caption", "--out",
-                             tmp_path / "other", "--keep", "lable"), "column 'lable' (--keep) is not in"),
+                             tmp_path / "other", "--keep", "lable"), "column 'lable' (kept beside the hits) is not in"),
                            (("index", "build", setup["run"], "--data", setup["test"], "--modality", "caption", "--out",
-                             tmp_path / "other", "--keep", "score"), "--keep: ['score'] would stand beside the hit"),
+                             tmp_path / "other", "--keep", "score"), "kept columns ['score'] would stand beside the hit"),
                            (("retrieve", setup["run"], "--index", index, "--query", setup["test"], "--modality", "x",
-                             "--keep", "nosuch"), "column 'nosuch' (--keep) is not in")]:
+                             "--keep", "nosuch"), "column 'nosuch' (kept beside the hits) is not in")]:
         assert_user_error(invoke(*args), fragment)
     assert not (tmp_path / "other").exists()
 
