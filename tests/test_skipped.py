@@ -170,8 +170,9 @@ def test_a_row_with_no_modality_present_is_skipped_and_listed_not_fatal_unless_o
     assert '"rows": 6' in result.stdout
     manifest.assign(image=None, x1=None, x2=None, color=None).to_csv(tmp_path / "blank.csv", index=False)  # all blank
     result = invoke("evaluate", out, "--data", tmp_path / "blank.csv", "--on-error", "skip")
-    assert result.exit_code == 2 and f"skipped ({len(manifest)} row(s) with no modality present; data.on_error: " \
-        f"skip); first: blank.csv row 0 (line 2): no modality present" in " ".join(result.stderr.split())
+    assert result.exit_code == 2 and f"each of its {len(manifest)} row(s) held no modality, skipped ({len(manifest)} " \
+        "row(s) with no modality present; data.on_error: skip); first: blank.csv row 0 (line 2): no modality present" \
+        in " ".join(result.stderr.split())
     result = invoke("evaluate", out, "--data", tmp_path / "query.csv", "--on-error", "raise")
     assert result.exit_code == 2
     assert "query.csv: no modality present in rows 1 (line 3), 5 (line 7) (data.on_error: skip or missing" in \

@@ -93,11 +93,13 @@ def require_rows(table: EncodedTable, manifest: Manifest, on_error: str, purpose
         first = (f"; first: {s.where}" + (f", modality '{s.modality}'" if s.modality else "") + ": "
                  + (f"{s.path} ({s.reason})" if s.path else s.reason))
     empty = sum(not s.modality for s in table.skipped)  # rows with no modality present
-    counted = [f"{n} {what}" for n, what in ((len(table.skipped) - empty, "unreadable file(s) or value(s)"),
-                                             (empty, "row(s) with no modality present")) if n]
-    raise ManifestError([f"{manifest.name}: no row is left to {purpose}: each of its {len(manifest)} {rows} had an "
-                         f"unreadable file or no modality present, skipped ({', '.join(counted) or 'none listed'}; "
-                         f"data.on_error: {on_error}){first}"], source=manifest.name)
+    files = len(table.skipped) - empty
+    why = ("had an unreadable file" if not empty else "held no modality" if not files
+           else "had an unreadable file or held no modality")
+    counted = [f"{n} {what}" for n, what in ((files, "file(s)"), (empty, "row(s) with no modality present")) if n]
+    raise ManifestError([f"{manifest.name}: no row is left to {purpose}: each of its {len(manifest)} {rows} {why}, "
+                         f"skipped ({', '.join(counted) or 'none listed'}; data.on_error: {on_error}){first}"],
+                        source=manifest.name)
 
 
 def skipped_by_split(skipped: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -341,8 +341,8 @@ def test_an_evaluation_whose_every_row_is_skipped_is_one_line_and_lists_them(dat
     frame = pd.read_csv(data["test"]).head(3).assign(image=str(tmp_path / "garbage.png"))
     manifest = _beside_the_data(data, frame, "all_bad.csv")
     result = invoke("evaluate", tmp_path / "run", "--data", manifest)
-    assert_user_error(result, "all_bad.csv: no row is left to evaluate: each of its 3 row(s) had an unreadable file "
-                              "or no modality present, skipped (3 unreadable file(s) or value(s)")
+    assert_user_error(result, "all_bad.csv: no row is left to evaluate: each of its 3 row(s) had an unreadable file, "
+                              "skipped (3 file(s)")
     listed = pd.read_csv(tmp_path / "run" / "evaluation" / "skipped.csv")  # this evaluation's, not an earlier one's
     assert len(listed) == 3 and set(listed["path"]) == {str(tmp_path / "garbage.png")}
 
