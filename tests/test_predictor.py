@@ -247,6 +247,10 @@ def test_a_misnamed_modality_column_is_named_in_a_warning(clf, data):
         renamed = predictor.predict_proba(frame)
     assert "unrecognised columns: ['img_path', 'signal', 'y', 'tag_bright', 'tag_top']" in str(caught[0].message)
     pd.testing.assert_frame_equal(renamed, predictor.predict_proba(data["test"], modalities=["tab"]))  # still predicts
+    recased = frame.rename(columns={"img_path": "Image"})
+    with pytest.warns(UserWarning, match=r"no column 'image' \(modality img\) \(did you mean 'Image'\?\): predicting "
+                                         "without it"):
+        predictor.predict_proba(recased)
 
 
 

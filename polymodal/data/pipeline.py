@@ -146,7 +146,7 @@ class DataPipeline:
             read |= set(task.targets)
         unknown = [str(c) for c in manifest.columns if c not in read]
         missing = ", ".join((f"column {cols[0]!r}" if len(cols) == 1 else f"columns {cols}") + f" (modality {n})"
-                            for n, cols in absent.items())
+                            + "".join(did_you_mean(c, unknown) for c in cols) for n, cols in absent.items())
         extra = "" if not unknown else f"; unrecognised columns: {unknown[:10]}" + (
             f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
         warn_user(f"{manifest.name} has no {missing}: predicting without {'it' if len(absent) == 1 else 'them'} "

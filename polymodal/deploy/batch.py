@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from polymodal.config.columns import csv_columns
+from polymodal.data.content_keys import content_key
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import OptionError, SchemaMismatchError
@@ -45,7 +46,9 @@ from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.warn import warn_user
 
 STATE_FILE = "progress.json"
-PARTS_FORMAT = 3  # the parts' columns; 2: anomaly parts hold `absent`, 3: every part does (parts of another format never mix)
+# the parts' columns; 2: anomaly parts hold `absent`, 3: every part does, 4: a manifest file's fingerprint is
+# its content's, however its columns are read (parts of another format never mix)
+PARTS_FORMAT = 4
 
 
 @dataclass
@@ -139,6 +142,8 @@ def _predict_to_file(predictor: Any, data: DataSource, out: Path, *, chunk_rows:
                            f"(in {parts_folder(out)}): --resume to continue, --overwrite to start over"])
     pipeline, _ = predictor.require_fitted()
     predictor.require(PREDICT, "predict")  # a model that makes no predictions: refused before any file is written
+    # a file's content, not the table read from it (a kept column is read as text: the same file)
+    source_key = content_key(str(data), file_based=True).hex() if isinstance(data, str | os.PathLike) else None
     if keep and isinstance(data, str | os.PathLike):  # kept as written: an id 00123 stays 00123, not 123.0
         columns = csv_columns(predictor.config)
         data = read_manifest(data, text_columns=[*columns["text_columns"], *(c for c in keep if c not in
@@ -149,7 +154,7 @@ def _predict_to_file(predictor: Any, data: DataSource, out: Path, *, chunk_rows:
     keep = list(keep)
     _check_keep(keep, manifest)
     state = {"source": manifest.name, "rows": len(manifest), "chunk_rows": chunk_rows,
-             "fingerprint": _fingerprint(manifest.frame), "model": predictor.model_fingerprint(),
+             "fingerprint": source_key or _fingerprint(manifest.frame), "model": predictor.model_fingerprint(),
              "on_error": predictor.config.data.on_error,  # skip drops rows, missing keeps them: not mixed
              "keep": keep, "format": PARTS_FORMAT}
     if support is not None:

@@ -387,8 +387,17 @@ def test_resume_refuses_parts_made_with_other_kept_columns(trained, dataset, tmp
     out = tmp_path / "preds.csv"
     with pytest.raises(KeyboardInterrupt):
         predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False, on_chunk=stop)
-    with pytest.raises(SchemaMismatchError, match=r"--keep \[\] \(now \['label'\]\)"):
+    with pytest.raises(SchemaMismatchError, match=r"--keep \[\] \(now \['label'\]\)") as info:
         predict_to_file(predictor, dataset["test"], out, chunk_rows=5, resume=True, keep=["label"], progress=False)
+    assert "content changed" not in str(info.value)  # the kept column read as text is not another manifest
+    kept = tmp_path / "kept.csv"
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_file(predictor, dataset["test"], kept, chunk_rows=5, progress=False, keep=["label"], on_chunk=stop)
+    edited = pd.read_csv(dataset["test"]).assign(label=lambda f: f["label"].astype(str) + "x")
+    edited.to_csv(dataset["root"] / "edited_labels.csv", index=False)  # beside the files it names
+    with pytest.raises(SchemaMismatchError, match=r"content changed since \(a cell edited"):
+        predict_to_file(predictor, dataset["root"] / "edited_labels.csv", kept, chunk_rows=5, resume=True, keep=["label"],
+                        progress=False)  # (another file name too: it is the content that is compared)
 
 
 def test_kept_csv_ids_stay_as_written(trained, dataset, tmp_path):

@@ -69,6 +69,9 @@ def test_an_audio_array_is_read_as_training_reads_one(runtime, trained, tmp_path
     trained_on = predictor.pipeline.preprocessors["audio"].decode(str(tmp_path / "clip.npy"))
     np.testing.assert_allclose(served[0], trained_on[0], atol=1e-6)
     assert served[1] == trained_on[1]
+    with pytest.raises(RequestError, match=r"modality 'audio' \(audio\): an array of samples needs its sample rate: "
+                                           r"give \(samples, sample_rate\); got an array of shape \(4000, 2\) alone"):
+        runtime.features["audio"].decode(stereo)  # not read as a file named by the array's text
 
 
 def test_a_quantized_runtime_gives_every_row_its_answer_alone(exported, dataset):

@@ -92,6 +92,9 @@ class AudioFeatures(Features):
                 raise self.fail(f"expected numeric samples, 1-D or 2-D (samples x channels); got dtype "
                                 f"{samples.dtype}, shape {samples.shape}", "bad_input")
             samples = mono_samples(samples)  # as training reads an array: stereo mixed down, PCM scaled
+        elif isinstance(value, np.ndarray):  # samples without their rate cannot be resampled
+            raise self.fail(f"an array of samples needs its sample rate: give (samples, sample_rate); got an array "
+                            f"of shape {value.shape} alone", "bad_input")
         elif is_video(value):
             samples, rate = self.sound_track(value)
         else:
