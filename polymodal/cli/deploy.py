@@ -22,7 +22,8 @@ from polymodal.cli.common import console, user_errors
 from polymodal.deploy.runtime import META_FILE
 from polymodal.run_files import EXPORT_DIR, EXPORT_TORCHSCRIPT_DIR
 
-ExportRunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train' (or its export folder).")]
+ExportRunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train'.")]
+ServeRunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train', or an export folder.")]
 
 
 def export(
@@ -75,13 +76,14 @@ def export_folder(run: Path, quantize: bool = False) -> Path:
     fresh export of ``run`` (with its int8 graph when ``quantize``).
 
     Raises:
-        ExportError: ``run/export`` holds another model than the run's (it was trained again since).
+        ExportError: ``run/export`` holds another model than the run's (it was trained again since),
+            or ``quantize`` and the export has no int8 graph.
     """
     if (run / META_FILE).is_file():
-        return run
+        return _with_int8(run, run, quantize)
     if (run / EXPORT_DIR / META_FILE).is_file():
         check_runs_export(run)
-        return run / EXPORT_DIR
+        return _with_int8(run / EXPORT_DIR, run, quantize)
     from polymodal.deploy.export import check_exportable, export_run
     from polymodal.predictor import MultimodalPredictor
 
@@ -93,6 +95,18 @@ def export_folder(run: Path, quantize: bool = False) -> Path:
     console.print(f"exported {run} to {report.folder} (parity on {report.parity['source']}: "
                   f"{report.parity['graph_max_abs_diff']:.1e})")
     return report.folder
+
+
+def _with_int8(folder: Path, run: Path, quantize: bool) -> Path:
+    """``folder`` (an export), refused for ``--quantized`` when it was made without its int8 graph."""
+    from polymodal.deploy.errors import ExportError
+    from polymodal.deploy.runtime import INT8_FILE
+
+    if quantize and not (folder / INT8_FILE).is_file():
+        made = f"'polymodal export {run} --quantize'" if folder != run else "an export made with --quantize"
+        raise ExportError(f"--quantized serves the int8 graph, and {folder} has none ({INT8_FILE}: it was exported "
+                          f"without --quantize): write it with {made}, or serve the float graph without --quantized")
+    return folder
 
 
 def check_runs_export(run: Path) -> None:
@@ -132,7 +146,7 @@ def print_recorded(report: Any, hint: str = "--data chooses another") -> None:
 
 
 def serve(
-    run: ExportRunArg,
+    run: ServeRunArg,
     host: Annotated[str, typer.Option("--host", help="Interface to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
     token: Annotated[str | None, typer.Option("--token", envvar="POLYMODAL_TOKEN",

@@ -164,6 +164,12 @@ def test_serve_quantized_exports_the_int8_graph_and_names_a_cluttered_export_fol
     result = runner.invoke(app, ["serve", str(copy), "--quantized"])
     assert result.exit_code == 0, result.output
     assert served and (copy / "export" / "model.int8.onnx").is_file()  # exported with its int8 graph, then served
+    (copy / "export" / "model.int8.onnx").unlink()  # as an export made without --quantize
+    for target, advice in ((copy, f"'polymodal export {copy} --quantize'"),  # the run, or its export folder
+                           (copy / "export", "an export made with --quantize")):
+        result = runner.invoke(app, ["serve", str(target), "--quantized"])
+        said = " ".join(result.stderr.split())
+        assert result.exit_code == 2 and "--quantized serves the int8 graph, and" in said and advice in said, said
     shutil.rmtree(copy / "export")
     (copy / "export").mkdir()
     (copy / "export" / "notes.txt").write_text("mine")
