@@ -128,10 +128,14 @@ def _json_label(label: Any) -> Any:
 
 
 def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
+    from polymodal.evaluation.attribution import missing_path_trained  # the evaluation layer sits below
+
     cfg = predictor.config
     meta: dict[str, Any] = {
         "format_version": required_format(cfg), "polymodal_version": __version__, "task": cfg.task,
         "target": cfg.targets, "model_fingerprint": predictor.model_fingerprint(),  # which model: serve checks it
+        # whether it trained with modalities missing (None: not known); false: the runtime's notes say so
+        "missing_trained": missing_path_trained(predictor),
         **task_meta(predictor),
         "modalities": {name: modality_meta(predictor, name, inputs) for name in sorted(cfg.modalities)},
         "graph": {"inputs": [{"name": i.name, "shape": ["batch", *i.shape], "dtype": i.dtype} for i in inputs],

@@ -173,9 +173,18 @@ class Runtime:
 
     def notes(self, row: Row) -> list[str]:
         """What to tell the caller about how ``row`` (featurised already) was read: a category the
-        model never learned, per modality (``modality 'labs', column 'sex': 'X' is a category...``)."""
-        return [f"modality '{name}', {note}" for name in self.names if given(row.get(name))
-                for note in self.features[name].notes(row[name])]
+        model never learned, per modality (``modality 'labs', column 'sex': 'X' is a category...``),
+        and modalities left out of a model that never trained with one missing (``deploy.json``'s
+        ``missing_trained`` false: no modality dropout, no subset loss, no training row without one)."""
+        notes = [f"modality '{name}', {note}" for name in self.names if given(row.get(name))
+                 for note in self.features[name].notes(row[name])]
+        absent = [name for name in self.names if not given(row.get(name))]
+        if absent and self.meta.get("missing_trained") is False:
+            notes.append(f"{'modality' if len(absent) == 1 else 'modalities'} {', '.join(map(repr, absent))} not "
+                         "given, and this model never trained with a modality missing: its answer from the others "
+                         "may be far less accurate than with all of them (train with train.modality_dropout for "
+                         "predictions from a subset)")
+        return notes
 
     # -- the network --------------------------------------------------------------------------
     def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -14,7 +14,7 @@ from polymodal.deploy.errors import RequestError
 from polymodal.deploy.features import read_wav
 from polymodal.deploy.runtime import Runtime
 
-from .helpers import png_bytes, tone, wav_bytes
+from .helpers import RATE, png_bytes, tone, wav_bytes
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +247,21 @@ def test_audio_resampled_cut_or_silent_is_noted(runtime):
     assert runtime.notes({"audio": (wave(0.2, 8000), 8000)}) == []  # shorter at its rate: padded, as trained
     assert runtime.notes({"audio": (np.zeros(1600, np.float32), 8000)}) == [
         "modality 'audio', the audio is silent (one value throughout): a muted or disconnected microphone?"]
+
+
+def test_a_model_never_trained_with_a_modality_missing_notes_the_modalities_a_row_leaves_out(exported, tmp_path):
+    import json
+    import shutil
+
+    folder = shutil.copytree(exported[0], tmp_path / "export")
+    meta = json.loads((folder / "deploy.json").read_text())
+    assert meta["missing_trained"] is True  # the fixture's data has rows without some modality
+    row = {"audio": (tone(1, np.random.default_rng(0)), RATE), "notes": "red"}
+    assert not any("never trained" in n for n in Runtime.load(folder).notes(row))
+    meta["missing_trained"] = False
+    (folder / "deploy.json").write_text(json.dumps(meta))
+    notes = Runtime.load(folder).notes(row)
+    assert ("modalities 'image', 'labs' not given, and this model never trained with a modality missing: its answer "
+            "from the others may be far less accurate") in " ".join(notes)
+    full = {**row, "image": png_bytes(np.zeros((8, 8), np.uint8)), "labs": {"x1": 1.0, "color": "red"}}
+    assert not any("never trained" in n for n in Runtime.load(folder).notes(full))
