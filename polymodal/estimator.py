@@ -112,6 +112,7 @@ class Estimator:
         self.run_dir: Path | None = None  # the run folder this model was last trained into, loaded from or saved to
         self._own_folders: set[Path] = set()  # every such folder: save() replaces this model's own runs freely
         self._skips_warned = True
+        self._gaps_said: set[str] = set()  # the untrained-gap warnings given (see _warn_untrained_gaps)
         self._fitted_settings: dict[str, Any] | None = None  # the model's config sections when it was fitted / loaded
 
     def _save_folder(self, path: str | os.PathLike, overwrite: bool) -> Path:
@@ -406,11 +407,27 @@ class Estimator:
         manifest = pipeline.read(data, require_target=require_target, modalities=names)
         table = pipeline.encode(manifest, progress=self.config.train.progress,
                                 modalities=names if names is not None else pipeline.check_modalities(None, manifest))
+        if names is None:  # rows that lack a modality by themselves, not a subset chosen on purpose
+            self._warn_untrained_gaps(manifest, table)
         self.eval_skipped = skipped_frame(table.skipped)
         self.warn_skipped(self.eval_skipped, "the predictor's .eval_skipped", predicting=predicting)
         if require_target:  # scores of no row: refused, not computed
             require_rows(table, manifest, self.config.data.on_error, "evaluate")
         return manifest, table
+
+    def _warn_untrained_gaps(self, manifest: Manifest, table: EncodedTable) -> None:
+        """Warn when rows lack a modality that a model never trained without (:func:`missing_path_trained`
+        False): their predictions come from a missing path no training row took."""
+        if len(table.modalities) < 2 or missing_path_trained(self) is not False:
+            return
+        lacking = sorted(name for name, m in table.modalities.items() if not m.present.all())
+        said = f"{manifest.name}: rows without {', '.join(map(repr, lacking))}"
+        if lacking and said not in self._gaps_said:  # once per manifest and modalities: a batch's chunks share it
+            self._gaps_said.add(said)
+            warn_user(f"{said} are predicted from the other modalities, and this model never trained with a "
+                      "modality missing (no modality dropout, no subset loss, every training row whole): their "
+                      "predictions may be far less accurate (the predictions' 'absent' column names them; train with "
+                      "train.modality_dropout to predict from a subset)")
 
     def read_grouped(self, data: DataSource, by: str, *, modalities: Iterable[str] | None = None) -> Manifest:
         """``data`` read and validated for evaluation, with ``by`` (the column its metrics are split
@@ -513,3 +530,22 @@ def _skip_list(run: str | os.PathLike | None) -> str:
     """Where the files a fit skipped are listed: the run folder's ``skipped.csv`` (written with
     the run), else the estimator's ``last_skipped``."""
     return "the predictor's .last_skipped" if run is None else f"{Path(run) / SKIPPED_FILE}, written with the run"
+
+
+def missing_path_trained(predictor: Any) -> bool | None:
+    """Whether training showed the model rows with modalities hidden, as a coalition hides them:
+    ``train.modality_dropout`` above 0 for some modality, (a task model; an anomaly detector has
+    no subset loss) ``loss.subset_weight`` above 0, or training rows that lacked a modality
+    (``info["train_absent"]``). A fusion with a head per modality (``late``) scores a coalition
+    with its present modalities' own heads, on inputs they trained on: True. None (not known):
+    a run fitted before the training rows' gaps were recorded, with neither setting."""
+    config = predictor.config
+    if config.fusion.produces_outputs:
+        return True
+    dropout = config.train.modality_dropout
+    if any(rate > 0 for rate in (dropout.values() if isinstance(dropout, dict) else [dropout])):
+        return True
+    if config.task != "anomaly" and config.loss.subset_weight > 0:
+        return True
+    absent = (getattr(predictor, "info", None) or {}).get("train_absent")
+    return None if absent is None else any(count > 0 for count in absent.values())

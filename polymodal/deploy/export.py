@@ -47,7 +47,7 @@ from polymodal.deploy.graph import (
 )
 from polymodal.deploy.runtime import INT8_FILE, META_FILE, ONNX_FILE, TORCHSCRIPT_FILE
 from polymodal.errors import DecodeError, ManifestError, OptionError, SchemaMismatchError
-from polymodal.estimator import EXPORT
+from polymodal.estimator import EXPORT, missing_path_trained
 from polymodal.utils.io import atomic_folder, atomic_write, atomic_write_json, check_folder_path, python_scalar
 from polymodal.utils.scores import ANOMALY_SCORE
 from polymodal.utils.warn import warn_user
@@ -128,8 +128,6 @@ def _json_label(label: Any) -> Any:
 
 
 def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
-    from polymodal.evaluation.attribution import missing_path_trained  # the evaluation layer sits below
-
     cfg = predictor.config
     meta: dict[str, Any] = {
         "format_version": required_format(cfg), "polymodal_version": __version__, "task": cfg.task,

@@ -27,7 +27,7 @@ import pandas as pd
 
 from polymodal.config.task_metrics import TASK_METRICS
 from polymodal.data.skipped import skipped_frame
-from polymodal.estimator import EXPLAIN
+from polymodal.estimator import EXPLAIN, missing_path_trained
 from polymodal.evaluation.coalitions import coalition_of, coalition_outputs, mask_of
 from polymodal.evaluation.data import EvalData, check_max_rows, load_eval_data, output_names, to_scores
 from polymodal.evaluation.integrated_gradients import WithinAttribution, within_modality
@@ -288,25 +288,6 @@ def _importance(predictor: MultimodalPredictor, names: list[str], picked_phi: np
             frame[f"{metric}_drop_low"], frame[f"{metric}_drop_high"] = zip(*bounds, strict=True)
         frame[f"{metric}_alone"] = [score(1 << i) if held[i] else float("nan") for i in range(len(names))]
     return frame
-
-
-def missing_path_trained(predictor: MultimodalPredictor) -> bool | None:
-    """Whether training showed the model rows with modalities hidden, as a coalition hides them:
-    ``train.modality_dropout`` above 0 for some modality, (a task model; an anomaly detector has
-    no subset loss) ``loss.subset_weight`` above 0, or training rows that lacked a modality
-    (``info["train_absent"]``). A fusion with a head per modality (``late``) scores a coalition
-    with its present modalities' own heads, on inputs they trained on: True. None (not known):
-    a run fitted before the training rows' gaps were recorded, with neither setting."""
-    config = predictor.config
-    if config.fusion.produces_outputs:
-        return True
-    dropout = config.train.modality_dropout
-    if any(rate > 0 for rate in (dropout.values() if isinstance(dropout, dict) else [dropout])):
-        return True
-    if config.task != "anomaly" and config.loss.subset_weight > 0:
-        return True
-    absent = (getattr(predictor, "info", None) or {}).get("train_absent")
-    return None if absent is None else any(count > 0 for count in absent.values())
 
 
 def drop_interval(right: np.ndarray, right_without: np.ndarray, resamples: int = 2000,

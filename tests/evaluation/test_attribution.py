@@ -331,3 +331,26 @@ def test_the_report_shows_the_explanations_caveats_in_its_importance_section(nev
     skewed = {**diagnostics, "importance_caveats": ["with no modality present the model predicts 'no'"]}
     assert "<b>Note</b>: with no modality present the model predicts &#x27;no&#x27;." in \
         diagnostic_sections(skewed, tmp_path)["Modality importance"]
+
+
+def test_predicting_rows_that_lack_a_modality_the_model_never_trained_without_warns_once(never_hidden, tmp_path):
+    import warnings
+
+    from polymodal.deploy.batch import predict_to_file
+
+    predictor, _ = never_hidden
+    rows = two_tabular(12, "a", 3)
+    rows.loc[[2, 7], ["b1", "b2"]] = np.nan  # two rows without modality b
+    with pytest.warns(UserWarning, match=r"DataFrame: rows without 'b' are predicted from the other modalities, and "
+                                         r"this model never trained with a modality missing"):
+        predictor.predict_frame(rows)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predict_to_file(predictor, tmp_path / "rows.csv", tmp_path / "p.csv", chunk_rows=3, progress=False)
+    said = [str(w.message) for w in caught if "never trained with a modality missing" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith("rows.csv: rows without 'b'")  # once for the chunks that lack it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predictor.predict_frame(rows.drop(index=[2, 7]))  # whole rows: nothing to say
+        predictor.predict_frame(rows, modalities=["a"])  # a subset chosen on purpose: nothing either
