@@ -332,18 +332,17 @@ class Estimator:
                 "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
                 "skipped_files": len(train_table.skipped) + len(valid_table.skipped), **manifest_paths(**sources)}
 
-    def _finish_fit(self, train_table: EncodedTable, valid_table: EncodedTable, test: Manifest | None,
-                    run_dir: Path | None) -> None:
-        """After the validation metrics: evaluate ``test`` (when given) and keep the files every
-        split skipped (``last_skipped``, written with the run; those of training and validation
-        were warned about before the epochs, by :meth:`_fit_pipeline`)."""
-        skipped = {"train": skipped_frame(train_table.skipped), "valid": skipped_frame(valid_table.skipped)}
-        self.last_skipped = skipped_by_split(skipped)
+    def _finish_fit(self, test: Manifest | None, run_dir: Path | None) -> None:
+        """After the validation metrics: evaluate ``test`` (when given), adding the files it skipped
+        to ``last_skipped`` (training's and validation's, from :meth:`_fit_pipeline`; the run
+        writes all three)."""
         if test is not None:
             with self.quiet_skips():  # said below, with the run's list
                 self.metrics["test"] = self._evaluate_test(test, run_dir)
             self.warn_skipped(self.eval_skipped, _skip_list(run_dir))
-            self.last_skipped = skipped_by_split({**skipped, "test": self.eval_skipped})  # the run keeps all three
+            if not self.eval_skipped.empty:
+                self.last_skipped = pd.concat([self.last_skipped, skipped_by_split({"test": self.eval_skipped})],
+                                              ignore_index=True)
 
     def _dropout_rates(self) -> dict[str, float]:
         """``train.modality_dropout`` per modality."""
@@ -356,9 +355,9 @@ class Estimator:
         """Fit ``pipeline`` on ``train_m`` (it becomes ``self.pipeline``) and encode both manifests;
         ``test_m``'s targets are encoded too, so a label the training did not see is refused
         before the epochs (and before ``--overwrite`` clears the earlier run), not after them.
-        The files both splits skipped (``data.on_error``) are warned about here, before the
-        epochs, so a broken path is seen before hours of training (``out``: the run folder whose
-        ``skipped.csv`` will list them).
+        The files both splits skipped (``data.on_error``) become ``last_skipped`` and are warned
+        about here, before the epochs, so a broken path is seen before hours of training (``out``:
+        the run folder whose ``skipped.csv`` will list them).
 
         Returns:
             The training table and targets, then the validation table and targets.
@@ -374,9 +373,9 @@ class Estimator:
             if manifest is not None:
                 pipeline.warn_unknown_categories(manifest, self.config.modality_names)
         self.pipeline = pipeline
-        skipped = skipped_by_split({"train": skipped_frame(train_table.skipped),
-                                    "valid": skipped_frame(valid_table.skipped)})
-        self.warn_skipped(skipped, _skip_list(out))
+        self.last_skipped = skipped_by_split({"train": skipped_frame(train_table.skipped),
+                                              "valid": skipped_frame(valid_table.skipped)})
+        self.warn_skipped(self.last_skipped, _skip_list(out))
         return train_table, train_y, valid_table, valid_y
 
     def _loader(self, table: EncodedTable, targets: np.ndarray | None, train: bool) -> DataLoader:

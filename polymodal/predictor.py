@@ -200,7 +200,7 @@ class MultimodalPredictor(Estimator):
         self.metrics = {"valid": self._score(self.raw_outputs(valid_table), valid_y)}
         if cfg.task == "retrieval":
             warn_if_collapsed(self.metrics["valid"], cfg.align, epochs=len(result.history))
-        self._finish_fit(train_table, valid_table, test_m, run_dir)
+        self._finish_fit(test_m, run_dir)
         from polymodal.evaluation.diagnostics import diagnose_after_fit  # the evaluation layer sits above
 
         self.diagnostics = diagnose_after_fit(self, test_m if test_m is not None else valid_m,

@@ -242,7 +242,7 @@ class AnomalyDetector(Estimator):
         self.metrics = {"valid": self._metrics(valid_scores, valid_y, pipeline.targets.labels(valid_m, valid_table.rows),
                                                subject="validation holds", validation=True)}
         self._warn_inverted_ranking(self.metrics["valid"].get("auroc"))
-        self._finish_fit(train_table, valid_table, test_m, run_dir)
+        self._finish_fit(test_m, run_dir)
         if test_m is not None:
             self.test_scores = self.eval_scores
             from polymodal.evaluation.diagnostics import diagnose_after_fit  # the evaluation layer sits above

@@ -110,27 +110,35 @@ def build_index(predictor: MultimodalPredictor, data: DataSource, modality: str,
     if taken:
         raise OptionError([f"kept columns {taken} would stand beside the hit columns {list(HIT_COLUMNS)} and the "
                            "queries' query_<column>; rename the column, or name items by it as their id column"])
-    kept_columns(data, np.arange(0), keep)  # a mistyped column is named before the gallery is embedded
+    kept = read_kept(data, keep)  # read once; a mistyped column is named before the gallery is embedded
     frame = embed_rows(predictor, data, modality)  # indexed by position in the manifest
     positions = frame.index.to_numpy()
     ids = row_ids(data, positions, id_column, "the DataFrame's index")
     meta = {"modality": modality, "model": predictor_digest(predictor), "id_column": id_column}
-    return EmbeddingIndex.build(frame.to_numpy(), ids, meta, kept_columns(data, positions, keep))
+    return EmbeddingIndex.build(frame.to_numpy(), ids, meta, kept_values(kept, keep, positions))
 
 
-def kept_columns(data: DataSource, positions: np.ndarray, columns: Sequence[str]) -> dict[str, list[Any]]:
-    """The cells of ``columns`` at manifest ``positions`` as JSON values (an empty cell: None;
-    read as text, so '007' stays '007').
+def read_kept(data: DataSource, columns: Sequence[str]) -> Manifest | None:
+    """``data`` read for its kept ``columns`` (as text, so '007' stays '007'), each checked to be
+    there before anything is embedded; None without columns.
 
     Raises:
         ManifestError: a column is not in the manifest.
     """
     if not columns:
-        return {}
+        return None
     manifest = read_manifest(data, text_columns=list(columns))
     for column in columns:
         manifest.require_column(column, "kept beside the hits")
-    return {column: [_json_cell(v) for v in manifest.take(column, positions)] for column in columns}
+    return manifest
+
+
+def kept_values(kept: Manifest | None, columns: Sequence[str], positions: np.ndarray) -> dict[str, list[Any]]:
+    """The cells of ``columns`` of :func:`read_kept`'s manifest at ``positions`` as JSON values
+    (an empty cell: None)."""
+    if kept is None:
+        return {}
+    return {column: [_json_cell(v) for v in kept.take(column, positions)] for column in columns}
 
 
 def _json_cell(value: Any) -> Any:
@@ -204,11 +212,11 @@ def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: Dat
     check_index_model(predictor, index, run)
     if id_column is not None:  # a mistyped column is named before any query is embedded
         row_ids(queries, np.arange(0), id_column, "")
-    kept_columns(queries, np.arange(0), keep)
+    kept = read_kept(queries, keep)
     frame = embed_rows(predictor, queries, modality)  # indexed by position in the manifest
     positions = frame.index.to_numpy()
     query_ids = row_ids(queries, positions, id_column, "the queries' DataFrame index")
-    shown = kept_columns(queries, positions, keep)
+    shown = kept_values(kept, keep, positions)
     return index.search_frame(frame.to_numpy(), k, query_ids=query_ids,
                               query_columns={f"query_{name}": values for name, values in shown.items()})
 
