@@ -153,7 +153,8 @@ def serve(
                                               help="Require 'Authorization: Bearer TOKEN' (or set POLYMODAL_TOKEN).")] = None,
     quantized: Annotated[bool, typer.Option("--quantized", help="Serve the int8 graph (export --quantize).")] = False,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Most requests batched together.")] = 32,
-    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch waits for more requests.")] = 5.0,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch, having taken the requests waiting, "
+                                                         "waits for more (0: runs at once).")] = 0.0,
     max_request_mb: Annotated[float, typer.Option("--max-request-mb", min=0.001, help="Largest request body, in MiB (1 MiB = "
                                                   "1,048,576 bytes).")] = 10.0,
     max_image_pixels: Annotated[int, typer.Option("--max-image-pixels", help="Largest image or video frame (width x height).")] = 4096 * 4096,

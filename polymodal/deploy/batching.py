@@ -1,9 +1,11 @@
 """Micro-batching: concurrent requests share one run of the network.
 
 Each request featurises its own row (in a worker thread) and submits the feeds; one asyncio task
-takes the first waiting request, lets others join it for up to ``max_wait_ms`` or until
-``max_batch`` are there, runs the graph once on the concatenated feeds and hands every request
-its own row of the outputs. Under light load a request waits at most ``max_wait_ms``.
+takes every request waiting (up to ``max_batch``), runs the graph once on the concatenated feeds
+and hands every request its own row of the outputs. Requests that arrive while a batch runs wait
+for it and form the next one, so batches grow with the load by themselves and a lone request
+runs at once (the default, as Triton's dynamic batcher with no queue delay). ``max_wait_ms``
+can hold a batch open longer for more requests: larger batches, each request up to that much later.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ class MicroBatcher:
     Args:
         run: the graph, feeds (B, ...) -> outputs (B, K); called in a worker thread.
         max_batch: most rows per run.
-        max_wait_ms: how long a batch stays open for more requests.
+        max_wait_ms: how long a batch stays open for more requests after taking those waiting
+            (0: not at all).
     """
 
     def __init__(self, run: Callable[[Feeds], np.ndarray], max_batch: int, max_wait_ms: float):
@@ -82,6 +85,8 @@ class MicroBatcher:
         while True:
             items.clear()
             items.append(await queue.get())
+            while len(items) < self.max_batch and not queue.empty():  # those that came during the last run
+                items.append(queue.get_nowait())
             deadline = time.monotonic() + self.max_wait
             while len(items) < self.max_batch:
                 left = deadline - time.monotonic()

@@ -25,7 +25,8 @@ class ServeSettings(StrictModel):
             up to the sampled ones, so its length is what a request costs).
         max_text_chars: the longest text (413 above).
         max_batch: most requests run through the network together.
-        max_wait_ms: how long the first request of a batch waits for others to join it.
+        max_wait_ms: how long a batch, having taken the requests waiting, stays open for more
+            (0: runs at once; requests arriving meanwhile form the next batch).
         threads: onnxruntime intra-op threads (None: its default).
         quantized: serve the int8 graph of the export.
     """
@@ -39,6 +40,6 @@ class ServeSettings(StrictModel):
     max_video_frames: PositiveInt = 3000
     max_text_chars: PositiveInt = 10_000
     max_batch: Annotated[int, Field(ge=1, le=1024)] = 32
-    max_wait_ms: Annotated[float, Field(ge=0.0, le=1000.0)] = 5.0
+    max_wait_ms: Annotated[float, Field(ge=0.0, le=1000.0)] = 0.0
     threads: PositiveInt | None = None
     quantized: bool = False
