@@ -20,7 +20,7 @@ import torch
 
 from polymodal.config import Config, load_config, save_config
 from polymodal.data.pipeline import DataPipeline
-from polymodal.errors import PolymodalError, RunFolderError, RunNotFoundError
+from polymodal.errors import OptionError, PolymodalError, RunFolderError, RunNotFoundError
 from polymodal.run_files import (
     CONFIG_FILE,
     DIAGNOSTICS_FILE,
@@ -34,6 +34,7 @@ from polymodal.run_files import (
     SKIPPED_FILE,
 )
 from polymodal.utils.io import atomic_write, atomic_write_json, check_folder_path, folder_digest
+from polymodal.utils.suggest import did_you_mean
 
 
 def check_run(path: str | os.PathLike) -> Path:
@@ -262,6 +263,17 @@ def read_diagnostics(run: Path) -> dict[str, Any]:
 COMPARED = {"anomaly": ("auroc", "auprc", "fpr@95tpr")}  # beside the task's monitors (loss aside); the first ranks
 
 
+def _ranking_column(frame: pd.DataFrame, by: str, split: str) -> str:
+    """The metric column ``by`` names (``auroc`` or ``valid_auroc``), or an error listing them."""
+    metrics = [c for c in frame.columns if c.startswith(f"{split}_")]
+    column = by if by in metrics else f"{split}_{by}"
+    if column not in metrics:
+        hint = did_you_mean(by, [m.split("_", 1)[1] for m in metrics])
+        raise OptionError([f"--by: the runs' {split} metrics are {', '.join(m.split('_', 1)[1] for m in metrics) or 'none'}; "
+                           f"got '{by}'{hint}"])
+    return column
+
+
 def _scored_rows(config: Config, results: Any, split: str) -> tuple[tuple, str]:
     """What a run's ``split`` metrics were computed on, as a key equal for the same rows (the
     manifest's content, the rows scored; ``valid`` held out of the training manifest: that
@@ -277,12 +289,13 @@ def _scored_rows(config: Config, results: Any, split: str) -> tuple[tuple, str]:
     return ("unrecorded", rows), f"{counted} of a DataFrame"  # no path to tell it by
 
 
-def compare_runs(runs: list[str | os.PathLike], split: str | None = None) -> pd.DataFrame:
+def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: str | None = None) -> pd.DataFrame:
     """One row per run folder, best first, for a look across experiments (AutoGluon's leaderboard):
     its task, modalities, model, epochs, parameters (and how many trained: a frozen pretrained
     encoder's are counted, not trained), training time and the metrics its
     ``metrics.json`` holds for ``split`` (``valid`` or ``test``; None: ``test`` when every run has
-    one, else ``valid``), ranked by the task's headline metric when the runs share a task.
+    one, else ``valid``), ranked by the task's headline metric when the runs share a task, or by
+    ``by`` (a metric of the table, ``auroc`` or ``valid_auroc``; best first by its direction).
     Nothing is loaded but the config and the results files.
 
     A path that holds no finished run (a folder ``runs/*`` also matched, a run still training) is
@@ -291,6 +304,7 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None) -> pd.
     Raises:
         RunNotFoundError: none of ``runs`` is a finished run folder.
         ValueError: ``split`` is neither ``valid`` nor ``test``.
+        OptionError: ``by`` names no metric column of the table.
     """
     from polymodal.config.task_metrics import TASK_METRICS, direction
     from polymodal.utils.warn import warn_user
@@ -336,8 +350,12 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None) -> pd.
                   "--data FILE' (or give every fit the same --valid / --test)")
     tasks = {config.task for _, config, _ in found}
     task = tasks.pop() if len(tasks) == 1 else None
-    headline = None if task is None else f"{split}_{COMPARED[task][0] if task in COMPARED else TASK_METRICS[task].headline}"
-    if headline in frame:
-        frame = frame.sort_values(headline, ascending=direction(headline.split("_", 1)[1]) == "min",
+    if by is not None:
+        ranked = _ranking_column(frame, by, split)
+    else:
+        ranked = None if task is None else \
+            f"{split}_{COMPARED[task][0] if task in COMPARED else TASK_METRICS[task].headline}"
+    if ranked in frame:
+        frame = frame.sort_values(ranked, ascending=direction(ranked.split("_", 1)[1]) == "min",
                                   na_position="last", kind="stable")
     return frame.reset_index(drop=True)

@@ -148,7 +148,7 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
             if isinstance(v, str) and len(v) > 40:
                 sentences.append(f"{name}: {v}")
                 continue
-            table.add_row(name, format_value(v, group_ints=False))  # None: undefined
+            table.add_row(escape(name), escape(format_value(v, group_ints=False)))  # None: undefined
     print_table(console, table)
     for sentence in sentences:
         console.print(escape(sentence), highlight=False)
@@ -199,7 +199,7 @@ def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None) 
         table.add_column(str(column), justify="left" if isinstance(rows[0][column], str) else "right",
                          overflow="fold")  # narrow consoles (pipes: 80 columns) wrap instead of cutting values
     for row in rows:
-        table.add_row(*(format_value(row[c], group_ints=False) for c in columns))
+        table.add_row(*(escape(format_value(row[c], group_ints=False)) for c in columns))  # values are text, not markup
     print_table(console, table)
     if note:
         console.print(note)

@@ -20,6 +20,7 @@ from polymodal.cli.common import console, user_errors
 
 def datasets_list() -> None:
     """List the built-in datasets and what each needs."""
+    from rich.markup import escape
     from rich.table import Table
 
     from polymodal.data.datasets import DATASETS
@@ -30,7 +31,8 @@ def datasets_list() -> None:
     table.add_column("description")
     table.add_column("--source must hold")
     for spec in DATASETS.values():
-        table.add_row(spec.name, spec.description, spec.source or "(embedded: nothing)")
+        # "pip install 'polymodal[openclipart]'" is text, not rich markup
+        table.add_row(*(escape(x) for x in (spec.name, spec.description, spec.source or "(embedded: nothing)")))
     print_table(console, table)
 
 

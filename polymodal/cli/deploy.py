@@ -35,7 +35,8 @@ def export(
     data: Annotated[Path | None, typer.Option("--data", help="Held-out manifest for the parity check (and int8 "
                                                              "accuracy); default: the run's test, else validation, "
                                                              "else training manifest.")] = None,
-    rows: Annotated[int, typer.Option("--rows", min=1, help="Manifest rows used by the checks.")] = 256,
+    rows: Annotated[int, typer.Option("--rows", min=1, help="Manifest rows the checks use (a seeded sample across the "
+                                                             "manifest when it holds more).")] = 256,
     tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Largest allowed |exported - eager| (anomaly "
                                                                            "scores: divided by max(1, |eager|)).")] = 1e-4,
     quantize: Annotated[bool, typer.Option("--quantize", help="Also write dynamic int8 weights (model.int8.onnx).")] = False,

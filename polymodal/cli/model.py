@@ -420,6 +420,8 @@ def compare(
     runs: Annotated[list[Path], typer.Argument(help="Run folders (runs/* works).")],
     split: Annotated[str | None, typer.Option("--split", metavar="valid|test",
                                               help="Whose metrics (default: test when every run has them).")] = None,
+    by: Annotated[str | None, typer.Option("--by", metavar="METRIC", help="Rank by this metric (auroc, macro_f1...; "
+                                                                           "default: the task's headline one).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON records instead of a table.")] = False,
 ) -> None:
     """Compare runs side by side, best first: task, modalities, model, epochs, parameters, training
@@ -429,9 +431,12 @@ def compare(
 
     if split not in (None, "valid", "test"):
         raise OptionError([f"--split: valid or test; got '{split}'"])
-    frame = compare_runs(runs, split)
+    frame = compare_runs(runs, split, by)
     if as_json:
-        print(frame.to_json(orient="records", indent=2))
+        from polymodal.utils.io import finite_json
+
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        print(json.dumps(finite_json(records), indent=2, default=str))
         return
     print_rows(frame.astype(object).where(frame.notna(), None).to_dict("records"),
                f"{len(frame)} run(s), best first" if len({*frame["task"]}) == 1 else f"{len(frame)} run(s)")

@@ -177,6 +177,12 @@ def task_meta(predictor: Any) -> dict[str, Any]:
     return out
 
 
+def check_rows(available: int, rows: int) -> np.ndarray:
+    """The positions, in order, of the ``rows`` manifest rows the checks run on: a seeded sample
+    across all ``available`` (a manifest sorted by class, Normal last, still has them checked)."""
+    return np.sort(np.random.default_rng(0).choice(available, size=min(rows, available), replace=False))
+
+
 def export_onnx(graph: ExportedGraph, path: Path) -> set[str]:
     """Trace the graph and write it with a dynamic batch axis on every input and the output.
 
@@ -262,8 +268,8 @@ def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", dat
     Args:
         out: the export folder; an older export there is replaced only when the new one passes its checks.
         fmt: ``onnx`` (runnable by :class:`~polymodal.deploy.runtime.Runtime`) or ``torchscript``.
-        data: a manifest whose first ``rows`` rows are used for the checks (and, with labels, the
-            int8 accuracy); None: the run's recorded test, validation or training manifest (the
+        data: a manifest of which ``rows`` rows, drawn at random (seeded) across it, are used for
+            the checks (and, with labels, the int8 accuracy); None: the run's recorded test, validation or training manifest (the
             first that still exists), else synthetic arrays, which check the graph only (warned).
         tolerance: the largest allowed difference between exported and eager outputs: absolute, or
             relative to the score for an anomaly detector (see :func:`parity.difference_measure`).
@@ -363,7 +369,7 @@ def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None
     manifest, table = None, None
     if data is not None:  # only the rows the checks use are read and decoded
         head = predictor.pipeline.read_raw(data)
-        head = head.subset(np.arange(min(rows, len(head)))) if len(head) > rows else head
+        head = head.subset(check_rows(len(head), rows)) if len(head) > rows else head
         manifest, table = predictor.encode_data(head, require_target=False, modalities=None)
         require_rows(table, manifest, predictor.config.data.on_error, "check the export on")
     checks = parity.check_graph(predictor, folder, meta, table, rows, tolerance)

@@ -274,7 +274,7 @@ def quantize_and_measure(predictor: Any, folder: Path, meta: Mapping[str, Any], 
         feeds = example_feeds(graph_inputs(predictor.pipeline.preprocessors), batch=min(rows, CHECK_BATCH), seed=2)
         labels = None
     else:
-        head = manifest.subset(np.arange(min(rows, len(manifest))))
+        head = manifest.subset(np.arange(min(rows, len(manifest))))  # the export's sample of check rows
         table = predictor.encode_data(head, require_target=False, modalities=None)[1]
         feeds = table_feeds(table, np.arange(len(table)), hide=False)
         labels = _check_labels(predictor, head, table)

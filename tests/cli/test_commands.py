@@ -105,6 +105,8 @@ def test_datasets_list():
     result = invoke("datasets", "list")
     assert result.exit_code == 0
     assert "av-digits" in result.stdout and "embedded" in result.stdout
+    flat = " ".join(result.stdout.replace("│", " ").split())  # the table folds long descriptions
+    assert "polymodal[openclipart]" in flat.replace(" ", "")  # the extra's name, not eaten as rich markup
 
 
 def test_datasets_prepare_unknown_name(tmp_path):

@@ -351,19 +351,27 @@ def test_compare_ranks_runs_by_their_headline_metric_and_names_a_folder_that_is_
     import json
 
     runs = []
-    for name, accuracy in (("low", 0.25), ("high", 0.75)):
+    for name, accuracy, auroc in (("low", 0.25, 0.9), ("high", 0.75, 0.6)):
         run = shutil.copytree(trained, tmp_path / name)
         metrics = json.loads((run / "metrics.json").read_text())
-        metrics["valid"]["accuracy"] = accuracy
+        metrics["valid"].update(accuracy=accuracy, auroc=auroc)
         (run / "metrics.json").write_text(json.dumps(metrics))
         runs.append(run)
     result = invoke("compare", runs[0], runs[1], "--json")
     assert result.exit_code == 0, result.output
+    assert "\\/" not in result.stdout  # paths as written, not JSON-escaped 'runs\/low'
     records = json.loads(result.stdout)
     assert [r["run"] for r in records] == [str(runs[1]), str(runs[0])]  # best first
     assert [r["valid_accuracy"] for r in records] == [0.75, 0.25]
     assert records[0]["task"] == "classification" and records[0]["epochs"] == 1 and records[0]["parameters"] > 0
     assert records[0]["trainable"] == records[0]["parameters"]  # nothing frozen here
+    for by in ("auroc", "valid_auroc"):  # another metric ranks them the other way round
+        ranked = json.loads(invoke("compare", runs[1], runs[0], "--by", by, "--json").stdout)
+        assert [r["run"] for r in ranked] == [str(runs[0]), str(runs[1])]
+    by_loss = json.loads(invoke("compare", runs[0], runs[1], "--by", "log_loss", "--json").stdout)
+    assert by_loss[0]["valid_log_loss"] <= by_loss[1]["valid_log_loss"]  # lower is better
+    assert_user_error(invoke("compare", runs[0], "--by", "aurco"), "--by: the runs' valid metrics are", "'aurco'",
+                      "did you mean 'auroc'?")
     printed = invoke("compare", runs[0], runs[1])
     assert printed.exit_code == 0 and "2 run(s), best first" in printed.stdout and "valid_accuracy" in printed.stdout
     (tmp_path / "notes").mkdir()  # runs/* also matches a folder that is no run: left out, and said so
