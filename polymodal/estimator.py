@@ -415,16 +415,18 @@ class Estimator:
         return manifest, table
 
     def _warn_untrained_gaps(self, manifest: Manifest, table: EncodedTable) -> None:
-        """Warn when rows lack a modality that a model never trained without (:func:`missing_path_trained`
-        False): their predictions come from a missing path no training row took."""
-        if len(table.modalities) < 2 or missing_path_trained(self) is not False:
+        """Warn when rows lack a modality that the model never trained without
+        (:func:`untrained_absences`): their predictions come from a missing path no training row took."""
+        untrained = untrained_absences(self)
+        if len(table.modalities) < 2 or not untrained:
             return
-        lacking = sorted(name for name, m in table.modalities.items() if not m.present.all())
-        said = f"{manifest.name}: rows without {', '.join(map(repr, lacking))}"
+        lacking = [name for name in untrained if name in table.modalities and not table.modalities[name].present.all()]
+        said = f"{manifest.name}: rows without {' or '.join(map(repr, lacking))}"
         if lacking and said not in self._gaps_said:  # once per manifest and modalities: a batch's chunks share it
             self._gaps_said.add(said)
-            warn_user(f"{said} are predicted from the other modalities, and this model never trained with a "
-                      "modality missing (no modality dropout, no subset loss, every training row whole): their "
+            them = "it" if len(lacking) == 1 else "them"
+            warn_user(f"{said} are predicted from the other modalities, and this model never trained without {them} "
+                      f"(no modality dropout for {them}, no subset loss, every training row held {them}): their "
                       "predictions may be far less accurate (the predictions' 'absent' column names them; train with "
                       "train.modality_dropout to predict from a subset)")
 
@@ -531,20 +533,25 @@ def _skip_list(run: str | os.PathLike | None) -> str:
     return "the predictor's .last_skipped" if run is None else f"{Path(run) / SKIPPED_FILE}, written with the run"
 
 
-def missing_path_trained(predictor: Any) -> bool | None:
-    """Whether training showed the model rows with modalities hidden, as a coalition hides them:
-    ``train.modality_dropout`` above 0 for some modality, (a task model; an anomaly detector has
-    no subset loss) ``loss.subset_weight`` above 0, or training rows that lacked a modality
-    (``info["train_absent"]``). A fusion with a head per modality (``late``) scores a coalition
-    with its present modalities' own heads, on inputs they trained on: True. None (not known):
-    a run fitted before the training rows' gaps were recorded, with neither setting."""
+def untrained_absences(predictor: Any) -> list[str] | None:
+    """The modalities whose absence training never showed the model, as a missing cell or a
+    coalition hides them: every modality but those with ``train.modality_dropout`` above 0 and
+    those some training row lacked (``info["train_absent"]``); none with (a task model's; an
+    anomaly detector has none) ``loss.subset_weight`` above 0, which trains each modality alone,
+    a fusion with a head per modality (``late``), which scores a coalition with its present
+    modalities' own heads, on inputs they trained on, or the ``consistency`` anomaly scorer, which
+    compares the present modalities' pairs only (each modality's encoder reads it alone). None (not
+    known): a run fitted before the training rows' gaps were recorded, where the settings leave
+    some modality in question."""
     config = predictor.config
-    if config.fusion.produces_outputs:
-        return True
+    if config.fusion.produces_outputs or (config.task != "anomaly" and config.loss.subset_weight > 0):
+        return []
+    if config.task == "anomaly" and config.anomaly is not None and config.anomaly.scorer == "consistency":
+        return []
     dropout = config.train.modality_dropout
-    if any(rate > 0 for rate in (dropout.values() if isinstance(dropout, dict) else [dropout])):
-        return True
-    if config.task != "anomaly" and config.loss.subset_weight > 0:
-        return True
+    rates = dropout if isinstance(dropout, dict) else dict.fromkeys(config.modalities, dropout)
+    untrained = [name for name in config.modalities if rates.get(name, 0.0) <= 0]
     absent = (getattr(predictor, "info", None) or {}).get("train_absent")
-    return None if absent is None else any(count > 0 for count in absent.values())
+    if absent is None:
+        return None if untrained else []
+    return [name for name in untrained if not absent.get(name, 0)]

@@ -3,7 +3,9 @@ command line, and the values a hyper-parameter search samples (``tune.space``).
 
 A key walks sections by name and lists by position (``transfer.1.threshold``: the second method
 of a list); missing sections are created. A value on the command line is read as YAML 1.2
-(``1`` a number, ``true`` a boolean, ``[16, 32]`` a list, ``null`` none).
+(``1`` a number, ``true`` a boolean, ``[16, 32]`` a list, ``null`` none). ``null`` given to a
+modality (``modalities.report=null``) or a further task removes it: a single-modality baseline
+from the fused model's config.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from typing import Any
 
 from polymodal.config.base import DISCRIMINATORS, default_selector
 from polymodal.errors import ConfigError, OptionError
+from polymodal.utils.suggest import did_you_mean
+
+NAMED = {"modalities": "modality", "tasks": "task"}  # sections of named entries, which null removes
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "") -> None:
@@ -21,10 +26,14 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "") -> N
     a number indexes a list. ``where`` prefixes the key in messages (``tune.space.``, ``--set ``).
 
     Raises:
-        ConfigError: the key runs through a value that is not a section, or past a list's end.
+        ConfigError: the key runs through a value that is not a section, or past a list's end;
+            null given to a modality or task the config does not have.
     """
     node: Any = data
     parts = key.split(".")
+    if value is None and len(parts) == 2 and parts[0] in NAMED:
+        _remove_named(data, parts[0], parts[1], f"{where}{key}")
+        return
     for i, part in enumerate(parts):
         if isinstance(node, list) and not (part.isdigit() and int(part) < len(node)):
             raise ConfigError([f"{where}{key}: '{part}' is not an index of the list (it has {len(node)} items)"])
@@ -37,6 +46,16 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "") -> N
             raise ConfigError([f"{where}{key}: '{part}' is not a section of the config (it holds {child!r})"])
         node = child
     node[int(parts[-1]) if isinstance(node, list) else parts[-1]] = value
+
+
+def _remove_named(data: dict[str, Any], section: str, name: str, said: str) -> None:
+    """Remove the modality (task) ``name``, which the section must hold."""
+    entries = data.get(section)
+    if not isinstance(entries, dict) or name not in entries:
+        have = list(entries) if isinstance(entries, dict) else []
+        raise ConfigError([f"{said}: null removes a {NAMED[section]}, but the config has no {NAMED[section]} '{name}'"
+                           f"{did_you_mean(name, have)}; it has {have}"])
+    del entries[name]
 
 
 def child_of(node: Any, part: str) -> Any:

@@ -47,7 +47,7 @@ from polymodal.deploy.graph import (
 )
 from polymodal.deploy.runtime import INT8_FILE, META_FILE, ONNX_FILE, TORCHSCRIPT_FILE
 from polymodal.errors import DecodeError, ManifestError, OptionError, SchemaMismatchError
-from polymodal.estimator import EXPORT, missing_path_trained
+from polymodal.estimator import EXPORT, untrained_absences
 from polymodal.utils.io import atomic_folder, atomic_write, atomic_write_json, check_folder_path, python_scalar
 from polymodal.utils.scores import ANOMALY_SCORE
 from polymodal.utils.warn import warn_user
@@ -132,8 +132,8 @@ def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "format_version": required_format(cfg), "polymodal_version": __version__, "task": cfg.task,
         "target": cfg.targets, "model_fingerprint": predictor.model_fingerprint(),  # which model: serve checks it
-        # whether it trained with modalities missing (None: not known); false: the runtime's notes say so
-        "missing_trained": missing_path_trained(predictor),
+        # the modalities it never trained without (None: not known): the runtime's notes name them when left out
+        "untrained_absent": untrained_absences(predictor),
         **task_meta(predictor),
         "modalities": {name: modality_meta(predictor, name, inputs) for name in sorted(cfg.modalities)},
         "graph": {"inputs": [{"name": i.name, "shape": ["batch", *i.shape], "dtype": i.dtype} for i in inputs],

@@ -99,6 +99,10 @@ class Runtime:
         self.session = session
         self.quantized = quantized
         self.names = sorted(meta["modalities"])
+        # the modalities the model never trained without; an export before 2026-12-07 recorded only
+        # whether it trained with any missing ("missing_trained")
+        untrained = meta.get("untrained_absent", self.names if meta.get("missing_trained") is False else [])
+        self.untrained_absent = [name for name in self.names if name in (untrained or [])]
         self.features: dict[str, Features] = {
             name: FEATURES[spec["kind"]](name, spec) for name, spec in meta["modalities"].items()}
         self.input_names = [i["name"] for i in meta["graph"]["inputs"]]
@@ -174,16 +178,16 @@ class Runtime:
     def notes(self, row: Row) -> list[str]:
         """What to tell the caller about how ``row`` (featurised already) was read: a category the
         model never learned, per modality (``modality 'labs', column 'sex': 'X' is a category...``),
-        and modalities left out of a model that never trained with one missing (``deploy.json``'s
-        ``missing_trained`` false: no modality dropout, no subset loss, no training row without one)."""
+        and modalities left out that the model never trained without (``deploy.json``'s
+        ``untrained_absent``: no modality dropout for them, no subset loss, no training row without them)."""
         notes = [f"modality '{name}', {note}" for name in self.names if given(row.get(name))
                  for note in self.features[name].notes(row[name])]
-        absent = [name for name in self.names if not given(row.get(name))]
-        if absent and self.meta.get("missing_trained") is False:
+        absent = [name for name in self.untrained_absent if not given(row.get(name))]
+        if absent:
             notes.append(f"{'modality' if len(absent) == 1 else 'modalities'} {', '.join(map(repr, absent))} not "
-                         "given, and this model never trained with a modality missing: its answer from the others "
-                         "may be far less accurate than with all of them (train with train.modality_dropout for "
-                         "predictions from a subset)")
+                         f"given, and this model never trained without {'it' if len(absent) == 1 else 'them'}: its "
+                         "answer from the others may be far less accurate than with all of them (train with "
+                         "train.modality_dropout for predictions from a subset)")
         return notes
 
     # -- the network --------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import pandas as pd
 
 from polymodal.config.task_metrics import TASK_METRICS
 from polymodal.data.skipped import skipped_frame
-from polymodal.estimator import EXPLAIN, missing_path_trained
+from polymodal.estimator import EXPLAIN, untrained_absences
 from polymodal.evaluation.coalitions import coalition_of, coalition_outputs, mask_of
 from polymodal.evaluation.data import EvalData, check_max_rows, load_eval_data, output_names, to_scores
 from polymodal.evaluation.integrated_gradients import WithinAttribution, within_modality
@@ -86,8 +86,8 @@ class Explanation:
         reference: what ``base`` is: ``none``, the score with every modality hidden; ``normal``
             (anomaly detection), the normal validation rows' mean score with the row's modalities.
         present: (N, M) True where the row holds the modality.
-        missing_trained: whether training showed the model rows with modalities hidden, as the
-            coalitions hide them (:func:`missing_path_trained`); None where not known.
+        untrained: the modalities whose absence training never showed the model, as the
+            coalitions hide them (:func:`~polymodal.estimator.untrained_absences`); None where not known.
 
     An anomaly detector's explanation attributes the anomaly score against normal rows: each
     coalition's score minus the normal validation rows' mean score under the same coalition of the
@@ -119,7 +119,7 @@ class Explanation:
     threshold: float | None = None
     reference: str = "none"
     present: np.ndarray | None = None
-    missing_trained: bool | None = None
+    untrained: list[str] | None = None
 
     def __repr__(self) -> str:
         """One line: what was explained, over what (the arrays are in ``values``, ``importance``)."""
@@ -138,20 +138,28 @@ class Explanation:
         return [note for note in (self.missing_path_note(), self.base_bias()) if note is not None]
 
     def missing_path_note(self) -> str | None:
-        """A warning when the model never trained on rows with some modalities hidden
-        (``missing_trained`` False, two modalities or more): each coalition short of all of them is
-        then scored on inputs the model never saw in training. An anomaly detector's values are
+        """A warning when the model never trained on rows without some of the modalities
+        (``untrained``, two modalities or more): each coalition that hides one of them is then
+        scored on inputs the model never saw in training. An anomaly detector's values are
         measured against normal rows under the same coalition, which removes a shift common to
         every row but not the scorer's unfamiliarity with the input; it has no subset loss, so only
         ``train.modality_dropout`` is suggested. None otherwise."""
-        if self.missing_trained is not False or len(self.modalities) < 2:
+        untrained = [m for m in self.untrained or [] if m in self.modalities]
+        if not untrained or len(self.modalities) < 2:
             return None
         anomaly = self.task == "anomaly"
-        return ("this model never trained on rows with a modality hidden (train.modality_dropout is 0 for every "
-                "modality" + ("" if anomaly else " and loss.subset_weight is 0") + "), yet Shapley values hide "
-                "modalities through that missing path (as an empty cell: a learned missing-embedding in its place), so "
-                "every coalition short of all modalities is scored on inputs the model never saw and the values may "
-                "say as much about that untrained path as about the row"
+        subset = "" if anomaly else " and loss.subset_weight is 0"
+        if len(untrained) == len(self.modalities):
+            what = ("rows with a modality hidden (train.modality_dropout is 0 for every modality" + subset
+                    + ")", "every coalition short of all modalities")
+        else:
+            named = " or ".join(map(repr, untrained))
+            what = (f"rows without {named} (train.modality_dropout is 0 for {'it' if len(untrained) == 1 else 'them'}"
+                    + subset + ", and every training row held " + ("it" if len(untrained) == 1 else "them") + ")",
+                    f"every coalition that hides {named}")
+        return (f"this model never trained on {what[0]}, yet Shapley values hide modalities through that missing path "
+                f"(as an empty cell: a learned missing-embedding in its place), so {what[1]} is scored on inputs the "
+                "model never saw and the values may say as much about that untrained path as about the row"
                 + ("; measuring against normal rows under the same coalition removes only a shift common to every row"
                    if self.reference == "normal" else "")
                 + "; for attributions over modalities, train with train.modality_dropout (e.g. 0.3)"
@@ -367,7 +375,7 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     threshold = float(predictor.require_fitted()[1].scorer.threshold) if task == "anomaly" else None
     return Explanation(names, outputs_named, data.source_rows, phi, base, full, explained,
                        orders is None, interactions, importance, within, quantity, task, labels, index, threshold,
-                       "normal" if reference is not None else "none", present, missing_path_trained(predictor))
+                       "normal" if reference is not None else "none", present, untrained_absences(predictor))
 
 
 def sample_rows(task: str, full: np.ndarray, truth: np.ndarray | None, samples: int) -> np.ndarray:

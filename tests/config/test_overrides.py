@@ -90,3 +90,16 @@ def test_problems_at_keys_set_on_the_command_line_say_so(tmp_path):
     assert problems[2].startswith("train.lr: ") and info.value.source == str(tmp_path / "c.yaml")
     with pytest.raises(ConfigError, match="^Invalid config .*\n  - --set train.epochs: "):
         load_config(spec | {"train": {"epochs": 1}}, overrides={"train.epochs": "abc"})
+
+
+def test_null_removes_a_modality_for_a_single_modality_baseline():
+    spec = classification_config()
+    names = list(spec["modalities"])
+    kept = load_config(spec, overrides=parse_overrides([f"modalities.{names[0]}=null"]))
+    assert list(kept.modalities) == names[1:]
+    assert list(load_config(spec).modalities) == names  # the given config keeps all of them
+    with pytest.raises(ConfigError, match=rf"--set modalities.{names[0]}x: null removes a modality, but the config has "
+                                          rf"no modality '{names[0]}x' \(did you mean '{names[0]}'\?\); it has"):
+        load_config(spec, overrides={f"modalities.{names[0]}x": None})
+    with pytest.raises(ConfigError, match="modalities"):  # every one removed: the schema's own error
+        load_config(spec, overrides={f"modalities.{n}": None for n in names})

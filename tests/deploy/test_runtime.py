@@ -241,11 +241,14 @@ def test_audio_resampled_cut_or_silent_is_noted(runtime):
     def wave(seconds: float, rate: int) -> np.ndarray:
         return np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate).astype(np.float32)
 
-    assert runtime.notes({"audio": (wave(0.6, 44_100), 44_100)}) == [
+    def notes(row):  # the audio's own (the others are left out: a note of their own, tested below)
+        return [n for n in runtime.notes(row) if n.startswith("modality 'audio', ")]
+
+    assert notes({"audio": (wave(0.6, 44_100), 44_100)}) == [
         "modality 'audio', 44,100 Hz resampled to the model's 8,000 Hz",
         "modality 'audio', 0.60 s where the model reads 0.25 s: cut to its first 0.25 s"]
-    assert runtime.notes({"audio": (wave(0.2, 8000), 8000)}) == []  # shorter at its rate: padded, as trained
-    assert runtime.notes({"audio": (np.zeros(1600, np.float32), 8000)}) == [
+    assert notes({"audio": (wave(0.2, 8000), 8000)}) == []  # shorter at its rate: padded, as trained
+    assert notes({"audio": (np.zeros(1600, np.float32), 8000)}) == [
         "modality 'audio', the audio is silent (one value throughout): a muted or disconnected microphone?"]
 
 
@@ -255,13 +258,23 @@ def test_a_model_never_trained_with_a_modality_missing_notes_the_modalities_a_ro
 
     folder = shutil.copytree(exported[0], tmp_path / "export")
     meta = json.loads((folder / "deploy.json").read_text())
-    assert meta["missing_trained"] is True  # the fixture's data has rows without some modality
+    # training rows lacked image, audio or notes; none lacked labs (its 'color' cell is never empty)
+    assert meta["untrained_absent"] == ["labs"]
     row = {"audio": (tone(1, np.random.default_rng(0)), RATE), "notes": "red"}
-    assert not any("never trained" in n for n in Runtime.load(folder).notes(row))
-    meta["missing_trained"] = False
+    assert not any("never trained" in n for n in Runtime.load(folder).notes({**row, "labs": {"x1": 1.0, "color": "red"}}))
+    meta["untrained_absent"] = ["image", "labs"]
     (folder / "deploy.json").write_text(json.dumps(meta))
     notes = Runtime.load(folder).notes(row)
-    assert ("modalities 'image', 'labs' not given, and this model never trained with a modality missing: its answer "
+    assert ("modalities 'image', 'labs' not given, and this model never trained without them: its answer "
             "from the others may be far less accurate") in " ".join(notes)
+    meta["untrained_absent"] = ["labs"]  # image was missing from some training rows: only labs is named
+    (folder / "deploy.json").write_text(json.dumps(meta))
+    assert [n for n in Runtime.load(folder).notes(row) if "never trained" in n] == [
+        "modality 'labs' not given, and this model never trained without it: its answer from the others may be far "
+        "less accurate than with all of them (train with train.modality_dropout for predictions from a subset)"]
+    del meta["untrained_absent"]
+    meta["missing_trained"] = False  # an export made before 2026-12-07 said only whether any was ever missing
+    (folder / "deploy.json").write_text(json.dumps(meta))
+    assert "modalities 'image', 'labs' not given" in " ".join(Runtime.load(folder).notes(row))
     full = {**row, "image": png_bytes(np.zeros((8, 8), np.uint8)), "labs": {"x1": 1.0, "color": "red"}}
     assert not any("never trained" in n for n in Runtime.load(folder).notes(full))

@@ -245,17 +245,18 @@ def test_the_page_of_a_dataframe_with_its_own_index_names_rows_and_labels(a_only
     assert "(index &#x27;id" in text, "each map's heading names the row's index label too"
 
 
-@pytest.mark.parametrize(("changes", "absent", "trained"), [
-    ({}, {"a": 0, "b": 0}, False),
-    ({}, {"a": 0, "b": 12}, True),  # training rows that lacked b: its missing path trained on them
+@pytest.mark.parametrize(("changes", "absent", "untrained"), [
+    ({}, {"a": 0, "b": 0}, ["a", "b"]),
+    ({}, {"a": 0, "b": 12}, ["a"]),  # training rows that lacked b: its missing path trained on them, a's did not
     ({}, None, None),  # a run fitted before the gaps were recorded: not known, no note
-    ({"train": {"modality_dropout": 0.3}}, None, True),
-    ({"train": {"modality_dropout": {"a": 0.2}}}, {"a": 0, "b": 0}, True),
-    ({"loss": {"subset_weight": 1.0}}, None, True),
-    ({"fusion": {"name": "late"}}, None, True),  # a coalition is its present modalities' own heads
+    ({"train": {"modality_dropout": 0.3}}, None, []),
+    ({"train": {"modality_dropout": {"a": 0.2}}}, {"a": 0, "b": 0}, ["b"]),  # b was never hidden
+    ({"train": {"modality_dropout": {"a": 0.2}}}, None, None),
+    ({"loss": {"subset_weight": 1.0}}, None, []),  # each modality alone: every other one hidden
+    ({"fusion": {"name": "late"}}, None, []),  # a coalition is its present modalities' own heads
 ])
-def test_whether_the_missing_path_trained_follows_dropout_the_subset_loss_the_data_and_the_fusion(changes, absent,
-                                                                                                 trained):
+def test_which_modalities_missing_path_trained_follows_dropout_the_subset_loss_the_data_and_the_fusion(
+        changes, absent, untrained):
     from types import SimpleNamespace
 
     from polymodal.config import load_config
@@ -264,7 +265,7 @@ def test_whether_the_missing_path_trained_follows_dropout_the_subset_loss_the_da
     for section, values in changes.items():
         config[section] = {**config.get(section, {}), **values} if section != "fusion" else values
     info = {} if absent is None else {"train_absent": absent}
-    assert attribution.missing_path_trained(SimpleNamespace(config=load_config(config), info=info)) is trained
+    assert attribution.untrained_absences(SimpleNamespace(config=load_config(config), info=info)) == untrained
 
 
 def test_an_anomaly_detectors_missing_path_trains_only_with_modality_dropout():
@@ -275,9 +276,12 @@ def test_an_anomaly_detectors_missing_path_trains_only_with_modality_dropout():
     config = {**tabular_config(), "task": "anomaly", "target": None, "head": None, "loss": {"subset_weight": 1.0}}
     config.pop("head")
     detector = SimpleNamespace(config=load_config(config), info={"train_absent": {"a": 0, "b": 0}})
-    assert attribution.missing_path_trained(detector) is False  # it has no subset loss: the weight trains nothing
+    assert attribution.untrained_absences(detector) == ["a", "b"]  # it has no subset loss: the weight trains nothing
     config["train"]["modality_dropout"] = 0.3
-    assert attribution.missing_path_trained(SimpleNamespace(config=load_config(config), info={})) is True
+    assert attribution.untrained_absences(SimpleNamespace(config=load_config(config), info={})) == []
+    config["train"]["modality_dropout"] = 0.0
+    config["anomaly"] = {"scorer": "consistency"}  # it scores the present modalities' pairs: nothing else is read
+    assert attribution.untrained_absences(SimpleNamespace(config=load_config(config), info=detector.info)) == []
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +300,7 @@ def test_a_model_never_trained_with_a_modality_hidden_says_its_coalitions_are_un
     import dataclasses
 
     _, explanation = never_hidden
-    assert explanation.missing_trained is False
+    assert explanation.untrained == ["a", "b"]
     note = explanation.missing_path_note()
     assert note.startswith("this model never trained on rows with a modality hidden (train.modality_dropout is 0 for "
                            "every modality and loss.subset_weight is 0), yet Shapley values hide modalities through "
@@ -307,7 +311,7 @@ def test_a_model_never_trained_with_a_modality_hidden_says_its_coalitions_are_un
     page = explanation.to_html(tmp_path / "unseen").read_text("utf-8")
     assert f"<b>Note</b>: {html.escape(note)}." in page
     trained = a_only[2]
-    assert trained.missing_trained is True and trained.missing_path_note() is None
+    assert trained.untrained == [] and trained.missing_path_note() is None
     assert "this model never trained" not in trained.to_html(tmp_path / "trained").read_text("utf-8")
     # an anomaly detector has no subset loss: only modality dropout is suggested
     detector = dataclasses.replace(explanation, task="anomaly", reference="normal").missing_path_note()
@@ -315,6 +319,30 @@ def test_a_model_never_trained_with_a_modality_hidden_says_its_coalitions_are_un
     assert "measuring against normal rows under the same coalition removes only a shift common to every row" in detector
     one = dataclasses.replace(explanation, modalities=["a"])  # its only coalitions: all or none (base_bias's case)
     assert one.missing_path_note() is None
+
+
+def test_a_modality_some_training_rows_lacked_has_a_trained_missing_path_and_the_others_do_not(tmp_path):
+    """Reports missing from 12% of training rows train the path without a report, not the one
+    without the image: the warnings and the caveat name only the modality never missing."""
+    import warnings
+
+    train = two_tabular(100, "a", 0)
+    train.loc[::8, ["b1", "b2"]] = np.nan  # some training rows lack b; every one holds a
+    predictor = MultimodalPredictor.from_config(tabular_config(epochs=1, report={"rows": 0})).fit(
+        train, two_tabular(40, "a", 1))
+    rows = two_tabular(12, "a", 3)
+    rows.loc[[2, 7], ["b1", "b2"]] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predictor.predict_frame(rows)  # without b: a path training took
+    rows.loc[[4], ["a1", "a2"]] = np.nan
+    with pytest.warns(UserWarning, match=r"rows without 'a' are predicted from the other modalities, and this model "
+                                         r"never trained without it"):
+        predictor.predict_frame(rows)
+    note = predictor.explain(rows, samples=0).missing_path_note()
+    assert note.startswith("this model never trained on rows without 'a' (train.modality_dropout is 0 for it and "
+                           "loss.subset_weight is 0, and every training row held it)")
+    assert "so every coalition that hides 'a' is scored on inputs the model never saw" in note
 
 
 def test_the_report_shows_the_explanations_caveats_in_its_importance_section(never_hidden, tmp_path):
@@ -342,13 +370,13 @@ def test_predicting_rows_that_lack_a_modality_the_model_never_trained_without_wa
     rows = two_tabular(12, "a", 3)
     rows.loc[[2, 7], ["b1", "b2"]] = np.nan  # two rows without modality b
     with pytest.warns(UserWarning, match=r"DataFrame: rows without 'b' are predicted from the other modalities, and "
-                                         r"this model never trained with a modality missing"):
+                                         r"this model never trained without it \(no modality dropout for it"):
         predictor.predict_frame(rows)
     rows.to_csv(tmp_path / "rows.csv", index=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         predict_to_file(predictor, tmp_path / "rows.csv", tmp_path / "p.csv", chunk_rows=3, progress=False)
-    said = [str(w.message) for w in caught if "never trained with a modality missing" in str(w.message)]
+    said = [str(w.message) for w in caught if "never trained without" in str(w.message)]
     assert len(said) == 1 and said[0].startswith("rows.csv: rows without 'b'")  # once for the chunks that lack it
     with warnings.catch_warnings():
         warnings.simplefilter("error")
