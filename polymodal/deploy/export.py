@@ -21,6 +21,7 @@ or nothing, behind and never a graph that failed its check next to a ``deploy.js
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +45,10 @@ from polymodal.deploy.graph import (
     example_feeds,
     exportable_ops,
     graph_inputs,
+    tracing_reason,
 )
 from polymodal.deploy.runtime import INT8_FILE, META_FILE, ONNX_FILE, TORCHSCRIPT_FILE
-from polymodal.errors import DecodeError, ManifestError, OptionError, SchemaMismatchError
+from polymodal.errors import DecodeError, ManifestError, MissingDependencyError, OptionError, SchemaMismatchError
 from polymodal.estimator import EXPORT, missing_path_trained
 from polymodal.utils.io import atomic_folder, atomic_write, atomic_write_json, check_folder_path, python_scalar
 from polymodal.utils.scores import ANOMALY_SCORE
@@ -178,38 +180,85 @@ def task_meta(predictor: Any) -> dict[str, Any]:
 
 
 def export_onnx(graph: ExportedGraph, path: Path) -> set[str]:
-    """Trace the graph and write it with a dynamic batch axis on every input and the output.
+    """Write the graph to ONNX with a dynamic batch axis on every input and the output.
+
+    ``torch.export`` captures the graph (torch's ONNX exporter with ``dynamo=True``; the batch-time
+    steps that have data-dependent shapes, such as the trimming of text padding, keep their full,
+    fixed size while exporting); a graph holding an encoder that it cannot capture (see
+    :func:`~polymodal.deploy.graph.tracing_reason`) is traced by the legacy TorchScript-based
+    exporter instead, which torch deprecates.
 
     Returns:
-        The names of the inputs the written graph takes: the exporter drops an input nothing
-        reads (a tabular modality's empty ``cat`` array when it has no categorical column).
+        The names of the inputs the written graph takes: an input nothing reads (a tabular
+        modality's empty ``cat`` array when it has no categorical column) is left out.
     """
     feeds = example_feeds(graph.inputs, batch=2)
     args = tuple(torch.from_numpy(feeds[i.name]) for i in graph.inputs)
     names = [i.name for i in graph.inputs]
-    axes = {n: {0: "batch"} for n in [*names, OUTPUT]}
-
-    def write(tmp: Path) -> None:
-        # the TorchScript-based exporter: tracing turns the batch-time trimming of text padding
-        # (a data-dependent length) into the fixed max_tokens, where torch.export refuses it
-        torch.onnx.export(graph, args, str(tmp), input_names=names, output_names=[OUTPUT], dynamic_axes=axes,
-                          opset_version=OPSET, dynamo=False)
-
+    traced = tracing_reason(graph) is not None
+    if not traced:
+        try:
+            import onnxscript  # noqa: F401  (torch's torch.export-based exporter writes the graph with it)
+        except ImportError:
+            raise MissingDependencyError("onnxscript", "exporting to ONNX", extra="serve") from None
     try:
-        with exportable_ops(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the traced constants are intended (see above)
-            warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
-            # the graph takes no initial RNN state, so any batch size works (the tests run several)
-            warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size other than 1", UserWarning)
-            # advanced indexing (a transformers model's masks and positions): a negative index would give wrong
-            # outputs, which the parity checks below compare on real rows, so the warning says nothing they miss
-            warnings.filterwarnings("ignore", "Exporting aten::index operator of advanced indexing", UserWarning)
-            atomic_write(path, write)
-    except RuntimeError as err:  # torch.onnx's OnnxExporterError (an unsupported operator...) and tracing errors
-        raise ExportError(f"exporting to ONNX failed: {first_line(err)}") from err
+        with exportable_ops():
+            atomic_write(path, lambda tmp: (_write_traced if traced else _write_captured)(graph, args, names, tmp))
+    except RuntimeError as err:  # torch.onnx's OnnxExporterError (torch.export's, an unsupported operator...), tracing's
+        raise ExportError(f"exporting to ONNX failed: {_exporter_failure(err)}") from err
     import onnx
 
     return {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
+
+
+def _exporter_failure(err: BaseException) -> str:
+    """What an exporter error says in one line: the deepest cause (the exporter's own errors wrap it
+    in paragraphs of advice), after the operator whose translation failed when one did."""
+    node, chain = None, [err]
+    while chain[-1].__cause__ is not None and len(chain) < 20:
+        chain.append(chain[-1].__cause__)
+    for error in chain:
+        found = re.search(r"target=torch\.ops\.([\w.]+)", str(error))
+        node = node or (found.group(1) if found else None)
+    said = first_line(chain[-1]).rstrip(".")  # the caller goes on after a semicolon
+    return f"{node}: {said}" if node else said
+
+
+def _write_captured(graph: ExportedGraph, args: tuple[torch.Tensor, ...], names: list[str], path: Path) -> None:
+    """The graph captured by ``torch.export`` and translated to ONNX, weights inside the file."""
+    batch = torch.export.Dim("batch")
+    shapes = (tuple({0: batch} for _ in args),)  # forward(*tensors): one entry, the tuple of the tensors
+    with warnings.catch_warnings():  # torch's notes about its own internals, nothing the graph or the user can change:
+        warnings.filterwarnings("ignore", "_check_is_size will be removed", FutureWarning)
+        # an RNN's flat weight list, read once while capturing (the weights are the module's parameters)
+        warnings.filterwarnings("ignore", "The tensor attributes .* were assigned during export", UserWarning)
+        # every input's batch axis is one and the same ("batch"), as intended
+        warnings.filterwarnings("ignore", "# The axis name: .* will not be used", UserWarning)
+        program = torch.onnx.export(graph, args, input_names=names, output_names=[OUTPUT], dynamic_shapes=shapes,
+                                    opset_version=OPSET, dynamo=True, verbose=False)
+    inputs = program.model.graph.inputs
+    for value in [v for v in inputs if not v.uses()]:  # the runtime feeds only what the graph reads
+        inputs.remove(value)
+    for node in program.model.graph.all_nodes():  # debugging notes: each node's Python stack trace, with
+        node.metadata_props.clear()  # this machine's source paths, which make the file 3x larger
+    program.save(str(path), external_data=False)
+
+
+def _write_traced(graph: ExportedGraph, args: tuple[torch.Tensor, ...], names: list[str], path: Path) -> None:
+    """The graph traced by the legacy TorchScript-based exporter, for what ``torch.export`` cannot
+    capture (:func:`~polymodal.deploy.graph.tracing_reason`): tracing with full-length example
+    inputs turns data-dependent lengths into fixed ones. Torch deprecates it and will remove it."""
+    axes = {n: {0: "batch"} for n in [*names, OUTPUT]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the traced constants are intended (see above)
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
+        # the graph takes no initial RNN state, so any batch size works (the tests run several)
+        warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size other than 1", UserWarning)
+        # advanced indexing (a transformers model's masks and positions): a negative index would give wrong
+        # outputs, which the parity checks below compare on real rows, so the warning says nothing they miss
+        warnings.filterwarnings("ignore", "Exporting aten::index operator of advanced indexing", UserWarning)
+        torch.onnx.export(graph, args, str(path), input_names=names, output_names=[OUTPUT], dynamic_axes=axes,
+                          opset_version=OPSET, dynamo=False)
 
 
 def export_torchscript(graph: ExportedGraph, path: Path) -> None:

@@ -20,6 +20,21 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def onnx_exporters(monkeypatch) -> list[bool]:
+    """The ``dynamo`` flag of every ``torch.onnx.export`` call while the test runs: True where
+    torch.export captured the graph, False where the legacy TorchScript-based exporter traced it."""
+    calls: list[bool] = []
+    real = torch.onnx.export
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("dynamo", True))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", spy)
+    return calls
+
+
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory, one_thread) -> dict:
     root = tmp_path_factory.mktemp("deploy_data")
