@@ -23,6 +23,7 @@ from torch import nn
 
 from polymodal.data.modalities import Preprocessor
 from polymodal.models import MultimodalNet
+from polymodal.models.encoders.base import Encoder
 
 OUTPUT = "outputs"
 
@@ -77,6 +78,14 @@ class ExportedGraph(nn.Module):
                 arrays.setdefault(spec.modality, {})[spec.key] = tensor
         inputs = {name: self.preprocessors[name].to_batch(arrays[name], False) for name in sorted(arrays)}
         return self.net(inputs, present)
+
+
+def tracing_reason(module: nn.Module) -> str | None:
+    """Why the ONNX export of ``module`` must trace it (torch's legacy TorchScript-based exporter)
+    instead of capturing it with ``torch.export``: the first encoder inside that says so
+    (:attr:`~polymodal.models.encoders.base.Encoder.onnx_needs_tracing`), else None."""
+    return next((f"{type(m).__name__}: {m.onnx_needs_tracing}" for m in module.modules()
+                 if isinstance(m, Encoder) and m.onnx_needs_tracing is not None), None)
 
 
 def example_feeds(inputs: Sequence[GraphInput], batch: int, seed: int = 0) -> dict[str, np.ndarray]:

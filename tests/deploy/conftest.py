@@ -20,6 +20,32 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def onnx_exporters(monkeypatch) -> list[bool]:
+    """The ``dynamo`` flag of every ``torch.onnx.export`` call while the test runs: True where
+    torch.export captured the graph, False where the legacy TorchScript-based exporter traced it."""
+    import functools
+
+    calls: list[bool] = []
+    real = torch.onnx.export
+
+    @functools.wraps(real)  # its signature too, which the export reads
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("dynamo", True))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", spy)
+    return calls
+
+
+@pytest.fixture
+def without_tracing(monkeypatch) -> None:
+    """As a torch that has removed the TorchScript-based ONNX exporter: torch.export captures graphs."""
+    from polymodal.deploy import export
+
+    monkeypatch.setattr(export, "tracing_exporter", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory, one_thread) -> dict:
     root = tmp_path_factory.mktemp("deploy_data")

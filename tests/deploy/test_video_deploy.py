@@ -14,6 +14,7 @@ import pytest
 from polymodal import MultimodalPredictor
 from polymodal.deploy.errors import RequestError
 from polymodal.deploy.export import export_run
+from polymodal.deploy.graph import tracing_reason
 from polymodal.deploy.runtime import Runtime
 
 from .helpers import png_bytes, serving
@@ -73,17 +74,35 @@ def video_export(clips, tmp_path_factory, one_thread):
 
 
 @pytest.mark.parametrize(("temporal", "sampling"), [("mean", "uniform"), ("transformer", "stride")])
-def test_every_temporal_model_exports_and_the_runtime_reads_the_clips_as_training(clips, tmp_path, temporal, sampling):
+def test_every_temporal_model_exports_and_the_runtime_reads_the_clips_as_training(clips, tmp_path, temporal, sampling,
+                                                                                   onnx_exporters, monkeypatch):
+    from polymodal.deploy import export
+
     predictor = MultimodalPredictor.from_config(video_config(temporal, sampling)).fit(clips / "m.csv", clips / "m.csv",
                                                                                        out=tmp_path / "run")
-    report = export_run(predictor, tmp_path / "export", data=clips / "m.csv")
-    assert report.parity["runtime_rows"] == 16 and report.parity["runtime_max_abs_diff"] <= 1e-4
-    assert report.parity["graph_max_abs_diff"] <= 1e-4
+    for traced in (True, False):  # this torch's tracing exporter, and torch.export as once it is removed
+        monkeypatch.setattr(export, "tracing_exporter", lambda traced=traced: traced)
+        report = export_run(predictor, tmp_path / f"export_{traced}", data=clips / "m.csv")
+        assert report.parity["runtime_rows"] == 16 and report.parity["runtime_max_abs_diff"] <= 1e-4
+        assert report.parity["graph_max_abs_diff"] <= 1e-4
+    assert onnx_exporters == [False, True]  # torch.export captured it too, padded clips and all
+
+
+def test_without_the_tracing_exporter_a_video_gru_is_refused_naming_why(video_export, tmp_path, without_tracing):
+    from polymodal.deploy.errors import ExportError
+
+    with pytest.raises(ExportError, match=r"has no TorchScript-based ONNX exporter left, and torch.export cannot capture "
+                                          r"FrameEncoder: a GRU over packed frame sequences \(temporal: gru\); use "
+                                          r"another temporal model for ONNX, or --format torchscript"):
+        export_run(video_export[0], tmp_path / "export")
+    assert not (tmp_path / "export").exists()
 
 
 def test_the_gru_export_checks_padded_clips_and_the_sound_track(video_export, clips):
-    """Clips of 3 frames read 5 (2 padded, masked out of the packed GRU) beside clips of 6."""
-    _, folder, report = video_export
+    """Clips of 3 frames read 5 (2 padded, masked out of the packed GRU) beside clips of 6; the packed
+    GRU is the one encoder torch.export cannot capture, so this graph needs the tracing exporter."""
+    predictor, folder, report = video_export
+    assert tracing_reason(predictor.output_network()) == "FrameEncoder: a GRU over packed frame sequences (temporal: gru)"
     assert report.parity["runtime_rows"] == 16 and report.parity["runtime_max_abs_diff"] <= 1e-4
     runtime = Runtime.load(folder)
     assert runtime.meta["modalities"]["video"]["kind"] == "video" and runtime.meta["format_version"] == 3

@@ -253,7 +253,8 @@ def _flat(features: dict[str, EncoderOutput], present: dict[str, torch.Tensor]) 
 
 @pytest.mark.parametrize(("cfg_cls", "overrides"), CASES)
 def test_onnx_export_runs_in_onnxruntime_like_eager(cfg_cls, overrides, tmp_path):
-    """``polymodal export`` traces the fusion into ONNX and runs it with onnxruntime, which lacks
+    """``polymodal export`` captures the fusion with torch.export into ONNX (``dynamo=True``, as
+    :func:`polymodal.deploy.export.export_onnx` does) and runs it with onnxruntime, which lacks
     some kernels (``Where`` on bool tensors made every late-fusion export fail); the graph must
     load and match eager, also on a sample with no modality present."""
     ort = pytest.importorskip("onnxruntime")
@@ -263,11 +264,11 @@ def test_onnx_export_runs_in_onnxruntime_like_eager(cfg_cls, overrides, tmp_path
     features, present = fusion_features(), fusion_present()
     names = [f"i{k}" for k in range(4 * len(FUSION_DIMS))]
     with exportable_ops(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer and legacy-exporter notices
+        warnings.simplefilter("ignore")  # torch.export's notes about its internals
         torch.onnx.export(_FlatFusion(fusion).eval(), tuple(_flat(features, present)), str(tmp_path / "f.onnx"),
-                          input_names=names, opset_version=OPSET, dynamo=False)
+                          input_names=names, opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
     session = ort.InferenceSession(str(tmp_path / "f.onnx"), providers=["CPUExecutionProvider"])
-    taken = {i.name for i in session.get_inputs()}  # the exporter drops inputs nothing reads
+    taken = {i.name for i in session.get_inputs()}  # an exporter may drop inputs nothing reads
     none_present = {n: flags.clone().index_fill_(0, torch.tensor([4]), False) for n, flags in present.items()}
     for flags in (present, none_present):
         feeds = {n: t.numpy() for n, t in zip(names, _flat(features, flags), strict=True) if n in taken}

@@ -166,7 +166,10 @@ class TextPreprocessor(Preprocessor):
 
     def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         lengths = arrays["length"].long()
-        longest = max(int(lengths.max()) if lengths.numel() else 1, 1)
+        if torch.compiler.is_exporting():  # an exported graph keeps max_tokens (the mask hides the padding):
+            longest = arrays["ids"].shape[1]  # the trimming below has a data-dependent length torch.export refuses
+        else:  # padding past the batch's longest text is trimmed
+            longest = max(int(lengths.max()) if lengths.numel() else 1, 1)
         ids = arrays["ids"][:, :longest].long()  # (B, T)
         mask = torch.arange(longest)[None, :] < lengths[:, None]
         if train and self.cfg.unknown_rate > 0 and self.cfg.tokenizer != "pretrained":  # see TextPreprocess

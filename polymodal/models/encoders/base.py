@@ -42,11 +42,15 @@ class Encoder(nn.Module):
         pretrained: True when weights were loaded from a file (gets the encoder learning rate).
         unfreeze_schedule: set when blocks frozen now will be trained later (gradual unfreezing;
             see ``polymodal.training.finetune``), so that they join the optimiser from the start.
+        onnx_needs_tracing: why ``torch.export`` cannot capture this encoder, so that an ONNX export
+            of a network holding it traces it instead (torch's legacy TorchScript-based exporter);
+            None (the default) when it can.
     """
 
     output_dim: int
     pretrained: bool = False
     unfreeze_schedule: Any = None
+    onnx_needs_tracing: str | None = None
 
     @classmethod
     def from_config(cls, cfg: Any, **context: Any) -> Encoder:

@@ -49,6 +49,8 @@ class FrameEncoder(Encoder):
             self.temporal = nn.GRU(width, dim, num_layers=layers, batch_first=True, bidirectional=True,
                                    dropout=dropout if layers > 1 else 0.0)
             self.output_dim = 2 * dim
+            # packing clips of different lengths (see forward) has shapes that depend on the lengths
+            self.onnx_needs_tracing = "a GRU over packed frame sequences (temporal: gru)"
         else:
             self.input_proj = nn.Linear(width, dim)
             self.position = nn.Parameter(torch.zeros(1, frames, dim))
@@ -96,7 +98,9 @@ class FrameEncoder(Encoder):
         if mask is None:
             mask = torch.ones(batch, steps, dtype=torch.bool, device=x.device)
         frames, real = x.flatten(0, 1), mask.flatten()
-        if bool(real.all()) or not bool(real.any()):
+        # exported (torch.export: no data-dependent branch or row selection), every frame is encoded
+        # and the padding is masked below, as the traced graph of a clip of full length does
+        if torch.compiler.is_exporting() or bool(real.all()) or not bool(real.any()):
             per_frame = self.frame_vectors(frames)
         else:  # the padding of shorter clips stays out of the frame encoder (and its batch norm statistics)
             rows = real.nonzero().squeeze(1)
