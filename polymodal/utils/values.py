@@ -5,6 +5,23 @@ from __future__ import annotations
 
 import math
 
+# how a tabular modality keys its categories (``preprocess.normalize_categories``): as written,
+# without surrounding whitespace, or that and lower-cased
+CATEGORY_NORMALIZATIONS = ("none", "strip", "strip_lower")
+
+
+def normalize_category(text: str, how: str) -> str:
+    """A category's text as ``preprocess.normalize_categories`` ``how`` keys it: ``none`` as it
+    is, ``strip`` without surrounding whitespace, ``strip_lower`` also lower-cased (``' Current'``
+    -> ``'current'``)."""
+    if how == "none":
+        return text
+    if how == "strip":
+        return text.strip()
+    if how == "strip_lower":
+        return text.strip().lower()
+    raise ValueError(f"normalize_categories must be one of {list(CATEGORY_NORMALIZATIONS)}; got {how!r}")
+
 
 def blank(value: object) -> bool:
     """True for the values that mean 'missing': None, NaN and blank strings (pandas' NA is one

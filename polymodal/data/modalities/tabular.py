@@ -23,7 +23,10 @@ from polymodal.config.preprocess import TabularPreprocess
 from polymodal.data.cells import cell_text, is_empty
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import DecodeError, NotFittedError
-from polymodal.utils.values import number
+from polymodal.utils.values import normalize_category, number
+from polymodal.utils.warn import warn_user
+
+SHOWN_VARIANTS = 5  # groups of spelling variants a fit-time warning quotes per column
 
 
 def _number(value: Any, column: str) -> float:
@@ -35,10 +38,21 @@ def _number(value: Any, column: str) -> float:
         raise DecodeError(f"column '{column}' {err}") from None
 
 
-def _category(value: Any) -> str | None:
+def _category(value: Any, normalize: str) -> str | None:
     """The category key of a cell (None when empty); whole-number floats are keyed like ints
-    ('3.0' -> '3'), see :func:`~polymodal.data.cells.cell_text`."""
-    return None if is_empty(value) else cell_text(value)
+    ('3.0' -> '3'), see :func:`~polymodal.data.cells.cell_text`; text as ``normalize``
+    (``preprocess.normalize_categories``) keys it."""
+    return None if is_empty(value) else normalize_category(cell_text(value), normalize)
+
+
+def spelling_variants(counts: Mapping[str, int]) -> list[list[tuple[str, int]]]:
+    """The groups of categories (with their row counts, commonest first) that differ only in case
+    and/or surrounding whitespace; the groups with most rows first."""
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for key, count in counts.items():
+        groups.setdefault(key.strip().lower(), []).append((key, count))
+    found = [sorted(group, key=lambda kv: (-kv[1], kv[0])) for group in groups.values() if len(group) > 1]
+    return sorted(found, key=lambda group: (-sum(c for _, c in group), group[0][0]))
 
 
 def _as_row(value: Any) -> Sequence[Any]:
@@ -92,7 +106,8 @@ class TabularPreprocessor(Preprocessor):
                     column[i] = np.nan  # the vectorised pass may have left an infinity here
                     errors.setdefault(i, err)
         n = len(self.numeric)
-        return numbers, [[_category(v) for v in columns[n + j]] for j in range(len(self.categorical))], errors
+        how = self.cfg.normalize_categories
+        return numbers, [[_category(v, how) for v in columns[n + j]] for j in range(len(self.categorical))], errors
 
     def fit(self, values: Sequence[Sequence[Any]]) -> None:
         """Imputation values, scaling and category vocabularies from the training cells (a value
@@ -131,6 +146,7 @@ class TabularPreprocessor(Preprocessor):
         self.categories = {}
         for j, column in enumerate(self.categorical):
             counts = Counter(key for key in categories[j] if key is not None)
+            self._warn_variants(column, counts)
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             kept = [k for k, c in ranked if c >= self.cfg.min_category_count][: self.cfg.max_categories]
             self.categories[column] = sorted(kept)
@@ -164,10 +180,28 @@ class TabularPreprocessor(Preprocessor):
         counted by category."""
         lookup, unknown = self._lookup[column], Counter()
         for value, count in Counter(cells).items():  # each distinct cell keyed once, not every row
-            key = _category(value)
+            key = _category(value, self.cfg.normalize_categories)
             if key is not None and key not in lookup:
                 unknown[key] += count
         return unknown
+
+    def _warn_variants(self, column: str, counts: Mapping[str, int]) -> None:
+        """Warn when training categories of ``column`` differ only in case and/or surrounding
+        whitespace (each is learned as a category of its own), naming the groups and how to merge them."""
+        groups = spelling_variants(counts)
+        if not groups:
+            return
+        shown = "; ".join(" / ".join(f"{key!r} ({count} row{'s' if count != 1 else ''})" for key, count in group)
+                          for group in groups[:SHOWN_VARIANTS])
+        more = f"; and {len(groups) - SHOWN_VARIANTS} more group(s)" if len(groups) > SHOWN_VARIANTS else ""
+        case = any(len({key.strip() for key, _ in group}) > 1 for group in groups)
+        space = any(key != key.strip() for group in groups for key, _ in group)
+        differ = " and/or ".join(w for w, found in (("case", case), ("surrounding whitespace", space)) if found)
+        fix = "strip_lower" if case else "strip"
+        warn_user(f"tabular modality '{self.name}', column '{column}': categories that differ only in {differ} "
+                  f"are learned as separate categories: {shown}{more}; to merge them, set "
+                  f"modalities.{self.name}.preprocess.normalize_categories: {fix} (it applies in prediction and "
+                  "serving too), or correct the cells")
 
     def _build_lookup(self) -> None:
         self._lookup = {col: {c: i + 1 for i, c in enumerate(cats)} for col, cats in (self.categories or {}).items()}

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.deploy.features.base import Features
-from polymodal.utils.values import blank, number
+from polymodal.utils.values import blank, normalize_category, number
 
 
 class TabularFeatures(Features):
@@ -19,6 +19,8 @@ class TabularFeatures(Features):
         self.numeric = list(meta["columns"])
         self.categorical = list(meta["categorical"])
         self.lookup = {c: {v: i + 1 for i, v in enumerate(cats)} for c, cats in self.state["categories"].items()}
+        # an export from before preprocess.normalize_categories keyed categories as written
+        self.normalize = self.cfg.get("normalize_categories", "none")
 
     def number(self, value: Any, column: str) -> float:
         try:
@@ -26,13 +28,13 @@ class TabularFeatures(Features):
         except ValueError as err:
             raise self.fail(f"column '{column}' {err}") from None
 
-    @staticmethod
-    def category(value: Any) -> str | None:
+    def category(self, value: Any) -> str | None:
+        """A cell's category key, as training keys it (None when blank)."""
         if blank(value):
             return None
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
-        return str(value)
+        return normalize_category(str(value), self.normalize)
 
     def decode(self, value: Any) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(value, Mapping):
