@@ -244,5 +244,14 @@ class TabularPreprocessor(Preprocessor):
             self.categories = {k: list(v) for k, v in state["categories"].items()}
             self._build_lookup()
 
+    def encoding_config(self) -> dict[str, Any]:
+        """The settings; ``normalize_categories: none``, how every run keyed categories before the
+        setting, is left out, so that those runs keep their fingerprint (the one their weights
+        record, which serving checks an export against) and their cached features."""
+        config = super().encoding_config()
+        if config.get("normalize_categories") == "none":
+            del config["normalize_categories"]
+        return config
+
     def encoding_state(self) -> dict[str, Any]:
         return {**self.get_state(), "numeric": self.numeric, "categorical": self.categorical}

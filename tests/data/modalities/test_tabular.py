@@ -124,6 +124,17 @@ def test_normalize_categories_merges_spelling_variants_in_fit_and_decode(recwarn
     assert prep.unknown_categories("colour", ["vaper ", " vaper"]) == {"vaper": 2}
 
 
+def test_a_run_saved_before_normalize_categories_keeps_its_fingerprint():
+    """``none`` (how runs saved before the setting key categories) is left out of the fingerprint:
+    their weights record the fingerprint serving checks an export against, computed without it."""
+    before, strip = tabular(normalize_categories="none"), tabular()
+    before.fit(ROWS)
+    strip.fit(ROWS)
+    assert before.encoding_config() == TabularPreprocess().model_dump(mode="json", exclude={"normalize_categories"})
+    assert strip.encoding_config()["normalize_categories"] == "strip"
+    assert before.fingerprint() != strip.fingerprint()  # cached features of one are not the other's
+
+
 def test_featurize_and_to_batch_shapes():
     prep = tabular()
     prep.fit(ROWS)
