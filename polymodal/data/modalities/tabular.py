@@ -23,7 +23,7 @@ from polymodal.config.preprocess import TabularPreprocess
 from polymodal.data.cells import cell_text, is_empty
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import DecodeError, NotFittedError
-from polymodal.utils.values import normalize_category, number
+from polymodal.utils.values import normalize_category, number, spelling_variants
 from polymodal.utils.warn import warn_user
 
 SHOWN_VARIANTS = 5  # groups of spelling variants a fit-time warning quotes per column
@@ -43,16 +43,6 @@ def _category(value: Any, normalize: str) -> str | None:
     ('3.0' -> '3'), see :func:`~polymodal.data.cells.cell_text`; text as ``normalize``
     (``preprocess.normalize_categories``) keys it."""
     return None if is_empty(value) else normalize_category(cell_text(value), normalize)
-
-
-def spelling_variants(counts: Mapping[str, int]) -> list[list[tuple[str, int]]]:
-    """The groups of categories (with their row counts, commonest first) that differ only in case
-    and/or surrounding whitespace; the groups with most rows first."""
-    groups: dict[str, list[tuple[str, int]]] = {}
-    for key, count in counts.items():
-        groups.setdefault(key.strip().lower(), []).append((key, count))
-    found = [sorted(group, key=lambda kv: (-kv[1], kv[0])) for group in groups.values() if len(group) > 1]
-    return sorted(found, key=lambda group: (-sum(c for _, c in group), group[0][0]))
 
 
 def _as_row(value: Any) -> Sequence[Any]:
