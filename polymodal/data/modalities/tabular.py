@@ -67,6 +67,9 @@ class TabularPreprocessor(Preprocessor):
         self.scale: np.ndarray | None = None
         self.fill: np.ndarray | None = None
         self.categories: dict[str, list[str]] | None = None
+        # training rows of each learned category (the "average row" attribution weighs embeddings by
+        # them); None: a run saved before they were recorded
+        self.category_counts: dict[str, list[int]] | None = None
         self._lookup: dict[str, dict[str, int]] = {}
 
     @classmethod
@@ -133,13 +136,14 @@ class TabularPreprocessor(Preprocessor):
         self.fill = fill.astype(np.float64)
         self.center = center.astype(np.float64)
         self.scale = np.where(scale > 1e-12, scale, 1.0).astype(np.float64)
-        self.categories = {}
+        self.categories, self.category_counts = {}, {}
         for j, column in enumerate(self.categorical):
             counts = Counter(key for key in categories[j] if key is not None)
             self._warn_variants(column, counts)
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             kept = [k for k, c in ranked if c >= self.cfg.min_category_count][: self.cfg.max_categories]
             self.categories[column] = sorted(kept)
+            self.category_counts[column] = [counts[k] for k in self.categories[column]]
         self._build_lookup()
 
     def decode(self, value: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -224,7 +228,8 @@ class TabularPreprocessor(Preprocessor):
         if self.categories is None:
             return {}
         return {"fill": self.fill.tolist(), "center": self.center.tolist(), "scale": self.scale.tolist(),
-                "categories": self.categories}
+                "categories": self.categories,
+                **({"category_counts": self.category_counts} if self.category_counts is not None else {})}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         if "categories" in state:
@@ -232,6 +237,8 @@ class TabularPreprocessor(Preprocessor):
             self.center = np.asarray(state["center"], np.float64)
             self.scale = np.asarray(state["scale"], np.float64)
             self.categories = {k: list(v) for k, v in state["categories"].items()}
+            counts = state.get("category_counts")
+            self.category_counts = None if counts is None else {k: [int(c) for c in v] for k, v in counts.items()}
             self._build_lookup()
 
     def encoding_config(self) -> dict[str, Any]:
@@ -244,4 +251,6 @@ class TabularPreprocessor(Preprocessor):
         return config
 
     def encoding_state(self) -> dict[str, Any]:
-        return {**self.get_state(), "numeric": self.numeric, "categorical": self.categorical}
+        """The state featurising depends on (the categories' training counts do not)."""
+        state = {k: v for k, v in self.get_state().items() if k != "category_counts"}
+        return {**state, "numeric": self.numeric, "categorical": self.categorical}
