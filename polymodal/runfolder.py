@@ -67,7 +67,8 @@ def check_run(path: str | os.PathLike) -> Path:
 # set only where the saved config has that sub-section.
 PREDATED_DEFAULTS: dict[str, dict[str, Any]] = {"mel_cnn": {"frequency": "mean"}}
 PREDATED_PREPROCESS: dict[str, dict[str, Any]] = {"image": {"background": None}, "video": {"background": None},
-                                                  "signal": {"spectrogram.scale": "log1p"}}
+                                                  "signal": {"spectrogram.scale": "log1p"},
+                                                  "tabular": {"normalize_categories": "none"}}
 
 
 def read_config(run: Path) -> Config:

@@ -36,6 +36,18 @@ def test_an_image_config_saved_before_background_keeps_dropping_alpha(tmp_path, 
 
 
 
+def test_a_tabular_config_saved_before_normalize_categories_keeps_keying_categories_as_written(tmp_path):
+    """Today's default strips a category's surrounding whitespace; a run saved before the setting
+    learned ``'current '`` as a category of its own, and keeps reading it so."""
+    spec = {"target": "y", "modalities": {"labs": {"kind": "tabular", "columns": ["crp"], "categorical": ["smoking"]}}}
+    save_config(load_config(spec), tmp_path / CONFIG_FILE)
+    assert read_config(tmp_path).modalities["labs"].preprocess.normalize_categories == "strip"
+    text = (tmp_path / CONFIG_FILE).read_text(encoding="utf-8")
+    (tmp_path / CONFIG_FILE).write_text("\n".join(line for line in text.splitlines()
+                                                  if "normalize_categories:" not in line), encoding="utf-8")
+    assert read_config(tmp_path).modalities["labs"].preprocess.normalize_categories == "none"
+
+
 def test_a_signal_config_saved_before_spectrogram_scale_keeps_featurising_with_log1p(tmp_path):
     """A run saved before ``spectrogram.scale`` existed was trained on log1p spectrograms: it loads
     with log1p and featurises exactly as before (today's default, db, would read other numbers);

@@ -163,7 +163,8 @@ def test_a_row_with_no_modality_present_is_skipped_and_listed_not_fatal_unless_o
     listed = pd.read_csv(tmp_path / "p.skipped.csv")
     assert list(listed["row"]) == [1, 2, 5] and listed["modality"].isna().tolist() == [True, False, True]
     assert listed["reason"][0] == "no modality present (every modality's cell is empty)"
-    assert "1 unreadable or missing file(s) and 2 row(s) with no modality present skipped" in result.stderr
+    assert ("1 unreadable or missing file(s) read as missing; 2 row(s) with no modality present left out "
+            "(data.on_error: missing)") in " ".join(result.stderr.split())
     assert "query.csv row 1 (line 3): no modality present" in result.stderr
     result = invoke("evaluate", out, "--data", tmp_path / "query.csv", "--on-error", "skip", "--json")  # row 2 too
     assert result.exit_code == 0, result.output
@@ -210,10 +211,31 @@ def test_skipped_table_cells_are_counted_as_values_not_files():
                              Skipped("labs", 1, "row 1", None, "column 'temp' must be numeric; got 'x'", 1),
                              Skipped("labs", 2, "row 2", None, "column 'crp' must be numeric; got 'y'", 2)])
     text = describe_skipped(skipped, "missing")
-    assert text.startswith("1 unreadable or missing file(s) and 2 unreadable value(s) skipped (data.on_error: missing)")
+    assert text.startswith("1 unreadable or missing file(s) and 2 unreadable value(s) read as missing "
+                           "(data.on_error: missing); their modality counts as missing in those rows")
     assert "row 1, modality 'labs': column 'temp' must be numeric; got 'x'" in text
     rows = describe_skipped(skipped_frame([Skipped("", 4, "row 4", None, "no modality present", 4)]), "skip")
-    assert rows == "1 row(s) with no modality present skipped (data.on_error: skip); they are left out:\n" \
-                   "  row 4: no modality present"
+    assert rows == "1 row(s) with no modality present skipped (data.on_error: skip):\n  row 4: no modality present"
     only_cells = describe_skipped(skipped.iloc[1:], "skip")
     assert only_cells.startswith("2 unreadable value(s) skipped (data.on_error: skip); rows with one are left out")
+    assert describe_skipped(skipped.iloc[1:], "missing").startswith(
+        "2 unreadable value(s) read as missing (data.on_error: missing); a value reads as missing in its cell")
+
+
+def test_the_count_says_what_on_error_did_skipped_or_read_as_missing():
+    """Under ``missing`` nothing is skipped but a row left with no modality: the count says which
+    files and values were read as missing (the train command repeats it after the epochs)."""
+    from polymodal.data.skipped import Skipped, count_skipped, skipped_frame
+
+    cells = [Skipped("labs", i, f"row {i}", None, "column 'crp' must be numeric; got '>200'", i) for i in range(3)]
+    file = Skipped("image", 5, "row 5", "a.png", "file not found", 5)
+    empty = Skipped("", 6, "row 6", None, "no modality present", 6)
+    assert count_skipped(skipped_frame(cells), "missing") == "3 unreadable value(s) read as missing"
+    assert count_skipped(skipped_frame(cells), "skip") == "3 unreadable value(s) skipped"
+    assert count_skipped(skipped_frame([*cells, file, empty]), "missing") == (
+        "1 unreadable or missing file(s) and 3 unreadable value(s) read as missing; "
+        "1 row(s) with no modality present left out")
+    assert count_skipped(skipped_frame([empty]), "missing", emptied="predicted, flagged") == (
+        "1 row(s) with no modality present predicted, flagged")
+    assert count_skipped(skipped_frame([file, empty]), "skip") == (
+        "1 unreadable or missing file(s) and 1 row(s) with no modality present skipped")

@@ -44,6 +44,9 @@ def config_init(
               "# preprocessing and encoder; 'polymodal config schema' lists every key.\n")
     atomic_write_text(out, header + yaml.safe_dump(inferred.config, sort_keys=False))
     print_rows([{"column": c, "became": b, "why": w} for c, b, w in inferred.columns], f"columns of {data.name}")
+    if inferred.sampled < inferred.rows:
+        console.print(f"judged on {inferred.sampled:,} of {inferred.rows:,} rows, spread across the manifest; number and "
+                      "category columns were then read in every row", highlight=False)
     names = ", ".join(f"{name} ({spec['kind']})" for name, spec in inferred.config["modalities"].items())
     console.print(f"wrote {out}: task {inferred.config['task']}, modalities {names}")
     if target is None:

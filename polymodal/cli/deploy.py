@@ -122,7 +122,9 @@ def check_runs_export(run: Path) -> None:
     from polymodal.utils.warn import warn_user
 
     folder = run / EXPORT_DIR
-    recorded = json.loads((folder / META_FILE).read_text(encoding="utf-8")).get("model_fingerprint")
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    recorded = meta.get("model_fingerprint")
+    _warn_on_error_unrecorded(run, folder, meta)
     if recorded is None:
         warn_user(f"{folder} records no fingerprint of the model it was exported from (an export by polymodal before "
                   f"2026-12-06), so it cannot be checked against {run}'s model: export the run again "
@@ -137,6 +139,21 @@ def check_runs_export(run: Path) -> None:
         raise ExportError(f"{folder} was exported from another model than {run}'s (the run was trained "
                           f"again, or its anomaly threshold set, since): export it again with 'polymodal export {run}' (with --data and "
                           "--quantize as before), or serve the export folder itself to serve the older model")
+
+
+def _warn_on_error_unrecorded(run: Path, folder: Path, meta: dict) -> None:
+    """Warn when ``folder`` (``run``'s export) predates ``deploy.json``'s ``on_error`` and the run
+    reads a table's unreadable number as missing: the export refuses such a cell instead."""
+    from polymodal.runfolder import read_config
+    from polymodal.utils.warn import warn_user
+
+    if "on_error" in meta or not any(m["kind"] == "tabular" for m in meta.get("modalities", {}).values()):
+        return
+    on_error = read_config(run).data.on_error
+    if on_error == "missing":
+        warn_user(f"{folder} predates exports recording data.on_error: it refuses a table's cell that is no number "
+                  f"('>200'), which {run} (data.on_error: missing) reads as missing; export it again "
+                  f"('polymodal export {run}') for the service to do the same")
 
 
 def print_recorded(report: Any, hint: str = "--data chooses another") -> None:

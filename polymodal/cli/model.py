@@ -54,6 +54,7 @@ def train(
     """Train a model and write the run folder (model, preprocessors, metrics, report)."""
     from polymodal.config import load_config
     from polymodal.config.overrides import parse_overrides
+    from polymodal.data.skipped import count_skipped
     from polymodal.errors import ConfigError
     from polymodal.predictor import MultimodalPredictor
 
@@ -74,8 +75,9 @@ def train(
         return
     if not predictor.last_skipped.empty:  # warned about above, perhaps before many epochs of output: the count again
         counts = predictor.last_skipped["split"].value_counts()
-        print_warning(f"{len(predictor.last_skipped)} file(s) or row(s) skipped (data.on_error: "
-                      f"{predictor.config.data.on_error}; " + ", ".join(f"{n} {split}" for split, n in counts.items())
+        said = count_skipped(predictor.last_skipped, predictor.config.data.on_error)  # skipped, or read as missing
+        print_warning(f"{said} (data.on_error: {predictor.config.data.on_error}; "
+                      + ", ".join(f"{n} {split}" for split, n in counts.items())
                       + f"), named above; full list: {out / SKIPPED_FILE}")
     for split, scores in predictor.metrics.items():
         print_metrics(scores, f"{split} metrics")

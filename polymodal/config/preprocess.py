@@ -288,6 +288,11 @@ class TabularPreprocess(StrictModel):
         scale: ``standard`` (mean and standard deviation), ``minmax`` (to [0, 1] on the training
             range), ``robust`` (median and interquartile range: a few outliers barely move it) or
             ``none``; fitted on the training rows after imputation.
+        normalize_categories: how a categorical cell is keyed, in training and at prediction
+            alike: ``strip`` (surrounding whitespace dropped: ``'current '`` is ``'current'``),
+            ``strip_lower`` (also lower-cased: ``'M'`` is ``'m'``) or ``none`` (as written; runs
+            saved before this setting read categories so). Categories that still differ only
+            in case or whitespace are warned about at fit time.
     """
 
     impute: Literal["mean", "median", "zero"] = "mean"
@@ -295,6 +300,7 @@ class TabularPreprocess(StrictModel):
     scale: Literal["standard", "minmax", "robust", "none"] = "standard"
     max_categories: Annotated[int, Field(ge=1)] = 1000
     min_category_count: PositiveInt = 1
+    normalize_categories: Literal["none", "strip", "strip_lower"] = "strip"  # values.CATEGORY_NORMALIZATIONS
 
 
 class VideoPreprocess(ImagePreprocess):

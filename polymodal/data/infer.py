@@ -1,6 +1,9 @@
 """A starting config from a manifest: ``polymodal config init --data train.csv --target label``.
 
-Each column becomes what its cells hold, judged on a sample of the rows:
+Each column becomes what its cells hold, judged on a sample of the rows (:data:`SAMPLE_ROWS`,
+spread across the manifest); a column judged to hold numbers or categories is then read whole,
+which is cheap (a vectorised parse: about 0.3 s per million rows), so that its cells that are no
+number, or its categories, are counted in every row:
 
 - paths to image files (``.png``, ``.jpg``...) -> an ``image`` modality, its size and colour from
   the sampled files; audio files (``.wav``, ``.flac``, ``.ogg``, ``.mp3``) -> ``audio`` at the
@@ -12,8 +15,9 @@ Each column becomes what its cells hold, judged on a sample of the rows:
   from the sound tracks;
 - numbers -> one ``tabular`` modality (``columns``); true / false values and short text labels
   repeated across rows (at most 50 distinct values, each seen twice on average) -> its
-  ``categorical`` columns; a number or category that determines the target in the rows looked
-  at, alone or with one other column (a fault's type and size), is left out as a likely leak (a
+  ``categorical`` columns (categories that differ only in case or surrounding whitespace, such
+  as ``M`` and ``m``, set ``normalize_categories: strip_lower``); a number or category that
+  determines the target in the rows looked at, alone or with one other column (a fault's type and size), is left out as a likely leak (a
   recording's id, the label under another name), and so is a copy of an earlier column;
 - other text -> a ``text`` modality;
 - identifiers (a column named ``id`` / ``*_id``, or text unique to every row that is no sentence),
@@ -38,11 +42,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polymodal.data.cells import is_empty
+from polymodal.data.cells import cell_text, is_empty
 from polymodal.data.infer_files import FILE_KINDS, judge_files
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.errors import ManifestError
 from polymodal.utils.suggest import did_you_mean
+from polymodal.utils.values import spelling_variants
 
 SAMPLE_ROWS = 200  # rows whose cells are judged
 MAX_CATEGORIES = 50
@@ -59,6 +64,8 @@ class Inference:
 
     config: dict[str, Any]
     columns: list[tuple[str, str, str]] = field(default_factory=list)  # (column, became, why)
+    rows: int = 0  # the manifest's rows
+    sampled: int = 0  # the rows whose cells were judged (numbers and categories are then counted in all rows)
 
 
 def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str | Sequence[str] | None) -> Inference:
@@ -77,7 +84,7 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
         raise ManifestError([f"target column '{t}' is not in {manifest.name}{did_you_mean(t, manifest.columns)}; "
                              f"it has {list(manifest.columns)}" for t in missing], source=manifest.name)
     rows = np.unique(np.linspace(0, len(manifest) - 1, min(len(manifest), SAMPLE_ROWS)).astype(np.int64))  # spread
-    result = Inference({})
+    result = Inference({}, rows=len(manifest), sampled=len(rows))
     absent_files = odd_numbers = False
     modalities: dict[str, Any] = {}
     numbers: list[str] = []
@@ -86,9 +93,16 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
               for column in manifest.columns if column not in targets]
     left_out = _copies_and_leaks(manifest, [column for column, kind, _, _ in judged if kind in ("number", "category")],
                                  targets, rows)
+    variants = False
     for column, kind, why, settings in judged:
         if column in left_out:
             kind, why = "skipped", f"{why}; {left_out[column]}"
+        elif kind == "number":
+            settings = {"not_numbers": _count_not_numbers(manifest, column)}
+            why = _numbers_why(manifest, column, settings["not_numbers"])
+        elif kind == "category":
+            why, found = _categories_why(manifest, column, why)
+            variants = variants or found
         result.columns.append((column, kind, why))
         absent_files = absent_files or "not found" in why and kind not in ("skipped",)
         if kind == "number":
@@ -99,7 +113,12 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
         elif kind in ("image", "audio", "video", "signal", "text"):
             modalities[_name(_stem(column), modalities)] = {"kind": kind, "column": column, **settings}
     if numbers or categories:
-        modalities[_name("table", modalities)] = {"kind": "tabular", "columns": numbers, "categorical": categories}
+        table = _name("table", modalities)
+        modalities[table] = {"kind": "tabular", "columns": numbers, "categorical": categories}
+        if variants:  # 'M' and 'm': one category, in training and when predicting
+            modalities[table]["preprocess"] = {"normalize_categories": "strip_lower"}
+            result.columns.append((f"({table})", "normalize_categories: strip_lower",
+                                   "some categories differ only in case or surrounding whitespace: read as one"))
     if not modalities:
         raise ManifestError([f"{manifest.name}: no column to learn from (each was a target, an identifier or empty): "
                              + "; ".join(f"'{c}': {why}" for c, _, why in result.columns)], source=manifest.name)
@@ -124,6 +143,41 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
     load_config(config)  # what is returned is a valid config
     result.config = config
     return result
+
+
+def _count_not_numbers(manifest: Manifest, column: str) -> dict[str, list[int]]:
+    """The cells of a number column, in every row, that are no finite number, as training reads
+    them (:func:`~polymodal.data.validation.bad_numbers`): reason -> rows."""
+    from polymodal.data.validation import bad_numbers
+
+    return bad_numbers(manifest, [column]).get(column, {})
+
+
+def _numbers_why(manifest: Manifest, column: str, bad: dict[str, list[int]]) -> str:
+    """Why a column is numbers, with its cells that are not (in every row: a few first values)."""
+    rows = sorted(r for found in bad.values() for r in found)
+    if not rows:
+        return "numbers"
+    distinct = list(dict.fromkeys(str(v) for v in manifest.take(column, np.asarray(rows[:100], np.int64))))
+    shown = ", ".join(repr(v)[:40] for v in distinct[:3]) + (", ..." if len(distinct) > 3 else "")
+    return f"numbers ({len(rows)} cell(s) of {len(manifest):,} rows that are not: {shown}; read as missing)"
+
+
+def _categories_why(manifest: Manifest, column: str, why: str) -> tuple[str, bool]:
+    """Why a column is categories, counted in every row (a value the sample missed, spelling
+    variants), and whether some differ only in case or surrounding whitespace."""
+    counts: dict[str, int] = {}
+    for value, count in manifest.column(column).value_counts(dropna=True).items():  # each distinct cell once
+        if not is_empty(value):
+            counts[cell_text(value)] = counts.get(cell_text(value), 0) + int(count)  # 1 and 1.0 alike, as training keys them
+    groups = spelling_variants(counts)
+    said = f"{len(counts)} values repeated across rows"
+    if len(counts) > MAX_CATEGORIES:
+        said = f"{len(counts)} values in all rows ({why} in the rows looked at)"
+    if groups:
+        shown = "; ".join(" / ".join(f"{k!r} ({n})" for k, n in group) for group in groups[:3])
+        said += f"; differing only in case or whitespace: {shown}{'; ...' if len(groups) > 3 else ''}"
+    return said, bool(groups)
 
 
 def _stem(column: str) -> str:

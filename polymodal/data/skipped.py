@@ -40,10 +40,28 @@ def skipped_frame(skipped: list[Skipped]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=["modality", "row", "where", "path", "reason"])
 
 
+def count_skipped(skipped: pd.DataFrame, on_error: str, emptied: str = "left out") -> str:
+    """What ``data.on_error`` did with the files and inline values (a table's or a text's cells) of
+    ``skipped`` (a :func:`skipped_frame`), counted by kind: under ``skip`` they are skipped
+    (``2 unreadable or missing file(s) skipped``); under ``missing`` they are read as missing
+    (``3 unreadable value(s) read as missing``) and a row left with no modality present is
+    ``emptied`` (what that did to it: see :func:`describe_skipped`)."""
+    whole = skipped["modality"].map(lambda m: not (isinstance(m, str) and m))  # rows with no modality present
+    inline = skipped["path"].map(lambda path: not (isinstance(path, str) and path)) & ~whole  # table or text cells
+    files, values, rows = len(skipped) - int(inline.sum()) - int(whole.sum()), int(inline.sum()), int(whole.sum())
+    counted = [f"{n} {what}" for n, what in ((files, "unreadable or missing file(s)"), (values, "unreadable value(s)"))
+               if n]
+    rows_said = f"{rows} row(s) with no modality present" if rows else ""
+    if on_error == "skip":
+        return " and ".join([*counted, rows_said] if rows_said else counted) + " skipped"
+    said = [f"{' and '.join(counted)} read as missing"] if counted else []
+    return "; ".join(said + ([f"{rows_said} {emptied}"] if rows_said else []))
+
+
 def describe_skipped(skipped: pd.DataFrame, on_error: str, shown: int = 5, emptied: str = "left out") -> str:
     """How many files (and inline values: a table's or a text's cells) ``data.on_error`` skipped
-    and what that did, with the first ``shown`` of them (``skipped``: a :func:`skipped_frame`); one
-    line each.
+    or read as missing (:func:`count_skipped`) and what that did, with the first ``shown`` of them
+    (``skipped``: a :func:`skipped_frame`); one line each.
 
     Args:
         emptied: what ``on_error: missing`` did to a row left with no modality present, as the
@@ -53,18 +71,15 @@ def describe_skipped(skipped: pd.DataFrame, on_error: str, shown: int = 5, empti
     whole = skipped["modality"].map(lambda m: not (isinstance(m, str) and m))  # rows with no modality present
     inline = skipped["path"].map(lambda path: not (isinstance(path, str) and path)) & ~whole  # table or text cells
     files = len(skipped) - int(inline.sum()) - int(whole.sum())
-    if on_error == "skip":
-        effect = "rows with one are left out"
+    if whole.all():  # no file or value to speak of: the count says what happened to them
+        effect = ""
+    elif on_error == "skip":
+        effect = "; rows with one are left out"
     else:  # missing: a file's modality is missing in its row; a table's value is missing in its cell
         said = ["their modality counts as missing in those rows"] if files else []
         said += ["a value reads as missing in its cell (imputed, as a blank one is)"] if inline.any() else []
-        effect = "; ".join(said) + f" (a row left with no modality present is {emptied})"
-    counts = [f"{n} {what}" for n, what in ((files, "unreadable or missing file(s)"),
-                                            (int(inline.sum()), "unreadable value(s)"),
-                                            (int(whole.sum()), "row(s) with no modality present")) if n]
-    if whole.all():  # no file or value to speak of
-        effect = f"they are {'left out' if on_error == 'skip' else emptied}"
-    lines = [f"{' and '.join(counts)} skipped (data.on_error: {on_error}); {effect}:"]
+        effect = "; " + "; ".join(said) + f" (a row left with no modality present is {emptied})"
+    lines = [f"{count_skipped(skipped, on_error, emptied)} (data.on_error: {on_error}){effect}:"]
     for record in skipped.head(shown).to_dict("records"):
         path = record["path"] if isinstance(record["path"], str) and record["path"] else None  # None: an inline value
         modality = record["modality"] if isinstance(record["modality"], str) and record["modality"] else None

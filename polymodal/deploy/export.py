@@ -135,6 +135,7 @@ def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "format_version": required_format(cfg), "polymodal_version": __version__, "task": cfg.task,
         "target": cfg.targets, "model_fingerprint": predictor.model_fingerprint(),  # which model: serve checks it
+        "on_error": cfg.data.on_error,  # the runtime reads a table's unreadable number as missing under 'missing'
         # the modalities it never trained without (None: not known): the runtime's notes name them when left out
         "untrained_absent": untrained_absences(predictor),
         **task_meta(predictor),

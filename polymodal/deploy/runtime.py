@@ -103,8 +103,8 @@ class Runtime:
         # whether it trained with any missing ("missing_trained")
         untrained = meta.get("untrained_absent", self.names if meta.get("missing_trained") is False else [])
         self.untrained_absent = [name for name in self.names if name in (untrained or [])]
-        self.features: dict[str, Features] = {
-            name: FEATURES[spec["kind"]](name, spec) for name, spec in meta["modalities"].items()}
+        self.features: dict[str, Features] = {  # on_error: the run's data.on_error (None: an export before it was recorded)
+            name: FEATURES[spec["kind"]](name, spec, meta.get("on_error")) for name, spec in meta["modalities"].items()}
         self.input_names = [i["name"] for i in meta["graph"]["inputs"]]
 
     @classmethod
@@ -150,12 +150,23 @@ class Runtime:
         return cls(folder, meta, session, quantized=quantized)
 
     # -- preprocessing ------------------------------------------------------------------------
+    def present(self, name: str, row: Row) -> bool:
+        """Whether modality ``name`` is present in ``row``: given (:func:`given`), and holding
+        something it reads (under ``data.on_error: missing``, a table whose filled cells are all
+        unreadable numbers reads as missing, as in training)."""
+        return given(row.get(name)) and self.features[name].holds(row[name])
+
     def check_row(self, row: Row, index: int = 0) -> None:
         unknown = sorted(set(row) - set(self.names))
         if unknown:
             raise RequestError(f"row {index}: unknown modalities {unknown}; this model has {self.names}",
                                code="unknown_field", field=unknown[0])
-        if not any(given(row.get(n)) for n in self.names):
+        if not any(self.present(n, row) for n in self.names):
+            unread = [f"modality '{n}', {note}" for n in self.names if given(row.get(n))
+                      for note in self.features[n].notes(row[n])]
+            if unread:
+                raise RequestError(f"row {index}: no modality left to predict from: {'; '.join(unread)}",
+                                   code="missing_input")
             raise RequestError(f"row {index}: no modality given; send at least one of {self.names}",
                                code="missing_input")
 
@@ -165,7 +176,7 @@ class Runtime:
             self.check_row(row, i)
         feeds: dict[str, np.ndarray] = {}
         for name in self.names:
-            present = np.asarray([given(row.get(name)) for row in rows], bool)
+            present = np.asarray([self.present(name, row) for row in rows], bool)
             arrays = self.features[name].empty(len(rows))
             if present.any():
                 got = self.features[name].transform([row[name] for row, held in zip(rows, present) if held])
@@ -182,7 +193,7 @@ class Runtime:
         ``untrained_absent``: no modality dropout for them, no subset loss, no training row without them)."""
         notes = [f"modality '{name}', {note}" for name in self.names if given(row.get(name))
                  for note in self.features[name].notes(row[name])]
-        absent = [name for name in self.untrained_absent if not given(row.get(name))]
+        absent = [name for name in self.untrained_absent if not self.present(name, row)]
         if absent:
             notes.append(f"{'modality' if len(absent) == 1 else 'modalities'} {', '.join(map(repr, absent))} not "
                          f"given, and this model never trained without {'it' if len(absent) == 1 else 'them'}: its "

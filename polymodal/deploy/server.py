@@ -68,8 +68,9 @@ def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any]) 
     meta = runtime.meta
     start, stop = meta["main_outputs"]
     scores = runtime.scores(outputs[None, start:stop])[0]
-    out: dict[str, Any] = {"task": meta["task"], "modalities": sorted(row),
-                           "absent": sorted(set(runtime.names) - set(row)),  # a feed that stopped, named
+    read = [name for name in runtime.names if runtime.present(name, row)]  # a table of unreadable numbers is not
+    out: dict[str, Any] = {"task": meta["task"], "modalities": read,
+                           "absent": sorted(set(runtime.names) - set(read)),  # a feed that stopped, named
                            "warnings": runtime.notes(row)}
     if meta["task"] == "anomaly":  # no score (NaN, which JSON lacks): null, flagged, and why in a warning
         score = float(scores[0])

@@ -6,7 +6,11 @@ channels), the pixels of every real sampled video frame (summed over channels; a
 padding left out), time-frequency bins of audio features, signal steps (or spectrogram bins), tabular
 numbers, and text tokens (Layer Integrated Gradients on the token embeddings, summed over the
 embedding axis). The baseline is all zeros (the training mean under standard normalisation);
-for text it is the padding token at every position.
+for text it is the padding token at every position; for a table it is "the average row" at the
+encoder body's input (:func:`tabular_baseline`): numbers 0 (the training mean under ``scale:
+standard``), missing flags 0 (given), and each categorical column's embeddings averaged over the
+training rows (weighted by each category's count), not the unknown category, whose embedding
+stands for no real value and would credit a column that carries no signal.
 """
 
 from __future__ import annotations
@@ -106,12 +110,15 @@ def _attribute(predictor: MultimodalPredictor, modality: str, batch: dict[str, A
     net, encoders = predictor.output_network(), predictor.require_fitted()[1].encoders
     kind = predictor.config.modalities[modality].kind
     if kind == "tabular":  # numbers and categories together, at the input of the encoder's body
+        encoder = encoders[modality]
         inputs = batch["inputs"][modality]
-        forward, extra = _forward(net, batch["inputs"], batch["present"], modality, keys=("x", "cat"))
-        method = attr.LayerIntegratedGradients(forward, encoders[modality].body)
-        x, cat = inputs["x"].float(), inputs["cat"]
-        return method.attribute((x, cat), baselines=(torch.zeros_like(x), torch.zeros_like(cat)), target=target,
-                                additional_forward_args=extra, n_steps=steps, attribute_to_layer_input=True)
+        with torch.no_grad():
+            body_input = tabular_body_input(encoder, inputs["x"].float(), inputs["cat"])  # (B, width)
+            baseline = tabular_baseline(predictor.pipeline.preprocessors[modality], encoder).to(body_input)
+        forward, extra = _forward(net, batch["inputs"], batch["present"], modality, keys=())
+        method = attr.IntegratedGradients(through_body(encoder, forward))
+        return method.attribute(body_input, baselines=baseline.expand_as(body_input).contiguous(), target=target,
+                                additional_forward_args=extra, n_steps=steps)
     forward, extra = _forward(net, batch["inputs"], batch["present"], modality)
     x = batch["inputs"][modality]["x"]
     if kind == "text":
@@ -123,6 +130,45 @@ def _attribute(predictor: MultimodalPredictor, modality: str, batch: dict[str, A
     method = attr.IntegratedGradients(forward)
     return method.attribute(x.float(), baselines=torch.zeros_like(x, dtype=torch.float32), target=target,
                             additional_forward_args=extra, n_steps=steps)
+
+
+def tabular_body_input(encoder: nn.Module, x: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+    """What a tabular encoder's body reads (B, width): the numbers (and flags), then each
+    categorical column's embedding (see :class:`~polymodal.models.encoders.tabular.TabularMlp`)."""
+    return torch.cat([x, *(emb(cat[:, j]) for j, emb in enumerate(encoder.embeddings))], dim=-1)
+
+
+def tabular_baseline(prep: Any, encoder: nn.Module) -> torch.Tensor:
+    """(width,) "the average row" at a tabular encoder body's input, the attribution baseline:
+    numbers and missing flags 0 (the standardised training mean; flags: given), and each
+    categorical column's learned embeddings weighted by their training rows (a run saved before
+    the counts were recorded: weighted equally); a column that learned no category keeps the
+    unknown category's embedding."""
+    parts = [torch.zeros(prep.n_numeric_features)]
+    counts = prep.category_counts or {}
+    for column, emb in zip(prep.categorical, encoder.embeddings, strict=True):
+        learned = len(prep.categories[column])
+        weight = emb.weight.detach().float().cpu()
+        if learned == 0:
+            parts.append(weight[0])
+            continue
+        w = torch.as_tensor(counts.get(column, [1] * learned), dtype=torch.float32)
+        parts.append((w[:, None] * weight[1:learned + 1]).sum(dim=0) / w.sum())
+    return torch.cat(parts)
+
+
+def through_body(encoder: nn.Module, forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``f(body_input, *rest)``: ``forward(*rest)`` with the tabular ``encoder``'s body reading
+    ``body_input`` in place of the input its numbers and categories make."""
+
+    def run(body_input: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        handle = encoder.body.register_forward_pre_hook(lambda _module, _args: (body_input,))
+        try:
+            return forward(*rest)
+        finally:
+            handle.remove()
+
+    return run
 
 
 def within_modality(predictor: MultimodalPredictor, data: EvalData, positions: np.ndarray, explained: np.ndarray,
@@ -161,7 +207,8 @@ def within_modality(predictor: MultimodalPredictor, data: EvalData, positions: n
 def _tabular_bars(predictor: MultimodalPredictor, modality: str, raw: np.ndarray, inputs: Mapping[str, torch.Tensor],
                   j: int, encoder: nn.Module) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """One attribution per numeric column (and missing flag) and per categorical column (its
-    embedding's dimensions summed; the baseline is the unknown category), the row's values, the
+    embedding's dimensions summed; the baseline is the column's training-weighted mean embedding:
+    :func:`tabular_baseline`), the row's values, the
     bars' labels and the features they stand for.
     A number's label holds its value as given (``crp = 25.3``), or says that the cell was blank
     and what was imputed in its place (``crp (blank: imputed 18.6)``): its bar is then the

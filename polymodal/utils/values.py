@@ -4,6 +4,34 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+
+# how a tabular modality keys its categories (``preprocess.normalize_categories``): as written,
+# without surrounding whitespace, or that and lower-cased
+CATEGORY_NORMALIZATIONS = ("none", "strip", "strip_lower")
+
+
+def normalize_category(text: str, how: str) -> str:
+    """A category's text as ``preprocess.normalize_categories`` ``how`` keys it: ``none`` as it
+    is, ``strip`` without surrounding whitespace, ``strip_lower`` also lower-cased (``' Current'``
+    -> ``'current'``)."""
+    if how == "none":
+        return text
+    if how == "strip":
+        return text.strip()
+    if how == "strip_lower":
+        return text.strip().lower()
+    raise ValueError(f"normalize_categories must be one of {list(CATEGORY_NORMALIZATIONS)}; got {how!r}")
+
+
+def spelling_variants(counts: Mapping[str, int]) -> list[list[tuple[str, int]]]:
+    """The groups of categories (with their row counts, commonest first) that differ only in case
+    and/or surrounding whitespace; the groups with most rows first."""
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for key, count in counts.items():
+        groups.setdefault(key.strip().lower(), []).append((key, count))
+    found = [sorted(group, key=lambda kv: (-kv[1], kv[0])) for group in groups.values() if len(group) > 1]
+    return sorted(found, key=lambda group: (-sum(c for _, c in group), group[0][0]))
 
 
 def blank(value: object) -> bool:

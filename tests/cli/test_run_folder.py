@@ -277,10 +277,24 @@ def test_files_skipped_in_training_are_warned_about(data, tmp_path):
     warned = [str(w.message) for w in caught if "skipped" in str(w.message)]
     assert len(warned) == 1 and warned[0].startswith("2 unreadable or missing file(s) skipped") and "bad0.png" in warned[0]
     assert warned[0].endswith(f"all of them: {tmp_path / 'run' / 'skipped.csv'}, written with the run")
-    assert "2 file(s) or row(s) skipped (data.on_error: skip; 2 train), named above; full list: " in \
+    assert "2 unreadable or missing file(s) skipped (data.on_error: skip; 2 train), named above; full list: " in \
         " ".join(result.stderr.split())  # said again after the epochs' lines
     assert len(pd.read_csv(tmp_path / "run" / "skipped.csv")) == 2
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["on_error"] == "skip"  # recorded
+
+
+def test_train_says_cells_read_as_missing_were_read_as_missing_not_skipped(data, tmp_path):
+    """Under data.on_error: missing a table's unreadable numbers are read as missing (their rows
+    are trained on): the summary after the epochs says so, as the library's warning does."""
+    frame = pd.read_csv(data["train"]).astype({"x1": object})
+    frame.loc[[1, 4, 7], "x1"] = [">200", "38,4", "?"]
+    manifest = _beside_the_data(data, frame, "train_cells.csv")
+    with pytest.warns(UserWarning, match=r"3 unreadable value\(s\) read as missing \(data.on_error: missing\)"):
+        result = _train(data, tmp_path / "run", "--on-error", "missing", train=manifest)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert "3 unreadable value(s) read as missing (data.on_error: missing; 3 train), named above; full list: " in said
+    assert "skipped (" not in said and "skipped;" not in said  # (the list is still skipped.csv)
 
 
 def test_an_internal_key_error_is_not_passed_off_as_a_user_mistake(trained, data, monkeypatch):

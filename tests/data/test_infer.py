@@ -162,7 +162,7 @@ def test_constants_groups_counters_and_stray_text_among_numbers_are_judged_as_a_
     assert became["listing"] == ("skipped", "whole numbers unique to every row: an identifier")
     assert became["country"] == ("skipped", "the same value ('NL') in every row looked at")
     assert became["speaker"][0] == "skipped" and "split the data by it" in became["speaker"][1]
-    assert became["rooms"] == ("number", "numbers (4 cell(s) that are not, read as missing)")
+    assert became["rooms"] == ("number", "numbers (4 cell(s) of 40 rows that are not: '?'; read as missing)")
     assert inferred.config["data"] == {"on_error": "missing"}  # as said: training reads the '?' as missing
     assert became["(data)"][1].startswith("some number columns hold cells that are no number: each reads as missing")
     assert inferred.config["task"] == "regression"
@@ -249,3 +249,38 @@ def test_the_target_line_names_unlabelled_rows_and_classes_of_one_row(manifest):
     assert why["label"] == ("4 text label(s); 2 row(s) without one, which train refuses: drop them (or give them as "
                             "transfer.unlabeled); 1 class(es) with a single row ('fish'): too few to learn, or to "
                             "score once split off for validation")
+
+
+def test_number_and_category_columns_are_read_in_every_row_not_only_the_sampled_ones(tmp_path):
+    """The cells judged are a sample (200 rows spread across the manifest); a number column's cells
+    that are no number and a category column's spellings are then counted in every row, so a
+    '38,4' or an 'm' between the sampled rows is found, and the output says what was sampled."""
+    from polymodal.data.infer import SAMPLE_ROWS
+
+    n = 5000
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"crp": rng.lognormal(3, 1, n).round(1).astype(object),
+                          "temp": rng.normal(37.5, 0.6, n).round(1).astype(object),
+                          "sex": rng.choice(["M", "F"], n).astype(object),
+                          "smoking": rng.choice(["never", "current"], n).astype(object),
+                          "label": rng.choice(["a", "b"], n)})
+    sampled = set(np.unique(np.linspace(0, n - 1, min(n, SAMPLE_ROWS)).astype(np.int64)).tolist())
+    odd = [r for r in range(1, n) if r not in sampled][:6]
+    frame.loc[odd[0], "crp"], frame.loc[odd[1], "crp"], frame.loc[odd[2], "temp"] = ">200", "?", "38,4"
+    frame.loc[odd[3], "sex"], frame.loc[odd[4], "smoking"] = "m", "Current "
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    inferred = infer_config(tmp_path / "m.csv", "label")
+    became = {column: (kind, why) for column, kind, why in inferred.columns}
+    assert (inferred.rows, inferred.sampled) == (n, SAMPLE_ROWS)
+    assert became["crp"] == ("number", "numbers (2 cell(s) of 5,000 rows that are not: '>200', '?'; read as missing)")
+    assert became["temp"] == ("number", "numbers (1 cell(s) of 5,000 rows that are not: '38,4'; read as missing)")
+    assert inferred.config["data"] == {"on_error": "missing"}  # found outside the sample too
+    assert became["sex"][0] == "category" and "'m' (1)" in became["sex"][1] and "3 values" in became["sex"][1]
+    assert "'current' (" in became["smoking"][1] and "'Current ' (1)" in became["smoking"][1]
+    table = inferred.config["modalities"]["table"]
+    assert table["preprocess"] == {"normalize_categories": "strip_lower"}
+    assert became["(table)"][0] == "normalize_categories: strip_lower"
+    result = invoke("config", "init", "--data", tmp_path / "m.csv", "--target", "label", "--out", tmp_path / "c.yaml")
+    assert result.exit_code == 0, result.output
+    assert f"judged on {SAMPLE_ROWS} of 5,000 rows, spread across the manifest; number and category columns were " \
+           "then read in every row" in " ".join(result.stdout.split())

@@ -408,3 +408,21 @@ def test_replacing_a_run_removes_the_exports_the_command_line_wrote_into_it(trai
     assert exports == ["export", "export_torchscript"]
     predictor.save(copy, overwrite=True)  # another model replaces the run: no export of the old one survives
     assert not list(copy.glob("export*"))
+
+
+def test_serving_a_runs_export_that_predates_on_error_warns_when_the_run_reads_bad_numbers_as_missing(exported, tmp_path):
+    """An export written before deploy.json recorded data.on_error refuses a table's '>200'; serving
+    it for a run that reads such a cell as missing says so, and how to align them."""
+    run = shutil.copytree(exported[0].parent, tmp_path / "run")
+    meta_file = run / "export" / "deploy.json"
+    meta = json.loads(meta_file.read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        commands.check_runs_export(run)  # the export records it: nothing to say
+    meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k != "on_error"}))
+    commands.check_runs_export(run)  # data.on_error: raise, as the export does: nothing to say either
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("on_error: raise", "on_error: missing"))
+    with pytest.warns(UserWarning, match=r"predates exports recording data.on_error: it refuses a table's cell that is "
+                                         r"no number .*export it again \('polymodal export "):
+        commands.check_runs_export(run)

@@ -5,6 +5,7 @@ sample rate, transparent images."""
 from __future__ import annotations
 
 import itertools
+import warnings
 from types import SimpleNamespace
 from typing import Any, get_args
 
@@ -77,6 +78,32 @@ def test_tabular_rows_match_the_training_preprocessor_for_every_scaling(scale, i
         want_num, want_cat = prep.decode(row)
         np.testing.assert_allclose(got_num, want_num, rtol=1e-6)
         np.testing.assert_array_equal(got_cat, want_cat)
+
+
+@pytest.mark.parametrize("normalize", get_args(TabularPreprocess.model_fields["normalize_categories"].annotation))
+def test_tabular_categories_are_normalised_as_in_training(normalize):
+    """Every ``normalize_categories`` keys a spelling variant in the runtime as training does; an
+    export written before the setting (no key in deploy.json) keys categories as written, as its
+    model was trained."""
+    cfg = TabularModality(kind="tabular", columns=["age"], categorical=["smoking"],
+                          preprocess={"normalize_categories": normalize})
+    prep = build_preprocessor(cfg, "labs")
+    with warnings.catch_warnings():  # the variants are warned about at fit time: not the point here
+        warnings.simplefilter("ignore")
+        prep.fit([(1.0, "current"), (2.0, "Current "), (3.0, "never"), (4.0, " never")])
+    fake = SimpleNamespace(config=SimpleNamespace(modalities={"labs": cfg}),
+                           pipeline=SimpleNamespace(preprocessors={"labs": prep}))
+    features = TabularFeatures("labs", modality_meta(fake, "labs", []))
+    assert features.cfg["normalize_categories"] == normalize
+    for value in ["current", "Current ", " current", "CURRENT", "never ", "vaper", None, 3.0]:
+        np.testing.assert_array_equal(features.decode({"age": 1.0, "smoking": value})[1],
+                                      prep.decode((1.0, value))[1], err_msg=repr(value))
+        assert bool(features.notes({"smoking": value})) == bool(prep.unknown_categories("smoking", [value]))
+    if normalize == "none":
+        old = TabularFeatures("labs", {**modality_meta(fake, "labs", []), "preprocess": {
+            k: v for k, v in features.cfg.items() if k != "normalize_categories"}})
+        assert old.decode({"age": 1.0, "smoking": "Current "})[1] == features.decode({"age": 1.0, "smoking": "Current "})[1]
+        assert old.decode({"age": 1.0, "smoking": "current "})[1] == [0]  # as written: unknown
 
 
 CLEANING = sorted(name for name, field in TextPreprocess.model_fields.items() if field.annotation is bool)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import wave
@@ -278,3 +279,68 @@ def test_a_model_never_trained_with_a_modality_missing_notes_the_modalities_a_ro
     assert "modalities 'image', 'labs' not given" in " ".join(Runtime.load(folder).notes(row))
     full = {**row, "image": png_bytes(np.zeros((8, 8), np.uint8)), "labs": {"x1": 1.0, "color": "red"}}
     assert not any("never trained" in n for n in Runtime.load(folder).notes(full))
+
+
+def _with_on_error(exported, tmp_path, on_error):
+    """A copy of the export whose deploy.json records ``on_error`` (None: no record, as exports
+    written before it)."""
+    import json
+    import shutil
+
+    folder = shutil.copytree(exported[0], tmp_path / f"export_{on_error}")
+    meta = json.loads((folder / "deploy.json").read_text())
+    meta.pop("on_error")
+    if on_error is not None:
+        meta["on_error"] = on_error
+    (folder / "deploy.json").write_text(json.dumps(meta))
+    return Runtime.load(folder)
+
+
+def test_the_export_records_the_runs_on_error(exported, trained):
+    assert exported[1].folder.joinpath("deploy.json").read_text().count('"on_error": "raise"') == 1
+    assert Runtime.load(exported[0]).features["labs"].on_error == trained[0].config.data.on_error == "raise"
+
+
+@pytest.mark.parametrize("value", [">200", "38,5", "inf"])
+def test_an_unreadable_number_reads_as_missing_under_on_error_missing_as_in_training(exported, trained, tmp_path,
+                                                                                     value):
+    """The runtime follows the run's data.on_error for a table's cell that is no number: under
+    ``missing`` it is imputed as a blank one (the same answer as the predictor's), with a note
+    naming the column and the value; a table left with nothing readable is a missing modality."""
+    import warnings
+
+    import pandas as pd
+
+    runtime = _with_on_error(exported, tmp_path, "missing")
+    bad = {"notes": "The blue one", "labs": {"x1": value, "color": "red"}}
+    blank = {"notes": "The blue one", "labs": {"x1": None, "color": "red"}}
+    np.testing.assert_allclose(runtime.predict_proba([bad]), runtime.predict_proba([blank]), atol=1e-6)
+    assert runtime.notes(bad) == [f"modality 'labs', column 'x1' {'must be numeric; got ' + repr(value) if value != 'inf' else 'holds an infinite value'}"
+                                  ": read as missing (data.on_error: missing)"]
+    predictor = trained[0]
+    predictor.config.data.on_error = "missing"
+    try:
+        with warnings.catch_warnings():  # the modalities left out, the cell read as missing: warned, not the point
+            warnings.simplefilter("ignore")
+            eager = predictor.predict_proba(pd.DataFrame({"text": ["The blue one"], "x1": [value], "color": ["red"]}))
+    finally:
+        predictor.config.data.on_error = "raise"
+    np.testing.assert_allclose(runtime.predict_proba([bad]), eager.to_numpy(), atol=1e-5)
+    only_bad = {"notes": "The blue one", "labs": {"x1": value}}  # nothing of the table readable: it is missing
+    np.testing.assert_allclose(runtime.predict_proba([only_bad]), runtime.predict_proba([{"notes": "The blue one"}]),
+                               atol=1e-6)
+    assert "labs" in " ".join(runtime.notes(only_bad))
+    with pytest.raises(RequestError, match=r"no modality left to predict from: modality 'labs', column 'x1' .*read as "
+                                           r"missing") as raised:
+        runtime.transform([{"labs": {"x1": value}}])
+    assert raised.value.code == "missing_input"
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip", None])
+def test_an_unreadable_number_is_refused_unless_on_error_is_missing(exported, tmp_path, on_error):
+    runtime = _with_on_error(exported, tmp_path, on_error)
+    said = f" (data.on_error: {on_error})" if on_error is not None else ""  # an older export: as before
+    with pytest.raises(RequestError, match=rf"column 'x1' must be numeric; got '>200'{re.escape(said)}$") as raised:
+        runtime.transform([{"notes": "red", "labs": {"x1": ">200", "color": "red"}}])
+    assert raised.value.code == "bad_input" and raised.value.status == 422
+    assert runtime.notes({"labs": {"x1": ">200"}}) == []

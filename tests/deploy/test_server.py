@@ -362,3 +362,26 @@ def test_a_file_of_the_wrong_type_is_described_by_how_it_begins(client):
     assert mp3.json()["error"]["message"].endswith("got 28 bytes starting with bytes 49 44 33 04 00 00 00 00 01 01 01 "
                                                    "01...")
     assert "b'" not in text["message"] and "b'" not in mp3.json()["error"]["message"]
+
+
+def test_an_unreadable_number_is_served_as_missing_with_a_warning_under_on_error_missing(exported, tmp_path, sample):
+    """A run trained with data.on_error: missing reads a table's '>200' as missing in Python; its
+    service does the same, saying so in the answer's warnings (a form field, as curl -F sends it)."""
+    import json
+    import shutil
+
+    folder = shutil.copytree(exported[0], tmp_path / "export")
+    meta = json.loads((folder / "deploy.json").read_text())
+    meta["on_error"] = "missing"
+    (folder / "deploy.json").write_text(json.dumps(meta))
+    with TestClient(create_app(Runtime.load(folder), ServeSettings())) as c:
+        response = c.post("/predict", data={"notes": sample["notes"], "x1": ">200", "color": "red"})
+        assert response.status_code == 200, response.text
+        out = response.json()
+        assert out["warnings"] == ["modality 'labs', column 'x1' must be numeric; got '>200': read as missing "
+                                   "(data.on_error: missing)"]
+        assert out["modalities"] == ["labs", "notes"]
+        blank = c.post("/predict", data={"notes": sample["notes"], "color": "red"}).json()
+        assert blank["probabilities"] == pytest.approx(out["probabilities"], abs=1e-6)
+        alone = c.post("/predict", data={"notes": sample["notes"], "x1": ">200"}).json()  # the table: nothing read
+        assert alone["modalities"] == ["notes"] and "labs" in alone["absent"]

@@ -196,9 +196,11 @@ def test_a_video_run_is_explained_with_a_heat_map_per_real_frame(tmp_path):
 
 def test_a_categorical_column_is_attributed_through_its_embedding(tmp_path):
     """Numbers and categories are attributed together at the encoder body's input; a category's
-    share is its embedding's, against the unknown category as baseline; together they add up to
-    the logit change from (all numbers 0, every category unknown)."""
+    share is its embedding's, against the column's training-weighted mean embedding; together they
+    add up to the logit change from "the average row" (numbers 0, each category's mean embedding)."""
     from helpers_models import classification_config, make_dataset, write_splits
+
+    from polymodal.evaluation.integrated_gradients import tabular_baseline, through_body
 
     paths = write_splits(tmp_path, make_dataset(tmp_path, n=60))
     predictor = MultimodalPredictor.from_config(classification_config(epochs=2)).fit(paths["train"], paths["valid"])
@@ -218,9 +220,12 @@ def test_a_categorical_column_is_attributed_through_its_embedding(tmp_path):
         target = classes.index(item.output)
         with torch.no_grad():
             actual = float(predictor.net(batch["inputs"], batch["present"])[0, target])
-            inputs = {name: dict(values) for name, values in batch["inputs"].items()}
-            inputs["tab"] = {"x": torch.zeros_like(inputs["tab"]["x"]), "cat": torch.zeros_like(inputs["tab"]["cat"])}
-            baseline = float(predictor.net(inputs, batch["present"])[0, target])
+            encoder = predictor.net.encoders["tab"]
+            average = tabular_baseline(predictor.pipeline.preprocessors["tab"], encoder)[None]
+            counts = predictor.pipeline.preprocessors["tab"].category_counts["color"]
+            assert sum(counts) > 0 and len(counts) == len(predictor.pipeline.preprocessors["tab"].categories["color"])
+            feeds = (batch["inputs"], batch["present"])
+            baseline = float(through_body(encoder, predictor.net)(average, *feeds)[0, target])
         assert float(item.attribution.sum()) == pytest.approx(actual - baseline, rel=0.05, abs=2e-3)
 
 
@@ -248,3 +253,48 @@ def test_a_blank_number_is_labelled_with_what_was_imputed_not_as_a_measurement()
     predictor.pipeline.preprocessors["labs"] = unflagged
     _, _, labels, _ = _tabular_bars(predictor, "labs", np.zeros(2), {"x": x, "cat": torch.zeros(1, 0)}, 0, encoder)
     assert labels == ["crp = 25", "wbc = 10 (the imputed value: blank?)"]  # no flag tells a blank apart
+
+
+def test_a_categorical_column_without_signal_gets_near_zero_attribution(tmp_path, monkeypatch):
+    """A number decides the label and a category is pure noise (blank in a tenth of the rows, so
+    the unknown/missing category's embedding trains as "missing"): measured against the average
+    row (the column's training-weighted mean embedding), the noise column's attribution is small
+    beside the number's; against the unknown category, as before, it was over twice as large."""
+    import polymodal.evaluation.integrated_gradients as ig
+
+    rng = np.random.default_rng(0)
+    n = 1000
+    signal = rng.normal(size=n)
+    frame = pd.DataFrame({"x": signal.round(3), "noise": rng.choice(["a", "b", "c"], n),
+                          "label": np.where(signal + rng.normal(0, 0.3, n) > 0, "yes", "no")})
+    frame.loc[rng.random(n) < 0.1, "noise"] = None
+    config = {"task": "classification", "target": "label",
+              "modalities": {"tab": {"kind": "tabular", "columns": ["x"], "categorical": ["noise"],
+                                     "encoder": {"dim": 16, "hidden": [32]}}},
+              "head": {"name": "mlp", "hidden": [16]}, "report": {"rows": 0},
+              "train": {"epochs": 8, "batch_size": 32, "lr": 0.01, "seed": 0, "progress": False, "num_workers": 0}}
+    predictor = MultimodalPredictor.from_config(config).fit(frame.iloc[:800], frame.iloc[800:])
+    prep = predictor.pipeline.preprocessors["tab"]
+    train = frame["noise"].iloc[:800]
+    assert prep.category_counts["noise"] == [int((train == c).sum()) for c in ("a", "b", "c")]
+
+    def mean_abs() -> dict[str, float]:
+        explanation = predictor.explain(frame.iloc[800:], samples=40, steps=32)
+        tables = [item for item in explanation.within if item.modality == "tab"]
+        assert len(tables) >= 20
+        return dict(zip(tables[0].features, np.abs(np.stack([t.attribution for t in tables])).mean(axis=0),
+                        strict=True))
+
+    average = mean_abs()
+    assert average["noise"] < 0.15 * average["x"], average
+    baseline = ig.tabular_baseline
+
+    def unknown_category(prep, encoder):  # the baseline before: the unknown category's embedding
+        found = baseline(prep, encoder)
+        width = encoder.embeddings[0].embedding_dim
+        found[-width:] = encoder.embeddings[0].weight[0].detach()
+        return found
+
+    monkeypatch.setattr(ig, "tabular_baseline", unknown_category)
+    unknown = mean_abs()
+    assert unknown["noise"] > 1.5 * average["noise"], (unknown, average)

@@ -23,7 +23,10 @@ from polymodal.config.preprocess import TabularPreprocess
 from polymodal.data.cells import cell_text, is_empty
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import DecodeError, NotFittedError
-from polymodal.utils.values import number
+from polymodal.utils.values import normalize_category, number, spelling_variants
+from polymodal.utils.warn import warn_user
+
+SHOWN_VARIANTS = 5  # groups of spelling variants a fit-time warning quotes per column
 
 
 def _number(value: Any, column: str) -> float:
@@ -35,10 +38,11 @@ def _number(value: Any, column: str) -> float:
         raise DecodeError(f"column '{column}' {err}") from None
 
 
-def _category(value: Any) -> str | None:
+def _category(value: Any, normalize: str) -> str | None:
     """The category key of a cell (None when empty); whole-number floats are keyed like ints
-    ('3.0' -> '3'), see :func:`~polymodal.data.cells.cell_text`."""
-    return None if is_empty(value) else cell_text(value)
+    ('3.0' -> '3'), see :func:`~polymodal.data.cells.cell_text`; text as ``normalize``
+    (``preprocess.normalize_categories``) keys it."""
+    return None if is_empty(value) else normalize_category(cell_text(value), normalize)
 
 
 def _as_row(value: Any) -> Sequence[Any]:
@@ -63,6 +67,9 @@ class TabularPreprocessor(Preprocessor):
         self.scale: np.ndarray | None = None
         self.fill: np.ndarray | None = None
         self.categories: dict[str, list[str]] | None = None
+        # training rows of each learned category (the "average row" attribution weighs embeddings by
+        # them); None: a run saved before they were recorded
+        self.category_counts: dict[str, list[int]] | None = None
         self._lookup: dict[str, dict[str, int]] = {}
 
     @classmethod
@@ -92,7 +99,8 @@ class TabularPreprocessor(Preprocessor):
                     column[i] = np.nan  # the vectorised pass may have left an infinity here
                     errors.setdefault(i, err)
         n = len(self.numeric)
-        return numbers, [[_category(v) for v in columns[n + j]] for j in range(len(self.categorical))], errors
+        how = self.cfg.normalize_categories
+        return numbers, [[_category(v, how) for v in columns[n + j]] for j in range(len(self.categorical))], errors
 
     def fit(self, values: Sequence[Sequence[Any]]) -> None:
         """Imputation values, scaling and category vocabularies from the training cells (a value
@@ -128,12 +136,14 @@ class TabularPreprocessor(Preprocessor):
         self.fill = fill.astype(np.float64)
         self.center = center.astype(np.float64)
         self.scale = np.where(scale > 1e-12, scale, 1.0).astype(np.float64)
-        self.categories = {}
+        self.categories, self.category_counts = {}, {}
         for j, column in enumerate(self.categorical):
             counts = Counter(key for key in categories[j] if key is not None)
+            self._warn_variants(column, counts)
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             kept = [k for k, c in ranked if c >= self.cfg.min_category_count][: self.cfg.max_categories]
             self.categories[column] = sorted(kept)
+            self.category_counts[column] = [counts[k] for k in self.categories[column]]
         self._build_lookup()
 
     def decode(self, value: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -164,10 +174,28 @@ class TabularPreprocessor(Preprocessor):
         counted by category."""
         lookup, unknown = self._lookup[column], Counter()
         for value, count in Counter(cells).items():  # each distinct cell keyed once, not every row
-            key = _category(value)
+            key = _category(value, self.cfg.normalize_categories)
             if key is not None and key not in lookup:
                 unknown[key] += count
         return unknown
+
+    def _warn_variants(self, column: str, counts: Mapping[str, int]) -> None:
+        """Warn when training categories of ``column`` differ only in case and/or surrounding
+        whitespace (each is learned as a category of its own), naming the groups and how to merge them."""
+        groups = spelling_variants(counts)
+        if not groups:
+            return
+        shown = "; ".join(" / ".join(f"{key!r} ({count} row{'s' if count != 1 else ''})" for key, count in group)
+                          for group in groups[:SHOWN_VARIANTS])
+        more = f"; and {len(groups) - SHOWN_VARIANTS} more group(s)" if len(groups) > SHOWN_VARIANTS else ""
+        case = any(len({key.strip() for key, _ in group}) > 1 for group in groups)
+        space = any(key != key.strip() for group in groups for key, _ in group)
+        differ = " and/or ".join(w for w, found in (("case", case), ("surrounding whitespace", space)) if found)
+        fix = "strip_lower" if case else "strip"
+        warn_user(f"tabular modality '{self.name}', column '{column}': categories that differ only in {differ} "
+                  f"are learned as separate categories: {shown}{more}; to merge them, set "
+                  f"modalities.{self.name}.preprocess.normalize_categories: {fix} (it applies in prediction and "
+                  "serving too), or correct the cells")
 
     def _build_lookup(self) -> None:
         self._lookup = {col: {c: i + 1 for i, c in enumerate(cats)} for col, cats in (self.categories or {}).items()}
@@ -200,7 +228,8 @@ class TabularPreprocessor(Preprocessor):
         if self.categories is None:
             return {}
         return {"fill": self.fill.tolist(), "center": self.center.tolist(), "scale": self.scale.tolist(),
-                "categories": self.categories}
+                "categories": self.categories,
+                **({"category_counts": self.category_counts} if self.category_counts is not None else {})}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         if "categories" in state:
@@ -208,7 +237,20 @@ class TabularPreprocessor(Preprocessor):
             self.center = np.asarray(state["center"], np.float64)
             self.scale = np.asarray(state["scale"], np.float64)
             self.categories = {k: list(v) for k, v in state["categories"].items()}
+            counts = state.get("category_counts")
+            self.category_counts = None if counts is None else {k: [int(c) for c in v] for k, v in counts.items()}
             self._build_lookup()
 
+    def encoding_config(self) -> dict[str, Any]:
+        """The settings; ``normalize_categories: none``, how every run keyed categories before the
+        setting, is left out, so that those runs keep their fingerprint (the one their weights
+        record, which serving checks an export against) and their cached features."""
+        config = super().encoding_config()
+        if config.get("normalize_categories") == "none":
+            del config["normalize_categories"]
+        return config
+
     def encoding_state(self) -> dict[str, Any]:
-        return {**self.get_state(), "numeric": self.numeric, "categorical": self.categorical}
+        """The state featurising depends on (the categories' training counts do not)."""
+        state = {k: v for k, v in self.get_state().items() if k != "category_counts"}
+        return {**state, "numeric": self.numeric, "categorical": self.categorical}

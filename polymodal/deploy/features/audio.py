@@ -71,8 +71,8 @@ class AudioFeatures(Features):
     # the config's audio features this class computes (a test keeps them equal to the config's choices)
     features: ClassVar[tuple[str, ...]] = ("waveform", "spectrogram", "log_mel", "mfcc")
 
-    def __init__(self, name: str, meta: Mapping[str, Any]):
-        super().__init__(name, meta)
+    def __init__(self, name: str, meta: Mapping[str, Any], on_error: str | None = None):
+        super().__init__(name, meta, on_error)
         cfg = self.cfg
         if cfg["features"] not in self.features:
             raise ExportError(f"modality '{name}': audio features '{cfg['features']}' have no numpy implementation "

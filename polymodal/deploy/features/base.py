@@ -28,12 +28,16 @@ class Features:
     Args:
         name: the modality name.
         meta: the modality's entry in ``deploy.json`` (``kind``, ``preprocess``, ``state``, ``inputs``).
+        on_error: the run's ``data.on_error`` (``deploy.json``'s ``on_error``; None: an export that
+            predates it): what a value that cannot be read does where a kind follows it (a table's
+            cell that is no number, under ``missing``, reads as missing as in training).
     """
 
     kind: ClassVar[str]
 
-    def __init__(self, name: str, meta: Mapping[str, Any]):
+    def __init__(self, name: str, meta: Mapping[str, Any], on_error: str | None = None):
         self.name = name
+        self.on_error = on_error
         self.cfg = dict(meta["preprocess"])
         self.state = dict(meta.get("state") or {})
         self.inputs = {k: (tuple(v["shape"]), v["dtype"]) for k, v in meta["inputs"].items()}
@@ -47,6 +51,11 @@ class Features:
     def transform(self, values: Sequence[Any]) -> dict[str, np.ndarray]:
         """The arrays of ``values`` (all present): each decoded, then featurized together."""
         return self.featurize([self.decode(v) for v in values])
+
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` (given: not blank) holds anything this modality reads; every kind but a
+        table whose filled cells all read as missing (:class:`TabularFeatures`) does."""
+        return True
 
     def notes(self, value: Any) -> list[str]:
         """What a caller should know about how ``value`` (present, featurised) was read, such as a

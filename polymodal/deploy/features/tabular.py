@@ -8,31 +8,57 @@ from typing import Any
 import numpy as np
 
 from polymodal.deploy.features.base import Features
-from polymodal.utils.values import blank, number
+from polymodal.utils.values import blank, normalize_category, number
 
 
 class TabularFeatures(Features):
+    """A table's numbers imputed and scaled, its categories looked up. A numeric cell that is no
+    finite number (``'>200'``, ``'38,5'``) is refused (a 4xx naming the column and value), except
+    under the run's ``data.on_error: missing``, where it reads as missing, as training reads it,
+    and :meth:`notes` says so."""
+
     kind = "tabular"
 
-    def __init__(self, name: str, meta: Mapping[str, Any]):
-        super().__init__(name, meta)
+    def __init__(self, name: str, meta: Mapping[str, Any], on_error: str | None = None):
+        super().__init__(name, meta, on_error)
         self.numeric = list(meta["columns"])
         self.categorical = list(meta["categorical"])
         self.lookup = {c: {v: i + 1 for i, v in enumerate(cats)} for c, cats in self.state["categories"].items()}
+        # an export from before preprocess.normalize_categories keyed categories as written
+        self.normalize = self.cfg.get("normalize_categories", "none")
+
+    def unreadable(self, value: Any) -> str | None:
+        """Why a numeric cell is no finite number (``must be numeric; got '>200'``), or None."""
+        try:
+            number(value)
+        except ValueError as err:
+            return str(err)
+        return None
 
     def number(self, value: Any, column: str) -> float:
+        """A numeric cell's value; NaN (missing) for an unreadable one under ``on_error: missing``."""
         try:
             return number(value)
         except ValueError as err:
-            raise self.fail(f"column '{column}' {err}") from None
+            if self.on_error == "missing":
+                return float("nan")
+            said = f" (data.on_error: {self.on_error})" if self.on_error is not None else ""
+            raise self.fail(f"column '{column}' {err}{said}") from None
 
-    @staticmethod
-    def category(value: Any) -> str | None:
+    def holds(self, value: Mapping[str, Any]) -> bool:
+        """Whether a table (given) holds a cell that is read: under ``on_error: missing``, one whose
+        filled cells are all unreadable numbers is a missing modality, as in training."""
+        if self.on_error != "missing":
+            return True
+        return any(not blank(v) and (c not in self.numeric or self.unreadable(v) is None) for c, v in value.items())
+
+    def category(self, value: Any) -> str | None:
+        """A cell's category key, as training keys it (None when blank)."""
         if blank(value):
             return None
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
-        return str(value)
+        return normalize_category(str(value), self.normalize)
 
     def decode(self, value: Any) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(value, Mapping):
@@ -51,8 +77,11 @@ class TabularFeatures(Features):
         return num32, np.asarray(cats, np.int64)
 
     def notes(self, value: Mapping[str, Any]) -> list[str]:
-        """The categories of ``value`` the model did not learn (read as the unknown category)."""
-        return [f"column '{c}': {value[c]!r} is a category the model did not learn (read as unknown; learned: "
+        """The numeric cells of ``value`` read as missing for want of a number (``on_error:
+        missing``) and the categories the model did not learn (read as the unknown category)."""
+        unreadable = [f"column '{c}' {why}: read as missing (data.on_error: missing)" for c in self.numeric
+                      if self.on_error == "missing" and (why := self.unreadable(value.get(c))) is not None]
+        return unreadable + [f"column '{c}': {value[c]!r} is a category the model did not learn (read as unknown; learned: "
                 f"{', '.join(map(repr, self.state['categories'][c][:10]))}"
                 f"{' ...' if len(self.state['categories'][c]) > 10 else ''})"
                 for c in self.categorical if (key := self.category(value.get(c))) is not None and key not in self.lookup[c]]

@@ -16,8 +16,8 @@ from polymodal.utils.text import UNK_ID, cleaner, padded_ids, word_ids
 class TextFeatures(Features):
     kind = "text"
 
-    def __init__(self, name: str, meta: Mapping[str, Any]):
-        super().__init__(name, meta)
+    def __init__(self, name: str, meta: Mapping[str, Any], on_error: str | None = None):
+        super().__init__(name, meta, on_error)
         self.clean = cleaner(self.cfg, self.state.get("stop_words") or ())
         self.max_tokens = int(self.cfg["max_tokens"])
         self.unk_id, self.pad_id = int(self.state.get("unk_id", UNK_ID)), int(self.state.get("pad_id", 0))

@@ -83,8 +83,8 @@ class VideoFeatures(Features):
 
     kind = "video"
 
-    def __init__(self, name: str, meta: Mapping[str, Any]):
-        super().__init__(name, meta)
+    def __init__(self, name: str, meta: Mapping[str, Any], on_error: str | None = None):
+        super().__init__(name, meta, on_error)
         require_av(f"video modality '{name}'")
         self.frame = ImageFeatures(name, {**meta, "inputs": {}})  # each frame converted as an image is
         self.frames = int(self.cfg["frames"])

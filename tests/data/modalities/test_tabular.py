@@ -79,6 +79,62 @@ def test_rare_and_excess_categories_go_to_the_unknown_bucket():
     assert prep.decode((1.0, 1.0, "c"))[1][0] == 0
 
 
+SPELT = [(1.0, 1.0, c) for c in ["M"] * 6 + ["m"] + ["F"] * 5 + ["current"] * 3 + ["Current "] + [" f"]]
+
+
+def test_categories_that_differ_only_in_case_or_whitespace_are_warned_about_once_per_column(recwarn):
+    prep = TabularPreprocessor("labs", TabularPreprocess(normalize_categories="none"), ["age", "dose"],
+                               ["colour", "shade"])
+    prep.fit([(a, d, c, "dark" if i % 2 else "Dark") for i, (a, d, c) in enumerate(SPELT)])
+    said = [str(w.message) for w in recwarn.list]
+    assert len(said) == 2  # one per column
+    colour = next(m for m in said if "column 'colour'" in m)
+    # the groups with their row counts, the commonest spelling first; both kinds of difference named
+    assert "'M' (6 rows) / 'm' (1 row)" in colour and "'F' (5 rows) / ' f' (1 row)" in colour
+    assert "'current' (3 rows) / 'Current ' (1 row)" in colour and "case and/or surrounding whitespace" in colour
+    assert "modalities.labs.preprocess.normalize_categories: strip_lower" in colour
+    assert "'Dark' (9 rows) / 'dark' (8 rows)" in next(m for m in said if "column 'shade'" in m)
+    assert prep.categories["colour"] == [" f", "Current ", "F", "M", "current", "m"]  # as before the setting
+
+
+def test_whitespace_variants_alone_suggest_strip():
+    prep = tabular(normalize_categories="none")
+    with pytest.warns(UserWarning, match=r"differ only in surrounding whitespace .*'red' \(2 rows\) / 'red ' \(1 row\)"
+                      r".*normalize_categories: strip \("):
+        prep.fit([(1.0, 1.0, "red"), (2.0, 1.0, "red"), (3.0, 1.0, "red "), (4.0, 1.0, "blue")])
+
+
+@pytest.mark.parametrize(("normalize", "learned", "same"), [
+    # the default: whitespace dropped ('Current ' is 'Current'), case kept (and still warned about)
+    ("strip", ["Current", "F", "M", "current", "f", "m"], ["current", " current", "current\t"]),
+    ("strip_lower", ["current", "f", "m"], ["current", " current", "Current ", "CURRENT"]),
+])
+def test_normalize_categories_merges_spelling_variants_in_fit_and_decode(recwarn, normalize, learned, same):
+    prep = tabular() if normalize == "strip" else tabular(normalize_categories=normalize)
+    assert prep.cfg.normalize_categories == normalize
+    prep.fit(SPELT)
+    assert prep.categories == {"colour": learned}
+    left = [str(w.message) for w in recwarn.list]
+    assert len(left) == (normalize == "strip")
+    if left:
+        assert "differ only in case are learned" in left[0] and "'Current' (1 row)" in left[0]
+    codes = {int(prep.decode((1.0, 1.0, v))[1][0]) for v in same}
+    assert len(codes) == 1 and codes != {0}
+    assert not prep.unknown_categories("colour", same)
+    assert prep.unknown_categories("colour", ["vaper ", " vaper"]) == {"vaper": 2}
+
+
+def test_a_run_saved_before_normalize_categories_keeps_its_fingerprint():
+    """``none`` (how runs saved before the setting key categories) is left out of the fingerprint:
+    their weights record the fingerprint serving checks an export against, computed without it."""
+    before, strip = tabular(normalize_categories="none"), tabular()
+    before.fit(ROWS)
+    strip.fit(ROWS)
+    assert before.encoding_config() == TabularPreprocess().model_dump(mode="json", exclude={"normalize_categories"})
+    assert strip.encoding_config()["normalize_categories"] == "strip"
+    assert before.fingerprint() != strip.fingerprint()  # cached features of one are not the other's
+
+
 def test_featurize_and_to_batch_shapes():
     prep = tabular()
     prep.fit(ROWS)
