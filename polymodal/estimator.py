@@ -222,6 +222,13 @@ class Estimator:
         return self.infer(network, table, lambda batch: network(batch["inputs"], batch["present"]),
                           (0, self.n_outputs))
 
+    def network_table(self, manifest: Manifest, table: EncodedTable, *, in_memory: bool = False) -> EncodedTable:
+        """``table`` (encoded from ``manifest``) as the network reads it for inference: where the model
+        caches a frozen encoder's outputs (``encoder.cache``), those outputs in place of the inputs
+        (see :func:`polymodal.data.embeddings.reuse_cached_features`; ``in_memory``: computed and
+        held in memory when there is no usable cache folder). Here: ``table`` unchanged."""
+        return table
+
     @property
     def n_outputs(self) -> int:
         """K, the width of :meth:`raw_outputs`."""

@@ -29,7 +29,8 @@ from polymodal import runfolder
 from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
 from polymodal.config.align import aligned_modalities, modality_pairs
-from polymodal.data.embeddings import attach_cached_features
+from polymodal.data.embeddings import attach_cached_features, reuse_cached_features
+from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import stratified_holdout
@@ -290,6 +291,14 @@ class MultimodalPredictor(Estimator):
     def n_outputs(self) -> int:
         return self.require_fitted()[0].targets.n_outputs
 
+    def network_table(self, manifest: Manifest, table: EncodedTable, *, in_memory: bool = False) -> EncodedTable:
+        """``table`` with each cached frozen encoder's stored outputs in place of its inputs, read
+        from (and added to) the feature cache: see
+        :func:`~polymodal.data.embeddings.reuse_cached_features`."""
+        pipeline, net = self.require_fitted()
+        return reuse_cached_features(self.config, net, pipeline, manifest, table, in_memory=in_memory,
+                                     progress=self.config.train.progress)
+
     def _score(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         scores = self.score_outputs(outputs, targets)
         scores["rows"] = int(len(targets))
@@ -313,7 +322,7 @@ class MultimodalPredictor(Estimator):
                 data = self.read_grouped(data, by, modalities=modalities)
             manifest, table = self.encode_data(data, require_target=True, modalities=modalities)
             targets = self.pipeline.encode_targets(manifest, table, scorable=True)
-            outputs = self.raw_outputs(table)
+            outputs = self.raw_outputs(self.network_table(manifest, table))
             scores = self._score(outputs, targets)  # inside: a support set's classes score the outputs
             if by is not None:
                 scores["by"] = {by: {value: self._score(outputs[rows], targets[rows])
@@ -331,7 +340,7 @@ class MultimodalPredictor(Estimator):
                                       "regression (use predict)")
         with self.using_support(support, modalities, data):
             manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
-            outputs = main_outputs(self.pipeline.targets, self.raw_outputs(table))
+            outputs = main_outputs(self.pipeline.targets, self.raw_outputs(self.network_table(manifest, table)))
             columns = self.pipeline.targets.classes if self.config.task == "classification" else self.config.targets
         proba = probabilities(self.config.task, outputs)
         return pd.DataFrame(proba, columns=columns, index=manifest.row_index(table.rows))
@@ -345,8 +354,9 @@ class MultimodalPredictor(Estimator):
         self.require(PREDICT, "predict")
         if self.config.task == "regression":
             with self.using_support(support, modalities, data):  # a support set: refused, as predict_frame and evaluate refuse it
-                _, table = self.encode_data(data, require_target=False, modalities=modalities)
-                values = self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, self.raw_outputs(table)))
+                manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
+                outputs = self.raw_outputs(self.network_table(manifest, table))
+                values = self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, outputs))
             return values[:, 0] if isinstance(self.config.target, str) else values
         proba = self.predict_proba(data, modalities, support=support)
         chosen = decisions(self.config.task, proba.to_numpy())
@@ -364,7 +374,7 @@ class MultimodalPredictor(Estimator):
         self.require(PREDICT, "predict")
         with self.using_support(support, modalities, data):
             manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
-            outputs = self.raw_outputs(table)
+            outputs = self.raw_outputs(self.network_table(manifest, table))
             index = manifest.row_index(table.rows)
             frame = task_frame(self.pipeline.targets, main_outputs(self.pipeline.targets, outputs), index)
             return frame.join(further_task_frame(self.pipeline.targets, outputs, index)).assign(absent=table.absent())

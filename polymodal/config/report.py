@@ -16,7 +16,9 @@ class ReportConfig(StrictModel):
     Attributes:
         rows: rows used (a seeded random sample when there are more); 0 switches the
             diagnostics off. Their cost grows with it: about one extra evaluation of these
-            rows per subset (fusion only), plus five re-encodings per modality for robustness.
+            rows per subset (fusion only), plus five re-encodings per modality for robustness (a
+            cached frozen encoder, ``encoder.cache``, runs only on those of its own modality and
+            for the latency figure; every other analysis reads its stored outputs).
         robustness: include the robustness curves.
         seed: seeds the row sample and the corruptions.
     """

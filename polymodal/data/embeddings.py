@@ -19,6 +19,12 @@ so changing any of them, or the input file, computes fresh embeddings, while the
 under another name or in another run is a hit. Without a ``cache_dir`` the embeddings are
 computed once per fit and held in memory.
 
+A fitted model reads the same store back (:func:`reuse_cached_features`): ``evaluate`` and
+``predict`` on rows the cache holds (a fit's validation and test rows, a manifest predicted
+before) run no frozen encoder, and the report's analyses, which run the network on the same rows
+many times (modality subsets, Shapley importance, calibration, the uncorrupted modalities of a
+robustness sweep), embed each row once.
+
 This module needs only ``torch``: the encoder is any module with the encoder face
 (``forward(**inputs) -> (pooled, tokens, token_mask)``, ``weights_fingerprint()``).
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -67,7 +74,8 @@ def embedding_fingerprint(encoder: torch.nn.Module, preprocessor: Preprocessor, 
         "encoder": encoder.weights_fingerprint(),
         "encoder_settings": digested(dict(settings or {})),
         "preprocess": preprocessor.fingerprint(),
-        "preprocess_config": None if cfg is None else cfg.model_dump(mode="json"),
+        # not where a tokenizer's files sit (their content is in the fingerprint): a saved run loads its own copy
+        "preprocess_config": None if cfg is None else preprocessor.settings_digest_config(),
         "preprocess_state": digested(preprocessor.get_state()),
         "tokens": tokens,
     }, sort_keys=True)
@@ -237,23 +245,65 @@ def row_keys(cells: list[Any], rows: np.ndarray, present: np.ndarray, file_based
     return keys
 
 
+def cached_modalities(config: Any) -> list[str]:
+    """The modalities whose frozen encoder's outputs are cached (``encoder.cache: true``), sorted."""
+    return [n for n in config.modality_names if getattr(config.modalities[n].encoder, "cache", False)]
+
+
 def attach_cached_features(config: Any, net: Any, pipeline: Any, manifest: Manifest, table: EncodedTable,
                            progress: bool = False) -> EncodedTable:
     """``table`` with every ``encoder.cache`` modality's arrays replaced by its encoder's stored
-    outputs (computed where missing); other modalities unchanged.
+    outputs (computed where missing); other modalities unchanged. A fit's: the cache folder
+    (``data.cache_dir``) is created when missing, and one that cannot be written is refused.
 
     Args:
         config: the run's Config. net: the MultimodalNet (``net.encoders[name]``).
         pipeline: the fitted DataPipeline. manifest: the manifest ``table`` was encoded from.
     """
-    names = [n for n in config.modality_names if getattr(config.modalities[n].encoder, "cache", False)]
-    if not names:
+    if not cached_modalities(config):
         return table
-    tokens = bool(getattr(config.fusion, "tokens", False))
     root = cache_root(config.data.cache_dir)
-    cache_dir = None if root is None else open_cache_dir(root)
+    return _attach(config, net, pipeline, manifest, table, None if root is None else open_cache_dir(root), progress)
+
+
+def reusable_cache_dir(config: Any) -> Path | None:
+    """The feature cache folder a fitted model's inference reads stored embeddings from: the
+    configured one (``data.cache_dir``, else ``POLYMODAL_CACHE_DIR``) when it exists and this user
+    can write to it, else None. Unlike a fit's, it is neither created nor refused: a run moved to
+    another machine, or a read-only cache, still predicts (its frozen encoders run on the inputs)."""
+    root = cache_root(config.data.cache_dir)
+    if root is None:
+        return None
+    folder = Path(root)
+    return folder if folder.is_dir() and os.access(folder, os.W_OK | os.X_OK) else None
+
+
+def reuse_cached_features(config: Any, net: Any, pipeline: Any, manifest: Manifest, table: EncodedTable, *,
+                          in_memory: bool = False, progress: bool = False) -> EncodedTable:
+    """A fitted model's inference on ``table``: each ``encoder.cache`` modality's stored encoder
+    outputs in place of its inputs, so that a frozen encoder is not run again on inputs the cache
+    already holds (the fingerprint of weights + preprocessing and each input's content key say which;
+    inputs it lacks are embedded once and stored, as in a fit).
+
+    Without a usable cache folder (:func:`reusable_cache_dir`): with ``in_memory`` the outputs are
+    computed once and held in memory (for analyses that run the network many times on the same
+    rows); without it ``table`` is returned unchanged, and the network runs the encoder on the
+    inputs (as costly as computing them here, and nothing to hold).
+    """
+    if not cached_modalities(config):
+        return table
+    cache_dir = reusable_cache_dir(config)
+    if cache_dir is None and not in_memory:
+        return table
+    return _attach(config, net, pipeline, manifest, table, cache_dir, progress)
+
+
+def _attach(config: Any, net: Any, pipeline: Any, manifest: Manifest, table: EncodedTable, cache_dir: Path | None,
+            progress: bool) -> EncodedTable:
+    """:func:`attach_cached_features` with the cache folder opened (None: in memory)."""
+    tokens = bool(getattr(config.fusion, "tokens", False))
     modalities = dict(table.modalities)
-    for name in names:
+    for name in cached_modalities(config):
         prep = pipeline.preprocessors[name]
         mod = table.modalities[name]
         if mod.batcher is not None:  # already embedded

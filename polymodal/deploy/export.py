@@ -117,9 +117,6 @@ def runtime_limitation(cfg: Any) -> str | None:
     if cfg.kind == "signal" and prep.key is not None:
         return ("preprocess.key picks an array inside .npz/.mat files, which the runtime does not read "
                 "(it reads arrays, .npy and CSV files)")
-    if getattr(cfg.encoder, "cache", False):
-        return ("a cached frozen encoder stores features outside the graph; to export it, train the run again "
-                "with encoder.cache: false (the same frozen weights: slower epochs, the same model)")
     return None
 
 

@@ -345,7 +345,7 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     m = len(names)
     masks, orders = _plan(m, permutations, seed)
     by_name = [coalition_of(mask, names) for mask in masks]
-    outputs = coalition_outputs(predictor, data.table, by_name)  # (C, N, K)
+    outputs = coalition_outputs(predictor, data.features, by_name)  # (C, N, K): no cached encoder runs
     raw = {mask_of(c, names): outputs[k] for k, c in enumerate(by_name)}
     values = {mask: coalition_values(to_scores(predictor, out)) for mask, out in raw.items()}
     reference = predictor.coalition_reference() if orders is None else None  # per coalition, exact values only

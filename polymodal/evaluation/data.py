@@ -34,12 +34,23 @@ class EvalData:
         table: the encoded rows (rows that failed to decode are dropped, as in ``evaluate``).
         targets: encoded targets aligned with ``table``, or None without labels.
         sampled: (len(manifest),) the source manifest's row number of each manifest row.
+        features: ``table`` as the network reads it: a cached frozen encoder's stored outputs in
+            place of its inputs (:meth:`~polymodal.estimator.Estimator.network_table`), so that
+            analyses running the network many times on these rows (subsets, Shapley values,
+            calibration, the uncorrupted modalities of a robustness sweep) never run that encoder
+            again; ``table`` itself when no encoder is cached. What needs the inputs (gradients
+            inside a modality, the forward-pass latency, a corruption) reads ``table``.
     """
 
     manifest: Manifest
     table: EncodedTable
     targets: np.ndarray | None
     sampled: np.ndarray
+    features: EncodedTable | None = None
+
+    def __post_init__(self) -> None:
+        if self.features is None:
+            self.features = self.table
 
     def __len__(self) -> int:
         return len(self.table)
@@ -90,7 +101,7 @@ def load_eval_data(predictor: MultimodalPredictor, data: DataSource, *, require_
         manifest = manifest.subset(chosen)
     table = pipeline.encode(manifest, progress=False, modalities=pipeline.check_modalities(None, manifest))
     targets = pipeline.encode_targets(manifest, table, scorable=True) if require_target else None
-    return EvalData(manifest, table, targets, chosen)
+    return EvalData(manifest, table, targets, chosen, predictor.network_table(manifest, table, in_memory=True))
 
 
 def batches(predictor: MultimodalPredictor, table: EncodedTable, batch_size: int = BATCH) -> Iterator[dict[str, Any]]:

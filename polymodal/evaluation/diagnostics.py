@@ -6,6 +6,12 @@ modality subset, Shapley modality importance, one noise corruption per modality 
 0-5, calibration (reliability bins, ECE) and complexity (parameters, training time, peak memory,
 inference latency). The full sweeps are ``polymodal evaluate --missing --robustness`` and
 ``polymodal explain``.
+
+A frozen encoder whose outputs the fit cached (``encoder.cache``) runs at most once per row for
+all the analyses that see the clean rows (its stored outputs are read back:
+:attr:`~polymodal.evaluation.data.EvalData.features`), and then only for the corrupted copies of
+its own modality in the robustness sweep (5 severities x ``report.rows``) and for the latency
+measurement, which times the whole network on its inputs, as it is deployed.
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from polymodal.config.task_metrics import TASK_METRICS
+from polymodal.data.embeddings import cached_modalities
 from polymodal.data.manifest import Manifest
 from polymodal.estimator import ROBUSTNESS
 from polymodal.evaluation.attribution import explain
 from polymodal.evaluation.calibration import calibration_summary
 from polymodal.evaluation.coalitions import all_subsets
 from polymodal.evaluation.complexity import inference_latency, peak_memory_mb
+from polymodal.evaluation.corruptions import SEVERITIES
 from polymodal.evaluation.data import load_eval_data, sample_rows
 from polymodal.evaluation.robustness import REPORT_CORRUPTIONS, robustness_sweep
 from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES
@@ -99,9 +107,11 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
     out: dict[str, Any] = {"split": split, "rows": len(data), "metric": metric, "task": predictor.config.task}
     shown = predictor.config.train.progress
     robustness = cfg.robustness and ROBUSTNESS not in predictor.unsupported  # an anomaly detector's is refused
+    corruptions = {n: [REPORT_CORRUPTIONS[m.kind]] for n, m in predictor.config.modalities.items()
+                   if m.kind in REPORT_CORRUPTIONS and data.table.modalities[n].present.any()} if robustness else {}
     what = (f"report: subsets, importance{', robustness' if robustness else ''} on {len(data)} {split} rows "
             "(report.rows; 0 skips them)")
-    log_line(what, shown)
+    log_line(what + _frozen_sweep_note(predictor, corruptions), shown)
     with progress_bar(2, what, enabled=shown, min_total=1) as advance:
         if len(names) > 1:
             out["subsets"] = evaluate_subsets(predictor, data, report_subsets(names)).to_dict("records")
@@ -115,20 +125,30 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
                 out["by_group"] = groups.to_dict("records")
         advance(1)
         if robustness:
-            corruptions = {n: [REPORT_CORRUPTIONS[m.kind]] for n, m in predictor.config.modalities.items()
-                           if m.kind in REPORT_CORRUPTIONS and data.table.modalities[n].present.any()}  # else none
             sweep = robustness_sweep(predictor, data, corruptions, seed=cfg.seed)
             out["robustness"] = {"metric": sweep.metric, "curves": sweep.curves.to_dict("records"),
                                  "summary": sweep.summary.to_dict("records"), "chance": sweep.chance}
         advance(1)
     if predictor.config.task == "classification":
-        outputs, targets = main_task(predictor.pipeline.targets, predictor.raw_outputs(data.table), data.targets)
+        outputs, targets = main_task(predictor.pipeline.targets, predictor.raw_outputs(data.features), data.targets)
         out["calibration"] = calibration_summary(outputs, targets)  # multi-task: the main task's
     info = predictor.info
     out["complexity"] = {"parameters": info.get("parameters"), "train_seconds": info.get("train_seconds"),
+                         # the whole network on the inputs, cached frozen encoders included: what a deployment runs
                          **peak_memory_mb(predictor.device), **inference_latency(predictor, data.table)}
     out["seconds"] = time.perf_counter() - started
     return out
+
+
+def _frozen_sweep_note(predictor: MultimodalPredictor, corruptions: dict[str, list[str]]) -> str:
+    """What the report's robustness sweep costs beyond the clean rows: the cached frozen encoders it
+    runs (on the corrupted copies of their own modality: no stored outputs for those), or nothing."""
+    frozen = [n for n in cached_modalities(predictor.config) if n in corruptions]
+    if not frozen:
+        return ""
+    return (f"; the robustness sweep runs the frozen encoder{'s' if len(frozen) > 1 else ''} of "
+            f"{', '.join(frozen)} on {SEVERITIES} corrupted copies of these rows (corrupted inputs have no cached "
+            "features; report.robustness: false skips the sweep)")
 
 
 def diagnose_after_fit(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: ReportConfig,

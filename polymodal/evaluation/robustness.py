@@ -7,6 +7,11 @@ The encoding never uses the feature cache, so corrupted arrays are never stored,
 of a row depends only on (seed, modality, corruption, severity, source row): the same run and
 data give the same numbers.
 
+The other modalities keep what the network read on the clean rows (``EvalData.features``): a
+cached frozen encoder (``encoder.cache``) runs only while its own modality is corrupted, once per
+severity on the evaluated rows (corrupted inputs have no stored outputs), never for another
+modality's corruption.
+
 Summary per (modality, corruption):
 
 - ``worst``: the lowest metric over severities 0-5 (a curve need not fall monotonically, so
@@ -101,7 +106,8 @@ class CorruptedPreprocessor(Preprocessor):
 
 def corrupt_table(predictor: MultimodalPredictor, data: EvalData, modality: str, corruption: Corruption,
                   severity: int, seed: int = 0) -> tuple[EncodedTable, int]:
-    """``data.table`` with ``modality`` re-encoded under ``corruption`` at ``severity``.
+    """``data.features`` with ``modality`` re-encoded under ``corruption`` at ``severity`` (its
+    encoder, cached or not, then runs on the corrupted inputs).
 
     Returns:
         The table, and how many present cells failed to decode once corrupted (they count as
@@ -119,7 +125,7 @@ def corrupt_table(predictor: MultimodalPredictor, data: EvalData, modality: str,
     encoded, failed = encode_modality(wrapped, items, data.manifest, on_error="missing", cache_dir=None)
     rows = data.table.rows
     arrays = {k: np.asarray(v)[rows] for k, v in encoded.arrays.items()}
-    modalities = dict(data.table.modalities)
+    modalities = dict(data.features.modalities)  # the other modalities as the network read them clean
     modalities[modality] = EncodedModality(arrays, encoded.present[rows] & clean.present)
     return EncodedTable(modalities, rows, data.table.skipped), len(failed)
 
@@ -247,7 +253,7 @@ def _sweep_curves(predictor: MultimodalPredictor, data: EvalData, corruptions: M
     if data.targets is None:
         raise SchemaMismatchError("a robustness sweep needs labelled data")
     metric = TASK_METRICS[predictor.config.task].sweep
-    clean = predictor.score_outputs(predictor.raw_outputs(data.table), data.targets)[metric]
+    clean = predictor.score_outputs(predictor.raw_outputs(data.features), data.targets)[metric]
     # a modality the data never holds has nothing to corrupt
     swept = {m: names for m, names in corruptions.items() if data.table.modalities[m].present.any()}
     empty = [m for m in corruptions if m not in swept]

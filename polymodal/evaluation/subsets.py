@@ -62,7 +62,7 @@ def evaluate_subsets(predictor: MultimodalPredictor, data: DataSource | EvalData
         data = load_eval_data(predictor, data, require_target=True, max_rows=max_rows, seed=seed)
     if data.targets is None:
         raise SchemaMismatchError("evaluating modality subsets needs labelled data")
-    outputs = coalition_outputs(predictor, data.table, chosen)
+    outputs = coalition_outputs(predictor, data.features, chosen)
     rows, unheld = [], []
     for subset, out in zip(chosen, outputs):
         held = sum(data.table.modalities[n].present for n in subset) > 0

@@ -175,11 +175,22 @@ class Preprocessor(ABC):
     # Config fields that only matter at batch time (normalisation, augmentation): changing them
     # must not invalidate cached features.
     batch_time_fields: ClassVar[frozenset[str]] = frozenset()
+    # Config fields that say where files sit whose content :meth:`encoding_state` digests (a
+    # pretrained tokenizer's folder): a run moved, or loaded from its own copy of the files, keys
+    # its caches as before.
+    location_fields: ClassVar[frozenset[str]] = frozenset()
 
     def encoding_config(self) -> dict[str, Any]:
         """The preprocessing settings ``decode``/``featurize`` depend on."""
         cfg = getattr(self, "cfg", None)
-        return {} if cfg is None else cfg.model_dump(mode="json", exclude=set(self.batch_time_fields))
+        return {} if cfg is None else cfg.model_dump(mode="json",
+                                                     exclude=set(self.batch_time_fields | self.location_fields))
+
+    def settings_digest_config(self) -> dict[str, Any]:
+        """Every preprocessing setting (batch-time ones too: they change what an encoder reads),
+        but where files sit (:attr:`location_fields`): what keys a frozen encoder's cached outputs."""
+        cfg = getattr(self, "cfg", None)
+        return {} if cfg is None else cfg.model_dump(mode="json", exclude=set(self.location_fields))
 
     def fingerprint(self) -> str:
         """A hash of everything that determines the featurised arrays for a given input."""

@@ -69,6 +69,7 @@ class TextPreprocessor(Preprocessor):
     featurize_version = 5  # 2: an empty cleaned text is one [UNK]; NFC before cleaning. 3: cell_text. 4: marks kept, CJK spaced.
     # 5: format characters and variation selectors (emoji sequences) deleted
     batch_time_fields = frozenset({"unknown_rate"})  # applied to batches: the cached ids stay valid
+    location_fields = frozenset({"tokenizer_path"})  # its files' content is in encoding_state
 
     def __init__(self, name: str, cfg: TextPreprocess):
         super().__init__(name)
@@ -236,12 +237,6 @@ class TextPreprocessor(Preprocessor):
         self.vocab = state.get("vocab")
         self.tokenizer_json = state.get("tokenizer_json")
         self.__dict__.pop("_encoder", None)
-
-    def encoding_config(self) -> dict[str, Any]:
-        """The settings, but where a pretrained tokenizer sits (its files' content is in
-        :meth:`encoding_state`): a run moved, or loaded from its own copy of the folder, keys its
-        caches and names its model as before."""
-        return {k: v for k, v in super().encoding_config().items() if k != "tokenizer_path"}
 
     def encoding_state(self) -> dict[str, Any]:
         """The fitted vocabulary or tokenizer; for a pretrained tokenizer, the content of its folder
