@@ -390,7 +390,7 @@ def demo(
 def tune(
     config: Annotated[Path, typer.Argument(help="YAML config with a 'tune' section (space, trials...).")],
     train: Annotated[Path, typer.Option("--train", help="Training manifest.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for trials.csv, best_config.yaml, summary.json.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for trials.csv, best_config.yaml, summary.json, study.journal.")],
     valid: Annotated[Path | None, typer.Option("--valid", help="Validation manifest (the metric is measured here).")] = None,
     trials: Annotated[int | None, typer.Option("--trials", min=1, help="Number of trials (default: tune.trials).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier search's trials.csv, "
