@@ -49,13 +49,21 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "") -> N
 
 
 def _remove_named(data: dict[str, Any], section: str, name: str, said: str) -> None:
-    """Remove the modality (task) ``name``, which the section must hold."""
+    """Remove the modality (task) ``name``, which the section must hold, and a modality's entry in
+    ``train.modality_dropout`` given per modality and in ``align.modalities``."""
     entries = data.get(section)
     if not isinstance(entries, dict) or name not in entries:
         have = list(entries) if isinstance(entries, dict) else []
         raise ConfigError([f"{said}: null removes a {NAMED[section]}, but the config has no {NAMED[section]} '{name}'"
                            f"{did_you_mean(name, have)}; it has {have}"])
     del entries[name]
+    if section == "modalities":  # settings keyed by modality name drop it too
+        dropout = (data.get("train") or {}).get("modality_dropout")
+        if isinstance(dropout, dict):
+            dropout.pop(name, None)
+        aligned = (data.get("align") or {}).get("modalities")
+        if isinstance(aligned, list) and name in aligned:
+            aligned.remove(name)
 
 
 def child_of(node: Any, part: str) -> Any:

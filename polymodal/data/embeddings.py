@@ -269,8 +269,9 @@ def attach_cached_features(config: Any, net: Any, pipeline: Any, manifest: Manif
 def reusable_cache_dir(config: Any) -> Path | None:
     """The feature cache folder a fitted model's inference reads stored embeddings from: the
     configured one (``data.cache_dir``, else ``POLYMODAL_CACHE_DIR``) when it exists and this user
-    can write to it, else None. Unlike a fit's, it is neither created nor refused: a run moved to
-    another machine, or a read-only cache, still predicts (its frozen encoders run on the inputs)."""
+    can write to it, else None (the frozen encoders then run on the inputs). Encoding the manifest
+    has opened it already (:func:`~polymodal.data.cache.open_cache_dir`: created when missing, as
+    on a run moved to another machine; refused, named, when this user cannot write to it)."""
     root = cache_root(config.data.cache_dir)
     if root is None:
         return None

@@ -40,14 +40,21 @@ def skipped_frame(skipped: list[Skipped]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=["modality", "row", "where", "path", "reason"])
 
 
+def _kinds(skipped: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Which entries of ``skipped`` are rows with no modality present, and which inline values (a
+    table's or a text's cells); the others are files."""
+    whole = skipped["modality"].map(lambda m: not (isinstance(m, str) and m))
+    inline = skipped["path"].map(lambda path: not (isinstance(path, str) and path)) & ~whole
+    return whole, inline
+
+
 def count_skipped(skipped: pd.DataFrame, on_error: str, emptied: str = "left out") -> str:
     """What ``data.on_error`` did with the files and inline values (a table's or a text's cells) of
     ``skipped`` (a :func:`skipped_frame`), counted by kind: under ``skip`` they are skipped
     (``2 unreadable or missing file(s) skipped``); under ``missing`` they are read as missing
     (``3 unreadable value(s) read as missing``) and a row left with no modality present is
     ``emptied`` (what that did to it: see :func:`describe_skipped`)."""
-    whole = skipped["modality"].map(lambda m: not (isinstance(m, str) and m))  # rows with no modality present
-    inline = skipped["path"].map(lambda path: not (isinstance(path, str) and path)) & ~whole  # table or text cells
+    whole, inline = _kinds(skipped)
     files, values, rows = len(skipped) - int(inline.sum()) - int(whole.sum()), int(inline.sum()), int(whole.sum())
     counted = [f"{n} {what}" for n, what in ((files, "unreadable or missing file(s)"), (values, "unreadable value(s)"))
                if n]
@@ -68,8 +75,7 @@ def describe_skipped(skipped: pd.DataFrame, on_error: str, shown: int = 5, empti
             predicate of "a row ... is" and "they are" (an anomaly detector's predictions keep such
             a row, flagged: see :attr:`~polymodal.estimator.Estimator.emptied_rows_predicted`).
     """
-    whole = skipped["modality"].map(lambda m: not (isinstance(m, str) and m))  # rows with no modality present
-    inline = skipped["path"].map(lambda path: not (isinstance(path, str) and path)) & ~whole  # table or text cells
+    whole, inline = _kinds(skipped)
     files = len(skipped) - int(inline.sum()) - int(whole.sum())
     if whole.all():  # no file or value to speak of: the count says what happened to them
         effect = ""

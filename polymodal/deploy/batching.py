@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,7 +27,6 @@ class BatchStats:
     batches: int = 0
     requests: int = 0
     largest: int = 0
-    sizes: list[int] = field(default_factory=list, repr=False)
 
 
 class MicroBatcher:

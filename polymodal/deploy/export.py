@@ -145,8 +145,13 @@ def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
 
 def required_format(config: Any) -> int:
     """The oldest ``deploy.json`` format that holds this model (see ``runtime.FORMAT_VERSION``), so
-    that a runtime of that format still reads it: 3 for an anomaly detector, a video modality or a
-    pretrained tokenizer (which a runtime of format 2 would run without its truncation), else 2."""
+    that a runtime of that format still reads it: 4 for a table whose categories are normalised or
+    whose unreadable numbers read as missing (a runtime of format 3 would key 'Current ' apart from
+    'current', or refuse '>200'); 3 for an anomaly detector, a video modality or a pretrained
+    tokenizer (which a runtime of format 2 would run without its truncation); else 2."""
+    tables = [m for m in config.modalities.values() if m.kind == "tabular"]
+    if any(m.preprocess.normalize_categories != "none" for m in tables) or (tables and config.data.on_error == "missing"):
+        return 4
     later = any(m.kind == "video" or (m.kind == "text" and m.preprocess.tokenizer == "pretrained")
                 for m in config.modalities.values())
     return 3 if config.task == "anomaly" or later else 2

@@ -52,9 +52,10 @@ ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model
 # what deploy.json's layout and meaning are; an export of a later format is refused, not misread
 # (2: signal CSVs and channel selection, explain's default output shared with pred.explain;
 # 3: anomaly detectors, whose graph outputs one score per row, video modalities and pretrained
-# tokenizers; an export
-# records the oldest format that holds it: export.required_format)
-FORMAT_VERSION = 3
+# tokenizers; 4: tables whose categories are keyed after normalize_categories, or whose unreadable
+# numbers read as missing under the run's on_error; an export records the oldest format that
+# holds it: export.required_format)
+FORMAT_VERSION = 4
 Row = Mapping[str, Any]
 
 
@@ -195,8 +196,9 @@ class Runtime:
                  for note in self.features[name].notes(row[name])]
         absent = [name for name in self.untrained_absent if not self.present(name, row)]
         if absent:
+            unread = " or not readable" if any(given(row.get(name)) for name in absent) else ""
             notes.append(f"{'modality' if len(absent) == 1 else 'modalities'} {', '.join(map(repr, absent))} not "
-                         f"given, and this model never trained without {'it' if len(absent) == 1 else 'them'}: its "
+                         f"given{unread}, and this model never trained without {'it' if len(absent) == 1 else 'them'}: its "
                          "answer from the others may be far less accurate than with all of them (train with "
                          "train.modality_dropout for predictions from a subset)")
         return notes

@@ -65,3 +65,11 @@ def run_batches(module: torch.nn.Module, batches: Iterable[Any], forward: Callab
         for m, training in modes:
             m.training = training
     return [torch.cat(chunks) for chunks in zip(*parts, strict=True)]
+
+
+def exporting() -> bool:
+    """Whether ``torch.export`` is capturing the code running now (an ONNX export: data-dependent
+    shapes must then stay fixed); False on a torch before 2.6, which cannot say and whose ONNX
+    export traces instead."""
+    check = getattr(torch.compiler, "is_exporting", None)
+    return bool(check()) if check is not None else False

@@ -101,5 +101,7 @@ def test_null_removes_a_modality_for_a_single_modality_baseline():
     with pytest.raises(ConfigError, match=rf"--set modalities.{names[0]}x: null removes a modality, but the config has "
                                           rf"no modality '{names[0]}x' \(did you mean '{names[0]}'\?\); it has"):
         load_config(spec, overrides={f"modalities.{names[0]}x": None})
+    spec["train"]["modality_dropout"] = {n: 0.3 for n in names}  # per modality: the removed one's entry goes too
+    assert load_config(spec, overrides={f"modalities.{names[0]}": None}).train.modality_dropout == {names[1]: 0.3}
     with pytest.raises(ConfigError, match="modalities"):  # every one removed: the schema's own error
         load_config(spec, overrides={f"modalities.{n}": None for n in names})

@@ -32,18 +32,27 @@ def test_waiting_requests_share_a_run_up_to_max_batch(max_wait_ms):
     np.testing.assert_array_equal(np.stack(outs), [[2.0 * i, 2.0 * i] for i in range(10)])  # each its own row
 
 
-def test_a_lone_request_does_not_wait_for_company():
-    async def scenario():
-        batcher = MicroBatcher(double, max_batch=8, max_wait_ms=0.0)
-        batcher.start()
-        first = await batcher.submit({"x": np.ones((1, 2))})
-        second = await batcher.submit({"x": np.ones((1, 2))})
-        await batcher.stop()
-        return batcher.stats, first, second
+def test_a_request_runs_at_once_and_those_arriving_meanwhile_form_the_next_batch():
+    """No wait for company (max_wait_ms 0): the first request runs alone at once; two that arrive
+    while it runs wait for it, then share the next run."""
+    import time
 
-    stats, first, second = asyncio.run(scenario())
-    assert stats.batches == 2 and stats.largest == 1
-    np.testing.assert_array_equal(first, [2.0, 2.0])
+    def slow(feeds):
+        time.sleep(0.2)
+        return feeds["x"] * 2.0
+
+    async def scenario():
+        batcher = MicroBatcher(slow, max_batch=8, max_wait_ms=0.0)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2))}))
+        await asyncio.sleep(0.05)  # the first run has started, alone
+        later = [asyncio.ensure_future(batcher.submit({"x": np.zeros((1, 2))})) for _ in range(2)]
+        await asyncio.gather(first, *later)
+        await batcher.stop()
+        return batcher.stats
+
+    stats = asyncio.run(scenario())
+    assert stats.requests == 3 and stats.batches == 2 and stats.largest == 2  # alone, then the two together
 
 
 def test_max_wait_holds_a_batch_open_for_later_requests():

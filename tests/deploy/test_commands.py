@@ -418,8 +418,8 @@ def test_serving_a_runs_export_that_predates_on_error_warns_when_the_run_reads_b
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         commands.check_runs_export(run)  # the export records it: nothing to say
-    meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k != "on_error"}))
-    commands.check_runs_export(run)  # data.on_error: raise, as the export does: nothing to say either
+        meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k != "on_error"}))
+        commands.check_runs_export(run)  # data.on_error: raise, as the export does: nothing to say either
     config = run / "config.yaml"
     config.write_text(config.read_text().replace("on_error: raise", "on_error: missing"))
     with pytest.warns(UserWarning, match=r"predates exports recording data.on_error: it refuses a table's cell that is "

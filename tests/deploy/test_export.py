@@ -346,11 +346,12 @@ def test_a_graph_onnxruntime_cannot_run_is_an_export_error(late_run, tmp_path, m
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_graph_is_traced_while_torch_has_the_tracing_exporter(exported, onnx_exporters):
+def test_the_graph_is_traced_while_torch_has_the_tracing_exporter(trained, tmp_path, onnx_exporters):
     from polymodal.deploy.export import tracing_exporter
 
     assert tracing_exporter() is True  # torch 2.14 still has it (deprecated): 30-40 times faster than torch.export
-    assert exported[1].parity["graph_max_abs_diff"] <= 1e-4
+    report = export_run(trained[0], tmp_path / "export", rows=8)
+    assert onnx_exporters == [False] and report.parity["graph_max_abs_diff"] <= 1e-4
 
 
 def test_without_the_tracing_exporter_torch_export_captures_the_graph(trained, dataset, tmp_path, without_tracing,
@@ -486,3 +487,19 @@ def test_the_weights_record_the_fingerprint_the_loaded_model_has(trained):
     predictor, run = trained
     saved = saved_fingerprint(run / "model.safetensors")
     assert saved == predictor.model_fingerprint() == MultimodalPredictor.load(run).model_fingerprint()
+
+
+@pytest.mark.parametrize(("normalize", "on_error", "version"), [
+    ("none", "raise", 2), ("strip", "raise", 4), ("strip_lower", "skip", 4), ("none", "missing", 4)])
+def test_an_export_needs_format_4_when_its_table_reads_cells_as_a_runtime_of_format_3_would_not(normalize, on_error,
+                                                                                                version):
+    from polymodal.config import load_config
+    from polymodal.deploy.export import required_format
+
+    spec = {"task": "classification", "target": "y", "data": {"on_error": on_error},
+            "modalities": {"t": {"kind": "tabular", "columns": ["a"], "categorical": ["c"],
+                                 "preprocess": {"normalize_categories": normalize}},
+                           "n": {"kind": "text", "column": "note"}}}
+    assert required_format(load_config(spec)) == version
+    spec["modalities"].pop("t")
+    assert required_format(load_config(spec)) == 2  # no table: nothing format 4 adds

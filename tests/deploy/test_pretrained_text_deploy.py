@@ -43,10 +43,14 @@ def bert_export(tmp_path_factory, one_thread):
 
 
 def test_the_export_checks_the_tokenizer_and_the_bert_on_the_rows(bert_export):
-    _, _, report = bert_export
+    from polymodal.deploy.export import required_format
+
+    predictor, _, report = bert_export
     assert report.parity["runtime_rows"] == 48  # the row without text still has its number
     assert report.parity["runtime_max_abs_diff"] <= 1e-4 and report.parity["graph_max_abs_diff"] <= 1e-4
-    assert Runtime.load(bert_export[1]).meta["format_version"] == 3  # format 2 would run it without truncation
+    assert Runtime.load(bert_export[1]).meta["format_version"] == 4  # its table's categories are normalised
+    text_only = predictor.config.model_copy(update={"modalities": {"cap": predictor.config.modalities["cap"]}})
+    assert required_format(text_only) == 3  # format 2 would run the pretrained tokenizer without truncation
 
 
 @pytest.mark.parametrize("text", ["quite dark image", "The DARK image, very BRIGHT!!", "zzz qqq", "",

@@ -23,6 +23,7 @@ from polymodal.config.preprocess import TextPreprocess
 from polymodal.data.cells import cell_text
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import NotFittedError, SchemaMismatchError
+from polymodal.utils.device import exporting
 from polymodal.utils.io import model_files_digest
 from polymodal.utils.text import UNK_ID, cleaner, padded_ids, word_ids
 
@@ -167,7 +168,7 @@ class TextPreprocessor(Preprocessor):
 
     def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         lengths = arrays["length"].long()
-        if torch.compiler.is_exporting():  # an exported graph keeps max_tokens (the mask hides the padding):
+        if exporting():  # an exported graph keeps max_tokens (the mask hides the padding):
             longest = arrays["ids"].shape[1]  # the trimming below has a data-dependent length torch.export refuses
         else:  # padding past the batch's longest text is trimmed
             longest = max(int(lengths.max()) if lengths.numel() else 1, 1)

@@ -48,7 +48,7 @@ class TabularFeatures(Features):
     def holds(self, value: Mapping[str, Any]) -> bool:
         """Whether a table (given) holds a cell that is read: under ``on_error: missing``, one whose
         filled cells are all unreadable numbers is a missing modality, as in training."""
-        if self.on_error != "missing":
+        if self.on_error != "missing" or not isinstance(value, Mapping):  # not a table: decode says what is wrong
             return True
         return any(not blank(v) and (c not in self.numeric or self.unreadable(v) is None) for c, v in value.items())
 

@@ -15,6 +15,7 @@ from polymodal.config.video import FrameCnnConfig
 from polymodal.errors import EncoderSettingError
 from polymodal.models.encoders.base import Encoder, EncoderOutput, batch_norms_frozen_for_one_row
 from polymodal.models.registry import ENCODERS
+from polymodal.utils.device import exporting
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -100,7 +101,7 @@ class FrameEncoder(Encoder):
         frames, real = x.flatten(0, 1), mask.flatten()
         # exported (torch.export: no data-dependent branch or row selection), every frame is encoded
         # and the padding is masked below, as the traced graph of a clip of full length does
-        if torch.compiler.is_exporting() or bool(real.all()) or not bool(real.any()):
+        if exporting() or bool(real.all()) or not bool(real.any()):
             per_frame = self.frame_vectors(frames)
         else:  # the padding of shorter clips stays out of the frame encoder (and its batch norm statistics)
             rows = real.nonzero().squeeze(1)
