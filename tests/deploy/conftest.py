@@ -41,9 +41,9 @@ def onnx_exporters(monkeypatch) -> list[bool]:
 @pytest.fixture
 def without_tracing(monkeypatch) -> None:
     """As a torch that has removed the TorchScript-based ONNX exporter: torch.export captures graphs."""
-    from polymodal.deploy import export
+    from polymodal.deploy import writers
 
-    monkeypatch.setattr(export, "tracing_exporter", lambda: False)
+    monkeypatch.setattr(writers, "tracing_exporter", lambda: False)
 
 
 @pytest.fixture(scope="session")

@@ -347,7 +347,7 @@ def test_a_graph_onnxruntime_cannot_run_is_an_export_error(late_run, tmp_path, m
 
 
 def test_the_graph_is_traced_while_torch_has_the_tracing_exporter(trained, tmp_path, onnx_exporters):
-    from polymodal.deploy.export import tracing_exporter
+    from polymodal.deploy.writers import tracing_exporter
 
     assert tracing_exporter() is True  # torch 2.14 still has it (deprecated): 30-40 times faster than torch.export
     report = export_run(trained[0], tmp_path / "export", rows=8)

@@ -76,12 +76,12 @@ def video_export(clips, tmp_path_factory, one_thread):
 @pytest.mark.parametrize(("temporal", "sampling"), [("mean", "uniform"), ("transformer", "stride")])
 def test_every_temporal_model_exports_and_the_runtime_reads_the_clips_as_training(clips, tmp_path, temporal, sampling,
                                                                                    onnx_exporters, monkeypatch):
-    from polymodal.deploy import export
+    from polymodal.deploy import writers
 
     predictor = MultimodalPredictor.from_config(video_config(temporal, sampling)).fit(clips / "m.csv", clips / "m.csv",
                                                                                        out=tmp_path / "run")
     for traced in (True, False):  # this torch's tracing exporter, and torch.export as once it is removed
-        monkeypatch.setattr(export, "tracing_exporter", lambda traced=traced: traced)
+        monkeypatch.setattr(writers, "tracing_exporter", lambda traced=traced: traced)
         report = export_run(predictor, tmp_path / f"export_{traced}", data=clips / "m.csv")
         assert report.parity["runtime_rows"] == 16 and report.parity["runtime_max_abs_diff"] <= 1e-4
         assert report.parity["graph_max_abs_diff"] <= 1e-4

@@ -20,7 +20,7 @@ import polymodal.models  # noqa: F401 - fills the registries
 from polymodal.config import load_config
 from polymodal.config.base import validate
 from polymodal.config.model import AnyFusion, MlpHeadConfig
-from polymodal.deploy.export import OPSET
+from polymodal.deploy.writers import OPSET
 from polymodal.errors import ConfigError
 from polymodal.models.encoders.base import EncoderOutput
 from polymodal.models.fusion.base import FusedOutput, Fusion

@@ -1,4 +1,5 @@
-"""``polymodal.utils.progress``: a bar where someone watches stderr, nothing anywhere else."""
+"""``polymodal.utils.progress``: a bar where someone watches stderr; elsewhere a line now and
+then for long work, nothing for short work."""
 
 from __future__ import annotations
 
@@ -22,6 +23,19 @@ def test_a_bar_on_a_non_terminal_prints_nothing(capsys, monkeypatch):
     run_bar()
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+def test_long_work_on_a_non_terminal_says_how_far_it_got_in_lines(capsys, monkeypatch):
+    """A log or nohup output of minutes of encoding is not left silent: a plain line per LOG_EVERY."""
+    from polymodal.utils import progress
+
+    not_a_terminal(monkeypatch)
+    clock = iter(range(0, 10_000, 10))  # each reading of the clock 10 s after the last
+    monkeypatch.setattr(progress.time, "monotonic", lambda: float(next(clock)))
+    run_bar(total=300)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 100  # every third advance is 30 s after the last line
+    assert lines[0] == "encoding image: 3/300 (1%), 30 s" and lines[-1] == "encoding image: 300/300 (100%), 3000 s"
 
 
 def test_a_bar_on_a_terminal_draws_on_stderr(capsys, monkeypatch):
