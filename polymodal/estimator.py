@@ -46,7 +46,8 @@ from polymodal.data.skipped import describe_skipped, require_rows, skipped_by_sp
 from polymodal.data.targets import TargetEncoder
 from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
 from polymodal.resume import clear_run, drop_replaced_run, held_run, manifest_paths
-from polymodal.run_files import SKIPPED_FILE
+from polymodal.run_files import SCORES_FILE, SKIPPED_FILE
+from polymodal.runfolder import Scored
 from polymodal.training.devices import world_size
 from polymodal.utils.device import default_device, default_workers, run_batches
 from polymodal.utils.io import check_folder_path
@@ -114,6 +115,11 @@ class Estimator:
         self._skips_warned = True
         self._gaps_said: set[str] = set()  # the untrained-gap warnings given (see _warn_untrained_gaps)
         self._fitted_settings: dict[str, Any] | None = None  # the model's config sections when it was fitted / loaded
+        # (scores, labels) the run keeps in scores.npz, to choose a threshold from again without the rows: an anomaly
+        # detector's scores, a two-class classifier's positive-class probabilities (None: not kept, or other tasks)
+        self.valid_scores: Scored | None = None  # of the last fit's validation rows
+        self.test_scores: Scored | None = None  # of the last fit's test rows
+        self.eval_scores: Scored | None = None  # of the latest evaluate's rows (or the fit's test)
 
     def _save_folder(self, path: str | os.PathLike, overwrite: bool) -> Path:
         """``path`` ready for :meth:`save`: a folder holding another run (not this model's own) is
@@ -206,15 +212,17 @@ class Estimator:
         raise NotImplementedError
 
     def model_fingerprint(self) -> str:
-        """A hash of what the fitted model's outputs depend on: its network's weights and buffers
-        and its preprocessing (the same for a fitted model and for it loaded from its run folder;
-        another one after training further). Batch predictions resume, and an export is served,
-        only for the model they were made with."""
+        """A hash of what the fitted model's outputs depend on: its network's weights and buffers,
+        its preprocessing and a classifier's decision threshold (the same for a fitted model and for
+        it loaded from its run folder; another one after training further). Batch predictions
+        resume, and an export is served, only for the model they were made with."""
         from polymodal.models.weights import state_digest
 
         pipeline, net = self.require_fitted()
+        threshold = getattr(pipeline.targets, "threshold", None)  # an anomaly detector's lives in its network
         return state_digest(net, "".join(f"{name}:{prep.fingerprint()};"
-                                         for name, prep in sorted(pipeline.preprocessors.items())))
+                                         for name, prep in sorted(pipeline.preprocessors.items()))
+                            + ("" if threshold is None else f"decision.threshold:{threshold!r};"))
 
     def raw_outputs(self, table: EncodedTable) -> np.ndarray:
         """:meth:`output_network`'s outputs (N, K) for an encoded table."""
@@ -504,6 +512,7 @@ class Estimator:
         save_assets(self.config, model.encoders, run)  # what pretrained encoders need besides their weights
         runfolder.write_model(run, self.config, model, pipeline, fingerprint=self.model_fingerprint())
         runfolder.write_diagnostics(run, self.diagnostics)
+        runfolder.write_scores(run / SCORES_FILE, {"valid": self.valid_scores, "test": self.test_scores})
         self._write_report(run, model)
         runfolder.write_results(run, self.metrics, self.info, self.history, self.last_skipped)
         drop_replaced_run(run)  # saved whole: the run an --overwrite fit set aside goes
@@ -531,6 +540,8 @@ class Estimator:
         estimator.metrics, estimator.info, estimator.history = results.metrics, results.info, results.history
         estimator.last_skipped = results.skipped
         estimator.diagnostics = runfolder.read_diagnostics(run)
+        scores = runfolder.read_scores(run)
+        estimator.valid_scores, estimator.test_scores = scores.get("valid"), scores.get("test")
         return estimator, run
 
 

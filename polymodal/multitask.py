@@ -69,7 +69,7 @@ def multitask_metrics(targets: MultiTargetEncoder, outputs: np.ndarray, target: 
             continue
         if enc.task == "classification":
             part = task_metrics("classification", out, tgt[:, 0].round().astype(np.int64), enc.n_outputs,
-                                classes=enc.classes)
+                                classes=enc.classes, threshold=enc.threshold)
         elif enc.task == "regression":
             part = task_metrics("regression", enc.decode_values(out), enc.decode_values(tgt), names=enc.columns)
         else:
@@ -86,7 +86,7 @@ def task_frame(encoder: Any, outputs: np.ndarray, index: pd.Index, prefix: str =
         return pd.DataFrame(encoder.decode_values(outputs), index=index,
                             columns=[f"{prefix}pred_{c}" for c in encoder.columns])
     proba = probabilities(encoder.task, outputs)
-    chosen = decisions(encoder.task, proba)
+    chosen = decisions(encoder.task, proba, encoder.threshold)
     if encoder.task == "multilabel":
         names = list(encoder.columns)
         frame = pd.DataFrame(chosen, index=index, columns=[f"{prefix}pred_{c}" for c in names])

@@ -34,6 +34,7 @@ from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import stratified_holdout
+from polymodal.decision import binary_scores, check_two_classes, settle_threshold
 from polymodal.errors import ConfigError, NotFittedError, SchemaMismatchError
 from polymodal.estimator import EXPLAIN, EXPORT, PREDICT, ROBUSTNESS, SUBSETS, Estimator
 from polymodal.fewshot import use_support
@@ -180,6 +181,8 @@ class MultimodalPredictor(Estimator):
         )
         monitor, mode = monitored(cfg.task, cfg.train.early_stopping)
         self._check_monitor(monitor, valid_y)
+        if cfg.task == "classification":
+            check_two_classes(cfg, self.pipeline.targets)  # decision.threshold: before the epochs
         run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite), fresh=True)  # the first write
         result = fit_module(
             module,
@@ -194,14 +197,21 @@ class MultimodalPredictor(Estimator):
             self.info = {"rank": result.rank}
             return self
         self.history = result.history
+        valid_outputs = self.raw_outputs(valid_table)
+        self.valid_scores = self.test_scores = self.eval_scores = None
+        if cfg.task == "classification" and cfg.protonet is None:  # a two-class model: chosen from, now or later
+            self.valid_scores = binary_scores(self.pipeline.targets, valid_outputs, valid_y)
+        decided = settle_threshold(self, self.valid_scores) if cfg.task == "classification" else {}
         self.info = self._fit_info(train_table, valid_table, net, {"train": train, "valid": valid, "test": test},
                                    train_seconds=result.seconds, preprocess_seconds=prep_seconds,
                                    best_epoch=result.best_epoch, **{f"best_val_{monitor}": result.best_score},
-                                   epochs_run=len(result.history), **transfer.info)
-        self.metrics = {"valid": self._score(self.raw_outputs(valid_table), valid_y)}
+                                   epochs_run=len(result.history), **transfer.info, **decided)
+        self.metrics = {"valid": self._score(valid_outputs, valid_y)}
         if cfg.task == "retrieval":
             warn_if_collapsed(self.metrics["valid"], cfg.align, epochs=len(result.history))
         self._finish_fit(test_m, run_dir)
+        if test_m is not None:
+            self.test_scores = self.eval_scores
         from polymodal.evaluation.diagnostics import diagnose_after_fit  # the evaluation layer sits above
 
         self.diagnostics = diagnose_after_fit(self, test_m if test_m is not None else valid_m,
@@ -262,7 +272,8 @@ class MultimodalPredictor(Estimator):
             return task_metrics("regression", targets.decode_values(outputs), targets.decode_values(target),
                                 names=self.config.targets)
         if self.config.task == "classification":
-            return task_metrics("classification", outputs, target, targets.n_outputs, classes=targets.classes)
+            return task_metrics("classification", outputs, target, targets.n_outputs, classes=targets.classes,
+                                threshold=targets.threshold)
         return task_metrics(self.config.task, outputs, target, names=self.config.targets)
 
     def _check_monitor(self, monitor: str, valid_y: np.ndarray) -> None:
@@ -324,6 +335,8 @@ class MultimodalPredictor(Estimator):
             targets = self.pipeline.encode_targets(manifest, table, scorable=True)
             outputs = self.raw_outputs(self.network_table(manifest, table))
             scores = self._score(outputs, targets)  # inside: a support set's classes score the outputs
+            if support is None and modalities is None and self.config.task == "classification":
+                self.eval_scores = binary_scores(self.pipeline.targets, outputs, targets)
             if by is not None:
                 scores["by"] = {by: {value: self._score(outputs[rows], targets[rows])
                                      for value, rows in manifest.groups(by, table.rows).items()}}
@@ -359,7 +372,7 @@ class MultimodalPredictor(Estimator):
                 values = self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, outputs))
             return values[:, 0] if isinstance(self.config.target, str) else values
         proba = self.predict_proba(data, modalities, support=support)
-        chosen = decisions(self.config.task, proba.to_numpy())
+        chosen = decisions(self.config.task, proba.to_numpy(), self.pipeline.targets.threshold)
         return chosen if self.config.task == "multilabel" else np.asarray(proba.columns)[chosen]
 
     def predict_frame(self, data: DataSource, modalities: Iterable[str] | None = None, *,
@@ -434,6 +447,31 @@ class MultimodalPredictor(Estimator):
         from polymodal.retrieval.zero_shot import zero_shot
 
         return zero_shot(self, data, modality, classes, text_modality, template)
+
+    def set_threshold(self, threshold: float | str | None, *, metric: str | None = None,
+                      min_sensitivity: float | None = None, min_specificity: float | None = None) -> dict[str, Any]:
+        """Set a two-class classifier's decision threshold without retraining, as
+        ``decision.threshold`` does at fit time (see :mod:`polymodal.config.decision`): a
+        probability of the positive (second) class to call it from, ``"auto"`` to choose it on the
+        last fit's validation rows (by ``metric``, or keeping ``min_sensitivity`` /
+        ``min_specificity``), or None for the more probable class. The config's ``decision``
+        records it, the validation and test metrics follow it; ``save`` writes it (an export
+        made before keeps the old one until it is made again).
+
+        Returns:
+            ``old`` and ``new`` threshold (None: the more probable class), the ``criterion`` it was
+            chosen by (None when given), and the ``valid`` sensitivity, specificity and accuracy
+            at the new one (None when the run kept no validation metrics).
+
+        Raises:
+            SchemaMismatchError: the model is not a two-class classifier.
+            ConfigError: a threshold outside (0, 1), an unknown metric, both ``min_`` rates.
+            RunFolderError: ``"auto"`` for a run saved before its validation probabilities were kept.
+        """
+        from polymodal.decision import set_threshold
+
+        return set_threshold(self, threshold, metric=metric, min_sensitivity=min_sensitivity,
+                             min_specificity=min_specificity)
 
     # -- persistence --------------------------------------------------------------------------
     def _write_report(self, run: Path, model: torch.nn.Module) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -31,10 +32,13 @@ from polymodal.run_files import (
     MODEL_FINGERPRINT_KEY,
     PREPROCESSORS_DIR,
     REPLACED_DIR,
+    SCORES_FILE,
     SKIPPED_FILE,
 )
 from polymodal.utils.io import atomic_write, atomic_write_json, check_folder_path, folder_digest
 from polymodal.utils.suggest import did_you_mean
+
+Scored = tuple[np.ndarray, np.ndarray]  # (N,) scores and their (N,) labels (classifier: 0/1; anomaly: 0 normal, 1 anomaly, -1 none)
 
 
 def check_run(path: str | os.PathLike) -> Path:
@@ -360,3 +364,38 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
         frame = frame.sort_values(ranked, ascending=direction(ranked.split("_", 1)[1]) == "min",
                                   na_position="last", kind="stable")
     return frame.reset_index(drop=True)
+
+
+def write_scores(path: Path, kept: dict[str, Scored | None]) -> None:
+    """The scores and labels of each split ``kept`` into ``path`` (``.npz``, numpy arrays only): an
+    anomaly detector's anomaly scores, a two-class classifier's positive-class probabilities, from
+    which a threshold is chosen again without the rows; a stale file goes when there are none (a
+    run loaded from a folder saved before they were kept)."""
+    arrays = {f"{split}_{part}": np.asarray(values, dtype)
+              for split, pair in kept.items() if pair is not None
+              for part, values, dtype in (("scores", pair[0], np.float64), ("labels", pair[1], np.int64))}
+    if not arrays:
+        path.unlink(missing_ok=True)
+        return
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a handle: np.savez would add .npz to the temporary name
+            np.savez(handle, **arrays)
+
+    atomic_write(path, write)
+
+
+def read_scores(run: Path) -> dict[str, Scored]:
+    """What :func:`write_scores` wrote into ``run``, by split; empty when the run has none."""
+    if not (run / SCORES_FILE).is_file():
+        return {}
+    with reading(run, SCORES_FILE), np.load(run / SCORES_FILE, allow_pickle=False) as stored:
+        out = {}
+        for split in ("valid", "test"):
+            if f"{split}_scores" in stored.files:
+                scores, labels = stored[f"{split}_scores"], stored[f"{split}_labels"]
+                if scores.ndim != 1 or scores.shape != labels.shape:
+                    raise ValueError(f"{split}: {scores.shape[0] if scores.ndim else 0} scores for "
+                                     f"{labels.shape[0] if labels.ndim else 0} labels")
+                out[split] = (scores, labels)
+        return out

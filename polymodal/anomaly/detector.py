@@ -30,7 +30,7 @@ from polymodal import runfolder
 from polymodal.anomaly.model import AnomalyModel, ScoreNetwork, build_anomaly_net
 from polymodal.anomaly.scorers import OPTIONAL_STATE, build_scorer
 from polymodal.anomaly.targets import AnomalyTargets, training_rows
-from polymodal.anomaly.threshold import read_scores, rethreshold, warn_coarse_rate, write_scores
+from polymodal.anomaly.threshold import rethreshold, warn_coarse_rate
 from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
 from polymodal.config.anomaly import AnomalyConfig, anomaly_settings
@@ -47,7 +47,7 @@ from polymodal.errors import (
 from polymodal.estimator import EMBEDDINGS, PROBABILITIES, ROBUSTNESS, Estimator
 from polymodal.metrics.anomaly import anomaly_metrics, flags, threshold_at_fpr, undefined_note
 from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, start_run
-from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR, SCORES_FILE
+from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR
 from polymodal.training.devices import across_ranks
 from polymodal.training.process_state import kept_process_state
 from polymodal.utils.scores import coalition_values, held_masks
@@ -108,9 +108,6 @@ class AnomalyDetector(Estimator):
         if config.task != "anomaly":
             raise SchemaMismatchError(f"AnomalyDetector needs a config with task 'anomaly'; got '{config.task}'")
         self.model: AnomalyModel | None = None
-        self.valid_scores: tuple[np.ndarray, np.ndarray] | None = None
-        self.test_scores: tuple[np.ndarray, np.ndarray] | None = None
-        self.eval_scores: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def settings(self) -> AnomalyConfig:
@@ -488,12 +485,10 @@ class AnomalyDetector(Estimator):
 
     # -- persistence --------------------------------------------------------------------------
     def _write_report(self, run: Path, model: AnomalyModel) -> None:
-        """``scores.npz`` (the validation and test scores and labels, numpy arrays only), then
-        ``report.html``: the metrics, per-label AUROC and the score distributions."""
+        """``report.html``: the metrics, per-label AUROC and the score distributions."""
         from polymodal.anomaly.report import anomaly_sections  # the report sits a layer above
         from polymodal.evaluation.report import write_report
 
-        write_scores(run / SCORES_FILE, {"valid": self.valid_scores, "test": self.test_scores})
         scored = {split: pair for split, pair in (("valid", self.valid_scores), ("test", self.test_scores))
                   if pair is not None}
         write_report(self, run, model, anomaly_sections(self.metrics, float(model.scorer.threshold), scored,
@@ -509,6 +504,4 @@ class AnomalyDetector(Estimator):
         model = detector._build_model(detector.pipeline, restore=True)
         runfolder.load_weights(model, run, optional=OPTIONAL_STATE)
         detector.model = model.eval()
-        scores = read_scores(run)
-        detector.valid_scores, detector.test_scores = scores.get("valid"), scores.get("test")
         return detector

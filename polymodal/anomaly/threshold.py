@@ -1,30 +1,27 @@
-"""The flag threshold of a fitted detector and the scores it is chosen from: setting it again
-without retraining (:func:`rethreshold`, ``AnomalyDetector.set_threshold``, ``polymodal
-threshold``), the warning on a false-positive rate finer than the validation rows allow, and the
-run folder's ``scores.npz`` (the validation and test rows' scores and labels, numpy arrays only).
+"""The flag threshold of a fitted detector: setting it again without retraining
+(:func:`rethreshold`, ``AnomalyDetector.set_threshold``, ``polymodal threshold``) from the scores
+the run keeps (``scores.npz``: :func:`polymodal.runfolder.write_scores`), and the warning on a
+false-positive rate finer than the validation rows allow.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from polymodal import runfolder
 from polymodal.config.anomaly import AnomalyConfig
 from polymodal.config.fitted import model_settings
 from polymodal.errors import OptionError, RunFolderError
 from polymodal.metrics.anomaly import anomaly_metrics, threshold_at_fpr
 from polymodal.run_files import SCORES_FILE
-from polymodal.utils.io import atomic_write
+from polymodal.runfolder import Scored
 from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
     from polymodal.anomaly.detector import AnomalyDetector
 
-Scored = tuple[np.ndarray, np.ndarray]  # (N,) scores and their (N,) labels: 0 normal, 1 anomaly, -1 none
 
 
 def warn_coarse_rate(fpr: float, normal_scores: np.ndarray) -> None:
@@ -101,36 +98,3 @@ def _flag_rates_at(threshold: float, metrics: dict[str, Any], kept: dict[str, Sc
         known = y >= 0
         scores_of.update({key: anomaly_metrics(scores[known], y[known], threshold)[key]
                           for key in ("flag_fpr", "flag_tpr")})
-
-
-def write_scores(path: Path, kept: dict[str, Scored | None]) -> None:
-    """The scores and labels of each split ``kept`` into ``path`` (``.npz``); a stale file goes
-    when there are none (a run loaded from a folder saved before they were kept)."""
-    arrays = {f"{split}_{part}": np.asarray(values, dtype)
-              for split, pair in kept.items() if pair is not None
-              for part, values, dtype in (("scores", pair[0], np.float64), ("labels", pair[1], np.int64))}
-    if not arrays:
-        path.unlink(missing_ok=True)
-        return
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:  # a handle: np.savez would add .npz to the temporary name
-            np.savez(handle, **arrays)
-
-    atomic_write(path, write)
-
-
-def read_scores(run: Path) -> dict[str, Scored]:
-    """What :func:`write_scores` wrote into ``run``, by split; empty when the run has none."""
-    if not (run / SCORES_FILE).is_file():
-        return {}
-    with runfolder.reading(run, SCORES_FILE), np.load(run / SCORES_FILE, allow_pickle=False) as stored:
-        out = {}
-        for split in ("valid", "test"):
-            if f"{split}_scores" in stored.files:
-                scores, labels = stored[f"{split}_scores"], stored[f"{split}_labels"]
-                if scores.ndim != 1 or scores.shape != labels.shape:
-                    raise ValueError(f"{split}: {scores.shape[0] if scores.ndim else 0} scores for "
-                                     f"{labels.shape[0] if labels.ndim else 0} labels")
-                out[split] = (scores, labels)
-        return out

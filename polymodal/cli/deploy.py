@@ -137,7 +137,7 @@ def check_runs_export(run: Path) -> None:
         current = MultimodalPredictor.load(run).model_fingerprint()
     if recorded != current:
         raise ExportError(f"{folder} was exported from another model than {run}'s (the run was trained "
-                          f"again, or its anomaly threshold set, since): export it again with 'polymodal export {run}' (with --data and "
+                          f"again, or its decision or anomaly threshold set, since): export it again with 'polymodal export {run}' (with --data and "
                           "--quantize as before), or serve the export folder itself to serve the older model")
 
 

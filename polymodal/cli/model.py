@@ -1,5 +1,5 @@
 """The commands over one model: ``train``, ``evaluate``, ``explain``, ``predict``, ``threshold`` (an
-anomaly run's flag threshold), ``demo`` and ``tune`` (thin layers over
+anomaly run's flag threshold, a two-class classifier's decision threshold), ``demo`` and ``tune`` (thin layers over
 :class:`~polymodal.predictor.MultimodalPredictor`), and ``compare`` over several runs."""
 
 from __future__ import annotations
@@ -81,6 +81,12 @@ def train(
                       + f"), named above; full list: {out / SKIPPED_FILE}")
     for split, scores in predictor.metrics.items():
         print_metrics(scores, f"{split} metrics")
+    chosen = predictor.info.get("decision")
+    if chosen:  # decision.threshold: auto
+        console.print(f"decision threshold {format_value(chosen['threshold'])}, chosen by {chosen['criterion']} on "
+                      f"{chosen['rows']} validation rows ({chosen['positives']} positive; sensitivity "
+                      f"{format_value(chosen['sensitivity'])}, specificity {format_value(chosen['specificity'])})",
+                      highlight=False)
     report = out / REPORT_FILE
     console.print(f"run written to [bold]{out}[/]" + (f" (report: {report})" if report.is_file() else ""))
 
@@ -335,20 +341,38 @@ def predict(
 
 def threshold(
     run: RunArg,
-    fpr: Annotated[float | None, typer.Option("--fpr", help="Flag this false-positive rate of the run's validation "
-                                              "normal rows (between 0 and 1).")] = None,
-    score: Annotated[float | None, typer.Option("--score", help="Flag rows scoring above this.")] = None,
+    fpr: Annotated[float | None, typer.Option("--fpr", help="Anomaly run: flag this false-positive rate of its "
+                                              "validation normal rows (between 0 and 1).")] = None,
+    score: Annotated[float | None, typer.Option("--score", help="Anomaly run: flag rows scoring above this. "
+                                                "Two-class classifier: call the positive (second) class from "
+                                                "this probability of it.")] = None,
+    metric: Annotated[str | None, typer.Option("--metric", help="Two-class classifier: the threshold that "
+                                               "maximises balanced_accuracy, f1, mcc or accuracy on its "
+                                               "validation rows.")] = None,
+    min_sensitivity: Annotated[float | None, typer.Option("--min-sensitivity", help="Two-class classifier: the "
+                                                          "highest threshold keeping this validation sensitivity "
+                                                          "(the best specificity there).")] = None,
+    min_specificity: Annotated[float | None, typer.Option("--min-specificity", help="Two-class classifier: the "
+                                                          "lowest threshold keeping this validation specificity "
+                                                          "(the best sensitivity there).")] = None,
+    reset: Annotated[bool, typer.Option("--reset", help="Two-class classifier: no threshold, the more probable "
+                                        "class.")] = False,
 ) -> None:
-    """Set an anomaly run's flag threshold without retraining: at a false-positive rate on its
-    validation normal rows (--fpr) or at a score (--score). The run folder is rewritten (its
-    config records the new anomaly.target_fpr or anomaly.threshold); an export of it still flags at
-    the old threshold until it is made again (polymodal export RUN)."""
+    """Set a run's decision threshold without retraining. An anomaly run flags at a false-positive
+    rate on its validation normal rows (--fpr) or at a score (--score); a two-class classifier calls
+    its positive (second) class from a probability (--score), a threshold chosen on its validation
+    rows (--metric, --min-sensitivity, --min-specificity) or by the more probable class (--reset).
+    The run folder is rewritten (its config records the new anomaly or decision settings); an
+    export of it keeps the old threshold until it is made again (polymodal export RUN)."""
     from polymodal.errors import OptionError, RunFolderError, SchemaMismatchError
     from polymodal.runfolder import check_run
     from polymodal.utils.io import exclusive_lock
 
-    if (fpr is None) == (score is None):
-        raise OptionError([f"give --fpr F or --score S ({'not both' if fpr is not None else 'one of them'})"])
+    given = {"--fpr": fpr, "--score": score, "--metric": metric, "--min-sensitivity": min_sensitivity,
+             "--min-specificity": min_specificity, "--reset": reset or None}
+    chosen = [option for option, value in given.items() if value is not None]
+    if len(chosen) != 1:
+        raise OptionError([f"give one of {', '.join(given)} ({'not both: got ' + ' and '.join(chosen) if chosen else 'none given'})"])
     if fpr is not None and not 0 < fpr < 1:
         raise OptionError([f"--fpr: a false-positive rate between 0 and 1 (both excluded); got {fpr}"])
 
@@ -357,23 +381,52 @@ def threshold(
 
     check_run(run)  # no lock file beside a path that is no run
     with exclusive_lock(run, busy):  # no fit into the run meanwhile
-        detector = load_run(run)
-        if detector.config.task != "anomaly":
-            raise SchemaMismatchError(f"polymodal threshold sets an anomaly run's flag threshold; {run} is a task "
-                                      f"'{detector.config.task}' run")
-        change = detector.set_threshold(fpr=fpr, score=score)
-        detector.save(run)
-    console.print(f"threshold: {format_value(change['old'])} -> {format_value(change['new'])}", highlight=False)
-    if change["valid_fpr"] is None:
-        console.print("validation FPR: unknown (the run keeps no validation scores)", highlight=False)
-    else:
-        flagged = round(change["valid_fpr"] * change["valid_normals"])
-        console.print(f"validation FPR: {format_value(change['valid_fpr'])} ({flagged} of {change['valid_normals']} "
-                      "validation normal rows above it)", highlight=False)
+        predictor = load_run(run)
+        task = predictor.config.task
+        if task == "anomaly" and chosen[0] not in ("--fpr", "--score"):
+            raise OptionError([f"{chosen[0]} sets a two-class classifier's threshold; {run} is an anomaly run: give "
+                               "--fpr or --score"])
+        if task == "classification" and fpr is not None:
+            raise OptionError([f"--fpr is an anomaly run's; {run} is a classifier: --min-specificity {1 - fpr:g} keeps "
+                               f"its validation false-positive rate at most {fpr:g}"])
+        if task == "anomaly":
+            change = predictor.set_threshold(fpr=fpr, score=score)
+        elif task == "classification":
+            change = predictor.set_threshold("auto" if metric or min_sensitivity or min_specificity else score,
+                                             metric=metric, min_sensitivity=min_sensitivity,
+                                             min_specificity=min_specificity)
+        else:
+            raise SchemaMismatchError(f"polymodal threshold sets an anomaly run's flag threshold or a two-class "
+                                      f"classifier's decision threshold; {run} is a task '{task}' run")
+        predictor.save(run)
+    _print_threshold_change(run, task, change)
+
+
+def _print_threshold_change(run: Path, task: str, change: dict[str, Any]) -> None:
+    """What ``polymodal threshold`` changed, and what the validation rows say at the new threshold."""
+    def shown(value: float | None) -> str:
+        return "the more probable class" if value is None else format_value(value)
+
+    console.print(f"threshold: {shown(change['old'])} -> {shown(change['new'])}"
+                  + (f" (chosen by {change['criterion']} on the validation rows)" if change.get("criterion") else ""),
+                  highlight=False)
+    if task == "anomaly":
+        if change["valid_fpr"] is None:
+            console.print("validation FPR: unknown (the run keeps no validation scores)", highlight=False)
+        else:
+            flagged = round(change["valid_fpr"] * change["valid_normals"])
+            console.print(f"validation FPR: {format_value(change['valid_fpr'])} ({flagged} of "
+                          f"{change['valid_normals']} validation normal rows above it)", highlight=False)
+    elif change["valid"] is not None:
+        rates = change["valid"]
+        console.print(f"validation ({rates['rows']} rows): sensitivity {format_value(rates['sensitivity'])}, "
+                      f"specificity {format_value(rates['specificity'])}, accuracy {format_value(rates['accuracy'])}",
+                      highlight=False)
     console.print(f"run updated: {run}", highlight=False)
-    if (run / EXPORT_DIR).is_dir():  # exported before: its graph holds the old threshold
-        print_warning(f"{run / EXPORT_DIR} still flags at the old threshold {format_value(change['old'])}: export "
-                      f"the run again ('polymodal export {run}') before serving it")
+    if (run / EXPORT_DIR).is_dir():  # exported before: its deploy.json or graph holds the old threshold
+        verb = "flags" if task == "anomaly" else "decides"
+        print_warning(f"{run / EXPORT_DIR} still {verb} at the old threshold {shown(change['old'])}: export the run "
+                      f"again ('polymodal export {run}') before serving it")
 
 
 def demo(

@@ -1,12 +1,13 @@
 """The configuration schema (pydantic v2): YAML in, validated objects out.
 
 Sections: ``task`` / ``target``, ``modalities`` (kind, column(s), preprocess, encoder),
-``fusion``, ``head``, ``loss``, ``tasks`` (further targets), ``align``, ``transfer``,
+``fusion``, ``head``, ``loss``, ``decision``, ``tasks`` (further targets), ``align``, ``transfer``,
 ``anomaly``, ``train``, ``data``, ``report`` and ``tune``; one module per section. An unknown key, a wrong type or an out-of-range value is a
 :class:`~polymodal.errors.ConfigError` naming the full key path, what is allowed and what was given.
 """
 
 from polymodal.config.align import *  # noqa: F401,F403
+from polymodal.config.decision import *  # noqa: F401,F403
 from polymodal.config.encoders import *  # noqa: F401,F403 - the component configs are part of the API
 from polymodal.config.modalities import *  # noqa: F401,F403
 from polymodal.config.model import *  # noqa: F401,F403

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationInfo, model_validator
 from polymodal.config.align import AnyAlign, check_align
 from polymodal.config.anomaly import AnomalyConfig, check_anomaly
 from polymodal.config.base import StrictModel, validate
+from polymodal.config.decision import DecisionConfig, check_decision
 from polymodal.config.finetune import check_feature_cache
 from polymodal.config.modalities import AnyModality, modality_columns
 from polymodal.config.model import (
@@ -63,6 +64,7 @@ class Config(StrictModel):
     tasks: dict[str, TaskSpec] | None = None
     transfer: AnyTransfer | Annotated[list[AnyTransfer], Field(min_length=1)] | None = None
     loss: LossConfig = Field(default_factory=LossConfig)
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)  # a two-class classifier's operating point
     train: TrainConfig = Field(default_factory=TrainConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
@@ -190,6 +192,11 @@ class Config(StrictModel):
     @model_validator(mode="after")
     def _check_anomaly(self) -> Config:
         check_anomaly(self)  # see polymodal.config.anomaly
+        return self
+
+    @model_validator(mode="after")
+    def _check_decision(self) -> Config:
+        check_decision(self)  # see polymodal.config.decision
         return self
 
     @model_validator(mode="after")

@@ -78,6 +78,15 @@ class MultiTargetEncoder:
     def classes(self) -> list[Any] | None:
         return self.main.classes
 
+    @property
+    def threshold(self) -> float | None:
+        """The main task's decision threshold (``decision.threshold``; further tasks take none)."""
+        return self.main.threshold
+
+    @threshold.setter
+    def threshold(self, value: float | None) -> None:
+        self.main.threshold = value
+
     def decode_values(self, outputs: np.ndarray) -> np.ndarray:
         return self.main.decode_values(outputs)
 

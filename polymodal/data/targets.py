@@ -152,6 +152,8 @@ class TargetEncoder:
     Attributes:
         fitted_on: what the classes were fitted on, as a label it did not see is reported
             (``training``; a few-shot support set's encoder: ``the support set <name>``).
+        threshold: a two-class classifier's decision threshold on the second class's probability
+            (``decision.threshold``, as a number once chosen); None: the more probable class.
     """
 
     def __init__(self, task: str, columns: list[str], fitted_on: str = "training"):
@@ -159,6 +161,7 @@ class TargetEncoder:
         self.columns = columns
         self.fitted_on = fitted_on
         self.classes: list[Any] | None = None
+        self.threshold: float | None = None
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
 
@@ -251,23 +254,29 @@ class TargetEncoder:
             message += f"; {len(others)} more rows hold unseen labels: {shown}{' ...' if len(others) > 4 else ''}"
         return f"{message}; known labels: {self.classes}"
 
+    def main_targets(self, encoded: np.ndarray) -> np.ndarray:
+        """The main task's encoded targets: all of them (a multi-task encoder picks its main task's)."""
+        return encoded
+
     def decode_values(self, outputs: np.ndarray) -> np.ndarray:
         """Regression outputs back on the original scale."""
         return outputs * self.std + self.mean
 
     def get_state(self) -> dict[str, Any]:
-        return {
+        state = {
             "task": self.task,
             "columns": self.columns,
             "classes": self.classes,
             "mean": None if self.mean is None else self.mean.tolist(),
             "std": None if self.std is None else self.std.tolist(),
         }
+        return state if self.threshold is None else {**state, "threshold": self.threshold}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> TargetEncoder:
         encoder = cls(state["task"], list(state["columns"]))
         encoder.classes = state.get("classes")
+        encoder.threshold = state.get("threshold")
         if state.get("mean") is not None:
             encoder.mean = np.asarray(state["mean"], np.float32)
             encoder.std = np.asarray(state["std"], np.float32)

@@ -138,10 +138,13 @@ def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
 
 def required_format(config: Any) -> int:
     """The oldest ``deploy.json`` format that holds this model (see ``runtime.FORMAT_VERSION``), so
-    that a runtime of that format still reads it: 4 for a table whose categories are normalised or
+    that a runtime of that format still reads it: 5 for a two-class classifier with a decision
+    threshold (a runtime of format 4 would call the more probable class); 4 for a table whose categories are normalised or
     whose unreadable numbers read as missing (a runtime of format 3 would key 'Current ' apart from
     'current', or refuse '>200'); 3 for an anomaly detector, a video modality or a pretrained
     tokenizer (which a runtime of format 2 would run without its truncation); else 2."""
+    if config.decision.threshold is not None:
+        return 5
     tables = [m for m in config.modalities.values() if m.kind == "tabular"]
     if any(m.preprocess.normalize_categories != "none" for m in tables) or (tables and config.data.on_error == "missing"):
         return 4
@@ -153,6 +156,7 @@ def required_format(config: Any) -> int:
 def task_meta(predictor: Any) -> dict[str, Any]:
     """What ``deploy.json`` says about the outputs: ``main_outputs`` (the graph's columns of the main
     task), ``classes`` (class names, else the outputs' names) and the task's own entry:
+    ``threshold`` (a two-class classifier's decision threshold, when it has one),
     ``target_scaling`` (regression) or ``anomaly`` (the scorer, its flag ``threshold``, why a
     row may get no score and ``normal_coalitions``, what explanations measure a row against:
     :meth:`~polymodal.anomaly.detector.AnomalyDetector.coalition_reference`, null when the run has none)."""
@@ -171,6 +175,8 @@ def task_meta(predictor: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "main_outputs": list(main),
         "classes": [_json_label(c) for c in main_targets.classes] if cfg.task == "classification" else list(cfg.targets)}
+    if cfg.task == "classification" and main_targets.threshold is not None:
+        out["threshold"] = main_targets.threshold  # the second class from this probability of it (decision.threshold)
     if cfg.task == "regression":
         out["target_scaling"] = [main_targets.mean.tolist(), main_targets.std.tolist()]
     return out

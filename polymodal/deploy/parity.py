@@ -28,6 +28,7 @@ from polymodal.deploy.errors import ExportError
 from polymodal.deploy.graph import example_feeds, graph_inputs
 from polymodal.deploy.runtime import INT8_FILE, run_graph
 from polymodal.errors import ManifestError
+from polymodal.utils.scores import decisions, softmax
 
 CHECK_BATCH = 64
 # int8 weights for the matrix products only: onnxruntime's dynamic ConvInteger is slower on CPU
@@ -306,8 +307,9 @@ def quantize_and_measure(predictor: Any, folder: Path, meta: Mapping[str, Any], 
         index = {label_key(c): i for i, c in enumerate(meta["classes"])}  # 7, "7" and 7.0 are one label
         truth = np.array([index.get(label_key(v), -1) for v in labels])
         start, stop = meta["main_outputs"]
-        result["accuracy"] = float((out_fp[:, start:stop].argmax(1) == truth).mean())
-        result["accuracy_int8"] = float((out_q8[:, start:stop].argmax(1) == truth).mean())
+        for key, out in (("accuracy", out_fp), ("accuracy_int8", out_q8)):  # called as the runtime calls them
+            called = decisions("classification", softmax(out[:, start:stop].astype(np.float64)), meta.get("threshold"))
+            result[key] = float((called == truth).mean())
     return result
 
 

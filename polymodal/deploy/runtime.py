@@ -53,9 +53,9 @@ ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model
 # (2: signal CSVs and channel selection, explain's default output shared with pred.explain;
 # 3: anomaly detectors, whose graph outputs one score per row, video modalities and pretrained
 # tokenizers; 4: tables whose categories are keyed after normalize_categories, or whose unreadable
-# numbers read as missing under the run's on_error; an export records the oldest format that
-# holds it: export.required_format)
-FORMAT_VERSION = 4
+# numbers read as missing under the run's on_error; 5: a two-class classifier's decision threshold;
+# an export records the oldest format that holds it: export.required_format)
+FORMAT_VERSION = 5
 Row = Mapping[str, Any]
 
 
@@ -243,7 +243,7 @@ class Runtime:
         if task == "anomaly":
             return self.flags(scores).tolist()
         if task == "classification":
-            return [self.meta["classes"][i] for i in decisions(task, scores)]
+            return [self.meta["classes"][i] for i in decisions(task, scores, self.meta.get("threshold"))]
         return decisions(task, scores).tolist() if task == "multilabel" else scores.tolist()
 
     def coalition_reference(self) -> np.ndarray | None:
@@ -277,7 +277,7 @@ class Runtime:
         given = np.stack([feeds[f"{n}.present"] for n in self.names], axis=1)  # (B, M)
         m, start, stop = len(self.names), *self.meta["main_outputs"]
         full = self.scores(self.run(feeds)[:, start:stop])  # with all given
-        pick = explained_outputs(task, full, chosen)
+        pick = explained_outputs(task, full, chosen, self.meta.get("threshold"))
         values = {}
         for mask in range(1 << m):
             keep = np.asarray([(mask >> i) & 1 for i in range(m)], bool)

@@ -82,7 +82,9 @@ def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any]) 
         elif not np.isfinite(score):  # JSON has no infinity
             out["warnings"].append(f"the score is {score} (sent as null)")
     elif meta["task"] == "classification":
-        out["prediction"] = meta["classes"][int(scores.argmax())]
+        out["prediction"] = meta["classes"][int(decisions("classification", scores[None], meta.get("threshold"))[0])]
+        if meta.get("threshold") is not None:  # decision.threshold: the positive class from this probability of it
+            out["threshold"] = meta["threshold"]
         out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
     elif meta["task"] == "multilabel":
         out["prediction"] = [c for c, chosen in zip(meta["classes"], decisions("multilabel", scores)) if chosen]
@@ -101,7 +103,7 @@ def explanation_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any],
     out = prediction_json(runtime, outputs, row)
     start, stop = meta["main_outputs"]
     scores = runtime.scores(outputs[None, start:stop])
-    pick = explained_outputs(task, scores)
+    pick = explained_outputs(task, scores, threshold=meta.get("threshold"))
     name = meta["classes"][int(pick[0])]
     score = float(explained_score(task, scores, pick)[0])
     out["explained"] = name if task == "classification" else str(name)

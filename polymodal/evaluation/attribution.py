@@ -44,11 +44,13 @@ from polymodal.multitask import main_task
 from polymodal.utils.scores import (
     against_reference,
     coalition_values,
+    decisions,
     explained_name,
     explained_outputs,
     explained_quantity,
     held_masks,
     output_index,
+    softmax,
 )
 
 if TYPE_CHECKING:
@@ -82,7 +84,8 @@ class Explanation:
             (anomaly detection with a target column), else None.
         index: (N,) how ``values`` names the rows: a DataFrame's own index labels when it had
             some (as ``predict_proba`` does), else None (the row numbers, ``rows``).
-        threshold: an anomaly detector's flag threshold (a score above it is flagged), else None.
+        threshold: an anomaly detector's flag threshold (a score above it is flagged), a two-class
+            classifier's decision threshold (its predicted class: ``decision.threshold``), else None.
         reference: what ``base`` is: ``none``, the score with every modality hidden; ``normal``
             (anomaly detection), the normal validation rows' mean score with the row's modalities.
         present: (N, M) True where the row holds the modality.
@@ -290,8 +293,9 @@ def _importance(predictor: MultimodalPredictor, names: list[str], picked_phi: np
         frame[f"{metric}_without"] = [score(full & ~(1 << i)) for i in range(len(names))]
         frame[f"{metric}_drop"] = frame[f"{metric}_all"] - frame[f"{metric}_without"]
         if metric == "accuracy" and np.ndim(targets) == 1:  # a single classification task: rows right or wrong
-            right = {mask: raw[mask].argmax(axis=1) == targets for mask in (full, *(full & ~(1 << i)
-                                                                                   for i in range(len(names))))}
+            threshold = predictor.pipeline.targets.threshold  # the calls the accuracy counts
+            right = {mask: decisions("classification", softmax(raw[mask].astype(np.float64)), threshold) == targets
+                     for mask in (full, *(full & ~(1 << i) for i in range(len(names))))}
             bounds = [drop_interval(right[full], right[full & ~(1 << i)]) for i in range(len(names))]
             frame[f"{metric}_drop_low"], frame[f"{metric}_drop_high"] = zip(*bounds, strict=True)
         frame[f"{metric}_alone"] = [score(1 << i) if held[i] else float("nan") for i in range(len(names))]
@@ -355,7 +359,9 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     full = to_scores(predictor, raw[(1 << m) - 1])
     unscored = np.isnan(full).any(axis=1)  # no score to attribute (anomaly: a scorer that could not score the row)
     phi[unscored], base[unscored] = np.nan, np.nan
-    explained = explained_outputs(task, full, chosen)
+    threshold = (float(predictor.require_fitted()[1].scorer.threshold) if task == "anomaly"
+                 else predictor.pipeline.targets.threshold if task == "classification" else None)
+    explained = explained_outputs(task, full, chosen, threshold if task == "classification" else None)
     quantity = explained_quantity(task, explained_name(task, outputs_named, chosen))
     interactions = shapley_interactions(values, m) if orders is None and m > 1 else None
     if interactions is not None:
@@ -369,16 +375,16 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
         labels = np.asarray(outputs_named, dtype=object)[truth]
     elif task == "anomaly" and data.targets is not None:  # each row's label as written (normal, a fault's name)
         labels = np.asarray(predictor.pipeline.targets.labels(data.manifest, data.table.rows), dtype=object)
-    within = within_modality(predictor, data, sample_rows(task, full, truth, samples), explained, steps) \
-        if samples else []
+    within = within_modality(predictor, data, sample_rows(task, full, truth, samples, threshold), explained,
+                             steps) if samples else []
     index = data.manifest.row_index(data.table.rows) if data.manifest.labels is not None else None
-    threshold = float(predictor.require_fitted()[1].scorer.threshold) if task == "anomaly" else None
     return Explanation(names, outputs_named, data.source_rows, phi, base, full, explained,
                        orders is None, interactions, importance, within, quantity, task, labels, index, threshold,
                        "normal" if reference is not None else "none", present, untrained_absences(predictor))
 
 
-def sample_rows(task: str, full: np.ndarray, truth: np.ndarray | None, samples: int) -> np.ndarray:
+def sample_rows(task: str, full: np.ndarray, truth: np.ndarray | None, samples: int,
+                threshold: float | None = None) -> np.ndarray:
     """Table positions of the ``samples`` rows that get within-modality maps. Classification: a
     misclassified row first (with labels), then each predicted class in turn, so that the maps do
     not all show the class a sorted manifest starts with; anomaly detection: the highest scores (the
@@ -391,7 +397,7 @@ def sample_rows(task: str, full: np.ndarray, truth: np.ndarray | None, samples: 
         return np.sort(scored[np.argsort(-full[scored, 0], kind="stable")[:n]])
     if task != "classification":
         return np.unique(np.linspace(0, len(full) - 1, n).round().astype(np.int64))
-    predicted = full.argmax(axis=1)
+    predicted = decisions(task, full, threshold)  # a two-class classifier's at its decision threshold
     wrong = np.flatnonzero(predicted != truth) if truth is not None else np.zeros(0, np.int64)
     chosen = [int(wrong[0])] if len(wrong) else []
     classes = sorted(dict.fromkeys(predicted.tolist()), key=lambda c: c in predicted[chosen])  # the mistake's last

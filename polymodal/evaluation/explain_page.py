@@ -20,6 +20,7 @@ from polymodal.evaluation.plots import (
     tokens_html,
 )
 from polymodal.utils.io import atomic_write, atomic_write_text
+from polymodal.utils.scores import decisions
 
 if TYPE_CHECKING:
     from polymodal.evaluation.attribution import Explanation
@@ -118,7 +119,8 @@ def row_table(explanation: Explanation) -> pd.DataFrame:
     if explanation.task == "classification":
         if explanation.labels is not None:
             table["true class"] = [str(label) for label in explanation.labels]
-        table["predicted class"] = [str(explanation.outputs[k]) for k in explanation.full.argmax(axis=1)]
+        called = decisions("classification", explanation.full, explanation.threshold)
+        table["predicted class"] = [str(explanation.outputs[k]) for k in called]
     if explanation.task == "anomaly":
         if "label" in values:
             table["label"] = ["" if label is None else str(label) for label in values["label"]]

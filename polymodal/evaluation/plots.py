@@ -306,6 +306,29 @@ def score_histogram(scores: np.ndarray, anomalous: np.ndarray, threshold: float,
     return figure_png(fig)
 
 
+def operating_points(positive_proba: np.ndarray, is_positive: np.ndarray, threshold: float | None,
+                     positive: Any, metric: str = "balanced_accuracy") -> bytes:
+    """A two-class classifier's validation sensitivity, specificity and ``metric`` at every
+    decision threshold (of the probability of class ``positive``), with the model's ``threshold``
+    (None: the more probable class, drawn at 0.5) marked: what moving it would trade."""
+    from polymodal.metrics.threshold import cut_metrics, threshold_cuts
+
+    cuts = threshold_cuts(positive_proba, is_positive)
+    scored = cut_metrics(cuts)
+    order = np.argsort(cuts["upper"])  # a cut's calls hold for every threshold in (lower, upper]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for name, colour in (("sensitivity", "tab:red"), ("specificity", "tab:blue"), (metric, "black")):
+        ax.step(cuts["upper"][order], scored[name][order], where="pre", color=colour, label=name.replace("_", " "))
+    at = 0.5 if threshold is None else threshold
+    ax.axvline(at, color="grey", linestyle="--", label=f"threshold {at:.3g}" + (" (default)" if threshold is None else ""))
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel=f"threshold on P({str(positive).replace('$', chr(92) + '$')})",
+           ylabel="validation rate", title="Decision threshold: what each one trades")
+    ax.legend(loc="lower center", ncol=4, fontsize=8)
+    ax.grid(alpha=0.3)
+    return figure_png(fig)
+
+
 def learning_curves(history: pd.DataFrame) -> bytes | None:
     """Loss and validation metrics per epoch (history's epochs, counted from 1), side by side at
     the report's full width. The training line is the task's own loss (``train_task_loss``), the

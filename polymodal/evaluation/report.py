@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from polymodal.evaluation.html import STYLE, embed_png, table_html
-from polymodal.evaluation.plots import confusion_plot, learning_curves
+from polymodal.evaluation.plots import confusion_plot, learning_curves, operating_points
 from polymodal.evaluation.report_sections import diagnostic_sections
 from polymodal.run_files import PLOTS_DIR, REPORT_FILE
 from polymodal.utils.io import atomic_write, atomic_write_text
@@ -67,6 +67,27 @@ def module_row(part: str, kind: str, module: Any) -> dict[str, Any]:
             "trainable": sum(p.numel() for p in params if p.requires_grad)}
 
 
+def _decision_section(predictor: Estimator, plots: Path) -> str:
+    """A two-class classifier's operating point: the threshold, how it was chosen, and its
+    validation rates at every threshold (what ``polymodal threshold`` would trade)."""
+    proba, labels = predictor.valid_scores
+    positive = predictor.pipeline.targets.classes[1]
+    threshold, decision = predictor.pipeline.targets.threshold, predictor.config.decision
+    png = operating_points(proba, labels == 1, threshold, positive, decision.metric)
+    atomic_write(plots / "decision_threshold.png", lambda tmp: tmp.write_bytes(png))
+    if threshold is None:
+        said = (f"Class <b>{html.escape(str(positive))}</b> is called where it is the more probable class "
+                "(no <code>decision.threshold</code>).")
+    else:
+        how = (f"chosen by {html.escape(decision.criterion)} on the {len(labels)} validation rows"
+               if decision.threshold == "auto" else "as given")
+        said = (f"Class <b>{html.escape(str(positive))}</b> is called where its probability reaches "
+                f"<b>{threshold:.4g}</b> ({how}).")
+    return (f"<p>{said} Set another without retraining: <code>polymodal threshold RUN --min-sensitivity 0.95</code> "
+            "(or <code>--metric</code>, <code>--score</code>, <code>--reset</code>).</p>"
+            f"<figure>{embed_png(png, 'validation rates by decision threshold')}</figure>")
+
+
 def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, str] | None = None) -> Path:
     """Write ``run/report.html`` and the plots in ``run/plots/``; return the report path.
 
@@ -103,6 +124,8 @@ def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, 
         figures.append(f"<figure>{embed_png(png, 'confusion matrix')}<figcaption>{split} set</figcaption></figure>")
     if figures:
         sections.append("<h2>Training</h2>" + "".join(figures))
+    if cfg.task == "classification" and predictor.valid_scores is not None:
+        sections.append("<h2>Decision threshold</h2>" + _decision_section(predictor, plots))
     sections.append("<h2>Model</h2>" + table_html(parameter_rows(net)))
     if predictor.info:
         sections.append("<h2>Run facts</h2>" + table_html([{"fact": k, "value": v} for k, v in predictor.info.items()]))

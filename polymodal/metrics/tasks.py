@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.config.task_metrics import TASK_METRICS, direction
-from polymodal.utils.scores import sigmoid, softmax
+from polymodal.utils.scores import decisions, sigmoid, softmax
 
 
 def reliability_bins(proba: np.ndarray, target: np.ndarray, bins: int = 15) -> list[dict[str, Any]]:
@@ -44,17 +44,20 @@ def expected_calibration_error(proba: np.ndarray, target: np.ndarray, bins: int 
 
 
 def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: int | None = None,
-                           classes: Sequence[Any] | None = None) -> dict[str, Any]:
+                           classes: Sequence[Any] | None = None, threshold: float | None = None) -> dict[str, Any]:
     """accuracy, macro_f1 (over the classes in the targets or the predictions, as scikit-learn's
     default: a class absent from both is not scored 0), auroc (one-vs-rest macro; None when a class
     is missing), ece, log_loss and the confusion matrix (rows = true class), preceded by the
     ``classes`` that label its rows and columns when they are given; two classes add
-    ``positive_class`` (:func:`binary_rates` of the second class)."""
+    ``positive_class`` (:func:`binary_rates` of the second class). ``threshold``: a two-class
+    model's decision threshold (the calls behind accuracy, macro_f1, the confusion matrix and the
+    rates follow it, and ``threshold`` reports it); the probabilities' own figures (auroc, ece,
+    log_loss) do not depend on it."""
     from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
     n_classes = n_classes or logits.shape[1]
     proba = softmax(logits.astype(np.float64))
-    pred = proba.argmax(axis=1)
+    pred = decisions("classification", proba, threshold)
     labels = np.arange(n_classes)
     out: dict[str, Any] = {
         "accuracy": float((pred == target).mean()),
@@ -62,6 +65,8 @@ def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: in
         "ece": expected_calibration_error(proba, target),
         "log_loss": float(-np.log(np.clip(proba[np.arange(len(target)), target], 1e-12, None)).mean()),
     }
+    if threshold is not None:
+        out["threshold"] = float(threshold)
     present = np.unique(target)
     try:
         if n_classes == 2 and len(present) == 2:
@@ -151,12 +156,14 @@ def regression_metrics(pred: np.ndarray, target: np.ndarray, names: Sequence[str
 
 
 def task_metrics(task: str, outputs: np.ndarray, target: np.ndarray, n_classes: int | None = None,
-                 names: Sequence[str] | None = None, classes: Sequence[Any] | None = None) -> dict[str, Any]:
+                 names: Sequence[str] | None = None, classes: Sequence[Any] | None = None,
+                 threshold: float | None = None) -> dict[str, Any]:
     """Metrics for ``task`` from raw model outputs (regression: already on the original scale);
     ``names``: the target columns (multilabel and regression add per-label / per-target figures);
-    ``classes``: a classifier's class labels (they label the confusion matrix)."""
+    ``classes``: a classifier's class labels (they label the confusion matrix); ``threshold``: a
+    two-class classifier's decision threshold (see :func:`classification_metrics`)."""
     if task == "classification":
-        return classification_metrics(outputs, target, n_classes, classes)
+        return classification_metrics(outputs, target, n_classes, classes, threshold)
     if task == "multilabel":
         return multilabel_metrics(outputs, target, names)
     return regression_metrics(outputs, target, names)

@@ -32,10 +32,16 @@ def probabilities(task: str, logits: np.ndarray) -> np.ndarray:
     raise ValueError(f"a {task} task has no probabilities")
 
 
-def decisions(task: str, proba: np.ndarray) -> np.ndarray:
-    """(B,) index of the predicted class (classification), or (B, L) 0/1 labels (multilabel)."""
+def decisions(task: str, proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """(B,) index of the predicted class (classification), or (B, L) 0/1 labels (multilabel).
+    ``threshold``: a two-class classifier's operating point (``decision.threshold``): the second
+    (positive) class where its probability reaches it; None: the more probable class."""
     if task == "classification":
-        return proba.argmax(axis=-1)
+        if threshold is None:
+            return proba.argmax(axis=-1)
+        if proba.shape[-1] != 2:
+            raise ValueError(f"a decision threshold calls the second of two classes; these scores hold {proba.shape[-1]}")
+        return (proba[..., 1] >= threshold).astype(np.int64)
     return (proba >= MULTILABEL_THRESHOLD).astype(int)
 
 
@@ -84,20 +90,21 @@ def against_reference(values: dict[int, np.ndarray], reference: np.ndarray | Non
     return measured, measured[0] + reference[held][:, None]
 
 
-def explained_outputs(task: str, scores: np.ndarray, output: int | None = None) -> np.ndarray:
+def explained_outputs(task: str, scores: np.ndarray, output: int | None = None,
+                      threshold: float | None = None) -> np.ndarray:
     """(B,) index of the output an explanation attributes, per row of ``scores`` (B, K): ``output``
-    when given, else the predicted class (classification) or the first output (multilabel,
-    regression)."""
+    when given, else the predicted class (classification, at the model's decision ``threshold``:
+    :func:`decisions`) or the first output (multilabel, regression)."""
     if output is not None:
         return np.full(len(scores), output, np.int64)
     if task == "classification":
-        return scores.argmax(axis=1).astype(np.int64)
+        return decisions(task, scores, threshold).astype(np.int64)
     return np.zeros(len(scores), np.int64)
 
 
 def explained_score(task: str, scores: np.ndarray, pick: np.ndarray | None = None) -> np.ndarray:
     """(B,) the score an explanation attributes: ``scores[row, pick[row]]``, ``pick`` by default
-    :func:`explained_outputs` (the predicted class's probability, else the first output)."""
+    :func:`explained_outputs` (the more probable class's probability, else the first output)."""
     pick = explained_outputs(task, scores) if pick is None else pick
     return scores[np.arange(len(scores)), pick]
 

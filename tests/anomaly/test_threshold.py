@@ -169,8 +169,10 @@ def test_the_threshold_command_rewrites_the_run_and_prints_the_change(data, copy
     result = runner.invoke(app, ["threshold", str(copy), "--score", "2.5"])
     assert result.exit_code == 0, result.output
     assert AnomalyDetector.load(copy).config.anomaly.threshold == 2.5
-    for args, message in ((["--fpr", "0.1", "--score", "1"], "give --fpr F or --score S (not both)"),
-                          ([], "give --fpr F or --score S (one of them)"),
+    for args, message in ((["--fpr", "0.1", "--score", "1"], "(not both: got --fpr and --score)"),
+                          ([], "give one of --fpr, --score, --metric, --min-sensitivity, --min-specificity, --reset "
+                               "(none given)"),
+                          (["--metric", "f1"], "--metric sets a two-class classifier's threshold; "),
                           (["--fpr", "0"], "--fpr: a false-positive rate between 0 and 1")):
         result = runner.invoke(app, ["threshold", str(copy), *args])
         assert result.exit_code == 2 and message in result.stderr, result.output
@@ -184,4 +186,4 @@ def test_a_run_exported_before_its_threshold_is_set_is_told_to_export_again(copy
     said = " ".join(result.stderr.split())
     assert f"{copy / 'export'} still flags at the old threshold" in said and f"'polymodal export {copy}'" in said
     served = runner.invoke(app, ["serve", str(copy), "--port", "0"])  # refused before it binds
-    assert served.exit_code == 2 and "or its anomaly threshold set" in served.stderr
+    assert served.exit_code == 2 and "or its decision or anomaly threshold set" in served.stderr

@@ -1,0 +1,94 @@
+"""The ``decision:`` section: when a two-class classifier calls its positive class.
+
+    task: classification              # two classes; the positive one is the second in the model's
+    target: finding                   #   class order (0/1: 1; text: the later in sorted order)
+    decision:
+      threshold: auto                 # null (default): the more probable class; 0.3: positive when
+                                      #   P(positive) >= 0.3; auto: chosen on the validation rows
+      metric: balanced_accuracy       # what auto maximises: balanced_accuracy | f1 | mcc | accuracy
+      # min_sensitivity: 0.95         # or: the highest threshold keeping this validation sensitivity
+      # min_specificity: 0.95         # or: the lowest threshold keeping this validation specificity
+
+A model trained on imbalanced classes calls the rare class too seldom at the default, however
+well it ranks the rows (AUROC): an operating point chosen on validation rows (as AutoGluon's
+``calibrate_decision_threshold``) trades sensitivity against specificity without retraining.
+A fitted model chooses again with ``pred.set_threshold`` or ``polymodal threshold RUN``, from the
+validation probabilities its run keeps (``scores.npz``); both record the new choice here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from polymodal.config.base import StrictModel
+
+DecisionMetric = Literal["balanced_accuracy", "f1", "mcc", "accuracy"]
+Rate = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class DecisionConfig(StrictModel):
+    """A two-class classifier's operating point.
+
+    Attributes:
+        threshold: None (default): the class of higher probability; a probability in (0, 1): the
+            positive (second) class when its probability reaches it; ``auto``: the threshold that
+            does best on the validation rows after training, by ``metric`` or under one of the
+            ``min_`` constraints (the midpoint between the two validation probabilities it
+            falls between, so that new rows close to either side are split evenly).
+        metric: what ``auto`` maximises on the validation rows: ``balanced_accuracy`` (the mean
+            of sensitivity and specificity, Youden's J plus one over two), ``f1`` (of the positive
+            class), ``mcc`` (Matthews correlation) or ``accuracy``.
+        min_sensitivity: ``auto`` chooses the highest threshold whose validation sensitivity (the
+            positive rows called positive) is at least this: the best specificity at that
+            sensitivity, as a screening test is set. Instead of ``metric``.
+        min_specificity: ``auto`` chooses the lowest threshold whose validation specificity (the
+            negative rows called negative) is at least this: the best sensitivity at that
+            specificity. Instead of ``metric``.
+    """
+
+    threshold: Literal["auto"] | Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    metric: DecisionMetric = "balanced_accuracy"
+    min_sensitivity: Rate | None = None
+    min_specificity: Rate | None = None
+
+    @model_validator(mode="after")
+    def _one_criterion(self) -> DecisionConfig:
+        constraints = [key for key in ("min_sensitivity", "min_specificity") if getattr(self, key) is not None]
+        if len(constraints) > 1:
+            raise ValueError("give min_sensitivity or min_specificity, not both (one is held, the other "
+                             "made as good as it can be)")
+        if constraints and self.threshold != "auto":
+            raise ValueError(f"{constraints[0]} is what threshold 'auto' chooses by; threshold is {self.threshold!r}")
+        return self
+
+    @property
+    def criterion(self) -> str:
+        """What ``auto`` chooses by, in words: ``balanced_accuracy``, ``sensitivity >= 0.95``..."""
+        if self.min_sensitivity is not None:
+            return f"sensitivity >= {self.min_sensitivity:g}"
+        if self.min_specificity is not None:
+            return f"specificity >= {self.min_specificity:g}"
+        return self.metric
+
+
+def check_decision(config: Any) -> None:
+    """``decision`` sets the operating point of a classifier (of its main task, with ``tasks``);
+    few-shot prototypes classify with classes of their support set, so they take none.
+
+    Raises:
+        ValueError: a threshold set for another task or for ``transfer: protonet``.
+    """
+    if config.decision.threshold is None:
+        return
+    if config.task != "classification":
+        raise ValueError(f"decision.threshold: sets when a two-class classifier calls its positive class; task is "
+                         f"'{config.task}'" + (" (an anomaly detector's flag threshold is anomaly.target_fpr)"
+                                               if config.task == "anomaly" else ""))
+    if config.protonet is not None:
+        raise ValueError("decision.threshold: a few-shot model (transfer: protonet) classifies by its support set's "
+                         "classes, which the threshold cannot know; leave it null")
+
+
+__all__ = ["DecisionConfig", "DecisionMetric", "check_decision"]
