@@ -259,7 +259,8 @@ def test_the_command_sets_it_and_the_export_decides_as_the_model(run, data):
     assert meta["threshold"] == 0.999 and meta["format_version"] == 5
 
     from polymodal.deploy.runtime import Runtime
-    from polymodal.deploy.server import prediction_json
+    from polymodal.deploy.server import metadata_json, prediction_json
+    from polymodal.deploy.settings import ServeSettings
 
     frame = pd.read_csv(data["test"])
     rows = [{"sig": str(data["test"].parent / r.signal), "tab": {"x1": r.x1, "x2": r.x2, "color": r.color}}
@@ -270,6 +271,7 @@ def test_the_command_sets_it_and_the_export_decides_as_the_model(run, data):
     outputs = runtime.outputs(rows[:1])
     answer = prediction_json(runtime, outputs[0], rows[0])
     assert answer["threshold"] == 0.999 and answer["prediction"] == expected[0]
+    assert metadata_json(runtime, ServeSettings())["threshold"] == 0.999
     result = runner.invoke(app, ["threshold", str(run), "--reset"])
     assert "still decides at the old threshold 0.9990" in " ".join(result.stderr.split())
 

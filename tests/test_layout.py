@@ -26,7 +26,7 @@ def test_every_module_has_a_line_in_the_layout() -> None:
 # The layers of docs/layout.md, lowest first: a module imports from its own layer or lower ones.
 LAYER = {"errors": 0, "utils": 0, "registry": 0, "pretrained": 0, "run_files": 0, "__version__": 0, "config": 1, "data": 2,
          "metrics": 2, "models": 3, "assets": 3, "training": 4, "runfolder": 5, "resume": 5, "estimator": 5, "multitask": 5,
-         "fewshot": 5, "predictor": 5, "anomaly": 6, "evaluation": 6, "retrieval": 6, "tune": 6, "demo": 6,
+         "fewshot": 5, "decision": 5, "predictor": 5, "anomaly": 6, "evaluation": 6, "retrieval": 6, "tune": 6, "demo": 6,
          "deploy": 7, "cli": 8, "__init__": 9, "__main__": 9}
 FACADE = "polymodal/predictor.py"  # MultimodalPredictor's methods that call the layer above, lazily:
 FACADE_METHODS = {"from_config", "load", "fit", "_write_report", "explain", "embed", "evaluate_retrieval", "zero_shot"}

@@ -12,12 +12,12 @@ from polymodal.multitask import task_frame
 
 def test_every_task_kind_gets_its_columns_under_the_prefix():
     index = pd.Index([10, 11])
-    labels = SimpleNamespace(task="multilabel", columns=["leak", "heat"], classes=None)
+    labels = SimpleNamespace(task="multilabel", columns=["leak", "heat"], classes=None, threshold=None)
     frame = task_frame(labels, np.array([[2.0, -2.0], [-3.0, 1.0]]), index, "tags_")
     assert list(frame.columns) == ["tags_pred_leak", "tags_pred_heat", "tags_proba_leak", "tags_proba_heat"]
     assert frame["tags_pred_leak"].tolist() == [1, 0] and list(frame.index) == [10, 11]
     np.testing.assert_allclose(frame["tags_proba_heat"], 1 / (1 + np.exp([2.0, -1.0])))
-    classes = SimpleNamespace(task="classification", columns=["kind"], classes=["a", "b", "c"])
+    classes = SimpleNamespace(task="classification", columns=["kind"], classes=["a", "b", "c"], threshold=None)
     frame = task_frame(classes, np.array([[0.0, 3.0, 1.0], [5.0, 0.0, 0.0]]), index)
     assert list(frame.columns) == ["prediction", "proba_a", "proba_b", "proba_c"]
     assert frame["prediction"].tolist() == ["b", "a"]

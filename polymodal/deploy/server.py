@@ -140,6 +140,7 @@ def metadata_json(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
     return {"polymodal_version": __version__, "task": meta["task"], "target": meta["target"],
             "classes": meta["classes"] if meta["task"] in ("classification", "multilabel") else [],  # regression: targets
             **({"anomaly": meta["anomaly"]} if "anomaly" in meta else {}),  # the scorer and its flag threshold
+            **({"threshold": meta["threshold"]} if "threshold" in meta else {}),  # a two-class decision threshold
             "modalities": modalities, "auth": settings.token is not None,
             "quantized": settings.quantized, "parity": meta.get("parity"),
             "limits": settings.model_dump(include={"max_request_bytes", "max_image_pixels", "max_audio_seconds", "max_video_frames",

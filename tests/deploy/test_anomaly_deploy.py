@@ -129,7 +129,7 @@ def test_serve_refuses_an_export_of_another_model_than_the_runs(anomaly_exported
     result = runner.invoke(app, ["serve", str(run)])
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: {run / 'export'} was exported from another model than {run}'s (the run "
-                                    "was trained again, or its anomaly threshold set, since): export it again with 'polymodal export")
+                                    "was trained again, or its decision or anomaly threshold set, since): export it again with 'polymodal export")
     # a run saved before its weights recorded the fingerprint: the model is loaded to compute it
     save_file(load_file(run / "model.safetensors"), run / "model.safetensors", metadata={})
     assert saved_fingerprint(run / "model.safetensors") is None

@@ -59,8 +59,8 @@ def embedded_png(body: str, alt: str) -> bytes:
 
 def test_the_report_has_the_core_sections_in_order(run):
     _, out = run
-    assert list(sections((out / "report.html").read_text(encoding="utf-8"))) == ["Metrics", "Training", "Model",
-                                                                                  "Run facts"]
+    assert list(sections((out / "report.html").read_text(encoding="utf-8"))) == [
+        "Metrics", "Training", "Decision threshold", "Model", "Run facts"]  # two classes: their operating points
 
 
 def test_the_metrics_table_shows_every_number_of_metrics_json(run):
