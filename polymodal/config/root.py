@@ -23,6 +23,7 @@ from polymodal.config.model import (
     AnyFusion,
     AnyHead,
     AttentionFusionConfig,
+    ConcatFusionConfig,
     MlpHeadConfig,
     TensorFusionConfig,
     TransformerHeadConfig,
@@ -58,7 +59,7 @@ class Config(StrictModel):
     task: Task = "classification"
     target: str | list[str] | None = None
     modalities: dict[str, AnyModality] = Field(min_length=1)
-    fusion: AnyFusion = Field(default_factory=AttentionFusionConfig)
+    fusion: AnyFusion = Field(default_factory=AttentionFusionConfig)  # concat for one modality: see below
     head: AnyHead = Field(default_factory=MlpHeadConfig)
     align: AnyAlign | None = None
     tasks: dict[str, TaskSpec] | None = None
@@ -142,6 +143,16 @@ class Config(StrictModel):
             if not (info.context or {}).get("saved_run"):
                 raise
             warn_user(f"this run's train.modality_dropout would be refused for a new run: {err}")  # it still loads
+        return self
+
+    @model_validator(mode="after")
+    def _one_modality_fuses_nothing(self) -> Config:
+        """A config of one modality that names no fusion gets ``concat`` (its encoder's features
+        as they are), not the default ``attention``, which would add a Transformer over a single
+        token; a fusion named is kept, and a head that needs tokens keeps the default."""
+        if ("fusion" not in self.model_fields_set and len(self.modalities) == 1
+                and isinstance(self.head, MlpHeadConfig)):
+            self.fusion = ConcatFusionConfig()
         return self
 
     @model_validator(mode="after")

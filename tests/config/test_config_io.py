@@ -182,3 +182,21 @@ def test_json_schema_lists_the_modality_kinds():
     modalities = json_schema()["properties"]["modalities"]["additionalProperties"]
     assert modalities["discriminator"]["propertyName"] == "kind"
     assert set(modalities["discriminator"]["mapping"]) == {"image", "text", "audio", "signal", "tabular", "video"}
+
+
+def _tables(*names: str) -> dict[str, Any]:
+    return {name: {"kind": "tabular", "columns": [f"{name}_x"]} for name in names}
+
+
+def test_one_modality_without_a_named_fusion_gets_concat_and_a_named_one_is_kept(tmp_path):
+    base = {"task": "classification", "target": "y"}
+    assert load_config({**base, "modalities": _tables("a")}).fusion.name == "concat"
+    assert load_config({**base, "modalities": _tables("a", "b")}).fusion.name == "attention"  # the default
+    named = load_config({**base, "modalities": _tables("a"), "fusion": {"name": "attention", "dim": 32}})
+    assert named.fusion.name == "attention" and named.fusion.dim == 32
+    tokens = load_config({**base, "modalities": _tables("a"), "head": {"name": "transformer"}})
+    assert tokens.fusion.name == "attention"  # a head over fused tokens keeps the fusion that makes them
+    dropped = load_config({**base, "modalities": _tables("a", "b")}, overrides={"modalities.b": None})
+    assert dropped.fusion.name == "concat"
+    save_config(named, tmp_path / "config.yaml")  # a saved run spells its fusion out: it loads as trained
+    assert load_config(tmp_path / "config.yaml", saved_run=True).fusion.name == "attention"
