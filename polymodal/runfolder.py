@@ -68,11 +68,13 @@ def check_run(path: str | os.PathLike) -> Path:
 # Keys added after run folders were first written, with the behaviour of the versions before them
 # (a new default that differs would rebuild another network, or read inputs another way): by
 # encoder name, and by modality kind for preprocessing; a dotted key is one inside a sub-section,
-# set only where the saved config has that sub-section.
+# set only where the saved config has that sub-section. (A value whose meaning changed is read by
+# its config section under the ``saved_run`` validation context: a text's ``stopwords: true``.)
 PREDATED_DEFAULTS: dict[str, dict[str, Any]] = {"mel_cnn": {"frequency": "mean"}}
 PREDATED_PREPROCESS: dict[str, dict[str, Any]] = {"image": {"background": None}, "video": {"background": None},
                                                   "signal": {"spectrogram.scale": "log1p"},
-                                                  "tabular": {"normalize_categories": "none"}}
+                                                  "tabular": {"normalize_categories": "none"},
+                                                  "text": {"keep_number_punctuation": False}}
 
 
 def read_config(run: Path) -> Config:

@@ -77,6 +77,49 @@ def test_a_signal_config_saved_before_spectrogram_scale_keeps_featurising_with_l
     np.testing.assert_array_equal(got[0], torch.log1p(power)[0].T.numpy())
 
 
+def test_a_new_configs_stopwords_true_is_saved_as_english_and_read_back_so(tmp_path):
+    """``true`` now keeps negations (``english``); a run saved with it says so, and is not read as
+    a run from before (whose ``true`` was the whole list)."""
+    spec = {"target": "y", "modalities": {"notes": {"kind": "text", "column": "t", "preprocess": {"stopwords": True}}}}
+    save_config(load_config(spec), tmp_path / CONFIG_FILE)
+    assert "stopwords: english\n" in (tmp_path / CONFIG_FILE).read_text(encoding="utf-8")
+    assert read_config(tmp_path).modalities["notes"].preprocess.stopwords == "english"
+
+
+def test_a_text_run_saved_before_english_and_kept_numbers_cleans_and_predicts_as_trained(tmp_path):
+    """A run saved before these settings wrote ``stopwords: true`` for scikit-learn's whole list
+    (negations too: its state holds no list) and no ``keep_number_punctuation``: it split '3.5'
+    into '3 5'. It keeps cleaning so, predicts as before, and spells its settings as it did, which
+    keeps the fingerprint its weights record (what serving checks an export against)."""
+    import pandas as pd
+
+    from polymodal import MultimodalPredictor
+    from polymodal.run_files import MODEL_FILE, saved_fingerprint
+
+    notes = ["no fever, 3.5 mg", "fever 1,000 IU", "not coughing at 12:30", "cough, 2.5 mg"]
+    frame = pd.DataFrame({"note": notes * 6, "label": ["a", "b", "a", "b"] * 6})
+    config = {"task": "classification", "target": "label",
+              "modalities": {"notes": {"kind": "text", "column": "note", "encoder": {"name": "embedding_bag", "dim": 8},
+                                       "preprocess": {"stopwords": "english_all", "keep_number_punctuation": False}}},
+              "train": {"epochs": 1, "batch_size": 8, "progress": False, "early_stopping": None}}
+    run = tmp_path / "run"
+    before = MultimodalPredictor.from_config(config).fit(frame.iloc[:16], frame.iloc[16:], out=run).predict_frame(frame)
+    saved = (run / CONFIG_FILE).read_text(encoding="utf-8")
+    assert "stopwords: english_all" in saved and "keep_number_punctuation: false" in saved
+    old = "\n".join(line for line in saved.replace("stopwords: english_all", "stopwords: true").splitlines()
+                    if "keep_number_punctuation" not in line)
+    (run / CONFIG_FILE).write_text(old, encoding="utf-8")  # as written before the settings existed
+    preprocess = read_config(run).modalities["notes"].preprocess
+    assert (preprocess.stopwords, preprocess.keep_number_punctuation) == ("english_all", False)
+    loaded = MultimodalPredictor.load(run)
+    prep = loaded.pipeline.preprocessors["notes"]
+    assert prep.tokenize("No fever, 3.5 mg") == ["fever", "3", "5", "mg"]
+    assert prep.encoding_config() == {"lowercase": True, "strip_punctuation": True, "stopwords": True,
+                                      "tokenizer": "word", "vocab_size": 20_000, "min_freq": 1, "max_tokens": 64}
+    assert loaded.model_fingerprint() == saved_fingerprint(run / MODEL_FILE)
+    pd.testing.assert_frame_equal(loaded.predict_frame(frame), before)
+
+
 def test_a_one_cycle_run_resumes_only_with_its_epochs(tmp_path):
     """The one-cycle schedule's length is fixed when it starts (stepping past it is an error);
     cosine (a step multiplier) may be extended."""

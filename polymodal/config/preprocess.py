@@ -3,13 +3,15 @@ audio, signal, tabular, video), with the bounds past which a value is surely a t
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, PositiveFloat, PositiveInt, ValidationInfo, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from polymodal.config.base import StrictModel
 from polymodal.config.finetune import LocalPath, transformers_folder_problem
 from polymodal.config.mel import check_audio_frames
+from polymodal.utils.suggest import did_you_mean
+from polymodal.utils.text import clean
 from polymodal.utils.warn import warn_user
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -22,6 +24,9 @@ MAX_AUDIO_SECONDS = 3600.0  # one hour per clip: 57.6M samples at 16 kHz, 230 MB
 MAX_SAMPLE_RATE = 384_000  # Hz: the highest rate audio hardware records
 MAX_SIGNAL_LENGTH = 16_777_216  # samples per signal window (2^24)
 ImageSide = Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)]
+StopWordList = Annotated[list[str], Field(min_length=1)]  # the user's own stop words (TextPreprocess.stopwords)
+StopWordListName = Literal["english", "english_all"]  # the named lists TextPreprocess.stopwords takes
+STOP_WORD_LISTS: tuple[str, ...] = get_args(StopWordListName)
 
 
 # --- preprocessing -----------------------------------------------------------------------------
@@ -84,6 +89,23 @@ class TextPreprocess(StrictModel):
     """Clean and tokenise text.
 
     Attributes:
+        lowercase: lower-case the text.
+        strip_punctuation: punctuation and symbols (by Unicode category: emoji too) become spaces.
+        keep_number_punctuation: with ``strip_punctuation``, a ``.``, ``,``, ``:`` or ``/`` between
+            two digits stays, so that ``3.5``, ``1,000``, ``12:30`` and ``120/80`` are one word
+            each, not two (``3 5``); the same marks elsewhere (``end.``, ``.5``) and every other
+            mark (``5-10``) still go. The ``wordpiece`` / ``bpe`` tokenizers split the word
+            again at the mark (``3``, ``.``, ``5``: the mark is a token of its own there).
+            Runs saved before this setting split numbers (false).
+        stopwords: words removed after cleaning. ``false``: none. ``true`` or ``english``:
+            scikit-learn's English list without its negations (``no``, ``not``, ``nor``,
+            ``never``, ``none``, ``noone``, ``nobody``, ``nothing``, ``nowhere``, ``neither``,
+            ``cannot``, ``cant``, ``couldnt``, ``hasnt``, ``without``: "no pneumonia" is not
+            "pneumonia"). ``english_all``: the whole list, negations included (what ``true``
+            meant for runs saved before ``english``, which keep it). A list of words: those,
+            each cleaned as the text is (lower-cased with ``lowercase``) and matched as the
+            cleaned word is written (with ``lowercase`` off, ``US`` is not ``us``; the English
+            lists match any case); each entry must clean to one word.
         tokenizer: ``word`` (vocabulary from the training data), ``wordpiece`` / ``bpe`` (trained
             on the training corpus with the tokenizers library), ``pretrained`` (a local tokenizer
             folder, ``tokenizer_path``; defaults to the ``hf`` encoder's folder).
@@ -100,13 +122,53 @@ class TextPreprocess(StrictModel):
 
     lowercase: bool = True
     strip_punctuation: bool = True
-    stopwords: bool = False
+    keep_number_punctuation: bool = True
+    stopwords: bool | StopWordListName | StopWordList = False
     tokenizer: Literal["word", "wordpiece", "bpe", "pretrained"] = "word"
     tokenizer_path: LocalPath | None = None
     vocab_size: Annotated[int, Field(ge=8, le=MAX_VOCAB)] = 20_000
     min_freq: PositiveInt = 1
     max_tokens: Annotated[int, Field(gt=0, le=MAX_TEXT_TOKENS)] = 64
     unknown_rate: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.1
+
+    @field_validator("stopwords", mode="before")
+    @classmethod
+    def _stop_words_given(cls, value: Any) -> Any:
+        """One message for a value of no accepted form (pydantic would list each form's complaint)."""
+        if isinstance(value, bool) or value in STOP_WORD_LISTS:
+            return value
+        allowed = f"false, true, {', '.join(repr(name) for name in STOP_WORD_LISTS)} or a list of words"
+        if not isinstance(value, list):
+            hint = did_you_mean(value, STOP_WORD_LISTS) if isinstance(value, str) else ""
+            raise ValueError(f"must be {allowed}{hint}")  # the message ends with what was given
+        if not value:
+            raise ValueError(f"must be {allowed}, not an empty list (to remove no word: false)")
+        for index, word in enumerate(value):
+            if not isinstance(word, str):
+                raise ValueError(f"item {index} must be a word (a string), not {type(word).__name__} {word!r}")
+        return value
+
+    @field_validator("stopwords")
+    @classmethod
+    def _english_by_default(cls, value: bool | str | list[str], info: ValidationInfo) -> bool | str | list[str]:
+        """``true`` is ``english`` (negations kept); in a run saved before ``english`` existed,
+        ``true`` removed the whole list, and keeps doing so (``english_all``)."""
+        if value is True:
+            return "english_all" if (info.context or {}).get("saved_run") else "english"
+        return value
+
+    @model_validator(mode="after")
+    def _stop_words_are_words(self) -> TextPreprocess:
+        if not isinstance(self.stopwords, list):
+            return self
+        for index, word in enumerate(self.stopwords):
+            cleaned = clean(word, lowercase=self.lowercase, strip_punctuation=self.strip_punctuation,
+                            keep_number_punctuation=self.keep_number_punctuation).split()
+            if len(cleaned) != 1:
+                got = "nothing" if not cleaned else f"{len(cleaned)} words ({' '.join(cleaned)!r})"
+                raise ValueError(f"stopwords item {index} must clean to one word, as the text is cleaned (a stop "
+                                 f"word is matched against the cleaned text's words); {word!r} cleans to {got}")
+        return self
 
     @model_validator(mode="after")
     def _pretrained_needs_path(self) -> TextPreprocess:

@@ -139,11 +139,17 @@ def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
 def required_format(config: Any) -> int:
     """The oldest ``deploy.json`` format that holds this model (see ``runtime.FORMAT_VERSION``), so
     that a runtime of that format still reads it: 5 for a two-class classifier with a decision
-    threshold (a runtime of format 4 would call the more probable class); 4 for a table whose categories are normalised or
-    whose unreadable numbers read as missing (a runtime of format 3 would key 'Current ' apart from
-    'current', or refuse '>200'); 3 for an anomaly detector, a video modality or a pretrained
-    tokenizer (which a runtime of format 2 would run without its truncation); else 2."""
-    if config.decision.threshold is not None:
+    threshold, or a text that keeps the punctuation inside numbers, or whose own stop words are
+    matched in the case written (``lowercase`` off) (a runtime of format 4 would call the more
+    probable class, read '3.5' as '3 5', and drop 'US' for 'us'); 4 for a table whose categories
+    are normalised or whose unreadable numbers read as missing (a runtime of format 3 would key
+    'Current ' apart from 'current', or refuse '>200'); 3 for an anomaly detector, a video
+    modality or a pretrained tokenizer (which a runtime of format 2 would run without its
+    truncation); else 2."""
+    texts = [m.preprocess for m in config.modalities.values() if m.kind == "text"]
+    if config.decision.threshold is not None or any(
+            (p.strip_punctuation and p.keep_number_punctuation) or (isinstance(p.stopwords, list) and not p.lowercase)
+            for p in texts):
         return 5
     tables = [m for m in config.modalities.values() if m.kind == "tabular"]
     if any(m.preprocess.normalize_categories != "none" for m in tables) or (tables and config.data.on_error == "missing"):

@@ -53,8 +53,9 @@ ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model
 # (2: signal CSVs and channel selection, explain's default output shared with pred.explain;
 # 3: anomaly detectors, whose graph outputs one score per row, video modalities and pretrained
 # tokenizers; 4: tables whose categories are keyed after normalize_categories, or whose unreadable
-# numbers read as missing under the run's on_error; 5: a two-class classifier's decision threshold;
-# an export records the oldest format that holds it: export.required_format)
+# numbers read as missing under the run's on_error; 5: a two-class classifier's decision threshold,
+# texts cleaned with keep_number_punctuation, or stop words of the user's own matched in the case
+# written; an export records the oldest format that holds it: export.required_format)
 FORMAT_VERSION = 5
 Row = Mapping[str, Any]
 

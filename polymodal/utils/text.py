@@ -12,6 +12,11 @@ U+200D that glues a family emoji, the soft hyphen, tag characters), the variatio
 BERT's basic tokenizer deletes them, so a word written with a zero-width (non-)joiner inside it
 (Devanagari, Persian) stays one word. CJK ideographs are set apart as words of their own (as
 BERT's basic tokenizer does), since those scripts write no spaces.
+
+A ``.``, ``,``, ``:`` or ``/`` between two digits (Unicode ``Nd``) is kept when the settings say
+``keep_number_punctuation``, so that ``3.5``, ``1,000``, ``12:30`` and ``120/80`` each stay one
+word; every other punctuation mark, and these ones elsewhere (``end.``, ``.5``, ``5-10``), is
+stripped as before.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+# a decimal point, thousands separator, time or ratio mark between two digits (captured: re.split keeps it)
+_NUMBER_MARK = re.compile(r"(?<=\d)([.,:/])(?=\d)")
 _CJK = re.compile("([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef\U0002f800-\U0002fa1f])")
 
 
@@ -47,29 +54,44 @@ def _punctuation_table() -> dict[int, str | None]:
     return table
 
 
-def clean(text: str, *, lowercase: bool, strip_punctuation: bool, stop_words: Collection[str] = ()) -> str:
+def clean(text: str, *, lowercase: bool, strip_punctuation: bool, keep_number_punctuation: bool = False,
+          stop_words: Collection[str] = (), stop_words_any_case: bool = True) -> str:
     """The text's NFC form (a decomposed accent would otherwise count as a mark of its own),
-    lower-cased, without punctuation, symbols and the invisible characters of emoji sequences,
-    without stop words, CJK ideographs spaced, and whitespace collapsed."""
+    lower-cased, without punctuation, symbols and the invisible characters of emoji sequences
+    (but for a ``.,:/`` between two digits with ``keep_number_punctuation``), without stop words
+    (matched lower-cased with ``stop_words_any_case``, else as the word is), CJK ideographs
+    spaced, and whitespace collapsed."""
     text = unicodedata.normalize("NFC", text)
     if lowercase:
         text = text.lower()
     if strip_punctuation:
-        text = text.translate(_punctuation_table())
+        table = _punctuation_table()
+        if keep_number_punctuation:  # [text, mark, text, mark, ..., text]: the marks between digits stay
+            text = "".join(part if i % 2 else part.translate(table) for i, part in enumerate(_NUMBER_MARK.split(text)))
+        else:
+            text = text.translate(table)
     text = _CJK.sub(r" \1 ", text)
     if stop_words:
-        return " ".join(w for w in text.split() if w.lower() not in stop_words)
+        if stop_words_any_case:
+            return " ".join(w for w in text.split() if w.lower() not in stop_words)
+        return " ".join(w for w in text.split() if w not in stop_words)
     return " ".join(text.split())
 
 
 def cleaner(settings: Mapping[str, Any], stop_words: Collection[str]) -> Callable[[str], str]:
     """The cleaning a text modality's preprocess ``settings`` (its config as a mapping: a
     ``TextPreprocess`` dumped, or the runtime's JSON) ask for; ``stop_words``: the list removed when
-    ``stopwords`` is set (training reads scikit-learn's, the runtime the copy exported with it).
-    An option added later is read with ``settings.get(key, <the behaviour before it>)``: an export
-    made before it holds no such key."""
+    ``stopwords`` is set (training resolves the setting to its list, the runtime reads the copy
+    exported with it). The English lists (``stopwords`` true, ``english``, ``english_all``) match
+    a word in any case; the user's own list (``stopwords`` a list, whose entries ``stop_words``
+    holds cleaned as the text is) matches the word as cleaned, so that with ``lowercase`` off
+    ``US`` is not ``us``. An option added later is read with ``settings.get(key, <the behaviour
+    before it>)``: an export made before it holds no such key."""
+    chosen = settings["stopwords"]
     return partial(clean, lowercase=bool(settings["lowercase"]), strip_punctuation=bool(settings["strip_punctuation"]),
-                   stop_words=frozenset(stop_words) if settings["stopwords"] else frozenset())
+                   keep_number_punctuation=bool(settings.get("keep_number_punctuation", False)),
+                   stop_words=frozenset(stop_words) if chosen else frozenset(),
+                   stop_words_any_case=not isinstance(chosen, list))
 
 
 def word_ids(vocab: Sequence[str]) -> Callable[[str], list[int]]:

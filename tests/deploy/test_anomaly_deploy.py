@@ -58,8 +58,9 @@ def test_every_scorer_exports_and_the_runtime_scores_and_flags_rows_as_the_detec
     assert report.parity["measure"] == "relative" and report.parity["runtime_rows"] == 18
     assert report.parity["graph_max_abs_diff"] <= 1e-4 and report.parity["runtime_max_abs_diff"] <= 1e-4
     runtime = Runtime.load(tmp_path / "export")
-    # a runtime of format 2 would misread the scores (3); its table's categories are normalised (4)
-    assert runtime.meta["format_version"] == 4
+    # a runtime of format 2 would misread the scores (3); its table's categories are normalised (4); its
+    # text keeps the punctuation of numbers (5)
+    assert runtime.meta["format_version"] == 5
     assert runtime.meta["anomaly"] == {"scorer": scorer, "threshold": pytest.approx(float(detector.model.scorer.threshold)),
                                        "unscored_reason": detector.model.scorer.unscored_reason,
                                        "normal_coalitions": pytest.approx(detector.coalition_reference().tolist())}

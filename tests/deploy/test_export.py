@@ -499,7 +499,23 @@ def test_an_export_needs_format_4_when_its_table_reads_cells_as_a_runtime_of_for
     spec = {"task": "classification", "target": "y", "data": {"on_error": on_error},
             "modalities": {"t": {"kind": "tabular", "columns": ["a"], "categorical": ["c"],
                                  "preprocess": {"normalize_categories": normalize}},
-                           "n": {"kind": "text", "column": "note"}}}
+                           "n": {"kind": "text", "column": "note", "preprocess": {"keep_number_punctuation": False}}}}
     assert required_format(load_config(spec)) == version
     spec["modalities"].pop("t")
     assert required_format(load_config(spec)) == 2  # no table: nothing format 4 adds
+
+
+@pytest.mark.parametrize(("preprocess", "version"), [
+    ({}, 5),  # '3.5' kept whole: a runtime of format 4 would read '3 5'
+    ({"strip_punctuation": False}, 2),  # nothing stripped: nothing kept
+    ({"keep_number_punctuation": False, "stopwords": True}, 2),  # the English list travels in the state
+    ({"keep_number_punctuation": False, "stopwords": ["us"]}, 2),  # lower-cased: matched alike in any case
+    ({"keep_number_punctuation": False, "stopwords": ["us"], "lowercase": False}, 5),  # format 4 would drop 'US'
+])
+def test_an_export_needs_format_5_when_its_text_cleans_as_a_runtime_of_format_4_would_not(preprocess, version):
+    from polymodal.config import load_config
+    from polymodal.deploy.export import required_format
+
+    spec = {"task": "classification", "target": "y",
+            "modalities": {"n": {"kind": "text", "column": "note", "preprocess": preprocess}}}
+    assert required_format(load_config(spec)) == version

@@ -107,22 +107,45 @@ def test_tabular_categories_are_normalised_as_in_training(normalize):
 
 
 CLEANING = sorted(name for name, field in TextPreprocess.model_fields.items() if field.annotation is bool)
+STOP_WORDS = [False, "english", "english_all", ["Dose", "MG", "twice"]]
+TEXTS = ["The dose: 5 mg, twice!", "Dose 10 MG at 3.5 h", "no dose at ALL", "it is the cell's 1,000th"]
 
 
-@pytest.mark.parametrize("flags", list(itertools.product([False, True], repeat=len(CLEANING))),
-                         ids=lambda flags: "-".join(f"{n}={int(f)}" for n, f in zip(CLEANING, flags)))
-def test_text_ids_match_the_training_preprocessor_for_every_cleaning_setting(flags):
-    """Every on/off cleaning option of the config (today lower-casing, punctuation, stop words;
-    any added later joins by itself) reads a text into the same ids in the runtime."""
-    cfg = TextModality(kind="text", column="t", preprocess={**dict(zip(CLEANING, flags)), "min_freq": 1})
+def text_meta(preprocess: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The ``deploy.json`` entry of a word-vocabulary text preprocessor fitted on :data:`TEXTS`,
+    and the preprocessor."""
+    cfg = TextModality(kind="text", column="t", preprocess={**preprocess, "min_freq": 1})
     prep = build_preprocessor(cfg, "notes")
-    texts = ["The dose: 5 mg, twice!", "Dose 10 MG at 3.5 h", "no dose at ALL", "it is the cell's 1,000th"]
-    prep.fit(texts)
+    prep.fit(TEXTS)
     fake = SimpleNamespace(config=SimpleNamespace(modalities={"notes": cfg}),
                            pipeline=SimpleNamespace(preprocessors={"notes": prep}))
-    features = TextFeatures("notes", modality_meta(fake, "notes", []))
-    for text in [*texts, "An unseen dose of 7, THE end.", "!!"]:
+    return modality_meta(fake, "notes", []), prep
+
+
+@pytest.mark.parametrize("stopwords", STOP_WORDS, ids=str)
+@pytest.mark.parametrize("flags", list(itertools.product([False, True], repeat=len(CLEANING))),
+                         ids=lambda flags: "-".join(f"{n}={int(f)}" for n, f in zip(CLEANING, flags)))
+def test_text_ids_match_the_training_preprocessor_for_every_cleaning_setting(flags, stopwords):
+    """Every on/off cleaning option of the config (today lower-casing, punctuation, the punctuation
+    of numbers; any added later joins by itself), with every kind of stop-word list, reads a text
+    into the same ids in the runtime."""
+    meta, prep = text_meta({**dict(zip(CLEANING, flags)), "stopwords": stopwords})
+    features = TextFeatures("notes", meta)
+    for text in [*TEXTS, "An unseen dose of 7, THE end.", "!!", "No dose, not 3.5 MG; never 12:30"]:
         assert features.decode(text) == prep.decode(text), text
+
+
+def test_an_export_recorded_before_english_and_kept_numbers_cleans_as_it_did():
+    """An export of a run trained before these settings: ``stopwords: true`` beside scikit-learn's
+    whole list in its state, and no ``keep_number_punctuation``. The runtime removes the negations
+    with the rest of the list and splits '3.5', as the run's training did."""
+    meta, prep = text_meta({"stopwords": "english_all", "keep_number_punctuation": False})
+    settings = {k: v for k, v in meta["preprocess"].items() if k != "keep_number_punctuation"}
+    old = TextFeatures("notes", {**meta, "preprocess": {**settings, "stopwords": True}})
+    assert len(old.state["stop_words"]) == 318  # scikit-learn's whole list, as such exports hold it
+    assert old.clean("No dose, 3.5 MG") == "dose 3 5 mg"
+    for text in [*TEXTS, "No dose, not 3.5 MG; never 12:30"]:
+        assert old.decode(text) == prep.decode(text) == TextFeatures("notes", meta).decode(text), text
 
 
 def test_the_runtime_computes_every_audio_feature_the_config_offers():

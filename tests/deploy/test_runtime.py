@@ -45,11 +45,17 @@ def test_arrays_and_bytes_give_the_same_result(runtime):
     np.testing.assert_array_equal(from_files, from_arrays)
 
 
-@pytest.mark.parametrize("value", ["!!!", "", "cafe\u0301 blue", "blue large", "नमस्ते blue", "我喜欢 blue"])
+@pytest.mark.parametrize("value", ["!!!", "", "cafe\u0301 blue", "blue large", "नमस्ते blue", "我喜欢 blue",
+                                   "No blue, not 3.5 or 1,000!", "number 2.5"])
 def test_text_is_tokenized_as_in_training(runtime, trained, value):
-    """Including a text that cleans to nothing (one unknown token) and a decomposed accent."""
+    """Including a text that cleans to nothing (one unknown token), a decomposed accent, negations
+    (which ``stopwords: true`` keeps) and numbers with a decimal point or a thousands separator."""
     predictor, _ = trained
-    assert runtime.features["notes"].decode(value) == predictor.pipeline.preprocessors["notes"].decode(value)
+    prep = predictor.pipeline.preprocessors["notes"]
+    assert runtime.features["notes"].decode(value) == prep.decode(value)
+    assert runtime.features["notes"].clean(value) == prep._clean(value)
+    if value.startswith("No"):
+        assert runtime.features["notes"].clean(value) == "no blue not 3.5 1,000"
     if not value.strip("!"):
         assert runtime.features["notes"].decode(value) == [1]
     if value:
@@ -230,8 +236,8 @@ def test_an_export_of_a_later_format_is_refused_not_misread(exported, tmp_path):
 
     folder = shutil.copytree(exported[0], tmp_path / "later")
     meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-    # its table keys categories after normalize_categories (strip): a runtime of format 3 would not
-    assert meta["format_version"] == 4
+    # its text keeps the punctuation of numbers ('3.5'): a runtime of format 4 would not
+    assert meta["format_version"] == 5
     meta["format_version"] = FORMAT_VERSION + 1
     (folder / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(ExportError, match=f"export format {FORMAT_VERSION + 1}; this runtime reads formats up to"):

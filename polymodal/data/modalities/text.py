@@ -1,4 +1,4 @@
-"""Text: cleaning (lower-casing, punctuation, English stop words) and tokenisation.
+"""Text: cleaning (lower-casing, punctuation, stop words) and tokenisation.
 
 Tokenisers: ``word`` (a vocabulary built from the training texts), ``wordpiece`` and ``bpe``
 (trained on the training texts with the tokenizers library) and ``pretrained`` (a local
@@ -25,15 +25,36 @@ from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocesso
 from polymodal.errors import NotFittedError, SchemaMismatchError
 from polymodal.utils.device import exporting
 from polymodal.utils.io import model_files_digest
-from polymodal.utils.text import UNK_ID, cleaner, padded_ids, word_ids
+from polymodal.utils.text import UNK_ID, clean, cleaner, padded_ids, word_ids
 
 PAD, UNK = "[PAD]", "[UNK]"
 
 
+# the negations of scikit-learn's English list, which stopwords 'english' keeps: "no pneumonia" is not "pneumonia"
+ENGLISH_NEGATIONS = frozenset({"no", "not", "nor", "never", "none", "noone", "nobody", "nothing", "nowhere", "neither",
+                               "cannot", "cant", "couldnt", "hasnt", "without"})
+
+
 def english_stop_words() -> frozenset[str]:
+    """scikit-learn's English stop-word list, whole (``stopwords: english_all``)."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     return ENGLISH_STOP_WORDS
+
+
+def stop_words(cfg: TextPreprocess) -> frozenset[str]:
+    """The words ``cfg.stopwords`` removes: none, scikit-learn's English list without
+    :data:`ENGLISH_NEGATIONS` (``english``) or whole (``english_all``), or the user's own
+    words, each cleaned as the text is (so that they match the cleaned text's words)."""
+    chosen = cfg.stopwords
+    if chosen is False:
+        return frozenset()
+    if chosen == "english_all":
+        return english_stop_words()
+    if isinstance(chosen, list):
+        return frozenset(clean(word, lowercase=cfg.lowercase, strip_punctuation=cfg.strip_punctuation,
+                               keep_number_punctuation=cfg.keep_number_punctuation) for word in chosen)
+    return english_stop_words() - ENGLISH_NEGATIONS  # english (true is read as english when validated)
 
 
 def clean_text(text: str, cfg: TextPreprocess) -> str:
@@ -44,7 +65,7 @@ def clean_text(text: str, cfg: TextPreprocess) -> str:
 
 def text_cleaner(cfg: TextPreprocess) -> Callable[[str], str]:
     """:func:`clean_text` for one config, built once (a preprocessor cleans every text with it)."""
-    return cleaner(cfg.model_dump(), english_stop_words())
+    return cleaner(cfg.model_dump(), stop_words(cfg))
 
 
 def _train_subword(kind: str, texts: Sequence[str], cfg: TextPreprocess) -> Any:
@@ -59,6 +80,15 @@ def _train_subword(kind: str, texts: Sequence[str], cfg: TextPreprocess) -> Any:
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return tokenizer
+
+
+def _as_before(config: dict[str, Any]) -> dict[str, Any]:
+    """See :meth:`TextPreprocessor.encoding_config`."""
+    if not (config.get("keep_number_punctuation") and config.get("strip_punctuation")):
+        config.pop("keep_number_punctuation", None)
+    if config.get("stopwords") == "english_all":
+        config["stopwords"] = True
+    return config
 
 
 @PREPROCESSORS.register(TextModality)
@@ -210,6 +240,18 @@ class TextPreprocessor(Preprocessor):
     def get_state(self) -> dict[str, Any]:
         return {"vocab": self.vocab, "tokenizer_json": self.tokenizer_json}
 
+    def encoding_config(self) -> dict[str, Any]:
+        """The settings as runs saved before ``keep_number_punctuation`` and ``stopwords: english``
+        wrote them, wherever they clean alike: ``keep_number_punctuation`` left out when false (or
+        idle, with ``strip_punctuation`` off), ``english_all`` written ``true``; so that those runs
+        keep their fingerprint (the one their weights record, which serving checks an export
+        against) and their cached features."""
+        return _as_before(super().encoding_config())
+
+    def settings_digest_config(self) -> dict[str, Any]:
+        """The settings, spelt as :meth:`encoding_config` spells them."""
+        return _as_before(super().settings_digest_config())
+
     def runtime_settings(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The base's, plus the stop-word list, and a pretrained tokenizer as its tokenizers-library
         JSON (with the ids and the side it cuts from, a setting of the tokenizer, not of its JSON)
@@ -231,7 +273,7 @@ class TextPreprocessor(Preprocessor):
                          truncation_side=getattr(tokenizer, "truncation_side", "right"))
             settings["tokenizer_path"] = None
         if self.cfg.stopwords:
-            state["stop_words"] = sorted(english_stop_words())
+            state["stop_words"] = sorted(stop_words(self.cfg))
         return settings, state
 
     def set_state(self, state: Mapping[str, Any]) -> None:

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from polymodal.config import load_config
 from polymodal.config.preprocess import TextPreprocess
-from polymodal.data.modalities.text import PAD, UNK, TextPreprocessor, clean_text
-from polymodal.errors import NotFittedError
+from polymodal.data.modalities.text import ENGLISH_NEGATIONS, PAD, UNK, TextPreprocessor, clean_text, english_stop_words
+from polymodal.errors import ConfigError, NotFittedError
 
 from ..helpers import as_tensors, encode_values
 
@@ -47,10 +48,87 @@ def text(**options) -> TextPreprocessor:
         ({}, "\u0915\u094d\u200d\u0937 \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
          "\u0915\u094d\u0937 \u0645\u06cc\u062e\u0648\u0627\u0647\u0645"),
         ({"strip_punctuation": False}, "ok\u2764\ufe0f", "ok\u2764\ufe0f"),  # kept with the symbols they belong to
+        # a number keeps its decimal point, thousands separator, time or ratio mark; other marks go
+        ({}, "Take 3.5 mg, 1,000 IU at 12:30. BP 120/80!", "take 3.5 mg 1,000 iu at 12:30 bp 120/80"),
+        ({}, "Dose: .5 to 5-10 mg/day (x.y)", "dose 5 to 5 10 mg day x y"),
+        ({"keep_number_punctuation": False}, "3.5 mg, 1,000 IU at 12:30", "3 5 mg 1 000 iu at 12 30"),
     ],
 )
 def test_cleaning(options, raw, cleaned):
     assert clean_text(raw, TextPreprocess(**options)) == cleaned
+
+
+@pytest.mark.parametrize("stopwords", [True, "english"])
+def test_the_english_stop_words_keep_negations(stopwords):
+    cfg = TextPreprocess(stopwords=stopwords)
+    assert cfg.stopwords == "english"  # true is english for a new config
+    assert clean_text("No pneumonia", cfg) == "no pneumonia" != clean_text("Pneumonia", cfg)
+    assert clean_text("The patient is not feverish, never was, and cannot walk without help", cfg) == (
+        "patient not feverish never cannot walk without help")
+
+
+def test_english_all_drops_negations_as_the_whole_scikit_learn_list_does():
+    cfg = TextPreprocess(stopwords="english_all")
+    assert clean_text("No pneumonia", cfg) == clean_text("Pneumonia", cfg) == "pneumonia"
+    assert clean_text("not feverish, never was, without help", cfg) == "feverish help"
+
+
+def test_the_english_list_is_scikit_learns_without_exactly_its_negations():
+    every = english_stop_words()
+    assert ENGLISH_NEGATIONS < every  # each one is in scikit-learn's list (a typo would remove nothing)
+    kept = " ".join(sorted(every))
+    assert clean_text(kept, TextPreprocess(stopwords="english")).split() == sorted(ENGLISH_NEGATIONS)
+    assert clean_text(kept, TextPreprocess(stopwords="english_all")) == ""
+
+
+def test_a_stop_word_list_of_ones_own_is_cleaned_as_the_text_is():
+    cfg = TextPreprocess(stopwords=["Patient", "PRESENTS", "mg."])  # lower-cased, and the full stop stripped
+    assert clean_text("The patient presents with 3.5 mg of no pain", cfg) == "the with 3.5 of no pain"
+    cased = TextPreprocess(stopwords=["US", "mg"], lowercase=False)  # matched as written: 'us' is not 'US'
+    assert clean_text("Tell us the US dose in mg, not MG", cased) == "Tell us the dose in not MG"
+    numbers = TextPreprocess(stopwords=["1,000"])
+    assert clean_text("1,000 IU or 1 000 IU", numbers) == "iu or 1 000 iu"
+
+
+def test_a_word_tokenizer_with_stop_words_of_its_own_never_learns_them():
+    prep = text(stopwords=["dog", "fox"])
+    prep.fit(CORPUS)
+    assert "dog" not in prep.vocab and "fox" not in prep.vocab and "foxes" in prep.vocab
+    assert prep.tokenize("the dog and the lazy fox") == ["the", "and", "the", "lazy"]
+
+
+@pytest.mark.parametrize(("stopwords", "problem"), [
+    ([], "modalities.notes.preprocess.stopwords: must be false, true, 'english', 'english_all' or a list of words, "
+         "not an empty list (to remove no word: false) (got [])"),
+    (["no", 3], "modalities.notes.preprocess.stopwords: item 1 must be a word (a string), not int 3 (got ['no', 3])"),
+    ("englsh", "modalities.notes.preprocess.stopwords: must be false, true, 'english', 'english_all' or a list of "
+               "words (did you mean 'english'?) (got 'englsh')"),
+    (None, "modalities.notes.preprocess.stopwords: must be false, true, 'english', 'english_all' or a list of words "
+           "(got None)"),
+    (["ok", "don't"], "modalities.notes.preprocess: stopwords item 1 must clean to one word, as the text is cleaned "
+                      "(a stop word is matched against the cleaned text's words); \"don't\" cleans to 2 words "
+                      "('don t')"),
+    (["ok", " ?! "], "modalities.notes.preprocess: stopwords item 1 must clean to one word, as the text is cleaned "
+                     "(a stop word is matched against the cleaned text's words); ' ?! ' cleans to nothing"),
+])
+def test_a_stop_word_setting_of_no_accepted_form_is_a_config_error_naming_the_key(stopwords, problem):
+    with pytest.raises(ConfigError) as info:
+        load_config({"target": "y", "modalities": {"notes": {"kind": "text", "column": "t",
+                                                              "preprocess": {"stopwords": stopwords}}}})
+    assert info.value.problems == [problem]
+
+
+def test_the_schema_describes_every_stop_word_choice():
+    from polymodal.config import json_schema
+
+    text_schema = json_schema()["$defs"]["TextPreprocess"]
+    forms = text_schema["properties"]["stopwords"]["anyOf"]
+    assert {"type": "boolean"} in forms
+    assert {"enum": ["english", "english_all"], "type": "string"} in forms
+    assert {"items": {"type": "string"}, "minItems": 1, "type": "array"} in forms
+    assert text_schema["properties"]["keep_number_punctuation"] == {
+        "default": True, "title": "Keep Number Punctuation", "type": "boolean"}
+    assert "english_all" in text_schema["description"] and "keep_number_punctuation" in text_schema["description"]
 
 
 def test_word_vocabulary_is_ordered_by_frequency_with_pad_and_unknown_first():
@@ -120,6 +198,20 @@ def test_subword_tokenizers_round_trip_seen_words(kind):
         assert len(tokens) == len(ids)
         assert tokens == cleaned.split()  # every training word became one token
     assert prep.tokenize("the") != [UNK]
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_subword_tokenizers_cut_a_kept_number_at_its_mark_and_keep_the_mark(kind):
+    """Their whitespace-and-punctuation pre-tokenizer splits '3.5' again, into '3', '.', '5': still
+    not '3 5'. With keep_number_punctuation off, the cleaning already made it '3 5'."""
+    texts = ["take 3.5 mg at 12:30", "take 1,000 units", "take 3 5 pills"] * 3
+    kept = text(tokenizer=kind, vocab_size=200)
+    kept.fit(texts)
+    assert kept.tokenize("take 3.5 mg") == ["take", "3", ".", "5", "mg"]
+    assert kept.tokenize("take 3 5 mg") == ["take", "3", "5", "mg"]
+    split = text(tokenizer=kind, vocab_size=200, keep_number_punctuation=False)
+    split.fit(texts)
+    assert split.tokenize("take 3.5 mg") == split.tokenize("take 3 5 mg") == ["take", "3", "5", "mg"]
 
 
 def test_wordpiece_splits_new_words_into_pieces_that_rejoin():
@@ -208,7 +300,7 @@ def test_a_text_that_cleans_to_nothing_is_one_unknown_token(kind):
 def test_a_float_column_of_codes_tokenizes_as_its_integers():
     prep = text()
     prep.fit([12.0, 7.0, 3.5])
-    assert prep.vocab[2:] == ["12", "3", "5", "7"]
+    assert prep.vocab[2:] == ["12", "3.5", "7"]  # a decimal is one word (keep_number_punctuation)
     assert prep.decode(12.0) == prep.decode("12") == prep.decode(12) != [1]
 
 
