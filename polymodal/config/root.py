@@ -32,7 +32,7 @@ from polymodal.config.overrides import apply_overrides, naming_overrides
 from polymodal.config.parsing import DuplicateKeyError, load_json, load_yaml
 from polymodal.config.report import ReportConfig
 from polymodal.config.task_metrics import TASK_METRICS
-from polymodal.config.tasks import TaskSpec, check_tasks
+from polymodal.config.tasks import TaskSpec, check_tasks, repeated_columns
 from polymodal.config.train import DataConfig, LossConfig, TrainConfig
 from polymodal.config.transfer import AnyTransfer, check_transfer
 from polymodal.config.tune import TuneConfig
@@ -115,6 +115,10 @@ class Config(StrictModel):
                 raise ValueError(f"target: required for task '{self.task}' (the target column(s)); only tasks "
                                  "'retrieval' and 'anomaly' can do without")
             return self
+        repeated = repeated_columns(self.targets)
+        if repeated:  # each column is one output: a repeat would be encoded twice and mismatch the model
+            raise ValueError(f"target: lists column(s) {repeated} more than once; each target column is one output "
+                             f"and may appear once; got {self.target}")
         if self.task == "classification" and not isinstance(self.target, str):
             if len(self.target) != 1:
                 raise ValueError(f"target: task 'classification' takes one target column; got {self.target}")

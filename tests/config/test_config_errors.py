@@ -225,6 +225,13 @@ CROSS_FIELD_CASES = {
     "class weights on regression": (
         {"task": "regression", "loss.class_weights": "balanced"}, "loss.class_weights", ["'regression'"]),
     "classification with two targets": ({"target": ["a", "b"]}, "target", ["one target column", "['a', 'b']"]),
+    "regression target listed twice": (
+        {"task": "regression", "target": ["load", "rpm", "load"]}, "target",
+        ["column(s) ['load'] more than once", "got ['load', 'rpm', 'load']"]),
+    "multilabel target listed twice": (
+        {"task": "multilabel", "target": ["same", "same", "other", "other"]}, "target",
+        ["column(s) ['same', 'other'] more than once"]),
+    "classification target listed twice": ({"target": ["label", "label"]}, "target", ["['label'] more than once"]),
     "gray image with rgb mean": (
         {"modalities.digit_image.preprocess.mean": [0.1, 0.2, 0.3], "modalities.digit_image.preprocess.std": [0.5]},
         "modalities.digit_image.preprocess",
@@ -252,6 +259,9 @@ CROSS_FIELD_CASES = {
     "two further tasks on one column": (
         {"tasks": {"age": {"task": "regression", "target": "years"}, "band": {"task": "regression", "target": "years"}}},
         "tasks.band", ["target column 'years'", "already the target of tasks.age"]),
+    "further task listing its column twice": (
+        {"tasks": {"wear": {"task": "regression", "target": ["depth", "depth"]}}}, "tasks.wear.target",
+        ["column(s) ['depth'] more than once", "got ['depth', 'depth']"]),
     "learned task weights with a weight set to its default": (
         {"tasks": {"speaker": {"target": "who", "weight": 1.0}}, "loss.task_weighting": "uncertainty"},
         "tasks.speaker.weight", ["'uncertainty' learns the weights"]),
