@@ -278,14 +278,16 @@ class MultimodalPredictor(Estimator):
 
     def _check_monitor(self, monitor: str, valid_y: np.ndarray) -> None:
         """Refuse, before training, a monitored metric the validation rows leave undefined (AUROC
-        without every class, R2 of one row): early stopping would have nothing to compare."""
+        without every class, R2 of one row or of a target constant on them): early stopping would
+        have nothing to compare."""
         if monitor == "loss" or self.config.task == "retrieval":
             return
         width = self.pipeline.targets.n_outputs
         value = self.score_outputs(np.zeros((len(valid_y), width), np.float32), valid_y).get(monitor)
         if not isinstance(value, int | float) or not math.isfinite(value):
             raise ConfigError([f"train.early_stopping.monitor: '{monitor}' is undefined on the {len(valid_y)} "
-                               "validation rows (AUROC needs every class among them, R2 at least two rows); "
+                               "validation rows (AUROC needs every class among them, R2 at least two rows and a "
+                               "target that varies among them); "
                                "monitor another metric, or give validation rows that define it"])
 
     # -- inference ----------------------------------------------------------------------------
