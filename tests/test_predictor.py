@@ -437,6 +437,28 @@ def test_multilabel(data):
     np.testing.assert_array_equal(labels, (proba.to_numpy() >= 0.5).astype(int))
 
 
+def test_multilabel_balanced_class_weights_are_each_labels_negatives_over_positives(data, monkeypatch):
+    import polymodal.predictor as module
+
+    built = []
+
+    def recording(task, class_weights=None, *args, **kwargs):
+        built.append((task, class_weights, args))
+        return module_task_loss(task, class_weights, *args, **kwargs)
+
+    module_task_loss = module.TaskLoss
+    monkeypatch.setattr(module, "TaskLoss", recording)
+    config = multilabel_config(epochs=1)
+    config["loss"] = {"class_weights": "balanced", "label_smoothing": 0.1}
+    MultimodalPredictor.from_config(config).fit(data["train"], data["valid"])
+    train = pd.read_csv(data["train"])
+    positives = train[["tag_bright", "tag_top"]].sum().to_numpy()
+    task, weights, (smoothing, *_) = built[0]
+    assert task == "multilabel" and smoothing == 0.1
+    np.testing.assert_allclose(weights.numpy(), (len(train) - positives) / positives, rtol=1e-6)
+    assert weights[1] > 1 > weights[0]  # tag_top is rare (a third of rows), tag_bright common (two thirds)
+
+
 def test_text_modality_with_a_local_pretrained_model(data, tmp_path):
     bert = save_tiny_bert(tmp_path / "bert")
     frame = data["frame"].assign(caption=[["quite dark", "mid image", "very bright"][CLASSES.index(c)]

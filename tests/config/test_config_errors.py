@@ -224,6 +224,15 @@ CROSS_FIELD_CASES = {
     "target read as an input": ({"target": "image_path"}, "target", ["['image_path']"]),
     "class weights on regression": (
         {"task": "regression", "loss.class_weights": "balanced"}, "loss.class_weights", ["'regression'"]),
+    "multilabel class weights of the wrong length": (
+        {"task": "multilabel", "target": ["a", "b", "c"], "loss.class_weights": [1.0, 2.0]}, "loss.class_weights",
+        ["one positive weight per target column (3: ['a', 'b', 'c'])", "got 2 values [1.0, 2.0]"]),
+    "label smoothing on regression": (
+        {"task": "regression", "loss.label_smoothing": 0.1}, "loss.label_smoothing",
+        ["'classification' and 'multilabel'", "task is 'regression'", "got 0.1"]),
+    "label smoothing on regression with further regression tasks": (
+        {"task": "regression", "loss.label_smoothing": 0.1, "tasks": {"age": {"task": "regression", "target": "age"}}},
+        "loss.label_smoothing", ["task is 'regression', as are its further tasks"]),
     "classification with two targets": ({"target": ["a", "b"]}, "target", ["one target column", "['a', 'b']"]),
     "regression target listed twice": (
         {"task": "regression", "target": ["load", "rpm", "load"]}, "target",
@@ -266,6 +275,21 @@ CROSS_FIELD_CASES = {
         {"tasks": {"speaker": {"target": "who", "weight": 1.0}}, "loss.task_weighting": "uncertainty"},
         "tasks.speaker.weight", ["'uncertainty' learns the weights"]),
 }
+
+
+def test_class_weights_and_label_smoothing_that_apply_are_accepted():
+    multilabel = {"task": "multilabel", "target": ["a", "b", "c"]}
+    assert load_config(config_with(**multilabel, **{"loss.class_weights": "balanced"})).loss.class_weights == "balanced"
+    assert load_config(config_with(**multilabel, **{"loss.class_weights": [1, 2, 3]})).loss.class_weights == [1, 2, 3]
+    assert load_config(config_with(**multilabel, **{"loss.label_smoothing": 0.1})).loss.label_smoothing == 0.1
+    further = {"task": "regression", "loss.label_smoothing": 0.1, "tasks": {"kind": {"target": "kind"}}}
+    assert load_config(config_with(**further)).loss.label_smoothing == 0.1  # a further classification task uses it
+
+
+def test_a_saved_runs_ignored_label_smoothing_loads_with_a_warning():
+    with pytest.warns(UserWarning, match="loss.label_smoothing would be refused for a new run"):
+        config = load_config(config_with(**{"task": "regression", "loss.label_smoothing": 0.1}), saved_run=True)
+    assert config.loss.label_smoothing == 0.1
 
 
 @pytest.mark.parametrize(("changes", "path", "fragments"), CROSS_FIELD_CASES.values(), ids=CROSS_FIELD_CASES.keys())
