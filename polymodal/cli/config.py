@@ -82,13 +82,16 @@ def config_check(
 
 
 def _check_manifest(config: Any, path: Path) -> str:
-    """Read and validate ``path`` as a fit reads a training manifest (every problem raised at once);
-    what it holds, in words: rows, and the files ``data.on_error`` would skip."""
+    """Read and validate ``path`` as a fit reads a training manifest (every problem raised at once,
+    and the warnings about its target columns given); what it holds, in words: rows, and the files
+    ``data.on_error`` would skip."""
     from polymodal.config.modalities import modality_columns
     from polymodal.data.manifest import WHOLE_ROW
     from polymodal.data.pipeline import DataPipeline
 
-    manifest = DataPipeline(config).read(path, require_target=bool(config.targets), training=True)
+    pipeline = DataPipeline(config)
+    manifest = pipeline.read(path, require_target=bool(config.targets), training=True)
+    pipeline.warn_about_targets(manifest)  # as training would: a continuous-looking class, a constant label
     said = f"{len(manifest):,} rows"
     absent = {column: len(manifest.absent(column)[0]) for m in config.modalities.values() if m.file_based
               for column in modality_columns(m)}

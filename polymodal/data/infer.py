@@ -294,8 +294,9 @@ def _judge(manifest: Manifest, column: str, rows: np.ndarray, *, targeted: bool)
 
 
 def _label_caveats(manifest: Manifest, target: str, task: str) -> str:
-    """What training will refuse or struggle with in a target column, in words: empty cells, and
-    (classification) classes with a single row."""
+    """What training will refuse or struggle with in a target column, in words: empty cells,
+    (classification) classes with a single row, and (multilabel, regression) one value in every
+    row."""
     values = manifest.column(target)
     empty = int(values.map(is_empty).sum())
     said = (f"; {empty} row(s) without one, which train refuses: drop them (or give them as transfer.unlabeled)"
@@ -307,6 +308,11 @@ def _label_caveats(manifest: Manifest, target: str, task: str) -> str:
             shown = ", ".join(repr(c) for c in single[:5]) + (", ..." if len(single) > 5 else "")
             said += (f"; {len(single)} class(es) with a single row ({shown}): too few to learn, or to score once "
                      "split off for validation")
+    distinct = values[~values.map(is_empty)].unique()
+    if task in ("multilabel", "regression") and len(distinct) == 1:
+        undefined = "AUROC" if task == "multilabel" else "R2"
+        said += (f"; one value ({_scalar(distinct[0])!r}) in every row: the model learns only to repeat it, and its "
+                 f"{undefined} is undefined")
     return said
 
 

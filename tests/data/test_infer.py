@@ -251,6 +251,18 @@ def test_the_target_line_names_unlabelled_rows_and_classes_of_one_row(manifest):
                             "score once split off for validation")
 
 
+def test_the_target_line_names_a_multilabel_or_regression_column_of_one_value(manifest, tmp_path):
+    pd.read_csv(manifest).assign(always=1, rpm=1796.0).to_csv(tmp_path / "const.csv", index=False)
+    why = {column: reason for column, _, reason in infer_config(tmp_path / "const.csv", ["hot", "always"]).columns}
+    assert why["always"] == ("several 0/1 columns; one value (1) in every row: the model learns only to repeat it, "
+                             "and its AUROC is undefined")
+    assert why["hot"] == "several 0/1 columns"
+    why = {column: reason for column, _, reason in infer_config(tmp_path / "const.csv", ["wear", "rpm"]).columns}
+    assert why["rpm"].endswith("; one value (1796.0) in every row: the model learns only to repeat it, and its R2 is "
+                               "undefined")
+    assert "one value" not in why["wear"]
+
+
 def test_number_and_category_columns_are_read_in_every_row_not_only_the_sampled_ones(tmp_path):
     """The cells judged are a sample (200 rows spread across the manifest); a number column's cells
     that are no number and a category column's spellings are then counted in every row, so a
