@@ -24,8 +24,9 @@ from polymodal.utils.scores import decisions, probabilities
 
 def with_further_tasks(config: Any, targets: Any, main_loss: TaskLoss) -> nn.Module:
     """``main_loss`` alone for a single-task config, else a :class:`MultiTaskLoss` with one loss per
-    task (``loss.label_smoothing``, ``regression`` and ``huber_delta`` apply to every task; class
-    weights only to the main one)."""
+    task (``loss.label_smoothing`` applies to every classification and multilabel task,
+    ``regression`` and ``huber_delta`` to every regression one; class weights only to the main
+    task)."""
     if not isinstance(targets, MultiTargetEncoder):
         return main_loss
     losses: dict[str, nn.Module] = {MAIN_TASK: main_loss}

@@ -231,19 +231,31 @@ class MultimodalPredictor(Estimator):
 
             return retrieval_validation_loss(cfg)
         train_y = self.pipeline.targets.main_targets(train_y) if cfg.tasks else train_y  # multi-task: the main task
-        weights = None
-        if cfg.loss.class_weights == "balanced":
-            counts = np.bincount(train_y, minlength=self.pipeline.targets.n_outputs).astype(np.float64)
-            weights = torch.tensor(len(train_y) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
-        elif isinstance(cfg.loss.class_weights, list):
-            if len(cfg.loss.class_weights) != self.pipeline.targets.n_outputs:
-                raise SchemaMismatchError(
-                    f"loss.class_weights has {len(cfg.loss.class_weights)} values but the training data has "
-                    f"{self.pipeline.targets.n_outputs} classes {self.pipeline.targets.classes}"
-                )
-            weights = torch.tensor(cfg.loss.class_weights, dtype=torch.float32)
+        weights = None if cfg.loss.class_weights is None else torch.tensor(self._class_weights(train_y),
+                                                                           dtype=torch.float32)
         main = TaskLoss(cfg.task, weights, cfg.loss.label_smoothing, cfg.loss.regression, cfg.loss.huber_delta)
         return with_further_tasks(cfg, self.pipeline.targets, main)  # one loss per task with `tasks`
+
+    def _class_weights(self, train_y: np.ndarray) -> np.ndarray:
+        """``loss.class_weights`` as numbers: a classifier's weight per class (``balanced``: rows /
+        (classes * the class's rows)); a multilabel model's positive weight per label
+        (``balanced``: the label's training negatives / positives, 1 for a label constant in
+        training, which has no other kind of row to weigh against)."""
+        setting, targets = self.config.loss.class_weights, self.pipeline.targets
+        if self.config.task == "multilabel":
+            if setting != "balanced":
+                return np.asarray(setting, np.float64)  # one per label: checked with the config
+            positives = train_y.sum(axis=0, dtype=np.float64)
+            negatives = len(train_y) - positives
+            both = (positives > 0) & (negatives > 0)
+            return np.where(both, negatives / np.maximum(positives, 1.0), 1.0)
+        if setting == "balanced":
+            counts = np.bincount(train_y, minlength=targets.n_outputs).astype(np.float64)
+            return len(train_y) / (len(counts) * np.maximum(counts, 1))
+        if len(setting) != targets.n_outputs:
+            raise SchemaMismatchError(f"loss.class_weights has {len(setting)} values but the training data has "
+                                      f"{targets.n_outputs} classes {targets.classes}")
+        return np.asarray(setting, np.float64)
 
     def _terms(self, net: MultimodalNet, loss: TaskLoss) -> list[Term]:
         """The loss terms of this config's training step."""
@@ -278,14 +290,16 @@ class MultimodalPredictor(Estimator):
 
     def _check_monitor(self, monitor: str, valid_y: np.ndarray) -> None:
         """Refuse, before training, a monitored metric the validation rows leave undefined (AUROC
-        without every class, R2 of one row): early stopping would have nothing to compare."""
+        without every class, R2 of one row or of a target constant on them): early stopping would
+        have nothing to compare."""
         if monitor == "loss" or self.config.task == "retrieval":
             return
         width = self.pipeline.targets.n_outputs
         value = self.score_outputs(np.zeros((len(valid_y), width), np.float32), valid_y).get(monitor)
         if not isinstance(value, int | float) or not math.isfinite(value):
             raise ConfigError([f"train.early_stopping.monitor: '{monitor}' is undefined on the {len(valid_y)} "
-                               "validation rows (AUROC needs every class among them, R2 at least two rows); "
+                               "validation rows (AUROC needs every class among them, R2 at least two rows and a "
+                               "target that varies among them); "
                                "monitor another metric, or give validation rows that define it"])
 
     # -- inference ----------------------------------------------------------------------------

@@ -398,6 +398,30 @@ def test_regression_history_is_in_the_targets_units(reg):
     assert best["val_rmse"] == pytest.approx(reg.metrics["valid"]["rmse"], rel=1e-3)
 
 
+def test_regression_r2_of_rows_whose_target_is_constant_is_undefined_not_zero(reg, data):
+    """Rows of one target value (``evaluate --by`` the regressed column) leave R2 with no spread to
+    explain: None and a note, where scikit-learn's default reports 0.0."""
+    test = pd.read_csv(data["test"])
+    test["y"] = 100.0 + 10.0 * test["label"].map({c: k for k, c in enumerate(CLASSES)})  # one value per label
+    test.to_csv(data["root"] / "test_y_by_label.csv", index=False)
+    scores = reg.evaluate(data["root"] / "test_y_by_label.csv", by="label")
+    assert scores["r2"] is not None and scores["r2"] > 0.5  # over every row, y varies
+    for label, group in scores["by"]["label"].items():
+        assert group["r2"] is None, label
+        assert "r2 is undefined for 'y'" in group["note"] and "constant on these rows" in group["note"]
+        assert group["mae"] > 0  # the other metrics still score the rows
+
+
+def test_a_monitored_r2_is_refused_when_the_validation_target_is_constant(data, tmp_path):
+    valid = pd.read_csv(data["valid"]).assign(y=105.0)
+    valid.to_csv(data["root"] / "valid_constant_y.csv", index=False)
+    config = regression_config(early_stopping={"monitor": "r2", "patience": 2})
+    with pytest.raises(ConfigError, match="'r2' is undefined on the .* a target that varies"):
+        MultimodalPredictor.from_config(config).fit(data["train"], data["root"] / "valid_constant_y.csv",
+                                                    out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_multilabel(data):
     predictor = MultimodalPredictor.from_config(multilabel_config()).fit(data["train"], data["valid"])
     scores = predictor.evaluate(data["test"])
@@ -411,6 +435,28 @@ def test_multilabel(data):
     labels = predictor.predict(data["test"])
     assert labels.shape == (len(proba), 2) and set(np.unique(labels)) <= {0, 1}
     np.testing.assert_array_equal(labels, (proba.to_numpy() >= 0.5).astype(int))
+
+
+def test_multilabel_balanced_class_weights_are_each_labels_negatives_over_positives(data, monkeypatch):
+    import polymodal.predictor as module
+
+    built = []
+
+    def recording(task, class_weights=None, *args, **kwargs):
+        built.append((task, class_weights, args))
+        return module_task_loss(task, class_weights, *args, **kwargs)
+
+    module_task_loss = module.TaskLoss
+    monkeypatch.setattr(module, "TaskLoss", recording)
+    config = multilabel_config(epochs=1)
+    config["loss"] = {"class_weights": "balanced", "label_smoothing": 0.1}
+    MultimodalPredictor.from_config(config).fit(data["train"], data["valid"])
+    train = pd.read_csv(data["train"])
+    positives = train[["tag_bright", "tag_top"]].sum().to_numpy()
+    task, weights, (smoothing, *_) = built[0]
+    assert task == "multilabel" and smoothing == 0.1
+    np.testing.assert_allclose(weights.numpy(), (len(train) - positives) / positives, rtol=1e-6)
+    assert weights[1] > 1 > weights[0]  # tag_top is rare (a third of rows), tag_bright common (two thirds)
 
 
 def test_text_modality_with_a_local_pretrained_model(data, tmp_path):

@@ -2,7 +2,7 @@
 
 Usage:
 
-    polymodal config init --data MANIFEST --target COLUMN [--out config.yaml] [--overwrite]
+    polymodal config init --data MANIFEST --target COLUMN [--task TASK] [--out config.yaml] [--overwrite]
     polymodal config schema
     polymodal config check FILE
 """
@@ -22,12 +22,17 @@ def config_init(
     data: Annotated[Path, typer.Option("--data", help="A manifest (CSV, Parquet, JSONL...) of the rows to learn from.")],
     target: Annotated[list[str] | None, typer.Option("--target", metavar="COLUMN", help="The target column (repeatable: several "
                                                      "targets; none: an anomaly detector).")] = None,
+    task: Annotated[str | None, typer.Option("--task", metavar="TASK", help="classification, regression or "
+                                             "multilabel, in place of the task inferred from the target (whole "
+                                             "numbers such as 0-3 read as classes: --task regression makes them a "
+                                             "number).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Config file to write.")] = Path("config.yaml"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
 ) -> None:
     """Write a starting config for a manifest: each column becomes the modality its cells hold
     (image, audio, video or array files; numbers and categories; free text), with settings read
-    from its files; the table says what each column became and why."""
+    from its files; the table says what each column became and why (the target's task too:
+    --task overrides it)."""
     import yaml
 
     from polymodal.data.infer import TARGET_NAMES, infer_config
@@ -39,7 +44,7 @@ def config_init(
     if out.exists() and not overwrite:
         raise OptionError([f"--out {out} already exists; give --overwrite to replace it, or another --out"])
     check_folder_path(out.parent, "--out", writable=True)
-    inferred = infer_config(data, target)
+    inferred = infer_config(data, target, task)
     header = (f"# polymodal config inferred from {data} (polymodal config init): a start, check each modality's\n"
               "# preprocessing and encoder; 'polymodal config schema' lists every key.\n")
     atomic_write_text(out, header + yaml.safe_dump(inferred.config, sort_keys=False))
@@ -82,13 +87,16 @@ def config_check(
 
 
 def _check_manifest(config: Any, path: Path) -> str:
-    """Read and validate ``path`` as a fit reads a training manifest (every problem raised at once);
-    what it holds, in words: rows, and the files ``data.on_error`` would skip."""
+    """Read and validate ``path`` as a fit reads a training manifest (every problem raised at once,
+    and the warnings about its target columns given); what it holds, in words: rows, and the files
+    ``data.on_error`` would skip."""
     from polymodal.config.modalities import modality_columns
     from polymodal.data.manifest import WHOLE_ROW
     from polymodal.data.pipeline import DataPipeline
 
-    manifest = DataPipeline(config).read(path, require_target=bool(config.targets), training=True)
+    pipeline = DataPipeline(config)
+    manifest = pipeline.read(path, require_target=bool(config.targets), training=True)
+    pipeline.warn_about_targets(manifest)  # as training would: a continuous-looking class, a constant label
     said = f"{len(manifest):,} rows"
     absent = {column: len(manifest.absent(column)[0]) for m in config.modalities.values() if m.file_based
               for column in modality_columns(m)}

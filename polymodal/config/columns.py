@@ -20,3 +20,12 @@ def class_columns(config: Config, main_tasks: tuple[str, ...] = ("classification
     of ``main_tasks``: anomaly and retrieval labels are classes to read too) and further ones'."""
     main = list(config.targets) if config.task in main_tasks else []
     return main + [c for task in (config.tasks or {}).values() if task.task == "classification" for c in task.targets]
+
+
+def numeric_target_columns(config: Config) -> list[tuple[str, str, str]]:
+    """``(key, task, column)`` of every multilabel label column and regression target column, the
+    main task's (key ``target``) then the further ones' (``tasks.<name>.target``)."""
+    tasks = [("target", config.task, config.targets),
+             *((f"tasks.{name}.target", t.task, t.targets) for name, t in (config.tasks or {}).items())]
+    return [(key, task, column) for key, task, columns in tasks if task in ("multilabel", "regression")
+            for column in columns]

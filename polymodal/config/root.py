@@ -33,7 +33,7 @@ from polymodal.config.overrides import apply_overrides, naming_overrides
 from polymodal.config.parsing import DuplicateKeyError, load_json, load_yaml
 from polymodal.config.report import ReportConfig
 from polymodal.config.task_metrics import TASK_METRICS
-from polymodal.config.tasks import TaskSpec, check_tasks
+from polymodal.config.tasks import TaskSpec, check_tasks, repeated_columns
 from polymodal.config.train import DataConfig, LossConfig, TrainConfig
 from polymodal.config.transfer import AnyTransfer, check_transfer
 from polymodal.config.tune import TuneConfig
@@ -116,6 +116,10 @@ class Config(StrictModel):
                 raise ValueError(f"target: required for task '{self.task}' (the target column(s)); only tasks "
                                  "'retrieval' and 'anomaly' can do without")
             return self
+        repeated = repeated_columns(self.targets)
+        if repeated:  # each column is one output: a repeat would be encoded twice and mismatch the model
+            raise ValueError(f"target: lists column(s) {repeated} more than once; each target column is one output "
+                             f"and may appear once; got {self.target}")
         if self.task == "classification" and not isinstance(self.target, str):
             if len(self.target) != 1:
                 raise ValueError(f"target: task 'classification' takes one target column; got {self.target}")
@@ -123,8 +127,17 @@ class Config(StrictModel):
         clash = sorted(set(self.targets) & used)
         if clash:
             raise ValueError(f"target: column(s) {clash} are also read as modality inputs")
-        if self.loss.class_weights is not None and self.task != "classification":
-            raise ValueError(f"loss.class_weights applies to task 'classification' only; task is '{self.task}'")
+        return self
+
+    @model_validator(mode="after")
+    def _check_loss(self, info: ValidationInfo) -> Config:
+        check_class_weights(self)
+        try:
+            check_label_smoothing(self)
+        except ValueError as err:
+            if not (info.context or {}).get("saved_run"):
+                raise
+            warn_user(f"this run's loss.label_smoothing would be refused for a new run: {err}")  # it did nothing
         return self
 
     @model_validator(mode="after")
@@ -214,6 +227,41 @@ class Config(StrictModel):
     def _check_feature_cache(self) -> Config:
         check_feature_cache(self)  # see polymodal.config.finetune
         return self
+
+
+def check_class_weights(config: Config) -> None:
+    """``loss.class_weights`` weighs class labels: one weight per class (``classification``) or a
+    positive weight per label column (``multilabel``, the weight of its 1s in the binary
+    cross-entropy; ``balanced``: its training negatives / positives). A multilabel list needs one
+    value per target column; a classifier's list is checked against its classes when it trains.
+
+    Raises:
+        ValueError: class weights for another task, or a multilabel list of the wrong length.
+    """
+    weights = config.loss.class_weights
+    if weights is None:
+        return
+    if config.task not in ("classification", "multilabel"):
+        raise ValueError(f"loss.class_weights applies to tasks 'classification' (a weight per class) and 'multilabel' "
+                         f"(a positive weight per label); task is '{config.task}'")
+    if config.task == "multilabel" and isinstance(weights, list) and len(weights) != len(config.targets):
+        raise ValueError(f"loss.class_weights: task 'multilabel' takes one positive weight per target column "
+                         f"({len(config.targets)}: {config.targets}), or 'balanced'; got {len(weights)} values {weights}")
+
+
+def check_label_smoothing(config: Config) -> None:
+    """``loss.label_smoothing`` softens class labels (classification and multilabel tasks, main or
+    further); a config with no such task would ignore it.
+
+    Raises:
+        ValueError: a label smoothing above 0 and no classification or multilabel task.
+    """
+    smoothing = config.loss.label_smoothing
+    kinds = {config.task, *(spec.task for spec in (config.tasks or {}).values())}
+    if smoothing > 0 and not kinds & {"classification", "multilabel"}:
+        raise ValueError(f"loss.label_smoothing softens class labels: it applies to tasks 'classification' and "
+                         f"'multilabel'; task is '{config.task}'{', as are its further tasks' if config.tasks else ''}, "
+                         f"which it would leave unchanged; must be 0 (the default); got {smoothing}")
 
 
 def check_dropout_rates(config: Config) -> None:

@@ -49,6 +49,11 @@ class TaskSpec(StrictModel):
         return [self.target] if isinstance(self.target, str) else list(self.target)
 
 
+def repeated_columns(columns: list[str]) -> list[str]:
+    """The columns ``columns`` lists more than once, in order of first appearance."""
+    return [c for c in dict.fromkeys(columns) if columns.count(c) > 1]
+
+
 def check_tasks(config: Any, saved_run: bool = False) -> None:
     """Cross-field rules of the ``tasks`` section (called by the root config's validator), and the
     weights settled: an unset weight is 1 under ``task_weighting: fixed``; under ``uncertainty``
@@ -56,8 +61,9 @@ def check_tasks(config: Any, saved_run: bool = False) -> None:
     of an earlier version spelled out (``saved_run``: read as unset).
 
     Raises:
-        ValueError: a bad task name, a target column used twice or read as an input, a head that
-            does not fit the fusion, or weights given while they are learned.
+        ValueError: a bad task name, a target column listed twice (in one task or across tasks) or
+            read as an input, a head that does not fit the fusion, or weights given while they are
+            learned.
     """
     tasks = config.tasks or {}
     if not tasks:
@@ -73,6 +79,10 @@ def check_tasks(config: Any, saved_run: bool = False) -> None:
     seen = {c: "target" for c in config.targets}
     inputs = {c for m in config.modalities.values() for c in modality_columns(m)}
     for name, spec in sorted(tasks.items()):
+        repeated = repeated_columns(spec.targets)
+        if repeated:
+            raise ValueError(f"tasks.{name}.target: lists column(s) {repeated} more than once; each target column "
+                             f"is one output and may appear once; got {spec.target}")
         if spec.task == "classification" and len(spec.targets) != 1:
             raise ValueError(f"tasks.{name}: task 'classification' takes one target column; got {spec.target}")
         for column in spec.targets:
@@ -98,4 +108,4 @@ def check_tasks(config: Any, saved_run: bool = False) -> None:
                          "choose a head")
 
 
-__all__ = ["MAIN_TASK", "TaskSpec", "check_tasks"]
+__all__ = ["MAIN_TASK", "TaskSpec", "check_tasks", "repeated_columns"]

@@ -98,10 +98,24 @@ class LossConfig(StrictModel):
     """Task-loss options.
 
     Attributes:
-        class_weights: ``balanced`` weighs classes inversely to their training frequency; a list
-            gives one weight per class (in the sorted order of the class labels).
-        label_smoothing: classification only.
-        regression: ``mse`` or ``huber`` (with ``huber_delta``).
+        class_weights: classification: ``balanced`` weighs classes inversely to their training
+            frequency; a list gives one weight per class (in the sorted order of the class
+            labels). Multilabel: the weight of each label's positives (1s) in the binary
+            cross-entropy (``pos_weight``): ``balanced`` is the label's training negatives /
+            positives (1 for a label constant in training); a list gives one per target column,
+            in the order of ``target``. Refused for other tasks.
+        label_smoothing: softens class labels: classification mixes the one-hot target with the
+            uniform distribution; multilabel trains each 0/1 label towards ``y * (1 - e) + e / 2``
+            (a 1 towards 1 - e/2, a 0 towards e/2). Refused (above 0) for a config with no
+            classification or multilabel task.
+        regression: ``mse`` or ``huber`` (with ``huber_delta``). Regression targets are
+            standardised with the training rows' mean and standard deviation before the loss, so
+            the training loss and ``val_loss`` are in units of each target's standard deviation
+            (squared, for ``mse``), averaged over targets; the metrics (``mae``, ``rmse``, ``r2``)
+            are on the target's original scale.
+        huber_delta: where the Huber loss turns from quadratic to linear, in standard deviations
+            of the target (1.0: errors beyond one standard deviation count linearly), not in the
+            target's own units.
         unimodal_weight: weight of auxiliary per-modality losses: each modality also predicts the
             target on its own (a linear head on its encoder output, or late fusion's own heads),
             which keeps every encoder discriminative and stops one modality from leaning on

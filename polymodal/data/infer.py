@@ -24,9 +24,12 @@ number, or its categories, are counted in every row:
   columns that are empty in every row, who a row comes from (``speaker``, ``patient``...) and,
   with no target given, a column named like one (``label``, ``class``...) are left out, and said so.
 
-The task follows the target: text labels or at most 50 distinct whole numbers -> classification,
-other numbers -> regression; several 0/1 targets -> multilabel; one value, or no target, ->
-anomaly detection. Every decision comes back with its reason (:class:`Inference`), and the config
+The task follows the target: text labels, or at most 50 distinct whole numbers each on two
+rows or more on average that lie close together as class codes do (0-3, 1-10: their range at
+most :data:`CODE_SPAN` times their count, or at most two values) -> classification; other
+numbers (decimals; whole numbers spread like a measurement, such as a speed of 1730-1797 rpm)
+-> regression; several 0/1 targets -> multilabel; one value, or no target, -> anomaly
+detection. ``task`` (``config init --task``) overrides it. Every decision comes back with its reason (:class:`Inference`), and the config
 is validated before it is returned.
 """
 
@@ -45,12 +48,13 @@ import pandas as pd
 from polymodal.data.cells import cell_text, is_empty
 from polymodal.data.infer_files import FILE_KINDS, judge_files
 from polymodal.data.manifest import Manifest, read_manifest
-from polymodal.errors import ManifestError
+from polymodal.errors import ManifestError, OptionError
 from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.values import spelling_variants
 
 SAMPLE_ROWS = 200  # rows whose cells are judged
 MAX_CATEGORIES = 50
+CODE_SPAN = 2  # whole-number class codes cover at most this many times as many values as they hold (0-3, 1-10)
 MIN_TARGET_ROWS = 5  # rows each target value needs before a column can be said to determine it
 MAX_PAIRED = 30  # few-valued columns checked in pairs for a leak (435 pairs)
 IDENTIFIER_ENDINGS = ("_id", "_index", "_idx", "_no", "_number", "_uuid")
@@ -68,14 +72,23 @@ class Inference:
     sampled: int = 0  # the rows whose cells were judged (numbers and categories are then counted in all rows)
 
 
-def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str | Sequence[str] | None) -> Inference:
+def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str | Sequence[str] | None,
+                 task: str | None = None) -> Inference:
     """A config for ``data`` (a manifest file, DataFrame or Manifest) predicting ``target`` (None: an
     anomaly detector's unlabelled rows are not guessed; give the target column(s)).
+
+    Args:
+        task: ``classification``, ``regression`` or ``multilabel`` in place of the task the
+            targets suggest (whole numbers such as a load of 0-3 read as classes; ``regression``
+            makes them a number); None: inferred.
 
     Raises:
         ManifestError: a target column the manifest does not have, several targets that are not
             all numbers, or no column left to learn from (a file column none of whose sampled
             files can be read is left out, with the reader's reason, not raised).
+        OptionError: a ``task`` (``--task``) that is none of those, given without a target, or that
+            the targets cannot be (text for regression, values other than 0/1 for multilabel,
+            several columns or one value for classification).
     """
     manifest = read_manifest(data)
     targets = [target] if isinstance(target, str) else list(target or [])
@@ -83,6 +96,7 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
     if missing:
         raise ManifestError([f"target column '{t}' is not in {manifest.name}{did_you_mean(t, manifest.columns)}; "
                              f"it has {list(manifest.columns)}" for t in missing], source=manifest.name)
+    task, task_why = _task(manifest, targets) if task is None else _chosen_task(manifest, targets, task)
     rows = np.unique(np.linspace(0, len(manifest) - 1, min(len(manifest), SAMPLE_ROWS)).astype(np.int64))  # spread
     result = Inference({}, rows=len(manifest), sampled=len(rows))
     absent_files = odd_numbers = False
@@ -122,7 +136,6 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
     if not modalities:
         raise ManifestError([f"{manifest.name}: no column to learn from (each was a target, an identifier or empty): "
                              + "; ".join(f"'{c}': {why}" for c, _, why in result.columns)], source=manifest.name)
-    task, task_why = _task(manifest, targets)
     result.columns.extend((t, f"target ({task})", task_why + _label_caveats(manifest, t, task)) for t in targets)
     config: dict[str, Any] = {"task": task}
     if targets:
@@ -294,8 +307,9 @@ def _judge(manifest: Manifest, column: str, rows: np.ndarray, *, targeted: bool)
 
 
 def _label_caveats(manifest: Manifest, target: str, task: str) -> str:
-    """What training will refuse or struggle with in a target column, in words: empty cells, and
-    (classification) classes with a single row."""
+    """What training will refuse or struggle with in a target column, in words: empty cells,
+    (classification) classes with a single row, and (multilabel, regression) one value in every
+    row."""
     values = manifest.column(target)
     empty = int(values.map(is_empty).sum())
     said = (f"; {empty} row(s) without one, which train refuses: drop them (or give them as transfer.unlabeled)"
@@ -307,6 +321,11 @@ def _label_caveats(manifest: Manifest, target: str, task: str) -> str:
             shown = ", ".join(repr(c) for c in single[:5]) + (", ..." if len(single) > 5 else "")
             said += (f"; {len(single)} class(es) with a single row ({shown}): too few to learn, or to score once "
                      "split off for validation")
+    distinct = values[~values.map(is_empty)].unique()
+    if task in ("multilabel", "regression") and len(distinct) == 1:
+        undefined = "AUROC" if task == "multilabel" else "R2"
+        said += (f"; one value ({_scalar(distinct[0])!r}) in every row: the model learns only to repeat it, and its "
+                 f"{undefined} is undefined")
     return said
 
 
@@ -344,7 +363,59 @@ def _task(manifest: Manifest, targets: list[str]) -> tuple[str, str]:
                                  "class labels repeat; numbers written as text ('$123,000') need cleaning to be a "
                                  "regression target"], source=manifest.name)
         return "classification", f"{distinct} text label(s)"
-    whole = bool((number == number.round()).all())
-    if whole and distinct <= MAX_CATEGORIES and distinct * 2 <= rows:
-        return "classification", f"{distinct} whole-number label(s), each on several rows"
-    return "regression", "numbers" if not whole else f"{distinct} whole numbers in {rows} rows, too many to be classes"
+    if not bool((number == number.round()).all()):
+        return "regression", "numbers"
+    low, high = int(number.min()), int(number.max())
+    if distinct * 2 > rows or distinct > MAX_CATEGORIES:
+        return "regression", (f"{distinct} whole numbers in {rows} rows, too many to be classes (--task classification "
+                              "for classes)")
+    if distinct > 2 and high - low + 1 > CODE_SPAN * distinct:
+        return "regression", (f"{distinct} whole numbers spread over {low}-{high}: a measurement, as class codes lie "
+                              "close together (--task classification for classes)")
+    return "classification", (f"{distinct} whole-number labels ({low}-{high}), each on several rows: classes "
+                               "(--task regression for a number)")
+
+
+TASK_CHOICES = ("classification", "regression", "multilabel")  # what --task can ask for
+
+
+def _chosen_task(manifest: Manifest, targets: list[str], task: str) -> tuple[str, str]:
+    """``task`` (``--task``), checked against the targets, and why (with the task inferred, where
+    it differs).
+
+    Raises:
+        OptionError: see :func:`infer_config`.
+    """
+    if task not in TASK_CHOICES:
+        raise OptionError([f"--task: one of {', '.join(TASK_CHOICES)}; got '{task}'"])
+    if not targets:
+        raise OptionError([f"--task {task}: needs --target COLUMN (without a target the rows make an anomaly detector)"])
+    values = {t: manifest.column(t)[~manifest.column(t).map(is_empty)] for t in targets}
+    numbers = {t: pd.to_numeric(v, errors="coerce") for t, v in values.items()}
+    if task == "classification":
+        if len(targets) != 1:
+            raise OptionError([f"--task classification: takes one target column; got {targets} (several 0/1 columns: "
+                               "--task multilabel; several numbers: --task regression)"])
+        if values[targets[0]].nunique() < 2:
+            raise OptionError([f"--task classification: target column '{targets[0]}' holds one value; classification "
+                               "needs at least 2 classes"])
+    for column in targets:
+        text = values[column][numbers[column].isna()]
+        if task in ("regression", "multilabel") and len(text):
+            raise OptionError([f"--task {task}: target column '{column}' holds text ({_examples(text)}); task '{task}' "
+                               f"needs {'numbers' if task == 'regression' else '0 or 1 in every row'}"])
+        other = numbers[column][~numbers[column].isin([0, 1])]
+        if task == "multilabel" and len(other):
+            raise OptionError([f"--task multilabel: target column '{column}' holds values other than 0 and 1 "
+                               f"({_examples(other)}); each multilabel column is one label, 0 or 1"])
+    try:
+        inferred = _task(manifest, targets)[0]
+    except ManifestError:  # near-unique text labels: refused as inferred, taken when asked for
+        inferred = None
+    return task, f"--task {task}" + ("" if inferred in (task, None) else f" (inferred: {inferred})")
+
+
+def _examples(values: pd.Series) -> str:
+    """The first few distinct values of ``values``, quoted."""
+    distinct = list(dict.fromkeys(_scalar(v) for v in values))
+    return ", ".join(repr(v) for v in distinct[:3]) + (", ..." if len(distinct) > 3 else "")

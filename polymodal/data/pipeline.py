@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.config import Config
-from polymodal.config.columns import class_columns, csv_columns
+from polymodal.config.columns import class_columns, csv_columns, numeric_target_columns
 from polymodal.config.modalities import modality_columns
 from polymodal.data.cache import cache_root, take
 from polymodal.data.dataset import MultimodalDataset
@@ -27,7 +27,7 @@ from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.modalities import Preprocessor, build_preprocessor
 from polymodal.data.multitarget import MultiTargetEncoder, build_targets, targets_from_state
 from polymodal.data.skipped import require_rows
-from polymodal.data.targets import warn_if_continuous
+from polymodal.data.targets import warn_if_constant, warn_if_continuous
 from polymodal.data.validation import validate_manifest
 from polymodal.errors import ManifestError, SchemaMismatchError
 from polymodal.utils.io import atomic_folder, atomic_write_json
@@ -165,8 +165,7 @@ class DataPipeline:
                 preprocessing on; or skipping unreadable files left no training row.
         """
         on_error = self.config.data.on_error
-        for column in class_columns(self.config):
-            warn_if_continuous(manifest, column)
+        self.warn_about_targets(manifest)
         for name, prep in self.preprocessors.items():
             cells = manifest_cells(manifest, self.config.modalities[name], prep.file_based)
             present = cells.present()
@@ -192,6 +191,15 @@ class DataPipeline:
             self._fit_statistics(prep, mod)
         self.targets.fit(manifest if len(table) == len(manifest) else manifest.subset(table.rows))
         return table, self.encode_targets(manifest, table)
+
+    def warn_about_targets(self, manifest: Manifest) -> None:
+        """Warn about target columns of a training manifest that are read, but likely wrong: a
+        classification target that looks continuous, a multilabel label or regression target
+        holding one value in every row."""
+        for column in class_columns(self.config):
+            warn_if_continuous(manifest, column)
+        for key, task, column in numeric_target_columns(self.config):
+            warn_if_constant(manifest, task, column, key)
 
     def _nothing_to_fit(self, manifest: Manifest, name: str, why: str, files: bool = False) -> ManifestError:
         """The error for a modality whose training rows give its preprocessing nothing to fit on

@@ -95,6 +95,32 @@ def warn_if_continuous(manifest: Manifest, column: str) -> None:
               "and a held-out row of a class training never saw cannot be scored")
 
 
+def warn_if_constant(manifest: Manifest, task: str, column: str, key: str = "target") -> None:
+    """Warn about a multilabel label column or a regression target column that holds one value in
+    every row of ``manifest`` (the training rows: the model can learn nothing from it but that
+    value). A multilabel label's AUROC is then undefined; a regression target's standard deviation
+    is 0 (it standardises by nothing) and its R2 undefined. Empty cells (a further task's rows
+    without its target) are not counted; a column without any value is left to validation.
+    ``key``: the config key that lists the column (``target``, ``tasks.<name>.target``)."""
+    if column not in manifest.columns:
+        return  # validation names it
+    values = pd.to_numeric(manifest.column(column), errors="coerce").dropna()
+    distinct = values.unique()
+    if len(distinct) != 1:
+        return
+    value = float(distinct[0])
+    rows = f"{len(values)} row{'s' if len(values) > 1 else ''}"
+    if task == "multilabel":
+        shown = f"{value:g}"
+        warn_user(f"label column '{column}' of {manifest.name} is {shown} in every one of its {rows}: its AUROC is "
+                  f"undefined and the model learns only to repeat {shown}; add rows where it is "
+                  f"{'0' if value else '1'}, or leave the column out of {key}")
+    else:
+        warn_user(f"regression target column '{column}' of {manifest.name} is {value:.6g} in every one of its {rows}: "
+                  "with no spread to learn, the model learns only to repeat that value (and its R2 is undefined); add "
+                  f"rows where it varies, or leave the column out of {key}")
+
+
 def _warn_mixed(manifest: Manifest, column: str, codes: np.ndarray, keys: list[str]) -> None:
     """Warn when a label column mixes numbers with text (``0, 1, ..., 'seven'``): likely a typo, and
     each distinct text is its own class. Names the rows of the smaller group."""

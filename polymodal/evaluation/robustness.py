@@ -247,13 +247,20 @@ def chance_level(predictor: MultimodalPredictor, data: EvalData) -> float | None
     return float(np.bincount(np.asarray(targets, np.int64)).max() / len(targets))
 
 
+def _metric(scores: Mapping[str, Any], metric: str) -> float:
+    """``scores[metric]`` as a float: NaN where it is undefined (None: R2 of rows whose target is
+    constant), so that a curve's column stays numeric."""
+    value = scores[metric]
+    return float("nan") if value is None else float(value)
+
+
 def _sweep_curves(predictor: MultimodalPredictor, data: EvalData, corruptions: Mapping[str, Sequence[str]],
                   seed: int, progress: str | None = None) -> list[dict[str, Any]]:
     """The curve rows; ``progress``: the description of a progress bar over the corrupted evaluations."""
     if data.targets is None:
         raise SchemaMismatchError("a robustness sweep needs labelled data")
     metric = TASK_METRICS[predictor.config.task].sweep
-    clean = predictor.score_outputs(predictor.raw_outputs(data.features), data.targets)[metric]
+    clean = _metric(predictor.score_outputs(predictor.raw_outputs(data.features), data.targets), metric)
     # a modality the data never holds has nothing to corrupt
     swept = {m: names for m, names in corruptions.items() if data.table.modalities[m].present.any()}
     empty = [m for m in corruptions if m not in swept]
@@ -272,7 +279,7 @@ def _sweep_curves(predictor: MultimodalPredictor, data: EvalData, corruptions: M
                              "unit": corruption.unit, metric: clean, "failed": 0})
                 for severity in range(1, SEVERITIES + 1):
                     table, failed = corrupt_table(predictor, data, modality, corruption, severity, seed)
-                    score = predictor.score_outputs(predictor.raw_outputs(table), data.targets)[metric]
+                    score = _metric(predictor.score_outputs(predictor.raw_outputs(table), data.targets), metric)
                     rows.append({"modality": modality, "corruption": name, "severity": severity,
                                  "level": corruption.levels[severity - 1], "unit": corruption.unit, metric: score,
                                  "failed": failed})

@@ -41,8 +41,8 @@ def curves_wide(result: RobustnessResult) -> pd.DataFrame:
     no rows when the data held none of the swept modalities."""
     if result.curves.empty:
         return result.summary
-    wide = result.curves.pivot_table(index=["modality", "corruption"], columns="severity", values=result.metric,
-                                     sort=False)
+    wide = result.curves.pivot(index=["modality", "corruption"], columns="severity", values=result.metric)  # NaN: kept
+    wide = wide.reindex(result.summary.set_index(["modality", "corruption"]).index)  # in the sweep's order
     wide.columns = [f"s{int(c)}" for c in wide.columns]
     return wide.join(result.summary.set_index(["modality", "corruption"])).reset_index()
 

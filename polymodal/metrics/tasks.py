@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -136,23 +135,51 @@ def multilabel_metrics(logits: np.ndarray, target: np.ndarray, names: Sequence[s
 def regression_metrics(pred: np.ndarray, target: np.ndarray, names: Sequence[str] | None = None) -> dict[str, Any]:
     """MAE, RMSE and R2 (averaged over target columns), on the values as given. With several
     target columns and their ``names``, also ``mae_per_target``, ``rmse_per_target`` and
-    ``r2_per_target``: the averages mix the targets' units, each target's own figures do not."""
-    from sklearn.metrics import r2_score
+    ``r2_per_target``: the averages mix the targets' units, each target's own figures do not.
 
+    R2 compares the squared errors with the target's spread, so it is undefined (None, not
+    scikit-learn's 0.0) for a target that is constant on the rows, on fewer than two rows, and on
+    outputs that are not finite (a diverged model); ``r2`` averages the targets where it is
+    defined (None where it is nowhere), and a ``note`` says which are not and why."""
     pred, target = pred.reshape(len(pred), -1), target.reshape(len(target), -1)
     err = pred - target
-    defined = len(target) > 1 and bool(np.isfinite(pred).all())  # NaN outputs: diverged
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r2 = r2_score(target, pred, multioutput="raw_values") if defined else [None] * target.shape[1]
-    r2 = [None if v is None else float(v) for v in r2]
+    finite = bool(np.isfinite(pred).all())  # NaN outputs: diverged
+    r2 = [_r2(err[:, j], target[:, j]) if finite else None for j in range(target.shape[1])]
+    defined = [v for v in r2 if v is not None]
     mae, rmse = np.abs(err).mean(axis=0), np.sqrt((err ** 2).mean(axis=0))
-    out = {"mae": float(mae.mean()), "rmse": float(rmse.mean()), "r2": float(np.mean(r2)) if defined else None}
+    out: dict[str, Any] = {"mae": float(mae.mean()), "rmse": float(rmse.mean()),
+                           "r2": float(np.mean(defined)) if defined else None}
+    if finite and len(defined) < len(r2):
+        out["note"] = _undefined_r2_note(target, r2, names)
     if names is not None and len(names) > 1:
         out["mae_per_target"] = {n: float(v) for n, v in zip(names, mae, strict=True)}
         out["rmse_per_target"] = {n: float(v) for n, v in zip(names, rmse, strict=True)}
         out["r2_per_target"] = dict(zip(names, r2, strict=True))
     return out
+
+
+def _r2(err: np.ndarray, target: np.ndarray) -> float | None:
+    """1 - SS_res / SS_tot of one target column (``err``: prediction - target); None when the
+    target does not vary over at least two rows (SS_tot is 0: no spread to explain)."""
+    target = target.astype(np.float64)
+    if len(target) < 2 or bool((target == target[0]).all()):
+        return None
+    total = float(((target - target.mean()) ** 2).sum())
+    return 1.0 - float((err.astype(np.float64) ** 2).sum()) / total
+
+
+def _undefined_r2_note(target: np.ndarray, r2: Sequence[float | None], names: Sequence[str] | None) -> str:
+    """Which targets' R2 is undefined, and why, in words (see :func:`regression_metrics`)."""
+    if len(target) < 2:
+        return f"r2 is undefined on {len(target)} row(s): it needs at least 2 rows whose target varies"
+    if names is not None and len(names) == target.shape[1]:
+        labels = [repr(str(n)) for n in names]
+    else:
+        labels = ["the target"] if target.shape[1] == 1 else [f"target {j}" for j in range(target.shape[1])]
+    constant = [f"{labels[j]} (every row {float(target[0, j]):.6g})" for j, v in enumerate(r2) if v is None]
+    said = (f"r2 is undefined for {', '.join(constant)}: constant on these rows, so R2 has no spread of the target "
+            "to compare the errors with")
+    return said + ("; r2 averages the other targets" if len(constant) < len(r2) else "")
 
 
 def task_metrics(task: str, outputs: np.ndarray, target: np.ndarray, n_classes: int | None = None,

@@ -87,6 +87,20 @@ def test_config_check_with_data_checks_the_manifests_as_training_reads_them(data
     assert "data.on_error: missing skips 2 missing file(s) of 'image'" in " ".join(result.stdout.split())
 
 
+def test_config_check_with_data_says_a_multilabel_label_is_one_value_in_every_row(data):
+    from helpers_models import multilabel_config
+
+    config = {**multilabel_config(), "target": ["tag_bright", "tag_top", "always"]}
+    (data["root"] / "multilabel.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    pd.read_csv(data["train"]).assign(always=1).to_csv(data["root"] / "always.csv", index=False)
+    with pytest.warns(UserWarning) as caught:
+        result = invoke("config", "check", data["root"] / "multilabel.yaml", "--data", data["root"] / "always.csv")
+    assert result.exit_code == 0, result.output
+    said = [str(w.message) for w in caught if "in every one of its" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith("label column 'always' of always.csv is 1 in every one of its ")
+    assert "its AUROC is undefined and the model learns only to repeat 1" in said[0]
+
+
 def test_config_check_names_the_bad_key(tmp_path):
     config = classification_config()
     config["modalities"]["img"]["encoder"]["dim"] = -1

@@ -224,7 +224,23 @@ CROSS_FIELD_CASES = {
     "target read as an input": ({"target": "image_path"}, "target", ["['image_path']"]),
     "class weights on regression": (
         {"task": "regression", "loss.class_weights": "balanced"}, "loss.class_weights", ["'regression'"]),
+    "multilabel class weights of the wrong length": (
+        {"task": "multilabel", "target": ["a", "b", "c"], "loss.class_weights": [1.0, 2.0]}, "loss.class_weights",
+        ["one positive weight per target column (3: ['a', 'b', 'c'])", "got 2 values [1.0, 2.0]"]),
+    "label smoothing on regression": (
+        {"task": "regression", "loss.label_smoothing": 0.1}, "loss.label_smoothing",
+        ["'classification' and 'multilabel'", "task is 'regression'", "got 0.1"]),
+    "label smoothing on regression with further regression tasks": (
+        {"task": "regression", "loss.label_smoothing": 0.1, "tasks": {"age": {"task": "regression", "target": "age"}}},
+        "loss.label_smoothing", ["task is 'regression', as are its further tasks"]),
     "classification with two targets": ({"target": ["a", "b"]}, "target", ["one target column", "['a', 'b']"]),
+    "regression target listed twice": (
+        {"task": "regression", "target": ["load", "rpm", "load"]}, "target",
+        ["column(s) ['load'] more than once", "got ['load', 'rpm', 'load']"]),
+    "multilabel target listed twice": (
+        {"task": "multilabel", "target": ["same", "same", "other", "other"]}, "target",
+        ["column(s) ['same', 'other'] more than once"]),
+    "classification target listed twice": ({"target": ["label", "label"]}, "target", ["['label'] more than once"]),
     "gray image with rgb mean": (
         {"modalities.digit_image.preprocess.mean": [0.1, 0.2, 0.3], "modalities.digit_image.preprocess.std": [0.5]},
         "modalities.digit_image.preprocess",
@@ -252,10 +268,28 @@ CROSS_FIELD_CASES = {
     "two further tasks on one column": (
         {"tasks": {"age": {"task": "regression", "target": "years"}, "band": {"task": "regression", "target": "years"}}},
         "tasks.band", ["target column 'years'", "already the target of tasks.age"]),
+    "further task listing its column twice": (
+        {"tasks": {"wear": {"task": "regression", "target": ["depth", "depth"]}}}, "tasks.wear.target",
+        ["column(s) ['depth'] more than once", "got ['depth', 'depth']"]),
     "learned task weights with a weight set to its default": (
         {"tasks": {"speaker": {"target": "who", "weight": 1.0}}, "loss.task_weighting": "uncertainty"},
         "tasks.speaker.weight", ["'uncertainty' learns the weights"]),
 }
+
+
+def test_class_weights_and_label_smoothing_that_apply_are_accepted():
+    multilabel = {"task": "multilabel", "target": ["a", "b", "c"]}
+    assert load_config(config_with(**multilabel, **{"loss.class_weights": "balanced"})).loss.class_weights == "balanced"
+    assert load_config(config_with(**multilabel, **{"loss.class_weights": [1, 2, 3]})).loss.class_weights == [1, 2, 3]
+    assert load_config(config_with(**multilabel, **{"loss.label_smoothing": 0.1})).loss.label_smoothing == 0.1
+    further = {"task": "regression", "loss.label_smoothing": 0.1, "tasks": {"kind": {"target": "kind"}}}
+    assert load_config(config_with(**further)).loss.label_smoothing == 0.1  # a further classification task uses it
+
+
+def test_a_saved_runs_ignored_label_smoothing_loads_with_a_warning():
+    with pytest.warns(UserWarning, match="loss.label_smoothing would be refused for a new run"):
+        config = load_config(config_with(**{"task": "regression", "loss.label_smoothing": 0.1}), saved_run=True)
+    assert config.loss.label_smoothing == 0.1
 
 
 @pytest.mark.parametrize(("changes", "path", "fragments"), CROSS_FIELD_CASES.values(), ids=CROSS_FIELD_CASES.keys())

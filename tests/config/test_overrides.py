@@ -105,3 +105,11 @@ def test_null_removes_a_modality_for_a_single_modality_baseline():
     assert load_config(spec, overrides={f"modalities.{names[0]}": None}).train.modality_dropout == {names[1]: 0.3}
     with pytest.raises(ConfigError, match="modalities"):  # every one removed: the schema's own error
         load_config(spec, overrides={f"modalities.{n}": None for n in names})
+
+
+def test_a_target_column_set_twice_on_the_command_line_is_refused_naming_it():
+    spec = {**classification_config(), "task": "regression", "target": "y"}
+    with pytest.raises(ConfigError) as info:
+        load_config(spec, overrides=parse_overrides(["target=[load, load]"]))
+    assert info.value.problems == ["--set target: lists column(s) ['load'] more than once; each target column is one "
+                                   "output and may appear once; got ['load', 'load']"]

@@ -10,7 +10,7 @@ from helpers_cli import assert_user_error, invoke
 
 from polymodal.config import load_config
 from polymodal.data.infer import infer_config
-from polymodal.errors import ManifestError
+from polymodal.errors import ManifestError, OptionError
 
 from .helpers import tone, write_image, write_wav
 
@@ -173,6 +173,68 @@ def test_constants_groups_counters_and_stray_text_among_numbers_are_judged_as_a_
         infer_config(tmp_path / "m.csv", "price_text")
 
 
+@pytest.fixture
+def motor(tmp_path):
+    """A motor's recordings: a load of 0-3 (class-like codes), a speed that takes 18 whole-number
+    values between 1730 and 1797 rpm (written as floats), a fault size of 7/14/21, tags."""
+    rng = np.random.default_rng(4)
+    n = 120
+    speeds = np.array([1730, 1733, 1735, 1740, 1744, 1748, 1750, 1752, 1757, 1760, 1765, 1772, 1775, 1780, 1785,
+                       1790, 1796, 1797], float)
+    pd.DataFrame({"vib_rms": rng.normal(size=n), "temp": rng.normal(40, 2, n), "load": np.arange(n) % 4,
+                  "rpm": speeds[np.arange(n) % len(speeds)], "size": [7, 14, 21] * (n // 3),
+                  "grade": rng.integers(1, 11, n), "worn": np.arange(n) % 2, "label": ["ok", "ball"] * (n // 2),
+                  }).to_csv(tmp_path / "motor.csv", index=False)
+    return tmp_path / "motor.csv"
+
+
+def test_whole_numbers_read_as_classes_only_when_they_lie_close_together_as_codes_do(motor):
+    why = {}
+    for target in ("load", "rpm", "size", "grade"):
+        inferred = infer_config(motor, target)
+        why[target] = (inferred.config["task"], dict((c, w) for c, _, w in inferred.columns)[target])
+    assert why["load"] == ("classification", "4 whole-number labels (0-3), each on several rows: classes "
+                                             "(--task regression for a number)")
+    assert why["grade"][0] == "classification"  # 1-10
+    assert why["rpm"] == ("regression", "18 whole numbers spread over 1730-1797: a measurement, as class codes lie "
+                                        "close together (--task classification for classes)")
+    assert why["size"][0] == "regression"  # 7, 14, 21 mils: a size
+
+
+def test_the_task_can_be_chosen_in_place_of_the_inferred_one(motor, tmp_path):
+    inferred = infer_config(motor, "load", task="regression")
+    assert inferred.config["task"] == "regression" and inferred.config["target"] == "load"
+    assert dict((c, w) for c, _, w in inferred.columns)["load"] == "--task regression (inferred: classification)"
+    assert infer_config(motor, "rpm", task="classification").config["task"] == "classification"
+    assert infer_config(motor, ["worn", "load"], task="regression").config["task"] == "regression"
+    assert dict((c, w) for c, _, w in infer_config(motor, "rpm", task="regression").columns)["rpm"] == \
+        "--task regression"  # as inferred: nothing more to say
+    out = tmp_path / "c.yaml"
+    result = invoke("config", "init", "--data", motor, "--target", "load", "--task", "regression", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(out.read_text())["task"] == "regression"
+    assert "task regression" in result.stdout
+
+
+@pytest.mark.parametrize(("target", "task", "said"), [
+    ("label", "regression", "--task regression: target column 'label' holds text ('ok', 'ball'); task 'regression' "
+                            "needs numbers"),
+    (["worn", "load"], "multilabel", "--task multilabel: target column 'load' holds values other than 0 and 1 "
+                                     "(2, 3)"),
+    (["worn", "load"], "classification", "--task classification: takes one target column; got ['worn', 'load']"),
+    (None, "regression", "--task regression: needs --target COLUMN"),
+    ("load", "clasification", "--task: one of classification, regression, multilabel; got 'clasification'"),
+])
+def test_a_task_the_targets_cannot_be_is_refused_naming_the_option(motor, tmp_path, target, task, said):
+    with pytest.raises(OptionError) as info:
+        infer_config(motor, target, task=task)
+    assert info.value.problems[0].startswith(said)
+    targets = [] if target is None else [target] if isinstance(target, str) else target
+    assert_user_error(invoke("config", "init", "--data", motor, *[a for t in targets for a in ("--target", t)],
+                             "--task", task, "--out", tmp_path / "c.yaml"), said)
+    assert not (tmp_path / "c.yaml").exists()
+
+
 def test_files_some_of_which_are_missing_train_with_that_modality_missing(tmp_path):
     rng = np.random.default_rng(3)
     rows = []
@@ -249,6 +311,18 @@ def test_the_target_line_names_unlabelled_rows_and_classes_of_one_row(manifest):
     assert why["label"] == ("4 text label(s); 2 row(s) without one, which train refuses: drop them (or give them as "
                             "transfer.unlabeled); 1 class(es) with a single row ('fish'): too few to learn, or to "
                             "score once split off for validation")
+
+
+def test_the_target_line_names_a_multilabel_or_regression_column_of_one_value(manifest, tmp_path):
+    pd.read_csv(manifest).assign(always=1, rpm=1796.0).to_csv(tmp_path / "const.csv", index=False)
+    why = {column: reason for column, _, reason in infer_config(tmp_path / "const.csv", ["hot", "always"]).columns}
+    assert why["always"] == ("several 0/1 columns; one value (1) in every row: the model learns only to repeat it, "
+                             "and its AUROC is undefined")
+    assert why["hot"] == "several 0/1 columns"
+    why = {column: reason for column, _, reason in infer_config(tmp_path / "const.csv", ["wear", "rpm"]).columns}
+    assert why["rpm"].endswith("; one value (1796.0) in every row: the model learns only to repeat it, and its R2 is "
+                               "undefined")
+    assert "one value" not in why["wear"]
 
 
 def test_number_and_category_columns_are_read_in_every_row_not_only_the_sampled_ones(tmp_path):

@@ -377,3 +377,39 @@ def test_fitting_a_classification_target_of_distinct_decimals_suggests_regressio
                                                   r"rows \(12 of them the only row of their class, e.g. 0.25, 1.26, "
                                                   r"2.27\): is it a regression target \(task: regression\)\?"):
         DataPipeline(make_config(MULTIMODAL)).fit(read_manifest(path))
+
+
+def test_fitting_a_multilabel_label_that_is_one_value_in_every_training_row_warns_naming_it(tmp_path):
+    path = write_multimodal_manifest(tmp_path)
+    frame = pd.read_csv(path).assign(always=1, never=0, some=[i % 2 for i in range(10)])
+    frame.to_csv(path, index=False)
+    config = make_config(MULTIMODAL, task="multilabel", target=["always", "some", "never"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DataPipeline(config).fit(read_manifest(path))
+    said = [str(w.message) for w in caught if "in every one of its" in str(w.message)]
+    assert said == [
+        "label column 'always' of train.csv is 1 in every one of its 10 rows: its AUROC is undefined and the model "
+        "learns only to repeat 1; add rows where it is 0, or leave the column out of target",
+        "label column 'never' of train.csv is 0 in every one of its 10 rows: its AUROC is undefined and the model "
+        "learns only to repeat 0; add rows where it is 1, or leave the column out of target"]  # not 'some'
+
+
+def test_fitting_a_regression_target_of_one_value_warns_and_a_further_tasks_empty_cells_do_not_count(tmp_path):
+    path = write_multimodal_manifest(tmp_path)
+    frame = pd.read_csv(path).assign(rpm=1796.0, load=[float(i) for i in range(10)],
+                                     speed=[3.5 if i < 4 else None for i in range(10)])
+    frame.to_csv(path, index=False)
+    config = make_config(MULTIMODAL, task="regression", target=["load", "rpm"],
+                         tasks={"spin": {"task": "regression", "target": "speed"}})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DataPipeline(config).warn_about_targets(read_manifest(path))
+    said = [str(w.message) for w in caught]
+    assert said == [
+        "regression target column 'rpm' of train.csv is 1796 in every one of its 10 rows: with no spread to learn, "
+        "the model learns only to repeat that value (and its R2 is undefined); add rows where it varies, or leave "
+        "the column out of target",
+        "regression target column 'speed' of train.csv is 3.5 in every one of its 4 rows: with no spread to learn, "
+        "the model learns only to repeat that value (and its R2 is undefined); add rows where it varies, or leave "
+        "the column out of tasks.spin.target"]

@@ -93,6 +93,32 @@ def test_several_targets_get_their_own_figures_beside_the_mixed_average():
         assert out["r2_per_target"][name] == pytest.approx(r2_score(target[:, j], pred[:, j]))
     assert out["r2"] == pytest.approx(r2_score(target, pred))
     assert "mae_per_target" not in regression_metrics(pred[:, :1], target[:, :1], names=["wear"])  # one: the same
+    assert "note" not in out  # every R2 defined
+
+
+def test_r2_of_a_constant_target_is_undefined_not_zero():
+    """Five rows of one value: SS_tot is 0, so R2 has nothing to explain (scikit-learn's default says 0.0)."""
+    out = regression_metrics(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.full(5, 2.0), names=["load"])
+    assert out["r2"] is None
+    assert out["note"].startswith("r2 is undefined for 'load' (every row 2): constant on these rows")
+    assert out["mae"] == pytest.approx(1.4)  # (1 + 0 + 1 + 2 + 3) / 5: still scored
+    assert regression_metrics(np.array([2.0, 2.0]), np.array([2.0, 2.0]))["r2"] is None  # even a perfect fit
+    one = regression_metrics(np.array([1.0]), np.array([3.0]))
+    assert one["r2"] is None and "1 row(s)" in one["note"]
+
+
+def test_the_averaged_r2_is_the_mean_of_the_targets_where_it_is_defined():
+    # load constant (undefined); rpm: target 1, 2, 4 (mean 7/3, SS_tot 14/3), pred 2, 3, 5 (SS_res 3)
+    pred = np.array([[1.0, 2.0], [2.0, 3.0], [3.0, 5.0]])
+    target = np.array([[2.0, 1.0], [2.0, 2.0], [2.0, 4.0]])
+    out = regression_metrics(pred, target, names=["load", "rpm"])
+    assert out["r2_per_target"] == {"load": None, "rpm": pytest.approx(1 - 3 / (14 / 3))}
+    assert out["r2"] == pytest.approx(1 - 3 / (14 / 3))  # not averaged with a 0 for load
+    assert "'load' (every row 2)" in out["note"] and "r2 averages the other targets" in out["note"]
+    assert "'rpm'" not in out["note"]
+    both = regression_metrics(pred, np.array([[2.0, 1.0]] * 3), names=["load", "rpm"])
+    assert both["r2"] is None and both["r2_per_target"] == {"load": None, "rpm": None}
+    assert "'load' (every row 2), 'rpm' (every row 1)" in both["note"] and "averages" not in both["note"]
 
 
 def test_each_label_gets_its_f1_and_auroc():

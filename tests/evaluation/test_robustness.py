@@ -289,3 +289,22 @@ def test_a_video_modality_has_no_corruptions_so_a_default_sweep_leaves_it_out_an
             parse_corruptions([spec], predictor)
     with pytest.raises(OptionError, match=r"--corruption clip: modality 'clip' is of kind 'video'"):
         parse_corruptions(["clip"], predictor, "--corruption")
+
+
+def test_a_regression_sweep_over_rows_of_one_target_value_keeps_its_undefined_r2(tmp_path):
+    """R2 of rows whose target is constant is undefined (None): the sweep's curves hold NaN (not
+    scikit-learn's 0.0, which would draw a model at chance level), and the tables keep the rows."""
+    from helpers_models import regression_config
+
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=40))
+    config = {**regression_config(epochs=1), "report": {"rows": 0}}
+    predictor = MultimodalPredictor.from_config(config).fit(paths["train"], paths["valid"])
+    pd.read_csv(paths["test"]).assign(y=110.0).to_csv(tmp_path / "one_value.csv", index=False)
+    result = run_evaluations(predictor, tmp_path / "one_value.csv", tmp_path / "out", missing=True, robustness=True,
+                             corruptions=["tab:missing", "sig"])
+    table = result["robustness"]["table"]
+    assert [(row["modality"], row["corruption"]) for row in table] == [("tab", "missing"), ("sig", "noise"),
+                                                                        ("sig", "dropout"), ("sig", "drift")]
+    assert all(row["clean"] is None and row["s0"] is None and row["s5"] is None for row in table)
+    assert pd.read_csv(tmp_path / "out" / "robustness_summary.csv")["s5"].isna().all()
+    assert all(row["r2"] is None and row["mae"] > 0 for row in result["missing"])  # scored, but no R2

@@ -63,6 +63,34 @@ def test_multilabel_binary_cross_entropy(logits):
     torch.testing.assert_close(result.loss, expected)
 
 
+def test_multilabel_label_smoothing_trains_towards_softened_labels():
+    """e = 0.2: a 1 is trained towards 0.9, a 0 towards 0.1; by hand for one row of two labels."""
+    logits = torch.tensor([[0.0, 2.0]])
+    target = torch.tensor([[1, 0]])
+    p = torch.sigmoid(torch.tensor(2.0))
+    expected = (-torch.log(torch.tensor(0.5)) + -(0.1 * torch.log(p) + 0.9 * torch.log(1 - p))) / 2
+    result = task_loss(logits, target, "multilabel", label_smoothing=0.2)
+    torch.testing.assert_close(result.loss, expected)
+    assert not torch.isclose(result.loss, task_loss(logits, target, "multilabel").loss)
+    # the loss is lowest where the probabilities are the softened labels, not 1 and 0
+    best = torch.logit(torch.tensor([[0.9, 0.1]]))
+    for other in ([[3.0, -3.0]], [[1.0, -1.0]]):
+        assert task_loss(best, target, "multilabel", label_smoothing=0.2).loss < \
+            task_loss(torch.tensor(other), target, "multilabel", label_smoothing=0.2).loss
+
+
+def test_multilabel_class_weights_weigh_each_labels_positives(logits):
+    target = (torch.arange(24).reshape(6, 4) % 3 == 0).long()
+    pos_weight = torch.tensor([2.0, 0.5, 1.0, 4.0])
+    p = torch.sigmoid(logits)
+    expected = -(pos_weight * target * torch.log(p) + (1 - target) * torch.log(1 - p)).mean()
+    torch.testing.assert_close(task_loss(logits, target, "multilabel", class_weights=pos_weight).loss, expected)
+    module = TaskLoss("multilabel", pos_weight, label_smoothing=0.1)
+    soft = target * 0.9 + 0.05
+    expected = -(pos_weight * soft * torch.log(p) + (1 - soft) * torch.log(1 - p)).mean()
+    torch.testing.assert_close(module(logits, target).loss, expected)
+
+
 def test_regression_mse(logits):
     target = torch.linspace(-1, 1, 24).reshape(6, 4)
     result = task_loss(logits, target, "regression", regression="mse")

@@ -1,4 +1,5 @@
-"""Task losses: cross-entropy (class weights, label smoothing), BCE for multilabel, MSE/Huber."""
+"""Task losses: cross-entropy (class weights, label smoothing), BCE for multilabel (positive
+weights per label, label smoothing), MSE/Huber."""
 
 from __future__ import annotations
 
@@ -16,13 +17,20 @@ def task_loss(outputs: torch.Tensor, target: torch.Tensor, task: str, *, class_w
     Args:
         outputs: (B, K) logits (classification, multilabel) or values (regression).
         target: (B,) class indices, or (B, K) 0/1 labels or standardised values.
+        class_weights: (K,) a weight per class (classification), or per label the weight of its
+            positives in the binary cross-entropy (multilabel: ``pos_weight``).
+        label_smoothing: classification: mixed with the uniform distribution over classes;
+            multilabel: each 0/1 label becomes ``y * (1 - e) + e / 2`` (a 1 is 1 - e/2, a 0 is e/2).
     """
     if task == "classification":
         loss = F.cross_entropy(outputs, target, weight=class_weights, label_smoothing=label_smoothing)
         accuracy = (outputs.argmax(dim=-1) == target).float().mean()
         return LossOutput(loss, {"accuracy": accuracy})
     if task == "multilabel":
-        return LossOutput(F.binary_cross_entropy_with_logits(outputs, target.to(outputs.dtype)))
+        labels = target.to(outputs.dtype)
+        if label_smoothing > 0:
+            labels = labels * (1.0 - label_smoothing) + label_smoothing / 2.0
+        return LossOutput(F.binary_cross_entropy_with_logits(outputs, labels, pos_weight=class_weights))
     if regression == "huber":
         return LossOutput(F.huber_loss(outputs, target.to(outputs.dtype), delta=huber_delta))
     return LossOutput(F.mse_loss(outputs, target.to(outputs.dtype)))
