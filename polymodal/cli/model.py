@@ -477,11 +477,12 @@ def compare(
     runs: Annotated[list[Path], typer.Argument(help="Run folders (runs/* works).")],
     split: Annotated[str | None, typer.Option("--split", metavar="valid|test",
                                               help="Whose metrics (default: test when every run has them).")] = None,
-    by: Annotated[str | None, typer.Option("--by", metavar="METRIC", help="Rank by this metric (auroc, macro_f1...; "
-                                                                           "default: the task's headline one).")] = None,
+    by: Annotated[str | None, typer.Option("--by", metavar="METRIC", help="Rank by this metric (auroc, macro_f1, "
+                                           "rmse_per_target.TARGET...; default: the task's headline one, when the "
+                                           "runs predict the same targets).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON records instead of a table.")] = False,
 ) -> None:
-    """Compare runs side by side, best first: task, modalities, model, epochs, parameters, training
+    """Compare runs side by side, best first: task, target(s), modalities, model, epochs, parameters, training
     time and their metrics (a leaderboard across experiments)."""
     from polymodal.errors import OptionError
     from polymodal.runfolder import compare_runs
@@ -495,8 +496,9 @@ def compare(
         records = frame.astype(object).where(frame.notna(), None).to_dict("records")
         print(json.dumps(finite_json(records), indent=2, default=str))
         return
+    ranked = frame.attrs.get("ranked_by")
     print_rows(frame.astype(object).where(frame.notna(), None).to_dict("records"),
-               f"{len(frame)} run(s), best first" if len({*frame["task"]}) == 1 else f"{len(frame)} run(s)")
+               f"{len(frame)} run(s), best first by {ranked}" if ranked else f"{len(frame)} run(s)")
 
 
 def register(app: typer.Typer) -> None:
