@@ -39,7 +39,7 @@ from polymodal.errors import ConfigError, NotFittedError, SchemaMismatchError
 from polymodal.estimator import EXPLAIN, EXPORT, PREDICT, ROBUSTNESS, SUBSETS, Estimator
 from polymodal.fewshot import use_support
 from polymodal.metrics.retrieval import stacked_validation_metrics, warn_if_collapsed
-from polymodal.metrics.tasks import monitored, task_metrics
+from polymodal.metrics.tasks import flat_metrics, metric_value, monitored, task_metrics
 from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
 from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, task_frame, with_further_tasks
@@ -171,16 +171,16 @@ class MultimodalPredictor(Estimator):
         train_table = attach_cached_features(cfg, net, pipeline, train_m, train_table, cfg.train.progress)
         valid_table = attach_cached_features(cfg, net, pipeline, valid_m, valid_table, cfg.train.progress)
         transfer.attach_cached_features(net)  # and the unlabelled rows
+        monitor, mode = monitored(cfg.task, cfg.train.early_stopping)
+        self._check_monitor(monitor, valid_y)
         module = PolymodalModule(
             net, loss,
             OptimSettings.from_config(cfg.train),
-            metrics=self.score_outputs,
+            metrics=self._validation_scores,
             modality_dropout=self._dropout_rates(),
             callbacks=finetune_callbacks(cfg, net) + list(callbacks or []),
             terms=transfer.terms(net, self._terms(net, loss)),
         )
-        monitor, mode = monitored(cfg.task, cfg.train.early_stopping)
-        self._check_monitor(monitor, valid_y)
         if cfg.task == "classification":
             check_two_classes(cfg, self.pipeline.targets)  # decision.threshold: before the epochs
         run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite), fresh=True)  # the first write
@@ -288,6 +288,12 @@ class MultimodalPredictor(Estimator):
                                 threshold=targets.threshold)
         return task_metrics(self.config.task, outputs, target, names=self.config.targets)
 
+    def _validation_scores(self, outputs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+        """What training logs each epoch (as ``val_<name>``): the numbers of :meth:`score_outputs`,
+        each target's own among them (``rmse_per_target.rpm``), which early stopping and ``tune``
+        may watch."""
+        return flat_metrics(self.score_outputs(outputs, target))
+
     def _check_monitor(self, monitor: str, valid_y: np.ndarray) -> None:
         """Refuse, before training, a monitored metric the validation rows leave undefined (AUROC
         without every class, R2 of one row or of a target constant on them): early stopping would
@@ -295,7 +301,7 @@ class MultimodalPredictor(Estimator):
         if monitor == "loss" or self.config.task == "retrieval":
             return
         width = self.pipeline.targets.n_outputs
-        value = self.score_outputs(np.zeros((len(valid_y), width), np.float32), valid_y).get(monitor)
+        value = metric_value(self.score_outputs(np.zeros((len(valid_y), width), np.float32), valid_y), monitor)
         if not isinstance(value, int | float) or not math.isfinite(value):
             raise ConfigError([f"train.early_stopping.monitor: '{monitor}' is undefined on the {len(valid_y)} "
                                "validation rows (AUROC needs every class among them, R2 at least two rows and a "

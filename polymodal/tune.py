@@ -31,7 +31,14 @@ import yaml
 
 from polymodal.config import Config, config_to_dict, load_config
 from polymodal.config.overrides import apply_values
-from polymodal.config.task_metrics import TASK_METRICS, direction
+from polymodal.config.task_metrics import (
+    describe_choices,
+    direction,
+    headline,
+    mixes_units,
+    monitor_choices,
+    per_target_name,
+)
 from polymodal.config.tune import ChoiceParam, RangeParam
 from polymodal.errors import ConfigError, OptionError, RunFolderError
 from polymodal.training.devices import world_size
@@ -74,13 +81,16 @@ def _metric(config: Config) -> tuple[str, str]:
     stop = config.train.early_stopping
     if tune is not None and tune.metric != "auto":
         name = tune.metric
+        if mixes_units(config.task, config.targets, name):
+            warn_user(f"tune.metric: '{name}' averages the {name} of targets {config.targets}, which mixes their "
+                      f"units; optimise one target ('{per_target_name(name, config.targets[0])}') or 'r2' (unit-free)")
     elif stop is not None and stop.monitor != "auto":
         name = stop.monitor
     else:
-        name = TASK_METRICS[config.task].headline
-    if name not in TASK_METRICS[config.task].monitors:
+        name = headline(config.task, config.targets)
+    if name not in monitor_choices(config.task, config.targets):
         raise ConfigError([f"tune.metric: '{name}' is not a validation metric of task '{config.task}'; "
-                           f"allowed: {list(TASK_METRICS[config.task].monitors)}"])
+                           f"allowed: {describe_choices(config.task, config.targets)}"])
     return name, f"{direction(name)}imize"
 
 

@@ -86,6 +86,34 @@ def regression_config(**train: Any) -> dict[str, Any]:
     }
 
 
+def unit_targets(n: int, seed: int = 0) -> pd.DataFrame:
+    """Two tabular modalities (``a1``, ``a2`` and ``b1``, ``b2``) and two regression targets in
+    very different units: ``load`` (hp, about 1, from ``a1``) and ``rpm`` (about 1750, from
+    ``b1``); a ``site`` column of two values (no files)."""
+    rng = np.random.default_rng(seed)
+    a1, a2, b1, b2 = rng.normal(size=(4, n))
+    return pd.DataFrame({"a1": a1, "a2": a2, "b1": b1, "b2": b2,
+                         "load": 1.0 + 0.2 * a1 + rng.normal(0.0, 0.02, n),
+                         "rpm": 1750.0 + 40.0 * b1 + rng.normal(0.0, 4.0, n),
+                         "site": np.where(np.arange(n) % 2 == 0, "north", "south")})
+
+
+def unit_targets_config(**train: Any) -> dict[str, Any]:
+    """Regression of :func:`unit_targets`' ``load`` and ``rpm`` from modalities ``a`` and ``b``
+    (no report diagnostics)."""
+    encoder = {"dim": 16, "hidden": [32], "dropout": 0.0}
+    return {
+        "task": "regression",
+        "target": ["load", "rpm"],
+        "modalities": {"a": {"kind": "tabular", "columns": ["a1", "a2"], "encoder": dict(encoder)},
+                       "b": {"kind": "tabular", "columns": ["b1", "b2"], "encoder": dict(encoder)}},
+        "fusion": {"name": "concat"},
+        "head": {"name": "mlp", "hidden": [32]},
+        "train": {**TRAIN, "batch_size": 32, "epochs": 6, "early_stopping": None, **train},
+        "report": {"rows": 0},
+    }
+
+
 def multilabel_config(**train: Any) -> dict[str, Any]:
     """Image + signal multilabel prediction of ``tag_bright`` and ``tag_top``."""
     return {

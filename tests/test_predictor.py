@@ -26,6 +26,8 @@ from helpers_models import (
     multilabel_config,
     regression_config,
     save_tiny_bert,
+    unit_targets,
+    unit_targets_config,
     write_splits,
 )
 
@@ -420,6 +422,22 @@ def test_a_monitored_r2_is_refused_when_the_validation_target_is_constant(data, 
         MultimodalPredictor.from_config(config).fit(data["train"], data["root"] / "valid_constant_y.csv",
                                                     out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("monitor", "best"), [("rmse_per_target.load", "idxmin"), ("r2_per_target.load", "idxmax")])
+def test_early_stopping_on_one_target_of_several_keeps_that_targets_best_epoch(monitor, best):
+    """load (about 1 hp) beside rpm (about 1750): the mean rmse follows rpm and is lowest at another
+    epoch than load's own rmse, which chooses the kept weights when monitored (r2: the highest)."""
+    config = unit_targets_config(epochs=8, lr=0.03, early_stopping={"monitor": monitor, "patience": 20})
+    predictor = MultimodalPredictor.from_config(config).fit(unit_targets(120, 0), unit_targets(40, 1))
+    history = predictor.history.set_index("epoch")
+    column = history[f"val_{monitor}"]  # logged each epoch under its flat name, as every target's figures
+    assert {"val_rmse_per_target.rpm", "val_r2_per_target.load", "val_mae_per_target.load"} <= set(history.columns)
+    kept = predictor.info["best_epoch"]
+    assert kept == getattr(column, best)() and predictor.info[f"best_val_{monitor}"] == pytest.approx(column[kept])
+    assert history["val_rmse"].idxmin() != kept, "these data must tell the two choices apart"
+    assert predictor.metrics["valid"]["rmse_per_target"]["load"] == pytest.approx(
+        history.loc[kept, "val_rmse_per_target.load"], rel=1e-4)  # the kept epoch's weights are the model's
 
 
 def test_multilabel(data):

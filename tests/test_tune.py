@@ -10,12 +10,20 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from helpers_models import classification_config, make_dataset, regression_config, tabular_anomaly, write_splits
+from helpers_models import (
+    classification_config,
+    make_dataset,
+    regression_config,
+    tabular_anomaly,
+    unit_targets,
+    unit_targets_config,
+    write_splits,
+)
 
 from polymodal.config import load_config
 from polymodal.config.overrides import set_dotted
 from polymodal.errors import ConfigError, OptionError, RunFolderError
-from polymodal.tune import _score, pruning_callback, run_search, trial_config
+from polymodal.tune import _metric, _score, pruning_callback, run_search, trial_config
 
 
 def test_set_dotted_creates_and_overrides_sections():
@@ -130,6 +138,26 @@ def test_regression_search_minimises_rmse_at_the_kept_epoch(tmp_path):
     kept = predictor.info["best_epoch"]
     assert kept == history["val_loss"].idxmin()
     assert summary["best_value"] == pytest.approx(history.loc[kept, "val_rmse"], rel=1e-4)
+
+
+def test_a_search_of_several_targets_optimises_one_targets_own_figure_or_the_unit_free_r2(tmp_path):
+    """load (hp) and rpm: ``tune.metric: rmse_per_target.rpm`` is read at each trial's kept epoch
+    although early stopping watches the loss; ``auto`` is the mean r2, not the unit-mixing rmse."""
+    for name, n, seed in (("train", 80, 0), ("valid", 30, 1)):
+        unit_targets(n, seed).to_csv(tmp_path / f"{name}.csv", index=False)
+    config = tuned(tmp_path, unit_targets_config(epochs=2), metric="rmse_per_target.rpm")
+    run_search(config, tmp_path / "train.csv", tmp_path / "valid.csv", tmp_path / "search")
+    summary = json.loads((tmp_path / "search" / "summary.json").read_text())
+    assert summary["metric"] == "val_rmse_per_target.rpm" and summary["direction"] == "minimize"
+    trials = pd.read_csv(tmp_path / "search" / "trials.csv")
+    assert (trials["state"] == "complete").all() and summary["best_value"] == pytest.approx(trials["value"].min())
+    assert 1.0 < summary["best_value"] < 500.0, "rpm's own rmse, in rpm"
+    assert _metric(load_config(tuned(tmp_path, unit_targets_config()))) == ("r2", "maximize")
+    assert _metric(load_config(tuned(tmp_path, regression_config()))) == ("rmse", "minimize")  # one target: as before
+    with pytest.warns(UserWarning, match=r"tune.metric: 'mae' averages the mae of targets \['load', 'rpm'\]"):
+        assert _metric(load_config(tuned(tmp_path, unit_targets_config(), metric="mae"))) == ("mae", "minimize")
+    with pytest.raises(ConfigError, match=r"allowed: \[.*\], or mae_per_target.T / .* where T is a target of "):
+        _metric(load_config(tuned(tmp_path, unit_targets_config(), metric="rmse_per_target.torque")))
 
 
 def test_a_diverged_trial_fails_and_the_search_goes_on(tmp_path):

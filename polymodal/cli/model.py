@@ -188,24 +188,26 @@ def evaluate(
         return
     from rich.markup import escape
 
-    from polymodal.evaluation.subsets import scalar_metrics
+    from polymodal.metrics.tasks import MIXED_UNITS, flat_metrics, mixed_units_noted
 
     groups = metrics.pop("by", {})
     print_metrics(metrics, f"metrics on {data.name}")
     for column, values in groups.items():
         notes = {value: scores["note"] for value, scores in values.items() if scores.get("note")}
         said = next(iter(notes.values())) if len(set(notes.values())) == 1 and len(notes) == len(values) else None
-        print_rows([{column: value, **scalar_metrics(scores)} for value, scores in values.items()],
+        print_rows([{column: value, **flat_metrics(scores)} for value, scores in values.items()],
                    f"metrics by {column}", note=escape(f"every {column}: {said}") if said else
                    "\n".join(escape(f"{column} {value}: {note}") for value, note in notes.items()) or None)
     swept = extra.get("sweep_rows", 0)
     sample = f" on a sample of {swept} of {metrics.get('rows')} rows (--rows)" if swept < metrics.get("rows", 0) else ""
     if "missing" in extra:
         alone = len(predictor.config.modality_names) == 1
+        notes = ["a model of one modality has no other subset: the row is the metrics above" if alone else None,
+                 escape(MIXED_UNITS) if mixed_units_noted(metrics) else None]
         print_rows(extra["missing"], f"modality subsets (the others missing){sample}; the metrics count every row, "
                                      "those with none of a subset's modalities (rows_with_any: the others) "
                                      "predicted from none",
-                   note="a model of one modality has no other subset: the row is the metrics above" if alone else None)
+                   note="\n".join(note for note in notes if note) or None)
     if "robustness" in extra:
         shown = [{k: v for k, v in row.items() if k != "clean"} for row in extra["robustness"]["table"]]  # = s0
         print_rows(shown, f"{extra['robustness']['metric']} by corruption severity (0-5){sample}; all columns in "
@@ -475,11 +477,12 @@ def compare(
     runs: Annotated[list[Path], typer.Argument(help="Run folders (runs/* works).")],
     split: Annotated[str | None, typer.Option("--split", metavar="valid|test",
                                               help="Whose metrics (default: test when every run has them).")] = None,
-    by: Annotated[str | None, typer.Option("--by", metavar="METRIC", help="Rank by this metric (auroc, macro_f1...; "
-                                                                           "default: the task's headline one).")] = None,
+    by: Annotated[str | None, typer.Option("--by", metavar="METRIC", help="Rank by this metric (auroc, macro_f1, "
+                                           "rmse_per_target.TARGET...; default: the task's headline one, when the "
+                                           "runs predict the same targets).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON records instead of a table.")] = False,
 ) -> None:
-    """Compare runs side by side, best first: task, modalities, model, epochs, parameters, training
+    """Compare runs side by side, best first: task, target(s), modalities, model, epochs, parameters, training
     time and their metrics (a leaderboard across experiments)."""
     from polymodal.errors import OptionError
     from polymodal.runfolder import compare_runs
@@ -493,8 +496,9 @@ def compare(
         records = frame.astype(object).where(frame.notna(), None).to_dict("records")
         print(json.dumps(finite_json(records), indent=2, default=str))
         return
+    ranked = frame.attrs.get("ranked_by")
     print_rows(frame.astype(object).where(frame.notna(), None).to_dict("records"),
-               f"{len(frame)} run(s), best first" if len({*frame["task"]}) == 1 else f"{len(frame)} run(s)")
+               f"{len(frame)} run(s), best first by {ranked}" if ranked else f"{len(frame)} run(s)")
 
 
 def register(app: typer.Typer) -> None:

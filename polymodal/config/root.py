@@ -32,7 +32,7 @@ from polymodal.config.model import (
 from polymodal.config.overrides import apply_overrides, naming_overrides
 from polymodal.config.parsing import DuplicateKeyError, load_json, load_yaml
 from polymodal.config.report import ReportConfig
-from polymodal.config.task_metrics import TASK_METRICS
+from polymodal.config.task_metrics import describe_choices, mixes_units, monitor_choices, per_target_name
 from polymodal.config.tasks import TaskSpec, check_tasks, repeated_columns
 from polymodal.config.train import DataConfig, LossConfig, TrainConfig
 from polymodal.config.transfer import AnyTransfer, check_transfer
@@ -178,11 +178,18 @@ class Config(StrictModel):
         return self
 
     @model_validator(mode="after")
-    def _check_monitor(self) -> Config:
+    def _check_monitor(self, info: ValidationInfo) -> Config:
         stop = self.train.early_stopping
-        if stop is not None and stop.monitor != "auto" and stop.monitor not in TASK_METRICS[self.task].monitors:
-            raise ValueError(f"train.early_stopping.monitor must be 'auto' or one of {list(TASK_METRICS[self.task].monitors)} for task "
-                             f"'{self.task}'; got '{stop.monitor}'")
+        if stop is None or stop.monitor == "auto":
+            return self
+        if stop.monitor not in monitor_choices(self.task, self.targets):
+            raise ValueError(f"train.early_stopping.monitor must be 'auto' or one of "
+                             f"{describe_choices(self.task, self.targets)} for task '{self.task}'; got '{stop.monitor}'")
+        if mixes_units(self.task, self.targets, stop.monitor) and not (info.context or {}).get("saved_run"):
+            warn_user(f"train.early_stopping.monitor: '{stop.monitor}' averages the {stop.monitor} of targets "
+                      f"{self.targets}, which mixes their units (the target with the largest values decides "
+                      f"nearly alone); monitor one target ('{per_target_name(stop.monitor, self.targets[0])}'), 'r2' "
+                      "(unit-free) or 'loss' (standardised targets, the default)")
         return self
 
     @model_validator(mode="after")

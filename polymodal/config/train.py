@@ -18,7 +18,11 @@ class EarlyStoppingConfig(StrictModel):
     Attributes:
         monitor: a validation metric (``loss``, ``accuracy``, ``macro_f1``, ``auroc``, ``rmse``...);
             ``auto`` picks the task's validation ``loss`` (``map`` for retrieval). The same metric
-            chooses the weights restored at the end (with ``early_stopping: null`` too).
+            chooses the weights restored at the end (with ``early_stopping: null`` too). With several
+            regression targets, one target's own figure: ``rmse_per_target.<target>`` (also
+            ``mae_per_target.<target>``, ``r2_per_target.<target>``); ``mae`` and ``rmse`` there are
+            the means of the targets', which mix their units (warned), while ``loss`` (on
+            standardised targets, so every target weighs alike) and ``r2`` do not.
     """
 
     patience: PositiveInt = 5

@@ -88,7 +88,9 @@ class TuneConfig(StrictModel):
         trials: how many configurations to train.
         metric: validation metric to optimise (its value at the epoch each trial keeps); ``auto``
             uses early stopping's monitor when one is named, else the task's headline metric
-            (``accuracy``, ``macro_f1``, ``rmse``, ``map``).
+            (``accuracy``, ``macro_f1``, ``rmse``, ``map``; ``r2`` for a regression of several
+            targets, whose mean ``rmse`` would mix their units). With several regression targets,
+            one target's own figure: ``rmse_per_target.<target>`` (also ``mae_``, ``r2_``).
         pruner: ``median`` stops a trial whose validation metric falls below the median of earlier
             trials at the same epoch (after ``warmup_epochs``); ``none`` never stops early.
         seed: seed of the sampler (TPE), so a search can be repeated.

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from polymodal.config.task_metrics import split_metric
+
 FONT = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10}
 PERCENT_METRICS = {"accuracy", "macro_f1", "subset_accuracy", "micro_f1"}
 
@@ -369,9 +371,11 @@ def learning_curves(history: pd.DataFrame) -> bytes | None:
 
 def metric_lines(history: pd.DataFrame) -> list[str]:
     """The validation metrics panel's columns: every ``val_`` figure but the losses (the loss panel
-    draws those, ``log_loss`` included) and the ECE, where an epoch has a value."""
+    draws those, ``log_loss`` included), the ECE and each target's own (``val_rmse_per_target.rpm``,
+    one line per target and metric, in the targets' units: history.csv holds them), where an epoch
+    has a value."""
     return [c for c in history.columns if c.startswith("val_") and not c.endswith("loss") and c != "val_ece"
-            and history[c].notna().any()]
+            and split_metric(c)[1] is None and history[c].notna().any()]
 
 
 def loss_lines(history: pd.DataFrame) -> list[tuple[str, str, str]]:

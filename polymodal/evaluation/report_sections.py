@@ -9,11 +9,15 @@ from typing import Any
 
 import pandas as pd
 
+from polymodal.config.task_metrics import split_metric
 from polymodal.evaluation.explain_page import caveats_html
 from polymodal.evaluation.html import embed_png, table_html
 from polymodal.evaluation.plots import importance_plot, reliability_plot, robustness_plot
 from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES
+from polymodal.metrics.tasks import MIXED_UNITS
 from polymodal.utils.io import atomic_write
+
+SWEPT = {"r2": " (R²; with several targets the mean of theirs, which is unit-free)"}  # a swept metric in words
 
 
 def _figure(png: bytes, plots: Path, name: str, alt: str) -> str:
@@ -43,10 +47,13 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
             "features (other data: "
             "<code>polymodal evaluate RUN --data X --retrieval</code>).</p>" + table_html(diagnostics["retrieval"]))
     if diagnostics.get("subsets"):
+        per_target = any(split_metric(column)[1] is not None for column in diagnostics["subsets"][0])
         sections["Modality subsets"] = (
             where + "<p>Each row hides the other modalities through the model's missing-modality path, as if "
             "their cells were empty (full table for any data: <code>polymodal evaluate RUN --data X "
-            "--missing</code>).</p>" + table_html(diagnostics["subsets"]))
+            "--missing</code>)."
+            + (f" Here {html.escape(MIXED_UNITS)}." if per_target else "")
+            + "</p>" + table_html(diagnostics["subsets"]))
     if diagnostics.get("importance"):
         importance = pd.DataFrame(diagnostics["importance"])
         body = _figure(importance_plot(importance, metric), plots, "modality_importance", "modality importance")
@@ -80,10 +87,12 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
     if robustness and robustness.get("curves"):
         curves = pd.DataFrame(robustness["curves"])
         body = _figure(robustness_plot(curves, robustness["metric"], robustness.get("chance")), plots, "robustness", "robustness curves")
+        swept = robustness["metric"]
         sections["Robustness"] = (
-            where + "<p>One modality corrupted at a time, severities 0-5; <code>relative_robustness</code> is the "
-            "area under the curve (every corruption: <code>polymodal evaluate RUN --data X --robustness</code>)."
-            "</p>" + body + table_html(robustness["summary"]))
+            where + f"<p>The <b>{html.escape(swept)}</b>{html.escape(SWEPT.get(swept, ''))} with one modality "
+            "corrupted at a time, severities 0-5; <code>clean</code> and <code>worst</code> are its values, "
+            "<code>relative_robustness</code> the area under the curve (every corruption: <code>polymodal "
+            "evaluate RUN --data X --robustness</code>).</p>" + body + table_html(robustness["summary"]))
     calibration = diagnostics.get("calibration")
     if calibration:
         body = _figure(reliability_plot(calibration["bins"], calibration["ece"]), plots, "reliability", "reliability")

@@ -7,24 +7,20 @@ is this model when only these sensors work?".
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from polymodal.errors import SchemaMismatchError
 from polymodal.evaluation.coalitions import Coalition, all_subsets, coalition_outputs, subset_label
 from polymodal.evaluation.data import EvalData, check_max_rows, load_eval_data
+from polymodal.metrics.tasks import flat_metrics
 from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource
     from polymodal.predictor import MultimodalPredictor
-
-
-def scalar_metrics(scores: Mapping[str, Any]) -> dict[str, Any]:
-    """The single-number entries of a metrics dict (no confusion matrix)."""
-    return {k: v for k, v in scores.items() if v is None or isinstance(v, int | float)}
 
 
 def evaluate_subsets(predictor: MultimodalPredictor, data: DataSource | EvalData,
@@ -41,7 +37,8 @@ def evaluate_subsets(predictor: MultimodalPredictor, data: DataSource | EvalData
 
     Returns:
         Columns ``modalities`` (e.g. ``audio+image``), ``n_modalities``, ``rows_with_any`` (rows
-        holding at least one of them), then the task metrics.
+        holding at least one of them), then the task metrics (:func:`~polymodal.metrics.tasks.flat_metrics`:
+        with several regression targets, each target's own as ``rmse_per_target.<target>``...).
 
     Raises:
         SchemaMismatchError: a subset names an unknown modality or is empty.
@@ -66,7 +63,7 @@ def evaluate_subsets(predictor: MultimodalPredictor, data: DataSource | EvalData
     rows, unheld = [], []
     for subset, out in zip(chosen, outputs):
         held = sum(data.table.modalities[n].present for n in subset) > 0
-        metrics = scalar_metrics(predictor.score_outputs(out, data.targets))
+        metrics = flat_metrics(predictor.score_outputs(out, data.targets))
         if not held.any():  # every row predicted from nothing: no measure of these modalities
             metrics = dict.fromkeys(metrics)
             unheld.append(subset_label(subset))

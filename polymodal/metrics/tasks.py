@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from polymodal.config.task_metrics import TASK_METRICS, direction
+from polymodal.config.task_metrics import PER_TARGET, TASK_METRICS, direction, split_metric
 from polymodal.utils.scores import decisions, sigmoid, softmax
 
 
@@ -182,6 +182,11 @@ def _undefined_r2_note(target: np.ndarray, r2: Sequence[float | None], names: Se
     return said + ("; r2 averages the other targets" if len(constant) < len(r2) else "")
 
 
+# the note of the metrics of several regression targets
+MIXED_UNITS = ("mae and rmse are the means of the targets' own, which mix the targets' units where these differ "
+               "(each target's own: mae_per_target, rmse_per_target; r2 is unit-free)")
+
+
 def task_metrics(task: str, outputs: np.ndarray, target: np.ndarray, n_classes: int | None = None,
                  names: Sequence[str] | None = None, classes: Sequence[Any] | None = None,
                  threshold: float | None = None) -> dict[str, Any]:
@@ -193,7 +198,37 @@ def task_metrics(task: str, outputs: np.ndarray, target: np.ndarray, n_classes: 
         return classification_metrics(outputs, target, n_classes, classes, threshold)
     if task == "multilabel":
         return multilabel_metrics(outputs, target, names)
-    return regression_metrics(outputs, target, names)
+    out = regression_metrics(outputs, target, names)
+    if names is not None and len(names) > 1:
+        out["note"] = MIXED_UNITS if not out.get("note") else f"{out['note']}; {MIXED_UNITS}"
+    return out
+
+
+def mixed_units_noted(scores: Mapping[str, Any]) -> bool:
+    """Whether ``scores`` (a regression's of several targets) carry the :data:`MIXED_UNITS` note."""
+    return MIXED_UNITS in str(scores.get("note") or "")
+
+
+def flat_metrics(scores: Mapping[str, Any]) -> dict[str, Any]:
+    """The single-number entries of a metrics dict (no confusion matrix, no note), each target's
+    own figures among them as ``<metric>_per_target.<target>`` (``rmse_per_target.rpm``; a
+    multi-task model's ``<task>/rmse_per_target.rpm``): one row of a table, one epoch's logged values."""
+    out: dict[str, Any] = {}
+    for key, value in scores.items():
+        if isinstance(value, Mapping) and key.endswith(PER_TARGET):
+            out.update({f"{key}.{target}": v for target, v in value.items()})
+        elif value is None or isinstance(value, int | float):
+            out[key] = value
+    return out
+
+
+def metric_value(scores: Mapping[str, Any], name: str) -> Any:
+    """``scores[name]``, or one target's own figure for a per-target name (``rmse_per_target.rpm``:
+    ``scores["rmse_per_target"]["rpm"]``); None where the scores lack it."""
+    metric, target = split_metric(name)
+    if target is None:
+        return scores.get(name)
+    return (scores.get(f"{metric}{PER_TARGET}") or {}).get(target)
 
 
 def monitored(task: str, early_stopping: Any) -> tuple[str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from helpers_cli import assert_user_error, fitted_run, invoke
-from helpers_models import classification_config
+from helpers_models import classification_config, unit_targets, unit_targets_config
 
 from polymodal import MultimodalPredictor
 
@@ -53,6 +53,42 @@ def test_by_prints_a_table_per_value_and_puts_them_in_the_json(run, tmp_path):
     assert f"site lone: {note}" in " ".join(printed.stdout.split()), "the reason is printed under the table too"
     assert_user_error(invoke("evaluate", folder, "--data", paths["test"], "--by", "site"),
                       "column 'site' (to split the metrics by) is not in test.csv")
+
+
+@pytest.fixture(scope="module")
+def several(tmp_path_factory):
+    """A regression of load (about 1 hp) and rpm (about 1750) saved in a folder; its manifests' folder."""
+    root = tmp_path_factory.mktemp("several")
+    for name, n, seed in (("train", 120, 0), ("valid", 40, 1), ("test", 40, 2)):
+        unit_targets(n, seed).to_csv(root / f"{name}.csv", index=False)
+    MultimodalPredictor.from_config(unit_targets_config()).fit(root / "train.csv", root / "valid.csv", out=root / "run")
+    return root / "run", root
+
+
+def test_several_targets_get_their_own_columns_in_the_missing_and_by_tables_and_the_averages_a_note(several):
+    from polymodal.metrics.tasks import MIXED_UNITS
+
+    folder, root = several
+    result = invoke("evaluate", folder, "--data", root / "test.csv", "--missing", "--by", "site")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    headers = [line for line in lines if line.startswith(("┃ modalities", "┃ site"))]
+    assert len(headers) == 2 and all("rmse_per_target.rpm" in h and "mae_per_target.load" in h for h in headers)
+    text = " ".join(result.stdout.split())
+    assert f"note: {MIXED_UNITS}" in text  # under the metrics
+    assert f"every site: {MIXED_UNITS}" in text  # under the table by site
+    assert text.count(MIXED_UNITS) == 3, "and under the subsets' table"
+    predictor = MultimodalPredictor.load(folder)
+    table = pd.read_csv(folder / "evaluation" / "missing.csv").set_index("modalities")
+    for subset in ("a", "b"):
+        alone = predictor.evaluate(root / "test.csv", modalities=[subset])
+        for metric in ("mae", "rmse", "r2"):
+            for target in ("load", "rpm"):
+                assert table.loc[subset, f"{metric}_per_target.{target}"] == pytest.approx(
+                    alone[f"{metric}_per_target"][target], rel=1e-5)
+    assert table.loc["b", "rmse_per_target.rpm"] < table.loc["a", "rmse_per_target.rpm"], "rpm follows b"
+    report = json.loads(invoke("evaluate", folder, "--data", root / "test.csv", "--by", "site", "--json").stdout)
+    assert set(report["by"]["site"]["north"]["rmse_per_target"]) == {"load", "rpm"}  # the JSON keeps its shape
 
 
 def test_tables_are_printed_and_saved_where_asked_with_a_reference(run, tmp_path):

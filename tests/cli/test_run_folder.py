@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 from helpers_cli import assert_user_error, classification_files, invoke, train_run
-from helpers_models import classification_config
+from helpers_models import classification_config, unit_targets, unit_targets_config
 
 from polymodal import MultimodalPredictor
 from polymodal.errors import RunFolderError
@@ -416,6 +416,68 @@ def test_compare_warns_when_the_runs_were_scored_on_different_rows(trained, tmp_
     rows = json.loads((trained / "metrics.json").read_text())["valid"]["rows"]
     assert f"the runs' valid metrics come from different rows ({same[0]}, {same[1]}: {rows} rows of " in warned
     assert f"{other}: 24 rows held out of " in warned and "(val_fraction 0.1, seed 0)" in warned
+
+
+@pytest.fixture(scope="module")
+def by_target(tmp_path_factory) -> dict:
+    """Runs on the same rows: ``load`` (one target, hp) and ``multi`` (load and rpm)."""
+    root = tmp_path_factory.mktemp("by-target")
+    for name, n, seed in (("train", 120, 0), ("valid", 40, 1)):
+        unit_targets(n, seed).to_csv(root / f"{name}.csv", index=False)
+    runs = {}
+    for name, target in (("load", "load"), ("multi", ["load", "rpm"])):
+        config = {**unit_targets_config(epochs=3), "target": target}
+        MultimodalPredictor.from_config(config).fit(root / "train.csv", root / "valid.csv", out=root / name)
+        runs[name] = root / name
+    return runs
+
+
+def test_compare_does_not_rank_runs_of_other_targets_on_their_mixed_averages(by_target):
+    import json
+
+    from polymodal.runfolder import compare_runs
+
+    load, multi = by_target["load"], by_target["multi"]
+    with pytest.warns(UserWarning, match=r"the runs predict different targets \(.*multi: regression of load, rpm; "
+                                         r".*load: regression of load\): their valid metrics do not measure "
+                                         r"the same thing, so they are not ranked") as caught:
+        frame = compare_runs([multi, load])
+    assert len(caught) == 1 and frame.attrs["ranked_by"] is None
+    assert frame["run"].tolist() == [str(multi), str(load)]  # as given, although load's rmse is far lower
+    assert frame["target"].tolist() == ["load+rpm", "load"]
+    rows = frame.set_index("target")
+    assert rows.loc["load", "valid_rmse_per_target.load"] == rows.loc["load", "valid_rmse"]  # one target: its own
+    scores = json.loads((multi / "metrics.json").read_text())["valid"]
+    assert rows.loc["load+rpm", "valid_rmse_per_target.rpm"] == scores["rmse_per_target"]["rpm"]
+    assert pd.isna(rows.loc["load", "valid_rmse_per_target.rpm"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one target's own figure of both: comparable, nothing to say
+        ranked = compare_runs([load, multi], by="rmse_per_target.load")
+    assert ranked.attrs["ranked_by"] == "valid_rmse_per_target.load"
+    assert ranked["valid_rmse_per_target.load"].tolist() == sorted(ranked["valid_rmse_per_target.load"])
+    with pytest.warns(UserWarning, match="ranked by valid_rmse, but the runs predict different targets"):
+        assert compare_runs([multi, load], by="rmse")["run"].tolist() == [str(load), str(multi)]
+    with pytest.warns(UserWarning, match="the runs predict different targets"):
+        printed = invoke("compare", multi, load)
+    assert printed.exit_code == 0 and "2 run(s)\n" in printed.stdout and "best first" not in printed.stdout
+
+
+def test_compare_ranks_runs_of_the_same_several_targets_by_the_unit_free_r2(by_target, tmp_path):
+    import json
+
+    from polymodal.runfolder import compare_runs
+
+    better = shutil.copytree(by_target["multi"], tmp_path / "better")  # higher r2, but a higher mean rmse
+    metrics = json.loads((better / "metrics.json").read_text())
+    metrics["valid"].update(r2=0.99, rmse=metrics["valid"]["rmse"] + 100.0)
+    (better / "metrics.json").write_text(json.dumps(metrics))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = compare_runs([by_target["multi"], better])
+    assert frame.attrs["ranked_by"] == "valid_r2" and frame["run"].tolist() == [str(better), str(by_target["multi"])]
+    assert {"valid_mae_per_target.load", "valid_rmse_per_target.rpm", "valid_r2_per_target.rpm"} <= set(frame.columns)
+    printed = invoke("compare", by_target["multi"], better)
+    assert printed.exit_code == 0 and "2 run(s), best first by valid_r2" in printed.stdout
 
 
 def test_an_interrupted_overwrite_keeps_the_run_it_replaces_until_the_new_one_is_saved(data, trained, tmp_path,

@@ -184,6 +184,54 @@ def test_a_saved_run_with_a_modality_dropout_of_one_still_loads_with_a_warning(t
         assert load_config(tmp_path / "config.yaml", saved_run=True).train.modality_dropout == 1.0
 
 
+def several_targets(monitor: str, target: str | list[str] = ("load", "rpm")) -> dict[str, Any]:
+    """:func:`~helpers_models.unit_targets_config`, its target(s) ``target``, monitoring ``monitor``."""
+    from helpers_models import unit_targets_config
+
+    config = unit_targets_config(early_stopping={"monitor": monitor})
+    config["target"] = list(target) if not isinstance(target, str) else target
+    return config
+
+
+@pytest.mark.parametrize("monitor", ["rmse_per_target.rpm", "mae_per_target.load", "r2_per_target.rpm", "r2",
+                                     "loss"])
+def test_early_stopping_may_monitor_one_target_of_several_quietly(monitor):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # unit-free, or one target's own: nothing to warn about
+        assert load_config(several_targets(monitor)).train.early_stopping.monitor == monitor
+
+
+@pytest.mark.parametrize(("monitor", "target"), [("rmse_per_target.torque", ["load", "rpm"]),
+                                                 ("rmse_per_target.load", "load"),  # one target: its rmse
+                                                 ("rmse_per_rpm", ["load", "rpm"])])
+def test_a_monitored_target_that_is_not_one_of_several_is_refused_with_the_allowed_names(monitor, target):
+    problems = problems_of(several_targets(monitor, target))
+    assert len(problems) == 1 and problems[0].startswith("train.early_stopping.monitor") and f"'{monitor}'" in problems[0]
+    assert "['loss', 'mae', 'rmse', 'r2']" in problems[0]
+    if isinstance(target, list):
+        assert "rmse_per_target.T" in problems[0] and "where T is a target of ['load', 'rpm']" in problems[0]
+    else:
+        assert "per_target.T" not in problems[0]
+
+
+@pytest.mark.parametrize("monitor", ["rmse", "mae"])
+def test_monitoring_the_mixed_average_of_several_targets_is_warned_but_not_for_one_or_a_saved_run(monitor, tmp_path):
+    import warnings
+
+    import yaml
+
+    with pytest.warns(UserWarning, match=rf"train.early_stopping.monitor: '{monitor}' averages the {monitor} of "
+                                         rf"targets \['load', 'rpm'\], which mixes their units .*'{monitor}_per_target.load'"):
+        load_config(several_targets(monitor))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(several_targets(monitor)), "utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_config(several_targets(monitor, "load"))  # one target: one unit
+        load_config(tmp_path / "config.yaml", saved_run=True)  # trained so already: not said at every load
+
+
 def test_missing_discriminator_is_reported_at_its_own_key_and_lists_the_allowed_values():
     problems = problems_of(config_with(**{"modalities.spoken": {"column": "audio_path"}}))
     assert len(problems) == 1

@@ -5,11 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from polymodal.config.task_metrics import direction, headline, monitor_choices, split_metric
 from polymodal.metrics.tasks import (
+    MIXED_UNITS,
     classification_metrics,
     expected_calibration_error,
+    flat_metrics,
+    metric_value,
+    mixed_units_noted,
     multilabel_metrics,
     regression_metrics,
+    task_metrics,
 )
 
 
@@ -119,6 +125,39 @@ def test_the_averaged_r2_is_the_mean_of_the_targets_where_it_is_defined():
     both = regression_metrics(pred, np.array([[2.0, 1.0]] * 3), names=["load", "rpm"])
     assert both["r2"] is None and both["r2_per_target"] == {"load": None, "rpm": None}
     assert "'load' (every row 2), 'rpm' (every row 1)" in both["note"] and "averages" not in both["note"]
+
+
+def test_the_averages_of_several_targets_carry_a_note_and_flatten_into_one_row_per_target_figure():
+    """What every table shows of a regression of several targets: the mixed averages noted, each
+    target's own figure as its own column (``rmse_per_target.rpm``), read back by that name."""
+    pred = np.array([[1.0, 1700.0], [2.0, 1790.0], [1.5, 1750.0]])
+    target = np.array([[1.2, 1710.0], [1.8, 1760.0], [1.5, 1770.0]])
+    scores = task_metrics("regression", pred, target, names=["load", "rpm"])
+    assert scores["note"] == MIXED_UNITS and mixed_units_noted(scores)
+    rmse_rpm = np.sqrt(((pred[:, 1] - target[:, 1]) ** 2).mean())
+    flat = flat_metrics({**scores, "rows": 3})
+    assert flat["rmse_per_target.rpm"] == pytest.approx(rmse_rpm)
+    assert flat["mae_per_target.load"] == pytest.approx(np.abs(pred[:, 0] - target[:, 0]).mean())
+    assert flat["rmse"] == pytest.approx(scores["rmse"]) and flat["rows"] == 3
+    assert "note" not in flat and "rmse_per_target" not in flat  # one number per column
+    assert metric_value(scores, "rmse_per_target.rpm") == pytest.approx(rmse_rpm)
+    assert metric_value(scores, "rmse") == scores["rmse"] and metric_value(scores, "rmse_per_target.x") is None
+    one = task_metrics("regression", pred[:, :1], target[:, :1], names=["load"])
+    assert "note" not in one and not mixed_units_noted(one)  # one target: one unit
+    aux = flat_metrics({"aux/rmse_per_target": {"load": 0.5}, "f1_per_label": {"leak": 1.0}})
+    assert aux == {"aux/rmse_per_target.load": 0.5}  # a further task's targets too; labels are no targets
+
+
+def test_a_targets_own_figure_is_named_and_ranked_by_its_metric():
+    assert split_metric("rmse_per_target.rpm") == ("rmse", "rpm")
+    assert split_metric("r2_per_target.fault.size") == ("r2", "fault.size")  # a column name may hold dots
+    assert split_metric("rmse") == ("rmse", None) and split_metric("_per_target.x") == ("_per_target.x", None)
+    assert direction("rmse_per_target.rpm") == direction("mae_per_target.rpm") == "min"
+    assert direction("r2_per_target.rpm") == "max"
+    assert monitor_choices("regression", ["y"]) == ["loss", "mae", "rmse", "r2"]
+    assert "rmse_per_target.rpm" in monitor_choices("regression", ["load", "rpm"])
+    assert headline("regression", ["y"]) == "rmse" and headline("regression", ["load", "rpm"]) == "r2"
+    assert headline("multilabel", ["a", "b"]) == "macro_f1"
 
 
 def test_each_label_gets_its_f1_and_auroc():

@@ -175,3 +175,27 @@ def test_each_output_gets_its_row_of_figures():
     tasks = per_output_table({"test": {"f1_per_label": {"leak": 0.5}, "aux/mae_per_target": {"wear": 2.0, "load": 1.0}}})
     assert "<td>leak</td><td>0.5000</td>" in tasks and "of task aux on its own (test)" in tasks
     assert "<td>wear</td><td>2.0000</td>" in tasks and "<td>load</td><td>1.0000</td>" in tasks
+
+
+def test_the_subsets_and_robustness_sections_say_what_their_figures_are(tmp_path):
+    """Several targets: the subsets' mean mae / rmse are said to mix units beside each target's own
+    columns; the robustness section names its metric (a mean R² over targets is unit-free)."""
+    from polymodal.evaluation.report_sections import diagnostic_sections
+    from polymodal.metrics.tasks import MIXED_UNITS
+
+    one = {"modalities": "a", "n_modalities": 1, "rows_with_any": 10, "mae": 9.0, "rmse": 11.0, "r2": 0.5}
+    several = {**one, "rmse_per_target.load": 0.1, "rmse_per_target.rpm": 22.0}
+    curves = [{"modality": "a", "corruption": "noise", "severity": s, "r2": 0.9 - 0.1 * s} for s in range(6)]
+    summary = [{"modality": "a", "corruption": "noise", "clean": 0.9, "worst": 0.4, "relative_robustness": 0.7}]
+    diagnostics = {"rows": 10, "split": "valid", "metric": "r2", "subsets": [several],
+                   "robustness": {"metric": "r2", "curves": curves, "summary": summary}}
+    sections = diagnostic_sections(diagnostics, tmp_path)
+    assert f"Here {html.escape(MIXED_UNITS)}." in sections["Modality subsets"]
+    assert "rmse_<wbr>per_<wbr>target.rpm" in sections["Modality subsets"]
+    assert "The <b>r2</b> (R²; with several targets the mean of theirs, which is unit-free)" in sections["Robustness"]
+    alone = diagnostic_sections({**diagnostics, "subsets": [one]}, tmp_path)["Modality subsets"]
+    assert "mix the targets' units" not in html.unescape(alone)  # one target: nothing mixed
+    accuracy = [{**c, "accuracy": c.pop("r2")} for c in [dict(c) for c in curves]]
+    named = diagnostic_sections({"rows": 10, "split": "valid", "robustness": {"metric": "accuracy", "curves": accuracy,
+                                                                              "summary": summary}}, tmp_path)
+    assert "The <b>accuracy</b> with one modality corrupted" in named["Robustness"]

@@ -152,6 +152,10 @@ def test_the_metrics_panel_leaves_the_losses_to_the_loss_panel():
                             "val_accuracy": [0.5, 0.6], "val_ece": [0.1, 0.1], "val_auroc": [None, None],
                             "val_macro_f1": [0.4, 0.5]})
     assert metric_lines(history) == ["val_accuracy", "val_macro_f1"]  # no loss, no ECE, no column without values
+    several = pd.DataFrame({"epoch": [1, 2], "val_rmse": [11.0, 10.0], "val_r2": [0.2, 0.3],
+                            "val_rmse_per_target.load": [0.1, 0.08], "val_rmse_per_target.rpm": [22.0, 20.0],
+                            "val_aux/r2_per_target.x": [0.1, 0.2]})
+    assert metric_lines(several) == ["val_rmse", "val_r2"]  # each target's own: in history.csv, not on one axis
 
 
 def test_table_numbers_are_readable():
