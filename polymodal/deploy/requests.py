@@ -173,7 +173,9 @@ class RequestParser:
                                field=name)
         if name not in self.kinds:
             allowed = sorted(self.kinds) + sorted(self.columns)
-            raise RequestError(f"unknown field '{name}'; this model accepts {allowed}", status=422,
+            hint = "; the output /explain attributes is chosen in the query: POST /explain?output=NAME" \
+                if name == "output" else ""
+            raise RequestError(f"unknown field '{name}'; this model accepts {allowed}{hint}", status=422,
                                code="unknown_field", field=name)
         return self.kinds[name]
 

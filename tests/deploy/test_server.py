@@ -174,6 +174,22 @@ def test_explain_contributions_add_up(client, sample):
     assert out["explained_quantity"] == f"probability of the predicted class '{out['prediction']}'"
 
 
+def test_explain_attributes_the_class_the_query_names(client, runtime, sample):
+    """``?output=`` names a class that need not be the predicted one: its probability is explained."""
+    body = {"notes": sample["notes"], "labs": sample["labs"]}
+    predicted = client.post("/explain", json=body).json()["prediction"]
+    other = next(c for c in ("a", "b", "c") if c != predicted)
+    out = client.post("/explain", params={"output": other}, json=body).json()
+    assert out["prediction"] == predicted and out["explained"] == other
+    assert out["explained_quantity"] == f"probability of class '{other}'" == runtime.explained_quantity(other)
+    assert out["score"] == pytest.approx(out["probabilities"][other])
+    assert out["base"] + sum(out["contributions"].values()) == pytest.approx(out["score"], abs=1e-6)
+    expected = runtime.explain([{"notes": sample["notes"], "labs": sample["labs"]}], output=other)[0]
+    assert out["contributions"] == pytest.approx(dict(zip(runtime.names, expected.tolist())), abs=1e-6)
+    error = client.post("/explain", params={"output": "d"}, json=body).json()["error"]
+    assert error["code"] == "unknown_output" and "(classes) ['a', 'b', 'c']" in error["message"]
+
+
 def big_png(side: int) -> bytes:
     return png_bytes(np.zeros((side, side), np.uint8))
 
