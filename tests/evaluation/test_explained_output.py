@@ -106,3 +106,54 @@ def test_regression_over_a_list_of_targets_predicts_one_column_per_target(models
     frame = models["regression"].predict_frame(test)
     assert values.shape == (15, 2)
     np.testing.assert_allclose(values, frame[["pred_y1", "pred_y2"]].to_numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("task", "named"), [("regression", "y2"), ("multilabel", "kw_noise")])
+def test_values_and_the_page_add_the_explained_outputs_true_value_after_the_older_columns(models, tmp_path, task,
+                                                                                           named):
+    """shapley.csv keeps ``explained, base, <modalities>, prediction`` where they were and adds the
+    explained target's ``truth`` and ``error`` (regression) or the explained label's 0/1 ``truth``."""
+    predictor, test = models[task], with_outputs(15, 2)
+    for output in (None, named):
+        explanation = predictor.explain(test, samples=2, output=output)
+        values = explanation.values
+        first = explanation.outputs[0] if output is None else output
+        added = ["truth", "error"] if task == "regression" else ["truth"]
+        assert list(values.columns) == ["explained", "base", "a", "b", "prediction", *added]
+        np.testing.assert_allclose(values["truth"].to_numpy(np.float64), test[first].to_numpy(np.float64))
+        if task == "regression":
+            np.testing.assert_allclose(values["error"], values["prediction"] - test[first])
+        else:
+            assert set(values["truth"]) <= {0, 1}
+    folder = explanation.to_html(tmp_path / task).parent
+    written = pd.read_csv(folder / "shapley.csv", index_col="row")
+    assert list(written.columns) == list(values.columns)
+    np.testing.assert_allclose(written["truth"], test[named].to_numpy(np.float64))
+    page = (folder / "explain.html").read_text(encoding="utf-8")
+    row = explanation.within[0].row
+    line = values.loc[row]
+    if task == "regression":
+        said = f"(true value {line['truth']:.3f}, error {line['error']:+.3f}): predicted value of target &#x27;y2&#x27;"
+        assert "<th>score</th><th>truth</th><th>error</th>" in page
+    else:
+        said = f"(true {line['truth']}, predicted {int(line['prediction'] >= 0.5)}): probability of label &#x27;kw_noise"
+        assert "<th>score</th><th>truth</th>" in page
+    assert f"<h3>Row {row} {said}" in page
+    unlabelled = predictor.explain(test.drop(columns=["kw_leak", "kw_noise", "y1", "y2"]), samples=0)
+    assert "truth" not in unlabelled.values and unlabelled.truth is None
+
+
+def test_the_maps_of_a_regression_start_with_its_worst_predicted_row(models):
+    predictor, test = models["regression"], with_outputs(15, 2)
+    explanation = predictor.explain(test, samples=1, output="y1")
+    values = explanation.values
+    worst = int(values["error"].abs().idxmax())
+    assert {item.row for item in explanation.within} == {worst}
+
+
+def test_the_page_says_its_maps_start_with_the_worst_predicted_rows_only_with_targets(models, tmp_path):
+    predictor, test = models["regression"], with_outputs(8, 3)
+    labelled = predictor.explain(test, samples=2).to_html(tmp_path / "labelled").read_text(encoding="utf-8")
+    assert "The rows shown: the worst-predicted first (the largest errors of the explained target" in labelled
+    unlabelled = predictor.explain(test.drop(columns=["y1", "y2"]), samples=2).to_html(tmp_path / "unlabelled")
+    assert "worst-predicted" not in unlabelled.read_text(encoding="utf-8")
