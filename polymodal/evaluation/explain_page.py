@@ -39,13 +39,31 @@ def _quantity(explanation: Explanation) -> str:
     return explanation.explained_quantity or "explained output's score"
 
 
-def explained_note(quantity: str, metric: str | None, task: str = "") -> str:
+def metric_scope(task: str, outputs: int | None = None) -> str:
+    """What the metric columns of an importance table score, in the task's words: every class,
+    label or target, not only the explained one (``outputs``: how many the model has; one: the
+    prediction is the explained output; None: not known, as in a report saved before it was recorded)."""
+    if task == "anomaly":
+        return "every row's score against its label"
+    what = {"classification": "class", "multilabel": "label", "regression": "target"}.get(task)
+    if what is None:  # a report saved before its task was recorded
+        return "the whole prediction (every class, label or target), not only the explained output"
+    if outputs == 1 and task != "classification":
+        return f"the whole prediction (its one {what}, the explained one)"
+    return f"the whole prediction (every {what}), not only the explained {'output' if task == 'classification' else what}"
+
+
+def other_outputs(task: str, outputs: int | None = None) -> bool:
+    """Whether an explanation has another output to explain (``--output NAME``): a class, a label
+    or a target beside the explained one (``outputs`` None: not known, said anyway)."""
+    return task != "anomaly" and (task == "classification" or outputs is None or outputs > 1)
+
+
+def explained_note(quantity: str, metric: str | None, task: str = "", outputs: int | None = None) -> str:
     """One sentence naming the explained output (HTML), and that the metric columns score every output."""
     note = f"The Shapley values explain the <b>{html.escape(quantity)}</b>"
     if metric is not None:
-        scored = "every row's score against its label" if task == "anomaly" else \
-            "the whole prediction (every class, label or target), not only the explained output"
-        note += f"; the <code>{html.escape(metric)}_*</code> columns score {scored}"
+        note += f"; the <code>{html.escape(metric)}_*</code> columns score {metric_scope(task, outputs)}"
     return note + "."
 
 
@@ -206,9 +224,9 @@ def explanation_html(explanation: Explanation, title: str) -> str:
              f"<p>{n} row{'' if n == 1 else 's'}; modalities {', '.join(f'<b>{html.escape(m)}</b>' for m in explanation.modalities)}. "
              f"Shapley values over modalities, {how}: a modality outside a coalition is hidden through the "
              f"model's missing-modality path. {_base_note(explanation)}{caveats_html(explanation.caveats())} "
-             f"{explained_note(_quantity(explanation), _metric_of(explanation), explanation.task)}"
-             + ("" if explanation.task == "anomaly" else " Another output: <code>pred.explain(data, output=NAME)"
-                "</code> or <code>polymodal explain RUN --data X --output NAME</code>.") + "</p>"]
+             f"{explained_note(_quantity(explanation), _metric_of(explanation), explanation.task, len(explanation.outputs))}"
+             + (" Another output: <code>pred.explain(data, output=NAME)</code> or <code>polymodal explain RUN --data X "
+                "--output NAME</code>." if other_outputs(explanation.task, len(explanation.outputs)) else "") + "</p>"]
     metric = _metric_of(explanation)
     png = importance_plot(explanation.importance, metric)
     parts.append("<h2>Global importance</h2>" + embed_png(png, "modality importance")  # `explained`: said above
@@ -240,8 +258,10 @@ def explanation_html(explanation: Explanation, title: str) -> str:
                      "value's, its <i>(missing)</i> flag the blank's own.</p>" + table_html(columns.to_dict("records")))
     if explanation.within:
         parts.append(f"<h2>Inside each modality</h2><p>{_within_note(explanation.task)} with respect to each "
-                     "modality's input, the other inputs fixed; red pushes the output up, blue down. A video "
-                     f"shows its sampled frames, each titled with its attribution's total.{_rows_note(explanation)}</p>")
+                     "modality's input, the other inputs fixed; red pushes the output up, blue down."
+                     + (" A video shows its sampled frames, each titled with its attribution's total."
+                        if any(item.layout == "frames" for item in explanation.within) else "")
+                     + f"{_rows_note(explanation)}</p>")
         by_row: dict[int, list[WithinAttribution]] = {}
         for item in explanation.within:
             by_row.setdefault(item.row, []).append(item)

@@ -88,8 +88,9 @@ def test_the_report_section_names_the_explained_output(models, tmp_path):
     assert {r["explained"] for r in diagnostics["importance"]} == {"probability of label 'kw_leak'"}
     section = diagnostic_sections(diagnostics, tmp_path)["Modality importance"]
     assert "Shapley values over modalities of the <b>probability of label &#x27;kw_leak&#x27;</b>" in section
-    assert "<code>macro_f1_*</code> columns score the whole prediction (every class, label or target)" in section
-    assert "--output NAME" in section
+    assert "<code>macro_f1_*</code> columns score the whole prediction (every label), not only the explained label" \
+        in section and "class, label or target" not in section
+    assert diagnostics["outputs"] == 2 and "--output NAME" in section
 
 
 def test_an_older_report_without_the_name_still_renders(tmp_path):
@@ -97,6 +98,44 @@ def test_an_older_report_without_the_name_still_renders(tmp_path):
     sections = diagnostic_sections({"rows": 10, "split": "valid", "metric": "accuracy", "importance": importance},
                                    tmp_path)
     assert "Shapley values over modalities of the <b>predicted score</b>" in sections["Modality importance"]
+
+
+@pytest.mark.parametrize(("task", "outputs", "says", "other"), [
+    ("regression", 2, "the whole prediction (every target), not only the explained target", True),
+    ("regression", 1, "the whole prediction (its one target, the explained one)", False),
+    ("multilabel", 1, "the whole prediction (its one label, the explained one)", False),
+    ("classification", 2, "the whole prediction (every class), not only the explained output", True),
+    ("regression", None, "the whole prediction (every target), not only the explained target", True),  # saved before
+])
+def test_the_report_words_what_the_metric_scores_and_other_outputs_for_the_task(tmp_path, task, outputs, says,
+                                                                               other):
+    importance = [{"modality": "a", "mean_abs_shapley": 0.1, "share": 1.0, "mean_shapley": 0.1, "r2_all": 0.5,
+                   "r2_without": 0.1, "r2_drop": 0.4}]
+    diagnostics = {"rows": 10, "split": "valid", "metric": "r2", "importance": importance, "task": task,
+                   **({} if outputs is None else {"outputs": outputs})}
+    section = diagnostic_sections(diagnostics, tmp_path)["Modality importance"]
+    assert f"<code>r2_*</code> columns score {says}" in section and "class, label or target" not in section
+    assert ("[--output NAME]" in section) is other and "polymodal explain RUN --data X" in section
+
+
+def test_a_single_target_regression_page_offers_no_other_output_and_no_video_wording(tmp_path):
+    """A page words its sentences for the model: no other output to pick for one target, no video sentence
+    without a video, and the metric columns named for targets."""
+    data = with_outputs(40, 0)
+    config = tabular_config(epochs=2, report={"rows": 0})
+    config.update(task="regression", target="y1")
+    predictor = MultimodalPredictor.from_config(config).fit(data, with_outputs(20, 1))
+    page = predictor.explain(with_outputs(8, 2), samples=1).to_html(tmp_path).read_text(encoding="utf-8")
+    assert "Inside each modality" in page and "video" not in page.lower()
+    assert "--output NAME" not in page and "output=NAME" not in page
+    assert "columns score the whole prediction (its one target, the explained one)" in page
+    assert "class, label or target" not in page
+
+
+def test_a_multi_target_page_words_targets_and_offers_another(models, tmp_path):
+    page = models["regression"].explain(with_outputs(8, 2), samples=1).to_html(tmp_path).read_text(encoding="utf-8")
+    assert "columns score the whole prediction (every target), not only the explained target" in page
+    assert "--output NAME" in page and "video" not in page.lower()
 
 
 def test_regression_over_a_list_of_targets_predicts_one_column_per_target(models):
