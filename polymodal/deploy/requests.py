@@ -52,6 +52,8 @@ SIGNATURES = {
 # file types that have no leading bytes of their own, recognised by the whole content: (test, type name)
 CONTENT_TYPES = {"signal": [(is_csv_text, "CSV")]}  # UTF-8 text (a CSV's header and rows are read later)
 FILE_KINDS = frozenset(SIGNATURES)
+# leading bytes of files no modality takes, for the message refusing one: (offset, bytes, what it is)
+OTHER_SIGNATURES = [(0, b"%PDF-", "a PDF document"), (0, b"PK\x03\x04", "a ZIP archive (or a .npz, .docx, .xlsx)")]
 
 
 @functools.cache
@@ -70,6 +72,26 @@ def file_type(kind: str, data: bytes) -> str | None:
     """The recognised type name of a file's content, or None."""
     found = next((name for offset, magic, name in signatures(kind) if data[offset:offset + len(magic)] == magic), None)
     return found or next((name for test, name in CONTENT_TYPES.get(kind, []) if test(data)), None)
+
+
+@functools.cache
+def described_signatures() -> tuple[tuple[int, bytes, str], ...]:
+    """What a file's leading bytes say it is, in words (``a WAV audio file``, ``an MP4/MOV video``):
+    every kind's accepted types, whether or not this model has that kind, then :data:`OTHER_SIGNATURES`."""
+    def a(name: str) -> str:  # the types' names are read as letters: an AVI, an MP4, an OGG, a PNG
+        return f"{'an' if name[0] in 'AEIMO' else 'a'} {name}"
+
+    nouns = {"image": "image", "audio": "audio file", "video": "video"}
+    found = [(offset, magic, f"{a(name)} {nouns[kind]}") for kind in ("image", "audio")
+             for offset, magic, name in SIGNATURES[kind]]
+    found += [(offset, magic, f"{a(name)} video") for offset, magic, name in VIDEO_SIGNATURES]
+    return (*found, (0, NPY_MAGIC, "a NumPy array (.npy)"), *OTHER_SIGNATURES)
+
+
+def looks_like(data: bytes) -> str | None:
+    """What a file is by its leading bytes (:func:`described_signatures`), in words, or None."""
+    return next((words for offset, magic, words in described_signatures()
+                 if data[offset:offset + len(magic)] == magic), None)
 
 
 def undecodable_field(field: str, charset: str) -> RequestError:
@@ -173,7 +195,9 @@ class RequestParser:
                                field=name)
         if name not in self.kinds:
             allowed = sorted(self.kinds) + sorted(self.columns)
-            raise RequestError(f"unknown field '{name}'; this model accepts {allowed}", status=422,
+            hint = "; the output /explain attributes is chosen in the query: POST /explain?output=NAME" \
+                if name == "output" else ""
+            raise RequestError(f"unknown field '{name}'; this model accepts {allowed}{hint}", status=422,
                                code="unknown_field", field=name)
         return self.kinds[name]
 
@@ -203,7 +227,9 @@ class RequestParser:
         kind = self.kinds[name]
         found = file_type(kind, data)
         if found is None:
-            raise RequestError(f"unsupported file type for {kind} modality '{name}'; accepted: "
+            seen = looks_like(data)  # a WAV sent to the image field: said, not left to the hex bytes
+            said = "" if seen is None else f": it looks like {seen}, and field '{name}' takes {kind} files"
+            raise RequestError(f"unsupported file type for {kind} modality '{name}'{said}; accepted: "
                                f"{', '.join(accepted_types(kind))}; got {len(data):,} bytes starting with {content_start(data)}",
                                status=415, code="unsupported_type", field=name)
         if kind == "image":

@@ -1,11 +1,11 @@
 """The HTTP service (FastAPI) over an exported model: ``create_app(runtime, settings)``.
 
 Routes: ``GET /`` (the web page), ``GET /health``, ``GET /metadata``, ``POST /predict``,
-``POST /explain``, plus ``/openapi.json``, ``/docs`` (Swagger UI) and ``/redoc``, whose scripts
+``POST /explain`` (``?output=NAME``: the class, label or target to attribute), plus ``/openapi.json``, ``/docs`` (Swagger UI) and ``/redoc``, whose scripts
 and styles come from the installed ``fastapi-offline`` package rather than a CDN, so every page
 works offline. Request bodies are described in
 :mod:`polymodal.deploy.requests`; every error is JSON ``{"error": {"code", "message", "field"}}``
-with a 4xx status. With a token set, ``/predict``, ``/explain`` and ``/metadata`` need
+with a 4xx status; a query parameter a route does not take is one (FastAPI would ignore it). With a token set, ``/predict``, ``/explain`` and ``/metadata`` need
 ``Authorization: Bearer <token>``. Predictions are micro-batched (:mod:`polymodal.deploy.batching`).
 
 (No ``from __future__ import annotations`` here: FastAPI reads the route signatures at run time,
@@ -14,7 +14,7 @@ and their types are imported inside :func:`create_app`, fastapi being an optiona
 
 
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -27,8 +27,8 @@ from polymodal.deploy.errors import RequestError
 from polymodal.deploy.requests import FILE_KINDS, RequestParser, accepted_types, read_row
 from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.settings import ServeSettings
-from polymodal.errors import MissingDependencyError
-from polymodal.utils.scores import decisions, explained_outputs, explained_quantity, explained_score
+from polymodal.errors import MissingDependencyError, SchemaMismatchError
+from polymodal.utils.scores import decisions, explained_outputs, explained_quantity, explained_score, output_index
 
 ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "object", "properties": {
     "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": ["string", "null"]}}}}}
@@ -60,6 +60,51 @@ def body_schemas(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
                                         "minProperties": 1}},
         "multipart/form-data": {"schema": {"type": "object", "properties": form_props}},
     }}
+
+
+def output_parameter(runtime: Runtime) -> dict[str, Any]:
+    """The OpenAPI description of ``/explain``'s ``output`` query parameter: the model's outputs by name."""
+    task = runtime.meta["task"]
+    what = {"classification": "a class (default: the predicted one)", "multilabel": "a label (default: the first)",
+            "anomaly": "the anomaly score, the one output"}.get(task, "a target (default: the first)")
+    return {"name": "output", "in": "query", "required": False,
+            "description": f"the output whose score the contributions attribute: {what}",
+            "schema": {"type": "string", "enum": [str(name) for name in runtime.meta["classes"]]}}
+
+
+def query_parameters(request: Any, route: str, allowed: Sequence[str] = ()) -> dict[str, str]:
+    """A request's query parameters, each sent once and taken by ``route`` (``allowed``): an
+    unknown one is refused rather than ignored, so that a misspelt or misplaced option is not
+    silently answered with the default.
+
+    Raises:
+        RequestError: (422) a parameter ``route`` does not take, or one sent twice.
+    """
+    found: dict[str, str] = {}
+    for name in request.query_params:
+        if name not in allowed:
+            takes = f"takes only {list(allowed)}" if allowed else "takes none (the inputs go in the body)"
+            raise RequestError(f"unknown query parameter '{name}'; {route} {takes}", status=422,
+                               code="unknown_parameter", field=name)
+        values = request.query_params.getlist(name)
+        if len(values) != 1:
+            raise RequestError(f"query parameter '{name}' was sent {len(values)} times; send it once", status=422,
+                               code="duplicate_parameter", field=name)
+        found[name] = values[0]
+    return found
+
+
+def explained_choice(runtime: Runtime, output: str | None) -> int | None:
+    """The index of the output ``/explain?output=`` names among the model's outputs (None: the default).
+
+    Raises:
+        RequestError: (422) no output has that name; the message lists them.
+    """
+    try:
+        return output_index(output, runtime.meta["classes"], runtime.meta["task"])
+    except SchemaMismatchError as err:
+        raise RequestError(f"query parameter 'output': {err}", status=422, code="unknown_output",
+                           field="output") from None
 
 
 def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any]) -> dict[str, Any]:
@@ -94,8 +139,10 @@ def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any]) 
     return out
 
 
-def explanation_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any], phi: np.ndarray) -> dict[str, Any]:
-    """The ``/explain`` answer: :func:`prediction_json` plus the explained score, its base (the
+def explanation_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any], phi: np.ndarray,
+                     output: int | None = None) -> dict[str, Any]:
+    """The ``/explain`` answer: :func:`prediction_json` plus the explained score (``output``: the
+    index of the explained output, None: the default, :func:`explained_outputs`), its base (the
     score with no modality; an anomaly detector's: the normal rows' mean score with the modalities
     sent, ``reference`` says which), and each modality's contribution ``phi`` (Shapley values, in ``runtime.names``
     order; null, with the base, for an anomaly detector's row that got no score)."""
@@ -103,11 +150,11 @@ def explanation_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any],
     out = prediction_json(runtime, outputs, row)
     start, stop = meta["main_outputs"]
     scores = runtime.scores(outputs[None, start:stop])
-    pick = explained_outputs(task, scores, threshold=meta.get("threshold"))
+    pick = explained_outputs(task, scores, output, meta.get("threshold"))
     name = meta["classes"][int(pick[0])]
     score = float(explained_score(task, scores, pick)[0])
     out["explained"] = name if task == "classification" else str(name)
-    out["explained_quantity"] = explained_quantity(task, name, predicted=task == "classification")
+    out["explained_quantity"] = explained_quantity(task, name, predicted=task == "classification" and output is None)
     finite = bool(np.isfinite(score))
     out["score"] = score if finite else None
     out["base"] = score - float(phi.sum()) if finite else None
@@ -117,7 +164,8 @@ def explanation_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any],
 
 
 def metadata_json(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
-    """The ``/metadata`` answer: task, classes, modalities (with the fields and file types they accept), limits."""
+    """The ``/metadata`` answer: task, classes, the outputs ``/explain?output=`` names, modalities (with
+    the fields and file types they accept), limits."""
     meta = runtime.meta
     modalities = {}
     for name, spec in meta["modalities"].items():
@@ -139,6 +187,7 @@ def metadata_json(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
         modalities[name] = entry
     return {"polymodal_version": __version__, "task": meta["task"], "target": meta["target"],
             "classes": meta["classes"] if meta["task"] in ("classification", "multilabel") else [],  # regression: targets
+            "outputs": [str(name) for name in meta["classes"]],  # what POST /explain?output= takes
             **({"anomaly": meta["anomaly"]} if "anomaly" in meta else {}),  # the scorer and its flag threshold
             **({"threshold": meta["threshold"]} if "threshold" in meta else {}),  # a two-class decision threshold
             "modalities": modalities, "auth": settings.token is not None,
@@ -194,7 +243,8 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
     post = {"openapi_extra": {"requestBody": body_schemas(runtime, settings)},
             "responses": {s: {"description": d, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
                           for s, d in ((400, "malformed body"), (401, "bearer token"), (413, "over a limit"),
-                                       (415, "unsupported type"), (422, "unusable input"))}}
+                                       (415, "unsupported type"), (422, "unusable input or query parameter"))}}
+    explain_extra = {"openapi_extra": {**post["openapi_extra"], "parameters": [output_parameter(runtime)]}}
 
     @app.get("/", include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -214,22 +264,27 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
     @app.post("/predict", dependencies=[Depends(authorised)], **post)
     async def predict(request: Request) -> dict[str, Any]:
         """Predict one sample from any subset of the modalities (multipart or JSON)."""
+        query_parameters(request, "POST /predict")
         row = await read_row(request, parser, settings)
         feeds = await run_in_threadpool(runtime.transform, [row])
         return prediction_json(runtime, await batcher.submit(feeds), row)
 
-    @app.post("/explain", dependencies=[Depends(authorised)], **post)
+    @app.post("/explain", dependencies=[Depends(authorised)], **{**post, **explain_extra})
     async def explain(request: Request) -> dict[str, Any]:
         """The prediction plus each given modality's contribution (exact Shapley value) to the explained score:
-        the predicted class's probability (classification), else the first label's probability, the first
-        target's value or the anomaly score, as ``polymodal explain``. ``explained`` is that output's name (a
-        key of ``probabilities``), ``explained_quantity`` says it in words; ``base`` + the contributions =
-        ``score``, ``base`` being the score with no modality (``reference: none``) or, for an anomaly
-        detector, the normal rows' mean score with the modalities sent (``reference: normal``)."""
+        by default the predicted class's probability (classification), else the first label's probability, the
+        first target's value or the anomaly score, as ``polymodal explain``; ``?output=NAME`` picks another
+        class, label or target (an unknown name: 422 ``unknown_output``, listing them). ``explained`` is that
+        output's name (a key of ``probabilities`` or ``prediction``), ``explained_quantity`` says it in words;
+        ``base`` + the contributions = ``score``, ``base`` being the score with no modality (``reference:
+        none``) or, for an anomaly detector, the normal rows' mean score with the modalities sent
+        (``reference: normal``)."""
+        chosen = explained_choice(runtime, query_parameters(request, "POST /explain", ["output"]).get("output"))
         row = await read_row(request, parser, settings)
         feeds = await run_in_threadpool(runtime.transform, [row])
         outputs = await batcher.submit(feeds)
-        phi = (await run_in_threadpool(runtime.explain, [row], feeds))[0]
-        return explanation_json(runtime, outputs, row, phi)
+        name = None if chosen is None else meta["classes"][chosen]
+        phi = (await run_in_threadpool(runtime.explain, [row], feeds, output=name))[0]
+        return explanation_json(runtime, outputs, row, phi, chosen)
 
     return app

@@ -91,6 +91,9 @@ class Explanation:
         present: (N, M) True where the row holds the modality.
         untrained: the modalities whose absence training never showed the model, as the
             coalitions hide them (:func:`~polymodal.estimator.untrained_absences`); None where not known.
+        truth: (N, K) each row's true value of every output, as the manifest writes it (multilabel:
+            0/1; regression: on the target's scale; NaN for a blank cell) where the explained rows
+            have targets (multilabel, regression), else None.
 
     An anomaly detector's explanation attributes the anomaly score against normal rows: each
     coalition's score minus the normal validation rows' mean score under the same coalition of the
@@ -123,6 +126,7 @@ class Explanation:
     reference: str = "none"
     present: np.ndarray | None = None
     untrained: list[str] | None = None
+    truth: np.ndarray | None = None
 
     def __repr__(self) -> str:
         """One line: what was explained, over what (the arrays are in ``values``, ``importance``)."""
@@ -196,8 +200,10 @@ class Explanation:
         """Per row: the explained output, its score without any modality (``base``; an anomaly
         detector's: the normal rows' mean score), each modality's Shapley value, and the score with
         all present (``prediction`` = base + sum); an anomaly detector's rows add their ``flag``
-        and, with labels, their ``label``. Indexed like ``predict_proba``: by a DataFrame's own
-        index, else by row number."""
+        and, with labels, their ``label``; with targets, a multilabel model's rows add the explained
+        label's ``truth`` (0/1) and a regression's the explained target's ``truth`` and ``error``
+        (``prediction`` - ``truth``), after the other columns. Indexed like ``predict_proba``: by a
+        DataFrame's own index, else by row number."""
         index = self.index if self.index is not None else pd.Index(self.rows, name="row")
         frame = pd.DataFrame(self._pick(self.phi), columns=self.modalities, index=index)
         frame.insert(0, "base", self._pick(self.base))
@@ -208,6 +214,13 @@ class Explanation:
                 frame["flag"] = flags(frame["prediction"].to_numpy(), self.threshold)
             if self.labels is not None:
                 frame["label"] = self.labels
+        if self.truth is not None:  # last, so that readers of the earlier columns read them where they were
+            truth = self._pick(self.truth)
+            if self.task == "multilabel":
+                frame["truth"] = pd.Series(truth, index=frame.index).round().astype("Int64")  # a blank: <NA>
+            else:
+                frame["truth"] = truth
+                frame["error"] = frame["prediction"] - truth
         return frame
 
     def by_group(self) -> pd.DataFrame:
@@ -375,20 +388,31 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
         labels = np.asarray(outputs_named, dtype=object)[truth]
     elif task == "anomaly" and data.targets is not None:  # each row's label as written (normal, a fault's name)
         labels = np.asarray(predictor.pipeline.targets.labels(data.manifest, data.table.rows), dtype=object)
-    within = within_modality(predictor, data, sample_rows(task, full, truth, samples, threshold), explained,
-                             steps) if samples else []
+    elif task in ("multilabel", "regression") and data.targets is not None:  # as written, not through float32 scaling
+        truth = data.manifest.select(outputs_named, data.table.rows).apply(pd.to_numeric).to_numpy(np.float64)
+    within = within_modality(predictor, data, sample_rows(task, full, truth, samples, threshold, explained),
+                             explained, steps) if samples else []
     index = data.manifest.row_index(data.table.rows) if data.manifest.labels is not None else None
     return Explanation(names, outputs_named, data.source_rows, phi, base, full, explained,
                        orders is None, interactions, importance, within, quantity, task, labels, index, threshold,
-                       "normal" if reference is not None else "none", present, untrained_absences(predictor))
+                       "normal" if reference is not None else "none", present, untrained_absences(predictor),
+                       truth if task in ("multilabel", "regression") else None)
 
 
 def sample_rows(task: str, full: np.ndarray, truth: np.ndarray | None, samples: int,
-                threshold: float | None = None) -> np.ndarray:
+                threshold: float | None = None, explained: np.ndarray | None = None) -> np.ndarray:
     """Table positions of the ``samples`` rows that get within-modality maps. Classification: a
     misclassified row first (with labels), then each predicted class in turn, so that the maps do
     not all show the class a sorted manifest starts with; anomaly detection: the highest scores (the
-    rows a monitor raises); other tasks: spread evenly over the rows."""
+    rows a monitor raises); multilabel and regression: with targets, the worst-predicted rows first
+    (:func:`worst_rows`: up to half of the maps), the others spread evenly over the remaining rows.
+
+    Args:
+        full: (N, K) scores with every modality the row holds.
+        truth: (N,) true class indices (classification) or (N, K) true values (multilabel,
+            regression), or None without targets.
+        explained: (N,) the output explained per row (default: the first).
+    """
     n = min(samples, len(full))
     if n <= 0:
         return np.zeros(0, np.int64)
@@ -396,7 +420,11 @@ def sample_rows(task: str, full: np.ndarray, truth: np.ndarray | None, samples: 
         scored = np.flatnonzero(~np.isnan(full[:, 0]))
         return np.sort(scored[np.argsort(-full[scored, 0], kind="stable")[:n]])
     if task != "classification":
-        return np.unique(np.linspace(0, len(full) - 1, n).round().astype(np.int64))
+        worst = worst_rows(task, full, truth, explained)[:(n + 1) // 2] if truth is not None else np.zeros(0, np.int64)
+        rest = np.setdiff1d(np.arange(len(full)), worst)
+        spread = rest[np.unique(np.linspace(0, len(rest) - 1, n - len(worst)).round().astype(np.int64))] \
+            if n > len(worst) else np.zeros(0, np.int64)
+        return np.sort(np.concatenate([worst, spread])).astype(np.int64)
     predicted = decisions(task, full, threshold)  # a two-class classifier's at its decision threshold
     wrong = np.flatnonzero(predicted != truth) if truth is not None else np.zeros(0, np.int64)
     chosen = [int(wrong[0])] if len(wrong) else []
@@ -410,3 +438,17 @@ def sample_rows(task: str, full: np.ndarray, truth: np.ndarray | None, samples: 
                 chosen.append(int(queue.pop(0)))
     return np.asarray(sorted(chosen), np.int64)
 
+
+def worst_rows(task: str, full: np.ndarray, truth: np.ndarray, explained: np.ndarray | None = None) -> np.ndarray:
+    """Table positions of the worst-predicted rows of the explained output (``explained``, default
+    the first), worst first: regression, by absolute error; multilabel, the rows whose label is
+    called wrongly (at :data:`~polymodal.utils.scores.MULTILABEL_THRESHOLD`), the most confidently
+    wrong first. Rows whose true value is blank are left out."""
+    rows = np.arange(len(full))
+    pick = np.zeros(len(full), np.int64) if explained is None else explained
+    predicted, true = full[rows, pick], truth[rows, pick]
+    error = np.abs(predicted - true)
+    if task == "multilabel":
+        error[decisions(task, predicted) == true] = np.nan  # called right: not among the worst
+    candidates = np.flatnonzero(~np.isnan(error))
+    return candidates[np.argsort(-error[candidates], kind="stable")]

@@ -118,6 +118,7 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
             explanation = explain(predictor, data, seed=cfg.seed, samples=0)
             out["importance"] = explanation.importance.to_dict("records")
             out["explained"] = explanation.explained_quantity  # the default output (see attribution.explain)
+            out["outputs"] = len(explanation.outputs)  # one: no other output to explain, the report says no --output
             out["importance_caveats"] = explanation.caveats()  # as explain prints them and its page shows them
             out["interactions"] = explanation.interaction_table().to_dict("records")
             groups = explanation.by_group()  # an anomaly detector's: which sensor each label shows in

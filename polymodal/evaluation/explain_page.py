@@ -20,7 +20,7 @@ from polymodal.evaluation.plots import (
     tokens_html,
 )
 from polymodal.utils.io import atomic_write, atomic_write_text
-from polymodal.utils.scores import decisions
+from polymodal.utils.scores import MULTILABEL_THRESHOLD, decisions
 
 if TYPE_CHECKING:
     from polymodal.evaluation.attribution import Explanation
@@ -39,13 +39,31 @@ def _quantity(explanation: Explanation) -> str:
     return explanation.explained_quantity or "explained output's score"
 
 
-def explained_note(quantity: str, metric: str | None, task: str = "") -> str:
+def metric_scope(task: str, outputs: int | None = None) -> str:
+    """What the metric columns of an importance table score, in the task's words: every class,
+    label or target, not only the explained one (``outputs``: how many the model has; one: the
+    prediction is the explained output; None: not known, as in a report saved before it was recorded)."""
+    if task == "anomaly":
+        return "every row's score against its label"
+    what = {"classification": "class", "multilabel": "label", "regression": "target"}.get(task)
+    if what is None:  # a report saved before its task was recorded
+        return "the whole prediction (every class, label or target), not only the explained output"
+    if outputs == 1 and task != "classification":
+        return f"the whole prediction (its one {what}, the explained one)"
+    return f"the whole prediction (every {what}), not only the explained {'output' if task == 'classification' else what}"
+
+
+def other_outputs(task: str, outputs: int | None = None) -> bool:
+    """Whether an explanation has another output to explain (``--output NAME``): a class, a label
+    or a target beside the explained one (``outputs`` None: not known, said anyway)."""
+    return task != "anomaly" and (task == "classification" or outputs is None or outputs > 1)
+
+
+def explained_note(quantity: str, metric: str | None, task: str = "", outputs: int | None = None) -> str:
     """One sentence naming the explained output (HTML), and that the metric columns score every output."""
     note = f"The Shapley values explain the <b>{html.escape(quantity)}</b>"
     if metric is not None:
-        scored = "every row's score against its label" if task == "anomaly" else \
-            "the whole prediction (every class, label or target), not only the explained output"
-        note += f"; the <code>{html.escape(metric)}_*</code> columns score {scored}"
+        note += f"; the <code>{html.escape(metric)}_*</code> columns score {metric_scope(task, outputs)}"
     return note + "."
 
 
@@ -87,6 +105,15 @@ def _within_note(task: str) -> str:
     return "Integrated Gradients (Captum) of the explained output's raw network output"
 
 
+def _rows_note(explanation: Explanation) -> str:
+    """Which rows the within-modality maps show, where they are chosen by how wrong they are (HTML)."""
+    if explanation.truth is None or explanation.task not in ("multilabel", "regression"):
+        return ""
+    worst = "the largest errors of the explained target" if explanation.task == "regression" else \
+        "the explained label called wrongly, the most confidently first"
+    return f" The rows shown: the worst-predicted first ({worst}; up to half of them), then rows spread over the others."
+
+
 def within_html(item: WithinAttribution) -> str:
     """One within-modality attribution as a figure (or highlighted tokens)."""
     title = item.modality if item.modality == item.kind else f"{item.modality} ({item.kind})"
@@ -110,8 +137,9 @@ def within_html(item: WithinAttribution) -> str:
 
 def row_table(explanation: Explanation) -> pd.DataFrame:
     """The page's per-row table: the manifest row, (classification) its true and predicted class,
-    the explained output (these as text), its score with every modality and with none, and each
-    Shapley value."""
+    the explained output (these as text), its score with every modality, (with targets) the
+    explained label's or target's ``truth`` and a regression's ``error``, its score with none, and
+    each Shapley value."""
     values = explanation.values.reset_index(drop=True)
     table = pd.DataFrame({"row": [str(row) for row in explanation.rows]})  # as text: no thousands separators
     if explanation.index is not None:  # a DataFrame's own index labels beside its row numbers
@@ -128,13 +156,18 @@ def row_table(explanation: Explanation) -> pd.DataFrame:
             table["flag"] = values["flag"]
     table["explained"] = values["explained"].astype(str)
     table["score"] = values["prediction"]
+    if "truth" in values:  # multilabel, regression with targets: the explained output's true value
+        table["truth"] = [None if pd.isna(v) else v for v in values["truth"]]  # a blank cell: '-', not '<NA>'
+        if "error" in values:
+            table["error"] = values["error"]
     table["normal mean score" if explanation.reference == "normal" else "score without modalities"] = values["base"]
     return pd.concat([table, values[explanation.modalities]], axis=1)
 
 
 def row_heading(explanation: Explanation, line: pd.Series) -> str:
     """``Row 12 (true class '7', predicted '1'): probability of class '1' 0.413`` (text); a
-    DataFrame's own index label beside the row: ``Row 12 (index 'id12', ...``."""
+    DataFrame's own index label beside the row: ``Row 12 (index 'id12', ...``; with targets, a
+    multilabel row's ``(true 1, predicted 0)`` and a regression row's ``(true value 2.500, error -0.300)``."""
     label = f"index '{line['index']}', " if "index" in line else ""
     if explanation.task == "classification":
         truth = f"true class '{line['true class']}', " if "true class" in line else ""
@@ -147,7 +180,13 @@ def row_heading(explanation: Explanation, line: pd.Series) -> str:
         flag = "" if "flag" not in line else " (flagged)" if line["flag"] else " (not flagged)"
         return f"Row {line['row']}{where}: anomaly score {line['score']:.4g}{flag}"
     what = "probability of label" if explanation.task == "multilabel" else "predicted value of target"
-    where = f" ({label[:-2]})" if label else ""
+    said = [label[:-2]] if label else []
+    if "truth" in line and not pd.isna(line["truth"]):  # ``Row 4 (true 1, predicted 0)``, ``(true value 2.5, error -0.3)``
+        if explanation.task == "multilabel":
+            said.append(f"true {int(line['truth'])}, predicted {int(line['score'] >= MULTILABEL_THRESHOLD)}")
+        else:
+            said.append(f"true value {line['truth']:.3f}, error {line['error']:+.3f}")
+    where = f" ({', '.join(said)})" if said else ""
     return f"Row {line['row']}{where}: {what} '{line['explained']}' {line['score']:.3f}"
 
 
@@ -185,9 +224,9 @@ def explanation_html(explanation: Explanation, title: str) -> str:
              f"<p>{n} row{'' if n == 1 else 's'}; modalities {', '.join(f'<b>{html.escape(m)}</b>' for m in explanation.modalities)}. "
              f"Shapley values over modalities, {how}: a modality outside a coalition is hidden through the "
              f"model's missing-modality path. {_base_note(explanation)}{caveats_html(explanation.caveats())} "
-             f"{explained_note(_quantity(explanation), _metric_of(explanation), explanation.task)}"
-             + ("" if explanation.task == "anomaly" else " Another output: <code>pred.explain(data, output=NAME)"
-                "</code> or <code>polymodal explain RUN --data X --output NAME</code>.") + "</p>"]
+             f"{explained_note(_quantity(explanation), _metric_of(explanation), explanation.task, len(explanation.outputs))}"
+             + (" Another output: <code>pred.explain(data, output=NAME)</code> or <code>polymodal explain RUN --data X "
+                "--output NAME</code>." if other_outputs(explanation.task, len(explanation.outputs)) else "") + "</p>"]
     metric = _metric_of(explanation)
     png = importance_plot(explanation.importance, metric)
     parts.append("<h2>Global importance</h2>" + embed_png(png, "modality importance")  # `explained`: said above
@@ -206,9 +245,12 @@ def explanation_html(explanation: Explanation, title: str) -> str:
         which = f"First {len(shown)} of {n} rows"
     base = "the normal rows' mean score" if explanation.reference == "normal" else "the score with none"
     parts.append(by_group_html(explanation))
+    truth = "" if "truth" not in table else \
+        (", <code>truth</code> the explained label's true value (1: present)" if explanation.task == "multilabel"
+         else ", <code>truth</code> the explained target's true value and <code>error</code> the prediction minus it")
     parts.append(f"<h2>Per-row Shapley values</h2><p>{which} (all in "
-                 "<code>shapley.csv</code>, where <code>prediction</code> is the score with every modality and "
-                 f"<code>base</code> {base}).</p>" + table_html(shown.to_dict("records")))
+                 "<code>shapley.csv</code>, where <code>prediction</code> is the score with every modality"
+                 f"{',' if truth else ' and'} <code>base</code> {base}{truth}).</p>" + table_html(shown.to_dict("records")))
     for modality, columns in column_tables(explanation).items():
         parts.append(f"<h2>Columns of {html.escape(modality)}</h2><p>Mean |attribution| of each column over the "
                      f"{columns.attrs['rows']} row(s) explained inside (below; <code>--samples</code> sets how many), "
@@ -216,8 +258,10 @@ def explanation_html(explanation: Explanation, title: str) -> str:
                      "value's, its <i>(missing)</i> flag the blank's own.</p>" + table_html(columns.to_dict("records")))
     if explanation.within:
         parts.append(f"<h2>Inside each modality</h2><p>{_within_note(explanation.task)} with respect to each "
-                     "modality's input, the other inputs fixed; red pushes the output up, blue down. A video "
-                     "shows its sampled frames, each titled with its attribution's total.</p>")
+                     "modality's input, the other inputs fixed; red pushes the output up, blue down."
+                     + (" A video shows its sampled frames, each titled with its attribution's total."
+                        if any(item.layout == "frames" for item in explanation.within) else "")
+                     + f"{_rows_note(explanation)}</p>")
         by_row: dict[int, list[WithinAttribution]] = {}
         for item in explanation.within:
             by_row.setdefault(item.row, []).append(item)

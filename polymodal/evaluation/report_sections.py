@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from polymodal.config.task_metrics import split_metric
-from polymodal.evaluation.explain_page import caveats_html
+from polymodal.evaluation.explain_page import caveats_html, metric_scope, other_outputs
 from polymodal.evaluation.html import embed_png, table_html
 from polymodal.evaluation.plots import importance_plot, reliability_plot, robustness_plot
 from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES
@@ -63,18 +63,18 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
             body += table_html(diagnostics["interactions"])
         how = "Exact" if len(importance) <= EXACT_MAX_MODALITIES else "Sampled (permutation estimates of)"
         quantity = diagnostics.get("explained") or importance.get("explained", pd.Series(["predicted score"])).iloc[0]
-        anomaly = diagnostics.get("task") == "anomaly"
-        scored = "every row's score against its label" if anomaly else \
-            "the whole prediction (every class, label or target), not only the explained output"
+        task, outputs = diagnostics.get("task") or "", diagnostics.get("outputs")  # None: a report saved before them
+        anomaly = task == "anomaly"
+        scored = metric_scope(task, outputs)
         sections["Modality importance"] = (
             where + f"<p>{how} Shapley values over modalities of the <b>{html.escape(str(quantity))}</b>"
             + (" against the normal validation rows (a row's values add up to its score minus their mean score)"
                if anomaly else "")
             + (f"; the <code>{html.escape(str(metric))}_*</code> columns score {scored}"
                if metric is not None and f"{metric}_drop" in importance else "")
-            + (" (per-sample values and within-modality heat-maps: <code>polymodal explain RUN --data X</code>)."
-               if anomaly else " (per-sample values, within-modality heat-maps and other outputs: <code>polymodal "
-               "explain RUN --data X [--output NAME]</code>).")
+            + (" (per-sample values, within-modality heat-maps and other outputs: <code>polymodal explain RUN "
+               "--data X [--output NAME]</code>)." if other_outputs(task, outputs) else " (per-sample values and "
+               "within-modality heat-maps: <code>polymodal explain RUN --data X</code>).")
             + caveats_html(diagnostics.get("importance_caveats") or []) + "</p>" + body)
     if diagnostics.get("by_group"):
         groups = diagnostics["by_group"]

@@ -38,6 +38,9 @@ def test_output_explains_that_label(run, tmp_path):
     assert (written["explained"] == "tag_top").all()
     np.testing.assert_allclose(written[["img", "sig", "base", "prediction"]].to_numpy(),
                                expected[["img", "sig", "base", "prediction"]].to_numpy(), atol=1e-9)
+    assert list(written.columns) == ["explained", "base", "img", "sig", "prediction", "truth"]  # truth added last
+    truth = pd.read_csv(paths["test"])["tag_top"].iloc[written.index]
+    assert (written["truth"].to_numpy() == truth.to_numpy()).all() and set(truth) == {0, 1}
     importance = pd.read_csv(tmp_path / "top" / "importance.csv")
     assert (importance["explained"] == "probability of label 'tag_top'").all()
 

@@ -114,3 +114,67 @@ def test_metadata_lists_classes_only_for_a_model_that_has_them(exported):
         meta = client.get("/metadata").json()
     assert meta["target"] == (LABELS if task == "multilabel" else TARGETS)
     assert meta["classes"] == (LABELS if task == "multilabel" else [])  # regression predicts values, not classes
+
+
+def form_fields(row: dict) -> dict:
+    """A runtime row as multipart form fields: one per tabular column (None left out)."""
+    return {column: (None, str(value)) for table in row.values() for column, value in table.items() if value is not None}
+
+
+def test_the_output_query_parameter_explains_another_output_in_both_body_formats(exported):
+    """``POST /explain?output=NAME`` attributes that label or target, as ``Runtime.explain(output=)``
+    does, whether the inputs come as JSON or multipart (where a field ``output`` would be a modality)."""
+    task, _, test, runtime = exported
+    second = LABELS[1] if task == "multilabel" else TARGETS[1]
+    row = runtime_rows(test)[2]
+    expected = runtime.explain([row], output=second)[0]
+    with TestClient(create_app(runtime, ServeSettings(max_wait_ms=5))) as client:
+        answers = [client.post("/explain", params={"output": second}, json=row),
+                   client.post(f"/explain?output={second}", files=form_fields(row))]
+        default = client.post("/explain", json=row).json()
+    for response in answers:
+        assert response.status_code == 200, response.text
+        out = response.json()
+        assert out["explained"] == second and out["explained_quantity"] == runtime.explained_quantity(second)
+        assert out["score"] == pytest.approx((out["probabilities"] if task == "multilabel" else out["prediction"])[second],
+                                             rel=1e-6)
+        assert out["contributions"] == pytest.approx(dict(zip(runtime.names, expected.tolist())), rel=1e-5, abs=1e-6)
+        assert out["base"] + sum(out["contributions"].values()) == pytest.approx(out["score"], rel=1e-5, abs=1e-6)
+    assert default["explained"] != second and default["contributions"] != answers[0].json()["contributions"]
+
+
+def test_an_unknown_output_or_query_parameter_is_refused_listing_what_is_taken(exported):
+    task, _, test, runtime = exported
+    names = LABELS if task == "multilabel" else TARGETS
+    row = runtime_rows(test)[0]
+    with TestClient(create_app(runtime, ServeSettings(max_wait_ms=5))) as client:
+        unknown = client.post("/explain", params={"output": "rpm"}, json=row)
+        twice = client.post(f"/explain?output={names[0]}&output={names[1]}", json=row)
+        misspelt = client.post("/explain", params={"ouptut": names[1]}, json=row)
+        on_predict = client.post("/predict", params={"output": names[1]}, json=row)
+        in_the_form = client.post("/explain", files={**form_fields(row), "output": (None, names[1])})
+    error = unknown.json()["error"]
+    assert unknown.status_code == 422 and (error["code"], error["field"]) == ("unknown_output", "output")
+    assert "'rpm'" in error["message"] and str(names) in error["message"]
+    assert twice.status_code == 422 and twice.json()["error"]["code"] == "duplicate_parameter"
+    error = misspelt.json()["error"]
+    assert misspelt.status_code == 422 and (error["code"], error["field"]) == ("unknown_parameter", "ouptut")
+    assert "takes only ['output']" in error["message"]
+    error = on_predict.json()["error"]
+    assert on_predict.status_code == 422 and (error["code"], error["field"]) == ("unknown_parameter", "output")
+    assert "POST /predict takes none" in error["message"]
+    error = in_the_form.json()["error"]
+    assert (error["code"], error["field"]) == ("unknown_field", "output") and "POST /explain?output=NAME" in error["message"]
+
+
+def test_the_openapi_spec_and_metadata_name_the_outputs_explain_takes(exported):
+    task, _, _, runtime = exported
+    names = LABELS if task == "multilabel" else TARGETS
+    with TestClient(create_app(runtime, ServeSettings())) as client:
+        spec = client.get("/openapi.json").json()
+        meta = client.get("/metadata").json()
+    (parameter,) = spec["paths"]["/explain"]["post"]["parameters"]
+    assert (parameter["name"], parameter["in"], parameter["required"]) == ("output", "query", False)
+    assert parameter["schema"] == {"type": "string", "enum": names}
+    assert "parameters" not in spec["paths"]["/predict"]["post"]
+    assert meta["outputs"] == names

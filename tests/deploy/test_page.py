@@ -194,3 +194,47 @@ def test_page_renders_names_with_markup_literally(browser, server):
     assert "audio not given" in " ".join(page.inner_text("#contributions").split())
     assert page.locator("main b, main i").count() == 0  # nothing was parsed as markup
     page.close()
+
+
+def test_page_offers_the_label_to_explain_for_a_multilabel_model(browser, server):
+    """A model with several labels (or targets): the page asks which one the contributions attribute
+    and sends it as ``?output=``; a classifier (the tiny model) is offered no choice."""
+    from urllib.parse import parse_qs, urlparse
+
+    labels = ["kw_leak", "kw & noise"]
+    sent: list[str] = []
+
+    def metadata(route):
+        response = route.fetch()
+        meta = response.json()
+        assert meta["task"] == "classification" and meta["outputs"] == ["a", "b", "c"]
+        route.fulfill(response=response, json={**meta, "task": "multilabel", "classes": labels, "outputs": labels})
+
+    def explain(route):
+        sent.append(route.request.url)
+        chosen = parse_qs(urlparse(route.request.url).query)["output"][0]
+        route.fulfill(json={"task": "multilabel", "modalities": ["notes"], "absent": [], "warnings": [],
+                            "prediction": [chosen], "probabilities": {labels[0]: 0.2, labels[1]: 0.9},
+                            "explained": chosen, "explained_quantity": f"probability of label '{chosen}'",
+                            "score": 0.9, "base": 0.5, "reference": "none", "contributions": {"notes": 0.4}})
+
+    plain, _ = open_page(browser, server)
+    plain.wait_for_selector("#file-image", state="attached")
+    assert plain.is_hidden("#output-choice")
+    plain.close()
+    page = browser.new_page()
+    page.route("**/metadata", metadata)
+    page.route(re.compile(r".*/explain(\?.*)?$"), explain)
+    page.goto(server)
+    page.wait_for_selector("#file-image", state="attached")
+    assert page.is_visible("#output-choice")
+    assert page.eval_on_selector_all("#output option", "nodes => nodes.map(n => n.value)") == labels
+    page.fill("#text-notes", "blue")
+    page.select_option("#output", labels[1])
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])")
+    assert parse_qs(urlparse(sent[-1]).query) == {"output": [labels[1]]}
+    assert f"Shapley values on the probability of label '{labels[1]}'" in page.inner_text("#contrib-note")
+    page.select_option("#output", labels[0])
+    assert page.is_hidden("#result"), "another label: the shown contributions are outdated"
+    page.close()

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from polymodal.deploy.errors import content_start
+from polymodal.deploy.requests import accepted_types
 from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.server import create_app
 from polymodal.deploy.settings import ServeSettings
@@ -172,6 +174,22 @@ def test_explain_contributions_add_up(client, sample):
     assert out["base"] + sum(contributions.values()) == pytest.approx(out["score"], abs=1e-6)
     assert out["explained"] == out["prediction"]  # classification: the predicted class, named in words too
     assert out["explained_quantity"] == f"probability of the predicted class '{out['prediction']}'"
+
+
+def test_explain_attributes_the_class_the_query_names(client, runtime, sample):
+    """``?output=`` names a class that need not be the predicted one: its probability is explained."""
+    body = {"notes": sample["notes"], "labs": sample["labs"]}
+    predicted = client.post("/explain", json=body).json()["prediction"]
+    other = next(c for c in ("a", "b", "c") if c != predicted)
+    out = client.post("/explain", params={"output": other}, json=body).json()
+    assert out["prediction"] == predicted and out["explained"] == other
+    assert out["explained_quantity"] == f"probability of class '{other}'" == runtime.explained_quantity(other)
+    assert out["score"] == pytest.approx(out["probabilities"][other])
+    assert out["base"] + sum(out["contributions"].values()) == pytest.approx(out["score"], abs=1e-6)
+    expected = runtime.explain([{"notes": sample["notes"], "labs": sample["labs"]}], output=other)[0]
+    assert out["contributions"] == pytest.approx(dict(zip(runtime.names, expected.tolist())), abs=1e-6)
+    error = client.post("/explain", params={"output": "d"}, json=body).json()["error"]
+    assert error["code"] == "unknown_output" and "(classes) ['a', 'b', 'c']" in error["message"]
 
 
 def big_png(side: int) -> bytes:
@@ -362,6 +380,38 @@ def test_a_file_of_the_wrong_type_is_described_by_how_it_begins(client):
     assert mp3.json()["error"]["message"].endswith("got 28 bytes starting with bytes 49 44 33 04 00 00 00 00 01 01 01 "
                                                    "01...")
     assert "b'" not in text["message"] and "b'" not in mp3.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("field", "content", "seen"), [
+    ("image", None, "a WAV audio file"),  # None: a real WAV
+    ("image", b"fLaC\0\0\0\x22" + b"\0" * 30, "a FLAC audio file"),
+    ("image", b"OggS\0\x02" + b"\0" * 30, "an OGG audio file"),
+    ("audio", png_bytes(np.zeros((4, 4), np.uint8)), "a PNG image"),
+    ("audio", b"\xff\xd8\xff\xe0\0\x10JFIF", "a JPEG image"),
+    ("audio", b"GIF89a\x01\0\x01\0", "a GIF image"),
+    ("audio", b"BM" + b"\0" * 20, "a BMP image"),
+    ("audio", b"II*\0\x08\0\0\0", "a TIFF image"),
+    ("image", b"\x93NUMPY\x01\0v\0{'descr': '<f4'}", "a NumPy array (.npy)"),
+    ("image", b"%PDF-1.7\n%\xe2\xe3", "a PDF document"),
+    ("image", b"PK\x03\x04\x14\0\0\0\x08\0", "a ZIP archive"),
+    ("image", b"\0\0\0\x18ftypmp42\0\0\0\0", "an MP4/MOV video"),
+    ("image", b"\x1aE\xdf\xa3\x9fB\x86\x81\x01", "a WebM/MKV video"),
+])
+def test_a_file_of_a_known_type_sent_to_the_wrong_field_is_named(client, sample, field, content, seen):
+    """A WAV uploaded to the image field is said to look like a WAV audio file, beside what the field takes."""
+    content = sample["audio"] if content is None else content
+    response = client.post("/predict", files={field: ("upload", content, "application/octet-stream")})
+    assert response.status_code == 415
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("unsupported_type", field)
+    assert f"unsupported file type for {field} modality '{field}': it looks like {seen}" in error["message"]
+    assert f"and field '{field}' takes {field} files; accepted: {', '.join(accepted_types(field))}; got " in error["message"]
+    assert error["message"].endswith(content_start(content))  # the bytes are still shown
+
+
+def test_a_file_of_no_known_type_is_described_by_its_bytes_only(client):
+    error = client.post("/predict", files={"image": ("notes.txt", b"hello there", "text/plain")}).json()["error"]
+    assert "looks like" not in error["message"] and "; accepted: BMP, GIF" in error["message"]
 
 
 def test_an_unreadable_number_is_served_as_missing_with_a_warning_under_on_error_missing(exported, tmp_path, sample):

@@ -83,3 +83,19 @@ def test_raw_bytes_never_500(client, body, content_type, route):
 @given(body=json_bodies)
 def test_explain_never_500(client, body):
     check(client.post("/explain", content=json.dumps(body), headers={"content-type": "application/json"}))
+
+
+@SETTINGS
+@given(params=st.lists(st.tuples(st.sampled_from(["output", "Output", "x"]) | st.text(max_size=8),
+                                 st.sampled_from(["a", "b", "c", ""]) | st.text(max_size=12)), max_size=3),
+       route=st.sampled_from(["/predict", "/explain"]))
+def test_query_parameters_are_honoured_or_refused_never_ignored(client, params, route):
+    """``/explain`` takes one ``output`` naming a class; anything else in the query is a 422, not ignored."""
+    response = client.post(route, params=params, json={"notes": "a blue large thing"})
+    check(response)
+    if route == "/explain" and [k for k, _ in params] == ["output"] and params[0][1] in ("a", "b", "c"):
+        assert response.status_code == 200 and response.json()["explained"] == params[0][1]
+    elif params:
+        assert response.status_code == 422, response.text
+    else:
+        assert response.status_code == 200, response.text

@@ -206,6 +206,27 @@ def test_the_sampled_rows_cover_the_predicted_classes_and_a_mistake_first():
     assert list(attribution.sample_rows("regression", full[:, :1], None, 3)) == [0, 4, 9], "spread over the rows"
 
 
+def test_regression_and_multilabel_maps_show_the_worst_predicted_rows_first_then_spread():
+    """Mirroring classification's mistake first: the largest errors of the explained output, up to
+    half of the maps, then rows spread over the others; without targets, spread as before."""
+    full = np.column_stack([np.arange(10.0), np.zeros(10)])  # predicted y1 = row number, y2 = 0
+    truth = full.copy()
+    truth[6, 0], truth[2, 0], truth[8, 0] = 16.0, -5.0, np.nan  # errors 10 and 7; row 8's truth blank
+    truth[3, 1] = 100.0  # a large error of the other target
+    rows = attribution.sample_rows("regression", full, truth, 4)
+    assert list(rows) == [0, 2, 6, 9], "rows 6 and 2 (worst first), then 0 and 9 spread over the rest"
+    assert list(attribution.sample_rows("regression", full, truth, 1)) == [6]
+    assert list(attribution.worst_rows("regression", full, truth)) == [6, 2, 0, 1, 3, 4, 5, 7, 9]  # blank left out
+    assert 3 in attribution.sample_rows("regression", full, truth, 2, explained=np.ones(10, np.int64))
+    assert list(attribution.sample_rows("regression", full, None, 3)) == [0, 4, 9], "no targets: spread"
+    proba = np.array([[0.9], [0.2], [0.6], [0.1], [0.45], [0.8]])
+    labels = np.array([[1.0], [0.0], [0.0], [0.0], [1.0], [1.0]])  # rows 2 (called 1, truly 0) and 4 (called 0) wrong
+    assert list(attribution.worst_rows("multilabel", proba, labels)) == [2, 4]  # 0.6 off, then 0.55 off
+    assert list(attribution.sample_rows("multilabel", proba, labels, 3)) == [0, 2, 4]
+    assert list(attribution.sample_rows("multilabel", proba, labels, 5)) == [0, 2, 3, 4, 5], \
+        "only the wrongly called rows count as worst (2 of 5 maps), however many maps"
+
+
 def test_the_page_names_each_rows_true_and_predicted_class(a_only, tmp_path):
     predictor, test, _ = a_only
     explanation = predictor.explain(test, samples=2)

@@ -88,8 +88,9 @@ def test_the_report_section_names_the_explained_output(models, tmp_path):
     assert {r["explained"] for r in diagnostics["importance"]} == {"probability of label 'kw_leak'"}
     section = diagnostic_sections(diagnostics, tmp_path)["Modality importance"]
     assert "Shapley values over modalities of the <b>probability of label &#x27;kw_leak&#x27;</b>" in section
-    assert "<code>macro_f1_*</code> columns score the whole prediction (every class, label or target)" in section
-    assert "--output NAME" in section
+    assert "<code>macro_f1_*</code> columns score the whole prediction (every label), not only the explained label" \
+        in section and "class, label or target" not in section
+    assert diagnostics["outputs"] == 2 and "--output NAME" in section
 
 
 def test_an_older_report_without_the_name_still_renders(tmp_path):
@@ -99,6 +100,44 @@ def test_an_older_report_without_the_name_still_renders(tmp_path):
     assert "Shapley values over modalities of the <b>predicted score</b>" in sections["Modality importance"]
 
 
+@pytest.mark.parametrize(("task", "outputs", "says", "other"), [
+    ("regression", 2, "the whole prediction (every target), not only the explained target", True),
+    ("regression", 1, "the whole prediction (its one target, the explained one)", False),
+    ("multilabel", 1, "the whole prediction (its one label, the explained one)", False),
+    ("classification", 2, "the whole prediction (every class), not only the explained output", True),
+    ("regression", None, "the whole prediction (every target), not only the explained target", True),  # saved before
+])
+def test_the_report_words_what_the_metric_scores_and_other_outputs_for_the_task(tmp_path, task, outputs, says,
+                                                                               other):
+    importance = [{"modality": "a", "mean_abs_shapley": 0.1, "share": 1.0, "mean_shapley": 0.1, "r2_all": 0.5,
+                   "r2_without": 0.1, "r2_drop": 0.4}]
+    diagnostics = {"rows": 10, "split": "valid", "metric": "r2", "importance": importance, "task": task,
+                   **({} if outputs is None else {"outputs": outputs})}
+    section = diagnostic_sections(diagnostics, tmp_path)["Modality importance"]
+    assert f"<code>r2_*</code> columns score {says}" in section and "class, label or target" not in section
+    assert ("[--output NAME]" in section) is other and "polymodal explain RUN --data X" in section
+
+
+def test_a_single_target_regression_page_offers_no_other_output_and_no_video_wording(tmp_path):
+    """A page words its sentences for the model: no other output to pick for one target, no video sentence
+    without a video, and the metric columns named for targets."""
+    data = with_outputs(40, 0)
+    config = tabular_config(epochs=2, report={"rows": 0})
+    config.update(task="regression", target="y1")
+    predictor = MultimodalPredictor.from_config(config).fit(data, with_outputs(20, 1))
+    page = predictor.explain(with_outputs(8, 2), samples=1).to_html(tmp_path).read_text(encoding="utf-8")
+    assert "Inside each modality" in page and "video" not in page.lower()
+    assert "--output NAME" not in page and "output=NAME" not in page
+    assert "columns score the whole prediction (its one target, the explained one)" in page
+    assert "class, label or target" not in page
+
+
+def test_a_multi_target_page_words_targets_and_offers_another(models, tmp_path):
+    page = models["regression"].explain(with_outputs(8, 2), samples=1).to_html(tmp_path).read_text(encoding="utf-8")
+    assert "columns score the whole prediction (every target), not only the explained target" in page
+    assert "--output NAME" in page and "video" not in page.lower()
+
+
 def test_regression_over_a_list_of_targets_predicts_one_column_per_target(models):
     """``target: [y1, y2]`` gives (N, 2), in the order named (``target: y`` gives (N,): test_predictor)."""
     test = with_outputs(15, 4)
@@ -106,3 +145,54 @@ def test_regression_over_a_list_of_targets_predicts_one_column_per_target(models
     frame = models["regression"].predict_frame(test)
     assert values.shape == (15, 2)
     np.testing.assert_allclose(values, frame[["pred_y1", "pred_y2"]].to_numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("task", "named"), [("regression", "y2"), ("multilabel", "kw_noise")])
+def test_values_and_the_page_add_the_explained_outputs_true_value_after_the_older_columns(models, tmp_path, task,
+                                                                                           named):
+    """shapley.csv keeps ``explained, base, <modalities>, prediction`` where they were and adds the
+    explained target's ``truth`` and ``error`` (regression) or the explained label's 0/1 ``truth``."""
+    predictor, test = models[task], with_outputs(15, 2)
+    for output in (None, named):
+        explanation = predictor.explain(test, samples=2, output=output)
+        values = explanation.values
+        first = explanation.outputs[0] if output is None else output
+        added = ["truth", "error"] if task == "regression" else ["truth"]
+        assert list(values.columns) == ["explained", "base", "a", "b", "prediction", *added]
+        np.testing.assert_allclose(values["truth"].to_numpy(np.float64), test[first].to_numpy(np.float64))
+        if task == "regression":
+            np.testing.assert_allclose(values["error"], values["prediction"] - test[first])
+        else:
+            assert set(values["truth"]) <= {0, 1}
+    folder = explanation.to_html(tmp_path / task).parent
+    written = pd.read_csv(folder / "shapley.csv", index_col="row")
+    assert list(written.columns) == list(values.columns)
+    np.testing.assert_allclose(written["truth"], test[named].to_numpy(np.float64))
+    page = (folder / "explain.html").read_text(encoding="utf-8")
+    row = explanation.within[0].row
+    line = values.loc[row]
+    if task == "regression":
+        said = f"(true value {line['truth']:.3f}, error {line['error']:+.3f}): predicted value of target &#x27;y2&#x27;"
+        assert "<th>score</th><th>truth</th><th>error</th>" in page
+    else:
+        said = f"(true {line['truth']}, predicted {int(line['prediction'] >= 0.5)}): probability of label &#x27;kw_noise"
+        assert "<th>score</th><th>truth</th>" in page
+    assert f"<h3>Row {row} {said}" in page
+    unlabelled = predictor.explain(test.drop(columns=["kw_leak", "kw_noise", "y1", "y2"]), samples=0)
+    assert "truth" not in unlabelled.values and unlabelled.truth is None
+
+
+def test_the_maps_of_a_regression_start_with_its_worst_predicted_row(models):
+    predictor, test = models["regression"], with_outputs(15, 2)
+    explanation = predictor.explain(test, samples=1, output="y1")
+    values = explanation.values
+    worst = int(values["error"].abs().idxmax())
+    assert {item.row for item in explanation.within} == {worst}
+
+
+def test_the_page_says_its_maps_start_with_the_worst_predicted_rows_only_with_targets(models, tmp_path):
+    predictor, test = models["regression"], with_outputs(8, 3)
+    labelled = predictor.explain(test, samples=2).to_html(tmp_path / "labelled").read_text(encoding="utf-8")
+    assert "The rows shown: the worst-predicted first (the largest errors of the explained target" in labelled
+    unlabelled = predictor.explain(test.drop(columns=["y1", "y2"]), samples=2).to_html(tmp_path / "unlabelled")
+    assert "worst-predicted" not in unlabelled.read_text(encoding="utf-8")

@@ -177,6 +177,7 @@ def test_a_video_run_is_explained_with_a_heat_map_per_real_frame(tmp_path):
     assert result.exit_code == 0, result.output
     page = (tmp_path / "run" / "explain" / "explain.html").read_text(encoding="utf-8")
     assert "<img alt=\"video\"" in page and page.count("<img") >= 1 + 2 * 3  # importance + video and table per row
+    assert "A video shows its sampled frames" in page  # said where a video is shown (test_explained_output: not else)
     assert set(pd.read_csv(tmp_path / "run" / "explain" / "shapley.csv").columns) >= {"video", "table"}
 
     explanation = predictor.explain(tmp_path / "m.csv", samples=3, steps=64)
