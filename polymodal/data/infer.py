@@ -29,7 +29,9 @@ rows or more on average that lie close together as class codes do (0-3, 1-10: th
 most :data:`CODE_SPAN` times their count, or at most two values) -> classification; other
 numbers (decimals; whole numbers spread like a measurement, such as a speed of 1730-1797 rpm)
 -> regression; several 0/1 targets -> multilabel; one value, or no target, -> anomaly
-detection. ``task`` (``config init --task``) overrides it. Every decision comes back with its reason (:class:`Inference`), and the config
+detection. ``task`` (``config init --task``) overrides it. Two classes whose rarer one holds under
+40% of the rows also get ``decision: {threshold: auto}`` (chosen on the validation rows by
+balanced accuracy: :mod:`polymodal.config.decision`). Every decision comes back with its reason (:class:`Inference`), and the config
 is validated before it is returned.
 """
 
@@ -142,6 +144,12 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
         config["target"] = targets[0] if len(targets) == 1 else targets
     config["modalities"] = modalities
     config["fusion"] = {"name": "attention" if len(modalities) > 1 else "concat"}
+    uneven = _uneven_classes(manifest, targets[0]) if task == "classification" else None
+    if uneven is not None:  # two classes, one rare: the more probable class under-calls it
+        config["decision"] = {"threshold": "auto"}
+        result.columns.append(("(decision)", "threshold: auto", f"two classes, {uneven}: the threshold is chosen "
+                               "on the validation rows by balanced accuracy, where the more probable class would call "
+                               "the rare one too seldom"))
     if task == "anomaly" and targets:  # one value: the rows are all normal, others are anomalies
         config["anomaly"] = {"normal": [_scalar(manifest.column(targets[0]).dropna().iloc[0])]}
     if absent_files or odd_numbers:  # files missing, or a '?' among numbers: read as missing, not refused
@@ -377,6 +385,16 @@ def _task(manifest: Manifest, targets: list[str]) -> tuple[str, str]:
 
 
 TASK_CHOICES = ("classification", "regression", "multilabel")  # what --task can ask for
+UNEVEN_SHARE = 0.4  # two classes with the rarer below this share of the rows get decision.threshold: auto
+
+
+def _uneven_classes(manifest: Manifest, target: str) -> str | None:
+    """``'a' 74% / 'b' 26%`` when the target holds two classes and the rarer one is under
+    :data:`UNEVEN_SHARE` of the labelled rows, else None."""
+    counts = manifest.column(target)[~manifest.column(target).map(is_empty)].map(_scalar).value_counts()
+    if len(counts) != 2 or counts.iloc[-1] / counts.sum() >= UNEVEN_SHARE:
+        return None
+    return " / ".join(f"{label!r} {n / counts.sum():.0%}" for label, n in counts.items())
 
 
 def _chosen_task(manifest: Manifest, targets: list[str], task: str) -> tuple[str, str]:

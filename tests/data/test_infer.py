@@ -358,3 +358,18 @@ def test_number_and_category_columns_are_read_in_every_row_not_only_the_sampled_
     assert result.exit_code == 0, result.output
     assert f"judged on {SAMPLE_ROWS} of 5,000 rows, spread across the manifest; number and category columns were " \
            "then read in every row" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize(("positives", "decided"), [(25, True), (45, False)])
+def test_two_uneven_classes_get_a_threshold_chosen_on_validation(tmp_path, positives, decided):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=100), "z": rng.normal(size=100),
+                          "finding": ["pneumonia"] * positives + ["normal"] * (100 - positives)})
+    inferred = infer_config(frame, "finding")
+    assert (inferred.config.get("decision") == {"threshold": "auto"}) is decided
+    said = {column: (became, why) for column, became, why in inferred.columns}
+    if decided:
+        assert said["(decision)"][0] == "threshold: auto"
+        assert f"'normal' {100 - positives}% / 'pneumonia' {positives}%" in said["(decision)"][1]
+    else:
+        assert "(decision)" not in said
