@@ -23,17 +23,35 @@ from polymodal.metrics.threshold import choose_threshold
 from polymodal.multitask import main_outputs
 from polymodal.runfolder import Scored
 from polymodal.utils.scores import probabilities
+from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
     from polymodal.predictor import MultimodalPredictor
 
 
-def check_two_classes(config: Any, targets: Any) -> None:
+def check_decision_data(config: Any, targets: Any, valid_y: np.ndarray) -> None:
     """Refuse, before training, a ``decision.threshold`` for a model of other than two classes
-    (``targets``: the fitted target encoder, whose classes the training rows gave)."""
-    if config.decision.threshold is not None and len(targets.classes) != 2:
+    (``targets``: the fitted target encoder, whose classes the training rows gave), and ``auto``
+    when the validation rows (``valid_y``, encoded) lack a class: it would fail after the epochs.
+    A number is set on ``targets`` at once, so that the validation figures of every epoch (early
+    stopping, ``history.csv``, a tuner's score) are at it; ``auto`` leaves them at the more
+    probable class until it is chosen after training."""
+    threshold = config.decision.threshold
+    targets.threshold = None
+    if threshold is None:
+        return
+    if len(targets.classes) != 2:
         raise ConfigError([f"decision.threshold: calls the second of two classes; the training rows hold "
                            f"{len(targets.classes)} classes {targets.classes[:10]}: leave it null"])
+    if threshold != "auto":
+        targets.threshold = float(threshold)
+        return
+    counts = np.bincount(np.asarray(targets.main_targets(valid_y), np.int64), minlength=2)
+    if not counts.all():
+        lacking = targets.classes[int(np.argmin(counts))]
+        raise ConfigError([f"decision.threshold: 'auto' is chosen on the validation rows, and none of the "
+                           f"{int(counts.sum())} holds class {lacking!r}: give validation rows of both classes (or a "
+                           "larger train.val_fraction), or a threshold as a number"])
 
 
 def binary_scores(targets: Any, outputs: np.ndarray, target: np.ndarray) -> Scored | None:
@@ -47,33 +65,77 @@ def binary_scores(targets: Any, outputs: np.ndarray, target: np.ndarray) -> Scor
     return proba[:, 1], np.asarray(labels, np.int64).reshape(-1)
 
 
-def settle_threshold(predictor: MultimodalPredictor, valid: Scored | None) -> dict[str, Any]:
-    """After training: the model's threshold as ``decision`` says (none, the number given, or
-    chosen on the ``valid`` rows' scores) set on its target encoder.
+def decide(decision: DecisionConfig, valid: Scored | None) -> tuple[float | None, dict[str, Any]]:
+    """The threshold ``decision`` asks for (None: the more probable class; the number given; or
+    chosen on the ``valid`` rows' scores), and the facts for the run's ``info``:
+    ``decision_threshold`` and, when chosen, ``decision`` (what it was chosen by and the
+    validation sensitivity and specificity there); changes nothing.
 
-    Returns:
-        Facts for the run's ``info``: ``decision_threshold`` and, when chosen, ``decision`` (what
-        it was chosen by and the validation sensitivity and specificity there); empty when none.
+    Raises:
+        SchemaMismatchError: ``auto`` without scores, or on rows of one class.
     """
-    decision = predictor.config.decision
-    targets = predictor.pipeline.targets
     if decision.threshold is None:
-        targets.threshold = None
-        return {}
+        return None, {}
     if decision.threshold != "auto":
-        targets.threshold = float(decision.threshold)
-        return {"decision_threshold": targets.threshold}
-    if valid is None:  # a two-class model always keeps them: check_two_classes ran before training
+        return float(decision.threshold), {"decision_threshold": float(decision.threshold)}
+    if valid is None:  # a two-class model always keeps them: check_decision_data ran before training
         raise SchemaMismatchError("decision.threshold 'auto' needs the validation rows' scores of a two-class model")
     chosen = choose_threshold(valid[0], valid[1] == 1, decision)
-    targets.threshold = chosen["threshold"]
-    return {"decision_threshold": chosen["threshold"], "decision": chosen}
+    return chosen["threshold"], {"decision_threshold": chosen["threshold"], "decision": chosen}
+
+
+def settle_threshold(predictor: MultimodalPredictor, valid: Scored | None) -> dict[str, Any]:
+    """After training: :func:`decide`'s threshold set on the model's target encoder; its facts
+    returned."""
+    threshold, facts = decide(predictor.config.decision, valid)
+    predictor.pipeline.targets.threshold = threshold
+    return facts
+
+
+def warn_if_edited(predictor: MultimodalPredictor, run: Any) -> None:
+    """Warn when a loaded run's ``decision.threshold`` (its ``config.yaml``, perhaps edited by hand)
+    does not describe the threshold its model was saved with (``preprocessors/targets.json``),
+    which is the one it decides at."""
+    if predictor.config.task != "classification":
+        return
+    said, held = predictor.config.decision.threshold, predictor.pipeline.targets.threshold
+    agree = (held is None) if said is None else (held is not None) if said == "auto" else (held == float(said))
+    if not agree:
+        warn_user(f"{run}: config.yaml's decision.threshold is {said!r}, but the model was saved deciding at "
+                  f"{'the more probable class' if held is None else held} (preprocessors/targets.json), which it "
+                  "keeps: editing config.yaml does not set it; use 'polymodal threshold RUN' or pred.set_threshold")
+
+
+IN_SAMPLE = ("the decision threshold was chosen on these rows: accuracy, macro_f1, the confusion matrix and "
+             "positive_class are at their own best threshold (optimistic, unlike the test rows')")
+NO_SCORES = "accuracy, macro_f1, the confusion matrix and positive_class are the former threshold's (no scores kept)"
+
+
+def add_note(metrics: dict[str, Any], note: str) -> None:
+    """``note`` added to ``metrics['note']`` once, however often it is said."""
+    if note not in (metrics.get("note") or ""):
+        metrics["note"] = note if not metrics.get("note") else f"{metrics['note']}; {note}"
+
+
+def note_in_sample(predictor: MultimodalPredictor) -> None:
+    """Say in the validation metrics that an ``auto`` threshold was chosen on their rows (and take
+    the saying back for another threshold)."""
+    metrics = predictor.metrics.get("valid")
+    if not isinstance(metrics, dict):
+        return
+    if predictor.config.decision.threshold == "auto":
+        add_note(metrics, IN_SAMPLE)
+    elif IN_SAMPLE in (metrics.get("note") or ""):
+        kept = [part for part in metrics["note"].split("; ") if part != IN_SAMPLE]
+        metrics["note"] = "; ".join(kept) if kept else None
+        if metrics["note"] is None:
+            del metrics["note"]
 
 
 def set_threshold(predictor: MultimodalPredictor, threshold: float | str | None, *, metric: str | None = None,
                   min_sensitivity: float | None = None, min_specificity: float | None = None) -> dict[str, Any]:
     """:meth:`~polymodal.predictor.MultimodalPredictor.set_threshold` (its arguments, return value
-    and errors)."""
+    and errors). The threshold is decided first: a refusal leaves the model as it was."""
     pipeline, _ = predictor.require_fitted()
     targets = pipeline.targets
     if predictor.config.task != "classification" or len(targets.classes or []) != 2:
@@ -92,16 +154,18 @@ def set_threshold(predictor: MultimodalPredictor, threshold: float | str | None,
         raise RunFolderError(f"{where} keeps no validation probabilities to choose a threshold from (saved before "
                              "polymodal kept them in scores.npz): fit it again, or give the threshold as a number "
                              "(set_threshold(0.3), polymodal threshold RUN --score 0.3)")
+    new, facts = decide(decision, predictor.valid_scores)
     old = targets.threshold
     predictor.config.decision = decision
-    facts = settle_threshold(predictor, predictor.valid_scores)
+    targets.threshold = new
     predictor.info.pop("decision", None)
     predictor.info.pop("decision_threshold", None)
     predictor.info.update(facts)
     predictor._fitted_settings = model_settings(predictor.config)  # the change is the model's own, not one to refuse
     _rescore(predictor)
-    return {"old": old, "new": targets.threshold, "criterion": decision.criterion if decision.threshold == "auto"
-            else None, "valid": _rates(predictor.metrics.get("valid"))}
+    note_in_sample(predictor)
+    return {"old": old, "new": new, "criterion": decision.criterion if decision.threshold == "auto" else None,
+            "valid": _rates(predictor.metrics.get("valid"))}
 
 
 def _rescore(predictor: MultimodalPredictor) -> None:
@@ -114,8 +178,7 @@ def _rescore(predictor: MultimodalPredictor) -> None:
         if not isinstance(metrics, dict):
             continue
         if kept is None:
-            note = "accuracy, macro_f1, the confusion matrix and positive_class are the former threshold's (no scores kept)"
-            metrics["note"] = note if not metrics.get("note") else f"{metrics['note']}; {note}"
+            add_note(metrics, NO_SCORES)
             continue
         proba, labels = kept
         logits = np.log(np.clip(np.stack([1 - proba, proba], axis=1), 1e-300, None))
@@ -134,4 +197,5 @@ def _rates(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
             "accuracy": metrics.get("accuracy"), "rows": metrics.get("rows")}
 
 
-__all__ = ["binary_scores", "check_two_classes", "set_threshold", "settle_threshold"]
+__all__ = ["binary_scores", "check_decision_data", "decide", "note_in_sample", "set_threshold", "settle_threshold",
+           "warn_if_edited"]

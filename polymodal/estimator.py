@@ -540,7 +540,11 @@ class Estimator:
         estimator.metrics, estimator.info, estimator.history = results.metrics, results.info, results.history
         estimator.last_skipped = results.skipped
         estimator.diagnostics = runfolder.read_diagnostics(run)
-        scores = runfolder.read_scores(run)
+        try:
+            scores = runfolder.read_scores(run)
+        except RunFolderError as err:  # kept to choose a threshold again from: the model serves without them
+            warn_user(f"{err}; the run loads without its kept scores (choosing a threshold again needs them)")
+            scores = {}
         estimator.valid_scores, estimator.test_scores = scores.get("valid"), scores.get("test")
         return estimator, run
 

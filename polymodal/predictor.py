@@ -34,7 +34,7 @@ from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import stratified_holdout
-from polymodal.decision import binary_scores, check_two_classes, settle_threshold
+from polymodal.decision import binary_scores, check_decision_data, note_in_sample, settle_threshold, warn_if_edited
 from polymodal.errors import ConfigError, NotFittedError, SchemaMismatchError
 from polymodal.estimator import EXPLAIN, EXPORT, PREDICT, ROBUSTNESS, SUBSETS, Estimator
 from polymodal.fewshot import use_support
@@ -182,7 +182,7 @@ class MultimodalPredictor(Estimator):
             terms=transfer.terms(net, self._terms(net, loss)),
         )
         if cfg.task == "classification":
-            check_two_classes(cfg, self.pipeline.targets)  # decision.threshold: before the epochs
+            check_decision_data(cfg, self.pipeline.targets, valid_y)  # decision.threshold: before the epochs
         run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite), fresh=True)  # the first write
         result = fit_module(
             module,
@@ -207,6 +207,7 @@ class MultimodalPredictor(Estimator):
                                    best_epoch=result.best_epoch, **{f"best_val_{monitor}": result.best_score},
                                    epochs_run=len(result.history), **transfer.info, **decided)
         self.metrics = {"valid": self._score(valid_outputs, valid_y)}
+        note_in_sample(self)  # an auto threshold's validation figures are its own rows'
         if cfg.task == "retrieval":
             warn_if_collapsed(self.metrics["valid"], cfg.align, epochs=len(result.history))
         self._finish_fit(test_m, run_dir)
@@ -513,4 +514,5 @@ class MultimodalPredictor(Estimator):
                           predictor.pipeline.targets.n_outputs, predictor.pipeline.targets.task_outputs)
         runfolder.load_weights(net, run)
         predictor.net = net.eval()
+        warn_if_edited(predictor, run)
         return predictor

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from helpers_models import SIGNAL, TABULAR, TRAIN, classification_config, make_dataset, write_splits
 from sklearn.metrics import confusion_matrix, f1_score, matthews_corrcoef
 from typer.testing import CliRunner
@@ -284,3 +285,57 @@ def test_with_further_tasks_the_threshold_is_the_main_tasks(data, tmp_path):
     grade = frame[[f"grade_proba_{c}" for c in ("a", "b", "c")]].to_numpy().argmax(axis=1)
     assert frame["grade_prediction"].tolist() == [("a", "b", "c")[k] for k in grade]  # argmax: no threshold of its own
     assert pred.metrics["valid"]["threshold"] == 0.999 and "grade/threshold" not in pred.metrics["valid"]
+
+
+# -- what a review found ----------------------------------------------------------------------
+def test_auto_on_validation_rows_of_one_class_is_refused_before_training(data, tmp_path):
+    valid = pd.read_csv(data["valid"])
+    negatives = data["valid"].parent / "negatives.csv"  # beside the files it names
+    valid[valid["tag_top"] == 0].to_csv(negatives, index=False)
+    with pytest.raises(ConfigError, match=r"decision.threshold: 'auto' is chosen on the validation rows, and none of "
+                                          r"the \d+ holds class 1"):
+        MultimodalPredictor.from_config(binary_config(threshold="auto")).fit(data["train"], negatives,
+                                                                             out=tmp_path / "run")
+    assert not (tmp_path / "run" / "history.csv").exists()  # not one epoch
+
+
+def test_a_number_is_the_threshold_of_every_epochs_validation_figures(data):
+    config = binary_config(threshold=0.999)
+    config["train"]["early_stopping"] = {"monitor": "accuracy", "patience": 5}
+    pred = MultimodalPredictor.from_config(config).fit(data["train"], data["valid"])
+    kept = pred.history.set_index("epoch").loc[pred.info["best_epoch"]]
+    assert kept["val_accuracy"] == pytest.approx(pred.metrics["valid"]["accuracy"])
+    assert pred.info["best_val_accuracy"] == pytest.approx(pred.metrics["valid"]["accuracy"])
+
+
+def test_a_refused_set_threshold_leaves_the_model_as_it_was(run, data):
+    pred = MultimodalPredictor.load(run)
+    before = (pred.pipeline.targets.threshold, pred.config.decision, pred.predict(data["test"]).tolist())
+    proba, _ = pred.valid_scores
+    pred.valid_scores = (proba, np.zeros(len(proba), np.int64))  # rows of one class: auto cannot choose
+    with pytest.raises(SchemaMismatchError, match="both classes"):
+        pred.set_threshold("auto", metric="f1")
+    assert (pred.pipeline.targets.threshold, pred.config.decision, pred.predict(data["test"]).tolist()) == before
+
+
+def test_validation_figures_say_when_the_threshold_was_chosen_on_their_rows(fitted, run):
+    assert "chosen on these rows" in fitted[0].metrics["valid"]["note"]
+    assert "chosen on these rows" not in (fitted[0].metrics["test"].get("note") or "")
+    pred = MultimodalPredictor.load(run)
+    pred.set_threshold(0.6)
+    assert "chosen on these rows" not in (pred.metrics["valid"].get("note") or "")
+    (run / SCORES_FILE).unlink()
+    pred = MultimodalPredictor.load(run)
+    pred.set_threshold(0.4)
+    pred.set_threshold(0.3)
+    assert pred.metrics["test"]["note"].count("former threshold's") == 1  # said once, however often it is set
+
+
+def test_a_hand_edited_threshold_in_config_yaml_is_warned_about(run):
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["decision"] = {"threshold": 0.2}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.warns(UserWarning, match=r"decision.threshold is 0.2, but the model was saved deciding at 0\.\d+ "
+                                         r"\(preprocessors/targets.json\)"):
+        pred = MultimodalPredictor.load(run)
+    assert pred.pipeline.targets.threshold != 0.2

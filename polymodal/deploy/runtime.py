@@ -284,10 +284,10 @@ class Runtime:
             keep = np.asarray([(mask >> i) & 1 for i in range(m)], bool)
             masked = {**feeds, **{f"{n}.present": given[:, i] & keep[i] for i, n in enumerate(self.names)}}
             scores = self.scores(self.run(masked)[:, start:stop])
-            values[mask] = coalition_values(explained_score(task, scores, pick))[:, None]
+            values[mask] = coalition_values(explained_score(scores, pick))[:, None]
         values, _ = against_reference(values, self.coalition_reference(), held_masks(given))
         phi = exact_shapley(values, m)[:, :, 0]
-        phi[np.isnan(explained_score(task, full, pick))] = np.nan  # no score, nothing to attribute
+        phi[np.isnan(explained_score(full, pick))] = np.nan  # no score, nothing to attribute
         return phi
 
     def explained_quantity(self, output: Any | None = None) -> str:

@@ -29,6 +29,7 @@ from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.settings import ServeSettings
 from polymodal.errors import MissingDependencyError, SchemaMismatchError
 from polymodal.utils.scores import decisions, explained_outputs, explained_quantity, explained_score, output_index
+from polymodal.utils.suggest import did_you_mean
 
 ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "object", "properties": {
     "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": ["string", "null"]}}}}}
@@ -72,20 +73,27 @@ def output_parameter(runtime: Runtime) -> dict[str, Any]:
             "schema": {"type": "string", "enum": [str(name) for name in runtime.meta["classes"]]}}
 
 
+QUERY_PARAMETERS = ("output",)  # every query parameter a route of the service takes
+
+
 def query_parameters(request: Any, route: str, allowed: Sequence[str] = ()) -> dict[str, str]:
-    """A request's query parameters, each sent once and taken by ``route`` (``allowed``): an
-    unknown one is refused rather than ignored, so that a misspelt or misplaced option is not
-    silently answered with the default.
+    """A request's query parameters that ``route`` takes (``allowed``), each sent once. A
+    parameter of another route (``output`` on ``/predict``) or a near miss of one (``ouptut``) is
+    refused rather than ignored, so that a misplaced or misspelt option is not silently answered
+    with the default; any other name (a client's cache-buster, ``?_=1712``) is ignored.
 
     Raises:
-        RequestError: (422) a parameter ``route`` does not take, or one sent twice.
+        RequestError: (422) a parameter ``route`` does not take that names or resembles one of
+            the service's, or one sent twice.
     """
     found: dict[str, str] = {}
     for name in request.query_params:
         if name not in allowed:
+            if name not in QUERY_PARAMETERS and not did_you_mean(name, QUERY_PARAMETERS):
+                continue  # not one of ours: a cache-buster or a proxy's tag
             takes = f"takes only {list(allowed)}" if allowed else "takes none (the inputs go in the body)"
-            raise RequestError(f"unknown query parameter '{name}'; {route} {takes}", status=422,
-                               code="unknown_parameter", field=name)
+            raise RequestError(f"unknown query parameter '{name}'{did_you_mean(name, allowed)}; {route} {takes}",
+                               status=422, code="unknown_parameter", field=name)
         values = request.query_params.getlist(name)
         if len(values) != 1:
             raise RequestError(f"query parameter '{name}' was sent {len(values)} times; send it once", status=422,
@@ -152,7 +160,7 @@ def explanation_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any],
     scores = runtime.scores(outputs[None, start:stop])
     pick = explained_outputs(task, scores, output, meta.get("threshold"))
     name = meta["classes"][int(pick[0])]
-    score = float(explained_score(task, scores, pick)[0])
+    score = float(explained_score(scores, pick)[0])
     out["explained"] = name if task == "classification" else str(name)
     out["explained_quantity"] = explained_quantity(task, name, predicted=task == "classification" and output is None)
     finite = bool(np.isfinite(score))

@@ -182,7 +182,7 @@ class Explanation:
         if self.task != "classification" or self.reference != "none" or self.base.size == 0:
             return None
         mean = np.nanmean(self.base, axis=0)
-        top = int(np.nanargmax(mean))
+        top = int(decisions("classification", mean[None], self.threshold)[0])  # the class the base is called
         k = len(mean)
         if mean[top] <= 0.5 + 0.5 / k:
             return None

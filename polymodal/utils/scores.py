@@ -102,10 +102,9 @@ def explained_outputs(task: str, scores: np.ndarray, output: int | None = None,
     return np.zeros(len(scores), np.int64)
 
 
-def explained_score(task: str, scores: np.ndarray, pick: np.ndarray | None = None) -> np.ndarray:
-    """(B,) the score an explanation attributes: ``scores[row, pick[row]]``, ``pick`` by default
-    :func:`explained_outputs` (the more probable class's probability, else the first output)."""
-    pick = explained_outputs(task, scores) if pick is None else pick
+def explained_score(scores: np.ndarray, pick: np.ndarray) -> np.ndarray:
+    """(B,) the score an explanation attributes: ``scores[row, pick[row]]``, ``pick`` from
+    :func:`explained_outputs` (which knows the model's decision threshold)."""
     return scores[np.arange(len(scores)), pick]
 
 

@@ -135,10 +135,13 @@ def test_a_saved_run_whose_config_loads_only_as_a_saved_run_can_be_rethresholded
         assert float(AnomalyDetector.load(copy).model.scorer.threshold) == 2.5
 
 
-def test_a_damaged_scores_file_is_named(copy):
+def test_a_damaged_scores_file_is_named_and_the_run_still_loads_without_it(copy, data):
     (copy / SCORES_FILE).write_bytes(b"PK\x03\x04 cut short")
-    with pytest.raises(RunFolderError, match=f"damaged: {SCORES_FILE} cannot be read"):
-        AnomalyDetector.load(copy)
+    with pytest.warns(UserWarning, match=f"damaged: {SCORES_FILE} cannot be read.*loads without its kept scores"):
+        det = AnomalyDetector.load(copy)
+    assert det.valid_scores is None and len(det.predict_frame(data / "test.csv"))  # it still predicts
+    with pytest.raises(RunFolderError, match="keeps no validation scores"):
+        det.set_threshold(fpr=0.1)
 
 
 def test_a_target_rate_below_one_over_the_validation_normals_warns_at_fit_and_when_set(data, copy):

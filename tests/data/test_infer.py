@@ -373,3 +373,13 @@ def test_two_uneven_classes_get_a_threshold_chosen_on_validation(tmp_path, posit
         assert f"'normal' {100 - positives}% / 'pneumonia' {positives}%" in said["(decision)"][1]
     else:
         assert "(decision)" not in said
+
+
+def test_sparse_whole_number_codes_read_as_a_measurement_and_the_reason_says_how_to_choose_classes():
+    """The known cost of the rule: codes far apart (HTTP statuses) read as numbers; --task fixes it."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.normal(size=60), "status": [200, 404, 500] * 20})
+    inferred = infer_config(frame, "status")
+    reason = dict((c, w) for c, _, w in inferred.columns)["status"]
+    assert inferred.config["task"] == "regression" and "--task classification for classes" in reason
+    assert infer_config(frame, "status", task="classification").config["task"] == "classification"

@@ -153,13 +153,16 @@ def test_an_unknown_output_or_query_parameter_is_refused_listing_what_is_taken(e
         misspelt = client.post("/explain", params={"ouptut": names[1]}, json=row)
         on_predict = client.post("/predict", params={"output": names[1]}, json=row)
         in_the_form = client.post("/explain", files={**form_fields(row), "output": (None, names[1])})
+        busted = client.post("/explain", params={"output": names[1], "_": "1712"}, json=row)  # a cache-buster
+        plain = client.post("/explain", params={"output": names[1]}, json=row)
     error = unknown.json()["error"]
     assert unknown.status_code == 422 and (error["code"], error["field"]) == ("unknown_output", "output")
     assert "'rpm'" in error["message"] and str(names) in error["message"]
     assert twice.status_code == 422 and twice.json()["error"]["code"] == "duplicate_parameter"
     error = misspelt.json()["error"]
     assert misspelt.status_code == 422 and (error["code"], error["field"]) == ("unknown_parameter", "ouptut")
-    assert "takes only ['output']" in error["message"]
+    assert "takes only ['output']" in error["message"] and "did you mean 'output'" in error["message"]
+    assert busted.status_code == 200 and busted.json() == plain.json()  # not one of the service's names: ignored
     error = on_predict.json()["error"]
     assert on_predict.status_code == 422 and (error["code"], error["field"]) == ("unknown_parameter", "output")
     assert "POST /predict takes none" in error["message"]

@@ -16,9 +16,9 @@ SCORES = np.array([[0.2, 0.7, 0.1], [0.6, 0.3, 0.9]])
                                                ("regression", [0, 0])])
 def test_the_default_is_the_predicted_class_else_the_first_output(task, default):
     assert explained_outputs(task, SCORES).tolist() == default
-    assert explained_score(task, SCORES).tolist() == SCORES[[0, 1], default].tolist()
+    assert explained_score(SCORES, explained_outputs(task, SCORES)).tolist() == SCORES[[0, 1], default].tolist()
     assert explained_outputs(task, SCORES, 2).tolist() == [2, 2]
-    assert explained_score(task, SCORES, np.array([2, 2])).tolist() == [0.1, 0.9]
+    assert explained_score(SCORES, np.array([2, 2])).tolist() == [0.1, 0.9]
 
 
 def test_an_output_is_found_by_name_then_as_text_and_an_unknown_one_lists_the_choices():
