@@ -1,5 +1,6 @@
-"""A two-class classifier's operating point (``decision:``, :mod:`polymodal.config.decision`):
-refused before training for other than two classes, chosen (or set) after training on the
+"""A two-class classifier's operating point, and a multilabel model's per label (``decision:``,
+:mod:`polymodal.config.decision`): refused before training for other than two classes, chosen
+(or set) after training on the
 validation rows, chosen again later from the probabilities the run keeps (``scores.npz``) with
 ``pred.set_threshold`` / ``polymodal threshold RUN``, and the metrics that depend on it updated.
 
@@ -40,6 +41,9 @@ def check_decision_data(config: Any, targets: Any, valid_y: np.ndarray) -> None:
     targets.threshold = None
     if threshold is None:
         return
+    if targets.task == "multilabel":  # a label of one value in the validation rows keeps 0.5 (decide warns)
+        targets.threshold = None if threshold == "auto" else threshold
+        return
     if len(targets.classes) != 2:
         raise ConfigError([f"decision.threshold: calls the second of two classes; the training rows hold "
                            f"{len(targets.classes)} classes {targets.classes[:10]}: leave it null"])
@@ -55,9 +59,12 @@ def check_decision_data(config: Any, targets: Any, valid_y: np.ndarray) -> None:
 
 
 def binary_scores(targets: Any, outputs: np.ndarray, target: np.ndarray) -> Scored | None:
-    """A two-class main task's positive-class probabilities (N,) and 0/1 labels (N,) from raw
-    ``outputs`` and encoded ``target`` (what the run keeps to choose a threshold from); None for
-    any other task or number of classes."""
+    """A two-class main task's positive-class probabilities (N,) and 0/1 labels (N,), or a
+    multilabel one's per label (N, L), from raw ``outputs`` and encoded ``target`` (what the run
+    keeps to choose a threshold from); None for any other task or number of classes."""
+    if targets.task == "multilabel":
+        proba = probabilities("multilabel", main_outputs(targets, outputs).astype(np.float64))
+        return proba, np.asarray(targets.main_targets(target)).round().astype(np.int64)
     if targets.task != "classification" or len(targets.classes) != 2:
         return None
     labels = targets.main_targets(target)
@@ -65,29 +72,51 @@ def binary_scores(targets: Any, outputs: np.ndarray, target: np.ndarray) -> Scor
     return proba[:, 1], np.asarray(labels, np.int64).reshape(-1)
 
 
-def decide(decision: DecisionConfig, valid: Scored | None) -> tuple[float | None, dict[str, Any]]:
-    """The threshold ``decision`` asks for (None: the more probable class; the number given; or
-    chosen on the ``valid`` rows' scores), and the facts for the run's ``info``:
+Threshold = float | list[float] | None  # None: the default call; a list: a multilabel model's, one per label
+
+
+def decide(decision: DecisionConfig, valid: Scored | None, labels: list[str] | None = None
+           ) -> tuple[Threshold, dict[str, Any]]:
+    """The threshold ``decision`` asks for (None: the default call; the number or list given; or
+    chosen on the ``valid`` rows' scores: (N,) of a two-class model, (N, L) of a multilabel one,
+    whose ``labels`` name the columns), and the facts for the run's ``info``:
     ``decision_threshold`` and, when chosen, ``decision`` (what it was chosen by and the
-    validation sensitivity and specificity there); changes nothing.
+    validation sensitivity and specificity there; per label for a multilabel model); changes
+    nothing. A multilabel label the rows hold with one value only keeps 0.5, with a warning.
 
     Raises:
-        SchemaMismatchError: ``auto`` without scores, or on rows of one class.
+        SchemaMismatchError: ``auto`` without scores, or a two-class model's rows of one class.
     """
     if decision.threshold is None:
         return None, {}
     if decision.threshold != "auto":
-        return float(decision.threshold), {"decision_threshold": float(decision.threshold)}
+        given = decision.threshold if isinstance(decision.threshold, list) else float(decision.threshold)
+        return given, {"decision_threshold": given}
     if valid is None:  # a two-class model always keeps them: check_decision_data ran before training
-        raise SchemaMismatchError("decision.threshold 'auto' needs the validation rows' scores of a two-class model")
-    chosen = choose_threshold(valid[0], valid[1] == 1, decision)
-    return chosen["threshold"], {"decision_threshold": chosen["threshold"], "decision": chosen}
+        raise SchemaMismatchError("decision.threshold 'auto' needs the validation rows' scores")
+    proba, truth = valid
+    if proba.ndim == 1:
+        chosen = choose_threshold(proba, truth == 1, decision)
+        return chosen["threshold"], {"decision_threshold": chosen["threshold"], "decision": chosen}
+    names = labels or [str(j) for j in range(proba.shape[1])]
+    thresholds, per_label = [], {}
+    for j, name in enumerate(names):
+        column = truth[:, j] == 1
+        if column.all() or not column.any():
+            warn_user(f"decision.threshold 'auto': label '{name}' is {int(column[0])} in every one of the "
+                      f"{len(column)} validation rows, so no threshold can be chosen for it; it keeps 0.5")
+            thresholds.append(0.5)
+            continue
+        chosen = choose_threshold(proba[:, j], column, decision, rows=f"validation rows of label '{name}'")
+        thresholds.append(chosen["threshold"])
+        per_label[name] = chosen
+    return thresholds, {"decision_threshold": thresholds, "decision": per_label}
 
 
 def settle_threshold(predictor: MultimodalPredictor, valid: Scored | None) -> dict[str, Any]:
     """After training: :func:`decide`'s threshold set on the model's target encoder; its facts
     returned."""
-    threshold, facts = decide(predictor.config.decision, valid)
+    threshold, facts = decide(predictor.config.decision, valid, _labels(predictor))
     predictor.pipeline.targets.threshold = threshold
     return facts
 
@@ -96,10 +125,10 @@ def warn_if_edited(predictor: MultimodalPredictor, run: Any) -> None:
     """Warn when a loaded run's ``decision.threshold`` (its ``config.yaml``, perhaps edited by hand)
     does not describe the threshold its model was saved with (``preprocessors/targets.json``),
     which is the one it decides at."""
-    if predictor.config.task != "classification":
+    if predictor.config.task not in ("classification", "multilabel"):
         return
     said, held = predictor.config.decision.threshold, predictor.pipeline.targets.threshold
-    agree = (held is None) if said is None else (held is not None) if said == "auto" else (held == float(said))
+    agree = (held is None) if said is None else (held is not None) if said == "auto" else (held == said)
     if not agree:
         warn_user(f"{run}: config.yaml's decision.threshold is {said!r}, but the model was saved deciding at "
                   f"{'the more probable class' if held is None else held} (preprocessors/targets.json), which it "
@@ -138,23 +167,26 @@ def set_threshold(predictor: MultimodalPredictor, threshold: float | str | None,
     and errors). The threshold is decided first: a refusal leaves the model as it was."""
     pipeline, _ = predictor.require_fitted()
     targets = pipeline.targets
-    if predictor.config.task != "classification" or len(targets.classes or []) != 2:
-        what = (f"{len(targets.classes)} classes" if predictor.config.task == "classification"
-                else f"task '{predictor.config.task}'")
-        raise SchemaMismatchError(f"set_threshold: a decision threshold calls the second of two classes; this model "
-                                  f"has {what}")
+    task = predictor.config.task
+    if task != "multilabel" and (task != "classification" or len(targets.classes or []) != 2):
+        what = f"{len(targets.classes)} classes" if task == "classification" else f"task '{task}'"
+        raise SchemaMismatchError(f"set_threshold: a decision threshold calls the second of two classes (or each "
+                                  f"label of a multilabel model); this model has {what}")
     given = {"threshold": threshold, "metric": metric, "min_sensitivity": min_sensitivity,
              "min_specificity": min_specificity}
     try:
         decision = validate(DecisionConfig, {k: v for k, v in given.items() if v is not None})
     except ConfigError as err:  # named as the config's keys
         raise ConfigError([f"decision.{problem}" for problem in err.problems], source="set_threshold") from None
+    if isinstance(decision.threshold, list) and (task != "multilabel" or len(decision.threshold) != len(targets.columns)):
+        raise ConfigError([f"decision.threshold: a list gives each label of a multilabel model its own, in target "
+                           f"order {list(targets.columns)}; got {decision.threshold}"], source="set_threshold")
     if decision.threshold == "auto" and predictor.valid_scores is None:
         where = f"the run {predictor.run_dir}" if predictor.run_dir is not None else "this model"
         raise RunFolderError(f"{where} keeps no validation probabilities to choose a threshold from (saved before "
                              "polymodal kept them in scores.npz): fit it again, or give the threshold as a number "
                              "(set_threshold(0.3), polymodal threshold RUN --score 0.3)")
-    new, facts = decide(decision, predictor.valid_scores)
+    new, facts = decide(decision, predictor.valid_scores, _labels(predictor))
     old = targets.threshold
     predictor.config.decision = decision
     targets.threshold = new
@@ -181,11 +213,23 @@ def _rescore(predictor: MultimodalPredictor) -> None:
             add_note(metrics, NO_SCORES)
             continue
         proba, labels = kept
-        logits = np.log(np.clip(np.stack([1 - proba, proba], axis=1), 1e-300, None))
-        fresh = task_metrics("classification", logits, labels, 2, classes=targets.classes, threshold=targets.threshold)
-        if targets.threshold is None:
-            metrics.pop("threshold", None)
+        if proba.ndim == 1:  # the two columns of probabilities are all a two-class model's metrics need
+            logits = np.log(np.clip(np.stack([1 - proba, proba], axis=1), 1e-300, None))
+            fresh = task_metrics("classification", logits, labels, 2, classes=targets.classes,
+                                 threshold=targets.threshold)
+        else:  # the labels' probabilities, as logits
+            clipped = np.clip(proba, 1e-15, 1 - 1e-15)
+            fresh = task_metrics("multilabel", np.log(clipped / (1 - clipped)), labels, names=list(targets.columns),
+                                 threshold=targets.threshold)
+        for stale in ("threshold", "threshold_per_label"):
+            metrics.pop(stale, None)
         metrics.update(fresh)
+
+
+def _labels(predictor: MultimodalPredictor) -> list[str] | None:
+    """A multilabel model's label names (its target columns); None for a classifier."""
+    targets = predictor.pipeline.targets
+    return list(targets.columns) if targets.task == "multilabel" else None
 
 
 def _rates(metrics: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -74,7 +74,7 @@ def multitask_metrics(targets: MultiTargetEncoder, outputs: np.ndarray, target: 
         elif enc.task == "regression":
             part = task_metrics("regression", enc.decode_values(out), enc.decode_values(tgt), names=enc.columns)
         else:
-            part = task_metrics("multilabel", out, tgt, names=enc.columns)
+            part = task_metrics("multilabel", out, tgt, names=enc.columns, threshold=enc.threshold)
         scores.update(part if slot.name == MAIN_TASK else {f"{slot.name}/{k}": v for k, v in part.items()})
     return scores
 

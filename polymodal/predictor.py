@@ -52,6 +52,7 @@ from polymodal.utils.scores import decisions, probabilities
 if TYPE_CHECKING:
     from polymodal.evaluation.attribution import Explanation
 
+DECIDED = ("classification", "multilabel")  # the tasks whose calls a decision threshold can set
 _EMBEDS_ONLY = ("a task 'retrieval' model maps rows into a shared space and makes no predictions; embed rows "
                 "('polymodal embed', pred.embed), search them ('polymodal index build', 'polymodal retrieve') or "
                 "score the search ('polymodal evaluate --retrieval')")
@@ -181,7 +182,7 @@ class MultimodalPredictor(Estimator):
             callbacks=finetune_callbacks(cfg, net) + list(callbacks or []),
             terms=transfer.terms(net, self._terms(net, loss)),
         )
-        if cfg.task == "classification":
+        if cfg.task in DECIDED:
             check_decision_data(cfg, self.pipeline.targets, valid_y)  # decision.threshold: before the epochs
         run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite), fresh=True)  # the first write
         result = fit_module(
@@ -199,9 +200,9 @@ class MultimodalPredictor(Estimator):
         self.history = result.history
         valid_outputs = self.raw_outputs(valid_table)
         self.valid_scores = self.test_scores = self.eval_scores = None
-        if cfg.task == "classification" and cfg.protonet is None:  # a two-class model: chosen from, now or later
+        if cfg.task in DECIDED and cfg.protonet is None:  # a two-class or multilabel model: chosen from, now or later
             self.valid_scores = binary_scores(self.pipeline.targets, valid_outputs, valid_y)
-        decided = settle_threshold(self, self.valid_scores) if cfg.task == "classification" else {}
+        decided = settle_threshold(self, self.valid_scores) if cfg.task in DECIDED else {}
         self.info = self._fit_info(train_table, valid_table, net, {"train": train, "valid": valid, "test": test},
                                    train_seconds=result.seconds, preprocess_seconds=prep_seconds,
                                    best_epoch=result.best_epoch, **{f"best_val_{monitor}": result.best_score},
@@ -287,7 +288,7 @@ class MultimodalPredictor(Estimator):
         if self.config.task == "classification":
             return task_metrics("classification", outputs, target, targets.n_outputs, classes=targets.classes,
                                 threshold=targets.threshold)
-        return task_metrics(self.config.task, outputs, target, names=self.config.targets)
+        return task_metrics(self.config.task, outputs, target, names=self.config.targets, threshold=targets.threshold)
 
     def _validation_scores(self, outputs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
         """What training logs each epoch (as ``val_<name>``): the numbers of :meth:`score_outputs`,
@@ -356,7 +357,7 @@ class MultimodalPredictor(Estimator):
             targets = self.pipeline.encode_targets(manifest, table, scorable=True)
             outputs = self.raw_outputs(self.network_table(manifest, table))
             scores = self._score(outputs, targets)  # inside: a support set's classes score the outputs
-            if support is None and modalities is None and self.config.task == "classification":
+            if support is None and modalities is None and self.config.task in DECIDED:
                 self.eval_scores = binary_scores(self.pipeline.targets, outputs, targets)
             if by is not None:
                 scores["by"] = {by: {value: self._score(outputs[rows], targets[rows])

@@ -419,8 +419,9 @@ def _said(predicted: Mapping[tuple[str, tuple[str, ...]], list[str]]) -> str:
 
 def write_scores(path: Path, kept: dict[str, Scored | None]) -> None:
     """The scores and labels of each split ``kept`` into ``path`` (``.npz``, numpy arrays only): an
-    anomaly detector's anomaly scores, a two-class classifier's positive-class probabilities, from
-    which a threshold is chosen again without the rows; a stale file goes when there are none (a
+    anomaly detector's anomaly scores, a two-class classifier's positive-class probabilities (N,), a
+    multilabel model's label probabilities (N, L), from which a threshold is chosen again without
+    the rows; a stale file goes when there are none (a
     run loaded from a folder saved before they were kept)."""
     arrays = {f"{split}_{part}": np.asarray(values, dtype)
               for split, pair in kept.items() if pair is not None
@@ -445,7 +446,7 @@ def read_scores(run: Path) -> dict[str, Scored]:
         for split in ("valid", "test"):
             if f"{split}_scores" in stored.files:
                 scores, labels = stored[f"{split}_scores"], stored[f"{split}_labels"]
-                if scores.ndim != 1 or scores.shape != labels.shape:
+                if scores.ndim not in (1, 2) or scores.shape != labels.shape:  # 2: a multilabel model's, per label
                     raise ValueError(f"{split}: {scores.shape[0] if scores.ndim else 0} scores for "
                                      f"{labels.shape[0] if labels.ndim else 0} labels")
                 out[split] = (scores, labels)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers_models import SIGNAL, TABULAR, TRAIN, classification_config, make_dataset, write_splits
+from helpers_models import SIGNAL, TABULAR, TRAIN, classification_config, make_dataset, multilabel_config, write_splits
 from sklearn.metrics import confusion_matrix, f1_score, matthews_corrcoef
 from typer.testing import CliRunner
 
@@ -339,3 +339,60 @@ def test_a_hand_edited_threshold_in_config_yaml_is_warned_about(run):
                                          r"\(preprocessors/targets.json\)"):
         pred = MultimodalPredictor.load(run)
     assert pred.pipeline.targets.threshold != 0.2
+
+
+# -- a multilabel model: each label's threshold ----------------------------------------------
+def test_config_takes_a_list_of_thresholds_for_the_labels_only():
+    multilabel = multilabel_config() | {"decision": {"threshold": [0.3, 0.7]}}
+    assert load_config(multilabel).decision.threshold == [0.3, 0.7]
+    with pytest.raises(ConfigError, match=r"one per label, in target order \['tag_bright', 'tag_top'\]; got 1"):
+        load_config(multilabel | {"decision": {"threshold": [0.3]}})
+    with pytest.raises(ConfigError, match="a classifier takes one probability"):
+        load_config(binary_config(threshold=[0.3, 0.7]))
+
+
+def test_each_label_gets_its_threshold_and_every_call_follows_it(data, tmp_path):
+    config = multilabel_config(epochs=2) | {"decision": {"threshold": "auto", "metric": "f1"}}
+    pred = MultimodalPredictor.from_config(config).fit(data["train"], data["valid"], test=data["test"],
+                                                       out=tmp_path / "run")
+    proba, truth = pred.valid_scores
+    assert proba.shape == truth.shape == (30, 2)
+    expected = [choose_threshold(proba[:, j], truth[:, j] == 1, pred.config.decision)["threshold"] for j in range(2)]
+    assert pred.pipeline.targets.threshold == pytest.approx(expected)
+    assert list(pred.metrics["valid"]["threshold_per_label"]) == ["tag_bright", "tag_top"]
+    pred.set_threshold([0.2, 0.95])  # far apart: calls differ from 0.5's
+    frame = pred.predict_frame(data["test"])
+    for label, cut in (("tag_bright", 0.2), ("tag_top", 0.95)):
+        assert frame[f"pred_{label}"].tolist() == (frame[f"proba_{label}"] >= cut).astype(int).tolist()
+    assert (frame[["pred_tag_bright", "pred_tag_top"]].to_numpy()
+            != (frame[["proba_tag_bright", "proba_tag_top"]].to_numpy() >= 0.5)).any()
+    truth_test = pd.read_csv(data["test"])[["tag_bright", "tag_top"]].to_numpy()
+    scores = pred.evaluate(data["test"])
+    called = frame[["pred_tag_bright", "pred_tag_top"]].to_numpy()
+    assert scores["subset_accuracy"] == pytest.approx((called == truth_test).all(axis=1).mean())
+    assert pred.metrics["test"]["subset_accuracy"] == pytest.approx(scores["subset_accuracy"])  # rescored from kept
+    pred.save(tmp_path / "run")
+    assert "Each label is called from its threshold: as given" in (tmp_path / "run" / "report.html").read_text()
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--data", str(data["test"])])
+    assert result.exit_code == 0, result.output
+
+    from polymodal.deploy.runtime import Runtime
+    from polymodal.deploy.server import prediction_json
+
+    rows = [{"img": str(data["test"].parent / r.image) if isinstance(r.image, str) else None,
+             "sig": str(data["test"].parent / r.signal)} for r in pd.read_csv(data["test"]).itertuples()]
+    runtime = Runtime.load(tmp_path / "run" / "export")
+    assert runtime.meta["threshold"] == [0.2, 0.95]
+    assert runtime.predict(rows) == called.tolist()
+    answer = prediction_json(runtime, runtime.outputs(rows[:1])[0], rows[0])
+    assert answer["threshold"] == [0.2, 0.95]
+    assert answer["prediction"] == [label for label, c in zip(["tag_bright", "tag_top"], called[0]) if c]
+
+
+def test_a_label_of_one_value_in_the_validation_rows_keeps_the_default(data):
+    valid = pd.read_csv(data["valid"]).assign(tag_top=0)
+    valid.to_csv(data["valid"].parent / "valid_no_top.csv", index=False)
+    config = multilabel_config(epochs=1) | {"decision": {"threshold": "auto"}}
+    with pytest.warns(UserWarning, match="label 'tag_top' is 0 in every one of the 30 validation rows.*keeps 0.5"):
+        pred = MultimodalPredictor.from_config(config).fit(data["train"], data["valid"].parent / "valid_no_top.csv")
+    assert pred.pipeline.targets.threshold[1] == 0.5 and list(pred.info["decision"]) == ["tag_bright"]

@@ -82,10 +82,11 @@ def train(
     for split, scores in predictor.metrics.items():
         print_metrics(scores, f"{split} metrics")
     chosen = predictor.info.get("decision")
-    if chosen:  # decision.threshold: auto
-        console.print(f"decision threshold {format_value(chosen['threshold'])}, chosen by {chosen['criterion']} on "
-                      f"{chosen['rows']} validation rows ({chosen['positives']} positive; sensitivity "
-                      f"{format_value(chosen['sensitivity'])}, specificity {format_value(chosen['specificity'])})",
+    for label, point in ({"": chosen} if chosen and "threshold" in chosen else chosen or {}).items():  # threshold: auto
+        what = "decision threshold" + (f" of label '{label}'" if label else "")  # a multilabel model: one per label
+        console.print(f"{what} {format_value(point['threshold'])}, chosen by {point['criterion']} on {point['rows']} "
+                      f"validation rows ({point['positives']} positive; sensitivity "
+                      f"{format_value(point['sensitivity'])}, specificity {format_value(point['specificity'])})",
                       highlight=False)
     report = out / REPORT_FILE
     console.print(f"run written to [bold]{out}[/]" + (f" (report: {report})" if report.is_file() else ""))
@@ -363,7 +364,8 @@ def threshold(
     """Set a run's decision threshold without retraining. An anomaly run flags at a false-positive
     rate on its validation normal rows (--fpr) or at a score (--score); a two-class classifier calls
     its positive (second) class from a probability (--score), a threshold chosen on its validation
-    rows (--metric, --min-sensitivity, --min-specificity) or by the more probable class (--reset).
+    rows (--metric, --min-sensitivity, --min-specificity) or by the more probable class (--reset);
+    a multilabel model each label likewise (--score for every label, chosen per label, or 0.5).
     The run folder is rewritten (its config records the new anomaly or decision settings); an
     export of it keeps the old threshold until it is made again (polymodal export RUN)."""
     from polymodal.errors import OptionError, RunFolderError, SchemaMismatchError
@@ -406,8 +408,11 @@ def threshold(
 
 def _print_threshold_change(run: Path, task: str, change: dict[str, Any]) -> None:
     """What ``polymodal threshold`` changed, and what the validation rows say at the new threshold."""
-    def shown(value: float | None) -> str:
-        return "the more probable class" if value is None else format_value(value)
+    def shown(value: float | list[float] | None) -> str:
+        if isinstance(value, list):  # a multilabel model's, one per label
+            return "[" + ", ".join(format_value(v) for v in value) + "]"
+        return ("0.5 (the default)" if task == "multilabel" else "the more probable class") if value is None \
+            else format_value(value)
 
     console.print(f"threshold: {shown(change['old'])} -> {shown(change['new'])}"
                   + (f" (chosen by {change['criterion']} on the validation rows)" if change.get("criterion") else ""),

@@ -181,8 +181,8 @@ def task_meta(predictor: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "main_outputs": list(main),
         "classes": [_json_label(c) for c in main_targets.classes] if cfg.task == "classification" else list(cfg.targets)}
-    if cfg.task == "classification" and main_targets.threshold is not None:
-        out["threshold"] = main_targets.threshold  # the second class from this probability of it (decision.threshold)
+    if cfg.task in ("classification", "multilabel") and main_targets.threshold is not None:
+        out["threshold"] = main_targets.threshold  # decision.threshold: the second class's, or each label's
     if cfg.task == "regression":
         out["target_scaling"] = [main_targets.mean.tolist(), main_targets.std.tolist()]
     return out

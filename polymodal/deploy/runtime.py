@@ -245,7 +245,7 @@ class Runtime:
             return self.flags(scores).tolist()
         if task == "classification":
             return [self.meta["classes"][i] for i in decisions(task, scores, self.meta.get("threshold"))]
-        return decisions(task, scores).tolist() if task == "multilabel" else scores.tolist()
+        return decisions(task, scores, self.meta.get("threshold")).tolist() if task == "multilabel" else scores.tolist()
 
     def coalition_reference(self) -> np.ndarray | None:
         """(2^M,) what :meth:`explain` measures a row against per coalition: an anomaly detector's

@@ -140,7 +140,10 @@ def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any]) 
             out["threshold"] = meta["threshold"]
         out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
     elif meta["task"] == "multilabel":
-        out["prediction"] = [c for c, chosen in zip(meta["classes"], decisions("multilabel", scores)) if chosen]
+        called = decisions("multilabel", scores, meta.get("threshold"))
+        out["prediction"] = [c for c, chosen in zip(meta["classes"], called) if chosen]
+        if meta.get("threshold") is not None:  # decision.threshold: one for every label, or each label's
+            out["threshold"] = meta["threshold"]
         out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
     else:
         out["prediction"] = {c: float(v) for c, v in zip(meta["classes"], scores)}

@@ -1,6 +1,7 @@
 """``report.html``: a self-contained page per run (plots embedded, also saved under ``plots/``).
 
-Sections: metrics table, learning curves, confusion matrix, model summary (parameters per
+Sections: metrics table, learning curves, confusion matrix, the decision threshold (a two-class
+classifier's or a multilabel model's), model summary (parameters per
 module), training facts. Other layers add sections through :func:`write_report`'s ``extra``.
 """
 
@@ -10,6 +11,8 @@ import html
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from polymodal.evaluation.html import STYLE, embed_png, table_html
 from polymodal.evaluation.plots import confusion_plot, learning_curves, operating_points
@@ -67,9 +70,36 @@ def module_row(part: str, kind: str, module: Any) -> dict[str, Any]:
             "trainable": sum(p.numel() for p in params if p.requires_grad)}
 
 
+SET_ANOTHER = ("Set another without retraining: <code>polymodal threshold RUN --min-sensitivity 0.95</code> (or "
+               "<code>--metric</code>, <code>--score</code>, <code>--reset</code>).")
+
+
+def _label_thresholds(predictor: Estimator) -> str:
+    """A multilabel model's threshold per label, how they were set, and each label's validation
+    sensitivity, specificity and F1 at it."""
+    proba, truth = predictor.valid_scores
+    decision, held = predictor.config.decision, predictor.pipeline.targets.threshold
+    cuts = np.broadcast_to(np.asarray(0.5 if held is None else held, np.float64), (proba.shape[1],))
+    rows = []
+    for j, name in enumerate(predictor.pipeline.targets.columns):
+        called, real = proba[:, j] >= cuts[j], truth[:, j] == 1
+        tp, fp, fn = int((called & real).sum()), int((called & ~real).sum()), int((~called & real).sum())
+        rows.append({"label": name, "threshold": float(cuts[j]),
+                     "valid sensitivity": tp / real.sum() if real.any() else None,
+                     "valid specificity": int((~called & ~real).sum()) / (~real).sum() if (~real).any() else None,
+                     "valid F1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None})
+    how = ("0.5 for every label (no <code>decision.threshold</code>)" if held is None else
+           f"chosen per label by {html.escape(decision.criterion)} on the {len(truth)} validation rows"
+           if decision.threshold == "auto" else "as given")
+    return f"<p>Each label is called from its threshold: {how}. {SET_ANOTHER}</p>" + table_html(rows)
+
+
 def _decision_section(predictor: Estimator, plots: Path) -> str:
     """A two-class classifier's operating point: the threshold, how it was chosen, and its
-    validation rates at every threshold (what ``polymodal threshold`` would trade)."""
+    validation rates at every threshold (what ``polymodal threshold`` would trade); a multilabel
+    model's per label (:func:`_label_thresholds`)."""
+    if predictor.config.task == "multilabel":
+        return _label_thresholds(predictor)
     proba, labels = predictor.valid_scores
     positive = predictor.pipeline.targets.classes[1]
     threshold, decision = predictor.pipeline.targets.threshold, predictor.config.decision
@@ -83,8 +113,7 @@ def _decision_section(predictor: Estimator, plots: Path) -> str:
                if decision.threshold == "auto" else "as given")
         said = (f"Class <b>{html.escape(str(positive))}</b> is called where its probability reaches "
                 f"<b>{threshold:.4g}</b> ({how}).")
-    return (f"<p>{said} Set another without retraining: <code>polymodal threshold RUN --min-sensitivity 0.95</code> "
-            "(or <code>--metric</code>, <code>--score</code>, <code>--reset</code>).</p>"
+    return (f"<p>{said} {SET_ANOTHER}</p>"
             f"<figure>{embed_png(png, 'validation rates by decision threshold')}</figure>")
 
 
@@ -124,7 +153,7 @@ def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, 
         figures.append(f"<figure>{embed_png(png, 'confusion matrix')}<figcaption>{split} set</figcaption></figure>")
     if figures:
         sections.append("<h2>Training</h2>" + "".join(figures))
-    if cfg.task == "classification" and predictor.valid_scores is not None:
+    if cfg.task in ("classification", "multilabel") and predictor.valid_scores is not None:
         sections.append("<h2>Decision threshold</h2>" + _decision_section(predictor, plots))
     sections.append("<h2>Model</h2>" + table_html(parameter_rows(net)))
     if predictor.info:

@@ -106,14 +106,17 @@ def binary_rates(matrix: np.ndarray, positive: Any) -> dict[str, Any]:
             "ppv": rate(tp, tp + fp), "npv": rate(tn, tn + fn)}
 
 
-def multilabel_metrics(logits: np.ndarray, target: np.ndarray, names: Sequence[str] | None = None) -> dict[str, Any]:
+def multilabel_metrics(logits: np.ndarray, target: np.ndarray, names: Sequence[str] | None = None,
+                       threshold: float | Sequence[float] | None = None) -> dict[str, Any]:
     """micro/macro F1, subset accuracy and macro AUROC over labels that have both values; given the
     labels' ``names``, also ``f1_per_label`` and ``auroc_per_label`` (None where a label lacks one
-    of its values)."""
+    of its values). ``threshold``: the model's decision threshold(s) (``decision.threshold``; None:
+    0.5), which the calls behind the F1 and subset accuracy follow, reported as ``threshold`` (one
+    for every label) or ``threshold_per_label``."""
     from sklearn.metrics import f1_score, roc_auc_score
 
     proba = sigmoid(logits.astype(np.float64))
-    pred = (proba >= 0.5).astype(int)
+    pred = decisions("multilabel", proba, threshold)
     target = target.astype(int)
     finite = bool(np.isfinite(proba).all())  # a diverged model's NaN outputs have no AUROC
     label_aucs = [float(roc_auc_score(target[:, j], proba[:, j])) if finite and len(np.unique(target[:, j])) == 2
@@ -129,6 +132,11 @@ def multilabel_metrics(logits: np.ndarray, target: np.ndarray, names: Sequence[s
         f1 = f1_score(target, pred, average=None, zero_division=0)
         out["f1_per_label"] = {n: float(v) for n, v in zip(names, f1, strict=True)}
         out["auroc_per_label"] = dict(zip(names, label_aucs, strict=True))
+    if isinstance(threshold, int | float):
+        out["threshold"] = float(threshold)
+    elif threshold is not None:
+        labels = names if names is not None else [str(j) for j in range(len(threshold))]
+        out["threshold_per_label"] = {n: float(t) for n, t in zip(labels, threshold, strict=True)}
     return out
 
 
@@ -197,7 +205,7 @@ def task_metrics(task: str, outputs: np.ndarray, target: np.ndarray, n_classes: 
     if task == "classification":
         return classification_metrics(outputs, target, n_classes, classes, threshold)
     if task == "multilabel":
-        return multilabel_metrics(outputs, target, names)
+        return multilabel_metrics(outputs, target, names, threshold)
     out = regression_metrics(outputs, target, names)
     if names is not None and len(names) > 1:
         out["note"] = MIXED_UNITS if not out.get("note") else f"{out['note']}; {MIXED_UNITS}"

@@ -32,17 +32,18 @@ def probabilities(task: str, logits: np.ndarray) -> np.ndarray:
     raise ValueError(f"a {task} task has no probabilities")
 
 
-def decisions(task: str, proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
+def decisions(task: str, proba: np.ndarray, threshold: float | Sequence[float] | None = None) -> np.ndarray:
     """(B,) index of the predicted class (classification), or (B, L) 0/1 labels (multilabel).
-    ``threshold``: a two-class classifier's operating point (``decision.threshold``): the second
-    (positive) class where its probability reaches it; None: the more probable class."""
+    ``threshold`` (``decision.threshold``): a two-class classifier's operating point, the second
+    (positive) class where its probability reaches it (None: the more probable class); a
+    multilabel model's, one for every label or one per label (None: 0.5)."""
     if task == "classification":
         if threshold is None:
             return proba.argmax(axis=-1)
         if proba.shape[-1] != 2:
             raise ValueError(f"a decision threshold calls the second of two classes; these scores hold {proba.shape[-1]}")
         return (proba[..., 1] >= threshold).astype(np.int64)
-    return (proba >= MULTILABEL_THRESHOLD).astype(int)
+    return (proba >= (MULTILABEL_THRESHOLD if threshold is None else np.asarray(threshold, np.float64))).astype(int)
 
 
 # -- what an explanation attributes -----------------------------------------------------------
