@@ -389,12 +389,13 @@ UNEVEN_SHARE = 0.4  # two classes with the rarer below this share of the rows ge
 
 
 def _uneven_classes(manifest: Manifest, target: str) -> str | None:
-    """``'a' 74% / 'b' 26%`` when the target holds two classes and the rarer one is under
-    :data:`UNEVEN_SHARE` of the labelled rows, else None."""
+    """``'a' (74% of the rows) and 'b' (26%)`` when the target holds two classes and the rarer one
+    is under :data:`UNEVEN_SHARE` of the labelled rows, else None."""
     counts = manifest.column(target)[~manifest.column(target).map(is_empty)].map(_scalar).value_counts()
     if len(counts) != 2 or counts.iloc[-1] / counts.sum() >= UNEVEN_SHARE:
         return None
-    return " / ".join(f"{label!r} {n / counts.sum():.0%}" for label, n in counts.items())
+    (common, n_common), (rare, n_rare) = counts.items()
+    return f"{common!r} ({n_common / counts.sum():.0%} of the rows) and {rare!r} ({n_rare / counts.sum():.0%})"
 
 
 def _chosen_task(manifest: Manifest, targets: list[str], task: str) -> tuple[str, str]:

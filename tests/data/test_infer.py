@@ -370,7 +370,8 @@ def test_two_uneven_classes_get_a_threshold_chosen_on_validation(tmp_path, posit
     said = {column: (became, why) for column, became, why in inferred.columns}
     if decided:
         assert said["(decision)"][0] == "threshold: auto"
-        assert f"'normal' {100 - positives}% / 'pneumonia' {positives}%" in said["(decision)"][1]
+        assert f"two classes, 'normal' ({100 - positives}% of the rows) and 'pneumonia' ({positives}%)" in \
+            said["(decision)"][1]
     else:
         assert "(decision)" not in said
 
