@@ -135,8 +135,8 @@ def warn_if_edited(predictor: MultimodalPredictor, run: Any) -> None:
                   "keeps: editing config.yaml does not set it; use 'polymodal threshold RUN' or pred.set_threshold")
 
 
-IN_SAMPLE = ("the decision threshold was chosen on these rows: accuracy, macro_f1, the confusion matrix and "
-             "positive_class are at their own best threshold (optimistic, unlike the test rows')")
+IN_SAMPLE = ("the decision threshold was chosen on these rows: the figures of its calls (accuracy, F1, the "
+             "confusion matrix, sensitivity and specificity) are fitted to them (optimistic, unlike the test rows')")
 NO_SCORES = "accuracy, macro_f1, the confusion matrix and positive_class are the former threshold's (no scores kept)"
 
 

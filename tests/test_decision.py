@@ -98,6 +98,15 @@ def test_a_minimum_sensitivity_keeps_the_best_specificity_that_holds_it(scored):
     assert grid["sensitivity"][grid["specificity"] >= 0.9].max() == pytest.approx(at["sensitivity"])
 
 
+def test_a_minimum_rate_on_a_flat_stretch_of_the_other_keeps_the_better_of_both():
+    """Sensitivity 2/3 and 1 both keep specificity 1: the threshold that calls all three positives wins."""
+    proba, truth = np.array([0.9, 0.8, 0.6, 0.2, 0.1]), np.array([1, 1, 1, 0, 0], bool)
+    chosen = choose_threshold(proba, truth, DecisionConfig(threshold="auto", min_sensitivity=0.6))
+    assert (chosen["sensitivity"], chosen["specificity"]) == (1.0, 1.0) and 0.2 < chosen["threshold"] <= 0.6
+    chosen = choose_threshold(proba, truth, DecisionConfig(threshold="auto", min_specificity=0.5))
+    assert (chosen["sensitivity"], chosen["specificity"]) == (1.0, 1.0)
+
+
 def test_rows_of_one_class_are_refused_and_few_rows_are_warned_about():
     with pytest.raises(SchemaMismatchError, match="both classes; they hold 0 positive and 3 negative"):
         choose_threshold(np.array([0.1, 0.2, 0.3]), np.zeros(3, bool), DecisionConfig(threshold="auto"))
@@ -387,6 +396,11 @@ def test_each_label_gets_its_threshold_and_every_call_follows_it(data, tmp_path)
     answer = prediction_json(runtime, runtime.outputs(rows[:1])[0], rows[0])
     assert answer["threshold"] == [0.2, 0.95]
     assert answer["prediction"] == [label for label, c in zip(["tag_bright", "tag_top"], called[0]) if c]
+    result = CliRunner().invoke(app, ["threshold", str(tmp_path / "run"), "--metric", "f1"])
+    assert result.exit_code == 0, result.output
+    assert "threshold: [0.2000, 0.9500] -> [" in " ".join(result.output.split())
+    result = CliRunner().invoke(app, ["threshold", str(tmp_path / "run"), "--score", "1.5"])
+    assert result.exit_code == 2 and "--score: a probability between 0 and 1; got 1.5" in result.stderr
 
 
 def test_a_label_of_one_value_in_the_validation_rows_keeps_the_default(data):

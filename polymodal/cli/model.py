@@ -352,12 +352,12 @@ def threshold(
     metric: Annotated[str | None, typer.Option("--metric", help="Two-class classifier: the threshold that "
                                                "maximises balanced_accuracy, f1, mcc or accuracy on its "
                                                "validation rows.")] = None,
-    min_sensitivity: Annotated[float | None, typer.Option("--min-sensitivity", help="Two-class classifier: the "
-                                                          "highest threshold keeping this validation sensitivity "
-                                                          "(the best specificity there).")] = None,
-    min_specificity: Annotated[float | None, typer.Option("--min-specificity", help="Two-class classifier: the "
-                                                          "lowest threshold keeping this validation specificity "
-                                                          "(the best sensitivity there).")] = None,
+    min_sensitivity: Annotated[float | None, typer.Option("--min-sensitivity", help="Two-class classifier: keep "
+                                                          "this validation sensitivity, with the best specificity "
+                                                          "there.")] = None,
+    min_specificity: Annotated[float | None, typer.Option("--min-specificity", help="Two-class classifier: keep "
+                                                          "this validation specificity, with the best sensitivity "
+                                                          "there.")] = None,
     reset: Annotated[bool, typer.Option("--reset", help="Two-class classifier: no threshold, the more probable "
                                         "class.")] = False,
 ) -> None:
@@ -390,18 +390,27 @@ def threshold(
         if task == "anomaly" and chosen[0] not in ("--fpr", "--score"):
             raise OptionError([f"{chosen[0]} sets a two-class classifier's threshold; {run} is an anomaly run: give "
                                "--fpr or --score"])
-        if task == "classification" and fpr is not None:
-            raise OptionError([f"--fpr is an anomaly run's; {run} is a classifier: --min-specificity {1 - fpr:g} keeps "
+        decided = task in ("classification", "multilabel")
+        if decided and fpr is not None:
+            raise OptionError([f"--fpr is an anomaly run's; {run} is a {task} run: --min-specificity {1 - fpr:g} keeps "
                                f"its validation false-positive rate at most {fpr:g}"])
+        rates = {"--score": score if decided else None, "--min-sensitivity": min_sensitivity,
+                 "--min-specificity": min_specificity}
+        out_of_range = [f"{option}: a {'probability' if option == '--score' else 'rate'} between 0 and 1; got {value:g}"
+                        for option, value in rates.items() if value is not None and not 0 < value < 1
+                        and not (option != "--score" and value == 1)]
+        if out_of_range:
+            raise OptionError(out_of_range)
         if task == "anomaly":
             change = predictor.set_threshold(fpr=fpr, score=score)
-        elif task == "classification":
+        elif decided:
             change = predictor.set_threshold("auto" if metric or min_sensitivity or min_specificity else score,
                                              metric=metric, min_sensitivity=min_sensitivity,
                                              min_specificity=min_specificity)
         else:
-            raise SchemaMismatchError(f"polymodal threshold sets an anomaly run's flag threshold or a two-class "
-                                      f"classifier's decision threshold; {run} is a task '{task}' run")
+            raise SchemaMismatchError(f"polymodal threshold sets an anomaly run's flag threshold, a two-class "
+                                      f"classifier's decision threshold or a multilabel model's; {run} is a task "
+                                      f"'{task}' run")
         predictor.save(run)
     _print_threshold_change(run, task, change)
 

@@ -7,8 +7,8 @@ multilabel model calls each label.
       threshold: auto                 # null (default): the more probable class; 0.3: positive when
                                       #   P(positive) >= 0.3; auto: chosen on the validation rows
       metric: balanced_accuracy       # what auto maximises: balanced_accuracy | f1 | mcc | accuracy
-      # min_sensitivity: 0.95         # or: the highest threshold keeping this validation sensitivity
-      # min_specificity: 0.95         # or: the lowest threshold keeping this validation specificity
+      # min_sensitivity: 0.95         # or: keep this validation sensitivity, with the best specificity
+      # min_specificity: 0.95         # or: keep this validation specificity, with the best sensitivity
 
 A model trained on imbalanced classes calls the rare class too seldom at the default, however
 well it ranks the rows (AUROC): an operating point chosen on validation rows (as AutoGluon's
@@ -47,12 +47,13 @@ class DecisionConfig(StrictModel):
         metric: what ``auto`` maximises on the validation rows: ``balanced_accuracy`` (the mean
             of sensitivity and specificity, Youden's J plus one over two), ``f1`` (of the positive
             class), ``mcc`` (Matthews correlation) or ``accuracy``.
-        min_sensitivity: ``auto`` chooses the highest threshold whose validation sensitivity (the
-            positive rows called positive) is at least this: the best specificity at that
-            sensitivity, as a screening test is set. Instead of ``metric``.
-        min_specificity: ``auto`` chooses the lowest threshold whose validation specificity (the
-            negative rows called negative) is at least this: the best sensitivity at that
-            specificity. Instead of ``metric``.
+        min_sensitivity: ``auto`` keeps the validation sensitivity (the positive rows called
+            positive) at least this with the best specificity there (and, where a stretch of
+            thresholds ties on it, the best sensitivity), as a screening test is set. Instead of
+            ``metric``.
+        min_specificity: ``auto`` keeps the validation specificity (the negative rows called
+            negative) at least this with the best sensitivity there (ties: the best specificity).
+            Instead of ``metric``.
     """
 
     threshold: (Literal["auto"] | Annotated[float, Field(gt=0.0, lt=1.0)]

@@ -92,6 +92,8 @@ def query_parameters(request: Any, route: str, allowed: Sequence[str] = ()) -> d
             if name not in QUERY_PARAMETERS and not did_you_mean(name, QUERY_PARAMETERS):
                 continue  # not one of ours: a cache-buster or a proxy's tag
             takes = f"takes only {list(allowed)}" if allowed else "takes none (the inputs go in the body)"
+            if name == "output" and name not in allowed:
+                takes += "; 'output' picks what POST /explain?output=NAME attributes"
             raise RequestError(f"unknown query parameter '{name}'{did_you_mean(name, allowed)}; {route} {takes}",
                                status=422, code="unknown_parameter", field=name)
         values = request.query_params.getlist(name)

@@ -52,12 +52,22 @@ def cut_metrics(cuts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             "accuracy": ratio(tp + tn, tp + fp + tn + fn)}
 
 
+def _best_keeping(held: np.ndarray, at_least: float, traded: np.ndarray) -> int | None:
+    """The cut whose ``held`` rate is at least ``at_least`` with the best ``traded`` rate and,
+    among those (a flat stretch of it), the best ``held`` rate; None when no cut holds it."""
+    feasible = np.flatnonzero(held >= at_least - 1e-12)
+    if not feasible.size:
+        return None
+    best = feasible[traded[feasible] >= traded[feasible].max() - 1e-12]
+    return int(best[np.argmax(held[best])])
+
+
 def choose_threshold(positive_proba: np.ndarray, is_positive: np.ndarray, decision: Any,
                      rows: str = "validation rows") -> dict[str, Any]:
     """The threshold ``decision`` (a :class:`~polymodal.config.decision.DecisionConfig`) asks for
     on these rows: the cut that maximises ``decision.metric`` (ties: the one nearest 0.5, the
-    default), else the highest cut keeping ``min_sensitivity`` or the lowest keeping
-    ``min_specificity``. A class with fewer than :data:`FEW_ROWS` rows is warned about.
+    default), else the cut keeping ``min_sensitivity`` with the best specificity (and, where
+    several have it, the best sensitivity), or the mirror for ``min_specificity``. A class with fewer than :data:`FEW_ROWS` rows is warned about.
 
     Returns:
         ``threshold``, ``criterion`` (in words), the ``rows`` and ``positives`` it was chosen on,
@@ -77,12 +87,10 @@ def choose_threshold(positive_proba: np.ndarray, is_positive: np.ndarray, decisi
                   f"than {FEW_ROWS} of a class it is a guess; validate on more rows of it")
     cuts = threshold_cuts(positive_proba, truth)
     scored = cut_metrics(cuts)
-    if decision.min_sensitivity is not None:
-        feasible = np.flatnonzero(scored["sensitivity"] >= decision.min_sensitivity - 1e-12)
-        best = int(feasible[0]) if feasible.size else None  # sensitivity rises cut by cut: the first is the highest threshold
+    if decision.min_sensitivity is not None:  # the best specificity keeping it, then the best sensitivity there
+        best = _best_keeping(scored["sensitivity"], decision.min_sensitivity, scored["specificity"])
     elif decision.min_specificity is not None:
-        feasible = np.flatnonzero(scored["specificity"] >= decision.min_specificity - 1e-12)
-        best = int(feasible[-1]) if feasible.size else None
+        best = _best_keeping(scored["specificity"], decision.min_specificity, scored["sensitivity"])
     else:
         value = scored[decision.metric]
         tied = np.flatnonzero(value >= value.max() - 1e-12)
