@@ -170,6 +170,14 @@ def fsdd_mnist_by_speaker(args: Any) -> Path:
     return prepared("fsdd-mnist", args.work / "fsdd_mnist_speaker", args.data_root, seed=0, split="speaker")
 
 
+def pneumoniamnist_splits(args: Any) -> dict[str, Path]:
+    """The official PneumoniaMNIST splits under ``args.work``, prepared from ``args.data_root`` the
+    first time: ``train``, ``valid`` and ``test`` manifests by name."""
+    require_data(args.data_root, "pneumoniamnist", "pneumoniamnist.npz")
+    work = prepared("pneumoniamnist", args.work / "pneumoniamnist", args.data_root, seed=0)
+    return {split: work / f"{split}.csv" for split in ("train", "valid", "test")}
+
+
 def revision() -> dict[str, Any]:
     """The git commit the benchmark ran from and whether the working tree had uncommitted changes
     (``None`` outside a git checkout)."""

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import mean_std, parser, prepared, require_data, run_tasks, save
+from _common import mean_std, parser, pneumoniamnist_splits, run_tasks, save
 from pneumonia_transfer import config
 
 from polymodal import MultimodalPredictor
@@ -65,10 +65,7 @@ def fit_one(weights: str, seed: int, epochs: int, paths: dict[str, Path]) -> dic
 def main() -> None:
     p = parser(__doc__.split("\n")[0], seeds=3, epochs=15)
     args = p.parse_args()
-    require_data(args.data_root, "pneumoniamnist", "pneumoniamnist.npz")
-    work = args.work / "pneumoniamnist"
-    prepared("pneumoniamnist", work, args.data_root, seed=0)
-    paths = {s: work / f"{s}.csv" for s in ("train", "valid", "test")}
+    paths = pneumoniamnist_splits(args)
     if args.quick:
         args.epochs = 2
     seeds = list(range(1 if args.quick else args.seeds))

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from _common import mean_std, parser, prepared, require_data, run_tasks, save
+from _common import mean_std, parser, pneumoniamnist_splits, run_tasks, save
 
 from polymodal import MultimodalPredictor
 
@@ -153,10 +153,7 @@ def main() -> None:
     p.add_argument("--cache-epochs", type=int, default=3)
     p.add_argument("--skip", nargs="*", default=[], choices=["cache", "quality"])
     args = p.parse_args()
-    require_data(args.data_root, "pneumoniamnist", "pneumoniamnist.npz")
-    work = args.work / "pneumoniamnist"
-    prepared("pneumoniamnist", work, args.data_root, seed=0)
-    paths = {s: work / f"{s}.csv" for s in ("train", "valid", "test")}
+    paths = pneumoniamnist_splits(args)
     if args.quick:
         args.epochs, args.finetune_epochs, args.cache_epochs = 2, 1, 2
     seeds = list(range(1 if args.quick else args.seeds))
