@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from polymodal.config.base import validate
-from polymodal.config.decision import DecisionConfig
+from polymodal.config.decision import DECIDED_TASKS, DecisionConfig
 from polymodal.config.fitted import model_settings
 from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
 from polymodal.metrics.tasks import task_metrics
@@ -125,7 +125,7 @@ def warn_if_edited(predictor: MultimodalPredictor, run: Any) -> None:
     """Warn when a loaded run's ``decision.threshold`` (its ``config.yaml``, perhaps edited by hand)
     does not describe the threshold its model was saved with (``preprocessors/targets.json``),
     which is the one it decides at."""
-    if predictor.config.task not in ("classification", "multilabel"):
+    if predictor.config.task not in DECIDED_TASKS:
         return
     said, held = predictor.config.decision.threshold, predictor.pipeline.targets.threshold
     agree = (held is None) if said is None else (held is not None) if said == "auto" else (held == said)

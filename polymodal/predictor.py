@@ -29,6 +29,7 @@ from polymodal import runfolder
 from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
 from polymodal.config.align import aligned_modalities, modality_pairs
+from polymodal.config.decision import DECIDED_TASKS
 from polymodal.data.embeddings import attach_cached_features, reuse_cached_features
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
@@ -52,7 +53,6 @@ from polymodal.utils.scores import decisions, probabilities
 if TYPE_CHECKING:
     from polymodal.evaluation.attribution import Explanation
 
-DECIDED = ("classification", "multilabel")  # the tasks whose calls a decision threshold can set
 _EMBEDS_ONLY = ("a task 'retrieval' model maps rows into a shared space and makes no predictions; embed rows "
                 "('polymodal embed', pred.embed), search them ('polymodal index build', 'polymodal retrieve') or "
                 "score the search ('polymodal evaluate --retrieval')")
@@ -182,7 +182,7 @@ class MultimodalPredictor(Estimator):
             callbacks=finetune_callbacks(cfg, net) + list(callbacks or []),
             terms=transfer.terms(net, self._terms(net, loss)),
         )
-        if cfg.task in DECIDED:
+        if cfg.task in DECIDED_TASKS:
             check_decision_data(cfg, self.pipeline.targets, valid_y)  # decision.threshold: before the epochs
         run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite), fresh=True)  # the first write
         result = fit_module(
@@ -200,9 +200,9 @@ class MultimodalPredictor(Estimator):
         self.history = result.history
         valid_outputs = self.raw_outputs(valid_table)
         self.valid_scores = self.test_scores = self.eval_scores = None
-        if cfg.task in DECIDED and cfg.protonet is None:  # a two-class or multilabel model: chosen from, now or later
+        if cfg.task in DECIDED_TASKS and cfg.protonet is None:  # a two-class or multilabel model: chosen from, now or later
             self.valid_scores = binary_scores(self.pipeline.targets, valid_outputs, valid_y)
-        decided = settle_threshold(self, self.valid_scores) if cfg.task in DECIDED else {}
+        decided = settle_threshold(self, self.valid_scores) if cfg.task in DECIDED_TASKS else {}
         self.info = self._fit_info(train_table, valid_table, net, {"train": train, "valid": valid, "test": test},
                                    train_seconds=result.seconds, preprocess_seconds=prep_seconds,
                                    best_epoch=result.best_epoch, **{f"best_val_{monitor}": result.best_score},
@@ -357,7 +357,7 @@ class MultimodalPredictor(Estimator):
             targets = self.pipeline.encode_targets(manifest, table, scorable=True)
             outputs = self.raw_outputs(self.network_table(manifest, table))
             scores = self._score(outputs, targets)  # inside: a support set's classes score the outputs
-            if support is None and modalities is None and self.config.task in DECIDED:
+            if support is None and modalities is None and self.config.task in DECIDED_TASKS:
                 self.eval_scores = binary_scores(self.pipeline.targets, outputs, targets)
             if by is not None:
                 scores["by"] = {by: {value: self._score(outputs[rows], targets[rows])

@@ -368,6 +368,7 @@ def threshold(
     a multilabel model each label likewise (--score for every label, chosen per label, or 0.5).
     The run folder is rewritten (its config records the new anomaly or decision settings); an
     export of it keeps the old threshold until it is made again (polymodal export RUN)."""
+    from polymodal.config.decision import DECIDED_TASKS
     from polymodal.errors import OptionError, RunFolderError, SchemaMismatchError
     from polymodal.runfolder import check_run
     from polymodal.utils.io import exclusive_lock
@@ -390,7 +391,7 @@ def threshold(
         if task == "anomaly" and chosen[0] not in ("--fpr", "--score"):
             raise OptionError([f"{chosen[0]} sets a two-class classifier's threshold; {run} is an anomaly run: give "
                                "--fpr or --score"])
-        decided = task in ("classification", "multilabel")
+        decided = task in DECIDED_TASKS
         if decided and fpr is not None:
             raise OptionError([f"--fpr is an anomaly run's; {run} is a {task} run: --min-specificity {1 - fpr:g} keeps "
                                f"its validation false-positive rate at most {fpr:g}"])

@@ -30,6 +30,7 @@ from pydantic import Field, model_validator
 
 from polymodal.config.base import StrictModel
 
+DECIDED_TASKS = ("classification", "multilabel")  # the tasks whose calls a decision threshold sets
 DecisionMetric = Literal["balanced_accuracy", "f1", "mcc", "accuracy"]
 Rate = Annotated[float, Field(gt=0.0, le=1.0)]
 
@@ -94,7 +95,7 @@ def check_decision(config: Any) -> None:
     threshold = config.decision.threshold
     if threshold is None:
         return
-    if config.task not in ("classification", "multilabel"):
+    if config.task not in DECIDED_TASKS:
         raise ValueError(f"decision.threshold: sets when a two-class classifier calls its positive class, or a "
                          f"multilabel model each label; task is '{config.task}'"
                          + (" (an anomaly detector's flag threshold is anomaly.target_fpr)"
@@ -110,4 +111,4 @@ def check_decision(config: Any) -> None:
                          "classes, which the threshold cannot know; leave it null")
 
 
-__all__ = ["DecisionConfig", "DecisionMetric", "check_decision"]
+__all__ = ["DECIDED_TASKS", "DecisionConfig", "DecisionMetric", "check_decision"]

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from polymodal import __version__
+from polymodal.config.decision import DECIDED_TASKS
 from polymodal.config.modalities import modality_columns
 from polymodal.data.multitarget import MultiTargetEncoder
 from polymodal.data.pipeline import DataSource
@@ -181,7 +182,7 @@ def task_meta(predictor: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "main_outputs": list(main),
         "classes": [_json_label(c) for c in main_targets.classes] if cfg.task == "classification" else list(cfg.targets)}
-    if cfg.task in ("classification", "multilabel") and main_targets.threshold is not None:
+    if cfg.task in DECIDED_TASKS and main_targets.threshold is not None:
         out["threshold"] = main_targets.threshold  # decision.threshold: the second class's, or each label's
     if cfg.task == "regression":
         out["target_scaling"] = [main_targets.mean.tolist(), main_targets.std.tolist()]

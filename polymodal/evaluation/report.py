@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from polymodal.config.decision import DECIDED_TASKS
 from polymodal.evaluation.html import STYLE, embed_png, table_html
 from polymodal.evaluation.plots import confusion_plot, learning_curves, operating_points
 from polymodal.evaluation.report_sections import diagnostic_sections
@@ -153,7 +154,7 @@ def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, 
         figures.append(f"<figure>{embed_png(png, 'confusion matrix')}<figcaption>{split} set</figcaption></figure>")
     if figures:
         sections.append("<h2>Training</h2>" + "".join(figures))
-    if cfg.task in ("classification", "multilabel") and predictor.valid_scores is not None:
+    if cfg.task in DECIDED_TASKS and predictor.valid_scores is not None:
         sections.append("<h2>Decision threshold</h2>" + _decision_section(predictor, plots))
     sections.append("<h2>Model</h2>" + table_html(parameter_rows(net)))
     if predictor.info:
