@@ -19,7 +19,7 @@ from polymodal.config.base import validate
 from polymodal.config.decision import DECIDED_TASKS, DecisionConfig
 from polymodal.config.fitted import model_settings
 from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
-from polymodal.metrics.tasks import task_metrics
+from polymodal.metrics.tasks import add_note, drop_note, task_metrics
 from polymodal.metrics.threshold import choose_threshold
 from polymodal.multitask import main_outputs
 from polymodal.runfolder import Scored
@@ -62,14 +62,11 @@ def binary_scores(targets: Any, outputs: np.ndarray, target: np.ndarray) -> Scor
     """A two-class main task's positive-class probabilities (N,) and 0/1 labels (N,), or a
     multilabel one's per label (N, L), from raw ``outputs`` and encoded ``target`` (what the run
     keeps to choose a threshold from); None for any other task or number of classes."""
-    if targets.task == "multilabel":
-        proba = probabilities("multilabel", main_outputs(targets, outputs).astype(np.float64))
-        return proba, np.asarray(targets.main_targets(target)).round().astype(np.int64)
-    if targets.task != "classification" or len(targets.classes) != 2:
+    if targets.task != "multilabel" and (targets.task != "classification" or len(targets.classes) != 2):
         return None
-    labels = targets.main_targets(target)
-    proba = probabilities("classification", main_outputs(targets, outputs).astype(np.float64))
-    return proba[:, 1], np.asarray(labels, np.int64).reshape(-1)
+    proba = probabilities(targets.task, main_outputs(targets, outputs).astype(np.float64))
+    labels = np.asarray(targets.main_targets(target)).round().astype(np.int64)
+    return (proba, labels) if targets.task == "multilabel" else (proba[:, 1], labels.reshape(-1))
 
 
 Threshold = float | list[float] | None  # None: the default call; a list: a multilabel model's, one per label
@@ -140,12 +137,6 @@ IN_SAMPLE = ("the decision threshold was chosen on these rows: the figures of it
 NO_SCORES = "accuracy, macro_f1, the confusion matrix and positive_class are the former threshold's (no scores kept)"
 
 
-def add_note(metrics: dict[str, Any], note: str) -> None:
-    """``note`` added to ``metrics['note']`` once, however often it is said."""
-    if note not in (metrics.get("note") or ""):
-        metrics["note"] = note if not metrics.get("note") else f"{metrics['note']}; {note}"
-
-
 def note_in_sample(predictor: MultimodalPredictor) -> None:
     """Say in the validation metrics that an ``auto`` threshold was chosen on their rows (and take
     the saying back for another threshold)."""
@@ -154,11 +145,8 @@ def note_in_sample(predictor: MultimodalPredictor) -> None:
         return
     if predictor.config.decision.threshold == "auto":
         add_note(metrics, IN_SAMPLE)
-    elif IN_SAMPLE in (metrics.get("note") or ""):
-        kept = [part for part in metrics["note"].split("; ") if part != IN_SAMPLE]
-        metrics["note"] = "; ".join(kept) if kept else None
-        if metrics["note"] is None:
-            del metrics["note"]
+    else:
+        drop_note(metrics, IN_SAMPLE)
 
 
 def set_threshold(predictor: MultimodalPredictor, threshold: float | str | None, *, metric: str | None = None,

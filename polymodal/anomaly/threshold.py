@@ -15,6 +15,7 @@ from polymodal.config.anomaly import AnomalyConfig
 from polymodal.config.fitted import model_settings
 from polymodal.errors import OptionError, RunFolderError
 from polymodal.metrics.anomaly import anomaly_metrics, threshold_at_fpr
+from polymodal.metrics.tasks import add_note
 from polymodal.run_files import SCORES_FILE
 from polymodal.runfolder import Scored
 from polymodal.utils.warn import warn_user
@@ -91,8 +92,7 @@ def _flag_rates_at(threshold: float, metrics: dict[str, Any], kept: dict[str, Sc
         if pair is None:
             scores_of["flag_fpr"] = scores_of["flag_tpr"] = None
             note = "flag_fpr and flag_tpr: not known at the threshold set after the fit (no scores kept)"
-            if note not in (scores_of.get("note") or ""):  # said once, however often the threshold is set
-                scores_of["note"] = note if not scores_of.get("note") else f"{scores_of['note']}; {note}"
+            add_note(scores_of, note)  # said once, however often the threshold is set
             continue
         scores, y = pair
         known = y >= 0

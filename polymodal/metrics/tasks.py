@@ -208,8 +208,24 @@ def task_metrics(task: str, outputs: np.ndarray, target: np.ndarray, n_classes: 
         return multilabel_metrics(outputs, target, names, threshold)
     out = regression_metrics(outputs, target, names)
     if names is not None and len(names) > 1:
-        out["note"] = MIXED_UNITS if not out.get("note") else f"{out['note']}; {MIXED_UNITS}"
+        add_note(out, MIXED_UNITS)
     return out
+
+
+def add_note(metrics: dict[str, Any], note: str) -> None:
+    """``note`` added to ``metrics['note']`` (notes are joined by ``"; "``), once however often it
+    is said."""
+    if note not in (metrics.get("note") or ""):
+        metrics["note"] = note if not metrics.get("note") else f"{metrics['note']}; {note}"
+
+
+def drop_note(metrics: dict[str, Any], note: str) -> None:
+    """``note`` taken out of ``metrics['note']`` (the key goes with the last note)."""
+    kept = [part for part in (metrics.get("note") or "").split("; ") if part and part != note]
+    if kept:
+        metrics["note"] = "; ".join(kept)
+    else:
+        metrics.pop("note", None)
 
 
 def mixed_units_noted(scores: Mapping[str, Any]) -> bool:
