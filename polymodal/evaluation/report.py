@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sklearn.metrics import confusion_matrix
 
 from polymodal.config.decision import DECIDED_TASKS
 from polymodal.evaluation.html import STYLE, embed_png, table_html
 from polymodal.evaluation.plots import confusion_plot, learning_curves, operating_points
 from polymodal.evaluation.report_sections import diagnostic_sections
+from polymodal.metrics.tasks import binary_rates
 from polymodal.run_files import PLOTS_DIR, REPORT_FILE
 from polymodal.utils.io import atomic_write, atomic_write_text
+from polymodal.utils.scores import MULTILABEL_THRESHOLD, decisions
 
 if TYPE_CHECKING:
     from polymodal.estimator import Estimator
@@ -80,15 +83,14 @@ def _label_thresholds(predictor: Estimator) -> str:
     sensitivity, specificity and F1 at it."""
     proba, truth = predictor.valid_scores
     decision, held = predictor.config.decision, predictor.pipeline.targets.threshold
-    cuts = np.broadcast_to(np.asarray(0.5 if held is None else held, np.float64), (proba.shape[1],))
+    called = decisions("multilabel", proba, held)  # as the model calls them
+    cuts = np.broadcast_to(np.asarray(MULTILABEL_THRESHOLD if held is None else held, np.float64), (proba.shape[1],))
+    f1 = (predictor.metrics.get("valid") or {}).get("f1_per_label") or {}
     rows = []
     for j, name in enumerate(predictor.pipeline.targets.columns):
-        called, real = proba[:, j] >= cuts[j], truth[:, j] == 1
-        tp, fp, fn = int((called & real).sum()), int((called & ~real).sum()), int((~called & real).sum())
-        rows.append({"label": name, "threshold": float(cuts[j]),
-                     "valid sensitivity": tp / real.sum() if real.any() else None,
-                     "valid specificity": int((~called & ~real).sum()) / (~real).sum() if (~real).any() else None,
-                     "valid F1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None})
+        rates = binary_rates(confusion_matrix(truth[:, j], called[:, j], labels=[0, 1]), name)
+        rows.append({"label": name, "threshold": float(cuts[j]), "valid sensitivity": rates["sensitivity"],
+                     "valid specificity": rates["specificity"], "valid F1": f1.get(name)})
     how = ("0.5 for every label (no <code>decision.threshold</code>)" if held is None else
            f"chosen per label by {html.escape(decision.criterion)} on the {len(truth)} validation rows"
            if decision.threshold == "auto" else "as given")
