@@ -478,10 +478,14 @@ class Estimator:
         Raises:
             SchemaMismatchError: a support set for a model that takes none.
         """
+        self._refuse_support(support)
+        yield
+
+    def _refuse_support(self, support: DataSource | None) -> None:
+        """Raise when ``support`` is given to a model that takes none."""
         if support is not None:
             raise SchemaMismatchError(f"a support set needs a model trained with transfer: {{method: protonet}}; "
                                       f"this is a task '{self.config.task}' model")
-        yield
 
     def infer(self, module: torch.nn.Module, table: EncodedTable, forward: Callable[[Batch], torch.Tensor],
                empty_shape: tuple[int, ...]) -> np.ndarray:

@@ -359,7 +359,8 @@ class AnomalyDetector(Estimator):
         """(N,) anomaly scores of an encoded table."""
         return self.raw_outputs(table)[:, 0]
 
-    def predict_frame(self, data: DataSource, modalities: Any = None, **_: Any) -> pd.DataFrame:
+    def predict_frame(self, data: DataSource, modalities: Any = None, *,
+                      support: DataSource | None = None) -> pd.DataFrame:
         """``score`` (higher = more anomalous), ``flag`` (score above the validation threshold) and
         ``absent`` (the modalities missing from the row, comma-separated; empty when none: a feed
         that stopped is told from a quiet one) per manifest row (a DataFrame's own index, when it
@@ -373,7 +374,9 @@ class AnomalyDetector(Estimator):
         absent; listed in ``eval_skipped``): it keeps its place, ``absent`` names every modality
         and its note says why (the ``note`` column is then on every call, so that the chunks of a
         batch prediction agree). Under ``skip`` a row with an unreadable file is left out.
+        ``support`` is refused: a detector has no classes to take from a support set.
         """
+        self._refuse_support(support)
         manifest, table = self.encode_data(data, require_target=False, modalities=modalities, predicting=True)
         scores = self._scores(table)
         scorer = self.model.scorer
@@ -415,21 +418,23 @@ class AnomalyDetector(Estimator):
         return anomaly_metrics(outputs[known, 0], targets[known], float(self.require_fitted()[1].scorer.threshold))
 
     def explain(self, data: DataSource, *, max_rows: int | None = None, seed: int = 0, samples: int = 4,
-                permutations: int = 64, steps: int = 32, output: Any | None = None, **_: Any) -> Any:
+                permutations: int = 64, steps: int = 32, output: Any | None = None,
+                support: DataSource | None = None) -> Any:
         """What each modality contributed to each row's anomaly score: Shapley values over
         modalities (a coalition scored with the others hidden, as missing cells are), the
         importance table (with labels: AUROC with every modality, without each and with each
         alone) and Integrated-Gradients maps inside each modality for the ``samples`` highest
         scores. Options as :func:`polymodal.evaluation.attribution.explain` (``output``: only
         ``score``)."""
-        from polymodal.evaluation.attribution import explain  # the evaluation layer sits above
+        from polymodal.evaluation.attribution import explain  # imported when used: it loads captum
 
+        self._refuse_support(support)
         return explain(self, data, max_rows=max_rows, seed=seed, samples=samples, permutations=permutations,
                        steps=steps, output=output)
 
-    def predict(self, data: DataSource, modalities: Any = None, **_: Any) -> np.ndarray:
+    def predict(self, data: DataSource, modalities: Any = None, *, support: DataSource | None = None) -> np.ndarray:
         """(N,) bool flags."""
-        return self.predict_frame(data, modalities)["flag"].to_numpy()
+        return self.predict_frame(data, modalities, support=support)["flag"].to_numpy()
 
     # -- a classifier's and an aligned model's methods: refused, saying what to use --------------
     predict_proba = _refused(PROBABILITIES, "predict_proba", "a detector scores and flags rows")
@@ -439,8 +444,8 @@ class AnomalyDetector(Estimator):
     zero_shot = _refused(EMBEDDINGS, "zero_shot", "a detector has no classes, nor a shared space to match their "
                                                   "names in")
 
-    def evaluate(self, data: DataSource, modalities: Any = None, *, by: str | None = None, **_: Any
-                 ) -> dict[str, Any]:
+    def evaluate(self, data: DataSource, modalities: Any = None, *, support: DataSource | None = None,
+                 by: str | None = None) -> dict[str, Any]:
         """AUROC, AUPRC, FPR at 95% TPR, the flag's FPR/TPR and ``per_label`` AUROC of each anomaly
         label against the normal rows, on a manifest with the target column; ``by``: also per
         value of that column (see :meth:`MultimodalPredictor.evaluate`).
@@ -448,6 +453,7 @@ class AnomalyDetector(Estimator):
         Raises:
             SchemaMismatchError: the config has no target column to evaluate against.
         """
+        self._refuse_support(support)
         if not self.config.targets:
             raise SchemaMismatchError("evaluate needs labels, but this anomaly config has no target column")
         if by is not None:

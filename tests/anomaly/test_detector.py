@@ -614,6 +614,17 @@ def test_a_classifiers_methods_on_a_detector_say_to_use_predict_frame(data, fitt
     assert capability in det.unsupported and det.predict(data / "valid.csv").dtype == bool
 
 
+@pytest.mark.parametrize("method", ["predict_frame", "predict", "evaluate", "explain"])
+def test_a_detector_refuses_a_support_set_and_unknown_keywords(data, fitted, method):
+    """A support set (a few-shot model's classes) means nothing to a detector: refused, not ignored;
+    and a misspelt keyword is a TypeError, not a call that quietly does something else."""
+    det = fitted[0]
+    with pytest.raises(SchemaMismatchError, match=r"a support set needs a model trained with transfer.*'anomaly'"):
+        getattr(det, method)(data / "valid.csv", support=data / "train.csv")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'supprot'"):
+        getattr(det, method)(data / "valid.csv", supprot=data / "train.csv")
+
+
 @pytest.mark.parametrize("command", [["embed", "--modality", "a", "--out", "e.parquet"],
                                      ["index", "build", "--modality", "a", "--out", "index"],
                                      ["zero-shot", "--modality", "a", "--classes", "x,y", "--out", "z.csv"],
