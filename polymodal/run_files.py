@@ -10,8 +10,10 @@ report, resuming and the command line all read them from here.
     skipped.csv          files skipped while encoding the fit's manifests (when there were any;
                          its ``split`` column names the manifest: train, valid or test)
     diagnostics.json     the report's subsets, importance, robustness... (an anomaly detector's: with a test manifest)
-    scores.npz           an anomaly detector's validation (and test) rows' scores and labels: what its
-                         flag threshold is chosen from again without retraining (``polymodal threshold``)
+    scores.npz           the validation (and test) rows' scores and labels of an anomaly detector (its
+                         anomaly scores), a two-class classifier (the positive class's probabilities)
+                         or a multilabel model (each label's): what a threshold is chosen from again
+                         without retraining (``polymodal threshold``)
     report.html, plots/  the run's report and its figures
     checkpoints/         last.ckpt (for --resume) and best.ckpt
     logs/                the epoch CSV log and TensorBoard's

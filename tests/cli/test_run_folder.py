@@ -399,7 +399,7 @@ def test_compare_ranks_runs_by_their_headline_metric_and_names_a_folder_that_is_
 def test_compare_warns_when_the_runs_were_scored_on_different_rows(trained, tmp_path):
     import json
 
-    from polymodal.runfolder import compare_runs
+    from polymodal.compare import compare_runs
 
     same = [shutil.copytree(trained, tmp_path / name) for name in ("a", "b")]
     with warnings.catch_warnings():
@@ -435,7 +435,7 @@ def by_target(tmp_path_factory) -> dict:
 def test_compare_does_not_rank_runs_of_other_targets_on_their_mixed_averages(by_target):
     import json
 
-    from polymodal.runfolder import compare_runs
+    from polymodal.compare import compare_runs
 
     load, multi = by_target["load"], by_target["multi"]
     with pytest.warns(UserWarning, match=r"the runs predict different targets \(.*multi: regression of load, rpm; "
@@ -465,7 +465,7 @@ def test_compare_does_not_rank_runs_of_other_targets_on_their_mixed_averages(by_
 def test_compare_ranks_runs_of_the_same_several_targets_by_the_unit_free_r2(by_target, tmp_path):
     import json
 
-    from polymodal.runfolder import compare_runs
+    from polymodal.compare import compare_runs
 
     better = shutil.copytree(by_target["multi"], tmp_path / "better")  # higher r2, but a higher mean rmse
     metrics = json.loads((better / "metrics.json").read_text())

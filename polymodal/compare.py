@@ -1,0 +1,163 @@
+"""A look across finished runs (AutoGluon's leaderboard): :func:`compare_runs`, one row per run
+folder, best first. Only each run's config and results files are read, never its weights.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from polymodal.config import Config
+from polymodal.config.task_metrics import TASK_METRICS, direction, headline, per_target_name, split_metric
+from polymodal.errors import OptionError, RunNotFoundError
+from polymodal.metrics.tasks import flat_metrics
+from polymodal.run_files import CONFIG_FILE
+from polymodal.runfolder import check_run, read_config, read_results, reading
+from polymodal.utils.suggest import did_you_mean
+from polymodal.utils.warn import warn_user
+
+COMPARED = {"anomaly": ("auroc", "auprc", "fpr@95tpr")}  # beside the task's monitors (loss aside); the first ranks
+
+
+def _ranking_column(frame: pd.DataFrame, by: str, split: str) -> str:
+    """The metric column ``by`` names (``auroc`` or ``valid_auroc``), or an error listing them."""
+    metrics = [c for c in frame.columns if c.startswith(f"{split}_")]
+    column = by if by in metrics else f"{split}_{by}"
+    if column not in metrics:
+        hint = did_you_mean(by, [m.split("_", 1)[1] for m in metrics])
+        raise OptionError([f"--by: the runs' {split} metrics are {', '.join(m.split('_', 1)[1] for m in metrics) or 'none'}; "
+                           f"got '{by}'{hint}"])
+    return column
+
+
+def _scored_rows(config: Config, results: Any, split: str) -> tuple[tuple, str]:
+    """What a run's ``split`` metrics were computed on, as a key equal for the same rows (the
+    manifest's content, the rows scored; ``valid`` held out of the training manifest: that
+    manifest, the fraction and the seed), and in words."""
+    info, rows = results.info, results.metrics.get(split, {}).get("rows")
+    counted = f"{rows} rows" if rows is not None else "rows"
+    if info.get(f"{split}_manifest_key") is not None:
+        return ("file", info[f"{split}_manifest_key"], rows), f"{counted} of {info.get(f'{split}_manifest')}"
+    if split == "valid" and info.get("train_manifest_key") is not None:
+        fraction, seed = config.train.val_fraction, config.train.seed
+        return (("held out", info["train_manifest_key"], fraction, seed, rows),
+                f"{counted} held out of {info.get('train_manifest')} (val_fraction {fraction}, seed {seed})")
+    return ("unrecorded", rows), f"{counted} of a DataFrame"  # no path to tell it by
+
+
+def _per_target_scores(config: Config, scores: Mapping[str, Any]) -> dict[str, Any]:
+    """A regression run's figures of each target by flat name (``rmse_per_target.rpm``): a run of
+    one target's are its ``mae``, ``rmse`` and ``r2``; none for other tasks."""
+    each = TASK_METRICS[config.task].per_target
+    if len(config.targets) == 1:
+        return {per_target_name(m, config.targets[0]): scores.get(m) for m in each}
+    return {k: v for k, v in flat_metrics(scores).items() if split_metric(k)[0] in each and split_metric(k)[1]}
+
+
+def _predicted(config: Config) -> tuple[str, tuple[str, ...]]:
+    """What a run predicts, equal for runs whose metrics measure the same thing: its task and its
+    target columns (in any order: an average over them does not depend on it)."""
+    return config.task, tuple(sorted(config.targets))
+
+
+def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: str | None = None) -> pd.DataFrame:
+    """One row per run folder, best first, for a look across experiments (AutoGluon's leaderboard):
+    its task, target column(s), modalities, model, epochs, parameters (and how many trained: a
+    frozen pretrained encoder's are counted, not trained), training time and the metrics its
+    ``metrics.json`` holds for ``split`` (``valid`` or ``test``; None: ``test`` when every run has
+    one, else ``valid``), ranked by the task's headline metric when the runs predict the same
+    target(s) (``r2`` for regression of several: unit-free), or by ``by`` (a metric of the table,
+    ``auroc`` or ``valid_auroc``; best first by its direction). Where a regression run has several
+    targets, every regression run also gets each target's own figures
+    (``valid_rmse_per_target.rpm``; a run of one target: its own ``rmse``), which ``by`` may rank
+    by. The column ranked by is ``frame.attrs["ranked_by"]`` (None: the rows are in the order given).
+    Nothing is loaded but the config and the results files.
+
+    A path that holds no finished run (a folder ``runs/*`` also matched, a run still training) is
+    left out with a warning that says what it is. Runs that predict different targets (another
+    task, other target columns) are not ranked by default and are warned about when ``by`` ranks
+    them by a figure that is not one target's own.
+
+    Raises:
+        RunNotFoundError: none of ``runs`` is a finished run folder.
+        ValueError: ``split`` is neither ``valid`` nor ``test``.
+        OptionError: ``by`` names no metric column of the table.
+    """
+    if split not in (None, "valid", "test"):
+        raise ValueError(f"split must be 'valid' or 'test'; got {split!r}")
+    found, left_out = [], []
+    for path in runs:
+        try:
+            run = check_run(path)
+        except RunNotFoundError as err:
+            left_out.append(str(err))
+            continue
+        with reading(run, CONFIG_FILE):
+            config = read_config(run)
+        found.append((str(path), config, read_results(run)))
+    if not found:
+        raise RunNotFoundError("no run to compare: " + "; ".join(left_out))
+    if left_out:
+        warn_user("left out of the comparison: " + "; ".join(left_out))
+    split = split or ("test" if all("test" in results.metrics for _, _, results in found) else "valid")
+    several = any(config.task == "regression" and len(config.targets) > 1 for _, config, _ in found)
+    rows = []
+    for name, config, results in found:
+        info, scores = results.info, results.metrics.get(split, {})
+        metrics = [m for m in (*TASK_METRICS[config.task].monitors, *COMPARED.get(config.task, ())) if m != "loss"]
+        model = (f"scorer {config.anomaly.scorer if config.anomaly else 'autoencoder'}" if config.task == "anomaly"
+                 else f"align {config.align.objective}" if config.task == "retrieval" and config.align
+                 else f"{config.fusion.name} + {config.head.name}")
+        own = _per_target_scores(config, scores) if several else {}
+        rows.append({"run": name, "task": config.task, "target": "+".join(config.targets) or None,
+                     "modalities": "+".join(config.modalities), "model": model,
+                     "epochs": info.get("epochs_run"), "best_epoch": info.get("best_epoch"),
+                     "parameters": info.get("parameters"), "trainable": info.get("trainable_parameters"),
+                     "train_s": None if info.get("train_seconds") is None else round(info["train_seconds"], 1),
+                     **{f"{split}_{m}": scores.get(m) for m in metrics if isinstance(scores.get(m), int | float)},
+                     **{f"{split}_{m}": v for m, v in own.items() if isinstance(v, int | float)}})
+    frame = pd.DataFrame(rows, dtype=object)  # whole numbers stay whole beside a run that lacks one
+    groups: dict[tuple, tuple[str, list[str]]] = {}
+    for name, config, results in found:
+        key, said = _scored_rows(config, results, split)
+        groups.setdefault(key, (said, []))[1].append(name)
+    if len(groups) > 1:
+        warn_user(f"the runs' {split} metrics come from different rows ("
+                  + "; ".join(f"{', '.join(names)}: {said}" for said, names in groups.values())
+                  + "): they do not compare row for row; score them on one manifest with 'polymodal evaluate RUN "
+                  "--data FILE' (or give every fit the same --valid / --test)")
+    predicted: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for name, config, _ in found:
+        predicted.setdefault(_predicted(config), []).append(name)
+    if by is not None:
+        ranked = _ranking_column(frame, by, split)
+        if len(predicted) > 1 and split_metric(ranked.split("_", 1)[1])[1] is None:
+            warn_user(f"ranked by {ranked}, but the runs predict different targets ({_said(predicted)}): its values "
+                      "do not measure the same thing (rank by one target's own figure, e.g. --by "
+                      "rmse_per_target.<target>, where the runs share the target)")
+    elif len(predicted) > 1:
+        ranked = None
+        if len({task for task, _ in predicted}) == 1:  # other tasks: not ranked, as said by the task column
+            warn_user(f"the runs predict different targets ({_said(predicted)}): their {split} metrics do not "
+                      "measure the same thing, so they are not ranked (--by METRIC ranks them anyway; "
+                      "rmse_per_target.<target> by one shared target's own)")
+    else:
+        task, targets = next(iter(predicted))
+        ranked = f"{split}_{COMPARED[task][0] if task in COMPARED else headline(task, list(targets))}"
+    if ranked in frame:
+        frame = frame.sort_values(ranked, ascending=direction(ranked.split("_", 1)[1]) == "min",
+                                  na_position="last", kind="stable")
+    frame = frame.reset_index(drop=True)
+    frame.attrs["ranked_by"] = ranked if ranked in frame else None
+    return frame
+
+
+def _said(predicted: Mapping[tuple[str, tuple[str, ...]], list[str]]) -> str:
+    """Which runs predict what, in words: ``runs/a: regression of load; runs/b: regression of load, rpm``."""
+    said = []
+    for (task, targets), names in predicted.items():
+        said.append(f"{', '.join(names)}: {task}" + (f" of {', '.join(targets)}" if targets else ""))
+    return "; ".join(said)
