@@ -46,6 +46,7 @@ from polymodal.deploy.runtime import INT8_FILE, META_FILE, ONNX_FILE, TORCHSCRIP
 from polymodal.deploy.writers import OPSET, export_onnx, export_torchscript
 from polymodal.errors import DecodeError, ManifestError, OptionError, SchemaMismatchError
 from polymodal.estimator import EXPORT, untrained_absences
+from polymodal.evaluation.data import sample_rows
 from polymodal.utils.io import atomic_folder, atomic_write_json, check_folder_path, python_scalar
 from polymodal.utils.scores import ANOMALY_SCORE
 from polymodal.utils.warn import warn_user
@@ -189,12 +190,6 @@ def task_meta(predictor: Any) -> dict[str, Any]:
     return out
 
 
-def check_rows(available: int, rows: int) -> np.ndarray:
-    """The positions, in order, of the ``rows`` manifest rows the checks run on: a seeded sample
-    across all ``available`` (a manifest sorted by class, Normal last, still has them checked)."""
-    return np.sort(np.random.default_rng(0).choice(available, size=min(rows, available), replace=False))
-
-
 def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", data: DataSource | None = None,
                rows: int = 256, tolerance: float = 1e-4, quantize: bool = False,
                purpose: str = "export") -> ExportReport:
@@ -304,7 +299,7 @@ def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None
     manifest, table = None, None
     if data is not None:  # only the rows the checks use are read and decoded
         head = predictor.pipeline.read_raw(data)
-        head = head.subset(check_rows(len(head), rows)) if len(head) > rows else head
+        head = head.subset(sample_rows(len(head), rows, seed=0)) if len(head) > rows else head  # spread: a sorted manifest is checked in every part
         manifest, table = predictor.encode_data(head, require_target=False, modalities=None)
         require_rows(table, manifest, predictor.config.data.on_error, "check the export on")
     checks = parity.check_graph(predictor, folder, meta, table, rows, tolerance)

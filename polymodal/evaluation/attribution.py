@@ -332,13 +332,13 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
             seed: int = 0, samples: int = 4, permutations: int = 64, steps: int = 32,
             output: Any | None = None) -> Explanation:
     """Shapley values over modalities for every row (and Integrated Gradients within each
-    modality for ``samples`` rows: :func:`sample_rows`).
+    modality for ``samples`` rows: :func:`mapped_rows`).
 
     Args:
         data: a manifest (labels optional: with them, the importance table adds metric drops).
         max_rows: explain a seeded random sample of at most this many rows (at least 1).
         seed: for the row sample and the sampled orders (beyond 6 modalities).
-        samples: rows that get within-modality attributions (0: none), chosen by :func:`sample_rows`.
+        samples: rows that get within-modality attributions (0: none), chosen by :func:`mapped_rows`.
         permutations: sampled orders when the model has more than 6 modalities.
         steps: Integrated-Gradients interpolation steps.
         output: the output to explain: a class (classification), label column (multilabel) or
@@ -390,7 +390,7 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
         labels = np.asarray(predictor.pipeline.targets.labels(data.manifest, data.table.rows), dtype=object)
     elif task in ("multilabel", "regression") and data.targets is not None:  # as written, not through float32 scaling
         truth = data.manifest.select(outputs_named, data.table.rows).apply(pd.to_numeric).to_numpy(np.float64)
-    within = within_modality(predictor, data, sample_rows(task, full, truth, samples, threshold, explained),
+    within = within_modality(predictor, data, mapped_rows(task, full, truth, samples, threshold, explained),
                              explained, steps) if samples else []
     index = data.manifest.row_index(data.table.rows) if data.manifest.labels is not None else None
     return Explanation(names, outputs_named, data.source_rows, phi, base, full, explained,
@@ -399,7 +399,7 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
                        truth if task in ("multilabel", "regression") else None)
 
 
-def sample_rows(task: str, full: np.ndarray, truth: np.ndarray | None, samples: int,
+def mapped_rows(task: str, full: np.ndarray, truth: np.ndarray | None, samples: int,
                 threshold: float | None = None, explained: np.ndarray | None = None) -> np.ndarray:
     """Table positions of the ``samples`` rows that get within-modality maps. Classification: a
     misclassified row first (with labels), then each predicted class in turn, so that the maps do

@@ -16,7 +16,7 @@ from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.errors import OptionError
 from polymodal.utils.device import move_to
-from polymodal.utils.scores import ANOMALY_SCORE, sigmoid, softmax
+from polymodal.utils.scores import ANOMALY_SCORE, probabilities
 
 if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource
@@ -116,14 +116,12 @@ def batches(predictor: MultimodalPredictor, table: EncodedTable, batch_size: int
 def to_scores(predictor: MultimodalPredictor, outputs: np.ndarray) -> np.ndarray:
     """Raw outputs (..., K) -> what attributions explain: class probabilities (classification:
     softmax; multilabel: sigmoid), regression values on the target's scale or anomaly scores."""
-    task = predictor.config.task
+    task, outputs = predictor.config.task, outputs.astype(np.float64)
     if task == "anomaly":
-        return outputs.astype(np.float64)
-    if task == "classification":
-        return softmax(outputs.astype(np.float64))
-    if task == "multilabel":
-        return sigmoid(outputs.astype(np.float64))
-    return predictor.pipeline.targets.decode_values(outputs.astype(np.float64))
+        return outputs
+    if task == "regression":
+        return predictor.pipeline.targets.decode_values(outputs)
+    return probabilities(task, outputs)
 
 
 def output_names(predictor: MultimodalPredictor) -> list[Any]:

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from polymodal.cli import app
 from polymodal.cli import deploy as commands
-from polymodal.deploy.export import check_rows
 from polymodal.errors import OptionError
+from polymodal.evaluation.data import sample_rows
 
 runner = CliRunner()
 real_check_address = commands.check_address
@@ -314,7 +314,7 @@ def test_export_reads_only_the_rows_its_checks_use(trained, dataset, tmp_path):
     frame = pd.read_csv(dataset["test"])
     for column in ("image", "audio"):
         frame[column] = [str(dataset["root"] / p) if isinstance(p, str) else p for p in frame[column]]
-    unchecked = sorted(set(range(len(frame))) - set(check_rows(len(frame), 8).tolist()))[-1]
+    unchecked = sorted(set(range(len(frame))) - set(sample_rows(len(frame), 8, seed=0).tolist()))[-1]
     frame.loc[unchecked, "image"] = str(tmp_path / "gone.png")  # not among the --rows checked: never decoded
     frame.to_csv(tmp_path / "held_out.csv", index=False)
     result = runner.invoke(app, ["export", str(run), "--data", str(tmp_path / "held_out.csv"), "--out",

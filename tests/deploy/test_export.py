@@ -13,7 +13,7 @@ import torch
 
 from polymodal.data.manifest import read_manifest
 from polymodal.deploy.errors import ExportError
-from polymodal.deploy.export import check_rows, export_run
+from polymodal.deploy.export import export_run
 from polymodal.deploy.graph import _adaptive_max_pool1d
 from polymodal.deploy.parity import (
     PREPROCESSING_HINT,
@@ -23,6 +23,7 @@ from polymodal.deploy.parity import (
     quantize_and_measure,
 )
 from polymodal.deploy.runtime import Runtime
+from polymodal.evaluation.data import sample_rows
 
 
 def test_graph_has_per_modality_inputs_masks_and_dynamic_batch(exported):
@@ -146,12 +147,12 @@ def test_quantized_graph_is_reported_and_runs(exported, trained, dataset):
 
 
 def test_the_checks_sample_rows_across_the_whole_manifest():
-    picked = check_rows(875, 256)  # CWRU's test manifest lists its Normal windows last
+    picked = sample_rows(875, 256, seed=0)  # CWRU's test manifest lists its Normal windows last
     assert len(picked) == 256 and len(set(picked.tolist())) == 256 and (np.diff(picked) > 0).all()
     assert picked.min() < 875 // 8 and picked.max() >= 875 - 875 // 8  # both ends, not the first 256
     assert (picked >= 783).sum() > 0.05 * 256  # the last 92 rows get about their share
-    np.testing.assert_array_equal(picked, check_rows(875, 256))  # seeded: a re-export checks the same rows
-    np.testing.assert_array_equal(check_rows(5, 256), np.arange(5))
+    np.testing.assert_array_equal(picked, sample_rows(875, 256, seed=0))  # seeded: a re-export checks the same rows
+    np.testing.assert_array_equal(sample_rows(5, 256, seed=0), np.arange(5))
 
 
 def test_quantized_accuracy_is_measured_against_the_labels(exported, trained, dataset, tmp_path):

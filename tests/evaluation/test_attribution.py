@@ -197,13 +197,13 @@ def test_the_sampled_rows_cover_the_predicted_classes_and_a_mistake_first():
     """A manifest sorted by class must not give maps of its first class only."""
     full = np.array([[0.9, 0.1, 0.0]] * 4 + [[0.1, 0.8, 0.1]] * 3 + [[0.0, 0.2, 0.8]] * 3)
     truth = np.array([0, 0, 0, 0, 1, 2, 1, 2, 2, 2])  # row 5: a class-2 row predicted 1
-    rows = attribution.sample_rows("classification", full, truth, 3)
+    rows = attribution.mapped_rows("classification", full, truth, 3)
     assert 5 in rows, "a misclassified row comes first"
     assert set(full[rows].argmax(axis=1)) == {0, 1, 2}, "then each predicted class in turn"
-    unlabelled = attribution.sample_rows("classification", full, None, 3)
+    unlabelled = attribution.mapped_rows("classification", full, None, 3)
     assert list(unlabelled) == [0, 4, 7]
-    assert len(attribution.sample_rows("classification", full, truth, 50)) == 10
-    assert list(attribution.sample_rows("regression", full[:, :1], None, 3)) == [0, 4, 9], "spread over the rows"
+    assert len(attribution.mapped_rows("classification", full, truth, 50)) == 10
+    assert list(attribution.mapped_rows("regression", full[:, :1], None, 3)) == [0, 4, 9], "spread over the rows"
 
 
 def test_regression_and_multilabel_maps_show_the_worst_predicted_rows_first_then_spread():
@@ -213,17 +213,17 @@ def test_regression_and_multilabel_maps_show_the_worst_predicted_rows_first_then
     truth = full.copy()
     truth[6, 0], truth[2, 0], truth[8, 0] = 16.0, -5.0, np.nan  # errors 10 and 7; row 8's truth blank
     truth[3, 1] = 100.0  # a large error of the other target
-    rows = attribution.sample_rows("regression", full, truth, 4)
+    rows = attribution.mapped_rows("regression", full, truth, 4)
     assert list(rows) == [0, 2, 6, 9], "rows 6 and 2 (worst first), then 0 and 9 spread over the rest"
-    assert list(attribution.sample_rows("regression", full, truth, 1)) == [6]
+    assert list(attribution.mapped_rows("regression", full, truth, 1)) == [6]
     assert list(attribution.worst_rows("regression", full, truth)) == [6, 2, 0, 1, 3, 4, 5, 7, 9]  # blank left out
-    assert 3 in attribution.sample_rows("regression", full, truth, 2, explained=np.ones(10, np.int64))
-    assert list(attribution.sample_rows("regression", full, None, 3)) == [0, 4, 9], "no targets: spread"
+    assert 3 in attribution.mapped_rows("regression", full, truth, 2, explained=np.ones(10, np.int64))
+    assert list(attribution.mapped_rows("regression", full, None, 3)) == [0, 4, 9], "no targets: spread"
     proba = np.array([[0.9], [0.2], [0.6], [0.1], [0.45], [0.8]])
     labels = np.array([[1.0], [0.0], [0.0], [0.0], [1.0], [1.0]])  # rows 2 (called 1, truly 0) and 4 (called 0) wrong
     assert list(attribution.worst_rows("multilabel", proba, labels)) == [2, 4]  # 0.6 off, then 0.55 off
-    assert list(attribution.sample_rows("multilabel", proba, labels, 3)) == [0, 2, 4]
-    assert list(attribution.sample_rows("multilabel", proba, labels, 5)) == [0, 2, 3, 4, 5], \
+    assert list(attribution.mapped_rows("multilabel", proba, labels, 3)) == [0, 2, 4]
+    assert list(attribution.mapped_rows("multilabel", proba, labels, 5)) == [0, 2, 3, 4, 5], \
         "only the wrongly called rows count as worst (2 of 5 maps), however many maps"
 
 

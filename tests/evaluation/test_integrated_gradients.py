@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from polymodal import MultimodalPredictor
-from polymodal.evaluation.attribution import sample_rows
+from polymodal.evaluation.attribution import mapped_rows
 from polymodal.evaluation.data import batches, load_eval_data
 
 from .helpers import all_kinds_config, all_kinds_dataset
@@ -42,7 +42,7 @@ def target_logit(predictor, data, position: int, modality: str, target: int, bas
 def sampled(explanation) -> list[int]:
     """The manifest rows the explanation draws maps for (a mistake first, then each predicted class)."""
     truth = np.array([list(explanation.outputs).index(label) for label in explanation.labels])
-    return explanation.rows[sample_rows("classification", explanation.full, truth, SAMPLES)].tolist()
+    return explanation.rows[mapped_rows("classification", explanation.full, truth, SAMPLES)].tolist()
 
 
 def test_every_kind_gets_an_attribution_for_every_sample(explained):
