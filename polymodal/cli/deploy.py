@@ -144,11 +144,11 @@ def check_runs_export(run: Path) -> None:
 def _warn_on_error_unrecorded(run: Path, folder: Path, meta: dict) -> None:
     """Warn when ``folder`` (``run``'s export) predates ``deploy.json``'s ``on_error`` and the run
     reads a table's unreadable number as missing: the export refuses such a cell instead."""
-    from polymodal.runfolder import read_config
-    from polymodal.utils.warn import warn_user
-
     if "on_error" in meta or not any(m["kind"] == "tabular" for m in meta.get("modalities", {}).values()):
         return
+    from polymodal.runfolder import read_config  # imports torch: only for such an older export
+    from polymodal.utils.warn import warn_user
+
     on_error = read_config(run).data.on_error
     if on_error == "missing":
         warn_user(f"{folder} predates exports recording data.on_error: it refuses a table's cell that is no number "

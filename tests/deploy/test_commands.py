@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -425,3 +427,22 @@ def test_serving_a_runs_export_that_predates_on_error_warns_when_the_run_reads_b
     with pytest.warns(UserWarning, match=r"predates exports recording data.on_error: it refuses a table's cell that is "
                                          r"no number .*export it again \('polymodal export "):
         commands.check_runs_export(run)
+
+
+def test_serving_a_runs_export_imports_no_torch(exported):
+    """What `polymodal serve RUN` does before the server runs (the export found and checked against
+    the run, the runtime loaded, the app built) needs neither torch nor the model: the service
+    starts in a fraction of a second and a fraction of the memory."""
+    run = exported[0].parent
+    script = ("import sys; sys.modules['torch'] = None\n"  # any 'import torch' now raises ImportError
+              "from pathlib import Path\n"
+              "from polymodal.cli.deploy import export_folder\n"
+              "from polymodal.deploy.runtime import Runtime\n"
+              "from polymodal.deploy.server import create_app\n"
+              "from polymodal.deploy.settings import ServeSettings\n"
+              f"folder = export_folder(Path({str(run)!r}))\n"
+              "create_app(Runtime.load(folder), ServeSettings())\n"
+              "print(folder)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(run / "export")

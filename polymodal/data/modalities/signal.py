@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,7 @@ def read_signal(path: str, key: str | None = None, columns: list[str] | None = N
         raise
     except NotImplementedError as err:  # scipy: a MATLAB v7.3 (HDF5) file
         raise DecodeError(f"unsupported .mat file ({err}); save it with MATLAB's -v7 option", path=path) from None
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # the last two: a damaged .npz
         raise DecodeError(f"unreadable or corrupt signal ({err})", path=path) from None
     array = np.asarray(array)
     if array.dtype.kind not in "iufb":

@@ -65,6 +65,21 @@ def test_npz_with_several_arrays_needs_a_key(tmp_path):
         read_signal(path, key="nope")
 
 
+@pytest.mark.parametrize("damage", ["not_a_zip", "truncated"])
+def test_a_damaged_npz_is_a_decode_error_naming_the_file(tmp_path, damage):
+    """A .npz is a ZIP archive: a file that is none, or one cut short, is a corrupt signal (which
+    data.on_error skips or reads as missing), not a BadZipFile or EOFError out of numpy."""
+    path = tmp_path / "r.npz"
+    if damage == "not_a_zip":
+        path.write_bytes(b"PK\x03\x04garbagegarbage")
+    else:
+        save_as(path, recording())
+        path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(DecodeError, match="unreadable or corrupt signal") as info:
+        read_signal(str(path), key="vib")
+    assert str(path) in str(info.value)
+
+
 def test_one_dimensional_arrays_are_one_channel(tmp_path):
     np.save(tmp_path / "r.npy", np.arange(50, dtype=np.float64))
     array = read_signal(str(tmp_path / "r.npy"))
