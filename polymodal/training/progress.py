@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
@@ -84,10 +84,19 @@ def training_loss(read: Callable[[str], float | None]) -> float | None:
     return task if task is not None else read("train_loss")
 
 
+def other_terms(metrics: Mapping[str, Any]) -> str:
+    """The loss terms besides the task's, by name, as the training metrics log each term's loss
+    (``train_unimodal_loss``, ``train_align_loss``: a term's name holds no underscore, unlike the
+    figures a term logs beside its loss): ``unimodal, align``."""
+    names = [k[len("train_"):-len("_loss")] for k in metrics if k.startswith("train_") and k.endswith("_loss")]
+    return ", ".join(n for n in names if n and n != "task" and "_" not in n) or "the other terms"
+
+
 class EpochLines(Callback):
     """One line per epoch on stderr where no bar is drawn (a log, a pipe, CI): the epoch, its
-    training loss (:func:`training_loss`; with the other terms' total beside it when the run has
-    more terms than the task's), validation loss, the monitored metric and seconds."""
+    training loss (:func:`training_loss`; with the total of every term beside it, naming the
+    others (:func:`other_terms`), when the run has more terms than the task's), validation loss,
+    the monitored metric and seconds."""
 
     def __init__(self, monitor: str):
         self.monitor = monitor
@@ -108,8 +117,8 @@ class EpochLines(Callback):
         values = "  ".join(f"{k} {v:.4f}" for k, v in shown.items() if v is not None)
         total = read("train_loss")
         if read("train_task_loss") is not None and total is not None and total != shown["loss"]:
-            values = values.replace(f"loss {shown['loss']:.4f}", f"loss {shown['loss']:.4f} (with the other terms "
-                                    f"{total:.4f})", 1)
+            values = values.replace(f"loss {shown['loss']:.4f}", f"loss {shown['loss']:.4f} (total {total:.4f} "
+                                    f"with {other_terms(metrics)})", 1)
         total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
         print(f"epoch {trainer.current_epoch + 1}{total}  {values}  ({time.perf_counter() - self._start:.1f} s)",
               file=sys.stderr, flush=True)

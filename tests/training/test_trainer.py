@@ -478,10 +478,11 @@ def test_an_epoch_line_shows_the_total_beside_the_task_loss_when_other_terms_add
         EpochLines("accuracy").on_train_epoch_end(trainer, None)
         return capsys.readouterr().err
 
-    assert "loss 0.6884 (with the other terms 1.6196)  val_loss 0.5000" in line(
-        train_loss=1.6196, train_task_loss=0.6884, val_loss=0.5)
+    assert "loss 0.6884 (total 1.6196 with unimodal, align)  val_loss 0.5000" in line(
+        train_loss=1.6196, train_task_loss=0.6884, train_unimodal_loss=0.9, train_unimodal_de=0.8,
+        train_align_loss=0.4, train_align_contrastive_loss=0.4, val_loss=0.5)
     plain = line(train_loss=0.6884, train_task_loss=0.6884, val_loss=0.5)
-    assert "loss 0.6884  val_loss" in plain and "other terms" not in plain
+    assert "loss 0.6884  val_loss" in plain and "total" not in plain
 
 
 def test_a_gpu_the_machine_lacks_is_refused_before_any_data_is_read(monkeypatch, tmp_path):
