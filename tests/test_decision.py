@@ -229,6 +229,23 @@ def test_set_threshold_chooses_again_and_updates_the_metrics(run, data):
         again.set_threshold(1.0)
 
 
+def test_the_report_says_when_its_subsets_were_computed_at_an_earlier_threshold(fitted, run):
+    """The subsets, importance and robustness figures are computed after the fit; a threshold set
+    since leaves them at the earlier one, and the report says so instead of mixing the two."""
+    assert "Computed at the earlier decision threshold" not in (fitted[1] / "report.html").read_text()
+    pred = MultimodalPredictor.load(run)
+    earlier = pred.pipeline.targets.threshold
+    assert pred.diagnostics["threshold"] == pytest.approx(earlier) and pred.diagnostics["subsets"]
+    pred.set_threshold(0.9)
+    pred.save(run)
+    page = (run / "report.html").read_text()
+    assert f"Computed at the earlier decision threshold {earlier:.4g}</b>: the model's is 0.9 since" in page
+    assert page.count("Computed at the earlier decision threshold") == 3  # subsets, importance, robustness
+    pred.set_threshold(earlier)
+    pred.save(run)
+    assert "Computed at the earlier decision threshold" not in (run / "report.html").read_text()
+
+
 def test_auto_needs_the_kept_scores_and_a_two_class_model(run, data, tmp_path):
     (run / SCORES_FILE).unlink()  # as a run saved before they were kept
     pred = MultimodalPredictor.load(run)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from polymodal.config.decision import DECIDED_TASKS
 from polymodal.config.task_metrics import TASK_METRICS
 from polymodal.data.embeddings import cached_modalities
 from polymodal.data.manifest import Manifest
@@ -105,6 +106,8 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
         return {}
     names = predictor.config.modality_names
     out: dict[str, Any] = {"split": split, "rows": len(data), "metric": metric, "task": predictor.config.task}
+    if predictor.config.task in DECIDED_TASKS:  # what the figures call classes at (the report says when it changed)
+        out["threshold"] = predictor.pipeline.targets.threshold
     shown = predictor.config.train.progress
     robustness = cfg.robustness and ROBUSTNESS not in predictor.unsupported  # an anomaly detector's is refused
     corruptions = {n: [REPORT_CORRUPTIONS[m.kind]] for n, m in predictor.config.modalities.items()
@@ -112,24 +115,26 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
     what = (f"report: subsets, importance{', robustness' if robustness else ''} on {len(data)} {split} rows "
             "(report.rows; 0 skips them)")
     log_line(what + _frozen_sweep_note(predictor, corruptions), shown)
-    with progress_bar(2, what, enabled=shown, min_total=1) as advance:
-        if len(names) > 1:
+    if len(names) > 1:
+        step = time.perf_counter()
+        with progress_bar(2, "report: subsets and importance", enabled=shown, min_total=1) as advance:
             out["subsets"] = evaluate_subsets(predictor, data, report_subsets(names)).to_dict("records")
+            advance(1)
             explanation = explain(predictor, data, seed=cfg.seed, samples=0)
-            out["importance"] = explanation.importance.to_dict("records")
-            out["explained"] = explanation.explained_quantity  # the default output (see attribution.explain)
-            out["outputs"] = len(explanation.outputs)  # one: no other output to explain, the report says no --output
-            out["importance_caveats"] = explanation.caveats()  # as explain prints them and its page shows them
-            out["interactions"] = explanation.interaction_table().to_dict("records")
-            groups = explanation.by_group()  # an anomaly detector's: which sensor each label shows in
-            if not groups.empty:
-                out["by_group"] = groups.to_dict("records")
-        advance(1)
-        if robustness:
-            sweep = robustness_sweep(predictor, data, corruptions, seed=cfg.seed)
-            out["robustness"] = {"metric": sweep.metric, "curves": sweep.curves.to_dict("records"),
-                                 "summary": sweep.summary.to_dict("records"), "chance": sweep.chance}
-        advance(1)
+            advance(1)
+        out["importance"] = explanation.importance.to_dict("records")
+        out["explained"] = explanation.explained_quantity  # the default output (see attribution.explain)
+        out["outputs"] = len(explanation.outputs)  # one: no other output to explain, the report says no --output
+        out["importance_caveats"] = explanation.caveats()  # as explain prints them and its page shows them
+        out["interactions"] = explanation.interaction_table().to_dict("records")
+        groups = explanation.by_group()  # an anomaly detector's: which sensor each label shows in
+        if not groups.empty:
+            out["by_group"] = groups.to_dict("records")
+        log_line(f"report: subsets and importance done ({time.perf_counter() - step:.0f} s)", shown)
+    if robustness:  # a bar (or, in a log, a line every LOG_EVERY seconds) over the corrupted evaluations
+        sweep = robustness_sweep(predictor, data, corruptions, seed=cfg.seed, progress=shown)
+        out["robustness"] = {"metric": sweep.metric, "curves": sweep.curves.to_dict("records"),
+                             "summary": sweep.summary.to_dict("records"), "chance": sweep.chance}
     if predictor.config.task == "classification":
         outputs, targets = main_task(predictor.pipeline.targets, predictor.raw_outputs(data.features), data.targets)
         out["calibration"] = calibration_summary(outputs, targets)  # multi-task: the main task's

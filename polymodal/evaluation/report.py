@@ -161,7 +161,8 @@ def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, 
     sections.append("<h2>Model</h2>" + table_html(parameter_rows(net)))
     if predictor.info:
         sections.append("<h2>Run facts</h2>" + table_html([{"fact": k, "value": v} for k, v in predictor.info.items()]))
-    diagnostics = diagnostic_sections(getattr(predictor, "diagnostics", None), plots)
+    threshold = predictor.pipeline.targets.threshold if cfg.task in DECIDED_TASKS else None
+    diagnostics = diagnostic_sections(getattr(predictor, "diagnostics", None), plots, threshold)
     for title, body in {**(extra or {}), **diagnostics}.items():  # the task's own sections first
         sections.append(f"<h2>{html.escape(title)}</h2>{body}")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>polymodal report</title><style>{STYLE}</style></head><body>{''.join(sections)}</body></html>"

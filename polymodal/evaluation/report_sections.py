@@ -29,8 +29,30 @@ def _where(diagnostics: Mapping[str, Any]) -> str:
     return f"<p>On {diagnostics['rows']} rows of the {html.escape(str(diagnostics['split']))} set.</p>"
 
 
-def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> dict[str, str]:
-    """``{title: html}`` for every diagnostic the run has (none for an empty dict)."""
+def _said(threshold: Any) -> str:
+    """A decision threshold in words: ``0.6864``, ``[0.4, 0.55]`` (per label), or ``none`` (argmax / 0.5)."""
+    if threshold is None:
+        return "none"
+    return f"[{', '.join(f'{t:.4g}' for t in threshold)}]" if isinstance(threshold, list) else f"{threshold:.4g}"
+
+
+def stale_threshold_note(diagnostics: Mapping[str, Any], threshold: Any) -> str:
+    """A paragraph for the sections whose figures call classes at the decision threshold when
+    the diagnostics were computed at another one than the model's now (``polymodal threshold``
+    changed it since; diagnostics saved before they recorded it are taken as current)."""
+    if "threshold" not in diagnostics or diagnostics["threshold"] == threshold:
+        return ""
+    return (f"<p><b>Computed at the earlier decision threshold {_said(diagnostics['threshold'])}</b>: the "
+            f"model's is {_said(threshold)} since (<code>polymodal threshold</code>), so the figures below that "
+            "call classes (accuracy, F1, their drops) are the earlier threshold's; probabilities, AUROC and "
+            "calibration do not depend on it. <code>polymodal evaluate RUN --data X --missing --robustness</code> "
+            "and <code>polymodal explain RUN --data X</code> compute them at the new one.</p>")
+
+
+def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path, threshold: Any = None) -> dict[str, str]:
+    """``{title: html}`` for every diagnostic the run has (none for an empty dict); ``threshold``:
+    the model's decision threshold now, against which the one the diagnostics were computed at is
+    checked (:func:`stale_threshold_note`)."""
     if not diagnostics:
         return {}
     if "error" in diagnostics:
@@ -39,6 +61,7 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
                                "<code>polymodal explain RUN --data X</code> compute them on any manifest.</p>"}
     metric = diagnostics.get("metric")
     where = _where(diagnostics)
+    called = where + stale_threshold_note(diagnostics, threshold)  # the sections whose figures call classes
     sections: dict[str, str] = {}
     if diagnostics.get("retrieval"):
         sections["Retrieval beside linear CCA"] = (
@@ -49,7 +72,7 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
     if diagnostics.get("subsets"):
         per_target = any(split_metric(column)[1] is not None for column in diagnostics["subsets"][0])
         sections["Modality subsets"] = (
-            where + "<p>Each row hides the other modalities through the model's missing-modality path, as if "
+            called + "<p>Each row hides the other modalities through the model's missing-modality path, as if "
             "their cells were empty (full table for any data: <code>polymodal evaluate RUN --data X "
             "--missing</code>)."
             + (f" Here {html.escape(MIXED_UNITS)}." if per_target else "")
@@ -67,7 +90,7 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
         anomaly = task == "anomaly"
         scored = metric_scope(task, outputs)
         sections["Modality importance"] = (
-            where + f"<p>{how} Shapley values over modalities of the <b>{html.escape(str(quantity))}</b>"
+            called + f"<p>{how} Shapley values over modalities of the <b>{html.escape(str(quantity))}</b>"
             + (" against the normal validation rows (a row's values add up to its score minus their mean score)"
                if anomaly else "")
             + (f"; the <code>{html.escape(str(metric))}_*</code> columns score {scored}"
@@ -89,7 +112,7 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path) -> d
         body = _figure(robustness_plot(curves, robustness["metric"], robustness.get("chance")), plots, "robustness", "robustness curves")
         swept = robustness["metric"]
         sections["Robustness"] = (
-            where + f"<p>The <b>{html.escape(swept)}</b>{html.escape(SWEPT.get(swept, ''))} with one modality "
+            called + f"<p>The <b>{html.escape(swept)}</b>{html.escape(SWEPT.get(swept, ''))} with one modality "
             "corrupted at a time, severities 0-5; <code>clean</code> and <code>worst</code> are its values, "
             "<code>relative_robustness</code> the area under the curve (every corruption: <code>polymodal "
             "evaluate RUN --data X --robustness</code>).</p>" + body + table_html(robustness["summary"]))
