@@ -12,6 +12,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 
+from polymodal.utils.progress import LOG_EVERY
+
 
 class TrainingProgressBar(RichProgressBar):
     """A rich progress bar showing the epoch's running training loss and the monitored value of
@@ -92,18 +94,37 @@ def other_terms(metrics: Mapping[str, Any]) -> str:
     return ", ".join(n for n in names if n and n != "task" and "_" not in n) or "the other terms"
 
 
+def _of(trainer: L.Trainer) -> str:
+    """``/N`` for N planned epochs (nothing when the epochs are not counted)."""
+    return f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+
+
 class EpochLines(Callback):
     """One line per epoch on stderr where no bar is drawn (a log, a pipe, CI): the epoch, its
     training loss (:func:`training_loss`; with the total of every term beside it, naming the
     others (:func:`other_terms`), when the run has more terms than the task's), validation loss,
-    the monitored metric and seconds."""
+    the monitored metric and seconds; within an epoch that runs long, a line every ``LOG_EVERY``
+    seconds with the batches done (``epoch 1/2: 120/400 batches (30%), 31 s``), so that a log
+    under nohup or a scheduler shows the work moving."""
 
     def __init__(self, monitor: str):
         self.monitor = monitor
-        self._start = 0.0
+        self._start = self._said = 0.0
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._start = time.perf_counter()
+        self._start = self._said = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        now = time.perf_counter()
+        if now - self._said < LOG_EVERY or not trainer.is_global_zero:
+            return
+        self._said = now
+        planned = trainer.num_training_batches
+        done = f"{batch_idx + 1:,}/{planned:,} batches ({100 * (batch_idx + 1) / planned:.0f}%)" \
+            if isinstance(planned, int) and planned > 0 else f"{batch_idx + 1:,} batches"
+        print(f"epoch {trainer.current_epoch + 1}{_of(trainer)}: {done}, {now - self._start:.0f} s",
+              file=sys.stderr, flush=True)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking:
@@ -119,6 +140,5 @@ class EpochLines(Callback):
         if read("train_task_loss") is not None and total is not None and total != shown["loss"]:
             values = values.replace(f"loss {shown['loss']:.4f}", f"loss {shown['loss']:.4f} (total {total:.4f} "
                                     f"with {other_terms(metrics)})", 1)
-        total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
-        print(f"epoch {trainer.current_epoch + 1}{total}  {values}  ({time.perf_counter() - self._start:.1f} s)",
+        print(f"epoch {trainer.current_epoch + 1}{_of(trainer)}  {values}  ({time.perf_counter() - self._start:.1f} s)",
               file=sys.stderr, flush=True)

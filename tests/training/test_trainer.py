@@ -485,6 +485,23 @@ def test_an_epoch_line_shows_the_total_beside_the_task_loss_when_other_terms_add
     assert "loss 0.6884  val_loss" in plain and "total" not in plain
 
 
+def test_a_long_epoch_in_a_log_says_how_many_batches_are_done(capsys, monkeypatch):
+    """Where no bar is drawn, an epoch that outlasts LOG_EVERY prints the batches done, so that a
+    log under nohup or SLURM shows the fit moving; a short one prints only its epoch line."""
+    from types import SimpleNamespace
+
+    from polymodal.training import progress
+
+    trainer = SimpleNamespace(is_global_zero=True, current_epoch=0, max_epochs=2, num_training_batches=400)
+    lines = progress.EpochLines("accuracy")
+    lines.on_train_epoch_start(trainer, None)
+    lines.on_train_batch_end(trainer, None, None, None, 119)
+    assert capsys.readouterr().err == ""  # within LOG_EVERY seconds: nothing
+    monkeypatch.setattr(progress, "LOG_EVERY", 0.0)
+    lines.on_train_batch_end(trainer, None, None, None, 119)
+    assert capsys.readouterr().err.startswith("epoch 1/2: 120/400 batches (30%), ")
+
+
 def test_a_gpu_the_machine_lacks_is_refused_before_any_data_is_read(monkeypatch, tmp_path):
     from helpers_models import classification_config
 
