@@ -41,7 +41,7 @@ from polymodal.data.dataset import Batch, data_loader
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.multitarget import classes_fitted_on
-from polymodal.data.pipeline import DataPipeline, DataSource
+from polymodal.data.pipeline import DataPipeline, DataSource, as_names
 from polymodal.data.skipped import describe_skipped, require_rows, skipped_by_split, skipped_frame
 from polymodal.data.targets import TargetEncoder
 from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
@@ -415,12 +415,10 @@ class Estimator:
         its skipped files become ``eval_skipped`` (warned about as a prediction's when
         ``predicting``: see :meth:`warn_skipped`)."""
         pipeline, _ = self.require_fitted()
-        if isinstance(modalities, str):  # one modality by name
-            modalities = [modalities]
-        names = None if modalities is None else list(modalities)
+        names = as_names(modalities)
         manifest = pipeline.read(data, require_target=require_target, modalities=names)
         table = pipeline.encode(manifest, progress=self.config.train.progress,
-                                modalities=names if names is not None else pipeline.check_modalities(None, manifest))
+                                modalities=pipeline.check_modalities(names, manifest))
         if names is None:  # rows that lack a modality by themselves, not a subset chosen on purpose
             self._warn_untrained_gaps(manifest, table)
         self.eval_skipped = skipped_frame(table.skipped)
@@ -449,8 +447,7 @@ class Estimator:
         """``data`` read and validated for evaluation, with ``by`` (the column its metrics are split
         by) checked to be one of its columns before any file is decoded."""
         pipeline, _ = self.require_fitted()
-        names = [modalities] if isinstance(modalities, str) else None if modalities is None else list(modalities)
-        manifest = pipeline.read(data, require_target=True, modalities=names)
+        manifest = pipeline.read(data, require_target=True, modalities=as_names(modalities))
         manifest.require_column(by, "to split the metrics by")
         return manifest
 

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from polymodal.data.dataset import collate
+from polymodal.data.pipeline import as_names
 from polymodal.data.targets import TargetEncoder
 from polymodal.errors import SchemaMismatchError
 from polymodal.models.heads import PrototypeHead
@@ -44,10 +45,9 @@ def use_support(predictor: Any, support: Any, modalities: Iterable[str] | None =
     if not isinstance(net.head, PrototypeHead):
         raise SchemaMismatchError("a support set needs a model trained with transfer: {method: protonet}; this one "
                                   f"has a '{predictor.config.head.name}' head and no prototypes")
-    names = None if modalities is None else [modalities] if isinstance(modalities, str) else list(modalities)
+    names = as_names(modalities)
     manifest = pipeline.read(support, require_target=True, modalities=names)
-    table = pipeline.encode(manifest, progress=False,
-                            modalities=names if names is not None else pipeline.check_modalities(None, manifest))
+    table = pipeline.encode(manifest, progress=False, modalities=pipeline.check_modalities(names, manifest))
     encoder = TargetEncoder("classification", predictor.config.targets, fitted_on=f"the support set {manifest.name}")
     encoder.fit(manifest.subset(table.rows))
     labels = torch.as_tensor(encoder.encode(manifest, table.rows), dtype=torch.long)

@@ -40,6 +40,7 @@ from polymodal.config.task_metrics import (
     per_target_name,
 )
 from polymodal.config.tune import ChoiceParam, RangeParam
+from polymodal.data.content_keys import manifest_key
 from polymodal.errors import ConfigError, OptionError, RunFolderError
 from polymodal.training.devices import world_size
 from polymodal.utils.io import (
@@ -179,21 +180,8 @@ def _search_key(base: dict[str, Any], direction: str, train: Any, valid: Any) ->
             node = node.get(part, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict):
             node.pop(last, None)
-    data = {name: _data_key(source) for name, source in (("train", train), ("valid", valid))}
+    data = {name: manifest_key(source) for name, source in (("train", train), ("valid", valid))}
     return json.dumps({"config": config, "direction": direction, "data": data}, sort_keys=True, default=str)
-
-
-def _data_key(source: Any) -> str | None:
-    """A digest of a manifest's content: a file's bytes, a DataFrame's cells."""
-    from polymodal.data.content_keys import content_key
-    from polymodal.data.manifest import Manifest
-
-    if source is None:
-        return None
-    frame = source.frame if isinstance(source, Manifest) else source
-    if isinstance(frame, pd.DataFrame):
-        return str(int(pd.util.hash_pandas_object(frame, index=True).sum() % (1 << 63)))
-    return content_key(str(source), file_based=True).hex()
 
 
 def _open_study(out: Path, key: str, direction: str, seed: int, pruner: Any, *, resume: bool) -> Any:

@@ -499,8 +499,8 @@ def compare(
 ) -> None:
     """Compare runs side by side, best first: task, target(s), modalities, model, epochs, parameters, training
     time and their metrics (a leaderboard across experiments)."""
-    from polymodal.errors import OptionError
     from polymodal.compare import compare_runs
+    from polymodal.errors import OptionError
 
     if split not in (None, "valid", "test"):
         raise OptionError([f"--split: valid or test; got '{split}'"])

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from polymodal.data.arrays import load_npy, open_shard, sample_bytes, sample_header, shard_row, split_row_ref
 from polymodal.data.cache import (
@@ -62,6 +63,18 @@ def content_key(value: Any, file_based: bool) -> bytes:
     else:
         hash_file(digest, value)
     return digest.digest()
+
+
+def manifest_key(source: Any) -> str | None:
+    """A digest of a whole manifest's content, equal for the same rows: a file's bytes (hex), or a
+    DataFrame's (a Manifest's table's) cells and index; None for None. What a tuning study and a
+    batch prediction check that they go on with the same data by."""
+    if source is None:
+        return None
+    frame = getattr(source, "frame", source)  # a Manifest: its table
+    if isinstance(frame, pd.DataFrame):
+        return str(int(pd.util.hash_pandas_object(frame, index=True).sum() % (1 << 63)))
+    return content_key(str(source), file_based=True).hex()
 
 
 def stat_key(path: str, row: int | None, stat: os.stat_result) -> bytes:

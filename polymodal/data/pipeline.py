@@ -53,6 +53,11 @@ def _warn_if_numbers(manifest: Manifest, name: str, column: str, present: np.nda
                   "tabular modality's 'columns' to read it as a number, or its 'categorical' for codes")
 
 
+def as_names(modalities: str | Iterable[str] | None) -> list[str] | None:
+    """``modalities`` as a list of names (a bare name is one modality), None kept."""
+    return None if modalities is None else [modalities] if isinstance(modalities, str) else list(modalities)
+
+
 class DataPipeline:
     """Preprocessors and target encoder for one config."""
 
@@ -98,11 +103,12 @@ class DataPipeline:
         :func:`~polymodal.data.manifest.read_manifest`)."""
         return read_manifest(data, **csv_columns(self.config))
 
-    def check_modalities(self, modalities: Iterable[str] | None, manifest: Manifest) -> list[str]:
-        """The modalities to use for a manifest, validated."""
+    def check_modalities(self, modalities: str | Iterable[str] | None, manifest: Manifest) -> list[str]:
+        """The modalities to use for ``manifest``: ``modalities`` (a bare name is one modality),
+        validated; None: those whose columns the manifest holds (refused when it holds none)."""
         known = self.config.modality_names
         if modalities is not None:
-            chosen = list(modalities)
+            chosen = as_names(modalities)
             if not chosen:
                 raise SchemaMismatchError(f"no modality chosen (modalities=[]); name at least one of {known}")
             unknown = sorted(set(chosen) - set(known))

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from polymodal.config.columns import csv_columns
-from polymodal.data.content_keys import content_key
+from polymodal.data.content_keys import manifest_key
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import OptionError, SchemaMismatchError
@@ -76,10 +76,6 @@ def parts_folder(out: Path) -> Path:
 def chunks_done(parts: Path) -> int:
     """How many finished chunks an interrupted call left in ``parts`` (0 when there is no folder)."""
     return len(list(parts.glob("part-*.parquet"))) if parts.is_dir() else 0
-
-
-def _fingerprint(frame: pd.DataFrame) -> str:
-    return str(int(pd.util.hash_pandas_object(frame, index=True).sum() % (1 << 63)))
 
 
 def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *, chunk_rows: int = 1024,
@@ -143,7 +139,7 @@ def _predict_to_file(predictor: Any, data: DataSource, out: Path, *, chunk_rows:
     pipeline, _ = predictor.require_fitted()
     predictor.require(PREDICT, "predict")  # a model that makes no predictions: refused before any file is written
     # a file's content, not the table read from it (a kept column is read as text: the same file)
-    source_key = content_key(str(data), file_based=True).hex() if isinstance(data, str | os.PathLike) else None
+    source_key = manifest_key(data) if isinstance(data, str | os.PathLike) else None
     if keep and isinstance(data, str | os.PathLike):  # kept as written: an id 00123 stays 00123, not 123.0
         columns = csv_columns(predictor.config)
         data = read_manifest(data, text_columns=[*columns["text_columns"], *(c for c in keep if c not in
@@ -154,11 +150,11 @@ def _predict_to_file(predictor: Any, data: DataSource, out: Path, *, chunk_rows:
     keep = list(keep)
     _check_keep(keep, manifest)
     state = {"source": manifest.name, "rows": len(manifest), "chunk_rows": chunk_rows,
-             "fingerprint": source_key or _fingerprint(manifest.frame), "model": predictor.model_fingerprint(),
+             "fingerprint": source_key or manifest_key(manifest.frame), "model": predictor.model_fingerprint(),
              "on_error": predictor.config.data.on_error,  # skip drops rows, missing keeps them: not mixed
              "keep": keep, "format": PARTS_FORMAT}
     if support is not None:
-        state["support"] = _fingerprint(read_manifest(support).frame)
+        state["support"] = manifest_key(read_manifest(support).frame)
     parts = parts_folder(out)
     reuse = resume and parts.is_dir()
     if reuse:
