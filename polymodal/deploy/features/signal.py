@@ -20,7 +20,6 @@ from polymodal.utils.npy import npy_from_bytes, read_npy
 from polymodal.utils.signal_csv import is_csv_text, non_finite_reason, pick_channels, read_csv_signal
 from polymodal.utils.signals import channels_first, fit_length, flat_channels, flat_note, spectrogram_db
 
-
 ZIP_MAGIC = b"PK\x03\x04"  # a .npz is a ZIP archive of .npy files
 ACCEPTED = ("an array or a list of samples ((C, L), (L, C) or (L,)), or the bytes or path of a .npy array, a .npz "
             "archive or a CSV file")
