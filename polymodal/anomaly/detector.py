@@ -29,7 +29,7 @@ import torch
 from polymodal import runfolder
 from polymodal.anomaly.model import AnomalyModel, ScoreNetwork, build_anomaly_net
 from polymodal.anomaly.scorers import OPTIONAL_STATE, build_scorer
-from polymodal.anomaly.targets import AnomalyTargets, training_rows
+from polymodal.anomaly.targets import AnomalyTargets, normal_value_problems, training_rows
 from polymodal.anomaly.threshold import rethreshold, warn_coarse_rate
 from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
@@ -185,8 +185,10 @@ class AnomalyDetector(Estimator):
         train_m, valid_m, test_m = self._read_fit_data(pipeline, train, valid, test, require_target=bool(cfg.targets))
         normal = pipeline.targets.encode(train_m) != 1
         if not normal.any():
-            raise ManifestError([f"every training row is labelled anomalous (normal values: {self.settings.normal}); "
-                                 "anomaly detection learns from normal rows"], source=train_m.name)
+            said = normal_value_problems(train_m, cfg.targets[0], self.settings.normal, every=False) or [
+                f"normal values: {self.settings.normal}"]
+            raise ManifestError([f"every training row is labelled anomalous ({said[0]}); anomaly detection learns "
+                                 "from normal rows"], source=train_m.name)
         train_m, dropped = training_rows(train_m, normal, pipeline.targets, self.settings, cfg.train.seed)
         started = time.perf_counter()
         train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m, out=out)

@@ -12,6 +12,7 @@ from polymodal.data.cells import is_empty
 from polymodal.data.manifest import Manifest
 from polymodal.data.targets import distinct_labels, label_key
 from polymodal.utils.io import python_scalar
+from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
@@ -61,6 +62,41 @@ class AnomalyTargets:
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> AnomalyTargets:
         return cls(state["columns"], state["normal"])
+
+
+MAX_LABELS_SHOWN = 20  # labels a message about anomaly.normal lists
+
+
+def normal_value_problems(manifest: Manifest, column: str, normal: Sequence[Any], *, every: bool) -> list[str]:
+    """What is wrong with ``anomaly.normal`` against the target ``column`` of ``manifest`` (matched
+    as training matches them, by :func:`label_key`: ``0``, ``0.0`` and ``'0'`` alike; ``'normal'`` is
+    not ``'Normal'``), naming the column's labels and, for each value absent, the close one meant.
+
+    Args:
+        every: each value must be a label of the column (``config check --data``, for a
+            ``normal`` the config sets: one that no row holds is a misspelling, or names nothing);
+            False: at least one must (``fit``: otherwise every training row is an anomaly).
+
+    Returns:
+        One problem per value absent (``every``), or one when none is present; none when the
+        column is not in the manifest (the target's own check names that).
+    """
+    if column not in manifest.columns:
+        return []
+    _, uniques, keys = distinct_labels(manifest.column(column))
+    labels = {key: value for key, value in zip(keys, uniques, strict=True) if not is_empty(value)}
+    absent = [value for value in normal if label_key(value) not in labels]
+    if not absent or (not every and len(absent) < len(normal)):
+        return []
+    shown = sorted(labels.values(), key=str)
+    listed = repr(shown[:MAX_LABELS_SHOWN])[:-1] + (", ...]" if len(shown) > MAX_LABELS_SHOWN else "]")
+    where = f"target column '{column}' of {manifest.name} (its labels: {listed})"
+    meant = {value: did_you_mean(str(value), [str(v) for v in shown]) for value in absent}
+    if not every:
+        named = "".join(f"; {value!r}{meant[value]}" for value in absent if meant[value])
+        return [f"anomaly.normal {list(normal)} matches no label of {where}, so no row is normal{named}"]
+    return [f"anomaly.normal value {value!r} is no label of {where}{meant[value]}: labels match exactly, case "
+            "included" for value in absent]
 
 
 def stratified_sample(labels: Sequence[Hashable], limit: int, seed: int) -> np.ndarray:

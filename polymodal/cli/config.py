@@ -97,6 +97,7 @@ def _check_manifest(config: Any, path: Path) -> str:
     pipeline = DataPipeline(config)
     manifest = pipeline.read(path, require_target=bool(config.targets), training=True)
     pipeline.warn_about_targets(manifest)  # as training would: a continuous-looking class, a constant label
+    _check_normal_values(config, manifest)
     said = f"{len(manifest):,} rows"
     absent = {column: len(manifest.absent(column)[0]) for m in config.modalities.values() if m.file_based
               for column in modality_columns(m)}
@@ -107,6 +108,26 @@ def _check_manifest(config: Any, path: Path) -> str:
                  + ", ".join([f"{n} missing file(s) of '{c}'" for c, n in absent.items()]
                              + ([f"{empty} row(s) with no modality present"] if empty else [])))
     return said
+
+
+def _check_normal_values(config: Any, manifest: Any) -> None:
+    """An anomaly detector's ``anomaly.normal`` against the manifest's target column: each value the
+    config sets must be one of its labels (a misspelt one, ``normal`` for ``Normal``, would make
+    every row of that label an anomaly), and one of the defaults must be, when the config sets none.
+
+    Raises:
+        ManifestError: the values absent, the column's labels and the close one meant.
+    """
+    from polymodal.anomaly.targets import normal_value_problems
+    from polymodal.config.anomaly import anomaly_settings
+    from polymodal.errors import ManifestError
+
+    if config.task != "anomaly" or not config.targets:
+        return
+    explicit = config.anomaly is not None and "normal" in config.anomaly.model_fields_set
+    problems = normal_value_problems(manifest, config.targets[0], anomaly_settings(config).normal, every=explicit)
+    if problems:
+        raise ManifestError(problems, source=manifest.name)
 
 
 def _model_parts(config: Any) -> str:

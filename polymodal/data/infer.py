@@ -21,8 +21,11 @@ number, or its categories, are counted in every row:
   recording's id, the label under another name), and so is a copy of an earlier column;
 - other text -> a ``text`` modality;
 - identifiers (a column named ``id`` / ``*_id``, or text unique to every row that is no sentence),
-  columns that are empty in every row, who a row comes from (``speaker``, ``patient``...) and,
-  with no target given, a column named like one (``label``, ``class``...) are left out, and said so.
+  columns that are empty in every row, who a row comes from (``speaker``, ``patient``...), a
+  row's place in a recording or sequence (whole numbers taking :data:`MIN_POSITIONS` values or
+  more, named by a word of :data:`POSITION_WORDS`, such as a window's ``start`` sample or a
+  ``frame_index``, and by none of :data:`MEASURE_WORDS`, as a ``sample_rate`` is) and, with no
+  target given, a column named like one (``label``, ``class``...) are left out, and said so.
 
 The task follows the target: text labels, or at most 50 distinct whole numbers each on two
 rows or more on average that lie close together as class codes do (0-3, 1-10: their range at
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +66,10 @@ MAX_PAIRED = 30  # few-valued columns checked in pairs for a leak (435 pairs)
 IDENTIFIER_ENDINGS = ("_id", "_index", "_idx", "_no", "_number", "_uuid")
 TARGET_NAMES = ("label", "labels", "target", "class", "y", "outcome", "diagnosis")  # left out without a target
 GROUP_WORDS = ("speaker", "voice", "subject", "patient", "participant", "user", "session")  # who a row is from
+POSITION_WORDS = ("start", "end", "begin", "stop", "onset", "offset", "index", "idx", "position", "pos", "frame",
+                  "sample", "row")  # a word naming where a row sits in a recording or sequence
+MEASURE_WORDS = ("rate", "size", "count", "length", "len", "duration", "width", "height")  # sample_rate: a setting
+MIN_POSITIONS = 20  # distinct whole numbers a position column takes (a code named 'frame', 1-4, takes few)
 
 
 @dataclass
@@ -107,6 +115,8 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
     categories: list[str] = []
     judged = [(str(column), *_judge(manifest, str(column), rows, targeted=bool(targets)))
               for column in manifest.columns if column not in targets]
+    judged = [(column, "skipped", position, {}) if kind == "number" and (position := _position(manifest, column))
+              else (column, kind, why, settings) for column, kind, why, settings in judged]
     left_out = _copies_and_leaks(manifest, [column for column, kind, _, _ in judged if kind in ("number", "category")],
                                  targets, rows)
     variants = False
@@ -199,6 +209,33 @@ def _categories_why(manifest: Manifest, column: str, why: str) -> tuple[str, boo
         shown = "; ".join(" / ".join(f"{k!r} ({n})" for k, n in group) for group in groups[:3])
         said += f"; differing only in case or whitespace: {shown}{'; ...' if len(groups) > 3 else ''}"
     return said, bool(groups)
+
+
+def _name_words(column: str) -> list[str]:
+    """A column name's words, lower case: ``startSample``, ``start_sample``, ``Start Sample`` ->
+    ``['start', 'sample']``."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])|([A-Z])([A-Z][a-z])", r"\1\3 \2\4", column)
+    return [word.lower() for word in re.split(r"[^0-9A-Za-z]+", spaced) if word]
+
+
+def _position(manifest: Manifest, column: str) -> str | None:
+    """Why a number column is left out as a row's place in a recording or sequence (a window's
+    offset, a frame index), or None: named by a word of :data:`POSITION_WORDS` and none of
+    :data:`MEASURE_WORDS`, holding whole numbers only, :data:`MIN_POSITIONS` of them or more (in
+    every row). Such a column is bookkeeping: it says where a row was cut from, not what it holds,
+    and a split by position puts every test row's value outside the training range."""
+    words = _name_words(column)
+    named = [w for w in words if w in POSITION_WORDS]
+    if not named or any(w in MEASURE_WORDS for w in words):
+        return None
+    values = pd.to_numeric(manifest.column(column), errors="coerce").dropna()
+    distinct = values.nunique()
+    if distinct < MIN_POSITIONS or not bool((values == values.round()).all()):
+        return None
+    return (f"{distinct:,} whole numbers named as a position ('{named[0]}'): where a row sits in a recording or "
+            "sequence (a window's start sample, a frame index), bookkeeping rather than a feature, and a split by "
+            "position puts the test rows' values outside the training range; add it to the table's columns if it "
+            "is a feature")
 
 
 def _stem(column: str) -> str:

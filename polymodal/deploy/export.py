@@ -109,9 +109,6 @@ def runtime_limitation(cfg: Any) -> str | None:
         return f"audio features '{prep.features}' are not implemented"
     if cfg.kind == "signal" and prep.resample_to is not None and prep.resample_to != prep.sample_rate:
         return "resampling (preprocess.resample_to) is not implemented"
-    if cfg.kind == "signal" and prep.key is not None:
-        return ("preprocess.key picks an array inside .npz/.mat files, which the runtime does not read "
-                "(it reads arrays, .npy and CSV files)")
     return None
 
 

@@ -214,10 +214,12 @@ def test_labelled_anomalies_in_training_are_dropped_unless_asked_for(data, tmp_p
     assert best["phase"] == "svdd" and list(sad.history["phase"]) == ["pretrain", "svdd"]
 
 
-def test_training_on_anomalies_only_is_refused(data):
-    with pytest.raises(ManifestError, match="labelled anomalous"):
-        AnomalyDetector.from_config(config("autoencoder", epochs=1, normal=["nothing"])).fit(
+def test_training_on_anomalies_only_is_refused_naming_the_labels_and_the_one_meant(data):
+    with pytest.raises(ManifestError, match="labelled anomalous") as info:
+        AnomalyDetector.from_config(config("autoencoder", epochs=1, normal=["Normal", "nothing"])).fit(
             data / "train.csv", data / "valid.csv")
+    assert ("anomaly.normal ['Normal', 'nothing'] matches no label of target column 'label' of train.csv (its "
+            "labels: ['normal']), so no row is normal; 'Normal' (did you mean 'normal'?)") in info.value.problems[0]
 
 
 def test_without_a_target_every_training_row_is_normal_and_evaluate_explains(data, tmp_path):

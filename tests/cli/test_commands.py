@@ -101,6 +101,27 @@ def test_config_check_with_data_says_a_multilabel_label_is_one_value_in_every_ro
     assert "its AUROC is undefined and the model learns only to repeat 1" in said[0]
 
 
+
+def test_config_check_with_data_checks_anomaly_normal_against_the_target_labels(data):
+    """A misspelt normal value ('A' for 'a') passed the config check, and training then found every
+    row of that label anomalous."""
+    root = data["root"]
+
+    def check(name: str, **anomaly: object):
+        config = {"task": "anomaly", "target": "label", "modalities": classification_config()["modalities"],
+                  **({"anomaly": anomaly} if anomaly else {})}
+        (root / name).write_text(yaml.safe_dump(config), encoding="utf-8")
+        return invoke("config", "check", root / name, "--data", data["train"])
+
+    assert_user_error(check("typo.yaml", normal=["A", "b"]),
+                      "anomaly.normal value 'A' is no label of target column 'label' of train.csv (its labels: "
+                      "['a', 'b', 'c']) (did you mean 'a'?)")
+    result = check("right.yaml", normal=["a", "b"])
+    assert result.exit_code == 0, result.output
+    assert_user_error(check("default.yaml"),  # the default, ['normal', 0]: one of them is enough, here none is
+                      "anomaly.normal ['normal', 0] matches no label of target column 'label' of train.csv (its "
+                      "labels: ['a', 'b', 'c']), so no row is normal")
+
 def test_config_check_names_the_bad_key(tmp_path):
     config = classification_config()
     config["modalities"]["img"]["encoder"]["dim"] = -1

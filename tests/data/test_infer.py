@@ -106,6 +106,33 @@ def test_a_copy_of_a_column_is_left_out_also_where_the_target_is_one_value(manif
     assert inferred.config["modalities"]["table"]["columns"] == ["age", "wear", "hot"]
 
 
+
+def test_a_whole_number_column_named_as_a_position_is_left_out_and_settings_named_so_are_kept(manifest, tmp_path):
+    """A window's start sample or a frame index says where a row was cut from, not what it holds (and
+    a split by position puts every test value outside the training range); a setting that names a
+    position word beside a measure (a sample rate), a code of few values, or decimals are kept."""
+    frame = pd.read_csv(manifest)
+    frame["start"] = np.arange(24) % 8 * 1024  # windows of three recordings: 8 values, too few for a position
+    frame["windowOffset"] = np.arange(24) % 20 * 512  # camelCase: 'offset'; 20 values, repeated
+    frame["Frame Index"] = np.arange(24) * 7 % 22 + 3  # 22 values, repeated
+    frame["sample_rate"] = np.arange(24) % 20 * 1000 + 8000  # 20 values, but a measure: kept
+    frame["frame"] = np.arange(24) % 4 + 1  # a camera code, 4 values: kept
+    frame["end_s"] = np.arange(24) * 0.25 + 0.1  # seconds, not whole: kept
+    frame["rpm"] = 1797 - np.arange(24)  # an operating condition: kept
+    frame.to_csv(tmp_path / "positions.csv", index=False)
+    inferred = infer_config(tmp_path / "positions.csv", "label")
+    became = {column: (kind, why) for column, kind, why in inferred.columns}
+    for column, said in (("windowOffset", "20 whole numbers named as a position ('offset')"),
+                         ("Frame Index", "22 whole numbers named as a position ('frame')")):
+        assert became[column][0] == "skipped" and became[column][1].startswith(said), became[column]
+    columns = inferred.config["modalities"]["table"]["columns"]
+    assert {"start", "sample_rate", "frame", "end_s", "rpm"} <= set(columns), became
+    assert "windowOffset" not in columns and "Frame Index" not in columns
+    frame["start"] = np.arange(24) % 20 * 1024  # 20 values: a position
+    frame.to_csv(tmp_path / "positions.csv", index=False)
+    became = {column: kind for column, kind, _ in infer_config(tmp_path / "positions.csv", "label").columns}
+    assert became["start"] == "skipped"
+
 def test_config_init_writes_a_config_that_trains_and_refuses_to_overwrite(manifest, tmp_path):
     out = tmp_path / "config.yaml"
     result = invoke("config", "init", "--data", manifest, "--target", "label", "--out", out)

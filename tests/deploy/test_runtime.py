@@ -213,6 +213,75 @@ def test_signal_and_audio_arrays_are_taken_or_refused_as_training_takes_them():
         audio.decode((np.zeros(10, np.float32), 0))
 
 
+
+def _signal(n_channels: int, **preprocess: object):
+    from polymodal.deploy.features import SignalFeatures
+
+    return SignalFeatures("vib", {"kind": "signal", "preprocess": {"length": 8, "crop": "start", **preprocess},
+                                  "state": {"n_channels": n_channels}, "inputs": {}})
+
+
+def test_a_signal_of_the_wrong_channels_is_named_by_the_shape_sent_and_how_it_was_read():
+    """(2048, 2) was reported as 'an array of shape (2, 2048)': the shape after the layout turned it."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((2048, 2), np.float32))
+    for sent in (np.zeros((2048, 2), np.float32), buffer.getvalue()):
+        with pytest.raises(RequestError) as info:
+            _signal(1).decode(sent)
+        assert ("expected 1 channel(s) as in training; got an array of shape (2048, 2), read as 2 channel(s) of 2,048 "
+                "samples (preprocess.layout auto: the longer axis is time)") in str(info.value)
+    with pytest.raises(RequestError, match=r"got an array of shape \(3, 2, 2\)$"):
+        _signal(1).decode(np.zeros((3, 2, 2)))
+
+
+def test_a_list_of_samples_is_read_as_the_array_it_holds():
+    samples = [0.5, -1.0, 2.0, 0.25]
+    x, valid, held = _signal(1).decode(samples)
+    np.testing.assert_array_equal(x, _signal(1).decode(np.asarray(samples))[0])
+    assert x[0, :4].tolist() == samples and valid == held == 4
+    two = [[1, 2, 3], [4, 5, 6]]
+    assert _signal(2).decode(two)[0][:, :3].tolist() == two and _signal(2).decode(tuple(two))[1] == 3
+    with pytest.raises(RequestError, match="a list of samples must hold numbers"):
+        _signal(2).decode([[1, 2, 3], [4, 5]])  # channels of unequal length
+    with pytest.raises(RequestError, match="a list of samples must hold numbers"):
+        _signal(1).decode(["0.1", "0.2"])
+    with pytest.raises(RequestError, match=r"expected an array or a list of samples .*a \.npz archive or a CSV file; "
+                                           r"got a float"):
+        _signal(1).decode(0.5)
+
+
+@pytest.mark.parametrize("arrays, key", [({"de": np.arange(10.0)}, None),
+                                         ({"de": np.arange(10.0), "data": np.arange(10.0)[::-1].copy()}, None),
+                                         ({"de": np.arange(10.0), "fe": -np.arange(10.0)}, "fe"),
+                                         ({"de": np.arange(20.0).reshape(10, 2)}, None)],
+                         ids=["only array", "data among several", "preprocess.key", "(samples, channels)"])
+def test_a_npz_signal_gives_the_array_training_reads(arrays, key, tmp_path):
+    """The runtime said 'neither a .npy array nor a CSV file' of the .npz files training reads."""
+    from polymodal.data.modalities.signal import read_signal
+
+    path = tmp_path / "rec.npz"
+    np.savez_compressed(path, **arrays)
+    want = read_signal(str(path), key)
+    features = _signal(want.shape[0], key=key, length=10)
+    for value in (path, str(path), path.read_bytes()):
+        x, valid, _ = features.decode(value)
+        np.testing.assert_array_equal(x, want)
+        assert valid == 10
+
+
+def test_a_npz_signal_without_the_array_training_would_choose_is_refused_naming_its_arrays(tmp_path):
+    path = tmp_path / "rec.npz"
+    np.savez(path, de=np.zeros(10), fe=np.zeros(10))
+    with pytest.raises(RequestError, match=r"holds arrays \['de', 'fe'\]: several, none named 'data'; training "
+                                           "chooses one with preprocess.key"):
+        _signal(1).decode(path)
+    with pytest.raises(RequestError, match=r"no array named 'ba' \(preprocess.key\) in the .npz archive \(file .*\); "
+                                           r"it holds \['de', 'fe'\]"):
+        _signal(1, key="ba").decode(path)
+    with pytest.raises(RequestError, match="not a readable .npz archive") as info:
+        _signal(1).decode(path.read_bytes()[:40])
+    assert info.value.code == "corrupt_file"
+
 def test_a_truncated_float_wav_is_refused_too():
     """Float and 24-bit WAVs go through libsndfile, which would read the cut file as a shorter clip."""
     import soundfile

@@ -137,6 +137,17 @@ def test_missing_markers_are_refused_by_both_naming_the_same_line(csv_run, csv_e
     assert runtime.value.status == 422 and runtime.value.field == "sig"
 
 
+
+def test_the_runtime_takes_a_list_of_samples_as_the_array_it_holds(csv_export):
+    """A list was read as a file path ('cannot read the signal file (file [-0.13, ...')."""
+    samples = np.random.default_rng(5).standard_normal((2, LENGTH)).round(3)
+    want = csv_export.predict_proba([{"sig": samples, "labs": {"x1": 1.5}}])
+    got = csv_export.predict_proba([{"sig": samples.tolist(), "labs": {"x1": 1.5}}])
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(RequestError, match=r"modality 'sig' \(signal\): expected an array or a list of samples .*"
+                                           r"got a dict"):
+        csv_export.predict([{"sig": {"vib": [0.1, 0.2]}}])
+
 # -- the service ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def client(csv_export):
@@ -174,12 +185,21 @@ def test_serve_takes_a_csv_signal_upload_and_gives_the_runtimes_prediction(clien
     assert npy.status_code == 200 and npy.json()["prediction"] == csv_export.predict([{"sig": buffer.getvalue()}])[0]
 
 
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize(("content", "status", "code", "fragment"), [
     (b"vib,temp\n0.1,20\n0.2,hot\n", 422, "corrupt_file", "CSV line 3, column 'temp' holds 'hot'; signal samples must be numbers"),
     (b"vib,temp\n0.1,20\n0.2,21,22\n", 422, "corrupt_file", "CSV line 3 has 3 fields, more than the 2 of its header row"),
     (b"vib,temp\n", 422, "corrupt_file", "the signal holds no samples"),
     (b"vib,temp\n0.1,20\n0.2,n/a\n", 422, "bad_input", "the first (nan) at channel 1, sample 1 (CSV line 3)"),
-    (b"a,b,c\n1,2,3\n4,5,6\n", 422, "bad_input", "expected 2 channel(s) as in training; got an array of shape (3, 2)"),
+    (b"a,b,c\n1,2,3\n4,5,6\n", 422, "bad_input", "expected 2 channel(s) as in training; got a CSV file of 3 channel "
+                                                "column(s)"),
+    (npy_bytes(np.zeros((70, 3), np.float32)), 422, "bad_input", "expected 2 channel(s) as in training; got an array "
+     "of shape (70, 3), read as 3 channel(s) of 70 samples (preprocess.layout auto: the longer axis is time)"),
     (b"vib,temp\n1e999,20\n", 422, "bad_input", "the first (inf) at channel 0, sample 0 (CSV line 2)"),
     ("vib,temp\n0,20\n# caf\u00e9\n".encode("latin-1"), 415, "unsupported_type", "accepted: CSV, NPY"),
     (b"PK\x03\x04\x14\x00\x00\x00", 415, "unsupported_type", "accepted: CSV, NPY"),
@@ -235,8 +255,24 @@ def test_channels_by_csv_column_name_or_index_are_selected_as_in_training(tmp_pa
             features.decode((tmp_path / "r.npy").read_bytes())
 
 
+@pytest.mark.parametrize("key", ["fe", None])
+def test_a_npz_signal_is_featurised_as_in_training_with_or_without_preprocess_key(tmp_path, key):
+    """The runtime said 'neither a .npy array nor a CSV file' of the .npz files training read, and
+    export refused preprocess.key, which picks one of their arrays."""
+    rng = np.random.default_rng(4)
+    path = tmp_path / "r.npz"
+    np.savez(path, **({"de": rng.standard_normal((40, 2)), "fe": rng.standard_normal((40, 2))} if key
+                      else {"data": rng.standard_normal((40, 2)), "ba": np.zeros(3)}))
+    cfg = SignalModality(kind="signal", column="sig", preprocess={"length": 32, "key": key})
+    assert runtime_limitation(cfg) is None
+    prep, features = signal_features(cfg, str(path))
+    want = prep.featurize([prep.decode(str(path))])
+    for value in (path, path.read_bytes()):
+        got = features.transform([value])
+        assert got["x"].shape == want["x"].shape == (1, 2, 32)
+        np.testing.assert_allclose(got["x"], want["x"], rtol=1e-6)
+
+
 def test_export_still_refuses_what_the_runtime_cannot_read():
-    keyed = SignalModality(kind="signal", column="sig", preprocess={"key": "vib"})
-    assert "preprocess.key picks an array inside .npz/.mat files" in runtime_limitation(keyed)
     resampled = SignalModality(kind="signal", column="sig", preprocess={"sample_rate": 100, "resample_to": 50})
     assert "resampling" in runtime_limitation(resampled)

@@ -73,6 +73,7 @@ def prepare_fsdd_mnist(out: Path, source: Path, seed: int = 0, split: str = "spe
         is_test = clips["speaker"].isin(test_speakers).to_numpy()
     else:  # official
         is_test = (clips["index"] < 5).to_numpy()
+    _refuse_an_empty_split(int((~is_test).sum()), int(is_test.sum()), split, source)
     rng = np.random.default_rng(seed)
     # Images: per digit, a disjoint pool for test rows and for train/valid rows.
     pools: dict[tuple[str, int], list[int]] = {}
@@ -101,6 +102,15 @@ def prepare_fsdd_mnist(out: Path, source: Path, seed: int = 0, split: str = "spe
         frames[name] = pd.DataFrame(records)
     return write_splits(out, frames, {"name": "fsdd-mnist", "seed": seed, "split": split, "target": "label",
                                       "test_speakers": list(test_speakers) if split == "speaker" else None})
+
+
+def _refuse_an_empty_split(n_train: int, n_test: int, split: str, source: Path) -> None:
+    """Refused before anything is written: a split would hold no clip (validation takes 10% of the
+    training clips, rounded half to even, so it needs at least 6 of them)."""
+    if n_train < 6 or n_test == 0:
+        raise DatasetSourceError(f"dataset 'fsdd-mnist': split '{split}' leaves {n_train} training clip(s) (validation "
+                                 f"takes 10% of them, rounded, so at least 6 are needed) and {n_test} test clip(s) (at least 1) "
+                                 f"of the recordings in {source / 'fsdd' / 'recordings'}: a split would be empty")
 
 
 def _check_split(split: str, test_speakers: Sequence[str] | None) -> None:

@@ -74,6 +74,12 @@ def prepare_moving_digits(out: Path, source: Path, seed: int = 0, n_train: int =
     if size < 28 or size % 2:  # a 28-pixel digit moves across the frame; H.264 needs even sides
         raise DatasetOptionError(f"dataset 'moving-digits' takes an even --size of at least 28 (frame side in "
                                  f"pixels); got {size}", dataset="moving-digits", option="size")
+    counts = {"n_train": n_train, "n_valid": n_valid, "test_normal": test_normal, "test_per_anomaly": test_per_anomaly}
+    for option, count in counts.items():  # an empty split (or a test split without normal or anomalous clips)
+        if count < 1:
+            raise DatasetOptionError(f"dataset 'moving-digits': {option} must be at least 1 (every split holds clips, "
+                                     f"the test split both normal and anomalous ones); got {count}",
+                                     dataset="moving-digits", option=option)
     out, source = Path(out), Path(source)
     clips = read_fsdd(source, "moving-digits")
     images, labels = read_mnist_test(source, "moving-digits")

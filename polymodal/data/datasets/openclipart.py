@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.data.datasets.base import register_dataset, require, write_splits
-from polymodal.errors import DatasetSourceError, MissingDependencyError
+from polymodal.errors import DatasetOptionError, DatasetSourceError, MissingDependencyError
 
 _JUNK = re.compile(r"^(hash\(0x[0-9a-f]+\)|untitled|none|unknown)$", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
@@ -119,6 +119,10 @@ def prepare_openclipart(out: Path, source: Path, seed: int = 0, size: int = 224,
                         **_: Any) -> dict[str, Any]:
     """``max_rows``: render a seeded sample of at most this many drawings (a quick try: the whole
     package is about 7,500), test and validation then taking at most a fifth and a tenth of them."""
+    for option, count in (("test_size", test_size), ("valid_size", valid_size)):
+        if count < 1:
+            raise DatasetOptionError(f"dataset 'openclipart': {option} must be at least 1 (an empty split is useless); "
+                                     f"got {count}", dataset="openclipart", option=option)
     out, svg_root = Path(out), require(Path(source) / "svg", "the openclipart svg folder", "openclipart")
     try:
         import cairosvg  # noqa: F401

@@ -15,8 +15,11 @@ Accepted values per kind:
   resampler training uses; samples differ from training's by about 1e-3 inside the clip, and by up
   to about 2e-2 in its first and last few milliseconds, where the two filters ring differently).
   A video container (bytes or path) gives its sound track, read with PyAV as training reads it.
-- text: a string. signal: an array (C, L), or ``.npy`` or CSV bytes/path (told apart by content; a
-  CSV is read as training reads it: :mod:`polymodal.utils.signal_csv`). tabular: a mapping column -> value.
+- text: a string. signal: an array or a list of samples ((C, L); a 1-D one is one channel; laid
+  out by ``preprocess.layout`` as a file's array is), or ``.npy``, ``.npz`` or CSV bytes/path (told
+  apart by content; a ``.npz`` gives the array training reads: ``preprocess.key``, else its only
+  array, else ``data``; a CSV is read as training reads it: :mod:`polymodal.utils.signal_csv`).
+  The HTTP service takes ``.npy`` and CSV files only. tabular: a mapping column -> value.
 - video: a container's bytes or path (MP4, MOV, WebM, MKV, AVI; decoded with PyAV), a frame folder's
   path, a ``.npy`` clip (bytes or path) or a (T, H, W[, C]) array; sampled and converted by the
   training code (:mod:`polymodal.data.video_io`, which needs numpy, Pillow and PyAV, no torch).

@@ -1,8 +1,12 @@
-"""Signals in the runtime: ``.npy`` arrays and CSV files read as training reads them, cut or padded,
-optionally a log spectrogram (``scale`` ``db`` or ``log1p``, as in training)."""
+"""Signals in the runtime: ``.npy`` arrays, ``.npz`` archives and CSV files read as training reads
+them, arrays and lists of samples given inline, cut or padded, optionally a log spectrogram
+(``scale`` ``db`` or ``log1p``, as in training)."""
 
 from __future__ import annotations
 
+import io
+import os
+import zipfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,15 +16,22 @@ from polymodal.deploy.errors import content_start
 from polymodal.deploy.features.audio import stft_power
 from polymodal.deploy.features.base import NPY_MAGIC, Features, read_bytes
 from polymodal.errors import DecodeError
-from polymodal.utils.npy import npy_from_bytes
+from polymodal.utils.npy import npy_from_bytes, read_npy
 from polymodal.utils.signal_csv import is_csv_text, non_finite_reason, pick_channels, read_csv_signal
 from polymodal.utils.signals import channels_first, fit_length, flat_channels, flat_note, spectrogram_db
 
+ZIP_MAGIC = b"PK\x03\x04"  # a .npz is a ZIP archive of .npy files
+ACCEPTED = ("an array or a list of samples ((C, L), (L, C) or (L,)), or the bytes or path of a .npy array, a .npz "
+            "archive or a CSV file")
+
 
 class SignalFeatures(Features):
-    """A signal as training reads one: a ``.npy`` array (laid out by ``preprocess.layout``) or a CSV
-    file (one column per channel; read by :mod:`polymodal.utils.signal_csv`, as in training), told
-    apart by their content; then ``preprocess.channels``, crop or pad to ``length``."""
+    """A signal as training reads one: a ``.npy`` array or a ``.npz`` archive's array (chosen as
+    training chooses it: ``preprocess.key``, else its only array, else the one named ``data``), laid
+    out by ``preprocess.layout``, or a CSV file (one column per channel; read by
+    :mod:`polymodal.utils.signal_csv`, as in training), told apart by their content; an array or a
+    list of samples given inline is laid out as a file's array is. Then ``preprocess.channels``,
+    crop or pad to ``length``."""
 
     kind = "signal"
 
@@ -29,8 +40,12 @@ class SignalFeatures(Features):
         channels = self.cfg.get("channels")
         names = channels if channels and isinstance(channels[0], str) else None
         lines = None
+        if isinstance(value, list | tuple):  # inline samples: one list, or one per channel
+            value = self._inline(value)
         if isinstance(value, np.ndarray):
             array, source = value, ""
+        elif not isinstance(value, str | os.PathLike | bytes | bytearray | memoryview):
+            raise self.fail(f"expected {ACCEPTED}; got a {type(value).__name__}")
         else:
             source = "" if isinstance(value, bytes | bytearray | memoryview) else f" (file {value})"
             try:
@@ -42,6 +57,8 @@ class SignalFeatures(Features):
                     array = npy_from_bytes(data)
                 except (ValueError, OSError, EOFError) as err:
                     raise self.fail(f"not a readable .npy array ({err}){source}", "corrupt_file") from None
+            elif data.startswith(ZIP_MAGIC):
+                array = self._npz_array(data, source)
             elif is_csv_text(data):
                 try:
                     table = read_csv_signal(data, names)
@@ -49,8 +66,8 @@ class SignalFeatures(Features):
                     raise self.fail(f"{err.reason}{source}", "corrupt_file") from None
                 array, lines = table.samples, table.lines
             else:
-                raise self.fail(f"neither a .npy array nor a CSV file (UTF-8 text){source}; got {len(data):,} bytes "
-                                f"starting with {content_start(data)}", "unsupported_type", 415)
+                raise self.fail(f"neither a .npy array, a .npz archive nor a CSV file (UTF-8 text){source}; got "
+                                f"{len(data):,} bytes starting with {content_start(data)}", "unsupported_type", 415)
         if lines is None:  # an array: its layout as in training (a CSV's columns are always its channels)
             if not isinstance(array, np.ndarray) or array.dtype.kind not in "iufb":  # as training reads one
                 raise self.fail(f"expected a real-valued numeric .npy array; got dtype "
@@ -58,6 +75,7 @@ class SignalFeatures(Features):
             if names is not None:
                 raise self.fail(f"preprocess.channels names columns {names}, which only a CSV file has; got an "
                                 f"array{source}")
+            sent = array.shape
             array = channels_first(np.asarray(array, np.float32), self.cfg.get("layout", "auto"))
         if array.size == 0:
             raise self.fail(f"the signal holds no samples (shape {array.shape}){source}")
@@ -68,11 +86,61 @@ class SignalFeatures(Features):
                 raise self.fail(f"{err.reason}{source}") from None
         expected = int(self.state["n_channels"])
         if array.ndim != 2 or array.shape[0] != expected:
-            raise self.fail(f"expected {expected} channel(s) as in training; got an array of shape {array.shape}{source}")
+            got = (f"a CSV file of {array.shape[0]} channel column(s)" if lines is not None
+                   else f"an array of shape {sent}" + self._read_as(sent, array.shape))
+            raise self.fail(f"expected {expected} channel(s) as in training; got {got}{source}")
         if not np.isfinite(array).all():
             raise self.fail(f"{non_finite_reason(array, lines)}{source}")
         length = int(self.cfg["length"])
         return fit_length(array, length, self.cfg["crop"]), min(array.shape[-1], length), array.shape[-1]
+
+    def _inline(self, value: list | tuple) -> np.ndarray:
+        """Samples given as a list (or a list per channel) as an array."""
+        try:
+            array = np.asarray(value)
+        except ValueError:  # lists of unequal lengths
+            array = None
+        if array is None or array.dtype.kind not in "iufb":
+            raise self.fail("a list of samples must hold numbers, or one list of numbers per channel, all of one "
+                            f"length; got {type(value).__name__} starting {str(value)[:60]}")
+        return array
+
+    def _read_as(self, sent: tuple[int, ...], shape: tuple[int, ...]) -> str:
+        """How an array of shape ``sent`` was laid out as (channels, samples) ``shape``, when it was
+        turned or widened: ``read as 2 channel(s) of 2,048 samples (preprocess.layout auto: ...)``."""
+        if len(shape) != 2 or tuple(sent) == tuple(shape):
+            return ""
+        layout = self.cfg.get("layout", "auto")
+        why = {"auto": "the longer axis is time", "channels_last": "(samples, channels)"}.get(layout, "")
+        return f", read as {shape[0]} channel(s) of {shape[1]:,} samples (preprocess.layout {layout}: {why})" \
+            if why else f", read as {shape[0]} channel(s) of {shape[1]:,} samples"
+
+    def _npz_array(self, data: bytes, source: str) -> np.ndarray:
+        """The array of a ``.npz`` archive that training reads (``preprocess.key``, else the only
+        array, else the one named ``data``: :mod:`polymodal.data.modalities.signal`), its ``.npy``
+        header checked before allocating (:func:`~polymodal.utils.npy.read_npy`)."""
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+        except (zipfile.BadZipFile, OSError, ValueError) as err:
+            raise self.fail(f"not a readable .npz archive ({err}){source}", "corrupt_file") from None
+        with archive:
+            members = {name[:-4]: name for name in archive.namelist() if name.endswith(".npy")}
+            names = [name for name in members if not name.startswith("__")]
+            key = self.cfg.get("key")
+            if key is not None and key not in members:
+                raise self.fail(f"no array named '{key}' (preprocess.key) in the .npz archive{source}; it holds {names}")
+            if key is None:
+                if len(names) != 1 and "data" not in names:
+                    raise self.fail(f"the .npz archive{source} holds arrays {names}: several, none named 'data'; "
+                                    "training chooses one with preprocess.key")
+                key = names[0] if len(names) == 1 else "data"
+            info = archive.getinfo(members[key])
+            try:
+                with archive.open(info) as member:
+                    return read_npy(member, info.file_size)
+            except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+                raise self.fail(f"array '{key}' of the .npz archive is not readable ({err}){source}",
+                                "corrupt_file") from None
 
     def notes(self, value: Any) -> list[str]:
         """That the signal was cropped or zero-padded to the model's ``length``, and which channels

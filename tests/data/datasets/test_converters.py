@@ -5,6 +5,7 @@ Each test builds a tiny source folder laid out like the real one and checks the 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,15 @@ def test_fsdd_mnist_unknown_split_names_the_allowed_ones(fsdd_source, tmp_path):
 def test_fsdd_mnist_test_speakers_only_with_the_speaker_split(fsdd_source, tmp_path):
     with pytest.raises(DatasetOptionError, match="only allowed with split 'speaker'; got split 'official'"):
         prepare("fsdd-mnist", tmp_path / "out", source=fsdd_source, split="official", test_speakers=["theo"])
+
+
+def test_fsdd_mnist_refuses_a_split_left_without_clips_before_writing(tmp_path):
+    source = tmp_path / "source"
+    fake.make_fsdd(source, {"jackson": 3})  # recording indices 0-2: the official split tests on all of them
+    fake.make_mnist(source, n=200)
+    with pytest.raises(DatasetSourceError, match="split 'official' leaves 0 training clip"):
+        prepare("fsdd-mnist", tmp_path / "out", source=source, split="official")
+    assert not (tmp_path / "out").exists()
 
 
 # --- mnist ---------------------------------------------------------------------------------------
@@ -240,6 +250,49 @@ def test_cwru_overlapping_windows_share_no_samples_across_splits(cwru_source, tm
         assert not spans["train"] & spans["test"]
 
 
+def test_cwru_refuses_a_window_that_empties_the_valid_and_test_splits_before_writing(cwru_source, tmp_path):
+    """Window 200 at hop 50: each 1,000-sample recording has 17 windows, placed 11 train, 2 valid, 4 test;
+    the valid ones start 50 and 100 samples after the last train one and overlap it, so both are dropped."""
+    out = tmp_path / "out"
+    with pytest.raises(DatasetOptionError) as info:
+        prepare("cwru", out, source=cwru_source, window=200, hop=50)
+    message = str(info.value)
+    assert "--window 200 leaves the valid split empty for 4 of 4 recordings" in message
+    assert "'b007_1' (1,000 samples), has 17 windows at --hop 50, placed 11 train, 2 valid, 4 test" in message
+    assert "valid windows start at most 100 samples after its last train window" in message
+    assert "The largest --window that leaves every split of every recording non-empty is 100." in message
+    assert info.value.option == "window" and not out.exists()  # nothing written
+
+
+def test_cwru_largest_window_named_by_the_refusal_is_the_largest_that_fills_every_split(tmp_path):
+    from polymodal.data.datasets.cwru import split_windows
+    from polymodal.utils.signals import window_starts
+
+    source = tmp_path / "source"
+    fake.make_cwru(source, {"long": ("Normal", 0, 1797)}, length=3000)
+    fake.make_cwru(source / "short", {"short": ("B007", 0, 1797)}, length=1300)
+    (source / "short" / "cwru" / "short.npz").rename(source / "cwru" / "short.npz")
+    pd.DataFrame([{"file": "long", "fault": "Normal", "load_hp": 0, "rpm": 1797},
+                  {"file": "short", "fault": "B007", "load_hp": 0, "rpm": 1797}]).to_csv(source / "cwru" / "files.csv")
+    for hop, max_windows in ((37, None), (100, None), (10, 8)):
+        with pytest.raises(DatasetOptionError, match=r"largest --window .* is ([\d,]+)\.") as info:
+            prepare("cwru", tmp_path / "out", source=source, window=1200, hop=hop, max_windows=max_windows)
+        largest = int(re.search(r"is ([\d,]+)\.$", str(info.value))[1].replace(",", ""))
+        fills = [w for w in range(2, 1200)
+                 if all(all(split_windows(window_starts(n, w, hop, max_windows), w).values()) for n in (3000, 1300))]
+        assert largest == max(fills), (hop, max_windows)
+    summary = prepare("cwru", tmp_path / "out", source=source, window=largest, hop=10, max_windows=8)
+    parts = read_splits(tmp_path / "out")
+    assert all(set(frame["recording"]) == {"long", "short"} for frame in parts.values()), summary["rows"]
+
+
+def test_cwru_too_few_windows_for_three_splits_says_no_window_will_do(cwru_source, tmp_path):
+    with pytest.raises(DatasetOptionError, match="leaves the valid split empty.*No --window fills every split, "
+                                                 "--max-windows 3: allow more windows"):
+        prepare("cwru", tmp_path / "out", source=cwru_source, window=100, hop=100, max_windows=3)
+    assert not (tmp_path / "out").exists()
+
+
 # --- wrong or missing sources --------------------------------------------------------------------
 EXPECTED = {
     "fsdd-mnist": "fsdd/recordings",
@@ -356,6 +409,14 @@ def test_unknown_dataset_lists_the_available_ones(tmp_path):
     with pytest.raises(KeyError, match="unknown dataset 'cifar'.*av-digits"):
         prepare("cifar", tmp_path)
 
+
+
+@pytest.mark.parametrize("option", ["test_size", "valid_size"])
+def test_openclipart_refuses_an_empty_split_before_rendering(option, tmp_path):
+    (tmp_path / "src").mkdir()
+    with pytest.raises(DatasetOptionError, match=f"'openclipart': {option} must be at least 1") as info:
+        prepare("openclipart", tmp_path / "out", source=tmp_path / "src", **{option: 0})
+    assert info.value.option == option and not (tmp_path / "out").exists()
 
 def _svg(title: str) -> str:
     return ("<svg xmlns='http://www.w3.org/2000/svg' xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#' "

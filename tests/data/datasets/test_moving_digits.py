@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from polymodal.data.datasets import prepare
 from polymodal.data.datasets.moving_digits import moving_frames
 from polymodal.data.video_io import read_frames, read_video_audio, sample_indices
+from polymodal.errors import DatasetOptionError
 
 from . import fake_sources as fake
 
@@ -96,3 +98,11 @@ def test_preparation_advances_its_progress_bar_once_per_clip_written(tmp_path, m
     prepare("moving-digits", tmp_path / "quiet", source=source, n_train=1, n_valid=1, test_normal=1,
             test_per_anomaly=1, frames=4, size=32, fps=4, progress=False)
     assert events[0] == ("bar", 6, False, 1)
+
+
+@pytest.mark.parametrize("option", ["n_train", "n_valid", "test_normal", "test_per_anomaly"])
+def test_a_split_count_of_zero_is_refused_before_anything_is_written(option, tmp_path):
+    (tmp_path / "source").mkdir()  # refused before the source is read
+    with pytest.raises(DatasetOptionError, match=f"'moving-digits': {option} must be at least 1 .*; got 0") as info:
+        prepare("moving-digits", tmp_path / "out", source=tmp_path / "source", **{option: 0})
+    assert info.value.option == option and not (tmp_path / "out").exists()
