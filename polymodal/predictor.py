@@ -204,7 +204,7 @@ class MultimodalPredictor(Estimator):
             self.valid_scores = binary_scores(self.pipeline.targets, valid_outputs, valid_y)
         decided = settle_threshold(self, self.valid_scores) if cfg.task in DECIDED_TASKS else {}
         self.info = self._fit_info(train_table, valid_table, net, {"train": train, "valid": valid, "test": test},
-                                   train_seconds=result.seconds, preprocess_seconds=prep_seconds,
+                                   train_seconds=result.total_seconds, preprocess_seconds=prep_seconds,
                                    best_epoch=result.best_epoch, **{f"best_val_{monitor}": result.best_score},
                                    epochs_run=len(result.history), **transfer.info, **decided)
         self.metrics = {"valid": self._score(valid_outputs, valid_y)}

@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -506,6 +507,24 @@ def test_resume_continues_an_interrupted_run(data, tmp_path):
         with pytest.raises(RunFolderError, match=r"trained with --valid .*valid\.csv; resume it with the same --valid"):
             MultimodalPredictor.from_config(classification_config(epochs=5)).fit(data["train"], valid, out=run,
                                                                                  resume=True)
+
+
+def test_a_resumed_runs_training_time_is_the_whole_fits(data, tmp_path):
+    """train_seconds (metrics.json, compare, the report) covers every session, not the last."""
+    import lightning as L
+
+    class SlowEpochs(L.Callback):  # a second more every epoch of the first session (in history.csv's seconds)
+        def on_train_epoch_start(self, trainer, module):
+            time.sleep(1.0)
+
+    run = tmp_path / "run"
+    MultimodalPredictor.from_config(classification_config(epochs=2)).fit(data["train"], data["valid"], out=run,
+                                                                          callbacks=[SlowEpochs()])
+    resumed = MultimodalPredictor.from_config(classification_config(epochs=3)).fit(
+        data["train"], data["valid"], out=run, resume=True)
+    saved = json.loads((run / "metrics.json").read_text())["training"]["train_seconds"]
+    assert saved == pytest.approx(resumed.info["train_seconds"])
+    assert saved >= pd.read_csv(run / "history.csv")["seconds"].sum() >= 2.0  # the first session's slow epochs too
 
 
 def test_resume_without_a_checkpoint(data, tmp_path):
