@@ -348,7 +348,9 @@ class MultimodalPredictor(Estimator):
                 prototypes classify ``data`` (see :mod:`polymodal.fewshot`).
             by: a column of ``data`` (a site, a machine, a motor load): the metrics of each of its
                 values' rows as well, under ``by`` -> column -> value (see
-                :meth:`~polymodal.data.manifest.Manifest.groups`).
+                :meth:`~polymodal.data.manifest.Manifest.groups`); a column the model reads as a
+                category is grouped by the category as the model keys it (``normalize_categories:
+                strip_lower``: ``'F '`` and ``'f'`` are the one value ``f``).
         """
         with self.using_support(support, modalities, data):
             if by is not None:
@@ -359,9 +361,9 @@ class MultimodalPredictor(Estimator):
             scores = self._score(outputs, targets)  # inside: a support set's classes score the outputs
             if support is None and modalities is None and self.config.task in DECIDED_TASKS:
                 self.eval_scores = binary_scores(self.pipeline.targets, outputs, targets)
-            if by is not None:
-                scores["by"] = {by: {value: self._score(outputs[rows], targets[rows])
-                                     for value, rows in manifest.groups(by, table.rows).items()}}
+            if by is not None:  # a category of the model's grouped as it keys them ('F ' and 'f' as one)
+                groups = manifest.groups(by, table.rows, self.category_normalization(by))
+                scores["by"] = {by: {value: self._score(outputs[rows], targets[rows]) for value, rows in groups.items()}}
             return scores
 
     def predict_proba(self, data: DataSource, modalities: Iterable[str] | None = None, *,

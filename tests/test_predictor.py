@@ -120,6 +120,21 @@ def test_evaluate_by_a_column_scores_each_of_its_values_rows_as_evaluating_them_
         predictor.evaluate(tmp_path / "test.csv", by="Site")
 
 
+def test_evaluate_by_a_category_of_the_model_groups_its_values_as_the_model_keys_them(clf, data, tmp_path):
+    """The tabular modality reads 'color' with normalize_categories: strip (the default): 'red '
+    is the model's 'red', so it is one group, scored as those rows alone are."""
+    predictor, _ = clf
+    test = absolute_paths(pd.read_csv(data["test"]), data["test"].parent)
+    test["color"] = [c + " " if i % 2 else c for i, c in enumerate(test["color"])]
+    test.to_csv(tmp_path / "test.csv", index=False)
+    groups = predictor.evaluate(tmp_path / "test.csv", by="color")["by"]["color"]
+    keyed = test["color"].str.strip()
+    assert set(groups) == set(keyed)
+    for value, scores in groups.items():
+        alone = predictor.evaluate(test[keyed == value])
+        assert scores["rows"] == alone["rows"] and scores["accuracy"] == pytest.approx(alone["accuracy"])
+
+
 def test_predict_proba_and_predict(clf, data):
     predictor, _ = clf
     frame = pd.read_csv(data["test"])
