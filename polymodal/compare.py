@@ -12,6 +12,7 @@ import pandas as pd
 
 from polymodal.config import Config
 from polymodal.config.task_metrics import TASK_METRICS, direction, headline, per_target_name, split_metric
+from polymodal.decision import CALL_METRICS, IN_SAMPLE
 from polymodal.errors import OptionError, RunNotFoundError
 from polymodal.metrics.tasks import flat_metrics
 from polymodal.run_files import CONFIG_FILE
@@ -57,6 +58,29 @@ def _per_target_scores(config: Config, scores: Mapping[str, Any]) -> dict[str, A
     return {k: v for k, v in flat_metrics(scores).items() if split_metric(k)[0] in each and split_metric(k)[1]}
 
 
+def _threshold_chosen_on_valid(config: Config, results: Any) -> bool:
+    """Whether a run's decision threshold was chosen on its validation rows (``decision:
+    {threshold: auto}``), so that the validation figures of its calls are fitted to them: the
+    note its validation metrics carry (as ``evaluate`` and ``train`` print it), or its config's
+    ``auto`` for a run saved before the note."""
+    note = str((results.metrics.get("valid") or {}).get("note") or "")
+    return IN_SAMPLE in note or (config.task in ("classification", "multilabel") and config.decision.threshold == "auto")
+
+
+def _warn_in_sample(chosen: list[str], ranked: str | None, runs: int) -> None:
+    """Say which runs' validation figures are fitted to the rows their threshold was chosen on
+    (``chosen``), and what that does to a ranking by one of those figures."""
+    said = (f"{', '.join(chosen)}: the decision threshold was chosen on these validation rows (decision: {{threshold: "
+            "auto}), so the valid figures of its calls (accuracy, F1) are fitted to them (optimistic, unlike test "
+            "rows')")
+    if ranked is not None and ranked.split("_", 1)[1] in CALL_METRICS:
+        said += (f"; the ranking by {ranked} favours them over the other runs" if len(chosen) < runs else
+                 f"; the ranking by {ranked} compares figures each threshold was fitted to")
+        said += " (--by auroc ranks by what no threshold sets)"
+    warn_user(said + "; to rank on rows no threshold was chosen on: --split test, or 'polymodal evaluate RUN --data "
+              "FILE' for each run on one manifest")
+
+
 def _predicted(config: Config) -> tuple[str, tuple[str, ...]]:
     """What a run predicts, equal for runs whose metrics measure the same thing: its task and its
     target columns (in any order: an average over them does not depend on it)."""
@@ -79,7 +103,10 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
     A path that holds no finished run (a folder ``runs/*`` also matched, a run still training) is
     left out with a warning that says what it is. Runs that predict different targets (another
     task, other target columns) are not ranked by default and are warned about when ``by`` ranks
-    them by a figure that is not one target's own.
+    them by a figure that is not one target's own. Compared on ``valid``, the runs whose decision
+    threshold was chosen on those rows (``decision: {threshold: auto}``: the figures of its calls
+    are fitted to them) are named in a warning, which says when the ranking favours them; falling
+    back to ``valid`` because some runs have no test metrics names those runs.
 
     Raises:
         RunNotFoundError: none of ``runs`` is a finished run folder.
@@ -102,7 +129,11 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
         raise RunNotFoundError("no run to compare: " + "; ".join(left_out))
     if left_out:
         warn_user("left out of the comparison: " + "; ".join(left_out))
-    split = split or ("test" if all("test" in results.metrics for _, _, results in found) else "valid")
+    untested = [name for name, _, results in found if "test" not in results.metrics]
+    if split is None and untested and len(untested) < len(found):
+        warn_user(f"compared on valid metrics: {', '.join(untested)} {'has' if len(untested) == 1 else 'have'} no test metrics (trained without --test; "
+                  "'polymodal evaluate RUN --data FILE' scores every run on one manifest)")
+    split = split or ("valid" if untested else "test")
     several = any(config.task == "regression" and len(config.targets) > 1 for _, config, _ in found)
     rows = []
     for name, config, results in found:
@@ -147,6 +178,9 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
     else:
         task, targets = next(iter(predicted))
         ranked = f"{split}_{COMPARED[task][0] if task in COMPARED else headline(task, list(targets))}"
+    chosen = [name for name, config, results in found if _threshold_chosen_on_valid(config, results)]
+    if split == "valid" and chosen:
+        _warn_in_sample(chosen, ranked if ranked in frame else None, len(found))
     if ranked in frame:
         frame = frame.sort_values(ranked, ascending=direction(ranked.split("_", 1)[1]) == "min",
                                   na_position="last", kind="stable")

@@ -134,6 +134,8 @@ def warn_if_edited(predictor: MultimodalPredictor, run: Any) -> None:
 
 IN_SAMPLE = ("the decision threshold was chosen on these rows: the figures of its calls (accuracy, F1, the "
              "confusion matrix, sensitivity and specificity) are fitted to them (optimistic, unlike the test rows')")
+# the metrics of the calls a threshold sets (its in-sample figures); AUROC, log loss and ECE are the probabilities'
+CALL_METRICS = frozenset({"accuracy", "macro_f1", "micro_f1", "subset_accuracy"})
 NO_SCORES = "accuracy, macro_f1, the confusion matrix and positive_class are the former threshold's (no scores kept)"
 
 

@@ -420,16 +420,17 @@ class Estimator:
         table = pipeline.encode(manifest, progress=self.config.train.progress,
                                 modalities=pipeline.check_modalities(names, manifest))
         if names is None:  # rows that lack a modality by themselves, not a subset chosen on purpose
-            self._warn_untrained_gaps(manifest, table)
+            self._warn_untrained_gaps(manifest, table, scored=require_target)
         self.eval_skipped = skipped_frame(table.skipped)
         self.warn_skipped(self.eval_skipped, "the predictor's .eval_skipped", predicting=predicting)
         if require_target:  # scores of no row: refused, not computed
             require_rows(table, manifest, self.config.data.on_error, "evaluate")
         return manifest, table
 
-    def _warn_untrained_gaps(self, manifest: Manifest, table: EncodedTable) -> None:
+    def _warn_untrained_gaps(self, manifest: Manifest, table: EncodedTable, *, scored: bool = False) -> None:
         """Warn when rows lack a modality that the model never trained without
-        (:func:`untrained_absences`): their predictions come from a missing path no training row took."""
+        (:func:`untrained_absences`): their predictions come from a missing path no training row took
+        (``scored``: an evaluation's, counted in its metrics)."""
         untrained = untrained_absences(self)
         if len(table.modalities) < 2 or not untrained:
             return
@@ -440,7 +441,9 @@ class Estimator:
             them = "it" if len(lacking) == 1 else "them"
             warn_user(f"{said} are predicted from the other modalities, and this model never trained without {them} "
                       f"(no modality dropout for {them}, no subset loss, every training row held {them}): their "
-                      "predictions may be far less accurate (the predictions' 'absent' column names them; train with "
+                      + ("predictions, counted in these metrics, " if scored else "predictions ")
+                      + "may be far less accurate ('polymodal predict', predict_frame in Python, names them in its 'absent' "
+                      "column; train with "
                       "train.modality_dropout to predict from a subset)")
 
     def read_grouped(self, data: DataSource, by: str, *, modalities: Iterable[str] | None = None) -> Manifest:
@@ -450,6 +453,16 @@ class Estimator:
         manifest = pipeline.read(data, require_target=True, modalities=as_names(modalities))
         manifest.require_column(by, "to split the metrics by")
         return manifest
+
+    def category_normalization(self, column: str) -> str | None:
+        """How the model keys ``column`` as a category: the ``normalize_categories`` of the
+        tabular modality that reads it as one (the fitted preprocessor's; None: no modality reads
+        it as a category, or two read it with different settings), for grouping rows by it as
+        the model tells them apart (:meth:`~polymodal.data.manifest.Manifest.groups`)."""
+        pipeline, _ = self.require_fitted()
+        hows = {prep.cfg.normalize_categories for prep in pipeline.preprocessors.values()
+                if prep.kind == "tabular" and column in prep.categorical}
+        return hows.pop() if len(hows) == 1 else None
 
     def recorded_manifest(self, splits: Iterable[str] = MANIFEST_SPLITS) -> tuple[str, Path] | None:
         """The first of ``splits`` whose manifest the fit recorded and which still exists, as

@@ -204,7 +204,7 @@ class MultimodalPredictor(Estimator):
             self.valid_scores = binary_scores(self.pipeline.targets, valid_outputs, valid_y)
         decided = settle_threshold(self, self.valid_scores) if cfg.task in DECIDED_TASKS else {}
         self.info = self._fit_info(train_table, valid_table, net, {"train": train, "valid": valid, "test": test},
-                                   train_seconds=result.seconds, preprocess_seconds=prep_seconds,
+                                   train_seconds=result.total_seconds, preprocess_seconds=prep_seconds,
                                    best_epoch=result.best_epoch, **{f"best_val_{monitor}": result.best_score},
                                    epochs_run=len(result.history), **transfer.info, **decided)
         self.metrics = {"valid": self._score(valid_outputs, valid_y)}
@@ -348,7 +348,9 @@ class MultimodalPredictor(Estimator):
                 prototypes classify ``data`` (see :mod:`polymodal.fewshot`).
             by: a column of ``data`` (a site, a machine, a motor load): the metrics of each of its
                 values' rows as well, under ``by`` -> column -> value (see
-                :meth:`~polymodal.data.manifest.Manifest.groups`).
+                :meth:`~polymodal.data.manifest.Manifest.groups`); a column the model reads as a
+                category is grouped by the category as the model keys it (``normalize_categories:
+                strip_lower``: ``'F '`` and ``'f'`` are the one value ``f``).
         """
         with self.using_support(support, modalities, data):
             if by is not None:
@@ -359,9 +361,9 @@ class MultimodalPredictor(Estimator):
             scores = self._score(outputs, targets)  # inside: a support set's classes score the outputs
             if support is None and modalities is None and self.config.task in DECIDED_TASKS:
                 self.eval_scores = binary_scores(self.pipeline.targets, outputs, targets)
-            if by is not None:
-                scores["by"] = {by: {value: self._score(outputs[rows], targets[rows])
-                                     for value, rows in manifest.groups(by, table.rows).items()}}
+            if by is not None:  # a category of the model's grouped as it keys them ('F ' and 'f' as one)
+                groups = manifest.groups(by, table.rows, self.category_normalization(by))
+                scores["by"] = {by: {value: self._score(outputs[rows], targets[rows]) for value, rows in groups.items()}}
             return scores
 
     def predict_proba(self, data: DataSource, modalities: Iterable[str] | None = None, *,

@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -117,6 +118,21 @@ def test_evaluate_by_a_column_scores_each_of_its_values_rows_as_evaluating_them_
     with pytest.raises(ManifestError, match=r"column 'Site' \(to split the metrics by\) is not in test.csv \(did you "
                                             r"mean 'site'\?\)"):
         predictor.evaluate(tmp_path / "test.csv", by="Site")
+
+
+def test_evaluate_by_a_category_of_the_model_groups_its_values_as_the_model_keys_them(clf, data, tmp_path):
+    """The tabular modality reads 'color' with normalize_categories: strip (the default): 'red '
+    is the model's 'red', so it is one group, scored as those rows alone are."""
+    predictor, _ = clf
+    test = absolute_paths(pd.read_csv(data["test"]), data["test"].parent)
+    test["color"] = [c + " " if i % 2 else c for i, c in enumerate(test["color"])]
+    test.to_csv(tmp_path / "test.csv", index=False)
+    groups = predictor.evaluate(tmp_path / "test.csv", by="color")["by"]["color"]
+    keyed = test["color"].str.strip()
+    assert set(groups) == set(keyed)
+    for value, scores in groups.items():
+        alone = predictor.evaluate(test[keyed == value])
+        assert scores["rows"] == alone["rows"] and scores["accuracy"] == pytest.approx(alone["accuracy"])
 
 
 def test_predict_proba_and_predict(clf, data):
@@ -506,6 +522,24 @@ def test_resume_continues_an_interrupted_run(data, tmp_path):
         with pytest.raises(RunFolderError, match=r"trained with --valid .*valid\.csv; resume it with the same --valid"):
             MultimodalPredictor.from_config(classification_config(epochs=5)).fit(data["train"], valid, out=run,
                                                                                  resume=True)
+
+
+def test_a_resumed_runs_training_time_is_the_whole_fits(data, tmp_path):
+    """train_seconds (metrics.json, compare, the report) covers every session, not the last."""
+    import lightning as L
+
+    class SlowEpochs(L.Callback):  # a second more every epoch of the first session (in history.csv's seconds)
+        def on_train_epoch_start(self, trainer, module):
+            time.sleep(1.0)
+
+    run = tmp_path / "run"
+    MultimodalPredictor.from_config(classification_config(epochs=2)).fit(data["train"], data["valid"], out=run,
+                                                                          callbacks=[SlowEpochs()])
+    resumed = MultimodalPredictor.from_config(classification_config(epochs=3)).fit(
+        data["train"], data["valid"], out=run, resume=True)
+    saved = json.loads((run / "metrics.json").read_text())["training"]["train_seconds"]
+    assert saved == pytest.approx(resumed.info["train_seconds"])
+    assert saved >= pd.read_csv(run / "history.csv")["seconds"].sum() >= 2.0  # the first session's slow epochs too
 
 
 def test_resume_without_a_checkpoint(data, tmp_path):

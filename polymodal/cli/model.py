@@ -190,15 +190,17 @@ def evaluate(
     from rich.markup import escape
 
     from polymodal.metrics.tasks import MIXED_UNITS, flat_metrics, mixed_units_noted
+    from polymodal.utils.values import shown_apart
 
     groups = metrics.pop("by", {})
     print_metrics(metrics, f"metrics on {data.name}")
     for column, values in groups.items():
+        shown = shown_apart(values)  # 'F ' and 'F' (a column no modality keys as one category) told apart
         notes = {value: scores["note"] for value, scores in values.items() if scores.get("note")}
         said = next(iter(notes.values())) if len(set(notes.values())) == 1 and len(notes) == len(values) else None
-        print_rows([{column: value, **flat_metrics(scores)} for value, scores in values.items()],
+        print_rows([{column: shown[value], **flat_metrics(scores)} for value, scores in values.items()],
                    f"metrics by {column}", note=escape(f"every {column}: {said}") if said else
-                   "\n".join(escape(f"{column} {value}: {note}") for value, note in notes.items()) or None)
+                   "\n".join(escape(f"{column} {shown[value]}: {note}") for value, note in notes.items()) or None)
     swept = extra.get("sweep_rows", 0)
     sample = f" on a sample of {swept} of {metrics.get('rows')} rows (--rows)" if swept < metrics.get("rows", 0) else ""
     if "missing" in extra:

@@ -14,6 +14,7 @@ import numpy as np
 
 from polymodal.data.manifest import Manifest
 from polymodal.data.video_io import FRAME_SUFFIXES, VIDEO_SUFFIXES, import_av
+from polymodal.utils.images import GREY_LEVELS, colour_mode, grey_image, grey_pixels, image_array
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
 ARRAY_SUFFIXES = frozenset({".npy", ".npz", ".mat", ".csv"})
@@ -55,14 +56,18 @@ def judge_files(manifest: Manifest, column: str, rows: np.ndarray, kind: str, su
             reasons.append(str(err))
             continue
         read = 1 if kind == "video" else len(sampled)  # one video's first frame is decoded
-        return became, f"{named} {_described(became, settings['preprocess'], read)}{absent}", settings
+        said = _described(became, settings.pop("colour_why", None), settings["preprocess"], read)
+        return became, f"{named} {said}{absent}", settings
     return "skipped", f"{named} files, none of the first {len(reasons)} readable ({reasons[0]})", {}
 
 
-def _described(kind: str, preprocess: dict[str, Any], looked_at: int) -> str:
-    """The settings read from the files, in words (``images, 28 px grey``)."""
+def _described(kind: str, colour_why: str | None, preprocess: dict[str, Any], looked_at: int) -> str:
+    """The settings read from the files, in words (``images, 28 px grey``), with why the colour
+    is what it is where the files' modes alone would not say (``colour_why``)."""
     if kind in ("image", "video"):
         said = f"{kind}s, {preprocess['size']} px {'grey' if preprocess['color'] == 'gray' else 'colour'}"
+        if colour_why is not None:
+            said += f" ({colour_why})"
         if kind == "image" and preprocess["size"] > FLATTEN_MAX_SIDE:
             said += (f"; over {FLATTEN_MAX_SIDE} px: encoder cnn with 3 stages and pool: avg (the feature map's "
                      "mean: weights that do not grow with the image)")
@@ -78,34 +83,56 @@ def _described(kind: str, preprocess: dict[str, Any], looked_at: int) -> str:
 
 
 def _image_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
-    """The largest side (at most :data:`MAX_IMAGE_SIDE`) among ``paths``; colour if any is."""
+    """The largest side (at most :data:`MAX_IMAGE_SIDE`) among ``paths``; ``gray`` when every one
+    read is grey in content (:func:`~polymodal.utils.images.grey_image`: a mode of one channel, or
+    colour channels within :data:`~polymodal.utils.images.GREY_LEVELS` of each other), else ``rgb``."""
     from PIL import Image
 
-    sides, grey = [], []
-    for other in [path, *paths]:
+    sides: list[int] = []
+    stored_in_colour, coloured = [], []  # the files read in a colour mode; those holding colour
+    for other in dict.fromkeys([path, *paths]):  # ``path`` first, once
         try:
             with Image.open(other) as image:
-                sides.append(max(image.size))
-                grey.append(image.mode in ("1", "L", "LA", "I", "I;16", "F"))
+                side, grey, mode = max(image.size), grey_image(image), image.mode if colour_mode(image) else None
         except (OSError, ValueError):  # reported when the manifest is encoded
             if other == path:
                 raise
-    color = "gray" if all(grey) else "rgb"
+            continue
+        sides.append(side)
+        stored_in_colour += [mode] if mode is not None else []
+        coloured += [] if grey else [other]
+    color = "rgb" if coloured else "gray"
     size = int(min(max(sides), MAX_IMAGE_SIDE))
-    settings: dict[str, Any] = {"preprocess": {"size": size, "color": color, "normalize": "standard"}}
+    settings: dict[str, Any] = {"preprocess": {"size": size, "color": color, "normalize": "standard"},
+                                "colour_why": _colour_why(len(sides), stored_in_colour, coloured)}
     if size > FLATTEN_MAX_SIDE:  # the default cnn's flattened map would make millions of weights
         settings["encoder"] = dict(LARGE_IMAGE_CNN)
     return "image", settings
 
 
+def _colour_why(read: int, stored_in_colour: list[str], coloured: list[str]) -> str | None:
+    """Why images are grey or colour where their modes alone would not say (None: they do): some
+    of those ``read`` hold colour (``coloured``: their paths), or all are grey though some are
+    stored in a colour mode (``stored_in_colour``: their modes)."""
+    if coloured:
+        return None if len(coloured) == read else \
+            f"{len(coloured)} of the {read} read hold colour, such as {os.path.basename(coloured[0])}"
+    if not stored_in_colour:
+        return None
+    return (f"every one of the {read} read is grey in content, including {len(stored_in_colour)} stored as "
+            f"{'/'.join(sorted(set(stored_in_colour)))}: each pixel's three colour channels within {GREY_LEVELS} "
+            "levels of each other")
+
+
 def _video_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
     """The first video's frame size (at most :data:`MAX_VIDEO_SIDE`) and whether its first frame
-    is grey (its three colour channels within 3 levels of each other)."""
+    is grey (:func:`~polymodal.utils.images.grey_pixels`: its three colour channels within
+    :data:`~polymodal.utils.images.GREY_LEVELS` levels of each other, as images are judged)."""
     with import_av().open(path) as container:
         stream = container.streams.video[0]
         frame = next(container.decode(stream)).to_ndarray(format="rgb24").astype(np.int16)
         side = max(stream.width, stream.height)
-    grey = int(np.abs(frame - frame.mean(axis=-1, keepdims=True)).max()) <= 3
+    grey = grey_pixels(frame)
     return "video", {"preprocess": {"size": int(min(side, MAX_VIDEO_SIDE)), "color": "gray" if grey else "rgb",
                                     "normalize": "standard"}}
 
@@ -161,8 +188,8 @@ def _array_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
         picture = (len(shape) == 2 and min(shape) > 16 and max(shape) <= 4 * min(shape)) or \
             (len(shape) == 3 and shape[-1] in (1, 3, 4) and min(shape[:2]) > 16)
         if picture:
-            return "image", {"preprocess": {"size": int(min(max(shape[:2]), MAX_IMAGE_SIDE)),
-                                            "color": "rgb" if len(shape) == 3 and shape[-1] > 1 else "gray",
+            color = "rgb" if len(shape) == 3 and shape[-1] > 1 and not _grey_arrays(path, paths) else "gray"
+            return "image", {"preprocess": {"size": int(min(max(shape[:2]), MAX_IMAGE_SIDE)), "color": color,
                                             "normalize": "standard"}}
     try:
         lengths = [read_signal(path).shape[-1]]
@@ -178,3 +205,18 @@ def _array_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
         return "signal", {"preprocess": {"length": length}}
     n_fft = 256 if length >= 2 * SPECTROGRAM_FROM else 128  # 15 frames or more, half-overlapped
     return "signal", {"preprocess": {"length": length, "spectrogram": {"n_fft": n_fft, "hop": n_fft // 2}}}
+
+
+def _grey_arrays(path: str, paths: list[str]) -> bool:
+    """Whether ``.npy`` pictures (H, W, 3|4) are all grey in content, as image files are judged
+    (:func:`~polymodal.utils.images.grey_pixels`, on the pixels training reads)."""
+    for other in dict.fromkeys([path, *paths]):
+        try:
+            pixels = image_array(np.load(other, allow_pickle=False), other)
+        except (OSError, ValueError):  # reported when the manifest is encoded (a DecodeError is a ValueError)
+            if other == path:
+                raise
+            continue
+        if pixels.ndim == 3 and not grey_pixels(pixels):
+            return False
+    return True

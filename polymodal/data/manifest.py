@@ -25,6 +25,7 @@ from polymodal.data.cells import cell_text, is_empty
 from polymodal.errors import ManifestError
 from polymodal.utils.io import python_scalar
 from polymodal.utils.suggest import did_you_mean
+from polymodal.utils.values import normalize_category
 from polymodal.utils.warn import warn_user
 
 READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "json",
@@ -105,13 +106,17 @@ class Manifest:
                                  f"{did_you_mean(column, self.columns)}; it has {list(self.columns)}"],
                                 source=self.name)
 
-    def groups(self, column: str, rows: np.ndarray) -> dict[str, np.ndarray]:
+    def groups(self, column: str, rows: np.ndarray, normalize: str | None = None) -> dict[str, np.ndarray]:
         """Boolean masks over ``rows`` (positions in this manifest), one per distinct value of
         ``column`` at those rows, keyed by the value as text (an empty cell: ``(empty)``), numbers
-        in numeric order before text."""
+        in numeric order before text. ``normalize``: the column is a category a model keys as
+        ``normalize_categories`` says (``strip_lower``: ``'F '`` and ``'f'`` are one group, ``f``),
+        with :func:`~polymodal.utils.values.normalize_category` as the tabular preprocessor keys it;
+        None: the text as written."""
         self.require_column(column, "to group rows by")
         cells = pd.Series(self.take(column, rows), dtype=object)
-        keys = cells.map(lambda v: "(empty)" if is_empty(v) else cell_text(v)).to_numpy()
+        keyed = cell_text if normalize is None else (lambda v: normalize_category(cell_text(v), normalize))
+        keys = cells.map(lambda v: "(empty)" if is_empty(v) else keyed(v)).to_numpy()
         order = sorted(set(keys), key=lambda k: (1, 0.0, k) if _number(k) is None else (0, _number(k), k))
         return {key: keys == key for key in order}
 

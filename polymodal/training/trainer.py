@@ -44,12 +44,26 @@ NOISE = (r".*does not have many workers.*", r".*The number of training batches.*
 class History(Callback):
     """Collects the epoch metrics into a table; writes ``history.csv`` atomically each epoch. Its
     rows (and checkpoints' state) keep Lightning's epoch, counted from 0; the table counts from 1,
-    as the progress bar does."""
+    as the progress bar does. It also keeps the fit's training time across sessions: each
+    checkpoint records the seconds trained up to it (``train_seconds``), which a resumed fit
+    starts from (:attr:`earlier_seconds`; the time an interrupted session spent after its last
+    checkpoint produced nothing kept, and is not counted)."""
 
     def __init__(self, path: Path | None):
         self.path = path
         self.rows: list[dict[str, Any]] = []
         self._start = 0.0
+        self.earlier_seconds = 0.0  # trained before this session (a resumed fit), as its checkpoint recorded
+        self._fit_start: float | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._fit_start = time.perf_counter()  # after a resumed fit's checkpoint was restored
+
+    @property
+    def fit_seconds(self) -> float:
+        """Seconds trained so far, the sessions before a resumed one included."""
+        session = 0.0 if self._fit_start is None else time.perf_counter() - self._fit_start
+        return self.earlier_seconds + session
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._start = time.perf_counter()
@@ -69,10 +83,13 @@ class History(Callback):
         return frame.assign(epoch=frame["epoch"] + 1) if "epoch" in frame else frame
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows}
+        return {"rows": self.rows, "train_seconds": self.fit_seconds}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rows = list(state.get("rows", []))
+        # a checkpoint written before the total was recorded: its epochs' own seconds (without
+        # what ran between epochs), the closest it holds
+        self.earlier_seconds = float(state.get("train_seconds", sum(row.get("seconds", 0.0) for row in self.rows)))
 
 
 class AtomicCheckpoint(Callback):
@@ -228,8 +245,14 @@ class FitResult:
     history: pd.DataFrame
     best_epoch: int | None  # counted from 1, as history's epochs
     best_score: float | None
-    seconds: float
+    seconds: float  # this session's (``trainer.fit``'s wall-clock time)
     rank: int = 0  # global rank of this process (0 when not distributed)
+    earlier_seconds: float = 0.0  # a resumed fit's: trained in the sessions before, as its checkpoint recorded
+
+    @property
+    def total_seconds(self) -> float:
+        """The whole fit's training time: this session's and, resumed, the earlier sessions'."""
+        return self.earlier_seconds + self.seconds
 
 
 def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: str, steps_per_epoch: int,
@@ -342,4 +365,5 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
         warn_user(f"train.max_minutes ({cfg.max_minutes:g}) would run out in the next epoch: training stopped after "
                   f"epoch {len(history.rows)} of {cfg.epochs} and keeps its best ({best_epoch})"
                   + ("; --resume with a new limit continues it" if run_dir is not None else ""))
-    return FitResult(history.frame, best_epoch, checkpoint.best_score, seconds, trainer.global_rank)
+    return FitResult(history.frame, best_epoch, checkpoint.best_score, seconds, trainer.global_rank,
+                     earlier_seconds=history.earlier_seconds)

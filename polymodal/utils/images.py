@@ -67,6 +67,41 @@ def converted_and_resized(image: Any, target: str, background: str | None, size:
     return resize_image(converted(image, target, background), size, mode)
 
 
+GREY_LEVELS = 3  # a pixel whose three colour channels lie within this many 8-bit levels of each other is grey
+
+
+def grey_pixels(rgb: Any) -> bool:
+    """Whether 8-bit colour pixels are grey in content: in every pixel the three colour channels
+    within :data:`GREY_LEVELS` of each other (a grey scan saved as RGB or RGBA, a grey video's
+    decoded frames; a compression's rounding stays within the tolerance).
+
+    Args:
+        rgb: (..., 3) pixels (a 4th channel, alpha, is ignored).
+    """
+    import numpy as np
+
+    channels = np.asarray(rgb)[..., :3]
+    spread = channels.max(axis=-1).astype(np.int32) - channels.min(axis=-1)
+    return int(spread.max(initial=0)) <= GREY_LEVELS
+
+
+def grey_image(image: Any) -> bool:
+    """Whether a Pillow image is grey in content: a mode of one channel (``1``, ``L``, ``LA``,
+    ``I``, ``I;16`` in either byte order, ``F``...), or colour (RGB, RGBA, a palette...) whose
+    pixels are all grey by :func:`grey_pixels` (transparency composited onto black first: a grey
+    pixel stays grey on either background)."""
+    import numpy as np
+
+    if not colour_mode(image):
+        return True
+    return grey_pixels(np.asarray(converted(image, "RGB", "black")))
+
+
+def colour_mode(image: Any) -> bool:
+    """Whether a Pillow image's mode can hold colour: more than one channel besides alpha, or a palette."""
+    return len(set(image.getbands()) - {"A", "a"}) > 1 or image.mode in ("P", "PA")
+
+
 def to_8bit(image: Any) -> Any:
     """A Pillow image whose pixels are wider than 8 bits (16-bit in either byte order, 32-bit
     integer or float) as 8-bit grey, scaled by its own maximum (medical and scientific images

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 # how a tabular modality keys its categories (``preprocess.normalize_categories``): as written,
 # without surrounding whitespace, or that and lower-cased
@@ -32,6 +32,16 @@ def spelling_variants(counts: Mapping[str, int]) -> list[list[tuple[str, int]]]:
         groups.setdefault(key.strip().lower(), []).append((key, count))
     found = [sorted(group, key=lambda kv: (-kv[1], kv[0])) for group in groups.values() if len(group) > 1]
     return sorted(found, key=lambda group: (-sum(c for _, c in group), group[0][0]))
+
+
+def shown_apart(texts: Iterable[str]) -> dict[str, str]:
+    """How to show each of ``texts`` in a table so that none reads as another: a text with
+    surrounding whitespace, and every text that differs from it only by that whitespace, quoted
+    as ``repr`` writes it (a table trims a cell: ``'F '`` and ``'F'`` would both read ``F``);
+    the others as they are."""
+    texts = list(texts)
+    padded = {text.strip() for text in texts if text != text.strip()}
+    return {text: repr(text) if text.strip() in padded else text for text in texts}
 
 
 def blank(value: object) -> bool:

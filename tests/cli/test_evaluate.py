@@ -55,6 +55,23 @@ def test_by_prints_a_table_per_value_and_puts_them_in_the_json(run, tmp_path):
                       "column 'site' (to split the metrics by) is not in test.csv")
 
 
+def test_by_shows_values_that_differ_only_by_surrounding_whitespace_quoted(run):
+    """'sex' is no category of the model: 'F' and 'F ' are two groups, which a table (trimming
+    its cells) would print both as F."""
+    folder, paths = run
+    test = pd.read_csv(paths["test"])
+    test["sex"] = [["F", "F ", "M"][i % 3] for i in range(len(test))]
+    test.to_csv(paths["test"].parent / "test_sex.csv", index=False)
+    report = json.loads(invoke("evaluate", folder, "--data", paths["test"].parent / "test_sex.csv", "--by", "sex",
+                               "--json").stdout)
+    assert set(report["by"]["sex"]) == {"F", "F ", "M"}  # the values themselves
+    printed = invoke("evaluate", folder, "--data", paths["test"].parent / "test_sex.csv", "--by", "sex")
+    assert printed.exit_code == 0, printed.output
+    rows = [line.split("│")[1].strip() for line in printed.stdout.split("metrics by sex")[1].splitlines()
+            if line.count("│") > 2]
+    assert rows == ["'F'", "'F '", "M"]
+
+
 @pytest.fixture(scope="module")
 def several(tmp_path_factory):
     """A regression of load (about 1 hp) and rpm (about 1750) saved in a folder; its manifests' folder."""

@@ -418,6 +418,52 @@ def test_compare_warns_when_the_runs_were_scored_on_different_rows(trained, tmp_
     assert f"{other}: 24 rows held out of " in warned and "(val_fraction 0.1, seed 0)" in warned
 
 
+def test_compare_names_the_runs_whose_valid_figures_are_fitted_by_their_threshold(trained, tmp_path):
+    import json
+
+    from polymodal.compare import compare_runs
+    from polymodal.decision import IN_SAMPLE
+
+    plain, auto = (shutil.copytree(trained, tmp_path / name) for name in ("plain", "auto"))
+    metrics = json.loads((auto / "metrics.json").read_text())
+    metrics["valid"]["note"] = IN_SAMPLE  # as a fit with decision: {threshold: auto} saves it
+    metrics["valid"]["accuracy"] = 1.0
+    (auto / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.warns(UserWarning) as caught:
+        frame = compare_runs([plain, auto])
+    [said] = [str(w.message) for w in caught if "decision threshold" in str(w.message)]
+    assert said.startswith(f"{auto}: the decision threshold was chosen on these validation rows") and str(plain) not in said
+    assert "fitted to them (optimistic" in said and "the ranking by valid_accuracy favours them over the other runs" in said
+    assert frame.attrs["ranked_by"] == "valid_accuracy" and frame["run"][0] == str(auto)
+    with pytest.warns(UserWarning) as caught:
+        compare_runs([plain, auto], by="auroc")  # the probabilities' figure: no threshold set it
+    [said] = [str(w.message) for w in caught if "decision threshold" in str(w.message)]
+    assert "ranking" not in said
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compare_runs([plain, plain])  # no threshold chosen on the rows: nothing to say
+
+
+def test_compare_names_the_runs_without_test_metrics_when_it_falls_back_to_valid(trained, tmp_path):
+    import json
+
+    from polymodal.compare import compare_runs
+
+    tested, untested, also = (shutil.copytree(trained, tmp_path / name) for name in ("a_tested", "b_untested", "c_untested"))
+    metrics = json.loads((tested / "metrics.json").read_text())
+    metrics["test"] = dict(metrics["valid"])
+    (tested / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.warns(UserWarning, match="compared on valid metrics: ") as caught:
+        frame = compare_runs([tested, untested, also])
+    [said] = [str(w.message) for w in caught if "compared on valid" in str(w.message)]
+    assert f": {untested}, {also} have no test metrics" in said and str(tested) not in said
+    assert frame.attrs["ranked_by"] == "valid_accuracy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compare_runs([untested, also])  # none has test metrics: valid, as there is nothing else
+        compare_runs([tested, untested], split="valid")  # asked for
+
+
 @pytest.fixture(scope="module")
 def by_target(tmp_path_factory) -> dict:
     """Runs on the same rows: ``load`` (one target, hp) and ``multi`` (load and rpm)."""

@@ -294,6 +294,46 @@ def test_videos_get_their_frame_size_and_colour_and_a_sound_column_their_audio_t
     assert modalities["audio"]["preprocess"]["max_seconds"] >= 1.2  # every track's header read, not the first's (0.5 s)
 
 
+def test_images_are_grey_when_every_one_read_is_grey_in_content_whatever_its_mode(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    paths = []
+    for i in range(8):
+        grey = rng.integers(0, 255, (28, 28), dtype=np.uint8)
+        if i == 1:  # a grey scan saved as RGBA (R = G = B)
+            Image.fromarray(np.dstack([grey, grey, grey, np.full_like(grey, 255)]), "RGBA").save(tmp_path / "x1.png")
+        elif i == 2:  # a grey scan saved as RGB, one channel off by a compression's rounding
+            Image.fromarray(np.dstack([grey, grey, np.clip(grey.astype(int) + 2, 0, 255).astype(np.uint8)])).save(
+                tmp_path / "x2.png")
+        elif i == 3:  # a big-endian 16-bit TIFF
+            Image.frombytes("I;16B", (28, 28), (grey.astype(">u2") * 200).tobytes()).save(tmp_path / "x3.tif")
+        else:
+            write_image(tmp_path / f"x{i}.png", grey)
+        paths.append(f"x{i}.tif" if i == 3 else f"x{i}.png")
+    assert Image.open(tmp_path / "x3.tif").mode == "I;16B"
+    pd.DataFrame({"scan": paths, "y": [0, 1] * 4}).to_csv(tmp_path / "m.csv", index=False)
+    inferred = infer_config(tmp_path / "m.csv", "y")
+    assert inferred.config["modalities"]["scan"]["preprocess"]["color"] == "gray"
+    why = dict((c, w) for c, _, w in inferred.columns)["scan"]
+    assert "grey (every one of the 8 read is grey in content, including 2 stored as RGB/RGBA" in why, why
+
+    colour = rng.integers(0, 255, (28, 28, 3), dtype=np.uint8)  # one photo in colour makes the column colour
+    write_image(tmp_path / "x6.png", colour)
+    inferred = infer_config(tmp_path / "m.csv", "y")
+    assert inferred.config["modalities"]["scan"]["preprocess"]["color"] == "rgb"
+    assert "1 of the 8 read hold colour, such as x6.png" in dict((c, w) for c, _, w in inferred.columns)["scan"]
+
+
+def test_an_npy_picture_of_three_equal_channels_is_grey(tmp_path):
+    rng = np.random.default_rng(6)
+    for i in range(4):
+        grey = rng.integers(0, 255, (32, 32), dtype=np.uint8)
+        np.save(tmp_path / f"p{i}.npy", np.dstack([grey] * 3))
+    pd.DataFrame({"photo": [f"p{i}.npy" for i in range(4)], "y": [0, 1] * 2}).to_csv(tmp_path / "m.csv", index=False)
+    assert infer_config(tmp_path / "m.csv", "y").config["modalities"]["photo"]["preprocess"]["color"] == "gray"
+
+
 @pytest.mark.parametrize(("length", "n_fft"), [(1024, 128), (2048, 256), (6000, 256)])
 def test_long_signal_windows_are_read_as_spectrograms(tmp_path, length, n_fft):
     rng = np.random.default_rng(3)

@@ -364,3 +364,18 @@ def test_a_dataframe_whose_index_repeats_labels_is_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_manifest(frame.set_axis([7, 9, 8]))  # a unique index: no warning
+
+
+def test_groups_key_a_category_as_the_tabular_preprocessor_does():
+    from polymodal.data.modalities.tabular import _category
+
+    cells = ["F ", "F", "f", "Male ", "male", None, "M"]
+    manifest = read_manifest(pd.DataFrame({"sex": cells}))
+    rows = np.arange(len(cells))
+    as_written = manifest.groups("sex", rows)
+    assert set(as_written) == {"F ", "F", "f", "Male ", "male", "(empty)", "M"}
+    keyed = manifest.groups("sex", rows, normalize="strip_lower")
+    assert {key: list(np.flatnonzero(mask)) for key, mask in keyed.items()} == {
+        "(empty)": [5], "f": [0, 1, 2], "m": [6], "male": [3, 4]}
+    assert set(keyed) - {"(empty)"} == {_category(c, "strip_lower") for c in cells if c is not None}
+    assert set(manifest.groups("sex", rows, normalize="strip")) == {"F", "f", "Male", "male", "(empty)", "M"}

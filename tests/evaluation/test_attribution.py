@@ -382,6 +382,23 @@ def test_the_report_shows_the_explanations_caveats_in_its_importance_section(nev
         diagnostic_sections(skewed, tmp_path)["Modality importance"]
 
 
+def test_the_untrained_gap_warning_says_what_each_command_does_with_those_rows(never_hidden, tmp_path):
+    """evaluate writes no predictions: it says the rows count in its metrics and where predict
+    names them; predict_frame, whose own 'absent' column names them, says that."""
+    predictor, _ = never_hidden
+    rows = two_tabular(12, "a", 5)
+    rows.loc[[2, 7], ["b1", "b2"]] = np.nan
+    for scoring in (True, False):  # a file of its own each: the warning is said once per manifest
+        path = tmp_path / f"{'evaluated' if scoring else 'predicted'}.csv"
+        rows.to_csv(path, index=False)
+        with pytest.warns(UserWarning, match="never trained without") as caught:
+            predictor.evaluate(path) if scoring else predictor.predict_frame(path)
+        [said] = [str(w.message) for w in caught if "never trained without" in str(w.message)]
+        assert ("their predictions, counted in these metrics, may be far less accurate" in said) == scoring
+        assert "'polymodal predict', predict_frame in Python, names them in its 'absent' column" in said
+        assert "the predictions' 'absent' column" not in said
+
+
 def test_predicting_rows_that_lack_a_modality_the_model_never_trained_without_warns_once(never_hidden, tmp_path):
     import warnings
 

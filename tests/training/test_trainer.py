@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -149,6 +150,36 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     assert result.best_epoch == 1 and result.best_score == pytest.approx(1.0)
     # The best epoch was in the first run: its weights come back from checkpoints/best.ckpt.
     assert same_weights(second, first.snapshots[0])
+
+
+class SlowModule(ScriptedModule):
+    """Takes 0.1 s a training step (4 a epoch): its session's time stands out from a fast one's."""
+
+    def training_step(self, batch, batch_idx):
+        time.sleep(0.1)
+        return super().training_step(batch, batch_idx)
+
+
+def test_a_resumed_fit_counts_the_training_time_of_its_earlier_sessions(tmp_path):
+    first = fit(SlowModule([3.0, 2.0, 1.0, 0.5]), epochs=2, run_dir=tmp_path)
+    assert first.earlier_seconds == 0.0 and first.total_seconds == first.seconds
+    resumed = fit(ScriptedModule([3.0, 2.0, 1.0, 0.5]), epochs=4, run_dir=tmp_path, resume=True)
+    # the first session, up to its last checkpoint: its 8 slow steps, within its whole fit's time
+    assert 0.8 <= resumed.earlier_seconds <= first.seconds
+    assert resumed.total_seconds == pytest.approx(resumed.earlier_seconds + resumed.seconds)
+    assert resumed.total_seconds >= resumed.history["seconds"].sum()  # every epoch's time, not the last session's
+
+
+def test_a_checkpoint_without_the_recorded_time_resumes_from_its_epochs_seconds(tmp_path):
+    fit(SlowModule([3.0, 2.0, 1.0, 0.5]), epochs=2, run_dir=tmp_path)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    [history] = [v for k, v in state["callbacks"].items() if k.startswith("History")]
+    del history["train_seconds"]  # as checkpoints written before it was recorded
+    torch.save(state, last)
+    resumed = fit(ScriptedModule([3.0, 2.0, 1.0, 0.5]), epochs=4, run_dir=tmp_path, resume=True)
+    assert resumed.earlier_seconds == pytest.approx(sum(row["seconds"] for row in history["rows"]))
+    assert resumed.earlier_seconds >= 0.8
 
 
 def test_resume_watching_another_metric_does_not_compare_across_metrics(tmp_path):

@@ -38,3 +38,20 @@ def test_opaque_images_convert_as_pillow_converts_them():
     for target in ("RGB", "L", "HSV"):
         expected = rgb.convert(target)
         assert np.array_equal(np.asarray(converted(rgb, target, "white")), np.asarray(expected))
+
+
+def test_grey_means_one_channel_or_colour_channels_within_three_levels_of_each_other():
+    from polymodal.utils.images import grey_image, grey_pixels
+
+    level = np.full((4, 4, 3), 100, dtype=np.uint8)
+    within, beyond = level.copy(), level.copy()
+    within[1, 2] = (100, 103, 101)  # a compression's rounding
+    beyond[1, 2] = (100, 104, 100)
+    assert grey_pixels(within) and not grey_pixels(beyond)
+    rgba = np.dstack([within, np.full((4, 4), 7, dtype=np.uint8)])  # alpha is no colour
+    assert grey_image(Image.fromarray(rgba, "RGBA")) and not grey_image(Image.fromarray(beyond))
+    for mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
+        assert grey_image(Image.new(mode, (4, 4))), mode
+    palette = Image.new("P", (4, 4))
+    palette.putpalette([200, 0, 0] * 256)  # every entry red
+    assert not grey_image(palette)

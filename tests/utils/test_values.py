@@ -25,3 +25,11 @@ def test_missing_cells_are_nan(cell):
 def test_what_is_not_a_number_says_why(cell, message):
     with pytest.raises(ValueError, match=message):
         number(cell)
+
+
+def test_texts_that_differ_only_by_surrounding_whitespace_are_shown_quoted():
+    from polymodal.utils.values import shown_apart
+
+    assert shown_apart(["F ", "F", "Male ", "male", "M", "(empty)"]) == {
+        "F ": "'F '", "F": "'F'", "Male ": "'Male '", "male": "male", "M": "M", "(empty)": "(empty)"}
+    assert shown_apart(["north", "south"]) == {"north": "north", "south": "south"}
