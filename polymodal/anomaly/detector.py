@@ -196,7 +196,7 @@ class AnomalyDetector(Estimator):
         model = self._build_model(pipeline)
         optim = OptimSettings.from_config(cfg.train)
         train_loader = self._loader(train_table, train_y, train=True)
-        histories, seconds = [], 0.0
+        histories, seconds, before = [], 0.0, 0.0  # before: a resumed fit's earlier sessions
         run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite, planned_epochs=phases[-1][1]),
                             fresh=True)  # the first write
         for k, (phase, epochs) in enumerate(phases):
@@ -213,8 +213,9 @@ class AnomalyDetector(Estimator):
                                 self._loader(*self._validation_rows(valid_table, valid_y), train=False),
                                 self._phase_train_config(epochs), run_dir=run_dir if last else None,
                                 monitor="loss", mode="min", resume=resume)
-            if resume:  # the earlier phases' rows, from the checkpoint
+            if resume:  # the earlier phases' rows, from the checkpoint, and the time trained before this session
                 histories = [pd.DataFrame(module.earlier)] if module.earlier else []
+                before = result.earlier_seconds + sum(float(row.get("seconds", 0.0)) for row in module.earlier)
             histories.append(result.history.assign(phase=phase))
             seconds += result.seconds
         model.eval()
@@ -232,7 +233,7 @@ class AnomalyDetector(Estimator):
         self.history = pd.concat(histories, ignore_index=True)
         self.info = self._fit_info(train_table, valid_table, model, {"train": train, "valid": valid, "test": test},
                                    train_anomalies=int((train_y == 1).sum()), train_anomalies_dropped=dropped,
-                                   train_seconds=seconds, epochs_run=len(self.history),
+                                   train_seconds=before + seconds, epochs_run=len(self.history),
                                    # the last phase's best epoch, counted across phases
                                    best_epoch=None if result.best_epoch is None
                                    else result.best_epoch + sum(len(h) for h in histories[:-1]),
@@ -467,7 +468,7 @@ class AnomalyDetector(Estimator):
         out = self._metrics(scores, y, labels)
         if by is not None:
             out["by"] = {by: {value: self._metrics(scores[rows], y[rows], [v for v, r in zip(labels, rows) if r])
-                              for value, rows in manifest.groups(by, table.rows).items()}}
+                              for value, rows in manifest.groups(by, table.rows, self.category_normalization(by)).items()}}
         return out
 
     def _metrics(self, scores: np.ndarray, y: np.ndarray, labels: list[Any], subject: str = "the evaluated rows hold",

@@ -272,6 +272,8 @@ def test_an_interrupted_anomaly_run_resumes_where_it_stopped(data, tmp_path, sco
     phases = ["pretrain", "pretrain", "svdd", "svdd"] if scorer == "deep_svdd" else ["train"] * 4
     assert list(resumed.history["phase"]) == phases
     assert list(pd.read_csv(run / "history.csv")["phase"]) == phases
+    # the whole fit's training time, the sessions before the resume included (each epoch's within it)
+    assert resumed.info["train_seconds"] >= resumed.history["seconds"].sum() - 1e-6
     assert np.isfinite(resumed.predict_frame(data / "test.csv")["score"]).all()
     assert np.isfinite(float(resumed.model.scorer.threshold))
     with pytest.raises(RunFolderError, match="valid"):  # the data it was trained with, as a classifier's resume
