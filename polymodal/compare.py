@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from polymodal.config import Config
+from polymodal.config.decision import DECIDED_TASKS
 from polymodal.config.task_metrics import TASK_METRICS, direction, headline, per_target_name, split_metric
 from polymodal.decision import CALL_METRICS, IN_SAMPLE
 from polymodal.errors import OptionError, RunNotFoundError
@@ -64,7 +65,7 @@ def _threshold_chosen_on_valid(config: Config, results: Any) -> bool:
     note its validation metrics carry (as ``evaluate`` and ``train`` print it), or its config's
     ``auto`` for a run saved before the note."""
     note = str((results.metrics.get("valid") or {}).get("note") or "")
-    return IN_SAMPLE in note or (config.task in ("classification", "multilabel") and config.decision.threshold == "auto")
+    return IN_SAMPLE in note or (config.task in DECIDED_TASKS and config.decision.threshold == "auto")
 
 
 def _warn_in_sample(chosen: list[str], ranked: str | None, runs: int) -> None:
