@@ -120,6 +120,9 @@ class Estimator:
         self.valid_scores: Scored | None = None  # of the last fit's validation rows
         self.test_scores: Scored | None = None  # of the last fit's test rows
         self.eval_scores: Scored | None = None  # of the latest evaluate's rows (or the fit's test)
+        # what scores.npz keeps beside them, by name (an anomaly detector's: each row's modalities, the
+        # validation normal rows' scores per subset of modalities); empty for other estimators
+        self.kept: dict[str, np.ndarray] = {}
 
     def _save_folder(self, path: str | os.PathLike, overwrite: bool) -> Path:
         """``path`` ready for :meth:`save`: a folder holding another run (not this model's own) is
@@ -526,7 +529,7 @@ class Estimator:
         save_assets(self.config, model.encoders, run)  # what pretrained encoders need besides their weights
         runfolder.write_model(run, self.config, model, pipeline, fingerprint=self.model_fingerprint())
         runfolder.write_diagnostics(run, self.diagnostics)
-        runfolder.write_scores(run / SCORES_FILE, {"valid": self.valid_scores, "test": self.test_scores})
+        runfolder.write_scores(run / SCORES_FILE, {"valid": self.valid_scores, "test": self.test_scores}, self.kept)
         self._write_report(run, model)
         runfolder.write_results(run, self.metrics, self.info, self.history, self.last_skipped)
         drop_replaced_run(run)  # saved whole: the run an --overwrite fit set aside goes
@@ -555,11 +558,12 @@ class Estimator:
         estimator.last_skipped = results.skipped
         estimator.diagnostics = runfolder.read_diagnostics(run)
         try:
-            scores = runfolder.read_scores(run)
+            scores, kept = runfolder.read_scores(run), runfolder.read_kept_arrays(run)
         except RunFolderError as err:  # kept to choose a threshold again from: the model serves without them
             warn_user(f"{err}; the run loads without its kept scores (choosing a threshold again needs them)")
-            scores = {}
+            scores, kept = {}, {}
         estimator.valid_scores, estimator.test_scores = scores.get("valid"), scores.get("test")
+        estimator.kept = kept
         return estimator, run
 
 

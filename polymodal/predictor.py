@@ -274,8 +274,11 @@ class MultimodalPredictor(Estimator):
             terms.append(build_align_term(self.config, net))
         return terms
 
-    def score_outputs(self, outputs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
-        """Task metrics on raw outputs; regression values are put back on the target's scale."""
+    def score_outputs(self, outputs: np.ndarray, target: np.ndarray, held: np.ndarray | None = None
+                      ) -> dict[str, Any]:
+        """Task metrics on raw outputs; regression values are put back on the target's scale.
+        ``held`` (each row's modalities as a bit mask, what an anomaly detector flags by) changes
+        nothing here: a predictor decides alike whatever modalities a row holds."""
         targets = self.pipeline.targets
         if self.config.task == "retrieval":  # outputs are the aligned modalities' embeddings side by side
             return stacked_validation_metrics(outputs, target, aligned_modalities(self.config),

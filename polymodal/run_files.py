@@ -13,7 +13,10 @@ report, resuming and the command line all read them from here.
     scores.npz           the validation (and test) rows' scores and labels of an anomaly detector (its
                          anomaly scores), a two-class classifier (the positive class's probabilities)
                          or a multilabel model (each label's): what a threshold is chosen from again
-                         without retraining (``polymodal threshold``)
+                         without retraining (``polymodal threshold``); an anomaly detector's also
+                         each row's modalities (``valid_held``, ``test_held``: bit masks) and the
+                         validation normal rows' scores per subset of modalities
+                         (``valid_subset_scores``), which its thresholds per subset are chosen from
     report.html, plots/  the run's report and its figures
     checkpoints/         last.ckpt (for --resume) and best.ckpt
     logs/                the epoch CSV log and TensorBoard's

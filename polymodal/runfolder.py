@@ -266,15 +266,17 @@ def read_diagnostics(run: Path) -> dict[str, Any]:
         return json.loads((run / DIAGNOSTICS_FILE).read_text(encoding="utf-8"))
 
 
-def write_scores(path: Path, kept: dict[str, Scored | None]) -> None:
+def write_scores(path: Path, kept: dict[str, Scored | None], arrays: dict[str, np.ndarray] | None = None) -> None:
     """The scores and labels of each split ``kept`` into ``path`` (``.npz``, numpy arrays only): an
     anomaly detector's anomaly scores, a two-class classifier's positive-class probabilities (N,), a
     multilabel model's label probabilities (N, L), from which a threshold is chosen again without
-    the rows; a stale file goes when there are none (a
-    run loaded from a folder saved before they were kept)."""
-    arrays = {f"{split}_{part}": np.asarray(values, dtype)
-              for split, pair in kept.items() if pair is not None
-              for part, values, dtype in (("scores", pair[0], np.float64), ("labels", pair[1], np.int64))}
+    the rows, and the further ``arrays`` an estimator keeps beside them (:func:`read_kept_arrays`);
+    a stale file goes when there are no scores (a run loaded from a folder saved before they were
+    kept)."""
+    arrays = {**{f"{split}_{part}": np.asarray(values, dtype)
+                 for split, pair in kept.items() if pair is not None
+                 for part, values, dtype in (("scores", pair[0], np.float64), ("labels", pair[1], np.int64))},
+              **({} if not any(pair is not None for pair in kept.values()) else (arrays or {}))}
     if not arrays:
         path.unlink(missing_ok=True)
         return
@@ -300,3 +302,13 @@ def read_scores(run: Path) -> dict[str, Scored]:
                                      f"{labels.shape[0] if labels.ndim else 0} labels")
                 out[split] = (scores, labels)
         return out
+
+
+def read_kept_arrays(run: Path) -> dict[str, np.ndarray]:
+    """The arrays :func:`write_scores` kept in ``run`` beside the splits' scores and labels, by
+    name; empty when the run has none."""
+    if not (run / SCORES_FILE).is_file():
+        return {}
+    with reading(run, SCORES_FILE), np.load(run / SCORES_FILE, allow_pickle=False) as stored:
+        splits = {f"{split}_{part}" for split in ("valid", "test") for part in ("scores", "labels")}
+        return {name: stored[name] for name in stored.files if name not in splits}

@@ -9,8 +9,14 @@
 class, so ``polymodal train / evaluate / predict`` work unchanged. Run folder: ``config.yaml``,
 ``model.safetensors`` (network + the scorer's statistics and threshold), ``preprocessors/``,
 ``assets/`` (pretrained encoders' files), ``metrics.json``, ``history.csv``, ``scores.npz`` (the
-validation and test rows' scores and labels: ``set_threshold`` chooses from them again without
+validation and test rows' scores and labels, the modalities each row held and the validation normal
+rows' scores per subset of modalities: ``set_threshold`` chooses from them again without
 retraining), ``report.html`` with ``plots/`` (see :mod:`polymodal.run_files`).
+
+A row is flagged above the threshold of the subset of modalities it holds: the full set's at
+``anomaly.target_fpr`` on the validation normal rows, each other subset's at the validation
+false-positive rate the full set's gives, chosen on those rows scored with that subset alone (a row
+scored through the missing path has a score of another scale).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import torch
 
 from polymodal import runfolder
 from polymodal.anomaly.model import AnomalyModel, ScoreNetwork, build_anomaly_net
-from polymodal.anomaly.scorers import OPTIONAL_STATE, build_scorer
+from polymodal.anomaly.scorers import OPTIONAL_STATE, REFERENCE_MAX_MODALITIES, build_scorer
 from polymodal.anomaly.targets import AnomalyTargets, normal_value_problems, training_rows
 from polymodal.anomaly.threshold import rethreshold, warn_coarse_rate
 from polymodal.assets import restore_contexts
@@ -45,7 +51,15 @@ from polymodal.errors import (
     SchemaMismatchError,
 )
 from polymodal.estimator import EMBEDDINGS, PROBABILITIES, ROBUSTNESS, Estimator
-from polymodal.metrics.anomaly import anomaly_metrics, flags, threshold_at_fpr, undefined_note
+from polymodal.metrics.anomaly import (
+    anomaly_metrics,
+    flags,
+    one_threshold_note,
+    row_thresholds,
+    subset_thresholds,
+    threshold_at_fpr,
+    undefined_note,
+)
 from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, start_run
 from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR
 from polymodal.training.devices import across_ranks
@@ -92,6 +106,12 @@ class AnomalyDetector(Estimator):
             None for a run saved before it was written).
         test_scores: the same for the test manifest of the last ``fit``; None when it had none.
         eval_scores: the same for the rows of the latest ``evaluate`` (or the fit's test).
+        kept: what ``scores.npz`` keeps beside them: ``valid_held`` / ``test_held`` (N,), the bit
+            mask of the modalities each row held (bit i: the i-th sorted modality), and
+            ``valid_subset_scores`` (2^M, R), the R validation normal rows' scores with only each
+            subset's modalities present (NaN where a row lacks one): what :meth:`set_threshold`
+            chooses each subset's threshold from again. Empty for a run saved before.
+        eval_held: (N,) the bit masks of the rows of the latest ``evaluate``.
     """
 
     emptied_rows_predicted = "kept and flagged, with a NaN score"  # a row that cannot be checked is raised
@@ -108,6 +128,8 @@ class AnomalyDetector(Estimator):
         if config.task != "anomaly":
             raise SchemaMismatchError(f"AnomalyDetector needs a config with task 'anomaly'; got '{config.task}'")
         self.model: AnomalyModel | None = None
+        self.eval_held: np.ndarray | None = None
+        self._one_threshold_said = False  # the warning of a model without thresholds per subset: given once
 
     @property
     def settings(self) -> AnomalyConfig:
@@ -228,8 +250,9 @@ class AnomalyDetector(Estimator):
         valid_scores = self._scores(valid_table)  # NaN where the scorer could not score a row: left out
         warn_coarse_rate(self.settings.target_fpr, valid_scores[valid_y != 1])
         model.scorer.threshold.fill_(threshold_at_fpr(valid_scores[valid_y != 1], self.settings.target_fpr))
-        self._fit_normal_reference(valid_table.select(valid_y != 1))
         self.valid_scores, self.test_scores = (valid_scores, valid_y), None
+        self.kept = {"valid_held": self._held(valid_table)}
+        self._fit_coalitions(valid_table.select(valid_y != 1))
         self.history = pd.concat(histories, ignore_index=True)
         self.info = self._fit_info(train_table, valid_table, model, {"train": train, "valid": valid, "test": test},
                                    train_anomalies=int((train_y == 1).sum()), train_anomalies_dropped=dropped,
@@ -238,13 +261,15 @@ class AnomalyDetector(Estimator):
                                    best_epoch=None if result.best_epoch is None
                                    else result.best_epoch + sum(len(h) for h in histories[:-1]),
                                    preprocess_seconds=time.perf_counter() - started - seconds,
-                                   scorer=self.settings.scorer, threshold=float(model.scorer.threshold))
+                                   scorer=self.settings.scorer, threshold=float(model.scorer.threshold),
+                                   subset_thresholds=self.subset_threshold_table())
         self.metrics = {"valid": self._metrics(valid_scores, valid_y, pipeline.targets.labels(valid_m, valid_table.rows),
-                                               subject="validation holds", validation=True)}
+                                               self.kept["valid_held"], subject="validation holds", validation=True)}
         self._warn_inverted_ranking(self.metrics["valid"].get("auroc"))
         self._finish_fit(test_m, run_dir)
         if test_m is not None:
             self.test_scores = self.eval_scores
+            self.kept["test_held"] = self.eval_held
             from polymodal.evaluation.diagnostics import diagnose_after_fit  # the evaluation layer sits above
 
             # on labelled test rows only: the validation rows are normal, their AUROC undefined
@@ -295,25 +320,96 @@ class AnomalyDetector(Estimator):
                   f"anomaly.scorer ({', '.join(others)}), or check the validation labels (anomaly.normal: "
                   f"{self.settings.normal})")
 
-    def _fit_normal_reference(self, normal: EncodedTable) -> None:
-        """The normal rows' mean score under every coalition of modalities (the others hidden,
-        as missing cells are; a coalition the scorer cannot score counts 0), over the rows that
-        hold every modality of the coalition (all rows where none does): what :meth:`explain`
-        measures a row's score against (none beyond ``REFERENCE_MAX_MODALITIES`` modalities)."""
+    def _fit_coalitions(self, normal: EncodedTable) -> None:
+        """Score the normal validation rows under every coalition of modalities (the others hidden,
+        as missing cells are; none beyond ``REFERENCE_MAX_MODALITIES`` modalities), then from those
+        scores the normal reference of :meth:`explain` (:meth:`_fit_normal_reference`) and the flag
+        threshold of each subset (kept in ``kept['valid_subset_scores']``: :meth:`set_threshold`
+        chooses them again from it)."""
         from polymodal.evaluation.coalitions import coalition_of, coalition_outputs  # the evaluation layer sits above
 
-        reference = self.model.scorer.normal_coalitions
-        if not reference.numel():
+        scorer = self.model.scorer
+        if not scorer.normal_coalitions.numel():
             return
         names = list(self.model.names)
-        coalitions = [coalition_of(mask, names) for mask in range(reference.numel())]
-        scores = coalition_values(coalition_outputs(self, normal, coalitions)[..., 0].astype(np.float64))  # (C, N)
-        held = held_masks(np.stack([normal.modalities[n].present for n in names], axis=1))  # (N,) bit masks
+        coalitions = [coalition_of(mask, names) for mask in range(scorer.normal_coalitions.numel())]
+        scores = coalition_outputs(self, normal, coalitions)[..., 0].astype(np.float64)  # (C, N)
+        held = self._held(normal)  # (N,) bit masks
+        self._fit_normal_reference(scores, held)
+        holds = (held[None, :] & np.arange(len(coalitions))[:, None]) == np.arange(len(coalitions))[:, None]  # (C, N)
+        self.kept["valid_subset_scores"] = np.where(holds, scores, np.nan)  # a subset's threshold: rows holding it
+        self._set_subset_thresholds(float(scorer.threshold))
+
+    def _fit_normal_reference(self, scores: np.ndarray, held: np.ndarray) -> None:
+        """The normal rows' mean score under every coalition of modalities (``scores``: (C, N), the
+        rows' with only coalition k present; a coalition the scorer cannot score counts 0), over
+        the rows that hold every modality of the coalition (``held``: their bit masks; all rows
+        where none does): what :meth:`explain` measures a row's score against."""
+        reference = self.model.scorer.normal_coalitions
         means = []
-        for mask, coalition in enumerate(scores):
+        for mask, coalition in enumerate(coalition_values(scores)):
             rows = (held & mask) == mask  # the rows holding every modality of the coalition
             means.append(coalition[rows].mean() if rows.any() else coalition.mean())
         reference.copy_(torch.as_tensor(means, dtype=reference.dtype))
+
+    def _set_subset_thresholds(self, threshold: float) -> None:
+        """Each subset's flag threshold at the validation false-positive rate ``threshold`` (the
+        full set's) gives (:func:`~polymodal.metrics.anomaly.subset_thresholds`), from the kept
+        validation scores; NaN throughout (one threshold for every row) without them."""
+        buffer = self.model.scorer.subset_thresholds
+        subset_scores = self.kept.get("valid_subset_scores")
+        if not buffer.numel():
+            return
+        scores, labels = self.valid_scores if self.valid_scores is not None else (np.zeros(0), np.zeros(0))
+        if subset_scores is None or subset_scores.shape != (buffer.numel(), int((labels != 1).sum())):
+            buffer.fill_(float("nan"))  # not kept (a run saved before), or not for these rows
+            return
+        chosen = subset_thresholds(threshold, scores[labels != 1], subset_scores)
+        buffer.copy_(torch.as_tensor(chosen, dtype=buffer.dtype))
+
+    def subset_thresholds(self) -> np.ndarray | None:
+        """(2^M,) the flag threshold of a row holding only each subset of modalities (bit i: the
+        i-th sorted modality present; NaN: that row is held to the full set's threshold); None for
+        a run fitted before they were chosen, or with more than ``REFERENCE_MAX_MODALITIES``
+        modalities: one threshold for every row."""
+        chosen = self.require_fitted()[1].scorer.subset_thresholds.detach().cpu().numpy().astype(np.float64)
+        return chosen if chosen.size and not np.isnan(chosen).all() else None
+
+    def subset_threshold_table(self) -> dict[str, float] | None:
+        """Each non-empty subset's flag threshold by its label (``de+fe``, ``de``), the full set's
+        first (as ``metrics.json``'s ``training.subset_thresholds`` and ``polymodal threshold``
+        show them); None where :meth:`subset_thresholds` is."""
+        from polymodal.evaluation.coalitions import all_subsets, mask_of, subset_label  # the evaluation layer
+
+        chosen = self.subset_thresholds()
+        if chosen is None:
+            return None
+        names = list(self.model.names)
+        full = float(self.model.scorer.threshold)
+        return {subset_label(c): float(full if np.isnan(chosen[mask_of(c, names)]) else chosen[mask_of(c, names)])
+                for c in all_subsets(names)}
+
+    def row_thresholds(self, held: np.ndarray) -> np.ndarray:
+        """(N,) the flag threshold of each row, that of the subset of modalities it holds (``held``:
+        its bit mask; :func:`~polymodal.metrics.anomaly.row_thresholds`)."""
+        return row_thresholds(held, float(self.require_fitted()[1].scorer.threshold), self.subset_thresholds())
+
+    def _held(self, table: EncodedTable) -> np.ndarray:
+        """(N,) the bit mask of the modalities each row of ``table`` holds (bit i: the i-th sorted name)."""
+        return held_masks(np.stack([table.modalities[n].present for n in self.model.names], axis=1))
+
+    def _flags(self, scores: np.ndarray, held: np.ndarray) -> np.ndarray:
+        """(N,) each row's flag at its own threshold (:meth:`row_thresholds`); a model with one
+        threshold for every row says so, once, when it flags a row that misses a modality."""
+        flagged = flags(scores, self.row_thresholds(held))
+        if not self._one_threshold_said and self.subset_thresholds() is None:
+            many = len(self.model.names) > REFERENCE_MAX_MODALITIES
+            note = one_threshold_note(flagged, held, len(self.model.names),
+                                      f"more than {REFERENCE_MAX_MODALITIES} modalities" if many else None)
+            if note is not None:
+                warn_user(note)
+                self._one_threshold_said = True
+        return flagged
 
     def coalition_reference(self) -> np.ndarray | None:
         """(2^M,) the normal validation rows' mean score under each coalition of modalities (bit i:
@@ -384,7 +480,7 @@ class AnomalyDetector(Estimator):
         scores = self._scores(table)
         scorer = self.model.scorer
         unscored = np.isnan(scores)
-        frame = pd.DataFrame({"score": scores, "flag": flags(scores, float(scorer.threshold)),
+        frame = pd.DataFrame({"score": scores, "flag": self._flags(scores, self._held(table)),
                               "absent": table.absent()}, index=manifest.row_index(table.rows))
         keeps_emptied = self.config.data.on_error == "missing"
         if scorer.unscored_reason is not None or keeps_emptied:  # on every call, so that chunks of a manifest agree
@@ -413,12 +509,16 @@ class AnomalyDetector(Estimator):
         rows = np.concatenate([table.rows, emptied])
         return pd.concat([frame, filler]).iloc[np.argsort(rows, kind="stable")]
 
-    def score_outputs(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+    def score_outputs(self, outputs: np.ndarray, targets: np.ndarray, held: np.ndarray | None = None
+                      ) -> dict[str, Any]:
         """:func:`~polymodal.metrics.anomaly.anomaly_metrics` of scores (N, 1) against encoded
-        labels (0 normal, 1 anomaly; -1, no label, left out), at the detector's threshold: what
-        subset evaluation (``--missing``) and attribution's metric drops score."""
+        labels (0 normal, 1 anomaly; -1, no label, left out), each row flagged at the threshold of
+        the modalities it was scored with (``held``: (N,) bit masks; None: every row at the full
+        set's): what subset evaluation (``--missing``) and attribution's metric drops score."""
         known = np.asarray(targets) >= 0
-        return anomaly_metrics(outputs[known, 0], targets[known], float(self.require_fitted()[1].scorer.threshold))
+        threshold = (float(self.require_fitted()[1].scorer.threshold) if held is None
+                     else self.row_thresholds(held)[known])
+        return anomaly_metrics(outputs[known, 0], targets[known], threshold)
 
     def explain(self, data: DataSource, *, max_rows: int | None = None, seed: int = 0, samples: int = 4,
                 permutations: int = 64, steps: int = 32, output: Any | None = None,
@@ -464,19 +564,22 @@ class AnomalyDetector(Estimator):
         manifest, table = self.encode_data(data, require_target=True, modalities=modalities)
         labels = self.pipeline.targets.labels(manifest, table.rows)
         scores, y = self._scores(table), self.pipeline.targets.encode(manifest, table.rows)
-        self.eval_scores = (scores, y)
-        out = self._metrics(scores, y, labels)
+        self.eval_scores, self.eval_held = (scores, y), self._held(table)
+        out = self._metrics(scores, y, labels, self.eval_held)
         if by is not None:
-            out["by"] = {by: {value: self._metrics(scores[rows], y[rows], [v for v, r in zip(labels, rows) if r])
-                              for value, rows in manifest.groups(by, table.rows, self.category_normalization(by)).items()}}
+            out["by"] = {by: {value: self._metrics(scores[rows], y[rows], [v for v, r in zip(labels, rows) if r],
+                                                   self.eval_held[rows])
+                              for value, rows in manifest.groups(by, table.rows,
+                                                                 self.category_normalization(by)).items()}}
         return out
 
-    def _metrics(self, scores: np.ndarray, y: np.ndarray, labels: list[Any], subject: str = "the evaluated rows hold",
-                 validation: bool = False) -> dict[str, Any]:
-        """:func:`anomaly_metrics` of the labelled rows, with ``per_label_auroc``, ``rows`` and, where
-        a metric is undefined, a ``note`` saying why (see :func:`undefined_note`)."""
+    def _metrics(self, scores: np.ndarray, y: np.ndarray, labels: list[Any], held: np.ndarray,
+                 subject: str = "the evaluated rows hold", validation: bool = False) -> dict[str, Any]:
+        """:func:`anomaly_metrics` of the labelled rows (the flag rates each row's at the threshold
+        of the modalities it holds, ``held``: bit masks), with ``per_label_auroc``, ``rows`` and,
+        where a metric is undefined, a ``note`` saying why (see :func:`undefined_note`)."""
         known = y >= 0
-        out = anomaly_metrics(scores[known], y[known], float(self.model.scorer.threshold))
+        out = anomaly_metrics(scores[known], y[known], self.row_thresholds(held)[known])
         normal = known & (y == 0)
         per_label = {}
         for label in sorted({str(v) for v, k in zip(labels, y, strict=True) if k == 1}):

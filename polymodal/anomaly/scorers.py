@@ -31,7 +31,9 @@ from polymodal.models.objectives.align import gather_across_ranks, info_nce
 
 SCORERS: dict[str, type[AnomalyScorer]] = {}
 REFERENCE_MAX_MODALITIES = 6  # exact Shapley values' limit (polymodal.evaluation.shapley.EXACT_MAX_MODALITIES)
-OPTIONAL_STATE = ("scorer.normal_coalitions",)  # what runs saved before attribution relative to normal rows lack
+# what runs saved before attribution relative to normal rows lack, and those saved before a flag
+# threshold per subset of modalities
+OPTIONAL_STATE = ("scorer.normal_coalitions", "scorer.subset_thresholds")
 
 
 def register_scorer(name: str) -> Callable[[type[AnomalyScorer]], type[AnomalyScorer]]:
@@ -95,6 +97,10 @@ class AnomalyScorer(nn.Module):
         # (:meth:`AnomalyDetector.fit`), none beyond REFERENCE_MAX_MODALITIES modalities
         size = 1 << n_modalities if n_modalities <= REFERENCE_MAX_MODALITIES else 0
         self.register_buffer("normal_coalitions", torch.full((size,), float("nan")))
+        # the flag threshold of a row holding only the modalities of each subset (same bits), at the
+        # validation false-positive rate of ``threshold`` (the full set's: metrics.anomaly.subset_thresholds);
+        # NaN where there is none (the row is held to ``threshold``), all NaN for a run fitted before
+        self.register_buffer("subset_thresholds", torch.full((size,), float("nan")))
 
     @classmethod
     def from_config(cls, settings: AnomalyConfig, n_modalities: int) -> AnomalyScorer:

@@ -1,7 +1,8 @@
 """The flag threshold of a fitted detector: setting it again without retraining
 (:func:`rethreshold`, ``AnomalyDetector.set_threshold``, ``polymodal threshold``) from the scores
-the run keeps (``scores.npz``: :func:`polymodal.runfolder.write_scores`), and the warning on a
-false-positive rate finer than the validation rows allow.
+the run keeps (``scores.npz``: :func:`polymodal.runfolder.write_scores`), with each subset of
+modalities' threshold following it at the same validation false-positive rate, and the warning on
+a false-positive rate finer than the validation rows allow.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 from polymodal.config.anomaly import AnomalyConfig
 from polymodal.config.fitted import model_settings
 from polymodal.errors import OptionError, RunFolderError
-from polymodal.metrics.anomaly import anomaly_metrics, threshold_at_fpr
+from polymodal.metrics.anomaly import anomaly_metrics, flag_rate, threshold_at_fpr
 from polymodal.metrics.tasks import add_note
 from polymodal.run_files import SCORES_FILE
 from polymodal.runfolder import Scored
@@ -66,7 +67,13 @@ def rethreshold(detector: AnomalyDetector, *, fpr: float | None = None, score: f
         new = float(score)  # type: ignore[arg-type]
         update = {"threshold": new}
     old = float(model.scorer.threshold)
+    had_subsets = detector.subset_thresholds() is not None
     model.scorer.threshold.fill_(new)
+    detector._set_subset_thresholds(new)  # each subset's at the validation rate the new one gives
+    if had_subsets and detector.subset_thresholds() is None:
+        warn_user(f"the flag thresholds per subset of modalities cannot follow the new threshold: the run keeps no "
+                  f"validation scores per subset ({SCORES_FILE}); every row, with a modality missing or not, is now "
+                  f"flagged above {new:g} (fit the run again for thresholds per subset)")
     if detector.config.anomaly is None:  # the defaults, now written out
         detector.config.anomaly = AnomalyConfig.model_validate(update)
     else:  # field by field: only the anomaly section is validated again, not a saved run's whole config
@@ -74,17 +81,46 @@ def rethreshold(detector: AnomalyDetector, *, fpr: float | None = None, score: f
             setattr(detector.config.anomaly, key, value)
     detector._fitted_settings = model_settings(detector.config)  # the change is the model's own, not one to refuse
     detector.info["threshold"] = float(model.scorer.threshold)
-    _flag_rates_at(float(model.scorer.threshold), detector.metrics,
-                   {"valid": detector.valid_scores, "test": detector.test_scores})
+    detector.info["subset_thresholds"] = detector.subset_threshold_table()
+    _flag_rates_at(detector, detector.metrics, {"valid": detector.valid_scores, "test": detector.test_scores})
     scored = None if normal is None else normal[~np.isnan(normal)]
     return {"old": old, "new": float(model.scorer.threshold),
             "valid_fpr": None if scored is None or not scored.size else float((scored > new).mean()),
-            "valid_normals": None if scored is None else int(scored.size)}
+            "valid_normals": None if scored is None else int(scored.size), "subsets": _subset_rates(detector)}
 
 
-def _flag_rates_at(threshold: float, metrics: dict[str, Any], kept: dict[str, Scored | None]) -> None:
-    """The flag rates of ``metrics`` (by split) at ``threshold``, from the ``kept`` scores (a split
-    whose scores were not kept gets None and a note)."""
+def _subset_rates(detector: AnomalyDetector) -> dict[str, dict[str, Any]] | None:
+    """Each non-empty subset's new threshold, its validation false-positive rate (``valid_fpr``:
+    the share of the validation normal rows holding the subset, scored with it alone, above the
+    threshold) and their number (``valid_normals``); None for a model with one threshold."""
+    from polymodal.evaluation.coalitions import all_subsets, mask_of, subset_label  # the evaluation layer
+
+    table = detector.subset_threshold_table()
+    subset_scores = detector.kept.get("valid_subset_scores")
+    if table is None or subset_scores is None:
+        return None
+    names = list(detector.model.names)
+    out = {}
+    for coalition in all_subsets(names):
+        scores, label = subset_scores[mask_of(coalition, names)], subset_label(coalition)
+        out[label] = {"threshold": table[label], "valid_fpr": flag_rate(scores, table[label]),
+                      "valid_normals": int(np.count_nonzero(~np.isnan(scores)))}
+    return out
+
+
+def kept_held(detector: AnomalyDetector, split: str, rows: int) -> np.ndarray | None:
+    """(N,) the bit masks of the modalities each of the ``rows`` rows of ``split`` (valid, test)
+    held, as ``scores.npz`` keeps them; None when it does not (a run saved before), or keeps them
+    for another number of rows."""
+    held = detector.kept.get(f"{split}_held")
+    return held if held is not None and held.shape == (rows,) else None
+
+
+def _flag_rates_at(detector: AnomalyDetector, metrics: dict[str, Any], kept: dict[str, Scored | None]) -> None:
+    """The flag rates of ``metrics`` (by split) at the detector's thresholds (each row at that of
+    the modalities it held; all at the full set's where the rows' modalities were not kept), from
+    the ``kept`` scores (a split whose scores were not kept gets None and a note)."""
+    threshold = float(detector.model.scorer.threshold)
     for split, pair in kept.items():
         scores_of = metrics.get(split)
         if not isinstance(scores_of, dict) or "flag_fpr" not in scores_of:
@@ -96,5 +132,7 @@ def _flag_rates_at(threshold: float, metrics: dict[str, Any], kept: dict[str, Sc
             continue
         scores, y = pair
         known = y >= 0
-        scores_of.update({key: anomaly_metrics(scores[known], y[known], threshold)[key]
+        held = kept_held(detector, split, len(scores))
+        at = np.full(len(scores), threshold) if held is None else detector.row_thresholds(held)
+        scores_of.update({key: anomaly_metrics(scores[known], y[known], at[known])[key]
                           for key in ("flag_fpr", "flag_tpr")})

@@ -436,6 +436,10 @@ def _print_threshold_change(run: Path, task: str, change: dict[str, Any]) -> Non
             flagged = round(change["valid_fpr"] * change["valid_normals"])
             console.print(f"validation FPR: {format_value(change['valid_fpr'])} ({flagged} of "
                           f"{change['valid_normals']} validation normal rows above it)", highlight=False)
+        for label, subset in (change.get("subsets") or {}).items():  # each subset of modalities at the same rate
+            rate = "unknown" if subset["valid_fpr"] is None else format_value(subset["valid_fpr"])
+            console.print(f"  with {label}: threshold {format_value(subset['threshold'])}, validation FPR "
+                          f"{rate} (of {subset['valid_normals']} normal rows holding them)", highlight=False)
     elif change["valid"] is not None:
         rates = change["valid"]
         console.print(f"validation ({rates['rows']} rows): sensitivity {format_value(rates['sensitivity'])}, "

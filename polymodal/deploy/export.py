@@ -47,6 +47,7 @@ from polymodal.deploy.writers import OPSET, export_onnx, export_torchscript
 from polymodal.errors import DecodeError, ManifestError, OptionError, SchemaMismatchError
 from polymodal.estimator import EXPORT, untrained_absences
 from polymodal.evaluation.data import sample_rows
+from polymodal.metrics.anomaly import row_thresholds
 from polymodal.utils.io import atomic_folder, atomic_write_json, check_folder_path, python_scalar
 from polymodal.utils.scores import ANOMALY_SCORE
 from polymodal.utils.warn import warn_user
@@ -122,7 +123,9 @@ def _json_label(label: Any) -> Any:
 def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
     cfg = predictor.config
     meta: dict[str, Any] = {
-        "format_version": required_format(cfg), "polymodal_version": __version__, "task": cfg.task,
+        "format_version": required_format(cfg, subset_thresholds=cfg.task == "anomaly"
+                                          and predictor.subset_thresholds() is not None),
+        "polymodal_version": __version__, "task": cfg.task,
         "target": cfg.targets, "model_fingerprint": predictor.model_fingerprint(),  # which model: serve checks it
         "on_error": cfg.data.on_error,  # the runtime reads a table's unreadable number as missing under 'missing'
         # the modalities it never trained without (None: not known): the runtime's notes name them when left out
@@ -135,9 +138,11 @@ def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
     return meta
 
 
-def required_format(config: Any) -> int:
+def required_format(config: Any, subset_thresholds: bool = False) -> int:
     """The oldest ``deploy.json`` format that holds this model (see ``runtime.FORMAT_VERSION``), so
-    that a runtime of that format still reads it: 5 for a two-class classifier with a decision
+    that a runtime of that format still reads it: 6 for an anomaly detector with a flag threshold
+    per subset of modalities (``subset_thresholds``: a runtime of format 5 would hold a row with a
+    modality missing to the full set's threshold, and flag it for being incomplete); 5 for a two-class classifier with a decision
     threshold, or a text that keeps the punctuation inside numbers, or whose own stop words are
     matched in the case written (``lowercase`` off) (a runtime of format 4 would call the more
     probable class, read '3.5' as '3 5', and drop 'US' for 'us'); 4 for a table whose categories
@@ -145,6 +150,8 @@ def required_format(config: Any) -> int:
     'Current ' apart from 'current', or refuse '>200'); 3 for an anomaly detector, a video
     modality or a pretrained tokenizer (which a runtime of format 2 would run without its
     truncation); else 2."""
+    if subset_thresholds:
+        return 6
     texts = [m.preprocess for m in config.modalities.values() if m.kind == "text"]
     if config.decision.threshold is not None or any(
             (p.strip_punctuation and p.keep_number_punctuation) or (isinstance(p.stopwords, list) and not p.lowercase)
@@ -163,17 +170,23 @@ def task_meta(predictor: Any) -> dict[str, Any]:
     task), ``classes`` (class names, else the outputs' names) and the task's own entry:
     ``threshold`` (a two-class classifier's decision threshold, when it has one),
     ``target_scaling`` (regression) or ``anomaly`` (the scorer, its flag ``threshold``, why a
-    row may get no score and ``normal_coalitions``, what explanations measure a row against:
-    :meth:`~polymodal.anomaly.detector.AnomalyDetector.coalition_reference`, null when the run has none)."""
+    row may get no score, ``normal_coalitions``, what explanations measure a row against:
+    :meth:`~polymodal.anomaly.detector.AnomalyDetector.coalition_reference`, null when the run has
+    none, and ``subset_thresholds``, entry k the flag threshold of a row holding the modalities of
+    bit mask k, as ``normal_coalitions`` indexes them: ``threshold`` where a subset has none of its
+    own, null for a run with one threshold for every row)."""
     cfg = predictor.config
     if cfg.task == "anomaly":
         scorer = predictor.require_fitted()[1].scorer
         threshold = float(scorer.threshold)
-        reference = predictor.coalition_reference()
+        reference, chosen = predictor.coalition_reference(), predictor.subset_thresholds()
+        by_subset = None if chosen is None else row_thresholds(np.arange(len(chosen)), threshold, chosen)
         return {"main_outputs": [0, 1], "classes": [ANOMALY_SCORE],
                 "anomaly": {"scorer": scorer.name, "threshold": threshold if np.isfinite(threshold) else None,
                             "unscored_reason": scorer.unscored_reason,
-                            "normal_coalitions": None if reference is None else reference.tolist()}}
+                            "normal_coalitions": None if reference is None else reference.tolist(),
+                            "subset_thresholds": None if by_subset is None  # JSON has no infinity
+                            else [float(t) if np.isfinite(t) else None for t in by_subset]}}
     targets = predictor.pipeline.targets
     main = targets.slots[0].outputs if isinstance(targets, MultiTargetEncoder) else (0, targets.n_outputs)
     main_targets = targets.main if isinstance(targets, MultiTargetEncoder) else targets

@@ -28,7 +28,7 @@ from polymodal.deploy.errors import ExportError
 from polymodal.deploy.graph import example_feeds, graph_inputs
 from polymodal.deploy.runtime import INT8_FILE, run_graph
 from polymodal.errors import ManifestError
-from polymodal.utils.scores import decisions, softmax
+from polymodal.utils.scores import decisions, held_masks, softmax
 
 CHECK_BATCH = 64
 # int8 weights for the matrix products only: onnxruntime's dynamic ConvInteger is slower on CPU
@@ -300,7 +300,8 @@ def quantize_and_measure(predictor: Any, folder: Path, meta: Mapping[str, Any], 
         "speedup_rows": len(next(iter(batch.values()))),
     }
     if predictor.config.task == "anomaly":
-        result.update(_int8_anomaly_figures(meta, out_fp[:, 0], out_q8[:, 0], labels))
+        held = held_masks(np.stack([feeds[f"{n}.present"] for n in sorted(meta["modalities"])], axis=1))
+        result.update(_int8_anomaly_figures(meta, out_fp[:, 0], out_q8[:, 0], labels, held))
     elif labels is not None and labels.notna().all():
         from polymodal.data.targets import label_key
 
@@ -326,13 +327,13 @@ def _check_labels(predictor: Any, head: Manifest, table: EncodedTable) -> Any:
 
 
 def _int8_anomaly_figures(meta: Mapping[str, Any], scores: np.ndarray, scores_int8: np.ndarray,
-                          labels: np.ndarray | None) -> dict[str, Any]:
+                          labels: np.ndarray | None, held: np.ndarray) -> dict[str, Any]:
     """What int8 changes in an anomaly detector's answers: ``flag_agreement`` (the share of rows
-    flagged alike, at the export's threshold) and, on rows labelled both ways, ``auroc`` /
-    ``auroc_int8``."""
-    from polymodal.metrics.anomaly import anomaly_metrics, flags
+    flagged alike, each at the export's threshold of the modalities it holds, ``held``: bit masks)
+    and, on rows labelled both ways, ``auroc`` / ``auroc_int8``."""
+    from polymodal.metrics.anomaly import anomaly_metrics, flags, row_thresholds
 
-    threshold = meta["anomaly"]["threshold"]
+    threshold = row_thresholds(held, meta["anomaly"]["threshold"], meta["anomaly"].get("subset_thresholds"))
     out: dict[str, Any] = {"flag_agreement": float((flags(scores, threshold) == flags(scores_int8, threshold)).mean())}
     if labels is not None:
         known = labels >= 0

@@ -45,6 +45,7 @@ from polymodal.utils.scores import (
     probabilities,
 )
 from polymodal.utils.values import blank
+from polymodal.utils.warn import warn_user
 
 META_FILE = "deploy.json"
 # the graphs an export folder may hold beside META_FILE
@@ -55,8 +56,9 @@ ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model
 # tokenizers; 4: tables whose categories are keyed after normalize_categories, or whose unreadable
 # numbers read as missing under the run's on_error; 5: a two-class classifier's decision threshold,
 # texts cleaned with keep_number_punctuation, or stop words of the user's own matched in the case
-# written; an export records the oldest format that holds it: export.required_format)
-FORMAT_VERSION = 5
+# written; 6: an anomaly detector's flag threshold per subset of modalities; an export records the
+# oldest format that holds it: export.required_format)
+FORMAT_VERSION = 6
 Row = Mapping[str, Any]
 
 
@@ -108,6 +110,7 @@ class Runtime:
         self.features: dict[str, Features] = {  # on_error: the run's data.on_error (None: an export before it was recorded)
             name: FEATURES[spec["kind"]](name, spec, meta.get("on_error")) for name, spec in meta["modalities"].items()}
         self.input_names = [i["name"] for i in meta["graph"]["inputs"]]
+        self._one_threshold_said = False  # an export with one flag threshold for every row: said once
 
     @classmethod
     def load(cls, folder: str | os.PathLike, *, quantized: bool = False, threads: int | None = None) -> Runtime:
@@ -231,18 +234,46 @@ class Runtime:
             raise RequestError(f"predict_proba needs a classification or multilabel model; this one does {self.meta['task']}")
         return self.scores(self.outputs(rows))
 
-    def flags(self, scores: np.ndarray) -> np.ndarray:
-        """(B,) an anomaly detector's flags for its scores (B, 1): above the threshold, or no score
-        (NaN: a row that cannot be checked is raised, as ``AnomalyDetector.predict_frame`` does)."""
-        from polymodal.metrics.anomaly import flags  # numpy only
+    def held(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        """(B,) the bit mask of the modalities each row of prepared ``feeds`` holds (bit i: ``names[i]``)."""
+        return held_masks(np.stack([feeds[f"{n}.present"] for n in self.names], axis=1))
 
-        return flags(scores[:, 0], self.meta["anomaly"]["threshold"])
+    def row_thresholds(self, held: np.ndarray) -> np.ndarray:
+        """(B,) an anomaly detector's flag threshold of each row: that of the subset of modalities
+        it holds (``held``: bit masks; ``deploy.json``'s ``anomaly.subset_thresholds``), the one
+        ``anomaly.threshold`` for every row of an export without them (format 5 and before)."""
+        from polymodal.metrics.anomaly import row_thresholds  # numpy only
+
+        anomaly = self.meta["anomaly"]
+        return row_thresholds(held, anomaly["threshold"], anomaly.get("subset_thresholds"))
+
+    def flags(self, scores: np.ndarray, held: np.ndarray | None = None) -> np.ndarray:
+        """(B,) an anomaly detector's flags for its scores (B, 1): above the threshold of the
+        modalities each row holds (``held``: bit masks, :meth:`held`; None: every row holds them
+        all), or no score (NaN: a row that cannot be checked is raised, as
+        ``AnomalyDetector.predict_frame`` does). An export with one threshold for every row says
+        so, once, when it flags a row with a modality missing."""
+        from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES as MAX_SUBSET_MODALITIES  # numpy only
+        from polymodal.metrics.anomaly import flags, one_threshold_note
+
+        held = np.full(len(scores), (1 << len(self.names)) - 1) if held is None else np.asarray(held)
+        flagged = flags(scores[:, 0], self.row_thresholds(held))
+        if not self._one_threshold_said and self.meta["anomaly"].get("subset_thresholds") is None:
+            many = len(self.names) > MAX_SUBSET_MODALITIES
+            note = one_threshold_note(flagged, held, len(self.names),
+                                      f"more than {MAX_SUBSET_MODALITIES} modalities" if many else None)
+            if note is not None:
+                warn_user(note)
+                self._one_threshold_said = True
+        return flagged
 
     def predict(self, rows: Sequence[Row]) -> list[Any]:
         """Labels (classification), 0/1 lists (multilabel), value lists (regression) or flags (anomaly)."""
-        task, scores = self.meta["task"], self.scores(self.outputs(rows))
+        task, feeds = self.meta["task"], self.transform(rows)
+        start, stop = self.meta["main_outputs"]
+        scores = self.scores(self.run(feeds)[:, start:stop])
         if task == "anomaly":
-            return self.flags(scores).tolist()
+            return self.flags(scores, self.held(feeds)).tolist()
         if task == "classification":
             return [self.meta["classes"][i] for i in decisions(task, scores, self.meta.get("threshold"))]
         return decisions(task, scores, self.meta.get("threshold")).tolist() if task == "multilabel" else scores.tolist()

@@ -129,8 +129,10 @@ def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any]) 
                            "warnings": runtime.notes(row)}
     if meta["task"] == "anomaly":  # no score (NaN, which JSON lacks): null, flagged, and why in a warning
         score = float(scores[0])
-        out.update(score=score if np.isfinite(score) else None, flag=bool(runtime.flags(scores[None])[0]),
-                   threshold=meta["anomaly"]["threshold"])
+        held = np.asarray([sum(1 << i for i, name in enumerate(runtime.names) if name in read)])
+        threshold = float(runtime.row_thresholds(held)[0])  # that of the modalities read
+        out.update(score=score if np.isfinite(score) else None, flag=bool(runtime.flags(scores[None], held)[0]),
+                   threshold=threshold if np.isfinite(threshold) else None)
         if np.isnan(score):
             reason = meta["anomaly"]["unscored_reason"] or "the scorer gave no score"
             out["warnings"].append(f"not scored: {reason}; flagged, as a row that cannot be checked")

@@ -94,6 +94,9 @@ class Explanation:
         truth: (N, K) each row's true value of every output, as the manifest writes it (multilabel:
             0/1; regression: on the target's scale; NaN for a blank cell) where the explained rows
             have targets (multilabel, regression), else None.
+        row_thresholds: (N,) an anomaly detector's flag threshold of each row, that of the
+            modalities it holds (:meth:`~polymodal.anomaly.detector.AnomalyDetector.row_thresholds`;
+            ``threshold`` is the full set's), else None.
 
     An anomaly detector's explanation attributes the anomaly score against normal rows: each
     coalition's score minus the normal validation rows' mean score under the same coalition of the
@@ -127,6 +130,7 @@ class Explanation:
     present: np.ndarray | None = None
     untrained: list[str] | None = None
     truth: np.ndarray | None = None
+    row_thresholds: np.ndarray | None = None
 
     def __repr__(self) -> str:
         """One line: what was explained, over what (the arrays are in ``values``, ``importance``)."""
@@ -211,7 +215,8 @@ class Explanation:
         frame["prediction"] = self._pick(self.full)
         if self.task == "anomaly":
             if self.threshold is not None:  # no score (NaN) is flagged, as predict flags it
-                frame["flag"] = flags(frame["prediction"].to_numpy(), self.threshold)
+                frame["flag"] = flags(frame["prediction"].to_numpy(),
+                                      self.threshold if self.row_thresholds is None else self.row_thresholds)
             if self.labels is not None:
                 frame["label"] = self.labels
         if self.truth is not None:  # last, so that readers of the earlier columns read them where they were
@@ -396,7 +401,8 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
     return Explanation(names, outputs_named, data.source_rows, phi, base, full, explained,
                        orders is None, interactions, importance, within, quantity, task, labels, index, threshold,
                        "normal" if reference is not None else "none", present, untrained_absences(predictor),
-                       truth if task in ("multilabel", "regression") else None)
+                       truth if task in ("multilabel", "regression") else None,
+                       predictor.row_thresholds(held_masks(present)) if task == "anomaly" else None)
 
 
 def mapped_rows(task: str, full: np.ndarray, truth: np.ndarray | None, samples: int,

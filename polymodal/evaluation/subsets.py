@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from polymodal.errors import SchemaMismatchError
-from polymodal.evaluation.coalitions import Coalition, all_subsets, coalition_outputs, subset_label
+from polymodal.evaluation.coalitions import Coalition, all_subsets, coalition_outputs, mask_of, subset_label
 from polymodal.evaluation.data import EvalData, check_max_rows, load_eval_data
 from polymodal.metrics.tasks import flat_metrics
+from polymodal.utils.scores import held_masks
 from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
@@ -60,10 +62,13 @@ def evaluate_subsets(predictor: MultimodalPredictor, data: DataSource | EvalData
     if data.targets is None:
         raise SchemaMismatchError("evaluating modality subsets needs labelled data")
     outputs = coalition_outputs(predictor, data.features, chosen)
+    ordered = sorted(names)  # bit i: the i-th modality in sorted order
+    row_masks = held_masks(np.stack([data.table.modalities[n].present for n in ordered], axis=1))  # (N,)
     rows, unheld = [], []
     for subset, out in zip(chosen, outputs):
         held = sum(data.table.modalities[n].present for n in subset) > 0
-        metrics = flat_metrics(predictor.score_outputs(out, data.targets))
+        # each row scored with the subset's modalities it holds (an anomaly detector flags it at their threshold)
+        metrics = flat_metrics(predictor.score_outputs(out, data.targets, row_masks & mask_of(subset, ordered)))
         if not held.any():  # every row predicted from nothing: no measure of these modalities
             metrics = dict.fromkeys(metrics)
             unheld.append(subset_label(subset))

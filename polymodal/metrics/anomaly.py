@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,9 @@ def threshold_at_fpr(normal_scores: np.ndarray, fpr: float) -> float:
 
     Args:
         normal_scores: (N,) scores of normal validation samples.
-        fpr: target false-positive rate in (0, 1).
+        fpr: target false-positive rate in [0, 1] (a user's in (0, 1); 0 and 1 are the rates a
+            threshold set as a score may give, :func:`subset_thresholds`): 0 gives the highest
+            score, 1 minus infinity (every row flagged).
 
     Raises:
         ValueError: no normal scores.
@@ -26,13 +29,94 @@ def threshold_at_fpr(normal_scores: np.ndarray, fpr: float) -> float:
         raise ValueError("the flag threshold needs normal validation samples; the validation data has none"
                          + (f" with a score (none of its {given.size} normal rows could be scored)" if given.size else ""))
     allowed = math.floor(fpr * scores.size + 1e-9)  # normal samples the threshold may flag
+    if allowed >= scores.size:
+        return -math.inf
     return float(np.sort(scores)[scores.size - allowed - 1])
 
 
-def flags(scores: np.ndarray, threshold: float | None) -> np.ndarray:
-    """(N,) the flag of each score: above ``threshold`` (None: no threshold, nothing above it), or
-    no score at all (NaN: a row the scorer cannot check is raised, as a monitor raises a sensor that
-    stopped reporting). The one rule of the detector, its runtime and the service."""
+def flag_rate(normal_scores: np.ndarray, threshold: float) -> float | None:
+    """The share of the scored ``normal_scores`` (NaN: not scored, left out) above ``threshold``:
+    the validation false-positive rate a threshold gives; None without a scored row."""
+    given = np.asarray(normal_scores, np.float64)
+    scores = given[~np.isnan(given)]
+    return float((scores > threshold).mean()) if scores.size else None
+
+
+def subset_thresholds(threshold: float, normal_scores: np.ndarray, subset_scores: np.ndarray) -> np.ndarray:
+    """A flag threshold per subset of modalities, each at the validation false-positive rate that
+    ``threshold`` (the one for every modality) gives: a row scored through the model's missing path
+    has a score of another scale, which the full set's threshold would flag far too often (a
+    sensor that stopped would raise every row) or too rarely.
+
+    Args:
+        threshold: the flag threshold of rows holding every modality (``anomaly.target_fpr``'s,
+            or a score set by hand), kept as it is.
+        normal_scores: (N,) the validation normal rows' scores, each with the modalities it holds
+            (NaN: not scored), on which ``threshold`` gives its rate.
+        subset_scores: (2^M, R) the validation normal rows' scores with only subset k's modalities
+            present (bit i: the i-th modality in sorted name order), NaN where the row does not
+            hold them all (or could not be scored): the rows each subset's threshold is chosen on.
+
+    Returns:
+        (2^M,) entry k the threshold of subset k (:func:`threshold_at_fpr` of its scores at that
+        rate), ``threshold`` for the full set; NaN for the empty subset and a subset no row was
+        scored with (:func:`row_thresholds` reads NaN as ``threshold``).
+    """
+    subset_scores = np.asarray(subset_scores, np.float64)
+    out = np.full(len(subset_scores), np.nan)
+    rate = flag_rate(normal_scores, threshold)
+    for mask in range(1, len(subset_scores) - 1):
+        if rate is not None and (~np.isnan(subset_scores[mask])).any():
+            out[mask] = threshold_at_fpr(subset_scores[mask], rate)
+    if len(out) > 1:
+        out[-1] = threshold
+    return out
+
+
+def row_thresholds(held: np.ndarray, threshold: float | None,
+                   by_subset: np.ndarray | Sequence[float | None] | None) -> np.ndarray:
+    """(N,) each row's flag threshold: that of the subset of modalities the row holds (``held``,
+    its bit mask, bit i: the i-th modality in sorted name order) in ``by_subset`` (from
+    :func:`subset_thresholds`, or ``deploy.json``'s list); ``threshold`` (the full set's) where
+    that entry is NaN or None, and for every row without ``by_subset`` (a detector fitted before
+    subsets had thresholds). The one rule of the detector, its runtime and the service;
+    ``threshold`` None: no threshold (+inf, nothing flagged).
+    """
+    held = np.asarray(held, np.int64)
+    full = np.inf if threshold is None else float(threshold)
+    if by_subset is None or not len(by_subset):
+        return np.full(held.shape, full)
+    chosen = np.asarray([np.nan if t is None else t for t in by_subset], np.float64)[held]
+    return np.where(np.isnan(chosen), full, chosen)
+
+
+def one_threshold_note(flagged: np.ndarray, held: np.ndarray, n_modalities: int, why: str | None = None
+                       ) -> str | None:
+    """What to warn (once) when a detector without thresholds per subset of modalities flags a row
+    with a modality missing: that row was held to the threshold of rows holding every modality;
+    None when no such row was flagged.
+
+    Args:
+        flagged: (N,) the rows' flags.
+        held: (N,) their bit masks of the modalities present.
+        why: why the detector has one threshold (None: it was fitted, or exported, before polymodal
+            chose one per subset; fitting it again gives them).
+    """
+    incomplete = np.asarray(flagged, bool) & (np.asarray(held, np.int64) != (1 << n_modalities) - 1)
+    if not incomplete.any():
+        return None
+    cause = why or "fitted or exported before polymodal chose a threshold per subset of modalities"
+    remedy = "" if why else "; fit the run again (then export it again) for a threshold per subset"
+    return (f"{int(incomplete.sum())} flagged row(s) miss a modality, and this model has one flag threshold for every "
+            f"row ({cause}): a row scored without a modality has a score of another scale, and may be flagged for "
+            f"being incomplete alone{remedy}")
+
+
+def flags(scores: np.ndarray, threshold: float | np.ndarray | None) -> np.ndarray:
+    """(N,) the flag of each score: above ``threshold`` (one for every row, or (N,) each row's:
+    :func:`row_thresholds`; None: no threshold, nothing above it), or no score at all (NaN: a row
+    the scorer cannot check is raised, as a monitor raises a sensor that stopped reporting). The
+    one rule of the detector, its runtime and the service."""
     scores = np.asarray(scores)
     return np.isnan(scores) | (scores > (np.inf if threshold is None else threshold))
 
@@ -51,7 +135,8 @@ def fpr_at_tpr(scores: np.ndarray, labels: np.ndarray, tpr: float = 0.95) -> flo
     return float((scores[~labels] >= cut).mean())
 
 
-def anomaly_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> dict[str, Any]:
+def anomaly_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | np.ndarray | None = None
+                    ) -> dict[str, Any]:
     """AUROC, AUPRC (average precision, anomalies positive), FPR at 95% TPR and, with a threshold,
     the flag's false-positive and true-positive rates, over the rows with a score: a NaN score (a
     row the scorer could not score) is left out of every value and counted in ``unscored``.
@@ -59,7 +144,8 @@ def anomaly_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | N
     Args:
         scores: (N,) higher = more anomalous; NaN: not scored.
         labels: (N,) 1 anomaly, 0 normal.
-        threshold: samples with a score above it are flagged.
+        threshold: samples with a score above it are flagged: one for every row, or (N,) each
+            row's (:func:`row_thresholds`).
 
     Returns:
         ``auroc``/``auprc``/``fpr@95tpr`` (None when one class is absent), ``flag_fpr``,
@@ -80,7 +166,7 @@ def anomaly_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | N
         "anomalies": int(labels.sum()), "normals": int((labels == 0).sum()), "unscored": unscored,
     }
     if threshold is not None:
-        flags = scores > threshold
+        flags = scores > (np.asarray(threshold, np.float64)[scored] if np.ndim(threshold) else threshold)
         out["flag_fpr"] = float(flags[labels == 0].mean()) if (labels == 0).any() else None
         out["flag_tpr"] = float(flags[labels == 1].mean()) if (labels == 1).any() else None
     return out

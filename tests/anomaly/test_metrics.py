@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polymodal.metrics.anomaly import anomaly_metrics, fpr_at_tpr, threshold_at_fpr, undefined_note
+from polymodal.metrics.anomaly import (
+    anomaly_metrics,
+    fpr_at_tpr,
+    row_thresholds,
+    subset_thresholds,
+    threshold_at_fpr,
+    undefined_note,
+)
 
 
 @pytest.mark.parametrize(("n", "fpr", "flagged"), [(100, 0.05, 5), (20, 0.05, 1), (200, 0.05, 10), (100, 0.29, 29),
@@ -100,3 +107,20 @@ def test_flags_raise_scores_above_the_threshold_and_rows_without_a_score():
     scores = np.array([0.5, 2.0, np.nan, 1.0])
     assert flags(scores, 1.0).tolist() == [False, True, True, False]  # equal to the threshold: not above it
     assert flags(scores, None).tolist() == [False, False, True, False]  # no threshold: only the unscored
+
+
+def test_subset_thresholds_take_the_full_sets_validation_rate_and_rows_fall_back_to_it():
+    normal = np.arange(10.0)  # the full set's threshold 7.0 lets 2 of 10 through
+    subsets = np.array([[np.nan] * 10,                                  # no modality
+                        100 + np.arange(10.0),                          # a alone: another scale
+                        [np.nan] * 10,                                  # b alone: no row holds it
+                        np.arange(10.0)])                               # a+b
+    chosen = subset_thresholds(7.0, normal, subsets)
+    assert np.isnan(chosen[0]) and chosen[1] == 107.0 and np.isnan(chosen[2]) and chosen[3] == 7.0
+    assert ((100 + np.arange(10.0)) > chosen[1]).sum() == 2
+    np.testing.assert_array_equal(row_thresholds(np.array([3, 1, 2, 0]), 7.0, chosen), [7.0, 107.0, 7.0, 7.0])
+    np.testing.assert_array_equal(row_thresholds(np.array([3, 1]), 7.0, None), [7.0, 7.0])  # one for every row
+    np.testing.assert_array_equal(row_thresholds(np.array([1]), 7.0, [None, 50.0, None, 7.0]), [50.0])  # deploy.json
+    # a score above every validation normal: rate 0, each subset at its highest normal; below every one: rate 1
+    assert subset_thresholds(20.0, normal, subsets)[1] == 109.0
+    assert subset_thresholds(-1.0, normal, subsets)[1] == -np.inf

@@ -48,7 +48,10 @@ def test_set_threshold_at_a_rate_follows_the_validation_normals_and_the_config_r
     assert before == pytest.approx(threshold_at_fpr(normal_valid_scores(det), 0.05))
     change = det.set_threshold(fpr=0.25)
     new = threshold_at_fpr(normal_valid_scores(det), 0.25)
+    subsets = change.pop("subsets")  # each subset of modalities follows at the same rate
     assert change == {"old": before, "new": pytest.approx(new), "valid_fpr": 0.25, "valid_normals": 24}
+    assert {label: (s["valid_fpr"], s["valid_normals"]) for label, s in subsets.items()} == {
+        "a+b": (0.25, 24), "a": (0.25, 24), "b": (0.25, 24)}
     assert det.config.anomaly.target_fpr == 0.25 and det.config.anomaly.threshold is None
     assert det.info["threshold"] == pytest.approx(new) and det.metrics["valid"]["flag_fpr"] == 0.25
     test_scores, test_y = det.test_scores
@@ -71,7 +74,8 @@ def test_a_new_threshold_survives_save_and_load(data, copy):
     pd.testing.assert_frame_equal(again.predict_frame(data / "valid.csv"), det.predict_frame(data / "valid.csv"))
     assert f"{float(det.model.scorer.threshold):.4g}</b> are flagged" in (copy / "report.html").read_text("utf-8")
     with np.load(copy / SCORES_FILE, allow_pickle=False) as stored:  # numpy arrays, no pickle
-        assert sorted(stored.files) == ["test_labels", "test_scores", "valid_labels", "valid_scores"]
+        assert sorted(stored.files) == ["test_held", "test_labels", "test_scores", "valid_held", "valid_labels",
+                                        "valid_scores", "valid_subset_scores"]
 
 
 def test_a_threshold_set_as_a_score_is_recorded_and_a_fit_refuses_it(data, copy):
@@ -109,8 +113,9 @@ def test_a_run_saved_without_its_validation_scores_says_to_fit_again_or_give_a_s
     with pytest.raises(RunFolderError, match=f"keeps no validation scores .*{SCORES_FILE}.*fit it again, or set the "
                                              "threshold as a score"):
         det.set_threshold(fpr=0.1)
-    change = det.set_threshold(score=1.5)
-    assert change["valid_fpr"] is None and float(det.model.scorer.threshold) == 1.5
+    with pytest.warns(UserWarning, match="thresholds per subset of modalities cannot follow .* now flagged above 1.5"):
+        change = det.set_threshold(score=1.5)
+    assert change["valid_fpr"] is None and float(det.model.scorer.threshold) == 1.5 and change["subsets"] is None
     assert det.metrics["valid"]["flag_fpr"] is None and "not known at the threshold set after the fit" in \
         det.metrics["valid"]["note"]
     det.set_threshold(score=1.6)  # set again: the note is said once

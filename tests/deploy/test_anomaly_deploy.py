@@ -59,11 +59,14 @@ def test_every_scorer_exports_and_the_runtime_scores_and_flags_rows_as_the_detec
     assert report.parity["graph_max_abs_diff"] <= 1e-4 and report.parity["runtime_max_abs_diff"] <= 1e-4
     runtime = Runtime.load(tmp_path / "export")
     # a runtime of format 2 would misread the scores (3); its table's categories are normalised (4); its
-    # text keeps the punctuation of numbers (5)
-    assert runtime.meta["format_version"] == 5
+    # text keeps the punctuation of numbers (5); a runtime of format 5 would flag a row with a modality missing at
+    # the full set's threshold (6)
+    assert runtime.meta["format_version"] == 6
+    by_subset = detector.row_thresholds(np.arange(16))  # every subset of the 4 modalities, NaN resolved
     assert runtime.meta["anomaly"] == {"scorer": scorer, "threshold": pytest.approx(float(detector.model.scorer.threshold)),
                                        "unscored_reason": detector.model.scorer.unscored_reason,
-                                       "normal_coalitions": pytest.approx(detector.coalition_reference().tolist())}
+                                       "normal_coalitions": pytest.approx(detector.coalition_reference().tolist()),
+                                       "subset_thresholds": pytest.approx(by_subset.tolist())}
     test = pd.read_csv(dataset["test"], keep_default_na=False)
     test.loc[0, ["image", "audio", "text", "x1", "color"]] = ["", "", "", "", ""]  # one modality left: notes
     test.loc[0, "text"] = "the red small one"
@@ -89,6 +92,61 @@ def test_every_scorer_exports_and_the_runtime_scores_and_flags_rows_as_the_detec
     np.testing.assert_array_equal(np.isnan(phi), np.isnan(eager_phi))
     scale = max(1.0, float(np.nanmax(np.abs(eager_phi))))
     np.testing.assert_allclose(phi, eager_phi, atol=1e-4 * scale)
+
+
+def test_the_runtime_flags_each_row_at_the_threshold_of_its_modalities_as_the_detector(dataset, tmp_path):
+    """Rows holding every subset of the four modalities in turn: the runtime picks the same
+    threshold per row as the detector, and flags alike; an export of format 5 (no thresholds per
+    subset) flags every row at the one threshold, and says so once."""
+    import json
+    import warnings
+
+    detector = AnomalyDetector.from_config(anomaly_config("mahalanobis")).fit(dataset["train"], dataset["test"],
+                                                                              out=tmp_path / "run")
+    export_run(detector, tmp_path / "export", data=dataset["test"])
+    runtime = Runtime.load(tmp_path / "export")
+    test = pd.read_csv(dataset["test"], keep_default_na=False)
+    columns = {"audio": ["audio"], "image": ["image"], "labs": ["x1", "color"], "notes": ["text"]}  # sorted names
+    given = sum((test[cols] != "").any(axis=1).to_numpy().astype(int) << k for k, cols in enumerate(columns.values()))
+    expected = []
+    for i in range(len(test)):  # row i keeps what it holds of bit mask i % 15 + 1 (bit k: the k-th sorted name)
+        keep = given[i] & (i % 15 + 1) or given[i]  # (all it holds where that would leave nothing)
+        for k, name in enumerate(columns):
+            if not keep >> k & 1:
+                test.loc[i, columns[name]] = ""
+        expected.append(keep)
+    assert len(set(expected)) >= 8
+    rows_csv = dataset["root"] / "rows_subsets.csv"
+    test.to_csv(rows_csv, index=False)
+    eager = detector.predict_frame(rows_csv)
+    rows = manifest_rows(runtime, read_manifest(rows_csv), len(test))
+    feeds = runtime.transform(rows)
+    held = runtime.held(feeds)
+    assert held.tolist() == expected
+    np.testing.assert_allclose(runtime.row_thresholds(held), detector.row_thresholds(held), rtol=1e-6)
+    at = detector.row_thresholds(held)
+    assert len(set(np.round(at, 6))) > 4  # the subsets' thresholds differ
+    # the validation rows are these rows, so some scores are their subset's threshold itself: float
+    # rounding may flip those flags, which are not compared
+    eager_scores = eager["score"].to_numpy()
+    clear = np.isnan(eager_scores) | (np.abs(eager_scores - at) > 1e-4 * np.maximum(1.0, np.abs(at)))
+    assert clear.sum() >= len(rows) - 4
+    assert np.asarray(runtime.predict(rows))[clear].tolist() == eager["flag"].to_numpy()[clear].tolist()
+    # an export written before: one threshold for every row, and a warning the first time it flags an incomplete row
+    meta = json.loads((tmp_path / "export" / "deploy.json").read_text())
+    del meta["anomaly"]["subset_thresholds"]
+    (tmp_path / "export" / "deploy.json").write_text(json.dumps({**meta, "format_version": 5}))
+    old = Runtime.load(tmp_path / "export")
+    full = float(detector.model.scorer.threshold)
+    scores = old.scores(old.run(feeds)[:, :1])
+    assert (old.row_thresholds(held) == full).all()
+    with pytest.warns(UserWarning, match="this model has one flag threshold for every row"):
+        flagged = old.predict(rows)
+    assert flagged == (scores[:, 0] > full).tolist()
+    assert sum(flagged) > sum(eager["flag"])  # incomplete rows raised for being incomplete
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*one flag threshold for every row")
+        old.predict(rows)  # said once
 
 
 def test_export_prints_what_int8_changes_in_the_flags(anomaly_exported, dataset, tmp_path):
@@ -177,8 +235,11 @@ def test_the_service_answers_score_flag_and_threshold_and_null_where_the_row_can
     assert both.status_code == 200, both.text
     body = both.json()
     assert body["task"] == "anomaly" and body["modalities"] == ["audio", "image"] and body["absent"] == ["labs", "notes"]
-    assert isinstance(body["score"], float) and body["flag"] == (body["score"] > threshold)
-    assert body["threshold"] == pytest.approx(threshold) and body["warnings"] == []
+    # the threshold of the modalities sent, audio and image (bits 0 and 1 of the sorted names)
+    applied = float(detector.row_thresholds(np.asarray([0b0011]))[0])
+    assert applied != pytest.approx(threshold)  # not the full set's
+    assert isinstance(body["score"], float) and body["flag"] == (body["score"] > applied)
+    assert body["threshold"] == pytest.approx(applied) and body["warnings"] == []
     expected = detector.predict_frame(pd.DataFrame({"image": [str(root / "i0.png")], "audio": [str(root / "a0.wav")],
                                                     "text": [""], "x1": [np.nan], "color": [""]}))
     assert body["score"] == pytest.approx(float(expected["score"].iloc[0]), rel=1e-4)
