@@ -170,21 +170,33 @@ def test_the_report_shows_every_direction_beside_linear_cca_fitted_on_the_traini
                 assert rows.loc[(method, direction), metric] == pytest.approx(expected[direction][metric])
     assert rows.loc[("model", "a->b"), "queries"] == 60
     page = (run / "report.html").read_text()
-    assert "Retrieval beside linear CCA" in page and "linear_cca" in page and "On 60 rows of the test set" in page
-    assert "linear CCA fitted on 200 training rows" in page
+    assert "Retrieval beside linear CCA" in page and "linear_cca" in page
+    assert "On all 60 rows of the test set, as the metrics table above" in page
+    # the baseline says what it was fitted on: encoders this run trained give their inputs
+    assert "linear CCA fitted on 200 training rows' preprocessed inputs" in page and "<th>features</th>" in page
+    assert "frozen encoder" not in page
+    header = page.split("</h1>", 1)[1].split("<h2>", 1)[0]  # a retrieval run has an alignment, no fusion, no head
+    assert ("alignment <b>contrastive</b> (dim 16, positives pair, projection linear, anchor none (every pair))"
+            in header)
+    assert "fusion" not in header and "head" not in header
 
 
 def test_the_reports_retrieval_table_samples_report_rows(pairs, tmp_path) -> None:
     from polymodal.evaluation.diagnostics import sampled_manifest
 
     config = {**retrieval_config(epochs=1), "report": {"rows": 25}}
-    predictor = MultimodalPredictor.from_config(config).fit(pairs["train"], pairs["valid"], test=pairs["test"])
+    predictor = MultimodalPredictor.from_config(config).fit(pairs["train"], pairs["valid"], test=pairs["test"],
+                                                            out=tmp_path / "run")
     sample = sampled_manifest(predictor, pairs["test"], 25, seed=0)
     assert len(sample) == 25 and list(sample.source_rows) == sorted(set(sample.source_rows))
     rows = predictor.diagnostics["retrieval"]
     assert predictor.diagnostics["rows"] == 25 and {r["queries"] for r in rows} == {25}
     expected = predictor.evaluate_retrieval(pairs["test"].iloc[sample.source_rows].reset_index(drop=True))
     assert rows[0]["map"] == pytest.approx(expected[rows[0]["direction"]]["map"])
+    page = " ".join((tmp_path / "run" / "report.html").read_text().split())
+    # the metrics table scores all 60 test rows: a sample is labelled, with why its figures differ
+    assert "<b>On a seeded sample of 25 of the 60 test rows</b> (<code>report.rows</code>" in page
+    assert "Recall@K and mAP depend on the gallery's size" in page and "set <code>report.rows</code> to 60" in page
 
 
 def test_unaligned_models_and_modalities_are_refused(contrastive, pairs) -> None:
