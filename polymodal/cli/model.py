@@ -126,10 +126,11 @@ def evaluate(
     cca: Annotated[bool, typer.Option("--cca/--no-cca", help="--retrieval: report the linear-CCA baseline beside "
                                       "the model.")] = True,
     cca_features: Annotated[str, typer.Option("--cca-features", help="--retrieval: what linear CCA is fitted on: "
-                                              "'encoder' outputs (an independent baseline only for frozen "
-                                              "pretrained encoders; for encoders the run trained, the model's own "
-                                              "features) or preprocessed 'input' (numeric modalities only: "
-                                              "directions with a text modality get no baseline).")] = "encoder",
+                                              "'auto' (per modality: a frozen pretrained encoder's outputs, else "
+                                              "the preprocessed inputs), 'encoder' outputs (for encoders the run "
+                                              "trained, the model's own features: not an independent baseline) or "
+                                              "preprocessed 'input' (numeric modalities only: directions with a "
+                                              "text modality get no baseline). Each row names what it used.")] = "auto",
     by: Annotated[str | None, typer.Option("--by", help="Also the metrics of each value of this column of the "
                                            "data (a site, a machine, a motor load).")] = None,
     support: SupportOpt = None,

@@ -91,6 +91,9 @@ def retrieve(
                                                   "(default: the row number).")] = None,
     keep: Annotated[list[str] | None, typer.Option("--keep", metavar="COLUMN", help="A query manifest column shown beside each of its "
                                                    "hits as query_COLUMN (repeatable).")] = None,
+    same_modality: Annotated[bool, typer.Option("--same-modality", help="Allow queries of the index's own modality "
+                                                 "(image -> image search with a query set apart from the gallery; a "
+                                                 "query the gallery holds finds itself, score 1.0).")] = False,
 ) -> None:
     """Find the k nearest gallery items of every query row (queries from any aligned modality).
     Each hit: the query, its rank, the gallery item's id (the index's --id-column, or its row), the
@@ -103,7 +106,7 @@ def retrieve(
         check_table_path(out)
     gallery = EmbeddingIndex.load(index)
     hits = search(MultimodalPredictor.load(run), gallery, query, modality, k, run=run, id_column=id_column,
-                  keep=keep or ())
+                  keep=keep or (), same_modality=same_modality)
     title = f"top {k} per query" if k < len(gallery) else f"top {len(gallery)} per query (the whole gallery)"
     if out is not None:
         write_table(hits, out)
@@ -219,7 +222,7 @@ def show_retrieval(predictor: Any, data: Path, *, query: str | None, gallery: st
     """``polymodal evaluate --retrieval``: metrics per direction, and (``cca``) the linear-CCA
     baseline fitted on ``cca_train``, by default the run's recorded training manifest."""
     from polymodal.errors import OptionError
-    from polymodal.retrieval.search import cca_baseline, evaluate_retrieval
+    from polymodal.retrieval.search import FEATURES, cca_baseline, evaluate_retrieval
     from polymodal.utils.io import finite_json
 
     if cca and cca_train is None:
@@ -231,8 +234,8 @@ def show_retrieval(predictor: Any, data: Path, *, query: str | None, gallery: st
     if not cca:
         cca_train = None
 
-    if cca_train is not None and cca_features not in ("encoder", "input"):  # refused before the model's evaluation
-        raise OptionError([f"--cca-features: 'encoder' or 'input'; got {cca_features!r}"])
+    if cca_train is not None and cca_features not in FEATURES:  # refused before the model's evaluation
+        raise OptionError([f"--cca-features: 'auto', 'encoder' or 'input'; got {cca_features!r}"])
     results: dict[str, Any] = {"model": evaluate_retrieval(predictor, data, query, gallery, by=hits, labels=labels)}
     if cca_train is not None:  # empty when no direction has features of that kind (it warns)
         baseline = cca_baseline(predictor, cca_train, data, query, gallery, features=cca_features, by=hits,
@@ -242,7 +245,7 @@ def show_retrieval(predictor: Any, data: Path, *, query: str | None, gallery: st
     if as_json:
         print(json.dumps(finite_json(results), indent=2, allow_nan=False))  # an undefined metric is null
         return
-    rows = [{"method": method, "direction": direction, "hits": scores["hits"],
-             **{short: scores[key] for key, short in DISPLAY.items()}}
+    rows = [{"method": method, "direction": direction, "features": scores.get("features", "shared space"),
+             "hits": scores["hits"], **{short: scores[key] for key, short in DISPLAY.items()}}
             for method, table in results.items() for direction, scores in table.items()]
     print_rows(rows, f"retrieval on {data.name}")

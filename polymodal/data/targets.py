@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -37,6 +38,19 @@ def label_key(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+UNSEEN_LABEL_CODES = 2**60  # a retrieval label training never saw is coded from here up (see unseen_label_code)
+
+
+def unseen_label_code(key: str) -> int:
+    """The code of a retrieval label that training never saw, from its :func:`label_key`: the same
+    for every row and every call holding that label (so label-level hits match it as a value),
+    never a fitted class's index (those are below :data:`UNSEEN_LABEL_CODES`), and distinct for
+    distinct labels (a 56-bit digest: a collision is as likely as two random 56-bit numbers
+    agreeing)."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=7).digest()
+    return UNSEEN_LABEL_CODES + int.from_bytes(digest, "big")
 
 
 def _is_number(key: str) -> bool:
@@ -229,14 +243,23 @@ class TargetEncoder:
             self.std = np.maximum(values.std(axis=0), 1e-8).astype(np.float32)
         return self
 
+    @property
+    def open_labels(self) -> bool:
+        """Labels training never saw are accepted (task retrieval: a label only decides which rows
+        are label-level hits, compared as values, so unseen-class retrieval can be scored), where a
+        classifier refuses them (it has no output for them)."""
+        return self.task == "retrieval"
+
     def encode(self, manifest: Manifest, rows: np.ndarray | None = None) -> np.ndarray:
-        """(N,) int64 class indices, or (N, K) float32 for multilabel/regression.
+        """(N,) int64 class indices, or (N, K) float32 for multilabel/regression. A retrieval
+        label training never saw is coded by :func:`unseen_label_code` (-1: an empty label).
 
         Args:
             rows: encode only these manifest rows (errors still name the manifest's own rows).
 
         Raises:
-            SchemaMismatchError: a label not seen in training (``fitted_on``).
+            SchemaMismatchError: a label not seen in training (``fitted_on``), except for task
+                retrieval (:attr:`open_labels`).
         """
         rows = np.arange(len(manifest)) if rows is None else np.asarray(rows)
         frame = manifest.select([c for c in self.columns if c in manifest.columns], rows)  # not every column
@@ -244,7 +267,8 @@ class TargetEncoder:
             index = self._class_index()
             column = frame[self.columns[0]]
             codes, uniques, keys = distinct_labels(column)
-            positions = np.array([index.get(k, -1) for k in keys] + [-1], np.int64)  # last: empty cells
+            code_unseen = unseen_label_code if self.open_labels else lambda key: -1
+            positions = np.array([index[k] if k in index else code_unseen(k) for k in keys] + [-1], np.int64)  # last: empty
             out = positions[codes]
             unseen = [(int(rows[i]), python_scalar(column.iloc[i])) for i in np.flatnonzero(out < 0)]
             if unseen:

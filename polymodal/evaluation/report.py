@@ -120,6 +120,29 @@ def _decision_section(predictor: Estimator, plots: Path) -> str:
             f"<figure>{embed_png(png, 'validation rates by decision threshold')}</figure>")
 
 
+def alignment_summary(align: Any) -> str:
+    """An ``align`` section in words: objective, width, positives, projection, anchor (HTML)."""
+    projection = align.projection.name + (f" {list(align.projection.hidden)}" if hasattr(align.projection, "hidden") else "")
+    parts = [f"dim {align.dim}", f"positives {align.positives}", f"projection {projection}",
+             f"anchor {align.anchor if align.anchor is not None else 'none (every pair)'}"]
+    if align.modalities is not None:
+        parts.append(f"aligned {', '.join(align.modalities)}")
+    return f"alignment <b>{html.escape(align.objective)}</b> ({html.escape(', '.join(parts))})"
+
+
+def run_header(cfg: Any) -> str:
+    """The report's first line (HTML): task, target, modalities, and what joins them: a
+    retrieval run's alignment (it has no fusion and no head), else the fusion and head (and the
+    alignment trained beside the task, if any)."""
+    modalities = ", ".join(f"<b>{html.escape(n)}</b> ({m.kind}, {m.encoder.name})" for n, m in sorted(cfg.modalities.items()))
+    target = html.escape(str(cfg.target)) if cfg.target is not None else "none"
+    said = f"Task <b>{cfg.task}</b>, target {target}, modalities {modalities}"
+    if cfg.task == "retrieval":
+        return f"{said}; {alignment_summary(cfg.align)}."
+    said += f"; fusion <b>{cfg.fusion.name}</b>" + ("" if cfg.task == "anomaly" else f", head <b>{cfg.head.name}</b>")
+    return said + (f"; {alignment_summary(cfg.align)} beside the task" if getattr(cfg, "align", None) else "") + "."
+
+
 def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, str] | None = None) -> Path:
     """Write ``run/report.html`` and the plots in ``run/plots/``; return the report path.
 
@@ -131,11 +154,7 @@ def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, 
     plots = run / PLOTS_DIR
     plots.mkdir(parents=True, exist_ok=True)
     cfg = predictor.config
-    sections = [f"<h1>polymodal run: {html.escape(run.name)}</h1>",
-                f"<p>Task <b>{cfg.task}</b>, target {html.escape(str(cfg.target))}, modalities "
-                + ", ".join(f"<b>{html.escape(n)}</b> ({m.kind}, {m.encoder.name})" for n, m in sorted(cfg.modalities.items()))
-                + f"; fusion <b>{cfg.fusion.name}</b>"
-                + ("" if cfg.task == "anomaly" else f", head <b>{cfg.head.name}</b>") + ".</p>"]
+    sections = [f"<h1>polymodal run: {html.escape(run.name)}</h1>", f"<p>{run_header(cfg)}</p>"]
     metric_rows = []
     for split, scores in predictor.metrics.items():
         if isinstance(scores, Mapping):
@@ -162,7 +181,7 @@ def write_report(predictor: Estimator, run: Path, net: Any, extra: Mapping[str, 
     if predictor.info:
         sections.append("<h2>Run facts</h2>" + table_html([{"fact": k, "value": v} for k, v in predictor.info.items()]))
     threshold = predictor.pipeline.targets.threshold if cfg.task in DECIDED_TASKS else None
-    diagnostics = diagnostic_sections(getattr(predictor, "diagnostics", None), plots, threshold)
+    diagnostics = diagnostic_sections(getattr(predictor, "diagnostics", None), plots, threshold, predictor.metrics)
     for title, body in {**(extra or {}), **diagnostics}.items():  # the task's own sections first
         sections.append(f"<h2>{html.escape(title)}</h2>{body}")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>polymodal report</title><style>{STYLE}</style></head><body>{''.join(sections)}</body></html>"

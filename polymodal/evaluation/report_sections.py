@@ -49,10 +49,57 @@ def stale_threshold_note(diagnostics: Mapping[str, Any], threshold: Any) -> str:
             "and <code>polymodal explain RUN --data X</code> compute them at the new one.</p>")
 
 
-def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path, threshold: Any = None) -> dict[str, str]:
-    """``{title: html}`` for every diagnostic the run has (none for an empty dict); ``threshold``:
-    the model's decision threshold now, against which the one the diagnostics were computed at is
-    checked (:func:`stale_threshold_note`)."""
+CCA_FEATURES = {  # a baseline row's features (polymodal.retrieval.search.baseline_features) in words
+    "input": "preprocessed inputs",
+    "encoder (frozen pretrained)": "frozen pretrained encoder features",
+    "encoder (trained by this run)": "this run's own trained encoder features (so not an independent baseline)",
+}
+
+
+def _cca_features(rows: list[Mapping[str, Any]]) -> str:
+    """What the report's linear-CCA rows were fitted on, in words (a report written before rows
+    named their features: the encoders' features, the default then)."""
+    used = list(dict.fromkeys(r.get("features") for r in rows if r.get("method") == "linear_cca"))
+    if not used or used == [None]:
+        return "the encoders' features (for encoders the run trained, its own features)"
+    return "; ".join(CCA_FEATURES.get(str(u), str(u)) for u in used)
+
+
+def _retrieval_section(diagnostics: Mapping[str, Any], metrics: Mapping[str, Any] | None) -> str:
+    """The model beside linear CCA, per direction, saying which rows were scored: a sample of
+    ``report.rows`` rows is labelled as such, since Recall@K and mAP depend on the gallery's size
+    and then differ from the metrics table and ``evaluate --retrieval`` on every row."""
+    rows, split = diagnostics["rows"], html.escape(str(diagnostics["split"]))
+    total = ((metrics or {}).get(diagnostics["split"]) or {}).get("rows")
+    if total is not None and rows < total:
+        where = (f"<p><b>On a seeded sample of {rows} of the {total} {split} rows</b> (<code>report.rows</code>, which "
+                 "bounds the report's time: every query is compared with every gallery row). Recall@K and mAP depend "
+                 "on the gallery's size (fewer rows, fewer distractors), so these figures differ from the metrics "
+                 f"table above and from <code>polymodal evaluate RUN --data X --retrieval</code>, which score all "
+                 f"{total}; set <code>report.rows</code> to {total} or more to score them all here.</p>")
+    elif total is not None:
+        where = f"<p>On all {rows} rows of the {split} set, as the metrics table above.</p>"
+    else:
+        where = _where(diagnostics)
+    table = diagnostics["retrieval"]
+    columns = list(dict.fromkeys(key for row in table for key in row))  # a baseline's 'features' too
+    return (where + "<p>Each direction <code>query-&gt;gallery</code> of the learned shared space, and of the "
+            f"baseline: linear CCA fitted on {diagnostics.get('cca_train_rows', 'the')} training rows' "
+            f"{html.escape(_cca_features(table))} (the <code>features</code> column; other data or features: "
+            "<code>polymodal evaluate RUN --data X --retrieval [--cca-features auto|encoder|input]</code>).</p>"
+            + table_html(table, columns))
+
+
+def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path, threshold: Any = None,
+                        metrics: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """``{title: html}`` for every diagnostic the run has (none for an empty dict).
+
+    Args:
+        threshold: the model's decision threshold now, against which the one the diagnostics were
+            computed at is checked (:func:`stale_threshold_note`).
+        metrics: the run's metrics by split (their row counts say whether a retrieval table
+            scored a sample of its split's rows).
+    """
     if not diagnostics:
         return {}
     if "error" in diagnostics:
@@ -64,11 +111,7 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path, thre
     called = where + stale_threshold_note(diagnostics, threshold)  # the sections whose figures call classes
     sections: dict[str, str] = {}
     if diagnostics.get("retrieval"):
-        sections["Retrieval beside linear CCA"] = (
-            where + "<p>Each direction <code>query-&gt;gallery</code> of the learned shared space, and of the "
-            f"baseline: linear CCA fitted on {diagnostics.get('cca_train_rows', 'the')} training rows' frozen encoder "
-            "features (other data: "
-            "<code>polymodal evaluate RUN --data X --retrieval</code>).</p>" + table_html(diagnostics["retrieval"]))
+        sections["Retrieval beside linear CCA"] = _retrieval_section(diagnostics, metrics)
     if diagnostics.get("subsets"):
         per_target = any(split_metric(column)[1] is not None for column in diagnostics["subsets"][0])
         sections["Modality subsets"] = (

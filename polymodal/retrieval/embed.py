@@ -52,8 +52,7 @@ def _run(predictor: MultimodalPredictor, table: EncodedTable, fn: Callable[[dict
     return predictor.infer(net, table, fn, (0, 0))
 
 
-ENCODER_INSTEAD = ("--cca-features encoder on the command line; features='encoder' in cca_baseline, "
-                   "kind='encoder' in embed_rows")
+ENCODER_INSTEAD = "features='encoder' (--cca-features encoder) in cca_baseline, kind='encoder' in embed_rows"
 
 
 class NoInputFeatures(SchemaMismatchError):

@@ -137,14 +137,15 @@ class EmbeddingIndex:
         """The ``k`` nearest gallery vectors of each query.
 
         Args:
-            queries: (Q, D); L2-normalised here.
+            queries: (Q, D), or one query as a (D,) vector (answered as a (1, D) batch of one);
+                L2-normalised here.
 
         Returns:
             scores (Q, k) cosine similarities, best first, and positions (Q, k) into the gallery
             (``ids[position]`` names the item; -1 where FAISS found nothing, e.g. for a query
-            holding NaN); k is capped at the gallery size.
+            holding NaN); k is capped at the gallery size. A (D,) query gives (1, k) arrays.
         """
-        queries = _normalised(queries)
+        queries = _normalised(_as_batch(queries))
         if queries.shape[1] != self.dim:
             raise SchemaMismatchError(f"queries are {queries.shape[1]}-d but the index holds {self.dim}-d vectors")
         k = min(int(k), len(self))
@@ -159,7 +160,7 @@ class EmbeddingIndex:
         query), ``rank`` (1 = best), ``id``, the index's kept :attr:`columns`, ``score``; the
         places where FAISS found nothing (position -1) are left out, not named ``ids[-1]``."""
         scores, positions = self.search(queries, k)
-        query_ids = list(range(len(queries))) if query_ids is None else list(query_ids)
+        query_ids = list(range(len(scores))) if query_ids is None else list(query_ids)
         q, r = np.meshgrid(np.arange(scores.shape[0]), np.arange(scores.shape[1]), indexing="ij")
         found = positions.ravel() >= 0
         asked, hit = q.ravel()[found], positions.ravel()[found]
@@ -241,7 +242,8 @@ def check_index_out(folder: str | os.PathLike, *, overwrite: bool = False) -> Pa
         raise RunFolderError(f"{folder} holds other files ({', '.join(others[:5])}); an index is a folder of its "
                              "own: give a new folder")
     if any(folder.iterdir()) and not overwrite:
-        raise RunFolderError(f"{folder} already holds an index; give --overwrite to replace it, or another folder")
+        raise RunFolderError(f"{folder} already holds an index; give overwrite=True (--overwrite) to replace it, or "
+                             "another folder")
     return folder
 
 
@@ -268,6 +270,12 @@ def _read_meta(folder: Path) -> dict[str, Any]:
         raise _damaged(folder, META_FILE, f"format 1 to {FORMAT}", f"format {version!r} (written by a newer "
                        "polymodal, or not an index file)")
     return meta
+
+
+def _as_batch(queries: Any) -> np.ndarray:
+    """A single (D,) query vector as a (1, D) batch; anything else as it is."""
+    queries = np.asarray(queries)
+    return queries[None, :] if queries.ndim == 1 and queries.size else queries
 
 
 def _normalised(vectors: np.ndarray) -> np.ndarray:

@@ -108,7 +108,7 @@ def build_index(predictor: MultimodalPredictor, data: DataSource, modality: str,
     del run  # the weights digest replaces the run folder's file digest
     taken = [c for c in keep if c in HIT_COLUMNS or c.startswith("query_")]
     if taken:
-        raise OptionError([f"kept columns {taken} would stand beside the hit columns {list(HIT_COLUMNS)} and the "
+        raise OptionError([f"keep= (--keep): kept columns {taken} would stand beside the hit columns {list(HIT_COLUMNS)} and the "
                            "queries' query_<column>; rename the column, or name items by it as their id column"])
     kept = read_kept(data, keep)  # read once; a mistyped column is named before the gallery is embedded
     frame = embed_rows(predictor, data, modality)  # indexed by position in the manifest
@@ -181,12 +181,16 @@ def _check_ids(ids: list[Any], positions: np.ndarray, manifest: Manifest, what: 
 
 
 def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: DataSource, modality: str, k: int = 10,
-             run: str | os.PathLike | None = None, *, id_column: str | None = None, keep: Sequence[str] = ()
-             ) -> pd.DataFrame:
+             run: str | os.PathLike | None = None, *, id_column: str | None = None, keep: Sequence[str] = (),
+             same_modality: bool = False) -> pd.DataFrame:
     """The ``k`` best gallery items for every query row holding ``modality``.
 
     Args:
         run: the predictor's run folder; needed only to check an index saved in format 1.
+        same_modality: allow queries of the index's own modality (image -> image search with a
+            query set apart from the gallery). Off by default: queries that are the gallery's own
+            rows would each find themselves first (score 1.0), as would any query whose input
+            the gallery holds.
         id_column: the queries' column naming each query (default: the manifest row number, or a
             DataFrame's own index); ids must be unique and non-empty.
         keep: the queries' columns shown beside each hit, as ``query_<column>``.
@@ -199,16 +203,18 @@ def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: Dat
     Raises:
         SchemaMismatchError: the index was built by another model, has another width, no query
             row holds ``modality``, or ``id_column`` is not a column.
-        OptionError: the index holds ``modality`` itself (retrieval is across modalities).
+        OptionError: the index holds ``modality`` itself, without ``same_modality``.
         ManifestError: a DataFrame of queries has repeated or empty index values (results would
             not say which query they answer).
     """
     check_aligned(predictor, modality)
-    if index.meta.get("modality") == modality:  # each query would find its own row first
+    if index.meta.get("modality") == modality and not same_modality:  # the gallery's own rows would find themselves
         others = [name for name in aligned_modalities(predictor.config) if name != modality]
-        raise OptionError([f"--modality: the index holds '{modality}' items, and queries of '{modality}' too would each "
-                           f"find their own row first (score 1.0): retrieval is across modalities; query it with "
-                           f"another of {others}, or build the index over another modality"])
+        raise OptionError([f"modality= (--modality): the index holds '{modality}' items, and queries of '{modality}' "
+                           f"too would each find their own row first (score 1.0) if they are the gallery's rows: "
+                           f"retrieval is across modalities unless you say the queries are a set apart from the "
+                           f"gallery with same_modality=True (--same-modality); else query it with another of "
+                           f"{others}, or build the index over another modality"])
     check_index_model(predictor, index, run)
     if id_column is not None:  # a mistyped column is named before any query is embedded
         row_ids(queries, np.arange(0), id_column, "")
@@ -237,29 +243,30 @@ def _keys(data: DataSource, by: By, labels: str | None, predictor: MultimodalPre
           ) -> tuple[np.ndarray, str, Manifest]:
     """Per manifest row, what decides relevance: the row itself, or its label (and the manifest)."""
     if by not in BY:
-        raise OptionError([f"--hits: pair, label or auto; got {by!r}"])
+        raise OptionError([f"by= (--hits): pair, label or auto; got {by!r}"])
     if labels is not None and by == "pair":  # the column would be read for nothing
-        raise OptionError([f"--labels: {labels!r} names the labels of label-level hits, but with --hits pair a hit is "
-                           "only the query's own row; drop --labels, or use --hits label"])
+        raise OptionError([f"labels= (--labels): {labels!r} names the labels of label-level hits, but with by='pair' "
+                           "(--hits pair) a hit is only the query's own row; drop labels= (--labels), or use by='label' "
+                           "(--hits label)"])
     column = labels if labels is not None else (predictor.config.targets[0] if predictor.config.targets else None)
     manifest = read_manifest(data, label_columns=[column] if column is not None else [])
     columns = list(manifest.columns)
     if labels is not None and labels not in columns:
-        raise OptionError([f"--labels: column {labels!r} is not in {manifest.name} (columns: {columns})"])
+        raise OptionError([f"labels= (--labels): column {labels!r} is not in {manifest.name} (columns: {columns})"])
     if by == "auto":
         by = "label" if column is not None and column in columns else "pair"
     if by == "pair":
         return np.arange(len(manifest)), "pair", manifest
     if column is None:
         like = next((c for c in columns if str(c).lower() in LABEL_LIKE), None)
-        example = f", e.g. --labels {like}" if like is not None else ""
-        raise OptionError([f"--hits label: a hit is a row with the same label, and this model has no target to take "
-                           f"labels from: name the label column with --labels (labels= in Python){example}; columns of "
-                           f"{manifest.name}: {columns}"])
+        example = f", e.g. labels={like!r} (--labels {like})" if like is not None else ""
+        raise OptionError([f"by='label' (--hits label): a hit is a row with the same label, and this model has no "
+                           f"target to take labels from: name the label column with labels= (--labels){example}; "
+                           f"columns of {manifest.name}: {columns}"])
     if column not in columns:
-        raise OptionError([f"--hits label: the labels are the model's target {column!r} unless --labels names another "
-                           f"column, and {manifest.name} has no column {column!r} (columns: {columns}); name the label "
-                           "column with --labels, or use --hits pair"])
+        raise OptionError([f"by='label' (--hits label): the labels are the model's target {column!r} unless labels= "
+                           f"(--labels) names another column, and {manifest.name} has no column {column!r} (columns: "
+                           f"{columns}); name the label column with labels= (--labels), or use by='pair' (--hits pair)"])
     return label_keys(manifest.column(column)), "label", manifest
 
 
@@ -316,9 +323,9 @@ def directions(predictor: MultimodalPredictor, query: str | None, gallery: str |
             check_aligned(predictor, name)
     if query is not None and gallery is not None:
         if query == gallery:  # each query would find its own row first
-            raise OptionError([f"--gallery: '{gallery}' is also the query modality; retrieval is scored across "
-                               f"modalities (a query's own row would be its best hit: R@1 = 1.0); choose another of "
-                               f"{names}"])
+            raise OptionError([f"gallery= (--gallery): '{gallery}' is also the query modality; retrieval is scored "
+                               f"across modalities (a query's own row would be its best hit: R@1 = 1.0); choose another "
+                               f"of {names}"])
         return [(query, gallery)]
     chosen = [(q, g) for q, g in permutations(names, 2) if (query is None or q == query) and (gallery is None or g == gallery)]
     if not chosen:
@@ -364,24 +371,71 @@ def evaluate_retrieval(predictor: MultimodalPredictor, data: DataSource, query: 
     return results
 
 
+Features = Literal["auto", "encoder", "input"]
+FEATURES = ("auto", "encoder", "input")
+TRAINED = "encoder (trained by this run)"  # how a row names CCA on the model's own encoder features
+FROZEN = "encoder (frozen pretrained)"
+
+
+def trained_by_run(predictor: MultimodalPredictor, modality: str) -> bool:
+    """Whether the run trained (some of) ``modality``'s encoder: anything but pretrained weights
+    kept frozen throughout (``freeze: all``, no gradual unfreezing, no LoRA adapters)."""
+    _, net = predictor.require_fitted()
+    encoder = net.encoders[modality]
+    frozen = (not any(p.requires_grad for p in encoder.parameters())
+              and getattr(predictor.config.modalities[modality].encoder, "unfreeze", None) is None)
+    return not (encoder.pretrained and frozen)
+
+
+def baseline_features(predictor: MultimodalPredictor, modality: str, features: Features = "auto") -> tuple[Kind, str]:
+    """What the linear-CCA baseline is fitted on for ``modality``, and how its rows name that.
+
+    ``auto`` takes the encoder's features only where they are independent of the model: a frozen
+    pretrained encoder's (the classic baseline); an encoder the run trained gives its preprocessed
+    inputs instead, since CCA on its features would be CCA on the model's own learned features.
+
+    Returns:
+        ``(kind, label)``: ``encoder`` or ``input``, and ``input``, ``encoder (frozen pretrained)``
+        or ``encoder (trained by this run)``.
+    """
+    trained = trained_by_run(predictor, modality)
+    kind: Kind = ("input" if trained else "encoder") if features == "auto" else features  # type: ignore[assignment]
+    if kind == "input":
+        return kind, "input"
+    return kind, TRAINED if trained else FROZEN
+
+
+def features_label(labels: dict[str, str], q: str, g: str) -> str:
+    """One direction's features: ``input`` when both modalities had the same, else each named."""
+    return labels[q] if labels[q] == labels[g] else f"{q}: {labels[q]}; {g}: {labels[g]}"
+
+
 def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSource, query: str | None = None,
-                 gallery: str | None = None, *, features: Kind = "encoder", by: By = "auto", labels: str | None = None,
+                 gallery: str | None = None, *, features: Features = "auto", by: By = "auto", labels: str | None = None,
                  dim: int = 64, pca: int | None = 256, ks: Sequence[int] = DEFAULT_KS) -> dict[str, dict[str, Any]]:
     """:func:`evaluate_retrieval` for linear CCA fitted on ``train``'s paired rows.
 
     Args:
-        features: ``encoder`` (the encoders' pooled outputs: the frozen features of frozen
-            pretrained encoders; for encoders the run trained, its own trained encoders, so the
-            baseline is then not independent of the model) or ``input`` (the preprocessed inputs,
-            flattened; a modality without numeric inputs, such as text, has none: its directions
-            are left out of the result, with one warning).
+        features: ``auto`` (the default: per modality, a frozen pretrained encoder's features,
+            else the preprocessed inputs; see :func:`baseline_features`), ``encoder`` (the
+            encoders' pooled outputs: for encoders the run trained, the model's own trained
+            features, so the baseline is then not independent of the model) or ``input`` (the
+            preprocessed inputs, flattened). A modality without numeric inputs, such as text,
+            has no ``input`` features: its directions are left out of the result, with one warning.
         dim, pca: see :class:`~polymodal.retrieval.cca.LinearCca`.
+
+    Returns:
+        Per direction, as :func:`evaluate_retrieval`, plus ``features``: what CCA was fitted on
+        (``input``, ``encoder (frozen pretrained)``, ``encoder (trained by this run)``; each
+        modality named when they differ).
     """
-    if features not in ("encoder", "input"):
-        raise OptionError([f"--cca-features: the CCA baseline runs on 'encoder' or 'input' features; got {features!r}"])
+    if features not in FEATURES:
+        raise OptionError([f"features= (--cca-features): the CCA baseline runs on 'auto', 'encoder' or 'input' "
+                           f"features; got {features!r}"])
     keys, how, _ = _keys(data, by, labels, predictor)
     train_features: dict[str, pd.DataFrame] = {}
     test_features: dict[str, pd.DataFrame] = {}
+    used: dict[str, str] = {}  # modality -> what its features were, as rows name it
     lacking: list[str] = []  # modalities without numeric inputs (features: input)
     skipped: list[str] = []  # the directions they leave without a baseline
     models: dict[tuple[str, str], LinearCca] = {}
@@ -389,12 +443,13 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
     for q, g in directions(predictor, query, gallery):
         for name in (q, g):
             if name not in train_features and name not in lacking:
+                kind, used[name] = baseline_features(predictor, name, features)
                 try:
-                    train_features[name] = embed_rows(predictor, train, name, features)
+                    train_features[name] = embed_rows(predictor, train, name, kind)
                 except NoInputFeatures:
                     lacking.append(name)
                     continue
-                test_features[name] = embed_rows(predictor, data, name, features)
+                test_features[name] = embed_rows(predictor, data, name, kind)
         if q in lacking or g in lacking:
             skipped.append(f"{q}->{g}")
             continue
@@ -411,13 +466,15 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
         qf, gf = test_features[q], test_features[g]
         scores = cross_modal_metrics(model.transform(qf.to_numpy(), int(q == b)), model.transform(gf.to_numpy(), int(g == b)),
                                      keys[qf.index.to_numpy()], keys[gf.index.to_numpy()], ks)
-        results[f"{q}->{g}"] = {"hits": how, **scores}
+        results[f"{q}->{g}"] = {"hits": how, "features": features_label(used, q, g), **scores}
     if skipped:
         which = ", ".join(f"'{name}'" for name in lacking)
-        warn_user(f"no linear-CCA baseline for {', '.join(skipped)}: it was asked for on 'input' features, and {which} "
+        asked = ("it was asked for on 'input' features" if features == "input" else
+                 "an encoder the run trained is compared on its 'input' features (its own features are the model's)")
+        warn_user(f"no linear-CCA baseline for {', '.join(skipped)}: {asked}, and {which} "
                   f"{'has' if len(lacking) == 1 else 'have'} no numeric input arrays (a text modality's inputs are "
                   f"token ids); fit it on 'encoder' features to score {'it' if len(skipped) == 1 else 'them'} "
-                  f"({ENCODER_INSTEAD})")
+                  f"({ENCODER_INSTEAD}; not an independent baseline for an encoder the run trained)")
     return results
 
 

@@ -130,8 +130,10 @@ def test_retrieve_names_queries_by_an_id_column(setup, tmp_path) -> None:
 
 
 def test_evaluate_retrieval_reports_both_directions_beside_linear_cca(setup) -> None:
+    """Both encoders were trained by the run: asked for on their 'encoder' features, every
+    baseline row says so (the table's features column, --json's 'features')."""
     result = invoke("evaluate", setup["run"], "--data", setup["test"], "--retrieval", "--cca-train", setup["train"],
-                    "--json")
+                    "--cca-features", "encoder", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert set(report) == {"model", "linear_cca"}
@@ -139,8 +141,26 @@ def test_evaluate_retrieval_reports_both_directions_beside_linear_cca(setup) -> 
     scores = report["model"]["x->caption"]
     assert scores["hits"] == "label" and scores["map"] > 0.9
     assert {"recall@1", "recall@5", "recall@10", "map", "median_rank"} <= set(report["linear_cca"]["caption->x"])
-    table = invoke("evaluate", setup["run"], "--data", setup["test"], "--retrieval", "--hits", "pair")
+    assert {s["features"] for s in report["linear_cca"].values()} == {"encoder (trained by this run)"}
+    table = runner.invoke(app, [str(a) for a in ("evaluate", setup["run"], "--data", setup["test"], "--retrieval",
+                                                 "--hits", "pair", "--cca-features", "encoder")],
+                          env={"COLUMNS": "250"})
     assert table.exit_code == 0 and "R@10" in table.output and "mAP" in table.output
+    assert "features" in table.output and "encoder (trained by this run)" in table.output
+    assert "shared space" in table.output  # the model's rows
+
+
+def test_by_default_the_baseline_leaves_out_encoders_the_run_trained(setup) -> None:
+    """The default (--cca-features auto) compares a trained encoder's modality on its inputs; the
+    caption's are token ids, so no direction gets a baseline, and the warning says why and what to
+    give instead."""
+    with pytest.warns(UserWarning) as caught:
+        result = invoke("evaluate", setup["run"], "--data", setup["test"], "--retrieval", "--json")
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)) == {"model"}
+    notes = [str(w.message) for w in caught if "linear-CCA" in str(w.message)]
+    assert len(notes) == 1 and "an encoder the run trained is compared on its 'input' features" in notes[0]
+    assert "--cca-features encoder" in notes[0] and "not an independent baseline" in notes[0]
 
 
 def test_the_cca_baseline_is_fitted_on_the_runs_training_manifest_by_default(setup, tmp_path, monkeypatch) -> None:
@@ -225,7 +245,7 @@ def test_user_mistakes_exit_2_with_a_message(setup) -> None:
                           "--out: tables are written as .csv or .parquet; got 'hits.json'")
     assert not (setup["root"] / "hits.json").exists()
     assert_user_error(invoke("zero-shot", setup["run"], "--data", setup["test"], "--modality", "x", "--classes", "a,b",
-                             "--template", "a drawing"), "--template: must hold '{}'")
+                             "--template", "a drawing"), "template= (--template): must hold '{}'")
 
 
 @pytest.mark.parametrize("command", [["embed"], ["index", "build"], ["retrieve"], ["zero-shot"]])
@@ -295,11 +315,11 @@ def test_a_modality_empty_in_every_row_is_a_user_error_in_every_command(setup, t
 
 @pytest.mark.parametrize("given, message", [
     ("", "--classes: empty; give comma-separated class names"),
-    ("red", "--classes: zero-shot classification needs at least 2 classes; got 1: ['red']"),
-    ("red,green,red", "--classes: each class must be named once; ['red'] repeat(s)"),
+    ("red", "classes= (--classes): zero-shot classification needs at least 2 classes; got 1: ['red']"),
+    ("red,green,red", "classes= (--classes): each class must be named once; ['red'] repeat(s)"),
     ('"one"', "the file must hold a list of class names or {class: prompt or [prompts]}; it holds a JSON str: 'one'"),
-    ('{"one": 5, "two": "two"}', "--classes: class 'one' needs a prompt or a non-empty list of prompts"),
-    ("[1, 2]", "--classes: class names must be non-empty texts; got [1, 2]"),
+    ('{"one": 5, "two": "two"}', "classes= (--classes): class 'one' needs a prompt or a non-empty list of prompts"),
+    ("[1, 2]", "classes= (--classes): class names must be non-empty texts; got [1, 2]"),
 ])
 def test_zero_shot_refuses_bad_classes(setup, tmp_path, given: str, message: str) -> None:
     classes = given
@@ -315,7 +335,7 @@ def test_zero_shot_template_braces_other_than_the_name_are_text(setup) -> None:
                     "red,green,blue", "--template", "a {} one {x}")
     assert result.exit_code == 0, result.output
     assert_user_error(invoke("zero-shot", setup["run"], "--data", setup["test"], "--modality", "x", "--classes",
-                             "red,green", "--template", "a {0} one"), "--template: must hold '{}'", "got 'a {0} one'")
+                             "red,green", "--template", "a {0} one"), "template= (--template): must hold '{}'", "got 'a {0} one'")
 
 
 @pytest.mark.parametrize("command, capability", [
@@ -340,19 +360,21 @@ def test_cca_on_input_features_skips_a_text_modality_with_one_warning_and_keeps_
     assert len(notes) == 1, notes
     assert notes[0].startswith("no linear-CCA baseline for caption->x, x->caption: it was asked for on 'input' "
                                "features, and 'caption' has no numeric input arrays")
-    assert "--cca-features encoder on the command line" in notes[0]
+    assert "features='encoder' (--cca-features encoder) in cca_baseline" in notes[0]
 
 
 def test_label_options_that_cannot_apply_are_refused(setup, tmp_path) -> None:
     args = ("evaluate", setup["run"], "--retrieval", "--no-cca")
     assert_user_error(invoke(*args, "--data", setup["test"], "--hits", "pair", "--labels", "label"),
-                      "--labels: 'label' names the labels of label-level hits, but with --hits pair a hit is only the "
-                      "query's own row; drop --labels, or use --hits label")
+                      "labels= (--labels): 'label' names the labels of label-level hits, but with by='pair' (--hits "
+                      "pair) a hit is only the query's own row; drop labels= (--labels), or use by='label' (--hits "
+                      "label)")
     unlabelled = tmp_path / "unlabelled.csv"
     pd.read_csv(setup["test"]).rename(columns={"label": "colour"}).to_csv(unlabelled, index=False)
     assert_user_error(invoke(*args, "--data", unlabelled, "--hits", "label"),
-                      "--hits label: the labels are the model's target 'label' unless --labels names another column, "
-                      "and unlabelled.csv has no column 'label'", "name the label column with --labels")
+                      "by='label' (--hits label): the labels are the model's target 'label' unless labels= (--labels) "
+                      "names another column, and unlabelled.csv has no column 'label'",
+                      "name the label column with labels= (--labels)")
     result = invoke(*args, "--data", unlabelled, "--hits", "label", "--labels", "colour", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["model"]["x->caption"]["hits"] == "label"
 
@@ -363,8 +385,14 @@ def test_retrieve_refuses_queries_of_the_modality_the_index_holds(setup, tmp_pat
                   index).exit_code == 0
     assert_user_error(invoke("retrieve", setup["run"], "--index", index, "--query", setup["test"], "--modality",
                              "caption"),
-                      "--modality: the index holds 'caption' items", "retrieval is across modalities; query it with "
-                      "another of ['x']")
+                      "modality= (--modality): the index holds 'caption' items", "retrieval is across modalities "
+                      "unless", "same_modality=True (--same-modality); else query it with another of ['x']")
+    same = tmp_path / "same.csv"  # caption -> caption search, asked for
+    result = invoke("retrieve", setup["run"], "--index", index, "--query", setup["test"], "--modality", "caption",
+                    "--same-modality", "-k", "1", "--out", same)
+    assert result.exit_code == 0, result.output
+    hits = pd.read_csv(same)
+    assert len(hits) == 30 and np.allclose(hits["score"], 1.0, atol=1e-5)  # the gallery holds every query's caption
 
 
 def test_evaluate_names_an_unknown_query_or_gallery_modality_as_embed_does(setup) -> None:

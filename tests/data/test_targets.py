@@ -33,3 +33,20 @@ def test_an_unseen_label_is_named_with_its_row():
     enc = TargetEncoder("classification", ["y"]).fit(read_manifest(pd.DataFrame({"y": ["a", "b"]})))
     with pytest.raises(SchemaMismatchError, match=r"row 1.*label 'c'.*\['a', 'b'\]"):
         enc.encode(read_manifest(pd.DataFrame({"y": ["a", "c"]})))
+
+
+def test_a_retrieval_target_accepts_labels_training_never_saw_and_matches_them_by_value():
+    """Unseen-class retrieval (train on digits 0-4, retrieve 5-9): a retrieval label only decides
+    which rows are label-level hits, so a label training never saw is coded too, the same in
+    every row and every call (7, 7.0 and '7' alike), apart from every fitted class; a classifier
+    still refuses it."""
+    train = read_manifest(pd.DataFrame({"y": [0, 1, 2, 0]}))
+    test = read_manifest(pd.DataFrame({"y": pd.Series([5, 1, "5", 6.0, 6, 0], dtype=object)}))
+    enc = TargetEncoder("retrieval", ["y"]).fit(train)
+    codes = enc.encode(test)
+    assert codes[1] == 1 and codes[5] == 0  # fitted classes keep their indices
+    assert codes[0] == codes[2] and codes[3] == codes[4] and codes[0] != codes[3]  # unseen labels match by value
+    assert min(codes[0], codes[3]) >= len(enc.classes)
+    assert enc.encode(test, np.array([3, 2])).tolist() == [codes[3], codes[2]]  # the same code in a call over some rows
+    with pytest.raises(SchemaMismatchError, match=r"label 5 in column 'y' was not seen in training"):
+        TargetEncoder("classification", ["y"]).fit(train).encode(test)

@@ -117,8 +117,42 @@ def test_linear_cca_baseline_on_inputs_and_encoder_features(contrastive, pairs) 
     assert on_inputs["a->b"]["recall@1"] > 0.95  # the relation is linear: CCA finds it
     on_encoders = cca_baseline(predictor, pairs["train"], pairs["test"], "a", "b", features="encoder", dim=8)
     assert set(on_encoders) == {"a->b"} and on_encoders["a->b"]["gallery"] == 60
-    with pytest.raises(OptionError, match="--cca-features: .* got 'embedding'"):
+    with pytest.raises(OptionError, match="features= \\(--cca-features\\): .* got 'embedding'"):
         cca_baseline(predictor, pairs["train"], pairs["test"], features="embedding")
+
+
+def test_the_cca_baseline_defaults_to_features_independent_of_the_model_and_names_them(contrastive, pairs,
+                                                                                     monkeypatch) -> None:
+    """CCA on encoders the run trained is CCA on the model's own learned features, not a baseline:
+    by default (features='auto') such a modality is compared on its preprocessed inputs, and a
+    frozen pretrained encoder on its features; every baseline row names what it was fitted on."""
+    from polymodal.retrieval import search
+
+    predictor, _ = contrastive
+    asked: list[tuple[str, str]] = []
+    real = search.embed_rows
+    monkeypatch.setattr(search, "embed_rows", lambda p, data, name, kind="embedding", **k:
+                        asked.append((name, kind)) or real(p, data, name, kind, **k))
+    default = cca_baseline(predictor, pairs["train"], pairs["test"], dim=DIM, pca=None)
+    assert set(asked) == {("a", "input"), ("b", "input")}  # no pass of the trained encoders
+    assert default == cca_baseline(predictor, pairs["train"], pairs["test"], features="input", dim=DIM, pca=None)
+    assert {scores["features"] for scores in default.values()} == {"input"}
+    on_encoders = cca_baseline(predictor, pairs["train"], pairs["test"], features="encoder", dim=DIM, pca=None)
+    assert {scores["features"] for scores in on_encoders.values()} == {"encoder (trained by this run)"}
+    encoder = predictor.net.encoders["a"]  # as if 'a' were a frozen pretrained encoder
+    monkeypatch.setattr(encoder, "pretrained", True)
+    trainable = [p for p in encoder.parameters() if p.requires_grad]
+    try:
+        for param in trainable:
+            param.requires_grad_(False)
+        asked.clear()
+        mixed = cca_baseline(predictor, pairs["train"], pairs["test"], dim=DIM, pca=None)
+    finally:
+        for param in trainable:
+            param.requires_grad_(True)
+    assert set(asked) == {("a", "encoder"), ("b", "input")}
+    assert mixed["a->b"]["features"] == "a: encoder (frozen pretrained); b: input"
+    assert mixed["b->a"]["features"] == "b: input; a: encoder (frozen pretrained)"
 
 
 def test_the_report_shows_every_direction_beside_linear_cca_fitted_on_the_training_rows(pairs, tmp_path) -> None:
@@ -136,21 +170,33 @@ def test_the_report_shows_every_direction_beside_linear_cca_fitted_on_the_traini
                 assert rows.loc[(method, direction), metric] == pytest.approx(expected[direction][metric])
     assert rows.loc[("model", "a->b"), "queries"] == 60
     page = (run / "report.html").read_text()
-    assert "Retrieval beside linear CCA" in page and "linear_cca" in page and "On 60 rows of the test set" in page
-    assert "linear CCA fitted on 200 training rows" in page
+    assert "Retrieval beside linear CCA" in page and "linear_cca" in page
+    assert "On all 60 rows of the test set, as the metrics table above" in page
+    # the baseline says what it was fitted on: encoders this run trained give their inputs
+    assert "linear CCA fitted on 200 training rows' preprocessed inputs" in page and "<th>features</th>" in page
+    assert "frozen encoder" not in page
+    header = page.split("</h1>", 1)[1].split("<h2>", 1)[0]  # a retrieval run has an alignment, no fusion, no head
+    assert ("alignment <b>contrastive</b> (dim 16, positives pair, projection linear, anchor none (every pair))"
+            in header)
+    assert "fusion" not in header and "head" not in header
 
 
 def test_the_reports_retrieval_table_samples_report_rows(pairs, tmp_path) -> None:
     from polymodal.evaluation.diagnostics import sampled_manifest
 
     config = {**retrieval_config(epochs=1), "report": {"rows": 25}}
-    predictor = MultimodalPredictor.from_config(config).fit(pairs["train"], pairs["valid"], test=pairs["test"])
+    predictor = MultimodalPredictor.from_config(config).fit(pairs["train"], pairs["valid"], test=pairs["test"],
+                                                            out=tmp_path / "run")
     sample = sampled_manifest(predictor, pairs["test"], 25, seed=0)
     assert len(sample) == 25 and list(sample.source_rows) == sorted(set(sample.source_rows))
     rows = predictor.diagnostics["retrieval"]
     assert predictor.diagnostics["rows"] == 25 and {r["queries"] for r in rows} == {25}
     expected = predictor.evaluate_retrieval(pairs["test"].iloc[sample.source_rows].reset_index(drop=True))
     assert rows[0]["map"] == pytest.approx(expected[rows[0]["direction"]]["map"])
+    page = " ".join((tmp_path / "run" / "report.html").read_text().split())
+    # the metrics table scores all 60 test rows: a sample is labelled, with why its figures differ
+    assert "<b>On a seeded sample of 25 of the 60 test rows</b> (<code>report.rows</code>" in page
+    assert "Recall@K and mAP depend on the gallery's size" in page and "set <code>report.rows</code> to 60" in page
 
 
 def test_unaligned_models_and_modalities_are_refused(contrastive, pairs) -> None:
@@ -341,12 +387,12 @@ def test_repeated_or_empty_item_ids_are_refused_naming_rows_and_values(contrasti
 
 def test_same_modality_retrieval_and_bad_hit_options_are_refused(contrastive, pairs) -> None:
     predictor, _ = contrastive
-    with pytest.raises(OptionError, match="--gallery: 'a' is also the query modality; .* choose another of \\['a', 'b'\\]"):
+    with pytest.raises(OptionError, match="gallery= \\(--gallery\\): 'a' is also the query modality; .* choose another of \\['a', 'b'\\]"):
         predictor.evaluate_retrieval(pairs["test"], "a", "a")
     for by in ("foo", "pairs"):
-        with pytest.raises(OptionError, match=f"--hits: pair, label or auto; got '{by}'"):
+        with pytest.raises(OptionError, match=f"by= \\(--hits\\): pair, label or auto; got '{by}'"):
             predictor.evaluate_retrieval(pairs["test"], by=by)
-    with pytest.raises(OptionError, match=r"--labels: column 'tag' is not in DataFrame \(columns: \['a0', 'a1'"):
+    with pytest.raises(OptionError, match=r"labels= \(--labels\): column 'tag' is not in DataFrame \(columns: \['a0', 'a1'"):
         predictor.evaluate_retrieval(pairs["test"], labels="tag")
 
 
@@ -431,19 +477,22 @@ def test_cca_on_inputs_leaves_out_only_the_directions_of_a_text_modality(with_ta
         assert cca_baseline(with_task, colour_rows(150, 0), colour_rows(60, 2), "x", "caption", features="input",
                             by="pair") == {}
     from polymodal.retrieval.embed import embed_rows
-    with pytest.raises(SchemaMismatchError, match="modality 'caption' has no numeric input arrays .*--cca-features "
-                                                  "encoder on the command line; .*kind='encoder' in embed_rows"):
+    with pytest.raises(SchemaMismatchError, match="modality 'caption' has no numeric input arrays .*features='encoder' "
+                                                  "\\(--cca-features encoder\\) in cca_baseline, kind='encoder' in "
+                                                  "embed_rows"):
         embed_rows(with_task, colour_rows(10, 3), "caption", "input")
 
 
 def test_label_hits_without_a_label_column_name_the_option_and_labels_need_label_hits(contrastive, pairs) -> None:
     predictor, _ = contrastive  # trained without a target
     tagged = pairs["test"].assign(label=[7, 8] * 30)
-    with pytest.raises(OptionError, match="--hits label: .* this model has no target to take labels from: name the "
-                                          "label column with --labels \\(labels= in Python\\), e.g. --labels label"):
+    with pytest.raises(OptionError, match="by='label' \\(--hits label\\): .* this model has no target to take labels "
+                                          "from: name the label column with labels= \\(--labels\\), e.g. "
+                                          "labels='label' \\(--labels label\\)"):
         predictor.evaluate_retrieval(tagged, by="label")
-    with pytest.raises(OptionError, match="--labels: 'label' names the labels of label-level hits, but with --hits pair "
-                                          "a hit is only the query's own row; drop --labels, or use --hits label"):
+    with pytest.raises(OptionError, match="labels= \\(--labels\\): 'label' names the labels of label-level hits, but "
+                                          "with by='pair' \\(--hits pair\\) a hit is only the query's own row; drop "
+                                          "labels= \\(--labels\\), or use by='label' \\(--hits label\\)"):
         predictor.evaluate_retrieval(tagged, by="pair", labels="label")
     assert predictor.evaluate_retrieval(tagged, by="label", labels="label")["a->b"]["hits"] == "label"
 
@@ -453,9 +502,15 @@ def test_retrieval_is_across_modalities_and_query_rows_must_be_named_once(contra
 
     predictor, _ = contrastive
     index = build_index(predictor, pairs["test"], "b")
-    with pytest.raises(OptionError, match="--modality: the index holds 'b' items, .* retrieval is across modalities; "
-                                          "query it with another of \\['a'\\]"):
+    with pytest.raises(OptionError, match="modality= \\(--modality\\): the index holds 'b' items, .* retrieval is "
+                                          "across modalities unless .* same_modality=True \\(--same-modality\\); "
+                                          "else query it with another of \\['a'\\]"):
         retrieve(predictor, index, pairs["test"], "b")
+    # image -> image search, asked for: queries of the gallery's modality (here some of its own rows, found first)
+    same = retrieve(predictor, index, pairs["test"].iloc[[7, 3, 11]], "b", k=2, same_modality=True)
+    top = same[same["rank"] == 1]
+    assert top["query"].tolist() == [7, 3, 11] and top["id"].tolist() == [7, 3, 11]
+    assert np.allclose(top["score"], 1.0, atol=1e-5) and len(same) == 6
     repeated = pairs["test"].set_axis(["q0", "q0"] + [f"q{i}" for i in range(2, 60)])
     with pytest.raises(ManifestError, match="the queries' DataFrame index: 'q0' names 2 rows: DataFrame row 0 "
                                             "\\(index 'q0'\\), DataFrame row 1 \\(index 'q0'\\); ids must be unique"):

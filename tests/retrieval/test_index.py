@@ -64,6 +64,24 @@ def test_k_is_capped_at_the_gallery_size_and_bad_queries_are_refused() -> None:
         index.search(unit_rows(2, 4, 1), k=0)
 
 
+def test_a_single_query_vector_is_answered_as_a_batch_of_one() -> None:
+    """A (D,) vector (one row of an embedding table) is one query: (1, k) results, the same as
+    for the (1, D) batch holding it; search_frame names it query 0."""
+    gallery, queries = unit_rows(20, 4, 0), unit_rows(3, 4, 1)
+    index = EmbeddingIndex.build(gallery)
+    scores, positions = index.search(queries[1], k=3)
+    batch_scores, batch_positions = index.search(queries[1:2], k=3)
+    assert scores.shape == positions.shape == (1, 3)
+    assert np.array_equal(positions, batch_positions) and np.allclose(scores, batch_scores)
+    assert positions[0, 0] == int(np.argmax(gallery @ queries[1]))
+    frame = index.search_frame(queries[1], k=3)
+    assert frame["query"].tolist() == [0, 0, 0] and frame["id"].tolist() == positions[0].tolist()
+    with pytest.raises(SchemaMismatchError, match="5-d but the index holds 4-d"):
+        index.search(np.ones(5, np.float32))
+    with pytest.raises(ValueError, match="expected a non-empty"):
+        index.search(np.ones(0, np.float32))
+
+
 def test_loading_a_folder_without_an_index_names_the_missing_file(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="index.faiss not found"):
         EmbeddingIndex.load(tmp_path)
@@ -155,7 +173,7 @@ def test_an_index_is_replaced_whole_only_when_asked_and_an_interrupted_save_keep
     old = EmbeddingIndex.build(unit_rows(5, 4, 0), [f"old{k}" for k in range(5)])
     new = EmbeddingIndex.build(unit_rows(6, 4, 1), [f"new{k}" for k in range(6)])
     folder = old.save(tmp_path / "idx")
-    with pytest.raises(RunFolderError, match="already holds an index; give --overwrite"):
+    with pytest.raises(RunFolderError, match="already holds an index; give overwrite=True \\(--overwrite\\)"):
         new.save(folder)
 
     def killed(*args, **kwargs):
