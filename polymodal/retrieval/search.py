@@ -313,8 +313,34 @@ def _warn_unmatched(direction: str, scores: dict[str, Any], how: str) -> None:
                   "and are left out of the metrics")
 
 
-def directions(predictor: MultimodalPredictor, query: str | None, gallery: str | None) -> list[tuple[str, str]]:
-    """The (query, gallery) modality pairs to score: the given one, or every ordered pair."""
+def directions(predictor: MultimodalPredictor, query: str | None, gallery: str | None,
+               *manifests: Manifest) -> list[tuple[str, str]]:
+    """The (query, gallery) modality pairs to score: the given one, or every ordered pair; of
+    every pair, only those whose modalities have a column in each of ``manifests`` (a test
+    manifest without a caption column scores the other directions, saying which it leaves out).
+
+    Raises:
+        SchemaMismatchError: no pair is left.
+    """
+    chosen = _directions(predictor, query, gallery)
+    if query is not None or gallery is not None or not manifests:
+        return chosen  # a direction asked for by name: a manifest that lacks it is an error where it is read
+    held = [m for m in {name for pair in chosen for name in pair}
+            if all(any(c in manifest.columns for c in modality_columns(predictor.config.modalities[m]))
+                   for manifest in manifests)]
+    kept = [(q, g) for q, g in chosen if q in held and g in held]
+    lacking = sorted({name for pair in chosen for name in pair} - set(held))
+    if lacking and not kept:
+        raise SchemaMismatchError(f"{', '.join(m.name for m in manifests)}: no two aligned modalities have columns "
+                                  f"there to score a direction with (lacking: {lacking})")
+    if lacking:
+        warn_user(f"{', '.join(m.name for m in manifests)} {'has' if len(manifests) == 1 else 'have'} no column of "
+                  f"{', '.join(lacking)}: the directions with {'it' if len(lacking) == 1 else 'them'} are left out")
+    return kept
+
+
+def _directions(predictor: MultimodalPredictor, query: str | None, gallery: str | None) -> list[tuple[str, str]]:
+    """:func:`directions` before the manifests are consulted."""
     names = aligned_modalities(predictor.config)
     if not names:  # the same message as embedding from such a model
         check_aligned(predictor, query or gallery or "")
@@ -356,7 +382,7 @@ def evaluate_retrieval(predictor: MultimodalPredictor, data: DataSource, query: 
     results = {}
     cache: dict[str, pd.DataFrame] = {}
     galleries: dict[str, Ties] = {}
-    for q, g in directions(predictor, query, gallery):
+    for q, g in directions(predictor, query, gallery, manifest):
         for name in (q, g):
             if name not in cache:
                 cache[name] = embed_rows(predictor, data, name)
@@ -432,7 +458,7 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
     if features not in FEATURES:
         raise OptionError([f"features= (--cca-features): the CCA baseline runs on 'auto', 'encoder' or 'input' "
                            f"features; got {features!r}"])
-    keys, how, _ = _keys(data, by, labels, predictor)
+    keys, how, manifest = _keys(data, by, labels, predictor)
     train_features: dict[str, pd.DataFrame] = {}
     test_features: dict[str, pd.DataFrame] = {}
     used: dict[str, str] = {}  # modality -> what its features were, as rows name it
@@ -440,7 +466,7 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
     skipped: list[str] = []  # the directions they leave without a baseline
     models: dict[tuple[str, str], LinearCca] = {}
     results = {}
-    for q, g in directions(predictor, query, gallery):
+    for q, g in directions(predictor, query, gallery, manifest, predictor.pipeline.read_raw(train)):
         for name in (q, g):
             if name not in train_features and name not in lacking:
                 kind, used[name] = baseline_features(predictor, name, features)

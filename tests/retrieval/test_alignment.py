@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from polymodal import MultimodalPredictor
-from polymodal.errors import OptionError, SchemaMismatchError
+from polymodal.errors import ManifestError, OptionError, SchemaMismatchError
 from polymodal.retrieval import build_index, cca_baseline, retrieve
 from polymodal.retrieval.index import EmbeddingIndex
 
@@ -280,6 +280,19 @@ def test_alignment_beside_a_task_keeps_the_task(with_task) -> None:
 def test_label_positives_make_same_class_rows_hits(with_task) -> None:
     results = with_task.evaluate_retrieval(colour_rows(60, 2), "x", "y")
     assert results["x->y"]["hits"] == "label" and results["x->y"]["map"] > 0.9, results
+
+
+def test_every_direction_is_scored_that_the_manifest_has_columns_for(with_task) -> None:
+    """A test manifest without the caption column scores x<->y, saying which directions it left
+    out, instead of failing on the caption's missing column; a direction named is not dropped."""
+    test = colour_rows(60, 2).drop(columns="caption")
+    with pytest.warns(UserWarning, match="has no column of caption: the directions with it are left out"):
+        results = with_task.evaluate_retrieval(test)
+    assert sorted(results) == ["x->y", "y->x"]
+    with pytest.raises(ManifestError, match="caption"):
+        with_task.evaluate_retrieval(test, "x", "caption")
+    with pytest.raises(SchemaMismatchError, match="no two aligned modalities have columns there"):
+        with_task.evaluate_retrieval(test.drop(columns=["y0", "y1"]))
 
 
 def test_zero_shot_classifies_by_class_name_embeddings(with_task) -> None:
