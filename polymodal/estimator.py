@@ -40,7 +40,7 @@ from polymodal.data.content_keys import content_key
 from polymodal.data.dataset import Batch, data_loader
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
-from polymodal.data.multitarget import classes_fitted_on
+from polymodal.data.multitarget import classes_fitted_on, targets_from_state
 from polymodal.data.pipeline import DataPipeline, DataSource, as_names
 from polymodal.data.skipped import describe_skipped, require_rows, skipped_by_split, skipped_frame
 from polymodal.data.targets import TargetEncoder
@@ -89,6 +89,7 @@ class Estimator:
     """
 
     emptied_rows_predicted: ClassVar[str] = "left out"
+    _read_targets = staticmethod(targets_from_state)  # the target encoder of a saved run's state (a subclass's own)
 
     @property
     def unsupported(self) -> dict[str, str]:
@@ -551,7 +552,7 @@ class Estimator:
         run = runfolder.check_run(path)
         estimator = cls(localize_assets(config if config is not None else runfolder.read_config(run), run))
         estimator._own(run)
-        estimator.pipeline = runfolder.load_pipeline(run, estimator.config)
+        estimator.pipeline = runfolder.load_pipeline(run, estimator.config, cls._read_targets)
         estimator._mark_fitted()
         results = runfolder.read_results(run)
         estimator.metrics, estimator.info, estimator.history = results.metrics, results.info, results.history

@@ -32,6 +32,7 @@ from pathlib import Path
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.safetensors"
 PREPROCESSORS_DIR = "preprocessors"
+TARGETS_FILE = "targets.json"  # in PREPROCESSORS_DIR: the target encoder's state
 ASSETS_DIR = "assets"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"

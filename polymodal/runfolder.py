@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,12 +142,13 @@ def reading(run: Path, name: str) -> Iterator[None]:
                              f"{str(err).splitlines()[0] if str(err) else ''}); retrain it or restore the file") from None
 
 
-def load_pipeline(run: Path, config: Config) -> DataPipeline:
-    """The fitted preprocessors and target encoder of ``preprocessors/``; a damaged JSON file
-    among them is named."""
+def load_pipeline(run: Path, config: Config, read_targets: Callable[[Mapping[str, Any]], Any]) -> DataPipeline:
+    """The fitted preprocessors and target encoder of ``preprocessors/`` (``read_targets``: the
+    encoder from its state, as the estimator reading the run has it); a damaged JSON file among
+    them is named."""
     try:
         with reading(run, f"{PREPROCESSORS_DIR}/"):
-            return DataPipeline.load(config, run / PREPROCESSORS_DIR)
+            return DataPipeline.load(config, run / PREPROCESSORS_DIR, read_targets)
     except RunFolderError:
         for path in sorted((run / PREPROCESSORS_DIR).glob("*.json")):  # name the file, when it is one that
             with reading(run, f"{PREPROCESSORS_DIR}/{path.name}"):  # does not parse (read only on failure)

@@ -21,7 +21,6 @@ scored through the missing path has a score of another scale).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -61,7 +60,7 @@ from polymodal.metrics.anomaly import (
     undefined_note,
 )
 from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, start_run
-from polymodal.run_files import PLOTS_DIR, PREPROCESSORS_DIR
+from polymodal.run_files import PLOTS_DIR
 from polymodal.training.devices import across_ranks
 from polymodal.training.process_state import kept_process_state
 from polymodal.utils.scores import coalition_values, held_masks
@@ -141,10 +140,10 @@ class AnomalyDetector(Estimator):
     def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> AnomalyDetector:
         return cls(load_config(source))
 
+    _read_targets = staticmethod(AnomalyTargets.from_state)  # the target encoder of a saved run's state
+
     def _new_pipeline(self) -> DataPipeline:
-        pipeline = DataPipeline(self.config)
-        pipeline.targets = AnomalyTargets(self.config.targets, self.settings.normal)
-        return pipeline
+        return DataPipeline(self.config, targets=AnomalyTargets(self.config.targets, self.settings.normal))
 
     def _build_model(self, pipeline: DataPipeline, restore: bool = False) -> AnomalyModel:
         """The network and scorer; ``restore``: for a saved run's weights (weight files not read)."""
@@ -611,8 +610,6 @@ class AnomalyDetector(Estimator):
         """Load a run folder written by :meth:`save` (no pickle is read); ``config``: its config,
         when already read (``MultimodalPredictor.load`` reads it to tell the task)."""
         detector, run = cls._open_run(path, config)
-        detector.pipeline.targets = AnomalyTargets.from_state(
-            json.loads((run / PREPROCESSORS_DIR / "targets.json").read_text(encoding="utf-8")))
         model = detector._build_model(detector.pipeline, restore=True)
         runfolder.load_weights(model, run, optional=OPTIONAL_STATE)
         detector.model = model.eval()

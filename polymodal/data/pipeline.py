@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from polymodal.data.skipped import require_rows
 from polymodal.data.targets import warn_if_constant, warn_if_continuous
 from polymodal.data.validation import validate_manifest
 from polymodal.errors import ManifestError, SchemaMismatchError
+from polymodal.run_files import TARGETS_FILE
 from polymodal.utils.io import atomic_folder, atomic_write_json
 from polymodal.utils.memory import release_memory
 from polymodal.utils.suggest import did_you_mean
@@ -61,12 +62,14 @@ def as_names(modalities: str | Iterable[str] | None) -> list[str] | None:
 class DataPipeline:
     """Preprocessors and target encoder for one config."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, targets: Any = None):
+        """``targets``: the target encoder (an anomaly detector's own); None: the task's, with
+        one per further task (``tasks``: :func:`~polymodal.data.multitarget.build_targets`)."""
         self.config = config
         self.preprocessors: dict[str, Preprocessor] = {
             name: build_preprocessor(config.modalities[name], name) for name in config.modality_names
         }
-        self.targets = build_targets(config)  # the main task's, plus one per further task (`tasks`)
+        self.targets = build_targets(config) if targets is None else targets
 
     # -- reading ------------------------------------------------------------------------------
     def read(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None,
@@ -294,14 +297,17 @@ class DataPipeline:
         folder.mkdir(parents=True, exist_ok=True)
         for prep in self.preprocessors.values():
             prep.save(folder)
-        atomic_write_json(folder / "targets.json", self.targets.get_state())
+        atomic_write_json(folder / TARGETS_FILE, self.targets.get_state())
 
     @classmethod
-    def load(cls, config: Config, folder: Path) -> DataPipeline:
-        pipeline = cls(config)
+    def load(cls, config: Config, folder: Path,
+             read_targets: Callable[[Mapping[str, Any]], Any] = targets_from_state) -> DataPipeline:
+        """The pipeline :meth:`save` wrote into ``folder``; ``read_targets``: the target encoder
+        from its state (an anomaly detector's own)."""
+        state = json.loads((folder / TARGETS_FILE).read_text(encoding="utf-8"))
+        pipeline = cls(config, targets=read_targets(state))
         for prep in pipeline.preprocessors.values():
             prep.load(folder)
-        pipeline.targets = targets_from_state(json.loads((folder / "targets.json").read_text(encoding="utf-8")))
         return pipeline
 
 
