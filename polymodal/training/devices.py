@@ -18,6 +18,7 @@ import torch
 
 from polymodal.config.train import TrainConfig
 from polymodal.errors import ConfigError
+from polymodal.utils.device import accelerators
 from polymodal.utils.warn import warn_user
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,12 +72,6 @@ def interactive() -> bool:
     """Whether this program cannot be run again as a file: ``python -c``, a script on stdin, the
     interactive interpreter or a notebook (``sys.ps1``), ``python -i``."""
     return sys.argv[:1] in (["-c"], ["-"], [""]) or hasattr(sys, "ps1") or bool(sys.flags.interactive)
-
-
-def accelerators() -> tuple[bool, bool]:
-    """Whether torch can use a CUDA GPU, and an Apple MPS one, on this machine."""
-    mps = getattr(torch.backends, "mps", None)
-    return torch.cuda.is_available(), bool(mps is not None and mps.is_available())
 
 
 def launched_processes(cfg: TrainConfig) -> str | None:

@@ -9,16 +9,23 @@ from typing import Any
 import torch
 
 
+def accelerators() -> tuple[bool, bool]:
+    """Whether torch can use a CUDA GPU, and an Apple MPS one, on this machine: the one probe
+    that device choices (here and :mod:`polymodal.training.devices`) read."""
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available(), bool(mps is not None and mps.is_available())
+
+
 def default_device(accelerator: str = "auto") -> torch.device:
     """The device for ``train.accelerator``: ``cpu``; ``gpu`` (CUDA, else Apple MPS); ``mps``;
     ``auto``: CUDA when available, then MPS, else the CPU. A CUDA device is this process's own
     under a distributed launcher (``LOCAL_RANK``), else torch's current one; an accelerator the machine lacks gives the CPU
     (``train`` settings that ask for one are refused before a fit starts)."""
-    if accelerator in ("auto", "gpu") and torch.cuda.is_available():
+    cuda, mps = accelerators()
+    if accelerator in ("auto", "gpu") and cuda:
         rank, count = os.environ.get("LOCAL_RANK", ""), torch.cuda.device_count()
         return torch.device("cuda", int(rank) % count) if rank.isdigit() and count else torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if accelerator in ("auto", "gpu", "mps") and mps is not None and mps.is_available():
+    if accelerator in ("auto", "gpu", "mps") and mps:
         return torch.device("mps")
     return torch.device("cpu")
 
