@@ -125,7 +125,7 @@ class Estimator:
         # validation normal rows' scores per subset of modalities); empty for other estimators
         self.kept: dict[str, np.ndarray] = {}
 
-    def _save_folder(self, path: str | os.PathLike, overwrite: bool) -> Path:
+    def _claim_run_folder(self, path: str | os.PathLike, overwrite: bool) -> Path:
         """``path`` ready for :meth:`save`: a folder holding another run (not this model's own) is
         refused, or with ``overwrite`` cleared of that run's files first, so that its checkpoints,
         logs and report never sit beside this model."""
@@ -139,7 +139,7 @@ class Estimator:
         return run
 
     def _own(self, run: Path | None, *, fresh: bool = False) -> Path | None:
-        """Record ``run`` as this model's run folder (see :meth:`_save_folder`); returns it.
+        """Record ``run`` as this model's run folder (see :meth:`_claim_run_folder`); returns it.
         ``fresh``: a new fit, whose model owns no earlier folder (another may have been saved there)."""
         if fresh:
             self._own_folders.clear()
@@ -526,7 +526,7 @@ class Estimator:
                 or loaded from) and ``overwrite`` is not set; with it, that run's files go first.
         """
         pipeline, model = self.require_fitted()
-        run = self._save_folder(check_folder_path(path, "the run folder"), overwrite)  # not a file, nor inside one
+        run = self._claim_run_folder(check_folder_path(path, "the run folder"), overwrite)  # not a file, nor inside one
         save_assets(self.config, model.encoders, run)  # what pretrained encoders need besides their weights
         runfolder.write_model(run, self.config, model, pipeline, fingerprint=self.model_fingerprint())
         runfolder.write_diagnostics(run, self.diagnostics)

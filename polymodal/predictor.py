@@ -177,7 +177,7 @@ class MultimodalPredictor(Estimator):
         module = PolymodalModule(
             net, loss,
             OptimSettings.from_config(cfg.train),
-            metrics=self._validation_scores,
+            metrics=self._validation_metrics,
             modality_dropout=self._dropout_rates(),
             callbacks=finetune_callbacks(cfg, net) + list(callbacks or []),
             terms=transfer.terms(net, self._terms(net, loss)),
@@ -207,7 +207,7 @@ class MultimodalPredictor(Estimator):
                                    train_seconds=result.total_seconds, preprocess_seconds=prep_seconds,
                                    best_epoch=result.best_epoch, **{f"best_val_{monitor}": result.best_score},
                                    epochs_run=len(result.history), **transfer.info, **decided)
-        self.metrics = {"valid": self._score(valid_outputs, valid_y)}
+        self.metrics = {"valid": self._metrics_of(valid_outputs, valid_y)}
         note_in_sample(self)  # an auto threshold's validation figures are its own rows'
         if cfg.task == "retrieval":
             warn_if_collapsed(self.metrics["valid"], cfg.align, epochs=len(result.history))
@@ -293,7 +293,7 @@ class MultimodalPredictor(Estimator):
                                 threshold=targets.threshold)
         return task_metrics(self.config.task, outputs, target, names=self.config.targets, threshold=targets.threshold)
 
-    def _validation_scores(self, outputs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+    def _validation_metrics(self, outputs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
         """What training logs each epoch (as ``val_<name>``): the numbers of :meth:`score_outputs`,
         each target's own among them (``rmse_per_target.rpm``), which early stopping and ``tune``
         may watch."""
@@ -335,7 +335,7 @@ class MultimodalPredictor(Estimator):
         return reuse_cached_features(self.config, net, pipeline, manifest, table, in_memory=in_memory,
                                      progress=self.config.train.progress)
 
-    def _score(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+    def _metrics_of(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         scores = self.score_outputs(outputs, targets)
         scores["rows"] = int(len(targets))
         return scores
@@ -361,12 +361,12 @@ class MultimodalPredictor(Estimator):
             manifest, table = self.encode_data(data, require_target=True, modalities=modalities)
             targets = self.pipeline.encode_targets(manifest, table, scorable=True)
             outputs = self.raw_outputs(self.network_table(manifest, table))
-            scores = self._score(outputs, targets)  # inside: a support set's classes score the outputs
+            scores = self._metrics_of(outputs, targets)  # inside: a support set's classes score the outputs
             if support is None and modalities is None and self.config.task in DECIDED_TASKS:
                 self.eval_scores = binary_scores(self.pipeline.targets, outputs, targets)
             if by is not None:  # a category of the model's grouped as it keys them ('F ' and 'f' as one)
                 groups = manifest.groups(by, table.rows, self.category_normalization(by))
-                scores["by"] = {by: {value: self._score(outputs[rows], targets[rows]) for value, rows in groups.items()}}
+                scores["by"] = {by: {value: self._metrics_of(outputs[rows], targets[rows]) for value, rows in groups.items()}}
             return scores
 
     def predict_proba(self, data: DataSource, modalities: Iterable[str] | None = None, *,
