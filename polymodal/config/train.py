@@ -97,6 +97,16 @@ class TrainConfig(StrictModel):
     num_nodes: PositiveInt = 1
     progress: bool = True
 
+    @field_validator("strategy")
+    @classmethod
+    def _no_spawn(cls, value: str) -> str:
+        """Refused by name (not left out of the choices), so that the message says why."""
+        if value == "ddp_spawn":
+            raise ValueError("'ddp_spawn' trains in child processes whose epochs never reach the run folder "
+                             "(history, best epoch, learning curves); use 'ddp', which starts the other processes "
+                             "itself")
+        return value
+
 
 class LossConfig(StrictModel):
     """Task-loss options.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -364,8 +365,12 @@ def encode_manifest(
     """
     if cache_dir is not None:
         cache_dir = open_cache_dir(cache_dir)
-    elif encoded_bytes(preprocessors, len(manifest)) > memory_limit_gb * 2**30:
+    elif (needed := encoded_bytes(preprocessors, len(manifest))) > memory_limit_gb * 2**30:
         cache_dir = spill_folder()
+        if progress:  # where the disk goes: a node's temporary folder may itself be memory (tmpfs)
+            print(f"{manifest.name}: its encoded data (about {needed / 2**30:.3g} GB) exceeds data.memory_limit_gb "
+                  f"{memory_limit_gb:g}: written to {cache_dir} and read memory-mapped (removed at exit; TMPDIR or "
+                  "data.cache_dir chooses the folder)", file=sys.stderr, flush=True)
     encoded, skipped = {}, []
     for name in sorted(preprocessors):
         prep = preprocessors[name]

@@ -99,15 +99,12 @@ def check_devices(cfg: TrainConfig) -> None:
 
     Raises:
         ConfigError: ``accelerator`` names a GPU this machine lacks, or more GPUs than it has;
-            ``strategy: ddp_spawn``; ``num_nodes`` > 1 without a launcher; a launcher that started
+            ``num_nodes`` > 1 without a launcher; a launcher that started
             another number of processes than ``devices`` x ``num_nodes``.
     """
     cuda, mps = accelerators()
     processes = world_size(cfg)
     problems = []
-    if cfg.strategy == "ddp_spawn":
-        problems.append("train.strategy: 'ddp_spawn' trains in child processes whose epochs never reach the run folder "
-                        "(history, best epoch, learning curves); use 'ddp', which starts the other processes itself")
     launched = launched_processes(cfg)
     if (mismatch := launcher_mismatch(cfg)) is not None:
         problems.append(mismatch)

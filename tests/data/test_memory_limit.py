@@ -97,3 +97,18 @@ def test_a_spilled_run_trains_and_predicts_as_the_in_memory_one(spill, manifest)
     columns = ["epoch", "train_loss", "val_loss", "val_accuracy"]
     pd.testing.assert_frame_equal(spilled.history[columns], in_memory.history[columns], check_exact=True)
     pd.testing.assert_frame_equal(spilled.predict_proba(frame), in_memory.predict_proba(frame), check_exact=True)
+
+
+def test_spilling_says_where_the_data_goes(spill, manifest, capsys):
+    """A node's temporary folder may itself be memory: a spill names its size and folder (when
+    progress is shown), and no line is printed for data that stays in memory."""
+    size = encoded_size(manifest)
+    for limit, spills in ((size * 1.01, False), (size * 0.99, True)):
+        pipeline = DataPipeline(config(limit / GB))
+        pipeline.fit(pipeline.read(manifest, require_target=True, training=True))
+        capsys.readouterr()
+        pipeline.encode(pipeline.read(manifest, require_target=True), progress=True)
+        said = capsys.readouterr().err
+        assert ("exceeds data.memory_limit_gb" in said) is spills, said
+        if spills:
+            assert f"written to {spill}" in said and "TMPDIR or data.cache_dir chooses the folder" in said

@@ -585,7 +585,8 @@ def test_distributed_settings_that_cannot_work_are_refused_by_key(monkeypatch):
     for name in ("WORLD_SIZE", "SLURM_NTASKS", "SLURM_JOB_NAME", "RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError, match="train.strategy: 'ddp_spawn' trains in child processes"):
-        check_devices(TrainConfig(devices=2, strategy="ddp_spawn", accelerator="cpu"))
+        load_config({"target": "y", "modalities": {"t": {"kind": "tabular", "columns": ["x"]}},
+                     "train": {"devices": 2, "strategy": "ddp_spawn"}})  # what config check runs, before any fit
     with pytest.raises(ConfigError, match="train.num_nodes: 2 needs every node started by a launcher"):
         check_devices(TrainConfig(devices=1, num_nodes=2, accelerator="cpu"))
     monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun --nproc-per-node 2 with a one-process config
