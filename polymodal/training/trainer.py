@@ -79,8 +79,13 @@ class History(Callback):
 
     @property
     def frame(self) -> pd.DataFrame:
+        """The rows, epoch first, then the validation metrics, the training ones and the rest by
+        name, seconds last: the same columns in the same order however the metrics were logged
+        (DDP's ranks log them in another order than one process)."""
         frame = pd.DataFrame(self.rows)
-        return frame.assign(epoch=frame["epoch"] + 1) if "epoch" in frame else frame
+        if "epoch" in frame:
+            frame = frame.assign(epoch=frame["epoch"] + 1)
+        return frame[sorted(frame.columns, key=_column_place)]
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "train_seconds": self.fit_seconds}
@@ -90,6 +95,13 @@ class History(Callback):
         # a checkpoint written before the total was recorded: its epochs' own seconds (without
         # what ran between epochs), the closest it holds
         self.earlier_seconds = float(state.get("train_seconds", sum(row.get("seconds", 0.0) for row in self.rows)))
+
+
+def _column_place(column: str) -> tuple[int, str]:
+    """Where ``column`` goes in ``history.csv``: epoch, val_*, train_*, others, seconds."""
+    group = (0 if column == "epoch" else 1 if column.startswith("val_") else 2 if column.startswith("train_")
+             else 4 if column == "seconds" else 3)
+    return group, column
 
 
 class AtomicCheckpoint(Callback):

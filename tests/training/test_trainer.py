@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from polymodal.config import load_config
 from polymodal.config.train import TrainConfig
 from polymodal.training.module import BatchModule
-from polymodal.training.trainer import fit_module
+from polymodal.training.trainer import History, fit_module
 
 
 class ScriptedModule(L.LightningModule):
@@ -87,6 +87,12 @@ def test_history_checkpoints_and_best_weights(tmp_path):
     assert not same_weights(module, module.snapshots[3])
     on_disk = pd.read_csv(tmp_path / "history.csv")
     assert list(on_disk["val_loss"]) == pytest.approx(script)
+    columns = list(on_disk.columns)  # one order however the metrics were logged (DDP's ranks differ)
+    assert columns[0] == "epoch" and columns[-1] == "seconds"
+    assert columns[1:-1] == sorted(columns[1:-1], key=lambda c: (not c.startswith("val_"), not c.startswith("train_"), c))
+    history = History(None)
+    history.rows = [{"train_loss": 1.0, "seconds": 2.0, "epoch": 0, "lr": 0.1, "val_loss": 3.0}]
+    assert list(history.frame.columns) == ["epoch", "val_loss", "train_loss", "lr", "seconds"]
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and (tmp_path / "checkpoints" / "best.ckpt").is_file()
     assert not list(tmp_path.rglob("*.tmp")), "temporary checkpoint files are renamed, never left behind"
     assert (tmp_path / "logs" / "csv" / "metrics.csv").is_file()
