@@ -247,10 +247,11 @@ class AnomalyDetector(Estimator):
             self.info = {"rank": result.rank}
             return self
         valid_scores = self._scores(valid_table)  # NaN where the scorer could not score a row: left out
-        warn_coarse_rate(self.settings.target_fpr, valid_scores[valid_y != 1])
-        model.scorer.threshold.fill_(threshold_at_fpr(valid_scores[valid_y != 1], self.settings.target_fpr))
         self.valid_scores, self.test_scores = (valid_scores, valid_y), None
         self.kept = {"valid_held": self._held(valid_table)}
+        chosen_on = self.threshold_rows()
+        warn_coarse_rate(self.settings.target_fpr, chosen_on)
+        model.scorer.threshold.fill_(threshold_at_fpr(chosen_on, self.settings.target_fpr))
         self._fit_coalitions(valid_table.select(valid_y != 1))
         self.history = pd.concat(histories, ignore_index=True)
         self.info = self._fit_info(train_table, valid_table, model, {"train": train, "valid": valid, "test": test},
@@ -392,6 +393,22 @@ class AnomalyDetector(Estimator):
         """(N,) the flag threshold of each row, that of the subset of modalities it holds (``held``:
         its bit mask; :func:`~polymodal.metrics.anomaly.row_thresholds`)."""
         return row_thresholds(held, float(self.require_fitted()[1].scorer.threshold), self.subset_thresholds())
+
+    def threshold_rows(self) -> np.ndarray | None:
+        """The validation normal rows' scores the full set's flag threshold is chosen on: those of
+        the rows holding every modality (the rows it applies to; a row with one missing has its
+        subset's threshold), all the normal rows when none holds every modality or the run keeps
+        no record of which did (saved before); None when the run keeps no validation scores."""
+        if self.valid_scores is None:
+            return None
+        scores, labels = self.valid_scores
+        normal = labels != 1
+        held = self.kept.get("valid_held")
+        if held is not None and held.shape == scores.shape:
+            complete = normal & (held == (1 << len(self.model.names)) - 1)
+            if complete.any():
+                return scores[complete]
+        return scores[normal]
 
     def _held(self, table: EncodedTable) -> np.ndarray:
         """(N,) the bit mask of the modalities each row of ``table`` holds (bit i: the i-th sorted name)."""

@@ -51,8 +51,7 @@ def rethreshold(detector: AnomalyDetector, *, fpr: float | None = None, score: f
     if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)
                               or not math.isfinite(score)):
         raise OptionError([f"score: a finite anomaly score; got {score!r}"])
-    kept = detector.valid_scores
-    normal = None if kept is None else kept[0][kept[1] != 1]
+    normal = detector.threshold_rows()  # the rows holding every modality, which the full threshold applies to
     if fpr is not None:
         if normal is None:
             where = f"the run {detector.run_dir}" if detector.run_dir is not None else "this detector"

@@ -23,8 +23,9 @@ number, or its categories, are counted in every row:
 - identifiers (a column named ``id`` / ``*_id``, or text unique to every row that is no sentence),
   columns that are empty in every row, who a row comes from (``speaker``, ``patient``...), a
   row's place in a recording or sequence (whole numbers taking :data:`MIN_POSITIONS` values or
-  more, named by a word of :data:`POSITION_WORDS`, such as a window's ``start`` sample or a
-  ``frame_index``, and by none of :data:`MEASURE_WORDS`, as a ``sample_rate`` is) and, with no
+  more, named only by words of :data:`POSITION_WORDS` and :data:`SEQUENCE_WORDS`, such as a window's
+  ``start``, a ``window_offset`` or a ``frame_index``, unlike a ``sample_rate`` or an
+  ``end_diastolic_volume``) and, with no
   target given, a column named like one (``label``, ``class``...) are left out, and said so.
 
 The task follows the target: text labels, or at most 50 distinct whole numbers each on two
@@ -68,7 +69,8 @@ TARGET_NAMES = ("label", "labels", "target", "class", "y", "outcome", "diagnosis
 GROUP_WORDS = ("speaker", "voice", "subject", "patient", "participant", "user", "session")  # who a row is from
 POSITION_WORDS = ("start", "end", "begin", "stop", "onset", "offset", "index", "idx", "position", "pos", "frame",
                   "sample", "row")  # a word naming where a row sits in a recording or sequence
-MEASURE_WORDS = ("rate", "size", "count", "length", "len", "duration", "width", "height")  # sample_rate: a setting
+SEQUENCE_WORDS = ("window", "segment", "chunk", "clip", "seq", "sequence", "recording", "time", "step", "sample",
+                  "frame", "row")  # what a position is in: every word of such a name is one of these or a position word
 MIN_POSITIONS = 20  # distinct whole numbers a position column takes (a code named 'frame', 1-4, takes few)
 
 
@@ -220,13 +222,14 @@ def _name_words(column: str) -> list[str]:
 
 def _position(manifest: Manifest, column: str) -> str | None:
     """Why a number column is left out as a row's place in a recording or sequence (a window's
-    offset, a frame index), or None: named by a word of :data:`POSITION_WORDS` and none of
-    :data:`MEASURE_WORDS`, holding whole numbers only, :data:`MIN_POSITIONS` of them or more (in
+    offset, a frame index), or None: named by a word of :data:`POSITION_WORDS` and otherwise only
+    by words of :data:`SEQUENCE_WORDS` (a name that says something else, ``sample_rate``,
+    ``end_diastolic_volume``, ``bbox_start_x``, is a feature's), holding whole numbers only, :data:`MIN_POSITIONS` of them or more (in
     every row). Such a column is bookkeeping: it says where a row was cut from, not what it holds,
     and a split by position puts every test row's value outside the training range."""
     words = _name_words(column)
     named = [w for w in words if w in POSITION_WORDS]
-    if not named or any(w in MEASURE_WORDS for w in words):
+    if not named or any(w not in POSITION_WORDS and w not in SEQUENCE_WORDS for w in words):
         return None
     values = pd.to_numeric(manifest.column(column), errors="coerce").dropna()
     distinct = values.nunique()

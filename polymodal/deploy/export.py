@@ -123,7 +123,8 @@ def _json_label(label: Any) -> Any:
 def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
     cfg = predictor.config
     meta: dict[str, Any] = {
-        "format_version": required_format(cfg, subset_thresholds=cfg.task == "anomaly"
+        # a threshold per subset needs format 6 only where there are subsets (two modalities or more)
+        "format_version": required_format(cfg, subset_thresholds=cfg.task == "anomaly" and len(cfg.modalities) > 1
                                           and predictor.subset_thresholds() is not None),
         "polymodal_version": __version__, "task": cfg.task,
         "target": cfg.targets, "model_fingerprint": predictor.model_fingerprint(),  # which model: serve checks it

@@ -18,7 +18,8 @@ def threshold_at_fpr(normal_scores: np.ndarray, fpr: float) -> float:
         normal_scores: (N,) scores of normal validation samples.
         fpr: target false-positive rate in [0, 1] (a user's in (0, 1); 0 and 1 are the rates a
             threshold set as a score may give, :func:`subset_thresholds`): 0 gives the highest
-            score, 1 minus infinity (every row flagged).
+            score, 1 the largest number below the lowest (every normal score above it): finite,
+            so that it survives JSON (``deploy.json``) as itself, not as "no threshold".
 
     Raises:
         ValueError: no normal scores.
@@ -30,7 +31,7 @@ def threshold_at_fpr(normal_scores: np.ndarray, fpr: float) -> float:
                          + (f" with a score (none of its {given.size} normal rows could be scored)" if given.size else ""))
     allowed = math.floor(fpr * scores.size + 1e-9)  # normal samples the threshold may flag
     if allowed >= scores.size:
-        return -math.inf
+        return float(np.nextafter(scores.min(), -np.inf))
     return float(np.sort(scores)[scores.size - allowed - 1])
 
 
@@ -52,7 +53,8 @@ def subset_thresholds(threshold: float, normal_scores: np.ndarray, subset_scores
         threshold: the flag threshold of rows holding every modality (``anomaly.target_fpr``'s,
             or a score set by hand), kept as it is.
         normal_scores: (N,) the validation normal rows' scores, each with the modalities it holds
-            (NaN: not scored), on which ``threshold`` gives its rate.
+            (NaN: not scored): ``threshold``'s rate is measured on those that hold every modality
+            (the rows it applies to: ``subset_scores[-1]``), on all of them when none does.
         subset_scores: (2^M, R) the validation normal rows' scores with only subset k's modalities
             present (bit i: the i-th modality in sorted name order), NaN where the row does not
             hold them all (or could not be scored): the rows each subset's threshold is chosen on.
@@ -64,7 +66,8 @@ def subset_thresholds(threshold: float, normal_scores: np.ndarray, subset_scores
     """
     subset_scores = np.asarray(subset_scores, np.float64)
     out = np.full(len(subset_scores), np.nan)
-    rate = flag_rate(normal_scores, threshold)
+    full = subset_scores[-1] if len(subset_scores) > 1 else np.zeros(0)
+    rate = flag_rate(full if (~np.isnan(full)).any() else normal_scores, threshold)  # the rows it applies to
     for mask in range(1, len(subset_scores) - 1):
         if rate is not None and (~np.isnan(subset_scores[mask])).any():
             out[mask] = threshold_at_fpr(subset_scores[mask], rate)

@@ -123,4 +123,11 @@ def test_subset_thresholds_take_the_full_sets_validation_rate_and_rows_fall_back
     np.testing.assert_array_equal(row_thresholds(np.array([1]), 7.0, [None, 50.0, None, 7.0]), [50.0])  # deploy.json
     # a score above every validation normal: rate 0, each subset at its highest normal; below every one: rate 1
     assert subset_thresholds(20.0, normal, subsets)[1] == 109.0
-    assert subset_thresholds(-1.0, normal, subsets)[1] == -np.inf
+    flag_all = subset_thresholds(-1.0, normal, subsets)[1]  # finite: JSON keeps it, not as "no threshold" (null)
+    assert np.isfinite(flag_all) and flag_all < 100.0 and flag_all == np.nextafter(100.0, -np.inf)
+    # the full set's rate is measured on the rows holding every modality: those it applies to
+    mixed = np.concatenate([np.arange(10.0) / 10, 5 + np.arange(10.0) / 10])  # 10 complete rows, 10 partial above
+    complete = np.concatenate([np.arange(10.0) / 10, np.full(10, np.nan)])
+    alone = np.concatenate([np.full(10, np.nan), 50 + np.arange(10.0)])
+    chosen = subset_thresholds(0.45, mixed, np.array([[np.nan] * 20, alone, [np.nan] * 20, complete]))
+    assert chosen[1] == 54.0  # at rate 5/10 on the complete rows (the rows 0.45 applies to), not 15/20 (52.0)

@@ -119,6 +119,7 @@ def test_a_whole_number_column_named_as_a_position_is_left_out_and_settings_name
     frame["frame"] = np.arange(24) % 4 + 1  # a camera code, 4 values: kept
     frame["end_s"] = np.arange(24) * 0.25 + 0.1  # seconds, not whole: kept
     frame["rpm"] = 1797 - np.arange(24)  # an operating condition: kept
+    frame["end_diastolic_volume"] = 100 + np.arange(24) * 7 % 23  # a measurement that starts with a position word: kept
     frame.to_csv(tmp_path / "positions.csv", index=False)
     inferred = infer_config(tmp_path / "positions.csv", "label")
     became = {column: (kind, why) for column, kind, why in inferred.columns}
@@ -126,7 +127,7 @@ def test_a_whole_number_column_named_as_a_position_is_left_out_and_settings_name
                          ("Frame Index", "22 whole numbers named as a position ('frame')")):
         assert became[column][0] == "skipped" and became[column][1].startswith(said), became[column]
     columns = inferred.config["modalities"]["table"]["columns"]
-    assert {"start", "sample_rate", "frame", "end_s", "rpm"} <= set(columns), became
+    assert {"start", "sample_rate", "frame", "end_s", "rpm", "end_diastolic_volume"} <= set(columns), became
     assert "windowOffset" not in columns and "Frame Index" not in columns
     frame["start"] = np.arange(24) % 20 * 1024  # 20 values: a position
     frame.to_csv(tmp_path / "positions.csv", index=False)

