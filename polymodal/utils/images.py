@@ -85,6 +85,9 @@ def grey_pixels(rgb: Any) -> bool:
     return int(spread.max(initial=0)) <= GREY_LEVELS
 
 
+GREY_CHECK_SIDE = 256  # pixels on the longer side an image is checked for colour at
+
+
 def grey_image(image: Any) -> bool:
     """Whether a Pillow image is grey in content: a mode of one channel (``1``, ``L``, ``LA``,
     ``I``, ``I;16`` in either byte order, ``F``...), or colour (RGB, RGBA, a palette...) whose
@@ -94,7 +97,11 @@ def grey_image(image: Any) -> bool:
 
     if not colour_mode(image):
         return True
-    return grey_pixels(np.asarray(converted(image, "RGB", "black")))
+    rgb = converted(image, "RGB", "black")
+    if max(rgb.size) > GREY_CHECK_SIDE:  # averaging grey pixels gives grey ones: a large scan is checked small
+        rgb = rgb.copy()
+        rgb.thumbnail((GREY_CHECK_SIDE, GREY_CHECK_SIDE))
+    return grey_pixels(np.asarray(rgb))
 
 
 def colour_mode(image: Any) -> bool:
