@@ -235,7 +235,9 @@ def test_the_service_limits_clip_length_frame_size_and_sound_track_length(video_
                                    "service's --max-image-pixels (200); refused as a possible decompression bomb"}
         sound = httpx.post(url + "predict", files={"sound": ("c.mp4", clip, "video/mp4")})
         assert sound.status_code == 413 and sound.json()["error"]["code"] == "too_long"
-        assert "the audio track is longer than 0.2 s" in sound.json()["error"]["message"]
+        assert sound.json()["error"]["message"] == ("modality 'sound' (audio): the audio track is longer than the "
+                                                    "service's --max-audio-seconds (0.2 s) (the model reads "
+                                                    "0.5 s of it)")
         silent = httpx.post(url + "predict", files={"sound": ("s.mp4", (tmp_path / "silent.mp4").read_bytes(), "video/mp4")})
         assert silent.status_code == 422 and silent.json()["error"]["field"] == "sound"
         assert silent.json()["error"]["message"] == "modality 'sound' (audio): the video file holds no audio track"
