@@ -34,7 +34,8 @@ import io
 import json
 import wave
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -107,7 +108,7 @@ class ParsedBody:
     """What a request body gave: the runtime row, and what to tell the caller about how it was read."""
 
     row: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)  # e.g. an empty upload read as an absent modality
+    warnings: list[str] = dataclass_field(default_factory=list)  # e.g. an empty upload read as an absent modality
 
 
 def undecodable_field(field: str, charset: str) -> RequestError:
