@@ -2,7 +2,7 @@
 
 Usage:
 
-    polymodal config init --data MANIFEST --target COLUMN [--task TASK] [--out config.yaml] [--overwrite]
+    polymodal config init --data MANIFEST [--target COLUMN] [--task TASK] [--out config.yaml] [--overwrite]
     polymodal config schema
     polymodal config check FILE
 """
@@ -22,10 +22,12 @@ def config_init(
     data: Annotated[Path, typer.Option("--data", help="A manifest (CSV, Parquet, JSONL...) of the rows to learn from.")],
     target: Annotated[list[str] | None, typer.Option("--target", metavar="COLUMN", help="The target column (repeatable: several "
                                                      "targets; none: an anomaly detector).")] = None,
-    task: Annotated[str | None, typer.Option("--task", metavar="TASK", help="classification, regression or "
-                                             "multilabel, in place of the task inferred from the target (whole "
-                                             "numbers such as 0-3 read as classes: --task regression makes them a "
-                                             "number).")] = None,
+    task: Annotated[str | None, typer.Option("--task", metavar="TASK", help="classification, regression, "
+                                             "multilabel or anomaly, in place of the task inferred from the target "
+                                             "(whole numbers such as 0-3 read as classes: --task regression makes "
+                                             "them a number; --task anomaly --target COLUMN: the column's labels say "
+                                             "which rows are normal, anomaly.normal written as the table says).")]
+    = None,
     out: Annotated[Path, typer.Option("--out", help="Config file to write.")] = Path("config.yaml"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
 ) -> None:
@@ -57,7 +59,7 @@ def config_init(
     if target is None:
         named = [c for c, _, _ in inferred.columns if c.lower() in TARGET_NAMES]
         console.print("no --target: every row is taken as normal, for an anomaly detector; give --target COLUMN to "
-                      "predict a column, or to evaluate anomalies against its labels"
+                      "predict a column, or --task anomaly --target COLUMN to evaluate anomalies against its labels"
                       + (f" (this manifest has {', '.join(repr(c) for c in named)})" if named else ""), highlight=False)
 
 

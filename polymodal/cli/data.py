@@ -4,7 +4,8 @@ Usage:
 
     polymodal datasets list
     polymodal datasets prepare NAME --out DIR [--source DIR] [--seed N] [--split S] [--size N]
-        [--window N] [--hop N] [--load L ...] [--max-windows N]
+        [--window N] [--hop N] [--load L ...] [--max-windows N] [--max-rows N]
+        [--n-train N] [--n-valid N] [--test-normal N] [--test-per-anomaly N]
     polymodal manifest convert SOURCE OUT.arrow [--config CONFIG]
 """
 
@@ -61,6 +62,14 @@ def datasets_prepare(
     max_rows: Annotated[int | None, typer.Option("--max-rows", min=20, help="openclipart: render a seeded sample "
                                                  "of at most this many drawings (test a fifth, valid a tenth).")]
     = None,
+    n_train: Annotated[int | None, typer.Option("--n-train", min=1, help="moving-digits: normal training clips "
+                                                "(default 2000; a few hundred for a quick try).")] = None,
+    n_valid: Annotated[int | None, typer.Option("--n-valid", min=1, help="moving-digits: normal validation clips "
+                                                "(default 200).")] = None,
+    test_normal: Annotated[int | None, typer.Option("--test-normal", min=1, help="moving-digits: normal test clips "
+                                                    "(default 150).")] = None,
+    test_per_anomaly: Annotated[int | None, typer.Option("--test-per-anomaly", min=1, help="moving-digits: test "
+                                                         "clips of each of the 3 anomalies (default 150).")] = None,
 ) -> None:
     """Write a dataset's files plus train.csv, valid.csv and test.csv."""
     from polymodal.data.datasets import DATASETS, prepare, summarise
@@ -68,9 +77,12 @@ def datasets_prepare(
 
     flags = {"split": "--split", "test_speakers": "--test-speaker", "size": "--size", "source": "--source",
              "window": "--window", "hop": "--hop", "loads": "--load", "max_windows": "--max-windows",
-             "max_rows": "--max-rows"}
+             "max_rows": "--max-rows", "n_train": "--n-train", "n_valid": "--n-valid", "test_normal": "--test-normal",
+             "test_per_anomaly": "--test-per-anomaly"}
     options: dict[str, Any] = {"split": split, "test_speakers": test_speaker, "size": size, "window": window,
-                               "hop": hop, "loads": load, "max_windows": max_windows, "max_rows": max_rows}
+                               "hop": hop, "loads": load, "max_windows": max_windows, "max_rows": max_rows,
+                               "n_train": n_train, "n_valid": n_valid, "test_normal": test_normal,
+                               "test_per_anomaly": test_per_anomaly}
     try:
         prepare(name, out, source, seed, **{k: v for k, v in options.items() if v is not None})  # None: not given
     except DatasetOptionError as err:

@@ -41,13 +41,19 @@ class EncoderConfig(StrictModel):
     unfreeze: UnfreezeConfig | None = None
     cache: bool = False
 
+    def _cache_refusal(self) -> str:
+        """Why ``cache: true`` is refused when part of the encoder would train (a kind whose encoder
+        nests another says which freeze it means)."""
+        lora = getattr(self, "lora", None)
+        return (f"cache: true stores the outputs of a frozen encoder; it needs freeze: all without unfreeze or lora "
+                f"(got freeze: {self.freeze!r}, unfreeze: {'set' if self.unfreeze is not None else None}, lora: "
+                f"{'set' if lora is not None else None})")
+
     @model_validator(mode="after")
     def _check_fine_tuning(self, info: ValidationInfo) -> EncoderConfig:
         lora = getattr(self, "lora", None)
         if self.cache and (self.freeze != "all" or self.unfreeze is not None or lora is not None):
-            raise ValueError(f"cache: true stores the outputs of a frozen encoder; it needs freeze: all without "
-                             f"unfreeze or lora (got freeze: {self.freeze!r}, unfreeze: "
-                             f"{'set' if self.unfreeze is not None else None}, lora: {'set' if lora is not None else None})")
+            raise ValueError(self._cache_refusal())
         projection = type(self).model_fields.get("dim")  # optional on pretrained backbones: a new layer
         if (self.freeze == "all" and self.unfreeze is None and projection is not None and projection.default is None
                 and getattr(self, "dim", None) is not None and not (info.context or {}).get("saved_run")):

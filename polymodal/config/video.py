@@ -40,6 +40,21 @@ class FrameCnnConfig(EncoderConfig):
     heads: PositiveInt = 4
     dropout: Dropout = 0.1
 
+    def _cache_refusal(self) -> str:
+        """``cache: true`` stores the clip embeddings of the whole video encoder: this section's own
+        ``freeze`` must be all, whatever ``frame.freeze`` says (the temporal model would train)."""
+        own = "no weights of its own" if self.temporal == "mean" and self.dim is None else "weights of its own"
+        model = f"temporal: {self.temporal}, dim: {_flow(self.dim)}: {own}"
+        if self.freeze == "all":  # then unfreeze is what trains part of it
+            return (f"unfreeze: cache: true stores the clip embeddings of the whole video encoder, which unfreeze "
+                    f"would train again; drop unfreeze or cache (got unfreeze: {_flow(self.unfreeze.model_dump())})")
+        kept = "" if own.startswith("no") else " (its temporal model then keeps its initial weights)"
+        return (f"freeze: must be all, this key (frame_cnn's own freeze, not frame.freeze), for cache: true, which "
+                f"stores the clip embeddings of the whole video encoder: the frame encoder and the temporal model "
+                f"({model}); frame.freeze: all freezes the frame encoder only, and frozen per-frame embeddings "
+                f"under a trainable temporal model are not cached. Set freeze: all beside cache{kept}, or drop "
+                f"cache (got freeze: {self.freeze!r}, frame.freeze: {self.frame.freeze!r})")
+
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> FrameCnnConfig:
         if self.temporal != "mean" and self.dim is None:

@@ -33,7 +33,10 @@ rows or more on average that lie close together as class codes do (0-3, 1-10: th
 most :data:`CODE_SPAN` times their count, or at most two values) -> classification; other
 numbers (decimals; whole numbers spread like a measurement, such as a speed of 1730-1797 rpm)
 -> regression; several 0/1 targets -> multilabel; one value, or no target, -> anomaly
-detection. ``task`` (``config init --task``) overrides it. Two classes whose rarer one holds under
+detection. ``task`` (``config init --task``) overrides it; ``--task anomaly`` with a target makes
+it the anomaly labels, whose normal value(s) ``anomaly.normal`` names: those of its defaults the
+column holds (``normal``, ``0``), else its one value, else its most frequent label (an anomaly
+detector's manifest is mostly normal rows), said so in the table for the user to check. Two classes whose rarer one holds under
 40% of the rows also get ``decision: {threshold: auto}`` (chosen on the validation rows by
 balanced accuracy: :mod:`polymodal.config.decision`). Every decision comes back with its reason (:class:`Inference`), and the config
 is validated before it is returned.
@@ -90,9 +93,10 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
     anomaly detector's unlabelled rows are not guessed; give the target column(s)).
 
     Args:
-        task: ``classification``, ``regression`` or ``multilabel`` in place of the task the
-            targets suggest (whole numbers such as a load of 0-3 read as classes; ``regression``
-            makes them a number); None: inferred.
+        task: ``classification``, ``regression``, ``multilabel`` or ``anomaly`` in place of the
+            task the targets suggest (whole numbers such as a load of 0-3 read as classes;
+            ``regression`` makes them a number; ``anomaly``: the target holds anomaly labels);
+            None: inferred.
 
     Raises:
         ManifestError: a target column the manifest does not have, several targets that are not
@@ -162,8 +166,10 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
         result.columns.append(("(decision)", "threshold: auto", f"two classes, {uneven}: the threshold is chosen "
                                "on the validation rows by balanced accuracy, where the more probable class would call "
                                "the rare one too seldom"))
-    if task == "anomaly" and targets:  # one value: the rows are all normal, others are anomalies
-        config["anomaly"] = {"normal": [_scalar(manifest.column(targets[0]).dropna().iloc[0])]}
+    if task == "anomaly" and targets:  # the labels' normal value(s); every other value is an anomaly
+        normal, normal_why = _normal_labels(manifest, targets[0])
+        config["anomaly"] = {"normal": normal}
+        result.columns.append(("(anomaly)", f"normal: {normal}", normal_why))
     if absent_files or odd_numbers:  # files missing, or a '?' among numbers: read as missing, not refused
         config["data"] = {"on_error": "missing"}
         why = [*(["some files were not found: rows without them train with that modality missing"] if absent_files
@@ -424,8 +430,34 @@ def _task(manifest: Manifest, targets: list[str]) -> tuple[str, str]:
                                "(--task regression for a number)")
 
 
-TASK_CHOICES = ("classification", "regression", "multilabel")  # what --task can ask for
+TASK_CHOICES = ("classification", "regression", "multilabel", "anomaly")  # what --task can ask for
 UNEVEN_SHARE = 0.4  # two classes with the rarer below this share of the rows get decision.threshold: auto
+
+
+def _normal_labels(manifest: Manifest, target: str) -> tuple[list[Any], str]:
+    """An anomaly target's normal value(s) and why: those of ``anomaly.normal``'s defaults the
+    column holds, else its only value, else its most frequent one (an anomaly detector's rows are
+    mostly normal; the reason says it was guessed, for the user to check)."""
+    from polymodal.config.anomaly import AnomalyConfig
+    from polymodal.data.targets import label_key
+
+    column = manifest.column(target)
+    counts = column[~column.map(is_empty)].map(_scalar).value_counts()
+    defaults = {label_key(v) for v in AnomalyConfig().normal}
+    found = [value for value in counts.index if label_key(value) in defaults]
+    if found:
+        normal, why = found, f"{_examples(pd.Series(found))}: anomaly.normal's default"
+    elif len(counts) == 1:
+        normal, why = [counts.index[0]], "the column's one value: every row is normal"
+    else:
+        top, share = counts.index[0], counts.iloc[0] / counts.sum()
+        tied = " (tied with another: check it)" if counts.iloc[1] == counts.iloc[0] else ""
+        normal, why = [top], (f"guessed: {top!r}, the most frequent label ({share:.0%} of the rows){tied}, as an "
+                              f"anomaly detector's rows are mostly normal (no label is one of anomaly.normal's "
+                              f"defaults {AnomalyConfig().normal})")
+    others = [value for value in counts.index if value not in normal]
+    why += f"; the other labels ({_examples(pd.Series(others))}) are anomalies" if others else ""
+    return normal, why + ("; edit anomaly.normal if another label means normal" if why.startswith("guessed") else "")
 
 
 def _uneven_classes(manifest: Manifest, target: str) -> str | None:
@@ -447,6 +479,15 @@ def _chosen_task(manifest: Manifest, targets: list[str], task: str) -> tuple[str
     """
     if task not in TASK_CHOICES:
         raise OptionError([f"--task: one of {', '.join(TASK_CHOICES)}; got '{task}'"])
+    if task == "anomaly":  # with a target: its anomaly labels, normal value(s) read by _normal_labels
+        if len(targets) > 1:
+            raise OptionError([f"--task anomaly: takes at most one target column, the anomaly labels; got {targets}"])
+        try:
+            inferred = _task(manifest, targets)[0] if targets else "anomaly"
+        except ManifestError:  # near-unique text labels: no task inferred
+            inferred = None
+        return task, "--task anomaly" + (": its labels tell normal rows from anomalies" if targets else "") + (
+            "" if inferred in (task, None) else f" (inferred: {inferred})")
     if not targets:
         raise OptionError([f"--task {task}: needs --target COLUMN (without a target the rows make an anomaly detector)"])
     values = {t: manifest.column(t)[~manifest.column(t).map(is_empty)] for t in targets}

@@ -82,6 +82,35 @@ def sample_times(times: np.ndarray, frames: int) -> np.ndarray:
     return np.searchsorted(times, instants, side="right").astype(np.int64) - 1
 
 
+def _unopenable(path: str, err: Exception) -> str:
+    """Why FFmpeg could not open ``path`` as a container (its InvalidDataError), with the likely
+    cause: a file cut short, most often an mp4 whose index (``moov``) was to be written last."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        head = None
+    if head == b"":
+        return "unreadable video: the file is empty (0 bytes)"
+    hint = "a file cut short (an mp4 whose index is written last, interrupted while recording) reads so"
+    if head is not None and head[4:8] != b"ftyp":  # not an mp4/mov start: it may not be a video at all
+        hint += ", as does a file that is not a video"
+    return f"unreadable or corrupt video ({err}); truncated? {hint}"
+
+
+def open_container(path: str) -> Any:
+    """``av.open(path)`` for reading.
+
+    Raises:
+        DecodeError: FFmpeg cannot open it (its InvalidDataError), with the likely cause.
+    """
+    av = import_av()
+    try:
+        return av.open(path)
+    except av.error.InvalidDataError as err:
+        raise DecodeError(_unopenable(path, err), path=path) from None
+
+
 def _missing_stream(container: Any, kind: str, path: str) -> DecodeError:
     """The error for a container without a ``kind`` stream: one with neither sound nor pictures
     was most likely cut short inside its header (an interrupted copy), not made without them."""
@@ -157,7 +186,7 @@ def _decode(path: str, keep: set[int], limit: int | None, max_frames: int, conta
         DecodeError: the stream ends well before its header says it should (see :func:`~polymodal.data.video_headers.check_complete`).
     """
     if container is None:
-        with import_av().open(path) as opened:
+        with open_container(path) as opened:
             return _read(opened, path, keep, limit, max_frames, convert)
     return _read(container, path, keep, limit, max_frames, convert)
 
@@ -195,7 +224,7 @@ def _packet_times(path: str, max_frames: int) -> np.ndarray | None:
         DecodeError: more than ``max_frames`` frames (found as soon as the count passes it).
     """
     stamps = []
-    with import_av().open(path) as container:
+    with open_container(path) as container:
         for packet in container.demux(_video_stream(container, path)):
             if packet.size and not packet.is_discard:
                 stamps.append(packet.pts)
@@ -237,7 +266,7 @@ def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: 
     """
     av = import_av()
     try:
-        with av.open(path) as container:  # the header count and the first pass: one open
+        with open_container(path) as container:  # the header count and the first pass: one open
             stream = _video_stream(container, path)
             _check_pixels(stream.codec_context.width, stream.codec_context.height, max_pixels, "video frames are",
                           path)
@@ -369,7 +398,7 @@ def read_video_audio(path: str, max_seconds: float | None = None) -> tuple[np.nd
     """
     av = import_av()
     try:
-        with av.open(path) as container:
+        with open_container(path) as container:
             if not container.streams.audio:
                 raise _missing_stream(container, "audio", path)
             stream = container.streams.audio[0]

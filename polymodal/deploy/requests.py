@@ -17,7 +17,9 @@ Two body formats carry the same inputs (any subset of the model's modalities; a 
 
 As in a manifest, an empty value is a missing modality: blank text, a table whose cells are all
 empty, an empty file (a zero-byte part, which is also what an HTML file input sends when no file
-is chosen) or an empty base64 string.
+is chosen) or an empty base64 string. An empty file that was sent (a named zero-byte part, an empty
+base64 string) is named in the answer's ``warnings``, since a file that arrived empty is more
+often a fault (a recording cut off, a copy that failed) than a choice.
 
 Every problem raises :class:`~polymodal.deploy.errors.RequestError` with its HTTP status: 400
 malformed body, 413 over a limit, 415 unsupported file type, 422 unusable or missing values.
@@ -32,6 +34,8 @@ import io
 import json
 import wave
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -94,6 +98,19 @@ def looks_like(data: bytes) -> str | None:
                  if data[offset:offset + len(magic)] == magic), None)
 
 
+def empty_upload(name: str) -> str:
+    """The warning for a file sent empty, read as an absent modality."""
+    return f"the upload for '{name}' is empty (0 bytes): read as absent"
+
+
+@dataclass
+class ParsedBody:
+    """What a request body gave: the runtime row, and what to tell the caller about how it was read."""
+
+    row: dict[str, Any]
+    warnings: list[str] = dataclass_field(default_factory=list)  # e.g. an empty upload read as an absent modality
+
+
 def undecodable_field(field: str, charset: str) -> RequestError:
     """The error for a form field whose bytes are not text in the body's charset."""
     return RequestError(f"form field '{field}' is not valid {charset} text; send text and tabular fields "
@@ -114,7 +131,7 @@ class RequestParser:
                 runtime.features[name].limit(settings.max_video_frames, settings.max_image_pixels)
 
     # -- bodies -------------------------------------------------------------------------------
-    def from_json(self, body: bytes) -> dict[str, Any]:
+    def from_json(self, body: bytes) -> ParsedBody:
         try:
             data = json.loads(body)
         except ValueError as err:  # not JSON, not UTF-8, or an integer past Python's 4,300 digits
@@ -126,23 +143,27 @@ class RequestParser:
             raise RequestError(f"the JSON body must be an object keyed by modality {sorted(self.kinds)}; "
                                f"got {type(data).__name__}", status=422, code="malformed_body")
         row: dict[str, Any] = {}
+        empty: list[str] = []
         for name, value in data.items():
             kind = self._kind(name)
             if value is None:
                 continue
             if kind in FILE_KINDS:
                 data = self._base64(name, value)
-                if data:  # "" is an empty file: a missing modality, as blank text is
+                if data:  # "" is an empty file: a missing modality, as blank text is, named in a warning
                     row[name] = self.file(name, data)
+                else:
+                    empty.append(name)
             elif kind == "text":
                 row[name] = self.text(name, value)
             else:
                 row[name] = self.tabular(name, value)
-        return self.finish(row)
+        return self.finish(row, empty)
 
-    def from_form(self, form: Mapping[str, list[Any]]) -> dict[str, Any]:
+    def from_form(self, form: Mapping[str, list[Any]]) -> ParsedBody:
         """``form``: field name -> its values (strings, or uploads with ``.file`` / ``.filename``)."""
         row: dict[str, Any] = {}
+        empty: list[str] = []
         for field, values in form.items():
             if len(values) != 1:
                 raise RequestError(f"field '{field}' was sent {len(values)} times; send it once", status=422,
@@ -162,8 +183,10 @@ class RequestParser:
                     raise RequestError(f"modality '{field}' ({kind}) must be sent as a file upload; got a text field",
                                        status=422, code="bad_input", field=field)
                 data = value.file.read()
-                if data:  # a zero-byte part (an HTML file input with no file chosen): a missing modality
+                if data:
                     row[field] = self.file(field, data)
+                elif value.filename:  # a named file sent empty: a missing modality, named in a warning
+                    empty.append(field)  # (a part without a file name is an HTML file input left unchosen)
             elif kind == "text":
                 if not isinstance(value, str):
                     raise RequestError(f"text modality '{field}' must be a form field, not a file", status=422,
@@ -177,14 +200,17 @@ class RequestParser:
         for name, values in list(row.items()):
             if self.kinds[name] == "tabular":
                 row[name] = self.tabular(name, values)
-        return self.finish(row)
+        return self.finish(row, empty)
 
-    def finish(self, row: dict[str, Any]) -> dict[str, Any]:
+    def finish(self, row: dict[str, Any], empty: list[str]) -> ParsedBody:
+        """The row of the modalities given (``empty``: file modalities sent as empty files)."""
         row = {name: value for name, value in row.items() if given(value)}  # blank text, empty tables: missing
+        warnings = [empty_upload(name) for name in empty]
         if not row:
-            raise RequestError(f"no input given; send at least one of the modalities {sorted(self.kinds)} "
+            said = f" ({'; '.join(warnings)})" if warnings else ""
+            raise RequestError(f"no input given{said}; send at least one of the modalities {sorted(self.kinds)} "
                                "(see GET /metadata)", status=422, code="missing_input")
-        return row
+        return ParsedBody(row, warnings)
 
     # -- values -------------------------------------------------------------------------------
     def _kind(self, name: str) -> str:
@@ -256,10 +282,26 @@ class RequestParser:
             raise RequestError(f"image modality '{name}' is {width}x{height} = {width * height:,} pixels; at most "
                                f"{limit:,} are allowed", status=413, code="too_many_pixels", field=name)
 
+    def _too_long(self, name: str, what: str, seconds: float | None = None) -> RequestError:
+        """The 413 for audio past ``--max-audio-seconds`` (``what``: the file or sound track, in words;
+        ``seconds``: its length, where its header tells it), naming the option and how much of a
+        clip the model reads."""
+        limit = self.settings.max_audio_seconds
+        reads = self.runtime.meta["modalities"][name]["preprocess"]["max_seconds"]
+        length = f"lasts {seconds:.1f} s, more than" if seconds is not None else "is longer than"
+        return RequestError(f"modality '{name}' (audio): {what} {length} the service's --max-audio-seconds "
+                            f"({limit:g} s) (the model reads {reads:g} s of it)", status=413, code="too_long",
+                            field=name)
+
     def _audio(self, name: str, data: bytes) -> tuple[Any, int]:
         limit = self.settings.max_audio_seconds
         if video_container(data) is not None:  # a video's sound track, decoded no further than the limit
-            samples, rate = self.runtime.features[name].sound_track(data, max_seconds=limit)
+            try:
+                samples, rate = self.runtime.features[name].sound_track(data, max_seconds=limit)
+            except RequestError as err:
+                if err.code == "too_long":
+                    raise self._too_long(name, "the audio track") from None
+                raise
             if samples.size == 0:
                 raise RequestError(f"audio modality '{name}' holds no samples", status=422, code="empty_file", field=name)
             return samples, rate
@@ -273,9 +315,7 @@ class RequestParser:
         seconds = samples.size / rate
         if seconds > limit:
             declared = audio_seconds(data)  # the header's length, where it tells one
-            length = f"lasts {declared:.1f} s" if declared is not None and declared > limit else f"is longer than {limit:g} s"
-            raise RequestError(f"audio modality '{name}' {length}; at most {limit:g} s are allowed", status=413,
-                               code="too_long", field=name)
+            raise self._too_long(name, "the audio", declared if declared is not None and declared > limit else None)
         return samples, rate
 
     def text(self, name: str, value: Any) -> str:
@@ -358,9 +398,9 @@ def strict_multipart_parser() -> type:
     return StrictMultiPartParser
 
 
-async def read_row(request: Any, parser: RequestParser, settings: ServeSettings) -> dict[str, Any]:
-    """One runtime row from a starlette request: the body read up to ``settings.max_request_bytes``
-    and parsed by its content type (JSON, multipart or a plain form)."""
+async def read_row(request: Any, parser: RequestParser, settings: ServeSettings) -> ParsedBody:
+    """One runtime row (and the warnings on how it was read) from a starlette request: the body read
+    up to ``settings.max_request_bytes`` and parsed by its content type (JSON, multipart or a plain form)."""
     from starlette.concurrency import run_in_threadpool
     from starlette.formparsers import MultiPartException
 

@@ -117,16 +117,18 @@ def explained_choice(runtime: Runtime, output: str | None) -> int | None:
                            field="output") from None
 
 
-def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any]) -> dict[str, Any]:
+def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any],
+                    read_as: Sequence[str] = ()) -> dict[str, Any]:
     """The ``/predict`` answer for one sample's network ``outputs`` (``row``: the modalities it was sent),
-    with ``warnings`` on how it was read (:meth:`~polymodal.deploy.runtime.Runtime.notes`)."""
+    with ``warnings`` on how the body was read (``read_as``: an empty upload read as absent...) and
+    how the row was (:meth:`~polymodal.deploy.runtime.Runtime.notes`)."""
     meta = runtime.meta
     start, stop = meta["main_outputs"]
     scores = runtime.scores(outputs[None, start:stop])[0]
     read = [name for name in runtime.names if runtime.present(name, row)]  # a table of unreadable numbers is not
     out: dict[str, Any] = {"task": meta["task"], "modalities": read,
                            "absent": sorted(set(runtime.names) - set(read)),  # a feed that stopped, named
-                           "warnings": runtime.notes(row)}
+                           "warnings": [*read_as, *runtime.notes(row)]}
     if meta["task"] == "anomaly":  # no score (NaN, which JSON lacks): null, flagged, and why in a warning
         score = float(scores[0])
         held = np.asarray([sum(1 << i for i, name in enumerate(runtime.names) if name in read)])
@@ -155,14 +157,14 @@ def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any]) 
 
 
 def explanation_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any], phi: np.ndarray,
-                     output: int | None = None) -> dict[str, Any]:
+                     output: int | None = None, read_as: Sequence[str] = ()) -> dict[str, Any]:
     """The ``/explain`` answer: :func:`prediction_json` plus the explained score (``output``: the
     index of the explained output, None: the default, :func:`explained_outputs`), its base (the
     score with no modality; an anomaly detector's: the normal rows' mean score with the modalities
     sent, ``reference`` says which), and each modality's contribution ``phi`` (Shapley values, in ``runtime.names``
     order; null, with the base, for an anomaly detector's row that got no score)."""
     meta, task = runtime.meta, runtime.meta["task"]
-    out = prediction_json(runtime, outputs, row)
+    out = prediction_json(runtime, outputs, row, read_as)
     start, stop = meta["main_outputs"]
     scores = runtime.scores(outputs[None, start:stop])
     pick = explained_outputs(task, scores, output, meta.get("threshold"))
@@ -280,9 +282,9 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
     async def predict(request: Request) -> dict[str, Any]:
         """Predict one sample from any subset of the modalities (multipart or JSON)."""
         query_parameters(request, "POST /predict")
-        row = await read_row(request, parser, settings)
-        feeds = await run_in_threadpool(runtime.transform, [row])
-        return prediction_json(runtime, await batcher.submit(feeds), row)
+        body = await read_row(request, parser, settings)
+        feeds = await run_in_threadpool(runtime.transform, [body.row])
+        return prediction_json(runtime, await batcher.submit(feeds), body.row, body.warnings)
 
     @app.post("/explain", dependencies=[Depends(authorised)], **{**post, **explain_extra})
     async def explain(request: Request) -> dict[str, Any]:
@@ -295,11 +297,11 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
         none``) or, for an anomaly detector, the normal rows' mean score with the modalities sent
         (``reference: normal``)."""
         chosen = explained_choice(runtime, query_parameters(request, "POST /explain", ["output"]).get("output"))
-        row = await read_row(request, parser, settings)
-        feeds = await run_in_threadpool(runtime.transform, [row])
+        body = await read_row(request, parser, settings)
+        feeds = await run_in_threadpool(runtime.transform, [body.row])
         outputs = await batcher.submit(feeds)
         name = None if chosen is None else meta["classes"][chosen]
-        phi = (await run_in_threadpool(runtime.explain, [row], feeds, output=name))[0]
-        return explanation_json(runtime, outputs, row, phi, chosen)
+        phi = (await run_in_threadpool(runtime.explain, [body.row], feeds, output=name))[0]
+        return explanation_json(runtime, outputs, body.row, phi, chosen, body.warnings)
 
     return app

@@ -258,8 +258,14 @@ def explanation_html(explanation: Explanation, title: str) -> str:
                      "value's, its <i>(missing)</i> flag the blank's own.</p>" + table_html(columns.to_dict("records")))
     if explanation.within:
         parts.append(f"<h2>Inside each modality</h2><p>{_within_note(explanation.task)} with respect to each "
-                     "modality's input, the other inputs fixed; red pushes the output up, blue down."
-                     + (" A video shows its sampled frames, each titled with its attribution's total."
+                     "modality's input, the other inputs fixed; red pushes the output up, blue down. "
+                     "These maps need not agree with the Shapley values, even in sign: a Shapley value measures "
+                     "the modality against its absence (the model's missing-modality path), Integrated Gradients "
+                     "against a baseline input given in its place (all zeros, the training mean under standard "
+                     "normalisation, for arrays; padding for text; the average row for a table)."
+                     + (" A video shows its sampled frames, each titled with its attribution's total: frames "
+                        "summing below zero against all-zero frames can come with a positive Shapley value for "
+                        "the video, which compares it with no video at all."
                         if any(item.layout == "frames" for item in explanation.within) else "")
                      + f"{_rows_note(explanation)}</p>")
         by_row: dict[int, list[WithinAttribution]] = {}

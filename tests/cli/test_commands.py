@@ -221,6 +221,20 @@ def test_datasets_prepare_size_makes_a_smaller_av_digits(tmp_path):
     assert rows == 40
 
 
+def test_datasets_prepare_moving_digits_takes_its_clip_counts(tmp_path):
+    fake_sources.make_fsdd(tmp_path / "src", {"jackson": 6})  # indices 0-4 feed test clips, 5 the others
+    fake_sources.make_mnist(tmp_path / "src", n=200)
+    result = invoke("datasets", "prepare", "moving-digits", "--source", tmp_path / "src", "--out", tmp_path / "md",
+                    "--size", "32", "--n-train", "5", "--n-valid", "2", "--test-normal", "3", "--test-per-anomaly", "1")
+    assert result.exit_code == 0, result.output
+    labels = {s: pd.read_csv(tmp_path / "md" / f"{s}.csv")["label"].value_counts().to_dict()
+              for s in ("train", "valid", "test")}
+    assert labels == {"train": {"normal": 5}, "valid": {"normal": 2},
+                      "test": {"normal": 3, "mismatched_audio": 1, "frozen_frames": 1, "dropped_audio": 1}}
+    assert_user_error(invoke("datasets", "prepare", "av-digits", "--out", tmp_path / "a", "--n-train", "5"),
+                      "dataset 'av-digits' does not take --n-train")
+
+
 # -- train / evaluate / predict ----------------------------------------------------------------
 def test_train_writes_a_run(run):
     out, result = run

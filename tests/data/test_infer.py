@@ -244,6 +244,28 @@ def test_the_task_can_be_chosen_in_place_of_the_inferred_one(motor, tmp_path):
     assert "task regression" in result.stdout
 
 
+def test_task_anomaly_takes_the_target_as_anomaly_labels_and_writes_which_are_normal(motor, tmp_path):
+    worn = infer_config(motor, "worn", task="anomaly")  # 0/1: 0 is one of anomaly.normal's defaults
+    assert worn.config["task"] == "anomaly" and worn.config["target"] == "worn"
+    assert worn.config["anomaly"] == {"normal": [0]}
+    assert dict((c, w) for c, _, w in worn.columns)["(anomaly)"] == \
+        "0: anomaly.normal's default; the other labels (1) are anomalies"
+    assert infer_config(motor, None, task="anomaly").config["task"] == "anomaly"  # no labels: all rows normal
+    rng = np.random.default_rng(0)  # no default label: the most frequent is taken as normal, and said so
+    pd.DataFrame({"x": rng.normal(size=20), "state": ["ok"] * 14 + ["ball"] * 4 + ["inner"] * 2}).to_csv(
+        tmp_path / "m.csv", index=False)
+    out = tmp_path / "c.yaml"
+    result = invoke("config", "init", "--data", tmp_path / "m.csv", "--target", "state", "--task", "anomaly",
+                    "--out", out)
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load(out.read_text())
+    assert written["task"] == "anomaly" and written["target"] == "state" and written["anomaly"] == {"normal": ["ok"]}
+    load_config(written)
+    said = " ".join(result.stdout.split())
+    assert "guessed: 'ok', the most frequent label (70% of the rows)" in said
+    assert "edit anomaly.normal if another label means normal" in said
+
+
 @pytest.mark.parametrize(("target", "task", "said"), [
     ("label", "regression", "--task regression: target column 'label' holds text ('ok', 'ball'); task 'regression' "
                             "needs numbers"),
@@ -251,7 +273,9 @@ def test_the_task_can_be_chosen_in_place_of_the_inferred_one(motor, tmp_path):
                                      "(2, 3)"),
     (["worn", "load"], "classification", "--task classification: takes one target column; got ['worn', 'load']"),
     (None, "regression", "--task regression: needs --target COLUMN"),
-    ("load", "clasification", "--task: one of classification, regression, multilabel; got 'clasification'"),
+    ("load", "clasification", "--task: one of classification, regression, multilabel, anomaly; got 'clasification'"),
+    (["worn", "load"], "anomaly", "--task anomaly: takes at most one target column, the anomaly labels; got "
+                                  "['worn', 'load']"),
 ])
 def test_a_task_the_targets_cannot_be_is_refused_naming_the_option(motor, tmp_path, target, task, said):
     with pytest.raises(OptionError) as info:
@@ -363,6 +387,7 @@ def test_config_init_without_a_target_says_what_it_made_and_names_a_likely_targe
     assert result.exit_code == 0, result.output
     said = " ".join(result.stdout.split())
     assert "task anomaly" in said and "no --target: every row is taken as normal" in said
+    assert "or --task anomaly --target COLUMN to evaluate anomalies against its labels" in said  # not a classifier
     assert "(this manifest has 'label')" in said
     config = yaml.safe_load((tmp_path / "c.yaml").read_text())
     assert "label" not in config["modalities"]["table"]["categorical"]  # the answer is no feature

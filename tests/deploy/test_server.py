@@ -125,19 +125,36 @@ def test_an_empty_file_is_a_missing_modality(client, runtime, sample):
                       b"Content-Type: application/octet-stream\r\n\r\n\r\n"
                       b'--XYZ\r\nContent-Disposition: form-data; name="notes"\r\n\r\n' + sample["notes"].encode()
                       + b"\r\n--XYZ--\r\n")
-    for kwargs in ({"content": no_file_chosen, "headers": {"content-type": "multipart/form-data; boundary=XYZ"}},
-                   {"files": {"audio": ("a.wav", b"", "audio/wav"), "image": ("i.png", b"", "image/png")},
-                    "data": {"notes": sample["notes"]}},
-                   {"data": {"image": "", "notes": sample["notes"]}},  # an empty field where a file goes
-                   {"json": {"image": "", "audio": " \n", "notes": sample["notes"]}},
-                   {"json": {"image": "data:image/png;base64,", "notes": sample["notes"]}}):
-        response = client.post("/predict", **kwargs)
-        assert response.status_code == 200, (kwargs, response.text)
-        assert response.json()["modalities"] == ["notes"]
-        np.testing.assert_allclose([response.json()["probabilities"][c] for c in "abc"], want, atol=1e-6)
+    for kwargs, sent_empty in (
+            ({"content": no_file_chosen, "headers": {"content-type": "multipart/form-data; boundary=XYZ"}}, []),
+            ({"files": {"audio": ("a.wav", b"", "audio/wav"), "image": ("i.png", b"", "image/png")},
+              "data": {"notes": sample["notes"]}}, ["audio", "image"]),
+            ({"data": {"image": "", "notes": sample["notes"]}}, []),  # an empty field where a file goes
+            ({"json": {"image": "", "audio": " \n", "notes": sample["notes"]}}, ["audio", "image"]),
+            ({"json": {"image": "data:image/png;base64,", "notes": sample["notes"]}}, ["image"])):
+        for route in ("/predict", "/explain"):
+            response = client.post(route, **kwargs)
+            assert response.status_code == 200, (kwargs, response.text)
+            assert response.json()["modalities"] == ["notes"]
+            np.testing.assert_allclose([response.json()["probabilities"][c] for c in "abc"], want, atol=1e-6)
+            # a file sent empty is named (an HTML file input left unchosen, with no file name, is not)
+            assert sorted(w for w in response.json()["warnings"] if "upload" in w) == [
+                f"the upload for '{name}' is empty (0 bytes): read as absent" for name in sent_empty], kwargs
     for kwargs in ({"json": {"image": ""}}, {"files": {"image": ("", b"", "application/octet-stream")}}):
         error = client.post("/predict", **kwargs).json()["error"]  # nothing else given: no input at all
         assert error["code"] == "missing_input"
+    error = client.post("/predict", files={"image": ("i.png", b"", "image/png")}).json()["error"]
+    assert error["code"] == "missing_input" and error["message"].startswith(
+        "no input given (the upload for 'image' is empty (0 bytes): read as absent); send at least one")
+
+
+def test_audio_past_the_service_limit_names_the_option_and_what_the_model_reads(client):
+    for audio in (wav_bytes(np.zeros(8000 * 2, np.float32)), flac_bytes(100.0)):
+        response = client.post("/predict", json={"audio": b64(audio)})
+        assert response.status_code == 413 and response.json()["error"]["code"] == "too_long"
+        assert re.fullmatch(r"modality 'audio' \(audio\): the audio (lasts [\d.]+ s, more than|is longer than) the "
+                            r"service's --max-audio-seconds \(1 s\) \(the model reads 0\.25 s of it\)",
+                            response.json()["error"]["message"]), response.json()["error"]["message"]
 
 
 def test_base64_may_be_line_wrapped_or_a_data_url(client, runtime, sample):

@@ -101,6 +101,8 @@ def test_the_page_shows_every_kind(explained, tmp_path):
     _, _, explanation = explained
     page = explanation.to_html(tmp_path).read_text(encoding="utf-8")
     assert "Inside each modality" in page
+    assert "These maps need not agree with the Shapley values, even in sign: a Shapley value measures the modality " \
+           "against its absence (the model's missing-modality path), Integrated Gradients against a baseline input" in page
     assert page.count("<img") >= 1 + 4 * SAMPLES  # importance plot + image, audio, signal, table per sample
     tokens = sum(len(item.labels) for item in explanation.within if item.modality == "text")
     assert tokens > 0 and page.count("<span title=") == tokens  # one highlighted span per token
@@ -178,6 +180,8 @@ def test_a_video_run_is_explained_with_a_heat_map_per_real_frame(tmp_path):
     page = (tmp_path / "run" / "explain" / "explain.html").read_text(encoding="utf-8")
     assert "<img alt=\"video\"" in page and page.count("<img") >= 1 + 2 * 3  # importance + video and table per row
     assert "A video shows its sampled frames" in page  # said where a video is shown (test_explained_output: not else)
+    # the frames' IG totals and the video's Shapley value have different references: the page says so
+    assert "can come with a positive Shapley value for the video, which compares it with no video at all" in page
     assert set(pd.read_csv(tmp_path / "run" / "explain" / "shapley.csv").columns) >= {"video", "table"}
 
     explanation = predictor.explain(tmp_path / "m.csv", samples=3, steps=64)

@@ -177,6 +177,26 @@ def test_cache_on_the_shorthand_caches_the_video_encoder():
     assert not any(p.requires_grad for p in encoder.parameters())
 
 
+def test_cache_refused_on_frame_cnn_names_frame_cnn_s_own_freeze_not_the_frame_s():
+    """freeze: all written on the frame encoder does not freeze the temporal model; the refusal
+    points at the key it means (modalities.v.encoder.freeze) and says what is cacheable."""
+    problems = problems_of({"name": "frame_cnn", "cache": True, "temporal": "gru", "dim": 8,
+                            "frame": {"name": "cnn", "channels": [4], "dim": 8, "freeze": "all"}})
+    assert problems == [
+        "modalities.v.encoder.freeze: must be all, this key (frame_cnn's own freeze, not frame.freeze), for cache: "
+        "true, which stores the clip embeddings of the whole video encoder: the frame encoder and the temporal model "
+        "(temporal: gru, dim: 8: weights of its own); frame.freeze: all freezes the frame encoder only, and frozen "
+        "per-frame embeddings under a trainable temporal model are not cached. Set freeze: all beside cache (its "
+        "temporal model then keeps its initial weights), or drop cache (got freeze: 'none', frame.freeze: 'all')"]
+    assert problems_of({"name": "frame_cnn", "cache": True, "freeze": "all", "unfreeze": {"every": 2},
+                        "frame": {"name": "cnn", "channels": [4], "dim": 8}}) == [
+        "modalities.v.encoder.unfreeze: cache: true stores the clip embeddings of the whole video encoder, which "
+        "unfreeze would train again; drop unfreeze or cache (got unfreeze: {start: 1, every: 2, blocks: 1})"]
+    cfg = video_config({"name": "frame_cnn", "cache": True, "freeze": "all", "temporal": "gru", "dim": 8,
+                        "frame": {"name": "cnn", "channels": [4], "dim": 8}}).modalities["v"].encoder
+    assert cfg.cache and cfg.freeze == "all"  # what the message asks for is accepted
+
+
 def test_frame_cache_is_refused_where_frame_cnn_trains_weights_of_its_own():
     assert problems_of({"name": "frame_cnn", "temporal": "gru", "dim": 8,
                         "frame": {"name": "resnet", "freeze": "all", "cache": True}}) == [

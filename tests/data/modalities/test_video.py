@@ -356,6 +356,15 @@ def test_corrupt_video_fails_or_is_skipped_like_other_files(tmp_path):
     assert [Path(s.path).name for s in table.skipped] == ["bad.mp4"]
 
 
+def test_an_empty_or_foreign_file_is_not_called_a_cut_mp4(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(DecodeError, match=r"unreadable video: the file is empty \(0 bytes\)$"):
+        video().decode(str(tmp_path / "empty.mp4"))
+    (tmp_path / "noise.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4000, np.uint8).tobytes())
+    with pytest.raises(DecodeError, match=r"interrupted while recording\) reads so, as does a file that is not a video$"):
+        video().decode(str(tmp_path / "noise.mp4"))
+
+
 def test_overlong_video_is_refused(tmp_path):
     np.save(tmp_path / "long.npy", clip(frames=12))
     write_video(str(tmp_path / "long.mp4"), clip(frames=12), fps=10)  # the header says 12
@@ -522,8 +531,13 @@ def test_truncated_files_are_skipped_and_an_mp4_without_its_index_is_still_refus
     for suffix in (".avi", ".webm", ".mp4"):
         write_video(str(tmp_path / f"clip{suffix}"), noise_clip(30), fps=10)
         truncated(tmp_path / f"clip{suffix}")
-    with pytest.raises(DecodeError, match="unreadable or corrupt video"):  # the mp4 muxer writes its index last
-        video().decode(str(tmp_path / "cut_clip.mp4"))
+    hint = r"truncated\? a file cut short \(an mp4 whose index is written last, interrupted while recording\) reads so$"
+    with pytest.raises(DecodeError, match=rf"unreadable or corrupt video \(.*Invalid data.*\); {hint}"):
+        video().decode(str(tmp_path / "cut_clip.mp4"))  # the mp4 muxer writes its index last: none to open
+    from polymodal.data.video_io import read_video_audio
+
+    with pytest.raises(DecodeError, match=hint):  # its sound track, read as an audio modality, alike
+        read_video_audio(str(tmp_path / "cut_clip.mp4"))
     cells = ["clip.avi", "cut_clip.avi", "clip.webm", "cut_clip.webm", "cut_clip.mp4"]
     pd.DataFrame({"v": cells, "y": [0, 1, 0, 1, 1]}).to_csv(tmp_path / "m.csv", index=False)
     lenient = DataPipeline(load_config({
