@@ -8,8 +8,23 @@ the developer's environment (``POLYMODAL_CACHE_DIR``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+
+# Under pytest-xdist (``-n``, as the default run does) each worker builds the fixtures of the tests
+# it runs: a test file's tests go to one worker together (its module-scoped fixtures are built
+# once), and so do those of a folder that shares session-scoped fixtures.
+SHARED_FIXTURE_FOLDERS = {"deploy"}
+
+
+def pytest_collection_modifyitems(config, items):
+    tests = Path(__file__).parent
+    for item in items:
+        path = Path(item.path).relative_to(tests)
+        group = path.parts[0] if path.parts[0] in SHARED_FIXTURE_FOLDERS else path.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -355,6 +355,7 @@ def test_the_graph_is_traced_while_torch_has_the_tracing_exporter(trained, tmp_p
     assert onnx_exporters == [False] and report.parity["graph_max_abs_diff"] <= 1e-4
 
 
+@pytest.mark.slow  # torch.export over four modalities (about 25 s); the histc case below takes that path too
 def test_without_the_tracing_exporter_torch_export_captures_the_graph(trained, dataset, tmp_path, without_tracing,
                                                                      onnx_exporters):
     """Text (whose padding eager batches trim to a data-dependent length) with a GRU, image, audio and a

@@ -51,6 +51,7 @@ def test_two_process_ddp_matches_the_single_process_run(tmp_path):
     assert ddp_history["val_loss"].iloc[-1] == pytest.approx(single_history["val_loss"].iloc[-1], abs=0.2)
 
 
+@pytest.mark.slow  # two more 2-process runs (about 25 s each): make test-slow
 def test_two_process_ddp_trains_a_prototypical_network_on_episodes(tmp_path):
     """The episode sampler shares its episodes out between the ranks itself (Lightning cannot put a
     distributed sampler in front of it); each rank then scores the whole validation set, counted once."""
@@ -63,6 +64,7 @@ def test_two_process_ddp_trains_a_prototypical_network_on_episodes(tmp_path):
     assert len(pd.read_csv(tmp_path / "ddp" / "history.csv")) == 3
 
 
+@pytest.mark.slow  # two more 2-process runs (about 25 s each): make test-slow
 def test_two_processes_under_strategy_auto_train_a_set_smaller_than_a_batch_per_rank(tmp_path):
     """24 training rows over 2 ranks leave each 12, fewer than batch_size 16: the short batch is
     kept (dropping it left the epochs without a step, and an untrained model saved as trained),

@@ -565,6 +565,7 @@ def test_half_precision_and_too_many_workers_on_this_machine_are_named(monkeypat
     from polymodal.training.devices import check_devices
     from polymodal.training.trainer import make_trainer
 
+    monkeypatch.setattr(sys, "argv", ["train.py"])  # a program run from a file (a pytest-xdist worker's is '-c')
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     half = TrainConfig(accelerator="cpu", precision="16-mixed")
@@ -588,6 +589,7 @@ def test_distributed_settings_that_cannot_work_are_refused_by_key(monkeypatch):
     from polymodal.errors import ConfigError
     from polymodal.training.devices import check_devices, make_strategy, world_size
 
+    monkeypatch.setattr(sys, "argv", ["train.py"])  # a program run from a file (a pytest-xdist worker's is '-c')
     for name in ("WORLD_SIZE", "SLURM_NTASKS", "SLURM_JOB_NAME", "RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError, match="train.strategy: 'ddp_spawn' trains in child processes"):
