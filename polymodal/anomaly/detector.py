@@ -35,7 +35,13 @@ from polymodal import runfolder
 from polymodal.anomaly.model import AnomalyModel, ScoreNetwork, build_anomaly_net
 from polymodal.anomaly.scorers import OPTIONAL_STATE, REFERENCE_MAX_MODALITIES, build_scorer
 from polymodal.anomaly.targets import AnomalyTargets, normal_value_problems, training_rows
-from polymodal.anomaly.threshold import rethreshold, warn_coarse_rate
+from polymodal.anomaly.threshold import (
+    follow_full_threshold,
+    rethreshold,
+    subset_threshold_table,
+    threshold_rows,
+    warn_coarse_rate,
+)
 from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
 from polymodal.config.anomaly import AnomalyConfig, anomaly_settings
@@ -55,7 +61,6 @@ from polymodal.metrics.anomaly import (
     flags,
     one_threshold_note,
     row_thresholds,
-    subset_thresholds,
     threshold_at_fpr,
     undefined_note,
 )
@@ -249,7 +254,7 @@ class AnomalyDetector(Estimator):
         valid_scores = self._scores(valid_table)  # NaN where the scorer could not score a row: left out
         self.valid_scores, self.test_scores = (valid_scores, valid_y), None
         self.kept = {"valid_held": self._held(valid_table)}
-        chosen_on = self.threshold_rows()
+        chosen_on = threshold_rows(self)
         warn_coarse_rate(self.settings.target_fpr, chosen_on)
         model.scorer.threshold.fill_(threshold_at_fpr(chosen_on, self.settings.target_fpr))
         self._fit_coalitions(valid_table.select(valid_y != 1))
@@ -262,7 +267,7 @@ class AnomalyDetector(Estimator):
                                    else result.best_epoch + sum(len(h) for h in histories[:-1]),
                                    preprocess_seconds=time.perf_counter() - started - seconds,
                                    scorer=self.settings.scorer, threshold=float(model.scorer.threshold),
-                                   subset_thresholds=self.subset_threshold_table())
+                                   subset_thresholds=subset_threshold_table(self))
         self.metrics = {"valid": self._metrics(valid_scores, valid_y, pipeline.targets.labels(valid_m, valid_table.rows),
                                                self.kept["valid_held"], subject="validation holds", validation=True)}
         self._warn_inverted_ranking(self.metrics["valid"].get("auroc"))
@@ -338,7 +343,7 @@ class AnomalyDetector(Estimator):
         self._fit_normal_reference(scores, held)
         holds = (held[None, :] & np.arange(len(coalitions))[:, None]) == np.arange(len(coalitions))[:, None]  # (C, N)
         self.kept["valid_subset_scores"] = np.where(holds, scores, np.nan)  # a subset's threshold: rows holding it
-        self._set_subset_thresholds(float(scorer.threshold))
+        follow_full_threshold(self, float(scorer.threshold))
 
     def _fit_normal_reference(self, scores: np.ndarray, held: np.ndarray) -> None:
         """The normal rows' mean score under every coalition of modalities (``scores``: (C, N), the
@@ -352,21 +357,6 @@ class AnomalyDetector(Estimator):
             means.append(coalition[rows].mean() if rows.any() else coalition.mean())
         reference.copy_(torch.as_tensor(means, dtype=reference.dtype))
 
-    def _set_subset_thresholds(self, threshold: float) -> None:
-        """Each subset's flag threshold at the validation false-positive rate ``threshold`` (the
-        full set's) gives (:func:`~polymodal.metrics.anomaly.subset_thresholds`), from the kept
-        validation scores; NaN throughout (one threshold for every row) without them."""
-        buffer = self.model.scorer.subset_thresholds
-        subset_scores = self.kept.get("valid_subset_scores")
-        if not buffer.numel():
-            return
-        scores, labels = self.valid_scores if self.valid_scores is not None else (np.zeros(0), np.zeros(0))
-        if subset_scores is None or subset_scores.shape != (buffer.numel(), int((labels != 1).sum())):
-            buffer.fill_(float("nan"))  # not kept (a run saved before), or not for these rows
-            return
-        chosen = subset_thresholds(threshold, scores[labels != 1], subset_scores)
-        buffer.copy_(torch.as_tensor(chosen, dtype=buffer.dtype))
-
     def subset_thresholds(self) -> np.ndarray | None:
         """(2^M,) the flag threshold of a row holding only each subset of modalities (bit i: the
         i-th sorted modality present; NaN: that row is held to the full set's threshold); None for
@@ -375,40 +365,10 @@ class AnomalyDetector(Estimator):
         chosen = self.require_fitted()[1].scorer.subset_thresholds.detach().cpu().numpy().astype(np.float64)
         return chosen if chosen.size and not np.isnan(chosen).all() else None
 
-    def subset_threshold_table(self) -> dict[str, float] | None:
-        """Each non-empty subset's flag threshold by its label (``de+fe``, ``de``), the full set's
-        first (as ``metrics.json``'s ``training.subset_thresholds`` and ``polymodal threshold``
-        show them); None where :meth:`subset_thresholds` is."""
-        from polymodal.evaluation.coalitions import all_subsets, mask_of, subset_label  # the evaluation layer
-
-        chosen = self.subset_thresholds()
-        if chosen is None:
-            return None
-        names = list(self.model.names)
-        full = float(self.model.scorer.threshold)
-        return {subset_label(c): float(full if np.isnan(chosen[mask_of(c, names)]) else chosen[mask_of(c, names)])
-                for c in all_subsets(names)}
-
     def row_thresholds(self, held: np.ndarray) -> np.ndarray:
         """(N,) the flag threshold of each row, that of the subset of modalities it holds (``held``:
         its bit mask; :func:`~polymodal.metrics.anomaly.row_thresholds`)."""
         return row_thresholds(held, float(self.require_fitted()[1].scorer.threshold), self.subset_thresholds())
-
-    def threshold_rows(self) -> np.ndarray | None:
-        """The validation normal rows' scores the full set's flag threshold is chosen on: those of
-        the rows holding every modality (the rows it applies to; a row with one missing has its
-        subset's threshold), all the normal rows when none holds every modality or the run keeps
-        no record of which did (saved before); None when the run keeps no validation scores."""
-        if self.valid_scores is None:
-            return None
-        scores, labels = self.valid_scores
-        normal = labels != 1
-        held = self.kept.get("valid_held")
-        if held is not None and held.shape == scores.shape:
-            complete = normal & (held == (1 << len(self.model.names)) - 1)
-            if complete.any():
-                return scores[complete]
-        return scores[normal]
 
     def _held(self, table: EncodedTable) -> np.ndarray:
         """(N,) the bit mask of the modalities each row of ``table`` holds (bit i: the i-th sorted name)."""

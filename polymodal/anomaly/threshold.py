@@ -1,8 +1,10 @@
-"""The flag threshold of a fitted detector: setting it again without retraining
-(:func:`rethreshold`, ``AnomalyDetector.set_threshold``, ``polymodal threshold``) from the scores
-the run keeps (``scores.npz``: :func:`polymodal.runfolder.write_scores`), with each subset of
-modalities' threshold following it at the same validation false-positive rate, and the warning on
-a false-positive rate finer than the validation rows allow.
+"""The flag thresholds of a fitted detector: the validation rows the full set of modalities'
+threshold is chosen on (:func:`threshold_rows`), each subset of modalities' threshold following it
+at the same validation false-positive rate (:func:`follow_full_threshold`,
+:func:`subset_threshold_table`), setting it again without retraining (:func:`rethreshold`,
+``AnomalyDetector.set_threshold``, ``polymodal threshold``) from the scores the run keeps
+(``scores.npz``: :func:`polymodal.runfolder.write_scores`), and the warning on a false-positive rate
+finer than the validation rows allow.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from polymodal.config.anomaly import AnomalyConfig
 from polymodal.config.fitted import model_settings
 from polymodal.errors import OptionError, RunFolderError
-from polymodal.metrics.anomaly import anomaly_metrics, flag_rate, threshold_at_fpr
+from polymodal.metrics.anomaly import anomaly_metrics, flag_rate, subset_thresholds, threshold_at_fpr
 from polymodal.metrics.tasks import add_note
 from polymodal.run_files import SCORES_FILE
 from polymodal.runfolder import Scored
@@ -25,6 +28,53 @@ if TYPE_CHECKING:
     from polymodal.anomaly.detector import AnomalyDetector
 
 
+def threshold_rows(detector: AnomalyDetector) -> np.ndarray | None:
+    """The validation normal rows' scores the full set's flag threshold is chosen on: those of the
+    rows holding every modality (the rows it applies to; a row with one missing has its subset's
+    threshold), all the normal rows when none holds every modality or the run keeps no record of
+    which did (saved before); None when the run keeps no validation scores."""
+    if detector.valid_scores is None:
+        return None
+    scores, labels = detector.valid_scores
+    normal = labels != 1
+    held = detector.kept.get("valid_held")
+    if held is not None and held.shape == scores.shape:
+        complete = normal & (held == (1 << len(detector.model.names)) - 1)
+        if complete.any():
+            return scores[complete]
+    return scores[normal]
+
+
+def follow_full_threshold(detector: AnomalyDetector, threshold: float) -> None:
+    """Set each subset's flag threshold at the validation false-positive rate ``threshold`` (the
+    full set's) gives (:func:`~polymodal.metrics.anomaly.subset_thresholds`), from the kept
+    validation scores per subset (``kept['valid_subset_scores']``); NaN throughout (one threshold
+    for every row) without them."""
+    buffer = detector.model.scorer.subset_thresholds
+    subset_scores = detector.kept.get("valid_subset_scores")
+    if not buffer.numel():
+        return
+    scores, labels = detector.valid_scores if detector.valid_scores is not None else (np.zeros(0), np.zeros(0))
+    if subset_scores is None or subset_scores.shape != (buffer.numel(), int((labels != 1).sum())):
+        buffer.fill_(float("nan"))  # not kept (a run saved before), or not for these rows
+        return
+    chosen = subset_thresholds(threshold, scores[labels != 1], subset_scores)
+    buffer.copy_(torch.as_tensor(chosen, dtype=buffer.dtype))
+
+
+def subset_threshold_table(detector: AnomalyDetector) -> dict[str, float] | None:
+    """Each non-empty subset's flag threshold by its label (``de+fe``, ``de``), the full set's first
+    (as ``metrics.json``'s ``training.subset_thresholds`` and ``polymodal threshold`` show them);
+    None where ``AnomalyDetector.subset_thresholds`` is."""
+    from polymodal.evaluation.coalitions import all_subsets, mask_of, subset_label  # the evaluation layer
+
+    chosen = detector.subset_thresholds()
+    if chosen is None:
+        return None
+    names = list(detector.model.names)
+    full = float(detector.model.scorer.threshold)
+    return {subset_label(c): float(full if np.isnan(chosen[mask_of(c, names)]) else chosen[mask_of(c, names)])
+            for c in all_subsets(names)}
 
 def warn_coarse_rate(fpr: float, normal_scores: np.ndarray) -> None:
     """Warn when ``fpr`` is below 1/N for the N scored validation normal rows (``normal_scores``,
@@ -51,7 +101,7 @@ def rethreshold(detector: AnomalyDetector, *, fpr: float | None = None, score: f
     if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)
                               or not math.isfinite(score)):
         raise OptionError([f"score: a finite anomaly score; got {score!r}"])
-    normal = detector.threshold_rows()  # the rows holding every modality, which the full threshold applies to
+    normal = threshold_rows(detector)  # the rows holding every modality, which the full threshold applies to
     if fpr is not None:
         if normal is None:
             where = f"the run {detector.run_dir}" if detector.run_dir is not None else "this detector"
@@ -68,7 +118,7 @@ def rethreshold(detector: AnomalyDetector, *, fpr: float | None = None, score: f
     old = float(model.scorer.threshold)
     had_subsets = detector.subset_thresholds() is not None
     model.scorer.threshold.fill_(new)
-    detector._set_subset_thresholds(new)  # each subset's at the validation rate the new one gives
+    follow_full_threshold(detector, new)  # each subset's at the validation rate the new one gives
     if had_subsets and detector.subset_thresholds() is None:
         warn_user(f"the flag thresholds per subset of modalities cannot follow the new threshold: the run keeps no "
                   f"validation scores per subset ({SCORES_FILE}); every row, with a modality missing or not, is now "
@@ -80,7 +130,7 @@ def rethreshold(detector: AnomalyDetector, *, fpr: float | None = None, score: f
             setattr(detector.config.anomaly, key, value)
     detector._fitted_settings = model_settings(detector.config)  # the change is the model's own, not one to refuse
     detector.info["threshold"] = float(model.scorer.threshold)
-    detector.info["subset_thresholds"] = detector.subset_threshold_table()
+    detector.info["subset_thresholds"] = subset_threshold_table(detector)
     _flag_rates_at(detector, detector.metrics, {"valid": detector.valid_scores, "test": detector.test_scores})
     scored = None if normal is None else normal[~np.isnan(normal)]
     return {"old": old, "new": float(model.scorer.threshold),
@@ -94,7 +144,7 @@ def _subset_rates(detector: AnomalyDetector) -> dict[str, dict[str, Any]] | None
     threshold) and their number (``valid_normals``); None for a model with one threshold."""
     from polymodal.evaluation.coalitions import all_subsets, mask_of, subset_label  # the evaluation layer
 
-    table = detector.subset_threshold_table()
+    table = subset_threshold_table(detector)
     subset_scores = detector.kept.get("valid_subset_scores")
     if table is None or subset_scores is None:
         return None
