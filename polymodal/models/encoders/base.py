@@ -8,7 +8,7 @@ same thing for every encoder.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,6 +32,22 @@ class EncoderOutput(NamedTuple):
     pooled: torch.Tensor
     tokens: torch.Tensor | None = None
     token_mask: torch.Tensor | None = None
+
+
+class CachedStage(NamedTuple):
+    """A frozen front stage of an encoder, whose outputs the feature cache stores in place of the
+    encoder's inputs while the rest of the encoder trains on them (``frame_cnn``'s frame encoder
+    with ``frame.cache``; see :mod:`polymodal.data.embeddings`).
+
+    Attributes:
+        module: the stage (frozen); its ``weights_fingerprint()`` keys the stored arrays, and
+            ``run`` uses no other weights.
+        run: the encoder's raw inputs (its ``forward`` keywords) -> the arrays to store, each
+            (B, ...), which the encoder's ``forward`` takes as keywords in place of those inputs.
+    """
+
+    module: Encoder
+    run: Callable[..., dict[str, torch.Tensor]]
 
 
 class Encoder(nn.Module):
@@ -116,6 +132,11 @@ class Encoder(nn.Module):
         tokenizer, ONNX graphs), by config field: ``{field: (folder, file names in it)}``. A saved run
         copies them, so that it loads without the original folder (see ``polymodal.assets``)."""
         return {}
+
+    def cached_stage(self) -> CachedStage | None:
+        """The frozen front stage whose outputs the feature cache may store (where the config's
+        ``cached_stage()`` asks for it), or None when this encoder has none to separate."""
+        return None
 
     def weights_fingerprint(self) -> str:
         """A hash of everything that determines the encoder's outputs: its class and every tensor

@@ -2,6 +2,8 @@
 model (masked mean, bidirectional GRU or Transformer) over the frame vectors.
 
 Input ``x``: (B, T, C, H, W) float, ``mask``: (B, T) True on real frames. Tokens are the frames.
+With the frame encoder's vectors cached (``frame.cache``), ``frame_vectors`` (B, T, D_frame) and
+``mask`` come in place of ``x``, and only the temporal model runs (:meth:`FrameEncoder.cached_stage`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from torch import nn
 
 from polymodal.config.video import FrameCnnConfig
 from polymodal.errors import EncoderSettingError
-from polymodal.models.encoders.base import Encoder, EncoderOutput, batch_norms_frozen_for_one_row
+from polymodal.models.encoders.base import CachedStage, Encoder, EncoderOutput, batch_norms_frozen_for_one_row
 from polymodal.models.registry import ENCODERS
 from polymodal.utils.device import exporting
 
@@ -94,30 +96,48 @@ class FrameEncoder(Encoder):
                                                                              device=frames.device)
         return out.pooled + masked_mean(out.tokens, mask)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
+    def cached_stage(self) -> CachedStage:
+        """The frame encoder: the feature cache stores its vector of every frame (``frame.cache``)
+        and the temporal model trains on them."""
+        return CachedStage(self.frame, self.encode_frames)
+
+    def encode_frames(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The frame encoder's part of :meth:`forward`: ``frame_vectors`` (B, T, D_frame), zeros on
+        padding frames, and ``mask`` (B, T), the keywords ``forward`` takes in place of ``x``."""
         batch, steps = x.shape[:2]
         if mask is None:
             mask = torch.ones(batch, steps, dtype=torch.bool, device=x.device)
         frames, real = x.flatten(0, 1), mask.flatten()
         # exported (torch.export: no data-dependent branch or row selection), every frame is encoded
-        # and the padding is masked below, as the traced graph of a clip of full length does
+        # and the padding is masked, as the traced graph of a clip of full length does
         if exporting() or bool(real.all()) or not bool(real.any()):
-            per_frame = self.frame_vectors(frames)
+            vectors = self.frame_vectors(frames) * real.unsqueeze(-1)
         else:  # the padding of shorter clips stays out of the frame encoder (and its batch norm statistics)
             rows = real.nonzero().squeeze(1)
             with batch_norms_frozen_for_one_row(self.frame, rows.shape[0]):
-                vectors = self.frame_vectors(frames.index_select(0, rows))
-            per_frame = vectors.new_zeros(frames.shape[0], vectors.shape[1]).index_copy(0, rows, vectors)
-        per_frame = per_frame.view(batch, steps, -1)  # (B, T, D_frame)
+                kept = self.frame_vectors(frames.index_select(0, rows))
+            vectors = kept.new_zeros(frames.shape[0], kept.shape[1]).index_copy(0, rows, kept)
+        return {"frame_vectors": vectors.view(batch, steps, -1), "mask": mask}  # (B, T, D_frame), (B, T)
+
+    def forward(self, x: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                frame_vectors: torch.Tensor | None = None) -> EncoderOutput:
+        """Clips ``x`` (B, T, C, H, W), or their cached ``frame_vectors`` (B, T, D_frame), with
+        ``mask`` (B, T) -> pooled (B, D), frame tokens (B, T, D) and ``mask``."""
+        if frame_vectors is None:
+            stage = self.encode_frames(x, mask)
+            frame_vectors, mask = stage["frame_vectors"], stage["mask"]
+        batch, steps = frame_vectors.shape[:2]
+        if mask is None:
+            mask = torch.ones(batch, steps, dtype=torch.bool, device=frame_vectors.device)
         if self.temporal_kind == "mean":
-            tokens = self.temporal(per_frame)  # (B, T, D)
+            tokens = self.temporal(frame_vectors)  # (B, T, D)
         elif self.temporal_kind == "gru":
             lengths = mask.sum(dim=1).clamp_min(1).cpu()  # packed: padding never enters the backward pass
-            packed = nn.utils.rnn.pack_padded_sequence(per_frame, lengths, batch_first=True, enforce_sorted=False)
+            packed = nn.utils.rnn.pack_padded_sequence(frame_vectors, lengths, batch_first=True, enforce_sorted=False)
             tokens, _ = nn.utils.rnn.pad_packed_sequence(self.temporal(packed)[0], batch_first=True,
                                                          total_length=steps)  # (B, T, 2 * dim)
         else:
-            hidden = self.input_proj(per_frame) + self.position[:, :steps]
+            hidden = self.input_proj(frame_vectors) + self.position[:, :steps]
             # a row with no real frame attends to everything (its output is masked below)
             blocked = ~mask & mask.any(dim=1, keepdim=True)
             tokens = self.temporal(hidden, src_key_padding_mask=blocked)  # (B, T, dim)
