@@ -33,7 +33,8 @@ class EncoderConfig(StrictModel):
         unfreeze: gradual unfreezing: more trailing blocks become trainable as epochs pass.
         cache: compute the (frozen) encoder's outputs once per input and store them (on disk under
             ``data.cache_dir``, memory-mapped, reused across epochs and runs; in memory without
-            it); training then never runs this encoder. Needs ``freeze: all``.
+            it); training then never runs this encoder. Needs ``freeze: all``. An encoder that nests
+            another (``frame_cnn``'s ``frame``) may cache that front stage only (:meth:`cached_stage`).
     """
 
     kinds: ClassVar[tuple[str, ...]] = ()
@@ -45,9 +46,24 @@ class EncoderConfig(StrictModel):
         """Why ``cache: true`` is refused when part of the encoder would train (a kind whose encoder
         nests another says which freeze it means)."""
         lora = getattr(self, "lora", None)
-        return (f"cache: true stores the outputs of a frozen encoder; it needs freeze: all without unfreeze or lora "
-                f"(got freeze: {self.freeze!r}, unfreeze: {'set' if self.unfreeze is not None else None}, lora: "
-                f"{'set' if lora is not None else None})")
+        got = (f"got freeze: {self.freeze!r}, unfreeze: {'set' if self.unfreeze is not None else None}, lora: "
+               f"{'set' if lora is not None else None}")
+        if self.freeze != "all":  # named under freeze (frame.freeze for a frame encoder): the key to change
+            return (f"freeze: must be all for cache: true, which stores the outputs of a frozen encoder (without "
+                    f"unfreeze or lora either); set freeze: all or drop cache ({got})")
+        return f"cache: true stores the outputs of a frozen encoder; it needs freeze: all without unfreeze or lora ({got})"
+
+    def cached_stage(self) -> tuple[str, EncoderConfig] | None:
+        """The frozen front stage whose outputs the feature cache stores while the rest of this encoder
+        trains on them: (its key, its config); None where ``cache`` (if set) stores the whole
+        encoder's outputs. The cache key hashes this stage's config and weights only, so that
+        training the rest never invalidates it (see :mod:`polymodal.data.embeddings`)."""
+        return None
+
+    def caches_features(self) -> bool:
+        """Whether the feature cache stores this encoder's outputs (``cache``) or those of its front
+        stage (:meth:`cached_stage`) in place of the inputs."""
+        return self.cache or self.cached_stage() is not None
 
     @model_validator(mode="after")
     def _check_fine_tuning(self, info: ValidationInfo) -> EncoderConfig:

@@ -101,13 +101,17 @@ def follow_encoder_preprocess(modality: Any) -> None:
 
 
 def check_feature_cache(config: Any) -> None:
-    """``encoder.cache`` stores embeddings computed once, so the preprocessing feeding a cached
-    encoder must be deterministic: no training-time augmentation."""
+    """``encoder.cache`` (or a front stage's cache, ``encoder.frame.cache``) stores embeddings
+    computed once, so the preprocessing feeding a cached encoder must be deterministic: no
+    training-time augmentation."""
     for name, modality in config.modalities.items():
         augment = getattr(modality.preprocess, "augment", None)
-        if getattr(modality.encoder, "cache", False) and augment is not None:
-            raise ValueError(f"modalities.{name}: encoder.cache stores each input's embedding once, so it cannot "
-                             f"follow preprocess.augment; remove one of them (got augment {augment.model_dump()})")
+        if augment is None or not modality.encoder.caches_features():
+            continue
+        stage = modality.encoder.cached_stage()
+        key = "encoder.cache" if stage is None else f"encoder.{stage[0]}.cache"
+        raise ValueError(f"modalities.{name}: {key} stores each input's embedding once, so it cannot follow "
+                         f"preprocess.augment; remove one of them (got augment {augment.model_dump()})")
 
 
 __all__ = ["LocalPath", "LoraConfig", "UnfreezeConfig", "adapt_channels", "check_feature_cache",

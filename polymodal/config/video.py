@@ -21,10 +21,24 @@ class FrameCnnConfig(EncoderConfig):
         frame: the per-frame image encoder (``cnn``, ``resnet``, ``timm`` with local pretrained
             weights...; its own ``freeze`` applies). A pretrained frame encoder brings its input
             size and normalisation to the video preprocessing, as it does for images. Gradual
-            unfreezing and the feature cache work on the whole video encoder, so ``unfreeze`` and
-            ``cache`` are written on ``frame_cnn`` itself; ``frame.cache`` is taken as ``cache`` when
-            ``frame_cnn`` has no weights of its own (``temporal: mean``, ``dim: null``), and refused
-            otherwise.
+            unfreezing works on the whole video encoder, so ``unfreeze`` is written on
+            ``frame_cnn`` itself. The feature cache stores either of two things:
+
+            - ``cache: true`` on ``frame_cnn`` (with its ``freeze: all``): the clip embeddings of
+              the whole video encoder, frame encoder and temporal model; nothing of it trains.
+            - ``frame.cache: true`` (with ``frame.freeze: all``): the frame encoder's vector of
+              every frame, (T, D_frame) per clip, under a temporal model that trains on them
+              (``frame_cnn``'s own ``freeze`` none, or a number of trailing blocks that stays
+              within the temporal model; no ``unfreeze``, which would reach the frame encoder).
+              The stored vectors are keyed by the frame encoder's weights and settings and the
+              preprocessing only: training the temporal model, or changing its settings, reuses
+              them (:meth:`cached_stage`).
+
+            ``frame.cache`` where ``frame_cnn`` has no weights of its own (``temporal: mean``,
+            ``dim: null``) is the same as ``cache`` and taken as it; beside ``cache: true`` it
+            adds nothing (the clip embeddings hold what the frame vectors would give) and is
+            dropped, so the two never conflict. ``frame.cache`` under ``freeze: all`` on a
+            ``frame_cnn`` with weights of its own is refused: nothing would train on the vectors.
         temporal: ``mean`` (masked average of the frame vectors), ``gru`` (bidirectional GRU of
             ``dim`` units per direction, averaged) or ``transformer`` (``layers`` of self-attention
             with learned frame positions, averaged).
@@ -51,9 +65,10 @@ class FrameCnnConfig(EncoderConfig):
         kept = "" if own.startswith("no") else " (its temporal model then keeps its initial weights)"
         return (f"freeze: must be all, this key (frame_cnn's own freeze, not frame.freeze), for cache: true, which "
                 f"stores the clip embeddings of the whole video encoder: the frame encoder and the temporal model "
-                f"({model}); frame.freeze: all freezes the frame encoder only, and frozen per-frame embeddings "
-                f"under a trainable temporal model are not cached. Set freeze: all beside cache{kept}, or drop "
-                f"cache (got freeze: {self.freeze!r}, frame.freeze: {self.frame.freeze!r})")
+                f"({model}); frame.freeze: all freezes the frame encoder only. Set freeze: all beside cache{kept}; "
+                f"or, to train the temporal model on cached per-frame vectors, write cache: true in frame (beside "
+                f"frame.freeze: all) instead of here (got freeze: {self.freeze!r}, frame.freeze: "
+                f"{self.frame.freeze!r})")
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> FrameCnnConfig:
@@ -69,22 +84,39 @@ class FrameCnnConfig(EncoderConfig):
             raise ValueError("frame.unfreeze: gradual unfreezing is scheduled on the whole video encoder, never on "
                              "its frame encoder; write unfreeze (and freeze) on frame_cnn itself; got frame.unfreeze: "
                              f"{_flow(self.frame.unfreeze.model_dump())}")
-        if not self.frame.cache:
+        if not self.frame.cache:  # (frame.cache already needs frame.freeze: all: EncoderConfig's own check)
             return self
-        if self.temporal != "mean" or self.dim is not None:
-            raise ValueError(f"frame.cache: the feature cache stores the whole video encoder's outputs, and this "
-                             f"frame_cnn has weights of its own (temporal: {self.temporal}, dim: {self.dim}); write "
-                             f"cache: true with freeze: all on frame_cnn itself (its temporal model is then frozen "
-                             f"too), or drop frame.cache; got frame.cache: true")
-        if self.freeze not in ("none", "all") or self.unfreeze is not None:
-            raise ValueError(f"frame.cache: the feature cache stores the outputs of a frozen video encoder, but "
-                             f"frame_cnn trains part of it (freeze: {self.freeze!r}, unfreeze: "
-                             f"{'set' if self.unfreeze is not None else None}); drop frame.cache, or set freeze: all without "
-                             f"unfreeze on frame_cnn")
-        # nothing of frame_cnn's own to train: caching the frame encoder caches the video encoder
-        self.frame = self.frame.model_copy(update={"cache": False})
-        self.freeze, self.cache = "all", True  # in this order: cache needs freeze: all
-        return self
+        if self.cache:  # the clip embeddings (freeze: all, checked) hold what the frame vectors would give
+            self.frame = self.frame.model_copy(update={"cache": False})
+            return self
+        if self.temporal == "mean" and self.dim is None:
+            if self.freeze not in ("none", "all") or self.unfreeze is not None:
+                raise ValueError(f"frame.cache: the feature cache stores the outputs of a frozen video encoder, but "
+                                 f"frame_cnn trains part of it (freeze: {self.freeze!r}, unfreeze: "
+                                 f"{'set' if self.unfreeze is not None else None}); drop frame.cache, or set freeze: "
+                                 f"all without unfreeze on frame_cnn")
+            # nothing of frame_cnn's own to train: caching the frame encoder caches the video encoder
+            self.frame = self.frame.model_copy(update={"cache": False})
+            self.freeze, self.cache = "all", True  # in this order: cache needs freeze: all
+            return self
+        model = f"temporal: {self.temporal}, dim: {_flow(self.dim)}"
+        if self.unfreeze is not None:
+            raise ValueError(f"frame.cache: the frame encoder's cached per-frame vectors need it frozen for good, but "
+                             f"frame_cnn's unfreeze trains its blocks, the frame encoder's too, as epochs pass; drop "
+                             f"unfreeze (the temporal model trains with freeze: none) or frame.cache (got unfreeze: "
+                             f"{_flow(self.unfreeze.model_dump())})")
+        if self.freeze == "all":
+            raise ValueError(f"frame.cache: the frame encoder's per-frame vectors are cached for a temporal model "
+                             f"that trains on them, but frame_cnn's freeze: all freezes its temporal model ({model}) "
+                             f"too; set freeze: none on frame_cnn to train it, or write cache: true on frame_cnn to "
+                             f"cache the clip embeddings of the whole frozen video encoder (got freeze: 'all', "
+                             f"frame.cache: true)")
+        return self  # the per-frame vectors are cached (cached_stage); freeze: N is checked once built
+
+    def cached_stage(self) -> tuple[str, EncoderConfig] | None:
+        """``frame`` with ``frame.cache`` (after validation only where the temporal model trains:
+        see the class docstring): the frame encoder's per-frame vectors are stored."""
+        return ("frame", self.frame) if self.frame.cache else None
 
     def preprocess_defaults(self, preprocess: Any) -> dict[str, Any]:
         """The frame encoder's own input size and normalisation (pretrained backbones)."""
@@ -151,6 +183,17 @@ def _shorthand_problems(value: Mapping, cls: type[EncoderConfig], info: Validati
     return problems
 
 
+def _shorthand_error(location: tuple, message: str, value: Mapping) -> dict[str, Any]:
+    """One problem of the shorthand, reported under ``location`` in the encoder's section. A rule
+    that names a key the user did not write (``freeze: must be all for cache: true``) is worded as
+    a rule of the section, which the config error reports under that key (a location the input
+    lacks would be dropped)."""
+    if location and location[0] not in value:
+        path = ".".join(str(part) for part in location)
+        return {"type": PydanticCustomError("value_error", f"{path}: {message}"), "loc": (), "input": value}
+    return {"type": PydanticCustomError("encoder_shorthand", message), "loc": location, "input": value}
+
+
 def image_encoder_per_frame(value: Any, info: ValidationInfo) -> Any:
     """An image encoder written directly on a video modality (``encoder: {name: resnet, ...}``) is
     shorthand for ``frame_cnn`` with that frame encoder, ``temporal: mean`` and no projection
@@ -172,9 +215,8 @@ def image_encoder_per_frame(value: Any, info: ValidationInfo) -> Any:
         cls = IMAGE_ENCODERS[name]
         problems = _shorthand_problems(value, cls, info)
         if problems:  # each under the key the user wrote; the message already says what it got
-            raise ValidationError.from_exception_data("encoder", [
-                {"type": PydanticCustomError("encoder_shorthand", message), "loc": location, "input": value}
-                for location, message in problems])
+            raise ValidationError.from_exception_data("encoder", [_shorthand_error(location, message, value)
+                                                                  for location, message in problems])
         value = cls.model_validate(value, context=info.context)
     if isinstance(value, tuple(IMAGE_ENCODERS.values())):
         return FrameCnnConfig(frame=value, temporal="mean", dim=None)

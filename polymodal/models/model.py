@@ -69,6 +69,7 @@ class MultimodalNet(nn.Module):
     def _encode_one(self, name: str, kwargs: Mapping[str, torch.Tensor], present: torch.Tensor) -> EncoderOutput:
         if "pooled" in kwargs:  # outputs stored by the frozen-feature cache: the encoder does not run
             return precomputed_output(kwargs, present)
+        # raw inputs, or a cached front stage's arrays (frame_vectors + mask), which the encoder takes alike
         encoder = self.encoders[name]
         if not self.encode_present_only or bool(present.all()):
             with batch_norms_frozen_for_one_row(encoder, present.shape[0]):
@@ -159,6 +160,7 @@ def build_encoders(config: Any, contexts: Mapping[str, Mapping[str, Any]]) -> di
             encoder.freeze(modality.encoder.freeze)
         except EncoderSettingError as err:
             raise ConfigError([f"modalities.{name}.encoder.{err}"]) from None
+        check_cached_stage(name, modality.encoder, encoder)
         frozen = sum(p.numel() for p in encoder.parameters() if not p.requires_grad)
         if frozen and modality.encoder.freeze != "none" and not encoder.pretrained and not contexts[name].get("restore") \
                 and getattr(modality.encoder, "unfreeze", None) is None:
@@ -168,6 +170,30 @@ def build_encoders(config: Any, contexts: Mapping[str, Mapping[str, Any]]) -> di
                       "freeze: none")
         encoders[name] = encoder
     return encoders
+
+
+def check_cached_stage(name: str, cfg: Any, encoder: Encoder) -> None:
+    """An encoder whose front stage's outputs are cached (``cfg.cached_stage()``) must have that
+    stage, and its own ``freeze`` must leave it wholly frozen: ``freeze: N`` trains the last N
+    blocks, which may reach into the stage (known once the encoder is built).
+
+    Raises:
+        ConfigError: named ``modalities.<name>.encoder.freeze`` (or ``.<stage>.cache``).
+    """
+    staged = cfg.cached_stage()
+    if staged is None:
+        return
+    key = staged[0]
+    stage = encoder.cached_stage()
+    if stage is None:
+        raise ConfigError([f"modalities.{name}.encoder.{key}.cache: encoder '{cfg.name}' has no front stage to cache "
+                           f"apart from the rest; write cache: true on the encoder itself, or drop {key}.cache"])
+    trained = sum(p.numel() for p in stage.module.parameters() if p.requires_grad)
+    if trained:
+        raise ConfigError([f"modalities.{name}.encoder.freeze: {cfg.freeze!r} trains the last blocks of the "
+                           f"encoder's {len(encoder.blocks())}, {trained} parameters of them in {key}, whose outputs "
+                           f"{key}.cache stores once; train fewer blocks (freeze: none leaves {key} to its own "
+                           f"freeze: all), or drop {key}.cache"])
 
 
 def build_model(config: Any, contexts: Mapping[str, Mapping[str, Any]], n_outputs: int,

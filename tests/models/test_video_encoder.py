@@ -126,10 +126,12 @@ def test_each_problem_of_the_shorthand_is_reported_under_its_own_key():
         "modalities.v.encoder.channels.1: Input should be greater than 0 (got 0)",
         "modalities.v.encoder.kernal: unknown key 'kernal' (did you mean 'kernel'?); allowed keys: batch_norm, cache, "
         "channels, convs_per_stage, dim, dropout, freeze, kernel, name, pool, unfreeze"]
-    # a rule of the image encoder names its key, relative to the encoder, with no "<root>"
+    # a rule of the image encoder names its key, relative to the encoder, with no "<root>", even a key the
+    # shorthand does not write (freeze)
     assert problems_of({"name": "resnet", "cache": True}) == [
-        "modalities.v.encoder.cache: true stores the outputs of a frozen encoder; it needs freeze: all without "
-        "unfreeze or lora (got freeze: 'none', unfreeze: None, lora: None)"]
+        "modalities.v.encoder.freeze: must be all for cache: true, which stores the outputs of a frozen encoder "
+        "(without unfreeze or lora either); set freeze: all or drop cache (got freeze: 'none', unfreeze: None, "
+        "lora: None)"]
 
 
 def test_frame_cnn_keys_on_the_shorthand_point_to_the_explicit_form():
@@ -185,9 +187,10 @@ def test_cache_refused_on_frame_cnn_names_frame_cnn_s_own_freeze_not_the_frame_s
     assert problems == [
         "modalities.v.encoder.freeze: must be all, this key (frame_cnn's own freeze, not frame.freeze), for cache: "
         "true, which stores the clip embeddings of the whole video encoder: the frame encoder and the temporal model "
-        "(temporal: gru, dim: 8: weights of its own); frame.freeze: all freezes the frame encoder only, and frozen "
-        "per-frame embeddings under a trainable temporal model are not cached. Set freeze: all beside cache (its "
-        "temporal model then keeps its initial weights), or drop cache (got freeze: 'none', frame.freeze: 'all')"]
+        "(temporal: gru, dim: 8: weights of its own); frame.freeze: all freezes the frame encoder only. Set freeze: "
+        "all beside cache (its temporal model then keeps its initial weights); or, to train the temporal model on "
+        "cached per-frame vectors, write cache: true in frame (beside frame.freeze: all) instead of here (got "
+        "freeze: 'none', frame.freeze: 'all')"]
     assert problems_of({"name": "frame_cnn", "cache": True, "freeze": "all", "unfreeze": {"every": 2},
                         "frame": {"name": "cnn", "channels": [4], "dim": 8}}) == [
         "modalities.v.encoder.unfreeze: cache: true stores the clip embeddings of the whole video encoder, which "
@@ -197,17 +200,106 @@ def test_cache_refused_on_frame_cnn_names_frame_cnn_s_own_freeze_not_the_frame_s
     assert cfg.cache and cfg.freeze == "all"  # what the message asks for is accepted
 
 
-def test_frame_cache_is_refused_where_frame_cnn_trains_weights_of_its_own():
+FROZEN_FRAME = {"name": "cnn", "channels": [4], "dim": 8, "freeze": "all", "cache": True}
+
+
+def test_frame_cache_under_a_trainable_temporal_model_caches_the_frame_vectors():
+    """frame.cache beside a temporal model that trains: the frame encoder's per-frame vectors are
+    cached (cached_stage), frame_cnn's own cache stays off, and nothing else is rewritten."""
+    for extra in ({"temporal": "gru", "dim": 8}, {"temporal": "transformer", "dim": 8, "heads": 2, "freeze": 2},
+                  {"temporal": "mean", "dim": 4}):
+        cfg = video_config({"name": "frame_cnn", "frame": FROZEN_FRAME, **extra}).modalities["v"].encoder
+        assert cfg.cached_stage() == ("frame", cfg.frame) and cfg.frame.cache and not cfg.cache, extra
+        assert cfg.caches_features() and cfg.freeze == extra.get("freeze", "none")
+
+
+def test_frame_cache_beside_a_cached_frame_cnn_is_the_clip_cache():
+    """cache: true on a wholly frozen frame_cnn stores the clip embeddings, which hold what the frame
+    vectors would give: frame.cache beside it is dropped, never a second cache."""
+    cfg = video_config({"name": "frame_cnn", "temporal": "gru", "dim": 8, "freeze": "all", "cache": True,
+                        "frame": FROZEN_FRAME}).modalities["v"].encoder
+    assert cfg.cache and not cfg.frame.cache and cfg.cached_stage() is None
+
+
+def test_frame_cache_is_refused_where_the_frame_encoder_or_nothing_would_train():
+    # the frame encoder itself must be frozen: the refusal names frame.freeze
     assert problems_of({"name": "frame_cnn", "temporal": "gru", "dim": 8,
-                        "frame": {"name": "resnet", "freeze": "all", "cache": True}}) == [
-        "modalities.v.encoder.frame.cache: the feature cache stores the whole video encoder's outputs, and this "
-        "frame_cnn has weights of its own (temporal: gru, dim: 8); write cache: true with freeze: all on frame_cnn "
-        "itself (its temporal model is then frozen too), or drop frame.cache; got frame.cache: true"]
+                        "frame": {"name": "cnn", "dim": 8, "cache": True}}) == [
+        "modalities.v.encoder.frame.freeze: must be all for cache: true, which stores the outputs of a frozen "
+        "encoder (without unfreeze or lora either); set freeze: all or drop cache (got freeze: 'none', unfreeze: "
+        "None, lora: None)"]
+    assert problems_of({"name": "frame_cnn", "temporal": "gru", "dim": 8, "frame": {
+        "name": "timm", "arch": "test_resnet", "freeze": "all", "cache": True, "lora": {"r": 2}}}) == [
+        "modalities.v.encoder.frame.cache: true stores the outputs of a frozen encoder; it needs freeze: all without "
+        "unfreeze or lora (got freeze: 'all', unfreeze: None, lora: set)"]
+    # nothing of frame_cnn's own (temporal: mean, dim: null), and freeze: 1 trains the frame encoder's last block
     assert problems_of({"name": "frame_cnn", "dim": None, "freeze": 1,
                         "frame": {"name": "resnet", "freeze": "all", "cache": True}}) == [
         "modalities.v.encoder.frame.cache: the feature cache stores the outputs of a frozen video encoder, but "
         "frame_cnn trains part of it (freeze: 1, unfreeze: None); drop frame.cache, or set freeze: all without "
         "unfreeze on frame_cnn"]
+    # unfreeze reaches the frame encoder as epochs pass
+    assert problems_of({"name": "frame_cnn", "temporal": "gru", "dim": 8, "freeze": 1, "unfreeze": {"every": 2},
+                        "frame": FROZEN_FRAME}) == [
+        "modalities.v.encoder.frame.cache: the frame encoder's cached per-frame vectors need it frozen for good, but "
+        "frame_cnn's unfreeze trains its blocks, the frame encoder's too, as epochs pass; drop unfreeze (the "
+        "temporal model trains with freeze: none) or frame.cache (got unfreeze: {start: 1, every: 2, blocks: 1})"]
+    # freeze: all on frame_cnn freezes the temporal model: nothing would train on the vectors
+    assert problems_of({"name": "frame_cnn", "temporal": "gru", "dim": 8, "freeze": "all",
+                        "frame": FROZEN_FRAME}) == [
+        "modalities.v.encoder.frame.cache: the frame encoder's per-frame vectors are cached for a temporal model "
+        "that trains on them, but frame_cnn's freeze: all freezes its temporal model (temporal: gru, dim: 8) too; "
+        "set freeze: none on frame_cnn to train it, or write cache: true on frame_cnn to cache the clip embeddings "
+        "of the whole frozen video encoder (got freeze: 'all', frame.cache: true)"]
+
+
+@pytest.mark.filterwarnings("ignore:modalities.v.encoder.freeze. 1 freezes")  # random weights: a test
+def test_a_frozen_frame_stage_that_freeze_n_would_train_is_refused_once_built():
+    """freeze: N trains the last N blocks of frame_cnn: within the GRU (one block) the frame encoder
+    stays frozen and its vectors cacheable; two blocks reach into it, named under freeze."""
+    from polymodal.errors import ConfigError
+    from polymodal.models.model import build_encoders
+
+    contexts = {"v": CONTEXT}
+    config = video_config({"name": "frame_cnn", "temporal": "gru", "dim": 8, "freeze": 1, "frame": FROZEN_FRAME})
+    encoder = build_encoders(config, contexts)["v"]
+    assert not any(p.requires_grad for p in encoder.cached_stage().module.parameters())
+    assert all(p.requires_grad for p in encoder.temporal.parameters())
+    config = video_config({"name": "frame_cnn", "temporal": "gru", "dim": 8, "freeze": 2, "frame": FROZEN_FRAME})
+    with pytest.raises(ConfigError) as err:
+        build_encoders(config, contexts)
+    assert err.value.problems == [
+        "modalities.v.encoder.freeze: 2 trains the last blocks of the encoder's 3, 2096 parameters of them in frame, "
+        "whose outputs frame.cache stores once; train fewer blocks (freeze: none leaves frame to its own freeze: "
+        "all), or drop frame.cache"]
+
+
+@pytest.mark.parametrize("temporal", ["mean", "gru", "transformer"])
+def test_the_temporal_model_on_cached_frame_vectors_gives_the_outputs_of_the_clips(temporal):
+    """forward(frame_vectors=..., mask=...) on what the cached stage returns equals forward on the
+    clips, short clips (padding) included, in training mode too (the frozen frame encoder runs as
+    at inference), and the padding's vectors are stored as zeros."""
+    mask = torch.tensor([[True, True, False, False], [True, True, True, True], [True, False, False, False]])
+    x = torch.rand(3, 4, 1, 16, 16)
+    x[~mask] = 0.0  # as decoded: zero padding
+    torch.manual_seed(0)
+    encoder = ENCODERS.build(FrameCnnConfig(frame=FROZEN_FRAME, temporal=temporal, dim=8, heads=2), kind="video",
+                             **CONTEXT)
+    stage = encoder.cached_stage()
+    assert stage.module is encoder.frame
+    for mode in (False, True):
+        encoder.train(mode)
+        torch.manual_seed(1)  # the same dropout draws in the temporal model
+        with torch.no_grad():
+            stored = stage.run(x, mask)
+            torch.manual_seed(2)
+            cached = encoder(**stored)
+            torch.manual_seed(2)
+            raw = encoder(x, mask)
+        assert set(stored) == {"frame_vectors", "mask"} and stored["frame_vectors"].shape == (3, 4, 8)
+        assert not stored["frame_vectors"][~mask].any() and torch.equal(stored["mask"], mask)
+        torch.testing.assert_close(cached.pooled, raw.pooled, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(cached.tokens, raw.tokens, rtol=1e-5, atol=1e-6)
 
 
 def test_a_pretrained_frame_encoder_loads_local_weights_and_brings_its_preprocessing(tmp_path):
