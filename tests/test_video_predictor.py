@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
 from PIL import Image
 
 from polymodal import MultimodalPredictor
@@ -73,3 +75,155 @@ def test_frame_folders_in_a_manifest_train_and_a_cached_run_sees_an_edited_frame
     after = pred.predict_proba(tmp_path / "m.csv")
     changed = ~np.isclose(before.to_numpy(), after.to_numpy()).all(axis=1)
     assert changed.tolist() == [True] + [False] * 7
+
+
+# --- frame.cache: a frozen frame encoder's per-frame vectors cached under a GRU that trains ---
+def write_short_clips(folder) -> int:
+    """16 .npy clips of a bar moving right (class 1) or left (class 0), 3-5 frames each (5 sampled
+    with a stride: the shorter ones padded), a noisy tabular hint, and no clip on row 5. Returns the
+    real frames of the clips, what one pass of the frame encoder over them sees."""
+    rng = np.random.default_rng(0)
+    rows, real = [], 0
+    for i in range(16):
+        k, n = i % 2, 3 + i % 3
+        clip = np.zeros((n, 8, 8), np.uint8)
+        for t in range(n):
+            clip[t, 2:6, 1 + t if k else 6 - t] = 255
+        clip[0, 0, 0] = i  # every clip's content its own (the cache stores each once)
+        if i != 5:
+            np.save(folder / f"v{i}.npy", clip)
+            real += n
+        rows.append({"clip": "" if i == 5 else f"v{i}.npy", "x1": float(k + rng.normal(0, 1.0)), "label": f"c{k}"})
+    pd.DataFrame(rows).to_csv(folder / "m.csv", index=False)
+    return real
+
+
+def frame_cache_config(cache_dir, **report) -> dict:
+    frame = {"name": "cnn", "channels": [4], "dim": 8, "freeze": "all", "cache": True}
+    return {
+        "task": "classification", "target": "label",
+        "modalities": {
+            "video": {"kind": "video", "column": "clip",
+                      "preprocess": {"size": 8, "color": "gray", "frames": 5, "sampling": "stride"},
+                      "encoder": {"name": "frame_cnn", "frame": frame, "temporal": "gru", "dim": 8}},
+            "table": {"kind": "tabular", "columns": ["x1"], "encoder": {"dim": 4, "hidden": [8]}}},
+        "fusion": {"name": "concat"},
+        "train": {"epochs": 3, "batch_size": 8, "lr": 1e-2, "progress": False, "early_stopping": None},
+        "data": {"cache_dir": str(cache_dir)},
+        "report": {"rows": 0, **report},
+    }
+
+
+class FrameEncoderCalls:
+    """Counts the frames ``FrameEncoder``'s frame encoder runs on (the only way to it), and keeps
+    the state every ``FrameEncoder`` was built with."""
+
+    def __init__(self, monkeypatch):
+        from polymodal.models.encoders.video import FrameEncoder
+
+        self.frames, self.built = 0, []
+        vectors, build = FrameEncoder.frame_vectors, FrameEncoder.from_config.__func__
+
+        def counted(encoder, frames):
+            self.frames += frames.shape[0]
+            return vectors(encoder, frames)
+
+        def recorded(cls, *args, **kwargs):
+            encoder = build(cls, *args, **kwargs)
+            self.built.append({k: v.detach().clone() for k, v in encoder.state_dict().items()})
+            return encoder
+
+        monkeypatch.setattr(FrameEncoder, "frame_vectors", counted)
+        monkeypatch.setattr(FrameEncoder, "from_config", classmethod(recorded))
+
+    def since(self, start: int) -> int:
+        return self.frames - start
+
+
+@pytest.fixture(scope="module")
+def frame_cached(tmp_path_factory):
+    """A fit with frame.cache, and the frames its frame encoder ran on (one pass to fill the cache)."""
+    folder = tmp_path_factory.mktemp("frame-cache")
+    real = write_short_clips(folder)
+    with pytest.MonkeyPatch.context() as patch:
+        calls = FrameEncoderCalls(patch)
+        predictor = MultimodalPredictor.from_config(frame_cache_config(folder / "cache")).fit(
+            folder / "m.csv", folder / "m.csv", out=folder / "run")
+        return {"folder": folder, "real": real, "predictor": predictor, "fit_frames": calls.frames,
+                "initial": calls.built[0]}
+
+
+def test_a_fit_stores_the_frame_vectors_once_and_a_second_fit_trains_the_gru_on_them(frame_cached, monkeypatch):
+    folder = frame_cached["folder"]
+    # training and validation read the same clips: the frame encoder ran once per clip, on its real frames
+    assert frame_cached["fit_frames"] == frame_cached["real"]
+    encoder = frame_cached["predictor"].net.encoders["video"]
+    initial = frame_cached["initial"]
+    for key, value in encoder.state_dict().items():
+        if key.startswith("frame."):  # frozen, and its vectors cached
+            assert torch.equal(value.cpu(), initial[key]), key
+    trained = [key for key in initial if key.startswith("temporal.")]
+    assert trained and all(not torch.equal(encoder.state_dict()[k].cpu(), initial[k]) for k in trained)
+    calls = FrameEncoderCalls(monkeypatch)
+    again = MultimodalPredictor.from_config(frame_cache_config(folder / "cache")).fit(folder / "m.csv", folder / "m.csv")
+    assert calls.frames == 0  # the same frame weights: every clip read back from the cache, none encoded
+    assert torch.equal(again.net.encoders["video"].frame.state_dict()["stages.0.0.weight"],
+                       encoder.frame.state_dict()["stages.0.0.weight"])
+    assert not torch.equal(calls.built[0]["temporal.weight_ih_l0"], again.net.encoders["video"].temporal.weight_ih_l0)
+
+
+def test_the_cached_run_predicts_what_its_weights_give_on_the_raw_frames(frame_cached, monkeypatch):
+    """Short clips (padding) and a row without a clip included; the saved run does the same."""
+    folder, predictor = frame_cached["folder"], frame_cached["predictor"]
+    calls = FrameEncoderCalls(monkeypatch)
+    cached = predictor.predict_proba(folder / "m.csv")
+    loaded = MultimodalPredictor.load(folder / "run").predict_proba(folder / "m.csv")
+    assert calls.frames == 0  # read back from the cache
+    monkeypatch.setattr(MultimodalPredictor, "network_table", lambda self, manifest, table, **_: table)
+    raw = predictor.predict_proba(folder / "m.csv")  # the whole video encoder on the frames
+    assert calls.frames == frame_cached["real"]
+    np.testing.assert_allclose(cached.to_numpy(), raw.to_numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(loaded.to_numpy(), raw.to_numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_integrated_gradients_of_a_cached_run_read_the_frames(frame_cached, monkeypatch):
+    folder, predictor = frame_cached["folder"], frame_cached["predictor"]
+    calls = FrameEncoderCalls(monkeypatch)
+    explanation = predictor.explain(folder / "m.csv", samples=4, steps=8)
+    videos = [item for item in explanation.within if item.modality == "video"]
+    assert len(videos) >= 2 and all(item.layout == "frames" for item in videos) and calls.frames > 0
+    assert all(item.attribution.shape == (3 + item.row % 3, 8, 8) and np.abs(item.attribution).sum() > 0
+               for item in videos)
+
+
+def assert_same_numbers(got, expected, path: str = "diagnostics") -> None:
+    """Equal structure; numbers equal to float32 rounding (the same network on other batches)."""
+    if isinstance(expected, dict):
+        assert set(got) == set(expected), path
+        for key in expected:
+            assert_same_numbers(got[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert len(got) == len(expected), path
+        for i, (g, e) in enumerate(zip(got, expected)):
+            assert_same_numbers(g, e, f"{path}[{i}]")
+    elif isinstance(expected, float):
+        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6, nan_ok=True), path
+    else:
+        assert got == expected, path
+
+
+def test_the_report_of_a_frame_cached_run_gives_the_numbers_of_running_the_frame_encoder(frame_cached, monkeypatch):
+    """Subsets, Shapley importance and calibration read the cached frame vectors, once per row."""
+    from polymodal.config import ReportConfig
+    from polymodal.evaluation.diagnostics import diagnose
+
+    folder, predictor = frame_cached["folder"], frame_cached["predictor"]
+    cfg = ReportConfig(rows=16, robustness=False)
+    calls = FrameEncoderCalls(monkeypatch)
+    fast = diagnose(predictor, folder / "m.csv", "test", cfg)
+    latency = calls.frames  # the latency measurement times the whole network on the frames, as deployed
+    monkeypatch.setattr(MultimodalPredictor, "network_table", lambda self, manifest, table, **_: table)
+    slow = diagnose(predictor, folder / "m.csv", "test", cfg)
+    assert calls.frames - latency > 5 * frame_cached["real"]  # without the cache: every analysis encodes frames
+    for key in ("subsets", "importance", "interactions", "calibration"):
+        assert_same_numbers(fast[key], slow[key], key)

@@ -6,14 +6,24 @@ training never runs it: batches carry the stored outputs (``pooled`` (B, D), and
 token-level fusion ``tokens`` (B, T, D) + ``token_mask`` (B, T)) and ``MultimodalNet`` passes
 them straight to the fusion.
 
+An encoder may cache a frozen front stage only (``frame_cnn`` with ``frame.cache``: the frame
+encoder's vector of every frame, under a temporal model that trains): the config's
+``cached_stage()`` asks for it and the encoder's ``cached_stage()``
+(:class:`~polymodal.models.encoders.base.CachedStage`) says what to run. The store then holds the
+arrays the stage returns (``frame_vectors`` (T, D) float32, ``mask`` (T,) bool per clip), batches
+carry them as the encoder's keyword inputs, and ``MultimodalNet`` runs the encoder on them (the
+rest of it only). Its key hashes the stage's weights and settings, not the rest's: training the
+temporal model, or changing its settings, reuses the stored vectors.
+
 On disk (``data.cache_dir``) embeddings live in a :class:`~polymodal.data.cache.FeatureStore`
 under ``<cache_dir>/embeddings/<fingerprint>/``: memory-mapped, append-only, atomically
 committed segments, keyed per item by the content hash of the input (file bytes or inline value).
 The fingerprint hashes
 
-- the encoder's weights (every tensor of its state; ONNX encoders hash their model files),
+- the encoder's (or cached stage's) weights (every tensor of its state; ONNX encoders hash their
+  model files) and settings,
 - the preprocessing: config (including batch-time normalisation), fitted state, and
-- what is stored (pooled only, or tokens too),
+- what is stored (pooled only, tokens too, or a stage's arrays),
 
 so changing any of them, or the input file, computes fresh embeddings, while the same input
 under another name or in another run is a hit. Without a ``cache_dir`` the embeddings are
@@ -23,10 +33,12 @@ A fitted model reads the same store back (:func:`reuse_cached_features`): ``eval
 ``predict`` on rows the cache holds (a fit's validation and test rows, a manifest predicted
 before) run no frozen encoder, and the report's analyses, which run the network on the same rows
 many times (modality subsets, Shapley importance, calibration, the uncorrupted modalities of a
-robustness sweep), embed each row once.
+robustness sweep), embed each row once. What needs the inputs themselves (a corrupted copy of the
+modality, integrated gradients over its pixels, the latency measurement, export) reads the
+encoded table, and the whole encoder, cached stage included, runs on it.
 
 This module needs only ``torch``: the encoder is any module with the encoder face
-(``forward(**inputs) -> (pooled, tokens, token_mask)``, ``weights_fingerprint()``).
+(``forward(**inputs) -> (pooled, tokens, token_mask)``, ``weights_fingerprint()``, ``cached_stage()``).
 """
 
 from __future__ import annotations
@@ -34,9 +46,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -49,6 +61,9 @@ from polymodal.data.modalities.base import ArraySpec, Preprocessor, digested
 from polymodal.utils.device import default_device
 from polymodal.utils.progress import progress_bar
 
+if TYPE_CHECKING:
+    from polymodal.models.encoders.base import CachedStage
+
 SUBFOLDER = "embeddings"
 # encoder settings that do not change a frozen encoder's outputs: the cache flag itself, and where
 # the weights were read from (the weights are hashed themselves)
@@ -57,20 +72,22 @@ BATCH = 64
 
 
 class PrecomputedBatcher:
-    """``to_batch`` for stored encoder outputs: the encoder-output keywords the network takes
-    in place of raw inputs (see ``MultimodalNet``)."""
+    """``to_batch`` for stored encoder (or cached stage) outputs: the keywords the network takes in
+    place of raw inputs (see ``MultimodalNet``); masks stay boolean, the rest is float."""
 
     def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
-        return {k: v.bool() if k == "token_mask" else v.float() for k, v in arrays.items()}
+        return {k: v.bool() if k == "token_mask" or v.dtype == torch.bool else v.float() for k, v in arrays.items()}
 
 
 def embedding_fingerprint(encoder: torch.nn.Module, preprocessor: Preprocessor, tokens: bool,
-                          settings: Mapping[str, Any] | None = None) -> str:
+                          settings: Mapping[str, Any] | None = None, stage: bool = False) -> str:
     """Hash of the encoder's weights and settings (its config: a pooling or a layer choice changes
     the outputs of the same weights), the full preprocessing (config and fitted state) and the
-    stored layout: what determines an input's stored embedding."""
+    stored layout: what determines an input's stored embedding. With ``stage``, ``encoder`` and
+    ``settings`` are a cached front stage's (:class:`~polymodal.models.encoders.base.CachedStage`)."""
     cfg = getattr(preprocessor, "cfg", None)
-    payload = json.dumps({
+    layout = {"stage": True} if stage else {}  # (a whole encoder's key as before the stages came)
+    payload = json.dumps({**layout,
         "encoder": encoder.weights_fingerprint(),
         "encoder_settings": digested(dict(settings or {})),
         "preprocess": preprocessor.fingerprint(),
@@ -82,11 +99,19 @@ def embedding_fingerprint(encoder: torch.nn.Module, preprocessor: Preprocessor, 
     return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
 
 
-def _run(encoder: torch.nn.Module, preprocessor: Preprocessor, arrays: Mapping[str, Any], rows: np.ndarray,
-         tokens: bool, device: torch.device) -> dict[str, np.ndarray]:
-    """The encoder's outputs for ``rows`` of the featurised ``arrays``."""
+Produce = Callable[[dict[str, torch.Tensor]], dict[str, np.ndarray]]  # encoder inputs -> arrays to store
+
+
+def _run(produce: Produce, preprocessor: Preprocessor, arrays: Mapping[str, Any], rows: np.ndarray,
+         device: torch.device) -> dict[str, np.ndarray]:
+    """What ``produce`` stores for ``rows`` of the featurised ``arrays``."""
     batch = {k: torch.from_numpy(np.ascontiguousarray(v[rows])) for k, v in arrays.items()}
-    inputs = {k: v.to(device) for k, v in preprocessor.to_batch(batch, False).items()}
+    return produce({k: v.to(device) for k, v in preprocessor.to_batch(batch, False).items()})
+
+
+def _encoder_outputs(encoder: torch.nn.Module, preprocessor: Preprocessor, tokens: bool,
+                     inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """A whole encoder's stored outputs: ``pooled`` (B, D) [+ ``tokens`` (B, T, D), ``token_mask`` (B, T)]."""
     out = encoder(**inputs)
     result = {"pooled": out.pooled.float().cpu().numpy()}
     if tokens:
@@ -99,19 +124,26 @@ def _run(encoder: torch.nn.Module, preprocessor: Preprocessor, arrays: Mapping[s
     return result
 
 
-class _Embedder:
-    """Runs one frozen encoder over chosen rows in batches (eval mode, no autograd), restoring
-    its mode and device afterwards."""
+def _stage_outputs(stage: CachedStage, inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """A cached stage's arrays, floats as float32 (what the network reads in place of ``inputs``)."""
+    return {k: (v.float() if v.is_floating_point() else v).cpu().numpy() for k, v in stage.run(**inputs).items()}
 
-    def __init__(self, encoder: torch.nn.Module, preprocessor: Preprocessor, modality: EncodedModality, tokens: bool,
-                 batch_size: int, progress: bool, device: torch.device):
-        self.encoder, self.preprocessor, self.modality = encoder, preprocessor, modality
-        self.tokens, self.batch_size, self.progress = tokens, batch_size, progress
+
+class _Embedder:
+    """Runs one frozen encoder (or cached stage: ``module``) over chosen rows in batches (eval
+    mode, no autograd), restoring its mode and device afterwards."""
+
+    def __init__(self, module: torch.nn.Module, produce: Produce, preprocessor: Preprocessor,
+                 modality: EncodedModality, batch_size: int, progress: bool, device: torch.device):
+        self.module, self.produce, self.preprocessor, self.modality = module, produce, preprocessor, modality
+        self.batch_size, self.progress = batch_size, progress
         self.device = device
 
-    def __call__(self, rows: np.ndarray, write: Any) -> None:
-        """``write(positions, outputs)`` for consecutive batches of ``rows``."""
-        encoder = self.encoder
+    def __call__(self, rows: np.ndarray, write: Any, arrays: Mapping[str, Any] | None = None) -> None:
+        """``write(positions, outputs)`` for consecutive batches of ``rows`` (of ``arrays``, default
+        the modality's)."""
+        arrays = self.modality.arrays if arrays is None else arrays
+        encoder = self.module
         params = next(iter(encoder.parameters()), None)
         home = params.device if params is not None else torch.device("cpu")
         device = self.device
@@ -122,8 +154,8 @@ class _Embedder:
                                                       enabled=self.progress) as advance:
                 for start in range(0, len(rows), self.batch_size):
                     part = rows[start:start + self.batch_size]
-                    write(np.arange(start, start + len(part)), _run(encoder, self.preprocessor, self.modality.arrays,
-                                                                     part, self.tokens, device))
+                    write(np.arange(start, start + len(part)), _run(self.produce, self.preprocessor, arrays, part,
+                                                                     device))
                     advance(len(part))
         finally:
             encoder.to(home).train(was_training)
@@ -132,25 +164,35 @@ class _Embedder:
 def embed_modality(encoder: torch.nn.Module, preprocessor: Preprocessor, modality: EncodedModality,
                    keys: np.ndarray | None = None, *, cache_dir: Path | None = None, tokens: bool = False,
                    batch_size: int = BATCH, progress: bool = False,
-                   settings: Mapping[str, Any] | None = None, device: torch.device | None = None) -> EncodedModality:
-    """Replace a modality's featurised arrays by its frozen encoder's outputs.
+                   settings: Mapping[str, Any] | None = None, device: torch.device | None = None,
+                   stage: CachedStage | None = None) -> EncodedModality:
+    """Replace a modality's featurised arrays by its frozen encoder's outputs (or its cached
+    stage's).
 
     Args:
         modality: the encoded modality (N rows); only present rows are embedded.
         keys: (N,) content keys (``S16``) of the rows, needed with ``cache_dir``.
         cache_dir: the on-disk cache root (``data.cache_dir``), or None to keep results in memory.
-        tokens: also store token sequences and masks (for token-level fusion).
-        settings: the encoder's config (part of the cache key beside its weights).
+        tokens: also store token sequences and masks (for token-level fusion; not with ``stage``).
+        settings: the encoder's config (part of the cache key beside its weights); with ``stage``,
+            the stage's.
         device: where the encoder runs (default: :func:`~polymodal.utils.device.default_device`).
+        stage: store this front stage's arrays (``encoder.cached_stage()``) instead of the whole
+            encoder's outputs; the encoder then runs on them.
 
     Returns:
-        The modality with arrays ``pooled`` (N, D) [+ ``tokens`` (N, T, D), ``token_mask`` (N, T)],
+        The modality with arrays ``pooled`` (N, D) [+ ``tokens`` (N, T, D), ``token_mask`` (N, T)]
+        (with ``stage``: the stage's arrays, e.g. ``frame_vectors`` (N, T, D), ``mask`` (N, T)),
         zero rows where absent, and a :class:`PrecomputedBatcher`.
     """
     n = len(modality.present)
     rows = np.flatnonzero(modality.present)
     device = device if device is not None else default_device()
-    run = _Embedder(encoder, preprocessor, modality, tokens, batch_size, progress, device)
+    if stage is None:
+        module, produce = encoder, lambda inputs: _encoder_outputs(encoder, preprocessor, tokens, inputs)
+    else:
+        module, produce = stage.module, lambda inputs: _stage_outputs(stage, inputs)
+    run = _Embedder(module, produce, preprocessor, modality, batch_size, progress, device)
     if cache_dir is None:
         arrays: dict[str, np.ndarray] = {}
 
@@ -161,12 +203,17 @@ def embed_modality(encoder: torch.nn.Module, preprocessor: Preprocessor, modalit
                 arrays[key][rows[positions]] = value
 
         run(rows, write_memory)
-        if not arrays:  # nothing present: shapes are unknown, and nothing will read the rows
+        if not arrays and stage is None:  # nothing present: nothing will read the rows
             arrays = {"pooled": np.zeros((n, encoder.output_dim), np.float32)}
+        elif not arrays:  # the stage's layout, from one zero input (absent rows never reach the encoder)
+            zero = {k: np.zeros((1, *spec.shape), spec.dtype) for k, spec in preprocessor.spec().items()}
+            run(np.zeros(1, np.int64), lambda positions, outputs: arrays.update(
+                {k: np.zeros((n, *v.shape[1:]), v.dtype) for k, v in outputs.items()}), zero)
         return EncodedModality(arrays, modality.present.copy(), PrecomputedBatcher())
     if keys is None:
         raise ValueError("embed_modality: content keys are needed to cache embeddings on disk")
-    root, fingerprint = Path(cache_dir) / SUBFOLDER, embedding_fingerprint(encoder, preprocessor, tokens, settings)
+    root = Path(cache_dir) / SUBFOLDER
+    fingerprint = embedding_fingerprint(module, preprocessor, tokens and stage is None, settings, stage is not None)
     store = _existing_store(root, fingerprint)
     segment = store.lookup(keys[rows])[0] if store is not None else np.full(len(rows), -1, np.int64)
     unique: dict[bytes, int] = {}  # one encoder pass per distinct content
@@ -177,7 +224,7 @@ def embed_modality(encoder: torch.nn.Module, preprocessor: Preprocessor, modalit
         store = _fill(store, root, fingerprint, run, todo, keys)
     if store is None:  # nothing present, nothing stored
         return embed_modality(encoder, preprocessor, modality, None, tokens=tokens, batch_size=batch_size,
-                              device=device)
+                              device=device, stage=stage)
     segment, slot = store.lookup(keys[rows])
     segment_of = np.full(n, -1, np.int64)
     slot_of = np.zeros(n, np.int64)
@@ -246,15 +293,18 @@ def row_keys(cells: list[Any], rows: np.ndarray, present: np.ndarray, file_based
 
 
 def cached_modalities(config: Any) -> list[str]:
-    """The modalities whose frozen encoder's outputs are cached (``encoder.cache: true``), sorted."""
-    return [n for n in config.modality_names if getattr(config.modalities[n].encoder, "cache", False)]
+    """The modalities whose frozen encoder's outputs (``encoder.cache: true``), or a frozen front
+    stage's (``encoder.frame.cache: true`` under a trainable temporal model: ``cached_stage()``), are
+    cached, sorted: their batches carry stored arrays in place of the inputs."""
+    return [n for n in config.modality_names if config.modalities[n].encoder.caches_features()]
 
 
 def attach_cached_features(config: Any, net: Any, pipeline: Any, manifest: Manifest, table: EncodedTable,
                            progress: bool = False) -> EncodedTable:
-    """``table`` with every ``encoder.cache`` modality's arrays replaced by its encoder's stored
-    outputs (computed where missing); other modalities unchanged. A fit's: the cache folder
-    (``data.cache_dir``) is created when missing, and one that cannot be written is refused.
+    """``table`` with every cached modality's arrays (:func:`cached_modalities`) replaced by its
+    encoder's stored outputs, or its cached stage's arrays (computed where missing); other modalities
+    unchanged. A fit's: the cache folder (``data.cache_dir``) is created when missing, and one that
+    cannot be written is refused.
 
     Args:
         config: the run's Config. net: the MultimodalNet (``net.encoders[name]``).
@@ -313,8 +363,12 @@ def _attach(config: Any, net: Any, pipeline: Any, manifest: Manifest, table: Enc
         if cache_dir is not None:
             cells = manifest_cells(manifest, config.modalities[name], prep.file_based)
             keys = row_keys(cells, table.rows, mod.present, prep.file_based, Path(cache_dir))
-        settings = config.modalities[name].encoder.model_dump(mode="json", exclude=CACHE_NEUTRAL)
+        encoder_cfg, stage = config.modalities[name].encoder, None
+        staged = encoder_cfg.cached_stage()
+        if staged is not None:  # the front stage's config and weights key the store, not the rest's
+            encoder_cfg, stage = staged[1], net.encoders[name].cached_stage()
+        settings = encoder_cfg.model_dump(mode="json", exclude=CACHE_NEUTRAL)
         modalities[name] = embed_modality(net.encoders[name], prep, mod, keys, cache_dir=cache_dir, tokens=tokens,
                                           batch_size=config.train.batch_size, progress=progress, settings=settings,
-                                          device=default_device(config.train.accelerator))
+                                          device=default_device(config.train.accelerator), stage=stage)
     return EncodedTable(modalities, table.rows, table.skipped)

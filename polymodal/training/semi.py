@@ -8,10 +8,11 @@ training augmentation (the weak view).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from polymodal.config.transfer import FixMatchConfig, PseudoLabelConfig
+from polymodal.data.embeddings import cached_modalities
 from polymodal.data.strong import strong_view
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.semi import pseudo_label_loss
@@ -67,14 +68,17 @@ class FixMatchTerm(Term):
         threshold: minimum top-class probability of the weak view.
         magnitude / erase: strength of the strong augmentation.
         classes: the main task's columns of the outputs.
+        stored: the modalities whose batches carry a frozen encoder's (or cached stage's) stored
+            outputs in place of inputs (:func:`~polymodal.data.embeddings.cached_modalities`).
     """
 
     name = "fixmatch"
 
     def __init__(self, kinds: Mapping[str, str], threshold: float, weight: float, magnitude: float, erase: float,
-                 classes: slice, options: Mapping[str, Mapping[str, Any]] | None = None):
+                 classes: slice, options: Mapping[str, Mapping[str, Any]] | None = None, stored: Collection[str] = ()):
         super().__init__(weight)
         self.kinds = dict(kinds)
+        self.stored = frozenset(stored)
         self.options = dict(options or {})
         self.threshold = threshold
         self.magnitude = magnitude
@@ -86,13 +90,15 @@ class FixMatchTerm(Term):
                     ) -> FixMatchTerm:
         kinds = {name: m.kind for name, m in config.modalities.items()}
         options = {name: prep.strong_options() for name, prep in pipeline.preprocessors.items()}
-        return cls(kinds, cfg.threshold, cfg.weight, cfg.strong.magnitude, cfg.strong.erase, classes, options)
+        return cls(kinds, cfg.threshold, cfg.weight, cfg.strong.magnitude, cfg.strong.erase, classes, options,
+                   cached_modalities(config))
 
     def prepare_unlabeled(self, batch: Batch) -> Batch:
         """The batch followed by a strong copy of its rows (view ``strong``). A modality whose
-        inputs are its frozen encoder's stored outputs (``encoder.cache``) is copied as it is."""
+        inputs are its frozen encoder's stored outputs (``encoder.cache``, or a cached stage's:
+        ``encoder.frame.cache``) is copied as it is."""
         weak = take_rows({"inputs": batch["inputs"], "present": batch["present"]}, view_rows(batch))
-        raw = {name: x for name, x in weak["inputs"].items() if "pooled" not in x}
+        raw = {name: x for name, x in weak["inputs"].items() if name not in self.stored}
         augmented = strong_view(raw, self.kinds, self.magnitude, self.erase, options=self.options,
                                 present=weak["present"])
         strong = {"inputs": {name: augmented.get(name, x) for name, x in weak["inputs"].items()},

@@ -215,3 +215,127 @@ def test_network_on_stored_outputs_matches_the_network_on_inputs_without_running
         got = run.net(cached_batch["inputs"], cached_batch["present"])
     assert run.rows_seen == seen  # the encoder did not run
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+# --- a cached front stage: frame_cnn's frame encoder (frame.cache) under a trainable temporal model ---
+FRAME = {"name": "cnn", "channels": [4], "dim": 6, "freeze": "all", "cache": True}
+
+
+def _clips(folder: Path, n: int = 8) -> Path:
+    """``n`` random .npy clips of 2-5 frames (4 sampled with a stride: the short ones padded); row 2
+    has none."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        clip = "" if i == 2 else f"v{i}.npy"
+        if clip:
+            np.save(folder / clip, rng.integers(0, 256, (2 + i % 4, 8, 8), dtype=np.uint8))
+        rows.append({"clip": clip, "age": float(i), "y": ["a", "b"][i % 2]})
+    path = folder / "clips.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _video_config(cache_dir: Path, frame: dict | None = None, temporal: dict | None = None, **preprocess):
+    video = {"kind": "video", "column": "clip",
+             "preprocess": {"size": 8, "color": "gray", "frames": 4, "sampling": "stride", **preprocess},
+             "encoder": {"name": "frame_cnn", "frame": {**FRAME, **(frame or {})},
+                         **(temporal or {"temporal": "gru", "dim": 4})}}
+    return make_config({"v": video, "tab": {"kind": "tabular", "columns": ["age"]}}, fusion={"name": "concat"},
+                       data={"cache_dir": str(cache_dir)})
+
+
+class VideoRun:
+    """Pipeline + network for a video config, counting the frames its frame encoder runs on."""
+
+    def __init__(self, config, manifest_path: Path, monkeypatch, seed: int = 0):
+        from polymodal.models.encoders.video import FrameEncoder
+
+        self.config, self.manifest = config, read_manifest(manifest_path)
+        self.pipeline = DataPipeline(config)
+        self.table, _ = self.pipeline.fit(self.manifest)
+        torch.manual_seed(seed)
+        self.net = build_model(config, self.pipeline.contexts(), self.pipeline.targets.n_outputs)
+        self.frames_seen = 0
+        original = FrameEncoder.frame_vectors
+
+        def counted(encoder, frames):
+            self.frames_seen += frames.shape[0]
+            return original(encoder, frames)
+
+        monkeypatch.setattr(FrameEncoder, "frame_vectors", counted)
+
+    def cached(self):
+        return attach_cached_features(self.config, self.net, self.pipeline, self.manifest, self.table)
+
+    @property
+    def frame_fingerprint(self) -> str:
+        return self.net.encoders["v"].frame.weights_fingerprint()
+
+
+def _stores(cache_dir: Path) -> set[str]:
+    return {p.name for p in (cache_dir / SUBFOLDER).iterdir() if (p / "spec.json").is_file()}
+
+
+REAL_FRAMES = sum(min(2 + i % 4, 4) for i in range(8) if i != 2)  # what one pass over the clips encodes
+
+
+def test_frame_vectors_are_cached_per_clip_with_their_mask(tmp_path, monkeypatch):
+    path = _clips(tmp_path / "data")
+    run = VideoRun(_video_config(tmp_path / "cache"), path, monkeypatch)
+    mod = run.cached().modalities["v"]
+    assert run.frames_seen == REAL_FRAMES  # the padding of short clips stays out of the frame encoder
+    vectors, mask = np.asarray(mod.arrays["frame_vectors"][:]), np.asarray(mod.arrays["mask"][:])
+    assert vectors.shape == (8, 4, 6) and vectors.dtype == np.float32 and mask.dtype == bool
+    assert mask.sum(axis=1).tolist() == [2, 3, 0, 4, 2, 3, 4, 4] and not vectors[~mask].any()
+    assert set(mod.arrays) == {"frame_vectors", "mask"}  # the temporal model's outputs are never stored
+    batch = collate(run.pipeline.dataset(run.cached()).__getitems__(list(range(8))))
+    assert batch["inputs"]["v"]["mask"].dtype == torch.bool and batch["inputs"]["v"]["frame_vectors"].shape == (8, 4, 6)
+
+
+def test_frame_vectors_are_keyed_by_the_frame_encoder_and_preprocessing_not_the_temporal_model(tmp_path,
+                                                                                                monkeypatch):
+    path, cache = _clips(tmp_path / "data"), tmp_path / "cache"
+    first = VideoRun(_video_config(cache), path, monkeypatch)
+    stored = np.asarray(first.cached().modalities["v"].arrays["frame_vectors"][:])
+    assert len(_stores(cache)) == 1
+    for temporal in ({"temporal": "gru", "dim": 8, "layers": 2, "dropout": 0.3},
+                     {"temporal": "transformer", "dim": 4, "heads": 2}, {"temporal": "mean", "dim": 3, "heads": 1}):
+        other = VideoRun(_video_config(cache, temporal=temporal), path, monkeypatch)
+        assert other.frame_fingerprint == first.frame_fingerprint  # the same frame weights (built first)
+        again = np.asarray(other.cached().modalities["v"].arrays["frame_vectors"][:])
+        assert other.frames_seen == 0, temporal  # a hit: another temporal model reads the same vectors
+        np.testing.assert_array_equal(again, stored)
+    assert len(_stores(cache)) == 1
+    reseeded = VideoRun(_video_config(cache), path, monkeypatch, seed=1)  # other frame weights
+    assert reseeded.frame_fingerprint != first.frame_fingerprint
+    reseeded.cached()
+    assert reseeded.frames_seen == REAL_FRAMES and len(_stores(cache)) == 2
+    setting = VideoRun(_video_config(cache, frame={"dropout": 0.2}), path, monkeypatch)  # same weights, new setting
+    assert setting.frame_fingerprint == first.frame_fingerprint
+    setting.cached()
+    assert setting.frames_seen == REAL_FRAMES and len(_stores(cache)) == 3
+    for preprocess in ({"normalize": "standard", "mean": [0.3], "std": [0.2]}, {"frames": 3}):
+        changed = VideoRun(_video_config(cache, **preprocess), path, monkeypatch)
+        changed.cached()
+        assert changed.frames_seen > 0, preprocess
+    assert len(_stores(cache)) == 5
+
+
+def test_an_edited_clip_is_embedded_again_alone(tmp_path, monkeypatch):
+    path, cache = _clips(tmp_path / "data"), tmp_path / "cache"
+    VideoRun(_video_config(cache), path, monkeypatch).cached()
+    np.save(tmp_path / "data" / "v3.npy", np.full((5, 8, 8), 255, np.uint8))  # 4 frames read
+    edited = VideoRun(_video_config(cache), path, monkeypatch)
+    edited.cached()
+    assert edited.frames_seen == 4
+
+
+def test_a_video_present_in_no_row_gets_zero_frame_vectors_of_the_stage_s_layout(tmp_path, monkeypatch):
+    path = _clips(tmp_path / "data")
+    run = VideoRun(_video_config(tmp_path / "cache"), path, monkeypatch)
+    table = run.table.select(np.arange(8) == 2)  # row 2 has no clip
+    arrays = attach_cached_features(run.config, run.net, run.pipeline, run.manifest, table).modalities["v"].arrays
+    assert arrays["frame_vectors"].shape == (1, 4, 6) and not arrays["frame_vectors"].any()
+    assert arrays["mask"].shape == (1, 4) and arrays["mask"].dtype == bool

@@ -88,6 +88,27 @@ def test_every_temporal_model_exports_and_the_runtime_reads_the_clips_as_trainin
     assert onnx_exporters == [False, True]  # torch.export captured it too, padded clips and all
 
 
+def test_a_run_that_cached_its_frame_vectors_exports_the_frame_encoder_on_the_clips(clips, tmp_path, one_thread):
+    """frame.cache only spared training from running the frozen frame encoder: the graph takes the
+    decoded clips (never frame vectors) with the frame encoder inside, and matches the network."""
+    import json
+
+    from polymodal.deploy.runtime import META_FILE
+
+    config = video_config("gru", "stride")
+    config["modalities"]["video"]["encoder"]["frame"].update(freeze="all", cache=True)
+    config["data"] = {"cache_dir": str(tmp_path / "cache")}
+    predictor = MultimodalPredictor.from_config(config).fit(clips / "m.csv", clips / "m.csv", out=tmp_path / "run")
+    assert any((tmp_path / "cache" / "embeddings").iterdir())  # the frame vectors were cached
+    report = export_run(predictor, tmp_path / "export", data=clips / "m.csv")
+    assert report.parity["runtime_rows"] == 16 and report.parity["runtime_max_abs_diff"] <= 1e-4
+    assert report.parity["graph_max_abs_diff"] <= 1e-4
+    meta = json.loads((tmp_path / "export" / META_FILE).read_text())
+    inputs = {i["name"]: i for i in meta["graph"]["inputs"]}
+    assert inputs["video.x"]["dtype"] == "uint8" and "video.length" in inputs
+    assert not any("frame_vectors" in name for name in inputs)
+
+
 def test_without_the_tracing_exporter_a_video_gru_is_refused_naming_why(video_export, tmp_path, without_tracing):
     from polymodal.deploy.errors import ExportError
 
