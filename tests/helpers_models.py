@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 CLASSES = ["a", "b", "c"]
@@ -181,3 +182,20 @@ def save_glove(path: Path, vectors: dict[str, list[float]], header: bool = False
     lines += [" ".join([word, *(repr(float(v)) for v in values)]) for word, values in vectors.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def assert_same_numbers(got: Any, expected: Any, path: str = "diagnostics") -> None:
+    """Equal structure (dicts, lists); numbers equal to float32 rounding (the same network on other
+    batches: a cached encoder's stored outputs against running it)."""
+    if isinstance(expected, dict):
+        assert set(got) == set(expected), path
+        for key in expected:
+            assert_same_numbers(got[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert len(got) == len(expected), path
+        for i, (g, e) in enumerate(zip(got, expected)):
+            assert_same_numbers(g, e, f"{path}[{i}]")
+    elif isinstance(expected, float) and not isinstance(expected, bool):
+        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6, nan_ok=True), path
+    else:
+        assert got == expected, path

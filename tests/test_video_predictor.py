@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers_models import assert_same_numbers
 from PIL import Image
 
 from polymodal import MultimodalPredictor
@@ -194,22 +195,6 @@ def test_integrated_gradients_of_a_cached_run_read_the_frames(frame_cached, monk
     assert len(videos) >= 2 and all(item.layout == "frames" for item in videos) and calls.frames > 0
     assert all(item.attribution.shape == (3 + item.row % 3, 8, 8) and np.abs(item.attribution).sum() > 0
                for item in videos)
-
-
-def assert_same_numbers(got, expected, path: str = "diagnostics") -> None:
-    """Equal structure; numbers equal to float32 rounding (the same network on other batches)."""
-    if isinstance(expected, dict):
-        assert set(got) == set(expected), path
-        for key in expected:
-            assert_same_numbers(got[key], expected[key], f"{path}.{key}")
-    elif isinstance(expected, list):
-        assert len(got) == len(expected), path
-        for i, (g, e) in enumerate(zip(got, expected)):
-            assert_same_numbers(g, e, f"{path}[{i}]")
-    elif isinstance(expected, float):
-        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6, nan_ok=True), path
-    else:
-        assert got == expected, path
 
 
 def test_the_report_of_a_frame_cached_run_gives_the_numbers_of_running_the_frame_encoder(frame_cached, monkeypatch):

@@ -13,6 +13,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from helpers_models import assert_same_numbers
 from helpers_pretrained import EncoderRows, cached_frozen_config, cached_frozen_setup
 
 from polymodal import MultimodalPredictor
@@ -49,22 +50,6 @@ def run_encoders_every_time(monkeypatch) -> None:
 def present_rows(predictor, data) -> dict[str, int]:
     _, table = predictor.encode_data(data, require_target=False)
     return {name: int(table.modalities[name].present.sum()) for name in CACHED}
-
-
-def assert_same_numbers(got, expected, path: str = "diagnostics") -> None:
-    """Equal structure; numbers equal to float32 rounding (the same encoder on other batches)."""
-    if isinstance(expected, dict):
-        assert set(got) == set(expected), path
-        for key in expected:
-            assert_same_numbers(got[key], expected[key], f"{path}.{key}")
-    elif isinstance(expected, list):
-        assert len(got) == len(expected), path
-        for i, (g, e) in enumerate(zip(got, expected)):
-            assert_same_numbers(g, e, f"{path}[{i}]")
-    elif isinstance(expected, float) and not isinstance(expected, bool):
-        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6, nan_ok=True), path
-    else:
-        assert got == expected, path
 
 
 def without_timings(diag: dict) -> dict:
