@@ -22,6 +22,8 @@ SHARED_FIXTURE_FOLDERS = {"deploy"}
 def pytest_collection_modifyitems(config, items):
     tests = Path(__file__).parent
     for item in items:
+        if not Path(item.path).is_relative_to(tests):  # e.g. --doctest-modules polymodal: no group
+            continue
         path = Path(item.path).relative_to(tests)
         group = path.parts[0] if path.parts[0] in SHARED_FIXTURE_FOLDERS else path.as_posix()
         item.add_marker(pytest.mark.xdist_group(group))

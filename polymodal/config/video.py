@@ -90,7 +90,7 @@ class FrameCnnConfig(EncoderConfig):
             self.frame = self.frame.model_copy(update={"cache": False})
             return self
         if self.temporal == "mean" and self.dim is None:
-            if self.freeze not in ("none", "all") or self.unfreeze is not None:
+            if self.freeze not in ("none", "all", 0) or self.unfreeze is not None:  # 0 blocks to train: all
                 raise ValueError(f"frame.cache: the feature cache stores the outputs of a frozen video encoder, but "
                                  f"frame_cnn trains part of it (freeze: {self.freeze!r}, unfreeze: "
                                  f"{'set' if self.unfreeze is not None else None}); drop frame.cache, or set freeze: "
@@ -105,12 +105,12 @@ class FrameCnnConfig(EncoderConfig):
                              f"frame_cnn's unfreeze trains its blocks, the frame encoder's too, as epochs pass; drop "
                              f"unfreeze (the temporal model trains with freeze: none) or frame.cache (got unfreeze: "
                              f"{_flow(self.unfreeze.model_dump())})")
-        if self.freeze == "all":
+        if self.freeze in ("all", 0):  # freeze: 0 trains no block either
             raise ValueError(f"frame.cache: the frame encoder's per-frame vectors are cached for a temporal model "
-                             f"that trains on them, but frame_cnn's freeze: all freezes its temporal model ({model}) "
-                             f"too; set freeze: none on frame_cnn to train it, or write cache: true on frame_cnn to "
-                             f"cache the clip embeddings of the whole frozen video encoder (got freeze: 'all', "
-                             f"frame.cache: true)")
+                             f"that trains on them, but frame_cnn's freeze: {self.freeze!r} freezes its temporal model "
+                             f"({model}) too; set freeze: none on frame_cnn to train it, or write cache: true on "
+                             f"frame_cnn to cache the clip embeddings of the whole frozen video encoder (got freeze: "
+                             f"{self.freeze!r}, frame.cache: true)")
         return self  # the per-frame vectors are cached (cached_stage); freeze: N is checked once built
 
     def cached_stage(self) -> tuple[str, EncoderConfig] | None:

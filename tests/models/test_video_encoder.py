@@ -248,9 +248,17 @@ def test_frame_cache_is_refused_where_the_frame_encoder_or_nothing_would_train()
     assert problems_of({"name": "frame_cnn", "temporal": "gru", "dim": 8, "freeze": "all",
                         "frame": FROZEN_FRAME}) == [
         "modalities.v.encoder.frame.cache: the frame encoder's per-frame vectors are cached for a temporal model "
-        "that trains on them, but frame_cnn's freeze: all freezes its temporal model (temporal: gru, dim: 8) too; "
-        "set freeze: none on frame_cnn to train it, or write cache: true on frame_cnn to cache the clip embeddings "
-        "of the whole frozen video encoder (got freeze: 'all', frame.cache: true)"]
+        "that trains on them, but frame_cnn's freeze: 'all' freezes its temporal model (temporal: gru, dim: 8) "
+        "too; set freeze: none on frame_cnn to train it, or write cache: true on frame_cnn to cache the clip "
+        "embeddings of the whole frozen video encoder (got freeze: 'all', frame.cache: true)"]
+    # freeze: 0 trains no block either
+    assert problems_of({"name": "frame_cnn", "temporal": "gru", "dim": 8, "freeze": 0, "frame": FROZEN_FRAME})[0] \
+        .startswith("modalities.v.encoder.frame.cache: the frame encoder's per-frame vectors are cached for a "
+                    "temporal model that trains on them, but frame_cnn's freeze: 0 freezes its temporal model")
+    # with nothing of frame_cnn's own, freeze: 0 is freeze: all: the clip embeddings are cached
+    promoted = video_config({"name": "frame_cnn", "dim": None, "freeze": 0,
+                             "frame": {"name": "resnet", "freeze": "all", "cache": True}}).modalities["v"].encoder
+    assert promoted.cache and promoted.freeze == "all" and promoted.cached_stage() is None
 
 
 def test_augmentation_stays_refused_beside_cached_frame_vectors():
