@@ -38,6 +38,7 @@ from polymodal.config import Config, load_config
 from polymodal.config.fitted import check_unchanged, model_settings
 from polymodal.data.content_keys import content_key
 from polymodal.data.dataset import Batch, data_loader
+from polymodal.data.embeddings import reuse_cached_features
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.multitarget import classes_fitted_on, targets_from_state
@@ -238,8 +239,12 @@ class Estimator:
         """``table`` (encoded from ``manifest``) as the network reads it for inference: where the model
         caches a frozen encoder's outputs (``encoder.cache``), those outputs in place of the inputs
         (see :func:`polymodal.data.embeddings.reuse_cached_features`; ``in_memory``: computed and
-        held in memory when there is no usable cache folder). Here: ``table`` unchanged."""
-        return table
+        held in memory when there is no usable cache folder), read from (and added to) the feature
+        cache. Shared by every estimator: it needs only the fitted model's encoders by modality
+        name (``require_fitted()[1].encoders``: a ``MultimodalNet``'s, an ``AnomalyModel``'s)."""
+        pipeline, model = self.require_fitted()
+        return reuse_cached_features(self.config, model, pipeline, manifest, table, in_memory=in_memory,
+                                     progress=self.config.train.progress)
 
     @property
     def n_outputs(self) -> int:

@@ -30,8 +30,7 @@ from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
 from polymodal.config.align import aligned_modalities, modality_pairs
 from polymodal.config.decision import DECIDED_TASKS
-from polymodal.data.embeddings import attach_cached_features, reuse_cached_features
-from polymodal.data.encode import EncodedTable
+from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import stratified_holdout
@@ -326,14 +325,6 @@ class MultimodalPredictor(Estimator):
     @property
     def n_outputs(self) -> int:
         return self.require_fitted()[0].targets.n_outputs
-
-    def network_table(self, manifest: Manifest, table: EncodedTable, *, in_memory: bool = False) -> EncodedTable:
-        """``table`` with each cached frozen encoder's stored outputs in place of its inputs, read
-        from (and added to) the feature cache: see
-        :func:`~polymodal.data.embeddings.reuse_cached_features`."""
-        pipeline, net = self.require_fitted()
-        return reuse_cached_features(self.config, net, pipeline, manifest, table, in_memory=in_memory,
-                                     progress=self.config.train.progress)
 
     def _metrics_of(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         scores = self.score_outputs(outputs, targets)

@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from polymodal import runfolder
+from polymodal.anomaly.cached import with_reconstruction_targets
 from polymodal.anomaly.model import AnomalyModel, ScoreNetwork, build_anomaly_net
 from polymodal.anomaly.scorers import OPTIONAL_STATE, REFERENCE_MAX_MODALITIES, build_scorer
 from polymodal.anomaly.targets import AnomalyTargets, normal_value_problems, training_rows
@@ -45,6 +46,7 @@ from polymodal.anomaly.threshold import (
 from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
 from polymodal.config.anomaly import AnomalyConfig, anomaly_settings
+from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
@@ -220,6 +222,10 @@ class AnomalyDetector(Estimator):
         train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m, out=out)
         self._seed()
         model = self._build_model(pipeline)
+        # frozen encoders with cache: true run once per input here, never in the training steps (on every
+        # DDP rank, from the cache folder the ranks share)
+        train_table = self._fit_table(model, pipeline, train_m, train_table)
+        valid_table = self._fit_table(model, pipeline, valid_m, valid_table)
         optim = OptimSettings.from_config(cfg.train)
         train_loader = self._loader(train_table, train_y, train=True)
         histories, seconds, before = [], 0.0, 0.0  # before: a resumed fit's earlier sessions
@@ -394,6 +400,23 @@ class AnomalyDetector(Estimator):
         reference = self.require_fitted()[1].scorer.normal_coalitions.detach().cpu().numpy().astype(np.float64)
         return reference if reference.size and not np.isnan(reference).any() else None
 
+    def _fit_table(self, model: AnomalyModel, pipeline: DataPipeline, manifest: Manifest, table: EncodedTable
+                   ) -> EncodedTable:
+        """A fit's ``table`` as the network trains on and scores it: each cached frozen encoder's
+        outputs in place of its inputs (:func:`~polymodal.data.embeddings.attach_cached_features`),
+        with their reconstruction targets when the scorer is trained or scores by reconstruction."""
+        network = attach_cached_features(self.config, model, pipeline, manifest, table, self.config.train.progress)
+        scorer = model.scorer
+        return self._with_targets(table, network, model, scorer.learns_by_reconstruction or scorer.reconstructs)
+
+    def _with_targets(self, table: EncodedTable, network: EncodedTable, model: AnomalyModel, wanted: bool
+                      ) -> EncodedTable:
+        """``network`` (``table`` with cached encoders' stored outputs) with those modalities'
+        reconstruction targets from ``table``'s inputs where ``wanted`` (:mod:`polymodal.anomaly.cached`)."""
+        if not wanted or network is table:
+            return network
+        return with_reconstruction_targets(table, network, self.pipeline.preprocessors, model.net.recon_size)
+
     def _phase_epochs(self) -> list[tuple[str, int]]:
         """The scorer's training phases and the epochs of each (its share of ``train.epochs``, at least 1)."""
         scorer = build_scorer(self.settings, len(self.config.modalities))
@@ -430,8 +453,15 @@ class AnomalyDetector(Estimator):
     def n_outputs(self) -> int:
         return 1
 
+    def network_table(self, manifest: Manifest, table: EncodedTable, *, in_memory: bool = False) -> EncodedTable:
+        """The estimator's (each cached frozen encoder's stored outputs in place of its inputs), with
+        those modalities' reconstruction targets when the scorer scores by reconstruction."""
+        network = super().network_table(manifest, table, in_memory=in_memory)
+        model = self.require_fitted()[1]
+        return self._with_targets(table, network, model, model.scorer.reconstructs)
+
     def _scores(self, table: EncodedTable) -> np.ndarray:
-        """(N,) anomaly scores of an encoded table."""
+        """(N,) anomaly scores of an encoded table (as the network reads it: :meth:`network_table`)."""
         return self.raw_outputs(table)[:, 0]
 
     def predict_frame(self, data: DataSource, modalities: Any = None, *,
@@ -453,7 +483,7 @@ class AnomalyDetector(Estimator):
         """
         self._refuse_support(support)
         manifest, table = self.encode_data(data, require_target=False, modalities=modalities, predicting=True)
-        scores = self._scores(table)
+        scores = self._scores(self.network_table(manifest, table))
         scorer = self.model.scorer
         unscored = np.isnan(scores)
         frame = pd.DataFrame({"score": scores, "flag": self._flags(scores, self._held(table)),
@@ -539,7 +569,7 @@ class AnomalyDetector(Estimator):
             data = self.read_grouped(data, by, modalities=modalities)
         manifest, table = self.encode_data(data, require_target=True, modalities=modalities)
         labels = self.pipeline.targets.labels(manifest, table.rows)
-        scores, y = self._scores(table), self.pipeline.targets.encode(manifest, table.rows)
+        scores, y = self._scores(self.network_table(manifest, table)), self.pipeline.targets.encode(manifest, table.rows)
         self.eval_scores, self.eval_held = (scores, y), self._held(table)
         out = self._metrics(scores, y, labels, self.eval_held)
         if by is not None:

@@ -28,6 +28,10 @@ from polymodal.models.registry import FUSIONS
 if TYPE_CHECKING:  # the scorers build on this module
     from polymodal.anomaly.scorers import AnomalyScorer
 
+# the key under which a batch carries a modality's reconstruction target computed beforehand: the
+# rows of a cached frozen encoder, which hold its stored outputs instead of the input (see
+# polymodal.anomaly.cached); no encoder takes it
+STORED_TARGET = "reconstruction_target"
 
 
 def reconstruction_target(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -50,11 +54,21 @@ def reconstructable(inputs: Mapping[str, torch.Tensor]) -> bool:
     return x is not None and torch.is_floating_point(x)
 
 
+def modality_target(inputs: Mapping[str, torch.Tensor], size: int) -> torch.Tensor | None:
+    """A modality's reconstruction target (B, ``size``): the one its batch carries
+    (:data:`STORED_TARGET`), else its float input's (:func:`reconstruction_target`); None for a
+    modality that is not reconstructed (token ids)."""
+    stored = inputs.get(STORED_TARGET)
+    if stored is not None:
+        return stored
+    return reconstruction_target(inputs["x"], size) if reconstructable(inputs) else None
+
+
 class ScoredFeatures(NamedTuple):
     """What a scorer scores rows from: every modality's encoder output and, for a scorer that
     reconstructs, its reconstruction target (None for a modality that is not reconstructed: token
-    ids, cached features; no entries for a scorer that does not reconstruct). Computed once per
-    batch, they can be scored under several presence masks (modality attribution)."""
+    ids; no entries for a scorer that does not reconstruct). Computed once per batch, they can be
+    scored under several presence masks (modality attribution)."""
 
     encoded: dict[str, EncoderOutput]
     targets: dict[str, torch.Tensor | None]
@@ -100,8 +114,10 @@ class AnomalyNet(nn.Module):
         return self.backbone.encoders
 
     def encode(self, inputs: Inputs, present: Present) -> dict[str, EncoderOutput]:
-        """Every modality's encoder output (zeros where it is absent)."""
-        return self.backbone.encode(inputs, present)
+        """Every modality's encoder output (zeros where it is absent); a reconstruction target a
+        batch carries (:data:`STORED_TARGET`) is not the encoder's to read."""
+        return self.backbone.encode({n: {k: v for k, v in inputs[n].items() if k != STORED_TARGET}
+                                     for n in self.names}, present)
 
     def fuse(self, features: Mapping[str, EncoderOutput], present: Present) -> torch.Tensor:
         """The fused representation (B, D)."""
@@ -110,8 +126,7 @@ class AnomalyNet(nn.Module):
     def features(self, inputs: Inputs, present: Present, *, targets: bool = True) -> ScoredFeatures:
         """Every modality's encoder output (zeros where it is absent) and, with ``targets``, its
         reconstruction target."""
-        wanted = {n: reconstruction_target(inputs[n]["x"], self.recon_size) if reconstructable(inputs[n]) else None
-                  for n in self.names} if targets else {}
+        wanted = {n: modality_target(inputs[n], self.recon_size) for n in self.names} if targets else {}
         return ScoredFeatures(self.encode(inputs, present), wanted)
 
     def latent_of(self, encoded: Mapping[str, EncoderOutput], present: Present) -> torch.Tensor:

@@ -81,12 +81,16 @@ class AnomalyScorer(nn.Module):
         unscored_reason: why a row may get no score (NaN from :meth:`score`), in words; None for
             a scorer that scores every row.
         reconstructs: the score reads the reconstruction errors (its features carry the targets).
+        learns_by_reconstruction: a training phase's loss reads them (the default loss; Deep
+            SVDD's pre-training), so the training rows of a cached frozen encoder carry its
+            targets (:mod:`polymodal.anomaly.cached`).
     """
 
     name: ClassVar[str]
     phases: ClassVar[tuple[tuple[str, float], ...]] = (("train", 1.0),)
     unscored_reason: ClassVar[str | None] = None
     reconstructs: ClassVar[bool] = True
+    learns_by_reconstruction: ClassVar[bool] = True
 
     def __init__(self, n_modalities: int, latent_dim: int, pretrain_fraction: float = 0.5):
         super().__init__()
@@ -239,6 +243,7 @@ class ConsistencyScorer(AnomalyScorer):
     """
 
     reconstructs = False
+    learns_by_reconstruction = False  # aligned in the shared space
     unscored_reason = "fewer than two modalities present: the consistency scorer compares modalities"
 
     def loss(self, net: AnomalyNet, batch: Batch, phase: str) -> LossOutput:

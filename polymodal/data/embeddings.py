@@ -307,7 +307,8 @@ def attach_cached_features(config: Any, net: Any, pipeline: Any, manifest: Manif
     cannot be written is refused.
 
     Args:
-        config: the run's Config. net: the MultimodalNet (``net.encoders[name]``).
+        config: the run's Config. net: the network, or a model holding it, with its encoders by
+            name (``net.encoders[name]``: a ``MultimodalNet``, an ``AnomalyModel``).
         pipeline: the fitted DataPipeline. manifest: the manifest ``table`` was encoded from.
     """
     if not cached_modalities(config):
