@@ -128,7 +128,7 @@ def compare(make: Any, train: Path, valid: Path, work: Path, repeats: int) -> li
 
 def main() -> None:
     p = parser(__doc__.split("\n")[0], repeats=5)  # short fits: 5 for steadier medians
-    p.add_argument("--real-repeats", type=int, default=2,
+    p.add_argument("--real-repeats", type=int, default=3,
                    help="fits per setting of the real-data case (its fit without the cache takes minutes)")
     args = p.parse_args()
     clips = REAL_CLIPS["quick" if args.quick else "full"]
