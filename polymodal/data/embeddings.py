@@ -21,7 +21,8 @@ committed segments, keyed per item by the content hash of the input (file bytes 
 The fingerprint hashes
 
 - the encoder's (or cached stage's) weights (every tensor of its state; ONNX encoders hash their
-  model files) and settings,
+  model files) and the settings that change its eval-mode outputs (a pooling, a layer choice; not
+  ``dropout`` or the weights' path: :data:`CACHE_NEUTRAL`),
 - the preprocessing: config (including batch-time normalisation), fitted state, and
 - what is stored (pooled only, tokens too, or a stage's arrays),
 
@@ -65,9 +66,10 @@ if TYPE_CHECKING:
     from polymodal.models.encoders.base import CachedStage
 
 SUBFOLDER = "embeddings"
-# encoder settings that do not change a frozen encoder's outputs: the cache flag itself, and where
-# the weights were read from (the weights are hashed themselves)
-CACHE_NEUTRAL = {"cache", "weights", "path"}
+# encoder settings that do not change what a frozen encoder outputs in eval mode: the cache flag
+# itself, where the weights were read from (the weights are hashed themselves), and what acts in
+# training only (dropout; whether word vectors would train): changing them reuses the stored outputs
+CACHE_NEUTRAL = {"cache", "weights", "path", "dropout", "train_vectors"}
 BATCH = 64
 
 

@@ -106,16 +106,47 @@ def test_changed_weights_invalidate(tmp_path):
     assert other.rows_seen == 11
 
 
+def _text_manifest(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    words = ["red cat", "a blue dog runs", "green bird", "", "red dog sits here", "blue cat", "a bird"]
+    path = folder / "notes.csv"
+    pd.DataFrame({"note": words, "y": ["a", "b"] * 3 + ["a"]}).to_csv(path, index=False)
+    return path
+
+
+def _text_config(cache_dir: Path, **encoder):
+    text = {"kind": "text", "column": "note",
+            "encoder": {"name": "rnn", "embed_dim": 4, "hidden": 4, "freeze": "all", "cache": True, **encoder}}
+    return make_config({"txt": text}, data={"cache_dir": str(cache_dir)})
+
+
 def test_a_changed_encoder_setting_with_the_same_weights_invalidates(tmp_path):
-    """The encoder's settings are part of the key beside its weights: an ``hf`` encoder's pooling
-    (cls or mean) changes what the same weights output. Here the CNN's dropout: same weights, new key."""
-    path = _manifest(tmp_path / "data")
-    first = Run(_config(tmp_path / "cache"), path)
-    first.cached()
-    other = Run(_config(tmp_path / "cache", encoder={"dropout": 0.2}), path)
-    assert other.net.encoders["img"].weights_fingerprint() == first.net.encoders["img"].weights_fingerprint()
-    other.cached()
-    assert other.rows_seen == 11
+    """The encoder's settings are part of the key beside its weights: an RNN's pooling (mean, max or
+    last) changes what the same weights output."""
+    path, cache = _text_manifest(tmp_path / "data"), tmp_path / "cache"
+    first = Run(_text_config(cache, pooling="mean"), path, watch="txt")
+    before = np.asarray(first.cached().modalities["txt"].arrays["pooled"][:])
+    assert first.rows_seen == 6
+    other = Run(_text_config(cache, pooling="max"), path, watch="txt")
+    assert other.net.encoders["txt"].weights_fingerprint() == first.net.encoders["txt"].weights_fingerprint()
+    after = np.asarray(other.cached().modalities["txt"].arrays["pooled"][:])
+    assert other.rows_seen == 6
+    present = other.table.modalities["txt"].present
+    np.testing.assert_allclose(after[present], other.direct()[present], rtol=1e-5, atol=1e-6)
+    assert np.abs(after - before).max() > 1e-3  # the store of the mean pooling was not read
+
+
+def test_a_setting_that_acts_only_in_training_reuses_the_stored_embeddings(tmp_path):
+    """Dropout is off in eval mode: a cached encoder's dropout leaves the key alone."""
+    path, cache = _text_manifest(tmp_path / "data"), tmp_path / "cache"
+    first = Run(_text_config(cache), path, watch="txt")
+    stored = np.asarray(first.cached().modalities["txt"].arrays["pooled"][:])
+    other = Run(_text_config(cache, dropout=0.4), path, watch="txt")
+    again = np.asarray(other.cached().modalities["txt"].arrays["pooled"][:])
+    assert other.rows_seen == 0
+    np.testing.assert_array_equal(again, stored)
+    present = other.table.modalities["txt"].present
+    np.testing.assert_allclose(again[present], other.direct()[present], rtol=1e-5, atol=1e-6)
 
 
 def test_a_pooled_only_store_is_not_reused_when_tokens_are_needed(tmp_path):
@@ -312,15 +343,15 @@ def test_frame_vectors_are_keyed_by_the_frame_encoder_and_preprocessing_not_the_
     assert reseeded.frame_fingerprint != first.frame_fingerprint
     reseeded.cached()
     assert reseeded.frames_seen == REAL_FRAMES and len(_stores(cache)) == 2
-    setting = VideoRun(_video_config(cache, frame={"dropout": 0.2}), path, monkeypatch)  # same weights, new setting
-    assert setting.frame_fingerprint == first.frame_fingerprint
-    setting.cached()
-    assert setting.frames_seen == REAL_FRAMES and len(_stores(cache)) == 3
+    trained_only = VideoRun(_video_config(cache, frame={"dropout": 0.2}), path, monkeypatch)  # off in eval mode
+    assert trained_only.frame_fingerprint == first.frame_fingerprint
+    trained_only.cached()
+    assert trained_only.frames_seen == 0 and len(_stores(cache)) == 2
     for preprocess in ({"normalize": "standard", "mean": [0.3], "std": [0.2]}, {"frames": 3}):
         changed = VideoRun(_video_config(cache, **preprocess), path, monkeypatch)
         changed.cached()
         assert changed.frames_seen > 0, preprocess
-    assert len(_stores(cache)) == 5
+    assert len(_stores(cache)) == 4
 
 
 def test_an_edited_clip_is_embedded_again_alone(tmp_path, monkeypatch):
