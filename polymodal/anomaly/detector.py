@@ -407,15 +407,17 @@ class AnomalyDetector(Estimator):
         with their reconstruction targets when the scorer is trained or scores by reconstruction."""
         network = attach_cached_features(self.config, model, pipeline, manifest, table, self.config.train.progress)
         scorer = model.scorer
-        return self._with_targets(table, network, model, scorer.learns_by_reconstruction or scorer.reconstructs)
+        return self._with_targets(table, network, pipeline, model,
+                                  scorer.learns_by_reconstruction or scorer.reconstructs)
 
-    def _with_targets(self, table: EncodedTable, network: EncodedTable, model: AnomalyModel, wanted: bool
-                      ) -> EncodedTable:
+    @staticmethod
+    def _with_targets(table: EncodedTable, network: EncodedTable, pipeline: DataPipeline, model: AnomalyModel,
+                      wanted: bool) -> EncodedTable:
         """``network`` (``table`` with cached encoders' stored outputs) with those modalities'
         reconstruction targets from ``table``'s inputs where ``wanted`` (:mod:`polymodal.anomaly.cached`)."""
         if not wanted or network is table:
             return network
-        return with_reconstruction_targets(table, network, self.pipeline.preprocessors, model.net.recon_size)
+        return with_reconstruction_targets(table, network, pipeline.preprocessors, model.net.recon_size)
 
     def _phase_epochs(self) -> list[tuple[str, int]]:
         """The scorer's training phases and the epochs of each (its share of ``train.epochs``, at least 1)."""
@@ -457,8 +459,8 @@ class AnomalyDetector(Estimator):
         """The estimator's (each cached frozen encoder's stored outputs in place of its inputs), with
         those modalities' reconstruction targets when the scorer scores by reconstruction."""
         network = super().network_table(manifest, table, in_memory=in_memory)
-        model = self.require_fitted()[1]
-        return self._with_targets(table, network, model, model.scorer.reconstructs)
+        pipeline, model = self.require_fitted()
+        return self._with_targets(table, network, pipeline, model, model.scorer.reconstructs)
 
     def _scores(self, table: EncodedTable) -> np.ndarray:
         """(N,) anomaly scores of an encoded table (as the network reads it: :meth:`network_table`)."""
