@@ -7,16 +7,17 @@ A corruption is registered at its definition site, once per (kind, name):
 
 ``levels`` holds the corruption's parameter at severities 1..5; severity 0 returns the sample
 unchanged without calling the function. Corruptions act on what a preprocessor's ``decode``
-returns (``stage="decoded"``: images, audio, signals) or on the raw manifest cell
+returns (``stage="decoded"``: images, audio, signals, videos) or on the raw manifest cell
 (``stage="raw"``: text strings, tabular value tuples), so they sit between decoding and
 featurisation and never touch the feature cache (see :mod:`polymodal.evaluation.robustness`).
 
 Decoded forms: image ``uint8 (H, W, C)``; audio ``(wave (N,) float32, valid samples)``; signal
 ``(array (C, L) float32, valid steps)``; video ``(frames uint8 (T, H, W, C), valid frames)`` (the
-frames after ``valid`` are zero padding, which no corruption touches). Raw forms: text ``str``; tabular ``tuple`` of the
-modality's column values (the value itself for a single-column modality). ``pool`` is every
-raw cell of the modality in the evaluated data (a corruption may draw values from other rows);
-``rng`` is seeded per row, so results do not depend on chunking or worker processes.
+frames from ``valid`` on are zero padding, which no corruption touches). Raw forms: text ``str``;
+tabular ``tuple`` of the modality's column values (the value itself for a single-column
+modality). ``pool`` is every raw cell of the modality in the evaluated data (a corruption may
+draw values from other rows); ``rng`` is seeded per row, so results do not depend on chunking or
+worker processes.
 """
 
 from __future__ import annotations
