@@ -199,3 +199,41 @@ def assert_same_numbers(got: Any, expected: Any, path: str = "diagnostics") -> N
         assert got == pytest.approx(expected, rel=1e-5, abs=1e-6, nan_ok=True), path
     else:
         assert got == expected, path
+
+
+def write_short_clips(folder: Path) -> int:
+    """16 .npy clips of a bar moving right (class 1) or left (class 0), 3-5 frames each (5 sampled
+    with a stride: the shorter ones padded), a noisy tabular hint, and no clip on row 5. Returns the
+    real frames of the clips, what one pass of the frame encoder over them sees."""
+    rng = np.random.default_rng(0)
+    rows, real = [], 0
+    for i in range(16):
+        k, n = i % 2, 3 + i % 3
+        clip = np.zeros((n, 8, 8), np.uint8)
+        for t in range(n):
+            clip[t, 2:6, 1 + t if k else 6 - t] = 255
+        clip[0, 0, 0] = i  # every clip's content its own (the cache stores each once)
+        if i != 5:
+            np.save(folder / f"v{i}.npy", clip)
+            real += n
+        rows.append({"clip": "" if i == 5 else f"v{i}.npy", "x1": float(k + rng.normal(0, 1.0)), "label": f"c{k}"})
+    pd.DataFrame(rows).to_csv(folder / "m.csv", index=False)
+    return real
+
+
+def frame_cache_config(cache_dir: Path, **report: Any) -> dict[str, Any]:
+    """A classifier of :func:`write_short_clips`' manifest: the clips through a frozen per-frame
+    CNN whose vectors are cached (``frame.cache``) under a GRU that trains, beside ``x1``."""
+    frame = {"name": "cnn", "channels": [4], "dim": 8, "freeze": "all", "cache": True}
+    return {
+        "task": "classification", "target": "label",
+        "modalities": {
+            "video": {"kind": "video", "column": "clip",
+                      "preprocess": {"size": 8, "color": "gray", "frames": 5, "sampling": "stride"},
+                      "encoder": {"name": "frame_cnn", "frame": frame, "temporal": "gru", "dim": 8}},
+            "table": {"kind": "tabular", "columns": ["x1"], "encoder": {"dim": 4, "hidden": [8]}}},
+        "fusion": {"name": "concat"},
+        "train": {"epochs": 3, "batch_size": 8, "lr": 1e-2, "progress": False, "early_stopping": None},
+        "data": {"cache_dir": str(cache_dir)},
+        "report": {"rows": 0, **report},
+    }

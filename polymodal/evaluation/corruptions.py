@@ -7,15 +7,17 @@ A corruption is registered at its definition site, once per (kind, name):
 
 ``levels`` holds the corruption's parameter at severities 1..5; severity 0 returns the sample
 unchanged without calling the function. Corruptions act on what a preprocessor's ``decode``
-returns (``stage="decoded"``: images, audio, signals) or on the raw manifest cell
+returns (``stage="decoded"``: images, audio, signals, videos) or on the raw manifest cell
 (``stage="raw"``: text strings, tabular value tuples), so they sit between decoding and
 featurisation and never touch the feature cache (see :mod:`polymodal.evaluation.robustness`).
 
 Decoded forms: image ``uint8 (H, W, C)``; audio ``(wave (N,) float32, valid samples)``; signal
-``(array (C, L) float32, valid steps)``. Raw forms: text ``str``; tabular ``tuple`` of the
-modality's column values (the value itself for a single-column modality). ``pool`` is every
-raw cell of the modality in the evaluated data (a corruption may draw values from other rows);
-``rng`` is seeded per row, so results do not depend on chunking or worker processes.
+``(array (C, L) float32, valid steps)``; video ``(frames uint8 (T, H, W, C), valid frames)`` (the
+frames from ``valid`` on are zero padding, which no corruption touches). Raw forms: text ``str``;
+tabular ``tuple`` of the modality's column values (the value itself for a single-column
+modality). ``pool`` is every raw cell of the modality in the evaluated data (a corruption may
+draw values from other rows); ``rng`` is seeded per row, so results do not depend on chunking or
+worker processes.
 """
 
 from __future__ import annotations
@@ -359,3 +361,64 @@ def tabular_swap(values: Any, level: float, rng: np.random.Generator, pool: Sequ
     for j in np.flatnonzero(rng.random(len(out)) < level):
         out[j] = _row(pool[int(rng.integers(len(pool)))])[j]
     return _like(values, out)
+
+
+# -- video: (frames uint8 (T, H, W, C), valid frames); frames from ``valid`` on are padding --------
+def _frame_corruption(name: str, *, same_on_every_frame: bool) -> None:
+    """Register ``video/name``: the image corruption ``name`` on every real frame, at its levels.
+
+    Args:
+        same_on_every_frame: draw the corruption's randomness once per clip (an object in front of
+            the lens, a knocked camera: every frame gets the patch at the same place, the same
+            angle), from a seed taken from the row's generator; otherwise each frame draws afresh
+            from it (sensor noise). A per-frame statistic stays per frame (an occluding patch is
+            filled with its own frame's mean colour, contrast pulls towards each frame's mean).
+    """
+    image = CORRUPTIONS.get("image", name)
+
+    def corrupt(sample: tuple[np.ndarray, int], level: float, rng: np.random.Generator,
+                pool: Sequence[Any]) -> tuple[np.ndarray, int]:
+        frames, valid = sample
+        out = frames.copy()
+        seed = int(rng.integers(2 ** 63)) if same_on_every_frame and image.random else None
+        for t in range(valid):
+            out[t] = image.fn(frames[t], level, rng if seed is None else np.random.default_rng(seed), pool)
+        return out, valid
+
+    corrupt.__name__ = corrupt.__qualname__ = f"video_{name}"
+    corrupt.__doc__ = (f"The image corruption ``{name}`` on every real frame"
+                       f"{' with the same parameters' if same_on_every_frame else ''}. {image.fn.__doc__}")
+    CORRUPTIONS.register("video", name, levels=image.levels, unit=image.unit, random=image.random)(corrupt)
+
+
+_frame_corruption("gaussian_noise", same_on_every_frame=False)
+_frame_corruption("salt_pepper", same_on_every_frame=False)
+_frame_corruption("blur", same_on_every_frame=True)
+_frame_corruption("contrast", same_on_every_frame=True)
+_frame_corruption("occlusion", same_on_every_frame=True)
+_frame_corruption("rotation", same_on_every_frame=True)
+
+
+@CORRUPTIONS.register("video", "frame_drop", levels=(0.1, 0.2, 0.3, 0.4, 0.5), unit="fraction of frames blacked")
+def video_frame_drop(sample: tuple[np.ndarray, int], level: float, rng: np.random.Generator,
+                     pool: Sequence[Any]) -> tuple[np.ndarray, int]:
+    """``round(level * valid)`` real frames, chosen at random, all black (lost frames)."""
+    frames, valid = sample
+    out = frames.copy()
+    out[rng.choice(valid, size=int(round(level * valid)), replace=False)] = 0
+    return out, valid
+
+
+@CORRUPTIONS.register("video", "freeze", levels=(0.1, 0.2, 0.3, 0.4, 0.5), unit="fraction of frames frozen",
+                      random=False)
+def video_freeze(sample: tuple[np.ndarray, int], level: float, rng: np.random.Generator,
+                 pool: Sequence[Any]) -> tuple[np.ndarray, int]:
+    """The picture stops updating: the last ``round(level * valid)`` real frames (at least one, and
+    never the first) repeat the frame before them; a clip of one frame is left unchanged."""
+    frames, valid = sample
+    out = frames.copy()
+    if valid < 2:
+        return out, valid
+    frozen = min(max(int(round(level * valid)), 1), valid - 1)
+    out[valid - frozen:valid] = frames[valid - frozen - 1]
+    return out, valid

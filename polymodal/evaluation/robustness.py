@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 # the corruption the automatic report sweeps, per modality kind (the CLI sweeps every registered one)
 REPORT_CORRUPTIONS = {"image": "gaussian_noise", "audio": "white_noise", "text": "typos", "signal": "noise",
-                      "tabular": "missing"}
+                      "tabular": "missing", "video": "gaussian_noise"}
 
 
 def row_rng(seed: int, key: str, severity: int, row: int) -> np.random.Generator:
@@ -152,7 +152,7 @@ def parse_corruptions(specs: str | Sequence[str] | None, predictor: MultimodalPr
     modalities = predictor.config.modalities
     chosen: dict[str, list[str]] = {}
     every = [name for name in predictor.config.modality_names if CORRUPTIONS.names(modalities[name].kind)]
-    for spec in specs or every:  # by default, every modality of a kind that has corruptions (video has none)
+    for spec in specs or every:  # by default, every modality of a kind that has corruptions (today: every kind)
         if not isinstance(spec, str):
             raise OptionError([f"{_named(option, spec)}: a spec is MODALITY or MODALITY:CORRUPTION text; got "
                                f"{type(spec).__name__}"])

@@ -19,7 +19,11 @@ REQUIRED = {
     "text": {"typos", "word_dropout", "word_swap"},
     "signal": {"noise", "dropout", "drift"},
     "tabular": {"missing", "swap"},
+    "video": {"gaussian_noise", "salt_pepper", "blur", "contrast", "rotation", "occlusion", "frame_drop", "freeze"},
 }
+# the image corruptions a video applies to each real frame, and whether each frame gets the same draw
+PER_FRAME = {"gaussian_noise": False, "salt_pepper": False, "blur": True, "contrast": True, "occlusion": True,
+             "rotation": True}
 WORDS = "the quick brown fox jumps over the lazy dog while seven small birds sing loudly in the old garden".split()
 
 
@@ -38,6 +42,12 @@ def sample(kind: str, seed: int) -> tuple[Any, list[Any]]:
         return (wave, 6000), []
     if kind == "text":
         return " ".join(rng.permutation(WORDS)), []
+    if kind == "video":  # a bright bar moving right over a noisy background: 8 real frames, 2 of padding
+        frames = np.zeros((10, 28, 28, 1), np.uint8)
+        for t in range(8):
+            frames[t, 6:22, 4 + 2 * t:8 + 2 * t] = 220
+            frames[t] = np.clip(frames[t] + rng.integers(0, 20, frames[t].shape), 0, 255)
+        return (frames, 8), []
     if kind == "signal":
         steps = np.arange(256)
         array = np.stack([np.sin(steps / 7.0), np.cos(steps / 11.0) * 2.0]).astype(np.float32)
@@ -52,6 +62,8 @@ def change(kind: str, name: str, clean: Any, corrupted: Any) -> float:
     share (text), share of changed entries (tabular)."""
     if kind == "image":
         return float(np.abs(clean.astype(np.float32) - corrupted.astype(np.float32)).mean() / 255.0)
+    if kind == "video":
+        return float(np.abs(clean[0].astype(np.float32) - corrupted[0].astype(np.float32)).mean() / 255.0)
     if kind in ("audio", "signal"):
         return float(np.abs(clean[0] - corrupted[0]).mean())
     if kind == "text":
@@ -102,6 +114,9 @@ def test_corruptions_are_seeded_and_keep_the_sample_form(corruption: Corruption)
     elif corruption.kind in ("audio", "signal"):
         assert first[0].dtype == np.float32 and first[0].shape == clean[0].shape and first[1] == clean[1]
         assert np.all(first[0][..., clean[1]:] == 0.0), "the padding after the valid part was changed"
+    elif corruption.kind == "video":
+        assert first[0].dtype == np.uint8 and first[0].shape == clean[0].shape and first[1] == clean[1]
+        assert np.all(first[0][clean[1]:] == 0), "the padding frames after the real ones were changed"
     elif corruption.kind == "tabular":
         assert isinstance(first, tuple) and len(first) == len(clean)
     seeded = change(corruption.kind, corruption.name, first, other) > 0.0
@@ -173,3 +188,75 @@ def test_a_numpy_integer_severity_is_a_severity():
     image = np.random.default_rng(0).integers(0, 255, (16, 16, 1)).astype(np.uint8)
     np.testing.assert_array_equal(blur(image, np.int64(3), np.random.default_rng(0)),
                                   blur(image, 3, np.random.default_rng(0)))
+
+
+# -- video -----------------------------------------------------------------------------------------
+def still_clip(frames: int = 10, valid: int = 8, seed: int = 0) -> np.ndarray:
+    """(frames, 32, 32, 3) uint8: the same textured picture on the ``valid`` real frames, the
+    padding after them filled with 77 (not zero: a corruption that touched it would show)."""
+    picture = np.random.default_rng(seed).integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    clip = np.full((frames, 32, 32, 3), 77, np.uint8)
+    clip[:valid] = picture
+    return clip
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED["video"]))
+@pytest.mark.parametrize("severity", [1, 5])
+def test_a_video_corruption_leaves_the_padding_frames_and_the_valid_count_alone(name, severity):
+    clip = still_clip()
+    frames, valid = CORRUPTIONS.get("video", name)((clip, 8), severity, np.random.default_rng(0), [])
+    assert valid == 8 and frames.dtype == np.uint8 and frames.shape == clip.shape
+    np.testing.assert_array_equal(frames[8:], clip[8:])
+    assert not np.array_equal(frames[:8], clip[:8]) or name == "freeze"  # a still clip frozen looks the same
+
+
+@pytest.mark.parametrize("name", sorted(PER_FRAME))
+def test_a_video_corruption_of_an_image_kind_has_the_image_ones_levels(name):
+    video, image = CORRUPTIONS.get("video", name), CORRUPTIONS.get("image", name)
+    assert (video.levels, video.unit, video.random, video.stage) == (image.levels, image.unit, image.random, "decoded")
+
+
+@pytest.mark.parametrize("name", sorted(PER_FRAME))
+def test_occlusion_and_rotation_are_the_same_on_every_frame_noise_is_fresh_on_each(name):
+    """A still clip stays still under what is in front of the lens or a knocked camera; sensor
+    noise differs from frame to frame."""
+    clip = still_clip()
+    corruption = CORRUPTIONS.get("video", name)
+    frames, _ = corruption((clip, 8), 3, np.random.default_rng(5), [])
+    same = [np.array_equal(frames[0], frames[t]) for t in range(1, 8)]
+    assert all(same) if PER_FRAME[name] else not any(same)
+    if PER_FRAME[name] and corruption.random:  # the draw is the clip's: another seed moves the patch, turns the other way
+        firsts = [corruption((clip, 8), 3, np.random.default_rng(seed), [])[0][0] for seed in range(6)]
+        assert any(not np.array_equal(first, firsts[0]) for first in firsts[1:])
+
+
+@pytest.mark.parametrize("valid", [1, 3, 7, 10])
+def test_frame_drop_blacks_round_level_times_valid_real_frames(valid):
+    clip = np.random.default_rng(1).integers(1, 256, (12, 6, 6, 1)).astype(np.uint8)  # no black pixel anywhere
+    drop = CORRUPTIONS.get("video", "frame_drop")
+    for severity, level in enumerate(drop.levels, start=1):
+        frames, count = drop((clip, valid), severity, np.random.default_rng(severity), [])
+        black = [t for t in range(len(clip)) if not frames[t].any()]
+        assert count == valid and len(black) == int(round(level * valid)) and all(t < valid for t in black)
+        kept = [t for t in range(len(clip)) if t not in black]
+        np.testing.assert_array_equal(frames[kept], clip[kept])
+    if valid == 10:  # which frames are lost is drawn (seeded: test_corruptions_are_seeded_and_keep_the_sample_form)
+        picks = {tuple(np.flatnonzero(~drop((clip, 10), 5, np.random.default_rng(seed), [])[0].any(axis=(1, 2, 3))))
+                 for seed in range(8)}
+        assert len(picks) > 1, "frame_drop always blacks the same frames"
+
+
+@pytest.mark.parametrize("valid", [2, 5, 8, 12])
+def test_freeze_repeats_the_frame_before_the_frozen_tail(valid):
+    clip = np.stack([np.full((4, 4, 1), 10 * (t + 1), np.uint8) for t in range(12)])  # frame t reads 10 (t + 1)
+    clip[valid:] = 0
+    freeze = CORRUPTIONS.get("video", "freeze")
+    for severity, level in enumerate(freeze.levels, start=1):
+        frames, count = freeze((clip, valid), severity, np.random.default_rng(0), [])
+        frozen = min(max(int(round(level * valid)), 1), valid - 1)
+        assert count == valid
+        np.testing.assert_array_equal(frames[:valid - frozen], clip[:valid - frozen])
+        assert all(np.array_equal(frames[t], clip[valid - frozen - 1]) for t in range(valid - frozen, valid))
+        np.testing.assert_array_equal(frames[valid:], clip[valid:])
+    one = clip.copy()
+    np.testing.assert_array_equal(freeze((one, 1), 5, np.random.default_rng(0), [])[0], one)  # nothing to repeat

@@ -274,21 +274,79 @@ def test_a_sweep_shows_its_progress_over_every_corrupted_evaluation(run, monkeyp
     assert bars[-1]["enabled"] is False  # the report's sweep stays quiet
 
 
-def test_a_video_modality_has_no_corruptions_so_a_default_sweep_leaves_it_out_and_naming_it_says_why():
+def test_the_report_sweeps_one_registered_corruption_of_every_modality_kind():
+    """report.html's robustness curves: one noise per modality, whatever its kind (video included)."""
+    from polymodal.data.modalities import PREPROCESSORS
+    from polymodal.evaluation.robustness import REPORT_CORRUPTIONS
+
+    kinds = {prep.kind for _, prep in PREPROCESSORS.items()}
+    assert set(REPORT_CORRUPTIONS) == kinds == set(CORRUPTIONS.kinds())
+    assert all(CORRUPTIONS.get(kind, name).random for kind, name in REPORT_CORRUPTIONS.items())  # a noise
+
+
+def test_a_kind_without_corruptions_is_left_out_of_a_default_sweep_and_naming_it_says_why(monkeypatch):
+    """Every kind has corruptions today; a kind added without any is still left out of a default
+    sweep (not swept as ``{"clip": []}``), and naming it says so."""
     from types import SimpleNamespace
 
     from polymodal.config import load_config
+    from polymodal.evaluation import robustness
+    from polymodal.evaluation.corruptions import CorruptionRegistry
 
     config = load_config({"target": "label", "modalities": {"clip": {"kind": "video", "column": "clip"},
                                                              "sound": {"kind": "audio", "column": "sound"}}})
     predictor = SimpleNamespace(config=config)
-    assert parse_corruptions(None, predictor) == {"sound": CORRUPTIONS.names("audio")}  # not {"clip": [], ...}
+    assert parse_corruptions(None, predictor) == {"clip": CORRUPTIONS.names("video"), "sound": CORRUPTIONS.names("audio")}
+    audio_only = CorruptionRegistry()
+    audio_only.register("audio", "hum", levels=(1, 2, 3, 4, 5), unit="u")(lambda sample, level, rng, pool: sample)
+    monkeypatch.setattr(robustness, "CORRUPTIONS", audio_only)
+    assert parse_corruptions(None, predictor) == {"sound": ["hum"]}
     for spec in ("clip", "clip:blur"):
         with pytest.raises(OptionError, match=r"corruptions='" + spec + r"': modality 'clip' is of kind 'video', "
-                                              r"which has no corruptions \(kinds that have: "):
+                                              r"which has no corruptions \(kinds that have: \['audio'\]\)"):
             parse_corruptions([spec], predictor)
     with pytest.raises(OptionError, match=r"--corruption clip: modality 'clip' is of kind 'video'"):
         parse_corruptions(["clip"], predictor, "--corruption")
+
+
+def test_a_video_run_is_swept_on_corrupted_frames_past_its_frame_cache(tmp_path):
+    """A video under a frozen frame encoder whose vectors are cached: the sweep corrupts the real
+    frames (never the padding), runs the frame encoder on them, and stores nothing in the cache."""
+    from helpers_models import frame_cache_config, write_short_clips
+
+    write_short_clips(tmp_path)
+    manifest, cache = tmp_path / "m.csv", tmp_path / "cache"
+    predictor = MultimodalPredictor.from_config(frame_cache_config(cache)).fit(manifest)
+    before = snapshot(cache)
+    result = robustness_sweep(predictor, manifest, ["video:frame_drop", "video:gaussian_noise"])
+    assert snapshot(cache) == before, "corrupted frames went into the feature cache"
+    curves = result.curves
+    assert (curves.groupby(["modality", "corruption"], sort=False)["severity"].apply(list).to_dict()
+            == {("video", "frame_drop"): list(range(6)), ("video", "gaussian_noise"): list(range(6))})
+    assert (curves["failed"] == 0).all() and curves["accuracy"].between(0, 1).all()
+
+    data = load_eval_data(predictor, manifest, require_target=True)
+    clean = data.table.modalities["video"]
+    x, length = np.asarray(clean.arrays["x"]), np.asarray(clean.arrays["length"])  # (N, 5, 8, 8, 1), (N,)
+    reference = predictor.raw_outputs(data.features)
+    for name in ("frame_drop", "gaussian_noise"):
+        table, failed = corrupt_table(predictor, data, "video", CORRUPTIONS.get("video", name), 5)
+        corrupted = table.modalities["video"]
+        noisy = np.asarray(corrupted.arrays["x"])
+        assert failed == 0 and (corrupted.present == clean.present).all()
+        np.testing.assert_array_equal(np.asarray(corrupted.arrays["length"]), length)
+        for row in np.flatnonzero(clean.present):
+            real = int(length[row])
+            np.testing.assert_array_equal(noisy[row, real:], x[row, real:])  # padding untouched
+            changed = [not np.array_equal(noisy[row, t], x[row, t]) for t in range(real)]
+            black = [not noisy[row, t].any() for t in range(real)]
+            if name == "frame_drop":  # half of the real frames lost, the others as they were
+                assert changed == black and sum(black) == int(round(0.5 * real))
+            else:
+                assert all(changed)
+        outputs = predictor.raw_outputs(table)
+        assert not np.allclose(outputs[clean.present], reference[clean.present]), f"{name} changed no prediction"
+        np.testing.assert_allclose(outputs[~clean.present], reference[~clean.present], rtol=1e-5, atol=1e-6)
 
 
 def test_a_regression_sweep_over_rows_of_one_target_value_keeps_its_undefined_r2(tmp_path):
