@@ -402,10 +402,10 @@ _frame_corruption("rotation", same_on_every_frame=True)
 @CORRUPTIONS.register("video", "frame_drop", levels=(0.1, 0.2, 0.3, 0.4, 0.5), unit="fraction of frames blacked")
 def video_frame_drop(sample: tuple[np.ndarray, int], level: float, rng: np.random.Generator,
                      pool: Sequence[Any]) -> tuple[np.ndarray, int]:
-    """``round(level * valid)`` real frames, chosen at random, all black (lost frames)."""
+    """``round(level * valid)`` real frames (at least one), chosen at random, all black (lost frames)."""
     frames, valid = sample
     out = frames.copy()
-    out[rng.choice(valid, size=int(round(level * valid)), replace=False)] = 0
+    out[rng.choice(valid, size=min(max(int(round(level * valid)), 1), valid), replace=False)] = 0
     return out, valid
 
 

@@ -231,13 +231,13 @@ def test_occlusion_and_rotation_are_the_same_on_every_frame_noise_is_fresh_on_ea
 
 
 @pytest.mark.parametrize("valid", [1, 3, 7, 10])
-def test_frame_drop_blacks_round_level_times_valid_real_frames(valid):
+def test_frame_drop_blacks_round_level_times_valid_real_frames_and_at_least_one(valid):
     clip = np.random.default_rng(1).integers(1, 256, (12, 6, 6, 1)).astype(np.uint8)  # no black pixel anywhere
     drop = CORRUPTIONS.get("video", "frame_drop")
     for severity, level in enumerate(drop.levels, start=1):
         frames, count = drop((clip, valid), severity, np.random.default_rng(severity), [])
         black = [t for t in range(len(clip)) if not frames[t].any()]
-        assert count == valid and len(black) == int(round(level * valid)) and all(t < valid for t in black)
+        assert count == valid and len(black) == max(1, int(round(level * valid))) and all(t < valid for t in black)
         kept = [t for t in range(len(clip)) if t not in black]
         np.testing.assert_array_equal(frames[kept], clip[kept])
     if valid == 10:  # which frames are lost is drawn (seeded: test_corruptions_are_seeded_and_keep_the_sample_form)
