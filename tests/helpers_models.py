@@ -8,12 +8,17 @@ number ``x1`` grows with it. Some rows miss their image (empty cell).
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 CLASSES = ["a", "b", "c"]
@@ -237,3 +242,17 @@ def frame_cache_config(cache_dir: Path, **report: Any) -> dict[str, Any]:
         "data": {"cache_dir": str(cache_dir)},
         "report": {"rows": 0, **report},
     }
+
+
+def train_in_subprocess(config: dict[str, Any], paths: dict[str, Path], out: Path) -> dict[str, Any]:
+    """``polymodal train`` of ``config`` on ``paths['train']`` / ``paths['valid']`` into ``out`` in a
+    fresh process (as a user launches a distributed run: Lightning starts the other ranks from
+    its command line); returns the run's ``metrics.json``."""
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "polymodal.cli", "train", str(path), "--train", str(paths["train"]),
+               "--valid", str(paths["valid"]), "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=out.parent, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((out / "metrics.json").read_text(encoding="utf-8"))

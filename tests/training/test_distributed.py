@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-from helpers_models import classification_config, make_dataset, write_splits
+from helpers_models import classification_config, make_dataset, train_in_subprocess, write_splits
 
 from polymodal.training.module import first_occurrences
-
-
-def train(config: dict, paths: dict, out: Path) -> dict:
-    path = out.parent / f"{out.name}.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "polymodal.cli", "train", str(path), "--train", str(paths["train"]),
-               "--valid", str(paths["valid"]), "--out", str(out)]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=out.parent, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
 
 
 def test_first_occurrences_drops_the_padding_duplicates():
@@ -37,9 +22,9 @@ def test_first_occurrences_drops_the_padding_duplicates():
 def test_two_process_ddp_matches_the_single_process_run(tmp_path):
     paths = write_splits(tmp_path, make_dataset(tmp_path, n=235))  # 47 validation rows: odd
     # 2 processes x batch 8 take the same optimiser steps as 1 process x batch 16
-    single = train(classification_config(epochs=4, batch_size=16), paths, tmp_path / "single")
-    ddp = train(classification_config(epochs=4, batch_size=8, devices=2, strategy="ddp", accelerator="cpu"),
-                paths, tmp_path / "ddp")
+    single = train_in_subprocess(classification_config(epochs=4, batch_size=16), paths, tmp_path / "single")
+    ddp = train_in_subprocess(classification_config(epochs=4, batch_size=8, devices=2, strategy="ddp",
+                                                    accelerator="cpu"), paths, tmp_path / "ddp")
     # the distributed sampler pads 47 rows to 2 x 24; the duplicate must be counted once
     assert ddp["valid"]["rows"] == single["valid"]["rows"] == 47
     assert ddp["valid"]["accuracy"] >= 0.85
@@ -58,7 +43,7 @@ def test_two_process_ddp_trains_a_prototypical_network_on_episodes(tmp_path):
     paths = write_splits(tmp_path, make_dataset(tmp_path, n=235))
     config = classification_config(epochs=3, devices=2, strategy="ddp", accelerator="cpu")
     config["transfer"] = {"method": "protonet", "shots": 3, "queries": 4, "dim": 16}
-    metrics = train(config, paths, tmp_path / "ddp")
+    metrics = train_in_subprocess(config, paths, tmp_path / "ddp")
     assert metrics["valid"]["rows"] == 47
     assert metrics["valid"]["accuracy"] >= 0.8
     assert len(pd.read_csv(tmp_path / "ddp" / "history.csv")) == 3
@@ -70,7 +55,7 @@ def test_two_processes_under_strategy_auto_train_a_set_smaller_than_a_batch_per_
     kept (dropping it left the epochs without a step, and an untrained model saved as trained),
     and strategy auto with 2 devices gets the DDP that tolerates idle parameters."""
     paths = write_splits(tmp_path, make_dataset(tmp_path, n=40))
-    metrics = train(classification_config(epochs=2, batch_size=16, devices=2, accelerator="cpu"), paths,
+    metrics = train_in_subprocess(classification_config(epochs=2, batch_size=16, devices=2, accelerator="cpu"), paths,
                     tmp_path / "small")
     history = pd.read_csv(tmp_path / "small" / "history.csv")
     assert list(history["epoch"]) == [1, 2] and history["train_loss"].notna().all()
