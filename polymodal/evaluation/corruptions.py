@@ -399,26 +399,34 @@ _frame_corruption("occlusion", same_on_every_frame=True)
 _frame_corruption("rotation", same_on_every_frame=True)
 
 
-@CORRUPTIONS.register("video", "frame_drop", levels=(0.1, 0.2, 0.3, 0.4, 0.5), unit="fraction of frames blacked")
+# eighths of the real frames: with the default 8 sampled frames, 1 to 5 frames (no two severities alike)
+FRAME_FRACTIONS = (0.125, 0.25, 0.375, 0.5, 0.625)
+
+
+def _frame_count(level: float, valid: int, most: int) -> int:
+    """``ceil(level * valid)`` frames, at least one and at most ``most``."""
+    return min(max(int(np.ceil(level * valid - 1e-9)), 1), most)
+
+
+@CORRUPTIONS.register("video", "frame_drop", levels=FRAME_FRACTIONS, unit="fraction of frames blacked")
 def video_frame_drop(sample: tuple[np.ndarray, int], level: float, rng: np.random.Generator,
                      pool: Sequence[Any]) -> tuple[np.ndarray, int]:
-    """``round(level * valid)`` real frames (at least one), chosen at random, all black (lost frames)."""
+    """``ceil(level * valid)`` real frames (at least one), chosen at random, all black (lost frames)."""
     frames, valid = sample
     out = frames.copy()
-    out[rng.choice(valid, size=min(max(int(round(level * valid)), 1), valid), replace=False)] = 0
+    out[rng.choice(valid, size=_frame_count(level, valid, valid), replace=False)] = 0
     return out, valid
 
 
-@CORRUPTIONS.register("video", "freeze", levels=(0.1, 0.2, 0.3, 0.4, 0.5), unit="fraction of frames frozen",
-                      random=False)
+@CORRUPTIONS.register("video", "freeze", levels=FRAME_FRACTIONS, unit="fraction of frames frozen", random=False)
 def video_freeze(sample: tuple[np.ndarray, int], level: float, rng: np.random.Generator,
                  pool: Sequence[Any]) -> tuple[np.ndarray, int]:
-    """The picture stops updating: the last ``round(level * valid)`` real frames (at least one, and
+    """The picture stops updating: the last ``ceil(level * valid)`` real frames (at least one, and
     never the first) repeat the frame before them; a clip of one frame is left unchanged."""
     frames, valid = sample
     out = frames.copy()
     if valid < 2:
         return out, valid
-    frozen = min(max(int(round(level * valid)), 1), valid - 1)
+    frozen = _frame_count(level, valid, valid - 1)
     out[valid - frozen:valid] = frames[valid - frozen - 1]
     return out, valid

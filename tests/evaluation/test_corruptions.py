@@ -230,14 +230,20 @@ def test_occlusion_and_rotation_are_the_same_on_every_frame_noise_is_fresh_on_ea
         assert any(not np.array_equal(first, firsts[0]) for first in firsts[1:])
 
 
-@pytest.mark.parametrize("valid", [1, 3, 7, 10])
-def test_frame_drop_blacks_round_level_times_valid_real_frames_and_at_least_one(valid):
+# frames each severity changes, by real frames: ceil(fraction * valid), at least one (and for
+# freeze at most valid - 1); eighths of the real frames, so 8 frames (the default) give 1 to 5
+DROPPED = {1: [1, 1, 1, 1, 1], 3: [1, 1, 2, 2, 2], 7: [1, 2, 3, 4, 5], 8: [1, 2, 3, 4, 5], 10: [2, 3, 4, 5, 7]}
+FROZEN = {2: [1, 1, 1, 1, 1], 5: [1, 2, 2, 3, 4], 8: [1, 2, 3, 4, 5], 12: [2, 3, 5, 6, 8]}
+
+
+@pytest.mark.parametrize("valid", sorted(DROPPED))
+def test_frame_drop_blacks_a_growing_share_of_the_real_frames_and_at_least_one(valid):
     clip = np.random.default_rng(1).integers(1, 256, (12, 6, 6, 1)).astype(np.uint8)  # no black pixel anywhere
     drop = CORRUPTIONS.get("video", "frame_drop")
-    for severity, level in enumerate(drop.levels, start=1):
+    for severity in range(1, SEVERITIES + 1):
         frames, count = drop((clip, valid), severity, np.random.default_rng(severity), [])
         black = [t for t in range(len(clip)) if not frames[t].any()]
-        assert count == valid and len(black) == max(1, int(round(level * valid))) and all(t < valid for t in black)
+        assert count == valid and len(black) == DROPPED[valid][severity - 1] and all(t < valid for t in black)
         kept = [t for t in range(len(clip)) if t not in black]
         np.testing.assert_array_equal(frames[kept], clip[kept])
     if valid == 10:  # which frames are lost is drawn (seeded: test_corruptions_are_seeded_and_keep_the_sample_form)
@@ -246,14 +252,14 @@ def test_frame_drop_blacks_round_level_times_valid_real_frames_and_at_least_one(
         assert len(picks) > 1, "frame_drop always blacks the same frames"
 
 
-@pytest.mark.parametrize("valid", [2, 5, 8, 12])
+@pytest.mark.parametrize("valid", sorted(FROZEN))
 def test_freeze_repeats_the_frame_before_the_frozen_tail(valid):
     clip = np.stack([np.full((4, 4, 1), 10 * (t + 1), np.uint8) for t in range(12)])  # frame t reads 10 (t + 1)
     clip[valid:] = 0
     freeze = CORRUPTIONS.get("video", "freeze")
-    for severity, level in enumerate(freeze.levels, start=1):
+    for severity in range(1, SEVERITIES + 1):
         frames, count = freeze((clip, valid), severity, np.random.default_rng(0), [])
-        frozen = min(max(int(round(level * valid)), 1), valid - 1)
+        frozen = FROZEN[valid][severity - 1]
         assert count == valid
         np.testing.assert_array_equal(frames[:valid - frozen], clip[:valid - frozen])
         assert all(np.array_equal(frames[t], clip[valid - frozen - 1]) for t in range(valid - frozen, valid))
