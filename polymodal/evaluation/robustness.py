@@ -61,7 +61,8 @@ def row_rng(seed: int, key: str, severity: int, row: int) -> np.random.Generator
 
 
 class CorruptedPreprocessor(Preprocessor):
-    """A fitted preprocessor whose ``decode`` also corrupts. Cells are ``(source row, value)``.
+    """A fitted preprocessor whose ``decode`` also corrupts. Cells are ``(source row, value, position)``
+    (``position``: the cell's index in the evaluated rows, which ``decoded`` is keyed by).
 
     Args:
         inner: the fitted preprocessor.
@@ -69,10 +70,12 @@ class CorruptedPreprocessor(Preprocessor):
         seed: the sweep's seed.
         pool: every raw cell of the modality in the evaluated data (for corruptions that draw
             values from other rows).
+        decoded: the cells' samples decoded before (:func:`decoded_once`), which a ``decoded``
+            stage corruption corrupts a copy of instead of decoding the cell again.
     """
 
     def __init__(self, inner: Preprocessor, corruption: Corruption, severity: int, seed: int,
-                 pool: Sequence[Any] = ()):
+                 pool: Sequence[Any] = (), decoded: Mapping[int, Any] | None = None):
         super().__init__(inner.name)
         self.inner = inner
         self.kind = inner.kind
@@ -81,18 +84,20 @@ class CorruptedPreprocessor(Preprocessor):
         self.severity = severity
         self.seed = seed
         self.pool = list(pool)
+        self.decoded = decoded or {}
         self.key = f"{inner.name}/{corruption.name}"
 
     @classmethod
     def from_config(cls, cfg: Any, *, name: str) -> Preprocessor:
         raise TypeError("CorruptedPreprocessor wraps a fitted preprocessor; it is not built from a config")
 
-    def decode(self, value: tuple[int, Any]) -> Any:
-        row, cell = value
+    def decode(self, value: tuple[int, Any, int]) -> Any:
+        row, cell, position = value
         rng = row_rng(self.seed, self.key, self.severity, int(row))
         if self.corruption.stage == "raw":
             return self.inner.decode(self.corruption(cell, self.severity, rng, self.pool))
-        return self.corruption(self.inner.decode(cell), self.severity, rng, self.pool)
+        sample = self.decoded[position] if position in self.decoded else self.inner.decode(cell)
+        return self.corruption(sample, self.severity, rng, self.pool)  # corruptions never change their input
 
     def featurize(self, samples: Sequence[Any]) -> dict[str, np.ndarray]:
         return self.inner.featurize(samples)
@@ -104,10 +109,60 @@ class CorruptedPreprocessor(Preprocessor):
         return self.inner.to_batch(arrays, train)
 
 
+# at most this many bytes of decoded samples per modality are kept for a sweep's corruptions (beyond
+# it, each corrupted evaluation decodes its cells again)
+DECODED_KEPT_BYTES = 1 << 30
+
+
+def _swept_cells(predictor: MultimodalPredictor, data: EvalData, modality: str) -> tuple[list[Any], np.ndarray]:
+    """The modality's cells in ``data.manifest`` and which of them a corruption reads (those the
+    clean evaluation held present)."""
+    prep = predictor.require_fitted()[0].preprocessors[modality]
+    cells = manifest_cells(data.manifest, predictor.config.modalities[modality], prep.file_based)
+    wanted = np.zeros(len(cells), bool)
+    wanted[data.table.rows[data.table.modalities[modality].present]] = True
+    return cells, wanted
+
+
+def decoded_once(predictor: MultimodalPredictor, data: EvalData, modality: str) -> dict[int, Any]:
+    """``{position: decoded sample}`` of the modality's cells a sweep corrupts, decoded once for all
+    its ``decoded``-stage corruptions and severities (a video's frames, an audio file: decoding
+    is most of a corrupted evaluation's cost). Empty where they would hold more than
+    ``DECODED_KEPT_BYTES`` (judged by the first sample): each evaluation then decodes again. A
+    cell that fails to decode is left out (its corrupted evaluations fail on it as before)."""
+    prep = predictor.require_fitted()[0].preprocessors[modality]
+    cells, wanted = _swept_cells(predictor, data, modality)
+    positions = np.flatnonzero(wanted)
+    if not len(positions):
+        return {}
+    good, samples, _ = prep.decode_chunk([cells[positions[0]]])
+    if not samples:
+        return {}
+    if _nbytes(samples[0]) * len(positions) > DECODED_KEPT_BYTES:
+        return {}
+    decoded = {int(positions[0]): samples[0]}
+    good, samples, _ = prep.decode_chunk([cells[p] for p in positions[1:]])
+    decoded.update({int(positions[1:][g]): sample for g, sample in zip(good, samples, strict=True)})
+    return decoded
+
+
+def _nbytes(sample: Any) -> int:
+    """Bytes of a decoded sample's arrays (a tuple's, such as ``(frames, valid)``; 64 for anything else)."""
+    if isinstance(sample, np.ndarray):
+        return sample.nbytes
+    if isinstance(sample, tuple | list):
+        return sum(_nbytes(part) for part in sample)
+    return 64
+
+
 def corrupt_table(predictor: MultimodalPredictor, data: EvalData, modality: str, corruption: Corruption,
-                  severity: int, seed: int = 0) -> tuple[EncodedTable, int]:
+                  severity: int, seed: int = 0, decoded: Mapping[int, Any] | None = None) -> tuple[EncodedTable, int]:
     """``data.features`` with ``modality`` re-encoded under ``corruption`` at ``severity`` (its
     encoder, cached or not, then runs on the corrupted inputs).
+
+    Args:
+        decoded: the modality's samples decoded before (:func:`decoded_once`), corrupted in place
+            of decoding their cells again (``decoded``-stage corruptions).
 
     Returns:
         The table, and how many present cells failed to decode once corrupted (they count as
@@ -115,13 +170,11 @@ def corrupt_table(predictor: MultimodalPredictor, data: EvalData, modality: str,
     """
     pipeline, _ = predictor.require_fitted()
     prep = pipeline.preprocessors[modality]
-    cells = manifest_cells(data.manifest, predictor.config.modalities[modality], prep.file_based)
+    cells, wanted = _swept_cells(predictor, data, modality)
     clean = data.table.modalities[modality]
-    wanted = np.zeros(len(cells), bool)
-    wanted[data.table.rows[clean.present]] = True
-    items = [None if (c is None or not wanted[i]) else (int(data.sampled[i]), c) for i, c in enumerate(cells)]
+    items = [None if (c is None or not wanted[i]) else (int(data.sampled[i]), c, i) for i, c in enumerate(cells)]
     pool = [c for c in cells if c is not None] if corruption.stage == "raw" else []
-    wrapped = CorruptedPreprocessor(prep, corruption, severity, seed, pool)
+    wrapped = CorruptedPreprocessor(prep, corruption, severity, seed, pool, decoded)
     encoded, failed = encode_modality(wrapped, items, data.manifest, on_error="missing", cache_dir=None)
     rows = data.table.rows
     arrays = {k: np.asarray(v)[rows] for k, v in encoded.arrays.items()}
@@ -273,12 +326,14 @@ def _sweep_curves(predictor: MultimodalPredictor, data: EvalData, corruptions: M
     with progress_bar(cells, progress or "", enabled=progress is not None, min_total=1) as advance:
         for modality, names in swept.items():
             kind = predictor.config.modalities[modality].kind
+            stages = {CORRUPTIONS.get(kind, name).stage for name in names}
+            decoded = decoded_once(predictor, data, modality) if "decoded" in stages else None
             for name in names:
                 corruption = CORRUPTIONS.get(kind, name)
                 rows.append({"modality": modality, "corruption": name, "severity": 0, "level": None,
                              "unit": corruption.unit, metric: clean, "failed": 0})
                 for severity in range(1, SEVERITIES + 1):
-                    table, failed = corrupt_table(predictor, data, modality, corruption, severity, seed)
+                    table, failed = corrupt_table(predictor, data, modality, corruption, severity, seed, decoded)
                     score = _metric(predictor.score_outputs(predictor.raw_outputs(table), data.targets), metric)
                     rows.append({"modality": modality, "corruption": name, "severity": severity,
                                  "level": corruption.levels[severity - 1], "unit": corruption.unit, metric: score,

@@ -67,6 +67,29 @@ def test_sweep_starts_from_the_clean_metric_is_seeded_and_never_touches_the_cach
     assert first.chance == pytest.approx(labels.value_counts().max() / len(labels))  # the most frequent class's share
 
 
+def test_each_swept_cell_is_decoded_once_for_every_corruption_and_severity(run, monkeypatch):
+    """The sweep decodes each image once and corrupts copies of it, with the curves of decoding it
+    again for every corrupted evaluation (what it does beyond ``DECODED_KEPT_BYTES``)."""
+    from polymodal.evaluation import robustness
+
+    predictor, paths, _, _ = run
+    data = load_eval_data(predictor, paths["test"], require_target=True)
+    present = int(data.table.modalities["img"].present.sum())
+    prep = type(predictor.pipeline.preprocessors["img"])
+    calls = []
+    decode = prep.decode
+    monkeypatch.setattr(prep, "decode", lambda self, value: calls.append(value) or decode(self, value))
+    specs = ["img:gaussian_noise", "img:occlusion"]
+    once = robustness_sweep(predictor, data, specs)
+    assert len(calls) == present
+    calls.clear()
+    monkeypatch.setattr(robustness, "DECODED_KEPT_BYTES", 0)
+    every_time = robustness_sweep(predictor, data, specs)
+    assert len(calls) >= 2 * 5 * present  # every corrupted evaluation decoded its images again
+    pd.testing.assert_frame_equal(once.curves, every_time.curves)
+    assert once.curves["accuracy"].nunique() > 1  # the corruptions did change the predictions
+
+
 def test_corrupted_table_changes_only_the_corrupted_modality_and_only_above_severity_zero(run):
     predictor, paths, _, _ = run
     data = load_eval_data(predictor, paths["test"], require_target=True)
