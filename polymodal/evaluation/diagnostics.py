@@ -132,9 +132,11 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
             out["by_group"] = groups.to_dict("records")
         log_line(f"report: subsets and importance done ({time.perf_counter() - step:.0f} s)", shown)
     if robustness:  # a bar (or, in a log, a line every LOG_EVERY seconds) over the corrupted evaluations
+        step = time.perf_counter()
         sweep = robustness_sweep(predictor, data, corruptions, seed=cfg.seed, progress=shown)
         out["robustness"] = {"metric": sweep.metric, "curves": sweep.curves.to_dict("records"),
                              "summary": sweep.summary.to_dict("records"), "chance": sweep.chance}
+        log_line(f"report: robustness done ({time.perf_counter() - step:.0f} s)", shown)
     if predictor.config.task == "classification":
         outputs, targets = main_task(predictor.pipeline.targets, predictor.raw_outputs(data.features), data.targets)
         out["calibration"] = calibration_summary(outputs, targets)  # multi-task: the main task's

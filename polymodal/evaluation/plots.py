@@ -109,7 +109,7 @@ def robustness_plot(curves: pd.DataFrame, metric: str, chance: float | None = No
                         label=f"{name} (reference)")
         if chance is not None:
             ax.axhline(chance * scale, color="grey", ls=":", lw=1.5,
-                       label="no input (most frequent class)" if metric == "accuracy" else "no input (the mean)")
+                       label="always the most frequent class" if metric == "accuracy" else "always the mean")
         ax.set(xlabel="severity", ylabel=f"{metric}{unit}", title=f"{modality} corrupted", xticks=range(6))
         ax.grid(alpha=0.3)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize="small", frameon=False)

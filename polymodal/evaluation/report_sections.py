@@ -167,6 +167,6 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path, thre
     if complexity:
         rows = [{"fact": k, "value": v} for k, v in complexity.items()]
         sections["Complexity"] = ("<p>Latency: the network's forward pass on the inference device, preprocessing "
-                                  "excluded (median of 5). Peak memory: the training process's peak.</p>"
+                                  "excluded (the fastest of 5 timed passes). Peak memory: the training process's peak.</p>"
                                   + table_html(rows))
     return sections

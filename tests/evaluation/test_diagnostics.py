@@ -96,6 +96,21 @@ def test_rows_zero_switches_the_diagnostics_off(fitted, tmp_path):
     assert not any(f"<h2>{title}</h2>" in page for title in SECTIONS)
 
 
+def test_in_a_log_the_report_says_when_each_analysis_is_done(fitted, capsys, monkeypatch):
+    """Where no bar is drawn (a pipe, a CI log), the report says what it runs on how many rows, then
+    when each analysis is done and how long it took."""
+    from polymodal.utils import progress
+
+    predictor, paths, _ = fitted
+    monkeypatch.setattr(progress, "watched", lambda console=None: False)
+    monkeypatch.setattr(predictor.config.train, "progress", True)  # what train.progress (default true) shows
+    diagnose(predictor, paths["test"], "test", ReportConfig(rows=4))
+    lines = capsys.readouterr().err.splitlines()
+    said = [line.split(" (")[0] for line in lines if line.startswith("report:")]
+    assert said == ["report: subsets, importance, robustness on 4 test rows", "report: subsets and importance done",
+                    "report: robustness done"], lines
+
+
 @pytest.mark.parametrize("modality", ["audio", "image", "signal", "table", "text"])
 def test_every_kinds_corruptions_run_through_its_real_preprocessor(fitted, modality):
     predictor, paths, _ = fitted
