@@ -75,7 +75,8 @@ def config_check(
     data: Annotated[list[Path] | None, typer.Option(
         "--data", metavar="MANIFEST", help="Also check a manifest against the config as training reads it: "
                                            "columns, files, labels (repeatable: --data train.csv --data "
-                                           "valid.csv).")] = None,
+                                           "valid.csv; a later one's labels must be classes of the "
+                                           "first, as a validation manifest's must be of training's).")] = None,
 ) -> None:
     """Validate a config file; list every problem with its key path (files it names included), and
     with --data every problem of the manifests (nothing is decoded or trained)."""
