@@ -368,8 +368,8 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
         return source
     if not isinstance(source, str | os.PathLike):  # a dict, or a Config to edit (as a copy)
         data = config_to_dict(source) if isinstance(source, Config) else copy.deepcopy(source)
-        apply_overrides(data, overrides or {})
-        with naming_overrides(overrides):
+        with naming_overrides(overrides) as edits:
+            apply_overrides(data, overrides or {}, edits)
             config = validate(Config, data, context={"saved_run": saved_run})
         _resolve_paths(config, Path.cwd())  # no file to be relative to: recorded absolute, as a run saves them
         missing = missing_paths(config) if check_files else []
@@ -390,8 +390,8 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
         others: list[str] = []
         if isinstance(err.data, dict):
             try:
-                apply_overrides(err.data, overrides or {})
-                with naming_overrides(overrides):
+                with naming_overrides(overrides, str(path)) as edits:
+                    apply_overrides(err.data, overrides or {}, edits)
                     validate(Config, err.data, source=str(path), context={"base": path.resolve().parent,
                                                                           "saved_run": saved_run})
             except ConfigError as invalid:
@@ -405,10 +405,10 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
                           source=str(path))
     if not isinstance(data, dict):
         raise ConfigError([f"<root>: expected a mapping of keys; got {type(data).__name__}"], source=str(path))
-    if overrides:
-        apply_overrides(data, overrides)
     base = path.resolve().parent
-    with naming_overrides(overrides):  # local files resolve first
+    with naming_overrides(overrides, str(path)) as edits:  # local files resolve first
+        if overrides:
+            apply_overrides(data, overrides, edits)
         config = validate(Config, data, source=str(path), context={"base": base, "saved_run": saved_run})
     _resolve_paths(config, base)  # and every other path after
     missing = missing_paths(config) if check_files else []
