@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
 from polymodal.config.align import AnyAlign, check_align
 from polymodal.config.anomaly import AnomalyConfig, check_anomaly
-from polymodal.config.base import StrictModel, validate
+from polymodal.config.base import DefaultsJsonSchema, StrictModel, validate
 from polymodal.config.decision import DecisionConfig, check_decision
 from polymodal.config.finetune import check_feature_cache
 from polymodal.config.modalities import AnyModality, modality_columns
@@ -59,7 +59,9 @@ class Config(StrictModel):
     task: Task = "classification"
     target: str | list[str] | None = None
     modalities: dict[str, AnyModality] = Field(min_length=1)
-    fusion: AnyFusion = Field(default_factory=AttentionFusionConfig)  # concat for one modality: see below
+    fusion: AnyFusion = Field(default_factory=AttentionFusionConfig, description=(  # see _one_modality_fuses_nothing
+        "default: attention; concat for a config of one modality whose head is mlp (attention over one token "
+        "would only add a Transformer)"))
     head: AnyHead = Field(default_factory=MlpHeadConfig)
     align: AnyAlign | None = None
     tasks: dict[str, TaskSpec] | None = None
@@ -430,5 +432,6 @@ def save_config(config: Config, path: str | Path) -> None:
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of the config file."""
-    return Config.model_json_schema()
+    """The JSON Schema of the config file: every key with its type, range and default (a section's
+    default spelt out), and a description where the default depends on the rest of the config."""
+    return Config.model_json_schema(schema_generator=DefaultsJsonSchema)
