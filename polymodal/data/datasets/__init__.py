@@ -22,6 +22,7 @@ from polymodal.data.datasets import (  # noqa: F401 - registration
 from polymodal.data.datasets.base import DATASETS, DatasetSpec, summarise
 from polymodal.data.datasets.out_folder import preparing
 from polymodal.errors import DatasetOptionError, DatasetSourceError, UnknownNameError
+from polymodal.utils.suggest import did_you_mean
 
 
 def prepare(name: str, out: str | Path, source: str | Path | None = None, seed: int = 0, overwrite: bool = False,
@@ -42,7 +43,7 @@ def prepare(name: str, out: str | Path, source: str | Path | None = None, seed: 
             files no preparation wrote.
     """
     if name not in DATASETS:
-        raise UnknownNameError(f"unknown dataset '{name}'; available: {sorted(DATASETS)}")
+        raise UnknownNameError(f"unknown dataset '{name}'{did_you_mean(name, DATASETS)}; available: {sorted(DATASETS)}")
     spec = DATASETS[name]
     for option, value in options.items():
         if option not in spec.options:

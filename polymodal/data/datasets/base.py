@@ -63,11 +63,20 @@ def register_dataset(name: str, description: str, source: str | None = None, *, 
     return decorator
 
 
-def require(path: Path, what: str, dataset: str) -> Path:
-    """``path`` if it exists, else a DatasetSourceError naming what was expected."""
-    if not path.exists():
-        raise DatasetSourceError(f"dataset '{dataset}': expected {what} at {path}, but it does not exist")
-    return path
+def require(path: Path, what: str, dataset: str, source: Path | None = None) -> Path:
+    """``path`` if it exists, else a DatasetSourceError naming what was expected; when ``path``
+    lies in the ``--source`` folder and a folder above that one holds it (``--source data/fsdd``
+    for ``fsdd-mnist``, which wants ``data``: the folder holding ``fsdd/``), the error says so."""
+    if path.exists():
+        return path
+    hint = ""
+    if source is not None and path.is_relative_to(source):
+        within = path.relative_to(source)
+        above = next((folder for folder in Path(source).resolve().parents if (folder / within).exists()), None)
+        if above is not None:
+            hint = (f"; --source is the folder holding {within.parts[0]}/, and {above} holds {within}: give "
+                    f"--source {above}")
+    raise DatasetSourceError(f"dataset '{dataset}': expected {what} at {path}, but it does not exist{hint}")
 
 
 def read_idx_images(path: Path) -> np.ndarray:

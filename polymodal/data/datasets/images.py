@@ -63,7 +63,7 @@ def prepare_usps(out: Path, source: Path, seed: int = 0, **_: Any) -> dict[str, 
     import h5py
 
     out = Path(out)
-    path = require(Path(source) / "usps" / "usps.h5", "the USPS HDF5 file", "usps")
+    path = require(Path(source) / "usps" / "usps.h5", "the USPS HDF5 file", "usps", Path(source))
     with h5py.File(path, "r") as h5:
         for group in ("train", "test"):
             if group not in h5 or "data" not in h5[group] or "target" not in h5[group]:
@@ -80,7 +80,8 @@ def prepare_usps(out: Path, source: Path, seed: int = 0, **_: Any) -> dict[str, 
                   source="pneumoniamnist/pneumoniamnist.npz", folders=("images",))
 def prepare_pneumoniamnist(out: Path, source: Path, seed: int = 0, **_: Any) -> dict[str, Any]:
     out = Path(out)
-    path = require(Path(source) / "pneumoniamnist" / "pneumoniamnist.npz", "the PneumoniaMNIST archive", "pneumoniamnist")
+    path = require(Path(source) / "pneumoniamnist" / "pneumoniamnist.npz", "the PneumoniaMNIST archive",
+                   "pneumoniamnist", Path(source))
     with np.load(path) as npz:
         needed = [f"{s}_{k}" for s in ("train", "val", "test") for k in ("images", "labels")]
         absent = [k for k in needed if k not in npz]

@@ -123,7 +123,8 @@ def prepare_openclipart(out: Path, source: Path, seed: int = 0, size: int = 224,
         if count < 1:
             raise DatasetOptionError(f"dataset 'openclipart': {option} must be at least 1 (an empty split is useless); "
                                      f"got {count}", dataset="openclipart", option=option)
-    out, svg_root = Path(out), require(Path(source) / "svg", "the openclipart svg folder", "openclipart")
+    out, svg_root = Path(out), require(Path(source) / "svg", "the openclipart svg folder", "openclipart",
+                                        Path(source))
     try:
         import cairosvg  # noqa: F401
     except ImportError:

@@ -411,8 +411,26 @@ def test_an_option_the_dataset_does_not_take_is_refused(name, tmp_path):
 
 
 def test_unknown_dataset_lists_the_available_ones(tmp_path):
-    with pytest.raises(KeyError, match="unknown dataset 'cifar'.*av-digits"):
+    with pytest.raises(KeyError, match="unknown dataset 'cifar'; available: .*av-digits"):
         prepare("cifar", tmp_path)
+    with pytest.raises(KeyError, match=r"unknown dataset 'avdigits' \(did you mean 'av-digits'\?\); available"):
+        prepare("avdigits", tmp_path)
+
+
+def test_a_source_that_is_the_dataset_folder_itself_names_the_folder_above(fsdd_source, tmp_path):
+    """``--source ../shared/data/fsdd`` for ``../shared/data``: the error looked for fsdd/fsdd/recordings
+    and left the user to see why."""
+    for given in (fsdd_source / "fsdd", fsdd_source / "fsdd" / "recordings"):
+        with pytest.raises(DatasetSourceError) as info:
+            prepare("fsdd-mnist", tmp_path / "out", source=given)
+        assert str(info.value).endswith(f"does not exist; --source is the folder holding fsdd/, and "
+                                        f"{fsdd_source.resolve()} holds fsdd/recordings: give --source "
+                                        f"{fsdd_source.resolve()}")
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(DatasetSourceError) as info:
+        prepare("fsdd-mnist", tmp_path / "out", source=tmp_path / "elsewhere")
+    assert str(info.value).endswith("but it does not exist")  # no folder above holds it: no hint
+    assert not (tmp_path / "out").exists()
 
 
 
