@@ -157,8 +157,8 @@ def prepared(name: str, folder: Path, source: Path | None, **options: Any) -> Pa
     if (folder / "dataset.json").is_file() and marker.is_file() \
             and json.loads(marker.read_text(encoding="utf-8")) == recipe:
         return folder
-    marker.unlink(missing_ok=True)
-    prepare(name, folder, source, **options)
+    marker.unlink(missing_ok=True)  # the folder then holds only what a preparation wrote: --overwrite replaces it
+    prepare(name, folder, source, overwrite=True, **options)
     atomic_write_json(marker, recipe)
     return folder
 

@@ -66,7 +66,7 @@ def ensure_dataset(folder: Path, size: int, console: Console) -> None:
             console.print(f"using the av-digits dataset already in {folder}")
             return
     console.print(f"preparing av-digits ({size} rows: MNIST images + eSpeak NG speech) in {folder} ...")
-    prepare("av-digits", folder, seed=0, size=size)
+    prepare("av-digits", folder, seed=0, size=size, overwrite=True)  # the demo's own folder: another size replaced
 
 
 def run_demo(out: Path, size: int = 5000, epochs: int = 5, console: Console | None = None, *,

@@ -24,14 +24,18 @@ class ConfigError(PolymodalError, ValueError):
     Attributes:
         problems: one line per problem, each starting with the full key path.
         source: the file the config came from, when known.
+        only_set: every problem comes from the command line's ``--set`` values, not from the
+            file (each problem says ``--set KEY``), and the heading says so.
     """
 
-    def __init__(self, problems: Sequence[str], source: str | None = None):
+    def __init__(self, problems: Sequence[str], source: str | None = None, *, only_set: bool = False):
         self.problems = list(problems)
         self.source = source
-        where = f" in {source}" if source else ""
+        self.only_set = only_set
+        what = "--set values" if only_set else "config"
+        where = (f" for {source}" if only_set else f" in {source}") if source else ""
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"Invalid config{where} ({len(self.problems)} problem(s)):\n{lines}")
+        super().__init__(f"Invalid {what}{where} ({len(self.problems)} problem(s)):\n{lines}")
 
 
 class ManifestError(PolymodalError, ValueError):

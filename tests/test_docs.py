@@ -123,6 +123,22 @@ def test_datasets_prepared_exist():
         assert name in DATASETS, f"{where}: no built-in dataset '{name}'"
 
 
+def test_a_document_prepares_another_dataset_into_a_folder_it_prepared_only_with_overwrite():
+    """``datasets prepare`` refuses an --out holding an earlier preparation without --overwrite: a
+    document that prepares two different datasets into one folder (the tune section's full
+    av-digits into the quick start's 600 pairs) would stop its reader there."""
+    prepared: dict[tuple[str, str], list[str]] = {}  # (document, --out) -> the first command's words
+    clashes = []
+    for where, words in COMMANDS:
+        if words[:2] != ["datasets", "prepare"] or "--out" not in words:
+            continue
+        key = (where.split(":")[0], words[words.index("--out") + 1])
+        first = prepared.setdefault(key, words)
+        if first is not words and first != words and "--overwrite" not in words:
+            clashes.append(f"{where}: --out {key[1]} was prepared before in {key[0]} by 'polymodal {' '.join(first)}'")
+    assert not clashes, clashes
+
+
 def test_a_wrong_command_or_option_would_be_caught():
     assert problems(["evaluate", "runs/x", "--robustnes", "--rows=3", "--seed", "-1"]) == ["--robustnes is not an option of it"]
     assert problems(["index", "runs/x"]) == ["names no command"]

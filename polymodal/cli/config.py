@@ -75,7 +75,8 @@ def config_check(
     data: Annotated[list[Path] | None, typer.Option(
         "--data", metavar="MANIFEST", help="Also check a manifest against the config as training reads it: "
                                            "columns, files, labels (repeatable: --data train.csv --data "
-                                           "valid.csv).")] = None,
+                                           "valid.csv; a later one's labels must be classes of the "
+                                           "first, as a validation manifest's must be of training's).")] = None,
 ) -> None:
     """Validate a config file; list every problem with its key path (files it names included), and
     with --data every problem of the manifests (nothing is decoded or trained)."""
@@ -84,14 +85,23 @@ def config_check(
     config = load_config(file, check_files=True)
     names = ", ".join(f"{n} ({m.kind}/{m.encoder.name})" for n, m in sorted(config.modalities.items()))
     console.print(f"[green]OK[/] {file}: task {config.task}, modalities {names}, {_model_parts(config)}")
+    targets = None  # fitted on the first manifest, as training fits them on its training manifest
     for manifest in data or []:
-        console.print(f"[green]OK[/] {manifest}: {_check_manifest(config, manifest)}")
+        said, targets = _check_manifest(config, manifest, targets)
+        console.print(f"[green]OK[/] {manifest}: {said}")
 
 
-def _check_manifest(config: Any, path: Path) -> str:
-    """Read and validate ``path`` as a fit reads a training manifest (every problem raised at once,
-    and the warnings about its target columns given); what it holds, in words: rows, and the files
-    ``data.on_error`` would skip."""
+def _check_manifest(config: Any, path: Path, targets: Any = None) -> tuple[str, Any]:
+    """Read and validate ``path`` as a fit reads a training or validation manifest (every problem
+    raised at once, and the warnings about its target columns given). The first manifest
+    (``targets`` None) is read as the training one: the target encoder is fitted on its labels;
+    a later one's labels are encoded with it, so a class training never saw is refused with
+    training's own message.
+
+    Returns:
+        What the manifest holds, in words (rows, and the files ``data.on_error`` would skip), and
+        the target encoder fitted on the first manifest (None when the config has no labels to fit).
+    """
     from polymodal.config.modalities import modality_columns
     from polymodal.data.manifest import WHOLE_ROW
     from polymodal.data.pipeline import DataPipeline
@@ -100,6 +110,7 @@ def _check_manifest(config: Any, path: Path) -> str:
     manifest = pipeline.read(path, require_target=bool(config.targets), training=True)
     pipeline.warn_about_targets(manifest)  # as training would: a continuous-looking class, a constant label
     _check_normal_values(config, manifest)
+    targets = _check_labels(config, pipeline, manifest, targets)
     said = f"{len(manifest):,} rows"
     absent = {column: len(manifest.absent(column)[0]) for m in config.modalities.values() if m.file_based
               for column in modality_columns(m)}
@@ -109,7 +120,53 @@ def _check_manifest(config: Any, path: Path) -> str:
         said += (f"; data.on_error: {config.data.on_error} skips "
                  + ", ".join([f"{n} missing file(s) of '{c}'" for c, n in absent.items()]
                              + ([f"{empty} row(s) with no modality present"] if empty else [])))
-    return said
+    return said, targets
+
+
+def _check_labels(config: Any, pipeline: Any, manifest: Any, targets: Any) -> Any:
+    """Fit ``pipeline``'s target encoder on ``manifest`` when ``targets`` is None (the training
+    manifest), else encode ``manifest``'s labels with ``targets``, as training does with a
+    validation manifest (an anomaly detector's labels only say normal or not: none is unseen).
+    Only the rows training would keep are used (:func:`_kept_rows`).
+
+    Returns:
+        The fitted target encoder; None for a config without labels to fit.
+
+    Raises:
+        SchemaMismatchError: a label of a later manifest not among the first one's classes (or
+            fewer than two classes in the first, for a classifier).
+    """
+    if not config.targets or config.task == "anomaly":
+        return None
+    rows = _kept_rows(config, manifest)
+    if targets is None:
+        return pipeline.targets.fit(manifest if len(rows) == len(manifest) else manifest.subset(rows))
+    targets.encode(manifest, rows)
+    return targets
+
+
+def _kept_rows(config: Any, manifest: Any) -> Any:
+    """The rows of a validated manifest that encoding keeps, as far as is known without decoding a
+    file: rows holding at least one modality whose file validation found (``data.on_error``
+    ``skip``: no file of the row is missing). A file that is there but does not decode is only
+    found by training."""
+    import numpy as np
+
+    from polymodal.config.modalities import modality_columns
+    from polymodal.data.encode import manifest_cells
+
+    keep = np.zeros(len(manifest), bool)
+    missing = np.zeros(len(manifest), bool)
+    for modality in config.modalities.values():
+        present = manifest_cells(manifest, modality, modality.file_based).present()
+        for column in modality_columns(modality):
+            rows = manifest.absent(column)[0]
+            present[rows] = False
+            missing[rows] = True
+        keep |= present
+    if config.data.on_error == "skip":
+        keep &= ~missing
+    return np.flatnonzero(keep)
 
 
 def _check_normal_values(config: Any, manifest: Any) -> None:

@@ -3,7 +3,7 @@
 Usage:
 
     polymodal datasets list
-    polymodal datasets prepare NAME --out DIR [--source DIR] [--seed N] [--split S] [--size N]
+    polymodal datasets prepare NAME --out DIR [--overwrite] [--source DIR] [--seed N] [--split S] [--size N]
         [--window N] [--hop N] [--load L ...] [--max-windows N] [--max-rows N]
         [--n-train N] [--n-valid N] [--test-normal N] [--test-per-anomaly N]
     polymodal manifest convert SOURCE OUT.arrow [--config CONFIG]
@@ -39,7 +39,8 @@ def datasets_list() -> None:
 
 def datasets_prepare(
     name: Annotated[str, typer.Argument(help="Dataset name (see 'datasets list').")],
-    out: Annotated[Path, typer.Option("--out", help="Folder to write files and manifests into.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write files and manifests into: a new or empty "
+                                                    "one, or with --overwrite one an earlier preparation wrote.")],
     source: Annotated[Path | None, typer.Option(
         "--source", help="The folder the dataset is read from, laid out as 'datasets list' says (../shared/data "
                          "for the real-data sets, /usr/share/openclipart for openclipart).")] = None,
@@ -70,6 +71,9 @@ def datasets_prepare(
                                                     "(default 150).")] = None,
     test_per_anomaly: Annotated[int | None, typer.Option("--test-per-anomaly", min=1, help="moving-digits: test "
                                                          "clips of each of the 3 anomalies (default 150).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the dataset an earlier preparation wrote "
+                                            "into --out (all its files: none of a larger one stays); a folder "
+                                            "holding other files is refused even so.")] = False,
 ) -> None:
     """Write a dataset's files plus train.csv, valid.csv and test.csv."""
     from polymodal.data.datasets import DATASETS, prepare, summarise
@@ -84,7 +88,8 @@ def datasets_prepare(
                                "n_train": n_train, "n_valid": n_valid, "test_normal": test_normal,
                                "test_per_anomaly": test_per_anomaly}
     try:
-        prepare(name, out, source, seed, **{k: v for k, v in options.items() if v is not None})  # None: not given
+        prepare(name, out, source, seed, overwrite=overwrite,
+                **{k: v for k, v in options.items() if v is not None})  # None: not given
     except DatasetOptionError as err:
         if err.option in DATASETS[err.dataset].options:  # a value it does not allow: the message says which
             raise

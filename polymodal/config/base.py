@@ -18,7 +18,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic.json_schema import GenerateJsonSchema, NoDefault
+from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from polymodal.errors import ConfigError
 from polymodal.utils.suggest import did_you_mean
@@ -362,6 +363,18 @@ SHAPE_ERRORS = ("dict_type", "list_type", "tuple_type", "int_type", "float_type"
 NUMBER_ERRORS = {"int_parsing": "an integer", "int_from_float": "an integer", "float_parsing": "a number"}
 LENGTH_ERRORS = ("too_short", "too_long")  # a member that says these accepted the value's shape
 RANGE_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")  # and these
+
+
+class DefaultsJsonSchema(GenerateJsonSchema):
+    """The JSON Schema with a ``default`` for every field that has one, those made by a default
+    factory included (``train``, ``head``, ``train.early_stopping``...: pydantic leaves them out),
+    as the factory makes it."""
+
+    def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
+        factory = schema.get("default_factory")
+        if factory is not None and not schema.get("default_factory_takes_data"):
+            return factory()
+        return schema.get("default", NoDefault)
 
 
 def format_validation_error(error: ValidationError, data: Any, root: type[BaseModel]) -> list[str]:

@@ -32,6 +32,10 @@ from polymodal.config.preprocess import (
 )
 from polymodal.config.video import FrameCnnConfig, VideoEncoder
 
+# the schema's description of a preprocess section whose defaults a pretrained encoder changes
+FOLLOWS_ENCODER = ("fields left unset follow a pretrained encoder (one with weights, a speech embedding): the {what} "
+                   "it was trained with replace these defaults")
+
 
 # --- modalities --------------------------------------------------------------------------------
 class ModalityConfig(StrictModel):
@@ -44,7 +48,8 @@ class ModalityConfig(StrictModel):
 
 class ImageModality(ModalityConfig):
     kind: Literal["image"]
-    preprocess: ImagePreprocess = Field(default_factory=ImagePreprocess)
+    preprocess: ImagePreprocess = Field(default_factory=ImagePreprocess,
+                                   description=FOLLOWS_ENCODER.format(what="input size and normalisation"))
     encoder: ImageEncoder = Field(default_factory=ImageCnnConfig)
 
     @model_validator(mode="after")
@@ -57,7 +62,9 @@ class ImageModality(ModalityConfig):
 class TextModality(ModalityConfig):
     file_based: ClassVar[bool] = False
     kind: Literal["text"]
-    preprocess: TextPreprocess = Field(default_factory=TextPreprocess)
+    preprocess: TextPreprocess = Field(default_factory=TextPreprocess, description=(
+        "with encoder 'hf', tokenizer, lowercase, strip_punctuation and max_tokens left unset follow the "
+        "model's folder: its own tokenizer (tokenizer: pretrained), the text as written, its maximum input length"))
     encoder: TextEncoder = Field(default_factory=TextRnnConfig)
 
     @model_validator(mode="after")
@@ -87,7 +94,8 @@ class TextModality(ModalityConfig):
 
 class AudioModality(ModalityConfig):
     kind: Literal["audio"]
-    preprocess: AudioPreprocess = Field(default_factory=AudioPreprocess)
+    preprocess: AudioPreprocess = Field(default_factory=AudioPreprocess,
+                                   description=FOLLOWS_ENCODER.format(what="sample rate, features and normalisation"))
     encoder: AudioEncoder = Field(default_factory=MelCnnConfig)
 
     @model_validator(mode="after")
@@ -112,7 +120,8 @@ class SignalModality(ModalityConfig):
 class VideoModality(ModalityConfig):
     folder_cells: ClassVar[bool] = True
     kind: Literal["video"]
-    preprocess: VideoPreprocess = Field(default_factory=VideoPreprocess)
+    preprocess: VideoPreprocess = Field(default_factory=VideoPreprocess,
+                                   description=FOLLOWS_ENCODER.format(what="frame size and normalisation"))
     encoder: VideoEncoder = Field(default_factory=FrameCnnConfig)
 
     @model_validator(mode="after")

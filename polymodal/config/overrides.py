@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from polymodal.config.base import DISCRIMINATORS, default_selector
@@ -19,11 +20,29 @@ from polymodal.errors import ConfigError, OptionError
 from polymodal.utils.suggest import did_you_mean
 
 NAMED = {"modalities": "modality", "tasks": "task"}  # sections of named entries, which null removes
+WHOLE = {"modalities": "{kind: ..., column: ...}", "tasks": "{task: ..., target: ...}"}  # a new entry, given whole
 
 
-def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "") -> None:
+@dataclass
+class Edits:
+    """What setting the keys did beyond setting them, so that a problem it caused is told as such.
+
+    Attributes:
+        created: the dotted path of each section the data lacked and a key made -> that key, and
+            for a new modality (task) named by a key inside it (``modalities.imag.preprocess.size``),
+            what the config has instead (``no modality 'imag' ... (did you mean 'image'?)``).
+        replaced: the dotted path of each section a new selector replaced -> the selector's key,
+            its new value and the value it had (``fusion`` -> ``("fusion.name", "late", "attention")``).
+    """
+
+    created: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    replaced: dict[str, tuple[str, Any, Any]] = field(default_factory=dict)
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "", edits: Edits | None = None) -> None:
     """``set_dotted(d, "train.lr", 1e-3)`` sets ``d["train"]["lr"]``, creating sections as needed;
-    a number indexes a list. ``where`` prefixes the key in messages (``tune.space.``, ``--set ``).
+    a number indexes a list. ``where`` prefixes the key in messages (``tune.space.``, ``--set ``);
+    ``edits`` records the sections created.
 
     Raises:
         ConfigError: the key runs through a value that is not a section, or past a list's end;
@@ -41,11 +60,22 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "") -> N
             break
         child = child_of(node, part)
         if child is None and isinstance(node, dict):
+            if edits is not None:
+                edits.created.setdefault(".".join(parts[:i + 1]), (key, _new_entry(parts[:i + 1], node)))
             child = node[part] = {}
         if not isinstance(child, dict | list):
             raise ConfigError([f"{where}{key}: '{part}' is not a section of the config (it holds {child!r})"])
         node = child
     node[int(parts[-1]) if isinstance(node, list) else parts[-1]] = value
+
+
+def _new_entry(parts: list[str], section: dict[str, Any]) -> str | None:
+    """For a modality (task) ``parts`` = ``[section name, entry]`` that ``section`` lacks: what it
+    has, with the entry likely meant; None for any other path."""
+    if len(parts) != 2 or parts[0] not in NAMED:
+        return None
+    have = sorted(section)
+    return f"the config has no {NAMED[parts[0]]} '{parts[1]}'{did_you_mean(parts[1], have)}; it has {have}"
 
 
 def _remove_named(data: dict[str, Any], section: str, name: str, said: str) -> None:
@@ -99,8 +129,9 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return overrides
 
 
-def apply_values(data: dict[str, Any], values: Mapping[str, Any], where: str = "") -> None:
-    """Set each dotted key of ``values`` in ``data`` (in place; see :func:`set_dotted`).
+def apply_values(data: dict[str, Any], values: Mapping[str, Any], where: str = "", edits: Edits | None = None) -> None:
+    """Set each dotted key of ``values`` in ``data`` (in place; see :func:`set_dotted`); ``edits``
+    records the sections created or replaced.
 
     A value for a component's selector (``fusion.name``, ``modalities.x.encoder.name``,
     ``transfer.0.method``...) that differs from the config's replaces that section with the new
@@ -116,9 +147,11 @@ def apply_values(data: dict[str, Any], values: Mapping[str, Any], where: str = "
         for part in section.split(".") if section else []:
             node = child_of(node, part)
         if key in selectors and isinstance(node, dict) and node.get(field) != values[key]:
-            set_dotted(data, section, {field: values[key]}, where=where)
+            if edits is not None:
+                edits.replaced[section] = (key, values[key], node.get(field))
+            set_dotted(data, section, {field: values[key]}, where=where, edits=edits)
         else:
-            set_dotted(data, key, values[key], where=where)
+            set_dotted(data, key, values[key], where=where, edits=edits)
 
 
 def _create_default_components(data: dict[str, Any], parts: list[str]) -> None:
@@ -137,26 +170,71 @@ def _create_default_components(data: dict[str, Any], parts: list[str]) -> None:
         node = child_of(node, part)
 
 
-def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], edits: Edits | None = None) -> None:
     """The command line's ``--set`` values (see :func:`apply_values`)."""
-    apply_values(data, overrides, where="--set ")
+    apply_values(data, overrides, where="--set ", edits=edits)
 
 
 @contextmanager
-def naming_overrides(overrides: Mapping[str, Any] | None) -> Iterator[None]:
-    """Within the block, a :class:`ConfigError` problem at a key the command line's ``--set``
-    gave (or under it: a section it replaced) is labelled ``--set KEY: ...``, so that it is not
-    read as the config file's."""
+def naming_overrides(overrides: Mapping[str, Any] | None, source: str | None = None) -> Iterator[Edits]:
+    """Within the block (which applies the command line's ``--set`` values, recording into the
+    :class:`Edits` yielded, then validates), a :class:`ConfigError` problem the ``--set`` values
+    caused is labelled ``--set KEY: ...``, so that it is not read as the config file's: one at a
+    key given or under it, one at a section a key created (``--set trian.epochs`` makes a section
+    ``trian``), one inside a section a new selector replaced (``--set fusion.name=late``: the
+    file's settings of the old component are gone, and the message says so), and the problems
+    inside a modality (task) a key created, as one problem naming the one likely meant. When
+    every problem comes from ``--set`` the error says so rather than blaming the file
+    (``Invalid --set values for qs.yaml``). ``source``: the config file, when the error names none."""
+    edits = Edits()
     try:
-        yield
+        yield edits
     except ConfigError as err:
         if not overrides:
             raise
-        keys = list(overrides)
+        problems = _label_problems(err.problems, list(overrides), edits)
+        raise ConfigError(problems, source=err.source or source,
+                          only_set=all(p.startswith("--set ") for p in problems)) from None
 
-        def from_set(problem: str) -> bool:
-            where = problem.split(":", 1)[0].strip()
-            return any(where == k or where.startswith(f"{k}.") for k in keys)
 
-        problems = [f"--set {p}" if from_set(p) and not p.startswith("--set ") else p for p in err.problems]
-        raise ConfigError(problems, source=err.source) from None
+def _label_problems(problems: list[str], keys: list[str], edits: Edits) -> list[str]:
+    """``problems`` with those ``--set`` caused labelled (see :func:`naming_overrides`); the
+    problems inside each new modality (task) become one, in the place of the first."""
+    out: list[str] = []
+    entries: dict[str, tuple[int, list[str]]] = {}  # a new modality's path -> its place in out, its problems
+    for problem in problems:
+        where, _, said = problem.partition(":")
+        where, said = where.strip(), said.strip()
+        if problem.startswith("--set ") or _under(where, keys):
+            out.append(problem if problem.startswith("--set ") else f"--set {problem}")
+            continue
+        created = next((path for path in edits.created if _under(where, [path])), None)
+        replaced = next((path for path in edits.replaced if _under(where, [path])), None)
+        if created is not None and edits.created[created][1] is not None:
+            if created not in entries:
+                entries[created] = (len(out), [])
+                out.append("")  # its place, filled below
+            entries[created][1].append(problem)
+        elif created is not None:
+            key = edits.created[created][0]
+            out.append(f"--set {key}: {said}" if where == created else
+                       f"--set {key}: {problem} (the config has no section {created}: --set made it)")
+        elif replaced is not None:
+            key, new, old = edits.replaced[replaced]
+            name = key.rsplit(".", 1)[-1]
+            was = f"the file's settings of {name} {old!r}" if old is not None else "the file's settings of the section"
+            out.append(f"--set {key}={new}: {problem}; a new {name} starts {replaced} from its defaults ({was} do "
+                       f"not carry over): set the keys it needs with --set too")
+        else:
+            out.append(problem)
+    for path, (at, inside) in entries.items():
+        key, have = edits.created[path]
+        section = path.split(".", 1)[0]
+        out[at] = (f"--set {key}: {have}; a new {NAMED[section]} is given whole (--set {path}="
+                                f"{WHOLE[section]}), and '{path.split('.', 1)[1]}' lacks: {'; '.join(inside)}")
+    return out
+
+
+def _under(where: str, paths: Iterable[str]) -> bool:
+    """Whether the key path ``where`` is one of ``paths`` or inside one."""
+    return any(where == path or where.startswith(f"{path}.") for path in paths)

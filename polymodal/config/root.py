@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
 from polymodal.config.align import AnyAlign, check_align
 from polymodal.config.anomaly import AnomalyConfig, check_anomaly
-from polymodal.config.base import StrictModel, validate
+from polymodal.config.base import DefaultsJsonSchema, StrictModel, validate
 from polymodal.config.decision import DecisionConfig, check_decision
 from polymodal.config.finetune import check_feature_cache
 from polymodal.config.modalities import AnyModality, modality_columns
@@ -59,7 +59,9 @@ class Config(StrictModel):
     task: Task = "classification"
     target: str | list[str] | None = None
     modalities: dict[str, AnyModality] = Field(min_length=1)
-    fusion: AnyFusion = Field(default_factory=AttentionFusionConfig)  # concat for one modality: see below
+    fusion: AnyFusion = Field(default_factory=AttentionFusionConfig, description=(  # see _one_modality_fuses_nothing
+        "default: attention; concat for a config of one modality whose head is mlp (attention over one token "
+        "would only add a Transformer)"))
     head: AnyHead = Field(default_factory=MlpHeadConfig)
     align: AnyAlign | None = None
     tasks: dict[str, TaskSpec] | None = None
@@ -368,8 +370,8 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
         return source
     if not isinstance(source, str | os.PathLike):  # a dict, or a Config to edit (as a copy)
         data = config_to_dict(source) if isinstance(source, Config) else copy.deepcopy(source)
-        apply_overrides(data, overrides or {})
-        with naming_overrides(overrides):
+        with naming_overrides(overrides) as edits:
+            apply_overrides(data, overrides or {}, edits)
             config = validate(Config, data, context={"saved_run": saved_run})
         _resolve_paths(config, Path.cwd())  # no file to be relative to: recorded absolute, as a run saves them
         missing = missing_paths(config) if check_files else []
@@ -390,8 +392,8 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
         others: list[str] = []
         if isinstance(err.data, dict):
             try:
-                apply_overrides(err.data, overrides or {})
-                with naming_overrides(overrides):
+                with naming_overrides(overrides, str(path)) as edits:
+                    apply_overrides(err.data, overrides or {}, edits)
                     validate(Config, err.data, source=str(path), context={"base": path.resolve().parent,
                                                                           "saved_run": saved_run})
             except ConfigError as invalid:
@@ -405,10 +407,10 @@ def load_config(source: str | Path | dict[str, Any] | Config, *, saved_run: bool
                           source=str(path))
     if not isinstance(data, dict):
         raise ConfigError([f"<root>: expected a mapping of keys; got {type(data).__name__}"], source=str(path))
-    if overrides:
-        apply_overrides(data, overrides)
     base = path.resolve().parent
-    with naming_overrides(overrides):  # local files resolve first
+    with naming_overrides(overrides, str(path)) as edits:  # local files resolve first
+        if overrides:
+            apply_overrides(data, overrides, edits)
         config = validate(Config, data, source=str(path), context={"base": base, "saved_run": saved_run})
     _resolve_paths(config, base)  # and every other path after
     missing = missing_paths(config) if check_files else []
@@ -430,5 +432,6 @@ def save_config(config: Config, path: str | Path) -> None:
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of the config file."""
-    return Config.model_json_schema()
+    """The JSON Schema of the config file: every key with its type, range and default (a section's
+    default spelt out), and a description where the default depends on the rest of the config."""
+    return Config.model_json_schema(schema_generator=DefaultsJsonSchema)

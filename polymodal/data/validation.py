@@ -67,6 +67,7 @@ def validate_manifest(
     check_table(columns, len(manifest), manifest.name)  # a Manifest built without read_manifest too
     names = list(modalities) if modalities is not None else config.modality_names
     problems: list[str] = []
+    hints: list[str] = []  # advice on why files are missing: first, before the files it explains
     folded = 0  # problems counted in a 'N more ...' line
     columns_missing = False
     present_any = np.zeros(len(manifest), dtype=bool)
@@ -101,14 +102,14 @@ def validate_manifest(
                 if hint:
                     warn_user(hint)
                 continue
-            for (row, path), reason in zip(absent[:20], reasons):
+            shown = 3 if hint else 20  # a few examples of what the advice explains
+            for (row, path), reason in zip(absent[:shown], reasons):
                 problems.append(f"{manifest.where(row)}, column '{modality.column}': {reason}: {path}")
-            if len(absent) > 20:
-                problems.append(f"column '{modality.column}': {len(absent) - 20} more missing files")
-                folded += len(absent) - 21
+            if len(absent) > shown:
+                problems.append(f"column '{modality.column}': {len(absent) - shown} more missing files")
+                folded += len(absent) - shown - 1
             if hint:
-                problems.append(hint)
-                folded -= 1  # advice, not a problem of its own
+                hints.append(hint)
     if not columns_missing and not allow_empty_rows:
         empty_rows = np.flatnonzero(~present_any)
         if config.data.on_error != "raise":  # skipped and listed when encoded, as a row of unreadable files is
@@ -125,7 +126,8 @@ def validate_manifest(
     if require_target:
         problems += _target_problems(manifest, config)
     if problems:
-        raise ManifestError(problems, source=manifest.name, folded=folded)
+        hints = list(dict.fromkeys(hints))  # a DataFrame's root: one piece of advice for all its columns
+        raise ManifestError(hints + problems, source=manifest.name, folded=folded - len(hints))  # advice: no problem
 
 
 def _non_path_problems(manifest: Manifest, column: str, mistyped: list[tuple[int, object]]) -> list[str]:
@@ -274,8 +276,8 @@ def _working_folder_hint(manifest: Manifest, column: str, row: int) -> str | Non
     if manifest.name == "DataFrame":  # read from a CSV elsewhere with pandas, most likely
         if manifest.root.resolve() != Path.cwd().resolve():
             return None  # a root was given
-        return (f"column '{column}': a DataFrame's relative paths resolve against {manifest.root} (the working "
-                "folder); for paths relative to the file the frame was read from, pass "
+        return (f"a DataFrame's relative paths resolve against {manifest.root} (the working folder), where its "
+                "files are not; for paths relative to the file the frame was read from, pass "
                 "read_manifest(frame, root=ITS_FOLDER), or the file's path itself")
     file = split_row_ref(cell)[0]
     if Path.cwd().resolve() == manifest.root.resolve() or not os.path.exists(file):

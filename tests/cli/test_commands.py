@@ -87,6 +87,31 @@ def test_config_check_with_data_checks_the_manifests_as_training_reads_them(data
     assert "data.on_error: missing skips 2 missing file(s) of 'image'" in " ".join(result.stdout.split())
 
 
+def test_config_check_refuses_a_later_manifest_label_the_first_lacks_as_training_does(data, tmp_path):
+    """config check passed a validation manifest holding a class the training manifest lacks, which
+    train then refused: the second --data is now checked against the first one's classes, with
+    training's own message."""
+    valid = pd.read_csv(data["valid"]).assign(label=lambda f: f["label"].where(f.index != 3, "d"))
+    valid.to_csv(data["root"] / "newclass.csv", index=False)
+    said = "newclass.csv row 3 (line 5): label 'd' in column 'label' was not seen in training; known labels: " \
+           "['a', 'b', 'c']"
+    trained = invoke("train", data["config"], "--train", data["train"], "--valid", data["root"] / "newclass.csv",
+                     "--out", tmp_path / "run", "--set", "train.epochs=1")
+    assert_user_error(trained, said)
+    assert_user_error(invoke("config", "check", data["config"], "--data", data["train"], "--data",
+                             data["root"] / "newclass.csv"), said)
+    result = invoke("config", "check", data["config"], "--data", data["root"] / "newclass.csv", "--data", data["train"])
+    assert result.exit_code == 0, result.output  # the first manifest's classes are those trained: 'd' is one
+    config = yaml.safe_load(data["config"].read_text()) | {"data": {"on_error": "skip"}}
+    (data["root"] / "skip.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    valid.assign(image=lambda f: f["image"].where(f.index != 3, "gone.png")).to_csv(data["root"] / "gone_d.csv",
+                                                                                      index=False)
+    result = invoke("config", "check", data["root"] / "skip.yaml", "--data", data["train"], "--data",
+                    data["root"] / "gone_d.csv")  # on_error skip drops the row of 'd': training never reads its label
+    assert result.exit_code == 0, result.output
+    assert "skips 1 missing file(s) of 'image'" in " ".join(result.stdout.split())
+
+
 def test_config_check_with_data_says_a_multilabel_label_is_one_value_in_every_row(data):
     from helpers_models import multilabel_config
 
@@ -168,6 +193,18 @@ def test_datasets_prepare_chooses_the_test_speakers(fsdd_source, tmp_path):
     assert set(test["speaker"]) == {"nicolas", "theo"} and len(test) == 20
     assert set(train["speaker"]) == {"jackson"}
     assert json.loads((tmp_path / "fm" / "dataset.json").read_text())["test_speakers"] == ["nicolas", "theo"]
+
+
+def test_datasets_prepare_replaces_an_earlier_preparation_only_with_overwrite(fsdd_source, tmp_path):
+    assert prepare_fsdd(fsdd_source, tmp_path / "fm", "--test-speaker", "theo").exit_code == 0
+    assert_user_error(prepare_fsdd(fsdd_source, tmp_path / "fm", "--test-speaker", "nicolas"),
+                      f"--out {tmp_path / 'fm'} already holds the fsdd-mnist dataset (40 rows); give --overwrite")
+    result = prepare_fsdd(fsdd_source, tmp_path / "fm", "--test-speaker", "nicolas", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_csv(tmp_path / "fm" / "test.csv")["speaker"]) == {"nicolas"}
+    listed = {p for s in ("train", "valid", "test") for c in ("image", "audio")
+              for p in pd.read_csv(tmp_path / "fm" / f"{s}.csv")[c]}
+    assert {p.relative_to(tmp_path / "fm").as_posix() for p in (tmp_path / "fm").glob("*/*")} == listed
 
 
 def test_datasets_prepare_unknown_test_speaker_lists_the_speakers_found(fsdd_source, tmp_path):

@@ -184,6 +184,59 @@ def test_json_schema_lists_the_modality_kinds():
     assert set(modalities["discriminator"]["mapping"]) == {"image", "text", "audio", "signal", "tabular", "video"}
 
 
+def _models(model: type, seen: dict[str, type] | None = None) -> dict[str, type]:
+    """Every config model reachable from ``model`` through its fields' annotations, by class name
+    (the names of the schema's ``$defs``)."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    seen = {} if seen is None else seen
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        if model.__name__ in seen:
+            return seen
+        seen[model.__name__] = model
+        for field in model.model_fields.values():
+            _models(field.annotation, seen)
+        return seen
+    for arg in get_args(model):
+        _models(arg, seen)
+    return seen
+
+
+def test_json_schema_gives_every_default_a_default_factory_makes():
+    """``config schema`` promises every key's default, but pydantic leaves out those of sections
+    made by a default factory (train, head, train.early_stopping...)."""
+    from pydantic_core import to_jsonable_python
+
+    schema = json_schema()
+    models = _models(Config)
+    checked = []
+    for name, model in models.items():
+        properties = schema["properties"] if model is Config else schema["$defs"][name]["properties"]
+        for key, field in model.model_fields.items():
+            if field.default_factory is not None:
+                made = to_jsonable_python(field.get_default(call_default_factory=True))
+                assert properties[key].get("default") == made, f"{name}.{key}"
+                checked.append(f"{name}.{key}")
+    assert {"Config.train", "Config.head", "Config.fusion", "TrainConfig.early_stopping",
+            "ImageModality.encoder", "AnomalyConfig.normal"} <= set(checked)
+    assert schema["properties"]["train"]["default"]["epochs"] == Config.model_fields["train"].default_factory().epochs
+    assert schema["$defs"]["TrainConfig"]["properties"]["early_stopping"]["default"]["patience"] == 5
+
+
+def test_json_schema_describes_a_default_the_rest_of_the_config_decides():
+    schema = json_schema()
+    fusion = schema["properties"]["fusion"]
+    assert fusion["default"]["name"] == "attention"
+    assert "concat for a config of one modality whose head is mlp" in fusion["description"]
+    base = {"target": "y"}  # what the description says, checked against what loading does
+    assert load_config({**base, "modalities": _tables("a")}).fusion.name == "concat"
+    assert load_config({**base, "modalities": _tables("a"), "head": {"name": "transformer"}}).fusion.name == "attention"
+    image = schema["$defs"]["ImageModality"]["properties"]["preprocess"]
+    assert "follow a pretrained encoder" in image["description"] and image["default"]["size"] == 224
+
+
 def _tables(*names: str) -> dict[str, Any]:
     return {name: {"kind": "tabular", "columns": [f"{name}_x"]} for name in names}
 

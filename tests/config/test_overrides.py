@@ -88,8 +88,63 @@ def test_problems_at_keys_set_on_the_command_line_say_so(tmp_path):
     problems = sorted(info.value.problems)
     assert problems[0].startswith("--set train.batch_size: ") and problems[1].startswith("--set train.epoch: unknown key")
     assert problems[2].startswith("train.lr: ") and info.value.source == str(tmp_path / "c.yaml")
-    with pytest.raises(ConfigError, match="^Invalid config .*\n  - --set train.epochs: "):
+    with pytest.raises(ConfigError, match=f"^Invalid config in {tmp_path / 'c.yaml'} \\(3 problem"):
+        load_config(tmp_path / "c.yaml", overrides={"train.epoch": 1, "train.batch_size": 0})  # the file's too
+    with pytest.raises(ConfigError, match="^Invalid --set values \\(1 problem\\(s\\)\\):\n  - --set train.epochs: "):
         load_config(spec | {"train": {"epochs": 1}}, overrides={"train.epochs": "abc"})
+    (tmp_path / "fine.yaml").write_text(yaml.safe_dump(classification_config()), encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"^Invalid --set values for {tmp_path / 'fine.yaml'} \\(1 problem"):
+        load_config(tmp_path / "fine.yaml", overrides={"train.epoch": 1})  # the file is not at fault: not said to be
+    with pytest.raises(ConfigError, match=f"^Invalid --set values for {tmp_path / 'fine.yaml'} \\(1 problem"):
+        load_config(tmp_path / "fine.yaml", overrides={"train.epochs.x": 1})  # found while setting, not validating
+
+
+def test_a_section_a_set_key_creates_is_named_by_that_key(tmp_path):
+    """``--set trian.epochs=1`` made a section ``trian``, reported as the file's ``trian: unknown key``."""
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(classification_config()), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "c.yaml", overrides={"trian.epochs": 1, "train.early_stoping.patience": 2})
+    assert sorted(p.split(";")[0] for p in info.value.problems) == [
+        "--set train.early_stoping.patience: unknown key 'early_stoping' (did you mean 'early_stopping'?)",
+        "--set trian.epochs: unknown key 'trian' (did you mean 'train'?)"]
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "c.yaml", overrides={"align.dim": 16})
+    assert info.value.problems == ["--set align.dim: align.objective: required key is missing; must be one of "
+                                   "['contrastive', 'triplet', 'cca', 'vae'] (the config has no section align: --set "
+                                   "made it)"]
+
+
+def test_a_key_inside_a_modality_the_config_lacks_names_the_one_meant(tmp_path):
+    """``--set modalities.imag.preprocess.size=32`` silently made a modality 'imag', reported as the
+    file's ``modalities.imag.kind: required key is missing``."""
+    spec = classification_config()
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "c.yaml", overrides={"modalities.imgg.preprocess.size": 32})
+    assert str(info.value).startswith(f"Invalid --set values for {tmp_path / 'c.yaml'} (1 problem(s))")
+    (problem,) = info.value.problems
+    assert problem.startswith("--set modalities.imgg.preprocess.size: the config has no modality 'imgg' (did you mean "
+                              f"'img'?); it has {sorted(spec['modalities'])}; a new modality is given whole (--set "
+                              "modalities.imgg={kind: ..., column: ...}), and 'imgg' lacks: modalities.imgg.kind: "
+                              "required key is missing")
+    added = load_config(tmp_path / "c.yaml", overrides={"modalities.img2.kind": "image",
+                                                        "modalities.img2.column": "image"})
+    assert added.modalities["img2"].column == "image"  # a new modality set key by key is still possible
+
+
+def test_a_problem_inside_a_section_a_new_selector_replaced_says_why(tmp_path):
+    """``--set modalities.img.kind=text`` dropped the file's ``column`` with the rest of the section,
+    and the message blamed the file: ``modalities.img.column: required key is missing``."""
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(classification_config()), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "c.yaml", overrides={"modalities.img.kind": "text"})
+    assert info.value.problems == ["--set modalities.img.kind=text: modalities.img.column: required key is missing; "
+                                   "a new kind starts modalities.img from its defaults (the file's settings of kind "
+                                   "'image' do not carry over): set the keys it needs with --set too"]
+    assert str(info.value).startswith("Invalid --set values for ")
+    config = load_config(tmp_path / "c.yaml", overrides={"modalities.img.kind": "text",
+                                                         "modalities.img.column": "image"})
+    assert config.modalities["img"].kind == "text"
 
 
 def test_null_removes_a_modality_for_a_single_modality_baseline():

@@ -223,7 +223,7 @@ def test_paths_written_relative_to_the_working_folder_get_advice(tmp_path, monke
     with pytest.raises(ManifestError) as info:
         validate_manifest(read_manifest(path), config)
     assert "(1 problem(s))" in str(info.value)  # the advice is not counted as a problem
-    assert info.value.problems[1] == (
+    assert info.value.problems[0] == (  # the advice first, before the files it explains
         f"column 'image': relative paths resolve against the manifest's folder {tmp_path / 'lists'}, but "
         f"'data/img/a.png' is a file relative to the working folder {tmp_path}: write the paths relative to the "
         "manifest's folder, or absolute")
@@ -239,10 +239,27 @@ def test_a_dataframe_read_from_a_csv_elsewhere_gets_advice_on_its_root(tmp_path,
     config = make_config({"image": {"kind": "image", "column": "image"}})
     with pytest.raises(ManifestError) as info:
         validate_manifest(read_manifest(frame), config)
-    assert info.value.problems[0].endswith(f"column 'image': file not found: {tmp_path / 'img' / 'a.png'}")
-    assert info.value.problems[1].startswith(f"column 'image': a DataFrame's relative paths resolve against {tmp_path} ")
-    assert "read_manifest(frame, root=ITS_FOLDER)" in info.value.problems[1]
+    assert info.value.problems[1].endswith(f"column 'image': file not found: {tmp_path / 'img' / 'a.png'}")
+    assert info.value.problems[0].startswith(f"a DataFrame's relative paths resolve against {tmp_path} ")
+    assert "read_manifest(frame, root=ITS_FOLDER)" in info.value.problems[0]
     validate_manifest(read_manifest(frame, root=tmp_path / "data"), config)  # the advice works
+
+
+def test_the_advice_on_a_dataframe_root_comes_first_once_with_a_few_of_the_files_it_explains(tmp_path, monkeypatch):
+    """Predicting a frame of 60 rows and 2 file columns listed 42 missing files before the advice
+    that explained them all."""
+    monkeypatch.chdir(tmp_path)
+    frame = pd.DataFrame({"image": [f"images/{i}.png" for i in range(60)], "audio": [f"audio/{i}.wav" for i in range(60)],
+                          "y": ["cat"] * 60})
+    config = make_config({"image": {"kind": "image", "column": "image"}, "audio": {"kind": "audio", "column": "audio"}})
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(read_manifest(frame), config)
+    problems = info.value.problems
+    assert problems[0].startswith(f"a DataFrame's relative paths resolve against {tmp_path} (the working folder)")
+    assert sum("a DataFrame's relative paths" in p for p in problems) == 1  # one piece of advice for both columns
+    assert len(problems) == 9 and problems[4] == "column 'audio': 57 more missing files"
+    assert problems[8] == "column 'image': 57 more missing files"
+    assert "(120 problem(s))" in str(info.value)  # every missing file counted; the advice is none
 
 
 def test_trailing_delimiters_after_an_integer_id_column_are_dropped_too(tmp_path):
@@ -287,9 +304,9 @@ def test_a_file_column_that_holds_text_is_named_as_likely_the_wrong_column(tmp_p
                           "y": [0, 1]})
     with pytest.raises(ManifestError) as info:
         validate_manifest(read_manifest(frame, root=tmp_path), make_config(IMAGE))
-    assert problems(info)[-1] == ("column 'image' names no file that exists, and its cells do not look like file "
-                                  "names (e.g. 'no focal consolidation. heart size normal'): is it the column "
-                                  "image modality 'image' should read?")
+    assert problems(info)[0] == ("column 'image' names no file that exists, and its cells do not look like file "
+                                 "names (e.g. 'no focal consolidation. heart size normal'): is it the column "
+                                 "image modality 'image' should read?")  # the advice first
     frame["image"] = ["a.png", "b.png"]  # file names, missing: no such advice
     with pytest.raises(ManifestError) as info:
         validate_manifest(read_manifest(frame, root=tmp_path), make_config(IMAGE))

@@ -2,7 +2,8 @@
 ``../shared/data`` (``fsdd-mnist``, ``mnist``, ``usps``, ``pneumoniamnist``, ``cwru``,
 ``moving-digits``, ``openclipart``); ``polymodal datasets list`` shows them.
 
-Each writes files plus ``train.csv``, ``valid.csv`` and ``test.csv``, deterministically for a seed.
+Each writes files plus ``train.csv``, ``valid.csv`` and ``test.csv``, deterministically for a seed,
+into a new or empty folder (or over an earlier preparation, with ``overwrite``).
 """
 
 from __future__ import annotations
@@ -18,20 +19,31 @@ from polymodal.data.datasets import (  # noqa: F401 - registration
     moving_digits,
     openclipart,  # noqa: F401,I001 - registration
 )
-from polymodal.data.datasets.base import DATASETS, SPLITS, DatasetSpec, summarise
+from polymodal.data.datasets.base import DATASETS, DatasetSpec, summarise
+from polymodal.data.datasets.out_folder import preparing
 from polymodal.errors import DatasetOptionError, DatasetSourceError, UnknownNameError
+from polymodal.utils.suggest import did_you_mean
 
 
-def prepare(name: str, out: str | Path, source: str | Path | None = None, seed: int = 0, **options: Any) -> dict[str, Any]:
-    """Prepare a built-in dataset into ``out``; return its summary (rows per split...).
+def prepare(name: str, out: str | Path, source: str | Path | None = None, seed: int = 0, overwrite: bool = False,
+            **options: Any) -> dict[str, Any]:
+    """Prepare a built-in dataset into ``out``, a new or empty folder; return its summary (rows
+    per split...).
+
+    Args:
+        overwrite: replace the dataset an earlier preparation wrote into ``out`` (its files are
+            removed once the new one is complete; a folder holding other files is refused even
+            so, see :mod:`~polymodal.data.datasets.out_folder`).
 
     Raises:
         UnknownNameError: unknown dataset name (a KeyError).
         DatasetOptionError: an option the dataset does not take, or a value it does not allow.
         DatasetSourceError: the dataset needs a source folder and none (or a wrong one) was given.
+        OptionError: ``out`` holds files: an earlier preparation's without ``overwrite``, or
+            files no preparation wrote.
     """
     if name not in DATASETS:
-        raise UnknownNameError(f"unknown dataset '{name}'; available: {sorted(DATASETS)}")
+        raise UnknownNameError(f"unknown dataset '{name}'{did_you_mean(name, DATASETS)}; available: {sorted(DATASETS)}")
     spec = DATASETS[name]
     for option, value in options.items():
         if option not in spec.options:
@@ -51,11 +63,8 @@ def prepare(name: str, out: str | Path, source: str | Path | None = None, seed: 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out must be a folder; {out} is a file")
-    # a dataset is complete once its dataset.json is written, last: an earlier one goes first, so an
-    # interrupted preparation over it (files half overwritten) never passes for a complete dataset
-    for stale in (out / "dataset.json", *(out / f"{split}.csv" for split in SPLITS)):
-        stale.unlink(missing_ok=True)
-    return spec.prepare(out, Path(source) if source is not None else None, seed=seed, **options)
+    with preparing(out, name, overwrite):  # dataset.json, written last, says the dataset is complete
+        return spec.prepare(out, Path(source) if source is not None else None, seed=seed, **options)
 
 
 __all__ = ["DATASETS", "DatasetSpec", "prepare", "summarise"]

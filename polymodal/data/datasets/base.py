@@ -29,12 +29,15 @@ class DatasetSpec:
         description: one line for ``datasets list``.
         prepare: ``prepare(out_dir, source, seed, **options) -> summary dict``.
         source: what the source folder must hold (None: embedded, no source needed).
+        folders: the folders ``prepare`` writes its files into, directly in the output folder
+            (besides the manifests and ``dataset.json``): what ``--overwrite`` may replace.
     """
 
     name: str
     description: str
     prepare: Callable[..., dict[str, Any]]
     source: str | None = None
+    folders: tuple[str, ...] = ()
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -47,22 +50,33 @@ class DatasetSpec:
 DATASETS: dict[str, DatasetSpec] = {}
 
 
-def register_dataset(name: str, description: str, source: str | None = None
+def register_dataset(name: str, description: str, source: str | None = None, *, folders: tuple[str, ...]
                      ) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
+    """Register a dataset's ``prepare`` function under ``name`` (see :class:`DatasetSpec`)."""
+
     def decorator(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         if name in DATASETS:
             raise ValueError(f"dataset '{name}' is already registered")
-        DATASETS[name] = DatasetSpec(name, description, fn, source)
+        DATASETS[name] = DatasetSpec(name, description, fn, source, folders)
         return fn
 
     return decorator
 
 
-def require(path: Path, what: str, dataset: str) -> Path:
-    """``path`` if it exists, else a DatasetSourceError naming what was expected."""
-    if not path.exists():
-        raise DatasetSourceError(f"dataset '{dataset}': expected {what} at {path}, but it does not exist")
-    return path
+def require(path: Path, what: str, dataset: str, source: Path | None = None) -> Path:
+    """``path`` if it exists, else a DatasetSourceError naming what was expected; when ``path``
+    lies in the ``--source`` folder and a folder above that one holds it (``--source data/fsdd``
+    for ``fsdd-mnist``, which wants ``data``: the folder holding ``fsdd/``), the error says so."""
+    if path.exists():
+        return path
+    hint = ""
+    if source is not None and path.is_relative_to(source):
+        within = path.relative_to(source)
+        above = next((folder for folder in Path(source).resolve().parents if (folder / within).exists()), None)
+        if above is not None:
+            hint = (f"; --source is the folder holding {within.parts[0]}/, and {above} holds {within}: give "
+                    f"--source {above}")
+    raise DatasetSourceError(f"dataset '{dataset}': expected {what} at {path}, but it does not exist{hint}")
 
 
 def read_idx_images(path: Path) -> np.ndarray:

@@ -37,11 +37,11 @@ def fault_parts(fault: str) -> tuple[str, float]:
 
 
 @register_dataset("cwru", "CWRU bearings: drive-end + fan-end vibration windows, label = fault type",
-                  source="cwru/files.csv and cwru/*.npz")
+                  source="cwru/files.csv and cwru/*.npz", folders=("signals",))
 def prepare_cwru(out: Path, source: Path, seed: int = 0, window: int = 2048, hop: int = 1024,
                  loads: Sequence[int] | None = None, max_windows: int | None = None, **_: Any) -> dict[str, Any]:
     out, folder = Path(out), Path(source) / "cwru"
-    files = pd.read_csv(require(folder / "files.csv", "the CWRU file list", "cwru"))
+    files = pd.read_csv(require(folder / "files.csv", "the CWRU file list", "cwru", Path(source)))
     needed = {"file", "fault", "load_hp"}
     if not needed <= set(files.columns):
         raise DatasetSourceError(f"dataset 'cwru': files.csv needs columns {sorted(needed)}; has {list(files.columns)}")

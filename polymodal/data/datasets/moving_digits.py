@@ -58,7 +58,8 @@ def _read_wave(path: Path) -> np.ndarray:
 
 
 @register_dataset("moving-digits", "videos of moving MNIST digits with the spoken FSDD digit as audio; normal train, "
-                  "test with mismatched audio / frozen frames / dropped audio", source="fsdd/recordings and mnist/")
+                  "test with mismatched audio / frozen frames / dropped audio", source="fsdd/recordings and mnist/",
+                  folders=("clips",))
 def prepare_moving_digits(out: Path, source: Path, seed: int = 0, n_train: int = 2000, n_valid: int = 200,
                           test_normal: int = 150, test_per_anomaly: int = 150, frames: int = 16, size: int = 48,
                           fps: int = 16, progress: bool = True, **_: Any) -> dict[str, Any]:

@@ -113,7 +113,7 @@ def read_drawings(svg_root: Path) -> pd.DataFrame:
 
 @register_dataset("openclipart", "Openclipart drawings (Debian openclipart-svg) rendered to PNG (needs "
                   "pip install 'polymodal[openclipart]': cairosvg) + title/description/keywords text",
-                  source="svg/<category>/**/*.svg (e.g. /usr/share/openclipart)")
+                  source="svg/<category>/**/*.svg (e.g. /usr/share/openclipart)", folders=("images",))
 def prepare_openclipart(out: Path, source: Path, seed: int = 0, size: int = 224, test_size: int = 1000,
                         valid_size: int = 500, workers: int | None = None, max_rows: int | None = None,
                         **_: Any) -> dict[str, Any]:
@@ -123,7 +123,8 @@ def prepare_openclipart(out: Path, source: Path, seed: int = 0, size: int = 224,
         if count < 1:
             raise DatasetOptionError(f"dataset 'openclipart': {option} must be at least 1 (an empty split is useless); "
                                      f"got {count}", dataset="openclipart", option=option)
-    out, svg_root = Path(out), require(Path(source) / "svg", "the openclipart svg folder", "openclipart")
+    out, svg_root = Path(out), require(Path(source) / "svg", "the openclipart svg folder", "openclipart",
+                                        Path(source))
     try:
         import cairosvg  # noqa: F401
     except ImportError:

