@@ -71,6 +71,7 @@ def validate_manifest(
     folded = 0  # problems counted in a 'N more ...' line
     columns_missing = False
     present_any = np.zeros(len(manifest), dtype=bool)
+    checked: set[str] = set()  # file columns already reported (a video and its sound track share one)
     for name in names:
         modality = config.modalities[name]
         missing_cols = [c for c in modality_columns(modality) if c not in columns]
@@ -85,10 +86,13 @@ def validate_manifest(
         present = cells.present()
         present_any |= present
         rows = np.flatnonzero(present)
+        said = modality.file_based and modality.column in checked
         if modality.file_based:
+            checked.add(modality.column)
             mistyped = _non_path_rows(manifest.column(modality.column), rows)
-            problems += _non_path_problems(manifest, modality.column, mistyped)
-            folded += max(len(mistyped) - 21, 0)  # problems the 'N more' line stands for, beyond itself
+            if not said:
+                problems += _non_path_problems(manifest, modality.column, mistyped)
+                folded += max(len(mistyped) - 21, 0)  # problems the 'N more' line stands for, beyond itself
             if mistyped:  # reported above, not again as missing files
                 rows = np.setdiff1d(rows, np.array([row for row, _ in mistyped], np.int64))
         if check_files and modality.file_based:
@@ -99,8 +103,10 @@ def validate_manifest(
             manifest.mark_absent(modality.column, np.array([row for row, _ in absent], np.int64), reasons)  # or clear
             hint = _absent_hint(manifest, name, modality, absent, len(rows)) if absent else None
             if config.data.on_error != "raise":  # skipped and listed when encoded, as an unreadable file is
-                if hint:
+                if hint and not said:
                     warn_user(hint)
+                continue
+            if said:  # another modality reading this column listed the same files
                 continue
             shown = 3 if hint else 20  # a few examples of what the advice explains
             for (row, path), reason in zip(absent[:shown], reasons):

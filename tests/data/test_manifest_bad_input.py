@@ -156,6 +156,19 @@ def test_a_folder_is_a_video_cell_but_not_an_image_cell(tmp_path):
     assert problems(info) == [f"DataFrame row 0, column 'img': a folder, not a file: {tmp_path / 'clip'}"]
 
 
+def test_a_video_and_its_sound_track_read_from_one_column_list_its_missing_files_once(tmp_path):
+    """The README's way of reading a video's sound: two modalities on one column; a file that is not
+    there is one problem, not one per modality."""
+    frame = pd.DataFrame({"clip": ["a.mp4", "b.mp4", 7], "y": ["a", "b", "a"]})
+    config = make_config({"video": {"kind": "video", "column": "clip"}, "sound": {"kind": "audio", "column": "clip"}})
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(read_manifest(frame, root=tmp_path), config, require_target=True)
+    said = problems(info)
+    assert [p.split(":")[0] for p in said] == ["DataFrame row 2, column 'clip'", "DataFrame row 0, column 'clip'",
+                                                "DataFrame row 1, column 'clip'"], said
+    assert "(3 problem(s))" in str(info.value)
+
+
 def test_a_url_and_a_windows_path_say_why_they_name_no_file(tmp_path):
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "0013.png").write_bytes(b"")
