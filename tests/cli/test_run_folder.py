@@ -396,6 +396,33 @@ def test_compare_ranks_runs_by_their_headline_metric_and_names_a_folder_that_is_
     assert_user_error(invoke("compare", runs[0], "--split", "train"), "--split: valid or test")
 
 
+def test_compare_leaves_out_a_run_that_does_not_load_and_says_why(trained, tmp_path):
+    """A run whose config.yaml holds a key this version does not know (written by another
+    polymodal), or whose metrics.json is damaged, stopped the whole comparison: it is left out
+    with a warning naming it and its first problem, as a folder that is no run is."""
+    import json
+
+    good = shutil.copytree(trained, tmp_path / "good")
+    newer = shutil.copytree(trained, tmp_path / "newer")
+    config = yaml.safe_load((newer / "config.yaml").read_text(encoding="utf-8"))
+    config["fusion"]["frobnicate"] = 1
+    config["head"]["wobble"] = 2
+    (newer / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    damaged = shutil.copytree(trained, tmp_path / "damaged")
+    (damaged / "metrics.json").write_text("{not json", encoding="utf-8")
+    with pytest.warns(UserWarning) as caught:
+        result = invoke("compare", good, newer, damaged, "--json")
+    assert result.exit_code == 0, result.output
+    assert [r["run"] for r in json.loads(result.stdout)] == [str(good)]
+    [said] = [str(w.message) for w in caught if "left out of the comparison" in str(w.message)]
+    assert f"{newer}: its config.yaml does not load: fusion.frobnicate: unknown key 'frobnicate'" in said
+    assert "(and 1 more problem(s))" in said
+    assert f"the run {damaged} is damaged: metrics.json cannot be read" in said
+    assert str(good) not in said
+    assert_user_error(invoke("compare", newer, damaged), "no run to compare", "unknown key 'frobnicate'",
+                      "metrics.json cannot be read")  # none left: the error for no runs, naming each
+
+
 def test_compare_warns_when_the_runs_were_scored_on_different_rows(trained, tmp_path):
     import json
 
