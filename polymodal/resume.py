@@ -11,12 +11,13 @@ import functools
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from polymodal.config import Config, save_config
-from polymodal.data.content_keys import content_key
+from polymodal.data.content_keys import manifest_key
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import ConfigError, RunFolderError
 from polymodal.metrics.tasks import monitored
@@ -120,6 +121,7 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
     training: the inputs have been read, checked and preprocessed by then, so a mistake (or a
     corrupt file) leaves an existing folder as it was. With ``overwrite``, the earlier run's own
     files (:data:`RUN_ENTRIES`) are set aside (:func:`set_aside_run`) until the new run is saved.
+    A resume says where it starts again (:func:`resuming_line`, on stderr, with ``train.progress``).
 
     Raises:
         See :func:`check_out`, which runs again here (the folder may have changed meanwhile; the
@@ -131,11 +133,26 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
     run = Path(out)
     if secondary_process(config.train):  # other ranks (under torchrun all start at once): rank 0 writes
         return run
+    if resume and config.train.progress:
+        print(resuming_line(run, config.train.epochs if planned_epochs is None else planned_epochs),
+              file=sys.stderr, flush=True)  # beside the epoch lines (training.progress), on the process that writes
     if not resume and held_run(run) is not None:
         set_aside_run(run)
     run.mkdir(parents=True, exist_ok=True)
     save_config(config, run / CONFIG_FILE)
     return run
+
+
+def resuming_line(run: Path, planned: int) -> str:
+    """What a resume says as training starts again: ``resuming RUN at epoch N of M`` (``planned``:
+    the epochs of the training the checkpoints belong to, an anomaly scorer's last phase), or that
+    its epochs are trained and only its results are left to write (a save that was stopped)."""
+    state = checkpoint_state(run / LAST_CHECKPOINT)
+    done = state["epoch"] + 1
+    phase = " of its last training phase" if state["earlier_epochs"] else ""
+    if done >= planned:
+        return f"resuming {run}: its {done} epochs{phase} are trained; writing the results an interrupted save left out"
+    return f"resuming {run} at epoch {done + 1} of {planned}{phase}"
 
 
 def set_aside_run(run: Path) -> None:
@@ -278,10 +295,11 @@ def recorded_unlabeled(config: Config) -> str | None:
 
 
 def check_resumed_data(run: Path, data: dict[str, Any], from_config: dict[str, bool] | None = None) -> None:
-    """Refuse to resume a run on other manifests than those it recorded: more epochs on other
+    """Refuse to resume a run on other manifests than those it recorded, or on a recorded file
+    whose content changed since (its content hash, :func:`manifest_paths`): more epochs on other
     rows (a validation share held out of rows it trained on, when ``--valid`` is left out) would
     not continue the same run. The training and validation manifests are recorded by a finished
-    run (in ``metrics.json``); the unlabelled one of a ``transfer`` method in ``config.yaml``
+    run (in ``metrics.json``, with their hashes); the unlabelled one of a ``transfer`` method in ``config.yaml``
     (``transfer.unlabeled``), when the run starts, so it is checked for an interrupted run too.
     A manifest given as a DataFrame records no path, and is not checked.
 
@@ -291,7 +309,8 @@ def check_resumed_data(run: Path, data: dict[str, Any], from_config: dict[str, b
         from_config: by split, whether the source given came from the config, not an option.
 
     Raises:
-        RunFolderError: naming the manifest the run recorded and the one given.
+        RunFolderError: naming the manifest the run recorded and the one given, or the recorded
+            file whose content changed.
     """
     metrics = run / METRICS_FILE
     recorded = json.loads(metrics.read_text(encoding="utf-8")).get("training", {}) if metrics.is_file() else {}
@@ -307,13 +326,18 @@ def check_resumed_data(run: Path, data: dict[str, Any], from_config: dict[str, b
     for split, given in data.items():
         before = recorded.get(f"{split}_manifest")
         now = str(Path(given).resolve()) if isinstance(given, str | os.PathLike) else None
+        flag = f"--{split}"
         if before is not None and now != before:
-            flag = f"--{split}"
             shown = now or ("none" if given is None else "a DataFrame")
             if (from_config or {}).get(split) and given is not None:
                 shown += f", the config's transfer.{split}"
             raise RunFolderError(f"--resume: {run} trained with {flag} {before}; resume it with the same {flag} "
                                  f"(given: {shown})")
+        key = recorded.get(f"{split}_manifest_key")
+        if before is not None and key is not None and Path(before).is_file() and manifest_key(before) != key:
+            raise RunFolderError(f"--resume: {run} trained with {flag} {before}, whose content changed since "
+                                 f"({CHANGED_MANIFEST.get(split, 'the epochs before were trained on its old rows')}); "
+                                 "start a new run (another --out), or --overwrite to train this one again on it")
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -335,6 +359,12 @@ def manifest_paths(**sources: DataSource | None) -> dict[str, str]:
         if isinstance(source, (str, os.PathLike)):
             path = Path(source).resolve()
             recorded[f"{split}_manifest"] = str(path)
-            recorded[f"{split}_manifest_key"] = content_key(str(path), file_based=True).hex()
+            recorded[f"{split}_manifest_key"] = manifest_key(path)  # its bytes' digest (hex)
     return recorded
+
+
+# why a resume refuses a manifest whose content changed since the run trained on it, by split
+CHANGED_MANIFEST = {"train": "the preprocessing fitted on it, and the validation rows held out of it without --valid, "
+                             "would not match the epochs before",
+                    "valid": "the epochs before were validated, and their best chosen, on its old rows"}
 

@@ -111,6 +111,7 @@ def test_a_resume_interrupted_while_saving_is_finished_by_the_next_resume(data, 
 
     from polymodal import runfolder
     from polymodal.evaluation import report
+    from polymodal.resume import resuming_line
 
     run = _copy(trained, tmp_path)
     more = tmp_path / "two.yaml"
@@ -126,6 +127,8 @@ def test_a_resume_interrupted_while_saving_is_finished_by_the_next_resume(data, 
     assert result.exit_code == 130 and "--resume continues it" in result.stderr
     monkeypatch.setattr(module, name, real)
     assert_user_error(_train(data, run, config=more), "latest results were not all written", "--resume")
+    assert resuming_line(run, 2) == (f"resuming {run}: its 2 epochs are trained; writing the results an "
+                                     "interrupted save left out")  # what the resume says (with train.progress)
     result = _train(data, run, "--resume", config=more)
     assert result.exit_code == 0, result.output
     assert json.loads((run / "metrics.json").read_text())["training"]["epochs_run"] == 2
