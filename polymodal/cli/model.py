@@ -54,9 +54,8 @@ def train(
     """Train a model and write the run folder (model, preprocessors, metrics, report)."""
     from polymodal.config import load_config
     from polymodal.config.overrides import parse_overrides
-    from polymodal.data.skipped import count_skipped
     from polymodal.errors import ConfigError
-    from polymodal.predictor import MultimodalPredictor
+    from polymodal.resume import check_out
 
     check_on_error(on_error)
     overrides = parse_overrides(set_ or [])
@@ -64,6 +63,12 @@ def train(
         overrides.pop("data.on_error", None)
         overrides["data.on_error"] = on_error
     cfg = load_config(config, overrides=overrides, check_files=True)  # named as config check does
+    # --out refused in a moment, not after the seconds the training engine (Lightning) takes to import; fit
+    # checks it again (an anomaly scorer's: by its last training phase, which finishes it sooner)
+    check_out(out, cfg, resume=resume, overwrite=overwrite)
+    from polymodal.data.skipped import count_skipped
+    from polymodal.predictor import MultimodalPredictor
+
     predictor = MultimodalPredictor.from_config(cfg)
     try:  # files it skips are warned about as found (before the epochs; the test set's after them)
         predictor.fit(train, valid, test=test, out=out, resume=resume, overwrite=overwrite, unlabeled=unlabeled)

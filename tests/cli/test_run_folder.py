@@ -63,6 +63,24 @@ def test_a_finished_run_is_not_replaced_unless_asked(data, trained, tmp_path):
     assert MultimodalPredictor.load(run).info["epochs_run"] == 1
 
 
+def test_an_out_holding_a_run_is_refused_before_the_training_engine_is_imported(data, trained):
+    """train refused an --out holding a run only after Lightning's import (10 s): --out is checked
+    first, as the README says."""
+    import subprocess
+    import sys
+
+    args = ["train", str(data["config"]), "--train", str(data["train"]), "--valid", str(data["valid"]),
+            "--out", str(trained)]
+    code = ("import sys; from typer.testing import CliRunner; from polymodal.cli import app; "
+            f"result = CliRunner().invoke(app, {args!r}); "
+            "print(result.exit_code, sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', "
+            "'torchmetrics'))); print(result.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    status, said = out.split("\n", 1)
+    assert status == "2 []", out
+    assert f"{trained} already holds a trained model" in said and "--overwrite" in said
+
+
 def test_a_bad_manifest_leaves_the_existing_run_untouched(data, trained, tmp_path):
     run = _copy(trained, tmp_path)
     before = _snapshot(run)
