@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from polymodal import runfolder
+from polymodal import __version__, runfolder
 from polymodal.assets import localize_assets, save_assets
 from polymodal.config import Config, load_config
 from polymodal.config.fitted import check_unchanged, model_settings
@@ -525,6 +525,8 @@ class Estimator:
         new folder), ``diagnostics.json``, the report (:meth:`_write_report`), then ``history.csv`` / ``skipped.csv``
         and, last, ``metrics.json``: a folder whose ``metrics.json`` counts the epochs of its
         last checkpoint was saved whole (what ``--resume`` reads, :func:`polymodal.resume.results_written`).
+        ``info`` records the polymodal version saving it (``polymodal_version``), which loading
+        names when the config holds a key this version does not know.
 
         Raises:
             RunFolderError: ``path`` holds another run (not the one this model was trained into
@@ -532,6 +534,7 @@ class Estimator:
         """
         pipeline, model = self.require_fitted()
         run = self._claim_run_folder(check_folder_path(path, "the run folder"), overwrite)  # not a file, nor inside one
+        self.info[runfolder.VERSION_KEY] = __version__  # what writes the run (its config.yaml): the report and metrics.json say
         save_assets(self.config, model.encoders, run)  # what pretrained encoders need besides their weights
         runfolder.write_model(run, self.config, model, pipeline, fingerprint=self.model_fingerprint())
         runfolder.write_diagnostics(run, self.diagnostics)

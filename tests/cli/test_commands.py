@@ -14,7 +14,7 @@ from helpers_cli import assert_user_error, classification_files, invoke, train_r
 from helpers_models import CLASSES, classification_config, regression_config
 from typer.testing import CliRunner
 
-from polymodal import MultimodalPredictor
+from polymodal import MultimodalPredictor, __version__
 from polymodal.cli import app
 from polymodal.deploy.batch import parts_folder
 
@@ -243,6 +243,12 @@ def test_train_writes_a_run(run):
     assert "valid metrics" in result.stdout and "accuracy" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["valid"]["accuracy"] >= 0.8
+    assert metrics["training"]["polymodal_version"] == __version__  # what wrote the run
+
+
+def test_version_prints_the_installed_polymodal_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout == f"polymodal {__version__}\n"
 
 
 def test_evaluate_json(run, data):
