@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -204,11 +204,9 @@ def check_resumable(run: Path, config: Config) -> None:
         RunFolderError: the keys that differ (beyond :data:`RESUMABLE_KEYS`), old and new values.
     """
     old_config = read_config(run)
-    saved = _flatten(_without_data(old_config.model_dump(mode="json")))
-    given = _flatten(_without_data(config.model_dump(mode="json")))
-    changed = [key for key in sorted(set(saved) | set(given))
-               if saved.get(key) != given.get(key)
-               and not any(key == k or key.startswith(f"{k}.") for k in RESUMABLE_KEYS)]
+    saved = flatten(_without_data(old_config.model_dump(mode="json")))
+    given = flatten(_without_data(config.model_dump(mode="json")))
+    changed = changed_keys(saved, given, unchecked=RESUMABLE_KEYS)
     if not changed and saved.get("train.scheduler") == "onecycle" and saved.get("train.epochs") != given.get("train.epochs"):
         raise RunFolderError(f"--resume: {run} trains with the one-cycle schedule, which spans the "
                              f"{saved['train.epochs']} epochs it started with; resume with train.epochs: "
@@ -220,13 +218,25 @@ def check_resumable(run: Path, config: Config) -> None:
                              f"{after} would ignore the epochs before the resume (train.early_stopping.monitor: "
                              f"{before}, or start a new run)")
     if changed:
-        def shown(values: dict[str, Any], key: str) -> str:
-            return repr(values[key]) if key in values else "(absent)"  # a key of another component
+        raise RunFolderError(f"--resume: {run} was trained with another config: {said_changes(saved, given, changed)}. "
+                             f"Resume with its {run / CONFIG_FILE}, or start a new run")
 
-        lines = "; ".join(f"{k}: {shown(saved, k)} -> {shown(given, k)}" for k in changed[:10])
-        more = f" (and {len(changed) - 10} more)" if len(changed) > 10 else ""
-        raise RunFolderError(f"--resume: {run} was trained with another config: {lines}{more}. Resume with its "
-                             f"{run / CONFIG_FILE}, or start a new run")
+
+def changed_keys(saved: Mapping[str, Any], given: Mapping[str, Any], unchecked: Collection[str] = ()) -> list[str]:
+    """The dotted keys of two flattened configs (:func:`flatten`) whose values differ (one absent
+    from either counts), sorted; a key of ``unchecked`` and those under it aside."""
+    return [key for key in sorted(set(saved) | set(given)) if saved.get(key) != given.get(key)
+            and not any(key == k or key.startswith(f"{k}.") for k in unchecked)]
+
+
+def said_changes(saved: Mapping[str, Any], given: Mapping[str, Any], changed: list[str], shown: int = 10) -> str:
+    """``head.dropout: 0.1 -> 0.3; fusion.dim: (absent) -> 64``: the first ``shown`` of the
+    ``changed`` keys (:func:`changed_keys`) with the old value and the new."""
+    def value(values: Mapping[str, Any], key: str) -> str:
+        return repr(values[key]) if key in values else "(absent)"  # a key of another component
+
+    more = f" (and {len(changed) - shown} more)" if len(changed) > shown else ""
+    return "; ".join(f"{k}: {value(saved, k)} -> {value(given, k)}" for k in changed[:shown]) + more
 
 
 def check_unfinished(run: Path, config: Config, planned_epochs: int | None = None) -> None:
@@ -340,13 +350,13 @@ def check_resumed_data(run: Path, data: dict[str, Any], from_config: dict[str, b
                                  "start a new run (another --out), or --overwrite to train this one again on it")
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as ``{"a.b.c": leaf}``."""
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as ``{"a.b.c": leaf}`` (a list is a leaf)."""
     if not isinstance(value, dict):
         return {prefix: value}
     out: dict[str, Any] = {}
     for key, item in value.items():
-        out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
     return out
 
 
