@@ -316,8 +316,12 @@ def test_no_warning_when_a_modality_is_left_out_on_purpose(clf, data):
 
 def test_unknown_modality_name(clf, data):
     predictor, _ = clf
-    with pytest.raises(SchemaMismatchError, match="unknown modalities \\['sound'\\]"):
+    with pytest.raises(SchemaMismatchError, match=r"^modalities: unknown modality 'sound'; this model has \['img', "
+                                                  r"'tab'\]$"):
         predictor.predict(data["test"], modalities=["sound"])
+    with pytest.raises(SchemaMismatchError, match=r"^modalities: unknown modalities 'imag' \(did you mean 'img'\?\), "
+                                                  r"'Tab' \(did you mean 'tab'\?\); this model has"):
+        predictor.evaluate(data["test"], modalities=["imag", "Tab"])  # a misspelling: the name meant
 
 
 def test_one_modality_by_name_and_an_empty_choice(clf, data):

@@ -171,7 +171,7 @@ def evaluate(
     ref = MultimodalPredictor.load(reference) if reference is not None else None  # a bad one: named before the work
     with predictor.using_support(support):
         if missing or robustness:  # read and validated once for the evaluation and the sweeps (warned once)
-            data = predictor.pipeline.read(data, require_target=True)
+            data = predictor.read_data(data, require_target=True)
         swept = None
         if robustness:  # the specs and the reference (task, modalities, labels): refused before any evaluation
             from polymodal.evaluation.robustness import check_reference, parse_corruptions
@@ -399,7 +399,14 @@ def threshold(
         if task == "anomaly" and chosen[0] not in ("--fpr", "--score"):
             raise OptionError([f"{chosen[0]} sets a two-class classifier's threshold; {run} is an anomaly run: give "
                                "--fpr or --score"])
-        decided = task in DECIDED_TASKS
+        classes = predictor.pipeline.targets.classes if task == "classification" else None
+        decided = task in DECIDED_TASKS and (classes is None or len(classes) == 2)
+        if not decided and task != "anomaly":  # before the library's refusal, which names its Python method
+            what = (f"a classifier of {len(classes)} classes, which predicts the most probable one" if classes
+                    else f"a task '{task}' run")
+            raise SchemaMismatchError(f"{chosen[0]}: polymodal threshold sets an anomaly run's flag threshold, a "
+                                      f"two-class classifier's decision threshold or a multilabel model's; {run} is "
+                                      f"{what}")
         if decided and fpr is not None:
             raise OptionError([f"--fpr is an anomaly run's; {run} is a {task} run: --min-specificity {1 - fpr:g} keeps "
                                f"its validation false-positive rate at most {fpr:g}"])
@@ -412,14 +419,10 @@ def threshold(
             raise OptionError(out_of_range)
         if task == "anomaly":
             change = predictor.set_threshold(fpr=fpr, score=score)
-        elif decided:
+        else:
             change = predictor.set_threshold("auto" if metric or min_sensitivity or min_specificity else score,
                                              metric=metric, min_sensitivity=min_sensitivity,
                                              min_specificity=min_specificity)
-        else:
-            raise SchemaMismatchError(f"polymodal threshold sets an anomaly run's flag threshold, a two-class "
-                                      f"classifier's decision threshold or a multilabel model's; {run} is a task "
-                                      f"'{task}' run")
         predictor.save(run)
     _print_threshold_change(run, task, change)
 

@@ -442,6 +442,16 @@ def test_unseen_label_on_evaluate(run, data):
     assert_user_error(invoke("evaluate", out, "--data", data["root"] / "unseen.csv"), "'zebra'")
 
 
+def test_evaluating_rows_without_labels_points_to_predict(run, data):
+    out, _ = run
+    unlabelled = pd.read_csv(data["test"]).drop(columns=["label"])
+    unlabelled.to_csv(data["root"] / "unlabelled.csv", index=False)
+    said = (f"target column 'label' is not in unlabelled.csv (columns: {list(unlabelled.columns)}): evaluating "
+            "scores predictions against it; to predict unlabelled rows use 'polymodal predict'")
+    for extra in ([], ["--missing"]):  # the sweeps read the manifest first
+        assert_user_error(invoke("evaluate", out, "--data", data["root"] / "unlabelled.csv", *extra), said)
+
+
 def test_error_messages_keep_square_brackets(data, tmp_path):
     missing = tmp_path / "[exp1]" / "train.csv"
     assert_user_error(invoke("train", data["config"], "--train", missing, "--out", tmp_path / "run"), "[exp1]")
