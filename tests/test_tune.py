@@ -276,6 +276,8 @@ def test_a_second_search_into_the_same_folder_is_refused_unless_overwrite(tmp_pa
     shown = " ".join(first.output.split())
     assert "trials (value: val_accuracy, higher is better)" in shown
     assert f"best: trial 0, val_accuracy {summary['best_value']:.4f}; best config:" in shown
+    seconds = pd.read_csv(out / "trials.csv")["seconds"].iloc[0]
+    assert f"│ {seconds:.1f} │" in shown and f"{seconds:.4f}" not in shown  # seconds with one decimal
     (out / "notes.txt").write_text("mine", encoding="utf-8")
     before = {name: (out / name).read_bytes() for name in ("trials.csv", "summary.json", "best_config.yaml")}
     fits = []

@@ -498,7 +498,7 @@ def tune(
                        overrides=parse_overrides(set_ or []))
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     goal = "higher" if summary["direction"] == "maximize" else "lower"
-    print_rows(table.to_dict("records"), f"trials (value: {summary['metric']}, {goal} is better)")
+    print_rows(table.to_dict("records"), f"trials (value: {summary['metric']}, {goal} is better)", digits={"seconds": 1})
     console.print(f"best: trial {summary['best_trial']}, {summary['metric']} {summary['best_value']:.4f}; best config: "
                   f"{out / 'best_config.yaml'}; all trials: {out / 'trials.csv'}")
 
@@ -528,7 +528,8 @@ def compare(
         return
     ranked = frame.attrs.get("ranked_by")
     print_rows(frame.astype(object).where(frame.notna(), None).to_dict("records"),
-               f"{len(frame)} run(s), best first by {ranked}" if ranked else f"{len(frame)} run(s)")
+               f"{len(frame)} run(s), best first by {ranked}" if ranked else f"{len(frame)} run(s)",
+               digits={"train_s": 1})
 
 
 def register(app: typer.Typer) -> None:

@@ -409,6 +409,9 @@ def test_compare_ranks_runs_by_their_headline_metric_and_names_a_folder_that_is_
                       "did you mean 'auroc'?")
     printed = invoke("compare", runs[0], runs[1])
     assert printed.exit_code == 0 and "2 run(s), best first" in printed.stdout and "valid_accuracy" in printed.stdout
+    seconds = records[0]["train_s"]  # rounded to a tenth: printed so, not as 1.2000
+    shown = " ".join(printed.stdout.split())
+    assert f"│ {seconds:.1f} │" in shown and f"{seconds:.4f}" not in shown
     (tmp_path / "notes").mkdir()  # runs/* also matches a folder that is no run: left out, and said so
     with pytest.warns(UserWarning, match="left out of the comparison: .*notes is not a polymodal run folder"):
         mixed = invoke("compare", runs[0], tmp_path / "notes", "--json")
