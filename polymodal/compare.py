@@ -103,9 +103,10 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
 
     A path that holds no finished run (a folder ``runs/*`` also matched, a run still training), or
     a run that does not load (a ``config.yaml`` another polymodal version wrote, a damaged
-    ``metrics.json``), is left out with a warning that says what it is (a config's first problem). Runs that predict different targets (another
-    task, other target columns) are not ranked by default and are warned about when ``by`` ranks
-    them by a figure that is not one target's own. Compared on ``valid``, the runs whose decision
+    ``metrics.json``), is left out with a warning that says what it is (a config's first
+    problem). Runs that predict different targets (another task, other target columns) are not
+    ranked by default and are warned about when ``by`` ranks them by a figure that is not one
+    target's own. Compared on ``valid``, the runs whose decision
     threshold was chosen on those rows (``decision: {threshold: auto}``: the figures of its calls
     are fitted to them) are named in a warning, which says when the ranking favours them; falling
     back to ``valid`` because some runs have no test metrics names those runs.

@@ -14,8 +14,8 @@ every run holds).
 
 The layers built over a fitted model (evaluation, retrieval, deploy) use these public methods
 beside the user-facing ones: :meth:`require_fitted` (pipeline and network), :meth:`read_data`
-(a manifest read and validated), :meth:`encode_data` (read and encoded), :meth:`infer` (a module run over an encoded table in batches),
-:meth:`raw_outputs` (:meth:`output_network` over an encoded table: what an export is checked
+(a manifest read and validated), :meth:`encode_data` (read and encoded), :meth:`infer` (a module
+run over an encoded table in batches), :meth:`raw_outputs` (:meth:`output_network` over an encoded table: what an export is checked
 against), ``device``; a predictor adds ``score_outputs`` (task metrics of outputs).
 """
 
@@ -563,7 +563,7 @@ class Estimator:
         """
         pipeline, model = self.require_fitted()
         run = self._claim_run_folder(check_folder_path(path, "the run folder"), overwrite)  # not a file, nor inside one
-        self.info[runfolder.VERSION_KEY] = __version__  # what writes the run (its config.yaml): the report and metrics.json say
+        self.info[runfolder.VERSION_KEY] = __version__  # what writes the run (config.yaml): the report, metrics.json
         save_assets(self.config, model.encoders, run)  # what pretrained encoders need besides their weights
         runfolder.write_model(run, self.config, model, pipeline, fingerprint=self.model_fingerprint())
         runfolder.write_diagnostics(run, self.diagnostics)

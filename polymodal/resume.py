@@ -7,12 +7,13 @@ folder's files are named in :mod:`polymodal.run_files`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -81,20 +82,36 @@ def holding_the_run_folder(fit: F) -> F:
 
     @functools.wraps(fit)
     def locked(self: Any, *args: Any, out: str | os.PathLike | None = None, **kwargs: Any) -> Any:
-        if (mismatch := launcher_mismatch(self.config.train)) is not None:
-            raise ConfigError([mismatch])  # before the lock, which each such process would take for its own run
-        if out is None or secondary_process(self.config.train):
-            return fit(self, *args, out=out, **kwargs)
-
-        def busy(held: Path) -> RunFolderError:
-            return RunFolderError(f"{out} is being trained into by another fit (it holds {held}); wait for it to end, "
-                                  "or give another --out")
-
-        check_folder_path(out, "the run folder (--out)", writable=True)  # where the lock goes too
-        with exclusive_lock(out, busy):
+        with run_folder_lock(out, self.config.train):
             return fit(self, *args, out=out, **kwargs)
 
     return locked  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def run_folder_lock(out: str | os.PathLike | None, train: Any) -> Iterator[None]:
+    """Hold the lock of the run folder ``out`` for the block (:func:`holding_the_run_folder`; the
+    command line around its early :func:`check_out` too, so that a folder another fit is writing
+    is named as such, not as an interrupted run); nothing to hold without ``out``, or on the other
+    ranks of a distributed fit (``train``: the config's training settings).
+
+    Raises:
+        ConfigError: the process was launched for another number of processes than ``train`` asks.
+        RunFolderError: another fit holds the lock.
+    """
+    if (mismatch := launcher_mismatch(train)) is not None:
+        raise ConfigError([mismatch])  # before the lock, which each such process would take for its own run
+    if out is None or secondary_process(train):
+        yield
+        return
+
+    def busy(held: Path) -> RunFolderError:
+        return RunFolderError(f"{out} is being trained into by another fit (it holds {held}); wait for it to end, "
+                              "or give another --out")
+
+    check_folder_path(out, "the run folder (--out)", writable=True)  # where the lock goes too
+    with exclusive_lock(out, busy):
+        yield
 
 
 def held_run(run: Path) -> str | None:

@@ -55,7 +55,7 @@ def train(
     from polymodal.config import load_config
     from polymodal.config.overrides import parse_overrides
     from polymodal.errors import ConfigError
-    from polymodal.resume import check_out
+    from polymodal.resume import check_out, run_folder_lock
 
     check_on_error(on_error)
     overrides = parse_overrides(set_ or [])
@@ -65,7 +65,8 @@ def train(
     cfg = load_config(config, overrides=overrides, check_files=True)  # named as config check does
     # --out refused in a moment, not after the seconds the training engine (Lightning) takes to import; fit
     # checks it again (an anomaly scorer's: by its last training phase, which finishes it sooner)
-    check_out(out, cfg, resume=resume, overwrite=overwrite)
+    with run_folder_lock(out, cfg.train):  # a folder another fit is writing: named as such
+        check_out(out, cfg, resume=resume, overwrite=overwrite)
     from polymodal.data.skipped import count_skipped
     from polymodal.predictor import MultimodalPredictor
 

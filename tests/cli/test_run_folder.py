@@ -154,13 +154,18 @@ def test_a_resume_interrupted_while_saving_is_finished_by_the_next_resume(data, 
     assert_user_error(_train(data, run, "--resume", config=more), "already finished its 2 epochs")
 
 
-def test_a_second_fit_into_a_folder_another_fit_is_writing_is_refused_at_once(data, tmp_path):
+def test_a_second_fit_into_a_folder_another_fit_is_writing_is_refused_at_once(data, trained, tmp_path):
     """Two fits into one --out both reported success; one run was silently gone."""
     from polymodal.utils.io import exclusive_lock
 
     with exclusive_lock(tmp_path / "run", lambda held: AssertionError("the test holds it")):  # as a running fit does
         assert_user_error(_train(data, tmp_path / "run"), "is being trained into by another fit", "another --out")
     assert not (tmp_path / "run").exists()
+    training = _copy(trained, tmp_path / "busy")
+    (training / "model.safetensors").unlink()  # a fit under way: its checkpoint, no model yet
+    with exclusive_lock(training, lambda held: AssertionError("the test holds it")):
+        for extra in ([], ["--resume"]):  # not taken for an interrupted run (train checks --out early)
+            assert_user_error(_train(data, training, *extra), "is being trained into by another fit")
     result = _train(data, tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert not (tmp_path / ".run.lock").exists()
