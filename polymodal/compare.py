@@ -14,7 +14,7 @@ from polymodal.config import Config
 from polymodal.config.decision import DECIDED_TASKS
 from polymodal.config.task_metrics import TASK_METRICS, direction, headline, per_target_name, split_metric
 from polymodal.decision import CALL_METRICS, IN_SAMPLE
-from polymodal.errors import OptionError, RunNotFoundError
+from polymodal.errors import ConfigError, OptionError, RunFolderError, RunNotFoundError
 from polymodal.metrics.tasks import flat_metrics
 from polymodal.run_files import CONFIG_FILE
 from polymodal.runfolder import check_run, read_config, read_results, reading
@@ -101,16 +101,18 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
     by. The column ranked by is ``frame.attrs["ranked_by"]`` (None: the rows are in the order given).
     Nothing is loaded but the config and the results files.
 
-    A path that holds no finished run (a folder ``runs/*`` also matched, a run still training) is
-    left out with a warning that says what it is. Runs that predict different targets (another
-    task, other target columns) are not ranked by default and are warned about when ``by`` ranks
-    them by a figure that is not one target's own. Compared on ``valid``, the runs whose decision
+    A path that holds no finished run (a folder ``runs/*`` also matched, a run still training), or
+    a run that does not load (a ``config.yaml`` another polymodal version wrote, a damaged
+    ``metrics.json``), is left out with a warning that says what it is (a config's first
+    problem). Runs that predict different targets (another task, other target columns) are not
+    ranked by default and are warned about when ``by`` ranks them by a figure that is not one
+    target's own. Compared on ``valid``, the runs whose decision
     threshold was chosen on those rows (``decision: {threshold: auto}``: the figures of its calls
     are fitted to them) are named in a warning, which says when the ranking favours them; falling
     back to ``valid`` because some runs have no test metrics names those runs.
 
     Raises:
-        RunNotFoundError: none of ``runs`` is a finished run folder.
+        RunNotFoundError: none of ``runs`` is a finished run folder that loads.
         ValueError: ``split`` is neither ``valid`` nor ``test``.
         OptionError: ``by`` names no metric column of the table.
     """
@@ -120,12 +122,15 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
     for path in runs:
         try:
             run = check_run(path)
-        except RunNotFoundError as err:
+            with reading(run, CONFIG_FILE):
+                config = read_config(run)
+            found.append((str(path), config, read_results(run)))
+        except ConfigError as err:  # a key another polymodal version wrote, a config edited by hand
+            first, more = (err.problems or [str(err)])[0], len(err.problems) - 1
+            left_out.append(f"{path}: its {CONFIG_FILE} does not load: {first}"
+                            + (f" (and {more} more problem(s))" if more > 0 else ""))
+        except RunFolderError as err:  # no run there (a folder runs/* also matched), or a damaged one
             left_out.append(str(err))
-            continue
-        with reading(run, CONFIG_FILE):
-            config = read_config(run)
-        found.append((str(path), config, read_results(run)))
     if not found:
         raise RunNotFoundError("no run to compare: " + "; ".join(left_out))
     if left_out:

@@ -102,7 +102,8 @@ def run_demo(out: Path, size: int = 5000, epochs: int = 5, console: Console | No
     table = pd.DataFrame(rows)
     atomic_write(out / "comparison.csv", lambda tmp: table.to_csv(tmp, index=False))
     atomic_write_text(out / "comparison.md", markdown_table(rows))
-    shown = Table(title=f"av-digits test set ({epochs} epochs each; test voices unseen in training)")
+    shown = Table(title=f"av-digits test set ({epochs} epoch{'' if epochs == 1 else 's'} each; test voices unseen in "
+                        "training)")
     for column in ("model", "fusion", "test acc", "macro-F1", "parameters", "train s"):
         shown.add_column(column, justify="left" if column in ("model", "fusion") else "right")
     for row in rows:

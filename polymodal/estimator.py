@@ -13,9 +13,9 @@ and ``n_outputs`` (the network as ``(inputs, present) -> (B, K)`` outputs), ``_s
 every run holds).
 
 The layers built over a fitted model (evaluation, retrieval, deploy) use these public methods
-beside the user-facing ones: :meth:`require_fitted` (pipeline and network), :meth:`encode_data`
-(a manifest read and encoded), :meth:`infer` (a module run over an encoded table in batches),
-:meth:`raw_outputs` (:meth:`output_network` over an encoded table: what an export is checked
+beside the user-facing ones: :meth:`require_fitted` (pipeline and network), :meth:`read_data`
+(a manifest read and validated), :meth:`encode_data` (read and encoded), :meth:`infer` (a module
+run over an encoded table in batches), :meth:`raw_outputs` (:meth:`output_network` over an encoded table: what an export is checked
 against), ``device``; a predictor adds ``score_outputs`` (task metrics of outputs).
 """
 
@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from polymodal import runfolder
+from polymodal import __version__, runfolder
 from polymodal.assets import localize_assets, save_assets
 from polymodal.config import Config, load_config
 from polymodal.config.fitted import check_unchanged, model_settings
@@ -45,13 +45,15 @@ from polymodal.data.multitarget import classes_fitted_on, targets_from_state
 from polymodal.data.pipeline import DataPipeline, DataSource, as_names
 from polymodal.data.skipped import describe_skipped, require_rows, skipped_by_split, skipped_frame
 from polymodal.data.targets import TargetEncoder
-from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
+from polymodal.data.validation import target_problems
+from polymodal.errors import ConfigError, ManifestError, RunFolderError, SchemaMismatchError
 from polymodal.resume import clear_run, drop_replaced_run, held_run, manifest_paths
 from polymodal.run_files import SCORES_FILE, SKIPPED_FILE
 from polymodal.runfolder import Scored
 from polymodal.training.devices import world_size
 from polymodal.utils.device import default_device, default_workers, run_batches
 from polymodal.utils.io import check_folder_path
+from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.warn import warn_user
 
 # the manifests a fit records (``info["<split>_manifest"]``), in the order a held-out check prefers them
@@ -418,14 +420,42 @@ class Estimator:
                            ranks=world_size(self.config.train))
 
     # -- inference ----------------------------------------------------------------------------
-    def encode_data(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None,
-                    predicting: bool = False) -> tuple[Manifest, EncodedTable]:
-        """Read and encode ``data`` with the fitted pipeline (``modalities``: only these present);
-        its skipped files become ``eval_skipped`` (warned about as a prediction's when
-        ``predicting``: see :meth:`warn_skipped`)."""
+    def read_data(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None
+                  ) -> Manifest:
+        """``data`` read and validated with the fitted pipeline (``modalities``: only these
+        present; a bare name is one modality).
+
+        Raises:
+            ManifestError: ``require_target`` (an evaluation) and ``data`` lacks a target column:
+                named, with prediction as what scores unlabelled rows; or any other problem.
+            SchemaMismatchError: ``modalities`` names one the model does not have (with the
+                name most likely meant).
+        """
         pipeline, _ = self.require_fitted()
         names = as_names(modalities)
-        manifest = pipeline.read(data, require_target=require_target, modalities=names)
+        unknown = [name for name in names or () if name not in self.config.modality_names]
+        if unknown:
+            said = ", ".join(f"'{name}'{did_you_mean(name, self.config.modality_names)}" for name in unknown)
+            raise SchemaMismatchError(f"modalities: unknown modalit{'y' if len(unknown) == 1 else 'ies'} {said}; this "
+                                      f"model has {self.config.modality_names}")
+        if require_target:
+            data = pipeline.read_raw(data)  # a Manifest as it is: read once
+            unlabelled = [problem for column in self.config.targets if column not in data.columns
+                          for problem in target_problems(data, column, self.config.task)]
+            if unlabelled:
+                raise ManifestError([f"{problem}: evaluating scores predictions against it; to predict unlabelled "
+                                     "rows use 'polymodal predict' (predict_frame in Python)" for problem in unlabelled],
+                                    source=data.name)
+        return pipeline.read(data, require_target=require_target, modalities=names)
+
+    def encode_data(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None,
+                    predicting: bool = False) -> tuple[Manifest, EncodedTable]:
+        """Read (:meth:`read_data`) and encode ``data`` with the fitted pipeline (``modalities``:
+        only these present); its skipped files become ``eval_skipped`` (warned about as a
+        prediction's when ``predicting``: see :meth:`warn_skipped`)."""
+        pipeline, _ = self.require_fitted()
+        names = as_names(modalities)
+        manifest = self.read_data(data, require_target=require_target, modalities=names)
         table = pipeline.encode(manifest, progress=self.config.train.progress,
                                 modalities=pipeline.check_modalities(names, manifest))
         if names is None:  # rows that lack a modality by themselves, not a subset chosen on purpose
@@ -458,8 +488,7 @@ class Estimator:
     def read_grouped(self, data: DataSource, by: str, *, modalities: Iterable[str] | None = None) -> Manifest:
         """``data`` read and validated for evaluation, with ``by`` (the column its metrics are split
         by) checked to be one of its columns before any file is decoded."""
-        pipeline, _ = self.require_fitted()
-        manifest = pipeline.read(data, require_target=True, modalities=as_names(modalities))
+        manifest = self.read_data(data, require_target=True, modalities=modalities)
         manifest.require_column(by, "to split the metrics by")
         return manifest
 
@@ -525,6 +554,8 @@ class Estimator:
         new folder), ``diagnostics.json``, the report (:meth:`_write_report`), then ``history.csv`` / ``skipped.csv``
         and, last, ``metrics.json``: a folder whose ``metrics.json`` counts the epochs of its
         last checkpoint was saved whole (what ``--resume`` reads, :func:`polymodal.resume.results_written`).
+        ``info`` records the polymodal version saving it (``polymodal_version``), which loading
+        names when the config holds a key this version does not know.
 
         Raises:
             RunFolderError: ``path`` holds another run (not the one this model was trained into
@@ -532,6 +563,7 @@ class Estimator:
         """
         pipeline, model = self.require_fitted()
         run = self._claim_run_folder(check_folder_path(path, "the run folder"), overwrite)  # not a file, nor inside one
+        self.info[runfolder.VERSION_KEY] = __version__  # what writes the run (config.yaml): the report, metrics.json
         save_assets(self.config, model.encoders, run)  # what pretrained encoders need besides their weights
         runfolder.write_model(run, self.config, model, pipeline, fingerprint=self.model_fingerprint())
         runfolder.write_diagnostics(run, self.diagnostics)

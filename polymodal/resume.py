@@ -7,16 +7,18 @@ folder's files are named in :mod:`polymodal.run_files`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import shutil
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from polymodal.config import Config, save_config
-from polymodal.data.content_keys import content_key
+from polymodal.data.content_keys import manifest_key
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import ConfigError, RunFolderError
 from polymodal.metrics.tasks import monitored
@@ -80,20 +82,36 @@ def holding_the_run_folder(fit: F) -> F:
 
     @functools.wraps(fit)
     def locked(self: Any, *args: Any, out: str | os.PathLike | None = None, **kwargs: Any) -> Any:
-        if (mismatch := launcher_mismatch(self.config.train)) is not None:
-            raise ConfigError([mismatch])  # before the lock, which each such process would take for its own run
-        if out is None or secondary_process(self.config.train):
-            return fit(self, *args, out=out, **kwargs)
-
-        def busy(held: Path) -> RunFolderError:
-            return RunFolderError(f"{out} is being trained into by another fit (it holds {held}); wait for it to end, "
-                                  "or give another --out")
-
-        check_folder_path(out, "the run folder (--out)", writable=True)  # where the lock goes too
-        with exclusive_lock(out, busy):
+        with run_folder_lock(out, self.config.train):
             return fit(self, *args, out=out, **kwargs)
 
     return locked  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def run_folder_lock(out: str | os.PathLike | None, train: Any) -> Iterator[None]:
+    """Hold the lock of the run folder ``out`` for the block (:func:`holding_the_run_folder`; the
+    command line around its early :func:`check_out` too, so that a folder another fit is writing
+    is named as such, not as an interrupted run); nothing to hold without ``out``, or on the other
+    ranks of a distributed fit (``train``: the config's training settings).
+
+    Raises:
+        ConfigError: the process was launched for another number of processes than ``train`` asks.
+        RunFolderError: another fit holds the lock.
+    """
+    if (mismatch := launcher_mismatch(train)) is not None:
+        raise ConfigError([mismatch])  # before the lock, which each such process would take for its own run
+    if out is None or secondary_process(train):
+        yield
+        return
+
+    def busy(held: Path) -> RunFolderError:
+        return RunFolderError(f"{out} is being trained into by another fit (it holds {held}); wait for it to end, "
+                              "or give another --out")
+
+    check_folder_path(out, "the run folder (--out)", writable=True)  # where the lock goes too
+    with exclusive_lock(out, busy):
+        yield
 
 
 def held_run(run: Path) -> str | None:
@@ -120,6 +138,7 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
     training: the inputs have been read, checked and preprocessed by then, so a mistake (or a
     corrupt file) leaves an existing folder as it was. With ``overwrite``, the earlier run's own
     files (:data:`RUN_ENTRIES`) are set aside (:func:`set_aside_run`) until the new run is saved.
+    A resume says where it starts again (:func:`resuming_line`, on stderr, with ``train.progress``).
 
     Raises:
         See :func:`check_out`, which runs again here (the folder may have changed meanwhile; the
@@ -131,11 +150,26 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
     run = Path(out)
     if secondary_process(config.train):  # other ranks (under torchrun all start at once): rank 0 writes
         return run
+    if resume and config.train.progress:
+        print(resuming_line(run, config.train.epochs if planned_epochs is None else planned_epochs),
+              file=sys.stderr, flush=True)  # beside the epoch lines (training.progress), on the process that writes
     if not resume and held_run(run) is not None:
         set_aside_run(run)
     run.mkdir(parents=True, exist_ok=True)
     save_config(config, run / CONFIG_FILE)
     return run
+
+
+def resuming_line(run: Path, planned: int) -> str:
+    """What a resume says as training starts again: ``resuming RUN at epoch N of M`` (``planned``:
+    the epochs of the training the checkpoints belong to, an anomaly scorer's last phase), or that
+    its epochs are trained and only its results are left to write (a save that was stopped)."""
+    state = checkpoint_state(run / LAST_CHECKPOINT)
+    done = state["epoch"] + 1
+    phase = " of its last training phase" if state["earlier_epochs"] else ""
+    if done >= planned:
+        return f"resuming {run}: its {done} epochs{phase} are trained; writing the results an interrupted save left out"
+    return f"resuming {run} at epoch {done + 1} of {planned}{phase}"
 
 
 def set_aside_run(run: Path) -> None:
@@ -187,11 +221,9 @@ def check_resumable(run: Path, config: Config) -> None:
         RunFolderError: the keys that differ (beyond :data:`RESUMABLE_KEYS`), old and new values.
     """
     old_config = read_config(run)
-    saved = _flatten(_without_data(old_config.model_dump(mode="json")))
-    given = _flatten(_without_data(config.model_dump(mode="json")))
-    changed = [key for key in sorted(set(saved) | set(given))
-               if saved.get(key) != given.get(key)
-               and not any(key == k or key.startswith(f"{k}.") for k in RESUMABLE_KEYS)]
+    saved = flatten(_without_data(old_config.model_dump(mode="json")))
+    given = flatten(_without_data(config.model_dump(mode="json")))
+    changed = changed_keys(saved, given, unchecked=RESUMABLE_KEYS)
     if not changed and saved.get("train.scheduler") == "onecycle" and saved.get("train.epochs") != given.get("train.epochs"):
         raise RunFolderError(f"--resume: {run} trains with the one-cycle schedule, which spans the "
                              f"{saved['train.epochs']} epochs it started with; resume with train.epochs: "
@@ -203,13 +235,25 @@ def check_resumable(run: Path, config: Config) -> None:
                              f"{after} would ignore the epochs before the resume (train.early_stopping.monitor: "
                              f"{before}, or start a new run)")
     if changed:
-        def shown(values: dict[str, Any], key: str) -> str:
-            return repr(values[key]) if key in values else "(absent)"  # a key of another component
+        raise RunFolderError(f"--resume: {run} was trained with another config: {said_changes(saved, given, changed)}. "
+                             f"Resume with its {run / CONFIG_FILE}, or start a new run")
 
-        lines = "; ".join(f"{k}: {shown(saved, k)} -> {shown(given, k)}" for k in changed[:10])
-        more = f" (and {len(changed) - 10} more)" if len(changed) > 10 else ""
-        raise RunFolderError(f"--resume: {run} was trained with another config: {lines}{more}. Resume with its "
-                             f"{run / CONFIG_FILE}, or start a new run")
+
+def changed_keys(saved: Mapping[str, Any], given: Mapping[str, Any], unchecked: Collection[str] = ()) -> list[str]:
+    """The dotted keys of two flattened configs (:func:`flatten`) whose values differ (one absent
+    from either counts), sorted; a key of ``unchecked`` and those under it aside."""
+    return [key for key in sorted(set(saved) | set(given)) if saved.get(key) != given.get(key)
+            and not any(key == k or key.startswith(f"{k}.") for k in unchecked)]
+
+
+def said_changes(saved: Mapping[str, Any], given: Mapping[str, Any], changed: list[str], shown: int = 10) -> str:
+    """``head.dropout: 0.1 -> 0.3; fusion.dim: (absent) -> 64``: the first ``shown`` of the
+    ``changed`` keys (:func:`changed_keys`) with the old value and the new."""
+    def value(values: Mapping[str, Any], key: str) -> str:
+        return repr(values[key]) if key in values else "(absent)"  # a key of another component
+
+    more = f" (and {len(changed) - shown} more)" if len(changed) > shown else ""
+    return "; ".join(f"{k}: {value(saved, k)} -> {value(given, k)}" for k in changed[:shown]) + more
 
 
 def check_unfinished(run: Path, config: Config, planned_epochs: int | None = None) -> None:
@@ -278,10 +322,11 @@ def recorded_unlabeled(config: Config) -> str | None:
 
 
 def check_resumed_data(run: Path, data: dict[str, Any], from_config: dict[str, bool] | None = None) -> None:
-    """Refuse to resume a run on other manifests than those it recorded: more epochs on other
+    """Refuse to resume a run on other manifests than those it recorded, or on a recorded file
+    whose content changed since (its content hash, :func:`manifest_paths`): more epochs on other
     rows (a validation share held out of rows it trained on, when ``--valid`` is left out) would
     not continue the same run. The training and validation manifests are recorded by a finished
-    run (in ``metrics.json``); the unlabelled one of a ``transfer`` method in ``config.yaml``
+    run (in ``metrics.json``, with their hashes); the unlabelled one of a ``transfer`` method in ``config.yaml``
     (``transfer.unlabeled``), when the run starts, so it is checked for an interrupted run too.
     A manifest given as a DataFrame records no path, and is not checked.
 
@@ -291,7 +336,8 @@ def check_resumed_data(run: Path, data: dict[str, Any], from_config: dict[str, b
         from_config: by split, whether the source given came from the config, not an option.
 
     Raises:
-        RunFolderError: naming the manifest the run recorded and the one given.
+        RunFolderError: naming the manifest the run recorded and the one given, or the recorded
+            file whose content changed.
     """
     metrics = run / METRICS_FILE
     recorded = json.loads(metrics.read_text(encoding="utf-8")).get("training", {}) if metrics.is_file() else {}
@@ -307,22 +353,27 @@ def check_resumed_data(run: Path, data: dict[str, Any], from_config: dict[str, b
     for split, given in data.items():
         before = recorded.get(f"{split}_manifest")
         now = str(Path(given).resolve()) if isinstance(given, str | os.PathLike) else None
+        flag = f"--{split}"
         if before is not None and now != before:
-            flag = f"--{split}"
             shown = now or ("none" if given is None else "a DataFrame")
             if (from_config or {}).get(split) and given is not None:
                 shown += f", the config's transfer.{split}"
             raise RunFolderError(f"--resume: {run} trained with {flag} {before}; resume it with the same {flag} "
                                  f"(given: {shown})")
+        key = recorded.get(f"{split}_manifest_key")
+        if before is not None and key is not None and Path(before).is_file() and manifest_key(before) != key:
+            raise RunFolderError(f"--resume: {run} trained with {flag} {before}, whose content changed since "
+                                 f"({CHANGED_MANIFEST.get(split, 'the epochs before were trained on its old rows')}); "
+                                 "start a new run (another --out), or --overwrite to train this one again on it")
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as ``{"a.b.c": leaf}``."""
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as ``{"a.b.c": leaf}`` (a list is a leaf)."""
     if not isinstance(value, dict):
         return {prefix: value}
     out: dict[str, Any] = {}
     for key, item in value.items():
-        out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
     return out
 
 
@@ -335,6 +386,12 @@ def manifest_paths(**sources: DataSource | None) -> dict[str, str]:
         if isinstance(source, (str, os.PathLike)):
             path = Path(source).resolve()
             recorded[f"{split}_manifest"] = str(path)
-            recorded[f"{split}_manifest_key"] = content_key(str(path), file_based=True).hex()
+            recorded[f"{split}_manifest_key"] = manifest_key(path)  # its bytes' digest (hex)
     return recorded
+
+
+# why a resume refuses a manifest whose content changed since the run trained on it, by split
+CHANGED_MANIFEST = {"train": "the preprocessing fitted on it, and the validation rows held out of it without --valid, "
+                             "would not match the epochs before",
+                    "valid": "the epochs before were validated, and their best chosen, on its old rows"}
 

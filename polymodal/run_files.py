@@ -5,7 +5,8 @@ report, resuming and the command line all read them from here.
     model.safetensors    the network's state dict (an anomaly detector's: network + scorer)
     preprocessors/       fitted preprocessing and target state (JSON and safetensors)
     assets/              copies of the files pretrained encoders need (:mod:`polymodal.assets`)
-    metrics.json         ``{"valid": .., "test": .., "training": info}``
+    metrics.json         ``{"valid": .., "test": .., "training": info}`` (info's ``polymodal_version``:
+                         the version that saved the run)
     history.csv          one row per epoch (when training ran)
     skipped.csv          files skipped while encoding the fit's manifests (when there were any;
                          its ``split`` column names the manifest: train, valid or test)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -19,9 +20,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from polymodal import __version__
 from polymodal.config import Config, load_config, save_config
 from polymodal.data.pipeline import DataPipeline
-from polymodal.errors import PolymodalError, RunFolderError, RunNotFoundError
+from polymodal.errors import ConfigError, PolymodalError, RunFolderError, RunNotFoundError
 from polymodal.run_files import (
     CONFIG_FILE,
     DIAGNOSTICS_FILE,
@@ -79,8 +81,16 @@ PREDATED_PREPROCESS: dict[str, dict[str, Any]] = {"image": {"background": None},
 def read_config(run: Path) -> Config:
     """The run's config. A saved ``config.yaml`` lists every key, so one it lacks predates that
     key: it takes the behaviour the run was trained with (``PREDATED_DEFAULTS``,
-    ``PREDATED_PREPROCESS``), not today's default."""
-    config = load_config(run / CONFIG_FILE, saved_run=True)
+    ``PREDATED_PREPROCESS``), not today's default.
+
+    Raises:
+        ConfigError: ``config.yaml`` does not load; a key this version does not know is told
+            apart from a mistake by the polymodal version that wrote the run (:func:`version_hint`).
+    """
+    try:
+        config = load_config(run / CONFIG_FILE, saved_run=True)
+    except ConfigError as err:
+        raise version_hint(run, err) from None
     for modality in config.modalities.values():
         for section, predated in ((modality.encoder, PREDATED_DEFAULTS.get(modality.encoder.name, {})),
                                   (modality.preprocess, PREDATED_PREPROCESS.get(modality.kind, {}))):
@@ -92,6 +102,52 @@ def read_config(run: Path) -> Config:
                 if owner is not None and key not in owner.model_fields_set:
                     setattr(owner, key, old)
     return config
+
+
+UNKNOWN_KEY = ": unknown key '"  # how a config problem names a key the schema lacks (config.base)
+
+
+def version_hint(run: Path, err: ConfigError) -> ConfigError:
+    """``err`` (the run's ``config.yaml`` does not load) with a hint after its first unknown key:
+    the polymodal version that wrote the run (:func:`written_by`) beside this one when they
+    differ (a key a newer version added, or an older one had), or that the run records none;
+    ``err`` itself when no key is unknown or the versions are the same (a key added by hand)."""
+    first = next((i for i, problem in enumerate(err.problems) if UNKNOWN_KEY in problem), None)
+    written = written_by(run)
+    if first is None or written == __version__:
+        return err
+    if written is None:
+        hint = (f"the run records no polymodal version (saved before versions were recorded, or never saved): a "
+                f"polymodal older or newer than this one ({__version__}) may have written the key; load the run "
+                f"with that version, or remove the key from {CONFIG_FILE} if it was added by hand")
+    else:
+        newer = _release(written) > _release(__version__)
+        hint = (f"the run was written by polymodal {written}, this is polymodal {__version__}: load it with "
+                f"polymodal {written}" + (" or upgrade (pip install -U polymodal)" if newer else ""))
+    problems = list(err.problems)
+    problems[first] = f"{problems[first]}; {hint}"
+    return ConfigError(problems, source=err.source)
+
+
+def written_by(run: Path) -> str | None:
+    """The polymodal version that wrote ``run`` (``metrics.json``'s ``training.polymodal_version``,
+    :func:`write_results`); None for a run saved before it was recorded, or never saved, and
+    where ``metrics.json`` cannot be read (loading it names that)."""
+    try:
+        version = json.loads((run / METRICS_FILE).read_text(encoding="utf-8")).get("training", {}).get(VERSION_KEY)
+    except (OSError, ValueError, AttributeError):  # missing, damaged, or not the dict a save writes
+        return None
+    return version if isinstance(version, str) else None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``"0.10.2"`` as ``(0, 10, 2)``, for telling an older version from a newer one (a suffix such
+    as ``rc1`` or ``.dev3`` is left out; ``()`` for text that starts with no number)."""
+    release = re.match(r"\d+(?:\.\d+)*", version)
+    return tuple(int(part) for part in release.group(0).split(".")) if release else ()
+
+
+VERSION_KEY = "polymodal_version"  # in metrics.json's training section: the version that wrote the run
 
 
 def write_model(path: str | os.PathLike, config: Config, model: torch.nn.Module, pipeline: DataPipeline,
@@ -207,7 +263,8 @@ def check_weight_shapes(run: Path, model: torch.nn.Module, saved: dict[str, list
 def write_results(run: Path, metrics: dict[str, Any], info: dict[str, Any], history: pd.DataFrame,
                   skipped: pd.DataFrame) -> None:
     """Write ``history.csv`` / ``skipped.csv`` when they have rows, then ``metrics.json`` (with
-    ``info`` under ``training``): the last file of a save."""
+    ``info`` under ``training``, where a save records the polymodal version writing the run as
+    :data:`VERSION_KEY`): the last file of a save."""
     if not history.empty:
         atomic_write(run / HISTORY_FILE, lambda tmp: history.to_csv(tmp, index=False))
     write_skipped(run / SKIPPED_FILE, skipped)

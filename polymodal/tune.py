@@ -184,6 +184,39 @@ def _search_key(base: dict[str, Any], direction: str, train: Any, valid: Any) ->
     return json.dumps({"config": config, "direction": direction, "data": data}, sort_keys=True, default=str)
 
 
+def _search_differences(recorded: Any, key: str) -> list[str]:
+    """What differs between the search a journal recorded (its :func:`_search_key`) and the one
+    ``key`` describes, in words: the config keys with their old and new values (as ``train
+    --resume`` names them), the direction of the metric, the manifests whose content differs.
+    Empty when the recorded key cannot be read (a journal of another form)."""
+    from polymodal.resume import changed_keys, flatten, said_changes
+
+    try:
+        before = json.loads(recorded)
+    except (TypeError, ValueError):  # none recorded, or not JSON: the caller says what may differ
+        return []
+    if not isinstance(before, dict) or not all(isinstance(before.get(k), dict) for k in ("config", "data")):
+        return []
+    now = json.loads(key)
+    said = []
+    saved, given = flatten(before["config"]), flatten(now["config"])
+    changed = changed_keys(saved, given)
+    if changed:
+        said.append(f"another config ({said_changes(saved, given, changed)})")
+    if before.get("direction") != now["direction"]:
+        said.append(f"its metric {before.get('direction')}d, not {now['direction']}d")
+    for split, verb in (("train", "trained"), ("valid", "validated")):
+        old, new = before["data"].get(split), now["data"][split]
+        if old == new:
+            continue
+        if split == "valid" and (old is None or new is None):
+            said.append("its validation rows held out of --train (no --valid)" if old is None else
+                        "a --valid manifest (now left out: rows held out of --train)")
+        else:
+            said.append(f"another --{split} (the search {verb} on a manifest of other content)")
+    return said
+
+
 def _open_study(out: Path, key: str, direction: str, seed: int, pruner: Any, *, resume: bool) -> Any:
     """The Optuna study recorded in ``out``'s journal: a new one, or (``resume``) the one there,
     checked to be this config's search, its trials left running by an interruption marked failed.
@@ -203,8 +236,10 @@ def _open_study(out: Path, key: str, direction: str, seed: int, pruner: Any, *, 
     study = optuna.load_study(study_name=STUDY_NAME, storage=storage, pruner=pruner,
                               sampler=optuna.samplers.TPESampler(seed=seed + len(recorded.trials)))
     if study.user_attrs.get("search") != key:
-        raise RunFolderError(f"--resume: the search in {out} sampled another config, optimised its metric the other "
-                             "way or trained on other data (--train / --valid); resume it with the config, --set "
+        differences = _search_differences(study.user_attrs.get("search"), key)
+        said = ("; ".join(differences) if differences else
+                "another config, its metric optimised the other way, or other data (--train / --valid)")
+        raise RunFolderError(f"--resume: the search in {out} started with {said}; resume it with the config, --set "
                              "values and manifests it started with, or give --overwrite to start a new search")
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)  # the interrupted one

@@ -253,11 +253,16 @@ def test_auto_needs_the_kept_scores_and_a_two_class_model(run, data, tmp_path):
         pred.set_threshold("auto")
     pred.set_threshold(0.4)
     assert "the former threshold's (no scores kept)" in pred.metrics["test"]["note"]
-    three = MultimodalPredictor.from_config(classification_config(epochs=1))
+    three = MultimodalPredictor.from_config(classification_config(epochs=1) | {"report": {"rows": 0}})
     paths = write_splits(tmp_path, make_dataset(tmp_path, 30))
-    three.fit(paths["train"], paths["valid"])
+    three.fit(paths["train"], paths["valid"], out=tmp_path / "three")
     with pytest.raises(SchemaMismatchError, match="has 3 classes"):
         three.set_threshold(0.5)
+    result = CliRunner().invoke(app, ["threshold", str(tmp_path / "three"), "--min-sensitivity", "0.95"])
+    assert result.exit_code == 2 and "set_threshold" not in result.stderr  # the command's words, not Python's
+    assert (f"error: --min-sensitivity: polymodal threshold sets an anomaly run's flag threshold, a two-class "
+            f"classifier's decision threshold or a multilabel model's; {tmp_path / 'three'} is a classifier of 3 "
+            "classes, which predicts the most probable one") in " ".join(result.stderr.split())
 
 
 def test_explanations_explain_the_class_the_threshold_calls(run, data):

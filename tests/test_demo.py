@@ -32,7 +32,7 @@ def test_demo_writes_a_loadable_run_and_prints_its_accuracy(tmp_path):
     assert (tmp_path / "comparison.md").is_file()
     text = printed.getvalue()
     assert f"concat      test accuracy {accuracy:.3f}" in text
-    assert "test acc" in text and "(1 epochs each" in text
+    assert "test acc" in text and "(1 epoch each;" in text
 
 
 def test_demo_unknown_variant_names_the_known_ones(tmp_path):

@@ -102,9 +102,9 @@ COMMANDS = command_lines()
 def problems(words: list[str]) -> list[str]:
     """What is wrong with ``polymodal WORDS...``: no such command, or options it does not have."""
     command, rest = resolve(words)
-    if hasattr(command, "commands"):
-        return ["names no command"]
     known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    if hasattr(command, "commands") and not (rest and set(rest) <= known):  # a group's own option: --version
+        return ["names no command"]
     options = [w.split("=", 1)[0] for w in rest if w.startswith("-") and not re.fullmatch(r"-\d.*", w)]
     return [f"{option} is not an option of it" for option in options if option not in known]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -315,8 +316,12 @@ def test_no_warning_when_a_modality_is_left_out_on_purpose(clf, data):
 
 def test_unknown_modality_name(clf, data):
     predictor, _ = clf
-    with pytest.raises(SchemaMismatchError, match="unknown modalities \\['sound'\\]"):
+    with pytest.raises(SchemaMismatchError, match=r"^modalities: unknown modality 'sound'; this model has \['img', "
+                                                  r"'tab'\]$"):
         predictor.predict(data["test"], modalities=["sound"])
+    with pytest.raises(SchemaMismatchError, match=r"^modalities: unknown modalities 'imag' \(did you mean 'img'\?\), "
+                                                  r"'Tab' \(did you mean 'tab'\?\); this model has"):
+        predictor.evaluate(data["test"], modalities=["imag", "Tab"])  # a misspelling: the name meant
 
 
 def test_one_modality_by_name_and_an_empty_choice(clf, data):
@@ -522,6 +527,32 @@ def test_resume_continues_an_interrupted_run(data, tmp_path):
         with pytest.raises(RunFolderError, match=r"trained with --valid .*valid\.csv; resume it with the same --valid"):
             MultimodalPredictor.from_config(classification_config(epochs=5)).fit(data["train"], valid, out=run,
                                                                                  resume=True)
+
+
+def test_resume_refuses_a_manifest_whose_content_changed_and_says_where_it_starts(data, tmp_path, capsys):
+    """The same --train path with other rows resumed silently (only the path was compared): the
+    preprocessing fitted on the old rows would not match. A resume says where it starts again."""
+    run = tmp_path / "run"
+    train = data["root"] / "train_resumed.csv"  # beside the images its paths name
+    shutil.copyfile(data["train"], train)
+    MultimodalPredictor.from_config(classification_config(epochs=1)).fit(train, data["valid"], out=run)
+    frame = pd.read_csv(train)
+    frame.iloc[:-1].to_csv(train, index=False)  # one row fewer, at the same path
+    with pytest.raises(RunFolderError) as refused:
+        MultimodalPredictor.from_config(classification_config(epochs=2)).fit(train, data["valid"], out=run,
+                                                                             resume=True)
+    said = str(refused.value)
+    assert f"--resume: {run} trained with --train {train.resolve()}, whose content changed since" in said
+    assert "preprocessing fitted on it" in said and "another --out" in said and "--overwrite" in said
+    frame.to_csv(train, index=False)  # its rows again: resumed, and it says so
+    capsys.readouterr()
+    resumed = MultimodalPredictor.from_config(classification_config(epochs=3, progress=True)).fit(
+        train, data["valid"], out=run, resume=True)
+    assert list(resumed.history["epoch"]) == [1, 2, 3]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines.count(f"resuming {run} at epoch 2 of 3") == 1
+    assert lines.index(f"resuming {run} at epoch 2 of 3") < min(i for i, line in enumerate(lines)
+                                                                 if line.startswith("epoch 2/3"))
 
 
 def test_a_resumed_runs_training_time_is_the_whole_fits(data, tmp_path):

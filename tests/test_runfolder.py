@@ -25,6 +25,38 @@ def test_a_saved_key_is_kept_and_a_missing_one_takes_the_predated_default(tmp_pa
     assert read_config(tmp_path).modalities["audio"].encoder.frequency == "mean"
 
 
+@pytest.mark.parametrize(("written", "hint"), [
+    ("9.0.0", "the run was written by polymodal 9.0.0, this is polymodal {this}: load it with polymodal 9.0.0 or "
+              "upgrade (pip install -U polymodal)"),
+    ("0.0.1", "the run was written by polymodal 0.0.1, this is polymodal {this}: load it with polymodal 0.0.1"),
+    (None, "the run records no polymodal version (saved before versions were recorded, or never saved): a polymodal "
+           "older or newer than this one ({this}) may have written the key"),
+])
+def test_a_key_this_version_does_not_know_names_the_version_that_wrote_the_run(tmp_path, written, hint):
+    import json
+
+    from polymodal import __version__
+    from polymodal.errors import ConfigError
+    from polymodal.run_files import METRICS_FILE
+
+    save_config(load_config(AUDIO), tmp_path / CONFIG_FILE)
+    text = (tmp_path / CONFIG_FILE).read_text(encoding="utf-8")
+    (tmp_path / CONFIG_FILE).write_text(text.replace("  name: concat\n", "  name: concat\n  future_key: 1\n"),
+                                        encoding="utf-8")
+    if written is not None:
+        (tmp_path / METRICS_FILE).write_text(json.dumps({"training": {"polymodal_version": written}}), encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        read_config(tmp_path)
+    [problem] = refused.value.problems  # the hint is said within the problem, not counted as another
+    assert problem.startswith("fusion.future_key: unknown key 'future_key'")
+    assert f"; {hint.format(this=__version__)}" in problem
+    (tmp_path / METRICS_FILE).write_text(json.dumps({"training": {"polymodal_version": __version__}}), encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:  # written by this version: a key added by hand, no hint
+        read_config(tmp_path)
+    assert refused.value.problems[0].startswith("fusion.future_key: unknown key 'future_key'")
+    assert "polymodal" not in refused.value.problems[0]
+
+
 @pytest.mark.parametrize("kind", ["image", "video"])
 def test_an_image_config_saved_before_background_keeps_dropping_alpha(tmp_path, kind):
     save_config(load_config({"target": "y", "modalities": {"m": {"kind": kind, "column": "m"}}}), tmp_path / CONFIG_FILE)

@@ -276,6 +276,8 @@ def test_a_second_search_into_the_same_folder_is_refused_unless_overwrite(tmp_pa
     shown = " ".join(first.output.split())
     assert "trials (value: val_accuracy, higher is better)" in shown
     assert f"best: trial 0, val_accuracy {summary['best_value']:.4f}; best config:" in shown
+    seconds = pd.read_csv(out / "trials.csv")["seconds"].iloc[0]
+    assert f"│ {seconds:.1f} │" in shown and f"{seconds:.4f}" not in shown  # seconds with one decimal
     (out / "notes.txt").write_text("mine", encoding="utf-8")
     before = {name: (out / name).read_bytes() for name in ("trials.csv", "summary.json", "best_config.yaml")}
     fits = []
@@ -325,10 +327,24 @@ def test_an_interrupted_search_resumes_with_its_finished_trials_and_the_interrup
     assert pd.read_csv(out / "trials.csv")["state"].tolist() == ["complete"]
     with pytest.raises(RunFolderError, match="--resume to continue it"):
         run_search(config, paths["train"], paths["valid"], out)
-    with pytest.raises(RunFolderError, match="sampled another config"):
+    with pytest.raises(RunFolderError) as refused:  # what differs is named, as train --resume names it
         run_search(config, paths["train"], paths["valid"], out, resume=True, overrides={"train.epochs": 2})
-    with pytest.raises(RunFolderError, match="trained on other data"):
+    assert str(refused.value).startswith(f"--resume: the search in {out} started with another config (train.epochs: "
+                                         "1 -> 2); resume it with the config, --set values and manifests it started "
+                                         "with, or give --overwrite")
+    with pytest.raises(RunFolderError) as refused:
         run_search(config, paths["train"], paths["train"], out, resume=True)
+    assert (f"the search in {out} started with another --valid (the search validated on a manifest of other "
+            "content); resume") in str(refused.value)
+    with pytest.raises(RunFolderError) as refused:
+        run_search(config, paths["test"], paths["valid"], out, resume=True)
+    assert (f"the search in {out} started with another --train (the search trained on a manifest of other "
+            "content); resume") in str(refused.value)
+    with pytest.raises(RunFolderError) as refused:
+        run_search(config, paths["train"], None, out, resume=True, overrides={"tune.metric": "log_loss"})
+    assert (f"the search in {out} started with another config (tune.metric: 'auto' -> 'log_loss'); its metric "
+            "maximized, not minimized; a --valid manifest (now left out: rows held out of --train); resume") \
+        in str(refused.value)
     monkeypatch.setattr(MultimodalPredictor, "fit", lambda self, *a, **k: fits.append(1) or fit(self, *a, **k))
     table = run_search(config, paths["train"], paths["valid"], out, resume=True,
                        overrides={"train.num_workers": 0})  # where it trains may change

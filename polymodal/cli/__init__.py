@@ -15,8 +15,11 @@ Nothing below this package imports it: the library never prints through the comm
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from polymodal import __version__
 from polymodal.cli import config, data, deploy, model, retrieval
 from polymodal.cli.common import user_errors
 
@@ -25,6 +28,18 @@ app = typer.Typer(help="Multimodal deep learning: train, evaluate, predict and i
                   rich_markup_mode="markdown")  # help paragraphs rewrapped to the terminal
 for _group in (model, retrieval, deploy, config, data):  # the order of --help
     _group.register(app)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"polymodal {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                   help="Print polymodal's version and exit.")] = False) -> None:
+    """The options before any command: ``--version``."""
 
 __all__ = ["app", "main", "user_errors"]
 

@@ -12,7 +12,7 @@ import functools
 import signal
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -190,16 +190,19 @@ def listing_skipped(predictor: Any, listed: Path) -> Iterator[None]:
         print_skipped(predictor.eval_skipped, listed, predictor)
 
 
-def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None) -> None:
+def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None,
+               digits: Mapping[str, int] | None = None) -> None:
     """A list of records as a table (numbers as :func:`~polymodal.utils.tables.format_value` writes
-    them), then ``note`` on a line of its own."""
+    them: 4 decimals, or ``digits`` by column, such as 1 for seconds), then ``note`` on a line of
+    its own."""
     table = Table(title=title)
     columns = list(rows[0]) if rows else []
     for column in columns:
         table.add_column(str(column), justify="left" if isinstance(rows[0][column], str) else "right",
                          overflow="fold")  # narrow consoles (pipes: 80 columns) wrap instead of cutting values
-    for row in rows:
-        table.add_row(*(escape(format_value(row[c], group_ints=False)) for c in columns))  # values are text, not markup
+    places = {c: (digits or {}).get(c, 4) for c in columns}
+    for row in rows:  # values are text, not markup
+        table.add_row(*(escape(format_value(row[c], places[c], group_ints=False)) for c in columns))
     print_table(console, table)
     if note:
         console.print(note)

@@ -54,9 +54,8 @@ def train(
     """Train a model and write the run folder (model, preprocessors, metrics, report)."""
     from polymodal.config import load_config
     from polymodal.config.overrides import parse_overrides
-    from polymodal.data.skipped import count_skipped
     from polymodal.errors import ConfigError
-    from polymodal.predictor import MultimodalPredictor
+    from polymodal.resume import check_out, run_folder_lock
 
     check_on_error(on_error)
     overrides = parse_overrides(set_ or [])
@@ -64,6 +63,13 @@ def train(
         overrides.pop("data.on_error", None)
         overrides["data.on_error"] = on_error
     cfg = load_config(config, overrides=overrides, check_files=True)  # named as config check does
+    # --out refused in a moment, not after the seconds the training engine (Lightning) takes to import; fit
+    # checks it again (an anomaly scorer's: by its last training phase, which finishes it sooner)
+    with run_folder_lock(out, cfg.train):  # a folder another fit is writing: named as such
+        check_out(out, cfg, resume=resume, overwrite=overwrite)
+    from polymodal.data.skipped import count_skipped
+    from polymodal.predictor import MultimodalPredictor
+
     predictor = MultimodalPredictor.from_config(cfg)
     try:  # files it skips are warned about as found (before the epochs; the test set's after them)
         predictor.fit(train, valid, test=test, out=out, resume=resume, overwrite=overwrite, unlabeled=unlabeled)
@@ -166,7 +172,7 @@ def evaluate(
     ref = MultimodalPredictor.load(reference) if reference is not None else None  # a bad one: named before the work
     with predictor.using_support(support):
         if missing or robustness:  # read and validated once for the evaluation and the sweeps (warned once)
-            data = predictor.pipeline.read(data, require_target=True)
+            data = predictor.read_data(data, require_target=True)
         swept = None
         if robustness:  # the specs and the reference (task, modalities, labels): refused before any evaluation
             from polymodal.evaluation.robustness import check_reference, parse_corruptions
@@ -394,7 +400,14 @@ def threshold(
         if task == "anomaly" and chosen[0] not in ("--fpr", "--score"):
             raise OptionError([f"{chosen[0]} sets a two-class classifier's threshold; {run} is an anomaly run: give "
                                "--fpr or --score"])
-        decided = task in DECIDED_TASKS
+        classes = predictor.pipeline.targets.classes if task == "classification" else None
+        decided = task in DECIDED_TASKS and (classes is None or len(classes) == 2)
+        if not decided and task != "anomaly":  # before the library's refusal, which names its Python method
+            what = (f"a classifier of {len(classes)} classes, which predicts the most probable one" if classes
+                    else f"a task '{task}' run")
+            raise SchemaMismatchError(f"{chosen[0]}: polymodal threshold sets an anomaly run's flag threshold, a "
+                                      f"two-class classifier's decision threshold or a multilabel model's; {run} is "
+                                      f"{what}")
         if decided and fpr is not None:
             raise OptionError([f"--fpr is an anomaly run's; {run} is a {task} run: --min-specificity {1 - fpr:g} keeps "
                                f"its validation false-positive rate at most {fpr:g}"])
@@ -407,14 +420,10 @@ def threshold(
             raise OptionError(out_of_range)
         if task == "anomaly":
             change = predictor.set_threshold(fpr=fpr, score=score)
-        elif decided:
+        else:
             change = predictor.set_threshold("auto" if metric or min_sensitivity or min_specificity else score,
                                              metric=metric, min_sensitivity=min_sensitivity,
                                              min_specificity=min_specificity)
-        else:
-            raise SchemaMismatchError(f"polymodal threshold sets an anomaly run's flag threshold, a two-class "
-                                      f"classifier's decision threshold or a multilabel model's; {run} is a task "
-                                      f"'{task}' run")
         predictor.save(run)
     _print_threshold_change(run, task, change)
 
@@ -490,7 +499,7 @@ def tune(
                        overrides=parse_overrides(set_ or []))
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     goal = "higher" if summary["direction"] == "maximize" else "lower"
-    print_rows(table.to_dict("records"), f"trials (value: {summary['metric']}, {goal} is better)")
+    print_rows(table.to_dict("records"), f"trials (value: {summary['metric']}, {goal} is better)", digits={"seconds": 1})
     console.print(f"best: trial {summary['best_trial']}, {summary['metric']} {summary['best_value']:.4f}; best config: "
                   f"{out / 'best_config.yaml'}; all trials: {out / 'trials.csv'}")
 
@@ -520,7 +529,8 @@ def compare(
         return
     ranked = frame.attrs.get("ranked_by")
     print_rows(frame.astype(object).where(frame.notna(), None).to_dict("records"),
-               f"{len(frame)} run(s), best first by {ranked}" if ranked else f"{len(frame)} run(s)")
+               f"{len(frame)} run(s), best first by {ranked}" if ranked else f"{len(frame)} run(s)",
+               digits={"train_s": 1})
 
 
 def register(app: typer.Typer) -> None:

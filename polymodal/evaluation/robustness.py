@@ -42,6 +42,7 @@ from polymodal.errors import ConfigError, ManifestError, OptionError, SchemaMism
 from polymodal.evaluation.corruptions import CORRUPTIONS, SEVERITIES, Corruption
 from polymodal.evaluation.data import EvalData, check_max_rows, load_eval_data
 from polymodal.utils.progress import progress_bar
+from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
@@ -214,7 +215,8 @@ def parse_corruptions(specs: str | Sequence[str] | None, predictor: MultimodalPr
             raise OptionError([f"{_named(option, spec)}: no corruption after the colon; give MODALITY or "
                                "MODALITY:CORRUPTION"])
         if name not in modalities:
-            raise OptionError([f"{_named(option, spec)}: unknown modality '{name}'; this model has "
+            raise OptionError([f"{_named(option, spec)}: unknown modality '{name}'"
+                               f"{did_you_mean(name, predictor.config.modality_names)}; this model has "
                                f"{predictor.config.modality_names}"])
         kind = modalities[name].kind
         if not CORRUPTIONS.names(kind):
@@ -243,7 +245,8 @@ def check_corruption_map(corruptions: Mapping[Any, Any], predictor: MultimodalPr
     for name, value in corruptions.items():
         where = f"{option}[{name!r}]"
         if name not in modalities:
-            raise OptionError([f"{where}: unknown modality {name!r}; this model has {predictor.config.modality_names}"])
+            raise OptionError([f"{where}: unknown modality {name!r}{did_you_mean(name, predictor.config.modality_names)}; "
+                               f"this model has {predictor.config.modality_names}"])
         names = [value] if isinstance(value, str) else value
         if not isinstance(names, Sequence) or not names or not all(isinstance(n, str) for n in names):
             raise OptionError([f"{where}: a corruption name or a non-empty list of them (those of kind "

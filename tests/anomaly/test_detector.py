@@ -250,9 +250,9 @@ class StopInSecondEpoch(L.Callback):
 
 
 @pytest.mark.parametrize("scorer", ["autoencoder", "deep_svdd"])
-def test_an_interrupted_anomaly_run_resumes_where_it_stopped(data, tmp_path, scorer):
-    """Deep SVDD trains in two phases and checkpoints its last: the run resumes there, its first
-    phase's history kept in the checkpoint, and scores as a whole run does."""
+def test_an_interrupted_anomaly_run_resumes_where_it_stopped(data, tmp_path, scorer, capsys):
+    """Deep SVDD trains in two phases and checkpoints its last: the run resumes there (and says
+    so), its first phase's history kept in the checkpoint, and scores as a whole run does."""
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         AnomalyDetector.from_config(config(scorer, epochs=4)).fit(data / "train.csv", data / "valid.csv", out=run,
@@ -264,8 +264,13 @@ def test_an_interrupted_anomaly_run_resumes_where_it_stopped(data, tmp_path, sco
     with pytest.raises(RunFolderError, match="holds an interrupted run.*--resume to continue it"):
         AnomalyDetector.from_config(config(scorer, epochs=4)).fit(data / "train.csv", data / "valid.csv", out=run)
     saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
-    resumed = AnomalyDetector.from_config(config(scorer, epochs=4)).fit(data / "train.csv", data / "valid.csv",
-                                                                        out=run, resume=True)
+    shown = config(scorer, epochs=4)
+    shown["train"]["progress"] = True
+    capsys.readouterr()
+    resumed = AnomalyDetector.from_config(shown).fit(data / "train.csv", data / "valid.csv", out=run, resume=True)
+    said = (f"resuming {run} at epoch 2 of 2 of its last training phase" if scorer == "deep_svdd"
+            else f"resuming {run} at epoch 2 of 4")
+    assert capsys.readouterr().err.splitlines().count(said) == 1
     if scorer == "deep_svdd":  # the centre fixed when its phase began comes from the checkpoint, not recomputed
         center = next(v for k, v in saved.items() if k.endswith("scorer.center"))
         assert torch.equal(resumed.model.scorer.center, center) and center.abs().sum() > 0

@@ -14,7 +14,7 @@ from helpers_cli import assert_user_error, classification_files, invoke, train_r
 from helpers_models import CLASSES, classification_config, regression_config
 from typer.testing import CliRunner
 
-from polymodal import MultimodalPredictor
+from polymodal import MultimodalPredictor, __version__
 from polymodal.cli import app
 from polymodal.deploy.batch import parts_folder
 
@@ -280,6 +280,12 @@ def test_train_writes_a_run(run):
     assert "valid metrics" in result.stdout and "accuracy" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["valid"]["accuracy"] >= 0.8
+    assert metrics["training"]["polymodal_version"] == __version__  # what wrote the run
+
+
+def test_version_prints_the_installed_polymodal_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout == f"polymodal {__version__}\n"
 
 
 def test_evaluate_json(run, data):
@@ -471,6 +477,16 @@ def test_unseen_label_on_evaluate(run, data):
     frame.loc[0, "label"] = "zebra"
     frame.to_csv(data["root"] / "unseen.csv", index=False)
     assert_user_error(invoke("evaluate", out, "--data", data["root"] / "unseen.csv"), "'zebra'")
+
+
+def test_evaluating_rows_without_labels_points_to_predict(run, data):
+    out, _ = run
+    unlabelled = pd.read_csv(data["test"]).drop(columns=["label"])
+    unlabelled.to_csv(data["root"] / "unlabelled.csv", index=False)
+    said = (f"target column 'label' is not in unlabelled.csv (columns: {list(unlabelled.columns)}): evaluating "
+            "scores predictions against it; to predict unlabelled rows use 'polymodal predict'")
+    for extra in ([], ["--missing"]):  # the sweeps read the manifest first
+        assert_user_error(invoke("evaluate", out, "--data", data["root"] / "unlabelled.csv", *extra), said)
 
 
 def test_error_messages_keep_square_brackets(data, tmp_path):

@@ -63,6 +63,24 @@ def test_a_finished_run_is_not_replaced_unless_asked(data, trained, tmp_path):
     assert MultimodalPredictor.load(run).info["epochs_run"] == 1
 
 
+def test_an_out_holding_a_run_is_refused_before_the_training_engine_is_imported(data, trained):
+    """train refused an --out holding a run only after Lightning's import (10 s): --out is checked
+    first, as the README says."""
+    import subprocess
+    import sys
+
+    args = ["train", str(data["config"]), "--train", str(data["train"]), "--valid", str(data["valid"]),
+            "--out", str(trained)]
+    code = ("import sys; from typer.testing import CliRunner; from polymodal.cli import app; "
+            f"result = CliRunner().invoke(app, {args!r}); "
+            "print(result.exit_code, sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', "
+            "'torchmetrics'))); print(result.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    status, said = out.split("\n", 1)
+    assert status == "2 []", out
+    assert f"{trained} already holds a trained model" in said and "--overwrite" in said
+
+
 def test_a_bad_manifest_leaves_the_existing_run_untouched(data, trained, tmp_path):
     run = _copy(trained, tmp_path)
     before = _snapshot(run)
@@ -111,6 +129,7 @@ def test_a_resume_interrupted_while_saving_is_finished_by_the_next_resume(data, 
 
     from polymodal import runfolder
     from polymodal.evaluation import report
+    from polymodal.resume import resuming_line
 
     run = _copy(trained, tmp_path)
     more = tmp_path / "two.yaml"
@@ -126,6 +145,8 @@ def test_a_resume_interrupted_while_saving_is_finished_by_the_next_resume(data, 
     assert result.exit_code == 130 and "--resume continues it" in result.stderr
     monkeypatch.setattr(module, name, real)
     assert_user_error(_train(data, run, config=more), "latest results were not all written", "--resume")
+    assert resuming_line(run, 2) == (f"resuming {run}: its 2 epochs are trained; writing the results an "
+                                     "interrupted save left out")  # what the resume says (with train.progress)
     result = _train(data, run, "--resume", config=more)
     assert result.exit_code == 0, result.output
     assert json.loads((run / "metrics.json").read_text())["training"]["epochs_run"] == 2
@@ -133,13 +154,18 @@ def test_a_resume_interrupted_while_saving_is_finished_by_the_next_resume(data, 
     assert_user_error(_train(data, run, "--resume", config=more), "already finished its 2 epochs")
 
 
-def test_a_second_fit_into_a_folder_another_fit_is_writing_is_refused_at_once(data, tmp_path):
+def test_a_second_fit_into_a_folder_another_fit_is_writing_is_refused_at_once(data, trained, tmp_path):
     """Two fits into one --out both reported success; one run was silently gone."""
     from polymodal.utils.io import exclusive_lock
 
     with exclusive_lock(tmp_path / "run", lambda held: AssertionError("the test holds it")):  # as a running fit does
         assert_user_error(_train(data, tmp_path / "run"), "is being trained into by another fit", "another --out")
     assert not (tmp_path / "run").exists()
+    training = _copy(trained, tmp_path / "busy")
+    (training / "model.safetensors").unlink()  # a fit under way: its checkpoint, no model yet
+    with exclusive_lock(training, lambda held: AssertionError("the test holds it")):
+        for extra in ([], ["--resume"]):  # not taken for an interrupted run (train checks --out early)
+            assert_user_error(_train(data, training, *extra), "is being trained into by another fit")
     result = _train(data, tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert not (tmp_path / ".run.lock").exists()
@@ -388,12 +414,42 @@ def test_compare_ranks_runs_by_their_headline_metric_and_names_a_folder_that_is_
                       "did you mean 'auroc'?")
     printed = invoke("compare", runs[0], runs[1])
     assert printed.exit_code == 0 and "2 run(s), best first" in printed.stdout and "valid_accuracy" in printed.stdout
+    seconds = records[0]["train_s"]  # rounded to a tenth: printed so, not as 1.2000
+    shown = " ".join(printed.stdout.split())
+    assert f"│ {seconds:.1f} │" in shown and f"{seconds:.4f}" not in shown
     (tmp_path / "notes").mkdir()  # runs/* also matches a folder that is no run: left out, and said so
     with pytest.warns(UserWarning, match="left out of the comparison: .*notes is not a polymodal run folder"):
         mixed = invoke("compare", runs[0], tmp_path / "notes", "--json")
     assert mixed.exit_code == 0 and [r["run"] for r in json.loads(mixed.stdout)] == [str(runs[0])]
     assert_user_error(invoke("compare", tmp_path / "notes"), "no run to compare")
     assert_user_error(invoke("compare", runs[0], "--split", "train"), "--split: valid or test")
+
+
+def test_compare_leaves_out_a_run_that_does_not_load_and_says_why(trained, tmp_path):
+    """A run whose config.yaml holds a key this version does not know (written by another
+    polymodal), or whose metrics.json is damaged, stopped the whole comparison: it is left out
+    with a warning naming it and its first problem, as a folder that is no run is."""
+    import json
+
+    good = shutil.copytree(trained, tmp_path / "good")
+    newer = shutil.copytree(trained, tmp_path / "newer")
+    config = yaml.safe_load((newer / "config.yaml").read_text(encoding="utf-8"))
+    config["fusion"]["frobnicate"] = 1
+    config["head"]["wobble"] = 2
+    (newer / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    damaged = shutil.copytree(trained, tmp_path / "damaged")
+    (damaged / "metrics.json").write_text("{not json", encoding="utf-8")
+    with pytest.warns(UserWarning) as caught:
+        result = invoke("compare", good, newer, damaged, "--json")
+    assert result.exit_code == 0, result.output
+    assert [r["run"] for r in json.loads(result.stdout)] == [str(good)]
+    [said] = [str(w.message) for w in caught if "left out of the comparison" in str(w.message)]
+    assert f"{newer}: its config.yaml does not load: fusion.frobnicate: unknown key 'frobnicate'" in said
+    assert "(and 1 more problem(s))" in said
+    assert f"the run {damaged} is damaged: metrics.json cannot be read" in said
+    assert str(good) not in said
+    assert_user_error(invoke("compare", newer, damaged), "no run to compare", "unknown key 'frobnicate'",
+                      "metrics.json cannot be read")  # none left: the error for no runs, naming each
 
 
 def test_compare_warns_when_the_runs_were_scored_on_different_rows(trained, tmp_path):

@@ -220,8 +220,8 @@ def test_a_corruption_mapping_is_checked_like_the_specs(run):
     predictor, paths, _, _ = run
     result = robustness_sweep(predictor, paths["test"], {"tab": "swap", "img": ["blur", "blur"]})
     assert sorted(zip(result.summary["modality"], result.summary["corruption"])) == [("img", "blur"), ("tab", "swap")]
-    with pytest.raises(OptionError, match=r"^corruptions\['image'\]: unknown modality 'image'; this model has "
-                                          r"\['img', 'tab'\]"):
+    with pytest.raises(OptionError, match=r"^corruptions\['image'\]: unknown modality 'image' \(did you mean 'img'\?\); "
+                                          r"this model has \['img', 'tab'\]"):
         robustness_sweep(predictor, paths["test"], {"image": ["gaussian_noise"]})
     with pytest.raises(OptionError, match=r"^corruptions\['img'\]: corruption 'white_noise' does not exist for "
                                           r"modality kind 'image'; allowed: \['gaussian_noise'"):
