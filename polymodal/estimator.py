@@ -53,7 +53,6 @@ from polymodal.runfolder import Scored
 from polymodal.training.devices import world_size
 from polymodal.utils.device import default_device, default_workers, run_batches
 from polymodal.utils.io import check_folder_path
-from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.warn import warn_user
 
 # the manifests a fit records (``info["<split>_manifest"]``), in the order a held-out check prefers them
@@ -433,11 +432,8 @@ class Estimator:
         """
         pipeline, _ = self.require_fitted()
         names = as_names(modalities)
-        unknown = [name for name in names or () if name not in self.config.modality_names]
-        if unknown:
-            said = ", ".join(f"'{name}'{did_you_mean(name, self.config.modality_names)}" for name in unknown)
-            raise SchemaMismatchError(f"modalities: unknown modalit{'y' if len(unknown) == 1 else 'ies'} {said}; this "
-                                      f"model has {self.config.modality_names}")
+        if names is not None:  # an unknown name before the target is looked for
+            pipeline.check_modalities(names, None)
         if require_target:
             data = pipeline.read_raw(data)  # a Manifest as it is: read once
             unlabelled = [problem for column in self.config.targets if column not in data.columns

@@ -106,17 +106,20 @@ class DataPipeline:
         :func:`~polymodal.data.manifest.read_manifest`)."""
         return read_manifest(data, **csv_columns(self.config))
 
-    def check_modalities(self, modalities: str | Iterable[str] | None, manifest: Manifest) -> list[str]:
+    def check_modalities(self, modalities: str | Iterable[str] | None, manifest: Manifest | None) -> list[str]:
         """The modalities to use for ``manifest``: ``modalities`` (a bare name is one modality),
-        validated; None: those whose columns the manifest holds (refused when it holds none)."""
+        validated (an unknown name with the one most likely meant); None: those whose columns the
+        manifest holds (refused when it holds none; only then is ``manifest`` read)."""
         known = self.config.modality_names
         if modalities is not None:
             chosen = as_names(modalities)
             if not chosen:
                 raise SchemaMismatchError(f"no modality chosen (modalities=[]); name at least one of {known}")
-            unknown = sorted(set(chosen) - set(known))
+            unknown = [name for name in dict.fromkeys(chosen) if name not in known]
             if unknown:
-                raise SchemaMismatchError(f"unknown modalities {unknown}; this model has {known}")
+                said = ", ".join(f"'{name}'{did_you_mean(name, known)}" for name in unknown)
+                raise SchemaMismatchError(f"modalities: unknown modalit{'y' if len(unknown) == 1 else 'ies'} {said}; "
+                                          f"this model has {known}")
             return sorted(chosen)
         columns = set(manifest.columns)
         chosen = [n for n in known if any(c in columns for c in modality_columns(self.config.modalities[n]))]
