@@ -43,7 +43,7 @@ from polymodal.metrics.tasks import flat_metrics, metric_value, monitored, task_
 from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
 from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, task_frame, with_further_tasks
-from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, start_run
+from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, manifest_paths, start_run
 from polymodal.training.devices import across_ranks
 from polymodal.training.process_state import kept_process_state
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
@@ -183,7 +183,8 @@ class MultimodalPredictor(Estimator):
         )
         if cfg.task in DECIDED_TASKS:
             check_decision_data(cfg, self.pipeline.targets, valid_y)  # decision.threshold: before the epochs
-        run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite), fresh=True)  # the first write
+        run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite,
+                                      data=manifest_paths(train=train, valid=valid)), fresh=True)  # the first write
         result = fit_module(
             module,
             transfer.train_loader(self._loader(train_table, train_y, train=True)),

@@ -22,11 +22,19 @@ from polymodal.data.content_keys import manifest_key
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import ConfigError, RunFolderError
 from polymodal.metrics.tasks import monitored
-from polymodal.run_files import CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, MODEL_FILE, REPLACED_DIR, RUN_ENTRIES
+from polymodal.run_files import (
+    CONFIG_FILE,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    MODEL_FILE,
+    REPLACED_DIR,
+    RUN_ENTRIES,
+    STARTED_DATA_FILE,
+)
 from polymodal.runfolder import read_config
 from polymodal.training.checkpoints import checkpoint_state
 from polymodal.training.devices import launcher_mismatch, secondary_process
-from polymodal.utils.io import check_folder_path, damaged_zip, exclusive_lock
+from polymodal.utils.io import atomic_write_json, check_folder_path, damaged_zip, exclusive_lock
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -133,12 +141,16 @@ def check_checkpoint(path: Path) -> None:
 
 
 def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = False,
-              overwrite: bool = False, planned_epochs: int | None = None) -> Path | None:
+              overwrite: bool = False, planned_epochs: int | None = None,
+              data: Mapping[str, str] | None = None) -> Path | None:
     """Create the run folder ``out`` (when given) and write its ``config.yaml``, right before
     training: the inputs have been read, checked and preprocessed by then, so a mistake (or a
     corrupt file) leaves an existing folder as it was. With ``overwrite``, the earlier run's own
     files (:data:`RUN_ENTRIES`) are set aside (:func:`set_aside_run`) until the new run is saved.
-    A resume says where it starts again (:func:`resuming_line`, on stderr, with ``train.progress``).
+    A new training records ``data`` (:func:`manifest_paths` of its training and validation
+    manifests) in :data:`STARTED_DATA_FILE`, which :func:`check_resumed_data` checks a resume of
+    the run against when it was interrupted before saving. A resume says where it starts again
+    (:func:`resuming_line`, on stderr, with ``train.progress``).
 
     Raises:
         See :func:`check_out`, which runs again here (the folder may have changed meanwhile; the
@@ -157,6 +169,8 @@ def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = F
         set_aside_run(run)
     run.mkdir(parents=True, exist_ok=True)
     save_config(config, run / CONFIG_FILE)
+    if not resume:
+        atomic_write_json(run / STARTED_DATA_FILE, dict(data or {}))
     return run
 
 
@@ -325,8 +339,9 @@ def check_resumed_data(run: Path, data: dict[str, Any], from_config: dict[str, b
     """Refuse to resume a run on other manifests than those it recorded, or on a recorded file
     whose content changed since (its content hash, :func:`manifest_paths`): more epochs on other
     rows (a validation share held out of rows it trained on, when ``--valid`` is left out) would
-    not continue the same run. The training and validation manifests are recorded by a finished
-    run (in ``metrics.json``, with their hashes); the unlabelled one of a ``transfer`` method in ``config.yaml``
+    not continue the same run. The training and validation manifests are recorded, with their
+    hashes, by a finished run (in ``metrics.json``) and as training starts
+    (:data:`STARTED_DATA_FILE`, read for a run interrupted before saving); the unlabelled one of a ``transfer`` method in ``config.yaml``
     (``transfer.unlabeled``), when the run starts, so it is checked for an interrupted run too.
     A manifest given as a DataFrame records no path, and is not checked.
 
@@ -339,8 +354,11 @@ def check_resumed_data(run: Path, data: dict[str, Any], from_config: dict[str, b
         RunFolderError: naming the manifest the run recorded and the one given, or the recorded
             file whose content changed.
     """
-    metrics = run / METRICS_FILE
-    recorded = json.loads(metrics.read_text(encoding="utf-8")).get("training", {}) if metrics.is_file() else {}
+    metrics, started = run / METRICS_FILE, run / STARTED_DATA_FILE
+    if metrics.is_file():  # a finished run's record
+        recorded = json.loads(metrics.read_text(encoding="utf-8")).get("training", {})
+    else:  # an interrupted one's: what its training started on (none in a run that started before it was written)
+        recorded = json.loads(started.read_text(encoding="utf-8")) if started.is_file() else {}
     if "unlabeled" in data:
         config = read_config(run)
         recorded["unlabeled_manifest"] = recorded_unlabeled(config)

@@ -19,7 +19,9 @@ report, resuming and the command line all read them from here.
                          validation normal rows' scores per subset of modalities
                          (``valid_subset_scores``), which its thresholds per subset are chosen from
     report.html, plots/  the run's report and its figures
-    checkpoints/         last.ckpt (for --resume) and best.ckpt
+    checkpoints/         last.ckpt (for --resume) and best.ckpt; data.json, the training and
+                         validation manifests the training reads (paths and content hashes,
+                         written as it starts: what --resume checks an interrupted run against)
     logs/                the epoch CSV log and TensorBoard's
     evaluation/, explain/, export/, export_torchscript/
                          what ``polymodal evaluate`` / ``explain`` / ``export`` write by default
@@ -45,6 +47,7 @@ PLOTS_DIR = "plots"
 CHECKPOINTS_DIR = "checkpoints"
 LAST_CKPT = "last.ckpt"  # inside CHECKPOINTS_DIR
 BEST_CKPT = "best.ckpt"
+STARTED_DATA_FILE = f"{CHECKPOINTS_DIR}/data.json"  # the manifests a training started on
 LAST_CHECKPOINT = f"{CHECKPOINTS_DIR}/{LAST_CKPT}"
 LOGS_DIR = "logs"
 EVALUATION_DIR = "evaluation"

@@ -555,6 +555,24 @@ def test_resume_refuses_a_manifest_whose_content_changed_and_says_where_it_start
                                                                  if line.startswith("epoch 2/3"))
 
 
+def test_an_interrupted_run_checks_its_manifests_against_those_its_training_started_on(data, tmp_path):
+    """A run stopped before it saved has no metrics.json: the manifests it started on are recorded
+    as its training starts (checkpoints/data.json), so its resume is checked all the same."""
+    run = tmp_path / "run"
+    train = data["root"] / "train_interrupted.csv"
+    shutil.copyfile(data["train"], train)
+    MultimodalPredictor.from_config(classification_config(epochs=1)).fit(train, data["valid"], out=run)
+    started = json.loads((run / "checkpoints" / "data.json").read_text())
+    assert started["train_manifest"] == str(train.resolve()) and started["valid_manifest"] == str(data["valid"].resolve())
+    for name in ("metrics.json", "model.safetensors"):  # what an interrupted run lacks: only its checkpoint is there
+        (run / name).unlink()
+    with pytest.raises(RunFolderError, match=r"trained with --valid .*valid\.csv; resume it with the same --valid"):
+        MultimodalPredictor.from_config(classification_config(epochs=2)).fit(train, data["test"], out=run, resume=True)
+    pd.read_csv(train).iloc[:-1].to_csv(train, index=False)
+    with pytest.raises(RunFolderError, match=r"trained with --train .*train_interrupted\.csv, whose content changed"):
+        MultimodalPredictor.from_config(classification_config(epochs=2)).fit(train, data["valid"], out=run, resume=True)
+
+
 def test_a_resumed_runs_training_time_is_the_whole_fits(data, tmp_path):
     """train_seconds (metrics.json, compare, the report) covers every session, not the last."""
     import lightning as L

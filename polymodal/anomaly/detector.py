@@ -66,7 +66,7 @@ from polymodal.metrics.anomaly import (
     threshold_at_fpr,
     undefined_note,
 )
-from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, start_run
+from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, manifest_paths, start_run
 from polymodal.run_files import PLOTS_DIR
 from polymodal.training.devices import across_ranks
 from polymodal.training.process_state import kept_process_state
@@ -229,8 +229,8 @@ class AnomalyDetector(Estimator):
         optim = OptimSettings.from_config(cfg.train)
         train_loader = self._loader(train_table, train_y, train=True)
         histories, seconds, before = [], 0.0, 0.0  # before: a resumed fit's earlier sessions
-        run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite, planned_epochs=phases[-1][1]),
-                            fresh=True)  # the first write
+        run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite, planned_epochs=phases[-1][1],
+                                      data=manifest_paths(train=train, valid=valid)), fresh=True)  # the first write
         for k, (phase, epochs) in enumerate(phases):
             last = k == len(phases) - 1
             if resume and not last:  # only the last phase writes checkpoints: its own holds the earlier ones' work
