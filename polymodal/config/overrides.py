@@ -139,7 +139,8 @@ def apply_values(data: dict[str, Any], values: Mapping[str, Any], where: str = "
     before the other keys, which then adjust the new component. A key inside a section the data
     leaves at its default component (``head.dropout`` with no ``head``) adjusts that component.
     """
-    selectors = [k for k in values if k.rsplit(".", 1)[-1] in DISCRIMINATORS]
+    # a selector inside a section (not a top-level key that happens to share its name: --set name=x)
+    selectors = [k for k in values if "." in k and k.rsplit(".", 1)[-1] in DISCRIMINATORS]
     for key in selectors + [k for k in values if k not in selectors]:
         _create_default_components(data, key.split(".")[:-1])
         section, _, field = key.rpartition(".")

@@ -92,6 +92,11 @@ class CorruptedPreprocessor(Preprocessor):
     def from_config(cls, cfg: Any, *, name: str) -> Preprocessor:
         raise TypeError("CorruptedPreprocessor wraps a fitted preprocessor; it is not built from a config")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Without the decoded samples: an encoding worker started by spawn (macOS, Windows) would
+        get a pickled copy of them each; it decodes its cells again (a forked one shares them)."""
+        return {**self.__dict__, "decoded": {}}
+
     def decode(self, value: tuple[int, Any, int]) -> Any:
         row, cell, position = value
         rng = row_rng(self.seed, self.key, self.severity, int(row))

@@ -114,6 +114,15 @@ def test_a_section_a_set_key_creates_is_named_by_that_key(tmp_path):
                                    "made it)"]
 
 
+@pytest.mark.parametrize("key", ["name", "kind", "method"])
+def test_a_top_level_key_named_like_a_selector_is_an_unknown_key_of_the_set(tmp_path, key):
+    """``--set name=x`` wrote a section '' and was reported as the file's ``<root>: unknown key ''``."""
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(classification_config()), encoding="utf-8")
+    with pytest.raises(ConfigError, match="^Invalid --set values for .*c.yaml \\(1 problem") as info:
+        load_config(tmp_path / "c.yaml", overrides={key: "x"})
+    assert info.value.problems[0].startswith(f"--set {key}: unknown key '{key}'")
+
+
 def test_a_key_inside_a_modality_the_config_lacks_names_the_one_meant(tmp_path):
     """``--set modalities.imag.preprocess.size=32`` silently made a modality 'imag', reported as the
     file's ``modalities.imag.kind: required key is missing``."""

@@ -6,7 +6,9 @@ A preparation writes :data:`MARKER` (the dataset's name) first, so that even an 
 is known as a preparation, and ``dataset.json`` last (see :func:`~polymodal.data.datasets.prepare`).
 An earlier preparation's files are moved aside (:data:`HOLDING`) while the new one is written:
 removed once it is complete, moved back if it fails, so a failed ``--overwrite`` (a bad value
-a converter refuses, Ctrl-C) leaves the earlier dataset as it was.
+a converter refuses, Ctrl-C) leaves the earlier dataset as it was; one killed before it could
+(SIGKILL, out of memory) is put right by the next preparation into the folder. A lock keeps two
+preparations out of one folder.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from polymodal.data.datasets.base import DATASETS, SPLITS
 from polymodal.errors import OptionError
-from polymodal.utils.io import atomic_write_json
+from polymodal.utils.io import atomic_write_json, exclusive_lock
 
 MARKER = ".polymodal-dataset.json"  # written first: {"dataset": NAME}
 HOLDING = ".polymodal-replaced"  # an earlier preparation's files while a new one is written
@@ -46,10 +48,13 @@ def earlier_dataset(out: Path) -> tuple[str | None, bool]:
     for path, key in ((out / MARKER, "dataset"), (out / SUMMARY, "name")):
         if path.is_file():
             try:
-                name = json.loads(path.read_text(encoding="utf-8")).get(key)
+                record = json.loads(path.read_text(encoding="utf-8"))
+                name = record.get(key)
             except (ValueError, AttributeError):  # not JSON, or not an object: not a preparation's file
                 continue
-            if isinstance(name, str):
+            # a summary alone (no marker) counts only as a registered dataset's, with its rows per split
+            legacy = path.name == SUMMARY and not (name in DATASETS and isinstance(record.get("rows"), dict))
+            if isinstance(name, str) and not legacy:
                 return name, complete
     return None, False
 
@@ -107,39 +112,87 @@ def _rows(out: Path) -> str:
         return ""
 
 
+STATE = ".state.json"  # in HOLDING: {"moved": false} while the earlier files are moved in, true once all are
+
+
 @contextmanager
 def preparing(out: Path, name: str, overwrite: bool) -> Iterator[None]:
     """Prepare dataset ``name`` into ``out`` within the block (see the module's description):
-    ``out`` checked (:func:`check_out`), an earlier preparation's files moved aside, the marker
-    written; on success the earlier files are removed, on failure what the block wrote is removed
-    and the earlier files come back (a folder this made is removed again)."""
-    earlier = check_out(out, overwrite)
-    made = not out.exists()
-    holding = out / HOLDING
-    if holding.exists():  # left by a replacement that was killed: the earlier of two preparations
-        _remove(holding)
-        earlier = [e for e in earlier if e != holding]
-    if earlier:
-        holding.mkdir()
-        for entry in earlier:
-            os.replace(entry, holding / entry.name)
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        atomic_write_json(out / MARKER, {"dataset": name})
-        yield
-    except BaseException:
-        for entry in out.iterdir():  # the new preparation's files only: the folder held no other
-            if entry != holding:
-                _remove(entry)
-        for entry in sorted(holding.iterdir()) if earlier else []:
-            os.replace(entry, out / entry.name)
+    ``out`` locked against another preparation, a replacement a killed process left half done
+    put right (:func:`_recover`), ``out`` checked (:func:`check_out`), an earlier preparation's
+    files moved aside, the marker written; on success the earlier files are removed, on failure
+    (a partial move aside included) what the block wrote is removed and the earlier files come
+    back (a folder this made is removed again)."""
+    def busy(lock: Path) -> Exception:
+        return OptionError([f"--out {out}: another preparation is writing this folder (it holds the lock {lock}); "
+                            "wait for it to finish, or give another --out"])
+
+    with exclusive_lock(out, busy):
+        _recover(out)
+        earlier = check_out(out, overwrite)
+        made = not out.exists()
+        holding = out / HOLDING
+        started = not earlier  # whether what out holds is the new preparation's alone
+        try:
+            if earlier:
+                holding.mkdir()
+                atomic_write_json(holding / STATE, {"moved": False})
+                for entry in earlier:
+                    os.replace(entry, holding / entry.name)
+                atomic_write_json(holding / STATE, {"moved": True})
+                started = True
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(out / MARKER, {"dataset": name})
+            yield
+        except BaseException:
+            _put_back(out, new_files=started)
+            if made and out.is_dir():
+                out.rmdir()
+            raise
         if earlier:
-            holding.rmdir()
-        if made:
-            out.rmdir()
-        raise
-    if earlier:
+            _remove(holding)
+
+
+def _recover(out: Path) -> None:
+    """Put right a replacement a killed process (SIGKILL, out of memory) left in ``out``: when
+    its new preparation completed (``dataset.json`` written after every earlier file was moved
+    aside), the earlier one is removed; otherwise the earlier preparation comes back."""
+    holding = out / HOLDING
+    if not holding.is_dir():
+        return
+    moved = _moved(holding)
+    if moved and (out / SUMMARY).is_file():
         _remove(holding)
+    else:
+        _put_back(out, new_files=moved)
+
+
+def _moved(holding: Path) -> bool:
+    """Whether every earlier file was moved into ``holding`` (its state file says so)."""
+    try:
+        return json.loads((holding / STATE).read_text(encoding="utf-8")).get("moved") is True
+    except (OSError, ValueError, AttributeError):  # not written yet (killed right after mkdir), or torn: not all moved
+        return False
+
+
+def _put_back(out: Path, *, new_files: bool) -> None:
+    """The earlier preparation in :data:`HOLDING` moved back into ``out``; with ``new_files`` (a new
+    preparation had started writing), the entries it writes are removed first. Files no
+    preparation wrote are never touched."""
+    holding = out / HOLDING
+    if new_files and out.is_dir():
+        name, _ = earlier_dataset(out)
+        for entry in out.iterdir():
+            if entry != holding and _is_written(entry.name, written_entries(name)):
+                _remove(entry)
+    if not holding.is_dir():
+        return
+    for entry in holding.iterdir():
+        if entry.name != STATE and not (out / entry.name).exists():
+            os.replace(entry, out / entry.name)
+    (holding / STATE).unlink(missing_ok=True)
+    if not any(holding.iterdir()):
+        holding.rmdir()
 
 
 def _remove(entry: Path) -> None:

@@ -173,6 +173,91 @@ def test_a_folder_prepared_before_the_marker_counts_as_prepared(first, tmp_path)
     assert prepare("av-digits", folder, size=20, progress=False, overwrite=True)["rows"]["train"] == 14
 
 
+def test_a_failure_while_the_earlier_files_are_moved_aside_puts_them_all_back(first, tmp_path, monkeypatch):
+    """A file that cannot be moved (open on Windows, Ctrl-C between two moves): what was moved comes
+    back, and the folder stays a dataset a later --overwrite replaces."""
+    import os
+    import shutil
+
+    import polymodal.data.datasets.out_folder as out_folder
+
+    folder = tmp_path / "avd"
+    shutil.copytree(first, folder)
+    real, calls = os.replace, []
+
+    def second_fails(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise PermissionError(f"{src} is in use")
+        return real(src, dst)
+
+    monkeypatch.setattr(out_folder.os, "replace", second_fails)
+    with pytest.raises(PermissionError, match="is in use"):
+        prepare("av-digits", folder, size=20, progress=False, overwrite=True)
+    monkeypatch.setattr(out_folder.os, "replace", real)
+    assert files(folder) == files(first)
+    assert prepare("av-digits", folder, size=20, progress=False, overwrite=True)["rows"]["train"] == 14
+
+
+@pytest.mark.parametrize("killed", ["while moving aside", "while writing", "before removing the earlier one"])
+def test_a_replacement_a_killed_process_left_is_put_right_by_the_next_preparation(first, tmp_path, killed):
+    """SIGKILL or out of memory gives no chance to restore: the next preparation into the folder
+    finds the earlier files set aside and brings them back (or, when the new dataset was complete,
+    drops them), before it checks the folder."""
+    import json
+    import shutil
+
+    from polymodal.errors import OptionError
+
+    folder = tmp_path / "avd"
+    shutil.copytree(first, folder)
+    holding = folder / ".polymodal-replaced"
+    holding.mkdir()
+    moving = sorted(folder.iterdir())
+    if killed == "while moving aside":
+        moving = [e for e in moving if e.name in (".polymodal-dataset.json", "dataset.json", "images")]
+    for entry in moving:
+        if entry != holding:
+            entry.rename(holding / entry.name)
+    (holding / ".state.json").write_text(json.dumps({"moved": killed != "while moving aside"}))
+    if killed == "while writing":  # the new preparation's first files, no dataset.json yet
+        (folder / ".polymodal-dataset.json").write_text(json.dumps({"dataset": "av-digits"}))
+        (folder / "images").mkdir()
+        (folder / "images" / "new.png").write_bytes(b"new")
+    if killed == "before removing the earlier one":  # the new one complete: what it wrote stays
+        shutil.copytree(first, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".polymodal-replaced"))
+    with pytest.raises(OptionError, match="already holds the av-digits dataset \\(60 rows\\)"):
+        prepare("av-digits", folder, size=20, progress=False)
+    assert files(folder) == files(first) and not holding.exists()
+
+
+def test_a_dataset_json_of_the_users_own_is_no_preparation(tmp_path):
+    """Only a registered dataset's summary, with its rows per split, marks a folder prepared before
+    the marker existed: a project's own dataset.json beside its manifests is never replaced."""
+    import json
+
+    from polymodal.errors import OptionError
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "dataset.json").write_text(json.dumps({"name": "my-project", "rows": {"train": 3}}))
+    (folder / "train.csv").write_text("x\n1\n")
+    with pytest.raises(OptionError, match="is not empty and holds no prepared dataset"):
+        prepare("av-digits", folder, size=20, progress=False, overwrite=True)
+    assert (folder / "train.csv").read_text() == "x\n1\n"
+
+
+def test_two_preparations_never_write_one_folder_at_once(tmp_path):
+    from polymodal.errors import OptionError
+    from polymodal.utils.io import exclusive_lock
+
+    folder = tmp_path / "avd"
+    with exclusive_lock(folder, lambda lock: RuntimeError("taken")):  # another preparation holds it
+        with pytest.raises(OptionError, match="another preparation is writing this folder"):
+            prepare("av-digits", folder, size=20, progress=False)
+    assert not folder.exists()
+
+
 @pytest.mark.parametrize("size", [5, 0, 6000])
 def test_a_size_that_leaves_a_split_empty_or_exceeds_the_images_is_refused(tmp_path, size):
     from polymodal.errors import DatasetOptionError
