@@ -158,7 +158,8 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path, thre
             called + f"<p>The <b>{html.escape(swept)}</b>{html.escape(SWEPT.get(swept, ''))} with one modality "
             "corrupted at a time, severities 0-5; <code>clean</code> and <code>worst</code> are its values, "
             "<code>relative_robustness</code> the area under the curve (every corruption: <code>polymodal "
-            "evaluate RUN --data X --robustness</code>).</p>" + body + table_html(robustness["summary"]))
+            "evaluate RUN --data X --robustness</code>).</p>" + _corruption_levels(curves) + body
+            + table_html(robustness["summary"]))
     calibration = diagnostics.get("calibration")
     if calibration:
         body = _figure(reliability_plot(calibration["bins"], calibration["ece"]), plots, "reliability", "reliability")
@@ -170,3 +171,17 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path, thre
                                   "excluded (the fastest of 5 timed passes). Peak memory: the training process's peak.</p>"
                                   + table_html(rows))
     return sections
+
+
+def _corruption_levels(curves: pd.DataFrame) -> str:
+    """What each swept corruption does at severities 1-5: ``image: gaussian_noise (noise std (0-1
+    scale) 0.08 to 0.38)``, from the curves' ``level`` and ``unit`` columns (none: nothing said)."""
+    if not {"level", "unit"} <= set(curves.columns):
+        return ""
+    said = []
+    for (modality, corruption), part in curves[curves["severity"] > 0].groupby(["modality", "corruption"], sort=False):
+        levels = part.sort_values("severity")["level"].tolist()
+        said.append(f"{html.escape(str(modality))}: <code>{html.escape(str(corruption))}</code> "
+                    f"({html.escape(str(part['unit'].iloc[0]))} {levels[0]:g} to {levels[-1]:g})")
+    return f"<p>Severities 1 to 5: {'; '.join(said)}.</p>" if said else ""
+

@@ -78,6 +78,9 @@ def test_report_shows_the_sections_and_the_run_keeps_them(fitted, tmp_path):
         assert f"<h2>{title}</h2>" in page
     for plot in ("modality_importance", "robustness", "reliability"):
         assert (run / "plots" / f"{plot}.png").stat().st_size > 1000
+    noise = CORRUPTIONS.get("image", "gaussian_noise")  # each swept corruption's levels, said in words
+    assert (f"image: <code>gaussian_noise</code> ({noise.unit} {noise.levels[0]:g} to {noise.levels[-1]:g})"
+            in page), "the robustness section does not say what its severities mean"
     stored = json.loads((run / "diagnostics.json").read_text(encoding="utf-8"))
     loaded = MultimodalPredictor.load(run)
     assert loaded.diagnostics == stored and stored["rows"] == predictor.diagnostics["rows"]
