@@ -226,6 +226,23 @@ def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]
     return statistics.median(times), times
 
 
+def cache_rows(runs: dict[str, list[tuple[float, float, float]]], metric: str) -> list[dict[str, Any]]:
+    """One row per setting of a feature-cache comparison, from each fit's (epoch seconds, fit
+    seconds, ``metric``): medians, the epoch speed-up over the first setting, and every fit's
+    times; each row printed as it is made."""
+    base = statistics.median(epoch for epoch, _, _ in next(iter(runs.values())))
+    rows = []
+    for label, measured in runs.items():
+        epoch = statistics.median(e for e, _, _ in measured)
+        rows.append({"setting": label, "epoch_seconds": epoch, "fit_seconds": statistics.median(s for _, s, _ in measured),
+                     "epoch_speedup": base / epoch, metric: statistics.median(m for _, _, m in measured),
+                     "epoch_runs": [round(e, 2) for e, _, _ in measured],
+                     "fit_runs": [round(s, 2) for _, s, _ in measured]})
+        print(f"{label}: epoch {epoch:.2f} s, fit {rows[-1]['fit_seconds']:.2f} s, {metric.replace('_', ' ')} "
+              f"{rows[-1][metric]:.3f}", flush=True)
+    return rows
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import parser, pneumoniamnist_splits, save
+from _common import cache_rows, parser, pneumoniamnist_splits, save
 
 from polymodal import AnomalyDetector
 
@@ -72,15 +72,7 @@ def main() -> None:
             shutil.rmtree(cached)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    base = statistics.median(epoch for epoch, _, _ in runs[SETTINGS[0]])
-    rows = []
-    for label, measured in runs.items():
-        epoch = statistics.median(e for e, _, _ in measured)
-        rows.append({"setting": label, "epoch_seconds": epoch, "fit_seconds": statistics.median(s for _, s, _ in measured),
-                     "epoch_speedup": base / epoch, "test_auroc": statistics.median(a for _, _, a in measured),
-                     "epoch_runs": [round(e, 2) for e, _, _ in measured]})
-        print(f"{label}: epoch {epoch:.2f} s, fit {rows[-1]['fit_seconds']:.2f} s, test AUROC "
-              f"{rows[-1]['test_auroc']:.3f}", flush=True)
+    rows = cache_rows(runs, "test_auroc")
     save("anomaly_cache", "Anomaly detection over a cached frozen encoder (encoder.cache): PneumoniaMNIST",
          {f"PneumoniaMNIST, normal X-rays only in training, frozen EfficientNet-Lite0 at {args.size}x{args.size}, "
           "autoencoder, 3 epochs per fit": rows},

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from _common import parser, prepared, save
+from _common import cache_rows, parser, prepared, save
 
 from polymodal import MultimodalPredictor
 
@@ -113,17 +113,7 @@ def compare(make: Any, train: Path, valid: Path, work: Path, repeats: int) -> li
         runs[SETTINGS[1]].append(fit(make(cached, True), train, valid))
         runs[SETTINGS[2]].append(fit(make(cached, True), train, valid))
         shutil.rmtree(cached)
-    base = statistics.median(epoch for epoch, _, _ in runs[SETTINGS[0]])
-    rows = []
-    for label, measured in runs.items():
-        epoch = statistics.median(e for e, _, _ in measured)
-        rows.append({"setting": label, "epoch_seconds": epoch, "fit_seconds": statistics.median(s for _, s, _ in measured),
-                     "epoch_speedup": base / epoch, "valid_accuracy": statistics.median(a for _, _, a in measured),
-                     "epoch_runs": [round(e, 2) for e, _, _ in measured],
-                     "fit_runs": [round(s, 2) for _, s, _ in measured]})
-        print(f"{label}: epoch {epoch:.2f} s, fit {rows[-1]['fit_seconds']:.2f} s, "
-              f"valid accuracy {rows[-1]['valid_accuracy']:.3f}", flush=True)
-    return rows
+    return cache_rows(runs, "valid_accuracy")
 
 
 def main() -> None:
