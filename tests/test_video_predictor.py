@@ -29,7 +29,8 @@ def test_video_and_its_audio_track_train_predict_and_round_trip(tmp_path):
     config = {
         "task": "classification", "target": "label",
         "modalities": {
-            "video": {"kind": "video", "column": "clip", "preprocess": {"size": 16, "color": "gray", "frames": 4},
+            "video": {"kind": "video", "column": "clip", "preprocess": {"size": 16, "color": "gray", "frames": 4,
+                                                                 "augment": {"translate": 0.1}},
                       "encoder": {"name": "frame_cnn", "frame": {"name": "cnn", "channels": [4], "dim": 8},
                                   "temporal": "gru", "dim": 8}},
             "sound": {"kind": "audio", "column": "clip", "preprocess": {"sample_rate": 8000, "max_seconds": 0.5},

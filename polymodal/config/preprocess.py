@@ -368,7 +368,8 @@ class TabularPreprocess(StrictModel):
 class VideoPreprocess(ImagePreprocess):
     """Decode a video (mp4/avi/webm/mkv/mov with PyAV, a folder of frame images, or a ``.npy`` of
     (T, H, W[, C]) frames), sample ``frames`` frames, and treat each like an image (colour, resize,
-    normalisation: the image settings).
+    normalisation, training-only ``augment``: the image settings). Augmentation draws once per
+    clip: every frame of a clip gets the same flip, affine map and colour change.
 
     Attributes:
         frames: frames per clip.
@@ -387,8 +388,6 @@ class VideoPreprocess(ImagePreprocess):
 
     @model_validator(mode="after")
     def _checks(self) -> VideoPreprocess:
-        if self.augment is not None:
-            raise ValueError("augment is not supported for video (frames would be augmented independently)")
         if self.stride != 1 and self.sampling != "stride":  # (a saved config writes the default stride 1)
             raise ValueError(f"stride applies with sampling: stride; sampling is '{self.sampling}' "
                              "(set sampling: stride, or drop stride)")

@@ -261,21 +261,16 @@ def test_frame_cache_is_refused_where_the_frame_encoder_or_nothing_would_train()
     assert promoted.cache and promoted.freeze == "all" and promoted.cached_stage() is None
 
 
-def test_augmentation_stays_refused_beside_cached_frame_vectors():
-    """Video preprocessing has no augmentation today; the rule the cache keeps (inputs stored once
-    cannot be augmented per epoch) covers a cached stage too, and names its key."""
-    from types import SimpleNamespace
+def test_augmentation_is_refused_beside_cached_frame_vectors():
+    """The rule the cache keeps (inputs stored once cannot be augmented per epoch) covers a cached
+    stage too, and names its key."""
+    from polymodal.errors import ConfigError
 
-    from polymodal.config.finetune import check_feature_cache
-    from polymodal.config.preprocess import ImageAugment
-
-    staged = video_config({"name": "frame_cnn", "temporal": "gru", "dim": 8, "frame": FROZEN_FRAME})
-    augmented = SimpleNamespace(modalities={"v": SimpleNamespace(
-        encoder=staged.modalities["v"].encoder, preprocess=SimpleNamespace(augment=ImageAugment(hflip=True)))})
-    with pytest.raises(ValueError, match=r"^modalities\.v: encoder\.frame\.cache stores each input's embedding once, "
-                                         r"so it cannot follow preprocess\.augment"):
-        check_feature_cache(augmented)
-    check_feature_cache(staged)  # no augmentation: accepted
+    staged = {"name": "frame_cnn", "temporal": "gru", "dim": 8, "frame": FROZEN_FRAME}
+    with pytest.raises(ConfigError, match=r"modalities\.v: encoder\.frame\.cache stores each input's embedding once, "
+                                          r"so it cannot follow preprocess\.augment"):
+        video_config(staged, augment={"hflip": True})
+    assert video_config(staged).modalities["v"].preprocess.augment is None  # no augmentation: accepted
 
 
 @pytest.mark.filterwarnings("ignore:modalities.v.encoder.freeze. 1 freezes")  # random weights: a test

@@ -120,12 +120,15 @@ class ImagePreprocessor(Preprocessor):
             mean, std = channel_stats(arrays["x"], axis=3)
             self.mean, self.std = mean / 255.0, std / 255.0
 
-    def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+    def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool, *, per_draw: int = 1) -> dict[str, torch.Tensor]:
+        """``per_draw``: consecutive images that share one augmentation draw (a video clip's
+        frames: the same flip, affine map and colour change on every frame of the clip)."""
         # stored (B, H, W, C): the permuted view is (B, C, H, W) in channels-last memory, the layout
         # the convolutions run fastest on
         x = arrays["x"].permute(0, 3, 1, 2).float().div_(255.0)
         if train and self._augment is not None:
-            x = torch.stack([self._augment(img) for img in x])
+            # torchvision v2 draws its parameters once per call and applies them to every image of a (N, C, H, W) input
+            x = torch.cat([self._augment(group) for group in x.split(per_draw)])
         if self.cfg.normalize == "standard":
             if self.mean is None:
                 raise NotFittedError(f"image modality '{self.name}': standard normalisation used before fit")

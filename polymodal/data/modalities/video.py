@@ -1,7 +1,9 @@
 """Video: PyAV decode (mp4, avi, webm, mkv, mov...), a folder of frame images or a ``.npy`` of
 frames; ``frames`` frames sampled uniformly (in time, by the frames' timestamps, where a container
 stamps them) or with a stride; every frame converted, resized and
-normalised exactly like an image (the image preprocessor's own functions do it).
+normalised exactly like an image (the image preprocessor's own functions do it), and in training
+augmented as an image is, with one draw per clip (every frame of a clip flipped, moved and recoloured
+alike, so that the motion between frames stays what was filmed).
 
 Cached form: ``x`` uint8 (T, H, W, C) and ``length`` int32, the number of real frames (the rest
 is zero padding, ``stride`` sampling of a short clip). Batch form: ``x`` float (B, T, C, H, W)
@@ -77,7 +79,7 @@ class VideoPreprocessor(Preprocessor):
     def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         x = arrays["x"]  # (B, T, H, W, C) uint8
         batch, steps = x.shape[:2]
-        frames = self.frame.to_batch({"x": x.reshape(batch * steps, *x.shape[2:])}, train=False)["x"]
+        frames = self.frame.to_batch({"x": x.reshape(batch * steps, *x.shape[2:])}, train, per_draw=steps)["x"]
         mask = torch.arange(steps).unsqueeze(0) < arrays["length"].long().unsqueeze(1)  # (B, T)
         return {"x": frames.reshape(batch, steps, *frames.shape[1:]), "mask": mask}
 

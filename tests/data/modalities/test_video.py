@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from polymodal.config import load_config
@@ -374,13 +375,47 @@ def test_overlong_video_is_refused(tmp_path):
             video(max_frames=10).decode(str(tmp_path / name))
 
 
-def test_video_config_refuses_augment_and_unknown_keys():
+def sweeping_clips(n: int, frames: int = 4, side: int = 8) -> dict[str, torch.Tensor]:
+    """``n`` cached-form clips, frame ``t`` lit in column ``t`` only (no frame is its own mirror)."""
+    x = np.zeros((n, frames, side, side, 1), np.uint8)
+    for t in range(frames):
+        x[:, t, :, t] = 255
+    return as_tensors({"x": x, "length": np.full(n, frames, np.int32)})
+
+
+def test_training_augmentation_flips_a_clip_whole_or_not_at_all():
+    prep = video(frames=4, augment={"hflip": True})
+    arrays = sweeping_clips(32)
+    plain = prep.to_batch(arrays, train=False)["x"]  # (B, T, C, H, W)
+    torch.manual_seed(0)
+    train = prep.to_batch(arrays, train=True)["x"]
+    flipped = (train == plain.flip(-1)).flatten(2).all(dim=2)  # (B, T)
+    unchanged = (train == plain).flatten(2).all(dim=2)
+    assert (flipped | unchanged).all()  # every frame is the original or its mirror
+    assert (flipped.all(dim=1) | unchanged.all(dim=1)).all()  # and all frames of a clip alike
+    assert flipped.all(dim=1).any() and unchanged.all(dim=1).any()  # P(all 32 clips alike) = 2**-31
+
+
+def test_training_augmentation_moves_and_recolours_every_frame_of_a_clip_alike():
+    rng = np.random.default_rng(0)
+    still = np.repeat(rng.integers(0, 256, (1, 1, 12, 12, 1), np.uint8), 5, axis=1)  # 5 equal frames
+    arrays = as_tensors({"x": np.repeat(still, 6, axis=0), "length": np.full(6, 5, np.int32)})  # 6 equal clips
+    prep = video(size=12, frames=5, augment={"rotate": 30, "translate": 0.2, "brightness": 0.5})
+    plain = prep.to_batch(arrays, train=False)["x"]
+    torch.manual_seed(0)
+    train = prep.to_batch(arrays, train=True)["x"]
+    assert torch.equal(train, train[:, :1].expand_as(train))  # one draw per clip: its frames stay equal
+    draws = {train[b, 0].numpy().tobytes() for b in range(6)}
+    assert len(draws) == 6 and not torch.equal(train[0], plain[0])  # a draw of its own for each clip
+    assert torch.equal(prep.to_batch(arrays, train=False)["x"], plain)  # evaluation batches never change
+
+
+def test_video_config_takes_augment_and_refuses_unknown_keys():
     from polymodal.errors import ConfigError
 
     base = {"task": "classification", "target": "y", "modalities": {"v": {"kind": "video", "column": "v"}}}
-    with pytest.raises(ConfigError, match="augment is not supported for video"):
-        load_config({**base, "modalities": {"v": {"kind": "video", "column": "v",
-                                                  "preprocess": {"augment": {"hflip": True}}}}})
+    augmented = {"kind": "video", "column": "v", "preprocess": {"augment": {"hflip": True}}}
+    assert load_config({**base, "modalities": {"v": augmented}}).modalities["v"].preprocess.augment.hflip
     with pytest.raises(ConfigError, match="fps"):
         load_config({**base, "modalities": {"v": {"kind": "video", "column": "v", "preprocess": {"fps": 3}}}})
     with pytest.raises(ConfigError, match=r"modalities\.v\.preprocess.*stride applies with sampling: stride"):
