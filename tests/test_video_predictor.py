@@ -48,6 +48,34 @@ def test_video_and_its_audio_track_train_predict_and_round_trip(tmp_path):
     assert not np.allclose(alone.to_numpy(), proba.to_numpy())
 
 
+def test_fixmatch_learns_from_unlabelled_clips_through_their_strong_view(tmp_path):
+    rows = []
+    for i in range(24):
+        label = i % 2
+        frames = np.zeros((4, 12, 12), np.uint8)
+        for t in range(4):  # a bright bar moving right (label 1) or left (label 0)
+            frames[t, 3:9, (2 + 2 * t) if label else (8 - 2 * t)] = 255
+        np.save(tmp_path / f"c{i}.npy", frames)
+        rows.append({"clip": f"c{i}.npy", "label": label})
+    pd.DataFrame(rows[:8]).to_csv(tmp_path / "labelled.csv", index=False)
+    pd.DataFrame(rows[8:]).drop(columns="label").to_csv(tmp_path / "unlabelled.csv", index=False)
+    config = {
+        "task": "classification", "target": "label",
+        "modalities": {"video": {"kind": "video", "column": "clip",
+                                 "preprocess": {"size": 12, "color": "gray", "frames": 4, "augment": {"translate": 0.1}},
+                                 "encoder": {"name": "frame_cnn", "frame": {"name": "cnn", "channels": [4], "dim": 8},
+                                             "temporal": "gru", "dim": 8}}},
+        "transfer": {"method": "fixmatch", "threshold": 0.0},
+        "train": {"epochs": 2, "batch_size": 4, "progress": False, "early_stopping": None},
+        "report": {"rows": 0},
+    }
+    pred = MultimodalPredictor.from_config(config).fit(tmp_path / "labelled.csv", tmp_path / "labelled.csv",
+                                                       unlabeled=tmp_path / "unlabelled.csv")
+    assert pred.info["unlabeled_rows"] == 16
+    losses = pred.history["train_fixmatch_loss"].to_numpy()
+    assert np.isfinite(losses).all() and (losses > 0).all()
+
+
 def test_frame_folders_in_a_manifest_train_and_a_cached_run_sees_an_edited_frame(tmp_path):
     """A video cell may name a folder of frame images; the tensor cache keys it by every frame's
     name and bytes (a folder's own times do not change when a frame is edited in place)."""

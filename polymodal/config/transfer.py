@@ -148,8 +148,6 @@ class FixMatchConfig(UnlabeledConfig):
     The weak view is the modality's own training augmentation; ``strong`` adds the strong one."""
 
     uses_predictions: ClassVar[bool] = True
-    # the modality kinds that have a strong view (polymodal.data.strong.STRONG; a test keeps them equal)
-    kinds: ClassVar[tuple[str, ...]] = ("audio", "image", "signal", "tabular", "text")
     method: Literal["fixmatch"] = "fixmatch"
     threshold: Confidence = 0.95
     strong: StrongAugment = Field(default_factory=StrongAugment)
@@ -268,13 +266,6 @@ def _check_method(transfer: Any, config: Any, key: str) -> None:
         if unknown or not transfer.on:
             raise ValueError(f"{key}.on must be 'fused' or a non-empty list of modalities from "
                              f"{config.modality_names}; got {transfer.on}")
-    if isinstance(transfer, FixMatchConfig):
-        for name in config.modality_names:
-            kind = config.modalities[name].kind
-            if kind not in transfer.kinds:
-                raise ValueError(f"{key}.method: transfer method 'fixmatch' needs a strong augmentation of every "
-                                 f"modality, and modality '{name}' is of kind '{kind}', which has none (kinds with "
-                                 f"one: {list(transfer.kinds)}); use method 'pseudo_label', or drop modality '{name}'")
     if isinstance(transfer, ProtoNetConfig):
         if config.fusion.produces_outputs:
             raise ValueError(f"{key}.method: transfer method 'protonet' embeds the fused representation with the head; "

@@ -13,7 +13,8 @@ normalised tensors, with one random draw per sample:
 - tabular ``x``/``cat``: entries replaced by the same column's value in a random row of the batch
   that holds the table (a draw from the column's marginal, as in SCARF), a number's missing flag
   with it; noise on the numbers (not on the flags);
-- text ``x`` (B, T) token ids: swaps of neighbouring tokens.
+- text ``x`` (B, T) token ids: swaps of neighbouring tokens;
+- video ``x`` (B, T, C, H, W): the image view with one draw per clip, the same on all its frames.
 
 ``magnitude`` scales every perturbation; 0 leaves only the erasing (text swaps scale with both, so
 none are left). Padding (``mask``) is left as it is. Every function also takes ``present``, (B,)
@@ -50,29 +51,43 @@ def _bands(batch: int, size: int, width: torch.Tensor, generator: torch.Generato
 
 
 def strong_image(inputs: ModalityInputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
-                 present: torch.Tensor | None = None) -> ModalityInputs:
+                 present: torch.Tensor | None = None, per_draw: int = 1) -> ModalityInputs:
+    """``per_draw``: consecutive images that share one draw (a video clip's frames)."""
     x = inputs["x"]
-    b, _, h, w = x.shape
-    dev = x.device
+    n, _, h, w = x.shape
+    b, dev = n // per_draw, x.device  # b draws
+
+    def each(values: torch.Tensor) -> torch.Tensor:  # (b, ...) draws -> (n, ...), one per image
+        return values.repeat_interleave(per_draw, dim=0)
+
     angle = _uniform(b, -30, 30, generator, dev) * magnitude * math.pi / 180
     shear = _uniform(b, -0.3, 0.3, generator, dev) * magnitude
     scale = 1 + _uniform(b, -0.2, 0.2, generator, dev) * magnitude
     shift = _uniform(2 * b, -0.25, 0.25, generator, dev).view(b, 2) * magnitude  # in [-1, 1] grid units
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin + shear, shift[:, 0]], 1),
-                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (B, 2, 3)
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (b, 2, 3)
+    grid = F.affine_grid(each(theta).to(x.dtype), list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    contrast = 1 + _uniform(b, -0.5, 0.5, generator, dev).view(b, 1, 1, 1) * magnitude
-    brightness = _uniform(b, -0.5, 0.5, generator, dev).view(b, 1, 1, 1) * magnitude
+    contrast = 1 + each(_uniform(b, -0.5, 0.5, generator, dev)).view(n, 1, 1, 1) * magnitude
+    brightness = each(_uniform(b, -0.5, 0.5, generator, dev)).view(n, 1, 1, 1) * magnitude
     x = (x - mean) * contrast + mean + brightness
     if erase > 0:
         side_h, side_w = max(1, round(h * math.sqrt(erase))), max(1, round(w * math.sqrt(erase)))
-        rows = _bands(b, h, torch.full((b,), side_h, device=dev), generator, dev)  # (B, H)
-        cols = _bands(b, w, torch.full((b,), side_w, device=dev), generator, dev)  # (B, W)
+        rows = each(_bands(b, h, torch.full((b,), side_h, device=dev), generator, dev))  # (N, H)
+        cols = each(_bands(b, w, torch.full((b,), side_w, device=dev), generator, dev))  # (N, W)
         x = x.masked_fill((rows[:, :, None] & cols[:, None, :]).unsqueeze(1), 0.0)
     return {**inputs, "x": x}
+
+
+def strong_video(inputs: ModalityInputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
+                 present: torch.Tensor | None = None) -> ModalityInputs:
+    """The image view with one draw per clip: every frame of a clip moved, recoloured and cut
+    out alike; a short clip's padding frames stay zeros."""
+    x, mask = inputs["x"], inputs["mask"]  # (B, T, C, H, W), (B, T)
+    frames = strong_image({"x": x.flatten(0, 1)}, magnitude, erase, generator, per_draw=x.shape[1])["x"]
+    return {**inputs, "x": frames.view_as(x) * mask[:, :, None, None, None]}
 
 
 def strong_audio(inputs: ModalityInputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
@@ -176,7 +191,7 @@ def strong_text(inputs: ModalityInputs, magnitude: float, erase: float, generato
 
 STRONG: dict[str, Callable[..., ModalityInputs]] = {
     "image": strong_image, "audio": strong_audio, "signal": strong_signal, "tabular": strong_tabular,
-    "text": strong_text,
+    "text": strong_text, "video": strong_video,
 }
 
 
@@ -186,7 +201,7 @@ def strong_view(inputs: Mapping[str, ModalityInputs], kinds: Mapping[str, str], 
     """The strong view of a batch's ``inputs`` ({modality: {keyword: tensor}}).
 
     Args:
-        kinds: modality kind by name (``image``, ``audio``, ``signal``, ``tabular``, ``text``).
+        kinds: modality kind by name (``image``, ``audio``, ``signal``, ``tabular``, ``text``, ``video``).
         magnitude: strength of every perturbation (0 leaves only the erasing).
         erase: share of each sample masked out.
         options: per modality, the layout its kind's function needs

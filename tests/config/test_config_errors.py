@@ -303,10 +303,6 @@ CROSS_FIELD_CASES = {
         {"modalities.notes": {"kind": "text", "column": "t", "encoder": {"name": "hf", "path": "/m"},
                               "preprocess": {"tokenizer": "word"}}},
         "modalities.notes", ["encoder 'hf'", "tokenizer 'word'"]),
-    "fixmatch with a video modality": (
-        {"modalities.clip": {"kind": "video", "column": "v"}, "transfer": {"method": "fixmatch"}}, "transfer.method",
-        ["'fixmatch'", "modality 'clip'", "kind 'video'", "['audio', 'image', 'signal', 'tabular', 'text']",
-         "method 'pseudo_label'"]),
     "regression with fixmatch": (
         {"task": "regression", "transfer": [{"method": "coral"}, {"method": "fixmatch"}]}, "transfer.1.method",
         ["'fixmatch' needs class predictions", "got 'regression'"]),

@@ -29,6 +29,10 @@ def batch(kind: str) -> dict[str, torch.Tensor]:
     if kind == "signal":
         mask = lengths_mask([32, 20, 9, 32], 32)
         return {"x": (torch.rand(4, 2, 32, generator=g) + 0.5) * mask.unsqueeze(1), "mask": mask}  # (B, C, L)
+    if kind == "video":
+        mask = lengths_mask([4, 2, 1, 4], 4)
+        still = (torch.rand(4, 1, 1, 12, 12, generator=g) + 0.5).expand(4, 4, 1, 12, 12)  # each clip one picture
+        return {"x": still * mask[:, :, None, None, None], "mask": mask}  # (B, T, C, H, W)
     if kind == "tabular":
         return {"x": torch.rand(4, 5, generator=g) + 0.5, "cat": torch.randint(1, 7, (4, 3), generator=g)}
     mask = lengths_mask([10, 6, 2, 1], 10)
@@ -70,6 +74,18 @@ def test_padding_stays_padding(kind):
     pad = ~inputs["mask"]  # (B, T) or (B, L)
     values = out["x"] if kind == "text" else out["x"].transpose(1, 2) if kind == "signal" else out["x"]
     assert pad.any() and (values[pad] == 0).all()
+
+
+def test_video_frames_of_a_clip_share_one_draw_and_padding_frames_stay_zeros():
+    inputs = batch("video")  # every clip's real frames are one picture
+    out = STRONG["video"](inputs, 1.0, 0.5, seeded())["x"]
+    real, pad = inputs["mask"], ~inputs["mask"]
+    for clip in range(4):
+        frames = out[clip][real[clip]]
+        assert torch.equal(frames, frames[:1].expand_as(frames))  # moved, recoloured and cut out alike
+    assert pad.any() and (out[pad] == 0).all()
+    first = out[:, 0]  # each clip's first frame is the image view of its picture, a draw of its own per clip
+    assert len({frame.numpy().tobytes() for frame in first}) == 4
 
 
 def test_image_magnitude_zero_leaves_only_a_cutout_square_of_the_erased_share():
@@ -117,10 +133,14 @@ def test_signal_magnitude_zero_leaves_only_one_time_band_erased_without_a_shift(
         assert steps.diff().eq(1).all() and len(steps) <= 16  # one band of at most erase * length
 
 
-def test_the_config_refuses_fixmatch_for_exactly_the_kinds_without_a_strong_view():
-    from polymodal.config.transfer import FixMatchConfig
+def test_every_modality_kind_has_a_strong_view():
+    """FixMatch takes any config: every kind a modality can be has its strong view."""
+    from typing import get_args
 
-    assert sorted(FixMatchConfig.kinds) == sorted(STRONG)
+    from polymodal.config.modalities import AnyModality
+
+    kinds = {get_args(cls.model_fields["kind"].annotation)[0] for cls in get_args(get_args(AnyModality)[0])}
+    assert kinds == set(STRONG) and len(kinds) == 6
 
 
 def test_tabular_entries_are_kept_or_drawn_from_the_same_column_of_another_row():
@@ -183,8 +203,8 @@ def test_strong_view_dispatches_by_kind_and_adds_no_modality_the_batch_lacks():
     out = strong_view(inputs, kinds, 1.0, 0.25, seeded(3))
     assert set(out) == {"photo", "notes"}
     torch.testing.assert_close(out["photo"]["x"], STRONG["image"](inputs["photo"], 1.0, 0.25, seeded(3))["x"])
-    with pytest.raises(ValueError, match="modality 'clip' of kind 'video'"):
-        strong_view({"clip": {"x": torch.zeros(1, 2, 3, 8, 8)}}, {"clip": "video"})
+    with pytest.raises(ValueError, match="modality 'clip' of kind 'hologram'"):
+        strong_view({"clip": {"x": torch.zeros(1, 2, 3, 8, 8)}}, {"clip": "hologram"})
 
 
 def test_audio_time_band_lies_within_the_clip_not_its_padding():
