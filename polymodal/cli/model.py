@@ -53,7 +53,7 @@ def train(
 ) -> None:
     """Train a model and write the run folder (model, preprocessors, metrics, report)."""
     from polymodal.config import load_config
-    from polymodal.config.overrides import parse_overrides
+    from polymodal.config.overrides import naming_overrides, parse_overrides
     from polymodal.errors import ConfigError
     from polymodal.resume import check_out, run_folder_lock
 
@@ -72,7 +72,8 @@ def train(
 
     predictor = MultimodalPredictor.from_config(cfg)
     try:  # files it skips are warned about as found (before the epochs; the test set's after them)
-        predictor.fit(train, valid, test=test, out=out, resume=resume, overwrite=overwrite, unlabeled=unlabeled)
+        with naming_overrides(overrides, str(config)):  # a problem at a key --set gave is the --set value's
+            predictor.fit(train, valid, test=test, out=out, resume=resume, overwrite=overwrite, unlabeled=unlabeled)
     except ConfigError as err:  # found once the model is built (more blocks to freeze than it has): name the file
         if err.source is not None:
             raise

@@ -50,6 +50,16 @@ def test_an_encoder_setting_only_building_finds_wrong_is_a_user_error_naming_its
                     "--set", "modalities.img.encoder={name: timm, arch: no_such_net}")
     assert_user_error(result, "modalities.img.encoder.arch: timm has no architecture 'no_such_net'")
     assert not (tmp_path / "x").exists()
+    said = " ".join(result.output.split())  # the value came from --set, not from the file
+    assert f"Invalid --set values for {data['config']}" in said
+    assert "- --set modalities.img.encoder.arch: timm has no architecture" in said
+    in_file = tmp_path / "in_file.yaml"
+    config = yaml.safe_load(Path(data["config"]).read_text(encoding="utf-8"))
+    config["modalities"]["img"]["encoder"] = {"name": "timm", "arch": "no_such_net"}
+    in_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = invoke("train", in_file, "--train", data["train"], "--out", tmp_path / "y", "--set", "train.epochs=1")
+    said = " ".join(result.output.split())  # written in the file: the file's, though another key was --set
+    assert f"Invalid config in {in_file}" in said and "- modalities.img.encoder.arch: timm has no" in said
 
 # -- config ------------------------------------------------------------------------------------
 def test_config_schema_prints_json_schema():
