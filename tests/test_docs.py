@@ -210,8 +210,9 @@ def test_a_function_called_with_an_argument_it_does_not_take_would_be_caught():
 # ---------------------------------------------------------------- lists kept by hand
 
 
-def test_the_readme_lists_every_registered_fusion_and_corruption():
-    """A fusion or corruption added to its registry must reach the README's lists (and the other way)."""
+def test_the_docs_list_every_registered_fusion_and_corruption():
+    """A fusion or corruption added to its registry must reach the README's list of fusions and the
+    robustness guide's table of corruptions (and the other way)."""
     import polymodal.models.fusion  # noqa: F401  (registers the fusions)
     from polymodal.evaluation.corruptions import CORRUPTIONS
     from polymodal.models.registry import FUSIONS
@@ -223,6 +224,7 @@ def test_the_readme_lists_every_registered_fusion_and_corruption():
         assert {name.strip() for name in comment.split("|")} == fusions
     row = next(line for line in readme if line.startswith("| fusion |"))
     assert set(re.findall(r"`(\w+)`", row)) >= fusions
+    guide = (ROOT / "docs" / "robustness-and-attribution.md").read_text(encoding="utf-8").splitlines()
     for kind in {c.kind for c in CORRUPTIONS}:
-        row = next(line for line in readme if line.startswith(f"| {kind} | `"))
+        row = next(line for line in guide if line.startswith(f"| {kind} | `"))
         assert set(re.findall(r"`(\w+)`", row)) == set(CORRUPTIONS.names(kind)), kind
