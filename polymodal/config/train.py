@@ -66,7 +66,7 @@ class TrainConfig(StrictModel):
             limit afresh (``--resume --set train.max_minutes=...`` gives it more).
         devices / strategy / num_nodes: distributed training on PyTorch's own engine through
             Lightning: ``{devices: 4, strategy: ddp}`` runs 4 processes (GPUs, or CPU processes
-            with gloo); ``num_nodes`` > 1 under ``torchrun`` or SLURM (see the README).
+            with gloo); ``num_nodes`` > 1 under ``torchrun`` or SLURM (see docs/performance.md).
     """
 
     epochs: PositiveInt = 20

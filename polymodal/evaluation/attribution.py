@@ -175,7 +175,7 @@ class Explanation:
                    if self.reference == "normal" else "")
                 + "; for attributions over modalities, train with train.modality_dropout (e.g. 0.3)"
                 + ("" if anomaly else " or loss.subset_weight (e.g. 1.0)")
-                + " (README: Missing modalities, robustness and attribution)")
+                + " (see docs/robustness-and-attribution.md)")
 
     def base_bias(self) -> str | None:
         """A warning when a classifier's prediction with no modality present (``base``, the same

@@ -114,7 +114,7 @@ def check_devices(cfg: TrainConfig) -> None:
                         "file (python train.py) or use the polymodal command")
     elif cfg.num_nodes > 1 and not launched:
         problems.append(f"train.num_nodes: {cfg.num_nodes} needs every node started by a launcher (torchrun or SLURM's "
-                        "srun, see the README); started as a plain command it would wait for the other nodes forever")
+                        "srun, see docs/performance.md); started as a plain command it would wait for the other nodes forever")
     if cfg.accelerator == "gpu" and not (cuda or mps):  # Lightning's 'gpu' is CUDA or MPS
         problems.append("train.accelerator: 'gpu', but torch finds no GPU on this machine (CUDA or MPS); use "
                         "'auto' (a GPU when there is one) or 'cpu'")

@@ -336,7 +336,7 @@ def test_a_model_never_trained_with_a_modality_hidden_says_its_coalitions_are_un
     assert "this model never trained" not in trained.to_html(tmp_path / "trained").read_text("utf-8")
     # an anomaly detector has no subset loss: only modality dropout is suggested
     detector = dataclasses.replace(explanation, task="anomaly", reference="normal").missing_path_note()
-    assert "loss.subset_weight" not in detector and "train with train.modality_dropout (e.g. 0.3) (README" in detector
+    assert "loss.subset_weight" not in detector and "train with train.modality_dropout (e.g. 0.3) (see docs/robustness-and-attribution.md)" in detector
     assert "measuring against normal rows under the same coalition removes only a shift common to every row" in detector
     one = dataclasses.replace(explanation, modalities=["a"])  # its only coalitions: all or none (base_bias's case)
     assert one.missing_path_note() is None
