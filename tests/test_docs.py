@@ -1,7 +1,7 @@
-"""The README's and the recipes' examples stay true: every YAML block is a valid config (a fragment
-merged onto the README's first full config), every ``polymodal`` command line names commands and
-options that exist, and every Python block compiles, imports what exists and calls methods the
-predictor has."""
+"""The README's, the guides' (``docs/``) and the recipes' examples stay true: every YAML block is a
+valid config (a fragment merged onto the README's first full config), every ``polymodal`` command
+line names commands and options that exist, every Python block compiles, imports what exists and
+calls methods the predictor has, and every relative link leads to a file and heading that exist."""
 
 from __future__ import annotations
 
@@ -228,3 +228,78 @@ def test_the_docs_list_every_registered_fusion_and_corruption():
     for kind in {c.kind for c in CORRUPTIONS}:
         row = next(line for line in guide if line.startswith(f"| {kind} | `"))
         assert set(re.findall(r"`(\w+)`", row)) == set(CORRUPTIONS.names(kind)), kind
+
+
+# ---------------------------------------------------------------- links
+
+
+def outside_code(path: Path) -> list[str]:
+    """The lines of a Markdown file outside its fenced blocks."""
+    lines, fenced = [], False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip().startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            lines.append(line)
+    return lines
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading's text: lower case, formatting and punctuation other than ``-``
+    and ``_`` dropped, each space a ``-``."""
+    text = re.sub(r"`|\*\*|\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    """The anchors of a Markdown file's headings (a repeated heading's second is ``slug-1``...)."""
+    found, seen = set(), {}
+    for line in outside_code(path):
+        heading = re.match(r"#{1,6}\s+(.*?)\s*$", line)
+        if heading:
+            base = slug(heading[1])
+            found.add(base if base not in seen else f"{base}-{seen[base]}")
+            seen[base] = seen.get(base, 0) + 1
+    return found
+
+
+def relative_links(path: Path) -> list[str]:
+    """The targets of the Markdown links outside code (fenced blocks and inline spans) that are not
+    URLs: ``docs/x.md#anchor``, ``#anchor``, ``../../README.md``..."""
+    text = re.sub(r"`[^`\n]*`", "", "\n".join(outside_code(path)))
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    return [t for t in targets if not re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:", t)]
+
+
+def broken_links(path: Path, root: Path = ROOT) -> list[str]:
+    """What is wrong with each relative link of ``path``: no such file, or no such heading in it."""
+    problems = []
+    for target in relative_links(path):
+        file, _, anchor = target.partition("#")
+        dest = (path.parent / file).resolve() if file else path
+        if not dest.exists():
+            problems.append(f"{path.relative_to(root)}: {target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+            problems.append(f"{path.relative_to(root)}: {target}: no heading with that anchor in {dest.name}")
+    return problems
+
+
+def test_every_relative_link_resolves():
+    """Every link of the README, the guides and the recipes' READMEs to another file or a heading
+    leads somewhere: the guides moved out of the README, so its old anchors must not linger."""
+    assert sum(len(relative_links(path)) for path in DOCUMENTS) >= 60
+    problems = [problem for path in DOCUMENTS for problem in broken_links(path)]
+    assert not problems, problems
+
+
+def test_a_broken_link_would_be_caught(tmp_path):
+    assert slug("Decision threshold (two-class classifiers, multilabel labels)") == (
+        "decision-threshold-two-class-classifiers-multilabel-labels")
+    assert slug("Setting keys from the command line (`--set`)") == "setting-keys-from-the-command-line---set"
+    assert slug("Speed, scale and distributed training") == "speed-scale-and-distributed-training"
+    page = tmp_path / "page.md"
+    page.write_text("# A page\n\n## Its part\n\nSee [here](#its-part), [there](#its-parts), [gone](gone.md),\n"
+                    "[`x`](page.md#a-page) and `[not a link](nowhere.md)`.\n\n```\n[code](nowhere.md)\n```\n",
+                    encoding="utf-8")
+    assert broken_links(page, root=tmp_path) == ["page.md: #its-parts: no heading with that anchor in page.md",
+                                  "page.md: gone.md: no such file"]
