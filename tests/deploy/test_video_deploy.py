@@ -210,7 +210,7 @@ def test_the_service_takes_clips_and_sound_tracks_by_multipart_and_json(video_ex
 
 
 # a WebM's Opus track is 48 kHz: the runtime resamples it to the model's 8 kHz in numpy, within
-# about 2e-2 of training's soxr (see the README's runtime section); the others carry 8 kHz
+# about 2e-2 of training's soxr (see the runtime section of docs/deployment.md); the others carry 8 kHz
 @pytest.mark.parametrize(("suffix", "tolerance"), [(".webm", 2e-2), (".avi", 1e-6), (".mkv", 1e-6)])
 def test_other_containers_decode_from_bytes_as_training_reads_their_files(video_export, tmp_path, suffix, tolerance):
     from polymodal.data.video_io import write_video
