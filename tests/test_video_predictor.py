@@ -48,7 +48,18 @@ def test_video_and_its_audio_track_train_predict_and_round_trip(tmp_path):
     assert not np.allclose(alone.to_numpy(), proba.to_numpy())
 
 
-def test_fixmatch_learns_from_unlabelled_clips_through_their_strong_view(tmp_path):
+def test_fixmatch_learns_from_unlabelled_clips_through_their_strong_view(tmp_path, monkeypatch):
+    import polymodal.training.semi as semi
+
+    views = []
+
+    def recorded(inputs, *args, **kwargs):
+        out = strong_view(inputs, *args, **kwargs)
+        views.append((inputs["video"]["x"].clone(), out["video"]["x"]))
+        return out
+
+    strong_view = semi.strong_view
+    monkeypatch.setattr(semi, "strong_view", recorded)
     rows = []
     for i in range(24):
         label = i % 2
@@ -74,6 +85,7 @@ def test_fixmatch_learns_from_unlabelled_clips_through_their_strong_view(tmp_pat
     assert pred.info["unlabeled_rows"] == 16
     losses = pred.history["train_fixmatch_loss"].to_numpy()
     assert np.isfinite(losses).all() and (losses > 0).all()
+    assert views and all(not torch.equal(weak, strong) for weak, strong in views)  # every step's clips perturbed
 
 
 def test_frame_folders_in_a_manifest_train_and_a_cached_run_sees_an_edited_frame(tmp_path):

@@ -72,12 +72,12 @@ def train(
 
     predictor = MultimodalPredictor.from_config(cfg)
     try:  # files it skips are warned about as found (before the epochs; the test set's after them)
-        with naming_overrides(overrides, str(config)):  # a problem at a key --set gave is the --set value's
-            predictor.fit(train, valid, test=test, out=out, resume=resume, overwrite=overwrite, unlabeled=unlabeled)
+        predictor.fit(train, valid, test=test, out=out, resume=resume, overwrite=overwrite, unlabeled=unlabeled)
     except ConfigError as err:  # found once the model is built (more blocks to freeze than it has): name the file
-        if err.source is not None:
+        if err.source is not None:  # another file's (a teacher run's config): as it is
             raise
-        raise ConfigError(err.problems, source=str(config)) from None
+        with naming_overrides(overrides, str(config)):  # a problem at a key --set gave is the --set value's
+            raise ConfigError(err.problems, source=str(config)) from None
     if predictor.rank != 0:  # a secondary process of distributed training
         return
     if not predictor.last_skipped.empty:  # warned about above, perhaps before many epochs of output: the count again

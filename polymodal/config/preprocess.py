@@ -369,7 +369,7 @@ class VideoPreprocess(ImagePreprocess):
     """Decode a video (mp4/avi/webm/mkv/mov with PyAV, a folder of frame images, or a ``.npy`` of
     (T, H, W[, C]) frames), sample ``frames`` frames, and treat each like an image (colour, resize,
     normalisation, training-only ``augment``: the image settings). Augmentation draws once per
-    clip: every frame of a clip gets the same flip, affine map and colour change.
+    clip: every frame of a clip gets the same flip, affine map and colour factors.
 
     Attributes:
         frames: frames per clip.

@@ -14,12 +14,13 @@ normalised tensors, with one random draw per sample:
   that holds the table (a draw from the column's marginal, as in SCARF), a number's missing flag
   with it; noise on the numbers (not on the flags);
 - text ``x`` (B, T) token ids: swaps of neighbouring tokens;
-- video ``x`` (B, T, C, H, W): the image view with one draw per clip, the same on all its frames.
+- video ``x`` (B, T, C, H, W): the image view with one draw per clip, the same on all its frames
+  (a short clip's padding frames zeroed).
 
 ``magnitude`` scales every perturbation; 0 leaves only the erasing (text swaps scale with both, so
-none are left). Padding (``mask``) is left as it is. Every function also takes ``present``, (B,)
-True on the rows that hold the modality (an absent row's inputs are zeros); only the table's
-redrawing reads it.
+none are left). Padding (``mask``) is left as it is, except a video clip's padding frames:
+those are zeroed. Every function also takes ``present``, (B,) True on the rows that hold the modality
+(an absent row's inputs are zeros); only the table's redrawing reads it.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def strong_image(inputs: ModalityInputs, magnitude: float, erase: float, generat
     """``per_draw``: consecutive images that share one draw (a video clip's frames)."""
     x = inputs["x"]
     n, _, h, w = x.shape
+    if n % per_draw:
+        raise ValueError(f"{n} images do not split into groups of per_draw={per_draw}")
     b, dev = n // per_draw, x.device  # b draws
 
     def each(values: torch.Tensor) -> torch.Tensor:  # (b, ...) draws -> (n, ...), one per image
@@ -83,8 +86,8 @@ def strong_image(inputs: ModalityInputs, magnitude: float, erase: float, generat
 
 def strong_video(inputs: ModalityInputs, magnitude: float, erase: float, generator: torch.Generator | None = None,
                  present: torch.Tensor | None = None) -> ModalityInputs:
-    """The image view with one draw per clip: every frame of a clip moved, recoloured and cut
-    out alike; a short clip's padding frames stay zeros."""
+    """The image view with one draw per clip: every frame of a clip gets the same affine map,
+    contrast and brightness factors and cutout; a short clip's padding frames are zeroed."""
     x, mask = inputs["x"], inputs["mask"]  # (B, T, C, H, W), (B, T)
     frames = strong_image({"x": x.flatten(0, 1)}, magnitude, erase, generator, per_draw=x.shape[1])["x"]
     return {**inputs, "x": frames.view_as(x) * mask[:, :, None, None, None]}

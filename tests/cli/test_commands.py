@@ -61,6 +61,24 @@ def test_an_encoder_setting_only_building_finds_wrong_is_a_user_error_naming_its
     said = " ".join(result.output.split())  # written in the file: the file's, though another key was --set
     assert f"Invalid config in {in_file}" in said and "- modalities.img.encoder.arch: timm has no" in said
 
+
+def test_a_config_problem_of_another_file_met_during_training_keeps_its_file(data, tmp_path, monkeypatch):
+    """A teacher run's config read during fit names its own file, even at a key a --set gave."""
+    from polymodal.errors import ConfigError
+    from polymodal.predictor import MultimodalPredictor
+
+    teacher = tmp_path / "teacher" / "config.yaml"
+
+    def teacher_problem(*args, **kwargs):
+        raise ConfigError(["modalities.img.encoder.dim: unknown key 'dim'"], source=str(teacher))
+
+    monkeypatch.setattr(MultimodalPredictor, "fit", teacher_problem)
+    result = invoke("train", data["config"], "--train", data["train"], "--out", tmp_path / "x",
+                    "--set", "modalities.img.encoder.dim=8")
+    said = " ".join(result.output.split())
+    assert result.exit_code != 0 and f"Invalid config in {teacher}" in said
+    assert "- modalities.img.encoder.dim: unknown key 'dim'" in said and "--set" not in said
+
 # -- config ------------------------------------------------------------------------------------
 def test_config_schema_prints_json_schema():
     result = invoke("config", "schema")

@@ -2,8 +2,9 @@
 frames; ``frames`` frames sampled uniformly (in time, by the frames' timestamps, where a container
 stamps them) or with a stride; every frame converted, resized and
 normalised exactly like an image (the image preprocessor's own functions do it), and in training
-augmented as an image is, with one draw per clip (every frame of a clip flipped, moved and recoloured
-alike, so that the motion between frames stays what was filmed).
+augmented as an image is, with one draw per clip (every frame of a clip flipped, moved and scaled
+alike, with the same brightness and contrast factors, so that the motion between frames stays what
+was filmed).
 
 Cached form: ``x`` uint8 (T, H, W, C) and ``length`` int32, the number of real frames (the rest
 is zero padding, ``stride`` sampling of a short clip). Batch form: ``x`` float (B, T, C, H, W)
