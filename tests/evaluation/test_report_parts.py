@@ -181,3 +181,27 @@ def test_a_loss_falling_by_orders_of_magnitude_is_drawn_on_a_log_scale(monkeypat
     plots.learning_curves(falling)
     plots.learning_curves(falling.assign(train_loss=[1.0, 0.8, 0.6], val_loss=[1.1, 0.9, 0.7]))
     assert scales == ["log", "linear"]
+
+
+def test_a_figure_is_trimmed_as_matplotlibs_tight_box_trims_it():
+    """figure_png measures the trimmed box itself; the picture is savefig(bbox_inches="tight")'s,
+    a legend outside the axes and a figure title included."""
+    from polymodal.evaluation.plots import _pyplot, figure_png
+
+    def figure():
+        fig, axes = _pyplot().subplots(1, 2, figsize=(6, 2.5))
+        for ax in axes:
+            ax.plot([0, 1, 2], [2, 0, 1], label="a long legend entry")
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+            ax.set(title="panel", xlabel="step", ylabel="value")
+        fig.suptitle("a title above")
+        return fig
+
+    reference = io.BytesIO()
+    fig = figure()
+    fig.savefig(reference, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    expected = np.asarray(Image.open(reference))
+    got = np.asarray(Image.open(io.BytesIO(figure_png(figure()))))
+    assert got.shape == expected.shape and expected.shape[1] > 6 * 110  # the outside legend widened it
+    np.testing.assert_array_equal(got, expected)
