@@ -168,12 +168,12 @@ class Explanation:
             what = (f"rows without {named} (train.modality_dropout is 0 for {'it' if len(untrained) == 1 else 'them'}"
                     + subset + ", and every training row held " + ("it" if len(untrained) == 1 else "them") + ")",
                     f"every coalition that hides {named}")
-        return (f"this model never trained on {what[0]}, yet Shapley values hide modalities through that missing path "
-                f"(as an empty cell: a learned missing-embedding in its place), so {what[1]} is scored on inputs the "
-                "model never saw and the values may say as much about that untrained path as about the row"
-                + ("; measuring against normal rows under the same coalition removes only a shift common to every row"
+        return (f"this model never trained on {what[0]}. Shapley values hide modalities through that missing path "
+                f"(a learned missing-embedding in their place), so {what[1]} is scored on inputs the model never saw, "
+                "and the values may describe that untrained path as much as the row"
+                + (". Measuring against normal rows under the same coalition removes only a shift common to every row"
                    if self.reference == "normal" else "")
-                + "; for attributions over modalities, train with train.modality_dropout (e.g. 0.3)"
+                + ". For attributions over modalities, train with train.modality_dropout (e.g. 0.3)"
                 + ("" if anomaly else " or loss.subset_weight (e.g. 1.0)")
                 + " (see docs/robustness-and-attribution.md)")
 

@@ -612,6 +612,7 @@ def test_an_interrupted_overwrite_keeps_the_run_it_replaces_until_the_new_one_is
 
 
 def test_a_config_mistake_found_while_the_model_is_built_names_the_config_file(data, tmp_path):
+    """Here the value came from --set: the message says so, beside the file it was set on."""
     result = _train(data, tmp_path / "run", "--set", "modalities.img.encoder.freeze=99")
-    assert_user_error(result, f"Invalid config in {data['config']}", "modalities.img.encoder.freeze: 99 trailing "
-                      "blocks requested")
+    assert_user_error(result, f"Invalid --set values for {data['config']}", "--set modalities.img.encoder.freeze: 99 "
+                      "trailing blocks requested")

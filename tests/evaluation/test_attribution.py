@@ -324,7 +324,7 @@ def test_a_model_never_trained_with_a_modality_hidden_says_its_coalitions_are_un
     assert explanation.untrained == ["a", "b"]
     note = explanation.missing_path_note()
     assert note.startswith("this model never trained on rows with a modality hidden (train.modality_dropout is 0 for "
-                           "every modality and loss.subset_weight is 0), yet Shapley values hide modalities through "
+                           "every modality and loss.subset_weight is 0). Shapley values hide modalities through "
                            "that missing path")
     assert "train with train.modality_dropout (e.g. 0.3) or loss.subset_weight (e.g. 1.0)" in note
     assert explanation.caveats()[0] == note
@@ -337,7 +337,7 @@ def test_a_model_never_trained_with_a_modality_hidden_says_its_coalitions_are_un
     # an anomaly detector has no subset loss: only modality dropout is suggested
     detector = dataclasses.replace(explanation, task="anomaly", reference="normal").missing_path_note()
     assert "loss.subset_weight" not in detector and "train with train.modality_dropout (e.g. 0.3) (see docs/robustness-and-attribution.md)" in detector
-    assert "measuring against normal rows under the same coalition removes only a shift common to every row" in detector
+    assert "Measuring against normal rows under the same coalition removes only a shift common to every row" in detector
     one = dataclasses.replace(explanation, modalities=["a"])  # its only coalitions: all or none (base_bias's case)
     assert one.missing_path_note() is None
 
