@@ -134,6 +134,11 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# what a metric's name does not say, printed under a table that holds it
+METRIC_NOTES = {"ece": "ece: expected calibration error, the gap between the predicted class's probability and "
+                       "how often it is right, averaged over probability bins (0: calibrated)"}
+
+
 def print_metrics(metrics: dict[str, Any], title: str) -> None:
     table = Table(title=title)
     table.add_column("metric")
@@ -150,7 +155,7 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
                 continue
             table.add_row(escape(name), escape(format_value(v, group_ints=False)))  # None: undefined
     print_table(console, table)
-    for sentence in sentences:
+    for sentence in [*sentences, *(note for name, note in METRIC_NOTES.items() if name in metrics)]:
         console.print(escape(sentence), highlight=False)
 
 

@@ -315,3 +315,16 @@ def test_a_note_in_words_is_printed_below_the_metrics_table_not_in_it():
     assert len(table) == 2 and all(len(line) < 60 for line in table)  # not stretched to the note's width
     below = " ".join(lines[lines.index(table[-1]) + 1:])
     assert "note: AUPRC is undefined" in below and "note" not in " ".join(table)
+
+
+def test_a_metric_whose_name_says_little_is_explained_below_the_table():
+    from polymodal.cli.common import console, print_metrics
+
+    with console.capture() as captured:
+        print_metrics({"accuracy": 0.9, "ece": 0.05}, "metrics")
+    said = captured.get()
+    assert said.rstrip().endswith("averaged over probability bins (0: calibrated)")
+    assert "ece: expected calibration error" in said.splitlines()[-1]
+    with console.capture() as captured:
+        print_metrics({"rmse": 0.3}, "metrics")
+    assert "calibration" not in captured.get()
