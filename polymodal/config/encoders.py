@@ -223,11 +223,23 @@ class EmbeddingBagConfig(EncoderConfig):
     train_vectors: bool = True
 
 
+def _reads_every_token(config: Any) -> Any:
+    """A text encoder has no strided front (``stem_stride`` shortens audio and signal sequences)."""
+    if config.stem_stride != 1:
+        raise ValueError(f"stem_stride: {config.stem_stride} shortens audio and signal sequences; the text "
+                         f"{config.name} reads every token (preprocess.max_tokens shortens texts): remove it")
+    return config
+
+
 class TextRnnConfig(SequenceRnnConfig):
     """Word embeddings followed by an LSTM/GRU."""
 
     kinds: ClassVar[tuple[str, ...]] = ("text",)
     embed_dim: PositiveInt = 128
+
+    @model_validator(mode="after")
+    def _no_stem(self) -> TextRnnConfig:
+        return _reads_every_token(self)
 
 
 class TextCnnConfig(EncoderConfig):
@@ -245,6 +257,10 @@ class TextTransformerConfig(SequenceTransformerConfig):
     """A small Transformer over word embeddings, trained from scratch."""
 
     kinds: ClassVar[tuple[str, ...]] = ("text",)
+
+    @model_validator(mode="after")
+    def _no_stem(self) -> TextTransformerConfig:
+        return _reads_every_token(self)
 
 
 # What a local transformers model folder declares about input length. sentence-transformers'

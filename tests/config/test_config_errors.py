@@ -296,6 +296,9 @@ CROSS_FIELD_CASES = {
     "resample_to without sample_rate": (
         {"modalities.vib": {"kind": "signal", "column": "v", "preprocess": {"resample_to": 100}}},
         "modalities.vib.preprocess", ["resample_to needs sample_rate"]),
+    "stem_stride on a text encoder": (
+        {"modalities.notes": {"kind": "text", "column": "t", "encoder": {"name": "transformer", "stem_stride": 4}}},
+        "modalities.notes.encoder.stem_stride", ["4 shortens audio and signal sequences", "preprocess.max_tokens"]),
     "tokenizer_path without pretrained": (
         {"modalities.notes": {"kind": "text", "column": "t", "preprocess": {"tokenizer_path": "tok"}}},
         "modalities.notes.preprocess", ["tokenizer_path", "'word'"]),
