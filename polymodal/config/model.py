@@ -135,7 +135,8 @@ def fusion_names(*, tokens_only: bool = False) -> list[str]:
 
 # --- heads -------------------------------------------------------------------------------------
 class MlpHeadConfig(StrictModel):
-    """MLP over the fused vector (tokens are mean-pooled over their mask first)."""
+    """MLP over the fused vector (after attention fusion its CLS token's output, after stack the mean of the
+    present modalities' tokens)."""
 
     name: Literal["mlp"] = "mlp"
     hidden: list[PositiveInt] = Field(default=[128])
