@@ -11,6 +11,7 @@ import math
 import os
 import re
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -460,6 +461,10 @@ def write_video(path: str, frames: np.ndarray, fps: int = 10, audio: np.ndarray 
             pcm = np.clip(wave * 32767, -32768, 32767).astype(np.int16)[None, :]
             frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
             frame.sample_rate = a_stream.rate
+            # stamped at 0, the encoder's leading delay (AAC's 1,024 priming samples, Opus's pre-skip) gets
+            # negative timestamps and the muxer an edit list that readers trim it by; unstamped, the
+            # track would start that delay late
+            frame.pts, frame.time_base = 0, Fraction(1, a_stream.rate)
             for packet in a_stream.encode(frame):
                 container.mux(packet)
             for packet in a_stream.encode():

@@ -327,6 +327,20 @@ def test_audio_track_of_a_video_is_an_audio_modality(tmp_path):
     assert abs(np.argmax(spectrum) * 8000 / len(wave) - 440) < 5  # the 440 Hz tone came through
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm", ".avi"])
+def test_the_sound_track_starts_when_the_recording_does(tmp_path, suffix):
+    """A burst at 0.5 s is read back at 0.5 s: the encoder's leading delay (AAC's 1,024 priming
+    samples, Opus's pre-skip) is trimmed, not read as a late start."""
+    from polymodal.data.video_io import read_video_audio
+
+    rate, burst = 8000, np.zeros(8000, np.float32)
+    burst[4000:4080] = 0.8 * np.sin(2 * np.pi * 1000 * np.arange(80) / rate)  # 10 ms of 1 kHz at 0.5 s
+    write_video(str(tmp_path / f"burst{suffix}"), clip(), fps=10, audio=burst, sample_rate=rate)
+    wave, read_rate = read_video_audio(str(tmp_path / f"burst{suffix}"))
+    onset = int(np.argmax(np.abs(wave) > 0.2)) / read_rate
+    assert abs(onset - 0.5) < 0.001, f"the burst comes {1000 * (onset - 0.5):.1f} ms late"
+
+
 def test_video_without_audio_track_fails_naming_the_file(tmp_path):
     path = tmp_path / "mute.mp4"
     write_video(str(path), clip(), fps=10)
