@@ -155,7 +155,8 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
                 continue
             table.add_row(escape(name), escape(format_value(v, group_ints=False)))  # None: undefined
     print_table(console, table)
-    for sentence in [*sentences, *(note for name, note in METRIC_NOTES.items() if name in metrics)]:
+    shown = {key.rpartition("/")[2] for key in metrics}  # a further task's metrics read TASK/NAME
+    for sentence in [*sentences, *(note for name, note in METRIC_NOTES.items() if name in shown)]:
         console.print(escape(sentence), highlight=False)
 
 

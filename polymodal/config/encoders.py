@@ -11,6 +11,7 @@ from pydantic import Field, PositiveInt, ValidationInfo, model_validator
 
 from polymodal.config.base import StrictModel
 from polymodal.config.finetune import LocalPath, LoraConfig, UnfreezeConfig, transformers_folder_problem
+from polymodal.utils.warn import warn_user
 
 Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]
 
@@ -223,11 +224,15 @@ class EmbeddingBagConfig(EncoderConfig):
     train_vectors: bool = True
 
 
-def _reads_every_token(config: Any) -> Any:
+def _reads_every_token(config: Any, info: ValidationInfo) -> Any:
     """A text encoder has no strided front (``stem_stride`` shortens audio and signal sequences)."""
     if config.stem_stride != 1:
-        raise ValueError(f"stem_stride: {config.stem_stride} shortens audio and signal sequences; the text "
-                         f"{config.name} reads every token (preprocess.max_tokens shortens texts): remove it")
+        said = (f"stem_stride: {config.stem_stride} shortens audio and signal sequences; the text {config.name} reads "
+                "every token (preprocess.max_tokens shortens texts)")
+        if not (info.context or {}).get("saved_run"):
+            raise ValueError(f"{said}: remove it")
+        # a run saved before the check trained without a stride (the key was ignored) and loads as trained
+        warn_user(f"this run's text encoder would be refused for a new run: {said}")
     return config
 
 
@@ -238,8 +243,8 @@ class TextRnnConfig(SequenceRnnConfig):
     embed_dim: PositiveInt = 128
 
     @model_validator(mode="after")
-    def _no_stem(self) -> TextRnnConfig:
-        return _reads_every_token(self)
+    def _no_stem(self, info: ValidationInfo) -> TextRnnConfig:
+        return _reads_every_token(self, info)
 
 
 class TextCnnConfig(EncoderConfig):
@@ -259,8 +264,8 @@ class TextTransformerConfig(SequenceTransformerConfig):
     kinds: ClassVar[tuple[str, ...]] = ("text",)
 
     @model_validator(mode="after")
-    def _no_stem(self) -> TextTransformerConfig:
-        return _reads_every_token(self)
+    def _no_stem(self, info: ValidationInfo) -> TextTransformerConfig:
+        return _reads_every_token(self, info)
 
 
 # What a local transformers model folder declares about input length. sentence-transformers'

@@ -328,3 +328,6 @@ def test_a_metric_whose_name_says_little_is_explained_below_the_table():
     with console.capture() as captured:
         print_metrics({"rmse": 0.3}, "metrics")
     assert "calibration" not in captured.get()
+    with console.capture() as captured:  # a regression whose further task classifies
+        print_metrics({"rmse": 0.3, "species/accuracy": 0.8, "species/ece": 0.1}, "metrics")
+    assert "ece: expected calibration error" in captured.get()

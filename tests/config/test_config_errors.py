@@ -442,6 +442,19 @@ def test_a_new_projection_on_a_wholly_frozen_backbone_is_refused_but_a_saved_run
     assert load_config(tmp_path / "config.yaml", saved_run=True).modalities["i"].encoder.dim == 16  # trained so
 
 
+@pytest.mark.parametrize("name", ["rnn", "transformer"])
+def test_a_saved_run_whose_text_encoder_has_a_stem_stride_still_loads_with_a_warning(name):
+    """A text encoder ignored stem_stride before it was refused: such a run trained without one."""
+    from polymodal.config import load_config
+
+    spec = {"task": "classification", "target": "y",
+            "modalities": {"notes": {"kind": "text", "column": "t", "encoder": {"name": name, "stem_stride": 4}}}}
+    with pytest.raises(ConfigError, match=r"modalities\.notes\.encoder\.stem_stride: 4 shortens"):
+        load_config(spec)
+    with pytest.warns(UserWarning, match="would be refused for a new run: stem_stride: 4 shortens"):
+        assert load_config(spec, saved_run=True).modalities["notes"].encoder.stem_stride == 4
+
+
 @pytest.mark.parametrize("key", ["lr", "weight_decay", "grad_clip"])
 def test_an_infinite_number_is_refused_where_a_finite_one_is_meant(key):
     data = with_changes(BASE, {f"train.{key}": float("inf")})

@@ -183,25 +183,52 @@ def test_a_loss_falling_by_orders_of_magnitude_is_drawn_on_a_log_scale(monkeypat
     assert scales == ["log", "linear"]
 
 
-def test_a_figure_is_trimmed_as_matplotlibs_tight_box_trims_it():
-    """figure_png measures the trimmed box itself; the picture is savefig(bbox_inches="tight")'s,
-    a legend outside the axes and a figure title included."""
+@pytest.mark.parametrize("layout", ["none", "tight_layout", "constrained", "rc autolayout"])
+def test_a_figure_is_trimmed_as_matplotlibs_tight_box_trims_it(layout):
+    """figure_png measures the trimmed box itself where no layout engine moves things while
+    drawing; the picture is savefig(bbox_inches="tight")'s in every case, a legend outside the
+    axes and a figure title included."""
+    import matplotlib
+
     from polymodal.evaluation.plots import _pyplot, figure_png
 
     def figure():
-        fig, axes = _pyplot().subplots(1, 2, figsize=(6, 2.5))
+        fig, axes = _pyplot().subplots(1, 2, figsize=(6, 2.5), layout="constrained" if layout == "constrained" else None)
         for ax in axes:
             ax.plot([0, 1, 2], [2, 0, 1], label="a long legend entry")
             ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
-            ax.set(title="panel", xlabel="step", ylabel="value")
+            ax.set(title="panel", xlabel="step", ylabel="a value with a long name")
         fig.suptitle("a title above")
+        if layout == "tight_layout":
+            fig.tight_layout()
         return fig
 
-    reference = io.BytesIO()
-    fig = figure()
-    fig.savefig(reference, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    expected = np.asarray(Image.open(reference))
-    got = np.asarray(Image.open(io.BytesIO(figure_png(figure()))))
-    assert got.shape == expected.shape and expected.shape[1] > 6 * 110  # the outside legend widened it
+    with matplotlib.rc_context({"figure.autolayout": layout == "rc autolayout"}):
+        reference = io.BytesIO()
+        fig = figure()
+        fig.savefig(reference, format="png", dpi=110, bbox_inches="tight")
+        _pyplot().close(fig)
+        expected = np.asarray(Image.open(reference))
+        got = np.asarray(Image.open(io.BytesIO(figure_png(figure()))))
+    assert got.shape == expected.shape
+    if layout == "none":
+        assert expected.shape[1] > 6 * 110  # the outside legend widened it
     np.testing.assert_array_equal(got, expected)
+
+
+def test_the_report_figures_drawn_with_constrained_layout_are_trimmed_as_savefig_trims_them():
+    from polymodal.evaluation import plots
+
+    history = pd.DataFrame({"epoch": [1, 2, 3], "train_task_loss": [1.0, 0.6, 0.4], "val_loss": [1.1, 0.7, 0.5],
+                            "val_accuracy": [0.5, 0.7, 0.8]})
+    got = np.asarray(Image.open(io.BytesIO(plots.learning_curves(history))))
+    real_png, kept = plots.figure_png, []
+    plots.figure_png = lambda fig, dpi=110: kept.append(fig) or real_png(fig, dpi)
+    try:
+        plots.learning_curves(history)
+    finally:
+        plots.figure_png = real_png
+    assert kept  # (closed by figure_png: draw it again with savefig's own tight box)
+    reference = io.BytesIO()
+    kept[0].savefig(reference, format="png", dpi=110, bbox_inches="tight")
+    np.testing.assert_array_equal(got, np.asarray(Image.open(reference)))
