@@ -122,7 +122,7 @@ class ImagePreprocessor(Preprocessor):
 
     def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool, *, per_draw: int = 1) -> dict[str, torch.Tensor]:
         """``per_draw``: consecutive images that share one augmentation draw (a video clip's
-        frames: the same flip, affine map and colour change on every frame of the clip)."""
+        frames: the same flip, affine map and colour factors on every frame of the clip)."""
         # stored (B, H, W, C): the permuted view is (B, C, H, W) in channels-last memory, the layout
         # the convolutions run fastest on
         x = arrays["x"].permute(0, 3, 1, 2).float().div_(255.0)
