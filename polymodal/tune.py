@@ -24,13 +24,13 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 import yaml
 
 from polymodal.config import Config, config_to_dict, load_config
-from polymodal.config.overrides import apply_values
+from polymodal.config.overrides import apply_values, naming_overrides
 from polymodal.config.task_metrics import (
     describe_choices,
     direction,
@@ -293,8 +293,23 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
         return RunFolderError(f"{out} is being searched into by another tune (it holds {held}); wait for it to end, "
                               "or give another --out")
 
+    def blame(err: ConfigError, number: int, values: dict[str, Any]) -> NoReturn:
+        """Raise a problem a trial's fit found (more blocks to freeze than the encoder has) named
+        by the ``tune.space`` key whose drawn value caused it, else by the ``--set`` value or the file."""
+        drawn = [f"tune.space.{key}: trial {number} drew {values[key]!r}: {p}" if key is not None else p
+                 for p in err.problems for key in [_space_key(p, values)]]
+        with naming_overrides(overrides, str(config_path)):
+            raise ConfigError(drawn, source=str(config_path))
+
     with exclusive_lock(out, busy):
-        return _search(out, base, tune, monitor, direction, train, valid, trials, on_trial, resume=resume)
+        return _search(out, base, tune, monitor, direction, train, valid, trials, on_trial, resume=resume,
+                       blame=blame)
+
+
+def _space_key(problem: str, values: dict[str, Any]) -> str | None:
+    """The ``tune.space`` key (of ``values``) at or above the key path ``problem`` names, if any."""
+    where = problem.partition(":")[0].strip()
+    return next((key for key in values if where == key or where.startswith(key + ".")), None)
 
 
 def check_space(base: dict[str, Any], space: dict[str, Any], source: str | None = None) -> None:
@@ -320,8 +335,10 @@ def check_space(base: dict[str, Any], space: dict[str, Any], source: str | None 
 
 
 def _search(out: Path, base: dict[str, Any], tune: Any, monitor: str, direction: str, train: Any, valid: Any,
-            trials: int | None, on_trial: Callable[[dict[str, Any]], None] | None, *, resume: bool) -> pd.DataFrame:
-    """:func:`run_search` once its inputs are checked and ``out`` is locked."""
+            trials: int | None, on_trial: Callable[[dict[str, Any]], None] | None, *, resume: bool,
+            blame: Callable[[ConfigError, int, dict[str, Any]], NoReturn]) -> pd.DataFrame:
+    """:func:`run_search` once its inputs are checked and ``out`` is locked (``blame``: raises a
+    config problem a trial's fit found, labelled with where it came from)."""
     import optuna
 
     from polymodal.predictor import MultimodalPredictor
@@ -348,7 +365,12 @@ def _search(out: Path, base: dict[str, Any], tune: Any, monitor: str, direction:
         trial.set_user_attr("values", values)
         predictor = MultimodalPredictor.from_config(trial_config(base, values))  # task anomaly: a detector
         predictor.config.train.progress = False
-        predictor.fit(train, valid, callbacks=[pruning_callback(trial, monitor)])
+        try:
+            predictor.fit(train, valid, callbacks=[pruning_callback(trial, monitor)])
+        except ConfigError as err:
+            if err.source is not None:  # another file's (a teacher run's config): as it is
+                raise
+            blame(err, trial.number, values)
         return _score(predictor, monitor)
 
     def table() -> pd.DataFrame:  # every trial the journal holds, this run's and those before a resume

@@ -247,6 +247,33 @@ def test_every_value_the_space_may_try_is_checked_before_any_trial(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_problem_a_trial_finds_names_the_space_key_the_set_value_or_the_file(tmp_path):
+    """Found only once a trial builds its model (more blocks to freeze than the encoder has): the
+    error names what gave the value, not a bare key path with no file."""
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=40))
+    space = {"modalities.img.encoder.freeze": {"choices": [99, 98]}}
+    path = tuned(tmp_path, classification_config(epochs=1), space=space)
+    with pytest.raises(ConfigError) as info:
+        run_search(path, paths["train"], paths["valid"], tmp_path / "drawn")
+    assert info.value.source == str(path)
+    [problem] = info.value.problems
+    assert problem.startswith("tune.space.modalities.img.encoder.freeze: trial 0 drew 9")
+    assert "modalities.img.encoder.freeze: 9" in problem and "but encoder ImageCnn has 2" in problem
+    path = tuned(tmp_path, classification_config(epochs=1))  # a space over train.lr alone
+    with pytest.raises(ConfigError) as info:
+        run_search(path, paths["train"], paths["valid"], tmp_path / "set",
+                   overrides={"modalities.img.encoder.freeze": 99})
+    assert info.value.source == str(path)
+    assert info.value.problems[0].startswith("--set modalities.img.encoder.freeze: 99 trailing blocks requested")
+    config = classification_config(epochs=1)
+    config["modalities"]["img"]["encoder"]["freeze"] = 99
+    path = tuned(tmp_path, config)
+    with pytest.raises(ConfigError) as info:
+        run_search(path, paths["train"], paths["valid"], tmp_path / "file")
+    assert info.value.source == str(path)
+    assert info.value.problems[0].startswith("modalities.img.encoder.freeze: 99 trailing blocks requested")
+
+
 def test_search_needs_a_tune_section(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(classification_config()), encoding="utf-8")
