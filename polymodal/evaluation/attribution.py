@@ -344,7 +344,8 @@ def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_
         max_rows: explain a seeded random sample of at most this many rows (at least 1).
         seed: for the row sample and the sampled orders (beyond 6 modalities).
         samples: rows that get within-modality attributions (0: none), chosen by :func:`mapped_rows`.
-        permutations: sampled orders when the model has more than 6 modalities.
+        permutations: sampled orders when the model has more than 6 modalities (rounded up to an
+            even number: each random order is followed by its reverse).
         steps: Integrated-Gradients interpolation steps.
         output: the output to explain: a class (classification), label column (multilabel) or
             target column (regression), compared as given, then as text (``"3"`` names class

@@ -161,7 +161,9 @@ def diagnostic_sections(diagnostics: Mapping[str, Any] | None, plots: Path, thre
             "evaluate RUN --data X --robustness</code>).</p>" + _corruption_levels(curves) + body
             + table_html(robustness["summary"]))
     calibration = diagnostics.get("calibration")
-    if calibration:
+    if calibration and calibration["ece"] is None:
+        sections["Calibration"] = where + f"<p>{html.escape(calibration['note'])}.</p>"
+    elif calibration:
         body = _figure(reliability_plot(calibration["bins"], calibration["ece"]), plots, "reliability", "reliability")
         sections["Calibration"] = where + f"<p>Expected calibration error {calibration['ece'] * 100:.2f}%.</p>" + body
     complexity = diagnostics.get("complexity")

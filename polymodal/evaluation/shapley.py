@@ -64,10 +64,11 @@ def shapley_interactions(values: Mapping[int, np.ndarray], m: int) -> np.ndarray
 
 
 def sample_orders(m: int, permutations: int, seed: int) -> np.ndarray:
-    """(P, m) modality orders: ``permutations // 2`` random ones, each with its reverse (antithetic
-    sampling halves the variance for near-additive models)."""
+    """(P, m) modality orders: ``permutations`` rounded up to an even number, half of them random
+    and each followed by its reverse (antithetic sampling halves the variance for near-additive
+    models)."""
     rng = np.random.default_rng(seed)
-    half = [rng.permutation(m) for _ in range(max(1, permutations // 2))]
+    half = [rng.permutation(m) for _ in range(max(1, (permutations + 1) // 2))]
     return np.asarray([order for p in half for order in (p, p[::-1])])
 
 

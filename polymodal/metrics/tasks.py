@@ -56,19 +56,24 @@ def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: in
 
     n_classes = n_classes or logits.shape[1]
     proba = softmax(logits.astype(np.float64))
-    pred = decisions("classification", proba, threshold)
+    diverged = ~np.isfinite(proba).all(axis=1)
+    pred = np.where(diverged, -1, decisions("classification", proba, threshold))  # no call: wrong, not class 0
     labels = np.arange(n_classes)
     out: dict[str, Any] = {
         "accuracy": float((pred == target).mean()),
-        "macro_f1": float(f1_score(target, pred, labels=np.union1d(target, pred), average="macro", zero_division=0)),
-        "ece": expected_calibration_error(proba, target),
-        "log_loss": float(-np.log(np.clip(proba[np.arange(len(target)), target], 1e-12, None)).mean()),
+        "macro_f1": float(f1_score(target, pred, labels=np.union1d(target, pred[pred >= 0]), average="macro",
+                                   zero_division=0)),
+        "ece": None if diverged.any() else expected_calibration_error(proba, target),
+        "log_loss": None if diverged.any() else
+        float(-np.log(np.clip(proba[np.arange(len(target)), target], 1e-12, None)).mean()),
     }
     if threshold is not None:
         out["threshold"] = float(threshold)
     present = np.unique(target)
     try:
-        if n_classes == 2 and len(present) == 2:
+        if diverged.any():
+            out["auroc"] = None
+        elif n_classes == 2 and len(present) == 2:
             out["auroc"] = float(roc_auc_score(target, proba[:, 1]))
         elif len(present) == n_classes:
             out["auroc"] = float(roc_auc_score(target, proba, multi_class="ovr", average="macro", labels=labels))
@@ -77,7 +82,10 @@ def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: in
     except ValueError:
         out["auroc"] = None
     absent = np.setdiff1d(labels, present)
-    if out["auroc"] is None and len(absent):
+    if diverged.any():
+        out["note"] = non_finite_note(int(diverged.sum()), len(target), "auroc, ece and log_loss") + \
+            " (the confusion matrix and its rates leave those rows out)"
+    elif out["auroc"] is None and len(absent):
         names = [classes[k] for k in absent] if classes is not None else absent.tolist()
         out["note"] = (f"auroc is undefined: no row of class(es) {', '.join(map(repr, names[:10]))}"
                        f"{' ...' if len(names) > 10 else ''} (one-vs-rest AUROC needs a row of every class); "
@@ -89,6 +97,13 @@ def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: in
         out["positive_class"] = binary_rates(matrix, classes[1] if classes is not None else 1)
     out["confusion_matrix"] = matrix.tolist()
     return out
+
+
+def non_finite_note(rows: int, total: int, undefined: str) -> str:
+    """Why a classifier's figures read low or undefined: ``rows`` of ``total`` outputs were NaN or
+    infinite (a diverged model, or a NaN an input carried through)."""
+    return (f"{rows} of {total} row(s) have outputs that are not finite (NaN or inf: the model diverged, or an "
+            f"input holds NaN); they count as wrong calls, and {undefined} are undefined")
 
 
 def binary_rates(matrix: np.ndarray, positive: Any) -> dict[str, Any]:
@@ -116,9 +131,10 @@ def multilabel_metrics(logits: np.ndarray, target: np.ndarray, names: Sequence[s
     from sklearn.metrics import f1_score, roc_auc_score
 
     proba = sigmoid(logits.astype(np.float64))
-    pred = decisions("multilabel", proba, threshold)
     target = target.astype(int)
-    finite = bool(np.isfinite(proba).all())  # a diverged model's NaN outputs have no AUROC
+    broken = ~np.isfinite(proba)
+    pred = np.where(broken, 1 - target, decisions("multilabel", proba, threshold))  # no call: wrong, not 0
+    finite = not broken.any()  # a diverged model's NaN outputs have no AUROC
     label_aucs = [float(roc_auc_score(target[:, j], proba[:, j])) if finite and len(np.unique(target[:, j])) == 2
                   else None for j in range(target.shape[1])]
     aucs = [a for a in label_aucs if a is not None]
@@ -132,6 +148,8 @@ def multilabel_metrics(logits: np.ndarray, target: np.ndarray, names: Sequence[s
         f1 = f1_score(target, pred, average=None, zero_division=0)
         out["f1_per_label"] = {n: float(v) for n, v in zip(names, f1, strict=True)}
         out["auroc_per_label"] = dict(zip(names, label_aucs, strict=True))
+    if not finite:
+        out["note"] = non_finite_note(int(broken.any(axis=1).sum()), len(target), "the AUROCs")
     if isinstance(threshold, int | float):
         out["threshold"] = float(threshold)
     elif threshold is not None:

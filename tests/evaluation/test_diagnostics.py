@@ -130,3 +130,15 @@ def test_every_kinds_corruptions_run_through_its_real_preprocessor(fitted, modal
         assert failed == 0
         changed = any(not np.array_equal(np.asarray(worst.modalities[modality].arrays[k]), v) for k, v in clean.items())
         assert changed, f"{kind}/{name} at severity 5 left every encoded {modality} unchanged"
+
+
+def test_a_diverged_models_calibration_section_says_why_it_has_no_figures(tmp_path):
+    from polymodal.evaluation.calibration import calibration_summary
+    from polymodal.evaluation.report_sections import diagnostic_sections
+
+    logits = np.array([[0.0, 2.0], [np.nan, np.nan], [1.0, 0.0]])
+    calibration = calibration_summary(logits, np.array([1, 0, 0]))
+    assert calibration["ece"] is None and "bins" not in calibration
+    section = diagnostic_sections({"rows": 3, "split": "test", "calibration": calibration}, tmp_path)["Calibration"]
+    assert "1 of 3 row(s) have outputs that are not finite" in section and "<img" not in section
+    assert calibration_summary(logits[[0, 2]], np.array([1, 0]))["ece"] == pytest.approx(0.5 * (1 - 0.8808) + 0.5 * (1 - 0.7311), abs=1e-4)

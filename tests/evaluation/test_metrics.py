@@ -48,13 +48,30 @@ def test_multilabel_counts_probabilities_from_one_half_up_as_positive():
 
 
 def test_metrics_of_a_diverged_model_are_nan_not_an_error():
-    """NaN outputs (a diverged trial of a search) leave the scores undefined instead of raising."""
+    """NaN outputs (a diverged trial of a search) leave the scores undefined instead of raising,
+    and count as wrong calls: not as class 0 (argmax of NaN) or as a label's absence."""
     nan = np.full((4, 2), np.nan)
     target = np.array([[0, 1], [1, 0], [1, 1], [0, 0]])
     scores = multilabel_metrics(nan, target)
-    assert scores["auroc"] is None and scores["subset_accuracy"] == 0.25  # NaN >= 0.5 is False: all zeros
+    assert scores["auroc"] is None and scores["subset_accuracy"] == 0.0 and scores["micro_f1"] == 0.0
+    assert scores["note"].startswith("4 of 4 row(s) have outputs that are not finite")
     reg = regression_metrics(nan[:, :1], target[:, :1].astype(float))
     assert reg["r2"] is None and np.isnan(reg["mae"]) and np.isnan(reg["rmse"])
+
+
+def test_a_classifiers_rows_with_nan_outputs_are_wrong_calls_and_its_probability_figures_undefined():
+    logits = np.array([[np.nan, np.nan, np.nan], [0, 5, 0], [0, 0, 5], [5, 0, 0]])
+    scores = classification_metrics(logits, np.array([0, 1, 2, 0]))
+    assert scores["accuracy"] == 0.75  # argmax would call the NaN row class 0, which is its target
+    # class 0: TP 1, FN 1 -> F1 2/3; classes 1 and 2 right
+    assert scores["macro_f1"] == pytest.approx((2 / 3 + 1 + 1) / 3)
+    assert scores["ece"] is None and scores["log_loss"] is None and scores["auroc"] is None
+    assert scores["note"].startswith("1 of 4 row(s) have outputs that are not finite")
+    assert np.array(scores["confusion_matrix"]).sum() == 3
+    two = classification_metrics(np.array([[np.nan, np.nan], [0.0, 5.0]]), np.array([0, 1]), threshold=0.5)
+    assert two["accuracy"] == 0.5  # NaN >= 0.5 is False would call the first row's class 0, its target
+    clean = classification_metrics(logits[1:], np.array([1, 2, 0]))
+    assert clean["accuracy"] == 1.0 and clean["ece"] is not None and "note" not in clean
 
 
 def test_macro_f1_scores_the_classes_present_not_those_absent_from_targets_and_predictions():

@@ -88,3 +88,4 @@ def test_orders_are_antithetic_pairs_and_seeded():
         np.testing.assert_array_equal(first[::-1], second)
     np.testing.assert_array_equal(orders, sample_orders(5, 10, seed=3))
     assert not np.array_equal(orders, sample_orders(5, 10, seed=4))
+    assert len(sample_orders(5, 7, seed=0)) == 8 and len(sample_orders(5, 1, seed=0)) == 2  # never fewer asked

@@ -20,7 +20,7 @@ class LateFusion(Fusion):
     """Each modality gets its own MLP head (built from the ``head`` config); the task outputs are
     averaged with learned weights, renormalised over the modalities present in each sample. A
     sample with none present gets the heads' outputs on the learned missing-embeddings
-    (``missing: learned``; zeros with ``missing: zero``).
+    (``missing: learned``); with ``missing: zero`` its outputs are all zero (uniform probabilities).
 
     ``FusedOutput.tokens`` carries the per-modality outputs (B, M, n_outputs) and ``mask`` which
     of them were used, so objectives can also train each head on its own.
