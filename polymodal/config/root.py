@@ -6,7 +6,7 @@ import copy
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -312,21 +312,33 @@ def _resolve_paths(model: BaseModel, base: Path) -> None:
                     _resolve_paths(item, base)
 
 
-def missing_paths(model: BaseModel, prefix: str = "") -> list[str]:
+def missing_paths(model: BaseModel) -> list[str]:
     """``key.path: not found: /abs/path`` for every file or folder the config names (weights,
     word vectors, model folders, a teacher run, unlabelled data) that does not exist; folders a
-    run creates (``data.cache_dir``) are not looked for."""
-    problems = []
+    run creates (``data.cache_dir``) are not looked for. A path named by several keys is reported
+    once, under the last: a value a section takes from another (the ``hf`` encoder's folder as
+    its text's ``tokenizer_path``) comes before the key the user wrote."""
+    found: dict[Path, str] = {}
+    for key, value in _paths(model, ""):
+        if key.rsplit(".", 1)[-1] != "cache_dir" and not value.exists():
+            found.pop(value, None)
+            found[value] = key
+    return [f"{key}: not found: {value}" for value, key in found.items()]
+
+
+def _paths(model: BaseModel, prefix: str) -> Iterator[tuple[str, Path]]:
+    """Every ``(key, path)`` of the config section ``model``, in field order."""
     for name in type(model).model_fields:
         value, key = getattr(model, name), f"{prefix}{name}"
-        if isinstance(value, Path) and name != "cache_dir" and not value.exists():
-            problems.append(f"{key}: not found: {value}")
+        if isinstance(value, Path):
+            yield key, value
         elif isinstance(value, BaseModel):
-            problems += missing_paths(value, f"{key}.")
+            yield from _paths(value, f"{key}.")
         elif isinstance(value, dict | list):
             items = value.items() if isinstance(value, dict) else enumerate(value)
-            problems += [p for k, item in items if isinstance(item, BaseModel) for p in missing_paths(item, f"{key}.{k}.")]
-    return problems
+            for k, item in items:
+                if isinstance(item, BaseModel):
+                    yield from _paths(item, f"{key}.{k}.")
 
 
 def _read_text(path: Path) -> str:

@@ -217,6 +217,19 @@ def _number(text: str) -> float | None:
     return number if np.isfinite(number) else None
 
 
+def manifest_file(source: str | os.PathLike) -> Path:
+    """``source`` as the path of a manifest file that is there.
+
+    Raises:
+        ManifestError: no such file, or a folder.
+    """
+    path = Path(source)
+    if not path.is_file():
+        what = "is a folder, not a manifest file" if path.is_dir() else "manifest file not found"
+        raise ManifestError([f"{what}: {path}"], source=str(path))
+    return path
+
+
 def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str | os.PathLike | None = None,
                   text_columns: Iterable[str] = (), label_columns: Iterable[str] = ()) -> Manifest:
     """Read a manifest file or wrap a DataFrame.
@@ -252,10 +265,7 @@ def read_manifest(source: str | os.PathLike | pd.DataFrame | Manifest, root: str
         raise ManifestError([f"expected a manifest file path (CSV, TSV, Parquet, JSONL) or a pandas DataFrame, got "
                              f"{type(source).__name__}" + (" (wrap rows in pd.DataFrame(...))"
                                                            if isinstance(source, list | dict) else "")])
-    path = Path(source)
-    if not path.is_file():
-        what = "is a folder, not a manifest file" if path.is_dir() else "manifest file not found"
-        raise ManifestError([f"{what}: {path}"], source=str(path))
+    path = manifest_file(source)
     fmt = READERS.get(path.suffix.lower())
     if fmt is None:
         raise ManifestError(

@@ -14,6 +14,7 @@ from polymodal.data.cells import is_empty
 from polymodal.data.manifest import Manifest
 from polymodal.errors import NotFittedError, SchemaMismatchError
 from polymodal.utils.io import python_scalar
+from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.warn import warn_user
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -297,8 +298,9 @@ class TargetEncoder:
     def _unseen_message(self, manifest: Manifest, unseen: list[tuple[int, Any]]) -> str:
         """The first unseen label with its row, then (a few of) the other rows holding one."""
         (row, value), others = unseen[0], unseen[1:]
+        meant = did_you_mean(value, self.classes) if isinstance(value, str) and not _is_number(value) else ""
         message = (f"{manifest.where(row)}: label {value!r} in column '{self.columns[0]}' was not seen in "
-                   f"{self.fitted_on}")
+                   f"{self.fitted_on}{meant}")
         if others:
             shown = "; ".join(f"{v!r} in {manifest.where(r)}" for r, v in others[:4])
             message += f"; {len(others)} more rows hold unseen labels: {shown}{' ...' if len(others) > 4 else ''}"

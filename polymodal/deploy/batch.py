@@ -29,7 +29,7 @@ import pandas as pd
 
 from polymodal.config.columns import csv_columns
 from polymodal.data.content_keys import manifest_key
-from polymodal.data.manifest import Manifest, read_manifest
+from polymodal.data.manifest import Manifest, manifest_file, read_manifest
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import OptionError, SchemaMismatchError
 from polymodal.estimator import PREDICT
@@ -139,7 +139,7 @@ def _predict_to_file(predictor: Any, data: DataSource, out: Path, *, chunk_rows:
     pipeline, _ = predictor.require_fitted()
     predictor.require(PREDICT, "predict")  # a model that makes no predictions: refused before any file is written
     # a file's content, not the table read from it (a kept column is read as text: the same file)
-    source_key = manifest_key(data) if isinstance(data, str | os.PathLike) else None
+    source_key = manifest_key(manifest_file(data)) if isinstance(data, str | os.PathLike) else None
     if keep and isinstance(data, str | os.PathLike):  # kept as written: an id 00123 stays 00123, not 123.0
         columns = csv_columns(predictor.config)
         data = read_manifest(data, text_columns=[*columns["text_columns"], *(c for c in keep if c not in

@@ -88,8 +88,9 @@ def classification_metrics(logits: np.ndarray, target: np.ndarray, n_classes: in
     elif out["auroc"] is None and len(absent):
         names = [classes[k] for k in absent] if classes is not None else absent.tolist()
         out["note"] = (f"auroc is undefined: no row of class(es) {', '.join(map(repr, names[:10]))}"
-                       f"{' ...' if len(names) > 10 else ''} (one-vs-rest AUROC needs a row of every class); "
-                       "macro_f1 scores a class predicted here that has no row as 0")
+                       f"{' ...' if len(names) > 10 else ''} (one-vs-rest AUROC needs a row of every class)")
+        if np.isin(pred, absent).any():
+            out["note"] += "; macro_f1 scores a class predicted here that has no row as 0"
     if classes is not None:
         out["classes"] = [c.item() if isinstance(c, np.generic) else c for c in classes]
     matrix = confusion_matrix(target, pred, labels=labels)

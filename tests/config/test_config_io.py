@@ -89,6 +89,16 @@ def test_relative_paths_of_a_dict_resolve_against_the_working_folder_and_are_sav
         load_config(data, check_files=True)  # named by key, as for a file
 
 
+def test_a_missing_model_folder_is_one_problem_under_the_key_the_user_wrote(tmp_path):
+    """The hf encoder's folder is also its text's tokenizer_path: reported once, as encoder.path."""
+    data = {"task": "classification", "target": "label",
+            "modalities": {"report": {"kind": "text", "column": "report",
+                                      "encoder": {"name": "hf", "path": "models/minilm"}}}}
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path / "c.yaml", yaml.safe_dump(data)), check_files=True)
+    assert info.value.problems == [f"modalities.report.encoder.path: not found: {tmp_path / 'models' / 'minilm'}"]
+
+
 def test_json_config_file(tmp_path):
     data = yaml.safe_load(RICH_YAML)
     config = load_config(write(tmp_path / "sub" / "c.json", json.dumps(data)))

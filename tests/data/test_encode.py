@@ -46,6 +46,15 @@ def test_on_error_raise_names_file_row_and_reason(tmp_path):
     assert "not a recognised image format" in message
 
 
+def test_an_empty_file_is_said_to_be_empty_not_in_its_decoders_words(tmp_path):
+    path = write_multimodal_manifest(tmp_path, broken_images=(3,))
+    (tmp_path / "images" / "3.png").write_bytes(b"")
+    with pytest.raises(DecodeError) as info:
+        pipeline("raise").fit(read_manifest(path))
+    assert info.value.row == 3 and info.value.modality == "img"
+    assert str(info.value).endswith(f"file {tmp_path.resolve() / 'images' / '3.png'}: the file is empty (0 bytes)")
+
+
 def test_on_error_skip_drops_the_row_and_lists_it(tmp_path):
     path = write_multimodal_manifest(tmp_path, broken_images=(3, 7))
     table, targets = pipeline("skip").fit(read_manifest(path))

@@ -77,6 +77,17 @@ def test_unseen_labels_name_every_row_that_holds_one():
                                "unseen labels: 'seven' in DataFrame row 4; known labels: [0, 1, 2]")
 
 
+def test_an_unseen_label_that_differs_in_case_names_the_one_likely_meant():
+    enc = fit(["normal", "pneumonia"])
+    with pytest.raises(SchemaMismatchError, match=r"label 'Pneumonia' in column 'y' was not seen in training \(did "
+                                                  r"you mean 'pneumonia'\?\); known labels"):
+        enc.encode(read_manifest(pd.DataFrame({"y": ["normal", "Pneumonia"]})))
+    numbers = fit(["1", "0"])
+    with pytest.raises(SchemaMismatchError) as info:  # '10' is no misspelt '1'
+        numbers.encode(read_manifest(pd.DataFrame({"y": ["10"]})))
+    assert "did you mean" not in str(info.value)
+
+
 def test_a_column_of_numbers_or_of_text_alone_gives_no_warning(recwarn):
     fit([0, 1, 1])
     fit(["cat", "dog"])

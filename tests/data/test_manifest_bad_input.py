@@ -343,6 +343,9 @@ def test_did_you_mean_stays_quiet_without_a_likely_name():
 
     assert did_you_mean("image", ["label", "audio"]) == ""
     assert did_you_mean("Image", ["image", "images"]) == " (did you mean 'image'?)"  # case before spelling
+    assert did_you_mean("temp", ["crp", "temperature"]) == " (did you mean 'temperature'?)"  # an abbreviation
+    assert did_you_mean("temp", ["temperature", "temporal_site"]) == ""  # two it may abbreviate: neither named
+    assert did_you_mean("te", ["temperature"]) == ""  # too short to say
 
 
 def test_dates_and_numbers_past_float_range_in_a_numeric_column_are_named_not_a_crash():

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from polymodal.deploy.batch import parts_folder, predict_to_file
-from polymodal.errors import OptionError, SchemaMismatchError
+from polymodal.errors import ManifestError, OptionError, SchemaMismatchError
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -151,6 +151,8 @@ def test_bad_output_and_manifest_are_refused_before_work(trained, dataset, tmp_p
     bad = dataset["frame"].iloc[:3].drop(columns=["image", "audio", "text", "x1", "color"])
     with pytest.raises(SchemaMismatchError, match="none of this model's modality columns"):
         predict_to_file(predictor, bad, tmp_path / "p.csv")
+    with pytest.raises(ManifestError, match=f"manifest file not found: {tmp_path / 'nope.csv'}"):  # as evaluate says
+        predict_to_file(predictor, tmp_path / "nope.csv", tmp_path / "p.csv")
     assert not parts_folder(tmp_path / "p.csv").exists()
 
 

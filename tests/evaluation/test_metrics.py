@@ -83,6 +83,8 @@ def test_macro_f1_scores_the_classes_present_not_those_absent_from_targets_and_p
     wrong = np.array([0, 0, 1, 1, 2, 3])  # one row predicted as class 3, which no row is
     out = classification_metrics(np.eye(5)[wrong] * 5, target, 5)
     assert out["macro_f1"] == pytest.approx((1 + 1 + 2 / 3 + 0) / 4)  # class 3 counts: a false positive
+    assert "macro_f1 scores a class predicted here that has no row as 0" in out["note"]
+    assert "macro_f1" not in perfect["note"]  # no class without rows was predicted: nothing to say of it
 
 
 def test_an_undefined_auroc_names_the_classes_without_rows_and_the_matrix_is_labelled():

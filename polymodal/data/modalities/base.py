@@ -46,6 +46,16 @@ class ArraySpec:
     dtype: str
 
 
+def said_empty(err: DecodeError) -> DecodeError:
+    """``err``, or, when its file holds no bytes at all, an error that says so: the decoder's own
+    reason ("not a recognised image format", "reading magic string") hides the plain cause."""
+    try:
+        empty = err.path is not None and Path(err.path).stat().st_size == 0
+    except OSError:
+        empty = False
+    return DecodeError("the file is empty (0 bytes)", path=err.path) if empty else err
+
+
 class Preprocessor(ABC):
     """Base class; subclasses register against their modality config class in PREPROCESSORS.
 
@@ -109,7 +119,7 @@ class Preprocessor(ABC):
                 samples.append(self.decode(value))
                 good.append(position)
             except DecodeError as err:
-                errors.append((position, err))
+                errors.append((position, said_empty(err)))
         return good, samples, errors
 
     def transform(self, values: Sequence[Any], train: bool = False) -> dict[str, torch.Tensor]:
