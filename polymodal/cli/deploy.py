@@ -112,33 +112,32 @@ def _with_int8(folder: Path, run: Path, quantize: bool) -> Path:
 
 def check_runs_export(run: Path) -> None:
     """Refuse ``run/export`` when it was made from another model than the run's own (a run trained
-    again into its folder keeps its older export); warn where the export predates the record that
-    tells. The run's fingerprint is read from its weight file's header; a run saved before it was
-    recorded there is loaded to compute it."""
+    again into its folder keeps its older export, as one whose threshold was set since does:
+    :func:`~polymodal.deploy.runtime.exported_from_other_model`, which ``Runtime.load`` warns
+    with); warn where the export predates the record that tells. The run's fingerprint is read
+    from its weight file's header; a run saved before it was recorded there is loaded to compute it."""
     import json
 
     from polymodal.deploy.errors import ExportError
-    from polymodal.run_files import MODEL_FILE, saved_fingerprint
+    from polymodal.deploy.runtime import export_command, exported_from_other_model, stale_export
     from polymodal.utils.warn import warn_user
 
     folder = run / EXPORT_DIR
     meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-    recorded = meta.get("model_fingerprint")
     _warn_on_error_unrecorded(run, folder, meta)
-    if recorded is None:
+    if meta.get("model_fingerprint") is None:
         warn_user(f"{folder} records no fingerprint of the model it was exported from (an export by polymodal before "
                   f"2026-12-06), so it cannot be checked against {run}'s model: export the run again "
                   f"('polymodal export {run}') if it was trained since")
         return
-    current = saved_fingerprint(run / MODEL_FILE) if (run / MODEL_FILE).is_file() else None
-    if current is None:  # a run saved before its weights recorded it: the model computes it
+    other = exported_from_other_model(meta, run)
+    if other is None:  # a run saved before its weights recorded it: the model computes it
         from polymodal.predictor import MultimodalPredictor
 
-        current = MultimodalPredictor.load(run).model_fingerprint()
-    if recorded != current:
-        raise ExportError(f"{folder} was exported from another model than {run}'s (the run was trained "
-                          f"again, or its decision or anomaly threshold set, since): export it again with 'polymodal export {run}' (with --data and "
-                          "--quantize as before), or serve the export folder itself to serve the older model")
+        other = exported_from_other_model(meta, run, MultimodalPredictor.load(run).model_fingerprint())
+    if other:
+        raise ExportError(f"{stale_export(folder, run)}: export it again with {export_command(folder, run, meta)} "
+                          "(with --data as before), or serve the export folder itself to serve the older model")
 
 
 def _warn_on_error_unrecorded(run: Path, folder: Path, meta: dict) -> None:

@@ -48,13 +48,24 @@ class RequestError(PolymodalError, ValueError):
         status: the HTTP status the service answers with (400, 413, 415, 422).
         code: a short machine-readable reason (``too_large``, ``unsupported_type``...).
         field: the modality or form field at fault, or None for the whole request.
+        row: the index of the row at fault in the rows given to the runtime, or None; the message
+            then starts with it (``row 3: ...``).
+        reason: the message without the row.
     """
 
-    def __init__(self, message: str, *, status: int = 400, code: str = "bad_request", field: str | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, *, status: int = 400, code: str = "bad_request", field: str | None = None,
+                 row: int | None = None):
+        super().__init__(message if row is None else f"row {row}: {message}")
+        self.reason = message
         self.status = status
         self.code = code
         self.field = field
+        self.row = row
+
+    def in_row(self, row: int) -> RequestError:
+        """This error, about row ``row`` of the rows given to the runtime."""
+        return RequestError(self.reason, status=self.status, code=self.code, field=self.field, row=row)
 
     def to_json(self) -> dict[str, object]:
-        return {"error": {"code": self.code, "message": str(self), "field": self.field}}
+        """The service's answer: the message without the row (a request is one row)."""
+        return {"error": {"code": self.code, "message": self.reason, "field": self.field}}

@@ -200,17 +200,14 @@ def _runtime_feeds(runtime: Any, head: Manifest, rows: list[dict[str, Any]], num
 
     try:
         return runtime.transform(rows)
-    except RequestError:
-        for row, number in zip(rows, numbers):  # which one: the batch's error names no row
-            try:
-                runtime.transform([row])
-            except RequestError as err:
-                value = row.get(err.field) if err.field else None
-                named = f" ({value})" if isinstance(value, str) and len(value) < 300 else ""
-                modality = f", modality '{err.field}'{named}" if err.field else ""
-                raise ExportError(f"the numpy runtime cannot read {head.where(number)}{modality}, which training "
-                                  f"read: {err}") from None
-        raise
+    except RequestError as err:
+        if err.row is None:
+            raise
+        value = rows[err.row].get(err.field) if err.field else None
+        named = f" ({value})" if isinstance(value, str) and len(value) < 300 else ""
+        modality = f", modality '{err.field}'{named}" if err.field else ""
+        raise ExportError(f"the numpy runtime cannot read {head.where(numbers[err.row])}{modality}, which training "
+                          f"read: {err.reason}") from None
 
 
 def latency(run: Any, feeds: Mapping[str, np.ndarray], repeats: int = 20) -> float:

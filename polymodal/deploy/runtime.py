@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import numpy as np
 from polymodal.deploy.errors import ExportError, RequestError, first_line, onnxruntime_errors
 from polymodal.deploy.features import FEATURES, Features
 from polymodal.errors import MissingDependencyError
+from polymodal.run_files import EXPORT_DIR, MODEL_FILE, saved_fingerprint
 from polymodal.utils.scores import (
     against_reference,
     coalition_values,
@@ -78,6 +79,38 @@ def run_graph(session: Any, names: Sequence[str], feeds: Mapping[str, np.ndarray
     return np.concatenate([session.run(["outputs"], {n: feeds[n][i:i + 1] for n in names})[0] for i in range(count)])
 
 
+def exported_from_other_model(meta: Mapping[str, Any], run: Path, current: str | None = None) -> bool | None:
+    """Whether an export (``meta``: its ``deploy.json``) holds another model than ``run``'s: the run
+    was trained again, or its decision or anomaly threshold set (``polymodal threshold``), since.
+    Compares the model fingerprint the export records with ``current``, the run's (None: the one
+    its weights record in their header, read without torch).
+
+    Returns:
+        None where it cannot tell: the export records no fingerprint (exported before 2026-12-06),
+        or ``current`` is None and the run has no weights recording one (a run saved before they
+        did: its loaded model computes it, ``model_fingerprint()``).
+    """
+    recorded = meta.get("model_fingerprint")
+    current = saved_fingerprint(run / MODEL_FILE) if current is None else current
+    if recorded is None or current is None:
+        return None
+    return recorded != current
+
+
+def stale_export(folder: Path, run: Path) -> str:
+    """What is wrong with export ``folder`` of another model than ``run``'s (:func:`exported_from_other_model`)."""
+    return (f"{folder} was exported from another model than {run}'s (the run was trained again, or its decision or "
+            "anomaly threshold set, since)")
+
+
+def export_command(folder: Path, run: Path, meta: Mapping[str, Any]) -> str:
+    """The command that writes export ``folder`` (``meta``: its ``deploy.json``) of ``run`` again,
+    quoted: ``'polymodal export RUN [--out FOLDER] [--quantize]'``."""
+    out = "" if folder == run / EXPORT_DIR else f" --out {folder}"
+    quantize = " --quantize" if meta["graph"].get("quantized_file") is not None else ""
+    return f"'polymodal export {run}{out}{quantize}'"
+
+
 def given(value: Any) -> bool:
     """Whether a row's value holds its modality: not None, a blank string, NaN, or a table whose
     cells are all empty (what training reads as a missing modality)."""
@@ -121,6 +154,13 @@ class Runtime:
                 one row at a time (its activations are quantised per call: see :func:`run_graph`).
             threads: onnxruntime intra-op threads (None: its default).
 
+        Warns:
+            UserWarning: the export sits in a run folder whose model it no longer is (the run was
+                trained again, or its threshold set with ``polymodal threshold``, since it was
+                exported: :func:`exported_from_other_model`, which ``polymodal serve`` refuses),
+                naming the command that exports it again. An export with no run beside it (copied
+                elsewhere) has nothing to be compared with.
+
         Raises:
             ExportError: the export has no such graph, is of a later format than this runtime
                 reads, or onnxruntime cannot load it.
@@ -152,6 +192,10 @@ class Runtime:
         except onnxruntime_errors() as err:
             raise ExportError(f"onnxruntime cannot load {graph}: {first_line(err)}; write the export again with "
                               f"'polymodal export RUN'") from err
+        run = folder.parent
+        if exported_from_other_model(meta, run):
+            warn_user(f"{stale_export(folder, run)}: this runtime predicts as that model did, not as the run now "
+                      f"does; export it again with {export_command(folder, run, meta)} (with --data as before)")
         return cls(folder, meta, session, quantized=quantized)
 
     # -- preprocessing ------------------------------------------------------------------------
@@ -162,29 +206,55 @@ class Runtime:
         return given(row.get(name)) and self.features[name].holds(row[name])
 
     def check_row(self, row: Row, index: int = 0) -> None:
+        """Refuse row ``index`` where it names a modality the model does not have, a value its
+        modality never reads (:meth:`Features.check`: a table's unknown columns, as the service
+        refuses them), or gives no modality to predict from.
+
+        Raises:
+            RequestError: naming the row (its ``row``), and the modality at fault.
+        """
         unknown = sorted(set(row) - set(self.names))
         if unknown:
-            raise RequestError(f"row {index}: unknown modalities {unknown}; this model has {self.names}",
-                               code="unknown_field", field=unknown[0])
+            raise RequestError(f"unknown modalities {unknown}; this model has {self.names}",
+                               code="unknown_field", field=unknown[0], row=index)
+        for name, value in row.items():
+            if value is not None:
+                self.in_row(index, self.features[name].check, value)
         if not any(self.present(n, row) for n in self.names):
             unread = [f"modality '{n}', {note}" for n in self.names if given(row.get(n))
                       for note in self.features[n].notes(row[n])]
             if unread:
-                raise RequestError(f"row {index}: no modality left to predict from: {'; '.join(unread)}",
-                                   code="missing_input")
-            raise RequestError(f"row {index}: no modality given; send at least one of {self.names}",
-                               code="missing_input")
+                raise RequestError(f"no modality left to predict from: {'; '.join(unread)}", code="missing_input",
+                                   row=index)
+            raise RequestError(f"no modality given; send at least one of {self.names}", code="missing_input",
+                               row=index)
+
+    @staticmethod
+    def in_row(index: int, step: Callable[[Any], Any], value: Any) -> Any:
+        """``step(value)`` (a modality's check or decode of row ``index``'s value), its refusal
+        naming the row: ``row 3: modality 'scan' (image): cannot read file 'x.png': ...``."""
+        try:
+            return step(value)
+        except RequestError as err:
+            raise err.in_row(index) from None
 
     def transform(self, rows: Sequence[Row]) -> dict[str, np.ndarray]:
-        """Graph feeds for a batch of rows: every modality's arrays plus its presence mask."""
+        """Graph feeds for a batch of rows: every modality's arrays plus its presence mask.
+
+        Raises:
+            RequestError: a row the model cannot read (:meth:`check_row`), or a value its modality
+                cannot decode (a file that cannot be read...), naming the row.
+        """
         for i, row in enumerate(rows):
             self.check_row(row, i)
         feeds: dict[str, np.ndarray] = {}
         for name in self.names:
+            features = self.features[name]
             present = np.asarray([self.present(name, row) for row in rows], bool)
-            arrays = self.features[name].empty(len(rows))
+            arrays = features.empty(len(rows))
             if present.any():
-                got = self.features[name].transform([row[name] for row, held in zip(rows, present) if held])
+                held = np.flatnonzero(present).tolist()
+                got = features.featurize([self.in_row(i, features.decode, rows[i][name]) for i in held])
                 for key, value in got.items():
                     arrays[key][present] = value
             feeds.update({f"{name}.{key}": value for key, value in arrays.items()})

@@ -455,7 +455,8 @@ def test_a_failed_check_on_the_recorded_manifest_names_it(trained, dataset, tmp_
 
 def test_an_input_the_runtime_refuses_that_training_read_is_named_with_its_row_and_file(trained, dataset, tmp_path,
                                                                                         monkeypatch):
-    """The runtime decodes a batch at once; its refusal names no row. The check finds it."""
+    """The runtime decodes a batch at once; its refusal names the row in the batch, which the check
+    names in the manifest (its own 'row k' of the batch left out)."""
     import pandas as pd
 
     from polymodal.deploy.errors import RequestError
@@ -478,6 +479,7 @@ def test_an_input_the_runtime_refuses_that_training_read_is_named_with_its_row_a
     message = str(info.value)
     assert f"the numpy runtime cannot read test.csv row {third} (line {third + 2})" in message, message
     assert "modality 'audio'" in message and refused in message and "not a readable audio file" in message
+    assert "read: row " not in message
     assert not (tmp_path / "exp").exists()
 
 

@@ -420,3 +420,107 @@ def test_an_unreadable_number_is_refused_unless_on_error_is_missing(exported, tm
         runtime.transform([{"notes": "red", "labs": {"x1": ">200", "color": "red"}}])
     assert raised.value.code == "bad_input" and raised.value.status == 422
     assert runtime.notes({"labs": {"x1": ">200"}}) == []
+
+
+def test_a_tables_unknown_column_is_refused_naming_the_row_the_modality_and_the_columns(runtime):
+    """A misspelt column ('temprature') was ignored and the real one imputed without a word, where
+    the service refused it: both now refuse it by the one rule (``TabularFeatures.check``)."""
+    allowed = "allowed ['x1', 'color']"
+    with pytest.raises(RequestError, match=re.escape(f"row 1: tabular modality 'labs' has no columns ['colour'] (did "
+                                                     f"you mean 'color'?); {allowed}")) as info:
+        runtime.predict_proba([{"notes": "red"}, {"notes": "red", "labs": {"x1": 1.0, "colour": "red"}}])
+    assert (info.value.code, info.value.status, info.value.field, info.value.row) == ("unknown_field", 422, "labs", 1)
+    # a table holding nothing but unknown columns, empty ones too (which would read as an absent table)
+    with pytest.raises(RequestError, match=re.escape(f"row 0: tabular modality 'labs' has no columns ['height', "
+                                                     f"'x2']; {allowed}")):
+        runtime.predict([{"notes": "red", "labs": {"x2": 3, "height": None}}])
+    assert runtime.notes({"labs": {"x1": 1.0, "color": "red"}}) == []  # the known columns: nothing to say
+
+
+def test_a_file_that_cannot_be_read_is_refused_naming_the_row_the_modality_and_the_path(runtime, tmp_path):
+    """A missing file gave a bare FileNotFoundError; an empty one 'not a recognised image'."""
+    missing, empty, bad_wav = tmp_path / "nope.png", tmp_path / "empty.png", tmp_path / "bad.wav"
+    empty.write_bytes(b"")
+    bad_wav.write_bytes(b"RIFF not really a wave file")
+    cases = [({"image": str(missing)}, f"modality 'image' (image): cannot read file '{missing}': No such file or "
+                                       "directory", "bad_input"),
+             ({"image": missing}, f"modality 'image' (image): cannot read file '{missing}': No such file or "
+                                  "directory", "bad_input"),
+             ({"image": str(empty)}, f"modality 'image' (image): cannot read file '{empty}': empty file (0 bytes)",
+              "empty_file"),
+             ({"image": b""}, "modality 'image' (image): cannot read the file given: empty file (0 bytes)",
+              "empty_file"),
+             ({"image": str(tmp_path)}, f"modality 'image' (image): cannot read file '{tmp_path}': Is a directory",
+              "bad_input"),
+             ({"audio": str(tmp_path / "nope.wav")}, f"modality 'audio' (audio): cannot read file "
+                                                     f"'{tmp_path / 'nope.wav'}': No such file or directory", "bad_input"),
+             ({"audio": str(bad_wav)}, "modality 'audio' (audio): not a readable audio file (WAV, FLAC, OGG)",
+              "unsupported_type")]
+    for row, said, code in cases:
+        with pytest.raises(RequestError) as info:
+            runtime.predict_proba([{"notes": "red"}, {"notes": "blue", **row}])
+        assert str(info.value) == f"row 1: {said}"
+        assert (info.value.row, info.value.field, info.value.code) == (1, next(iter(row)), code)
+
+
+def test_a_signal_or_video_path_that_names_nothing_is_refused_naming_it(tmp_path):
+    from polymodal.deploy.features import has_av
+
+    with pytest.raises(RequestError, match=re.escape(f"modality 'vib' (signal): cannot read file "
+                                                     f"'{tmp_path / 'nope.npy'}': No such file or directory")):
+        _signal(1).decode(str(tmp_path / "nope.npy"))
+    if has_av():  # a container or frame folder's path that names nothing: not 'unreadable or corrupt video'
+        from polymodal.deploy.features import VideoFeatures
+
+        video = VideoFeatures("clip", {"preprocess": {"size": 8, "color": "gray", "resize": "stretch", "frames": 2,
+                                                      "max_frames": 10, "max_pixels": 10_000, "sampling": "uniform",
+                                                      "stride": 1}, "state": {}, "inputs": {}})
+        for name in ("nope.mp4", "frames"):
+            with pytest.raises(RequestError, match=re.escape(f"modality 'clip' (video): cannot read file "
+                                                             f"'{tmp_path / name}': No such file or directory")):
+                video.decode(str(tmp_path / name))
+
+
+def test_a_runs_export_made_before_its_threshold_was_set_again_warns_when_loaded(tmp_path, one_thread):
+    """``polymodal threshold RUN --score 0.9`` rewrites the run; its export/ keeps the old threshold,
+    and a runtime loaded from it predicted with that without a word (serve refuses it). It warns,
+    with the command that exports the run again; a copy of the export with no run beside it loads
+    silently."""
+    import shutil
+    import warnings
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from polymodal import MultimodalPredictor
+    from polymodal.cli import app
+    from polymodal.deploy.export import export_run
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 48)
+    frame = pd.DataFrame({"x1": y + rng.normal(0, 0.5, 48), "label": y})
+    cfg = {"task": "classification", "target": "label",
+           "modalities": {"labs": {"kind": "tabular", "columns": ["x1"], "encoder": {"dim": 4, "hidden": [8]}}},
+           "head": {"name": "mlp", "hidden": [8]},
+           "train": {"epochs": 1, "batch_size": 16, "seed": 0, "progress": False, "num_workers": 0}}
+    run = tmp_path / "run"
+    predictor = MultimodalPredictor.from_config(cfg).fit(frame.iloc[:32], frame.iloc[32:], out=run)
+    export_run(predictor, run / "export", data=frame.iloc[32:], rows=8, quantize=True)
+    shutil.copytree(run / "export", run / "mine")  # exported with --out RUN/mine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Runtime.load(run / "export").meta.get("threshold") is None  # the export is the run's: nothing to say
+    result = CliRunner().invoke(app, ["threshold", str(run), "--score", "0.9"])
+    assert result.exit_code == 0, result.output
+    assert MultimodalPredictor.load(run).pipeline.targets.threshold == 0.9
+    stale = (f"was exported from another model than {run}'s (the run was trained again, or its decision or anomaly "
+             "threshold set, since): this runtime predicts as that model did")
+    with pytest.warns(UserWarning, match=re.escape(f"{run / 'export'} {stale}") + ".*" +
+                      re.escape(f"export it again with 'polymodal export {run} --quantize'")):
+        assert Runtime.load(run / "export").meta.get("threshold") is None  # still the old model's decision
+    with pytest.warns(UserWarning, match=re.escape(f"'polymodal export {run} --out {run / 'mine'} --quantize'")):
+        Runtime.load(run / "mine")
+    elsewhere = shutil.copytree(run / "export", tmp_path / "elsewhere")  # no run beside it: nothing to compare
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Runtime.load(elsewhere)

@@ -28,7 +28,7 @@ Accepted values per kind:
 from __future__ import annotations
 
 from polymodal.deploy.features.audio import AudioFeatures, audio_seconds, read_wav, stft_power
-from polymodal.deploy.features.base import NPY_MAGIC, Features, read_bytes
+from polymodal.deploy.features.base import NPY_MAGIC, Features
 from polymodal.deploy.features.image import ImageFeatures
 from polymodal.deploy.features.signal import SignalFeatures
 from polymodal.deploy.features.tabular import TabularFeatures
@@ -47,5 +47,5 @@ FEATURES: dict[str, type[Features]] = {cls.kind: cls for cls in (ImageFeatures, 
                                                                  TabularFeatures, SignalFeatures, VideoFeatures)}
 
 __all__ = ["FEATURES", "NPY_MAGIC", "VIDEO_SIGNATURES", "AudioFeatures", "Features", "ImageFeatures", "SignalFeatures",
-           "TabularFeatures", "TextFeatures", "VideoFeatures", "audio_seconds", "has_av", "is_video", "read_bytes",
-           "read_wav", "require_av", "stft_power", "video_container", "video_path"]
+           "TabularFeatures", "TextFeatures", "VideoFeatures", "audio_seconds", "has_av", "is_video", "read_wav",
+           "require_av", "stft_power", "video_container", "video_path"]

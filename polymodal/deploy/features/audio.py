@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from polymodal.deploy.errors import ExportError, RequestError
-from polymodal.deploy.features.base import AMIN, Features, read_bytes
+from polymodal.deploy.features.base import AMIN, Features
 from polymodal.deploy.features.video import is_video, require_av, video_path
 from polymodal.errors import DecodeError, MissingDependencyError, OversizedInputError
 from polymodal.utils.signals import fit_length, resample
@@ -96,9 +96,14 @@ class AudioFeatures(Features):
             raise self.fail(f"an array of samples needs its sample rate: give (samples, sample_rate); got an array "
                             f"of shape {value.shape} alone", "bad_input")
         elif is_video(value):
+            self.check_path(value)
             samples, rate = self.sound_track(value)
         else:
-            samples, rate = read_wav(read_bytes(value))
+            data = self.file_bytes(value)
+            try:
+                samples, rate = read_wav(data)
+            except RequestError as err:  # said of the bytes alone: the modality named
+                raise self.fail(err.reason, err.code, err.status) from None
         return samples, rate
 
     def decode(self, value: Any) -> tuple[np.ndarray, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,13 +13,6 @@ from polymodal.deploy.errors import RequestError
 
 AMIN = 1e-10
 NPY_MAGIC = b"\x93NUMPY"
-
-
-def read_bytes(value: Any) -> bytes:
-    """File content from bytes or a path."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    return Path(str(value)).read_bytes()
 
 
 class Features:
@@ -51,6 +45,42 @@ class Features:
     def transform(self, values: Sequence[Any]) -> dict[str, np.ndarray]:
         """The arrays of ``values`` (all present): each decoded, then featurized together."""
         return self.featurize([self.decode(v) for v in values])
+
+    def check(self, value: Any) -> None:
+        """Refuse what the modality never reads before anything is decoded (a table's unknown
+        columns): the one rule of the runtime's rows and the service's requests; nothing by default."""
+
+    def file_bytes(self, value: Any) -> bytes:
+        """A file's content: ``value`` itself (bytes), or the file its path names.
+
+        Raises:
+            RequestError: the path names no file that can be read (none, a folder, no permission),
+                or the file is empty; its path is named.
+        """
+        if isinstance(value, bytes | bytearray | memoryview):
+            data, where = bytes(value), "the file given"
+        else:
+            where = f"file '{value}'"
+            try:
+                data = Path(str(value)).read_bytes()
+            except OSError as err:
+                raise self.unreadable(value, err) from None
+        if not data:
+            raise self.fail(f"cannot read {where}: empty file (0 bytes)", "empty_file")
+        return data
+
+    def check_path(self, value: Any) -> None:
+        """Refuse a path (``value`` a string or path, not bytes nor an array) that names nothing, as
+        :meth:`file_bytes` does, where a decoder opens it itself (a video, or its frame folder)."""
+        if isinstance(value, str | os.PathLike):
+            try:
+                os.stat(value)
+            except OSError as err:
+                raise self.unreadable(value, err) from None
+
+    def unreadable(self, path: Any, err: OSError) -> RequestError:
+        """The refusal of a file that cannot be read: ``cannot read file 'x.png': No such file or directory``."""
+        return self.fail(f"cannot read file '{path}': {err.strerror or err}")
 
     def holds(self, value: Any) -> bool:
         """Whether ``value`` (given: not blank) holds anything this modality reads; every kind but a

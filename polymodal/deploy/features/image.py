@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from polymodal.deploy.features.base import Features, read_bytes
+from polymodal.deploy.features.base import Features
 from polymodal.errors import MissingDependencyError
 from polymodal.utils.images import EXIF_FORMATS, converted_and_resized, to_8bit
 
@@ -28,7 +28,7 @@ class ImageFeatures(Features):
                 raise self.fail(f"expected a uint8 (H, W) or (H, W, C) array; got {array.dtype} {value.shape}")
             image = Image.fromarray(array)
         else:
-            image = self.open(read_bytes(value))
+            image = self.open(self.file_bytes(value))
             if image.format in EXIF_FORMATS:
                 image = ImageOps.exif_transpose(image)
             image = to_8bit(image)  # 16-bit scans and float images, as in training

@@ -14,7 +14,7 @@ import numpy as np
 
 from polymodal.deploy.errors import content_start
 from polymodal.deploy.features.audio import stft_power
-from polymodal.deploy.features.base import NPY_MAGIC, Features, read_bytes
+from polymodal.deploy.features.base import NPY_MAGIC, Features
 from polymodal.errors import DecodeError
 from polymodal.utils.npy import npy_from_bytes, read_npy
 from polymodal.utils.signal_csv import is_csv_text, non_finite_reason, pick_channels, read_csv_signal
@@ -48,10 +48,7 @@ class SignalFeatures(Features):
             raise self.fail(f"expected {ACCEPTED}; got a {type(value).__name__}")
         else:
             source = "" if isinstance(value, bytes | bytearray | memoryview) else f" (file {value})"
-            try:
-                data = read_bytes(value)
-            except OSError as err:
-                raise self.fail(f"cannot read the signal file{source}: {err.strerror or err}", "bad_input") from None
+            data = self.file_bytes(value)
             if data.startswith(NPY_MAGIC):
                 try:
                     array = npy_from_bytes(data)

@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from polymodal.deploy.errors import RequestError
 from polymodal.deploy.features.base import Features
+from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.values import blank, normalize_category, number
 
 
@@ -26,6 +28,23 @@ class TabularFeatures(Features):
         self.lookup = {c: {v: i + 1 for i, v in enumerate(cats)} for c, cats in self.state["categories"].items()}
         # an export from before preprocess.normalize_categories keyed categories as written
         self.normalize = self.cfg.get("normalize_categories", "none")
+
+    def check(self, value: Any) -> None:
+        """Refuse a table's columns the model does not have (a misspelt ``'temprature'`` would
+        otherwise be dropped and its column imputed without a word), empty ones too.
+
+        Raises:
+            RequestError: (422 ``unknown_field``) naming the columns, the closest one where one is
+                misspelt, and the columns allowed.
+        """
+        if not isinstance(value, Mapping):  # not a table: decode says what is wrong
+            return
+        columns = self.numeric + self.categorical
+        unknown = sorted(map(str, set(value) - set(columns)))
+        if unknown:
+            hint = did_you_mean(unknown[0], columns) if len(unknown) == 1 else ""
+            raise RequestError(f"tabular modality '{self.name}' has no columns {unknown}{hint}; allowed {columns}",
+                               status=422, code="unknown_field", field=self.name)
 
     def unreadable(self, value: Any) -> str | None:
         """Why a numeric cell is no finite number (``must be numeric; got '>200'``), or None."""

@@ -135,6 +135,7 @@ class VideoFeatures(Features):
                     raise self.fail(f"not a video container ({', '.join(n for _, _, n in VIDEO_SIGNATURES)}) nor a "
                                     f".npy clip; got {len(value):,} bytes starting with {content_start(value)}",
                                     "unsupported_type", 415)
+                self.check_path(value)  # a container's or a frame folder's
                 with video_path(value) as path:
                     frames = read_frames(path, self.pick, self.max_frames, load_npy, by_time,
                                          max_pixels=self.max_pixels, convert=self.frame.from_pil)
