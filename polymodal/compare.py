@@ -82,6 +82,12 @@ def _warn_in_sample(chosen: list[str], ranked: str | None, runs: int) -> None:
               "FILE' for each run on one manifest")
 
 
+def aligned_model(align: Any) -> str:
+    """A retrieval run's ``model`` cell: its alignment objective, with its positives when they are
+    same-label rows (``align contrastive (label positives)``; pairs go unsaid, the default)."""
+    return f"align {align.objective}" + (" (label positives)" if align.positives == "label" else "")
+
+
 def _predicted(config: Config) -> tuple[str, tuple[str, ...]]:
     """What a run predicts, equal for runs whose metrics measure the same thing: its task and its
     target columns (in any order: an average over them does not depend on it)."""
@@ -90,10 +96,10 @@ def _predicted(config: Config) -> tuple[str, tuple[str, ...]]:
 
 def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: str | None = None) -> pd.DataFrame:
     """One row per run folder, best first, for a look across experiments (AutoGluon's leaderboard):
-    its task, target column(s), modalities, model, epochs, parameters (and how many trained: a
-    frozen pretrained encoder's are counted, not trained), training time and the metrics its
-    ``metrics.json`` holds for ``split`` (``valid`` or ``test``; None: ``test`` when every run has
-    one, else ``valid``), ranked by the task's headline metric when the runs predict the same
+    its task, target column(s), modalities, model (:func:`aligned_model` for a retrieval run),
+    epochs, parameters (the saved network's) and how many trained (a frozen pretrained encoder's
+    are counted, not trained), training time and the metrics its ``metrics.json`` holds for
+    ``split`` (``valid`` or ``test``; None: ``test`` when every run has one, else ``valid``), ranked by the task's headline metric when the runs predict the same
     target(s) (``r2`` for regression of several: unit-free), or by ``by`` (a metric of the table,
     ``auroc`` or ``valid_auroc``; best first by its direction). Where a regression run has several
     targets, every regression run also gets each target's own figures
@@ -146,7 +152,7 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
         info, scores = results.info, results.metrics.get(split, {})
         metrics = [m for m in (*TASK_METRICS[config.task].monitors, *COMPARED.get(config.task, ())) if m != "loss"]
         model = (f"scorer {config.anomaly.scorer if config.anomaly else 'autoencoder'}" if config.task == "anomaly"
-                 else f"align {config.align.objective}" if config.task == "retrieval" and config.align
+                 else aligned_model(config.align) if config.task == "retrieval" and config.align
                  else f"{config.fusion.name} + {config.head.name}")
         own = _per_target_scores(config, scores) if several else {}
         rows.append({"run": name, "task": config.task, "target": "+".join(config.targets) or None,

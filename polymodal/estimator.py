@@ -100,6 +100,13 @@ class Estimator:
         (see :meth:`require`); it may depend on the config's task."""
         return {}
 
+    @property
+    def unlabelled_advice(self) -> str:
+        """What an evaluation refused for a manifest without the target column advises instead:
+        what this estimator does with unlabelled rows (a predictor's predictions; a subclass whose
+        model makes none says what it offers)."""
+        return "to predict unlabelled rows use 'polymodal predict' (predict_frame in Python)"
+
     def __init__(self, config: Config | dict[str, Any] | str | os.PathLike):
         """``config``: a :class:`~polymodal.config.Config`, a dict or a YAML/JSON file's path
         (validated as :func:`~polymodal.config.load_config` does)."""
@@ -426,7 +433,8 @@ class Estimator:
 
         Raises:
             ManifestError: ``require_target`` (an evaluation) and ``data`` lacks a target column:
-                named, with prediction as what scores unlabelled rows; or any other problem.
+                named, with what to do with unlabelled rows instead (:attr:`unlabelled_advice`); or
+                any other problem.
             SchemaMismatchError: ``modalities`` names one the model does not have (with the
                 name most likely meant).
         """
@@ -439,9 +447,8 @@ class Estimator:
             unlabelled = [problem for column in self.config.targets if column not in data.columns
                           for problem in target_problems(data, column, self.config.task)]
             if unlabelled:
-                raise ManifestError([f"{problem}: evaluating scores predictions against it; to predict unlabelled "
-                                     "rows use 'polymodal predict' (predict_frame in Python)" for problem in unlabelled],
-                                    source=data.name)
+                raise ManifestError([f"{problem}: evaluating scores predictions against it; {self.unlabelled_advice}"
+                                     for problem in unlabelled], source=data.name)
         return pipeline.read(data, require_target=require_target, modalities=names)
 
     def encode_data(self, data: DataSource, *, require_target: bool, modalities: Iterable[str] | None = None,

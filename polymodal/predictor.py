@@ -91,6 +91,15 @@ class MultimodalPredictor(Estimator):
             return {}
         return dict.fromkeys((PREDICT, SUBSETS, ROBUSTNESS, EXPLAIN, EXPORT), _EMBEDS_ONLY)
 
+    @property
+    def unlabelled_advice(self) -> str:
+        """A ``task: retrieval`` model predicts nothing: unlabelled rows are scored as pairs, each
+        query's own row the one hit (see :meth:`Estimator.unlabelled_advice`)."""
+        if PREDICT not in self.unsupported:
+            return super().unlabelled_advice
+        return ("to score retrieval without labels (a hit is the query's own row) use 'polymodal evaluate RUN --data "
+                "FILE --retrieval --hits pair' (evaluate_retrieval(data, by='pair') in Python)")
+
     @classmethod
     def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> MultimodalPredictor:
         """From a YAML/JSON file, a dict or a Config (validated; see ``polymodal config check``).

@@ -20,19 +20,33 @@ from polymodal.config.align import aligned_modalities
 from polymodal.config.modalities import modality_columns
 from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
+from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import ManifestError, SchemaMismatchError
 from polymodal.estimator import EMBEDDINGS
 from polymodal.predictor import MultimodalPredictor
 from polymodal.utils.io import write_table
+from polymodal.utils.suggest import did_you_mean
+from polymodal.utils.warn import warn_user
 
 Kind = Literal["embedding", "encoder", "input"]
 KINDS = ("embedding", "encoder", "input")
 
 
-def check_aligned(predictor: MultimodalPredictor, modality: str) -> None:
+MODALITY = "modality= (--modality)"  # how errors name the modality of embed, index build, retrieve, zero-shot
+
+
+def check_aligned(predictor: MultimodalPredictor, modality: str, given: str = MODALITY) -> None:
     """Raise unless ``modality`` has a projection into the predictor's shared space (an estimator
-    that can have none, an anomaly detector, says so with what to use instead)."""
+    that can have none, an anomaly detector, says so with what to use instead).
+
+    Args:
+        given: the argument and option that named ``modality``, as the errors begin
+            (``query= (--query)``); a name the model lacks is followed by the one likely meant.
+
+    Raises:
+        SchemaMismatchError: no shared space, an unknown modality or one outside the space.
+    """
     predictor.require(EMBEDDINGS)
     names = aligned_modalities(predictor.config)
     if not names:
@@ -41,9 +55,28 @@ def check_aligned(predictor: MultimodalPredictor, modality: str) -> None:
     if modality not in names:
         known = list(predictor.config.modalities)
         if modality not in known:
-            raise SchemaMismatchError(f"this model has no modality '{modality}'; its modalities are {known}, of "
-                                      f"which it embeds (aligns) {names}")
-        raise SchemaMismatchError(f"modality '{modality}' is not aligned; this model embeds {names}")
+            raise SchemaMismatchError(f"{given}: this model has no modality '{modality}'{did_you_mean(modality, known)}; "
+                                      f"its modalities are {known}, of which it embeds (aligns) {names}")
+        raise SchemaMismatchError(f"{given}: modality '{modality}' is not aligned; this model embeds {names}")
+
+
+def warn_left_out(manifest: Manifest, table: EncodedTable, modality: str, columns: list[str]) -> None:
+    """Warn how many rows of ``table`` (read from ``manifest``) hold no ``modality`` and are left
+    out of what is computed from it (embeddings, queries, a gallery), and how many of those had a
+    file that could not be read (listed with the skipped files); nothing when every row holds it.
+
+    Args:
+        columns: the modality's manifest column(s), as the warning names them.
+    """
+    present = table.modalities[modality].present
+    missing = int((~present).sum())
+    if missing == 0:
+        return
+    unreadable = len({s.row for s in table.skipped if s.modality == modality})
+    why = f"column(s) {columns} empty" + (f", or for {unreadable} of them a file that could not be read (listed "
+                                         "with the skipped files)" if unreadable else "")
+    warn_user(f"{missing} of {len(present)} rows of {manifest.name} hold no '{modality}' ({why}): they are left "
+              f"out, and the other {len(present) - missing} embedded")
 
 
 def _run(predictor: MultimodalPredictor, table: EncodedTable, fn: Callable[[dict], torch.Tensor]) -> np.ndarray:
@@ -86,8 +119,9 @@ def input_vectors(table: EncodedTable, modality: str) -> np.ndarray:
 
 
 def embed_rows(predictor: MultimodalPredictor, data: DataSource, modality: str, kind: Kind = "embedding",
-               *, labelled: bool = False) -> pd.DataFrame:
-    """One vector per manifest row that holds ``modality`` (rows without it are left out).
+               *, labelled: bool = False, warn: bool = True) -> pd.DataFrame:
+    """One vector per manifest row that holds ``modality``; rows without it are left out, with a
+    warning that counts them (:func:`warn_left_out`).
 
     Args:
         kind: ``embedding``: the L2-normalised shared-space embedding (needs ``align``);
@@ -96,6 +130,8 @@ def embed_rows(predictor: MultimodalPredictor, data: DataSource, modality: str, 
 
         labelled: index a DataFrame's rows by its own index (as ``predict_proba`` does) rather
             than by row number (what metrics that look rows up by position need).
+        warn: warn about the rows left out; off where a caller embeds rows another call of its
+            own already warned about (the linear-CCA baseline beside the model's evaluation).
 
     Returns:
         (N, D) float32 values indexed by manifest row, columns ``e0 .. e{D-1}``.
@@ -110,11 +146,13 @@ def embed_rows(predictor: MultimodalPredictor, data: DataSource, modality: str, 
     if kind == "embedding":
         check_aligned(predictor, modality)
     manifest, table = predictor.encode_data(data, require_target=False, modalities=[modality])
-    table = table.select(table.modalities[modality].present)
-    if len(table) == 0:
-        columns = modality_columns(predictor.config.modalities[modality])
+    columns = modality_columns(predictor.config.modalities[modality])
+    if not table.modalities[modality].present.any():
         raise SchemaMismatchError(f"no row of {manifest.name} holds modality '{modality}' (column(s) {columns} are "
                                   f"empty or absent in all {len(manifest)} rows); nothing to embed")
+    if warn:
+        warn_left_out(manifest, table, modality, columns)
+    table = table.select(table.modalities[modality].present)
     if kind == "input":
         values = input_vectors(table, modality)
     else:  # a frozen encoder with ``cache: true`` is served from its feature store

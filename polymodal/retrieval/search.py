@@ -190,7 +190,7 @@ def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: Dat
         same_modality: allow queries of the index's own modality (image -> image search with a
             query set apart from the gallery). Off by default: queries that are the gallery's own
             rows would each find themselves first (score 1.0), as would any query whose input
-            the gallery holds.
+            the gallery holds. Refused for queries of another modality, where it does nothing.
         id_column: the queries' column naming each query (default: the manifest row number, or a
             DataFrame's own index); ids must be unique and non-empty.
         keep: the queries' columns shown beside each hit, as ``query_<column>``.
@@ -203,18 +203,24 @@ def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: Dat
     Raises:
         SchemaMismatchError: the index was built by another model, has another width, no query
             row holds ``modality``, or ``id_column`` is not a column.
-        OptionError: the index holds ``modality`` itself, without ``same_modality``.
+        OptionError: the index holds ``modality`` itself, without ``same_modality``; or
+            ``same_modality`` with queries of a modality other than the index's.
         ManifestError: a DataFrame of queries has repeated or empty index values (results would
             not say which query they answer).
     """
     check_aligned(predictor, modality)
-    if index.meta.get("modality") == modality and not same_modality:  # the gallery's own rows would find themselves
+    held = index.meta.get("modality")
+    if held == modality and not same_modality:  # the gallery's own rows would find themselves
         others = [name for name in aligned_modalities(predictor.config) if name != modality]
         raise OptionError([f"modality= (--modality): the index holds '{modality}' items, and queries of '{modality}' "
                            f"too would each find their own row first (score 1.0) if they are the gallery's rows: "
                            f"retrieval is across modalities unless you say the queries are a set apart from the "
                            f"gallery with same_modality=True (--same-modality); else query it with another of "
                            f"{others}, or build the index over another modality"])
+    if same_modality and held != modality:  # an option that would do nothing is refused, not ignored
+        holds = f"holds '{held}' items" if held is not None else "records no modality (EmbeddingIndex.build)"
+        raise OptionError([f"same_modality= (--same-modality): allows queries of the index's own modality, and the "
+                           f"index {holds} while the queries are '{modality}': it does nothing here; drop it"])
     check_index_model(predictor, index, run)
     if id_column is not None:  # a mistyped column is named before any query is embedded
         row_ids(queries, np.arange(0), id_column, "")
@@ -344,9 +350,9 @@ def _directions(predictor: MultimodalPredictor, query: str | None, gallery: str 
     names = aligned_modalities(predictor.config)
     if not names:  # the same message as embedding from such a model
         check_aligned(predictor, query or gallery or "")
-    for name in (query, gallery):  # the same messages as embed, index build and retrieve
+    for name, given in ((query, "query= (--query)"), (gallery, "gallery= (--gallery)")):  # as embed, retrieve say it
         if name is not None:
-            check_aligned(predictor, name)
+            check_aligned(predictor, name, given)
     if query is not None and gallery is not None:
         if query == gallery:  # each query would find its own row first
             raise OptionError([f"gallery= (--gallery): '{gallery}' is also the query modality; retrieval is scored "
@@ -441,6 +447,9 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
                  dim: int = 64, pca: int | None = 256, ks: Sequence[int] = DEFAULT_KS) -> dict[str, dict[str, Any]]:
     """:func:`evaluate_retrieval` for linear CCA fitted on ``train``'s paired rows.
 
+    Rows without a modality are left out without a warning of their own: the model's evaluation
+    of ``data`` (:func:`evaluate_retrieval`) counts them, and CCA fits on the paired rows.
+
     Args:
         features: ``auto`` (the default: per modality, a frozen pretrained encoder's features,
             else the preprocessed inputs; see :func:`baseline_features`), ``encoder`` (the
@@ -448,7 +457,8 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
             features, so the baseline is then not independent of the model) or ``input`` (the
             preprocessed inputs, flattened). A modality without numeric inputs, such as text,
             has no ``input`` features: its directions are left out of the result, with one warning.
-        dim, pca: see :class:`~polymodal.retrieval.cca.LinearCca`.
+        dim, pca: see :class:`~polymodal.retrieval.cca.LinearCca` (its PCA is seeded: one draw of
+            a randomised solver on views wider than their rows).
 
     Returns:
         Per direction, as :func:`evaluate_retrieval`, plus ``features``: what CCA was fitted on
@@ -471,11 +481,11 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
             if name not in train_features and name not in lacking:
                 kind, used[name] = baseline_features(predictor, name, features)
                 try:
-                    train_features[name] = embed_rows(predictor, train, name, kind)
+                    train_features[name] = embed_rows(predictor, train, name, kind, warn=False)  # CCA: paired rows
                 except NoInputFeatures:
                     lacking.append(name)
                     continue
-                test_features[name] = embed_rows(predictor, data, name, kind)
+                test_features[name] = embed_rows(predictor, data, name, kind, warn=False)  # the model's rows: said there
         if q in lacking or g in lacking:
             skipped.append(f"{q}->{g}")
             continue

@@ -23,7 +23,7 @@ Classes = Sequence[str] | Mapping[str, str | Sequence[str]]
 def text_side(predictor: MultimodalPredictor, text_modality: str | None) -> str:
     """The aligned text modality that embeds class prompts (the only one, unless named)."""
     if text_modality is not None:
-        check_aligned(predictor, text_modality)
+        check_aligned(predictor, text_modality, "text_modality= (--text-modality)")
         if predictor.config.modalities[text_modality].kind != "text":
             raise SchemaMismatchError(f"modality '{text_modality}' is of kind "
                                       f"'{predictor.config.modalities[text_modality].kind}', not 'text'")

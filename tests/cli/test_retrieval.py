@@ -433,3 +433,99 @@ def test_evaluate_retrieval_refuses_the_options_of_the_other_modes(setup, option
     args = [o.format(**setup) for o in options]
     assert_user_error(invoke("evaluate", setup["run"], "--data", setup["test"], "--retrieval", *args), message)
     assert sorted(setup["root"].rglob("*")) == before
+
+
+def test_evaluate_without_the_target_points_a_retrieval_run_to_pair_hits_not_predict(setup, tmp_path) -> None:
+    """predict refuses a retrieval run, so an unlabelled manifest's advice is the retrieval
+    evaluation by pairs, which then runs."""
+    unlabelled = tmp_path / "unlabelled.csv"
+    pd.read_csv(setup["test"]).drop(columns="label").to_csv(unlabelled, index=False)
+    result = invoke("evaluate", setup["run"], "--data", unlabelled)
+    assert_user_error(result, "target column 'label' is not in unlabelled.csv", "to score retrieval without labels (a "
+                      "hit is the query's own row) use 'polymodal evaluate RUN --data FILE --retrieval --hits pair' "
+                      "(evaluate_retrieval(data, by='pair') in Python)")
+    assert "polymodal predict" not in result.stderr
+    followed = invoke("evaluate", setup["run"], "--data", unlabelled, "--retrieval", "--hits", "pair", "--no-cca", "--json")
+    assert followed.exit_code == 0 and json.loads(followed.stdout)["model"]["x->caption"]["hits"] == "pair"
+
+
+def test_retrieve_refuses_same_modality_with_queries_of_another_modality(setup, tmp_path) -> None:
+    index = tmp_path / "idx"
+    assert invoke("index", "build", setup["run"], "--data", setup["test"], "--modality", "caption", "--out",
+                  index).exit_code == 0
+    assert_user_error(invoke("retrieve", setup["run"], "--index", index, "--query", setup["test"], "--modality", "x",
+                             "--same-modality", "--out", tmp_path / "hits.csv"),
+                      "same_modality= (--same-modality): allows queries of the index's own modality, and the index "
+                      "holds 'caption' items while the queries are 'x': it does nothing here; drop it")
+    assert not (tmp_path / "hits.csv").exists()
+
+
+def test_rows_without_the_query_modality_are_counted_in_one_warning_by_every_command(setup, tmp_path) -> None:
+    """retrieve printed 'for 20 queries' of 30 rows, embed wrote 20 rows, evaluate scored 20 queries,
+    none saying that 10 rows had no 'x'."""
+    import warnings
+
+    gaps = tmp_path / "gaps.csv"
+    pd.read_csv(setup["test"]).assign(x0=lambda f: f["x0"].mask(f.index < 10)).assign(
+        x1=lambda f: f["x1"].mask(f.index < 10)).to_csv(gaps, index=False)
+    said = "10 of 30 rows of gaps.csv hold no 'x' (column(s) ['x0', 'x1'] empty): they are left out, and the other 20 embedded"
+    index = tmp_path / "idx"
+    assert invoke("index", "build", setup["run"], "--data", setup["test"], "--modality", "caption", "--out",
+                  index).exit_code == 0
+    commands = {"embed": ("embed", setup["run"], "--data", gaps, "--modality", "x", "--out", tmp_path / "e.parquet"),
+                "retrieve": ("retrieve", setup["run"], "--index", index, "--query", gaps, "--modality", "x", "--out",
+                             tmp_path / "hits.csv"),
+                "evaluate": ("evaluate", setup["run"], "--data", gaps, "--retrieval", "--json",
+                             "--cca-features", "encoder")}
+    for name, command in commands.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = invoke(*command)
+        assert result.exit_code == 0, result.output
+        notes = [str(w.message) for w in caught if "hold no" in str(w.message)]
+        assert notes == [said], (name, notes)  # evaluate's CCA baseline scores the same rows: said once
+    assert "for 20 queries" in invoke(*commands["retrieve"]).stdout
+
+
+@pytest.mark.parametrize("command, option", [
+    (["embed", "--data", "{test}", "--out", "{root}/e.parquet", "--modality"], "modality= (--modality)"),
+    (["index", "build", "--data", "{test}", "--out", "{root}/idx_bad", "--modality"], "modality= (--modality)"),
+    (["zero-shot", "--data", "{test}", "--classes", "red,green", "--modality"], "modality= (--modality)"),
+    (["zero-shot", "--data", "{test}", "--classes", "red,green", "--modality", "x", "--text-modality"],
+     "text_modality= (--text-modality)"),
+    (["evaluate", "--data", "{test}", "--retrieval", "--no-cca", "--query"], "query= (--query)"),
+    (["evaluate", "--data", "{test}", "--retrieval", "--no-cca", "--gallery"], "gallery= (--gallery)"),
+])
+def test_an_unknown_modality_names_its_option_and_the_one_likely_meant(setup, command, option) -> None:
+    args = [c.format(**setup) for c in command]
+    if args[0] == "index":
+        args.insert(2, str(setup["run"]))
+    else:
+        args.insert(1, str(setup["run"]))
+    assert_user_error(invoke(*args, "Caption"), f"{option}: this model has no modality 'Caption' (did you mean "
+                                                "'caption'?); its modalities are ['x', 'caption']")
+
+
+def test_retrieve_names_an_unknown_modality_with_its_option(setup, tmp_path) -> None:
+    index = tmp_path / "idx"
+    assert invoke("index", "build", setup["run"], "--data", setup["test"], "--modality", "caption", "--out",
+                  index).exit_code == 0
+    assert_user_error(invoke("retrieve", setup["run"], "--index", index, "--query", setup["test"], "--modality", "X"),
+                      "modality= (--modality): this model has no modality 'X' (did you mean 'x'?)")
+
+
+def test_compare_tells_alignment_runs_apart_by_positives(setup, tmp_path) -> None:
+    """Every alignment run showed 'align contrastive': label positives are named. Parameters are
+    the saved network's (the learnable temperature trains beside it, and is not kept)."""
+    pair = tmp_path / "pair"
+    config = copy.deepcopy(CONFIG)
+    config["align"]["positives"] = "pair"
+    config["train"]["epochs"] = 1
+    predictor = MultimodalPredictor.from_config(config).fit(setup["train"], setup["valid"], out=pair)
+    result = invoke("compare", setup["run"], pair, "--json")
+    assert result.exit_code == 0, result.output
+    records = {r["run"]: r for r in json.loads(result.stdout)}
+    assert records[str(setup["run"])]["model"] == "align contrastive (label positives)"
+    assert records[str(pair)]["model"] == "align contrastive"
+    network = sum(p.numel() for p in predictor.net.parameters())
+    assert records[str(pair)]["parameters"] == records[str(pair)]["trainable"] == network

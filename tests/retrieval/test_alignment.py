@@ -552,7 +552,7 @@ def test_identical_gallery_rows_are_warned_about_once(contrastive, pairs) -> Non
         predictor.evaluate_retrieval(copied.assign(tag=np.arange(62) % 60), by="label", labels="tag")
 
 
-def test_distinct_inputs_embedded_alike_are_blamed_on_the_model_not_the_data(contrastive, pairs, monkeypatch) -> None:
+def test_distinct_inputs_embedded_alike_are_blamed_on_the_model_not_the_data(contrastive, pairs) -> None:
     """A projection that maps every 'b' row onto one point (a collapsed embedding) ties rows
     whose inputs differ: the warning says the model collapsed them, not that the data repeats
     rows (the copied row counts too: its other twins differ from it)."""
@@ -564,13 +564,72 @@ def test_distinct_inputs_embedded_alike_are_blamed_on_the_model_not_the_data(con
         def forward(self, pooled: torch.Tensor) -> torch.Tensor:
             return torch.ones(len(pooled), 16)
 
-    monkeypatch.setattr(predictor.net.projections.heads, "b", Collapsed())
+    # put back by hand: monkeypatch.setattr reads a module's child as absent (it is no instance
+    # attribute) and deleted it at teardown, breaking the module's shared predictor for later tests
+    heads = predictor.net.projections.heads
+    kept, heads["b"] = heads["b"], Collapsed()
     copied = pd.concat([pairs["test"], pairs["test"].iloc[[0]]], ignore_index=True)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        predictor.evaluate_retrieval(copied, query="a", gallery="b")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            predictor.evaluate_retrieval(copied, query="a", gallery="b")
+    finally:
+        heads["b"] = kept
     notes = [str(w.message) for w in caught if "identically" in str(w.message) or "identical embeddings" in str(w.message)]
     assert len(notes) == 1, notes
     assert notes[0].startswith("the model embeds different inputs identically ('b': 61 of 61 rows share their vector "
                                "with another row whose input differs)"), notes[0]
     assert "partly collapsed" in notes[0] and "remove repeated rows" not in notes[0]
+
+
+def test_same_modality_with_queries_of_another_modality_is_refused(contrastive, pairs) -> None:
+    """same_modality allows queries of the index's own modality; with another it would do nothing."""
+    predictor, _ = contrastive
+    index = build_index(predictor, pairs["test"], "b")
+    with pytest.raises(OptionError, match="same_modality= \\(--same-modality\\): allows queries of the index's own "
+                                          "modality, and the index holds 'b' items while the queries are 'a': it "
+                                          "does nothing here; drop it"):
+        retrieve(predictor, index, pairs["test"], "a", same_modality=True)
+    unnamed = EmbeddingIndex.build(predictor.embed(pairs["test"], "b").to_numpy(), meta={"model": index.meta["model"]})
+    with pytest.raises(OptionError, match="same_modality= \\(--same-modality\\): .* the index records no modality"):
+        retrieve(predictor, unnamed, pairs["test"], "a", same_modality=True)
+
+
+def test_rows_without_the_modality_are_left_out_with_one_warning_that_counts_them(contrastive, pairs) -> None:
+    """embed, retrieve and evaluate_retrieval say how many rows lacked the modality (once per
+    modality); the linear-CCA baseline, which scores the same rows, does not say it again."""
+    import warnings
+
+    predictor, _ = contrastive
+    gaps = pairs["test"].copy()
+    gaps.loc[:9, [f"a{i}" for i in range(DIM)]] = np.nan  # rows 0-9 hold no 'a'
+    said = "10 of 60 rows of DataFrame hold no 'a' \\(column\\(s\\) \\['a0', .*\\] empty\\): they are left out, and the other 50 embedded"
+    with pytest.warns(UserWarning, match=said):
+        assert len(predictor.embed(gaps, "a")) == 50
+    index = build_index(predictor, pairs["test"], "b")
+    with pytest.warns(UserWarning, match=said):
+        assert retrieve(predictor, index, gaps, "a", k=1)["query"].tolist() == list(range(10, 60))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor.evaluate_retrieval(gaps)
+        cca_baseline(predictor, pairs["train"], gaps)
+    notes = [str(w.message) for w in caught if "hold no" in str(w.message)]
+    assert notes == [notes[0]] and notes[0].startswith("10 of 60 rows of DataFrame hold no 'a'"), notes
+    with warnings.catch_warnings():  # every row holds the modality: nothing to say
+        warnings.simplefilter("error")
+        predictor.embed(pairs["test"], "a")
+
+
+def test_an_unknown_modality_names_the_argument_and_option_and_the_one_meant(contrastive, pairs) -> None:
+    predictor, _ = contrastive
+    index = build_index(predictor, pairs["test"], "b")
+    known = "its modalities are \\['a', 'b'\\], of which it embeds \\(aligns\\) \\['a', 'b'\\]"
+    for call, given in ((lambda: predictor.embed(pairs["test"], "A"), "modality= \\(--modality\\)"),
+                        (lambda: build_index(predictor, pairs["test"], "A"), "modality= \\(--modality\\)"),
+                        (lambda: retrieve(predictor, index, pairs["test"], "A"), "modality= \\(--modality\\)"),
+                        (lambda: predictor.evaluate_retrieval(pairs["test"], query="A"), "query= \\(--query\\)"),
+                        (lambda: predictor.evaluate_retrieval(pairs["test"], gallery="A"), "gallery= \\(--gallery\\)")):
+        with pytest.raises(SchemaMismatchError, match=f"^{given}: this model has no modality 'A' \\(did you mean "
+                                                      f"'a'\\?\\); {known}$"):
+            call()
+
