@@ -99,8 +99,9 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
     its task, target column(s), modalities, model (:func:`aligned_model` for a retrieval run),
     epochs, parameters (the saved network's) and how many trained (a frozen pretrained encoder's
     are counted, not trained), training time and the metrics its ``metrics.json`` holds for
-    ``split`` (``valid`` or ``test``; None: ``test`` when every run has one, else ``valid``), ranked by the task's headline metric when the runs predict the same
-    target(s) (``r2`` for regression of several: unit-free), or by ``by`` (a metric of the table,
+    ``split`` (``valid`` or ``test``; None: ``test`` when every run has one, else ``valid``),
+    ranked by the task's headline metric when the runs predict the same target(s) (``r2`` for
+    regression of several: unit-free), or by ``by`` (a metric of the table,
     ``auroc`` or ``valid_auroc``; best first by its direction). Where a regression run has several
     targets, every regression run also gets each target's own figures
     (``valid_rmse_per_target.rpm``; a run of one target: its own ``rmse``), which ``by`` may rank

@@ -57,6 +57,9 @@ class ManifestError(PolymodalError, ValueError):
         super().__init__(f"Invalid manifest{where} ({len(self.problems) + folded} problem(s)):\n{lines}{tail}")
 
 
+EMPTY_FILE = "the file is empty (0 bytes)"  # why a file of no bytes is refused, wherever it is read
+
+
 class DecodeError(PolymodalError, ValueError):
     """A file or inline value could not be decoded into a sample.
 

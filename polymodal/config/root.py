@@ -315,15 +315,18 @@ def _resolve_paths(model: BaseModel, base: Path) -> None:
 def missing_paths(model: BaseModel) -> list[str]:
     """``key.path: not found: /abs/path`` for every file or folder the config names (weights,
     word vectors, model folders, a teacher run, unlabelled data) that does not exist; folders a
-    run creates (``data.cache_dir``) are not looked for. A path named by several keys is reported
-    once, under the last: a value a section takes from another (the ``hf`` encoder's folder as
-    its text's ``tokenizer_path``) comes before the key the user wrote."""
-    found: dict[Path, str] = {}
+    run creates (``data.cache_dir``) are not looked for. A path named by several keys of one
+    modality is reported once, under the last: a value a modality takes from another of its keys
+    (the ``hf`` encoder's folder as its text's ``tokenizer_path``) comes before the key the user
+    wrote."""
+    found: dict[tuple[str, Path], str] = {}
     for key, value in _paths(model, ""):
         if key.rsplit(".", 1)[-1] != "cache_dir" and not value.exists():
-            found.pop(value, None)
-            found[value] = key
-    return [f"{key}: not found: {value}" for value, key in found.items()]
+            parts = key.split(".")
+            section = ".".join(parts[:2] if parts[0] == "modalities" else parts[:-1])
+            found.pop((section, value), None)
+            found[(section, value)] = key
+    return [f"{key}: not found: {value}" for (_, value), key in found.items()]
 
 
 def _paths(model: BaseModel, prefix: str) -> Iterator[tuple[str, Path]]:

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from polymodal.data.video_headers import check_complete, reported_frames
-from polymodal.errors import DecodeError, MissingDependencyError, OversizedInputError
+from polymodal.errors import EMPTY_FILE, DecodeError, MissingDependencyError, OversizedInputError
 from polymodal.utils.images import array_to_pil, pixels_to_8bit, to_8bit
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv"})
@@ -92,7 +92,7 @@ def _unopenable(path: str, err: Exception) -> str:
     except OSError:
         head = None
     if head == b"":
-        return "unreadable video: the file is empty (0 bytes)"
+        return f"unreadable video: {EMPTY_FILE}"
     hint = "a file cut short (an mp4 whose index is written last, interrupted while recording) reads so"
     if head is not None and head[4:8] != b"ftyp":  # not an mp4/mov start: it may not be a video at all
         hint += ", as does a file that is not a video"

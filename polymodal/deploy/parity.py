@@ -168,7 +168,7 @@ def check_runtime(predictor: Any, folder: Path, head: Manifest, table: EncodedTa
     encoded ``table`` (from the predictor's own preprocessing) the eager side runs."""
     from polymodal.deploy.runtime import Runtime
 
-    runtime = Runtime.load(folder)
+    runtime = Runtime.load(folder, check_run=False)  # the export being written, of the predictor in memory
     cells = manifest_rows(runtime, head, len(head))
     kept, positions = [], []
     for i, r in enumerate(int(r) for r in table.rows):  # rows that decoded (on_error: skip drops some)

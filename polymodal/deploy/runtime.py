@@ -146,13 +146,16 @@ class Runtime:
         self._one_threshold_said = False  # an export with one flag threshold for every row: said once
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, *, quantized: bool = False, threads: int | None = None) -> Runtime:
+    def load(cls, folder: str | os.PathLike, *, quantized: bool = False, threads: int | None = None,
+             check_run: bool = True) -> Runtime:
         """Open an export folder.
 
         Args:
             quantized: run ``model.int8.onnx`` (dynamic int8 weights) instead of ``model.onnx``,
                 one row at a time (its activations are quantised per call: see :func:`run_graph`).
             threads: onnxruntime intra-op threads (None: its default).
+            check_run: compare the export with the run folder it sits in (off where the caller
+                did, or where the folder is an export being written: the parity check's).
 
         Warns:
             UserWarning: the export sits in a run folder whose model it no longer is (the run was
@@ -193,9 +196,10 @@ class Runtime:
             raise ExportError(f"onnxruntime cannot load {graph}: {first_line(err)}; write the export again with "
                               f"'polymodal export RUN'") from err
         run = folder.parent
-        if exported_from_other_model(meta, run):
+        if check_run and exported_from_other_model(meta, run):
             warn_user(f"{stale_export(folder, run)}: this runtime predicts as that model did, not as the run now "
-                      f"does; export it again with {export_command(folder, run, meta)} (with --data as before)")
+                      f"does; to predict as the run does, export it again with {export_command(folder, run, meta)} "
+                      "(with --data as before)")
         return cls(folder, meta, session, quantized=quantized)
 
     # -- preprocessing ------------------------------------------------------------------------

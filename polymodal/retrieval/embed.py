@@ -68,15 +68,15 @@ def warn_left_out(manifest: Manifest, table: EncodedTable, modality: str, column
     Args:
         columns: the modality's manifest column(s), as the warning names them.
     """
-    present = table.modalities[modality].present
-    missing = int((~present).sum())
+    embedded = int(table.modalities[modality].present.sum())
+    missing = len(manifest) - embedded  # counted on the manifest: encoding drops rows once a file is skipped
     if missing == 0:
         return
     unreadable = len({s.row for s in table.skipped if s.modality == modality})
     why = f"column(s) {columns} empty" + (f", or for {unreadable} of them a file that could not be read (listed "
                                          "with the skipped files)" if unreadable else "")
-    warn_user(f"{missing} of {len(present)} rows of {manifest.name} hold no '{modality}' ({why}): they are left "
-              f"out, and the other {len(present) - missing} embedded")
+    warn_user(f"{missing} of {len(manifest)} rows of {manifest.name} hold no '{modality}' ({why}): they are left "
+              f"out, and the other {embedded} embedded")
 
 
 def _run(predictor: MultimodalPredictor, table: EncodedTable, fn: Callable[[dict], torch.Tensor]) -> np.ndarray:

@@ -97,6 +97,11 @@ def test_a_missing_model_folder_is_one_problem_under_the_key_the_user_wrote(tmp_
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path / "c.yaml", yaml.safe_dump(data)), check_files=True)
     assert info.value.problems == [f"modalities.report.encoder.path: not found: {tmp_path / 'models' / 'minilm'}"]
+    data["modalities"]["notes"] = {**data["modalities"]["report"], "column": "notes"}  # another modality: its own
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path / "c.yaml", yaml.safe_dump(data)), check_files=True)
+    assert sorted(p.split(":")[0] for p in info.value.problems) == ["modalities.notes.encoder.path",
+                                                                    "modalities.report.encoder.path"]
 
 
 def test_json_config_file(tmp_path):

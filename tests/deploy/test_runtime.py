@@ -446,9 +446,9 @@ def test_a_file_that_cannot_be_read_is_refused_naming_the_row_the_modality_and_t
                                        "directory", "bad_input"),
              ({"image": missing}, f"modality 'image' (image): cannot read file '{missing}': No such file or "
                                   "directory", "bad_input"),
-             ({"image": str(empty)}, f"modality 'image' (image): cannot read file '{empty}': empty file (0 bytes)",
+             ({"image": str(empty)}, f"modality 'image' (image): cannot read file '{empty}': the file is empty (0 bytes)",
               "empty_file"),
-             ({"image": b""}, "modality 'image' (image): cannot read the file given: empty file (0 bytes)",
+             ({"image": b""}, "modality 'image' (image): cannot read the file given: the file is empty (0 bytes)",
               "empty_file"),
              ({"image": str(tmp_path)}, f"modality 'image' (image): cannot read file '{tmp_path}': Is a directory",
               "bad_input"),
@@ -524,3 +524,9 @@ def test_a_runs_export_made_before_its_threshold_was_set_again_warns_when_loaded
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Runtime.load(elsewhere)
+    with warnings.catch_warnings():  # torch's exporter has its own deprecation warnings
+        warnings.simplefilter("error", UserWarning)
+        # an export of the model in memory, whose threshold differs from the saved run's: its parity
+        # check loads the export being written (a temporary folder in the run) without a word of it
+        predictor.set_threshold(0.8)
+        export_run(predictor, run / "export2", data=frame.iloc[32:], rows=8)

@@ -620,6 +620,30 @@ def test_rows_without_the_modality_are_left_out_with_one_warning_that_counts_the
         predictor.embed(pairs["test"], "a")
 
 
+def test_rows_left_out_are_counted_when_a_file_could_not_be_read_too(tmp_path) -> None:
+    """Once a file is skipped, encoding drops every row with no modality present: the rows with an
+    empty cell were gone from the table before they were counted, and nothing was said of them."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(40):
+        np.save(tmp_path / f"s{i}.npy", rng.normal(size=32).astype(np.float32))
+        rows.append({"a0": float(rng.normal()), "a1": float(rng.normal()), "v": f"s{i}.npy"})
+    frame = pd.DataFrame(rows)
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    config = {"task": "retrieval", "modalities": {
+        "a": {"kind": "tabular", "columns": ["a0", "a1"], "encoder": {"dim": 8, "hidden": [8]}},
+        "v": {"kind": "signal", "column": "v", "preprocess": {"length": 32}, "encoder": {"name": "cnn1d", "dim": 8}}},
+        "align": {"objective": "contrastive", "dim": 8}, "data": {"on_error": "missing"}, "report": {"rows": 0},
+        "train": {"epochs": 1, "batch_size": 16, "seed": 0, "progress": False, "num_workers": 0}}
+    predictor = MultimodalPredictor.from_config(config).fit(tmp_path / "train.csv", tmp_path / "train.csv")
+    frame.loc[0, "v"], frame.loc[1, "v"] = None, "bad.npy"  # an empty cell; a file that cannot be read
+    (tmp_path / "bad.npy").write_bytes(b"garbage")
+    frame.to_csv(tmp_path / "test.csv", index=False)
+    with pytest.warns(UserWarning, match=r"2 of 40 rows of test.csv hold no 'v' \(column\(s\) \['v'\] empty, or for 1 "
+                                         r"of them a file that could not be read .*the other 38 embedded"):
+        assert len(predictor.embed(tmp_path / "test.csv", "v")) == 38
+
+
 def test_an_unknown_modality_names_the_argument_and_option_and_the_one_meant(contrastive, pairs) -> None:
     predictor, _ = contrastive
     index = build_index(predictor, pairs["test"], "b")

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from polymodal.errors import DecodeError
+from polymodal.errors import EMPTY_FILE, DecodeError
 from polymodal.registry import Registry
 from polymodal.utils.io import atomic_write, atomic_write_json
 
@@ -53,7 +53,7 @@ def said_empty(err: DecodeError) -> DecodeError:
         empty = err.path is not None and Path(err.path).stat().st_size == 0
     except OSError:
         empty = False
-    return DecodeError("the file is empty (0 bytes)", path=err.path) if empty else err
+    return DecodeError(EMPTY_FILE, path=err.path) if empty else err
 
 
 class Preprocessor(ABC):

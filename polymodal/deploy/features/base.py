@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from polymodal.deploy.errors import RequestError
+from polymodal.errors import EMPTY_FILE
 
 AMIN = 1e-10
 NPY_MAGIC = b"\x93NUMPY"
@@ -64,9 +65,9 @@ class Features:
             try:
                 data = Path(str(value)).read_bytes()
             except OSError as err:
-                raise self.unreadable(value, err) from None
+                raise self.unreadable_file(value, err) from None
         if not data:
-            raise self.fail(f"cannot read {where}: empty file (0 bytes)", "empty_file")
+            raise self.fail(f"cannot read {where}: {EMPTY_FILE}", "empty_file")
         return data
 
     def check_path(self, value: Any) -> None:
@@ -76,9 +77,9 @@ class Features:
             try:
                 os.stat(value)
             except OSError as err:
-                raise self.unreadable(value, err) from None
+                raise self.unreadable_file(value, err) from None
 
-    def unreadable(self, path: Any, err: OSError) -> RequestError:
+    def unreadable_file(self, path: Any, err: OSError) -> RequestError:
         """The refusal of a file that cannot be read: ``cannot read file 'x.png': No such file or directory``."""
         return self.fail(f"cannot read file '{path}': {err.strerror or err}")
 
