@@ -60,6 +60,8 @@ def test_the_quick_start_config_is_the_readme_one():
 
 def test_the_blocks_are_found():
     assert len(YAML_BLOCKS) >= 8 and len(blocks("python")) >= 4 and len(command_lines()) >= 40
+    inline = [words for _, words in inline_command_lines()]
+    assert len(inline) >= 50 and ["retrieve", "--same-modality"] in inline  # in docs/command-line.md's prose
     assert {"task", "target", "modalities"} <= set(BASE)
 
 
@@ -88,6 +90,24 @@ def command_lines() -> list[tuple[str, list[str]]]:
     return found
 
 
+def inline_command_lines() -> list[tuple[str, list[str]]]:
+    """(where, words after ``polymodal``) of every command in an inline code span of the prose:
+    `` `polymodal train --resume` ``, or `` `train --resume` `` where the first word names a
+    command (``[...]`` brackets and ``...`` removed)."""
+    names = set(typer.main.get_command(app).commands)
+    found = []
+    for path in DOCUMENTS:
+        text = path.read_text(encoding="utf-8")
+        prose = re.sub(r"```.*?```", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)  # lines kept
+        for match in re.finditer(r"`([^`\n]+)`", prose):
+            span = match.group(1).removeprefix("polymodal ")
+            if " " not in span or span.split(" ", 1)[0] not in names:
+                continue
+            where = f"{path.relative_to(ROOT)}:{prose.count(chr(10), 0, match.start()) + 1}"
+            found.append((where, shlex.split(span.replace("[", " ").replace("]", " ").replace("...", " "))))
+    return found
+
+
 def resolve(words: list[str]):
     """The (typer's click) command the words name, groups followed, and the words after its name."""
     command = typer.main.get_command(app)
@@ -96,7 +116,8 @@ def resolve(words: list[str]):
     return command, words
 
 
-COMMANDS = command_lines()
+BLOCK_COMMANDS = command_lines()  # whole command lines, which a reader runs as written
+COMMANDS = BLOCK_COMMANDS + inline_command_lines()
 
 
 def problems(words: list[str]) -> list[str]:
@@ -117,7 +138,7 @@ def test_command_line_names_real_commands_and_options(where, words):
 def test_datasets_prepared_exist():
     from polymodal.data.datasets import DATASETS
 
-    named = [(where, words[2]) for where, words in COMMANDS if words[:2] == ["datasets", "prepare"]]
+    named = [(where, words[2]) for where, words in BLOCK_COMMANDS if words[:2] == ["datasets", "prepare"]]
     assert len(named) >= 5
     for where, name in named:
         assert name in DATASETS, f"{where}: no built-in dataset '{name}'"
@@ -129,7 +150,7 @@ def test_a_document_prepares_another_dataset_into_a_folder_it_prepared_only_with
     av-digits into the quick start's 600 pairs) would stop its reader there."""
     prepared: dict[tuple[str, str], list[str]] = {}  # (document, --out) -> the first command's words
     clashes = []
-    for where, words in COMMANDS:
+    for where, words in BLOCK_COMMANDS:
         if words[:2] != ["datasets", "prepare"] or "--out" not in words:
             continue
         key = (where.split(":")[0], words[words.index("--out") + 1])
