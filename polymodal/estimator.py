@@ -400,7 +400,7 @@ class Estimator:
         require_rows(valid_table, valid_m, self.config.data.on_error, "validate on", "validation row(s)")
         valid_y = pipeline.encode_targets(valid_m, valid_table)
         if test_m is not None:
-            pipeline.targets.encode(test_m)
+            pipeline.check_test_targets(test_m)
         for manifest in (valid_m, test_m):  # read before the preprocessors learned the categories: checked now
             if manifest is not None:
                 pipeline.warn_unknown_categories(manifest, self.config.modality_names)

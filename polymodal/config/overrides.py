@@ -184,7 +184,9 @@ def naming_overrides(overrides: Mapping[str, Any] | None, source: str | None = N
     key given or under it, one at a section a key created (``--set trian.epochs`` makes a section
     ``trian``), one inside a section a new selector replaced (``--set fusion.name=late``: the
     file's settings of the old component are gone, and the message says so), and the problems
-    inside a modality (task) a key created, as one problem naming the one likely meant. When
+    inside a modality (task) a key created, as one problem naming the one likely meant. A problem
+    at a section holding keys ``--set`` gave (a check of several keys: ``unfreeze`` needs
+    ``freeze``) ends ``(with --set KEY, ...)``. When
     every problem comes from ``--set`` the error says so rather than blaming the file
     (``Invalid --set values for qs.yaml``). ``source``: the config file, when the error names none."""
     edits = Edits()
@@ -226,6 +228,8 @@ def _label_problems(problems: list[str], keys: list[str], edits: Edits) -> list[
             was = f"the file's settings of {name} {old!r}" if old is not None else "the file's settings of the section"
             out.append(f"--set {key}={new}: {problem}; a new {name} starts {replaced} from its defaults ({was} do "
                        f"not carry over): set the keys it needs with --set too")
+        elif inside := [key for key in keys if where and key.startswith(where + ".")]:  # a check of several keys
+            out.append(f"{problem} (with --set {', '.join(inside)})")
         else:
             out.append(problem)
     for path, (at, inside) in entries.items():

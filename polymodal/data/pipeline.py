@@ -288,6 +288,17 @@ class DataPipeline:
             return self.targets.encode_scorable(manifest, table.rows)
         return self.targets.encode(manifest, table.rows)
 
+    def check_test_targets(self, manifest: Manifest) -> None:
+        """Refuse, before the epochs, a test manifest whose main task's targets cannot be scored (a
+        class training never saw); a further task's (``tasks``) are left to the evaluation after
+        them, which leaves that task unscored with a warning (:meth:`encode_targets`).
+
+        Raises:
+            SchemaMismatchError: a label of the main task that training did not see.
+        """
+        main = self.targets.main if isinstance(self.targets, MultiTargetEncoder) else self.targets
+        main.encode(manifest)
+
     def dataset(self, table: EncodedTable, targets: np.ndarray | None = None, train: bool = False) -> MultimodalDataset:
         return MultimodalDataset(table, self.preprocessors, targets, train=train)
 

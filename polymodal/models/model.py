@@ -164,10 +164,11 @@ def build_encoders(config: Any, contexts: Mapping[str, Mapping[str, Any]]) -> di
         frozen = sum(p.numel() for p in encoder.parameters() if not p.requires_grad)
         if frozen and modality.encoder.freeze != "none" and not encoder.pretrained and not contexts[name].get("restore") \
                 and getattr(modality.encoder, "unfreeze", None) is None:
+            fix = ("set its 'weights', or freeze: none" if "weights" in type(modality.encoder).model_fields
+                   else "freeze: none, or an encoder that loads pretrained weights (docs/transfer.md)")
             warn_user(f"modalities.{name}.encoder.freeze: {modality.encoder.freeze!r} freezes {frozen} parameters of "
                       f"encoder '{modality.encoder.name}', whose weights are random (it loads no pretrained weights): "
-                      "they will not train. Fine for a random-features baseline; otherwise set its 'weights', or "
-                      "freeze: none")
+                      f"they will not train. Fine for a random-features baseline; otherwise {fix}")
         encoders[name] = encoder
     return encoders
 

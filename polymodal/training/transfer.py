@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
 from polymodal.config.transfer import DistillConfig, DomainConfig, UnlabeledConfig
+from polymodal.data.content_keys import manifest_key
 from polymodal.data.dataset import collate, drops_short_batch
 from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
@@ -103,7 +104,8 @@ def main_labels(targets: Any, encoded: np.ndarray) -> np.ndarray:
 
 def warn_if_evaluated(source: Any, evaluated: dict[str, Any]) -> None:
     """Warn when the unlabelled rows are rows the fit evaluates on (``evaluated``: the validation
-    and test manifests by name, None where absent; the same file, or an equal DataFrame): the model
+    and test manifests by name, None where absent; the same file or a copy of it, or an equal
+    DataFrame): the model
     trains on them, so their metrics are not those of unseen rows. Labels in an unlabelled
     manifest are otherwise ignored without a word (a labelled training set given as unlabelled
     rows is a normal set-up)."""
@@ -111,7 +113,8 @@ def warn_if_evaluated(source: Any, evaluated: dict[str, Any]) -> None:
 
     def same(a: Any, b: Any) -> bool:
         if isinstance(a, str | os.PathLike) and isinstance(b, str | os.PathLike):
-            return Path(a).resolve() == Path(b).resolve()
+            a, b = Path(a).resolve(), Path(b).resolve()
+            return a == b or (a.stat().st_size == b.stat().st_size and manifest_key(a) == manifest_key(b))
         return isinstance(a, pd.DataFrame) and isinstance(b, pd.DataFrame) and (a is b or a.equals(b))
 
     for split, data in evaluated.items():

@@ -99,6 +99,20 @@ def test_problems_at_keys_set_on_the_command_line_say_so(tmp_path):
         load_config(tmp_path / "fine.yaml", overrides={"train.epochs.x": 1})  # found while setting, not validating
 
 
+def test_a_check_of_several_keys_names_the_set_values_it_read(tmp_path):
+    """``unfreeze`` needs ``freeze`` set: a problem found at their section, of the file's freeze: 3
+    changed by ``--set ...freeze=none``, was blamed on the file alone."""
+    spec = classification_config()
+    spec["modalities"]["img"]["encoder"]["freeze"] = 1
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "c.yaml", overrides={"modalities.img.encoder.freeze": "none",
+                                                   "modalities.img.encoder.unfreeze": {"start": 1}, "train.epochs": 2})
+    (problem,) = info.value.problems
+    assert problem.startswith("modalities.img.encoder: unfreeze gradually trains frozen blocks")
+    assert problem.endswith("(with --set modalities.img.encoder.freeze, modalities.img.encoder.unfreeze)")
+
+
 def test_a_section_a_set_key_creates_is_named_by_that_key(tmp_path):
     """``--set trian.epochs=1`` made a section ``trian``, reported as the file's ``trian: unknown key``."""
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(classification_config()), encoding="utf-8")

@@ -230,7 +230,13 @@ def test_build_model_applies_each_encoder_freeze_setting():
     modalities = {name: {**m, "encoder": {**m["encoder"]}} for name, m in MODALITIES.items()}
     modalities["img"]["encoder"]["freeze"] = "all"
     modalities["sig"]["encoder"]["freeze"] = 1
-    net = build_model(load_config(config_dict({"name": "concat"}, {"name": "mlp"}, modalities)), CONTEXT, N_OUTPUTS)
+    with pytest.warns(UserWarning) as said:
+        net = build_model(load_config(config_dict({"name": "concat"}, {"name": "mlp"}, modalities)), CONTEXT, N_OUTPUTS)
+    random = [str(w.message) for w in said if "whose weights are random" in str(w.message)]
+    assert len(random) == 2 and random[0].startswith("modalities.img.encoder.freeze: 'all' freezes")
+    # a cnn has no 'weights' to set: the advice names what would load pretrained weights instead
+    assert all(m.endswith("otherwise freeze: none, or an encoder that loads pretrained weights (docs/transfer.md)")
+               for m in random)
     assert not any(p.requires_grad for p in net.encoders["img"].parameters())
     last_block = {id(p) for p in net.encoders["sig"].blocks()[-1].parameters()}
     assert {id(p) for p in net.encoders["sig"].parameters() if p.requires_grad} == last_block

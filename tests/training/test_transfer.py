@@ -406,6 +406,22 @@ def test_further_tasks_get_their_own_heads_metrics_and_columns(data, weighting, 
             pred.evaluate(test.drop(columns=["label"]))
 
 
+def test_a_test_manifest_with_a_class_a_further_task_never_saw_trains_and_leaves_that_task_unscored(data, tmp_path):
+    """train --test checked every task's labels before the epochs and refused a new speaker of a
+    further task, which the evaluation after them leaves unscored with a warning."""
+    cfg = config(epochs=1)
+    cfg["tasks"] = {"bright": {"task": "classification", "target": "tag_bright"}}
+    test = pd.read_csv(data["test"])
+    test["image"] = [str(data["root"] / p) if isinstance(p, str) else p for p in test["image"]]
+    test.loc[0, "tag_bright"] = 7  # a class that task never saw
+    with pytest.warns(UserWarning, match="tasks.bright is not scored on DataFrame"):
+        pred = MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], test=test)
+    assert "accuracy" in pred.metrics["test"] and not any(k.startswith("bright/") for k in pred.metrics["test"])
+    test.loc[0, "label"] = "never seen"  # the main task's: refused before the epochs, as ever
+    with pytest.raises(SchemaMismatchError, match="label 'never seen' in column 'label' was not seen in training"):
+        MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], test=test)
+
+
 # -- gradual unfreezing ---------------------------------------------------------------------------
 def test_trainable_blocks_follow_the_schedule():
     from polymodal.config.finetune import UnfreezeConfig

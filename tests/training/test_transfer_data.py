@@ -9,7 +9,9 @@ Data: the tiny three-class image + signal + tabular set of ``helpers_models``.
 from __future__ import annotations
 
 import copy
+import shutil
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -156,6 +158,9 @@ def test_unlabelled_rows_that_are_evaluated_on_are_warned_about_and_labels_alone
     with pytest.warns(UserWarning, match=r"the unlabelled rows are the test manifest: the model trains on them"):
         MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], test=data["test"],
                                                  unlabeled=data["test"])
+    duplicate = shutil.copyfile(data["test"], Path(data["test"]).with_name("test_copy.csv"))  # beside it: same paths
+    with pytest.warns(UserWarning, match=r"the unlabelled rows are the test manifest: the model trains on them"):
+        MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], test=data["test"], unlabeled=duplicate)
     with pytest.warns(UserWarning, match=r"the unlabelled rows are the validation manifest"):
         frame = pd.read_csv(data["valid"], keep_default_na=False)
         for column in ("image", "signal"):  # a DataFrame's paths resolve against the working folder
