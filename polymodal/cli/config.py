@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from polymodal.cli.common import console, print_rows, user_errors
+from polymodal.cli.common import SetOpt, console, print_rows, user_errors
 
 
 def config_init(
@@ -77,12 +77,15 @@ def config_check(
                                            "columns, files, labels (repeatable: --data train.csv --data "
                                            "valid.csv; a later one's labels must be classes of the "
                                            "first, as a validation manifest's must be of training's).")] = None,
+    set_: SetOpt = None,
 ) -> None:
     """Validate a config file; list every problem with its key path (files it names included), and
-    with --data every problem of the manifests (nothing is decoded or trained)."""
+    with --data every problem of the manifests (nothing is decoded or trained). --set checks the
+    config train or tune would run with those values."""
     from polymodal.config import load_config
+    from polymodal.config.overrides import parse_overrides
 
-    config = load_config(file, check_files=True)
+    config = load_config(file, overrides=parse_overrides(set_ or []), check_files=True)
     names = ", ".join(f"{n} ({m.kind}/{m.encoder.name})" for n, m in sorted(config.modalities.items()))
     console.print(f"[green]OK[/] {file}: task {config.task}, modalities {names}, {_model_parts(config)}")
     targets = None  # fitted on the first manifest, as training fits them on its training manifest

@@ -93,6 +93,11 @@ def test_config_check_ok(data):
     result = invoke("config", "check", data["config"])
     assert result.exit_code == 0, result.output
     assert "OK" in result.stdout and "img (image/cnn)" in result.stdout and "fusion concat" in result.stdout
+    result = invoke("config", "check", data["config"], "--set", "fusion.name=late")  # the config train would run
+    assert result.exit_code == 0, result.output
+    assert "fusion late" in result.stdout
+    assert_user_error(invoke("config", "check", data["config"], "--set", "train.epoch=2"),
+                      "Invalid --set values for", "--set train.epoch: unknown key 'epoch' (did you mean 'epochs'?)")
 
 
 def test_config_check_with_data_checks_the_manifests_as_training_reads_them(data, tmp_path):
