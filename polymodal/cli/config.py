@@ -87,7 +87,8 @@ def config_check(
 
     config = load_config(file, overrides=parse_overrides(set_ or []), check_files=True)
     names = ", ".join(f"{n} ({m.kind}/{m.encoder.name})" for n, m in sorted(config.modalities.items()))
-    console.print(f"[green]OK[/] {file}: task {config.task}, modalities {names}, {_model_parts(config)}")
+    given = f" with --set {', '.join(set_)}" if set_ else ""
+    console.print(f"[green]OK[/] {file}{given}: task {config.task}, modalities {names}, {_model_parts(config)}")
     targets = None  # fitted on the first manifest, as training fits them on its training manifest
     for manifest in data or []:
         said, targets = _check_manifest(config, manifest, targets)

@@ -316,7 +316,8 @@ def missing_paths(model: BaseModel) -> list[str]:
     """``key.path: not found: /abs/path`` for every file or folder the config names (weights,
     word vectors, model folders, a teacher run, unlabelled data) that does not exist; folders a
     run creates (``data.cache_dir``) are not looked for. A path named by several keys of one
-    modality is reported once, under the last: a value a modality takes from another of its keys
+    modality (of one section outside ``modalities``) is reported once, under the last: a value a
+    modality takes from another of its keys
     (the ``hf`` encoder's folder as its text's ``tokenizer_path``) comes before the key the user
     wrote."""
     found: dict[tuple[str, Path], str] = {}

@@ -164,13 +164,24 @@ def build_encoders(config: Any, contexts: Mapping[str, Mapping[str, Any]]) -> di
         frozen = sum(p.numel() for p in encoder.parameters() if not p.requires_grad)
         if frozen and modality.encoder.freeze != "none" and not encoder.pretrained and not contexts[name].get("restore") \
                 and getattr(modality.encoder, "unfreeze", None) is None:
-            fix = ("set its 'weights', or freeze: none" if "weights" in type(modality.encoder).model_fields
+            source = pretrained_source(modality.encoder)
+            fix = (f"set its '{source}', or freeze: none" if source is not None
                    else "freeze: none, or an encoder that loads pretrained weights (docs/transfer.md)")
             warn_user(f"modalities.{name}.encoder.freeze: {modality.encoder.freeze!r} freezes {frozen} parameters of "
                       f"encoder '{modality.encoder.name}', whose weights are random (it loads no pretrained weights): "
                       f"they will not train. Fine for a random-features baseline; otherwise {fix}")
         encoders[name] = encoder
     return encoders
+
+
+def pretrained_source(cfg: Any) -> str | None:
+    """The key of encoder config ``cfg`` that names pretrained weights to load (``weights``, a word
+    encoder's ``vectors``, a video encoder's ``frame.weights``); None where it has none."""
+    fields = type(cfg).model_fields
+    named = next((key for key in ("weights", "vectors") if key in fields), None)
+    if named is None and "frame" in fields and "weights" in type(cfg.frame).model_fields:
+        named = "frame.weights"
+    return named
 
 
 def check_cached_stage(name: str, cfg: Any, encoder: Encoder) -> None:

@@ -61,8 +61,8 @@ def check_aligned(predictor: MultimodalPredictor, modality: str, given: str = MO
 
 
 def warn_left_out(manifest: Manifest, table: EncodedTable, modality: str, columns: list[str]) -> None:
-    """Warn how many rows of ``table`` (read from ``manifest``) hold no ``modality`` and are left
-    out of what is computed from it (embeddings, queries, a gallery), and how many of those had a
+    """Warn how many rows of ``manifest`` hold no ``modality`` in ``table`` (encoded from it) and
+    are left out of what is computed from it (embeddings, queries, a gallery), and how many of those had a
     file that could not be read (listed with the skipped files); nothing when every row holds it.
 
     Args:

@@ -104,9 +104,8 @@ def main_labels(targets: Any, encoded: np.ndarray) -> np.ndarray:
 
 def warn_if_evaluated(source: Any, evaluated: dict[str, Any]) -> None:
     """Warn when the unlabelled rows are rows the fit evaluates on (``evaluated``: the validation
-    and test manifests by name, None where absent; the same file or a copy of it, or an equal
-    DataFrame): the model
-    trains on them, so their metrics are not those of unseen rows. Labels in an unlabelled
+    and test manifests by name, None where absent; the same file, a byte-identical copy in the same
+    folder (whose relative paths name the same files), or an equal DataFrame): the model trains on them, so their metrics are not those of unseen rows. Labels in an unlabelled
     manifest are otherwise ignored without a word (a labelled training set given as unlabelled
     rows is a normal set-up)."""
     import pandas as pd
@@ -114,7 +113,8 @@ def warn_if_evaluated(source: Any, evaluated: dict[str, Any]) -> None:
     def same(a: Any, b: Any) -> bool:
         if isinstance(a, str | os.PathLike) and isinstance(b, str | os.PathLike):
             a, b = Path(a).resolve(), Path(b).resolve()
-            return a == b or (a.stat().st_size == b.stat().st_size and manifest_key(a) == manifest_key(b))
+            return a == b or (a.parent == b.parent and a.stat().st_size == b.stat().st_size
+                              and manifest_key(a) == manifest_key(b))
         return isinstance(a, pd.DataFrame) and isinstance(b, pd.DataFrame) and (a is b or a.equals(b))
 
     for split, data in evaluated.items():

@@ -95,6 +95,7 @@ def test_config_check_ok(data):
     assert "OK" in result.stdout and "img (image/cnn)" in result.stdout and "fusion concat" in result.stdout
     result = invoke("config", "check", data["config"], "--set", "fusion.name=late")  # the config train would run
     assert result.exit_code == 0, result.output
+    assert f"OK {data['config']} with --set fusion.name=late:" in " ".join(result.stdout.split())
     assert "fusion late" in result.stdout
     assert_user_error(invoke("config", "check", data["config"], "--set", "train.epoch=2"),
                       "Invalid --set values for", "--set train.epoch: unknown key 'epoch' (did you mean 'epochs'?)")

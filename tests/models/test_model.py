@@ -245,6 +245,18 @@ def test_build_model_applies_each_encoder_freeze_setting():
     assert all(p.requires_grad for p in net.fusion.parameters()) and all(p.requires_grad for p in net.head.parameters())
 
 
+def test_the_freeze_warning_names_the_key_that_loads_pretrained_weights():
+    from polymodal.models.model import pretrained_source
+
+    config = load_config({"task": "classification", "target": "y", "modalities": {
+        "clip": {"kind": "video", "column": "v", "encoder": {"name": "frame_cnn", "frame": {"name": "resnet"}}},
+        "words": {"kind": "text", "column": "w", "encoder": {"name": "embedding_bag"}},
+        "scan": {"kind": "image", "column": "i", "encoder": {"name": "timm", "arch": "resnet18"}},
+        "own": {"kind": "image", "column": "j", "encoder": {"name": "cnn"}}}})
+    assert {n: pretrained_source(m.encoder) for n, m in config.modalities.items()} == {
+        "clip": "frame.weights", "words": "vectors", "scan": "weights", "own": None}
+
+
 def test_freezing_more_blocks_than_an_encoder_has_names_the_config_key():
     modalities = {name: {**m, "encoder": {**m["encoder"]}} for name, m in MODALITIES.items()}
     modalities["img"]["encoder"]["freeze"] = 50
