@@ -36,7 +36,7 @@ from polymodal import __version__, runfolder
 from polymodal.assets import localize_assets, save_assets
 from polymodal.config import Config, load_config
 from polymodal.config.fitted import check_unchanged, model_settings
-from polymodal.data.content_keys import content_key
+from polymodal.data.content_keys import content_key, same_rows
 from polymodal.data.dataset import Batch, data_loader
 from polymodal.data.embeddings import reuse_cached_features
 from polymodal.data.encode import EncodedTable
@@ -325,12 +325,10 @@ class Estimator:
         missing = missing_paths(self.config)
         if missing:
             raise ConfigError(missing)
-        same_file = isinstance(train, str | os.PathLike) and isinstance(valid, str | os.PathLike) \
-            and Path(train).resolve() == Path(valid).resolve()
-        same_frame = isinstance(train, pd.DataFrame) and isinstance(valid, pd.DataFrame) \
-            and (valid is train or valid.equals(train))
-        if same_file or same_frame:
-            which = f"manifest is the training manifest ({valid})" if same_file else "DataFrame holds the training rows"
+        if same_rows(train, valid):  # the same file, a copy of it, or an equal DataFrame
+            which = ("DataFrame holds the training rows" if isinstance(valid, pd.DataFrame)
+                     else f"manifest is the training manifest ({valid})" if Path(valid).resolve() == Path(train).resolve()
+                     else f"manifest {valid} is a copy of the training manifest ({train})")
             warn_user(f"the validation {which}: early stopping and the weights kept at the end follow rows the model "
                       "trains on; give held-out rows, or no --valid (valid=None) to hold out train.val_fraction")
         train_m = pipeline.read(train, require_target=require_target, training=True)

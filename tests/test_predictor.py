@@ -686,6 +686,10 @@ def test_a_dataframes_own_index_labels_the_predictions_and_the_messages(clf, dat
 def test_training_on_the_validation_rows_is_warned_about(data):
     with pytest.warns(UserWarning, match="the validation manifest is the training manifest"):
         MultimodalPredictor.from_config(classification_config(epochs=1)).fit(data["train"], str(data["train"]))
+    copy = Path(data["train"]).with_name("train_copy.csv")
+    copy.write_bytes(Path(data["train"]).read_bytes())  # beside it: its paths name the same files
+    with pytest.warns(UserWarning, match=f"the validation manifest {copy} is a copy of the training manifest"):
+        MultimodalPredictor.from_config(classification_config(epochs=1)).fit(data["train"], copy)
     frame = pd.read_csv(data["train"])
     frame["image"] = [str(data["root"] / p) if isinstance(p, str) else p for p in frame["image"]]
     with pytest.warns(UserWarning, match="the validation DataFrame holds the training rows") as caught:

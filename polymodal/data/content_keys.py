@@ -77,6 +77,17 @@ def manifest_key(source: Any) -> str | None:
     return content_key(str(source), file_based=True).hex()
 
 
+def same_rows(a: Any, b: Any) -> bool:
+    """Whether manifests ``a`` and ``b`` (paths or DataFrames) hold the same rows: the same file, a
+    byte-identical copy in the same folder (whose relative paths name the same files), or equal
+    DataFrames. Files that are not there hold no rows to compare."""
+    if isinstance(a, str | os.PathLike) and isinstance(b, str | os.PathLike):
+        a, b = Path(a).resolve(), Path(b).resolve()
+        return a == b or (a.parent == b.parent and a.is_file() and b.is_file()
+                          and a.stat().st_size == b.stat().st_size and manifest_key(a) == manifest_key(b))
+    return isinstance(a, pd.DataFrame) and isinstance(b, pd.DataFrame) and (a is b or a.equals(b))
+
+
 def stat_key(path: str, row: int | None, stat: os.stat_result) -> bytes:
     """Hash of a file's identity: where it is (path and ``#row``), its size, times and inode."""
     ident = f"{path}\0{row}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\0{stat.st_ino}\0{stat.st_dev}"

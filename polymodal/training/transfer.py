@@ -22,7 +22,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
 from polymodal.config.transfer import DistillConfig, DomainConfig, UnlabeledConfig
-from polymodal.data.content_keys import manifest_key
+from polymodal.data.content_keys import same_rows
 from polymodal.data.dataset import collate, drops_short_batch
 from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
@@ -108,17 +108,8 @@ def warn_if_evaluated(source: Any, evaluated: dict[str, Any]) -> None:
     folder (whose relative paths name the same files), or an equal DataFrame): the model trains on them, so their metrics are not those of unseen rows. Labels in an unlabelled
     manifest are otherwise ignored without a word (a labelled training set given as unlabelled
     rows is a normal set-up)."""
-    import pandas as pd
-
-    def same(a: Any, b: Any) -> bool:
-        if isinstance(a, str | os.PathLike) and isinstance(b, str | os.PathLike):
-            a, b = Path(a).resolve(), Path(b).resolve()
-            return a == b or (a.parent == b.parent and a.stat().st_size == b.stat().st_size
-                              and manifest_key(a) == manifest_key(b))
-        return isinstance(a, pd.DataFrame) and isinstance(b, pd.DataFrame) and (a is b or a.equals(b))
-
     for split, data in evaluated.items():
-        if source is not None and data is not None and same(source, data):
+        if source is not None and data is not None and same_rows(source, data):
             warn_user(f"the unlabelled rows are the {split} manifest: the model trains on them (as unlabelled "
                       f"rows), so its {split} metrics are not those of unseen rows; give other rows to one of them")
 
