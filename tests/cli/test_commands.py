@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -320,6 +322,9 @@ def test_train_writes_a_run(run):
 def test_version_prints_the_installed_polymodal_version():
     result = invoke("--version")
     assert result.exit_code == 0 and result.stdout == f"polymodal {__version__}\n"
+    for module in ("polymodal", "polymodal.cli"):  # python -m, as launchers (torchrun -m) start it
+        started = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0 and started.stdout == f"polymodal {__version__}\n", started.stderr
 
 
 def test_evaluate_json(run, data):
