@@ -2,9 +2,9 @@
 
 They draw on stderr, so what a command prints on stdout (``evaluate --json``) stays clean, and
 only where someone watches it: on a terminal or in a notebook. Elsewhere (a pipe, a file, a CI
-log, ``nohup``) work that runs long says how far it got in a plain line every ``LOG_EVERY``
-seconds, and short work prints nothing, not even the empty line a finished transient rich bar
-leaves."""
+log, ``nohup``) work that runs long says how far it got in a plain line ``FIRST_LOG`` seconds
+in, then every ``LOG_EVERY`` seconds, and a last line when it ends; short work prints nothing,
+not even the empty line a finished transient rich bar leaves."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-LOG_EVERY = 30.0  # seconds between the progress lines of a long piece of work where no bar is drawn
+FIRST_LOG = 10.0  # seconds into a piece of work before its first progress line where no bar is drawn
+LOG_EVERY = 30.0  # seconds between its later lines
 
 
 def _ignore(n: int) -> None:
@@ -23,27 +24,39 @@ def _ignore(n: int) -> None:
 
 class _ProgressLines:
     """``advance`` where no bar is drawn: a line on stderr (``encoding image: 1,200/3,000 (40%),
-    31 s``) once ``LOG_EVERY`` seconds have passed since the work began or the last line."""
+    31 s``) once ``FIRST_LOG`` seconds have passed since the work began, then ``LOG_EVERY``
+    seconds after the last line; :meth:`close` says where it ended, when a line was printed."""
 
     def __init__(self, total: int, description: str):
         self.total, self.description = total, description
         self.done = 0
-        self.started = self.said = time.monotonic()
+        self.started = time.monotonic()
+        self.said: float | None = None  # when the last line was printed
 
     def __call__(self, n: int) -> None:
         self.done += n
         now = time.monotonic()
-        if now - self.said >= LOG_EVERY:
-            self.said = now
-            print(f"{self.description}: {self.done:,}/{self.total:,} ({100 * self.done / self.total:.0f}%), "
-                  f"{now - self.started:.0f} s", file=sys.stderr, flush=True)
+        due = self.started + FIRST_LOG if self.said is None else self.said + LOG_EVERY
+        if now >= due and self.done < self.total:
+            self._line(now)
+
+    def close(self) -> None:
+        """The closing line of work that printed one: how much was done (all of it, or where an
+        error stopped it) and in how long."""
+        if self.said is not None:
+            self._line(time.monotonic())
+
+    def _line(self, now: float) -> None:
+        self.said = now
+        print(f"{self.description}: {self.done:,}/{self.total:,} ({100 * self.done / self.total:.0f}%), "
+              f"{now - self.started:.0f} s", file=sys.stderr, flush=True)
 
 
 @contextmanager
 def progress_bar(total: int, description: str, enabled: bool = True, min_total: int = 200) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n)``; shows a rich progress bar on stderr when enabled, ``total >= min_total``
-    and stderr is an interactive terminal or a notebook, and elsewhere a line every ``LOG_EVERY``
-    seconds while the work lasts."""
+    and stderr is an interactive terminal or a notebook, and elsewhere a line ``FIRST_LOG`` seconds
+    in, then every ``LOG_EVERY`` seconds while the work lasts, and one at its end."""
     if not enabled or total < min_total:
         yield _ignore
         return
@@ -52,7 +65,11 @@ def progress_bar(total: int, description: str, enabled: bool = True, min_total: 
 
     console = Console(stderr=True)
     if not watched(console):
-        yield _ProgressLines(total, description)
+        lines = _ProgressLines(total, description)
+        try:
+            yield lines
+        finally:
+            lines.close()
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   transient=True, console=console) as bar:

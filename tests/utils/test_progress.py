@@ -25,17 +25,43 @@ def test_a_bar_on_a_non_terminal_prints_nothing(capsys, monkeypatch):
     assert captured.err == "" and captured.out == ""
 
 
-def test_long_work_on_a_non_terminal_says_how_far_it_got_in_lines(capsys, monkeypatch):
-    """A log or nohup output of minutes of encoding is not left silent: a plain line per LOG_EVERY."""
+def tick_clock(monkeypatch, seconds: int) -> None:
+    """Each reading of the progress clock ``seconds`` after the last, from 0."""
     from polymodal.utils import progress
 
-    not_a_terminal(monkeypatch)
-    clock = iter(range(0, 10_000, 10))  # each reading of the clock 10 s after the last
+    clock = iter(range(0, 100_000, seconds))
     monkeypatch.setattr(progress.time, "monotonic", lambda: float(next(clock)))
+
+
+def test_long_work_on_a_non_terminal_says_how_far_it_got_in_lines(capsys, monkeypatch):
+    """A log or nohup output of minutes of encoding is not left silent: a first line FIRST_LOG
+    seconds in, then one per LOG_EVERY, and the last at the end."""
+    not_a_terminal(monkeypatch)
+    tick_clock(monkeypatch, 10)
     run_bar(total=300)
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 100  # every third advance is 30 s after the last line
-    assert lines[0] == "encoding image: 3/300 (1%), 30 s" and lines[-1] == "encoding image: 300/300 (100%), 3000 s"
+    assert lines[:2] == ["encoding image: 1/300 (0%), 10 s", "encoding image: 4/300 (1%), 40 s"]
+    assert len(lines) == 101  # advances 1, 4, ..., 298, and the closing line
+    assert lines[-2] == "encoding image: 298/300 (99%), 2980 s"
+    assert lines[-1] == "encoding image: 300/300 (100%), 3010 s"
+
+
+def test_work_stopped_by_an_error_says_where_it_stopped(capsys, monkeypatch):
+    not_a_terminal(monkeypatch)
+    tick_clock(monkeypatch, 10)
+    with pytest.raises(RuntimeError), progress_bar(300, "encoding image") as advance:
+        for step in range(300):
+            if step == 5:
+                raise RuntimeError("a corrupt file")
+            advance(1)
+    assert capsys.readouterr().err.splitlines()[-1] == "encoding image: 5/300 (2%), 60 s"
+
+
+def test_work_shorter_than_the_first_line_prints_nothing_in_a_log(capsys, monkeypatch):
+    not_a_terminal(monkeypatch)
+    tick_clock(monkeypatch, 1)
+    run_bar(total=9, min_total=1)  # done 9 s in: before FIRST_LOG
+    assert capsys.readouterr().err == ""
 
 
 def test_a_bar_on_a_terminal_draws_on_stderr(capsys, monkeypatch):
