@@ -143,7 +143,7 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
     info = predictor.info
     out["complexity"] = {"parameters": info.get("parameters"), "train_seconds": info.get("train_seconds"),
                          # the whole network on the inputs, cached frozen encoders included: what a deployment runs
-                         **peak_memory_mb(predictor.device), **inference_latency(predictor, data.table)}
+                         **peak_memory_mb(predictor.device), **inference_latency(predictor, data.table, progress=shown)}
     out["seconds"] = time.perf_counter() - started
     return out
 
