@@ -19,14 +19,17 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from polymodal.errors import PolymodalError
 from polymodal.utils.tables import format_value, print_table
 
-console = Console(soft_wrap=True)  # a long path or message stays one line (copied whole), on a terminal or not
-err_console = Console(stderr=True, soft_wrap=True)
+# soft_wrap: a long path or message stays one line (copied whole), on a terminal or not. markup off:
+# what is printed is text (a path, a label, a --set value holding [brackets] prints as written); the
+# few styled words are rich Text (labelled)
+console = Console(soft_wrap=True, markup=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 RunArg = Annotated[Path, typer.Argument(help="A run folder written by 'polymodal train'.")]
@@ -114,12 +117,12 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except (PolymodalError, *PATH_ERRORS) as err:
             message = str(err) if isinstance(err, PolymodalError) else _path_error_message(err)
-            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+            err_console.print(labelled("error:", "bold red", message))
             raise typer.Exit(2) from None
         except OSError as err:  # a full disk, a read-only file system: the place, not a traceback
             if err.errno not in STORAGE_ERRNOS:
                 raise
-            err_console.print(f"[bold red]error:[/] {escape(_path_error_message(err))}", highlight=False)
+            err_console.print(labelled("error:", "bold red", _path_error_message(err)))
             raise typer.Exit(2) from None
         except KeyboardInterrupt as stop:  # the shell's status for the signal
             hint = " (the same command with --resume continues it)" if _resumable(kwargs) else ""
@@ -153,16 +156,21 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
             if isinstance(v, str) and len(v) > 40:
                 sentences.append(f"{name}: {v}")
                 continue
-            table.add_row(escape(name), escape(format_value(v, group_ints=False)))  # None: undefined
+            table.add_row(name, format_value(v, group_ints=False))  # None: undefined
     print_table(console, table)
     shown = {key.rpartition("/")[2] for key in metrics}  # a further task's metrics read TASK/NAME
     for sentence in [*sentences, *(note for name, note in METRIC_NOTES.items() if name in shown)]:
-        console.print(escape(sentence), highlight=False)
+        console.print(sentence, highlight=False)
+
+
+def labelled(label: str, style: str, text: str) -> Text:
+    """``label`` in ``style`` (``error:`` in bold red), then `` text`` as written."""
+    return Text.assemble((label, style), f" {text}")
 
 
 def print_warning(text: str) -> None:
-    """``warning: TEXT`` on stderr (``text`` printed as it is, never read as rich markup)."""
-    err_console.print("[bold yellow]warning:[/] " + escape(text), highlight=False)
+    """``warning: TEXT`` on stderr."""
+    err_console.print(labelled("warning:", "bold yellow", text))
 
 
 def print_skipped(skipped: Any, listed: Path, predictor: Any, shown: int = 5, *, predicting: bool = False) -> None:
@@ -176,7 +184,7 @@ def print_skipped(skipped: Any, listed: Path, predictor: Any, shown: int = 5, *,
     emptied = predictor.emptied_rows_predicted if predicting else "left out"
     text = describe_skipped(skipped, predictor.config.data.on_error, shown, emptied=emptied)
     print_warning(text)
-    err_console.print(escape(f"  full list: {listed}"), highlight=False)
+    err_console.print(f"  full list: {listed}", highlight=False)
 
 
 @contextmanager
@@ -207,8 +215,8 @@ def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None,
         table.add_column(str(column), justify="left" if isinstance(rows[0][column], str) else "right",
                          overflow="fold")  # narrow consoles (pipes: 80 columns) wrap instead of cutting values
     places = {c: (digits or {}).get(c, 4) for c in columns}
-    for row in rows:  # values are text, not markup
-        table.add_row(*(escape(format_value(row[c], places[c], group_ints=False)) for c in columns))
+    for row in rows:
+        table.add_row(*(format_value(row[c], places[c], group_ints=False) for c in columns))
     print_table(console, table)
     if note:
         console.print(note)

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from polymodal.cli.common import SetOpt, console, print_rows, user_errors
+from polymodal.cli.common import SetOpt, console, labelled, print_rows, user_errors
 
 
 def config_init(
@@ -88,11 +88,11 @@ def config_check(
     config = load_config(file, overrides=parse_overrides(set_ or []), check_files=True)
     names = ", ".join(f"{n} ({m.kind}/{m.encoder.name})" for n, m in sorted(config.modalities.items()))
     given = f" with --set {', '.join(set_)}" if set_ else ""
-    console.print(f"[green]OK[/] {file}{given}: task {config.task}, modalities {names}, {_model_parts(config)}")
+    console.print(labelled("OK", "green", f"{file}{given}: task {config.task}, modalities {names}, {_model_parts(config)}"))
     targets = None  # fitted on the first manifest, as training fits them on its training manifest
     for manifest in data or []:
         said, targets = _check_manifest(config, manifest, targets)
-        console.print(f"[green]OK[/] {manifest}: {said}")
+        console.print(labelled("OK", "green", f"{manifest}: {said}"))
 
 
 def _check_manifest(config: Any, path: Path, targets: Any = None) -> tuple[str, Any]:

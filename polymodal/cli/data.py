@@ -21,7 +21,6 @@ from polymodal.cli.common import console, user_errors
 
 def datasets_list() -> None:
     """List the built-in datasets and what each needs."""
-    from rich.markup import escape
     from rich.table import Table
 
     from polymodal.data.datasets import DATASETS
@@ -32,8 +31,7 @@ def datasets_list() -> None:
     table.add_column("description")
     table.add_column("--source must hold")
     for spec in DATASETS.values():
-        # "pip install 'polymodal[openclipart]'" is text, not rich markup
-        table.add_row(*(escape(x) for x in (spec.name, spec.description, spec.source or "(embedded: nothing)")))
+        table.add_row(spec.name, spec.description, spec.source or "(embedded: nothing)")
     print_table(console, table)
 
 
@@ -120,7 +118,7 @@ def convert(
                            f"got '{out.name}'"])
     columns = csv_columns(load_config(config)) if config is not None else {}
     rows = convert_manifest(source, out, **columns)
-    console.print(f"wrote {rows:,} rows to [bold]{out}[/] (relative paths resolve against {source.parent.resolve()})")
+    console.print(f"wrote {rows:,} rows to {out} (relative paths resolve against {source.parent.resolve()})")
 
 
 def register(app: typer.Typer) -> None:

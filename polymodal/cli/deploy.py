@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from polymodal.cli.common import console, user_errors
+from polymodal.cli.common import console, labelled, user_errors
 from polymodal.deploy.runtime import META_FILE
 from polymodal.run_files import EXPORT_DIR, EXPORT_TORCHSCRIPT_DIR
 
@@ -203,7 +203,7 @@ def serve(
     folder = export_folder(run, quantize=quantized)
     app = create_app(Runtime.load(folder, quantized=quantized, threads=threads), settings)
     if host not in (LOOPBACK, "localhost", "::1") and token is None:
-        console.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach it can use the model")
+        console.print(labelled("warning:", "yellow", f"serving on {host} without --token: anyone who can reach it can use the model"))
     graph = "the int8 graph" if quantized else "the float graph"
     console.print(f"serving {folder} ({graph}) on http://{host}:{port}/ (API docs at /docs and /redoc, the OpenAPI "
                   "schema at /openapi.json)")

@@ -96,7 +96,7 @@ def train(
                       f"{format_value(point['sensitivity'])}, specificity {format_value(point['specificity'])})",
                       highlight=False)
     report = out / REPORT_FILE
-    console.print(f"run written to [bold]{out}[/]" + (f" (report: {report})" if report.is_file() else ""))
+    console.print(f"run written to {out}" + (f" (report: {report})" if report.is_file() else ""))
 
 
 def evaluate(
@@ -195,8 +195,6 @@ def evaluate(
 
         print(json.dumps(finite_json({**metrics, **extra}), indent=2, default=str))
         return
-    from rich.markup import escape
-
     from polymodal.metrics.tasks import MIXED_UNITS, flat_metrics, mixed_units_noted
     from polymodal.utils.values import shown_apart
 
@@ -207,14 +205,14 @@ def evaluate(
         notes = {value: scores["note"] for value, scores in values.items() if scores.get("note")}
         said = next(iter(notes.values())) if len(set(notes.values())) == 1 and len(notes) == len(values) else None
         print_rows([{column: shown[value], **flat_metrics(scores)} for value, scores in values.items()],
-                   f"metrics by {column}", note=escape(f"every {column}: {said}") if said else
-                   "\n".join(escape(f"{column} {shown[value]}: {note}") for value, note in notes.items()) or None)
+                   f"metrics by {column}", note=f"every {column}: {said}" if said else
+                   "\n".join(f"{column} {shown[value]}: {note}" for value, note in notes.items()) or None)
     swept = extra.get("sweep_rows", 0)
     sample = f" on a sample of {swept} of {metrics.get('rows')} rows (--rows)" if swept < metrics.get("rows", 0) else ""
     if "missing" in extra:
         alone = len(predictor.config.modality_names) == 1
         notes = ["a model of one modality has no other subset: the row is the metrics above" if alone else None,
-                 escape(MIXED_UNITS) if mixed_units_noted(metrics) else None]
+                 MIXED_UNITS if mixed_units_noted(metrics) else None]
         print_rows(extra["missing"], f"modality subsets (the others missing){sample}; the metrics count every row, "
                                      "those with none of a subset's modalities (rows_with_any: the others) "
                                      "predicted from none",
@@ -276,8 +274,6 @@ def explain(
     """Attribute predictions to modalities (Shapley values) and, inside each, to pixels, tokens or
     time-frequency bins (Integrated Gradients); write an HTML page. The printed table and the page
     name the explained output (--output picks another)."""
-    from rich.markup import escape
-
     from polymodal.estimator import EXPLAIN
     from polymodal.evaluation.data import output_names
     from polymodal.utils.scores import output_index
@@ -303,10 +299,10 @@ def explain(
     if not groups.empty:
         print_rows(groups.to_dict("records"), f"mean Shapley value by {groups.columns[0]}")
     scored = "each row's score against its label" if explanation.task == "anomaly" else "the whole prediction"
-    console.print(f"explained: the {escape(explanation.explained_quantity)}{_measured_against(explanation, predictor)} "
+    console.print(f"explained: the {explanation.explained_quantity}{_measured_against(explanation, predictor)} "
                   f"(the Shapley columns; any metric columns score {scored})", highlight=False)
     for caveat in explanation.caveats():  # an untrained missing path, a base that already predicts a class
-        console.print(f"note: {escape(caveat)}", highlight=False)
+        console.print(f"note: {caveat}", highlight=False)
     console.print(f"explanation written to {page}")
 
 

@@ -183,6 +183,18 @@ def test_config_check_with_data_checks_anomaly_normal_against_the_target_labels(
                       "anomaly.normal ['normal', 0] matches no label of target column 'label' of train.csv (its "
                       "labels: ['a', 'b', 'c']), so no row is normal")
 
+def test_what_the_commands_print_is_text_not_markup(data, tmp_path):
+    """Square brackets in a file name, a --set value or an error are printed as written (rich read
+    them as style tags: '[bold]' vanished and styled the rest, '[normal]' vanished)."""
+    config = tmp_path / "cfg[bold].yaml"
+    config.write_text(Path(data["config"]).read_text(encoding="utf-8"), encoding="utf-8")
+    result = invoke("config", "check", config, "--set", "head.hidden=[8]")
+    assert result.exit_code == 0, result.output
+    assert f"OK {config} with --set head.hidden=[8]:" in " ".join(result.stdout.split())
+    assert_user_error(invoke("config", "check", config, "--set", "train.epochs=x[normal]"), "--set train.epochs",
+                      "x[normal]")
+
+
 def test_config_check_names_the_bad_key(tmp_path):
     config = classification_config()
     config["modalities"]["img"]["encoder"]["dim"] = -1
