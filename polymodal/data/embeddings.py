@@ -153,7 +153,7 @@ class _Embedder:
         encoder.to(device).eval()
         try:
             with torch.inference_mode(), progress_bar(len(rows), f"embedding {self.preprocessor.name}",
-                                                      enabled=self.progress) as advance:
+                                                      enabled=self.progress, min_total=1) as advance:
                 for start in range(0, len(rows), self.batch_size):
                     part = rows[start:start + self.batch_size]
                     write(np.arange(start, start + len(part)), _run(self.produce, self.preprocessor, arrays, part,

@@ -55,15 +55,19 @@ class _ProgressLines:
 @contextmanager
 def progress_bar(total: int, description: str, enabled: bool = True, min_total: int = 200) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n)``; shows a rich progress bar on stderr when enabled, ``total >= min_total``
-    and stderr is an interactive terminal or a notebook, and elsewhere a line ``FIRST_LOG`` seconds
-    in, then every ``LOG_EVERY`` seconds while the work lasts, and one at its end."""
-    if not enabled or total < min_total:
+    and stderr is an interactive terminal or a notebook, and elsewhere (enabled, whatever the total:
+    a few rows can take minutes) a line ``FIRST_LOG`` seconds in, then every ``LOG_EVERY`` seconds
+    while the work lasts, and one at its end."""
+    if not enabled or total <= 0:
         yield _ignore
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
+    if total < min_total and watched(console):
+        yield _ignore
+        return
     if not watched(console):
         lines = _ProgressLines(total, description)
         try:

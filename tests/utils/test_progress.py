@@ -88,3 +88,12 @@ def test_a_log_line_goes_where_no_bar_is_drawn(capsys, monkeypatch):
     as_terminal(monkeypatch)  # the bar says it there
     log_line("report: on 120 rows")
     assert capsys.readouterr().err == ""
+
+
+def test_a_few_slow_rows_in_a_log_say_how_far_they_got(capsys, monkeypatch):
+    """Under min_total (no bar on a terminal for so few rows), yet 20 s a row: 92 clips through a
+    frozen backbone were a silent minute in a log."""
+    not_a_terminal(monkeypatch)
+    tick_clock(monkeypatch, 20)
+    run_bar(total=3)
+    assert capsys.readouterr().err.splitlines() == ["encoding image: 1/3 (33%), 20 s", "encoding image: 3/3 (100%), 80 s"]
