@@ -3,7 +3,10 @@ torch-free runtime: header detection, missing markers, channel columns by name o
 a bad or non-finite sample sits (its CSV line).
 
 A signal CSV has one column per channel and one row per sample, with or without a header row.
-The rules are those the training pipeline followed when it read these files with pandas:
+Its columns are separated by commas, or by semicolons or tabs when its first line holds one of
+those and no comma (:func:`csv_delimiter`: spreadsheet exports where the comma is the decimal mark
+separate columns with ';'). The rules are those the training pipeline followed when it read these
+files with pandas:
 
 - the first line is a header when one of its fields is a word (neither a number nor a missing
   marker such as ``n/a``) and its other fields are whole numbers (``time,volts``, ``time,1,2``),
@@ -12,7 +15,8 @@ The rules are those the training pipeline followed when it read these files with
 - an empty cell and pandas' missing-value markers (``NA``, ``n/a``, ``NaN``, ``null``...) are NaN
   (the preprocessor then refuses the sample, naming its line); a row shorter than the first is
   padded with NaN, one longer is refused, and so is a file without a sample (a header alone);
-- any other cell that is not a number (``abc``, ``?``, ``1_000``) is refused with its line and column.
+- any other cell that is not a number (``abc``, ``?``, ``1_000``) is refused with its line and column
+  (a decimal comma, ``0,13`` in a ';'-separated file, is named as one: samples need a decimal point).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ _CR = re.compile(r"\r\n?")
 _BLANK_LINE = re.compile(r"^[ \t]*$", re.MULTILINE)
 # control characters a text file does not hold (binary formats such as NPY, WAV or ZIP do)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_DECIMAL_COMMA = re.compile(r"[ \t]*[+-]?[0-9]*,[0-9]+(?:[eE][+-]?[0-9]+)?[ \t]*")
 
 
 @dataclass(frozen=True)
@@ -69,15 +74,29 @@ def _is_number(field: str) -> bool:
     return True
 
 
-def has_header(text: str) -> bool:
+def csv_delimiter(text: str) -> str:
+    """The character that separates a signal CSV's columns: a comma, unless the first line holds
+    none and holds a semicolon (an export where the comma is the decimal mark) or, spaces and
+    tabs around it aside, a tab; then that."""
+    first = _FIRST_LINE.match(text.removeprefix("\ufeff")).group()
+    if "," in first:
+        return ","
+    if ";" in first:
+        return ";"
+    return "\t" if "\t" in first.strip(" \t") else ","
+
+
+def has_header(text: str, delimiter: str | None = None) -> bool:
     """Whether a signal CSV's first line names its columns: it does when one of its fields is a word
     (neither a number nor text read as a missing value, :data:`NA_VALUES`, such as ``n/a``) and its
     other fields are whole numbers, as channel numbers are (``time,volts``, ``time,1,2``); and when
     two or more fields are the column numbers ``0,1,...`` (what ``pandas.DataFrame(array).to_csv``
     writes; a lone ``0`` is a sample). Any other line is
-    the first sample: ``0.126,n/a`` has a missing value, ``0.5,abc`` a value that is not a number."""
+    the first sample: ``0.126,n/a`` has a missing value, ``0.5,abc`` a value that is not a number.
+    ``delimiter``: what separates the fields (None: :func:`csv_delimiter`)."""
+    delimiter = csv_delimiter(text) if delimiter is None else delimiter
     first = _FIRST_LINE.match(text.removeprefix("\ufeff")).group()
-    fields = [f.strip().strip('"') for f in first.strip().split(",")]
+    fields = [f.strip().strip('"') for f in first.strip(" \t" if delimiter == "\t" else None).split(delimiter)]
     words = [f for f in fields if f and not _is_number(f) and f not in NA_VALUES]  # a missing value is no word
     numbers = [f for f in fields if f and _is_number(f)]
     if words and all(_WHOLE.fullmatch(f) for f in numbers):
@@ -128,22 +147,23 @@ def _picks(names: list[str], columns: Sequence[str] | None) -> list[int]:
     return [names.index(c) for c in columns]
 
 
-def _read_plain(text: str, header: bool) -> tuple[list[str] | list[int], np.ndarray, int] | None:
+def _read_plain(text: str, header: bool, delimiter: str = ",") -> tuple[list[str] | list[int], np.ndarray, int] | None:
     """The common case read in one call of numpy's parser: every row a complete list of numbers,
     no quotes, no blank line. Returns (column labels, (rows, columns) float64, the line of the
     first row), or None for anything else (the caller's cell-by-cell reading then decides)."""
     text = _CR.sub("\n", text) if "\r" in text else text
     first, _, body = text.partition("\n") if header else ("", "", text)
     body = body.removesuffix("\n")
-    if not body or '"' in text or _PLAIN.fullmatch(body) is None or _BLANK_LINE.search(body):
+    plain = body if delimiter == "," else body.replace(",", "?").replace(delimiter, ",")  # a ',' is no separator
+    if not body or '"' in text or _PLAIN.fullmatch(plain) is None or _BLANK_LINE.search(body):
         return None
     try:
-        table = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2, comments=None)
+        table = np.loadtxt(io.StringIO(body), delimiter=delimiter, dtype=np.float64, ndmin=2, comments=None)
     except ValueError:  # an empty cell, a cell that is not a number, rows of different lengths
         return None
     if not header:
         return list(range(table.shape[1])), table, 1
-    names = _header_names(next(csv.reader([first])))
+    names = _header_names(next(csv.reader([first], delimiter=delimiter)))
     return (names, table, 2) if len(names) == table.shape[1] else None
 
 
@@ -163,11 +183,12 @@ def read_csv_signal(data: bytes, columns: Sequence[str] | None = None) -> Signal
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise DecodeError(f"unreadable or corrupt signal ({err})") from None
-    header = has_header(text)
+    delimiter = csv_delimiter(text)
+    header = has_header(text, delimiter)
     if columns is not None and not header:
         raise DecodeError(f"preprocess.channels names columns {list(columns)}, but the CSV has no header row "
                           "(its first row is numbers); give channel indices instead")
-    plain = _read_plain(text, header)
+    plain = _read_plain(text, header, delimiter)
     if plain is not None:
         names, table, first_line = plain
         picks = _picks(names, columns) if header else list(range(len(names)))  # type: ignore[arg-type]
@@ -175,13 +196,13 @@ def read_csv_signal(data: bytes, columns: Sequence[str] | None = None) -> Signal
             samples = np.ascontiguousarray(table[:, picks].T, dtype=np.float32)
         lines = np.arange(first_line, first_line + len(table), dtype=np.int64)
         return SignalCSV(samples, [names[i] for i in picks], header, lines)
-    return _read_cells(text, header, columns)
+    return _read_cells(text, header, columns, delimiter)
 
 
-def _read_cells(text: str, header: bool, columns: Sequence[str] | None) -> SignalCSV:
+def _read_cells(text: str, header: bool, columns: Sequence[str] | None, delimiter: str = ",") -> SignalCSV:
     """:func:`read_csv_signal` cell by cell: what :func:`_read_plain` leaves (missing values, bad
     cells, quotes, blank lines, short or long rows), with the line of every problem."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     names: list[str] | list[int] | None = None
     picks: list[int] = []
     values, lines = array("d"), array("q")
@@ -223,7 +244,11 @@ def _read_cells(text: str, header: bool, columns: Sequence[str] | None) -> Signa
     if bad is not None:
         line, label, value = bad
         column = f"'{label}'" if header else f"{label} (counting from 0)"
-        raise DecodeError(f"CSV line {line}, column {column} holds {value!r}; signal samples must be numbers")
+        hint = ""
+        if delimiter != "," and _DECIMAL_COMMA.fullmatch(value):
+            hint = (f" (the file separates its columns with {'a tab' if delimiter == chr(9) else repr(delimiter)} "
+                    "and seems to write ',' as the decimal mark: write samples with a decimal point, such as 0.13)")
+        raise DecodeError(f"CSV line {line}, column {column} holds {value!r}; signal samples must be numbers{hint}")
     with np.errstate(over="ignore"):  # past float32's range: infinite, refused as any infinity is
         samples = np.frombuffer(values, np.float64).reshape(len(lines), len(picks)).T.astype(np.float32)
     return SignalCSV(np.ascontiguousarray(samples), [names[i] for i in picks], header,

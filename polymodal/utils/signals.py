@@ -1,7 +1,9 @@
 """Recordings as arrays, shared by training-time decoding and the torch-free runtime: their
 layout (channels first), cropping or padding to a length, band-limited resampling, where
-fixed windows start (the window cutter and the CWRU converter), a spectrogram's log scale and
-the channels that hold one value throughout (a dead or stuck sensor)."""
+fixed windows start (the window cutter and the CWRU converter), a spectrogram's log scale,
+the notes on a signal cut or padded to the model's length or with channels that hold one value
+throughout (a dead or stuck sensor), and the refusal of an audio-format signal file recorded at
+another rate than the modality reads."""
 
 from __future__ import annotations
 
@@ -82,6 +84,40 @@ def flat_note(window: np.ndarray, channel: int) -> str:
     """What :func:`flat_channels` found in one channel of ``window``, in the words the runtime and
     the eager predictor both use."""
     return f"channel {channel} holds one value throughout ({window[channel, 0]:g}): a disconnected or stuck sensor?"
+
+
+def length_note(samples: int, length: int, crop: str) -> str | None:
+    """The note on a signal of ``samples`` samples cut or zero-padded to the model's ``length``
+    (``preprocess.crop``: which part is kept), in the words the runtime and the eager predictor
+    both use; None when it is that long."""
+    if samples == length:
+        return None
+    done = f"cropped to its {'first' if crop == 'start' else 'central'} {length:,}" if samples > length \
+        else f"zero-padded to {length:,}"
+    return f"{samples:,} samples where the model reads {length:,}: {done}"
+
+
+def _hz(rate: float) -> str:
+    """A rate in words: ``12,000 Hz``, ``22,050.5 Hz``."""
+    return f"{int(rate) if float(rate).is_integer() else rate:,} Hz"
+
+
+def rate_mismatch(rate: int, sample_rate: float | None, file_rate: int | None) -> str | None:
+    """Why a signal file whose header declares ``rate`` Hz (a WAV or FLAC file; arrays and CSV files
+    declare none) is refused, or None when the modality reads signals at that rate: at
+    ``preprocess.sample_rate`` when it is set, else at ``file_rate``, the rate of the first training
+    file fitted on (None: its training files declared none, or a run saved before it was recorded:
+    nothing to check). Training and the runtime refuse alike."""
+    if sample_rate is not None:
+        expected, source = sample_rate, "preprocess.sample_rate"
+    elif file_rate is not None:
+        expected, source = file_rate, "the rate of its training files"
+    else:
+        return None
+    if rate == expected:
+        return None
+    return (f"the file's header declares {_hz(rate)}; this modality reads signals at {_hz(expected)} ({source}): "
+            f"resample the file to {_hz(expected)}")
 
 
 # soxr "HQ" (training resamples with librosa's res_type="soxr_hq") is linear-phase with this gain

@@ -1,7 +1,8 @@
 """16-bit PCM WAV read with the standard library and one ``frombuffer``: the fast path shared by
-training-time audio decoding and the torch-free deployment runtime (about 3x faster than
-libsndfile for short clips), and the check that a WAV file holds the frames its header declares
-(libsndfile, like the standard library, reads a truncated data chunk as a shorter clip)."""
+training-time audio and signal decoding and the torch-free deployment runtime (about 3x faster than
+libsndfile for short clips), the check that a WAV file holds the frames its header declares
+(libsndfile, like the standard library, reads a truncated data chunk as a shorter clip), and
+:func:`read_sound`, which reads any audio-format file (WAV, FLAC, OGG) with every channel kept."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from polymodal.errors import DecodeError
+from polymodal.errors import DecodeError, MissingDependencyError
 
 # Streaming writers that cannot seek back leave a placeholder data size: 0xFFFFFFFF (ffmpeg),
 # 0x7FFFFFFF or just under it (arecord, sox), or 0. A declared size from here up is read as
@@ -31,9 +32,10 @@ def truncation_reason(declared: int, held: int) -> str:
     return f"truncated WAV: header declares {declared} frames, the file holds {held}"
 
 
-def read_pcm_wav(source: str | BinaryIO) -> tuple[np.ndarray, int] | None:
-    """Mono float32 waveform in [-1, 1) and sample rate of a 16-bit PCM WAV (a path or a binary
-    file object).
+def read_pcm_wav(source: str | BinaryIO, *, mono: bool = True) -> tuple[np.ndarray, int] | None:
+    """Float32 samples in [-1, 1) and sample rate of a 16-bit PCM WAV (a path or a binary file
+    object): a mono waveform (N,), the channels averaged (audio), or with ``mono`` False every
+    channel, (channels, N) (signals), the values libsndfile reads (each sample / 32768).
 
     Returns:
         None when the file is not plain 16-bit PCM WAV (float, 24-bit, WAVE_FORMAT_EXTENSIBLE, a
@@ -63,8 +65,60 @@ def read_pcm_wav(source: str | BinaryIO) -> tuple[np.ndarray, int] | None:
     if not raw:
         return None
     data = np.frombuffer(raw, "<i2")
-    mono = data.reshape(-1, channels).mean(axis=1, dtype=np.float32) if channels > 1 else data.astype(np.float32)
-    return mono * np.float32(1 / 32768), rate
+    if not mono:  # (frames, channels) interleaved -> (channels, frames)
+        return np.ascontiguousarray(data.reshape(-1, channels).T, np.float32) * np.float32(1 / 32768), rate
+    mixed = data.reshape(-1, channels).mean(axis=1, dtype=np.float32) if channels > 1 else data.astype(np.float32)
+    return mixed * np.float32(1 / 32768), rate
+
+
+# libsndfile formats whose frame count is estimated (an MP3 without a Xing/Info header: from its
+# size and bit rate), so fewer frames read is not truncation
+ESTIMATED_LENGTH_FORMATS = frozenset({"MP3", "MPEG"})  # soundfile names MPEG Layer III "MP3"
+
+
+def read_sound(source: str | BinaryIO, *, mono: bool = True) -> tuple[np.ndarray, int]:
+    """Samples and sample rate of an audio-format file (a path or a binary file object): 16-bit PCM
+    WAV with the standard library (:func:`read_pcm_wav`), anything else libsndfile reads (WAV of
+    other encodings, FLAC, OGG) with ``soundfile``, the same float32 values either way; a file
+    that holds fewer frames than its header declares is refused.
+
+    Args:
+        mono: average the channels into one waveform; False keeps every channel.
+
+    Returns:
+        float32 samples, (N,) mono or (channels, N), possibly empty; the rate the header declares.
+
+    Raises:
+        OSError: the file cannot be opened or read.
+        DecodeError: (naming ``source`` when it is a path) a file libsndfile cannot read (corrupt,
+            a header without a data chunk, not an audio format it knows) or a truncated one.
+        MissingDependencyError: the file is not 16-bit PCM WAV and ``soundfile`` is not installed.
+    """
+    path = source if isinstance(source, str) else None
+    fast = read_pcm_wav(source, mono=mono)
+    if fast is not None:
+        return fast
+    try:
+        import soundfile
+    except ImportError:
+        raise MissingDependencyError("soundfile", "decoding audio other than 16-bit PCM WAV") from None
+    try:
+        declared = wav_frames(source)  # libsndfile clips a truncated WAV's frame count silently
+        if path is None:
+            source.seek(0)
+        with soundfile.SoundFile(source) as handle:
+            frames, rate, fmt = handle.frames, handle.samplerate, handle.format
+            samples = handle.read(dtype="float32", always_2d=True)  # (N, channels)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as err:  # TypeError: a file object of no known format
+        # libsndfile's own words, without its "Error opening <_io.BytesIO object at 0x...>: "
+        said = getattr(err, "error_string", None) or str(err)
+        raise DecodeError(f"unreadable or corrupt audio ({said})", path=path) from None
+    if declared is not None and declared[1] < declared[0]:
+        raise DecodeError(truncation_reason(*declared), path=path)
+    if samples.shape[0] < frames and fmt not in ESTIMATED_LENGTH_FORMATS:
+        raise DecodeError(f"truncated audio: header declares {frames} frames, the file holds {samples.shape[0]}",
+                          path=path)
+    return (samples.mean(axis=1) if mono else np.ascontiguousarray(samples.T)), int(rate)
 
 
 def wav_frames(source: str | BinaryIO) -> tuple[int, int] | None:

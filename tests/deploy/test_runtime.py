@@ -245,8 +245,8 @@ def test_a_list_of_samples_is_read_as_the_array_it_holds():
         _signal(2).decode([[1, 2, 3], [4, 5]])  # channels of unequal length
     with pytest.raises(RequestError, match="a list of samples must hold numbers"):
         _signal(1).decode(["0.1", "0.2"])
-    with pytest.raises(RequestError, match=r"expected an array or a list of samples .*a \.npz archive or a CSV file; "
-                                           r"got a float"):
+    with pytest.raises(RequestError, match=r"expected an array or a list of samples .*a \.npz archive, a CSV file or "
+                                           r"an audio file \(WAV, FLAC, OGG\); got a float"):
         _signal(1).decode(0.5)
 
 

@@ -130,3 +130,31 @@ def test_a_lone_zero_first_is_a_sample_and_column_numbers_are_a_header():
     assert not one.header and one.samples.tolist() == [[0.0, 5.0, 7.0]]
     two = read_csv_signal(b"0,1\n5,6\n")
     assert two.header and two.samples.tolist() == [[5.0], [6.0]]
+
+
+@pytest.mark.parametrize(("text", "sep", "header"), [
+    ("t;accel\n0.0;-0.13\n0.001;0.25\n", ";", True),  # a spreadsheet export where ',' is the decimal mark
+    ("0.0;-0.13\n0.001;0.25\n", ";", False),
+    ('"t";"accel"\r\n0.0;NA\r\n\r\n0.002;0.5\r\n', ";", True),  # quotes, a missing marker, a blank line
+    ("t\taccel\n0.0\t-0.13\n0.001\t 0.25\n", "\t", True),
+    ("0.0\t-0.13\n", "\t", False),
+])
+def test_semicolon_and_tab_separated_files_are_read_as_pandas_reads_them_with_that_separator(text, sep, header):
+    got = read_csv_signal(text.encode())
+    frame = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None)
+    assert got.header is header and got.columns == list(frame.columns)
+    np.testing.assert_array_equal(got.samples, frame.to_numpy(np.float32).T)
+
+
+def test_a_comma_in_the_first_line_keeps_commas_the_separator():
+    got = read_csv_signal(b"a,b\n1,2\n")
+    assert got.columns == ["a", "b"]
+    with pytest.raises(DecodeError, match=r"column 'a' holds '1;2'; signal samples must be numbers$"):
+        read_csv_signal(b"a,b\n1;2,3\n")
+
+
+def test_a_decimal_comma_is_named_in_a_semicolon_separated_file():
+    with pytest.raises(DecodeError, match=r"CSV line 2, column 'accel' holds '-0,13'; signal samples must be numbers "
+                                          r"\(the file separates its columns with ';' and seems to write ',' as the "
+                                          r"decimal mark"):
+        read_csv_signal(b"t;accel\n0.0;-0,13\n")

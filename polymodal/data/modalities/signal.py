@@ -1,10 +1,15 @@
 """1-D signals (vibration, ECG, sensor channels): ``.npy``, ``.npz`` (a named array), ``.csv``,
-``.mat`` (scipy) or audio-format files; channel selection, resampling, fixed-length crop/pad,
-an optional per-channel spectrogram, standardisation with training statistics.
+``.mat`` (scipy) or audio-format files (``.wav``, ``.flac``: every channel kept, no mix-down);
+channel selection, resampling, fixed-length crop/pad, an optional per-channel spectrogram,
+standardisation with training statistics.
 
 Cached form: ``x`` float32 (C, L) (with a spectrogram: (C * F, T)) and ``length`` int32, the
 number of valid time steps. A 2-D array in a file is read as (samples, channels) when it has
-more rows than columns, else as (channels, samples).
+more rows than columns, else as (channels, samples) (``preprocess.layout``).
+
+An audio-format file declares its sample rate, and one recorded at another rate than the modality
+reads (``preprocess.sample_rate``, else the rate of the first training file) is refused rather
+than read as if it were at that rate; arrays and CSV files declare none.
 
 :func:`cut_windows` cuts long recordings into (optionally overlapping) windows and writes a
 manifest of the segments.
@@ -35,12 +40,16 @@ from polymodal.utils.signals import (
     fit_length,
     flat_channels,
     flat_note,
+    length_note,
+    rate_mismatch,
     spectrogram_db,
     window_starts,
 )
 from polymodal.utils.warn import warn_user
+from polymodal.utils.wav import read_sound
 
-SIGNAL_EXTENSIONS = (".npy", ".npz", ".csv", ".mat", ".wav", ".flac")
+AUDIO_EXTENSIONS = (".wav", ".flac")  # files that declare their sample rate
+SIGNAL_EXTENSIONS = (".npy", ".npz", ".csv", ".mat", *AUDIO_EXTENSIONS)
 
 
 def _pick_array(arrays: Mapping[str, Any], key: str | None, path: str) -> np.ndarray:
@@ -74,7 +83,17 @@ def read_signal(path: str, key: str | None = None, columns: list[str] | None = N
         key: the array's name inside a ``.npz`` / ``.mat`` file.
         columns: the CSV columns to keep (a CSV's columns are its channels).
         layout: how a 2-D ``.npy`` / ``.npz`` / ``.mat`` array is laid out (:func:`channels_first`).
+
+    Raises:
+        DecodeError: an unreadable, corrupt or truncated file, or one that holds no numeric samples.
     """
+    return read_signal_rate(path, key, columns, layout)[0]
+
+
+def read_signal_rate(path: str, key: str | None = None, columns: list[str] | None = None,
+                     layout: str = "auto") -> tuple[np.ndarray, int | None]:
+    """:func:`read_signal`, and the sample rate an audio-format file's header declares (None for
+    the other files, which declare none)."""
     suffix = os.path.splitext(path)[1].lower()
     if split_row_ref(path)[1] is not None:
         suffix = ".npy"
@@ -94,12 +113,13 @@ def read_signal(path: str, key: str | None = None, columns: list[str] | None = N
             if array.ndim == 2 and 1 in array.shape:  # MATLAB has no 1-D arrays: a row or column vector is one
                 array = array.reshape(-1)
         elif suffix == ".csv":
-            return _read_csv(path, columns).samples
-        elif suffix in (".wav", ".flac"):
-            import soundfile
-
-            array = soundfile.read(path, dtype="float32", always_2d=True)[0].T
-            return np.ascontiguousarray(array)
+            return _read_csv(path, columns).samples, None
+        elif suffix in AUDIO_EXTENSIONS:  # the runtime reads them with the same function: the same samples
+            samples, rate = read_sound(path, mono=False)  # (C, N)
+            if samples.size == 0:
+                raise DecodeError(f"the signal holds no samples (an audio file of {samples.shape[0]} channel(s) "
+                                  "and no frames)", path=path)
+            return samples, rate
         else:
             raise DecodeError(f"unsupported signal file type '{suffix}'; use one of {SIGNAL_EXTENSIONS}", path=path)
     except DecodeError:
@@ -116,7 +136,23 @@ def read_signal(path: str, key: str | None = None, columns: list[str] | None = N
         raise DecodeError(f"the signal holds no samples (shape {array.shape})", path=path)
     if array.ndim not in (1, 2):
         raise DecodeError(f"expected a 1-D or 2-D array; got shape {array.shape}", path=path)
-    return np.ascontiguousarray(channels_first(array, layout))
+    return np.ascontiguousarray(channels_first(array, layout)), None
+
+
+class SignalWindow(tuple):
+    """A decoded signal: the pair ``(window (C, length) float32, valid samples)`` that featurising
+    and the corruptions read, which also knows how many samples the signal held before it was
+    cropped or padded (``held``, for :meth:`SignalPreprocessor.notes`)."""
+
+    held: int
+
+    def __new__(cls, window: np.ndarray, valid: int, held: int) -> SignalWindow:
+        self = super().__new__(cls, (window, valid))
+        self.held = held
+        return self
+
+    def __getnewargs__(self) -> tuple[np.ndarray, int, int]:  # pickled into encoding workers and back
+        return self[0], self[1], self.held
 
 
 @PREPROCESSORS.register(SignalModality)
@@ -124,16 +160,19 @@ class SignalPreprocessor(Preprocessor):
     """See the module docstring."""
 
     kind = "signal"
-    featurize_version = 5  # 2: empty or non-numeric arrays and misapplied channel names are refused; 3: headerless CSVs;
+    featurize_version = 6  # 2: empty or non-numeric arrays and misapplied channel names are refused; 3: headerless CSVs;
     # 4: a CSV's first row that mixes numbers and text is a sample (with a bad value), not a header;
     # 5: CSVs read by utils.signal_csv (shared with the runtime): a header-only CSV, a row longer than the
-    # header (pandas took its first field as a row label) and True/False cells are refused
+    # header (pandas took its first field as a row label) and True/False cells are refused;
+    # 6: WAV/FLAC files read by utils.wav.read_sound (shared with the runtime): corrupt, truncated or empty ones
+    # and those at another rate than the modality reads are refused; ';'- and tab-separated CSVs are read
     batch_time_fields = frozenset({"normalize", "augment"})
 
     def __init__(self, name: str, cfg: SignalPreprocess):
         super().__init__(name)
         self.cfg = cfg
         self.n_channels: int | None = None
+        self.file_rate: int | None = None  # the header rate of the first training file (None: it declared none)
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
 
@@ -142,16 +181,18 @@ class SignalPreprocessor(Preprocessor):
         return cls(name, cfg.preprocess)
 
     def fit(self, values: Sequence[Any]) -> None:
-        """Learn the channel count from the first readable training file (unreadable ones are
-        reported, with their rows, when the manifest is encoded)."""
+        """Learn the channel count, and the sample rate its header declares (an audio-format file),
+        from the first readable training file (unreadable ones are reported, with their rows, when
+        the manifest is encoded)."""
         errors = []
         for value in values:
             try:
-                array = self._read(str(value))
+                array, rate = self._read(str(value))
             except DecodeError as err:
                 errors.append(err)
                 continue
             self.n_channels = array.shape[0]
+            self.file_rate = rate
             self._check_default_length(array.shape[-1], str(value))
             return
         raise DecodeError(f"none of the {len(values)} training files could be read; first error: {errors[0].reason}",
@@ -172,20 +213,26 @@ class SignalPreprocessor(Preprocessor):
                       f"applies, but the first training file ({path}) holds {samples:,} samples: files of its length "
                       f"are {done}; set preprocess.length ({samples:,} keeps it whole)")
 
-    def _read(self, path: str) -> np.ndarray:
+    def _read(self, path: str) -> tuple[np.ndarray, int | None]:
+        """The file's (C, N) samples, its channels chosen, and the rate its header declares (or None)."""
         cfg = self.cfg
         names = cfg.channels if cfg.channels and isinstance(cfg.channels[0], str) else None
-        array = read_signal(path, cfg.key, names, cfg.layout)
+        array, rate = read_signal_rate(path, cfg.key, names, cfg.layout)
         if cfg.channels is not None and names is None:
             try:
                 array = pick_channels(array, cfg.channels)
             except DecodeError as err:
                 raise DecodeError(err.reason, path=path) from None
-        return array
+        return array, rate
 
-    def decode(self, value: Any) -> tuple[np.ndarray, int]:
+    def decode(self, value: Any) -> SignalWindow:
+        """One file -> its window cropped or padded to ``length`` (after resampling), the count of
+        its valid samples and of those it held (:class:`SignalWindow`)."""
         path = str(value)
-        array = self._read(path)
+        array, rate = self._read(path)
+        mismatch = None if rate is None else rate_mismatch(rate, self.cfg.sample_rate, self.file_rate)
+        if mismatch is not None:
+            raise DecodeError(mismatch, path=path)
         if self.n_channels is not None and array.shape[0] != self.n_channels:
             raise DecodeError(f"expected {self.n_channels} channel(s) as in training; got {array.shape[0]}", path=path)
         cfg = self.cfg
@@ -201,14 +248,18 @@ class SignalPreprocessor(Preprocessor):
         if not np.isfinite(array).all():  # resampled values past float32's range
             raise DecodeError("the resampled signal holds values past float32's range", path=path)
         valid = min(array.shape[-1], cfg.length)
-        return fit_length(array, cfg.length, cfg.crop), valid
+        return SignalWindow(fit_length(array, cfg.length, cfg.crop), valid, array.shape[-1])
 
     def notes(self, sample: tuple[np.ndarray, int]) -> list[str]:
-        """The channels of a decoded window that hold one value throughout its valid samples (a
-        disconnected or stuck sensor, which a model trained on live signals may read as ordinary),
-        in the words of the runtime's note (:func:`~polymodal.utils.signals.flat_channels`)."""
+        """That a decoded signal was cropped or zero-padded to ``length``, and the channels of its
+        window that hold one value throughout its valid samples (a disconnected or stuck sensor,
+        which a model trained on live signals may read as ordinary), in the words of the runtime's
+        notes (:func:`~polymodal.utils.signals.length_note`, :func:`~polymodal.utils.signals.flat_channels`)."""
         window, valid = sample
-        return [flat_note(window, c) for c in flat_channels(window, valid)]
+        notes = [flat_note(window, c) for c in flat_channels(window, valid)]
+        held = getattr(sample, "held", None)  # a SignalWindow; a plain pair (a corrupted copy) does not say
+        said = None if held is None else length_note(held, self.cfg.length, self.cfg.crop)
+        return notes if said is None else [said, *notes]
 
     @staticmethod
     def _non_finite(array: np.ndarray, path: str, channels: list[int] | list[str] | None = None) -> str:
@@ -292,18 +343,24 @@ class SignalPreprocessor(Preprocessor):
 
     def get_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"n_channels": self.n_channels}
+        if self.file_rate is not None:
+            state["file_rate"] = self.file_rate
         if self.mean is not None:
             state.update(mean=self.mean, std=self.std)
         return state
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         self.n_channels = state.get("n_channels")
+        self.file_rate = state.get("file_rate")  # absent from runs saved before it was recorded: no check
         if "mean" in state:
             self.mean = np.asarray(state["mean"], np.float32)
             self.std = np.asarray(state["std"], np.float32)
 
     def encoding_state(self) -> dict[str, Any]:
-        return {"n_channels": self.n_channels}
+        state: dict[str, Any] = {"n_channels": self.n_channels}
+        if self.file_rate is not None:  # which files decode refuses
+            state["file_rate"] = self.file_rate
+        return state
 
 
 def cut_windows(
@@ -333,13 +390,23 @@ def cut_windows(
 
     Returns:
         The segments manifest: copied columns, ``recording``, ``start`` and the window path column(s)
-        (relative to ``out_dir``).
+        (relative to ``out_dir``). A recording shorter than ``window`` gives no window, and is
+        warned about.
+
+    Raises:
+        ValueError: ``path_column`` is not a column of ``recordings``, or no recording is as long
+            as ``window``.
+        DecodeError: a recording cannot be read.
     """
+    if path_column not in recordings.columns:
+        raise ValueError(f"cut_windows: path_column='{path_column}' names no column of the recordings; they have "
+                         f"{[str(c) for c in recordings.columns]}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     hop = window if hop is None else hop
     names = list(keys) if keys is not None else [key]
     rows = []
+    short: list[tuple[str, int]] = []  # (recording, samples) of those shorter than a window
     for index, rec in enumerate(recordings.to_dict("records")):
         source = str(rec[path_column])
         try:
@@ -348,6 +415,8 @@ def cut_windows(
             raise DecodeError(err.reason.replace("preprocess.key", "key= (or keys=)"), path=err.path) from None
         length = min(a.shape[-1] for a in arrays.values())
         starts = window_starts(length, window, hop, max_windows)
+        if len(starts) == 0:
+            short.append((source, length))
         stem = Path(source).stem
         for start in starts:
             row = {k: v for k, v in rec.items() if k != path_column}
@@ -357,4 +426,12 @@ def cut_windows(
                 np.save(out / rel, array[:, start:start + window])
                 row[f"{name}_path" if keys is not None else "path"] = rel
             rows.append(row)
+    if short:
+        listed = ", ".join(f"{source} ({samples:,} samples)" for source, samples in short[:5])
+        more = f" and {len(short) - 5} more" if len(short) > 5 else ""
+        if not rows:
+            raise ValueError(f"cut_windows: no recording is as long as window={window:,} samples, so there is no "
+                             f"window to cut: {listed}{more}; give a smaller window")
+        warn_user(f"cut_windows: {len(short)} of {len(recordings)} recording(s) are shorter than window={window:,} "
+                  f"samples and give no window: {listed}{more}")
     return pd.DataFrame(rows)

@@ -1,6 +1,7 @@
-"""Signals in the runtime: ``.npy`` arrays, ``.npz`` archives and CSV files read as training reads
-them, arrays and lists of samples given inline, cut or padded, optionally a log spectrogram
-(``scale`` ``db`` or ``log1p``, as in training)."""
+"""Signals in the runtime: ``.npy`` arrays, ``.npz`` archives, CSV files and audio-format files (WAV
+with the standard library, FLAC or OGG with ``soundfile`` when installed; every channel kept) read
+as training reads them, arrays and lists of samples given inline, cut or padded, optionally a log
+spectrogram (``scale`` ``db`` or ``log1p``, as in training)."""
 
 from __future__ import annotations
 
@@ -18,20 +19,42 @@ from polymodal.deploy.features.base import NPY_MAGIC, Features
 from polymodal.errors import DecodeError
 from polymodal.utils.npy import npy_from_bytes, read_npy
 from polymodal.utils.signal_csv import is_csv_text, non_finite_reason, pick_channels, read_csv_signal
-from polymodal.utils.signals import channels_first, fit_length, flat_channels, flat_note, spectrogram_db
+from polymodal.utils.signals import (
+    channels_first,
+    fit_length,
+    flat_channels,
+    flat_note,
+    length_note,
+    rate_mismatch,
+    spectrogram_db,
+)
+from polymodal.utils.wav import read_sound
 
 ZIP_MAGIC = b"PK\x03\x04"  # a .npz is a ZIP archive of .npy files
 ACCEPTED = ("an array or a list of samples ((C, L), (L, C) or (L,)), or the bytes or path of a .npy array, a .npz "
-            "archive or a CSV file")
+            "archive, a CSV file or an audio file (WAV, FLAC, OGG)")
+# file names whose content must be of that type, as training reads a file by its name
+MAGIC_BY_SUFFIX = {".npy": (NPY_MAGIC, ".npy array"), ".npz": (ZIP_MAGIC, ".npz archive (a ZIP archive)"),
+                   ".wav": (b"RIFF", "WAV file"), ".flac": (b"fLaC", "FLAC file")}
+
+
+def audio_format(data: bytes) -> str | None:
+    """The audio format of file content by its leading bytes (``WAV``, ``FLAC``, ``OGG``), or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return "WAV"
+    return {b"fLaC": "FLAC", b"OggS": "OGG"}.get(data[:4])
 
 
 class SignalFeatures(Features):
     """A signal as training reads one: a ``.npy`` array or a ``.npz`` archive's array (chosen as
     training chooses it: ``preprocess.key``, else its only array, else the one named ``data``), laid
-    out by ``preprocess.layout``, or a CSV file (one column per channel; read by
-    :mod:`polymodal.utils.signal_csv`, as in training), told apart by their content; an array or a
-    list of samples given inline is laid out as a file's array is. Then ``preprocess.channels``,
-    crop or pad to ``length``."""
+    out by ``preprocess.layout``, a CSV file (one column per channel; read by
+    :mod:`polymodal.utils.signal_csv`, as in training) or an audio-format file (WAV, FLAC, OGG: one
+    channel per audio channel, read by :func:`~polymodal.utils.wav.read_sound`, as in training, and
+    refused when its header declares another rate than the modality reads), told apart by their
+    content (a path named ``.npy``, ``.npz``, ``.wav`` or ``.flac`` must hold one, as training reads
+    it by its name); an array or a list of samples given inline is laid out as a file's array is.
+    Then ``preprocess.channels``, crop or pad to ``length``."""
 
     kind = "signal"
 
@@ -39,7 +62,7 @@ class SignalFeatures(Features):
         """(channels, length) samples, the valid count and the count the signal held."""
         channels = self.cfg.get("channels")
         names = channels if channels and isinstance(channels[0], str) else None
-        lines = None
+        lines = sound = None  # a CSV's lines; an audio file's format
         if isinstance(value, list | tuple):  # inline samples: one list, or one per channel
             value = self._inline(value)
         if isinstance(value, np.ndarray):
@@ -49,7 +72,12 @@ class SignalFeatures(Features):
         else:
             source = "" if isinstance(value, bytes | bytearray | memoryview) else f" (file {value})"
             data = self.file_bytes(value)
-            if data.startswith(NPY_MAGIC):
+            if source:
+                self._check_named_type(data, str(value), source)
+            sound = audio_format(data)
+            if sound is not None:
+                array = self._sound(data, sound, source)
+            elif data.startswith(NPY_MAGIC):
                 try:
                     array = npy_from_bytes(data)
                 except (ValueError, OSError, EOFError) as err:
@@ -63,9 +91,14 @@ class SignalFeatures(Features):
                     raise self.fail(f"{err.reason}{source}", "corrupt_file") from None
                 array, lines = table.samples, table.lines
             else:
-                raise self.fail(f"neither a .npy array, a .npz archive nor a CSV file (UTF-8 text){source}; got "
-                                f"{len(data):,} bytes starting with {content_start(data)}", "unsupported_type", 415)
-        if lines is None:  # an array: its layout as in training (a CSV's columns are always its channels)
+                raise self.fail(f"neither a .npy array, a .npz archive, a CSV file (UTF-8 text) nor an audio file "
+                                f"(WAV, FLAC, OGG){source}; got {len(data):,} bytes starting with "
+                                f"{content_start(data)}", "unsupported_type", 415)
+        if sound is not None:  # an audio file's channels are its channels, whatever the layout
+            if names is not None:
+                raise self.fail(f"preprocess.channels names columns {names}, which only a CSV file has; got a "
+                                f"{sound} file{source}")
+        elif lines is None:  # an array: its layout as in training (a CSV's columns are always its channels)
             if not isinstance(array, np.ndarray) or array.dtype.kind not in "iufb":  # as training reads one
                 raise self.fail(f"expected a real-valued numeric .npy array; got dtype "
                                 f"{getattr(array, 'dtype', type(array).__name__)}{source}")
@@ -84,12 +117,40 @@ class SignalFeatures(Features):
         expected = int(self.state["n_channels"])
         if array.ndim != 2 or array.shape[0] != expected:
             got = (f"a CSV file of {array.shape[0]} channel column(s)" if lines is not None
+                   else f"a {sound} file of {array.shape[0]} channel(s)" if sound is not None
                    else f"an array of shape {sent}" + self._read_as(sent, array.shape))
             raise self.fail(f"expected {expected} channel(s) as in training; got {got}{source}")
         if not np.isfinite(array).all():
             raise self.fail(f"{non_finite_reason(array, lines)}{source}")
         length = int(self.cfg["length"])
         return fit_length(array, length, self.cfg["crop"]), min(array.shape[-1], length), array.shape[-1]
+
+    def _check_named_type(self, data: bytes, path: str, source: str) -> None:
+        """Refuse a file named ``.npy``, ``.npz``, ``.wav`` or ``.flac`` whose content is not of that
+        type, as training refuses it (it reads a file by its name), rather than read it as another
+        type (text in a ``.npy`` file was said to be a CSV with a header row and no rows)."""
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix not in MAGIC_BY_SUFFIX:
+            return
+        magic, kind = MAGIC_BY_SUFFIX[suffix]
+        if not data.startswith(magic):
+            raise self.fail(f"not a {kind}{source}: a {suffix} file starts with the bytes {magic!r}; got "
+                            f"{len(data):,} bytes starting with {content_start(data)}", "corrupt_file")
+
+    def _sound(self, data: bytes, sound: str, source: str) -> np.ndarray:
+        """The (channels, N) samples of audio-format file content, read as training reads them
+        (:func:`~polymodal.utils.wav.read_sound`), refused when corrupt or truncated, or when its
+        header declares another rate than the modality reads (:func:`~polymodal.utils.signals.rate_mismatch`)."""
+        try:
+            samples, rate = read_sound(io.BytesIO(data), mono=False)
+        except DecodeError as err:
+            raise self.fail(f"{err.reason}{source}", "corrupt_file") from None
+        if samples.size == 0:  # refused as every empty signal is
+            return samples
+        mismatch = rate_mismatch(rate, self.cfg.get("sample_rate"), self.state.get("file_rate"))
+        if mismatch is not None:
+            raise self.fail(f"{mismatch}{source}", "bad_input")
+        return samples
 
     def _inline(self, value: list | tuple) -> np.ndarray:
         """Samples given as a list (or a list per channel) as an array."""
@@ -143,14 +204,10 @@ class SignalFeatures(Features):
         """That the signal was cropped or zero-padded to the model's ``length``, and which channels
         are flat (one value throughout: a sensor disconnected or stuck, which a model trained on
         live signals may still read as ordinary)."""
-        length = int(self.cfg["length"])
         window, valid, samples = self.decode(value)
         notes = [flat_note(window, c) for c in flat_channels(window, valid)]
-        if samples != length:
-            done = f"cropped to its {'first' if self.cfg['crop'] == 'start' else 'central'} {length:,}" \
-                if samples > length else f"zero-padded to {length:,}"
-            notes.insert(0, f"{samples:,} samples where the model reads {length:,}: {done}")
-        return notes
+        said = length_note(samples, int(self.cfg["length"]), self.cfg["crop"])
+        return notes if said is None else [said, *notes]
 
     def featurize(self, samples: Sequence[tuple[np.ndarray, int, int]]) -> dict[str, np.ndarray]:
         x = np.stack([s[0] for s in samples])  # (B, C, L)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -24,6 +25,7 @@ from polymodal.config.modalities import (
 )
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.encode import EncodedTable, encode_modality
+from polymodal.data.manifest import Manifest
 from polymodal.data.modalities import PREPROCESSORS, Preprocessor, build_preprocessor
 from polymodal.errors import DecodeError
 
@@ -215,7 +217,9 @@ def test_equal_fingerprints_mean_equal_features(tmp_path, name):
 def pipeline_dataset(prep: Preprocessor, values: list[Any], train: bool = False) -> MultimodalDataset:
     """The data pipeline's dataset over ``values``: encoded (decoded and featurised chunk by chunk,
     as for a manifest) into a table, batched by the torch dataset."""
-    encoded, skipped = encode_modality(prep, values, manifest=None)  # the manifest only names rows in errors
+    # the manifest only names rows in errors and notes (a signal cut or padded to its length)
+    encoded, skipped = encode_modality(prep, values, manifest=Manifest(pd.DataFrame(index=range(len(values))),
+                                                                       Path.cwd(), "values"))
     assert not skipped and encoded.present.all()
     return MultimodalDataset(EncodedTable({prep.name: encoded}, np.arange(len(values))), {prep.name: prep}, train=train)
 
