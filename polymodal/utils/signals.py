@@ -86,14 +86,17 @@ def flat_note(window: np.ndarray, channel: int) -> str:
     return f"channel {channel} holds one value throughout ({window[channel, 0]:g}): a disconnected or stuck sensor?"
 
 
-def length_note(samples: int, length: int, crop: str) -> str | None:
+def length_note(samples: int, length: int, crop: str, exact: bool = True) -> str | None:
     """The note on a signal of ``samples`` samples cut or zero-padded to the model's ``length``
-    (``preprocess.crop``: which part is kept), in the words the runtime and the eager predictor
-    both use; None when it is that long."""
+    (``preprocess.crop``: which part is kept); None when it is that long. ``exact``: the runtime's
+    note on one request names the count; an encoded manifest's notes, grouped into one warning
+    with their rows, say only fewer or more (one note per direction, not one per length)."""
     if samples == length:
         return None
     done = f"cropped to its {'first' if crop == 'start' else 'central'} {length:,}" if samples > length \
         else f"zero-padded to {length:,}"
+    if not exact:
+        return f"{'more' if samples > length else 'fewer'} samples than the {length:,} the model reads: {done}"
     return f"{samples:,} samples where the model reads {length:,}: {done}"
 
 

@@ -258,7 +258,7 @@ class SignalPreprocessor(Preprocessor):
         window, valid = sample
         notes = [flat_note(window, c) for c in flat_channels(window, valid)]
         held = getattr(sample, "held", None)  # a SignalWindow; a plain pair (a corrupted copy) does not say
-        said = None if held is None else length_note(held, self.cfg.length, self.cfg.crop)
+        said = None if held is None else length_note(held, self.cfg.length, self.cfg.crop, exact=False)
         return notes if said is None else [said, *notes]
 
     @staticmethod

@@ -155,12 +155,12 @@ def test_the_rate_is_part_of_the_fingerprint(tmp_path):
 
 # --- eager notes ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("frames", "crop", "note"), [
-    (100, "start", "100 samples where the model reads 256: zero-padded to 256"),
-    (300, "start", "300 samples where the model reads 256: cropped to its first 256"),
-    (300, "center", "300 samples where the model reads 256: cropped to its central 256"),
+    (100, "start", "fewer samples than the 256 the model reads: zero-padded to 256"),
+    (300, "start", "more samples than the 256 the model reads: cropped to its first 256"),
+    (300, "center", "more samples than the 256 the model reads: cropped to its central 256"),
     (256, "start", None),
 ])
-def test_encoding_notes_a_signal_cut_or_padded_to_its_length_as_the_runtime_does(tmp_path, frames, crop, note):
+def test_encoding_notes_a_signal_cut_or_padded_to_its_length(tmp_path, frames, crop, note):
     path = str(tmp_path / "a.npy")
     np.save(path, stereo(frames))
     prep = signal(crop=crop)
