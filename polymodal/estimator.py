@@ -486,10 +486,13 @@ class Estimator:
                       "column; train with "
                       "train.modality_dropout to predict from a subset)")
 
-    def read_grouped(self, data: DataSource, by: str, *, modalities: Iterable[str] | None = None) -> Manifest:
+    def read_grouped(self, data: DataSource, by: str, *, modalities: Iterable[str] | None = None,
+                     require_target: bool = True) -> Manifest:
         """``data`` read and validated for evaluation, with ``by`` (the column its metrics are split
-        by) checked to be one of its columns before any file is decoded."""
-        manifest = self.read_data(data, require_target=True, modalities=modalities)
+        by) checked to be one of its columns before any file is decoded (``require_target``
+        False: the config's target columns need not be there, as when an anomaly detector is
+        evaluated against another)."""
+        manifest = self.read_data(data, require_target=require_target, modalities=modalities)
         manifest.require_column(by, "to split the metrics by")
         return manifest
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -35,7 +35,7 @@ from polymodal import runfolder
 from polymodal.anomaly.cached import with_reconstruction_targets
 from polymodal.anomaly.model import AnomalyModel, ScoreNetwork, build_anomaly_net
 from polymodal.anomaly.scorers import OPTIONAL_STATE, REFERENCE_MAX_MODALITIES, build_scorer
-from polymodal.anomaly.targets import AnomalyTargets, normal_value_problems, training_rows
+from polymodal.anomaly.targets import AnomalyTargets, no_normal_row, normal_value_problems, training_rows
 from polymodal.anomaly.threshold import (
     follow_full_threshold,
     rethreshold,
@@ -51,10 +51,12 @@ from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import random_holdout
+from polymodal.data.validation import target_problems
 from polymodal.errors import (
     ConfigError,
     ManifestError,
     NotFittedError,
+    OptionError,
     SchemaMismatchError,
 )
 from polymodal.estimator import EMBEDDINGS, PROBABILITIES, ROBUSTNESS, Estimator
@@ -217,6 +219,7 @@ class AnomalyDetector(Estimator):
                 f"normal values: {self.settings.normal}"]
             raise ManifestError([f"every training row is labelled anomalous ({said[0]}); anomaly detection learns "
                                  "from normal rows"], source=train_m.name)
+        self._require_normal_validation(pipeline.targets, valid_m, held_out=valid is None)
         train_m, dropped = training_rows(train_m, normal, pipeline.targets, self.settings, cfg.train.seed)
         started = time.perf_counter()
         train_table, train_y, valid_table, valid_y = self._fit_pipeline(pipeline, train_m, valid_m, out=out)
@@ -430,6 +433,25 @@ class AnomalyDetector(Estimator):
         minutes = None if train.max_minutes is None else train.max_minutes * epochs / train.epochs
         return train.model_copy(update={"epochs": epochs, "max_minutes": minutes})
 
+    def _require_normal_validation(self, targets: AnomalyTargets, valid: Manifest, *, held_out: bool) -> None:
+        """Refuse validation rows none of which is normal (each labelled anomalous): the flag
+        threshold is chosen on the normal ones, and early stopping follows them.
+
+        Raises:
+            ManifestError: naming the manifest (or the rows held out of the training one), the
+                target column, ``anomaly.normal`` and the labels it holds instead.
+        """
+        if (targets.encode(valid) != 1).any():  # normal, or without a label (taken as normal)
+            return
+        which = None if not held_out else (f"the {len(valid)} validation rows held out of {valid.name} "
+                                           f"(train.val_fraction {self.config.train.val_fraction:g})")
+        said = no_normal_row(valid, targets.columns[0], self.settings.normal, which)
+        raise ManifestError([f"{said}; the detector validates and sets its flag threshold on normal rows: give "
+                             "validation rows that hold normal ones (labelled anomalies beside them are scored for "
+                             "the validation AUROC)" + ("" if held_out else ", or no --valid (valid=None) to hold "
+                                                        "out train.val_fraction of the training rows")],
+                            source=valid.name)
+
     def _validation_rows(self, table: EncodedTable, y: np.ndarray) -> tuple[EncodedTable, np.ndarray]:
         """What the validation loss sees: every row (labelled anomalies as such) with
         ``use_labelled_anomalies``, else the normal rows only."""
@@ -556,22 +578,40 @@ class AnomalyDetector(Estimator):
                                                   "names in")
 
     def evaluate(self, data: DataSource, modalities: Any = None, *, support: DataSource | None = None,
-                 by: str | None = None) -> dict[str, Any]:
+                 by: str | None = None, target: str | None = None,
+                 normal: Sequence[Any] | None = None) -> dict[str, Any]:
         """AUROC, AUPRC, FPR at 95% TPR, the flag's FPR/TPR and ``per_label`` AUROC of each anomaly
         label against the normal rows, on a manifest with the target column; ``by``: also per
         value of that column (see :meth:`MultimodalPredictor.evaluate`).
 
+        Args:
+            target: the column of ``data`` whose labels the rows are scored against (default: the
+                config's ``target``): a detector trained without one (``target: null``) is
+                evaluated this way.
+            normal: the labels that mean normal (default: ``anomaly.normal``); matched as
+                training matches them (``0`` and ``'0'`` alike; case counts).
+
         Raises:
-            SchemaMismatchError: the config has no target column to evaluate against.
+            SchemaMismatchError: no ``target``, and the config has no target column to evaluate against.
+            ManifestError: ``data`` lacks the target column, or a row's label is empty.
+            OptionError: ``normal`` is empty.
         """
         self._refuse_support(support)
-        if not self.config.targets:
-            raise SchemaMismatchError("evaluate needs labels, but this anomaly config has no target column")
+        targets, own = self._evaluation_targets(target, normal)
+        if not own:  # the config's target column is not needed in the data: this one is
+            data = self.read_data(data, require_target=False, modalities=modalities)
+            problems = target_problems(data, targets.columns[0], self.config.task)
+            if problems:
+                raise ManifestError(problems, source=data.name)
+        if normal is not None:  # a misspelt label would count every row as an anomaly
+            data = self.read_data(data, require_target=own, modalities=modalities)
+            for problem in normal_value_problems(data, targets.columns[0], list(normal), every=True, key="normal"):
+                warn_user(problem)
         if by is not None:
-            data = self.read_grouped(data, by, modalities=modalities)
-        manifest, table = self.encode_data(data, require_target=True, modalities=modalities)
-        labels = self.pipeline.targets.labels(manifest, table.rows)
-        scores, y = self._scores(self.network_table(manifest, table)), self.pipeline.targets.encode(manifest, table.rows)
+            data = self.read_grouped(data, by, modalities=modalities, require_target=own)
+        manifest, table = self.encode_data(data, require_target=own, modalities=modalities)
+        labels = targets.labels(manifest, table.rows)
+        scores, y = self._scores(self.network_table(manifest, table)), targets.encode(manifest, table.rows)
         self.eval_scores, self.eval_held = (scores, y), self._held(table)
         out = self._metrics(scores, y, labels, self.eval_held)
         if by is not None:
@@ -580,6 +620,30 @@ class AnomalyDetector(Estimator):
                               for value, rows in manifest.groups(by, table.rows,
                                                                  self.category_normalization(by)).items()}}
         return out
+
+    def _evaluation_targets(self, target: str | None, normal: Sequence[Any] | None) -> tuple[AnomalyTargets, bool]:
+        """What :meth:`evaluate` scores rows against: the fitted target encoder, or one of the
+        column ``target`` with the ``normal`` labels; and whether the column is the config's own
+        (whose presence reading the data checks).
+
+        Raises:
+            SchemaMismatchError: neither ``target`` nor a target column in the config.
+            OptionError: ``normal`` is empty or a bare string.
+        """
+        pipeline, _ = self.require_fitted()
+        if target is None and not self.config.targets:
+            raise SchemaMismatchError(
+                "evaluate needs labels, but this anomaly config has no target column (target: null); name the "
+                "column of the data that holds them: evaluate(data, target=COLUMN, normal=[...]) in Python, "
+                "'polymodal evaluate RUN --data X --target COLUMN [--normal VALUE ...]' on the command line "
+                f"(normal defaults to anomaly.normal {self.settings.normal})")
+        if normal is not None and (isinstance(normal, str) or not len(normal)):
+            raise OptionError([f"normal must be a non-empty list of labels (e.g. ['Normal']); got {normal!r}"])
+        column = self.config.targets[0] if target is None else target
+        own = bool(self.config.targets) and column == self.config.targets[0]
+        if own and normal is None:
+            return pipeline.targets, True
+        return AnomalyTargets([column], self.settings.normal if normal is None else list(normal)), own
 
     def _metrics(self, scores: np.ndarray, y: np.ndarray, labels: list[Any], held: np.ndarray,
                  subject: str = "the evaluated rows hold", validation: bool = False) -> dict[str, Any]:

@@ -140,6 +140,12 @@ def evaluate(
                                               "text modality get no baseline). Each row names what it used.")] = "auto",
     by: Annotated[str | None, typer.Option("--by", help="Also the metrics of each value of this column of the "
                                            "data (a site, a machine, a motor load).")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Anomaly runs: score the rows against the labels "
+                                               "of this column (default: the config's target; a detector trained "
+                                               "with target: null has none).")] = None,
+    normal: Annotated[list[str] | None, typer.Option("--normal", metavar="VALUE", help="Anomaly runs: a label that "
+                                                     "means normal (repeatable; default: the config's "
+                                                     "anomaly.normal).")] = None,
     support: SupportOpt = None,
     on_error: OnErrorOpt = None,
 ) -> None:
@@ -157,6 +163,11 @@ def evaluate(
     if out is not None:  # a file in the way, found now rather than after the evaluation
         check_folder_path(out, "--out", writable=True)
     predictor = load_run(run, on_error)
+    labelled_by = {key: value for key, value in (("target", target), ("normal", normal)) if value is not None}
+    if labelled_by and predictor.config.task != "anomaly":
+        raise OptionError(unused_options(ctx, ["target", "normal"], "applies only to an anomaly run; a "
+                                         f"'{predictor.config.task}' run is evaluated against its config's target "
+                                         f"{predictor.config.targets}"))
     if missing:  # refused before the plain evaluation runs
         predictor.require(SUBSETS)
     if robustness:
@@ -182,7 +193,7 @@ def evaluate(
             if ref is not None:
                 check_reference(predictor, ref, swept, data)
         with listing_skipped(predictor, (out or run / EVALUATION_DIR) / SKIPPED_FILE):
-            metrics = predictor.evaluate(data, by=by)
+            metrics = predictor.evaluate(data, by=by, **labelled_by)
         extra: dict[str, Any] = {}
         if missing or robustness:
             from polymodal.evaluation.sweeps import run_evaluations
@@ -226,7 +237,7 @@ def evaluate(
 
 
 RETRIEVAL_OPTIONS = ["query", "gallery", "hits", "labels", "cca_train", "cca", "cca_features"]
-SWEEP_OPTIONS = ["missing", "robustness", "corruption", "rows", "seed", "reference", "out", "by"]
+SWEEP_OPTIONS = ["missing", "robustness", "corruption", "rows", "seed", "reference", "out", "by", "target", "normal"]
 
 
 def _unused_evaluate_options(ctx: typer.Context, *, retrieval: bool, missing: bool, robustness: bool,
@@ -242,6 +253,10 @@ def _unused_evaluate_options(ctx: typer.Context, *, retrieval: bool, missing: bo
                                                                           "--no-cca turns off; give one of them")
         return problems
     problems = unused_options(ctx, RETRIEVAL_OPTIONS, "applies only with --retrieval")
+    if missing or robustness:
+        problems += unused_options(ctx, ["target", "normal"], "applies only to the plain evaluation, not with "
+                                                              "--missing or --robustness (whose sweeps score the "
+                                                              "config's target)")
     if not (missing or robustness):
         problems += unused_options(ctx, ["rows", "seed"], "applies only with --missing or --robustness")
     elif not robustness and rows is None:

@@ -88,7 +88,7 @@ class DataPipeline:
             return data
         manifest = self.read_raw(data)
         if training:
-            validate_manifest(manifest, self.config, require_target=require_target)
+            validate_manifest(manifest, self.config, require_target=require_target, training=True)
         else:
             names = self.check_modalities(modalities, manifest)
             if modalities is None:

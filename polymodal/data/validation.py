@@ -39,6 +39,7 @@ def validate_manifest(
     modalities: Iterable[str] | None = None,
     allow_empty_rows: bool = False,
     allow_partial_columns: bool = False,
+    training: bool = False,
 ) -> None:
     """Check a manifest against a config; raise one :class:`ManifestError` listing every problem.
 
@@ -62,6 +63,8 @@ def validate_manifest(
             of modalities on purpose; the model then predicts from its missing-embeddings).
         allow_partial_columns: accept a multi-column modality (a table) with some of its columns
             absent, their cells missing in every row (prediction: imputed as missing values are).
+        training: a manifest a model is fitted on (an anomaly detector's training or validation
+            rows): an anomaly config's target column absent from it is said to be needless there.
     """
     columns = list(manifest.columns)
     check_table(columns, len(manifest), manifest.name)  # a Manifest built without read_manifest too
@@ -130,7 +133,7 @@ def validate_manifest(
         for name in tables:
             _mark_bad_numbers(manifest, config.modalities[name].columns)
     if require_target:
-        problems += _target_problems(manifest, config)
+        problems += _target_problems(manifest, config, training)
     if problems:
         hints = list(dict.fromkeys(hints))  # a DataFrame's root: one piece of advice for all its columns
         raise ManifestError(hints + problems, source=manifest.name, folded=folded - len(hints))  # advice: no problem
@@ -327,8 +330,15 @@ def _number(value: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-def _target_problems(manifest: Manifest, config: Config) -> list[str]:
-    return [p for column in config.targets for p in target_problems(manifest, column, config.task)]
+ANOMALY_NO_TARGET = ("an anomaly detector trained on normal rows alone needs no target: set target: null "
+                     "(--set target=null)")  # what a manifest without an anomaly config's target column may mean
+
+
+def _target_problems(manifest: Manifest, config: Config, training: bool) -> list[str]:
+    problems = [p for column in config.targets for p in target_problems(manifest, column, config.task)]
+    if training and config.task == "anomaly" and config.targets and config.targets[0] not in manifest.columns:
+        problems[0] += f"; {ANOMALY_NO_TARGET}"
+    return problems
 
 
 def target_problems(manifest: Manifest, column: str, task: str, what: str | None = None) -> list[str]:

@@ -222,14 +222,52 @@ def test_training_on_anomalies_only_is_refused_naming_the_labels_and_the_one_mea
             "labels: ['normal']), so no row is normal; 'Normal' (did you mean 'normal'?)") in info.value.problems[0]
 
 
-def test_without_a_target_every_training_row_is_normal_and_evaluate_explains(data, tmp_path):
+@pytest.mark.parametrize("use_labelled", [False, True])
+def test_validation_without_a_normal_row_is_refused_naming_the_file_and_its_labels(data, use_labelled):
+    """Before preprocessing, not as 'the validation data holds no row' from the trainer: the flag
+    threshold is chosen on the validation normal rows, labelled anomalies used or not."""
+    faults = pd.read_csv(data / "test.csv").query("label != 'normal'")
+    faults.to_csv(data / "valid_faults.csv", index=False)
+    with pytest.raises(ManifestError, match="no normal row") as info:
+        AnomalyDetector.from_config(config("autoencoder", epochs=1, use_labelled_anomalies=use_labelled)).fit(
+            data / "train.csv", data / "valid_faults.csv")
+    assert info.value.problems == [
+        "valid_faults.csv has no normal row: no 'label' value is in anomaly.normal ['normal', 0] (it holds ['fault', "
+        "'mismatch']); the detector validates and sets its flag threshold on normal rows: give validation rows that "
+        "hold normal ones (labelled anomalies beside them are scored for the validation AUROC), or no --valid "
+        "(valid=None) to hold out train.val_fraction of the training rows"]
+    assert "valid_faults.csv" in str(info.value).splitlines()[0]
+
+
+def test_without_a_target_every_training_row_is_normal_and_evaluate_takes_the_labels_column(data, tmp_path):
     cfg = config("autoencoder", epochs=1)
     del cfg["target"]
     det = AnomalyDetector.from_config(cfg).fit(data / "train.csv", data / "valid.csv", out=tmp_path / "run")
     assert len(det.predict(data / "test.csv")) == 72
     assert (tmp_path / "run" / "plots" / "anomaly_scores.png").is_file()  # every validation row as normal
-    with pytest.raises(ValueError, match="no target column"):
+    with pytest.raises(SchemaMismatchError, match="no target column") as info:
         det.evaluate(data / "test.csv")
+    assert "evaluate(data, target=COLUMN, normal=[...])" in str(info.value)
+    assert "--target COLUMN [--normal VALUE ...]" in str(info.value)
+    metrics = AnomalyDetector.load(tmp_path / "run").evaluate(data / "test.csv", target="label")
+    assert (metrics["normals"], metrics["anomalies"]) == (24, 48)  # anomaly.normal's default: 'normal'
+    assert set(metrics["per_label_auroc"]) == {"fault", "mismatch"}
+    assert det.evaluate(data / "test.csv", target="label", normal=["normal", "fault"])["anomalies"] == 24
+    with pytest.raises(ManifestError, match=r"target column 'lable' is not in test.csv \(did you mean 'label'\?\)"):
+        det.evaluate(data / "test.csv", target="lable")
+    with pytest.warns(UserWarning, match="normal value 'Normal' is no label of target column 'label' of test.csv"):
+        misspelt = det.evaluate(data / "test.csv", target="label", normal=["Normal"])
+    assert misspelt["normals"] == 0
+
+
+def test_a_training_manifest_without_the_target_column_says_an_anomaly_detector_needs_none(data, tmp_path):
+    pd.read_csv(data / "train.csv").drop(columns="label").to_csv(data / "train_nolabel.csv", index=False)
+    with pytest.raises(ManifestError) as info:
+        AnomalyDetector.from_config(config("autoencoder", epochs=1)).fit(data / "train_nolabel.csv",
+                                                                         data / "valid.csv")
+    assert info.value.problems == ["target column 'label' is not in train_nolabel.csv (columns: ['a', 'b']); an "
+                                   "anomaly detector trained on normal rows alone needs no target: set target: null "
+                                   "(--set target=null)"]
 
 
 def test_a_test_manifest_without_a_target_column_is_refused_before_training(data, tmp_path):
@@ -339,6 +377,14 @@ def test_cli_trains_evaluates_and_predicts_an_anomaly_run(data, tmp_path):
                                  "--keep", "score"])  # an output column's name: refused, nothing written
     assert result.exit_code == 2 and "--keep score: the predictions have a column of that name" in result.stderr
     assert not (tmp_path / "f.csv").exists()
+    result = runner.invoke(app, ["evaluate", str(run), "--data", str(data / "test.csv"), "--target", "label",
+                                 "--normal", "normal", "--normal", "fault", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["normals"] == 48 and set(json.loads(result.output)["per_label_auroc"]) == {
+        "mismatch"}
+    result = runner.invoke(app, ["evaluate", str(run), "--data", str(data / "test.csv"), "--missing", "--target",
+                                 "label"])
+    assert result.exit_code == 2 and "--target applies only to the plain evaluation" in result.stderr
     result = runner.invoke(app, ["evaluate", str(run), "--data", str(data / "test.csv"), "--missing"])
     assert result.exit_code == 0, result.output
     subsets = pd.read_csv(run / "evaluation" / "missing.csv").set_index("modalities")

@@ -331,3 +331,13 @@ def test_a_metric_whose_name_says_little_is_explained_below_the_table():
     with console.capture() as captured:  # a regression whose further task classifies
         print_metrics({"rmse": 0.3, "species/accuracy": 0.8, "species/ece": 0.1}, "metrics")
     assert "ece: expected calibration error" in captured.get()
+
+
+def test_target_and_normal_are_refused_for_a_run_that_is_no_anomaly_detector(run, monkeypatch):
+    folder, paths = run
+    evaluated = []
+    monkeypatch.setattr(MultimodalPredictor, "evaluate", lambda self, *a, **k: evaluated.append(a))
+    assert_user_error(invoke("evaluate", folder, "--data", paths["test"], "--target", "label", "--normal", "a"),
+                      "--target applies only to an anomaly run; a 'classification' run is evaluated against its "
+                      "config's target ['label']", "--normal applies only to an anomaly run")
+    assert evaluated == []
