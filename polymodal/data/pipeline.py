@@ -59,6 +59,14 @@ def as_names(modalities: str | Iterable[str] | None) -> list[str] | None:
     return None if modalities is None else [modalities] if isinstance(modalities, str) else list(modalities)
 
 
+def column_meant(column: str, modality: str, columns: list[str]) -> str:
+    """`` (did you mean 'DE'?)`` for the one of ``columns`` most likely meant for a modality's
+    absent ``column``: a close spelling of it (:func:`did_you_mean`), else the modality's own name
+    in another case (``DE`` for modality ``de`` reading ``de_path``); ``""`` when none is."""
+    return did_you_mean(column, columns) or did_you_mean(modality, [c for c in columns
+                                                                   if c.casefold() == modality.casefold()])
+
+
 class DataPipeline:
     """Preprocessors and target encoder for one config."""
 
@@ -125,9 +133,11 @@ class DataPipeline:
         chosen = [n for n in known if any(c in columns for c in modality_columns(self.config.modalities[n]))]
         if not chosen:
             expected = {n: modality_columns(self.config.modalities[n]) for n in known}
+            meant = [f"'{c}'{hint}" for n, cols in expected.items() for c in cols
+                     if (hint := column_meant(c, n, [str(k) for k in manifest.columns]))]
             raise SchemaMismatchError(
                 f"{manifest.name} has none of this model's modality columns; expected any of {expected}, "
-                f"got columns {list(manifest.columns)}"
+                f"got columns {list(manifest.columns)}" + (f"; {', '.join(meant)}" if meant else "")
             )
         return chosen
 
@@ -158,7 +168,7 @@ class DataPipeline:
             read |= set(task.targets)
         unknown = [str(c) for c in manifest.columns if c not in read]
         missing = ", ".join((f"column {cols[0]!r}" if len(cols) == 1 else f"columns {cols}") + f" (modality {n})"
-                            + "".join(did_you_mean(c, unknown) for c in cols) for n, cols in absent.items())
+                            + "".join(column_meant(c, n, unknown) for c in cols) for n, cols in absent.items())
         extra = "" if not unknown else f"; unrecognised columns: {unknown[:10]}" + (
             f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
         warn_user(f"{manifest.name} has no {missing}: predicting without {'it' if len(absent) == 1 else 'them'} "

@@ -13,7 +13,9 @@ Two body formats carry the same inputs (any subset of the model's modalities; a 
 - ``application/json``: ``{"<image modality>": "<base64 file>", "<text modality>": "text",
   "<tabular modality>": {"<column>": value}}``. The base64 may be line-wrapped (whitespace is
   ignored, as MIME and ``base64.encodebytes`` wrap it) and may carry a ``data:<type>;base64,``
-  prefix (a data URL, as ``FileReader.readAsDataURL`` gives).
+  prefix (a data URL, as ``FileReader.readAsDataURL`` gives). A signal may instead be its samples
+  inline, ``{"<signal modality>": [0.1, 0.2, ...]}`` or one list per channel, laid out as a
+  ``.npy`` array of that shape is.
 
 As in a manifest, an empty value is a missing modality: blank text, a table whose cells are all
 empty, an empty file (a zero-byte part, which is also what an HTML file input sends when no file
@@ -32,12 +34,15 @@ import binascii
 import functools
 import io
 import json
+import reprlib
 import wave
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 from urllib.parse import parse_qsl
+
+import numpy as np
 
 from polymodal.deploy.errors import RequestError, content_start
 from polymodal.deploy.features import NPY_MAGIC, VIDEO_SIGNATURES, audio_seconds, has_av, read_wav, video_container
@@ -148,7 +153,9 @@ class RequestParser:
             kind = self._kind(name)
             if value is None:
                 continue
-            if kind in FILE_KINDS:
+            if kind == "signal" and isinstance(value, list):  # samples inline: one list, or one per channel
+                row[name] = self.samples(name, value)
+            elif kind in FILE_KINDS:
                 data = self._base64(name, value)
                 if data:  # "" is an empty file: a missing modality, as blank text is, named in a warning
                     row[name] = self.file(name, data)
@@ -247,6 +254,25 @@ class RequestParser:
                                "(A-Z, a-z, 0-9, '+', '/', '=' padding; spaces and line breaks are ignored), "
                                f"optionally after a 'data:<type>;base64,' prefix; got {len(value):,} characters "
                                f"starting {value[:20]!r}", status=422, code="bad_base64", field=name) from None
+
+    def samples(self, name: str, value: list[Any]) -> np.ndarray:
+        """A signal's samples sent inline in JSON, ``[x0, x1, ...]`` or one such list per channel
+        (laid out as a ``.npy`` array of that shape is: ``preprocess.layout``), as an array; the
+        request size bounds how many (a sample takes at least two bytes, ``0,``).
+
+        Raises:
+            RequestError: 422 for anything but numbers in one list or in lists of one length.
+        """
+        try:
+            array = np.asarray(value)
+        except (ValueError, OverflowError):  # lists of unequal lengths, or mixed with numbers
+            array = None
+        if array is None or array.dtype.kind not in "iuf" or array.ndim not in (1, 2):
+            raise RequestError(f"modality '{name}' (signal): inline samples in JSON must be a list of numbers, or "
+                               "one list of numbers per channel, all of one length (or the base64 of a .npy, .npz "
+                               f"or CSV file); got {reprlib.repr(value)}", status=422, code="bad_input",
+                               field=name)
+        return array
 
     def file(self, name: str, data: bytes) -> Any:
         """Check a file's type and size limits; returns what the runtime decodes."""

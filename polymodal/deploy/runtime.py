@@ -32,7 +32,7 @@ import numpy as np
 from polymodal.deploy.errors import ExportError, RequestError, first_line, onnxruntime_errors
 from polymodal.deploy.features import FEATURES, Features
 from polymodal.errors import MissingDependencyError
-from polymodal.run_files import EXPORT_DIR, MODEL_FILE, saved_fingerprint
+from polymodal.run_files import CONFIG_FILE, EXPORT_DIR, MODEL_FILE, saved_fingerprint
 from polymodal.utils.scores import (
     against_reference,
     coalition_values,
@@ -101,6 +101,19 @@ def stale_export(folder: Path, run: Path) -> str:
     """What is wrong with export ``folder`` of another model than ``run``'s (:func:`exported_from_other_model`)."""
     return (f"{folder} was exported from another model than {run}'s (the run was trained again, or its decision or "
             "anomaly threshold set, since)")
+
+
+def not_an_export(folder: Path) -> str:
+    """Why ``folder`` (without ``deploy.json``) is no export folder, and the one meant: a run
+    folder's ``export/`` where it has one, else the command that writes it."""
+    said = f"{folder} is not an export folder: {META_FILE} not found"
+    export = folder / EXPORT_DIR
+    if (export / META_FILE).is_file():
+        return f"{said}; it is a run folder: load its export, Runtime.load('{export}')"
+    if (folder / MODEL_FILE).is_file() or (folder / CONFIG_FILE).is_file():
+        return (f"{said}; it is a run folder with no export yet: write it with 'polymodal export {folder}', then "
+                f"Runtime.load('{export}')")
+    return f"{said} (write one with 'polymodal export RUN')"
 
 
 def export_command(folder: Path, run: Path, meta: Mapping[str, Any]) -> str:
@@ -174,8 +187,7 @@ class Runtime:
             raise MissingDependencyError("onnxruntime", "running an exported model", extra="serve") from None
         folder = Path(folder)
         if not (folder / META_FILE).is_file():
-            raise FileNotFoundError(f"{folder} is not an export folder: {META_FILE} not found "
-                                    f"(write one with 'polymodal export RUN')")
+            raise FileNotFoundError(not_an_export(folder))
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         if meta.get("format_version", 1) > FORMAT_VERSION:
             raise ExportError(f"{folder} was exported by polymodal {meta.get('polymodal_version')} in export format "

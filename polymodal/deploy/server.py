@@ -46,6 +46,12 @@ def body_schemas(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
             json_props[name] = {"type": "string", "format": "byte",
                                 "description": f"{kind} file ({accept}), base64 (line breaks ignored; a 'data:<type>;"
                                                "base64,' prefix allowed); empty: the modality is missing"}
+            if kind == "signal":  # or its samples inline (RequestParser.samples)
+                numbers = {"type": "array", "items": {"type": "number"}}
+                json_props[name] = {"anyOf": [json_props[name], numbers, {"type": "array", "items": numbers}],
+                                    "description": json_props[name]["description"] + "; or the samples inline: "
+                                    "a list of numbers, or one list per channel (laid out as a .npy array of "
+                                    "that shape)"}
             form_props[name] = {"type": "string", "format": "binary",
                                 "description": f"{kind} file ({accept}); an empty file: the modality is missing"}
         elif kind == "text":

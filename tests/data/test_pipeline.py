@@ -132,6 +132,22 @@ def test_read_uses_the_modalities_the_manifest_has(tmp_path):
         pipe.read(pd.DataFrame({"other": [1], "y": ["cat"]}), require_target=False)
 
 
+def test_a_modality_column_renamed_to_its_modality_is_named_as_the_one_meant(tmp_path):
+    """``DE`` for modality ``de`` reading ``de_path``: no close spelling of the column, the
+    modality's name in another case; still predicted from the others, and refused when none is left."""
+    frame = pd.read_csv(write_multimodal_manifest(tmp_path)).rename(columns={"image": "IMG"})
+    pipe = DataPipeline(make_config(MULTIMODAL))
+    with pytest.warns(UserWarning, match=r"has no column 'image' \(modality img\) \(did you mean 'IMG'\?\): "
+                                         r"predicting without it"):
+        manifest = pipe.read(frame, require_target=False)
+    assert pipe.check_modalities(None, manifest) == ["labs", "notes"]
+    renamed = frame.rename(columns={"text": "Notes", "age": "AGE", "colour": "colours"})
+    with pytest.raises(SchemaMismatchError) as info:
+        pipe.read(renamed, require_target=False)
+    assert str(info.value).endswith("; 'image' (did you mean 'IMG'?), 'age' (did you mean 'AGE'?), 'colour' (did you "
+                                    "mean 'colours'?), 'text' (did you mean 'Notes'?)")
+
+
 def test_unseen_label_is_a_schema_mismatch(tmp_path):
     path = write_multimodal_manifest(tmp_path)
     pipe = DataPipeline(make_config(MULTIMODAL))

@@ -35,6 +35,24 @@ def test_runs_with_torch_unimportable(exported, dataset):
     assert done.stdout.strip() in ("['a']", "['b']", "['c']")
 
 
+def test_a_run_folder_given_for_its_export_is_named_with_the_export_or_the_command(exported, tmp_path):
+    folder, _ = exported
+    run = folder.parent  # a run folder whose export/ is written
+    with pytest.raises(FileNotFoundError) as info:
+        Runtime.load(run)
+    assert str(info.value) == (f"{run} is not an export folder: deploy.json not found; it is a run folder: load its "
+                               f"export, Runtime.load('{folder}')")
+    unexported = tmp_path / "anom"
+    unexported.mkdir()
+    (unexported / "config.yaml").write_text("task: anomaly\n")
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"it is a run folder with no export yet: write it with 'polymodal export {unexported}', then "
+            f"Runtime.load('{unexported / 'export'}')")):
+        Runtime.load(unexported)
+    with pytest.raises(FileNotFoundError, match=re.escape("not found (write one with 'polymodal export RUN')")):
+        Runtime.load(tmp_path)
+
+
 def test_arrays_and_bytes_give_the_same_result(runtime):
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 255, (10, 12), dtype=np.uint8)
