@@ -6,8 +6,9 @@ Two body formats carry the same inputs (any subset of the model's modalities; a 
 
 - ``multipart/form-data``: one file per image / audio / signal / video modality (field = modality name),
   a form field per text modality (field = modality name) and per tabular column (field = column).
-  A signal file is a ``.npy`` array or a CSV file (UTF-8 text, one column per channel), told apart
-  by content whatever the part's content type says (``text/csv``, ``application/octet-stream``).
+  A signal file is a ``.npy`` array, a CSV file (UTF-8 text, one column per channel) or a WAV file
+  (every channel kept), told apart by content whatever the part's content type says (``text/csv``,
+  ``application/octet-stream``).
   A video is a container (MP4/MOV, WebM/MKV, AVI, MPEG-PS) or a ``.npy`` clip; an audio modality
   takes a container too and reads its sound track (where PyAV is installed).
 - ``application/json``: ``{"<image modality>": "<base64 file>", "<text modality>": "text",
@@ -55,7 +56,9 @@ SIGNATURES = {
     "image": [(0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"\xff\xd8\xff", "JPEG"), (0, b"GIF8", "GIF"), (0, b"BM", "BMP"),
               (0, b"II*\x00", "TIFF"), (0, b"MM\x00*", "TIFF"), (8, b"WEBP", "WebP")],
     "audio": [(8, b"WAVE", "WAV"), (0, b"fLaC", "FLAC"), (0, b"OggS", "OGG")],
-    "signal": [(0, NPY_MAGIC, "NPY")],
+    # a signal's WAV (uncompressed: it decodes to no more than twice what was sent); FLAC and OGG, which the
+    # runtime reads, are refused here: compressed, a small upload could decode far past --max-request-mb
+    "signal": [(0, NPY_MAGIC, "NPY"), (8, b"WAVE", "WAV")],
     "video": [*VIDEO_SIGNATURES, (0, NPY_MAGIC, "NPY")],
 }
 # file types that have no leading bytes of their own, recognised by the whole content: (test, type name)

@@ -156,10 +156,10 @@ def client(csv_export):
 
 
 def test_metadata_and_openapi_list_csv_for_signals(client):
-    assert client.get("/metadata").json()["modalities"]["sig"]["accept"] == ["CSV", "NPY"]
+    assert client.get("/metadata").json()["modalities"]["sig"]["accept"] == ["CSV", "NPY", "WAV"]
     body = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
-    assert "CSV, NPY" in body["multipart/form-data"]["schema"]["properties"]["sig"]["description"]
-    assert "CSV, NPY" in body["application/json"]["schema"]["properties"]["sig"]["description"]
+    assert "CSV, NPY, WAV" in body["multipart/form-data"]["schema"]["properties"]["sig"]["description"]
+    assert "CSV, NPY, WAV" in body["application/json"]["schema"]["properties"]["sig"]["description"]
 
 
 def test_serve_takes_a_csv_signal_upload_and_gives_the_runtimes_prediction(client, csv_export):
@@ -201,8 +201,8 @@ def npy_bytes(array: np.ndarray) -> bytes:
     (npy_bytes(np.zeros((70, 3), np.float32)), 422, "bad_input", "expected 2 channel(s) as in training; got an array "
      "of shape (70, 3), read as 3 channel(s) of 70 samples (preprocess.layout auto: the longer axis is time)"),
     (b"vib,temp\n1e999,20\n", 422, "bad_input", "the first (inf) at channel 0, sample 0 (CSV line 2)"),
-    ("vib,temp\n0,20\n# caf\u00e9\n".encode("latin-1"), 415, "unsupported_type", "accepted: CSV, NPY"),
-    (b"PK\x03\x04\x14\x00\x00\x00", 415, "unsupported_type", "accepted: CSV, NPY"),
+    ("vib,temp\n0,20\n# caf\u00e9\n".encode("latin-1"), 415, "unsupported_type", "accepted: CSV, NPY, WAV"),
+    (b"PK\x03\x04\x14\x00\x00\x00", 415, "unsupported_type", "accepted: CSV, NPY, WAV"),
     (b"\x93NUMPY\x01\x00garbage", 422, "corrupt_file", "not a readable .npy array"),
 ])
 def test_a_malformed_csv_upload_is_a_4xx_naming_the_problem(client, content, status, code, fragment):

@@ -217,3 +217,27 @@ def test_a_wav_signal_is_refused_where_channels_name_csv_columns(tmp_path):
     with pytest.raises(RequestError, match=r"preprocess.channels names columns \['vib'\], which only a CSV file has; "
                                            r"got a WAV file"):
         features.decode(wav.read_bytes())
+
+
+def test_the_service_takes_a_wav_signal_upload_and_refuses_flac(wav_run, wav_export, tmp_path):
+    """The service listed NPY and CSV alone for a signal, so a model trained on WAV windows could not
+    be called with one; FLAC stays refused there (compressed, it could decode far past the request
+    limit), naming what is accepted."""
+    from fastapi.testclient import TestClient
+
+    from polymodal.deploy.server import create_app
+    from polymodal.deploy.settings import ServeSettings
+
+    _, run, _ = wav_run
+    rng = np.random.default_rng(5)
+    wav = write_wav(tmp_path / "w.wav", stereo(1, rng, LENGTH)).read_bytes()
+    flac = io.BytesIO()
+    soundfile.write(flac, stereo(1, rng, LENGTH), RATE, format="FLAC")
+    with TestClient(create_app(wav_export, ServeSettings(max_wait_ms=1))) as client:
+        answer = client.post("/predict", files={"sig": ("w.wav", wav, "audio/wav")}, data={"x1": "1.0"})
+        assert answer.status_code == 200, answer.text
+        want = wav_export.predict_proba([{"sig": wav, "labs": {"x1": 1.0}}])[0]
+        np.testing.assert_allclose([answer.json()["probabilities"][c] for c in CLASSES], want, atol=1e-5)
+        refused = client.post("/predict", files={"sig": ("w.flac", flac.getvalue(), "audio/flac")})
+    assert refused.status_code == 415
+    assert "accepted: CSV, NPY, WAV" in refused.json()["error"]["message"]
