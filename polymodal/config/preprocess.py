@@ -185,11 +185,17 @@ class AudioAugment(StrictModel):
     up to ``time_masks`` masks of at most ``time_width`` frames and ``freq_masks`` masks of at
     most ``freq_width`` bins are zeroed; ``shift`` rolls each clip by up to that many frames.
 
+    On ``features: waveform`` a frame is ``hop_ms`` of samples, so a time mask or a roll spans the
+    same time as on frames; a waveform has no frequency axis, so frequency masks and ``warp`` do
+    not apply (the default masks are skipped; other values, or any ``warp``, are refused).
+
     Attributes:
         warp: stretch the frequency axis by a factor drawn from ``[1 - warp, 1 + warp]``,
             anchored at the lowest bin: vocal-tract-length perturbation (Jaitly & Hinton, 2013),
             which makes a few training voices stand for many; 0.1 is usual.
-        stretch: stretch the time axis likewise, anchored at the first frame (speaking rate).
+        stretch: stretch the time axis likewise, anchored at the first frame (speaking rate); on a
+            waveform this resamples it (linear interpolation), changing speed and pitch together
+            (speed perturbation).
     """
 
     time_masks: Annotated[int, Field(ge=0, le=10)] = 2
@@ -244,6 +250,23 @@ class AudioPreprocess(StrictModel):
             raise ValueError(f"fmax ({self.fmax}) must be at most sample_rate / 2 ({self.sample_rate / 2})")
         if self.top_db is not None and self.features == "waveform":
             raise ValueError("top_db clips dB features (spectrogram, log_mel, mfcc); features is 'waveform'")
+        return self
+
+    @model_validator(mode="after")
+    def _waveform_has_no_frequency_axis(self, info: ValidationInfo) -> AudioPreprocess:
+        """Frequency augmentation chosen for a waveform is refused: it would do nothing. The default
+        masks are skipped there without a word (a config written out in full, every default
+        spelled, still loads), and so is a saved run trained before this check."""
+        if self.features != "waveform" or self.augment is None or (info.context or {}).get("saved_run"):
+            return self
+        augment, fields = self.augment, AudioAugment.model_fields
+        wrong = [f"{key} {getattr(augment, key)}" for key in ("freq_masks", "freq_width")
+                 if augment.freq_masks > 0 and getattr(augment, key) != fields[key].default]
+        wrong += [f"warp {augment.warp}"] if augment.warp > 0 else []
+        if wrong:
+            raise ValueError(f"augment: frequency masks and warp need a frequency axis, which features 'waveform' "
+                             f"lacks (time masks, shift and stretch apply); set freq_masks: 0 and warp: 0, or use "
+                             f"features log_mel, spectrogram or mfcc; got {', '.join(wrong)}")
         return self
 
     @model_validator(mode="after")

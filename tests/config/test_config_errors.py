@@ -252,6 +252,10 @@ CROSS_FIELD_CASES = {
         {"modalities.spoken.preprocess.fmax": 5000}, "modalities.spoken.preprocess", ["fmax", "4000"]),
     "mel_cnn on waveform": (
         {"modalities.spoken.preprocess.features": "waveform"}, "modalities.spoken", ["mel_cnn", "waveform"]),
+    "frequency masks on a waveform": (
+        {"modalities.spoken.preprocess.features": "waveform", "modalities.spoken.encoder": {"name": "rnn"},
+         "modalities.spoken.preprocess.augment": {"freq_masks": 1}}, "modalities.spoken.preprocess.augment",
+        ["features 'waveform'", "set freq_masks: 0", "got freq_masks 1"]),
     "tabular without columns": (
         {"modalities.fields": {"kind": "tabular"}}, "modalities.fields", ["columns", "categorical"]),
     "tabular column in both lists": (

@@ -120,19 +120,32 @@ def stretch_axes(x: torch.Tensor, time: torch.Tensor, freq: torch.Tensor) -> tor
     return out.squeeze(1)
 
 
-def spec_augment(x: torch.Tensor, lengths: torch.Tensor, cfg: AudioAugment) -> torch.Tensor:
-    """Time and frequency stretching, masking and an optional roll of (B, T, F) features, per sample."""
+def spec_augment(x: torch.Tensor, lengths: torch.Tensor, cfg: AudioAugment, *, step: int = 1,
+                 frequency: bool = True) -> torch.Tensor:
+    """Time and frequency stretching, masking and an optional roll of (B, T, F) features, per sample.
+
+    Args:
+        x: (B, T, F) features, T frames (or samples) of F bins each.
+        lengths: (B,) steps of each clip that hold audio.
+        step: steps of ``x`` per frame of ``cfg`` (``time_width`` and ``shift`` count frames): 1 on
+            frames, the hop in samples on a waveform, so a mask spans the same time either way.
+        frequency: whether the last axis is frequency; False on a waveform (one "bin", the sample
+            value), where frequency masks and ``warp`` do not apply.
+    """
     batch, frames, bins = x.shape
-    if cfg.warp or cfg.stretch:
+    warp = cfg.warp if frequency else 0.0
+    if warp or cfg.stretch:
         def factors(limit: float) -> torch.Tensor:
             return 1.0 + (torch.rand(batch) * 2.0 - 1.0) * limit
 
-        x = stretch_axes(x, factors(cfg.stretch), factors(cfg.warp))
+        x = stretch_axes(x, factors(cfg.stretch), factors(warp))
     if cfg.shift:  # rolled within each clip's frames: its padding stays padding
-        x = roll_within(x, torch.randint(-cfg.shift, cfg.shift + 1, (batch,)), lengths, dim=1)
-    time = _band_masks(cfg.time_masks, cfg.time_width, frames, lengths)  # (B, T)
-    freq = _band_masks(cfg.freq_masks, cfg.freq_width, bins, torch.full((batch,), bins))  # (B, F)
-    return x.masked_fill(time.unsqueeze(-1) | freq.unsqueeze(1), 0.0)
+        shift = cfg.shift * step
+        x = roll_within(x, torch.randint(-shift, shift + 1, (batch,)), lengths, dim=1)
+    masked = _band_masks(cfg.time_masks, cfg.time_width * step, frames, lengths).unsqueeze(-1)  # (B, T, 1)
+    if frequency:
+        masked = masked | _band_masks(cfg.freq_masks, cfg.freq_width, bins, torch.full((batch,), bins)).unsqueeze(1)
+    return x.masked_fill(masked, 0.0)
 
 
 @PREPROCESSORS.register(AudioModality)
@@ -217,7 +230,9 @@ class AudioPreprocessor(Preprocessor):
             var = ((x - mean).pow(2) * weights).sum(dim=1, keepdim=True) / count
             x = (x - mean) / var.sqrt().clamp_min(1e-5)
         if train and self.cfg.augment is not None:  # padding zeroed first: stretching reads zeros past a clip
-            x = spec_augment(x * mask.unsqueeze(-1), lengths, self.cfg.augment)
+            waveform = self.cfg.features == "waveform"  # masks span time_width frames of hop samples each
+            x = spec_augment(x * mask.unsqueeze(-1), lengths, self.cfg.augment, step=self.hop if waveform else 1,
+                             frequency=not waveform)
         return {"x": x * mask.unsqueeze(-1), "mask": mask}
 
     def encoder_context(self) -> dict[str, Any]:

@@ -311,3 +311,62 @@ def test_spec_augment_masks_bands_and_warps_only_when_asked():
     warped = spec_augment(x, lengths, AudioAugment(time_masks=0, freq_masks=0, warp=0.2, stretch=0.1))
     assert warped.shape == x.shape and not torch.allclose(warped, x)
     torch.testing.assert_close(warped[:, 0, 0], x[:, 0, 0])  # anchored at the first frame and lowest bin
+
+
+def waveform_batch(prep: AudioPreprocessor, clips: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, N, 1) waveforms of no zero sample, each ``prep``'s full length, and their lengths."""
+    x = torch.rand(clips, prep.n_samples, 1) + 0.5
+    return x, torch.full((clips,), prep.n_samples)
+
+
+def test_waveform_augment_masks_time_spans_of_hop_samples_and_never_a_frequency_band():
+    """On a waveform the one 'bin' is the sample value, not a frequency: the default frequency masks
+    would zero whole clips. Time masks span time_width frames of hop samples, as on frames."""
+    prep = audio(features="waveform", augment={})  # the default masks: 2 time, 2 frequency
+    x, lengths = waveform_batch(prep, 200)
+    torch.manual_seed(0)
+    out = prep.to_batch({"x": x, "length": lengths}, train=True)["x"]
+    zero = (out == 0).squeeze(-1)  # (B, N)
+    assert not zero.all(dim=1).any()  # no clip zeroed whole
+    assert zero.any()  # some time masked
+    prep = audio(features="waveform", augment={"time_masks": 1, "time_width": 10, "freq_masks": 0})
+    torch.manual_seed(0)
+    zero = (prep.to_batch({"x": x, "length": lengths}, train=True)["x"] == 0).squeeze(-1)
+    widths = zero.sum(dim=1)
+    span = 10 * prep.hop  # 10 frames of 10 ms: 800 samples at 8 kHz
+    assert prep.hop == 80 and widths.max() <= span and widths.max() > span * 3 // 4
+    assert abs(widths.float().mean().item() - span / 2) < span / 8  # widths drawn up to the span
+    for row in zero[widths > 0]:  # each mask one contiguous run
+        where = row.nonzero().squeeze(1)
+        assert where[-1] - where[0] + 1 == where.numel()
+
+
+def test_waveform_shift_counts_frames_of_hop_samples_and_stretch_resamples_in_time():
+    prep = audio(features="waveform", augment={"time_masks": 0, "freq_masks": 0, "shift": 2})
+    ramp = torch.arange(1.0, prep.n_samples + 1.0).expand(32, -1).unsqueeze(-1).contiguous()  # (B, N, 1)
+    lengths = torch.full((32,), prep.n_samples)
+    torch.manual_seed(0)
+    out = prep.to_batch({"x": ramp, "length": lengths}, train=True)["x"][:, :, 0]
+    offsets = ((out[:, 0] - 1) % prep.n_samples).long()  # where each rolled clip now starts
+    rolled = torch.minimum(offsets, prep.n_samples - offsets)
+    assert rolled.max() <= 2 * prep.hop and rolled.max() > 2  # up to 2 frames of 80 samples, not 2 samples
+    prep = audio(features="waveform", augment={"time_masks": 0, "freq_masks": 0, "stretch": 0.2})
+    torch.manual_seed(0)
+    out = prep.to_batch({"x": ramp, "length": lengths}, train=True)["x"][:, :, 0]
+    assert out.isfinite().all() and not torch.equal(out, ramp[:, :, 0])
+    torch.testing.assert_close(out[:, 0], ramp[:, 0, 0])  # anchored at the first sample
+    middle = out[:, 100]  # the ramp read at a stretched time: sample 100 of a clip slowed/sped by up to 20%
+    assert ((middle > 1 + 100 / 1.2 - 1) & (middle < 1 + 100 / 0.8 + 1)).all() and middle.std() > 1
+
+
+def test_frequency_augmentation_chosen_for_a_waveform_is_refused_and_the_defaults_are_skipped():
+    for augment, named in (({"freq_masks": 1}, "freq_masks 1"), ({"freq_width": 3}, "freq_width 3"),
+                           ({"warp": 0.1}, "warp 0.1")):
+        with pytest.raises(ValueError, match=f"frequency axis.*features 'waveform'.*got {named}"):
+            AudioPreprocess(features="waveform", augment=augment)
+    spelled = AudioAugment().model_dump()  # every default written out, as a saved or dumped config does
+    assert AudioPreprocess(features="waveform", augment=spelled).augment == AudioAugment()
+    assert AudioPreprocess(features="waveform", augment={"freq_masks": 0, "freq_width": 3}).augment.freq_masks == 0
+    saved = AudioPreprocess.model_validate({"features": "waveform", "augment": {"freq_masks": 1}},
+                                           context={"saved_run": True})
+    assert saved.augment.freq_masks == 1  # a run trained before the check still loads
