@@ -241,6 +241,24 @@ def test_adaptive_max_pool_replacement_is_exact():
         assert torch.equal(_adaptive_max_pool1d(x, size), torch.nn.functional.adaptive_max_pool1d(x, size))
 
 
+def test_a_manifest_of_npy_waveforms_exports_and_the_runtime_reads_them(trained, dataset, tmp_path):
+    """The runtime's check refused every .npy audio cell, which training reads (at the model's rate)."""
+    import pandas as pd
+    import soundfile
+
+    predictor, _ = trained
+    frame = pd.read_csv(dataset["test"], keep_default_na=False)
+    for column in ("image", "audio"):
+        frame[column] = [str(dataset["root"] / cell) if cell else "" for cell in frame[column]]
+    for i, cell in enumerate(frame["audio"]):
+        if cell:
+            samples, _ = soundfile.read(cell, dtype="int16")  # the model's rate: as training takes a .npy
+            np.save(tmp_path / f"clip{i}.npy", samples)
+            frame.loc[i, "audio"] = str(tmp_path / f"clip{i}.npy")
+    report = export_run(predictor, tmp_path / "export", data=frame, rows=8)
+    assert report.parity["runtime_max_abs_diff"] <= 1e-4
+
+
 def _snapshot(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 

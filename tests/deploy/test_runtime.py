@@ -99,6 +99,35 @@ def test_an_audio_array_is_read_as_training_reads_one(runtime, trained, tmp_path
         runtime.features["audio"].decode(stereo)  # not read as a file named by the array's text
 
 
+def test_a_npy_waveform_is_read_as_training_reads_it_at_the_models_rate(runtime, trained, tmp_path):
+    """A .npy cell trains and predicts in Python; the runtime refused it as 'not a readable audio file'."""
+    import pandas as pd
+
+    predictor, _ = trained
+    rng = np.random.default_rng(5)
+    clips = {"mono.npy": tone(1, rng), "pcm.npy": (tone(2, rng) * 32767).astype(np.int16),
+             "stereo.npy": np.stack([tone(0, rng), tone(0, rng)], axis=1)}
+    features, prep = runtime.features["audio"], predictor.pipeline.preprocessors["audio"]
+    for name, clip in clips.items():
+        np.save(tmp_path / name, clip)
+        path = str(tmp_path / name)
+        served, trained_on = features.decode(path), prep.decode(path)
+        np.testing.assert_allclose(served[0], trained_on[0], atol=1e-6)
+        assert served[1] == trained_on[1]
+        np.testing.assert_allclose(features.decode((tmp_path / name).read_bytes())[0], trained_on[0], atol=1e-6)
+        assert features.notes(path) == []  # no rate of its own: at the model's, not resampled
+    paths = [str(tmp_path / name) for name in clips]
+    frame = pd.DataFrame({"audio": paths, "text": "red", "x1": 0.0, "color": "red"})  # no image, as in the rows
+    rows = [{"audio": p, "notes": "red", "labs": {"x1": 0.0, "color": "red"}} for p in paths]
+    with pytest.warns(UserWarning, match="no column 'image'"):
+        expected = predictor.predict_proba(frame).to_numpy()
+    np.testing.assert_allclose(runtime.predict_proba(rows), expected, atol=1e-4)
+    np.save(tmp_path / "cube.npy", np.zeros((2, 3, 4), np.float32))
+    said = f"expected a .npy array of samples (file '{tmp_path / 'cube.npy'}')"
+    with pytest.raises(RequestError, match=re.escape(said) + r".*got dtype float32, shape \(2, 3, 4\)"):
+        features.decode(str(tmp_path / "cube.npy"))
+
+
 def test_a_quantized_runtime_gives_every_row_its_answer_alone(exported, dataset):
     """Dynamic int8 quantises activations with one scale per input tensor: batched together (as the
     server's micro-batching does), rows changed each other's answers. The int8 runtime runs rows
@@ -472,8 +501,8 @@ def test_a_file_that_cannot_be_read_is_refused_naming_the_row_the_modality_and_t
               "bad_input"),
              ({"audio": str(tmp_path / "nope.wav")}, f"modality 'audio' (audio): cannot read file "
                                                      f"'{tmp_path / 'nope.wav'}': No such file or directory", "bad_input"),
-             ({"audio": str(bad_wav)}, "modality 'audio' (audio): not a readable audio file (WAV, FLAC, OGG)",
-              "unsupported_type")]
+             ({"audio": str(bad_wav)}, f"modality 'audio' (audio): not a readable audio file (WAV, FLAC, OGG) (file "
+                                       f"'{bad_wav}')", "unsupported_type")]
     for row, said, code in cases:
         with pytest.raises(RequestError) as info:
             runtime.predict_proba([{"notes": "red"}, {"notes": "blue", **row}])

@@ -1,5 +1,5 @@
-"""Audio in the runtime: WAV (the standard library) or FLAC/OGG (``soundfile``), a video's sound track
-(PyAV), resampling, and waveform / spectrogram / log-mel / MFCC in numpy."""
+"""Audio in the runtime: WAV (the standard library) or FLAC/OGG (``soundfile``), a ``.npy`` waveform, a
+video's sound track (PyAV), resampling, and waveform / spectrogram / log-mel / MFCC in numpy."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from polymodal.deploy.errors import ExportError, RequestError
-from polymodal.deploy.features.base import AMIN, Features
+from polymodal.deploy.features.base import AMIN, NPY_MAGIC, Features
 from polymodal.deploy.features.video import is_video, require_av, video_path
 from polymodal.errors import DecodeError, MissingDependencyError, OversizedInputError
+from polymodal.utils.npy import npy_from_bytes
 from polymodal.utils.signals import fit_length, resample
 from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
 
@@ -83,28 +84,39 @@ class AudioFeatures(Features):
         self.hop = round(cfg["hop_ms"] * self.rate / 1000)
 
     def read(self, value: Any) -> tuple[np.ndarray, int]:
-        """The mono waveform and its sample rate, as given (before resampling and cutting)."""
+        """The mono waveform and its sample rate, as given (before resampling and cutting): a
+        ``.npy`` array has no rate and is taken to be at the model's, as training takes it."""
         if isinstance(value, tuple):
             samples, rate = np.asarray(value[0]), int(value[1])
             if rate <= 0:
                 raise self.fail(f"the sample rate must be positive; got {rate}", "bad_input")
-            if samples.dtype.kind not in "iuf" or samples.ndim not in (1, 2):
-                raise self.fail(f"expected numeric samples, 1-D or 2-D (samples x channels); got dtype "
-                                f"{samples.dtype}, shape {samples.shape}", "bad_input")
-            samples = mono_samples(samples)  # as training reads an array: stereo mixed down, PCM scaled
-        elif isinstance(value, np.ndarray):  # samples without their rate cannot be resampled
+            return self.mono(samples, "numeric samples", "bad_input"), rate
+        if isinstance(value, np.ndarray):  # samples without their rate cannot be resampled
             raise self.fail(f"an array of samples needs its sample rate: give (samples, sample_rate); got an array "
                             f"of shape {value.shape} alone", "bad_input")
-        elif is_video(value):
+        if is_video(value):
             self.check_path(value)
-            samples, rate = self.sound_track(value)
-        else:
-            data = self.file_bytes(value)
+            return self.sound_track(value)
+        data = self.file_bytes(value)
+        source = "" if isinstance(value, bytes | bytearray | memoryview) else f" (file '{value}')"
+        if data.startswith(NPY_MAGIC):
             try:
-                samples, rate = read_wav(data)
-            except RequestError as err:  # said of the bytes alone: the modality named
-                raise self.fail(err.reason, err.code, err.status) from None
-        return samples, rate
+                array = npy_from_bytes(data)
+            except (ValueError, OSError, EOFError) as err:
+                raise self.fail(f"not a readable .npy array ({err}){source}", "corrupt_file") from None
+            return self.mono(array, f"a .npy array of samples{source}", "bad_input"), self.rate
+        try:
+            return read_wav(data)
+        except RequestError as err:  # said of the bytes alone: the modality and the file named
+            raise self.fail(f"{err.reason}{source}", err.code, err.status) from None
+
+    def mono(self, samples: np.ndarray, what: str, code: str) -> np.ndarray:
+        """``samples`` (N,), (N, channels) or (channels, N) as float32 mono, as training reads an
+        array: the channels mixed down, integer PCM scaled onto [-1, 1) as a WAV file of it reads."""
+        if samples.dtype.kind not in "iuf" or samples.ndim not in (1, 2):
+            raise self.fail(f"expected {what}: numeric (integer or float), 1-D or 2-D (samples x channels); got "
+                            f"dtype {samples.dtype}, shape {samples.shape}", code)
+        return mono_samples(samples)
 
     def decode(self, value: Any) -> tuple[np.ndarray, int]:
         samples, rate = self.read(value)
