@@ -345,9 +345,13 @@ def _judge(manifest: Manifest, column: str, rows: np.ndarray, *, targeted: bool)
         odd = int(numeric.isna().sum())
         return "number", "numbers" + (f" ({odd} cell(s) that are not, read as missing)" if odd else ""), \
             {"not_numbers": odd}
-    kinds = {FILE_KINDS.get(Path(t.strip()).suffix.lower()) for t in text}
-    if len(kinds) == 1 and None not in kinds:  # paths of one kind of file (.jpg beside .png is fine)
-        return judge_files(manifest, column, rows, kinds.pop(), sorted({Path(t.strip()).suffix.lower() for t in text}))
+    suffixes = [Path(t.strip()).suffix.lower() for t in text]
+    kind = file_kind(suffixes)
+    if kind is not None:  # paths of one kind of file (.jpg beside .png is fine)
+        return judge_files(manifest, column, rows, kind, sorted(set(suffixes)))
+    mixed = mixed_files(suffixes, text)
+    if mixed is not None:
+        return "skipped", mixed, {}
     distinct = len(set(text))
     words = np.mean([len(t.split()) for t in text])
     if distinct <= MAX_CATEGORIES and distinct * 2 <= len(text) and words < 4:
@@ -358,6 +362,32 @@ def _judge(manifest: Manifest, column: str, rows: np.ndarray, *, targeted: bool)
     tokens = int(min(512, max(16, 2 ** math.ceil(math.log2(max(1, lengths[int(0.95 * (len(lengths) - 1))]))))))
     return "text", f"free text (about {int(np.median(lengths))} word(s) a row; max_tokens {tokens})", \
         {"preprocess": {"max_tokens": tokens}}
+
+
+def file_kind(suffixes: Sequence[str]) -> str | None:
+    """The kind of file every one of ``suffixes`` names (``audio``, ``image``, ``video``, ``array``),
+    a ``.npy`` among audio files counting as audio (an array of samples, which the audio
+    modality reads); None where some name no known kind or the kinds differ."""
+    kinds = {FILE_KINDS.get(suffix) for suffix in suffixes}
+    if kinds == {"audio", "array"} and {s for s in suffixes if FILE_KINDS[s] == "array"} == {".npy"}:
+        return "audio"
+    return kinds.pop() if len(kinds) == 1 and None not in kinds else None
+
+
+def mixed_files(suffixes: Sequence[str], cells: Sequence[str]) -> str | None:
+    """Why a column whose cells are mostly paths of known kinds of file, of more than one kind (or
+    beside other values), is left out, counting each: ``file paths of mixed kinds: 30 .wav (audio),
+    1 .png (image)``; None where fewer than half of ``cells`` name a known kind of file."""
+    known = [s for s in suffixes if s in FILE_KINDS]
+    if not known or 2 * len(known) < len(suffixes):
+        return None
+    counts = pd.Series(known).value_counts()
+    parts = [f"{n} {suffix} ({FILE_KINDS[suffix]})" for suffix, n in counts.items()]
+    others = [cell for cell, suffix in zip(cells, suffixes, strict=True) if suffix not in FILE_KINDS]
+    if others:
+        parts.append(f"{len(others)} of no known kind, such as {others[0]!r}")
+    return (f"file paths of mixed kinds: {', '.join(parts)}; a column holds one kind of file (audio files may "
+            "include .npy arrays of samples): split it into one column per kind")
 
 
 def _label_caveats(manifest: Manifest, target: str, task: str) -> str:

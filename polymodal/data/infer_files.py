@@ -16,7 +16,7 @@ from polymodal.data.manifest import Manifest
 from polymodal.data.video_io import FRAME_SUFFIXES, VIDEO_SUFFIXES, import_av
 from polymodal.utils.images import GREY_LEVELS, colour_mode, grey_image, grey_pixels, image_array
 
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus"})  # what libsndfile reads
 ARRAY_SUFFIXES = frozenset({".npy", ".npz", ".mat", ".csv"})
 FILE_KINDS = {**{s: "image" for s in FRAME_SUFFIXES}, **{s: "audio" for s in AUDIO_SUFFIXES},
               **{s: "video" for s in VIDEO_SUFFIXES}, **{s: "array" for s in ARRAY_SUFFIXES}}
@@ -48,6 +48,9 @@ def judge_files(manifest: Manifest, column: str, rows: np.ndarray, kind: str, su
     reader = {"image": _image_settings, "audio": _audio_settings, "array": _array_settings,
               "video": _video_settings, "track": _track_settings}[kind]
     sampled = found if kind in ("audio", "track") else found[:SAMPLE_FILES]  # headers are cheap: every length counts
+    if kind == "audio":  # a .npy of samples states no rate: the files that do, first and alone counted
+        found = sorted(found, key=lambda p: p.lower().endswith(".npy"))
+        sampled = [p for p in found if not p.lower().endswith(".npy")]
     reasons = []
     for path in found[:SAMPLE_FILES]:
         try:
@@ -163,9 +166,12 @@ def _track_header(path: str) -> tuple[int | None, float]:
 
 
 def _audio_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
-    """The highest sample rate (at most 16 kHz) and the longest clip (at most 10 s) of ``paths``."""
+    """The highest sample rate (at most 16 kHz) and the longest clip (at most 10 s) of ``paths``
+    (``path``: refused when a ``.npy`` array of samples, which states no rate)."""
     import soundfile
 
+    if path.lower().endswith(".npy"):
+        raise ValueError(f"{path}: a .npy array of samples states no sample rate")
     infos = [soundfile.info(path)]
     for other in paths:
         try:

@@ -477,3 +477,34 @@ def test_sparse_whole_number_codes_read_as_a_measurement_and_the_reason_says_how
     reason = dict((c, w) for c, _, w in inferred.columns)["status"]
     assert inferred.config["task"] == "regression" and "--task classification for classes" in reason
     assert infer_config(frame, "status", task="classification").config["task"] == "classification"
+
+
+def test_an_audio_column_may_hold_npy_arrays_aiff_and_opus_files_and_mixed_kinds_are_named(tmp_path):
+    """30 .wav and one .npy (or .aiff, .opus) read as 'text unique to every row: an identifier'."""
+    import soundfile
+
+    rng = np.random.default_rng(4)
+    for i in range(12):
+        write_wav(tmp_path / f"a{i}.wav", tone(220.0, 0.5, 8_000), 8_000)
+    np.save(tmp_path / "n.npy", tone(220.0, 3.0, 8_000))  # no rate: neither it nor its length counts
+    soundfile.write(tmp_path / "b.aiff", tone(220.0, 0.75, 8_000), 8_000)
+    soundfile.write(tmp_path / "c.opus", tone(220.0, 0.5, 48_000), 48_000, format="OGG", subtype="OPUS")
+    write_image(tmp_path / "p.png", rng.integers(0, 255, (20, 24), dtype=np.uint8))
+    clips = [f"a{i}.wav" for i in range(12)]
+    columns = {"with_npy": [*clips, "n.npy"], "with_aiff": [*clips, "b.aiff"], "with_opus": [*clips, "c.opus"],
+               "with_png": [*clips, "p.png"], "with_other": [*clips[:11], "readme.txt", "n.npy"]}
+    pd.DataFrame({**columns, "y": [0, 1] * 6 + [0]}).to_csv(tmp_path / "m.csv", index=False)
+    inferred = infer_config(tmp_path / "m.csv", "y")
+    became = {column: (kind, why) for column, kind, why in inferred.columns}
+    settings = {name: modality["preprocess"] for name, modality in inferred.config["modalities"].items()}
+    assert became["with_npy"][0] == "audio" and "in the 12 file(s) read" in became["with_npy"][1]
+    assert settings["with_npy"] == {"sample_rate": 8_000, "max_seconds": 0.5}
+    assert became["with_aiff"][0] == "audio" and settings["with_aiff"] == {"sample_rate": 8_000, "max_seconds": 0.75}
+    assert became["with_opus"][0] == "audio" and settings["with_opus"] == {"sample_rate": 16_000, "max_seconds": 0.5}
+    assert became["with_png"] == ("skipped", "file paths of mixed kinds: 12 .wav (audio), 1 .png (image); a column "
+                                             "holds one kind of file (audio files may include .npy arrays of "
+                                             "samples): split it into one column per kind")
+    assert became["with_other"][0] == "skipped"
+    assert became["with_other"][1].startswith("file paths of mixed kinds: 11 .wav (audio), 1 .npy (array), 1 of no "
+                                              "known kind, such as 'readme.txt'")
+    load_config(inferred.config)
