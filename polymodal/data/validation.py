@@ -29,6 +29,11 @@ from polymodal.utils.warn import warn_user
 NO_MODALITY = "no modality present (every modality's cell is empty)"
 IN_MEMORY_HINT = (" (a file modality reads files: write in-memory images, arrays or bytes to files, e.g. with "
                   "PIL's Image.save or np.save, and put their paths in the column)")
+# an audio cell held in memory: the files that read as Runtime.predict reads a (samples, sample_rate) pair
+AUDIO_IN_MEMORY_HINT = (" (an audio modality reads files: write a (samples, sample_rate) pair to a WAV file with "
+                        "soundfile.write('clip.wav', samples, sample_rate), resampled as any file is, or samples "
+                        "already at the model's {rate:,} Hz with np.save('clip.npy', samples), and put their paths "
+                        "in the column; the exported model's Runtime.predict takes (samples, sample_rate) as it is)")
 
 def validate_manifest(
     manifest: Manifest,
@@ -94,7 +99,7 @@ def validate_manifest(
             checked.add(modality.column)
             mistyped = _non_path_rows(manifest.column(modality.column), rows)
             if not said:
-                problems += _non_path_problems(manifest, modality.column, mistyped)
+                problems += _non_path_problems(manifest, modality.column, mistyped, _in_memory_hint(modality))
                 folded += max(len(mistyped) - 21, 0)  # problems the 'N more' line stands for, beyond itself
             if mistyped:  # reported above, not again as missing files
                 rows = np.setdiff1d(rows, np.array([row for row, _ in mistyped], np.int64))
@@ -139,12 +144,21 @@ def validate_manifest(
         raise ManifestError(hints + problems, source=manifest.name, folded=folded - len(hints))  # advice: no problem
 
 
-def _non_path_problems(manifest: Manifest, column: str, mistyped: list[tuple[int, object]]) -> list[str]:
-    """One line per file cell that holds no path (the first 20, then a count); an in-memory value is hinted once."""
+def _in_memory_hint(modality: ModalityConfig) -> str:
+    """How to give a modality's in-memory values as files, said after the first such cell."""
+    if modality.kind == "audio":
+        return AUDIO_IN_MEMORY_HINT.format(rate=modality.preprocess.sample_rate)
+    return IN_MEMORY_HINT
+
+
+def _non_path_problems(manifest: Manifest, column: str, mistyped: list[tuple[int, object]],
+                       hint: str = IN_MEMORY_HINT) -> list[str]:
+    """One line per file cell that holds no path (the first 20, then a count); an in-memory value
+    is given ``hint`` once."""
     in_memory = next((i for i, (_, value) in enumerate(mistyped[:20])  # an image, array or bytes
                       if not isinstance(value, int | float | np.number)), None)
     problems = [f"{manifest.where(row)}, column '{column}': expected a file path (string), got "
-                f"{_describe(value)}" + (IN_MEMORY_HINT if i == in_memory else "")
+                f"{_describe(value)}" + (hint if i == in_memory else "")
                 for i, (row, value) in enumerate(mistyped[:20])]
     if len(mistyped) > 20:
         problems.append(f"column '{column}': {len(mistyped) - 20} more cells that are not file paths")

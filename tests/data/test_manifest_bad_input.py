@@ -97,6 +97,23 @@ def test_file_cells_that_are_not_paths_name_their_type_and_value(tmp_path):
     ]
 
 
+def test_in_memory_audio_cells_are_told_how_to_be_given_as_files(tmp_path):
+    """A (samples, sample_rate) pair, which the runtime takes, got the images' advice (PIL's Image.save)."""
+    samples = np.zeros(800, np.float32)
+    frame = pd.DataFrame({"clip": [(samples, 8000), samples], "y": [0, 1]})
+    config = make_config({"clip": {"kind": "audio", "column": "clip", "preprocess": {"sample_rate": 8000}}})
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(read_manifest(frame, root=tmp_path), config)
+    first, second = problems(info)
+    assert first.startswith("DataFrame row 0, column 'clip': expected a file path (string), got tuple (array([0., ")
+    assert first.endswith("(an audio modality reads files: write a (samples, sample_rate) pair to a WAV file with "
+                          "soundfile.write('clip.wav', samples, sample_rate), resampled as any file is, or samples "
+                          "already at the model's 8,000 Hz with np.save('clip.npy', samples), and put their paths in "
+                          "the column; the exported model's Runtime.predict takes (samples, sample_rate) as it is)")
+    assert second.startswith("DataFrame row 1, column 'clip': expected a file path (string), got ndarray")
+    assert "soundfile" not in second  # said once
+
+
 def test_a_numeric_file_column_is_reported_even_without_checking_files(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text("image,y\n1,0\n2,1\n")
