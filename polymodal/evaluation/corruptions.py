@@ -11,8 +11,9 @@ returns (``stage="decoded"``: images, audio, signals, videos) or on the raw mani
 (``stage="raw"``: text strings, tabular value tuples), so they sit between decoding and
 featurisation and never touch the feature cache (see :mod:`polymodal.evaluation.robustness`).
 
-Decoded forms: image ``uint8 (H, W, C)``; audio ``(wave (N,) float32, valid samples)``; signal
-``(array (C, L) float32, valid steps)``; video ``(frames uint8 (T, H, W, C), valid frames)`` (the
+Decoded forms: image ``uint8 (H, W, C)``; audio ``(wave (N,) float32, valid samples)`` (the first
+two fields of a :class:`~polymodal.data.modalities.audio.DecodedClip`, all a corrupted clip keeps);
+signal ``(array (C, L) float32, valid steps)``; video ``(frames uint8 (T, H, W, C), valid frames)`` (the
 frames from ``valid`` on are zero padding, which no corruption touches). Raw forms: text ``str``;
 tabular ``tuple`` of the modality's column values (the value itself for a single-column
 modality). ``pool`` is every raw cell of the modality in the evaluated data (a corruption may
@@ -217,7 +218,7 @@ def image_occlusion(image: np.ndarray, level: float, rng: np.random.Generator, p
 def audio_white_noise(sample: tuple[np.ndarray, int], level: float, rng: np.random.Generator,
                       pool: Sequence[Any]) -> tuple[np.ndarray, int]:
     """White noise added to the recorded part at a signal-to-noise ratio of ``level`` dB."""
-    wave, valid = sample
+    wave, valid = sample[:2]
     out = wave.copy()
     power = float(np.mean(wave[:valid].astype(np.float64) ** 2)) if valid else 0.0
     std = np.sqrt(power / 10.0 ** (level / 10.0))
@@ -229,7 +230,7 @@ def audio_white_noise(sample: tuple[np.ndarray, int], level: float, rng: np.rand
 def audio_time_dropout(sample: tuple[np.ndarray, int], level: float, rng: np.random.Generator,
                        pool: Sequence[Any]) -> tuple[np.ndarray, int]:
     """Random stretches (1/20 of the recording each) silenced (lost packets, a loose cable)."""
-    wave, valid = sample
+    wave, valid = sample[:2]
     out = wave.copy()
     out[:valid][_segment_mask(valid, level, rng)] = 0.0
     return out, valid
@@ -241,7 +242,7 @@ def audio_gain(sample: tuple[np.ndarray, int], level: float, rng: np.random.Gene
                pool: Sequence[Any]) -> tuple[np.ndarray, int]:
     """Amplification of the recording by ``level`` dB, clipped at +-1 like an overdriven input (a
     quiet recording is amplified as much as a loud one: how far it clips depends on its own level)."""
-    wave, valid = sample
+    wave, valid = sample[:2]
     scale = np.float32(10.0 ** (level / 20.0))
     return np.clip(wave * scale, -1.0, 1.0).astype(np.float32), valid
 

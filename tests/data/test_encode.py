@@ -305,3 +305,23 @@ def test_the_skipped_list_reads_in_row_order_across_modalities(tmp_path):
     table, _ = pipeline("skip").fit(read_manifest(frame, root=tmp_path))
     listed = skipped_frame(table.skipped)
     assert list(zip(listed["row"], listed["modality"])) == [(2, "labs"), (4, "img")]
+
+
+def test_audio_clips_cut_silent_or_shorter_than_a_frame_are_one_warning_per_manifest(tmp_path):
+    """Training said nothing of clips cut to max_seconds or silent, which the runtime notes per request."""
+    from .helpers import tone, write_wav
+
+    rate, rows = 8000, []
+    for i in range(8):
+        seconds = 0.75 if i in (1, 4, 6) else 0.3
+        wave = np.zeros(int(rate * seconds), np.float32) if i == 5 else tone(300.0 + 50 * i, seconds, rate)
+        rows.append({"clip": write_wav(tmp_path / f"c{i}.wav", wave, rate), "y": i % 2})
+    pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
+    config = make_config({"clip": {"kind": "audio", "column": "clip",
+                                   "preprocess": {"sample_rate": rate, "max_seconds": 0.5, "n_mels": 16}}})
+    with pytest.warns(UserWarning) as caught:
+        DataPipeline(config).fit(read_manifest(tmp_path / "train.csv"))
+    said = [str(w.message) for w in caught if "audio modality 'clip'" in str(w.message)]
+    assert said == ["train.csv: audio modality 'clip', 4 row(s): longer than max_seconds (0.5 s): cut to its first "
+                    "0.5 s (rows 1 (line 3), 4 (line 6), 6 (line 8)); the audio is silent (one value throughout): a "
+                    "muted or disconnected microphone? (row 5 (line 7))"]

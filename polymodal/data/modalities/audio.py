@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -27,6 +27,19 @@ from polymodal.utils.signals import fit_length
 from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
 
 NO_SAMPLES = "audio file holds no samples"
+SILENT_NOTE = "the audio is silent (one value throughout): a muted or disconnected microphone?"  # the runtime's words
+
+
+class DecodedClip(NamedTuple):
+    """One decoded clip: what :meth:`AudioPreprocessor.featurize` reads (``wave`` (N,) at the model's
+    rate, cut or zero-padded to N samples, and ``valid``, the samples of it that hold audio), and
+    what :meth:`AudioPreprocessor.notes` says of it (``held``: the samples it had at the model's rate
+    before it was cut or padded; ``silent``: one value throughout, as read)."""
+
+    wave: np.ndarray
+    valid: int
+    held: int
+    silent: bool
 
 
 def read_audio(path: str) -> tuple[np.ndarray, int]:
@@ -178,9 +191,10 @@ class AudioPreprocessor(Preprocessor):
     def n_frames(self) -> int:
         return self.n_samples if self.cfg.features == "waveform" else F.frames(self.n_samples, self.hop)
 
-    def decode(self, value: Any) -> tuple[np.ndarray, int]:
+    def decode(self, value: Any) -> DecodedClip:
         path = str(value)
         wave, rate = read_audio(path)
+        silent = wave.size > 1 and bool(np.ptp(wave) == 0)  # before resampling, as the runtime judges it
         if rate and rate != self.cfg.sample_rate:
             import librosa
 
@@ -188,9 +202,25 @@ class AudioPreprocessor(Preprocessor):
         if not np.isfinite(wave).all():
             raise DecodeError("audio holds NaN or infinite samples", path=path)
         valid = min(len(wave), self.n_samples)
-        return fit_length(wave.astype(np.float32, copy=False), self.n_samples, self.cfg.crop), valid
+        return DecodedClip(fit_length(wave.astype(np.float32, copy=False), self.n_samples, self.cfg.crop), valid,
+                           len(wave), silent)
 
-    def featurize(self, samples: Sequence[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
+    def notes(self, sample: DecodedClip) -> list[str]:
+        """That a clip was cut to ``max_seconds``, is silent, or (spectral features) is shorter
+        than one frame, in words shared by every such clip (encoding warns once per modality and
+        manifest, counting and naming the rows; the runtime's ``AudioFeatures.notes`` says it per request)."""
+        cfg, notes = self.cfg, []
+        if sample.held > self.n_samples:
+            part = "first" if cfg.crop == "start" else "central"
+            notes.append(f"longer than max_seconds ({cfg.max_seconds:g} s): cut to its {part} {cfg.max_seconds:g} s")
+        if sample.silent:
+            notes.append(SILENT_NOTE)
+        elif cfg.features != "waveform" and sample.held < self.n_fft:
+            notes.append(f"shorter than one frame (frame_ms {cfg.frame_ms:g}: {self.n_fft} samples): its features are "
+                         "mostly the zero padding around it")
+        return notes
+
+    def featurize(self, samples: Sequence[DecodedClip]) -> dict[str, np.ndarray]:
         waves = torch.from_numpy(np.stack([s[0] for s in samples]))  # (B, N)
         valid = np.asarray([s[1] for s in samples], np.int64)
         cfg = self.cfg

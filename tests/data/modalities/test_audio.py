@@ -48,7 +48,7 @@ def test_log_mel_matches_librosa(clips, band, top_db):
     prep = audio(features="log_mel", top_db=top_db, **band)
     decoded = [prep.decode(path) for path in clips]
     x = prep.featurize(decoded)["x"]
-    for i, (wave, _) in enumerate(decoded):
+    for i, (wave, *_) in enumerate(decoded):
         np.testing.assert_allclose(x[i], librosa_log_mel(wave, prep).T, atol=2e-3, rtol=0)
     floor = x[1].max() - 80.0  # the short clip's padding: -100 dB, or clipped to 80 dB below its peak
     assert (x[1].min() == pytest.approx(floor, abs=1e-3)) == (top_db is not None)
@@ -59,7 +59,7 @@ def test_mfcc_matches_librosa(clips, top_db):
     prep = audio(features="mfcc", n_mfcc=13, top_db=top_db)
     decoded = [prep.decode(path) for path in clips]
     x = prep.featurize(decoded)["x"]
-    for i, (wave, _) in enumerate(decoded):
+    for i, (wave, *_) in enumerate(decoded):
         ref = librosa.feature.mfcc(S=librosa_log_mel(wave, prep), n_mfcc=13, dct_type=2, norm="ortho")
         np.testing.assert_allclose(x[i], ref.T, atol=2e-3, rtol=0)
     if top_db is not None:  # librosa's own MFCC from the waveform (its top_db is 80) agrees
@@ -75,7 +75,7 @@ def test_spectrogram_matches_librosa(clips, top_db):
     decoded = [prep.decode(path) for path in clips]
     x = prep.featurize(decoded)["x"]
     assert x.shape == (2, prep.n_frames, prep.n_fft // 2 + 1)
-    for i, (wave, _) in enumerate(decoded):
+    for i, (wave, *_) in enumerate(decoded):
         stft = librosa.stft(wave, n_fft=prep.n_fft, hop_length=prep.hop, win_length=prep.n_fft, window="hann",
                             center=True, pad_mode="constant")
         ref = librosa.power_to_db(np.abs(stft) ** 2, ref=1.0, amin=1e-10, top_db=top_db)
@@ -103,7 +103,7 @@ def dominant_frequency(wave: np.ndarray, rate: int) -> float:
 
 def test_resampling_to_the_configured_rate(tmp_path):
     path = write_wav(tmp_path / "hi.wav", tone(1000, 0.5, 16_000, noise=0.0), 16_000)
-    wave, valid = audio(max_seconds=0.5).decode(path)
+    wave, valid, *_ = audio(max_seconds=0.5).decode(path)
     assert len(wave) == valid == 4000  # 0.5 s at 8 kHz, not 8000 samples
     assert dominant_frequency(wave, SR) == pytest.approx(1000, abs=2)
     expected = tone(1000, 0.5, SR, noise=0.0)
@@ -113,14 +113,14 @@ def test_resampling_to_the_configured_rate(tmp_path):
 @pytest.mark.parametrize(("crop", "start"), [("start", 0), ("center", 2000)])
 def test_long_clips_are_cropped(tmp_path, crop, start):
     wave = tone(300, 1.5, SR)
-    decoded, valid = audio(max_seconds=1.0, crop=crop).decode(write_wav(tmp_path / "a.wav", wave, SR))
+    decoded, valid, *_ = audio(max_seconds=1.0, crop=crop).decode(write_wav(tmp_path / "a.wav", wave, SR))
     assert valid == 8000
     np.testing.assert_array_equal(decoded, wave[start:start + 8000])
 
 
 def test_short_clips_are_zero_padded(tmp_path):
     wave = tone(300, 0.25, SR)
-    decoded, valid = audio(max_seconds=1.0).decode(write_wav(tmp_path / "a.wav", wave, SR))
+    decoded, valid, *_ = audio(max_seconds=1.0).decode(write_wav(tmp_path / "a.wav", wave, SR))
     assert valid == 2000 and len(decoded) == 8000
     np.testing.assert_array_equal(decoded[:2000], wave)
     assert not decoded[2000:].any()
@@ -130,7 +130,7 @@ def test_short_clips_are_zero_padded(tmp_path):
 def test_stereo_is_mixed_down_to_mono(tmp_path, subtype):
     left, right = tone(300, 0.5, SR, seed=1), tone(700, 0.5, SR, seed=2)
     path = write_wav(tmp_path / "s.wav", np.stack([left, right], axis=1), SR, subtype=subtype)
-    decoded, _ = audio().decode(path)
+    decoded, _, *_ = audio().decode(path)
     stored = soundfile.read(path, dtype="float32")[0]  # what the file holds after quantisation
     np.testing.assert_allclose(decoded, stored.mean(axis=1), atol=1e-6)
     np.testing.assert_allclose(decoded, (left + right) / 2, atol=1e-6 if subtype == "FLOAT" else 1e-4)
@@ -140,7 +140,7 @@ def test_stereo_is_mixed_down_to_mono(tmp_path, subtype):
 def test_wav_encodings_decode_to_the_same_waveform(tmp_path, subtype):
     wave = tone(440, 0.5, SR)
     path = write_wav(tmp_path / f"{subtype}.wav", wave, SR, subtype=subtype)
-    decoded, valid = audio().decode(path)
+    decoded, valid, *_ = audio().decode(path)
     assert decoded.dtype == np.float32 and valid == 4000
     np.testing.assert_allclose(decoded, soundfile.read(path, dtype="float32")[0], atol=1e-6)
 
@@ -151,8 +151,8 @@ def test_flac_decodes_to_the_samples_of_the_same_16_bit_wav(tmp_path, rate):
     The samples are written as integers: libsndfile rounds floats to 16 bits differently per format."""
     stereo = np.stack([tone(440, 0.5, rate, seed=1), tone(700, 0.5, rate, seed=2)], axis=1)
     pcm = np.round(stereo * 32767).astype(np.int16)
-    wav, wav_valid = audio().decode(write_wav(tmp_path / "a.wav", pcm, rate, subtype="PCM_16"))
-    flac, flac_valid = audio().decode(write_wav(tmp_path / "a.flac", pcm, rate, subtype="PCM_16"))
+    wav, wav_valid, *_ = audio().decode(write_wav(tmp_path / "a.wav", pcm, rate, subtype="PCM_16"))
+    flac, flac_valid, *_ = audio().decode(write_wav(tmp_path / "a.flac", pcm, rate, subtype="PCM_16"))
     assert flac.dtype == np.float32 and flac_valid == wav_valid == 4000
     np.testing.assert_array_equal(flac, wav)
     if rate == SR:
@@ -161,7 +161,7 @@ def test_flac_decodes_to_the_samples_of_the_same_16_bit_wav(tmp_path, rate):
 
 def test_ogg_vorbis_decodes_to_the_waveform_within_the_codec_error(tmp_path):
     wave = tone(440, 0.5, SR, seed=3)
-    decoded, valid = audio().decode(write_wav(tmp_path / "a.ogg", wave, SR, subtype="VORBIS"))
+    decoded, valid, *_ = audio().decode(write_wav(tmp_path / "a.ogg", wave, SR, subtype="VORBIS"))
     assert decoded.dtype == np.float32 and len(decoded) == valid == 4000
     assert np.corrcoef(decoded, wave)[0, 1] > 0.9, "lossy, but the same waveform, aligned in time"
     assert dominant_frequency(decoded, SR) == pytest.approx(440, abs=2)
@@ -171,7 +171,7 @@ def test_ogg_vorbis_decodes_to_the_waveform_within_the_codec_error(tmp_path):
 def test_npy_waveforms_are_read_at_the_configured_rate(tmp_path):
     wave = tone(300, 0.5, SR)
     np.save(tmp_path / "w.npy", wave)
-    decoded, valid = audio().decode(str(tmp_path / "w.npy"))
+    decoded, valid, *_ = audio().decode(str(tmp_path / "w.npy"))
     np.testing.assert_array_equal(decoded, wave)
     assert valid == 4000
 
@@ -370,3 +370,21 @@ def test_frequency_augmentation_chosen_for_a_waveform_is_refused_and_the_default
     saved = AudioPreprocess.model_validate({"features": "waveform", "augment": {"freq_masks": 1}},
                                            context={"saved_run": True})
     assert saved.augment.freq_masks == 1  # a run trained before the check still loads
+
+
+def test_notes_say_a_clip_was_cut_is_silent_or_is_shorter_than_a_frame(tmp_path):
+    """The runtime notes these per request; training said nothing."""
+    prep = audio(max_seconds=0.5)  # 4,000 samples; frames of 256 samples (32 ms at 8 kHz)
+    cut = prep.decode(write_wav(tmp_path / "long.wav", tone(440.0, 0.75, SR), SR))
+    assert (cut.valid, cut.held) == (4000, 6000)
+    assert prep.notes(cut) == ["longer than max_seconds (0.5 s): cut to its first 0.5 s"]
+    assert audio(max_seconds=0.5, crop="center").notes(cut) == ["longer than max_seconds (0.5 s): cut to its "
+                                                                 "central 0.5 s"]
+    exact = prep.decode(write_wav(tmp_path / "exact.wav", tone(440.0, 0.5, SR), SR))
+    assert exact.held == 4000 and prep.notes(exact) == []  # as long as the model reads: not cut
+    silent = prep.decode(write_wav(tmp_path / "silent.wav", np.full(2000, 0.25, np.float32), 16_000))
+    assert prep.notes(silent) == ["the audio is silent (one value throughout): a muted or disconnected microphone?"]
+    short = prep.decode(write_wav(tmp_path / "short.wav", tone(440.0, 0.02, SR), SR))  # 160 samples
+    assert prep.notes(short) == ["shorter than one frame (frame_ms 32: 256 samples): its features are mostly the zero "
+                                 "padding around it"]
+    assert audio(max_seconds=0.5, features="waveform").notes(short) == []  # no frames to fill
