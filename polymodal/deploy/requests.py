@@ -10,7 +10,8 @@ Two body formats carry the same inputs (any subset of the model's modalities; a 
   (every channel kept), told apart by content whatever the part's content type says (``text/csv``,
   ``application/octet-stream``).
   A video is a container (MP4/MOV, WebM/MKV, AVI, MPEG-PS) or a ``.npy`` clip; an audio modality
-  takes a container too and reads its sound track (where PyAV is installed).
+  takes a container too and reads its sound track (where PyAV is installed), or a ``.npy`` of
+  samples at the model's rate, as training reads one.
 - ``application/json``: ``{"<image modality>": "<base64 file>", "<text modality>": "text",
   "<tabular modality>": {"<column>": value}}``. The base64 may be line-wrapped (whitespace is
   ignored, as MIME and ``base64.encodebytes`` wrap it) and may carry a ``data:<type>;base64,``
@@ -55,7 +56,7 @@ from polymodal.utils.signal_csv import is_csv_text
 SIGNATURES = {
     "image": [(0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"\xff\xd8\xff", "JPEG"), (0, b"GIF8", "GIF"), (0, b"BM", "BMP"),
               (0, b"II*\x00", "TIFF"), (0, b"MM\x00*", "TIFF"), (8, b"WEBP", "WebP")],
-    "audio": [(8, b"WAVE", "WAV"), (0, b"fLaC", "FLAC"), (0, b"OggS", "OGG")],
+    "audio": [(8, b"WAVE", "WAV"), (0, b"fLaC", "FLAC"), (0, b"OggS", "OGG"), (0, NPY_MAGIC, "NPY")],
     # a signal's WAV (uncompressed: it decodes to no more than twice what was sent); FLAC and OGG, which the
     # runtime reads, are refused here: compressed, a small upload could decode far past --max-request-mb
     "signal": [(0, NPY_MAGIC, "NPY"), (8, b"WAVE", "WAV")],
@@ -95,7 +96,7 @@ def described_signatures() -> tuple[tuple[int, bytes, str], ...]:
 
     nouns = {"image": "image", "audio": "audio file", "video": "video"}
     found = [(offset, magic, f"{a(name)} {nouns[kind]}") for kind in ("image", "audio")
-             for offset, magic, name in SIGNATURES[kind]]
+             for offset, magic, name in SIGNATURES[kind] if magic != NPY_MAGIC]  # a .npy: said below
     found += [(offset, magic, f"{a(name)} video") for offset, magic, name in VIDEO_SIGNATURES]
     return (*found, (0, NPY_MAGIC, "a NumPy array (.npy)"), *OTHER_SIGNATURES)
 
@@ -334,17 +335,25 @@ class RequestParser:
             if samples.size == 0:
                 raise RequestError(f"audio modality '{name}' holds no samples", status=422, code="empty_file", field=name)
             return samples, rate
+        if data.startswith(NPY_MAGIC):  # samples at the model's rate, as training takes a .npy (no larger decoded)
+            samples, rate = self.runtime.features[name].read(data)
+        else:
+            samples, rate = self._sound_file(name, data, limit)
+        if rate <= 0 or samples.size == 0:
+            raise RequestError(f"audio modality '{name}' holds no samples", status=422, code="empty_file", field=name)
+        seconds = samples.size / rate
+        if seconds > limit:
+            declared = None if data.startswith(NPY_MAGIC) else audio_seconds(data)  # the header's, where it tells one
+            raise self._too_long(name, "the audio", declared if declared is not None and declared > limit else None)
+        return samples, rate
+
+    def _sound_file(self, name: str, data: bytes, limit: float) -> tuple[np.ndarray, int]:
+        """The mono samples and rate of an audio file (WAV, FLAC, OGG), decoded no further than ``limit`` s."""
         try:
             samples, rate = read_wav(data, max_seconds=limit)  # decoded no further than the limit
         except (RequestError, wave.Error, EOFError, ValueError) as err:
             raise RequestError(f"audio modality '{name}': unreadable audio ({err})", status=422, code="corrupt_file",
                                field=name) from None
-        if rate <= 0 or samples.size == 0:
-            raise RequestError(f"audio modality '{name}' holds no samples", status=422, code="empty_file", field=name)
-        seconds = samples.size / rate
-        if seconds > limit:
-            declared = audio_seconds(data)  # the header's length, where it tells one
-            raise self._too_long(name, "the audio", declared if declared is not None and declared > limit else None)
         return samples, rate
 
     def text(self, name: str, value: Any) -> str:

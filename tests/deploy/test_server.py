@@ -322,6 +322,22 @@ def test_audio_at_another_rate_is_resampled(client, runtime):
     assert out.status_code == 200 and sum(out.json()["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_audio_as_a_npy_array_is_read_at_the_models_rate_and_limited(client, runtime):
+    """Training and the runtime read a .npy of samples at the model's rate; the service refused it
+    as an unsupported type."""
+    samples = (0.4 * np.sin(2 * np.pi * 900 * np.arange(1600) / 8000)).astype(np.float32)  # 0.2 s at 8 kHz
+    buffer = io.BytesIO()
+    np.save(buffer, samples)
+    out = client.post("/predict", files={"audio": ("a.npy", buffer.getvalue(), "application/octet-stream")})
+    assert out.status_code == 200, out.text
+    want = runtime.predict_proba([{"audio": (samples, 8000)}])[0]
+    np.testing.assert_allclose([out.json()["probabilities"][c] for c in "abc"], want, atol=1e-6)
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(8000 * 2, np.float32))  # 2 s at the model's rate: past --max-audio-seconds 1
+    too_long = client.post("/predict", files={"audio": ("long.npy", buffer.getvalue(), "application/octet-stream")})
+    assert too_long.status_code == 413 and too_long.json()["error"]["code"] == "too_long"
+
+
 def test_numbers_that_overflow_float32_are_refused(client):
     response = client.post("/predict", json={"labs": {"x1": 1e300}})
     assert response.status_code == 422 and "['x1'] are out of range" in response.json()["error"]["message"]
