@@ -24,7 +24,7 @@ from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocesso
 from polymodal.data.video_io import VIDEO_SUFFIXES, read_video_audio
 from polymodal.errors import DecodeError, NotFittedError
 from polymodal.utils.signals import fit_length
-from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
+from polymodal.utils.wav import mono_samples, read_sound
 
 NO_SAMPLES = "audio file holds no samples"
 SILENT_NOTE = "the audio is silent (one value throughout): a muted or disconnected microphone?"  # the runtime's words
@@ -50,18 +50,17 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
             is not numeric 1-D samples or 2-D samples x channels.
     """
     suffix = os.path.splitext(path)[1].lower()
-    if suffix == ".wav":
-        try:
-            fast = read_pcm_wav(path)
-        except OSError as err:
-            raise DecodeError(f"unreadable audio ({err})", path=path) from None
-        if fast is not None:
-            return fast
     if suffix in VIDEO_SUFFIXES:  # the audio track of a video file (PyAV)
         return read_video_audio(path)
     if suffix == ".npy" or split_row_ref(path)[1] is not None:
         return _npy_wave(path), 0
-    return _soundfile_wave(path, suffix)
+    try:
+        wave, rate = read_sound(path)  # as the runtime reads audio and signal files
+    except OSError as err:
+        raise DecodeError(f"unreadable audio ({err})", path=path) from None
+    if wave.size == 0:
+        raise DecodeError(NO_SAMPLES, path=path)
+    return wave, rate
 
 
 def _npy_wave(path: str) -> np.ndarray:
@@ -77,32 +76,6 @@ def _npy_wave(path: str) -> np.ndarray:
     if wave.size == 0:
         raise DecodeError(NO_SAMPLES, path=path)
     return mono_samples(wave)  # integer PCM scaled as a WAV file of it reads
-
-
-# libsndfile formats whose frame count is estimated (an MP3 without a Xing/Info header: from its
-# size and bit rate), so fewer frames read is not truncation
-ESTIMATED_LENGTH_FORMATS = frozenset({"MP3", "MPEG"})  # soundfile names MPEG Layer III "MP3"
-
-
-def _soundfile_wave(path: str, suffix: str) -> tuple[np.ndarray, int]:
-    """libsndfile decode, refusing a file that holds fewer frames than its header declares."""
-    import soundfile
-
-    try:
-        declared = wav_frames(path) if suffix == ".wav" else None  # libsndfile clips a WAV's count silently
-        with soundfile.SoundFile(path) as handle:
-            frames, rate, fmt = handle.frames, handle.samplerate, handle.format
-            wave = handle.read(dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, OSError) as err:
-        raise DecodeError(f"unreadable or corrupt audio ({err})", path=path) from None
-    if declared is not None and declared[1] < declared[0]:
-        raise DecodeError(truncation_reason(*declared), path=path)
-    if wave.shape[0] < frames and fmt not in ESTIMATED_LENGTH_FORMATS:
-        raise DecodeError(f"truncated audio: header declares {frames} frames, the file holds {wave.shape[0]}",
-                          path=path)
-    if wave.shape[0] == 0:
-        raise DecodeError(NO_SAMPLES, path=path)
-    return wave.mean(axis=1), int(rate)
 
 
 def _band_masks(count: int, width: int, size: int, limit: torch.Tensor) -> torch.Tensor:
