@@ -1,6 +1,7 @@
-"""Reading videos: frames with PyAV (mp4/avi/webm/mkv/mov), a folder of frame images or a ``.npy``
-of frames; the audio track of a container as a mono waveform; frame sampling (by index, or by
-timestamp on a variable-frame-rate container).
+"""Reading videos: frames with PyAV (the containers of :data:`VIDEO_SUFFIXES`: mp4, avi, webm, mkv,
+mov, MPEG-TS...), a folder of frame images or a ``.npy`` of frames; the audio track of a container as
+a mono waveform, aligned to its video stream's start; frame sampling (by index, or by timestamp on a
+variable-frame-rate container).
 
 PyAV (FFmpeg bindings, ``pip install av``) is imported lazily.
 """
@@ -18,12 +19,29 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from polymodal.data.arrays import split_row_ref
 from polymodal.data.video_headers import check_complete, reported_frames
 from polymodal.errors import EMPTY_FILE, DecodeError, MissingDependencyError, OversizedInputError
 from polymodal.utils.images import array_to_pil, pixels_to_8bit, to_8bit
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv"})
+# the containers a video cell (and an audio cell's sound track) is decoded from with PyAV: MPEG-4 and
+# QuickTime, Matroska/WebM, AVI, MPEG program and transport streams (.ts: what network video recorders
+# write), 3GPP, Flash, Windows Media, MXF, Ogg video and animated GIF
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".webm", ".mkv", ".mpg", ".mpeg", ".vob", ".ts", ".m2ts",
+                            ".mts", ".3gp", ".3g2", ".flv", ".wmv", ".asf", ".mxf", ".ogv", ".gif"})
 FRAME_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+# how to train and predict on videos some of which have no sound track, as the refusal of one says
+NO_AUDIO_HINT = ("in train and predict, data.on_error: missing (--on-error missing) reads such a row with its audio "
+                 "modality absent")
+
+
+class NoAudioTrackError(DecodeError):
+    """A video container with pictures but no audio stream, read for its sound track (an audio
+    modality's cell that names a video): a camera without a microphone, not a corrupt file. A
+    :class:`DecodeError` where it is not told apart; a caller that tells it apart reads the cell's
+    audio modality as absent, as an empty cell is."""
 
 
 def import_av() -> Any:
@@ -118,7 +136,10 @@ def _missing_stream(container: Any, kind: str, path: str) -> DecodeError:
     if not container.streams.video and not container.streams.audio:
         return DecodeError("unreadable or truncated video: the container holds neither a video nor an audio stream "
                            "(a file cut short inside its header?)", path=path)
-    return DecodeError(f"the video file holds no {'audio track' if kind == 'audio' else 'video stream'}", path=path)
+    if kind == "audio":
+        return NoAudioTrackError(f"the video file holds no audio track (a camera without a microphone?); {NO_AUDIO_HINT}",
+                                 path=path)
+    return DecodeError("the video file holds no video stream", path=path)
 
 
 def _video_stream(container: Any, path: str) -> Any:
@@ -320,9 +341,33 @@ def _folder_frames(path: str, pick: Callable[[int], np.ndarray], max_pixels: int
     files = frame_files(path)
     if not files:
         raise DecodeError(f"frame folder holds no images ({', '.join(sorted(FRAME_SUFFIXES))})", path=path)
+    _check_one_size(files, path)
     wanted = pick(len(files))
     read = {index: convert(_frame_file(files[index], max_pixels)) for index in dict.fromkeys(wanted.tolist())}
     return [read[index] for index in wanted.tolist()]  # a short clip's repeated frame read once
+
+
+def _check_one_size(files: list[Path], path: str) -> None:
+    """Refuse a frame folder whose images are not all of one size, read from their headers (a
+    header Pillow cannot read is left to the decoding of that frame, where it is sampled): resized
+    alike, frames of another size would not line up, whichever frames the sampling picks.
+
+    Raises:
+        DecodeError: naming the sizes found, the commonest first, with their first files.
+    """
+    sizes: dict[tuple[int, int], list[str]] = {}
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                size = image.size
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            continue
+        sizes.setdefault(size, []).append(file.name)
+    if len(sizes) > 1:
+        found = " and ".join(f"{w}x{h} ({len(names)}: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+                             for (w, h), names in sorted(sizes.items(), key=lambda item: -len(item[1])))
+        raise DecodeError(f"frame folder mixes image sizes: {found}; the frames of a clip share one size",
+                          path=path)
 
 
 def _npy_frame_pixels(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -337,10 +382,12 @@ def read_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int,
                 npy: Callable[[str], np.ndarray],
                 by_time: Callable[[np.ndarray], np.ndarray] | None = None, *, max_pixels: int | None = None,
                 convert: Callable[[Image.Image], Any] = _unchanged) -> list[Any]:
-    """The selected frames of a video file, a frame folder or a ``.npy`` of frames, each passed
-    through ``convert`` as soon as it is decoded (by default kept as a Pillow image).
+    """The selected frames of a video file (one of :data:`VIDEO_SUFFIXES`), a frame folder or a
+    ``.npy`` of frames (or a row of a packed one, ``clips.npy#3``), each passed through ``convert``
+    as soon as it is decoded (by default kept as a Pillow image).
 
-    A frame folder's images are read in natural order (:func:`frame_files`).
+    A frame folder's images are read in natural order (:func:`frame_files`); the sampled ones must
+    share one size.
 
     Args:
         pick: total frame count -> indices to keep (see :func:`sample_indices`).
@@ -354,15 +401,24 @@ def read_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int,
             full-resolution frame waits for the others).
 
     Raises:
-        DecodeError: unreadable, corrupt, truncated, empty or oversized input, with the path and
-            the reason.
+        DecodeError: unreadable, corrupt, truncated, empty or oversized input, or a file of
+            another type (an image, a sound file), with the path and the reason.
     """
     if Path(path).is_dir():
         return _folder_frames(path, pick, max_pixels, convert)
     suffix = Path(path).suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         return _container_frames(path, pick, max_frames, by_time, max_pixels, convert)
-    return array_frames(npy(path), pick, max_frames, max_pixels=max_pixels, convert=convert, path=path)
+    if suffix == ".npy" or split_row_ref(path)[1] is not None:
+        return array_frames(npy(path), pick, max_frames, max_pixels=max_pixels, convert=convert, path=path)
+    raise DecodeError(unsupported_video_type(suffix), path=path)
+
+
+def unsupported_video_type(suffix: str) -> str:
+    """Why a file of type ``suffix`` (``.wav``; empty: none) is no video cell, and what is."""
+    found = f"video file type '{suffix}'" if suffix else "video file type (the file name has no suffix)"
+    return (f"unsupported {found}; a video cell takes a video file ({', '.join(sorted(VIDEO_SUFFIXES))}), a folder "
+            f"of frame images ({', '.join(sorted(FRAME_SUFFIXES))}) or a .npy of frames")
 
 
 def array_frames(array: np.ndarray, pick: Callable[[int], np.ndarray], max_frames: int, *,
@@ -386,16 +442,59 @@ def array_frames(array: np.ndarray, pick: Callable[[int], np.ndarray], max_frame
     return [converted[index] for index in wanted]
 
 
-def read_video_audio(path: str, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
-    """The first audio stream of a video container as a mono float32 waveform and its sample rate.
+def _stream_start(stream: Any) -> Fraction | None:
+    """When ``stream`` starts, in seconds on the container's clock (its ``start_time``), or None
+    where the container does not say."""
+    if stream.start_time is None or stream.time_base is None:
+        return None
+    return stream.start_time * stream.time_base
 
-    Args:
-        max_seconds: refuse a longer track, decoding no further than one frame past the limit (a
-            small compressed upload cannot expand into gigabytes of samples); None: no limit.
+
+def _lead_samples(container: Any, audio: Any, rate: int) -> int:
+    """How many samples the audio stream starts after the first video stream (negative: before it),
+    by their ``start_time``: silence to put before the sound (or samples to cut from its start) so
+    that sample 0 plays with the first frame. 0 without a video stream, or where either start is
+    unknown."""
+    if not container.streams.video:
+        return 0
+    video_start, audio_start = _stream_start(container.streams.video[0]), _stream_start(audio)
+    if video_start is None or audio_start is None:
+        return 0
+    return round((audio_start - video_start) * rate)
+
+
+def has_audio_track(path: str) -> bool:
+    """Whether the container at ``path`` holds an audio stream (read from its header; nothing is
+    decoded).
 
     Raises:
-        DecodeError: no audio stream, or an unreadable file; :class:`OversizedInputError` past
-            ``max_seconds``.
+        DecodeError: FFmpeg cannot open it.
+    """
+    av = import_av()
+    try:
+        with open_container(path) as container:
+            return bool(container.streams.audio)
+    except (av.FFmpegError, OSError) as err:
+        raise DecodeError(f"unreadable or corrupt video ({err})", path=path) from None
+
+
+def read_video_audio(path: str, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """The first audio stream of a video container as a mono float32 waveform and its sample rate,
+    aligned to the first video stream: sample 0 plays with the first frame. A track that starts
+    later than the pictures (by the streams' ``start_time``) is preceded by that much silence; one
+    that starts earlier loses the samples before the first frame. The encoder's leading delay that
+    the container records (AAC's priming samples in an mp4 edit list, Opus's pre-skip) is trimmed
+    by FFmpeg before that.
+
+    Args:
+        max_seconds: refuse a longer track (its length once aligned), decoding no further than one
+            frame past the limit (a small compressed upload cannot expand into gigabytes of
+            samples); None: no limit.
+
+    Raises:
+        NoAudioTrackError: the container holds pictures but no audio stream.
+        DecodeError: no stream at all, an unreadable file, or a track that ends before the first
+            frame; :class:`OversizedInputError` past ``max_seconds``.
     """
     av = import_av()
     try:
@@ -404,9 +503,10 @@ def read_video_audio(path: str, max_seconds: float | None = None) -> tuple[np.nd
                 raise _missing_stream(container, "audio", path)
             stream = container.streams.audio[0]
             rate = int(stream.codec_context.sample_rate or stream.rate)
+            lead = _lead_samples(container, stream, rate)
             limit = None if max_seconds is None else math.floor(max_seconds * rate)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            chunks, samples = [], 0
+            chunks, samples = [], lead  # samples: the aligned track's length so far
             for frame in container.decode(stream):
                 new = [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
                 chunks += new
@@ -422,7 +522,10 @@ def read_video_audio(path: str, max_seconds: float | None = None) -> tuple[np.nd
     wave = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     if wave.size == 0:
         raise DecodeError("the audio track holds no samples", path=path)
-    return wave, rate
+    if lead < 0 and wave.size <= -lead:
+        raise DecodeError(f"the audio track ends before the first video frame (it starts {-lead / rate:.3f} s before "
+                          f"the pictures and lasts {wave.size / rate:.3f} s)", path=path)
+    return (np.concatenate([np.zeros(lead, np.float32), wave]) if lead > 0 else wave[-lead:]), rate
 
 
 def write_video(path: str, frames: np.ndarray, fps: int = 10, audio: np.ndarray | None = None,

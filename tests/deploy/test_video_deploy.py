@@ -262,7 +262,8 @@ def test_the_service_limits_clip_length_frame_size_and_sound_track_length(video_
                                                     "0.5 s of it)")
         silent = httpx.post(url + "predict", files={"sound": ("s.mp4", (tmp_path / "silent.mp4").read_bytes(), "video/mp4")})
         assert silent.status_code == 422 and silent.json()["error"]["field"] == "sound"
-        assert silent.json()["error"]["message"] == "modality 'sound' (audio): the video file holds no audio track"
+        assert silent.json()["error"]["message"].startswith("modality 'sound' (audio): the video file holds no audio "
+                                                            "track (a camera without a microphone?)")
     with serving(create_app(Runtime.load(video_export[1]), ServeSettings(max_video_frames=4))) as url:
         long = httpx.post(url + "predict", files={"video": ("c.mp4", clip, "video/mp4")})
         assert long.status_code == 413 and long.json()["error"] == {
@@ -310,3 +311,20 @@ def test_a_clip_past_the_model_s_limit_is_refused_naming_its_setting(video_expor
         video.decode(str(clips / "c1.mp4"))
     assert err.value.status == 413 and err.value.code == "too_long"
     assert video.decode(str(clips / "c0.mp4"))[1] == 3  # 3 frames: within the limit
+
+
+def test_a_path_to_a_file_of_another_type_is_refused_as_unsupported_and_an_mpeg_ts_is_read(video_export, tmp_path):
+    """As training refuses it (not read as a .npy): the runtime answers 415 naming the type; an
+    MPEG-TS path (a network video recorder's) decodes as training reads it."""
+    runtime = Runtime.load(video_export[1])
+    (tmp_path / "sound.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVE")
+    with pytest.raises(RequestError, match=r"modality 'video' \(video\): file '.*sound.wav': unsupported video file "
+                                           r"type '.wav'; a video cell takes a video file \(") as err:
+        runtime.features["video"].decode(str(tmp_path / "sound.wav"))
+    assert err.value.status == 415 and err.value.code == "unsupported_type"
+    from polymodal.data.video_io import write_video
+
+    write_video(str(tmp_path / "cam.ts"), np.stack([np.full((16, 16), 20 * i, np.uint8) for i in range(6)]), fps=10)
+    predictor = video_export[0]
+    np.testing.assert_array_equal(runtime.features["video"].decode(str(tmp_path / "cam.ts"))[0],
+                                  predictor.pipeline.preprocessors["video"].decode(str(tmp_path / "cam.ts"))[0])

@@ -4,6 +4,7 @@ signatures the service accepts."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,7 +78,8 @@ def video_path(value: Any) -> Iterator[str]:
 
 
 class VideoFeatures(Features):
-    """Video: a container (bytes or a path: mp4, mov, webm, mkv, avi; PyAV), a folder of frame
+    """Video: a container (bytes: mp4, mov, webm, mkv, avi, MPEG-PS; or a path with one of training's
+    video suffixes, :data:`~polymodal.data.video_io.VIDEO_SUFFIXES`; PyAV), a folder of frame
     images, a ``.npy`` clip (bytes or a path) or a (T, H, W[, C]) array; frames sampled, then
     converted and resized as images, by the training code (:mod:`polymodal.data.video_io`)."""
 
@@ -136,6 +138,7 @@ class VideoFeatures(Features):
                                     f".npy clip; got {len(value):,} bytes starting with {content_start(value)}",
                                     "unsupported_type", 415)
                 self.check_path(value)  # a container's or a frame folder's
+                self.check_type(value)
                 with video_path(value) as path:
                     frames = read_frames(path, self.pick, self.max_frames, load_npy, by_time,
                                          max_pixels=self.max_pixels, convert=self.frame.from_pil)
@@ -151,6 +154,18 @@ class VideoFeatures(Features):
         clip = np.zeros((self.frames, *frames[0].shape), np.uint8)
         clip[:len(frames)] = frames
         return clip, len(frames)
+
+    def check_type(self, value: Any) -> None:
+        """Refuse (415) a path to a file of a type that is no video cell (an image, a sound file),
+        as training refuses it (:func:`~polymodal.data.video_io.read_frames`)."""
+        from polymodal.data.arrays import split_row_ref
+        from polymodal.data.video_io import VIDEO_SUFFIXES, unsupported_video_type
+
+        if not isinstance(value, str | os.PathLike) or os.path.isdir(value):
+            return
+        suffix = Path(value).suffix.lower()
+        if suffix not in VIDEO_SUFFIXES and suffix != ".npy" and split_row_ref(str(value))[1] is None:
+            raise self.fail(f"file '{value}': {unsupported_video_type(suffix)}", "unsupported_type", 415)
 
     def featurize(self, samples: Sequence[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
         return {"x": np.stack([s[0] for s in samples]), "length": np.asarray([s[1] for s in samples], np.int32)}

@@ -257,6 +257,77 @@ def test_containers_decode_the_sampled_frames(tmp_path, suffix):
     np.testing.assert_allclose(brightness(x), [0, 60, 120, 180], atol=8)
 
 
+@pytest.mark.parametrize("suffix", [".ts", ".m2ts", ".mpg", ".3gp"])
+def test_other_containers_pyav_reads_are_video_files(tmp_path, suffix):
+    """An MPEG transport stream (what network video recorders write), program stream or 3GPP
+    file decodes as a video, not as a .npy."""
+    path = tmp_path / f"clip{suffix}"
+    write_video(str(path), clip(), fps=10, codec="mpeg4" if suffix == ".mpg" else None)
+    x, length = video(frames=4).decode(str(path))
+    assert length == 4
+    np.testing.assert_allclose(brightness(x), [0, 60, 120, 180], atol=10)
+
+
+def test_an_animated_gif_is_a_video_file(tmp_path):
+    Image.fromarray(clip()[0]).save(tmp_path / "anim.gif", save_all=True,
+                                    append_images=[Image.fromarray(f) for f in clip()[1:]], duration=100)
+    x, length = video(frames=4).decode(str(tmp_path / "anim.gif"))
+    assert length == 4
+    np.testing.assert_allclose(brightness(x), [0, 60, 120, 180], atol=2)
+
+
+def test_the_sound_track_of_an_mpeg_ts_is_an_audio_modality(tmp_path):
+    write_video(str(tmp_path / "cam.ts"), clip(), fps=10, audio=tone(), sample_rate=8000)
+    prep = build_preprocessor(AudioModality(kind="audio", column="a", preprocess={
+        "sample_rate": 8000, "max_seconds": 1.0, "features": "waveform", "normalize": "none"},
+        encoder={"name": "rnn"}), "a")
+    wave = prep.featurize([prep.decode(str(tmp_path / "cam.ts"))])["x"][0, :, 0]
+    assert abs(np.argmax(np.abs(np.fft.rfft(wave))) * 8000 / len(wave) - 440) < 5
+
+
+@pytest.mark.parametrize("name", ["still.jpg", "sound.wav", "notes.txt", "clip"])
+def test_a_file_of_another_type_in_a_video_column_is_refused_naming_its_type(tmp_path, name):
+    """Not read as a .npy ("the magic string is not correct"): its type is named, and what a video cell takes."""
+    Image.fromarray(clip()[0]).save(tmp_path / "still.jpg")
+    for other in ("sound.wav", "notes.txt", "clip"):
+        (tmp_path / other).write_bytes(b"RIFF\x00\x00\x00\x00WAVE")
+    suffix = Path(name).suffix
+    found = f"'{suffix}'" if suffix else r"\(the file name has no suffix\)"
+    with pytest.raises(DecodeError, match=rf"unsupported video file type {found}; a video cell takes a video file "
+                                          r"\(.*\.mp4.*\.ts.*\), a folder of frame images \(.*\) or a \.npy of frames$"):
+        video().decode(str(tmp_path / name))
+
+
+def test_a_row_of_a_packed_npy_is_still_a_clip(tmp_path):
+    np.save(tmp_path / "clips.npy", np.stack([clip(), clip()[::-1]]))
+    x, length = video(frames=2, sampling="stride", stride=9).decode(str(tmp_path / "clips.npy#1"))
+    assert length == 2
+    np.testing.assert_array_equal(brightness(x), [180, 0])
+
+
+def test_the_video_suffixes_are_the_sound_tracks_and_the_runtimes():
+    from polymodal.data.modalities import audio
+    from polymodal.data.video_io import VIDEO_SUFFIXES
+    from polymodal.deploy.features.video import is_video
+
+    assert audio.VIDEO_SUFFIXES is VIDEO_SUFFIXES
+    assert {".ts", ".m2ts", ".gif", ".3gp", ".flv", ".wmv", ".mpg", ".m4v"} <= VIDEO_SUFFIXES
+    assert all(is_video(f"clip{suffix.upper()}") for suffix in VIDEO_SUFFIXES)
+
+
+def test_a_frame_folder_mixing_image_sizes_is_refused_whichever_frames_are_sampled(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(clip()):
+        size = (64, 80) if i % 3 == 0 else (16, 24)
+        Image.fromarray(np.resize(frame, size)).save(folder / f"f{i}.png")
+    for frames in (4, 10):  # 4: frames 0, 3, 6, 9 alone, all of one size
+        with pytest.raises(DecodeError, match=r"frame folder mixes image sizes: 24x16 \(6: f1.png, f2.png, f4.png, "
+                                              r"\.\.\.\) and 80x64 \(4: f0.png, f3.png, f6.png, \.\.\.\); the frames of "
+                                              r"a clip share one size"):
+            video(frames=frames).decode(str(folder))
+
+
 def test_frame_folder_and_npy_are_exact(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -327,7 +398,7 @@ def test_audio_track_of_a_video_is_an_audio_modality(tmp_path):
     assert abs(np.argmax(spectrum) * 8000 / len(wave) - 440) < 5  # the 440 Hz tone came through
 
 
-@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm", ".avi"])
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm", ".avi", ".ts"])
 def test_the_sound_track_starts_when_the_recording_does(tmp_path, suffix):
     """A burst at 0.5 s is read back at 0.5 s: the encoder's leading delay (AAC's 1,024 priming
     samples, Opus's pre-skip) is trimmed, not read as a late start."""
@@ -341,13 +412,100 @@ def test_the_sound_track_starts_when_the_recording_does(tmp_path, suffix):
     assert abs(onset - 0.5) < 0.001, f"the burst comes {1000 * (onset - 0.5):.1f} ms late"
 
 
-def test_video_without_audio_track_fails_naming_the_file(tmp_path):
+def write_offset_clip(path: Path, audio_start: float, video_start: float = 0.0, audio_codec: str = "aac",
+                      rate: int = 8000) -> None:
+    """A 1 s clip (10 frames at 10 fps) whose sound track, a burst at 0.5 s into it, is stamped to
+    start at ``audio_start`` s and whose pictures at ``video_start`` s (PyAV, as a recorder muxes
+    streams that did not start together)."""
+    import av
+
+    burst = np.zeros(rate, np.float32)
+    burst[rate // 2:rate // 2 + 80] = 0.8
+    with av.open(str(path), "w") as container:
+        video_stream = container.add_stream("libx264", rate=10)
+        video_stream.width, video_stream.height, video_stream.pix_fmt = 24, 16, "yuv420p"
+        audio_stream = container.add_stream(audio_codec, rate=rate)
+        audio_stream.layout = "mono"
+        for i, image in enumerate(clip()):
+            frame = av.VideoFrame.from_ndarray(np.repeat(image[..., None], 3, axis=-1), format="rgb24")
+            frame.pts, frame.time_base = round(video_start * 10) + i, Fraction(1, 10)
+            for packet in video_stream.encode(frame):
+                container.mux(packet)
+        for packet in video_stream.encode():
+            container.mux(packet)
+        sound = av.AudioFrame.from_ndarray((burst * 32767).astype(np.int16)[None], format="s16", layout="mono")
+        sound.sample_rate, sound.pts, sound.time_base = rate, round(audio_start * rate), Fraction(1, rate)
+        for packet in audio_stream.encode(sound):
+            container.mux(packet)
+        for packet in audio_stream.encode():
+            container.mux(packet)
+
+
+@pytest.mark.parametrize(("suffix", "audio_codec"), [(".mkv", "pcm_s16le"), (".mp4", "aac"), (".mkv", "aac"),
+                                                     (".ts", "aac")])
+@pytest.mark.parametrize(("audio_start", "video_start"), [(0.5, 0.0), (0.0, 0.3)])
+def test_the_sound_track_is_aligned_to_the_first_frame(tmp_path, suffix, audio_codec, audio_start, video_start):
+    """Sample 0 plays with the first frame: a track that starts 0.5 s after the pictures is read
+    after 0.5 s of silence, one that starts 0.3 s before them without its first 0.3 s (the
+    priming delay an mp4 records, or an MPEG-TS leaves in its timestamps, trimmed first)."""
+    from polymodal.data.video_io import read_video_audio
+
+    path = tmp_path / f"offset{suffix}"
+    write_offset_clip(path, audio_start, video_start, audio_codec)
+    wave, rate = read_video_audio(str(path))
+    onset = int(np.argmax(np.abs(wave) > 0.2)) / rate
+    expected = 0.5 + audio_start - video_start
+    assert abs(onset - expected) < 0.002, f"the burst comes at {onset:.3f} s, not {expected:.3f} s"
+    assert abs(wave.size / rate - (1.0 + audio_start - video_start)) < 0.2  # padded or cut, not merely moved
+
+
+def test_an_aligned_track_is_held_to_max_seconds_by_its_aligned_length(tmp_path):
+    from polymodal.data.video_io import read_video_audio
+
+    write_offset_clip(tmp_path / "late.mkv", 0.5, audio_codec="pcm_s16le")  # 1 s of sound after 0.5 s of silence
+    with pytest.raises(DecodeError, match="the audio track is longer than 1.2 s"):
+        read_video_audio(str(tmp_path / "late.mkv"), max_seconds=1.2)
+    write_offset_clip(tmp_path / "early.mkv", 0.0, 0.3, audio_codec="pcm_s16le")  # 0.7 s once its lead is cut
+    assert read_video_audio(str(tmp_path / "early.mkv"), max_seconds=0.8)[0].size == round(0.7 * 8000)
+
+
+def test_a_sound_track_ending_before_the_first_frame_is_refused_saying_so(tmp_path):
+    from polymodal.data.video_io import read_video_audio
+
+    write_offset_clip(tmp_path / "gone.mkv", 0.0, 1.5, audio_codec="pcm_s16le")
+    with pytest.raises(DecodeError, match=r"the audio track ends before the first video frame \(it starts 1.500 s "
+                                          r"before the pictures and lasts 1.000 s\)"):
+        read_video_audio(str(tmp_path / "gone.mkv"))
+
+
+def test_video_without_audio_track_fails_naming_the_file_and_how_to_read_it_as_absent(tmp_path):
+    from polymodal.data.video_io import NoAudioTrackError, has_audio_track
+
     path = tmp_path / "mute.mp4"
     write_video(str(path), clip(), fps=10)
     prep = build_preprocessor(AudioModality(kind="audio", column="a", preprocess={"sample_rate": 8000}), "a")
-    with pytest.raises(DecodeError, match="no audio track") as err:
+    with pytest.raises(NoAudioTrackError, match=r"no audio track \(a camera without a microphone\?\); in train and "
+                                                r"predict, data.on_error: missing \(--on-error missing\) reads such a "
+                                                r"row with its audio modality absent") as err:
         prep.decode(str(path))
-    assert str(path) in str(err.value)
+    assert isinstance(err.value, DecodeError) and str(path) in str(err.value)
+    assert not has_audio_track(str(path))
+    write_video(str(tmp_path / "talk.mp4"), clip(), fps=10, audio=tone())
+    assert has_audio_track(str(tmp_path / "talk.mp4"))
+
+
+def test_with_on_error_missing_a_video_without_sound_is_a_row_without_its_audio_modality(tmp_path):
+    write_video(str(tmp_path / "talk.mp4"), clip(), fps=10, audio=tone())
+    write_video(str(tmp_path / "mute.mp4"), clip(), fps=10)
+    pd.DataFrame({"clip": ["talk.mp4", "mute.mp4"], "y": [0, 1]}).to_csv(tmp_path / "m.csv", index=False)
+    pipeline = DataPipeline(load_config({
+        "task": "classification", "target": "y", "data": {"on_error": "missing"},
+        "modalities": {"v": {"kind": "video", "column": "clip", "preprocess": {"size": 8, "frames": 2}},
+                       "sound": {"kind": "audio", "column": "clip", "preprocess": {"sample_rate": 8000}}}}))
+    table = pipeline.encode(pipeline.read(tmp_path / "m.csv", require_target=True))
+    assert table.rows.tolist() == [0, 1]
+    assert table.modalities["v"].present.tolist() == [True, True]
+    assert table.modalities["sound"].present.tolist() == [True, False]
 
 
 def test_corrupt_video_fails_or_is_skipped_like_other_files(tmp_path):
