@@ -21,6 +21,7 @@ scored through the missing path has a score of another scale).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -86,6 +87,20 @@ _UNSUPPORTED = {  # capability -> why an anomaly detector has none
                 "(task 'anomaly' does not combine with align); use predict_frame (score, flag per row), or "
                 "explain for what each modality contributed",
 }
+
+
+def split_epochs(epochs: int, shares: list[float]) -> list[int]:
+    """``epochs`` shared between training phases by their ``shares`` (fractions summing to 1),
+    each rounded half up, every phase at least 1 and the last taking what is left, so that they
+    sum to ``epochs`` (Deep SVDD's ``pretrain_fraction`` 0.5 of 5 epochs: 3 then 2); one each
+    where ``epochs`` is fewer than the phases."""
+    if epochs <= len(shares):
+        return [1] * len(shares)
+    counts: list[int] = []
+    for k, share in enumerate(shares[:-1]):
+        later = len(shares) - k - 1  # phases after this one, each at least 1
+        counts.append(min(max(1, math.floor(epochs * share + 0.5 + 1e-9)), epochs - sum(counts) - later))
+    return [*counts, epochs - sum(counts)]
 
 
 def _refused(capability: str, name: str, why: str) -> Callable[..., NoReturn]:
@@ -309,7 +324,11 @@ class AnomalyDetector(Estimator):
         Returns:
             ``old`` and ``new`` threshold, ``valid_fpr`` (the share of scored validation normal
             rows above the new one; None when the run kept no validation scores) and
-            ``valid_normals`` (their number, N).
+            ``valid_normals`` (their number, N); ``subsets``, each subset of modalities' new
+            threshold, validation false-positive rate and number of validation normal rows holding
+            it (None for a model with one threshold), and ``unscored_subsets``, the subsets the
+            scorer does not score (``consistency``'s single modalities: a row holding only them
+            is flagged with a NaN score), label -> why.
 
         Raises:
             OptionError: neither or both of ``fpr`` and ``score``, or a value out of range.
@@ -423,14 +442,22 @@ class AnomalyDetector(Estimator):
         return with_reconstruction_targets(table, network, pipeline.preprocessors, model.net.recon_size)
 
     def _phase_epochs(self) -> list[tuple[str, int]]:
-        """The scorer's training phases and the epochs of each (its share of ``train.epochs``, at least 1)."""
+        """The scorer's training phases and the epochs of each (:func:`split_epochs` of
+        ``train.epochs``: their sum, each at least 1); warns when ``train.epochs`` is too few
+        for one epoch per phase."""
         scorer = build_scorer(self.settings, len(self.config.modalities))
-        return [(phase, max(1, round(self.config.train.epochs * share))) for phase, share in scorer.phases]
+        epochs = self.config.train.epochs
+        names = [phase for phase, _ in scorer.phases]
+        if epochs < len(names):
+            warn_user(f"train.epochs {epochs} is fewer than the {len(names)} training phases of anomaly.scorer "
+                      f"'{scorer.name}' ({', then '.join(names)}): each runs one epoch, {len(names)} in all")
+        return list(zip(names, split_epochs(epochs, [share for _, share in scorer.phases])))
 
     def _phase_train_config(self, epochs: int) -> Any:
         """``train`` for a phase of ``epochs``; ``max_minutes`` shared out as the epochs are."""
         train = self.config.train
-        minutes = None if train.max_minutes is None else train.max_minutes * epochs / train.epochs
+        phases = len(build_scorer(self.settings, len(self.config.modalities)).phases)
+        minutes = None if train.max_minutes is None else train.max_minutes * epochs / max(train.epochs, phases)
         return train.model_copy(update={"epochs": epochs, "max_minutes": minutes})
 
     def _require_normal_validation(self, targets: AnomalyTargets, valid: Manifest, *, held_out: bool) -> None:
@@ -496,13 +523,14 @@ class AnomalyDetector(Estimator):
         has one).
 
         A scorer that cannot score some rows (``consistency``: fewer than two modalities present)
-        adds a ``note`` column, the reason on those rows and null elsewhere, and warns with their
-        count. Such a row's score is NaN and its flag True: a row that cannot be checked is raised,
-        as a monitor raises a sensor that stopped reporting. So is, under ``data.on_error:
-        missing``, a row left with no modality that could be read (every file unreadable or
-        absent; listed in ``eval_skipped``): it keeps its place, ``absent`` names every modality
-        and its note says why (the ``note`` column is then on every call, so that the chunks of a
-        batch prediction agree). Under ``skip`` a row with an unreadable file is left out.
+        adds a ``note`` column, the reason on those rows and null elsewhere. Such a row's score is
+        NaN and its flag True: a row that cannot be checked is raised, as a monitor raises a sensor
+        that stopped reporting. So is, under ``data.on_error: missing``, a row left with no
+        modality that could be read (every file unreadable or absent; listed in ``eval_skipped``):
+        it keeps its place, ``absent`` names every modality and its note says why (the ``note``
+        column is then on every call, so that the chunks of a batch prediction agree). One warning
+        counts the rows left unscored, out of every row returned, by reason. Under ``skip`` a row
+        with an unreadable file is left out.
         ``support`` is refused: a detector has no classes to take from a support set.
         """
         self._refuse_support(support)
@@ -516,13 +544,24 @@ class AnomalyDetector(Estimator):
         if scorer.unscored_reason is not None or keeps_emptied:  # on every call, so that chunks of a manifest agree
             reason = f"not scored: {scorer.unscored_reason}" if scorer.unscored_reason is not None else None
             frame["note"] = pd.Series(np.where(unscored, reason, None), index=frame.index, dtype=object)
-            if unscored.any():
-                warn_user(f"{int(unscored.sum())} of {len(scores)} rows could not be scored "
-                          f"({scorer.unscored_reason}): their score is NaN, their flag True (a row that cannot be "
-                          "checked is raised) and their note says why")
         if keeps_emptied:
             frame = self._with_emptied_rows(frame, manifest, table)
+        self._warn_unscored(int(unscored.sum()) if scorer.unscored_reason is not None else 0,
+                            len(frame) - len(scores), len(frame))
         return frame
+
+    def _warn_unscored(self, unscorable: int, emptied: int, rows: int) -> None:
+        """One warning for the rows :meth:`predict_frame` returns without a score, out of all
+        ``rows`` it returns: ``unscorable`` the scorer could not score (its ``unscored_reason``),
+        ``emptied`` left with no modality that could be read (``data.on_error: missing``)."""
+        reasons = [(count, why) for count, why in ((unscorable, self.model.scorer.unscored_reason),
+                                                   (emptied, "no modality could be read")) if count]
+        if not reasons:
+            return
+        said = reasons[0][1] if len(reasons) == 1 else "; ".join(
+            f"{count} row{'' if count == 1 else 's'}: {why}" for count, why in reasons)
+        warn_user(f"{unscorable + emptied} of {rows} rows could not be scored ({said}): their score is NaN, their "
+                  "flag True (a row that cannot be checked is raised) and their note says why")
 
     def _with_emptied_rows(self, frame: pd.DataFrame, manifest: Manifest, table: EncodedTable) -> pd.DataFrame:
         """``frame`` (the scored rows of ``table``) with the rows of ``manifest`` that encoding left

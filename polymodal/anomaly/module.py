@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch
 from polymodal.anomaly.model import AnomalyModel
 from polymodal.anomaly.scorers import OPTIONAL_STATE
 from polymodal.training.module import BatchModule, OptimSettings, configure_adamw, drop_modalities
+from polymodal.training.progress import EpochLines, TrainingProgressBar
 
 
 class AnomalyModule(BatchModule):
@@ -51,6 +53,18 @@ class AnomalyModule(BatchModule):
 
     def configure_callbacks(self) -> list[L.Callback]:
         return list(self._callbacks)
+
+    def on_train_start(self) -> None:
+        """Where the fit shows its progress (a bar, or a line per epoch), a scorer trained in
+        phases names the phase before its epochs (each counted within its phase):
+        ``deep_svdd phase 1 of 2, pretrain: 3 epochs``."""
+        phases = [name for name, _ in self.model.scorer.phases]
+        trainer = self.trainer
+        shown = any(isinstance(c, EpochLines | TrainingProgressBar) for c in trainer.callbacks)
+        if len(phases) > 1 and shown and trainer.is_global_zero and self.phase in phases:
+            epochs = trainer.max_epochs
+            print(f"{self.model.scorer.name} phase {phases.index(self.phase) + 1} of {len(phases)}, {self.phase}: "
+                  f"{epochs} epoch{'' if epochs == 1 else 's'}", file=sys.stderr, flush=True)
 
     def _step(self, batch: Mapping[str, Any], prefix: str) -> torch.Tensor:
         result = self.model.scorer.loss(self.model.net, batch, self.phase)

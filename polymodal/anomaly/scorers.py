@@ -80,6 +80,8 @@ class AnomalyScorer(nn.Module):
         phases: training phases in order, each with its fraction of ``train.epochs``.
         unscored_reason: why a row may get no score (NaN from :meth:`score`), in words; None for
             a scorer that scores every row.
+        min_modalities: the fewest modalities a row must hold to be scored (a subset of fewer
+            has no score, and so no flag threshold of its own).
         reconstructs: the score reads the reconstruction errors (its features carry the targets).
         learns_by_reconstruction: a training phase's loss reads them (the default loss; Deep
             SVDD's pre-training), so the training rows of a cached frozen encoder carry its
@@ -89,6 +91,7 @@ class AnomalyScorer(nn.Module):
     name: ClassVar[str]
     phases: ClassVar[tuple[tuple[str, float], ...]] = (("train", 1.0),)
     unscored_reason: ClassVar[str | None] = None
+    min_modalities: ClassVar[int] = 1
     reconstructs: ClassVar[bool] = True
     learns_by_reconstruction: ClassVar[bool] = True
 
@@ -245,6 +248,7 @@ class ConsistencyScorer(AnomalyScorer):
     reconstructs = False
     learns_by_reconstruction = False  # aligned in the shared space
     unscored_reason = "fewer than two modalities present: the consistency scorer compares modalities"
+    min_modalities = 2
 
     def loss(self, net: AnomalyNet, batch: Batch, phase: str) -> LossOutput:
         z = net.shared_embeddings(net.encode(batch["inputs"], batch["present"]))

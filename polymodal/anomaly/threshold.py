@@ -62,11 +62,24 @@ def follow_full_threshold(detector: AnomalyDetector, threshold: float) -> None:
     buffer.copy_(torch.as_tensor(chosen, dtype=buffer.dtype))
 
 
+def scored_subsets(detector: AnomalyDetector) -> tuple[list[frozenset[str]], list[frozenset[str]]]:
+    """The non-empty subsets of the detector's modalities, largest first: those its scorer scores,
+    and those it does not (fewer modalities than ``min_modalities``: the consistency scorer's single
+    modalities), which have no flag threshold of their own (a row holding only them has a NaN score
+    and is flagged)."""
+    from polymodal.evaluation.coalitions import all_subsets  # the evaluation layer
+
+    fewest = detector.model.scorer.min_modalities
+    subsets = all_subsets(list(detector.model.names))
+    return [c for c in subsets if len(c) >= fewest], [c for c in subsets if len(c) < fewest]
+
+
 def subset_threshold_table(detector: AnomalyDetector) -> dict[str, float] | None:
     """Each non-empty subset's flag threshold by its label (``de+fe``, ``de``), the full set's first
-    (as ``metrics.json``'s ``training.subset_thresholds`` and ``polymodal threshold`` show them);
-    None where ``AnomalyDetector.subset_thresholds`` is."""
-    from polymodal.evaluation.coalitions import all_subsets, mask_of, subset_label  # the evaluation layer
+    (as ``metrics.json``'s ``training.subset_thresholds`` and ``polymodal threshold`` show them),
+    but for the subsets the scorer does not score (:func:`scored_subsets`); None where
+    ``AnomalyDetector.subset_thresholds`` is."""
+    from polymodal.evaluation.coalitions import mask_of, subset_label  # the evaluation layer
 
     chosen = detector.subset_thresholds()
     if chosen is None:
@@ -74,24 +87,27 @@ def subset_threshold_table(detector: AnomalyDetector) -> dict[str, float] | None
     names = list(detector.model.names)
     full = float(detector.model.scorer.threshold)
     return {subset_label(c): float(full if np.isnan(chosen[mask_of(c, names)]) else chosen[mask_of(c, names)])
-            for c in all_subsets(names)}
+            for c in scored_subsets(detector)[0]}
 
-def warn_coarse_rate(fpr: float, normal_scores: np.ndarray) -> None:
+def warn_coarse_rate(fpr: float, normal_scores: np.ndarray, setting: str = "anomaly.target_fpr") -> None:
     """Warn when ``fpr`` is below 1/N for the N scored validation normal rows (``normal_scores``,
     NaN: not scored): the false-positive rate moves in steps of 1/N, so the threshold is then the
-    highest normal score and no validation normal row is flagged."""
+    highest normal score and no validation normal row is flagged. ``setting``: where the rate was
+    given, as the warning names it (the config's key; ``set_threshold``'s ``fpr``, ``polymodal
+    threshold``'s ``--fpr``)."""
     n = int(np.count_nonzero(~np.isnan(np.asarray(normal_scores, np.float64))))
     if n and fpr < 1 / n:
-        warn_user(f"anomaly.target_fpr {fpr:g} is below 1/N = {1 / n:.4g} for the N = {n} validation normal rows: "
+        warn_user(f"{setting} {fpr:g} is below 1/N = {1 / n:.4g} for the N = {n} validation normal rows: "
                   "the validation false-positive rate moves in steps of 1/N, so the threshold is the highest "
                   f"validation normal score (none of them flagged); validate on at least {math.ceil(1 / fpr - 1e-9)} "
-                  f"normal rows for that rate, or set a target_fpr of at least {1 / n:.4g}")
+                  f"normal rows for that rate, or give {setting} a rate of at least {1 / n:.4g}")
 
 
-def rethreshold(detector: AnomalyDetector, *, fpr: float | None = None, score: float | None = None
-                ) -> dict[str, Any]:
+def rethreshold(detector: AnomalyDetector, *, fpr: float | None = None, score: float | None = None,
+                fpr_setting: str = "fpr") -> dict[str, Any]:
     """:meth:`~polymodal.anomaly.detector.AnomalyDetector.set_threshold` (its arguments, return
-    value and errors)."""
+    value and errors); ``fpr_setting``: how the warning of a rate below 1/N names ``fpr``
+    (``polymodal threshold``: ``--fpr``)."""
     _, model = detector.require_fitted()
     if (fpr is None) == (score is None):
         raise OptionError([f"set_threshold: give either fpr (a false-positive rate on the validation normal rows) "
@@ -109,7 +125,7 @@ def rethreshold(detector: AnomalyDetector, *, fpr: float | None = None, score: f
                                  f"(saved before polymodal wrote them to {SCORES_FILE}): fit it again, or set "
                                  "the threshold as a score (set_threshold(score=S), polymodal threshold RUN "
                                  "--score S)")
-        warn_coarse_rate(fpr, normal)
+        warn_coarse_rate(fpr, normal, fpr_setting)
         new = threshold_at_fpr(normal, fpr)
         update: dict[str, Any] = {"target_fpr": float(fpr), "threshold": None}
     else:
@@ -132,17 +148,23 @@ def rethreshold(detector: AnomalyDetector, *, fpr: float | None = None, score: f
     detector.info["threshold"] = float(model.scorer.threshold)
     detector.info["subset_thresholds"] = subset_threshold_table(detector)
     _flag_rates_at(detector, detector.metrics, {"valid": detector.valid_scores, "test": detector.test_scores})
+    from polymodal.evaluation.coalitions import subset_label  # the evaluation layer
+
     scored = None if normal is None else normal[~np.isnan(normal)]
+    subsets = _subset_rates(detector)
     return {"old": old, "new": float(model.scorer.threshold),
             "valid_fpr": None if scored is None or not scored.size else float((scored > new).mean()),
-            "valid_normals": None if scored is None else int(scored.size), "subsets": _subset_rates(detector)}
+            "valid_normals": None if scored is None else int(scored.size), "subsets": subsets,
+            "unscored_subsets": {} if subsets is None else {subset_label(c): model.scorer.unscored_reason
+                                                            for c in scored_subsets(detector)[1]}}
 
 
 def _subset_rates(detector: AnomalyDetector) -> dict[str, dict[str, Any]] | None:
     """Each non-empty subset's new threshold, its validation false-positive rate (``valid_fpr``:
     the share of the validation normal rows holding the subset, scored with it alone, above the
-    threshold) and their number (``valid_normals``); None for a model with one threshold."""
-    from polymodal.evaluation.coalitions import all_subsets, mask_of, subset_label  # the evaluation layer
+    threshold) and their number (``valid_normals``), for the subsets the scorer scores
+    (:func:`scored_subsets`); None for a model with one threshold."""
+    from polymodal.evaluation.coalitions import mask_of, subset_label  # the evaluation layer
 
     table = subset_threshold_table(detector)
     subset_scores = detector.kept.get("valid_subset_scores")
@@ -150,7 +172,7 @@ def _subset_rates(detector: AnomalyDetector) -> dict[str, dict[str, Any]] | None
         return None
     names = list(detector.model.names)
     out = {}
-    for coalition in all_subsets(names):
+    for coalition in scored_subsets(detector)[0]:
         scores, label = subset_scores[mask_of(coalition, names)], subset_label(coalition)
         out[label] = {"threshold": table[label], "valid_fpr": flag_rate(scores, table[label]),
                       "valid_normals": int(np.count_nonzero(~np.isnan(scores)))}

@@ -431,7 +431,9 @@ def threshold(
         if out_of_range:
             raise OptionError(out_of_range)
         if task == "anomaly":
-            change = predictor.set_threshold(fpr=fpr, score=score)
+            from polymodal.anomaly.threshold import rethreshold
+
+            change = rethreshold(predictor, fpr=fpr, score=score, fpr_setting="--fpr")  # set_threshold, naming --fpr
         else:
             change = predictor.set_threshold("auto" if metric or min_sensitivity or min_specificity else score,
                                              metric=metric, min_sensitivity=min_sensitivity,
@@ -459,9 +461,15 @@ def _print_threshold_change(run: Path, task: str, change: dict[str, Any]) -> Non
             console.print(f"validation FPR: {format_value(change['valid_fpr'])} ({flagged} of "
                           f"{change['valid_normals']} validation normal rows above it)", highlight=False)
         for label, subset in (change.get("subsets") or {}).items():  # each subset of modalities at the same rate
+            held = (f"of {subset['valid_normals']} normal rows holding them" if subset["valid_normals"]
+                    else "no validation normal row holds them")
             rate = "unknown" if subset["valid_fpr"] is None else format_value(subset["valid_fpr"])
             console.print(f"  with {label}: threshold {format_value(subset['threshold'])}, validation FPR "
-                          f"{rate} (of {subset['valid_normals']} normal rows holding them)", highlight=False)
+                          f"{rate} ({held})", highlight=False)
+        for why in dict.fromkeys((change.get("unscored_subsets") or {}).values()):  # no score: flagged, unchecked
+            labels = [label for label, reason in change["unscored_subsets"].items() if reason == why]
+            console.print(f"  with {' or '.join(labels)} alone: not scored ({why}): such a row is flagged",
+                          highlight=False)
     elif change["valid"] is not None:
         rates = change["valid"]
         console.print(f"validation ({rates['rows']} rows): sensitivity {format_value(rates['sensitivity'])}, "

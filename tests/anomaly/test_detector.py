@@ -29,7 +29,7 @@ def test_a_finished_deep_svdd_run_resumes_only_when_its_last_phase_would_train_f
     AnomalyDetector.from_config(config("deep_svdd", epochs=4)).fit(data / "train.csv", data / "valid.csv", out=run)
     with pytest.raises(RunFolderError, match="already finished its 2 epochs .* its last training phase runs 2"):
         AnomalyDetector.from_config(config("deep_svdd", epochs=5)).fit(data / "train.csv", data / "valid.csv",
-                                                                       out=run, resume=True)  # round(2.5) == 2
+                                                                       out=run, resume=True)  # 5: 3, then 2
     longer = AnomalyDetector.from_config(config("deep_svdd", epochs=6)).fit(data / "train.csv", data / "valid.csv",
                                                                             out=run, resume=True)
     assert list(longer.history["phase"]) == ["pretrain"] * 2 + ["svdd"] * 3
@@ -417,6 +417,50 @@ def test_a_signal_run_exports_and_its_exported_scores_match(data, tmp_path):
     report = export_run(detector, tmp_path / "run" / "export")  # on the run's recorded validation manifest
     assert report.recorded[0] == "valid" and report.parity["runtime_rows"] == 24
     assert report.parity["graph_max_abs_diff"] <= 1e-4 and report.parity["runtime_max_abs_diff"] <= 1e-4
+
+
+def test_the_rows_without_a_score_are_counted_out_of_every_row_predicted(data):
+    """Under data.on_error: missing, rows with nothing readable are kept (NaN, flagged): the warning
+    counts them, by reason, out of every row returned (it once said "18 of 54")."""
+    det = AnomalyDetector.from_config(config("consistency", epochs=1)).fit(data / "train.csv", data / "valid.csv")
+    det.config.data.on_error = "missing"
+    rows = pd.read_csv(data / "test.csv")
+    rows.loc[rows.index % 4 == 0, "b"] = None  # one modality: not scored
+    rows.loc[rows.index % 4 == 1, ["a", "b"]] = "gone.npy"  # nothing readable
+    rows.to_csv(data / "test_emptied.csv", index=False)
+    with pytest.warns(UserWarning, match=r"^36 of 72 rows could not be scored \(18 rows: fewer than two modalities "
+                                         r"present: the consistency scorer compares modalities; 18 rows: no modality "
+                                         r"could be read\): their score is NaN"):
+        frame = det.predict_frame(data / "test_emptied.csv")
+    assert len(frame) == 72 and int(frame["score"].isna().sum()) == 36
+
+
+@pytest.mark.parametrize(("epochs", "phases"), [(1, [1, 1]), (2, [1, 1]), (3, [2, 1]), (5, [3, 2]), (6, [3, 3])])
+def test_deep_svdd_shares_train_epochs_between_its_phases(epochs, phases):
+    """The phases sum to train.epochs (3 epochs once ran 2 + 2, 5 ran 2 + 2: rounding half to even),
+    one each where there are fewer epochs than phases (said)."""
+    from polymodal.anomaly.detector import split_epochs
+
+    assert split_epochs(epochs, [0.5, 0.5]) == phases
+    assert split_epochs(10, [0.25, 0.75]) == [3, 7] and split_epochs(4, [0.9, 0.1]) == [3, 1]
+    det = AnomalyDetector.from_config(config("deep_svdd", epochs=epochs))
+    if epochs < 2:
+        with pytest.warns(UserWarning, match=r"train.epochs 1 is fewer than the 2 training phases of anomaly.scorer "
+                                             r"'deep_svdd' \(pretrain, then svdd\): each runs one epoch, 2 in all"):
+            assert det._phase_epochs() == [("pretrain", 1), ("svdd", 1)]
+    else:
+        assert det._phase_epochs() == list(zip(["pretrain", "svdd"], phases))
+
+
+def test_deep_svdd_names_each_phase_before_its_epoch_lines(data, capsys):
+    cfg = config("deep_svdd", epochs=3)
+    cfg["train"]["progress"] = True
+    det = AnomalyDetector.from_config(cfg).fit(data / "train.csv", data / "valid.csv")
+    assert list(det.history["phase"]) == ["pretrain", "pretrain", "svdd"]
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(("deep_svdd", "epoch"))]
+    assert [line.split("  ")[0] for line in lines] == [
+        "deep_svdd phase 1 of 2, pretrain: 2 epochs", "epoch 1/2", "epoch 2/2", "deep_svdd phase 2 of 2, svdd: 1 epoch",
+        "epoch 1/1"]
 
 
 def test_consistency_leaves_a_row_with_one_modality_unscored_and_out_of_the_metrics(data):

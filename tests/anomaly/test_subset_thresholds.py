@@ -127,6 +127,29 @@ def test_polymodal_threshold_sets_every_subsets_threshold_and_prints_them(copy):
         float((test_scores[test_y == 1] > float(det.model.scorer.threshold)).mean()))
 
 
+def test_a_consistency_run_has_no_threshold_for_a_single_modality_it_cannot_score(data, tmp_path):
+    """A row holding one modality has no consistency score: no subset threshold is listed for it
+    (it was the full set's, said to be chosen on 0 rows), and the command says it is not scored."""
+    import json
+
+    folder = tmp_path / "run"
+    det = AnomalyDetector.from_config(config("consistency", epochs=1)).fit(data / "train.csv", data / "valid.csv",
+                                                                           out=folder)
+    full = float(det.model.scorer.threshold)
+    assert det.info["subset_thresholds"] == {"a+b": full}
+    assert json.loads((folder / "metrics.json").read_text())["training"]["subset_thresholds"] == {"a+b": full}
+    result = CliRunner().invoke(app, ["threshold", str(folder), "--fpr", "0.125"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "with a+b: threshold " in text and "validation FPR 0.1250 (of 24 normal rows holding them)" in text
+    assert ("with a or b alone: not scored (fewer than two modalities present: the consistency scorer compares "
+            "modalities): such a row is flagged") in text
+    assert "with a:" not in text and "with b:" not in text and "unknown" not in text
+    change = AnomalyDetector.load(folder).set_threshold(fpr=0.25)
+    reason = "fewer than two modalities present: the consistency scorer compares modalities"
+    assert list(change["subsets"]) == ["a+b"] and change["unscored_subsets"] == {"a": reason, "b": reason}
+
+
 def test_a_run_saved_before_keeps_one_threshold_and_says_so_once(data, copy):
     state = load_file(copy / MODEL_FILE)
     del state["scorer.subset_thresholds"]  # as written before thresholds per subset

@@ -49,6 +49,7 @@ def test_set_threshold_at_a_rate_follows_the_validation_normals_and_the_config_r
     change = det.set_threshold(fpr=0.25)
     new = threshold_at_fpr(normal_valid_scores(det), 0.25)
     subsets = change.pop("subsets")  # each subset of modalities follows at the same rate
+    assert change.pop("unscored_subsets") == {}  # mahalanobis scores every subset
     assert change == {"old": before, "new": pytest.approx(new), "valid_fpr": 0.25, "valid_normals": 24}
     assert {label: (s["valid_fpr"], s["valid_normals"]) for label, s in subsets.items()} == {
         "a+b": (0.25, 24), "a": (0.25, 24), "b": (0.25, 24)}
@@ -156,8 +157,17 @@ def test_a_target_rate_below_one_over_the_validation_normals_warns_at_fit_and_wh
             data / "train.csv", data / "valid.csv")
     assert float(det.model.scorer.threshold) == pytest.approx(float(normal_valid_scores(det).max()))
     loaded = AnomalyDetector.load(copy)
-    with pytest.warns(UserWarning, match=r"validate on at least 100 normal rows"):
+    with pytest.warns(UserWarning, match=r"^fpr 0.01 is below 1/N .* validate on at least 100 normal rows for that "
+                                         r"rate, or give fpr a rate of at least 0.04167$"):
         loaded.set_threshold(fpr=0.01)
+
+
+def test_a_rate_below_one_over_the_validation_normals_is_said_of_the_threshold_commands_fpr(copy):
+    """Not of anomaly.target_fpr, which the command sets but the user did not write."""
+    with pytest.warns(UserWarning, match=r"^--fpr 0.01 is below 1/N = 0.04167 for the N = 24 validation normal rows: "
+                                         r".*, or give --fpr a rate of at least 0.04167$"):
+        result = CliRunner().invoke(app, ["threshold", str(copy), "--fpr", "0.01"])
+    assert result.exit_code == 0, result.output
 
 
 def test_the_threshold_command_rewrites_the_run_and_prints_the_change(data, copy):
