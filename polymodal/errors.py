@@ -89,6 +89,20 @@ class DecodeError(PolymodalError, ValueError):
         super().__init__(f"Cannot decode {location}: {reason}" if location else f"Cannot decode: {reason}")
 
 
+class AbsentInputError(DecodeError):
+    """A cell that names a readable file holding nothing of its modality (a video without a sound
+    track in an audio column: a camera without a microphone): read as an empty cell is, that
+    modality absent in the row, not as a file that cannot be read. A :class:`DecodeError` where it
+    is not told apart.
+
+    Attributes:
+        summary: what such a row's cell holds, said of one and of several (``video holds no audio
+            track``, ``videos hold no audio track``), for the one warning that counts them.
+    """
+
+    summary = ("file holds nothing of its modality", "files hold nothing of their modality")
+
+
 class OversizedInputError(DecodeError):
     """A file refused for its size before it is decoded whole: more pixels, frames or seconds than
     allowed (a possible decompression bomb). A :class:`DecodeError` everywhere a file is read; the

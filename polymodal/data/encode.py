@@ -26,7 +26,7 @@ from polymodal.data.content_keys import KEY_BYTES, StatMemo, content_keys
 from polymodal.data.manifest import WHOLE_ROW, Manifest
 from polymodal.data.modalities.base import Preprocessor
 from polymodal.data.skipped import Skipped
-from polymodal.errors import DecodeError
+from polymodal.errors import AbsentInputError, DecodeError
 from polymodal.utils.memory import release_memory
 from polymodal.utils.progress import progress_bar
 from polymodal.utils.warn import warn_user
@@ -42,12 +42,15 @@ class EncodedModality:
         batcher: turns batched arrays into encoder inputs in place of the modality's preprocessor
             (``to_batch``); set for precomputed encoder outputs (``polymodal.data.embeddings``).
         keys: what identifies each row's content in the cache (zeros where absent).
+        read_absent: the rows whose file held nothing of the modality (an
+            :class:`~polymodal.errors.AbsentInputError`), read as absent when encoded.
     """
 
     arrays: dict[str, np.ndarray]
     present: np.ndarray  # (N,) bool
     batcher: Any = None
     keys: np.ndarray | None = None  # (N,) content keys of the rows, when read through the feature cache
+    read_absent: np.ndarray | None = None  # (K,) rows
 
 
 @dataclass
@@ -97,8 +100,9 @@ def _present(cells: Sequence[Any]) -> np.ndarray:
 
 class _Chunks(torch.utils.data.Dataset):
     """Chunk ``i`` of ``cells[rows]`` -> (positions of the decoded items, their featurised
-    arrays, errors as (position, reason, path), notes as (position, note): ``Preprocessor.notes``).
-    Runs in DataLoader worker processes."""
+    arrays, errors as (position, reason, path, absent: the summary of an
+    :class:`~polymodal.errors.AbsentInputError`, else None), notes as (position, note):
+    ``Preprocessor.notes``). Runs in DataLoader worker processes."""
 
     def __init__(self, preprocessor: Preprocessor, cells: Sequence[Any], rows: np.ndarray):
         self.preprocessor = preprocessor
@@ -108,15 +112,15 @@ class _Chunks(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return -(-len(self.rows) // CHUNK)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, dict[str, np.ndarray], list[tuple[int, str, str | None]],
-                                           list[tuple[int, str]]]:
+    def __getitem__(self, i: int) -> tuple[np.ndarray, dict[str, np.ndarray],
+                                           list[tuple[int, str, str | None, str | None]], list[tuple[int, str]]]:
         start = i * CHUNK
         good, samples, errors = self.preprocessor.decode_chunk(gather_cells(self.cells, self.rows[start:start + CHUNK]))
         feats = self.preprocessor.featurize(samples) if samples else {}
         notes = [(start + position, note) for position, sample in zip(good, samples, strict=True)
                  for note in self.preprocessor.notes(sample)]
         return (np.asarray(good, dtype=np.int64) + start, feats,
-                [(start + position, err.reason, err.path) for position, err in errors], notes)
+                [(start + position, err.reason, err.path, said_absent(err)) for position, err in errors], notes)
 
 
 def _as_is(item: Any) -> Any:
@@ -141,21 +145,30 @@ def encode_workers(preprocessor: Preprocessor, seconds_left: float) -> int:
 
 
 def _featurize_rows(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.ndarray, manifest: Manifest, *,
-                    write: Any, on_error: str, progress: bool, label: str) -> tuple[np.ndarray, list[Skipped]]:
+                    write: Any, on_error: str, progress: bool, label: str
+                    ) -> tuple[np.ndarray, list[Skipped], np.ndarray]:
     """Decode and featurise ``cells[rows]`` chunk by chunk and ``write(positions, arrays)``, where
     positions index into ``rows``. The first chunk runs in-process and is timed; the rest goes to
     worker processes when that estimate says they pay off. Returns which positions succeeded
-    (bool mask) and the skipped cells; the decoded samples' notes (``Preprocessor.notes``) are
-    one warning (:func:`warn_notes`)."""
+    (bool mask), the skipped cells and the rows read as absent; the decoded samples' notes (``Preprocessor.notes``) are
+    one warning (:func:`warn_notes`). A cell whose file holds nothing of the modality
+    (:class:`~polymodal.errors.AbsentInputError`) is neither done nor skipped: the modality is
+    absent in that row, as for an empty cell, whatever ``on_error``, and one warning counts them
+    (:func:`warn_absent`)."""
     done = np.zeros(len(rows), bool)
     skipped: list[Skipped] = []
     noted: dict[str, list[int]] = {}  # note -> the manifest rows it was said of
+    absent: dict[str, list[int]] = {}  # an AbsentInputError's summary -> the manifest rows read as absent
     chunks = _Chunks(preprocessor, cells, rows)
 
-    def consume(good: np.ndarray, feats: dict[str, np.ndarray], errors: list[tuple[int, str, str | None]],
+    def consume(good: np.ndarray, feats: dict[str, np.ndarray], found: list[tuple[int, str, str | None, str | None]],
                 notes: list[tuple[int, str]]) -> None:
         for position, note in notes:
             noted.setdefault(note, []).append(int(rows[position]))
+        for position, _, _, summary in found:
+            if summary is not None:
+                absent.setdefault(summary, []).append(int(rows[position]))
+        errors = [(p, r, file) for p, r, file, summary in found if summary is None]
         for position, reason, path in errors:
             row = int(rows[position])
             if on_error == "raise":  # the first, and the next few of the rows decoded with it that fail too
@@ -169,11 +182,11 @@ def _featurize_rows(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.n
         if len(good):
             write(good, feats)
             done[good] = True
-        advance(len(good) + len(errors))
+        advance(len(good) + len(found))
 
     with progress_bar(len(rows), label, enabled=progress) as advance:
         if len(chunks) == 0:
-            return done, skipped
+            return done, skipped, np.zeros(0, np.int64)
         started = time.perf_counter()
         consume(*chunks[0])
         workers = encode_workers(preprocessor, (time.perf_counter() - started) * (len(chunks) - 1))
@@ -183,7 +196,27 @@ def _featurize_rows(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.n
         for item in loader:
             consume(*item)
     warn_notes(preprocessor, manifest, noted)
-    return done, skipped
+    warn_absent(preprocessor, manifest, absent)
+    return done, skipped, np.asarray(sorted(r for found in absent.values() for r in found), np.int64)
+
+
+def said_absent(err: DecodeError) -> str | None:
+    """An :class:`~polymodal.errors.AbsentInputError`'s summary, said of one and of several rows
+    (``video holds no audio track|videos hold no audio track``: it travels from a worker process as
+    text); None for any other error."""
+    return "|".join(err.summary) if isinstance(err, AbsentInputError) else None
+
+
+def warn_absent(preprocessor: Preprocessor, manifest: Manifest, absent: Mapping[str, list[int]]) -> None:
+    """One warning per kind of cell read as absent (``absent``: :func:`said_absent` -> the manifest
+    rows): ``3 rows' videos hold no audio track (rows 1 (line 3), ...): their audio modality 'sound'
+    is read as absent, as an empty cell is``."""
+    for summary, found in absent.items():
+        rows = sorted(found)
+        one, many = summary.split("|")
+        said = f"1 row's {one}" if len(rows) == 1 else f"{len(rows)} rows' {many}"
+        warn_user(f"{manifest.name}: {said} ({manifest.rows_text(rows, limit=5)}): {'its' if len(rows) == 1 else 'their'} "
+                  f"{preprocessor.kind} modality '{preprocessor.name}' is read as absent, as an empty cell is")
 
 
 SHOWN_NOTES = 3  # distinct notes a warning quotes
@@ -302,17 +335,18 @@ def _encode_rows(preprocessor: Preprocessor, cells: Sequence[Any], todo: np.ndar
             for key, value in feats.items():
                 arrays[key][todo[positions]] = value
 
-        done, skipped = _featurize_rows(preprocessor, cells, todo, manifest, write=write, on_error=on_error,
-                                        progress=progress, label=label)
+        done, skipped, read_absent = _featurize_rows(preprocessor, cells, todo, manifest, write=write,
+                                                     on_error=on_error, progress=progress, label=label)
         present = np.zeros(n, bool)
         present[todo[done]] = True
-        return EncodedModality(arrays, present), skipped
+        return EncodedModality(arrays, present, read_absent=read_absent), skipped
 
     store = FeatureStore(cache_dir, preprocessor.fingerprint(), spec)
     memo = StatMemo(cache_dir) if preprocessor.file_based else None
     keys, readable, skipped = _keys(preprocessor, cells, todo, manifest, on_error, memo)
     segment, _ = store.lookup(keys)
     missing = np.flatnonzero(readable & (segment < 0))
+    read_absent = np.zeros(0, np.int64)
     _, first = np.unique(keys[missing], return_index=True)  # one decode per distinct content
     new_positions = np.sort(missing[first])
     if len(new_positions):
@@ -323,13 +357,14 @@ def _encode_rows(preprocessor: Preprocessor, cells: Sequence[Any], todo: np.ndar
                 out[key][positions] = value
 
         try:
-            filled, bad = _featurize_rows(preprocessor, cells, todo[new_positions], manifest, write=write_store,
-                                          on_error=on_error, progress=progress, label=label)
+            filled, bad, read_absent = _featurize_rows(preprocessor, cells, todo[new_positions], manifest,
+                                                       write=write_store, on_error=on_error, progress=progress,
+                                                       label=label)
         except BaseException:
             store.discard_segment(tmp)
             raise
-        skipped += bad + _same_content_skipped(bad, keys, new_positions[~filled], missing, todo, cells, manifest,
-                                               preprocessor.name)
+        failed = new_positions[~filled & ~np.isin(todo[new_positions], read_absent)]  # not those read as absent
+        skipped += bad + _same_content_skipped(bad, keys, failed, missing, todo, cells, manifest, preprocessor.name)
         store.commit_segment(tmp, out, keys[new_positions], filled)
     segment, slot = store.lookup(keys)
     segment[~readable] = -1
@@ -338,7 +373,8 @@ def _encode_rows(preprocessor: Preprocessor, cells: Sequence[Any], todo: np.ndar
     segment_of[todo], slot_of[todo] = segment, slot
     row_keys = np.zeros(n, f"S{KEY_BYTES}")
     row_keys[todo[segment >= 0]] = keys[segment >= 0]
-    return EncodedModality(store.view(segment_of, slot_of), segment_of >= 0, keys=row_keys), skipped
+    return EncodedModality(store.view(segment_of, slot_of), segment_of >= 0, keys=row_keys,
+                           read_absent=read_absent), skipped
 
 
 def encode_manifest(
@@ -387,6 +423,7 @@ def encode_manifest(
     empty, reasons = manifest.absent(WHOLE_ROW)  # rows validation found without any modality (on_error not raise)
     skipped += [Skipped("", row, manifest.where(row), None, reason, manifest.source_row(row))
                 for row, reason in zip(empty.tolist(), reasons)]
+    skipped += _left_without_modality(manifest, encoded, skipped, on_error)
     table = EncodedTable(encoded, np.arange(len(manifest)), skipped)
     keep = np.ones(len(manifest), bool)
     if on_error == "skip" and skipped:
@@ -394,6 +431,26 @@ def encode_manifest(
     if skipped:  # rows whose only modalities failed to decode
         keep &= np.any([m.present for m in encoded.values()], axis=0)
     return table if keep.all() else table.select(keep)
+
+
+NOTHING_LEFT = "no modality left: its only files hold nothing of their modality (read as absent)"
+
+
+def _left_without_modality(manifest: Manifest, encoded: Mapping[str, EncodedModality], skipped: list[Skipped],
+                           on_error: str) -> list[Skipped]:
+    """The rows that hold no modality once the files holding nothing of theirs were read as absent
+    (:class:`~polymodal.errors.AbsentInputError`: a video without sound the only cell of an audio
+    modality; ``EncodedModality.read_absent``) and that no listed file explains: as a row without
+    any modality is, listed (and dropped), or refused under ``on_error: raise``."""
+    read_absent = [m.read_absent for m in encoded.values() if m.read_absent is not None and len(m.read_absent)]
+    if not read_absent:
+        return []
+    nothing = ~np.any([m.present for m in encoded.values()], axis=0)
+    rows = np.setdiff1d(np.intersect1d(np.flatnonzero(nothing), np.concatenate(read_absent)), [s.row for s in skipped])
+    if len(rows) and on_error == "raise":
+        raise DecodeError(NOTHING_LEFT, row=manifest.source_row(int(rows[0])), where=manifest.where(int(rows[0])))
+    return [Skipped("", int(row), manifest.where(int(row)), None, NOTHING_LEFT, manifest.source_row(int(row)))
+            for row in rows]
 
 
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 from polymodal.data.arrays import split_row_ref
 from polymodal.data.video_headers import check_complete, reported_frames
-from polymodal.errors import EMPTY_FILE, DecodeError, MissingDependencyError, OversizedInputError
+from polymodal.errors import EMPTY_FILE, AbsentInputError, DecodeError, MissingDependencyError, OversizedInputError
 from polymodal.utils.images import array_to_pil, pixels_to_8bit, to_8bit
 
 # the containers a video cell (and an audio cell's sound track) is decoded from with PyAV: MPEG-4 and
@@ -32,16 +32,12 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".webm", ".mkv", ".m
 FRAME_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
 
-# how to train and predict on videos some of which have no sound track, as the refusal of one says
-NO_AUDIO_HINT = ("in train and predict, data.on_error: missing (--on-error missing) reads such a row with its audio "
-                 "modality absent")
-
-
-class NoAudioTrackError(DecodeError):
+class NoAudioTrackError(AbsentInputError):
     """A video container with pictures but no audio stream, read for its sound track (an audio
-    modality's cell that names a video): a camera without a microphone, not a corrupt file. A
-    :class:`DecodeError` where it is not told apart; a caller that tells it apart reads the cell's
-    audio modality as absent, as an empty cell is."""
+    modality's cell that names a video): a camera without a microphone, not a corrupt file. Its
+    audio modality is read as absent, as an empty cell is (:class:`~polymodal.errors.AbsentInputError`)."""
+
+    summary = ("video holds no audio track", "videos hold no audio track")
 
 
 def import_av() -> Any:
@@ -137,8 +133,7 @@ def _missing_stream(container: Any, kind: str, path: str) -> DecodeError:
         return DecodeError("unreadable or truncated video: the container holds neither a video nor an audio stream "
                            "(a file cut short inside its header?)", path=path)
     if kind == "audio":
-        return NoAudioTrackError(f"the video file holds no audio track (a camera without a microphone?); {NO_AUDIO_HINT}",
-                                 path=path)
+        return NoAudioTrackError("the video file holds no audio track (a camera without a microphone?)", path=path)
     return DecodeError("the video file holds no video stream", path=path)
 
 

@@ -267,6 +267,10 @@ class Runtime:
         for name in self.names:
             features = self.features[name]
             present = np.asarray([self.present(name, row) for row in rows], bool)
+            unheld = sum(given(row.get(name)) for row in rows) - int(present.sum())
+            note = features.absent_note(unheld) if unheld else None  # a video without sound: said once per call
+            if note is not None:
+                warn_user(note)
             arrays = features.empty(len(rows))
             if present.any():
                 held = np.flatnonzero(present).tolist()

@@ -260,10 +260,21 @@ def test_the_service_limits_clip_length_frame_size_and_sound_track_length(video_
         assert sound.json()["error"]["message"] == ("modality 'sound' (audio): the audio track is longer than the "
                                                     "service's --max-audio-seconds (0.2 s) (the model reads "
                                                     "0.5 s of it)")
-        silent = httpx.post(url + "predict", files={"sound": ("s.mp4", (tmp_path / "silent.mp4").read_bytes(), "video/mp4")})
-        assert silent.status_code == 422 and silent.json()["error"]["field"] == "sound"
-        assert silent.json()["error"]["message"].startswith("modality 'sound' (audio): the video file holds no audio "
-                                                            "track (a camera without a microphone?)")
+        silent = (tmp_path / "silent.mp4").read_bytes()  # the sound absent: nothing left to predict from
+        alone = httpx.post(url + "predict", files={"sound": ("s.mp4", silent, "video/mp4")})
+        assert alone.status_code == 400 and alone.json()["error"]["code"] == "missing_input", alone.json()
+        assert alone.json()["error"]["message"] == ("no modality left to predict from: modality 'sound', the video "
+                                                    "holds no audio track: read as absent")
+        small = np.zeros((4, 8, 8), np.uint8)
+        write_video(str(tmp_path / "small.mp4"), small, fps=6)  # within the limits, no sound track either
+        both = httpx.post(url + "predict", files={"video": ("v.mp4", (tmp_path / "small.mp4").read_bytes(), "video/mp4"),
+                                                  "sound": ("s.mp4", (tmp_path / "small.mp4").read_bytes(), "video/mp4")})
+        alone_video = httpx.post(url + "predict", files={"video": ("v.mp4", (tmp_path / "small.mp4").read_bytes(),
+                                                                   "video/mp4")})
+        assert both.status_code == 200, both.json()
+        assert both.json()["probabilities"] == pytest.approx(alone_video.json()["probabilities"])
+        assert both.json()["absent"] == ["sound"]
+        assert "modality 'sound', the video holds no audio track: read as absent" in both.json()["warnings"]
     with serving(create_app(Runtime.load(video_export[1]), ServeSettings(max_video_frames=4))) as url:
         long = httpx.post(url + "predict", files={"video": ("c.mp4", clip, "video/mp4")})
         assert long.status_code == 413 and long.json()["error"] == {
@@ -311,6 +322,31 @@ def test_a_clip_past_the_model_s_limit_is_refused_naming_its_setting(video_expor
         video.decode(str(clips / "c1.mp4"))
     assert err.value.status == 413 and err.value.code == "too_long"
     assert video.decode(str(clips / "c0.mp4"))[1] == 3  # 3 frames: within the limit
+
+
+def test_a_video_without_sound_is_predicted_with_its_audio_modality_absent(video_export, clips, tmp_path):
+    """As training reads it: the runtime gives the row's prediction without the sound (said once
+    per call), as eager prediction does."""
+    from polymodal.data.video_io import write_video
+
+    predictor, folder, _ = video_export
+    write_video(str(tmp_path / "mute.mp4"), np.zeros((6, 16, 16), np.uint8), fps=6)
+    runtime = Runtime.load(folder)
+    rows = [{"video": str(clips / f"c{i}.mp4"), "sound": str(tmp_path / "mute.mp4")} for i in (1, 2)]
+    with pytest.warns(UserWarning, match=r"^2 rows' videos hold no audio track: their audio modality 'sound' is read "
+                                         r"as absent$"):
+        feeds = runtime.transform(rows)
+    assert feeds["sound.present"].tolist() == [False, False] and feeds["video.present"].tolist() == [True, True]
+    without = runtime.outputs([{"video": row["video"]} for row in rows])
+    with pytest.warns(UserWarning, match="videos hold no audio track"):
+        np.testing.assert_allclose(runtime.outputs(rows), without, atol=1e-6)
+    mute = str(tmp_path / "mute.mp4")  # the video and the sound share the column: a mute clip for both
+    with pytest.warns(UserWarning, match=r"1 row's video holds no audio track .*: its audio modality 'sound' is read "
+                                         r"as absent"):
+        eager = predictor.predict_proba(pd.DataFrame({"clip": [mute]}))
+    with pytest.warns(UserWarning, match="1 row's video holds no audio track"):
+        served = runtime.scores(runtime.outputs([{"video": mute, "sound": mute}]))
+    np.testing.assert_allclose(np.asarray(eager), served, atol=1e-4)
 
 
 def test_a_path_to_a_file_of_another_type_is_refused_as_unsupported_and_an_mpeg_ts_is_read(video_export, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -74,6 +75,7 @@ class AudioFeatures(Features):
 
     def __init__(self, name: str, meta: Mapping[str, Any], on_error: str | None = None):
         super().__init__(name, meta, on_error)
+        self._held: tuple[Any, bool] | None = None  # the last value holds asked about, and the answer
         cfg = self.cfg
         if cfg["features"] not in self.features:
             raise ExportError(f"modality '{name}': audio features '{cfg['features']}' have no numpy implementation "
@@ -118,6 +120,33 @@ class AudioFeatures(Features):
                             f"dtype {samples.dtype}, shape {samples.shape}", code)
         return mono_samples(samples)
 
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` holds sound: a video without an audio track (a camera without a
+        microphone) does not, and its row is read with this modality absent, as training reads it
+        (:class:`~polymodal.data.video_io.NoAudioTrackError`). A video is asked once however often
+        its row is (the last value's answer is kept)."""
+        if not is_video(value):
+            return True
+        if self._held is None or self._held[0] is not value:
+            self._held = (value, self._has_track(value))
+        return self._held[1]
+
+    def _has_track(self, value: Any) -> bool:
+        from polymodal.data.video_io import has_audio_track
+
+        if isinstance(value, str | Path) and not Path(value).exists():
+            return True  # left to decode, which names the missing file
+        require_av(f"the sound track of a video (audio modality '{self.name}')")
+        try:
+            with video_path(value) as path:
+                return has_audio_track(path)
+        except DecodeError:
+            return True  # an unreadable video: decode refuses it, with FFmpeg's reason
+
+    def absent_note(self, count: int) -> str:
+        said = "1 row's video holds" if count == 1 else f"{count} rows' videos hold"
+        return f"{said} no audio track: {'its' if count == 1 else 'their'} audio modality '{self.name}' is read as absent"
+
     def decode(self, value: Any) -> tuple[np.ndarray, int]:
         samples, rate = self.read(value)
         if samples.size == 0:
@@ -131,7 +160,10 @@ class AudioFeatures(Features):
 
     def notes(self, value: Any) -> list[str]:
         """That the audio was resampled to the model's rate, cut to its length (a shorter clip is
-        padded, as in training, without a note), or is silent."""
+        padded, as in training, without a note), or is silent; or that a video holds no audio
+        track, and was read with this modality absent."""
+        if not self.holds(value):
+            return ["the video holds no audio track: read as absent"]
         samples, rate = self.read(value)
         notes = [f"{rate:,} Hz resampled to the model's {self.rate:,} Hz"] if rate != self.rate else []
         seconds, model = samples.size / rate, self.n_samples / self.rate

@@ -88,6 +88,12 @@ class Features:
         table whose filled cells all read as missing (:class:`TabularFeatures`) does."""
         return True
 
+    def absent_note(self, count: int) -> str | None:
+        """What to warn, once per call, of the ``count`` rows given a value that holds nothing this
+        modality reads (:meth:`holds`), read with the modality absent; None: nothing (a table of
+        unreadable numbers is told apart in each row's notes)."""
+        return None
+
     def notes(self, value: Any) -> list[str]:
         """What a caller should know about how ``value`` (present, featurised) was read, such as a
         category the model never learned; none by default."""
