@@ -5,9 +5,14 @@ torch has it or captured by ``torch.export`` (:func:`export_onnx`), and TorchScr
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
 import re
+import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,39 @@ from polymodal.errors import MissingDependencyError
 from polymodal.utils.io import atomic_write
 
 OPSET = 18
+# what the tracing exporter's C++ passes print of a packed RNN (a video's temporal: gru, a text rnn):
+# they infer no shape for its packing ops, which changes nothing of the graph (its parity checks
+# compare it with the model on rows of every length); printed to stderr, not as Python warnings
+HARMLESS_EXPORTER_NOTES = re.compile(r"The shape inference of prim::Pa(ck|d)Pa(dded|cked) type is missing")
+
+
+@contextlib.contextmanager
+def without_cpp_notes(notes: re.Pattern[str]) -> Iterator[None]:
+    """Leave out of the process's stderr the lines that match ``notes`` which C++ code prints
+    meanwhile (it writes to the file descriptor, past ``sys.stderr`` and Python's warnings); every
+    other line is written back, in order, when the block ends."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no standard error to hold back
+        yield
+        return
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    with tempfile.TemporaryFile(mode="w+b") as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            if sys.stderr is not None:
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().decode(errors="replace").splitlines(keepends=True)
+                    if not notes.search(line)]
+            if kept and sys.stderr is not None:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def tracing_exporter() -> bool:
@@ -124,8 +162,9 @@ def _write_traced(graph: ExportedGraph, args: tuple[torch.Tensor, ...], names: l
         # outputs, which the parity checks below compare on real rows, so the warning says nothing they miss
         warnings.filterwarnings("ignore", "Exporting aten::index operator of advanced indexing", UserWarning)
         legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}  # torch < 2.5: no choice
-        torch.onnx.export(graph, args, str(path), input_names=names, output_names=[OUTPUT], dynamic_axes=axes,
-                          opset_version=OPSET, **legacy)
+        with without_cpp_notes(HARMLESS_EXPORTER_NOTES):
+            torch.onnx.export(graph, args, str(path), input_names=names, output_names=[OUTPUT], dynamic_axes=axes,
+                              opset_version=OPSET, **legacy)
 
 
 def export_torchscript(graph: ExportedGraph, path: Path) -> None:

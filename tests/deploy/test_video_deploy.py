@@ -364,3 +364,19 @@ def test_a_path_to_a_file_of_another_type_is_refused_as_unsupported_and_an_mpeg_
     predictor = video_export[0]
     np.testing.assert_array_equal(runtime.features["video"].decode(str(tmp_path / "cam.ts"))[0],
                                   predictor.pipeline.preprocessors["video"].decode(str(tmp_path / "cam.ts"))[0])
+
+
+def test_the_exporters_notes_on_a_packed_gru_are_left_out_of_stderr_and_other_lines_kept(capfd):
+    """torch's C++ passes print that they infer no shape for the packing ops of a packed GRU (the
+    parity checks compare the graph on clips of every length): left out; any other line is kept."""
+    import os
+
+    from polymodal.deploy.writers import HARMLESS_EXPORTER_NOTES, without_cpp_notes
+
+    with without_cpp_notes(HARMLESS_EXPORTER_NOTES):
+        os.write(2, b"[W shape_type_inference.cpp:1994] Warning: The shape inference of prim::PackPadded type is "
+                    b"missing, so it may result in wrong shape inference for the exported graph.\n")
+        os.write(2, b"[W shape_type_inference.cpp:1994] Warning: The shape inference of prim::PadPacked type is "
+                    b"missing\n")
+        os.write(2, b"something else went wrong\n")
+    assert capfd.readouterr().err == "something else went wrong\n"
