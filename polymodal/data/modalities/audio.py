@@ -139,7 +139,8 @@ class AudioPreprocessor(Preprocessor):
     """See the module docstring."""
 
     kind = "audio"
-    featurize_version = 2  # 2: integer .npy samples scaled onto [-1, 1) as WAV files are
+    featurize_version = 3  # 2: integer .npy samples scaled onto [-1, 1) as WAV files are; 3: a video's sound track
+    # aligned to its first frame (the streams' start times; cached before unaligned)
     batch_time_fields = frozenset({"normalize", "augment"})
 
     def __init__(self, name: str, cfg: AudioPreprocess):

@@ -33,10 +33,11 @@ class VideoPreprocessor(Preprocessor):
     over all frames of the training clips."""
 
     kind = "video"
-    featurize_version = 7  # 2: 16-bit frames in folders scaled as 16-bit image files are; 3: alpha composited;
+    featurize_version = 8  # 2: 16-bit frames in folders scaled as 16-bit image files are; 3: alpha composited;
     # 4: a .npy clip scaled once, not frame by frame; 5: uniform sampling in time on variable-frame-rate containers;
     # 6: HSV frames resized as RGB, a grey frame's colour key composited for rgb (ImagePreprocessor.from_pil);
-    # 7: frame folders in natural order (2.png before 10.png), truncated containers and frames past max_pixels refused
+    # 7: frame folders in natural order (2.png before 10.png), truncated containers and frames past max_pixels refused;
+    # 8: a frame folder mixing image sizes refused (cached before as read)
     batch_time_fields = frozenset({"normalize", "mean", "std", "augment"})
 
     def __init__(self, name: str, cfg: VideoPreprocess):
