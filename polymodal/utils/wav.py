@@ -6,6 +6,7 @@ libsndfile for short clips), the check that a WAV file holds the frames its head
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import wave
@@ -25,6 +26,10 @@ STREAMED_AT = 0x7FFF0000
 def size_unknown(declared_bytes: int) -> bool:
     """Whether a WAV data chunk's declared size is a streaming writer's placeholder."""
     return declared_bytes == 0 or declared_bytes >= STREAMED_AT
+
+
+class TruncatedAudioError(DecodeError):
+    """An audio file that holds fewer frames than its header declares (a truncated copy or upload)."""
 
 
 def truncation_reason(declared: int, held: int) -> str:
@@ -60,7 +65,8 @@ def read_pcm_wav(source: str | BinaryIO, *, mono: bool = True) -> tuple[np.ndarr
         raw = _data_chunk_bytes(source) or raw
         held = len(raw) // (2 * channels)
         if held < declared:
-            raise DecodeError(truncation_reason(declared, held), path=source if isinstance(source, str) else None)
+            raise TruncatedAudioError(truncation_reason(declared, held),
+                                      path=source if isinstance(source, str) else None)
     raw = raw[:held * 2 * channels]  # whole frames (a streamed file of unknown size)
     if not raw:
         return None
@@ -76,7 +82,8 @@ def read_pcm_wav(source: str | BinaryIO, *, mono: bool = True) -> tuple[np.ndarr
 ESTIMATED_LENGTH_FORMATS = frozenset({"MP3", "MPEG"})  # soundfile names MPEG Layer III "MP3"
 
 
-def read_sound(source: str | BinaryIO, *, mono: bool = True) -> tuple[np.ndarray, int]:
+def read_sound(source: str | BinaryIO, *, mono: bool = True, max_seconds: float | None = None
+               ) -> tuple[np.ndarray, int]:
     """Samples and sample rate of an audio-format file (a path or a binary file object): 16-bit PCM
     WAV with the standard library (:func:`read_pcm_wav`), anything else libsndfile reads (WAV of
     other encodings, FLAC, OGG) with ``soundfile``, the same float32 values either way; a file
@@ -84,6 +91,8 @@ def read_sound(source: str | BinaryIO, *, mono: bool = True) -> tuple[np.ndarray
 
     Args:
         mono: average the channels into one waveform; False keeps every channel.
+        max_seconds: libsndfile decodes no further than one frame past this (a compressed upload
+            cannot expand into gigabytes; a 16-bit WAV is no larger decoded than sent).
 
     Returns:
         float32 samples, (N,) mono or (channels, N), possibly empty; the rate the header declares.
@@ -91,7 +100,8 @@ def read_sound(source: str | BinaryIO, *, mono: bool = True) -> tuple[np.ndarray
     Raises:
         OSError: the file cannot be opened or read.
         DecodeError: (naming ``source`` when it is a path) a file libsndfile cannot read (corrupt,
-            a header without a data chunk, not an audio format it knows) or a truncated one.
+            a header without a data chunk, not an audio format it knows), or a truncated one
+            (:class:`TruncatedAudioError`).
         MissingDependencyError: the file is not 16-bit PCM WAV and ``soundfile`` is not installed.
     """
     path = source if isinstance(source, str) else None
@@ -108,15 +118,19 @@ def read_sound(source: str | BinaryIO, *, mono: bool = True) -> tuple[np.ndarray
             source.seek(0)
         with soundfile.SoundFile(source) as handle:
             frames, rate, fmt = handle.frames, handle.samplerate, handle.format
-            samples = handle.read(dtype="float32", always_2d=True)  # (N, channels)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as err:  # TypeError: a file object of no known format
+            capped = max_seconds is not None and rate > 0
+            # libsndfile reads a format it cannot seek in (GSM 6.10, G.721 WAV) only a given count of frames
+            count = math.floor(max_seconds * rate) + 1 if capped else -1 if handle.seekable() else frames
+            samples = handle.read(frames=count, dtype="float32", always_2d=True)  # (N, channels)
+    # TypeError: a file object of no known format; ValueError: what libsndfile cannot read as asked
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         # libsndfile's own words, without its "Error opening <_io.BytesIO object at 0x...>: "
         said = getattr(err, "error_string", None) or str(err)
         raise DecodeError(f"unreadable or corrupt audio ({said})", path=path) from None
     if declared is not None and declared[1] < declared[0]:
-        raise DecodeError(truncation_reason(*declared), path=path)
-    if samples.shape[0] < frames and fmt not in ESTIMATED_LENGTH_FORMATS:
-        raise DecodeError(f"truncated audio: header declares {frames} frames, the file holds {samples.shape[0]}",
+        raise TruncatedAudioError(truncation_reason(*declared), path=path)
+    if samples.shape[0] < min(frames, count if capped else frames) and fmt not in ESTIMATED_LENGTH_FORMATS:
+        raise TruncatedAudioError(f"truncated audio: header declares {frames} frames, the file holds {samples.shape[0]}",
                           path=path)
     return (samples.mean(axis=1) if mono else np.ascontiguousarray(samples.T)), int(rate)
 

@@ -65,3 +65,27 @@ def test_corrupt_or_truncated_files_are_decode_errors_naming_the_path_they_were_
 def test_a_file_that_cannot_be_opened_is_an_os_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_sound(str(tmp_path / "nope.wav"))
+
+
+@pytest.mark.parametrize("max_seconds", [None, 0.05])
+def test_a_wav_libsndfile_cannot_seek_in_is_read(tmp_path, max_seconds):
+    """GSM 6.10 (and G.721) WAV: libsndfile reads it only a given count of frames, so reading all
+    (frames=-1) raised a bare ValueError: a 500 from the service, a crash whatever on_error."""
+    data = encoded(frames=800, channels=1, subtype="GSM610")
+    want = soundfile.read(io.BytesIO(data), frames=1280, dtype="float32")[0]
+    (tmp_path / "gsm.wav").write_bytes(data)
+    for source in (io.BytesIO(data), str(tmp_path / "gsm.wav")):
+        samples, rate = read_sound(source, max_seconds=max_seconds)
+        limit = len(want) if max_seconds is None else int(max_seconds * RATE) + 1
+        assert rate == RATE and samples.shape == (limit,)
+        np.testing.assert_array_equal(samples, want[:limit])
+
+
+def test_the_runtime_reads_a_gsm_wav_and_names_an_unreadable_one():
+    from polymodal.deploy.errors import RequestError
+    from polymodal.deploy.features.audio import read_wav
+
+    assert read_wav(encoded(frames=800, channels=1, subtype="GSM610"))[0].shape == (1280,)
+    with pytest.raises(RequestError, match=r"not a readable audio file \(WAV, FLAC, OGG\)") as err:
+        read_wav(b"RIFF\x24\0\0\0WAVEjunk")
+    assert err.value.status == 415

@@ -4,7 +4,6 @@ video's sound track (PyAV), resampling, and waveform / spectrogram / log-mel / M
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,37 +13,27 @@ import numpy as np
 from polymodal.deploy.errors import ExportError, RequestError
 from polymodal.deploy.features.base import AMIN, NPY_MAGIC, Features
 from polymodal.deploy.features.video import is_video, require_av, video_path
-from polymodal.errors import DecodeError, MissingDependencyError, OversizedInputError
+from polymodal.errors import DecodeError, OversizedInputError
 from polymodal.utils.npy import npy_from_bytes
 from polymodal.utils.signals import fit_length, resample
-from polymodal.utils.wav import mono_samples, read_pcm_wav, truncation_reason, wav_frames
+from polymodal.utils.wav import TruncatedAudioError, mono_samples, read_sound
 
 
 def read_wav(data: bytes, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
-    """Mono float32 waveform and sample rate of WAV bytes (16-bit PCM here, else ``soundfile``).
-    ``max_seconds``: a compressed file (FLAC, OGG) is decoded no further than one frame past it,
-    so a small upload cannot expand into gigabytes (a 16-bit WAV is no larger decoded than sent)."""
+    """Mono float32 waveform and sample rate of audio file bytes (WAV, FLAC, OGG), read as training
+    reads a file (:func:`~polymodal.utils.wav.read_sound`); ``max_seconds``: a compressed file is
+    decoded no further than one frame past it, so a small upload cannot expand into gigabytes.
+
+    Raises:
+        RequestError: 422 ``corrupt_file`` for a truncated file, 415 ``unsupported_type`` for one
+            libsndfile cannot read.
+    """
     try:
-        fast = read_pcm_wav(io.BytesIO(data))
-    except DecodeError as err:  # a truncated upload
+        return read_sound(io.BytesIO(data), max_seconds=max_seconds)
+    except TruncatedAudioError as err:
         raise RequestError(err.reason, status=422, code="corrupt_file") from None
-    if fast is not None:
-        return fast
-    try:
-        import soundfile
-    except ImportError:
-        raise MissingDependencyError("soundfile", "decoding audio other than 16-bit PCM WAV") from None
-    try:
-        with soundfile.SoundFile(io.BytesIO(data)) as audio:
-            rate = audio.samplerate
-            frames = -1 if max_seconds is None or rate <= 0 else math.floor(max_seconds * rate) + 1
-            samples = audio.read(frames=frames, dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, OSError, TypeError):
+    except (DecodeError, OSError):
         raise RequestError("not a readable audio file (WAV, FLAC, OGG)", status=415, code="unsupported_type") from None
-    declared = wav_frames(io.BytesIO(data))  # libsndfile clips a truncated WAV's frame count silently
-    if declared is not None and declared[1] < declared[0]:
-        raise RequestError(truncation_reason(*declared), status=422, code="corrupt_file")
-    return samples.mean(axis=1), int(rate)
 
 
 def audio_seconds(data: bytes) -> float | None:
