@@ -81,7 +81,7 @@ def run_demo(out: Path, size: int = 5000, epochs: int = 5, console: Console | No
     unknown = [] if variants is None else [v for v in variants if v not in known]
     if unknown:
         raise ConfigError([f"variants: {unknown} are not demo variants; allowed: {known}"])
-    console = console or Console()
+    console = console or Console(markup=False)  # text, as the command line prints it (paths may hold [brackets])
     out = Path(out)
     data = out / "data"
     ensure_dataset(data, size, console)

@@ -57,8 +57,9 @@ SIGNATURES = {
     "image": [(0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"\xff\xd8\xff", "JPEG"), (0, b"GIF8", "GIF"), (0, b"BM", "BMP"),
               (0, b"II*\x00", "TIFF"), (0, b"MM\x00*", "TIFF"), (8, b"WEBP", "WebP")],
     "audio": [(8, b"WAVE", "WAV"), (0, b"fLaC", "FLAC"), (0, b"OggS", "OGG"), (0, NPY_MAGIC, "NPY")],
-    # a signal's WAV (uncompressed: it decodes to no more than twice what was sent); FLAC and OGG, which the
-    # runtime reads, are refused here: compressed, a small upload could decode far past --max-request-mb
+    # a signal's WAV decodes to float32 samples at most 8 times what was sent (2 for 16-bit PCM, 8 for 4-bit
+    # ADPCM), within --max-request-mb; FLAC and OGG, which the runtime reads, are refused here: a small
+    # compressed upload (silence) could decode to thousands of times its size
     "signal": [(0, NPY_MAGIC, "NPY"), (8, b"WAVE", "WAV")],
     "video": [*VIDEO_SIGNATURES, (0, NPY_MAGIC, "NPY")],
 }
@@ -273,9 +274,9 @@ class RequestParser:
             array = None
         if array is None or array.dtype.kind not in "iuf" or array.ndim not in (1, 2):
             raise RequestError(f"modality '{name}' (signal): inline samples in JSON must be a list of numbers, or "
-                               "one list of numbers per channel, all of one length (or the base64 of a .npy, .npz "
-                               f"or CSV file); got {reprlib.repr(value)}", status=422, code="bad_input",
-                               field=name)
+                               "one list of numbers per channel, all of one length (or the base64 of a "
+                               f"{', '.join(accepted_types('signal'))} file); got {reprlib.repr(value)}", status=422,
+                               code="bad_input", field=name)
         return array
 
     def file(self, name: str, data: bytes) -> Any:

@@ -105,12 +105,15 @@ def _hz(rate: float) -> str:
     return f"{int(rate) if float(rate).is_integer() else rate:,} Hz"
 
 
-def rate_mismatch(rate: int, sample_rate: float | None, file_rate: int | None) -> str | None:
+def rate_mismatch(rate: int, sample_rate: float | None, file_rate: int | None, recorded: bool = True) -> str | None:
     """Why a signal file whose header declares ``rate`` Hz (a WAV or FLAC file; arrays and CSV files
     declare none) is refused, or None when the modality reads signals at that rate: at
     ``preprocess.sample_rate`` when it is set, else at ``file_rate``, the rate of the first training
-    file fitted on (None: its training files declared none, or a run saved before it was recorded:
-    nothing to check). Training and the runtime refuse alike."""
+    file fitted on (None: its training files declared none). ``recorded`` False (a run saved before
+    the rate was recorded, which read every file as if at ``sample_rate``): nothing is checked, so
+    such a run still reads its own files. Training and the runtime refuse alike."""
+    if not recorded:
+        return None
     if sample_rate is not None:
         expected, source = sample_rate, "preprocess.sample_rate"
     elif file_rate is not None:

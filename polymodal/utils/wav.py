@@ -28,6 +28,10 @@ def size_unknown(declared_bytes: int) -> bool:
     return declared_bytes == 0 or declared_bytes >= STREAMED_AT
 
 
+# the note on a clip that holds one value throughout, in training's warning and the runtime's notes
+SILENT_NOTE = "the audio is silent (one value throughout): a muted or disconnected microphone?"
+
+
 class TruncatedAudioError(DecodeError):
     """An audio file that holds fewer frames than its header declares (a truncated copy or upload)."""
 

@@ -97,3 +97,13 @@ def test_a_few_slow_rows_in_a_log_say_how_far_they_got(capsys, monkeypatch):
     tick_clock(monkeypatch, 20)
     run_bar(total=3)
     assert capsys.readouterr().err.splitlines() == ["encoding image: 1/3 (33%), 20 s", "encoding image: 3/3 (100%), 80 s"]
+
+
+def test_a_bar_shows_its_description_as_text_not_markup(capsys, monkeypatch):
+    """A manifest named x[/y].csv raised rich's MarkupError under 'predicting x[/y].csv'; one
+    named x[bold].csv lost its brackets."""
+    as_terminal(monkeypatch)
+    for name in ("x[/y].csv", "x[bold].csv"):
+        with progress_bar(300, f"predicting {name}") as advance:
+            advance(300)
+        assert f"predicting {name}" in capsys.readouterr().err

@@ -24,10 +24,9 @@ from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocesso
 from polymodal.data.video_io import VIDEO_SUFFIXES, read_video_audio
 from polymodal.errors import DecodeError, NotFittedError
 from polymodal.utils.signals import fit_length
-from polymodal.utils.wav import mono_samples, read_sound
+from polymodal.utils.wav import SILENT_NOTE, mono_samples, read_sound
 
 NO_SAMPLES = "audio file holds no samples"
-SILENT_NOTE = "the audio is silent (one value throughout): a muted or disconnected microphone?"  # the runtime's words
 
 
 class DecodedClip(NamedTuple):
@@ -184,7 +183,7 @@ class AudioPreprocessor(Preprocessor):
         than one frame, in words shared by every such clip (encoding warns once per modality and
         manifest, counting and naming the rows; the runtime's ``AudioFeatures.notes`` says it per request)."""
         cfg, notes = self.cfg, []
-        if sample.held > self.n_samples:
+        if sample.held > self.n_samples + self.hop:  # less than a hop over: resampling's rounding (0.75 s at 22,050 Hz)
             part = "first" if cfg.crop == "start" else "central"
             notes.append(f"longer than max_seconds ({cfg.max_seconds:g} s): cut to its {part} {cfg.max_seconds:g} s")
         if sample.silent:

@@ -1,5 +1,5 @@
 """1-D signals (vibration, ECG, sensor channels): ``.npy``, ``.npz`` (a named array), ``.csv``,
-``.mat`` (scipy) or audio-format files (``.wav``, ``.flac``: every channel kept, no mix-down);
+``.mat`` (scipy) or audio-format files (``.wav``, ``.flac``, ``.ogg``: every channel kept, no mix-down);
 channel selection, resampling, fixed-length crop/pad, an optional per-channel spectrogram,
 standardisation with training statistics.
 
@@ -48,7 +48,7 @@ from polymodal.utils.signals import (
 from polymodal.utils.warn import warn_user
 from polymodal.utils.wav import read_sound
 
-AUDIO_EXTENSIONS = (".wav", ".flac")  # files that declare their sample rate
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")  # files that declare their sample rate
 SIGNAL_EXTENSIONS = (".npy", ".npz", ".csv", ".mat", *AUDIO_EXTENSIONS)
 
 
@@ -173,6 +173,7 @@ class SignalPreprocessor(Preprocessor):
         self.cfg = cfg
         self.n_channels: int | None = None
         self.file_rate: int | None = None  # the header rate of the first training file (None: it declared none)
+        self.rate_recorded = True  # False: a run saved before file_rate was, whose files decode reads unchecked
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
 
@@ -230,7 +231,8 @@ class SignalPreprocessor(Preprocessor):
         its valid samples and of those it held (:class:`SignalWindow`)."""
         path = str(value)
         array, rate = self._read(path)
-        mismatch = None if rate is None else rate_mismatch(rate, self.cfg.sample_rate, self.file_rate)
+        mismatch = None if rate is None else rate_mismatch(rate, self.cfg.sample_rate, self.file_rate,
+                                                           self.rate_recorded)
         if mismatch is not None:
             raise DecodeError(mismatch, path=path)
         if self.n_channels is not None and array.shape[0] != self.n_channels:
@@ -342,16 +344,17 @@ class SignalPreprocessor(Preprocessor):
         return {"in_channels": channels, "length": steps}
 
     def get_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"n_channels": self.n_channels}
-        if self.file_rate is not None:
-            state["file_rate"] = self.file_rate
+        # file_rate always (null: the training files declared none), so that a run saved before it was
+        # recorded is told apart (rate_recorded)
+        state: dict[str, Any] = {"n_channels": self.n_channels, "file_rate": self.file_rate}
         if self.mean is not None:
             state.update(mean=self.mean, std=self.std)
         return state
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         self.n_channels = state.get("n_channels")
-        self.file_rate = state.get("file_rate")  # absent from runs saved before it was recorded: no check
+        self.file_rate = state.get("file_rate")
+        self.rate_recorded = "file_rate" in state  # absent from runs saved before it was recorded: no check
         if "mean" in state:
             self.mean = np.asarray(state["mean"], np.float32)
             self.std = np.asarray(state["std"], np.float32)

@@ -16,7 +16,7 @@ from polymodal.deploy.features.video import is_video, require_av, video_path
 from polymodal.errors import DecodeError, OversizedInputError
 from polymodal.utils.npy import npy_from_bytes
 from polymodal.utils.signals import fit_length, resample
-from polymodal.utils.wav import TruncatedAudioError, mono_samples, read_sound
+from polymodal.utils.wav import SILENT_NOTE, TruncatedAudioError, mono_samples, read_sound
 
 
 def read_wav(data: bytes, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
@@ -156,11 +156,11 @@ class AudioFeatures(Features):
         samples, rate = self.read(value)
         notes = [f"{rate:,} Hz resampled to the model's {self.rate:,} Hz"] if rate != self.rate else []
         seconds, model = samples.size / rate, self.n_samples / self.rate
-        if samples.size * self.rate > self.n_samples * rate:  # longer than the model reads
+        if samples.size * self.rate > (self.n_samples + self.hop) * rate:  # by more than a hop, as training notes it
             part = "first" if self.cfg["crop"] == "start" else "central"
             notes.append(f"{seconds:.2f} s where the model reads {model:g} s: cut to its {part} {model:g} s")
         if samples.size > 1 and np.ptp(samples) == 0:
-            notes.append("the audio is silent (one value throughout): a muted or disconnected microphone?")
+            notes.append(SILENT_NOTE)
         return notes
 
     def sound_track(self, value: Any, max_seconds: float | None = None) -> tuple[np.ndarray, int]:

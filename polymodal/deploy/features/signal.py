@@ -35,7 +35,7 @@ ACCEPTED = ("an array or a list of samples ((C, L), (L, C) or (L,)), or the byte
             "archive, a CSV file or an audio file (WAV, FLAC, OGG)")
 # file names whose content must be of that type, as training reads a file by its name
 MAGIC_BY_SUFFIX = {".npy": (NPY_MAGIC, ".npy array"), ".npz": (ZIP_MAGIC, ".npz archive (a ZIP archive)"),
-                   ".wav": (b"RIFF", "WAV file"), ".flac": (b"fLaC", "FLAC file")}
+                   ".wav": (b"RIFF", "WAV file"), ".flac": (b"fLaC", "FLAC file"), ".ogg": (b"OggS", "OGG file")}
 
 
 def audio_format(data: bytes) -> str | None:
@@ -147,7 +147,7 @@ class SignalFeatures(Features):
             raise self.fail(f"{err.reason}{source}", "corrupt_file") from None
         if samples.size == 0:  # refused as every empty signal is
             return samples
-        mismatch = rate_mismatch(rate, self.cfg.get("sample_rate"), self.state.get("file_rate"))
+        mismatch = rate_mismatch(rate, self.cfg.get("sample_rate"), self.state.get("file_rate"), "file_rate" in self.state)
         if mismatch is not None:
             raise self.fail(f"{mismatch}{source}", "bad_input")
         return samples

@@ -382,6 +382,10 @@ def test_notes_say_a_clip_was_cut_is_silent_or_is_shorter_than_a_frame(tmp_path)
                                                                  "central 0.5 s"]
     exact = prep.decode(write_wav(tmp_path / "exact.wav", tone(440.0, 0.5, SR), SR))
     assert exact.held == 4000 and prep.notes(exact) == []  # as long as the model reads: not cut
+    # a sample past 0.5 s at 22,050 Hz resamples to a sample past 4,000 at 8 kHz: rounding, not a cut to note
+    wave = (0.5 * np.sin(2 * np.pi * 440.0 * np.arange(11_026) / 22_050)).astype(np.float32)  # 0.50005 s
+    rounded = prep.decode(write_wav(tmp_path / "rounded.wav", wave, 22_050))
+    assert rounded.held > 4000 and prep.notes(rounded) == []
     silent = prep.decode(write_wav(tmp_path / "silent.wav", np.full(2000, 0.25, np.float32), 16_000))
     assert prep.notes(silent) == ["the audio is silent (one value throughout): a muted or disconnected microphone?"]
     short = prep.decode(write_wav(tmp_path / "short.wav", tone(440.0, 0.02, SR), SR))  # 160 samples

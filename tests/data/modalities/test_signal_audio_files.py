@@ -134,16 +134,20 @@ def test_a_run_saved_before_the_rate_was_recorded_and_files_without_a_rate_are_n
     trained = write(tmp_path / "train.wav", rate=12_000)
     prep = signal()
     prep.fit([trained])
-    old = signal()
-    old.set_state({"n_channels": 2})  # a run saved before file_rate: no rate to hold files to
-    assert old.decode(write(tmp_path / "b.wav", rate=48_000))[1] == 256
+    for old in (signal(), signal(sample_rate=12_000)):  # runs saved before file_rate: they read every file
+        old.set_state({"n_channels": 2})                 # as if at sample_rate, and still read them so
+        assert old.decode(write(tmp_path / "b.wav", rate=48_000))[1] == 256
     np.save(tmp_path / "a.npy", stereo())
     (tmp_path / "a.csv").write_text("x,y\n" + "".join(f"{a},{b}\n" for a, b in stereo()))
     for path in (tmp_path / "a.npy", tmp_path / "a.csv"):  # no header rate: nothing to compare
         assert prep.decode(str(path))[1] == 256
     npy = signal()
     npy.fit([str(tmp_path / "a.npy")])
-    assert "file_rate" not in npy.get_state()
+    assert npy.get_state()["file_rate"] is None and "file_rate" not in npy.encoding_state()
+    restored = signal(sample_rate=12_000)  # a run of .npy files, saved with the record: files are checked
+    restored.set_state(npy.get_state())
+    with pytest.raises(DecodeError, match="declares 48,000 Hz"):
+        restored.decode(write(tmp_path / "c.wav", rate=48_000))
 
 
 def test_the_rate_is_part_of_the_fingerprint(tmp_path):
