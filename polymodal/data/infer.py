@@ -12,7 +12,9 @@ number, or its categories, are counted in every row:
   the longest length found (a log power spectrogram from 1,024 samples on: n_fft 128, 256 from
   2,048), or ``image`` for a ``.npy`` that holds a picture ((H, W) both above 16, or
   (H, W, 1|3|4)); a video column named for its sound (``audio``, ``speech``...) -> ``audio`` read
-  from the sound tracks;
+  from the sound tracks; any other video column whose sampled files hold sound tracks (some of them
+  will do: a video without one reads as absent) also -> ``audio`` on the same column, named
+  ``<column>_sound``, at the tracks' highest rate (at most 16 kHz) and longest length (at most 10 s);
 - numbers -> one ``tabular`` modality (``columns``); true / false values and short text labels
   repeated across rows (at most 50 distinct values, each seen twice on average) -> its
   ``categorical`` columns (categories that differ only in case or surrounding whitespace, such
@@ -56,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.data.cells import cell_text, is_empty
-from polymodal.data.infer_files import FILE_KINDS, judge_files
+from polymodal.data.infer_files import FILE_KINDS, judge_files, judge_sound
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.errors import ManifestError, OptionError
 from polymodal.utils.suggest import did_you_mean
@@ -144,6 +146,11 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
             categories.append(column)
         elif kind in ("image", "audio", "video", "signal", "text"):
             modalities[_name(_stem(column), modalities)] = {"kind": kind, "column": column, **settings}
+            sound = judge_sound(manifest, column, rows, _suffixes(manifest, column, rows)) if kind == "video" else None
+            if sound is not None:  # the same files' sound tracks: an audio modality on the column
+                name = _name(f"{_stem(column)}_sound", modalities)
+                modalities[name] = {"kind": "audio", "column": column, **sound[1]}
+                result.columns.append((column, f"audio ({name})", sound[0]))
     if numbers or categories:
         table = _name("table", modalities)
         modalities[table] = {"kind": "tabular", "columns": numbers, "categorical": categories}
@@ -304,6 +311,11 @@ def _determines(frame: pd.DataFrame, columns: list[str], targets: list[str]) -> 
     if distinct < 2 or distinct > MAX_CATEGORIES or distinct * 2 > len(rows):
         return False
     return bool((rows.groupby(columns)[targets].nunique() <= 1).all().all())
+
+
+def _suffixes(manifest: Manifest, column: str, rows: np.ndarray) -> list[str]:
+    """The file suffixes among a column's cells at ``rows`` (``.mp4``, ``.webm``), sorted."""
+    return sorted({Path(str(c).strip()).suffix.lower() for c in manifest.take(column, rows) if not is_empty(c)})
 
 
 def _name(base: str, taken: dict[str, Any]) -> str:

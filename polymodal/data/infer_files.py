@@ -1,8 +1,8 @@
 """What a manifest's file column holds, for ``polymodal config init`` (:mod:`polymodal.data.infer`):
 each kind of file opened on a sample of the rows (headers where they suffice) for the settings a
 modality needs: an image's size and colour, a clip's sample rate and longest length, a signal's
-length (and, from 1,024 samples on, a spectrogram), a video's frame size and colour, a sound
-track's rate and length.
+length (and, from 1,024 samples on, a spectrogram), a video's frame size and colour, its sound
+track's rate and length (a video column's tracks as a second, audio, modality).
 """
 
 from __future__ import annotations
@@ -151,18 +151,58 @@ def _track_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
             seconds = max(seconds, _track_header(other)[1])
         except READ_ERRORS:  # reported when the manifest is encoded
             continue
-    seconds = round(min(10.0, max(seconds, 0.1)), 2)
-    return "audio", {"preprocess": {"sample_rate": min(16_000, rate), "max_seconds": seconds}}
+    return "audio", {"preprocess": _track_preprocess(rate, seconds)}
+
+
+def judge_sound(manifest: Manifest, column: str, rows: np.ndarray, suffixes: list[str]
+                ) -> tuple[str, dict[str, Any]] | None:
+    """Whether a video column's files at ``rows`` hold sound tracks, which an ``audio`` modality on
+    the same column reads: (why, its settings: the highest track rate, at most 16 kHz, and the
+    longest track, at most 10 s, from every readable header), or None where none of them holds one.
+    Videos without a track are counted in ``why``: their rows read the audio modality as absent."""
+    paths = [p for p in manifest.resolve_all(manifest.take(column, rows)) if p is not None and os.path.isfile(p)]
+    rates, seconds, silent, unread = [], 0.0, [], 0
+    for path in paths:  # one header each (video_io.has_audio_track's test, with the rate and length)
+        try:
+            rate, length = _track_header(path)
+        except READ_ERRORS:  # reported when the manifest is encoded
+            unread += 1
+            continue
+        if rate is None:
+            silent.append(path)
+        else:
+            rates.append(rate)
+            seconds = max(seconds, length)
+    if not rates:
+        return None
+    preprocess = _track_preprocess(max(rates), seconds)
+    read = len(rates) + len(silent)
+    why = (f"{'/'.join(suffixes)} files' sound tracks (read from the same column): audio, "
+           f"{preprocess['sample_rate'] / 1000:g} kHz, up to {preprocess['max_seconds']:g} s in the {read} file(s) read")
+    if silent:
+        why += (f"; {len(silent)} of the {read} hold no audio track, such as {os.path.basename(silent[0])}: their "
+                "rows read this audio modality as absent")
+    if unread:
+        why += f"; {unread} more unreadable"
+    return why, {"preprocess": preprocess}
+
+
+def _track_preprocess(rate: int, seconds: float) -> dict[str, Any]:
+    """An audio modality's settings for sound tracks of ``rate`` Hz lasting up to ``seconds``:
+    at most 16 kHz and 10 s, at least 0.1 s."""
+    return {"sample_rate": min(16_000, rate), "max_seconds": round(min(10.0, max(seconds, 0.1)), 2)}
 
 
 def _track_header(path: str) -> tuple[int | None, float]:
-    """A video's sound track: its sample rate (None: it has none) and length in seconds."""
+    """A video's sound track: its sample rate (None: it has none) and length in seconds, plus one
+    codec frame: a decoded track runs on to its last frame's end (AAC pads 4,000 samples to 4,096),
+    which a ``max_seconds`` of the header's length alone would cut, with a warning, on every row."""
     with import_av().open(path) as container:
         if not container.streams.audio:
             return None, 0.0
         stream = container.streams.audio[0]
         seconds = float(stream.duration * stream.time_base) if stream.duration else (container.duration or 0) / 1e6
-        return int(stream.rate), seconds
+        return int(stream.rate), seconds + (stream.codec_context.frame_size or 0) / stream.rate
 
 
 def _audio_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:

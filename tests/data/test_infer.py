@@ -319,6 +319,67 @@ def test_videos_get_their_frame_size_and_colour_and_a_sound_column_their_audio_t
     assert modalities["audio"]["preprocess"]["max_seconds"] >= 1.2  # every track's header read, not the first's (0.5 s)
 
 
+def _clips(root, sounds: list[float | None], rate: int = 8000, suffix: str = ".mp4"):
+    """A manifest ``m.csv`` of 8x8 grey videos, one per entry of ``sounds``: its sound track's
+    seconds at ``rate`` (None: no audio track), and a 0/1 label."""
+    from polymodal.data.video_io import write_video
+
+    rng = np.random.default_rng(8)
+    for i, seconds in enumerate(sounds):
+        track = None if seconds is None else np.sin(np.arange(int(seconds * rate)) / 5.0).astype(np.float32)
+        write_video(str(root / f"v{i}{suffix}"), rng.integers(0, 255, (4, 8, 8), dtype=np.uint8), fps=10,
+                    audio=track, sample_rate=rate)
+    pd.DataFrame({"clip": [f"v{i}{suffix}" for i in range(len(sounds))], "y": [0, 1] * (len(sounds) // 2)}).to_csv(
+        root / "m.csv", index=False)
+    return root / "m.csv"
+
+
+def test_a_video_column_with_sound_also_gets_an_audio_modality_for_its_tracks(tmp_path):
+    inferred = infer_config(_clips(tmp_path, [0.5, 0.5, 1.2, 0.5], rate=11_025), "y")
+    modalities = inferred.config["modalities"]
+    assert set(modalities) == {"clip", "clip_sound"}
+    assert modalities["clip"]["kind"] == "video"
+    assert modalities["clip_sound"]["kind"] == "audio" and modalities["clip_sound"]["column"] == "clip"
+    assert modalities["clip_sound"]["preprocess"]["sample_rate"] == 11_025
+    assert 1.2 <= modalities["clip_sound"]["preprocess"]["max_seconds"] < 1.4  # the longest track (+ a frame), every header
+    assert inferred.config["fusion"] == {"name": "attention"}
+    became = [(c, b) for c, b, _ in inferred.columns]
+    assert became[:2] == [("clip", "video"), ("clip", "audio (clip_sound)")]
+    assert "hold no audio track" not in inferred.columns[1][2]
+
+
+def test_a_video_column_whose_videos_hold_no_sound_gets_no_audio_modality(tmp_path):
+    inferred = infer_config(_clips(tmp_path, [None] * 4), "y")
+    assert set(inferred.config["modalities"]) == {"clip"}
+    assert [b for c, b, _ in inferred.columns if c == "clip"] == ["video"]
+
+
+def test_videos_some_with_sound_get_the_audio_modality_said_absent_in_the_others_and_train(tmp_path):
+    manifest = _clips(tmp_path, [None, 0.5, 0.5, None])
+    out = tmp_path / "c.yaml"
+    result = invoke("config", "init", "--data", manifest, "--target", "y", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "2 of the 4 hold no audio track, such as v0.mp4" in " ".join(result.stdout.split())
+    assert "clip_sound (audio)" in result.stdout
+    config = yaml.safe_load(out.read_text())
+    assert config["modalities"]["clip_sound"] == {"kind": "audio", "column": "clip",
+                                                  "preprocess": {"sample_rate": 8000, "max_seconds": 0.63}}  # + an AAC frame
+    load_config(config)
+    out.write_text(yaml.safe_dump({**config, "train": {"epochs": 1, "batch_size": 2, "progress": False}}))
+    trained = invoke("train", out, "--train", manifest, "--out", tmp_path / "run")
+    assert trained.exit_code == 0, trained.output
+
+
+def test_modality_names_stay_unique_beside_a_column_named_like_the_sound(tmp_path):
+    manifest = _clips(tmp_path, [0.5] * 4)
+    frame = pd.read_csv(manifest)
+    frame["clip_sound"] = frame["clip"]  # a video column named for its sound: read for its tracks alone
+    frame.to_csv(manifest, index=False)
+    modalities = infer_config(manifest, "y").config["modalities"]
+    assert {name: (m["kind"], m["column"]) for name, m in modalities.items()} == {
+        "clip": ("video", "clip"), "clip_sound": ("audio", "clip"), "clip_sound_2": ("audio", "clip_sound")}
+
+
 def test_images_are_grey_when_every_one_read_is_grey_in_content_whatever_its_mode(tmp_path):
     from PIL import Image
 
