@@ -65,6 +65,32 @@ def make_dataset(root: Path, n: int = 60, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def signal_run(root: Path, write_signal: Any, length: int, **fit: Any) -> tuple[Any, Path]:
+    """A model trained on 48 signal files (``write_signal(root, i, k, rng)`` writes row ``i``'s, of
+    class ``k``, and returns its name) beside a tabular modality, every seventh row missing the
+    signal: train.csv (36 rows) and test.csv (12) in ``root``, the run in ``root / "run"``."""
+    from polymodal import MultimodalPredictor
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(48):
+        k = i % 3
+        name = write_signal(root, i, k, rng)
+        rows.append({"sig": "" if i % 7 == 3 else name, "x1": round(float(k + rng.normal(0, 0.5)), 3),
+                     "label": CLASSES[k]})
+    frame = pd.DataFrame(rows)
+    frame.iloc[:36].to_csv(root / "train.csv", index=False)
+    frame.iloc[36:].to_csv(root / "test.csv", index=False)
+    cfg = {"task": "classification", "target": "label",
+           "modalities": {"sig": {"kind": "signal", "column": "sig", "preprocess": {"length": length},
+                                  "encoder": {"name": "cnn1d", "dim": 8, "channels": [8, 8], "kernel": 5}},
+                          "labs": {"kind": "tabular", "columns": ["x1"], "encoder": {"dim": 4, "hidden": [8]}}},
+           "fusion": {"name": "concat"}, "head": {"name": "mlp", "hidden": [16]},
+           "train": {"epochs": 2, "batch_size": 8, "lr": 0.01, "seed": 0, "progress": False, "num_workers": 0}}
+    run = root / "run"
+    return MultimodalPredictor.from_config(cfg).fit(root / "train.csv", root / "test.csv", out=run, **fit), run
+
+
 def config(fusion: str = "attention") -> dict[str, Any]:
     return {
         "task": "classification", "target": "label",

@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from polymodal import MultimodalPredictor
 from polymodal.cli import app as cli_app
 from polymodal.config.modalities import SignalModality
 from polymodal.data.modalities import build_preprocessor
@@ -30,8 +29,9 @@ from polymodal.deploy.server import create_app
 from polymodal.deploy.settings import ServeSettings
 from polymodal.errors import DecodeError
 
+from .helpers import CLASSES, signal_run
+
 LENGTH = 64
-CLASSES = ["a", "b", "c"]
 
 
 def signal_csv(k: int, rng: np.random.Generator, n: int, *, header: bool = True, newline: str = "\n") -> str:
@@ -48,26 +48,14 @@ def csv_run(tmp_path_factory, one_thread):
     """A model trained on CSV signals (most with a header, some without; lengths either side of
     the model's 64; CRLF in some) beside a tabular modality, some rows missing the signal."""
     root = tmp_path_factory.mktemp("csv_signals")
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(48):
-        k = i % 3
+
+    def write(folder, i, k, rng):
         name = f"s{i}.csv"
         text = signal_csv(k, rng, int(rng.integers(40, 90)), header=i % 5 != 0, newline="\r\n" if i % 4 == 1 else "\n")
-        (root / name).write_text(text, newline="")
-        rows.append({"sig": "" if i % 7 == 3 else name, "x1": round(float(k + rng.normal(0, 0.5)), 3),
-                     "label": CLASSES[k]})
-    frame = pd.DataFrame(rows)
-    frame.iloc[:36].to_csv(root / "train.csv", index=False)
-    frame.iloc[36:].to_csv(root / "test.csv", index=False)
-    cfg = {"task": "classification", "target": "label",
-           "modalities": {"sig": {"kind": "signal", "column": "sig", "preprocess": {"length": LENGTH},
-                                  "encoder": {"name": "cnn1d", "dim": 8, "channels": [8, 8], "kernel": 5}},
-                          "labs": {"kind": "tabular", "columns": ["x1"], "encoder": {"dim": 4, "hidden": [8]}}},
-           "fusion": {"name": "concat"}, "head": {"name": "mlp", "hidden": [16]},
-           "train": {"epochs": 2, "batch_size": 8, "lr": 0.01, "seed": 0, "progress": False, "num_workers": 0}}
-    run = root / "run"
-    predictor = MultimodalPredictor.from_config(cfg).fit(root / "train.csv", root / "test.csv", out=run)
+        (folder / name).write_text(text, newline="")
+        return name
+
+    predictor, run = signal_run(root, write, LENGTH)
     return predictor, run, root
 
 
@@ -135,7 +123,6 @@ def test_missing_markers_are_refused_by_both_naming_the_same_line(csv_run, csv_e
         csv_export.features["sig"].decode(str(path))
     assert trained.value.reason in str(runtime.value) and str(path) in str(runtime.value)
     assert runtime.value.status == 422 and runtime.value.field == "sig"
-
 
 
 def test_the_runtime_takes_a_list_of_samples_as_the_array_it_holds(csv_export):

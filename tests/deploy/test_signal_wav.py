@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 import soundfile
 
-from polymodal import MultimodalPredictor
 from polymodal.config.modalities import SignalModality
 from polymodal.data.modalities import build_preprocessor
 from polymodal.deploy.errors import RequestError
@@ -26,9 +25,10 @@ from polymodal.deploy.features import SignalFeatures
 from polymodal.deploy.runtime import Runtime
 from polymodal.errors import DecodeError
 
+from .helpers import CLASSES, signal_run
+
 LENGTH = 64
 RATE = 12_000
-CLASSES = ["a", "b", "c"]
 
 
 def stereo(k: int, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -49,27 +49,14 @@ def wav_run(tmp_path_factory, one_thread):
     """A model trained on 2-channel 16-bit WAV windows at 12 kHz (lengths either side of the model's
     64) beside a tabular modality, some rows missing the signal."""
     root = tmp_path_factory.mktemp("wav_signals")
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(48):
-        k = i % 3
-        name = f"s{i}.wav"
-        write_wav(root / name, stereo(k, rng, int(rng.integers(40, 90))))
-        rows.append({"sig": "" if i % 7 == 3 else name, "x1": round(float(k + rng.normal(0, 0.5)), 3),
-                     "label": CLASSES[k]})
-    frame = pd.DataFrame(rows)
-    frame.iloc[:36].to_csv(root / "train.csv", index=False)
-    frame.iloc[36:].to_csv(root / "test.csv", index=False)
-    cfg = {"task": "classification", "target": "label",
-           "modalities": {"sig": {"kind": "signal", "column": "sig", "preprocess": {"length": LENGTH},
-                                  "encoder": {"name": "cnn1d", "dim": 8, "channels": [8, 8], "kernel": 5}},
-                          "labs": {"kind": "tabular", "columns": ["x1"], "encoder": {"dim": 4, "hidden": [8]}}},
-           "fusion": {"name": "concat"}, "head": {"name": "mlp", "hidden": [16]},
-           "train": {"epochs": 2, "batch_size": 8, "lr": 0.01, "seed": 0, "progress": False, "num_workers": 0}}
-    run = root / "run"
+
+    def write(folder, i, k, rng):
+        write_wav(folder / f"s{i}.wav", stereo(k, rng, int(rng.integers(40, 90))))
+        return f"s{i}.wav"
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the windows cut or padded to 64 samples
-        predictor = MultimodalPredictor.from_config(cfg).fit(root / "train.csv", root / "test.csv", out=run)
+        predictor, run = signal_run(root, write, LENGTH)
     return predictor, run, root
 
 
