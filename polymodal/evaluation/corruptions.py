@@ -13,7 +13,8 @@ featurisation and never touch the feature cache (see :mod:`polymodal.evaluation.
 
 Decoded forms: image ``uint8 (H, W, C)``; audio ``(wave (N,) float32, valid samples)`` (the first
 two fields of a :class:`~polymodal.data.modalities.audio.DecodedClip`, all a corrupted clip keeps);
-signal ``(array (C, L) float32, valid steps)``; video ``(frames uint8 (T, H, W, C), valid frames)`` (the
+signal ``(array (C, L) float32, valid steps)`` (the first two fields of a
+:class:`~polymodal.data.modalities.signal.SignalWindow`); video ``(frames uint8 (T, H, W, C), valid frames)`` (the
 frames from ``valid`` on are zero padding, which no corruption touches). Raw forms: text ``str``;
 tabular ``tuple`` of the modality's column values (the value itself for a single-column
 modality). ``pool`` is every raw cell of the modality in the evaluated data (a corruption may
@@ -304,7 +305,7 @@ def _channel_std(array: np.ndarray, valid: int) -> np.ndarray:
 def signal_noise(sample: tuple[np.ndarray, int], level: float, rng: np.random.Generator,
                  pool: Sequence[Any]) -> tuple[np.ndarray, int]:
     """Gaussian noise with a std of ``level`` times each channel's own std."""
-    array, valid = sample
+    array, valid = sample[:2]
     out = array.copy()
     out[:, :valid] += (rng.normal(0.0, 1.0, (array.shape[0], valid)) * level * _channel_std(array, valid)).astype(np.float32)
     return out, valid
@@ -314,7 +315,7 @@ def signal_noise(sample: tuple[np.ndarray, int], level: float, rng: np.random.Ge
 def signal_dropout(sample: tuple[np.ndarray, int], level: float, rng: np.random.Generator,
                    pool: Sequence[Any]) -> tuple[np.ndarray, int]:
     """Random stretches (1/20 of the recording each) read as zero on every channel (sensor drop-outs)."""
-    array, valid = sample
+    array, valid = sample[:2]
     out = array.copy()
     out[:, :valid][:, _segment_mask(valid, level, rng)] = 0.0
     return out, valid
@@ -324,7 +325,7 @@ def signal_dropout(sample: tuple[np.ndarray, int], level: float, rng: np.random.
 def signal_drift(sample: tuple[np.ndarray, int], level: float, rng: np.random.Generator,
                  pool: Sequence[Any]) -> tuple[np.ndarray, int]:
     """A linear baseline drift per channel, from 0 to +-``level`` channel stds at the end."""
-    array, valid = sample
+    array, valid = sample[:2]
     out = array.copy()
     signs = np.where(rng.random((array.shape[0], 1)) < 0.5, -1.0, 1.0)
     ramp = np.linspace(0.0, 1.0, valid, dtype=np.float32)[None, :]

@@ -22,7 +22,7 @@ import os
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -139,20 +139,15 @@ def read_signal_rate(path: str, key: str | None = None, columns: list[str] | Non
     return np.ascontiguousarray(channels_first(array, layout)), None
 
 
-class SignalWindow(tuple):
-    """A decoded signal: the pair ``(window (C, length) float32, valid samples)`` that featurising
-    and the corruptions read, which also knows how many samples the signal held before it was
-    cropped or padded (``held``, for :meth:`SignalPreprocessor.notes`)."""
+class SignalWindow(NamedTuple):
+    """One decoded signal: what :meth:`SignalPreprocessor.featurize` reads (``window`` (C, length)
+    float32, cropped or zero-padded, and ``valid``, its samples that hold the signal) and what
+    :meth:`SignalPreprocessor.notes` says of it (``held``: the samples it had before, after any
+    resampling), as an audio clip's :class:`~polymodal.data.modalities.audio.DecodedClip`."""
 
+    window: np.ndarray
+    valid: int
     held: int
-
-    def __new__(cls, window: np.ndarray, valid: int, held: int) -> SignalWindow:
-        self = super().__new__(cls, (window, valid))
-        self.held = held
-        return self
-
-    def __getnewargs__(self) -> tuple[np.ndarray, int, int]:  # pickled into encoding workers and back
-        return self[0], self[1], self.held
 
 
 @PREPROCESSORS.register(SignalModality)
@@ -257,7 +252,7 @@ class SignalPreprocessor(Preprocessor):
         window that hold one value throughout its valid samples (a disconnected or stuck sensor,
         which a model trained on live signals may read as ordinary), in the words of the runtime's
         notes (:func:`~polymodal.utils.signals.length_note`, :func:`~polymodal.utils.signals.flat_channels`)."""
-        window, valid = sample
+        window, valid = sample[:2]
         notes = [flat_note(window, c) for c in flat_channels(window, valid)]
         held = getattr(sample, "held", None)  # a SignalWindow; a plain pair (a corrupted copy) does not say
         said = None if held is None else length_note(held, self.cfg.length, self.cfg.crop, exact=False)

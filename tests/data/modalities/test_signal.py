@@ -102,7 +102,7 @@ def test_layout_reads_a_clip_shorter_than_its_channel_count(tmp_path, suffix):
     np.testing.assert_array_equal(read_signal(str(path), layout="channels_first"), data)
     np.save(tmp_path / "t.npy", data.T)  # (4, 6) stored samples by channels
     np.testing.assert_array_equal(read_signal(str(tmp_path / "t.npy"), layout="channels_last"), data)
-    x, length = signal(layout="channels_first", length=8).decode(str(path))
+    x, length, _ = signal(layout="channels_first", length=8).decode(str(path))
     assert x.shape == (6, 8) and length == 4
     np.testing.assert_array_equal(x[:, :4], data)
 
@@ -141,7 +141,7 @@ def test_channel_selection_by_index(tmp_path, channels, expected):
     prep = signal(channels=channels, length=300)
     path = save_as(tmp_path / "r.npy", data)
     prep.fit([path])
-    x, _ = prep.decode(path)
+    x, _, _ = prep.decode(path)
     np.testing.assert_allclose(x, data[expected], rtol=1e-6)
     assert prep.n_channels == len(expected)
 
@@ -149,7 +149,7 @@ def test_channel_selection_by_index(tmp_path, channels, expected):
 def test_channel_selection_by_csv_column(tmp_path):
     data = recording()
     path = save_as(tmp_path / "r.csv", data)
-    x, _ = signal(channels=["ch2", "ch1"], length=300).decode(path)
+    x, _, _ = signal(channels=["ch2", "ch1"], length=300).decode(path)
     np.testing.assert_allclose(x, data[[2, 1]], rtol=1e-6)
     with pytest.raises(DecodeError, match=r"\['ch9'\]"):
         signal(channels=["ch9"]).decode(path)
@@ -203,7 +203,7 @@ def test_resampling_changes_the_number_of_samples(tmp_path):
     rate, seconds, freq = 1000, 1.0, 20.0
     t = np.arange(int(rate * seconds)) / rate
     np.save(tmp_path / "s.npy", np.sin(2 * np.pi * freq * t).astype(np.float32))
-    x, valid = signal(sample_rate=rate, resample_to=250, length=400).decode(str(tmp_path / "s.npy"))
+    x, valid, _ = signal(sample_rate=rate, resample_to=250, length=400).decode(str(tmp_path / "s.npy"))
     assert valid == 250 and x.shape == (1, 400)
     t_new = np.arange(250) / 250
     np.testing.assert_allclose(x[0, 20:230], np.sin(2 * np.pi * freq * t_new)[20:230], atol=0.02)
@@ -214,10 +214,10 @@ def test_resampling_changes_the_number_of_samples(tmp_path):
 def test_crop_and_pad(tmp_path, crop, start):
     data = recording(samples=300)
     path = save_as(tmp_path / "r.npy", data)
-    x, valid = signal(length=256, crop=crop).decode(path)
+    x, valid, _ = signal(length=256, crop=crop).decode(path)
     assert valid == 256
     np.testing.assert_allclose(x, data[:, start:start + 256], rtol=1e-6)
-    padded, valid = signal(length=400).decode(path)
+    padded, valid, _ = signal(length=400).decode(path)
     assert valid == 300 and padded.shape == (3, 400) and not padded[:, 300:].any()
 
 
