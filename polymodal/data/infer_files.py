@@ -7,6 +7,7 @@ track's rate and length (a video column's tracks as a second, audio, modality).
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -143,15 +144,16 @@ def _video_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
 def _track_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
     """The audio track of the first video: its sample rate (at most 16 kHz); the longest track
     among ``paths`` (at most 10 s; a container's header says, nothing is decoded)."""
-    rate, seconds = _track_header(path)
+    rate, _, _ = _track_header(path)
     if rate is None:
         raise ValueError(f"{path} has no audio track")
+    headers = []
     for other in paths:
         try:
-            seconds = max(seconds, _track_header(other)[1])
+            headers.append(_track_header(other))
         except READ_ERRORS:  # reported when the manifest is encoded
             continue
-    return "audio", {"preprocess": _track_preprocess(rate, seconds)}
+    return "audio", {"preprocess": _track_preprocess(rate, headers)}
 
 
 def judge_sound(manifest: Manifest, column: str, rows: np.ndarray, suffixes: list[str]
@@ -161,21 +163,21 @@ def judge_sound(manifest: Manifest, column: str, rows: np.ndarray, suffixes: lis
     longest track, at most 10 s, from every readable header), or None where none of them holds one.
     Videos without a track are counted in ``why``: their rows read the audio modality as absent."""
     paths = [p for p in manifest.resolve_all(manifest.take(column, rows)) if p is not None and os.path.isfile(p)]
-    rates, seconds, silent, unread = [], 0.0, [], 0
+    headers, silent, unread = [], [], 0
     for path in paths:  # one header each (video_io.has_audio_track's test, with the rate and length)
         try:
-            rate, length = _track_header(path)
+            header = _track_header(path)
         except READ_ERRORS:  # reported when the manifest is encoded
             unread += 1
             continue
-        if rate is None:
+        if header[0] is None:
             silent.append(path)
         else:
-            rates.append(rate)
-            seconds = max(seconds, length)
-    if not rates:
+            headers.append(header)
+    if not headers:
         return None
-    preprocess = _track_preprocess(max(rates), seconds)
+    rates = [rate for rate, _, _ in headers]
+    preprocess = _track_preprocess(max(rates), headers)
     read = len(rates) + len(silent)
     why = (f"{'/'.join(suffixes)} files' sound tracks (read from the same column): audio, "
            f"{preprocess['sample_rate'] / 1000:g} kHz, up to {preprocess['max_seconds']:g} s in the {read} file(s) read")
@@ -187,22 +189,42 @@ def judge_sound(manifest: Manifest, column: str, rows: np.ndarray, suffixes: lis
     return why, {"preprocess": preprocess}
 
 
-def _track_preprocess(rate: int, seconds: float) -> dict[str, Any]:
-    """An audio modality's settings for sound tracks of ``rate`` Hz lasting up to ``seconds``:
-    at most 16 kHz and 10 s, at least 0.1 s."""
-    return {"sample_rate": min(16_000, rate), "max_seconds": round(min(10.0, max(seconds, 0.1)), 2)}
+MAX_TRACK_SECONDS = 10.0  # the longest max_seconds config init proposes for sound tracks (a CPU-sized start)
 
 
-def _track_header(path: str) -> tuple[int | None, float]:
-    """A video's sound track: its sample rate (None: it has none) and length in seconds, plus one
-    codec frame: a decoded track runs on to its last frame's end (AAC pads 4,000 samples to 4,096),
-    which a ``max_seconds`` of the header's length alone would cut, with a warning, on every row."""
-    with import_av().open(path) as container:
-        if not container.streams.audio:
-            return None, 0.0
-        stream = container.streams.audio[0]
-        seconds = float(stream.duration * stream.time_base) if stream.duration else (container.duration or 0) / 1e6
-        return int(stream.rate), seconds + (stream.codec_context.frame_size or 0) / stream.rate
+def _track_preprocess(rate: int, headers: list[tuple[int | None, float | None, float]]) -> dict[str, Any]:
+    """An audio modality's settings for sound tracks (``headers``: :func:`_track_header`'s): at most
+    16 kHz (``rate``); ``max_seconds`` the longest known track (at most 10 s; 10 s where no header
+    tells a length, as a browser's MediaRecorder WebM does not), at least 0.1 s, plus one codec
+    frame, rounded up to the hundredth."""
+    known = [seconds for _, seconds, _ in headers if seconds]
+    longest = min(MAX_TRACK_SECONDS, max(known)) if known else MAX_TRACK_SECONDS
+    frame = max((frame for _, _, frame in headers), default=0.0)
+    return {"sample_rate": min(16_000, rate), "max_seconds": math.ceil(100 * (max(longest, 0.1) + frame)) / 100}
+
+
+def _track_header(path: str) -> tuple[int | None, float | None, float]:
+    """A video's sound track: its sample rate (None: it has none), its length in seconds (None:
+    no header tells it) and one codec frame's seconds: a decoded track runs on to its last frame's
+    end (AAC pads 4,000 samples to 4,096), which a ``max_seconds`` of the header's length alone
+    would cut, with a warning, on every row.
+
+    Raises:
+        ValueError: the container cannot be read (FFmpeg's reason), or its track states no rate.
+    """
+    av = import_av()
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                return None, None, 0.0
+            stream = container.streams.audio[0]
+            if not stream.rate:
+                raise ValueError(f"{path}: its audio track states no sample rate")
+            seconds = (float(stream.duration * stream.time_base) if stream.duration
+                       else container.duration / 1e6 if container.duration else None)
+            return int(stream.rate), seconds, (stream.codec_context.frame_size or 0) / stream.rate
+    except av.FFmpegError as err:  # not every one is an OSError or a ValueError
+        raise ValueError(f"{path}: {err}") from None
 
 
 def _audio_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:

@@ -57,9 +57,9 @@ SIGNATURES = {
     "image": [(0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"\xff\xd8\xff", "JPEG"), (0, b"GIF8", "GIF"), (0, b"BM", "BMP"),
               (0, b"II*\x00", "TIFF"), (0, b"MM\x00*", "TIFF"), (8, b"WEBP", "WebP")],
     "audio": [(8, b"WAVE", "WAV"), (0, b"fLaC", "FLAC"), (0, b"OggS", "OGG"), (0, NPY_MAGIC, "NPY")],
-    # a signal's WAV decodes to float32 samples at most 8 times what was sent (2 for 16-bit PCM, 8 for 4-bit
-    # ADPCM), within --max-request-mb; FLAC and OGG, which the runtime reads, are refused here: a small
-    # compressed upload (silence) could decode to thousands of times its size
+    # a signal's WAV decodes to float32 samples a few times what was sent (2x for 16-bit PCM, 8x for 4-bit
+    # ADPCM, 20x for GSM 6.10), within --max-request-mb; FLAC and OGG, which the runtime reads, are refused
+    # here: a small compressed upload (silence) could decode to thousands of times its size
     "signal": [(0, NPY_MAGIC, "NPY"), (8, b"WAVE", "WAV")],
     "video": [*VIDEO_SIGNATURES, (0, NPY_MAGIC, "NPY")],
 }

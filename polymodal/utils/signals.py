@@ -106,7 +106,7 @@ def _hz(rate: float) -> str:
 
 
 def rate_mismatch(rate: int, sample_rate: float | None, file_rate: int | None, recorded: bool = True) -> str | None:
-    """Why a signal file whose header declares ``rate`` Hz (a WAV or FLAC file; arrays and CSV files
+    """Why a signal file whose header declares ``rate`` Hz (a WAV, FLAC or OGG file; arrays and CSV files
     declare none) is refused, or None when the modality reads signals at that rate: at
     ``preprocess.sample_rate`` when it is set, else at ``file_rate``, the rate of the first training
     file fitted on (None: its training files declared none). ``recorded`` False (a run saved before

@@ -569,3 +569,15 @@ def test_an_audio_column_may_hold_npy_arrays_aiff_and_opus_files_and_mixed_kinds
     assert became["with_other"][1].startswith("file paths of mixed kinds: 11 .wav (audio), 1 .npy (array), 1 of no "
                                               "known kind, such as 'readme.txt'")
     load_config(inferred.config)
+
+
+def test_sound_track_settings_cap_the_length_before_the_codec_frame_and_default_unknown_lengths():
+    """A 10 s AAC track (64 ms frames at 16 kHz) ran past a max_seconds capped at 10 s, and a track
+    whose header tells no length (a browser's WebM) gave 0.1 s: every row was cut."""
+    from polymodal.data.infer_files import _track_preprocess
+
+    frame = 1024 / 16_000
+    assert _track_preprocess(16_000, [(16_000, 10.0, frame)]) == {"sample_rate": 16_000, "max_seconds": 10.07}
+    assert _track_preprocess(16_000, [(16_000, 30.0, frame)])["max_seconds"] == 10.07
+    assert _track_preprocess(48_000, [(48_000, None, 0.0)]) == {"sample_rate": 16_000, "max_seconds": 10.0}
+    assert _track_preprocess(8_000, [(8_000, None, 0.0), (8_000, 0.5, 0.128)])["max_seconds"] == 0.63

@@ -65,7 +65,7 @@ def make_dataset(root: Path, n: int = 60, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def signal_run(root: Path, write_signal: Any, length: int, **fit: Any) -> tuple[Any, Path]:
+def signal_run(root: Path, write_signal: Any, length: int) -> tuple[Any, Path]:
     """A model trained on 48 signal files (``write_signal(root, i, k, rng)`` writes row ``i``'s, of
     class ``k``, and returns its name) beside a tabular modality, every seventh row missing the
     signal: train.csv (36 rows) and test.csv (12) in ``root``, the run in ``root / "run"``."""
@@ -88,7 +88,7 @@ def signal_run(root: Path, write_signal: Any, length: int, **fit: Any) -> tuple[
            "fusion": {"name": "concat"}, "head": {"name": "mlp", "hidden": [16]},
            "train": {"epochs": 2, "batch_size": 8, "lr": 0.01, "seed": 0, "progress": False, "num_workers": 0}}
     run = root / "run"
-    return MultimodalPredictor.from_config(cfg).fit(root / "train.csv", root / "test.csv", out=run, **fit), run
+    return MultimodalPredictor.from_config(cfg).fit(root / "train.csv", root / "test.csv", out=run), run
 
 
 def config(fusion: str = "attention") -> dict[str, Any]:

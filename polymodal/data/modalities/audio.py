@@ -183,7 +183,7 @@ class AudioPreprocessor(Preprocessor):
         than one frame, in words shared by every such clip (encoding warns once per modality and
         manifest, counting and naming the rows; the runtime's ``AudioFeatures.notes`` says it per request)."""
         cfg, notes = self.cfg, []
-        if sample.held > self.n_samples + self.hop:  # less than a hop over: resampling's rounding (0.75 s at 22,050 Hz)
+        if sample.held > self.n_samples + self.hop:  # less than a hop over: resampling's rounding (a sample past 0.5 s at 22,050 Hz)
             part = "first" if cfg.crop == "start" else "central"
             notes.append(f"longer than max_seconds ({cfg.max_seconds:g} s): cut to its {part} {cfg.max_seconds:g} s")
         if sample.silent:

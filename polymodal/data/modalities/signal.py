@@ -358,6 +358,8 @@ class SignalPreprocessor(Preprocessor):
         state: dict[str, Any] = {"n_channels": self.n_channels}
         if self.file_rate is not None:  # which files decode refuses
             state["file_rate"] = self.file_rate
+        if not self.rate_recorded:  # a run that reads every file unchecked shares no cached features with one that checks
+            state["rate_recorded"] = False
         return state
 
 

@@ -52,7 +52,7 @@ class SignalFeatures(Features):
     :mod:`polymodal.utils.signal_csv`, as in training) or an audio-format file (WAV, FLAC, OGG: one
     channel per audio channel, read by :func:`~polymodal.utils.wav.read_sound`, as in training, and
     refused when its header declares another rate than the modality reads), told apart by their
-    content (a path named ``.npy``, ``.npz``, ``.wav`` or ``.flac`` must hold one, as training reads
+    content (a path named ``.npy``, ``.npz``, ``.wav``, ``.flac`` or ``.ogg`` must hold one, as training reads
     it by its name); an array or a list of samples given inline is laid out as a file's array is.
     Then ``preprocess.channels``, crop or pad to ``length``."""
 
@@ -126,7 +126,7 @@ class SignalFeatures(Features):
         return fit_length(array, length, self.cfg["crop"]), min(array.shape[-1], length), array.shape[-1]
 
     def _check_named_type(self, data: bytes, path: str, source: str) -> None:
-        """Refuse a file named ``.npy``, ``.npz``, ``.wav`` or ``.flac`` whose content is not of that
+        """Refuse a file named ``.npy``, ``.npz``, ``.wav``, ``.flac`` or ``.ogg`` whose content is not of that
         type, as training refuses it (it reads a file by its name), rather than read it as another
         type (text in a ``.npy`` file was said to be a CSV with a header row and no rows)."""
         suffix = os.path.splitext(path)[1].lower()

@@ -220,3 +220,15 @@ def test_cut_windows_refuses_when_no_recording_is_a_window_long(tmp_path):
     np.save(tmp_path / "short.npy", np.zeros((2, 30), np.float32))
     with pytest.raises(ValueError, match=r"no recording is as long as window=50 samples.*short.npy \(30 samples\)"):
         cut_windows(pd.DataFrame({"path": [str(tmp_path / "short.npy")]}), tmp_path / "out", window=50)
+
+
+def test_an_ogg_signal_is_read_with_every_channel_as_the_runtime_reads_it(tmp_path):
+    """The runtime read OGG signals while training refused '.ogg' as an unsupported type."""
+    path = tmp_path / "a.ogg"
+    soundfile.write(path, stereo(), 12_000, format="OGG", subtype="VORBIS")
+    prep = signal()
+    prep.fit([str(path)])
+    window, valid, held = prep.decode(str(path))
+    assert window.shape == (2, 256) and prep.file_rate == 12_000 and held == 300
+    want = soundfile.read(path, dtype="float32", always_2d=True)[0].T
+    np.testing.assert_array_equal(window[:, :valid], want[:, :256])
