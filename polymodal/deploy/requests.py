@@ -47,7 +47,15 @@ from urllib.parse import parse_qsl
 import numpy as np
 
 from polymodal.deploy.errors import RequestError, content_start
-from polymodal.deploy.features import NPY_MAGIC, VIDEO_SIGNATURES, audio_seconds, has_av, read_wav, video_container
+from polymodal.deploy.features import (
+    AUDIO_SIGNATURES,
+    NPY_MAGIC,
+    VIDEO_SIGNATURES,
+    audio_seconds,
+    has_av,
+    read_wav,
+    video_container,
+)
 from polymodal.deploy.runtime import Runtime, given
 from polymodal.deploy.settings import ServeSettings
 from polymodal.utils.signal_csv import is_csv_text
@@ -56,11 +64,11 @@ from polymodal.utils.signal_csv import is_csv_text
 SIGNATURES = {
     "image": [(0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"\xff\xd8\xff", "JPEG"), (0, b"GIF8", "GIF"), (0, b"BM", "BMP"),
               (0, b"II*\x00", "TIFF"), (0, b"MM\x00*", "TIFF"), (8, b"WEBP", "WebP")],
-    "audio": [(8, b"WAVE", "WAV"), (0, b"fLaC", "FLAC"), (0, b"OggS", "OGG"), (0, NPY_MAGIC, "NPY")],
+    "audio": [*AUDIO_SIGNATURES, (0, NPY_MAGIC, "NPY")],
     # a signal's WAV decodes to float32 samples a few times what was sent (2x for 16-bit PCM, 8x for 4-bit
     # ADPCM, 20x for GSM 6.10), within --max-request-mb; FLAC and OGG, which the runtime reads, are refused
     # here: a small compressed upload (silence) could decode to thousands of times its size
-    "signal": [(0, NPY_MAGIC, "NPY"), (8, b"WAVE", "WAV")],
+    "signal": [(0, NPY_MAGIC, "NPY"), AUDIO_SIGNATURES[0]],  # WAV
     "video": [*VIDEO_SIGNATURES, (0, NPY_MAGIC, "NPY")],
 }
 # file types that have no leading bytes of their own, recognised by the whole content: (test, type name)

@@ -27,7 +27,7 @@ Accepted values per kind:
 
 from __future__ import annotations
 
-from polymodal.deploy.features.audio import AudioFeatures, audio_seconds, read_wav, stft_power
+from polymodal.deploy.features.audio import AUDIO_SIGNATURES, AudioFeatures, audio_seconds, read_wav, stft_power
 from polymodal.deploy.features.base import NPY_MAGIC, Features
 from polymodal.deploy.features.image import ImageFeatures
 from polymodal.deploy.features.signal import SignalFeatures
@@ -46,6 +46,6 @@ from polymodal.deploy.features.video import (
 FEATURES: dict[str, type[Features]] = {cls.kind: cls for cls in (ImageFeatures, AudioFeatures, TextFeatures,
                                                                  TabularFeatures, SignalFeatures, VideoFeatures)}
 
-__all__ = ["FEATURES", "NPY_MAGIC", "VIDEO_SIGNATURES", "AudioFeatures", "Features", "ImageFeatures", "SignalFeatures",
+__all__ = ["AUDIO_SIGNATURES", "FEATURES", "NPY_MAGIC", "VIDEO_SIGNATURES", "AudioFeatures", "Features", "ImageFeatures", "SignalFeatures",
            "TabularFeatures", "TextFeatures", "VideoFeatures", "audio_seconds", "has_av", "is_video", "read_wav",
            "require_av", "stft_power", "video_container", "video_path"]

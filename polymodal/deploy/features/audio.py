@@ -18,6 +18,14 @@ from polymodal.utils.npy import npy_from_bytes
 from polymodal.utils.signals import fit_length, resample
 from polymodal.utils.wav import SILENT_NOTE, TruncatedAudioError, mono_samples, read_sound
 
+# leading bytes of the audio files the runtime reads: (offset, bytes, type name); the service's too
+AUDIO_SIGNATURES = ((8, b"WAVE", "WAV"), (0, b"fLaC", "FLAC"), (0, b"OggS", "OGG"))
+
+
+def audio_format(data: bytes) -> str | None:
+    """The audio format of file content by its leading bytes (``WAV``, ``FLAC``, ``OGG``), or None."""
+    return next((name for offset, magic, name in AUDIO_SIGNATURES if data[offset:offset + len(magic)] == magic), None)
+
 
 def read_wav(data: bytes, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Mono float32 waveform and sample rate of audio file bytes (WAV, FLAC, OGG), read as training

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.deploy.errors import content_start
-from polymodal.deploy.features.audio import stft_power
+from polymodal.deploy.features.audio import audio_format, stft_power
 from polymodal.deploy.features.base import NPY_MAGIC, Features
 from polymodal.errors import DecodeError
 from polymodal.utils.npy import npy_from_bytes, read_npy
@@ -36,13 +36,6 @@ ACCEPTED = ("an array or a list of samples ((C, L), (L, C) or (L,)), or the byte
 # file names whose content must be of that type, as training reads a file by its name
 MAGIC_BY_SUFFIX = {".npy": (NPY_MAGIC, ".npy array"), ".npz": (ZIP_MAGIC, ".npz archive (a ZIP archive)"),
                    ".wav": (b"RIFF", "WAV file"), ".flac": (b"fLaC", "FLAC file"), ".ogg": (b"OggS", "OGG file")}
-
-
-def audio_format(data: bytes) -> str | None:
-    """The audio format of file content by its leading bytes (``WAV``, ``FLAC``, ``OGG``), or None."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        return "WAV"
-    return {b"fLaC": "FLAC", b"OggS": "OGG"}.get(data[:4])
 
 
 class SignalFeatures(Features):
