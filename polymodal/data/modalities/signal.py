@@ -247,15 +247,13 @@ class SignalPreprocessor(Preprocessor):
         valid = min(array.shape[-1], cfg.length)
         return SignalWindow(fit_length(array, cfg.length, cfg.crop), valid, array.shape[-1])
 
-    def notes(self, sample: tuple[np.ndarray, int]) -> list[str]:
+    def notes(self, sample: SignalWindow) -> list[str]:
         """That a decoded signal was cropped or zero-padded to ``length``, and the channels of its
         window that hold one value throughout its valid samples (a disconnected or stuck sensor,
         which a model trained on live signals may read as ordinary), in the words of the runtime's
         notes (:func:`~polymodal.utils.signals.length_note`, :func:`~polymodal.utils.signals.flat_channels`)."""
-        window, valid = sample[:2]
-        notes = [flat_note(window, c) for c in flat_channels(window, valid)]
-        held = getattr(sample, "held", None)  # a SignalWindow; a plain pair (a corrupted copy) does not say
-        said = None if held is None else length_note(held, self.cfg.length, self.cfg.crop, exact=False)
+        notes = [flat_note(sample.window, c) for c in flat_channels(sample.window, sample.valid)]
+        said = length_note(sample.held, self.cfg.length, self.cfg.crop, exact=False)
         return notes if said is None else [said, *notes]
 
     @staticmethod
