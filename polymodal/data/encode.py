@@ -113,7 +113,7 @@ class _Chunks(torch.utils.data.Dataset):
         return -(-len(self.rows) // CHUNK)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, dict[str, np.ndarray],
-                                           list[tuple[int, str, str | None, str | None]], list[tuple[int, str]]]:
+                                           list[tuple[int, str, str | None, tuple[str, str] | None]], list[tuple[int, str]]]:
         start = i * CHUNK
         good, samples, errors = self.preprocessor.decode_chunk(gather_cells(self.cells, self.rows[start:start + CHUNK]))
         feats = self.preprocessor.featurize(samples) if samples else {}
@@ -158,10 +158,10 @@ def _featurize_rows(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.n
     done = np.zeros(len(rows), bool)
     skipped: list[Skipped] = []
     noted: dict[str, list[int]] = {}  # note -> the manifest rows it was said of
-    absent: dict[str, list[int]] = {}  # an AbsentInputError's summary -> the manifest rows read as absent
+    absent: dict[tuple[str, str], list[int]] = {}  # an AbsentInputError's summary -> the manifest rows read as absent
     chunks = _Chunks(preprocessor, cells, rows)
 
-    def consume(good: np.ndarray, feats: dict[str, np.ndarray], found: list[tuple[int, str, str | None, str | None]],
+    def consume(good: np.ndarray, feats: dict[str, np.ndarray], found: list[tuple[int, str, str | None, tuple[str, str] | None]],
                 notes: list[tuple[int, str]]) -> None:
         for position, note in notes:
             noted.setdefault(note, []).append(int(rows[position]))
@@ -200,11 +200,10 @@ def _featurize_rows(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.n
     return done, skipped, np.asarray(sorted(r for found in absent.values() for r in found), np.int64)
 
 
-def said_absent(err: DecodeError) -> str | None:
+def said_absent(err: DecodeError) -> tuple[str, str] | None:
     """An :class:`~polymodal.errors.AbsentInputError`'s summary, said of one and of several rows
-    (``video holds no audio track|videos hold no audio track``: it travels from a worker process as
-    text); None for any other error."""
-    return "|".join(err.summary) if isinstance(err, AbsentInputError) else None
+    (``("video holds no audio track", "videos hold no audio track")``); None for any other error."""
+    return tuple(err.summary) if isinstance(err, AbsentInputError) else None
 
 
 def warn_absent(preprocessor: Preprocessor, manifest: Manifest, absent: Mapping[str, list[int]]) -> None:
@@ -213,7 +212,7 @@ def warn_absent(preprocessor: Preprocessor, manifest: Manifest, absent: Mapping[
     is read as absent, as an empty cell is``."""
     for summary, found in absent.items():
         rows = sorted(found)
-        one, many = summary.split("|")
+        one, many = summary
         said = f"1 row's {one}" if len(rows) == 1 else f"{len(rows)} rows' {many}"
         warn_user(f"{manifest.name}: {said} ({manifest.rows_text(rows, limit=5)}): {'its' if len(rows) == 1 else 'their'} "
                   f"{preprocessor.kind} modality '{preprocessor.name}' is read as absent, as an empty cell is")
