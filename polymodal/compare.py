@@ -105,7 +105,9 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
     ``auroc`` or ``valid_auroc``; best first by its direction). Where a regression run has several
     targets, every regression run also gets each target's own figures
     (``valid_rmse_per_target.rpm``; a run of one target: its own ``rmse``), which ``by`` may rank
-    by. The column ranked by is ``frame.attrs["ranked_by"]`` (None: the rows are in the order given).
+    by. The column ranked by is ``frame.attrs["ranked_by"]`` (None: not one ranking; the rows of
+    each task and target are then together, best first by its headline metric where
+    ``frame.attrs["grouped"]``, else in the order given).
     Nothing is loaded but the config and the results files.
 
     A path that holds no finished run (a folder ``runs/*`` also matched, a run still training), or
@@ -176,6 +178,7 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
     predicted: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for name, config, _ in found:
         predicted.setdefault(_predicted(config), []).append(name)
+    grouped = False  # the rows grouped by what they predict, each group ranked
     if by is not None:
         ranked = _ranking_column(frame, by, split)
         if len(predicted) > 1 and split_metric(ranked.split("_", 1)[1])[1] is None:
@@ -184,13 +187,14 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
                       "rmse_per_target.<target>, where the runs share the target)")
     elif len(predicted) > 1:
         ranked = None
-        if len({task for task, _ in predicted}) == 1:  # other tasks: not ranked, as said by the task column
-            warn_user(f"the runs predict different targets ({_said(predicted)}): their {split} metrics do not "
-                      "measure the same thing, so they are not ranked (--by METRIC ranks them anyway; "
-                      "rmse_per_target.<target> by one shared target's own)")
+        what = "targets" if len({task for task, _ in predicted}) == 1 else "tasks"
+        warn_user(f"the runs predict different {what} ({_said(predicted)}): their {split} metrics do not "
+                  "measure the same thing, so they are not ranked against each other: the runs of each task and "
+                  "target are grouped, best first by its headline metric (--by METRIC ranks them all anyway; "
+                  "rmse_per_target.<target> by one shared target's own)")
+        frame, grouped = _grouped(frame, [_predicted(config) for _, config, _ in found], split)
     else:
-        task, targets = next(iter(predicted))
-        ranked = f"{split}_{COMPARED[task][0] if task in COMPARED else headline(task, list(targets))}"
+        ranked = _headline_column(*next(iter(predicted)), split)
     chosen = [name for name, config, results in found if _threshold_chosen_on_valid(config, results)]
     if split == "valid" and chosen:
         _warn_in_sample(chosen, ranked if ranked in frame else None, len(found))
@@ -199,7 +203,29 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
                                   na_position="last", kind="stable")
     frame = frame.reset_index(drop=True)
     frame.attrs["ranked_by"] = ranked if ranked in frame else None
+    frame.attrs["grouped"] = grouped
     return frame
+
+
+def _headline_column(task: str, targets: tuple[str, ...], split: str) -> str:
+    """The column a task's runs rank by: ``valid_accuracy``, ``test_auroc``..."""
+    return f"{split}_{COMPARED[task][0] if task in COMPARED else headline(task, list(targets))}"
+
+
+def _grouped(frame: pd.DataFrame, predicted: list[tuple[str, tuple[str, ...]]], split: str
+             ) -> tuple[pd.DataFrame, bool]:
+    """``frame``'s rows (one per run, what each predicts in ``predicted``) grouped by what they
+    predict, groups in the order their first run was given, each best first by its headline
+    metric; and whether some group holds several runs (so that ranking within it did something)."""
+    parts = []
+    for key in dict.fromkeys(predicted):
+        part = frame[[p == key for p in predicted]]
+        column = _headline_column(*key, split)
+        if column in part:
+            part = part.sort_values(column, ascending=direction(column.split("_", 1)[1]) == "min",
+                                    na_position="last", kind="stable")
+        parts.append(part)
+    return pd.concat(parts), any(len(part) > 1 for part in parts)
 
 
 def _said(predicted: Mapping[tuple[str, tuple[str, ...]], list[str]]) -> str:

@@ -549,7 +549,9 @@ def compare(
         return
     ranked = frame.attrs.get("ranked_by")
     print_rows(frame.astype(object).where(frame.notna(), None).to_dict("records"),
-               f"{len(frame)} run(s), best first by {ranked}" if ranked else f"{len(frame)} run(s)",
+               f"{len(frame)} run(s), best first by {ranked}" if ranked
+               else f"{len(frame)} run(s), each task and target's best first" if frame.attrs.get("grouped")
+               else f"{len(frame)} run(s)",
                digits={"train_s": 1})
 
 

@@ -565,6 +565,32 @@ def test_compare_does_not_rank_runs_of_other_targets_on_their_mixed_averages(by_
     assert printed.exit_code == 0 and "2 run(s)\n" in printed.stdout and "best first" not in printed.stdout
 
 
+def test_compare_groups_runs_of_other_tasks_each_group_best_first(trained, by_target, tmp_path):
+    """A classifier beside regressions: not ranked against each other, but each task's runs
+    together, best first by their own headline figure."""
+    import json
+
+    from polymodal.compare import compare_runs
+
+    def edited(source, name, **scores):
+        run = shutil.copytree(source, tmp_path / name)
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics["valid"].update(scores)
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        return run
+
+    weak, strong = edited(trained, "weak", accuracy=0.2), edited(trained, "strong", accuracy=0.9)
+    far, near = edited(by_target["load"], "far", rmse=9.0), edited(by_target["load"], "near", rmse=1.0)
+    with pytest.warns(UserWarning, match=r"the runs predict different tasks \(.*weak, .*strong: classification of "
+                                         r".*far, .*near: regression of load\).*not ranked against each other"):
+        frame = compare_runs([weak, far, strong, near])
+    assert frame["run"].tolist() == [str(strong), str(weak), str(near), str(far)]
+    assert frame.attrs["ranked_by"] is None and frame.attrs["grouped"]
+    with pytest.warns(UserWarning, match="different tasks"):
+        printed = invoke("compare", weak, far, strong, near)
+    assert printed.exit_code == 0 and "4 run(s), each task and target's best first" in printed.stdout
+
+
 def test_compare_ranks_runs_of_the_same_several_targets_by_the_unit_free_r2(by_target, tmp_path):
     import json
 
