@@ -290,6 +290,10 @@ class FeatureStore:
             sweep_leftovers(parent)
         self._load_index()
 
+    def refresh(self) -> None:
+        """Read the segments again: those other processes stored since the store opened."""
+        self._load_index()
+
     def _load_index(self) -> None:
         names = [p.name for p in visible_folders(self.folder / "segments")]
         self.segment_names = names

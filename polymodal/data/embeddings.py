@@ -47,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,7 @@ from polymodal.data.encode import EncodedModality, EncodedTable, gather_cells, m
 from polymodal.data.manifest import Manifest
 from polymodal.data.modalities.base import ArraySpec, Preprocessor, digested
 from polymodal.utils.device import default_device
+from polymodal.utils.io import exclusive_lock
 from polymodal.utils.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -217,13 +219,18 @@ def embed_modality(encoder: torch.nn.Module, preprocessor: Preprocessor, modalit
     root = Path(cache_dir) / SUBFOLDER
     fingerprint = embedding_fingerprint(module, preprocessor, tokens and stage is None, settings, stage is not None)
     store = _existing_store(root, fingerprint)
-    segment = store.lookup(keys[rows])[0] if store is not None else np.full(len(rows), -1, np.int64)
-    unique: dict[bytes, int] = {}  # one encoder pass per distinct content
-    for position in np.flatnonzero(segment < 0):
-        unique.setdefault(bytes(keys[rows[position]]), int(rows[position]))
-    todo = np.asarray(list(unique.values()), np.int64)
-    if len(todo):
-        store = _fill(store, root, fingerprint, run, todo, keys)
+    if len(_unstored(store, keys, rows)):  # one process at a time embeds into a store: the others reuse it
+
+        def waiting(lock: Path) -> None:
+            if progress:
+                print(f"embedding {preprocessor.name}: another process is embedding into {root / fingerprint} "
+                      f"(lock {lock}); waiting to reuse what it stores", file=sys.stderr, flush=True)
+
+        with exclusive_lock(root / fingerprint, None, waiting):
+            store = _existing_store(root, fingerprint)
+            todo = _unstored(store, keys, rows)
+            if len(todo):
+                store = _fill(store, root, fingerprint, run, todo, keys)
     if store is None:  # nothing present, nothing stored
         return embed_modality(encoder, preprocessor, modality, None, tokens=tokens, batch_size=batch_size,
                               device=device, stage=stage)
@@ -232,6 +239,16 @@ def embed_modality(encoder: torch.nn.Module, preprocessor: Preprocessor, modalit
     slot_of = np.zeros(n, np.int64)
     segment_of[rows], slot_of[rows] = segment, slot
     return EncodedModality(store.view(segment_of, slot_of), modality.present.copy(), PrecomputedBatcher())
+
+
+def _unstored(store: FeatureStore | None, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The rows (of ``rows``) whose content ``store`` lacks, one per distinct content (one encoder
+    pass each)."""
+    segment = store.lookup(keys[rows])[0] if store is not None else np.full(len(rows), -1, np.int64)
+    unique: dict[bytes, int] = {}
+    for position in np.flatnonzero(segment < 0):
+        unique.setdefault(bytes(keys[rows[position]]), int(rows[position]))
+    return np.asarray(list(unique.values()), np.int64)
 
 
 def _existing_store(root: Path, fingerprint: str) -> FeatureStore | None:

@@ -11,7 +11,8 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from polymodal.data.manifest import WHOLE_ROW, Manifest
 from polymodal.data.modalities.base import Preprocessor
 from polymodal.data.skipped import Skipped
 from polymodal.errors import AbsentInputError, DecodeError
+from polymodal.utils.io import exclusive_lock
 from polymodal.utils.memory import release_memory
 from polymodal.utils.progress import progress_bar
 from polymodal.utils.warn import warn_user
@@ -343,28 +345,9 @@ def _encode_rows(preprocessor: Preprocessor, cells: Sequence[Any], todo: np.ndar
     store = FeatureStore(cache_dir, preprocessor.fingerprint(), spec)
     memo = StatMemo(cache_dir) if preprocessor.file_based else None
     keys, readable, skipped = _keys(preprocessor, cells, todo, manifest, on_error, memo)
-    segment, _ = store.lookup(keys)
-    missing = np.flatnonzero(readable & (segment < 0))
-    read_absent = np.zeros(0, np.int64)
-    _, first = np.unique(keys[missing], return_index=True)  # one decode per distinct content
-    new_positions = np.sort(missing[first])
-    if len(new_positions):
-        tmp, out = store.open_segment(len(new_positions))
-
-        def write_store(positions: np.ndarray, feats: dict[str, np.ndarray]) -> None:
-            for key, value in feats.items():
-                out[key][positions] = value
-
-        try:
-            filled, bad, read_absent = _featurize_rows(preprocessor, cells, todo[new_positions], manifest,
-                                                       write=write_store, on_error=on_error, progress=progress,
-                                                       label=label)
-        except BaseException:
-            store.discard_segment(tmp)
-            raise
-        failed = new_positions[~filled & ~np.isin(todo[new_positions], read_absent)]  # not those read as absent
-        skipped += bad + _same_content_skipped(bad, keys, failed, missing, todo, cells, manifest, preprocessor.name)
-        store.commit_segment(tmp, out, keys[new_positions], filled)
+    with _encoding_alone(store, readable, keys, label, progress) as missing:
+        skipped, read_absent = _encode_missing(store, preprocessor, cells, todo, manifest, keys, missing, skipped,
+                                               on_error=on_error, progress=progress, label=label)
     segment, slot = store.lookup(keys)
     segment[~readable] = -1
     segment_of = np.full(n, -1, np.int32)
@@ -374,6 +357,60 @@ def _encode_rows(preprocessor: Preprocessor, cells: Sequence[Any], todo: np.ndar
     row_keys[todo[segment >= 0]] = keys[segment >= 0]
     return EncodedModality(store.view(segment_of, slot_of), segment_of >= 0, keys=row_keys,
                            read_absent=read_absent), skipped
+
+
+@contextmanager
+def _encoding_alone(store: FeatureStore, readable: np.ndarray, keys: np.ndarray, label: str,
+                    progress: bool) -> Iterator[np.ndarray]:
+    """The positions of the ``readable`` items whose ``keys`` ``store`` lacks, for a block that
+    encodes and stores them while no other process encodes into the store: several runs, or the
+    ranks of a distributed fit, meeting a cold cache would each decode every item and store a
+    copy. Nothing is locked when every item is stored; a process that waits says so (with
+    ``progress``), and then finds what the other stored."""
+    segment, _ = store.lookup(keys)
+    if not (readable & (segment < 0)).any():
+        yield np.zeros(0, np.int64)
+        return
+
+    def waiting(lock: Path) -> None:
+        if progress:
+            print(f"{label}: another process is encoding into the feature cache {store.folder} (lock {lock}); "
+                  "waiting to reuse what it stores", file=sys.stderr, flush=True)
+
+    with exclusive_lock(store.folder, None, waiting):
+        store.refresh()
+        segment, _ = store.lookup(keys)
+        yield np.flatnonzero(readable & (segment < 0))
+
+
+def _encode_missing(store: FeatureStore, preprocessor: Preprocessor, cells: Sequence[Any], todo: np.ndarray,
+                    manifest: Manifest, keys: np.ndarray, missing: np.ndarray, skipped: list[Skipped], *,
+                    on_error: str, progress: bool, label: str) -> tuple[list[Skipped], np.ndarray]:
+    """Featurise the items at ``missing`` (positions in ``todo``; one decode per distinct content)
+    into a new segment of ``store``: the files skipped (``skipped`` and those that failed) and the
+    rows read as absent."""
+    _, first = np.unique(keys[missing], return_index=True)
+    new_positions = np.sort(missing[first])
+    if not len(new_positions):
+        return skipped, np.zeros(0, np.int64)
+    tmp, out = store.open_segment(len(new_positions))
+
+    def write_store(positions: np.ndarray, feats: dict[str, np.ndarray]) -> None:
+        for key, value in feats.items():
+            out[key][positions] = value
+
+    try:
+        filled, bad, read_absent = _featurize_rows(preprocessor, cells, todo[new_positions], manifest,
+                                                   write=write_store, on_error=on_error, progress=progress,
+                                                   label=label)
+    except BaseException:
+        store.discard_segment(tmp)
+        raise
+    failed = new_positions[~filled & ~np.isin(todo[new_positions], read_absent)]  # not those read as absent
+    skipped = skipped + bad + _same_content_skipped(bad, keys, failed, missing, todo, cells, manifest,
+                                                    preprocessor.name)
+    store.commit_segment(tmp, out, keys[new_positions], filled)
+    return skipped, read_absent
 
 
 def encode_manifest(

@@ -153,12 +153,14 @@ def _writable(folder: Path) -> bool:
 
 
 @contextmanager
-def exclusive_lock(target: str | os.PathLike, busy: Callable[[Path], Exception]) -> Iterator[None]:
+def exclusive_lock(target: str | os.PathLike, busy: Callable[[Path], Exception] | None,
+                   waiting: Callable[[Path], None] | None = None) -> Iterator[None]:
     """Hold an exclusive advisory lock on the output ``target`` for the block, so that two
     processes never write it at once; raise ``busy(lock file)`` at once when another process
-    holds it. The lock file (:func:`lock_path`) goes when the block ends; one left by a killed
-    process holds no lock (the system releases a dead process's locks). Where the platform has no
-    ``fcntl`` (Windows) nothing is locked."""
+    holds it, or, with ``busy`` None, call ``waiting(lock file)`` and wait for it. The lock file
+    (:func:`lock_path`) goes when the block ends; one left by a killed process holds no lock (the
+    system releases a dead process's locks). Where the platform has no ``fcntl`` (Windows)
+    nothing is locked."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
@@ -171,8 +173,13 @@ def exclusive_lock(target: str | os.PathLike, busy: Callable[[Path], Exception])
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
-            raise busy(path) from None
+            if busy is not None:
+                os.close(fd)
+                raise busy(path) from None
+            if waiting is not None:
+                waiting(path)
+                waiting = None  # said once
+            fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as err:  # a file system without locks (Lustre mounted noflock, some FUSE or CIFS mounts)
             os.close(fd)
             path.unlink(missing_ok=True)

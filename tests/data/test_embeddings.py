@@ -370,3 +370,37 @@ def test_a_video_present_in_no_row_gets_zero_frame_vectors_of_the_stage_s_layout
     arrays = attach_cached_features(run.config, run.net, run.pipeline, run.manifest, table).modalities["v"].arrays
     assert arrays["frame_vectors"].shape == (1, 4, 6) and not arrays["frame_vectors"].any()
     assert arrays["mask"].shape == (1, 4) and arrays["mask"].dtype == bool
+
+
+def test_two_processes_embedding_into_one_store_at_once_embed_each_input_once(tmp_path):
+    """Two runs on one cache at once: the second waits while the first embeds, then reads what it
+    stored, running its encoder on nothing. (Threads stand in for processes: the advisory lock
+    taken through two open files excludes either.)"""
+    import threading
+
+    path = _manifest(tmp_path / "data")
+    first, second = Run(_config(tmp_path / "cache"), path), Run(_config(tmp_path / "cache"), path)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(*_):  # the first run stays inside its first encoder pass until released
+        if threading.current_thread().name == "first" and not entered.is_set():
+            entered.set()
+            assert release.wait(30)
+
+    first.net.encoders["img"].register_forward_hook(hold)
+    tables = {}
+    threads = {name: threading.Thread(target=lambda n=name, r=run: tables.update({n: r.cached()}), name=name)
+               for name, run in (("first", first), ("second", second))}
+    threads["first"].start()
+    assert entered.wait(30)
+    threads["second"].start()
+    try:
+        threads["second"].join(1.0)
+        assert threads["second"].is_alive()  # waiting for the first to store its embeddings
+    finally:
+        release.set()
+    for thread in threads.values():
+        thread.join(60)
+    assert first.rows_seen == 11 and second.rows_seen == 0
+    np.testing.assert_array_equal(np.asarray(tables["first"].modalities["img"].arrays["pooled"][:]),
+                                  np.asarray(tables["second"].modalities["img"].arrays["pooled"][:]))

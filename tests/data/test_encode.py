@@ -325,3 +325,51 @@ def test_audio_clips_cut_silent_or_shorter_than_a_frame_are_one_warning_per_mani
     assert said == ["train.csv: audio modality 'clip', 4 row(s): longer than max_seconds (0.5 s): cut to its first "
                     "0.5 s (rows 1 (line 3), 4 (line 6), 6 (line 8)); the audio is silent (one value throughout): a "
                     "muted or disconnected microphone? (row 5 (line 7))"]
+
+
+def test_two_processes_meeting_a_cold_cache_encode_it_once(tmp_path, monkeypatch):
+    """Two fits on one cache folder at once (two runs, or a distributed fit's ranks): the second
+    waits while the first encodes a modality, then reuses what it stored, so every store holds one
+    segment and both read the same arrays. (Threads stand in for processes: an advisory lock
+    taken through two open files excludes either.)"""
+    import threading
+
+    from polymodal.data import encode
+    from polymodal.data.cache import visible_folders
+
+    path = write_multimodal_manifest(tmp_path)
+    data = {"cache_dir": str(tmp_path / "cache")}
+    entered, release = threading.Event(), threading.Event()
+    real = encode._featurize_rows
+
+    def held(*args, **kwargs):  # the first fit stays inside its first encoding until released
+        if threading.current_thread().name == "first" and not entered.is_set():
+            entered.set()
+            assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(encode, "_featurize_rows", held)
+    tables = {}
+
+    def fit(name):
+        tables[name] = DataPipeline(make_config(MULTIMODAL, data=data)).fit(read_manifest(path))[0]
+
+    first = threading.Thread(target=fit, args=("first",), name="first")
+    first.start()
+    assert entered.wait(30)
+    second = threading.Thread(target=fit, args=("second",), name="second")
+    second.start()
+    try:
+        second.join(1.0)
+        assert second.is_alive()  # waiting for the first to store what it encodes
+    finally:
+        release.set()
+    first.join(60)
+    second.join(60)
+    assert set(tables) == {"first", "second"}
+    stores = [folder for folder in (tmp_path / "cache").iterdir() if (folder / "segments").is_dir()]
+    assert len(stores) == len(MULTIMODAL)
+    assert all(len(visible_folders(store / "segments")) == 1 for store in stores)
+    for name, modality in tables["first"].modalities.items():
+        for key, array in modality.arrays.items():
+            np.testing.assert_array_equal(np.asarray(array), np.asarray(tables["second"].modalities[name].arrays[key]))
