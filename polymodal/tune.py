@@ -166,22 +166,43 @@ def check_tune_out(out: str | Path, *, overwrite: bool = False, resume: bool = F
 # Where and how visibly a trial trains: a resumed search may change these (not what it trains).
 PLACE_KEYS = ("train.progress", "train.num_workers", "train.threads", "train.accelerator", "train.devices",
               "train.num_nodes", "train.strategy", "report", "data.cache_dir", "data.memory_limit_gb")
+# How many trials: a resumed search may run more (as --trials says), its trials the same.
+TRIALS_KEY = "tune.trials"
 
 
-def _search_key(base: dict[str, Any], direction: str, train: Any, valid: Any) -> str:
-    """What a resumed search must share with the one it continues: the config it samples from
-    (its ``tune`` section included, :data:`PLACE_KEYS` aside), the direction of its metric and the
-    content of its training and validation manifests."""
-    config = copy.deepcopy(base)
-    for key in PLACE_KEYS:
+def _drop_keys(config: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``config`` (a dict, changed in place) without the dotted ``keys``."""
+    for key in keys:
         *parents, last = key.split(".")
         node = config
         for part in parents:
             node = node.get(part, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict):
             node.pop(last, None)
+    return config
+
+
+def _search_key(base: dict[str, Any], direction: str, train: Any, valid: Any) -> str:
+    """What a resumed search must share with the one it continues: the config it samples from
+    (its ``tune`` section included, :data:`PLACE_KEYS` and :data:`TRIALS_KEY` aside), the direction
+    of its metric and the content of its training and validation manifests."""
+    config = _drop_keys(copy.deepcopy(base), (*PLACE_KEYS, TRIALS_KEY))
     data = {name: manifest_key(source) for name, source in (("train", train), ("valid", valid))}
     return json.dumps({"config": config, "direction": direction, "data": data}, sort_keys=True, default=str)
+
+
+def _recorded_key(recorded: Any) -> Any:
+    """The :func:`_search_key` a journal recorded, as this version writes it: one written while
+    ``tune.trials`` had to stay the same on resume holds it, here dropped. As it is when it cannot
+    be read (none recorded, a journal of another form)."""
+    try:
+        before = json.loads(recorded)
+    except (TypeError, ValueError):
+        return recorded
+    if not isinstance(before, dict) or not isinstance(before.get("config"), dict):
+        return recorded
+    _drop_keys(before["config"], (TRIALS_KEY,))
+    return json.dumps(before, sort_keys=True, default=str)
 
 
 def _search_differences(recorded: Any, key: str) -> list[str]:
@@ -235,12 +256,15 @@ def _open_study(out: Path, key: str, direction: str, seed: int, pruner: Any, *, 
     recorded = optuna.load_study(study_name=STUDY_NAME, storage=storage)
     study = optuna.load_study(study_name=STUDY_NAME, storage=storage, pruner=pruner,
                               sampler=optuna.samplers.TPESampler(seed=seed + len(recorded.trials)))
-    if study.user_attrs.get("search") != key:
-        differences = _search_differences(study.user_attrs.get("search"), key)
+    started = _recorded_key(study.user_attrs.get("search"))
+    if started != key:
+        differences = _search_differences(started, key)
         said = ("; ".join(differences) if differences else
                 "another config, its metric optimised the other way, or other data (--train / --valid)")
         raise RunFolderError(f"--resume: the search in {out} started with {said}; resume it with the config, --set "
-                             "values and manifests it started with, or give --overwrite to start a new search")
+                             f"values and manifests it started with (a resume may change {TRIALS_KEY}, as --trials "
+                             f"does, and where trials train: {', '.join(PLACE_KEYS)}), or give --overwrite to start a "
+                             "new search (or another --out)")
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)  # the interrupted one
     return study
@@ -263,11 +287,13 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
             :mod:`polymodal.config.overrides`).
         overwrite: replace an earlier search's results in ``out`` (:data:`TUNE_FILES`); without
             it (or ``resume``), such a folder is refused before any trial trains.
-        resume: continue the search recorded in ``out`` (same config and overrides).
+        resume: continue the search recorded in ``out`` (same config and overrides; ``tune.trials``
+            and :data:`PLACE_KEYS` may change).
 
     Raises:
-        ConfigError: the config has no ``tune`` section, a sampled value does not fit the schema,
-            or every trial was pruned.
+        ConfigError: the config has no ``tune`` section, a value the space may draw does not fit
+            (:func:`check_search`, before anything is written), values drawn together do not fit
+            (named by their ``tune.space`` keys), or every trial was pruned.
         OptionError: ``trials`` below 1.
         RunFolderError: see :func:`check_tune_out`; ``resume`` of another config's search, or of
             one that already ran ``trials``.
@@ -275,29 +301,33 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
     if trials is not None and trials < 1:
         raise OptionError([f"--trials: at least 1; got {trials}"])
     config = load_config(config_path, overrides=overrides, check_files=True)
-    if config.tune is None:
-        raise ConfigError(["tune: the config has no 'tune' section (space, trials...) to search"],
-                          source=str(config_path))
-    if world_size(config.train) > 1 or "train.devices" in config.tune.space or "train.num_nodes" in config.tune.space:
+    searched = () if config.tune is None else config.tune.space
+    if world_size(config.train) > 1 or "train.devices" in searched or "train.num_nodes" in searched:
         raise ConfigError([f"train.devices: {config.train.devices} (x num_nodes {config.train.num_nodes}): the trials "
                            "of a search run one after another in this process; search on one device, then train the "
                            "best config (best_config.yaml) with several"])  # the file or a --set: not blamed on either
+    # every value the search may try, before anything is written (a journal of a search whose
+    # space fails is one --resume cannot continue) and before any training starts
+    monitor, direction = check_search(config, str(config_path))
     base = config_to_dict(config)
     tune = config.tune
-    monitor, direction = _metric(config)
     out = Path(out)
     check_tune_out(out, overwrite=overwrite, resume=resume)
-    check_space(base, tune.space, str(config_path))  # every value the search may try, before any training starts
 
     def busy(held: Path) -> RunFolderError:
         return RunFolderError(f"{out} is being searched into by another tune (it holds {held}); wait for it to end, "
                               "or give another --out")
 
-    def blame(err: ConfigError, number: int, values: dict[str, Any]) -> NoReturn:
-        """Raise a problem a trial's fit found (more blocks to freeze than the encoder has) named
-        by the ``tune.space`` key whose drawn value caused it, else by the ``--set`` value or the file."""
-        drawn = [f"tune.space.{key}: trial {number} drew {values[key]!r}: {p}" if key is not None else p
-                 for p in err.problems for key in [_space_key(p, values)]]
+    def blame(err: ConfigError, number: int, values: dict[str, Any], *, drawn_only: bool = False) -> NoReturn:
+        """Raise a problem a trial found (more blocks to freeze than the encoder has) named by the
+        ``tune.space`` keys whose drawn values caused it, else by the ``--set`` value or the file;
+        ``drawn_only``: the drawn values are its only cause (the config they were applied to
+        passed), so one naming no key of the space is blamed on all of them."""
+        drawn = []
+        for problem in err.problems:
+            keys = _space_keys(problem, values) or (list(values) if drawn_only else [])
+            drawn.append(f"{', '.join(f'tune.space.{k}' for k in keys)}: trial {number} drew "
+                         f"{', '.join(repr(values[k]) for k in keys)}: {problem}" if keys else problem)
         with naming_overrides(overrides, str(config_path)):
             raise ConfigError(drawn, source=str(config_path))
 
@@ -306,16 +336,68 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
                        blame=blame)
 
 
-def _space_key(problem: str, values: dict[str, Any]) -> str | None:
-    """The ``tune.space`` key (of ``values``) at or above the key path ``problem`` names, if any."""
+def _space_keys(problem: str, values: dict[str, Any]) -> list[str]:
+    """The ``tune.space`` key (of ``values``) at or above the key path ``problem`` names, else
+    those below it (``fusion: dim (20) must be divisible by heads (6)`` for ``fusion.dim`` and
+    ``fusion.heads``); none when it names a key no drawn value touches."""
     where = problem.partition(":")[0].strip()
-    return next((key for key in values if where == key or where.startswith(key + ".")), None)
+    above = [key for key in values if where == key or where.startswith(key + ".")]
+    return above[:1] or [key for key in values if key.startswith(where + ".")]
+
+
+def check_search(config: Config, source: str | None = None) -> tuple[str, str]:
+    """Check a config's ``tune`` section as ``polymodal tune`` does before it writes anything: its
+    metric (:func:`_metric`) and its space (:func:`check_space`).
+
+    Returns:
+        The metric optimised and its direction (``maximize`` / ``minimize``).
+
+    Raises:
+        ConfigError: the metric is not one of the task's, or a value the space may draw does not fit.
+    """
+    if config.tune is None:
+        raise ConfigError(["tune: the config has no 'tune' section (space, trials...) to search"], source=source)
+    metric = _metric(config)
+    check_space(config_to_dict(config), config.tune.space, source)
+    return metric
+
+
+def _inside(param: RangeParam) -> float:
+    """A value a float range may draw that is no whole number (a key taking whole numbers accepts
+    both ends of ``{low: 16, high: 64.0}``, and refuses what a trial draws between them): the
+    first step above ``low``, else one halfway (on the range's scale), moved to the half above the
+    whole number below it when that is inside."""
+    low, high = float(param.low), float(param.high)
+    if param.step is not None:
+        return low + float(param.step)
+    middle = math.sqrt(low * high) if param.log else (low + high) / 2
+    half = math.floor(middle) + 0.5
+    return half if low < half < high else float(f"{middle:.4g}")
+
+
+def _range_problems(base: dict[str, Any], key: str, param: RangeParam) -> list[str]:
+    """A float range's value between its ends that the config refuses (its ends fit): a whole-number
+    key given a float bound is told to give whole bounds."""
+    value = _inside(param)
+    try:
+        trial_config(base, {key: value})
+    except ConfigError as err:
+        problems = "; ".join(err.problems)
+        try:
+            trial_config(base, {key: round(value)})
+        except ConfigError:
+            return [f"tune.space.{key}: a value inside the range, {value!r}, does not fit the config: {problems}"]
+        bounds = ", ".join(f"{end}: {round(getattr(param, end))}" for end in ("low", "high"))
+        return [f"tune.space.{key}: {key} takes whole numbers, but low {param.low!r} and high {param.high!r} make a "
+                f"float range (a trial may draw {value!r}: {problems}); give both bounds as whole numbers "
+                f"({bounds}) to draw integers"]
+    return []
 
 
 def check_space(base: dict[str, Any], space: dict[str, Any], source: str | None = None) -> None:
     """Refuse a search space that leads anywhere invalid, before any trial trains: each key with
-    every one of its choices, or a range's two ends (a trial fails on its own value otherwise,
-    after the trials before it trained).
+    every one of its choices, or a range's two ends and, for a float range, a value between them
+    (a trial fails on its own value otherwise, after the trials before it trained).
 
     Raises:
         ConfigError: every value that does not fit, by ``tune.space`` key.
@@ -324,19 +406,25 @@ def check_space(base: dict[str, Any], space: dict[str, Any], source: str | None 
     for key, param in space.items():
         tried = ([("choice", c) for c in param.choices] if isinstance(param, ChoiceParam)
                  else [("low", param.low), ("high", param.high)])
+        found: dict[str, list[str]] = {}  # a problem -> the values that meet it (an unknown key: every one)
         for what, value in tried:
             try:
                 trial_config(base, {key: value})
             except ConfigError as err:
-                problems += [p if p.startswith("tune.space.")  # the key itself leads nowhere
-                             else f"tune.space.{key}: {what} {value!r} does not fit the config: {p}" for p in err.problems]
+                for problem in err.problems:
+                    found.setdefault(problem, []).append(f"{what} {value!r}")
+        problems += [p if p.startswith("tune.space.")  # the key itself leads nowhere
+                     else f"tune.space.{key}: {' and '.join(values)} do{'es' if len(values) == 1 else ''} not fit the "
+                          f"config: {p}" for p, values in found.items()]
+        if not found and isinstance(param, RangeParam) and not param.integer:
+            problems += _range_problems(base, key, param)
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)), source=source)
 
 
 def _search(out: Path, base: dict[str, Any], tune: Any, monitor: str, direction: str, train: Any, valid: Any,
             trials: int | None, on_trial: Callable[[dict[str, Any]], None] | None, *, resume: bool,
-            blame: Callable[[ConfigError, int, dict[str, Any]], NoReturn]) -> pd.DataFrame:
+            blame: Callable[..., NoReturn]) -> pd.DataFrame:
     """:func:`run_search` once its inputs are checked and ``out`` is locked (``blame``: raises a
     config problem a trial's fit found, labelled with where it came from)."""
     import optuna
@@ -363,7 +451,11 @@ def _search(out: Path, base: dict[str, Any], tune: Any, monitor: str, direction:
     def objective(trial: optuna.Trial) -> float:
         values = {key: _suggest(trial, key, param) for key, param in tune.space.items()}
         trial.set_user_attr("values", values)
-        predictor = MultimodalPredictor.from_config(trial_config(base, values))  # task anomaly: a detector
+        try:  # the space's keys were checked one at a time: drawn together they may still not fit
+            config = trial_config(base, values)
+        except ConfigError as err:
+            blame(err, trial.number, values, drawn_only=True)
+        predictor = MultimodalPredictor.from_config(config)  # task anomaly: a detector
         predictor.config.train.progress = False
         try:
             predictor.fit(train, valid, callbacks=[pruning_callback(trial, monitor)])

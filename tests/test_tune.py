@@ -20,10 +20,10 @@ from helpers_models import (
     write_splits,
 )
 
-from polymodal.config import load_config
+from polymodal.config import config_to_dict, load_config
 from polymodal.config.overrides import set_dotted
 from polymodal.errors import ConfigError, OptionError, RunFolderError
-from polymodal.tune import _metric, _score, pruning_callback, run_search, trial_config
+from polymodal.tune import _metric, _score, _suggest, check_space, pruning_callback, run_search, trial_config
 
 
 def test_set_dotted_creates_and_overrides_sections():
@@ -358,7 +358,7 @@ def test_an_interrupted_search_resumes_with_its_finished_trials_and_the_interrup
         run_search(config, paths["train"], paths["valid"], out, resume=True, overrides={"train.epochs": 2})
     assert str(refused.value).startswith(f"--resume: the search in {out} started with another config (train.epochs: "
                                          "1 -> 2); resume it with the config, --set values and manifests it started "
-                                         "with, or give --overwrite")
+                                         "with (a resume may change tune.trials")
     with pytest.raises(RunFolderError) as refused:
         run_search(config, paths["train"], paths["train"], out, resume=True)
     assert (f"the search in {out} started with another --valid (the search validated on a manifest of other "
@@ -412,3 +412,100 @@ def test_trials_below_one_are_refused_and_a_search_whose_trials_were_all_pruned_
     with pytest.raises(ConfigError, match=r"none of the 2 trial\(s\) completed \(every one was pruned"):
         run_search(path, paths["train"], paths["valid"], tmp_path / "search")
     assert len(pd.read_csv(tmp_path / "search" / "trials.csv")) == 2
+
+
+def test_a_range_optuna_cannot_draw_is_refused_by_its_key():
+    """A step with log: true, and a fractional step of an integer range (int(0.5) = 0), passed every
+    check and then crashed Optuna in trial 0; a step wider than the range draws low alone."""
+    space = {"train.lr": {"low": 1e-4, "high": 1e-2, "log": True, "step": 1e-4},
+             "train.epochs": {"low": 1, "high": 3, "step": 0.5},
+             "head.dropout": {"low": 0.1, "high": 0.3, "step": 0.5},
+             "train.batch_size": {"low": 8, "high": 64, "log": True, "step": 2}}
+    with pytest.raises(ConfigError) as err:
+        load_config({**classification_config(), "tune": {"space": space}})
+    assert sorted(err.value.problems) == sorted([
+        "tune.space.train.lr: a log-scale range (log: true) takes no step (Optuna draws on a log scale or in steps, "
+        "not both); got step 0.0001: drop step, or log",
+        "tune.space.train.epochs: an integer range (low 1 and high 3 are whole numbers) takes a whole step; got step "
+        "0.5: give a whole step, or float bounds (low: 1.0) for a key that takes fractions",
+        "tune.space.head.dropout: step (0.5) is larger than the range (high - low = 0.19999999999999998): only low "
+        "(0.1) would be drawn",
+        "tune.space.train.batch_size: a log-scale range (log: true) takes no step (Optuna draws on a log scale or in "
+        "steps, not both); got step 2: drop step, or log",
+    ])
+    fine = {"train.batch_size": {"low": 8, "high": 64, "log": True, "step": 1},  # Optuna's own default step
+            "train.epochs": {"low": 1, "high": 3, "step": 2.0}, "head.dropout": {"low": 0.1, "high": 0.3, "step": 0.1}}
+    config = load_config({**classification_config(), "tune": {"space": fine}})
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    drawn = {key: _suggest(study.ask(), key, param) for key, param in config.tune.space.items()}
+    assert drawn["train.epochs"] in (1, 3) and 8 <= drawn["train.batch_size"] <= 64
+
+
+def test_a_space_optuna_or_a_drawn_value_would_fail_is_refused_before_the_journal(tmp_path):
+    """A float range on a key of whole numbers passed the check of its two ends (16 and 64.0 both
+    read as integers) and failed in trial 0, after study.journal was written: a search with the
+    space fixed was then refused (the folder held a search) and --resume failed again."""
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=30))
+    space = {"modalities.img.encoder.dim": {"low": 16, "high": 64.0}, "head.dropout": {"low": 0.0, "high": 0.5}}
+    path = tuned(tmp_path, classification_config(epochs=1), space=space)
+    with pytest.raises(ConfigError) as info:
+        run_search(path, paths["train"], paths["valid"], tmp_path / "dim")
+    assert info.value.source == str(path)
+    assert info.value.problems == [
+        "tune.space.modalities.img.encoder.dim: modalities.img.encoder.dim takes whole numbers, but low 16 and high "
+        "64.0 make a float range (a trial may draw 40.5: modalities.img.encoder.dim: Input should be a valid integer, "
+        "got a number with a fractional part (got 40.5)); give both bounds as whole numbers (low: 16, high: 64) to "
+        "draw integers"]
+    assert not (tmp_path / "dim").exists()
+    (tmp_path / "step").mkdir()  # the folder a crashed search had made
+    path = tuned(tmp_path, classification_config(epochs=1),
+                 space={"train.lr": {"low": 1e-4, "high": 1e-2, "log": True, "step": 1e-4}})
+    with pytest.raises(ConfigError, match="tune.space.train.lr: a log-scale range"):
+        run_search(path, paths["train"], paths["valid"], tmp_path / "step")
+    assert list((tmp_path / "step").iterdir()) == [], "no study.journal"
+    fine = load_config(tuned(tmp_path, classification_config(epochs=1), space={"head.dropout": {"low": 0.1, "high": 0.9}}))
+    check_space(config_to_dict(fine), fine.tune.space)  # a key taking fractions: 0.5 fits
+
+
+def test_values_drawn_together_that_do_not_fit_name_their_space_keys(tmp_path):
+    """Each key of the space fits alone (dim 20 with 4 heads, 6 heads with dim 24), trial 0 draws
+    both (20 split across 6 heads): the error named no tune.space key and no file."""
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=30))
+    config = {**classification_config(epochs=1), "fusion": {"name": "attention", "dim": 24, "heads": 4}}
+    space = {"fusion.dim": {"choices": [24, 20]}, "fusion.heads": {"choices": [4, 6]}}
+    path = tuned(tmp_path, config, space=space, seed=1)  # seed 1: trial 0 draws 20 and 6
+    with pytest.raises(ConfigError) as info:
+        run_search(path, paths["train"], paths["valid"], tmp_path / "search")
+    assert info.value.source == str(path)
+    assert info.value.problems == ["tune.space.fusion.dim, tune.space.fusion.heads: trial 0 drew 20, 6: fusion: dim "
+                                   "(20) must be divisible by heads (6)"]
+
+
+def test_a_resumed_search_may_raise_tune_trials_in_the_config(tmp_path):
+    """--resume refused tune.trials raised in the YAML ('started with another config (tune.trials:
+    1 -> 2)') although --trials 2 does the same; a journal recorded while tune.trials was part of
+    the search's identity resumes too. Other tune keys are refused, naming what may change."""
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=30))
+    path = tuned(tmp_path, classification_config(epochs=1), trials=1)
+    out = tmp_path / "search"
+    run_search(path, paths["train"], paths["valid"], out)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
+    study_id = storage.get_study_id_from_name("polymodal")
+    recorded = json.loads(storage.get_study_user_attrs(study_id)["search"])
+    recorded["config"]["tune"]["trials"] = 1  # as a search before this change recorded it
+    storage.set_study_user_attr(study_id, "search", json.dumps(recorded, sort_keys=True))
+    spec = yaml.safe_load(path.read_text())
+    spec["tune"]["trials"] = 2
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    table = run_search(path, paths["train"], paths["valid"], out, resume=True)
+    assert table["trial"].tolist() == [0, 1] and (table["state"] == "complete").all()
+    spec["tune"].update(trials=3, warmup_epochs=0)
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    with pytest.raises(RunFolderError) as refused:
+        run_search(path, paths["train"], paths["valid"], out, resume=True)
+    assert str(refused.value) == (
+        f"--resume: the search in {out} started with another config (tune.warmup_epochs: 2 -> 0); resume it with the "
+        "config, --set values and manifests it started with (a resume may change tune.trials, as --trials does, and "
+        "where trials train: train.progress, train.num_workers, train.threads, train.accelerator, train.devices, "
+        "train.num_nodes, train.strategy, report, data.cache_dir, data.memory_limit_gb), or give --overwrite to "
+        "start a new search (or another --out)")

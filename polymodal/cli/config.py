@@ -79,32 +79,53 @@ def config_check(
                                            "first, as a validation manifest's must be of training's).")] = None,
     set_: SetOpt = None,
 ) -> None:
-    """Validate a config file; list every problem with its key path (files it names included), and
-    with --data every problem of the manifests (nothing is decoded or trained). --set checks the
-    config train or tune would run with those values."""
+    """Validate a config file; list every problem with its key path (files it names included, and
+    its tune.space as tune checks it), and with --data every problem of each manifest (nothing is
+    decoded or trained; every manifest is checked, the status is 2 if any has a problem). --set
+    checks the config train or tune would run with those values."""
+    from polymodal.cli.common import PATH_ERRORS, _path_error_message, err_console
     from polymodal.config import load_config
     from polymodal.config.overrides import parse_overrides
+    from polymodal.errors import PolymodalError
 
     config = load_config(file, overrides=parse_overrides(set_ or []), check_files=True)
+    if config.tune is not None:
+        from polymodal.tune import check_search
+
+        check_search(config, str(file))  # what tune refuses before its first trial
     names = ", ".join(f"{n} ({m.kind}/{m.encoder.name})" for n, m in sorted(config.modalities.items()))
     given = f" with --set {', '.join(set_)}" if set_ else ""
-    console.print(labelled("OK", "green", f"{file}{given}: task {config.task}, modalities {names}, {_model_parts(config)}"))
+    searched = f", tune.space {', '.join(config.tune.space)}" if config.tune is not None else ""
+    console.print(labelled("OK", "green", f"{file}{given}: task {config.task}, modalities {names}, "
+                                          f"{_model_parts(config)}{searched}"))
     targets = None  # fitted on the first manifest, as training fits them on its training manifest
-    for manifest in data or []:
-        said, targets = _check_manifest(config, manifest, targets)
+    failed = 0
+    for number, manifest in enumerate(data or []):
+        try:
+            said, targets = _check_manifest(config, manifest, targets, training=number == 0)
+        except (PolymodalError, *PATH_ERRORS) as err:  # said, and the next manifest checked
+            failed += 1
+            message = str(err) if isinstance(err, PolymodalError) else _path_error_message(err)
+            err_console.print(labelled("error:", "bold red", message))
+            continue
         console.print(labelled("OK", "green", f"{manifest}: {said}"))
+    if failed:
+        err_console.print(f"{failed} of {len(data or [])} manifest(s) have problems", highlight=False)
+        raise typer.Exit(2)
 
 
-def _check_manifest(config: Any, path: Path, targets: Any = None) -> tuple[str, Any]:
+def _check_manifest(config: Any, path: Path, targets: Any = None, *, training: bool = True) -> tuple[str, Any]:
     """Read and validate ``path`` as a fit reads a training or validation manifest (every problem
     raised at once, and the warnings about its target columns given). The first manifest
-    (``targets`` None) is read as the training one: the target encoder is fitted on its labels;
-    a later one's labels are encoded with it, so a class training never saw is refused with
-    training's own message.
+    (``training``) is read as the training one: every modality must have rows to fit its
+    preprocessing on, and the target encoder is fitted on its labels; a later one's labels are
+    encoded with it (``targets``), so a class training never saw is refused with training's own
+    message, and a modality it holds nowhere is warned about (validated without it).
 
     Returns:
         What the manifest holds, in words (rows, and the files ``data.on_error`` would skip), and
-        the target encoder fitted on the first manifest (None when the config has no labels to fit).
+        the target encoder fitted on the first manifest (None when the config has no labels to fit,
+        or the first manifest's could not be).
     """
     from polymodal.config.modalities import modality_columns
     from polymodal.data.manifest import WHOLE_ROW
@@ -112,10 +133,14 @@ def _check_manifest(config: Any, path: Path, targets: Any = None) -> tuple[str, 
 
     pipeline = DataPipeline(config)
     manifest = pipeline.read(path, require_target=bool(config.targets), training=True)
+    _check_fit_rows(pipeline, manifest, training)
     pipeline.warn_about_targets(manifest)  # as training would: a continuous-looking class, a constant label
     _check_normal_values(config, manifest)
-    targets = _check_labels(config, pipeline, manifest, targets)
-    said = f"{len(manifest):,} rows"
+    unchecked = not training and targets is None and bool(config.targets) and config.task != "anomaly"
+    if not unchecked:  # else the first manifest's labels could not be fitted: no classes to compare with
+        targets = _check_labels(config, pipeline, manifest, targets)
+    said = f"{len(manifest):,} rows" + ("; labels not checked against the first --data's classes (it has problems)"
+                                        if unchecked else "")
     absent = {column: len(manifest.absent(column)[0]) for m in config.modalities.values() if m.file_based
               for column in modality_columns(m)}
     absent = {column: n for column, n in absent.items() if n}
@@ -125,6 +150,32 @@ def _check_manifest(config: Any, path: Path, targets: Any = None) -> tuple[str, 
                  + ", ".join([f"{n} missing file(s) of '{c}'" for c, n in absent.items()]
                              + ([f"{empty} row(s) with no modality present"] if empty else [])))
     return said, targets
+
+
+def _check_fit_rows(pipeline: Any, manifest: Any, training: bool) -> None:
+    """Training's own check that each modality has rows of a training manifest to fit its
+    preprocessing on (:meth:`~polymodal.data.pipeline.DataPipeline.fit_rows`): every modality's
+    problem at once. A validation manifest (not ``training``) may lack a modality in every row:
+    the model is validated without it, which is warned about.
+
+    Raises:
+        ManifestError: ``training``, and a modality has no value (or no file that exists) in any row.
+    """
+    from polymodal.errors import ManifestError
+    from polymodal.utils.warn import warn_user
+
+    problems = []
+    for name in pipeline.config.modality_names:
+        try:
+            pipeline.fit_rows(manifest, name)
+        except ManifestError as err:
+            if training:
+                problems += err.problems
+            else:
+                warn_user(f"{manifest.name}: modality '{name}' has no value (or no file that exists) in any row: "
+                          "training validates the model without it")
+    if problems:
+        raise ManifestError(problems, source=manifest.name)
 
 
 def _check_labels(config: Any, pipeline: Any, manifest: Any, targets: Any) -> Any:

@@ -12,7 +12,8 @@ from polymodal.config.base import StrictModel
 
 class RangeParam(StrictModel):
     """A number in [low, high]: an integer when ``low`` and ``high`` are both integers (in
-    steps of ``step``), else a float (on a log scale with ``log: true``)."""
+    steps of ``step``, a whole number), else a float (on a log scale with ``log: true``, or in
+    steps of ``step``: not both, as Optuna draws one way or the other)."""
 
     low: int | float
     high: int | float
@@ -29,9 +30,26 @@ class RangeParam(StrictModel):
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         if self.log and self.low <= 0:
             raise ValueError(f"a log-scale range needs low > 0; got {self.low}")
-        if self.step is not None and self.step <= 0:
-            raise ValueError(f"step must be positive; got {self.step}")
+        if self.step is not None:
+            self._check_step(self.step)
         return self
+
+    def _check_step(self, step: int | float) -> None:
+        """What Optuna draws with ``step``: a positive step, no other than 1 on a log scale (Optuna
+        refuses it), a whole one in an integer range (``int(0.5)`` would be 0), and no larger than
+        the range (only ``low`` would ever be drawn)."""
+        if step <= 0:
+            raise ValueError(f"step must be positive; got {step}")
+        if self.log and not (self.integer and step == 1):
+            raise ValueError(f"a log-scale range (log: true) takes no step (Optuna draws on a log scale or in steps, "
+                             f"not both); got step {step}: drop step, or log")
+        if self.integer and not float(step).is_integer():
+            raise ValueError(f"an integer range (low {self.low} and high {self.high} are whole numbers) takes a whole "
+                             f"step; got step {step}: give a whole step, or float bounds (low: {float(self.low)}) for a "
+                             "key that takes fractions")
+        if step > self.high - self.low:
+            raise ValueError(f"step ({step}) is larger than the range (high - low = {self.high - self.low}): only low "
+                             f"({self.low}) would be drawn")
 
 
 class ChoiceParam(StrictModel):
@@ -85,7 +103,7 @@ class TuneConfig(StrictModel):
         space: dotted config keys (``train.lr``, ``fusion.name``, ``modalities.audio.encoder.dim``)
             to a range (``{low, high}``, optionally ``log: true`` or ``step``) or ``{choices: [...]}``
             (a bare list is short for the choices).
-        trials: how many configurations to train.
+        trials: how many configurations to train (a resumed search may raise it, as ``--trials``).
         metric: validation metric to optimise (its value at the epoch each trial keeps); ``auto``
             uses early stopping's monitor when one is named, else the task's headline metric
             (``accuracy``, ``macro_f1``, ``rmse``, ``map``; ``r2`` for a regression of several

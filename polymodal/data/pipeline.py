@@ -190,16 +190,7 @@ class DataPipeline:
         self.warn_about_targets(manifest)
         for name, prep in self.preprocessors.items():
             cells = manifest_cells(manifest, self.config.modalities[name], prep.file_based)
-            present = cells.present()
-            if not present.any():
-                raise self._nothing_to_fit(manifest, name, "has no value in any training row")
-            rows, reasons = manifest.absent(self.config.modalities[name].column) if prep.file_based else ((), ())
-            if len(rows):  # files validation found missing (on_error skip / missing)
-                present[rows] = False
-                if not present.any():
-                    raise self._nothing_to_fit(manifest, name, f"names no file that exists in any training row "
-                                               f"({len(rows)} skipped, data.on_error: {on_error}; first: "
-                                               f"{manifest.where(int(rows[0]))}: {reasons[0]})", files=True)
+            present = self.fit_rows(manifest, name, cells.present())
             if prep.kind == "text":
                 _warn_if_numbers(manifest, name, self.config.modalities[name].column, present)
             prep.fit(cells.subset(np.flatnonzero(present)))
@@ -213,6 +204,30 @@ class DataPipeline:
             self._fit_statistics(prep, mod)
         self.targets.fit(manifest if len(table) == len(manifest) else manifest.subset(table.rows))
         return table, self.encode_targets(manifest, table)
+
+    def fit_rows(self, manifest: Manifest, name: str, present: np.ndarray | None = None) -> np.ndarray:
+        """The rows of a validated training manifest that modality ``name``'s preprocessing is
+        fitted on: those holding a value of it (``present``, as its cells say when None) whose
+        file, for a file-based modality, validation did not find missing.
+
+        Raises:
+            ManifestError: no row holds a value of it, or (``data.on_error`` ``skip``/``missing``)
+                none names a file that exists: nothing to fit its preprocessing on.
+        """
+        prep = self.preprocessors[name]
+        if present is None:
+            present = manifest_cells(manifest, self.config.modalities[name], prep.file_based).present()
+        if not present.any():
+            raise self._nothing_to_fit(manifest, name, "has no value in any training row")
+        rows, reasons = manifest.absent(self.config.modalities[name].column) if prep.file_based else ((), ())
+        if len(rows):  # files validation found missing (on_error skip / missing)
+            present = present.copy()
+            present[rows] = False
+            if not present.any():
+                raise self._nothing_to_fit(manifest, name, f"names no file that exists in any training row "
+                                           f"({len(rows)} skipped, data.on_error: {self.config.data.on_error}; "
+                                           f"first: {manifest.where(int(rows[0]))}: {reasons[0]})", files=True)
+        return present
 
     def warn_about_targets(self, manifest: Manifest) -> None:
         """Warn about target columns of a training manifest that are read, but likely wrong: a

@@ -195,6 +195,70 @@ def test_what_the_commands_print_is_text_not_markup(data, tmp_path):
                       "x[normal]")
 
 
+def test_config_check_checks_the_tune_space_as_tune_does(data, tmp_path):
+    """An unknown space key (train.lrr) printed OK, and tune then refused it."""
+    config = yaml.safe_load(data["config"].read_text()) | {"tune": {"space": {"train.lrr": {"low": 1e-4, "high": 1e-2}}}}
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    said = ("tune.space.train.lrr: low 0.0001 and high 0.01 do not fit the config: train.lrr: unknown key 'lrr' "
+            "(did you mean 'lr'?)")
+    assert_user_error(invoke("config", "check", path), f"Invalid config in {path}", said)
+    assert_user_error(invoke("tune", path, "--train", data["train"], "--out", tmp_path / "search"), said)
+    assert not (tmp_path / "search").exists()
+    config["tune"]["space"] = {"modalities.img.encoder.dim": {"low": 8, "high": 32.0}}  # trial 0 would draw 20.3
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert_user_error(invoke("config", "check", path), "tune.space.modalities.img.encoder.dim: "
+                      "modalities.img.encoder.dim takes whole numbers, but low 8 and high 32.0 make a float range")
+    config["tune"]["space"] = {"modalities.img.encoder.dim": {"low": 8, "high": 32}, "fusion.name": ["concat", "late"]}
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = invoke("config", "check", path)
+    assert result.exit_code == 0, result.output
+    assert "head mlp, tune.space fusion.name, modalities.img.encoder.dim" in " ".join(result.stdout.split())
+
+
+def test_config_check_reports_every_manifests_problems_in_one_run(data):
+    """It stopped at the first manifest with a problem."""
+    root = data["root"]
+    pd.read_csv(data["valid"]).drop(columns="label").to_csv(root / "valid_nocat.csv", index=False)
+    pd.read_csv(data["valid"]).assign(label=lambda f: f["label"].str.upper()).to_csv(root / "valid_case.csv",
+                                                                                    index=False)
+    result = invoke("config", "check", data["config"], "--data", data["train"], "--data", root / "valid_nocat.csv",
+                    "--data", root / "valid_case.csv", "--data", data["valid"])
+    assert_user_error(result, "Invalid manifest valid_nocat.csv (1 problem(s)):\n  - target column 'label' is not "
+                      "in valid_nocat.csv", "valid_case.csv row 0 (line 2): label 'A' in column 'label' was not "
+                      "seen in training (did you mean 'a'?)", "2 of 4 manifest(s) have problems")
+    shown = " ".join(result.stdout.split())
+    assert f"OK {data['train']}: " in shown and f"OK {data['valid']}: " in shown
+    result = invoke("config", "check", data["config"], "--data", root / "valid_nocat.csv", "--data", data["valid"])
+    assert_user_error(result, "1 of 2 manifest(s) have problems")  # the first failed: no classes to compare with
+    assert f"OK {data['valid']}: 19 rows; labels not checked against the first --data's classes (it has problems)" \
+        in " ".join(result.stdout.split())
+
+
+def test_config_check_refuses_a_training_manifest_without_a_value_of_a_modality_as_train_does(data, tmp_path):
+    """A text column blank in every row printed OK, and train then found nothing to fit the text
+    preprocessing on; in a later (validation) manifest it is warned about: training validates
+    without the modality."""
+    root = data["root"]
+    config = yaml.safe_load(data["config"].read_text())
+    config["modalities"]["review"] = {"kind": "text", "column": "review"}
+    (root / "text.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    pd.read_csv(data["train"]).assign(review="").to_csv(root / "notext_train.csv", index=False)
+    pd.read_csv(data["valid"]).assign(review="fine").to_csv(root / "text_valid.csv", index=False)
+    said = ("notext_train.csv: column 'review' (modality 'review') has no value in any training row: nothing to fit "
+            "its preprocessing on; fill the column or drop the modality from the config")
+    assert_user_error(invoke("train", root / "text.yaml", "--train", root / "notext_train.csv", "--valid",
+                             root / "text_valid.csv", "--out", tmp_path / "run", "--set", "train.epochs=1"), said)
+    assert_user_error(invoke("config", "check", root / "text.yaml", "--data", root / "notext_train.csv"), said)
+    pd.read_csv(data["train"]).assign(review="fine").to_csv(root / "text_train.csv", index=False)
+    pd.read_csv(data["valid"]).assign(review="").to_csv(root / "notext_valid.csv", index=False)
+    with pytest.warns(UserWarning, match=r"^notext_valid.csv: modality 'review' has no value \(or no file that "
+                                         r"exists\) in any row: training validates the model without it$"):
+        result = invoke("config", "check", root / "text.yaml", "--data", root / "text_train.csv", "--data",
+                        root / "notext_valid.csv")
+    assert result.exit_code == 0, result.output
+
+
 def test_config_check_names_the_bad_key(tmp_path):
     config = classification_config()
     config["modalities"]["img"]["encoder"]["dim"] = -1
