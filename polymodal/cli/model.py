@@ -503,7 +503,7 @@ def tune(
                                             "best_config.yaml, summary.json and study.journal in --out (refused "
                                             "otherwise).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the search in --out (interrupted, or with a "
-                                         "larger --trials); its finished trials count.")] = False,
+                                         "larger --trials or tune.trials); its finished trials count.")] = False,
     set_: SetOpt = None,
 ) -> None:
     """Search hyper-parameters with Optuna (TPE sampler, median pruning on the validation metric)."""
