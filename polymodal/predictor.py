@@ -31,6 +31,7 @@ from polymodal.config import Config, load_config
 from polymodal.config.align import aligned_modalities, modality_pairs
 from polymodal.config.decision import DECIDED_TASKS
 from polymodal.data.embeddings import attach_cached_features
+from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import stratified_holdout
@@ -67,6 +68,9 @@ class MultimodalPredictor(Estimator):
         info: facts about the fit (seconds, parameters, best epoch, skipped files...).
         metrics / history / last_skipped: see :class:`~polymodal.estimator.Estimator`.
     """
+
+    # a predicted row that data.on_error: missing left with no modality keeps its place (predict_frame)
+    emptied_rows_predicted = "kept, with NaN predictions"
 
     def __init__(self, config: Config | dict[str, Any] | str | os.PathLike):
         """``config``: a :class:`~polymodal.config.Config`, a dict or a YAML/JSON file's path.
@@ -373,35 +377,45 @@ class MultimodalPredictor(Estimator):
     def predict_proba(self, data: DataSource, modalities: Iterable[str] | None = None, *,
                       support: DataSource | None = None) -> pd.DataFrame:
         """Class probabilities (classification: softmax; multilabel: per-label sigmoid), one column
-        per class, indexed by manifest row (a DataFrame's own index, when it has one). ``support``:
-        see :meth:`evaluate`."""
-        self.require(PREDICT, "predict_proba")
+        per class, indexed by manifest row (a DataFrame's own index, when it has one); a row left
+        without a prediction (see :meth:`predict_frame`) is NaN. ``support``: see :meth:`evaluate`."""
+        return self._every_row(*self._probabilities(data, modalities, support, "predict_proba"))
+
+    def _probabilities(self, data: DataSource, modalities: Iterable[str] | None, support: DataSource | None,
+                       method: str) -> tuple[pd.DataFrame, Manifest, EncodedTable]:
+        """The main task's probabilities of the rows encoding kept (indexed as :meth:`predict_proba`),
+        the manifest read and its encoded table. ``method``: what a regression model refuses."""
+        self.require(PREDICT, method)
         if self.config.task == "regression":
             raise SchemaMismatchError("predict_proba needs a classification or multilabel model; this one does "
                                       "regression (use predict)")
         with self.using_support(support, modalities, data):
-            manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
+            manifest, table = self.encode_data(data, require_target=False, modalities=modalities, predicting=True)
             outputs = main_outputs(self.pipeline.targets, self.raw_outputs(self.network_table(manifest, table)))
             columns = self.pipeline.targets.classes if self.config.task == "classification" else self.config.targets
         proba = probabilities(self.config.task, outputs)
-        return pd.DataFrame(proba, columns=columns, index=manifest.row_index(table.rows))
+        return pd.DataFrame(proba, columns=columns, index=manifest.row_index(table.rows)), manifest, table
 
     def predict(self, data: DataSource, modalities: Iterable[str] | None = None, *,
                 support: DataSource | None = None) -> np.ndarray:
         """Predicted labels (classification), 0/1 matrix (multilabel) or values (regression) of
         the main task: regression gives an (N,) array for ``target: COLUMN`` and (N, targets) for
-        ``target: [COLUMNS]``, as scikit-learn follows ``y``'s shape. ``support``: see
-        :meth:`evaluate`."""
+        ``target: [COLUMNS]``, as scikit-learn follows ``y``'s shape. A row left without a
+        prediction (see :meth:`predict_frame`) holds NaN: the labels are then an object array, a
+        multilabel matrix floats. ``support``: see :meth:`evaluate`."""
         self.require(PREDICT, "predict")
         if self.config.task == "regression":
             with self.using_support(support, modalities, data):  # a support set: refused, as predict_frame and evaluate refuse it
-                manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
+                manifest, table = self.encode_data(data, require_target=False, modalities=modalities, predicting=True)
                 outputs = self.raw_outputs(self.network_table(manifest, table))
                 values = self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, outputs))
+            values = self._every_value(values, manifest, table, np.float64)
             return values[:, 0] if isinstance(self.config.target, str) else values
-        proba = self.predict_proba(data, modalities, support=support)
+        proba, manifest, table = self._probabilities(data, modalities, support, "predict")
         chosen = decisions(self.config.task, proba.to_numpy(), self.pipeline.targets.threshold)
-        return chosen if self.config.task == "multilabel" else np.asarray(proba.columns)[chosen]
+        if self.config.task == "multilabel":
+            return self._every_value(chosen, manifest, table, np.float64)
+        return self._every_value(np.asarray(proba.columns)[chosen], manifest, table, object)
 
     def predict_frame(self, data: DataSource, modalities: Iterable[str] | None = None, *,
                       support: DataSource | None = None) -> pd.DataFrame:
@@ -411,14 +425,45 @@ class MultimodalPredictor(Estimator):
         (regression); further ``tasks`` add their columns prefixed by the task's name; last,
         ``absent``: the modalities the row lacked, comma-separated (empty when none), what its
         prediction was made without.
+
+        Under ``data.on_error: missing`` every row keeps its place: one left with no modality
+        present (every cell empty, every file unreadable) has NaN predictions and every modality
+        ``absent``, and the warning on the files skipped names it (``eval_skipped`` lists it).
+        Under ``skip`` a row with an unreadable file is left out, as the warning says.
         ``support``: see :meth:`evaluate`."""
         self.require(PREDICT, "predict")
         with self.using_support(support, modalities, data):
-            manifest, table = self.encode_data(data, require_target=False, modalities=modalities)
+            manifest, table = self.encode_data(data, require_target=False, modalities=modalities, predicting=True)
             outputs = self.raw_outputs(self.network_table(manifest, table))
             index = manifest.row_index(table.rows)
             frame = task_frame(self.pipeline.targets, main_outputs(self.pipeline.targets, outputs), index)
-            return frame.join(further_task_frame(self.pipeline.targets, outputs, index)).assign(absent=table.absent())
+            frame = frame.join(further_task_frame(self.pipeline.targets, outputs, index)).assign(absent=table.absent())
+            return self._every_row(frame, manifest, table, absent=", ".join(table.modalities))
+
+    def _every_row(self, frame: pd.DataFrame, manifest: Manifest, table: EncodedTable,
+                   absent: str | None = None) -> pd.DataFrame:
+        """``frame`` (one row per row of ``table``) with, under ``data.on_error: missing``, the
+        rows of ``manifest`` that encoding left out for want of any modality put back in manifest
+        order, NaN (``absent``: their ``absent`` cell), so that a prediction lines up with its input
+        (``df["pred"] = pred.predict(df)``) as the file ``polymodal predict`` writes does; under
+        ``skip`` such rows are left out, as the user asked."""
+        if self.config.data.on_error != "missing" or len(table.rows) == len(manifest):
+            return frame
+        every = frame.set_axis(pd.Index(table.rows)).reindex(pd.RangeIndex(len(manifest)))
+        if absent is not None:  # an object array, as EncodedTable.absent gives: the chunks of a batch agree on its type
+            cells = np.full(len(manifest), absent, object)
+            cells[table.rows] = frame["absent"].to_numpy(object)
+            every = every.assign(absent=cells)
+        return every.set_axis(manifest.row_index(np.arange(len(manifest))))
+
+    def _every_value(self, values: np.ndarray, manifest: Manifest, table: EncodedTable, dtype: Any) -> np.ndarray:
+        """``values`` (one per row of ``table``) as :meth:`_every_row` puts a frame's back: under
+        ``data.on_error: missing``, in a ``dtype`` array with NaN at the rows encoding left out."""
+        if self.config.data.on_error != "missing" or len(table.rows) == len(manifest):
+            return values
+        every = np.full((len(manifest), *values.shape[1:]), np.nan, dtype)
+        every[table.rows] = values
+        return every
 
     @contextmanager
     def using_support(self, support: DataSource | None, modalities: Iterable[str] | None = None,

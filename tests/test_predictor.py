@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers_cli import invoke
 from helpers_models import (
     CLASSES,
     classification_config,
@@ -159,6 +160,75 @@ def test_rows_missing_a_modality_are_still_predicted(clf, data):
                                              ("tab", row[["x1", "x2", "color"]].isna().all())) if empty)
                 for _, row in frame.iterrows()]
     assert absent.tolist() == expected and "img" in expected
+
+
+def _emptied(frame: pd.DataFrame, row: int, columns: list[str]) -> pd.DataFrame:
+    """``frame`` (paths made absolute, its own index 100..) with every input of its ``row``-th row empty."""
+    frame = frame.set_axis(range(100, 100 + len(frame)))
+    frame.loc[100 + row, columns] = None
+    return frame
+
+
+def test_a_row_with_no_input_keeps_its_place_in_every_prediction_under_on_error_missing(clf, data, tmp_path):
+    """``df["pred"] = pred.predict(df)`` lines up: a row left with nothing to predict from holds NaN
+    in predict, predict_proba and predict_frame (indexed as the DataFrame), as it does in the file
+    'polymodal predict' writes, and the warning names it."""
+    predictor, run = clf
+    frame = _emptied(absolute_paths(pd.read_csv(data["test"]), data["root"]), 2, ["image", "x1", "x2", "color"])
+    with pytest.raises(ManifestError, match=r"no modality present in row 2 \(index 102\)"):
+        predictor.predict(frame)  # data.on_error: raise
+    before = predictor.config.data.on_error
+    predictor.config.data.on_error = "missing"
+    try:
+        with pytest.warns(UserWarning, match=r"1 row\(s\) with no modality present kept, with NaN predictions "
+                                             r"\(data.on_error: missing\):\n  DataFrame row 2 \(index 102\): no "
+                                             "modality present"):
+            labels = predictor.predict(frame)
+        proba, table = predictor.predict_proba(frame), predictor.predict_frame(frame)
+        kept = predictor.predict(frame.drop(index=102))
+    finally:
+        predictor.config.data.on_error = before
+    assert len(labels) == len(frame) and labels.dtype == object and pd.isna(labels[2])
+    assert list(np.delete(labels, 2)) == list(kept)  # the other rows' predictions, in their places
+    frame["pred"] = labels
+    assert proba.index.tolist() == table.index.tolist() == frame.index.tolist()
+    assert proba.loc[102].isna().all() and proba.drop(index=102).notna().all().all()
+    assert pd.isna(table.loc[102, "prediction"]) and table.loc[102, ["proba_a", "proba_b", "proba_c"]].isna().all()
+    assert table.loc[102, "absent"] == "img, tab" and table.drop(index=102)["prediction"].tolist() == list(kept)
+    frame.drop(columns="pred").to_csv(tmp_path / "query.csv", index=False)
+    written = invoke("predict", run, "--data", tmp_path / "query.csv", "--out", tmp_path / "p.csv",
+                     "--on-error", "missing")
+    assert written.exit_code == 0, written.output
+    on_file = pd.read_csv(tmp_path / "p.csv")
+    assert on_file["row"].tolist() == list(range(len(frame))) and on_file["prediction"].isna().tolist() == [
+        row == 2 for row in range(len(frame))]
+    assert on_file.loc[2, "absent"] == "img, tab" and on_file["prediction"].drop(index=2).tolist() == list(kept)
+
+
+def test_a_regression_row_with_no_input_is_nan_under_on_error_missing(reg, data):
+    frame = _emptied(absolute_paths(pd.read_csv(data["test"]), data["root"]), 0, ["signal", "x1", "x2", "color"])
+    before, reg.config.data.on_error = reg.config.data.on_error, "missing"
+    try:
+        with pytest.warns(UserWarning, match="kept, with NaN predictions"):
+            values = reg.predict(frame)
+        table = reg.predict_frame(frame)
+    finally:
+        reg.config.data.on_error = before
+    assert values.shape == (len(frame),) and np.isnan(values[0]) and np.isfinite(values[1:]).all()
+    assert np.isnan(table.loc[100, "pred_y"]) and table.loc[100, "absent"] == "sig, tab"
+    np.testing.assert_allclose(table["pred_y"].to_numpy()[1:], values[1:], rtol=1e-6)
+
+
+def test_rows_to_evaluate_without_a_label_are_named_with_evaluation_advice(clf, data):
+    predictor, _ = clf
+    frame = absolute_paths(pd.read_csv(data["test"]), data["root"])
+    frame.loc[[1, 4], "label"] = None
+    with pytest.raises(ManifestError) as info:
+        predictor.evaluate(frame)
+    assert info.value.problems == ["target column 'label' is empty in rows 1, 4 (evaluating scores each row's "
+                                   "prediction against its label, so every row needs one: remove those rows (e.g. "
+                                   "df.dropna(subset=['label'])), or predict unlabelled rows with 'polymodal predict' "
+                                   "(predict_frame in Python))"]
 
 
 def test_predict_from_a_dataframe_without_the_target(clf, data):
@@ -474,6 +544,12 @@ def test_multilabel(data):
     labels = predictor.predict(data["test"])
     assert labels.shape == (len(proba), 2) and set(np.unique(labels)) <= {0, 1}
     np.testing.assert_array_equal(labels, (proba.to_numpy() >= 0.5).astype(int))
+    predictor.config.data.on_error = "missing"  # a row with nothing to predict from: NaN labels, in its place
+    emptied = _emptied(absolute_paths(pd.read_csv(data["test"]), data["root"]), 1, ["image", "signal"])
+    with pytest.warns(UserWarning, match="kept, with NaN predictions"):
+        gapped = predictor.predict(emptied)
+    assert gapped.shape == labels.shape and np.isnan(gapped[1]).all()
+    np.testing.assert_array_equal(np.delete(gapped, 1, axis=0), np.delete(labels, 1, axis=0))
 
 
 def test_multilabel_balanced_class_weights_are_each_labels_negatives_over_positives(data, monkeypatch):

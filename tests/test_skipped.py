@@ -149,7 +149,8 @@ def test_cli_predict_lists_the_skipped_rows_beside_the_predictions(run, data, tm
     assert "3 predictions written" in result.stdout
 
 
-def test_a_row_with_no_modality_present_is_skipped_and_listed_not_fatal_unless_on_error_raise(run, data, tmp_path):
+def test_a_row_with_no_modality_present_is_kept_without_a_prediction_and_listed_not_fatal_unless_on_error_raise(
+        run, data, tmp_path):
     _, out, *_ = run
     manifest = pd.read_csv(data["test"])
     manifest["image"] = [str(data["root"] / p) if isinstance(p, str) else p for p in manifest["image"]]
@@ -159,12 +160,15 @@ def test_a_row_with_no_modality_present_is_skipped_and_listed_not_fatal_unless_o
     result = invoke("predict", out, "--data", tmp_path / "query.csv", "--out", tmp_path / "p.csv", "--chunk-rows", 4,
                     "--on-error", "missing")
     assert result.exit_code == 0, result.output
-    assert list(pd.read_csv(tmp_path / "p.csv")["row"]) == [0, 2, 3, 4, 6, 7, 8]  # row 2: its unreadable image missing
+    predicted = pd.read_csv(tmp_path / "p.csv")  # row 2: its unreadable image missing; rows 1 and 5: nothing to go on
+    assert list(predicted["row"]) == list(range(9)) and predicted["prediction"].isna().tolist() == [
+        row in empty for row in range(9)]
+    assert predicted.loc[empty, "absent"].tolist() == ["img, tab"] * 2 and predicted.loc[2, "absent"] == "img"
     listed = pd.read_csv(tmp_path / "p.skipped.csv")
     assert list(listed["row"]) == [1, 2, 5] and listed["modality"].isna().tolist() == [True, False, True]
     assert listed["reason"][0] == "no modality present (every modality's cell is empty)"
-    assert ("1 unreadable or missing file(s) read as missing; 2 row(s) with no modality present left out "
-            "(data.on_error: missing)") in " ".join(result.stderr.split())
+    assert ("1 unreadable or missing file(s) read as missing; 2 row(s) with no modality present kept, with NaN "
+            "predictions (data.on_error: missing)") in " ".join(result.stderr.split())
     assert "query.csv row 1 (line 3): no modality present" in result.stderr
     result = invoke("evaluate", out, "--data", tmp_path / "query.csv", "--on-error", "skip", "--json")  # row 2 too
     assert result.exit_code == 0, result.output

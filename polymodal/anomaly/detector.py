@@ -639,7 +639,7 @@ class AnomalyDetector(Estimator):
         targets, own = self._evaluation_targets(target, normal)
         if not own:  # the config's target column is not needed in the data: this one is
             data = self.read_data(data, require_target=False, modalities=modalities)
-            problems = target_problems(data, targets.columns[0], self.config.task)
+            problems = target_problems(data, targets.columns[0], self.config.task, scored=True)
             if problems:
                 raise ManifestError(problems, source=data.name)
         if normal is not None:  # a misspelt label would count every row as an anomaly

@@ -152,7 +152,7 @@ class MultiTargetEncoder:
         parts = [main.astype(np.float32).reshape(len(main), -1)]
         for name, enc in self.extras.items():
             problems = [p for column in enc.columns for p in target_problems(manifest, column, enc.task,
-                                                                            f"target column '{column}'")]
+                                                                            f"target column '{column}'", scored=True)]
             width = 1 if enc.task == "classification" else len(enc.columns)
             if not problems:
                 try:

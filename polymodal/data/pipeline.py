@@ -21,6 +21,7 @@ from polymodal.config import Config
 from polymodal.config.columns import class_columns, csv_columns, numeric_target_columns
 from polymodal.config.modalities import modality_columns
 from polymodal.data.cache import cache_root, take
+from polymodal.data.cells import is_empty
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.encode import EncodedModality, EncodedTable, encode_manifest, manifest_cells
 from polymodal.data.manifest import Manifest, read_manifest
@@ -293,7 +294,10 @@ class DataPipeline:
 
     def warn_unknown_categories(self, manifest: Manifest, modalities: Iterable[str]) -> None:
         """Warn, per categorical column of the tabular ``modalities``, about the rows of
-        ``manifest`` whose category the model did not learn: they read as the unknown category."""
+        ``manifest`` whose category the model did not learn: they read as the unknown category
+        (one that is a learned category but for case or surrounding whitespace is named with it);
+        and about empty cells where the model learned a category pandas reads as missing
+        (:meth:`~polymodal.data.modalities.tabular.TabularPreprocessor.missing_value_categories`)."""
         for name in modalities:
             prep = self.preprocessors[name]
             if prep.kind != "tabular" or prep.categories is None:  # not fitted yet: nothing learned to compare
@@ -303,7 +307,9 @@ class DataPipeline:
                 if unknown:
                     shown = ", ".join(repr(k) for k, _ in unknown.most_common(5)) + (", ..." if len(unknown) > 5 else "")
                     warn_user(f"{manifest.name}: column '{column}' of modality {name}: {sum(unknown.values())} row(s) "
-                              f"hold categories the model did not learn ({shown}): they read as the unknown category")
+                              f"hold categories the model did not learn ({shown}): they read as the unknown category"
+                              + _spelling_hint(prep, name, column, [k for k, _ in unknown.most_common()]))
+                _warn_missing_value_categories(manifest, prep, name, column)
 
     def encode_targets(self, manifest: Manifest, table: EncodedTable, *, scorable: bool = False) -> np.ndarray:
         """The targets of ``table``'s rows. ``scorable`` (an evaluation): a further task whose
@@ -364,6 +370,40 @@ def _nothing_left(table: EncodedTable, prep: Preprocessor, rows: int, on_error: 
     return (f"has no value left in any training row once the rows with an unreadable file were skipped "
             f"({rows - len(table)} of {rows} rows left out, {len(own)} of them for a file of its own; data.on_error: "
             f"{on_error}{first})")
+
+
+def _spelling_hint(prep: Any, name: str, column: str, unknown: list[str]) -> str:
+    """``; did you mean 'electronics'? (...)`` for the categories a tabular modality ``name`` did
+    not learn (most rows first) that are learned ones but for case or surrounding whitespace: the
+    first few, and the setting that keys them as one; ``""`` when none is."""
+    meant = prep.spelt_otherwise(column, unknown)
+    if not meant:
+        return ""
+    said = ", ".join(f"{learned!r} for {key!r}" for key, learned in list(meant.items())[:5])
+    if len(meant) == 1 and len(unknown) == 1:
+        said = repr(next(iter(meant.values())))
+    how = "strip_lower" if any(key.strip() != learned.strip() for key, learned in meant.items()) else "strip"
+    return (f"; did you mean {said}? (modalities.{name}.preprocess.normalize_categories: {how} in the tabular "
+            "modality reads them as one, in a model trained with it; or correct the cells)")
+
+
+def _warn_missing_value_categories(manifest: Manifest, prep: Any, name: str, column: str) -> None:
+    """Warn when categorical ``column`` of ``manifest`` has empty cells and its tabular modality
+    ``name`` learned a category whose text pandas reads as missing (``NA``): a DataFrame read by
+    ``pd.read_csv`` with its default ``na_values`` turned that text into NaN, and those rows read
+    as the missing category, not as the one learned."""
+    learned = prep.missing_value_categories(column)
+    if not learned:
+        return
+    empty = int(manifest.column(column).map(is_empty).to_numpy(dtype=bool).sum())
+    if not empty:
+        return
+    named = " or ".join(map(repr, learned))
+    warn_user(f"{manifest.name}: column '{column}' of modality {name}: {empty} of {len(manifest)} cell(s) are empty, "
+              f"and the model learned the categor{'y' if len(learned) == 1 else 'ies'} {named}, which pandas reads as "
+              f"missing by default: cells that held {named} read as missing now, not as the category; read the CSV "
+              "with pd.read_csv(..., keep_default_na=False, na_values=['']) (only empty cells missing), or pass the "
+              "file's path, which polymodal reads keeping such text")
 
 
 def _all_empty(column: pd.Series) -> bool:

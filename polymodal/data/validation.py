@@ -23,7 +23,7 @@ from polymodal.data.manifest import WHOLE_ROW, Manifest, check_table
 from polymodal.errors import ManifestError
 from polymodal.utils.io import python_scalar
 from polymodal.utils.suggest import did_you_mean
-from polymodal.utils.values import number
+from polymodal.utils.values import decimal_comma, number
 from polymodal.utils.warn import warn_user
 
 NO_MODALITY = "no modality present (every modality's cell is empty)"
@@ -229,10 +229,24 @@ def _tabular_problems(manifest: Manifest, name: str, numeric: Iterable[str]) -> 
             shown = ", ".join(_shown(values.iloc[r])[:40] for r in rows[:3]) + (", ..." if len(rows) > 3 else "")
             line = (f"tabular modality '{name}', column '{column}' {reason}: "
                     f"{manifest.rows_text(rows)} {'holds' if len(rows) == 1 else 'hold'} {shown}")
-            if reason == "must be numeric" and len(rows) > filled / 2:
+            comma = _decimal_comma_hint(manifest, values, rows) if reason == "must be numeric" else None
+            if comma is not None:
+                line += comma
+            elif reason == "must be numeric" and len(rows) > filled / 2:
                 line += f" (categories? list '{column}' under the modality's 'categorical', not 'columns')"
             problems.append(line)
     return problems
+
+
+def _decimal_comma_hint(manifest: Manifest, values: pd.Series, rows: list[int]) -> str | None:
+    """Advice for cells that are no number because a decimal comma separates their decimals
+    (``12,50``, a spreadsheet's locale), said of the first such of ``rows``; None when none is."""
+    hint = next((h for h in map(decimal_comma, values.iloc[rows[:1000]].tolist()) if h is not None), None)
+    if hint is None:
+        return None
+    reader = ("or read the CSV with pd.read_csv(..., decimal=',')" if manifest.name == "DataFrame"
+              else "or write the CSV with ';' between fields, which polymodal reads with decimal commas")
+    return f" ({hint} with a decimal point, {reader}; data.on_error: missing reads such cells as missing)"
 
 
 def _mark_bad_numbers(manifest: Manifest, numeric: Iterable[str]) -> None:
@@ -241,7 +255,8 @@ def _mark_bad_numbers(manifest: Manifest, numeric: Iterable[str]) -> None:
     missing``: such a cell reads as missing (imputed), and encoding lists it."""
     for column, bad in bad_numbers(manifest, numeric).items():
         values = manifest.column(column)
-        pairs = sorted((row, f"column '{column}' {reason}; got {_shown(values.iloc[row])[:40]}: read as missing")
+        pairs = sorted((row, f"column '{column}' {reason}; got {_shown(values.iloc[row])[:40]}"
+                        + (f" ({hint})" if (hint := decimal_comma(values.iloc[row])) else "") + ": read as missing")
                        for reason, rows in bad.items() for row in rows)
         manifest.mark_absent(column, np.array([r for r, _ in pairs], np.int64), [why for _, why in pairs])
 
@@ -349,13 +364,17 @@ ANOMALY_NO_TARGET = ("an anomaly detector trained on normal rows alone needs no 
 
 
 def _target_problems(manifest: Manifest, config: Config, training: bool) -> list[str]:
-    problems = [p for column in config.targets for p in target_problems(manifest, column, config.task)]
+    """The target columns' problems (:func:`target_problems`); a manifest read for anything but
+    training (an evaluation, a fit's test rows) is advised as one whose rows are scored."""
+    problems = [p for column in config.targets
+                for p in target_problems(manifest, column, config.task, scored=not training)]
     if training and config.task == "anomaly" and config.targets and config.targets[0] not in manifest.columns:
         problems[0] += f"; {ANOMALY_NO_TARGET}"
     return problems
 
 
-def target_problems(manifest: Manifest, column: str, task: str, what: str | None = None) -> list[str]:
+def target_problems(manifest: Manifest, column: str, task: str, what: str | None = None, *,
+                    scored: bool = False) -> list[str]:
     """The problems of one target column: not in the manifest, empty cells and, for regression
     and multilabel, values that are not numbers, infinite or (multilabel) not 0/1. Rows are named
     as the manifest file numbers them (a subset's too), with their lines (``row 3 (line 5)``), and
@@ -363,6 +382,9 @@ def target_problems(manifest: Manifest, column: str, task: str, what: str | None
 
     Args:
         what: how messages name the column (default ``target column '<column>'``).
+        scored: the rows are evaluated, not trained on: empty cells are advised as rows to leave
+            out or predict instead (a fit's advice, learning from them semi-supervised, is no
+            evaluation's).
     """
     what = what or f"target column '{column}'"
     if column not in manifest.columns:
@@ -379,9 +401,14 @@ def target_problems(manifest: Manifest, column: str, task: str, what: str | None
 
     empty_mask = values.map(is_empty).to_numpy(dtype=bool)
     empty = np.flatnonzero(empty_mask)
-    problems = [f"{what} is empty in {manifest.rows_text(empty)} (every row needs one here: drop the others, e.g. "
-                f"df.dropna(subset=['{column}']); a semi-supervised fit learns from them as transfer.unlabeled "
-                "rows)"] if len(empty) else []
+    if scored:
+        fix = (f"evaluating scores each row's prediction against its label, so every row needs one: remove those rows "
+               f"(e.g. df.dropna(subset=['{column}'])), or predict unlabelled rows with 'polymodal predict' "
+               "(predict_frame in Python)")
+    else:
+        fix = (f"every row needs one here: drop the others, e.g. df.dropna(subset=['{column}']); a semi-supervised "
+               "fit learns from them as transfer.unlabeled rows")
+    problems = [f"{what} is empty in {manifest.rows_text(empty)} ({fix})"] if len(empty) else []
     if task in ("regression", "multilabel"):
         numeric = pd.to_numeric(values, errors="coerce")
         as_float = numeric.to_numpy(np.float64, na_value=np.nan)

@@ -10,9 +10,10 @@ deleting finished work.
 
 Every row gets its manifest row number (column ``row``), then the manifest columns named in
 ``keep`` (an id to join on), then the predictions; rows dropped for an unreadable file
-(``data.on_error: skip``; with ``missing``, a row left with no modality present, except in an
-anomaly detector's predictions, which keep it flagged) are missing from ``out``; every skipped file
-is listed, with the reason, in ``<out stem>.skipped.csv`` beside it (removed when nothing was skipped).
+(``data.on_error: skip``) are missing from ``out``; with ``missing``, a row left with no modality
+present keeps its place, every modality ``absent`` and no prediction (an anomaly detector's:
+flagged, with a NaN score), as ``predict_frame`` gives it; every skipped file is listed, with the
+reason, in ``<out stem>.skipped.csv`` beside it (removed when nothing was skipped).
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ from polymodal.utils.warn import warn_user
 
 STATE_FILE = "progress.json"
 # the parts' columns; 2: anomaly parts hold `absent`, 3: every part does, 4: a manifest file's fingerprint is
-# its content's, however its columns are read (parts of another format never mix)
-PARTS_FORMAT = 4
+# its content's, however its columns are read, 5: a predictor's parts under data.on_error: missing keep the
+# rows left with no modality (parts of another format never mix)
+PARTS_FORMAT = 5
 
 
 @dataclass
@@ -209,7 +211,7 @@ def _check_resumable(parts: Path, state: dict[str, Any]) -> None:
             + (", another model" if found.get("model") != state.get("model") else "")
             + (f", data.on_error {found.get('on_error')} (now {state.get('on_error')})"
                if found.get("on_error") != state.get("on_error") else "")
-            + (", written by another polymodal version (its columns differ)"
+            + (", written by another polymodal version (its columns or rows differ)"
                if found.get("format") != state["format"] else "")
             + ". Give --overwrite instead of --resume to start over")
 

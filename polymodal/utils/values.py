@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 
 # how a tabular modality keys its categories (``preprocess.normalize_categories``): as written,
@@ -59,20 +60,41 @@ NA_VALUES = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-N
                        "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
 
 
+# a number written with a decimal comma (12,50; -3,5; 1.234,5 with points between thousands)
+DECIMAL_COMMA = re.compile(r"[+-]?(\d+|\d{1,3}(\.\d{3})+),\d+")
+THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+")  # 1,234 or 1,234,567: thousands separated by commas
+
+
+def decimal_comma(value: object) -> str | None:
+    """Advice for a cell that is no number but text that reads as one written with a decimal comma,
+    as spreadsheets of many locales write them: ``a decimal comma? write 12.50`` for ``'12,50'``
+    (``1.234,5``: ``1234.5``; ``1,234``, which may be a thousands separator: both readings); None
+    for any other value."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not DECIMAL_COMMA.fullmatch(text):
+        return None
+    dotted = text.replace(".", "").replace(",", ".")
+    if THOUSANDS.fullmatch(text):
+        return f"a decimal comma or a thousands separator? write {dotted} or {text.replace(',', '')}"
+    return f"a decimal comma? write {dotted}"
+
+
 def number(value: object) -> float:
     """A tabular cell as a finite number, NaN for a missing one (:func:`blank`, or text pandas reads
     as missing: ``NA``, ``null``, ``n/a``...); booleans count 1 and 0.
 
     Raises:
         ValueError: what is wrong, worded to follow "column 'x' ": ``must be numeric; got 'abc'``,
-            ``holds an infinite value`` or ``holds a number out of range``.
+            ``holds an infinite value`` or ``holds a number out of range``; a number written with a
+            decimal comma is told so (``got '12,50' (a decimal comma? write 12.50)``).
     """
     if blank(value) or (isinstance(value, str) and value.strip() in NA_VALUES):
         return math.nan
     try:
         result = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"must be numeric; got {str(value)[:40]!r}") from None
+        hint = decimal_comma(value)  # a spreadsheet's locale: the likeliest cause, said
+        raise ValueError(f"must be numeric; got {str(value)[:40]!r}" + (f" ({hint})" if hint else "")) from None
     except OverflowError:  # an integer too large for a float
         raise ValueError("holds a number out of range") from None
     if math.isinf(result):

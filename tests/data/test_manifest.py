@@ -253,7 +253,7 @@ def test_missing_columns_and_target_problems_are_reported_together(tmp_path):
     problems = problems_of(read_manifest(pd.DataFrame(rows)), config, check_files=False)
     assert len(problems) == 3
     assert "modality 'audio' reads column(s) 'wav'" in problems[0]
-    assert problems[1].startswith("target column 'y' is empty in row 1 (every row")  # a DataFrame: rows without lines
+    assert problems[1].startswith("target column 'y' is empty in row 1 (evaluating")  # a DataFrame: rows without lines
     assert problems[2] == "target column 'y' must be numeric for task 'regression'; row 2 holds 'heavy'"
 
 
@@ -274,7 +274,7 @@ def test_missing_files_are_listed_with_rows_alongside_target_problems(tmp_path):
 def test_rows_without_any_modality_are_reported_with_target_problems(tmp_path):
     rows = [{"image": None, "text": "a", "y": "cat"}, {"image": None, "text": " ", "y": None},
             {"image": None, "text": None, "y": "dog"}]
-    problems = problems_of(read_manifest(pd.DataFrame(rows)), make_config(IMAGE_TEXT))
+    problems = problems_of(read_manifest(pd.DataFrame(rows)), make_config(IMAGE_TEXT), training=True)
     assert problems == ["DataFrame: no modality present in rows 1, 2 (data.on_error: skip or missing leaves such rows "
                         "out and lists them)", "target column 'y' is empty in row 1 (every row needs one here: drop "
                         "the others, e.g. df.dropna(subset=['y']); a semi-supervised fit learns from them as "
@@ -322,11 +322,23 @@ def test_target_problems_of_a_subset_name_the_rows_and_lines_of_the_file(tmp_pat
     path = tmp_path / "train.csv"
     path.write_text("image,text,y\n,t,1.5\n,t,\n,t,2\n,t,heavy\n,t,\n")
     kept = read_manifest(path).subset(np.array([1, 3, 4]))
-    problems = problems_of(kept, make_config(IMAGE_TEXT, task="regression"))
+    problems = problems_of(kept, make_config(IMAGE_TEXT, task="regression"), training=True)
     assert problems == ["target column 'y' is empty in rows 1 (line 3), 4 (line 6) (every row needs one here: drop the "
                         "others, e.g. df.dropna(subset=['y']); a semi-supervised fit learns from them as "
                         "transfer.unlabeled rows)",
                         "target column 'y' must be numeric for task 'regression'; row 3 (line 5) holds 'heavy'"]
+
+
+def test_empty_targets_of_rows_to_evaluate_are_advised_as_evaluation_rows_not_training_ones(tmp_path):
+    """An evaluation (or a fit's test rows) scores every row against its label: a row without one
+    is left out or predicted instead; learning from it semi-supervised is a fit's advice."""
+    path = tmp_path / "test.csv"
+    path.write_text("image,text,y\n,t,1.5\n,t,\n,t,2\n,t,\n")
+    problems = problems_of(read_manifest(path), make_config(IMAGE_TEXT, task="regression"))
+    assert problems == ["target column 'y' is empty in rows 1 (line 3), 3 (line 5) (evaluating scores each row's "
+                        "prediction against its label, so every row needs one: remove those rows (e.g. "
+                        "df.dropna(subset=['y'])), or predict unlabelled rows with 'polymodal predict' (predict_frame "
+                        "in Python))"]
 
 
 def test_validation_options_limit_the_checks(tmp_path):

@@ -311,7 +311,9 @@ def test_every_bad_number_of_a_tabular_modality_is_named_at_once(tmp_path):
     with pytest.raises(ManifestError) as info:
         validate_manifest(read_manifest(path), make_config(LABS))
     assert problems(info) == [
-        "tabular modality 'labs', column 'temp' must be numeric: rows 1 (line 3), 5 (line 7) hold '38,2', '39,0'",
+        "tabular modality 'labs', column 'temp' must be numeric: rows 1 (line 3), 5 (line 7) hold '38,2', '39,0' (a "
+        "decimal comma? write 38.2 with a decimal point, or write the CSV with ';' between fields, which polymodal "
+        "reads with decimal commas; data.on_error: missing reads such cells as missing)",
         "tabular modality 'labs', column 'crp' must be numeric: row 3 (line 5) holds '>100'",
         "tabular modality 'labs', column 'crp' holds an infinite value: row 5 (line 7) holds 'inf'"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -429,3 +430,123 @@ def test_fitting_a_regression_target_of_one_value_warns_and_a_further_tasks_empt
         "regression target column 'speed' of train.csv is 3.5 in every one of its 4 rows: with no spread to learn, "
         "the model learns only to repeat that value (and its R2 is undefined); add rows where it varies, or leave "
         "the column out of tasks.spin.target"]
+
+
+def _fitted_table(tmp_path, text: str, **preprocess) -> tuple[DataPipeline, Path]:
+    """A pipeline of one tabular modality ``place`` (number ``x``, categories ``region`` and
+    ``kind``) fitted on the CSV ``text``, read from its path as polymodal reads it."""
+    table = {"kind": "tabular", "columns": ["x"], "categorical": ["region", "kind"],
+             **({"preprocess": preprocess} if preprocess else {})}
+    path = tmp_path / "train.csv"
+    path.write_text(text)
+    pipeline = DataPipeline(make_config({"place": table}))
+    pipeline.fit(pipeline.read(path, require_target=True, training=True))
+    return pipeline, path
+
+
+REGIONS = "x,region,kind,y\n1,NA,food,a\n2,EU,food,b\n3,NA,electronics,a\n4,EU,electronics,b\n5,NA,food,a\n"
+
+
+@pytest.mark.parametrize("normalize, learned", [("strip", "'NA'"), ("strip_lower", "'na'")])
+def test_empty_cells_where_the_model_learned_a_category_pandas_reads_as_missing_are_warned_about(
+        tmp_path, normalize, learned):
+    """'NA' (North America) learned from a CSV's path; the same file read with pandas' defaults
+    holds NaN there, which reads as the missing category: said, with the fix, once per column."""
+    pipeline, path = _fitted_table(tmp_path, REGIONS, normalize_categories=normalize)
+    assert learned.strip("'") in pipeline.preprocessors["place"].categories["region"]
+    frame = pd.read_csv(path)  # the README's pattern, pandas' default na_values
+    assert frame["region"].isna().sum() == 3
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipeline.read(frame, require_target=False)
+    said = [str(w.message) for w in caught if "pandas reads as missing" in str(w.message)]
+    assert said == [f"DataFrame: column 'region' of modality place: 3 of 5 cell(s) are empty, and the model learned "
+                    f"the category {learned}, which pandas reads as missing by default: cells that held {learned} "
+                    "read as missing now, not as the category; read the CSV with pd.read_csv(..., "
+                    "keep_default_na=False, na_values=['']) (only empty cells missing), or pass the file's path, "
+                    "which polymodal reads keeping such text"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the text kept, or no empty cell: nothing to say
+        pipeline.read(pd.read_csv(path, keep_default_na=False, na_values=[""]), require_target=False)
+        pipeline.read(path, require_target=False)
+
+
+def test_empty_cells_are_not_warned_about_when_no_learned_category_reads_as_missing(tmp_path):
+    pipeline, path = _fitted_table(tmp_path, REGIONS.replace("NA", "US"))
+    frame = pd.read_csv(path)
+    frame.loc[[0, 2], "region"] = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipeline.read(frame, require_target=False)
+
+
+def test_an_unlearned_category_that_is_a_learned_one_but_for_case_is_named_with_it(tmp_path):
+    pipeline, path = _fitted_table(tmp_path, REGIONS)
+    frame = pd.read_csv(path, keep_default_na=False)
+    frame["kind"] = ["Electronics", "food", "Electronics", "purple", "FOOD"]
+    with pytest.warns(UserWarning) as caught:
+        pipeline.read(frame, require_target=False)
+    said = [str(w.message) for w in caught if "did not learn" in str(w.message)]
+    assert said == ["DataFrame: column 'kind' of modality place: 4 row(s) hold categories the model did not learn "
+                    "('Electronics', 'purple', 'FOOD'): they read as the unknown category; did you mean "
+                    "'electronics' for 'Electronics', 'food' for 'FOOD'? (modalities.place.preprocess."
+                    "normalize_categories: strip_lower in the tabular modality reads them as one, in a model trained "
+                    "with it; or correct the cells)"]
+    frame["kind"] = ["Electronics", "food", "food", "food", "food"]
+    with pytest.warns(UserWarning, match=r"\('Electronics'\): they read as the unknown category; did you mean "
+                                         r"'electronics'\? \(modalities\.place\.preprocess\.normalize_categories: "
+                                         "strip_lower"):
+        pipeline.read(frame, require_target=False)
+    frame["kind"] = ["purple", "food", "food", "food", "food"]
+    with pytest.warns(UserWarning, match=r"\('purple'\): they read as the unknown category$"):  # no hint to give
+        pipeline.read(frame, require_target=False)
+    folded, _ = _fitted_table(tmp_path, REGIONS, normalize_categories="strip_lower")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a model that keys them as one reads 'Electronics' as learned
+        folded.read(frame.assign(kind="Electronics"), require_target=False)
+
+
+def test_a_number_written_with_a_decimal_comma_is_told_so_in_training_and_prediction(tmp_path):
+    pipeline, _ = _fitted_table(tmp_path, REGIONS)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(REGIONS.replace("\n3,", '\n"12,50",'))
+    hint = ("(a decimal comma? write 12.50 with a decimal point, or write the CSV with ';' between fields, which "
+            "polymodal reads with decimal commas; data.on_error: missing reads such cells as missing)")
+    with pytest.raises(ManifestError) as info:  # training
+        DataPipeline(pipeline.config).read(bad, require_target=True, training=True)
+    assert info.value.problems == [f"tabular modality 'place', column 'x' must be numeric: row 2 (line 4) holds "
+                                   f"'12,50' {hint}"]
+    with pytest.raises(ManifestError) as info:  # prediction, of a file and of a DataFrame
+        pipeline.read(bad, require_target=False)
+    assert info.value.problems == [f"tabular modality 'place', column 'x' must be numeric: row 2 (line 4) holds "
+                                   f"'12,50' {hint}"]
+    with pytest.raises(ManifestError, match=r"row 2 holds '12,50' \(a decimal comma\? write 12\.50 with a decimal "
+                                            r"point, or read the CSV with pd\.read_csv\(\.\.\., decimal=','\)"):
+        pipeline.read(pd.read_csv(bad), require_target=False)
+    missing = DataPipeline(make_config(pipeline.config.modalities, data={"on_error": "missing"}))
+    missing.preprocessors = pipeline.preprocessors
+    manifest = missing.read(bad, require_target=False)
+    rows, reasons = manifest.absent("x")
+    assert rows.tolist() == [2] and reasons == ["column 'x' must be numeric; got '12,50' (a decimal comma? write "
+                                                "12.50): read as missing"]
+    skip = DataPipeline(make_config(pipeline.config.modalities, data={"on_error": "skip"}))
+    skip.preprocessors = pipeline.preprocessors
+    table = skip.encode(skip.read(bad, require_target=False))
+    assert [s.reason for s in table.skipped] == ["column 'x' must be numeric; got '12,50' (a decimal comma? write "
+                                                 "12.50)"]
+
+
+def test_empty_targets_are_advised_as_the_read_uses_them(tmp_path):
+    """Training rows without a target may be learned from semi-supervised; evaluated rows may not."""
+    pipeline, _ = _fitted_table(tmp_path, REGIONS)
+    path = tmp_path / "unlabelled.csv"
+    path.write_text(REGIONS.replace(",b\n", ",\n"))
+    with pytest.raises(ManifestError, match=r"target column 'y' is empty in rows 1 \(line 3\), 3 \(line 5\) \(every "
+                                            "row needs one here.*transfer.unlabeled rows\\)$"):
+        DataPipeline(pipeline.config).read(path, require_target=True, training=True)
+    with pytest.raises(ManifestError) as info:
+        pipeline.read(path, require_target=True)
+    assert info.value.problems == ["target column 'y' is empty in rows 1 (line 3), 3 (line 5) (evaluating scores "
+                                   "each row's prediction against its label, so every row needs one: remove those "
+                                   "rows (e.g. df.dropna(subset=['y'])), or predict unlabelled rows with 'polymodal "
+                                   "predict' (predict_frame in Python))"]

@@ -438,8 +438,9 @@ def test_an_unreadable_number_reads_as_missing_under_on_error_missing_as_in_trai
     bad = {"notes": "The blue one", "labs": {"x1": value, "color": "red"}}
     blank = {"notes": "The blue one", "labs": {"x1": None, "color": "red"}}
     np.testing.assert_allclose(runtime.predict_proba([bad]), runtime.predict_proba([blank]), atol=1e-6)
-    assert runtime.notes(bad) == [f"modality 'labs', column 'x1' {'must be numeric; got ' + repr(value) if value != 'inf' else 'holds an infinite value'}"
-                                  ": read as missing (data.on_error: missing)"]
+    why = {">200": "must be numeric; got '>200'", "38,5": "must be numeric; got '38,5' (a decimal comma? write 38.5)",
+           "inf": "holds an infinite value"}[value]
+    assert runtime.notes(bad) == [f"modality 'labs', column 'x1' {why}: read as missing (data.on_error: missing)"]
     predictor = trained[0]
     predictor.config.data.on_error = "missing"
     try:

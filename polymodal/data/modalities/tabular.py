@@ -23,7 +23,7 @@ from polymodal.config.preprocess import TabularPreprocess
 from polymodal.data.cells import cell_text, is_empty
 from polymodal.data.modalities.base import PREPROCESSORS, ArraySpec, Preprocessor
 from polymodal.errors import DecodeError, NotFittedError
-from polymodal.utils.values import normalize_category, number, spelling_variants
+from polymodal.utils.values import NA_VALUES, normalize_category, number, spelling_variants
 from polymodal.utils.warn import warn_user
 
 SHOWN_VARIANTS = 5  # groups of spelling variants a fit-time warning quotes per column
@@ -178,6 +178,22 @@ class TabularPreprocessor(Preprocessor):
             if key is not None and key not in lookup:
                 unknown[key] += count
         return unknown
+
+    def spelt_otherwise(self, column: str, keys: Iterable[str]) -> dict[str, str]:
+        """The learned category of ``column`` that each of ``keys`` (categories it did not learn)
+        equals but for case and surrounding whitespace (``'Electronics'`` -> ``'electronics'``);
+        keys with none are left out (with ``normalize_categories: strip_lower``, every key is)."""
+        folded: dict[str, str] = {}
+        for learned in self.categories[column]:
+            folded.setdefault(learned.strip().lower(), learned)  # the first, alphabetically: one answer
+        return {key: folded[key.strip().lower()] for key in keys if key.strip().lower() in folded}
+
+    def missing_value_categories(self, column: str) -> list[str]:
+        """The learned categories of ``column`` whose training text pandas reads as missing by
+        default (``NA``: North America; ``None``, ``null``...; its ``na_values``): a DataFrame read
+        with ``pd.read_csv``'s defaults holds empty cells where the text was."""
+        keys = {normalize_category(text, self.cfg.normalize_categories): text for text in sorted(NA_VALUES) if text}
+        return [key for key in self.categories[column] if key in keys]
 
     def _warn_variants(self, column: str, counts: Mapping[str, int]) -> None:
         """Warn when training categories of ``column`` differ only in case and/or surrounding
