@@ -307,7 +307,9 @@ class Estimator:
     # -- fitting ------------------------------------------------------------------------------
     def _seed(self) -> None:
         """Seed every random generator (Python, numpy, torch, data workers) with ``train.seed``,
-        and give torch ``train.threads`` CPU threads when set (the fit restores both after)."""
+        and give torch ``train.threads`` CPU threads when set (the fit restores both after). Every
+        rank of a distributed fit is seeded alike, so that they build the same model; its ranks
+        other than 0 draw apart once training starts (:class:`~polymodal.training.trainer.RankSeed`)."""
         import lightning as L
 
         L.seed_everything(self.config.train.seed, workers=True, verbose=False)

@@ -33,7 +33,7 @@ from polymodal.run_files import (
 )
 from polymodal.runfolder import read_config
 from polymodal.training.checkpoints import checkpoint_state
-from polymodal.training.devices import launcher_mismatch, secondary_process
+from polymodal.training.devices import launcher_mismatch, secondary_process, world_size
 from polymodal.utils.io import atomic_write_json, check_folder_path, damaged_zip, exclusive_lock
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,8 +50,8 @@ def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = F
         RunFolderError: ``resume`` and ``overwrite`` together; ``out`` is a file; it already holds
             a trained model or an interrupted run and neither ``resume`` nor ``overwrite`` was
             asked for; ``resume`` with a config that differs from the run's beyond
-            :data:`RESUMABLE_KEYS`, of a run that finished training (:func:`check_unfinished`),
-            or with a damaged checkpoint.
+            :data:`RESUMABLE_KEYS` or on another number of processes (:func:`check_same_processes`),
+            of a run that finished training (:func:`check_unfinished`), or with a damaged checkpoint.
         FileNotFoundError: ``resume`` and the run has no checkpoint to resume from.
     """
     if resume and overwrite:
@@ -71,6 +71,7 @@ def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = F
         check_resumable(run, config)
         if verify_checkpoint:
             check_checkpoint(last)
+        check_same_processes(run, config)
         check_unfinished(run, config, planned_epochs)
     elif (held := held_run(run)) is not None and not overwrite:
         unsaved = held == MODEL_FILE and last.is_file() and not results_written(run, checkpoint_epochs(last))
@@ -97,18 +98,19 @@ def holding_the_run_folder(fit: F) -> F:
 
 
 @contextlib.contextmanager
-def run_folder_lock(out: str | os.PathLike | None, train: Any) -> Iterator[None]:
+def run_folder_lock(out: str | os.PathLike | None, train: Any, source: str | None = None) -> Iterator[None]:
     """Hold the lock of the run folder ``out`` for the block (:func:`holding_the_run_folder`; the
     command line around its early :func:`check_out` too, so that a folder another fit is writing
     is named as such, not as an interrupted run); nothing to hold without ``out``, or on the other
-    ranks of a distributed fit (``train``: the config's training settings).
+    ranks of a distributed fit (``train``: the config's training settings; ``source``: the config
+    file they came from, which an error names).
 
     Raises:
         ConfigError: the process was launched for another number of processes than ``train`` asks.
         RunFolderError: another fit holds the lock.
     """
     if (mismatch := launcher_mismatch(train)) is not None:
-        raise ConfigError([mismatch])  # before the lock, which each such process would take for its own run
+        raise ConfigError([mismatch], source=source)  # before the lock, which each such process would take for its own run
     if out is None or secondary_process(train):
         yield
         return
@@ -251,6 +253,34 @@ def check_resumable(run: Path, config: Config) -> None:
     if changed:
         raise RunFolderError(f"--resume: {run} was trained with another config: {said_changes(saved, given, changed)}. "
                              f"Resume with its {run / CONFIG_FILE}, or start a new run")
+
+
+def check_same_processes(run: Path, config: Config) -> None:
+    """Refuse to resume ``run`` on another number of processes (``train.devices`` x
+    ``train.num_nodes``, on this machine for ``devices: auto``) than it trained on, as its last
+    checkpoint recorded (:class:`~polymodal.training.trainer.StepsPerEpoch`; else as its config
+    says): each process would take another share of the rows, and each epoch another number of
+    optimiser steps than the learning-rate schedule and the checkpoint's step count are laid out
+    over. The steps themselves are compared again as training starts.
+
+    Raises:
+        RunFolderError: naming both settings, the processes they make, and why.
+    """
+    record = checkpoint_state(run / LAST_CHECKPOINT)["callbacks"].get("StepsPerEpoch")
+    if isinstance(record, dict) and isinstance(record.get("world_size"), int):
+        before, devices, nodes = record["world_size"], record.get("devices"), record.get("num_nodes")
+    else:  # a checkpoint written before the record
+        train = read_config(run).train
+        before, devices, nodes = world_size(train), train.devices, train.num_nodes
+    after = world_size(config.train)
+    if before != after:
+        raise RunFolderError(
+            f"--resume: {run} trained on {before} process(es) (train.devices: {devices} x train.num_nodes: {nodes}); "
+            f"resuming it on {after} (train.devices: {config.train.devices} x train.num_nodes: "
+            f"{config.train.num_nodes}) would give each process another share of the rows, and each epoch another "
+            f"number of optimiser steps than its learning-rate schedule (train.scheduler: {config.train.scheduler}) "
+            f"and its step count are laid out over (the schedule would end too early or too late). Resume it on "
+            f"{before} (train.devices: {before // max(nodes, 1)}, train.num_nodes: {nodes}), or start a new run")
 
 
 def changed_keys(saved: Mapping[str, Any], given: Mapping[str, Any], unchecked: Collection[str] = ()) -> list[str]:

@@ -65,7 +65,7 @@ def train(
     cfg = load_config(config, overrides=overrides, check_files=True)  # named as config check does
     # --out refused in a moment, not after the seconds the training engine (Lightning) takes to import; fit
     # checks it again (an anomaly scorer's: by its last training phase, which finishes it sooner)
-    with run_folder_lock(out, cfg.train):  # a folder another fit is writing: named as such
+    with run_folder_lock(out, cfg.train, source=str(config)):  # a folder another fit is writing: named as such
         check_out(out, cfg, resume=resume, overwrite=overwrite)
     from polymodal.data.skipped import count_skipped
     from polymodal.predictor import MultimodalPredictor

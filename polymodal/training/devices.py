@@ -7,11 +7,15 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import socket
+import stat
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -84,13 +88,23 @@ def launched_processes(cfg: TrainConfig) -> str | None:
 
 def launcher_mismatch(cfg: TrainConfig) -> str | None:
     """The problem when a launcher started another number of processes than ``train`` asks for
-    (each would then take itself for rank 0 of its own run), or None."""
+    (each would then take itself for rank 0 of its own run), or None: the keys and their values,
+    which launcher started how many, and that launcher's options to set."""
     launched, processes = launched_processes(cfg), world_size(cfg)
-    if launched and launched.isdigit() and int(launched) != processes:
-        return (f"train.devices x train.num_nodes: {processes} process(es), but a launcher (torchrun or SLURM) "
-                f"started {launched}; make them agree (e.g. torchrun --nproc-per-node = train.devices, --nnodes = "
-                "train.num_nodes)")
-    return None
+    if not (launched and launched.isdigit() and int(launched) != processes):
+        return None
+    per_node = processes // cfg.num_nodes
+    devices = cfg.devices if isinstance(cfg.devices, int) else f"{cfg.devices!r} ({per_node} on this machine)"
+    if os.environ.get("WORLD_SIZE"):
+        launcher = f"torchrun (or another launcher setting WORLD_SIZE) started {launched}"
+        advice = f"torchrun --nproc-per-node {per_node} --nnodes {cfg.num_nodes}"
+    else:
+        launcher = f"SLURM started {launched} task(s) (SLURM_NTASKS)"
+        advice = (f"srun / #SBATCH --ntasks-per-node={per_node} --nodes={cfg.num_nodes} (one task per device; "
+                  "SLURM's --ntasks counts them over every node)")
+    return (f"train.devices: {devices} x train.num_nodes: {cfg.num_nodes} is {processes} process(es), but {launcher}; "
+            f"make them agree: start them with {advice}, or set train.devices x train.num_nodes to the processes "
+            "started")
 
 
 def check_devices(cfg: TrainConfig) -> None:
@@ -157,9 +171,10 @@ def lightning_precision(cfg: TrainConfig) -> str:
 def cache_shared_with_ranks(config: Any) -> Iterator[None]:
     """Around a fit whose other ranks Lightning starts from this process (several processes, no
     torchrun or SLURM) and whose ``config`` names no feature cache (``data.cache_dir``, or
-    ``POLYMODAL_CACHE_DIR``): encode into a temporary cache (in ``$TMPDIR``), named in
-    ``POLYMODAL_RANKS_CACHE`` for the ranks started later with this environment, so that they read
-    what this process decoded and fitted instead of doing it again each; removed after the fit.
+    ``POLYMODAL_CACHE_DIR``): encode into a temporary cache (in ``$TMPDIR``, :func:`new_ranks_cache`),
+    named in ``POLYMODAL_RANKS_CACHE`` for the ranks started later with this environment, so that
+    they read what this process decoded and fitted instead of doing it again each; removed after
+    the fit (that of a killed fit, by the next distributed fit to start: :func:`sweep_ranks_caches`).
     In such a rank, the variable is dropped when its fit returns: what its script does next
     (``evaluate`` on every rank) keeps nothing in the folder its first process removes."""
     from polymodal.data.cache import CACHE_ENV, RANKS_CACHE_ENV
@@ -175,13 +190,72 @@ def cache_shared_with_ranks(config: Any) -> Iterator[None]:
     if config.data.cache_dir is not None or os.environ.get(CACHE_ENV) or world_size(config.train) == 1 or launched:
         yield
         return
-    folder = tempfile.mkdtemp(prefix="polymodal-ranks-cache-")
+    folder = new_ranks_cache()
     os.environ[RANKS_CACHE_ENV] = folder
     try:
         yield
     finally:
         os.environ.pop(RANKS_CACHE_ENV, None)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+RANKS_CACHE_PREFIX = "polymodal-ranks-cache-"  # then the machine, the process that made it and mkdtemp's letters
+
+
+def new_ranks_cache() -> str:
+    """A new folder for :func:`cache_shared_with_ranks` in ``$TMPDIR``, named after this machine and
+    process (``polymodal-ranks-cache-HOST-PID-XXXXXXXX``), made after sweeping away the folders
+    killed fits left there (:func:`sweep_ranks_caches`)."""
+    root = tempfile.gettempdir()
+    sweep_ranks_caches(Path(root))
+    return tempfile.mkdtemp(prefix=f"{RANKS_CACHE_PREFIX}{socket.gethostname()}-{os.getpid()}-", dir=root)
+
+
+def sweep_ranks_caches(root: Path) -> list[Path]:
+    """Remove from ``root`` the ranks caches (:func:`new_ranks_cache`) of fits killed before they
+    removed theirs (SIGKILL, a job's time limit): this user's folders made on this machine by a
+    process that no longer runs and, where that cannot be told (made on another machine sharing
+    ``root``, by an earlier version that named no process, or off POSIX), those in which nothing
+    changed for ``STALE_TEMP_S`` (a day). A running fit's folder stays, however old.
+
+    Returns:
+        The folders removed.
+    """
+    from polymodal.data.cache import STALE_TEMP_S
+
+    removed = []
+    now, host = time.time(), socket.gethostname()
+    for folder in root.glob(f"{RANKS_CACHE_PREFIX}*"):
+        try:
+            info = folder.lstat()
+            if not stat.S_ISDIR(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+                continue  # another user's (or no folder): theirs to sweep
+            made_by = _maker(folder.name, host)
+            stale = (made_by is False) or (made_by is None and now - max(
+                p.lstat().st_mtime for p in (folder, *folder.iterdir())) > STALE_TEMP_S)
+        except OSError:  # removed meanwhile, or unreadable
+            continue
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _maker(name: str, host: str) -> bool | None:
+    """Whether the process that made the ranks cache ``name`` still runs: True or False when it
+    ran on this machine (``host``) under POSIX, None when that cannot be told."""
+    machine, _, pid = name[len(RANKS_CACHE_PREFIX):].rpartition("-")[0].rpartition("-")
+    if machine != host or not pid.isdigit() or os.name != "posix":  # os.kill(pid, 0) is no probe on Windows
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # runs, as another user
+        return True
+    except OverflowError:
+        return None
+    return True
 
 
 @contextmanager

@@ -4,6 +4,7 @@ Training seeds every global random generator (``train.seed``), turns on determin
 (``train.deterministic``) and quietens Lightning's loggers. Those are the caller's settings too:
 after a ``fit`` decorated with ``@kept_process_state()`` returns, ``np.random.rand()`` continues
 the caller's stream, and ``torch.are_deterministic_algorithms_enabled()`` is what it was before.
+The ranks of a distributed fit, seeded alike, draw apart once training starts (:func:`seed_rank`).
 """
 
 from __future__ import annotations
@@ -60,3 +61,19 @@ def kept_process_state() -> Iterator[None]:
         for name, level in saved["levels"].items():
             logging.getLogger(name).setLevel(level)
         torch.set_num_threads(saved["threads"])
+
+
+def seed_rank(rank: int) -> None:
+    """Give rank ``rank`` of a distributed fit random draws of its own. Every rank was seeded with
+    ``train.seed`` and would draw what rank 0 draws: the same modality-dropout and ``nn.Dropout``
+    masks, augmentations and samples on every rank's batch. A rank other than 0 reseeds Python's,
+    numpy's and torch's global generators (every GPU's too) from torch's current state and its
+    rank: deterministic for a seed, and another stream per rank (per training phase too). Rank 0,
+    and so a one-process fit, keeps its streams untouched."""
+    if rank == 0:
+        return
+    state = torch.get_rng_state().numpy().tolist()  # its bytes, read without drawing
+    python, numpy, torch_seed = np.random.SeedSequence(state, spawn_key=(rank,)).generate_state(3)
+    random.seed(int(python))
+    np.random.seed(int(numpy))
+    torch.manual_seed(int(torch_seed))  # CPU and every CUDA device

@@ -24,9 +24,11 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.trainer.states import TrainerStatus
 
 from polymodal.config.train import TrainConfig
+from polymodal.errors import RunFolderError
 from polymodal.run_files import BEST_CKPT, CHECKPOINTS_DIR, HISTORY_FILE, LAST_CHECKPOINT, LAST_CKPT, LOGS_DIR
 from polymodal.training.checkpoints import checkpoint_state
 from polymodal.training.devices import lightning_precision, make_strategy
+from polymodal.training.process_state import seed_rank
 from polymodal.training.progress import EpochLines, TrainingProgressBar
 from polymodal.utils.io import atomic_write, durable_replace
 from polymodal.utils.progress import watched
@@ -225,6 +227,75 @@ class TimeLimit(Callback):
             self.ran_out = trainer.should_stop = True
 
 
+class RankSeed(Callback):
+    """When training starts, a rank other than 0 of a distributed fit draws apart from rank 0
+    (:func:`~polymodal.training.process_state.seed_rank`): its modality dropout, dropout masks and
+    augmentations are its own. The model was built before, alike on every rank (DDP copies rank
+    0's weights to the others as it starts), and the distributed sampler shares the rows out by
+    its own seed; rank 0, and a one-process fit, draw as before."""
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        seed_rank(trainer.global_rank)
+
+
+class StepsPerEpoch(Callback):
+    """Records in each checkpoint the optimiser steps an epoch takes on each process and the
+    processes that train (``train.devices`` x ``train.num_nodes``), and refuses a resumed fit that
+    would take another number of steps per epoch as it starts, before its first step: the
+    learning-rate schedule (its length, its warm-up) and the transfer methods' ramps are laid out
+    over every epoch's steps, and the step count restored from the checkpoint would place the
+    resumed epochs elsewhere in them (past a cosine schedule's end, at a rate of 0; beyond a
+    one-cycle schedule's last step, an error). A checkpoint written before this record tells its
+    steps per epoch by its step count and epochs."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.settings = {"devices": cfg.devices, "num_nodes": cfg.num_nodes, "batch_size": cfg.batch_size}
+        self.steps: int | None = None  # this fit's, per epoch and process
+        self.world_size = 1
+        self.recorded: dict[str, Any] | None = None  # the checkpoint's a resumed fit started from
+
+    def on_load_checkpoint(self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        epochs, steps = checkpoint.get("epoch", -1) + 1, checkpoint.get("global_step", 0)
+        if epochs > 0 and steps % epochs == 0:  # overridden by the record, in a checkpoint that holds one
+            self.recorded = {"steps_per_epoch": steps // epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.recorded = dict(state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps_per_epoch": self.steps, "world_size": self.world_size, **self.settings}
+
+    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        trainer.estimated_stepping_batches  # noqa: B018 - the training loader set up, for its length
+        self.steps = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+        self.world_size = trainer.world_size
+        before = self.recorded
+        if before is None or before.get("steps_per_epoch") in (None, self.steps):
+            return
+        raise RunFolderError(f"--resume: the run trained {before['steps_per_epoch']} optimiser steps per epoch"
+                             f"{self._on(before)}; resumed, it would take {self.steps}"
+                             f"{self._on({'world_size': self.world_size, **self.settings})}. Its learning-rate "
+                             "schedule and step count are laid out over each epoch's steps: the schedule would "
+                             "end too early or too late (one-cycle: fail). Resume with the settings it trained "
+                             f"with ({self._keys(before)}), or start a new run")
+
+    @staticmethod
+    def _on(record: dict[str, Any]) -> str:
+        """`` on each of 2 process(es) (train.devices: 2 x train.num_nodes: 1, train.batch_size: 8)``,
+        as much of it as ``record`` holds."""
+        if "world_size" not in record:
+            return ""
+        return (f" on each of {record['world_size']} process(es) (train.devices: {record['devices']} x "
+                f"train.num_nodes: {record['num_nodes']}, train.batch_size: {record['batch_size']})")
+
+    def _keys(self, before: dict[str, Any]) -> str:
+        """The settings of ``before`` that differ from this fit's, as ``key: value``."""
+        if "world_size" not in before:
+            return "train.devices, train.num_nodes and train.batch_size"
+        return ", ".join(f"train.{k}: {before.get(k)}" for k in self.settings if before.get(k) != self.settings[k]) \
+            or "the same training rows"
+
+
 class EpochCSVLogger(CSVLogger):
     """Lightning's CSV logger, writing ``logs/csv/metrics.csv``; a resumed run keeps the rows of the
     epochs before ``resume_epoch`` (Lightning's own logger empties the file when it starts): they
@@ -278,7 +349,7 @@ def make_trainer(cfg: TrainConfig, *, run_dir: Path | None, monitor: str, mode: 
         logging.getLogger(name).setLevel(logging.WARNING)
     history = History(run_dir / HISTORY_FILE if run_dir is not None else None)
     checkpoint = AtomicCheckpoint(run_dir / CHECKPOINTS_DIR if run_dir is not None else None, f"val_{monitor}", mode)
-    callbacks: list[Callback] = [history, checkpoint]
+    callbacks: list[Callback] = [history, checkpoint, StepsPerEpoch(cfg), RankSeed()]
     if cfg.early_stopping is not None:
         callbacks.append(ConfiguredEarlyStopping(f"val_{monitor}", patience=cfg.early_stopping.patience, mode=mode,
                                                  min_delta=cfg.early_stopping.min_delta, check_finite=False,

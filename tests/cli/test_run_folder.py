@@ -186,6 +186,32 @@ def test_resume_refuses_a_config_that_trains_another_model(data, trained, tmp_pa
     assert_user_error(_train(data, run, "--resume", config=path), "fusion.name: 'concat' -> 'attention'", "(absent) -> ")
 
 
+def test_resume_on_another_number_of_processes_is_refused_before_any_data_is_read(data, trained, tmp_path,
+                                                                                   monkeypatch):
+    """train.devices is resumable, but each process's share of the rows sets the optimiser steps per
+    epoch, over which the schedule was laid out: a one-process run resumed on 2 ended its cosine
+    schedule early (LR 0 for its last epochs) or failed mid-run under one-cycle."""
+    import sys
+
+    import torch
+
+    monkeypatch.setattr(sys, "argv", ["-c"])  # not refused, it would go no further than check_devices: no processes
+    run = _copy(trained, tmp_path)
+    before = _snapshot(run)
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump(classification_config(epochs=2, devices=2, accelerator="cpu")), encoding="utf-8")
+    said = (f"--resume: {run} trained on 1 process(es) (train.devices: 1 x train.num_nodes: 1); resuming it on 2 "
+            "(train.devices: 2 x train.num_nodes: 1) would give each process another share of the rows")
+    assert_user_error(_train(data, run, "--resume", config=path), said, "train.scheduler: cosine",
+                      "Resume it on 1 (train.devices: 1, train.num_nodes: 1), or start a new run")
+    assert _snapshot(run) == before
+    last = run / "checkpoints" / "last.ckpt"  # a checkpoint written before the processes were recorded: its config's
+    state = torch.load(last, weights_only=True)
+    del state["callbacks"]["StepsPerEpoch"]
+    torch.save(state, last)
+    assert_user_error(_train(data, run, "--resume", config=path), said)
+
+
 def test_a_damaged_checkpoint_is_refused_before_training(data, trained, tmp_path):
     run = _copy(trained, tmp_path)
     last = run / "checkpoints" / "last.ckpt"

@@ -108,3 +108,53 @@ def test_ranks_lightning_starts_share_one_temporary_cache_removed_after_the_fit(
                 patched.setenv(name, value)
             with cache_shared_with_ranks(config):
                 assert RANKS_CACHE_ENV not in os.environ
+
+
+def test_the_ranks_caches_killed_fits_left_are_swept_by_the_next_distributed_fit(monkeypatch, tmp_path):
+    """A fit killed before it removed its ranks cache (SIGKILL, a job's time limit) left it in
+    $TMPDIR forever. Swept: this machine's whose process ended; where the process cannot be asked
+    (another machine's, an earlier version's name), those unchanged for a day. A running fit's stays."""
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from polymodal.config import load_config
+    from polymodal.data.cache import CACHE_ENV, RANKS_CACHE_ENV
+    from polymodal.training.devices import RANKS_CACHE_PREFIX, cache_shared_with_ranks, sweep_ranks_caches
+
+    host = socket.gethostname()
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # its process id names no process now
+
+    def folder(name: str, days: float = 0.0) -> Path:
+        path = tmp_path / f"{RANKS_CACHE_PREFIX}{name}"
+        (path / "segments").mkdir(parents=True)
+        (path / "segments" / "rows.npy").write_bytes(b"0")
+        then = time.time() - days * 24 * 3600
+        for changed in (path / "segments", path):
+            os.utime(changed, (then, then))
+        return path
+
+    killed = folder(f"{host}-{ended.pid}-ab12cd34")
+    running = folder(f"{host}-{os.getpid()}-ef56gh78", days=3)  # this process: running, however old
+    old_name, new_name = folder("k2j4h5g6", days=2), folder("z9y8x7w6")  # an earlier version's names
+    elsewhere_old = folder(f"other-node-{ended.pid}-aaaa1111", days=2)
+    elsewhere_new = folder(f"other-node-{ended.pid}-bbbb2222")
+    (tmp_path / f"{RANKS_CACHE_PREFIX}notes").write_text("a file, not a cache")
+    assert sorted(sweep_ranks_caches(tmp_path)) == sorted([killed, old_name, elsewhere_old])
+    assert all(path.exists() for path in (running, new_name, elsewhere_new, tmp_path / f"{RANKS_CACHE_PREFIX}notes"))
+    assert not any(path.exists() for path in (killed, old_name, elsewhere_old))
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", CACHE_ENV, RANKS_CACHE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    stale = folder(f"{host}-{ended.pid}-cd34ef56")
+    with cache_shared_with_ranks(load_config(classification_config(devices=2, strategy="ddp", accelerator="cpu"))):
+        shared = Path(os.environ[RANKS_CACHE_ENV])
+        assert shared.parent == tmp_path and shared.name.startswith(f"{RANKS_CACHE_PREFIX}{host}-{os.getpid()}-")
+        assert not stale.exists(), "swept as the next distributed fit starts"
+        assert sweep_ranks_caches(tmp_path) == [], "a running fit's folder is never swept"
+    assert not shared.exists()

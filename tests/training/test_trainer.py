@@ -12,6 +12,7 @@ import lightning as L
 import pandas as pd
 import pytest
 import torch
+import yaml
 from helpers_cli import as_terminal, not_a_terminal
 from helpers_models import classification_config
 from torch.utils.data import DataLoader, TensorDataset
@@ -219,6 +220,113 @@ def test_resume_with_more_patience_trains_until_the_new_patience_runs_out(tmp_pa
     assert list(first.history["epoch"]) == [1, 2]
     resumed = fit(ScriptedModule(script), epochs=8, run_dir=tmp_path, patience=3, resume=True)
     assert list(resumed.history["epoch"]) == [1, 2, 3, 4]  # epochs 2, 3 and 4 without improvement
+
+
+class ScheduledModule(ScriptedModule):
+    """A scripted module trained as every polymodal module is (AdamW under ``scheduler``, stepped
+    every batch); ``stop_after``: it stops itself after that many epochs (an interrupted run)."""
+
+    def __init__(self, script: list[float], scheduler: str = "cosine", stop_after: int | None = None):
+        super().__init__(script)
+        self.scheduler, self.stop_after = scheduler, stop_after
+
+    def on_train_epoch_end(self):
+        if self.stop_after is not None and self.current_epoch + 1 >= self.stop_after:
+            self.trainer.should_stop = True
+
+    def configure_optimizers(self):
+        from polymodal.training.module import OptimSettings, configure_adamw
+
+        return configure_adamw(self, {}, OptimSettings(0.01, 0.0, self.scheduler, 0.0), self.trainer)
+
+
+@pytest.mark.parametrize("scheduler", ["cosine", "onecycle"])
+@pytest.mark.parametrize("batch_size", [4, 16])
+def test_a_resume_taking_another_number_of_steps_per_epoch_is_refused_before_its_first_step(tmp_path, scheduler,
+                                                                                          batch_size):
+    """8 epochs of 4 steps stopped after 3, resumed on another share of the rows per process (what
+    train.devices changes): the schedule's length came from the new steps per epoch and its step
+    count from the checkpoint, so a cosine schedule ended early (LR 0 for the last epochs) and a
+    one-cycle one raised 'Tried to step N times' mid-run. A checkpoint written before the steps were
+    recorded tells them by its step count and epochs."""
+    from polymodal.errors import RunFolderError
+
+    train, valid = loaders()  # 32 rows in batches of 8
+    script = [1.0] * 8
+    fit_module(ScheduledModule(script, scheduler, stop_after=3), train, valid, train_config(8), run_dir=tmp_path,
+               monitor="loss", mode="min")
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 12
+    other = DataLoader(train.dataset, batch_size=batch_size)
+    for recorded in (True, False):
+        if not recorded:
+            last = tmp_path / "checkpoints" / "last.ckpt"
+            state = torch.load(last, weights_only=True)
+            del state["callbacks"]["StepsPerEpoch"]
+            torch.save(state, last)
+        resumed = ScheduledModule(script, scheduler)
+        with pytest.raises(RunFolderError, match=f"--resume: the run trained 4 optimiser steps per epoch.*; resumed, it "
+                                                 f"would take {32 // batch_size}.*Resume with the settings it trained "
+                                                 "with"):
+            fit_module(resumed, other, valid, train_config(8), run_dir=tmp_path, monitor="loss", mode="min",
+                       resume=True)
+        assert resumed.snapshots == {}, "refused before the first resumed epoch"
+    resumed = ScheduledModule(script, scheduler)  # the same steps per epoch: it resumes, and ends its schedule
+    fit_module(resumed, train, valid, train_config(8), run_dir=tmp_path, monitor="loss", mode="min", resume=True)
+    assert sorted(resumed.snapshots) == [3, 4, 5, 6, 7] and resumed.trainer.global_step == 32
+    assert resumed.trainer.lr_scheduler_configs[0].scheduler.get_last_lr()[0] < 1e-4
+
+
+def test_the_refusal_names_the_processes_and_settings_the_run_trained_with(tmp_path):
+    from polymodal.errors import RunFolderError
+    from polymodal.training.trainer import StepsPerEpoch
+
+    train, valid = loaders()
+    fit_module(ScheduledModule([1.0] * 4, stop_after=2), train, valid, train_config(4), run_dir=tmp_path,
+               monitor="loss", mode="min")
+    record = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["StepsPerEpoch"]
+    assert record == {"steps_per_epoch": 4, "world_size": 1, "devices": 1, "num_nodes": 1, "batch_size": 64}
+    callback = StepsPerEpoch(train_config(4).model_copy(update={"devices": 2}))
+    callback.load_state_dict(record)
+    trainer = type("Trainer", (), {"estimated_stepping_batches": 8, "num_training_batches": 2,
+                                   "accumulate_grad_batches": 1, "world_size": 2})()
+    with pytest.raises(RunFolderError, match=r"trained 4 optimiser steps per epoch on each of 1 process\(es\) "
+                                             r"\(train.devices: 1 x train.num_nodes: 1, train.batch_size: 64\); "
+                                             r"resumed, it would take 2 on each of 2 process\(es\) \(train.devices: 2 "
+                                             r"x .*Resume with the settings it trained with \(train.devices: 1\)"):
+        callback.on_fit_start(trainer, None)
+
+
+class DrawingModule(ScriptedModule):
+    """Records a draw of torch's global generator at each training step, as modality dropout and
+    ``nn.Dropout`` draw their masks."""
+
+    def __init__(self, script: list[float]):
+        super().__init__(script)
+        self.draws: list[float] = []
+
+    def training_step(self, batch, batch_idx):
+        self.draws.append(torch.rand(()).item())
+        return super().training_step(batch, batch_idx)
+
+
+def test_each_rank_of_a_distributed_fit_draws_its_own_masks_and_rank_zero_draws_as_before(monkeypatch):
+    """Every rank was seeded with train.seed, so every rank drew rank 0's dropout masks."""
+
+    def draws(rank: int, offset: bool = True) -> list[float]:
+        with monkeypatch.context() as patched:
+            patched.setattr(L.Trainer, "global_rank", property(lambda self: rank))
+            if not offset:
+                from polymodal.training.trainer import RankSeed
+
+                patched.setattr(RankSeed, "on_train_start", lambda self, trainer, module: None)
+            module = DrawingModule([1.0, 1.0])
+            fit(module, epochs=2)
+        return module.draws
+
+    zero, first, second = draws(0), draws(1), draws(2)
+    assert len(zero) == 8 and not set(first) & set(zero) and not set(second) & set(first)
+    assert draws(1) == first, "a seed still gives the same draws on each rank"
+    assert draws(0, offset=False) == zero, "rank 0 (a one-process fit) draws as it did"
 
 
 def test_resume_without_a_checkpoint(tmp_path):
@@ -598,14 +706,17 @@ def test_distributed_settings_that_cannot_work_are_refused_by_key(monkeypatch):
     with pytest.raises(ConfigError, match="train.num_nodes: 2 needs every node started by a launcher"):
         check_devices(TrainConfig(devices=1, num_nodes=2, accelerator="cpu"))
     monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun --nproc-per-node 2 with a one-process config
-    with pytest.raises(ConfigError, match=r"train.devices x train.num_nodes: 1 process\(es\), but a launcher"):
+    with pytest.raises(ConfigError, match=r"train.devices: 1 x train.num_nodes: 1 is 1 process\(es\), but torchrun "
+                                          r".* started 2; make them agree: start them with torchrun --nproc-per-node 1"):
         check_devices(TrainConfig(accelerator="cpu"))
     check_devices(TrainConfig(devices=2, accelerator="cpu"))  # they agree
     monkeypatch.delenv("WORLD_SIZE")
     monkeypatch.setenv("SLURM_NTASKS", "4")  # a batch job's plain command runs once: not a mismatch
     check_devices(TrainConfig(accelerator="cpu"))
     monkeypatch.setenv("SLURM_JOB_NAME", "train")  # srun started 4 processes for a 2-process config
-    with pytest.raises(ConfigError, match="a launcher \\(torchrun or SLURM\\) started 4"):
+    with pytest.raises(ConfigError, match=r"train.devices: 2 x train.num_nodes: 1 is 2 process\(es\), but SLURM started "
+                                          r"4 task\(s\) \(SLURM_NTASKS\); make them agree: start them with srun / #SBATCH "
+                                          r"--ntasks-per-node=2 --nodes=1"):
         check_devices(TrainConfig(devices=2, accelerator="cpu"))
     monkeypatch.setenv("SLURM_JOB_NAME", "bash")  # an interactive shell: Lightning starts the processes itself
     check_devices(TrainConfig(devices=2, accelerator="cpu"))
@@ -639,9 +750,27 @@ def test_a_launcher_count_the_config_disagrees_with_is_named_before_the_run_fold
     monkeypatch.setenv("RANK", "1")
     predictor = MultimodalPredictor.from_config(classification_config(epochs=1))
     with exclusive_lock(tmp_path / "run", lambda held: AssertionError(f"locked twice: {held}")):  # rank 0's lock
-        with pytest.raises(ConfigError, match=r"train.devices x train.num_nodes: 1 process\(es\), but a launcher "
-                                              r"\(torchrun or SLURM\) started 2"):
+        with pytest.raises(ConfigError, match=r"train.devices: 1 x train.num_nodes: 1 is 1 process\(es\), but torchrun "
+                                              r"\(or another launcher setting WORLD_SIZE\) started 2"):
             predictor.fit("train.csv", out=tmp_path / "run")
+
+
+def test_a_slurm_step_of_fewer_tasks_than_devices_is_named_with_the_config_file_and_srun_options(monkeypatch,
+                                                                                                 tmp_path):
+    """srun of 1 task with devices: 2 said 'Invalid config' without the file, and only torchrun's
+    options."""
+    from helpers_cli import assert_user_error, invoke
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    config = tmp_path / "ddp.yaml"
+    config.write_text(yaml.safe_dump(classification_config(devices=2, accelerator="cpu")), encoding="utf-8")
+    result = invoke("train", config, "--train", tmp_path / "train.csv", "--out", tmp_path / "run")
+    assert_user_error(result, f"Invalid config in {config}", "train.devices: 2 x train.num_nodes: 1 is 2 process(es), "
+                      "but SLURM started 1 task(s) (SLURM_NTASKS)", "--ntasks-per-node=2 --nodes=1")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_distributed_runs_other_ranks_are_told_by_their_launchers_variables(monkeypatch):
