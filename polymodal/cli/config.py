@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from polymodal.cli.common import SetOpt, console, labelled, print_rows, user_errors
+from polymodal.cli.common import SetOpt, console, labelled, print_rows, print_warning, user_errors
 
 
 def config_init(
@@ -34,7 +34,8 @@ def config_init(
     """Write a starting config for a manifest: each column becomes the modality its cells hold
     (image, audio, video or array files; numbers and categories; free text), with settings read
     from its files; the table says what each column became and why (the target's task too:
-    --task overrides it)."""
+    --task overrides it), and a warning on stderr what looks like a mistake (a target of one value,
+    a column whose values alone separate the classes)."""
     import yaml
 
     from polymodal.data.infer import TARGET_NAMES, infer_config
@@ -61,6 +62,8 @@ def config_init(
         console.print("no --target: every row is taken as normal, for an anomaly detector; give --target COLUMN to "
                       "predict a column, or --task anomaly --target COLUMN to evaluate anomalies against its labels"
                       + (f" (this manifest has {', '.join(repr(c) for c in named)})" if named else ""), highlight=False)
+    for warning in inferred.warnings:  # last, where they are seen: a constant target, a column that may be a leak
+        print_warning(warning)
 
 
 def config_schema() -> None:

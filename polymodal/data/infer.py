@@ -18,9 +18,13 @@ number, or its categories, are counted in every row:
 - numbers -> one ``tabular`` modality (``columns``); true / false values and short text labels
   repeated across rows (at most 50 distinct values, each seen twice on average) -> its
   ``categorical`` columns (categories that differ only in case or surrounding whitespace, such
-  as ``M`` and ``m``, set ``normalize_categories: strip_lower``); a number or category that
-  determines the target in the rows looked at, alone or with one other column (a fault's type and size), is left out as a likely leak (a
-  recording's id, the label under another name), and so is a copy of an earlier column;
+  as ``M`` and ``m``, set ``normalize_categories: strip_lower``); numbers written with leading
+  zeros in :data:`MIN_PADDED_SHARE` of the cells or more (zip codes ``02139``, ``007``) are codes:
+  categories, as written (a CSV's whole-number columns are read again as text to see the zeros);
+  a number or category that determines the target in the rows looked at, alone or with one other
+  column (a fault's type and size), is left out as a likely leak (a recording's id, the label
+  under another name), and so is a copy of an earlier column; a number column whose values alone
+  separate the classes (each class in its own range) is kept, and flagged (a warning);
 - other text -> a ``text`` modality;
 - identifiers (a column named ``id`` / ``*_id``, or text unique to every row that is no sentence),
   columns that are empty in every row, who a row comes from (``speaker``, ``patient``...), a
@@ -35,17 +39,21 @@ rows or more on average that lie close together as class codes do (0-3, 1-10: th
 most :data:`CODE_SPAN` times their count, or at most two values) -> classification; other
 numbers (decimals; whole numbers spread like a measurement, such as a speed of 1730-1797 rpm)
 -> regression; several 0/1 targets -> multilabel; one value, or no target, -> anomaly
-detection. ``task`` (``config init --task``) overrides it; ``--task anomaly`` with a target makes
+detection (one value, inferred: a warning, as a manifest filtered to one class by mistake reads
+so). ``task`` (``config init --task``) overrides it; ``--task anomaly`` with a target makes
 it the anomaly labels, whose normal value(s) ``anomaly.normal`` names: those of its defaults the
 column holds (``normal``, ``0``), else its one value, else its most frequent label (an anomaly
 detector's manifest is mostly normal rows), said so in the table for the user to check. Two classes whose rarer one holds under
 40% of the rows also get ``decision: {threshold: auto}`` (chosen on the validation rows by
-balanced accuracy: :mod:`polymodal.config.decision`). Every decision comes back with its reason (:class:`Inference`), and the config
-is validated before it is returned.
+balanced accuracy: :mod:`polymodal.config.decision`). Two modalities or more with a task other
+than anomaly, some of which the rows lack, get ``loss: {subset_weight: 1.0}``, each trained
+alone too, for rows that arrive without some. Every decision comes back with its reason (:class:`Inference`), what looks like a
+mistake as a warning, and the config is validated before it is returned.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -59,7 +67,7 @@ import pandas as pd
 
 from polymodal.data.cells import cell_text, is_empty
 from polymodal.data.infer_files import FILE_KINDS, judge_files, judge_sound
-from polymodal.data.manifest import Manifest, read_manifest
+from polymodal.data.manifest import READERS, Manifest, read_manifest
 from polymodal.errors import ManifestError, OptionError
 from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.values import spelling_variants
@@ -81,12 +89,16 @@ MIN_POSITIONS = 20  # distinct whole numbers a position column takes (a code nam
 
 @dataclass
 class Inference:
-    """The inferred config (a dict, as a YAML file holds it) and, per column, what it became and why."""
+    """The inferred config (a dict, as a YAML file holds it, validated but not a
+    :class:`~polymodal.config.Config`) and, per column, what it became and why; ``warnings``: what
+    was kept or chosen but looks like a mistake, for the user to check (``config init`` prints
+    each on stderr)."""
 
     config: dict[str, Any]
     columns: list[tuple[str, str, str]] = field(default_factory=list)  # (column, became, why)
     rows: int = 0  # the manifest's rows
     sampled: int = 0  # the rows whose cells were judged (numbers and categories are then counted in all rows)
+    warnings: list[str] = field(default_factory=list)
 
 
 def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str | Sequence[str] | None,
@@ -114,8 +126,10 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
     if missing:
         raise ManifestError([f"target column '{t}' is not in {manifest.name}{did_you_mean(t, manifest.columns)}; "
                              f"it has {list(manifest.columns)}" for t in missing], source=manifest.name)
+    asked = task
     task, task_why = _task(manifest, targets) if task is None else _chosen_task(manifest, targets, task)
     rows = np.unique(np.linspace(0, len(manifest) - 1, min(len(manifest), SAMPLE_ROWS)).astype(np.int64))  # spread
+    manifest = _as_written(manifest, data, targets, rows)
     result = Inference({}, rows=len(manifest), sampled=len(rows))
     absent_files = odd_numbers = False
     modalities: dict[str, Any] = {}
@@ -128,14 +142,26 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
     left_out = _copies_and_leaks(manifest, [column for column, kind, _, _ in judged if kind in ("number", "category")],
                                  targets, rows)
     variants = False
+    some_numbers = any(kind == "number" for _, kind, _, _ in judged)
+    labels = _labels(manifest, targets[0]) if task == "classification" and some_numbers else None
     for column, kind, why, settings in judged:
         if column in left_out:
             kind, why = "skipped", f"{why}; {left_out[column]}"
         elif kind == "number":
             settings = {"not_numbers": _count_not_numbers(manifest, column)}
             why = _numbers_why(manifest, column, settings["not_numbers"])
+            ranges = None if labels is None else _class_ranges(manifest.column(column), labels)
+            if ranges is not None:  # an easy feature, or the target in disguise: kept, and said
+                why += (f"; its values alone separate the classes, each in its own range ({ranges}): kept, as a "
+                        "threshold can be an easy feature; check it is not derived from the target")
+                result.warnings.append(
+                    f"column '{column}' alone separates the classes of '{targets[0]}', each in its own range of "
+                    f"values ({ranges}): it is kept as a feature; check it is not derived from the target (a score "
+                    "computed from the label, a measurement taken after it) and remove it from the table's columns "
+                    "if it is")
         elif kind == "category":
-            why, found = _categories_why(manifest, column, why)
+            said, found = _categories_why(manifest, column, settings.get("codes", why))
+            why = f"{why}; {said}" if "codes" in settings else said
             variants = variants or found
         result.columns.append((column, kind, why))
         absent_files = absent_files or "not found" in why and kind not in ("skipped",)
@@ -167,6 +193,13 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
         config["target"] = targets[0] if len(targets) == 1 else targets
     config["modalities"] = modalities
     config["fusion"] = {"name": "attention" if len(modalities) > 1 else "concat"}
+    lacking = _lacking(manifest, modalities, rows) if len(modalities) > 1 and task != "anomaly" else []
+    if lacking:  # rows arrive without some modality: train for them
+        config["loss"] = {"subset_weight": 1.0}
+        result.columns.append(("(loss)", "subset_weight: 1.0", f"some rows lack {', '.join(map(repr, lacking))}: "
+                               "each modality is also trained alone, so rows without some of them are predicted by a "
+                               "model trained on such rows (at the default 0, predict and explain warn that it was "
+                               "not)"))
     uneven = _uneven_classes(manifest, targets[0]) if task == "classification" else None
     if uneven is not None:  # two classes, one rare: the more probable class under-calls it
         config["decision"] = {"threshold": "auto"}
@@ -177,6 +210,12 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
         normal, normal_why = _normal_labels(manifest, targets[0])
         config["anomaly"] = {"normal": normal}
         result.columns.append(("(anomaly)", f"normal: {normal}", normal_why))
+        if asked is None:  # one value in every row: most often a manifest filtered to one class
+            result.warnings.append(
+                f"target column '{targets[0]}' holds one value ({normal[0]!r}) in every row: the config is an "
+                "anomaly detector of those rows (task: anomaly), not a classifier, which needs two classes or more; "
+                "check the manifest was not filtered to one class, or give --task anomaly (task='anomaly' in "
+                "Python) if a detector is what you want")
     if absent_files or odd_numbers:  # files missing, or a '?' among numbers: read as missing, not refused
         config["data"] = {"on_error": "missing"}
         why = [*(["some files were not found: rows without them train with that modality missing"] if absent_files
@@ -189,6 +228,89 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
     load_config(config)  # what is returned is a valid config
     result.config = config
     return result
+
+
+PADDED = re.compile(r"0[0-9]+")  # a number written with leading zeros: '007', '02139' (not '0', '0.5')
+MIN_PADDED_SHARE = 0.05  # of a number column's cells written so, or more, make it codes
+
+
+def _as_written(manifest: Manifest, data: Any, targets: list[str], rows: np.ndarray) -> Manifest:
+    """``manifest`` with each whole-number column of a CSV file that holds a cell written with
+    leading zeros at ``rows`` put back as the text the file holds: pandas reads ``02139`` as 2139,
+    and :func:`_judge` needs the zero to see codes. Other sources keep their own types (a
+    DataFrame's or JSON file's ``'02139'`` is a string already)."""
+    if not isinstance(data, str | os.PathLike) or READERS.get(Path(data).suffix.lower()) != "csv":
+        return manifest
+    whole = [str(c) for c in manifest.columns if c not in targets and _whole_numbers(manifest.column(c))]
+    if not whole:
+        return manifest
+    written = read_manifest(data, text_columns=whole)
+    padded = [c for c in whole if any(isinstance(v, str) and PADDED.fullmatch(v.strip())
+                                      for v in written.take(c, rows))]
+    if not padded:
+        return manifest
+    frame = manifest.data.copy(deep=False)
+    for column in padded:
+        frame[column] = written.data[column]
+    return dataclasses.replace(manifest, data=frame)
+
+
+def _whole_numbers(values: pd.Series) -> bool:
+    """Whether a column read as numbers holds whole numbers only (a blank cell makes pandas read
+    them as floats: 2139.0)."""
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return False
+    given = values.dropna()
+    return len(given) > 0 and bool((given == given.round()).all())
+
+
+def _codes(text: list[str], padded: list[str]) -> tuple[str, str, dict[str, Any]]:
+    """What a column of numbers some written with leading zeros (``padded``, among the cells
+    ``text``) is: codes (a zip code, a product code), whose zeros a number would drop and whose
+    order means nothing: an identifier where each is unique to its row, else categories, kept as
+    written."""
+    said = (f"numbers written with leading zeros ({len(padded)} of the {len(text)} cells looked at, such as "
+            f"{padded[0]!r}): codes, not quantities")
+    distinct = len(set(text))
+    if distinct == len(text):
+        return "skipped", f"{said}; unique to every row: an identifier", {}
+    return "category", f"{said}: read as categories, as written", {"codes": f"{distinct} values"}
+
+
+def _labels(manifest: Manifest, target: str) -> pd.Series:
+    """A classification target's labels, an empty cell as missing (a blank text cell too)."""
+    column = manifest.column(target)
+    return column if pd.api.types.is_numeric_dtype(column) else column.where(~column.map(is_empty))
+
+
+def _class_ranges(values: pd.Series, labels: pd.Series) -> str | None:
+    """``'a' 0.1-0.4, 'b' 0.6-0.9`` where a number column's ``values`` alone separate the classes of
+    ``labels`` in every row: sorted by value, each class holds an interval of its own, overlapping
+    no other, and each has :data:`MIN_TARGET_ROWS` rows with a value (fewer prove little); else
+    None."""
+    rows = pd.DataFrame({"value": pd.to_numeric(values, errors="coerce"), "label": labels}).dropna()
+    spans = rows.groupby("label", sort=False)["value"].agg(["min", "max", "size"]).sort_values("min")
+    if len(spans) < 2 or spans["size"].min() < MIN_TARGET_ROWS:
+        return None
+    if not bool((spans["max"].to_numpy()[:-1] < spans["min"].to_numpy()[1:]).all()):
+        return None
+    bounds = zip(spans.index, spans["min"], spans["max"], strict=True)
+    shown = [f"{_scalar(label)!r} {low:g}-{high:g}" for label, low, high in bounds]
+    return ", ".join(shown[:3]) + (", ..." if len(shown) > 3 else "")
+
+
+def _lacking(manifest: Manifest, modalities: dict[str, Any], rows: np.ndarray) -> list[str]:
+    """The modalities some of the rows looked at lack: an empty cell (a table: every one of its
+    columns empty). Where every row has every modality the subset loss is not written: on
+    cwru_faults' manifest it made a table of operating conditions (``load``, ``rpm``) lead the
+    model at loads training never saw (41.7% against 100%)."""
+    lacking = []
+    for name, modality in modalities.items():
+        columns = ([*modality["columns"], *modality["categorical"]] if modality["kind"] == "tabular"
+                   else [modality["column"]])
+        if manifest.select(columns, rows).map(is_empty).all(axis=1).any():
+            lacking.append(name)
+    return lacking
 
 
 def _count_not_numbers(manifest: Manifest, column: str) -> dict[str, list[int]]:
@@ -350,6 +472,9 @@ def _judge(manifest: Manifest, column: str, rows: np.ndarray, *, targeted: bool)
         return "category", "true / false values", {}
     numeric = pd.to_numeric(pd.Series(cells, dtype=object), errors="coerce")
     if numeric.notna().mean() >= 0.9:  # a few '?' or 'n/a' among numbers: missing, imputed
+        padded = [t.strip() for t in text if PADDED.fullmatch(t.strip())]
+        if padded and len(padded) >= MIN_PADDED_SHARE * len(text):  # '02139', '007': codes
+            return _codes(text, padded)
         whole = bool((numeric.dropna() == numeric.dropna().round()).all())
         counting = bool(numeric.is_monotonic_increasing) or len(cells) >= 100  # a row number, or too many to repeat by chance
         if whole and numeric.nunique() == len(cells) and len(cells) >= 20 and counting:

@@ -581,3 +581,112 @@ def test_sound_track_settings_cap_the_length_before_the_codec_frame_and_default_
     assert _track_preprocess(16_000, [(16_000, 30.0, frame)])["max_seconds"] == 10.07
     assert _track_preprocess(48_000, [(48_000, None, 0.0)]) == {"sample_rate": 16_000, "max_seconds": 10.0}
     assert _track_preprocess(8_000, [(8_000, None, 0.0), (8_000, 0.5, 0.128)])["max_seconds"] == 0.63
+
+
+def test_numbers_written_with_leading_zeros_are_codes_kept_as_written(tmp_path):
+    """Zip codes read as numbers lost their zero (02139 -> 2139) and became a quantity: with codes
+    written so in a share of the cells, the column is categories (an identifier where unique to
+    every row), and training reads it as the file writes it."""
+    from polymodal.config.columns import csv_columns
+    from polymodal.data.manifest import read_manifest
+
+    rng = np.random.default_rng(0)
+    n = 40
+    zips = ["01003", "01009", "02139", "10001", "94110"]
+    frame = pd.DataFrame({"zip": [zips[i % 5] for i in range(n)], "x": rng.normal(size=n),
+                          "agent": [f"{i:03d}" for i in range(n)],  # '000'-'039': unique codes
+                          "rooms": ["05"] + [str(v) for v in rng.integers(1, 9, n - 1)],  # one stray zero: a number
+                          "y": ["a", "b"] * (n // 2)})
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    inferred = infer_config(tmp_path / "m.csv", "y")
+    became = {column: (kind, why) for column, kind, why in inferred.columns}
+    assert became["zip"] == ("category", "numbers written with leading zeros (24 of the 40 cells looked at, such as "
+                                         "'01003'): codes, not quantities: read as categories, as written; 5 values "
+                                         "repeated across rows")
+    assert became["agent"] == ("skipped", "numbers written with leading zeros (40 of the 40 cells looked at, such as "
+                                          "'000'): codes, not quantities; unique to every row: an identifier")
+    assert became["rooms"][0] == "number"  # 1 of 40 (under 5%): a slip, not codes
+    table = inferred.config["modalities"]["table"]
+    assert table["categorical"] == ["zip"] and table["columns"] == ["x", "rooms"]
+    read = read_manifest(tmp_path / "m.csv", **csv_columns(load_config(inferred.config)))  # as training reads it
+    assert sorted(read.column("zip").unique()) == sorted(zips)
+    codes = infer_config(frame.assign(zip=frame["zip"].astype(object)), "y")  # a DataFrame's strings: alike
+    assert dict((c, k) for c, k, _ in codes.columns)["zip"] == "category"
+    blanks = frame.astype({"zip": object})
+    blanks.loc[3, "zip"] = None  # a blank cell: pandas reads the rest as floats (1003.0)
+    blanks.to_csv(tmp_path / "b.csv", index=False)
+    assert dict((c, k) for c, k, _ in infer_config(tmp_path / "b.csv", "y").columns)["zip"] == "category"
+
+
+def test_a_number_whose_values_alone_separate_the_classes_is_kept_and_said_so(tmp_path):
+    """A threshold on one column telling every class apart can be an easy feature or the target
+    in disguise: it stays in the table, its line and a warning on stderr say so."""
+    rng = np.random.default_rng(0)
+    n = 60
+    y = np.array(["ok", "worn", "broken"] * (n // 3))
+    score = np.select([y == "ok", y == "worn"], [rng.uniform(0, 1, n), rng.uniform(2, 3, n)], rng.uniform(4, 5, n))
+    frame = pd.DataFrame({"score": score.round(3), "x": rng.normal(size=n), "y": y})
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    inferred = infer_config(tmp_path / "m.csv", "y")
+    why = {column: reason for column, _, reason in inferred.columns}
+    assert "score" in inferred.config["modalities"]["table"]["columns"]
+    assert why["score"].startswith("numbers; its values alone separate the classes, each in its own range ('ok' ")
+    assert why["score"].endswith("check it is not derived from the target") and why["x"] == "numbers"
+    assert len(inferred.warnings) == 1 and inferred.warnings[0].startswith("column 'score' alone separates the "
+                                                                           "classes of 'y'")
+    result = invoke("config", "init", "--data", tmp_path / "m.csv", "--target", "y", "--out", tmp_path / "c.yaml")
+    assert result.exit_code == 0, result.output
+    assert "warning: column 'score' alone separates the classes of 'y'" in " ".join(result.stderr.split())
+    overlap = frame.assign(score=np.where(np.arange(n) == 1, 0.5, frame["score"]))  # one 'worn' in 'ok''s range
+    assert not infer_config(overlap, "y").warnings
+    few = frame.iloc[:52].copy()  # 'broken' kept on 17 rows, but only 4 of them with a score
+    few.loc[few.index[(few["y"] == "broken").to_numpy()][4:], "score"] = None
+    assert not infer_config(few, "y").warnings
+    assert not infer_config(frame.assign(y=score + rng.normal(0, 0.1, n)), "y").warnings  # regression: no classes
+
+
+def test_a_target_of_one_value_warns_that_the_config_is_an_anomaly_detector(manifest, tmp_path):
+    """A single class is most often a manifest filtered by mistake: still the documented anomaly
+    detector, but said on stderr, and not where --task anomaly asked for one."""
+    pd.read_csv(manifest).assign(label="ok").to_csv(tmp_path / "one.csv", index=False)
+    result = invoke("config", "init", "--data", tmp_path / "one.csv", "--target", "label", "--out", tmp_path / "c.yaml")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert "warning: target column 'label' holds one value ('ok') in every row: the config is an anomaly detector " \
+           "of those rows (task: anomaly), not a classifier" in said
+    assert "check the manifest was not filtered to one class, or give --task anomaly" in said
+    assert yaml.safe_load((tmp_path / "c.yaml").read_text())["task"] == "anomaly"
+    asked = invoke("config", "init", "--data", tmp_path / "one.csv", "--target", "label", "--task", "anomaly",
+                   "--out", tmp_path / "d.yaml")
+    assert asked.exit_code == 0, asked.output
+    assert "warning" not in asked.stderr
+    assert not infer_config(tmp_path / "one.csv", "label", task="anomaly").warnings
+
+
+@pytest.mark.parametrize(("target", "task", "columns", "blank", "subset"), [
+    ("label", None, ["note", "age"], "note", True), ("wear", None, ["note", "age"], "age", True),
+    (["hot", "loud"], None, ["note", "age"], "note", True), ("label", "anomaly", ["note", "age"], "note", False),
+    ("label", None, ["note", "age"], None, False),  # every row has every modality: each alone may mislead
+    ("label", None, ["age", "wear"], "age", False),  # one modality, the table: nothing to train alone
+])
+def test_modalities_some_rows_lack_are_also_trained_alone(manifest, tmp_path, target, task, columns, blank, subset):
+    """With subset_weight at its default 0, predict and explain warn that a row without some
+    modality was never trained for: where some training rows lack one, each is trained alone
+    too. Not where every row has every modality (on cwru_faults a table of operating conditions
+    trained alone misled the model at unseen loads), nor for an anomaly detector (no task loss)
+    or one modality."""
+    frame = pd.read_csv(manifest)[[*columns, *([target] if isinstance(target, str) else target)]]
+    if blank is not None:
+        frame.loc[[3, 10], blank] = np.nan  # a table lacks its modality only where all its columns are empty
+        if blank == "age" and "wear" in columns:
+            frame.loc[[3, 10], "wear"] = np.nan
+    inferred = infer_config(frame, target, task)
+    said = {column: (became, why) for column, became, why in inferred.columns}
+    assert (inferred.config.get("loss") == {"subset_weight": 1.0}) is subset
+    assert ("(loss)" in said) is subset and ("loss" in inferred.config) is subset
+    if subset:
+        lacking = "'table'" if blank == "age" else "'note'"
+        assert said["(loss)"] == ("subset_weight: 1.0", f"some rows lack {lacking}: each modality is also trained "
+                                  "alone, so rows without some of them are predicted by a model trained on such rows "
+                                  "(at the default 0, predict and explain warn that it was not)")
+        assert load_config(inferred.config).loss.subset_weight == 1.0
