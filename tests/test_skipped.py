@@ -170,6 +170,9 @@ def test_a_row_with_no_modality_present_is_kept_without_a_prediction_and_listed_
     assert ("1 unreadable or missing file(s) read as missing; 2 row(s) with no modality present kept, with NaN "
             "predictions (data.on_error: missing)") in " ".join(result.stderr.split())
     assert "query.csv row 1 (line 3): no modality present" in result.stderr
+    said = " ".join(result.stdout.split())
+    assert said.startswith("9 rows written to") and "(2 without a prediction: no modality could be read; listed in" \
+        in said and "p.skipped.csv)" in said
     result = invoke("evaluate", out, "--data", tmp_path / "query.csv", "--on-error", "skip", "--json")  # row 2 too
     assert result.exit_code == 0, result.output
     assert '"rows": 6' in result.stdout

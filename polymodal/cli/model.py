@@ -360,7 +360,18 @@ def predict(
     if report.skipped_file is not None:
         print_skipped(report.skipped, report.skipped_file, predictor, predicting=True)
     resumed = f" ({report.chunks_resumed} chunk(s) reused from the interrupted run)" if report.chunks_resumed else ""
-    console.print(f"{report.rows} predictions written to {out}{resumed}")
+    written = f"{report.rows} predictions written to {out}"
+    if report.unpredicted:
+        written = f"{report.rows} rows written to {out} ({report.unpredicted} {_unpredicted(report, predictor)})"
+    console.print(written + resumed)
+
+
+def _unpredicted(report: Any, predictor: Any) -> str:
+    """Why the rows a batch prediction wrote without one (``report.unpredicted``) have none, in words."""
+    if predictor.config.task == "anomaly":  # no modality read, or a scorer that could not compare them
+        return "without a score, flagged: their note says why"
+    listed = f"; listed in {report.skipped_file}" if report.skipped_file is not None else ""
+    return f"without a prediction: no modality could be read{listed}"  # data.on_error: missing kept them
 
 
 def threshold(

@@ -12,8 +12,9 @@ Every row gets its manifest row number (column ``row``), then the manifest colum
 ``keep`` (an id to join on), then the predictions; rows dropped for an unreadable file
 (``data.on_error: skip``) are missing from ``out``; with ``missing``, a row left with no modality
 present keeps its place, every modality ``absent`` and no prediction (an anomaly detector's:
-flagged, with a NaN score), as ``predict_frame`` gives it; every skipped file is listed, with the
-reason, in ``<out stem>.skipped.csv`` beside it (removed when nothing was skipped).
+flagged, with a NaN score), as ``predict_frame`` gives it, and the output's columns have the same
+types however the rows fall into chunks; every skipped file is listed, with the reason, in
+``<out stem>.skipped.csv`` beside it (removed when nothing was skipped).
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ PARTS_FORMAT = 5
 
 @dataclass
 class BatchReport:
-    """Rows written, chunks computed now and chunks reused from an interrupted run, and the files
-    skipped (written to ``skipped_file`` when there are any)."""
+    """Rows written, chunks computed now and chunks reused from an interrupted run, the files
+    skipped (written to ``skipped_file`` when there are any), and ``unpredicted``: the rows written
+    without a prediction (their first prediction column empty: under ``data.on_error: missing`` a
+    row left with no modality present; a detector's row its scorer could not score)."""
 
     out: Path
     rows: int
@@ -64,6 +67,7 @@ class BatchReport:
     chunks_resumed: int
     skipped: pd.DataFrame = field(default_factory=pd.DataFrame)
     skipped_file: Path | None = None
+    unpredicted: int = 0
 
 
 def skipped_path(out: Path) -> Path:
@@ -186,13 +190,16 @@ def _predict_to_file(predictor: Any, data: DataSource, out: Path, *, chunk_rows:
                     advance(len(rows))
     finally:
         predictor.config.train.progress = shown
-    written = join_parts([parts / f"part-{i:06d}.parquet" for i in range(len(starts))], out)
+    files = [parts / f"part-{i:06d}.parquet" for i in range(len(starts))]
+    written = join_parts(files, out)
+    unpredicted = _unpredicted(files, 1 + len(keep))  # before the parts go
     lists = [pd.read_parquet(f) for f in sorted(parts.glob("skipped-*.parquet"))]
     skipped = pd.concat(lists, ignore_index=True) if lists else pd.DataFrame()
     write_skipped(skipped_path(out), skipped)
     shutil.rmtree(parts)
     predictor.warn_skipped(skipped, str(skipped_path(out)), predicting=True)
-    return BatchReport(out, written, done, resumed, skipped, None if skipped.empty else skipped_path(out))
+    return BatchReport(out, written, done, resumed, skipped, None if skipped.empty else skipped_path(out),
+                       unpredicted)
 
 
 def _check_resumable(parts: Path, state: dict[str, Any]) -> None:
@@ -252,17 +259,20 @@ def _predict_chunk(predictor: Any, manifest: Manifest, rows: range, parts: Path,
 def join_parts(files: list[Path], out: Path) -> int:
     """Concatenate parquet parts into ``out`` (CSV or Parquet), streaming one part at a time.
 
-    A column that is all null in some parts (an empty part: every row of its chunk skipped) takes
-    its type from the parts that have values; with no rows at all, ``out`` has the columns alone.
+    Every part is cast to one schema (:func:`_joined_schema`), so that a column's type, and a CSV's
+    spelling of its values, do not depend on how the rows fell into chunks: a column all null in
+    some parts (every row of a chunk skipped, or left with no modality and no prediction) takes its
+    type from the parts with values; one whose NaN made it float in some parts (a multilabel
+    ``pred_`` column) is float in all. With no rows at all, ``out`` has the columns alone.
     """
     import pyarrow.parquet as pq
 
     total = 0
+    schema = _joined_schema(files)
 
     def write(tmp: Path) -> None:
         nonlocal total
         if out.suffix.lower() == ".parquet":
-            schema = _joined_schema(files)
             with pq.ParquetWriter(str(tmp), schema) as writer:
                 for file in files:
                     table = pq.read_table(file).cast(schema)
@@ -271,7 +281,7 @@ def join_parts(files: list[Path], out: Path) -> int:
             return
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
             for i, file in enumerate(files):
-                frame = pd.read_parquet(file)
+                frame = pq.read_table(file).cast(schema).to_pandas()  # an int column another part made float: 1.0
                 frame.to_csv(handle, index=False, header=i == 0)
                 total += len(frame)
 
@@ -280,8 +290,10 @@ def join_parts(files: list[Path], out: Path) -> int:
 
 
 def _joined_schema(files: list[Path]) -> Any:
-    """One schema for all ``files``: a null-typed column takes the type the others give it; the
-    (pandas) metadata comes from a part with rows."""
+    """One schema for all ``files``: a null-typed column takes the type the others give it, an
+    integer column another part holds as floats (NaN where a row has no prediction) becomes float,
+    and text pandas writes as ``string`` in one part and ``large_string`` in another (an object
+    column beside a ``str`` one) ``large_string``; the (pandas) metadata comes from a part with rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -290,4 +302,17 @@ def _joined_schema(files: list[Path]) -> Any:
     with_rows = [pq.read_metadata(f).num_rows > 0 for f in files]
     schemas = [pq.read_schema(f) for f, rows in zip(files, with_rows, strict=True) if rows]
     schemas += [pq.read_schema(f) for f, rows in zip(files, with_rows, strict=True) if not rows]
-    return pa.unify_schemas(schemas, promote_options="default")  # "default": only null gives way to another type
+    return pa.unify_schemas(schemas, promote_options="permissive")  # widening only: text and numbers never mix
+
+
+def _unpredicted(files: list[Path], position: int) -> int:
+    """How many rows of the parts ``files`` have no prediction: their column at ``position`` (the
+    first prediction column, after ``row`` and the kept ones) is null. One column read per part."""
+    import pyarrow.parquet as pq
+
+    if not files:
+        return 0
+    names = pq.read_schema(files[0]).names
+    if len(names) <= position:
+        return 0
+    return sum(pq.read_table(f, columns=[names[position]]).column(0).null_count for f in files)

@@ -620,6 +620,33 @@ def test_batch_prediction_under_on_error_missing_writes_every_manifest_row(data,
     assert written.loc[[3, 7], "flag"].all() and written.loc[[3, 7], "score"].isna().all()
     assert "a row left with no modality present is kept and flagged, with a NaN score" in result.stderr
     assert sorted(pd.read_csv(data / "p.skipped.csv")["row"]) == [3, 3, 7, 9]
+    said = " ".join(result.stdout.split())
+    assert said.startswith("12 rows written to") and "(2 without a score, flagged: their note says why)" in said
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_a_chunk_of_rows_without_a_score_joins_with_the_types_of_one_pass(data, fitted, suffix):
+    """Under on_error: missing, a batch chunk whose every row has no modality (its `absent` and
+    `note` text pandas holds as objects, the others' as strings) joined with the others: the
+    Parquet join refused the parts. The output is now what one chunk writes, types included."""
+    from polymodal.deploy.batch import predict_to_file
+
+    det = AnomalyDetector.load(fitted[1])
+    det.config.data.on_error = "missing"
+    rows = pd.read_csv(data / "test.csv").head(12)
+    rows[["a", "b"]] = rows[["a", "b"]].map(lambda name: str(data / name))  # a DataFrame's paths: from the cwd
+    rows.loc[4:7, ["a", "b"]] = None  # chunk 1 of 4 rows
+    tables = []
+    for chunk_rows in (4, 12):
+        out = data / f"emptied{chunk_rows}{suffix}"
+        with pytest.warns(UserWarning, match="kept and flagged, with a NaN score"):
+            report = predict_to_file(det, rows, out, chunk_rows=chunk_rows, progress=False, overwrite=True)
+        assert report.rows == 12 and report.unpredicted == 4
+        tables.append(pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out))
+    got, want = tables
+    assert got["score"].isna().tolist() == [row in (4, 5, 6, 7) for row in range(12)] and got["flag"].iloc[4:8].all()
+    assert (got.loc[4:7, "note"] == "not scored: no modality could be read").all()
+    pd.testing.assert_frame_equal(got, want, atol=1e-5)  # dtypes included
 
 
 @pytest.mark.parametrize(("scorer", "others"), [("mahalanobis", "autoencoder, deep_svdd"),

@@ -432,3 +432,70 @@ def test_a_second_prediction_into_the_same_out_is_refused_while_the_first_runs(t
     assert len(refused) == 1 and len(pd.read_csv(out)) == 18
     assert not (tmp_path / ".preds.csv.lock").exists()  # released with the prediction
     predict_to_file(predictor, dataset["test"], out, chunk_rows=5, progress=False, overwrite=True)  # free again
+
+
+def emptied(dataset: dict, folder: Path, rows: list[int], columns: list[str]) -> pd.DataFrame:
+    """The test manifest (absolute paths) with ``columns`` empty in ``rows``: every input of the
+    model reading them, so that ``data.on_error: missing`` keeps those rows without a prediction."""
+    frame = with_bad_images(dataset, folder, [])
+    frame.loc[rows, columns] = None
+    return frame
+
+
+def chunked_and_one_pass(predictor, frame: pd.DataFrame, folder: Path, suffix: str):
+    """``frame`` predicted in chunks of 4 rows and in one chunk: (report, table) of each."""
+    results = []
+    for chunk_rows in (4, len(frame)):
+        out = folder / f"preds{chunk_rows}{suffix}"
+        with pytest.warns(UserWarning, match="kept, with NaN predictions"):
+            report = predict_to_file(predictor, frame, out, chunk_rows=chunk_rows, progress=False)
+        results.append((report, read(out)))
+    return results
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_a_chunk_of_rows_without_a_prediction_joins_with_the_types_of_one_pass(trained, dataset, tmp_path,
+                                                                             monkeypatch, suffix):
+    """Under on_error: missing, a chunk whose every row has no modality present (all its predictions
+    null) joins with the others, and the output's columns have the types one chunk gives them."""
+    predictor, _ = trained
+    monkeypatch.setattr(predictor.config.data, "on_error", "missing")
+    frame = emptied(dataset, tmp_path, [4, 5, 6, 7], ["image", "audio", "text", "x1", "color"])  # chunk 1 of 4 rows
+    (chunked, got), (whole, want) = chunked_and_one_pass(predictor, frame, tmp_path, suffix)
+    assert chunked.chunks_done == 5 and chunked.rows == whole.rows == 18
+    assert chunked.unpredicted == whole.unpredicted == 4
+    assert got["prediction"].isna().tolist() == [row in (4, 5, 6, 7) for row in range(18)]
+    assert set(got.loc[4, "absent"].split(", ")) == {"image", "audio", "notes", "labs"}
+    pd.testing.assert_frame_equal(got, want, atol=1e-5)  # dtypes included
+
+
+@pytest.fixture(scope="module")
+def multilabel(dataset):
+    """A tabular multilabel model (one epoch: its columns, not their quality, matter)."""
+    from polymodal import MultimodalPredictor
+
+    frame = dataset["frame"].assign(tag_a=lambda f: (f["label"] == "a").astype(int),
+                                    tag_b=lambda f: (f["label"] != "c").astype(int))
+    config = {"task": "multilabel", "target": ["tag_a", "tag_b"],
+              "modalities": {"labs": {"kind": "tabular", "columns": ["x1"], "categorical": ["color"],
+                                      "encoder": {"dim": 8, "hidden": [16]}}},
+              "fusion": {"name": "concat"}, "head": {"name": "mlp", "hidden": [8]}, "report": {"rows": 0},
+              "train": {"epochs": 1, "batch_size": 8, "seed": 0, "progress": False, "num_workers": 0}}
+    return MultimodalPredictor.from_config(config).fit(frame.iloc[:42], frame.iloc[42:])
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_multilabel_predictions_a_missing_row_makes_float_are_float_in_every_chunk(multilabel, dataset, tmp_path,
+                                                                                  monkeypatch, suffix):
+    """A multilabel pred_ column is 0/1 integers in a chunk where every row is predicted, floats
+    (NaN) in one with a row left without a prediction: the join refused the Parquet parts, and the
+    CSV wrote 1 in some chunks and 1.0 in others; both are now as one chunk writes them."""
+    monkeypatch.setattr(multilabel.config.data, "on_error", "missing")
+    frame = emptied(dataset, tmp_path, [4, 5, 6, 7], ["x1", "color"])
+    (chunked, got), (_, want) = chunked_and_one_pass(multilabel, frame, tmp_path, suffix)
+    assert chunked.unpredicted == 4 and got["pred_tag_a"].isna().tolist() == [row in (4, 5, 6, 7) for row in range(18)]
+    pd.testing.assert_frame_equal(got, want, atol=1e-5)
+    if suffix == ".csv":  # spelled alike in every chunk
+        spelled = [pd.read_csv(tmp_path / f"preds{n}.csv", dtype=str)[["pred_tag_a", "pred_tag_b"]] for n in (4, 18)]
+        pd.testing.assert_frame_equal(*spelled)
+        assert set(spelled[0].stack().dropna()) <= {"0.0", "1.0"}  # never 1 in one chunk, 1.0 in another
