@@ -6,7 +6,7 @@ and styles come from the installed ``fastapi-offline`` package rather than a CDN
 works offline. Request bodies are described in
 :mod:`polymodal.deploy.requests`; every error is JSON ``{"error": {"code", "message", "field"}}``
 with a 4xx status; a query parameter a route does not take is one (FastAPI would ignore it). With a token set, ``/predict``, ``/explain`` and ``/metadata`` need
-``Authorization: Bearer <token>``. Predictions are micro-batched (:mod:`polymodal.deploy.batching`).
+``Authorization: Bearer <token>``. Predictions are micro-batched (:mod:`polymodal.deploy.microbatch`).
 
 (No ``from __future__ import annotations`` here: FastAPI reads the route signatures at run time,
 and their types are imported inside :func:`create_app`, fastapi being an optional dependency.)
@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from polymodal import __version__
-from polymodal.deploy.batching import MicroBatcher
 from polymodal.deploy.errors import RequestError
+from polymodal.deploy.microbatch import MicroBatcher
 from polymodal.deploy.requests import FILE_KINDS, RequestParser, accepted_types, read_row
 from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.settings import ServeSettings

@@ -5,7 +5,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from polymodal.deploy.batching import MicroBatcher
+from polymodal.deploy.microbatch import MicroBatcher
 
 
 def double(feeds):
