@@ -21,7 +21,6 @@ scored through the missing path has a score of another scale).
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -30,20 +29,21 @@ from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
-import torch
 
 from polymodal import runfolder
 from polymodal.anomaly.cached import with_reconstruction_targets
+from polymodal.anomaly.evaluation import evaluate_detector, labelled_metrics
 from polymodal.anomaly.model import AnomalyModel, ScoreNetwork, build_anomaly_net
 from polymodal.anomaly.scorers import OPTIONAL_STATE, REFERENCE_MAX_MODALITIES, build_scorer
 from polymodal.anomaly.targets import AnomalyTargets, no_normal_row, normal_value_problems, training_rows
 from polymodal.anomaly.threshold import (
-    follow_full_threshold,
+    fit_coalitions,
     rethreshold,
     subset_threshold_table,
     threshold_rows,
     warn_coarse_rate,
 )
+from polymodal.anomaly.training import phase_epochs, train_phases
 from polymodal.assets import restore_contexts
 from polymodal.config import Config, load_config
 from polymodal.config.anomaly import AnomalyConfig, anomaly_settings
@@ -52,12 +52,10 @@ from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import random_holdout
-from polymodal.data.validation import target_problems
 from polymodal.errors import (
     ConfigError,
     ManifestError,
     NotFittedError,
-    OptionError,
     SchemaMismatchError,
 )
 from polymodal.estimator import EMBEDDINGS, PROBABILITIES, ROBUSTNESS, Estimator
@@ -67,13 +65,12 @@ from polymodal.metrics.anomaly import (
     one_threshold_note,
     row_thresholds,
     threshold_at_fpr,
-    undefined_note,
 )
 from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, manifest_paths, start_run
 from polymodal.run_files import PLOTS_DIR
 from polymodal.training.devices import across_ranks
 from polymodal.training.process_state import kept_process_state
-from polymodal.utils.scores import coalition_values, held_masks
+from polymodal.utils.scores import held_masks
 from polymodal.utils.warn import warn_user
 
 EMPTIED_NOTE = "not scored: no modality could be read"  # predict_frame's note on a row on_error: missing emptied
@@ -87,20 +84,6 @@ _UNSUPPORTED = {  # capability -> why an anomaly detector has none
                 "(task 'anomaly' does not combine with align); use predict_frame (score, flag per row), or "
                 "explain for what each modality contributed",
 }
-
-
-def split_epochs(epochs: int, shares: list[float]) -> list[int]:
-    """``epochs`` shared between training phases by their ``shares`` (fractions summing to 1),
-    each rounded half up, every phase at least 1 and the last taking what is left, so that they
-    sum to ``epochs`` (Deep SVDD's ``pretrain_fraction`` 0.5 of 5 epochs: 3 then 2); one each
-    where ``epochs`` is fewer than the phases."""
-    if epochs <= len(shares):
-        return [1] * len(shares)
-    counts: list[int] = []
-    for k, share in enumerate(shares[:-1]):
-        later = len(shares) - k - 1  # phases after this one, each at least 1
-        counts.append(min(max(1, math.floor(epochs * share + 0.5 + 1e-9)), epochs - sum(counts) - later))
-    return [*counts, epochs - sum(counts)]
 
 
 def _refused(capability: str, name: str, why: str) -> Callable[..., NoReturn]:
@@ -201,10 +184,7 @@ class AnomalyDetector(Estimator):
         Raises:
             ManifestError / DecodeError: bad input, every problem named.
         """
-        from polymodal.anomaly.module import AnomalyModule  # Lightning: imported for training only
         from polymodal.training.devices import check_devices
-        from polymodal.training.module import OptimSettings
-        from polymodal.training.trainer import fit_module
 
         if unlabeled is not None:
             raise SchemaMismatchError("task 'anomaly' learns from no unlabelled manifest (its training rows are the "
@@ -220,7 +200,7 @@ class AnomalyDetector(Estimator):
         if test is not None and not cfg.targets:
             raise SchemaMismatchError("a test manifest is evaluated against its labels, but this anomaly config has "
                                       "no target column; set target (and anomaly.normal) or leave the test out")
-        phases = self._phase_epochs()
+        phases = phase_epochs(self)
         check_out(out, cfg, resume=resume, overwrite=overwrite, planned_epochs=phases[-1][1])  # before reading data
         check_devices(cfg.train)
         if resume and out is not None:
@@ -244,30 +224,11 @@ class AnomalyDetector(Estimator):
         # DDP rank, from the cache folder the ranks share)
         train_table = self._fit_table(model, pipeline, train_m, train_table)
         valid_table = self._fit_table(model, pipeline, valid_m, valid_table)
-        optim = OptimSettings.from_config(cfg.train)
-        train_loader = self._loader(train_table, train_y, train=True)
-        histories, seconds, before = [], 0.0, 0.0  # before: a resumed fit's earlier sessions
         run_dir = self._own(start_run(out, cfg, resume=resume, overwrite=overwrite, planned_epochs=phases[-1][1],
                                       data=manifest_paths(train=train, valid=valid)), fresh=True)  # the first write
-        for k, (phase, epochs) in enumerate(phases):
-            last = k == len(phases) - 1
-            if resume and not last:  # only the last phase writes checkpoints: its own holds the earlier ones' work
-                continue
-            if not resume:  # resumed: what the phase starts from (Deep SVDD's centre) is in its checkpoint
-                model.scorer.start_phase(model.net.eval(), phase,
-                                         lambda: self._loader(train_table, train_y, train=False))
-            earlier = pd.concat(histories, ignore_index=True).to_dict("records") if histories else None
-            module = AnomalyModule(model.train(), phase, optim, callbacks=callbacks if last else None, earlier=earlier,
-                                   modality_dropout=self._dropout_rates())
-            result = fit_module(module, train_loader,
-                                self._loader(*self._validation_rows(valid_table, valid_y), train=False),
-                                self._phase_train_config(epochs), run_dir=run_dir if last else None,
-                                monitor="loss", mode="min", resume=resume)
-            if resume:  # the earlier phases' rows, from the checkpoint, and the time trained before this session
-                histories = [pd.DataFrame(module.earlier)] if module.earlier else []
-                before = result.earlier_seconds + sum(float(row.get("seconds", 0.0)) for row in module.earlier)
-            histories.append(result.history.assign(phase=phase))
-            seconds += result.seconds
+        result, histories, seconds, before = train_phases(self, model, phases, (train_table, train_y),
+                                                          (valid_table, valid_y), run_dir=run_dir, resume=resume,
+                                                          callbacks=callbacks)
         model.eval()
         model.scorer.fit(model.net, self._loader(train_table, train_y, train=False))
         self.model = model
@@ -281,7 +242,7 @@ class AnomalyDetector(Estimator):
         chosen_on = threshold_rows(self)
         warn_coarse_rate(self.settings.target_fpr, chosen_on)
         model.scorer.threshold.fill_(threshold_at_fpr(chosen_on, self.settings.target_fpr))
-        self._fit_coalitions(valid_table.select(valid_y != 1))
+        fit_coalitions(self, valid_table.select(valid_y != 1))
         self.history = pd.concat(histories, ignore_index=True)
         self.info = self._fit_info(train_table, valid_table, model, {"train": train, "valid": valid, "test": test},
                                    train_anomalies=int((train_y == 1).sum()), train_anomalies_dropped=dropped,
@@ -292,8 +253,9 @@ class AnomalyDetector(Estimator):
                                    preprocess_seconds=time.perf_counter() - started - seconds,
                                    scorer=self.settings.scorer, threshold=float(model.scorer.threshold),
                                    subset_thresholds=subset_threshold_table(self))
-        self.metrics = {"valid": self._metrics(valid_scores, valid_y, pipeline.targets.labels(valid_m, valid_table.rows),
-                                               self.kept["valid_held"], subject="validation holds", validation=True)}
+        self.metrics = {"valid": labelled_metrics(self, valid_scores, valid_y,
+                                                 pipeline.targets.labels(valid_m, valid_table.rows),
+                                                 self.kept["valid_held"], subject="validation holds", validation=True)}
         self._warn_inverted_ranking(self.metrics["valid"].get("auroc"))
         self._finish_fit(test_m, run_dir)
         if test_m is not None:
@@ -353,38 +315,6 @@ class AnomalyDetector(Estimator):
                   f"anomaly.scorer ({', '.join(others)}), or check the validation labels (anomaly.normal: "
                   f"{self.settings.normal})")
 
-    def _fit_coalitions(self, normal: EncodedTable) -> None:
-        """Score the normal validation rows under every coalition of modalities (the others hidden,
-        as missing cells are; none beyond ``REFERENCE_MAX_MODALITIES`` modalities), then from those
-        scores the normal reference of :meth:`explain` (:meth:`_fit_normal_reference`) and the flag
-        threshold of each subset (kept in ``kept['valid_subset_scores']``: :meth:`set_threshold`
-        chooses them again from it)."""
-        from polymodal.evaluation.coalitions import coalition_of, coalition_outputs  # the evaluation layer sits above
-
-        scorer = self.model.scorer
-        if not scorer.normal_coalitions.numel():
-            return
-        names = list(self.model.names)
-        coalitions = [coalition_of(mask, names) for mask in range(scorer.normal_coalitions.numel())]
-        scores = coalition_outputs(self, normal, coalitions)[..., 0].astype(np.float64)  # (C, N)
-        held = self._held(normal)  # (N,) bit masks
-        self._fit_normal_reference(scores, held)
-        holds = (held[None, :] & np.arange(len(coalitions))[:, None]) == np.arange(len(coalitions))[:, None]  # (C, N)
-        self.kept["valid_subset_scores"] = np.where(holds, scores, np.nan)  # a subset's threshold: rows holding it
-        follow_full_threshold(self, float(scorer.threshold))
-
-    def _fit_normal_reference(self, scores: np.ndarray, held: np.ndarray) -> None:
-        """The normal rows' mean score under every coalition of modalities (``scores``: (C, N), the
-        rows' with only coalition k present; a coalition the scorer cannot score counts 0), over
-        the rows that hold every modality of the coalition (``held``: their bit masks; all rows
-        where none does): what :meth:`explain` measures a row's score against."""
-        reference = self.model.scorer.normal_coalitions
-        means = []
-        for mask, coalition in enumerate(coalition_values(scores)):
-            rows = (held & mask) == mask  # the rows holding every modality of the coalition
-            means.append(coalition[rows].mean() if rows.any() else coalition.mean())
-        reference.copy_(torch.as_tensor(means, dtype=reference.dtype))
-
     def subset_thresholds(self) -> np.ndarray | None:
         """(2^M,) the flag threshold of a row holding only each subset of modalities (bit i: the
         i-th sorted modality present; NaN: that row is held to the full set's threshold); None for
@@ -441,25 +371,6 @@ class AnomalyDetector(Estimator):
             return network
         return with_reconstruction_targets(table, network, pipeline.preprocessors, model.net.recon_size)
 
-    def _phase_epochs(self) -> list[tuple[str, int]]:
-        """The scorer's training phases and the epochs of each (:func:`split_epochs` of
-        ``train.epochs``: their sum, each at least 1); warns when ``train.epochs`` is too few
-        for one epoch per phase."""
-        scorer = build_scorer(self.settings, len(self.config.modalities))
-        epochs = self.config.train.epochs
-        names = [phase for phase, _ in scorer.phases]
-        if epochs < len(names):
-            warn_user(f"train.epochs {epochs} is fewer than the {len(names)} training phases of anomaly.scorer "
-                      f"'{scorer.name}' ({', then '.join(names)}): each runs one epoch, {len(names)} in all")
-        return list(zip(names, split_epochs(epochs, [share for _, share in scorer.phases])))
-
-    def _phase_train_config(self, epochs: int) -> Any:
-        """``train`` for a phase of ``epochs``; ``max_minutes`` shared out as the epochs are."""
-        train = self.config.train
-        phases = len(build_scorer(self.settings, len(self.config.modalities)).phases)
-        minutes = None if train.max_minutes is None else train.max_minutes * epochs / max(train.epochs, phases)
-        return train.model_copy(update={"epochs": epochs, "max_minutes": minutes})
-
     def _require_normal_validation(self, targets: AnomalyTargets, valid: Manifest, *, held_out: bool) -> None:
         """Refuse validation rows none of which is normal (each labelled anomalous): the flag
         threshold is chosen on the normal ones, and early stopping follows them.
@@ -478,14 +389,6 @@ class AnomalyDetector(Estimator):
                              "the validation AUROC)" + ("" if held_out else ", or no --valid (valid=None) to hold "
                                                         "out train.val_fraction of the training rows")],
                             source=valid.name)
-
-    def _validation_rows(self, table: EncodedTable, y: np.ndarray) -> tuple[EncodedTable, np.ndarray]:
-        """What the validation loss sees: every row (labelled anomalies as such) with
-        ``use_labelled_anomalies``, else the normal rows only."""
-        if self.settings.use_labelled_anomalies:
-            return table, np.where(y == 1, 1, 0)
-        keep = y != 1
-        return table.select(keep), np.zeros(int(keep.sum()), np.int64)
 
     def _split(self, manifest: Manifest) -> tuple[Manifest, Manifest]:  # no labels needed
         return random_holdout(manifest, self.config.train.val_fraction, self.config.train.seed)
@@ -636,75 +539,7 @@ class AnomalyDetector(Estimator):
             OptionError: ``normal`` is empty.
         """
         self._refuse_support(support)
-        targets, own = self._evaluation_targets(target, normal)
-        if not own:  # the config's target column is not needed in the data: this one is
-            data = self.read_data(data, require_target=False, modalities=modalities)
-            problems = target_problems(data, targets.columns[0], self.config.task, scored=True)
-            if problems:
-                raise ManifestError(problems, source=data.name)
-        if normal is not None:  # a misspelt label would count every row as an anomaly
-            data = self.read_data(data, require_target=own, modalities=modalities)
-            for problem in normal_value_problems(data, targets.columns[0], list(normal), every=True, key="normal"):
-                warn_user(problem)
-        if by is not None:
-            data = self.read_grouped(data, by, modalities=modalities, require_target=own)
-        manifest, table = self.encode_data(data, require_target=own, modalities=modalities)
-        labels = targets.labels(manifest, table.rows)
-        scores, y = self._scores(self.network_table(manifest, table)), targets.encode(manifest, table.rows)
-        self.eval_scores, self.eval_held = (scores, y), self._held(table)
-        out = self._metrics(scores, y, labels, self.eval_held)
-        if by is not None:
-            out["by"] = {by: {value: self._metrics(scores[rows], y[rows], [v for v, r in zip(labels, rows) if r],
-                                                   self.eval_held[rows])
-                              for value, rows in manifest.groups(by, table.rows,
-                                                                 self.category_normalization(by)).items()}}
-        return out
-
-    def _evaluation_targets(self, target: str | None, normal: Sequence[Any] | None) -> tuple[AnomalyTargets, bool]:
-        """What :meth:`evaluate` scores rows against: the fitted target encoder, or one of the
-        column ``target`` with the ``normal`` labels; and whether the column is the config's own
-        (whose presence reading the data checks).
-
-        Raises:
-            SchemaMismatchError: neither ``target`` nor a target column in the config.
-            OptionError: ``normal`` is empty or a bare string.
-        """
-        pipeline, _ = self.require_fitted()
-        if target is None and not self.config.targets:
-            raise SchemaMismatchError(
-                "evaluate needs labels, but this anomaly config has no target column (target: null); name the "
-                "column of the data that holds them: evaluate(data, target=COLUMN, normal=[...]) in Python, "
-                "'polymodal evaluate RUN --data X --target COLUMN [--normal VALUE ...]' on the command line "
-                f"(normal defaults to anomaly.normal {self.settings.normal})")
-        if normal is not None and (isinstance(normal, str) or not len(normal)):
-            raise OptionError([f"normal must be a non-empty list of labels (e.g. ['Normal']); got {normal!r}"])
-        column = self.config.targets[0] if target is None else target
-        own = bool(self.config.targets) and column == self.config.targets[0]
-        if own and normal is None:
-            return pipeline.targets, True
-        return AnomalyTargets([column], self.settings.normal if normal is None else list(normal)), own
-
-    def _metrics(self, scores: np.ndarray, y: np.ndarray, labels: list[Any], held: np.ndarray,
-                 subject: str = "the evaluated rows hold", validation: bool = False) -> dict[str, Any]:
-        """:func:`anomaly_metrics` of the labelled rows (the flag rates each row's at the threshold
-        of the modalities it holds, ``held``: bit masks), with ``per_label_auroc``, ``rows`` and,
-        where a metric is undefined, a ``note`` saying why (see :func:`undefined_note`)."""
-        known = y >= 0
-        out = anomaly_metrics(scores[known], y[known], self.row_thresholds(held)[known])
-        normal = known & (y == 0)
-        per_label = {}
-        for label in sorted({str(v) for v, k in zip(labels, y, strict=True) if k == 1}):
-            rows = np.asarray([str(v) == label for v in labels]) | normal
-            per_label[label] = anomaly_metrics(scores[rows], y[rows])["auroc"]
-        out["per_label_auroc"] = per_label
-        out["rows"] = int(len(scores))
-        notes = [undefined_note(out, subject, validation)]
-        if out["unscored"]:
-            notes.append(f"{out['unscored']} labelled row(s) have no score ({self.model.scorer.unscored_reason}) "
-                         "and are left out of every metric")
-        if any(note is not None for note in notes):
-            out["note"] = "; ".join(note for note in notes if note is not None)
-        return out
+        return evaluate_detector(self, data, modalities, by=by, target=target, normal=normal)
 
     # -- persistence --------------------------------------------------------------------------
     def _write_report(self, run: Path, model: AnomalyModel) -> None:

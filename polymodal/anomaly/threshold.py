@@ -1,7 +1,9 @@
 """The flag thresholds of a fitted detector: the validation rows the full set of modalities'
 threshold is chosen on (:func:`threshold_rows`), each subset of modalities' threshold following it
 at the same validation false-positive rate (:func:`follow_full_threshold`,
-:func:`subset_threshold_table`), setting it again without retraining (:func:`rethreshold`,
+:func:`subset_threshold_table`), chosen at the fit from the normal validation rows scored under
+every coalition of modalities, which also give ``explain`` its normal reference
+(:func:`fit_coalitions`), setting it again without retraining (:func:`rethreshold`,
 ``AnomalyDetector.set_threshold``, ``polymodal threshold``) from the scores the run keeps
 (``scores.npz``: :func:`polymodal.runfolder.write_scores`), and the warning on a false-positive rate
 finer than the validation rows allow.
@@ -22,10 +24,12 @@ from polymodal.metrics.anomaly import anomaly_metrics, flag_rate, subset_thresho
 from polymodal.metrics.tasks import add_note
 from polymodal.run_files import SCORES_FILE
 from polymodal.runfolder import Scored
+from polymodal.utils.scores import coalition_values
 from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
     from polymodal.anomaly.detector import AnomalyDetector
+    from polymodal.data.encode import EncodedTable
 
 
 def threshold_rows(detector: AnomalyDetector) -> np.ndarray | None:
@@ -60,6 +64,40 @@ def follow_full_threshold(detector: AnomalyDetector, threshold: float) -> None:
         return
     chosen = subset_thresholds(threshold, scores[labels != 1], subset_scores)
     buffer.copy_(torch.as_tensor(chosen, dtype=buffer.dtype))
+
+
+def fit_coalitions(detector: AnomalyDetector, normal: EncodedTable) -> None:
+    """Score the normal validation rows under every coalition of modalities (the others hidden,
+    as missing cells are; none beyond ``REFERENCE_MAX_MODALITIES`` modalities), then from those
+    scores the normal reference of ``AnomalyDetector.explain`` (:func:`fit_normal_reference`) and
+    the flag threshold of each subset (kept in ``kept['valid_subset_scores']``:
+    ``AnomalyDetector.set_threshold`` chooses them again from it)."""
+    from polymodal.evaluation.coalitions import coalition_of, coalition_outputs  # the evaluation layer sits above
+
+    scorer = detector.model.scorer
+    if not scorer.normal_coalitions.numel():
+        return
+    names = list(detector.model.names)
+    coalitions = [coalition_of(mask, names) for mask in range(scorer.normal_coalitions.numel())]
+    scores = coalition_outputs(detector, normal, coalitions)[..., 0].astype(np.float64)  # (C, N)
+    held = detector._held(normal)  # (N,) bit masks
+    fit_normal_reference(detector, scores, held)
+    holds = (held[None, :] & np.arange(len(coalitions))[:, None]) == np.arange(len(coalitions))[:, None]  # (C, N)
+    detector.kept["valid_subset_scores"] = np.where(holds, scores, np.nan)  # a subset's threshold: rows holding it
+    follow_full_threshold(detector, float(scorer.threshold))
+
+
+def fit_normal_reference(detector: AnomalyDetector, scores: np.ndarray, held: np.ndarray) -> None:
+    """The normal rows' mean score under every coalition of modalities (``scores``: (C, N), the
+    rows' with only coalition k present; a coalition the scorer cannot score counts 0), over
+    the rows that hold every modality of the coalition (``held``: their bit masks; all rows
+    where none does): what ``AnomalyDetector.explain`` measures a row's score against."""
+    reference = detector.model.scorer.normal_coalitions
+    means = []
+    for mask, coalition in enumerate(coalition_values(scores)):
+        rows = (held & mask) == mask  # the rows holding every modality of the coalition
+        means.append(coalition[rows].mean() if rows.any() else coalition.mean())
+    reference.copy_(torch.as_tensor(means, dtype=reference.dtype))
 
 
 def scored_subsets(detector: AnomalyDetector) -> tuple[list[frozenset[str]], list[frozenset[str]]]:

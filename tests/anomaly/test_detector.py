@@ -439,7 +439,7 @@ def test_the_rows_without_a_score_are_counted_out_of_every_row_predicted(data):
 def test_deep_svdd_shares_train_epochs_between_its_phases(epochs, phases):
     """The phases sum to train.epochs (3 epochs once ran 2 + 2, 5 ran 2 + 2: rounding half to even),
     one each where there are fewer epochs than phases (said)."""
-    from polymodal.anomaly.detector import split_epochs
+    from polymodal.anomaly.training import phase_epochs, split_epochs
 
     assert split_epochs(epochs, [0.5, 0.5]) == phases
     assert split_epochs(10, [0.25, 0.75]) == [3, 7] and split_epochs(4, [0.9, 0.1]) == [3, 1]
@@ -447,9 +447,9 @@ def test_deep_svdd_shares_train_epochs_between_its_phases(epochs, phases):
     if epochs < 2:
         with pytest.warns(UserWarning, match=r"train.epochs 1 is fewer than the 2 training phases of anomaly.scorer "
                                              r"'deep_svdd' \(pretrain, then svdd\): each runs one epoch, 2 in all"):
-            assert det._phase_epochs() == [("pretrain", 1), ("svdd", 1)]
+            assert phase_epochs(det) == [("pretrain", 1), ("svdd", 1)]
     else:
-        assert det._phase_epochs() == list(zip(["pretrain", "svdd"], phases))
+        assert phase_epochs(det) == list(zip(["pretrain", "svdd"], phases))
 
 
 def test_deep_svdd_names_each_phase_before_its_epoch_lines(data, capsys):
