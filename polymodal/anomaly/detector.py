@@ -70,7 +70,7 @@ from polymodal.resume import check_out, check_resumed_data, holding_the_run_fold
 from polymodal.run_files import PLOTS_DIR
 from polymodal.training.devices import across_ranks
 from polymodal.training.process_state import kept_process_state
-from polymodal.utils.scores import held_masks
+from polymodal.utils.coalitions import held_masks
 from polymodal.utils.warn import warn_user
 
 EMPTIED_NOTE = "not scored: no modality could be read"  # predict_frame's note on a row on_error: missing emptied

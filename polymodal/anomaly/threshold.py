@@ -20,11 +20,12 @@ import torch
 from polymodal.config.anomaly import AnomalyConfig
 from polymodal.config.fitted import model_settings
 from polymodal.errors import OptionError, RunFolderError
+from polymodal.evaluation.coalitions import coalition_outputs
 from polymodal.metrics.anomaly import anomaly_metrics, flag_rate, subset_thresholds, threshold_at_fpr
 from polymodal.metrics.tasks import add_note
 from polymodal.run_files import SCORES_FILE
 from polymodal.runfolder import Scored
-from polymodal.utils.scores import coalition_values
+from polymodal.utils.coalitions import all_subsets, coalition_of, coalition_values, mask_of, subset_label
 from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
@@ -72,7 +73,6 @@ def fit_coalitions(detector: AnomalyDetector, normal: EncodedTable) -> None:
     scores the normal reference of ``AnomalyDetector.explain`` (:func:`fit_normal_reference`) and
     the flag threshold of each subset (kept in ``kept['valid_subset_scores']``:
     ``AnomalyDetector.set_threshold`` chooses them again from it)."""
-    from polymodal.evaluation.coalitions import coalition_of, coalition_outputs  # the evaluation layer sits above
 
     scorer = detector.model.scorer
     if not scorer.normal_coalitions.numel():
@@ -105,7 +105,6 @@ def scored_subsets(detector: AnomalyDetector) -> tuple[list[frozenset[str]], lis
     and those it does not (fewer modalities than ``min_modalities``: the consistency scorer's single
     modalities), which have no flag threshold of their own (a row holding only them has a NaN score
     and is flagged)."""
-    from polymodal.evaluation.coalitions import all_subsets  # the evaluation layer
 
     fewest = detector.model.scorer.min_modalities
     subsets = all_subsets(list(detector.model.names))
@@ -117,7 +116,6 @@ def subset_threshold_table(detector: AnomalyDetector) -> dict[str, float] | None
     (as ``metrics.json``'s ``training.subset_thresholds`` and ``polymodal threshold`` show them),
     but for the subsets the scorer does not score (:func:`scored_subsets`); None where
     ``AnomalyDetector.subset_thresholds`` is."""
-    from polymodal.evaluation.coalitions import mask_of, subset_label  # the evaluation layer
 
     chosen = detector.subset_thresholds()
     if chosen is None:
@@ -186,7 +184,6 @@ def rethreshold(detector: AnomalyDetector, *, fpr: float | None = None, score: f
     detector.info["threshold"] = float(model.scorer.threshold)
     detector.info["subset_thresholds"] = subset_threshold_table(detector)
     _flag_rates_at(detector, detector.metrics, {"valid": detector.valid_scores, "test": detector.test_scores})
-    from polymodal.evaluation.coalitions import subset_label  # the evaluation layer
 
     scored = None if normal is None else normal[~np.isnan(normal)]
     subsets = _subset_rates(detector)
@@ -202,7 +199,6 @@ def _subset_rates(detector: AnomalyDetector) -> dict[str, dict[str, Any]] | None
     the share of the validation normal rows holding the subset, scored with it alone, above the
     threshold) and their number (``valid_normals``), for the subsets the scorer scores
     (:func:`scored_subsets`); None for a model with one threshold."""
-    from polymodal.evaluation.coalitions import mask_of, subset_label  # the evaluation layer
 
     table = subset_threshold_table(detector)
     subset_scores = detector.kept.get("valid_subset_scores")

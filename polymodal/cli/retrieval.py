@@ -137,8 +137,9 @@ def zero_shot(
                                                "its values are among the classes).")] = None,
 ) -> None:
     """Classify rows by the nearest class-name embedding (no labelled training for these classes)."""
-    from polymodal.errors import ConfigError, OptionError
+    from polymodal.errors import OptionError
     from polymodal.predictor import MultimodalPredictor
+    from polymodal.retrieval.zero_shot import read_classes
 
     if out is not None:
         check_table_path(out)
@@ -149,14 +150,7 @@ def zero_shot(
     if classes.endswith(".json"):  # a file of names or {class: prompts}, not a class called "x.json"
         if not Path(classes).is_file():
             raise FileNotFoundError(f"--classes names a JSON file that does not exist: {classes}")
-        try:
-            names = json.loads(Path(classes).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ConfigError([f"--classes {classes}: not valid JSON ({err}); give a list of names or "
-                               "{class: prompt or [prompts]}"], source=classes) from None
-        if not isinstance(names, list | dict):  # a JSON text "one" is not the classes o, n, e
-            raise OptionError([f"--classes {classes}: the file must hold a list of class names or "
-                               f"{{class: prompt or [prompts]}}; it holds a JSON {type(names).__name__}: {names!r}"])
+        names = read_classes(classes, what="--classes")
     predictor = MultimodalPredictor.load(run)
     frame = predictor.zero_shot(data, modality, names, text_modality=text_modality, template=template)
     scores = _zero_shot_accuracy(frame, data, labels, predictor.config.targets)

@@ -28,7 +28,8 @@ from polymodal.deploy.errors import ExportError
 from polymodal.deploy.graph import example_feeds, graph_inputs
 from polymodal.deploy.runtime import INT8_FILE, run_graph
 from polymodal.errors import ManifestError
-from polymodal.utils.scores import decisions, held_masks, softmax
+from polymodal.utils.coalitions import held_masks
+from polymodal.utils.scores import decisions, softmax
 
 CHECK_BATCH = 64
 # int8 weights for the matrix products only: onnxruntime's dynamic ConvInteger is slower on CPU

@@ -33,15 +33,13 @@ from polymodal.deploy.errors import ExportError, RequestError, first_line, onnxr
 from polymodal.deploy.features import FEATURES, Features
 from polymodal.errors import MissingDependencyError
 from polymodal.run_files import CONFIG_FILE, EXPORT_DIR, MODEL_FILE, saved_fingerprint
+from polymodal.utils.coalitions import against_reference, coalition_values, held_masks
 from polymodal.utils.scores import (
-    against_reference,
-    coalition_values,
     decisions,
     explained_name,
     explained_outputs,
     explained_quantity,
     explained_score,
-    held_masks,
     output_index,
     probabilities,
 )

@@ -28,7 +28,7 @@ import pandas as pd
 from polymodal.config.task_metrics import TASK_METRICS
 from polymodal.data.skipped import skipped_frame
 from polymodal.estimator import EXPLAIN, untrained_absences
-from polymodal.evaluation.coalitions import coalition_of, coalition_outputs, mask_of
+from polymodal.evaluation.coalitions import coalition_outputs
 from polymodal.evaluation.data import EvalData, check_max_rows, load_eval_data, output_names, to_scores
 from polymodal.evaluation.integrated_gradients import WithinAttribution, within_modality
 from polymodal.evaluation.shapley import (
@@ -41,21 +41,19 @@ from polymodal.evaluation.shapley import (
 )
 from polymodal.metrics.anomaly import flags
 from polymodal.multitask import main_task
+from polymodal.utils.coalitions import against_reference, coalition_of, coalition_values, held_masks, mask_of
 from polymodal.utils.scores import (
-    against_reference,
-    coalition_values,
     decisions,
     explained_name,
     explained_outputs,
     explained_quantity,
-    held_masks,
     output_index,
     softmax,
 )
 
 if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource
-    from polymodal.predictor import MultimodalPredictor
+    from polymodal.estimator import Estimator
 
 
 @dataclass
@@ -101,13 +99,13 @@ class Explanation:
     An anomaly detector's explanation attributes the anomaly score against normal rows: each
     coalition's score minus the normal validation rows' mean score under the same coalition of the
     modalities the row holds (:meth:`~polymodal.anomaly.detector.AnomalyDetector.coalition_reference`,
-    :func:`polymodal.utils.scores.against_reference`), so that the Shapley values add up to how far
+    :func:`polymodal.utils.coalitions.against_reference`), so that the Shapley values add up to how far
     the row's score lies above the normal rows' mean with the same modalities (``base``), a positive
     one is a modality that pushed the row towards a flag, and a modality the row lacks gets 0. (A
     run saved before that mean was recorded, or one with more than 6 modalities, is explained
     against no modality, ``reference`` ``none``.) A row the scorer could not score (NaN) has NaN
     Shapley values and base, and a coalition it cannot score counts 0
-    (:func:`polymodal.utils.scores.coalition_values`).
+    (:func:`polymodal.utils.coalitions.coalition_values`).
     """
 
     modalities: list[str]
@@ -285,7 +283,7 @@ def _plan(m: int, permutations: int, seed: int) -> tuple[list[int], np.ndarray |
     return sorted(prefix_masks(orders) | extra), orders
 
 
-def _importance(predictor: MultimodalPredictor, names: list[str], picked_phi: np.ndarray,
+def _importance(predictor: Estimator, names: list[str], picked_phi: np.ndarray,
                 raw: dict[int, np.ndarray], targets: np.ndarray | None, held: list[bool],
                 quantity: str) -> pd.DataFrame:
     """Mean |Shapley| per modality and its share, and what those Shapley values attribute
@@ -333,7 +331,7 @@ def drop_interval(right: np.ndarray, right_without: np.ndarray, resamples: int =
     return float(low), float(high)
 
 
-def explain(predictor: MultimodalPredictor, data: DataSource | EvalData, *, max_rows: int | None = None,
+def explain(predictor: Estimator, data: DataSource | EvalData, *, max_rows: int | None = None,
             seed: int = 0, samples: int = 4, permutations: int = 64, steps: int = 32,
             output: Any | None = None) -> Explanation:
     """Shapley values over modalities for every row (and Integrated Gradients within each

@@ -6,14 +6,12 @@ batch is encoded once (the network's ``encode``); the fusion and head (an anomal
 scorer) then run on all coalitions at once (``outputs_from_features``), the encoder features
 repeated coalition-major, so 2^M coalitions cost little more than M encoder passes.
 
-A coalition is a ``frozenset`` of modality names; as a bit mask, bit ``i`` stands for the
-``i``-th name in sorted order.
+Coalitions and their bit masks: :mod:`polymodal.utils.coalitions`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from itertools import combinations
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,36 +19,12 @@ import torch
 
 from polymodal.data.encode import EncodedTable
 from polymodal.evaluation.data import batches
+from polymodal.utils.coalitions import Coalition
 
 if TYPE_CHECKING:
-    from polymodal.predictor import MultimodalPredictor
+    from polymodal.estimator import Estimator
 
-Coalition = frozenset[str]
 MAX_FUSED_ROWS = 4096  # rows per fusion call (batch rows x coalitions)
-
-
-def all_subsets(names: Sequence[str], *, empty: bool = False) -> list[Coalition]:
-    """Every subset of ``names``, largest first (then by name); the empty one last, if asked."""
-    ordered = sorted(names)
-    sizes = range(len(ordered), -1 if empty else 0, -1)
-    return [frozenset(c) for size in sizes for c in combinations(ordered, size)]
-
-
-def subset_label(coalition: Iterable[str]) -> str:
-    """``audio+image``; ``(none)`` for the empty coalition."""
-    names = sorted(coalition)
-    return "+".join(names) if names else "(none)"
-
-
-def mask_of(coalition: Iterable[str], names: Sequence[str]) -> int:
-    """The bit mask of a coalition (bit i = ``names[i]``)."""
-    chosen = set(coalition)
-    return sum(1 << i for i, n in enumerate(names) if n in chosen)
-
-
-def coalition_of(mask: int, names: Sequence[str]) -> Coalition:
-    """The coalition of a bit mask (bit i = ``names[i]``), :func:`mask_of`'s inverse."""
-    return frozenset(n for i, n in enumerate(names) if mask >> i & 1)
 
 
 def _rows(features: Any, index: torch.Tensor) -> Any:
@@ -65,7 +39,7 @@ def _rows(features: Any, index: torch.Tensor) -> Any:
     return type(features)(*(_rows(v, index) for v in features))  # a named tuple
 
 
-def coalition_outputs(predictor: MultimodalPredictor, table: EncodedTable, coalitions: Sequence[Coalition],
+def coalition_outputs(predictor: Estimator, table: EncodedTable, coalitions: Sequence[Coalition],
                       ) -> np.ndarray:
     """Raw network outputs with only each coalition's modalities present.
 

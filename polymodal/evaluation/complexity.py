@@ -14,7 +14,7 @@ from polymodal.utils.device import move_to
 from polymodal.utils.progress import progress_bar
 
 if TYPE_CHECKING:
-    from polymodal.predictor import MultimodalPredictor
+    from polymodal.estimator import Estimator
 
 LATENCY_BATCH = 64
 LATENCY_BUDGET_MS = 2000.0  # timed calls per figure stop after this much time (at least one call is timed)
@@ -53,7 +53,7 @@ def _fastest_ms(fn: Any, repeats: int, device: torch.device, budget_ms: float = 
     return min(times[1:] or times)
 
 
-def inference_latency(predictor: MultimodalPredictor, table: EncodedTable, repeats: int = 5,
+def inference_latency(predictor: Estimator, table: EncodedTable, repeats: int = 5,
                       progress: bool = False) -> dict[str, Any]:
     """The fastest wall time (of up to ``repeats``, within :data:`LATENCY_BUDGET_MS`: see
     :func:`_fastest_ms`) of the network's forward pass (preprocessing excluded) for one sample and

@@ -20,7 +20,7 @@ from polymodal.utils.scores import ANOMALY_SCORE, probabilities
 
 if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource
-    from polymodal.predictor import MultimodalPredictor
+    from polymodal.estimator import Estimator
 
 BATCH = 64
 
@@ -81,7 +81,7 @@ def sample_rows(n: int, max_rows: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
 
 
-def load_eval_data(predictor: MultimodalPredictor, data: DataSource, *, require_target: bool | None,
+def load_eval_data(predictor: Estimator, data: DataSource, *, require_target: bool | None,
                    max_rows: int | None = None, seed: int = 0) -> EvalData:
     """Read, validate, optionally sample and encode ``data`` with the predictor's pipeline.
 
@@ -104,7 +104,7 @@ def load_eval_data(predictor: MultimodalPredictor, data: DataSource, *, require_
     return EvalData(manifest, table, targets, chosen, predictor.network_table(manifest, table, in_memory=True))
 
 
-def batches(predictor: MultimodalPredictor, table: EncodedTable, batch_size: int = BATCH) -> Iterator[dict[str, Any]]:
+def batches(predictor: Estimator, table: EncodedTable, batch_size: int = BATCH) -> Iterator[dict[str, Any]]:
     """Evaluation batches of ``table`` (no augmentation, table order) on the inference device."""
     pipeline, _ = predictor.require_fitted()
     loader = DataLoader(pipeline.dataset(table), batch_size=batch_size, shuffle=False, collate_fn=collate)
@@ -113,7 +113,7 @@ def batches(predictor: MultimodalPredictor, table: EncodedTable, batch_size: int
         yield move_to(batch, device)
 
 
-def to_scores(predictor: MultimodalPredictor, outputs: np.ndarray) -> np.ndarray:
+def to_scores(predictor: Estimator, outputs: np.ndarray) -> np.ndarray:
     """Raw outputs (..., K) -> what attributions explain: class probabilities (classification:
     softmax; multilabel: sigmoid), regression values on the target's scale or anomaly scores."""
     task, outputs = predictor.config.task, outputs.astype(np.float64)
@@ -124,7 +124,7 @@ def to_scores(predictor: MultimodalPredictor, outputs: np.ndarray) -> np.ndarray
     return probabilities(task, outputs)
 
 
-def output_names(predictor: MultimodalPredictor) -> list[Any]:
+def output_names(predictor: Estimator) -> list[Any]:
     """One name per output: class labels, multilabel columns, regression targets or an anomaly
     detector's ``score``."""
     if predictor.config.task == "anomaly":

@@ -26,7 +26,6 @@ from polymodal.data.manifest import Manifest
 from polymodal.estimator import ROBUSTNESS
 from polymodal.evaluation.attribution import explain
 from polymodal.evaluation.calibration import calibration_summary
-from polymodal.evaluation.coalitions import all_subsets
 from polymodal.evaluation.complexity import inference_latency, peak_memory_mb
 from polymodal.evaluation.corruptions import SEVERITIES
 from polymodal.evaluation.data import load_eval_data, sample_rows
@@ -36,12 +35,14 @@ from polymodal.evaluation.subsets import evaluate_subsets
 from polymodal.multitask import main_task
 from polymodal.retrieval.cca import MIN_CCA_ROWS
 from polymodal.retrieval.search import cca_baseline, evaluate_retrieval
+from polymodal.utils.coalitions import all_subsets
 from polymodal.utils.progress import log_line, progress_bar
 from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
     from polymodal.config.report import ReportConfig
     from polymodal.data.pipeline import DataSource
+    from polymodal.estimator import Estimator
     from polymodal.predictor import MultimodalPredictor
 
 
@@ -79,7 +80,7 @@ def retrieval_beside_cca(predictor: MultimodalPredictor, data: DataSource, train
                           for method, table in results.items() for direction, scores in table.items()]}
 
 
-def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: ReportConfig,
+def diagnose(predictor: Estimator, data: DataSource, split: str, cfg: ReportConfig,
              train: DataSource | None = None) -> dict[str, Any]:
     """Compute the diagnostics on (a sample of) a labelled manifest.
 
@@ -148,7 +149,7 @@ def diagnose(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: 
     return out
 
 
-def _frozen_sweep_note(predictor: MultimodalPredictor, corruptions: dict[str, list[str]]) -> str:
+def _frozen_sweep_note(predictor: Estimator, corruptions: dict[str, list[str]]) -> str:
     """What the report's robustness sweep costs beyond the clean rows: the cached frozen encoders it
     runs (on the corrupted copies of their own modality: no stored outputs for those), or nothing."""
     frozen = [n for n in cached_modalities(predictor.config) if n in corruptions]
@@ -159,7 +160,7 @@ def _frozen_sweep_note(predictor: MultimodalPredictor, corruptions: dict[str, li
             "features; report.robustness: false skips the sweep)")
 
 
-def diagnose_after_fit(predictor: MultimodalPredictor, data: DataSource, split: str, cfg: ReportConfig,
+def diagnose_after_fit(predictor: Estimator, data: DataSource, split: str, cfg: ReportConfig,
                        train: DataSource | None = None) -> dict[str, Any]:
     """:func:`diagnose`, as ``fit`` runs it: these are optional analyses, so a failure does not
     lose the trained model; it becomes a warning and ``{"error": ...}`` (shown in the report)."""

@@ -27,7 +27,7 @@ from polymodal.errors import MissingDependencyError
 from polymodal.evaluation.data import EvalData, batches, output_names
 
 if TYPE_CHECKING:
-    from polymodal.predictor import MultimodalPredictor
+    from polymodal.estimator import Estimator
 
 
 @dataclass
@@ -103,7 +103,7 @@ def _forward(net: nn.Module, inputs: Mapping[str, Mapping[str, torch.Tensor]], p
     return forward, extra
 
 
-def _attribute(predictor: MultimodalPredictor, modality: str, batch: dict[str, Any], target: torch.Tensor,
+def _attribute(predictor: Estimator, modality: str, batch: dict[str, Any], target: torch.Tensor,
                steps: int) -> torch.Tensor:
     """Raw IG attributions, the shape of the modality's ``x`` (text: (B, T) after summing)."""
     attr = _captum()
@@ -171,7 +171,7 @@ def through_body(encoder: nn.Module, forward: Callable[..., torch.Tensor]) -> Ca
     return run
 
 
-def within_modality(predictor: MultimodalPredictor, data: EvalData, positions: np.ndarray, explained: np.ndarray,
+def within_modality(predictor: Estimator, data: EvalData, positions: np.ndarray, explained: np.ndarray,
                     steps: int = 32) -> list[WithinAttribution]:
     """Integrated-Gradients attributions for the table rows at ``positions``, every modality they hold.
 
@@ -204,7 +204,7 @@ def within_modality(predictor: MultimodalPredictor, data: EvalData, positions: n
     return out
 
 
-def _tabular_bars(predictor: MultimodalPredictor, modality: str, raw: np.ndarray, inputs: Mapping[str, torch.Tensor],
+def _tabular_bars(predictor: Estimator, modality: str, raw: np.ndarray, inputs: Mapping[str, torch.Tensor],
                   j: int, encoder: nn.Module) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """One attribution per numeric column (and missing flag) and per categorical column (its
     embedding's dimensions summed; the baseline is the column's training-weighted mean embedding:
@@ -237,7 +237,7 @@ def _tabular_bars(predictor: MultimodalPredictor, modality: str, raw: np.ndarray
     return np.concatenate(parts), np.asarray(values), labels, features
 
 
-def _describe(predictor: MultimodalPredictor, data: EvalData, sub: Any, batch: dict[str, Any], modality: str, j: int,
+def _describe(predictor: Estimator, data: EvalData, sub: Any, batch: dict[str, Any], modality: str, j: int,
               position: int, raw: np.ndarray, output: Any) -> WithinAttribution:
     """Turn one sample's raw attribution into its display form."""
     kind = predictor.config.modalities[modality].kind

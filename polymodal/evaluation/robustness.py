@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     import torch
 
     from polymodal.data.pipeline import DataSource
+    from polymodal.estimator import Estimator
     from polymodal.predictor import MultimodalPredictor
 
 # the corruption the automatic report sweeps, per modality kind (the CLI sweeps every registered one)
@@ -395,12 +396,12 @@ def robustness_sweep(predictor: MultimodalPredictor, data: DataSource | EvalData
     return RobustnessResult(metric, curves, _summary(curves, metric), len(data), chance_level(predictor, data))
 
 
-def reference_name(reference: MultimodalPredictor) -> str:
+def reference_name(reference: Estimator) -> str:
     """``the reference run runs/q`` (one never saved: ``the reference run``)."""
     return "the reference run" + ("" if reference.run_dir is None else f" {reference.run_dir}")
 
 
-def check_reference(model: MultimodalPredictor, reference: MultimodalPredictor,
+def check_reference(model: MultimodalPredictor, reference: Estimator,
                     corruptions: Mapping[str, Sequence[str]], data: DataSource | None = None) -> None:
     """Whether ``reference`` can be swept beside ``model``: the same task, and each swept modality
     under the same name and kind; with ``data`` (a labelled manifest), also that the reference reads

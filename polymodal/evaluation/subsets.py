@@ -14,18 +14,18 @@ import numpy as np
 import pandas as pd
 
 from polymodal.errors import SchemaMismatchError
-from polymodal.evaluation.coalitions import Coalition, all_subsets, coalition_outputs, mask_of, subset_label
+from polymodal.evaluation.coalitions import coalition_outputs
 from polymodal.evaluation.data import EvalData, check_max_rows, load_eval_data
 from polymodal.metrics.tasks import flat_metrics
-from polymodal.utils.scores import held_masks
+from polymodal.utils.coalitions import Coalition, all_subsets, held_masks, mask_of, subset_label
 from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource
-    from polymodal.predictor import MultimodalPredictor
+    from polymodal.estimator import Estimator
 
 
-def evaluate_subsets(predictor: MultimodalPredictor, data: DataSource | EvalData,
+def evaluate_subsets(predictor: Estimator, data: DataSource | EvalData,
                      subsets: str | Sequence[str | Iterable[str]] | None = None, *, max_rows: int | None = None,
                      seed: int = 0) -> pd.DataFrame:
     """One row of metrics per modality subset.

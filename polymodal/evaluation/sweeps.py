@@ -27,6 +27,7 @@ from polymodal.utils.io import atomic_write
 
 if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource
+    from polymodal.estimator import Estimator
     from polymodal.predictor import MultimodalPredictor
 
 
@@ -47,7 +48,7 @@ def curves_wide(result: RobustnessResult) -> pd.DataFrame:
     return wide.join(result.summary.set_index(["modality", "corruption"])).reset_index()
 
 
-def run_evaluations(predictor: MultimodalPredictor, data: DataSource, out: Path, *, missing: bool, robustness: bool,
+def run_evaluations(predictor: Estimator, data: DataSource, out: Path, *, missing: bool, robustness: bool,
                     corruptions: Mapping[str, str | Sequence[str]] | Sequence[str] | None = None,
                     reference: MultimodalPredictor | None = None, max_rows: int | None = None,
                     seed: int = 0, checked: bool = False) -> dict[str, Any]:

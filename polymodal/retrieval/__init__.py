@@ -10,9 +10,9 @@ baseline, and zero-shot classification by class-name embeddings.
 from polymodal.retrieval.embed import embed_rows, load_embeddings, save_embeddings
 from polymodal.retrieval.index import EmbeddingIndex
 from polymodal.retrieval.search import build_index, cca_baseline, evaluate_retrieval, retrieve
-from polymodal.retrieval.zero_shot import class_embeddings, zero_shot, zero_shot_accuracy
+from polymodal.retrieval.zero_shot import class_embeddings, read_classes, zero_shot, zero_shot_accuracy
 
 __all__ = [
     "EmbeddingIndex", "build_index", "cca_baseline", "class_embeddings", "embed_rows", "evaluate_retrieval",
-    "load_embeddings", "retrieve", "save_embeddings", "zero_shot", "zero_shot_accuracy",
+    "load_embeddings", "read_classes", "retrieve", "save_embeddings", "zero_shot", "zero_shot_accuracy",
 ]

@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +16,7 @@ from polymodal.config.align import aligned_modalities
 from polymodal.config.modalities import modality_columns
 from polymodal.data.cells import is_empty
 from polymodal.data.pipeline import DataSource
-from polymodal.errors import OptionError, SchemaMismatchError
+from polymodal.errors import ConfigError, OptionError, SchemaMismatchError
 from polymodal.predictor import MultimodalPredictor
 from polymodal.retrieval.embed import check_aligned, embed_rows
 
@@ -36,6 +39,34 @@ def text_side(predictor: MultimodalPredictor, text_modality: str | None) -> str:
 
 
 MIN_CLASSES = 2  # with one class every row is predicted alike
+
+
+def read_classes(path: str | Path, what: str = "the classes file") -> list[Any] | dict[str, Any]:
+    """The classes of a JSON file (what ``polymodal zero-shot --classes FILE.json`` reads): a list of
+    class names, or ``{class: prompt or [prompts]}``, as given to :func:`zero_shot` (which checks
+    the names and prompts).
+
+    Args:
+        what: how error messages name the file's origin (the command line: ``--classes``).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ConfigError: the file is not valid JSON.
+        OptionError: it holds neither a list nor an object (a JSON text ``"one"`` is not the
+            classes o, n, e).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{what} {path}: no such file")
+    try:
+        classes = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ConfigError([f"{what} {path}: not valid JSON ({err}); give a list of names or "
+                           "{class: prompt or [prompts]}"], source=str(path)) from None
+    if not isinstance(classes, list | dict):
+        raise OptionError([f"{what} {path}: the file must hold a list of class names or "
+                           f"{{class: prompt or [prompts]}}; it holds a JSON {type(classes).__name__}: {classes!r}"])
+    return classes
 
 
 def class_prompts(classes: Classes, template: str = "{}") -> dict[str, list[str]]:

@@ -56,39 +56,9 @@ def decisions(task: str, proba: np.ndarray, threshold: float | Sequence[float] |
 # units), and it is what the within-modality Integrated Gradients can attribute (one logit).
 
 
-# An anomaly detector's explanation attributes its one output, the anomaly score. A coalition its
-# scorer cannot score (NaN: the consistency scorer with fewer than two modalities, having no pair
-# to compare) is worth 0 there, the score of modalities that neither agree nor disagree, so that
-# Shapley values stay defined: the odd one out of three modalities gets the blame, and two split
-# it evenly (nothing tells which of a mismatched pair is wrong).
+# An anomaly detector's explanation attributes its one output, the anomaly score (a coalition its
+# scorer cannot score counts 0: :func:`polymodal.utils.coalitions.coalition_values`).
 ANOMALY_SCORE = "score"  # the anomaly detector's one output, as explanations name it
-
-
-def coalition_values(scores: np.ndarray) -> np.ndarray:
-    """Scores of a coalition as Shapley values add them up: NaN (no score) counts 0."""
-    return np.where(np.isnan(scores), 0.0, scores)
-
-
-def held_masks(present: np.ndarray) -> np.ndarray:
-    """(N,) each row's coalition bit mask (bit i: modality i present) from presence (N, M)."""
-    return (np.asarray(present, np.int64) << np.arange(present.shape[1])).sum(axis=1)
-
-
-def against_reference(values: dict[int, np.ndarray], reference: np.ndarray | None, held: np.ndarray
-                      ) -> tuple[dict[int, np.ndarray], np.ndarray]:
-    """Coalition values (N, K) measured against a reference per coalition (an anomaly detector's
-    normal rows' mean score, :meth:`AnomalyDetector.coalition_reference`): coalition S of a row
-    that holds the modalities ``held`` (its bit mask) minus the reference of ``S & held``, the
-    normal rows scored with the same modalities, so that a modality the row lacks gets 0.
-
-    Returns:
-        The measured values, and each row's base (N, 1): the score its Shapley values start from
-        (``values[0]`` without a reference; else plus the reference of the modalities it holds).
-    """
-    if reference is None:
-        return values, values[0]
-    measured = {mask: value - reference[mask & held][:, None] for mask, value in values.items()}
-    return measured, measured[0] + reference[held][:, None]
 
 
 def explained_outputs(task: str, scores: np.ndarray, output: int | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -100,3 +101,23 @@ def test_zero_shot_accuracy_and_balanced_accuracy_against_labels_spelled_as_the_
         zs.zero_shot_accuracy(["cat", "dog"], [0, 1], ["cat", "dog"])
     with pytest.raises(OptionError, match="every row's label is empty"):
         zs.zero_shot_accuracy(["cat"], [""], ["cat", "dog"])
+
+
+def test_read_classes_reads_a_list_or_prompts_and_refuses_anything_else(tmp_path):
+    from polymodal.errors import ConfigError
+
+    file = tmp_path / "classes.json"
+    file.write_text('{"food": ["a drawing of food", "a meal"], "animals": "an animal"}', encoding="utf-8")
+    assert zs.read_classes(file) == {"food": ["a drawing of food", "a meal"], "animals": "an animal"}
+    file.write_text('["cat", "dog"]', encoding="utf-8")
+    assert zs.read_classes(str(file)) == ["cat", "dog"]
+    file.write_text('"one"', encoding="utf-8")  # a JSON text is not the classes o, n, e
+    with pytest.raises(OptionError, match=re.escape(f"the classes file {file}: the file must hold a list of class "
+                                                    "names or {class: prompt or [prompts]}; it holds a JSON str: 'one'")):
+        zs.read_classes(file)
+    file.write_text('["cat", "dog"', encoding="utf-8")
+    with pytest.raises(ConfigError, match="--classes .*classes.json: not valid JSON") as caught:
+        zs.read_classes(file, what="--classes")
+    assert caught.value.source == str(file)
+    with pytest.raises(FileNotFoundError, match="nope.json: no such file"):
+        zs.read_classes(tmp_path / "nope.json")
