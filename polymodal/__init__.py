@@ -21,6 +21,7 @@ _LAZY = {  # public name -> the module that defines it
     "load_config": "polymodal.config",
     "read_manifest": "polymodal.data.manifest",
     "infer_config": "polymodal.data.infer",
+    "check_manifests": "polymodal.data.checks",
     "PolymodalError": "polymodal.errors",
 }
 

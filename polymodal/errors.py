@@ -189,3 +189,8 @@ class RunFolderError(PolymodalError, ValueError):
 
 class RunNotFoundError(RunFolderError, FileNotFoundError):
     """No run folder at the path given: nothing there, a file, or a folder without a model."""
+
+
+# Operating-system errors about a path the user gave: a file or folder that is missing, is a file
+# where a folder is needed (or the reverse), or cannot be written.
+PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)

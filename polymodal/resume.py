@@ -13,11 +13,12 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from polymodal.config import Config, save_config
+from polymodal.config.diff import changed_keys, flatten, said_changes
 from polymodal.data.content_keys import manifest_key
 from polymodal.data.pipeline import DataSource
 from polymodal.errors import ConfigError, RunFolderError
@@ -283,23 +284,6 @@ def check_same_processes(run: Path, config: Config) -> None:
             f"{before} (train.devices: {before // max(nodes, 1)}, train.num_nodes: {nodes}), or start a new run")
 
 
-def changed_keys(saved: Mapping[str, Any], given: Mapping[str, Any], unchecked: Collection[str] = ()) -> list[str]:
-    """The dotted keys of two flattened configs (:func:`flatten`) whose values differ (one absent
-    from either counts), sorted; a key of ``unchecked`` and those under it aside."""
-    return [key for key in sorted(set(saved) | set(given)) if saved.get(key) != given.get(key)
-            and not any(key == k or key.startswith(f"{k}.") for k in unchecked)]
-
-
-def said_changes(saved: Mapping[str, Any], given: Mapping[str, Any], changed: list[str], shown: int = 10) -> str:
-    """``head.dropout: 0.1 -> 0.3; fusion.dim: (absent) -> 64``: the first ``shown`` of the
-    ``changed`` keys (:func:`changed_keys`) with the old value and the new."""
-    def value(values: Mapping[str, Any], key: str) -> str:
-        return repr(values[key]) if key in values else "(absent)"  # a key of another component
-
-    more = f" (and {len(changed) - shown} more)" if len(changed) > shown else ""
-    return "; ".join(f"{k}: {value(saved, k)} -> {value(given, k)}" for k in changed[:shown]) + more
-
-
 def check_unfinished(run: Path, config: Config, planned_epochs: int | None = None) -> None:
     """Refuse to resume a run that finished training (it has ``metrics.json``) when ``config``
     would train it no further: its last checkpoint closed epoch ``train.epochs`` or later, or
@@ -413,16 +397,6 @@ def check_resumed_data(run: Path, data: dict[str, Any], from_config: dict[str, b
             raise RunFolderError(f"--resume: {run} trained with {flag} {before}, whose content changed since "
                                  f"({CHANGED_MANIFEST.get(split, 'the epochs before were trained on its old rows')}); "
                                  "start a new run (another --out), or --overwrite to train this one again on it")
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as ``{"a.b.c": leaf}`` (a list is a leaf)."""
-    if not isinstance(value, dict):
-        return {prefix: value}
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-    return out
 
 
 def manifest_paths(**sources: DataSource | None) -> dict[str, str]:

@@ -30,6 +30,7 @@ import pandas as pd
 import yaml
 
 from polymodal.config import Config, config_to_dict, load_config
+from polymodal.config.diff import changed_keys, flatten, said_changes
 from polymodal.config.overrides import apply_values, naming_overrides
 from polymodal.config.task_metrics import (
     describe_choices,
@@ -210,8 +211,6 @@ def _search_differences(recorded: Any, key: str) -> list[str]:
     ``key`` describes, in words: the config keys with their old and new values (as ``train
     --resume`` names them), the direction of the metric, the manifests whose content differs.
     Empty when the recorded key cannot be read (a journal of another form)."""
-    from polymodal.resume import changed_keys, flatten, said_changes
-
     try:
         before = json.loads(recorded)
     except (TypeError, ValueError):  # none recorded, or not JSON: the caller says what may differ

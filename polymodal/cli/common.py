@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from polymodal.errors import PolymodalError
+from polymodal.errors import PATH_ERRORS, PolymodalError
 from polymodal.utils.tables import format_value, print_table
 
 # soft_wrap: a long path or message stays one line (copied whole), on a terminal or not. markup off:
@@ -39,9 +39,6 @@ SupportOpt = Annotated[Path | None, typer.Option("--support", help="Few-shot mod
                                                  "manifest whose classes' prototypes classify --data.")]
 
 
-# Operating-system errors about a path the user gave: a file or folder that is missing, is a file
-# where a folder is needed (or the reverse), or cannot be written.
-PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 # where a file could not be written for want of space or of a writable file system
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", errno.ENOSPC)})
 

@@ -86,9 +86,10 @@ def config_check(
     its tune.space as tune checks it), and with --data every problem of each manifest (nothing is
     decoded or trained; every manifest is checked, the status is 2 if any has a problem). --set
     checks the config train or tune would run with those values."""
-    from polymodal.cli.common import PATH_ERRORS, _path_error_message, err_console
+    from polymodal.cli.common import _path_error_message, err_console
     from polymodal.config import load_config
     from polymodal.config.overrides import parse_overrides
+    from polymodal.data.checks import iter_manifest_checks
     from polymodal.errors import PolymodalError
 
     config = load_config(file, overrides=parse_overrides(set_ or []), check_files=True)
@@ -101,150 +102,18 @@ def config_check(
     searched = f", tune.space {', '.join(config.tune.space)}" if config.tune is not None else ""
     console.print(labelled("OK", "green", f"{file}{given}: task {config.task}, modalities {names}, "
                                           f"{_model_parts(config)}{searched}"))
-    targets = None  # fitted on the first manifest, as training fits them on its training manifest
     failed = 0
-    for number, manifest in enumerate(data or []):
-        try:
-            said, targets = _check_manifest(config, manifest, targets, training=number == 0)
-        except (PolymodalError, *PATH_ERRORS) as err:  # said, and the next manifest checked
-            failed += 1
-            message = str(err) if isinstance(err, PolymodalError) else _path_error_message(err)
-            err_console.print(labelled("error:", "bold red", message))
+    for check in iter_manifest_checks(config, data or []):  # printed as each is checked, between its warnings
+        if check.ok:
+            console.print(labelled("OK", "green", f"{check.path}: {check.said}"))
             continue
-        console.print(labelled("OK", "green", f"{manifest}: {said}"))
+        failed += 1
+        err = check.error
+        message = str(err) if isinstance(err, PolymodalError) else _path_error_message(err)
+        err_console.print(labelled("error:", "bold red", message))
     if failed:
         err_console.print(f"{failed} of {len(data or [])} manifest(s) have problems", highlight=False)
         raise typer.Exit(2)
-
-
-def _check_manifest(config: Any, path: Path, targets: Any = None, *, training: bool = True) -> tuple[str, Any]:
-    """Read and validate ``path`` as a fit reads a training or validation manifest (every problem
-    raised at once, and the warnings about its target columns given). The first manifest
-    (``training``) is read as the training one: every modality must have rows to fit its
-    preprocessing on, and the target encoder is fitted on its labels; a later one's labels are
-    encoded with it (``targets``), so a class training never saw is refused with training's own
-    message, and a modality it holds nowhere is warned about (validated without it).
-
-    Returns:
-        What the manifest holds, in words (rows, and the files ``data.on_error`` would skip), and
-        the target encoder fitted on the first manifest (None when the config has no labels to fit,
-        or the first manifest's could not be).
-    """
-    from polymodal.config.modalities import modality_columns
-    from polymodal.data.manifest import WHOLE_ROW
-    from polymodal.data.pipeline import DataPipeline
-
-    pipeline = DataPipeline(config)
-    manifest = pipeline.read(path, require_target=bool(config.targets), training=True)
-    _check_fit_rows(pipeline, manifest, training)
-    pipeline.warn_about_targets(manifest)  # as training would: a continuous-looking class, a constant label
-    _check_normal_values(config, manifest)
-    unchecked = not training and targets is None and bool(config.targets) and config.task != "anomaly"
-    if not unchecked:  # else the first manifest's labels could not be fitted: no classes to compare with
-        targets = _check_labels(config, pipeline, manifest, targets)
-    said = f"{len(manifest):,} rows" + ("; labels not checked against the first --data's classes (it has problems)"
-                                        if unchecked else "")
-    absent = {column: len(manifest.absent(column)[0]) for m in config.modalities.values() if m.file_based
-              for column in modality_columns(m)}
-    absent = {column: n for column, n in absent.items() if n}
-    empty = len(manifest.absent(WHOLE_ROW)[0])
-    if absent or empty:
-        said += (f"; data.on_error: {config.data.on_error} skips "
-                 + ", ".join([f"{n} missing file(s) of '{c}'" for c, n in absent.items()]
-                             + ([f"{empty} row(s) with no modality present"] if empty else [])))
-    return said, targets
-
-
-def _check_fit_rows(pipeline: Any, manifest: Any, training: bool) -> None:
-    """Training's own check that each modality has rows of a training manifest to fit its
-    preprocessing on (:meth:`~polymodal.data.pipeline.DataPipeline.fit_rows`): every modality's
-    problem at once. A validation manifest (not ``training``) may lack a modality in every row:
-    the model is validated without it, which is warned about.
-
-    Raises:
-        ManifestError: ``training``, and a modality has no value (or no file that exists) in any row.
-    """
-    from polymodal.errors import ManifestError
-    from polymodal.utils.warn import warn_user
-
-    problems = []
-    for name in pipeline.config.modality_names:
-        try:
-            pipeline.fit_rows(manifest, name)
-        except ManifestError as err:
-            if training:
-                problems += err.problems
-            else:
-                warn_user(f"{manifest.name}: modality '{name}' has no value (or no file that exists) in any row: "
-                          "training validates the model without it")
-    if problems:
-        raise ManifestError(problems, source=manifest.name)
-
-
-def _check_labels(config: Any, pipeline: Any, manifest: Any, targets: Any) -> Any:
-    """Fit ``pipeline``'s target encoder on ``manifest`` when ``targets`` is None (the training
-    manifest), else encode ``manifest``'s labels with ``targets``, as training does with a
-    validation manifest (an anomaly detector's labels only say normal or not: none is unseen).
-    Only the rows training would keep are used (:func:`_kept_rows`).
-
-    Returns:
-        The fitted target encoder; None for a config without labels to fit.
-
-    Raises:
-        SchemaMismatchError: a label of a later manifest not among the first one's classes (or
-            fewer than two classes in the first, for a classifier).
-    """
-    if not config.targets or config.task == "anomaly":
-        return None
-    rows = _kept_rows(config, manifest)
-    if targets is None:
-        return pipeline.targets.fit(manifest if len(rows) == len(manifest) else manifest.subset(rows))
-    targets.encode(manifest, rows)
-    return targets
-
-
-def _kept_rows(config: Any, manifest: Any) -> Any:
-    """The rows of a validated manifest that encoding keeps, as far as is known without decoding a
-    file: rows holding at least one modality whose file validation found (``data.on_error``
-    ``skip``: no file of the row is missing). A file that is there but does not decode is only
-    found by training."""
-    import numpy as np
-
-    from polymodal.config.modalities import modality_columns
-    from polymodal.data.encode import manifest_cells
-
-    keep = np.zeros(len(manifest), bool)
-    missing = np.zeros(len(manifest), bool)
-    for modality in config.modalities.values():
-        present = manifest_cells(manifest, modality, modality.file_based).present()
-        for column in modality_columns(modality):
-            rows = manifest.absent(column)[0]
-            present[rows] = False
-            missing[rows] = True
-        keep |= present
-    if config.data.on_error == "skip":
-        keep &= ~missing
-    return np.flatnonzero(keep)
-
-
-def _check_normal_values(config: Any, manifest: Any) -> None:
-    """An anomaly detector's ``anomaly.normal`` against the manifest's target column: each value the
-    config sets must be one of its labels (a misspelt one, ``normal`` for ``Normal``, would make
-    every row of that label an anomaly), and one of the defaults must be, when the config sets none.
-
-    Raises:
-        ManifestError: the values absent, the column's labels and the close one meant.
-    """
-    from polymodal.anomaly.targets import normal_value_problems
-    from polymodal.config.anomaly import anomaly_settings
-    from polymodal.errors import ManifestError
-
-    if config.task != "anomaly" or not config.targets:
-        return
-    explicit = config.anomaly is not None and "normal" in config.anomaly.model_fields_set
-    problems = normal_value_problems(manifest, config.targets[0], anomaly_settings(config).normal, every=explicit)
-    if problems:
-        raise ManifestError(problems, source=manifest.name)
 
 
 def _model_parts(config: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from polymodal.config.diff import WHEN_FITTED, changes, said_change
 from polymodal.config.root import Config, config_to_dict
 from polymodal.errors import ConfigError
 
@@ -17,14 +18,6 @@ def model_settings(config: Config) -> dict[str, Any]:
     for section in RUNTIME_SECTIONS:
         settings.pop(section, None)
     return settings
-
-
-def changed_keys(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """``(dotted key, before, after)`` for every value that differs between two nested dicts."""
-    if isinstance(before, dict) and isinstance(after, dict):
-        return [change for key in dict.fromkeys([*before, *after])
-                for change in changed_keys(before.get(key), after.get(key), f"{prefix}{key}.")]
-    return [] if before == after else [(prefix.rstrip("."), before, after)]
 
 
 def check_unchanged(fitted: dict[str, Any] | None, config: Config) -> None:
@@ -40,7 +33,7 @@ def check_unchanged(fitted: dict[str, Any] | None, config: Config) -> None:
     now = model_settings(config)
     if now == fitted:
         return
-    changed = [f"{key}: {before!r} when fitted, now {after!r}" for key, before, after in changed_keys(fitted, now)]
+    changed = [said_change(key, before, after, WHEN_FITTED) for key, before, after in changes(fitted, now)]
     raise ConfigError(changed + ["the fitted network and preprocessing follow the config they were fitted with: put "
                                  "the value(s) back, or fit again (after a fit only "
                                  f"{', '.join(s + '.*' for s in RUNTIME_SECTIONS)} may change)"],

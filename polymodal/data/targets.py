@@ -1,10 +1,11 @@
-"""Targets: class labels <-> indices, multilabel 0/1 columns, standardised regression values."""
+"""Targets: class labels <-> indices, multilabel 0/1 columns, standardised regression values; an
+anomaly detector's ``anomaly.normal`` against a target column's labels."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -333,3 +334,64 @@ class TargetEncoder:
             encoder.mean = np.asarray(state["mean"], np.float32)
             encoder.std = np.asarray(state["std"], np.float32)
         return encoder
+
+
+MAX_LABELS_SHOWN = 20  # labels a message about anomaly.normal lists
+
+
+def normal_value_problems(manifest: Manifest, column: str, normal: Sequence[Any], *, every: bool,
+                          key: str = "anomaly.normal") -> list[str]:
+    """What is wrong with ``anomaly.normal`` against the target ``column`` of ``manifest`` (matched
+    as training matches them, by :func:`label_key`: ``0``, ``0.0`` and ``'0'`` alike; ``'normal'`` is
+    not ``'Normal'``), naming the column's labels and, for each value absent, the close one meant.
+
+    Args:
+        every: each value must be a label of the column (``config check --data``, for a
+            ``normal`` the config sets: one that no row holds is a misspelling, or names nothing);
+            False: at least one must (``fit``: otherwise every training row is an anomaly).
+        key: how messages name ``normal`` (``evaluate``'s ``normal``, given in its place).
+
+    Returns:
+        One problem per value absent (``every``), or one when none is present; none when the
+        column is not in the manifest (the target's own check names that).
+    """
+    if column not in manifest.columns:
+        return []
+    labels = _labels(manifest, column)
+    absent = [value for value in normal if label_key(value) not in labels]
+    if not absent or (not every and len(absent) < len(normal)):
+        return []
+    shown = sorted(labels.values(), key=str)
+    where = f"target column '{column}' of {manifest.name} (its labels: {_listed(shown)})"
+    meant = {value: did_you_mean(str(value), [str(v) for v in shown]) for value in absent}
+    if not every:
+        named = "".join(f"; {value!r}{meant[value]}" for value in absent if meant[value])
+        return [f"{key} {list(normal)} matches no label of {where}, so no row is normal{named}"]
+    return [f"{key} value {value!r} is no label of {where}{meant[value]}: labels match exactly, case "
+            "included" for value in absent]
+
+
+def no_normal_row(manifest: Manifest, column: str, normal: Sequence[Any], where: str | None = None) -> str:
+    """Why ``manifest``, every row of which is labelled anomalous, has no normal row: its target
+    ``column``'s labels, none in ``normal``, with the close one meant for each value
+    (``'normal'`` for ``'Normal'``).
+
+    Args:
+        where: how to name the rows (None: the manifest's name).
+    """
+    shown = sorted(_labels(manifest, column).values(), key=str)
+    meant = "".join(f"; {value!r}{hint}" for value in normal
+                    if (hint := did_you_mean(str(value), [str(v) for v in shown])))
+    return (f"{manifest.name if where is None else where} has no normal row: no '{column}' value is in "
+            f"anomaly.normal {list(normal)} (it holds {_listed(shown)}){meant}")
+
+
+def _labels(manifest: Manifest, column: str) -> dict[Hashable, Any]:
+    """The distinct non-empty labels of ``column``, keyed as training matches them (:func:`label_key`)."""
+    _, uniques, keys = distinct_labels(manifest.column(column))
+    return {key: value for key, value in zip(keys, uniques, strict=True) if not is_empty(value)}
+
+
+def _listed(shown: Sequence[Any]) -> str:
+    """``shown`` as a list, cut at ``MAX_LABELS_SHOWN``."""
+    return repr(list(shown[:MAX_LABELS_SHOWN]))[:-1] + (", ...]" if len(shown) > MAX_LABELS_SHOWN else "]")
