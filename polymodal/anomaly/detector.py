@@ -35,7 +35,7 @@ from polymodal.anomaly.cached import with_reconstruction_targets
 from polymodal.anomaly.evaluation import evaluate_detector, labelled_metrics
 from polymodal.anomaly.model import AnomalyModel, ScoreNetwork, build_anomaly_net
 from polymodal.anomaly.scorers import OPTIONAL_STATE, REFERENCE_MAX_MODALITIES, build_scorer
-from polymodal.anomaly.targets import AnomalyTargets, no_normal_row, normal_value_problems, training_rows
+from polymodal.anomaly.targets import AnomalyTargets, training_rows
 from polymodal.anomaly.threshold import (
     fit_coalitions,
     rethreshold,
@@ -52,6 +52,7 @@ from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import random_holdout
+from polymodal.data.targets import no_normal_row, normal_value_problems
 from polymodal.errors import (
     ConfigError,
     ManifestError,

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from polymodal.anomaly.targets import AnomalyTargets, normal_value_problems
+from polymodal.anomaly.targets import AnomalyTargets
 from polymodal.data.pipeline import DataSource
+from polymodal.data.targets import normal_value_problems
 from polymodal.data.validation import target_problems
 from polymodal.errors import ManifestError, OptionError, SchemaMismatchError
 from polymodal.metrics.anomaly import anomaly_metrics, undefined_note

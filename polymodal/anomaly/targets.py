@@ -11,8 +11,6 @@ import numpy as np
 from polymodal.data.cells import is_empty
 from polymodal.data.manifest import Manifest
 from polymodal.data.targets import distinct_labels, label_key
-from polymodal.data.targets import no_normal_row as no_normal_row  # re-exported: the data layer's, as config check's
-from polymodal.data.targets import normal_value_problems as normal_value_problems
 from polymodal.utils.io import python_scalar
 from polymodal.utils.warn import warn_user
 
