@@ -20,7 +20,7 @@ _LAZY = {  # public name -> the module that defines it
     "Config": "polymodal.config",
     "load_config": "polymodal.config",
     "read_manifest": "polymodal.data.manifest",
-    "infer_config": "polymodal.data.infer",
+    "infer_config": "polymodal.data.infer_config",
     "check_manifests": "polymodal.data.checks",
     "PolymodalError": "polymodal.errors",
 }

@@ -38,7 +38,7 @@ def config_init(
     a column whose values alone separate the classes)."""
     import yaml
 
-    from polymodal.data.infer import TARGET_NAMES, infer_config
+    from polymodal.data.infer_config import TARGET_NAMES, infer_config
     from polymodal.errors import OptionError
     from polymodal.utils.io import atomic_write_text, check_folder_path
 

@@ -66,7 +66,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.data.cells import cell_text, is_empty
-from polymodal.data.infer_files import FILE_KINDS, judge_files, judge_sound
+from polymodal.data.infer_config_files import FILE_KINDS, judge_files, judge_sound
 from polymodal.data.manifest import READERS, Manifest, read_manifest
 from polymodal.errors import ManifestError, OptionError
 from polymodal.utils.suggest import did_you_mean

@@ -9,7 +9,7 @@ import yaml
 from helpers_cli import assert_user_error, invoke
 
 from polymodal.config import load_config
-from polymodal.data.infer import infer_config
+from polymodal.data.infer_config import infer_config
 from polymodal.errors import ManifestError, OptionError
 
 from .helpers import tone, write_image, write_wav
@@ -483,7 +483,7 @@ def test_number_and_category_columns_are_read_in_every_row_not_only_the_sampled_
     """The cells judged are a sample (200 rows spread across the manifest); a number column's cells
     that are no number and a category column's spellings are then counted in every row, so a
     '38,4' or an 'm' between the sampled rows is found, and the output says what was sampled."""
-    from polymodal.data.infer import SAMPLE_ROWS
+    from polymodal.data.infer_config import SAMPLE_ROWS
 
     n = 5000
     rng = np.random.default_rng(0)
@@ -574,7 +574,7 @@ def test_an_audio_column_may_hold_npy_arrays_aiff_and_opus_files_and_mixed_kinds
 def test_sound_track_settings_cap_the_length_before_the_codec_frame_and_default_unknown_lengths():
     """A 10 s AAC track (64 ms frames at 16 kHz) ran past a max_seconds capped at 10 s, and a track
     whose header tells no length (a browser's WebM) gave 0.1 s: every row was cut."""
-    from polymodal.data.infer_files import _track_preprocess
+    from polymodal.data.infer_config_files import _track_preprocess
 
     frame = 1024 / 16_000
     assert _track_preprocess(16_000, [(16_000, 10.0, frame)]) == {"sample_rate": 16_000, "max_seconds": 10.07}

@@ -1,4 +1,4 @@
-"""What a manifest's file column holds, for ``polymodal config init`` (:mod:`polymodal.data.infer`):
+"""What a manifest's file column holds, for ``polymodal config init`` (:mod:`polymodal.data.infer_config`):
 each kind of file opened on a sample of the rows (headers where they suffice) for the settings a
 modality needs: an image's size and colour, a clip's sample rate and longest length, a signal's
 length (and, from 1,024 samples on, a spectrogram), a video's frame size and colour, its sound
