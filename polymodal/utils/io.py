@@ -152,6 +152,23 @@ def _writable(folder: Path) -> bool:
     return True
 
 
+def _open_lock_file(path: Path) -> int:
+    """A descriptor of the lock file ``path``, created if need be with the permissions the umask
+    leaves (a cache a group shares: each member's process opens the others' lock files); one
+    another user made and this one may not write is opened for reading, which ``flock`` locks
+    all the same."""
+    for _ in range(3):  # a holder may remove it between the two opens: make it again
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except PermissionError as err:
+            denied = err
+            try:
+                return os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+    raise denied  # a folder this process may not write: no lock file to make
+
+
 @contextmanager
 def exclusive_lock(target: str | os.PathLike, busy: Callable[[Path], Exception] | None,
                    waiting: Callable[[Path], None] | None = None) -> Iterator[None]:
@@ -169,7 +186,7 @@ def exclusive_lock(target: str | os.PathLike, busy: Callable[[Path], Exception] 
     path = lock_path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock_file(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -179,7 +196,11 @@ def exclusive_lock(target: str | os.PathLike, busy: Callable[[Path], Exception] 
             if waiting is not None:
                 waiting(path)
                 waiting = None  # said once
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
         except OSError as err:  # a file system without locks (Lustre mounted noflock, some FUSE or CIFS mounts)
             os.close(fd)
             path.unlink(missing_ok=True)

@@ -232,3 +232,34 @@ def test_a_file_system_without_locks_is_warned_about_not_fatal(tmp_path, monkeyp
     with pytest.warns(UserWarning, match="takes no locks"), exclusive_lock(tmp_path / "run", lambda held: None):
         pass
     assert not lock_path(tmp_path / "run").exists()
+
+
+def test_a_lock_file_of_a_shared_cache_is_made_for_the_group_and_locks_when_only_readable(tmp_path, monkeypatch):
+    """A cache a group shares: the lock file takes the permissions the umask leaves (group-writable
+    under umask 002), and a member who may only read another's lock file still takes the lock
+    (a PermissionError crashed the run)."""
+    import os
+    import stat
+
+    from polymodal.utils import io as io_module
+    from polymodal.utils.io import exclusive_lock, lock_path
+
+    target = tmp_path / "store"
+    before = os.umask(0o002)
+    try:
+        with exclusive_lock(target, lambda held: RuntimeError("busy")):
+            assert stat.S_IMODE(lock_path(target).stat().st_mode) == 0o664
+            real = os.open
+
+            def not_writable(path, flags, *args):  # as another user's 0644 lock file is to this one
+                if str(path) == str(lock_path(target)) and flags & os.O_RDWR:
+                    raise PermissionError(13, "Permission denied", str(path))
+                return real(path, flags, *args)
+
+            monkeypatch.setattr(io_module.os, "open", not_writable)
+            with pytest.raises(RuntimeError, match="busy"), exclusive_lock(target, lambda held: RuntimeError("busy")):
+                pass  # the first holder's lock is seen through the read-only descriptor
+    finally:
+        os.umask(before)
+        monkeypatch.undo()
+    assert not lock_path(target).exists()  # the holder removed it on release
