@@ -281,12 +281,21 @@ def join_parts(files: list[Path], out: Path) -> int:
             return
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
             for i, file in enumerate(files):
-                frame = pq.read_table(file).cast(schema).to_pandas()  # an int column another part made float: 1.0
+                # integers stay integers where a row has none (a class label 2 is not 2.0 in some chunks)
+                frame = pq.read_table(file).cast(schema).to_pandas(types_mapper=_integers_with_nulls)
                 frame.to_csv(handle, index=False, header=i == 0)
                 total += len(frame)
 
     atomic_write(out, write)
     return total
+
+
+def _integers_with_nulls(kind: Any) -> Any:
+    """pandas' type for an Arrow integer column that keeps its nulls without turning into floats
+    (None for every other type: pandas' default)."""
+    import pyarrow as pa
+
+    return pd.ArrowDtype(kind) if pa.types.is_integer(kind) else None
 
 
 def _joined_schema(files: list[Path]) -> Any:

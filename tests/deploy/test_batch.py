@@ -499,3 +499,26 @@ def test_multilabel_predictions_a_missing_row_makes_float_are_float_in_every_chu
         spelled = [pd.read_csv(tmp_path / f"preds{n}.csv", dtype=str)[["pred_tag_a", "pred_tag_b"]] for n in (4, 18)]
         pd.testing.assert_frame_equal(*spelled)
         assert set(spelled[0].stack().dropna()) <= {"0.0", "1.0"}  # never 1 in one chunk, 1.0 in another
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_integer_class_labels_are_spelled_alike_in_every_chunk(dataset, tmp_path, monkeypatch, suffix):
+    """A classifier of integer labels: a chunk holding a row without a prediction (null) wrote its
+    labels as 2.0 in a CSV, the other chunks 2."""
+    from polymodal import MultimodalPredictor
+
+    frame = dataset["frame"].assign(label=lambda f: f["label"].map({"a": 0, "b": 1, "c": 2}))
+    config = {"task": "classification", "target": "label",
+              "modalities": {"labs": {"kind": "tabular", "columns": ["x1"], "categorical": ["color"],
+                                      "encoder": {"dim": 8, "hidden": [16]}}},
+              "fusion": {"name": "concat"}, "head": {"name": "mlp", "hidden": [8]}, "report": {"rows": 0},
+              "train": {"epochs": 1, "batch_size": 8, "seed": 0, "progress": False, "num_workers": 0}}
+    predictor = MultimodalPredictor.from_config(config).fit(frame.iloc[:42], frame.iloc[42:])
+    monkeypatch.setattr(predictor.config.data, "on_error", "missing")
+    emptied_frame = emptied(dataset, tmp_path, [5], ["x1", "color"]).assign(label=frame["label"])
+    (chunked, got), (_, want) = chunked_and_one_pass(predictor, emptied_frame, tmp_path, suffix)
+    assert chunked.unpredicted == 1 and got["prediction"].isna().tolist() == [row == 5 for row in range(18)]
+    pd.testing.assert_frame_equal(got, want, atol=1e-5)
+    if suffix == ".csv":
+        spelled = pd.read_csv(tmp_path / "preds4.csv", dtype=str)["prediction"].dropna()
+        assert set(spelled) <= {"0", "1", "2"}, set(spelled)  # never 2.0 beside 2
