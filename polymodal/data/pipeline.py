@@ -391,12 +391,14 @@ def _warn_missing_value_categories(manifest: Manifest, prep: Any, name: str, col
     """Warn when categorical ``column`` of ``manifest`` has empty cells and its tabular modality
     ``name`` learned a category whose text pandas reads as missing (``NA``): a DataFrame read by
     ``pd.read_csv`` with its default ``na_values`` turned that text into NaN, and those rows read
-    as the missing category, not as the one learned."""
+    as the missing category, not as the one learned. Not for a manifest read from its file
+    (polymodal keeps such text), nor for a DataFrame whose column still holds the text (read so)."""
     learned = prep.missing_value_categories(column)
-    if not learned:
+    if not learned or manifest.name != "DataFrame":
         return
-    empty = int(manifest.column(column).map(is_empty).to_numpy(dtype=bool).sum())
-    if not empty:
+    cells = manifest.column(column)
+    empty = int(cells.map(is_empty).to_numpy(dtype=bool).sum())
+    if not empty or cells.astype(str).str.strip().str.lower().isin([c.lower() for c in learned]).any():
         return
     named = " or ".join(map(repr, learned))
     warn_user(f"{manifest.name}: column '{column}' of modality {name}: {empty} of {len(manifest)} cell(s) are empty, "

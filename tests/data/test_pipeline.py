@@ -469,6 +469,10 @@ def test_empty_cells_where_the_model_learned_a_category_pandas_reads_as_missing_
         warnings.simplefilter("error")  # the text kept, or no empty cell: nothing to say
         pipeline.read(pd.read_csv(path, keep_default_na=False, na_values=[""]), require_target=False)
         pipeline.read(path, require_target=False)
+        blank = tmp_path / "blank.csv"  # a file holding the text and a blank cell: read as written
+        blank.write_text(REGIONS.replace("2,EU,", "2,,"))
+        pipeline.read(blank, require_target=False)
+        pipeline.read(pd.read_csv(blank, keep_default_na=False, na_values=[""]), require_target=False)
 
 
 def test_empty_cells_are_not_warned_about_when_no_learned_category_reads_as_missing(tmp_path):
