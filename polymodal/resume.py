@@ -279,9 +279,12 @@ def check_same_processes(run: Path, config: Config) -> None:
             f"--resume: {run} trained on {before} process(es) (train.devices: {devices} x train.num_nodes: {nodes}); "
             f"resuming it on {after} (train.devices: {config.train.devices} x train.num_nodes: "
             f"{config.train.num_nodes}) would give each process another share of the rows, and each epoch another "
-            f"number of optimiser steps than its learning-rate schedule (train.scheduler: {config.train.scheduler}) "
-            f"and its step count are laid out over (the schedule would end too early or too late). Resume it on "
-            f"{before} (train.devices: {before // max(nodes, 1)}, train.num_nodes: {nodes}), or start a new run")
+            "number of optimiser steps than "
+            + (f"its learning-rate schedule (train.scheduler: {config.train.scheduler}) and its step count are laid "
+               "out over (the schedule would end too early or too late)" if config.train.scheduler != "none" else
+               "its step count (and a transfer method's ramp) is laid out over, and another global batch")
+            + f". Resume it on {before} (train.devices: {before // max(nodes, 1)}, train.num_nodes: {nodes}), or "
+            "start a new run")
 
 
 def check_unfinished(run: Path, config: Config, planned_epochs: int | None = None) -> None:

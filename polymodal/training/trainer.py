@@ -238,6 +238,13 @@ class RankSeed(Callback):
         seed_rank(trainer.global_rank)
 
 
+# why a resumed fit may not take another number of optimiser steps per epoch, with a learning-rate schedule or without
+STEPS_SCHEDULED = ("Its learning-rate schedule and step count are laid out over each epoch's steps: the schedule would "
+                   "end too early or too late (one-cycle: fail).")
+STEPS_UNSCHEDULED = ("Its step count (and a transfer method's ramp) is laid out over each epoch's steps, and its "
+                     "global batch would change mid-run.")
+
+
 class StepsPerEpoch(Callback):
     """Records in each checkpoint the optimiser steps an epoch takes on each process and the
     processes that train (``train.devices`` x ``train.num_nodes``), and refuses a resumed fit that
@@ -250,6 +257,7 @@ class StepsPerEpoch(Callback):
 
     def __init__(self, cfg: TrainConfig):
         self.settings = {"devices": cfg.devices, "num_nodes": cfg.num_nodes, "batch_size": cfg.batch_size}
+        self.scheduled = cfg.scheduler != "none"
         self.steps: int | None = None  # this fit's, per epoch and process
         self.world_size = 1
         self.recorded: dict[str, Any] | None = None  # the checkpoint's a resumed fit started from
@@ -274,10 +282,9 @@ class StepsPerEpoch(Callback):
             return
         raise RunFolderError(f"--resume: the run trained {before['steps_per_epoch']} optimiser steps per epoch"
                              f"{self._on(before)}; resumed, it would take {self.steps}"
-                             f"{self._on({'world_size': self.world_size, **self.settings})}. Its learning-rate "
-                             "schedule and step count are laid out over each epoch's steps: the schedule would "
-                             "end too early or too late (one-cycle: fail). Resume with the settings it trained "
-                             f"with ({self._keys(before)}), or start a new run")
+                             f"{self._on({'world_size': self.world_size, **self.settings})}. "
+                             + (STEPS_SCHEDULED if self.scheduled else STEPS_UNSCHEDULED)
+                             + f" Resume with the settings it trained with ({self._keys(before)}), or start a new run")
 
     @staticmethod
     def _on(record: dict[str, Any]) -> str:
