@@ -428,13 +428,14 @@ def test_a_range_optuna_cannot_draw_is_refused_by_its_key():
         "not both); got step 0.0001: drop step, or log",
         "tune.space.train.epochs: an integer range (low 1 and high 3 are whole numbers) takes a whole step; got step "
         "0.5: give a whole step, or float bounds (low: 1.0) for a key that takes fractions",
-        "tune.space.head.dropout: step (0.5) is larger than the range (high - low = 0.19999999999999998): only low "
+        "tune.space.head.dropout: step (0.5) is larger than the range (high - low = 0.2): only low "
         "(0.1) would be drawn",
         "tune.space.train.batch_size: a log-scale range (log: true) takes no step (Optuna draws on a log scale or in "
         "steps, not both); got step 2: drop step, or log",
     ])
     fine = {"train.batch_size": {"low": 8, "high": 64, "log": True, "step": 1},  # Optuna's own default step
-            "train.epochs": {"low": 1, "high": 3, "step": 2.0}, "head.dropout": {"low": 0.1, "high": 0.3, "step": 0.1}}
+            "train.epochs": {"low": 1, "high": 3, "step": 2.0}, "head.dropout": {"low": 0.1, "high": 0.3, "step": 0.2},
+            "train.weight_decay": {"low": 0.2, "high": 0.3, "step": 0.1}}  # widths 0.19999999999999998, 0.09999999999999998
     config = load_config({**classification_config(), "tune": {"space": fine}})
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
     drawn = {key: _suggest(study.ask(), key, param) for key, param in config.tune.space.items()}

@@ -47,8 +47,9 @@ class RangeParam(StrictModel):
             raise ValueError(f"an integer range (low {self.low} and high {self.high} are whole numbers) takes a whole "
                              f"step; got step {step}: give a whole step, or float bounds (low: {float(self.low)}) for a "
                              "key that takes fractions")
-        if step > self.high - self.low:
-            raise ValueError(f"step ({step}) is larger than the range (high - low = {self.high - self.low}): only low "
+        width = self.high - self.low
+        if step > width * (1 + 1e-9):  # {low: 0.1, high: 0.3, step: 0.2}: a width of 0.19999999999999998 fits it
+            raise ValueError(f"step ({step}) is larger than the range (high - low = {width:.10g}): only low "
                              f"({self.low}) would be drawn")
 
 
