@@ -214,15 +214,14 @@ def new_ranks_cache() -> str:
 def sweep_ranks_caches(root: Path) -> list[Path]:
     """Remove from ``root`` the ranks caches (:func:`new_ranks_cache`) of fits killed before they
     removed theirs (SIGKILL, a job's time limit): this user's folders made on this machine by a
-    process that no longer runs and, where that cannot be told (made on another machine sharing
-    ``root``, by an earlier version that named no process, or off POSIX), those in which nothing
-    changed for ``STALE_TEMP_S`` (a day). A running fit's folder stays, however old.
+    process that no longer runs and, where that cannot be told (made by an earlier version that
+    named no process, or off POSIX), those in which no file changed for ``UNKNOWN_MAKER_STALE_S``
+    (a week: a fit reads its cache without writing it). Another machine's folders (a ``$TMPDIR``
+    shared over the network) are left to that machine's fits, whose processes only it can see.
 
     Returns:
         The folders removed.
     """
-    from polymodal.data.cache import STALE_TEMP_S
-
     removed = []
     now, host = time.time(), socket.gethostname()
     for folder in root.glob(f"{RANKS_CACHE_PREFIX}*"):
@@ -231,14 +230,33 @@ def sweep_ranks_caches(root: Path) -> list[Path]:
             if not stat.S_ISDIR(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
                 continue  # another user's (or no folder): theirs to sweep
             made_by = _maker(folder.name, host)
-            stale = (made_by is False) or (made_by is None and now - max(
-                p.lstat().st_mtime for p in (folder, *folder.iterdir())) > STALE_TEMP_S)
+            if made_by is None and _made_elsewhere(folder.name, host):
+                continue
+            stale = (made_by is False) or (made_by is None and now - _last_change(folder) > UNKNOWN_MAKER_STALE_S)
         except OSError:  # removed meanwhile, or unreadable
             continue
         if stale:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
+
+
+UNKNOWN_MAKER_STALE_S = 7 * 24 * 3600  # a ranks cache whose maker cannot be asked: removed after a week unchanged
+
+
+def _made_elsewhere(name: str, host: str) -> bool:
+    """Whether the ranks cache ``name`` names a machine other than ``host`` as its maker."""
+    machine, _, pid = name[len(RANKS_CACHE_PREFIX):].rpartition("-")[0].rpartition("-")
+    return bool(machine) and pid.isdigit() and machine != host
+
+
+def _last_change(folder: Path) -> float:
+    """The newest modification time of ``folder`` and everything in it."""
+    newest = folder.lstat().st_mtime
+    for parent, folders, files in os.walk(folder):
+        for name in (*folders, *files):
+            newest = max(newest, os.lstat(os.path.join(parent, name)).st_mtime)
+    return newest
 
 
 def _maker(name: str, host: str) -> bool | None:

@@ -113,7 +113,9 @@ def test_ranks_lightning_starts_share_one_temporary_cache_removed_after_the_fit(
 def test_the_ranks_caches_killed_fits_left_are_swept_by_the_next_distributed_fit(monkeypatch, tmp_path):
     """A fit killed before it removed its ranks cache (SIGKILL, a job's time limit) left it in
     $TMPDIR forever. Swept: this machine's whose process ended; where the process cannot be asked
-    (another machine's, an earlier version's name), those unchanged for a day. A running fit's stays."""
+    (an earlier version's name), those in which nothing changed for a week. Another machine's are
+    left to it (a fit there may run for days, reading its cache without writing it); a running fit's
+    stays."""
     import socket
     import subprocess
     import sys
@@ -133,19 +135,21 @@ def test_the_ranks_caches_killed_fits_left_are_swept_by_the_next_distributed_fit
         (path / "segments").mkdir(parents=True)
         (path / "segments" / "rows.npy").write_bytes(b"0")
         then = time.time() - days * 24 * 3600
-        for changed in (path / "segments", path):
+        for changed in (path / "segments" / "rows.npy", path / "segments", path):
             os.utime(changed, (then, then))
         return path
 
     killed = folder(f"{host}-{ended.pid}-ab12cd34")
-    running = folder(f"{host}-{os.getpid()}-ef56gh78", days=3)  # this process: running, however old
-    old_name, new_name = folder("k2j4h5g6", days=2), folder("z9y8x7w6")  # an earlier version's names
-    elsewhere_old = folder(f"other-node-{ended.pid}-aaaa1111", days=2)
-    elsewhere_new = folder(f"other-node-{ended.pid}-bbbb2222")
+    running = folder(f"{host}-{os.getpid()}-ef56gh78", days=30)  # this process: running, however old
+    old_name, new_name = folder("k2j4h5g6", days=8), folder("z9y8x7w6", days=2)  # an earlier version's names
+    touched = folder("t5u6v7w8", days=8)
+    os.utime(touched / "segments" / "rows.npy")  # a file deep inside changed now: in use
+    elsewhere_old = folder(f"other-node-{ended.pid}-aaaa1111", days=30)
     (tmp_path / f"{RANKS_CACHE_PREFIX}notes").write_text("a file, not a cache")
-    assert sorted(sweep_ranks_caches(tmp_path)) == sorted([killed, old_name, elsewhere_old])
-    assert all(path.exists() for path in (running, new_name, elsewhere_new, tmp_path / f"{RANKS_CACHE_PREFIX}notes"))
-    assert not any(path.exists() for path in (killed, old_name, elsewhere_old))
+    assert sorted(sweep_ranks_caches(tmp_path)) == sorted([killed, old_name])
+    assert all(path.exists() for path in (running, new_name, touched, elsewhere_old,
+                                          tmp_path / f"{RANKS_CACHE_PREFIX}notes"))
+    assert not any(path.exists() for path in (killed, old_name))
 
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", CACHE_ENV, RANKS_CACHE_ENV):
         monkeypatch.delenv(name, raising=False)
