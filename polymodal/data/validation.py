@@ -244,6 +244,9 @@ def _decimal_comma_hint(manifest: Manifest, values: pd.Series, rows: list[int]) 
     hint = next((h for h in map(decimal_comma, values.iloc[rows[:1000]].tolist()) if h is not None), None)
     if hint is None:
         return None
+    if hint.startswith("thousands"):  # 1,234,567: no decimal comma, commas between thousands
+        reader = " (or read the CSV with pd.read_csv(..., thousands=','))" if manifest.name == "DataFrame" else ""
+        return f" ({hint}{reader}; data.on_error: missing reads such cells as missing)"
     reader = ("or read the CSV with pd.read_csv(..., decimal=',')" if manifest.name == "DataFrame"
               else "or write the CSV with ';' between fields, which polymodal reads with decimal commas")
     return f" ({hint} with a decimal point, {reader}; data.on_error: missing reads such cells as missing)"

@@ -68,11 +68,11 @@ THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+")  # 1,234 or 1,234,567: thousand
 def decimal_comma(value: object) -> str | None:
     """Advice for a cell that is no number but text that reads as one written with a decimal comma,
     as spreadsheets of many locales write them: ``a decimal comma? write 12.50`` for ``'12,50'``
-    (``1.234,5``: ``1234.5``; ``1,234``, which may be a thousands separator: both readings); None
-    for any other value."""
+    (``1.234,5``: ``1234.5``; ``1,234``, which may be a thousands separator: both readings;
+    ``1,234,567``: thousands separators alone); None for any other value."""
     text = value.strip() if isinstance(value, str) else ""
     if not DECIMAL_COMMA.fullmatch(text):
-        return None
+        return f"thousands separators? write {text.replace(',', '')}" if THOUSANDS.fullmatch(text) else None
     dotted = text.replace(".", "").replace(",", ".")
     if THOUSANDS.fullmatch(text):
         return f"a decimal comma or a thousands separator? write {dotted} or {text.replace(',', '')}"
