@@ -23,6 +23,7 @@ _LAZY = {  # public name -> the module that defines it
     "infer_config": "polymodal.data.infer_config",
     "check_manifests": "polymodal.data.checks",
     "PolymodalError": "polymodal.errors",
+    "PolymodalWarning": "polymodal.errors",
 }
 
 __all__ = [*_LAZY, "__version__"]

@@ -94,7 +94,8 @@ def _predicted(config: Config) -> tuple[str, tuple[str, ...]]:
     return config.task, tuple(sorted(config.targets))
 
 
-def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: str | None = None) -> pd.DataFrame:
+def compare_runs(runs: str | os.PathLike | list[str | os.PathLike], split: str | None = None,
+                 by: str | None = None) -> pd.DataFrame:
     """One row per run folder, best first, for a look across experiments (AutoGluon's leaderboard):
     its task, target column(s), modalities, model (:func:`aligned_model` for a retrieval run),
     epochs, parameters (the saved network's) and how many trained (a frozen pretrained encoder's
@@ -108,7 +109,8 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
     by. The column ranked by is ``frame.attrs["ranked_by"]`` (None: not one ranking; the rows of
     each task and target are then together, best first by its headline metric where
     ``frame.attrs["grouped"]``, else in the order given).
-    Nothing is loaded but the config and the results files.
+    Nothing is loaded but the config and the results files. ``runs`` is a list of run folders; a
+    single path is a list of one.
 
     A path that holds no finished run (a folder ``runs/*`` also matched, a run still training), or
     a run that does not load (a ``config.yaml`` another polymodal version wrote, a damaged
@@ -122,11 +124,13 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
 
     Raises:
         RunNotFoundError: none of ``runs`` is a finished run folder that loads.
-        ValueError: ``split`` is neither ``valid`` nor ``test``.
-        OptionError: ``by`` names no metric column of the table.
+        OptionError: ``split`` is neither ``valid`` nor ``test``, or is ``test`` where no run has
+            test metrics; ``by`` names no metric column of the table.
     """
     if split not in (None, "valid", "test"):
-        raise ValueError(f"split must be 'valid' or 'test'; got {split!r}")
+        raise OptionError([f"--split: valid or test; got {split!r}"])
+    if isinstance(runs, (str, os.PathLike)):  # one run folder, not a list of its letters
+        runs = [runs]
     found, left_out = [], []
     for path in runs:
         try:
@@ -148,6 +152,10 @@ def compare_runs(runs: list[str | os.PathLike], split: str | None = None, by: st
     if split is None and untested and len(untested) < len(found):
         warn_user(f"compared on valid metrics: {', '.join(untested)} {'has' if len(untested) == 1 else 'have'} no test metrics (trained without --test; "
                   "'polymodal evaluate RUN --data FILE' scores every run on one manifest)")
+    if split == "test" and len(untested) == len(found):  # a table of no figures
+        raise OptionError([f"--split: none of the runs has test metrics ({', '.join(untested)}: trained without "
+                           "--test); compare them on valid (--split valid), or score every run on one manifest "
+                           "with 'polymodal evaluate RUN --data FILE'"])
     split = split or ("valid" if untested else "test")
     several = any(config.task == "regression" and len(config.targets) > 1 for _, config, _ in found)
     rows = []

@@ -18,6 +18,12 @@ class PolymodalError(Exception):
     """Base class of every error raised on purpose by polymodal."""
 
 
+class PolymodalWarning(UserWarning):
+    """Category of every warning polymodal gives, so that they can be filtered apart from others'
+    (``warnings.filterwarnings("ignore", category=polymodal.PolymodalWarning)``); a ``UserWarning``
+    where it is not told apart."""
+
+
 class ConfigError(PolymodalError, ValueError):
     """A configuration file or object does not match the schema.
 

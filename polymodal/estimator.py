@@ -37,7 +37,7 @@ from polymodal.assets import localize_assets, save_assets
 from polymodal.config import Config, load_config
 from polymodal.config.fitted import check_unchanged, model_settings
 from polymodal.data.content_keys import content_key, same_rows
-from polymodal.data.dataset import Batch, data_loader
+from polymodal.data.dataset import Batch, data_loader, unshared_generator
 from polymodal.data.embeddings import reuse_cached_features
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
@@ -549,7 +549,9 @@ class Estimator:
         Returns:
             The outputs (N, ...) as float32, of ``empty_shape`` when ``table`` has no rows.
         """
-        outs = run_batches(module, self._loader(table, None, train=False), forward, self.device)
+        loader = self._loader(table, None, train=False)
+        loader.generator = unshared_generator()  # the caller's torch random stream left where it was
+        outs = run_batches(module, loader, forward, self.device)
         return outs[0].numpy() if outs else np.zeros(empty_shape, np.float32)
 
     # -- persistence --------------------------------------------------------------------------

@@ -15,9 +15,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
-from polymodal.data.dataset import collate
+from polymodal.data.dataset import inference_loader
 from polymodal.data.pipeline import as_names
 from polymodal.data.targets import TargetEncoder
 from polymodal.errors import SchemaMismatchError
@@ -51,7 +50,7 @@ def use_support(predictor: Any, support: Any, modalities: Iterable[str] | None =
     encoder = TargetEncoder("classification", predictor.config.targets, fitted_on=f"the support set {manifest.name}")
     encoder.fit(manifest.subset(table.rows))
     labels = torch.as_tensor(encoder.encode(manifest, table.rows), dtype=torch.long)
-    loader = DataLoader(pipeline.dataset(table), batch_size=predictor.config.train.batch_size, collate_fn=collate)
+    loader = inference_loader(pipeline.dataset(table), predictor.config.train.batch_size)
     _, prototypes = class_prototypes(prototype_embeddings(net, loader, predictor.device), labels)
     saved_prototypes, saved_targets = net.head.prototypes.detach().clone(), pipeline.targets
     net.head.set_prototypes(prototypes)

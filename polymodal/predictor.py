@@ -409,7 +409,8 @@ class MultimodalPredictor(Estimator):
                 manifest, table = self.encode_data(data, require_target=False, modalities=modalities, predicting=True)
                 outputs = self.raw_outputs(self.network_table(manifest, table))
                 values = self.pipeline.targets.decode_values(main_outputs(self.pipeline.targets, outputs))
-            values = self._every_value(values, manifest, table, np.float64)
+            floats = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64  # float32 stays float32
+            values = self._every_value(values, manifest, table, floats)
             return values[:, 0] if isinstance(self.config.target, str) else values
         proba, manifest, table = self._probabilities(data, modalities, support, "predict")
         chosen = decisions(self.config.task, proba.to_numpy(), self.pipeline.targets.threshold)
@@ -562,8 +563,9 @@ class MultimodalPredictor(Estimator):
 
             return AnomalyDetector.load(path, config=config)  # type: ignore[return-value]
         predictor, run = cls._open_run(path, config)
-        net = build_model(predictor.config, restore_contexts(predictor.pipeline.contexts()),
-                          predictor.pipeline.targets.n_outputs, predictor.pipeline.targets.task_outputs)
+        with torch.random.fork_rng(devices=[]):  # initial weights, replaced by the saved ones: the caller's stream kept
+            net = build_model(predictor.config, restore_contexts(predictor.pipeline.contexts()),
+                              predictor.pipeline.targets.n_outputs, predictor.pipeline.targets.task_outputs)
         runfolder.load_weights(net, run)
         predictor.net = net.eval()
         warn_if_edited(predictor, run)

@@ -222,6 +222,16 @@ def test_python_block_imports_and_calls_what_exists(where, text):
     assert checked, f"{where}: no call on a known class to check"
 
 
+def test_the_runs_a_documents_python_blocks_fit_go_to_folders_of_their_own():
+    """The blocks of a document, run in order in one folder, do not fit into the same ``out``
+    (the second would be refused: the folder holds a run)."""
+    for path in DOCUMENTS:
+        found = [re.findall(r"\bout=[\"']([^\"']+)", text) for where, text in PYTHON_BLOCKS
+                 if where.startswith(f"{path.relative_to(ROOT)}:")]
+        outs = [out for block in found for out in block]
+        assert len(outs) == len(set(outs)), f"{path.relative_to(ROOT)}: python blocks fit into the same out: {outs}"
+
+
 def test_a_function_called_with_an_argument_it_does_not_take_would_be_caught():
     text = "from polymodal.data.modalities.signal import cut_windows\ncut_windows(rec, 'out', windw=2048)\n"
     with pytest.raises(AssertionError, match="cut_windows.*does not fit its signature"):

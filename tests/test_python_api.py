@@ -154,3 +154,22 @@ def test_the_ddp_launchers_variables_outlive_the_fit_so_a_second_fit_finds_its_p
         os.environ["PL_GLOBAL_SEED"] = "7"
     assert os.environ.pop("LOCAL_RANK") == "0"
     assert os.environ.get("PL_GLOBAL_SEED") != "7", "the seeding variable is the fit's own"
+
+
+def test_loading_and_inference_leave_the_callers_torch_random_stream_as_it_was(data, tmp_path):
+    import torch
+
+    MultimodalPredictor(classification_config(epochs=1)).fit(data["train"], data["valid"], out=tmp_path / "run")
+    predictor = MultimodalPredictor.load(tmp_path / "run")
+    calls = {"load": lambda: MultimodalPredictor.load(tmp_path / "run"),
+             "predict": lambda: predictor.predict(data["test"]),
+             "predict_proba": lambda: predictor.predict_proba(data["test"]),
+             "predict_frame": lambda: predictor.predict_frame(data["test"]),
+             "evaluate": lambda: predictor.evaluate(data["test"]),
+             "explain": lambda: predictor.explain(data["test"], max_rows=4, samples=1, permutations=4, steps=2)}
+    for name, call in calls.items():
+        torch.manual_seed(5)
+        expected = torch.rand(1)
+        torch.manual_seed(5)
+        call()
+        assert torch.equal(torch.rand(1), expected), f"{name} moved torch's global random stream"

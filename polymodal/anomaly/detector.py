@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
+import torch
 
 from polymodal import runfolder
 from polymodal.anomaly.cached import with_reconstruction_targets
@@ -558,7 +559,8 @@ class AnomalyDetector(Estimator):
         """Load a run folder written by :meth:`save` (no pickle is read); ``config``: its config,
         when already read (``MultimodalPredictor.load`` reads it to tell the task)."""
         detector, run = cls._open_run(path, config)
-        model = detector._build_model(detector.pipeline, restore=True)
+        with torch.random.fork_rng(devices=[]):  # initial weights, replaced by the saved ones: the caller's stream kept
+            model = detector._build_model(detector.pipeline, restore=True)
         runfolder.load_weights(model, run, optional=OPTIONAL_STATE)
         detector.model = model.eval()
         return detector

@@ -547,11 +547,8 @@ def compare(
     """Compare runs side by side, best first: task, target(s), modalities, model, epochs, parameters, training
     time and their metrics (a leaderboard across experiments)."""
     from polymodal.compare import compare_runs
-    from polymodal.errors import OptionError
 
-    if split not in (None, "valid", "test"):
-        raise OptionError([f"--split: valid or test; got '{split}'"])
-    frame = compare_runs(runs, split, by)
+    frame = compare_runs(runs, split, by)  # --split checked there
     if as_json:
         from polymodal.utils.io import finite_json
 

@@ -52,10 +52,14 @@ class ManifestCheck:
         return self.error is None
 
 
-def check_manifests(config: Config, paths: Iterable[str | os.PathLike]) -> list[ManifestCheck]:
+def check_manifests(config: Config, paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[ManifestCheck]:
     """Check each of ``paths`` against ``config`` as a fit reads it, every manifest and every
     problem of each (see :func:`iter_manifest_checks`); the warnings training would give (a
     constant target, a validation manifest without a modality) are given too.
+
+    Args:
+        config: the config the manifests are read with.
+        paths: the manifests, the training one first; a single path is a list of one.
 
     Returns:
         One :class:`ManifestCheck` per path, in order.
@@ -63,11 +67,14 @@ def check_manifests(config: Config, paths: Iterable[str | os.PathLike]) -> list[
     return list(iter_manifest_checks(config, paths))
 
 
-def iter_manifest_checks(config: Config, paths: Iterable[str | os.PathLike]) -> Iterator[ManifestCheck]:
+def iter_manifest_checks(config: Config,
+                         paths: str | os.PathLike | Iterable[str | os.PathLike]) -> Iterator[ManifestCheck]:
     """:func:`check_manifests` one manifest at a time, each yielded as soon as it is checked. The
     first path is read as the training manifest, the later ones as validation manifests, whose
     labels are encoded with the classes fitted on the first (a class training never saw is refused
     with training's own message); when the first has a problem, their labels are not compared."""
+    if isinstance(paths, (str, os.PathLike)):  # one manifest, not a list of its letters
+        paths = [paths]
     targets = None  # fitted on the first manifest, as training fits them on its training manifest
     for number, path in enumerate(paths):
         try:

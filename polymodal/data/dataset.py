@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from polymodal.data.encode import EncodedTable
+from polymodal.data.encode import EncodedTable, unshared_generator
 from polymodal.data.modalities.base import Preprocessor
 
 Batch = dict[str, Any]
@@ -100,6 +100,13 @@ def data_loader(dataset: MultimodalDataset, batch_size: int, *, train: bool, wor
     return DataLoader(dataset, batch_size=batch_size, shuffle=train, collate_fn=collate, num_workers=workers,
                       persistent_workers=workers > 0, pin_memory=pin_memory,
                       drop_last=train and drops_short_batch(len(dataset), batch_size, ranks))
+
+
+def inference_loader(dataset: MultimodalDataset, batch_size: int) -> DataLoader:
+    """A DataLoader over ``dataset`` in table order, with :func:`collate`, that leaves torch's
+    global random stream where it was (see :func:`unshared_generator`)."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,
+                      generator=unshared_generator())
 
 
 def drops_short_batch(rows: int, batch_size: int, ranks: int = 1) -> bool:

@@ -146,6 +146,13 @@ def encode_workers(preprocessor: Preprocessor, seconds_left: float) -> int:
     return min(8, cores)
 
 
+def unshared_generator() -> torch.Generator:
+    """A generator of its own (seeded 0) for a DataLoader that draws nothing at random (encoding,
+    inference) to draw its workers' base seed from: a DataLoader without one draws it from torch's
+    global generator on every pass, and encoding or predicting would move the caller's stream."""
+    return torch.Generator().manual_seed(0)
+
+
 def _featurize_rows(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.ndarray, manifest: Manifest, *,
                     write: Any, on_error: str, progress: bool, label: str
                     ) -> tuple[np.ndarray, list[Skipped], np.ndarray]:
@@ -194,7 +201,8 @@ def _featurize_rows(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.n
         workers = encode_workers(preprocessor, (time.perf_counter() - started) * (len(chunks) - 1))
         rest = torch.utils.data.Subset(chunks, range(1, len(chunks)))
         loader = torch.utils.data.DataLoader(rest, batch_size=None, shuffle=False, num_workers=workers,
-                                             collate_fn=_as_is, prefetch_factor=2 if workers else None)
+                                             collate_fn=_as_is, prefetch_factor=2 if workers else None,
+                                             generator=unshared_generator())
         for item in loader:
             consume(*item)
     warn_notes(preprocessor, manifest, noted)

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch.utils.data import DataLoader
 
-from polymodal.data.dataset import collate
+from polymodal.data.dataset import inference_loader
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.errors import OptionError
@@ -107,7 +106,7 @@ def load_eval_data(predictor: Estimator, data: DataSource, *, require_target: bo
 def batches(predictor: Estimator, table: EncodedTable, batch_size: int = BATCH) -> Iterator[dict[str, Any]]:
     """Evaluation batches of ``table`` (no augmentation, table order) on the inference device."""
     pipeline, _ = predictor.require_fitted()
-    loader = DataLoader(pipeline.dataset(table), batch_size=batch_size, shuffle=False, collate_fn=collate)
+    loader = inference_loader(pipeline.dataset(table), batch_size)
     device = predictor.device
     for batch in loader:
         yield move_to(batch, device)

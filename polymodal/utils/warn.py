@@ -10,6 +10,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from polymodal.errors import PolymodalWarning
+
 PACKAGE = str(Path(__file__).resolve().parent.parent) + os.sep  # a sibling such as polymodal_x/ is not inside
 # frames between the user's line and the package that are not the user's either: context managers
 # (``with pred.using_support(...)``), wrappers, and the training loop that calls polymodal back
@@ -36,6 +38,6 @@ def caller_stacklevel() -> int:
     return level
 
 
-def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
-    """``warnings.warn`` at the user's line that led here."""
+def warn_user(message: str, category: type[Warning] = PolymodalWarning) -> None:
+    """``warnings.warn`` at the user's line that led here, a :class:`PolymodalWarning` unless told."""
     warnings.warn(message, category, stacklevel=caller_stacklevel())

@@ -14,7 +14,7 @@ from helpers_cli import assert_user_error, classification_files, invoke, train_r
 from helpers_models import classification_config, unit_targets, unit_targets_config
 
 from polymodal import MultimodalPredictor
-from polymodal.errors import RunFolderError
+from polymodal.errors import OptionError, RunFolderError
 
 
 @pytest.fixture(scope="module")
@@ -545,6 +545,27 @@ def test_compare_names_the_runs_without_test_metrics_when_it_falls_back_to_valid
         warnings.simplefilter("error")
         compare_runs([untested, also])  # none has test metrics: valid, as there is nothing else
         compare_runs([tested, untested], split="valid")  # asked for
+
+
+def test_compare_refuses_a_split_no_run_has_by_the_option(trained, tmp_path):
+    from polymodal.compare import compare_runs
+
+    untested, also = (shutil.copytree(trained, tmp_path / name) for name in ("a", "b"))
+    with pytest.raises(OptionError, match="--split: none of the runs has test metrics") as caught:
+        compare_runs([untested, also], split="test")  # not a table of no figures
+    assert f"({untested}, {also}: trained without --test); compare them on valid" in str(caught.value)
+    assert "polymodal evaluate RUN --data FILE" in str(caught.value)
+    with pytest.raises(OptionError, match="--split: valid or test; got 'tset'") as caught:
+        compare_runs([untested], split="tset")
+    assert isinstance(caught.value, ValueError)
+    assert_user_error(invoke("compare", untested, "--split", "test"), "none of the runs has test metrics")
+
+
+def test_compare_takes_a_single_run_folder_as_a_list_of_one(trained):
+    from polymodal.compare import compare_runs
+
+    for run in (trained, str(trained)):  # not letter by letter
+        assert list(compare_runs(run)["run"]) == [str(trained)]
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,12 @@ def test_good_manifests_pass_with_what_they_hold(tmp_path):
     assert all(check.ok for check in checks)
 
 
+def test_a_single_path_is_checked_as_a_list_of_one(tmp_path):
+    train = _write(tmp_path / "train.csv", 30, 0)
+    for path in (str(train), train):  # not letter by letter
+        assert check_manifests(make_config(CONFIG), path) == [ManifestCheck(train, said="30 rows")]
+
+
 def test_bad_manifests_are_refused_each_with_its_error_and_every_one_is_checked(tmp_path):
     train = _write(tmp_path / "train.csv", 30, 0)
     unseen = _write(tmp_path / "unseen.csv", 12, 1, y=["c"] + ["a"] * 11)  # a class training never saw
