@@ -21,11 +21,13 @@ against), ``device``; a predictor adds ``score_outputs`` (task metrics of output
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -54,6 +56,8 @@ from polymodal.training.devices import world_size
 from polymodal.utils.device import default_device, default_workers, run_batches
 from polymodal.utils.io import check_folder_path
 from polymodal.utils.warn import warn_user
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # the manifests a fit records (``info["<split>_manifest"]``), in the order a held-out check prefers them
 MANIFEST_SPLITS = ("test", "valid", "train")
@@ -184,7 +188,18 @@ class Estimator:
     def __repr__(self) -> str:
         modalities = {name: m.kind for name, m in self.config.modalities.items()}
         return (f"{type(self).__name__}(task={self.config.task!r}, modalities={modalities}, "
-                f"fitted={self.pipeline is not None})")
+                f"fitted={self._fitted})")
+
+    @property
+    def _network(self) -> torch.nn.Module | None:
+        """The subclass's network (None before ``fit`` / ``load``)."""
+        raise NotImplementedError
+
+    @property
+    def _fitted(self) -> bool:
+        """Whether ``fit`` or ``load`` gave this estimator its pipeline and network: what
+        :meth:`require_fitted` checks (and ``repr`` says)."""
+        return self.pipeline is not None and self._network is not None
 
     @contextmanager
     def quiet_skips(self) -> Iterator[Estimator]:
@@ -611,6 +626,36 @@ class Estimator:
         estimator.valid_scores, estimator.test_scores = scores.get("valid"), scores.get("test")
         estimator.kept = kept
         return estimator, run
+
+
+def unchanged_on_failure(fit: F) -> F:
+    """Decorate an estimator's ``fit`` so that a fit which raises (any exception, a
+    ``KeyboardInterrupt`` too) leaves the estimator as it was before the call: a fitted one keeps its
+    config, pipeline, network, results and run folder, and predicts as before (not the new
+    preprocessing with the old network); an unfitted one stays unfitted. A fit builds new objects
+    and sets them as it goes: every attribute is put back as the object it was, and the dicts, lists
+    and sets among them get their contents back (a fit changes some in place: the run folders the
+    model owns, the warnings given)."""
+
+    @functools.wraps(fit)
+    def guarded(self: Estimator, *args: Any, **kwargs: Any) -> Any:
+        before = dict(vars(self))
+        contents = {name: copy.copy(value) for name, value in before.items() if isinstance(value, dict | list | set)}
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(before)
+            for name, value in contents.items():
+                held = before[name]
+                held.clear()
+                if isinstance(held, list):
+                    held.extend(value)
+                else:
+                    held.update(value)
+            raise
+
+    return guarded  # type: ignore[return-value]
 
 
 def _skip_list(run: str | os.PathLike | None) -> str:

@@ -37,7 +37,7 @@ from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import stratified_holdout
 from polymodal.decision import binary_scores, check_decision_data, note_in_sample, settle_threshold, warn_if_edited
 from polymodal.errors import ConfigError, NotFittedError, SchemaMismatchError
-from polymodal.estimator import EXPLAIN, EXPORT, PREDICT, ROBUSTNESS, SUBSETS, Estimator
+from polymodal.estimator import EXPLAIN, EXPORT, PREDICT, ROBUSTNESS, SUBSETS, Estimator, unchanged_on_failure
 from polymodal.fewshot import use_support
 from polymodal.metrics.retrieval import stacked_validation_metrics, warn_if_collapsed
 from polymodal.metrics.tasks import flat_metrics, metric_value, monitored, task_metrics
@@ -117,6 +117,7 @@ class MultimodalPredictor(Estimator):
         return cls(config)
 
     # -- fitting ------------------------------------------------------------------------------
+    @unchanged_on_failure  # a fit that raises leaves the predictor as it was (fitted or not)
     @holding_the_run_folder  # no second fit into the same folder meanwhile
     @kept_process_state()  # the seeding and deterministic switches are the fit's own
     @across_ranks  # ranks share what this process preprocessed; only rank 0 warns
@@ -327,8 +328,12 @@ class MultimodalPredictor(Estimator):
                                "monitor another metric, or give validation rows that define it"])
 
     # -- inference ----------------------------------------------------------------------------
+    @property
+    def _network(self) -> MultimodalNet | None:
+        return self.net
+
     def require_fitted(self) -> tuple[DataPipeline, MultimodalNet]:
-        if self.pipeline is None or self.net is None:
+        if not self._fitted:
             raise NotFittedError("this predictor is not fitted; call fit() or MultimodalPredictor.load()")
         self._check_config_unchanged()
         return self.pipeline, self.net

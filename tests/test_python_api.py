@@ -9,7 +9,7 @@ from importlib import resources
 
 import pytest
 import yaml
-from helpers_models import classification_config, make_dataset, multilabel_config, write_splits
+from helpers_models import classification_config, make_dataset, multilabel_config, tabular_anomaly, write_splits
 
 import polymodal
 from polymodal import AnomalyDetector, MultimodalPredictor, PolymodalError
@@ -173,3 +173,70 @@ def test_loading_and_inference_leave_the_callers_torch_random_stream_as_it_was(d
         torch.manual_seed(5)
         call()
         assert torch.equal(torch.rand(1), expected), f"{name} moved torch's global random stream"
+
+
+def _raising_at_the_first_epoch(error: BaseException):
+    import lightning as L
+
+    class Raising(L.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            raise error
+
+    return Raising()
+
+
+@pytest.mark.parametrize("error", [RuntimeError("a callback failed"), KeyboardInterrupt()], ids=["error", "ctrl-c"])
+def test_a_failed_refit_leaves_the_fitted_predictor_as_it_was(data, tmp_path, error):
+    """A re-fit that raised kept the new preprocessing (classes u, v) beside the old network:
+    predict failed on a shape mismatch, or with the same classes predicted silently worse."""
+    import pandas as pd
+
+    predictor = MultimodalPredictor(classification_config(epochs=1)).fit(data["train"], data["valid"], out=tmp_path / "a")
+    before = {name: getattr(predictor, name) for name in ("config", "pipeline", "net", "history", "info", "metrics",
+                                                          "last_skipped", "diagnostics", "run_dir", "valid_scores")}
+    probabilities = predictor.predict_proba(data["test"])
+    relabelled = {}
+    for split in ("train", "valid"):
+        frame = pd.read_csv(data[split])
+        frame["label"] = ["u" if i % 2 else "v" for i in range(len(frame))]
+        relabelled[split] = data[split].with_name(f"relabelled_{split}.csv")
+        frame.to_csv(relabelled[split], index=False)
+    with pytest.raises(type(error)):
+        predictor.fit(relabelled["train"], relabelled["valid"], out=tmp_path / "b",
+                      callbacks=[_raising_at_the_first_epoch(error)])
+    assert predictor.classes == ["a", "b", "c"]
+    assert predictor.predict_proba(data["test"]).equals(probabilities)
+    assert [name for name, value in before.items() if getattr(predictor, name) is not value] == []  # the same objects
+    assert repr(predictor).endswith("fitted=True)")
+    predictor.save(tmp_path / "a")  # still its own run folder: saved again without overwrite
+
+
+@pytest.mark.parametrize("error", [RuntimeError("a callback failed"), KeyboardInterrupt()], ids=["error", "ctrl-c"])
+def test_a_first_fit_that_raised_leaves_the_predictor_unfitted(data, error):
+    """Ctrl-C in a first fit left a pipeline without a network: repr said fitted=True while
+    predict and save raised NotFittedError."""
+    from polymodal.errors import NotFittedError
+
+    predictor = MultimodalPredictor(classification_config(epochs=1))
+    with pytest.raises(type(error)):
+        predictor.fit(data["train"], data["valid"], callbacks=[_raising_at_the_first_epoch(error)])
+    assert repr(predictor).endswith("fitted=False)")
+    assert predictor.pipeline is None and predictor.classes is None and predictor.history.empty
+    with pytest.raises(NotFittedError):
+        predictor.predict(data["test"])
+    predictor.fit(data["train"], data["valid"])  # and fits as a new one does
+    assert predictor.classes == ["a", "b", "c"]
+
+
+def test_a_failed_refit_leaves_the_anomaly_detector_as_it_was(tmp_path):
+    import pandas as pd
+
+    config = tabular_anomaly(tmp_path, {"train": 32, "valid": 20, "other": 32}, "autoencoder", epochs=1,
+                             batch_size=16, progress=False)
+    detector = AnomalyDetector(config).fit(tmp_path / "train.csv", tmp_path / "valid.csv")
+    model, pipeline, scores = detector.model, detector.pipeline, detector.predict_frame(tmp_path / "valid.csv")
+    rescaled = pd.read_csv(tmp_path / "other.csv") * 100.0  # preprocessing learned anew would score otherwise
+    with pytest.raises(KeyboardInterrupt):
+        detector.fit(rescaled, tmp_path / "valid.csv", callbacks=[_raising_at_the_first_epoch(KeyboardInterrupt())])
+    assert detector.model is model and detector.pipeline is pipeline
+    assert detector.predict_frame(tmp_path / "valid.csv").equals(scores)

@@ -60,7 +60,7 @@ from polymodal.errors import (
     NotFittedError,
     SchemaMismatchError,
 )
-from polymodal.estimator import EMBEDDINGS, PROBABILITIES, ROBUSTNESS, Estimator
+from polymodal.estimator import EMBEDDINGS, PROBABILITIES, ROBUSTNESS, Estimator, unchanged_on_failure
 from polymodal.metrics.anomaly import (
     anomaly_metrics,
     flags,
@@ -162,6 +162,7 @@ class AnomalyDetector(Estimator):
         return AnomalyModel(net, scorer)
 
     # -- fitting ------------------------------------------------------------------------------
+    @unchanged_on_failure  # a fit that raises leaves the detector as it was (fitted or not)
     @holding_the_run_folder  # no second fit into the same folder meanwhile
     @kept_process_state()  # the seeding and deterministic switches are the fit's own
     @across_ranks  # ranks share what this process preprocessed; only rank 0 warns
@@ -396,8 +397,12 @@ class AnomalyDetector(Estimator):
         return random_holdout(manifest, self.config.train.val_fraction, self.config.train.seed)
 
     # -- inference ----------------------------------------------------------------------------
+    @property
+    def _network(self) -> AnomalyModel | None:
+        return self.model
+
     def require_fitted(self) -> tuple[DataPipeline, AnomalyModel]:
-        if self.pipeline is None or self.model is None:
+        if not self._fitted:
             raise NotFittedError("this anomaly detector is not fitted; call fit() or AnomalyDetector.load()")
         self._check_config_unchanged()
         return self.pipeline, self.model
