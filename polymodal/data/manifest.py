@@ -35,7 +35,7 @@ READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet"
 WHOLE_ROW = ""  # the key of ``Manifest.absent_files`` for rows that hold no modality at all
 
 
-@dataclass
+@dataclass(repr=False)
 class Manifest:
     """A table of samples plus where it came from.
 
@@ -73,6 +73,11 @@ class Manifest:
 
     def __len__(self) -> int:
         return len(self.data) if self.source_rows is None else len(self.source_rows)
+
+    def __repr__(self) -> str:  # the table itself is `.data`: a notebook shows it on demand
+        columns = list(self.columns)
+        shown = ", ".join(map(repr, columns[:8])) + (f", ... ({len(columns)} in all)" if len(columns) > 8 else "")
+        return f"Manifest({self.name!r}, {len(self)} rows, columns=[{shown}], root={str(self.root)!r})"
 
     @property
     def columns(self) -> pd.Index:

@@ -156,6 +156,11 @@ class Runtime:
         self.input_names = [i["name"] for i in meta["graph"]["inputs"]]
         self._one_threshold_said = False  # an export with one flag threshold for every row: said once
 
+    def __repr__(self) -> str:
+        kinds = {name: spec["kind"] for name, spec in sorted(self.meta["modalities"].items())}
+        return (f"Runtime({str(self.folder)!r}, task={self.meta['task']!r}, modalities={kinds}"
+                + (", int8" if self.quantized else "") + ")")
+
     @classmethod
     def load(cls, folder: str | os.PathLike, *, quantized: bool = False, threads: int | None = None,
              check_run: bool = True) -> Runtime:

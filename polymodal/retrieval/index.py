@@ -101,6 +101,11 @@ class EmbeddingIndex:
             if len(values) != len(self.ids):
                 raise ValueError(f"column '{name}' holds {len(values)} values for {len(self.ids)} vectors")
 
+    def __repr__(self) -> str:
+        said = ", ".join(f"{k}={self.meta[k]!r}" for k in ("modality", "id_column") if self.meta.get(k) is not None)
+        return (f"EmbeddingIndex({len(self)} vectors of dim {self.dim}" + (f", {said}" if said else "")
+                + (f", columns={list(self.columns)}" if self.columns else "") + ")")
+
     @property
     def dim(self) -> int:
         return int(self.index.d)

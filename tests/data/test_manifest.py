@@ -391,3 +391,10 @@ def test_groups_key_a_category_as_the_tabular_preprocessor_does():
         "(empty)": [5], "f": [0, 1, 2], "m": [6], "male": [3, 4]}
     assert set(keyed) - {"(empty)"} == {_category(c, "strip_lower") for c in cells if c is not None}
     assert set(manifest.groups("sex", rows, normalize="strip")) == {"F", "f", "Male", "male", "(empty)", "M"}
+
+
+def test_a_manifest_prints_its_size_and_columns_not_its_table(tmp_path):
+    frame = pd.DataFrame({f"c{i}": range(60) for i in range(10)})
+    said = repr(read_manifest(frame, root=tmp_path))
+    assert said == (f"Manifest('DataFrame', 60 rows, columns=['c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', ... "
+                    f"(10 in all)], root={str(tmp_path.resolve())!r})")

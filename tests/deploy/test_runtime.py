@@ -578,3 +578,9 @@ def test_a_runs_export_made_before_its_threshold_was_set_again_warns_when_loaded
         # check loads the export being written (a temporary folder in the run) without a word of it
         predictor.set_threshold(0.8)
         export_run(predictor, run / "export2", data=frame.iloc[32:], rows=8)
+
+
+def test_a_runtime_prints_its_folder_task_and_modalities(runtime, exported):
+    kinds = {name: spec["kind"] for name, spec in sorted(runtime.meta["modalities"].items())}
+    assert repr(runtime) == f"Runtime({str(exported[0])!r}, task='classification', modalities={kinds})"
+    assert "object at 0x" not in repr(runtime) and len(kinds) >= 2

@@ -206,3 +206,8 @@ def test_an_index_saved_as_dot_or_through_a_symlink_lands_in_the_folder_named(tm
     (tmp_path / "link").symlink_to(tmp_path / "real")
     index.save(tmp_path / "link")
     assert (tmp_path / "link").is_symlink() and EmbeddingIndex.load(tmp_path / "real").ids == ["a", "b", "c", "d"]
+
+
+def test_an_index_prints_what_it_holds_not_its_address() -> None:
+    index = EmbeddingIndex.build(unit_rows(5, 3, 0), meta={"modality": "image"}, columns={"label": list("abcde")})
+    assert repr(index) == "EmbeddingIndex(5 vectors of dim 3, modality='image', columns=['label'])"
