@@ -264,7 +264,7 @@ class AnomalyDetector(Estimator):
         if test_m is not None:
             self.test_scores = self.eval_scores
             self.kept["test_held"] = self.eval_held
-            from polymodal.evaluation.diagnostics import diagnose_after_fit  # the evaluation layer sits above
+            from polymodal.evaluation.diagnostics import diagnose_after_fit  # imported when a fit reaches it
 
             # on labelled test rows only: the validation rows are normal, their AUROC undefined
             self.diagnostics = diagnose_after_fit(self, test_m, "test", cfg.report)

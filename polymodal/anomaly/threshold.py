@@ -73,7 +73,6 @@ def fit_coalitions(detector: AnomalyDetector, normal: EncodedTable) -> None:
     scores the normal reference of ``AnomalyDetector.explain`` (:func:`fit_normal_reference`) and
     the flag threshold of each subset (kept in ``kept['valid_subset_scores']``:
     ``AnomalyDetector.set_threshold`` chooses them again from it)."""
-
     scorer = detector.model.scorer
     if not scorer.normal_coalitions.numel():
         return
@@ -105,7 +104,6 @@ def scored_subsets(detector: AnomalyDetector) -> tuple[list[frozenset[str]], lis
     and those it does not (fewer modalities than ``min_modalities``: the consistency scorer's single
     modalities), which have no flag threshold of their own (a row holding only them has a NaN score
     and is flagged)."""
-
     fewest = detector.model.scorer.min_modalities
     subsets = all_subsets(list(detector.model.names))
     return [c for c in subsets if len(c) >= fewest], [c for c in subsets if len(c) < fewest]
@@ -116,7 +114,6 @@ def subset_threshold_table(detector: AnomalyDetector) -> dict[str, float] | None
     (as ``metrics.json``'s ``training.subset_thresholds`` and ``polymodal threshold`` show them),
     but for the subsets the scorer does not score (:func:`scored_subsets`); None where
     ``AnomalyDetector.subset_thresholds`` is."""
-
     chosen = detector.subset_thresholds()
     if chosen is None:
         return None
@@ -199,7 +196,6 @@ def _subset_rates(detector: AnomalyDetector) -> dict[str, dict[str, Any]] | None
     the share of the validation normal rows holding the subset, scored with it alone, above the
     threshold) and their number (``valid_normals``), for the subsets the scorer scores
     (:func:`scored_subsets`); None for a model with one threshold."""
-
     table = subset_threshold_table(detector)
     subset_scores = detector.kept.get("valid_subset_scores")
     if table is None or subset_scores is None:
