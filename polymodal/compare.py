@@ -14,13 +14,14 @@ from polymodal.config import Config
 from polymodal.config.decision import DECIDED_TASKS
 from polymodal.config.task_metrics import TASK_METRICS, direction, headline, per_target_name, split_metric
 from polymodal.decision import CALL_METRICS, IN_SAMPLE
-from polymodal.errors import ConfigError, OptionError, RunFolderError, RunNotFoundError
+from polymodal.errors import ConfigError, OptionError, RunFolderError, RunNotFoundError, option
 from polymodal.metrics.tasks import flat_metrics
 from polymodal.run_files import CONFIG_FILE
 from polymodal.runfolder import check_run, read_config, read_results, reading
 from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.warn import warn_user
 
+EVALUATE_ONE = ("'polymodal evaluate RUN --data FILE'", "MultimodalPredictor.load(RUN).evaluate(FILE)")  # per run
 COMPARED = {"anomaly": ("auroc", "auprc", "fpr@95tpr")}  # beside the task's monitors (loss aside); the first ranks
 
 
@@ -30,7 +31,7 @@ def _ranking_column(frame: pd.DataFrame, by: str, split: str) -> str:
     column = by if by in metrics else f"{split}_{by}"
     if column not in metrics:
         hint = did_you_mean(by, [m.split("_", 1)[1] for m in metrics])
-        raise OptionError([f"--by: the runs' {split} metrics are {', '.join(m.split('_', 1)[1] for m in metrics) or 'none'}; "
+        raise OptionError([f"{option('--by')}: the runs' {split} metrics are {', '.join(m.split('_', 1)[1] for m in metrics) or 'none'}; "
                            f"got '{by}'{hint}"])
     return column
 
@@ -77,9 +78,10 @@ def _warn_in_sample(chosen: list[str], ranked: str | None, runs: int) -> None:
     if ranked is not None and ranked.split("_", 1)[1] in CALL_METRICS:
         said += (f"; the ranking by {ranked} favours them over the other runs" if len(chosen) < runs else
                  f"; the ranking by {ranked} compares figures each threshold was fitted to")
-        said += " (--by auroc ranks by what no threshold sets)"
-    warn_user(said + "; to rank on rows no threshold was chosen on: --split test, or 'polymodal evaluate RUN --data "
-              "FILE' for each run on one manifest")
+        said += " ({} ranks by what no threshold sets)".format(option("--by auroc", 'by="auroc"'))
+    test = option("--split test", 'split="test"')
+    warn_user(said + f"; to rank on rows no threshold was chosen on: {test}, or "
+              f"{option(*EVALUATE_ONE)} for each run on one manifest")
 
 
 def aligned_model(align: Any) -> str:
@@ -128,7 +130,7 @@ def compare_runs(runs: str | os.PathLike | list[str | os.PathLike], split: str |
             test metrics; ``by`` names no metric column of the table.
     """
     if split not in (None, "valid", "test"):
-        raise OptionError([f"--split: valid or test; got {split!r}"])
+        raise OptionError([f"{option('--split')}: valid or test; got {split!r}"])
     if isinstance(runs, (str, os.PathLike)):  # one run folder, not a list of its letters
         runs = [runs]
     found, left_out = [], []
@@ -150,12 +152,13 @@ def compare_runs(runs: str | os.PathLike | list[str | os.PathLike], split: str |
         warn_user("left out of the comparison: " + "; ".join(left_out))
     untested = [name for name, _, results in found if "test" not in results.metrics]
     if split is None and untested and len(untested) < len(found):
-        warn_user(f"compared on valid metrics: {', '.join(untested)} {'has' if len(untested) == 1 else 'have'} no test metrics (trained without --test; "
-                  "'polymodal evaluate RUN --data FILE' scores every run on one manifest)")
+        warn_user(f"compared on valid metrics: {', '.join(untested)} {'has' if len(untested) == 1 else 'have'} no test metrics (trained without a test "
+                  f"manifest; {option(*EVALUATE_ONE)} scores every run on one manifest)")
     if split == "test" and len(untested) == len(found):  # a table of no figures
-        raise OptionError([f"--split: none of the runs has test metrics ({', '.join(untested)}: trained without "
-                           "--test); compare them on valid (--split valid), or score every run on one manifest "
-                           "with 'polymodal evaluate RUN --data FILE'"])
+        valid = option("--split valid", 'split="valid"')
+        raise OptionError([f"{option('--split')}: none of the runs has test metrics ({', '.join(untested)}: trained "
+                           f"without a test manifest); compare them on valid ({valid}), or score every run on one "
+                           f"manifest with {option(*EVALUATE_ONE)}"])
     split = split or ("valid" if untested else "test")
     several = any(config.task == "regression" and len(config.targets) > 1 for _, config, _ in found)
     rows = []
@@ -181,8 +184,8 @@ def compare_runs(runs: str | os.PathLike | list[str | os.PathLike], split: str |
     if len(groups) > 1:
         warn_user(f"the runs' {split} metrics come from different rows ("
                   + "; ".join(f"{', '.join(names)}: {said}" for said, names in groups.values())
-                  + "): they do not compare row for row; score them on one manifest with 'polymodal evaluate RUN "
-                  "--data FILE' (or give every fit the same --valid / --test)")
+                  + f"): they do not compare row for row; score them on one manifest with {option(*EVALUATE_ONE)} "
+                  "(or give every fit the same validation and test manifests)")
     predicted: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for name, config, _ in found:
         predicted.setdefault(_predicted(config), []).append(name)
@@ -190,15 +193,16 @@ def compare_runs(runs: str | os.PathLike | list[str | os.PathLike], split: str |
     if by is not None:
         ranked = _ranking_column(frame, by, split)
         if len(predicted) > 1 and split_metric(ranked.split("_", 1)[1])[1] is None:
+            by_own = option("--by rmse_per_target.<target>", 'by="rmse_per_target.<target>"')
             warn_user(f"ranked by {ranked}, but the runs predict different targets ({_said(predicted)}): its values "
-                      "do not measure the same thing (rank by one target's own figure, e.g. --by "
-                      "rmse_per_target.<target>, where the runs share the target)")
+                      f"do not measure the same thing (rank by one target's own figure, e.g. {by_own}, where the runs "
+                      "share the target)")
     elif len(predicted) > 1:
         ranked = None
         what = "targets" if len({task for task, _ in predicted}) == 1 else "tasks"
         warn_user(f"the runs predict different {what} ({_said(predicted)}): their {split} metrics do not "
                   "measure the same thing, so they are not ranked against each other: the runs of each task and "
-                  "target are grouped, best first by its headline metric (--by METRIC ranks them all anyway; "
+                  f"target are grouped, best first by its headline metric ({option('--by METRIC', 'by=METRIC')} ranks them all anyway; "
                   "rmse_per_target.<target> by one shared target's own)")
         frame, grouped = _grouped(frame, [_predicted(config) for _, config, _ in found], split)
     else:

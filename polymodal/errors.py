@@ -5,13 +5,55 @@ exception a Python user would expect (``ValueError``, ``FileNotFoundError``...) 
 handlers keep working, and they carry the context needed to find the problem: the config key,
 the manifest, row, column, file and modality.
 
-Messages follow one template: what was wrong, where, what is allowed, what was received.
+Messages follow one template: what was wrong, where, what is allowed, what was received. A
+setting the caller gave is named as the caller gave it (:func:`option`): ``--resume`` in a
+command of the command line, ``resume=True`` in a Python call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
+
+_command_line = False  # True while a command of the command line runs (see command_line)
+
+
+@contextmanager
+def command_line() -> Iterator[None]:
+    """Within the block (a command of the command line runs there), messages name the command's
+    options (``--resume``) rather than the Python arguments they map to (``resume=True``)."""
+    global _command_line
+    before, _command_line = _command_line, True
+    try:
+        yield
+    finally:
+        _command_line = before
+
+
+# the Python argument each command-line option maps to, as messages name it (see option)
+PYTHON_NAMES = {"--resume": "resume=True", "--overwrite": "overwrite=True", "--out": "out=", "--train": "train",
+                "--valid": "valid=", "--test": "test=", "--unlabeled": "unlabeled=", "--data": "data",
+                "--by": "by=", "--split": "split=", "--modality": "modality=", "--corruption": "corruptions=",
+                "--set": "overrides"}
+
+
+def option(cli: str, python: str | None = None) -> str:
+    """How a message names a setting the caller gave: ``cli`` (``--resume``) while a command of the
+    command line runs (:func:`command_line`), else ``python`` (``resume=True``), by default the
+    argument :data:`PYTHON_NAMES` maps ``cli`` to."""
+    return cli if _command_line else PYTHON_NAMES[cli] if python is None else python
+
+
+def given(key: str, *value: Any) -> str:
+    """How a message names a dotted config key set on top of a config (and the value set):
+    ``--set train.epochs`` (``--set fusion.name=late``) on the command line, ``overrides
+    'train.epochs'`` (``overrides 'fusion.name'='late'``) in Python (``load_config(overrides=)``)."""
+    return option(f"--set {key}" + "".join(f"={v}" for v in value),
+                  f"overrides {key!r}" + "".join(f"={v!r}" for v in value))
+
+
+GIVEN = ("--set ", "overrides '")  # how every message naming an override starts (see given)
 
 
 class PolymodalError(Exception):
@@ -30,15 +72,16 @@ class ConfigError(PolymodalError, ValueError):
     Attributes:
         problems: one line per problem, each starting with the full key path.
         source: the file the config came from, when known.
-        only_set: every problem comes from the command line's ``--set`` values, not from the
-            file (each problem says ``--set KEY``), and the heading says so.
+        only_set: every problem comes from the keys set on top of the file (``--set`` on the
+            command line, ``overrides`` in Python), not from the file (each problem names its key:
+            :func:`given`), and the heading says so.
     """
 
     def __init__(self, problems: Sequence[str], source: str | None = None, *, only_set: bool = False):
         self.problems = list(problems)
         self.source = source
         self.only_set = only_set
-        what = "--set values" if only_set else "config"
+        what = option("--set values", "overrides") if only_set else "config"
         where = (f" for {source}" if only_set else f" in {source}") if source else ""
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"Invalid {what}{where} ({len(self.problems)} problem(s)):\n{lines}")

@@ -21,7 +21,7 @@ from polymodal.config import Config, save_config
 from polymodal.config.diff import changed_keys, flatten, said_changes
 from polymodal.data.content_keys import manifest_key
 from polymodal.data.pipeline import DataSource
-from polymodal.errors import ConfigError, RunFolderError
+from polymodal.errors import ConfigError, RunFolderError, option
 from polymodal.metrics.tasks import monitored
 from polymodal.run_files import (
     CONFIG_FILE,
@@ -56,19 +56,21 @@ def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = F
         FileNotFoundError: ``resume`` and the run has no checkpoint to resume from.
     """
     if resume and overwrite:
-        raise RunFolderError("--resume continues the run in --out and --overwrite replaces it; give one of them")
+        raise RunFolderError(f"{option('--resume')} continues the run in {option('--out')} and {option('--overwrite')} "
+                             "replaces it; give one of them")
     if out is None:
         if resume:
-            raise FileNotFoundError("--resume: no checkpoint to resume from without a run folder")
+            raise FileNotFoundError(f"{option('--resume')}: no checkpoint to resume from without a run folder "
+                                f"({option('--out')})")
         return
     run = Path(out)
     if run.exists() and not run.is_dir():
-        raise RunFolderError(f"the run folder {run} is a file; give a folder (new or an earlier run's) as --out")
-    check_folder_path(run, "the run folder (--out)", writable=True)  # a read-only place: found before any work
+        raise RunFolderError(f"the run folder {run} is a file; give a folder (new or an earlier run's) as {option('--out')}")
+    check_folder_path(run, f"the run folder ({option('--out')})", writable=True)  # a read-only place: found before any work
     last = run / LAST_CHECKPOINT
     if resume:
         if not last.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
+            raise FileNotFoundError(f"{option('--resume')}: no checkpoint to resume from at {last}")
         check_resumable(run, config)
         if verify_checkpoint:
             check_checkpoint(last)
@@ -78,9 +80,9 @@ def check_out(out: str | os.PathLike | None, config: Config, *, resume: bool = F
         unsaved = held == MODEL_FILE and last.is_file() and not results_written(run, checkpoint_epochs(last))
         what = ("a trained model whose latest results were not all written (a save interrupted)" if unsaved
                 else "a trained model" if held == MODEL_FILE else f"an interrupted run ({LAST_CHECKPOINT})")
-        hint = ", --resume to continue it" if held == LAST_CHECKPOINT or unsaved else ""
-        raise RunFolderError(f"{run} already holds {what}; give another --out{hint}, or --overwrite to replace it "
-                             "(in Python: fit's out=, resume=True, overwrite=True)")
+        hint = f", {option('--resume')} to continue it" if held == LAST_CHECKPOINT or unsaved else ""
+        raise RunFolderError(f"{run} already holds {what}; give another {option('--out')}{hint}, or "
+                             f"{option('--overwrite')} to replace it")
 
 
 def holding_the_run_folder(fit: F) -> F:
@@ -118,9 +120,9 @@ def run_folder_lock(out: str | os.PathLike | None, train: Any, source: str | Non
 
     def busy(held: Path) -> RunFolderError:
         return RunFolderError(f"{out} is being trained into by another fit (it holds {held}); wait for it to end, "
-                              "or give another --out")
+                              f"or give another {option('--out')}")
 
-    check_folder_path(out, "the run folder (--out)", writable=True)  # where the lock goes too
+    check_folder_path(out, f"the run folder ({option('--out')})", writable=True)  # where the lock goes too
     with exclusive_lock(out, busy):
         yield
 
@@ -139,8 +141,8 @@ def check_checkpoint(path: Path) -> None:
     """
     reason = damaged_zip(path)
     if reason is not None:
-        raise RunFolderError(f"--resume: the checkpoint {path} is damaged ({reason}); training cannot continue from "
-                             "it. Start again with --overwrite")
+        raise RunFolderError(f"{option('--resume')}: the checkpoint {path} is damaged ({reason}); training cannot "
+                             f"continue from it. Start again with {option('--overwrite')}")
 
 
 def start_run(out: str | os.PathLike | None, config: Config, *, resume: bool = False,
@@ -242,17 +244,17 @@ def check_resumable(run: Path, config: Config) -> None:
     given = flatten(_without_data(config.model_dump(mode="json")))
     changed = changed_keys(saved, given, unchecked=RESUMABLE_KEYS)
     if not changed and saved.get("train.scheduler") == "onecycle" and saved.get("train.epochs") != given.get("train.epochs"):
-        raise RunFolderError(f"--resume: {run} trains with the one-cycle schedule, which spans the "
+        raise RunFolderError(f"{option('--resume')}: {run} trains with the one-cycle schedule, which spans the "
                              f"{saved['train.epochs']} epochs it started with; resume with train.epochs: "
                              f"{saved['train.epochs']}, or start a new run (the cosine schedule may be extended)")
     before = monitored(old_config.task, old_config.train.early_stopping)[0]  # the metric the kept epoch is chosen by
     after = monitored(config.task, config.train.early_stopping)[0]
     if before != after:
-        raise RunFolderError(f"--resume: {run} selects its best epoch by validation {before}; resuming it by "
+        raise RunFolderError(f"{option('--resume')}: {run} selects its best epoch by validation {before}; resuming it by "
                              f"{after} would ignore the epochs before the resume (train.early_stopping.monitor: "
                              f"{before}, or start a new run)")
     if changed:
-        raise RunFolderError(f"--resume: {run} was trained with another config: {said_changes(saved, given, changed)}. "
+        raise RunFolderError(f"{option('--resume')}: {run} was trained with another config: {said_changes(saved, given, changed)}. "
                              f"Resume with its {run / CONFIG_FILE}, or start a new run")
 
 
@@ -276,7 +278,7 @@ def check_same_processes(run: Path, config: Config) -> None:
     after = world_size(config.train)
     if before != after:
         raise RunFolderError(
-            f"--resume: {run} trained on {before} process(es) (train.devices: {devices} x train.num_nodes: {nodes}); "
+            f"{option('--resume')}: {run} trained on {before} process(es) (train.devices: {devices} x train.num_nodes: {nodes}); "
             f"resuming it on {after} (train.devices: {config.train.devices} x train.num_nodes: "
             f"{config.train.num_nodes}) would give each process another share of the rows, and each epoch another "
             "number of optimiser steps than "
@@ -302,18 +304,18 @@ def check_unfinished(run: Path, config: Config, planned_epochs: int | None = Non
     epochs = state["epoch"] + 1  # of the training the checkpoints belong to (an anomaly scorer's last phase)
     if not results_written(run, epochs + state["earlier_epochs"]):
         return  # interrupted before its end: training (or the writing of its results) continues
-    again = "give --overwrite to train it again, or another --out"
+    again = f"give {option('--overwrite')} to train it again, or another {option('--out')}"
     planned = config.train.epochs if planned_epochs is None else planned_epochs
     if epochs >= planned:
         share = "" if planned_epochs is None else f", of which its last training phase runs {planned}"
-        raise RunFolderError(f"--resume: {run} already finished its {epochs} epochs (train.epochs: "
+        raise RunFolderError(f"{option('--resume')}: {run} already finished its {epochs} epochs (train.epochs: "
                              f"{config.train.epochs}{share}); nothing to resume. Raise train.epochs to train it "
                              f"longer, or {again}")
     stopper = next((v for k, v in state["callbacks"].items() if k.startswith("EarlyStopping")), None)
     stop = config.train.early_stopping
     if stopper is not None and stopper.get("stopped_epoch", 0) > 0 and stop is not None \
             and stop.patience <= stopper.get("patience", stop.patience):
-        raise RunFolderError(f"--resume: {run} already finished: early stopping ended it after {epochs} epochs "
+        raise RunFolderError(f"{option('--resume')}: {run} already finished: early stopping ended it after {epochs} epochs "
                              f"(patience {stop.patience}); nothing to resume. Raise train.early_stopping.patience "
                              f"or remove early_stopping to train it longer, or {again}")
 
@@ -382,24 +384,25 @@ def check_resumed_data(run: Path, data: dict[str, Any], from_config: dict[str, b
         optional = all(m.uses_unlabeled != "required" for m in config.transfers)
         if recorded["unlabeled_manifest"] is None and data["unlabeled"] is not None and optional:
             # a method that may go without (distillation) records none for "none", as for a DataFrame
-            raise RunFolderError(f"--resume: {run} trained without --unlabeled (or with a DataFrame of unlabelled "
-                                 "rows, which records no path); resuming it with unlabelled rows would not continue "
-                                 "the same run: resume it without --unlabeled, or start a new run")
+            raise RunFolderError(f"{option('--resume')}: {run} trained without {option('--unlabeled')} (or with a DataFrame of "
+                                 "unlabelled rows, which records no path); resuming it with unlabelled rows would not "
+                                 f"continue the same run: resume it without {option('--unlabeled')}, or start a new "
+                                 "run")
     for split, given in data.items():
         before = recorded.get(f"{split}_manifest")
         now = str(Path(given).resolve()) if isinstance(given, str | os.PathLike) else None
-        flag = f"--{split}"
+        flag = option(f"--{split}")
         if before is not None and now != before:
             shown = now or ("none" if given is None else "a DataFrame")
             if (from_config or {}).get(split) and given is not None:
                 shown += f", the config's transfer.{split}"
-            raise RunFolderError(f"--resume: {run} trained with {flag} {before}; resume it with the same {flag} "
+            raise RunFolderError(f"{option('--resume')}: {run} trained with {flag} {before}; resume it with the same {flag} "
                                  f"(given: {shown})")
         key = recorded.get(f"{split}_manifest_key")
         if before is not None and key is not None and Path(before).is_file() and manifest_key(before) != key:
-            raise RunFolderError(f"--resume: {run} trained with {flag} {before}, whose content changed since "
+            raise RunFolderError(f"{option('--resume')}: {run} trained with {flag} {before}, whose content changed since "
                                  f"({CHANGED_MANIFEST.get(split, 'the epochs before were trained on its old rows')}); "
-                                 "start a new run (another --out), or --overwrite to train this one again on it")
+                                 f"start a new run (another {option('--out')}), or {option('--overwrite')} to train this one again on it")
 
 
 def manifest_paths(**sources: DataSource | None) -> dict[str, str]:
@@ -416,7 +419,7 @@ def manifest_paths(**sources: DataSource | None) -> dict[str, str]:
 
 
 # why a resume refuses a manifest whose content changed since the run trained on it, by split
-CHANGED_MANIFEST = {"train": "the preprocessing fitted on it, and the validation rows held out of it without --valid, "
-                             "would not match the epochs before",
+CHANGED_MANIFEST = {"train": "the preprocessing fitted on it, and the validation rows held out of it without a "
+                             "validation manifest, would not match the epochs before",
                     "valid": "the epochs before were validated, and their best chosen, on its old rows"}
 

@@ -23,7 +23,7 @@ import torch
 from polymodal import __version__
 from polymodal.config import Config, load_config, save_config
 from polymodal.data.pipeline import DataPipeline
-from polymodal.errors import ConfigError, PolymodalError, RunFolderError, RunNotFoundError
+from polymodal.errors import ConfigError, PolymodalError, RunFolderError, RunNotFoundError, option
 from polymodal.run_files import (
     CONFIG_FILE,
     DIAGNOSTICS_FILE,
@@ -53,15 +53,16 @@ def check_run(path: str | os.PathLike) -> Path:
     if not run.exists():
         raise RunNotFoundError(f"run folder not found: {run}")
     if not run.is_dir():
-        raise RunNotFoundError(f"{run} is a file, not a run folder (give the folder 'polymodal train --out' wrote)")
+        wrote = option("'polymodal train --out'", "fit(out=)")
+        raise RunNotFoundError(f"{run} is a file, not a run folder (give the folder {wrote} wrote)")
     if not (run / MODEL_FILE).is_file():
         if (run / LAST_CHECKPOINT).is_file():  # a fit stopped before it saved its model
             replaced = run / REPLACED_DIR
             kept = (f"; the run it replaces is kept in {replaced} until then (move its files back into {run} to use "
                     "that one instead)" if (replaced / MODEL_FILE).is_file() else "")
+            finish = option("'polymodal train CONFIG ... --out RUN --resume'", "fit(..., out=RUN, resume=True)")
             raise RunNotFoundError(f"{run} holds an interrupted run (its {LAST_CHECKPOINT}, no {MODEL_FILE} yet): "
-                                   "finish it with 'polymodal train CONFIG ... --out RUN --resume' (its config is "
-                                   f"{run / CONFIG_FILE}), then use it{kept}")
+                                   f"finish it with {finish} (its config is {run / CONFIG_FILE}), then use it{kept}")
         raise RunNotFoundError(f"{run} is not a polymodal run folder: {MODEL_FILE} not found")
     return run
 

@@ -64,7 +64,7 @@ def trial_config(base: dict[str, Any], values: dict[str, Any]) -> Config:
     """
     data = copy.deepcopy(base)
     data.pop("tune", None)
-    apply_values(data, values, where="tune.space.")
+    apply_values(data, values, named=lambda key: f"tune.space.{key}")
     return load_config(data)
 
 

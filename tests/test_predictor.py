@@ -601,7 +601,7 @@ def test_resume_continues_an_interrupted_run(data, tmp_path):
     assert list(pd.read_csv(run / "history.csv")["epoch"]) == [1, 2, 3, 4]
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 4
     for valid in (None, data["test"]):  # a validation share of rows it trained on, or other rows
-        with pytest.raises(RunFolderError, match=r"trained with --valid .*valid\.csv; resume it with the same --valid"):
+        with pytest.raises(RunFolderError, match=r"trained with valid= .*valid\.csv; resume it with the same valid="):
             MultimodalPredictor.from_config(classification_config(epochs=5)).fit(data["train"], valid, out=run,
                                                                                  resume=True)
 
@@ -619,8 +619,8 @@ def test_resume_refuses_a_manifest_whose_content_changed_and_says_where_it_start
         MultimodalPredictor.from_config(classification_config(epochs=2)).fit(train, data["valid"], out=run,
                                                                              resume=True)
     said = str(refused.value)
-    assert f"--resume: {run} trained with --train {train.resolve()}, whose content changed since" in said
-    assert "preprocessing fitted on it" in said and "another --out" in said and "--overwrite" in said
+    assert f"resume=True: {run} trained with train {train.resolve()}, whose content changed since" in said
+    assert "preprocessing fitted on it" in said and "another out=" in said and "overwrite=True" in said
     frame.to_csv(train, index=False)  # its rows again: resumed, and it says so
     capsys.readouterr()
     resumed = MultimodalPredictor.from_config(classification_config(epochs=3, progress=True)).fit(
@@ -643,10 +643,10 @@ def test_an_interrupted_run_checks_its_manifests_against_those_its_training_star
     assert started["train_manifest"] == str(train.resolve()) and started["valid_manifest"] == str(data["valid"].resolve())
     for name in ("metrics.json", "model.safetensors"):  # what an interrupted run lacks: only its checkpoint is there
         (run / name).unlink()
-    with pytest.raises(RunFolderError, match=r"trained with --valid .*valid\.csv; resume it with the same --valid"):
+    with pytest.raises(RunFolderError, match=r"trained with valid= .*valid\.csv; resume it with the same valid="):
         MultimodalPredictor.from_config(classification_config(epochs=2)).fit(train, data["test"], out=run, resume=True)
     pd.read_csv(train).iloc[:-1].to_csv(train, index=False)
-    with pytest.raises(RunFolderError, match=r"trained with --train .*train_interrupted\.csv, whose content changed"):
+    with pytest.raises(RunFolderError, match=r"trained with train .*train_interrupted\.csv, whose content changed"):
         MultimodalPredictor.from_config(classification_config(epochs=2)).fit(train, data["valid"], out=run, resume=True)
 
 

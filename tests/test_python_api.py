@@ -4,6 +4,7 @@ run is one of the library's own errors, and the package lists and types its publ
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from importlib import resources
 
@@ -240,3 +241,29 @@ def test_a_failed_refit_leaves_the_anomaly_detector_as_it_was(tmp_path):
         detector.fit(rescaled, tmp_path / "valid.csv", callbacks=[_raising_at_the_first_epoch(KeyboardInterrupt())])
     assert detector.model is model and detector.pipeline is pipeline
     assert detector.predict_frame(tmp_path / "valid.csv").equals(scores)
+
+
+def test_messages_name_the_python_arguments_in_a_call_and_the_options_in_a_command(tmp_path):
+    """A notebook user told ``--set`` or ``--resume`` must translate it; a command-line user told
+    ``overrides=`` or ``resume=True`` too. The same mistake is named as each gave it."""
+    from polymodal.config import load_config
+    from polymodal.errors import RunFolderError, command_line
+    from polymodal.resume import check_out
+
+    config = load_config(classification_config())
+    said = {}
+    for interface in ("python", "command line"):
+        with command_line() if interface == "command line" else contextlib.nullcontext():
+            with pytest.raises(ConfigError) as bad_key:
+                load_config(classification_config(), overrides={"train.epochs": 0})
+            with pytest.raises(FileNotFoundError) as nothing:
+                check_out(tmp_path / "new", config, resume=True)
+            with pytest.raises(RunFolderError) as both:
+                check_out(tmp_path / "new", config, resume=True, overwrite=True)
+        said[interface] = (str(bad_key.value), str(nothing.value), str(both.value))
+    python, command = said["python"], said["command line"]
+    assert python[0].startswith("Invalid overrides (1 problem(s)):\n  - overrides 'train.epochs': ")
+    assert command[0].startswith("Invalid --set values (1 problem(s)):\n  - --set train.epochs: ")
+    assert python[1].startswith("resume=True: no checkpoint") and command[1].startswith("--resume: no checkpoint")
+    assert python[2] == "resume=True continues the run in out= and overwrite=True replaces it; give one of them"
+    assert command[2] == "--resume continues the run in --out and --overwrite replaces it; give one of them"

@@ -230,7 +230,7 @@ def test_resume_refuses_a_run_that_finished_training(tmp_path, epochs, epochs_ru
         return
     with pytest.raises(RunFolderError, match=refused) as info:
         check_out(tmp_path, _config(*given), resume=True, verify_checkpoint=False)
-    assert "nothing to resume" in str(info.value) and "--overwrite" in str(info.value)
+    assert "nothing to resume" in str(info.value) and "overwrite=True" in str(info.value)
 
 
 @pytest.mark.parametrize("interrupted", ["no metrics", "earlier metrics"])

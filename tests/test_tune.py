@@ -73,7 +73,7 @@ def test_a_method_inside_a_transfer_list_is_addressed_by_its_index():
     assert base["transfer"][1] == {"method": "fixmatch"}  # the base is not modified
     for key in ("transfer.2", "transfer.5.threshold", "transfer.x.threshold"):
         with pytest.raises(ConfigError, match=rf"tune.space.{key}: '.' is not an index of the list \(it has 2 items"):
-            set_dotted({"transfer": [{}, {}]}, key, 0.5, where="tune.space.")
+            set_dotted({"transfer": [{}, {}]}, key, 0.5, named=lambda k: f"tune.space.{k}")
 
 
 def test_pruning_callback_stops_a_trial_the_pruner_rejects():
@@ -264,7 +264,8 @@ def test_a_problem_a_trial_finds_names_the_space_key_the_set_value_or_the_file(t
         run_search(path, paths["train"], paths["valid"], tmp_path / "set",
                    overrides={"modalities.img.encoder.freeze": 99})
     assert info.value.source == str(path)
-    assert info.value.problems[0].startswith("--set modalities.img.encoder.freeze: 99 trailing blocks requested")
+    assert info.value.problems[0].startswith("overrides 'modalities.img.encoder.freeze': 99 trailing blocks "
+                                             "requested")
     config = classification_config(epochs=1)
     config["modalities"]["img"]["encoder"]["freeze"] = 99
     path = tuned(tmp_path, config)

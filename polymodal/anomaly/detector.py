@@ -59,6 +59,7 @@ from polymodal.errors import (
     ManifestError,
     NotFittedError,
     SchemaMismatchError,
+    option,
 )
 from polymodal.estimator import EMBEDDINGS, PROBABILITIES, ROBUSTNESS, Estimator, unchanged_on_failure
 from polymodal.metrics.anomaly import (
@@ -191,7 +192,7 @@ class AnomalyDetector(Estimator):
 
         if unlabeled is not None:
             raise SchemaMismatchError("task 'anomaly' learns from no unlabelled manifest (its training rows are the "
-                                      "normal samples); drop --unlabeled")
+                                      f"normal samples); drop {option('--unlabeled')}")
         cfg = self.config
         if self.settings.threshold is not None:
             raise ConfigError([f"anomaly.threshold: {self.settings.threshold} is the score a fitted detector was "
@@ -389,7 +390,7 @@ class AnomalyDetector(Estimator):
         said = no_normal_row(valid, targets.columns[0], self.settings.normal, which)
         raise ManifestError([f"{said}; the detector validates and sets its flag threshold on normal rows: give "
                              "validation rows that hold normal ones (labelled anomalies beside them are scored for "
-                             "the validation AUROC)" + ("" if held_out else ", or no --valid (valid=None) to hold "
+                             "the validation AUROC)" + ("" if held_out else f", or {option('no --valid', 'valid=None')} to hold "
                                                         "out train.val_fraction of the training rows")],
                             source=valid.name)
 

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from polymodal.errors import PATH_ERRORS, PolymodalError
+from polymodal.errors import PATH_ERRORS, PolymodalError, command_line
 from polymodal.utils.tables import format_value, print_table
 
 # soft_wrap: a long path or message stays one line (copied whole), on a terminal or not. markup off:
@@ -101,7 +101,8 @@ def _resumable(kwargs: dict[str, Any]) -> bool:
 
 
 def user_errors(fn: F) -> F:
-    """Turn polymodal's own errors (and errors about paths the user gave) into one message and
+    """Run a command with messages naming its options (:func:`~polymodal.errors.command_line`);
+    turn polymodal's own errors (and errors about paths the user gave) into one message and
     exit status 2; print warnings as ``warning: ...`` lines, without source locations. Ctrl-C
     and SIGTERM stop a command with one line (status 130 and 143), its files written atomically."""
 
@@ -111,7 +112,8 @@ def user_errors(fn: F) -> F:
         main = threading.current_thread() is threading.main_thread()  # signal handlers live there only
         terminate = signal.signal(signal.SIGTERM, _terminate) if main else None
         try:
-            return fn(*args, **kwargs)
+            with command_line():  # messages name this command's options
+                return fn(*args, **kwargs)
         except (PolymodalError, *PATH_ERRORS) as err:
             message = str(err) if isinstance(err, PolymodalError) else _path_error_message(err)
             err_console.print(labelled("error:", "bold red", message))

@@ -189,7 +189,7 @@ def evaluate(
         if robustness:  # the specs and the reference (task, modalities, labels): refused before any evaluation
             from polymodal.evaluation.robustness import check_reference, parse_corruptions
 
-            swept = parse_corruptions(corruption, predictor, "--corruption")
+            swept = parse_corruptions(corruption, predictor)
             if ref is not None:
                 check_reference(predictor, ref, swept, data)
         with listing_skipped(predictor, (out or run / EVALUATION_DIR) / SKIPPED_FILE):

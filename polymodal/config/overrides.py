@@ -10,13 +10,13 @@ from the fused model's config.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from polymodal.config.base import DISCRIMINATORS, default_selector
-from polymodal.errors import ConfigError, OptionError
+from polymodal.errors import GIVEN, ConfigError, OptionError, given, option
 from polymodal.utils.suggest import did_you_mean
 
 NAMED = {"modalities": "modality", "tasks": "task"}  # sections of named entries, which null removes
@@ -39,10 +39,13 @@ class Edits:
     replaced: dict[str, tuple[str, Any, Any]] = field(default_factory=dict)
 
 
-def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "", edits: Edits | None = None) -> None:
+Naming = Callable[[str], str]  # how messages name a key set: given ('--set train.lr'), 'tune.space.train.lr'
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any, named: Naming = str, edits: Edits | None = None) -> None:
     """``set_dotted(d, "train.lr", 1e-3)`` sets ``d["train"]["lr"]``, creating sections as needed;
-    a number indexes a list. ``where`` prefixes the key in messages (``tune.space.``, ``--set ``);
-    ``edits`` records the sections created.
+    a number indexes a list. ``named`` names the key in messages (:func:`~polymodal.errors.given`
+    for overrides); ``edits`` records the sections created.
 
     Raises:
         ConfigError: the key runs through a value that is not a section, or past a list's end;
@@ -51,11 +54,11 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "", edit
     node: Any = data
     parts = key.split(".")
     if value is None and len(parts) == 2 and parts[0] in NAMED:
-        _remove_named(data, parts[0], parts[1], f"{where}{key}")
+        _remove_named(data, parts[0], parts[1], named(key))
         return
     for i, part in enumerate(parts):
         if isinstance(node, list) and not (part.isdigit() and int(part) < len(node)):
-            raise ConfigError([f"{where}{key}: '{part}' is not an index of the list (it has {len(node)} items)"])
+            raise ConfigError([f"{named(key)}: '{part}' is not an index of the list (it has {len(node)} items)"])
         if i == len(parts) - 1:
             break
         child = child_of(node, part)
@@ -64,7 +67,7 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "", edit
                 edits.created.setdefault(".".join(parts[:i + 1]), (key, _new_entry(parts[:i + 1], node)))
             child = node[part] = {}
         if not isinstance(child, dict | list):
-            raise ConfigError([f"{where}{key}: '{part}' is not a section of the config (it holds {child!r})"])
+            raise ConfigError([f"{named(key)}: '{part}' is not a section of the config (it holds {child!r})"])
         node = child
     node[int(parts[-1]) if isinstance(node, list) else parts[-1]] = value
 
@@ -129,7 +132,8 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return overrides
 
 
-def apply_values(data: dict[str, Any], values: Mapping[str, Any], where: str = "", edits: Edits | None = None) -> None:
+def apply_values(data: dict[str, Any], values: Mapping[str, Any], named: Naming = str, edits: Edits | None = None
+                 ) -> None:
     """Set each dotted key of ``values`` in ``data`` (in place; see :func:`set_dotted`); ``edits``
     records the sections created or replaced.
 
@@ -150,9 +154,9 @@ def apply_values(data: dict[str, Any], values: Mapping[str, Any], where: str = "
         if key in selectors and isinstance(node, dict) and node.get(field) != values[key]:
             if edits is not None:
                 edits.replaced[section] = (key, values[key], node.get(field))
-            set_dotted(data, section, {field: values[key]}, where=where, edits=edits)
+            set_dotted(data, section, {field: values[key]}, named=named, edits=edits)
         else:
-            set_dotted(data, key, values[key], where=where, edits=edits)
+            set_dotted(data, key, values[key], named=named, edits=edits)
 
 
 def _create_default_components(data: dict[str, Any], parts: list[str]) -> None:
@@ -172,15 +176,17 @@ def _create_default_components(data: dict[str, Any], parts: list[str]) -> None:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], edits: Edits | None = None) -> None:
-    """The command line's ``--set`` values (see :func:`apply_values`)."""
-    apply_values(data, overrides, where="--set ", edits=edits)
+    """Keys set on top of a config: the command line's ``--set`` values, ``load_config``'s
+    ``overrides`` (see :func:`apply_values`)."""
+    apply_values(data, overrides, named=given, edits=edits)
 
 
 @contextmanager
 def naming_overrides(overrides: Mapping[str, Any] | None, source: str | None = None) -> Iterator[Edits]:
-    """Within the block (which applies the command line's ``--set`` values, recording into the
-    :class:`Edits` yielded, then validates), a :class:`ConfigError` problem the ``--set`` values
-    caused is labelled ``--set KEY: ...``, so that it is not read as the config file's: one at a
+    """Within the block (which applies the keys set on top of a config, the command line's ``--set``
+    values or ``load_config``'s ``overrides``, recording into the :class:`Edits` yielded, then
+    validates), a :class:`ConfigError` problem they caused is labelled ``--set KEY: ...``
+    (``overrides 'KEY': ...`` in Python: :func:`~polymodal.errors.given`), so that it is not read as the config file's: one at a
     key given or under it, one at a section a key created (``--set trian.epochs`` makes a section
     ``trian``), one inside a section a new selector replaced (``--set fusion.name=late``: the
     file's settings of the old component are gone, and the message says so), and the problems
@@ -197,7 +203,7 @@ def naming_overrides(overrides: Mapping[str, Any] | None, source: str | None = N
             raise
         problems = _label_problems(err.problems, list(overrides), edits)
         raise ConfigError(problems, source=err.source or source,
-                          only_set=all(p.startswith("--set ") for p in problems)) from None
+                          only_set=all(p.startswith(GIVEN) for p in problems)) from None
 
 
 def _label_problems(problems: list[str], keys: list[str], edits: Edits) -> list[str]:
@@ -208,8 +214,11 @@ def _label_problems(problems: list[str], keys: list[str], edits: Edits) -> list[
     for problem in problems:
         where, _, said = problem.partition(":")
         where, said = where.strip(), said.strip()
-        if problem.startswith("--set ") or _under(where, keys):
-            out.append(problem if problem.startswith("--set ") else f"--set {problem}")
+        if problem.startswith(GIVEN):
+            out.append(problem)
+            continue
+        if _under(where, keys):  # at a key given, or under it
+            out.append(f"{given(where)}: {said}")
             continue
         created = next((path for path in edits.created if _under(where, [path])), None)
         replaced = next((path for path in edits.replaced if _under(where, [path])), None)
@@ -220,23 +229,25 @@ def _label_problems(problems: list[str], keys: list[str], edits: Edits) -> list[
             entries[created][1].append(problem)
         elif created is not None:
             key = edits.created[created][0]
-            out.append(f"--set {key}: {said}" if where == created else
-                       f"--set {key}: {problem} (the config has no section {created}: --set made it)")
+            out.append(f"{given(key)}: {said}" if where == created else
+                       f"{given(key)}: {problem} (the config has no section {created}: "
+                       f"{option('--set', 'overrides')} made it)")
         elif replaced is not None:
             key, new, old = edits.replaced[replaced]
             name = key.rsplit(".", 1)[-1]
             was = f"the file's settings of {name} {old!r}" if old is not None else "the file's settings of the section"
-            out.append(f"--set {key}={new}: {problem}; a new {name} starts {replaced} from its defaults ({was} do "
-                       f"not carry over): set the keys it needs with --set too")
+            out.append(f"{given(key, new)}: {problem}; a new {name} starts {replaced} from its defaults ({was} do "
+                       f"not carry over): set the keys it needs {option('with --set', 'in overrides')} too")
         elif inside := [key for key in keys if where and key.startswith(where + ".")]:  # a check of several keys
-            out.append(f"{problem} (with --set {', '.join(inside)})")
+            out.append(f"{problem} ({option('with --set ' + ', '.join(inside), 'with overrides ' + ', '.join(map(repr, inside)))})")
         else:
             out.append(problem)
     for path, (at, inside) in entries.items():
         key, have = edits.created[path]
         section = path.split(".", 1)[0]
-        out[at] = (f"--set {key}: {have}; a new {NAMED[section]} is given whole (--set {path}="
-                                f"{WHOLE[section]}), and '{path.split('.', 1)[1]}' lacks: {'; '.join(inside)}")
+        whole = option(f"--set {path}={WHOLE[section]}", f"overrides {path!r}: {WHOLE[section]}")
+        out[at] = (f"{given(key)}: {have}; a new {NAMED[section]} is given whole ({whole}), and "
+                   f"'{path.split('.', 1)[1]}' lacks: {'; '.join(inside)}")
     return out
 
 

@@ -44,7 +44,7 @@ from polymodal.deploy.graph import (
 )
 from polymodal.deploy.runtime import INT8_FILE, META_FILE, ONNX_FILE, TORCHSCRIPT_FILE
 from polymodal.deploy.writers import OPSET, export_onnx, export_torchscript
-from polymodal.errors import DecodeError, ManifestError, OptionError, SchemaMismatchError
+from polymodal.errors import DecodeError, ManifestError, OptionError, SchemaMismatchError, option
 from polymodal.estimator import EXPORT, untrained_absences
 from polymodal.evaluation.data import sample_rows
 from polymodal.metrics.anomaly import row_thresholds
@@ -241,7 +241,7 @@ def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", dat
             raise ExportError(f"{err} (checked on the run's {split} manifest {path})") from err
     report = _export_checked(predictor, out, fmt, None, rows, tolerance, quantize)
     how = ("export the run with 'polymodal export RUN --data HELD_OUT.csv' before serving it" if purpose == "serving"
-           else "give held-out rows (data= in Python, --data on the command line)")
+           else f"give held-out rows ({option('--data', 'data=')})")
     warn_user("the export was checked on synthetic arrays only (the run recorded no manifest that can still be "
               "read): neither the graph on real rows nor the numpy preprocessing was compared with the eager model; "
               f"{how} to check both")

@@ -38,7 +38,7 @@ from polymodal.config.task_metrics import TASK_METRICS
 from polymodal.data.encode import EncodedModality, EncodedTable, encode_modality, manifest_cells
 from polymodal.data.modalities.base import ArraySpec, Preprocessor
 from polymodal.data.multitarget import MultiTargetEncoder
-from polymodal.errors import ConfigError, ManifestError, OptionError, SchemaMismatchError
+from polymodal.errors import ConfigError, ManifestError, OptionError, SchemaMismatchError, option
 from polymodal.evaluation.corruptions import CORRUPTIONS, SEVERITIES, Corruption
 from polymodal.evaluation.data import EvalData, check_max_rows, load_eval_data
 from polymodal.utils.progress import progress_bar
@@ -190,19 +190,15 @@ def corrupt_table(predictor: MultimodalPredictor, data: EvalData, modality: str,
     return EncodedTable(modalities, rows, data.table.skipped), len(failed)
 
 
-def _named(option: str, spec: Any) -> str:
+def _named(spec: Any) -> str:
     """How a message names one spec: ``--corruption img:blur`` (the CLI), ``corruptions='img:blur'`` (Python)."""
-    return f"{option} {spec}" if option.startswith("--") else f"{option}{spec!r}"
+    return option(f"--corruption {spec}", f"corruptions={spec!r}")
 
 
-def parse_corruptions(specs: str | Sequence[str] | None, predictor: MultimodalPredictor,
-                      option: str = "corruptions=") -> dict[str, list[str]]:
+def parse_corruptions(specs: str | Sequence[str] | None, predictor: MultimodalPredictor) -> dict[str, list[str]]:
     """``["audio:white_noise", "image"]`` -> ``{modality: [corruption, ...]}``; a bare modality
     name means every corruption of its kind; None or empty means every corruption of every modality;
     a single string is one spec (``"image:blur"``).
-
-    Args:
-        option: how messages name the specs: ``corruptions=`` (a Python call) or ``--corruption`` (the CLI).
 
     Raises:
         OptionError: a spec that is not text, an unknown modality or corruption (allowed ones listed).
@@ -214,24 +210,24 @@ def parse_corruptions(specs: str | Sequence[str] | None, predictor: MultimodalPr
     every = [name for name in predictor.config.modality_names if CORRUPTIONS.names(modalities[name].kind)]
     for spec in specs or every:  # by default, every modality of a kind that has corruptions (today: every kind)
         if not isinstance(spec, str):
-            raise OptionError([f"{_named(option, spec)}: a spec is MODALITY or MODALITY:CORRUPTION text; got "
+            raise OptionError([f"{_named(spec)}: a spec is MODALITY or MODALITY:CORRUPTION text; got "
                                f"{type(spec).__name__}"])
         name, colon, corruption = spec.partition(":")
         if colon and not corruption:
-            raise OptionError([f"{_named(option, spec)}: no corruption after the colon; give MODALITY or "
+            raise OptionError([f"{_named(spec)}: no corruption after the colon; give MODALITY or "
                                "MODALITY:CORRUPTION"])
         if name not in modalities:
-            raise OptionError([f"{_named(option, spec)}: unknown modality '{name}'"
+            raise OptionError([f"{_named(spec)}: unknown modality '{name}'"
                                f"{did_you_mean(name, predictor.config.modality_names)}; this model has "
                                f"{predictor.config.modality_names}"])
         kind = modalities[name].kind
         if not CORRUPTIONS.names(kind):
-            raise OptionError([f"{_named(option, spec)}: modality '{name}' is of kind '{kind}', which has no "
+            raise OptionError([f"{_named(spec)}: modality '{name}' is of kind '{kind}', which has no "
                                f"corruptions (kinds that have: {sorted(CORRUPTIONS.kinds())})"])
         try:
             names = [CORRUPTIONS.get(kind, corruption).name] if corruption else CORRUPTIONS.names(kind)
         except ConfigError as err:
-            raise OptionError([f"{_named(option, spec)}: {problem}" for problem in err.problems]) from None
+            raise OptionError([f"{_named(spec)}: {problem}" for problem in err.problems]) from None
         chosen.setdefault(name, [])
         chosen[name] += [n for n in names if n not in chosen[name]]
     return chosen

@@ -24,7 +24,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.trainer.states import TrainerStatus
 
 from polymodal.config.train import TrainConfig
-from polymodal.errors import RunFolderError
+from polymodal.errors import RunFolderError, option
 from polymodal.run_files import BEST_CKPT, CHECKPOINTS_DIR, HISTORY_FILE, LAST_CHECKPOINT, LAST_CKPT, LOGS_DIR
 from polymodal.training.checkpoints import checkpoint_state
 from polymodal.training.devices import lightning_precision, make_strategy
@@ -280,7 +280,7 @@ class StepsPerEpoch(Callback):
         before = self.recorded
         if before is None or before.get("steps_per_epoch") in (None, self.steps):
             return
-        raise RunFolderError(f"--resume: the run trained {before['steps_per_epoch']} optimiser steps per epoch"
+        raise RunFolderError(f"{option('--resume')}: the run trained {before['steps_per_epoch']} optimiser steps per epoch"
                              f"{self._on(before)}; resumed, it would take {self.steps}"
                              f"{self._on({'world_size': self.world_size, **self.settings})}. "
                              + (STEPS_SCHEDULED if self.scheduled else STEPS_UNSCHEDULED)
@@ -429,7 +429,7 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
     if resume:
         last = run_dir / LAST_CHECKPOINT if run_dir is not None else None
         if last is None or not last.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
+            raise FileNotFoundError(f"{option('--resume')}: no checkpoint to resume from at {last}")
         ckpt = str(last)  # its CRCs were checked before any data was read (resume.check_out)
         resume_epoch = checkpoint_state(last)["epoch"] + 1
     trainer, history, checkpoint = make_trainer(cfg, run_dir=run_dir, monitor=monitor, mode=mode,
@@ -454,6 +454,6 @@ def fit_module(module: L.LightningModule, train_loader: Any, val_loader: Any, cf
     if limit is not None and limit.ran_out and trainer.is_global_zero:
         warn_user(f"train.max_minutes ({cfg.max_minutes:g}) would run out in the next epoch: training stopped after "
                   f"epoch {len(history.rows)} of {cfg.epochs} and keeps its best ({best_epoch})"
-                  + ("; --resume with a new limit continues it" if run_dir is not None else ""))
+                  + (f"; {option('--resume')} with a new limit continues it" if run_dir is not None else ""))
     return FitResult(history.frame, best_epoch, checkpoint.best_score, seconds, trainer.global_rank,
                      earlier_seconds=history.earlier_seconds)

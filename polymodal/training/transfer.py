@@ -26,7 +26,7 @@ from polymodal.data.content_keys import same_rows
 from polymodal.data.dataset import collate, drops_short_batch
 from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
-from polymodal.errors import ConfigError, ManifestError, OptionError
+from polymodal.errors import ConfigError, ManifestError, OptionError, option
 from polymodal.training import adaptation as _adaptation  # noqa: F401 - registers the domain terms
 from polymodal.training import semi as _semi  # noqa: F401 - registers the semi-supervised terms
 from polymodal.training.devices import world_size
@@ -195,13 +195,13 @@ class TransferPlan:
             names = [m.method for m in plan.methods]
             what = ("no transfer method is configured" if not names
                     else f"the configured transfer method(s) {names} learn from none")
-            raise OptionError([f"--unlabeled (fit(unlabeled=...)): unlabelled data was given, but {what}; set "
+            raise OptionError([f"{option('--unlabeled')}: unlabelled data was given, but {what}; set "
                                f"transfer.method to one that does: {', '.join(UNLABELED_METHODS)}"])
         needs = [m for m in learners if m.uses_unlabeled == "required"]
         if needs and source is None:
             key = config.transfer_key(next(i for i, m in enumerate(plan.methods) if m is needs[0]))
             raise ConfigError([f"{key}.unlabeled: method '{needs[0].method}' learns from an unlabelled "
-                               f"manifest; pass fit(unlabeled=...) or --unlabeled, or set {key}.unlabeled"])
+                               f"manifest; give {option('--unlabeled')}, or set {key}.unlabeled"])
         if learners and source is not None:
             plan.unlabeled_manifest = pipeline.read(source, require_target=False, training=True)
             plan.unlabeled_table = pipeline.encode(plan.unlabeled_manifest, progress=config.train.progress)

@@ -234,8 +234,8 @@ def test_validation_without_a_normal_row_is_refused_naming_the_file_and_its_labe
     assert info.value.problems == [
         "valid_faults.csv has no normal row: no 'label' value is in anomaly.normal ['normal', 0] (it holds ['fault', "
         "'mismatch']); the detector validates and sets its flag threshold on normal rows: give validation rows that "
-        "hold normal ones (labelled anomalies beside them are scored for the validation AUROC), or no --valid "
-        "(valid=None) to hold out train.val_fraction of the training rows"]
+        "hold normal ones (labelled anomalies beside them are scored for the validation AUROC), or valid=None "
+        "to hold out train.val_fraction of the training rows"]
     assert "valid_faults.csv" in str(info.value).splitlines()[0]
 
 
@@ -299,7 +299,7 @@ def test_an_interrupted_anomaly_run_resumes_where_it_stopped(data, tmp_path, sco
 
     state = checkpoint_state(run / "checkpoints" / "last.ckpt")  # read without unpickling objects
     assert (state["epoch"], state["earlier_epochs"]) == (0, 2 if scorer == "deep_svdd" else 0)
-    with pytest.raises(RunFolderError, match="holds an interrupted run.*--resume to continue it"):
+    with pytest.raises(RunFolderError, match="holds an interrupted run.*resume=True to continue it"):
         AnomalyDetector.from_config(config(scorer, epochs=4)).fit(data / "train.csv", data / "valid.csv", out=run)
     saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     shown = config(scorer, epochs=4)

@@ -551,14 +551,15 @@ def test_compare_refuses_a_split_no_run_has_by_the_option(trained, tmp_path):
     from polymodal.compare import compare_runs
 
     untested, also = (shutil.copytree(trained, tmp_path / name) for name in ("a", "b"))
-    with pytest.raises(OptionError, match="--split: none of the runs has test metrics") as caught:
+    with pytest.raises(OptionError, match="split=: none of the runs has test metrics") as caught:
         compare_runs([untested, also], split="test")  # not a table of no figures
-    assert f"({untested}, {also}: trained without --test); compare them on valid" in str(caught.value)
-    assert "polymodal evaluate RUN --data FILE" in str(caught.value)
-    with pytest.raises(OptionError, match="--split: valid or test; got 'tset'") as caught:
+    assert f"({untested}, {also}: trained without a test manifest); compare them on valid" in str(caught.value)
+    assert 'split="valid"' in str(caught.value) and "MultimodalPredictor.load(RUN).evaluate(FILE)" in str(caught.value)
+    with pytest.raises(OptionError, match="split=: valid or test; got 'tset'") as caught:
         compare_runs([untested], split="tset")
     assert isinstance(caught.value, ValueError)
-    assert_user_error(invoke("compare", untested, "--split", "test"), "none of the runs has test metrics")
+    assert_user_error(invoke("compare", untested, "--split", "test"), "--split: none of the runs has test metrics",
+                      "(--split valid)", "'polymodal evaluate RUN --data FILE'")
 
 
 def test_compare_takes_a_single_run_folder_as_a_list_of_one(trained):

@@ -45,7 +45,7 @@ def test_train_with_unlabeled_target_rows(data, tmp_path):
 
 
 @pytest.mark.parametrize(("config", "extra", "fragment"), [
-    ("plain", ("--unlabeled", "TARGET"), "error: --unlabeled (fit(unlabeled=...)): unlabelled data was given, but no transfer method"),
+    ("plain", ("--unlabeled", "TARGET"), "error: --unlabeled: unlabelled data was given, but no transfer method"),
     ("coral", (), "transfer.unlabeled"),
 ])
 def test_unlabeled_rows_and_method_must_go_together(data, tmp_path, config, extra, fragment):

@@ -1,4 +1,9 @@
-"""``--set KEY=VALUE``: dotted config keys set before validation, values read as YAML 1.2."""
+"""``--set KEY=VALUE``: dotted config keys set before validation, values read as YAML 1.2.
+
+The messages checked here are the command line's (``--set KEY``): each test runs as a command
+does (:func:`~polymodal.errors.command_line`). In a Python call the same problems name
+``overrides 'KEY'`` (``tests/test_python_api.py``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,13 @@ from helpers_models import classification_config
 
 from polymodal.config import load_config
 from polymodal.config.overrides import parse_overrides
-from polymodal.errors import ConfigError, OptionError
+from polymodal.errors import ConfigError, OptionError, command_line
+
+
+@pytest.fixture(autouse=True)
+def _as_a_command():
+    with command_line():
+        yield
 
 
 def test_values_are_read_as_yaml():

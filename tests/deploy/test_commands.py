@@ -304,8 +304,8 @@ def test_export_of_a_run_without_manifests_warns_that_only_synthetic_arrays_were
     _, run = trained
     copy = copy_run(run, tmp_path / "run")
     forget_manifests(copy)
-    with pytest.warns(UserWarning, match=r"the export was checked on synthetic arrays only .*--data on the command "
-                                         r"line\) to check both"):
+    with pytest.warns(UserWarning, match=r"the export was checked on synthetic arrays only .*give held-out rows "
+                                         r"\(--data\) to check both"):
         result = runner.invoke(app, ["export", str(copy), "--out", str(tmp_path / "exp"), "--rows", "8"])
     assert result.exit_code == 0, result.output
     assert "parity on synthetic arrays" in " ".join(result.output.split())

@@ -12,7 +12,7 @@ from helpers_models import classification_config, make_dataset, write_splits
 
 from polymodal import MultimodalPredictor
 from polymodal.data.content_keys import StatMemo
-from polymodal.errors import OptionError, SchemaMismatchError
+from polymodal.errors import OptionError, SchemaMismatchError, command_line
 from polymodal.evaluation.corruptions import CORRUPTIONS
 from polymodal.evaluation.data import load_eval_data
 from polymodal.evaluation.robustness import _summary, area, corrupt_table, parse_corruptions, robustness_sweep
@@ -193,13 +193,14 @@ def test_corruption_specs_are_checked(run):
     assert parse_corruptions(["img"], predictor) == {"img": CORRUPTIONS.names("image")}
     assert parse_corruptions(None, predictor) == {"img": CORRUPTIONS.names("image"),
                                                   "tab": CORRUPTIONS.names("tabular")}
-    with pytest.raises(OptionError, match=r"^--corruption audio:white_noise: unknown modality 'audio'.*\['img', 'tab'\]"):
-        parse_corruptions(["audio:white_noise"], predictor, "--corruption")
-    with pytest.raises(OptionError, match=r"^--corruption img:white_noise: corruption 'white_noise'.*'image'.*allowed: "
-                                          r"\['gaussian_noise'"):
-        parse_corruptions(["img:white_noise"], predictor, "--corruption")
-    with pytest.raises(OptionError, match=r"^--corruption img:: no corruption after the colon"):
-        parse_corruptions(["img:"], predictor, "--corruption")
+    with command_line():  # as 'polymodal evaluate --robustness --corruption ...' names them
+        with pytest.raises(OptionError, match=r"^--corruption audio:white_noise: unknown modality 'audio'.*\['img', 'tab'\]"):
+            parse_corruptions(["audio:white_noise"], predictor)
+        with pytest.raises(OptionError, match=r"^--corruption img:white_noise: corruption 'white_noise'.*'image'.*"
+                                              r"allowed: \['gaussian_noise'"):
+            parse_corruptions(["img:white_noise"], predictor)
+        with pytest.raises(OptionError, match=r"^--corruption img:: no corruption after the colon"):
+            parse_corruptions(["img:"], predictor)
     # a Python call names its argument, not the command's option
     with pytest.raises(OptionError, match=r"^corruptions='audio:white_noise': unknown modality 'audio'") as caught:
         parse_corruptions(["audio:white_noise"], predictor)
@@ -329,8 +330,8 @@ def test_a_kind_without_corruptions_is_left_out_of_a_default_sweep_and_naming_it
         with pytest.raises(OptionError, match=r"corruptions='" + spec + r"': modality 'clip' is of kind 'video', "
                                               r"which has no corruptions \(kinds that have: \['audio'\]\)"):
             parse_corruptions([spec], predictor)
-    with pytest.raises(OptionError, match=r"--corruption clip: modality 'clip' is of kind 'video'"):
-        parse_corruptions(["clip"], predictor, "--corruption")
+    with command_line(), pytest.raises(OptionError, match=r"--corruption clip: modality 'clip' is of kind 'video'"):
+        parse_corruptions(["clip"], predictor)
 
 
 def test_a_video_run_is_swept_on_corrupted_frames_past_its_frame_cache(tmp_path):

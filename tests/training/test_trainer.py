@@ -264,7 +264,7 @@ def test_a_resume_taking_another_number_of_steps_per_epoch_is_refused_before_its
             del state["callbacks"]["StepsPerEpoch"]
             torch.save(state, last)
         resumed = ScheduledModule(script, scheduler)
-        with pytest.raises(RunFolderError, match=f"--resume: the run trained 4 optimiser steps per epoch.*; resumed, it "
+        with pytest.raises(RunFolderError, match=f"resume=True: the run trained 4 optimiser steps per epoch.*; resumed, it "
                                                  f"would take {32 // batch_size}.*Resume with the settings it trained "
                                                  "with"):
             fit_module(resumed, other, valid, train_config(8), run_dir=tmp_path, monitor="loss", mode="min",
@@ -838,7 +838,7 @@ def test_max_minutes_stops_before_an_epoch_it_would_not_finish_and_keeps_the_bes
     module = ScriptedModule([3.0, 1.0, 2.0] + [0.5] * 47)  # epoch 4 would have been the best: never reached
     cfg = train_config(50).model_copy(update={"max_minutes": 35 / 60})
     with pytest.warns(UserWarning, match=r"train.max_minutes \(0.583333\) would run out in the next epoch: training "
-                                         r"stopped after epoch 3 of 50 and keeps its best \(2\); --resume"):
+                                         r"stopped after epoch 3 of 50 and keeps its best \(2\); resume=True with a new limit"):
         result = fit_module(module, train, valid, cfg, run_dir=tmp_path, monitor="loss", mode="min")
     assert list(result.history["epoch"]) == [1, 2, 3] and result.best_epoch == 2
     assert same_weights(module, module.snapshots[1])  # the best epoch's weights, restored

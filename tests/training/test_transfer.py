@@ -65,7 +65,7 @@ def test_unlabelled_methods_train_on_the_target_rows(data, method):
 
 
 def test_unlabelled_data_without_a_method_that_uses_it_is_refused(data):
-    with pytest.raises(OptionError, match=r"^--unlabeled \(fit\(unlabeled=...\)\): unlabelled data was given, but no "
+    with pytest.raises(OptionError, match=r"^unlabeled=: unlabelled data was given, but no "
                                           "transfer method is configured; set transfer.method to one that does: dann"):
         MultimodalPredictor.from_config(config()).fit(data["train"], data["valid"], unlabeled=data["unlabeled"])
 

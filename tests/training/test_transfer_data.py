@@ -74,8 +74,8 @@ def test_the_run_records_the_unlabelled_manifest_it_used_and_resume_checks_it(da
         return MultimodalPredictor.from_config(longer).fit(data["train"], data["valid"], out=run, resume=True,
                                                            **unlabeled)
 
-    expected = rf"--resume: {run} trained with --unlabeled {data['unlabeled'].resolve()}; resume it with the same " \
-               r"--unlabeled \(given: "
+    expected = rf"resume=True: {run} trained with unlabeled= {data['unlabeled'].resolve()}; resume it with the " \
+               r"same unlabeled= \(given: "
     with pytest.raises(RunFolderError, match=expected + rf"{data['other'].resolve()}, the config's transfer.unlabeled\)"):
         resume()
     with pytest.raises(RunFolderError, match=expected + rf"{data['no_image'].resolve()}\)"):
@@ -106,7 +106,7 @@ def test_a_distillation_run_trained_without_unlabelled_rows_resumes_without_them
     cfg = config({"method": "distill", "teacher": str(tmp_path / "teacher")})
     MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], out=run)
     cfg["train"]["epochs"] = 2
-    with pytest.raises(RunFolderError, match=rf"--resume: {run} trained without --unlabeled \(or with a DataFrame"):
+    with pytest.raises(RunFolderError, match=rf"resume=True: {run} trained without unlabeled= \(or with a DataFrame"):
         MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], out=run, resume=True,
                                                  unlabeled=data["unlabeled"])
     assert len(MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], out=run,
