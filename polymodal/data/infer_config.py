@@ -28,16 +28,17 @@ number, or its categories, are counted in every row:
 - other text -> a ``text`` modality;
 - identifiers (a column named ``id`` / ``*_id``, or text unique to every row that is no sentence),
   columns that are empty in every row, who a row comes from (``speaker``, ``patient``...), a
-  row's place in a recording or sequence (whole numbers taking :data:`MIN_POSITIONS` values or
-  more, named only by words of :data:`POSITION_WORDS` and :data:`SEQUENCE_WORDS`, such as a window's
-  ``start``, a ``window_offset`` or a ``frame_index``, unlike a ``sample_rate`` or an
-  ``end_diastolic_volume``) and, with no
-  target given, a column named like one (``label``, ``class``...) are left out, and said so.
+  row's place in a recording or sequence (whole numbers taking
+  :data:`~polymodal.data.infer_leaks.MIN_POSITIONS` values or more, named only by words of
+  :data:`~polymodal.data.infer_leaks.POSITION_WORDS` and :data:`~polymodal.data.infer_leaks.SEQUENCE_WORDS`,
+  such as a window's ``start``, a ``window_offset`` or a ``frame_index``, unlike a ``sample_rate``
+  or an ``end_diastolic_volume``) and, with no target given, a column named like one (``label``,
+  ``class``...) are left out, and said so.
 
 The task follows the target: text labels, or at most 50 distinct whole numbers each on two
 rows or more on average that lie close together as class codes do (0-3, 1-10: their range at
-most :data:`CODE_SPAN` times their count, or at most two values) -> classification; other
-numbers (decimals; whole numbers spread like a measurement, such as a speed of 1730-1797 rpm)
+most :data:`~polymodal.data.infer_task.CODE_SPAN` times their count, or at most two values) ->
+classification; other numbers (decimals; whole numbers spread like a measurement, such as a speed of 1730-1797 rpm)
 -> regression; several 0/1 targets -> multilabel; one value, or no target, -> anomaly
 detection (one value, inferred: a warning, as a manifest filtered to one class by mistake reads
 so). ``task`` (``config init --task``) overrides it; ``--task anomaly`` with a target makes
@@ -49,6 +50,9 @@ balanced accuracy: :mod:`polymodal.config.decision`). Two modalities or more wit
 than anomaly, some of which the rows lack, get ``loss: {subset_weight: 1.0}``, each trained
 alone too, for rows that arrive without some. Every decision comes back with its reason (:class:`Inference`), what looks like a
 mistake as a warning, and the config is validated before it is returned.
+
+A file column's settings are judged in :mod:`polymodal.data.infer_config_files`, the leaks and
+positions left out in :mod:`polymodal.data.infer_leaks`, the task in :mod:`polymodal.data.infer_task`.
 """
 
 from __future__ import annotations
@@ -67,24 +71,17 @@ import pandas as pd
 
 from polymodal.data.cells import cell_text, is_empty
 from polymodal.data.infer_config_files import FILE_KINDS, judge_files, judge_sound
+from polymodal.data.infer_leaks import MAX_CATEGORIES, class_ranges, copies_and_leaks, position
+from polymodal.data.infer_task import chosen_task, inferred_task, label_caveats, normal_labels, uneven_classes
 from polymodal.data.manifest import READERS, Manifest, read_manifest
-from polymodal.errors import ManifestError, OptionError
+from polymodal.errors import ManifestError
 from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.values import spelling_variants
 
 SAMPLE_ROWS = 200  # rows whose cells are judged
-MAX_CATEGORIES = 50
-CODE_SPAN = 2  # whole-number class codes cover at most this many times as many values as they hold (0-3, 1-10)
-MIN_TARGET_ROWS = 5  # rows each target value needs before a column can be said to determine it
-MAX_PAIRED = 30  # few-valued columns checked in pairs for a leak (435 pairs)
 IDENTIFIER_ENDINGS = ("_id", "_index", "_idx", "_no", "_number", "_uuid")
 TARGET_NAMES = ("label", "labels", "target", "class", "y", "outcome", "diagnosis")  # left out without a target
 GROUP_WORDS = ("speaker", "voice", "subject", "patient", "participant", "user", "session")  # who a row is from
-POSITION_WORDS = ("start", "end", "begin", "stop", "onset", "offset", "index", "idx", "position", "pos", "frame",
-                  "sample", "row")  # a word naming where a row sits in a recording or sequence
-SEQUENCE_WORDS = ("window", "segment", "chunk", "clip", "seq", "sequence", "recording", "time", "step", "sample",
-                  "frame", "row")  # what a position is in: every word of such a name is one of these or a position word
-MIN_POSITIONS = 20  # distinct whole numbers a position column takes (a code named 'frame', 1-4, takes few)
 
 
 @dataclass
@@ -127,7 +124,7 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
         raise ManifestError([f"target column '{t}' is not in {manifest.name}{did_you_mean(t, manifest.columns)}; "
                              f"it has {list(manifest.columns)}" for t in missing], source=manifest.name)
     asked = task
-    task, task_why = _task(manifest, targets) if task is None else _chosen_task(manifest, targets, task)
+    task, task_why = inferred_task(manifest, targets) if task is None else chosen_task(manifest, targets, task)
     rows = np.unique(np.linspace(0, len(manifest) - 1, min(len(manifest), SAMPLE_ROWS)).astype(np.int64))  # spread
     manifest = _as_written(manifest, data, targets, rows)
     result = Inference({}, rows=len(manifest), sampled=len(rows))
@@ -137,10 +134,10 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
     categories: list[str] = []
     judged = [(str(column), *_judge(manifest, str(column), rows, targeted=bool(targets)))
               for column in manifest.columns if column not in targets]
-    judged = [(column, "skipped", position, {}) if kind == "number" and (position := _position(manifest, column))
+    judged = [(column, "skipped", placed, {}) if kind == "number" and (placed := position(manifest, column))
               else (column, kind, why, settings) for column, kind, why, settings in judged]
-    left_out = _copies_and_leaks(manifest, [column for column, kind, _, _ in judged if kind in ("number", "category")],
-                                 targets, rows)
+    left_out = copies_and_leaks(manifest, [column for column, kind, _, _ in judged if kind in ("number", "category")],
+                                targets, rows)
     variants = False
     some_numbers = any(kind == "number" for _, kind, _, _ in judged)
     labels = _labels(manifest, targets[0]) if task == "classification" and some_numbers else None
@@ -150,7 +147,7 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
         elif kind == "number":
             settings = {"not_numbers": _count_not_numbers(manifest, column)}
             why = _numbers_why(manifest, column, settings["not_numbers"])
-            ranges = None if labels is None else _class_ranges(manifest.column(column), labels)
+            ranges = None if labels is None else class_ranges(manifest.column(column), labels)
             if ranges is not None:  # an easy feature, or the target in disguise: kept, and said
                 why += (f"; its values alone separate the classes, each in its own range ({ranges}): kept, as a "
                         "threshold can be an easy feature; check it is not derived from the target")
@@ -187,7 +184,7 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
     if not modalities:
         raise ManifestError([f"{manifest.name}: no column to learn from (each was a target, an identifier or empty): "
                              + "; ".join(f"'{c}': {why}" for c, _, why in result.columns)], source=manifest.name)
-    result.columns.extend((t, f"target ({task})", task_why + _label_caveats(manifest, t, task)) for t in targets)
+    result.columns.extend((t, f"target ({task})", task_why + label_caveats(manifest, t, task)) for t in targets)
     config: dict[str, Any] = {"task": task}
     if targets:
         config["target"] = targets[0] if len(targets) == 1 else targets
@@ -200,14 +197,14 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
                                "each modality is also trained alone, so rows without some of them are predicted by a "
                                "model trained on such rows (at the default 0, predict and explain warn that it was "
                                "not)"))
-    uneven = _uneven_classes(manifest, targets[0]) if task == "classification" else None
+    uneven = uneven_classes(manifest, targets[0]) if task == "classification" else None
     if uneven is not None:  # two classes, one rare: the more probable class under-calls it
         config["decision"] = {"threshold": "auto"}
         result.columns.append(("(decision)", "threshold: auto", f"two classes, {uneven}: the threshold is chosen "
                                "on the validation rows by balanced accuracy, where the more probable class would call "
                                "the rare one too seldom"))
     if task == "anomaly" and targets:  # the labels' normal value(s); every other value is an anomaly
-        normal, normal_why = _normal_labels(manifest, targets[0])
+        normal, normal_why = normal_labels(manifest, targets[0])
         config["anomaly"] = {"normal": normal}
         result.columns.append(("(anomaly)", f"normal: {normal}", normal_why))
         if asked is None:  # one value in every row: most often a manifest filtered to one class
@@ -283,22 +280,6 @@ def _labels(manifest: Manifest, target: str) -> pd.Series:
     return column if pd.api.types.is_numeric_dtype(column) else column.where(~column.map(is_empty))
 
 
-def _class_ranges(values: pd.Series, labels: pd.Series) -> str | None:
-    """``'a' 0.1-0.4, 'b' 0.6-0.9`` where a number column's ``values`` alone separate the classes of
-    ``labels`` in every row: sorted by value, each class holds an interval of its own, overlapping
-    no other, and each has :data:`MIN_TARGET_ROWS` rows with a value (fewer prove little); else
-    None."""
-    rows = pd.DataFrame({"value": pd.to_numeric(values, errors="coerce"), "label": labels}).dropna()
-    spans = rows.groupby("label", sort=False)["value"].agg(["min", "max", "size"]).sort_values("min")
-    if len(spans) < 2 or spans["size"].min() < MIN_TARGET_ROWS:
-        return None
-    if not bool((spans["max"].to_numpy()[:-1] < spans["min"].to_numpy()[1:]).all()):
-        return None
-    bounds = zip(spans.index, spans["min"], spans["max"], strict=True)
-    shown = [f"{_scalar(label)!r} {low:g}-{high:g}" for label, low, high in bounds]
-    return ", ".join(shown[:3]) + (", ..." if len(shown) > 3 else "")
-
-
 def _lacking(manifest: Manifest, modalities: dict[str, Any], rows: np.ndarray) -> list[str]:
     """The modalities some of the rows looked at lack: an empty cell (a table: every one of its
     columns empty). Where every row has every modality the subset loss is not written: on
@@ -348,91 +329,12 @@ def _categories_why(manifest: Manifest, column: str, why: str) -> tuple[str, boo
     return said, bool(groups)
 
 
-def _name_words(column: str) -> list[str]:
-    """A column name's words, lower case: ``startSample``, ``start_sample``, ``Start Sample`` ->
-    ``['start', 'sample']``."""
-    spaced = re.sub(r"([a-z0-9])([A-Z])|([A-Z])([A-Z][a-z])", r"\1\3 \2\4", column)
-    return [word.lower() for word in re.split(r"[^0-9A-Za-z]+", spaced) if word]
-
-
-def _position(manifest: Manifest, column: str) -> str | None:
-    """Why a number column is left out as a row's place in a recording or sequence (a window's
-    offset, a frame index), or None: named by a word of :data:`POSITION_WORDS` and otherwise only
-    by words of :data:`SEQUENCE_WORDS` (a name that says something else, ``sample_rate``,
-    ``end_diastolic_volume``, ``bbox_start_x``, is a feature's), holding whole numbers only, :data:`MIN_POSITIONS` of them or more (in
-    every row). Such a column is bookkeeping: it says where a row was cut from, not what it holds,
-    and a split by position puts every test row's value outside the training range."""
-    words = _name_words(column)
-    named = [w for w in words if w in POSITION_WORDS]
-    if not named or any(w not in POSITION_WORDS and w not in SEQUENCE_WORDS for w in words):
-        return None
-    values = pd.to_numeric(manifest.column(column), errors="coerce").dropna()
-    distinct = values.nunique()
-    if distinct < MIN_POSITIONS or not bool((values == values.round()).all()):
-        return None
-    return (f"{distinct:,} whole numbers named as a position ('{named[0]}'): where a row sits in a recording or "
-            "sequence (a window's start sample, a frame index), bookkeeping rather than a feature, and a split by "
-            "position puts the test rows' values outside the training range; add it to the table's columns if it "
-            "is a feature")
-
-
 def _stem(column: str) -> str:
     """A file column's name without a ``_path`` / ``_file`` ending (``de_path`` -> ``de``)."""
     for ending in ("_path", "_file", "_filename", "_files", "_paths"):
         if column.lower().endswith(ending) and len(column) > len(ending):
             return column[: -len(ending)]
     return column
-
-
-LEAK = ("{} the target in the rows looked at: left out as a likely leak (a recording's id, the label under "
-        "another name); add it to the table's columns if it is known when predicting")
-
-
-def _copies_and_leaks(manifest: Manifest, columns: list[str], targets: list[str], rows: np.ndarray) -> dict[str, str]:
-    """Why each of ``columns`` (numbers and categories) is left out, for those that are: a copy of
-    an earlier column (equal in every row looked at); a column that determines the target alone,
-    or together with one other column of few values (a fault's type and size spelling out its
-    label). Only the first :data:`MAX_PAIRED` few-valued columns are paired."""
-    selected = manifest.select([*columns, *targets], rows)
-    frame = selected.astype(str).where(selected.notna())  # 1 and 1.0 alike within a column; missing stays missing
-    found: dict[str, str] = {}
-    first_with: dict[tuple[Any, ...], str] = {}  # a column's values (missing as one marker) -> the first column
-    for column in columns:
-        same = first_with.setdefault(tuple(frame[column].fillna("\0missing")), column)
-        if same != column:
-            found[column] = (f"the same as '{same}' in every row looked at: left out (a copy adds nothing, and an "
-                             "anomaly detector would learn that the two agree: a give-away where they name the "
-                             "content)")
-    if not targets or any(frame[t].nunique() < 2 for t in targets):  # a constant target is determined by anything
-        return found
-    few = [c for c in columns if c not in found and 2 <= frame[c].nunique() <= MAX_CATEGORIES]  # others cannot
-    found |= {c: LEAK.format("it determines") for c in few if _determines(frame, [c], targets)}
-    few = [c for c in few if c not in found][:MAX_PAIRED]
-    partners: dict[str, list[str]] = {}
-    for i, first in enumerate(few):
-        for second in few[i + 1:]:
-            if _determines(frame, [first, second], targets):
-                partners.setdefault(first, []).append(second)
-                partners.setdefault(second, []).append(first)
-    return found | {c: LEAK.format(f"with {' or '.join(repr(o) for o in others)} it determines")
-                    for c, others in partners.items()}
-
-
-def _determines(frame: pd.DataFrame, columns: list[str], targets: list[str]) -> bool:
-    """Whether, in the rows of ``frame`` where all are given, ``columns`` take several values
-    together and each combination goes with one target value (as an identifier of a recording,
-    or the target under another name, would). Combinations seen about once prove nothing, nor do
-    rows where a target value is rare (a column filled in a few rows of the majority class, a
-    3% class falling into combinations of its own by chance): each value needs
-    :data:`MIN_TARGET_ROWS` rows there."""
-    rows = frame[[*columns, *targets]].dropna()
-    counts = rows.value_counts(targets)
-    if len(counts) < 2 or counts.min() < MIN_TARGET_ROWS:
-        return False
-    distinct = len(rows.drop_duplicates(columns))
-    if distinct < 2 or distinct > MAX_CATEGORIES or distinct * 2 > len(rows):
-        return False
-    return bool((rows.groupby(columns)[targets].nunique() <= 1).all().all())
 
 
 def _suffixes(manifest: Manifest, column: str, rows: np.ndarray) -> list[str]:
@@ -527,162 +429,3 @@ def mixed_files(suffixes: Sequence[str], cells: Sequence[str]) -> str | None:
             "include .npy arrays of samples): split it into one column per kind")
 
 
-def _label_caveats(manifest: Manifest, target: str, task: str) -> str:
-    """What training will refuse or struggle with in a target column, in words: empty cells,
-    (classification) classes with a single row, and (multilabel, regression) one value in every
-    row."""
-    values = manifest.column(target)
-    empty = int(values.map(is_empty).sum())
-    said = (f"; {empty} row(s) without one, which train refuses: drop them (or give them as transfer.unlabeled)"
-            if empty else "")
-    if task == "classification":
-        counts = values[~values.map(is_empty)].map(str).value_counts()
-        single = counts.index[counts == 1].tolist()
-        if single:
-            shown = ", ".join(repr(c) for c in single[:5]) + (", ..." if len(single) > 5 else "")
-            said += (f"; {len(single)} class(es) with a single row ({shown}): too few to learn, or to score once "
-                     "split off for validation")
-    distinct = values[~values.map(is_empty)].unique()
-    if task in ("multilabel", "regression") and len(distinct) == 1:
-        undefined = "AUROC" if task == "multilabel" else "R2"
-        said += (f"; one value ({_scalar(distinct[0])!r}) in every row: the model learns only to repeat it, and its "
-                 f"{undefined} is undefined")
-    return said
-
-
-def _scalar(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _task(manifest: Manifest, targets: list[str]) -> tuple[str, str]:
-    """The task the targets ask for, and why.
-
-    Raises:
-        ManifestError: text labels nearly unique to their rows (numbers written as text, such as
-            '$123,000', are no classes), or several targets holding text.
-    """
-    if not targets:
-        return "anomaly", "no target: an anomaly detector learns what the rows look like"
-    values = [manifest.column(t).dropna() for t in targets]
-    if len(targets) == 1 and values[0].nunique() == 1:
-        return "anomaly", (f"one value ({_scalar(values[0].iloc[0])!r}) in every row: the rows are normal, "
-                           "an anomaly detector learns them (anomaly.normal)")
-    numbers = [pd.to_numeric(v, errors="coerce") for v in values]
-    if len(targets) > 1:
-        if all(n.notna().all() and set(n.unique()) <= {0, 1} for n in numbers):
-            return "multilabel", "several 0/1 columns"
-        text = [t for t, n in zip(targets, numbers, strict=True) if not n.notna().all()]
-        if text:
-            raise ManifestError([f"target columns {text} hold text: several targets are 0/1 labels (multilabel) or "
-                                 "numbers (regression); give one text target, and add the others as tasks: in the "
-                                 "config"], source=manifest.name)
-        return "regression", "several target columns"
-    number, distinct, rows = numbers[0], values[0].nunique(), len(values[0])
-    if not number.notna().all():
-        if distinct * 2 > rows:
-            raise ManifestError([f"target column '{targets[0]}' holds {distinct} distinct text values in {rows} rows: "
-                                 "class labels repeat; numbers written as text ('$123,000') need cleaning to be a "
-                                 "regression target"], source=manifest.name)
-        return "classification", f"{distinct} text label(s)"
-    if not bool((number == number.round()).all()):
-        return "regression", "numbers"
-    low, high = int(number.min()), int(number.max())
-    if distinct * 2 > rows or distinct > MAX_CATEGORIES:
-        return "regression", (f"{distinct} whole numbers in {rows} rows, too many to be classes (--task classification "
-                              "for classes)")
-    if distinct > 2 and high - low + 1 > CODE_SPAN * distinct:
-        return "regression", (f"{distinct} whole numbers spread over {low}-{high}: a measurement, as class codes lie "
-                              "close together (--task classification for classes)")
-    return "classification", (f"{distinct} whole-number labels ({low}-{high}), each on several rows: classes "
-                               "(--task regression for a number)")
-
-
-TASK_CHOICES = ("classification", "regression", "multilabel", "anomaly")  # what --task can ask for
-UNEVEN_SHARE = 0.4  # two classes with the rarer below this share of the rows get decision.threshold: auto
-
-
-def _normal_labels(manifest: Manifest, target: str) -> tuple[list[Any], str]:
-    """An anomaly target's normal value(s) and why: those of ``anomaly.normal``'s defaults the
-    column holds, else its only value, else its most frequent one (an anomaly detector's rows are
-    mostly normal; the reason says it was guessed, for the user to check)."""
-    from polymodal.config.anomaly import AnomalyConfig
-    from polymodal.data.targets import label_key
-
-    column = manifest.column(target)
-    counts = column[~column.map(is_empty)].map(_scalar).value_counts()
-    defaults = {label_key(v) for v in AnomalyConfig().normal}
-    found = [value for value in counts.index if label_key(value) in defaults]
-    if found:
-        normal, why = found, f"{_examples(pd.Series(found))}: anomaly.normal's default"
-    elif len(counts) == 1:
-        normal, why = [counts.index[0]], "the column's one value: every row is normal"
-    else:
-        top, share = counts.index[0], counts.iloc[0] / counts.sum()
-        tied = " (tied with another: check it)" if counts.iloc[1] == counts.iloc[0] else ""
-        normal, why = [top], (f"guessed: {top!r}, the most frequent label ({share:.0%} of the rows){tied}, as an "
-                              f"anomaly detector's rows are mostly normal (no label is one of anomaly.normal's "
-                              f"defaults {AnomalyConfig().normal})")
-    others = [value for value in counts.index if value not in normal]
-    why += f"; the other labels ({_examples(pd.Series(others))}) are anomalies" if others else ""
-    return normal, why + ("; edit anomaly.normal if another label means normal" if why.startswith("guessed") else "")
-
-
-def _uneven_classes(manifest: Manifest, target: str) -> str | None:
-    """``'a' (74% of the rows) and 'b' (26%)`` when the target holds two classes and the rarer one
-    is under :data:`UNEVEN_SHARE` of the labelled rows, else None."""
-    counts = manifest.column(target)[~manifest.column(target).map(is_empty)].map(_scalar).value_counts()
-    if len(counts) != 2 or counts.iloc[-1] / counts.sum() >= UNEVEN_SHARE:
-        return None
-    (common, n_common), (rare, n_rare) = counts.items()
-    return f"{common!r} ({n_common / counts.sum():.0%} of the rows) and {rare!r} ({n_rare / counts.sum():.0%})"
-
-
-def _chosen_task(manifest: Manifest, targets: list[str], task: str) -> tuple[str, str]:
-    """``task`` (``--task``), checked against the targets, and why (with the task inferred, where
-    it differs).
-
-    Raises:
-        OptionError: see :func:`infer_config`.
-    """
-    if task not in TASK_CHOICES:
-        raise OptionError([f"--task: one of {', '.join(TASK_CHOICES)}; got '{task}'"])
-    if task == "anomaly":  # with a target: its anomaly labels, normal value(s) read by _normal_labels
-        if len(targets) > 1:
-            raise OptionError([f"--task anomaly: takes at most one target column, the anomaly labels; got {targets}"])
-        try:
-            inferred = _task(manifest, targets)[0] if targets else "anomaly"
-        except ManifestError:  # near-unique text labels: no task inferred
-            inferred = None
-        return task, "--task anomaly" + (": its labels tell normal rows from anomalies" if targets else "") + (
-            "" if inferred in (task, None) else f" (inferred: {inferred})")
-    if not targets:
-        raise OptionError([f"--task {task}: needs --target COLUMN (without a target the rows make an anomaly detector)"])
-    values = {t: manifest.column(t)[~manifest.column(t).map(is_empty)] for t in targets}
-    numbers = {t: pd.to_numeric(v, errors="coerce") for t, v in values.items()}
-    if task == "classification":
-        if len(targets) != 1:
-            raise OptionError([f"--task classification: takes one target column; got {targets} (several 0/1 columns: "
-                               "--task multilabel; several numbers: --task regression)"])
-        if values[targets[0]].nunique() < 2:
-            raise OptionError([f"--task classification: target column '{targets[0]}' holds one value; classification "
-                               "needs at least 2 classes"])
-    for column in targets:
-        text = values[column][numbers[column].isna()]
-        if task in ("regression", "multilabel") and len(text):
-            raise OptionError([f"--task {task}: target column '{column}' holds text ({_examples(text)}); task '{task}' "
-                               f"needs {'numbers' if task == 'regression' else '0 or 1 in every row'}"])
-        other = numbers[column][~numbers[column].isin([0, 1])]
-        if task == "multilabel" and len(other):
-            raise OptionError([f"--task multilabel: target column '{column}' holds values other than 0 and 1 "
-                               f"({_examples(other)}); each multilabel column is one label, 0 or 1"])
-    try:
-        inferred = _task(manifest, targets)[0]
-    except ManifestError:  # near-unique text labels: refused as inferred, taken when asked for
-        inferred = None
-    return task, f"--task {task}" + ("" if inferred in (task, None) else f" (inferred: {inferred})")
-
-
-def _examples(values: pd.Series) -> str:
-    """The first few distinct values of ``values``, quoted."""
-    distinct = list(dict.fromkeys(_scalar(v) for v in values))
-    return ", ".join(repr(v) for v in distinct[:3]) + (", ..." if len(distinct) > 3 else "")
