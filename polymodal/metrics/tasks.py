@@ -125,38 +125,71 @@ def binary_rates(matrix: np.ndarray, positive: Any) -> dict[str, Any]:
 def multilabel_metrics(logits: np.ndarray, target: np.ndarray, names: Sequence[str] | None = None,
                        threshold: float | Sequence[float] | None = None) -> dict[str, Any]:
     """micro/macro F1, subset accuracy and macro AUROC over labels that have both values; given the
-    labels' ``names``, also ``f1_per_label`` and ``auroc_per_label`` (None where a label lacks one
-    of its values). ``threshold``: the model's decision threshold(s) (``decision.threshold``; None:
-    0.5), which the calls behind the F1 and subset accuracy follow, reported as ``threshold`` (one
-    for every label) or ``threshold_per_label``."""
-    from sklearn.metrics import f1_score, roc_auc_score
+    labels' ``names``, also ``f1_per_label`` and ``auroc_per_label``. ``threshold``: the model's
+    decision threshold(s) (``decision.threshold``; None: 0.5), which the calls behind the F1 and
+    subset accuracy follow, reported as ``threshold`` (one for every label) or ``threshold_per_label``.
+
+    A label no row holds and no call gives has no F1 (every call right, nothing to find), one every
+    row holds or none no AUROC: None per label, left out of the macro averages, and a ``note``
+    names them (scikit-learn would score the first as 0, so that a perfect model's macro F1 fell).
+    """
+    from sklearn.metrics import roc_auc_score
 
     proba = sigmoid(logits.astype(np.float64))
-    target = target.astype(int)
+    target = target.astype(int).reshape(len(target), -1)
     broken = ~np.isfinite(proba)
     pred = np.where(broken, 1 - target, decisions("multilabel", proba, threshold))  # no call: wrong, not 0
     finite = not broken.any()  # a diverged model's NaN outputs have no AUROC
     label_aucs = [float(roc_auc_score(target[:, j], proba[:, j])) if finite and len(np.unique(target[:, j])) == 2
                   else None for j in range(target.shape[1])]
-    aucs = [a for a in label_aucs if a is not None]
+    hits = (pred == 1) & (target == 1)
+    tp, called, held = hits.sum(axis=0), (pred == 1).sum(axis=0), (target == 1).sum(axis=0)
+    label_f1 = [float(2 * t / (c + h)) if c + h else None for t, c, h in zip(tp, called, held, strict=True)]
+    aucs, f1s = [a for a in label_aucs if a is not None], [f for f in label_f1 if f is not None]
     out = {
         "subset_accuracy": float((pred == target).all(axis=1).mean()),
-        "micro_f1": float(f1_score(target, pred, average="micro", zero_division=0)),
-        "macro_f1": float(f1_score(target, pred, average="macro", zero_division=0)),
+        "micro_f1": float(2 * tp.sum() / (called.sum() + held.sum())) if called.sum() + held.sum() else None,
+        "macro_f1": float(np.mean(f1s)) if f1s else None,
         "auroc": float(np.mean(aucs)) if aucs else None,
     }
     if names is not None:
-        f1 = f1_score(target, pred, average=None, zero_division=0)
-        out["f1_per_label"] = {n: float(v) for n, v in zip(names, f1, strict=True)}
+        out["f1_per_label"] = dict(zip(names, label_f1, strict=True))
         out["auroc_per_label"] = dict(zip(names, label_aucs, strict=True))
+    labels = list(names) if names is not None else [str(j) for j in range(target.shape[1])]
     if not finite:
         out["note"] = non_finite_note(int(broken.any(axis=1).sum()), len(target), "the AUROCs")
+    else:
+        for note in _undefined_label_notes(labels, label_f1, label_aucs, target):
+            add_note(out, note)
     if isinstance(threshold, int | float):
         out["threshold"] = float(threshold)
     elif threshold is not None:
-        labels = names if names is not None else [str(j) for j in range(len(threshold))]
         out["threshold_per_label"] = {n: float(t) for n, t in zip(labels, threshold, strict=True)}
     return out
+
+
+def _undefined_label_notes(labels: Sequence[str], f1: Sequence[float | None], aucs: Sequence[float | None],
+                           target: np.ndarray) -> list[str]:
+    """What :func:`multilabel_metrics` could not score, and what its averages are over then."""
+    notes = []
+    no_f1 = [label for label, value in zip(labels, f1, strict=True) if value is None]
+    if no_f1:
+        rest = len(labels) - len(no_f1)
+        notes.append(f"f1 is undefined for {_listed(no_f1)}: no row holds it and none was called so (every call "
+                     f"right); macro_f1 averages {'the other ' + str(rest) + ' label(s)' if rest else 'none'}")
+    no_auc = [(label, int(target[0, j])) for j, (label, value) in enumerate(zip(labels, aucs, strict=True))
+              if value is None and len(target)]
+    if no_auc:
+        rest = len(labels) - len(no_auc)
+        each = ", ".join(f"{label!r} (every row {value})" for label, value in no_auc[:10])
+        notes.append(f"auroc is undefined for {each}{' ...' if len(no_auc) > 10 else ''}: an AUROC needs rows of "
+                     f"both values; auroc averages {'the other ' + str(rest) + ' label(s)' if rest else 'none'}")
+    return notes
+
+
+def _listed(labels: Sequence[str]) -> str:
+    shown = ", ".join(map(repr, labels[:10]))
+    return f"label(s) {shown}{' ...' if len(labels) > 10 else ''}"
 
 
 def regression_metrics(pred: np.ndarray, target: np.ndarray, names: Sequence[str] | None = None) -> dict[str, Any]:

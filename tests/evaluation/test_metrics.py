@@ -206,3 +206,33 @@ def test_two_classes_are_read_as_a_screening_test_of_the_second():
     nobody = classification_metrics(logits, np.zeros(6, np.int64))["positive_class"]
     assert nobody["sensitivity"] is None and nobody["specificity"] == 0.5  # no positive row: undefined, not 0
     assert "positive_class" not in classification_metrics(np.zeros((3, 3)), np.array([0, 1, 2]))
+
+
+def test_a_single_label_is_scored_as_one_label_not_as_two_classes():
+    """A multilabel model of one label (``target: [even]``): scikit-learn read the (N, 1) column as
+    a binary target and gave two per-class F1s for one name (a crash in training)."""
+    from sklearn.metrics import roc_auc_score
+
+    target = np.array([[1], [0], [1], [1], [0]])
+    logits = np.array([[2.0], [-1.0], [-0.5], [1.0], [0.5]])  # calls 1, 0, 0, 1, 1: TP 2, FP 1, FN 1
+    out = multilabel_metrics(logits, target, names=["even"])
+    assert out["f1_per_label"] == {"even": pytest.approx(2 * 2 / (2 * 2 + 1 + 1))}
+    assert out["micro_f1"] == out["macro_f1"] == pytest.approx(2 / 3)
+    assert out["auroc_per_label"]["even"] == pytest.approx(roc_auc_score(target[:, 0], logits[:, 0]))
+
+
+def test_a_label_no_row_holds_and_none_is_called_has_no_f1_and_the_note_says_so():
+    """Every call right on a label no row holds: F1 undefined (scikit-learn's 0 would pull a
+    perfect model's macro F1 down), left out of the averages, and named in the note with the
+    label whose AUROC is undefined."""
+    target = np.array([[1, 0], [0, 0], [1, 0], [0, 0]])
+    logits = np.array([[3.0, -2.0], [-3.0, -1.0], [2.0, -4.0], [-1.0, -3.0]])  # every call right
+    out = multilabel_metrics(logits, target, names=["even", "round"])
+    assert out["subset_accuracy"] == 1.0 and out["micro_f1"] == 1.0 and out["macro_f1"] == 1.0
+    assert out["f1_per_label"] == {"even": 1.0, "round": None}
+    assert out["auroc_per_label"]["round"] is None and out["auroc"] == 1.0
+    assert out["note"] == ("f1 is undefined for label(s) 'round': no row holds it and none was called so (every call "
+                           "right); macro_f1 averages the other 1 label(s); auroc is undefined for 'round' (every row "
+                           "0): an AUROC needs rows of both values; auroc averages the other 1 label(s)")
+    none = multilabel_metrics(np.full((3, 1), -2.0), np.zeros((3, 1)), names=["round"])
+    assert none["micro_f1"] is None and none["macro_f1"] is None and none["subset_accuracy"] == 1.0
