@@ -93,7 +93,8 @@ def task_frame(encoder: Any, outputs: np.ndarray, index: pd.Index, prefix: str =
         frame = pd.DataFrame(chosen, index=index, columns=[f"{prefix}pred_{c}" for c in names])
     else:
         names = list(encoder.classes)
-        frame = pd.DataFrame({f"{prefix}prediction": np.asarray(names, dtype=object)[chosen]}, index=index)
+        # the classes' own type, as predict gives them (int64 for 0-9, not object)
+        frame = pd.DataFrame({f"{prefix}prediction": np.asarray(pd.Index(names))[chosen]}, index=index)
     return frame.join(pd.DataFrame(proba, index=index, columns=[f"{prefix}proba_{c}" for c in names]))
 
 

@@ -455,7 +455,9 @@ class MultimodalPredictor(Estimator):
         ``skip`` such rows are left out, as the user asked."""
         if self.config.data.on_error != "missing" or len(table.rows) == len(manifest):
             return frame
-        every = frame.set_axis(pd.Index(table.rows)).reindex(pd.RangeIndex(len(manifest)))
+        labels = {c: object for c in frame.columns if str(c).endswith("prediction") and frame[c].dtype.kind in "iub"}
+        # class labels stay as written beside NaN (2, not 2.0), as predict's object array keeps them
+        every = frame.astype(labels).set_axis(pd.Index(table.rows)).reindex(pd.RangeIndex(len(manifest)))
         if absent is not None:  # an object array, as EncodedTable.absent gives: the chunks of a batch agree on its type
             cells = np.full(len(manifest), absent, object)
             cells[table.rows] = frame["absent"].to_numpy(object)

@@ -25,3 +25,17 @@ def test_every_task_kind_gets_its_columns_under_the_prefix():
     values = SimpleNamespace(task="regression", columns=["wear"], classes=None, decode_values=lambda out: out * 10)
     frame = task_frame(values, np.array([[0.5], [0.25]]), index, "life_")
     assert list(frame.columns) == ["life_pred_wear"] and frame["life_pred_wear"].tolist() == [5.0, 2.5]
+
+
+def test_a_prediction_column_keeps_the_classes_type():
+    """Whole-number classes are int64 in ``predict_frame`` as in ``predict`` (they were object:
+    ``frame["prediction"] == predict(...)`` held, a ``merge`` on them did not)."""
+    outputs = np.array([[0.1, 2.0, 0.3], [3.0, 0.0, 0.1]], np.float32)
+    for classes, dtype in (([0, 5, 9], np.int64), (["a", "b", "c"], None)):
+        encoder = SimpleNamespace(task="classification", classes=classes, threshold=None)
+        frame = task_frame(encoder, outputs, pd.RangeIndex(2))
+        assert list(frame["prediction"]) == [classes[1], classes[0]]
+        if dtype is not None:
+            assert frame["prediction"].dtype == dtype
+        else:
+            assert pd.api.types.is_string_dtype(frame["prediction"])
