@@ -292,3 +292,35 @@ def test_an_unreadable_weight_header_gives_no_fingerprint(tmp_path, content):
 
     (tmp_path / "model.safetensors").write_bytes(content)
     assert saved_fingerprint(tmp_path / "model.safetensors") is None
+
+
+class _Opens:
+    """Pickles as a call of ``open(path, "w")``: unpickled, it creates ``path`` (the harmless
+    stand-in for any code a crafted checkpoint could run)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        import builtins
+
+        return builtins.open, (self.path, "w")
+
+
+def test_resume_refuses_a_checkpoint_that_holds_objects_without_unpickling_them(tmp_path):
+    """Lightning resumed from ``last.ckpt`` with torch's default ``weights_only`` (off in torch
+    before 2.6, or by ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``), and a checkpoint that did not load as
+    tensors and plain values read as "nothing known": a crafted one ran its code."""
+    from polymodal.resume import check_out
+    from polymodal.run_files import LAST_CHECKPOINT
+
+    _finished_run(tmp_path, 6, 3, None)
+    ran = tmp_path / "ran"
+    state = torch.load(tmp_path / LAST_CHECKPOINT, weights_only=True)
+    torch.save({**state, "loops": _Opens(ran)}, tmp_path / LAST_CHECKPOINT)
+    with pytest.raises(RunFolderError) as refused:
+        check_out(tmp_path, _config(6, None), resume=True)
+    said = str(refused.value)
+    assert f"the checkpoint {tmp_path / LAST_CHECKPOINT} cannot be loaded safely" in said
+    assert "open" in said and "--overwrite" in said  # what it holds, and what to do
+    assert not ran.exists(), "the checkpoint's object was unpickled"

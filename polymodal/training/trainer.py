@@ -405,9 +405,12 @@ def fit_interruptibly(trainer: L.Trainer, module: L.LightningModule, train_loade
                       ckpt: str | None) -> None:
     """``trainer.fit``, where Ctrl-C stays a ``KeyboardInterrupt``: Lightning turns it into
     ``sys.exit(1)`` after its own shutdown (and leaves SIGINT ignored), which would end the program
-    without the command line's message and exit status 130 (see ``cli.common.user_errors``)."""
+    without the command line's message and exit status 130 (see ``cli.common.user_errors``).
+    The checkpoint ``ckpt`` (a resume's) is loaded with ``weights_only=True``: tensors and plain
+    values only, never an object whose unpickling could run code (our checkpoints hold none;
+    Lightning would leave it to torch's default, which ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` turns off)."""
     try:
-        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
     except SystemExit as stop:
         if trainer.state.status != TrainerStatus.INTERRUPTED:
             raise

@@ -159,6 +159,26 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     assert same_weights(second, first.snapshots[0])
 
 
+def test_a_resume_loads_its_checkpoint_as_tensors_and_plain_values_only(tmp_path, monkeypatch):
+    """Lightning loads ``ckpt_path`` with torch's default ``weights_only``, which torch before 2.6
+    and ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` turn off: every load of a resume asks for
+    ``weights_only=True``, and the checkpoints training writes (callbacks' states, early
+    stopping's, the optimiser's and the schedule's) resume under it."""
+    fit(ScriptedModule([1.0, 5.0, 5.0, 5.0]), epochs=2, run_dir=tmp_path, patience=3)
+    asked, load = [], torch.load
+
+    def recorded(*args, **kwargs):
+        asked.append(kwargs.get("weights_only"))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recorded)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # overrides only a load that does not ask
+    second = ScriptedModule([1.0, 5.0, 5.0, 5.0])
+    result = fit(second, epochs=4, run_dir=tmp_path, patience=3, resume=True)
+    assert sorted(second.snapshots) == [2, 3] and list(result.history["epoch"]) == [1, 2, 3, 4]
+    assert len(asked) >= 2 and set(asked) == {True}, asked  # the bookkeeping read, Lightning's restore, best.ckpt
+
+
 class SlowModule(ScriptedModule):
     """Takes 0.1 s a training step (4 a epoch): its session's time stands out from a fast one's."""
 
