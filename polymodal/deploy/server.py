@@ -6,7 +6,9 @@ and styles come from the installed ``fastapi-offline`` package rather than a CDN
 works offline. Request bodies are described in
 :mod:`polymodal.deploy.requests`; every error is JSON ``{"error": {"code", "message", "field"}}``
 with a 4xx status; a query parameter a route does not take is one (FastAPI would ignore it). With a token set, ``/predict``, ``/explain`` and ``/metadata`` need
-``Authorization: Bearer <token>``. Predictions are micro-batched (:mod:`polymodal.deploy.microbatch`).
+``Authorization: Bearer <token>``, and so do ``/openapi.json``, ``/docs`` and ``/redoc`` (the schema
+names the classes, modalities and columns ``/metadata`` keeps to token holders). Predictions are
+micro-batched (:mod:`polymodal.deploy.microbatch`).
 
 (No ``from __future__ import annotations`` here: FastAPI reads the route signatures at run time,
 and their types are imported inside :func:`create_app`, fastapi being an optional dependency.)
@@ -219,6 +221,17 @@ def metadata_json(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
                                                    "max_text_chars"})}
 
 
+def behind(app: Any, paths: set[str | None], dependency: Any) -> None:
+    """Register ``app``'s routes at ``paths`` again behind ``dependency`` (the bearer token's):
+    FastAPI adds the schema route, and ``fastapi-offline`` the docs pages, as plain Starlette
+    routes, which take no dependencies. The same endpoints answer, through the same check as
+    ``/metadata``, so a request without the token gets the same 401 JSON."""
+    for route in [r for r in app.router.routes if getattr(r, "path", None) in paths]:
+        app.router.routes.remove(route)
+        app.add_api_route(route.path, route.endpoint, methods=["GET", "HEAD"], include_in_schema=False,
+                          dependencies=[dependency])
+
+
 def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
     """The FastAPI application serving ``runtime`` (see the module docstring)."""
     try:
@@ -252,6 +265,9 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
         if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), settings.token.encode()):
             raise RequestError("missing or wrong bearer token; send 'Authorization: Bearer <token>'", status=401,
                                code="unauthorized")
+
+    if settings.token is not None:
+        behind(app, {app.openapi_url, "/docs", "/redoc"}, Depends(authorised))
 
     @app.exception_handler(RequestError)
     async def request_error(_: Request, err: RequestError) -> JSONResponse:

@@ -21,6 +21,9 @@ from PIL import Image
 CLASSES = ["a", "b", "c"]
 WORDS = {0: "red small", 1: "green medium", 2: "blue large"}
 RATE = 8000
+# where a TestClient sends its requests: to a service bound to loopback (ServeSettings' default), which
+# refuses any other Host (TestClient's own is "testserver"; polymodal.deploy.origins)
+LOCAL = "http://127.0.0.1"
 
 
 def wav_bytes(samples: np.ndarray, rate: int = RATE) -> bytes:

@@ -17,7 +17,7 @@ from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.server import create_app
 from polymodal.deploy.settings import ServeSettings
 
-from .helpers import png_bytes, tone, wav_bytes
+from .helpers import LOCAL, png_bytes, tone, wav_bytes
 
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -32,7 +32,7 @@ def runtime(exported) -> Runtime:
 def client(runtime):
     settings = ServeSettings(max_request_bytes=200_000, max_image_pixels=64 * 64, max_audio_seconds=1.0,
                              max_text_chars=100, max_wait_ms=50, max_batch=8)
-    with TestClient(create_app(runtime, settings)) as c:
+    with TestClient(create_app(runtime, settings), base_url=LOCAL) as c:
         yield c
 
 
@@ -288,7 +288,7 @@ def test_limit_messages_name_the_limit_and_the_value(client):
 
 
 def test_bearer_token(runtime, sample):
-    with TestClient(create_app(runtime, ServeSettings(token=TOKEN))) as c:
+    with TestClient(create_app(runtime, ServeSettings(token=TOKEN)), base_url=LOCAL) as c:
         assert c.get("/health").status_code == 200  # open, for load balancers
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             response = c.post("/predict", json={"notes": "red"}, headers=headers)
@@ -297,6 +297,26 @@ def test_bearer_token(runtime, sample):
         assert c.get("/metadata").status_code == 401
         assert c.post("/predict", json={"notes": "red"}, headers=AUTH).status_code == 200
         assert c.get("/metadata", headers=AUTH).json()["auth"] is True
+
+
+def test_with_a_token_the_schema_and_docs_pages_need_it_too(runtime):
+    """The OpenAPI schema names the classes, modalities and columns /metadata keeps to token
+    holders: it stayed open, and /docs and /redoc showed it."""
+    with TestClient(create_app(runtime, ServeSettings(token=TOKEN)), base_url=LOCAL) as c:
+        for path in ("/openapi.json", "/docs", "/redoc"):
+            for headers in ({}, {"Authorization": "Bearer wrong"}):
+                refused = c.get(path, headers=headers)
+                assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized", path
+                assert refused.headers["www-authenticate"] == "Bearer"
+                assert "x1" not in refused.text and "labs" not in refused.text
+            assert c.get(path, headers=AUTH).status_code == 200, path
+        spec = c.get("/openapi.json", headers=AUTH).json()
+        assert "x1" in spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"][
+            "properties"]["labs"]["properties"]
+        assert "/openapi.json" not in spec["paths"] and "/docs" not in spec["paths"]  # still out of the schema
+        assert c.get("/").status_code == 200 and c.get("/health").status_code == 200  # the page asks for the token
+    with TestClient(create_app(runtime, ServeSettings()), base_url=LOCAL) as c:  # no token: all open, as before
+        assert all(c.get(path).status_code == 200 for path in ("/openapi.json", "/docs", "/redoc"))
 
 
 def test_concurrent_requests_are_micro_batched(client, runtime):
@@ -457,7 +477,7 @@ def test_an_unreadable_number_is_served_as_missing_with_a_warning_under_on_error
     meta = json.loads((folder / "deploy.json").read_text())
     meta["on_error"] = "missing"
     (folder / "deploy.json").write_text(json.dumps(meta))
-    with TestClient(create_app(Runtime.load(folder), ServeSettings())) as c:
+    with TestClient(create_app(Runtime.load(folder), ServeSettings()), base_url=LOCAL) as c:
         response = c.post("/predict", data={"notes": sample["notes"], "x1": ">200", "color": "red"})
         assert response.status_code == 200, response.text
         out = response.json()
