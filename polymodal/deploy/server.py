@@ -7,8 +7,10 @@ works offline. Request bodies are described in
 :mod:`polymodal.deploy.requests`; every error is JSON ``{"error": {"code", "message", "field"}}``
 with a 4xx status; a query parameter a route does not take is one (FastAPI would ignore it). With a token set, ``/predict``, ``/explain`` and ``/metadata`` need
 ``Authorization: Bearer <token>``, and so do ``/openapi.json``, ``/docs`` and ``/redoc`` (the schema
-names the classes, modalities and columns ``/metadata`` keeps to token holders). Predictions are
-micro-batched (:mod:`polymodal.deploy.microbatch`).
+names the classes, modalities and columns ``/metadata`` keeps to token holders). Requests a web page
+on another site could make the service answer are refused (:mod:`polymodal.deploy.origins`: DNS
+rebinding of a loopback service, cross-site posts). Predictions are micro-batched
+(:mod:`polymodal.deploy.microbatch`).
 
 (No ``from __future__ import annotations`` here: FastAPI reads the route signatures at run time,
 and their types are imported inside :func:`create_app`, fastapi being an optional dependency.)
@@ -26,6 +28,7 @@ import numpy as np
 from polymodal import __version__
 from polymodal.deploy.errors import RequestError
 from polymodal.deploy.microbatch import MicroBatcher
+from polymodal.deploy.origins import SameSiteOnly, is_loopback
 from polymodal.deploy.requests import FILE_KINDS, RequestParser, accepted_types, read_row
 from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.settings import ServeSettings
@@ -257,6 +260,7 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
 
     app = FastAPIOffline(title="polymodal model", version=__version__, lifespan=lifespan,
                          description=f"{'An' if meta['task'][0] in 'aeiou' else 'A'} {meta['task']} model over {', '.join(runtime.names)} (polymodal {__version__}).")
+    app.add_middleware(SameSiteOnly, loopback=is_loopback(settings.host))
     bearer = HTTPBearer(auto_error=False)
 
     def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:

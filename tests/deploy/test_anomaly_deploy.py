@@ -27,7 +27,7 @@ from polymodal.deploy.settings import ServeSettings
 from polymodal.run_files import saved_fingerprint
 
 from .conftest import anomaly_config
-from .helpers import png_bytes, serving
+from .helpers import LOCAL, png_bytes, serving
 
 runner = CliRunner()
 
@@ -208,7 +208,7 @@ def test_serve_runs_an_anomaly_run(anomaly_exported, monkeypatch):
     assert result.exit_code == 0, result.output
     from fastapi.testclient import TestClient
 
-    meta = TestClient(served[0]).get("/metadata").json()  # the app serve would have run
+    meta = TestClient(served[0], base_url=LOCAL).get("/metadata").json()  # the app serve would have run
     assert meta["task"] == "anomaly" and meta["anomaly"]["scorer"] == "consistency"
 
 

@@ -18,6 +18,8 @@ from polymodal.deploy.server import create_app
 from polymodal.deploy.settings import ServeSettings
 from polymodal.errors import SchemaMismatchError
 
+from .helpers import LOCAL
+
 LABELS = ["kw_leak", "kw_noise"]
 TARGETS = ["y1", "y2"]
 
@@ -93,7 +95,7 @@ def test_another_output_is_the_same_in_both_paths(exported):
 def test_serve_names_the_explained_output_and_matches_the_runtime(exported):
     task, predictor, test, runtime = exported
     row = runtime_rows(test)[1]
-    with TestClient(create_app(runtime, ServeSettings(max_wait_ms=5))) as client:
+    with TestClient(create_app(runtime, ServeSettings(max_wait_ms=5)), base_url=LOCAL) as client:
         out = client.post("/explain", json=row).json()
     first = LABELS[0] if task == "multilabel" else TARGETS[0]
     assert out["explained"] == first
@@ -110,7 +112,7 @@ def test_serve_names_the_explained_output_and_matches_the_runtime(exported):
 
 def test_metadata_lists_classes_only_for_a_model_that_has_them(exported):
     task, _, _, runtime = exported
-    with TestClient(create_app(runtime, ServeSettings())) as client:
+    with TestClient(create_app(runtime, ServeSettings()), base_url=LOCAL) as client:
         meta = client.get("/metadata").json()
     assert meta["target"] == (LABELS if task == "multilabel" else TARGETS)
     assert meta["classes"] == (LABELS if task == "multilabel" else [])  # regression predicts values, not classes
@@ -128,7 +130,7 @@ def test_the_output_query_parameter_explains_another_output_in_both_body_formats
     second = LABELS[1] if task == "multilabel" else TARGETS[1]
     row = runtime_rows(test)[2]
     expected = runtime.explain([row], output=second)[0]
-    with TestClient(create_app(runtime, ServeSettings(max_wait_ms=5))) as client:
+    with TestClient(create_app(runtime, ServeSettings(max_wait_ms=5)), base_url=LOCAL) as client:
         answers = [client.post("/explain", params={"output": second}, json=row),
                    client.post(f"/explain?output={second}", files=form_fields(row))]
         default = client.post("/explain", json=row).json()
@@ -147,7 +149,7 @@ def test_an_unknown_output_or_query_parameter_is_refused_listing_what_is_taken(e
     task, _, test, runtime = exported
     names = LABELS if task == "multilabel" else TARGETS
     row = runtime_rows(test)[0]
-    with TestClient(create_app(runtime, ServeSettings(max_wait_ms=5))) as client:
+    with TestClient(create_app(runtime, ServeSettings(max_wait_ms=5)), base_url=LOCAL) as client:
         unknown = client.post("/explain", params={"output": "rpm"}, json=row)
         twice = client.post(f"/explain?output={names[0]}&output={names[1]}", json=row)
         misspelt = client.post("/explain", params={"ouptut": names[1]}, json=row)
@@ -173,7 +175,7 @@ def test_an_unknown_output_or_query_parameter_is_refused_listing_what_is_taken(e
 def test_the_openapi_spec_and_metadata_name_the_outputs_explain_takes(exported):
     task, _, _, runtime = exported
     names = LABELS if task == "multilabel" else TARGETS
-    with TestClient(create_app(runtime, ServeSettings())) as client:
+    with TestClient(create_app(runtime, ServeSettings()), base_url=LOCAL) as client:
         spec = client.get("/openapi.json").json()
         meta = client.get("/metadata").json()
     (parameter,) = spec["paths"]["/explain"]["post"]["parameters"]

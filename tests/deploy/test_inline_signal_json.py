@@ -18,6 +18,8 @@ from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.server import create_app
 from polymodal.deploy.settings import ServeSettings
 
+from .helpers import LOCAL
+
 LENGTH = 32
 CLASSES = ["a", "b", "c"]
 
@@ -52,7 +54,7 @@ def runtime(tmp_path_factory, one_thread) -> Runtime:
 
 @pytest.fixture(scope="module")
 def client(runtime):
-    with TestClient(create_app(runtime, ServeSettings(max_request_bytes=20_000, max_wait_ms=1))) as c:
+    with TestClient(create_app(runtime, ServeSettings(max_request_bytes=20_000, max_wait_ms=1)), base_url=LOCAL) as c:
         yield c
 
 

@@ -319,6 +319,56 @@ def test_with_a_token_the_schema_and_docs_pages_need_it_too(runtime):
         assert all(c.get(path).status_code == 200 for path in ("/openapi.json", "/docs", "/redoc"))
 
 
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "localhost.evil.example", "testserver",
+                                  "192.168.1.5:8000", ""])
+def test_a_loopback_service_refuses_requests_addressed_to_another_host(client, host):
+    """DNS rebinding: a page on evil.example whose name resolves to 127.0.0.1 reads the loopback
+    service as its own site, but its requests name evil.example as Host."""
+    for method, path in (("GET", "/health"), ("GET", "/metadata"), ("GET", "/openapi.json"), ("GET", "/"),
+                         ("GET", "/static-offline-docs/swagger-ui.css"), ("POST", "/predict")):
+        refused = client.request(method, path, headers={"host": host}, json={"notes": "red"})
+        assert refused.status_code == 400, (method, path, refused.text)
+        error = refused.json()["error"]
+        assert error["code"] == "bad_host" and error["field"] == "Host"
+        assert f"addressed to Host '{host}'" in error["message"] and "DNS rebinding" in error["message"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:8000", "localhost:8000", "LOCALHOST", "[::1]:8000",
+                                  "127.0.0.2:80"])
+def test_a_loopback_service_answers_requests_addressed_to_loopback(client, host):
+    assert client.get("/health", headers={"host": host}).status_code == 200
+    assert client.post("/predict", json={"notes": "red"}, headers={"host": host}).status_code == 200
+
+
+def test_a_service_bound_elsewhere_answers_any_host(runtime):
+    """Reached through its interface's address or a name, as a reverse proxy or a LAN client reaches it."""
+    with TestClient(create_app(runtime, ServeSettings(host="0.0.0.0"))) as c:  # Host: testserver
+        assert c.get("/health").status_code == 200 and c.get("/health", headers={"host": "models.lan"}).status_code == 200
+
+
+@pytest.mark.parametrize(("origin", "forwarded", "status"), [
+    (None, None, 200),  # curl, a script
+    ("http://127.0.0.1:8000", None, 200),  # the service's own page at /
+    ("https://evil.example", None, 403),
+    ("http://127.0.0.1:9999", None, 403),  # another service on this machine is another site
+    ("null", None, 403),  # a sandboxed frame or a file:// page
+    ("https://models.example.com", "models.example.com", 200),  # behind a proxy that rewrites Host
+    ("https://evil.example", "models.example.com", 403),
+])
+def test_a_post_from_another_sites_page_is_refused(client, origin, forwarded, status):
+    """A form on any site can post to the service (it cannot read the answer, but the model runs for it)."""
+    headers = {"host": "127.0.0.1:8000"}
+    headers.update({"origin": origin} if origin is not None else {})
+    headers.update({"x-forwarded-host": forwarded} if forwarded is not None else {})
+    response = client.post("/predict", data={"notes": "red"}, headers=headers)
+    assert response.status_code == status, response.text
+    if status == 403:
+        error = response.json()["error"]
+        assert error["code"] == "cross_origin" and error["field"] == "Origin"
+        assert f"from a page at Origin '{origin}' is refused" in error["message"]
+    assert client.get("/metadata", headers=headers).status_code == 200  # reading: the browser keeps the answer from it
+
+
 def test_concurrent_requests_are_micro_batched(client, runtime):
     texts = [f"{w} thing {i}" for i, w in enumerate(["red small", "green medium", "blue large"] * 8)]
     before = client.get("/health").json()

@@ -16,7 +16,7 @@ from polymodal.deploy.server import create_app
 from polymodal.deploy.settings import ServeSettings
 from polymodal.utils.suggest import did_you_mean
 
-from .helpers import png_bytes, wav_bytes
+from .helpers import LOCAL, png_bytes, wav_bytes
 
 FIELDS = ["image", "audio", "notes", "labs", "x1", "color", "other"]
 MAGIC = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM", b"RIFF\x24\0\0\0WAVE", b"fLaC", b"OggS",
@@ -28,7 +28,7 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 def client(exported):
     app = create_app(Runtime.load(exported[0]), ServeSettings(max_request_bytes=100_000, max_image_pixels=128 * 128,
                                                               max_audio_seconds=2.0, max_wait_ms=1))
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         yield c
 
 

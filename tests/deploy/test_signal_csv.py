@@ -29,7 +29,7 @@ from polymodal.deploy.server import create_app
 from polymodal.deploy.settings import ServeSettings
 from polymodal.errors import DecodeError
 
-from .helpers import CLASSES, signal_run
+from .helpers import CLASSES, LOCAL, signal_run
 
 LENGTH = 64
 
@@ -138,7 +138,7 @@ def test_the_runtime_takes_a_list_of_samples_as_the_array_it_holds(csv_export):
 # -- the service ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def client(csv_export):
-    with TestClient(create_app(csv_export, ServeSettings(max_request_bytes=50_000, max_wait_ms=1))) as c:
+    with TestClient(create_app(csv_export, ServeSettings(max_request_bytes=50_000, max_wait_ms=1)), base_url=LOCAL) as c:
         yield c
 
 

@@ -25,7 +25,7 @@ from polymodal.deploy.features import SignalFeatures
 from polymodal.deploy.runtime import Runtime
 from polymodal.errors import DecodeError
 
-from .helpers import CLASSES, signal_run
+from .helpers import CLASSES, LOCAL, signal_run
 
 LENGTH = 64
 RATE = 12_000
@@ -220,7 +220,7 @@ def test_the_service_takes_a_wav_signal_upload_and_refuses_flac(wav_run, wav_exp
     wav = write_wav(tmp_path / "w.wav", stereo(1, rng, LENGTH)).read_bytes()
     flac = io.BytesIO()
     soundfile.write(flac, stereo(1, rng, LENGTH), RATE, format="FLAC")
-    with TestClient(create_app(wav_export, ServeSettings(max_wait_ms=1))) as client:
+    with TestClient(create_app(wav_export, ServeSettings(max_wait_ms=1)), base_url=LOCAL) as client:
         answer = client.post("/predict", files={"sig": ("w.wav", wav, "audio/wav")}, data={"x1": "1.0"})
         assert answer.status_code == 200, answer.text
         want = wav_export.predict_proba([{"sig": wav, "labs": {"x1": 1.0}}])[0]
