@@ -58,6 +58,13 @@ def given(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
+def typed(ctx: typer.Context, name: str) -> bool:
+    """Whether the parameter ``name`` was written on the command line itself, rather than read
+    from its environment variable or left at its default (what ``ps`` shows every local user)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 def unused_options(ctx: typer.Context, names: list[str], why: str) -> list[str]:
     """One line, ``<option> <why>``, for each parameter of ``names`` that the command line set
     (named as it was given: ``--no-cca`` for the off side of ``--cca/--no-cca``); for options

@@ -4,7 +4,8 @@ Usage:
 
     polymodal export RUN [--format onnx|torchscript] [--data X] [--quantize] [--out DIR]
         (DIR: RUN/export, or RUN/export_torchscript for TorchScript)
-    polymodal serve RUN [--host 127.0.0.1] [--port 8000] [--token T] [--quantized] [--max-* limits]
+    polymodal serve RUN [--host 127.0.0.1] [--port 8000] [--token-file F] [--quantized] [--max-* limits]
+        (or the token in POLYMODAL_TOKEN)
 
 ``polymodal predict`` (chunked, resumable batch prediction) lives in :mod:`polymodal.cli.model` and runs
 :mod:`polymodal.deploy.batch`.
@@ -18,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from polymodal.cli.common import console, labelled, user_errors
+from polymodal.cli.common import console, labelled, print_warning, typed, user_errors
 from polymodal.deploy.runtime import META_FILE
 from polymodal.run_files import EXPORT_DIR, EXPORT_TORCHSCRIPT_DIR
 
@@ -163,11 +164,16 @@ def print_recorded(report: Any, hint: str = "--data chooses another") -> None:
 
 
 def serve(
+    ctx: typer.Context,
     run: ServeRunArg,
     host: Annotated[str, typer.Option("--host", help="Interface to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
     token: Annotated[str | None, typer.Option("--token", envvar="POLYMODAL_TOKEN",
-                                              help="Require 'Authorization: Bearer TOKEN' (or set POLYMODAL_TOKEN).")] = None,
+                                              help="Require 'Authorization: Bearer TOKEN'. Set POLYMODAL_TOKEN or give "
+                                                   "--token-file instead: ps shows a command line to every local "
+                                                   "user.")] = None,
+    token_file: Annotated[Path | None, typer.Option("--token-file", help="Read the token from the first line of this "
+                                                    "file (as --token; overrides POLYMODAL_TOKEN).")] = None,
     quantized: Annotated[bool, typer.Option("--quantized", help="Serve the int8 graph (export --quantize).")] = False,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Most requests batched together.")] = 32,
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch, having taken the requests waiting, "
@@ -189,6 +195,14 @@ def serve(
     from polymodal.deploy.settings import LOOPBACK, ServeSettings
     from polymodal.errors import OptionError
 
+    if token_file is not None:
+        if typed(ctx, "token"):
+            raise OptionError(["--token and --token-file both give the token; give one of them (--token-file keeps it "
+                               "out of the command line)"])
+        token = read_token_file(token_file)
+    elif token and typed(ctx, "token"):
+        print_warning("--token on the command line is shown to every user of this machine (ps, /proc); set "
+                      "POLYMODAL_TOKEN or give --token-file instead")
     token = token or None  # an empty POLYMODAL_TOKEN means no token
     try:
         settings = ServeSettings(host=host, port=port, token=token, quantized=quantized, max_batch=max_batch,
@@ -208,6 +222,29 @@ def serve(
     console.print(f"serving {folder} ({graph}) on http://{host}:{port}/ (API docs at /docs and /redoc, the OpenAPI "
                   "schema at /openapi.json)")
     run_server(app, settings)
+
+
+def read_token_file(path: Path) -> str:
+    """The bearer token in the first line of ``path`` (``--token-file``), without the spaces and
+    line break around it; the rest of the file is not read.
+
+    Raises:
+        OptionError: naming ``--token-file`` and the path: it cannot be read (missing, a folder, no
+            permission), is not UTF-8 text, or its first line is blank.
+    """
+    from polymodal.errors import OptionError
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            token = file.readline().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise OptionError([f"--token-file: cannot read {path}: {reason}; give a file whose first line is the "
+                           "token"]) from None
+    if not token:
+        raise OptionError([f"--token-file: the first line of {path} is empty; write the token on it (an empty "
+                           "token would leave the service open)"])
+    return token
 
 
 def check_address(host: str, port: int) -> None:

@@ -213,6 +213,52 @@ def test_serve_binds_loopback_and_reads_the_token_from_the_environment(exported,
     assert "without --token" in result.output
 
 
+def test_serve_reads_the_token_from_a_file_and_warns_of_one_on_the_command_line(exported, monkeypatch, tmp_path):
+    """A --token on the command line is in ps for every local user; POLYMODAL_TOKEN and
+    --token-file keep it out."""
+    folder, _ = exported
+    started = {}
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: started.update(settings=settings))
+    secret = tmp_path / "token"
+    secret.write_text("  s3cret \nnot the token\n")
+    for env in ({}, {"POLYMODAL_TOKEN": "from-env"}):  # the file given on the command line wins
+        result = runner.invoke(app, ["serve", str(folder), "--token-file", str(secret)], env=env)
+        assert result.exit_code == 0, result.output
+        assert started.pop("settings").token == "s3cret" and "warning:" not in result.output
+    result = runner.invoke(app, ["serve", str(folder)], env={"POLYMODAL_TOKEN": "from-env"})
+    assert started.pop("settings").token == "from-env" and "warning:" not in result.output
+    result = runner.invoke(app, ["serve", str(folder), "--token", "typed"])
+    assert result.exit_code == 0 and started.pop("settings").token == "typed"
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warned == ["warning: --token on the command line is shown to every user of this machine (ps, /proc); set "
+                      "POLYMODAL_TOKEN or give --token-file instead"]
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    (None, "--token-file: cannot read {path}: No such file or directory"),
+    ("", "--token-file: the first line of {path} is empty"),
+    ("   \nsecond line\n", "--token-file: the first line of {path} is empty"),
+    (b"\xff\xfe\n", "--token-file: cannot read {path}: 'utf-8' codec can't decode"),
+    ("folder", "--token-file: cannot read {path}: Is a directory"),
+])
+def test_serve_refuses_a_token_file_it_cannot_use_before_loading_the_model(exported, monkeypatch, tmp_path, content,
+                                                                           said):
+    folder, _ = exported
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: pytest.fail("served"))
+    path = tmp_path / "token"
+    if content == "folder":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    result = runner.invoke(app, ["serve", str(folder), "--token-file", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: " + said.format(path=path)), result.stderr
+    both = runner.invoke(app, ["serve", str(folder), "--token", "t", "--token-file", str(path)])
+    assert both.exit_code == 2 and "--token and --token-file both give the token; give one of them" in both.stderr
+
+
 def test_serve_rejects_bad_limits(exported, monkeypatch):
     folder, _ = exported
     monkeypatch.setattr(commands, "run_server", lambda app, settings: None)
