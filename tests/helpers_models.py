@@ -256,3 +256,21 @@ def train_in_subprocess(config: dict[str, Any], paths: dict[str, Path], out: Pat
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=out.parent, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+
+
+def save_custom_code_model(folder: Path, marker: Path) -> Path:
+    """A transformers folder whose model and tokenizer are its own Python code (``auto_map`` to
+    ``custom.py``, as a hub repository of an architecture transformers lacks ships them); running
+    that code creates ``marker``."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "custom.py").write_text(f"open({str(marker)!r}, 'w').close()\n", encoding="utf-8")
+    auto_map = {"AutoConfig": "custom.CustomConfig", "AutoModel": "custom.CustomModel",
+                "AutoTokenizer": ["custom.CustomTokenizer", None]}
+    (folder / "config.json").write_text(json.dumps({"model_type": "polymodal_custom", "hidden_size": 8,
+                                                    "auto_map": auto_map}), encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "CustomTokenizer",
+                                                              "auto_map": {"AutoTokenizer": auto_map["AutoTokenizer"]}}),
+                                                  encoding="utf-8")
+    return folder

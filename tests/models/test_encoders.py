@@ -371,6 +371,22 @@ def test_timm_unknown_architecture_is_a_value_error():
         ENCODERS.build(TimmConfig(arch="no_such_net"), kind="image", in_channels=3)
 
 
+@pytest.mark.parametrize("restore", [False, True])
+def test_an_hf_folder_s_own_code_is_never_run(tmp_path, monkeypatch, restore):
+    """transformers asks at a terminal whether to run a folder's own code (``auto_map``) when
+    ``trust_remote_code`` is left unset: one "y" (or a script feeding stdin) ran it."""
+    from helpers_models import save_custom_code_model
+
+    from polymodal.models.encoders.text import HfEncoder
+
+    asked = []
+    monkeypatch.setattr("builtins.input", lambda prompt="": asked.append(prompt) or "y")
+    folder = save_custom_code_model(tmp_path / "custom", marker := tmp_path / "ran")
+    with pytest.raises(ValueError, match="custom code"):
+        HfEncoder(folder, restore=restore)
+    assert asked == [] and not marker.exists()
+
+
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     return save_tiny_bert(tmp_path_factory.mktemp("bert"))

@@ -149,7 +149,9 @@ class TextPreprocessor(Preprocessor):
     def _pretrained(self) -> Any:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(str(self.cfg.tokenizer_path), local_files_only=True)
+        # the folder's own Python code (auto_map) never runs: left unset, transformers asks at a terminal
+        return AutoTokenizer.from_pretrained(str(self.cfg.tokenizer_path), local_files_only=True,
+                                             trust_remote_code=False)
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable (for spawned DataLoader workers): cached tokenizer closures are rebuilt lazily."""

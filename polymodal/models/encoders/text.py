@@ -149,6 +149,8 @@ def _without_transformers_bars() -> Iterator[None]:
 @ENCODERS.register(HfConfig)
 class HfEncoder(Encoder):
     """A transformers ``AutoModel`` from a local folder (``local_files_only``), CLS or mean pooling.
+    The folder's own Python code (``auto_map``) is never run (``trust_remote_code=False``: left
+    unset, transformers asks at a terminal whether to run it).
 
     ``lora`` adds LoRA adapters (default targets: peft's choice for the model type, e.g. BERT's
     attention ``query`` and ``value``). ``restore=True`` builds the model from the folder's
@@ -162,10 +164,11 @@ class HfEncoder(Encoder):
         if not Path(path).is_dir():
             raise FileNotFoundError(f"encoder 'hf': model folder not found: {path}")
         if restore:
-            self.model = AutoModel.from_config(AutoConfig.from_pretrained(str(path), local_files_only=True))
+            config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+            self.model = AutoModel.from_config(config, trust_remote_code=False)
         else:
             with _without_transformers_bars():  # a local model loads in a second: its own bar is noise in logs
-                self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
+                self.model = AutoModel.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
         if getattr(self.model, "pooler", None) is not None:  # unused (we pool ourselves): drop its weights
             self.model.pooler = None
         self.path = Path(path)

@@ -371,3 +371,16 @@ def test_pretrained_tokenizer_from_a_local_folder(pretrained_folder):
     np.testing.assert_array_equal(arrays["length"], [5, 3])
     many = as_tensors(encode_values(prep, ["the cats sat on the mat"] * 200))  # a pretrained vocabulary's [UNK]
     assert torch.equal(prep.to_batch(many, train=True)["x"], prep.to_batch(many, train=False)["x"])  # is trained
+
+
+def test_a_pretrained_tokenizer_folder_s_own_code_is_never_run(tmp_path, monkeypatch):
+    """transformers asks at a terminal whether to run a folder's own code (``auto_map``) when
+    ``trust_remote_code`` is left unset: one "y" ran it."""
+    from helpers_models import save_custom_code_model
+
+    asked = []
+    monkeypatch.setattr("builtins.input", lambda prompt="": asked.append(prompt) or "y")
+    folder = save_custom_code_model(tmp_path / "custom", marker := tmp_path / "ran")
+    with pytest.raises(ValueError, match="custom code"):
+        text(tokenizer="pretrained", tokenizer_path=folder)._pretrained  # noqa: B018 - loads the tokenizer
+    assert asked == [] and not marker.exists()
