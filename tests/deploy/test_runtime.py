@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import sys
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -509,6 +511,36 @@ def test_a_file_that_cannot_be_read_is_refused_naming_the_row_the_modality_and_t
             runtime.predict_proba([{"notes": "red"}, {"notes": "blue", **row}])
         assert str(info.value) == f"row 1: {said}"
         assert (info.value.row, info.value.field, info.value.code) == (1, next(iter(row)), code)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_path_to_a_device_or_a_pipe_is_refused_before_it_is_opened(runtime, tmp_path):
+    """Read whole, /dev/zero ran out of memory and a named pipe waited for a writer for ever (a
+    row given to the runtime may name either)."""
+    import threading
+
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+
+    def unblock() -> None:  # were the pipe opened, this writer ends the wait: the test fails, it does not hang
+        if not done.wait(10):
+            with open(pipe, "wb"):
+                pass
+
+    done = threading.Event()
+    threading.Thread(target=unblock, daemon=True).start()
+    try:
+        for path in (pipe, Path(os.devnull)):  # a pipe; a device (/dev/null: its read ends at once either way)
+            for modality in ("image", "audio"):
+                with pytest.raises(RequestError) as info:
+                    runtime.predict_proba([{"notes": "blue", modality: str(path)}])
+                assert str(info.value) == (f"row 0: modality '{modality}' ({modality}): cannot read file '{path}': "
+                                           "not a regular file (a device, a pipe or a socket)")
+                assert (info.value.field, info.value.code) == (modality, "bad_input")
+        with pytest.raises(RequestError, match=re.escape(f"cannot read file '{pipe}': not a regular file")):
+            _signal(1).decode(str(pipe))
+    finally:
+        done.set()
 
 
 def test_a_signal_or_video_path_that_names_nothing_is_refused_naming_it(tmp_path):

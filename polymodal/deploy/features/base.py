@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,6 +16,9 @@ from polymodal.errors import EMPTY_FILE
 
 AMIN = 1e-10
 NPY_MAGIC = b"\x93NUMPY"
+# why a path naming a device, a pipe or a socket is refused: read whole, /dev/zero never ends and a
+# pipe waits for a writer
+SPECIAL_FILE = "not a regular file (a device, a pipe or a socket)"
 
 
 class Features:
@@ -55,13 +60,14 @@ class Features:
         """A file's content: ``value`` itself (bytes), or the file its path names.
 
         Raises:
-            RequestError: the path names no file that can be read (none, a folder, no permission),
-                or the file is empty; its path is named.
+            RequestError: the path names no file that can be read (none, a folder, a device, a pipe,
+                no permission), or the file is empty; its path is named.
         """
         if isinstance(value, bytes | bytearray | memoryview):
             data, where = bytes(value), "the file given"
         else:
             where = f"file '{value}'"
+            self.check_path(value, folder=False)
             try:
                 data = Path(str(value)).read_bytes()
             except OSError as err:
@@ -70,14 +76,21 @@ class Features:
             raise self.fail(f"cannot read {where}: {EMPTY_FILE}", "empty_file")
         return data
 
-    def check_path(self, value: Any) -> None:
-        """Refuse a path (``value`` a string or path, not bytes nor an array) that names nothing, as
-        :meth:`file_bytes` does, where a decoder opens it itself (a video, or its frame folder)."""
-        if isinstance(value, str | os.PathLike):
-            try:
-                os.stat(value)
-            except OSError as err:
-                raise self.unreadable_file(value, err) from None
+    def check_path(self, value: Any, folder: bool = True) -> None:
+        """Refuse, before it is opened, a path (``value`` a string or path, not bytes nor an array)
+        that names nothing, or something other than a regular file or (``folder``) a folder: where
+        a decoder opens it itself (a video, or its frame folder), and before :meth:`file_bytes`
+        reads one whole."""
+        if not isinstance(value, str | os.PathLike):
+            return
+        try:
+            mode = os.stat(value).st_mode
+        except OSError as err:
+            raise self.unreadable_file(value, err) from None
+        if stat.S_ISDIR(mode) and not folder:
+            raise self.unreadable_file(value, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise self.fail(f"cannot read file '{value}': {SPECIAL_FILE}")
 
     def unreadable_file(self, path: Any, err: OSError) -> RequestError:
         """The refusal of a file that cannot be read: ``cannot read file 'x.png': No such file or directory``."""
