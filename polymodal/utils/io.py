@@ -152,21 +152,36 @@ def _writable(folder: Path) -> bool:
     return True
 
 
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # open a path's last part itself, never what a symlink there names (POSIX)
+
+
 def _open_lock_file(path: Path) -> int:
     """A descriptor of the lock file ``path``, created if need be with the permissions the umask
     leaves (a cache a group shares: each member's process opens the others' lock files); one
     another user made and this one may not write is opened for reading, which ``flock`` locks
-    all the same."""
-    for _ in range(3):  # a holder may remove it between the two opens: make it again
-        try:
-            return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        except PermissionError as err:
-            denied = err
+    all the same. A symbolic link at ``path`` is refused, not followed: whoever may write the
+    folder could point it at any file of this user's, which would be created there (``O_CREAT``).
+
+    Raises:
+        PermissionError: ``path`` is a symbolic link, or its folder may not be written.
+    """
+    try:
+        for _ in range(3):  # a holder may remove it between the two opens: make it again
             try:
-                return os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-    raise denied  # a folder this process may not write: no lock file to make
+                return os.open(path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o666)
+            except PermissionError as err:
+                denied = err
+                try:
+                    return os.open(path, os.O_RDONLY | NOFOLLOW)
+                except FileNotFoundError:
+                    continue
+        raise denied  # a folder this process may not write: no lock file to make
+    except OSError as err:  # ELOOP on Linux, EMLINK on FreeBSD: told by the path itself
+        if NOFOLLOW and path.is_symlink():
+            raise PermissionError(err.errno, "the lock file is a symbolic link, which polymodal does not follow (whoever "
+                                  "may write its folder could point it at any file of yours); remove it if you made "
+                                  "it, else ask who did", str(path)) from None
+        raise
 
 
 @contextmanager

@@ -263,3 +263,21 @@ def test_a_lock_file_of_a_shared_cache_is_made_for_the_group_and_locks_when_only
         os.umask(before)
         monkeypatch.undo()
     assert not lock_path(target).exists()  # the holder removed it on release
+
+
+@pytest.mark.skipif(not hasattr(os, "O_NOFOLLOW"), reason="no O_NOFOLLOW on this platform")
+def test_a_lock_file_that_is_a_symbolic_link_is_refused_not_followed(tmp_path):
+    """A shared cache folder: another user who may write it put a link where a lock file goes,
+    pointing at a file of this user's; opening it with O_CREAT made (or locked) that file."""
+    from polymodal.utils.io import exclusive_lock, lock_path
+
+    target, victim = tmp_path / "store", tmp_path / "home" / "victim.txt"
+    victim.parent.mkdir()
+    lock_path(target).symlink_to(victim)
+    for busy in (lambda held: RuntimeError("busy"), None):  # refused at once, or waited for
+        with pytest.raises(PermissionError) as refused, exclusive_lock(target, busy):
+            pass
+        assert str(refused.value).startswith(f"[Errno {refused.value.errno}] the lock file is a symbolic link, which "
+                                             "polymodal does not follow")
+        assert refused.value.filename == str(lock_path(target))
+        assert not victim.exists() and lock_path(target).is_symlink()  # nothing made through it, the link left
