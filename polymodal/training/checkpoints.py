@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from polymodal.errors import RunFolderError
+from polymodal.errors import RunFolderError, option
 
 
 def checkpoint_state(path: Path) -> dict[str, Any]:
@@ -33,6 +33,7 @@ def checkpoint_state(path: Path) -> dict[str, Any]:
         raise RunFolderError(f"the checkpoint {path} cannot be loaded safely: it holds objects other than tensors "
                              f"and plain values ({found}), which loading would run as code. polymodal's own "
                              "checkpoints hold none, so this one was written or altered by something else; start "
-                             "the run again with --overwrite (or another --out) instead of resuming it") from None
+                             f"the run again with {option('--overwrite')} (or another {option('--out')}) instead of "
+                             "resuming it") from None
     return {"epoch": int(state.get("epoch", -1)), "callbacks": dict(state.get("callbacks", {})),
             "earlier_epochs": len(state.get("earlier_phases_history", []))}
