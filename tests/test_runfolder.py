@@ -322,5 +322,5 @@ def test_resume_refuses_a_checkpoint_that_holds_objects_without_unpickling_them(
         check_out(tmp_path, _config(6, None), resume=True)
     said = str(refused.value)
     assert f"the checkpoint {tmp_path / LAST_CHECKPOINT} cannot be loaded safely" in said
-    assert "open" in said and "--overwrite" in said  # what it holds, and what to do
+    assert "open" in said and "overwrite=True" in said  # what it holds, and what to do
     assert not ran.exists(), "the checkpoint's object was unpickled"
