@@ -131,12 +131,14 @@ def alignment_summary(align: Any) -> str:
 
 
 def run_header(cfg: Any) -> str:
-    """The report's first line (HTML): task, target, modalities, and what joins them: a
-    retrieval run's alignment (it has no fusion and no head), else the fusion and head (and the
-    alignment trained beside the task, if any)."""
+    """The report's first line (HTML): task, target (and the further tasks), modalities, and what
+    joins them: a retrieval run's alignment (it has no fusion and no head), else the fusion and head
+    (and the alignment trained beside the task, if any)."""
     modalities = ", ".join(f"<b>{html.escape(n)}</b> ({m.kind}, {m.encoder.name})" for n, m in sorted(cfg.modalities.items()))
     target = html.escape(str(cfg.target)) if cfg.target is not None else "none"
-    said = f"Task <b>{cfg.task}</b>, target {target}, modalities {modalities}"
+    further = "".join(f", further task <b>{html.escape(name)}</b> ({spec.task}, target {html.escape(str(spec.target))})"
+                      for name, spec in (getattr(cfg, "tasks", None) or {}).items())
+    said = f"Task <b>{cfg.task}</b>, target {target}{further}, modalities {modalities}"
     if cfg.task == "retrieval":
         return f"{said}; {alignment_summary(cfg.align)}."
     said += f"; fusion <b>{cfg.fusion.name}</b>" + ("" if cfg.task == "anomaly" else f", head <b>{cfg.head.name}</b>")

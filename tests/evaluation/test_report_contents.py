@@ -199,3 +199,18 @@ def test_the_subsets_and_robustness_sections_say_what_their_figures_are(tmp_path
     named = diagnostic_sections({"rows": 10, "split": "valid", "robustness": {"metric": "accuracy", "curves": accuracy,
                                                                               "summary": summary}}, tmp_path)
     assert "The <b>accuracy</b> with one modality corrupted" in named["Robustness"]
+
+
+def test_the_report_header_names_the_further_tasks():
+    """A multi-task run's report said 'Task classification, target digit' and never named the
+    tasks whose metrics follow."""
+    from helpers_models import classification_config
+
+    from polymodal.config import load_config
+    from polymodal.evaluation.report import run_header
+
+    spec = classification_config()
+    spec["tasks"] = {"size": {"task": "regression", "target": "size"}}
+    header = run_header(load_config(spec))
+    assert "target label, further task <b>size</b> (regression, target size), modalities" in header
+    assert "further task" not in run_header(load_config(classification_config()))
