@@ -57,6 +57,9 @@ def export(
     relative = " / max(1, |eager|)" if parity["measure"] == "relative" else ""
     console.print(f"parity on {parity['source']}: max |exported - eager|{relative} = {parity['graph_max_abs_diff']:.2e} "
                   f"(allowed {tolerance:g})")
+    if "task_max_abs_diff" in parity:  # a multi-task model: every task's outputs are exported and checked
+        console.print("per task: " + ", ".join(f"{name} {diff:.2e}" for name, diff in parity["task_max_abs_diff"].items()),
+                      highlight=False)
     if "runtime_max_abs_diff" in parity:
         console.print(f"numpy runtime + ONNX vs eager predictor on {parity['runtime_rows']} rows: "
                       f"max diff{relative} {parity['runtime_max_abs_diff']:.2e}")

@@ -3,7 +3,8 @@
 The graph (:mod:`polymodal.deploy.graph`) takes every modality's featurised arrays and presence
 mask with a dynamic batch axis. ``deploy.json`` carries what the numpy runtime
 (:mod:`polymodal.deploy.runtime`) needs to featurise raw inputs: each modality's settings and
-fitted state (vocabularies, statistics, the mel filterbank), the classes and the task.
+fitted state (vocabularies, statistics, the mel filterbank), the classes and the task, and for a
+multi-task model every further task's (see :func:`task_meta`).
 
 Every export is checked: the exported graph and the eager network are run on the same rows
 (manifest rows, as given and with some modalities hidden: ``data``, else the run's recorded
@@ -30,6 +31,7 @@ import numpy as np
 from polymodal import __version__
 from polymodal.config.decision import DECIDED_TASKS
 from polymodal.config.modalities import modality_columns
+from polymodal.config.tasks import MAIN_TASK
 from polymodal.data.multitarget import MultiTargetEncoder
 from polymodal.data.pipeline import DataSource
 from polymodal.data.skipped import require_rows
@@ -175,7 +177,9 @@ def task_meta(predictor: Any) -> dict[str, Any]:
     :meth:`~polymodal.anomaly.detector.AnomalyDetector.coalition_reference`, null when the run has
     none, and ``subset_thresholds``, entry k the flag threshold of a row holding the modalities of
     bit mask k, as ``normal_coalitions`` indexes them: ``threshold`` where a subset has none of its
-    own, null for a run with one threshold for every row)."""
+    own, null for a run with one threshold for every row). A multi-task model adds ``tasks``:
+    every task's :func:`task_entry`, the main task first, in output order (a single-task export
+    has none: its main fields say it all)."""
     cfg = predictor.config
     if cfg.task == "anomaly":
         scorer = predictor.require_fitted()[1].scorer
@@ -189,16 +193,36 @@ def task_meta(predictor: Any) -> dict[str, Any]:
                             "subset_thresholds": None if by_subset is None  # JSON has no infinity
                             else [float(t) if np.isfinite(t) else None for t in by_subset]}}
     targets = predictor.pipeline.targets
-    main = targets.slots[0].outputs if isinstance(targets, MultiTargetEncoder) else (0, targets.n_outputs)
-    main_targets = targets.main if isinstance(targets, MultiTargetEncoder) else targets
-    out: dict[str, Any] = {
-        "main_outputs": list(main),
-        "classes": [_json_label(c) for c in main_targets.classes] if cfg.task == "classification" else list(cfg.targets)}
-    if cfg.task in DECIDED_TASKS and main_targets.threshold is not None:
-        out["threshold"] = main_targets.threshold  # decision.threshold: the second class's, or each label's
-    if cfg.task == "regression":
-        out["target_scaling"] = [main_targets.mean.tolist(), main_targets.std.tolist()]
+    if isinstance(targets, MultiTargetEncoder):
+        tasks = [task_entry(slot.name, targets.encoders[slot.name], slot.outputs) for slot in targets.slots]
+    else:
+        tasks = [task_entry(MAIN_TASK, targets, (0, targets.n_outputs))]
+    main = tasks[0]
+    out: dict[str, Any] = {"main_outputs": main["outputs"], "classes": main["classes"]}
+    if main.get("threshold") is not None:
+        out["threshold"] = main["threshold"]  # decision.threshold: the second class's, or each label's
+    if "target_scaling" in main:
+        out["target_scaling"] = main["target_scaling"]
+    if len(tasks) > 1:
+        out["tasks"] = tasks
     return out
+
+
+def task_entry(name: str, encoder: Any, outputs: tuple[int, int]) -> dict[str, Any]:
+    """One task's entry in ``deploy.json``'s ``tasks`` (``encoder``: its fitted target encoder):
+    ``name`` (``main`` for the main task), ``task`` (its kind), ``target`` (its columns),
+    ``outputs`` ([start, stop): its columns of the graph's output), ``classes`` (a classifier's
+    class labels, else the target columns, as the main task's ``classes``), ``threshold``
+    (classification and multilabel: the decision threshold, null for the default call) and
+    ``target_scaling`` (regression: [mean, std] per target, which turn outputs into values)."""
+    entry: dict[str, Any] = {
+        "name": name, "task": encoder.task, "target": list(encoder.columns), "outputs": list(outputs),
+        "classes": [_json_label(c) for c in encoder.classes] if encoder.task == "classification" else list(encoder.columns)}
+    if encoder.task in DECIDED_TASKS:
+        entry["threshold"] = encoder.threshold
+    if encoder.task == "regression":
+        entry["target_scaling"] = [encoder.mean.tolist(), encoder.std.tolist()]
+    return entry
 
 
 def export_run(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx", data: DataSource | None = None,

@@ -122,7 +122,9 @@ def _batched(fn: Any, feeds: Mapping[str, np.ndarray], n: int) -> np.ndarray:
 
 def check_graph(predictor: Any, folder: Path, meta: Mapping[str, Any], table: EncodedTable | None, rows: int,
                 tolerance: float) -> dict[str, Any]:
-    """Max |exported - eager| over the check rows; raises ExportError above ``tolerance``."""
+    """Max |exported - eager| over the check rows, every output column (every task's) compared;
+    raises ExportError above ``tolerance``. A multi-task export (``meta``'s ``tasks``) adds
+    ``task_max_abs_diff``: the figure of each task's columns, by name."""
     run = _runner(folder, meta)
     if table is None:
         feeds_list = [example_feeds(graph_inputs(predictor.pipeline.preprocessors), batch=min(rows, CHECK_BATCH), seed=1)]
@@ -132,16 +134,26 @@ def check_graph(predictor: Any, folder: Path, meta: Mapping[str, Any], table: En
         feeds_list = [table_feeds(table, chosen, hide=False), table_feeds(table, chosen, hide=True)]
         source = f"{len(chosen)} manifest rows, as given and with modalities hidden"
     worst, n, measure = 0.0, 0, difference_measure(predictor)
+    tasks = {task["name"]: task["outputs"] for task in meta.get("tasks", [])}  # a multi-task model's
+    by_task = dict.fromkeys(tasks, 0.0)
     for feeds in feeds_list:
         count = len(next(iter(feeds.values())))
         exported = _batched(run, feeds, count)
         eager = _batched(lambda f: eager_outputs(predictor, f), feeds, count)
-        worst = max(worst, output_difference(exported, eager, measure))
+        if exported.shape != eager.shape:
+            raise ExportError(f"parity check failed: the exported graph gives outputs of shape {exported.shape[1:]}, "
+                              f"the eager network {eager.shape[1:]}")
+        worst = max(worst, output_difference(exported, eager, measure))  # every output: each task's
+        for name, (start, stop) in tasks.items():
+            by_task[name] = max(by_task[name], output_difference(exported[:, start:stop], eager[:, start:stop], measure))
         n += count
     if not worst <= tolerance:
-        raise ExportError(f"parity check failed: exported and eager outputs {_describe(measure)} {worst:.3g} on "
+        failing = [name for name, diff in by_task.items() if not diff <= tolerance]
+        which = f" (tasks {failing})" if failing else ""
+        raise ExportError(f"parity check failed: exported and eager outputs{which} {_describe(measure)} {worst:.3g} on "
                           f"{source}; allowed {tolerance:g}")
-    return {"graph_max_abs_diff": worst, "rows": n, "source": source, "tolerance": tolerance, "measure": measure}
+    checks = {"graph_max_abs_diff": worst, "rows": n, "source": source, "tolerance": tolerance, "measure": measure}
+    return {**checks, "task_max_abs_diff": by_task} if by_task else checks
 
 
 def manifest_rows(runtime: Any, manifest: Manifest, rows: int) -> list[dict[str, Any]]:

@@ -11,8 +11,14 @@ settings and fitted state, the graph's inputs, and the parity figures measured a
             {"audio": "speech/7.wav"}]                        # any subset of modalities per row
     rt.predict(rows)          # the classes as deploy.json holds them: [3, 7] (labels read as numbers)
     rt.predict_proba(rows)    # (2, K) probabilities
+    rt.predict_records(rows)  # one dict per row: predict_frame's columns, every task's
     rt.explain(rows)          # (2, M) exact Shapley contributions of each modality
     rt.explained_quantity()   # what they attribute: 'probability of the predicted class'
+
+A multi-task export (further ``tasks:``) answers every task: ``predict`` / ``predict_proba`` /
+``outputs`` answer the main task, or the one ``task=NAME`` names (``rt.tasks`` lists them), in the
+shape a single-task model of that kind gives; ``predict_records`` gives them all at once, under
+the names ``predict_frame`` gives their columns (``value_pred_value``, ``shape_pred_round``...).
 
 A row maps modality names to values (see :mod:`polymodal.deploy.features` for what each kind
 accepts); a tabular modality's value maps its columns to values. Absent modalities are masked
@@ -31,7 +37,7 @@ import numpy as np
 
 from polymodal.deploy.errors import ExportError, RequestError, first_line, onnxruntime_errors
 from polymodal.deploy.features import FEATURES, Features
-from polymodal.errors import MissingDependencyError
+from polymodal.errors import MissingDependencyError, SchemaMismatchError
 from polymodal.run_files import CONFIG_FILE, EXPORT_DIR, MODEL_FILE, saved_fingerprint
 from polymodal.utils.coalitions import against_reference, coalition_values, held_masks
 from polymodal.utils.scores import (
@@ -43,6 +49,7 @@ from polymodal.utils.scores import (
     output_index,
     probabilities,
 )
+from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.values import blank
 from polymodal.utils.warn import warn_user
 
@@ -59,6 +66,38 @@ ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model
 # oldest format that holds it: export.required_format)
 FORMAT_VERSION = 6
 Row = Mapping[str, Any]
+MAIN_TASK = "main"  # the main task's name, as polymodal.config.tasks names it (the runtime imports no config)
+
+
+def task_entries(meta: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every task of an export (``meta``: its ``deploy.json``) by name, the main task first, each
+    with ``name``, ``task``, ``target``, ``outputs`` ([start, stop) of the graph's output),
+    ``classes`` and, as its kind has them, ``threshold``, ``target_scaling`` or ``anomaly``:
+    ``deploy.json``'s ``tasks`` for a multi-task model (exported since 2026-12-07), else one entry
+    of its main fields (a single-task export, or a multi-task one exported before, which recorded
+    the main task only)."""
+    if meta.get("tasks"):
+        return {task["name"]: dict(task) for task in meta["tasks"]}
+    main = {"name": MAIN_TASK, "task": meta["task"], "target": meta.get("target"), "outputs": meta["main_outputs"],
+            "classes": meta["classes"]}
+    main.update({key: meta[key] for key in ("threshold", "target_scaling", "anomaly") if key in meta})
+    return {MAIN_TASK: main}
+
+
+def task_columns(entry: Mapping[str, Any], scores: np.ndarray) -> dict[str, list[Any]]:
+    """One task's prediction columns, as ``polymodal.multitask.task_frame`` names them, from its
+    ``scores`` (B, K) (:meth:`Runtime.scores`; ``entry``: its :func:`task_entries` entry):
+    ``prediction`` and ``proba_<class>`` (classification), ``pred_<label>`` then ``proba_<label>``
+    (multilabel: 0/1 calls), ``pred_<target>`` (regression)."""
+    kind, names = entry["task"], entry["classes"]
+    if kind == "regression":
+        return {f"pred_{c}": scores[:, i].tolist() for i, c in enumerate(names)}
+    chosen = decisions(kind, scores, entry.get("threshold"))
+    if kind == "multilabel":
+        columns = {f"pred_{c}": chosen[:, i].tolist() for i, c in enumerate(names)}
+    else:
+        columns = {"prediction": [names[i] for i in chosen]}
+    return {**columns, **{f"proba_{c}": scores[:, i].tolist() for i, c in enumerate(names)}}
 
 
 def run_graph(session: Any, names: Sequence[str], feeds: Mapping[str, np.ndarray], *,
@@ -122,6 +161,15 @@ def export_command(folder: Path, run: Path, meta: Mapping[str, Any]) -> str:
     return f"'polymodal export {run}{out}{quantize}'"
 
 
+def undescribed_outputs(meta: Mapping[str, Any], session: Any) -> int:
+    """How many of the graph's output columns (``session``: its onnxruntime session) no task of
+    ``meta`` (its ``deploy.json``) describes: a multi-task model's further tasks, in an export
+    written before ``tasks`` recorded them; 0 otherwise (or where the width is not known)."""
+    width = session.get_outputs()[0].shape[-1]
+    described = max(task["outputs"][1] for task in task_entries(meta).values())
+    return width - described if isinstance(width, int) and width > described else 0
+
+
 def given(value: Any) -> bool:
     """Whether a row's value holds its modality: not None, a blank string, NaN, or a table whose
     cells are all empty (what training reads as a missing modality)."""
@@ -137,6 +185,8 @@ class Runtime:
         meta: the parsed ``deploy.json``.
         names: modality names in graph order (sorted).
         features: per modality, its numpy preprocessing.
+        tasks: every task by name, the main task first (:func:`task_entries`): one for a
+            single-task export; a multi-task one adds its further ``tasks``.
         quantized: whether the session runs the int8 graph; it then runs each row on its own, so
             any batch gives every row the answer it gets alone (see :func:`run_graph`).
     """
@@ -154,12 +204,14 @@ class Runtime:
         self.features: dict[str, Features] = {  # on_error: the run's data.on_error (None: an export before it was recorded)
             name: FEATURES[spec["kind"]](name, spec, meta.get("on_error")) for name, spec in meta["modalities"].items()}
         self.input_names = [i["name"] for i in meta["graph"]["inputs"]]
+        # every task by name, the main one first (:func:`task_entries`)
+        self.tasks: dict[str, dict[str, Any]] = task_entries(meta)
         self._one_threshold_said = False  # an export with one flag threshold for every row: said once
 
     def __repr__(self) -> str:
         kinds = {name: spec["kind"] for name, spec in sorted(self.meta["modalities"].items())}
         return (f"Runtime({str(self.folder)!r}, task={self.meta['task']!r}, modalities={kinds}"
-                + (", int8" if self.quantized else "") + ")")
+                + (f", tasks={self.further_tasks}" if self.further_tasks else "") + (", int8" if self.quantized else "") + ")")
 
     @classmethod
     def load(cls, folder: str | os.PathLike, *, quantized: bool = False, threads: int | None = None,
@@ -215,6 +267,13 @@ class Runtime:
             warn_user(f"{stale_export(folder, run)}: this runtime predicts as that model did, not as the run now "
                       f"does; to predict as the run does, export it again with {export_command(folder, run, meta)} "
                       "(with --data as before)")
+        undescribed = undescribed_outputs(meta, session)
+        if undescribed:
+            command = export_command(folder, run, meta) if (run / MODEL_FILE).is_file() else "'polymodal export RUN'"
+            warn_user(f"{folder}'s graph outputs {undescribed} columns beyond the main task's that its {META_FILE} does "
+                      "not describe: a multi-task model exported before its further tasks were recorded (2026-12-07); "
+                      f"this runtime answers the main task only; to answer every task, export the run again with "
+                      f"{command}")
         return cls(folder, meta, session, quantized=quantized)
 
     # -- preprocessing ------------------------------------------------------------------------
@@ -305,27 +364,55 @@ class Runtime:
         """Raw outputs (B, K) of the graph for prepared feeds (the int8 graph: row by row)."""
         return run_graph(self.session, self.input_names, feeds, row_by_row=self.quantized)
 
-    def outputs(self, rows: Sequence[Row]) -> np.ndarray:
-        """Raw outputs of the main task (B, K): logits (classification, multilabel) or values."""
-        start, stop = self.meta["main_outputs"]
-        return self.run(self.transform(rows))[:, start:stop]
+    @property
+    def further_tasks(self) -> list[str]:
+        """The names of a multi-task model's further tasks, in output order (none for one task)."""
+        return list(self.tasks)[1:]
 
-    def scores(self, outputs: np.ndarray) -> np.ndarray:
+    def task_entry(self, task: str | None = None) -> dict[str, Any]:
+        """The entry of task ``task`` (:attr:`tasks`; None: the main task).
+
+        Raises:
+            SchemaMismatchError: the model has no task of that name (the message lists them).
+        """
+        if task is None:
+            return next(iter(self.tasks.values()))
+        if task not in self.tasks:
+            raise SchemaMismatchError(f"task '{task}' is not one of this model's tasks{did_you_mean(task, self.tasks)}; "
+                                      f"it has {list(self.tasks)}")
+        return self.tasks[task]
+
+    def task_outputs(self, outputs: np.ndarray, task: str | None = None) -> np.ndarray:
+        """Task ``task``'s columns (None: the main task's) of the graph's raw outputs (B, sum K)."""
+        start, stop = self.task_entry(task)["outputs"]
+        return outputs[:, start:stop]
+
+    def outputs(self, rows: Sequence[Row], task: str | None = None) -> np.ndarray:
+        """Raw outputs (B, K) of the main task, or of ``task`` (a further task's name): logits
+        (classification, multilabel) or standardised values (regression)."""
+        return self.task_outputs(self.run(self.transform(rows)), task)
+
+    def scores(self, outputs: np.ndarray, task: str | None = None) -> np.ndarray:
         """Probabilities (classification: softmax, multilabel: sigmoid), de-standardised values
-        (regression) or anomaly scores (B, 1) as the graph gives them."""
-        task = self.meta["task"]
-        if task in ("classification", "multilabel"):
-            return probabilities(task, outputs)
-        if task == "anomaly":
+        (regression) or anomaly scores (B, 1) of a task's raw ``outputs`` (``task``: its name,
+        None: the main task) as the graph gives them."""
+        entry = self.task_entry(task)
+        kind = entry["task"]
+        if kind in ("classification", "multilabel"):
+            return probabilities(kind, outputs)
+        if kind == "anomaly":
             return outputs
-        mean, std = self.meta["target_scaling"]
+        mean, std = entry["target_scaling"]
         return outputs * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
 
-    def predict_proba(self, rows: Sequence[Row]) -> np.ndarray:
-        """(B, K) class probabilities; columns in ``meta['classes']`` order."""
-        if self.meta["task"] not in ("classification", "multilabel"):
-            raise RequestError(f"predict_proba needs a classification or multilabel model; this one does {self.meta['task']}")
-        return self.scores(self.outputs(rows))
+    def predict_proba(self, rows: Sequence[Row], task: str | None = None) -> np.ndarray:
+        """(B, K) class probabilities of the main task, or of ``task`` (a further task's name);
+        columns in the task's ``classes`` order (``meta['classes']`` for the main task)."""
+        kind = self.task_entry(task)["task"]
+        if kind not in ("classification", "multilabel"):
+            which = "model; this one" if task is None else f"task; task '{task}'"
+            raise RequestError(f"predict_proba needs a classification or multilabel {which} does {kind}")
+        return self.scores(self.outputs(rows, task), task)
 
     def held(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
         """(B,) the bit mask of the modalities each row of prepared ``feeds`` holds (bit i: ``names[i]``)."""
@@ -360,16 +447,43 @@ class Runtime:
                 self._one_threshold_said = True
         return flagged
 
-    def predict(self, rows: Sequence[Row]) -> list[Any]:
-        """Labels (classification), 0/1 lists (multilabel), value lists (regression) or flags (anomaly)."""
-        task, feeds = self.meta["task"], self.transform(rows)
-        start, stop = self.meta["main_outputs"]
-        scores = self.scores(self.run(feeds)[:, start:stop])
-        if task == "anomaly":
+    def predict(self, rows: Sequence[Row], task: str | None = None) -> list[Any]:
+        """Labels (classification), 0/1 lists (multilabel), value lists (regression) or flags
+        (anomaly) of the main task, or of ``task`` (a further task's name)."""
+        entry = self.task_entry(task)
+        feeds = self.transform(rows)
+        kind, scores = entry["task"], self.scores(self.task_outputs(self.run(feeds), task), task)
+        if kind == "anomaly":
             return self.flags(scores, self.held(feeds)).tolist()
-        if task == "classification":
-            return [self.meta["classes"][i] for i in decisions(task, scores, self.meta.get("threshold"))]
-        return decisions(task, scores, self.meta.get("threshold")).tolist() if task == "multilabel" else scores.tolist()
+        if kind == "classification":
+            return [entry["classes"][i] for i in decisions(kind, scores, entry.get("threshold"))]
+        return decisions(kind, scores, entry.get("threshold")).tolist() if kind == "multilabel" else scores.tolist()
+
+    def predict_records(self, rows: Sequence[Row]) -> list[dict[str, Any]]:
+        """Every task's predictions, one dict per row, keyed as ``predict_frame`` names its columns
+        (``pd.DataFrame(rt.predict_records(rows))`` has them): the main task's ``prediction`` and
+        ``proba_<class>`` (classification), ``pred_<label>`` and ``proba_<label>`` (multilabel) or
+        ``pred_<target>`` (regression), or an anomaly detector's ``score`` and ``flag``; each
+        further task's the same, ``<task>_`` before each name (``value_pred_value``,
+        ``shape_pred_round``, ``shape_proba_round``); last ``absent``: the modalities the row
+        lacked, comma-separated (empty when none). The graph runs once for every task."""
+        feeds = self.transform(rows)
+        outputs = self.run(feeds)
+        records: list[dict[str, Any]] = [{} for _ in rows]
+        for number, name in enumerate(self.tasks):
+            entry, prefix = self.tasks[name], "" if number == 0 else f"{name}_"
+            scores = self.scores(self.task_outputs(outputs, name), name)
+            if entry["task"] == "anomaly":
+                columns = {"score": scores[:, 0].tolist(), "flag": self.flags(scores, self.held(feeds)).tolist()}
+            else:
+                columns = task_columns(entry, scores)
+            for key, values in columns.items():
+                for record, value in zip(records, values):
+                    record[f"{prefix}{key}"] = value
+        present = np.stack([feeds[f"{n}.present"] for n in self.names], axis=1)
+        for record, held in zip(records, present):
+            record["absent"] = ", ".join(n for n, h in zip(self.names, held) if not h)
+        return records
 
     def coalition_reference(self) -> np.ndarray | None:
         """(2^M,) what :meth:`explain` measures a row against per coalition: an anomaly detector's

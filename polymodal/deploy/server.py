@@ -18,7 +18,7 @@ and their types are imported inside :func:`create_app`, fastapi being an optiona
 
 
 import hmac
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -132,7 +132,9 @@ def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any],
                     read_as: Sequence[str] = ()) -> dict[str, Any]:
     """The ``/predict`` answer for one sample's network ``outputs`` (``row``: the modalities it was sent),
     with ``warnings`` on how the body was read (``read_as``: an empty upload read as absent...) and
-    how the row was (:meth:`~polymodal.deploy.runtime.Runtime.notes`)."""
+    how the row was (:meth:`~polymodal.deploy.runtime.Runtime.notes`). The main task answers at the
+    top level (:func:`task_json`); a multi-task model adds ``tasks``: each further task's
+    :func:`task_json` with its ``task`` (kind), by name."""
     meta = runtime.meta
     start, stop = meta["main_outputs"]
     scores = runtime.scores(outputs[None, start:stop])[0]
@@ -151,19 +153,33 @@ def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any],
             out["warnings"].append(f"not scored: {reason}; flagged, as a row that cannot be checked")
         elif not np.isfinite(score):  # JSON has no infinity
             out["warnings"].append(f"the score is {score} (sent as null)")
-    elif meta["task"] == "classification":
-        out["prediction"] = meta["classes"][int(decisions("classification", scores[None], meta.get("threshold"))[0])]
-        if meta.get("threshold") is not None:  # decision.threshold: the positive class from this probability of it
-            out["threshold"] = meta["threshold"]
-        out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
-    elif meta["task"] == "multilabel":
-        called = decisions("multilabel", scores, meta.get("threshold"))
-        out["prediction"] = [c for c, chosen in zip(meta["classes"], called) if chosen]
-        if meta.get("threshold") is not None:  # decision.threshold: one for every label, or each label's
-            out["threshold"] = meta["threshold"]
-        out["probabilities"] = {str(c): float(p) for c, p in zip(meta["classes"], scores)}  # JSON keys are text
     else:
-        out["prediction"] = {c: float(v) for c, v in zip(meta["classes"], scores)}
+        out.update(task_json(runtime.task_entry(), scores))
+    for name in runtime.further_tasks:  # a multi-task model: each further task's answer by name, the main task's above
+        task_scores = runtime.scores(runtime.task_outputs(outputs[None], name), name)[0]
+        out.setdefault("tasks", {})[name] = {"task": runtime.tasks[name]["task"], **task_json(runtime.tasks[name], task_scores)}
+    return out
+
+
+def task_json(task: Mapping[str, Any], scores: np.ndarray) -> dict[str, Any]:
+    """One task's answer from its scores (K,) (``task``: its entry, :attr:`Runtime.tasks`): a
+    classifier's ``prediction`` (the class) and ``probabilities``, a multilabel model's
+    ``prediction`` (the labels called) and ``probabilities``, each with ``threshold`` where a
+    decision threshold is set; a regression's ``prediction`` maps each target to its value."""
+    out: dict[str, Any] = {}
+    if task["task"] == "classification":
+        out["prediction"] = task["classes"][int(decisions("classification", scores[None], task.get("threshold"))[0])]
+        if task.get("threshold") is not None:  # decision.threshold: the positive class from this probability of it
+            out["threshold"] = task["threshold"]
+        out["probabilities"] = {str(c): float(p) for c, p in zip(task["classes"], scores)}  # JSON keys are text
+    elif task["task"] == "multilabel":
+        called = decisions("multilabel", scores, task.get("threshold"))
+        out["prediction"] = [c for c, chosen in zip(task["classes"], called) if chosen]
+        if task.get("threshold") is not None:  # decision.threshold: one for every label, or each label's
+            out["threshold"] = task["threshold"]
+        out["probabilities"] = {str(c): float(p) for c, p in zip(task["classes"], scores)}  # JSON keys are text
+    else:
+        out["prediction"] = {c: float(v) for c, v in zip(task["classes"], scores)}
     return out
 
 
@@ -192,8 +208,9 @@ def explanation_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any],
 
 
 def metadata_json(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
-    """The ``/metadata`` answer: task, classes, the outputs ``/explain?output=`` names, modalities (with
-    the fields and file types they accept), limits."""
+    """The ``/metadata`` answer: task, classes, the outputs ``/explain?output=`` names, a multi-task
+    model's further ``tasks`` (:func:`task_metadata`), modalities (with the fields and file types they
+    accept), limits."""
     meta = runtime.meta
     modalities = {}
     for name, spec in meta["modalities"].items():
@@ -218,10 +235,21 @@ def metadata_json(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
             "outputs": [str(name) for name in meta["classes"]],  # what POST /explain?output= takes
             **({"anomaly": meta["anomaly"]} if "anomaly" in meta else {}),  # the scorer and its flag threshold
             **({"threshold": meta["threshold"]} if "threshold" in meta else {}),  # a two-class decision threshold
+            **({"tasks": {name: task_metadata(runtime.tasks[name]) for name in runtime.further_tasks}}
+               if runtime.further_tasks else {}),  # a multi-task model's further tasks, as /predict's "tasks" answers them
             "modalities": modalities, "auth": settings.token is not None,
             "quantized": settings.quantized, "parity": meta.get("parity"),
             "limits": settings.model_dump(include={"max_request_bytes", "max_image_pixels", "max_audio_seconds", "max_video_frames",
                                                    "max_text_chars"})}
+
+
+def task_metadata(task: Mapping[str, Any]) -> dict[str, Any]:
+    """A further task in ``/metadata`` (``task``: its entry, :attr:`Runtime.tasks`): its kind, target
+    columns, classes or labels (none for a regression, as the main task's), and its decision
+    threshold where one is set."""
+    out = {"task": task["task"], "target": task["target"],
+           "classes": task["classes"] if task["task"] in ("classification", "multilabel") else []}
+    return {**out, "threshold": task["threshold"]} if task.get("threshold") is not None else out
 
 
 def behind(app: Any, paths: set[str | None], dependency: Any) -> None:
