@@ -221,7 +221,7 @@ def test_torchscript_export_matches_eager(trained, dataset, tmp_path):
 def test_an_export_of_a_run_that_recorded_no_manifest_is_checked_on_synthetic_arrays_with_a_warning(late_run,
                                                                                                     tmp_path):
     predictor, _ = late_run  # fitted on DataFrames
-    with pytest.warns(UserWarning, match=r"checked on synthetic arrays only .*\(data= in Python"):
+    with pytest.warns(UserWarning, match=r"checked on synthetic arrays only .*give held-out rows \(data=\) to check both"):
         report = export_run(predictor, tmp_path / "exp")
     assert report.recorded is None and report.parity["source"] == "synthetic arrays"
     assert "runtime_max_abs_diff" not in report.parity  # the numpy preprocessing needs real rows

@@ -21,6 +21,8 @@ from polymodal.deploy.server import create_app
 from polymodal.deploy.settings import ServeSettings
 from polymodal.errors import SchemaMismatchError
 
+from .helpers import LOCAL
+
 WORDS = {0: "red small", 1: "green medium", 2: "blue large"}
 TABLE = {"kind": "tabular", "columns": ["x1", "x2"], "encoder": {"dim": 4, "hidden": [8]}}
 TEXT = {"kind": "text", "column": "notes", "encoder": {"name": "embedding_bag", "dim": 8}}
@@ -144,7 +146,7 @@ def test_runtime_predicts_each_task_by_name(model):
 
 def test_predict_answers_every_further_task_as_predict_frame(model):
     runtime, frame = model["runtime"], model["frame"]
-    with TestClient(create_app(runtime, ServeSettings())) as client:
+    with TestClient(create_app(runtime, ServeSettings()), base_url=LOCAL) as client:
         metadata = client.get("/metadata").json()
         assert client.get("/").status_code == 200
         for i, row in enumerate(model["rows"]):
@@ -196,5 +198,5 @@ def test_an_export_written_before_tasks_were_recorded_answers_its_main_task_with
     assert list(runtime.tasks) == ["main"]
     rows = model["rows"]
     assert runtime.predict(rows) == model["runtime"].predict(rows)
-    with TestClient(create_app(runtime, ServeSettings())) as client:
+    with TestClient(create_app(runtime, ServeSettings()), base_url=LOCAL) as client:
         assert "tasks" not in client.post("/predict", json=rows[0]).json()
