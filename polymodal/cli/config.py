@@ -21,7 +21,8 @@ from polymodal.cli.common import SetOpt, console, labelled, print_rows, print_wa
 def config_init(
     data: Annotated[Path, typer.Option("--data", help="A manifest (CSV, Parquet, JSONL...) of the rows to learn from.")],
     target: Annotated[list[str] | None, typer.Option("--target", metavar="COLUMN", help="The target column (repeatable: several "
-                                                     "targets; none: an anomaly detector).")] = None,
+                                                     "targets, of different kinds a multi-task config, the first "
+                                                     "the main task; none: an anomaly detector).")] = None,
     task: Annotated[str | None, typer.Option("--task", metavar="TASK", help="classification, regression, "
                                              "multilabel or anomaly, in place of the task inferred from the target "
                                              "(whole numbers such as 0-3 read as classes: --task regression makes "
@@ -35,7 +36,8 @@ def config_init(
     (image, audio, video or array files; numbers and categories; free text), with settings read
     from its files; the table says what each column became and why (the target's task too:
     --task overrides it), and a warning on stderr what looks like a mistake (a target of one value,
-    a column whose values alone separate the classes)."""
+    a column whose values alone separate the classes or follow a regression target, a 0/1 label
+    regressed, labels joined in one cell as 'a;b')."""
     import yaml
 
     from polymodal.data.infer_config import TARGET_NAMES, infer_config
@@ -56,7 +58,9 @@ def config_init(
         console.print(f"judged on {inferred.sampled:,} of {inferred.rows:,} rows, spread across the manifest; number and "
                       "category columns were then read in every row", highlight=False)
     names = ", ".join(f"{name} ({spec['kind']})" for name, spec in inferred.config["modalities"].items())
-    console.print(f"wrote {out}: task {inferred.config['task']}, modalities {names}")
+    further = ", ".join(f"{name} ({spec['task']})" for name, spec in inferred.config.get("tasks", {}).items())
+    console.print(f"wrote {out}: task {inferred.config['task']}{f', further tasks {further}' if further else ''}, "
+                  f"modalities {names}")
     if target is None:
         named = [c for c, _, _ in inferred.columns if c.lower() in TARGET_NAMES]
         console.print("no --target: every row is taken as normal, for an anomaly detector; give --target COLUMN to "

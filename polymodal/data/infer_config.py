@@ -23,8 +23,10 @@ number, or its categories, are counted in every row:
   categories, as written (a CSV's whole-number columns are read again as text to see the zeros);
   a number or category that determines the target in the rows looked at, alone or with one other
   column (a fault's type and size), is left out as a likely leak (a recording's id, the label
-  under another name), and so is a copy of an earlier column; a number column whose values alone
-  separate the classes (each class in its own range) is kept, and flagged (a warning);
+  under another name), and so is a copy of an earlier column (with several targets, a column that
+  determines any one of them); a number column whose values alone separate the classes (each
+  class in its own range) or follow a regression target almost exactly (a correlation of 0.99)
+  is kept, and flagged (a warning);
 - other text -> a ``text`` modality;
 - identifiers (a column named ``id`` / ``*_id``, or text unique to every row that is no sentence),
   columns that are empty in every row, who a row comes from (``speaker``, ``patient``...), a
@@ -39,7 +41,9 @@ The task follows the target: text labels, or at most 50 distinct whole numbers e
 rows or more on average that lie close together as class codes do (0-3, 1-10: their range at
 most :data:`~polymodal.data.infer_task.CODE_SPAN` times their count, or at most two values) ->
 classification; other numbers (decimals; whole numbers spread like a measurement, such as a speed of 1730-1797 rpm)
--> regression; several 0/1 targets -> multilabel; one value, or no target, -> anomaly
+-> regression; several 0/1 targets -> multilabel; several targets of different kinds (a class or a
+0/1 label beside a number) -> a task each, the first the main one and the others under ``tasks:``;
+one value, or no target, -> anomaly
 detection (one value, inferred: a warning, as a manifest filtered to one class by mistake reads
 so). ``task`` (``config init --task``) overrides it; ``--task anomaly`` with a target makes
 it the anomaly labels, whose normal value(s) ``anomaly.normal`` names: those of its defaults the
@@ -71,8 +75,16 @@ import pandas as pd
 
 from polymodal.data.cells import cell_text, is_empty
 from polymodal.data.infer_config_files import FILE_KINDS, judge_files, judge_sound
-from polymodal.data.infer_leaks import MAX_CATEGORIES, class_ranges, copies_and_leaks, position
-from polymodal.data.infer_task import chosen_task, inferred_task, label_caveats, normal_labels, uneven_classes
+from polymodal.data.infer_leaks import MAX_CATEGORIES, copies_and_leaks, flagged_numbers, position
+from polymodal.data.infer_task import (
+    free_name,
+    further_tasks,
+    normal_labels,
+    planned_tasks,
+    target_lines,
+    task_warnings,
+    uneven_classes,
+)
 from polymodal.data.manifest import READERS, Manifest, read_manifest
 from polymodal.errors import ManifestError
 from polymodal.utils.suggest import did_you_mean
@@ -110,9 +122,10 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
             None: inferred.
 
     Raises:
-        ManifestError: a target column the manifest does not have, several targets that are not
-            all numbers, or no column left to learn from (a file column none of whose sampled
-            files can be read is left out, with the reader's reason, not raised).
+        ManifestError: a target column the manifest does not have, a target of text labels nearly
+            unique to their rows, one of several targets holding one text value, or no column left to
+            learn from (a file column none of whose sampled files can be read is left out, with the
+            reader's reason, not raised).
         OptionError: a ``task`` (``--task``) that is none of those, given without a target, or that
             the targets cannot be (text for regression, values other than 0/1 for multilabel,
             several columns or one value for classification).
@@ -124,7 +137,8 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
         raise ManifestError([f"target column '{t}' is not in {manifest.name}{did_you_mean(t, manifest.columns)}; "
                              f"it has {list(manifest.columns)}" for t in missing], source=manifest.name)
     asked = task
-    task, task_why = inferred_task(manifest, targets) if task is None else chosen_task(manifest, targets, task)
+    plan = planned_tasks(manifest, targets, task)  # the main task first, then further ones (targets of different kinds)
+    task = plan[0][1]
     rows = np.unique(np.linspace(0, len(manifest) - 1, min(len(manifest), SAMPLE_ROWS)).astype(np.int64))  # spread
     manifest = _as_written(manifest, data, targets, rows)
     result = Inference({}, rows=len(manifest), sampled=len(rows))
@@ -139,23 +153,15 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
     left_out = copies_and_leaks(manifest, [column for column, kind, _, _ in judged if kind in ("number", "category")],
                                 targets, rows)
     variants = False
-    some_numbers = any(kind == "number" for _, kind, _, _ in judged)
-    labels = _labels(manifest, targets[0]) if task == "classification" and some_numbers else None
+    flagged, result.warnings = flagged_numbers(  # an easy feature, or a target in disguise: kept, and said
+        manifest, [c for c, kind, _, _ in judged if kind == "number" and c not in left_out],
+        {t: each for columns, each, _ in plan for t in columns}, rows)
     for column, kind, why, settings in judged:
         if column in left_out:
             kind, why = "skipped", f"{why}; {left_out[column]}"
         elif kind == "number":
             settings = {"not_numbers": _count_not_numbers(manifest, column)}
-            why = _numbers_why(manifest, column, settings["not_numbers"])
-            ranges = None if labels is None else class_ranges(manifest.column(column), labels)
-            if ranges is not None:  # an easy feature, or the target in disguise: kept, and said
-                why += (f"; its values alone separate the classes, each in its own range ({ranges}): kept, as a "
-                        "threshold can be an easy feature; check it is not derived from the target")
-                result.warnings.append(
-                    f"column '{column}' alone separates the classes of '{targets[0]}', each in its own range of "
-                    f"values ({ranges}): it is kept as a feature; check it is not derived from the target (a score "
-                    "computed from the label, a measurement taken after it) and remove it from the table's columns "
-                    "if it is")
+            why = _numbers_why(manifest, column, settings["not_numbers"]) + flagged.get(column, "")
         elif kind == "category":
             said, found = _categories_why(manifest, column, settings.get("codes", why))
             why = f"{why}; {said}" if "codes" in settings else said
@@ -168,14 +174,14 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
         elif kind == "category":
             categories.append(column)
         elif kind in ("image", "audio", "video", "signal", "text"):
-            modalities[_name(_stem(column), modalities)] = {"kind": kind, "column": column, **settings}
+            modalities[free_name(_stem(column), modalities)] = {"kind": kind, "column": column, **settings}
             sound = judge_sound(manifest, column, rows, _suffixes(manifest, column, rows)) if kind == "video" else None
             if sound is not None:  # the same files' sound tracks: an audio modality on the column
-                name = _name(f"{_stem(column)}_sound", modalities)
+                name = free_name(f"{_stem(column)}_sound", modalities)
                 modalities[name] = {"kind": "audio", "column": column, **sound[1]}
                 result.columns.append((column, f"audio ({name})", sound[0]))
     if numbers or categories:
-        table = _name("table", modalities)
+        table = free_name("table", modalities)
         modalities[table] = {"kind": "tabular", "columns": numbers, "categorical": categories}
         if variants:  # 'M' and 'm': one category, in training and when predicting
             modalities[table]["preprocess"] = {"normalize_categories": "strip_lower"}
@@ -184,10 +190,13 @@ def infer_config(data: str | os.PathLike | pd.DataFrame | Manifest, target: str 
     if not modalities:
         raise ManifestError([f"{manifest.name}: no column to learn from (each was a target, an identifier or empty): "
                              + "; ".join(f"'{c}': {why}" for c, _, why in result.columns)], source=manifest.name)
-    result.columns.extend((t, f"target ({task})", task_why + label_caveats(manifest, t, task)) for t in targets)
+    result.columns.extend(target_lines(manifest, plan))
+    result.warnings.extend(task_warnings(manifest, plan))
     config: dict[str, Any] = {"task": task}
     if targets:
-        config["target"] = targets[0] if len(targets) == 1 else targets
+        config["target"] = plan[0][0][0] if len(plan[0][0]) == 1 else plan[0][0]
+    if len(plan) > 1:
+        config["tasks"] = further_tasks(plan)
     config["modalities"] = modalities
     config["fusion"] = {"name": "attention" if len(modalities) > 1 else "concat"}
     lacking = _lacking(manifest, modalities, rows) if len(modalities) > 1 and task != "anomaly" else []
@@ -274,12 +283,6 @@ def _codes(text: list[str], padded: list[str]) -> tuple[str, str, dict[str, Any]
     return "category", f"{said}: read as categories, as written", {"codes": f"{distinct} values"}
 
 
-def _labels(manifest: Manifest, target: str) -> pd.Series:
-    """A classification target's labels, an empty cell as missing (a blank text cell too)."""
-    column = manifest.column(target)
-    return column if pd.api.types.is_numeric_dtype(column) else column.where(~column.map(is_empty))
-
-
 def _lacking(manifest: Manifest, modalities: dict[str, Any], rows: np.ndarray) -> list[str]:
     """The modalities some of the rows looked at lack: an empty cell (a table: every one of its
     columns empty). Where every row has every modality the subset loss is not written: on
@@ -340,16 +343,6 @@ def _stem(column: str) -> str:
 def _suffixes(manifest: Manifest, column: str, rows: np.ndarray) -> list[str]:
     """The file suffixes among a column's cells at ``rows`` (``.mp4``, ``.webm``), sorted."""
     return sorted({Path(str(c).strip()).suffix.lower() for c in manifest.take(column, rows) if not is_empty(c)})
-
-
-def _name(base: str, taken: dict[str, Any]) -> str:
-    """A modality name (an identifier) from a column name, not yet taken."""
-    name = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in base.strip()) or "m"
-    name = f"m_{name}" if name[0].isdigit() else name
-    candidate, n = name, 2
-    while candidate in taken:
-        candidate, n = f"{name}_{n}", n + 1
-    return candidate
 
 
 def _judge(manifest: Manifest, column: str, rows: np.ndarray, *, targeted: bool) -> tuple[str, str, dict[str, Any]]:

@@ -56,7 +56,7 @@ def test_each_column_becomes_what_its_cells_hold_with_settings_from_its_files(ma
 
 
 @pytest.mark.parametrize(("target", "task"), [("wear", "regression"), ("label", "classification"),
-                                              (["hot", "loud"], "multilabel"), (["age", "wear"], "regression")])
+                                              (["hot", "loud"], "multilabel")])
 def test_the_task_follows_the_target(manifest, target, task):
     assert infer_config(manifest, target).config["task"] == task
 
@@ -167,8 +167,8 @@ def test_files_are_judged_by_kind_and_an_unreadable_first_file_is_passed_over(tm
     assert became["eeg"][0] == "signal" and inferred.config["modalities"]["eeg"]["preprocess"]["length"] == 500
     assert became["missing"] == ("skipped", f".png paths, none of the 12 looked at found (relative to {tmp_path})")
     assert "spectrogram" not in inferred.config["modalities"]["eeg"]["preprocess"]  # 500 samples: read as they are
-    with pytest.raises(ManifestError, match=r"target columns \['t'\] hold text"):
-        infer_config(tmp_path / "m.csv", ["y", "t"])
+    with pytest.raises(ManifestError, match=r"target column 'scan' holds 12 distinct text values in 12 rows"):
+        infer_config(tmp_path / "m.csv", ["y", "scan"])  # one of several targets: as refused alone
 
 
 def test_constants_groups_counters_and_stray_text_among_numbers_are_judged_as_a_user_would(tmp_path):
@@ -642,7 +642,8 @@ def test_a_number_whose_values_alone_separate_the_classes_is_kept_and_said_so(tm
     few = frame.iloc[:52].copy()  # 'broken' kept on 17 rows, but only 4 of them with a score
     few.loc[few.index[(few["y"] == "broken").to_numpy()][4:], "score"] = None
     assert not infer_config(few, "y").warnings
-    assert not infer_config(frame.assign(y=score + rng.normal(0, 0.1, n)), "y").warnings  # regression: no classes
+    regressed = infer_config(frame.assign(y=score + rng.normal(0, 0.1, n)), "y").warnings  # no classes: no ranges
+    assert len(regressed) == 1 and regressed[0].startswith("column 'score' follows the regression target 'y'")
 
 
 def test_a_target_of_one_value_warns_that_the_config_is_an_anomaly_detector(manifest, tmp_path):
@@ -690,3 +691,148 @@ def test_modalities_some_rows_lack_are_also_trained_alone(manifest, tmp_path, ta
                                   "alone, so rows without some of them are predicted by a model trained on such rows "
                                   "(at the default 0, predict and explain warn that it was not)")
         assert load_config(inferred.config).loss.subset_weight == 1.0
+
+
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+@pytest.fixture
+def digits():
+    """60 rows: a digit 0-9 (6 rows each), its name, whether it is even, a value of the digit plus
+    a little noise, a pen's pressure (a decimal unrelated to the digit) and a noise column."""
+    rng = np.random.default_rng(7)
+    digit = np.arange(60) % 10
+    return pd.DataFrame({"digit": digit, "digit_name": [NAMES[d] for d in digit], "even": (digit % 2 == 0).astype(int),
+                         "big": (digit > 4).astype(int), "value": (digit + rng.normal(0, 0.1, 60)).round(3),
+                         "pressure": rng.uniform(0.5, 1.5, 60).round(3), "x": rng.normal(size=60)})
+
+
+def test_a_column_that_determines_any_one_of_several_targets_is_left_out_naming_it(digits):
+    """Each target is judged alone: a copy of 'digit' gives 'digit' away, however little it says
+    of 'value' beside it."""
+    why = {column: (kind, reason) for column, kind, reason in infer_config(digits, ["digit", "value"]).columns}
+    assert why["digit_name"][0] == "skipped"
+    assert why["digit_name"][1].endswith("it determines the target 'digit' in the rows looked at: left out as a "
+                                         "likely leak (a recording's id, the label under another name); add it to "
+                                         "the table's columns if it is known when predicting")
+    why = {column: (kind, reason) for column, kind, reason in infer_config(digits, ["even", "value"]).columns}
+    assert why["digit"][0] == "skipped" and "it determines the target 'even' in the rows" in why["digit"][1]
+    assert why["big"][0] == "number" and why["pressure"] == ("number", "numbers")  # neither spells out a target
+    both = {column: reason for column, _, reason in infer_config(digits, ["digit", "even", "value"]).columns}
+    assert "it determines the targets 'digit' and 'even' in the rows" in both["digit_name"]
+    paired = digits.assign(kind=np.where(digits["even"] == 1, "p", "q"), size=np.where(digits["big"] == 1, 7, 14))
+    why = {column: reason for column, _, reason in infer_config(paired, ["value", "big", "even"]).columns}
+    assert "it determines the target 'big'" in why["size"] and "it determines the target 'even'" in why["kind"]
+    quarter = digits.assign(label=digits["even"] * 2 + digits["big"])  # spelt out by 'kind' and 'size' together
+    why = {column: reason for column, _, reason in infer_config(quarter.assign(
+        kind=np.where(digits["even"] == 1, "p", "q"), size=np.where(digits["big"] == 1, 7, 14)).drop(
+        columns=["even", "big", "digit", "digit_name"]), ["label", "value"]).columns}
+    assert "with 'size' it determines the target 'label'" in why["kind"]
+    assert "with 'kind' it determines the target 'label'" in why["size"]
+
+
+def test_targets_of_different_kinds_make_a_multi_task_config_that_trains(digits, tmp_path):
+    inferred = infer_config(digits.drop(columns=["digit_name", "digit"]), ["even", "value"])
+    assert inferred.config["task"] == "classification" and inferred.config["target"] == "even"
+    assert inferred.config["tasks"] == {"value": {"task": "regression", "target": "value"}}
+    load_config(inferred.config)
+    said = {column: (became, why) for column, became, why in inferred.columns}
+    assert said["even"][0] == "target (classification)" and said["value"] == ("target (regression, tasks.value)",
+                                                                              "numbers")
+    assert said["(tasks)"][0] == "value: regression"
+    assert said["(tasks)"][1].startswith("the targets are of different kinds (0/1 labels: 'even'; numbers: 'value'), "
+                                         "which no one task learns together")
+    assert "the first target 'even' its main task" in said["(tasks)"][1]
+    coded = infer_config(digits.drop(columns=["digit_name"]), ["digit", "value", "even"]).config  # class codes
+    assert coded["task"] == "classification" and coded["target"] == "digit"
+    assert coded["tasks"] == {"value": {"task": "regression", "target": "value"},
+                              "even": {"task": "classification", "target": "even"}}
+    named = infer_config(digits.drop(columns=["digit"]), ["digit_name", "big"]).config  # text classes and a label
+    assert named["target"] == "digit_name" and named["tasks"] == {"big": {"task": "classification", "target": "big"}}
+    assert infer_config(digits, ["value", "pressure"]).config["task"] == "regression"  # all numbers: one regression
+    assert "tasks" not in infer_config(digits, ["value", "pressure"]).config
+    assert infer_config(digits, ["even", "big"]).config["task"] == "multilabel"  # all 0/1: multilabel
+    digits.drop(columns=["digit_name", "digit"]).to_csv(tmp_path / "m.csv", index=False)
+    result = invoke("config", "init", "--data", tmp_path / "m.csv", "--target", "even", "--target", "value",
+                    "--out", tmp_path / "c.yaml")
+    assert result.exit_code == 0, result.output
+    assert "task classification, further tasks value (regression)" in " ".join(result.stdout.split())
+    config = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**config, "train": {"epochs": 1, "progress": False}}))
+    trained = invoke("train", tmp_path / "c.yaml", "--train", tmp_path / "m.csv", "--out", tmp_path / "run")
+    assert trained.exit_code == 0, trained.output
+
+
+def test_a_task_asked_for_several_targets_is_kept_and_a_regressed_label_warned(digits):
+    inferred = infer_config(digits.drop(columns=["digit_name", "digit"]), ["even", "value"], task="regression")
+    assert inferred.config["task"] == "regression" and inferred.config["target"] == ["even", "value"]
+    assert "tasks" not in inferred.config
+    assert dict((c, w) for c, _, w in inferred.columns)["even"] == (
+        "--task regression (inferred: a task per target: classification for 'even', regression for 'value')")
+    assert inferred.warnings == ["target column 'even' holds only 0 and 1, a label, but is a regression target "
+                                 "(--task regression): it is fit as a number, by squared error, not as a label; "
+                                 "leave --task out (task=None in Python) to learn it as a class"]
+    alone = infer_config(digits[["even", "x"]], "even", task="regression").warnings
+    assert len(alone) == 1 and alone[0].endswith("to learn it as classes")
+    assert not infer_config(digits[["value", "x"]], "value", task="regression").warnings
+
+
+def test_a_number_that_follows_a_regression_target_almost_exactly_is_kept_and_said_so(digits):
+    """The regression analogue of a column separating the classes: |r| >= 0.99 (Pearson, or
+    Spearman's on ranks for a monotone rescaling) is kept as a feature, but warned."""
+    inferred = infer_config(digits[["digit", "x", "value"]], "value")
+    why = {column: reason for column, _, reason in inferred.columns}
+    assert "digit" in inferred.config["modalities"]["table"]["columns"] and why["x"] == "numbers"
+    assert why["digit"].startswith("numbers; it follows the target 'value' almost exactly (Pearson r = 0.99")
+    assert len(inferred.warnings) == 1
+    assert inferred.warnings[0].startswith("column 'digit' follows the regression target 'value' almost exactly "
+                                           "(Pearson r = 0.99")
+    assert "on 60 rows): it is kept as a feature" in inferred.warnings[0]
+    rescaled = digits[["value", "x"]].assign(growth=np.exp(digits["value"]))  # monotone, far from a line
+    said = " ".join(infer_config(rescaled, "value").warnings)
+    assert "column 'growth' follows the regression target 'value' almost exactly (Spearman's rank r = 1 on 60 " \
+           "rows)" in said
+    rng = np.random.default_rng(1)
+    loose = digits[["value", "x"]].assign(reading=digits["value"] + rng.normal(0, 1.5, 60))  # r about 0.9
+    assert not infer_config(loose, "value").warnings
+    few = infer_config(digits[["digit", "x", "value"]].iloc[:9], "value")  # 9 rows prove little
+    assert not few.warnings and dict((c, w) for c, _, w in few.columns)["digit"] == "numbers"
+
+
+def test_text_labels_joined_by_a_separator_get_a_hint_to_make_one_0_1_column_per_label(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 40
+    tags = [["a;b", "a", "b", "", "b;a"][i % 5] for i in range(n)]
+    frame = pd.DataFrame({"x": rng.normal(size=n), "tags": tags, "state": ["ok", "worn"] * (n // 2)})
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    inferred = infer_config(tmp_path / "m.csv", "tags")
+    looks = "its values look like several labels joined by ';' (2 labels: 'a', 'b')"
+    assert inferred.config["task"] == "classification"
+    assert looks in dict((c, w) for c, _, w in inferred.columns)["tags"]
+    assert len(inferred.warnings) == 1 and looks in inferred.warnings[0]
+    assert "df = df.join(df['tags'].str.get_dummies(sep=';').add_prefix('tags_'))" in inferred.warnings[0]
+    assert "(--target tags_a --target tags_b; a row without a label is 0 in each)" in inferred.warnings[0]
+    with pytest.raises(OptionError, match=r"needs 0 or 1 in every row; its values look like several labels joined "
+                                          r"by ';'"):
+        infer_config(tmp_path / "m.csv", "tags", task="multilabel")
+    for cells in (frame["tags"], frame["tags"].str.replace(";", " ; ")):  # spaces around ';': removed first
+        warning = infer_config(frame.assign(tags=cells), "tags").warnings[0]
+        recipe = warning.split("pandas writes them with df = ")[1].split(", to give as the targets")[0]
+        df = eval(recipe, {"df": frame.assign(tags=cells)})  # the line of pandas, as said
+        assert {"tags_a", "tags_b"} <= set(df.columns) and df.filter(like="tags_").shape[1] == 2, recipe
+        assert infer_config(df.drop(columns="tags"), ["tags_a", "tags_b"]).config["task"] == "multilabel"
+    assert not infer_config(tmp_path / "m.csv", "state").warnings  # plain labels: no hint
+    many = ["|".join(sorted(rng.choice(list("pqrstuvw"), size=int(rng.integers(1, 4)), replace=False)))
+            for _ in range(n)]  # combinations nearly unique to their rows: refused, with the hint
+    with pytest.raises(ManifestError, match=r"class labels repeat.*joined by '\|' \(8 labels: 'p', 'q'"):
+        infer_config(frame.assign(tags=many), "tags")
+    brackets = frame.assign(tags=[["1,000-2,000", "2,000-5,000", "5,000-9,000"][i % 3] for i in range(n)])
+    assert not infer_config(brackets, "tags").warnings  # commas between digits join no labels
+
+
+def test_a_modality_named_for_a_column_with_letters_outside_ascii_is_a_valid_name():
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"bemerkung_ä": [" ".join(rng.choice(WORDS, size=3)) for _ in range(24)],
+                          "y": ["ok", "worn"] * 12})
+    inferred = infer_config(frame, "y")  # validated: a name is an ASCII identifier
+    assert inferred.config["modalities"]["bemerkung__"]["column"] == "bemerkung_ä"
