@@ -15,7 +15,7 @@ import pandas as pd
 from torch import nn
 
 from polymodal.config.tasks import MAIN_TASK
-from polymodal.data.multitarget import MultiTargetEncoder
+from polymodal.data.multitarget import MultiTargetEncoder, TaskSlot
 from polymodal.metrics.tasks import task_metrics
 from polymodal.models.objectives import TaskLoss
 from polymodal.models.objectives.multitask import MultiTaskLoss
@@ -53,8 +53,17 @@ def main_task(targets: Any, outputs: np.ndarray, encoded: np.ndarray) -> tuple[n
     return main_outputs(targets, outputs), targets.main_targets(encoded)
 
 
+def scored_rows(slot: TaskSlot, target: np.ndarray) -> np.ndarray:
+    """(N,) the rows of an encoded target matrix that score task ``slot``: every row for the main
+    task; for a further task, those holding every one of its labels (NaN: a row without it)."""
+    if slot.name == MAIN_TASK:
+        return np.ones(len(target), bool)
+    return ~np.isnan(target[:, slot.targets[0]:slot.targets[1]]).any(axis=1)
+
+
 def multitask_metrics(targets: MultiTargetEncoder, outputs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
-    """Every task's metrics: the main task's under their usual names, the others as ``<task>/<metric>``.
+    """Every task's metrics: the main task's under their usual names, the others as ``<task>/<metric>``,
+    each on the rows holding its labels (:func:`scored_rows`; a task no row scores is left out).
 
     ``outputs`` may hold only the main task's columns (as modality-subset evaluation passes them);
     the tasks whose columns are absent are then left out.
@@ -64,10 +73,11 @@ def multitask_metrics(targets: MultiTargetEncoder, outputs: np.ndarray, target: 
         if slot.outputs[1] > outputs.shape[1]:
             continue
         enc = targets.encoders[slot.name]
-        out = outputs[:, slot.outputs[0]:slot.outputs[1]]
-        tgt = target[:, slot.targets[0]:slot.targets[1]]
-        if slot.name != MAIN_TASK and np.isnan(tgt).all():  # a task the evaluated rows cannot score
+        rows = scored_rows(slot, target)
+        if slot.name != MAIN_TASK and not rows.any():  # a further task the evaluated rows cannot score
             continue
+        out = outputs[rows, slot.outputs[0]:slot.outputs[1]]
+        tgt = target[rows, slot.targets[0]:slot.targets[1]]
         if enc.task == "classification":
             part = task_metrics("classification", out, tgt[:, 0].round().astype(np.int64), enc.n_outputs,
                                 classes=enc.classes, threshold=enc.threshold)

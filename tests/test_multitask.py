@@ -1,4 +1,5 @@
-"""multitask.task_frame: one layout of prediction columns for the main task and every further one."""
+"""polymodal.multitask: one layout of prediction columns for the main task and every further one; each
+further task scored on the rows holding its labels; a fit on partly labelled further tasks."""
 
 from __future__ import annotations
 
@@ -6,8 +7,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pytest
+from helpers_models import classification_config, make_dataset, write_splits
 
-from polymodal.multitask import task_frame
+from polymodal import MultimodalPredictor
+from polymodal.data.multitarget import MultiTargetEncoder
+from polymodal.data.targets import TargetEncoder
+from polymodal.multitask import multitask_metrics, task_frame
 
 
 def test_every_task_kind_gets_its_columns_under_the_prefix():
@@ -39,3 +45,42 @@ def test_a_prediction_column_keeps_the_classes_type():
             assert frame["prediction"].dtype == dtype
         else:
             assert pd.api.types.is_string_dtype(frame["prediction"])
+
+
+def test_each_further_task_is_scored_on_the_rows_holding_its_labels():
+    main = TargetEncoder("classification", ["y"])
+    main.classes = ["a", "b"]
+    size = TargetEncoder("regression", ["size"])
+    size.mean, size.std = np.zeros(1, np.float32), np.ones(1, np.float32)
+    targets = MultiTargetEncoder(main, {"size": size})
+    outputs = np.array([[2.0, 0.0, 1.0], [0.0, 2.0, 5.0], [2.0, 0.0, 3.0], [0.0, 2.0, 0.0]], np.float32)
+    target = np.array([[0, 1.0], [1, np.nan], [0, 3.0], [1, np.nan]], np.float32)  # rows 1 and 3: no size
+    scores = multitask_metrics(targets, outputs, target)
+    assert scores["accuracy"] == 1.0 and scores["size/mae"] == pytest.approx(0.0)  # not 5 and 0 against NaN
+    unlabelled = target.copy()
+    unlabelled[:, 1] = np.nan
+    scores = multitask_metrics(targets, outputs, unlabelled)
+    assert "accuracy" in scores and not any(k.startswith("size/") for k in scores)
+
+
+def test_a_fit_learns_the_further_tasks_from_the_rows_that_have_their_labels(tmp_path):
+    """Every third training row lacks the regression task's label, every fifth the class task's:
+    the fit trains on every row, each further task on the rows holding its label."""
+    frame = make_dataset(tmp_path, n=45)
+    paths = write_splits(tmp_path, frame)
+    train = pd.read_csv(paths["train"])
+    train.loc[::3, "y"] = np.nan
+    train.loc[1::5, "tag_bright"] = np.nan
+    train.to_csv(paths["train"], index=False)
+    valid = pd.read_csv(paths["valid"])
+    valid.loc[::4, "y"] = np.nan  # validation rows may lack it too
+    valid.to_csv(paths["valid"], index=False)
+    cfg = classification_config(epochs=1)
+    cfg["tasks"] = {"bright": {"task": "classification", "target": "tag_bright", "weight": 0.5},
+                    "level": {"task": "regression", "target": "y"}}
+    pred = MultimodalPredictor.from_config(cfg).fit(paths["train"], paths["valid"])
+    history = pred.history
+    for column in ("train_loss", "train_task_loss", "train_main/loss", "train_bright/loss", "train_level/loss",
+                   "val_loss", "val_level/loss"):
+        assert np.isfinite(history[column]).all(), column
+    assert pred.info["train_rows"] == len(train)  # every row trains, those without a further task's label too

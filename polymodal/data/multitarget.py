@@ -20,7 +20,7 @@ import numpy as np
 from polymodal.config.tasks import MAIN_TASK
 from polymodal.data.manifest import Manifest
 from polymodal.data.targets import TargetEncoder
-from polymodal.data.validation import target_problems
+from polymodal.data.validation import target_cells, target_problems
 from polymodal.errors import ManifestError, SchemaMismatchError
 from polymodal.utils.warn import warn_user
 
@@ -116,31 +116,48 @@ class MultiTargetEncoder:
             out, col = out + enc.n_outputs, col + width
         return slots
 
-    def _check(self, manifest: Manifest) -> None:
-        """Every further task's target columns are there, filled and (where needed) numeric."""
-        problems = [p for name, enc in self.extras.items() for column in enc.columns
-                    for p in target_problems(manifest, column, enc.task, f"target column '{column}' of tasks.{name}")]
+    def _check(self, manifest: Manifest, training: bool = False) -> None:
+        """Every further task's target columns are there and hold values it can use; an empty cell is
+        a row without that label. ``training``: each column must hold a label in some row."""
+        problems = []
+        for name, enc in self.extras.items():
+            for column in enc.columns:
+                what = f"target column '{column}' of tasks.{name}"
+                found = target_problems(manifest, column, enc.task, what, optional=True)
+                if training and not found and target_cells(manifest.column(column), enc.task).empty.all():
+                    found = [f"{what} is empty in every row of {manifest.name}: a further task learns from the rows "
+                             "that hold its label (the others train the other tasks), and none does; fill it where "
+                             f"known, or leave the column out of tasks.{name}"]
+                problems += found
         if problems:
             raise ManifestError(problems, source=manifest.name)
 
     def fit(self, manifest: Manifest) -> MultiTargetEncoder:
-        self._check(manifest)
+        self._check(manifest, training=True)
         for enc in self.encoders.values():
             enc.fit(manifest)
+        for name, enc in self.extras.items():
+            _warn_if_few_labels(manifest, name, enc)
         return self
 
     def encode(self, manifest: Manifest, rows: np.ndarray | None = None) -> np.ndarray:
-        """(N, sum C_t) float32: every task's encoded targets side by side.
+        """(N, sum C_t) float32: every task's encoded targets side by side; NaN where a further
+        task's target cell is empty (a row without that label, which its loss and metrics leave out).
 
         Raises:
-            ManifestError: a further task's column is missing, empty or not numeric.
+            ManifestError: a further task's column is missing or holds a value it cannot use
+                (not numeric, infinite, not 0/1).
             SchemaMismatchError: a class label not seen in training.
         """
         self._check(manifest)
-        parts = []
-        for enc in self.encoders.values():
-            values = enc.encode(manifest, rows)
-            parts.append(values.astype(np.float32).reshape(len(values), -1))
+        rows = np.arange(len(manifest)) if rows is None else np.asarray(rows)
+        main = self.main.encode(manifest, rows)
+        parts = [main.astype(np.float32).reshape(len(main), -1)]
+        for enc in self.extras.values():
+            values, _, unseen = _encode_labelled(enc, manifest, rows)
+            if unseen:
+                raise SchemaMismatchError(enc.unseen_message(manifest, unseen))
+            parts.append(values)
         return np.concatenate(parts, axis=1)
 
     def encode_scorable(self, manifest: Manifest, rows: np.ndarray | None = None) -> np.ndarray:
@@ -180,6 +197,43 @@ class MultiTargetEncoder:
     def from_state(cls, state: Mapping[str, Any]) -> MultiTargetEncoder:
         return cls(TargetEncoder.from_state(state["main"]),
                    {name: TargetEncoder.from_state(s) for name, s in state["tasks"].items()})
+
+
+FEW_LABELLED_ROWS = 10  # a further task labelled in fewer training rows (some rows without) is warned about
+
+
+def _encode_labelled(encoder: TargetEncoder, manifest: Manifest, rows: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, Any]]]:
+    """A further task's targets at ``rows``: (N, C_t) float32 (a class index, or one value per
+    column), NaN where a cell is empty or holds a value the task cannot use (not numeric,
+    infinite, not 0/1, a class the training never saw); the (N, C_t) mask of the empty cells; and
+    the ``(row, label)`` of each class the training never saw."""
+    frame = manifest.select(encoder.columns, rows)
+    cells = [target_cells(frame[c], encoder.task) for c in encoder.columns]
+    empty = np.stack([c.empty for c in cells], axis=1)
+    if encoder.task == "classification":
+        out = np.full((len(rows), 1), np.nan, np.float32)
+        filled = np.flatnonzero(~empty[:, 0])
+        codes, unseen = encoder.encode_classes(manifest, rows[filled])
+        out[filled[codes >= 0], 0] = codes[codes >= 0]
+        return out, empty, unseen
+    values = np.stack([np.where(c.invalid, np.nan, c.numbers) for c in cells], axis=1)
+    if encoder.task == "regression":
+        values = (values - encoder.mean) / encoder.std
+    return values.astype(np.float32), empty, []
+
+
+def _warn_if_few_labels(manifest: Manifest, name: str, encoder: TargetEncoder) -> None:
+    """Warn when fewer than :data:`FEW_LABELLED_ROWS` rows of a training manifest, where some rows
+    lack it, hold a label of further task ``name``: its head learns from those rows alone."""
+    frame = manifest.select(encoder.columns)
+    labelled = int((~np.stack([target_cells(frame[c], encoder.task).empty for c in encoder.columns], axis=1)
+                    ).any(axis=1).sum())
+    if labelled < min(len(manifest), FEW_LABELLED_ROWS):
+        columns = f"column '{encoder.columns[0]}'" if len(encoder.columns) == 1 else f"columns {encoder.columns}"
+        warn_user(f"tasks.{name} has a label in only {labelled} of the {len(manifest)} training rows of "
+                  f"{manifest.name} ({columns}): its head learns from those rows alone, and its metrics on so few "
+                  "say little; label more rows, or leave the task out")
 
 
 def classes_fitted_on(config: Any) -> str:

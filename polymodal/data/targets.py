@@ -239,10 +239,10 @@ class TargetEncoder:
                     f"classification needs at least 2 classes in target column '{self.columns[0]}' of "
                     f"{manifest.name}; found {self.classes}"
                 )
-        elif self.task == "regression":
-            values = manifest.select(self.columns).apply(pd.to_numeric).to_numpy(np.float64)
-            self.mean = values.mean(axis=0).astype(np.float32)
-            self.std = np.maximum(values.std(axis=0), 1e-8).astype(np.float32)
+        elif self.task == "regression":  # a further task's empty cells (rows without its label) left out
+            values = manifest.select(self.columns).apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+            self.mean = np.nanmean(values, axis=0).astype(np.float32)
+            self.std = np.maximum(np.nanstd(values, axis=0), 1e-8).astype(np.float32)
         return self
 
     @property
@@ -264,24 +264,30 @@ class TargetEncoder:
                 retrieval (:attr:`open_labels`).
         """
         rows = np.arange(len(manifest)) if rows is None else np.asarray(rows)
-        frame = manifest.select([c for c in self.columns if c in manifest.columns], rows)  # not every column
         if self.categorical:
-            index = self._class_index()
-            column = frame[self.columns[0]]
-            codes, uniques, keys = distinct_labels(column)
-            code_unseen = unseen_label_code if self.open_labels else lambda key: -1
-            positions = np.array([index[k] if k in index else code_unseen(k) for k in keys] + [-1], np.int64)  # last: empty
-            out = positions[codes]
-            unseen = [(int(rows[i]), python_scalar(column.iloc[i])) for i in np.flatnonzero(out < 0)]
+            out, unseen = self.encode_classes(manifest, rows)
             if unseen:
-                raise SchemaMismatchError(self._unseen_message(manifest, unseen))
+                raise SchemaMismatchError(self.unseen_message(manifest, unseen))
             return out
+        frame = manifest.select([c for c in self.columns if c in manifest.columns], rows)  # not every column
         if self.task == "retrieval":  # no target column: no labels (-1), each row is its own pair
             return np.full(len(frame), -1, np.int64)
         values = frame[self.columns].apply(pd.to_numeric).to_numpy(np.float32)
         if self.task == "regression":
             values = (values - self.mean) / self.std
         return values
+
+    def encode_classes(self, manifest: Manifest, rows: np.ndarray) -> tuple[np.ndarray, list[tuple[int, Any]]]:
+        """A class column's (N,) int64 indices at ``rows`` and the ``(row, cell)`` of each row left
+        at -1: an empty cell, or a label training never saw (a retrieval label training never saw
+        is coded by :func:`unseen_label_code` instead)."""
+        column = manifest.select([self.columns[0]], rows)[self.columns[0]]
+        index = self._class_index()
+        codes, _, keys = distinct_labels(column)
+        code_unseen = unseen_label_code if self.open_labels else lambda key: -1
+        positions = np.array([index[k] if k in index else code_unseen(k) for k in keys] + [-1], np.int64)  # last: empty
+        out = positions[codes]
+        return out, [(int(rows[i]), python_scalar(column.iloc[i])) for i in np.flatnonzero(out < 0)]
 
     def _class_index(self) -> dict[str, int]:
         """:func:`label_key` of each class -> its index. Classes fitted apart that match as one
@@ -296,7 +302,7 @@ class TargetEncoder:
                     f"({label_key(c)!r}): labels are matched by value whatever their type; retrain the model")
         return index
 
-    def _unseen_message(self, manifest: Manifest, unseen: list[tuple[int, Any]]) -> str:
+    def unseen_message(self, manifest: Manifest, unseen: list[tuple[int, Any]]) -> str:
         """The first unseen label with its row, then (a few of) the other rows holding one."""
         (row, value), others = unseen[0], unseen[1:]
         meant = did_you_mean(value, self.classes) if isinstance(value, str) and not _is_number(value) else ""

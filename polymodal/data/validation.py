@@ -9,6 +9,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -377,7 +378,7 @@ def _target_problems(manifest: Manifest, config: Config, training: bool) -> list
 
 
 def target_problems(manifest: Manifest, column: str, task: str, what: str | None = None, *,
-                    scored: bool = False) -> list[str]:
+                    scored: bool = False, optional: bool = False) -> list[str]:
     """The problems of one target column: not in the manifest, empty cells and, for regression
     and multilabel, values that are not numbers, infinite or (multilabel) not 0/1. Rows are named
     as the manifest file numbers them (a subset's too), with their lines (``row 3 (line 5)``), and
@@ -388,12 +389,14 @@ def target_problems(manifest: Manifest, column: str, task: str, what: str | None
         scored: the rows are evaluated, not trained on: empty cells are advised as rows to leave
             out or predict instead (a fit's advice, learning from them semi-supervised, is no
             evaluation's).
+        optional: an empty cell is a row without this label (a further task's), not a problem.
     """
     what = what or f"target column '{column}'"
     if column not in manifest.columns:
         return [f"{what} is not in {manifest.name}{did_you_mean(column, manifest.columns)} "
                 f"(columns: {list(manifest.columns)})"]
     values = manifest.column(column)
+    cells = target_cells(values, task)
 
     def held(bad: np.ndarray, numbers: np.ndarray | None = None) -> str:
         """``row 3 (line 5) holds 'x'``, ``rows 3 (line 5), 7 (line 9) hold 2, 0.5``: the first
@@ -402,8 +405,7 @@ def target_problems(manifest: Manifest, column: str, task: str, what: str | None
         examples = ", ".join(shown) + (", ..." if len(bad) > 3 else "")
         return f"{manifest.rows_text(bad)} {'holds' if len(bad) == 1 else 'hold'} {examples}"
 
-    empty_mask = values.map(is_empty).to_numpy(dtype=bool)
-    empty = np.flatnonzero(empty_mask)
+    empty = np.flatnonzero(cells.empty)
     if scored:
         fix = (f"evaluating scores each row's prediction against its label, so every row needs one: remove those rows "
                f"(e.g. df.dropna(subset=['{column}'])), or predict unlabelled rows with 'polymodal predict' "
@@ -411,16 +413,47 @@ def target_problems(manifest: Manifest, column: str, task: str, what: str | None
     else:
         fix = (f"every row needs one here: drop the others, e.g. df.dropna(subset=['{column}']); a semi-supervised "
                "fit learns from them as transfer.unlabeled rows")
-    problems = [f"{what} is empty in {manifest.rows_text(empty)} ({fix})"] if len(empty) else []
-    if task in ("regression", "multilabel"):
-        numeric = pd.to_numeric(values, errors="coerce")
-        as_float = numeric.to_numpy(np.float64, na_value=np.nan)
-        for bad, must in ((np.flatnonzero(np.isnan(as_float) & ~empty_mask), "be numeric"),
-                          (np.flatnonzero(np.isinf(as_float)), "hold finite numbers")):
-            if len(bad):
-                problems.append(f"{what} must {must} for task '{task}'; {held(bad)}")
-        if task == "multilabel":  # among the finite numbers (the others are named above)
-            bad = np.flatnonzero(np.isfinite(as_float) & (as_float != 0) & (as_float != 1))
-            if len(bad):
-                problems.append(f"{what} must hold 0 or 1 for task 'multilabel'; {held(bad, as_float)}")
+    problems = [f"{what} is empty in {manifest.rows_text(empty)} ({fix})"] if len(empty) and not optional else []
+    for bad, must in ((cells.not_numeric, "be numeric"), (cells.infinite, "hold finite numbers")):
+        if bad.any():
+            problems.append(f"{what} must {must} for task '{task}'; {held(np.flatnonzero(bad))}")
+    if cells.not_binary.any():
+        problems.append(f"{what} must hold 0 or 1 for task 'multilabel'; "
+                        f"{held(np.flatnonzero(cells.not_binary), cells.numbers)}")
     return problems
+
+
+@dataclass(frozen=True)
+class TargetCells:
+    """What the cells of one target column hold, as (N,) masks over its rows.
+
+    Attributes:
+        empty: no value (None, NaN, blank text).
+        not_numeric: a value that does not read as a number (regression, multilabel).
+        infinite: ``inf`` or ``-inf`` (regression, multilabel).
+        not_binary: a finite number other than 0 and 1 (multilabel).
+        numbers: the cells as numbers (NaN where not one); None for a class column.
+    """
+
+    empty: np.ndarray
+    not_numeric: np.ndarray
+    infinite: np.ndarray
+    not_binary: np.ndarray
+    numbers: np.ndarray | None
+
+    @property
+    def invalid(self) -> np.ndarray:
+        """A value the task cannot use (empty cells are not counted)."""
+        return self.not_numeric | self.infinite | self.not_binary
+
+
+def target_cells(values: pd.Series, task: str) -> TargetCells:
+    """The masks of :class:`TargetCells` for the cells ``values`` of a ``task`` target column
+    (class columns: only ``empty``; a class training never saw is the target encoder's to find)."""
+    empty = values.map(is_empty).to_numpy(dtype=bool)
+    none = np.zeros(len(values), bool)
+    if task not in ("regression", "multilabel"):
+        return TargetCells(empty, none, none, none, None)
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+    not_binary = np.isfinite(numbers) & (numbers != 0) & (numbers != 1) if task == "multilabel" else none
+    return TargetCells(empty, np.isnan(numbers) & ~empty, np.isinf(numbers), not_binary, numbers)

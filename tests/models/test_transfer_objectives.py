@@ -217,3 +217,49 @@ def test_uncertainty_weighting_learns_log_variances():
     assert out.loss.item() == pytest.approx((ce + math.exp(-1.0) * mse + 1.0).item(), rel=1e-5)
     out.loss.backward()
     assert loss.log_vars.grad[1].item() < 0  # a large regression loss pushes its variance up
+
+
+# a further task's rows without its label: NaN targets, masked out of its loss
+MIXED = [TaskSlot("main", "classification", (0, 3), (0, 1)), TaskSlot("kind", "classification", (3, 5), (1, 2)),
+         TaskSlot("tags", "multilabel", (5, 7), (2, 4)), TaskSlot("size", "regression", (7, 8), (4, 5))]
+MIXED_LOSSES = {"main": TaskLoss("classification"), "kind": TaskLoss("classification"),
+                "tags": TaskLoss("multilabel"), "size": TaskLoss("regression")}
+
+
+def test_a_further_tasks_loss_is_the_mean_over_the_rows_holding_its_label():
+    nan = float("nan")
+    outputs = torch.randn(4, 8, generator=gen(), requires_grad=True)
+    target = torch.tensor([[0.0, 1, 1, 0, 2.0], [1, nan, 0, nan, nan], [2, 0, nan, nan, -1.0], [0, nan, 1, 1, nan]])
+    out = MultiTaskLoss(MIXED, MIXED_LOSSES, dict.fromkeys(MIXED_LOSSES, 1.0))(outputs, target)
+    kind = F.cross_entropy(outputs[[0, 2], 3:5], torch.tensor([1, 0]))  # rows 0 and 2 have a kind
+    held = ~torch.isnan(target[:, 2:4])  # tags: 4 cells of 8 (row 1 has one of the two, row 2 none)
+    tags = F.binary_cross_entropy_with_logits(outputs[:, 5:7][held], target[:, 2:4][held])
+    size = F.mse_loss(outputs[[0, 2], 7], target[[0, 2], 4])
+    main = F.cross_entropy(outputs[:, :3], target[:, 0].long())
+    assert out.logs["kind/loss"].item() == pytest.approx(kind.item(), rel=1e-5)
+    assert out.logs["tags/loss"].item() == pytest.approx(tags.item(), rel=1e-5)
+    assert out.logs["size/loss"].item() == pytest.approx(size.item(), rel=1e-5)
+    assert out.loss.item() == pytest.approx((main + kind + tags + size).item(), rel=1e-5)
+    assert out.logs["kind/accuracy"].item() in (0.0, 0.5, 1.0)  # of its 2 labelled rows
+    out.loss.backward()
+    assert torch.isfinite(outputs.grad).all()
+    assert (outputs.grad[[1, 3], 3:5] == 0).all() and (outputs.grad[2, 5:7] == 0).all()  # unlabelled: no gradient
+    assert (outputs.grad[1, 6] == 0).all() and (outputs.grad[1, 5] != 0).all()  # tags: per label
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_a_batch_without_any_label_of_a_further_task_adds_nothing_for_it(learned):
+    outputs = torch.randn(3, 5, generator=gen(), requires_grad=True)
+    target = torch.tensor([[0.0, float("nan"), float("nan")], [1, float("nan"), float("nan")], [2] + [float("nan")] * 2])
+    loss = MultiTaskLoss(SLOTS, {"main": TaskLoss("classification"), "size": TaskLoss("regression")},
+                         {"main": 1.0, "size": 0.5}, learned=learned)
+    if learned:
+        with torch.no_grad():
+            loss.log_vars.copy_(torch.tensor([0.0, 2.0]))
+    out = loss(outputs, target)
+    assert out.loss.item() == pytest.approx(F.cross_entropy(outputs[:, :3], target[:, 0].long()).item(), rel=1e-5)
+    assert "size/loss" not in out.logs and "size/weight" not in out.logs  # nothing to average into its epoch figure
+    out.loss.backward()
+    assert torch.isfinite(outputs.grad).all() and (outputs.grad[:, 3:] == 0).all()
+    if learned:
+        assert loss.log_vars.grad[1].item() == 0  # its s_t is not pushed down by a batch it could not learn from

@@ -30,14 +30,22 @@ def multitask_loss(outputs: torch.Tensor, target: torch.Tensor, slots: Sequence[
         log_vars: (T,) learned log-variances ``s_t`` (``task_weighting: uncertainty``); the total is
             ``sum_t exp(-s_t) * L_t + s_t`` (Kendall et al., 2018) and ``weights`` is ignored.
 
+    A further task's target is NaN in the rows without its label: its loss is the mean over the
+    rows (multilabel, regression: the cells) that hold one, and a batch with none adds 0 for it
+    (no NaN, nor a learned weight's ``s_t``) and logs nothing for it.
+
     Returns:
         The total; logs the main task's own logs unprefixed, and ``<task>/loss`` (plus the task's
-        logs and, with learned weights, ``<task>/weight``) for every task.
+        logs and, with learned weights, ``<task>/weight``) for every task the batch has labels of.
     """
     total = outputs.new_zeros(())
     logs: dict[str, torch.Tensor] = {}
     for i, slot in enumerate(slots):
-        result = losses[slot.name](slot.take_outputs(outputs), slot.take_targets(target))
+        result = losses[slot.name](slot.take_outputs(outputs), slot.take_targets(target)) if i == 0 \
+            else labelled_loss(losses[slot.name], slot, outputs, target)
+        if result is None:  # no row of the batch holds this task's label
+            total = total + slot.take_outputs(outputs).sum() * 0.0  # its head still in the graph (DDP)
+            continue
         if log_vars is not None:
             precision = torch.exp(-log_vars[i])
             total = total + precision * result.loss + log_vars[i]
@@ -48,6 +56,27 @@ def multitask_loss(outputs: torch.Tensor, target: torch.Tensor, slots: Sequence[
         for key, value in result.logs.items():
             logs[key if i == 0 else f"{slot.name}/{key}"] = value
     return LossOutput(total, logs)
+
+
+def labelled_loss(loss: nn.Module, slot: TaskSlot, outputs: torch.Tensor, target: torch.Tensor) -> LossOutput | None:
+    """A further task's loss on the rows of the batch that hold its label (its target is NaN in the
+    others): classification on those rows, multilabel and regression on the cells holding a value;
+    None when no row does.
+
+    Args:
+        loss: the task's loss module (``(outputs, target, mask=None) -> LossOutput``).
+        outputs: (B, sum K_t); target: (B, sum C_t).
+    """
+    part = target[:, slot.targets[0]:slot.targets[1]]
+    labelled = ~torch.isnan(part)  # (B, C_t)
+    if bool(labelled.all()):
+        return loss(slot.take_outputs(outputs), slot.take_targets(target))
+    if not bool(labelled.any()):
+        return None
+    if slot.task == "classification":
+        rows = labelled[:, 0]
+        return loss(slot.take_outputs(outputs)[rows], part[rows, 0].round().long())
+    return loss(slot.take_outputs(outputs), part, mask=labelled)
 
 
 class MultiTaskLoss(nn.Module):
