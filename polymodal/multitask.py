@@ -61,6 +61,15 @@ def scored_rows(slot: TaskSlot, target: np.ndarray) -> np.ndarray:
     return ~np.isnan(target[:, slot.targets[0]:slot.targets[1]]).any(axis=1)
 
 
+def further_task_rows(targets: Any, target: np.ndarray) -> dict[str, int]:
+    """``<task>/rows``: how many rows of ``target`` each further task is scored on (tasks no row
+    scores are left out, as their metrics are); empty for a single-task model."""
+    if not isinstance(targets, MultiTargetEncoder):
+        return {}
+    counts = {slot.name: int(scored_rows(slot, target).sum()) for slot in targets.slots[1:]}
+    return {f"{name}/rows": n for name, n in counts.items() if n}
+
+
 def multitask_metrics(targets: MultiTargetEncoder, outputs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
     """Every task's metrics: the main task's under their usual names, the others as ``<task>/<metric>``,
     each on the rows holding its labels (:func:`scored_rows`; a task no row scores is left out).

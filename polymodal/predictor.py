@@ -43,7 +43,14 @@ from polymodal.metrics.retrieval import stacked_validation_metrics, warn_if_coll
 from polymodal.metrics.tasks import flat_metrics, metric_value, monitored, task_metrics
 from polymodal.models import MultimodalNet, build_model
 from polymodal.models.objectives import TaskLoss
-from polymodal.multitask import further_task_frame, main_outputs, multitask_metrics, task_frame, with_further_tasks
+from polymodal.multitask import (
+    further_task_frame,
+    further_task_rows,
+    main_outputs,
+    multitask_metrics,
+    task_frame,
+    with_further_tasks,
+)
 from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, manifest_paths, start_run
 from polymodal.training.devices import across_ranks
 from polymodal.training.process_state import kept_process_state
@@ -348,6 +355,7 @@ class MultimodalPredictor(Estimator):
     def _metrics_of(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         scores = self.score_outputs(outputs, targets)
         scores["rows"] = int(len(targets))
+        scores.update(further_task_rows(self.pipeline.targets, targets))  # each further task's rows with its label
         return scores
 
     def evaluate(self, data: DataSource, modalities: Iterable[str] | None = None, *,

@@ -13,7 +13,7 @@ from helpers_models import classification_config, make_dataset, write_splits
 from polymodal import MultimodalPredictor
 from polymodal.data.multitarget import MultiTargetEncoder
 from polymodal.data.targets import TargetEncoder
-from polymodal.multitask import multitask_metrics, task_frame
+from polymodal.multitask import further_task_rows, multitask_metrics, task_frame
 
 
 def test_every_task_kind_gets_its_columns_under_the_prefix():
@@ -57,30 +57,40 @@ def test_each_further_task_is_scored_on_the_rows_holding_its_labels():
     target = np.array([[0, 1.0], [1, np.nan], [0, 3.0], [1, np.nan]], np.float32)  # rows 1 and 3: no size
     scores = multitask_metrics(targets, outputs, target)
     assert scores["accuracy"] == 1.0 and scores["size/mae"] == pytest.approx(0.0)  # not 5 and 0 against NaN
+    assert further_task_rows(targets, target) == {"size/rows": 2}
     unlabelled = target.copy()
     unlabelled[:, 1] = np.nan
     scores = multitask_metrics(targets, outputs, unlabelled)
     assert "accuracy" in scores and not any(k.startswith("size/") for k in scores)
+    assert further_task_rows(targets, unlabelled) == {}
 
 
 def test_a_fit_learns_the_further_tasks_from_the_rows_that_have_their_labels(tmp_path):
     """Every third training row lacks the regression task's label, every fifth the class task's:
-    the fit trains on every row, each further task on the rows holding its label."""
+    the fit trains on every row; an evaluation scores each further task on its labelled rows."""
     frame = make_dataset(tmp_path, n=45)
     paths = write_splits(tmp_path, frame)
-    train = pd.read_csv(paths["train"])
+    train, test = pd.read_csv(paths["train"]), pd.read_csv(paths["test"])
     train.loc[::3, "y"] = np.nan
     train.loc[1::5, "tag_bright"] = np.nan
+    test.loc[::2, "y"] = np.nan
     train.to_csv(paths["train"], index=False)
     valid = pd.read_csv(paths["valid"])
     valid.loc[::4, "y"] = np.nan  # validation rows may lack it too
     valid.to_csv(paths["valid"], index=False)
+    test.to_csv(paths["test"], index=False)
     cfg = classification_config(epochs=1)
     cfg["tasks"] = {"bright": {"task": "classification", "target": "tag_bright", "weight": 0.5},
                     "level": {"task": "regression", "target": "y"}}
     pred = MultimodalPredictor.from_config(cfg).fit(paths["train"], paths["valid"])
+    assert pred.info["train_rows"] == len(train)  # every row trains, those without a further task's label too
     history = pred.history
     for column in ("train_loss", "train_task_loss", "train_main/loss", "train_bright/loss", "train_level/loss",
                    "val_loss", "val_level/loss"):
         assert np.isfinite(history[column]).all(), column
-    assert pred.info["train_rows"] == len(train)  # every row trains, those without a further task's label too
+    scores = pred.evaluate(paths["test"])
+    labelled = test["y"].notna()
+    assert scores["rows"] == len(test) and scores["level/rows"] == labelled.sum() and scores["bright/rows"] == len(test)
+    test[labelled].to_csv(tmp_path / "labelled.csv", index=False)
+    alone = pred.evaluate(tmp_path / "labelled.csv")
+    assert scores["level/rmse"] == pytest.approx(alone["level/rmse"])  # the same rows scored

@@ -161,26 +161,17 @@ class MultiTargetEncoder:
         return np.concatenate(parts, axis=1)
 
     def encode_scorable(self, manifest: Manifest, rows: np.ndarray | None = None) -> np.ndarray:
-        """:meth:`encode` for an evaluation: a further task whose targets cannot be scored on
-        ``manifest`` (a column it lacks, an empty or non-numeric cell, a class the training never
-        saw) gets NaN targets, which its metrics leave out, with a warning naming the task and why;
-        the main task is encoded as :meth:`encode` does (its problems are errors)."""
+        """:meth:`encode` for an evaluation: each further task is scored on the rows holding a label
+        it can use. The other rows get NaN targets, which its metrics leave out: rows without its
+        label silently (its ``<task>/rows`` counts the rows scored), rows holding a value it cannot
+        use (not numeric, infinite, not 0/1, a class the training never saw) with a warning naming
+        the column, the values and the rows. A task whose column is absent, or that no row can
+        score, is left out with a warning. The main task is encoded as :meth:`encode` does (its
+        problems are errors)."""
+        rows = np.arange(len(manifest)) if rows is None else np.asarray(rows)
         main = self.main.encode(manifest, rows)
         parts = [main.astype(np.float32).reshape(len(main), -1)]
-        for name, enc in self.extras.items():
-            problems = [p for column in enc.columns for p in target_problems(manifest, column, enc.task,
-                                                                            f"target column '{column}'", scored=True)]
-            width = 1 if enc.task == "classification" else len(enc.columns)
-            if not problems:
-                try:
-                    values = enc.encode(manifest, rows)
-                except SchemaMismatchError as err:
-                    problems = [str(err)]
-            if problems:
-                warn_user(f"tasks.{name} is not scored on {manifest.name} (the other tasks are): {problems[0]}"
-                          + (f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""))
-                values = np.full((len(parts[0]), width), np.nan, np.float32)
-            parts.append(values.astype(np.float32).reshape(len(values), -1))
+        parts += [_scorable(name, enc, manifest, rows) for name, enc in self.extras.items()]
         return np.concatenate(parts, axis=1)
 
     def main_targets(self, encoded: np.ndarray) -> np.ndarray:
@@ -221,6 +212,41 @@ def _encode_labelled(encoder: TargetEncoder, manifest: Manifest, rows: np.ndarra
     if encoder.task == "regression":
         values = (values - encoder.mean) / encoder.std
     return values.astype(np.float32), empty, []
+
+
+def _scorable(name: str, encoder: TargetEncoder, manifest: Manifest, rows: np.ndarray) -> np.ndarray:
+    """Further task ``name``'s targets at ``rows`` for an evaluation, (N, C_t) float32, NaN in the
+    rows that cannot score it, with the warnings of
+    :meth:`MultiTargetEncoder.encode_scorable`."""
+    width = 1 if encoder.task == "classification" else len(encoder.columns)
+    absent = [p for column in encoder.columns if column not in manifest.columns
+              for p in target_problems(manifest, column, encoder.task, f"target column '{column}'")]
+    if absent:
+        warn_user(f"tasks.{name} is not scored on {manifest.name} (the other tasks are): {absent[0]}"
+                  + (f" (and {len(absent) - 1} more problem(s))" if len(absent) > 1 else ""))
+        return np.full((len(rows), width), np.nan, np.float32)
+    kept = manifest if len(rows) == len(manifest) else manifest.subset(rows)  # messages name the rows scored
+    values, empty, unseen = _encode_labelled(encoder, manifest, rows)
+    unusable = (np.isnan(values) & ~empty).any(axis=1)  # rows holding a value the task cannot use
+    bad = [p for column in encoder.columns
+           for p in target_problems(kept, column, encoder.task, f"target column '{column}'", optional=True)]
+    if unseen:
+        bad.append(encoder.unseen_message(manifest, unseen))
+    if bad:
+        left_out = int(unusable.sum())
+        warn_user(f"tasks.{name}: {bad[0]}" + (f" (and {len(bad) - 1} more problem(s))" if len(bad) > 1 else "")
+                  + f"; {'that row is' if left_out == 1 else f'those {left_out} rows are'} left out of its metrics "
+                  "(the other rows and tasks are scored)")
+    partial = np.flatnonzero(empty.any(axis=1) & ~empty.all(axis=1) & ~unusable)  # some of its columns, not all
+    if np.isnan(values).any(axis=1).all():
+        warn_user(f"tasks.{name} is not scored on {manifest.name} (the other tasks are): no row holds "
+                  f"{'a label' if width == 1 else 'every label'} of it that it can score "
+                  f"(its target column{'s' if width > 1 else ''}: {', '.join(encoder.columns)})")
+    elif len(partial):
+        warn_user(f"tasks.{name}: {manifest.name} {kept.rows_text(partial)} {'holds' if len(partial) == 1 else 'hold'} "
+                  f"some of its labels ({', '.join(encoder.columns)}) but not all: left out of its metrics, which "
+                  "score a row on all of them (its training learns from every label given)")
+    return values
 
 
 def _warn_if_few_labels(manifest: Manifest, name: str, encoder: TargetEncoder) -> None:

@@ -1,5 +1,6 @@
 """Further tasks' targets (polymodal.data.multitarget): a row without a further task's label
-trains the other tasks."""
+trains the other tasks; an evaluation scores each further task on the rows holding a label it can
+use."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from polymodal.data.checks import check_manifests
 from polymodal.data.manifest import read_manifest
 from polymodal.data.multitarget import FEW_LABELLED_ROWS, build_targets
-from polymodal.errors import ManifestError
+from polymodal.errors import ManifestError, SchemaMismatchError
 
 from .helpers import make_config
 
@@ -92,3 +93,39 @@ def test_a_further_task_labelled_in_few_training_rows_is_warned_about(recwarn):
     recwarn.clear()
     build_targets(config()).fit(read_manifest(frame(6)))  # few rows, every one labelled: nothing to say
     assert not [w for w in recwarn if "has a label in only" in str(w.message)]
+
+
+def test_an_evaluation_leaves_out_the_rows_a_further_task_cannot_score():
+    train = frame()
+    targets = build_targets(config()).fit(read_manifest(train))
+    test = frame(6).astype({"size": object})
+    test.loc[2, "kind"] = "Q"  # a class training never saw
+    test.loc[4, "kind"] = None  # no label
+    test.loc[1, "size"] = "big"
+    test.loc[3, "t2"] = NAN  # one label of two
+    with pytest.warns(UserWarning) as caught:
+        encoded = targets.encode_scorable(read_manifest(test))
+    said = [str(w.message) for w in caught]
+    assert said == [
+        "tasks.kind: DataFrame row 2: label 'Q' in column 'kind' was not seen in training (did you mean 'q'?); known "
+        "labels: ['p', 'q']; that row is left out of its metrics (the other rows and tasks are scored)",
+        "tasks.size: target column 'size' must be numeric for task 'regression'; row 1 holds 'big'; that row is left "
+        "out of its metrics (the other rows and tasks are scored)",
+        "tasks.tags: DataFrame row 3 holds some of its labels (t1, t2) but not all: left out of its metrics, which score a row "
+        "on all of them (its training learns from every label given)"]
+    assert np.flatnonzero(np.isnan(encoded[:, 1])).tolist() == [2, 4]
+    assert np.flatnonzero(np.isnan(encoded[:, 2])).tolist() == [1]
+    assert np.argwhere(np.isnan(encoded[:, 3:5])).tolist() == [[3, 1]]
+    assert not np.isnan(encoded[:, 0]).any()
+    test.loc[0, "y"] = "new"  # the main task's unseen class: still an error
+    with pytest.raises(SchemaMismatchError, match="label 'new' in column 'y' was not seen in training"):
+        targets.encode_scorable(read_manifest(test))
+
+
+def test_an_evaluation_without_any_label_of_a_further_task_leaves_that_task_out():
+    targets = build_targets(config()).fit(read_manifest(frame()))
+    test = frame(4).assign(size=NAN)
+    with pytest.warns(UserWarning, match=r"^tasks.size is not scored on DataFrame \(the other tasks are\): no row "
+                                         r"holds a label of it that it can score \(its target column: size\)"):
+        encoded = targets.encode_scorable(read_manifest(test))
+    assert np.isnan(encoded[:, 2]).all() and not np.isnan(encoded[:, [0, 1, 3, 4]]).any()

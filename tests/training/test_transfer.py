@@ -395,28 +395,36 @@ def test_further_tasks_get_their_own_heads_metrics_and_columns(data, weighting, 
         test = pd.read_csv(data["test"])
         test["image"] = [str(data["root"] / p) if isinstance(p, str) else p for p in test["image"]]
         without = test.drop(columns=["y"])
-        without.loc[0, "tag_bright"] = 7  # a class that task never saw, beside its missing column
+        without.loc[0, "tag_bright"] = 7  # a class that task never saw, beside the other task's missing column
         with pytest.warns(UserWarning) as caught:
             partial = pred.evaluate(without)
-        said = [str(w.message) for w in caught if "is not scored" in str(w.message)]
-        assert len(said) == 2 and "tasks.level is not scored on DataFrame (the other tasks are): target column 'y'" \
-            in said[1] and "tasks.bright" in said[0]
-        assert partial["accuracy"] == scores["accuracy"] and not any(k.startswith(("level/", "bright/")) for k in partial)
+        said = [str(w.message) for w in caught if str(w.message).startswith("tasks.")]
+        assert said == ["tasks.bright: DataFrame row 0: label 7 in column 'tag_bright' was not seen in training; "
+                        "known labels: [0, 1]; that row is left out of its metrics (the other rows and tasks are "
+                        "scored)", f"tasks.level is not scored on DataFrame (the other tasks are): target column 'y' "
+                        f"is not in DataFrame (columns: {list(without.columns)})"]
+        assert partial["accuracy"] == scores["accuracy"] and not any(k.startswith("level/") for k in partial)
+        assert partial["rows"] == len(test) and partial["bright/rows"] == len(test) - 1  # the other rows: scored
+        kept = test.drop(index=0)
+        assert partial["bright/accuracy"] == pytest.approx(pred.evaluate(kept)["bright/accuracy"])
         with pytest.raises(ManifestError, match="target column 'label'"):  # the main task's: still an error
             pred.evaluate(test.drop(columns=["label"]))
 
 
-def test_a_test_manifest_with_a_class_a_further_task_never_saw_trains_and_leaves_that_task_unscored(data, tmp_path):
+def test_a_test_manifest_with_a_class_a_further_task_never_saw_trains_and_leaves_those_rows_unscored(data, tmp_path):
     """train --test checked every task's labels before the epochs and refused a new speaker of a
-    further task, which the evaluation after them leaves unscored with a warning."""
+    further task; the evaluation after them leaves that row out of the task's metrics, with a
+    warning, and scores the task on the others."""
     cfg = config(epochs=1)
     cfg["tasks"] = {"bright": {"task": "classification", "target": "tag_bright"}}
     test = pd.read_csv(data["test"])
     test["image"] = [str(data["root"] / p) if isinstance(p, str) else p for p in test["image"]]
     test.loc[0, "tag_bright"] = 7  # a class that task never saw
-    with pytest.warns(UserWarning, match="tasks.bright is not scored on DataFrame"):
+    with pytest.warns(UserWarning, match=r"tasks.bright: DataFrame row 0: label 7 in column 'tag_bright' was not seen "
+                                         r"in training; known labels: \[0, 1\]; that row is left out of its metrics"):
         pred = MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], test=test)
-    assert "accuracy" in pred.metrics["test"] and not any(k.startswith("bright/") for k in pred.metrics["test"])
+    assert "accuracy" in pred.metrics["test"] and pred.metrics["test"]["bright/rows"] == len(test) - 1
+    assert "bright/accuracy" in pred.metrics["test"]
     test.loc[0, "label"] = "never seen"  # the main task's: refused before the epochs, as ever
     with pytest.raises(SchemaMismatchError, match="label 'never seen' in column 'label' was not seen in training"):
         MultimodalPredictor.from_config(cfg).fit(data["train"], data["valid"], test=test)
