@@ -65,7 +65,7 @@ def test_each_further_task_is_scored_on_the_rows_holding_its_labels():
     assert further_task_rows(targets, unlabelled) == {}
 
 
-def test_a_fit_learns_the_further_tasks_from_the_rows_that_have_their_labels(tmp_path):
+def test_a_fit_learns_the_further_tasks_from_the_rows_that_have_their_labels(tmp_path, capsys):
     """Every third training row lacks the regression task's label, every fifth the class task's:
     the fit trains on every row; an evaluation scores each further task on its labelled rows."""
     frame = make_dataset(tmp_path, n=45)
@@ -79,7 +79,7 @@ def test_a_fit_learns_the_further_tasks_from_the_rows_that_have_their_labels(tmp
     valid.loc[::4, "y"] = np.nan  # validation rows may lack it too
     valid.to_csv(paths["valid"], index=False)
     test.to_csv(paths["test"], index=False)
-    cfg = classification_config(epochs=1)
+    cfg = classification_config(epochs=1, progress=True)
     cfg["tasks"] = {"bright": {"task": "classification", "target": "tag_bright", "weight": 0.5},
                     "level": {"task": "regression", "target": "y"}}
     pred = MultimodalPredictor.from_config(cfg).fit(paths["train"], paths["valid"])
@@ -88,6 +88,12 @@ def test_a_fit_learns_the_further_tasks_from_the_rows_that_have_their_labels(tmp
     for column in ("train_loss", "train_task_loss", "train_main/loss", "train_bright/loss", "train_level/loss",
                    "val_loss", "val_level/loss"):
         assert np.isfinite(history[column]).all(), column
+    # the epoch line shows the main task's training loss beside val_loss (the main task's), the total after
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("epoch 1/1 "))
+    shown = float(line.split("  loss ")[1].split()[0])
+    assert shown == pytest.approx(history["train_main/loss"].iloc[-1], abs=1e-4)
+    assert shown != pytest.approx(history["train_task_loss"].iloc[-1], abs=1e-4)
+    assert f"(total {history['train_loss'].iloc[-1]:.4f} with further tasks, unimodal)" in line
     scores = pred.evaluate(paths["test"])
     labelled = test["y"].notna()
     assert scores["rows"] == len(test) and scores["level/rows"] == labelled.sum() and scores["bright/rows"] == len(test)

@@ -23,6 +23,7 @@ from polymodal.config.modalities import modality_columns
 from polymodal.config.model import AnyHead, MlpHeadConfig, fusion_names
 
 MAIN_TASK = "main"  # the main task's name in outputs and logs; not allowed for a further task
+MAIN_TASK_LOSS = f"train_{MAIN_TASK}/loss"  # a multi-task run's main task's own training loss (history.csv)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.config.task_metrics import split_metric
+from polymodal.config.tasks import MAIN_TASK_LOSS
 
 FONT = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10}
 PERCENT_METRICS = {"accuracy", "macro_f1", "subset_accuracy", "micro_f1"}
@@ -345,9 +346,10 @@ def operating_points(positive_proba: np.ndarray, is_positive: np.ndarray, thresh
 
 def learning_curves(history: pd.DataFrame) -> bytes | None:
     """Loss and validation metrics per epoch (history's epochs, counted from 1), side by side at
-    the report's full width. The training line is the task's own loss (``train_task_loss``), the
-    quantity ``val_loss`` measures; when further terms (unimodal heads, alignment, distillation...)
-    make the optimised total differ, it is drawn dashed beside it."""
+    the report's full width. The training line is the task's own loss (``train_task_loss``; with
+    further ``tasks``, the main task's, ``train_main/loss``), the quantity ``val_loss`` measures;
+    when further tasks or terms (unimodal heads, alignment, distillation...) make the optimised
+    total differ, it is drawn dashed beside it."""
     if history.empty or "epoch" not in history:
         return None
     plt = _pyplot()
@@ -391,18 +393,23 @@ def metric_lines(history: pd.DataFrame) -> list[str]:
 
 
 def loss_lines(history: pd.DataFrame) -> list[tuple[str, str, str]]:
-    """The loss panel's lines, (column, label, line style): the task's own training loss beside
-    the same loss on validation (whole rows: ``val_full_loss`` where ``loss.subset_weight`` mixes
-    single-modality losses into ``val_loss``), so the two solid lines compare like with like; the
-    optimised total and the validation loss epochs are selected by, dashed, when they differ."""
-    task = "train_task_loss" if "train_task_loss" in history else "train_loss"
+    """The loss panel's lines, (column, label, line style): the task's own training loss (with
+    further ``tasks``, the main task's: ``train_main/loss``) beside the same loss on validation
+    (whole rows: ``val_full_loss`` where ``loss.subset_weight`` mixes single-modality losses into
+    ``val_loss``), so the two solid lines compare like with like; the optimised total and the
+    validation loss epochs are selected by, dashed, when they differ."""
+    task = next((c for c in (MAIN_TASK_LOSS, "train_task_loss") if c in history), "train_loss")
     valid = "val_full_loss" if "val_full_loss" in history else "val_loss"
-    lines = [(task, "train loss", "-"), (valid, "validation loss", "-")]
+    main = " (main task)" if task == MAIN_TASK_LOSS else ""
+    lines = [(task, f"train loss{main}", "-"), (valid, f"validation loss{main}", "-")]
     if valid != "val_loss" and "val_loss" in history:
         lines.append(("val_loss", "validation loss with single-modality rows (selects the epoch)", "--"))
     if task != "train_loss" and "train_loss" in history and not np.allclose(history["train_loss"], history[task],
                                                                             equal_nan=True):
-        lines.append(("train_loss", "train loss with auxiliary terms (optimised)", "--"))
+        auxiliary = "train_task_loss" not in history or not np.allclose(history["train_loss"],
+                                                                         history["train_task_loss"], equal_nan=True)
+        added = " and ".join(["further tasks"] * bool(main) + ["auxiliary terms"] * auxiliary)
+        lines.append(("train_loss", f"train loss with {added} (optimised)", "--"))
     return [line for line in lines if line[0] in history]
 
 

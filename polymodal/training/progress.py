@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 
+from polymodal.config.tasks import MAIN_TASK_LOSS
 from polymodal.utils.progress import LOG_EVERY
 
 
@@ -79,19 +80,26 @@ class TrainingProgressBar(RichProgressBar):
 
 
 def training_loss(read: Callable[[str], float | None]) -> float | None:
-    """The training loss to show beside ``val_loss``: the task term's (``train_task_loss``), which
-    is what ``val_loss`` measures, where the run has one; else the total (``train_loss``), which
-    adds the unimodal, alignment and transfer terms."""
-    task = read("train_task_loss")
-    return task if task is not None else read("train_loss")
+    """The training loss to show beside ``val_loss``, the same loss on the training rows: with
+    further ``tasks``, the main task's own (``train_main/loss``: ``val_loss`` is the main task's
+    loss, while the task term adds the further tasks' weighted losses); else the task term's
+    (``train_task_loss``) where the run has one; else the total (``train_loss``), which adds the
+    unimodal, alignment and transfer terms."""
+    for key in (MAIN_TASK_LOSS, "train_task_loss", "train_loss"):
+        value = read(key)
+        if value is not None:
+            return value
+    return None
 
 
 def other_terms(metrics: Mapping[str, Any]) -> str:
-    """The loss terms besides the task's, by name, as the training metrics log each term's loss
-    (``train_unimodal_loss``, ``train_align_loss``: a term's name holds no underscore, unlike the
-    figures a term logs beside its loss): ``unimodal, align``."""
+    """What the total adds to the loss shown (:func:`training_loss`): ``further tasks`` in a
+    multi-task run, then the loss terms besides the task's, by name, as the training metrics log
+    each term's loss (``train_unimodal_loss``, ``train_align_loss``: a term's name holds no
+    underscore, unlike the figures a term logs beside its loss): ``further tasks, unimodal, align``."""
     names = [k[len("train_"):-len("_loss")] for k in metrics if k.startswith("train_") and k.endswith("_loss")]
-    return ", ".join(n for n in names if n and n != "task" and "_" not in n) or "the other terms"
+    names = ["further tasks"] * (MAIN_TASK_LOSS in metrics) + [n for n in names if n and n != "task" and "_" not in n]
+    return ", ".join(names) or "the other terms"
 
 
 def _of(trainer: L.Trainer) -> str:
@@ -101,8 +109,8 @@ def _of(trainer: L.Trainer) -> str:
 
 class EpochLines(Callback):
     """One line per epoch on stderr where no bar is drawn (a log, a pipe, CI): the epoch, its
-    training loss (:func:`training_loss`; with the total of every term beside it, naming the
-    others (:func:`other_terms`), when the run has more terms than the task's), validation loss,
+    training loss (:func:`training_loss`; with the total of every term beside it, naming what it
+    adds (:func:`other_terms`), when the run has further tasks or more terms than the task's), validation loss,
     the monitored metric and seconds; within an epoch that runs long, a line every ``LOG_EVERY``
     seconds with the batches done (``epoch 1/2: 120/400 batches (30%), 31 s``), so that a log
     under nohup or a scheduler shows the work moving."""
@@ -137,7 +145,8 @@ class EpochLines(Callback):
         shown = {"loss": training_loss(read), "val_loss": read("val_loss"), self.monitor: read(self.monitor)}
         values = "  ".join(f"{k} {v:.4f}" for k, v in shown.items() if v is not None)
         total = read("train_loss")
-        if read("train_task_loss") is not None and total is not None and total != shown["loss"]:
+        if (read("train_task_loss") is not None or read(MAIN_TASK_LOSS) is not None) and total is not None \
+                and total != shown["loss"]:
             values = values.replace(f"loss {shown['loss']:.4f}", f"loss {shown['loss']:.4f} (total {total:.4f} "
                                     f"with {other_terms(metrics)})", 1)
         print(f"epoch {trainer.current_epoch + 1}{_of(trainer)}  {values}  ({time.perf_counter() - self._start:.1f} s)",

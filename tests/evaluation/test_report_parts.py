@@ -146,6 +146,18 @@ def test_the_loss_panel_compares_the_task_loss_with_the_validation_loss():
     assert lines[2][0] == "val_loss" and lines[2][2] == "--" and "selects the epoch" in lines[2][1]
 
 
+def test_the_loss_panel_of_a_multi_task_run_compares_the_main_tasks_losses():
+    """val_loss is the main task's own loss; train_task_loss adds the further tasks' weighted
+    losses: the training line beside val_loss is the main task's own (train_main/loss)."""
+    history = pd.DataFrame({"epoch": [1, 2], "train_loss": [4.6, 4.2], "train_task_loss": [3.0, 2.7],
+                            "train_main/loss": [2.2, 2.0], "val_loss": [2.1, 2.0], "val_total_loss": [2.8, 2.6]})
+    lines = loss_lines(history)
+    assert lines == [("train_main/loss", "train loss (main task)", "-"), ("val_loss", "validation loss (main task)", "-"),
+                     ("train_loss", "train loss with further tasks and auxiliary terms (optimised)", "--")]
+    alone = history.assign(train_loss=history["train_task_loss"])  # no unimodal or transfer term
+    assert loss_lines(alone)[2] == ("train_loss", "train loss with further tasks (optimised)", "--")
+
+
 def test_the_metrics_panel_leaves_the_losses_to_the_loss_panel():
     history = pd.DataFrame({"epoch": [1, 2], "val_loss": [1.0, 0.8], "val_full_loss": [0.9, 0.7],
                             "val_subset_loss": [1.2, 1.0], "val_log_loss": [0.9, 0.7], "val_tags/loss": [0.5, 0.4],

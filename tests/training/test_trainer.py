@@ -630,6 +630,8 @@ def test_the_training_loss_shown_is_what_val_loss_measures():
     assert training_loss({"train_loss": 2.0, "train_task_loss": 1.3}.get) == 1.3
     assert training_loss({"train_loss": 2.0}.get) == 2.0  # retrieval: no task term
     assert training_loss({}.get) is None
+    # further tasks: val_loss is the main task's own loss; the task term adds the further tasks'
+    assert training_loss({"train_loss": 4.6, "train_task_loss": 3.0, "train_main/loss": 2.2}.get) == 2.2
 
 
 def test_an_epoch_line_shows_the_total_beside_the_task_loss_when_other_terms_add_to_it(capsys):
@@ -648,6 +650,11 @@ def test_an_epoch_line_shows_the_total_beside_the_task_loss_when_other_terms_add
         train_align_loss=0.4, train_align_contrastive_loss=0.4, val_loss=0.5)
     plain = line(train_loss=0.6884, train_task_loss=0.6884, val_loss=0.5)
     assert "loss 0.6884  val_loss" in plain and "total" not in plain
+    multi = {"train_loss": 4.6406, "train_task_loss": 3.0487, "train_main/loss": 2.2375, "train_value/loss": 1.6,
+             "val_loss": 2.1185}
+    assert "loss 2.2375 (total 4.6406 with further tasks, unimodal)  val_loss 2.1185" in line(
+        **multi, train_unimodal_loss=1.59)
+    assert "loss 2.2375 (total 3.0487 with further tasks)  val_loss 2.1185" in line(**multi | {"train_loss": 3.0487})
 
 
 def test_a_long_epoch_in_a_log_says_how_many_batches_are_done(capsys, monkeypatch):
