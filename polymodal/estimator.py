@@ -48,7 +48,7 @@ from polymodal.data.pipeline import DataPipeline, DataSource, as_names
 from polymodal.data.skipped import describe_skipped, require_rows, skipped_by_split, skipped_frame
 from polymodal.data.targets import TargetEncoder
 from polymodal.data.validation import target_problems
-from polymodal.errors import ConfigError, ManifestError, RunFolderError, SchemaMismatchError
+from polymodal.errors import ConfigError, ManifestError, RunFolderError, SchemaMismatchError, option
 from polymodal.resume import clear_run, drop_replaced_run, held_run, manifest_paths
 from polymodal.run_files import SCORES_FILE, SKIPPED_FILE
 from polymodal.runfolder import Scored
@@ -347,7 +347,8 @@ class Estimator:
                      else f"manifest is the training manifest ({valid})" if Path(valid).resolve() == Path(train).resolve()
                      else f"manifest {valid} is a copy of the training manifest ({train})")
             warn_user(f"the validation {which}: early stopping and the weights kept at the end follow rows the model "
-                      "trains on; give held-out rows, or no --valid (valid=None) to hold out train.val_fraction")
+                      f"trains on; give held-out rows, or {option('no --valid', 'valid=None')} to hold out "
+                      "train.val_fraction")
         train_m = pipeline.read(train, require_target=require_target, training=True)
         if valid is None:
             train_m, valid_m = self._split(train_m)
