@@ -193,9 +193,10 @@ def serve(
     OpenAPI docs at /docs."""
     from pydantic import ValidationError
 
+    from polymodal.deploy.origins import is_loopback
     from polymodal.deploy.runtime import Runtime
     from polymodal.deploy.server import create_app
-    from polymodal.deploy.settings import LOOPBACK, ServeSettings
+    from polymodal.deploy.settings import ServeSettings
     from polymodal.errors import OptionError
 
     if token_file is not None:
@@ -219,8 +220,10 @@ def serve(
     check_address(host, port)
     folder = export_folder(run, quantize=quantized)
     app = create_app(Runtime.load(folder, quantized=quantized, threads=threads), settings)
-    if host not in (LOOPBACK, "localhost", "::1") and token is None:
-        console.print(labelled("warning:", "yellow", f"serving on {host} without --token: anyone who can reach it can use the model"))
+    if not is_loopback(host) and token is None:
+        console.print(labelled("warning:", "yellow", f"serving on {host} without a token (--token-file, POLYMODAL_TOKEN): "
+                                                     "anyone who can reach it can use the model, a web page that "
+                                                     "points a name of its own at it included"))
     graph = "the int8 graph" if quantized else "the float graph"
     console.print(f"serving {folder} ({graph}) on http://{host}:{port}/ (API docs at /docs and /redoc, the OpenAPI "
                   "schema at /openapi.json)")
@@ -238,7 +241,7 @@ def read_token_file(path: Path) -> str:
     from polymodal.errors import OptionError
 
     try:
-        with open(path, encoding="utf-8") as file:
+        with open(path, encoding="utf-8-sig") as file:  # a BOM an editor wrote is not part of the token
             token = file.readline().strip()
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)

@@ -2,9 +2,12 @@
 from: a browser can be made to send requests to the service by any web page it opens.
 
 - **DNS rebinding.** A page on ``evil.example`` whose name is made to resolve to 127.0.0.1 reads
-  a service bound to loopback as its own site. Its requests still name ``evil.example`` in their
-  ``Host`` header, so a service bound to loopback answers only requests addressed to a loopback
-  name (``localhost``) or address (``127.0.0.1``, ``[::1]``), on any port.
+  a service listening there as its own site. Its requests still name ``evil.example`` in their
+  ``Host`` header, so a request that arrived on a loopback address (the service bound to loopback,
+  or to every interface and called through loopback) is answered only when addressed to a
+  loopback name (``localhost``) or address (``127.0.0.1``, ``[::1]``), on any port. A service
+  bound to another interface without a token is open to whoever reaches that interface, a page
+  rebinding a name to it included: the command line warns of it.
 - **Cross-site posts.** Any page may post a form (or a ``fetch`` without custom headers) to the
   service; it cannot read the answer, but the service runs the model for it. A ``POST`` whose
   ``Origin`` header is not the service's own (the page at ``/`` sends its own) is refused. The
@@ -57,9 +60,18 @@ def port(netloc: str) -> str:
     return ":" + rest.rsplit(":", 1)[1] if rest.count(":") == 1 else ""
 
 
+DEFAULT_PORTS = (":80", ":443")  # left out of an Origin, perhaps spelled out by a proxy's X-Forwarded-Host
+
+
+def _site(netloc: str) -> str:
+    """A ``Host`` or URL authority as compared: lower case, without a default port."""
+    netloc = netloc.strip().lower()
+    return netloc[:-len(port(netloc))] if port(netloc) in DEFAULT_PORTS else netloc
+
+
 def refusal(method: str, headers: Mapping[str, str], *, loopback: bool) -> RequestError | None:
     """Why the service refuses a request with ``method`` and ``headers`` (lower-case names), or
-    None (see the module docstring; ``loopback``: the service is bound to loopback)."""
+    None (see the module docstring; ``loopback``: the request arrived on a loopback address)."""
     host = headers.get("host", "")
     if loopback and not is_loopback(host_name(host)):
         return RequestError(f"this service listens on loopback and answers requests addressed to localhost, "
@@ -70,8 +82,8 @@ def refusal(method: str, headers: Mapping[str, str], *, loopback: bool) -> Reque
     origin = headers.get("origin")
     if origin is None or method.upper() in SAFE_METHODS:
         return None
-    own = {host.strip().lower(), headers.get("x-forwarded-host", "").split(",")[0].strip().lower()} - {""}
-    sent = urlsplit(origin.strip()).netloc.lower()
+    own = {_site(host), _site(headers.get("x-forwarded-host", "").split(",")[0])} - {""}
+    sent = _site(urlsplit(origin.strip()).netloc)
     if sent not in own:
         return RequestError(f"a {method} from a page at Origin '{origin}' is refused: this service answers posts "
                             f"from its own pages (whose Origin names the Host they were sent to, '{host}') and from "
@@ -84,7 +96,9 @@ def refusal(method: str, headers: Mapping[str, str], *, loopback: bool) -> Reque
 class SameSiteOnly:
     """ASGI middleware answering a request :func:`refusal` refuses with the service's JSON error
     (``{"error": {"code", "message", "field"}}``), before any route, the docs and the static files
-    included, reads it."""
+    included, reads it. Whether a request arrived on loopback is read from the address it came in
+    on (the ASGI scope's ``server``), so that a service bound to every interface guards its
+    loopback callers and answers the others; ``loopback`` stands in where the server does not say."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], *, loopback: bool):
         self.app = app
@@ -96,7 +110,9 @@ class SameSiteOnly:
             from starlette.datastructures import Headers
             from starlette.responses import JSONResponse
 
-            error = refusal(scope["method"], Headers(scope=scope), loopback=self.loopback)
+            server = scope.get("server")  # (host, port) of the socket the request came in on
+            arrived = is_loopback(str(server[0])) if server else self.loopback
+            error = refusal(scope["method"], Headers(scope=scope), loopback=arrived)
             if error is not None:
                 await JSONResponse(error.to_json(), status_code=error.status)(scope, receive, send)
                 return

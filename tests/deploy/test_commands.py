@@ -210,7 +210,7 @@ def test_serve_binds_loopback_and_reads_the_token_from_the_environment(exported,
     assert settings.host == "127.0.0.1" and settings.port == 8000 and settings.token == "abc"
     assert "serving" in result.output and str(folder) in result.output
     result = runner.invoke(app, ["serve", str(folder), "--host", "0.0.0.0"], env={"POLYMODAL_TOKEN": ""})
-    assert "without --token" in result.output
+    assert "without a token (--token-file, POLYMODAL_TOKEN)" in result.output
 
 
 def test_serve_reads_the_token_from_a_file_and_warns_of_one_on_the_command_line(exported, monkeypatch, tmp_path):
@@ -225,6 +225,9 @@ def test_serve_reads_the_token_from_a_file_and_warns_of_one_on_the_command_line(
         result = runner.invoke(app, ["serve", str(folder), "--token-file", str(secret)], env=env)
         assert result.exit_code == 0, result.output
         assert started.pop("settings").token == "s3cret" and "warning:" not in result.output
+    secret.write_text("\ufeffs3cret\n", encoding="utf-8")  # a byte-order mark a Windows editor wrote
+    runner.invoke(app, ["serve", str(folder), "--token-file", str(secret)])
+    assert started.pop("settings").token == "s3cret"
     result = runner.invoke(app, ["serve", str(folder)], env={"POLYMODAL_TOKEN": "from-env"})
     assert started.pop("settings").token == "from-env" and "warning:" not in result.output
     result = runner.invoke(app, ["serve", str(folder), "--token", "typed"])

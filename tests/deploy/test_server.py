@@ -346,6 +346,17 @@ def test_a_service_bound_elsewhere_answers_any_host(runtime):
         assert c.get("/health").status_code == 200 and c.get("/health", headers={"host": "models.lan"}).status_code == 200
 
 
+def test_a_service_on_every_interface_guards_the_requests_that_arrive_on_loopback(runtime):
+    """Bound to 0.0.0.0, it is reached on 127.0.0.1 too, where a page rebinding its name to
+    127.0.0.1 arrives: what is checked is the address a request came in on, not the one bound. And
+    ``create_app`` with its default settings, run by uvicorn on every interface, answers LAN clients."""
+    for settings in (ServeSettings(host="0.0.0.0"), ServeSettings()):
+        with TestClient(create_app(runtime, settings), base_url=LOCAL) as c:  # arrives on 127.0.0.1
+            assert c.get("/health", headers={"host": "evil.example:8000"}).status_code == 400
+        with TestClient(create_app(runtime, settings), base_url="http://192.168.1.20") as c:  # on the LAN address
+            assert c.get("/health", headers={"host": "models.lan:8000"}).status_code == 200
+
+
 @pytest.mark.parametrize(("origin", "forwarded", "status"), [
     (None, None, 200),  # curl, a script
     ("http://127.0.0.1:8000", None, 200),  # the service's own page at /
@@ -354,6 +365,7 @@ def test_a_service_bound_elsewhere_answers_any_host(runtime):
     ("null", None, 403),  # a sandboxed frame or a file:// page
     ("https://models.example.com", "models.example.com", 200),  # behind a proxy that rewrites Host
     ("https://evil.example", "models.example.com", 403),
+    ("https://models.example.com", "models.example.com:443", 200),  # a proxy that spells out the default port
 ])
 def test_a_post_from_another_sites_page_is_refused(client, origin, forwarded, status):
     """A form on any site can post to the service (it cannot read the answer, but the model runs for it)."""
