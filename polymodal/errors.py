@@ -50,7 +50,7 @@ def given(key: str, *value: Any) -> str:
     ``--set train.epochs`` (``--set fusion.name=late``) on the command line, ``overrides
     'train.epochs'`` (``overrides 'fusion.name'='late'``) in Python (``load_config(overrides=)``)."""
     return option(f"--set {key}" + "".join(f"={v}" for v in value),
-                  f"overrides {key!r}" + "".join(f"={v!r}" for v in value))
+                  f"overrides '{key}'" + "".join(f"={v!r}" for v in value))  # quoted alike whatever the key holds
 
 
 GIVEN = ("--set ", "overrides '")  # how every message naming an override starts (see given)

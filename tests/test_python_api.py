@@ -14,7 +14,7 @@ from helpers_models import classification_config, make_dataset, multilabel_confi
 
 import polymodal
 from polymodal import AnomalyDetector, MultimodalPredictor, PolymodalError
-from polymodal.errors import ConfigError, RunNotFoundError, SchemaMismatchError
+from polymodal.errors import ConfigError, OptionError, RunNotFoundError, SchemaMismatchError
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +246,8 @@ def test_a_failed_refit_leaves_the_anomaly_detector_as_it_was(tmp_path):
 def test_messages_name_the_python_arguments_in_a_call_and_the_options_in_a_command(tmp_path):
     """A notebook user told ``--set`` or ``--resume`` must translate it; a command-line user told
     ``overrides=`` or ``resume=True`` too. The same mistake is named as each gave it."""
+    import pandas as pd
+
     from polymodal.config import load_config
     from polymodal.errors import RunFolderError, command_line
     from polymodal.resume import check_out
@@ -266,4 +268,6 @@ def test_messages_name_the_python_arguments_in_a_call_and_the_options_in_a_comma
     assert command[0].startswith("Invalid --set values (1 problem(s)):\n  - --set train.epochs: ")
     assert python[1].startswith("resume=True: no checkpoint") and command[1].startswith("--resume: no checkpoint")
     assert python[2] == "resume=True continues the run in out= and overwrite=True replaces it; give one of them"
+    with pytest.raises(OptionError, match=r"^task=: one of classification, .*; got 'clasification'"):
+        polymodal.infer_config(pd.DataFrame({"x": range(20), "y": [0, 1] * 10}), "y", task="clasification")
     assert command[2] == "--resume continues the run in --out and --overwrite replaces it; give one of them"

@@ -245,7 +245,7 @@ def _label_problems(problems: list[str], keys: list[str], edits: Edits) -> list[
     for path, (at, inside) in entries.items():
         key, have = edits.created[path]
         section = path.split(".", 1)[0]
-        whole = option(f"--set {path}={WHOLE[section]}", f"overrides {path!r}: {WHOLE[section]}")
+        whole = option(f"--set {path}={WHOLE[section]}", f"overrides '{path}': {WHOLE[section]}")
         out[at] = (f"{given(key)}: {have}; a new {NAMED[section]} is given whole ({whole}), and "
                    f"'{path.split('.', 1)[1]}' lacks: {'; '.join(inside)}")
     return out

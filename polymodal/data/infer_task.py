@@ -23,7 +23,7 @@ from polymodal.config.tasks import MAIN_TASK
 from polymodal.data.cells import is_empty
 from polymodal.data.infer_leaks import MAX_CATEGORIES
 from polymodal.data.manifest import Manifest
-from polymodal.errors import ManifestError, OptionError
+from polymodal.errors import ManifestError, OptionError, option
 from polymodal.utils.io import python_scalar
 
 CODE_SPAN = 2  # whole-number class codes cover at most this many times as many values as they hold (0-3, 1-10)
@@ -33,14 +33,21 @@ LABEL, CLASSES, NUMBERS = "0/1 labels", "classes", "numbers"  # the kinds of one
 Plan = list[tuple[list[str], str, str]]  # (target columns, task, why) per task, the main task first
 
 
-def label_caveats(manifest: Manifest, target: str, task: str) -> str:
-    """What training will refuse or struggle with in a target column, in words: empty cells,
-    (classification) classes with a single row, and (multilabel, regression) one value in every
-    row."""
+def asked(task: str | None = None) -> str:
+    """How a message names the task asked for: ``--task regression`` on the command line,
+    ``task='regression'`` in Python (``infer_config``); the option itself without ``task``."""
+    return option("--task" + (f" {task}" if task else ""), "task=" + (repr(task) if task else ""))
+
+
+def label_caveats(manifest: Manifest, target: str, task: str, *, further: bool = False) -> str:
+    """What training will refuse or struggle with in a target column, in words: empty cells (of
+    the main task: a further task's rows without a label still train the others), (classification)
+    classes with a single row, and (multilabel, regression) one value in every row."""
     values = manifest.column(target)
     empty = int(values.map(is_empty).sum())
-    said = (f"; {empty} row(s) without one, which train refuses: drop them (or give them as transfer.unlabeled)"
-            if empty else "")
+    said = ("" if not empty else
+            f"; {empty} row(s) without one, which train the other tasks and not this one" if further else
+            f"; {empty} row(s) without one, which train refuses: drop them (or give them as transfer.unlabeled)")
     if task == "classification":
         counts = values[~values.map(is_empty)].map(str).value_counts()
         single = counts.index[counts == 1].tolist()
@@ -82,13 +89,13 @@ def inferred_task(manifest: Manifest, targets: list[str]) -> tuple[str, str]:
         return "regression", "numbers"
     low, high = int(number.min()), int(number.max())
     if distinct * 2 > rows or distinct > MAX_CATEGORIES:
-        return "regression", (f"{distinct} whole numbers in {rows} rows, too many to be classes (--task classification "
+        return "regression", (f"{distinct} whole numbers in {rows} rows, too many to be classes ({asked('classification')} "
                               "for classes)")
     if distinct > 2 and high - low + 1 > CODE_SPAN * distinct:
         return "regression", (f"{distinct} whole numbers spread over {low}-{high}: a measurement, as class codes lie "
-                              "close together (--task classification for classes)")
+                              f"close together ({asked('classification')} for classes)")
     return "classification", (f"{distinct} whole-number labels ({low}-{high}), each on several rows: classes "
-                               "(--task regression for a number)")
+                               f"({asked('regression')} for a number)")
 
 
 def planned_tasks(manifest: Manifest, targets: list[str], task: str | None = None) -> Plan:
@@ -149,7 +156,7 @@ def target_lines(manifest: Manifest, plan: Plan) -> list[tuple[str, str, str]]:
     struggle with in it) and, with further tasks, a ``(tasks)`` line that says why."""
     names = list(further_tasks(plan))
     lines = [(t, f"target ({task})" if i == 0 else f"target ({task}, tasks.{names[i - 1]})",
-              why + label_caveats(manifest, t, task)
+              why + label_caveats(manifest, t, task, further=i > 0)
               + (f"; {joined[0]}" if task == "classification" and (joined := joined_labels(manifest, t)) else ""))
              for i, (targets, task, why) in enumerate(plan) for t in targets]
     if len(plan) > 1:
@@ -176,8 +183,9 @@ def task_warnings(manifest: Manifest, plan: Plan) -> list[str]:
             values = pd.to_numeric(manifest.column(target).dropna(), errors="coerce")
             if task == "regression" and values.notna().all() and set(values.unique()) == {0, 1}:
                 warnings.append(f"target column '{target}' holds only 0 and 1, a label, but is a regression target "
-                                "(--task regression): it is fit as a number, by squared error, not as a label; leave "
-                                f"--task out (task=None in Python) to learn it as {'a class' if several else 'classes'}")
+                                f"({asked('regression')}): it is fit as a number, by squared error, not as a label; "
+                                f"{option('leave --task out', 'give task=None')} to learn it as "
+                                f"{'a class' if several else 'classes'}")
             joined = joined_labels(manifest, target) if task == "classification" else None
             if joined is not None:
                 warnings.append(f"target column '{target}' is a classifier's, each combination of labels a class "
@@ -218,7 +226,9 @@ def joined_labels(manifest: Manifest, target: str) -> tuple[str, str] | None:
         if len(labels) > MAX_CATEGORIES or len(labels) > len(set(text)) or known < 0.9 * len(text):
             continue
         shown = ", ".join(repr(p) for p in labels[:5]) + (", ..." if len(labels) > 5 else "")
-        columns = " ".join(f"--target {target}_{p}" for p in labels[:3]) + (" ..." if len(labels) > 3 else "")
+        more = " ..." if len(labels) > 3 else ""
+        named = [f"{target}_{p}" for p in labels[:3]]
+        columns = option(" ".join(f"--target {n}" for n in named) + more, f"target=[{', '.join(map(repr, named))}{more}]")
         spaced = any(p != p.strip() for parts in raw for p in parts)  # 'even ; round': get_dummies keeps spaces
         tidy = rf".str.replace(r'\s*{re.escape(sep)}\s*', {sep!r}, regex=True).str.strip()" if spaced else ""
         source = f"df[{target!r}]"
@@ -276,38 +286,39 @@ def chosen_task(manifest: Manifest, targets: list[str], task: str) -> tuple[str,
         OptionError: see :func:`~polymodal.data.infer_config.infer_config`.
     """
     if task not in TASK_CHOICES:
-        raise OptionError([f"--task: one of {', '.join(TASK_CHOICES)}; got '{task}'"])
+        raise OptionError([f"{asked()}: one of {', '.join(TASK_CHOICES)}; got '{task}'"])
     if task == "anomaly":  # with a target: its anomaly labels, normal value(s) read by normal_labels
         if len(targets) > 1:
-            raise OptionError([f"--task anomaly: takes at most one target column, the anomaly labels; got {targets}"])
+            raise OptionError([f"{asked('anomaly')}: takes at most one target column, the anomaly labels; got {targets}"])
         try:
             inferred = inferred_task(manifest, targets)[0] if targets else "anomaly"
         except ManifestError:  # near-unique text labels: no task inferred
             inferred = None
-        return task, "--task anomaly" + (": its labels tell normal rows from anomalies" if targets else "") + (
+        return task, asked("anomaly") + (": its labels tell normal rows from anomalies" if targets else "") + (
             "" if inferred in (task, None) else f" (inferred: {inferred})")
     if not targets:
-        raise OptionError([f"--task {task}: needs --target COLUMN (without a target the rows make an anomaly detector)"])
+        raise OptionError([f"{asked(task)}: needs {option('--target COLUMN', 'target=COLUMN')} (without a target the "
+                           "rows make an anomaly detector)"])
     values = {t: manifest.column(t)[~manifest.column(t).map(is_empty)] for t in targets}
     numbers = {t: pd.to_numeric(v, errors="coerce") for t, v in values.items()}
     if task == "classification":
         if len(targets) != 1:
-            raise OptionError([f"--task classification: takes one target column; got {targets} (several 0/1 columns: "
-                               "--task multilabel; several numbers: --task regression; without --task, targets of "
-                               "different kinds make a multi-task config)"])
+            raise OptionError([f"{asked('classification')}: takes one target column; got {targets} (several 0/1 "
+                               f"columns: {asked('multilabel')}; several numbers: {asked('regression')}; without "
+                               f"{asked()}, targets of different kinds make a multi-task config)"])
         if values[targets[0]].nunique() < 2:
-            raise OptionError([f"--task classification: target column '{targets[0]}' holds one value; classification "
+            raise OptionError([f"{asked('classification')}: target column '{targets[0]}' holds one value; classification "
                                "needs at least 2 classes"])
     for column in targets:
         text = values[column][numbers[column].isna()]
         if task in ("regression", "multilabel") and len(text):
             joined = joined_labels(manifest, column) if task == "multilabel" else None
-            raise OptionError([f"--task {task}: target column '{column}' holds text ({_examples(text)}); task '{task}' "
+            raise OptionError([f"{asked(task)}: target column '{column}' holds text ({_examples(text)}); task '{task}' "
                                f"needs {'numbers' if task == 'regression' else '0 or 1 in every row'}"
                                + (f"; {'; '.join(joined)}" if joined else "")])
         other = numbers[column][~numbers[column].isin([0, 1])]
         if task == "multilabel" and len(other):
-            raise OptionError([f"--task multilabel: target column '{column}' holds values other than 0 and 1 "
+            raise OptionError([f"{asked('multilabel')}: target column '{column}' holds values other than 0 and 1 "
                                f"({_examples(other)}); each multilabel column is one label, 0 or 1"])
     try:
         plan = planned_tasks(manifest, targets)

@@ -21,7 +21,7 @@ from polymodal.config.modalities import ModalityConfig, modality_columns
 from polymodal.data.arrays import split_row_ref
 from polymodal.data.cells import BLOCK, Cells, is_empty
 from polymodal.data.manifest import WHOLE_ROW, Manifest, check_table
-from polymodal.errors import ManifestError
+from polymodal.errors import ManifestError, option
 from polymodal.utils.io import python_scalar
 from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.values import decimal_comma, number
@@ -363,8 +363,10 @@ def _number(value: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-ANOMALY_NO_TARGET = ("an anomaly detector trained on normal rows alone needs no target: set target: null "
-                     "(--set target=null)")  # what a manifest without an anomaly config's target column may mean
+def anomaly_no_target() -> str:
+    """What a manifest without an anomaly config's target column may mean."""
+    unset = option("--set target=null", "overrides={'target': None}")
+    return f"an anomaly detector trained on normal rows alone needs no target: set target: null ({unset})"
 
 
 def _target_problems(manifest: Manifest, config: Config, training: bool) -> list[str]:
@@ -373,7 +375,7 @@ def _target_problems(manifest: Manifest, config: Config, training: bool) -> list
     problems = [p for column in config.targets
                 for p in target_problems(manifest, column, config.task, scored=not training)]
     if training and config.task == "anomaly" and config.targets and config.targets[0] not in manifest.columns:
-        problems[0] += f"; {ANOMALY_NO_TARGET}"
+        problems[0] += f"; {anomaly_no_target()}"
     return problems
 
 

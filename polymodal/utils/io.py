@@ -153,6 +153,8 @@ def _writable(folder: Path) -> bool:
 
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # open a path's last part itself, never what a symlink there names (POSIX)
+# a FIFO planted at a lock's path would block the open until a writer came: opened at once, then refused
+NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def _open_lock_file(path: Path) -> int:
@@ -160,19 +162,20 @@ def _open_lock_file(path: Path) -> int:
     leaves (a cache a group shares: each member's process opens the others' lock files); one
     another user made and this one may not write is opened for reading, which ``flock`` locks
     all the same. A symbolic link at ``path`` is refused, not followed: whoever may write the
-    folder could point it at any file of this user's, which would be created there (``O_CREAT``).
+    folder could point it at any file of this user's, which would be created there (``O_CREAT``);
+    and so is anything but a file there (a FIFO would block the open, and the process with it).
 
     Raises:
-        PermissionError: ``path`` is a symbolic link, or its folder may not be written.
+        PermissionError: ``path`` is a symbolic link or not a file, or its folder may not be written.
     """
     try:
         for _ in range(3):  # a holder may remove it between the two opens: make it again
             try:
-                return os.open(path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o666)
+                return _regular(os.open(path, os.O_RDWR | os.O_CREAT | NOFOLLOW | NONBLOCK, 0o666), path)
             except PermissionError as err:
                 denied = err
                 try:
-                    return os.open(path, os.O_RDONLY | NOFOLLOW)
+                    return _regular(os.open(path, os.O_RDONLY | NOFOLLOW | NONBLOCK), path)
                 except FileNotFoundError:
                     continue
         raise denied  # a folder this process may not write: no lock file to make
@@ -182,6 +185,15 @@ def _open_lock_file(path: Path) -> int:
                                   "may write its folder could point it at any file of yours); remove it if you made "
                                   "it, else ask who did", str(path)) from None
         raise
+
+
+def _regular(fd: int, path: Path) -> int:
+    """``fd``, the lock file ``path`` opened, if it is a regular file; else closed and refused."""
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        return fd
+    os.close(fd)
+    raise PermissionError(errno.EACCES, "the lock file is not a regular file (a pipe, a device...), which polymodal "
+                          "does not lock: remove it if you made it, else ask who did", str(path))
 
 
 @contextmanager

@@ -267,7 +267,7 @@ def test_a_training_manifest_without_the_target_column_says_an_anomaly_detector_
                                                                          data / "valid.csv")
     assert info.value.problems == ["target column 'label' is not in train_nolabel.csv (columns: ['a', 'b']); an "
                                    "anomaly detector trained on normal rows alone needs no target: set target: null "
-                                   "(--set target=null)"]
+                                   "(overrides={'target': None})"]
 
 
 def test_a_test_manifest_without_a_target_column_is_refused_before_training(data, tmp_path):

@@ -1,4 +1,8 @@
-"""``polymodal config init``: a starting config inferred from a manifest's columns."""
+"""``polymodal config init``: a starting config inferred from a manifest's columns.
+
+Its messages are checked as the command prints them (``--task``): each test runs as a command
+does. ``infer_config`` in Python names ``task=`` instead (``tests/test_python_api.py``).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,15 @@ from helpers_cli import assert_user_error, invoke
 
 from polymodal.config import load_config
 from polymodal.data.infer_config import infer_config
-from polymodal.errors import ManifestError, OptionError
+from polymodal.errors import ManifestError, OptionError, command_line
 
 from .helpers import tone, write_image, write_wav
+
+
+@pytest.fixture(autouse=True)
+def _as_a_command():
+    with command_line():
+        yield
 
 WORDS = ["the pump", "hums loudly", "a bearing", "rattles at speed", "after the service", "no fault was seen"]
 
@@ -771,7 +781,7 @@ def test_a_task_asked_for_several_targets_is_kept_and_a_regressed_label_warned(d
         "--task regression (inferred: a task per target: classification for 'even', regression for 'value')")
     assert inferred.warnings == ["target column 'even' holds only 0 and 1, a label, but is a regression target "
                                  "(--task regression): it is fit as a number, by squared error, not as a label; "
-                                 "leave --task out (task=None in Python) to learn it as a class"]
+                                 "leave --task out to learn it as a class"]
     alone = infer_config(digits[["even", "x"]], "even", task="regression").warnings
     assert len(alone) == 1 and alone[0].endswith("to learn it as classes")
     assert not infer_config(digits[["value", "x"]], "value", task="regression").warnings
@@ -836,3 +846,16 @@ def test_a_modality_named_for_a_column_with_letters_outside_ascii_is_a_valid_nam
                           "y": ["ok", "worn"] * 12})
     inferred = infer_config(frame, "y")  # validated: a name is an ASCII identifier
     assert inferred.config["modalities"]["bemerkung__"]["column"] == "bemerkung_ä"
+
+
+def test_a_further_tasks_rows_without_a_label_are_not_told_to_be_dropped():
+    """A further task's empty cells are rows without its label, which still train the others:
+    'which train refuses: drop them' is the main target's caveat only."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=60), "kind": rng.choice(["a", "b"], 60),
+                          "size": rng.normal(5, 2, 60).round(3)})
+    frame.loc[:9, "size"] = np.nan
+    inferred = infer_config(frame, ["kind", "size"])
+    assert inferred.config["tasks"] == {"size": {"task": "regression", "target": "size"}}
+    said = dict((c, w) for c, _, w in inferred.columns)["size"]
+    assert "10 row(s) without one, which train the other tasks and not this one" in said and "drop" not in said

@@ -281,3 +281,31 @@ def test_a_lock_file_that_is_a_symbolic_link_is_refused_not_followed(tmp_path):
                                              "polymodal does not follow")
         assert refused.value.filename == str(lock_path(target))
         assert not victim.exists() and lock_path(target).is_symlink()  # nothing made through it, the link left
+
+
+def test_a_lock_file_that_is_a_pipe_is_refused_at_once_not_waited_on(tmp_path):
+    """A FIFO planted where a lock file goes blocked the open until a writer came: the process hung."""
+    import os
+    import threading
+
+    from polymodal.utils.io import exclusive_lock, lock_path
+
+    target = tmp_path / "store"
+    os.mkfifo(lock_path(target))
+    outcome = []
+
+    def lock() -> None:
+        try:
+            with exclusive_lock(target, lambda held: RuntimeError("busy")):
+                outcome.append("locked")
+        except PermissionError as err:
+            outcome.append(err)
+
+    worker = threading.Thread(target=lock, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # unblock the open, so that the test ends
+        os.close(os.open(lock_path(target), os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(5)
+    assert len(outcome) == 1 and isinstance(outcome[0], PermissionError), outcome
+    assert "the lock file is not a regular file" in str(outcome[0])
