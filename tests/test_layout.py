@@ -63,7 +63,8 @@ def test_no_module_imports_a_layer_above_its_own() -> None:
 # and file helpers are read by it.
 TORCH_FREE = ["polymodal.errors", "polymodal.run_files", "polymodal.config", "polymodal.deploy.runtime",
               "polymodal.deploy.requests", "polymodal.deploy.server", "polymodal.deploy.settings",
-              "polymodal.deploy.microbatch", "polymodal.deploy.errors", "polymodal.deploy.origins"]
+              "polymodal.deploy.microbatch", "polymodal.deploy.errors", "polymodal.deploy.origins",
+              "polymodal.deploy.tasks"]
 TORCH_FREE_PACKAGES = {"utils": {"device"}, "config": set(), "deploy/features": set()}
 
 

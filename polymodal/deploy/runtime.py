@@ -37,6 +37,7 @@ import numpy as np
 
 from polymodal.deploy.errors import ExportError, RequestError, first_line, onnxruntime_errors
 from polymodal.deploy.features import FEATURES, Features
+from polymodal.deploy.tasks import task_columns, task_entries
 from polymodal.errors import MissingDependencyError, SchemaMismatchError
 from polymodal.run_files import CONFIG_FILE, EXPORT_DIR, MODEL_FILE, saved_fingerprint
 from polymodal.utils.coalitions import against_reference, coalition_values, held_masks
@@ -66,38 +67,6 @@ ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model
 # oldest format that holds it: export.required_format)
 FORMAT_VERSION = 6
 Row = Mapping[str, Any]
-MAIN_TASK = "main"  # the main task's name, as polymodal.config.tasks names it (the runtime imports no config)
-
-
-def task_entries(meta: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every task of an export (``meta``: its ``deploy.json``) by name, the main task first, each
-    with ``name``, ``task``, ``target``, ``outputs`` ([start, stop) of the graph's output),
-    ``classes`` and, as its kind has them, ``threshold``, ``target_scaling`` or ``anomaly``:
-    ``deploy.json``'s ``tasks`` for a multi-task model (exported since 2026-12-07), else one entry
-    of its main fields (a single-task export, or a multi-task one exported before, which recorded
-    the main task only)."""
-    if meta.get("tasks"):
-        return {task["name"]: dict(task) for task in meta["tasks"]}
-    main = {"name": MAIN_TASK, "task": meta["task"], "target": meta.get("target"), "outputs": meta["main_outputs"],
-            "classes": meta["classes"]}
-    main.update({key: meta[key] for key in ("threshold", "target_scaling", "anomaly") if key in meta})
-    return {MAIN_TASK: main}
-
-
-def task_columns(entry: Mapping[str, Any], scores: np.ndarray) -> dict[str, list[Any]]:
-    """One task's prediction columns, as ``polymodal.multitask.task_frame`` names them, from its
-    ``scores`` (B, K) (:meth:`Runtime.scores`; ``entry``: its :func:`task_entries` entry):
-    ``prediction`` and ``proba_<class>`` (classification), ``pred_<label>`` then ``proba_<label>``
-    (multilabel: 0/1 calls), ``pred_<target>`` (regression)."""
-    kind, names = entry["task"], entry["classes"]
-    if kind == "regression":
-        return {f"pred_{c}": scores[:, i].tolist() for i, c in enumerate(names)}
-    chosen = decisions(kind, scores, entry.get("threshold"))
-    if kind == "multilabel":
-        columns = {f"pred_{c}": chosen[:, i].tolist() for i, c in enumerate(names)}
-    else:
-        columns = {"prediction": [names[i] for i in chosen]}
-    return {**columns, **{f"proba_{c}": scores[:, i].tolist() for i, c in enumerate(names)}}
 
 
 def run_graph(session: Any, names: Sequence[str], feeds: Mapping[str, np.ndarray], *,

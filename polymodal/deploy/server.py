@@ -18,7 +18,7 @@ and their types are imported inside :func:`create_app`, fastapi being an optiona
 
 
 import hmac
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -32,8 +32,9 @@ from polymodal.deploy.origins import SameSiteOnly, is_loopback
 from polymodal.deploy.requests import FILE_KINDS, RequestParser, accepted_types, read_row
 from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.settings import ServeSettings
+from polymodal.deploy.tasks import task_json, task_metadata
 from polymodal.errors import MissingDependencyError, SchemaMismatchError
-from polymodal.utils.scores import decisions, explained_outputs, explained_quantity, explained_score, output_index
+from polymodal.utils.scores import explained_outputs, explained_quantity, explained_score, output_index
 from polymodal.utils.suggest import did_you_mean
 
 ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "object", "properties": {
@@ -161,28 +162,6 @@ def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any],
     return out
 
 
-def task_json(task: Mapping[str, Any], scores: np.ndarray) -> dict[str, Any]:
-    """One task's answer from its scores (K,) (``task``: its entry, :attr:`Runtime.tasks`): a
-    classifier's ``prediction`` (the class) and ``probabilities``, a multilabel model's
-    ``prediction`` (the labels called) and ``probabilities``, each with ``threshold`` where a
-    decision threshold is set; a regression's ``prediction`` maps each target to its value."""
-    out: dict[str, Any] = {}
-    if task["task"] == "classification":
-        out["prediction"] = task["classes"][int(decisions("classification", scores[None], task.get("threshold"))[0])]
-        if task.get("threshold") is not None:  # decision.threshold: the positive class from this probability of it
-            out["threshold"] = task["threshold"]
-        out["probabilities"] = {str(c): float(p) for c, p in zip(task["classes"], scores)}  # JSON keys are text
-    elif task["task"] == "multilabel":
-        called = decisions("multilabel", scores, task.get("threshold"))
-        out["prediction"] = [c for c, chosen in zip(task["classes"], called) if chosen]
-        if task.get("threshold") is not None:  # decision.threshold: one for every label, or each label's
-            out["threshold"] = task["threshold"]
-        out["probabilities"] = {str(c): float(p) for c, p in zip(task["classes"], scores)}  # JSON keys are text
-    else:
-        out["prediction"] = {c: float(v) for c, v in zip(task["classes"], scores)}
-    return out
-
-
 def explanation_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any], phi: np.ndarray,
                      output: int | None = None, read_as: Sequence[str] = ()) -> dict[str, Any]:
     """The ``/explain`` answer: :func:`prediction_json` plus the explained score (``output``: the
@@ -241,15 +220,6 @@ def metadata_json(runtime: Runtime, settings: ServeSettings) -> dict[str, Any]:
             "quantized": settings.quantized, "parity": meta.get("parity"),
             "limits": settings.model_dump(include={"max_request_bytes", "max_image_pixels", "max_audio_seconds", "max_video_frames",
                                                    "max_text_chars"})}
-
-
-def task_metadata(task: Mapping[str, Any]) -> dict[str, Any]:
-    """A further task in ``/metadata`` (``task``: its entry, :attr:`Runtime.tasks`): its kind, target
-    columns, classes or labels (none for a regression, as the main task's), and its decision
-    threshold where one is set."""
-    out = {"task": task["task"], "target": task["target"],
-           "classes": task["classes"] if task["task"] in ("classification", "multilabel") else []}
-    return {**out, "threshold": task["threshold"]} if task.get("threshold") is not None else out
 
 
 def behind(app: Any, paths: set[str | None], dependency: Any) -> None:
