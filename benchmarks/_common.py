@@ -64,7 +64,9 @@ def parser(description: str, *, seeds: int | None = None, epochs: int | None = N
     p.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data",
                    help="folder laid out like ../shared/data (fsdd/, mnist/, usps/, pneumoniamnist/, cwru/); "
                         "default: shared/data beside the repository")
-    p.add_argument("--repeats", type=int, default=repeats, help="timed repetitions; figures are medians")
+    p.add_argument("--repeats", type=int, default=repeats,
+                   help="repetitions of each measurement: medians of timings, or seeds of accuracies (mean +- std), "
+                        "as the benchmark's description says")
     p.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out",
                    help="scratch folder for prepared data and runs (default: benchmarks/out in the repository)")
     p.add_argument("--quick", action="store_true",
