@@ -33,9 +33,7 @@ def command_line() -> Iterator[None]:
 
 # the Python argument each command-line option maps to, as messages name it (see option)
 PYTHON_NAMES = {"--resume": "resume=True", "--overwrite": "overwrite=True", "--out": "out=", "--train": "train",
-                "--valid": "valid=", "--test": "test=", "--unlabeled": "unlabeled=", "--data": "data",
-                "--by": "by=", "--split": "split=", "--modality": "modality=", "--corruption": "corruptions=",
-                "--set": "overrides"}
+                "--valid": "valid=", "--unlabeled": "unlabeled=", "--by": "by=", "--split": "split="}
 
 
 def option(cli: str, python: str | None = None) -> str:
