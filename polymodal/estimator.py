@@ -49,10 +49,19 @@ from polymodal.data.skipped import describe_skipped, require_rows, skipped_by_sp
 from polymodal.data.targets import TargetEncoder
 from polymodal.data.validation import target_problems
 from polymodal.errors import ConfigError, ManifestError, RunFolderError, SchemaMismatchError, option
-from polymodal.resume import clear_run, drop_replaced_run, held_run, manifest_paths
+from polymodal.resume import (
+    check_out,
+    check_resumed_data,
+    clear_run,
+    drop_replaced_run,
+    held_run,
+    holding_the_run_folder,
+    manifest_paths,
+)
 from polymodal.run_files import SCORES_FILE, SKIPPED_FILE
 from polymodal.runfolder import Scored
-from polymodal.training.devices import world_size
+from polymodal.training.devices import across_ranks, check_devices, world_size
+from polymodal.training.process_state import kept_process_state
 from polymodal.utils.device import default_device, default_workers, run_batches
 from polymodal.utils.io import check_folder_path
 from polymodal.utils.warn import warn_user
@@ -330,6 +339,19 @@ class Estimator:
         L.seed_everything(self.config.train.seed, workers=True, verbose=False)
         if self.config.train.threads is not None:
             torch.set_num_threads(self.config.train.threads)
+
+    def _begin_fit(self, out: str | os.PathLike | None, *, resume: bool, overwrite: bool, data: dict[str, Any],
+                   planned_epochs: int | None = None, from_config: dict[str, bool] | None = None) -> None:
+        """What every fit checks before it reads any data, then seeds: that ``out`` may take the
+        run (:func:`~polymodal.resume.check_out`; ``planned_epochs`` as there), that the devices
+        asked for exist, and that a resumed run is given the manifests it recorded (``data``:
+        split name -> source, ``from_config`` as :func:`~polymodal.resume.check_resumed_data`)."""
+        self._fitted_settings = None  # this fit's config may differ from the last one's
+        check_out(out, self.config, resume=resume, overwrite=overwrite, planned_epochs=planned_epochs)
+        check_devices(self.config.train)
+        if resume and out is not None:
+            check_resumed_data(Path(out), data, from_config=from_config)
+        self._seed()
 
     def _read_fit_data(self, pipeline: DataPipeline, train: DataSource, valid: DataSource | None,
                        test: DataSource | None, *, require_target: bool) -> tuple[Manifest, Manifest, Manifest | None]:
@@ -627,6 +649,16 @@ class Estimator:
         estimator.valid_scores, estimator.test_scores = scores.get("valid"), scores.get("test")
         estimator.kept = kept
         return estimator, run
+
+
+def fitting(fit: F) -> F:
+    """The guards every estimator's ``fit`` runs under, outermost first: a fit that raises leaves
+    the estimator as it was, fitted or not (:func:`unchanged_on_failure`); no second fit writes into
+    the same run folder meanwhile (:func:`~polymodal.resume.holding_the_run_folder`); the seeding and
+    deterministic switches are the fit's own (:func:`~polymodal.training.process_state.kept_process_state`);
+    the ranks of a distributed fit share what this process preprocessed and only rank 0 warns
+    (:func:`~polymodal.training.devices.across_ranks`)."""
+    return unchanged_on_failure(holding_the_run_folder(kept_process_state()(across_ranks(fit))))
 
 
 def unchanged_on_failure(fit: F) -> F:

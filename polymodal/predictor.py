@@ -37,7 +37,7 @@ from polymodal.data.pipeline import DataPipeline, DataSource
 from polymodal.data.split import stratified_holdout
 from polymodal.decision import binary_scores, check_decision_data, note_in_sample, settle_threshold, warn_if_edited
 from polymodal.errors import ConfigError, NotFittedError, SchemaMismatchError
-from polymodal.estimator import EXPLAIN, EXPORT, PREDICT, ROBUSTNESS, SUBSETS, Estimator, unchanged_on_failure
+from polymodal.estimator import EXPLAIN, EXPORT, PREDICT, ROBUSTNESS, SUBSETS, Estimator, fitting
 from polymodal.fewshot import use_support
 from polymodal.metrics.retrieval import stacked_validation_metrics, warn_if_collapsed
 from polymodal.metrics.tasks import flat_metrics, metric_value, monitored, task_metrics
@@ -51,9 +51,7 @@ from polymodal.multitask import (
     task_frame,
     with_further_tasks,
 )
-from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, manifest_paths, start_run
-from polymodal.training.devices import across_ranks
-from polymodal.training.process_state import kept_process_state
+from polymodal.resume import manifest_paths, start_run
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
 from polymodal.utils.scores import decisions, probabilities
 
@@ -124,10 +122,7 @@ class MultimodalPredictor(Estimator):
         return cls(config)
 
     # -- fitting ------------------------------------------------------------------------------
-    @unchanged_on_failure  # a fit that raises leaves the predictor as it was (fitted or not)
-    @holding_the_run_folder  # no second fit into the same folder meanwhile
-    @kept_process_state()  # the seeding and deterministic switches are the fit's own
-    @across_ranks  # ranks share what this process preprocessed; only rank 0 warns
+    @fitting  # unchanged if it raises, one fit per run folder, its own seeding, ranks share the preprocessing
     def fit(self, train: DataSource, valid: DataSource | None = None, *, test: DataSource | None = None,
             out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
             unlabeled: DataSource | None = None, callbacks: list[Any] | None = None) -> MultimodalPredictor:
@@ -153,7 +148,6 @@ class MultimodalPredictor(Estimator):
             ManifestError / ConfigError / DecodeError: bad input, with every problem named.
             RunFolderError: ``out`` holds a run (see ``out``), or the run to resume is another config's.
         """
-        from polymodal.training.devices import check_devices
         from polymodal.training.finetune import finetune_callbacks  # Lightning: imported for training only
         from polymodal.training.module import OptimSettings, PolymodalModule
         from polymodal.training.trainer import fit_module
@@ -168,14 +162,9 @@ class MultimodalPredictor(Estimator):
         if self.config is not self._given_config:  # the last fit's record of its unlabelled file, perhaps edited since
             self._given_config = unrecorded_config(self.config, self._given_config)
         cfg = self.config = self._given_config
-        self._fitted_settings = None  # this fit's config may differ from the last one's
-        check_out(out, cfg, resume=resume, overwrite=overwrite)  # before reading any data
-        check_devices(cfg.train)
-        if resume and out is not None:
-            check_resumed_data(Path(out), {"train": train, "valid": valid,
-                                                     "unlabeled": unlabeled_source(cfg, unlabeled)},
-                                         from_config={"unlabeled": unlabeled is None})
-        self._seed()
+        self._begin_fit(out, resume=resume, overwrite=overwrite,
+                        data={"train": train, "valid": valid, "unlabeled": unlabeled_source(cfg, unlabeled)},
+                        from_config={"unlabeled": unlabeled is None})
         pipeline = DataPipeline(cfg)
         train_m, valid_m, test_m = self._read_fit_data(pipeline, train, valid, test, require_target=True)
         started = time.perf_counter()

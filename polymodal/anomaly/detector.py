@@ -61,7 +61,7 @@ from polymodal.errors import (
     SchemaMismatchError,
     option,
 )
-from polymodal.estimator import EMBEDDINGS, PROBABILITIES, ROBUSTNESS, Estimator, unchanged_on_failure
+from polymodal.estimator import EMBEDDINGS, PROBABILITIES, ROBUSTNESS, Estimator, fitting
 from polymodal.metrics.anomaly import (
     anomaly_metrics,
     flags,
@@ -69,10 +69,8 @@ from polymodal.metrics.anomaly import (
     row_thresholds,
     threshold_at_fpr,
 )
-from polymodal.resume import check_out, check_resumed_data, holding_the_run_folder, manifest_paths, start_run
+from polymodal.resume import manifest_paths, start_run
 from polymodal.run_files import PLOTS_DIR
-from polymodal.training.devices import across_ranks
-from polymodal.training.process_state import kept_process_state
 from polymodal.utils.coalitions import held_masks
 from polymodal.utils.warn import warn_user
 
@@ -163,10 +161,7 @@ class AnomalyDetector(Estimator):
         return AnomalyModel(net, scorer)
 
     # -- fitting ------------------------------------------------------------------------------
-    @unchanged_on_failure  # a fit that raises leaves the detector as it was (fitted or not)
-    @holding_the_run_folder  # no second fit into the same folder meanwhile
-    @kept_process_state()  # the seeding and deterministic switches are the fit's own
-    @across_ranks  # ranks share what this process preprocessed; only rank 0 warns
+    @fitting  # unchanged if it raises, one fit per run folder, its own seeding, ranks share the preprocessing
     def fit(self, train: DataSource, valid: DataSource | None = None, *, test: DataSource | None = None,
             out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
             unlabeled: DataSource | None = None, callbacks: list[Any] | None = None) -> AnomalyDetector:
@@ -188,8 +183,6 @@ class AnomalyDetector(Estimator):
         Raises:
             ManifestError / DecodeError: bad input, every problem named.
         """
-        from polymodal.training.devices import check_devices
-
         if unlabeled is not None:
             raise SchemaMismatchError("task 'anomaly' learns from no unlabelled manifest (its training rows are the "
                                       f"normal samples); drop {option('--unlabeled')}")
@@ -200,16 +193,12 @@ class AnomalyDetector(Estimator):
                                "chooses its own threshold at anomaly.target_fpr, on scores whose scale is new: "
                                "remove the key from the config (on this detector in Python: "
                                "det.config.anomaly.threshold = None)"])
-        self._fitted_settings = None  # this fit's config may differ from the last one's
         if test is not None and not cfg.targets:
             raise SchemaMismatchError("a test manifest is evaluated against its labels, but this anomaly config has "
                                       "no target column; set target (and anomaly.normal) or leave the test out")
         phases = phase_epochs(self)
-        check_out(out, cfg, resume=resume, overwrite=overwrite, planned_epochs=phases[-1][1])  # before reading data
-        check_devices(cfg.train)
-        if resume and out is not None:
-            check_resumed_data(Path(out), {"train": train, "valid": valid})
-        self._seed()
+        self._begin_fit(out, resume=resume, overwrite=overwrite, data={"train": train, "valid": valid},
+                        planned_epochs=phases[-1][1])
         pipeline = self._new_pipeline()
         train_m, valid_m, test_m = self._read_fit_data(pipeline, train, valid, test, require_target=bool(cfg.targets))
         normal = pipeline.targets.encode(train_m) != 1
