@@ -19,6 +19,7 @@ def test_first_occurrences_drops_the_padding_duplicates():
     assert first_occurrences(index).tolist() == [0, 1, 2, 4]
 
 
+@pytest.mark.slow  # a single-process run and a 2-process one (about 45 s): make test-slow, which .ci/run runs
 def test_two_process_ddp_matches_the_single_process_run(tmp_path):
     paths = write_splits(tmp_path, make_dataset(tmp_path, n=235))  # 47 validation rows: odd
     # 2 processes x batch 8 take the same optimiser steps as 1 process x batch 16
