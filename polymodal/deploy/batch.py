@@ -33,7 +33,7 @@ from polymodal.config.columns import csv_columns
 from polymodal.data.content_keys import manifest_key
 from polymodal.data.manifest import Manifest, manifest_file, read_manifest
 from polymodal.data.pipeline import DataSource
-from polymodal.errors import OptionError, SchemaMismatchError
+from polymodal.errors import OptionError, SchemaMismatchError, option
 from polymodal.estimator import PREDICT
 from polymodal.runfolder import write_skipped
 from polymodal.utils.io import (
@@ -114,11 +114,11 @@ def predict_to_file(predictor: Any, data: DataSource, out: str | os.PathLike, *,
         ManifestError: the manifest does not fit the model (checked before any prediction).
         OptionError: a ``keep`` column the manifest lacks, or one named as an output column.
     """
-    out = check_table_path(out)  # found now, not after every row is predicted
-    check_folder_path(out.parent, "--out", writable=True)  # where the parts folder and the table go
+    out = check_table_path(out, option("--out"))  # found now, not after every row is predicted
+    check_folder_path(out.parent, option("--out"), writable=True)  # where the parts folder and the table go
     def busy(held: Path) -> OptionError:
-        return OptionError([f"--out {out} is being written by another prediction (it holds {held}); wait for it "
-                            "to end, or give another --out"])
+        return OptionError([f"{out} ({option('--out')}) is being written by another prediction (it holds {held}); "
+                            f"wait for it to end, or give another {option('--out')}"])
 
     with exclusive_lock(out, busy):  # two predictions into one file would mix their chunks
         return _predict_to_file(predictor, data, out, chunk_rows=chunk_rows, resume=resume, overwrite=overwrite,
@@ -132,16 +132,19 @@ def _predict_to_file(predictor: Any, data: DataSource, out: Path, *, chunk_rows:
     if chunk_rows < 1:
         raise SchemaMismatchError(f"chunk_rows must be at least 1; got {chunk_rows}")
     if isinstance(data, str | os.PathLike) and out.exists() and out.resolve() == Path(data).resolve():
-        raise OptionError([f"--out {out} is the manifest being predicted; write the predictions to another file"])
+        raise OptionError([f"{out} ({option('--out')}) is the manifest being predicted; write the predictions to "
+                           "another file"])
     if out.exists() and not overwrite and not (resume and parts_folder(out).is_dir()):
         if resume:  # the parts folder goes only once the table is joined: out is a finished prediction
-            raise OptionError([f"--resume: {out} is finished (every row predicted); nothing to resume: give "
-                               "--overwrite to predict again"])
-        raise OptionError([f"--out {out} already exists; give --overwrite to replace it, or another --out"])
+            raise OptionError([f"{option('--resume')}: {out} is finished (every row predicted); nothing to resume: "
+                               f"give {option('--overwrite')} to predict again"])
+        raise OptionError([f"{out} ({option('--out')}) already exists; give {option('--overwrite')} to replace it, "
+                           f"or another {option('--out')}"])
     finished = chunks_done(parts_folder(out))
     if finished and not resume and not overwrite:
-        raise OptionError([f"--out {out}: {finished} chunk(s) of an interrupted prediction into it are already done "
-                           f"(in {parts_folder(out)}): --resume to continue, --overwrite to start over"])
+        raise OptionError([f"{out} ({option('--out')}): {finished} chunk(s) of an interrupted prediction into it are "
+                           f"already done (in {parts_folder(out)}): {option('--resume')} to continue, "
+                           f"{option('--overwrite')} to start over"])
     pipeline, _ = predictor.require_fitted()
     predictor.require(PREDICT, "predict")  # a model that makes no predictions: refused before any file is written
     # a file's content, not the table read from it (a kept column is read as text: the same file)
@@ -166,7 +169,7 @@ def _predict_to_file(predictor: Any, data: DataSource, out: Path, *, chunk_rows:
     if reuse:
         _check_resumable(parts, state)
     elif resume:
-        warn_user(f"--resume: no interrupted prediction into {out} to continue; predicting every row")
+        warn_user(f"{option('--resume')}: no interrupted prediction into {out} to continue; predicting every row")
     starts = list(range(0, len(manifest), chunk_rows))
     done = resumed = 0
     shown = predictor.config.train.progress
@@ -214,21 +217,21 @@ def _check_resumable(parts: Path, state: dict[str, Any]) -> None:
             + (", content changed since (a cell edited, rows reordered)"
                if found.get("fingerprint") != state["fingerprint"] and found.get("rows") == state["rows"] else "")
             + (", another support set" if found.get("support") != state.get("support") else "")
-            + (f", --keep {found['keep']} (now {state['keep']})" if found["keep"] != state["keep"] else "")
+            + (f", {option('--keep', 'keep')} {found['keep']} (now {state['keep']})" if found["keep"] != state["keep"] else "")
             + (", another model" if found.get("model") != state.get("model") else "")
             + (f", data.on_error {found.get('on_error')} (now {state.get('on_error')})"
                if found.get("on_error") != state.get("on_error") else "")
             + (", written by another polymodal version (its columns or rows differ)"
                if found.get("format") != state["format"] else "")
-            + ". Give --overwrite instead of --resume to start over")
+            + f". Give {option('--overwrite')} instead of {option('--resume')} to start over")
 
 
 def _check_keep(keep: list[str], manifest: Manifest) -> None:
     """Refuse ``keep`` columns that ``manifest`` lacks, and any named twice (one named as an output
     column is refused with the first chunk, before it is written)."""
-    problems = [f"--keep {c}: not a column of {manifest.name}{did_you_mean(c, manifest.columns)} "
+    problems = [f"{option('--keep', 'keep')} {c}: not a column of {manifest.name}{did_you_mean(c, manifest.columns)} "
                 f"(columns: {list(manifest.columns)})" for c in keep if c not in manifest.columns]
-    problems += [f"--keep {c}: named twice" for c in sorted({c for c in keep if keep.count(c) > 1})]
+    problems += [f"{option('--keep', 'keep')} {c}: named twice" for c in sorted({c for c in keep if keep.count(c) > 1})]
     if problems:
         raise OptionError(problems)
 
@@ -243,7 +246,7 @@ def _predict_chunk(predictor: Any, manifest: Manifest, rows: range, parts: Path,
     frame = frame.reset_index()
     taken = [c for c in keep if c in frame.columns]
     if taken:
-        raise OptionError([f"--keep {c}: the predictions have a column of that name ({list(frame.columns)})"
+        raise OptionError([f"{option('--keep', 'keep')} {c}: the predictions have a column of that name ({list(frame.columns)})"
                            for c in taken])
     for position, column in enumerate(keep, start=1):  # after `row`, for the rows kept (skip drops some)
         frame.insert(position, column, manifest.select([column], frame["row"].to_numpy())[column].array)

@@ -306,12 +306,13 @@ def check_exportable(predictor: Any, out: str | os.PathLike, *, fmt: str = "onnx
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format '{fmt}'; use one of {list(FORMATS)}")
     if quantize and fmt != "onnx":
-        raise ExportError(f"--quantize needs --format onnx; got --format {fmt}")
+        raise ExportError(f"{option('--quantize', 'quantize=True')} needs {option('--format onnx', 'fmt=' + repr('onnx'))}; "
+                          f"got {option('--format ' + fmt, 'fmt=' + repr(fmt))}")
     predictor.require_fitted()
     predictor.require(EXPORT, purpose)
-    check_replaceable(Path(out), "--out must name a new or an export folder" if purpose == "export" else
+    check_replaceable(Path(out), f"{option('--out')} must name a new or an export folder" if purpose == "export" else
                       f"{purpose} exports the run into it: move those files, or export the run elsewhere "
-                      "('polymodal export RUN --out DIR') and serve DIR", what="--out" if purpose == "export" else purpose)
+                      "('polymodal export RUN --out DIR') and serve DIR", what=option("--out") if purpose == "export" else purpose)
 
 
 def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None, rows: int, tolerance: float,
@@ -352,7 +353,7 @@ def write_export(predictor: Any, folder: Path, fmt: str, data: DataSource | None
     return report
 
 
-def check_replaceable(folder: Path, hint: str = "--out must name a new or an export folder", what: str = "--out") -> None:
+def check_replaceable(folder: Path, hint: str, what: str) -> None:
     """Refuse an ``out`` that an export must not replace or cannot write: a file (or a folder
     inside one), a folder that cannot be written, or a folder with other files; ``hint`` says what
     to do about the other files, ``what`` names where ``out`` came from (the option)."""

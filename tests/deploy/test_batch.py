@@ -1,4 +1,9 @@
-"""Batch prediction: chunked, CSV or Parquet, identical to predict_frame, resumable."""
+"""Batch prediction: chunked, CSV or Parquet, identical to predict_frame, resumable.
+
+The messages checked here are the command line's (``--out``, ``--resume``): each test runs as
+``polymodal predict`` does (:func:`~polymodal.errors.command_line`); a Python call names
+``out=``, ``resume=True`` (the last test here).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from polymodal import errors
 from polymodal.deploy.batch import parts_folder, predict_to_file
-from polymodal.errors import ManifestError, OptionError, SchemaMismatchError
+from polymodal.errors import ManifestError, OptionError, SchemaMismatchError, command_line
+
+
+@pytest.fixture(autouse=True)
+def _as_a_command():
+    with command_line():
+        yield
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -522,3 +534,19 @@ def test_integer_class_labels_are_spelled_alike_in_every_chunk(dataset, tmp_path
     if suffix == ".csv":
         spelled = pd.read_csv(tmp_path / "preds4.csv", dtype=str)["prediction"].dropna()
         assert set(spelled) <= {"0", "1", "2"}, set(spelled)  # never 2.0 beside 2
+
+
+def test_a_python_call_is_told_its_arguments(trained, dataset, tmp_path):
+    """``predict_to_file(..., out=...)`` in a notebook was told to give ``--overwrite``."""
+    predictor, _ = trained
+    out = tmp_path / "preds.csv"
+    out.write_text("row,prediction\n", encoding="utf-8")
+    errors._command_line = False  # a Python call, outside the command_line() this file's tests run in
+    try:
+        with pytest.raises(OptionError, match=rf"^{re.escape(str(out))} \(out=\) already exists; give overwrite=True "
+                                              r"to replace it, or another out=$"):
+            predict_to_file(predictor, dataset["test"], out, progress=False)
+        with pytest.raises(OptionError, match="^keep nope: not a column of test.csv"):
+            predict_to_file(predictor, dataset["test"], tmp_path / "other.csv", progress=False, keep=["nope"])
+    finally:
+        errors._command_line = True

@@ -23,6 +23,7 @@ from polymodal.deploy.parity import (
     quantize_and_measure,
 )
 from polymodal.deploy.runtime import Runtime
+from polymodal.errors import command_line
 from polymodal.evaluation.data import sample_rows
 
 
@@ -231,8 +232,10 @@ def test_bad_format_and_quantize_combination(trained, tmp_path):
     predictor, _ = trained
     with pytest.raises(ExportError, match="unknown export format 'tflite'; use one of"):
         export_run(predictor, tmp_path / "x", fmt="tflite")
-    with pytest.raises(ExportError, match="--quantize needs --format onnx"):
+    with pytest.raises(ExportError, match="^quantize=True needs fmt='onnx'; got fmt='torchscript'$"):
         export_run(predictor, tmp_path / "x", fmt="torchscript", quantize=True)
+    with command_line(), pytest.raises(ExportError, match="^--quantize needs --format onnx; got --format torchscript$"):
+        export_run(predictor, tmp_path / "x", fmt="torchscript", quantize=True)  # as polymodal export calls it
 
 
 def test_adaptive_max_pool_replacement_is_exact():
