@@ -380,7 +380,9 @@ class Runtime:
         kind = self.task_entry(task)["task"]
         if kind not in ("classification", "multilabel"):
             which = "model; this one" if task is None else f"task; task '{task}'"
-            raise RequestError(f"predict_proba needs a classification or multilabel {which} does {kind}")
+            raise SchemaMismatchError(f"predict_proba needs a classification or multilabel {which} does {kind}"
+                                      + ("; an anomaly detector's scores are rt.scores(rt.outputs(rows))"
+                                         if kind == "anomaly" else ""))
         return self.scores(self.outputs(rows, task), task)
 
     def held(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:

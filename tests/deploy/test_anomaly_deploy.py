@@ -24,6 +24,7 @@ from polymodal.deploy.parity import manifest_rows, output_difference
 from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.server import create_app
 from polymodal.deploy.settings import ServeSettings
+from polymodal.errors import SchemaMismatchError
 from polymodal.run_files import saved_fingerprint
 
 from .conftest import anomaly_config
@@ -210,6 +211,18 @@ def test_serve_runs_an_anomaly_run(anomaly_exported, monkeypatch):
 
     meta = TestClient(served[0], base_url=LOCAL).get("/metadata").json()  # the app serve would have run
     assert meta["task"] == "anomaly" and meta["anomaly"]["scorer"] == "consistency"
+
+
+def test_the_runtime_refuses_probabilities_of_a_detector_as_the_detector_does(anomaly_exported, dataset):
+    """It raised the HTTP layer's RequestError, which a Python caller does not catch as a model mismatch."""
+    detector, folder = anomaly_exported
+    runtime = Runtime.load(folder)
+    rows = manifest_rows(runtime, read_manifest(dataset["test"]), 2)
+    with pytest.raises(SchemaMismatchError, match="^predict_proba needs a classification or multilabel model; this one "
+                                                  r"does anomaly; an anomaly detector's scores are rt.scores"):
+        runtime.predict_proba(rows)
+    with pytest.raises(SchemaMismatchError):
+        detector.predict_proba(dataset["test"])
 
 
 @pytest.fixture(scope="module")
