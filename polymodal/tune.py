@@ -5,15 +5,21 @@ trains the config with the sampled values (TPE sampler, seeded), reports the val
 after every epoch so that a median pruner can stop hopeless trials early, and the search writes
 
     <out>/trials.csv        one row per trial: number, state, value, seconds, the sampled values
+                            (and, once a trial failed, a note saying why)
     <out>/best_config.yaml  the base config with the best values filled in (``tune`` removed)
-    <out>/summary.json      metric, direction, best value and parameters
+    <out>/summary.json      metric, direction, best value and parameters, trials completed,
+                            pruned, failed and stopped
     <out>/study.journal     Optuna's record of every trial (a journal file), which ``resume`` reads
+
+A trial whose metric is not a number (its training diverged, or the metric is undefined on the
+validation rows) fails, is not ranked, and counts towards ``trials`` as a completed or pruned one
+does. A trial an interruption or an error stopped does not count.
 
 An ``<out>`` that already holds these files is refused unless ``overwrite`` is given, which
 removes them (and nothing else the folder holds) before the first trial, or ``resume``, which
 continues the search recorded there (an interrupted one, or a finished one given more trials):
 its finished trials count towards ``trials``, and the trial the interruption stopped is marked
-failed.
+failed (stopped, not counted).
 """
 
 from __future__ import annotations
@@ -96,20 +102,48 @@ def _metric(config: Config) -> tuple[str, str]:
     return name, f"{direction(name)}imize"
 
 
-def _score(predictor: Any, metric: str) -> float:
-    """``val_<metric>`` of the epoch whose weights the fit kept (the last one if none was chosen)."""
+def _kept(predictor: Any, column: str) -> float:
+    """``column`` of the history at the epoch whose weights the fit kept (the last one if none was
+    chosen); NaN where it was never logged."""
     history = predictor.history
-    column = f"val_{metric}"
     best = predictor.info.get("best_epoch")
     rows = history[history["epoch"] == best] if best is not None else history
+    return float((rows if len(rows) else history)[column].iloc[-1]) if column in history.columns else math.nan
+
+
+def _score(predictor: Any, metric: str) -> float:
+    """``val_<metric>`` of the epoch whose weights the fit kept (the last one if none was chosen)."""
     # a metric is logged only where finite: absent, it never was (the trial diverged, or it is
     # undefined on these validation rows)
-    value = float((rows if len(rows) else history)[column].iloc[-1]) if column in history.columns else math.nan
+    value = _kept(predictor, f"val_{metric}")
     if not math.isfinite(value):  # Optuna records a NaN value as a failed trial and goes on
         warn_user(f"val_{metric} of the kept epoch is not a number (the trial diverged, or the metric is "
                   "undefined on the validation rows): the trial is not ranked")
         return math.nan
     return value
+
+
+# A trial's user attribute: why its metric was not a number (one of FAILURES' keys). A failed trial
+# that holds it ran to its end and counts towards --trials; one without it was stopped (an
+# interruption, an error) and does not.
+FAILED = "failed"
+FAILURES = {"diverged": "diverged: val_loss is not a number",
+            "undefined": "the metric is undefined on the validation rows (val_loss is a number)"}
+
+
+def _failure(predictor: Any) -> str:
+    """Why a trial's metric (:func:`_score`) is not a number, a key of :data:`FAILURES`: the
+    training diverged when the kept epoch's validation loss is not a number either, else the
+    metric is undefined on the validation rows (an AUROC where they hold one class)."""
+    return "undefined" if math.isfinite(_kept(predictor, "val_loss")) else "diverged"
+
+
+def _counts(trial: Any) -> bool:
+    """Whether a trial counts towards ``--trials``: completed, pruned, or failed on a metric that is
+    not a number (:data:`FAILED`); a running trial, or one an interruption or an error stopped, does
+    not."""
+    state = trial.state.name
+    return state in ("COMPLETE", "PRUNED") or (state == "FAIL" and FAILED in trial.user_attrs)
 
 
 def pruning_callback(trial: Any, monitor: str) -> Any:
@@ -270,9 +304,16 @@ def _open_study(out: Path, key: str, direction: str, seed: int, pruner: Any, *, 
 
 
 def _trial_row(trial: Any) -> dict[str, Any]:
+    """A trial as a row of the results table; a failed one's ``note`` says why (:data:`FAILURES`), or
+    that it was stopped and does not count."""
     seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
-    return {"trial": trial.number, "state": trial.state.name.lower(), "value": trial.value, "seconds": seconds,
-            **{k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in trial.user_attrs["values"].items()}}
+    row = {"trial": trial.number, "state": trial.state.name.lower(), "value": trial.value, "seconds": seconds,
+           **{k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in trial.user_attrs["values"].items()}}
+    if trial.state.name == "FAIL":
+        failure = trial.user_attrs.get(FAILED)
+        row["note"] = ("stopped (an interruption or an error): not counted" if failure is None
+                       else FAILURES.get(failure, failure))
+    return row
 
 
 def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path, trials: int | None = None,
@@ -281,7 +322,8 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
     """Search the config's ``tune.space``; return (and write) the trials table.
 
     Args:
-        trials: trials in all (default ``tune.trials``); a resumed search's finished trials count.
+        trials: trials in all (default ``tune.trials``); a resumed search's finished trials count
+            (completed, pruned, and failed on a metric that is not a number).
         overrides: dotted config keys set before the search (``--set``; see
             :mod:`polymodal.config.overrides`).
         overwrite: replace an earlier search's results in ``out`` (:data:`TUNE_FILES`); without
@@ -292,7 +334,8 @@ def run_search(config_path: str | Path, train: Any, valid: Any, out: str | Path,
     Raises:
         ConfigError: the config has no ``tune`` section, a value the space may draw does not fit
             (:func:`check_search`, before anything is written), values drawn together do not fit
-            (named by their ``tune.space`` keys), or every trial was pruned.
+            (named by their ``tune.space`` keys), or no trial completed (each was pruned, or failed
+            on a metric that is not a number: the message says which, and what to change).
         OptionError: ``trials`` below 1.
         RunFolderError: see :func:`check_tune_out`; ``resume`` of another config's search, or of
             one that already ran ``trials``.
@@ -441,8 +484,7 @@ def _search(out: Path, base: dict[str, Any], tune: Any, monitor: str, direction:
               if tune.pruner == "median" else optuna.pruners.NopPruner())
     study = _open_study(out, _search_key(base, direction, train, valid), direction, tune.seed, pruner, resume=resume)
     total = tune.trials if trials is None else trials
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    done = len(study.get_trials(deepcopy=False, states=finished))
+    done = sum(_counts(t) for t in study.get_trials(deepcopy=False))
     if done >= total:
         raise RunFolderError(f"--resume: the search in {out} already ran {done} trial(s) (--trials {total}); nothing "
                              "to resume: give --trials with more to run more")
@@ -462,7 +504,10 @@ def _search(out: Path, base: dict[str, Any], tune: Any, monitor: str, direction:
             if err.source is not None:  # another file's (a teacher run's config): as it is
                 raise
             blame(err, trial.number, values)
-        return _score(predictor, monitor)
+        score = _score(predictor, monitor)
+        if math.isnan(score):  # failed, yet run to its end: it counts towards --trials
+            trial.set_user_attr(FAILED, _failure(predictor))
+        return score
 
     def table() -> pd.DataFrame:  # every trial the journal holds, this run's and those before a resume
         return pd.DataFrame([_trial_row(t) for t in study.get_trials(deepcopy=False)
@@ -476,17 +521,54 @@ def _search(out: Path, base: dict[str, Any], tune: Any, monitor: str, direction:
 
     started = time.perf_counter()
     study.optimize(objective, n_trials=total - done, callbacks=[record], catch=())
-    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    counted = [t for t in study.trials if _counts(t)]
+    completed = [t for t in counted if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
-        raise ConfigError([f"tune: none of the {len(study.trials)} trial(s) completed (every one was pruned; see "
-                           f"{out / 'trials.csv'}); run more trials, prune later (tune.warmup_epochs) or not at all (tune.pruner: none)"])
+        raise ConfigError([_none_completed(counted, out / "trials.csv", monitor, base, list(tune.space))])
     best = study.best_trial
     best_config = trial_config(base, best.user_attrs["values"])
     atomic_write_text(out / "best_config.yaml", yaml.safe_dump(config_to_dict(best_config), sort_keys=False))
     atomic_write_json(out / "summary.json", {
         "metric": f"val_{monitor}", "direction": direction, "best_value": best.value, "best_trial": best.number,
         "best_values": best.user_attrs["values"], "trials": len(study.trials), "completed": len(completed),
-        "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+        "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in counted),
+        "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in counted),  # ran, metric not a number
+        "stopped": len(study.trials) - len(counted),  # an interruption or an error: not counted
         "seconds": time.perf_counter() - started,
     })
     return table()
+
+
+def _none_completed(trials: list[Any], table: Path, monitor: str, base: dict[str, Any], space: list[str]) -> str:
+    """What ended a search none of whose counted ``trials`` completed, and what to change: pruned
+    trials ask for later pruning, diverged ones (:data:`FAILED`) for a lower learning rate (the
+    values of ``tune.space.train.lr`` they drew, when it is searched), an undefined metric for
+    another one."""
+    kinds = {"pruned": [t for t in trials if t.state.name == "PRUNED"],
+             **{kind: [t for t in trials if t.user_attrs.get(FAILED) == kind] for kind in FAILURES}}
+    said = {"pruned": "pruned", "diverged": "diverged (val_loss is not a number)",
+            "undefined": f"failed: val_{monitor} is undefined on the validation rows (val_loss is a number)"}
+    remedies = {"pruned": "run more trials, prune later (tune.warmup_epochs) or not at all (tune.pruner: none)",
+                "diverged": _lower_lr(kinds["diverged"], base, space),
+                "undefined": f"optimise a metric these validation rows define (tune.metric), or validate on rows "
+                             f"that define val_{monitor} (--valid; an AUROC needs both classes among them)"}
+    found = [kind for kind in kinds if kinds[kind]]
+    what = (f"every one {'was ' if found == ['pruned'] else ''}{said[found[0]]}" if len(found) == 1 else
+            ", ".join(f"{len(kinds[kind])} {said[kind]}" for kind in found))
+    return (f"tune: none of the {len(trials)} trial(s) completed ({what}; see {table}); "
+            + "; ".join(remedies[kind] for kind in found))
+
+
+def _lower_lr(diverged: list[Any], base: dict[str, Any], space: list[str]) -> str:
+    """The remedy for ``diverged`` trials: lower learning rates in ``tune.space.train.lr`` (naming
+    those they drew) or, when it is not searched, the config's ``train.lr``; clipped gradients
+    where the config turns them off."""
+    if "train.lr" in space:
+        drawn = sorted({t.user_attrs["values"]["train.lr"] for t in diverged})
+        lower = (f"lower the learning rates tune.space.train.lr draws (the diverged trials drew "
+                 f"{', '.join(f'{v:.3g}' for v in drawn[:5])}{', ...' if len(drawn) > 5 else ''})")
+    else:
+        lower = f"lower the learning rate (train.lr: {base['train']['lr']:.3g}, or search it in tune.space)"
+    if base["train"].get("grad_clip") is None and "train.grad_clip" not in space:
+        lower += ", or clip gradients (train.grad_clip)"
+    return lower

@@ -176,6 +176,104 @@ def test_a_diverged_trial_fails_and_the_search_goes_on(tmp_path):
     assert load_config(tmp_path / "search" / "best_config.yaml").train.lr == pytest.approx(1e-3)
 
 
+def diverging(tmp_path, lrs, trials, **train):
+    """A regression search over ``train.lr`` choices ``lrs`` (1e30 makes the regression NaN)."""
+    config = tuned(tmp_path, regression_config(epochs=1, **train), trials=trials)
+    spec = yaml.safe_load(config.read_text())
+    spec["tune"]["space"] = {"train.lr": {"choices": lrs}}
+    config.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return config
+
+
+def test_a_search_whose_every_trial_diverged_says_so_and_to_lower_the_learning_rate(tmp_path, monkeypatch):
+    """Every trial's metric NaN (diverged): the search said every one was pruned and advised pruning
+    later or not at all. It says they diverged, with the learning rates they drew; pruned and
+    diverged trials together are each counted, each with its remedy."""
+    from polymodal import MultimodalPredictor
+
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=40))
+    out = tmp_path / "search"
+    with pytest.warns(UserWarning, match="the trial diverged"), pytest.raises(ConfigError) as info:
+        run_search(diverging(tmp_path, [1e29, 1e30], 2), paths["train"], paths["valid"], out)
+    [problem] = info.value.problems
+    trials = pd.read_csv(out / "trials.csv")
+    drawn = ", ".join(f"{v:.3g}" for v in sorted(set(trials["train.lr"])))
+    assert problem == (f"tune: none of the 2 trial(s) completed (every one diverged (val_loss is not a number); see "
+                       f"{out / 'trials.csv'}); lower the learning rates tune.space.train.lr draws (the diverged "
+                       f"trials drew {drawn})")
+    assert trials["state"].tolist() == ["fail", "fail"]
+    assert trials["note"].tolist() == ["diverged: val_loss is not a number"] * 2
+
+    config = tuned(tmp_path, regression_config(epochs=1, lr=1e30, grad_clip=None), trials=2,
+                   space={"head.dropout": {"low": 0.0, "high": 0.5}})  # the learning rate is not searched
+    with pytest.warns(UserWarning, match="the trial diverged"), pytest.raises(ConfigError) as info:
+        run_search(config, paths["train"], paths["valid"], tmp_path / "fixed")
+    assert info.value.problems[0].endswith("every one diverged (val_loss is not a number); see "
+                                           f"{tmp_path / 'fixed' / 'trials.csv'}); lower the learning rate (train.lr: "
+                                           "1e+30, or search it in tune.space), or clip gradients (train.grad_clip)")
+
+    fit = MultimodalPredictor.fit
+
+    def pruned_when_slow(self, *args, **kwargs):  # lr 1e-3 pruned, 1e30 diverges
+        if self.config.train.lr < 1:
+            raise optuna.TrialPruned()
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(MultimodalPredictor, "fit", pruned_when_slow)
+    with pytest.warns(UserWarning, match="the trial diverged"), pytest.raises(ConfigError) as info:
+        run_search(diverging(tmp_path, [1e-3, 1e30], 4), paths["train"], paths["valid"], tmp_path / "both")
+    trials = pd.read_csv(tmp_path / "both" / "trials.csv")
+    states = trials.groupby("state")["train.lr"].agg(set).to_dict()
+    assert states == {"pruned": {1e-3}, "fail": {1e30}}
+    pruned, failed = (int((trials["state"] == state).sum()) for state in ("pruned", "fail"))
+    assert info.value.problems == [
+        f"tune: none of the 4 trial(s) completed ({pruned} pruned, {failed} diverged (val_loss is not a number); see "
+        f"{tmp_path / 'both' / 'trials.csv'}); run more trials, prune later (tune.warmup_epochs) or not at all "
+        "(tune.pruner: none); lower the learning rates tune.space.train.lr draws (the diverged trials drew 1e+30)"]
+
+
+def test_diverged_trials_count_towards_the_trials_of_a_search_its_summary_and_its_resume(tmp_path, monkeypatch):
+    """A diverged trial (failed) was left out of summary.json's counts and did not count as run:
+    --resume of a finished search of 4 trials ran another one in the place of each diverged one."""
+    from typer.testing import CliRunner
+
+    from polymodal import MultimodalPredictor
+    from polymodal.cli import app
+
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=40))
+    config = diverging(tmp_path, [1e-3, 1e30], 4)
+    out = tmp_path / "search"
+    with pytest.warns(UserWarning, match="the trial diverged"):
+        run_search(config, paths["train"], paths["valid"], out)
+    trials = pd.read_csv(out / "trials.csv")
+    diverged = trials["train.lr"] > 1
+    assert 0 < diverged.sum() < 4, "seed 0 draws both learning rates"
+    assert set(trials.loc[diverged, "state"]) == {"fail"} and set(trials.loc[~diverged, "state"]) == {"complete"}
+    assert set(trials.loc[diverged, "note"]) == {"diverged: val_loss is not a number"}
+    assert trials.loc[~diverged, "note"].isna().all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert {k: summary[k] for k in ("trials", "completed", "pruned", "failed", "stopped")} == {
+        "trials": 4, "completed": int((~diverged).sum()), "pruned": 0, "failed": int(diverged.sum()), "stopped": 0}
+
+    fits = []
+    fit = MultimodalPredictor.fit
+    monkeypatch.setattr(MultimodalPredictor, "fit", lambda self, *a, **k: fits.append(1) or fit(self, *a, **k))
+    with pytest.raises(RunFolderError, match=r"already ran 4 trial\(s\) \(--trials 4\)"):
+        run_search(config, paths["train"], paths["valid"], out, resume=True)
+    assert fits == []
+    args = ["tune", str(config), "--train", str(paths["train"]), "--valid", str(paths["valid"]), "--out", str(out),
+            "--resume", "--trials", "5"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert len(fits) == 1, "one trial more, none in the place of the diverged ones"
+    trials = pd.read_csv(out / "trials.csv")
+    summary = json.loads((out / "summary.json").read_text())
+    failed = int((trials["state"] == "fail").sum())
+    assert len(trials) == summary["trials"] == 5 and summary["failed"] == failed >= 1
+    assert (f"5 trial(s): {5 - failed} completed, 0 pruned, {failed} failed (metric not a number)"
+            in " ".join(result.output.split()))
+
+
 def test_search_on_the_validation_loss_and_an_unknown_metric(tmp_path):
     paths = write_splits(tmp_path, make_dataset(tmp_path, n=60))
     run_search(tuned(tmp_path, classification_config(epochs=2), metric="loss"), paths["train"], paths["valid"],
@@ -382,6 +480,8 @@ def test_an_interrupted_search_resumes_with_its_finished_trials_and_the_interrup
     assert table["trial"].tolist() == [0, 1, 2, 3] and len(pd.read_csv(out / "trials.csv")) == 4
     summary = json.loads((out / "summary.json").read_text())
     assert summary["completed"] == 3 and summary["best_trial"] in (0, 2, 3)
+    assert summary["stopped"] == 1 and summary["failed"] == 0  # the interrupted trial: not counted, not failed
+    assert table.loc[1, "note"] == "stopped (an interruption or an error): not counted"
     with pytest.raises(RunFolderError, match="already ran 3 trial"):
         run_search(config, paths["train"], paths["valid"], out, resume=True)
     run_search(config, paths["train"], paths["valid"], out, trials=4, resume=True)  # one more

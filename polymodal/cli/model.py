@@ -523,14 +523,18 @@ def tune(
 
     def show(row: dict[str, Any]) -> None:
         value = "-" if row["value"] is None else f"{row['value']:.4f}"
+        note = f" ({row['note']})" if "note" in row else ""
         console.print(f"trial {row['trial']:>3}  {row['state']:<9} {value}  " + ", ".join(
-            f"{k}={v}" for k, v in row.items() if k not in ("trial", "state", "value", "seconds")))
+            f"{k}={v}" for k, v in row.items() if k not in ("trial", "state", "value", "seconds", "note")) + note)
 
     table = run_search(config, train, valid, out, trials, on_trial=show, overwrite=overwrite, resume=resume,
                        overrides=parse_overrides(set_ or []))
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     goal = "higher" if summary["direction"] == "maximize" else "lower"
     print_rows(table.to_dict("records"), f"trials (value: {summary['metric']}, {goal} is better)", digits={"seconds": 1})
+    stopped = f", {summary['stopped']} stopped (not counted)" if summary["stopped"] else ""
+    console.print(f"{summary['trials']} trial(s): {summary['completed']} completed, {summary['pruned']} pruned, "
+                  f"{summary['failed']} failed (metric not a number){stopped}")
     console.print(f"best: trial {summary['best_trial']}, {summary['metric']} {summary['best_value']:.4f}; best config: "
                   f"{out / 'best_config.yaml'}; all trials: {out / 'trials.csv'}")
 
