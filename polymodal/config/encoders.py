@@ -92,6 +92,12 @@ class EncoderConfig(StrictModel):
 
 
 # --- image -------------------------------------------------------------------------------------
+# the largest image side (pixels) whose cnn flattens its last feature map when pool is left unset:
+# above, the projection of the flattened map ((side/4)^2 x 64 x 128 weights with the defaults) outgrows
+# the data, and the map's mean is taken instead
+FLATTEN_MAX_SIDE = 32
+
+
 class ImageCnnConfig(EncoderConfig):
     """LeNet/VGG-style stack: per stage, ``convs_per_stage`` 3x3 convs then a 2x2 max-pool.
 
@@ -99,7 +105,9 @@ class ImageCnnConfig(EncoderConfig):
         pool: how the last feature map becomes the ``dim`` vector: ``flatten`` projects the
             whole map (where a stroke is matters; the projection has (side / 2^stages)^2 x
             channels x dim weights, millions for photos), ``avg`` its per-channel mean (as
-            ResNets do; few weights at any size).
+            ResNets do; few weights at any size). Left unset: ``flatten`` for images of at most
+            :data:`FLATTEN_MAX_SIDE` pixels a side, ``avg`` above (224 px would make 25.7
+            million projection weights with the default channels and ``dim``).
     """
 
     kinds: ClassVar[tuple[str, ...]] = ("image",)
@@ -110,7 +118,8 @@ class ImageCnnConfig(EncoderConfig):
     kernel: PositiveInt = 3
     batch_norm: bool = True
     dropout: Dropout = 0.0
-    pool: Literal["flatten", "avg"] = "flatten"
+    pool: Literal["flatten", "avg"] = Field("flatten", description=(
+        f"flatten for images of at most {FLATTEN_MAX_SIDE} px a side, avg above, when left unset"))
 
 
 class ResNetConfig(EncoderConfig):

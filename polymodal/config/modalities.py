@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from polymodal.config.base import StrictModel
 from polymodal.config.encoders import (
+    FLATTEN_MAX_SIDE,
     AudioEncoder,
     Cnn1dConfig,
     HfConfig,
@@ -54,8 +55,13 @@ class ImageModality(ModalityConfig):
 
     @model_validator(mode="after")
     def _preprocess_follows_encoder(self) -> ImageModality:
-        """A pretrained backbone brings its input size and normalisation unless the user set them."""
+        """A pretrained backbone brings its input size and normalisation unless the user set them;
+        the ``cnn`` encoder's ``pool`` left unset follows the image size (:data:`FLATTEN_MAX_SIDE`)."""
         follow_encoder_preprocess(self)
+        encoder, size = self.encoder, self.preprocess.size
+        side = max(size) if isinstance(size, tuple) else size
+        if isinstance(encoder, ImageCnnConfig) and "pool" not in encoder.model_fields_set and side > FLATTEN_MAX_SIDE:
+            self.encoder = encoder.model_copy(update={"pool": "avg"})
         return self
 
 

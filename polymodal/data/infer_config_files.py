@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from polymodal.config.encoders import FLATTEN_MAX_SIDE
 from polymodal.data.manifest import Manifest
 from polymodal.data.video_io import FRAME_SUFFIXES, VIDEO_SUFFIXES, import_av
 from polymodal.utils.images import GREY_LEVELS, colour_mode, grey_image, grey_pixels, image_array
@@ -27,9 +28,8 @@ SAMPLE_FILES = 20  # files opened per file column
 READ_ERRORS = (OSError, ValueError, EOFError, RuntimeError)
 SPECTROGRAM_FROM = 1024  # signals this long or longer are read as spectrograms
 MAX_IMAGE_SIDE = 128  # larger pictures are resized to this (a CPU-sized start; raise it on a GPU)
-# beyond this side, the default cnn's projection of its flattened feature map ((side/4)^2 x 64 x 128 weights)
+# beyond FLATTEN_MAX_SIDE (config.encoders), the default cnn's projection of its flattened feature map
 # outgrows the data: a third stage and the feature map's mean instead (a few hundred thousand weights at any size)
-FLATTEN_MAX_SIDE = 32
 LARGE_IMAGE_CNN = {"name": "cnn", "channels": [32, 64, 128], "pool": "avg"}
 MAX_VIDEO_SIDE = 64  # frames are resized to at most this (every sampled frame goes through the encoder)
 

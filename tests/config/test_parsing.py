@@ -45,3 +45,19 @@ def test_a_list_of_transfer_methods_resolves_paths_and_round_trips(tmp_path):
     assert config.transfers[1].unlabeled == (tmp_path / "t.csv").resolve()  # relative to the config file
     save_config(config, tmp_path / "saved.yaml")
     assert load_config(tmp_path / "saved.yaml") == config
+
+
+def test_the_image_cnns_pool_left_unset_follows_the_image_size(tmp_path):
+    """At the default 224 px, ``pool: flatten`` made a 25.7-million-weight projection; the pool
+    chosen is recorded, so the saved config builds the same encoder."""
+    def pool(**modality):
+        config = load_config({"target": "y", "modalities": {"x": {"kind": "image", "column": "x", **modality}}})
+        save_config(config, tmp_path / "saved.yaml")
+        assert load_config(tmp_path / "saved.yaml").modalities["x"].encoder.pool == config.modalities["x"].encoder.pool
+        return config.modalities["x"].encoder.pool
+
+    assert pool() == "avg"
+    assert pool(preprocess={"size": 32}) == "flatten"
+    assert pool(preprocess={"size": [24, 40]}) == "avg"
+    assert pool(encoder={"name": "cnn", "pool": "flatten"}) == "flatten"  # as written, at any size
+    assert pool(preprocess={"size": 64}, encoder={"name": "cnn", "pool": "avg"}) == "avg"
