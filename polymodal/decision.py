@@ -151,7 +151,8 @@ def note_in_sample(predictor: MultimodalPredictor) -> None:
         drop_note(metrics, IN_SAMPLE)
 
 
-def set_threshold(predictor: MultimodalPredictor, threshold: float | str | None, *, metric: str | None = None,
+def set_threshold(predictor: MultimodalPredictor, threshold: float | list[float] | str | None, *,
+                  metric: str | None = None,
                   min_sensitivity: float | None = None, min_specificity: float | None = None) -> dict[str, Any]:
     """:meth:`~polymodal.predictor.MultimodalPredictor.set_threshold` (its arguments, return value
     and errors). The threshold is decided first: a refusal leaves the model as it was."""

@@ -364,8 +364,9 @@ class Estimator:
         missing = missing_paths(self.config)
         if missing:
             raise ConfigError(missing)
-        if same_rows(train, valid):  # the same file, a copy of it, or an equal DataFrame
+        if same_rows(train, valid):  # the same file, a copy of it, an equal DataFrame or the same Manifest
             which = ("DataFrame holds the training rows" if isinstance(valid, pd.DataFrame)
+                     else f"Manifest ({valid.name}) holds the training rows" if isinstance(valid, Manifest)
                      else f"manifest is the training manifest ({valid})" if Path(valid).resolve() == Path(train).resolve()
                      else f"manifest {valid} is a copy of the training manifest ({train})")
             warn_user(f"the validation {which}: early stopping and the weights kept at the end follow rows the model "

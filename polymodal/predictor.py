@@ -526,24 +526,35 @@ class MultimodalPredictor(Estimator):
 
         return zero_shot(self, data, modality, classes, text_modality, template)
 
-    def set_threshold(self, threshold: float | str | None, *, metric: str | None = None,
+    def set_threshold(self, threshold: float | list[float] | str | None, *, metric: str | None = None,
                       min_sensitivity: float | None = None, min_specificity: float | None = None) -> dict[str, Any]:
-        """Set a two-class classifier's decision threshold without retraining, as
-        ``decision.threshold`` does at fit time (see :mod:`polymodal.config.decision`): a
-        probability of the positive (second) class to call it from, ``"auto"`` to choose it on the
-        last fit's validation rows (by ``metric``, or keeping ``min_sensitivity`` /
-        ``min_specificity``), or None for the more probable class. The config's ``decision``
-        records it, the validation and test metrics follow it; ``save`` writes it (an export
-        made before keeps the old one until it is made again).
+        """Set the decision threshold of a two-class classifier, or of each label of a multilabel
+        model, without retraining, as ``decision.threshold`` does at fit time (see
+        :mod:`polymodal.config.decision`). The config's ``decision`` records it, the validation
+        and test metrics follow it; ``save`` writes it (an export made before keeps the old one
+        until it is made again).
+
+        Args:
+            threshold: a probability in (0, 1): a two-class classifier calls its positive (second)
+                class from it, a multilabel model every label; a multilabel model's list of one
+                per label, in ``target`` order; ``"auto"``: chosen on the last fit's validation
+                rows (by ``metric``, or keeping ``min_sensitivity`` / ``min_specificity``), per
+                label for a multilabel model (a label those rows hold with one value only keeps
+                0.5, with a warning); None: the more probable class (multilabel: 0.5 for each
+                label).
+            metric, min_sensitivity, min_specificity: what ``"auto"`` chooses by (as
+                ``decision.metric`` / ``decision.min_sensitivity`` / ``decision.min_specificity``).
 
         Returns:
-            ``old`` and ``new`` threshold (None: the more probable class), the ``criterion`` it was
-            chosen by (None when given), and the ``valid`` sensitivity, specificity and accuracy
-            at the new one (None when the run kept no validation metrics).
+            ``old`` and ``new`` threshold (a number, a list per label, or None: the default call),
+            the ``criterion`` it was chosen by (None when given), and the ``valid`` sensitivity,
+            specificity and accuracy at the new one (None when the run kept no validation metrics,
+            and for a multilabel model).
 
         Raises:
-            SchemaMismatchError: the model is not a two-class classifier.
-            ConfigError: a threshold outside (0, 1), an unknown metric, both ``min_`` rates.
+            SchemaMismatchError: the model is neither a two-class classifier nor a multilabel model.
+            ConfigError: a threshold outside (0, 1), a list for a classifier or of another length
+                than the labels, an unknown metric, both ``min_`` rates, or one without ``"auto"``.
             RunFolderError: ``"auto"`` for a run saved before its validation probabilities were kept.
         """
         from polymodal.decision import set_threshold

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import typing
 import warnings
 
 import numpy as np
@@ -22,6 +23,7 @@ from polymodal import MultimodalPredictor
 from polymodal.cli import app
 from polymodal.config import load_config
 from polymodal.config.decision import DecisionConfig
+from polymodal.decision import set_threshold
 from polymodal.errors import ConfigError, RunFolderError, SchemaMismatchError
 from polymodal.metrics.threshold import choose_threshold, cut_metrics, threshold_cuts
 from polymodal.run_files import SCORES_FILE
@@ -391,7 +393,9 @@ def test_each_label_gets_its_threshold_and_every_call_follows_it(data, tmp_path)
     expected = [choose_threshold(proba[:, j], truth[:, j] == 1, pred.config.decision)["threshold"] for j in range(2)]
     assert pred.pipeline.targets.threshold == pytest.approx(expected)
     assert list(pred.metrics["valid"]["threshold_per_label"]) == ["tag_bright", "tag_top"]
-    pred.set_threshold([0.2, 0.95])  # far apart: calls differ from 0.5's
+    change = pred.set_threshold([0.2, 0.95])  # far apart: calls differ from 0.5's
+    assert change["old"] == pytest.approx(expected) and change["new"] == [0.2, 0.95]
+    assert change["criterion"] is None and change["valid"] is None  # as set_threshold's docstring says
     frame = pred.predict_frame(data["test"])
     for label, cut in (("tag_bright", 0.2), ("tag_top", 0.95)):
         assert frame[f"pred_{label}"].tolist() == (frame[f"proba_{label}"] >= cut).astype(int).tolist()
@@ -423,6 +427,13 @@ def test_each_label_gets_its_threshold_and_every_call_follows_it(data, tmp_path)
     assert "threshold: [0.2000, 0.9500] -> [" in " ".join(result.output.split())
     result = CliRunner().invoke(app, ["threshold", str(tmp_path / "run"), "--score", "1.5"])
     assert result.exit_code == 2 and "--score: a probability between 0 and 1; got 1.5" in result.stderr
+
+
+@pytest.mark.parametrize("function", [MultimodalPredictor.set_threshold, set_threshold])
+def test_set_thresholds_hints_take_the_list_of_one_per_label_it_accepts(function):
+    hints = typing.get_type_hints(function, localns={"MultimodalPredictor": MultimodalPredictor})
+    hint = hints["threshold"]  # what editors and type checkers let a caller pass
+    assert set(typing.get_args(hint)) == {float, list[float], str, type(None)}
 
 
 def test_a_label_of_one_value_in_the_validation_rows_keeps_the_default(data):

@@ -775,6 +775,15 @@ def test_training_on_the_validation_rows_is_warned_about(data):
     assert warned.filename == __file__  # the user's line, not a context manager's inside the fit
 
 
+def test_training_on_the_validation_rows_of_a_manifest_object_is_warned_about(data):
+    manifest = read_manifest(data["train"])
+    with pytest.warns(UserWarning, match=r"the validation Manifest \(train.csv\) holds the training rows"):
+        MultimodalPredictor.from_config(classification_config(epochs=1)).fit(manifest, manifest)
+    with pytest.warns(UserWarning, match=r"the validation Manifest \(train.csv\) holds the training rows"):
+        MultimodalPredictor.from_config(classification_config(epochs=1)).fit(  # read twice, as docs/python.md does
+            read_manifest(data["train"], root=data["root"]), read_manifest(data["train"], root=data["root"]))
+
+
 def test_categories_the_model_did_not_learn_are_warned_about(clf, data, tmp_path):
     predictor, _ = clf
     frame = pd.read_csv(data["test"])

@@ -182,7 +182,7 @@ def evaluate(
     if out is None and (missing or robustness):  # the sweeps write their tables: checked before they run
         check_folder_path(run / EVALUATION_DIR, "--out (default RUN/evaluation)", writable=True)
     ref = MultimodalPredictor.load(reference) if reference is not None else None  # a bad one: named before the work
-    with predictor.using_support(support):
+    with predictor.using_support(support, queries=data):  # embedded with the query manifest's modalities
         if missing or robustness:  # read and validated once for the evaluation and the sweeps (warned once)
             data = predictor.read_data(data, require_target=True)
         swept = None

@@ -35,6 +35,7 @@ from polymodal.data.cache import (
     sweep_leftovers,
     visible_folders,
 )
+from polymodal.data.manifest import Manifest
 from polymodal.data.video_io import frame_files
 from polymodal.errors import DecodeError
 from polymodal.utils.io import hash_file
@@ -78,13 +79,18 @@ def manifest_key(source: Any) -> str | None:
 
 
 def same_rows(a: Any, b: Any) -> bool:
-    """Whether manifests ``a`` and ``b`` (paths or DataFrames) hold the same rows: the same file, a
-    byte-identical copy in the same folder (whose relative paths name the same files), or equal
-    DataFrames. Files that are not there hold no rows to compare."""
+    """Whether manifests ``a`` and ``b`` (paths, DataFrames or
+    :class:`~polymodal.data.manifest.Manifest` objects) hold the same rows: the same file, a
+    byte-identical copy in the same folder (whose relative paths name the same files), equal
+    DataFrames, or the same Manifest (one object, or equal tables whose relative paths resolve in
+    the same folder). Files that are not there hold no rows to compare."""
     if isinstance(a, str | os.PathLike) and isinstance(b, str | os.PathLike):
         a, b = Path(a).resolve(), Path(b).resolve()
         return a == b or (a.parent == b.parent and a.is_file() and b.is_file()
                           and a.stat().st_size == b.stat().st_size and manifest_key(a) == manifest_key(b))
+    if isinstance(a, Manifest) and isinstance(b, Manifest):
+        return a is b or (len(a) == len(b) and Path(a.root).resolve() == Path(b.root).resolve()
+                          and a.frame.equals(b.frame))
     return isinstance(a, pd.DataFrame) and isinstance(b, pd.DataFrame) and (a is b or a.equals(b))
 
 

@@ -175,7 +175,8 @@ def _predict_to_file(predictor: Any, data: DataSource, out: Path, *, chunk_rows:
     shown = predictor.config.train.progress
     predictor.config.train.progress = False  # one bar for the whole manifest, not one per chunk
     try:  # skipped files are warned once, for every chunk, below
-        with predictor.using_support(support), predictor.quiet_skips():  # a bad support set: refused before any file
+        # a bad support set: refused before any file; embedded with the modalities the manifest has, as predict_frame's
+        with predictor.using_support(support, queries=manifest), predictor.quiet_skips():
             if parts.is_dir() and not reuse:
                 shutil.rmtree(parts)
             parts.mkdir(parents=True, exist_ok=True)

@@ -105,9 +105,10 @@ def main_labels(targets: Any, encoded: np.ndarray) -> np.ndarray:
 def warn_if_evaluated(source: Any, evaluated: dict[str, Any]) -> None:
     """Warn when the unlabelled rows are rows the fit evaluates on (``evaluated``: the validation
     and test manifests by name, None where absent; the same file, a byte-identical copy in the same
-    folder (whose relative paths name the same files), or an equal DataFrame): the model trains on them, so their metrics are not those of unseen rows. Labels in an unlabelled
-    manifest are otherwise ignored without a word (a labelled training set given as unlabelled
-    rows is a normal set-up)."""
+    folder (whose relative paths name the same files), an equal DataFrame or the same Manifest: see
+    :func:`~polymodal.data.content_keys.same_rows`): the model trains on them, so their metrics are
+    not those of unseen rows. Labels in an unlabelled manifest are otherwise ignored without a word
+    (a labelled training set given as unlabelled rows is a normal set-up)."""
     for split, data in evaluated.items():
         if source is not None and data is not None and same_rows(source, data):
             warn_user(f"the unlabelled rows are the {split} manifest: the model trains on them (as unlabelled "

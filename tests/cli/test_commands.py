@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from polymodal import MultimodalPredictor, __version__
 from polymodal.cli import app
 from polymodal.deploy.batch import parts_folder
+from polymodal.fewshot import use_support
 
 runner = CliRunner()
 
@@ -497,6 +498,32 @@ def test_predict_and_evaluate_with_a_support_set(fewshot_run, data, tmp_path):
     metrics = json.loads(result.stdout)
     assert metrics["accuracy"] == pytest.approx((frame["prediction"] == truth).mean())
     assert_user_error(invoke("evaluate", out, "--data", test), "not seen in training")  # no support: a, b, c
+
+
+def test_a_support_set_is_embedded_with_the_query_manifests_modalities_as_in_python(fewshot_run, data, tmp_path):
+    out, support, test = fewshot_run  # the support set holds both modalities (img, tab)
+    queries = data["root"] / "test_renamed_tab_only.csv"  # queries holding the tabular columns alone
+    pd.read_csv(test)[["x1", "x2", "color", "label"]].to_csv(queries, index=False)
+    pred = MultimodalPredictor.load(out)
+    with pytest.warns(UserWarning, match="has no column"):  # the queries' absent image column
+        expected = pred.predict_frame(queries, support=support)
+        python_metrics = pred.evaluate(queries, support=support)
+        with use_support(pred, support):  # prototypes of every modality the support set has: they differ
+            both = pred.predict_proba(queries)
+    probas = [f"proba_{c}" for c in both.columns]
+    assert not np.allclose(expected[probas].to_numpy(), both.to_numpy(), atol=1e-3)
+    preds = tmp_path / "preds.csv"
+    with pytest.warns(UserWarning, match="has no column"):  # the commands warn of it too
+        predicted = invoke("predict", out, "--data", queries, "--out", preds, "--support", support)
+        result = invoke("evaluate", out, "--data", queries, "--support", support, "--json")
+    assert predicted.exit_code == 0, predicted.output
+    frame = pd.read_csv(preds)
+    assert list(frame["prediction"]) == list(expected["prediction"])
+    np.testing.assert_allclose(frame[probas].to_numpy(), expected[probas].to_numpy(), atol=1e-5)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["log_loss"] == pytest.approx(python_metrics["log_loss"], abs=1e-5)
+    assert metrics["accuracy"] == pytest.approx(python_metrics["accuracy"])
 
 
 @pytest.mark.parametrize("command", ["predict", "evaluate"])

@@ -6,11 +6,13 @@ import shutil
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from polymodal.data import content_keys as keys_module
 from polymodal.data.cache import STALE_TEMP_S, FeatureStore, SortedIndex
-from polymodal.data.content_keys import KEY_BYTES, StatMemo, content_key, content_keys
+from polymodal.data.content_keys import KEY_BYTES, StatMemo, content_key, content_keys, same_rows
+from polymodal.data.manifest import read_manifest
 from polymodal.data.modalities.base import ArraySpec
 from polymodal.errors import DecodeError
 
@@ -372,3 +374,14 @@ def test_a_full_disk_is_an_error_naming_the_cache_not_a_crash_of_the_process(tmp
         store.open_segment(1024)
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(store.folder)
     assert not list((store.folder / "segments").glob(".tmp-*"))  # the reserved segment went with the error
+
+
+def test_the_same_manifest_object_or_its_equal_in_the_same_folder_holds_the_same_rows(tmp_path):
+    frame = pd.DataFrame({"image": ["a.png", "b.png"], "label": [0, 1]})
+    manifest = read_manifest(frame, root=tmp_path)
+    assert same_rows(manifest, manifest)
+    assert same_rows(manifest, read_manifest(frame.copy(), root=tmp_path))  # read twice: equal table, same root
+    (tmp_path / "other").mkdir()
+    assert not same_rows(manifest, read_manifest(frame, root=tmp_path / "other"))  # its paths name other files
+    assert not same_rows(manifest, manifest.subset([0]))
+    assert not same_rows(manifest, read_manifest(frame.assign(label=[1, 0]), root=tmp_path))
