@@ -54,6 +54,7 @@ from polymodal.multitask import (
 from polymodal.resume import manifest_paths, start_run
 from polymodal.training.terms import SubsetTerm, TaskTerm, Term, UnimodalTerm
 from polymodal.utils.scores import decisions, probabilities
+from polymodal.utils.shapley import PERMUTATIONS, SEED
 
 if TYPE_CHECKING:
     from polymodal.evaluation.attribution import Explanation
@@ -485,8 +486,8 @@ class MultimodalPredictor(Estimator):
         with use_support(self, support, modalities):
             yield
 
-    def explain(self, data: DataSource, *, max_rows: int | None = None, seed: int = 0, samples: int = 4,
-                permutations: int = 64, steps: int = 32, output: Any | None = None,
+    def explain(self, data: DataSource, *, max_rows: int | None = None, seed: int = SEED, samples: int = 4,
+                permutations: int = PERMUTATIONS, steps: int = 32, output: Any | None = None,
                 support: DataSource | None = None) -> Explanation:
         """What each modality contributed to each prediction: per-row Shapley values over
         modalities, global importance and Integrated-Gradients maps inside each modality; an

@@ -72,6 +72,7 @@ from polymodal.metrics.anomaly import (
 from polymodal.resume import manifest_paths, start_run
 from polymodal.run_files import PLOTS_DIR
 from polymodal.utils.coalitions import held_masks
+from polymodal.utils.shapley import PERMUTATIONS, SEED
 from polymodal.utils.warn import warn_user
 
 EMPTIED_NOTE = "not scored: no modality could be read"  # predict_frame's note on a row on_error: missing emptied
@@ -489,8 +490,8 @@ class AnomalyDetector(Estimator):
                      else self.row_thresholds(held)[known])
         return anomaly_metrics(outputs[known, 0], targets[known], threshold)
 
-    def explain(self, data: DataSource, *, max_rows: int | None = None, seed: int = 0, samples: int = 4,
-                permutations: int = 64, steps: int = 32, output: Any | None = None,
+    def explain(self, data: DataSource, *, max_rows: int | None = None, seed: int = SEED, samples: int = 4,
+                permutations: int = PERMUTATIONS, steps: int = 32, output: Any | None = None,
                 support: DataSource | None = None) -> Any:
         """What each modality contributed to each row's anomaly score: Shapley values over
         modalities (a coalition scored with the others hidden, as missing cells are), the

@@ -28,9 +28,10 @@ from polymodal.config.anomaly import AnomalyConfig, Scorer
 from polymodal.data.dataset import Batch
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.align import gather_across_ranks, info_nce
+from polymodal.utils.shapley import EXACT_MAX_MODALITIES
 
 SCORERS: dict[str, type[AnomalyScorer]] = {}
-REFERENCE_MAX_MODALITIES = 6  # exact Shapley values' limit (polymodal.evaluation.shapley.EXACT_MAX_MODALITIES)
+REFERENCE_MAX_MODALITIES = EXACT_MAX_MODALITIES  # exact Shapley values' limit: beyond it, no reference per coalition
 # what runs saved before attribution relative to normal rows lack, and those saved before a flag
 # threshold per subset of modalities
 OPTIONAL_STATE = ("scorer.normal_coalitions", "scorer.subset_thresholds")

@@ -278,7 +278,8 @@ def explain(
                                              "this many rows.")] = None,
     samples: Annotated[int, typer.Option("--samples", min=0, help="Rows that get heat-maps inside each "
                                          "modality.")] = 4,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the row sample.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the row sample and, beyond 6 modalities, of the "
+                                       "sampled modality orders (the service's /explain uses 0).")] = 0,
     output: Annotated[str | None, typer.Option(
         "--output", metavar="NAME", help="The output to explain: a class, label or target name (default: each "
                                          "row's predicted class; multilabel / regression: the first label / "

@@ -12,7 +12,7 @@ settings and fitted state, the graph's inputs, and the parity figures measured a
     rt.predict(rows)          # the classes as deploy.json holds them: [3, 7] (labels read as numbers)
     rt.predict_proba(rows)    # (2, K) probabilities
     rt.predict_records(rows)  # one dict per row: predict_frame's columns, every task's
-    rt.explain(rows)          # (2, M) exact Shapley contributions of each modality
+    rt.explain(rows)          # (2, M) Shapley contributions of each modality (as pred.explain's)
     rt.explained_quantity()   # what they attribute: 'probability of the predicted class'
 
 A multi-task export (further ``tasks:``) answers every task: ``predict`` / ``predict_proba`` /
@@ -50,6 +50,7 @@ from polymodal.utils.scores import (
     output_index,
     probabilities,
 )
+from polymodal.utils.shapley import EXACT_MAX_MODALITIES, PERMUTATIONS, SEED, ShapleyPlan, shapley_plan
 from polymodal.utils.suggest import did_you_mean
 from polymodal.utils.values import blank
 from polymodal.utils.warn import warn_user
@@ -404,15 +405,14 @@ class Runtime:
         all), or no score (NaN: a row that cannot be checked is raised, as
         ``AnomalyDetector.predict_frame`` does). An export with one threshold for every row says
         so, once, when it flags a row with a modality missing."""
-        from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES as MAX_SUBSET_MODALITIES  # numpy only
         from polymodal.metrics.anomaly import flags, one_threshold_note
 
         held = np.full(len(scores), (1 << len(self.names)) - 1) if held is None else np.asarray(held)
         flagged = flags(scores[:, 0], self.row_thresholds(held))
         if not self._one_threshold_said and self.meta["anomaly"].get("subset_thresholds") is None:
-            many = len(self.names) > MAX_SUBSET_MODALITIES
+            many = len(self.names) > EXACT_MAX_MODALITIES  # subset thresholds stop where exact Shapley values do
             note = one_threshold_note(flagged, held, len(self.names),
-                                      f"more than {MAX_SUBSET_MODALITIES} modalities" if many else None)
+                                      f"more than {EXACT_MAX_MODALITIES} modalities" if many else None)
             if note is not None:
                 warn_user(note)
                 self._one_threshold_said = True
@@ -463,9 +463,23 @@ class Runtime:
         reference = self.meta.get("anomaly", {}).get("normal_coalitions")
         return None if reference is None else np.asarray(reference, np.float64)
 
+    def explain_plan(self, permutations: int = PERMUTATIONS, seed: int = SEED) -> ShapleyPlan:
+        """How :meth:`explain` computes its Shapley values, as ``pred.explain`` does
+        (:func:`polymodal.utils.shapley.shapley_plan`): exact over all 2^M coalitions up to
+        :data:`~polymodal.utils.shapley.EXACT_MAX_MODALITIES` modalities, else from ``permutations``
+        orders sampled with ``seed`` (``plan.masks``: the coalitions the graph runs on; ``plan.method``:
+        ``exact`` or ``sampled``)."""
+        return shapley_plan(len(self.names), permutations, seed)
+
     def explain(self, rows: Sequence[Row], feeds: Mapping[str, np.ndarray] | None = None, *,
-                output: Any | None = None) -> np.ndarray:
-        """Exact Shapley contributions (B, M) of each modality (``names`` order) to each row's explained score.
+                output: Any | None = None, permutations: int = PERMUTATIONS, seed: int = SEED) -> np.ndarray:
+        """Shapley contributions (B, M) of each modality (``names`` order) to each row's explained score.
+
+        Computed as ``pred.explain`` computes them (:meth:`explain_plan`): exact up to 6 modalities;
+        beyond, estimated from ``permutations`` modality orders sampled with ``seed`` (the defaults
+        of ``pred.explain``, so that both give the same values for the same rows, and the same rows
+        the same values on every call), the graph running once per coalition those orders pass
+        through rather than once per each of the 2^M.
 
         The explained score is the one ``pred.explain`` attributes (:func:`polymodal.utils.scores.explained_outputs`):
         by default the predicted class's probability (classification), the first label's
@@ -475,27 +489,28 @@ class Runtime:
         coalition is every modality absent. Contributions add up to score(all given) - score(none);
         an anomaly detector's to score(all given) - the normal rows' mean score with the given
         modalities (each coalition measured against the normal rows' mean under it:
-        :meth:`coalition_reference`; a modality not given gets 0), NaN for a row it cannot score.
+        :meth:`coalition_reference`, exact values only; a modality not given gets 0), NaN for a row
+        it cannot score.
 
         Raises:
             SchemaMismatchError: ``output`` is not one of the model's outputs.
         """
-        from polymodal.evaluation.shapley import exact_shapley  # numpy only
-
         task, chosen = self.meta["task"], output_index(output, self.meta["classes"], self.meta["task"])
+        plan = self.explain_plan(permutations, seed)
         feeds = dict(self.transform(rows) if feeds is None else feeds)
         given = np.stack([feeds[f"{n}.present"] for n in self.names], axis=1)  # (B, M)
-        m, start, stop = len(self.names), *self.meta["main_outputs"]
-        full = self.scores(self.run(feeds)[:, start:stop])  # with all given
-        pick = explained_outputs(task, full, chosen, self.meta.get("threshold"))
-        values = {}
-        for mask in range(1 << m):
+        m, (start, stop) = len(self.names), self.meta["main_outputs"]
+        scores = {}  # (B, K) per coalition: the graph runs once for each the plan names
+        for mask in plan.masks:
             keep = np.asarray([(mask >> i) & 1 for i in range(m)], bool)
             masked = {**feeds, **{f"{n}.present": given[:, i] & keep[i] for i, n in enumerate(self.names)}}
-            scores = self.scores(self.run(masked)[:, start:stop])
-            values[mask] = coalition_values(explained_score(scores, pick))[:, None]
-        values, _ = against_reference(values, self.coalition_reference(), held_masks(given))
-        phi = exact_shapley(values, m)[:, :, 0]
+            scores[mask] = self.scores(self.run(masked)[:, start:stop])
+        full = scores[(1 << m) - 1]  # with all given
+        pick = explained_outputs(task, full, chosen, self.meta.get("threshold"))
+        values = {mask: coalition_values(explained_score(s, pick))[:, None] for mask, s in scores.items()}
+        reference = self.coalition_reference() if plan.exact else None  # per coalition, as pred.explain
+        values, _ = against_reference(values, reference, held_masks(given))
+        phi = plan.estimate(values)[:, :, 0]
         phi[np.isnan(explained_score(full, pick))] = np.nan  # no score, nothing to attribute
         return phi
 

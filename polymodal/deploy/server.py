@@ -167,8 +167,9 @@ def explanation_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any],
     """The ``/explain`` answer: :func:`prediction_json` plus the explained score (``output``: the
     index of the explained output, None: the default, :func:`explained_outputs`), its base (the
     score with no modality; an anomaly detector's: the normal rows' mean score with the modalities
-    sent, ``reference`` says which), and each modality's contribution ``phi`` (Shapley values, in ``runtime.names``
-    order; null, with the base, for an anomaly detector's row that got no score)."""
+    sent, ``reference`` says which), each modality's contribution ``phi`` (Shapley values, in ``runtime.names``
+    order; null, with the base, for an anomaly detector's row that got no score) and how they were
+    computed (``shapley``: ``exact``, or ``sampled`` beyond 6 modalities: :meth:`Runtime.explain_plan`)."""
     meta, task = runtime.meta, runtime.meta["task"]
     out = prediction_json(runtime, outputs, row, read_as)
     start, stop = meta["main_outputs"]
@@ -181,7 +182,9 @@ def explanation_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any],
     finite = bool(np.isfinite(score))
     out["score"] = score if finite else None
     out["base"] = score - float(phi.sum()) if finite else None
-    out["reference"] = "none" if runtime.coalition_reference() is None else "normal"
+    plan = runtime.explain_plan()
+    out["reference"] = "normal" if plan.exact and runtime.coalition_reference() is not None else "none"
+    out["shapley"] = plan.method
     out["contributions"] = {n: float(v) if finite else None for n, v in zip(runtime.names, phi)}
     return out
 
@@ -312,14 +315,16 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
 
     @app.post("/explain", dependencies=[Depends(authorised)], **{**post, **explain_extra})
     async def explain(request: Request) -> dict[str, Any]:
-        """The prediction plus each given modality's contribution (exact Shapley value) to the explained score:
+        """The prediction plus each given modality's contribution (Shapley value) to the explained score:
         by default the predicted class's probability (classification), else the first label's probability, the
         first target's value or the anomaly score, as ``polymodal explain``; ``?output=NAME`` picks another
         class, label or target (an unknown name: 422 ``unknown_output``, listing them). ``explained`` is that
         output's name (a key of ``probabilities`` or ``prediction``), ``explained_quantity`` says it in words;
         ``base`` + the contributions = ``score``, ``base`` being the score with no modality (``reference:
         none``) or, for an anomaly detector, the normal rows' mean score with the modalities sent
-        (``reference: normal``)."""
+        (``reference: normal``). ``shapley`` says how the values were computed, as ``polymodal explain``
+        computes them: ``exact`` (over every coalition of modalities, up to 6) or ``sampled`` (beyond 6,
+        from 64 orders sampled with a fixed seed: the same request gets the same answer)."""
         chosen = explained_choice(runtime, query_parameters(request, "POST /explain", ["output"]).get("output"))
         body = await read_row(request, parser, settings)
         feeds = await run_in_threadpool(runtime.transform, [body.row])

@@ -3,8 +3,9 @@
 ``explain(predictor, data)`` computes, per sample, Shapley values over modalities: the value of
 a coalition is the model's score of the explained output with only those modalities present, every other one hidden through the model's missing path
 (presence masks, as for a missing cell). Exact over all 2^M coalitions up to
-:data:`~polymodal.evaluation.shapley.EXACT_MAX_MODALITIES` modalities, permutation-sampled
-beyond. The global importance of a modality is its mean |Shapley value| and, on labelled data,
+:data:`~polymodal.utils.shapley.EXACT_MAX_MODALITIES` modalities, permutation-sampled
+beyond (:func:`~polymodal.utils.shapley.shapley_plan`, the plan the exported runtime follows
+too). The global importance of a modality is its mean |Shapley value| and, on labelled data,
 how much the metric (over every output) drops when it alone is removed.
 
 The explained output is, by default, the predicted class (classification: its probability) or
@@ -31,14 +32,6 @@ from polymodal.estimator import EXPLAIN, untrained_absences
 from polymodal.evaluation.coalitions import coalition_outputs
 from polymodal.evaluation.data import EvalData, check_max_rows, load_eval_data, output_names, to_scores
 from polymodal.evaluation.integrated_gradients import WithinAttribution, within_modality
-from polymodal.evaluation.shapley import (
-    EXACT_MAX_MODALITIES,
-    exact_shapley,
-    prefix_masks,
-    sample_orders,
-    sampled_shapley,
-    shapley_interactions,
-)
 from polymodal.metrics.anomaly import flags
 from polymodal.multitask import main_task
 from polymodal.utils.coalitions import against_reference, coalition_of, coalition_values, held_masks, mask_of
@@ -50,6 +43,7 @@ from polymodal.utils.scores import (
     output_index,
     softmax,
 )
+from polymodal.utils.shapley import PERMUTATIONS, SEED, ShapleyPlan, shapley_interactions, shapley_plan
 
 if TYPE_CHECKING:
     from polymodal.data.pipeline import DataSource
@@ -273,14 +267,12 @@ class Explanation:
         return write_explanation(self, Path(folder), title)
 
 
-def _plan(m: int, permutations: int, seed: int) -> tuple[list[int], np.ndarray | None]:
-    """Coalition masks to evaluate, and the sampled orders (None when exact)."""
-    full = (1 << m) - 1
-    if m <= EXACT_MAX_MODALITIES:
-        return list(range(1 << m)), None
-    orders = sample_orders(m, permutations, seed)
-    extra = {1 << i for i in range(m)} | {full & ~(1 << i) for i in range(m)} | {full}
-    return sorted(prefix_masks(orders) | extra), orders
+def _masks(plan: ShapleyPlan) -> list[int]:
+    """The coalition masks to evaluate: the Shapley plan's, and those the importance table reads
+    (each modality alone, every one but each, all)."""
+    full = (1 << plan.m) - 1
+    extra = {1 << i for i in range(plan.m)} | {full & ~(1 << i) for i in range(plan.m)} | {full}
+    return sorted(set(plan.masks) | extra)
 
 
 def _importance(predictor: Estimator, names: list[str], picked_phi: np.ndarray,
@@ -332,7 +324,7 @@ def drop_interval(right: np.ndarray, right_without: np.ndarray, resamples: int =
 
 
 def explain(predictor: Estimator, data: DataSource | EvalData, *, max_rows: int | None = None,
-            seed: int = 0, samples: int = 4, permutations: int = 64, steps: int = 32,
+            seed: int = SEED, samples: int = 4, permutations: int = PERMUTATIONS, steps: int = 32,
             output: Any | None = None) -> Explanation:
     """Shapley values over modalities for every row (and Integrated Gradients within each
     modality for ``samples`` rows: :func:`mapped_rows`).
@@ -340,7 +332,8 @@ def explain(predictor: Estimator, data: DataSource | EvalData, *, max_rows: int 
     Args:
         data: a manifest (labels optional: with them, the importance table adds metric drops).
         max_rows: explain a seeded random sample of at most this many rows (at least 1).
-        seed: for the row sample and the sampled orders (beyond 6 modalities).
+        seed: for the row sample and the sampled orders (beyond 6 modalities: the runtime's
+            ``Runtime.explain`` samples the same orders with the same seed).
         samples: rows that get within-modality attributions (0: none), chosen by :func:`mapped_rows`.
         permutations: sampled orders when the model has more than 6 modalities (rounded up to an
             even number: each random order is followed by its reverse).
@@ -364,15 +357,15 @@ def explain(predictor: Estimator, data: DataSource | EvalData, *, max_rows: int 
         predictor.warn_skipped(predictor.eval_skipped, "the predictor's .eval_skipped")
     names = list(predictor.config.modality_names)
     m = len(names)
-    masks, orders = _plan(m, permutations, seed)
-    by_name = [coalition_of(mask, names) for mask in masks]
+    plan = shapley_plan(m, permutations, seed)
+    by_name = [coalition_of(mask, names) for mask in _masks(plan)]
     outputs = coalition_outputs(predictor, data.features, by_name)  # (C, N, K): no cached encoder runs
     raw = {mask_of(c, names): outputs[k] for k, c in enumerate(by_name)}
     values = {mask: coalition_values(to_scores(predictor, out)) for mask, out in raw.items()}
-    reference = predictor.coalition_reference() if orders is None else None  # per coalition, exact values only
+    reference = predictor.coalition_reference() if plan.exact else None  # per coalition, exact values only
     present = np.stack([data.table.modalities[n].present for n in names], axis=1)  # (N, M)
     values, base = against_reference(values, reference, held_masks(present))  # base + sum(phi) = full
-    phi = exact_shapley(values, m) if orders is None else sampled_shapley(values, orders)
+    phi = plan.estimate(values)
     full = to_scores(predictor, raw[(1 << m) - 1])
     unscored = np.isnan(full).any(axis=1)  # no score to attribute (anomaly: a scorer that could not score the row)
     phi[unscored], base[unscored] = np.nan, np.nan
@@ -380,7 +373,7 @@ def explain(predictor: Estimator, data: DataSource | EvalData, *, max_rows: int 
                  else predictor.pipeline.targets.threshold if task == "classification" else None)
     explained = explained_outputs(task, full, chosen, threshold if task == "classification" else None)
     quantity = explained_quantity(task, explained_name(task, outputs_named, chosen))
-    interactions = shapley_interactions(values, m) if orders is None and m > 1 else None
+    interactions = shapley_interactions(values, m) if plan.exact and m > 1 else None
     if interactions is not None:
         interactions[unscored] = np.nan
     picked = np.take_along_axis(phi, explained[:, None, None], axis=-1)[..., 0]
@@ -398,7 +391,7 @@ def explain(predictor: Estimator, data: DataSource | EvalData, *, max_rows: int 
                              explained, steps) if samples else []
     index = data.manifest.row_index(data.table.rows) if data.manifest.labels is not None else None
     return Explanation(names, outputs_named, data.source_rows, phi, base, full, explained,
-                       orders is None, interactions, importance, within, quantity, task, labels, index, threshold,
+                       plan.exact, interactions, importance, within, quantity, task, labels, index, threshold,
                        "normal" if reference is not None else "none", present, untrained_absences(predictor),
                        truth if task in ("multilabel", "regression") else None,
                        predictor.row_thresholds(held_masks(present)) if task == "anomaly" else None)

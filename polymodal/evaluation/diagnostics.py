@@ -30,13 +30,13 @@ from polymodal.evaluation.complexity import inference_latency, peak_memory_mb
 from polymodal.evaluation.corruptions import SEVERITIES
 from polymodal.evaluation.data import load_eval_data, sample_rows
 from polymodal.evaluation.robustness import REPORT_CORRUPTIONS, robustness_sweep
-from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES
 from polymodal.evaluation.subsets import evaluate_subsets
 from polymodal.multitask import main_task
 from polymodal.retrieval.cca import MIN_CCA_ROWS
 from polymodal.retrieval.search import cca_baseline, evaluate_retrieval
 from polymodal.utils.coalitions import all_subsets
 from polymodal.utils.progress import log_line, progress_bar
+from polymodal.utils.shapley import EXACT_MAX_MODALITIES
 from polymodal.utils.warn import warn_user
 
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from polymodal.config.task_metrics import split_metric
 from polymodal.evaluation.explain_page import caveats_html, metric_scope, other_outputs
 from polymodal.evaluation.html import embed_png, table_html
 from polymodal.evaluation.plots import importance_plot, reliability_plot, robustness_plot
-from polymodal.evaluation.shapley import EXACT_MAX_MODALITIES
 from polymodal.metrics.tasks import MIXED_UNITS
 from polymodal.utils.io import atomic_write
+from polymodal.utils.shapley import EXACT_MAX_MODALITIES
 
 SWEPT = {"r2": " (R²; with several targets the mean of theirs, which is unit-free)"}  # a swept metric in words
 

@@ -1,6 +1,7 @@
 """One explained output everywhere: ``pred.explain``, the exported runtime and ``POST /explain``
-attribute the same score (by default the predicted class's probability, else the first output)
-and name it."""
+attribute the same score (by default the predicted class's probability, else the first output),
+name it, and compute it the same way (exact Shapley values up to 6 modalities, the same sampled
+orders beyond)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.server import create_app
 from polymodal.deploy.settings import ServeSettings
 from polymodal.errors import SchemaMismatchError
+from polymodal.utils import shapley
+from polymodal.utils.shapley import EXACT_MAX_MODALITIES, shapley_plan
 
 from .helpers import LOCAL
 
@@ -100,6 +103,7 @@ def test_serve_names_the_explained_output_and_matches_the_runtime(exported):
     first = LABELS[0] if task == "multilabel" else TARGETS[0]
     assert out["explained"] == first
     assert out["explained_quantity"] == runtime.explained_quantity()
+    assert out["shapley"] == "exact"  # two modalities: every coalition
     if task == "multilabel":
         assert out["score"] == pytest.approx(out["probabilities"][first], abs=1e-6)
     else:
@@ -183,3 +187,103 @@ def test_the_openapi_spec_and_metadata_name_the_outputs_explain_takes(exported):
     assert parameter["schema"] == {"type": "string", "enum": names}
     assert "parameters" not in spec["paths"]["/predict"]["post"]
     assert meta["outputs"] == names
+
+
+# ---------------------------------------------------------------- beyond the exact limit
+
+SENSORS = [f"s{i}" for i in range(EXACT_MAX_MODALITIES + 1)]  # seven one-column tabular modalities
+
+
+def sensor_frame(n: int, seed: int) -> pd.DataFrame:
+    """A target that mixes the sensors through products (Shapley values that sampled orders only
+    estimate), each sensor missing in some rows."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(len(SENSORS), n))
+    data = pd.DataFrame(dict(zip(SENSORS, x)))
+    data["y"] = 3.0 * x[0] * x[1] + 2.0 * np.abs(x[2]) - x[3] * x[4] + x[5] + np.maximum(x[6], 0.0)
+    for i, name in enumerate(SENSORS):
+        data.loc[i::9, name] = np.nan
+    return data
+
+
+def sensor_rows(data: pd.DataFrame) -> list[dict]:
+    return [{n: {n: None if math.isnan(row[n]) else float(row[n])} for n in SENSORS} for _, row in data.iterrows()]
+
+
+@pytest.fixture(scope="module")
+def seven(tmp_path_factory, one_thread):
+    """A regression model over seven tabular modalities, its export and rows to explain."""
+    run = tmp_path_factory.mktemp("parity_seven") / "run"
+    cfg = {"task": "regression", "target": "y",
+           "modalities": {n: {"kind": "tabular", "columns": [n], "encoder": {"dim": 4, "hidden": [8]}} for n in SENSORS},
+           "fusion": {"name": "concat"}, "head": {"name": "mlp", "hidden": [16]},
+           "train": {"epochs": 30, "batch_size": 16, "lr": 0.02, "seed": 0, "progress": False, "num_workers": 0},
+           "report": {"rows": 0}}
+    predictor = MultimodalPredictor.from_config(cfg).fit(sensor_frame(120, 0), sensor_frame(40, 1), out=run)
+    test = sensor_frame(10, 2)
+    export_run(predictor, run / "export", data=test)
+    return predictor, test, Runtime.load(run / "export")
+
+
+def counted_runs(runtime: Runtime, monkeypatch) -> list[int]:
+    """The graph runs (the onnxruntime session's ``run`` calls) from now on, one entry per call."""
+    calls: list[int] = []
+    real = runtime.session.run
+
+    def run(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.session, "run", run)
+    return calls
+
+
+@pytest.mark.parametrize("options", [{}, {"seed": 3, "permutations": 8}], ids=["defaults", "seed-3-8-orders"])
+def test_beyond_six_modalities_the_runtime_samples_the_orders_pred_explain_samples(seven, monkeypatch, options):
+    """The runtime runs the graph once per coalition of the shared plan, not for all 2^7, and gets
+    the values ``pred.explain`` gets (sampled with the same seed and orders), not the exact ones."""
+    predictor, test, runtime = seven
+    plan = runtime.explain_plan(**options)
+    assert runtime.names == SENSORS and plan.method == "sampled"
+    assert plan.masks == shapley_plan(len(SENSORS), **options).masks
+    assert len(plan.masks) < 1 << len(SENSORS)
+    rows = sensor_rows(test)
+    calls = counted_runs(runtime, monkeypatch)
+    phi = runtime.explain(rows, **options)
+    assert len(calls) == len(plan.masks)  # one batched run per planned coalition
+    explanation = predictor.explain(test, samples=0, **options)
+    assert not explanation.exact
+    expected = explanation.values[SENSORS].to_numpy()
+    tolerance = 1e-5 * float(np.abs(explanation.values["prediction"]).max())
+    np.testing.assert_allclose(phi, expected, atol=tolerance)
+    np.testing.assert_allclose(phi.sum(axis=1), (explanation.values["prediction"] - explanation.values["base"]).to_numpy(),
+                               atol=tolerance)
+    assert (phi[np.isnan(test[SENSORS].to_numpy())] == 0).all()  # a sensor a row lacks contributes nothing
+    # the check has teeth: the exact values (all 128 coalitions) are another answer on this model
+    monkeypatch.setattr(shapley, "EXACT_MAX_MODALITIES", len(SENSORS))
+    exact = runtime.explain(rows, **options)
+    assert np.abs(exact - expected).max() > 5 * tolerance, np.abs(exact - expected).max() / tolerance
+
+
+def test_a_quantized_export_runs_each_row_once_per_planned_coalition(seven, monkeypatch):
+    """An int8 session runs row by row: B runs per coalition of the plan, where it ran B x 2^M."""
+    _, test, runtime = seven
+    rows = sensor_rows(test)[:3]
+    batched = runtime.explain(rows)
+    monkeypatch.setattr(runtime, "quantized", True)
+    calls = counted_runs(runtime, monkeypatch)
+    np.testing.assert_allclose(runtime.explain(rows), batched, rtol=1e-5, atol=1e-6)
+    assert len(calls) == len(rows) * len(runtime.explain_plan().masks) < len(rows) << len(SENSORS)
+
+
+def test_serve_says_its_values_are_sampled_beyond_six_modalities_and_repeats_them(seven):
+    predictor, test, runtime = seven
+    row = sensor_rows(test)[7]  # every sensor given
+    with TestClient(create_app(runtime, ServeSettings(max_wait_ms=5)), base_url=LOCAL) as client:
+        first, again = (client.post("/explain", json=row).json() for _ in range(2))
+    assert first["shapley"] == "sampled" and first["reference"] == "none"
+    assert again == first  # seeded: the same request, the same answer
+    expected = predictor.explain(test.iloc[[7]], samples=0).values.iloc[0]
+    scale = abs(float(expected["prediction"]))
+    assert first["contributions"] == pytest.approx({n: expected[n] for n in SENSORS}, abs=1e-5 * scale)
+    assert first["base"] == pytest.approx(expected["base"], abs=1e-5 * scale)

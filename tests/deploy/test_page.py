@@ -196,6 +196,25 @@ def test_page_renders_names_with_markup_literally(browser, server):
     page.close()
 
 
+def test_page_says_when_the_contributions_are_sampled(browser, server):
+    """Beyond 6 modalities ``/explain`` answers ``"shapley": "sampled"`` (the served tiny model has 4,
+    so its real answer is rewritten), and the note above the bars says the values are estimates."""
+    def sampled(route):
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), "shapley": "sampled"})
+
+    page = browser.new_page()
+    page.route("**/explain", sampled)
+    page.goto(server)
+    page.wait_for_selector("#file-image", state="attached")
+    page.fill("#text-notes", "the blue large one")
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])")
+    assert page.inner_text("#contrib-note").startswith(
+        "Shapley values (estimated from sampled modality orders) on the probability of the predicted class")
+    page.close()
+
+
 def test_page_offers_the_label_to_explain_for_a_multilabel_model(browser, server):
     """A model with several labels (or targets): the page asks which one the contributions attribute
     and sends it as ``?output=``; a classifier (the tiny model) is offered no choice."""

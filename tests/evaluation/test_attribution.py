@@ -13,6 +13,7 @@ from polymodal.errors import OptionError, SchemaMismatchError
 from polymodal.evaluation import attribution
 from polymodal.evaluation.coalitions import coalition_outputs
 from polymodal.evaluation.data import load_eval_data, to_scores
+from polymodal.utils import shapley
 
 from .helpers import tabular_config, two_tabular
 
@@ -117,7 +118,7 @@ def test_coalition_outputs_match_running_the_model_with_the_other_modalities_mis
 
 def test_beyond_the_exact_limit_sampled_orders_are_used_and_stay_efficient(a_only, monkeypatch):
     predictor, test, exact = a_only
-    monkeypatch.setattr(attribution, "EXACT_MAX_MODALITIES", 1)
+    monkeypatch.setattr(shapley, "EXACT_MAX_MODALITIES", 1)
     sampled = predictor.explain(test, samples=0, permutations=8)
     assert not sampled.exact and sampled.interactions is None
     np.testing.assert_allclose(sampled.phi.sum(axis=1), sampled.full - sampled.base, atol=1e-9)

@@ -1,19 +1,68 @@
-"""Shapley values and pairwise interactions over modalities, from coalition values.
+"""Shapley values and pairwise interactions over modalities, from coalition values: the one
+plan and estimate ``explain`` (:mod:`polymodal.evaluation.attribution`) and the torch-free runtime
+(``Runtime.explain``, ``POST /explain``) share (numpy only).
 
 ``values[mask]`` holds the scores (N, K) with only the modalities of bit mask ``mask`` present
 (bit i = the i-th modality in sorted order). Exact Shapley values need all 2^M coalitions;
-permutation sampling needs only the prefixes of the sampled orders. Both satisfy efficiency
-exactly: per sample, the values add up to ``values[all] - values[none]``.
+permutation sampling needs only the prefixes of the sampled orders. :func:`shapley_plan` chooses
+between them (exact up to :data:`EXACT_MAX_MODALITIES` modalities, sampled beyond) and names the
+coalitions to evaluate; :meth:`ShapleyPlan.estimate` turns their values into Shapley values. Both
+satisfy efficiency exactly: per sample, the values add up to ``values[all] - values[none]``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from math import factorial
 
 import numpy as np
 
 EXACT_MAX_MODALITIES = 6
+# the sampled orders beyond EXACT_MAX_MODALITIES, and their seed, unless a caller asks otherwise:
+# ``explain``'s defaults and the runtime's, so that both give the same values for the same rows
+PERMUTATIONS = 64
+SEED = 0
+
+
+@dataclass(frozen=True, eq=False)  # its orders are an array: no meaningful ==
+class ShapleyPlan:
+    """How Shapley values over ``m`` modalities are computed.
+
+    Attributes:
+        m: the number of modalities.
+        masks: the coalition bit masks whose values :meth:`estimate` needs, ascending (the empty
+            and the full one included).
+        orders: (P, m) the sampled modality orders, or None: exact, over all 2^m coalitions.
+    """
+
+    m: int
+    masks: tuple[int, ...]
+    orders: np.ndarray | None
+
+    @property
+    def exact(self) -> bool:
+        """Whether the values are exact (else estimated from the sampled orders)."""
+        return self.orders is None
+
+    @property
+    def method(self) -> str:
+        """``exact`` or ``sampled``, as ``POST /explain`` reports it."""
+        return "exact" if self.exact else "sampled"
+
+    def estimate(self, values: Mapping[int, np.ndarray]) -> np.ndarray:
+        """Shapley values (N, m, K) from the values (N, K) of at least the coalitions of :attr:`masks`."""
+        return exact_shapley(values, self.m) if self.orders is None else sampled_shapley(values, self.orders)
+
+
+def shapley_plan(m: int, permutations: int = PERMUTATIONS, seed: int = SEED) -> ShapleyPlan:
+    """The plan for ``m`` modalities: exact up to :data:`EXACT_MAX_MODALITIES` (every coalition),
+    else ``permutations`` seeded orders (:func:`sample_orders`) and the coalitions they pass
+    through, so that the same call gives the same values."""
+    if m <= EXACT_MAX_MODALITIES:
+        return ShapleyPlan(m, tuple(range(1 << m)), None)
+    orders = sample_orders(m, permutations, seed)
+    return ShapleyPlan(m, tuple(sorted(prefix_masks(orders))), orders)
 
 
 def exact_shapley(values: Mapping[int, np.ndarray], m: int) -> np.ndarray:

@@ -1,16 +1,20 @@
-"""Shapley values and interactions on games whose answers are known."""
+"""Shapley values and interactions on games whose answers are known, and the plan ``explain`` and
+the runtime share (``polymodal.utils.shapley``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from polymodal.evaluation.shapley import (
+from polymodal.utils.shapley import (
+    EXACT_MAX_MODALITIES,
+    PERMUTATIONS,
     exact_shapley,
     prefix_masks,
     sample_orders,
     sampled_shapley,
     shapley_interactions,
+    shapley_plan,
 )
 
 
@@ -89,3 +93,36 @@ def test_orders_are_antithetic_pairs_and_seeded():
     np.testing.assert_array_equal(orders, sample_orders(5, 10, seed=3))
     assert not np.array_equal(orders, sample_orders(5, 10, seed=4))
     assert len(sample_orders(5, 7, seed=0)) == 8 and len(sample_orders(5, 1, seed=0)) == 2  # never fewer asked
+
+
+@pytest.mark.parametrize("m", [1, 3, EXACT_MAX_MODALITIES])
+def test_up_to_the_limit_the_plan_is_exact_over_every_coalition(m):
+    plan = shapley_plan(m)
+    assert plan.exact and plan.method == "exact" and plan.orders is None
+    assert plan.masks == tuple(range(1 << m))
+    values = random_game(m, seed=m)
+    np.testing.assert_array_equal(plan.estimate(values), exact_shapley(values, m))
+
+
+@pytest.mark.parametrize("m", [EXACT_MAX_MODALITIES + 1, 10, 16])
+def test_beyond_the_limit_the_plan_samples_seeded_orders_and_names_fewer_coalitions(m):
+    plan = shapley_plan(m)
+    assert not plan.exact and plan.method == "sampled" and plan.orders.shape == (PERMUTATIONS, m)
+    assert plan.masks == tuple(sorted(prefix_masks(plan.orders)))  # exactly the coalitions the orders pass through
+    assert {0, (1 << m) - 1} <= set(plan.masks)  # the empty and the full coalition: the values' base and total
+    assert len(plan.masks) <= PERMUTATIONS * (m - 1) + 2 and len(plan.masks) < 1 << m
+    again = shapley_plan(m)  # seeded: the same request, the same answer
+    np.testing.assert_array_equal(again.orders, plan.orders)
+    assert again.masks == plan.masks
+    assert not np.array_equal(shapley_plan(m, seed=1).orders, plan.orders)
+    assert shapley_plan(m, permutations=8).orders.shape == (8, m)
+
+
+def test_a_sampled_plan_estimates_from_its_own_coalitions_alone():
+    m = EXACT_MAX_MODALITIES + 2
+    plan = shapley_plan(m, permutations=16, seed=5)
+    everything = random_game(m, n=3, k=2, seed=1)
+    planned = {mask: everything[mask] for mask in plan.masks}  # what the runtime computes: nothing more
+    phi = plan.estimate(planned)
+    np.testing.assert_array_equal(phi, sampled_shapley(everything, plan.orders))
+    np.testing.assert_allclose(phi.sum(axis=1), everything[(1 << m) - 1] - everything[0], atol=1e-10)
