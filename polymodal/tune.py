@@ -112,10 +112,13 @@ def _kept(predictor: Any, column: str) -> float:
 
 
 def _score(predictor: Any, metric: str) -> float:
-    """``val_<metric>`` of the epoch whose weights the fit kept (the last one if none was chosen)."""
+    """``val_<metric>`` of the epoch whose weights the fit kept (the last one if none was chosen);
+    NaN where it or the epoch's validation loss is not a number."""
     # a metric is logged only where finite: absent, it never was (the trial diverged, or it is
     # undefined on these validation rows)
     value = _kept(predictor, f"val_{metric}")
+    if metric != "loss" and not math.isfinite(_kept(predictor, "val_loss")):  # diverged: NaN outputs
+        value = math.nan  # score as the first class or as none (an accuracy of a class's share): not ranked
     if not math.isfinite(value):  # Optuna records a NaN value as a failed trial and goes on
         warn_user(f"val_{metric} of the kept epoch is not a number (the trial diverged, or the metric is "
                   "undefined on the validation rows): the trial is not ranked")

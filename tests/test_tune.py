@@ -611,3 +611,15 @@ def test_a_resumed_search_may_raise_tune_trials_in_the_config(tmp_path):
         "where trials train: train.progress, train.num_workers, train.threads, train.accelerator, train.devices, "
         "train.num_nodes, train.strategy, report, data.cache_dir, data.memory_limit_gb), or give --overwrite to "
         "start a new search (or another --out)")
+
+
+def test_a_classifier_whose_loss_diverged_is_not_ranked_on_the_accuracy_its_nan_outputs_score(tmp_path):
+    """At lr 1e30 the loss is NaN but the accuracy of the NaN outputs (every row called the first
+    class) a finite number: the trial was ranked as completed."""
+    paths = write_splits(tmp_path, make_dataset(tmp_path, n=40))
+    config = tuned(tmp_path, classification_config(epochs=1, lr=1e30, grad_clip=None), trials=1,
+                   space={"head.dropout": {"low": 0.0, "high": 0.5}}, metric="accuracy")
+    with pytest.warns(UserWarning, match="the trial diverged"), pytest.raises(ConfigError, match="every one diverged"):
+        run_search(config, paths["train"], paths["valid"], tmp_path / "search")
+    trials = pd.read_csv(tmp_path / "search" / "trials.csv")
+    assert trials["state"].tolist() == ["fail"] and trials["note"].tolist() == ["diverged: val_loss is not a number"]
