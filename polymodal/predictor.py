@@ -108,7 +108,7 @@ class MultimodalPredictor(Estimator):
         if PREDICT not in self.unsupported:
             return super().unlabelled_advice
         return ("to score retrieval without labels (a hit is the query's own row) use 'polymodal evaluate RUN --data "
-                "FILE --retrieval --hits pair' (evaluate_retrieval(data, by='pair') in Python)")
+                "FILE --retrieval --hits pair' (evaluate_retrieval(data, hits='pair') in Python)")
 
     @classmethod
     def from_config(cls, source: str | os.PathLike | dict[str, Any] | Config) -> MultimodalPredictor:
@@ -511,13 +511,15 @@ class MultimodalPredictor(Estimator):
         return embed_rows(self, data, modality, labelled=True)
 
     def evaluate_retrieval(self, data: DataSource, query: str | None = None, gallery: str | None = None, *,
-                           by: str = "auto", labels: str | None = None) -> dict[str, dict[str, Any]]:
+                           hits: str = "auto", labels: str | None = None) -> dict[str, dict[str, Any]]:
         """Recall@1/5/10, mAP and median rank of ``data``'s rows retrieved across modalities, per
         direction ``query->gallery`` (default: every ordered pair of aligned modalities). A hit is
-        the query's own row (``by='pair'``) or a row with the same label (``by='label'``)."""
+        the query's own row (``hits='pair'``) or a row with the same label (``hits='label'``;
+        ``labels`` names its column, default the target); ``auto``, the default, uses labels when
+        ``data`` has that column (``polymodal evaluate --retrieval --hits``)."""
         from polymodal.retrieval.search import evaluate_retrieval
 
-        return evaluate_retrieval(self, data, query, gallery, by=by, labels=labels)
+        return evaluate_retrieval(self, data, query, gallery, hits=hits, labels=labels)
 
     def zero_shot(self, data: DataSource, modality: str, classes: Any, *, text_modality: str | None = None,
                   template: str = "{}") -> pd.DataFrame:

@@ -230,9 +230,9 @@ def show_retrieval(predictor: Any, data: Path, *, query: str | None, gallery: st
 
     if cca_train is not None and cca_features not in FEATURES:  # refused before the model's evaluation
         raise OptionError([f"--cca-features: 'auto', 'encoder' or 'input'; got {cca_features!r}"])
-    results: dict[str, Any] = {"model": evaluate_retrieval(predictor, data, query, gallery, by=hits, labels=labels)}
+    results: dict[str, Any] = {"model": evaluate_retrieval(predictor, data, query, gallery, hits=hits, labels=labels)}
     if cca_train is not None:  # empty when no direction has features of that kind (it warns)
-        baseline = cca_baseline(predictor, cca_train, data, query, gallery, features=cca_features, by=hits,
+        baseline = cca_baseline(predictor, cca_train, data, query, gallery, features=cca_features, hits=hits,
                                 labels=labels)
         if baseline:
             results["linear_cca"] = baseline

@@ -22,7 +22,7 @@ from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataSource
-from polymodal.errors import ManifestError, SchemaMismatchError
+from polymodal.errors import ManifestError, SchemaMismatchError, option
 from polymodal.estimator import EMBEDDINGS
 from polymodal.predictor import MultimodalPredictor
 from polymodal.utils.io import write_table
@@ -33,21 +33,26 @@ Kind = Literal["embedding", "encoder", "input"]
 KINDS = ("embedding", "encoder", "input")
 
 
-MODALITY = "modality= (--modality)"  # how errors name the modality of embed, index build, retrieve, zero-shot
+def modality_option() -> str:
+    """How errors name the modality of embed, index build, retrieve and zero-shot: ``--modality`` in
+    a command, ``modality=`` in a Python call (:func:`~polymodal.errors.option`)."""
+    return option("--modality", "modality=")
 
 
-def check_aligned(predictor: MultimodalPredictor, modality: str, given: str = MODALITY) -> None:
+def check_aligned(predictor: MultimodalPredictor, modality: str, given: str | None = None) -> None:
     """Raise unless ``modality`` has a projection into the predictor's shared space (an estimator
     that can have none, an anomaly detector, says so with what to use instead).
 
     Args:
-        given: the argument and option that named ``modality``, as the errors begin
-            (``query= (--query)``); a name the model lacks is followed by the one likely meant.
+        given: the option or argument that named ``modality``, as the errors begin (``--query`` in
+            a command, ``query=`` in a call: :func:`~polymodal.errors.option`); default
+            :func:`modality_option`. A name the model lacks is followed by the one likely meant.
 
     Raises:
         SchemaMismatchError: no shared space, an unknown modality or one outside the space.
     """
     predictor.require(EMBEDDINGS)
+    given = modality_option() if given is None else given
     names = aligned_modalities(predictor.config)
     if not names:
         raise SchemaMismatchError("this model has no shared embedding space: its config has no 'align' section; "
@@ -85,7 +90,10 @@ def _run(predictor: MultimodalPredictor, table: EncodedTable, fn: Callable[[dict
     return predictor.infer(net, table, fn, (0, 0))
 
 
-ENCODER_INSTEAD = "features='encoder' (--cca-features encoder) in cca_baseline, kind='encoder' in embed_rows"
+def encoder_instead() -> str:
+    """How a message says to use a modality's encoder features instead of its inputs: the option of
+    ``evaluate --retrieval`` in a command, the arguments of the calls in Python."""
+    return option("--cca-features encoder", "features='encoder' in cca_baseline, kind='encoder' in embed_rows")
 
 
 class NoInputFeatures(SchemaMismatchError):
@@ -100,7 +108,7 @@ class NoInputFeatures(SchemaMismatchError):
         self.modality = modality
         super().__init__(f"modality '{modality}' has no numeric input arrays to use as 'input' features (its "
                          f"preprocessed inputs: {arrays}; a text modality's are token ids); use its 'encoder' "
-                         f"features instead ({ENCODER_INSTEAD})")
+                         f"features instead ({encoder_instead()})")
 
 
 def input_vectors(table: EncodedTable, modality: str) -> np.ndarray:

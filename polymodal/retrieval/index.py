@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.data.cells import is_empty
-from polymodal.errors import MissingDependencyError, RunFolderError, SchemaMismatchError
+from polymodal.errors import MissingDependencyError, RunFolderError, SchemaMismatchError, option
 from polymodal.utils.io import atomic_folder, atomic_write_json, hash_file, python_scalar
 
 INDEX_FILE = "index.faiss"
@@ -247,7 +247,7 @@ def check_index_out(folder: str | os.PathLike, *, overwrite: bool = False) -> Pa
         raise RunFolderError(f"{folder} holds other files ({', '.join(others[:5])}); an index is a folder of its "
                              "own: give a new folder")
     if any(folder.iterdir()) and not overwrite:
-        raise RunFolderError(f"{folder} already holds an index; give overwrite=True (--overwrite) to replace it, or "
+        raise RunFolderError(f"{folder} already holds an index; give {option('--overwrite')} to replace it, or "
                              "another folder")
     return folder
 

@@ -20,19 +20,26 @@ from polymodal.data.content_keys import content_key
 from polymodal.data.manifest import Manifest, read_manifest
 from polymodal.data.pipeline import DataSource
 from polymodal.data.targets import distinct_labels
-from polymodal.errors import DecodeError, ManifestError, OptionError, SchemaMismatchError
+from polymodal.errors import DecodeError, ManifestError, OptionError, SchemaMismatchError, option
 from polymodal.metrics.retrieval import DEFAULT_KS, Ties, cross_modal_metrics, tie_warning, tied_rows
 from polymodal.models.weights import state_digest
 from polymodal.predictor import MultimodalPredictor
 from polymodal.retrieval.cca import MIN_CCA_ROWS, LinearCca
-from polymodal.retrieval.embed import ENCODER_INSTEAD, Kind, NoInputFeatures, check_aligned, embed_rows
+from polymodal.retrieval.embed import (
+    Kind,
+    NoInputFeatures,
+    check_aligned,
+    embed_rows,
+    encoder_instead,
+    modality_option,
+)
 from polymodal.retrieval.index import EmbeddingIndex, file_digest, id_problems
 from polymodal.run_files import MODEL_FILE
 from polymodal.utils.io import python_scalar
 from polymodal.utils.warn import warn_user
 
-By = Literal["auto", "pair", "label"]
-BY = ("pair", "label", "auto")
+Hits = Literal["auto", "pair", "label"]
+HITS = ("pair", "label", "auto")
 HIT_COLUMNS = ("query", "rank", "id", "score")  # what every retrieval hit holds
 LABEL_LIKE = ("label", "labels", "class", "category", "target", "tag", "y")  # columns a message suggests for --labels
 
@@ -108,8 +115,9 @@ def build_index(predictor: MultimodalPredictor, data: DataSource, modality: str,
     del run  # the weights digest replaces the run folder's file digest
     taken = [c for c in keep if c in HIT_COLUMNS or c.startswith("query_")]
     if taken:
-        raise OptionError([f"keep= (--keep): kept columns {taken} would stand beside the hit columns {list(HIT_COLUMNS)} and the "
-                           "queries' query_<column>; rename the column, or name items by it as their id column"])
+        raise OptionError([f"{option('--keep', 'keep=')}: kept columns {taken} would stand beside the hit columns "
+                           f"{list(HIT_COLUMNS)} and the queries' query_<column>; rename the column, or name items by "
+                           "it as their id column"])
     kept = read_kept(data, keep)  # read once; a mistyped column is named before the gallery is embedded
     frame = embed_rows(predictor, data, modality)  # indexed by position in the manifest
     positions = frame.index.to_numpy()
@@ -212,15 +220,17 @@ def retrieve(predictor: MultimodalPredictor, index: EmbeddingIndex, queries: Dat
     held = index.meta.get("modality")
     if held == modality and not same_modality:  # the gallery's own rows would find themselves
         others = [name for name in aligned_modalities(predictor.config) if name != modality]
-        raise OptionError([f"modality= (--modality): the index holds '{modality}' items, and queries of '{modality}' "
+        same = option("--same-modality", "same_modality=True")
+        raise OptionError([f"{modality_option()}: the index holds '{modality}' items, and queries of '{modality}' "
                            f"too would each find their own row first (score 1.0) if they are the gallery's rows: "
                            f"retrieval is across modalities unless you say the queries are a set apart from the "
-                           f"gallery with same_modality=True (--same-modality); else query it with another of "
-                           f"{others}, or build the index over another modality"])
+                           f"gallery with {same}; else query it with another of {others}, or build the index over "
+                           f"another modality"])
     if same_modality and held != modality:  # an option that would do nothing is refused, not ignored
         holds = f"holds '{held}' items" if held is not None else "records no modality (EmbeddingIndex.build)"
-        raise OptionError([f"same_modality= (--same-modality): allows queries of the index's own modality, and the "
-                           f"index {holds} while the queries are '{modality}': it does nothing here; drop it"])
+        raise OptionError([f"{option('--same-modality', 'same_modality=')}: allows queries of the index's own "
+                           f"modality, and the index {holds} while the queries are '{modality}': it does nothing "
+                           f"here; drop it"])
     check_index_model(predictor, index, run)
     if id_column is not None:  # a mistyped column is named before any query is embedded
         row_ids(queries, np.arange(0), id_column, "")
@@ -245,34 +255,35 @@ def label_keys(values: pd.Series) -> np.ndarray:
     return out
 
 
-def _keys(data: DataSource, by: By, labels: str | None, predictor: MultimodalPredictor
+def _keys(data: DataSource, hits: Hits, labels: str | None, predictor: MultimodalPredictor
           ) -> tuple[np.ndarray, str, Manifest]:
     """Per manifest row, what decides relevance: the row itself, or its label (and the manifest)."""
-    if by not in BY:
-        raise OptionError([f"by= (--hits): pair, label or auto; got {by!r}"])
-    if labels is not None and by == "pair":  # the column would be read for nothing
-        raise OptionError([f"labels= (--labels): {labels!r} names the labels of label-level hits, but with by='pair' "
-                           "(--hits pair) a hit is only the query's own row; drop labels= (--labels), or use by='label' "
-                           "(--hits label)"])
+    if hits not in HITS:
+        raise OptionError([f"{option('--hits', 'hits=')}: pair, label or auto; got {hits!r}"])
+    named = option("--labels", "labels=")  # the settings as the caller gave them (a command's options)
+    by_pair, by_label = option("--hits pair", "hits='pair'"), option("--hits label", "hits='label'")
+    if labels is not None and hits == "pair":  # the column would be read for nothing
+        raise OptionError([f"{named}: {labels!r} names the labels of label-level hits, but with {by_pair} a hit is "
+                           f"only the query's own row; drop {named}, or use {by_label}"])
     column = labels if labels is not None else (predictor.config.targets[0] if predictor.config.targets else None)
     manifest = read_manifest(data, label_columns=[column] if column is not None else [])
     columns = list(manifest.columns)
     if labels is not None and labels not in columns:
-        raise OptionError([f"labels= (--labels): column {labels!r} is not in {manifest.name} (columns: {columns})"])
-    if by == "auto":
-        by = "label" if column is not None and column in columns else "pair"
-    if by == "pair":
+        raise OptionError([f"{named}: column {labels!r} is not in {manifest.name} (columns: {columns})"])
+    if hits == "auto":
+        hits = "label" if column is not None and column in columns else "pair"
+    if hits == "pair":
         return np.arange(len(manifest)), "pair", manifest
     if column is None:
         like = next((c for c in columns if str(c).lower() in LABEL_LIKE), None)
-        example = f", e.g. labels={like!r} (--labels {like})" if like is not None else ""
-        raise OptionError([f"by='label' (--hits label): a hit is a row with the same label, and this model has no "
-                           f"target to take labels from: name the label column with labels= (--labels){example}; "
-                           f"columns of {manifest.name}: {columns}"])
+        example = "" if like is None else ", e.g. " + option(f"--labels {like}", f"labels={like!r}")
+        raise OptionError([f"{by_label}: a hit is a row with the same label, and this model has no target to take "
+                           f"labels from: name the label column with {named}{example}; columns of {manifest.name}: "
+                           f"{columns}"])
     if column not in columns:
-        raise OptionError([f"by='label' (--hits label): the labels are the model's target {column!r} unless labels= "
-                           f"(--labels) names another column, and {manifest.name} has no column {column!r} (columns: "
-                           f"{columns}); name the label column with labels= (--labels), or use by='pair' (--hits pair)"])
+        raise OptionError([f"{by_label}: the labels are the model's target {column!r} unless {named} names another "
+                           f"column, and {manifest.name} has no column {column!r} (columns: {columns}); name the "
+                           f"label column with {named}, or use {by_pair}"])
     return label_keys(manifest.column(column)), "label", manifest
 
 
@@ -350,29 +361,32 @@ def _directions(predictor: MultimodalPredictor, query: str | None, gallery: str 
     names = aligned_modalities(predictor.config)
     if not names:  # the same message as embedding from such a model
         check_aligned(predictor, query or gallery or "")
-    for name, given in ((query, "query= (--query)"), (gallery, "gallery= (--gallery)")):  # as embed, retrieve say it
-        if name is not None:
+    for name, given in ((query, option("--query", "query=")), (gallery, option("--gallery", "gallery="))):
+        if name is not None:  # named as embed, retrieve name theirs
             check_aligned(predictor, name, given)
     if query is not None and gallery is not None:
         if query == gallery:  # each query would find its own row first
-            raise OptionError([f"gallery= (--gallery): '{gallery}' is also the query modality; retrieval is scored "
-                               f"across modalities (a query's own row would be its best hit: R@1 = 1.0); choose another "
-                               f"of {names}"])
+            raise OptionError([f"{option('--gallery', 'gallery=')}: '{gallery}' is also the query modality; retrieval "
+                               f"is scored across modalities (a query's own row would be its best hit: R@1 = 1.0); "
+                               f"choose another of {names}"])
         return [(query, gallery)]
     chosen = [(q, g) for q, g in permutations(names, 2) if (query is None or q == query) and (gallery is None or g == gallery)]
     if not chosen:
-        raise SchemaMismatchError(f"no direction matches query={query!r}, gallery={gallery!r}; aligned modalities: {names}")
+        asked = [option(f"--{what} {name}", f"{what}={name!r}")
+                 for what, name in (("query", query), ("gallery", gallery)) if name is not None]
+        raise SchemaMismatchError(f"no direction matches {', '.join(asked) or 'two distinct modalities'}; aligned "
+                                  f"modalities: {names}")
     return chosen
 
 
 def evaluate_retrieval(predictor: MultimodalPredictor, data: DataSource, query: str | None = None,
-                       gallery: str | None = None, *, by: By = "auto", labels: str | None = None,
+                       gallery: str | None = None, *, hits: Hits = "auto", labels: str | None = None,
                        ks: Sequence[int] = DEFAULT_KS) -> dict[str, dict[str, Any]]:
     """Retrieval metrics of a manifest's rows against each other, per direction ``query->gallery``.
 
     Queries are the rows holding the query modality, the gallery the rows holding the gallery
-    modality. A hit is the query's own row (``by: pair``) or a row with the same label
-    (``by: label``; ``labels`` names the column, default the config's target; labels match as
+    modality. A hit is the query's own row (``hits='pair'``) or a row with the same label
+    (``hits='label'``; ``labels`` names the column, default the config's target; labels match as
     in training, 7 and 7.0 alike, and an empty label matches nothing); ``auto`` uses labels when
     the data has that column. The query and gallery modalities must differ. Queries without any
     relevant gallery item are left out of the metrics, with a warning; so is a gallery holding
@@ -380,11 +394,11 @@ def evaluate_retrieval(predictor: MultimodalPredictor, data: DataSource, query: 
     the warning says which), which ties rank pessimistically.
 
     Raises:
-        OptionError: ``by`` is not pair, label or auto; ``labels`` is not a column, or is given
-            with ``by='pair'``; ``by='label'`` without a label column; ``query == gallery``.
+        OptionError: ``hits`` is not pair, label or auto; ``labels`` is not a column, or is given
+            with ``hits='pair'``; ``hits='label'`` without a label column; ``query == gallery``.
         SchemaMismatchError: no row holds one of the modalities; a modality is not aligned.
     """
-    keys, how, manifest = _keys(data, by, labels, predictor)
+    keys, how, manifest = _keys(data, hits, labels, predictor)
     results = {}
     cache: dict[str, pd.DataFrame] = {}
     galleries: dict[str, Ties] = {}
@@ -443,7 +457,8 @@ def features_label(labels: dict[str, str], q: str, g: str) -> str:
 
 
 def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSource, query: str | None = None,
-                 gallery: str | None = None, *, features: Features = "auto", by: By = "auto", labels: str | None = None,
+                 gallery: str | None = None, *, features: Features = "auto", hits: Hits = "auto",
+                 labels: str | None = None,
                  dim: int = 64, pca: int | None = 256, ks: Sequence[int] = DEFAULT_KS) -> dict[str, dict[str, Any]]:
     """:func:`evaluate_retrieval` for linear CCA fitted on ``train``'s paired rows.
 
@@ -466,9 +481,9 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
         modality named when they differ).
     """
     if features not in FEATURES:
-        raise OptionError([f"features= (--cca-features): the CCA baseline runs on 'auto', 'encoder' or 'input' "
-                           f"features; got {features!r}"])
-    keys, how, manifest = _keys(data, by, labels, predictor)
+        raise OptionError([f"{option('--cca-features', 'features=')}: the CCA baseline runs on 'auto', 'encoder' or "
+                           f"'input' features; got {features!r}"])
+    keys, how, manifest = _keys(data, hits, labels, predictor)
     train_features: dict[str, pd.DataFrame] = {}
     test_features: dict[str, pd.DataFrame] = {}
     used: dict[str, str] = {}  # modality -> what its features were, as rows name it
@@ -510,7 +525,7 @@ def cca_baseline(predictor: MultimodalPredictor, train: DataSource, data: DataSo
         warn_user(f"no linear-CCA baseline for {', '.join(skipped)}: {asked}, and {which} "
                   f"{'has' if len(lacking) == 1 else 'have'} no numeric input arrays (a text modality's inputs are "
                   f"token ids); fit it on 'encoder' features to score {'it' if len(skipped) == 1 else 'them'} "
-                  f"({ENCODER_INSTEAD}; not an independent baseline for an encoder the run trained)")
+                  f"({encoder_instead()}; not an independent baseline for an encoder the run trained)")
     return results
 
 

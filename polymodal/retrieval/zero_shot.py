@@ -16,7 +16,7 @@ from polymodal.config.align import aligned_modalities
 from polymodal.config.modalities import modality_columns
 from polymodal.data.cells import is_empty
 from polymodal.data.pipeline import DataSource
-from polymodal.errors import ConfigError, OptionError, SchemaMismatchError
+from polymodal.errors import ConfigError, OptionError, SchemaMismatchError, option
 from polymodal.predictor import MultimodalPredictor
 from polymodal.retrieval.embed import check_aligned, embed_rows
 
@@ -25,8 +25,9 @@ Classes = Sequence[str] | Mapping[str, str | Sequence[str]]
 
 def text_side(predictor: MultimodalPredictor, text_modality: str | None) -> str:
     """The aligned text modality that embeds class prompts (the only one, unless named)."""
+    named = option("--text-modality", "text_modality=")  # as the caller gave it (a command's option)
     if text_modality is not None:
-        check_aligned(predictor, text_modality, "text_modality= (--text-modality)")
+        check_aligned(predictor, text_modality, named)
         if predictor.config.modalities[text_modality].kind != "text":
             raise SchemaMismatchError(f"modality '{text_modality}' is of kind "
                                       f"'{predictor.config.modalities[text_modality].kind}', not 'text'")
@@ -34,7 +35,7 @@ def text_side(predictor: MultimodalPredictor, text_modality: str | None) -> str:
     texts = [n for n in aligned_modalities(predictor.config) if predictor.config.modalities[n].kind == "text"]
     if len(texts) != 1:
         raise SchemaMismatchError(f"zero-shot classification embeds class names with an aligned text modality; this "
-                                  f"model has {texts or 'none'}" + ("; name one with text_modality= (--text-modality)" if texts else ""))
+                                  f"model has {texts or 'none'}" + (f"; name one with {named}" if texts else ""))
     return texts[0]
 
 
@@ -77,19 +78,21 @@ def class_prompts(classes: Classes, template: str = "{}") -> dict[str, list[str]
             non-empty text, or a template without ``{}``.
     """
     if not isinstance(template, str) or "{}" not in template:
-        raise OptionError([f"template= (--template): must hold '{{}}' where the class name goes; got {template!r}"])
+        raise OptionError([f"{option('--template', 'template=')}: must hold '{{}}' where the class name goes; got "
+                           f"{template!r}"])
     allowed = "a list of class names, or {class: prompt or [prompts]}"
+    named = option("--classes", "classes=")  # as the caller gave them (a command's option)
     if isinstance(classes, str | bytes) or not isinstance(classes, Mapping | Sequence):
-        raise OptionError([f"classes= (--classes): expected {allowed}; got {type(classes).__name__} {classes!r}"])
+        raise OptionError([f"{named}: expected {allowed}; got {type(classes).__name__} {classes!r}"])
     names = list(classes.keys() if isinstance(classes, Mapping) else classes)
     bad = [n for n in names if not isinstance(n, str) or not n.strip()]
     if bad:
-        raise OptionError([f"classes= (--classes): class names must be non-empty texts; got {bad[:5]!r} in {names[:10]!r}"])
+        raise OptionError([f"{named}: class names must be non-empty texts; got {bad[:5]!r} in {names[:10]!r}"])
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise OptionError([f"classes= (--classes): each class must be named once; {repeated} repeat(s) in {names!r}"])
+        raise OptionError([f"{named}: each class must be named once; {repeated} repeat(s) in {names!r}"])
     if len(names) < MIN_CLASSES:
-        raise OptionError([f"classes= (--classes): zero-shot classification needs at least {MIN_CLASSES} classes; got "
+        raise OptionError([f"{named}: zero-shot classification needs at least {MIN_CLASSES} classes; got "
                            f"{len(names)}: {names!r}"])
     if not isinstance(classes, Mapping):
         return {name: [template.replace("{}", name)] for name in names}  # not format(): '{x}' is text
@@ -98,7 +101,7 @@ def class_prompts(classes: Classes, template: str = "{}") -> dict[str, list[str]
         listed = [given] if isinstance(given, str) else given
         if not isinstance(listed, list | tuple) or not listed or any(not isinstance(p, str) or not p.strip()
                                                                       for p in listed):
-            raise OptionError([f"classes= (--classes): class {name!r} needs a prompt or a non-empty list of prompts, each a "
+            raise OptionError([f"{named}: class {name!r} needs a prompt or a non-empty list of prompts, each a "
                                f"non-empty text; got {given!r}"])
         prompts[name] = list(listed)
     return prompts

@@ -6,6 +6,7 @@ encoders served from the feature cache; the VAE objective; the linear-CCA baseli
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 from polymodal import MultimodalPredictor
-from polymodal.errors import ManifestError, OptionError, SchemaMismatchError
+from polymodal.errors import ManifestError, OptionError, SchemaMismatchError, command_line
 from polymodal.retrieval import build_index, cca_baseline, retrieve
 from polymodal.retrieval.index import EmbeddingIndex
 
@@ -117,7 +118,7 @@ def test_linear_cca_baseline_on_inputs_and_encoder_features(contrastive, pairs) 
     assert on_inputs["a->b"]["recall@1"] > 0.95  # the relation is linear: CCA finds it
     on_encoders = cca_baseline(predictor, pairs["train"], pairs["test"], "a", "b", features="encoder", dim=8)
     assert set(on_encoders) == {"a->b"} and on_encoders["a->b"]["gallery"] == 60
-    with pytest.raises(OptionError, match="features= \\(--cca-features\\): .* got 'embedding'"):
+    with pytest.raises(OptionError, match="^features=: .* got 'embedding'"):
         cca_baseline(predictor, pairs["train"], pairs["test"], features="embedding")
 
 
@@ -400,13 +401,41 @@ def test_repeated_or_empty_item_ids_are_refused_naming_rows_and_values(contrasti
 
 def test_same_modality_retrieval_and_bad_hit_options_are_refused(contrastive, pairs) -> None:
     predictor, _ = contrastive
-    with pytest.raises(OptionError, match="gallery= \\(--gallery\\): 'a' is also the query modality; .* choose another of \\['a', 'b'\\]"):
+    with pytest.raises(OptionError, match="^gallery=: 'a' is also the query modality; .* choose another of \\['a', 'b'\\]"):
         predictor.evaluate_retrieval(pairs["test"], "a", "a")
-    for by in ("foo", "pairs"):
-        with pytest.raises(OptionError, match=f"by= \\(--hits\\): pair, label or auto; got '{by}'"):
-            predictor.evaluate_retrieval(pairs["test"], by=by)
-    with pytest.raises(OptionError, match=r"labels= \(--labels\): column 'tag' is not in DataFrame \(columns: \['a0', 'a1'"):
+    for hits in ("foo", "pairs"):
+        with pytest.raises(OptionError, match=f"^hits=: pair, label or auto; got '{hits}'$"):
+            predictor.evaluate_retrieval(pairs["test"], hits=hits)
+    with pytest.raises(OptionError, match=r"^labels=: column 'tag' is not in DataFrame \(columns: \['a0', 'a1'"):
         predictor.evaluate_retrieval(pairs["test"], labels="tag")
+
+
+
+def test_messages_name_the_python_arguments_in_a_call_and_the_options_in_a_command(contrastive, pairs) -> None:
+    """A notebook user told ``--hits`` must translate it to ``hits=``, a command-line user told
+    ``modality=`` to ``--modality``: the same mistake is named as each gave it, never both ways."""
+    predictor, _ = contrastive
+    tagged = pairs["test"].assign(label=[7, 8] * 30)
+    said = {}
+    for interface in ("python", "command line"):
+        with command_line() if interface == "command line" else contextlib.nullcontext():
+            with pytest.raises(OptionError) as bad_hits:
+                predictor.evaluate_retrieval(pairs["test"], hits="pairs")
+            with pytest.raises(SchemaMismatchError) as unknown:
+                predictor.embed(pairs["test"], "A")
+            with pytest.raises(OptionError) as labels_for_pairs:
+                predictor.evaluate_retrieval(tagged, hits="pair", labels="label")
+        said[interface] = (str(bad_hits.value), str(unknown.value), str(labels_for_pairs.value))
+    python, command = said["python"], said["command line"]
+    assert python[0] == "hits=: pair, label or auto; got 'pairs'"
+    assert command[0] == "--hits: pair, label or auto; got 'pairs'"
+    assert python[1].startswith("modality=: this model has no modality 'A' (did you mean 'a'?); its modalities")
+    assert command[1].startswith("--modality: this model has no modality 'A' (did you mean 'a'?); its modalities")
+    assert python[2] == ("labels=: 'label' names the labels of label-level hits, but with hits='pair' a hit is only "
+                         "the query's own row; drop labels=, or use hits='label'")
+    assert command[2] == ("--labels: 'label' names the labels of label-level hits, but with --hits pair a hit is only "
+                          "the query's own row; drop --labels, or use --hits label")
+    assert not any("--" in message for message in python)
 
 
 def test_label_hits_match_labels_as_training_does(contrastive, pairs) -> None:
@@ -414,12 +443,12 @@ def test_label_hits_match_labels_as_training_does(contrastive, pairs) -> None:
     predictor, _ = contrastive
     clean = pairs["test"].assign(tag=[7, 8] * 30)
     messy = pairs["test"].assign(tag=pd.Series([7, 8.0, "7", 8, 7.0, "8"] * 10, dtype=object))
-    expected = predictor.evaluate_retrieval(clean, "a", "b", by="label", labels="tag")["a->b"]
-    assert predictor.evaluate_retrieval(messy, "a", "b", by="label", labels="tag")["a->b"] == expected
+    expected = predictor.evaluate_retrieval(clean, "a", "b", hits="label", labels="tag")["a->b"]
+    assert predictor.evaluate_retrieval(messy, "a", "b", hits="label", labels="tag")["a->b"] == expected
     with_empty = clean.assign(tag=clean["tag"].astype(object))
     with_empty.loc[[0, 1, 2], "tag"] = None
     with pytest.warns(UserWarning, match="a->b: 3 of 60 queries have no relevant gallery item"):
-        scores = predictor.evaluate_retrieval(with_empty, "a", "b", by="label", labels="tag")["a->b"]
+        scores = predictor.evaluate_retrieval(with_empty, "a", "b", hits="label", labels="tag")["a->b"]
     assert scores["queries_without_match"] == 3 and scores["queries"] == 57
 
 
@@ -474,40 +503,40 @@ def test_a_modality_outside_the_shared_space_gets_one_message_everywhere() -> No
 
 def test_cca_on_inputs_leaves_out_only_the_directions_of_a_text_modality(with_task) -> None:
     """Token ids are no input features: the directions with the caption get no baseline (one
-    warning naming the command-line option and the Python arguments); the others are scored."""
+    warning naming the Python arguments to use instead); the others are scored."""
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results = cca_baseline(with_task, colour_rows(150, 0), colour_rows(60, 2), features="input", by="pair")
+        results = cca_baseline(with_task, colour_rows(150, 0), colour_rows(60, 2), features="input", hits="pair")
     assert set(results) == {"x->y", "y->x"} and results["x->y"]["queries"] == 60
     notes = [str(w.message) for w in caught if "linear-CCA" in str(w.message)]
     assert len(notes) == 1, notes
     assert notes[0].startswith("no linear-CCA baseline for caption->x, caption->y, x->caption, y->caption: it was "
                                "asked for on 'input' features, and 'caption' has no numeric input arrays")
-    assert "--cca-features encoder" in notes[0] and "features='encoder'" in notes[0]
+    assert "(features='encoder' in cca_baseline, kind='encoder' in embed_rows; not" in notes[0]
+    assert "--cca-features" not in notes[0]  # a Python call: no option of a command
     with pytest.warns(UserWarning, match="no linear-CCA baseline for x->caption"):
         assert cca_baseline(with_task, colour_rows(150, 0), colour_rows(60, 2), "x", "caption", features="input",
-                            by="pair") == {}
+                            hits="pair") == {}
     from polymodal.retrieval.embed import embed_rows
-    with pytest.raises(SchemaMismatchError, match="modality 'caption' has no numeric input arrays .*features='encoder' "
-                                                  "\\(--cca-features encoder\\) in cca_baseline, kind='encoder' in "
-                                                  "embed_rows"):
+    with pytest.raises(SchemaMismatchError, match="modality 'caption' has no numeric input arrays .*features instead "
+                                                  "\\(features='encoder' in cca_baseline, kind='encoder' in "
+                                                  "embed_rows\\)$"):
         embed_rows(with_task, colour_rows(10, 3), "caption", "input")
 
 
 def test_label_hits_without_a_label_column_name_the_option_and_labels_need_label_hits(contrastive, pairs) -> None:
     predictor, _ = contrastive  # trained without a target
     tagged = pairs["test"].assign(label=[7, 8] * 30)
-    with pytest.raises(OptionError, match="by='label' \\(--hits label\\): .* this model has no target to take labels "
-                                          "from: name the label column with labels= \\(--labels\\), e.g. "
-                                          "labels='label' \\(--labels label\\)"):
-        predictor.evaluate_retrieval(tagged, by="label")
-    with pytest.raises(OptionError, match="labels= \\(--labels\\): 'label' names the labels of label-level hits, but "
-                                          "with by='pair' \\(--hits pair\\) a hit is only the query's own row; drop "
-                                          "labels= \\(--labels\\), or use by='label' \\(--hits label\\)"):
-        predictor.evaluate_retrieval(tagged, by="pair", labels="label")
-    assert predictor.evaluate_retrieval(tagged, by="label", labels="label")["a->b"]["hits"] == "label"
+    with pytest.raises(OptionError, match="^hits='label': .* this model has no target to take labels from: name the "
+                                          "label column with labels=, e.g. labels='label'; columns of DataFrame: "):
+        predictor.evaluate_retrieval(tagged, hits="label")
+    with pytest.raises(OptionError, match="^labels=: 'label' names the labels of label-level hits, but with "
+                                          "hits='pair' a hit is only the query's own row; drop labels=, or use "
+                                          "hits='label'$"):
+        predictor.evaluate_retrieval(tagged, hits="pair", labels="label")
+    assert predictor.evaluate_retrieval(tagged, hits="label", labels="label")["a->b"]["hits"] == "label"
 
 
 def test_retrieval_is_across_modalities_and_query_rows_must_be_named_once(contrastive, pairs) -> None:
@@ -515,8 +544,8 @@ def test_retrieval_is_across_modalities_and_query_rows_must_be_named_once(contra
 
     predictor, _ = contrastive
     index = build_index(predictor, pairs["test"], "b")
-    with pytest.raises(OptionError, match="modality= \\(--modality\\): the index holds 'b' items, .* retrieval is "
-                                          "across modalities unless .* same_modality=True \\(--same-modality\\); "
+    with pytest.raises(OptionError, match="^modality=: the index holds 'b' items, .* retrieval is across "
+                                          "modalities unless .* same_modality=True; "
                                           "else query it with another of \\['a'\\]"):
         retrieve(predictor, index, pairs["test"], "b")
     # image -> image search, asked for: queries of the gallery's modality (here some of its own rows, found first)
@@ -549,7 +578,7 @@ def test_identical_gallery_rows_are_warned_about_once(contrastive, pairs) -> Non
     assert results["a->b"]["recall@1"] < predictor.evaluate_retrieval(pairs["test"])["a->b"]["recall@1"]
     with warnings.catch_warnings():  # copies of one label tie harmlessly
         warnings.simplefilter("error")
-        predictor.evaluate_retrieval(copied.assign(tag=np.arange(62) % 60), by="label", labels="tag")
+        predictor.evaluate_retrieval(copied.assign(tag=np.arange(62) % 60), hits="label", labels="tag")
 
 
 def test_distinct_inputs_embedded_alike_are_blamed_on_the_model_not_the_data(contrastive, pairs) -> None:
@@ -586,12 +615,12 @@ def test_same_modality_with_queries_of_another_modality_is_refused(contrastive, 
     """same_modality allows queries of the index's own modality; with another it would do nothing."""
     predictor, _ = contrastive
     index = build_index(predictor, pairs["test"], "b")
-    with pytest.raises(OptionError, match="same_modality= \\(--same-modality\\): allows queries of the index's own "
+    with pytest.raises(OptionError, match="^same_modality=: allows queries of the index's own "
                                           "modality, and the index holds 'b' items while the queries are 'a': it "
                                           "does nothing here; drop it"):
         retrieve(predictor, index, pairs["test"], "a", same_modality=True)
     unnamed = EmbeddingIndex.build(predictor.embed(pairs["test"], "b").to_numpy(), meta={"model": index.meta["model"]})
-    with pytest.raises(OptionError, match="same_modality= \\(--same-modality\\): .* the index records no modality"):
+    with pytest.raises(OptionError, match="^same_modality=: .* the index records no modality"):
         retrieve(predictor, unnamed, pairs["test"], "a", same_modality=True)
 
 
@@ -644,15 +673,15 @@ def test_rows_left_out_are_counted_when_a_file_could_not_be_read_too(tmp_path) -
         assert len(predictor.embed(tmp_path / "test.csv", "v")) == 38
 
 
-def test_an_unknown_modality_names_the_argument_and_option_and_the_one_meant(contrastive, pairs) -> None:
+def test_an_unknown_modality_names_the_argument_and_the_one_meant(contrastive, pairs) -> None:
     predictor, _ = contrastive
     index = build_index(predictor, pairs["test"], "b")
     known = "its modalities are \\['a', 'b'\\], of which it embeds \\(aligns\\) \\['a', 'b'\\]"
-    for call, given in ((lambda: predictor.embed(pairs["test"], "A"), "modality= \\(--modality\\)"),
-                        (lambda: build_index(predictor, pairs["test"], "A"), "modality= \\(--modality\\)"),
-                        (lambda: retrieve(predictor, index, pairs["test"], "A"), "modality= \\(--modality\\)"),
-                        (lambda: predictor.evaluate_retrieval(pairs["test"], query="A"), "query= \\(--query\\)"),
-                        (lambda: predictor.evaluate_retrieval(pairs["test"], gallery="A"), "gallery= \\(--gallery\\)")):
+    for call, given in ((lambda: predictor.embed(pairs["test"], "A"), "modality="),
+                        (lambda: build_index(predictor, pairs["test"], "A"), "modality="),
+                        (lambda: retrieve(predictor, index, pairs["test"], "A"), "modality="),
+                        (lambda: predictor.evaluate_retrieval(pairs["test"], query="A"), "query="),
+                        (lambda: predictor.evaluate_retrieval(pairs["test"], gallery="A"), "gallery=")):
         with pytest.raises(SchemaMismatchError, match=f"^{given}: this model has no modality 'A' \\(did you mean "
                                                       f"'a'\\?\\); {known}$"):
             call()

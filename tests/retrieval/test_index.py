@@ -173,7 +173,7 @@ def test_an_index_is_replaced_whole_only_when_asked_and_an_interrupted_save_keep
     old = EmbeddingIndex.build(unit_rows(5, 4, 0), [f"old{k}" for k in range(5)])
     new = EmbeddingIndex.build(unit_rows(6, 4, 1), [f"new{k}" for k in range(6)])
     folder = old.save(tmp_path / "idx")
-    with pytest.raises(RunFolderError, match="already holds an index; give overwrite=True \\(--overwrite\\)"):
+    with pytest.raises(RunFolderError, match="already holds an index; give overwrite=True to replace it"):
         new.save(folder)
 
     def killed(*args, **kwargs):

@@ -59,7 +59,7 @@ def test_classes_that_embed_alike_are_refused_not_all_sent_to_the_first(fake_mod
     finally:
         for key in ("zebra", "okapi"):
             PROMPTS.pop(key)
-    with pytest.raises(OptionError, match="template= \\(--template\\): must hold"):
+    with pytest.raises(OptionError, match="^template=: must hold"):
         zs.class_embeddings(fake_model, ["p1", "p3"], template="a drawing")
 
 
@@ -67,18 +67,18 @@ def test_a_template_is_filled_by_replacing_braces_not_by_format():
     prompts = zs.class_prompts(["cat", "dog"], "digit {x} {}")  # format() would raise KeyError on {x}
     assert prompts == {"cat": ["digit {x} cat"], "dog": ["digit {x} dog"]}
     assert zs.class_prompts(["a{}", "b"], "the {}") == {"a{}": ["the a{}"], "b": ["the b"]}
-    with pytest.raises(OptionError, match=r"template= \(--template\): must hold '\{\}' where the class name goes; got '\{0\}'"):
+    with pytest.raises(OptionError, match=r"^template=: must hold '\{\}' where the class name goes; got '\{0\}'"):
         zs.class_prompts(["cat", "dog"], "{0}")
 
 
 @pytest.mark.parametrize("classes, message", [
-    (["cat"], "classes= (--classes): zero-shot classification needs at least 2 classes; got 1: ['cat']"),
+    (["cat"], "classes=: zero-shot classification needs at least 2 classes; got 1: ['cat']"),
     ([], "needs at least 2 classes; got 0"),
-    (["cat", "dog", "cat"], "classes= (--classes): each class must be named once; ['cat'] repeat(s)"),
-    ("one", "classes= (--classes): expected a list of class names, or {class: prompt or [prompts]}; got str 'one'"),
-    ([1, 2], "classes= (--classes): class names must be non-empty texts; got [1, 2]"),
+    (["cat", "dog", "cat"], "classes=: each class must be named once; ['cat'] repeat(s)"),
+    ("one", "classes=: expected a list of class names, or {class: prompt or [prompts]}; got str 'one'"),
+    ([1, 2], "classes=: class names must be non-empty texts; got [1, 2]"),
     (["cat", " "], "class names must be non-empty texts; got [' ']"),
-    ({"one": 5, "two": "two"}, "classes= (--classes): class 'one' needs a prompt or a non-empty list of prompts, each a "
+    ({"one": 5, "two": "two"}, "classes=: class 'one' needs a prompt or a non-empty list of prompts, each a "
                                "non-empty text; got 5"),
     ({"one": [], "two": "two"}, "class 'one' needs a prompt or a non-empty list of prompts"),
     ({"one": "", "two": "two"}, "class 'one' needs a prompt or a non-empty list of prompts"),
