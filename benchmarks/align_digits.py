@@ -70,11 +70,11 @@ def main() -> None:
         predictor = MultimodalPredictor.from_config(config(METHODS[name], args.seed, epochs, args.work / "cache"))
         predictor.fit(train, valid)
         seconds = time.perf_counter() - started
-        scores = predictor.evaluate_retrieval(test, "audio", "image", by="label")["audio->image"]
+        scores = predictor.evaluate_retrieval(test, "audio", "image", hits="label")["audio->image"]
         rows.append(row(name, scores, seconds))
         print(rows[-1], flush=True)
     started = time.perf_counter()
-    baseline = cca_baseline(predictor, train, test, "audio", "image", features="input", by="label", dim=64, pca=256)
+    baseline = cca_baseline(predictor, train, test, "audio", "image", features="input", hits="label", dim=64, pca=256)
     rows.append(row("linear CCA (PCA-256 inputs)", baseline["audio->image"], time.perf_counter() - started))
     print(rows[-1], flush=True)
     notes = [

@@ -143,7 +143,7 @@ def main() -> None:
         predictor = MultimodalPredictor.from_config(config(METHODS[name], args.seed, epochs, cache))
         predictor.fit(split["train"], split["valid"])
         seconds = time.perf_counter() - started
-        retrieval += rows_for(name, predictor.evaluate_retrieval(split["test"], by="pair"), seconds)
+        retrieval += rows_for(name, predictor.evaluate_retrieval(split["test"], hits="pair"), seconds)
         print(retrieval[-2:], flush=True)
         predicted = predictor.zero_shot(split["test"], "image", prompts)["prediction"].to_numpy()
         zero_shot.append(zero_shot_row(name, predicted, truth))
