@@ -34,7 +34,7 @@ from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
-from polymodal.data.split import stratified_holdout
+from polymodal.data.split import group_holdout, stratified_holdout
 from polymodal.decision import binary_scores, check_decision_data, note_in_sample, settle_threshold, warn_if_edited
 from polymodal.errors import ConfigError, NotFittedError, SchemaMismatchError
 from polymodal.estimator import EXPLAIN, EXPORT, PREDICT, ROBUSTNESS, SUBSETS, Estimator, fitting
@@ -234,8 +234,11 @@ class MultimodalPredictor(Estimator):
         return self
 
     def _split(self, manifest: Manifest) -> tuple[Manifest, Manifest]:
+        train = self.config.train
+        if train.val_group is not None:
+            return group_holdout(manifest, train.val_fraction, train.seed, train.val_group)
         label = self.config.targets[0] if self.config.task == "classification" else None
-        return stratified_holdout(manifest, self.config.train.val_fraction, self.config.train.seed, label)
+        return stratified_holdout(manifest, train.val_fraction, train.seed, label)
 
     def _loss(self, train_y: np.ndarray) -> TaskLoss:
         cfg = self.config

@@ -891,3 +891,20 @@ def test_a_loaded_model_refuses_a_changed_config_and_estimators_do_not_share_one
     first, second = MultimodalPredictor(shared), MultimodalPredictor(shared)
     second.config.head.hidden = [4]
     assert first.config.head.hidden == [16] and shared.head.hidden == [16]  # each has its own copy
+
+
+def test_a_fit_without_validation_rows_holds_out_whole_groups_when_told(tmp_path):
+    """train.val_group: the held-out rows are those of whole groups (as group_holdout draws them),
+    and the model validates on exactly them."""
+    from polymodal.data.split import group_holdout
+
+    frame = make_dataset(tmp_path, n=60).assign(recording=lambda f: [f"r{i // 6}" for i in range(len(f))])
+    frame.to_csv(tmp_path / "all.csv", index=False)
+    config = classification_config(epochs=1, val_fraction=0.25, val_group="recording")
+    predictor = MultimodalPredictor(config).fit(tmp_path / "all.csv")
+    _, valid = group_holdout(read_manifest(tmp_path / "all.csv"), 0.25, 0, "recording")
+    # 2 of the 10 recordings, whole (one row at a time, 25% of the 60 rows would be 15)
+    assert predictor.metrics["valid"]["rows"] == len(valid) == 12
+    config["train"]["val_group"] = "recordings"
+    with pytest.raises(ManifestError, match=r"train.val_group: all.csv has no column 'recordings' \(did you mean "):
+        MultimodalPredictor(config).fit(tmp_path / "all.csv")

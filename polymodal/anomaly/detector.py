@@ -52,7 +52,7 @@ from polymodal.data.embeddings import attach_cached_features
 from polymodal.data.encode import EncodedTable
 from polymodal.data.manifest import Manifest
 from polymodal.data.pipeline import DataPipeline, DataSource
-from polymodal.data.split import random_holdout
+from polymodal.data.split import group_holdout, random_holdout
 from polymodal.data.targets import no_normal_row, normal_value_problems
 from polymodal.errors import (
     ConfigError,
@@ -385,7 +385,10 @@ class AnomalyDetector(Estimator):
                             source=valid.name)
 
     def _split(self, manifest: Manifest) -> tuple[Manifest, Manifest]:  # no labels needed
-        return random_holdout(manifest, self.config.train.val_fraction, self.config.train.seed)
+        train = self.config.train
+        if train.val_group is not None:
+            return group_holdout(manifest, train.val_fraction, train.seed, train.val_group)
+        return random_holdout(manifest, train.val_fraction, train.seed)
 
     # -- inference ----------------------------------------------------------------------------
     @property

@@ -45,6 +45,10 @@ class TrainConfig(StrictModel):
             learned missing-embeddings) to predict from any subset of modalities.
         val_fraction: share of the training manifest held out for validation when no validation
             manifest is given (stratified for classification).
+        val_group: a manifest column whose rows stay together when the validation share is held
+            out (a recording's windows, a patient's images, a speaker's clips): ``val_fraction`` of
+            its distinct values go to validation with every row holding them, so validation never
+            scores near-copies of training rows. None: rows are held out one by one.
         deterministic: deterministic kernels (``torch.use_deterministic_algorithms``, warning
             where an operation has none), so a seed gives the same model on the same machine;
             uninitialised memory is not NaN-filled (``torch.utils.deterministic``), which would
@@ -83,6 +87,7 @@ class TrainConfig(StrictModel):
     deterministic: bool = True
     modality_dropout: Probability | dict[str, Probability] = 0.0
     val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    val_group: str | None = None
     num_workers: NonNegativeInt | None = None
     threads: PositiveInt | None = None
     precision: Literal["32", "16-mixed", "bf16-mixed"] = "32"

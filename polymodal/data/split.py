@@ -14,6 +14,7 @@ import pandas as pd
 from polymodal.data.manifest import Manifest
 from polymodal.data.targets import distinct_labels
 from polymodal.errors import ManifestError
+from polymodal.utils.suggest import did_you_mean
 
 
 def _check_size(manifest: Manifest, fraction: float, n_valid: int) -> None:
@@ -67,3 +68,37 @@ def random_holdout(manifest: Manifest, fraction: float, seed: int) -> tuple[Mani
     n_valid = max(1, int(round(len(rows) * fraction)))
     _check_size(manifest, fraction, n_valid)
     return manifest.subset(np.sort(rows[n_valid:])), manifest.subset(np.sort(rows[:n_valid]))
+
+
+def group_holdout(manifest: Manifest, fraction: float, seed: int, column: str) -> tuple[Manifest, Manifest]:
+    """(train, valid) with ``fraction`` of ``column``'s distinct values (at least one, and one left
+    for training) in ``valid``, each with every row that holds it (scikit-learn's
+    ``GroupShuffleSplit``, seeded): rows of one group (a recording's overlapping windows) never
+    sit on both sides.
+
+    Raises:
+        ManifestError: ``column`` is not in the manifest, has empty cells, or holds fewer than two
+            distinct values (named with the rows).
+    """
+    from sklearn.model_selection import GroupShuffleSplit
+
+    key = "train.val_group"
+    if column not in manifest.columns:
+        raise ManifestError([f"{key}: {manifest.name} has no column {column!r}{did_you_mean(column, manifest.columns)} "
+                             f"(columns: {list(manifest.columns)})"], source=manifest.name)
+    values = manifest.column(column)
+    codes, _, _ = distinct_labels(values)  # 7, '7' and 7.0: one group, as labels match; -1: an empty cell
+    empty = np.flatnonzero(codes < 0)
+    if empty.size:
+        raise ManifestError([f"{key}: column {column!r} of {manifest.name} is empty at {manifest.rows_text(empty)}: "
+                             "every row needs the group it belongs to"], source=manifest.name)
+    groups = int(codes.max()) + 1
+    if groups < 2:
+        raise ManifestError([f"{key}: column {column!r} of {manifest.name} holds one value ({values.iloc[0]!r}): "
+                             "a validation group and a training one need two; pass a validation manifest, or "
+                             "name another column"], source=manifest.name)
+    n_valid = min(groups - 1, max(1, round(groups * fraction)))
+    rows = np.arange(len(manifest))
+    split = GroupShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
+    train_rows, valid_rows = next(split.split(rows, groups=codes))
+    return manifest.subset(np.sort(train_rows)), manifest.subset(np.sort(valid_rows))

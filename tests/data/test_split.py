@@ -1,4 +1,5 @@
-"""Validation hold-outs: stratified when every class can be represented, random otherwise; sizes."""
+"""Validation hold-outs: stratified when every class can be represented, random otherwise, by
+groups when told (train.val_group); sizes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pandas as pd
 import pytest
 
 from polymodal.data.manifest import read_manifest
-from polymodal.data.split import random_holdout, stratified_holdout
+from polymodal.data.split import group_holdout, random_holdout, stratified_holdout
+from polymodal.errors import ManifestError
 
 
 def manifest(labels: list[str]):
@@ -84,3 +86,27 @@ def test_legitimate_classification_targets_are_not_judged_continuous(labels):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_if_continuous(manifest(labels), "label")  # no warning
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_groups_rows_stay_on_one_side(seed):
+    """Overlapping windows of one recording on both sides made validation score near-copies of
+    training rows."""
+    recordings = np.repeat(["r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9"], 6)
+    frame = pd.DataFrame({"x": np.arange(60), "recording": recordings})
+    train, valid = group_holdout(read_manifest(frame), 0.2, seed, "recording")
+    assert_partition(train, valid, 60)
+    held = set(valid.frame["recording"])
+    assert len(held) == 2 and not held & set(train.frame["recording"])  # 20% of the 10 recordings, whole
+    assert group_holdout(read_manifest(frame), 0.2, seed, "recording")[1].frame["x"].tolist() == valid.frame["x"].tolist()
+
+
+def test_a_group_column_that_cannot_split_is_named_with_its_rows():
+    frame = pd.DataFrame({"x": range(4), "patient": ["p1", "", "p2", "p2"], "site": ["a"] * 4})
+    with pytest.raises(ManifestError, match=r"train.val_group: DataFrame has no column 'patients' \(did you mean "
+                                            r"'patient'\?\)"):
+        group_holdout(read_manifest(frame), 0.25, 0, "patients")
+    with pytest.raises(ManifestError, match=r"train.val_group: column 'patient' of DataFrame is empty at row 1"):
+        group_holdout(read_manifest(frame), 0.25, 0, "patient")
+    with pytest.raises(ManifestError, match="holds one value \\('a'\\): a validation group and a training one"):
+        group_holdout(read_manifest(frame), 0.25, 0, "site")
