@@ -378,6 +378,12 @@ class TabularPreprocess(StrictModel):
             ``strip_lower`` (also lower-cased: ``'M'`` is ``'m'``) or ``none`` (as written; runs
             saved before this setting read categories so). Categories that still differ only
             in case or whitespace are warned about at fit time.
+        unknown_rate: training only: each categorical cell holding a learned category is read as
+            the unknown category (index 0, that of an empty cell too) with this probability, so
+            that its embedding learns what a category training never saw means (with every
+            training category learned, ``min_category_count: 1``, it would otherwise train only on
+            empty cells, and an unseen category at prediction would read an untrained vector);
+            0: never. Validation, prediction and exports never apply it.
     """
 
     impute: Literal["mean", "median", "zero"] = "mean"
@@ -386,6 +392,7 @@ class TabularPreprocess(StrictModel):
     max_categories: Annotated[int, Field(ge=1)] = 1000
     min_category_count: PositiveInt = 1
     normalize_categories: Literal["none", "strip", "strip_lower"] = "strip"  # values.CATEGORY_NORMALIZATIONS
+    unknown_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
 
 
 class VideoPreprocess(ImagePreprocess):

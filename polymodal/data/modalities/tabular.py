@@ -5,7 +5,8 @@ A row's cell is the tuple of its values for ``columns + categorical``; the modal
 missing only when all of them are empty.
 
 Cached form: ``num`` float32 (n_numeric [+ n_numeric missing flags]) and ``cat`` int64
-(n_categorical).
+(n_categorical). A training batch reads a share (``preprocess.unknown_rate``) of its categorical
+cells as index 0, so that index learns what a category training never saw means.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class TabularPreprocessor(Preprocessor):
     kind = "tabular"
     file_based = False
     featurize_version = 3  # 2: imputation and scaling in float64 (the fitted state too); 3: infinities kept out of fit
+    batch_time_fields = frozenset({"unknown_rate"})  # applied to training batches: the cached ids stay valid
 
     def __init__(self, name: str, cfg: TabularPreprocess, numeric: list[str], categorical: list[str]):
         super().__init__(name)
@@ -231,7 +233,10 @@ class TabularPreprocessor(Preprocessor):
                 "cat": ArraySpec((len(self.categorical),), "int64")}
 
     def to_batch(self, arrays: Mapping[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
-        return {"x": arrays["num"].float(), "cat": arrays["cat"].long()}
+        cat = arrays["cat"].long()  # (B, n_categorical)
+        if train and self.cfg.unknown_rate > 0 and cat.numel():  # see TabularPreprocess
+            cat = cat.masked_fill(torch.rand(cat.shape, device=cat.device) < self.cfg.unknown_rate, 0)
+        return {"x": arrays["num"].float(), "cat": cat}
 
     def encoder_context(self) -> dict[str, Any]:
         cards = [len(self.categories[c]) + 1 for c in self.categorical] if self.categories is not None else []
@@ -265,6 +270,19 @@ class TabularPreprocessor(Preprocessor):
         if config.get("normalize_categories") == "none":
             del config["normalize_categories"]
         return config
+
+    def settings_digest_config(self) -> dict[str, Any]:
+        """Every setting but ``unknown_rate``: training only, it changes no stored output of a frozen
+        encoder (computed in evaluation), so runs saved before it keep their stored embeddings."""
+        config = super().settings_digest_config()
+        config.pop("unknown_rate", None)
+        return config
+
+    def runtime_settings(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The base's, without ``unknown_rate`` (training only: the runtime never applies it)."""
+        settings, state = super().runtime_settings()
+        settings.pop("unknown_rate", None)
+        return settings, state
 
     def encoding_state(self) -> dict[str, Any]:
         """The state featurising depends on (the categories' training counts do not)."""

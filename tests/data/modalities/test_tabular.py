@@ -8,10 +8,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from polymodal import MultimodalPredictor
+from polymodal.config import load_config
 from polymodal.config.preprocess import TabularPreprocess
 from polymodal.data.modalities.tabular import TabularPreprocessor
-from polymodal.errors import DecodeError, NotFittedError
+from polymodal.errors import ConfigError, DecodeError, NotFittedError
+from polymodal.models import build_model
 
 from ..helpers import as_tensors, encode_values
 
@@ -130,7 +134,8 @@ def test_a_run_saved_before_normalize_categories_keeps_its_fingerprint():
     before, strip = tabular(normalize_categories="none"), tabular()
     before.fit(ROWS)
     strip.fit(ROWS)
-    assert before.encoding_config() == TabularPreprocess().model_dump(mode="json", exclude={"normalize_categories"})
+    assert before.encoding_config() == TabularPreprocess().model_dump(mode="json",
+                                                                      exclude={"normalize_categories", "unknown_rate"})
     assert strip.encoding_config()["normalize_categories"] == "strip"
     assert before.fingerprint() != strip.fingerprint()  # cached features of one are not the other's
 
@@ -253,3 +258,81 @@ def test_text_pandas_reads_as_missing_is_a_missing_number(marker):
     prep = tabular()
     prep.fit(ROWS)
     np.testing.assert_array_equal(prep.decode((1.0, marker, "red"))[0], prep.decode((1.0, NAN, "red"))[0])
+
+
+# -- unknown_rate: the unknown category's embedding trains --------------------------------------------
+COLOURS, SIZES = ["red", "blue", "green"], ["S", "M", "L", "XL"]
+
+
+def two_columns(**options) -> TabularPreprocessor:
+    prep = TabularPreprocessor("labs", TabularPreprocess(**options), ["age"], ["colour", "size"])
+    prep.fit([(float(i), COLOURS[i % 3], SIZES[i % 4]) for i in range(24)])  # no empty category cell
+    return prep
+
+
+def test_training_batches_read_a_share_of_each_categorical_column_as_unknown_evaluation_none():
+    """Every training category is learned, so index 0 (unknown or missing) would never train; at
+    ``unknown_rate`` a training batch reads that share of each column's cells as it, evaluation none."""
+    prep = two_columns(unknown_rate=0.3)
+    arrays = as_tensors(encode_values(prep, [(float(i), COLOURS[i % 3], SIZES[i % 4]) for i in range(3000)]))
+    torch.manual_seed(0)
+    batch = prep.to_batch(arrays, train=True)
+    clean = prep.to_batch(arrays, train=False)
+    assert (clean["cat"] > 0).all(), "evaluation reads every learned category as it is"
+    hidden = batch["cat"] != clean["cat"]
+    assert (batch["cat"][hidden] == 0).all()
+    assert hidden.float().mean(dim=0).tolist() == pytest.approx([0.3, 0.3], abs=0.03)  # each column
+    assert torch.equal(batch["x"], clean["x"]), "the numbers are left as they are"
+    torch.manual_seed(0)
+    assert torch.equal(prep.to_batch(arrays, train=True)["cat"], batch["cat"]), "seeded like other augmentation"
+    off = two_columns(unknown_rate=0.0)
+    assert torch.equal(off.to_batch(arrays, train=True)["cat"], clean["cat"]), "0: as before the setting"
+
+
+def test_unknown_rate_changes_no_cached_feature_stored_embedding_or_export():
+    """Applied to training batches only: the cached features, a frozen encoder's stored outputs
+    (computed in evaluation) and the runtime's settings are those of a run saved before it."""
+    on, off = two_columns(unknown_rate=0.25), two_columns(unknown_rate=0.0)
+    assert on.fingerprint() == off.fingerprint()
+    assert "unknown_rate" not in on.encoding_config()
+    assert on.settings_digest_config() == off.settings_digest_config()
+    assert "unknown_rate" not in on.settings_digest_config()
+    assert on.runtime_settings() == off.runtime_settings()
+    assert "unknown_rate" not in on.runtime_settings()[0]
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5])
+def test_an_unknown_rate_outside_zero_to_one_is_a_config_error_naming_the_key(rate):
+    modality = {"kind": "tabular", "columns": ["age"], "categorical": ["colour"], "preprocess": {"unknown_rate": rate}}
+    with pytest.raises(ConfigError) as info:
+        load_config({"target": "y", "modalities": {"labs": modality}})
+    [problem] = info.value.problems
+    assert problem.startswith("modalities.labs.preprocess.unknown_rate: ") and f"(got {rate})" in problem
+
+
+def _unknown_rows(rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row 0 (the unknown category) of the colour embedding before and after a short fit on rows
+    without an empty colour cell (no weight decay: a row no batch reads keeps its value)."""
+    rng = np.random.default_rng(0)
+    colour = rng.choice(COLOURS, 96)
+    frame = pd.DataFrame({"age": rng.normal(size=96), "colour": colour, "y": np.where(colour == "red", "a", "b")})
+    config = {"target": "y", "task": "classification",
+              "modalities": {"labs": {"kind": "tabular", "columns": ["age"], "categorical": ["colour"],
+                                      "preprocess": {"unknown_rate": rate}}},
+              "train": {"epochs": 3, "batch_size": 16, "weight_decay": 0.0, "progress": False}}
+    predictor = MultimodalPredictor.from_config(config).fit(frame.iloc[:72], frame.iloc[72:])
+    pipeline = predictor.pipeline
+    torch.manual_seed(predictor.config.train.seed)  # the fit seeds, then builds: the same initial weights
+    initial = build_model(predictor.config, pipeline.contexts(), pipeline.targets.n_outputs,
+                          pipeline.targets.task_outputs)
+    return (initial.encoders["labs"].embeddings[0].weight.detach(),
+            predictor.net.encoders["labs"].embeddings[0].weight.detach())
+
+
+def test_a_fit_trains_the_unknown_category_embedding_at_unknown_rate_and_not_at_zero():
+    before, after = _unknown_rows(0.2)
+    assert not torch.equal(before[1:], after[1:]), "the learned categories trained"
+    assert not torch.allclose(before[0], after[0]), "the unknown category trained too"
+    before, after = _unknown_rows(0.0)
+    assert not torch.equal(before[1:], after[1:])
+    assert torch.equal(before[0], after[0]), "0: as before the setting, the unknown category never trains"
