@@ -6,6 +6,7 @@ results), for :class:`~polymodal.predictor.MultimodalPredictor` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -273,9 +274,11 @@ def write_results(run: Path, metrics: dict[str, Any], info: dict[str, Any], hist
 
 
 def write_skipped(path: Path, skipped: pd.DataFrame) -> None:
-    """Write the skipped-file table to ``path`` (CSV) when it has rows; else remove a stale one."""
+    """Write the skipped-file table to ``path`` (CSV) when it has rows; else remove a stale one
+    (there is none where its folder is missing or a file)."""
     if skipped.empty:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            path.unlink()
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: skipped.to_csv(tmp, index=False))

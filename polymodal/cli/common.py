@@ -179,35 +179,69 @@ def print_warning(text: str) -> None:
     err_console.print(labelled("warning:", "bold yellow", text))
 
 
-def print_skipped(skipped: Any, listed: Path, predictor: Any, shown: int = 5, *, predicting: bool = False) -> None:
+def print_skipped(skipped: Any, listed: Path, predictor: Any, shown: int = 5, *, predicting: bool = False,
+                  unwritten: str | None = None) -> None:
     """Warn (on stderr) how many and which files ``predictor`` skipped (under its ``data.on_error``),
     the first ``shown`` of them, and where the full list was written (the library's own warning,
     with the file; commands run the library inside
     :meth:`~polymodal.estimator.Estimator.quiet_skips`); ``predicting``: skipped by a prediction,
-    whose rows left with no modality present are the predictor's ``emptied_rows_predicted``."""
+    whose rows left with no modality present are the predictor's ``emptied_rows_predicted``;
+    ``unwritten``: why the list could not be written to ``listed``, said in its place."""
     from polymodal.data.skipped import describe_skipped
 
     emptied = predictor.emptied_rows_predicted if predicting else "left out"
     text = describe_skipped(skipped, predictor.config.data.on_error, shown, emptied=emptied)
     print_warning(text)
-    err_console.print(f"  full list: {listed}", highlight=False)
+    if unwritten is None:
+        err_console.print(f"  full list: {listed}", highlight=False)
+    else:
+        err_console.print(f"  full list not written: {listed}: {unwritten}; give --out FOLDER, a folder that can be "
+                          "written, to keep it", highlight=False)
 
 
 @contextmanager
-def listing_skipped(predictor: Any, listed: Path) -> Iterator[None]:
+def listing_skipped(predictor: Any, listed: Path) -> Iterator[Callable[[], None]]:
     """Run the block (an evaluation or explanation) with the library's skipped-file warning
-    quiet; then, even when the block failed, write its list of skipped files to ``listed`` (a
-    stale list of an earlier run goes) and, when there were any, warn with that path."""
-    from polymodal.runfolder import write_skipped
+    quiet. Yields ``report``, which writes the block's list of skipped files to ``listed`` (a
+    stale list of an earlier command goes) and, when there were any, warns with that path: the
+    command calls it once its results are shown; it runs here when the block fails.
+
+    The list is never an error: one that cannot be written is warned about (its path, why, and
+    ``--out``), and a stale one that cannot be removed too; the results stand."""
+    pending: list[Any] = []  # the block's list once it ends, until reported
+
+    def report() -> None:
+        while pending:
+            _report_skipped(predictor, pending.pop(), listed)
 
     predictor.eval_skipped = predictor.eval_skipped.iloc[0:0]  # this command's list only
     try:
         with predictor.quiet_skips():
-            yield
-    finally:
-        write_skipped(listed, predictor.eval_skipped)
-    if not predictor.eval_skipped.empty:
-        print_skipped(predictor.eval_skipped, listed, predictor)
+            yield report
+    except BaseException:
+        pending.append(predictor.eval_skipped)
+        report()
+        raise
+    pending.append(predictor.eval_skipped)  # not what later work (a sweep) skips: that warns itself
+
+
+def _report_skipped(predictor: Any, skipped: Any, listed: Path) -> None:
+    """:func:`listing_skipped`'s ``report`` of one list."""
+    from polymodal.runfolder import write_skipped
+
+    try:
+        write_skipped(listed, skipped)
+    except OSError as err:  # a read-only run folder, RUN/evaluation a file
+        in_way = next((folder for folder in listed.parents if folder.exists() and not folder.is_dir()), None)
+        reason = f"{in_way} is a file, not a folder" if in_way is not None else err.strerror or str(err)
+        if not skipped.empty:
+            print_skipped(skipped, listed, predictor, unwritten=reason)
+        else:
+            print_warning(f"{listed}, a list of files an earlier command skipped, could not be removed ({reason}); "
+                          "this command skipped none")
+        return
+    if not skipped.empty:
+        print_skipped(skipped, listed, predictor)
 
 
 def print_rows(rows: list[dict[str, Any]], title: str, note: str | None = None,

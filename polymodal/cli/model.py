@@ -5,6 +5,7 @@ anomaly run's flag threshold, a two-class classifier's decision threshold), ``de
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -118,7 +119,9 @@ def evaluate(
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the corruptions and the row sample.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for the --missing table (missing.csv), the "
                                              "--robustness tables and plot, and the list of skipped files "
-                                             "(default RUN/evaluation).")] = None,
+                                             "(default RUN/evaluation; written after the metrics are printed: "
+                                             "where it cannot be, a warning names it and the metrics "
+                                             "stand).")] = None,
     retrieval: Annotated[bool, typer.Option("--retrieval", help="Cross-modal retrieval instead: Recall@1/5/10, "
                                             "mAP, median rank per direction (needs 'align').")] = False,
     query: Annotated[str | None, typer.Option("--query", help="--retrieval: the query modality.")] = None,
@@ -182,25 +185,37 @@ def evaluate(
     if out is None and (missing or robustness):  # the sweeps write their tables: checked before they run
         check_folder_path(run / EVALUATION_DIR, "--out (default RUN/evaluation)", writable=True)
     ref = MultimodalPredictor.load(reference) if reference is not None else None  # a bad one: named before the work
-    with predictor.using_support(support, queries=data):  # embedded with the query manifest's modalities
-        if missing or robustness:  # read and validated once for the evaluation and the sweeps (warned once)
-            data = predictor.read_data(data, require_target=True)
-        swept = None
-        if robustness:  # the specs and the reference (task, modalities, labels): refused before any evaluation
-            from polymodal.evaluation.robustness import check_reference, parse_corruptions
+    report_skipped: Callable[[], None] | None = None  # writes the list of skipped files (and warns): once the metrics are shown, or on failure
+    try:
+        with predictor.using_support(support, queries=data):  # embedded with the query manifest's modalities
+            if missing or robustness:  # read and validated once for the evaluation and the sweeps (warned once)
+                data = predictor.read_data(data, require_target=True)
+            swept = None
+            if robustness:  # the specs and the reference (task, modalities, labels): refused before any evaluation
+                from polymodal.evaluation.robustness import check_reference, parse_corruptions
 
-            swept = parse_corruptions(corruption, predictor)
-            if ref is not None:
-                check_reference(predictor, ref, swept, data)
-        with listing_skipped(predictor, (out or run / EVALUATION_DIR) / SKIPPED_FILE):
-            metrics = predictor.evaluate(data, by=by, **labelled_by)
-        extra: dict[str, Any] = {}
-        if missing or robustness:
-            from polymodal.evaluation.sweeps import run_evaluations
+                swept = parse_corruptions(corruption, predictor)
+                if ref is not None:
+                    check_reference(predictor, ref, swept, data)
+            with listing_skipped(predictor, (out or run / EVALUATION_DIR) / SKIPPED_FILE) as report_skipped:
+                metrics = predictor.evaluate(data, by=by, **labelled_by)
+            extra: dict[str, Any] = {}
+            if missing or robustness:
+                from polymodal.evaluation.sweeps import run_evaluations
 
-            extra = run_evaluations(predictor, data, out or run / EVALUATION_DIR, missing=missing,
-                                    robustness=robustness, corruptions=swept, reference=ref, max_rows=rows,
-                                    seed=seed, checked=True)
+                extra = run_evaluations(predictor, data, out or run / EVALUATION_DIR, missing=missing,
+                                        robustness=robustness, corruptions=swept, reference=ref, max_rows=rows,
+                                        seed=seed, checked=True)
+        _print_evaluation(predictor, metrics, extra, data, as_json=as_json, written_to=out or run / EVALUATION_DIR)
+    finally:
+        if report_skipped is not None:  # a list that cannot be written is a warning: the metrics stand
+            report_skipped()
+
+
+def _print_evaluation(predictor: Any, metrics: dict[str, Any], extra: dict[str, Any], data: Any, *, as_json: bool,
+                      written_to: Path) -> None:
+    """``evaluate``'s output: the metrics (and the sweeps' ``extra`` tables, written to ``written_to``),
+    as JSON or as tables."""
     if as_json:
         from polymodal.utils.io import finite_json
 
@@ -233,7 +248,7 @@ def evaluate(
         print_rows(shown, f"{extra['robustness']['metric']} by corruption severity (0-5){sample}; all columns in "
                           "robustness_summary.csv")
     if extra:
-        console.print(f"tables written to {out or run / EVALUATION_DIR}")
+        console.print(f"tables written to {written_to}")
 
 
 RETRIEVAL_OPTIONS = ["query", "gallery", "hits", "labels", "cca_train", "cca", "cca_features"]
@@ -302,9 +317,10 @@ def explain(
     with predictor.using_support(support, queries=data):  # a few-shot model: the support set's classes
         names = output_names(predictor)
         chosen = output_index(output, names, predictor.config.task)  # an unknown name: refused before the work
-        with listing_skipped(predictor, folder / SKIPPED_FILE):
+        with listing_skipped(predictor, folder / SKIPPED_FILE) as report_skipped:
             explanation = predictor.explain(data, max_rows=rows, samples=samples, seed=seed,
                                             output=None if chosen is None else names[chosen])
+        report_skipped()
     page = explanation.to_html(folder)
     table = explanation.importance.drop(columns="explained")  # named on a line of its own, not on every row
     undefined = [c[:-len("_all")] for c in table.columns if c.endswith("_all") and table[c].isna().all()]

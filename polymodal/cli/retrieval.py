@@ -3,10 +3,11 @@
 
 Usage:
 
-    polymodal embed RUN --data X --modality M --out emb.parquet
+    polymodal embed RUN --data X --modality M --out emb.parquet [--overwrite]
     polymodal index build RUN --data X --modality M --out IDX [--id-column C]
-    polymodal retrieve RUN --index IDX --query Q --modality M2 [-k 10] [--out hits.csv]
+    polymodal retrieve RUN --index IDX --query Q --modality M2 [-k 10] [--out hits.csv [--overwrite]]
     polymodal zero-shot RUN --data X --modality M --classes "cat,dog" [--template "a photo of a {}"]
+        [--out preds.csv [--overwrite]]
     polymodal evaluate RUN --data X --retrieval [--query M --gallery M2 --hits label --cca-train T]
 """
 
@@ -27,7 +28,11 @@ from polymodal.cli.common import (
     print_warning,
     user_errors,
 )
-from polymodal.utils.io import check_table_path, write_table
+from polymodal.utils.io import check_table_out, write_table
+
+# the table an --out names is new unless asked (as predict's): the input manifest, never
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the file already at --out (never the "
+                                                             "manifest read).")]
 
 
 def embed(
@@ -35,12 +40,13 @@ def embed(
     data: DataOpt,
     modality: ModalityOpt,
     out: Annotated[Path, typer.Option("--out", help="Embedding table to write (.parquet or .csv).")],
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Write the shared-space embedding of one modality for every row that holds it."""
     from polymodal.predictor import MultimodalPredictor
     from polymodal.retrieval.embed import save_embeddings
 
-    check_table_path(out)
+    check_table_out(out, overwrite=overwrite, inputs={"the --data manifest": data})  # before the rows are embedded
     frame = MultimodalPredictor.load(run).embed(data, modality)
     save_embeddings(frame, out, what="--out")
     console.print(f"{len(frame)} embeddings ({frame.shape[1]}-d) of '{modality}' written to {out}")
@@ -77,6 +83,15 @@ def index_build(
     console.print(f"indexed {len(index)} '{modality}' items ({index.dim}-d) in {out}")
 
 
+def _check_overwrite(out: Path | None, overwrite: bool) -> None:
+    """Refuse ``--overwrite`` without the ``--out`` it applies to (the results are printed)."""
+    from polymodal.errors import OptionError
+
+    if overwrite and out is None:
+        raise OptionError(["--overwrite applies only with --out (it replaces the file --out names); without --out "
+                           "nothing is written"])
+
+
 SHOWN_QUERIES = 10  # queries whose hits retrieve prints without --out
 
 
@@ -94,6 +109,7 @@ def retrieve(
     same_modality: Annotated[bool, typer.Option("--same-modality", help="Allow queries of the index's own modality "
                                                  "(image -> image search with a query set apart from the gallery; a "
                                                  "query the gallery holds finds itself, score 1.0).")] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Find the k nearest gallery items of every query row (queries from any aligned modality).
     Each hit: the query, its rank, the gallery item's id (the index's --id-column, or its row), the
@@ -102,8 +118,9 @@ def retrieve(
     from polymodal.retrieval.index import EmbeddingIndex
     from polymodal.retrieval.search import retrieve as search
 
-    if out is not None:
-        check_table_path(out)
+    _check_overwrite(out, overwrite)
+    if out is not None:  # before the queries are embedded
+        check_table_out(out, overwrite=overwrite, inputs={"the --query manifest": query})
     gallery = EmbeddingIndex.load(index)
     hits = search(MultimodalPredictor.load(run), gallery, query, modality, k, run=run, id_column=id_column,
                   keep=keep or (), same_modality=same_modality)
@@ -135,14 +152,16 @@ def zero_shot(
     labels: Annotated[str | None, typer.Option("--labels", help="Column of true classes, spelled as --classes, "
                                                "to score the predictions (default: the model's target, when "
                                                "its values are among the classes).")] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Classify rows by the nearest class-name embedding (no labelled training for these classes)."""
     from polymodal.errors import OptionError
     from polymodal.predictor import MultimodalPredictor
     from polymodal.retrieval.zero_shot import read_classes
 
-    if out is not None:
-        check_table_path(out)
+    _check_overwrite(out, overwrite)
+    if out is not None:  # before the rows are embedded
+        check_table_out(out, overwrite=overwrite, inputs={"the --data manifest": data})
     if not classes.strip():
         raise OptionError(["--classes: empty; give comma-separated class names ('cat,dog') or a JSON file of names "
                            "or {class: prompt or [prompts]}"])

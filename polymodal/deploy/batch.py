@@ -40,6 +40,7 @@ from polymodal.utils.io import (
     atomic_write,
     atomic_write_json,
     check_folder_path,
+    check_table_out,
     check_table_path,
     exclusive_lock,
 )
@@ -131,15 +132,12 @@ def _predict_to_file(predictor: Any, data: DataSource, out: Path, *, chunk_rows:
     """:func:`predict_to_file` once ``out`` is checked and locked."""
     if chunk_rows < 1:
         raise SchemaMismatchError(f"chunk_rows must be at least 1; got {chunk_rows}")
-    if isinstance(data, str | os.PathLike) and out.exists() and out.resolve() == Path(data).resolve():
-        raise OptionError([f"{out} ({option('--out')}) is the manifest being predicted; write the predictions to "
-                           "another file"])
-    if out.exists() and not overwrite and not (resume and parts_folder(out).is_dir()):
-        if resume:  # the parts folder goes only once the table is joined: out is a finished prediction
-            raise OptionError([f"{option('--resume')}: {out} is finished (every row predicted); nothing to resume: "
-                               f"give {option('--overwrite')} to predict again"])
-        raise OptionError([f"{out} ({option('--out')}) already exists; give {option('--overwrite')} to replace it, "
-                           f"or another {option('--out')}"])
+    # the manifest itself always refused; an existing out without overwrite, unless resumed (below)
+    check_table_out(out, overwrite=overwrite or resume, inputs={"the manifest being predicted": data})
+    if resume and out.exists() and not overwrite and not parts_folder(out).is_dir():
+        # the parts folder goes only once the table is joined: out is a finished prediction
+        raise OptionError([f"{option('--resume')}: {out} is finished (every row predicted); nothing to resume: "
+                           f"give {option('--overwrite')} to predict again"])
     finished = chunks_done(parts_folder(out))
     if finished and not resume and not overwrite:
         raise OptionError([f"{out} ({option('--out')}): {finished} chunk(s) of an interrupted prediction into it are "

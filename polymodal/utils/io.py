@@ -16,7 +16,7 @@ import secrets
 import shutil
 import stat
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -290,6 +290,36 @@ def check_table_path(path: str | os.PathLike, what: str = "--out") -> Path:
     if path.is_dir():
         raise OptionError([f"{what}: {path} is a folder; name a {' or '.join(TABLE_SUFFIXES)} file"])
     check_folder_path(path.parent, what)
+    return path
+
+
+def check_table_out(path: str | os.PathLike, *, overwrite: bool = False, inputs: Mapping[str, Any] | None = None,
+                    what: str | None = None) -> Path:
+    """``path`` as :func:`check_table_path` checks it, and free to be written: refused, whatever
+    ``overwrite``, when it is one of the files the work reads (``inputs`` maps how a message names
+    each, ``the --data manifest``, to it; an input that is no path, a DataFrame, is passed over);
+    refused when it exists, unless ``overwrite``. Checked before any work is done.
+
+    Args:
+        what: how messages name the option that gave ``path`` (default :func:`~polymodal.errors.option`
+            of ``--out``); ``--overwrite`` is named as :func:`~polymodal.errors.option` spells it.
+
+    Raises:
+        OptionError: naming the file and the option (see :func:`check_table_path`).
+    """
+    from polymodal.errors import OptionError, option
+
+    what = option("--out") if what is None else what
+    path = check_table_path(path, what)
+    if not path.exists():
+        return path
+    for role, source in (inputs or {}).items():
+        if isinstance(source, str | os.PathLike) and path.resolve() == Path(source).resolve():
+            raise OptionError([f"{path} ({what}) is {role}; write to another file ({option('--overwrite')} does "
+                               "not apply: it would replace the input while it is read)"])
+    if not overwrite:
+        raise OptionError([f"{path} ({what}) already exists; give {option('--overwrite')} to replace it, or another "
+                           f"{what}"])
     return path
 
 

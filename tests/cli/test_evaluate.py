@@ -341,3 +341,50 @@ def test_target_and_normal_are_refused_for_a_run_that_is_no_anomaly_detector(run
                       "--target applies only to an anomaly run; a 'classification' run is evaluated against its "
                       "config's target ['label']", "--normal applies only to an anomaly run")
     assert evaluated == []
+
+
+def _run_copy(run, tmp_path) -> Path:
+    """A copy of the module's run folder, to break without touching the others' run."""
+    import shutil
+
+    folder, _ = run
+    copied = tmp_path / "run"
+    shutil.copytree(folder, copied)
+    shutil.rmtree(copied / "evaluation", ignore_errors=True)  # an earlier test's evaluation
+    return copied
+
+
+def test_a_run_whose_evaluation_folder_is_a_file_still_prints_the_metrics(run, tmp_path):
+    """It ended with "error: Not a directory: RUN/evaluation/skipped.csv" after the whole
+    evaluation, and no metrics: removing a stale list, which cannot be there, failed."""
+    _, paths = run
+    folder = _run_copy(run, tmp_path)
+    (folder / "evaluation").write_text("mine")
+    result = invoke("evaluate", folder, "--data", paths["test"], "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == 12
+    assert result.stderr == ""  # nothing skipped, no stale list: nothing to say
+    assert (folder / "evaluation").read_text() == "mine"
+
+
+def test_a_list_of_skipped_files_that_cannot_be_written_is_a_warning_after_the_metrics(run, tmp_path):
+    _, paths = run
+    folder = _run_copy(run, tmp_path)
+    (folder / "evaluation").write_text("mine")
+    test = pd.read_csv(paths["test"])
+    test.loc[0, "image"] = str(tmp_path / "gone.png")  # skipped under --on-error skip
+    data = Path(paths["test"]).parent / "one_gone.csv"  # beside the images its relative paths name
+    test.to_csv(data, index=False)
+    result = invoke("evaluate", folder, "--data", data, "--on-error", "skip", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == 11  # the metrics, of the rows left
+    listed = folder / "evaluation" / "skipped.csv"
+    said = " ".join(result.stderr.split())
+    assert "gone.png" in said and f"full list not written: {listed}: {folder / 'evaluation'} is a file, not a folder; give --out FOLDER" in said
+    assert not any(line.startswith("error:") for line in result.stderr.splitlines())
+    assert (folder / "evaluation").read_text() == "mine"
+    kept = invoke("evaluate", folder, "--data", data, "--on-error", "skip", "--out", tmp_path / "eval")
+    assert kept.exit_code == 0, kept.output
+    assert pd.read_csv(tmp_path / "eval" / "skipped.csv")["row"].tolist() == [0]
+    assert "metrics on one_gone.csv" in kept.stdout
+    assert f"full list: {tmp_path / 'eval' / 'skipped.csv'}" in " ".join(kept.stderr.split())

@@ -484,7 +484,7 @@ def test_rows_without_the_query_modality_are_counted_in_one_warning_by_every_com
         assert result.exit_code == 0, result.output
         notes = [str(w.message) for w in caught if "hold no" in str(w.message)]
         assert notes == [said], (name, notes)  # evaluate's CCA baseline scores the same rows: said once
-    assert "for 20 queries" in invoke(*commands["retrieve"]).stdout
+    assert "for 20 queries" in invoke(*commands["retrieve"], "--overwrite").stdout
 
 
 @pytest.mark.parametrize("command, option", [
@@ -529,3 +529,60 @@ def test_compare_tells_alignment_runs_apart_by_positives(setup, tmp_path) -> Non
     assert records[str(pair)]["model"] == "align contrastive"
     network = sum(p.numel() for p in predictor.net.parameters())
     assert records[str(pair)]["parameters"] == records[str(pair)]["trainable"] == network
+
+
+def _no_work(monkeypatch) -> None:
+    """Fail the test if a command loads the model (and so embeds anything)."""
+    def fail(*args, **kwargs):
+        raise AssertionError("the model was loaded before --out was checked")
+
+    monkeypatch.setattr(MultimodalPredictor, "load", fail)
+
+
+def _commands(setup, index, data) -> dict[str, tuple]:
+    """The three commands writing a table to --out, each reading ``data``, less their --out."""
+    return {"embed": ("embed", setup["run"], "--data", data, "--modality", "x"),
+            "retrieve": ("retrieve", setup["run"], "--index", index, "--query", data, "--modality", "x", "-k", "2"),
+            "zero-shot": ("zero-shot", setup["run"], "--data", data, "--modality", "x", "--classes", "red,green,blue",
+                          "--template", "a {} one")}
+
+
+@pytest.mark.parametrize("command", ["embed", "retrieve", "zero-shot"])
+def test_an_existing_out_is_replaced_only_with_overwrite_and_refused_before_any_work(setup, tmp_path, monkeypatch,
+                                                                                     command) -> None:
+    index = tmp_path / "idx"
+    assert invoke("index", "build", setup["run"], "--data", setup["test"], "--modality", "caption", "--out",
+                  index).exit_code == 0
+    out = tmp_path / "out.csv"
+    out.write_text("mine\n")
+    args = _commands(setup, index, setup["test"])[command]
+    with monkeypatch.context() as patched:
+        _no_work(patched)
+        assert_user_error(invoke(*args, "--out", out),
+                          f"{out} (--out) already exists; give --overwrite to replace it, or another --out")
+    assert out.read_text() == "mine\n"
+    result = invoke(*args, "--out", out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out)) in (30, 60)  # a row per manifest row (embed, zero-shot), 2 hits per query
+
+
+@pytest.mark.parametrize("command", ["embed", "retrieve", "zero-shot"])
+def test_an_out_that_is_the_manifest_read_is_refused_even_with_overwrite(setup, tmp_path, monkeypatch,
+                                                                          command) -> None:
+    """``embed RUN --data x.csv --out x.csv`` replaced the manifest with its embeddings."""
+    data = tmp_path / "x.csv"
+    data.write_bytes(setup["test"].read_bytes())
+    _no_work(monkeypatch)  # refused before the model, or the index, is read
+    option = "--query" if command == "retrieve" else "--data"
+    args = _commands(setup, tmp_path / "no_index", data)[command]
+    for overwrite in ([], ["--overwrite"]):
+        assert_user_error(invoke(*args, "--out", data, *overwrite),
+                          f"{data} (--out) is the {option} manifest; write to another file")
+    assert data.read_bytes() == setup["test"].read_bytes()
+
+
+@pytest.mark.parametrize("command", ["retrieve", "zero-shot"])
+def test_overwrite_without_out_is_refused(setup, tmp_path, monkeypatch, command) -> None:
+    _no_work(monkeypatch)
+    assert_user_error(invoke(*_commands(setup, tmp_path / "no_index", setup["test"])[command], "--overwrite"),
+                      "--overwrite applies only with --out")
