@@ -77,7 +77,7 @@ PREDATED_DEFAULTS: dict[str, dict[str, Any]] = {"mel_cnn": {"frequency": "mean"}
 PREDATED_PREPROCESS: dict[str, dict[str, Any]] = {"image": {"background": None}, "video": {"background": None},
                                                   "signal": {"spectrogram.scale": "log1p"},
                                                   "tabular": {"normalize_categories": "none"},
-                                                  "text": {"keep_number_punctuation": False}}
+                                                  "text": {"keep_number_punctuation": False, "join_apostrophes": False}}
 
 
 def read_config(run: Path) -> Config:

@@ -118,34 +118,53 @@ def test_a_new_configs_stopwords_true_is_saved_as_english_and_read_back_so(tmp_p
     assert read_config(tmp_path).modalities["notes"].preprocess.stopwords == "english"
 
 
+def test_a_new_configs_text_joins_apostrophes_and_is_saved_and_read_back_so(tmp_path):
+    """A new config deletes an apostrophe inside a word; its run says so, and is not read as a run
+    from before (which split the word)."""
+    from polymodal.data.modalities.text import clean_text
+
+    spec = {"target": "y", "modalities": {"notes": {"kind": "text", "column": "t"}}}
+    save_config(load_config(spec), tmp_path / CONFIG_FILE)
+    assert "join_apostrophes: true\n" in (tmp_path / CONFIG_FILE).read_text(encoding="utf-8")
+    preprocess = read_config(tmp_path).modalities["notes"].preprocess
+    assert preprocess.join_apostrophes is True
+    assert clean_text("The patient can't breathe", preprocess) == "the patient cant breathe"
+
+
 def test_a_text_run_saved_before_english_and_kept_numbers_cleans_and_predicts_as_trained(tmp_path):
     """A run saved before these settings wrote ``stopwords: true`` for scikit-learn's whole list
-    (negations too: its state holds no list) and no ``keep_number_punctuation``: it split '3.5'
-    into '3 5'. It keeps cleaning so, predicts as before, and spells its settings as it did, which
-    keeps the fingerprint its weights record (what serving checks an export against)."""
+    (negations too: its state holds no list), no ``keep_number_punctuation`` and no
+    ``join_apostrophes``: it split '3.5' into '3 5' and "can't" into 'can t'. It keeps cleaning so,
+    predicts as before, and spells its settings as it did, which keeps the fingerprint its weights
+    record (what serving checks an export against)."""
     import pandas as pd
 
     from polymodal import MultimodalPredictor
     from polymodal.run_files import MODEL_FILE, saved_fingerprint
 
-    notes = ["no fever, 3.5 mg", "fever 1,000 IU", "not coughing at 12:30", "cough, 2.5 mg"]
+    notes = ["no fever, 3.5 mg", "fever 1,000 IU", "not coughing at 12:30", "cough, can't sleep, 2.5 mg"]
     frame = pd.DataFrame({"note": notes * 6, "label": ["a", "b", "a", "b"] * 6})
     config = {"task": "classification", "target": "label",
               "modalities": {"notes": {"kind": "text", "column": "note", "encoder": {"name": "embedding_bag", "dim": 8},
-                                       "preprocess": {"stopwords": "english_all", "keep_number_punctuation": False}}},
+                                       "preprocess": {"stopwords": "english_all", "keep_number_punctuation": False,
+                                                      "join_apostrophes": False}}},
               "train": {"epochs": 1, "batch_size": 8, "progress": False, "early_stopping": None}}
     run = tmp_path / "run"
     before = MultimodalPredictor.from_config(config).fit(frame.iloc[:16], frame.iloc[16:], out=run).predict_frame(frame)
     saved = (run / CONFIG_FILE).read_text(encoding="utf-8")
     assert "stopwords: english_all" in saved and "keep_number_punctuation: false" in saved
+    assert "join_apostrophes: false" in saved
     old = "\n".join(line for line in saved.replace("stopwords: english_all", "stopwords: true").splitlines()
-                    if "keep_number_punctuation" not in line)
+                    if "keep_number_punctuation" not in line and "join_apostrophes" not in line)
     (run / CONFIG_FILE).write_text(old, encoding="utf-8")  # as written before the settings existed
     preprocess = read_config(run).modalities["notes"].preprocess
-    assert (preprocess.stopwords, preprocess.keep_number_punctuation) == ("english_all", False)
+    assert (preprocess.stopwords, preprocess.keep_number_punctuation, preprocess.join_apostrophes) == (
+        "english_all", False, False)
     loaded = MultimodalPredictor.load(run)
     prep = loaded.pipeline.preprocessors["notes"]
     assert prep.tokenize("No fever, 3.5 mg") == ["fever", "3", "5", "mg"]
+    assert prep._clean("Can't sleep") == "t sleep"  # 'can t', 'can' a stop word: as its vocabulary learnt it
+    assert prep.tokenize("Can't sleep") == ["t", "sleep"]
     assert prep.encoding_config() == {"lowercase": True, "strip_punctuation": True, "stopwords": True,
                                       "tokenizer": "word", "vocab_size": 20_000, "min_freq": 1, "max_tokens": 64}
     assert loaded.model_fingerprint() == saved_fingerprint(run / MODEL_FILE)

@@ -91,6 +91,11 @@ class TextPreprocess(StrictModel):
     Attributes:
         lowercase: lower-case the text.
         strip_punctuation: punctuation and symbols (by Unicode category: emoji too) become spaces.
+        join_apostrophes: with ``strip_punctuation``, an apostrophe inside a word (``'``, U+2019
+            ``’``, U+02BC ``ʼ``) is deleted, not spaced: ``can't`` is ``cant`` and ``couldn’t``
+            ``couldnt``, so that negations survive stop-word removal (the ``english`` list keeps
+            ``cant``; ``can t`` would lose its ``t``); quotes around a word still go. False: the
+            apostrophe splits the word (``can t``), as runs saved before this setting do.
         keep_number_punctuation: with ``strip_punctuation``, a ``.``, ``,``, ``:`` or ``/`` between
             two digits stays, so that ``3.5``, ``1,000``, ``12:30`` and ``120/80`` are one word
             each, not two (``3 5``); the same marks elsewhere (``end.``, ``.5``) and every other
@@ -122,6 +127,7 @@ class TextPreprocess(StrictModel):
 
     lowercase: bool = True
     strip_punctuation: bool = True
+    join_apostrophes: bool = True
     keep_number_punctuation: bool = True
     stopwords: bool | StopWordListName | StopWordList = False
     tokenizer: Literal["word", "wordpiece", "bpe", "pretrained"] = "word"
@@ -163,6 +169,7 @@ class TextPreprocess(StrictModel):
             return self
         for index, word in enumerate(self.stopwords):
             cleaned = clean(word, lowercase=self.lowercase, strip_punctuation=self.strip_punctuation,
+                            join_apostrophes=self.join_apostrophes,
                             keep_number_punctuation=self.keep_number_punctuation).split()
             if len(cleaned) != 1:
                 got = "nothing" if not cleaned else f"{len(cleaned)} words ({' '.join(cleaned)!r})"

@@ -143,19 +143,23 @@ def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
 
 def required_format(config: Any, subset_thresholds: bool = False) -> int:
     """The oldest ``deploy.json`` format that holds this model (see ``runtime.FORMAT_VERSION``), so
-    that a runtime of that format still reads it: 6 for an anomaly detector with a flag threshold
-    per subset of modalities (``subset_thresholds``: a runtime of format 5 would hold a row with a
-    modality missing to the full set's threshold, and flag it for being incomplete); 5 for a two-class classifier with a decision
-    threshold, or a text that keeps the punctuation inside numbers, or whose own stop words are
+    that a runtime of that format still reads it: 7 for a text whose apostrophes inside words are
+    deleted (``strip_punctuation`` with ``join_apostrophes``: a runtime of format 6 would read
+    "can't" as 'can t'); 6 for an anomaly detector with a flag threshold per subset of modalities
+    (``subset_thresholds``: a runtime of format 5 would hold a row with a modality missing to the
+    full set's threshold, and flag it for being incomplete); 5 for a two-class classifier with a
+    decision threshold, or a text that keeps the punctuation inside numbers, or whose own stop words are
     matched in the case written (``lowercase`` off) (a runtime of format 4 would call the more
     probable class, read '3.5' as '3 5', and drop 'US' for 'us'); 4 for a table whose categories
     are normalised or whose unreadable numbers read as missing (a runtime of format 3 would key
     'Current ' apart from 'current', or refuse '>200'); 3 for an anomaly detector, a video
     modality or a pretrained tokenizer (which a runtime of format 2 would run without its
     truncation); else 2."""
+    texts = [m.preprocess for m in config.modalities.values() if m.kind == "text"]
+    if any(p.strip_punctuation and p.join_apostrophes for p in texts):
+        return 7
     if subset_thresholds:
         return 6
-    texts = [m.preprocess for m in config.modalities.values() if m.kind == "text"]
     if config.decision.threshold is not None or any(
             (p.strip_punctuation and p.keep_number_punctuation) or (isinstance(p.stopwords, list) and not p.lowercase)
             for p in texts):

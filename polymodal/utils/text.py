@@ -17,6 +17,13 @@ A ``.``, ``,``, ``:`` or ``/`` between two digits (Unicode ``Nd``) is kept when 
 ``keep_number_punctuation``, so that ``3.5``, ``1,000``, ``12:30`` and ``120/80`` each stay one
 word; every other punctuation mark, and these ones elsewhere (``end.``, ``.5``, ``5-10``), is
 stripped as before.
+
+With ``join_apostrophes``, an apostrophe inside a word (the ASCII ``'``, the typographic ``’``
+U+2019 or the modifier letter ``ʼ`` U+02BC, between two letters, marks or digits) is deleted rather
+than spaced, so that ``can't`` is ``cant`` (the form the English stop-word list keeps among its
+negations) and ``patient's`` is ``patients``, not ``can t`` and ``patient s``; a quote before or
+after a word (``'word'``) is punctuation as before. Without it (settings saved before it) the
+apostrophe is spaced as every other mark.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ import numpy as np
 
 # a decimal point, thousands separator, time or ratio mark between two digits (captured: re.split keeps it)
 _NUMBER_MARK = re.compile(r"(?<=\d)([.,:/])(?=\d)")
+# an apostrophe (ASCII, typographic U+2019, modifier letter U+02BC) with no space either side
+_APOSTROPHE = re.compile(r"(?<=\S)['\u2019\u02bc](?=\S)")
 _CJK = re.compile("([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef\U0002f800-\U0002fa1f])")
 
 
@@ -54,17 +63,29 @@ def _punctuation_table() -> dict[int, str | None]:
     return table
 
 
+def _in_word(match: re.Match[str]) -> str:
+    """An apostrophe between two letters, marks or digits (``can't``) -> nothing; else as it was."""
+    before, after = match.string[match.start() - 1], match.string[match.end()]
+    if unicodedata.category(before)[0] in "LMN" and unicodedata.category(after)[0] in "LMN":
+        return ""
+    return match.group()
+
+
 def clean(text: str, *, lowercase: bool, strip_punctuation: bool, keep_number_punctuation: bool = False,
-          stop_words: Collection[str] = (), stop_words_any_case: bool = True) -> str:
+          join_apostrophes: bool = False, stop_words: Collection[str] = (), stop_words_any_case: bool = True) -> str:
     """The text's NFC form (a decomposed accent would otherwise count as a mark of its own),
     lower-cased, without punctuation, symbols and the invisible characters of emoji sequences
-    (but for a ``.,:/`` between two digits with ``keep_number_punctuation``), without stop words
+    (but for a ``.,:/`` between two digits with ``keep_number_punctuation``; with
+    ``join_apostrophes`` an apostrophe inside a word deleted, not spaced: ``can't`` is ``cant``,
+    not ``can t``), without stop words
     (matched lower-cased with ``stop_words_any_case``, else as the word is), CJK ideographs
     spaced, and whitespace collapsed."""
     text = unicodedata.normalize("NFC", text)
     if lowercase:
         text = text.lower()
     if strip_punctuation:
+        if join_apostrophes:
+            text = _APOSTROPHE.sub(_in_word, text)
         table = _punctuation_table()
         if keep_number_punctuation:  # [text, mark, text, mark, ..., text]: the marks between digits stay
             text = "".join(part if i % 2 else part.translate(table) for i, part in enumerate(_NUMBER_MARK.split(text)))
@@ -90,6 +111,7 @@ def cleaner(settings: Mapping[str, Any], stop_words: Collection[str]) -> Callabl
     chosen = settings["stopwords"]
     return partial(clean, lowercase=bool(settings["lowercase"]), strip_punctuation=bool(settings["strip_punctuation"]),
                    keep_number_punctuation=bool(settings.get("keep_number_punctuation", False)),
+                   join_apostrophes=bool(settings.get("join_apostrophes", False)),
                    stop_words=frozenset(stop_words) if chosen else frozenset(),
                    stop_words_any_case=not isinstance(chosen, list))
 

@@ -61,8 +61,8 @@ def test_every_scorer_exports_and_the_runtime_scores_and_flags_rows_as_the_detec
     runtime = Runtime.load(tmp_path / "export")
     # a runtime of format 2 would misread the scores (3); its table's categories are normalised (4); its
     # text keeps the punctuation of numbers (5); a runtime of format 5 would flag a row with a modality missing at
-    # the full set's threshold (6)
-    assert runtime.meta["format_version"] == 6
+    # the full set's threshold (6); its text deletes an apostrophe inside a word, "can't" read 'cant' (7)
+    assert runtime.meta["format_version"] == 7
     by_subset = detector.row_thresholds(np.arange(16))  # every subset of the 4 modalities, NaN resolved
     assert runtime.meta["anomaly"] == {"scorer": scorer, "threshold": pytest.approx(float(detector.model.scorer.threshold)),
                                        "unscored_reason": detector.model.scorer.unscored_reason,

@@ -524,18 +524,20 @@ def test_an_export_needs_format_4_when_its_table_reads_cells_as_a_runtime_of_for
     spec = {"task": "classification", "target": "y", "data": {"on_error": on_error},
             "modalities": {"t": {"kind": "tabular", "columns": ["a"], "categorical": ["c"],
                                  "preprocess": {"normalize_categories": normalize}},
-                           "n": {"kind": "text", "column": "note", "preprocess": {"keep_number_punctuation": False}}}}
+                           "n": {"kind": "text", "column": "note",
+                                 "preprocess": {"keep_number_punctuation": False, "join_apostrophes": False}}}}
     assert required_format(load_config(spec)) == version
     spec["modalities"].pop("t")
     assert required_format(load_config(spec)) == 2  # no table: nothing format 4 adds
 
 
 @pytest.mark.parametrize(("preprocess", "version"), [
-    ({}, 5),  # '3.5' kept whole: a runtime of format 4 would read '3 5'
+    ({"join_apostrophes": False}, 5),  # '3.5' kept whole: a runtime of format 4 would read '3 5'
     ({"strip_punctuation": False}, 2),  # nothing stripped: nothing kept
-    ({"keep_number_punctuation": False, "stopwords": True}, 2),  # the English list travels in the state
-    ({"keep_number_punctuation": False, "stopwords": ["us"]}, 2),  # lower-cased: matched alike in any case
-    ({"keep_number_punctuation": False, "stopwords": ["us"], "lowercase": False}, 5),  # format 4 would drop 'US'
+    ({"keep_number_punctuation": False, "join_apostrophes": False, "stopwords": True}, 2),  # the list is in the state
+    ({"keep_number_punctuation": False, "join_apostrophes": False, "stopwords": ["us"]}, 2),  # matched in any case
+    ({"keep_number_punctuation": False, "join_apostrophes": False, "stopwords": ["us"], "lowercase": False},
+     5),  # format 4 would drop 'US'
 ])
 def test_an_export_needs_format_5_when_its_text_cleans_as_a_runtime_of_format_4_would_not(preprocess, version):
     from polymodal.config import load_config
@@ -544,3 +546,20 @@ def test_an_export_needs_format_5_when_its_text_cleans_as_a_runtime_of_format_4_
     spec = {"task": "classification", "target": "y",
             "modalities": {"n": {"kind": "text", "column": "note", "preprocess": preprocess}}}
     assert required_format(load_config(spec)) == version
+
+
+@pytest.mark.parametrize(("preprocess", "version"), [
+    ({}, 7),  # "can't" read 'cant': a runtime of format 6 would read 'can t'
+    ({"keep_number_punctuation": False}, 7),
+    ({"join_apostrophes": False}, 5),  # split as a runtime of format 6 splits it
+    ({"strip_punctuation": False}, 2),  # nothing stripped: the setting is idle
+])
+def test_an_export_needs_format_7_when_its_text_joins_apostrophes(preprocess, version):
+    from polymodal.config import load_config
+    from polymodal.deploy.export import required_format
+
+    spec = {"task": "classification", "target": "y",
+            "modalities": {"n": {"kind": "text", "column": "note", "preprocess": preprocess}}}
+    assert required_format(load_config(spec)) == version
+    # checked above a subset threshold's 6: an anomaly detector with a text that joins them needs 7 too
+    assert required_format(load_config(spec), subset_thresholds=True) == max(version, 6)

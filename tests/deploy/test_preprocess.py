@@ -111,12 +111,12 @@ STOP_WORDS = [False, "english", "english_all", ["Dose", "MG", "twice"]]
 TEXTS = ["The dose: 5 mg, twice!", "Dose 10 MG at 3.5 h", "no dose at ALL", "it is the cell's 1,000th"]
 
 
-def text_meta(preprocess: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """The ``deploy.json`` entry of a word-vocabulary text preprocessor fitted on :data:`TEXTS`,
+def text_meta(preprocess: dict[str, Any], texts: list[str] = TEXTS) -> tuple[dict[str, Any], Any]:
+    """The ``deploy.json`` entry of a word-vocabulary text preprocessor fitted on ``texts``,
     and the preprocessor."""
     cfg = TextModality(kind="text", column="t", preprocess={**preprocess, "min_freq": 1})
     prep = build_preprocessor(cfg, "notes")
-    prep.fit(TEXTS)
+    prep.fit(texts)
     fake = SimpleNamespace(config=SimpleNamespace(modalities={"notes": cfg}),
                            pipeline=SimpleNamespace(preprocessors={"notes": prep}))
     return modality_meta(fake, "notes", []), prep
@@ -133,6 +133,41 @@ def test_text_ids_match_the_training_preprocessor_for_every_cleaning_setting(fla
     features = TextFeatures("notes", meta)
     for text in [*TEXTS, "An unseen dose of 7, THE end.", "!!", "No dose, not 3.5 MG; never 12:30"]:
         assert features.decode(text) == prep.decode(text), text
+
+
+CONTRACTIONS = {"The patient can't breathe": "patient cant breathe", "couldn\u2019t": "couldnt",
+                "'Quoted' \u2018words\u2019 hasn't": "quoted words hasnt"}
+
+
+@pytest.mark.parametrize("keep_numbers", [False, True])
+def test_the_runtime_joins_contractions_as_training_does(keep_numbers):
+    """An apostrophe inside a word is deleted (typographic too) and quotes around one go, in the
+    runtime as in training: the negations the English list keeps are words of the vocabulary."""
+    meta, prep = text_meta({"stopwords": "english", "keep_number_punctuation": keep_numbers}, list(CONTRACTIONS))
+    features = TextFeatures("notes", meta)
+    for text, cleaned in CONTRACTIONS.items():
+        assert features.clean(text) == prep._clean(text) == cleaned, text
+        assert features.decode(text) == prep.decode(text), text
+        assert prep.tokenize(text) == cleaned.split(), text  # every word known: no [UNK] stands in
+
+
+def test_an_export_recorded_before_join_apostrophes_splits_contractions_as_its_training_did():
+    """An export of a run trained before the setting holds no ``join_apostrophes``: its runtime
+    spaces an apostrophe inside a word, as that run's training (``join_apostrophes`` false) did,
+    where the export of a run that joins them (its deploy.json says so) joins them."""
+    texts = ["The patient can't breathe", "couldn\u2019t walk"]
+    meta, prep = text_meta({"join_apostrophes": False}, texts)
+    assert meta["preprocess"]["join_apostrophes"] is False
+    old = TextFeatures("notes", {**meta, "preprocess": {k: v for k, v in meta["preprocess"].items()
+                                                        if k != "join_apostrophes"}})
+    assert old.clean("The patient can't breathe") == prep._clean("The patient can't breathe") == (
+        "the patient can t breathe")
+    for text in [*texts, "it can\u2019t"]:
+        assert old.decode(text) == prep.decode(text) == TextFeatures("notes", meta).decode(text), text
+    joined_meta, joined = text_meta({}, texts)
+    assert joined_meta["preprocess"]["join_apostrophes"] is True
+    assert TextFeatures("notes", joined_meta).clean("can't, couldn\u2019t") == "cant couldnt" == (
+        joined._clean("can't, couldn\u2019t"))
 
 
 def test_an_export_recorded_before_english_and_kept_numbers_cleans_as_it_did():

@@ -66,16 +66,19 @@ def test_arrays_and_bytes_give_the_same_result(runtime):
 
 
 @pytest.mark.parametrize("value", ["!!!", "", "cafe\u0301 blue", "blue large", "नमस्ते blue", "我喜欢 blue",
-                                   "No blue, not 3.5 or 1,000!", "number 2.5"])
+                                   "No blue, not 3.5 or 1,000!", "number 2.5", "It can't be \u2018blue\u2019, couldn\u2019t"])
 def test_text_is_tokenized_as_in_training(runtime, trained, value):
     """Including a text that cleans to nothing (one unknown token), a decomposed accent, negations
-    (which ``stopwords: true`` keeps) and numbers with a decimal point or a thousands separator."""
+    (which ``stopwords: true`` keeps), numbers with a decimal point or a thousands separator and
+    contractions (an apostrophe inside a word deleted, quotes around one stripped)."""
     predictor, _ = trained
     prep = predictor.pipeline.preprocessors["notes"]
     assert runtime.features["notes"].decode(value) == prep.decode(value)
     assert runtime.features["notes"].clean(value) == prep._clean(value)
     if value.startswith("No"):
         assert runtime.features["notes"].clean(value) == "no blue not 3.5 1,000"
+    if value.startswith("It"):
+        assert runtime.features["notes"].clean(value) == "cant blue couldnt"
     if not value.strip("!"):
         assert runtime.features["notes"].decode(value) == [1]
     if value:
@@ -354,12 +357,22 @@ def test_an_export_of_a_later_format_is_refused_not_misread(exported, tmp_path):
 
     folder = shutil.copytree(exported[0], tmp_path / "later")
     meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-    # its text keeps the punctuation of numbers ('3.5'): a runtime of format 4 would not
-    assert meta["format_version"] == 5
+    # its text deletes an apostrophe inside a word ("can't" is 'cant'): a runtime of format 6 would not
+    assert meta["format_version"] == 7 == FORMAT_VERSION
     meta["format_version"] = FORMAT_VERSION + 1
     (folder / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(ExportError, match=f"export format {FORMAT_VERSION + 1}; this runtime reads formats up to"):
         Runtime.load(folder)
+
+
+def test_a_runtime_of_format_6_refuses_an_export_that_joins_apostrophes(exported, monkeypatch):
+    """It would read "can't" as 'can t', words its model never learnt: refused, not misread."""
+    import polymodal.deploy.runtime as runtime_module
+    from polymodal.deploy.errors import ExportError
+
+    monkeypatch.setattr(runtime_module, "FORMAT_VERSION", 6)
+    with pytest.raises(ExportError, match="export format 7; this runtime reads formats up to 6"):
+        Runtime.load(exported[0])
 
 
 def test_audio_resampled_cut_or_silent_is_noted(runtime):

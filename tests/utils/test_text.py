@@ -55,3 +55,19 @@ def test_word_ids_follow_the_vocabulary_and_unknown_words_are_unk():
     ids = word_ids(["[PAD]", "[UNK]", "pump", "rattles"])
     assert ids("pump rattles loudly pump") == [2, 3, UNK_ID, 2]
     assert ids("") == []
+
+
+@pytest.mark.parametrize("keep_numbers", [False, True])
+def test_an_apostrophe_inside_a_word_is_deleted_when_the_settings_join_apostrophes(keep_numbers):
+    strip = {**SETTINGS, "lowercase": True, "strip_punctuation": True, "keep_number_punctuation": keep_numbers}
+    clean = cleaner({**strip, "join_apostrophes": True}, ())
+    assert clean("Can't, couldn\u2019t, can\u02bct") == "cant couldnt cant"
+    assert clean("'one' \u2018two\u2019 three'") == "one two three"  # quotes around words are punctuation
+    assert cleaner({**strip, "join_apostrophes": True, "strip_punctuation": False}, ())("can't 'x'") == "can't 'x'"
+
+
+@pytest.mark.parametrize("settings", [{"join_apostrophes": False}, {}])  # {}: an export made before the setting
+def test_an_apostrophe_splits_its_word_without_join_apostrophes(settings):
+    clean = cleaner({**SETTINGS, "lowercase": True, "strip_punctuation": True, **settings}, ())
+    assert clean("Can't, couldn\u2019t") == "can t couldn t"
+    assert clean("'one' \u2018two\u2019") == "one two"

@@ -53,6 +53,7 @@ def stop_words(cfg: TextPreprocess) -> frozenset[str]:
         return english_stop_words()
     if isinstance(chosen, list):
         return frozenset(clean(word, lowercase=cfg.lowercase, strip_punctuation=cfg.strip_punctuation,
+                               join_apostrophes=cfg.join_apostrophes,
                                keep_number_punctuation=cfg.keep_number_punctuation) for word in chosen)
     return english_stop_words() - ENGLISH_NEGATIONS  # english (true is read as english when validated)
 
@@ -84,8 +85,9 @@ def _train_subword(kind: str, texts: Sequence[str], cfg: TextPreprocess) -> Any:
 
 def _as_before(config: dict[str, Any]) -> dict[str, Any]:
     """See :meth:`TextPreprocessor.encoding_config`."""
-    if not (config.get("keep_number_punctuation") and config.get("strip_punctuation")):
-        config.pop("keep_number_punctuation", None)
+    for setting in ("keep_number_punctuation", "join_apostrophes"):  # each acts only with strip_punctuation
+        if not (config.get(setting) and config.get("strip_punctuation")):
+            config.pop(setting, None)
     if config.get("stopwords") == "english_all":
         config["stopwords"] = True
     return config
@@ -243,11 +245,11 @@ class TextPreprocessor(Preprocessor):
         return {"vocab": self.vocab, "tokenizer_json": self.tokenizer_json}
 
     def encoding_config(self) -> dict[str, Any]:
-        """The settings as runs saved before ``keep_number_punctuation`` and ``stopwords: english``
-        wrote them, wherever they clean alike: ``keep_number_punctuation`` left out when false (or
-        idle, with ``strip_punctuation`` off), ``english_all`` written ``true``; so that those runs
-        keep their fingerprint (the one their weights record, which serving checks an export
-        against) and their cached features."""
+        """The settings as runs saved before ``keep_number_punctuation``, ``join_apostrophes`` and
+        ``stopwords: english`` wrote them, wherever they clean alike: ``keep_number_punctuation``
+        and ``join_apostrophes`` each left out when false (or idle, with ``strip_punctuation``
+        off), ``english_all`` written ``true``; so that those runs keep their fingerprint (the one
+        their weights record, which serving checks an export against) and their cached features."""
         return _as_before(super().encoding_config())
 
     def settings_digest_config(self) -> dict[str, Any]:

@@ -52,6 +52,16 @@ def text(**options) -> TextPreprocessor:
         ({}, "Take 3.5 mg, 1,000 IU at 12:30. BP 120/80!", "take 3.5 mg 1,000 iu at 12:30 bp 120/80"),
         ({}, "Dose: .5 to 5-10 mg/day (x.y)", "dose 5 to 5 10 mg day x y"),
         ({"keep_number_punctuation": False}, "3.5 mg, 1,000 IU at 12:30", "3 5 mg 1 000 iu at 12 30"),
+        # an apostrophe inside a word is deleted (ASCII, typographic, modifier letter); quotes around one go
+        ({}, "The patient can't breathe", "the patient cant breathe"),
+        ({}, "couldn\u2019t, the patient's, can\u02bct", "couldnt the patients cant"),
+        ({"keep_number_punctuation": False}, "couldn\u2019t 3.5", "couldnt 3 5"),
+        ({}, "a 'quoted' and \u2018curly\u2019 word", "a quoted and curly word"),
+        ({}, "rock 'n' roll, the '90s, x'", "rock n roll the 90s x"),
+        ({"strip_punctuation": False}, "Can't 'stop'", "can't 'stop'"),  # kept as written with the rest
+        # without join_apostrophes (runs saved before it) an apostrophe splits its word as any mark does
+        ({"join_apostrophes": False}, "The patient can't breathe", "the patient can t breathe"),
+        ({"join_apostrophes": False}, "couldn\u2019t, the patient's 'x'", "couldn t the patient s x"),
     ],
 )
 def test_cleaning(options, raw, cleaned):
@@ -65,6 +75,9 @@ def test_the_english_stop_words_keep_negations(stopwords):
     assert clean_text("No pneumonia", cfg) == "no pneumonia" != clean_text("Pneumonia", cfg)
     assert clean_text("The patient is not feverish, never was, and cannot walk without help", cfg) == (
         "patient not feverish never cannot walk without help")
+    # the contracted negations the list keeps are the forms the cleaning gives: not 'patient t breathe'
+    assert clean_text("The patient can't breathe", cfg) == "patient cant breathe"
+    assert clean_text("She couldn\u2019t walk and hasn't eaten", cfg) == "couldnt walk hasnt eaten"
 
 
 def test_english_all_drops_negations_as_the_whole_scikit_learn_list_does():
@@ -88,6 +101,25 @@ def test_a_stop_word_list_of_ones_own_is_cleaned_as_the_text_is():
     assert clean_text("Tell us the US dose in mg, not MG", cased) == "Tell us the dose in not MG"
     numbers = TextPreprocess(stopwords=["1,000"])
     assert clean_text("1,000 IU or 1 000 IU", numbers) == "iu or 1 000 iu"
+    contracted = TextPreprocess(stopwords=["won't"])  # one word, as the text's "won\u2019t" is
+    assert clean_text("It won\u2019t, it won't, it wont do", contracted) == "it it it do"
+    with pytest.raises(ValueError, match="stopwords item 0 must clean to one word.*\"won't\" cleans to 2 words"):
+        TextPreprocess(stopwords=["won't"], join_apostrophes=False)  # split, as the text's "won't" is
+
+
+def test_join_apostrophes_keys_the_cache_only_where_it_changes_the_cleaning():
+    """A run saved before the setting reads it false: its cached ids and fingerprint stay those
+    it had (the setting is left out of both), as they do when ``strip_punctuation`` is off and
+    the setting is idle. Joined, the ids differ, and so does the fingerprint."""
+    joined, split = text(), text(join_apostrophes=False)
+    assert joined.encoding_config()["join_apostrophes"] is True
+    assert "join_apostrophes" not in split.encoding_config()
+    assert "join_apostrophes" not in split.settings_digest_config()
+    assert split.encoding_config() == {k: v for k, v in joined.encoding_config().items() if k != "join_apostrophes"}
+    assert joined.fingerprint() != split.fingerprint()
+    idle = text(strip_punctuation=False)
+    assert "join_apostrophes" not in idle.encoding_config()
+    assert idle.fingerprint() == text(strip_punctuation=False, join_apostrophes=False).fingerprint()
 
 
 def test_a_word_tokenizer_with_stop_words_of_its_own_never_learns_them():
@@ -105,9 +137,9 @@ def test_a_word_tokenizer_with_stop_words_of_its_own_never_learns_them():
                "words (did you mean 'english'?) (got 'englsh')"),
     (None, "modalities.notes.preprocess.stopwords: must be false, true, 'english', 'english_all' or a list of words "
            "(got None)"),
-    (["ok", "don't"], "modalities.notes.preprocess: stopwords item 1 must clean to one word, as the text is cleaned "
-                      "(a stop word is matched against the cleaned text's words); \"don't\" cleans to 2 words "
-                      "('don t')"),
+    (["ok", "e-mail"], "modalities.notes.preprocess: stopwords item 1 must clean to one word, as the text is cleaned "
+                       "(a stop word is matched against the cleaned text's words); 'e-mail' cleans to 2 words "
+                       "('e mail')"),
     (["ok", " ?! "], "modalities.notes.preprocess: stopwords item 1 must clean to one word, as the text is cleaned "
                      "(a stop word is matched against the cleaned text's words); ' ?! ' cleans to nothing"),
 ])
@@ -128,7 +160,10 @@ def test_the_schema_describes_every_stop_word_choice():
     assert {"items": {"type": "string"}, "minItems": 1, "type": "array"} in forms
     assert text_schema["properties"]["keep_number_punctuation"] == {
         "default": True, "title": "Keep Number Punctuation", "type": "boolean"}
+    assert text_schema["properties"]["join_apostrophes"] == {
+        "default": True, "title": "Join Apostrophes", "type": "boolean"}
     assert "english_all" in text_schema["description"] and "keep_number_punctuation" in text_schema["description"]
+    assert "join_apostrophes" in text_schema["description"]
 
 
 def test_word_vocabulary_is_ordered_by_frequency_with_pad_and_unknown_first():
