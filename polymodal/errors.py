@@ -114,15 +114,17 @@ class DecodeError(PolymodalError, ValueError):
         modality: the modality being decoded.
         path: the file, or None for an inline value.
         row: the manifest row, when known.
+        column: the manifest column the cell is in, when known.
         reason: the decoder's own explanation.
     """
 
     def __init__(self, reason: str, *, path: str | None = None, modality: str | None = None,
-                 row: int | None = None, where: str | None = None):
+                 row: int | None = None, where: str | None = None, column: str | None = None):
         self.reason = reason
         self.path = path
         self.modality = modality
         self.row = row
+        self.column = column
         parts = []
         if modality is not None:
             parts.append(f"modality '{modality}'")
@@ -130,6 +132,8 @@ class DecodeError(PolymodalError, ValueError):
             parts.append(where)
         elif row is not None:
             parts.append(f"row {row}")
+        if column is not None:
+            parts.append(f"column '{column}'")
         if path is not None:
             parts.append(f"file {path}")
         location = ", ".join(parts)

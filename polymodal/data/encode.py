@@ -96,6 +96,12 @@ def gather_cells(cells: Sequence[Any], rows: np.ndarray) -> list[Any]:
     return cells[rows] if isinstance(cells, Cells) else [cells[r] for r in rows.tolist()]
 
 
+def _column(cells: Sequence[Any]) -> str | None:
+    """The manifest column of a modality's cells when it reads one (a table's cells name their
+    own column in its messages)."""
+    return cells.columns[0] if isinstance(cells, Cells) and len(cells.columns) == 1 else None
+
+
 def _present(cells: Sequence[Any]) -> np.ndarray:
     return cells.present() if isinstance(cells, Cells) else np.array([c is not None for c in cells], bool)
 
@@ -186,7 +192,7 @@ def _featurize_rows(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.n
                 more = f" (also, among the rows decoded with it: {'; '.join(others)}" \
                        f"{f'; and {len(errors) - 4} more' if len(errors) > 4 else ''})" if others else ""
                 raise DecodeError(reason + more, path=path, modality=preprocessor.name, row=manifest.source_row(row),
-                                  where=manifest.where(row))
+                                  where=manifest.where(row), column=_column(cells))
             skipped.append(Skipped(preprocessor.name, row, manifest.where(row), path, reason, manifest.source_row(row)))
         if len(good):
             write(good, feats)
@@ -257,7 +263,7 @@ def _keys(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.ndarray, ma
         for position, err in sorted(errors.items()):
             row = int(block[position])
             error = DecodeError(f"unreadable file ({err})", path=str(values[position]), modality=preprocessor.name,
-                                row=manifest.source_row(row), where=manifest.where(row))
+                                row=manifest.source_row(row), where=manifest.where(row), column=_column(cells))
             if on_error == "raise":
                 raise error
             skipped.append(Skipped(preprocessor.name, row, manifest.where(row), str(values[position]), error.reason,
@@ -327,7 +333,8 @@ def _skip_absent(name: str, cells: Sequence[Any], todo: np.ndarray, manifest: Ma
             for row, path, reason in zip(rows.tolist(), gather_cells(cells, rows), reasons[at])]
     if gone and on_error == "raise":
         first = gone[0]
-        raise DecodeError(first.reason, path=first.path, modality=name, row=first.source_row, where=first.where)
+        raise DecodeError(first.reason, path=first.path, modality=name, row=first.source_row, where=first.where,
+                          column=_column(cells))
     return np.setdiff1d(todo, rows, assume_unique=True), gone
 
 

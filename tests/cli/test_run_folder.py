@@ -320,7 +320,8 @@ def test_files_skipped_in_training_are_warned_about(data, tmp_path):
         (tmp_path / f"bad{i}.png").write_bytes(b"garbage")
         frame.loc[row, "image"] = str(tmp_path / f"bad{i}.png")
     manifest = _beside_the_data(data, frame, "train_skip.csv")
-    assert_user_error(_train(data, tmp_path / "refused", train=manifest), "Cannot decode modality 'img'")
+    assert_user_error(_train(data, tmp_path / "refused", train=manifest), "Cannot decode modality 'img'",
+                      "column 'image'")
     assert_user_error(_train(data, tmp_path / "refused", "--on-error", "ignore", train=manifest),
                       "--on-error: one of raise, skip, missing; got 'ignore'")
     with pytest.warns(UserWarning) as caught:  # the library's warning (printed on stderr outside pytest)

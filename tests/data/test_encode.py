@@ -41,7 +41,7 @@ def test_on_error_raise_names_file_row_and_reason(tmp_path):
     assert error.path == str(tmp_path.resolve() / "images" / "3.png")
     message = str(error)
     assert "modality 'img'" in message
-    assert "train.csv row 3 (line 5)" in message
+    assert "train.csv row 3 (line 5), column 'image'" in message and error.column == "image"
     assert error.path in message
     assert "not a recognised image format" in message
 
@@ -118,6 +118,7 @@ def test_a_missing_file_is_a_decode_error_with_its_row(tmp_path):
     with pytest.raises(DecodeError) as info:
         pipeline("raise").fit(read_manifest(path))
     assert info.value.row == 4 and info.value.path.endswith("4.png")
+    assert "train.csv row 4 (line 6), column 'image', file" in str(info.value)
 
 
 def test_on_error_skip_drops_a_non_numeric_tabular_value(tmp_path):
