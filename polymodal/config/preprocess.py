@@ -57,6 +57,14 @@ class ImagePreprocess(StrictModel):
             the image is composited onto ``white`` or ``black`` before colour conversion; ``null``
             drops the transparency as Pillow does (the colours stored under it show; runs saved
             before this setting read that way).
+        value_range: ``[low, high]``, the pixel values that read as black and white in images
+            stored wider than 8 bits (16-bit PNG/TIFF, 32-bit and float TIFF, ``.npy`` arrays of
+            any type but uint8 and bool), mapped linearly onto 0-255 and clipped beyond: e.g.
+            ``[0, 4095]`` for 12-bit X-rays, ``[-1000, 400]`` for a CT window, ``[0, 1]`` for float
+            images. Every image keeps its absolute brightness (an exposure, a temperature).
+            ``null``: each such image is scaled by its own maximum (integers past 255) or taken
+            as [0, 1] (floats up to 1), which keeps its contrast but not its level. 8-bit images
+            are read as they are either way.
     """
 
     size: ImageSide | tuple[ImageSide, ImageSide] = 224
@@ -68,6 +76,14 @@ class ImagePreprocess(StrictModel):
     augment: ImageAugment | None = None
     max_pixels: PositiveInt = 50_000_000
     background: Literal["white", "black"] | None = "white"
+    value_range: tuple[float, float] | None = None
+
+    @field_validator("value_range")
+    @classmethod
+    def _low_below_high(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not value[0] < value[1]:
+            raise ValueError(f"expected [low, high] with low < high; got {list(value)}")
+        return value
 
     @model_validator(mode="after")
     def _mean_std_match_channels(self) -> ImagePreprocess:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -315,14 +315,14 @@ def _container_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: 
         raise DecodeError(f"unreadable or corrupt video ({err})", path=path) from None
 
 
-def _frame_file(file: Path, max_pixels: int | None) -> Image.Image:
+def _frame_file(file: Path, max_pixels: int | None, value_range: Sequence[float] | None = None) -> Image.Image:
     """One image of a frame folder, its size checked before its pixels are decoded (Pillow opens
-    lazily), 16-bit frames scaled as image files are."""
+    lazily), 16-bit frames scaled as image files are (:func:`~polymodal.utils.images.to_8bit`)."""
     try:
         with Image.open(file) as image:
             _check_pixels(image.width, image.height, max_pixels, "frame is", str(file))
             image.load()
-            return to_8bit(image.copy())
+            return to_8bit(image.copy(), value_range)
     except DecodeError:
         raise
     except Image.DecompressionBombError as err:
@@ -332,13 +332,14 @@ def _frame_file(file: Path, max_pixels: int | None) -> Image.Image:
 
 
 def _folder_frames(path: str, pick: Callable[[int], np.ndarray], max_pixels: int | None = None,
-                   convert: Callable[[Image.Image], Any] = _unchanged) -> list[Any]:
+                   convert: Callable[[Image.Image], Any] = _unchanged,
+                   value_range: Sequence[float] | None = None) -> list[Any]:
     files = frame_files(path)
     if not files:
         raise DecodeError(f"frame folder holds no images ({', '.join(sorted(FRAME_SUFFIXES))})", path=path)
     _check_one_size(files, path)
     wanted = pick(len(files))
-    read = {index: convert(_frame_file(files[index], max_pixels)) for index in dict.fromkeys(wanted.tolist())}
+    read = {index: convert(_frame_file(files[index], max_pixels, value_range)) for index in dict.fromkeys(wanted.tolist())}
     return [read[index] for index in wanted.tolist()]  # a short clip's repeated frame read once
 
 
@@ -376,7 +377,8 @@ def _npy_frame_pixels(shape: tuple[int, ...]) -> tuple[int, int]:
 def read_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int,
                 npy: Callable[[str], np.ndarray],
                 by_time: Callable[[np.ndarray], np.ndarray] | None = None, *, max_pixels: int | None = None,
-                convert: Callable[[Image.Image], Any] = _unchanged) -> list[Any]:
+                convert: Callable[[Image.Image], Any] = _unchanged,
+                value_range: Sequence[float] | None = None) -> list[Any]:
     """The selected frames of a video file (one of :data:`VIDEO_SUFFIXES`), a frame folder or a
     ``.npy`` of frames (or a row of a packed one, ``clips.npy#3``), each passed through ``convert``
     as soon as it is decoded (by default kept as a Pillow image).
@@ -394,18 +396,21 @@ def read_frames(path: str, pick: Callable[[int], np.ndarray], max_frames: int,
             images before they are decoded); None: no limit.
         convert: a decoded Pillow frame -> what to keep of it (resized to the model's size, so no
             full-resolution frame waits for the others).
+        value_range: the values that read as black and white in frames stored wider than 8 bits
+            (the image setting ``value_range``); None: scaled by their maximum.
 
     Raises:
         DecodeError: unreadable, corrupt, truncated, empty or oversized input, or a file of
             another type (an image, a sound file), with the path and the reason.
     """
     if Path(path).is_dir():
-        return _folder_frames(path, pick, max_pixels, convert)
+        return _folder_frames(path, pick, max_pixels, convert, value_range)
     suffix = Path(path).suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         return _container_frames(path, pick, max_frames, by_time, max_pixels, convert)
     if suffix == ".npy" or split_row_ref(path)[1] is not None:
-        return array_frames(npy(path), pick, max_frames, max_pixels=max_pixels, convert=convert, path=path)
+        return array_frames(npy(path), pick, max_frames, max_pixels=max_pixels, convert=convert, path=path,
+                            value_range=value_range)
     raise DecodeError(unsupported_video_type(suffix), path=path)
 
 
@@ -418,9 +423,9 @@ def unsupported_video_type(suffix: str) -> str:
 
 def array_frames(array: np.ndarray, pick: Callable[[int], np.ndarray], max_frames: int, *,
                  max_pixels: int | None = None, convert: Callable[[Image.Image], Any] = _unchanged,
-                 path: str = "the array") -> list[Any]:
+                 path: str = "the array", value_range: Sequence[float] | None = None) -> list[Any]:
     """The selected frames of a (T, H, W) or (T, H, W, C) array of frames (a ``.npy`` clip), scaled
-    to 8 bits once for the whole clip and each passed through ``convert`` (see :func:`read_frames`).
+    to 8 bits once for the whole clip (from ``value_range`` when given) and each passed through ``convert`` (see :func:`read_frames`).
 
     Raises:
         DecodeError: another shape, more than ``max_frames`` frames or larger frames than
@@ -431,7 +436,7 @@ def array_frames(array: np.ndarray, pick: Callable[[int], np.ndarray], max_frame
     if array.shape[0] > max_frames:
         raise _too_many_frames(max_frames, path, array.shape[0])
     _check_pixels(*_npy_frame_pixels(array.shape), max_pixels, "frames are", path)
-    clip = pixels_to_8bit(np.asarray(array), path)  # one scale for the clip, not one guess per frame
+    clip = pixels_to_8bit(np.asarray(array), path, value_range)  # one scale for the clip, not one guess per frame
     wanted = pick(array.shape[0]).tolist()
     converted = {index: convert(array_to_pil(clip[index], path)) for index in dict.fromkeys(wanted)}
     return [converted[index] for index in wanted]

@@ -143,7 +143,8 @@ def build_meta(predictor: Any, inputs: list[GraphInput]) -> dict[str, Any]:
 
 def required_format(config: Any, subset_thresholds: bool = False) -> int:
     """The oldest ``deploy.json`` format that holds this model (see ``runtime.FORMAT_VERSION``), so
-    that a runtime of that format still reads it: 7 for a text whose apostrophes inside words are
+    that a runtime of that format still reads it: 8 for an image or video modality with a
+    ``value_range`` (a runtime of format 7 would scale a 16-bit image by its own maximum); 7 for a text whose apostrophes inside words are
     deleted (``strip_punctuation`` with ``join_apostrophes``: a runtime of format 6 would read
     "can't" as 'can t'); 6 for an anomaly detector with a flag threshold per subset of modalities
     (``subset_thresholds``: a runtime of format 5 would hold a row with a modality missing to the
@@ -155,6 +156,8 @@ def required_format(config: Any, subset_thresholds: bool = False) -> int:
     'Current ' apart from 'current', or refuse '>200'); 3 for an anomaly detector, a video
     modality or a pretrained tokenizer (which a runtime of format 2 would run without its
     truncation); else 2."""
+    if any(m.kind in ("image", "video") and m.preprocess.value_range is not None for m in config.modalities.values()):
+        return 8
     texts = [m.preprocess for m in config.modalities.values() if m.kind == "text"]
     if any(p.strip_punctuation and p.join_apostrophes for p in texts):
         return 7

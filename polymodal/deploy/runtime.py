@@ -65,9 +65,10 @@ ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model
 # numbers read as missing under the run's on_error; 5: a two-class classifier's decision threshold,
 # texts cleaned with keep_number_punctuation, or stop words of the user's own matched in the case
 # written; 6: an anomaly detector's flag threshold per subset of modalities; 7: texts cleaned with
-# join_apostrophes, an apostrophe inside a word deleted, not spaced; an export records the oldest
+# join_apostrophes, an apostrophe inside a word deleted, not spaced; 8: images and videos whose
+# pixels wider than 8 bits are read through a fixed value_range; an export records the oldest
 # format that holds it: export.required_format)
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
 Row = Mapping[str, Any]
 
 

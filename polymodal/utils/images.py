@@ -3,6 +3,7 @@ deployment runtime (Pillow only, imported when first used)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 # formats whose files carry an EXIF orientation (phone photos, screenshots saved as PNG)
@@ -109,27 +110,32 @@ def colour_mode(image: Any) -> bool:
     return len(set(image.getbands()) - {"A", "a"}) > 1 or image.mode in ("P", "PA")
 
 
-def to_8bit(image: Any) -> Any:
+def to_8bit(image: Any, value_range: Sequence[float] | None = None) -> Any:
     """A Pillow image whose pixels are wider than 8 bits (16-bit in either byte order, 32-bit
-    integer or float) as 8-bit grey, scaled by its own maximum (medical and scientific images
-    rarely use their type's full range); other modes are returned as they are."""
+    integer or float) as 8-bit grey, by :func:`scaled_to_8bit`; other modes are returned as they are."""
     if not (image.mode.startswith("I;16") or image.mode in ("I", "F")):
         return image
     import numpy as np
     from PIL import Image
 
-    return Image.fromarray(scaled_to_8bit(np.asarray(image, dtype=np.float32)))
+    return Image.fromarray(scaled_to_8bit(np.asarray(image, dtype=np.float32), value_range))
 
 
-def scaled_to_8bit(values: Any) -> Any:
-    """A numeric array as uint8: scaled by its maximum onto [0, 255] (clipped below at 0)."""
+def scaled_to_8bit(values: Any, value_range: Sequence[float] | None = None) -> Any:
+    """A numeric array as uint8: ``value_range`` ``(low, high)`` mapped linearly onto [0, 255]
+    (black and white; values beyond clipped), so that every image keeps its absolute brightness;
+    None: scaled by the array's own maximum onto [0, 255] (clipped below at 0): medical and
+    scientific images rarely use their type's full range."""
     import numpy as np
 
+    if value_range is not None:
+        low, high = (float(v) for v in value_range)
+        return np.clip(np.rint((values - low) * (255.0 / (high - low))), 0, 255).astype(np.uint8)
     top = float(values.max(initial=0.0)) or 1.0
     return np.clip(values / top * 255.0, 0, 255).astype(np.uint8)
 
 
-def image_array(array: Any, path: str) -> Any:
+def image_array(array: Any, path: str, value_range: Sequence[float] | None = None) -> Any:
     """An ``.npy`` array (H, W), (H, W, C) or (C, H, W) -> uint8 (H, W) or (H, W, 3|4), the
     layouts Pillow reads as L, RGB and RGBA, scaled by :func:`pixels_to_8bit`.
 
@@ -146,7 +152,7 @@ def image_array(array: Any, path: str) -> Any:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
         raise DecodeError(f"expected an (H, W), (H, W, C) or (C, H, W) array; got shape {array.shape}", path=path)
-    return pixels_to_8bit(array, path)
+    return pixels_to_8bit(array, path, value_range)
 
 
 def array_to_pil(array: Any, path: str) -> Any:
@@ -156,11 +162,12 @@ def array_to_pil(array: Any, path: str) -> Any:
     return Image.fromarray(image_array(array, path))
 
 
-def pixels_to_8bit(array: Any, path: str) -> Any:
+def pixels_to_8bit(array: Any, path: str, value_range: Sequence[float] | None = None) -> Any:
     """Numeric pixels of any shape as uint8, one scale for the whole array (a clip's frames share
-    it): values in [0, 1] (floats, binary masks) times 255; integers past 255 (16-bit scans) by
-    the array's maximum, as 16-bit image files are; other values taken as 8-bit ones (rounded,
-    clipped).
+    it). uint8 pixels are kept. Others but booleans, with ``value_range``, are mapped from it onto [0, 255]
+    (:func:`scaled_to_8bit`); without: values in [0, 1] (floats, binary masks) times 255;
+    integers past 255 (16-bit scans) by the array's maximum, as 16-bit image files are; other
+    values taken as 8-bit ones (rounded, clipped).
 
     Raises:
         DecodeError: non-numeric, NaN or infinite pixels, naming ``path``.
@@ -176,6 +183,8 @@ def pixels_to_8bit(array: Any, path: str) -> Any:
     values = array.astype(np.float32)
     if not np.isfinite(values).all():
         raise DecodeError("array holds NaN or infinite values", path=path)
+    if value_range is not None and array.dtype.kind != "b":
+        return scaled_to_8bit(values, value_range)
     top = values.max(initial=0.0)
     if array.dtype.kind in "iu" and top > 255:
         return scaled_to_8bit(values)

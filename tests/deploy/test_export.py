@@ -563,3 +563,16 @@ def test_an_export_needs_format_7_when_its_text_joins_apostrophes(preprocess, ve
     assert required_format(load_config(spec)) == version
     # checked above a subset threshold's 6: an anomaly detector with a text that joins them needs 7 too
     assert required_format(load_config(spec), subset_thresholds=True) == max(version, 6)
+
+
+@pytest.mark.parametrize(("kind", "without"), [("image", 2), ("video", 3)])
+def test_an_export_needs_format_8_when_its_pixels_read_through_a_value_range(kind, without):
+    """A runtime of format 7 would scale a 16-bit image by its own maximum."""
+    from polymodal.config import load_config
+    from polymodal.deploy.export import required_format
+
+    spec = {"task": "classification", "target": "y",
+            "modalities": {"x": {"kind": kind, "column": "x", "preprocess": {"value_range": [0, 4095]}}}}
+    assert required_format(load_config(spec)) == 8
+    spec["modalities"]["x"]["preprocess"] = {}
+    assert required_format(load_config(spec)) == without

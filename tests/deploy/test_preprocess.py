@@ -286,3 +286,36 @@ def test_hsv_images_are_resized_as_in_training(tmp_path, resize):
     trained = build_preprocessor(cfg, "img").decode(str(tmp_path / "reds.png"))
     features = ImageFeatures("img", {"preprocess": cfg.preprocess.model_dump(mode="json"), "state": {}, "inputs": {}})
     np.testing.assert_array_equal(features.decode((tmp_path / "reds.png").read_bytes()), trained)
+
+
+def test_a_value_range_reads_16_bit_images_and_clips_as_in_training(tmp_path):
+    """A 16-bit scan and a uint16 clip (a .npy and a frame folder) through ``value_range``: the
+    runtime decodes the same bytes to the same pixels, which sit at their level in the range (not
+    at white, as scaling by their own maximum would put a flat image)."""
+    from polymodal.config.modalities import VideoModality
+    from polymodal.deploy.features import VideoFeatures, has_av
+
+    flat = np.full((8, 8), 1000, np.uint16)
+    Image.fromarray(flat).save(tmp_path / "scan.png")
+    cfg = ImageModality(kind="image", column="img", preprocess={"size": 8, "color": "gray", "value_range": [0, 4000]})
+    trained = build_preprocessor(cfg, "img").decode(str(tmp_path / "scan.png"))
+    assert (trained == 64).all()
+    features = ImageFeatures("img", {"preprocess": cfg.preprocess.model_dump(mode="json"), "state": {}, "inputs": {}})
+    np.testing.assert_array_equal(features.decode((tmp_path / "scan.png").read_bytes()), trained)
+    if not has_av():
+        return
+    clip = np.stack([flat, flat * 2])
+    np.save(tmp_path / "clip.npy", clip)
+    (tmp_path / "frames").mkdir()
+    for i, frame in enumerate(clip):
+        Image.fromarray(frame).save(tmp_path / "frames" / f"{i}.png")
+    cfg = VideoModality(kind="video", column="v", preprocess={"size": 8, "color": "gray", "frames": 2,
+                                                             "value_range": [0, 4000]})
+    video = VideoFeatures("v", {"preprocess": cfg.preprocess.model_dump(mode="json"), "state": {}, "inputs": {}})
+    for source in ("clip.npy", "frames"):
+        trained, length = build_preprocessor(cfg, "v").decode(str(tmp_path / source))
+        assert length == 2 and (trained[0] == 64).all() and (trained[1] == 128).all(), source
+        served, _ = video.decode(str(tmp_path / source))
+        np.testing.assert_array_equal(served, trained, err_msg=source)
+    served, _ = video.decode((tmp_path / "clip.npy").read_bytes())
+    np.testing.assert_array_equal(served, trained)

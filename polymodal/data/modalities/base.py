@@ -189,18 +189,29 @@ class Preprocessor(ABC):
     # pretrained tokenizer's folder): a run moved, or loaded from its own copy of the files, keys
     # its caches as before.
     location_fields: ClassVar[frozenset[str]] = frozenset()
+    # Settings added after runs of this kind were saved, with the value that reads as those runs
+    # did: left out of the digests at that value, so those runs keep their fingerprint (the one
+    # their weights record, which serving checks an export against) and their cached features.
+    added_settings: ClassVar[dict[str, Any]] = {}
 
     def encoding_config(self) -> dict[str, Any]:
         """The preprocessing settings ``decode``/``featurize`` depend on."""
-        cfg = getattr(self, "cfg", None)
-        return {} if cfg is None else cfg.model_dump(mode="json",
-                                                     exclude=set(self.batch_time_fields | self.location_fields))
+        return self._digested_settings(self.batch_time_fields | self.location_fields)
 
     def settings_digest_config(self) -> dict[str, Any]:
         """Every preprocessing setting (batch-time ones too: they change what an encoder reads),
         but where files sit (:attr:`location_fields`): what keys a frozen encoder's cached outputs."""
+        return self._digested_settings(self.location_fields)
+
+    def _digested_settings(self, left_out: frozenset[str]) -> dict[str, Any]:
         cfg = getattr(self, "cfg", None)
-        return {} if cfg is None else cfg.model_dump(mode="json", exclude=set(self.location_fields))
+        if cfg is None:
+            return {}
+        config = cfg.model_dump(mode="json", exclude=set(left_out))
+        for setting, before in self.added_settings.items():
+            if setting in config and config[setting] == before:
+                del config[setting]
+        return config
 
     def fingerprint(self) -> str:
         """A hash of everything that determines the featurised arrays for a given input."""

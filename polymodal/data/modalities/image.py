@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -47,6 +47,7 @@ class ImagePreprocessor(Preprocessor):
     featurize_version = 5  # 2: 16-bit arrays and big-endian 16-bit files scaled by their maximum; 3: alpha composited;
     # 4: PNG EXIF orientation; 5: HSV resized as RGB, a grey PNG's colour key composited for rgb
     batch_time_fields = frozenset({"normalize", "mean", "std", "augment"})
+    added_settings: ClassVar[dict[str, Any]] = {"value_range": None}
 
     def __init__(self, name: str, cfg: ImagePreprocess):
         super().__init__(name)
@@ -64,7 +65,7 @@ class ImagePreprocessor(Preprocessor):
     def decode(self, value: Any) -> np.ndarray:
         path = str(value)
         if os.path.splitext(path)[1].lower() == ".npy" or split_row_ref(path)[1] is not None:
-            array = image_array(load_npy(path), path)
+            array = image_array(load_npy(path), path, self.cfg.value_range)
             if array.shape[:2] == self.size and (array.shape[2:], self.cfg.color) in (((), "gray"), ((3,), "rgb")):
                 # already what the Pillow round trip (same mode, same size) would return
                 return np.array(array if array.ndim == 3 else array[:, :, None], dtype=np.uint8)
@@ -106,7 +107,7 @@ class ImagePreprocessor(Preprocessor):
                 image = ImageOps.exif_transpose(opened) if opened.format in EXIF_FORMATS else opened  # phone photos
             except (OSError, SyntaxError, ValueError) as err:
                 raise DecodeError(f"corrupt or truncated image ({err})", path=path) from None
-            image = to_8bit(image)  # 16-bit scans and float images
+            image = to_8bit(image, self.cfg.value_range)  # 16-bit scans and float images
             return image.copy() if image is opened else image  # closing the file frees the opened image
 
     def featurize(self, samples: Sequence[np.ndarray]) -> dict[str, np.ndarray]:

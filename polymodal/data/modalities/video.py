@@ -39,6 +39,7 @@ class VideoPreprocessor(Preprocessor):
     # 7: frame folders in natural order (2.png before 10.png), truncated containers and frames past max_pixels refused;
     # 8: a frame folder mixing image sizes refused (cached before as read)
     batch_time_fields = frozenset({"normalize", "mean", "std", "augment"})
+    added_settings = ImagePreprocessor.added_settings
 
     def __init__(self, name: str, cfg: VideoPreprocess):
         super().__init__(name)
@@ -61,7 +62,8 @@ class VideoPreprocessor(Preprocessor):
         by_time = self._pick_times if self.cfg.sampling == "uniform" else None
         # each frame converted and resized as it is decoded: no full-resolution frame waits for the others
         frames = np.stack(read_frames(str(value), self._pick, self.cfg.max_frames, load_npy, by_time,
-                                      max_pixels=self.cfg.max_pixels, convert=self.frame.from_pil))  # (K, H, W, C)
+                                      max_pixels=self.cfg.max_pixels, convert=self.frame.from_pil,
+                                      value_range=self.cfg.value_range))  # (K, H, W, C)
         out = np.zeros((self.cfg.frames, *frames.shape[1:]), np.uint8)
         out[:len(frames)] = frames
         return out, len(frames)

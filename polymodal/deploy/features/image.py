@@ -31,7 +31,7 @@ class ImageFeatures(Features):
             image = self.open(self.file_bytes(value))
             if image.format in EXIF_FORMATS:
                 image = ImageOps.exif_transpose(image)
-            image = to_8bit(image)  # 16-bit scans and float images, as in training
+            image = to_8bit(image, self.cfg.get("value_range"))  # 16-bit scans and float images, as in training
         return self.from_pil(image)
 
     def from_pil(self, image: Any) -> np.ndarray:

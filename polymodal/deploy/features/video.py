@@ -131,7 +131,8 @@ class VideoFeatures(Features):
                 except (ValueError, OSError, EOFError) as err:  # a truncated or malformed .npy
                     raise self.fail(f"not a readable .npy clip ({err})", "corrupt_file") from None
                 frames = array_frames(array, self.pick, self.max_frames, max_pixels=self.max_pixels,
-                                      convert=self.frame.from_pil, path="the clip")
+                                      convert=self.frame.from_pil, path="the clip",
+                                      value_range=self.cfg.get("value_range"))
             else:
                 if isinstance(value, bytes) and video_container(value[:12]) is None:
                     raise self.fail(f"not a video container ({', '.join(n for _, _, n in VIDEO_SIGNATURES)}) nor a "
@@ -141,7 +142,8 @@ class VideoFeatures(Features):
                 self.check_type(value)
                 with video_path(value) as path:
                     frames = read_frames(path, self.pick, self.max_frames, load_npy, by_time,
-                                         max_pixels=self.max_pixels, convert=self.frame.from_pil)
+                                         max_pixels=self.max_pixels, convert=self.frame.from_pil,
+                                         value_range=self.cfg.get("value_range"))
         except OversizedInputError as err:  # more frames or larger frames than allowed
             reason = err.reason
             for setting, option in self.limit_names.items():

@@ -109,6 +109,45 @@ def test_16_bit_pixels_are_scaled_alike_from_arrays_and_files_of_either_byte_ord
     np.testing.assert_array_equal(prep.decode(str(tmp_path / "ints.npy"))[..., 0], eight_bit)
 
 
+def test_a_value_range_keeps_each_images_absolute_brightness(tmp_path):
+    """Two flat 16-bit scans, one twice as bright: scaled by their own maxima both read white;
+    through ``value_range`` they read as their levels in it, from files and arrays alike, with
+    values beyond the range clipped; 8-bit images are unchanged by it."""
+    dim, bright = np.full((4, 4), 1000, np.uint16), np.full((4, 4), 2000, np.uint16)
+    bright[0, 0] = 5000  # past the range: white
+    for name, pixels in (("dim", dim), ("bright", bright)):
+        Image.fromarray(pixels).save(tmp_path / f"{name}.png")
+        np.save(tmp_path / f"{name}.npy", pixels)
+    by_maximum, windowed = image(size=4, color="gray"), image(size=4, color="gray", value_range=[0, 4000])
+    assert (by_maximum.decode(str(tmp_path / "dim.png")) == 255).all()
+    for suffix in (".png", ".npy"):
+        assert (windowed.decode(str(tmp_path / f"dim{suffix}")) == 64).all()  # 1000 / 4000 * 255 = 63.75
+        got = windowed.decode(str(tmp_path / f"bright{suffix}"))[..., 0]
+        assert got[0, 0] == 255 and (got.ravel()[1:] == 128).all(), suffix  # 2000 / 4000 * 255 = 127.5: 128
+    floats = np.linspace(-0.5, 1.5, 16, dtype=np.float32).reshape(4, 4)
+    np.save(tmp_path / "floats.npy", floats)
+    expected = np.clip(np.rint((floats + 1) / 2 * 255), 0, 255).astype(np.uint8)
+    got = image(size=4, color="gray", value_range=[-1, 1]).decode(str(tmp_path / "floats.npy"))
+    np.testing.assert_array_equal(got[..., 0], expected)
+    eight_bit = write_image(tmp_path / "8.png", np.full((4, 4), 100, np.uint8))
+    assert (windowed.decode(eight_bit) == 100).all()
+
+
+def test_a_value_range_is_left_out_of_the_fingerprint_when_unset():
+    """Runs saved before the setting keep their fingerprint and cached features; setting it
+    changes both."""
+    plain, windowed = image(), image(value_range=[0, 4095])
+    assert "value_range" not in plain.encoding_config() and "value_range" not in plain.settings_digest_config()
+    assert windowed.encoding_config()["value_range"] == [0.0, 4095.0]
+    assert plain.fingerprint() != windowed.fingerprint()
+
+
+@pytest.mark.parametrize("bad", [[4095, 0], [1, 1]])
+def test_a_value_range_must_rise(bad):
+    with pytest.raises(ValueError, match=r"expected \[low, high\] with low < high"):
+        ImagePreprocess(value_range=bad)
+
+
 def test_an_npy_of_text_is_a_decode_error(tmp_path):
     np.save(tmp_path / "a.npy", np.array([["a", "b"], ["c", "d"]]))
     with pytest.raises(DecodeError, match="expected numeric pixels; the array's dtype is <U1"):
