@@ -61,6 +61,9 @@ def judge_files(manifest: Manifest, column: str, rows: np.ndarray, kind: str, su
             continue
         read = 1 if kind == "video" else len(sampled)  # one video's first frame is decoded
         said = _described(became, settings.pop("colour_why", None), settings["preprocess"], read)
+        if settings.get("wide"):
+            said += f"; {_wide_note(settings.pop('wide'), read)}"
+        settings.pop("wide", None)
         return became, f"{named} {said}{absent}", settings
     return "skipped", f"{named} files, none of the first {len(reasons)} readable ({reasons[0]})", {}
 
@@ -94,10 +97,12 @@ def _image_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
 
     sides: list[int] = []
     stored_in_colour, coloured = [], []  # the files read in a colour mode; those holding colour
+    wide = []  # those stored wider than 8 bits
     for other in dict.fromkeys([path, *paths]):  # ``path`` first, once
         try:
             with Image.open(other) as image:
                 side, grey, mode = max(image.size), grey_image(image), image.mode if colour_mode(image) else None
+                wide += [other] if image.mode.startswith("I;16") or image.mode in ("I", "F") else []
         except (OSError, ValueError):  # reported when the manifest is encoded
             if other == path:
                 raise
@@ -108,10 +113,18 @@ def _image_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
     color = "rgb" if coloured else "gray"
     size = int(min(max(sides), MAX_IMAGE_SIDE))
     settings: dict[str, Any] = {"preprocess": {"size": size, "color": color, "normalize": "standard"},
-                                "colour_why": _colour_why(len(sides), stored_in_colour, coloured)}
+                                "colour_why": _colour_why(len(sides), stored_in_colour, coloured), "wide": wide}
     if size > FLATTEN_MAX_SIDE:  # the default cnn's flattened map would make millions of weights
         settings["encoder"] = dict(LARGE_IMAGE_CNN)
     return "image", settings
+
+
+def _wide_note(wide: list[str], read: int) -> str:
+    """What becomes of images stored wider than 8 bits (``wide``: their paths), and the setting
+    that keeps their brightness."""
+    return (f"{len(wide)} of the {read} read are stored wider than 8 bits (such as {os.path.basename(wide[0])}): "
+            "each is scaled by its own maximum; to keep every image's absolute brightness, set preprocess.value_range "
+            "to the values that read as black and white (e.g. [0, 4095] for 12-bit scans)")
 
 
 def _colour_why(read: int, stored_in_colour: list[str], coloured: list[str]) -> str | None:

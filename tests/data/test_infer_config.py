@@ -413,6 +413,8 @@ def test_images_are_grey_when_every_one_read_is_grey_in_content_whatever_its_mod
     assert inferred.config["modalities"]["scan"]["preprocess"]["color"] == "gray"
     why = dict((c, w) for c, _, w in inferred.columns)["scan"]
     assert "grey (every one of the 8 read is grey in content, including 2 stored as RGB/RGBA" in why, why
+    assert "1 of the 8 read are stored wider than 8 bits (such as x3.tif): each is scaled by its own maximum" in why
+    assert "value_range" not in inferred.config["modalities"]["scan"]["preprocess"]
 
     colour = rng.integers(0, 255, (28, 28, 3), dtype=np.uint8)  # one photo in colour makes the column colour
     write_image(tmp_path / "x6.png", colour)
