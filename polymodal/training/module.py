@@ -324,19 +324,33 @@ def configure_adamw(module: nn.Module, encoders: Mapping[str, Encoder], optim: O
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+def _declared_no_decay(module: nn.Module) -> set[str]:
+    """The full names of the parameters submodules of ``module`` exempt from weight decay through
+    a ``no_weight_decay()`` method (names relative to the submodule)."""
+    names: set[str] = set()
+    for prefix, sub in module.named_modules():
+        declared = getattr(sub, "no_weight_decay", None)
+        if callable(declared):
+            names |= {f"{prefix}.{name}" if prefix else name for name in declared()}
+    return names
+
+
 def parameter_groups(module: nn.Module, encoders: Mapping[str, Encoder], optim: OptimSettings) -> list[dict[str, Any]]:
-    """AdamW groups over ``module``'s trainable parameters: no weight decay on biases and norms;
+    """AdamW groups over ``module``'s trainable parameters: no weight decay on biases, norms and
+    what a submodule's ``no_weight_decay()`` names (timm's convention: a ViT's class token and
+    position table; our Transformers' class token);
     the weights ``encoders`` loaded from files at ``lr * encoder_lr_scale`` (what they add from
     scratch, a projection or LoRA adapters, at ``lr``). Frozen parameters are left out, except
     those a gradual-unfreezing schedule trains later (in the optimiser from the start)."""
     pretrained = {id(p) for enc in encoders.values() if enc.pretrained for p in enc.parameters()}
     pretrained -= {id(p) for enc in encoders.values() for p in enc.new_parameters()}
     pending = {id(p) for enc in encoders.values() for p in enc.pending_parameters()}
+    undecayed = _declared_no_decay(module)
     buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in module.named_parameters():
         if not param.requires_grad and id(param) not in pending:
             continue
-        no_decay = param.dim() <= 1 or name.endswith(".bias")
+        no_decay = param.dim() <= 1 or name.endswith(".bias") or name in undecayed
         buckets.setdefault((id(param) in pretrained, no_decay), []).append(param)
     groups = []
     for (is_pretrained, no_decay), params in sorted(buckets.items()):

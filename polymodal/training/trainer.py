@@ -411,6 +411,13 @@ def fit_interruptibly(trainer: L.Trainer, module: L.LightningModule, train_loade
     Lightning would leave it to torch's default, which ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` turns off)."""
     try:
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
+    except ValueError as err:  # torch's words for an optimiser state of other parameter groups
+        if ckpt is None or "parameter group" not in str(err):
+            raise
+        raise RunFolderError(f"cannot resume from {ckpt}: its optimiser state holds other parameter groups than this "
+                             f"model's ({err}); the checkpoint was written by a version of polymodal that grouped "
+                             "them otherwise (by weight decay and learning rate): train the run again without "
+                             "--resume") from None
     except SystemExit as stop:
         if trainer.state.status != TrainerStatus.INTERRUPTED:
             raise

@@ -213,13 +213,29 @@ def test_a_frozen_encoder_in_train_mode_computes_as_at_inference(cfg_cls, kind):
     assert all(torch.equal(v, buffers[k]) for k, v in encoder.state_dict().items())
 
 
-@pytest.mark.parametrize(("cfg_cls", "kind"), _default_cases())
-def test_freezing_as_many_blocks_as_there_are_trains_everything(cfg_cls, kind):
-    """``blocks()`` lists the encoder's layers, so training the last len(blocks) blocks trains all."""
-    encoder = build_encoder(cfg_cls, kind, {})
-    encoder.freeze(len(encoder.blocks()))
+@pytest.mark.parametrize(("cfg_cls", "kind", "overrides"), ALL_CASES)
+def test_freezing_as_many_blocks_as_there_are_trains_everything(cfg_cls, kind, overrides):
+    """Training the last len(blocks) blocks trains every parameter, those no block holds (a
+    Transformer's class token with ``pooling: cls``) with the first; the first block alone
+    stays frozen with one block fewer."""
+    encoder = build_encoder(cfg_cls, kind, overrides)
+    blocks = encoder.blocks()
+    encoder.freeze(len(blocks))
     frozen = [n for n, p in encoder.named_parameters() if not p.requires_grad]
-    assert not frozen, f"parameters outside every block: {frozen}"
+    assert not frozen, f"parameters left frozen with every block training: {frozen}"
+    encoder.freeze(len(blocks) - 1)
+    first = {id(p) for p in blocks[0].parameters()}
+    assert all(not p.requires_grad for p in encoder.parameters() if id(p) in first)
+
+
+def test_a_vits_class_token_and_position_table_train_with_its_first_block():
+    """timm keeps them on the backbone itself, outside its stem, stages and head."""
+    encoder = ENCODERS.build(TimmConfig(arch="vit_tiny_patch16_224"), kind="image", in_channels=3)
+    encoder.freeze(len(encoder.blocks()) - 1)
+    assert not encoder.backbone.cls_token.requires_grad and not encoder.backbone.pos_embed.requires_grad
+    encoder.freeze(len(encoder.blocks()))
+    assert encoder.backbone.cls_token.requires_grad and encoder.backbone.pos_embed.requires_grad
+    assert all(p.requires_grad for p in encoder.parameters())
 
 
 # -- configs ---------------------------------------------------------------------------------

@@ -339,3 +339,19 @@ def test_what_a_pretrained_encoder_adds_from_scratch_trains_at_the_full_rate(tmp
         assert rate[id(p)] == pytest.approx(1e-3 if new else 1e-4), name
     names = [n for n, p in net.named_parameters() if p.requires_grad]
     assert all(any(part in n for n in names) for part in (".proj.", ".lora_", ".temporal.", "vid.frame.backbone."))
+
+
+def test_class_tokens_and_position_tables_are_not_decayed():
+    """What a submodule's no_weight_decay() names (timm's ViT; our Transformers' class token) is
+    left out of weight decay, every other weight matrix decayed."""
+    from polymodal.config.encoders import TextTransformerConfig, TimmConfig
+    from polymodal.models.registry import ENCODERS
+
+    net = nn.Module()
+    net.encoders = nn.ModuleDict({
+        "img": ENCODERS.build(TimmConfig(arch="vit_tiny_patch16_224"), kind="image", in_channels=3),
+        "txt": ENCODERS.build(TextTransformerConfig(pooling="cls"), kind="text", vocab_size=50, pad_id=0)})
+    settings = OptimSettings(lr=1e-3, weight_decay=0.05, scheduler="none", warmup_epochs=0.0, encoder_lr_scale=1.0)
+    decay = {id(p): g["weight_decay"] for g in parameter_groups(net, net.encoders, settings) for p in g["params"]}
+    undecayed = {n for n, p in net.named_parameters() if p.dim() > 1 and decay[id(p)] == 0.0}
+    assert undecayed == {"encoders.img.backbone.cls_token", "encoders.img.backbone.pos_embed", "encoders.txt.core.cls"}

@@ -179,6 +179,23 @@ def test_a_resume_loads_its_checkpoint_as_tensors_and_plain_values_only(tmp_path
     assert len(asked) >= 2 and set(asked) == {True}, asked  # the bookkeeping read, Lightning's restore, best.ckpt
 
 
+class RegroupedModule(ScriptedModule):
+    """Its optimiser puts the bias in a group of its own, as a later version's grouping might."""
+
+    def configure_optimizers(self):
+        return torch.optim.SGD([{"params": [self.layer.weight]}, {"params": [self.layer.bias], "weight_decay": 0.0}],
+                               lr=0.1)
+
+
+def test_a_checkpoint_whose_optimiser_groups_parameters_otherwise_is_refused_naming_it(tmp_path):
+    from polymodal.errors import RunFolderError
+
+    fit(ScriptedModule([1.0, 5.0, 5.0, 5.0]), epochs=2, run_dir=tmp_path)
+    with pytest.raises(RunFolderError, match=r"cannot resume from .*last.ckpt: its optimiser state holds other "
+                                             r"parameter groups .*train the run again without --resume"):
+        fit(RegroupedModule([1.0, 5.0, 5.0, 5.0]), epochs=4, run_dir=tmp_path, resume=True)
+
+
 class SlowModule(ScriptedModule):
     """Takes 0.1 s a training step (4 a epoch): its session's time stands out from a fast one's."""
 

@@ -79,6 +79,9 @@ class Encoder(nn.Module):
     def freeze(self, spec: str | int) -> None:
         """``all`` freezes every parameter; ``none`` none; N trains only the last N blocks.
 
+        Parameters no block holds (a ViT's class token and position table, held by the backbone
+        itself; a Transformer's class token) belong to the first block, on the input side: they
+        train with it, so that every parameter trains once every block does.
         Adapters (LoRA) always stay trainable; batch-norm layers whose parameters are all frozen
         are kept in eval mode (see :meth:`train`).
         """
@@ -90,9 +93,12 @@ class Encoder(nn.Module):
                               f"{len(blocks)}; use a number from 0 to {len(blocks)}, 'all' or 'none'")
         for parameter in self.parameters():
             parameter.requires_grad_(False)
-        if spec != "all":
-            for block in blocks[len(blocks) - spec:]:
-                for parameter in block.parameters():
+        if spec != "all" and spec > 0:
+            held = [list(block.parameters()) for block in blocks]
+            in_blocks = {id(p) for params in held for p in params}
+            held[0] += [p for p in self.parameters() if id(p) not in in_blocks]
+            for params in held[len(blocks) - spec:]:
+                for parameter in params:
                     parameter.requires_grad_(True)
         for parameter in self.adapter_parameters():
             parameter.requires_grad_(True)

@@ -119,6 +119,10 @@ class TransformerCore(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.dim = dim
 
+    def no_weight_decay(self) -> set[str]:
+        """The class token is an input, not a weight: left out of weight decay (as timm's ViT does)."""
+        return {"cls"} if self.cls is not None else set()
+
     def forward(self, h: torch.Tensor, mask: torch.Tensor | None) -> EncoderOutput:
         h = h + sinusoidal_positions(h.shape[1], self.dim, h.device).to(h.dtype)
         if self.cls is not None:
