@@ -21,7 +21,7 @@ from polymodal.models import fusion as _fusion  # noqa: F401 - registration
 from polymodal.models.encoders.base import Encoder, EncoderOutput
 from polymodal.models.fusion.base import Fusion
 from polymodal.models.model import Inputs, MultimodalNet, Present, build_encoders
-from polymodal.models.objectives.align import MAX_LOGIT_SCALE
+from polymodal.models.objectives.align import capped_scale, hold_log_scale
 from polymodal.models.projection import MlpProjection
 from polymodal.models.registry import FUSIONS
 
@@ -167,7 +167,11 @@ class AnomalyNet(nn.Module):
 
     def similarity_scale(self) -> torch.Tensor:
         """1 / temperature of the shared-space similarities (clamped as alignment's is, as in CLIP)."""
-        return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+        return capped_scale(self.logit_scale)
+
+    def constrain(self) -> None:
+        """After an optimiser step (see :func:`~polymodal.models.objectives.align.hold_log_scale`)."""
+        hold_log_scale(self.logit_scale)
 
     def pair_agreement(self, features: Mapping[str, EncoderOutput], present: Present
                        ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -72,12 +72,13 @@ class ContrastiveAlignConfig(AlignConfig):
     """Symmetric InfoNCE (CLIP): each row must pick its partner among the batch.
 
     Attributes:
-        temperature: initial softmax temperature.
-        learn_temperature: train the temperature (as CLIP's logit scale, capped at 100).
+        temperature: initial softmax temperature, at least 0.01 (CLIP's cap on its inverse, the
+            logit scale, at 100).
+        learn_temperature: train the temperature (as CLIP's logit scale, held at most at 100).
     """
 
     objective: Literal["contrastive"] = "contrastive"
-    temperature: PositiveFloat = 0.07
+    temperature: float = Field(0.07, ge=0.01)
     learn_temperature: bool = True
 
 

@@ -132,6 +132,10 @@ class BatchModule(L.LightningModule):
         self._epoch_sums[stage] = {}
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        for module in self.modules():  # parameters held within bounds after each step (a learned temperature)
+            constrain = getattr(module, "constrain", None)
+            if callable(constrain):
+                constrain()
         if self.trainer.is_last_batch:
             self._log_epoch_means("train")
 

@@ -63,8 +63,8 @@ def test_unknown_objective_and_projection_list_the_choices() -> None:
 
 
 def test_ranges_are_checked() -> None:
-    message = problem(config(align={"objective": "contrastive", "temperature": 0}))
-    assert "align.temperature: Input should be greater than 0 (got 0)" in message
+    message = problem(config(align={"objective": "contrastive", "temperature": 0.005}))
+    assert "align.temperature: Input should be greater than or equal to 0.01 (got 0.005)" in message
     assert "align.dim: Input should be greater than 0" in problem(config(align={"objective": "triplet", "dim": 0}))
 
 

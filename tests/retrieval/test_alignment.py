@@ -686,3 +686,31 @@ def test_an_unknown_modality_names_the_argument_and_the_one_meant(contrastive, p
                                                       f"'a'\\?\\); {known}$"):
             call()
 
+
+
+def test_a_learned_temperature_is_held_at_its_cap_and_can_come_back(pairs, monkeypatch) -> None:
+    """A learned logit scale past the cap (where momentum would carry it) is clamped back after
+    every training step, CLIP's rule, not left to drift; at the cap its gradient still flows, so
+    a loss that wants it lower can lower it (a clamp in the forward pass would stop it there)."""
+    import math
+
+    import torch
+
+    import polymodal.training.alignment as alignment
+    from polymodal.models.objectives.align import capped_scale
+
+    built, build = [], alignment.build_objective
+
+    def past_the_cap(*args):
+        built.append(build(*args))
+        with torch.no_grad():
+            built[-1].log_scale.fill_(6.0)  # a scale of 403
+        return built[-1]
+
+    monkeypatch.setattr(alignment, "build_objective", past_the_cap)
+    MultimodalPredictor.from_config(retrieval_config(epochs=1)).fit(pairs["train"], pairs["valid"])
+    assert len(built) == 1 and isinstance(built[0].log_scale, torch.nn.Parameter)
+    assert built[0].log_scale.item() <= math.log(100.0) + 1e-6
+    at_cap = torch.tensor(math.log(100.0), requires_grad=True)
+    (-capped_scale(at_cap)).backward()  # a loss that wants a smaller scale
+    assert at_cap.grad.item() < 0 and capped_scale(torch.tensor(9.0)).item() == pytest.approx(100.0)

@@ -24,7 +24,24 @@ from polymodal.config.align import CcaAlignConfig, ContrastiveAlignConfig, Tripl
 from polymodal.models.objectives.base import LossOutput
 from polymodal.models.registry import ALIGNMENTS
 
-MAX_LOGIT_SCALE = 100.0
+MAX_LOGIT_SCALE = 100.0  # CLIP's cap on 1 / temperature
+MIN_TEMPERATURE = 1.0 / MAX_LOGIT_SCALE
+
+
+def capped_scale(log_scale: torch.Tensor) -> torch.Tensor:
+    """``exp(log_scale)`` capped at :data:`MAX_LOGIT_SCALE`, with the gradient passed through at
+    the cap: a learned scale that reached it can come back down (``clamp`` would stop its
+    gradient for good). :func:`hold_log_scale` keeps the parameter itself at the cap."""
+    over = (log_scale - math.log(MAX_LOGIT_SCALE)).clamp(min=0).detach()
+    return (log_scale - over).exp()
+
+
+def hold_log_scale(log_scale: torch.Tensor) -> None:
+    """Clamp a learned log logit scale to the cap in place, after an optimiser step (as CLIP
+    does), so that momentum cannot carry it past the cap, where it would have far to come back."""
+    if isinstance(log_scale, nn.Parameter):
+        with torch.no_grad():
+            log_scale.clamp_(max=math.log(MAX_LOGIT_SCALE))
 
 
 @dataclass
@@ -223,8 +240,12 @@ class ContrastiveObjective(PairwiseObjective):
                     ) -> ContrastiveObjective:
         return cls(pairs, cfg.temperature, cfg.learn_temperature)
 
+    def constrain(self) -> None:
+        """After an optimiser step (see :func:`hold_log_scale`)."""
+        hold_log_scale(self.log_scale)
+
     def pair_loss(self, za: torch.Tensor, zb: torch.Tensor, positives: torch.Tensor) -> LossOutput:
-        scale = self.log_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+        scale = capped_scale(self.log_scale)
         result = info_nce(za, zb, scale, positives)
         result.logs["temperature"] = (1.0 / scale).detach()
         return result
