@@ -35,8 +35,11 @@ def domain_features(ctx: StepContext, key: str, classes: slice
     """Source and target features of one representation, and the class logits of those rows.
 
     The target rows are the unlabelled rows as loaded (not views other terms appended). For the
-    fused representation every row counts; for an encoder's output, the rows where the modality
-    is present.
+    fused representation, the source rows modality dropout left whole: a row with a modality
+    hidden reads its learned missing-embedding, which no target row does (their modalities are
+    never hidden), a gap between the domains the term would learn to tell them apart by, and
+    close by pulling the dropped rows towards whole ones, against the dropout. For an encoder's
+    output, the rows where the modality is present.
 
     Returns:
         source features (Bs', D), target features (Bt', D), source logits (Bs', C), target logits (Bt', C).
@@ -46,10 +49,24 @@ def domain_features(ctx: StepContext, key: str, classes: slice
         raise ValueError("domain adaptation needs the unlabelled (target) batch; the training step has none")
     target_out = take_rows(target_out, view_rows(ctx.unlabeled))
     if key == FUSED:
-        return out.fused.pooled, target_out.fused.pooled, out.outputs[:, classes], target_out.outputs[:, classes]
+        whole = _left_whole(ctx)
+        return (out.fused.pooled[whole], target_out.fused.pooled, out.outputs[whole, classes],
+                target_out.outputs[:, classes])
     rows_s, rows_t = ctx.present[key], ctx.unlabeled["present"][key][view_rows(ctx.unlabeled)]
     return (out.features[key].pooled[rows_s], target_out.features[key].pooled[rows_t],
             out.outputs[rows_s, classes], target_out.outputs[rows_t, classes])
+
+
+def _left_whole(ctx: StepContext) -> torch.Tensor | slice:
+    """The labelled rows whose modalities modality dropout hid none of (every row without dropout)."""
+    given = ctx.batch.get("present", ctx.present)
+    if given is ctx.present:
+        return slice(None)
+    whole = None
+    for name, seen in ctx.present.items():
+        same = seen == given[name]
+        whole = same if whole is None else whole & same
+    return slice(None) if whole is None else whole
 
 
 @TRANSFER_TERMS.register(DannConfig)

@@ -118,6 +118,35 @@ def test_adapting_one_modality_sends_gradients_to_its_encoder_only(data, method)
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in net.encoders["img"].parameters())
 
 
+def test_the_fused_domain_loss_leaves_out_rows_modality_dropout_hid_a_modality_of(data):
+    """A dropped row reads the learned missing-embedding, which no target row does: compared, it
+    would be a domain gap of the dropout's making. Per-modality adaptation reads presence after
+    dropout, so those rows drop out there too."""
+    from polymodal.training.adaptation import domain_features
+
+    pred = MultimodalPredictor.from_config(config(epochs=1)).fit(data["train"], data["valid"])
+    net = pred.net.eval()
+    pipeline = pred.pipeline
+    source = collate([pipeline.dataset(pipeline.encode(pipeline.read(data["train"], require_target=True)))[i]
+                      for i in range(16)])
+    target = collate([pipeline.dataset(pipeline.encode(pipeline.read(data["unlabeled"], require_target=False)),
+                                       None)[i] for i in range(12)])
+    hidden = {name: mask.clone() for name, mask in source["present"].items()}
+    hidden["img"][:6] = False  # modality dropout hid the image of rows 0-5
+    whole = torch.ones(16, dtype=torch.bool)
+    whole[:6] = ~source["present"]["img"][:6]  # a row without its image anyway was left as it was
+    assert whole.sum() < 16
+    term = build_domain_term(CoralConfig(), net, n_classes=3)
+    with torch.no_grad():
+        out, unlabeled, target_out = forward_with_unlabeled(net, source["inputs"], hidden, target, [term])
+        ctx = StepContext(None, source, hidden, out, unlabeled, 1.0, target_out)
+        src, tgt, src_logits, _ = domain_features(ctx, "fused", slice(0, 3))
+        assert torch.equal(src, out.fused.pooled[whole]) and torch.equal(src_logits, out.outputs[whole, :3])
+        assert tgt.shape[0] == 12
+        undropped = StepContext(None, source, source["present"], out, unlabeled, 1.0, target_out)
+        assert domain_features(undropped, "fused", slice(0, 3))[0].shape[0] == 16
+
+
 def test_unknown_modality_to_adapt_is_a_config_error():
     with pytest.raises(ConfigError, match="transfer.on"):
         MultimodalPredictor.from_config(config({"method": "coral", "on": ["audio"]}))
