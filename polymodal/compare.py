@@ -159,6 +159,10 @@ def compare_runs(runs: str | os.PathLike | list[str | os.PathLike], split: str |
         raise OptionError([f"{option('--split')}: none of the runs has test metrics ({', '.join(untested)}: trained "
                            f"without a test manifest); compare them on valid ({valid}), or score every run on one "
                            f"manifest with {option(*EVALUATE_ONE)}"])
+    if split == "test" and untested:
+        warn_user(f"{', '.join(untested)} {'has' if len(untested) == 1 else 'have'} no test metrics (trained without "
+                  f"a test manifest): listed last, without figures; {option(*EVALUATE_ONE)} scores every run on one "
+                  "manifest")
     split = split or ("valid" if untested else "test")
     several = any(config.task == "regression" and len(config.targets) > 1 for _, config, _ in found)
     rows = []
@@ -179,6 +183,8 @@ def compare_runs(runs: str | os.PathLike | list[str | os.PathLike], split: str |
     frame = pd.DataFrame(rows, dtype=object)  # whole numbers stay whole beside a run that lacks one
     groups: dict[tuple, tuple[str, list[str]]] = {}
     for name, config, results in found:
+        if split not in results.metrics:  # no figures to compare: said above
+            continue
         key, said = _scored_rows(config, results, split)
         groups.setdefault(key, (said, []))[1].append(name)
     if len(groups) > 1:

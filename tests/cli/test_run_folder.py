@@ -546,6 +546,13 @@ def test_compare_names_the_runs_without_test_metrics_when_it_falls_back_to_valid
         warnings.simplefilter("error")
         compare_runs([untested, also])  # none has test metrics: valid, as there is nothing else
         compare_runs([tested, untested], split="valid")  # asked for
+    with pytest.warns(UserWarning) as caught:  # asked for test: the runs without any are named as such
+        frame = compare_runs([untested, tested], split="test")
+    said = [str(w.message) for w in caught]
+    assert [s for s in said if s.startswith(f"{untested} has no test metrics (trained without a test manifest): "
+                                            "listed last, without figures")], said
+    assert not [s for s in said if "come from different rows" in s], said
+    assert list(frame["run"]) == [str(tested), str(untested)] and frame.attrs["ranked_by"] == "test_accuracy"
 
 
 def test_compare_refuses_a_split_no_run_has_by_the_option(trained, tmp_path):
