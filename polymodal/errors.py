@@ -91,11 +91,14 @@ class ManifestError(PolymodalError, ValueError):
     Args:
         folded: problems a line stands for beyond itself (``40 more missing files`` is 40 problems
             in one line: 39 folded), so that the count names every problem.
+        missing_files: how many of the problems are cells naming no file (which ``data.on_error``
+            ``skip`` or ``missing`` would go past).
     """
 
-    def __init__(self, problems: Sequence[str], source: str | None = None, folded: int = 0):
+    def __init__(self, problems: Sequence[str], source: str | None = None, folded: int = 0, missing_files: int = 0):
         self.problems = list(problems)
         self.source = source
+        self.missing_files = missing_files
         where = f" {source}" if source else ""
         shown = self.problems[:50]
         more = len(self.problems) - len(shown)

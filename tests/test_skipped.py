@@ -191,6 +191,7 @@ def test_on_error_given_on_the_command_line_replaces_the_runs_for_this_call(run,
     _, out, *_ = run  # trained with data.on_error: skip
     result = invoke("evaluate", out, "--data", data["test"], "--on-error", "raise")
     assert result.exit_code == 2 and "img38.png" in result.stderr and "Cannot decode" in result.stderr
+    assert "hint: --on-error skip leaves out the rows" in result.stderr
     result = invoke("predict", out, "--data", data["test"], "--out", tmp_path / "p.csv", "--on-error", "missing")
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(tmp_path / "p.csv")) == 9, "the row keeps its prediction, its image counted as missing"

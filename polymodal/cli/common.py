@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from polymodal.errors import PATH_ERRORS, PolymodalError, command_line
+from polymodal.errors import PATH_ERRORS, AbsentInputError, DecodeError, ManifestError, PolymodalError, command_line
 from polymodal.utils.tables import format_value, print_table
 
 # soft_wrap: a long path or message stays one line (copied whole), on a terminal or not. markup off:
@@ -107,6 +107,17 @@ def _resumable(kwargs: dict[str, Any]) -> bool:
     return (out / LAST_CHECKPOINT).is_file() or chunks_done(parts_folder(out)) > 0 or (out / JOURNAL_FILE).is_file()
 
 
+ON_ERROR_HINT = ("--on-error skip leaves out the rows of unreadable or missing files and lists them; --on-error "
+                 "missing reads those files as absent (their modality missing in the row)")
+
+
+def _unreadable_input(err: BaseException) -> bool:
+    """Whether an error stopped at a file that could not be read (a decode error, a manifest cell
+    naming no file), which a command's ``--on-error`` could go past."""
+    return (isinstance(err, DecodeError) and not isinstance(err, AbsentInputError) and err.path is not None) or \
+        (isinstance(err, ManifestError) and err.missing_files > 0)
+
+
 def user_errors(fn: F) -> F:
     """Run a command with messages naming its options (:func:`~polymodal.errors.command_line`);
     turn polymodal's own errors (and errors about paths the user gave) into one message and
@@ -124,6 +135,8 @@ def user_errors(fn: F) -> F:
         except (PolymodalError, *PATH_ERRORS) as err:
             message = str(err) if isinstance(err, PolymodalError) else _path_error_message(err)
             err_console.print(labelled("error:", "bold red", message))
+            if "on_error" in kwargs and kwargs["on_error"] in (None, "raise") and _unreadable_input(err):
+                err_console.print(labelled("hint:", "bold", ON_ERROR_HINT))
             raise typer.Exit(2) from None
         except OSError as err:  # a full disk, a read-only file system: the place, not a traceback
             if err.errno not in STORAGE_ERRNOS:

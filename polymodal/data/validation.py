@@ -78,6 +78,7 @@ def validate_manifest(
     problems: list[str] = []
     hints: list[str] = []  # advice on why files are missing: first, before the files it explains
     folded = 0  # problems counted in a 'N more ...' line
+    missing_files = 0  # cells naming no file, refused (data.on_error: raise)
     columns_missing = False
     present_any = np.zeros(len(manifest), dtype=bool)
     checked: set[str] = set()  # file columns already reported (a video and its sound track share one)
@@ -118,6 +119,7 @@ def validate_manifest(
             if said:  # another modality reading this column listed the same files
                 continue
             shown = 3 if hint else 20  # a few examples of what the advice explains
+            missing_files += len(absent)
             for (row, path), reason in zip(absent[:shown], reasons):
                 problems.append(f"{manifest.where(row)}, column '{modality.column}': {reason}: {path}")
             if len(absent) > shown:
@@ -142,7 +144,8 @@ def validate_manifest(
         problems += _target_problems(manifest, config, training)
     if problems:
         hints = list(dict.fromkeys(hints))  # a DataFrame's root: one piece of advice for all its columns
-        raise ManifestError(hints + problems, source=manifest.name, folded=folded - len(hints))  # advice: no problem
+        raise ManifestError(hints + problems, source=manifest.name, folded=folded - len(hints),  # advice: no problem
+                            missing_files=missing_files)
 
 
 def _in_memory_hint(modality: ModalityConfig) -> str:

@@ -596,7 +596,9 @@ def test_missing_training_manifest(data, tmp_path):
 
 def test_missing_evaluation_manifest(run, tmp_path):
     out, _ = run
-    assert_user_error(invoke("evaluate", out, "--data", tmp_path / "nope.csv"), "manifest file not found")
+    result = invoke("evaluate", out, "--data", tmp_path / "nope.csv")
+    assert_user_error(result, "manifest file not found")
+    assert "hint:" not in result.stderr  # no row to go past: the manifest itself is missing
 
 
 def test_evaluate_a_folder_that_is_not_a_run(data, tmp_path):

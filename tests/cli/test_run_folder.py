@@ -89,7 +89,8 @@ def test_a_bad_manifest_leaves_the_existing_run_untouched(data, trained, tmp_pat
     broken.to_csv(data["root"] / "broken.csv", index=False)
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump(classification_config(epochs=3)), encoding="utf-8")
-    assert_user_error(_train(data, run, "--overwrite", config=other, train=data["root"] / "broken.csv"), "gone.png")
+    assert_user_error(_train(data, run, "--overwrite", config=other, train=data["root"] / "broken.csv"), "gone.png",
+                      "hint: --on-error skip leaves out the rows of unreadable or missing files")
     assert _snapshot(run) == before, "the refused run's files changed"
     assert MultimodalPredictor.load(run).predict(data["test"]) is not None
 
@@ -321,7 +322,7 @@ def test_files_skipped_in_training_are_warned_about(data, tmp_path):
         frame.loc[row, "image"] = str(tmp_path / f"bad{i}.png")
     manifest = _beside_the_data(data, frame, "train_skip.csv")
     assert_user_error(_train(data, tmp_path / "refused", train=manifest), "Cannot decode modality 'img'",
-                      "column 'image'")
+                      "column 'image'", "hint: --on-error skip leaves out the rows of unreadable or missing files")
     assert_user_error(_train(data, tmp_path / "refused", "--on-error", "ignore", train=manifest),
                       "--on-error: one of raise, skip, missing; got 'ignore'")
     with pytest.warns(UserWarning) as caught:  # the library's warning (printed on stderr outside pytest)
