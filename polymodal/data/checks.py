@@ -109,14 +109,22 @@ def _check_manifest(config: Config, path: str | os.PathLike, targets: Any = None
         targets = _check_labels(config, pipeline, manifest, targets)
     said = f"{len(manifest):,} rows" + ("; labels not checked against the first --data's classes (it has problems)"
                                         if unchecked else "")
+    if any(m.file_based for m in config.modalities.values()):
+        said += " (files found to exist, not decoded: an unreadable one is found when training reads it)"
     absent = {column: len(manifest.absent(column)[0]) for m in config.modalities.values() if m.file_based
               for column in modality_columns(m)}
     absent = {column: n for column, n in absent.items() if n}
+    unreadable = {column: len(manifest.absent(column)[0]) for m in config.modalities.values() if m.kind == "tabular"
+                  for column in m.columns}
+    unreadable = {column: n for column, n in unreadable.items() if n}
     empty = len(manifest.absent(WHOLE_ROW)[0])
     if absent or empty:
         said += (f"; data.on_error: {config.data.on_error} skips "
                  + ", ".join([f"{n} missing file(s) of '{c}'" for c, n in absent.items()]
                              + ([f"{empty} row(s) with no modality present"] if empty else [])))
+    if unreadable:
+        said += ("; data.on_error: missing reads as missing "
+                 + ", ".join(f"{n} value(s) of '{c}' that are no number" for c, n in unreadable.items()))
     return said, targets
 
 

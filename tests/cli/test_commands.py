@@ -108,7 +108,9 @@ def test_config_check_with_data_checks_the_manifests_as_training_reads_them(data
     result = invoke("config", "check", data["config"], "--data", data["train"], "--data", data["valid"])
     assert result.exit_code == 0, result.output
     rows = len(pd.read_csv(data["train"]))
-    assert f"OK {data['train']}: {rows} rows" in " ".join(result.stdout.split())
+    said = " ".join(result.stdout.split())
+    assert f"OK {data['train']}: {rows} rows (files found to exist, not decoded: an unreadable one is found when " \
+           "training reads it)" in said
     frame = pd.read_csv(data["train"]).rename(columns={"image": "imag"}).assign(label=lambda f: f["label"].where(
         f.index != 2))
     frame.to_csv(tmp_path / "bad.csv", index=False)
@@ -118,10 +120,14 @@ def test_config_check_with_data_checks_the_manifests_as_training_reads_them(data
     config = yaml.safe_load(data["config"].read_text()) | {"data": {"on_error": "missing"}}
     (data["root"] / "missing.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     gone = pd.read_csv(data["train"]).assign(image=lambda f: f["image"].where(f.index > 1, "gone.png"))
+    gone["x1"] = gone["x1"].astype(object)
+    gone.loc[[3, 5, 6], "x1"] = ["38,2", ">100", "n/a?"]  # read as missing, as training reads them
     gone.to_csv(data["root"] / "gone.csv", index=False)
     result = invoke("config", "check", data["root"] / "missing.yaml", "--data", data["root"] / "gone.csv")
     assert result.exit_code == 0, result.output
-    assert "data.on_error: missing skips 2 missing file(s) of 'image'" in " ".join(result.stdout.split())
+    said = " ".join(result.stdout.split())
+    assert "data.on_error: missing skips 2 missing file(s) of 'image'" in said
+    assert "data.on_error: missing reads as missing 3 value(s) of 'x1' that are no number" in said
 
 
 def test_config_check_refuses_a_later_manifest_label_the_first_lacks_as_training_does(data, tmp_path):
