@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     ModelWrapValidatorHandler,
+    PrivateAttr,
     Tag,
     ValidationError,
     model_validator,
@@ -52,6 +53,15 @@ class StrictModel(BaseModel):
     would train a NaN model)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
+    # the section's dotted key in the config that holds it ('train', 'modalities.img.preprocess';
+    # '' for the root), so that an assignment's error names it; None for a section on its own
+    _key: str | None = PrivateAttr(default=None)
+
+    def name_sections(self, key: str = "") -> None:
+        """Record ``key`` as this section's dotted key, and each section below it its own."""
+        self._key = key
+        for field in type(self).model_fields:
+            _name_sections(getattr(self, field), f"{key}.{field}" if key else field)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -92,6 +102,7 @@ class StrictModel(BaseModel):
         (``config.fusion = {"name": "late"}``)."""
         field = type(self).model_fields.get(name)
         problem = None if field is None else bool_for_number(field.annotation, value)
+        key = None if self._key is None or field is None else f"{self._key}.{name}" if self._key else name
         with validating() as outermost:  # outermost: the user's assignment, not a validator's
             try:
                 if problem is not None:
@@ -106,7 +117,24 @@ class StrictModel(BaseModel):
                     lines = [f"{name}: a section's {name} cannot change in place ({getattr(self, name)!r} to "
                              f"{value!r}); assign a new section instead, e.g. config.<section> = "
                              f"{{'{name}': {value!r}, ...}}"]
-                raise ConfigError(lines, source=f"an assignment to {type(self).__name__}.{name}") from None
+                if self._key:  # the lines name keys within this section: named within the config
+                    lines = [f"{self._key}.{line}" for line in lines]
+                where = f"config.{key}" if key is not None else f"{type(self).__name__}.{name}"
+                raise ConfigError(lines, source=f"an assignment to {where}") from None
+        if key is not None:  # a section assigned whole: its sections named below this one
+            _name_sections(getattr(self, name), key)
+
+
+def _name_sections(value: Any, key: str) -> None:
+    """Tell the sections in ``value`` (a section, or a dict or list of them) their dotted key."""
+    if isinstance(value, StrictModel):
+        value.name_sections(key)
+    elif isinstance(value, Mapping):
+        for name, item in value.items():
+            _name_sections(item, f"{key}.{name}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _name_sections(item, f"{key}.{index}")
 
 
 def _error_details(error: Any) -> InitErrorDetails:

@@ -237,6 +237,12 @@ class Config(StrictModel):
         check_feature_cache(self)  # see polymodal.config.finetune
         return self
 
+    @model_validator(mode="after")
+    def _name_sections(self) -> Config:
+        """Every section knows its key, for the errors of assignments to it (``train.epochs``)."""
+        self.name_sections()
+        return self
+
 
 def check_class_weights(config: Config) -> None:
     """``loss.class_weights`` weighs class labels: one weight per class (``classification``) or a

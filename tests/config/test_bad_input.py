@@ -340,14 +340,27 @@ def test_a_bad_assignment_is_a_config_error_naming_the_key():
     config = load_config(config_with())
     with pytest.raises(ConfigError) as info:
         config.data.on_error = "bogus"
-    assert info.value.source == "an assignment to DataConfig.on_error"
-    assert info.value.problems == ["on_error: Input should be 'raise', 'skip' or 'missing' (got 'bogus')"]
+    assert info.value.source == "an assignment to config.data.on_error"
+    assert info.value.problems == ["data.on_error: Input should be 'raise', 'skip' or 'missing' (got 'bogus')"]
     assert config.data.on_error == "raise"  # unchanged
-    with pytest.raises(ConfigError, match=r"name: a section's name cannot change in place \('attention' to 'late'\); "
-                                          r"assign a new section"):
+    with pytest.raises(ConfigError, match=r"fusion.name: a section's name cannot change in place \('attention' to "
+                                          r"'late'\); assign a new section"):
         config.fusion.name = "late"
     config.fusion = {"name": "late"}  # a new section: validated as one
     assert config.fusion.name == "late" and config.fusion.produces_outputs
+    with pytest.raises(ConfigError, match=r"fusion.dropout: Input should be less than 1"):  # the new one's key
+        config.fusion.dropout = 1.5
+    config.modalities["spoken"].preprocess = {}  # a section below a dict of sections: its key within the config
+    with pytest.raises(ConfigError) as info:
+        config.modalities["spoken"].preprocess.sample_rate = -1
+    assert info.value.source == "an assignment to config.modalities.spoken.preprocess.sample_rate"
+    assert info.value.problems[0].startswith("modalities.spoken.preprocess.sample_rate: Input should be greater than 0")
+    from polymodal.config.train import TrainConfig
+
+    alone = TrainConfig()  # a section built on its own: named by its class
+    with pytest.raises(ConfigError) as info:
+        alone.epochs = 0
+    assert info.value.source == "an assignment to TrainConfig.epochs" and info.value.problems[0].startswith("epochs:")
 
 
 def test_an_assignment_a_config_wide_rule_refuses_is_reported_once_not_wrapped(tmp_path):
