@@ -110,7 +110,9 @@ def _of(trainer: L.Trainer) -> str:
 class EpochLines(Callback):
     """One line per epoch on stderr where no bar is drawn (a log, a pipe, CI): the epoch, its
     training loss (:func:`training_loss`; with the total of every term beside it, naming what it
-    adds (:func:`other_terms`), when the run has further tasks or more terms than the task's), validation loss,
+    adds (:func:`other_terms`), when the run has further tasks or more terms than the task's),
+    validation loss (with the whole rows' beside it, ``val_full_loss``, where the kept epoch's
+    loss blends in rows under modality dropout or single modalities),
     the monitored metric and seconds; within an epoch that runs long, a line every ``LOG_EVERY``
     seconds with the batches done (``epoch 1/2: 120/400 batches (30%), 31 s``), so that a log
     under nohup or a scheduler shows the work moving."""
@@ -149,5 +151,9 @@ class EpochLines(Callback):
                 and total != shown["loss"]:
             values = values.replace(f"loss {shown['loss']:.4f}", f"loss {shown['loss']:.4f} (total {total:.4f} "
                                     f"with {other_terms(metrics)})", 1)
+        whole = read("val_full_loss")
+        if whole is not None and shown["val_loss"] is not None:  # val_loss blends in dropped rows or single modalities
+            values = values.replace(f"val_loss {shown['val_loss']:.4f}",
+                                    f"val_loss {shown['val_loss']:.4f} (whole rows {whole:.4f})", 1)
         print(f"epoch {trainer.current_epoch + 1}{_of(trainer)}  {values}  ({time.perf_counter() - self._start:.1f} s)",
               file=sys.stderr, flush=True)

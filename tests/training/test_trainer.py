@@ -672,6 +672,9 @@ def test_an_epoch_line_shows_the_total_beside_the_task_loss_when_other_terms_add
     assert "loss 2.2375 (total 4.6406 with further tasks, unimodal)  val_loss 2.1185" in line(
         **multi, train_unimodal_loss=1.59)
     assert "loss 2.2375 (total 3.0487 with further tasks)  val_loss 2.1185" in line(**multi | {"train_loss": 3.0487})
+    # val_loss blending in dropped rows (modality dropout, subset loss): the whole rows' loss beside it
+    assert "val_loss 1.6975 (whole rows 1.5570)  accuracy" in line(train_loss=2.0, val_loss=1.6975, val_full_loss=1.557,
+                                                                   accuracy=0.8)
 
 
 def test_a_long_epoch_in_a_log_says_how_many_batches_are_done(capsys, monkeypatch):
