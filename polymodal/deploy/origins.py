@@ -69,15 +69,18 @@ def _site(netloc: str) -> str:
     return netloc[:-len(port(netloc))] if port(netloc) in DEFAULT_PORTS else netloc
 
 
-def refusal(method: str, headers: Mapping[str, str], *, loopback: bool) -> RequestError | None:
+def refusal(method: str, headers: Mapping[str, str], *, loopback: bool,
+            listening: int | None = None) -> RequestError | None:
     """Why the service refuses a request with ``method`` and ``headers`` (lower-case names), or
-    None (see the module docstring; ``loopback``: the request arrived on a loopback address)."""
+    None (see the module docstring; ``loopback``: the request arrived on a loopback address;
+    ``listening``: the port it arrived on, which the address to call instead names)."""
     host = headers.get("host", "")
     if loopback and not is_loopback(host_name(host)):
+        at = f":{listening}" if listening is not None and listening != 80 else port(host)
         return RequestError(f"this service listens on loopback and answers requests addressed to localhost, "
                             f"127.0.0.1 or [::1] only; this one was addressed to Host '{host}' (a web page on "
                             "another site can reach a loopback service through a name of its own: DNS rebinding). "
-                            f"Call it at http://127.0.0.1{port(host)}/, or have a reverse proxy in front of it send "
+                            f"Call it at http://127.0.0.1{at}/, or have a reverse proxy in front of it send "
                             "one of those as Host", status=400, code="bad_host", field="Host")
     origin = headers.get("origin")
     if origin is None or method.upper() in SAFE_METHODS:
@@ -112,7 +115,8 @@ class SameSiteOnly:
 
             server = scope.get("server")  # (host, port) of the socket the request came in on
             arrived = is_loopback(str(server[0])) if server else self.loopback
-            error = refusal(scope["method"], Headers(scope=scope), loopback=arrived)
+            error = refusal(scope["method"], Headers(scope=scope), loopback=arrived,
+                            listening=int(server[1]) if server and server[1] is not None else None)
             if error is not None:
                 await JSONResponse(error.to_json(), status_code=error.status)(scope, receive, send)
                 return

@@ -59,6 +59,7 @@ from polymodal.deploy.features import (
 from polymodal.deploy.runtime import Runtime, given
 from polymodal.deploy.settings import ServeSettings
 from polymodal.utils.signal_csv import is_csv_text
+from polymodal.utils.suggest import did_you_mean
 
 # leading bytes of the file types each kind accepts: (offset, bytes, type name)
 SIGNATURES = {
@@ -240,10 +241,14 @@ class RequestParser:
                                f"modality, {{\"{table}\": {{\"{name}\": ...}}}}", status=422, code="unknown_field",
                                field=name)
         if name not in self.kinds:
-            allowed = sorted(self.kinds) + sorted(self.columns)
+            allowed = f"the modalities {sorted(self.kinds)}"
+            if self.columns:
+                allowed += (f" and its tables' columns {sorted(self.columns)} (form fields of their own; in JSON, "
+                            "inside their table's object)")
             hint = "; the output /explain attributes is chosen in the query: POST /explain?output=NAME" \
                 if name == "output" else ""
-            raise RequestError(f"unknown field '{name}'; this model accepts {allowed}{hint}", status=422,
+            meant = did_you_mean(name, [*self.kinds, *self.columns])
+            raise RequestError(f"unknown field '{name}'{meant}; this model accepts {allowed}{hint}", status=422,
                                code="unknown_field", field=name)
         return self.kinds[name]
 

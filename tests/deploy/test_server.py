@@ -277,6 +277,14 @@ def test_a_chunked_body_over_the_limit_is_refused_while_streaming(client):
     assert error["code"] == "too_large" and "200,000 bytes" in error["message"]
 
 
+def test_an_unknown_field_is_answered_with_the_one_likely_meant(client):
+    error = client.post("/predict", data={"nots": "red"}).json()["error"]
+    assert error["message"].startswith("unknown field 'nots' (did you mean 'notes'?); this model accepts the "
+                                       "modalities ['audio', 'image', 'labs', 'notes'] and its tables' columns ['color', 'x1']")
+    error = client.post("/predict", data={"colour": "red"}).json()["error"]
+    assert "unknown field 'colour' (did you mean 'color'?)" in error["message"]
+
+
 def test_limit_messages_name_the_limit_and_the_value(client):
     error = client.post("/predict", json={"image": b64(big_png(65))}).json()["error"]["message"]
     assert "65x65 = 4,225 pixels" in error and "4,096" in error
@@ -331,6 +339,16 @@ def test_a_loopback_service_refuses_requests_addressed_to_another_host(client, h
         error = refused.json()["error"]
         assert error["code"] == "bad_host" and error["field"] == "Host"
         assert f"addressed to Host '{host}'" in error["message"] and "DNS rebinding" in error["message"]
+
+
+def test_a_refused_host_is_told_the_loopback_address_with_the_port_the_service_listens_on():
+    from polymodal.deploy.origins import refusal
+
+    for host in ("evil.example", "evil.example:9000"):
+        error = refusal("GET", {"host": host}, loopback=True, listening=8765)
+        assert "Call it at http://127.0.0.1:8765/," in str(error), str(error)
+    assert "Call it at http://127.0.0.1:9000/," in str(refusal("GET", {"host": "evil.example:9000"}, loopback=True))
+    assert "Call it at http://127.0.0.1/," in str(refusal("GET", {"host": "evil.example"}, loopback=True, listening=80))
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:8000", "localhost:8000", "LOCALHOST", "[::1]:8000",
