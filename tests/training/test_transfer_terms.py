@@ -115,6 +115,17 @@ def test_class_prototypes_land_at_their_class_index_and_absent_classes_keep_thei
     torch.testing.assert_close(net.head.prototypes, torch.tensor([[1.0, 0.0], [7.0, 7.0], [0.0, 5.0]]))
 
 
+def test_running_prototypes_restored_from_a_checkpoint_are_blended_into_not_replaced():
+    """``seen`` is not saved: after a resume, a class's first episode mixes into its restored
+    prototype (momentum 0.9) as the uninterrupted fit would, where a fresh class takes the mean."""
+    head = PrototypeHead(nn.Identity(), 2, 2)
+    head.load_state_dict({"prototypes": torch.tensor([[10.0, 0.0], [0.0, 0.0]])})  # class 1 never trained
+    head.update(torch.tensor([[0.0, 0.0], [4.0, 2.0]]), torch.tensor([0, 1]))
+    torch.testing.assert_close(head.prototypes, torch.tensor([[9.0, 0.0], [4.0, 2.0]]))
+    head.update(torch.tensor([[0.0, 0.0], [0.0, 0.0]]), torch.tensor([0, 1]))  # both seen now: blended
+    torch.testing.assert_close(head.prototypes, torch.tensor([[8.1, 0.0], [3.6, 1.8]]))
+
+
 def test_main_classes_are_the_main_tasks_columns_of_a_multi_task_model():
     frame = pd.DataFrame({"label": ["a", "b", "c", "a"], "h": [1.0, 2.0, 3.0, 4.0], "w": [0.0, 1.0, 0.0, 1.0]})
     manifest = read_manifest(frame)

@@ -60,7 +60,9 @@ class PrototypeHead(nn.Module):
         """Move the prototypes of the classes in ``labels`` towards this episode's class means."""
         classes, means = class_prototypes(embeddings.detach().float(), labels)
         old = self.prototypes[classes]
-        fresh = ~self.seen[classes]
+        # a class is fresh until its first episode; prototypes restored from a checkpoint (a
+        # resume) are not zero, and are blended into as the uninterrupted fit would
+        fresh = ~self.seen[classes] & (old == 0).all(dim=1)
         mixed = self.momentum * old + (1.0 - self.momentum) * means
         self.prototypes[classes] = torch.where(fresh.unsqueeze(1), means, mixed).to(self.prototypes.dtype)
         self.seen[classes] = True
