@@ -471,6 +471,8 @@ def test_embedding_bag_word_vectors_frozen_when_asked(tmp_path):
     encoder = ENCODERS.build(EmbeddingBagConfig(dim=4, vectors=path, train_vectors=False), kind="text",
                              vocab_size=len(VOCAB), pad_id=0, vocab=VOCAB)
     assert not encoder.embedding.weight.requires_grad
+    encoder.freeze(1)  # its one block trains, but the vectors asked to stay fixed do
+    assert not encoder.embedding.weight.requires_grad
 
 
 def test_embedding_bag_word_vectors_of_another_width(tmp_path):

@@ -36,6 +36,7 @@ class EmbeddingBag(Encoder):
                  vocab: list[str] | None = None, train_vectors: bool = True):
         super().__init__()
         self.embedding = _embedding(vocab_size, dim, pad_id)
+        self.train_vectors = train_vectors
         if vectors is not None:
             if vocab is None:
                 raise EncoderSettingError("vectors", "word vectors need the modality's preprocess.tokenizer 'word'")
@@ -61,6 +62,13 @@ class EmbeddingBag(Encoder):
             encoder.pretrained = True
             encoder.embedding.weight.requires_grad_(cfg.train_vectors)
         return encoder
+
+    def freeze(self, spec: str | int) -> None:
+        """As :meth:`Encoder.freeze`, but loaded word vectors with ``train_vectors: false`` stay
+        fixed whatever number of blocks trains."""
+        super().freeze(spec)
+        if self.pretrained and not self.train_vectors:
+            self.embedding.weight.requires_grad_(False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
         tokens = self.embedding(x)  # (B, T, D)
