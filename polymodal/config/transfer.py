@@ -261,6 +261,15 @@ def _check_method(transfer: Any, config: Any, key: str) -> None:
             if size is not None and size < 2:
                 raise ValueError(f"{field}: domain adaptation ('{transfer.method}') compares the source and target "
                                  f"rows of each step and needs batches of at least 2 rows; got {size}")
+    if config.fusion.produces_outputs:  # late fusion: the modalities meet as predictions, in no shared space
+        none = f"fusion '{config.fusion.name}' has none (its modalities meet as predictions)"
+        if isinstance(transfer, DomainConfig) and transfer.on == "fused":
+            raise ValueError(f"{key}.on: 'fused' adapts the fused representation, and {none}; name the modalities "
+                             f"whose encoder outputs to adapt (on: {config.modality_names}), or use another fusion")
+        if isinstance(transfer, DistillConfig) and transfer.feature_weight > 0:
+            raise ValueError(f"{key}.feature_weight: matches the student's fused representation with the "
+                             f"teacher's, and {none}; set it to 0 (the predictions are still distilled), or use "
+                             "another fusion")
     if isinstance(transfer, DomainConfig) and isinstance(transfer.on, list):
         unknown = sorted(set(transfer.on) - set(config.modalities))
         if unknown or not transfer.on:

@@ -147,6 +147,19 @@ def test_the_fused_domain_loss_leaves_out_rows_modality_dropout_hid_a_modality_o
         assert domain_features(undropped, "fused", slice(0, 3))[0].shape[0] == 16
 
 
+def test_late_fusion_has_no_fused_representation_to_adapt_or_match():
+    """Its modalities meet as predictions: on: fused and feature matching are refused by key, the
+    per-modality and prediction-only forms accepted."""
+    late = config({"method": "dann"}) | {"fusion": {"name": "late"}}
+    with pytest.raises(ConfigError, match=r"transfer.on: 'fused' adapts the fused representation, and fusion 'late' "
+                                          r"has none .*\(on: \['img', 'tab'\]\)"):
+        MultimodalPredictor.from_config(late)
+    MultimodalPredictor.from_config(late | {"transfer": {"method": "dann", "on": ["img"]}})
+    distill = late | {"transfer": {"method": "distill", "teacher": "runs/teacher"}}
+    with pytest.raises(ConfigError, match=r"transfer.feature_weight: matches the student's fused representation"):
+        MultimodalPredictor.from_config(distill)
+
+
 def test_unknown_modality_to_adapt_is_a_config_error():
     with pytest.raises(ConfigError, match="transfer.on"):
         MultimodalPredictor.from_config(config({"method": "coral", "on": ["audio"]}))
