@@ -27,9 +27,10 @@ import numpy as np
 
 from polymodal import __version__
 from polymodal.deploy.errors import RequestError
+from polymodal.deploy.features.signatures import FILE_KINDS, accepted_types
 from polymodal.deploy.microbatch import MicroBatcher
 from polymodal.deploy.origins import SameSiteOnly, is_loopback
-from polymodal.deploy.requests import FILE_KINDS, RequestParser, accepted_types, read_row
+from polymodal.deploy.requests import RequestParser, read_row
 from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.settings import ServeSettings
 from polymodal.deploy.tasks import task_json, task_metadata

@@ -158,6 +158,14 @@ def test_rows_are_validated(runtime):
         runtime.predict([{"image": b"GIF89a-not-really"}])
 
 
+def test_a_file_of_another_kind_is_said_to_look_like_what_it_is(runtime):
+    """As the service says it: a WAV given as the image, a PNG as the audio."""
+    with pytest.raises(RequestError, match=r"not a recognised image \(PNG, .*\): it looks like a WAV audio file"):
+        runtime.predict([{"image": wav_bytes(np.zeros(800, np.float32))}])
+    with pytest.raises(RequestError, match=r"not a readable audio file \(WAV, FLAC, OGG\): it looks like a PNG image"):
+        read_wav(png_bytes(np.zeros((4, 4, 3), np.uint8)))
+
+
 def test_a_wav_with_a_chunk_past_the_end_is_an_unsupported_file():
     data = b"RIFF" + (16).to_bytes(4, "little") + b"WAVEjunk" + (1 << 24).to_bytes(4, "little") + b"\0" * 4
     with pytest.raises(RequestError, match="not a readable audio file") as info:

@@ -41,7 +41,11 @@ def read_wav(data: bytes, max_seconds: float | None = None) -> tuple[np.ndarray,
     except TruncatedAudioError as err:
         raise RequestError(err.reason, status=422, code="corrupt_file") from None
     except (DecodeError, OSError):
-        raise RequestError("not a readable audio file (WAV, FLAC, OGG)", status=415, code="unsupported_type") from None
+        from polymodal.deploy.features.signatures import looks_like  # (it imports these features)
+
+        seen = looks_like(data)
+        raise RequestError("not a readable audio file (WAV, FLAC, OGG)" + (f": it looks like {seen}" if seen else ""),
+                           status=415, code="unsupported_type") from None
 
 
 def audio_seconds(data: bytes) -> float | None:

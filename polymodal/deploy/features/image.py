@@ -56,8 +56,12 @@ class ImageFeatures(Features):
         except Image.DecompressionBombError as err:
             raise self.fail(f"refused as a decompression bomb ({err})", "too_many_pixels", 413) from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            raise self.fail("not a recognised image (PNG, JPEG, BMP, GIF, TIFF, WebP)",
-                            "unsupported_type", 415) from None
+            # imported here: it imports the video features, which import these
+            from polymodal.deploy.features.signatures import looks_like
+
+            seen = looks_like(data)
+            raise self.fail("not a recognised image (PNG, JPEG, BMP, GIF, TIFF, WebP)"
+                            + (f": it looks like {seen}" if seen else ""), "unsupported_type", 415) from None
         pixels = image.width * image.height
         if pixels > self.cfg["max_pixels"]:
             raise self.fail(f"image is {image.width}x{image.height} = {pixels:,} pixels; at most "
