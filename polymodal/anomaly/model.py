@@ -57,11 +57,28 @@ def reconstructable(inputs: Mapping[str, torch.Tensor]) -> bool:
 def modality_target(inputs: Mapping[str, torch.Tensor], size: int) -> torch.Tensor | None:
     """A modality's reconstruction target (B, ``size``): the one its batch carries
     (:data:`STORED_TARGET`), else its float input's (:func:`reconstruction_target`); None for a
-    modality that is not reconstructed (token ids)."""
+    modality that is not reconstructed (token ids). A video clip's real frames are spread over
+    its ``frames`` slots first (:func:`real_frames`)."""
     stored = inputs.get(STORED_TARGET)
     if stored is not None:
         return stored
-    return reconstruction_target(inputs["x"], size) if reconstructable(inputs) else None
+    if not reconstructable(inputs):
+        return None
+    x, mask = inputs["x"], inputs.get("mask")
+    if x.dim() == 5 and mask is not None:  # a video (B, T, C, H, W) and its real frames (B, T)
+        x = real_frames(x, mask)
+    return reconstruction_target(x, size)
+
+
+def real_frames(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Clips (B, T, ...) whose real frames (``mask`` (B, T), the first ones: ``stride`` sampling
+    pads a short clip at its end) are spread over all T slots in order, each repeated as often as
+    it takes: the padding frames, which the encoder masks and so cannot tell the decoder of, leave
+    the target, and a clip reads alike whatever its length."""
+    length = mask.sum(dim=1).clamp_min(1)  # (B,)
+    slots = torch.arange(x.shape[1], device=x.device)
+    index = (slots.unsqueeze(0) * length.unsqueeze(1)) // x.shape[1]  # (B, T): slot t reads frame t * length // T
+    return x[torch.arange(x.shape[0], device=x.device).unsqueeze(1), index]
 
 
 class ScoredFeatures(NamedTuple):
@@ -81,8 +98,9 @@ class AnomalyNet(nn.Module):
     Args:
         encoders: by modality name.
         fusion: combines the encoder outputs into one (B, D) vector.
-        latent_dim: L, width of the bias-free latent projection (Deep SVDD needs no bias so that
-            the trivial constant solution is not available through it).
+        latent_dim: L, width of the bias-free latent projection (no bias of its own for Deep
+            SVDD to map every input onto its centre with; the layers before it have theirs: see
+            ``anomaly.svdd_reconstruction``).
         recon_size: values each modality's decoder reconstructs (see :func:`reconstruction_target`).
         decoder_hidden: hidden units of each decoder MLP and of each shared-space projection.
     """

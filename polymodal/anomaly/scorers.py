@@ -146,40 +146,64 @@ class AnomalyScorer(nn.Module):
 
     def score_features(self, net: AnomalyNet, features: ScoredFeatures, present: Present) -> torch.Tensor:
         """(B,) anomaly scores of encoded rows with the modalities of ``present`` (which may hide
-        more than were encoded: modality attribution scores one encoding under many masks)."""
+        more than were encoded: modality attribution scores one encoding under many masks); NaN
+        for a row holding no reconstructed modality (only texts), which has nothing to score."""
         _, errors, mask = _reconstruction(net, features, present)
-        return (errors / self.scale * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+        held = mask.sum(dim=1)
+        score = (errors / self.scale * mask).sum(dim=1) / held.clamp_min(1.0)
+        return torch.where(held > 0, score, torch.full_like(score, float("nan")))
 
 
 @register_scorer("autoencoder")
 class ReconstructionScorer(AnomalyScorer):
     """Reconstruction error of the multimodal autoencoder, each modality's error divided by its
-    mean on the training data, averaged over the present modalities."""
+    mean on the training data, averaged over the present modalities. Texts are not reconstructed
+    (their inputs are token ids): a row holding only texts has no score (NaN, flagged)."""
+
+    unscored_reason = ("no reconstructed modality present: the autoencoder scores the reconstruction of images, "
+                       "audio, signals, videos and tables, not of texts")
 
 
 @register_scorer("deep_svdd")
 class DeepSvddScorer(AnomalyScorer):
     """Autoencoder pre-training, then the squared distance of the latent to a fixed centre
     (the mean latent of the normal training rows after pre-training) is minimised (one-class
-    Deep SVDD); labelled anomalies are pushed away by the inverse distance (Deep SAD)."""
+    Deep SVDD), with the reconstruction loss kept beside it at weight ``reconstruction``
+    (``anomaly.svdd_reconstruction``: the latent keeps telling inputs apart, where the biases
+    upstream of it would let every input collapse onto the centre); labelled anomalies are
+    pushed away by the inverse distance (Deep SAD)."""
 
     phases = (("pretrain", 0.5), ("svdd", 0.5))
-    reconstructs = False  # scored by distance; the pre-training's loss reconstructs from its own batch
+    reconstructs = False  # scored by distance; the losses reconstruct from their own batch
 
-    def __init__(self, n_modalities: int, latent_dim: int, pretrain_fraction: float = 0.5):
+    def __init__(self, n_modalities: int, latent_dim: int, pretrain_fraction: float = 0.5,
+                 reconstruction: float = 1.0):
         super().__init__(n_modalities, latent_dim)
         self.phases = (("pretrain", pretrain_fraction), ("svdd", 1.0 - pretrain_fraction))
+        self.reconstruction = reconstruction
         self.register_buffer("center", torch.zeros(latent_dim))
+
+    @classmethod
+    def from_config(cls, settings: AnomalyConfig, n_modalities: int) -> DeepSvddScorer:
+        return cls(n_modalities, settings.latent_dim, settings.pretrain_fraction, settings.svdd_reconstruction)
 
     def loss(self, net: AnomalyNet, batch: Batch, phase: str) -> LossOutput:
         if phase == "pretrain":
             return self.reconstruction_loss(net, batch)
-        z = net(batch["inputs"], batch["present"])
+        if self.reconstruction > 0:  # one encoding for the latent and its reconstruction
+            z, errors, mask = _batch_reconstruction(net, batch)
+            recon = (errors * mask).sum() / mask.sum().clamp_min(1.0)
+        else:
+            z, recon = net(batch["inputs"], batch["present"]), None
         dist = (z - self.center).pow(2).sum(dim=1)  # (B,)
         normal = _normal_rows(batch, z.shape[0], z.device)
         per_row = torch.where(normal, dist, 1.0 / (dist + 1e-6))
         loss = per_row.mean()
-        return LossOutput(loss, {"distance": dist[normal].mean().detach() if bool(normal.any()) else dist.new_zeros(())})
+        logs = {"distance": dist[normal].mean().detach() if bool(normal.any()) else dist.new_zeros(())}
+        if recon is not None:
+            loss = loss + self.reconstruction * recon
+            logs["reconstruction"] = recon.detach()
+        return LossOutput(loss, logs)
 
     @torch.no_grad()
     def start_phase(self, net: AnomalyNet, phase: str, batches: Callable[[], Iterable[Batch]]) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from polymodal.config.anomaly import AnomalyConfig
+from polymodal.config.anomaly import AnomalyConfig, unreconstructed
 from polymodal.config.fitted import model_settings
 from polymodal.errors import OptionError, RunFolderError
 from polymodal.evaluation.coalitions import coalition_outputs
@@ -102,11 +102,16 @@ def fit_normal_reference(detector: AnomalyDetector, scores: np.ndarray, held: np
 def scored_subsets(detector: AnomalyDetector) -> tuple[list[frozenset[str]], list[frozenset[str]]]:
     """The non-empty subsets of the detector's modalities, largest first: those its scorer scores,
     and those it does not (fewer modalities than ``min_modalities``: the consistency scorer's single
-    modalities), which have no flag threshold of their own (a row holding only them has a NaN score
-    and is flagged)."""
-    fewest = detector.model.scorer.min_modalities
+    modalities; for the autoencoder, only modalities it does not reconstruct: texts), which have
+    no flag threshold of their own (a row holding only them has a NaN score and is flagged)."""
+    scorer = detector.model.scorer
+    unread = unreconstructed(detector.config) if scorer.reconstructs else set()
     subsets = all_subsets(list(detector.model.names))
-    return [c for c in subsets if len(c) >= fewest], [c for c in subsets if len(c) < fewest]
+
+    def scored(subset: frozenset[str]) -> bool:
+        return len(subset) >= scorer.min_modalities and not subset <= unread
+
+    return [c for c in subsets if scored(c)], [c for c in subsets if not scored(c)]
 
 
 def subset_threshold_table(detector: AnomalyDetector) -> dict[str, float] | None:

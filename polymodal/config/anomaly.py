@@ -9,10 +9,10 @@
       # threshold: 3.2                # written by set_threshold(score=) / `polymodal threshold --score` only
 
 Every scorer shares one network: the modalities' encoders, the fusion and a bias-free projection
-to a ``latent_dim`` space. ``autoencoder`` trains per-modality decoders that reconstruct each
+to a ``latent_dim`` space (bias-free in its last layer only: see ``svdd_reconstruction``). ``autoencoder`` trains per-modality decoders that reconstruct each
 (preprocessed) input from the fused latent and scores the reconstruction error; ``deep_svdd``
-pre-trains that autoencoder, then pulls the latents of normal samples towards their centre and
-scores the distance to it (Ruff et al., 2018); ``mahalanobis`` fits a Gaussian (Ledoit-Wolf
+pre-trains that autoencoder, then pulls the latents of normal samples towards their centre, still
+reconstructing them, and scores the distance to it (Ruff et al., 2018); ``mahalanobis`` fits a Gaussian (Ledoit-Wolf
 shrinkage) to the autoencoder's latents of the training samples and scores the Mahalanobis
 distance; ``consistency`` projects each modality into one shared space, aligns every pair of
 modalities on the normal rows with symmetric InfoNCE (the batch's other rows are the mismatched
@@ -63,6 +63,13 @@ class AnomalyConfig(StrictModel):
             training rows. Only used with ``use_labelled_anomalies: true``.
         pretrain_fraction: ``deep_svdd``: fraction of ``train.epochs`` spent pre-training the
             autoencoder before the centre is fixed.
+        svdd_reconstruction: ``deep_svdd``: weight of the autoencoder's reconstruction loss kept
+            beside the distance to the centre after pre-training. The network has biases and
+            normalisation shifts upstream of its bias-free latent (the encoders', the fusion's
+            presence flags and layer norm), through which it can map every input onto the centre
+            (the collapse Ruff et al. rule out with a network without any); the reconstruction
+            keeps the latent telling inputs apart. 0: the distance alone (one-class Deep SVDD as
+            published, which may drift towards that collapse the longer it trains).
     """
 
     scorer: Scorer = "autoencoder"
@@ -73,6 +80,7 @@ class AnomalyConfig(StrictModel):
     recon_size: Annotated[int, Field(ge=4, le=65_536)] = 1024
     decoder_hidden: PositiveInt = 256
     pretrain_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    svdd_reconstruction: Annotated[float, Field(ge=0.0)] = 1.0
     use_labelled_anomalies: bool = False
     max_labelled_anomalies: Annotated[int, Field(ge=0)] | None = None
 
@@ -80,6 +88,12 @@ class AnomalyConfig(StrictModel):
 def anomaly_settings(config: Any) -> AnomalyConfig:
     """The config's ``anomaly`` section as it is now, its defaults when the config has none."""
     return config.anomaly if config.anomaly is not None else AnomalyConfig()
+
+
+def unreconstructed(config: Any) -> set[str]:
+    """The modalities an autoencoder does not reconstruct: texts (token ids), but those of a
+    cached frozen encoder, whose stored outputs it reconstructs."""
+    return {name for name, m in config.modalities.items() if m.kind == "text" and not m.encoder.cache}
 
 
 def check_anomaly(config: Any) -> None:
@@ -106,9 +120,15 @@ def check_anomaly(config: Any) -> None:
         raise ValueError(f"anomaly.max_labelled_anomalies: {anomaly.max_labelled_anomalies} limits the labelled "
                          "anomalies kept in training, but use_labelled_anomalies is false (every one is dropped); "
                          "set use_labelled_anomalies: true, or remove the key")
+    scorer = anomaly.scorer if anomaly is not None else AnomalyConfig().scorer
+    if scorer != "consistency" and unreconstructed(config) == set(config.modalities):
+        raise ValueError(f"anomaly.scorer '{scorer}' learns by reconstructing the inputs, and texts are not "
+                         f"reconstructed (their inputs are token ids): this config has only texts "
+                         f"{sorted(config.modalities)}; add another modality, cache a frozen pretrained text "
+                         "encoder (encoder.cache: true: its outputs are reconstructed), or use scorer 'consistency'")
     if anomaly is not None and anomaly.scorer == "consistency" and len(config.modalities) < 2:
         raise ValueError(f"anomaly.scorer 'consistency' compares modalities and needs at least 2; this config has "
                          f"{sorted(config.modalities)}")
 
 
-__all__ = ["AnomalyConfig", "Scorer", "anomaly_settings", "check_anomaly"]
+__all__ = ["AnomalyConfig", "Scorer", "anomaly_settings", "check_anomaly", "unreconstructed"]

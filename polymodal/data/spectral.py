@@ -22,7 +22,7 @@ def stft_power(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
         x: (B, N) waveforms.
 
     Returns:
-        (B, T, n_fft // 2 + 1) power, T = 1 + N // hop.
+        (B, T, n_fft // 2 + 1) power, T = :func:`frames` (N, hop, n_fft).
     """
     window = torch.hann_window(n_fft, periodic=True, dtype=x.dtype, device=x.device)
     spec = torch.stft(x, n_fft=n_fft, hop_length=hop, win_length=n_fft, window=window, center=True,
@@ -71,6 +71,8 @@ def mfcc(x: torch.Tensor, sample_rate: int, n_fft: int, hop: int, n_mels: int, n
     return mel_db @ dct_matrix(n_mels, n_mfcc).to(x.device, x.dtype)
 
 
-def frames(n_samples: int, hop: int) -> int:
-    """Frames a centred STFT gives for ``n_samples`` samples."""
-    return 1 + n_samples // hop
+def frames(n_samples: int, hop: int, n_fft: int) -> int:
+    """Frames a centred STFT of ``n_fft`` gives for ``n_samples`` samples (padded by ``n_fft // 2``
+    on both sides): ``1 + n_samples // hop`` for an even ``n_fft``, one fewer for an odd one when
+    ``hop`` divides ``n_samples`` (441 samples at 44.1 kHz and 10 ms)."""
+    return 1 + (n_samples + 2 * (n_fft // 2) - n_fft) // hop

@@ -463,6 +463,50 @@ def test_deep_svdd_names_each_phase_before_its_epoch_lines(data, capsys):
         "epoch 1/1"]
 
 
+def test_the_autoencoder_leaves_a_row_holding_only_texts_unscored(data):
+    """Texts are not reconstructed: a row holding only its text scored 0.0, below every threshold,
+    never flagged whatever it said. It has no score (NaN, flagged, with the reason), its subset no
+    threshold; a config of texts only is refused by key."""
+    words = ["pump ok", "motor fine", "steady hum"]
+    for split in ("train", "valid", "test"):
+        frame = pd.read_csv(data / f"{split}.csv")
+        frame["note"] = [words[i % 3] for i in range(len(frame))]
+        frame.to_csv(data / f"{split}_noted.csv", index=False)
+    cfg = config("autoencoder", epochs=2)
+    cfg["modalities"] = {"a": cfg["modalities"]["a"],
+                         "note": {"kind": "text", "column": "note", "encoder": {"name": "embedding_bag", "dim": 8}}}
+    det = AnomalyDetector.from_config(cfg).fit(data / "train_noted.csv", data / "valid_noted.csv")
+    assert set(det.info["subset_thresholds"]) == {"a+note", "a"}
+    rows = pd.read_csv(data / "test_noted.csv").iloc[:3].assign(a=lambda f: f["a"].where(f.index == 0))
+    with pytest.warns(UserWarning, match=r"2 of 3 rows could not be scored \(no reconstructed modality present"):
+        frame = det.predict_frame(rows.assign(a=lambda f: f["a"].map(lambda p: p if pd.isna(p) else str(data / p))))
+    assert np.isfinite(frame["score"][0]) and np.isnan(frame["score"][1:]).all() and frame["flag"][1:].all()
+    assert frame["note"][1:].str.startswith("not scored: no reconstructed modality present").all()
+    cfg["modalities"].pop("a")
+    with pytest.raises(ConfigError, match=r"anomaly.scorer: 'autoencoder' learns by reconstructing the inputs, and "
+                                          r"texts are not reconstructed .*only texts \['note'\]"):
+        AnomalyDetector.from_config(cfg)
+
+
+def test_a_short_clips_padding_frames_leave_its_reconstruction_target():
+    """stride sampling pads a short clip with frames the encoder masks (so cannot tell the decoder
+    of): its real frames are spread over the slots, so a clip of one frame held for 4 or 8 frames
+    reads alike, and the order of frames is kept."""
+    import torch
+
+    from polymodal.anomaly.model import modality_target
+
+    frame = torch.randn(3, 4, 4)
+    long, short = torch.stack([frame] * 8), torch.cat([torch.stack([frame] * 4), torch.full((4, 3, 4, 4), -1.7)])
+    mask = torch.tensor([[True] * 8, [True] * 4 + [False] * 4])
+    targets = modality_target({"x": torch.stack([long, short]), "mask": mask}, 16)
+    torch.testing.assert_close(targets[0], targets[1])
+    ramp = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 4, 4)  # frames 0, 1, 2, 3 then padding
+    clip = torch.cat([ramp, torch.zeros(4, 3, 4, 4)]).unsqueeze(0)
+    spread = modality_target({"x": clip, "mask": torch.tensor([[True] * 4 + [False] * 4])}, 8)
+    torch.testing.assert_close(spread[0], torch.tensor([0.0, 0, 1, 1, 2, 2, 3, 3]))
+
+
 def test_consistency_leaves_a_row_with_one_modality_unscored_and_out_of_the_metrics(data):
     """A row with one modality has nothing to compare: NaN and a note, never a neutral 0 that can
     never be flagged; evaluate leaves such rows out of every metric and counts them."""

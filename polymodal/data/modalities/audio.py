@@ -162,7 +162,7 @@ class AudioPreprocessor(Preprocessor):
 
     @property
     def n_frames(self) -> int:
-        return self.n_samples if self.cfg.features == "waveform" else F.frames(self.n_samples, self.hop)
+        return self.n_samples if self.cfg.features == "waveform" else F.frames(self.n_samples, self.hop, self.n_fft)
 
     def decode(self, value: Any) -> DecodedClip:
         path = str(value)

@@ -304,7 +304,7 @@ class SignalPreprocessor(Preprocessor):
         if self._spectral is None:
             return (self.n_channels, self.cfg.length)
         n_fft, hop = self._spectral
-        return (self.n_channels * (n_fft // 2 + 1), F.frames(self.cfg.length, hop))
+        return (self.n_channels * (n_fft // 2 + 1), F.frames(self.cfg.length, hop, n_fft))
 
     def fit_features(self, arrays: Mapping[str, np.ndarray]) -> None:
         if self.cfg.normalize == "global":

@@ -60,7 +60,8 @@ def audio_seconds(data: bytes) -> float | None:
 
 
 def stft_power(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """(B, N) -> (B, 1 + N // hop, n_fft // 2 + 1) power of a centred, zero-padded periodic-Hann STFT."""
+    """(B, N) -> (B, T, n_fft // 2 + 1) power of a centred, zero-padded periodic-Hann STFT (T = 1 +
+    (N + 2 (n_fft // 2) - n_fft) // hop: 1 + N // hop for an even n_fft)."""
     pad = n_fft // 2
     padded = np.pad(x.astype(np.float64), ((0, 0), (pad, pad)))
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=1)[:, ::hop]  # (B, T, n_fft)

@@ -54,6 +54,19 @@ def test_log_mel_matches_librosa(clips, band, top_db):
     assert (x[1].min() == pytest.approx(floor, abs=1e-3)) == (top_db is not None)
 
 
+def test_an_odd_frame_gives_the_frame_count_the_stft_gives(clips):
+    """n_fft 201 (25.125 ms at 8 kHz: odd, as 441 samples are at 44.1 kHz and 10 ms), a hop of 80
+    that divides the 4,000 samples: the centred STFT gives 1 + 3,999 // 80 = 50 frames, not 51;
+    the spec said 51, and encoding failed writing the 50 it made."""
+    prep = audio(features="log_mel", frame_ms=25.125)
+    assert prep.n_fft % 2 == 1 and prep.n_samples % prep.hop == 0
+    decoded = [prep.decode(path) for path in clips]
+    arrays = prep.featurize(decoded)
+    assert arrays["x"].shape[1:] == prep.spec()["x"].shape == (50, 32)
+    assert (arrays["length"] <= 50).all()
+    np.testing.assert_allclose(arrays["x"][0], librosa_log_mel(decoded[0][0], prep).T, atol=2e-3, rtol=0)
+
+
 @pytest.mark.parametrize("top_db", [None, 80.0])
 def test_mfcc_matches_librosa(clips, top_db):
     prep = audio(features="mfcc", n_mfcc=13, top_db=top_db)

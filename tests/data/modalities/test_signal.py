@@ -222,18 +222,20 @@ def test_crop_and_pad(tmp_path, crop, start):
 
 
 @pytest.mark.parametrize(("scale", "log"), [("log1p", np.log1p), ("db", lambda p: 10 * np.log10(p + 1e-10))])
-def test_spectrogram_shape_and_values(tmp_path, scale, log):
+@pytest.mark.parametrize(("n_fft", "frames"), [(32, 17), (33, 16)])  # odd: 1 + 255 // 16 frames, the STFT's count
+def test_spectrogram_shape_and_values(tmp_path, scale, log, n_fft, frames):
     data = recording(channels=2, samples=256)
-    prep = signal(length=256, spectrogram={"n_fft": 32, "hop": 16, "scale": scale})
+    prep = signal(length=256, spectrogram={"n_fft": n_fft, "hop": 16, "scale": scale})
     path = save_as(tmp_path / "r.npy", data)
     prep.fit([path])
     arrays = encode_values(prep, [path])
-    assert prep.shape == (2 * 17, 1 + 256 // 16)
+    bins = n_fft // 2 + 1
+    assert prep.shape == (2 * bins, frames)
     assert arrays["x"].shape == (1, *prep.shape) and arrays["x"].dtype == np.float32
     for c in range(2):
-        power = np.abs(librosa.stft(data[c].astype(np.float64), n_fft=32, hop_length=16, window="hann", center=True,
+        power = np.abs(librosa.stft(data[c].astype(np.float64), n_fft=n_fft, hop_length=16, window="hann", center=True,
                                     pad_mode="constant")) ** 2
-        np.testing.assert_allclose(arrays["x"][0, c * 17:(c + 1) * 17], log(power), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(arrays["x"][0, c * bins:(c + 1) * bins], log(power), rtol=1e-4, atol=1e-4)
 
 
 def test_db_spectrogram_stays_a_log_at_any_amplitude_and_silence_reads_the_floor(tmp_path):
