@@ -241,8 +241,9 @@ class TargetEncoder:
                 )
         elif self.task == "regression":  # a further task's empty cells (rows without its label) left out
             values = manifest.select(self.columns).apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
-            self.mean = np.nanmean(values, axis=0).astype(np.float32)
-            self.std = np.maximum(np.nanstd(values, axis=0), 1e-8).astype(np.float32)
+            # float64: a target far from 0 (a Unix time, 1.7e9) has float32 steps wider than its spread
+            self.mean = np.nanmean(values, axis=0)
+            self.std = np.maximum(np.nanstd(values, axis=0), 1e-8)
         return self
 
     @property
@@ -272,10 +273,10 @@ class TargetEncoder:
         frame = manifest.select([c for c in self.columns if c in manifest.columns], rows)  # not every column
         if self.task == "retrieval":  # no target column: no labels (-1), each row is its own pair
             return np.full(len(frame), -1, np.int64)
-        values = frame[self.columns].apply(pd.to_numeric).to_numpy(np.float32)
-        if self.task == "regression":
+        values = frame[self.columns].apply(pd.to_numeric).to_numpy(np.float64)
+        if self.task == "regression":  # standardised in float64, then narrowed: the offset is gone first
             values = (values - self.mean) / self.std
-        return values
+        return values.astype(np.float32)
 
     def encode_classes(self, manifest: Manifest, rows: np.ndarray) -> tuple[np.ndarray, list[tuple[int, Any]]]:
         """A class column's (N,) int64 indices at ``rows`` and the ``(row, cell)`` of each row left
@@ -318,8 +319,8 @@ class TargetEncoder:
         return encoded
 
     def decode_values(self, outputs: np.ndarray) -> np.ndarray:
-        """Regression outputs back on the original scale."""
-        return outputs * self.std + self.mean
+        """Regression outputs back on the original scale (float64: see :meth:`fit`)."""
+        return np.asarray(outputs, np.float64) * self.std + self.mean
 
     def get_state(self) -> dict[str, Any]:
         state = {
@@ -337,8 +338,8 @@ class TargetEncoder:
         encoder.classes = state.get("classes")
         encoder.threshold = state.get("threshold")
         if state.get("mean") is not None:
-            encoder.mean = np.asarray(state["mean"], np.float32)
-            encoder.std = np.asarray(state["std"], np.float32)
+            encoder.mean = np.asarray(state["mean"], np.float64)
+            encoder.std = np.asarray(state["std"], np.float64)
         return encoder
 
 

@@ -374,8 +374,8 @@ class Runtime:
             return probabilities(kind, outputs)
         if kind == "anomaly":
             return outputs
-        mean, std = entry["target_scaling"]
-        return outputs * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
+        mean, std = entry["target_scaling"]  # in float64, as training decodes them (targets far from 0)
+        return np.asarray(outputs, np.float64) * np.asarray(std, np.float64) + np.asarray(mean, np.float64)
 
     def predict_proba(self, rows: Sequence[Row], task: str | None = None) -> np.ndarray:
         """(B, K) class probabilities of the main task, or of ``task`` (a further task's name);

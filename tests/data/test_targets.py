@@ -50,3 +50,18 @@ def test_a_retrieval_target_accepts_labels_training_never_saw_and_matches_them_b
     assert enc.encode(test, np.array([3, 2])).tolist() == [codes[3], codes[2]]  # the same code in a call over some rows
     with pytest.raises(SchemaMismatchError, match=r"label 5 in column 'y' was not seen in training"):
         TargetEncoder("classification", ["y"]).fit(train).encode(test)
+
+
+def test_regression_targets_far_from_zero_keep_their_spread():
+    """A Unix time (1.7e9 +- 30 s): float32 steps there are 128 s wide, so targets read in float32
+    collapsed onto 3 values and the metrics were computed on them. Standardised in float64, the
+    targets and the decoded outputs keep every second, through a save and load of the state too."""
+    rng = np.random.default_rng(0)
+    seconds = 1.7e9 + rng.uniform(-30, 30, 200).round()
+    manifest = read_manifest(pd.DataFrame({"t": seconds, "x": 0.0}))
+    encoder = TargetEncoder("regression", ["t"]).fit(manifest)
+    encoded = encoder.encode(manifest)
+    assert encoded.dtype == np.float32 and len(np.unique(encoded)) == len(np.unique(seconds))
+    np.testing.assert_allclose(encoder.decode_values(encoded)[:, 0], seconds, rtol=0, atol=1e-3)
+    restored = TargetEncoder.from_state(encoder.get_state())
+    np.testing.assert_allclose(restored.decode_values(encoded)[:, 0], seconds, rtol=0, atol=1e-3)
