@@ -41,8 +41,10 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
 
 
 def empty_mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> list[int]:
-    """Indices of the mel filters that cover no FFT bin (librosa's test: a filter whose lower edge
-    is 0 Hz is never counted as empty).
+    """Indices of the mel filters that cover no FFT bin strictly inside their edges (a bin on an
+    edge has weight 0). Stricter than librosa's warning, which never counts a filter whose lower
+    edge is 0 Hz: the 0 Hz bin sits on that edge, so with no other bin under it the filter is
+    empty all the same (a band of -100 dB in every clip).
 
     Args:
         fmax: ``None`` means ``sample_rate / 2``.
@@ -52,7 +54,7 @@ def empty_mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fm
     bins = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)  # (n_fft // 2 + 1,), ascending
     first_above = np.searchsorted(bins, edges[:-2], side="right")  # first bin above each lower edge
     first_at_top = np.searchsorted(bins, edges[2:], side="left")  # first bin at or above each upper edge
-    empty = (first_at_top <= first_above) & (edges[:-2] != 0)
+    empty = first_at_top <= first_above
     return [int(i) for i in np.flatnonzero(empty)]
 
 
