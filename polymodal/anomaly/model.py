@@ -100,7 +100,7 @@ class AnomalyNet(nn.Module):
         fusion: combines the encoder outputs into one (B, D) vector.
         latent_dim: L, width of the bias-free latent projection (no bias of its own for Deep
             SVDD to map every input onto its centre with; the layers before it have theirs: see
-            ``anomaly.svdd_reconstruction``).
+            :class:`~polymodal.anomaly.scorers.DeepSvddScorer`).
         recon_size: values each modality's decoder reconstructs (see :func:`reconstruction_target`).
         decoder_hidden: hidden units of each decoder MLP and of each shared-space projection.
     """

@@ -168,42 +168,30 @@ class ReconstructionScorer(AnomalyScorer):
 class DeepSvddScorer(AnomalyScorer):
     """Autoencoder pre-training, then the squared distance of the latent to a fixed centre
     (the mean latent of the normal training rows after pre-training) is minimised (one-class
-    Deep SVDD), with the reconstruction loss kept beside it at weight ``reconstruction``
-    (``anomaly.svdd_reconstruction``: the latent keeps telling inputs apart, where the biases
-    upstream of it would let every input collapse onto the centre); labelled anomalies are
-    pushed away by the inverse distance (Deep SAD)."""
+    Deep SVDD); labelled anomalies are pushed away by the inverse distance (Deep SAD).
+
+    Ruff et al. rule out the collapse of every input onto the centre with a network without
+    biases; only the latent projection lacks one here (the encoders, the fusion's presence flags
+    and layer norm have theirs), so that solution is reachable, and a long SVDD phase drifts
+    towards it (README, Known limits)."""
 
     phases = (("pretrain", 0.5), ("svdd", 0.5))
-    reconstructs = False  # scored by distance; the losses reconstruct from their own batch
+    reconstructs = False  # scored by distance; the pre-training's loss reconstructs from its own batch
 
-    def __init__(self, n_modalities: int, latent_dim: int, pretrain_fraction: float = 0.5,
-                 reconstruction: float = 1.0):
+    def __init__(self, n_modalities: int, latent_dim: int, pretrain_fraction: float = 0.5):
         super().__init__(n_modalities, latent_dim)
         self.phases = (("pretrain", pretrain_fraction), ("svdd", 1.0 - pretrain_fraction))
-        self.reconstruction = reconstruction
         self.register_buffer("center", torch.zeros(latent_dim))
-
-    @classmethod
-    def from_config(cls, settings: AnomalyConfig, n_modalities: int) -> DeepSvddScorer:
-        return cls(n_modalities, settings.latent_dim, settings.pretrain_fraction, settings.svdd_reconstruction)
 
     def loss(self, net: AnomalyNet, batch: Batch, phase: str) -> LossOutput:
         if phase == "pretrain":
             return self.reconstruction_loss(net, batch)
-        if self.reconstruction > 0:  # one encoding for the latent and its reconstruction
-            z, errors, mask = _batch_reconstruction(net, batch)
-            recon = (errors * mask).sum() / mask.sum().clamp_min(1.0)
-        else:
-            z, recon = net(batch["inputs"], batch["present"]), None
+        z = net(batch["inputs"], batch["present"])
         dist = (z - self.center).pow(2).sum(dim=1)  # (B,)
         normal = _normal_rows(batch, z.shape[0], z.device)
         per_row = torch.where(normal, dist, 1.0 / (dist + 1e-6))
         loss = per_row.mean()
-        logs = {"distance": dist[normal].mean().detach() if bool(normal.any()) else dist.new_zeros(())}
-        if recon is not None:
-            loss = loss + self.reconstruction * recon
-            logs["reconstruction"] = recon.detach()
-        return LossOutput(loss, logs)
+        return LossOutput(loss, {"distance": dist[normal].mean().detach() if bool(normal.any()) else dist.new_zeros(())})
 
     @torch.no_grad()
     def start_phase(self, net: AnomalyNet, phase: str, batches: Callable[[], Iterable[Batch]]) -> None:

@@ -9,10 +9,10 @@
       # threshold: 3.2                # written by set_threshold(score=) / `polymodal threshold --score` only
 
 Every scorer shares one network: the modalities' encoders, the fusion and a bias-free projection
-to a ``latent_dim`` space (bias-free in its last layer only: see ``svdd_reconstruction``). ``autoencoder`` trains per-modality decoders that reconstruct each
+to a ``latent_dim`` space (bias-free in that last layer only: see Deep SVDD in the README's Known limits). ``autoencoder`` trains per-modality decoders that reconstruct each
 (preprocessed) input from the fused latent and scores the reconstruction error; ``deep_svdd``
-pre-trains that autoencoder, then pulls the latents of normal samples towards their centre, still
-reconstructing them, and scores the distance to it (Ruff et al., 2018); ``mahalanobis`` fits a Gaussian (Ledoit-Wolf
+pre-trains that autoencoder, then pulls the latents of normal samples towards their centre and
+scores the distance to it (Ruff et al., 2018); ``mahalanobis`` fits a Gaussian (Ledoit-Wolf
 shrinkage) to the autoencoder's latents of the training samples and scores the Mahalanobis
 distance; ``consistency`` projects each modality into one shared space, aligns every pair of
 modalities on the normal rows with symmetric InfoNCE (the batch's other rows are the mismatched
@@ -63,13 +63,6 @@ class AnomalyConfig(StrictModel):
             training rows. Only used with ``use_labelled_anomalies: true``.
         pretrain_fraction: ``deep_svdd``: fraction of ``train.epochs`` spent pre-training the
             autoencoder before the centre is fixed.
-        svdd_reconstruction: ``deep_svdd``: weight of the autoencoder's reconstruction loss kept
-            beside the distance to the centre after pre-training. The network has biases and
-            normalisation shifts upstream of its bias-free latent (the encoders', the fusion's
-            presence flags and layer norm), through which it can map every input onto the centre
-            (the collapse Ruff et al. rule out with a network without any); the reconstruction
-            keeps the latent telling inputs apart. 0: the distance alone (one-class Deep SVDD as
-            published, which may drift towards that collapse the longer it trains).
     """
 
     scorer: Scorer = "autoencoder"
@@ -80,7 +73,6 @@ class AnomalyConfig(StrictModel):
     recon_size: Annotated[int, Field(ge=4, le=65_536)] = 1024
     decoder_hidden: PositiveInt = 256
     pretrain_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
-    svdd_reconstruction: Annotated[float, Field(ge=0.0)] = 1.0
     use_labelled_anomalies: bool = False
     max_labelled_anomalies: Annotated[int, Field(ge=0)] | None = None
 
