@@ -107,6 +107,48 @@ def _resumable(kwargs: dict[str, Any]) -> bool:
     return (out / LAST_CHECKPOINT).is_file() or chunks_done(parts_folder(out)) > 0 or (out / JOURNAL_FILE).is_file()
 
 
+class SetsConfigKeys(typer.core.TyperCommand):
+    """A command that takes ``--set``: an unknown option named as a config key (``--epochs``,
+    ``--batch-size``) is answered with the ``--set`` that sets it."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as err:  # click's NoSuchOption (typer vendors click in later versions)
+            name = getattr(err, "option_name", None)
+            keys = config_keys_named(name.lstrip("-").replace("-", "_")) if type(err).__name__ == "NoSuchOption" \
+                and name else []
+            if keys:
+                err.message += f" (it is a config key: {' or '.join(f'--set {key}=VALUE' for key in keys)} sets it)"
+            raise
+
+
+@functools.cache
+def config_keys_named(leaf: str) -> tuple[str, ...]:
+    """The dotted keys of the config's sections (not those under a modality or a task, whose
+    names the config chooses) whose last part is ``leaf``: ``epochs`` -> ``train.epochs``."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from polymodal.config import Config
+
+    def sections(annotation: Any) -> list[type[BaseModel]]:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return [annotation]
+        if typing.get_origin(annotation) in (dict, list):  # named by the config: modalities, tasks
+            return []
+        return [m for arg in typing.get_args(annotation) for m in sections(arg)]
+
+    found = []
+    for name, field in Config.model_fields.items():
+        if name == leaf and not sections(field.annotation):  # a value of its own (task, target), not a section
+            found.append(name)
+        for section in dict.fromkeys(sections(field.annotation)):
+            found += [f"{name}.{leaf}"] if leaf in section.model_fields else []
+    return tuple(dict.fromkeys(found))
+
+
 ON_ERROR_HINT = ("--on-error skip leaves out the rows of unreadable or missing files and lists them; --on-error "
                  "missing reads those files as absent (their modality missing in the row)")
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from polymodal.cli.common import SetOpt, console, labelled, print_rows, print_warning, user_errors
+from polymodal.cli.common import SetOpt, SetsConfigKeys, console, labelled, print_rows, print_warning, user_errors
 
 
 def config_init(
@@ -141,5 +141,5 @@ def register(app: typer.Typer) -> None:
     config_app = typer.Typer(help="Inspect and validate config files.", no_args_is_help=True)
     config_app.command("init")(user_errors(config_init))
     config_app.command("schema")(config_schema)
-    config_app.command("check")(user_errors(config_check))
+    config_app.command("check", cls=SetsConfigKeys)(user_errors(config_check))
     app.add_typer(config_app, name="config")

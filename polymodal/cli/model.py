@@ -17,6 +17,7 @@ from polymodal.cli.common import (
     OnErrorOpt,
     RunArg,
     SetOpt,
+    SetsConfigKeys,
     SupportOpt,
     check_on_error,
     console,
@@ -588,4 +589,4 @@ def register(app: typer.Typer) -> None:
     """Add ``train``, ``evaluate``, ``explain``, ``predict``, ``threshold``, ``demo``, ``tune`` and ``compare``
     to the ``polymodal`` app."""
     for command in (train, evaluate, explain, predict, threshold, demo, tune, compare):
-        app.command()(user_errors(command))
+        app.command(cls=SetsConfigKeys if command in (train, tune) else None)(user_errors(command))

@@ -768,3 +768,21 @@ def test_the_on_error_option_offers_the_configs_choices():
     from polymodal.config.train import OnError
 
     assert ON_ERROR == get_args(OnError)
+
+
+def test_an_option_named_as_a_config_key_is_answered_with_the_set_that_sets_it(tmp_path):
+    """``train --epochs 3``: not an option, a config key; train, tune and config check say which
+    --set sets it, a command without --set says nothing of it."""
+    import re
+
+    def said(result) -> str:
+        return " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+
+    for args in (["train", tmp_path / "c.yaml", "--train", tmp_path / "t.csv", "--out", tmp_path / "r", "--epochs", "3"],
+                 ["config", "check", tmp_path / "c.yaml", "--batch-size", "8"]):
+        result = invoke(*args)
+        assert result.exit_code == 2
+        key = "train.epochs" if args[0] == "train" else "train.batch_size"
+        assert f"(it is a config key: --set {key}=VALUE sets it)" in said(result), said(result)
+    result = invoke("evaluate", tmp_path / "r", "--data", tmp_path / "t.csv", "--epochs", "3")
+    assert result.exit_code == 2 and "No such option: --epochs" in said(result) and "config key" not in said(result)
