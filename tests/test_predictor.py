@@ -215,7 +215,7 @@ def test_a_regression_row_with_no_input_is_nan_under_on_error_missing(reg, data)
     finally:
         reg.config.data.on_error = before
     assert values.shape == (len(frame),) and np.isnan(values[0]) and np.isfinite(values[1:]).all()
-    assert values.dtype == reg.predict(frame.drop(index=100)).dtype == np.float32  # as without an empty row
+    assert values.dtype == reg.predict(frame.drop(index=100)).dtype == np.float64  # as without an empty row
     assert np.isnan(table.loc[100, "pred_y"]) and table.loc[100, "absent"] == "sig, tab"
     np.testing.assert_allclose(table["pred_y"].to_numpy()[1:], values[1:], rtol=1e-6)
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from polymodal.anomaly.model import STORED_TARGET, reconstructable, reconstruction_target
+from polymodal.anomaly.model import STORED_TARGET, modality_target
 from polymodal.data.dataset import MultimodalDataset
 from polymodal.data.encode import EncodedModality, EncodedTable
 from polymodal.data.modalities.base import Preprocessor
@@ -62,7 +62,8 @@ def _targets(name: str, encoded: EncodedModality, rows: np.ndarray, preprocessor
     out = np.zeros((len(rows), size), np.float32)
     for start in range(0, len(rows), BATCH):
         batch = dataset.__getitems__(list(range(start, min(start + BATCH, len(rows)))))["inputs"][name]
-        if not reconstructable(batch):
+        target = modality_target(batch, size)  # as the network would compute it (a video's real frames)
+        if target is None:
             return None
-        out[start:start + BATCH] = reconstruction_target(batch["x"], size).numpy()
+        out[start:start + BATCH] = target.numpy()
     return out
