@@ -12,8 +12,8 @@ from polymodal.utils.scores import decisions, sigmoid, softmax
 
 
 def reliability_bins(proba: np.ndarray, target: np.ndarray, bins: int = 15) -> list[dict[str, Any]]:
-    """Per equal-width bin of the top-class confidence: its edges, sample count, mean confidence
-    and accuracy (what a reliability diagram draws).
+    """Per equal-width bin of the top-class confidence, ``(low, high]`` as Guo et al. (2017) bin
+    it: its edges, sample count, mean confidence and accuracy (what a reliability diagram draws).
 
     Args:
         proba: (N, K) class probabilities.
@@ -23,7 +23,7 @@ def reliability_bins(proba: np.ndarray, target: np.ndarray, bins: int = 15) -> l
     confidence = proba.max(axis=1)
     correct = proba.argmax(axis=1) == target
     edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
     out = []
     for b in range(bins):
         in_bin = which == b

@@ -20,7 +20,8 @@ def threshold_cuts(positive_proba: np.ndarray, is_positive: np.ndarray) -> dict[
     ``is_positive`` (N,): ``threshold`` (C,) (a row is called positive when its probability reaches
     it; the midpoints between neighbouring distinct probabilities, from above the highest to below
     the lowest), ``lower`` and ``upper`` (C,) (every threshold in ``(lower, upper]`` makes the same
-    calls), and at each the counts ``tp``, ``fp``, ``tn``, ``fn``."""
+    calls; the last cut's ``lower`` is 0, and its threshold 0 when the lowest probability is 0:
+    every row called there), and at each the counts ``tp``, ``fp``, ``tn``, ``fn``."""
     proba = np.asarray(positive_proba, np.float64)
     truth = np.asarray(is_positive, bool)
     order = np.argsort(-proba, kind="stable")

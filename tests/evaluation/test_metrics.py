@@ -31,6 +31,14 @@ def test_ece_weights_each_bin_by_its_share_of_samples():
     assert expected_calibration_error(proba, target) == pytest.approx(0.25)
 
 
+def test_a_confidence_on_a_bin_edge_falls_in_the_bin_it_closes():
+    """Bins are (low, high], as Guo et al. bin them: 0.6 (an edge of 5 bins) belongs to (0.4, 0.6]."""
+    from polymodal.metrics.tasks import reliability_bins
+
+    bins = reliability_bins(np.array([[0.6, 0.4], [1.0, 0.0]]), np.array([0, 0]), bins=5)
+    assert [b["count"] for b in bins] == [0, 0, 1, 0, 1] and bins[2]["high"] == pytest.approx(0.6)
+
+
 def test_multilabel_counts_probabilities_from_one_half_up_as_positive():
     # rows: (target, probabilities) -> predicted
     #   [1, 0]  0.55, 0.20  -> [1, 0]
