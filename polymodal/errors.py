@@ -163,7 +163,8 @@ class OversizedInputError(DecodeError):
     service answers it with 413, where a corrupt file is 422.
 
     Attributes:
-        measure: what was too large: ``pixels``, ``frames`` or ``seconds``.
+        measure: what was too large: ``pixels``, ``frames``, ``seconds`` or ``samples`` (an audio
+            file's rate and channels over its allowed seconds).
     """
 
     def __init__(self, reason: str, *, measure: str, **where: Any):

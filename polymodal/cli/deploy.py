@@ -214,9 +214,10 @@ def serve(
                                  max_image_pixels=max_image_pixels, max_audio_seconds=max_audio_seconds,
                                  max_video_frames=max_video_frames,
                                  max_text_chars=max_text_chars, threads=threads)
-    except ValidationError as err:
-        raise OptionError([f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']} (got {e['input']!r})"
-                           for e in err.errors()]) from None
+    except ValidationError as err:  # a token is not echoed: it is a secret
+        raise OptionError([f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: "
+                           f"{e['msg'].removeprefix('Value error, ')}"
+                           + ("" if e["loc"] == ("token",) else f" (got {e['input']!r})") for e in err.errors()]) from None
     check_address(host, port)
     folder = export_folder(run, quantize=quantized)
     app = create_app(Runtime.load(folder, quantized=quantized, threads=threads), settings)

@@ -59,6 +59,18 @@ from polymodal.deploy.settings import ServeSettings
 from polymodal.utils.suggest import did_you_mean
 
 
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it names a key twice (JSON would keep the last silently), as a
+    multipart body naming a field twice is."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise RequestError(f"field {key!r} is given twice in the JSON body; give it once", status=422,
+                               code="duplicate_field", field=key)
+        seen[key] = value
+    return seen
+
+
 def empty_upload(name: str) -> str:
     """The warning for a file sent empty, read as an absent modality."""
     return f"the upload for '{name}' is empty (0 bytes): read as absent"
@@ -94,7 +106,9 @@ class RequestParser:
     # -- bodies -------------------------------------------------------------------------------
     def from_json(self, body: bytes) -> ParsedBody:
         try:
-            data = json.loads(body)
+            data = json.loads(body, object_pairs_hook=_no_repeated_keys)
+        except RequestError:
+            raise
         except ValueError as err:  # not JSON, not UTF-8, or an integer past Python's 4,300 digits
             raise RequestError(f"the body is not valid JSON ({err})", code="malformed_body") from None
         except RecursionError:
@@ -309,7 +323,13 @@ class RequestParser:
         """The mono samples and rate of an audio file (WAV, FLAC, OGG), decoded no further than ``limit`` s."""
         try:
             samples, rate = read_wav(data, max_seconds=limit)  # decoded no further than the limit
-        except (RequestError, wave.Error, EOFError, ValueError) as err:
+        except RequestError as err:
+            if err.status != 413:
+                raise RequestError(f"audio modality '{name}': unreadable audio ({err})", status=422,
+                                   code="corrupt_file", field=name) from None
+            raise RequestError(f"modality '{name}' (audio): {err.reason} (the service's --max-audio-seconds is "
+                               f"{limit:g} s)", status=413, code="too_large", field=name) from None
+        except (wave.Error, EOFError, ValueError) as err:
             raise RequestError(f"audio modality '{name}': unreadable audio ({err})", status=422, code="corrupt_file",
                                field=name) from None
         return samples, rate

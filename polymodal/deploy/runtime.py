@@ -333,7 +333,10 @@ class Runtime:
 
     # -- the network --------------------------------------------------------------------------
     def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Raw outputs (B, K) of the graph for prepared feeds (the int8 graph: row by row)."""
+        """Raw outputs (B, K) of the graph for prepared feeds (the int8 graph: row by row); no row
+        gives (0, K) without running it (a graph's batch axis of 0 breaks its reshapes)."""
+        if len(feeds[self.input_names[0]]) == 0:
+            return np.zeros((0, max(task["outputs"][1] for task in self.tasks.values())), np.float32)
         return run_graph(self.session, self.input_names, feeds, row_by_row=self.quantized)
 
     @property
@@ -421,15 +424,18 @@ class Runtime:
         return flagged
 
     def predict(self, rows: Sequence[Row], task: str | None = None) -> list[Any]:
-        """Labels (classification), 0/1 lists (multilabel), value lists (regression) or flags
+        """Labels (classification: None for a row whose outputs are not numbers, an input that
+        overflows once scaled), 0/1 lists (multilabel), value lists (regression) or flags
         (anomaly) of the main task, or of ``task`` (a further task's name)."""
         entry = self.task_entry(task)
         feeds = self.transform(rows)
         kind, scores = entry["task"], self.scores(self.task_outputs(self.run(feeds), task), task)
         if kind == "anomaly":
             return self.flags(scores, self.held(feeds)).tolist()
-        if kind == "classification":
-            return [entry["classes"][i] for i in decisions(kind, scores, entry.get("threshold"))]
+        if kind == "classification":  # None where the outputs are not numbers (argmax would call them the first class)
+            finite = np.isfinite(scores).all(axis=1)
+            return [entry["classes"][i] if ok else None
+                    for i, ok in zip(decisions(kind, scores, entry.get("threshold")), finite)]
         return decisions(kind, scores, entry.get("threshold")).tolist() if kind == "multilabel" else scores.tolist()
 
     def predict_records(self, rows: Sequence[Row]) -> list[dict[str, Any]]:

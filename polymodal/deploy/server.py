@@ -18,6 +18,7 @@ and their types are imported inside :func:`create_app`, fastapi being an optiona
 
 
 import hmac
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -156,6 +157,10 @@ def prediction_json(runtime: Runtime, outputs: np.ndarray, row: dict[str, Any],
         elif not np.isfinite(score):  # JSON has no infinity
             out["warnings"].append(f"the score is {score} (sent as null)")
     else:
+        if not np.isfinite(outputs).all():  # argmax would call NaN probabilities the first class
+            raise RequestError("the model's outputs for this input are not finite numbers (an input value too large "
+                               "for the model once scaled, such as a signal sample of 1e38): nothing is predicted",
+                               status=422, code="bad_input")
         out.update(task_json(runtime.task_entry(), scores))
     for name in runtime.further_tasks:  # a multi-task model: each further task's answer by name, the main task's above
         task_scores = runtime.scores(runtime.task_outputs(outputs[None], name), name)[0]
@@ -249,6 +254,13 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
     except ImportError as err:  # the package that is missing, by its PyPI name
         package = (err.name or "fastapi").split(".")[0].replace("_", "-")
         raise MissingDependencyError(package, "polymodal serve", extra="serve") from None
+    class AsciiJSONResponse(JSONResponse):
+        """An error as ASCII JSON: what a client sent that UTF-8 cannot encode (a lone surrogate in
+        a field name, which the message quotes) is escaped, where it made a 500."""
+
+        def render(self, content: Any) -> bytes:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
     settings = settings or ServeSettings()
     parser = RequestParser(runtime, settings)
     batcher = MicroBatcher(runtime.run, settings.max_batch, settings.max_wait_ms)
@@ -278,11 +290,11 @@ def create_app(runtime: Runtime, settings: ServeSettings | None = None) -> Any:
     @app.exception_handler(RequestError)
     async def request_error(_: Request, err: RequestError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
-        return JSONResponse(err.to_json(), status_code=err.status, headers=headers)
+        return AsciiJSONResponse(err.to_json(), status_code=err.status, headers=headers)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, err: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": {"code": "http_error", "message": str(err.detail), "field": None}},
+        return AsciiJSONResponse({"error": {"code": "http_error", "message": str(err.detail), "field": None}},
                             status_code=err.status_code, headers=getattr(err, "headers", None))
 
     post = {"openapi_extra": {"requestBody": body_schemas(runtime, settings)},

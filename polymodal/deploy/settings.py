@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
 from polymodal.config.base import StrictModel
 
@@ -43,3 +43,14 @@ class ServeSettings(StrictModel):
     max_wait_ms: Annotated[float, Field(ge=0.0, le=1000.0)] = 0.0
     threads: PositiveInt | None = None
     quantized: bool = False
+
+    @field_validator("token")
+    @classmethod
+    def _printable_ascii(cls, token: str | None) -> str | None:
+        """HTTP headers carry Latin-1 bytes, which clients and the server spell a non-ASCII token
+        in differently: such a token would never match (every request refused)."""
+        if token is not None and not (token.isascii() and token.isprintable() and " " not in token):
+            raise ValueError("the bearer token must be printable ASCII without spaces (letters, digits, "
+                             "-._~+/=...), as an Authorization header carries it; generate one with "
+                             "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        return token

@@ -45,8 +45,9 @@ def task_columns(entry: Mapping[str, Any], scores: np.ndarray) -> dict[str, list
     chosen = decisions(kind, scores, entry.get("threshold"))
     if kind == "multilabel":
         columns = {f"pred_{c}": chosen[:, i].tolist() for i, c in enumerate(names)}
-    else:
-        columns = {"prediction": [names[i] for i in chosen]}
+    else:  # no class where the outputs are not numbers (argmax would call them the first)
+        finite = np.isfinite(scores).all(axis=1)
+        columns = {"prediction": [names[i] if ok else None for i, ok in zip(chosen, finite)]}
     return {**columns, **{f"proba_{c}": scores[:, i].tolist() for i, c in enumerate(names)}}
 
 

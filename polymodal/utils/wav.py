@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from polymodal.errors import DecodeError, MissingDependencyError
+from polymodal.errors import DecodeError, MissingDependencyError, OversizedInputError
 
 # Streaming writers that cannot seek back leave a placeholder data size: 0xFFFFFFFF (ffmpeg),
 # 0x7FFFFFFF or just under it (arecord, sox), or 0. A declared size from here up is read as
@@ -86,8 +86,8 @@ def read_pcm_wav(source: str | BinaryIO, *, mono: bool = True) -> tuple[np.ndarr
 ESTIMATED_LENGTH_FORMATS = frozenset({"MP3", "MPEG"})  # soundfile names MPEG Layer III "MP3"
 
 
-def read_sound(source: str | BinaryIO, *, mono: bool = True, max_seconds: float | None = None
-               ) -> tuple[np.ndarray, int]:
+def read_sound(source: str | BinaryIO, *, mono: bool = True, max_seconds: float | None = None,
+               max_values: int | None = None) -> tuple[np.ndarray, int]:
     """Samples and sample rate of an audio-format file (a path or a binary file object): 16-bit PCM
     WAV with the standard library (:func:`read_pcm_wav`), anything else libsndfile reads (WAV of
     other encodings, FLAC, OGG) with ``soundfile``, the same float32 values either way; a file
@@ -97,6 +97,9 @@ def read_sound(source: str | BinaryIO, *, mono: bool = True, max_seconds: float 
         mono: average the channels into one waveform; False keeps every channel.
         max_seconds: libsndfile decodes no further than one frame past this (a compressed upload
             cannot expand into gigabytes; a 16-bit WAV is no larger decoded than sent).
+        max_values: with ``max_seconds``, refuse a compressed file whose rate and channels would
+            decode past this many samples over ``max_seconds`` (a small FLAC of silence at 655
+            kHz and 8 channels), read from its header before anything is decoded.
 
     Returns:
         float32 samples, (N,) mono or (channels, N), possibly empty; the rate the header declares.
@@ -123,10 +126,19 @@ def read_sound(source: str | BinaryIO, *, mono: bool = True, max_seconds: float 
         with soundfile.SoundFile(source) as handle:
             frames, rate, fmt = handle.frames, handle.samplerate, handle.format
             capped = max_seconds is not None and rate > 0
+            if capped and max_values is not None:
+                decoded = min(frames, math.floor(max_seconds * rate) + 1) * handle.channels
+                if decoded > max_values:
+                    raise OversizedInputError(
+                        f"the audio is {rate:,} Hz x {handle.channels} channel(s): {decoded:,} samples to decode, "
+                        f"more than the {max_values:,} allowed (a rate of at most {max_values // max(1, handle.channels) / max_seconds:,.0f} Hz "
+                        f"for {handle.channels} channel(s) over {max_seconds:g} s)", measure="samples", path=path)
             # libsndfile reads a format it cannot seek in (GSM 6.10, G.721 WAV) only a given count of frames
             count = math.floor(max_seconds * rate) + 1 if capped else -1 if handle.seekable() else frames
             samples = handle.read(frames=count, dtype="float32", always_2d=True)  # (N, channels)
     # TypeError: a file object of no known format; ValueError: what libsndfile cannot read as asked
+    except OversizedInputError:
+        raise
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         # libsndfile's own words, without its "Error opening <_io.BytesIO object at 0x...>: "
         said = getattr(err, "error_string", None) or str(err)

@@ -495,3 +495,14 @@ def test_serving_a_runs_export_imports_no_torch(exported):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str(run / "export")
+
+
+def test_serve_refuses_a_token_no_header_carries_as_written_without_echoing_it(exported, monkeypatch, tmp_path):
+    folder, _ = exported
+    monkeypatch.setattr(commands, "run_server", lambda app, settings: pytest.fail("served"))
+    secret = tmp_path / "token"
+    secret.write_text("pässwort\n", encoding="utf-8")
+    result = runner.invoke(app, ["serve", str(folder), "--token-file", str(secret)])
+    assert result.exit_code == 2, result.output
+    assert "--token: the bearer token must be printable ASCII without spaces" in result.stderr
+    assert "pässwort" not in result.output

@@ -173,6 +173,25 @@ def test_a_wav_with_a_chunk_past_the_end_is_an_unsupported_file():
     assert info.value.status == 415
 
 
+def test_a_compressed_file_that_would_decode_past_the_budget_is_refused_from_its_header():
+    """8 channels at 96 kHz: 768,000 samples in a second of silence a few KB long, more than 192 kHz
+    stereo would decode to (384,000); 44.1 kHz stereo is read."""
+    import soundfile
+
+    def flac(rate: int, channels: int) -> bytes:
+        buffer = io.BytesIO()
+        soundfile.write(buffer, np.zeros((rate, channels), np.float32), rate, format="FLAC")
+        return buffer.getvalue()
+
+    with pytest.raises(RequestError, match=r"96,000 Hz x 8 channel\(s\): 768,000 samples to decode, more than "
+                                           r"the 384,000 allowed") as info:
+        read_wav(flac(96_000, 8), max_seconds=1.0)
+    assert info.value.status == 413 and info.value.code == "too_large"
+    samples, rate = read_wav(flac(44_100, 2), max_seconds=1.0)
+    assert rate == 44_100 and samples.shape == (44_100,)
+    assert read_wav(flac(96_000, 8))[0].shape == (96_000,)  # no limit asked: read (the Python runtime's files)
+
+
 def test_a_truncated_wav_is_refused_as_a_corrupt_file(monkeypatch):
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as handle:

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from polymodal.deploy.errors import content_start
-from polymodal.deploy.requests import accepted_types
+from polymodal.deploy.features.signatures import accepted_types
 from polymodal.deploy.runtime import Runtime
 from polymodal.deploy.server import create_app
 from polymodal.deploy.settings import ServeSettings
@@ -213,12 +213,12 @@ def big_png(side: int) -> bytes:
     return png_bytes(np.zeros((side, side), np.uint8))
 
 
-def flac_bytes(seconds: float) -> bytes:
+def flac_bytes(seconds: float, rate: int = 8000, channels: int = 1) -> bytes:
     """Silence as FLAC: a few kilobytes that decode into far more samples than a WAV of the same size."""
     import soundfile
 
     buffer = io.BytesIO()
-    soundfile.write(buffer, np.zeros(int(seconds * 8000), np.float32), 8000, format="FLAC")
+    soundfile.write(buffer, np.zeros((int(seconds * rate), channels), np.float32), rate, format="FLAC")
     return buffer.getvalue()
 
 
@@ -250,6 +250,12 @@ def lab_tiff() -> bytes:
     ({"content": b"x" * 200_001, "headers": {"content-type": "application/json"}}, 413, "too_large", None),
     ({"files": {"notes": ("a.txt", b"text as a file", "text/plain")}}, 422, "bad_input", "notes"),
     ({"json": {"audio": b64(flac_bytes(100.0))}}, 413, "too_long", "audio"),
+    # within --max-audio-seconds, but 8 channels at 96 kHz: more samples than 192 kHz stereo would decode to
+    ({"json": {"audio": b64(flac_bytes(0.9, 96_000, 8))}}, 413, "too_large", "audio"),
+    ({"content": '{"n\u00f6tes\\ud800": "x"}'.encode(), "headers": {"content-type": "application/json"}}, 422,
+     "unknown_field", "n\u00f6tes\ud800"),  # a lone surrogate in a key, quoted in the message: escaped, not a 500
+    ({"content": b'{"notes": "red", "notes": ""}', "headers": {"content-type": "application/json"}}, 422,
+     "duplicate_field", "notes"),
     ({"json": {"labs": {"x1": 10 ** 400}}}, 422, "bad_input", "labs"),
     ({"content": b'{"notes": ' + b"9" * 5000 + b"}", "headers": {"content-type": "application/json"}}, 400,
      "malformed_body", None),
@@ -293,6 +299,33 @@ def test_limit_messages_name_the_limit_and_the_value(client):
     error = client.post("/predict", content=b"x" * 200_001, headers={"content-type": "application/json"}).json()
     assert error["error"]["message"] == ("the request body has 200,001 bytes; at most 200,000 (0.190735 MiB) are "
                                          "allowed")  # the limit in the unit --max-request-mb takes
+
+
+def test_outputs_that_are_not_numbers_predict_nothing(runtime, monkeypatch):
+    """An input that overflows once scaled (a signal sample of 3e38) gives NaN outputs, whose argmax
+    called the first class with null probabilities: the service answers 422, the runtime None."""
+    width = max(task["outputs"][1] for task in runtime.tasks.values())
+    monkeypatch.setattr(runtime, "run", lambda feeds: np.full((len(next(iter(feeds.values()))), width), np.nan,
+                                                              np.float32))
+    assert runtime.predict([{"notes": "red"}]) == [None]
+    assert runtime.predict_records([{"notes": "red"}])[0]["prediction"] is None
+    with TestClient(create_app(runtime, ServeSettings()), base_url=LOCAL) as c:
+        response = c.post("/predict", json={"notes": "red"})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "bad_input"
+    assert "not finite numbers" in response.json()["error"]["message"]
+
+
+def test_no_rows_give_no_answers_without_running_the_graph(runtime):
+    assert runtime.predict([]) == [] and runtime.predict_records([]) == []
+    assert runtime.predict_proba([]).shape == (0, len(runtime.meta["classes"]))
+
+
+@pytest.mark.parametrize("token", ["p\u00e4sswort", "two words", "tab\there"])
+def test_a_token_no_header_could_carry_as_given_is_refused(token):
+    """HTTP headers carry Latin-1: clients and the server spell a non-ASCII token differently, so it
+    never matched and every request was refused."""
+    with pytest.raises(ValueError, match="the bearer token must be printable ASCII without spaces"):
+        ServeSettings(token=token)
 
 
 def test_bearer_token(runtime, sample):

@@ -4,6 +4,7 @@ video's sound track (PyAV), resampling, and waveform / spectrogram / log-mel / M
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +21,10 @@ from polymodal.utils.wav import SILENT_NOTE, TruncatedAudioError, mono_samples, 
 
 # leading bytes of the audio files the runtime reads: (offset, bytes, type name); the service's too
 AUDIO_SIGNATURES = ((8, b"WAVE", "WAV"), (0, b"fLaC", "FLAC"), (0, b"OggS", "OGG"))
+# what a second of compressed audio may decode to, at most: 192 kHz stereo (studio recordings); a
+# file of more channels or a higher rate is refused from its header (its decoded samples would
+# outgrow the request limits: a 176 KB FLAC of silence at 655 kHz and 8 channels held 1 GB)
+SAMPLES_PER_SECOND = 192_000 * 2
 
 
 def audio_format(data: bytes) -> str | None:
@@ -30,14 +35,19 @@ def audio_format(data: bytes) -> str | None:
 def read_wav(data: bytes, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Mono float32 waveform and sample rate of audio file bytes (WAV, FLAC, OGG), read as training
     reads a file (:func:`~polymodal.utils.wav.read_sound`); ``max_seconds``: a compressed file is
-    decoded no further than one frame past it, so a small upload cannot expand into gigabytes.
+    decoded no further than one frame past it, and refused from its header when its rate and
+    channels would decode more than :data:`SAMPLES_PER_SECOND` samples a second over it, so a
+    small upload cannot expand into gigabytes.
 
     Raises:
-        RequestError: 422 ``corrupt_file`` for a truncated file, 415 ``unsupported_type`` for one
-            libsndfile cannot read.
+        RequestError: 413 ``too_large`` for a file past that budget, 422 ``corrupt_file`` for a
+            truncated file, 415 ``unsupported_type`` for one libsndfile cannot read.
     """
+    budget = None if max_seconds is None else math.ceil(max_seconds * SAMPLES_PER_SECOND)
     try:
-        return read_sound(io.BytesIO(data), max_seconds=max_seconds)
+        return read_sound(io.BytesIO(data), max_seconds=max_seconds, max_values=budget)
+    except OversizedInputError as err:
+        raise RequestError(err.reason, status=413, code="too_large") from None
     except TruncatedAudioError as err:
         raise RequestError(err.reason, status=422, code="corrupt_file") from None
     except (DecodeError, OSError):
