@@ -139,9 +139,11 @@ class AudioFeatures(Features):
         its row is (the last value's answer is kept)."""
         if not is_video(value):
             return True
-        if self._held is None or self._held[0] is not value:
-            self._held = (value, self._has_track(value))
-        return self._held[1]
+        held = self._held  # read once: another request's thread may replace it meanwhile
+        if held is None or held[0] is not value:
+            held = (value, self._has_track(value))
+            self._held = held
+        return held[1]
 
     def _has_track(self, value: Any) -> bool:
         from polymodal.data.video_io import has_audio_track
