@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from polymodal.data.encode import EncodedTable, unshared_generator
+from polymodal.data.encode import EncodedTable, freeze_inherited_objects, unshared_generator
 from polymodal.data.modalities.base import Preprocessor
 
 Batch = dict[str, Any]
@@ -98,7 +98,7 @@ def data_loader(dataset: MultimodalDataset, batch_size: int, *, train: bool, wor
         ranks: processes that train together (distributed training), each on its share of the rows.
     """
     return DataLoader(dataset, batch_size=batch_size, shuffle=train, collate_fn=collate, num_workers=workers,
-                      persistent_workers=workers > 0, pin_memory=pin_memory,
+                      persistent_workers=workers > 0, pin_memory=pin_memory, worker_init_fn=freeze_inherited_objects,
                       drop_last=train and drops_short_batch(len(dataset), batch_size, ranks))
 
 

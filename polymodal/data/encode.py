@@ -152,6 +152,18 @@ def encode_workers(preprocessor: Preprocessor, seconds_left: float) -> int:
     return min(8, cores)
 
 
+def freeze_inherited_objects(worker_id: int) -> None:
+    """A DataLoader worker's ``worker_init_fn``: the objects a forked worker inherits are never
+    garbage-collected in it (``gc.freeze``). A parent's garbage not yet collected (a PyAV filter
+    graph left by decoding a video's sound track) would otherwise be freed in the child, where the
+    library's threads do not exist: freeing its thread pool there waits on them for ever (a
+    deadlock seen under ``fork``). The parent frees them; the child's own objects are collected as
+    usual."""
+    import gc
+
+    gc.freeze()
+
+
 def unshared_generator() -> torch.Generator:
     """A generator of its own (seeded 0) for a DataLoader that draws nothing at random (encoding,
     inference) to draw its workers' base seed from: a DataLoader without one draws it from torch's
@@ -208,6 +220,7 @@ def _featurize_rows(preprocessor: Preprocessor, cells: Sequence[Any], rows: np.n
         rest = torch.utils.data.Subset(chunks, range(1, len(chunks)))
         loader = torch.utils.data.DataLoader(rest, batch_size=None, shuffle=False, num_workers=workers,
                                              collate_fn=_as_is, prefetch_factor=2 if workers else None,
+                                             worker_init_fn=freeze_inherited_objects,
                                              generator=unshared_generator())
         for item in loader:
             consume(*item)

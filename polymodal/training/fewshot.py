@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from polymodal.config.transfer import ProtoNetConfig
+from polymodal.data.encode import freeze_inherited_objects
 from polymodal.errors import ConfigError
 from polymodal.models.objectives import LossOutput
 from polymodal.models.objectives.fewshot import class_prototypes, prototypical_loss
@@ -108,7 +109,7 @@ def episode_loader(dataset: torch.utils.data.Dataset, labels: np.ndarray, *, way
     count = episodes if episodes is not None else max(1, len(labels) // per_episode)
     sampler = EpisodeSampler(labels, ways, shots, queries, count, seed)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
-                      persistent_workers=num_workers > 0)
+                      persistent_workers=num_workers > 0, worker_init_fn=freeze_inherited_objects)
 
 
 def prototype_embeddings(net: torch.nn.Module, loader: DataLoader, device: torch.device) -> torch.Tensor:

@@ -25,7 +25,7 @@ from polymodal.config.transfer import DistillConfig, DomainConfig, UnlabeledConf
 from polymodal.data.content_keys import same_rows
 from polymodal.data.dataset import collate, drops_short_batch
 from polymodal.data.embeddings import attach_cached_features
-from polymodal.data.encode import EncodedTable
+from polymodal.data.encode import EncodedTable, freeze_inherited_objects
 from polymodal.errors import ConfigError, ManifestError, OptionError, option
 from polymodal.training import adaptation as _adaptation  # noqa: F401 - registers the domain terms
 from polymodal.training import semi as _semi  # noqa: F401 - registers the semi-supervised terms
@@ -263,6 +263,7 @@ class TransferPlan:
             dataset = self.pipeline.dataset(self.unlabeled_table, None, train=True)
             unlabeled = DataLoader(dataset, batch_size=size, shuffle=True, collate_fn=collate,
                                    num_workers=labeled.num_workers, persistent_workers=labeled.num_workers > 0,
+                                   worker_init_fn=freeze_inherited_objects,
                                    drop_last=drops_short_batch(len(dataset), size, world_size(self.config.train)))
             return PairedLoader(labeled, unlabeled)
         if self.protonet is not None:

@@ -97,3 +97,30 @@ def test_dataset_survives_pickling_for_spawned_workers(fitted):
     dataset = pipe.dataset(table, targets)
     clone = pickle.loads(pickle.dumps(dataset))
     assert_nested_equal(clone.__getitems__([0, 1, 2]), dataset.__getitems__([0, 1, 2]))
+
+
+class _FrozenProbe(torch.utils.data.Dataset):
+    """Each item: how many objects the worker holds out of garbage collection."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        import gc
+
+        return gc.get_freeze_count()
+
+
+def test_loader_workers_never_collect_the_objects_they_inherit():
+    """A parent's uncollected PyAV filter graph, freed by a forked worker's garbage collection,
+    waited for ever on threads the worker does not have: workers freeze what they inherit. Every
+    loader with workers does it (training, unlabelled, episodes, encoding)."""
+    import gc
+
+    from polymodal.data.dataset import data_loader
+    from polymodal.data.encode import freeze_inherited_objects
+
+    loader = data_loader(_FrozenProbe(), 1, train=False, workers=1)
+    assert loader.worker_init_fn is freeze_inherited_objects
+    assert all(int(count) > 0 for count in loader)
+    assert gc.get_freeze_count() == 0  # the parent's own objects are collected as before
