@@ -650,6 +650,7 @@ def test_an_interrupted_run_checks_its_manifests_against_those_its_training_star
         MultimodalPredictor.from_config(classification_config(epochs=2)).fit(train, data["valid"], out=run, resume=True)
 
 
+@pytest.mark.slow  # 6 s; training/test_trainer.py tests the sessions' time
 def test_a_resumed_runs_training_time_is_the_whole_fits(data, tmp_path):
     """train_seconds (metrics.json, compare, the report) covers every session, not the last."""
     import lightning as L

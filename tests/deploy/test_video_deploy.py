@@ -74,8 +74,8 @@ def video_export(clips, tmp_path_factory, one_thread):
 
 
 @pytest.mark.parametrize(("temporal", "sampling"), [
-    ("mean", "uniform"),
-    pytest.param("transformer", "stride", marks=pytest.mark.slow),  # 14 s; gru + stride is the module's fixture
+    pytest.param("mean", "uniform", marks=pytest.mark.slow),  # 13 s; gru + stride is the module's fixture
+    pytest.param("transformer", "stride", marks=pytest.mark.slow),  # 14 s
 ])
 def test_every_temporal_model_exports_and_the_runtime_reads_the_clips_as_training(clips, tmp_path, temporal, sampling,
                                                                                    onnx_exporters, monkeypatch):

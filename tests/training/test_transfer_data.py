@@ -47,6 +47,7 @@ def recorded(run) -> str | None:
 
 
 # -- the unlabelled manifest a run trained on -----------------------------------------------------
+@pytest.mark.slow  # 6 s: the record and its resume check stay in test_the_run_records_the_unlabelled_manifest_it_used_and_resume_checks_it
 def test_a_second_fit_starts_from_the_config_given_not_the_one_the_first_recorded(data, tmp_path):
     pred = MultimodalPredictor.from_config(config({"method": "coral", "unlabeled": str(data["other"])}))
     pred.fit(data["train"], data["valid"], unlabeled=data["unlabeled"])
@@ -89,6 +90,7 @@ def test_the_run_records_the_unlabelled_manifest_it_used_and_resume_checks_it(da
     assert recorded(run) == str(data["unlabeled"].resolve())
 
 
+@pytest.mark.slow  # 6 s: the record and its resume check stay in test_the_run_records_the_unlabelled_manifest_it_used_and_resume_checks_it
 def test_the_config_of_a_run_resumes_it_without_naming_the_unlabelled_manifest_again(data, tmp_path):
     run = tmp_path / "run"
     MultimodalPredictor.from_config(config({"method": "mmd"})).fit(data["train"], data["valid"], out=run,
@@ -113,6 +115,7 @@ def test_a_distillation_run_trained_without_unlabelled_rows_resumes_without_them
                                                         resume=True).history) == 2
 
 
+@pytest.mark.slow  # 6 s: the record and its resume check stay in test_the_run_records_the_unlabelled_manifest_it_used_and_resume_checks_it
 def test_an_unlabelled_data_frame_records_no_path_and_is_not_checked_on_resume(data, tmp_path):
     """As for a DataFrame training manifest: nothing to compare a later one with."""
     run = tmp_path / "run"
