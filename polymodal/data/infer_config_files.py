@@ -16,7 +16,7 @@ import numpy as np
 from polymodal.config.encoders import FLATTEN_MAX_SIDE
 from polymodal.data.manifest import Manifest
 from polymodal.data.video_io import FRAME_SUFFIXES, VIDEO_SUFFIXES, import_av
-from polymodal.utils.images import GREY_LEVELS, colour_mode, grey_image, grey_pixels, image_array
+from polymodal.utils.images import GREY_LEVELS, colour_mode, grey_image, grey_pixels, image_array, wider_than_8_bits
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus"})  # what libsndfile reads
 ARRAY_SUFFIXES = frozenset({".npy", ".npz", ".mat", ".csv"})
@@ -61,9 +61,9 @@ def judge_files(manifest: Manifest, column: str, rows: np.ndarray, kind: str, su
             continue
         read = 1 if kind == "video" else len(sampled)  # one video's first frame is decoded
         said = _described(became, settings.pop("colour_why", None), settings["preprocess"], read)
-        if settings.get("wide"):
-            said += f"; {_wide_note(settings.pop('wide'), read)}"
-        settings.pop("wide", None)
+        wide = settings.pop("wide", None)
+        if wide:
+            said += f"; {_wide_note(wide, read)}"
         return became, f"{named} {said}{absent}", settings
     return "skipped", f"{named} files, none of the first {len(reasons)} readable ({reasons[0]})", {}
 
@@ -102,7 +102,7 @@ def _image_settings(path: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
         try:
             with Image.open(other) as image:
                 side, grey, mode = max(image.size), grey_image(image), image.mode if colour_mode(image) else None
-                wide += [other] if image.mode.startswith("I;16") or image.mode in ("I", "F") else []
+                wide += [other] if wider_than_8_bits(image) else []
         except (OSError, ValueError):  # reported when the manifest is encoded
             if other == path:
                 raise

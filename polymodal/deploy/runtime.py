@@ -432,10 +432,8 @@ class Runtime:
         kind, scores = entry["task"], self.scores(self.task_outputs(self.run(feeds), task), task)
         if kind == "anomaly":
             return self.flags(scores, self.held(feeds)).tolist()
-        if kind == "classification":  # None where the outputs are not numbers (argmax would call them the first class)
-            finite = np.isfinite(scores).all(axis=1)
-            return [entry["classes"][i] if ok else None
-                    for i, ok in zip(decisions(kind, scores, entry.get("threshold")), finite)]
+        if kind == "classification":  # None where the outputs are not numbers, as predict_records says it
+            return task_columns(entry, scores)["prediction"]
         return decisions(kind, scores, entry.get("threshold")).tolist() if kind == "multilabel" else scores.tolist()
 
     def predict_records(self, rows: Sequence[Row]) -> list[dict[str, Any]]:

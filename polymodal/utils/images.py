@@ -110,10 +110,16 @@ def colour_mode(image: Any) -> bool:
     return len(set(image.getbands()) - {"A", "a"}) > 1 or image.mode in ("P", "PA")
 
 
+def wider_than_8_bits(image: Any) -> bool:
+    """Whether a Pillow image's pixels are wider than 8 bits: 16-bit in either byte order, 32-bit
+    integer or float."""
+    return image.mode.startswith("I;16") or image.mode in ("I", "F")
+
+
 def to_8bit(image: Any, value_range: Sequence[float] | None = None) -> Any:
-    """A Pillow image whose pixels are wider than 8 bits (16-bit in either byte order, 32-bit
-    integer or float) as 8-bit grey, by :func:`scaled_to_8bit`; other modes are returned as they are."""
-    if not (image.mode.startswith("I;16") or image.mode in ("I", "F")):
+    """A Pillow image whose pixels are wider than 8 bits (:func:`wider_than_8_bits`) as 8-bit
+    grey, by :func:`scaled_to_8bit`; other modes are returned as they are."""
+    if not wider_than_8_bits(image):
         return image
     import numpy as np
     from PIL import Image
